@@ -1,0 +1,142 @@
+"""Errors a user can meet.
+
+Every error carries what a person needs to fix the cause: the file, the field
+(a dotted path such as ``tasks.train.retries``), the value that was found and
+what was expected. ``str(err)`` renders all of it on one or a few lines, so the
+CLI prints it as is and never shows a traceback for bad input.
+
+Subclasses also derive from the matching builtin (``ValueError``,
+``LookupError``) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EdgeorchError(Exception):
+    """Base class of every error edgeorch raises on purpose.
+
+    ``exit_code`` is what the CLI exits with when this error reaches it.
+    """
+
+    exit_code: int = 1
+    code: str = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+        expected: str | None = None,
+        hint: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.hint = hint
+        self.line = line
+        self.column = column
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One human line (plus an optional hint line) naming where and what."""
+        where = ""
+        if self.file:
+            where = str(self.file)
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        text = where
+        if self.field:
+            text += f"{self.field}: "
+        text += self.message
+        if self.value is not None:
+            text += f" (found {self.value!r})"
+        if self.expected:
+            text += f"; expected {self.expected}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, used by ``--json`` output and the control protocol."""
+        out: dict[str, Any] = {"code": self.code, "message": self.render()}
+        for key in ("file", "field", "expected", "hint", "line", "column"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val
+        if self.value is not None:
+            out["value"] = self.value if isinstance(self.value, (str, int, float, bool)) else repr(self.value)
+        return out
+
+
+class ConfigError(EdgeorchError, ValueError):
+    """config.toml is malformed or holds a bad value."""
+
+    code = "config_error"
+    exit_code = 2
+
+
+class PipelineError(EdgeorchError, ValueError):
+    """A pipeline file is malformed or invalid (``edgeorch validate`` reports these)."""
+
+    code = "invalid_pipeline"
+
+
+class UsageError(EdgeorchError, ValueError):
+    """A command was called with bad arguments (bad ``-p key=value`` and the like)."""
+
+    code = "usage"
+    exit_code = 2
+
+
+class NotFoundError(EdgeorchError, LookupError):
+    """A run, task, attempt or pipeline that does not exist."""
+
+    code = "not_found"
+    exit_code = 3
+
+    def __str__(self) -> str:  # LookupError/KeyError would add quotes
+        return self.render()
+
+
+class StateError(EdgeorchError):
+    """The state file cannot be used: corrupt, from a newer version, or locked."""
+
+    code = "state_error"
+    exit_code = 4
+
+
+class ConflictError(EdgeorchError):
+    """The request contradicts the current state (retry a running run, ...)."""
+
+    code = "conflict"
+    exit_code = 5
+
+
+class DataError(EdgeorchError, ValueError):
+    """A data file cannot be read as expected (kernels: file, column, row)."""
+
+    code = "bad_data"
+
+
+class TaskViolation(EdgeorchError):
+    """A built-in check task found a violation and its policy says fail.
+
+    ``result`` holds the full result document, which is still recorded.
+    """
+
+    code = "violation"
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        self.result = result or {}
+        super().__init__(message)

@@ -1,0 +1,163 @@
+"""Terminal output: aligned tables, JSON for scripts, durations, progress.
+
+Every CLI command renders through here so that tables look the same
+everywhere and ``--json`` always prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any, Iterable, Sequence, TextIO
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Return ``rows`` as a left-aligned text table under ``headers``.
+
+    Cells are converted with ``str``; ``None`` renders as ``-``. Numbers are
+    right-aligned. An empty ``rows`` gives just the header line.
+    """
+    raw = [list(row) for row in rows]
+    cells = [[_cell(v) for v in row] for row in raw]
+    numeric = [
+        bool(raw) and all(
+            isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in raw if row[i] is not None
+        )
+        for i in range(len(headers))
+    ]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in cells:
+        parts = []
+        for i, cell in enumerate(row):
+            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None) -> None:
+    """Print :func:`render_table` to ``out`` (stdout by default)."""
+    print(render_table(headers, list(rows)), file=out or sys.stdout)
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np  # local: keep the CLI's start-up light
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)
+
+
+def dumps(obj: Any, *, indent: int | None = 2) -> str:
+    """JSON text for ``obj``; NaN/inf become ``null`` so the output is strict JSON."""
+    return json.dumps(_strict(obj), indent=indent, default=_json_default, allow_nan=False)
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any, out: TextIO | None = None) -> None:
+    """Print ``obj`` as one indented, strict JSON document."""
+    print(dumps(obj), file=out or sys.stdout)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1.2s``, ``3m04s``, ``2h05m``; ``-`` for ``None``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_timestamp(ts: float | None) -> str:
+    """Local time ``YYYY-MM-DD HH:MM:SS`` for a Unix timestamp; ``-`` for ``None``."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def format_bytes(n: int | None) -> str:
+    """``512B``, ``1.5K``, ``20.0G`` (powers of 1024)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(value) < 1024 or unit == "T":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}P"  # pragma: no cover
+
+
+class Progress:
+    """A one-line progress indicator on a terminal; silent when not a TTY.
+
+    ``update(done, total, label)`` redraws the line at most every 100 ms;
+    ``close()`` ends the line. Writes to stderr so stdout stays clean for
+    ``--json`` and pipes.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._last = 0.0
+        self._drawn = False
+
+    def update(self, done: float, total: float | None = None, label: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and (total is None or done < total):
+            return
+        self._last = now
+        if total:
+            frac = min(max(done / total, 0.0), 1.0)
+            filled = int(frac * 30)
+            bar = "#" * filled + "-" * (30 - filled)
+            text = f"\r[{bar}] {frac * 100:5.1f}% {label}"
+        else:
+            text = f"\r{label} {done:g}"
+        self.stream.write(text[:200].ljust(60))
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self.enabled and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._drawn = False

@@ -1,0 +1,234 @@
+"""Strict reading of TOML tables with errors that name file, field and value.
+
+``load_toml`` turns a syntax error into an :class:`EdgeorchError` with the line
+and column. :class:`TableReader` pulls typed values out of one table, collects
+every problem (so ``edgeorch validate`` reports all of them at once, not one
+per run) and flags unknown keys with a did-you-mean suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from .errors import EdgeorchError
+from .units import DURATION_EXPECTED, SIZE_EXPECTED, parse_duration, parse_size
+
+E = TypeVar("E", bound=EdgeorchError)
+T = TypeVar("T")
+
+_MISSING: Any = object()
+_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+def load_toml(path: Path, error_cls: type[E]) -> dict[str, Any]:
+    """Parse ``path``; raise ``error_cls`` naming the file (and line/column) on failure."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error_cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_cls(f"not UTF-8 text (byte {exc.start})", file=str(path), expected="a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = _TOML_POS.search(msg)
+        line = col = None
+        if m:
+            line, col = int(m.group(1)), int(m.group(2))
+            msg = _TOML_POS.sub("", msg).strip()
+        raise error_cls(f"malformed TOML: {msg}", file=str(path), line=line, column=col) from None
+
+
+def suggest(name: str, choices: list[str] | set[str]) -> str | None:
+    """The closest of ``choices`` to ``name``, or ``None`` when nothing is close."""
+    found = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def type_name(value: Any) -> str:
+    """A TOML-flavoured type name for messages."""
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+class TableReader:
+    """Typed, collecting access to one TOML table.
+
+    ``prefix`` is the dotted path of the table (``tasks.train``); problems go to
+    ``errors`` as ``error_cls`` instances and the getter returns its default, so
+    one pass finds every problem.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        file: str,
+        prefix: str,
+        errors: list[EdgeorchError],
+        error_cls: type[EdgeorchError],
+        context: str = "",
+    ) -> None:
+        self.file = file
+        self.prefix = prefix
+        self.errors = errors
+        self.error_cls = error_cls
+        self.context = context
+        self.seen: set[str] = set()
+        if not isinstance(data, dict):
+            self.fail(None, "must be a table", value=type_name(data), expected="a TOML table")
+            data = {}
+        self.data: dict[str, Any] = data
+
+    def field(self, key: str | None) -> str:
+        if key is None:
+            return self.prefix
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key: str | None, message: str, *, value: Any = None, expected: str | None = None, hint: str | None = None) -> None:
+        """Record a problem with ``key`` of this table."""
+        msg = f"{self.context}{message}" if self.context else message
+        self.errors.append(
+            self.error_cls(msg, file=self.file, field=self.field(key), value=value, expected=expected, hint=hint)
+        )
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, default)
+
+    def _get(self, key: str, default: Any, required: bool, check: Callable[[Any], bool], expected: str) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            if required:
+                self.fail(key, "is required", expected=expected)
+            return default
+        value = self.data[key]
+        if not check(value):
+            self.fail(key, f"has the wrong type ({type_name(value)})", value=value, expected=expected)
+            return default
+        return value
+
+    def str(self, key: str, default: Any = None, *, required: bool = False, nonempty: bool = True) -> Any:
+        value = self._get(key, _MISSING, required, lambda v: isinstance(v, str), "a string")
+        if value is _MISSING:
+            return default
+        if nonempty and not value.strip():
+            self.fail(key, "must not be empty", value=value, expected="a non-empty string")
+            return default
+        return value
+
+    def int(self, key: str, default: Any = None, *, required: bool = False, minimum: int | None = None, maximum: int | None = None) -> Any:
+        rng = _range_text(minimum, maximum)
+        value = self._get(
+            key, _MISSING, required, lambda v: isinstance(v, int) and not isinstance(v, bool), f"an integer{rng}"
+        )
+        if value is _MISSING:
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.fail(key, "is out of range", value=value, expected=f"an integer{rng}")
+            return default
+        return value
+
+    def number(self, key: str, default: Any = None, *, minimum: float | None = None) -> Any:
+        value = self._get(
+            key, _MISSING, False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        )
+        if value is _MISSING:
+            return default
+        if minimum is not None and value < minimum:
+            self.fail(key, "is out of range", value=value, expected=f"a number >= {minimum}")
+            return default
+        return float(value)
+
+    def bool(self, key: str, default: Any = None) -> Any:
+        value = self._get(key, _MISSING, False, lambda v: isinstance(v, bool), "true or false")
+        return default if value is _MISSING else value
+
+    def choice(self, key: str, choices: list[str] | tuple[str, ...], default: Any = None) -> Any:
+        value = self._get(key, _MISSING, False, lambda v: isinstance(v, str), f"one of {', '.join(choices)}")
+        if value is _MISSING:
+            return default
+        if value not in choices:
+            close = suggest(value, list(choices))
+            self.fail(
+                key, "has an unknown value", value=value, expected=f"one of {', '.join(choices)}",
+                hint=f"did you mean {close!r}?" if close else None,
+            )
+            return default
+        return value
+
+    def str_list(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        value = self._get(
+            key, _MISSING, required,
+            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "an array of strings",
+        )
+        return default if value is _MISSING else list(value)
+
+    def duration(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        try:
+            return parse_duration(self.data[key])
+        except ValueError:
+            self.fail(key, "is not a valid duration", value=self.data[key], expected=DURATION_EXPECTED)
+            return default
+
+    def size(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        try:
+            return parse_size(self.data[key])
+        except ValueError:
+            self.fail(key, "is not a valid size", value=self.data[key], expected=SIZE_EXPECTED)
+            return default
+
+    def table(self, key: str, default: Any = None) -> Any:
+        value = self._get(key, _MISSING, False, lambda v: isinstance(v, dict), "a table")
+        return default if value is _MISSING else value
+
+    def sub(self, key: str, context: str = "") -> "TableReader":
+        """A reader for the sub-table ``key`` (an empty one when absent)."""
+        self.seen.add(key)
+        return TableReader(
+            self.data.get(key, {}), file=self.file, prefix=self.field(key), errors=self.errors,
+            error_cls=self.error_cls, context=context or self.context,
+        )
+
+    def finish(self, allowed: list[str] | None = None) -> None:
+        """Report every key that no getter asked for (unknown keys, with did-you-mean)."""
+        known = set(allowed) if allowed is not None else self.seen
+        for key in self.data:
+            if key not in known:
+                close = suggest(key, known)
+                self.fail(
+                    key, "unknown key", expected=f"one of {', '.join(sorted(known))}" if known else None,
+                    hint=f"did you mean {close!r}?" if close else None,
+                )
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" from {minimum} to {maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""

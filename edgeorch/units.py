@@ -1,0 +1,56 @@
+"""Parsing of durations and sizes written by people in TOML files.
+
+Pure functions; they raise ``ValueError`` with a short reason, which callers
+wrap into an error naming the file and field.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+DURATION_EXPECTED = "a number of seconds or a string like '500ms', '30s', '15m', '2h', '1d'"
+SIZE_EXPECTED = "a number of bytes or a string like '512M', '8G', '1.5GiB'"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds for ``value``: a non-negative number, or ``'<n><unit>'``.
+
+    Units: ms, s, m, h, d; no unit means seconds. Booleans are refused (TOML
+    ``true`` is not a duration).
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value:
+            raise ValueError("negative or NaN duration")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    raise ValueError("not a duration")
+
+
+def parse_size(value: object) -> int:
+    """Bytes for ``value``: a non-negative integer, or ``'<n><K|M|G|T|P>[i][B]'``.
+
+    Suffixes are binary (``8G`` is 8 GiB), as nvidia-smi and free(1) report.
+    """
+    if isinstance(value, bool):
+        raise ValueError("not a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("negative size")
+        return value
+    if isinstance(value, float) and value >= 0 and value == value:
+        return int(value)
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m and (m.group(3) == "" or m.group(3).lower() in ("b", "ib")):
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    raise ValueError("not a size")
