@@ -1,0 +1,282 @@
+"""The control protocol: framing, message shapes and error codes.
+
+Framing
+    One JSON object per line, UTF-8, each way, ``\\n`` terminated. A line may
+    hold at most ``max_line_bytes`` bytes (config ``control.max_line_bytes``,
+    1 MiB by default); the newline is not counted.
+
+Request
+    ``{"v": 1, "id": 7, "op": "trigger", "args": {...}}``. ``v`` must equal
+    :data:`PROTOCOL_VERSION`; ``id`` is an integer or a string chosen by the
+    client and echoed in every response to this request; ``args`` is an object
+    and may be left out (``{}``).
+
+Responses
+    ``{"id": 7, "ok": true, "result": {...}}`` or
+    ``{"id": 7, "ok": false, "error": {"code": "not_found", "message": "..."}}``.
+    A streaming op sends any number of ``{"id": 7, "ok": true, "result": ...}``
+    and then ``{"id": 7, "ok": true, "end": true}``, or an error response,
+    which also ends the stream. Responses to different requests on one
+    connection may interleave; ``id`` says which is which.
+
+This module is pure (no I/O) so the server, the client and the tests share
+one definition of every shape and code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, Final, Union
+
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    DataError,
+    EdgeorchError,
+    NotFoundError,
+    PipelineError,
+    StateError,
+    TaskViolation,
+    UsageError,
+)
+
+PROTOCOL_VERSION: Final = 1
+"""Bumped on any incompatible change of a message shape."""
+
+DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
+MAX_INFLIGHT_PER_CONNECTION: Final = 32
+"""Requests one connection may have unanswered at once; more get ``busy``."""
+
+RequestId = Union[int, str, None]
+
+# Error codes the control layer itself produces. Handlers add their own through
+# EdgeorchError.code (not_found, conflict, usage, state_error, ...), passed
+# through unchanged.
+BAD_REQUEST: Final = "bad_request"
+UNKNOWN_OP: Final = "unknown_op"
+PERMISSION_DENIED: Final = "permission_denied"
+NOT_FOUND: Final = "not_found"
+CONFLICT: Final = "conflict"
+TOO_LARGE: Final = "too_large"
+UNSUPPORTED_VERSION: Final = "unsupported_version"
+INTERNAL: Final = "internal"
+BUSY: Final = "busy"
+TIMEOUT: Final = "timeout"
+
+class ProtocolError(EdgeorchError):
+    """Base of the errors defined by the control layer."""
+
+
+class BadRequest(ProtocolError, ValueError):
+    """The line is not a valid request (not JSON, not an object, bad field)."""
+
+    code = BAD_REQUEST
+
+
+class UnknownOp(ProtocolError, LookupError):
+    """No handler is registered under the requested op."""
+
+    code = UNKNOWN_OP
+
+    def __str__(self) -> str:  # LookupError would add quotes
+        return self.render()
+
+
+class PermissionDenied(ProtocolError, PermissionError):
+    """The peer's user may not do this (see ``control.readers``/``operators``)."""
+
+    code = PERMISSION_DENIED
+    exit_code = 77  # EX_NOPERM from sysexits.h
+
+
+class TooLarge(ProtocolError, ValueError):
+    """A line exceeded the size cap."""
+
+    code = TOO_LARGE
+
+
+class UnsupportedVersion(ProtocolError, ValueError):
+    """The request's ``v`` is not :data:`PROTOCOL_VERSION`."""
+
+    code = UNSUPPORTED_VERSION
+
+
+class Busy(ProtocolError):
+    """Too many clients, or too many requests in flight on one connection."""
+
+    code = BUSY
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class Timeout(ProtocolError, TimeoutError):
+    """The peer was silent for too long (idle or half-open connection)."""
+
+    code = TIMEOUT
+    exit_code = 75
+
+
+class InternalError(ProtocolError):
+    """A bug in a handler; details are in the daemon's log, not on the wire."""
+
+    code = INTERNAL
+
+
+class BadResponse(ProtocolError):
+    """The client got something that is not a valid response (or nothing)."""
+
+    code = "bad_response"
+
+
+class RemoteError(ProtocolError):
+    """An error whose code this client does not know; ``code`` is set per instance."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+_KNOWN: dict[str, type[EdgeorchError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        UnknownOp,
+        PermissionDenied,
+        TooLarge,
+        UnsupportedVersion,
+        Busy,
+        Timeout,
+        InternalError,
+        NotFoundError,
+        ConflictError,
+        UsageError,
+        StateError,
+        ConfigError,
+        PipelineError,
+        DataError,
+        TaskViolation,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed, well-formed request (the op may still be unknown)."""
+
+    id: RequestId
+    op: str
+    args: dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+
+class RequestError(Exception):
+    """Raised by :func:`parse_request`: ``error`` to send, ``id`` if one was readable."""
+
+    def __init__(self, error: ProtocolError, request_id: RequestId = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.id = request_id
+
+
+def parse_request(line: bytes | str) -> Request:
+    """Parse one line (newline optional) into a :class:`Request`.
+
+    Raises :class:`RequestError` holding a :class:`BadRequest` (not UTF-8, not
+    JSON, not an object, bad ``id``/``op``/``args``) or an
+    :class:`UnsupportedVersion`; its ``id`` is the request's id when it could
+    be read, so the error can still be matched by the client.
+    """
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}")) from None
+    if not isinstance(doc, dict):
+        raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))
+    rid = doc.get("id")
+    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)):
+        raise RequestError(BadRequest("bad request id", field="id", value=rid, expected="an integer or a string"))
+    v = doc.get("v")
+    if v != PROTOCOL_VERSION:
+        raise RequestError(
+            UnsupportedVersion(
+                "unsupported protocol version", field="v", value=v, expected=str(PROTOCOL_VERSION)
+            ),
+            rid,
+        )
+    op = doc.get("op")
+    if not isinstance(op, str) or not op:
+        raise RequestError(BadRequest("missing op", field="op", value=op, expected="a non-empty string"), rid)
+    args = doc.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise RequestError(BadRequest("args must be an object", field="args", value=type(args).__name__), rid)
+    unknown = set(doc) - {"v", "id", "op", "args"}
+    if unknown:
+        raise RequestError(BadRequest("unknown request field", field=sorted(unknown)[0]), rid)
+    return Request(id=rid, op=op, args=args, v=v)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _json_default(obj: Any) -> Any:
+    # Paths are the one non-JSON type handlers routinely return; anything else
+    # is a handler bug and must surface as `internal`, not be stringified.
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """One message as a line. Raises ``TypeError``/``ValueError`` on non-JSON content."""
+    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default) + "\n").encode()
+
+
+def request(op: str, args: dict[str, Any] | None = None, request_id: RequestId = 1) -> dict[str, Any]:
+    """The request document for ``op`` (what a client sends)."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "op": op, "args": args or {}}
+
+
+def ok(request_id: RequestId, result: Any) -> dict[str, Any]:
+    """A successful response (or one item of a stream)."""
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def end(request_id: RequestId) -> dict[str, Any]:
+    """The last message of a stream."""
+    return {"id": request_id, "ok": True, "end": True}
+
+
+def error(request_id: RequestId, err: EdgeorchError) -> dict[str, Any]:
+    """An error response; the body is ``err.to_dict()`` (code, message, and any field/hint)."""
+    return {"id": request_id, "ok": False, "error": err.to_dict()}
+
+
+def error_from_dict(body: Any) -> EdgeorchError:
+    """Rebuild an exception from an error body (client side).
+
+    Known codes map to their class (``not_found`` -> ``NotFoundError`` ...),
+    unknown ones to :class:`RemoteError` carrying the code. The server's
+    message is already fully rendered (file, field, hint), so it becomes the
+    message as is; the raw body stays available as ``err.detail``.
+    """
+    if not isinstance(body, dict):
+        return BadResponse("error response without an error object", value=body)
+    code = body.get("code")
+    message = body.get("message")
+    if not isinstance(message, str):
+        message = f"daemon reported an error ({code})"
+    cls = _KNOWN.get(code) if isinstance(code, str) else None
+    err: EdgeorchError
+    if cls is None:
+        err = RemoteError(code if isinstance(code, str) else "error", message)
+    else:
+        err = cls(message)
+    err.detail = body  # type: ignore[attr-defined]
+    return err

@@ -1,0 +1,508 @@
+"""The daemon's side of the control socket: an asyncio Unix stream server.
+
+Each connection is one task. It reads request lines, checks the peer's
+access, and runs each request's handler in its own task, so a slow handler
+or a long stream never blocks the other requests of the connection, nor
+other connections. The server never blocks the event loop on a client: writes
+wait for the client to read (back-pressure) under a timeout, and a line
+larger than the cap is refused after at most about twice the cap has been
+buffered (asyncio's reader pauses the transport there).
+
+When a connection is closed
+    - the line cannot be framed or parsed (too large, not JSON, not a request,
+      wrong protocol version): an error response, then close, because the
+      byte stream can no longer be trusted;
+    - the client was silent for ``idle_timeout`` seconds while nothing of its
+      was running (idle, or half-open with a partial line): a ``timeout``
+      error, then close;
+    - the client closed its side (EOF): streams stop at once, plain requests
+      already read are still answered, then close;
+    - the server is at ``max_clients``: a ``busy`` error, then close.
+
+Handler errors never close anything: an :class:`EdgeorchError` becomes an
+error response with its code; any other exception becomes ``internal``, is
+logged with its traceback, and everyone keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import inspect
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import ControlConfig
+from ..errors import ConfigError, EdgeorchError, StateError
+from . import protocol as P
+from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
+
+log = logging.getLogger("edgeorch.control")
+
+Handler = Callable[[dict[str, Any], Peer], Awaitable[Any]]
+"""``async def h(args, peer) -> dict``: the result of a plain op."""
+StreamHandler = Callable[[dict[str, Any], Peer], AsyncIterator[Any]]
+"""``async def h(args, peer): yield item ...``: the items of a streaming op."""
+DeniedHook = Callable[[Peer, str], "Awaitable[None] | None"]
+"""Called with the peer and the op of every refused request (sync or async)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A registered op."""
+
+    name: str
+    handler: Callable[..., Any]
+    access: Access
+    streaming: bool
+    help: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"op": self.name, "access": self.access, "streaming": self.streaming, "help": self.help}
+
+
+class ControlServer:
+    """Serves registered ops on a Unix socket.
+
+    Life cycle: build, :meth:`register` the ops, ``await start()`` (the
+    socket accepts connections when it returns), ``await close()``. Built-in
+    ops: ``ping``, ``version`` and ``ops`` (all ``read``).
+
+    Must be used from one event loop; handlers run on it.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        control: ControlConfig | None = None,
+        *,
+        policy: AccessPolicy | None = None,
+        on_denied: DeniedHook | None = None,
+        version: str = __version__,
+    ) -> None:
+        self.path = Path(socket_path)
+        self.control = control or ControlConfig()
+        self.policy = policy or AccessPolicy.from_config(self.control)
+        self.on_denied = on_denied
+        self.version = version
+        self.started_at: float | None = None
+        self._ops: dict[str, Operation] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._ident: tuple[int, int] | None = None
+        self.register("ping", self._ping, access="read", help="Liveness check: {} -> {pong: true, time}.")
+        self.register(
+            "version", self._version, access="read", help="Versions: {} -> {protocol, edgeorch}."
+        )
+        self.register("ops", self._list_ops, access="read", help="The ops this daemon serves.")
+
+    # -- registry ---------------------------------------------------------
+
+    def register(
+        self,
+        op: str,
+        handler: Handler | StreamHandler,
+        *,
+        access: Access,
+        streaming: bool = False,
+        help: str = "",
+    ) -> None:
+        """Serve ``op`` with ``handler``.
+
+        ``access`` is what the peer needs: ``"read"`` or ``"act"``. A plain
+        handler is ``async def h(args, peer) -> dict``; a streaming one
+        (``streaming=True``) is an async generator ``async def h(args, peer):
+        yield ...``, closed (``GeneratorExit``/``CancelledError`` at its await
+        point, then its ``finally``) as soon as the client goes away. Results
+        must be JSON-ready (``Path`` and sets are converted). Raises
+        ``ValueError`` for a name already taken or a bad ``access``.
+        """
+        if op in self._ops:
+            raise ValueError(f"op {op!r} is already registered")
+        if access not in ACCESS_LEVELS:
+            raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
+        if streaming and not inspect.isasyncgenfunction(handler):
+            # Allow any callable returning an async iterator, but catch the
+            # common slip of registering a plain coroutine as streaming.
+            if inspect.iscoroutinefunction(handler):
+                raise ValueError(f"op {op!r}: a streaming handler must be an async generator")
+        self._ops[op] = Operation(op, handler, access, streaming, help)
+
+    @property
+    def ops(self) -> dict[str, Operation]:
+        """The registered ops by name (read-only view)."""
+        return dict(self._ops)
+
+    def set_policy(self, policy: AccessPolicy) -> None:
+        """Replace the access policy (config reload); applies to the next request."""
+        self.policy = policy
+
+    @property
+    def clients(self) -> int:
+        """Connections open right now."""
+        return len(self._conns)
+
+    # -- built-in ops -----------------------------------------------------
+
+    async def _ping(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        return {"pong": True, "time": time.time()}
+
+    async def _version(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        return {"protocol": P.PROTOCOL_VERSION, "edgeorch": self.version}
+
+    async def _list_ops(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        return {"ops": [o.describe() for o in sorted(self._ops.values(), key=lambda o: o.name)]}
+
+    # -- life cycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the socket.
+
+        Creates the socket's folder (0750, group from config) when missing; an
+        existing folder is left as it is (it may be ``/run/edgeorch`` made by
+        systemd, or a shared folder we must not chmod). A leftover socket file
+        is replaced only when nothing answers on it. The socket is 0660 with
+        the configured group before it starts listening.
+
+        Raises :class:`StateError` when a live server answers on the path, the
+        path is something other than a socket, or binding fails;
+        :class:`ConfigError` for an unknown ``control.group``.
+        """
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        gid = self._group_id()
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            os.chmod(parent, 0o750)  # mkdir's mode is filtered by the umask
+            if gid is not None:
+                os.chown(parent, -1, gid)
+        self._clear_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            try:
+                sock.bind(str(self.path))
+            except OSError as exc:
+                raise StateError(f"cannot create the control socket: {exc.strerror or exc}", file=str(self.path)) from None
+            # Permissions are set between bind and listen: no one can connect
+            # to a socket that is not listening, so there is no window.
+            os.chmod(self.path, 0o660)
+            if gid is not None:
+                os.chown(self.path, -1, gid)
+            st = os.stat(self.path)
+            self._ident = (st.st_dev, st.st_ino)
+            backlog = max(128, min(self.control.max_clients, 4096))
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=self.control.max_line_bytes, backlog=backlog
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.started_at = time.time()
+        log.info("control socket listening on %s", self.path)
+
+    async def close(self) -> None:
+        """Stop accepting, end every connection (streams are cancelled), remove the socket.
+
+        Idempotent. The socket file is removed only if it is still the one we
+        bound (a newer daemon may have replaced it).
+        """
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        tasks = list(self._conns)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        if self._ident is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) == self._ident:
+                    os.unlink(self.path)
+            self._ident = None
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _group_id(self) -> int | None:
+        group = self.control.group
+        if not group:
+            return None
+        try:
+            return grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError("no such group", field="control.group", value=group) from None
+
+    def _clear_stale(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StateError(
+                "the control socket path exists and is not a socket; refusing to replace it",
+                file=str(self.path),
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        probe.setblocking(False)
+        try:
+            code = probe.connect_ex(str(self.path))
+        finally:
+            probe.close()
+        # Unix sockets connect (or fail) at once; EAGAIN means a full backlog
+        # of a live server, so only "refused" and "gone" mean stale.
+        if code == errno.ENOENT:
+            return
+        if code == errno.ECONNREFUSED:
+            log.info("removing stale control socket %s", self.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return
+        if code in (0, errno.EAGAIN, errno.EINPROGRESS):
+            raise StateError(
+                "another edgeorch daemon is already listening on this socket",
+                file=str(self.path),
+                hint="stop it first, or set control.socket to another path",
+            )
+        raise StateError(f"cannot probe the existing control socket: {os.strerror(code)}", file=str(self.path))
+
+    # -- connections ------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        conn: _Connection | None = None
+        try:
+            if len(self._conns) > self.control.max_clients:
+                writer.write(P.encode(P.error(None, P.Busy(f"too many clients (max {self.control.max_clients})"))))
+                return
+            peer = peer_of(writer.get_extra_info("socket"))
+            conn = _Connection(self, reader, writer, peer)
+            await conn.run()
+        except asyncio.CancelledError:
+            pass  # server closing; the finally below cleans up
+        except Exception:
+            log.exception("control connection failed")
+        finally:
+            self._conns.discard(task)
+            if conn is not None:
+                await conn.stop_all()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _denied(self, peer: Peer, op: str) -> None:
+        log.info("refused op %r for %s (uid %d, pid %d)", op, peer.user, peer.uid, peer.pid)
+        if self.on_denied is None:
+            return
+        try:
+            outcome = self.on_denied(peer, op)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            log.exception("on_denied hook failed")
+
+
+class _Connection:
+    """One client connection: the read loop and the request tasks it spawns."""
+
+    def __init__(self, server: ControlServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.idle = server.control.idle_timeout
+        self.loop = asyncio.get_running_loop()
+        self.tasks: dict[asyncio.Task[None], bool] = {}  # task -> is a stream
+        self.write_lock = asyncio.Lock()
+        self.broken = False
+        self._read_timeout: asyncio.Timeout | None = None
+
+    async def run(self) -> None:
+        while not self.broken:
+            deadline = None if self.tasks else self.loop.time() + self.idle
+            try:
+                async with asyncio.timeout_at(deadline) as cm:
+                    self._read_timeout = cm
+                    line = await self.reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                # EOF. A last line without its newline is still a request
+                # (printf '...' | socat ...).
+                if exc.partial.strip():
+                    if not await self._handle_line(exc.partial):
+                        return
+                break
+            except asyncio.LimitOverrunError:
+                cap = self.server.control.max_line_bytes
+                await self._fatal(P.TooLarge(f"request line longer than {cap} bytes", expected=f"at most {cap} bytes per line"))
+                return
+            except TimeoutError:
+                await self._fatal(P.Timeout(f"no complete request for {self.idle:g} s; closing"))
+                return
+            except (ConnectionError, OSError):
+                return
+            finally:
+                self._read_timeout = None
+            if not await self._handle_line(line):
+                return
+            # Yield between requests so a client that pipelines many lines
+            # cannot keep the loop from serving everybody else.
+            await asyncio.sleep(0)
+        await self._finish_after_eof()
+
+    async def _handle_line(self, line: bytes) -> bool:
+        """Answer or dispatch one line; False when the connection must close."""
+        if not line.strip():
+            return True  # blank lines are harmless (handy with socat)
+        try:
+            req = P.parse_request(line)
+        except P.RequestError as exc:
+            await self._fatal(exc.error, exc.id)
+            return False
+        op = self.server._ops.get(req.op)
+        level = self.server.policy.level(self.peer)
+        if level is None or (op is not None and not (level == "act" or op.access == "read")):
+            await self.server._denied(self.peer, req.op)
+            need = op.access if op is not None else "read"
+            await self._send_error(
+                req.id,
+                P.PermissionDenied(
+                    f"user {self.peer.user} (uid {self.peer.uid}) may not use op {req.op!r} ({need} access)",
+                    hint="control.readers / control.operators in the daemon's config say who may",
+                ),
+            )
+            return not self.broken
+        if op is None:
+            await self._send_error(req.id, P.UnknownOp(f"unknown op {req.op!r}", hint="op 'ops' lists the available ops"))
+            return not self.broken
+        if len(self.tasks) >= P.MAX_INFLIGHT_PER_CONNECTION:
+            await self._send_error(
+                req.id, P.Busy(f"more than {P.MAX_INFLIGHT_PER_CONNECTION} requests in flight on one connection")
+            )
+            return not self.broken
+        runner = self._run_stream(req, op) if op.streaming else self._run_plain(req, op)
+        task = self.loop.create_task(runner, name=f"control:{req.op}:{req.id}")
+        self.tasks[task] = op.streaming
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("control request task failed", exc_info=task.exception())
+        # Nothing runs any more: the idle clock starts now, also for the read
+        # that is already waiting (it was started without a deadline).
+        cm = self._read_timeout
+        if not self.tasks and cm is not None and not cm.expired():
+            cm.reschedule(self.loop.time() + self.idle)
+
+    async def _run_plain(self, req: P.Request, op: Operation) -> None:
+        try:
+            result = await op.handler(req.args, self.peer)
+            data = P.encode(P.ok(req.id, result))
+        except EdgeorchError as exc:
+            data = P.encode(P.error(req.id, exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            data = P.encode(P.error(req.id, self._internal(req)))
+        await self._send_quiet(data)
+
+    async def _run_stream(self, req: P.Request, op: Operation) -> None:
+        stream: Any = None
+        try:
+            stream = op.handler(req.args, self.peer)
+            async for item in stream:
+                try:
+                    data = P.encode(P.ok(req.id, item))
+                except (TypeError, ValueError):
+                    data = P.encode(P.error(req.id, self._internal(req)))
+                    await self._send(data)
+                    return
+                await self._send(data)
+            await self._send(P.encode(P.end(req.id)))
+        except ConnectionError:
+            pass  # the client went away: just stop (the finally closes the handler)
+        except EdgeorchError as exc:
+            await self._send_quiet(P.encode(P.error(req.id, exc)))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await self._send_quiet(P.encode(P.error(req.id, self._internal(req))))
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _internal(self, req: P.Request) -> P.InternalError:
+        log.exception("op %r (request %r) failed", req.op, req.id)
+        return P.InternalError(f"internal error in op {req.op!r}; details are in the daemon's log")
+
+    async def _send(self, data: bytes) -> None:
+        """Write one line; raises ConnectionError when the client is gone or not reading."""
+        async with self.write_lock:
+            if self.broken or self.writer.is_closing():
+                raise ConnectionResetError("connection closed")
+            try:
+                self.writer.write(data)
+                async with asyncio.timeout(self.idle):
+                    await self.writer.drain()
+            except TimeoutError:
+                # The client does not read its responses; drop it rather
+                # than buffer without bound.
+                self.broken = True
+                self.writer.transport.abort()
+                raise ConnectionResetError("client stopped reading") from None
+            except (ConnectionError, OSError):
+                self.broken = True
+                raise ConnectionResetError("connection lost") from None
+
+    async def _send_quiet(self, data: bytes) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._send(data)
+
+    async def _send_error(self, request_id: P.RequestId, err: EdgeorchError) -> None:
+        await self._send_quiet(P.encode(P.error(request_id, err)))
+
+    async def _fatal(self, err: EdgeorchError, request_id: P.RequestId = None) -> None:
+        """Answer a line that breaks the stream, then stop everything of this connection."""
+        log.info("closing control connection of %s (pid %d): %s", self.peer.user, self.peer.pid, err.code)
+        await self.stop_all()
+        await self._send_error(request_id, err)
+
+    async def _finish_after_eof(self) -> None:
+        # The client will send nothing more: streams have nobody to serve
+        # (it may have closed entirely), plain requests still get answered.
+        for task, is_stream in list(self.tasks.items()):
+            if is_stream:
+                task.cancel()
+        pending = list(self.tasks)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def stop_all(self) -> None:
+        """Cancel every request of this connection and wait for them to unwind."""
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

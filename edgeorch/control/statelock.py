@@ -1,0 +1,111 @@
+"""One daemon per state directory.
+
+:func:`acquire_state_lock` takes an exclusive POSIX record lock
+(``fcntl(F_SETLK)``) on ``<state_dir>/edgeorch.lock`` and writes our pid into
+the file for the error message of the next would-be holder.
+
+Why this lock and not another:
+
+- a pid file alone is wrong after a crash (the pid may be reused); the kernel
+  drops a lock when its process dies, ``kill -9`` included;
+- POSIX record locks, unlike ``flock`` and OFD locks, are *not* inherited by
+  ``fork()``. Task supervisors (shims) are forked from the daemon and outlive
+  it by design (live restore); with ``flock`` they would keep the state
+  locked after the daemon died and no new daemon could start.
+
+The price of POSIX locks: closing *any* descriptor of the lock file in this
+process drops the lock, so nothing but the handle may open that file, and two
+acquisitions in one process would not conflict in the kernel. The module
+therefore refuses a second acquisition in the same process itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from ..errors import StateError
+
+LOCK_NAME = "edgeorch.lock"
+
+_held: set[Path] = set()
+_held_guard = threading.Lock()
+
+
+class StateLock:
+    """A held lock; :meth:`release` (or leaving the ``with`` block, or exiting) frees it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Drop the lock. Idempotent. The file stays (unlinking lock files races)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)  # closing drops the POSIX lock
+        with _held_guard:
+            _held.discard(self.path)
+
+    def __enter__(self) -> StateLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"StateLock({str(self.path)!r}, held={self.held})"
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "a process whose pid is not recorded yet"
+
+
+def acquire_state_lock(state_dir: str | os.PathLike[str]) -> StateLock:
+    """Lock ``state_dir`` for this process, without waiting.
+
+    Creates the directory (0750) and the lock file (0640) when missing.
+    Raises :class:`StateError` naming the directory and the holder's pid when
+    another process (or this one, through an earlier handle) holds it, and
+    when the lock file cannot be opened.
+    """
+    directory = Path(state_dir).absolute()
+    path = directory / LOCK_NAME
+    with _held_guard:
+        if path in _held:
+            raise StateError(
+                f"state directory {directory} is already locked by this process (pid {os.getpid()})"
+            )
+        try:
+            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StateError(f"cannot open the lock file: {exc.strerror}", file=str(path)) from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise StateError(
+                f"state directory {directory} is in use by another edgeorch daemon ({holder})",
+                hint="stop that daemon first (systemctl stop edgeorch), or use another state dir",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held.add(path)
+    return StateLock(path, fd)
