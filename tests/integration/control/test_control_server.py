@@ -1,0 +1,336 @@
+"""ControlServer over a real Unix socket: round trips, errors, fuzz, limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import random
+import shutil
+import socket
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from control_helpers import Raw, ServerThread, req
+
+from edgeorch import __version__
+from edgeorch.config import ControlConfig
+from edgeorch.control import PROTOCOL_VERSION, Client, DaemonNotRunning
+from edgeorch.control.server import ControlServer
+from edgeorch.errors import NotFoundError, StateError
+
+
+def ping_ok(path: Path) -> None:
+    with Raw(path) as raw:
+        raw.send(req("ping", 99))
+        assert raw.recv()["result"]["pong"] is True
+
+
+# -- round trips ----------------------------------------------------------
+
+
+def test_ping_and_version_round_trip(server: ServerThread) -> None:
+    with Client(server.path, timeout=5) as client:
+        assert client.call("ping")["pong"] is True
+        assert client.call("version") == {"protocol": PROTOCOL_VERSION, "edgeorch": __version__}
+
+
+def test_response_echoes_the_request_id(server: ServerThread) -> None:
+    with Raw(server.path) as raw:
+        raw.send(req("echo", "abc", {"x": 1}))
+        reply = raw.recv()
+    me = {"uid": os.getuid(), "user": pwd.getpwuid(os.getuid()).pw_name}
+    assert reply == {"id": "abc", "ok": True, "result": {"args": {"x": 1}, "actor": me}}
+
+
+def test_ops_lists_registered_ops_with_access(server: ServerThread) -> None:
+    with Client(server.path) as client:
+        ops = {o["op"]: o for o in client.call("ops")["ops"]}
+    assert ops["act"]["access"] == "act"
+    assert ops["count"]["streaming"] is True
+    assert {"ping", "version", "ops"} <= set(ops)
+
+
+def test_handler_error_keeps_its_code_and_message(server: ServerThread) -> None:
+    with Client(server.path) as client:
+        with pytest.raises(NotFoundError, match="run: no run 7"):
+            client.call("missing", {"run": 7})
+        assert client.call("ping")["pong"]  # same connection still usable
+
+
+def test_handler_bug_is_internal_logged_and_serving_goes_on(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="edgeorch.control")
+    with Raw(server.path) as raw:
+        raw.send(req("crash", 3))
+        reply = raw.recv()
+        assert reply["id"] == 3 and reply["ok"] is False
+        assert reply["error"]["code"] == "internal"
+        assert "handler bug" not in reply["error"]["message"]  # details stay in the log
+        raw.send(req("ping", 4))
+        assert raw.recv()["ok"] is True
+    assert any("handler bug" in (r.exc_text or "") or (r.exc_info and "handler bug" in str(r.exc_info[1])) for r in caplog.records)
+
+
+def test_unknown_op_is_answered_and_connection_stays_open(server: ServerThread) -> None:
+    with Raw(server.path) as raw:
+        raw.send(req("frobnicate", 5))
+        reply = raw.recv()
+        assert reply["id"] == 5 and reply["error"]["code"] == "unknown_op"
+        raw.send(req("ping", 6))
+        assert raw.recv()["id"] == 6
+
+
+def test_stream_sends_items_then_end(server: ServerThread) -> None:
+    with Raw(server.path) as raw:
+        raw.send(req("count", 8, {"n": 3}))
+        got = [raw.recv() for _ in range(4)]
+    assert got == [
+        {"id": 8, "ok": True, "result": {"i": 0}},
+        {"id": 8, "ok": True, "result": {"i": 1}},
+        {"id": 8, "ok": True, "result": {"i": 2}},
+        {"id": 8, "ok": True, "end": True},
+    ]
+    with Client(server.path) as client:
+        assert list(client.stream("count", {"n": 2})) == [{"i": 0}, {"i": 1}]
+
+
+def test_stream_stops_when_client_goes_away(server: ServerThread) -> None:
+    with Client(server.path) as client:
+        items = client.stream("forever", timeout=5)
+        assert next(items) == {"started": True}
+        items.close()  # closes the connection
+    assert server.stream_closed.wait(5), "the stream's generator was not closed"
+    ping_ok(server.path)
+
+
+def test_requests_on_one_connection_run_concurrently(server: ServerThread) -> None:
+    # A stream that never ends does not hold up a ping on the same connection.
+    with Raw(server.path) as raw:
+        raw.send(req("forever", 1))
+        assert raw.recv() == {"id": 1, "ok": True, "result": {"started": True}}
+        raw.send(req("ping", 2))
+        assert raw.recv()["id"] == 2
+
+
+def test_request_then_half_close_is_still_answered(server: ServerThread) -> None:
+    # What `echo '{...}' | socat - UNIX-CONNECT:...` does.
+    with Raw(server.path) as raw:
+        raw.send(req("ping", 1))
+        raw.sock.shutdown(socket.SHUT_WR)
+        assert raw.recv()["result"]["pong"] is True
+        assert raw.at_eof()
+
+
+def test_last_line_without_newline_is_a_request(server: ServerThread) -> None:
+    with Raw(server.path) as raw:
+        raw.send(json.dumps(req("ping", 1)).encode())
+        raw.sock.shutdown(socket.SHUT_WR)
+        assert raw.recv()["id"] == 1
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
+def test_socat_can_drive_the_protocol(server: ServerThread) -> None:
+    out = subprocess.run(
+        ["socat", "-t", "5", "-", f"UNIX-CONNECT:{server.path}"],
+        input=b'{"v":1,"id":1,"op":"version"}\n',
+        capture_output=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert json.loads(out) == {"id": 1, "ok": True, "result": {"protocol": 1, "edgeorch": __version__}}
+
+
+# -- garbage and limits -----------------------------------------------------
+
+BAD_LINES = [
+    pytest.param(b"this is not json\n", "bad_request", None, id="not-json"),
+    pytest.param(b'{"v":1,"id":1,"op":"ping"\n', "bad_request", None, id="truncated-json"),
+    pytest.param(b"[1,2,3]\n", "bad_request", None, id="not-an-object"),
+    pytest.param(b'{"v":1,"op":"ping"}\n', "bad_request", None, id="no-id"),
+    pytest.param(b'{"v":1,"id":2,"op":7}\n', "bad_request", 2, id="op-not-a-string"),
+    pytest.param(b'{"v":1,"id":3,"op":"ping","args":[1]}\n', "bad_request", 3, id="args-not-an-object"),
+    pytest.param(b'{"v":2,"id":4,"op":"ping"}\n', "unsupported_version", 4, id="wrong-version"),
+    pytest.param(b'{"id":5,"op":"ping"}\n', "unsupported_version", 5, id="no-version"),
+    pytest.param(b"\xff\xfe\x00garbage\n", "bad_request", None, id="not-utf8"),
+]
+
+
+@pytest.mark.parametrize(("line", "code", "rid"), BAD_LINES)
+def test_malformed_line_gets_error_then_close(server: ServerThread, line: bytes, code: str, rid: object) -> None:
+    with Raw(server.path) as bystander, Raw(server.path) as raw:
+        raw.send(line)
+        reply = raw.recv()
+        assert reply["ok"] is False and reply["error"]["code"] == code and reply["id"] == rid
+        assert raw.at_eof()
+        bystander.send(req("ping", 1))
+        assert bystander.recv()["ok"] is True
+
+
+def test_random_bytes_do_not_hurt_the_server(server: ServerThread) -> None:
+    rng = random.Random(1234)
+    for _ in range(20):
+        blob = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000)))
+        with Raw(server.path) as raw:
+            raw.send(blob + b"\n")
+            try:
+                line = raw.file.readline()
+            except ConnectionResetError:
+                line = b""
+            if line.strip():  # blank-only blobs are ignored, so no answer is fine
+                assert json.loads(line)["ok"] is False
+    ping_ok(server.path)
+
+
+def test_ten_megabyte_line_is_too_large(make_server) -> None:
+    st = make_server(ControlConfig(max_line_bytes=64 * 1024, idle_timeout=5.0))
+    with Raw(st.path) as raw:
+        try:
+            raw.sock.sendall(b'{"v":1,"id":1,"op":"echo","args":{"x":"' + b"a" * (10 * 1024 * 1024))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server hung up after the cap, as it should
+        reply = raw.recv()
+        assert reply["error"]["code"] == "too_large"
+        assert raw.at_eof()
+    ping_ok(st.path)
+
+
+def test_line_at_the_cap_is_accepted(make_server) -> None:
+    cap = 4096
+    st = make_server(ControlConfig(max_line_bytes=cap, idle_timeout=5.0))
+    head = b'{"v":1,"id":1,"op":"echo","args":{"x":"'
+    tail = b'"}}'
+    line = head + b"a" * (cap - len(head) - len(tail)) + tail
+    assert len(line) == cap
+    with Raw(st.path) as raw:
+        raw.send(line + b"\n")
+        assert raw.recv()["ok"] is True
+        raw.send(line[:-3] + b'a"}}\n')  # one byte over
+        assert raw.recv()["error"]["code"] == "too_large"
+
+
+def test_half_open_connection_times_out(make_server) -> None:
+    st = make_server(ControlConfig(idle_timeout=0.3))
+    with Raw(st.path) as idle, Raw(st.path) as partial:
+        partial.send(b'{"v":1,"id":1,"op":"pi')  # and never the rest
+        assert partial.recv()["error"]["code"] == "timeout"
+        assert partial.at_eof()
+        assert idle.recv()["error"]["code"] == "timeout"
+    ping_ok(st.path)
+
+
+def test_idle_timeout_does_not_cut_an_open_stream(make_server) -> None:
+    st = make_server(ControlConfig(idle_timeout=0.2))
+    with Raw(st.path, timeout=1.0) as raw:
+        raw.send(req("forever", 1))
+        assert raw.recv()["result"] == {"started": True}
+        # Five idle periods pass; the connection must still be open.
+        with pytest.raises(TimeoutError):
+            raw.file.readline()
+
+
+def test_max_clients_refuses_the_extra_one(make_server) -> None:
+    st = make_server(ControlConfig(max_clients=2, idle_timeout=5.0))
+    with Raw(st.path) as a, Raw(st.path) as b:
+        a.send(req("ping", 1))
+        b.send(req("ping", 1))
+        assert a.recv()["ok"] and b.recv()["ok"]  # both are being served
+        with Raw(st.path) as c:
+            reply = c.recv()
+            assert reply["error"]["code"] == "busy" and reply["id"] is None
+            assert c.at_eof()
+    ping_ok(st.path)
+
+
+def test_two_hundred_concurrent_clients(make_server) -> None:
+    n = 200
+    st = make_server(ControlConfig(max_clients=256, idle_timeout=10.0))
+    all_connected = threading.Barrier(n + 1, timeout=20)
+    may_close = threading.Barrier(n + 1, timeout=20)
+    failures: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            with Client(st.path, timeout=20) as c:
+                assert c.call("echo", {"i": i})["args"] == {"i": i}
+                all_connected.wait()
+                for _ in range(5):
+                    assert c.call("ping")["pong"]
+                may_close.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+            all_connected.abort()
+            may_close.abort()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    all_connected.wait()
+    with Client(st.path) as c:
+        assert c.call("clients")["clients"] == n + 1
+    may_close.wait()
+    for t in threads:
+        t.join(20)
+    assert not failures, failures[:3]
+
+
+# -- the socket file ----------------------------------------------------------
+
+
+def test_socket_is_0660_and_its_new_folder_0750(server: ServerThread) -> None:
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+    assert stat.S_ISSOCK(os.stat(server.path).st_mode)
+    assert stat.S_IMODE(os.stat(server.path.parent).st_mode) == 0o750
+
+
+def test_existing_folder_keeps_its_mode(sock_dir: Path, make_server) -> None:
+    os.chmod(sock_dir, 0o755)
+    st = make_server(name="edgeorch.sock")
+    assert stat.S_IMODE(os.stat(st.path.parent).st_mode) == 0o755
+
+
+def test_stale_socket_is_replaced(sock_dir: Path, make_server) -> None:
+    path = sock_dir / "run" / "edgeorch.sock"
+    path.parent.mkdir()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()  # the file stays, nobody listens: a crashed daemon's leftover
+    with pytest.raises(DaemonNotRunning, match=str(path)):
+        Client(path).call("ping")
+    st = make_server()
+    ping_ok(st.path)
+
+
+def test_live_socket_is_not_taken_over(server: ServerThread) -> None:
+    second = ControlServer(server.path, ControlConfig())
+    with pytest.raises(StateError, match="already listening"):
+        server.run(second.start())
+    ping_ok(server.path)
+
+
+def test_non_socket_file_is_not_replaced(sock_dir: Path) -> None:
+    path = sock_dir / "edgeorch.sock"
+    path.write_text("precious")
+    st = ServerThread(path, ControlConfig())
+    try:
+        with pytest.raises(StateError, match="not a socket"):
+            st.start()
+        assert path.read_text() == "precious"
+    finally:
+        st.stop()
+
+
+def test_close_removes_the_socket(sock_dir: Path) -> None:
+    st = ServerThread(sock_dir / "edgeorch.sock", ControlConfig())
+    st.start()
+    st.stop()
+    assert not st.path.exists()
+
+
+def test_client_without_daemon_says_so(sock_dir: Path) -> None:
+    path = sock_dir / "nothing.sock"
+    with pytest.raises(DaemonNotRunning, match=f"no edgeorch daemon is running at {path}"):
+        Client(path).call("ping")
