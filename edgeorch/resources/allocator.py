@@ -1,0 +1,300 @@
+"""Pure allocation: which cores, GPUs and GPU memory a request gets, or why not.
+
+Nothing here reads hardware or clocks: the inputs are the
+:class:`~.model.Inventory`, the current :class:`~.model.Lease` s and the
+live GPU readings, and the output is a new Lease or a
+:class:`~.model.WaitReason`. The engine records the Lease, then starts the
+attempt; two calls with the same inputs give the same answer.
+
+Guarantees (property-tested in ``tests/unit/resources/test_allocator_props.py``):
+
+- never more cores, host memory or pool slots than the inventory/config has;
+- a GPU leased whole (``gpus = N``) carries no other lease, and a GPU with any
+  lease is never leased whole;
+- the memory shares on a GPU never add up to more than its memory, and the
+  shares granted from one :class:`Capacity` never add up to more than the
+  live free memory it was built with (other users of the GPU count);
+- drained GPUs get no new lease.
+
+Live GPU memory model: per GPU, ``external`` = total − live free − what
+edgeorch's own processes use now (``gpu_lease_used``), i.e. memory held by
+processes edgeorch does not know. A share of M bytes fits when
+``M <= total − external − sum(leased budgets)`` and ``M <= live free`` (minus
+what this Capacity already granted). Leased budgets count in full even before
+the task allocates them: that is what makes a later OOM impossible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .model import GpuDevice, Inventory, Lease, ResourceRequest, WaitReason
+
+GiB = 1024**3
+
+
+def _fmt(n: int) -> str:
+    """Bytes in the unit people read (GiB with one decimal, else MiB)."""
+    return f"{n / GiB:.1f}G" if n >= GiB else f"{n / 1024**2:.0f}M"
+
+
+def model_matches(device: GpuDevice, model: str | None) -> bool:
+    """True when ``model`` is None or a case-insensitive substring of the device name."""
+    return model is None or model.lower() in device.name.lower()
+
+
+def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Mapping[str, int] | None = None,
+                      *, cpu_only_reason: str | None = None) -> str | None:
+    """Why no state of this machine could ever grant ``request``; None when some could.
+
+    Checked against the inventory alone (drained GPUs still count: draining
+    is an operator matter, the wait says so). ``cpu_only_reason`` is the
+    detect message ("no NVML library: running CPU-only"), quoted when a GPU
+    is asked of a daemon without one. ``pools`` None skips the pool check.
+    """
+    if request.cpus > len(inventory.cpus):
+        return (f"asks for {request.cpus} cpus but the daemon may use only {len(inventory.cpus)} "
+                f"(after reserved_cpus and the cgroup cpuset)")
+    if request.memory and inventory.memory_available and request.memory > inventory.memory_available:
+        return f"asks for {_fmt(request.memory)} of memory but only {_fmt(inventory.memory_available)} is available"
+    if pools is not None and request.pool is not None and request.pool not in pools:
+        known = ", ".join(sorted(pools)) or "none configured"
+        return f"pool {request.pool!r} is not configured in [resources.pools] (known: {known})"
+    if not request.wants_gpu:
+        return None
+    if not inventory.gpus:
+        why = f" ({cpu_only_reason})" if cpu_only_reason else ""
+        return f"asks for a GPU but this daemon has none{why}"
+    fitting = [g for g in inventory.gpus if model_matches(g, request.gpu_model)]
+    if not fitting:
+        names = ", ".join(sorted({g.name for g in inventory.gpus}))
+        return f"gpu_model {request.gpu_model!r} matches no GPU (have: {names})"
+    biggest = max(g.memory_total for g in fitting)
+    if request.gpu_memory > biggest:
+        return f"asks for {_fmt(request.gpu_memory)} of GPU memory but the largest GPU has {_fmt(biggest)}"
+    if request.gpus:
+        n = sum(1 for g in fitting if g.memory_total >= request.gpu_memory)
+        if request.gpus > n:
+            return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s' if n != 1 else ''} exist"
+    return None
+
+
+@dataclass
+class _Gpu:
+    """Mutable per-GPU bookkeeping inside a :class:`Capacity`."""
+
+    dev: GpuDevice
+    limit: int          # total − external use
+    leased: int = 0     # sum of share budgets
+    shares: int = 0
+    exclusive: bool = False
+    slack: int = 0      # live free memory not yet granted by this Capacity
+    drained: str | None = None
+
+    def share_room(self) -> int:
+        if self.exclusive or self.drained is not None:
+            return -1
+        return min(self.limit - self.leased, self.slack)
+
+    def whole_free(self) -> bool:
+        return not self.exclusive and self.shares == 0 and self.drained is None
+
+
+class Capacity:
+    """What is free now: built from inventory, leases and live readings; mutable.
+
+    ``fit`` answers without changing anything; ``take``/``release`` update the
+    bookkeeping (the policy uses a private copy to plan one decision).
+    """
+
+    __slots__ = ("inventory", "free_cores", "node_of", "mem_free", "gpus", "pool_free", "_order")
+
+    def __init__(self, inventory: Inventory, leases: Iterable[Lease] = (), *,
+                 gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
+                 drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None) -> None:
+        """``gpu_free``: live free bytes per UUID (missing: assume the whole GPU minus leases);
+        ``gpu_lease_used``: bytes edgeorch's own leased processes use now per UUID;
+        ``drained``: UUID → reason; ``pools``: pool sizes from config."""
+        self.inventory = inventory
+        self.node_of = {c.id: c.numa_node for c in inventory.cpus}
+        self.free_cores = set(self.node_of)
+        self.mem_free: int | None = inventory.memory_available or None
+        gpu_free = gpu_free or {}
+        gpu_lease_used = gpu_lease_used or {}
+        drained = drained or {}
+        self.gpus: dict[str, _Gpu] = {}
+        self._order: list[str] = []
+        for d in inventory.gpus:
+            total = d.memory_total
+            live = gpu_free.get(d.uuid)
+            if live is None:
+                external, slack = 0, total
+            else:
+                external = max(0, total - live - gpu_lease_used.get(d.uuid, 0))
+                slack = live
+            self.gpus[d.uuid] = _Gpu(d, total - external, slack=slack, drained=drained.get(d.uuid))
+            self._order.append(d.uuid)
+        self.pool_free = dict(pools or {})
+        for lease in leases:
+            self._apply(lease, -1, live=False)
+
+    def copy(self) -> "Capacity":
+        c = Capacity.__new__(Capacity)
+        c.inventory, c.node_of, c._order = self.inventory, self.node_of, self._order
+        c.free_cores = set(self.free_cores)
+        c.mem_free = self.mem_free
+        c.gpus = {u: _Gpu(g.dev, g.limit, g.leased, g.shares, g.exclusive, g.slack, g.drained)
+                  for u, g in self.gpus.items()}
+        c.pool_free = dict(self.pool_free)
+        return c
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _apply(self, lease: Lease, sign: int, *, live: bool) -> None:
+        # sign -1 takes, +1 gives back. ``live`` also moves the live-free slack:
+        # existing leases are already reflected in the live reading, new grants are not.
+        if sign < 0:
+            self.free_cores.difference_update(lease.cpus)
+        else:
+            self.free_cores.update(c for c in lease.cpus if c in self.node_of)
+        if self.mem_free is not None:
+            self.mem_free += sign * lease.memory
+        if lease.pool is not None and lease.pool in self.pool_free:
+            self.pool_free[lease.pool] += sign
+        for u in lease.gpus:
+            g = self.gpus.get(u)
+            if g is None:
+                continue  # a lease on a GPU that has gone: nothing to account
+            if lease.gpu_exclusive:
+                g.exclusive = sign < 0
+            else:
+                g.leased -= sign * lease.gpu_memory
+                g.shares -= sign
+            if live:
+                g.slack += sign * (lease.gpu_memory if not lease.gpu_exclusive else 0)
+
+    def take(self, lease: Lease) -> None:
+        """Account a lease granted from this Capacity (as :meth:`fit` returned it)."""
+        self._apply(lease, -1, live=True)
+
+    def release(self, lease: Lease) -> None:
+        """Give a lease back (its holder finished)."""
+        self._apply(lease, +1, live=True)
+
+    # -- questions -------------------------------------------------------------
+
+    def _gpu_candidates(self, req: ResourceRequest) -> tuple[list[_Gpu], WaitReason | None]:
+        eligible = [self.gpus[u] for u in self._order if model_matches(self.gpus[u].dev, req.gpu_model)]
+        if req.gpu_share:
+            ok = [g for g in eligible if g.share_room() >= req.gpu_memory]
+            if ok:
+                ok.sort(key=lambda g: (g.share_room(), g.dev.index))  # best fit: keep big holes for big asks
+                return ok, None
+            usable = [g for g in eligible if g.drained is None]
+            if not usable and eligible:
+                return [], WaitReason("drained", "every fitting GPU is drained: "
+                                      + "; ".join(f"{g.dev.uuid}: {g.drained}" for g in eligible))
+            best = max((g.share_room() for g in usable), default=0)
+            return [], WaitReason("gpu_memory", f"waits for {_fmt(req.gpu_memory)} of GPU memory "
+                                  f"(most free on one GPU: {_fmt(max(best, 0))})")
+        ok = [g for g in eligible if g.whole_free() and g.dev.memory_total >= req.gpu_memory
+              and (req.gpu_memory == 0 or g.slack >= req.gpu_memory)]
+        if len(ok) >= req.gpus:
+            return ok, None
+        usable = [g for g in eligible if g.drained is None and g.dev.memory_total >= req.gpu_memory]
+        if len(usable) < req.gpus and len(usable) < len(eligible):
+            return [], WaitReason("drained", f"waits for {req.gpus} GPU(s): drained: "
+                                  + "; ".join(f"{g.dev.uuid}: {g.drained}" for g in eligible if g.drained))
+        return [], WaitReason("gpus", f"waits for {req.gpus} whole GPU(s) ({len(ok)} free)")
+
+    def check(self, req: ResourceRequest) -> WaitReason | None:
+        """None when ``req`` fits now, else the first reason it does not (no Lease built)."""
+        if req.pool is not None:
+            left = self.pool_free.get(req.pool)
+            if left is None:
+                return WaitReason("unsatisfiable", f"pool {req.pool!r} is not configured")
+            if left <= 0:
+                return WaitReason("pool", f"waits for a slot in pool {req.pool!r}")
+        if req.cpus > len(self.free_cores):
+            return WaitReason("cpus", f"waits for {req.cpus} cores ({len(self.free_cores)} free)")
+        if req.cpus == 0 and not self.free_cores:
+            return WaitReason("cpus", "waits for an unleased core (every core is leased)")
+        if req.memory and self.mem_free is not None and req.memory > self.mem_free:
+            return WaitReason("memory", f"waits for {_fmt(req.memory)} of memory ({_fmt(max(0, self.mem_free))} free)")
+        if req.wants_gpu:
+            _, why = self._gpu_candidates(req)
+            return why
+        return None
+
+    def fit(self, req: ResourceRequest, holder: str) -> Lease | WaitReason:
+        """The Lease ``req`` would get now, or why it must wait. Does not change ``self``."""
+        why = self.check(req)
+        if why is not None:
+            return why
+        chosen: list[_Gpu] = []
+        if req.wants_gpu:
+            cands, _ = self._gpu_candidates(req)
+            if req.gpu_share:
+                chosen = cands[:1]
+            else:
+                chosen = _pick_whole(cands, req.gpus)
+        near_nodes = {g.dev.numa_node for g in chosen if g.dev.numa_node >= 0}
+        near_cpus: set[int] = set()
+        for g in chosen:
+            near_cpus |= g.dev.cpu_affinity
+        cores = self._pick_cores(req.cpus, near_nodes, near_cpus)
+        affinity = tuple(cores) if cores else tuple(sorted(self.free_cores))
+        return Lease(
+            holder=holder, cpus=tuple(cores), affinity=affinity, memory=req.memory,
+            gpus=tuple(g.dev.uuid for g in chosen), gpu_exclusive=bool(chosen) and not req.gpu_share,
+            gpu_memory=req.gpu_memory if chosen else 0, pool=req.pool,
+        )
+
+    def _pick_cores(self, n: int, near_nodes: set[int], near_cpus: set[int]) -> list[int]:
+        if n == 0:
+            return []
+        free = self.free_cores
+        if near_nodes or near_cpus:
+            # GPU task: cores close to the GPU first (NVML affinity, else its NUMA node).
+            return sorted(free, key=lambda c: (c not in near_cpus, self.node_of[c] not in near_nodes, c))[:n]
+        by_node: dict[int, list[int]] = {}
+        for c in free:
+            by_node.setdefault(self.node_of[c], []).append(c)
+        fits = [cs for cs in by_node.values() if len(cs) >= n]
+        if fits:
+            # Best fit: the node with the fewest free cores that still holds the task,
+            # leaving bigger holes for bigger tasks.
+            return sorted(min(fits, key=lambda cs: (len(cs), min(cs))))[:n]
+        out: list[int] = []
+        for cs in sorted(by_node.values(), key=lambda cs: -len(cs)):
+            out += sorted(cs)[: n - len(out)]
+            if len(out) == n:
+                break
+        return out
+
+
+def _pick_whole(cands: list[_Gpu], n: int) -> list[_Gpu]:
+    """``n`` of ``cands`` (all free), preferring one NUMA node, then index order."""
+    by_node: dict[int, list[_Gpu]] = {}
+    for g in cands:
+        by_node.setdefault(g.dev.numa_node, []).append(g)
+    fits = [gs for gs in by_node.values() if len(gs) >= n]
+    if fits:
+        return sorted(min(fits, key=lambda gs: len(gs)), key=lambda g: g.dev.index)[:n]
+    return sorted(cands, key=lambda g: g.dev.index)[:n]
+
+
+def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Lease] = (), *, holder: str = "",
+             gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
+             drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None) -> Lease | WaitReason:
+    """Grant ``request`` given the current ``leases`` and live readings, or say why it waits.
+
+    A request that :func:`never_satisfiable` rejects gets a WaitReason of kind
+    ``unsatisfiable``: the engine must fail the task rather than wait.
+    """
+    never = never_satisfiable(request, inventory, pools)
+    if never is not None:
+        return WaitReason("unsatisfiable", never)
+    cap = Capacity(inventory, leases, gpu_free=gpu_free, gpu_lease_used=gpu_lease_used, drained=drained, pools=pools)
+    return cap.fit(request, holder)

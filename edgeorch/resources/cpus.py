@@ -1,0 +1,167 @@
+"""CPU and host-memory inventory of the daemon.
+
+The daemon may use fewer cores than the machine has: under systemd
+(``AllowedCPUs=``), in a container or under ``taskset``. The usable set is
+``sched_getaffinity(0)`` ∩ the cgroup cpuset (v2 ``cpuset.cpus.effective``,
+v1 ``cpuset.effective_cpus``), minus ``reserved_cpus`` from config (kept for
+the daemon itself). Every reader takes a ``root`` so tests can point it at a
+fake ``/sys``/``/proc`` tree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from .model import CpuCore, GpuDevice, Inventory
+
+
+def parse_cpu_list(text: str) -> set[int]:
+    """CPU ids of a kernel list such as ``"0-3,8,10-11"``; empty text → empty set.
+
+    Raises ``ValueError`` on anything else.
+    """
+    out: set[int] = set()
+    text = text.strip()
+    if not text:
+        return out
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            a, b = int(lo), int(hi)
+            if b < a:
+                raise ValueError(f"bad CPU range {part!r}")
+            out.update(range(a, b + 1))
+        else:
+            out.add(int(part))
+    return out
+
+
+def format_cpu_list(cpus: set[int] | frozenset[int] | tuple[int, ...] | list[int]) -> str:
+    """The kernel's compact form (``0-3,8``) of a CPU set; empty set → ``""``."""
+    ids = sorted(set(cpus))
+    parts: list[str] = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def cgroup_cpuset(root: Path = Path("/")) -> set[int] | None:
+    """CPUs allowed by this process's cgroup cpuset, or None when unknown.
+
+    cgroup v2: the ``0::/path`` line of ``/proc/self/cgroup`` and
+    ``cpuset.cpus.effective`` there (walking up to the root, since the file
+    exists only where the controller is enabled). v1: the ``cpuset``
+    hierarchy's ``cpuset.effective_cpus`` (or ``cpuset.cpus``).
+    """
+    text = _read(root / "proc/self/cgroup")
+    if text is None:
+        return None
+    v1_path: str | None = None
+    v2_path: str | None = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            v2_path = parts[2]
+        elif "cpuset" in parts[1].split(","):
+            v1_path = parts[2]
+    fs = root / "sys/fs/cgroup"
+    candidates: list[Path] = []
+    if v1_path is not None:
+        base = fs / "cpuset"
+        p = Path(v1_path.lstrip("/"))
+        for anc in [p, *p.parents]:
+            candidates += [base / anc / "cpuset.effective_cpus", base / anc / "cpuset.cpus"]
+    if v2_path is not None:
+        p = Path(v2_path.lstrip("/"))
+        for anc in [p, *p.parents]:
+            candidates += [fs / anc / "cpuset.cpus.effective"]
+    for c in candidates:
+        val = _read(c)
+        if val is not None and val.strip():
+            try:
+                return parse_cpu_list(val)
+            except ValueError:
+                return None
+    return None
+
+
+def numa_nodes(root: Path = Path("/")) -> dict[int, int]:
+    """CPU id → NUMA node from ``/sys/devices/system/node/node*/cpulist``; {} when absent."""
+    out: dict[int, int] = {}
+    base = root / "sys/devices/system/node"
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith("node") and name[4:].isdigit()):
+            continue
+        text = _read(entry / "cpulist")
+        if text is None:
+            continue
+        try:
+            for cpu in parse_cpu_list(text):
+                out[cpu] = int(name[4:])
+        except ValueError:
+            continue
+    return out
+
+
+def available_memory(root: Path = Path("/")) -> int:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes; 0 when unreadable."""
+    text = _read(root / "proc/meminfo") or ""
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            fields = line.split()
+            try:
+                return int(fields[1]) * (1024 if len(fields) > 2 and fields[2] == "kB" else 1)
+            except (IndexError, ValueError):
+                return 0
+    return 0
+
+
+def usable_cpus(reserved: tuple[int, ...] | list[int] = (), *, affinity: set[int] | None = None,
+                root: Path = Path("/")) -> list[int]:
+    """Sorted CPU ids the daemon may lease: affinity ∩ cpuset − reserved.
+
+    ``affinity`` defaults to ``os.sched_getaffinity(0)``. Reserved ids the
+    daemon does not have are ignored (config may be shared by machines).
+    Raises :class:`ConfigError` when ``reserved_cpus`` would leave no core.
+    """
+    allowed = set(affinity) if affinity is not None else set(os.sched_getaffinity(0))
+    cs = cgroup_cpuset(root)
+    if cs is not None and allowed & cs:
+        allowed &= cs
+    usable = allowed - set(reserved)
+    if not usable:
+        raise ConfigError(
+            "reserved_cpus leaves no core for tasks", field="resources.reserved_cpus", value=list(reserved),
+            expected=f"a subset of the daemon's CPUs {format_cpu_list(allowed)} that leaves at least one",
+        )
+    return sorted(usable)
+
+
+def read_inventory(reserved: tuple[int, ...] | list[int] = (), gpus: tuple[GpuDevice, ...] = (), *,
+                   affinity: set[int] | None = None, root: Path = Path("/")) -> Inventory:
+    """The daemon's :class:`Inventory`: usable cores with NUMA nodes, MemAvailable, ``gpus``."""
+    nodes = numa_nodes(root)
+    cores = tuple(CpuCore(c, nodes.get(c, -1)) for c in usable_cpus(reserved, affinity=affinity, root=root))
+    return Inventory(cpus=cores, memory_available=available_memory(root), gpus=tuple(gpus))

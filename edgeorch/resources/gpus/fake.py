@@ -1,0 +1,314 @@
+"""A GPU backend over a device table: simulated devices for tests and demos.
+
+The table is a dict, or a TOML/JSON file with the same shape::
+
+    [[gpu]]
+    uuid = "GPU-11111111-2222-3333-4444-555555555555"
+    name = "NVIDIA A100-SXM4-80GB"
+    memory = "80G"                 # total
+    compute_capability = "8.0"     # or [8, 0]
+    numa_node = 0                  # optional, -1 unknown
+    cpus = "0-15"                  # optional CPU affinity (kernel list)
+    used = "1G"                    # optional memory used by non-edgeorch users
+    utilization = 0                # optional percent; omitted: unsupported
+    temperature = 35               # optional °C
+    ecc = true                     # ECC counters supported (default true)
+
+    [[gpu.mig]]                    # any: the GPU is in MIG mode
+    uuid = "MIG-…"
+    memory = "10G"
+
+    [[gpu.process]]                # processes already on the GPU (or a MIG uuid)
+    pid = 1234
+    memory = "2G"
+
+Tests then change the simulated world through the ``set_*``/``add_*``/
+``inject_*`` methods; every method behaves as the contract in
+:mod:`.backend` says, including NVML error codes (:meth:`fail_with`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ...tomlcheck import load_toml
+from ...units import SIZE_EXPECTED, parse_size
+from ..cpus import parse_cpu_list
+from ..model import (
+    NVML_ERROR_GPU_IS_LOST,
+    NVML_ERROR_NOT_FOUND,
+    GpuBackendError,
+    GpuDevice,
+    GpuProcess,
+    GpuReading,
+    HealthEvent,
+    ResourceError,
+)
+from .backend import GpuBackend
+
+
+@dataclass
+class _Sim:
+    """Mutable simulated state of one allocatable device (or a MIG parent)."""
+
+    device: GpuDevice
+    used_external: int = 0
+    processes: dict[int, int | None] = field(default_factory=dict)
+    utilization: int | None = None
+    temperature: int | None = None
+    ecc: bool = True
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    retired_pages: int = 0
+    lost: bool = False
+    error: int | None = None
+
+
+class FakeBackend(GpuBackend):
+    """Simulated GPUs behind the :class:`GpuBackend` contract."""
+
+    name = "fake"
+
+    def __init__(self, table: Mapping[str, Any] | None = None, *, file: str | None = None) -> None:
+        """Build from ``table`` (see the module docstring); ``file`` names it in errors.
+
+        Raises :class:`ResourceError` naming the file, the field
+        (``gpu[1].memory``), the value and what was expected.
+        """
+        self._file = file
+        self._phys: dict[str, _Sim] = {}
+        self._sims: dict[str, _Sim] = {}
+        self._order: list[str] = []
+        self._events: list[HealthEvent] = []
+        self._reported_lost: set[str] = set()
+        self._closed = False
+        self._parse(table or {"gpu": []})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "FakeBackend":
+        """Load a ``.toml`` or ``.json`` table (by suffix; anything else is read as TOML)."""
+        p = Path(path)
+        if p.suffix.lower() == ".json":
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ResourceError(f"cannot read device table: {exc.strerror}", file=str(p)) from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ResourceError(f"malformed JSON: {exc}", file=str(p)) from None
+            if not isinstance(data, dict):
+                raise ResourceError("must be an object", file=str(p), expected='{"gpu": [...]}')
+        else:
+            data = load_toml(p, ResourceError)
+        return cls(data, file=str(p))
+
+    # -- table parsing ---------------------------------------------------
+
+    def _fail(self, fld: str, msg: str, value: Any = None, expected: str | None = None) -> ResourceError:
+        return ResourceError(msg, file=self._file, field=fld, value=value, expected=expected)
+
+    def _size(self, d: Mapping[str, Any], key: str, fld: str, default: int | None = None) -> int:
+        if key not in d:
+            if default is None:
+                raise self._fail(f"{fld}.{key}", "is required", expected=SIZE_EXPECTED)
+            return default
+        try:
+            return parse_size(d[key])
+        except ValueError:
+            raise self._fail(f"{fld}.{key}", "is not a valid size", d[key], SIZE_EXPECTED) from None
+
+    def _int(self, d: Mapping[str, Any], key: str, fld: str, default: int | None) -> int | None:
+        v = d.get(key, default)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise self._fail(f"{fld}.{key}", "must be an integer", v, "an integer")
+        return v
+
+    def _uuid(self, d: Mapping[str, Any], fld: str, prefix: str) -> str:
+        u = d.get("uuid")
+        if not isinstance(u, str) or not u.startswith(prefix):
+            raise self._fail(f"{fld}.uuid", "must be a device UUID", u, f"a string starting with {prefix!r}")
+        if u in self._sims or u in self._phys:
+            raise self._fail(f"{fld}.uuid", "is listed twice", u, "unique UUIDs")
+        return u
+
+    def _parse(self, table: Mapping[str, Any]) -> None:
+        known_top = {"gpu"}
+        for k in table:
+            if k not in known_top:
+                raise self._fail(k, "unknown key", expected="gpu")
+        gpus = table.get("gpu", [])
+        if not isinstance(gpus, list):
+            raise self._fail("gpu", "must be an array of tables", type(gpus).__name__, "[[gpu]] tables")
+        known = {"uuid", "name", "memory", "compute_capability", "numa_node", "cpus", "used", "utilization",
+                 "temperature", "ecc", "mig", "process"}
+        for i, g in enumerate(gpus):
+            fld = f"gpu[{i}]"
+            if not isinstance(g, dict):
+                raise self._fail(fld, "must be a table", g, "a table")
+            for k in g:
+                if k not in known:
+                    raise self._fail(f"{fld}.{k}", "unknown key", expected="one of " + ", ".join(sorted(known)))
+            uuid = self._uuid(g, fld, "GPU-")
+            name = g.get("name", "NVIDIA Fake GPU")
+            if not isinstance(name, str):
+                raise self._fail(f"{fld}.name", "must be a string", name, "a string")
+            cc = g.get("compute_capability", "8.0")
+            try:
+                if isinstance(cc, str):
+                    ma, mi = cc.split(".")
+                    cap = (int(ma), int(mi))
+                elif isinstance(cc, list) and len(cc) == 2 and all(isinstance(x, int) for x in cc):
+                    cap = (cc[0], cc[1])
+                else:
+                    raise ValueError
+            except ValueError:
+                raise self._fail(f"{fld}.compute_capability", "is not a compute capability", cc,
+                                 "a string like '8.0' or [8, 0]") from None
+            cpus_raw = g.get("cpus", "")
+            try:
+                aff = frozenset(parse_cpu_list(cpus_raw)) if isinstance(cpus_raw, str) else None
+            except ValueError:
+                aff = None
+            if aff is None:
+                raise self._fail(f"{fld}.cpus", "is not a CPU list", cpus_raw, "a kernel CPU list like '0-15,32'")
+            numa = self._int(g, "numa_node", fld, -1)
+            total = self._size(g, "memory", fld)
+            migs = g.get("mig", [])
+            if not isinstance(migs, list) or not all(isinstance(m, dict) for m in migs):
+                raise self._fail(f"{fld}.mig", "must be an array of tables", migs, "[[gpu.mig]] tables")
+            phys = GpuDevice(uuid=uuid, name=name, memory_total=total, index=i, compute_capability=cap,
+                             numa_node=numa if numa is not None else -1, cpu_affinity=aff,
+                             mig_enabled=bool(migs))
+            ecc = g.get("ecc", True)
+            if not isinstance(ecc, bool):
+                raise self._fail(f"{fld}.ecc", "must be true or false", ecc, "a boolean")
+            psim = _Sim(phys, used_external=self._size(g, "used", fld, 0),
+                        utilization=self._int(g, "utilization", fld, None),
+                        temperature=self._int(g, "temperature", fld, None), ecc=ecc)
+            self._phys[uuid] = psim
+            if not migs:
+                self._sims[uuid] = psim
+                self._order.append(uuid)
+            mig_total = 0
+            for j, m in enumerate(migs):
+                mfld = f"{fld}.mig[{j}]"
+                for k in m:
+                    if k not in ("uuid", "memory"):
+                        raise self._fail(f"{mfld}.{k}", "unknown key", expected="uuid, memory")
+                muuid = self._uuid(m, mfld, "MIG-")
+                mmem = self._size(m, "memory", mfld)
+                mig_total += mmem
+                dev = GpuDevice(uuid=muuid, name=name, memory_total=mmem, index=i, compute_capability=cap,
+                                numa_node=phys.numa_node, cpu_affinity=aff, parent=uuid, mig_enabled=True)
+                self._sims[muuid] = _Sim(dev, ecc=ecc)
+                self._order.append(muuid)
+            if mig_total > total:
+                raise self._fail(f"{fld}.mig", "MIG instances hold more memory than the GPU", mig_total,
+                                 f"at most {total} bytes in all")
+            procs = g.get("process", [])
+            if not isinstance(procs, list) or not all(isinstance(p, dict) for p in procs):
+                raise self._fail(f"{fld}.process", "must be an array of tables", procs, "[[gpu.process]] tables")
+            for j, p in enumerate(procs):
+                pfld = f"{fld}.process[{j}]"
+                pid = self._int(p, "pid", pfld, None)
+                if pid is None or pid <= 0:
+                    raise self._fail(f"{pfld}.pid", "must be a process id", p.get("pid"), "an integer > 0")
+                target = p.get("uuid", uuid if not migs else None)
+                if target not in self._sims:
+                    raise self._fail(f"{pfld}.uuid", "must name this GPU or one of its MIG instances",
+                                     target, "an allocatable UUID")
+                self._sims[target].processes[pid] = self._size(p, "memory", pfld, 0)
+
+    # -- the contract ------------------------------------------------------
+
+    def _get(self, uuid: str) -> _Sim:
+        sim = self._sims.get(uuid)
+        if sim is None:
+            raise GpuBackendError("no such GPU", nvml_code=NVML_ERROR_NOT_FOUND, uuid=uuid, value=uuid)
+        phys = self._phys[sim.device.physical]
+        if phys.lost:
+            raise GpuBackendError("GPU has fallen off the bus", nvml_code=NVML_ERROR_GPU_IS_LOST, uuid=uuid)
+        err = sim.error if sim.error is not None else phys.error
+        if err is not None:
+            raise GpuBackendError(f"NVML error {err}", nvml_code=err, uuid=uuid)
+        return sim
+
+    def devices(self) -> tuple[GpuDevice, ...]:
+        return tuple(self._sims[u].device for u in self._order)
+
+    def reading(self, uuid: str) -> GpuReading:
+        sim = self._get(uuid)
+        phys = self._phys[sim.device.physical]
+        used = sim.used_external + sum(m or 0 for m in sim.processes.values())
+        total = sim.device.memory_total
+        mig = sim.device.parent is not None
+        return GpuReading(
+            uuid=uuid, memory_free=max(0, total - used), memory_used=min(total, used),
+            utilization_gpu=None if mig else sim.utilization,
+            utilization_memory=None if mig or sim.utilization is None else min(100, used * 100 // max(1, total)),
+            temperature=phys.temperature,
+            ecc_corrected=phys.ecc_corrected if phys.ecc else None,
+            ecc_uncorrected=phys.ecc_uncorrected if phys.ecc else None,
+            retired_pages=phys.retired_pages if phys.ecc else None,
+        )
+
+    def processes(self, uuid: str) -> tuple[GpuProcess, ...]:
+        sim = self._get(uuid)
+        return tuple(GpuProcess(uuid, pid, mem) for pid, mem in sorted(sim.processes.items()))
+
+    def _instances(self, phys_uuid: str) -> list[str]:
+        return [u for u in self._order if self._sims[u].device.physical == phys_uuid]
+
+    def poll_health(self, timeout_ms: int = 0) -> list[HealthEvent]:
+        # The fake never blocks: events are queued by inject_* synchronously.
+        out, self._events = self._events, []
+        for phys_uuid, p in self._phys.items():
+            if p.lost and phys_uuid not in self._reported_lost:
+                self._reported_lost.add(phys_uuid)
+                out += [HealthEvent(u, "lost", 0, "GPU has fallen off the bus") for u in self._instances(phys_uuid)]
+        return out
+
+    def close(self) -> None:
+        self._closed = True
+
+    # -- simulation controls (tests) ----------------------------------------
+
+    def set_used(self, uuid: str, used: int) -> None:
+        """Memory used on ``uuid`` by something outside edgeorch (bytes)."""
+        self._sims[uuid].used_external = used
+
+    def add_process(self, uuid: str, pid: int, memory: int | None) -> None:
+        """A process appears on ``uuid`` using ``memory`` bytes (None: unknown)."""
+        self._sims[uuid].processes[pid] = memory
+
+    def remove_process(self, uuid: str, pid: int) -> None:
+        self._sims[uuid].processes.pop(pid, None)
+
+    def set_reading(self, uuid: str, *, utilization: int | None = None, temperature: int | None = None) -> None:
+        phys = self._phys[self._sims[uuid].device.physical]
+        phys.utilization = utilization
+        phys.temperature = temperature
+
+    def inject_xid(self, uuid: str, xid: int) -> None:
+        """An XID critical error on ``uuid``'s physical GPU (reported per instance)."""
+        phys = self._sims[uuid].device.physical
+        self._events += [HealthEvent(u, "xid", xid, f"XID {xid}") for u in self._instances(phys)]
+
+    def inject_ecc_uncorrectable(self, uuid: str, count: int = 1) -> None:
+        """Uncorrectable ECC errors: counters go up and an event is queued."""
+        phys_uuid = self._sims[uuid].device.physical
+        phys = self._phys[phys_uuid]
+        phys.ecc_uncorrected += count
+        phys.retired_pages += count
+        self._events += [HealthEvent(u, "ecc_uncorrectable", 0, f"{count} uncorrectable ECC error(s)")
+                         for u in self._instances(phys_uuid)]
+
+    def make_lost(self, uuid: str) -> None:
+        """The physical GPU of ``uuid`` falls off the bus (NVML_ERROR_GPU_IS_LOST)."""
+        self._phys[self._sims[uuid].device.physical].lost = True
+
+    def fail_with(self, uuid: str, nvml_code: int | None) -> None:
+        """Make every call about ``uuid`` raise NVML error ``nvml_code`` (None: stop)."""
+        self._sims[uuid].error = nvml_code

@@ -1,0 +1,377 @@
+"""Pure scheduling policy: which ready tasks start now, with which leases, and why the rest wait.
+
+Order: pipeline priority (higher first), then critical-path length (longer
+first: the chain that decides when the run ends starts first), then arrival.
+
+EASY backfilling, as HPC batch schedulers do it: when the first task in that
+order does not fit, it becomes the *reserved head*: its start time is
+predicted (the *shadow time*, when enough running leases will have ended, by
+predicted durations), and a later task may start now only if it fits now and
+either ends before the shadow time or leaves enough for the head at the
+shadow time. So a stream of small tasks cannot starve a big GPU task, and
+idle resources are still used.
+
+Cost of one decision: tasks with the same pipeline and request share a
+*bucket*; the queue keeps each bucket sorted incrementally. A decision visits
+buckets, not tasks: a bucket whose request does not fit is skipped whole (its
+tasks all ask for the same thing), and backfill looks at most ``lookahead``
+tasks deep into a bucket (Slurm's ``bf_max_job_test`` idea). So a decision is
+O(buckets · log buckets + started tasks + running leases), independent of
+the number of ready tasks; 10,000 ready tasks cost the same as 100.
+
+Nothing here reads a clock or the hardware: ``now``, the running leases and
+the live GPU readings are arguments.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, insort
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from .allocator import Capacity, never_satisfiable
+from .model import Inventory, Lease, ResourceError, ResourceRequest, WaitReason
+
+DEFAULT_DURATION = 60.0
+"""Seconds predicted for a task never seen before."""
+
+
+# -- predicted durations -------------------------------------------------------
+
+
+def ewma(previous: float | None, observed: float, alpha: float = 0.3) -> float:
+    """Exponentially weighted average: ``alpha·observed + (1−alpha)·previous``.
+
+    ``previous`` None (first observation) returns ``observed``. Negative or NaN
+    observations are ignored (a clock step must not poison the estimate).
+    """
+    if not (observed >= 0):  # also catches NaN
+        return previous if previous is not None else DEFAULT_DURATION
+    if previous is None:
+        return float(observed)
+    return alpha * observed + (1.0 - alpha) * previous
+
+
+@dataclass
+class DurationModel:
+    """Predicted duration per task key (``pipeline/task``), an EWMA of past durations.
+
+    Seed it from the attempts table at daemon start (``observe`` each
+    finished attempt in order), then ``observe`` as attempts finish.
+    """
+
+    alpha: float = 0.3
+    default: float = DEFAULT_DURATION
+    estimates: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, key: str, seconds: float) -> float:
+        """Fold one successful attempt's wall time in; returns the new estimate."""
+        new = ewma(self.estimates.get(key), seconds, self.alpha)
+        self.estimates[key] = new
+        return new
+
+    def predict(self, key: str) -> float:
+        return self.estimates.get(key, self.default)
+
+
+def critical_paths(deps: Mapping[str, Iterable[str]], durations: Mapping[str, float],
+                   default: float = DEFAULT_DURATION) -> dict[str, float]:
+    """Per task, the longest predicted time from its start to the end of the DAG.
+
+    ``deps`` maps each task to the tasks it depends on (upstream); every task
+    must be a key. The result for a task is its own duration plus the longest
+    critical path among its downstream tasks. Missing durations use
+    ``default``. O(tasks + edges). Raises :class:`ResourceError` on a cycle
+    or an unknown dependency (the pipeline validator should have caught both).
+    """
+    down: dict[str, list[str]] = {t: [] for t in deps}
+    indeg = {t: 0 for t in deps}
+    for t, ups in deps.items():
+        for u in ups:
+            if u not in down:
+                raise ResourceError("depends on an unknown task", field=t, value=u)
+            down[u].append(t)
+            indeg[t] += 1
+    order: list[str] = []
+    q = deque(t for t, d in indeg.items() if d == 0)
+    while q:
+        t = q.popleft()
+        order.append(t)
+        for v in down[t]:
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                q.append(v)
+    if len(order) != len(deps):
+        raise ResourceError("the task graph has a cycle", value=sorted(set(deps) - set(order)))
+    out: dict[str, float] = {}
+    for t in reversed(order):
+        out[t] = durations.get(t, default) + max((out[v] for v in down[t]), default=0.0)
+    return out
+
+
+# -- the ready queue -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadyTask:
+    """A task whose dependencies are done, waiting for resources.
+
+    ``critical_path`` and ``duration`` are in seconds, computed when the task
+    became ready (from :class:`DurationModel` and :func:`critical_paths`).
+    ``seq`` breaks ties in arrival order (FIFO among equals).
+    """
+
+    id: str
+    request: ResourceRequest
+    pipeline: str = ""
+    priority: int = 0
+    critical_path: float = 0.0
+    duration: float = DEFAULT_DURATION
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Running:
+    """A lease held by a running attempt and when it is predicted to end (absolute seconds)."""
+
+    lease: Lease
+    pipeline: str = ""
+    expected_end: float = 0.0
+
+
+_BucketKey = tuple[str, ResourceRequest]
+
+
+class _Bucket:
+    __slots__ = ("key", "entries", "tasks")
+
+    def __init__(self, key: _BucketKey) -> None:
+        self.key = key
+        self.entries: list[tuple[tuple[int, float, int], str]] = []
+        self.tasks: dict[str, ReadyTask] = {}
+
+
+def _order_key(t: ReadyTask) -> tuple[int, float, int]:
+    return (-t.priority, -t.critical_path, t.seq)
+
+
+class ReadyQueue:
+    """Ready tasks grouped in buckets (same pipeline and request), each kept sorted.
+
+    ``add`` and ``remove`` are O(log n) plus a memmove; :func:`decide` reads
+    the queue without changing it. The engine removes a task when it has
+    started it (or failed it as unsatisfiable).
+    """
+
+    def __init__(self, tasks: Iterable[ReadyTask] = ()) -> None:
+        self._buckets: dict[_BucketKey, _Bucket] = {}
+        self._where: dict[str, _Bucket] = {}
+        for t in tasks:
+            self.add(t)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._where
+
+    def add(self, task: ReadyTask) -> None:
+        """Queue ``task``; raises :class:`ResourceError` if its id is already queued."""
+        if task.id in self._where:
+            raise ResourceError("task is already queued", value=task.id)
+        key = (task.pipeline, task.request)
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = _Bucket(key)
+        insort(b.entries, (_order_key(task), task.id))
+        b.tasks[task.id] = task
+        self._where[task.id] = b
+
+    def remove(self, task_id: str) -> ReadyTask:
+        """Take ``task_id`` out; raises KeyError when it is not queued."""
+        b = self._where.pop(task_id)
+        task = b.tasks.pop(task_id)
+        i = bisect_left(b.entries, (_order_key(task), task_id))
+        del b.entries[i]
+        if not b.entries:
+            del self._buckets[b.key]
+        return task
+
+    def get(self, task_id: str) -> ReadyTask | None:
+        b = self._where.get(task_id)
+        return None if b is None else b.tasks[task_id]
+
+    def buckets(self) -> list[_Bucket]:
+        return list(self._buckets.values())
+
+    def bucket_key(self, task_id: str) -> _BucketKey | None:
+        b = self._where.get(task_id)
+        return None if b is None else b.key
+
+
+# -- one decision ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one :func:`decide` call.
+
+    - ``start``: tasks to start now, in order, with their leases.
+    - ``unsatisfiable``: tasks no state of the machine could ever serve, with
+      the reason: the engine fails them with a clear error.
+    - ``reserved``: the reserved head (or None) and ``shadow_time``, when it is
+      predicted to start (absolute seconds).
+    - :meth:`reason` says why any other queued task waits.
+    """
+
+    start: tuple[tuple[ReadyTask, Lease], ...]
+    unsatisfiable: tuple[tuple[ReadyTask, str], ...] = ()
+    reserved: ReadyTask | None = None
+    shadow_time: float | None = None
+    bucket_reasons: Mapping[_BucketKey, WaitReason] = field(default_factory=dict)
+    default_reason: WaitReason = WaitReason("queued", "waits behind higher-priority tasks")
+
+    def reason(self, queue: ReadyQueue, task_id: str) -> WaitReason | None:
+        """Why ``task_id`` (still in ``queue``) waits after this decision; None if it starts."""
+        for t, _ in self.start:
+            if t.id == task_id:
+                return None
+        if self.reserved is not None and self.reserved.id == task_id:
+            base = self.bucket_reasons.get(queue.bucket_key(task_id) or ("", ResourceRequest()))
+            when = "" if self.shadow_time is None else f" (reserved: predicted to start at t={self.shadow_time:.0f}s)"
+            return WaitReason(base.kind if base else "reserved", (base.message if base else "reserved") + when)
+        key = queue.bucket_key(task_id)
+        if key is None:
+            return None
+        return self.bucket_reasons.get(key, self.default_reason)
+
+
+def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] = (), *, now: float = 0.0,
+           gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
+           drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
+           max_parallel: Mapping[str, int] | None = None, parallelism: int | None = None,
+           lookahead: int = 8, cpu_only_reason: str | None = None) -> Decision:
+    """Choose which queued tasks start now (see the module docstring for the policy).
+
+    Pure: ``queue`` is not changed; the engine records each returned lease,
+    starts the attempt, and then removes the task from the queue.
+    ``running`` are the leases held now with predicted ends (an end in the
+    past counts as "any moment": ``now``). ``max_parallel`` caps running
+    tasks per pipeline, ``parallelism`` in all (engine.parallelism).
+    """
+    running = list(running)
+    max_parallel = max_parallel or {}
+    cap = Capacity(inventory, (r.lease for r in running), gpu_free=gpu_free, gpu_lease_used=gpu_lease_used,
+                   drained=drained, pools=pools)
+    per_pipe = Counter(r.pipeline for r in running)
+    total = len(running)
+    ends = [(max(now, r.expected_end), i, r.lease) for i, r in enumerate(running)]
+
+    buckets = queue.buckets()
+    heap = [(b.entries[0][0], n, 0) for n, b in enumerate(buckets)]
+    heapq.heapify(heap)
+    reasons: dict[_BucketKey, WaitReason] = {}
+    start: list[tuple[ReadyTask, Lease]] = []
+    unsat: list[tuple[ReadyTask, str]] = []
+    reserved: ReadyTask | None = None
+    reserved_req: ResourceRequest | None = None
+    shadow = math.inf
+    cap_t: Capacity | None = None   # predicted capacity at the shadow time
+    default = WaitReason("queued", "waits behind higher-priority tasks")
+
+    while heap:
+        if parallelism is not None and total >= parallelism:
+            default = WaitReason("parallelism", f"waits for a run slot (engine.parallelism = {parallelism})")
+            break
+        _, n, idx = heapq.heappop(heap)
+        b = buckets[n]
+        pipeline, req = b.key
+        mp = max_parallel.get(pipeline)
+        if mp is not None and per_pipe[pipeline] >= mp:
+            reasons[b.key] = WaitReason("max_parallel", f"pipeline {pipeline!r} already runs {mp} (max_parallel)")
+            continue
+        if idx == 0:
+            never = never_satisfiable(req, inventory, pools, cpu_only_reason=cpu_only_reason)
+            if never is not None:
+                # Every task of the bucket asks the same impossible thing.
+                unsat += [(b.tasks[tid], never) for _, tid in b.entries]
+                reasons[b.key] = WaitReason("unsatisfiable", never)
+                continue
+        why = cap.check(req)
+        if why is not None:
+            reasons[b.key] = why
+            if reserved is None:
+                reserved = b.tasks[b.entries[idx][1]]
+                reserved_req = req
+                shadow, cap_t = _shadow(cap, req, ends)
+                if cap_t is None:
+                    # Cannot predict when it fits (memory held outside edgeorch, drained
+                    # GPUs): reserving would idle the machine for nothing.
+                    reserved, reserved_req = None, None
+            continue
+        # The bucket's request fits now. Before any reservation every task may go;
+        # after it, only those that do not delay the reserved head.
+        stop = len(b.entries) if reserved is None else min(len(b.entries), idx + lookahead)
+        chosen = -1
+        for j in range(idx, stop):
+            task = b.tasks[b.entries[j][1]]
+            lease = cap.fit(req, task.id)
+            assert isinstance(lease, Lease)  # check() said it fits
+            if reserved is not None and cap_t is not None:
+                if now + task.duration > shadow:
+                    trial = cap_t.copy()
+                    trial.take(lease)
+                    assert reserved_req is not None
+                    if trial.check(reserved_req) is not None:
+                        continue
+                    cap_t = trial
+            chosen = j
+            break
+        if chosen < 0:
+            assert reserved is not None
+            reasons[b.key] = WaitReason(
+                "reserved", f"held back: would delay the reserved task {reserved.id!r} (backfill only fits short tasks)")
+            continue
+        task = b.tasks[b.entries[chosen][1]]
+        cap.take(lease)
+        start.append((task, lease))
+        total += 1
+        per_pipe[pipeline] += 1
+        ends.append((now + task.duration, len(ends), lease))
+        if chosen + 1 < len(b.entries):
+            heapq.heappush(heap, (b.entries[chosen + 1][0], n, chosen + 1))
+    return Decision(tuple(start), tuple(unsat), reserved, None if reserved is None else shadow,
+                    reasons, default)
+
+
+def _shadow(cap: Capacity, req: ResourceRequest,
+            ends: list[tuple[float, int, Lease]]) -> tuple[float, Capacity | None]:
+    """When ``req`` will fit as running leases end by prediction, and the capacity then.
+
+    (inf, None) when it does not fit even after every lease has ended.
+    """
+    cap_t = cap.copy()
+    for end, _, lease in sorted(ends):
+        cap_t.release(lease)
+        if cap_t.check(req) is None:
+            return end, cap_t
+    return math.inf, None
+
+
+def fifo_decide(tasks: list[ReadyTask], inventory: Inventory, running: Iterable[Running] = (), *,
+                pools: Mapping[str, int] | None = None) -> list[tuple[ReadyTask, Lease]]:
+    """Plain FIFO, the benchmark's baseline: start tasks in arrival order until one does not fit."""
+    cap = Capacity(inventory, (r.lease for r in running), pools=pools)
+    out: list[tuple[ReadyTask, Lease]] = []
+    for t in sorted(tasks, key=lambda t: t.seq):
+        lease = cap.fit(t.request, t.id)
+        if not isinstance(lease, Lease):
+            break
+        cap.take(lease)
+        out.append((t, lease))
+    return out
+
+
