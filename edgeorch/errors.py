@@ -34,8 +34,10 @@ class EdgeorchError(Exception):
         hint: str | None = None,
         line: int | None = None,
         column: int | None = None,
+        pipeline: str | None = None,
     ) -> None:
         self.message = message
+        self.pipeline = pipeline
         self.file = file
         self.field = field
         self.value = value
@@ -56,6 +58,8 @@ class EdgeorchError(Exception):
                     where += f":{self.column}"
             where += ": "
         text = where
+        if self.pipeline:
+            text += f"pipeline {self.pipeline}: "
         if self.field:
             text += f"{self.field}: "
         text += self.message
@@ -67,10 +71,17 @@ class EdgeorchError(Exception):
             text += f"\n  hint: {self.hint}"
         return text
 
+    def in_pipeline(self, name: str | None) -> "EdgeorchError":
+        """Name the pipeline this error belongs to (re-renders the message)."""
+        if name and not self.pipeline:
+            self.pipeline = name
+            self.args = (self.render(),)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``--json`` output and the control protocol."""
         out: dict[str, Any] = {"code": self.code, "message": self.render()}
-        for key in ("file", "field", "expected", "hint", "line", "column"):
+        for key in ("file", "pipeline", "field", "expected", "hint", "line", "column"):
             val = getattr(self, key)
             if val is not None:
                 out[key] = val

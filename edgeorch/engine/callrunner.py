@@ -1,0 +1,111 @@
+"""Child-process entry for ``call = "module:function"`` tasks and built-in kinds.
+
+Run as ``python -m edgeorch.engine.callrunner`` with:
+
+- ``EDGEORCH_CALL=module:function``: imports it and calls it with the params
+  (``EDGEORCH_PARAMS``, JSON) as keyword arguments. Only the params the
+  function accepts are passed, unless it takes ``**kwargs``.
+- ``EDGEORCH_KIND=<kind>`` and ``EDGEORCH_KIND_OPTIONS`` (JSON): runs the
+  built-in check task ``edgeorch.kernels.tasks.run_task``.
+
+A JSON-serialisable return value is written to ``$EDGEORCH_RESULT_FILE`` for
+the engine to record. Exit codes: 0 success, 1 the function raised (traceback
+in the task log), 2 bad input (an edgeorch error, one clear line), 3 a check
+found a violation and its policy is ``fail`` (not retried).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+EXIT_OK, EXIT_RAISED, EXIT_BAD_INPUT, EXIT_VIOLATION = 0, 1, 2, 3
+
+
+def _write_result(value: Any) -> None:
+    path = os.environ.get("EDGEORCH_RESULT_FILE")
+    if not path or value is None:
+        return
+    from edgeorch.textui import dumps
+
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError):
+        print(f"edgeorch: the return value is not JSON-serialisable; not recorded ({type(value).__name__})", file=sys.stderr)
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run_call(ref: str, params: dict[str, Any]) -> int:
+    module_name, _, func_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name)
+    except (ImportError, AttributeError) as exc:
+        print(f"edgeorch: cannot load {ref}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        sig = inspect.signature(func)
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            params = {k: v for k, v in params.items() if k in sig.parameters}
+    except (TypeError, ValueError):
+        pass
+    try:
+        value = func(**params)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_RAISED
+    except Exception:
+        traceback.print_exc()
+        return EXIT_RAISED
+    _write_result(value)
+    return EXIT_OK
+
+
+def run_kind(kind: str, options: dict[str, Any]) -> int:
+    from edgeorch.errors import EdgeorchError, TaskViolation
+
+    try:
+        from edgeorch.kernels.tasks import run_task
+    except ImportError as exc:
+        print(f"edgeorch: built-in task kinds are not available: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        result = run_task(kind, options)
+    except TaskViolation as exc:
+        _write_result(exc.result)
+        print(f"edgeorch: {kind}: violation: {exc.message}", file=sys.stderr)
+        return EXIT_VIOLATION
+    except EdgeorchError as exc:
+        print(f"edgeorch: {kind}: {exc.render()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _write_result(result)
+    print(f"{kind}: {result.get('verdict', 'ok')}: {result.get('message', '')}")
+    if result.get("verdict") == "violation" and result.get("on_violation", "fail") == "fail":
+        return EXIT_VIOLATION
+    return EXIT_OK
+
+
+def main() -> int:
+    params = json.loads(os.environ.get("EDGEORCH_PARAMS", "{}"))
+    kind = os.environ.get("EDGEORCH_KIND")
+    if kind:
+        return run_kind(kind, json.loads(os.environ.get("EDGEORCH_KIND_OPTIONS", "{}")))
+    ref = os.environ.get("EDGEORCH_CALL")
+    if not ref:
+        print("edgeorch: callrunner needs EDGEORCH_CALL or EDGEORCH_KIND", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_call(ref, params)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

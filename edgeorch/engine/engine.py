@@ -1,0 +1,572 @@
+"""The engine: runs pipelines on one asyncio event loop, the only writer of state.
+
+Lifecycle: ``Engine(config, store)`` → ``await start()`` (zygote up, live
+attempts adopted or settled, unfinished runs resumed) → ``submit`` /
+``resume`` / ``cancel`` → ``await wait_run(run_id)`` → ``await close()``.
+
+Every state change goes through :class:`~edgeorch.store.Store` in one
+transaction and is then announced to listeners (CLI progress, the daemon's
+``events`` stream) as a plain dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Config
+from ..errors import ConflictError, EdgeorchError, PipelineError
+from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
+from ..pipelines import parse_pipeline, substitute, substitute_deep
+from ..store import NewAttempt, Store
+from . import scheduler
+from .callrunner import EXIT_VIOLATION
+from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, kill_group, read_exit, read_json, settle_unowned
+from .files import describe_file, describe_tree, intact
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunCtx:
+    """In-memory view of one active run (the store holds the truth)."""
+
+    run_id: int
+    pipeline: Pipeline
+    params: dict[str, Any]
+    run_dir: Path
+    task_ids: dict[str, int]
+    states: dict[str, TaskState]
+    attempts: dict[str, int]
+    dependents: dict[str, list[str]]
+    cancel_requested: bool = False
+    done: asyncio.Future[RunState] | None = None
+
+
+@dataclass
+class LiveAttempt:
+    attempt_id: int
+    run_id: int
+    task: str
+    number: int
+    attempt_dir: Path
+    pgid: int | None = None
+    timer: asyncio.TimerHandle | None = None
+    kill_timer: asyncio.TimerHandle | None = None
+    stop_reason: str | None = None  # "timeout" or "cancelled" once we decided to stop it
+    pending_kill: int | None = None  # a signal to send as soon as the pgid is known
+
+
+@dataclass
+class Engine:
+    """See the module docstring. ``clock`` and ``rand`` are injected for tests."""
+
+    config: Config
+    store: Store
+    clock: Callable[[], float] = time.time
+    rand: Callable[[], float] = random.random
+    listeners: list[Listener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.runs: dict[int, RunCtx] = {}
+        self.live: dict[int, LiveAttempt] = {}
+        self.ready: list[tuple[int, str]] = []
+        self._dispatch_scheduled = False
+        self._retry_timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.executor: Executor | None = None
+        self.accepting = True
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
+        self.loop = asyncio.get_running_loop()
+        self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.executor = Executor(self.loop, self._on_started, self._on_exited)
+        self.executor.start()
+        for run in self.store.active_runs():
+            self._activate(run["id"])
+        self._recover_attempts()
+        for ctx in list(self.runs.values()):
+            self._requeue_after_restart(ctx)
+        self._schedule_dispatch()
+
+    async def close(self, *, stop_tasks: bool = False) -> None:
+        """Stop the engine. Running tasks go on (live restore) unless ``stop_tasks``."""
+        self.accepting = False
+        if stop_tasks:
+            for la in list(self.live.values()):
+                self._stop_attempt(la, "cancelled")
+            while self.live:
+                await asyncio.sleep(0.05)
+        for h in self._retry_timers.values():
+            h.cancel()
+        for la in self.live.values():
+            for t in (la.timer, la.kill_timer):
+                if t:
+                    t.cancel()
+        if self.executor:
+            self.executor.close()
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        event.setdefault("ts", self.clock())
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the engine
+                pass
+
+    # -- requests ----------------------------------------------------------------------
+
+    def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None) -> int:
+        """Queue a run of ``pipeline`` with resolved ``params``; returns the run id."""
+        version_id = self.store.record_pipeline_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
+        runs_dir = self.config.runs_dir
+        run_id = self.store.create_run(
+            pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
+            run_dir_for=lambda rid: str(runs_dir / str(rid)),
+            tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
+        )
+        self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "queued"})
+        self._activate(run_id, pipeline=pipeline)
+        self._schedule_dispatch()
+        return run_id
+
+    def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
+        """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``)."""
+        run = self.store.get_run(run_id)
+        if run_id in self.runs or not RunState(run["state"]).finished:
+            raise ConflictError(f"run {run_id} is still {run['state']}", hint="wait for it to finish, or cancel it first")
+        rows = self.store.tasks_of(run_id)
+        states = {r["name"]: TaskState(r["state"]) for r in rows}
+        pipeline = self._stored_pipeline(run["pipeline_version_id"])
+        intact_map = {n: intact(self.store.latest_artifacts(run_id, n)) for n, s in states.items() if s.done_ok}
+        redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
+        if not redo:
+            raise ConflictError(f"run {run_id} has nothing to retry: every task succeeded and its outputs are intact")
+        self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
+        self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run", actor=actor)
+        self._emit({"kind": "run", "run_id": run_id, "state": "queued", "resumed": sorted(redo)})
+        self._activate(run_id, pipeline=pipeline)
+        self._schedule_dispatch()
+        return [n for n in pipeline.order if n in redo]
+
+    def cancel(self, run_id: int, *, actor: str | None = None, reason: str = "cancelled") -> None:
+        """Cancel an active run: nothing new starts, running attempts are stopped."""
+        ctx = self.runs.get(run_id)
+        if ctx is None:
+            run = self.store.get_run(run_id)
+            raise ConflictError(f"run {run_id} is already {run['state']}")
+        ctx.cancel_requested = True
+        self.store.add_event("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
+        changes = []
+        for name, st in ctx.states.items():
+            if st in (TaskState.PENDING, TaskState.READY, TaskState.RETRY_WAIT):
+                changes.append((ctx.task_ids[name], TaskState.CANCELLED, reason))
+                ctx.states[name] = TaskState.CANCELLED
+                timer = self._retry_timers.pop((run_id, name), None)
+                if timer:
+                    timer.cancel()
+        self.store.set_task_states(changes)
+        self.ready = [(r, t) for r, t in self.ready if r != run_id]
+        for la in list(self.live.values()):
+            if la.run_id == run_id:
+                self._stop_attempt(la, "cancelled")
+        self._maybe_finish(ctx)
+
+    async def wait_run(self, run_id: int) -> RunState:
+        """Wait until the run finishes; returns its final state."""
+        ctx = self.runs.get(run_id)
+        if ctx is None:
+            return RunState(self.store.get_run(run_id)["state"])
+        assert ctx.done is not None
+        return await asyncio.shield(ctx.done)
+
+    # -- activation and recovery -------------------------------------------------------
+
+    def _stored_pipeline(self, version_id: int) -> Pipeline:
+        """The exact definition a run was created with, parsed from the stored text."""
+        v = self.store.pipeline_version(version_id)
+        try:
+            data = tomllib.loads(v["source_text"])
+        except tomllib.TOMLDecodeError as exc:  # pragma: no cover - it was valid when stored
+            raise PipelineError(f"stored definition no longer parses: {exc}", file=v["source_file"]) from None
+        pipe, errors = parse_pipeline(data, file=Path(v["source_file"]), text=v["source_text"])
+        if pipe is None:
+            raise errors[0]
+        return pipe
+
+    def _activate(self, run_id: int, pipeline: Pipeline | None = None) -> RunCtx:
+        run = self.store.get_run(run_id)
+        if pipeline is None:
+            pipeline = self._stored_pipeline(run["pipeline_version_id"])
+        rows = self.store.tasks_of(run_id)
+        assert self.loop is not None
+        ctx = RunCtx(
+            run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]),
+            task_ids={r["name"]: r["id"] for r in rows}, states={r["name"]: TaskState(r["state"]) for r in rows},
+            attempts={r["name"]: r["attempts"] for r in rows}, dependents=pipeline.dependents(),
+            done=self.loop.create_future(),
+        )
+        self.runs[run_id] = ctx
+        if run["state"] == RunState.QUEUED:
+            self.store.set_run_state(run_id, RunState.RUNNING)
+            self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "running"})
+        self._promote_ready(ctx)
+        return ctx
+
+    def _requeue_after_restart(self, ctx: RunCtx) -> None:
+        for name, st in ctx.states.items():
+            if st == TaskState.READY and (ctx.run_id, name) not in self.ready:
+                self.ready.append((ctx.run_id, name))
+            elif st == TaskState.RETRY_WAIT:
+                row = next(r for r in self.store.tasks_of(ctx.run_id) if r["name"] == name)
+                self._arm_retry(ctx, name, row["next_attempt_at"] or self.clock())
+        self._maybe_finish(ctx)
+
+    def _recover_attempts(self) -> None:
+        """Adopt live shims, collect attempts that ended while we were away, abandon the rest."""
+        assert self.executor is not None
+        for a in self.store.live_attempts():
+            adir = a["attempt_dir"]
+            la = LiveAttempt(a["id"], a["run_id"], a["task"], a["number"], Path(adir), pgid=a["pgid"])
+            if a["run_id"] not in self.runs:
+                self._activate(a["run_id"])
+            self.live[a["id"]] = la
+            if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
+                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(None, None, None, lost=True,
+                                                                         error="the attempt never started (engine stopped while starting it)"))
+                continue
+            owner = read_json(Path(adir, OWNER)) or {}
+            if owner.get("abandoned"):
+                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(None, None, None, lost=True, error="abandoned"))
+                continue
+            proc = read_json(Path(adir, PROC))
+            if proc and la.pgid is None:
+                la.pgid = proc.get("pgid")
+                self.store.attempt_running(a["id"], pid=proc["pid"], pid_start_time=proc.get("pid_start_time") or 0,
+                                           pgid=proc["pgid"], shim_pid=owner.get("shim_pid") or 0,
+                                           shim_start_time=owner.get("shim_start_time") or 0)
+            adopted = self.executor.watch(a["id"], adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"))
+            if adopted:
+                self.store.add_event("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
+                                     run_id=a["run_id"], task=a["task"])
+                self._arm_timeout(la)
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def _promote_ready(self, ctx: RunCtx) -> None:
+        """Pending tasks whose upstreams are done become ready (one transaction)."""
+        if ctx.cancel_requested:
+            return
+        needs = {n: ctx.pipeline.tasks[n].needs for n in ctx.pipeline.order}
+        names = scheduler.ready_tasks(needs, ctx.states)
+        if not names:
+            return
+        self.store.set_task_states([(ctx.task_ids[n], TaskState.READY, None) for n in names])
+        for n in names:
+            ctx.states[n] = TaskState.READY
+            self.ready.append((ctx.run_id, n))
+        self._schedule_dispatch()
+
+    def _schedule_dispatch(self) -> None:
+        if not self._dispatch_scheduled and self.loop is not None:
+            self._dispatch_scheduled = True
+            self.loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Start ready attempts while there is room. Order: pipeline priority, then run age, then DAG order."""
+        self._dispatch_scheduled = False
+        if not self.accepting:
+            return
+        if len(self.ready) > 1:
+            self.ready.sort(key=lambda rt: (-self.runs[rt[0]].pipeline.priority, rt[0],
+                                            self.runs[rt[0]].pipeline.order.index(rt[1])))
+        while self.ready and len(self.live) < self.config.engine.parallelism:
+            run_id, name = self.ready.pop(0)
+            ctx = self.runs.get(run_id)
+            if ctx is None or ctx.states.get(name) != TaskState.READY:
+                continue
+            try:
+                self._start_task(ctx, name)
+            except EdgeorchError as exc:
+                self._fail_without_attempt(ctx, name, exc.render())
+            except OSError as exc:
+                self._fail_without_attempt(ctx, name, f"cannot prepare the attempt: {exc}")
+
+    # -- starting an attempt -------------------------------------------------------------
+
+    def _placeholders(self, ctx: RunCtx, name: str, number: int, out_dir: Path, ckpt_dir: Path) -> dict[str, Any]:
+        return {**ctx.params, "run_id": ctx.run_id, "task": name, "attempt": number, "output_dir": str(out_dir),
+                "checkpoint_dir": str(ckpt_dir), "run_dir": str(ctx.run_dir),
+                "pipeline_dir": str(Path(ctx.pipeline.source_file).parent)}
+
+    def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
+        return {up: self.store.latest_artifacts(ctx.run_id, up) for up in spec.needs}
+
+    def _start_task(self, ctx: RunCtx, name: str) -> None:
+        spec = ctx.pipeline.tasks[name]
+        number = ctx.attempts[name] + 1
+        out_dir = ctx.run_dir / "outputs" / name
+        ckpt_dir = ctx.run_dir / "checkpoints" / name
+        values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
+        upstream = self._upstream_outputs(ctx, spec)
+        input_hash = _input_hash(spec, ctx.params, upstream)
+        if spec.cache and number == 1 and self._try_cache(ctx, name, spec, input_hash):
+            return
+        attempt_dir = ctx.run_dir / "attempts" / name / str(number)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("owner.json", "proc.json", "exit.json", "result.json"):
+            # A previous engine may have crashed between mkdir and the attempt row; start clean.
+            (attempt_dir / stale).unlink(missing_ok=True)
+        argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
+        log_path = attempt_dir / "output.log"
+        attempt_id = self.store.start_attempt(NewAttempt(
+            task_id=ctx.task_ids[name], run_id=ctx.run_id, task=name, number=number, log_path=str(log_path),
+            attempt_dir=str(attempt_dir), definition_hash=spec.definition_hash, input_hash=input_hash,
+        ))
+        ctx.attempts[name] = number
+        ctx.states[name] = TaskState.RUNNING
+        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir)
+        self.live[attempt_id] = la
+        assert self.executor is not None
+        self.executor.spawn(SpawnRequest(
+            attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
+            log_max_bytes=self.config.engine.log_max_bytes,
+        ))
+        self._arm_timeout(la)
+        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number})
+
+    def _command(self, ctx: RunCtx, spec: TaskSpec, values: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
+                 attempt_dir: Path) -> tuple[list[str], dict[str, str], str]:
+        """argv, environment and working directory of an attempt (placeholders substituted)."""
+        pipeline_dir = Path(ctx.pipeline.source_file).parent
+        cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
+        if not cwd.is_absolute():
+            cwd = pipeline_dir / cwd
+        env = dict(os.environ)
+        env.update({
+            "EDGEORCH_RUN_ID": str(ctx.run_id), "EDGEORCH_PIPELINE": ctx.pipeline.name, "EDGEORCH_TASK": spec.name,
+            "EDGEORCH_ATTEMPT": str(values["attempt"]), "EDGEORCH_OUTPUT_DIR": values["output_dir"],
+            "EDGEORCH_CHECKPOINT_DIR": values["checkpoint_dir"], "EDGEORCH_RUN_DIR": str(ctx.run_dir),
+            "EDGEORCH_RESULT_FILE": str(attempt_dir / "result.json"),
+            "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
+            "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
+            "NUMBA_CACHE_DIR": str(self.config.numba_cache_dir),
+        })
+        for k, v in ctx.params.items():
+            env[f"EDGEORCH_PARAM_{_env_name(k)}"] = "true" if v is True else "false" if v is False else str(v)
+        for up, arts in upstream.items():
+            env[f"EDGEORCH_UPSTREAM_{_env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
+        python_path = [str(pipeline_dir), str(Path(__file__).resolve().parents[2])]
+        if spec.call or spec.kind:
+            env["PYTHONPATH"] = os.pathsep.join(python_path + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        for k, v in spec.env.items():
+            env[k] = substitute(v, values)
+        if spec.kind:
+            env["EDGEORCH_KIND"] = spec.kind
+            env["EDGEORCH_KIND_OPTIONS"] = json.dumps(substitute_deep(spec.options, values))
+            argv = [sys.executable, "-m", "edgeorch.engine.callrunner"]
+        elif spec.call:
+            env["EDGEORCH_CALL"] = spec.call
+            argv = [sys.executable, "-m", "edgeorch.engine.callrunner"]
+        elif isinstance(spec.command, str):
+            argv = ["/bin/sh", "-c", substitute(spec.command, values)]
+        else:
+            assert spec.command is not None
+            argv = [substitute(a, values) for a in spec.command]
+        return argv, env, str(cwd)
+
+    def _try_cache(self, ctx: RunCtx, name: str, spec: TaskSpec, input_hash: str) -> bool:
+        hit = self.store.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
+        if hit is None:
+            return False
+        arts = self.store.artifacts_of_attempt(hit["id"])
+        if len({a["name"] for a in arts}) < len(spec.outputs) or not intact(arts):
+            return False
+        self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit["id"], arts)
+        ctx.states[name] = TaskState.SKIPPED
+        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit["id"]})
+        self._promote_ready(ctx)
+        self._maybe_finish(ctx)
+        return True
+
+    def _fail_without_attempt(self, ctx: RunCtx, name: str, reason: str) -> None:
+        cascade = scheduler.failure_cascade(ctx.dependents, name, ctx.states)
+        changes = [(ctx.task_ids[name], TaskState.FAILED, reason)] + [
+            (ctx.task_ids[t], TaskState.UPSTREAM_FAILED, f"upstream {name} failed") for t in cascade]
+        self.store.set_task_states(changes)
+        ctx.states[name] = TaskState.FAILED
+        for t in cascade:
+            ctx.states[t] = TaskState.UPSTREAM_FAILED
+        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "failed", "reason": reason})
+        self._maybe_finish(ctx)
+
+    # -- timeouts and stopping ------------------------------------------------------------
+
+    def _arm_timeout(self, la: LiveAttempt) -> None:
+        ctx = self.runs.get(la.run_id)
+        if ctx is None or self.loop is None:
+            return
+        timeout = ctx.pipeline.tasks[la.task].timeout or self.config.engine.default_timeout
+        if timeout:
+            la.timer = self.loop.call_later(timeout, self._stop_attempt, la, "timeout")
+
+    def _stop_attempt(self, la: LiveAttempt, reason: str) -> None:
+        """SIGTERM the attempt's process group, SIGKILL after the grace period."""
+        if la.attempt_id not in self.live:
+            return
+        if la.stop_reason is None:
+            la.stop_reason = reason
+        if la.pgid is None:
+            la.pending_kill = signal.SIGTERM
+        else:
+            kill_group(la.pgid, signal.SIGTERM)
+        if la.kill_timer is None and self.loop is not None:
+            la.kill_timer = self.loop.call_later(self.config.engine.kill_grace, self._kill_hard, la)
+
+    def _kill_hard(self, la: LiveAttempt) -> None:
+        if la.attempt_id in self.live:
+            kill_group(la.pgid, signal.SIGKILL)
+
+    # -- executor callbacks ------------------------------------------------------------------
+
+    def _on_started(self, attempt_id: int, info: ProcInfo) -> None:
+        la = self.live.get(attempt_id)
+        if la is None:
+            return
+        la.pgid = info.pgid
+        self.store.attempt_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
+                                   shim_pid=info.shim_pid, shim_start_time=info.shim_start_time or 0)
+        if la.pending_kill is not None:
+            kill_group(la.pgid, la.pending_kill)
+
+    def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
+        la = self.live.pop(attempt_id, None)
+        if la is None:
+            return
+        for t in (la.timer, la.kill_timer):
+            if t:
+                t.cancel()
+        ctx = self.runs[la.run_id]
+        spec = ctx.pipeline.tasks[la.task]
+        result = read_json(la.attempt_dir / "result.json")
+        verdict = result.get("verdict") if result else None
+        artifacts: list[dict[str, Any]] = []
+        reason: str | None = None
+        if info.lost:
+            astate, reason = AttemptState.ABANDONED, info.error
+        elif la.stop_reason == "timeout":
+            astate, reason = AttemptState.TIMED_OUT, f"timed out after {spec.timeout or self.config.engine.default_timeout:g}s"
+        elif info.signal is not None:
+            astate, reason = AttemptState.SIGNALLED, f"killed by signal {_signal_name(info.signal)}"
+        else:
+            astate = AttemptState.EXITED
+            if info.exit_code != 0:
+                reason = info.error or f"exited with code {info.exit_code}"
+        ok = astate == AttemptState.EXITED and info.exit_code == 0 and la.stop_reason is None
+        out_dir = ctx.run_dir / "outputs" / la.task
+        if ok:
+            missing = [o for o in spec.outputs if not (out_dir / substitute(o, ctx.params)).is_file()]
+            if missing:
+                ok, reason = False, f"promised output missing: {', '.join(missing)} (under {out_dir})"
+            else:
+                artifacts = [describe_file(out_dir / substitute(o, ctx.params), substitute(o, ctx.params)) for o in spec.outputs]
+        checkpoints = describe_tree(ctx.run_dir / "checkpoints" / la.task)
+        rows = [{"kind": result.get("kind", spec.kind or "call"), **r} for r in (result or {}).get("rows", [])
+                if isinstance(r, dict)]
+        violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
+        if violation:
+            reason = f"violation: {result.get('message', '')}" if result else "violation"
+        if la.stop_reason == "cancelled" or (ctx.cancel_requested and not ok):
+            tstate, treason, next_at = TaskState.CANCELLED, reason or "cancelled", None
+        elif ok:
+            tstate, treason, next_at = TaskState.SUCCEEDED, None, None
+        elif la.number <= spec.retries and not violation:
+            delay = scheduler.retry_delay(la.number, base=spec.retry_delay, backoff=spec.retry_backoff,
+                                          max_delay=spec.retry_max_delay, jitter=spec.retry_jitter, rand=self.rand())
+            tstate, treason, next_at = TaskState.RETRY_WAIT, f"{reason}; retry {la.number + 1}/{spec.retries + 1} in {delay:.1f}s", self.clock() + delay
+        else:
+            tstate, treason, next_at = TaskState.FAILED, reason, None
+        ctx.states[la.task] = tstate
+        cascade: list[tuple[int, TaskState, str | None]] = []
+        if tstate in (TaskState.FAILED, TaskState.CANCELLED):
+            for t in scheduler.failure_cascade(ctx.dependents, la.task, ctx.states):
+                ctx.states[t] = TaskState.UPSTREAM_FAILED if tstate == TaskState.FAILED else TaskState.CANCELLED
+                cascade.append((ctx.task_ids[t], ctx.states[t], f"upstream {la.task} {tstate}"))
+        self.store.finish_attempt(
+            attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
+            task_change=(ctx.task_ids[la.task], tstate, treason, next_at), cascade=cascade, artifacts=artifacts,
+            checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
+        )
+        self._emit({"kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(tstate), "attempt": la.number,
+                    "exit_code": info.exit_code, "signal": info.signal, "reason": treason,
+                    "log_truncated": info.log_truncated})
+        if tstate == TaskState.RETRY_WAIT and next_at is not None:
+            self._arm_retry(ctx, la.task, next_at)
+        elif tstate == TaskState.SUCCEEDED:
+            self._promote_ready(ctx)
+        self._maybe_finish(ctx)
+        self._schedule_dispatch()
+
+    def _arm_retry(self, ctx: RunCtx, name: str, at: float) -> None:
+        assert self.loop is not None
+        delay = max(at - self.clock(), 0.0)
+        self._retry_timers[(ctx.run_id, name)] = self.loop.call_later(delay, self._retry_due, ctx.run_id, name)
+
+    def _retry_due(self, run_id: int, name: str) -> None:
+        self._retry_timers.pop((run_id, name), None)
+        ctx = self.runs.get(run_id)
+        if ctx is None or ctx.states.get(name) != TaskState.RETRY_WAIT:
+            return
+        self.store.set_task_states([(ctx.task_ids[name], TaskState.READY, None)])
+        ctx.states[name] = TaskState.READY
+        self.ready.append((run_id, name))
+        self._schedule_dispatch()
+
+    def _maybe_finish(self, ctx: RunCtx) -> None:
+        outcome = scheduler.run_outcome(ctx.states.values(), cancel_requested=ctx.cancel_requested)
+        if outcome is None or ctx.run_id not in self.runs:
+            return
+        failed = [n for n, s in ctx.states.items() if s in (TaskState.FAILED,)]
+        reason = f"failed: {', '.join(failed)}" if failed else None
+        self.store.set_run_state(ctx.run_id, outcome, reason=reason)
+        del self.runs[ctx.run_id]
+        self._emit({"kind": "run", "run_id": ctx.run_id, "pipeline": ctx.pipeline.name, "state": str(outcome), "reason": reason})
+        if ctx.done is not None and not ctx.done.done():
+            ctx.done.set_result(outcome)
+
+
+def _env_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)
+
+
+def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list[dict[str, Any]]]) -> str:
+    """What a task's result depends on besides its definition: params and upstream file contents."""
+    import hashlib
+
+    doc = {
+        "definition": spec.definition_hash,
+        "params": params,
+        "upstream": {u: sorted((a["name"], a["sha256"]) for a in arts) for u, arts in sorted(upstream.items())},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,61 @@
+"""Process identity from /proc: a pid is only trusted together with its start time.
+
+Pids are reused; ``(pid, start_time)`` is not (start time is in clock ticks
+since boot, field 22 of ``/proc/<pid>/stat``).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot, or None when no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_state(pid: int) -> str | None:
+    """One-letter state (R, S, Z, ...) of ``pid``, or None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
+
+
+def is_same_process(pid: int | None, start_time: int | None) -> bool:
+    """True when ``pid`` is alive (not a zombie) and started at ``start_time``."""
+    if not pid or start_time is None:
+        return False
+    if process_start_time(pid) != start_time:
+        return False
+    return process_state(pid) not in (None, "Z", "X")
+
+
+def open_pidfd(pid: int, start_time: int | None) -> int | None:
+    """A pidfd for ``pid`` if it is still the process started at ``start_time``, else None.
+
+    The start time is checked again after opening, closing the race where the
+    process exits and the pid is reused between the check and the open.
+    """
+    if start_time is not None and process_start_time(pid) != start_time:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if start_time is not None and process_start_time(pid) != start_time:
+        os.close(fd)
+        return None
+    return fd

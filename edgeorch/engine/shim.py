@@ -1,0 +1,234 @@
+"""The per-attempt supervisor ("shim"), forked from the zygote.
+
+Contract, in order:
+
+1. **Claim** the attempt folder: create ``owner.json`` with ``O_EXCL`` holding
+   the shim's pid and start time. Recovery settles a ``starting`` attempt by
+   creating the same file ("abandoned"); whoever creates it first wins, so an
+   attempt is either run by exactly one shim or never run.
+2. Fork the task in its own session and process group (``setsid``), pinned
+   to the leased CPUs, stdin from /dev/null, stdout+stderr into a pipe.
+3. Write ``proc.json`` (task pid, start time, pgid) durably and tell the
+   engine over the reply pipe (best effort: the engine may be gone).
+4. Copy the pipe into the log file up to the cap, then a marker line, then
+   drain without writing (the task must never block on a full pipe).
+5. Wait for the task and write ``exit.json`` durably (temp file, fsync,
+   rename, fsync of the folder). This is the record of truth for the exit
+   status, read by the engine now or after a restart.
+
+The shim outlives the daemon; it never touches the state file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+OWNER = "owner.json"
+PROC = "proc.json"
+EXIT = "exit.json"
+ABANDONED = "abandoned"
+
+
+def write_json_durably(path: str, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically and durably (temp + fsync + rename + dir fsync)."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, json.dumps(data).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def claim(attempt_dir: str, content: dict[str, Any]) -> bool:
+    """Create ``owner.json`` exclusively; False if someone (recovery or a shim) already did."""
+    try:
+        fd = os.open(os.path.join(attempt_dir, OWNER), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, json.dumps(content).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2 :].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_shim(req: dict[str, Any], reply_fd: int) -> int:
+    """Body of a forked shim process; returns the shim's exit code. Never raises."""
+    attempt_dir = req["attempt_dir"]
+    me = os.getpid()
+    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": _start_time(me), "attempt_id": req["attempt_id"]}):
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": "attempt already settled (abandoned by recovery)"})
+        return 0
+    try:
+        log_fd = os.open(req["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        write_json_durably(os.path.join(attempt_dir, EXIT), {"exit_code": 127, "signal": None, "finished_at": time.time(),
+                                                             "error": f"cannot open log file: {exc}"})
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot open log file: {exc}"})
+        return 0
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the task
+        try:
+            _exec_task(req, wfd, rfd, log_fd)
+        finally:
+            os._exit(127)
+    os.close(wfd)
+    start = _start_time(pid)
+    proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
+    write_json_durably(os.path.join(attempt_dir, PROC), proc)
+    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": _start_time(me), **proc})
+    try:
+        os.close(reply_fd)  # do not hold the engine's pipe open for the task's lifetime
+    except OSError:
+        pass
+    truncated = _pump(rfd, log_fd, int(req.get("log_max_bytes", 0)), pid)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    result = {
+        "exit_code": code if code >= 0 else None,
+        "signal": -code if code < 0 else None,
+        "finished_at": time.time(),
+        "log_truncated": truncated,
+    }
+    os.close(log_fd)
+    write_json_durably(os.path.join(attempt_dir, EXIT), result)
+    return 0
+
+
+def _exec_task(req: dict[str, Any], wfd: int, rfd: int, log_fd: int) -> None:
+    """In the forked task child: detach, pin, redirect, exec. Never returns on success."""
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    cpus = req.get("cpus")
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as exc:
+            os.write(wfd, f"edgeorch: cannot pin to CPUs {cpus}: {exc}\n".encode())
+            os._exit(126)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(wfd, 1)
+    os.dup2(wfd, 2)
+    for fd in (devnull, wfd, rfd, log_fd):
+        if fd > 2:
+            os.close(fd)
+    try:
+        os.chdir(req["cwd"])
+    except OSError as exc:
+        os.write(2, f"edgeorch: cannot enter workdir {req['cwd']}: {exc.strerror}\n".encode())
+        os._exit(127)
+    argv = req["argv"]
+    try:
+        os.execvpe(argv[0], argv, req["env"])
+    except OSError as exc:
+        os.write(2, f"edgeorch: cannot execute {argv[0]!r}: {exc.strerror}\n".encode())
+        os._exit(127)
+
+
+def _pump(rfd: int, log_fd: int, cap: int, pid: int) -> bool:
+    """Copy task output to the log until EOF or until the task exits and the pipe is drained.
+
+    A grandchild that keeps the pipe open must not keep the shim waiting
+    forever, so once the task itself has exited we only drain what is buffered.
+    Returns True when the cap cut the output.
+    """
+    written = 0
+    truncated = False
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pass
+    exited = False
+    watch = [rfd] + ([pidfd] if pidfd is not None else [])
+    while True:
+        try:
+            ready, _, _ = select.select(watch, [], [], None if not exited else 0)
+        except InterruptedError:
+            continue
+        if pidfd is not None and pidfd in ready:
+            exited = True
+            watch = [rfd]
+            os.set_blocking(rfd, False)
+            ready = [rfd]
+        if rfd not in ready:
+            if exited:
+                break
+            continue
+        try:
+            chunk = os.read(rfd, 1 << 16)
+        except BlockingIOError:
+            break
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        if cap and written + len(chunk) > cap:
+            if not truncated:
+                keep = max(cap - written, 0)
+                _write_all(log_fd, chunk[:keep])
+                written += keep
+                _write_all(log_fd, f"\n[edgeorch: log cap of {cap} bytes reached; further output dropped]\n".encode())
+                truncated = True
+            continue
+        _write_all(log_fd, chunk)
+        written += len(chunk)
+    os.close(rfd)
+    if pidfd is not None:
+        os.close(pidfd)
+    return truncated
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # disk full: drop log output rather than block the task
+                return
+            raise
+        view = view[n:]
+
+
+def _reply(fd: int, msg: dict[str, Any]) -> None:
+    """One JSON line to the engine; atomic (< PIPE_BUF) and best effort."""
+    if fd < 0:
+        return
+    try:
+        os.write(fd, (json.dumps(msg) + "\n").encode())
+    except OSError:
+        pass  # the engine went away; it will read proc.json / exit.json when it comes back
+
+
+if __name__ == "__main__":  # pragma: no cover - run via the zygote
+    sys.exit("edgeorch.engine.shim is started by the zygote, not directly")

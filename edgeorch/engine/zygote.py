@@ -1,0 +1,59 @@
+"""The zygote: a small single-threaded process that forks shims cheaply.
+
+Started once by the engine (``python -m edgeorch.engine.zygote``) with a
+request pipe on stdin and a reply pipe on stdout. Each request line is a JSON
+spawn request; the zygote forks a shim for it and goes back to reading. The
+shim answers on the reply pipe itself. Forking this small process costs far
+less than starting a Python interpreter per task, and forking the daemon
+itself would be unsafe (it has threads).
+
+On EOF (the engine exited or crashed) the zygote exits; running shims are
+re-parented and go on (live restore). ``SIGCHLD`` is ignored so exited shims
+are reaped by the kernel (shims reset it for their own children).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+
+def main() -> int:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Ctrl-C and terminal hangups are for the engine to handle, not for us or our shims.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    from edgeorch.engine.shim import run_shim  # noqa: F401  (imported before forking: shims inherit it)
+
+    reply_fd = sys.stdout.fileno()
+    stdin = sys.stdin.buffer
+    while True:
+        line = stdin.readline()
+        if not line:
+            return 0
+        try:
+            req = json.loads(line)
+        except ValueError:
+            continue
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(0)
+                code = run_shim(req, reply_fd)
+            except BaseException as exc:  # a shim must never unwind into the zygote's loop
+                try:
+                    os.write(reply_fd, (json.dumps({"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"}) + "\n").encode())
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

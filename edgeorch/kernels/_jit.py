@@ -1,0 +1,364 @@
+"""numba-compiled loops: the only module of the kernels that imports numba.
+
+Every function here works on plain float64 arrays and returns plain numbers or
+arrays; the mergeable structures around them live in ``sketches`` and
+``profile``. All use ``cache=True``: the cache directory comes from the
+``NUMBA_CACHE_DIR`` environment variable, which the CLI and the engine point at
+``<state_dir>/numba-cache`` before this module is imported, so only the first
+use on a machine pays the compile cost.
+
+Results never depend on the number of threads: parallel loops work on fixed
+blocks whose partial results are combined in block order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+# Block length of the moment scan. Small enough for a block to stay in L1
+# between its two passes (mean, then centred powers), large enough that the
+# per-block combine costs nothing.
+BLOCK = 4096
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def block_moments(x):  # pragma: no cover - compiled
+    """Per-block partial statistics of ``x`` (float64, any values).
+
+    Returns ``(counts, stats)``: ``counts[b] = [finite, nan, +inf, -inf, zeros,
+    negatives]`` and ``stats[b] = [n, mean, M2, M3, M4, min, max]`` over the
+    finite values of block ``b`` (``M_k`` = sum of k-th powers of deviations
+    from the block mean, computed in two passes, which keeps them accurate).
+    """
+    n = x.shape[0]
+    nb = (n + BLOCK - 1) // BLOCK
+    counts = np.zeros((nb, 6), dtype=np.int64)
+    stats = np.zeros((nb, 7), dtype=np.float64)
+    for b in numba.prange(nb):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        cnt = 0
+        nnan = 0
+        npinf = 0
+        nninf = 0
+        nzero = 0
+        nneg = 0
+        s = 0.0
+        mn = np.inf
+        mx = -np.inf
+        for i in range(lo, hi):
+            v = x[i]
+            if v != v:
+                nnan += 1
+            elif v == np.inf:
+                npinf += 1
+            elif v == -np.inf:
+                nninf += 1
+            else:
+                cnt += 1
+                s += v
+                if v < mn:
+                    mn = v
+                if v > mx:
+                    mx = v
+                if v == 0.0:
+                    nzero += 1
+                elif v < 0.0:
+                    nneg += 1
+        m2 = 0.0
+        m3 = 0.0
+        m4 = 0.0
+        mean = 0.0
+        if cnt > 0:
+            mean = s / cnt
+            # Values so large that their sum overflows still have a finite
+            # mean: fall back to a scaled sum for those rare blocks.
+            if not math.isfinite(mean):
+                s2 = 0.0
+                for i in range(lo, hi):
+                    v = x[i]
+                    if math.isfinite(v):
+                        s2 += v / cnt
+                mean = s2
+            for i in range(lo, hi):
+                v = x[i]
+                if math.isfinite(v):
+                    d = v - mean
+                    d2 = d * d
+                    m2 += d2
+                    m3 += d2 * d
+                    m4 += d2 * d2
+        counts[b, 0] = cnt
+        counts[b, 1] = nnan
+        counts[b, 2] = npinf
+        counts[b, 3] = nninf
+        counts[b, 4] = nzero
+        counts[b, 5] = nneg
+        stats[b, 0] = cnt
+        stats[b, 1] = mean
+        stats[b, 2] = m2
+        stats[b, 3] = m3
+        stats[b, 4] = m4
+        stats[b, 5] = mn
+        stats[b, 6] = mx
+    return counts, stats
+
+
+@numba.njit(cache=True, nogil=True)
+def combine_moments(na, ma, m2a, m3a, m4a, nb, mb, m2b, m3b, m4b):  # pragma: no cover
+    """Chan et al. / Pébay pairwise update of (n, mean, M2, M3, M4)."""
+    if nb == 0:
+        return na, ma, m2a, m3a, m4a
+    if na == 0:
+        return nb, mb, m2b, m3b, m4b
+    n = na + nb
+    delta = mb - ma
+    dn = delta / n
+    mean = ma + nb * dn
+    if not math.isfinite(mean):  # huge values: avoid overflowing delta
+        mean = ma * (na / n) + mb * (nb / n)
+    m2 = m2a + m2b + delta * dn * na * nb
+    m3 = m3a + m3b + delta * dn * dn * na * nb * (na - nb) + 3.0 * dn * (na * m2b - nb * m2a)
+    m4 = (
+        m4a + m4b
+        + delta * dn * dn * dn * na * nb * (na * na - na * nb + nb * nb)
+        + 6.0 * dn * dn * (na * na * m2b + nb * nb * m2a)
+        + 4.0 * dn * (na * m3b - nb * m3a)
+    )
+    return n, mean, m2, m3, m4
+
+
+@numba.njit(cache=True, nogil=True)
+def reduce_blocks(stats):  # pragma: no cover - compiled
+    """Combine the per-block rows of :func:`block_moments` in block order."""
+    n = 0.0
+    mean = 0.0
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    mn = np.inf
+    mx = -np.inf
+    for b in range(stats.shape[0]):
+        if stats[b, 0] > 0:
+            n, mean, m2, m3, m4 = combine_moments(
+                n, mean, m2, m3, m4, stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3], stats[b, 4]
+            )
+            if stats[b, 5] < mn:
+                mn = stats[b, 5]
+            if stats[b, 6] > mx:
+                mx = stats[b, 6]
+    return n, mean, m2, m3, m4, mn, mx
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix64(z):  # pragma: no cover - compiled
+    # splitmix64 finaliser: a cheap, well-mixed 64-bit hash of a 64-bit key.
+    z = z * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - compiled
+    """Counts of finite ``x`` on the grid ``[(start+i)/inv_width, ...)`` and HLL registers.
+
+    ``inv_width`` is a power of two, so ``x * inv_width`` is exact and a value
+    always lands in the same bin whatever else is in the data. Values outside
+    the grid (none when the grid came from this data's min and max) are
+    clamped into the end bins. Registers: ``2**p`` HyperLogLog registers over
+    the bit patterns of the finite values (``-0.0`` counted as ``0.0``).
+    """
+    n = x.shape[0]
+    nchunks = 64
+    m = 1 << p
+    q = 64 - p
+    hists = np.zeros((nchunks, nbins), dtype=np.int64)
+    regs = np.zeros((nchunks, m), dtype=np.uint8)
+    step = (n + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        lo = c * step
+        hi = min(lo + step, n)
+        for i in range(lo, hi):
+            v = x[i]
+            if not math.isfinite(v):
+                continue
+            k = int(math.floor(v * inv_width) - start)
+            if k < 0:
+                k = 0
+            elif k >= nbins:
+                k = nbins - 1
+            hists[c, k] += 1
+            h = _mix64(np.float64(v + 0.0).view(np.uint64))
+            idx = int(h >> np.uint64(q))
+            w = h << np.uint64(p)
+            rank = 1
+            while rank <= q and (w & np.uint64(0x8000000000000000)) == 0:
+                w = w << np.uint64(1)
+                rank += 1
+            if rank > regs[c, idx]:
+                regs[c, idx] = rank
+    hist = np.zeros(nbins, dtype=np.int64)
+    reg = np.zeros(m, dtype=np.uint8)
+    for c in range(nchunks):
+        for k in range(nbins):
+            hist[k] += hists[c, k]
+        for j in range(m):
+            if regs[c, j] > reg[j]:
+                reg[j] = regs[c, j]
+    return hist, reg
+
+
+@numba.njit(cache=True, nogil=True)
+def hll_add_hashes(regs, hashes, p):  # pragma: no cover - compiled
+    """Add precomputed 64-bit hashes (categorical values) to HLL registers in place."""
+    q = 64 - p
+    for i in range(hashes.shape[0]):
+        h = _mix64(hashes[i])
+        idx = int(h >> np.uint64(q))
+        w = h << np.uint64(p)
+        rank = 1
+        while rank <= q and (w & np.uint64(0x8000000000000000)) == 0:
+            w = w << np.uint64(1)
+            rank += 1
+        if rank > regs[idx]:
+            regs[idx] = rank
+
+
+@numba.njit(cache=True, nogil=True)
+def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
+    """Walk two sorted samples; return KS extremes and the Wasserstein-1 integral.
+
+    ``a`` and ``b`` are sorted float64 arrays; ``wa`` and ``wb`` their weights'
+    cumulative sums normalised to end at 1 (empty arrays mean unit weights).
+    At every distinct value ``t`` of the pooled data the right-continuous
+    ECDFs are ``F(t) = #{a <= t}/n`` (or the weight share), exactly as scipy
+    computes them with ``searchsorted(side='right')``, so the KS statistic is
+    bit-identical. Returns ``(max_diff, argmax_value, min_diff, argmin_value,
+    w1)``, where ``w1 = sum |Fa - Fb| * (next t - t)`` over the pooled points.
+    """
+    n1 = a.shape[0]
+    n2 = b.shape[0]
+    weighted = wa.shape[0] > 0
+    i = 0
+    j = 0
+    maxd = -np.inf
+    maxloc = 0.0
+    mind = np.inf
+    minloc = 0.0
+    w1 = 0.0
+    while i < n1 or j < n2:
+        if j >= n2 or (i < n1 and a[i] <= b[j]):
+            t = a[i]
+        else:
+            t = b[j]
+        while i < n1 and a[i] <= t:
+            i += 1
+        while j < n2 and b[j] <= t:
+            j += 1
+        if weighted:
+            fa = wa[i - 1] if i > 0 else 0.0
+            fb = wb[j - 1] if j > 0 else 0.0
+        else:
+            fa = i / n1
+            fb = j / n2
+        d = fa - fb
+        if d > maxd:
+            maxd = d
+            maxloc = t
+        if d < mind:
+            mind = d
+            minloc = t
+        if i < n1 or j < n2:
+            if j >= n2 or (i < n1 and a[i] <= b[j]):
+                nxt = a[i]
+            else:
+                nxt = b[j]
+            w1 += abs(d) * (nxt - t)
+    return maxd, maxloc, mind, minloc, w1
+
+
+@numba.njit(cache=True, nogil=True)
+def prob_outside_square(n, h):  # pragma: no cover - compiled
+    """P(D_{n,n} >= h/n) for two samples of equal size n (alternating series, Horner form)."""
+    p = 0.0
+    k = n // h
+    while k >= 0:
+        p1 = 1.0
+        for j in range(h):
+            p1 = (n - k * h - j) * p1 / (n + k * h + j + 1)
+        p = p1 * (1.0 - p)
+        k -= 1
+    return 2.0 * p
+
+
+@numba.njit(cache=True, nogil=True)
+def prob_outside_lattice(m, n, g, h):  # pragma: no cover - compiled
+    """P(D_{m,n} >= h/lcm) by counting lattice paths that stay strictly inside the band.
+
+    Column-by-column recursion over the band ``|x*n/g - y*m/g| < h`` with each
+    column normalised (entries are path probabilities, not counts), keeping
+    the dynamic range small. Returns the complement: the probability that a
+    path leaves the band, i.e. the exact two-sided p-value.
+    """
+    if m < n:
+        m, n = n, m
+    mg = m // g
+    ng = n // g
+    minj = 0
+    maxj = min(int(math.ceil(h / mg)), n + 1)
+    curlen = maxj - minj
+    lena = min(2 * maxj + 2, n + 1)
+    a = np.ones(lena, dtype=np.float64)
+    for jj in range(minj, maxj):
+        a[jj] = 0.0
+    for i in range(1, m + 1):
+        lastminj = minj
+        lastlen = curlen
+        minj = max(int(math.floor((ng * i - h) / mg)) + 1, 0)
+        minj = min(minj, n)
+        maxj = min(int(math.ceil((ng * i + h) / mg)), n + 1)
+        if maxj <= minj:
+            return 1.0
+        val = 0.0 if minj == 0 else 1.0
+        for jj in range(maxj - minj):
+            j = jj + minj
+            val = (a[jj + minj - lastminj] * i + val * j) / (i + j)
+            a[jj] = val
+        curlen = maxj - minj
+        if lastlen > curlen:
+            for t in range(maxj - minj, maxj - minj + (lastlen - curlen)):
+                a[t] = 1.0
+    return a[maxj - minj - 1]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def bin_counts(x, edges):  # pragma: no cover - compiled
+    """Counts of finite ``x`` in ``len(edges)+1`` bins: below, each [e_i, e_i+1), at/above the last edge.
+
+    Bin ``0`` holds values below ``edges[0]``; the last bin values ``>= edges[-1]``.
+    """
+    n = x.shape[0]
+    nb = edges.shape[0] + 1
+    nchunks = 64
+    step = (n + nchunks - 1) // nchunks
+    parts = np.zeros((nchunks, nb), dtype=np.int64)
+    for c in numba.prange(nchunks):
+        lo = c * step
+        hi = min(lo + step, n)
+        for i in range(lo, hi):
+            v = x[i]
+            if math.isfinite(v):
+                parts[c, np.searchsorted(edges, v, side="right")] += 1
+    out = np.zeros(nb, dtype=np.int64)
+    for c in range(nchunks):
+        for k in range(nb):
+            out[k] += parts[c, k]
+    return out

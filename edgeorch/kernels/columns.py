@@ -1,0 +1,189 @@
+"""Column batches: the two shapes every kernel consumes.
+
+- :class:`NumericBatch`: the non-null values as one float64 array (NaN and
+  ±inf kept, they are counted), the number of nulls, the inferred type and,
+  for integer columns, the exact integer min and max.
+- :class:`CategoricalBatch`: the distinct non-null values as strings with
+  their counts, and the number of nulls.
+
+Type inference (documented in docs/kernels.md): integers, floats and
+booleans are numeric; strings are categorical (``string``); a column mixing
+numbers and strings is categorical of type ``mixed`` (values compared as
+their text); a column with no non-null value is ``empty`` (numeric, no
+values).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import DataError
+
+_NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|infinity)\s*$"
+_NUMBER = re.compile(_NUMBER_RE, re.IGNORECASE)
+
+
+@dataclass
+class NumericBatch:
+    values: np.ndarray  # float64, non-null values only
+    nulls: int = 0
+    dtype: str = "float"
+    int_min: int | None = None
+    int_max: int | None = None
+
+
+@dataclass
+class CategoricalBatch:
+    values: list[str]  # distinct non-null values
+    counts: np.ndarray  # int64, same length
+    nulls: int = 0
+    dtype: str = "string"
+
+
+Batch = NumericBatch | CategoricalBatch
+
+
+def numeric_from_numpy(arr: np.ndarray, nulls: int = 0) -> NumericBatch:
+    """A batch from a numeric numpy array (bool, int, uint, float)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "b":
+        return NumericBatch(arr.astype(np.float64), nulls, "boolean")
+    if arr.dtype.kind in "iu":
+        if arr.size == 0:
+            return NumericBatch(np.zeros(0), nulls, "integer")
+        # Exact integer extremes: float64 would round values beyond 2**53.
+        return NumericBatch(arr.astype(np.float64), nulls, "integer", int(arr.min()), int(arr.max()))
+    if arr.dtype.kind == "f":
+        return NumericBatch(np.ascontiguousarray(arr, dtype=np.float64), nulls, "float" if arr.size or nulls == 0 else "empty")
+    raise TypeError(f"not a numeric array: {arr.dtype}")
+
+
+def categorical_from_strings(values: list[str], nulls: int = 0, dtype: str = "string") -> CategoricalBatch:
+    uniq, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True) if values else ([], [])
+    return CategoricalBatch([str(u) for u in uniq], np.asarray(counts, dtype=np.int64), nulls, dtype)
+
+
+def from_python(values: list[Any], name: str) -> Batch:
+    """Classify a list of Python values (``None`` = null) and build its batch."""
+    nonnull = [v for v in values if v is not None]
+    nulls = len(values) - len(nonnull)
+    if not nonnull:
+        return NumericBatch(np.zeros(0), nulls, "empty")
+    kinds = {("bool" if isinstance(v, (bool, np.bool_)) else "num" if isinstance(v, (int, float, np.number))
+              else "str" if isinstance(v, str) else "other") for v in nonnull}
+    if kinds == {"bool"}:
+        return NumericBatch(np.asarray(nonnull, dtype=np.float64), nulls, "boolean")
+    if kinds == {"num"}:
+        if all(isinstance(v, (int, np.integer)) for v in nonnull):
+            try:
+                return numeric_from_numpy(np.asarray(nonnull, dtype=np.int64), nulls)
+            except OverflowError:  # beyond int64: exact extremes as Python ints, floats for moments
+                return NumericBatch(np.asarray([float(v) for v in nonnull]), nulls, "integer", min(nonnull), max(nonnull))
+        return NumericBatch(np.asarray(nonnull, dtype=np.float64), nulls, "float")
+    if kinds == {"str"}:
+        return categorical_from_strings(nonnull, nulls, "string")
+    return categorical_from_strings([str(v) for v in nonnull], nulls, "mixed")
+
+
+def from_arrow(arr: Any, name: str) -> Batch:
+    """A batch from a pyarrow Array or ChunkedArray."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    nulls = arr.null_count
+    t = arr.type
+    if pa.types.is_null(t):
+        return NumericBatch(np.zeros(0), nulls, "empty")
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
+        vals = arr.drop_null() if nulls else arr
+        if pa.types.is_decimal(t):
+            return NumericBatch(vals.cast(pa.float64()).to_numpy(), nulls, "float")
+        b = numeric_from_numpy(vals.to_numpy(zero_copy_only=False), nulls)
+        if len(vals) == 0:
+            b.dtype = "empty"
+        return b
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        arr = arr.cast(pa.string())  # dates, times, binary...: compared as text
+    vc = pc.value_counts(arr.drop_null() if nulls else arr)
+    values = vc.field("values").to_pylist()
+    counts = vc.field("counts").to_numpy().astype(np.int64)
+    dtype = "string"
+    if values:
+        looks_numeric = pc.match_substring_regex(vc.field("values"), _NUMBER_RE, ignore_case=True)
+        n_num = pc.sum(looks_numeric).as_py() or 0
+        if 0 < n_num < len(values):
+            dtype = "mixed"
+    return CategoricalBatch(values, counts, nulls, dtype)
+
+
+def column_of(values: Any, name: str) -> Batch:
+    """A batch from one column given as numpy array, pyarrow array or Python sequence."""
+    if isinstance(values, (NumericBatch, CategoricalBatch)):
+        return values
+    try:
+        import pyarrow as pa
+
+        if isinstance(values, (pa.Array, pa.ChunkedArray)):
+            return from_arrow(values, name)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        return _with_nulls(column_of(np.asarray(values.data)[~mask], name), int(mask.sum()))
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1:
+            raise DataError("a column must be one-dimensional", field=name, value=f"shape {values.shape}")
+        if values.dtype.kind in "biuf":
+            return numeric_from_numpy(values)
+        if values.dtype.kind in "US":
+            return categorical_from_strings(values.astype(str).tolist())
+        return from_python(values.tolist(), name)
+    if isinstance(values, (list, tuple)):
+        return from_python(list(values), name)
+    raise DataError("unsupported column values", field=name, value=type(values).__name__,
+                    expected="a numpy array, a pyarrow array or a list")
+
+
+def _with_nulls(b: Batch, nulls: int) -> Batch:
+    b.nulls += nulls
+    return b
+
+
+def columns_of(data: Any, columns: list[str] | None = None) -> dict[str, Batch]:
+    """Column batches of in-memory ``data``.
+
+    ``data``: a mapping of name to values, a pyarrow Table or RecordBatch, a
+    numpy structured array, or a single 1-D array/list (named ``value``).
+    ``columns`` selects and orders columns; an unknown name is a DataError.
+    """
+    try:
+        import pyarrow as pa
+
+        if isinstance(data, (pa.Table, pa.RecordBatch)):
+            data = {n: data.column(n) for n in data.column_names}
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(data, np.ndarray) and data.dtype.names:
+        data = {n: data[n] for n in data.dtype.names}
+    if not isinstance(data, Mapping):
+        data = {"value": data}
+    names = list(data)
+    if columns is not None:
+        missing = [c for c in columns if c not in data]
+        if missing:
+            from ..tomlcheck import suggest
+
+            close = suggest(missing[0], names)
+            raise DataError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, names))}",
+                            hint=f"did you mean {close!r}?" if close else None)
+        names = list(columns)
+    return {str(n): column_of(data[n], str(n)) for n in names}

@@ -1,0 +1,268 @@
+"""Two-sample statistics: KS, Wasserstein, Jensen–Shannon, PSI, Hellinger, chi-square, z.
+
+``ks_2samp``, ``wasserstein_distance`` and ``jensen_shannon`` give the same
+results as ``scipy.stats.ks_2samp`` (two-sided, ``method='auto'``),
+``scipy.stats.wasserstein_distance`` and
+``scipy.spatial.distance.jensenshannon``, on the inputs scipy accepts (ties,
+infinities, unequal sizes), but sort in parallel and walk the two ECDFs once
+in compiled code. The exact KS p-value (``max(n1, n2) <= 10000``) is computed
+in compiled code by the same lattice-path recursions as scipy; the asymptotic
+one calls ``scipy.stats.kstwo.sf`` (one scalar), as scipy does.
+
+Like scipy, these functions do not drop NaN: a NaN input gives NaN results.
+:func:`edgeorch.kernels.column_drift` drops NaN and ±inf first and reports
+how many it dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from . import _jit
+
+MAX_EXACT_N = 10000  # scipy's MAX_AUTO_N: 'auto' is exact up to this sample size
+PSI_EPS = 1e-4  # empty-bin share used by PSI (Evidently's choice), keeps ln finite
+
+
+class KSResult(NamedTuple):
+    """As scipy's KstestResult: statistic, pvalue, statistic_location, statistic_sign."""
+
+    statistic: float
+    pvalue: float
+    statistic_location: float
+    statistic_sign: int
+
+
+def _as_1d(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError("values must be numbers", field=name, value=str(arr.dtype)) from None
+    arr = np.ravel(arr).astype(np.float64, copy=False)
+    return arr
+
+
+def _sort_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # numpy releases the GIL while sorting: two threads sort the two samples
+    # at once (the sort dominates; the ECDF walk after it is linear).
+    if a.size + b.size < 200_000:
+        return np.sort(a), np.sort(b)
+    with ThreadPoolExecutor(2) as pool:
+        fa = pool.submit(np.sort, a)
+        fb = pool.submit(np.sort, b)
+        return fa.result(), fb.result()
+
+
+_EMPTY = np.zeros(0)
+
+
+def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
+    """Two-sided two-sample Kolmogorov–Smirnov test, as ``scipy.stats.ks_2samp``.
+
+    ``method``: ``auto`` (exact p-value when both samples have at most 10000
+    values, else asymptotic), ``exact`` or ``asymp``. Ties are handled as
+    scipy does (right-continuous ECDFs). Empty input raises DataError; NaN in
+    the input gives ``(nan, nan, nan, 1)``, scipy's default ``propagate``.
+    """
+    if method not in ("auto", "exact", "asymp"):
+        raise DataError("unknown KS method", value=method, expected="auto, exact or asymp")
+    a, b = _as_1d(data1, "data1"), _as_1d(data2, "data2")
+    n1, n2 = a.size, b.size
+    if min(n1, n2) == 0:
+        raise DataError("ks_2samp needs two non-empty samples", value=f"sizes {n1} and {n2}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        return KSResult(math.nan, math.nan, math.nan, 1)
+    a, b = _sort_pair(a, b)
+    maxd, maxloc, mind, minloc, _ = _jit.ecdf_walk(a, b, _EMPTY, _EMPTY)
+    min_s = min(max(-mind, 0.0), 1.0)
+    if min_s > maxd:
+        d, loc, sign = min_s, minloc, -1
+    else:
+        d, loc, sign = maxd, maxloc, 1
+    return KSResult(float(d), ks_pvalue(d, n1, n2, method), float(loc), sign)
+
+
+def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
+    """Two-sided p-value of a KS statistic ``d`` for sample sizes ``n1``, ``n2`` (scipy's rules)."""
+    g = math.gcd(n1, n2)
+    if method == "auto":
+        method = "exact" if max(n1, n2) <= MAX_EXACT_N else "asymp"
+    elif method == "exact" and (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
+        method = "asymp"
+    if method == "exact":
+        lcm = (n1 // g) * n2
+        h = int(np.round(d * lcm))
+        if h == 0:
+            return 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            prob = _jit.prob_outside_square(n1, h) if n1 == n2 else _jit.prob_outside_lattice(n1, n2, g, h)
+        if math.isfinite(prob) and 0.0 <= prob <= 1.0:
+            return float(prob)
+        method = "asymp"  # as scipy: fall back when the exact recursion fails
+    from scipy.stats import kstwo  # one scalar; scipy's kstwo is the reference
+
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = m * n / (m + n)
+    return float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
+
+
+def wasserstein_distance(u_values: Any, v_values: Any, u_weights: Any = None, v_weights: Any = None) -> float:
+    """First Wasserstein distance between two 1-D distributions, as scipy's.
+
+    Weights, when given, must be non-negative with a positive sum (as scipy);
+    empty input raises DataError. Units: those of the values.
+    """
+    u, v = _as_1d(u_values, "u_values"), _as_1d(v_values, "v_values")
+    if u.size == 0 or v.size == 0:
+        raise DataError("wasserstein_distance needs two non-empty samples", value=f"sizes {u.size} and {v.size}")
+    if u_weights is None and v_weights is None:
+        u, v = _sort_pair(u, v)
+        return float(_jit.ecdf_walk(u, v, _EMPTY, _EMPTY)[4])
+    wu = _weights(u_weights, u.size, "u_weights")
+    wv = _weights(v_weights, v.size, "v_weights")
+    iu, iv = np.argsort(u, kind="mergesort"), np.argsort(v, kind="mergesort")
+    cu, cv = np.cumsum(wu[iu]), np.cumsum(wv[iv])
+    return float(_jit.ecdf_walk(u[iu], v[iv], cu / cu[-1], cv / cv[-1])[4])
+
+
+def _weights(w: Any, n: int, name: str) -> np.ndarray:
+    if w is None:
+        return np.ones(n)
+    arr = np.asarray(w, dtype=np.float64).ravel()
+    if arr.size != n:
+        raise DataError("weights and values differ in length", field=name, value=arr.size, expected=str(n))
+    if not np.all(np.isfinite(arr)) or (arr < 0).any() or arr.sum() <= 0:
+        raise DataError("weights must be finite, non-negative, with a positive sum", field=name)
+    return arr
+
+
+def _prob_pair(p: Any, q: Any) -> tuple[np.ndarray, np.ndarray]:
+    p, q = np.asarray(p, dtype=np.float64).ravel(), np.asarray(q, dtype=np.float64).ravel()
+    if p.shape != q.shape:
+        raise DataError("the two distributions differ in length", value=f"{p.size} and {q.size}")
+    if p.size == 0:
+        raise DataError("empty distributions")
+    return p, q
+
+
+def _rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # scipy.special.rel_entr: x log(x/y) with 0 log 0 = 0, inf where y = 0 < x.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(x > 0, x * np.log(np.where(y > 0, x / np.where(y > 0, y, 1), 1.0)), 0.0)
+    out = np.where((x > 0) & (y <= 0), np.inf, out)
+    return np.where((x < 0) | (y < 0), np.inf, out)
+
+
+def jensen_shannon(p: Any, q: Any, base: float | None = None) -> float:
+    """Jensen–Shannon *distance* (square root of the divergence), as scipy's ``jensenshannon``.
+
+    ``p`` and ``q`` are counts or probabilities over the same bins; each is
+    normalised to sum 1. Natural log unless ``base`` is given; with base 2 the
+    result lies in [0, 1]. All-zero input gives NaN (as scipy).
+    """
+    p, q = _prob_pair(p, q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p / np.sum(p)
+        q = q / np.sum(q)
+        m = (p + q) / 2.0
+        js = np.sum(_rel_entr(p, m)) + np.sum(_rel_entr(q, m))
+        if base is not None:
+            js /= np.log(base)
+        return float(np.sqrt(js / 2.0))
+
+
+def _shares(counts: np.ndarray, eps: float) -> np.ndarray:
+    total = counts.sum()
+    if total <= 0:
+        raise DataError("a distribution has no mass (all counts are zero)")
+    share = counts / total
+    return np.where(share > 0, share, eps)
+
+
+def psi(ref_counts: Any, cur_counts: Any, eps: float = PSI_EPS) -> float:
+    """Population stability index ``sum((c - r) ln(c / r))`` over bins.
+
+    Inputs are counts (or shares) per bin, normalised here; an empty bin's
+    share is replaced by ``eps`` so PSI stays finite. 0 means identical;
+    0.1 is the usual "some shift" threshold, 0.25 "major shift".
+    """
+    r, c = _prob_pair(ref_counts, cur_counts)
+    r, c = _shares(r, eps), _shares(c, eps)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def hellinger(ref_counts: Any, cur_counts: Any) -> float:
+    """Hellinger distance ``sqrt(sum((sqrt p - sqrt q)^2) / 2)`` in [0, 1]; counts are normalised."""
+    p, q = _prob_pair(ref_counts, cur_counts)
+    if p.sum() <= 0 or q.sum() <= 0:
+        raise DataError("a distribution has no mass (all counts are zero)")
+    p, q = p / p.sum(), q / q.sum()
+    return float(math.sqrt(max(0.0, 0.5 * float(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)))))
+
+
+class StatResult(NamedTuple):
+    statistic: float
+    pvalue: float
+    dof: int
+
+
+def chi_square(ref_counts: Any, cur_counts: Any) -> StatResult:
+    """Chi-square test of homogeneity of two count vectors over the same categories.
+
+    The 2 x k contingency test (``scipy.stats.chi2_contingency(...,
+    correction=False)``): both samples are random, so a category unseen in
+    the reference (count 0 there) has a positive expected count and gives no
+    infinity. Categories absent from both are dropped. One category in all
+    gives statistic 0, p-value 1.
+    """
+    r, c = _prob_pair(ref_counts, cur_counts)
+    keep = (r + c) > 0
+    r, c = r[keep], c[keep]
+    if r.sum() <= 0 or c.sum() <= 0:
+        raise DataError("a distribution has no mass (all counts are zero)")
+    k = r.size
+    if k < 2:
+        return StatResult(0.0, 1.0, 0)
+    table = np.vstack([r, c])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    stat = float(np.sum((table - expected) ** 2 / expected))
+    from scipy.special import chdtrc
+
+    return StatResult(stat, float(chdtrc(k - 1, stat)), k - 1)
+
+
+def z_test(ref_successes: int, ref_n: int, cur_successes: int, cur_n: int) -> StatResult:
+    """Two-proportion z-test (pooled variance), two-sided; for binary columns.
+
+    Returns ``|z|`` as the statistic. Equal proportions of 0 or 1 in both
+    (no variance) give statistic 0, p-value 1.
+    """
+    if ref_n <= 0 or cur_n <= 0:
+        raise DataError("z-test needs two non-empty samples", value=f"sizes {ref_n} and {cur_n}")
+    p1, p2 = ref_successes / ref_n, cur_successes / cur_n
+    pooled = (ref_successes + cur_successes) / (ref_n + cur_n)
+    var = pooled * (1 - pooled) * (1 / ref_n + 1 / cur_n)
+    if var <= 0:
+        return StatResult(0.0, 1.0, 1)
+    z = abs(p1 - p2) / math.sqrt(var)
+    return StatResult(z, math.erfc(z / math.sqrt(2.0)), 1)
+
+
+def category_counts(ref: Sequence[str], ref_counts: Any, cur: Sequence[str], cur_counts: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Align two value-count lists on the union of their categories (sorted)."""
+    keys = sorted(set(ref) | set(cur))
+    pos = {k: i for i, k in enumerate(keys)}
+    r = np.zeros(len(keys))
+    c = np.zeros(len(keys))
+    for k, v in zip(ref, ref_counts):
+        r[pos[k]] += v
+    for k, v in zip(cur, cur_counts):
+        c[pos[k]] += v
+    return keys, r, c

@@ -1,0 +1,137 @@
+"""Schema of the state file, as an ordered list of migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. A migration is
+appended, never edited, once released: old state files must still open (a
+frozen version-1 file under ``tests/fixtures`` is migrated by a test).
+Documented table by table in ``docs/state.md``.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the core engine.
+    """
+    CREATE TABLE pipeline_versions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        source_file TEXT NOT NULL,
+        source_text TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (name, content_hash)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        pipeline_version_id INTEGER NOT NULL REFERENCES pipeline_versions(id),
+        state TEXT NOT NULL,
+        params TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        actor TEXT,
+        run_dir TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        reason TEXT
+    );
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, id);
+    CREATE INDEX runs_by_state ON runs (state);
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        definition_hash TEXT NOT NULL,
+        input_hash TEXT,
+        started_at REAL,
+        finished_at REAL,
+        next_attempt_at REAL,
+        cached_from INTEGER,
+        reason TEXT,
+        UNIQUE (run_id, name)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        task_id INTEGER NOT NULL REFERENCES tasks(id),
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        pid INTEGER,
+        pid_start_time INTEGER,
+        pgid INTEGER,
+        shim_pid INTEGER,
+        shim_start_time INTEGER,
+        exit_code INTEGER,
+        signal INTEGER,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        log_path TEXT NOT NULL,
+        attempt_dir TEXT NOT NULL,
+        definition_hash TEXT NOT NULL,
+        input_hash TEXT NOT NULL,
+        reason TEXT,
+        UNIQUE (task_id, number)
+    );
+    CREATE INDEX attempts_by_run ON attempts (run_id, task);
+    CREATE INDEX attempts_live ON attempts (state) WHERE state IN ('starting', 'running');
+    CREATE INDEX attempts_by_cache_key ON attempts (definition_hash, input_hash);
+    CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        attempt_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX artifacts_by_run ON artifacts (run_id, task);
+    CREATE INDEX artifacts_by_attempt ON artifacts (attempt_id);
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        attempt_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        recorded_at REAL NOT NULL
+    );
+    CREATE INDEX checkpoints_by_run ON checkpoints (run_id, task);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        run_id INTEGER,
+        task TEXT,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        actor TEXT
+    );
+    CREATE INDEX events_by_run ON events (run_id);
+    """,
+    # 2: results of built-in check tasks (profile, drift, fairness, validate), structured event data.
+    """
+    CREATE TABLE task_results (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        attempt_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        column_name TEXT,
+        metric TEXT,
+        value REAL,
+        p_value REAL,
+        threshold REAL,
+        verdict TEXT,
+        details TEXT
+    );
+    CREATE INDEX task_results_by_run ON task_results (run_id, task);
+    ALTER TABLE events ADD COLUMN data TEXT;
+    ALTER TABLE attempts ADD COLUMN verdict TEXT;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

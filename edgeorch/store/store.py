@@ -1,0 +1,460 @@
+"""The state file: the only module that writes SQL.
+
+Contract:
+
+- One :class:`Store` per process that writes (the engine's event loop, the
+  one-writer rule); readers (the CLI with no daemon) open their own.
+- Every state transition is one call here and one transaction
+  (``BEGIN IMMEDIATE`` ... ``COMMIT``); a crash leaves the old state or the new.
+- WAL mode with ``synchronous=FULL``: a committed transition survives power
+  loss, which is the usual failure on edge machines.
+- Timestamps are Unix seconds (float) from the injected clock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import sqlite_utils
+
+from ..errors import NotFoundError, StateError
+from ..model import AttemptState, RunState, TaskState
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """What the engine knows about an attempt before its process exists."""
+
+    task_id: int
+    run_id: int
+    task: str
+    number: int
+    log_path: str
+    attempt_dir: str
+    definition_hash: str
+    input_hash: str
+
+
+class Store:
+    """Typed access to the state file. See the module docstring for the contract."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.readonly = readonly
+        self._depth = 0
+        if readonly and not self.path.exists():
+            raise StateError("no state file yet (nothing has run)", file=str(self.path))
+        try:
+            if not readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"cannot open the state file: {exc}", file=str(self.path),
+                expected="an edgeorch SQLite state file",
+                hint="restore it from a backup, or move it away to start with empty state",
+            ) from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state file has schema version {version}, newer than this edgeorch ({SCHEMA_VERSION})",
+                file=str(self.path), hint="upgrade edgeorch, or restore a backup made by this version",
+            )
+        if version < SCHEMA_VERSION:
+            if readonly:
+                raise StateError(f"the state file has an old schema version {version}; start the daemon once to migrate it",
+                                 file=str(self.path))
+            self._migrate(version)
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _migrate(self, version: int) -> None:
+        try:
+            for number in range(version, SCHEMA_VERSION):
+                with self.transaction():
+                    for statement in _statements(MIGRATIONS[number]):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {number + 1}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot migrate the state file: {exc}", file=str(self.path)) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: ``BEGIN IMMEDIATE``/``COMMIT``, or a SAVEPOINT when nested."""
+        if self.readonly:
+            raise StateError("the state file is open read-only", file=str(self.path))
+        if self._depth:
+            name = f"sp{self._depth}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
+                self.conn.execute("ROLLBACK")
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``'ok'`` or the first problem."""
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, tuple(args)).fetchone()
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(sql, tuple(args)).fetchall()]
+
+    # -- pipelines ----------------------------------------------------------------
+
+    def record_pipeline_version(self, name: str, content_hash: str, source_file: str, source_text: str) -> int:
+        """Id of the stored version with this content hash, inserting it when new."""
+        row = self._one("SELECT id FROM pipeline_versions WHERE name = ? AND content_hash = ?", (name, content_hash))
+        if row:
+            return int(row[0])
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO pipeline_versions (name, content_hash, source_file, source_text, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, content_hash, source_file, source_text, self.clock()),
+            )
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def pipeline_version(self, version_id: int) -> dict[str, Any]:
+        row = self._one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))
+        if row is None:
+            raise NotFoundError("no such pipeline version", value=version_id)
+        return dict(row)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        pipeline: str,
+        version_id: int,
+        params: dict[str, Any],
+        trigger: str,
+        actor: str | None,
+        run_dir_for: Callable[[int], str],
+        tasks: list[tuple[str, str]],
+    ) -> int:
+        """Insert a queued run and its pending tasks ``[(name, definition_hash)]`` atomically."""
+        now = self.clock()
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, '', ?)",
+                (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now),
+            )
+            run_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            self.conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (run_dir_for(run_id), run_id))
+            self.conn.executemany(
+                "INSERT INTO tasks (run_id, name, state, definition_hash) VALUES (?, ?, ?, ?)",
+                [(run_id, name, TaskState.PENDING, dh) for name, dh in tasks],
+            )
+            self._event(run_id, None, "run_created", f"run {run_id} of {pipeline} queued by {trigger}", actor, now)
+        return run_id
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
+        out = dict(row)
+        out["params"] = json.loads(out["params"])
+        return out
+
+    def list_runs(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Most recent first, with per-state task counts."""
+        where, args = [], []
+        if pipeline:
+            where.append("pipeline = ?")
+            args.append(pipeline)
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = self._all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+            counts = self._all("SELECT state, COUNT(*) AS n FROM tasks WHERE run_id = ? GROUP BY state", (r["id"],))
+            r["tasks"] = {c["state"]: c["n"] for c in counts}
+        return rows
+
+    def set_run_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
+        """Move a run to ``state``; sets started_at/finished_at as the state implies."""
+        now = self.clock()
+        with self.transaction():
+            if state == RunState.RUNNING:
+                self.conn.execute(
+                    "UPDATE runs SET state = ?, started_at = COALESCE(started_at, ?), finished_at = NULL, reason = NULL WHERE id = ?",
+                    (state, now, run_id),
+                )
+            elif state.finished:
+                self.conn.execute("UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE id = ?", (state, now, reason, run_id))
+            else:
+                self.conn.execute("UPDATE runs SET state = ?, finished_at = NULL, reason = ? WHERE id = ?", (state, reason, run_id))
+            self._event(run_id, None, f"run_{state}", reason or f"run {run_id} {state}", actor, now)
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        """Runs that are queued or running (the engine resumes them at start)."""
+        return self._all("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")
+
+    # -- tasks ----------------------------------------------------------------------
+
+    def tasks_of(self, run_id: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def set_task_states(self, changes: list[tuple[int, TaskState, str | None]], *, run_id: int | None = None) -> None:
+        """Apply ``[(task_id, state, reason)]`` in one transaction (a failure cascades atomically)."""
+        if not changes:
+            return
+        now = self.clock()
+        with self.transaction():
+            for task_id, state, reason in changes:
+                if state.finished:
+                    self.conn.execute(
+                        "UPDATE tasks SET state = ?, reason = ?, finished_at = ?, next_attempt_at = NULL WHERE id = ?",
+                        (state, reason, now, task_id),
+                    )
+                else:
+                    self.conn.execute(
+                        "UPDATE tasks SET state = ?, reason = ?, finished_at = NULL WHERE id = ?", (state, reason, task_id)
+                    )
+
+    def reset_tasks(self, task_ids: list[int]) -> None:
+        """Back to ``pending`` for a resume; attempts and history are kept."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE tasks SET state = 'pending', reason = NULL, finished_at = NULL, next_attempt_at = NULL, cached_from = NULL WHERE id = ?",
+                [(t,) for t in task_ids],
+            )
+
+    def mark_cached(self, task_id: int, run_id: int, task: str, input_hash: str, source_attempt: int,
+                    artifacts: list[dict[str, Any]]) -> None:
+        """Record a cache hit: task ``skipped``, artifacts copied from the earlier attempt's records."""
+        now = self.clock()
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE tasks SET state = 'skipped', input_hash = ?, cached_from = ?, started_at = ?, finished_at = ?, reason = ? WHERE id = ?",
+                (input_hash, source_attempt, now, now, f"cache hit: outputs of attempt {source_attempt}", task_id),
+            )
+            self.conn.executemany(
+                "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, task, source_attempt, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],
+            )
+            self._event(run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
+
+    # -- attempts -------------------------------------------------------------------
+
+    def start_attempt(self, new: NewAttempt) -> int:
+        """Insert an attempt in ``starting`` and mark its task ``running``; returns the attempt id.
+
+        Called before the process is spawned, so a crash after the spawn finds
+        the attempt (and its folder) and can adopt or abandon it.
+        """
+        now = self.clock()
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO attempts (task_id, run_id, task, number, state, started_at, log_path, attempt_dir, definition_hash, input_hash)"
+                " VALUES (?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?)",
+                (new.task_id, new.run_id, new.task, new.number, now, new.log_path, new.attempt_dir, new.definition_hash, new.input_hash),
+            )
+            self.conn.execute(
+                "UPDATE tasks SET state = 'running', attempts = ?, input_hash = ?, started_at = COALESCE(started_at, ?), next_attempt_at = NULL, reason = NULL WHERE id = ?",
+                (new.number, new.input_hash, now, new.task_id),
+            )
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def attempt_running(self, attempt_id: int, *, pid: int, pid_start_time: int, pgid: int, shim_pid: int, shim_start_time: int) -> None:
+        """Record the processes of a started attempt (never trust a bare pid after a restart)."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE attempts SET state = 'running', pid = ?, pid_start_time = ?, pgid = ?, shim_pid = ?, shim_start_time = ? WHERE id = ?",
+                (pid, pid_start_time, pgid, shim_pid, shim_start_time, attempt_id),
+            )
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        *,
+        state: AttemptState,
+        exit_code: int | None,
+        signal: int | None,
+        reason: str | None,
+        task_change: tuple[int, TaskState, str | None, float | None],
+        cascade: list[tuple[int, TaskState, str | None]] = (),  # type: ignore[assignment]
+        artifacts: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        checkpoints: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        results: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        verdict: str | None = None,
+        finished_at: float | None = None,
+    ) -> None:
+        """One transaction: the attempt's outcome, its task's next state, dependents, files recorded.
+
+        ``task_change`` is ``(task_id, state, reason, next_attempt_at)``.
+        """
+        now = self.clock()
+        row = self._one("SELECT run_id, task FROM attempts WHERE id = ?", (attempt_id,))
+        if row is None:
+            raise NotFoundError("no such attempt", value=attempt_id)
+        run_id, task = row
+        task_id, tstate, treason, next_at = task_change
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE attempts SET state = ?, exit_code = ?, signal = ?, reason = ?, finished_at = ?, verdict = ? WHERE id = ?",
+                (state, exit_code, signal, reason, finished_at or now, verdict, attempt_id),
+            )
+            self.conn.execute(
+                "UPDATE tasks SET state = ?, reason = ?, next_attempt_at = ?, finished_at = ? WHERE id = ?",
+                (tstate, treason, next_at, now if tstate.finished else None, task_id),
+            )
+            if cascade:
+                self.set_task_states(list(cascade))
+            if artifacts:
+                self.conn.executemany(
+                    "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, task, attempt_id, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],
+                )
+            if checkpoints:
+                self.conn.executemany(
+                    "INSERT INTO checkpoints (run_id, task, attempt_id, name, size, sha256, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, task, attempt_id, c["name"], c["size"], c["sha256"], now) for c in checkpoints],
+                )
+            if results:
+                self.conn.executemany(
+                    "INSERT INTO task_results (run_id, task, attempt_id, kind, column_name, metric, value, p_value, threshold, verdict, details)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, task, attempt_id, r.get("kind", ""), r.get("column"), r.get("metric"), _num(r.get("value")),
+                      _num(r.get("p_value")), _num(r.get("threshold")), r.get("verdict"),
+                      json.dumps(r.get("details")) if r.get("details") is not None else None) for r in results],
+                )
+
+    def attempts_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        if task is None:
+            return self._all("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._all("SELECT * FROM attempts WHERE run_id = ? AND task = ? ORDER BY number", (run_id, task))
+
+    def live_attempts(self) -> list[dict[str, Any]]:
+        """Attempts in ``starting`` or ``running``: what recovery must adopt or settle."""
+        return self._all("SELECT * FROM attempts WHERE state IN ('starting', 'running') ORDER BY id")
+
+    def find_cache_hit(self, pipeline: str, task: str, definition_hash: str, input_hash: str) -> dict[str, Any] | None:
+        """The newest successful attempt of ``pipeline``/``task`` with the same hashes, or None."""
+        row = self._one(
+            "SELECT a.* FROM attempts a JOIN runs r ON r.id = a.run_id"
+            " WHERE r.pipeline = ? AND a.task = ? AND a.definition_hash = ? AND a.input_hash = ?"
+            " AND a.state = 'exited' AND a.exit_code = 0 ORDER BY a.id DESC LIMIT 1",
+            (pipeline, task, definition_hash, input_hash),
+        )
+        return dict(row) if row else None
+
+    # -- files ----------------------------------------------------------------------
+
+    def artifacts_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        if task is None:
+            return self._all("SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._all("SELECT * FROM artifacts WHERE run_id = ? AND task = ? ORDER BY id", (run_id, task))
+
+    def artifacts_of_attempt(self, attempt_id: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM artifacts WHERE attempt_id = ? ORDER BY id", (attempt_id,))
+
+    def latest_artifacts(self, run_id: int, task: str) -> list[dict[str, Any]]:
+        """The artifacts of the task's latest successful outcome in this run (an attempt or a cache hit)."""
+        row = self._one("SELECT MAX(id) FROM artifacts WHERE run_id = ? AND task = ?", (run_id, task))
+        if row is None or row[0] is None:
+            return []
+        last = self._one("SELECT attempt_id, created_at FROM artifacts WHERE id = ?", (row[0],))
+        assert last is not None
+        return self._all(
+            "SELECT * FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ? AND created_at = ? ORDER BY id",
+            (run_id, task, last[0], last[1]),
+        )
+
+    def checkpoints_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        if task is None:
+            return self._all("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._all("SELECT * FROM checkpoints WHERE run_id = ? AND task = ? ORDER BY id", (run_id, task))
+
+    def results_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        """Rows of built-in check tasks; only those of each task's latest attempt."""
+        sql = ("SELECT * FROM task_results WHERE run_id = ? AND attempt_id IN"
+               " (SELECT MAX(attempt_id) FROM task_results WHERE run_id = ? GROUP BY task)")
+        args: list[Any] = [run_id, run_id]
+        if task is not None:
+            sql += " AND task = ?"
+            args.append(task)
+        rows = self._all(sql + " ORDER BY id", args)
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else None
+        return rows
+
+    # -- events ---------------------------------------------------------------------
+
+    def add_event(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,
+                  actor: str | None = None, data: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self._event(run_id, task, kind, message, actor, self.clock(), data)
+
+    def _event(self, run_id: int | None, task: str | None, kind: str, message: str, actor: str | None, ts: float,
+               data: dict[str, Any] | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ts, run_id, task, kind, message, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ts, run_id, task, kind, message, actor, json.dumps(data) if data else None),
+        )
+
+    def events_of(self, run_id: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
