@@ -1,0 +1,74 @@
+"""The state-dir lock against real second processes, and kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeorch.control.statelock import acquire_state_lock
+from edgeorch.errors import StateError
+
+HOLDER = r"""
+import os, sys
+from edgeorch.control.statelock import acquire_state_lock
+lock = acquire_state_lock(sys.argv[1])
+child = 0
+if sys.argv[2] == "fork":
+    # A forked child (like a task shim) must not keep the lock alive.
+    child = os.fork()
+    if child == 0:
+        sys.stdin.read()
+        os._exit(0)
+print(child, flush=True)
+sys.stdin.read()  # hold until the test kills us
+"""
+
+
+def start_holder(state: Path, mode: str = "plain") -> tuple[subprocess.Popen[str], int]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())  # the lock is held once this line arrives
+    return proc, child
+
+
+def kill9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def test_second_process_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
+    proc, _ = start_holder(tmp_path)
+    try:
+        with pytest.raises(StateError) as info:
+            acquire_state_lock(tmp_path)
+        assert f"pid {proc.pid}" in str(info.value)
+        assert str(tmp_path) in str(info.value)
+    finally:
+        kill9(proc)
+
+
+def test_lock_is_freed_by_kill_9(tmp_path: Path) -> None:
+    proc, _ = start_holder(tmp_path)
+    kill9(proc)
+    with acquire_state_lock(tmp_path) as lock:
+        assert lock.held
+        assert (tmp_path / "edgeorch.lock").read_text().strip() == str(os.getpid())
+
+
+def test_forked_child_does_not_inherit_the_lock(tmp_path: Path) -> None:
+    proc, child = start_holder(tmp_path, "fork")
+    try:
+        kill9(proc)
+        os.kill(child, 0)  # the "shim" is still alive ...
+        with acquire_state_lock(tmp_path):  # ... and the state is free
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)

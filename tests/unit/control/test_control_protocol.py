@@ -1,0 +1,106 @@
+"""The wire format: request parsing, encoding, error mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeorch.control import protocol as P
+from edgeorch.errors import ConflictError, EdgeorchError, NotFoundError, UsageError
+
+
+def test_parse_request_with_args() -> None:
+    r = P.parse_request(b'{"v":1,"id":7,"op":"trigger","args":{"pipeline":"p"}}\n')
+    assert r == P.Request(id=7, op="trigger", args={"pipeline": "p"})
+
+
+@pytest.mark.parametrize("args", ["", ',"args":null', ',"args":{}'])
+def test_args_may_be_left_out(args: str) -> None:
+    assert P.parse_request(f'{{"v":1,"id":"x","op":"ping"{args}}}').args == {}
+
+
+@pytest.mark.parametrize(
+    ("line", "cls", "rid"),
+    [
+        (b"nope", P.BadRequest, None),
+        (b"\xff\xfe", P.BadRequest, None),
+        (b"[]", P.BadRequest, None),
+        (b"[" * 100000 + b"]" * 100000, P.BadRequest, None),
+        (b'{"v":1,"op":"ping"}', P.BadRequest, None),
+        (b'{"v":1,"id":true,"op":"ping"}', P.BadRequest, None),
+        (b'{"v":1,"id":1.5,"op":"ping"}', P.BadRequest, None),
+        (b'{"v":1,"id":1}', P.BadRequest, 1),
+        (b'{"v":1,"id":1,"op":""}', P.BadRequest, 1),
+        (b'{"v":1,"id":1,"op":"ping","args":"x"}', P.BadRequest, 1),
+        (b'{"v":1,"id":1,"op":"ping","extra":1}', P.BadRequest, 1),
+        (b'{"id":1,"op":"ping"}', P.UnsupportedVersion, 1),
+        (b'{"v":"1","id":1,"op":"ping"}', P.UnsupportedVersion, 1),
+        (b'{"v":2,"id":1,"op":"ping"}', P.UnsupportedVersion, 1),
+    ],
+)
+def test_bad_requests_are_rejected_with_code_and_id(line: bytes, cls: type, rid: object) -> None:
+    with pytest.raises(P.RequestError) as info:
+        P.parse_request(line)
+    assert type(info.value.error) is cls
+    assert info.value.id == rid
+
+
+def test_encode_is_one_compact_line() -> None:
+    data = P.encode(P.ok(1, {"path": Path("/x"), "tags": {"b", "a"}, "text": "é\nx"}))
+    assert data.endswith(b"\n") and data.count(b"\n") == 1
+    assert json.loads(data) == {"id": 1, "ok": True, "result": {"path": "/x", "tags": ["a", "b"], "text": "é\nx"}}
+
+
+@pytest.mark.parametrize("bad", [object(), float("nan")])
+def test_encode_refuses_non_json(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        P.encode(P.ok(1, {"x": bad}))
+
+
+def test_error_response_carries_the_handlers_code_and_fields() -> None:
+    err = UsageError("bad param", field="params.lr", value="x", expected="a number")
+    doc = P.error(3, err)
+    assert doc["id"] == 3 and doc["ok"] is False
+    assert doc["error"]["code"] == "usage"
+    assert doc["error"]["field"] == "params.lr"
+    assert doc["error"]["message"] == err.render()
+
+
+def test_end_message() -> None:
+    assert P.end(4) == {"id": 4, "ok": True, "end": True}
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("not_found", NotFoundError),
+        ("conflict", ConflictError),
+        ("permission_denied", P.PermissionDenied),
+        ("too_large", P.TooLarge),
+        ("internal", P.InternalError),
+    ],
+)
+def test_error_codes_map_to_classes(code: str, cls: type) -> None:
+    err = P.error_from_dict({"code": code, "message": "run 9: gone"})
+    assert type(err) is cls and err.code == code
+    assert str(err) == "run 9: gone"  # rendered once, by the server
+    assert err.detail == {"code": code, "message": "run 9: gone"}  # type: ignore[attr-defined]
+
+
+def test_unknown_code_keeps_its_code() -> None:
+    err = P.error_from_dict({"code": "gpu_on_fire", "message": "hot"})
+    assert isinstance(err, P.RemoteError) and isinstance(err, EdgeorchError)
+    assert err.code == "gpu_on_fire" and str(err) == "hot"
+
+
+def test_error_without_body_is_a_bad_response() -> None:
+    assert isinstance(P.error_from_dict(None), P.BadResponse)
+
+
+def test_round_trip_through_the_wire_keeps_class_and_message() -> None:
+    original = NotFoundError("no such run", field="run", value=12)
+    body = json.loads(P.encode(P.error(1, original)))["error"]
+    back = P.error_from_dict(body)
+    assert isinstance(back, NotFoundError) and str(back) == str(original)

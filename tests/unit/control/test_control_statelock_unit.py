@@ -1,0 +1,42 @@
+"""The state lock within one process (cross-process cases are integration tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeorch.control.statelock import acquire_state_lock
+from edgeorch.errors import StateError
+
+
+def test_lock_creates_the_state_dir_and_records_our_pid(tmp_path: Path) -> None:
+    import os
+
+    state = tmp_path / "state"
+    with acquire_state_lock(state) as lock:
+        assert lock.held
+        assert (state / "edgeorch.lock").read_text() == f"{os.getpid()}\n"
+    assert not lock.held
+
+
+def test_second_acquire_in_the_same_process_is_refused(tmp_path: Path) -> None:
+    # POSIX locks do not conflict within one process; the module must.
+    with acquire_state_lock(tmp_path):
+        with pytest.raises(StateError, match="already locked by this process"):
+            acquire_state_lock(tmp_path)
+
+
+def test_release_is_idempotent_and_allows_relocking(tmp_path: Path) -> None:
+    lock = acquire_state_lock(tmp_path)
+    lock.release()
+    lock.release()
+    with acquire_state_lock(tmp_path):
+        pass
+
+
+def test_unwritable_location_is_a_state_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateError, match="lock file"):
+        acquire_state_lock(blocker / "state")
