@@ -1,0 +1,102 @@
+"""The fake device table: file loading, clear errors, and the simulation controls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeorch.resources.gpus.fake import FakeBackend
+from edgeorch.resources.model import NVML_ERROR_GPU_IS_LOST, GpuBackendError, ResourceError
+
+from .conftest import G, gpu_table
+
+
+def test_loads_toml_and_json_files(tmp_path: Path) -> None:
+    t = tmp_path / "gpus.toml"
+    t.write_text('[[gpu]]\nuuid = "GPU-a"\nmemory = "16G"\nname = "Tesla T4"\n'
+                 '[[gpu.process]]\npid = 42\nmemory = "1G"\n')
+    j = tmp_path / "gpus.json"
+    j.write_text(json.dumps(gpu_table(2)))
+    ft = FakeBackend.from_file(t)
+    assert ft.devices()[0].name == "Tesla T4"
+    assert ft.reading("GPU-a").memory_free == 15 * G
+    assert [p.pid for p in ft.processes("GPU-a")] == [42]
+    assert len(FakeBackend.from_file(j).devices()) == 2
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "expected"),
+    [
+        ({"gpu": [{"uuid": "GPU-a"}]}, "gpu[0].memory", "a number of bytes"),
+        ({"gpu": [{"uuid": "x", "memory": "1G"}]}, "gpu[0].uuid", "starting with 'GPU-'"),
+        ({"gpu": [{"uuid": "GPU-a", "memory": "lots"}]}, "gpu[0].memory", "a number of bytes"),
+        ({"gpu": [{"uuid": "GPU-a", "memory": "1G", "colour": 1}]}, "gpu[0].colour", "one of"),
+        ({"gpu": [{"uuid": "GPU-a", "memory": "1G", "cpus": "9-1"}]}, "gpu[0].cpus", "CPU list"),
+        ({"gpu": [{"uuid": "GPU-a", "memory": "1G", "mig": [{"uuid": "MIG-1", "memory": "2G"}]}]},
+         "gpu[0].mig", "at most"),
+        ({"gpu": [{"uuid": "GPU-a", "memory": "1G"}, {"uuid": "GPU-a", "memory": "1G"}]}, "gpu[1].uuid", "unique"),
+    ],
+)
+def test_bad_table_names_file_field_value(table: dict, field: str, expected: str) -> None:
+    with pytest.raises(ResourceError) as e:
+        FakeBackend(table, file="gpus.toml")
+    assert e.value.field == field and e.value.file == "gpus.toml"
+    assert expected in str(e.value)
+
+
+def test_malformed_files_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "gpus.json"
+    bad.write_text("{nope")
+    with pytest.raises(ResourceError, match="gpus.json: malformed JSON"):
+        FakeBackend.from_file(bad)
+    badt = tmp_path / "gpus.toml"
+    badt.write_text("[[gpu]\n")
+    with pytest.raises(ResourceError, match="malformed TOML"):
+        FakeBackend.from_file(badt)
+
+
+def test_memory_follows_processes_and_external_use(fake: FakeBackend) -> None:
+    u = fake.devices()[0].uuid
+    fake.set_used(u, 10 * G)
+    fake.add_process(u, 100, 5 * G)
+    assert fake.reading(u).memory_free == 65 * G
+    fake.remove_process(u, 100)
+    assert fake.reading(u).memory_free == 70 * G
+
+
+def test_xid_on_mig_parent_is_reported_for_each_instance(fake: FakeBackend) -> None:
+    mig = [d for d in fake.devices() if d.parent][0]
+    fake.inject_xid(mig.uuid, 79)
+    events = fake.poll_health()
+    assert {e.uuid for e in events} == {d.uuid for d in fake.devices() if d.parent}
+    assert all(e.kind == "xid" and e.code == 79 for e in events)
+    assert fake.poll_health() == []
+
+
+def test_uncorrectable_ecc_counts_and_reports(fake: FakeBackend) -> None:
+    u = fake.devices()[0].uuid
+    fake.inject_ecc_uncorrectable(u, 2)
+    assert fake.reading(u).ecc_uncorrected == 2
+    assert [e.kind for e in fake.poll_health()] == ["ecc_uncorrectable"]
+
+
+def test_lost_gpu_raises_gpu_is_lost_and_is_reported_once(fake: FakeBackend) -> None:
+    u = fake.devices()[1].uuid
+    fake.make_lost(u)
+    with pytest.raises(GpuBackendError) as e:
+        fake.reading(u)
+    assert e.value.nvml_code == NVML_ERROR_GPU_IS_LOST
+    assert [(e.uuid, e.kind) for e in fake.poll_health()] == [(u, "lost")]
+    assert fake.poll_health() == []
+
+
+def test_fail_with_simulates_any_nvml_code(fake: FakeBackend) -> None:
+    u = fake.devices()[0].uuid
+    fake.fail_with(u, 999)
+    with pytest.raises(GpuBackendError) as e:
+        fake.processes(u)
+    assert e.value.nvml_code == 999
+    fake.fail_with(u, None)
+    assert fake.processes(u) == ()

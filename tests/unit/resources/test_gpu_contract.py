@@ -1,0 +1,119 @@
+"""The GpuBackend contract, run against every backend (fake; NVML where a GPU is present).
+
+Tests here only use the interface, so they hold for real hardware too.
+Simulation-only behaviour (injected faults) is in test_fake_backend.py.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from edgeorch.resources.gpus.backend import GpuBackend
+from edgeorch.resources.gpus.fake import FakeBackend
+from edgeorch.resources.gpus.nvml import NvmlBackend
+from edgeorch.resources.model import NVML_ERROR_NOT_FOUND, GpuBackendError
+
+from .conftest import gpu_table
+from .nvml_stub import StubNvml
+
+
+def _nvml() -> GpuBackend:
+    try:
+        backend = NvmlBackend()
+    except (GpuBackendError, ImportError) as exc:
+        pytest.skip(f"no NVIDIA GPU/NVML on this machine: {exc}")
+    if not backend.devices():
+        backend.close()
+        pytest.skip("NVML works but sees no GPU")
+    return backend
+
+
+@pytest.fixture(params=["fake", "nvml-stub", pytest.param("nvml", marks=pytest.mark.gpu)])
+def backend(request: pytest.FixtureRequest) -> Iterator[GpuBackend]:
+    # nvml-stub: the NVML backend's code over a pynvml stand-in (runs everywhere);
+    # nvml: the real library and GPUs (skipped with the reason where there are none).
+    b: GpuBackend
+    if request.param == "fake":
+        b = FakeBackend(gpu_table(3, mig_on_last=True))
+    elif request.param == "nvml-stub":
+        b = NvmlBackend(StubNvml())
+    else:
+        b = _nvml()
+    yield b
+    b.close()
+
+
+def test_devices_are_named_by_unique_uuid(backend: GpuBackend) -> None:
+    devs = backend.devices()
+    uuids = [d.uuid for d in devs]
+    assert len(set(uuids)) == len(uuids) > 0
+    assert all(u.startswith(("GPU-", "MIG-")) for u in uuids)
+
+
+def test_devices_describe_memory_name_capability(backend: GpuBackend) -> None:
+    for d in backend.devices():
+        assert d.memory_total > 0 and d.name
+        assert d.compute_capability[0] >= 1
+        assert d.numa_node >= -1
+
+
+def test_mig_parents_are_not_allocatable_but_instances_are(backend: GpuBackend) -> None:
+    devs = backend.devices()
+    listed = {d.uuid for d in devs}
+    for d in devs:
+        if d.parent is not None:
+            assert d.mig_enabled and d.uuid.startswith("MIG-")
+            assert d.parent not in listed
+        else:
+            assert not d.mig_enabled
+
+
+def test_devices_are_stable_between_calls(backend: GpuBackend) -> None:
+    assert backend.devices() == backend.devices()
+
+
+def test_reading_reports_memory_within_total(backend: GpuBackend) -> None:
+    for d in backend.devices():
+        r = backend.reading(d.uuid)
+        assert r.uuid == d.uuid
+        assert 0 <= r.memory_free <= d.memory_total
+        assert 0 <= r.memory_used <= d.memory_total
+        for v in (r.utilization_gpu, r.utilization_memory):
+            assert v is None or 0 <= v <= 100
+        for v in (r.ecc_corrected, r.ecc_uncorrected, r.retired_pages):
+            assert v is None or v >= 0
+
+
+def test_mig_instances_report_no_utilisation(backend: GpuBackend) -> None:
+    for d in backend.devices():
+        if d.parent is not None:
+            assert backend.reading(d.uuid).utilization_gpu is None
+
+
+def test_processes_have_pids_and_memory(backend: GpuBackend) -> None:
+    for d in backend.devices():
+        procs = backend.processes(d.uuid)
+        assert isinstance(procs, tuple)
+        for p in procs:
+            assert p.uuid == d.uuid and p.pid > 0
+            assert p.used_memory is None or p.used_memory >= 0
+
+
+@pytest.mark.parametrize("call", ["reading", "processes"])
+def test_unknown_uuid_is_not_found(backend: GpuBackend, call: str) -> None:
+    with pytest.raises(GpuBackendError) as e:
+        getattr(backend, call)("GPU-does-not-exist")
+    assert e.value.nvml_code == NVML_ERROR_NOT_FOUND
+
+
+def test_poll_health_without_trouble_returns_a_list(backend: GpuBackend) -> None:
+    events = backend.poll_health(0)
+    assert isinstance(events, list)
+    assert all(e.kind in ("xid", "ecc_uncorrectable", "lost") for e in events)
+
+
+def test_close_is_idempotent(backend: GpuBackend) -> None:
+    backend.close()
+    backend.close()
