@@ -6,7 +6,7 @@ See docs/protocol.md for the wire format.
 
 from .auth import AccessPolicy, Peer
 from .client import Client, DaemonNotRunning
-from .notify import notify, watchdog_interval
+from .notify import notify, watchdog_interval, watchdog_loop
 from .protocol import PROTOCOL_VERSION, PermissionDenied
 from .server import ControlServer
 from .statelock import StateLock, acquire_state_lock
@@ -23,4 +23,5 @@ __all__ = [
     "acquire_state_lock",
     "notify",
     "watchdog_interval",
+    "watchdog_loop",
 ]

@@ -12,10 +12,11 @@ unset), so the daemon calls it unconditionally.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger("edgeorch.control")
 
@@ -94,3 +95,22 @@ def watchdog_interval() -> float | None:
     except ValueError:
         return None
     return value / 1_000_000 if value > 0 else None
+
+
+async def watchdog_loop(interval: float | None = None, *, healthy: Callable[[], bool] | None = None) -> None:
+    """Send ``WATCHDOG=1`` every ``interval / 2`` seconds until cancelled.
+
+    Run it as a task on the daemon's event loop: it can only send while the
+    loop advances, so a hung loop stops the pings and systemd restarts the
+    service. ``healthy`` (optional) is asked before each ping; a False answer
+    skips that ping (say, the scheduler has not ticked for too long).
+    ``interval`` defaults to :func:`watchdog_interval`; returns at once when
+    there is none.
+    """
+    period = watchdog_interval() if interval is None else interval
+    if not period:
+        return
+    while True:
+        if healthy is None or healthy():
+            notify("WATCHDOG=1")
+        await asyncio.sleep(period / 2)

@@ -334,3 +334,31 @@ def test_client_without_daemon_says_so(sock_dir: Path) -> None:
     path = sock_dir / "nothing.sock"
     with pytest.raises(DaemonNotRunning, match=f"no edgeorch daemon is running at {path}"):
         Client(path).call("ping")
+
+
+def test_close_ends_open_streams_and_connections(sock_dir: Path) -> None:
+    st = ServerThread(sock_dir / "edgeorch.sock", ControlConfig())
+    st.start()
+    try:
+        with Raw(st.path) as raw:
+            raw.send(req("forever", 1))
+            assert raw.recv()["result"] == {"started": True}
+            assert st.server is not None
+            st.run(st.server.close())
+            assert st.stream_closed.wait(5)
+            assert raw.at_eof()
+    finally:
+        st.stop()
+
+
+def test_too_many_requests_in_flight_on_one_connection(server: ServerThread) -> None:
+    from edgeorch.control.protocol import MAX_INFLIGHT_PER_CONNECTION as cap
+
+    with Raw(server.path) as raw:
+        for i in range(cap):
+            raw.send(req("forever", i))
+        started = {raw.recv()["id"] for _ in range(cap)}
+        assert started == set(range(cap))
+        raw.send(req("ping", "extra"))
+        reply = raw.recv()
+        assert reply["id"] == "extra" and reply["error"]["code"] == "busy"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import tempfile
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeorch.control.notify import format_state, notify, watchdog_interval
+from edgeorch.control.notify import format_state, notify, watchdog_interval, watchdog_loop
 
 
 @pytest.fixture
@@ -91,3 +92,30 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch, usec: str | None, pi
         else:
             monkeypatch.setenv(key, {"self": str(os.getpid()), "other": str(os.getpid() + 1)}.get(value, value))
     assert watchdog_interval() == expected
+
+
+def test_watchdog_loop_pings_while_the_loop_runs(path_socket: socket.socket) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(watchdog_loop(0.02))
+        got = [await asyncio.to_thread(path_socket.recv, 64) for _ in range(3)]
+        task.cancel()
+        assert got == [b"WATCHDOG=1"] * 3
+
+    asyncio.run(main())
+
+
+def test_watchdog_loop_skips_pings_when_unhealthy(path_socket: socket.socket) -> None:
+    answers = iter([False, True])
+
+    async def main() -> None:
+        task = asyncio.create_task(watchdog_loop(0.02, healthy=lambda: next(answers, True)))
+        assert await asyncio.to_thread(path_socket.recv, 64) == b"WATCHDOG=1"
+        task.cancel()
+
+    asyncio.run(main())
+    assert next(answers, "done") == "done"  # the first (unhealthy) answer was consumed
+
+
+def test_watchdog_loop_returns_without_a_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    asyncio.run(asyncio.wait_for(watchdog_loop(), 5))
