@@ -86,11 +86,18 @@ def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
         d, loc, sign = min_s, minloc, -1
     else:
         d, loc, sign = maxd, maxloc, 1
-    return KSResult(float(d), ks_pvalue(d, n1, n2, method), float(loc), sign)
+    d, p = ks_pvalue(d, n1, n2, method)
+    return KSResult(d, p, float(loc), sign)
 
 
-def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
-    """Two-sided p-value of a KS statistic ``d`` for sample sizes ``n1``, ``n2`` (scipy's rules)."""
+def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> tuple[float, float]:
+    """``(statistic, p-value)`` of a two-sided KS statistic ``d`` for sizes ``n1``, ``n2`` (scipy's rules).
+
+    The exact method snaps ``d`` to the lattice value ``h / lcm(n1, n2)`` it
+    stands for, as scipy does, so the statistic returned may differ from
+    ``d`` in the last bit.
+    """
+    d = float(d)
     g = math.gcd(n1, n2)
     if method == "auto":
         method = "exact" if max(n1, n2) <= MAX_EXACT_N else "asymp"
@@ -99,18 +106,20 @@ def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
     if method == "exact":
         lcm = (n1 // g) * n2
         h = int(np.round(d * lcm))
+        d_exact = h / lcm
         if h == 0:
-            return 1.0
+            return d_exact, 1.0
         with np.errstate(over="ignore", invalid="ignore"):
             prob = _jit.prob_outside_square(n1, h) if n1 == n2 else _jit.prob_outside_lattice(n1, n2, g, h)
         if math.isfinite(prob) and 0.0 <= prob <= 1.0:
-            return float(prob)
+            return d_exact, float(prob)
+        d = d_exact
         method = "asymp"  # as scipy: fall back when the exact recursion fails
     from scipy.stats import kstwo  # one scalar; scipy's kstwo is the reference
 
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
-    return float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    return d, float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
 
 
 def wasserstein_distance(u_values: Any, v_values: Any, u_weights: Any = None, v_weights: Any = None) -> float:
