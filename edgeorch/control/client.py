@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -140,7 +140,7 @@ class Client:
             raise P.BadResponse(f"answer for request {doc.get('id')!r}, expected {rid}")
         return doc.get("result")
 
-    def stream(self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None) -> Iterator[Any]:
+    def stream(self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None) -> Generator[Any, None, None]:
         """Run a streaming op; yields each ``result`` until the stream ends.
 
         ``timeout`` bounds the wait for each item (None, the default: wait

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Final, Union
+from typing import Any, Final
 
 from ..errors import (
     ConfigError,
@@ -49,7 +49,7 @@ DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
 MAX_INFLIGHT_PER_CONNECTION: Final = 32
 """Requests one connection may have unanswered at once; more get ``busy``."""
 
-RequestId = Union[int, str, None]
+RequestId = int | str | None
 
 # Error codes the control layer itself produces. Handlers add their own through
 # EdgeorchError.code (not_found, conflict, usage, state_error, ...), passed

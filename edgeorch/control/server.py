@@ -131,11 +131,10 @@ class ControlServer:
             raise ValueError(f"op {op!r} is already registered")
         if access not in ACCESS_LEVELS:
             raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
-        if streaming and not inspect.isasyncgenfunction(handler):
-            # Allow any callable returning an async iterator, but catch the
-            # common slip of registering a plain coroutine as streaming.
-            if inspect.iscoroutinefunction(handler):
-                raise ValueError(f"op {op!r}: a streaming handler must be an async generator")
+        # Any callable returning an async iterator may stream, but catch the
+        # common slip of registering a plain coroutine as streaming.
+        if streaming and inspect.iscoroutinefunction(handler):
+            raise ValueError(f"op {op!r}: a streaming handler must be an async generator")
         self._ops[op] = Operation(op, handler, access, streaming, help)
 
     @property
@@ -346,9 +345,8 @@ class _Connection:
             except asyncio.IncompleteReadError as exc:
                 # EOF. A last line without its newline is still a request
                 # (printf '...' | socat ...).
-                if exc.partial.strip():
-                    if not await self._handle_line(exc.partial):
-                        return
+                if exc.partial.strip() and not await self._handle_line(exc.partial):
+                    return
                 break
             except asyncio.LimitOverrunError:
                 cap = self.server.control.max_line_bytes

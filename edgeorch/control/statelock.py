@@ -21,6 +21,7 @@ therefore refuses a second acquisition in the same process itself.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -50,10 +51,8 @@ class StateLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-        except OSError:
-            pass
         os.close(fd)  # closing drops the POSIX lock
         with _held_guard:
             _held.discard(self.path)

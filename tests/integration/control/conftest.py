@@ -27,7 +27,9 @@ def sock_dir() -> Iterator[Path]:
 def make_server(sock_dir: Path) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
-    def make(control: ControlConfig | None = None, policy: AccessPolicy | None = None, name: str = "run/edgeorch.sock") -> ServerThread:
+    def make(
+        control: ControlConfig | None = None, policy: AccessPolicy | None = None, name: str = "run/edgeorch.sock"
+    ) -> ServerThread:
         st = ServerThread(sock_dir / name, control or ControlConfig(idle_timeout=5.0), policy)
         st.start()
         started.append(st)

@@ -115,7 +115,8 @@ class Raw:
     def recv(self) -> dict[str, Any]:
         line = self.file.readline()
         assert line, "server closed the connection"
-        return json.loads(line)
+        doc: dict[str, Any] = json.loads(line)
+        return doc
 
     def at_eof(self) -> bool:
         """True when the server closed the connection (blocks until it does or timeout)."""

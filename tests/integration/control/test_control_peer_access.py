@@ -13,7 +13,9 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from control_helpers import ServerThread, req
@@ -27,6 +29,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed"),
 ]
 
+MakeServer = Callable[..., ServerThread]
+
 NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else -1
 
 
@@ -36,7 +40,7 @@ def open_up(st: ServerThread) -> None:
     os.chmod(st.path, 0o666)
 
 
-def as_nobody(path: Path, *requests: dict) -> list[dict]:
+def as_nobody(path: Path, *requests: dict[str, Any]) -> list[dict[str, Any]]:
     """Send ``requests`` from a process running as nobody; the parsed replies."""
     lines = "".join(json.dumps(r) + "\n" for r in requests).encode()
     out = subprocess.run(
@@ -49,7 +53,7 @@ def as_nobody(path: Path, *requests: dict) -> list[dict]:
     return sorted((json.loads(line) for line in out.stdout.splitlines()), key=lambda r: r["id"])
 
 
-def test_stranger_is_refused_and_the_refusal_recorded(make_server) -> None:
+def test_stranger_is_refused_and_the_refusal_recorded(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(daemon_uid=0))
     open_up(st)
     replies = as_nobody(st.path, req("ping", 1), req("act", 2))
@@ -61,7 +65,7 @@ def test_stranger_is_refused_and_the_refusal_recorded(make_server) -> None:
     assert {op for _, op in st.denied} == {"ping", "act"}
 
 
-def test_reader_may_read_but_not_act(make_server) -> None:
+def test_reader_may_read_but_not_act(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
     open_up(st)
     ping, act, echo = as_nobody(st.path, req("ping", 1), req("act", 2), req("echo", 3))
@@ -71,7 +75,7 @@ def test_reader_may_read_but_not_act(make_server) -> None:
     assert [op for _, op in st.denied] == ["act"]
 
 
-def test_operator_group_may_act(make_server) -> None:
+def test_operator_group_may_act(make_server: MakeServer) -> None:
     # nobody's primary group in the user database is nogroup.
     st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(operators=["@nogroup"], daemon_uid=0))
     open_up(st)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import socket
 import stat
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from edgeorch.config import ControlConfig
 from edgeorch.control import PROTOCOL_VERSION, Client, DaemonNotRunning
 from edgeorch.control.server import ControlServer
 from edgeorch.errors import NotFoundError, StateError
+
+MakeServer = Callable[..., ServerThread]
 
 
 def ping_ok(path: Path) -> None:
@@ -62,7 +66,9 @@ def test_handler_error_keeps_its_code_and_message(server: ServerThread) -> None:
         assert client.call("ping")["pong"]  # same connection still usable
 
 
-def test_handler_bug_is_internal_logged_and_serving_goes_on(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+def test_handler_bug_is_internal_logged_and_serving_goes_on(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.ERROR, logger="edgeorch.control")
     with Raw(server.path) as raw:
         raw.send(req("crash", 3))
@@ -72,7 +78,8 @@ def test_handler_bug_is_internal_logged_and_serving_goes_on(server: ServerThread
         assert "handler bug" not in reply["error"]["message"]  # details stay in the log
         raw.send(req("ping", 4))
         assert raw.recv()["ok"] is True
-    assert any("handler bug" in (r.exc_text or "") or (r.exc_info and "handler bug" in str(r.exc_info[1])) for r in caplog.records)
+    logged = [r for r in caplog.records if r.exc_info and "handler bug" in str(r.exc_info[1])]
+    assert logged, "the traceback was not logged"
 
 
 def test_unknown_op_is_answered_and_connection_stays_open(server: ServerThread) -> None:
@@ -185,20 +192,19 @@ def test_random_bytes_do_not_hurt_the_server(server: ServerThread) -> None:
     ping_ok(server.path)
 
 
-def test_ten_megabyte_line_is_too_large(make_server) -> None:
+def test_ten_megabyte_line_is_too_large(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(max_line_bytes=64 * 1024, idle_timeout=5.0))
     with Raw(st.path) as raw:
-        try:
+        # The server hangs up after the cap, so the send may break off.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             raw.sock.sendall(b'{"v":1,"id":1,"op":"echo","args":{"x":"' + b"a" * (10 * 1024 * 1024))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server hung up after the cap, as it should
         reply = raw.recv()
         assert reply["error"]["code"] == "too_large"
         assert raw.at_eof()
     ping_ok(st.path)
 
 
-def test_line_at_the_cap_is_accepted(make_server) -> None:
+def test_line_at_the_cap_is_accepted(make_server: MakeServer) -> None:
     cap = 4096
     st = make_server(ControlConfig(max_line_bytes=cap, idle_timeout=5.0))
     head = b'{"v":1,"id":1,"op":"echo","args":{"x":"'
@@ -212,7 +218,7 @@ def test_line_at_the_cap_is_accepted(make_server) -> None:
         assert raw.recv()["error"]["code"] == "too_large"
 
 
-def test_half_open_connection_times_out(make_server) -> None:
+def test_half_open_connection_times_out(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(idle_timeout=0.3))
     with Raw(st.path) as idle, Raw(st.path) as partial:
         partial.send(b'{"v":1,"id":1,"op":"pi')  # and never the rest
@@ -222,7 +228,7 @@ def test_half_open_connection_times_out(make_server) -> None:
     ping_ok(st.path)
 
 
-def test_idle_timeout_does_not_cut_an_open_stream(make_server) -> None:
+def test_idle_timeout_does_not_cut_an_open_stream(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(idle_timeout=0.2))
     with Raw(st.path, timeout=1.0) as raw:
         raw.send(req("forever", 1))
@@ -232,7 +238,7 @@ def test_idle_timeout_does_not_cut_an_open_stream(make_server) -> None:
             raw.file.readline()
 
 
-def test_max_clients_refuses_the_extra_one(make_server) -> None:
+def test_max_clients_refuses_the_extra_one(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(max_clients=2, idle_timeout=5.0))
     with Raw(st.path) as a, Raw(st.path) as b:
         a.send(req("ping", 1))
@@ -245,7 +251,7 @@ def test_max_clients_refuses_the_extra_one(make_server) -> None:
     ping_ok(st.path)
 
 
-def test_two_hundred_concurrent_clients(make_server) -> None:
+def test_two_hundred_concurrent_clients(make_server: MakeServer) -> None:
     n = 200
     st = make_server(ControlConfig(max_clients=256, idle_timeout=10.0))
     all_connected = threading.Barrier(n + 1, timeout=20)
@@ -286,13 +292,13 @@ def test_socket_is_0660_and_its_new_folder_0750(server: ServerThread) -> None:
     assert stat.S_IMODE(os.stat(server.path.parent).st_mode) == 0o750
 
 
-def test_existing_folder_keeps_its_mode(sock_dir: Path, make_server) -> None:
+def test_existing_folder_keeps_its_mode(sock_dir: Path, make_server: MakeServer) -> None:
     os.chmod(sock_dir, 0o755)
     st = make_server(name="edgeorch.sock")
     assert stat.S_IMODE(os.stat(st.path.parent).st_mode) == 0o755
 
 
-def test_stale_socket_is_replaced(sock_dir: Path, make_server) -> None:
+def test_stale_socket_is_replaced(sock_dir: Path, make_server: MakeServer) -> None:
     path = sock_dir / "run" / "edgeorch.sock"
     path.parent.mkdir()
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

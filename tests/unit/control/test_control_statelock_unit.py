@@ -22,9 +22,8 @@ def test_lock_creates_the_state_dir_and_records_our_pid(tmp_path: Path) -> None:
 
 def test_second_acquire_in_the_same_process_is_refused(tmp_path: Path) -> None:
     # POSIX locks do not conflict within one process; the module must.
-    with acquire_state_lock(tmp_path):
-        with pytest.raises(StateError, match="already locked by this process"):
-            acquire_state_lock(tmp_path)
+    with acquire_state_lock(tmp_path), pytest.raises(StateError, match="already locked by this process"):
+        acquire_state_lock(tmp_path)
 
 
 def test_release_is_idempotent_and_allows_relocking(tmp_path: Path) -> None:
