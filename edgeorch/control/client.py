@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import select
 import socket
 from collections.abc import Generator
 from pathlib import Path
@@ -92,6 +93,13 @@ class _Line:
             raise P.BadResponse("the daemon sent something that is not a response", value=str(doc)[:200])
         return doc
 
+    def stale(self) -> bool:
+        """True when an idle connection has something to read: the daemon
+        closed it (idle timeout, restart) and maybe said why. It must not be
+        reused, or the next answer read would be that goodbye."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout)
 
@@ -122,6 +130,9 @@ class Client:
     def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         """Run a plain op and return its ``result`` (a dict for every built-in op)."""
         conn = self._conn
+        if conn is not None and conn.stale():
+            self.close()
+            conn = None
         if conn is None:
             conn = self._conn = _Line(self.socket_path, self.timeout)
         rid = next(self._ids)

@@ -8,6 +8,7 @@ import logging
 import os
 import pwd
 import random
+import select
 import shutil
 import socket
 import stat
@@ -194,10 +195,16 @@ def test_random_bytes_do_not_hurt_the_server(server: ServerThread) -> None:
 
 def test_ten_megabyte_line_is_too_large(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(max_line_bytes=64 * 1024, idle_timeout=5.0))
+    total = 10 * 1024 * 1024
+    sent = 0
     with Raw(st.path) as raw:
-        # The server hangs up after the cap, so the send may break off.
+        raw.sock.sendall(b'{"v":1,"id":1,"op":"echo","args":{"x":"')
+        # The server must hang up soon after the cap instead of taking in
+        # the whole line: the sending breaks off long before 10 MB.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            raw.sock.sendall(b'{"v":1,"id":1,"op":"echo","args":{"x":"' + b"a" * (10 * 1024 * 1024))
+            while sent < total:
+                sent += raw.sock.send(b"a" * 65536)
+        assert sent < total // 2
         reply = raw.recv()
         assert reply["error"]["code"] == "too_large"
         assert raw.at_eof()
@@ -368,3 +375,14 @@ def test_too_many_requests_in_flight_on_one_connection(server: ServerThread) -> 
         raw.send(req("ping", "extra"))
         reply = raw.recv()
         assert reply["id"] == "extra" and reply["error"]["code"] == "busy"
+
+
+def test_client_reconnects_after_the_daemon_dropped_an_idle_connection(make_server: MakeServer) -> None:
+    st = make_server(ControlConfig(idle_timeout=0.2))
+    with Client(st.path, timeout=5) as client:
+        assert client.call("ping")["pong"]
+        conn = client._conn
+        assert conn is not None
+        # Wait until the daemon's timeout goodbye is there to be read.
+        assert select.select([conn.sock], [], [], 5)[0]
+        assert client.call("ping")["pong"]  # not the stale goodbye
