@@ -1,7 +1,19 @@
 """The control plane: the Unix-socket protocol, its server and client,
 peer-credential authorisation, sd_notify and the state-dir lock.
 
-See docs/protocol.md for the wire format.
+See docs/protocol.md for the wire format. Wiring, in the daemon::
+
+    lock = acquire_state_lock(config.state_dir)          # before touching state
+    server = ControlServer(config.socket_path, config.control, on_denied=record_refusal)
+    server.register("status", status, access="read", help="...")
+    server.register("trigger", trigger, access="act")
+    server.register("events", events, access="read", streaming=True)
+    ...recover...
+    await server.start()
+    notify({"READY": 1, "STATUS": "0 running"})
+    watchdog = asyncio.create_task(watchdog_loop())
+    ...on SIGHUP: server.set_policy(AccessPolicy.from_config(new.control))
+    ...on stop: notify("STOPPING=1"); await server.close(); lock.release()
 """
 
 from .auth import AccessPolicy, Peer
