@@ -96,6 +96,15 @@ class ResourceRequest:
             if v is not None and (not isinstance(v, str) or not v.strip()):
                 raise ResourceError("must be a non-empty string", field=name, value=v, expected="a non-empty string")
 
+    def __hash__(self) -> int:
+        # Requests are dict keys on the scheduler's hot path (buckets, per-decision
+        # memo); hashing six fields each time was the largest cost of a decision.
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.cpus, self.memory, self.gpus, self.gpu_memory, self.gpu_model, self.pool))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     @property
     def wants_gpu(self) -> bool:
         return self.gpus > 0 or self.gpu_memory > 0

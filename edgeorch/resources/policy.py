@@ -146,10 +146,18 @@ _BucketKey = tuple[str, ResourceRequest]
 
 
 class _Bucket:
-    __slots__ = ("key", "entries", "tasks")
+    """Tasks of one pipeline with one request, sorted by (order key, id).
 
-    def __init__(self, key: _BucketKey) -> None:
+    ``shape`` is a small integer naming the request (equal requests, equal
+    shape), so a decision memoises per shape without hashing requests.
+    Buckets hash by identity, which is what a decision's reasons are keyed by.
+    """
+
+    __slots__ = ("key", "shape", "entries", "tasks", "__weakref__")
+
+    def __init__(self, key: _BucketKey, shape: int) -> None:
         self.key = key
+        self.shape = shape
         self.entries: list[tuple[tuple[int, float, int], str]] = []
         self.tasks: dict[str, ReadyTask] = {}
 
@@ -169,6 +177,8 @@ class ReadyQueue:
     def __init__(self, tasks: Iterable[ReadyTask] = ()) -> None:
         self._buckets: dict[_BucketKey, _Bucket] = {}
         self._where: dict[str, _Bucket] = {}
+        self._shapes: dict[ResourceRequest, int] = {}
+        self._groups: dict[int, dict[_BucketKey, _Bucket]] = {}
         for t in tasks:
             self.add(t)
 
@@ -185,7 +195,9 @@ class ReadyQueue:
         key = (task.pipeline, task.request)
         b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[key] = _Bucket(key)
+            shape = self._shapes.setdefault(task.request, len(self._shapes))
+            b = self._buckets[key] = _Bucket(key, shape)
+            self._groups.setdefault(shape, {})[key] = b
         insort(b.entries, (_order_key(task), task.id))
         b.tasks[task.id] = task
         self._where[task.id] = b
@@ -198,18 +210,22 @@ class ReadyQueue:
         del b.entries[i]
         if not b.entries:
             del self._buckets[b.key]
+            group = self._groups[b.shape]
+            del group[b.key]
+            if not group:
+                del self._groups[b.shape]
         return task
 
     def get(self, task_id: str) -> ReadyTask | None:
         b = self._where.get(task_id)
         return None if b is None else b.tasks[task_id]
 
-    def buckets(self) -> list[_Bucket]:
-        return list(self._buckets.values())
+    def shape_groups(self) -> dict[int, list[_Bucket]]:
+        """Non-empty buckets grouped by shape (request)."""
+        return {shape: list(group.values()) for shape, group in self._groups.items()}
 
-    def bucket_key(self, task_id: str) -> _BucketKey | None:
-        b = self._where.get(task_id)
-        return None if b is None else b.key
+    def bucket_of(self, task_id: str) -> _Bucket | None:
+        return self._where.get(task_id)
 
 
 # -- one decision ----------------------------------------------------------------
@@ -231,22 +247,27 @@ class Decision:
     unsatisfiable: tuple[tuple[ReadyTask, str], ...] = ()
     reserved: ReadyTask | None = None
     shadow_time: float | None = None
-    bucket_reasons: Mapping[_BucketKey, WaitReason] = field(default_factory=dict)
+    bucket_reasons: Mapping[_Bucket, WaitReason] = field(default_factory=dict)
+    shape_reasons: Mapping[int, WaitReason] = field(default_factory=dict)
     default_reason: WaitReason = WaitReason("queued", "waits behind higher-priority tasks")
 
     def reason(self, queue: ReadyQueue, task_id: str) -> WaitReason | None:
-        """Why ``task_id`` (still in ``queue``) waits after this decision; None if it starts."""
+        """Why ``task_id`` (still in ``queue``, unchanged since) waits; None if it starts or is unknown.
+
+        O(1) per task apart from the scan of ``start``, so ``edgeorch resources``
+        can list a reason for every queued task.
+        """
         for t, _ in self.start:
             if t.id == task_id:
                 return None
+        b = queue.bucket_of(task_id)
+        if b is None:
+            return None
+        base = self.bucket_reasons.get(b) or self.shape_reasons.get(b.shape)
         if self.reserved is not None and self.reserved.id == task_id:
-            base = self.bucket_reasons.get(queue.bucket_key(task_id) or ("", ResourceRequest()))
             when = "" if self.shadow_time is None else f" (reserved: predicted to start at t={self.shadow_time:.0f}s)"
             return WaitReason(base.kind if base else "reserved", (base.message if base else "reserved") + when)
-        key = queue.bucket_key(task_id)
-        if key is None:
-            return None
-        return self.bucket_reasons.get(key, self.default_reason)
+        return base or self.default_reason
 
 
 def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] = (), *, now: float = 0.0,
@@ -270,10 +291,19 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     total = len(running)
     ends = [(max(now, r.expected_end), i, r.lease) for i, r in enumerate(running)]
 
-    buckets = queue.buckets()
-    heap = [(b.entries[0][0], n, 0) for n, b in enumerate(buckets)]
-    heapq.heapify(heap)
-    reasons: dict[_BucketKey, WaitReason] = {}
+    # Two-level heap: ``top`` orders shapes by their best bucket head; each shape
+    # has a heap of its buckets. A shape that does not fit is dropped with all its
+    # buckets in one pop, so a full machine costs O(shapes), not O(buckets).
+    shape_heaps: dict[int, list[tuple[tuple[int, float, int], int, int, _Bucket]]] = {}
+    top: list[tuple[tuple[int, float, int], int]] = []
+    for shape, group in queue.shape_groups().items():
+        h = [(b.entries[0][0], k, 0, b) for k, b in enumerate(group)]
+        heapq.heapify(h)
+        shape_heaps[shape] = h
+        top.append((h[0][0], shape))
+    heapq.heapify(top)
+
+    reasons: dict[_Bucket, WaitReason] = {}
     start: list[tuple[ReadyTask, Lease]] = []
     unsat: list[tuple[ReadyTask, str]] = []
     reserved: ReadyTask | None = None
@@ -281,28 +311,35 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     shadow = math.inf
     cap_t: Capacity | None = None   # predicted capacity at the shadow time
     default = WaitReason("queued", "waits behind higher-priority tasks")
+    failed: dict[int, WaitReason] = {}  # by shape
 
-    while heap:
+    while top:
         if parallelism is not None and total >= parallelism:
             default = WaitReason("parallelism", f"waits for a run slot (engine.parallelism = {parallelism})")
             break
-        _, n, idx = heapq.heappop(heap)
-        b = buckets[n]
+        _, shape = heapq.heappop(top)
+        h = shape_heaps[shape]
+        _, k, idx, b = heapq.heappop(h)
         pipeline, req = b.key
-        mp = max_parallel.get(pipeline)
-        if mp is not None and per_pipe[pipeline] >= mp:
-            reasons[b.key] = WaitReason("max_parallel", f"pipeline {pipeline!r} already runs {mp} (max_parallel)")
-            continue
-        if idx == 0:
+        if idx == 0 and shape not in failed:
             never = never_satisfiable(req, inventory, pools, cpu_only_reason=cpu_only_reason)
             if never is not None:
-                # Every task of the bucket asks the same impossible thing.
-                unsat += [(b.tasks[tid], never) for _, tid in b.entries]
-                reasons[b.key] = WaitReason("unsatisfiable", never)
+                # Every task of every bucket of this shape asks the same impossible thing.
+                failed[shape] = WaitReason("unsatisfiable", never)
+                for bb in [b] + [e[3] for e in h]:
+                    unsat += [(bb.tasks[tid], never) for _, tid in bb.entries]
                 continue
+        mp = max_parallel.get(pipeline)
+        if mp is not None and per_pipe[pipeline] >= mp:
+            reasons[b] = WaitReason("max_parallel", f"pipeline {pipeline!r} already runs {mp} (max_parallel)")
+            if h:
+                heapq.heappush(top, (h[0][0], shape))
+            continue
+        # Within one decision capacity only shrinks (leases are taken, never given
+        # back), so a shape that did not fit will not fit later either: drop it.
         why = cap.check(req)
         if why is not None:
-            reasons[b.key] = why
+            failed[shape] = why
             if reserved is None:
                 reserved = b.tasks[b.entries[idx][1]]
                 reserved_req = req
@@ -312,39 +349,41 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
                     # GPUs): reserving would idle the machine for nothing.
                     reserved, reserved_req = None, None
             continue
-        # The bucket's request fits now. Before any reservation every task may go;
-        # after it, only those that do not delay the reserved head.
-        stop = len(b.entries) if reserved is None else min(len(b.entries), idx + lookahead)
+        # The request fits now. Before any reservation the first task goes; after
+        # it, the first of ``lookahead`` tasks that does not delay the reserved head.
+        stop = idx + 1 if reserved is None else min(len(b.entries), idx + lookahead)
         chosen = -1
+        lease: Lease | None = None
         for j in range(idx, stop):
             task = b.tasks[b.entries[j][1]]
-            lease = cap.fit(req, task.id)
-            assert isinstance(lease, Lease)  # check() said it fits
-            if reserved is not None and cap_t is not None:
-                if now + task.duration > shadow:
-                    trial = cap_t.copy()
-                    trial.take(lease)
-                    assert reserved_req is not None
-                    if trial.check(reserved_req) is not None:
-                        continue
-                    cap_t = trial
-            chosen = j
+            got = cap.fit(req, task.id)
+            assert isinstance(got, Lease)  # check() said it fits
+            if cap_t is not None and now + task.duration > shadow:
+                trial = cap_t.copy()
+                trial.take(got)
+                assert reserved_req is not None
+                if trial.check(reserved_req) is not None:
+                    continue
+                cap_t = trial
+            chosen, lease = j, got
             break
-        if chosen < 0:
+        if lease is None:
             assert reserved is not None
-            reasons[b.key] = WaitReason(
+            reasons[b] = WaitReason(
                 "reserved", f"held back: would delay the reserved task {reserved.id!r} (backfill only fits short tasks)")
-            continue
-        task = b.tasks[b.entries[chosen][1]]
-        cap.take(lease)
-        start.append((task, lease))
-        total += 1
-        per_pipe[pipeline] += 1
-        ends.append((now + task.duration, len(ends), lease))
-        if chosen + 1 < len(b.entries):
-            heapq.heappush(heap, (b.entries[chosen + 1][0], n, chosen + 1))
+        else:
+            task = b.tasks[b.entries[chosen][1]]
+            cap.take(lease)
+            start.append((task, lease))
+            total += 1
+            per_pipe[pipeline] += 1
+            ends.append((now + task.duration, len(ends), lease))
+            if chosen + 1 < len(b.entries):
+                heapq.heappush(h, (b.entries[chosen + 1][0], k, chosen + 1, b))
+        if h:
+            heapq.heappush(top, (h[0][0], shape))
     return Decision(tuple(start), tuple(unsat), reserved, None if reserved is None else shadow,
-                    reasons, default)
+                    reasons, failed, default)
 
 
 def _shadow(cap: Capacity, req: ResourceRequest,

@@ -148,3 +148,20 @@ def test_three_20g_trainings_and_a_dozen_cpu_tasks() -> None:
     cores = [c for lease in leases for c in lease.cpus]
     assert len(cores) == len(set(cores)) == 16
     assert sum(lease.gpu_memory for lease in leases) == 60 * G
+
+
+def test_a_shape_that_does_not_fit_waits_in_every_pipeline_with_the_same_reason() -> None:
+    q = ReadyQueue([rt("a", cpus=6, pipeline="x", seq=0), rt("b", cpus=6, pipeline="y", seq=1),
+                    rt("c", cpus=1, pipeline="z", seq=2)])
+    running = [Running(Lease("r", cpus=(0, 1, 2, 3)), "r", expected_end=50.0)]
+    d = decide(q, machine(cores=8), running)
+    assert started(d) == ["c"]  # 1 core for up to 10 s: ends before the head's shadow (50 s)
+    assert d.reserved is not None and d.reserved.id == "a"
+    assert d.reason(q, "b").kind == "cpus"  # type: ignore[union-attr]
+
+
+def test_unsatisfiable_shape_is_reported_for_every_pipeline() -> None:
+    q = ReadyQueue([rt("a", gpus=1, pipeline="x"), rt("b", gpus=1, pipeline="y", seq=1)])
+    d = decide(q, machine(gpus=0), cpu_only_reason="no NVML library: running CPU-only")
+    assert sorted(t.id for t, _ in d.unsatisfiable) == ["a", "b"]
+    assert "no NVML library" in d.unsatisfiable[0][1]
