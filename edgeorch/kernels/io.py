@@ -1,0 +1,346 @@
+"""Reading data files into column batches, chunk by chunk, without pandas.
+
+Formats by extension: ``.csv`` (also ``.csv.gz``/``.tsv``), ``.parquet``/``.pq``,
+``.npy``, ``.npz``, ``.jsonl``/``.ndjson``/``.json`` (JSON lines). Parquet is
+read by row group batches and CSV by blocks (pyarrow's streaming readers),
+``.npy`` memory-mapped, so files larger than memory can be profiled.
+
+Every failure is a :class:`DataError` naming the file, and the column and
+row (1-based, data rows after a CSV header; lines for JSON) where known.
+CSV column types are inferred from the first block (16 MiB): a later value
+that does not fit the inferred type is reported with its row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import DataError
+from .columns import Batch, columns_of, from_arrow, from_python
+
+BATCH_ROWS = 1 << 20
+CSV_BLOCK = 16 << 20
+JSON_LINES_PER_BATCH = 100_000
+
+_ROW_RE = re.compile(r"Row #(\d+)")
+_COL_RE = re.compile(r"In CSV column #(\d+)")
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in ((".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".parquet", "parquet"),
+                        (".pq", "parquet"), (".npy", "npy"), (".npz", "npz"), (".jsonl", "jsonl"),
+                        (".ndjson", "jsonl"), (".json", "jsonl")):
+        if name.endswith(suffix):
+            return fmt
+    raise DataError("unknown file format", file=str(path), value=path.suffix or path.name,
+                    expected=".csv, .tsv, .parquet, .npy, .npz or .jsonl")
+
+
+def _check_columns(path: Path, available: list[str], columns: list[str] | None) -> list[str]:
+    if columns is None:
+        return available
+    from ..tomlcheck import suggest
+
+    for c in columns:
+        if c not in available:
+            close = suggest(c, available)
+            raise DataError("no such column", file=str(path), field=c,
+                            expected=f"one of {', '.join(available)}" if len(available) < 30 else None,
+                            hint=f"did you mean {close!r}?" if close else None)
+    return list(columns)
+
+
+def _open_check(path: Path) -> None:
+    if not path.exists():
+        raise DataError("file not found", file=str(path))
+    if path.is_dir():
+        raise DataError("is a directory, not a data file", file=str(path))
+
+
+def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[Any]:
+    """pyarrow RecordBatches (or Tables) of the file, chunk by chunk (CSV, TSV, Parquet)."""
+    import pyarrow as pa
+
+    path = Path(path)
+    fmt = file_format(path)
+    _open_check(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            names = _check_columns(path, pf.schema_arrow.names, columns)
+            total = pf.metadata.num_rows
+            done = 0
+            for rb in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
+                done += rb.num_rows
+                if progress is not None:
+                    progress.update(done, total, path.name)
+                yield rb
+            return
+        from pyarrow import csv
+
+        parse = csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse)
+        names = _check_columns(path, reader.schema.names, columns)
+        size = path.stat().st_size
+        rows = 0
+        while True:
+            try:
+                rb = reader.read_next_batch()
+            except StopIteration:
+                return
+            rows += rb.num_rows
+            if progress is not None:
+                # Uncompressed CSV: rows so far times bytes per row estimates the position.
+                progress.update(rows, None, f"{path.name}: rows")
+            yield rb.select(names)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise _arrow_error(path, exc, columns) from None
+
+
+def _arrow_error(path: Path, exc: Exception, columns: list[str] | None) -> DataError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    m_row = _ROW_RE.search(msg)
+    m_col = _COL_RE.search(msg)
+    field = None
+    if m_col:
+        field = f"column #{int(m_col.group(1)) + 1}"
+        try:  # name the column when the header is readable
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                header = fh.readline().rstrip("\r\n").split("\t" if path.suffix == ".tsv" else ",")
+            field = header[int(m_col.group(1))].strip('"')
+        except (OSError, IndexError):
+            pass
+    row = int(m_row.group(1)) if m_row else None
+    text = msg
+    if row is not None:
+        text = f"row {row}: {msg}"
+    return DataError(f"cannot read: {text}", file=str(path), field=field)
+
+
+def read_batches(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[dict[str, Batch]]:
+    """Column batches of a data file, chunk by chunk (see the module docstring)."""
+    path = Path(path)
+    fmt = file_format(path)
+    try:
+        if fmt in ("csv", "tsv", "parquet"):
+            for rb in iter_arrow(path, columns, progress):
+                yield {name: from_arrow(rb.column(name), name) for name in rb.schema.names}
+        elif fmt == "npy":
+            yield from _npy_batches(path, columns, progress)
+        elif fmt == "npz":
+            yield _npz_columns(path, columns)
+        else:
+            yield from _jsonl_batches(path, columns, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _npy_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterator[dict[str, Batch]]:
+    _open_check(path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read .npy: {exc}", file=str(path)) from None
+    if arr.dtype.names:
+        names = list(arr.dtype.names)
+        get = lambda a, n: a[n]  # noqa: E731
+    elif arr.ndim == 1:
+        names = ["value"]
+        get = lambda a, n: a  # noqa: E731
+    elif arr.ndim == 2:
+        names = [str(i) for i in range(arr.shape[1])]
+        get = lambda a, n: a[:, int(n)]  # noqa: E731
+    else:
+        raise DataError("a .npy file must hold a 1-D, 2-D or structured array", file=str(path),
+                        value=f"shape {arr.shape}")
+    names = _check_columns(path, names, columns)
+    n = arr.shape[0]
+    for lo in range(0, max(n, 1), BATCH_ROWS):
+        part = arr[lo:lo + BATCH_ROWS]
+        try:
+            yield columns_of({c: np.ascontiguousarray(get(part, c)) for c in names})
+        except DataError as exc:
+            exc.file = str(path)
+            raise
+        if progress is not None:
+            progress.update(min(lo + BATCH_ROWS, n), n, path.name)
+
+
+def _npz_columns(path: Path, columns: list[str] | None) -> dict[str, Batch]:
+    _open_check(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read .npz: {exc}", file=str(path)) from None
+    names = _check_columns(path, list(data), columns)
+    lengths = {k: len(data[k]) for k in names}
+    if len(set(lengths.values())) > 1:
+        raise DataError("the arrays of an .npz file must have the same length", file=str(path), value=lengths)
+    for k in names:
+        if data[k].ndim != 1:
+            raise DataError("an .npz column must be one-dimensional", file=str(path), field=k,
+                            value=f"shape {data[k].shape}")
+    return columns_of({k: data[k] for k in names})
+
+
+def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterator[dict[str, Batch]]:
+    _open_check(path)
+    names: list[str] | None = None
+    rows: dict[str, list[Any]] = {}
+    count = 0
+    size = path.stat().st_size
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
+            if not isinstance(obj, dict):
+                raise DataError("each line must be a JSON object", file=str(path), line=lineno,
+                                value=type(obj).__name__)
+            if names is None:
+                names = _check_columns(path, list(obj), columns)
+                rows = {n: [] for n in names}
+            for n in names:
+                v = obj.get(n)
+                if isinstance(v, (dict, list)):
+                    raise DataError("nested values are not supported", file=str(path), line=lineno, field=n,
+                                    expected="a number, string, boolean or null")
+                rows[n].append(v)
+            count += 1
+            if count == JSON_LINES_PER_BATCH:
+                yield {n: from_python(rows[n], n) for n in names}
+                rows = {n: [] for n in names}
+                count = 0
+                if progress is not None:
+                    progress.update(fh.tell(), size, path.name)
+    if names is None:
+        if columns:
+            _check_columns(path, [], columns)
+        return
+    if count or not rows:
+        yield {n: from_python(rows[n], n) for n in names}
+
+
+def read_table(src: Any, columns: list[str] | None = None, progress: Any = None) -> Any:
+    """The whole file (or in-memory table) as a pyarrow Table (for row-level kernels)."""
+    import pyarrow as pa
+
+    if isinstance(src, pa.Table):
+        return src.select(columns) if columns else src
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        fmt = file_format(path)
+        if fmt in ("csv", "tsv", "parquet"):
+            batches = list(iter_arrow(path, columns, progress))
+            if progress is not None:
+                progress.close()
+            if not batches:
+                return pa.table({})
+            return pa.Table.from_batches(batches)
+        if fmt == "npy" or fmt == "npz":
+            data = np.load(path, allow_pickle=False) if fmt == "npz" else None
+            if data is not None:
+                with data:
+                    cols = {k: data[k] for k in data.files}
+                names = _check_columns(path, list(cols), columns)
+                return pa.table({k: cols[k] for k in names})
+            arr = np.load(path, allow_pickle=False)
+            if arr.dtype.names:
+                cols = {k: arr[k] for k in arr.dtype.names}
+            elif arr.ndim == 1:
+                cols = {"value": arr}
+            else:
+                cols = {str(i): arr[:, i] for i in range(arr.shape[1])}
+            names = _check_columns(path, list(cols), columns)
+            return pa.table({k: cols[k] for k in names})
+        _open_check(path)
+        rows: dict[str, list[Any]] = {}
+        names_: list[str] | None = None
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
+                if not isinstance(obj, dict):
+                    raise DataError("each line must be a JSON object", file=str(path), line=lineno)
+                if names_ is None:
+                    names_ = _check_columns(path, list(obj), columns)
+                    rows = {n: [] for n in names_}
+                for n in names_:
+                    rows[n].append(obj.get(n))
+        try:
+            return pa.table({n: pa.array(v) for n, v in rows.items()})
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return pa.table({n: pa.array([None if x is None else str(x) for x in v]) for n, v in rows.items()})
+    if isinstance(src, dict):
+        cols = {k: v for k, v in src.items() if columns is None or k in columns}
+        if columns:
+            missing = [c for c in columns if c not in src]
+            if missing:
+                raise DataError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, src))}")
+        return pa.table({k: (v if isinstance(v, (pa.Array, pa.ChunkedArray, np.ndarray)) else pa.array(v))
+                         for k, v in cols.items()})
+    raise DataError("unsupported data", value=type(src).__name__, expected="a path, a mapping or a pyarrow Table")
+
+
+def load_table(src: Any, columns: list[str] | None = None, progress: Any = None) -> dict[str, Batch]:
+    """All of ``src`` (a path or in-memory data) as one batch per column."""
+    if not isinstance(src, (str, Path)):
+        return columns_of(src, columns)
+    path = Path(src)
+    if file_format(path) in ("csv", "tsv", "parquet"):
+        table = read_table(path, columns, progress)
+        return {name: from_arrow(table.column(name), name) for name in table.column_names}
+    merged: dict[str, list[Batch]] = {}
+    for batch in read_batches(path, columns, progress):
+        for k, v in batch.items():
+            merged.setdefault(k, []).append(v)
+    return {k: _concat(v) for k, v in merged.items()}
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    from .columns import CategoricalBatch, NumericBatch, categorical_from_strings
+
+    if len(parts) == 1:
+        return parts[0]
+    nulls = sum(p.nulls for p in parts)
+    if all(isinstance(p, NumericBatch) for p in parts):
+        ints = [p for p in parts if p.int_min is not None]
+        dtype = parts[0].dtype if len({p.dtype for p in parts if p.dtype != "empty"}) <= 1 else "float"
+        out = NumericBatch(np.concatenate([p.values for p in parts]), nulls, dtype)
+        if ints and len(ints) == len([p for p in parts if len(p.values)]):
+            out.int_min = min(p.int_min for p in ints)  # type: ignore[type-var]
+            out.int_max = max(p.int_max for p in ints)  # type: ignore[type-var]
+        return out
+    counts: dict[str, int] = {}
+    for p in parts:
+        if isinstance(p, CategoricalBatch):
+            for v, c in zip(p.values, p.counts):
+                counts[v] = counts.get(v, 0) + int(c)
+        else:
+            for v in p.values:
+                counts[repr(float(v))] = counts.get(repr(float(v)), 0) + 1
+    cb = categorical_from_strings([], nulls, "mixed")
+    cb.values = list(counts)
+    cb.counts = np.asarray(list(counts.values()), dtype=np.int64)
+    return cb
