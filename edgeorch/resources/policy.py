@@ -322,7 +322,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
         _, k, idx, b = heapq.heappop(h)
         pipeline, req = b.key
         if idx == 0 and shape not in failed:
-            never = never_satisfiable(req, inventory, pools, cpu_only_reason=cpu_only_reason)
+            never = never_satisfiable(req, inventory, pools or {}, cpu_only_reason=cpu_only_reason)
             if never is not None:
                 # Every task of every bucket of this shape asks the same impossible thing.
                 failed[shape] = WaitReason("unsatisfiable", never)
