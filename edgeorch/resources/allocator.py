@@ -26,8 +26,8 @@ the task allocates them: that is what makes a later OOM impossible.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .model import GpuDevice, Inventory, Lease, ResourceRequest, WaitReason
 
@@ -108,7 +108,7 @@ class Capacity:
     bookkeeping (the policy uses a private copy to plan one decision).
     """
 
-    __slots__ = ("inventory", "free_cores", "node_of", "mem_free", "gpus", "pool_free", "_order")
+    __slots__ = ("_order", "free_cores", "gpus", "inventory", "mem_free", "node_of", "pool_free")
 
     def __init__(self, inventory: Inventory, leases: Iterable[Lease] = (), *,
                  gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
@@ -139,7 +139,7 @@ class Capacity:
         for lease in leases:
             self._apply(lease, -1, live=False)
 
-    def copy(self) -> "Capacity":
+    def copy(self) -> Capacity:
         c = Capacity.__new__(Capacity)
         c.inventory, c.node_of, c._order = self.inventory, self.node_of, self._order
         c.free_cores = set(self.free_cores)
@@ -265,10 +265,10 @@ class Capacity:
             rest = free.difference(tier1)
             node_of = self.node_of
             tier2 = sorted(c for c in rest if node_of[c] in near_nodes)
-            out = tier1 + tier2
-            if len(out) >= n:
-                return out[:n]
-            return out + sorted(rest.difference(tier2))[: n - len(out)]
+            near = tier1 + tier2
+            if len(near) >= n:
+                return near[:n]
+            return near + sorted(rest.difference(tier2))[: n - len(near)]
         by_node: dict[int, list[int]] = {}
         for c in free:
             by_node.setdefault(self.node_of[c], []).append(c)
@@ -276,7 +276,8 @@ class Capacity:
         if fits:
             # Best fit: the node with the fewest free cores that still holds the task,
             # leaving bigger holes for bigger tasks.
-            return sorted(min(fits, key=lambda cs: (len(cs), min(cs))))[:n]
+            best: list[int] = min(fits, key=_size_then_first)
+            return sorted(best)[:n]
         out: list[int] = []
         for cs in sorted(by_node.values(), key=lambda cs: -len(cs)):
             out += sorted(cs)[: n - len(out)]
@@ -292,8 +293,17 @@ def _pick_whole(cands: list[_Gpu], n: int) -> list[_Gpu]:
         by_node.setdefault(g.dev.numa_node, []).append(g)
     fits = [gs for gs in by_node.values() if len(gs) >= n]
     if fits:
-        return sorted(min(fits, key=lambda gs: len(gs)), key=lambda g: g.dev.index)[:n]
-    return sorted(cands, key=lambda g: g.dev.index)[:n]
+        best: list[_Gpu] = min(fits, key=len)
+        return sorted(best, key=_gpu_index)[:n]
+    return sorted(cands, key=_gpu_index)[:n]
+
+
+def _size_then_first(cores: list[int]) -> tuple[int, int]:
+    return (len(cores), min(cores))
+
+
+def _gpu_index(g: _Gpu) -> int:
+    return g.dev.index
 
 
 def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Lease] = (), *, holder: str = "",

@@ -12,8 +12,9 @@ across reboots, UUIDs do not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import EdgeorchError
 from ..units import SIZE_EXPECTED, parse_size
@@ -115,7 +116,7 @@ class ResourceRequest:
         return self.gpus == 0 and self.gpu_memory > 0
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, file: str | None = None, prefix: str = "") -> "ResourceRequest":
+    def from_mapping(cls, data: Mapping[str, Any], *, file: str | None = None, prefix: str = "") -> ResourceRequest:
         """Build from a pipeline TOML table (``cpus = 4``, ``memory = "8G"`` …).
 
         Sizes accept what :func:`edgeorch.units.parse_size` does. Unknown keys
@@ -240,7 +241,7 @@ class Lease:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Lease":
+    def from_dict(cls, d: Mapping[str, Any]) -> Lease:
         """Inverse of :meth:`to_dict`; raises :class:`ResourceError` on a bad record."""
         try:
             return cls(
@@ -312,6 +313,17 @@ class HealthEvent:
 HEALTH_KINDS = ("xid", "ecc_uncorrectable", "lost")
 
 __all__ = [
-    "ResourceError", "UnsatisfiableError", "GpuBackendError", "ResourceRequest", "CpuCore", "GpuDevice",
-    "Inventory", "Lease", "WaitReason", "GpuReading", "GpuProcess", "HealthEvent", "HEALTH_KINDS",
+    "HEALTH_KINDS",
+    "CpuCore",
+    "GpuBackendError",
+    "GpuDevice",
+    "GpuProcess",
+    "GpuReading",
+    "HealthEvent",
+    "Inventory",
+    "Lease",
+    "ResourceError",
+    "ResourceRequest",
+    "UnsatisfiableError",
+    "WaitReason",
 ]

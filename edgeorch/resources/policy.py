@@ -29,8 +29,8 @@ import heapq
 import math
 from bisect import bisect_left, insort
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .allocator import Capacity, never_satisfiable
 from .model import Inventory, Lease, ResourceError, ResourceRequest, WaitReason
@@ -153,7 +153,7 @@ class _Bucket:
     Buckets hash by identity, which is what a decision's reasons are keyed by.
     """
 
-    __slots__ = ("key", "shape", "entries", "tasks", "__weakref__")
+    __slots__ = ("__weakref__", "entries", "key", "shape", "tasks")
 
     def __init__(self, key: _BucketKey, shape: int) -> None:
         self.key = key
@@ -231,6 +231,9 @@ class ReadyQueue:
 # -- one decision ----------------------------------------------------------------
 
 
+_QUEUED = WaitReason("queued", "waits behind higher-priority tasks")
+
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome of one :func:`decide` call.
@@ -249,7 +252,7 @@ class Decision:
     shadow_time: float | None = None
     bucket_reasons: Mapping[_Bucket, WaitReason] = field(default_factory=dict)
     shape_reasons: Mapping[int, WaitReason] = field(default_factory=dict)
-    default_reason: WaitReason = WaitReason("queued", "waits behind higher-priority tasks")
+    default_reason: WaitReason = _QUEUED
 
     def reason(self, queue: ReadyQueue, task_id: str) -> WaitReason | None:
         """Why ``task_id`` (still in ``queue``, unchanged since) waits; None if it starts or is unknown.
@@ -310,7 +313,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     reserved_req: ResourceRequest | None = None
     shadow = math.inf
     cap_t: Capacity | None = None   # predicted capacity at the shadow time
-    default = WaitReason("queued", "waits behind higher-priority tasks")
+    default = _QUEUED
     failed: dict[int, WaitReason] = {}  # by shape
 
     while top:

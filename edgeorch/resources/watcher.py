@@ -7,8 +7,8 @@ readings into actions, so they are tested without a GPU or a clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .allocator import _fmt
 from .model import GpuProcess, HealthEvent, Lease

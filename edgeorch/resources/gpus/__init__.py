@@ -4,4 +4,4 @@ from .backend import GpuBackend
 from .detect import open_gpu_backend
 from .fake import FakeBackend
 
-__all__ = ["GpuBackend", "FakeBackend", "open_gpu_backend"]
+__all__ = ["FakeBackend", "GpuBackend", "open_gpu_backend"]

@@ -37,6 +37,7 @@ def open_gpu_backend(cfg: ResourcesConfig) -> tuple[GpuBackend | None, str]:
     cannot start.
     """
     mode = cfg.gpu_backend
+    backend: GpuBackend
     if mode == "none":
         return None, "GPUs disabled in config (gpu_backend = \"none\"): running CPU-only"
     if mode == "fake":
@@ -45,7 +46,7 @@ def open_gpu_backend(cfg: ResourcesConfig) -> tuple[GpuBackend | None, str]:
                               expected="a path to a TOML or JSON device table")
         backend = FakeBackend.from_file(cfg.fake_gpus)
         return backend, _describe(backend)
-    from .nvml import NvmlBackend  # noqa: PLC0415 - keeps pynvml off the import path of CPU-only use
+    from .nvml import NvmlBackend
 
     try:
         backend = NvmlBackend()

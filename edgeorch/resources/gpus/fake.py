@@ -30,9 +30,10 @@ Tests then change the simulated world through the ``set_*``/``add_*``/
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ...tomlcheck import load_toml
 from ...units import SIZE_EXPECTED, parse_size
@@ -88,7 +89,7 @@ class FakeBackend(GpuBackend):
         self._parse(table or {"gpu": []})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "FakeBackend":
+    def from_file(cls, path: str | Path) -> FakeBackend:
         """Load a ``.toml`` or ``.json`` table (by suffix; anything else is read as TOML)."""
         p = Path(path)
         if p.suffix.lower() == ".json":

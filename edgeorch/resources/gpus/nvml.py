@@ -13,8 +13,9 @@ The ``nvml`` constructor argument exists for tests: it defaults to the real
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..model import (
     NVML_ERROR_GPU_IS_LOST,
@@ -58,7 +59,10 @@ class NvmlBackend(GpuBackend):
 
     def __init__(self, nvml: Any = None, *, sys_root: Path = Path("/")) -> None:
         if nvml is None:
-            import pynvml as nvml  # noqa: PLC0415 - optional at import time of the package
+            # Imported here, not at module level, so CPU-only use never loads it.
+            import pynvml
+
+            nvml = pynvml
         self._n = nvml
         self._sys_root = sys_root
         self._call(nvml.nvmlInit)

@@ -22,8 +22,8 @@ class Handle:
     uuid: str
     total: int
     used: int = 0
-    mig: list["Handle"] = field(default_factory=list)
-    parent: "Handle | None" = None
+    mig: list[Handle] = field(default_factory=list)
+    parent: Handle | None = None
     gi: int = 0
     lost: bool = False
     procs: list[tuple[int, int | None]] = field(default_factory=list)

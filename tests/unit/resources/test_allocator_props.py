@@ -46,7 +46,6 @@ def test_random_grants_and_releases_never_oversubscribe(ops: list[tuple[bool, Re
     live_free = {g.uuid: g.memory_total - e for g, e in zip(inv.gpus, external)}
     cap = Capacity(inv, gpu_free=live_free, pools={"db": 2})
     leases: list[Lease] = []
-    granted: dict[str, int] = {}
     for i, (release, req) in enumerate(ops):
         if release and leases:
             cap.release(leases.pop(0))
@@ -58,18 +57,18 @@ def test_random_grants_and_releases_never_oversubscribe(ops: list[tuple[bool, Re
             assert (len(got.gpus) == req.gpus) if req.gpus else (len(got.gpus) == (1 if req.gpu_memory else 0))
             cap.take(got)
             leases.append(got)
-            if not got.gpu_exclusive:
-                for u in got.gpus:
-                    granted[u] = granted.get(u, 0) + got.gpu_memory
-        check_invariants(leases, live_free, {})
-    # Shares granted from one snapshot never exceed the live free memory it saw,
-    # net of the shares released since (those were granted from it too).
-    held = {}
+        # Shares granted from one snapshot never exceed the live free memory it
+        # saw, net of the shares released since (those were granted from it too).
+        check_invariants(leases, live_free, held_shares(leases))
+
+
+def held_shares(leases: list[Lease]) -> dict[str, int]:
+    held: dict[str, int] = {}
     for lease in leases:
         if not lease.gpu_exclusive:
             for u in lease.gpus:
                 held[u] = held.get(u, 0) + lease.gpu_memory
-    check_invariants(leases, live_free, held)
+    return held
 
 
 @settings(max_examples=40, deadline=None)

@@ -67,7 +67,7 @@ def test_memory_follows_processes_and_external_use(fake: FakeBackend) -> None:
 
 
 def test_xid_on_mig_parent_is_reported_for_each_instance(fake: FakeBackend) -> None:
-    mig = [d for d in fake.devices() if d.parent][0]
+    mig = next(d for d in fake.devices() if d.parent)
     fake.inject_xid(mig.uuid, 79)
     events = fake.poll_health()
     assert {e.uuid for e in events} == {d.uuid for d in fake.devices() if d.parent}

@@ -6,7 +6,7 @@ Simulation-only behaviour (injected faults) is in test_fake_backend.py.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

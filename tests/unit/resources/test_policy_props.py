@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeorch.resources.model import Lease, ResourceRequest
+from edgeorch.resources.model import ResourceRequest
 from edgeorch.resources.policy import ReadyQueue, ReadyTask, Running, decide
 
 from .conftest import G, machine
@@ -72,6 +72,12 @@ def test_big_gpu_task_is_served_despite_a_stream_of_small_tasks(small, arrivals)
         for t, lease in d.start:
             q.remove(t.id)
             running.append((Running(lease, "p", now + t.duration), now + t.duration))
+        held = [r.lease for r, _ in running]
+        cores = [c for lease in held for c in lease.cpus]
+        assert len(cores) == len(set(cores)) <= 8
+        for g in inv.gpus:
+            on = [lease for lease in held if g.uuid in lease.gpus]
+            assert not any(lease.gpu_exclusive for lease in on) or len(on) == 1
         if "big" not in q:
             assert step <= bound, f"big task started at step {step}, bound {bound}"
             return
