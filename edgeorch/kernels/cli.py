@@ -1,0 +1,203 @@
+"""``edgeorch profile | drift | fairness``: the kernels on the command line.
+
+:func:`register` adds the three subcommands to the main CLI's subparsers.
+Each handler builds the same options a pipeline task would have and calls
+:func:`edgeorch.kernels.tasks.run_task`, so the CLI and the tasks agree.
+Output: a table by default, ``--json`` for the full result document,
+``--html PATH`` for a self-contained report. Progress goes to stderr (only
+on a terminal). Exit codes: 0 fine; 1 when the dataset drifts (``drift``)
+or a fairness limit is broken (``fairness``); errors are raised as
+EdgeorchError for the main CLI to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import UsageError
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def register(subparsers: Any) -> None:
+    """Add ``profile``, ``drift`` and ``fairness`` to an argparse subparsers object."""
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = subparsers.add_parser(
+        "profile", help="profile the columns of a data file", formatter_class=fmt,
+        description="Profile every column of FILE (CSV, TSV, Parquet, .npy, .npz, JSON lines): counts, nulls,\n"
+                    "NaN/inf, min/max, mean, variance, skewness, kurtosis, quantiles, distinct values, top\n"
+                    "values. Files larger than memory are read in chunks.",
+        epilog="examples:\n  edgeorch profile data.parquet\n  edgeorch profile data.csv --save ref.profile.json\n"
+               "  edgeorch profile data.csv --columns age,income --html profile.html")
+    p.add_argument("file", metavar="FILE", help="data file to profile")
+    p.add_argument("--columns", metavar="A,B", help="comma-separated columns to profile (default: all)")
+    p.add_argument("--save", metavar="PATH", help="write the profile as JSON (a drift reference)")
+    _outputs(p)
+    p.set_defaults(func=cmd_profile)
+
+    d = subparsers.add_parser(
+        "drift", help="compare current data with a reference; exit 1 on dataset drift", formatter_class=fmt,
+        description="Test each column of CURRENT for drift from REFERENCE and decide whether the dataset\n"
+                    "drifted (share of drifted columns >= --drift-share). REFERENCE is a data file or a\n"
+                    "profile saved by 'edgeorch profile --save'. The method per column follows the rule in\n"
+                    "docs/kernels.md (KS or Wasserstein for numeric, chi-square/z or Jensen-Shannon for\n"
+                    "categorical) unless --method is given. NaN and inf are dropped and reported.",
+        epilog="exit status: 0 no dataset drift, 1 dataset drift, 2 bad usage.\n\n"
+               "examples:\n  edgeorch drift ref.parquet today.parquet\n"
+               "  edgeorch drift ref.profile.json today.csv --json\n"
+               "  edgeorch drift ref.csv cur.csv --method psi --threshold 0.2 --html drift.html")
+    d.add_argument("reference", metavar="REFERENCE", help="reference data file or saved profile (.json)")
+    d.add_argument("current", metavar="CURRENT", help="current data file")
+    d.add_argument("--columns", metavar="A,B", help="comma-separated columns (default: those in both)")
+    d.add_argument("--method", help="one method for every column (ks, wasserstein, psi, jensenshannon, "
+                                    "hellinger, chisquare, z)")
+    d.add_argument("--threshold", type=float, help="threshold of the method (default per method)")
+    d.add_argument("--drift-share", type=float, default=0.5, metavar="SHARE",
+                   help="share of drifted columns that makes the dataset drift (default 0.5)")
+    d.add_argument("--correction", default="bh", choices=("bh", "bonferroni", "none"),
+                   help="multiple-testing correction of p-values (default bh)")
+    _outputs(d)
+    d.set_defaults(func=cmd_drift)
+
+    f = subparsers.add_parser(
+        "fairness", help="fairness of binary predictions across groups", formatter_class=fmt,
+        description="Selection rates, true/false positive rates per group and the fairness metrics\n"
+                    "(demographic parity, equalized odds, disparate impact with the four-fifths rule).\n"
+                    "Several --group columns measure their intersections. Groups smaller than\n"
+                    "--min-group-size are flagged and left out.",
+        epilog="exit status: 0 within limits, 1 a limit is broken.\n\n"
+               "example:\n  edgeorch fairness scored.parquet --group sex --group race --label y --prediction y_hat")
+    f.add_argument("file", metavar="FILE", help="data file with group, label and prediction columns")
+    f.add_argument("--group", action="append", required=True, metavar="COL",
+                   help="sensitive column (repeat, or A,B, for intersections)")
+    f.add_argument("--label", metavar="COL", help="true label column (needed for equalized odds)")
+    f.add_argument("--prediction", required=True, metavar="COL", help="predicted label column")
+    f.add_argument("--pos-label", default="1", metavar="VALUE", help="favourable outcome (default 1)")
+    f.add_argument("--privileged", metavar="VALUE", help="privileged group for disparate impact")
+    f.add_argument("--min-group-size", type=int, default=30, metavar="N", help="default 30")
+    _outputs(f)
+    f.set_defaults(func=cmd_fairness)
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result document as JSON")
+    p.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+
+
+def _progress() -> Any:
+    from ..textui import Progress
+
+    return Progress()
+
+
+def _pos_label(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _is_profile(path: str) -> bool:
+    if not path.endswith(".json"):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return b'"format": "edgeorch.profile/' in fh.read(200)
+    except OSError:
+        return False
+
+
+def _print(doc: dict[str, Any], args: argparse.Namespace, headers: list[str], rows: list[list[Any]]) -> None:
+    from ..textui import print_json, print_table
+
+    if args.json:
+        print_json(doc)
+        return
+    print_table(headers, rows)
+    print(f"\n{doc['verdict']}: {doc['message']}")
+    for path in doc.get("outputs", []):
+        print(f"wrote {path}")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .tasks import run_task
+
+    opts: dict[str, Any] = {"input": args.file}
+    if args.columns:
+        opts["columns"] = _csv_list(args.columns)
+    if args.save:
+        opts["save"] = args.save
+    if args.html:
+        opts["report"] = args.html
+    doc = run_task("profile", opts, progress=_progress())
+    rows = []
+    for r in doc["rows"]:
+        s = r["details"]
+        q = s.get("quantiles", {})
+        rows.append([s["column"], s["type"], s["count"], s["nulls"] + s.get("nan", 0), s["distinct"],
+                     s.get("min"), q.get("p50"), s.get("max"), s.get("mean"), s.get("std"),
+                     ", ".join(f"{v}({c})" for v, c in s.get("top", [])[:3]) or None])
+    _print(doc, args, ["column", "type", "count", "missing", "distinct", "min", "median", "max", "mean", "std",
+                       "top"], rows)
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from .tasks import run_task
+
+    if not 0.0 <= args.drift_share <= 1.0:
+        raise UsageError("--drift-share must be between 0 and 1", value=args.drift_share)
+    cols = _csv_list(args.columns)
+    common = {k: v for k, v in {"columns": cols, "method": args.method, "threshold": args.threshold,
+                                "drift_share": args.drift_share, "report": args.html}.items() if v is not None}
+    if _is_profile(args.reference):
+        if args.method is not None and args.method not in ("ks", "psi", "jensenshannon", "hellinger", "chisquare"):
+            raise UsageError("this method needs reference data, not a profile", value=args.method,
+                             expected="ks, psi, jensenshannon, hellinger or chisquare")
+        doc = run_task("profile", {"input": args.current, "reference_profile": args.reference, **common},
+                       progress=_progress())
+        doc["kind"] = "drift"
+    else:
+        doc = run_task("drift", {"reference": args.reference, "current": args.current,
+                                 "correction": args.correction, **common}, progress=_progress())
+    rows = [[r["column"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]] for r in doc["rows"]]
+    _print(doc, args, ["column", "method", "value", "p_value", "threshold", "verdict"], rows)
+    return 1 if doc["summary"].get("dataset_drift") else 0
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    from .tasks import run_task
+
+    groups = [g for item in args.group for g in (_csv_list(item) or [])]
+    if args.min_group_size < 0:
+        raise UsageError("--min-group-size must be >= 0", value=args.min_group_size)
+    opts: dict[str, Any] = {"input": args.file, "group": groups if len(groups) > 1 else groups[0],
+                            "prediction": args.prediction, "pos_label": _pos_label(args.pos_label),
+                            "min_group_size": args.min_group_size}
+    if args.label:
+        opts["label"] = args.label
+    if args.privileged:
+        opts["privileged"] = args.privileged
+    if args.html:
+        opts["report"] = args.html
+    doc = run_task("fairness", opts, progress=_progress())
+    metric_rows = [r for r in doc["rows"] if r["metric"] != "group"]
+    group_rows = [r for r in doc["rows"] if r["metric"] == "group"]
+    if not args.json:
+        from ..textui import print_table
+
+        print_table(["group", "size", "selection_rate", "tpr", "fpr", "verdict"],
+                    [[g["details"]["group"], g["details"]["size"], g["value"], g["details"].get("tpr"),
+                      g["details"].get("fpr"), g["verdict"]] for g in group_rows])
+        print()
+    _print(doc, args, ["metric", "value", "limit", "verdict"],
+           [[r["metric"], r["value"], f"{'<=' if r['details']['kind'] == 'maximum' else '>='} {r['threshold']:g}",
+             r["verdict"]] for r in metric_rows])
+    return 1 if doc["verdict"] == "violation" else 0

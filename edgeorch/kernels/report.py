@@ -1,0 +1,118 @@
+"""Self-contained HTML reports: verdicts, a table of rows, a chart per column.
+
+No network assets: CSS inline, charts as inline SVG, so the file opens
+offline and can be attached to an alert. Written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+COLORS = ("#4c78a8", "#f58518")
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
+h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.v-ok{color:#2a7d2a}.v-drift,.v-violation{color:#b00020;font-weight:600}.v-warn,.v-small_group,.v-no_data,.v-undefined{color:#a66b00}
+.badge{display:inline-block;padding:.2em .6em;border-radius:.3em;color:#fff}
+.b-ok{background:#2a7d2a}.b-warn{background:#a66b00}.b-violation{background:#b00020}
+.legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 1em}
+.chart{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+"""
+
+Series = tuple[str, Sequence[float]]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "", width: int = 520,
+              height: int = 170) -> str:
+    """An SVG bar chart of one or two series of counts, drawn as shares of each series' total."""
+    n = max(len(labels), 1)
+    shares = []
+    for _, counts in series:
+        total = float(sum(counts)) or 1.0
+        shares.append([c / total for c in counts])
+    top = max((max(s) for s in shares if s), default=1.0) or 1.0
+    pad, plot_h = 4, height - 30
+    group_w = (width - 2 * pad) / n
+    bar_w = max(group_w / max(len(series), 1) - 1, 0.5)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<title>{html.escape(title)}</title>',
+             f'<line x1="{pad}" y1="{plot_h + 2}" x2="{width - pad}" y2="{plot_h + 2}" stroke="#999"/>']
+    for si, s in enumerate(shares):
+        for i, v in enumerate(s):
+            h = plot_h * v / top
+            x = pad + i * group_w + si * (bar_w + 1)
+            tip = f"{series[si][0]} {labels[i]}: {v * 100:.2f}% ({series[si][1][i]:g})"
+            parts.append(f'<rect x="{x:.2f}" y="{plot_h + 2 - h:.2f}" width="{bar_w:.2f}" height="{h:.2f}" '
+                         f'fill="{COLORS[si % 2]}"><title>{html.escape(tip)}</title></rect>')
+    if labels:
+        parts.append(f'<text x="{pad}" y="{height - 4}" font-size="10">{html.escape(str(labels[0]))[:40]}</text>')
+        parts.append(f'<text x="{width - pad}" y="{height - 4}" font-size="10" text-anchor="end">'
+                     f'{html.escape(str(labels[-1]))[:40]}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render(doc: dict[str, Any], charts: dict[str, tuple[Sequence[str], Sequence[Series]]] | None = None,
+           *, title: str | None = None, extra_tables: Sequence[tuple[str, list[str], list[list[Any]]]] = ()) -> str:
+    """The HTML text of a result document (see ``tasks.run_task``) with per-column charts."""
+    verdict = doc.get("verdict", "ok")
+    title = title or f"edgeorch {doc.get('kind', '')} report"
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+           f"<h1>{html.escape(title)}</h1>",
+           f"<p><span class='badge b-{html.escape(verdict)}'>{html.escape(verdict)}</span> "
+           f"{html.escape(str(doc.get('message', '')))}</p>"]
+    rows = doc.get("rows", [])
+    if rows:
+        out.append("<table><tr><th>column</th><th>metric</th><th>value</th><th>p-value</th><th>threshold</th>"
+                   "<th>verdict</th></tr>")
+        for r in rows:
+            v = html.escape(str(r.get("verdict")))
+            out.append(f"<tr><td>{html.escape(str(r.get('column')))}</td><td>{html.escape(str(r.get('metric')))}</td>"
+                       f"<td class='n'>{html.escape(_fmt(r.get('value')))}</td>"
+                       f"<td class='n'>{html.escape(_fmt(r.get('p_value')))}</td>"
+                       f"<td class='n'>{html.escape(_fmt(r.get('threshold')))}</td><td class='v-{v}'>{v}</td></tr>")
+        out.append("</table>")
+    for caption, headers, trows in extra_tables:
+        out.append(f"<h2>{html.escape(caption)}</h2><table><tr>"
+                   + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>")
+        for tr in trows:
+            out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in tr) + "</tr>")
+        out.append("</table>")
+    if charts:
+        names = {name for _, s in charts.values() for name, _ in s}
+        legend = "".join(f"<span style='background:{COLORS[i % 2]}'></span>{html.escape(n)}"
+                         for i, n in enumerate(sorted(names, key=lambda x: x != "reference")))
+        out.append(f"<h2>Distributions</h2><p class='legend'>{legend}</p>")
+        for col, (labels, series) in charts.items():
+            out.append(f"<div class='chart'><div>{html.escape(col)}</div>{bar_chart(labels, series, col)}</div>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(path: str | Path, text: str) -> str:
+    """Write ``text`` to ``path`` atomically; return the path as given."""
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+    return str(path)

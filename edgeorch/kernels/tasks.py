@@ -1,0 +1,256 @@
+"""The built-in task kinds: ``run_task(kind, options) -> result document``.
+
+Runs inside the task's child process: the working directory is the task's
+workdir (relative paths resolve from it) and ``$EDGEORCH_OUTPUT_DIR``, when
+set, is where a relative ``save``/``report`` path is written if it has no
+directory part. The result document (strict JSON)::
+
+    {"kind", "verdict": ok|warn|violation, "on_violation": fail|warn,
+     "message", "rows": [{column, metric, value, p_value, threshold, verdict, details}],
+     "summary": {...}, "outputs": [paths written]}
+
+Verdicts: ``violation`` when the check fails as a whole (dataset drift,
+a fairness limit broken, a schema violation); ``warn`` when some columns
+drifted without dataset drift, or a fairness metric is undefined; else
+``ok``. Whether a violation fails the task is the engine's call, from
+``on_violation``. Bad input raises :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from .options import coerce
+
+
+def _out_path(path: str) -> str:
+    # A bare file name goes to the task's output directory when there is one.
+    out_dir = os.environ.get("EDGEORCH_OUTPUT_DIR")
+    if out_dir and not os.path.isabs(path) and os.path.dirname(path) == "":
+        return os.path.join(out_dir, path)
+    return path
+
+
+def _strict(obj: Any) -> Any:
+    """Plain JSON values only: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return _strict(obj.item())
+    return obj
+
+
+def run_task(kind: str, options: dict[str, Any], *, progress: Any = None) -> dict[str, Any]:
+    """Run the built-in task ``kind`` with ``options`` (placeholders already filled)."""
+    opts = coerce(kind, options)
+    runner = {"profile": _profile, "drift": _drift, "fairness": _fairness, "validate": _validate}[kind]
+    doc = runner(opts, progress)
+    doc["kind"] = kind
+    doc["on_violation"] = opts.get("on_violation", "fail")
+    return _strict(doc)
+
+
+def _doc(verdict: str, message: str, rows: list[dict[str, Any]], summary: dict[str, Any],
+         outputs: list[str]) -> dict[str, Any]:
+    return {"verdict": verdict, "message": message, "rows": rows, "summary": summary, "outputs": outputs}
+
+
+# ---------------------------------------------------------------------------
+
+
+def _drift_doc(result: Any) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+    rows = [c.row() for c in result.columns]
+    verdict = "violation" if result.drift else ("warn" if result.n_drifted else "ok")
+    summary = {"n_columns": len(result.columns), "n_tested": result.n_tested, "n_drifted": result.n_drifted,
+               "share": result.share, "drift_share": result.drift_share, "correction": result.correction,
+               "dataset_drift": result.drift}
+    return verdict, result.message, rows, summary
+
+
+def _profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    from .profiling import Profile, profile
+
+    prof = profile(o["input"], columns=o.get("columns"), sketch_size=o.get("sketch_size", 32768),
+                   max_bins=o.get("max_bins", 64), progress=progress)
+    outputs: list[str] = []
+    if o.get("save"):
+        path = _out_path(o["save"])
+        prof.save(path)
+        outputs.append(path)
+    summary_cols = prof.summary()
+    charts: dict[str, Any] = {}
+    if o.get("reference_profile"):
+        from .drift import drift_from_profile
+
+        ref = Profile.load(o["reference_profile"])
+        result = drift_from_profile(ref, o["input"], columns=o.get("columns"), method=o.get("method"),
+                                    threshold=o.get("threshold"), drift_share=o.get("drift_share", 0.5))
+        verdict, message, rows, summary = _drift_doc(result)
+        charts = _profile_pair_charts(ref, prof)
+    else:
+        rows = []
+        for s in summary_cols:
+            rate = ((s["nulls"] + s.get("nan", 0)) / s["count"]) if s["count"] else 0.0
+            rows.append({"column": s["column"], "metric": "null_rate", "value": rate, "p_value": None,
+                         "threshold": None, "verdict": "ok", "details": s})
+        verdict, message = "ok", f"profiled {prof.rows} rows x {len(prof.columns)} columns"
+        summary = {"rows": prof.rows, "columns": len(prof.columns)}
+        charts = {c.name: _hist_series(c) for c in prof.columns.values()}
+    if o.get("report"):
+        from .report import render, write
+
+        doc = _doc(verdict, message, rows, summary, outputs)
+        doc["kind"] = "profile"
+        outputs.append(write(_out_path(o["report"]), render(doc, charts)))
+    return _doc(verdict, message, rows, summary, outputs)
+
+
+def _hist_series(c: Any, name: str = "data") -> tuple[list[str], list[tuple[str, list[float]]]]:
+    if c.kind == "numeric":
+        edges = c.histogram.edges
+        labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(len(c.histogram.counts))]
+        return labels, [(name, [float(v) for v in c.histogram.counts])]
+    top = c.top(30)
+    return [k for k, _ in top], [(name, [float(v) for _, v in top])]
+
+
+def _profile_pair_charts(ref: Any, cur: Any) -> dict[str, Any]:
+    charts = {}
+    for name, rc in ref.columns.items():
+        cc = cur.columns.get(name)
+        if cc is None or rc.kind != cc.kind:
+            continue
+        if rc.kind == "numeric":
+            merged = rc.histogram.merge(cc.histogram)
+            a, b = rc.histogram.merge(type(rc.histogram)(merged.exp, merged.start, merged.counts * 0)), \
+                cc.histogram.merge(type(cc.histogram)(merged.exp, merged.start, merged.counts * 0))
+            edges = merged.edges
+            labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(len(merged.counts))]
+            charts[name] = (labels, [("reference", [float(v) for v in a.counts]),
+                                     ("current", [float(v) for v in b.counts])])
+        else:
+            keys = [k for k, _ in rc.top(30)]
+            keys += [k for k, _ in cc.top(30) if k not in keys]
+            charts[name] = (keys, [("reference", [float(rc.value_counts.get(k, 0)) for k in keys]),
+                                   ("current", [float(cc.value_counts.get(k, 0)) for k in keys])])
+    return charts
+
+
+def _drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    from .drift import binned, dataset_drift, _clean
+    from .io import load_table
+    from .columns import NumericBatch
+
+    ref_t = load_table(o["reference"], o.get("columns"), progress=progress)
+    cur_t = load_table(o["current"], o.get("columns"), progress=progress)
+    result = dataset_drift(ref_t, cur_t, columns=o.get("columns") or [c for c in ref_t if c in cur_t],
+                           method=o.get("method"), methods=o.get("methods"), threshold=o.get("threshold"),
+                           thresholds=o.get("thresholds"), drift_share=o.get("drift_share", 0.5),
+                           correction=o.get("correction", "bh"), progress=progress)
+    verdict, message, rows, summary = _drift_doc(result)
+    outputs: list[str] = []
+    if o.get("report"):
+        from .report import render, write
+
+        charts = {}
+        for c in result.columns:
+            rb, _ = _clean(ref_t[c.column])
+            cb, _ = _clean(cur_t[c.column])
+            if len(rb.values) and len(cb.values) and isinstance(rb, NumericBatch) == isinstance(cb, NumericBatch):
+                r, cu, labels = binned(rb, cb)
+                charts[c.column] = (labels, [("reference", list(r)), ("current", list(cu))])
+        doc = _doc(verdict, message, rows, summary, outputs)
+        doc["kind"] = "drift"
+        outputs.append(write(_out_path(o["report"]), render(doc, charts)))
+    return _doc(verdict, message, rows, summary, outputs)
+
+
+def _fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    from ..errors import DataError
+    from .fairness import fairness_report
+    from .io import read_table
+
+    groups = o["group"] if isinstance(o["group"], list) else [o["group"]]
+    needed = list(dict.fromkeys([*groups, o["prediction"], *([o["label"]] if o.get("label") else [])]))
+    table = read_table(o["input"], needed, progress=progress)
+    if table.num_rows == 0:
+        raise DataError("no rows to measure fairness on", file=str(o["input"]))
+    pos = o.get("pos_label", 1)
+    pred = _labels(table.column(o["prediction"]), pos, o["input"], o["prediction"])
+    truth = _labels(table.column(o["label"]), pos, o["input"], o["label"]) if o.get("label") else None
+    sens = {g: table.column(g).to_numpy(zero_copy_only=False) for g in groups}
+    rep = fairness_report(truth, pred, sens, pos_label=pos, privileged=o.get("privileged"),
+                          min_group_size=o.get("min_group_size", 30), metrics=o.get("metrics"),
+                          thresholds=o.get("thresholds"))
+    rows = [{"column": "+".join(groups), "metric": m["metric"], "value": m["value"], "p_value": None,
+             "threshold": m["threshold"], "verdict": m["verdict"], "details": {"kind": m["kind"]}}
+            for m in rep["metrics"]]
+    rows += [{"column": "+".join(groups), "metric": "group", "value": g["selection_rate"], "p_value": None,
+              "threshold": o.get("min_group_size", 30), "verdict": g["verdict"], "details": g}
+             for g in rep["groups"]]
+    n_small = rep["small_groups"]
+    if rep["violations"]:
+        verdict = "violation"
+        message = f"{rep['violations']} of {len(rep['metrics'])} fairness metrics out of bounds"
+    elif any(m["verdict"] == "undefined" for m in rep["metrics"]):
+        verdict, message = "warn", "some fairness metrics are undefined (a rate of 0 in the denominator)"
+    else:
+        verdict, message = "ok", f"all {len(rep['metrics'])} fairness metrics within bounds"
+    if n_small:
+        message += f"; {n_small} group(s) below min_group_size left out"
+        if verdict == "ok":
+            verdict = "warn"
+    summary = {"groups": len(rep["groups"]), "small_groups": n_small, "violations": rep["violations"],
+               "rows": table.num_rows}
+    outputs: list[str] = []
+    if o.get("report"):
+        from .report import render, write
+
+        doc = _doc(verdict, message, rows, summary, outputs)
+        doc["kind"] = "fairness"
+        labels = [g["group"] for g in rep["groups"]]
+        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep["groups"]])])}
+        outputs.append(write(_out_path(o["report"]), render(doc, charts, extra_tables=[(
+            "Groups", ["group", "size", "selection rate", "tpr", "fpr", "verdict"],
+            [[g["group"], g["size"], g["selection_rate"], g.get("tpr"), g.get("fpr"), g["verdict"]]
+             for g in rep["groups"]])])))
+    return _doc(verdict, message, rows, summary, outputs)
+
+
+def _labels(col: Any, pos: Any, file: str, name: str) -> Any:
+    """Label column as numpy; a textual pos_label matches numbers by their text (TOML "1" vs 1)."""
+    import numpy as np
+
+    arr = col.to_numpy(zero_copy_only=False)
+    if isinstance(pos, str) and arr.dtype.kind in "biuf":
+        arr = np.asarray([str(int(v)) if float(v).is_integer() else str(v) for v in arr], dtype=object)
+    return arr
+
+
+def _validate(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    from .profiling import profile
+    from .validation import validate
+
+    prof = profile(o["input"], progress=progress)
+    res = validate(None, required_columns=o.get("required_columns"), types=o.get("types"),
+                   ranges=o.get("ranges"), max_null_rate=o.get("max_null_rate"), allowed=o.get("allowed"),
+                   profile=prof)
+    n = res["violations"]
+    verdict = "violation" if n else "ok"
+    message = f"{n} of {len(res['rows'])} checks failed" if n else f"all {len(res['rows'])} checks passed"
+    outputs: list[str] = []
+    summary = {"checks": len(res["rows"]), "violations": n, "rows": prof.rows}
+    if o.get("report"):
+        from .report import render, write
+
+        doc = _doc(verdict, message, res["rows"], summary, outputs)
+        doc["kind"] = "validate"
+        outputs.append(write(_out_path(o["report"]), render(doc, {c.name: _hist_series(c) for c in prof.columns.values()})))
+    return _doc(verdict, message, res["rows"], summary, outputs)
+
