@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .cpus import format_cpu_list
 from .model import GpuDevice, Inventory, Lease, ResourceRequest, WaitReason
 
 GiB = 1024**3
@@ -108,18 +109,22 @@ class Capacity:
     bookkeeping (the policy uses a private copy to plan one decision).
     """
 
-    __slots__ = ("_order", "free_cores", "gpus", "inventory", "mem_free", "node_of", "pool_free")
+    __slots__ = ("_order", "free_cores", "gpus", "inventory", "mem_free", "mem_live", "node_of", "pool_free")
 
     def __init__(self, inventory: Inventory, leases: Iterable[Lease] = (), *,
                  gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
-                 drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None) -> None:
+                 drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
+                 host_available: int | None = None) -> None:
         """``gpu_free``: live free bytes per UUID (missing: assume the whole GPU minus leases);
         ``gpu_lease_used``: bytes edgeorch's own leased processes use now per UUID;
-        ``drained``: UUID → reason; ``pools``: pool sizes from config."""
+        ``drained``: UUID → reason; ``pools``: pool sizes from config;
+        ``host_available``: MemAvailable now (None: only the leases are checked, against
+        ``inventory.memory_available``), so memory taken by others also counts."""
         self.inventory = inventory
         self.node_of = {c.id: c.numa_node for c in inventory.cpus}
         self.free_cores = set(self.node_of)
         self.mem_free: int | None = inventory.memory_available or None
+        self.mem_live: int | None = host_available
         gpu_free = gpu_free or {}
         gpu_lease_used = gpu_lease_used or {}
         drained = drained or {}
@@ -144,6 +149,7 @@ class Capacity:
         c.inventory, c.node_of, c._order = self.inventory, self.node_of, self._order
         c.free_cores = set(self.free_cores)
         c.mem_free = self.mem_free
+        c.mem_live = self.mem_live
         c.gpus = {u: _Gpu(g.dev, g.limit, g.leased, g.shares, g.exclusive, g.slack, g.drained)
                   for u, g in self.gpus.items()}
         c.pool_free = dict(self.pool_free)
@@ -160,6 +166,8 @@ class Capacity:
             self.free_cores.update(c for c in lease.cpus if c in self.node_of)
         if self.mem_free is not None:
             self.mem_free += sign * lease.memory
+        if live and self.mem_live is not None:
+            self.mem_live += sign * lease.memory
         if lease.pool is not None and lease.pool in self.pool_free:
             self.pool_free[lease.pool] += sign
         for u in lease.gpus:
@@ -181,6 +189,20 @@ class Capacity:
     def release(self, lease: Lease) -> None:
         """Give a lease back (its holder finished)."""
         self._apply(lease, +1, live=True)
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready view for ``edgeorch resources``: free cores, memory, per-GPU holdings, pools."""
+        return {
+            "cpus_total": len(self.node_of), "cpus_free": format_cpu_list(self.free_cores),
+            "memory_unleased": self.mem_free, "memory_available_now": self.mem_live,
+            "gpus": [
+                {"uuid": g.dev.uuid, "name": g.dev.name, "memory_total": g.dev.memory_total,
+                 "exclusive": g.exclusive, "shares": g.shares, "shared_memory_leased": g.leased,
+                 "share_room": max(0, g.share_room()), "drained": g.drained, "parent": g.dev.parent}
+                for g in (self.gpus[u] for u in self._order)
+            ],
+            "pools_free": dict(self.pool_free),
+        }
 
     # -- questions -------------------------------------------------------------
 
@@ -221,7 +243,11 @@ class Capacity:
         if req.cpus == 0 and not self.free_cores:
             return WaitReason("cpus", "waits for an unleased core (every core is leased)")
         if req.memory and self.mem_free is not None and req.memory > self.mem_free:
-            return WaitReason("memory", f"waits for {_fmt(req.memory)} of memory ({_fmt(max(0, self.mem_free))} free)")
+            return WaitReason("memory", f"waits for {_fmt(req.memory)} of memory "
+                              f"({_fmt(max(0, self.mem_free))} not leased)")
+        if req.memory and self.mem_live is not None and req.memory > self.mem_live:
+            return WaitReason("memory", f"waits for {_fmt(req.memory)} of memory "
+                              f"({_fmt(max(0, self.mem_live))} available now)")
         if req.wants_gpu:
             _, why = self._gpu_candidates(req)
             return why
@@ -308,7 +334,8 @@ def _gpu_index(g: _Gpu) -> int:
 
 def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Lease] = (), *, holder: str = "",
              gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
-             drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None) -> Lease | WaitReason:
+             drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
+             host_available: int | None = None) -> Lease | WaitReason:
     """Grant ``request`` given the current ``leases`` and live readings, or say why it waits.
 
     A request that :func:`never_satisfiable` rejects gets a WaitReason of kind
@@ -317,5 +344,6 @@ def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Le
     never = never_satisfiable(request, inventory, pools)
     if never is not None:
         return WaitReason("unsatisfiable", never)
-    cap = Capacity(inventory, leases, gpu_free=gpu_free, gpu_lease_used=gpu_lease_used, drained=drained, pools=pools)
+    cap = Capacity(inventory, leases, gpu_free=gpu_free, gpu_lease_used=gpu_lease_used, drained=drained, pools=pools,
+                   host_available=host_available)
     return cap.fit(request, holder)

@@ -118,3 +118,24 @@ def test_release_gives_everything_back() -> None:
     cap.release(got)
     assert (set(cap.free_cores), cap.mem_free, dict(cap.pool_free)) == before
     assert cap.gpus["GPU-0"].whole_free()
+
+
+def test_memory_taken_by_others_counts_when_live_reading_given() -> None:
+    inv = machine(memory=64 * G)
+    why = allocate(ResourceRequest(memory=8 * G), inv, host_available=6 * G)
+    assert isinstance(why, WaitReason) and "available now" in why.message
+    cap = Capacity(inv, host_available=10 * G)
+    cap.take(lease(cap.fit(ResourceRequest(memory=8 * G), "a")))
+    assert isinstance(cap.fit(ResourceRequest(memory=4 * G), "b"), WaitReason)
+
+
+def test_summary_is_json_ready() -> None:
+    import json
+
+    cap = Capacity(machine(cores=4, gpus=1), [Lease("a", cpus=(0,), gpus=("GPU-0",), gpu_memory=G)],
+                   drained={"GPU-0": "XID 79"})
+    s = cap.summary()
+    json.dumps(s)
+    assert s["cpus_free"] == "1-3"
+    gpu = s["gpus"][0]  # type: ignore[index]
+    assert (gpu["shares"], gpu["drained"], gpu["share_room"]) == (1, "XID 79", 0)
