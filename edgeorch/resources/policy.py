@@ -319,6 +319,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     cap_t: Capacity | None = None   # predicted capacity at the shadow time
     default = _QUEUED
     failed: dict[int, WaitReason] = {}  # by shape
+    possible: set[int] = set()          # shapes checked by never_satisfiable
 
     while top:
         if parallelism is not None and total >= parallelism:
@@ -328,7 +329,8 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
         h = shape_heaps[shape]
         _, k, idx, b = heapq.heappop(h)
         pipeline, req = b.key
-        if idx == 0 and shape not in failed:
+        if shape not in possible:
+            possible.add(shape)
             never = never_satisfiable(req, inventory, pools or {}, cpu_only_reason=cpu_only_reason)
             if never is not None:
                 # Every task of every bucket of this shape asks the same impossible thing.
