@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeorch.resources.model import ResourceRequest
+from edgeorch.resources.allocator import Capacity
+from edgeorch.resources.model import Lease, ResourceRequest
 from edgeorch.resources.policy import ReadyQueue, ReadyTask, Running, decide
 
 from .conftest import G, machine
@@ -83,3 +84,29 @@ def test_big_gpu_task_is_served_despite_a_stream_of_small_tasks(small, arrivals)
             return
     raise AssertionError("the big task never started")
 
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    held=st.lists(st.tuples(st.integers(1, 4), st.booleans(), st.floats(1, 200)), min_size=1, max_size=6),
+    reqs=st.lists(st.tuples(requests, st.floats(1, 300)), min_size=1, max_size=25),
+)
+def test_backfill_never_delays_the_reserved_head(held, reqs) -> None:  # type: ignore[no-untyped-def]
+    """Whatever starts now, the reserved head still fits at its shadow time."""
+    inv = machine(cores=8, gpus=3, gpu_mem=40 * G, memory=32 * G)
+    cap = Capacity(inv)
+    running = []
+    for i, (cpus, gpu, end) in enumerate(held):
+        got = cap.fit(ResourceRequest(cpus=cpus, gpus=1 if gpu else 0), f"r{i}")
+        if isinstance(got, Lease):
+            cap.take(got)
+            running.append(Running(got, "p", end))
+    q = ReadyQueue(ReadyTask(f"t{i}", r, "p", 0, 0.0, dur, i) for i, (r, dur) in enumerate(reqs))
+    d = decide(q, inv, running, now=0.0, pools={"db": 2})
+    if d.reserved is None:
+        return
+    assert d.shadow_time is not None
+    later = [r.lease for r in running if r.expected_end > d.shadow_time]
+    later += [lease for t, lease in d.start if t.duration > d.shadow_time]
+    at_shadow = Capacity(inv, later, pools={"db": 2})
+    assert at_shadow.check(d.reserved.request) is None
