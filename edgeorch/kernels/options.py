@@ -120,7 +120,9 @@ def check_options(kind: str, options: dict[str, Any], *, file: str, prefix: str)
     for key, value in list(r.data.items()):
         if has_placeholder(value):
             r.seen.add(key)
-    data = {k: v for k, v in r.data.items() if not has_placeholder(v)}
+    # Free-text options (paths, column names) keep their placeholder: any
+    # string is valid there, and required ones must still be present.
+    data = {k: v for k, v in r.data.items() if not has_placeholder(v) or k in _FREE_TEXT}
     g = TableReader(data, file=file, prefix=prefix, errors=errors, error_cls=PipelineError)
     _CHECKS[kind](g, kind)
     g.seen |= r.seen
@@ -264,5 +266,6 @@ def coerce(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_FREE_TEXT = {"input", "reference", "current", "save", "reference_profile", "report", "label", "prediction", "group"}
 _INT_KEYS = {"max_bins", "sketch_size", "min_group_size"}
 _NUMERIC_KEYS = _INT_KEYS | {"threshold", "drift_share", "max_null_rate"}

@@ -1,0 +1,60 @@
+"""The kernels package loads lazily: the daemon validates options without numba."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import edgeorch.kernels as kernels
+
+
+def _modules_after(stmt: str) -> set[str]:
+    code = f"import sys; {stmt}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_importing_options_does_not_import_numba_or_numpy() -> None:
+    mods = _modules_after("import edgeorch.kernels.options")
+    assert "numba" not in mods
+    assert "numpy" not in mods
+
+
+def test_importing_the_package_does_not_import_numba() -> None:
+    mods = _modules_after("import edgeorch.kernels")
+    assert "numba" not in mods
+
+
+def test_using_a_kernel_imports_numba() -> None:
+    mods = _modules_after("import edgeorch.kernels as k; k.ks_2samp([1.0, 2.0], [3.0])")
+    assert "numba" in mods
+
+
+@pytest.mark.parametrize("name", kernels.__all__)
+def test_every_public_name_resolves(name: str) -> None:
+    assert getattr(kernels, name) is not None
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        kernels.no_such_function  # noqa: B018
+
+
+def test_public_functions_are_functions_not_submodules() -> None:
+    # `profile` and `validate` share names with nothing: the submodules are
+    # profiling/validation, so a prior submodule import cannot shadow them.
+    import edgeorch.kernels.profiling  # noqa: F401
+    import edgeorch.kernels.validation  # noqa: F401
+
+    assert callable(kernels.profile) and kernels.profile.__module__.endswith("profiling")
+    assert callable(kernels.validate) and kernels.validate.__module__.endswith("validation")
+
+
+def test_documented_api_matches_exports() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[3] / "docs" / "kernels.md").read_text()
+    missing = [n for n in kernels.__all__ if f"`{n}" not in doc]
+    assert missing == []
