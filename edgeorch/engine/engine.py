@@ -463,7 +463,9 @@ class Engine:
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
         result = read_json(la.attempt_dir / "result.json")
-        verdict = result.get("verdict") if result else None
+        # Only built-in kinds return a check-result document; a call's return value is free-form.
+        check = result if (spec.kind and result) else None
+        verdict = check.get("verdict") if check else None
         artifacts: list[dict[str, Any]] = []
         reason: str | None = None
         if info.lost:
@@ -485,11 +487,11 @@ class Engine:
             else:
                 artifacts = [describe_file(out_dir / substitute(o, ctx.params), substitute(o, ctx.params)) for o in spec.outputs]
         checkpoints = describe_tree(ctx.run_dir / "checkpoints" / la.task)
-        rows = [{"kind": result.get("kind", spec.kind or "call"), **r} for r in (result or {}).get("rows", [])
-                if isinstance(r, dict)]
+        rows = [{"kind": spec.kind, **r} for r in (check or {}).get("rows", []) if isinstance(r, dict)] \
+            if isinstance((check or {}).get("rows"), list) else []
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
         if violation:
-            reason = f"violation: {result.get('message', '')}" if result else "violation"
+            reason = f"violation: {check.get('message', '')}" if check else "violation"
         if la.stop_reason == "cancelled" or (ctx.cancel_requested and not ok):
             tstate, treason, next_at = TaskState.CANCELLED, reason or "cancelled", None
         elif ok:

@@ -1,0 +1,1 @@
+"""Steps of the example house-price pipeline (numpy only, runs in seconds)."""
