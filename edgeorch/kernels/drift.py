@@ -128,9 +128,21 @@ def choose_method(ref: Batch, cur: Batch) -> str:
     return "jensenshannon"
 
 
+def _few_values(a: np.ndarray, b: np.ndarray) -> bool:
+    # A cheap look at a prefix first: most columns have many values.
+    if len(np.unique(np.concatenate([a[:10_000], b[:10_000]]))) > FEW_DISTINCT:
+        return False
+    return len(np.unique(np.concatenate([a, b]))) <= FEW_DISTINCT
+
+
 def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Counts of both samples on common bins: categories, or equal-width bins over both ranges."""
-    if isinstance(ref, NumericBatch) and isinstance(cur, NumericBatch):
+    """Counts of both samples on common bins: categories, or equal-width bins over both ranges.
+
+    A numeric column with at most ``FEW_DISTINCT`` distinct values (codes,
+    flags) is binned by value, like a categorical one.
+    """
+    numeric = isinstance(ref, NumericBatch) and isinstance(cur, NumericBatch)
+    if numeric and not _few_values(ref.values, cur.values):
         lo = min(ref.values.min(), cur.values.min())
         hi = max(ref.values.max(), cur.values.max())
         if lo == hi:

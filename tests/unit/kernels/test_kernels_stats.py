@@ -1,0 +1,177 @@
+"""Two-sample statistics agree with scipy: KS (exact and asymptotic), Wasserstein, Jensen-Shannon."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as st
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from scipy.spatial.distance import jensenshannon
+
+from edgeorch.errors import DataError
+from edgeorch.kernels import chi_square, hellinger, jensen_shannon, ks_2samp, psi, wasserstein_distance, z_test
+
+
+def assert_ks_equal(a: np.ndarray, b: np.ndarray, method: str = "auto") -> None:
+    ours = ks_2samp(a, b, method=method)
+    ref = st.ks_2samp(a, b, method=method)
+    assert ours.statistic == ref.statistic  # bit-identical ECDF walk
+    assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-10, abs=1e-300)
+    assert ours.statistic_location == ref.statistic_location
+    assert ours.statistic_sign == ref.statistic_sign
+
+
+CASES = {
+    "normal shift": lambda r: (r.normal(size=80), r.normal(0.4, size=120)),
+    "equal sizes (square formula)": lambda r: (r.normal(size=300), r.normal(size=300)),
+    "heavy ties": lambda r: (r.integers(0, 4, 200).astype(float), r.integers(0, 4, 150).astype(float)),
+    "identical samples": lambda r: (np.arange(50.0), np.arange(50.0)),
+    "disjoint samples": lambda r: (np.arange(10.0), np.arange(10.0) + 100),
+    "one value each": lambda r: (np.array([1.0]), np.array([2.0])),
+    "one vs many": lambda r: (np.array([0.5]), r.random(500)),
+    "heavy tails": lambda r: (r.standard_cauchy(400), r.standard_cauchy(350) * 2),
+    "infinities": lambda r: (np.array([-np.inf, 0.0, 1.0, np.inf]), np.array([0.5, np.inf, 2.0])),
+    "constant": lambda r: (np.full(30, 2.0), np.full(40, 2.0)),
+    "exact limit 10000": lambda r: (r.normal(size=10_000), r.normal(0.02, size=9_000)),
+    "asymptotic above 10000": lambda r: (r.normal(size=10_001), r.normal(0.02, size=3_000)),
+    "integers near int64 max": lambda r: (np.array([2**62, 2**62 + 2**11], dtype=np.int64),
+                                          np.array([2**62 + 2**10], dtype=np.int64)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ks_2samp_matches_scipy(case: str, rng: np.random.Generator) -> None:
+    a, b = CASES[case](rng)
+    assert_ks_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["exact", "asymp"])
+def test_ks_2samp_forced_methods_match_scipy(method: str, rng: np.random.Generator) -> None:
+    assert_ks_equal(rng.normal(size=70), rng.normal(0.3, size=45), method)
+
+
+def test_ks_2samp_large_samples_match_scipy(rng: np.random.Generator) -> None:
+    assert_ks_equal(rng.normal(size=400_000), rng.normal(0.003, size=300_000))
+
+
+small = hs.lists(hs.integers(-5, 5).map(float) | hs.floats(-1e3, 1e3), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(small, small)
+def test_ks_2samp_matches_scipy_on_generated_samples(a: list[float], b: list[float]) -> None:
+    assert_ks_equal(np.array(a), np.array(b))
+
+
+def test_ks_2samp_with_nan_propagates_like_scipy() -> None:
+    r = ks_2samp([1.0, np.nan], [2.0])
+    assert math.isnan(r.statistic) and math.isnan(r.pvalue)
+
+
+@pytest.mark.parametrize("fn", [ks_2samp, wasserstein_distance])
+def test_empty_sample_is_a_data_error(fn) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataError, match="non-empty"):
+        fn([], [1.0])
+
+
+def test_non_numeric_sample_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="numbers"):
+        ks_2samp(["a", "b"], [1.0])
+
+
+W_CASES = {
+    "normal": lambda r: (r.normal(size=500), r.normal(1, 2, size=300)),
+    "ties": lambda r: (r.integers(0, 3, 100).astype(float), r.integers(0, 5, 80).astype(float)),
+    "one value": lambda r: (np.array([3.0]), np.array([-1.0])),
+    "same": lambda r: (np.arange(5.0), np.arange(5.0)),
+    "large": lambda r: (r.exponential(size=200_000), r.exponential(1.1, size=150_000)),
+}
+
+
+@pytest.mark.parametrize("case", list(W_CASES))
+def test_wasserstein_matches_scipy(case: str, rng: np.random.Generator) -> None:
+    a, b = W_CASES[case](rng)
+    assert wasserstein_distance(a, b) == pytest.approx(st.wasserstein_distance(a, b), rel=1e-10, abs=1e-12)
+
+
+def test_weighted_wasserstein_matches_scipy(rng: np.random.Generator) -> None:
+    a, b = rng.normal(size=50), rng.normal(size=70)
+    wa, wb = rng.random(50), rng.random(70)
+    assert wasserstein_distance(a, b, wa, wb) == pytest.approx(st.wasserstein_distance(a, b, wa, wb), rel=1e-10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(small, small)
+def test_wasserstein_matches_scipy_on_generated_samples(a: list[float], b: list[float]) -> None:
+    assert wasserstein_distance(a, b) == pytest.approx(st.wasserstein_distance(a, b), rel=1e-9, abs=1e-9)
+
+
+def test_negative_weights_are_a_data_error() -> None:
+    with pytest.raises(DataError, match="weights"):
+        wasserstein_distance([1.0, 2.0], [1.0], [1.0, -1.0], None)
+
+
+JS_CASES = [
+    ([1, 2, 3], [3, 2, 1], None),
+    ([0.5, 0.5, 0.0], [0.0, 0.1, 0.9], 2.0),
+    ([10, 0, 0], [0, 0, 10], 2.0),  # disjoint: 1 in base 2
+    ([1, 1], [1, 1], None),
+    ([5], [7], None),
+]
+
+
+@pytest.mark.parametrize(("p", "q", "base"), JS_CASES)
+def test_jensen_shannon_matches_scipy(p: list[float], q: list[float], base: float | None) -> None:
+    assert jensen_shannon(p, q, base) == pytest.approx(jensenshannon(p, q, base=base), rel=1e-12, abs=1e-15)
+
+
+def test_jensen_shannon_of_all_zero_counts_is_nan() -> None:
+    assert math.isnan(jensen_shannon([0, 0], [1, 1]))
+
+
+def test_distributions_of_different_length_are_a_data_error() -> None:
+    with pytest.raises(DataError, match="differ in length"):
+        psi([1, 2], [1, 2, 3])
+
+
+def test_psi_is_zero_for_equal_shares_and_finite_with_empty_bins() -> None:
+    assert psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0, abs=1e-15)
+    assert math.isfinite(psi([10, 0], [0, 10]))
+
+
+def test_psi_by_its_formula() -> None:
+    r, c = np.array([0.2, 0.3, 0.5]), np.array([0.25, 0.25, 0.5])
+    assert psi(r, c) == pytest.approx(float(np.sum((c - r) * np.log(c / r))))
+
+
+def test_hellinger_bounds() -> None:
+    assert hellinger([1, 1], [1, 1]) == pytest.approx(0.0, abs=1e-12)
+    assert hellinger([1, 0], [0, 1]) == pytest.approx(1.0)
+
+
+def test_chi_square_matches_scipy_contingency_with_unseen_category() -> None:
+    r, c = np.array([30, 50, 0, 20]), np.array([25, 40, 10, 25])  # category 3 unseen in reference
+    ours = chi_square(r, c)
+    stat, p, dof, _ = st.chi2_contingency(np.vstack([r, c]), correction=False)
+    assert math.isfinite(ours.statistic)
+    assert ours.statistic == pytest.approx(stat, rel=1e-12) and ours.pvalue == pytest.approx(p, rel=1e-10)
+    assert ours.dof == dof
+
+
+def test_chi_square_with_one_category_is_no_evidence() -> None:
+    assert chi_square([5, 0], [9, 0]) == (0.0, 1.0, 0)
+
+
+def test_z_test_matches_the_pooled_formula() -> None:
+    res = z_test(30, 100, 45, 100)
+    p1, p2, pool = 0.3, 0.45, 0.375
+    z = abs(p1 - p2) / math.sqrt(pool * (1 - pool) * (2 / 100))
+    assert res.statistic == pytest.approx(z)
+    assert res.pvalue == pytest.approx(2 * st.norm.sf(z))
+
+
+def test_z_test_without_variance_is_no_evidence() -> None:
+    assert z_test(10, 10, 5, 5)[:2] == (0.0, 1.0)
