@@ -87,7 +87,10 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
         from pyarrow import csv
 
         parse = csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse)
+        # Empty cells are nulls in text columns too (pyarrow's default keeps "").
+        convert = csv.ConvertOptions(strings_can_be_null=True)
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse,
+                              convert_options=convert)
         names = _check_columns(path, reader.schema.names, columns)
         size = path.stat().st_size
         rows = 0
@@ -119,10 +122,34 @@ def _arrow_error(path: Path, exc: Exception, columns: list[str] | None) -> DataE
         except (OSError, IndexError):
             pass
     row = int(m_row.group(1)) if m_row else None
+    if row is None and "CSV parse error" in msg:
+        row = _find_ragged_row(path)
     text = msg
     if row is not None:
         text = f"row {row}: {msg}"
     return DataError(f"cannot read: {text}", file=str(path), field=field)
+
+
+def _find_ragged_row(path: Path) -> int | None:
+    """1-based data row (after the header) whose field count differs from the header's.
+
+    Only run after pyarrow rejected the file: pyarrow's parse errors do not
+    say where the bad row is, and a slow exact scan is fine at that point.
+    """
+    import csv as pycsv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = pycsv.reader(fh, delimiter="\t" if path.suffix == ".tsv" else ",")
+            header = next(reader, None)
+            if header is None:
+                return None
+            for i, fields in enumerate(reader, 1):
+                if fields and len(fields) != len(header):
+                    return i
+    except (OSError, pycsv.Error):
+        return None
+    return None
 
 
 def read_batches(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[dict[str, Batch]]:

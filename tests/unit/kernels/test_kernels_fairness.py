@@ -1,0 +1,154 @@
+"""Fairness metrics agree with Fairlearn (and AIF360's disparate impact definition)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgeorch.errors import DataError
+from edgeorch.kernels import (
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    disparate_impact,
+    equalized_odds_difference,
+    equalized_odds_ratio,
+    fairness_report,
+    four_fifths_rule,
+    selection_rates,
+)
+
+fm = pytest.importorskip("fairlearn.metrics")
+pd = pytest.importorskip("pandas")
+
+PAIRS = [
+    (demographic_parity_difference, "demographic_parity_difference"),
+    (demographic_parity_ratio, "demographic_parity_ratio"),
+    (equalized_odds_difference, "equalized_odds_difference"),
+    (equalized_odds_ratio, "equalized_odds_ratio"),
+]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("method", ["between_groups", "to_overall"])
+@pytest.mark.parametrize(("ours", "name"), PAIRS)
+def test_agrees_with_fairlearn_on_random_data_with_several_groups(ours, name: str, method: str,  # type: ignore[no-untyped-def]
+                                                                  rng: np.random.Generator) -> None:
+    for _ in range(15):
+        n = int(rng.integers(20, 400))
+        yt, yp = rng.integers(0, 2, n), (rng.random(n) < rng.random()).astype(int)
+        g = rng.choice(["a", "b", "c", "d"], n)
+        assert _same(ours(yt, yp, sensitive_features=g, method=method),
+                     getattr(fm, name)(yt, yp, sensitive_features=g, method=method))
+
+
+@pytest.mark.parametrize(("ours", "name"), PAIRS)
+def test_agrees_with_fairlearn_on_intersections(ours, name: str, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    n = 600
+    yt, yp = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    sex, race = rng.choice(["f", "m"], n), rng.integers(0, 3, n)
+    ref = getattr(fm, name)(yt, yp, sensitive_features=pd.DataFrame({"sex": sex, "race": race}))
+    assert _same(ours(yt, yp, sensitive_features={"sex": sex, "race": race}), ref)
+
+
+@pytest.mark.parametrize(("ours", "name"), PAIRS)
+def test_agrees_with_fairlearn_on_degenerate_groups(ours, name: str) -> None:  # type: ignore[no-untyped-def]
+    # group b has no actual positives and selects nobody: rates of 0, ratios of 0/0
+    yt = np.array([1, 0, 1, 0, 0, 0])
+    yp = np.array([1, 0, 0, 0, 0, 0])
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    assert _same(ours(yt, yp, sensitive_features=g), getattr(fm, name)(yt, yp, sensitive_features=g))
+
+
+def test_mean_aggregation_agrees_with_fairlearn(rng: np.random.Generator) -> None:
+    yt, yp, g = rng.integers(0, 2, 300), rng.integers(0, 2, 300), rng.choice(["x", "y", "z"], 300)
+    assert equalized_odds_difference(yt, yp, sensitive_features=g, agg="mean") == pytest.approx(
+        fm.equalized_odds_difference(yt, yp, sensitive_features=g, agg="mean"))
+
+
+def test_selection_rates_per_group() -> None:
+    rates = selection_rates([1, 0, 1, 1], ["a", "a", "b", "b"])
+    assert rates == {"a": 0.5, "b": 1.0}
+
+
+def test_one_group_has_no_disparity() -> None:
+    assert demographic_parity_difference([1, 0], [1, 0], sensitive_features=["a", "a"]) == 0.0
+    assert demographic_parity_ratio([1, 0], [1, 0], sensitive_features=["a", "a"]) == 1.0
+
+
+def test_all_rates_zero_gives_nan_ratio() -> None:
+    assert math.isnan(demographic_parity_ratio([0, 0], [0, 0], sensitive_features=["a", "b"]))
+
+
+def test_empty_input_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="no rows"):
+        demographic_parity_difference([], [], sensitive_features=[])
+
+
+def test_length_mismatch_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="differ in length"):
+        equalized_odds_difference([1, 0, 1], [1, 0], sensitive_features=["a", "b"])
+
+
+def test_non_binary_labels_for_equalized_odds_are_a_data_error() -> None:
+    with pytest.raises(DataError, match="binary"):
+        equalized_odds_difference([0, 1, 2], [0, 1, 1], sensitive_features=["a", "b", "b"])
+
+
+def test_missing_group_value_is_its_own_group() -> None:
+    rates = selection_rates([1, 0, 1], ["a", None, None])
+    assert rates == {"a": 1.0, None: 0.5}
+
+
+# -- AIF360 disparate impact --------------------------------------------------------
+
+def test_disparate_impact_with_privileged_group_is_aif360s_ratio(rng: np.random.Generator) -> None:
+    n = 1000
+    g = rng.choice(["m", "f", "x"], n)
+    yp = rng.integers(0, 2, n)
+    # AIF360: P(y_hat=fav | unprivileged) / P(y_hat=fav | privileged), unprivileged = the rest
+    expected = yp[g != "m"].mean() / yp[g == "m"].mean()
+    assert disparate_impact(yp, g, privileged="m") == pytest.approx(expected, rel=1e-12)
+    expected_f = yp[g == "f"].mean() / yp[g == "m"].mean()
+    assert disparate_impact(yp, g, privileged="m", unprivileged="f") == pytest.approx(expected_f, rel=1e-12)
+
+
+def test_disparate_impact_without_privileged_is_the_parity_ratio(rng: np.random.Generator) -> None:
+    yp, g = rng.integers(0, 2, 200), rng.choice(["a", "b"], 200)
+    assert disparate_impact(yp, g) == demographic_parity_ratio(None, yp, sensitive_features=g)
+
+
+def test_disparate_impact_of_an_unknown_group_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="no such group"):
+        disparate_impact([1, 0], ["a", "b"], privileged="c")
+
+
+@pytest.mark.parametrize(("di", "ok"), [(0.8, True), (0.79, False), (1.2, True), (math.nan, False)])
+def test_four_fifths_rule(di: float, ok: bool) -> None:
+    assert four_fifths_rule(di) is ok
+
+
+# -- report with minimum group size ------------------------------------------------------
+
+def test_small_groups_are_flagged_and_left_out(rng: np.random.Generator) -> None:
+    n = 500
+    g = np.array(["a"] * 240 + ["b"] * 250 + ["tiny"] * 10)
+    yp = np.concatenate([rng.integers(0, 2, 490), np.zeros(10, int)])  # tiny selects nobody
+    rep = fairness_report(None, yp, g, min_group_size=30)
+    assert [x["verdict"] for x in rep["groups"]] == ["ok", "ok", "small_group"]
+    dpd = next(m for m in rep["metrics"] if m["metric"] == "demographic_parity_difference")
+    assert dpd["value"] == pytest.approx(demographic_parity_difference(None, yp[:490], sensitive_features=g[:490]))
+    assert len(yp) == n
+
+
+def test_report_verdicts_use_thresholds() -> None:
+    g = ["a"] * 50 + ["b"] * 50
+    yp = [1] * 40 + [0] * 10 + [1] * 20 + [0] * 30  # rates 0.8 and 0.4
+    rep = fairness_report(None, yp, g, thresholds={"demographic_parity_difference": 0.5})
+    verdicts = {m["metric"]: m["verdict"] for m in rep["metrics"]}
+    assert verdicts == {"demographic_parity_difference": "ok", "demographic_parity_ratio": "violation",
+                        "disparate_impact": "violation"}
