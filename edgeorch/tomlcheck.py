@@ -43,6 +43,9 @@ def load_toml(path: Path, error_cls: type[E]) -> dict[str, Any]:
         if m:
             line, col = int(m.group(1)), int(m.group(2))
             msg = _TOML_POS.sub("", msg).strip()
+        elif "(at end of document)" in msg:
+            line = text.count("\n") + (0 if text.endswith("\n") else 1)
+            msg = msg.replace("(at end of document)", "at the end of the file").strip()
         raise error_cls(f"malformed TOML: {msg}", file=str(path), line=line, column=col) from None
 
 

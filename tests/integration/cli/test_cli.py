@@ -1,0 +1,158 @@
+"""The `edgeorch` command as a user runs it: real subprocesses, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+OK = """
+[params]
+word = "hi"
+[tasks.a]
+command = ["sh", "-c", "echo {word} from a"]
+[tasks.b]
+command = ["sh", "-c", "echo b ran"]
+needs = ["a"]
+"""
+
+FAILING = """
+[tasks.a]
+command = ["sh", "-c", "echo about to fail; exit 4"]
+"""
+
+
+def run(ws, *args, check_no_traceback=True, **kw):
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120, **kw)
+    if check_no_traceback:
+        assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_help_for_every_command(workspace):
+    top = run(workspace, "--help")
+    assert top.returncode == 0
+    for cmd in ("validate", "run", "runs", "show", "logs", "retry"):
+        assert cmd in top.stdout
+        sub = run(workspace, cmd, "--help")
+        assert sub.returncode == 0 and "usage: edgeorch" in sub.stdout
+
+
+def test_validate_exit_codes(workspace):
+    workspace.pipeline("good", OK)
+    assert run(workspace, "validate").returncode == 0
+    workspace.pipeline("bad", '[tasks.x]\ncommand=["true"]\nneeds=["y"]\n')
+    proc = run(workspace, "validate")
+    assert proc.returncode == 1
+    assert "tasks.x.needs: needs an unknown task (found 'y')" in proc.stdout
+    js = json.loads(run(workspace, "validate", "--json").stdout)
+    assert js["ok"] is False and js["errors"][0]["field"] == "tasks.x.needs" and js["errors"][0]["file"].endswith("bad.toml")
+
+
+def test_validate_a_missing_path(workspace):
+    proc = run(workspace, "validate", "/no/such/dir")
+    assert proc.returncode == 1 and "no such file or folder" in proc.stdout
+
+
+def test_run_success_and_the_read_commands(workspace):
+    workspace.pipeline("ok", OK)
+    proc = run(workspace, "run", "ok", "-p", "word=hello")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCEEDED" in proc.stdout and "a" in proc.stdout
+    runs = json.loads(run(workspace, "runs", "--json").stdout)
+    assert runs[0]["state"] == "succeeded" and runs[0]["params"] == {"word": "hello"}
+    assert runs[0]["tasks"] == {"succeeded": 2}
+    table = run(workspace, "runs").stdout
+    assert "RUN" in table and "ok" in table and "succeeded" in table
+    show = json.loads(run(workspace, "show", str(runs[0]["id"]), "--json").stdout)
+    assert [t["name"] for t in show["tasks"]] == ["a", "b"]
+    assert show["tasks"][0]["attempt_list"][0]["exit_code"] == 0
+    assert run(workspace, "logs", str(runs[0]["id"]), "a").stdout == "hello from a\n"
+
+
+def test_run_failure_exits_1_and_shows_the_log_tail(workspace):
+    workspace.pipeline("bad", FAILING)
+    proc = run(workspace, "run", "bad")
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout and "about to fail" in proc.stdout and "exited with code 4" in proc.stdout
+
+
+@pytest.mark.parametrize("args,code,fragment", [
+    (["run", "nope"], 3, "no pipeline named 'nope'"),
+    (["run", "ok", "-p", "wrod=x"], 2, "did you mean 'word'"),
+    (["run", "ok", "-p", "novalue"], 2, "must be key=value"),
+    (["show", "999"], 3, "no such run"),
+    (["logs", "999", "a"], 3, "no such run"),
+    (["retry", "999"], 3, "no such run"),
+])
+def test_user_errors_are_one_clear_line(workspace, args, code, fragment):
+    workspace.pipeline("ok", OK)
+    run(workspace, "run", "ok")
+    proc = run(workspace, *args)
+    assert proc.returncode == code, proc.stderr
+    assert fragment in proc.stderr and proc.stderr.startswith("edgeorch: error:")
+
+
+def test_logs_of_an_attempt_that_does_not_exist(workspace):
+    workspace.pipeline("ok", OK)
+    run(workspace, "run", "ok")
+    proc = run(workspace, "logs", "1", "a", "--attempt", "7")
+    assert proc.returncode == 3 and "no attempt 7" in proc.stderr
+
+
+def test_retry_resumes_a_failed_run(workspace):
+    workspace.pipeline("fix", """
+        [tasks.a]
+        command = ["sh", "-c", "test -f {pipeline_dir}/fixed"]
+        [tasks.b]
+        command = ["true"]
+        needs = ["a"]
+    """)
+    assert run(workspace, "run", "fix").returncode == 1
+    (workspace.pipelines / "fixed").touch()
+    proc = run(workspace, "retry", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resuming run 1: a, b" in proc.stdout
+    again = run(workspace, "retry", "1")
+    assert again.returncode == 5 and "nothing to retry" in again.stderr
+
+
+def test_a_corrupt_state_file_is_a_clear_error(workspace):
+    workspace.pipeline("ok", OK)
+    workspace.state.mkdir()
+    (workspace.state / "edgeorch.db").write_bytes(b"garbage" * 1000)
+    for args in (["runs"], ["run", "ok"]):
+        proc = run(workspace, *args)
+        assert proc.returncode == 4
+        assert "cannot open the state file" in proc.stderr and "edgeorch.db" in proc.stderr
+
+
+def test_a_bad_config_file_is_a_clear_error(workspace):
+    workspace.config_path.write_text('[engine]\nparallelism = "many"\n')
+    proc = run(workspace, "runs")
+    assert proc.returncode == 2
+    assert "engine.parallelism: has the wrong type (string)" in proc.stderr
+
+
+def test_ctrl_c_cancels_the_run_and_records_it(workspace, tmp_path):
+    marker = tmp_path / "started"
+    workspace.pipeline("long", f"""
+        [tasks.work]
+        command = ["sh", "-c", "touch {marker}; exec sleep 300"]
+    """)
+    proc = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not marker.exists():  # a condition: the task has started
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "cancelling the run" in err and "CANCELLED" in out
+    runs = json.loads(run(workspace, "runs", "--json").stdout)
+    assert runs[0]["state"] == "cancelled"

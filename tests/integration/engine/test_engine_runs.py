@@ -1,0 +1,236 @@
+"""The engine end to end with real processes: order, parallelism, retries, timeouts, cancel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeorch.engine.procinfo import process_start_time
+from edgeorch.model import RunState
+
+
+def _intervals(store, run_id):
+    return {a["task"]: (a["started_at"], a["finished_at"]) for a in store.attempts_of(run_id)}
+
+
+def test_diamond_runs_in_dependency_order(workspace, harness):
+    workspace.pipeline("diamond", """
+        [tasks.top]
+        command = ["true"]
+        [tasks.left]
+        command = ["true"]
+        needs = ["top"]
+        [tasks.right]
+        command = ["true"]
+        needs = ["top"]
+        [tasks.bottom]
+        command = ["true"]
+        needs = ["left", "right"]
+    """)
+    run_id, state = harness.run("diamond")
+    assert state == RunState.SUCCEEDED
+    iv = _intervals(harness.store(), run_id)
+    assert iv["top"][1] <= iv["left"][0] and iv["top"][1] <= iv["right"][0]
+    assert max(iv["left"][1], iv["right"][1]) <= iv["bottom"][0]
+
+
+def test_wide_dag_runs_in_parallel_up_to_the_limit(workspace, harness):
+    workspace.write_config(parallelism=3)
+    tasks = "\n".join(f'[tasks.t{i}]\ncommand = ["sleep", "0.3"]\n' for i in range(9))
+    workspace.pipeline("wide", tasks)
+    run_id, state = harness.run("wide")
+    assert state == RunState.SUCCEEDED
+    iv = sorted(_intervals(harness.store(), run_id).values())
+    # The most attempts alive at any start instant: overlap happened, the limit held.
+    peak = max(sum(1 for s, f in iv if s <= t0 < f) for t0, _ in iv)
+    assert 2 <= peak <= 3
+
+
+def test_failed_task_marks_dependents_upstream_failed(workspace, harness):
+    workspace.pipeline("chain", """
+        [tasks.a]
+        command = ["sh", "-c", "exit 3"]
+        [tasks.b]
+        command = ["true"]
+        needs = ["a"]
+        [tasks.c]
+        command = ["true"]
+        needs = ["b"]
+        [tasks.other]
+        command = ["true"]
+    """)
+    run_id, state = harness.run("chain")
+    assert state == RunState.FAILED
+    tasks = {t["name"]: t for t in harness.store().tasks_of(run_id)}
+    assert tasks["a"]["state"] == "failed" and "code 3" in tasks["a"]["reason"]
+    assert tasks["b"]["state"] == tasks["c"]["state"] == "upstream_failed"
+    assert tasks["other"]["state"] == "succeeded"
+
+
+def test_retry_waits_with_exponential_backoff(workspace, harness):
+    workspace.pipeline("flaky", """
+        [tasks.f]
+        command = ["sh", "-c", "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 2 ]"]
+        workdir = "{run_dir}"
+        retries = 3
+        retry_delay = "0.2s"
+        retry_backoff = 2.0
+        retry_jitter = 0.0
+    """)
+    run_id, state = harness.run("flaky")
+    assert state == RunState.SUCCEEDED
+    attempts = harness.store().attempts_of(run_id, "f")
+    assert [a["exit_code"] for a in attempts] == [1, 1, 0]
+    gaps = [attempts[i + 1]["started_at"] - attempts[i]["finished_at"] for i in range(2)]
+    assert gaps[0] >= 0.2 - 0.02 and gaps[1] >= 0.4 - 0.02
+    assert gaps[1] > gaps[0]
+
+
+def test_timeout_kills_the_whole_process_group(workspace, harness, tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    workspace.pipeline("slow", f"""
+        [tasks.hang]
+        command = ["sh", "-c", "sleep 300 & echo $! > {pidfile}; wait"]
+        timeout = "0.5s"
+    """)
+    run_id, state = harness.run("slow")
+    assert state == RunState.FAILED
+    (attempt,) = harness.store().attempts_of(run_id, "hang")
+    assert attempt["state"] == "timed_out" and "timed out" in attempt["reason"]
+    grandchild = int(pidfile.read_text())
+    # Killed with its group: gone, or at most a zombie awaiting its reaper.
+    start = process_start_time(grandchild)
+    if start is not None:
+        assert open(f"/proc/{grandchild}/stat").read().split(") ")[1][0] in "ZX"
+
+
+def test_cancel_stops_running_tasks_and_records_it(workspace, harness, tmp_path, wait_for_file):
+    marker = tmp_path / "started"
+    workspace.pipeline("long", f"""
+        [tasks.work]
+        command = ["sh", "-c", "touch {marker}; exec sleep 300"]
+        [tasks.after]
+        command = ["true"]
+        needs = ["work"]
+    """)
+
+    async def cancel_when_started(engine, run_id):
+        await wait_for_file(marker)
+        engine.cancel(run_id, actor="test", reason="cancelled by test")
+
+    run_id, state = harness.run("long", during=cancel_when_started)
+    assert state == RunState.CANCELLED
+    store = harness.store()
+    tasks = {t["name"]: t["state"] for t in store.tasks_of(run_id)}
+    assert tasks == {"work": "cancelled", "after": "cancelled"}
+    (attempt,) = store.attempts_of(run_id, "work")
+    assert attempt["signal"] == signal.SIGTERM
+    assert any(e["kind"] == "cancel_requested" and e["actor"] == "test" for e in store.events_of(run_id))
+
+
+def test_task_killed_by_a_signal_is_recorded_as_signalled(workspace, harness):
+    workspace.pipeline("sig", """
+        [tasks.s]
+        command = ["sh", "-c", "kill -KILL $$"]
+    """)
+    run_id, state = harness.run("sig")
+    assert state == RunState.FAILED
+    (a,) = harness.store().attempts_of(run_id)
+    assert a["state"] == "signalled" and a["signal"] == signal.SIGKILL and a["exit_code"] is None
+    assert "SIGKILL" in a["reason"]
+
+
+def test_missing_executable_fails_with_a_clear_log(workspace, harness):
+    workspace.pipeline("nope", """
+        [tasks.x]
+        command = ["/no/such/program", "--flag"]
+    """)
+    run_id, state = harness.run("nope")
+    assert state == RunState.FAILED
+    (a,) = harness.store().attempts_of(run_id)
+    assert a["exit_code"] == 127
+    assert "cannot execute '/no/such/program'" in Path(a["log_path"]).read_text()
+
+
+def test_promised_output_missing_fails_the_task(workspace, harness):
+    workspace.pipeline("liar", """
+        [tasks.x]
+        command = ["true"]
+        outputs = ["model.bin"]
+    """)
+    run_id, state = harness.run("liar")
+    assert state == RunState.FAILED
+    (t,) = harness.store().tasks_of(run_id)
+    assert "promised output missing: model.bin" in t["reason"]
+
+
+def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harness):
+    workspace.pipeline("env", """
+        [params]
+        size = 7
+        label = "x y"
+        [tasks.produce]
+        command = ["sh", "-c", "echo {size} > $EDGEORCH_OUTPUT_DIR/n.txt"]
+        outputs = ["n.txt"]
+        [tasks.consume]
+        command = ["sh", "-c", "env | grep ^EDGEORCH_ | sort > $EDGEORCH_OUTPUT_DIR/env.txt; cat $EDGEORCH_UPSTREAM_PRODUCE >> $EDGEORCH_OUTPUT_DIR/env.txt"]
+        needs = ["produce"]
+        outputs = ["env.txt"]
+        env = { GREETING = "hello {label}" }
+    """)
+    run_id, state = harness.run("env", {"size": "9"})
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    (art,) = store.latest_artifacts(run_id, "consume")
+    text = Path(art["path"]).read_text()
+    assert f"EDGEORCH_RUN_ID={run_id}\n" in text
+    assert "EDGEORCH_TASK=consume\n" in text and "EDGEORCH_ATTEMPT=1\n" in text
+    assert "EDGEORCH_PARAM_SIZE=9\n" in text and "EDGEORCH_PARAM_LABEL=x y\n" in text
+    assert "EDGEORCH_PIPELINE=env\n" in text
+    assert "EDGEORCH_CHECKPOINT_DIR=" in text and "EDGEORCH_OUTPUT_DIR=" in text
+    assert text.rstrip().endswith("9")
+
+
+def test_large_output_is_capped_with_a_marker(workspace, harness):
+    workspace.write_config(extra="")
+    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "10M"')
+    workspace.config_path.write_text(cfg_text)
+    workspace.pipeline("loud", """
+        [tasks.loud]
+        command = ["sh", "-c", "head -c 104857600 /dev/zero | tr '\\\\0' 'x'; echo done-writing"]
+    """)
+    run_id, state = harness.run("loud")
+    assert state == RunState.SUCCEEDED
+    (a,) = harness.store().attempts_of(run_id)
+    log = Path(a["log_path"])
+    size = log.stat().st_size
+    assert 10 * 1024 * 1024 <= size < 10 * 1024 * 1024 + 200
+    with open(log, "rb") as f:
+        f.seek(-120, os.SEEK_END)
+        assert b"log cap of 10485760 bytes reached" in f.read()
+    assert any(e.get("log_truncated") for e in harness.events if e.get("task") == "loud")
+
+
+def test_call_task_gets_params_as_keyword_arguments(workspace, harness):
+    (workspace.pipelines / "steps_mod.py").write_text(
+        "import os\n"
+        "def step(n, name='x'):\n"
+        "    open(os.path.join(os.environ['EDGEORCH_OUTPUT_DIR'], 'o.txt'), 'w').write(f'{name}:{n*2}')\n"
+        "    return {'doubled': n * 2}\n"
+    )
+    workspace.pipeline("calls", """
+        [params]
+        n = 21
+        unused = "ignored"
+        [tasks.step]
+        call = "steps_mod:step"
+        outputs = ["o.txt"]
+    """)
+    run_id, state = harness.run("calls")
+    assert state == RunState.SUCCEEDED
+    (art,) = harness.store().latest_artifacts(run_id, "step")
+    assert Path(art["path"]).read_text() == "x:42"

@@ -1,0 +1,155 @@
+"""Resume-from-failure, the cache, and checkpoints shared across attempts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeorch.model import RunState
+
+COUNTING = """
+[params]
+fail = "yes"
+[tasks.prep]
+command = ["sh", "-c", "echo prep >> {pipeline_dir}/ran.log; echo data > $EDGEORCH_OUTPUT_DIR/data.txt"]
+outputs = ["data.txt"]
+[tasks.side]
+command = ["sh", "-c", "echo side >> {pipeline_dir}/ran.log; echo side > $EDGEORCH_OUTPUT_DIR/side.txt"]
+outputs = ["side.txt"]
+[tasks.train]
+command = ["sh", "-c", "echo train >> {pipeline_dir}/ran.log; [ -f {pipeline_dir}/fixed ] || exit 1; echo m > $EDGEORCH_OUTPUT_DIR/model.txt"]
+needs = ["prep"]
+outputs = ["model.txt"]
+[tasks.report]
+command = ["sh", "-c", "echo report >> {pipeline_dir}/ran.log"]
+needs = ["train", "side"]
+"""
+
+
+def _ran(ws) -> list[str]:
+    path = ws.pipelines / "ran.log"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_resume_runs_only_what_failed(workspace, harness):
+    workspace.pipeline("resumable", COUNTING)
+    run_id, state = harness.run("resumable")
+    assert state == RunState.FAILED
+    assert sorted(_ran(workspace)) == ["prep", "side", "train"]
+    (workspace.pipelines / "ran.log").unlink()
+    (workspace.pipelines / "fixed").touch()
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED
+    assert redo == ["train", "report"]
+    assert _ran(workspace) == ["train", "report"]
+    store = harness.store()
+    train_attempts = store.attempts_of(run_id, "train")
+    assert [a["number"] for a in train_attempts] == [1, 2]  # history kept
+    assert store.get_run(run_id)["state"] == "succeeded"
+
+
+def test_resume_reruns_a_task_whose_output_was_deleted(workspace, harness):
+    workspace.pipeline("resumable", COUNTING)
+    (workspace.pipelines / "fixed").touch()
+    run_id, state = harness.run("resumable")
+    assert state == RunState.SUCCEEDED
+    (workspace.pipelines / "ran.log").unlink()
+    (side,) = harness.store().latest_artifacts(run_id, "side")
+    Path(side["path"]).unlink()
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED
+    assert redo == ["side", "report"]
+    assert _ran(workspace) == ["side", "report"]
+
+
+def test_resume_reruns_a_task_whose_output_changed(workspace, harness):
+    workspace.pipeline("resumable", COUNTING)
+    (workspace.pipelines / "fixed").touch()
+    run_id, _ = harness.run("resumable")
+    (prep,) = harness.store().latest_artifacts(run_id, "prep")
+    Path(prep["path"]).write_text("tampered")
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED
+    assert redo == ["prep", "train", "report"]
+
+
+def test_resume_of_a_clean_run_is_refused(workspace, harness):
+    import pytest
+
+    from edgeorch.errors import ConflictError
+
+    workspace.pipeline("resumable", COUNTING)
+    (workspace.pipelines / "fixed").touch()
+    run_id, _ = harness.run("resumable")
+    with pytest.raises(ConflictError, match="nothing to retry"):
+        harness.resume(run_id)
+
+
+CACHED = """
+[params]
+n = 1
+[tasks.expensive]
+command = ["sh", "-c", "echo run >> {pipeline_dir}/ran.log; echo {n} > $EDGEORCH_OUTPUT_DIR/out.txt"]
+outputs = ["out.txt"]
+cache = true
+[tasks.use]
+command = ["sh", "-c", "cat $EDGEORCH_UPSTREAM_EXPENSIVE"]
+needs = ["expensive"]
+"""
+
+
+def test_cache_hit_skips_the_task_and_reuses_its_outputs(workspace, harness):
+    workspace.pipeline("cached", CACHED)
+    first, _ = harness.run("cached")
+    second, state = harness.run("cached")
+    assert state == RunState.SUCCEEDED
+    assert _ran(workspace) == ["run"]
+    store = harness.store()
+    task = next(t for t in store.tasks_of(second) if t["name"] == "expensive")
+    assert task["state"] == "skipped" and "cache hit" in task["reason"]
+    (art,) = store.latest_artifacts(second, "expensive")
+    (orig,) = store.latest_artifacts(first, "expensive")
+    assert art["sha256"] == orig["sha256"] and art["path"] == orig["path"]
+
+
+def test_cache_misses_when_params_change(workspace, harness):
+    workspace.pipeline("cached", CACHED)
+    harness.run("cached")
+    _, state = harness.run("cached", {"n": "2"})
+    assert state == RunState.SUCCEEDED
+    assert _ran(workspace) == ["run", "run"]
+
+
+def test_cache_misses_when_the_recorded_output_is_gone(workspace, harness):
+    workspace.pipeline("cached", CACHED)
+    first, _ = harness.run("cached")
+    (art,) = harness.store().latest_artifacts(first, "expensive")
+    Path(art["path"]).unlink()
+    harness.run("cached")
+    assert _ran(workspace) == ["run", "run"]
+
+
+def test_cache_misses_when_the_definition_changes(workspace, harness):
+    workspace.pipeline("cached", CACHED)
+    harness.run("cached")
+    workspace.pipeline("cached", CACHED.replace("echo {n}", "echo n={n}"))
+    harness.run("cached")
+    assert _ran(workspace) == ["run", "run"]
+
+
+def test_checkpoint_dir_is_shared_by_attempts_and_recorded(workspace, harness):
+    workspace.pipeline("ckpt", """
+        [tasks.train]
+        command = ["sh", "-c", "c=$EDGEORCH_CHECKPOINT_DIR/step; n=$(cat $c 2>/dev/null || echo 0); echo $((n+1)) > $c; echo attempt $EDGEORCH_ATTEMPT resumed-from $n; [ $n -ge 1 ]"]
+        retries = 2
+        retry_delay = "0.05s"
+    """)
+    run_id, state = harness.run("ckpt")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    attempts = store.attempts_of(run_id, "train")
+    assert len(attempts) == 2
+    assert "attempt 2 resumed-from 1" in Path(attempts[1]["log_path"]).read_text()
+    ckpts = store.checkpoints_of(run_id, "train")
+    assert [(c["attempt_id"], c["name"], c["size"]) for c in ckpts] == [
+        (attempts[0]["id"], "step", 2), (attempts[1]["id"], "step", 2)]
+    assert ckpts[0]["sha256"] != ckpts[1]["sha256"]  # "1\n" then "2\n"

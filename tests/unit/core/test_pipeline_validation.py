@@ -1,0 +1,125 @@
+"""`edgeorch validate`: every error names file, pipeline, field, value and what was expected."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from edgeorch.errors import UsageError
+from edgeorch.pipelines import find_cycle, parse_param_args, resolve_params, validate_path
+
+
+def _errors(tmp_path, text: str, name: str = "p") -> list[str]:
+    f = tmp_path / f"{name}.toml"
+    f.write_text(textwrap.dedent(text))
+    report = validate_path(f)
+    return [e.render() for e in report.errors]
+
+
+def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
+    f = tmp_path / "ok.toml"
+    f.write_text('[tasks.b]\ncommand=["true"]\nneeds=["a"]\n[tasks.a]\ncommand=["true"]\n')
+    report = validate_path(f)
+    assert report.ok
+    p = report.pipelines["ok"]
+    assert p.order == ("a", "b")
+    assert len(p.content_hash) == 64 and p.tasks["a"].definition_hash != p.tasks["b"].definition_hash
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('[tasks.a]\ncommand=["true"]\nretrys=2\n', ["tasks.a.retrys: unknown key", "did you mean 'retries'"]),
+    ('[tasks.a]\ncomand=["true"]\n', ["tasks.a.comand: unknown key", "did you mean 'command'"]),
+    ('nmae="x"\n[tasks.a]\ncommand=["true"]\n', ["nmae: unknown key", "did you mean 'name'"]),
+    ('[tasks.a]\ncommand=["true"]\nretries="two"\n', ["tasks.a.retries: has the wrong type (string)", "found 'two'", "expected an integer"]),
+    ('[tasks.a]\ncommand=["true"]\nretries=-1\n', ["tasks.a.retries: is out of range", "found -1"]),
+    ('[tasks.a]\ncommand=["true"]\ntimeout="soon"\n', ["tasks.a.timeout: is not a valid duration", "found 'soon'", "'15m'"]),
+    ('[tasks.a]\ncommand=["true"]\ngpu_memory="lots"\n', ["tasks.a.gpu_memory: is not a valid size", "'8G'"]),
+    ('[tasks.a]\ncommand="echo hi"\n', ["tasks.a.command: is a string but shell is not true", "argv array"]),
+    ('[tasks.a]\ncommand=["true"]\ncall="m:f"\n', ["tasks.a: must set exactly one of command, call or kind", "found 'command, call'"]),
+    ('[tasks.a]\ncall="not a ref"\n', ["tasks.a.call: is not a function reference", "'package.module:function'"]),
+    ('[tasks.a]\ncommand=["true"]\nneeds=["b"]\n', ["tasks.a.needs: needs an unknown task", "found 'b'"]),
+    ('[tasks.a]\ncommand=["true"]\nneeds=["a"]\n', ["tasks.a.needs: a task cannot need itself"]),
+    ('[tasks.a]\ncommand=["echo", "{epoch}"]\n[params]\nepochs=3\n', ["tasks.a.command[0]" if False else "tasks.a.command[1]", "unknown placeholder {epoch}", "did you mean {epochs}"]),
+    ('[tasks.a]\ncommand=["true"]\noutputs=["/etc/passwd"]\n', ["tasks.a.outputs: must be relative"]),
+    ('[tasks]\n', ["tasks: the pipeline has no tasks"]),
+    ('name="p"\n', ["tasks: the pipeline has no tasks"]),
+    ('[params]\nx=[1,2]\n[tasks.a]\ncommand=["true"]\n', ["params.x: has an unsupported type"]),
+    ('[params]\nx={type="int", default="ten"}\n[tasks.a]\ncommand=["true"]\n', ["params.x.default: is not an integer"]),
+    ('[tasks."bad name"]\ncommand=["true"]\n', ["is not a valid task name", "found 'bad name'"]),
+    ('[tasks.a]\ncommand=["true"]\ngpus=1\ngpu_memory="2G"\n', ["tasks.a.gpu_memory: cannot be combined with gpus"]),
+])
+def test_each_mistake_is_reported_with_its_field(tmp_path, text, expected):
+    errors = _errors(tmp_path, text)
+    assert errors, "expected an error"
+    joined = "\n".join(errors)
+    assert str(tmp_path / "p.toml") in joined
+    assert "pipeline p:" in joined
+    for fragment in expected:
+        assert fragment in joined
+
+
+def test_a_cycle_is_printed_as_a_path(tmp_path):
+    errors = _errors(tmp_path, """
+        [tasks.train]
+        command = ["true"]
+        needs = ["evaluate"]
+        [tasks.evaluate]
+        command = ["true"]
+        needs = ["train"]
+    """)
+    assert len(errors) == 1
+    assert "dependency cycle: train -> evaluate -> train" in errors[0] or "dependency cycle: evaluate -> train -> evaluate" in errors[0]
+
+
+def test_malformed_toml_names_line_and_column(tmp_path):
+    errors = _errors(tmp_path, '[tasks.a]\ncommand = ["true"]\nretries = 3x\n')
+    assert len(errors) == 1
+    assert f"{tmp_path / 'p.toml'}:3:" in errors[0] and "malformed TOML" in errors[0]
+    errors = _errors(tmp_path, '[tasks.a]\ncommand = ["true"\n')
+    assert f"{tmp_path / 'p.toml'}:2" in errors[0] and "Unclosed array at the end of the file" in errors[0]
+
+
+def test_duplicate_task_tables_are_a_toml_error_with_position(tmp_path):
+    errors = _errors(tmp_path, '[tasks.a]\ncommand=["true"]\n[tasks.a]\ncommand=["false"]\n')
+    assert len(errors) == 1 and ":3:" in errors[0]
+
+
+def test_duplicate_pipeline_names_across_files(tmp_path):
+    (tmp_path / "one.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
+    (tmp_path / "two.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
+    report = validate_path(tmp_path)
+    assert [e.field for e in report.errors] == ["name"]
+    assert "duplicate pipeline name" in report.errors[0].render()
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path):
+    errors = _errors(tmp_path, '[tasks.a]\ncommand=["true"]\nretries="x"\ntimeout="y"\nfoo=1\n')
+    assert len(errors) == 3
+
+
+def test_not_utf8_is_reported(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_bytes(b"\xff\xfe[tasks.a]")
+    report = validate_path(f)
+    assert "not UTF-8" in report.errors[0].render()
+
+
+def test_find_cycle_on_a_dag_is_none():
+    assert find_cycle({"a": [], "b": ["a"], "c": ["a", "b"]}) is None
+
+
+def test_params_from_the_command_line_are_typed_and_checked(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('[params]\nepochs=3\nrate=0.1\nfast=false\nname={type="str"}\n[tasks.a]\ncommand=["true"]\n')
+    p = validate_path(f).pipelines["p"]
+    got = resolve_params(p, parse_param_args(["epochs=5", "fast=yes", "name=a=b"]))
+    assert got == {"epochs": 5, "rate": 0.1, "fast": True, "name": "a=b"}
+    with pytest.raises(UsageError, match="is not an integer"):
+        resolve_params(p, {"epochs": "many", "name": "x"})
+    with pytest.raises(UsageError, match="did you mean 'epochs'"):
+        resolve_params(p, {"epoch": "1", "name": "x"})
+    with pytest.raises(UsageError, match="parameter name is required"):
+        resolve_params(p, {})
+    with pytest.raises(UsageError, match="key=value"):
+        parse_param_args(["novalue"])

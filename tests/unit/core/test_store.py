@@ -1,0 +1,110 @@
+"""The state file: migrations, bad files, transactions."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edgeorch.errors import NotFoundError, StateError
+from edgeorch.model import RunState
+from edgeorch.store import SCHEMA_VERSION, Store
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "state.db", clock=lambda: 1000.0)
+    yield s
+    s.close()
+
+
+def test_new_file_gets_the_latest_schema_in_wal_mode(store):
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.integrity_check() == "ok"
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_history(tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "state_v1.db", path)
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    run = store.get_run(1)
+    assert run["pipeline"] == "old" and run["actor"] == "alice" and run["state"] == "succeeded"
+    assert store.attempts_of(1)[0]["pid"] == 42
+    assert store.results_of(1) == []  # the table added by migration 2 exists
+    assert store.integrity_check() == "ok"
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_state_error(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="cannot open the state file") as exc:
+        Store(path)
+    assert str(path) in str(exc.value)
+    assert "backup" in exc.value.render()
+
+
+def test_a_truncated_database_is_a_clear_state_error(tmp_path, store):
+    store.add_event("x", "y")
+    store.close()
+    path = store.path
+    data = path.read_bytes()
+    path.write_bytes(data[:100])
+    with pytest.raises(StateError):
+        s = Store(path)
+        s.list_runs()
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StateError, match="newer than this edgeorch"):
+        Store(path)
+
+
+def test_readonly_open_of_a_missing_file_says_nothing_has_run(tmp_path):
+    with pytest.raises(StateError, match="nothing has run"):
+        Store(tmp_path / "none.db", readonly=True)
+
+
+def test_unknown_run_is_not_found(store):
+    with pytest.raises(NotFoundError, match="no such run"):
+        store.get_run(99)
+
+
+def test_a_failed_transaction_leaves_nothing_behind(store):
+    version = store.record_pipeline_version("p", "h", "/p.toml", "")
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.conn.execute(
+                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, run_dir, created_at)"
+                " VALUES ('p', ?, 'queued', '{}', 't', '', 0)", (version,))
+            raise RuntimeError("boom")
+    assert store.list_runs() == []
+
+
+def test_nested_transactions_use_savepoints(store):
+    version = store.record_pipeline_version("p", "h", "/p.toml", "")
+    with store.transaction():
+        run_id = store.create_run(pipeline="p", version_id=version, params={}, trigger="t", actor=None,
+                                  run_dir_for=lambda r: f"/runs/{r}", tasks=[("a", "h")])
+        with pytest.raises(ValueError):
+            with store.transaction():
+                store.set_run_state(run_id, RunState.RUNNING)
+                raise ValueError
+    assert store.get_run(run_id)["state"] == "queued"
+    assert store.get_run(run_id)["run_dir"] == f"/runs/{run_id}"
+
+
+def test_pipeline_versions_are_stored_once_per_content(store):
+    a = store.record_pipeline_version("p", "h1", "/p.toml", "x")
+    assert store.record_pipeline_version("p", "h1", "/p.toml", "x") == a
+    assert store.record_pipeline_version("p", "h2", "/p.toml", "y") != a
