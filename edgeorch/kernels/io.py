@@ -29,6 +29,7 @@ JSON_LINES_PER_BATCH = 100_000
 
 _ROW_RE = re.compile(r"Row #(\d+)")
 _COL_RE = re.compile(r"In CSV column #(\d+)")
+_VALUE_RE = re.compile(r"invalid value '(.*)'")
 
 
 def file_format(path: Path) -> str:
@@ -124,6 +125,9 @@ def _arrow_error(path: Path, exc: Exception, columns: list[str] | None) -> DataE
     row = int(m_row.group(1)) if m_row else None
     if row is None and "CSV parse error" in msg:
         row = _find_ragged_row(path)
+    m_val = _VALUE_RE.search(msg)
+    if row is None and m_col and m_val:
+        row = _find_value_row(path, int(m_col.group(1)), m_val.group(1))
     text = msg
     if row is not None:
         text = f"row {row}: {msg}"
@@ -146,6 +150,22 @@ def _find_ragged_row(path: Path) -> int | None:
                 return None
             for i, fields in enumerate(reader, 1):
                 if fields and len(fields) != len(header):
+                    return i
+    except (OSError, pycsv.Error):
+        return None
+    return None
+
+
+def _find_value_row(path: Path, col: int, value: str) -> int | None:
+    """1-based data row where column ``col`` holds ``value`` (after a conversion error)."""
+    import csv as pycsv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = pycsv.reader(fh, delimiter="\t" if path.suffix == ".tsv" else ",")
+            next(reader, None)
+            for i, fields in enumerate(reader, 1):
+                if col < len(fields) and fields[col] == value:
                     return i
     except (OSError, pycsv.Error):
         return None

@@ -107,7 +107,7 @@ def test_csv_value_of_the_wrong_type_after_the_first_block_names_column_and_row(
     with pytest.raises(DataError) as e:
         profile(str(tmp_path / "late.csv"))
     assert e.value.field == "amount"
-    assert "oops" in e.value.message or "row" in e.value.message
+    assert "row 51:" in e.value.message and "oops" in e.value.message
 
 
 def test_unknown_column_with_suggestion(tmp_path: Path) -> None:
