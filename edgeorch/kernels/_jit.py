@@ -17,6 +17,7 @@ import math
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import leading_zeros
 
 # Block length of the moment scan. Small enough for a block to stay in L1
 # between its two passes (mean, then centred powers), large enough that the
@@ -26,6 +27,94 @@ BLOCK = 4096
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _finite_pass(x, lo, hi):  # pragma: no cover - compiled
+    s = 0.0
+    mn = np.inf
+    mx = -np.inf
+    nzero = 0
+    nneg = 0
+    for i in range(lo, hi):
+        v = x[i]
+        s += v
+        mn = min(mn, v)
+        mx = max(mx, v)
+        nzero += v == 0.0
+        nneg += v < 0.0
+    return s, mn, mx, nzero, nneg
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _central_sums(x, lo, hi, mean):  # pragma: no cover - compiled
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    for i in range(lo, hi):
+        d = x[i] - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+    return m2, m3, m4
+
+
+@numba.njit(cache=True, nogil=True)
+def _general_block(x, lo, hi):  # pragma: no cover - compiled
+    """One block with NaN/inf (or huge values): classify each value, then centred sums."""
+    cnt = 0
+    nnan = 0
+    npinf = 0
+    nninf = 0
+    nzero = 0
+    nneg = 0
+    s = 0.0
+    mn = np.inf
+    mx = -np.inf
+    for i in range(lo, hi):
+        v = x[i]
+        if v != v:
+            nnan += 1
+        elif v == np.inf:
+            npinf += 1
+        elif v == -np.inf:
+            nninf += 1
+        else:
+            cnt += 1
+            s += v
+            if v < mn:
+                mn = v
+            if v > mx:
+                mx = v
+            if v == 0.0:
+                nzero += 1
+            elif v < 0.0:
+                nneg += 1
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    mean = 0.0
+    if cnt > 0:
+        mean = s / cnt
+        # Values so large that their sum overflows still have a finite
+        # mean: fall back to a scaled sum for those rare blocks.
+        if not math.isfinite(mean):
+            s2 = 0.0
+            for i in range(lo, hi):
+                v = x[i]
+                if math.isfinite(v):
+                    s2 += v / cnt
+            mean = s2
+        for i in range(lo, hi):
+            v = x[i]
+            if math.isfinite(v):
+                d = v - mean
+                d2 = d * d
+                m2 += d2
+                m3 += d2 * d
+                m4 += d2 * d2
+    return cnt, nnan, npinf, nninf, nzero, nneg, mean, m2, m3, m4, mn, mx
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -44,57 +133,19 @@ def block_moments(x):  # pragma: no cover - compiled
     for b in numba.prange(nb):
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
-        cnt = 0
+        # Fast path: a block of finite values (the common case), in loops the
+        # compiler can vectorise. A non-finite sum means NaN/inf (or an
+        # overflowing sum): redo the block on the general path.
+        s, mn, mx, nzero, nneg = _finite_pass(x, lo, hi)
+        cnt = hi - lo
         nnan = 0
         npinf = 0
         nninf = 0
-        nzero = 0
-        nneg = 0
-        s = 0.0
-        mn = np.inf
-        mx = -np.inf
-        for i in range(lo, hi):
-            v = x[i]
-            if v != v:
-                nnan += 1
-            elif v == np.inf:
-                npinf += 1
-            elif v == -np.inf:
-                nninf += 1
-            else:
-                cnt += 1
-                s += v
-                if v < mn:
-                    mn = v
-                if v > mx:
-                    mx = v
-                if v == 0.0:
-                    nzero += 1
-                elif v < 0.0:
-                    nneg += 1
-        m2 = 0.0
-        m3 = 0.0
-        m4 = 0.0
-        mean = 0.0
-        if cnt > 0:
-            mean = s / cnt
-            # Values so large that their sum overflows still have a finite
-            # mean: fall back to a scaled sum for those rare blocks.
-            if not math.isfinite(mean):
-                s2 = 0.0
-                for i in range(lo, hi):
-                    v = x[i]
-                    if math.isfinite(v):
-                        s2 += v / cnt
-                mean = s2
-            for i in range(lo, hi):
-                v = x[i]
-                if math.isfinite(v):
-                    d = v - mean
-                    d2 = d * d
-                    m2 += d2
-                    m3 += d2 * d
-                    m4 += d2 * d2
+        mean = s / cnt
+        if math.isfinite(s):
+            m2, m3, m4 = _central_sums(x, lo, hi, mean)
+        else:
+            cnt, nnan, npinf, nninf, nzero, nneg, mean, m2, m3, m4, mn, mx = _general_block(x, lo, hi)
         counts[b, 0] = cnt
         counts[b, 1] = nnan
         counts[b, 2] = npinf
@@ -166,6 +217,16 @@ def _mix64(z):  # pragma: no cover - compiled
     return z ^ (z >> np.uint64(31))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rank(h, p, q):  # pragma: no cover - compiled
+    # HLL rank: 1 + leading zeros of the hash bits after the register index,
+    # capped at q + 1 when they are all zero (one count-leading-zeros instruction).
+    w = h << np.uint64(p)
+    if w == 0:
+        return q + 1
+    return leading_zeros(w) + 1
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - compiled
     """Counts of finite ``x`` on the grid ``[(start+i)/inv_width, ...)`` and HLL registers.
@@ -198,11 +259,7 @@ def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - comp
             hists[c, k] += 1
             h = _mix64(np.float64(v + 0.0).view(np.uint64))
             idx = int(h >> np.uint64(q))
-            w = h << np.uint64(p)
-            rank = 1
-            while rank <= q and (w & np.uint64(0x8000000000000000)) == 0:
-                w = w << np.uint64(1)
-                rank += 1
+            rank = _rank(h, p, q)
             if rank > regs[c, idx]:
                 regs[c, idx] = rank
     hist = np.zeros(nbins, dtype=np.int64)
@@ -223,11 +280,7 @@ def hll_add_hashes(regs, hashes, p):  # pragma: no cover - compiled
     for i in range(hashes.shape[0]):
         h = _mix64(hashes[i])
         idx = int(h >> np.uint64(q))
-        w = h << np.uint64(p)
-        rank = 1
-        while rank <= q and (w & np.uint64(0x8000000000000000)) == 0:
-            w = w << np.uint64(1)
-            rank += 1
+        rank = _rank(h, p, q)
         if rank > regs[idx]:
             regs[idx] = rank
 

@@ -83,7 +83,8 @@ class GridHistogram:
             exp = math.frexp(lo)[1] - 1 if lo != 0 else 0
         else:
             exp = math.frexp((hi - lo) / max_bins)[1] if math.isfinite(hi - lo) else math.frexp(max(abs(lo), abs(hi)))[1]
-        exp = min(exp, 1023)
+        # Keep 2**-exp finite (subnormal data): a coarser grid is still a grid.
+        exp = min(max(exp, -1000), 1023)
         while True:
             start = math.floor(math.ldexp(lo, -exp))
             stop = math.floor(math.ldexp(hi, -exp))

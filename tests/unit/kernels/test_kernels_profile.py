@@ -227,3 +227,9 @@ def test_save_and_load(tmp_path) -> None:
     assert Profile.load(tmp_path / "p.json").summary() == p.summary()
     with pytest.raises(DataError, match="cannot read profile"):
         Profile.load(tmp_path / "missing.json")
+
+
+def test_subnormal_values_get_a_finite_grid() -> None:
+    s = col(np.array([0.0, 1.1125369292536007e-308, 5e-324]))
+    assert s["max"] == 1.1125369292536007e-308 and s["finite"] == 3
+    assert sum(profile({"x": np.array([0.0, 1e-308])})["x"].histogram.counts) == 2

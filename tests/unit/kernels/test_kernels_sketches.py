@@ -26,7 +26,7 @@ def test_grid_histogram_counts_match_numpy_on_its_edges(rng: np.random.Generator
 
 
 @pytest.mark.parametrize("lo_hi", [(0.0, 1.0), (-1e9, 3.0), (1e300, 1.5e300), (5.0, 5.0), (0.0, 0.0),
-                                   (-3.0, -3.0), (1.0, 1.0 + 1e-12)])
+                                   (-3.0, -3.0), (1.0, 1.0 + 1e-12), (0.0, 1.1e-308), (5e-324, 5e-324)])
 def test_grid_covers_the_range_within_max_bins(lo_hi: tuple[float, float]) -> None:
     lo, hi = lo_hi
     exp, start, nbins = GridHistogram.grid_for(lo, hi, 64)
