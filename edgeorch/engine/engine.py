@@ -12,6 +12,7 @@ transaction and is then announced to listeners (CLI progress, the daemon's
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import os
 import random
@@ -48,6 +49,9 @@ class RunCtx:
     states: dict[str, TaskState]
     attempts: dict[str, int]
     dependents: dict[str, list[str]]
+    order_index: dict[str, int] = field(default_factory=dict)
+    unmet: dict[str, int] = field(default_factory=dict)
+    """Per task, how many of its upstreams have not finished with usable outputs."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
@@ -79,7 +83,9 @@ class Engine:
     def __post_init__(self) -> None:
         self.runs: dict[int, RunCtx] = {}
         self.live: dict[int, LiveAttempt] = {}
-        self.ready: list[tuple[int, str]] = []
+        # A heap of (-priority, run_id, DAG position, task); entries whose task is no longer
+        # READY (cancelled, already started) are skipped when popped.
+        self.ready: list[tuple[int, int, int, str]] = []
         self._dispatch_scheduled = False
         self._retry_timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +184,6 @@ class Engine:
                 if timer:
                     timer.cancel()
         self.store.set_task_states(changes)
-        self.ready = [(r, t) for r, t in self.ready if r != run_id]
         for la in list(self.live.values()):
             if la.run_id == run_id:
                 self._stop_attempt(la, "cancelled")
@@ -216,8 +221,10 @@ class Engine:
             run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]),
             task_ids={r["name"]: r["id"] for r in rows}, states={r["name"]: TaskState(r["state"]) for r in rows},
             attempts={r["name"]: r["attempts"] for r in rows}, dependents=pipeline.dependents(),
+            order_index={n: i for i, n in enumerate(pipeline.order)},
             done=self.loop.create_future(),
         )
+        ctx.unmet = {n: sum(1 for u in pipeline.tasks[n].needs if not ctx.states[u].done_ok) for n in pipeline.order}
         self.runs[run_id] = ctx
         if run["state"] == RunState.QUEUED:
             self.store.set_run_state(run_id, RunState.RUNNING)
@@ -227,8 +234,8 @@ class Engine:
 
     def _requeue_after_restart(self, ctx: RunCtx) -> None:
         for name, st in ctx.states.items():
-            if st == TaskState.READY and (ctx.run_id, name) not in self.ready:
-                self.ready.append((ctx.run_id, name))
+            if st == TaskState.READY:
+                self._push_ready(ctx, name)
             elif st == TaskState.RETRY_WAIT:
                 row = next(r for r in self.store.tasks_of(ctx.run_id) if r["name"] == name)
                 self._arm_retry(ctx, name, row["next_attempt_at"] or self.clock())
@@ -276,8 +283,11 @@ class Engine:
         self.store.set_task_states([(ctx.task_ids[n], TaskState.READY, None) for n in names])
         for n in names:
             ctx.states[n] = TaskState.READY
-            self.ready.append((ctx.run_id, n))
+            self._push_ready(ctx, n)
         self._schedule_dispatch()
+
+    def _push_ready(self, ctx: RunCtx, name: str) -> None:
+        heapq.heappush(self.ready, (-ctx.pipeline.priority, ctx.run_id, ctx.order_index[name], name))
 
     def _schedule_dispatch(self) -> None:
         if not self._dispatch_scheduled and self.loop is not None:
@@ -289,11 +299,8 @@ class Engine:
         self._dispatch_scheduled = False
         if not self.accepting:
             return
-        if len(self.ready) > 1:
-            self.ready.sort(key=lambda rt: (-self.runs[rt[0]].pipeline.priority, rt[0],
-                                            self.runs[rt[0]].pipeline.order.index(rt[1])))
         while self.ready and len(self.live) < self.config.engine.parallelism:
-            run_id, name = self.ready.pop(0)
+            _, run_id, _, name = heapq.heappop(self.ready)
             ctx = self.runs.get(run_id)
             if ctx is None or ctx.states.get(name) != TaskState.READY:
                 continue
@@ -324,13 +331,8 @@ class Engine:
         input_hash = _input_hash(spec, ctx.params, upstream)
         if spec.cache and number == 1 and self._try_cache(ctx, name, spec, input_hash):
             return
-        attempt_dir = ctx.run_dir / "attempts" / name / str(number)
-        attempt_dir.mkdir(parents=True, exist_ok=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("owner.json", "proc.json", "exit.json", "result.json"):
-            # A previous engine may have crashed between mkdir and the attempt row; start clean.
-            (attempt_dir / stale).unlink(missing_ok=True)
+        # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
+        attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
         argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
         log_path = attempt_dir / "output.log"
         attempt_id = self.store.start_attempt(NewAttempt(
@@ -344,7 +346,7 @@ class Engine:
         assert self.executor is not None
         self.executor.spawn(SpawnRequest(
             attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
-            log_max_bytes=self.config.engine.log_max_bytes,
+            log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
         ))
         self._arm_timeout(la)
         self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number})
@@ -398,6 +400,8 @@ class Engine:
             return False
         self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit["id"], arts)
         ctx.states[name] = TaskState.SKIPPED
+        for d in ctx.dependents[name]:
+            ctx.unmet[d] -= 1
         self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit["id"]})
         self._promote_ready(ctx)
         self._maybe_finish(ctx)
@@ -504,6 +508,15 @@ class Engine:
             tstate, treason, next_at = TaskState.FAILED, reason, None
         ctx.states[la.task] = tstate
         cascade: list[tuple[int, TaskState, str | None]] = []
+        newly_ready: list[str] = []
+        if tstate == TaskState.SUCCEEDED and not ctx.cancel_requested:
+            # Dependents that become ready are recorded in the same transaction as this outcome.
+            for d in ctx.dependents[la.task]:
+                ctx.unmet[d] -= 1
+                if ctx.states[d] == TaskState.PENDING and ctx.unmet[d] == 0:
+                    ctx.states[d] = TaskState.READY
+                    cascade.append((ctx.task_ids[d], TaskState.READY, None))
+                    newly_ready.append(d)
         if tstate in (TaskState.FAILED, TaskState.CANCELLED):
             for t in scheduler.failure_cascade(ctx.dependents, la.task, ctx.states):
                 ctx.states[t] = TaskState.UPSTREAM_FAILED if tstate == TaskState.FAILED else TaskState.CANCELLED
@@ -516,10 +529,10 @@ class Engine:
         self._emit({"kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(tstate), "attempt": la.number,
                     "exit_code": info.exit_code, "signal": info.signal, "reason": treason,
                     "log_truncated": info.log_truncated})
+        for d in newly_ready:
+            self._push_ready(ctx, d)
         if tstate == TaskState.RETRY_WAIT and next_at is not None:
             self._arm_retry(ctx, la.task, next_at)
-        elif tstate == TaskState.SUCCEEDED:
-            self._promote_ready(ctx)
         self._maybe_finish(ctx)
         self._schedule_dispatch()
 
@@ -535,7 +548,7 @@ class Engine:
             return
         self.store.set_task_states([(ctx.task_ids[name], TaskState.READY, None)])
         ctx.states[name] = TaskState.READY
-        self.ready.append((run_id, name))
+        self._push_ready(ctx, name)
         self._schedule_dispatch()
 
     def _maybe_finish(self, ctx: RunCtx) -> None:

@@ -34,6 +34,7 @@ class SpawnRequest:
     attempt_dir: str
     log_max_bytes: int
     cpus: list[int] | None = None
+    mkdirs: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

@@ -30,29 +30,54 @@ def main() -> int:
 
     reply_fd = sys.stdout.fileno()
     stdin = sys.stdin.buffer
+    spare = _fork_spare(reply_fd)
     while True:
         line = stdin.readline()
         if not line:
+            os.close(spare)  # the spare reads EOF and exits
             return 0
+        # Hand the request to the waiting spare, then fork the next spare while it works:
+        # the fork's cost is paid off the critical path of the task just requested.
         try:
-            req = json.loads(line)
-        except ValueError:
-            continue
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.setsid()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                os.close(0)
-                code = run_shim(req, reply_fd)
-            except BaseException as exc:  # a shim must never unwind into the zygote's loop
-                try:
-                    os.write(reply_fd, (json.dumps({"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"}) + "\n").encode())
-                except OSError:
-                    pass
-            finally:
-                os._exit(code)
+            os.write(spare, line)
+        except OSError:
+            pass
+        os.close(spare)
+        spare = _fork_spare(reply_fd)
+
+
+def _fork_spare(reply_fd: int) -> int:
+    """Fork a shim that waits for one request on a pipe; returns the pipe's write end."""
+    from edgeorch.engine.shim import run_shim
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(rfd)
+        return wfd
+    code = 1
+    req: dict = {}
+    try:
+        os.close(wfd)
+        os.close(0)
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        data = b""
+        while chunk := os.read(rfd, 1 << 16):
+            data += chunk
+        os.close(rfd)
+        if not data.strip():
+            os._exit(0)  # the zygote is shutting down; we were never used
+        req = json.loads(data)
+        code = run_shim(req, reply_fd)
+    except BaseException as exc:  # a shim must never unwind into the zygote's code
+        try:
+            os.write(reply_fd, (json.dumps({"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"}) + "\n").encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+    return -1  # pragma: no cover
 
 
 if __name__ == "__main__":

@@ -210,8 +210,9 @@ def reduce_blocks(stats):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _mix64(z):  # pragma: no cover - compiled
-    # splitmix64 finaliser: a cheap, well-mixed 64-bit hash of a 64-bit key.
-    z = z * _GOLDEN
+    # splitmix64 output of the state key + golden gamma: a cheap, well-mixed
+    # 64-bit hash; the added gamma keeps key 0 (the value 0.0) off hash 0.
+    z = z + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))

@@ -98,8 +98,15 @@ class Store:
             raise StateError(f"cannot migrate the state file: {exc}", file=str(self.path)) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit: ``BEGIN IMMEDIATE``/``COMMIT``, or a SAVEPOINT when nested."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: ``BEGIN IMMEDIATE``/``COMMIT``, or a SAVEPOINT when nested.
+
+        ``durable=False`` commits without waiting for fsync (``synchronous=NORMAL``
+        for this one commit): still atomic and crash-safe for the process, but the
+        last such commits may be lost on power loss. Only for facts that are
+        recorded durably elsewhere too (the shim's proc.json), to keep the
+        per-task overhead low; the next durable commit syncs them as well.
+        """
         if self.readonly:
             raise StateError("the state file is open read-only", file=str(self.path))
         if self._depth:
@@ -117,7 +124,12 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
         self._depth = 1
         try:
             yield self.conn
@@ -128,10 +140,13 @@ class Store:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
         finally:
             self._depth = 0
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
 
     def close(self) -> None:
         self.conn.close()
@@ -291,10 +306,14 @@ class Store:
         """Insert an attempt in ``starting`` and mark its task ``running``; returns the attempt id.
 
         Called before the process is spawned, so a crash after the spawn finds
-        the attempt (and its folder) and can adopt or abandon it.
+        the attempt (and its folder) and can adopt or abandon it. Committed
+        without fsync: it must survive the engine's crash (it does), and after
+        a power loss no process of the attempt survives either; the attempt's
+        outcome is committed durably by :meth:`finish_attempt`, which syncs
+        this record along with it.
         """
         now = self.clock()
-        with self.transaction():
+        with self.transaction(durable=False):
             cur = self.conn.execute(
                 "INSERT INTO attempts (task_id, run_id, task, number, state, started_at, log_path, attempt_dir, definition_hash, input_hash)"
                 " VALUES (?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?)",
@@ -307,8 +326,11 @@ class Store:
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def attempt_running(self, attempt_id: int, *, pid: int, pid_start_time: int, pgid: int, shim_pid: int, shim_start_time: int) -> None:
-        """Record the processes of a started attempt (never trust a bare pid after a restart)."""
-        with self.transaction():
+        """Record the processes of a started attempt (never trust a bare pid after a restart).
+
+        Not fsynced: the shim's proc.json holds the same facts for recovery.
+        """
+        with self.transaction(durable=False):
             self.conn.execute(
                 "UPDATE attempts SET state = 'running', pid = ?, pid_start_time = ?, pgid = ?, shim_pid = ?, shim_start_time = ? WHERE id = ?",
                 (pid, pid_start_time, pgid, shim_pid, shim_start_time, attempt_id),
