@@ -48,6 +48,31 @@ def _open_store(cfg: Config, *, readonly: bool):
     return Store(cfg.state_file, readonly=readonly)
 
 
+def _daemon(cfg: Config):
+    """A connected client when a daemon answers on the configured socket, else None."""
+    from .control import Client, DaemonNotRunning
+
+    if not cfg.socket_path.exists():
+        return None
+    client = Client(cfg.socket_path, timeout=30)
+    try:
+        client.call("ping")
+    except DaemonNotRunning:
+        client.close()
+        return None
+    return client
+
+
+def _require_daemon(cfg: Config):
+    """A client, or a clear DaemonNotRunning error for commands that change a live daemon's state."""
+    from .control import DaemonNotRunning
+
+    client = _daemon(cfg)
+    if client is None:
+        raise DaemonNotRunning(cfg.socket_path)
+    return client
+
+
 # -- validate -----------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -169,7 +194,8 @@ def _drive(cfg: Config, action: Callable[[Any], int], *, json_out: bool) -> int:
         store.close()
         if lock is not None:
             lock.release() if hasattr(lock, "release") else None
-    _print_run(cfg, run_id, json_out=json_out, summary=True)
+    run = _run_document(cfg, run_id)
+    print_json(run) if json_out else _print_run(run, summary=True)
     if state == RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
@@ -184,8 +210,50 @@ def _state_lock(cfg: Config):
     return acquire_state_lock(cfg.state_dir)
 
 
+def _follow_remote(cfg: Config, client: Any, run_id: int, *, json_out: bool) -> int:
+    """Print a daemon-run's progress from the ``events`` stream until it finishes.
+
+    Ctrl-C asks the daemon to cancel the run and keeps following until it has.
+    """
+    printer = _ProgressPrinter(enabled=not json_out)
+    state = None
+    cancelled = False
+    while state is None:
+        try:
+            for ev in client.stream("events", {"run_id": run_id}):
+                printer(ev)
+                if ev.get("kind") == "run" and ev.get("run_id") == run_id and ev.get("state") in ("succeeded", "failed", "cancelled"):
+                    state = ev["state"]
+                    break
+        except KeyboardInterrupt:
+            if cancelled:
+                print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            cancelled = True
+            print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
+            try:
+                client.call("cancel", {"run_id": run_id, "reason": "interrupted by the user (Ctrl-C)"})
+            except EdgeorchError as exc:
+                print(f"edgeorch: {exc.render()}", file=sys.stderr)
+    run = client.call("runs.show", {"run_id": run_id})
+    print_json(run) if json_out else _print_run(run, summary=True)
+    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    client = _daemon(cfg)
+    if client is not None and not args.here:
+        with client:
+            res = client.call("trigger", {"pipeline": args.pipeline, "params": parse_param_args(args.param or []),
+                                          "trigger": "cli"})
+            if not args.json:
+                print(f"run {res['run_id']} of {args.pipeline} queued on the daemon at {cfg.socket_path}", flush=True)
+            if args.detach:
+                if args.json:
+                    print_json(res)
+                return EXIT_OK
+            return _follow_remote(cfg, client, res["run_id"], json_out=args.json)
     pipeline = _find_pipeline(cfg, args.pipeline)
     params = resolve_params(pipeline, parse_param_args(args.param or []))
     if not args.json:
@@ -195,6 +263,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            res = client.call("retry", {"run_id": args.run_id})
+            if not args.json:
+                print(f"resuming run {args.run_id}: {', '.join(res['tasks'])}", flush=True)
+            return _follow_remote(cfg, client, args.run_id, json_out=args.json)
 
     def action(engine: Any) -> int:
         redo = engine.resume(args.run_id, actor=_actor())
@@ -219,8 +294,17 @@ def _actor() -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    store = _open_store(cfg, readonly=True)
-    runs = store.list_runs(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            runs = client.call("runs.list", {"limit": args.limit, "pipeline": args.pipeline, "state": args.state})["runs"]
+    else:
+        store = _open_store(cfg, readonly=True)
+        try:
+            runs = store.list_runs(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
+        finally:
+            if store is not None:
+                store.close()
     if args.json:
         print_json(runs)
         return EXIT_OK
@@ -233,29 +317,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_doc(store: Any, run_id: int) -> dict[str, Any]:
-    run = store.get_run(run_id)
-    run["tasks"] = store.tasks_of(run_id)
-    attempts = store.attempts_of(run_id)
-    for t in run["tasks"]:
-        t["attempt_list"] = [a for a in attempts if a["task"] == t["name"]]
-        t["artifacts"] = store.latest_artifacts(run_id, t["name"])
-    run["results"] = store.results_of(run_id)
-    run["checkpoints"] = store.checkpoints_of(run_id)
-    return run
+def _run_document(cfg: Config, run_id: int) -> dict[str, Any]:
+    """The run's document from the daemon when one runs, else from the state file."""
+    client = _daemon(cfg)
+    if client is not None:
+        with client:
+            return client.call("runs.show", {"run_id": run_id})
+    from .rundoc import run_document
 
-
-def _print_run(cfg: Config, run_id: int, *, json_out: bool, summary: bool = False) -> None:
     store = _open_store(cfg, readonly=True)
     if store is None:
         raise NotFoundError("no such run (no state file yet)", value=run_id)
     try:
-        run = _run_doc(store, run_id)
+        return run_document(store, run_id)
     finally:
         store.close()
-    if json_out:
-        print_json(run)
-        return
+
+
+def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
     took = (run["finished_at"] or time.time()) - run["started_at"] if run["started_at"] else None
     print(f"\nrun {run['id']}  {run['pipeline']}  {run['state'].upper()}  {format_duration(took)}"
           + (f"  ({run['reason']})" if run["reason"] else ""))
@@ -277,13 +356,12 @@ def _print_run(cfg: Config, run_id: int, *, json_out: bool, summary: bool = Fals
         print_table(["task", "column", "metric", "value", "p-value", "threshold", "verdict"],
                     [[r["task"], r["column_name"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]]
                      for r in run["results"]])
-    failed = [t for t in run["tasks"] if t["state"] == "failed"]
-    for t in failed:
-        print(f"\nlast lines of {t['name']} (edgeorch logs {run_id} {t['name']}):")
-        last = t["attempt_list"][-1] if t["attempt_list"] else None
-        if last:
-            for line in _tail(Path(last["log_path"]), 10):
-                print(f"  {line}")
+    for t in run["tasks"]:
+        if t["state"] != "failed" or not t["attempt_list"]:
+            continue
+        print(f"\nlast lines of {t['name']} (edgeorch logs {run['id']} {t['name']}):")
+        for line in _tail(Path(t["attempt_list"][-1]["log_path"]), 10):
+            print(f"  {line}")
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -299,29 +377,35 @@ def _tail(path: Path, n: int) -> list[str]:
 
 def cmd_show(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    _print_run(cfg, args.run_id, json_out=args.json)
-    if not args.json:
-        store = _open_store(cfg, readonly=True)
-        assert store is not None
-        try:
-            attempts = store.attempts_of(args.run_id)
-            print("\nattempts:")
-            print_table(["task", "#", "state", "pid", "started", "duration", "exit", "log"], [
-                [a["task"], a["number"], a["state"], a["pid"], format_timestamp(a["started_at"]),
-                 format_duration((a["finished_at"] or time.time()) - a["started_at"]),
-                 a["exit_code"] if a["signal"] is None else f"sig {a['signal']}", a["log_path"]] for a in attempts])
-            arts = store.artifacts_of(args.run_id)
-            if arts:
-                print("\nartifacts:")
-                print_table(["task", "name", "size", "sha256", "path"],
-                            [[a["task"], a["name"], a["size"], a["sha256"][:12], a["path"]] for a in arts])
-        finally:
-            store.close()
+    run = _run_document(cfg, args.run_id)
+    if args.json:
+        print_json(run)
+        return EXIT_OK
+    _print_run(run)
+    attempts = [a for t in run["tasks"] for a in t["attempt_list"]]
+    print("\nattempts:")
+    print_table(["task", "#", "state", "pid", "started", "duration", "exit", "log"], [
+        [a["task"], a["number"], a["state"], a["pid"], format_timestamp(a["started_at"]),
+         format_duration((a["finished_at"] or time.time()) - a["started_at"]),
+         a["exit_code"] if a["signal"] is None else f"sig {a['signal']}", a["log_path"]]
+        for a in sorted(attempts, key=lambda a: a["id"])])
+    arts = [a for t in run["tasks"] for a in t["artifacts"]]
+    if arts:
+        print("\nartifacts:")
+        print_table(["task", "name", "size", "sha256", "path"],
+                    [[a["task"], a["name"], a["size"], a["sha256"][:12], a["path"]] for a in arts])
     return EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if args.follow:
+        with _require_daemon(cfg) as client:
+            for item in client.stream("logs", {"run_id": args.run_id, "task": args.task, "attempt": args.attempt,
+                                               "follow": True}):
+                sys.stdout.write(item["data"])
+                sys.stdout.flush()
+        return EXIT_OK
     store = _open_store(cfg, readonly=True)
     if store is None:
         raise NotFoundError("no such run (no state file yet)", value=args.run_id)
@@ -350,6 +434,122 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- daemon and the commands that need it --------------------------------------------------
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from .daemon import run_daemon
+
+    return run_daemon(args.config)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        st = client.call("status")
+    if args.json:
+        print_json(st)
+        return EXIT_OK
+    print(f"edgeorch {st['version']} (pid {st['pid']}), up {format_duration(st['uptime_s'])}")
+    print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
+    print(f"  runs       {st['runs']['active']} active; " + ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items())))
+    print(f"  tasks      {st['tasks']['running']} running, {st['tasks']['ready']} waiting (parallelism {st['parallelism']})")
+    print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
+    for err in st["pipeline_errors"]:
+        print(f"  error      {err}")
+    return EXIT_OK
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    action = args.action or "list"
+    if action == "validate":
+        return cmd_validate(argparse.Namespace(path=args.name, json=args.json, config=args.config))
+    client = _daemon(cfg)
+    if action in ("pause", "resume", "show") and not args.name:
+        raise UsageError(f"`edgeorch pipelines {action}` needs a pipeline name", field="NAME")
+    if action in ("pause", "resume"):
+        if client is None:
+            from .control import DaemonNotRunning
+
+            raise DaemonNotRunning(cfg.socket_path)
+        with client:
+            res = client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
+        print_json(res) if args.json else print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}")
+        return EXIT_OK
+    if client is not None:
+        with client:
+            if action == "show":
+                res = client.call("pipelines.show", {"name": args.name})
+                if args.json:
+                    print_json(res)
+                else:
+                    print(res["source"], end="")
+                return EXIT_OK
+            res = client.call("pipelines.list")
+        items, errors = res["pipelines"], [e["message"] for e in res["errors"]]
+    else:
+        report = validate_path(cfg.pipelines_dir)
+        if action == "show":
+            p = _find_pipeline(cfg, args.name)
+            print_json({"name": p.name, "file": p.source_file, "source": p.source_text}) if args.json else print(p.source_text, end="")
+            return EXIT_OK
+        items = [{"name": n, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
+                  "paused": None, "content_hash": p.content_hash} for n, p in report.pipelines.items()]
+        errors = [e.render() for e in report.errors]
+    if args.json:
+        print_json({"pipelines": items, "errors": errors, "daemon": client is not None})
+        return EXIT_OK
+    print_table(["pipeline", "tasks", "paused", "description"],
+                [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]], i["description"]] for i in items])
+    for e in errors:
+        print(f"error  {e}")
+    return EXIT_OK
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    args.detach, args.here = True, False
+    cfg = _config(args)
+    with _require_daemon(cfg):
+        pass
+    return cmd_run(args)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        res = client.call("cancel", {"run_id": args.run_id, "reason": args.reason} if args.reason else {"run_id": args.run_id})
+    print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        for ev in client.stream("events", {"run_id": args.run} if args.run else {}):
+            if args.json:
+                print(json.dumps(ev), flush=True)
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
+                rest = {k: v for k, v in ev.items() if k not in ("ts", "kind") and v is not None}
+                print(f"{stamp}  {ev.get('kind', '?'):<10} " + " ".join(f"{k}={v}" for k, v in rest.items()), flush=True)
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        res = client.call("reload")
+    if args.json:
+        print_json(res)
+    else:
+        print(f"reloaded: {res['summary']}")
+        for e in res["errors"]:
+            print(f"error  {e['message']}")
+        for w in res["warnings"]:
+            print(f"note   {w}")
+    return EXIT_OK if not res["errors"] else EXIT_FAILED
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,9 +573,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "check pipeline files without running anything (exit 0 valid, 1 invalid)")
     p.add_argument("path", nargs="?", help="a pipeline file or folder (default: the configured pipelines folder)")
 
-    p = add("run", cmd_run, "run a pipeline now and show its progress (exit 0 only if the run succeeded)")
+    p = add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs it as a service)", json_flag=False)
+
+    p = add("status", cmd_status, "the daemon's state: uptime, runs, running tasks, pipelines")
+
+    p = add("run", cmd_run, "run a pipeline now and show its progress (exit 0 only if the run succeeded); "
+                            "through the daemon when one runs, else in this process")
     p.add_argument("pipeline", help="a pipeline name from the pipelines folder, or a path to a pipeline .toml file")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
+    p.add_argument("--detach", "-d", action="store_true", help="with a daemon: queue the run and return its id at once")
+    p.add_argument("--here", action="store_true", help="run in this process even if a daemon runs (needs the state lock)")
+
+    p = add("trigger", cmd_trigger, "queue a run on the daemon and print its id (like run --detach)")
+    p.add_argument("pipeline", help="a pipeline name")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
+
+    p = add("pipelines", cmd_pipelines, "list, show, validate, pause or resume pipelines")
+    p.add_argument("action", nargs="?", choices=["list", "show", "validate", "pause", "resume"], help="default: list")
+    p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)")
+    p.add_argument("--reason", help="why (recorded with pause)")
+
+    p = add("cancel", cmd_cancel, "cancel an active run on the daemon")
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("--reason", help="recorded with the cancellation")
+
+    p = add("events", cmd_events, "stream the daemon's state changes (one line each; --json: JSON lines)")
+    p.add_argument("--run", type=int, metavar="RUN_ID", help="only this run's events")
+
+    p = add("reload", cmd_reload, "reload the pipelines folder and the config's access lists (like SIGHUP)")
 
     p = add("runs", cmd_runs, "list recent runs")
     p.add_argument("--limit", "-n", type=int, default=20, help="how many runs (default 20)")
@@ -389,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int, metavar="RUN_ID")
     p.add_argument("task", metavar="TASK")
     p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the latest)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs (needs the daemon)")
 
     p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
     p.add_argument("run_id", type=int, metavar="RUN_ID")

@@ -286,6 +286,15 @@ class Engine:
             self._push_ready(ctx, n)
         self._schedule_dispatch()
 
+    def ready_tasks(self) -> list[tuple[int, str]]:
+        """(run_id, task) of tasks waiting for a slot, in start order."""
+        out = []
+        for _, run_id, _, name in sorted(self.ready):
+            ctx = self.runs.get(run_id)
+            if ctx is not None and ctx.states.get(name) == TaskState.READY:
+                out.append((run_id, name))
+        return out
+
     def _push_ready(self, ctx: RunCtx, name: str) -> None:
         heapq.heappush(self.ready, (-ctx.pipeline.priority, ctx.run_id, ctx.order_index[name], name))
 

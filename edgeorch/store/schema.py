@@ -132,6 +132,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN data TEXT;
     ALTER TABLE attempts ADD COLUMN verdict TEXT;
     """,
+    # 3: the daemon: paused pipelines survive restarts.
+    """
+    CREATE TABLE pipeline_state (
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        actor TEXT,
+        changed_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

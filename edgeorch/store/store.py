@@ -451,6 +451,33 @@ class Store:
             r["details"] = json.loads(r["details"]) if r["details"] else None
         return rows
 
+    # -- pipelines paused by an operator ------------------------------------------------
+
+    def set_paused(self, name: str, paused: bool, *, reason: str | None, actor: str | None) -> None:
+        """Pause or resume a pipeline (new runs refused / schedules skipped while paused)."""
+        now = self.clock()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO pipeline_state (name, paused, reason, actor, changed_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
+                " actor = excluded.actor, changed_at = excluded.changed_at",
+                (name, int(paused), reason, actor, now),
+            )
+            self._event(None, None, "pipeline_paused" if paused else "pipeline_resumed",
+                        f"{name} {'paused' if paused else 'resumed'}" + (f": {reason}" if reason else ""), actor, now,
+                        {"pipeline": name})
+
+    def paused_pipelines(self) -> dict[str, dict[str, Any]]:
+        """Name -> {reason, actor, changed_at} of every paused pipeline."""
+        return {r["name"]: r for r in self._all("SELECT * FROM pipeline_state WHERE paused = 1")}
+
+    def counts(self) -> dict[str, int]:
+        """Runs per state (for status and STATUS= lines); one indexed query."""
+        return {r["state"]: r["n"] for r in self._all("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")}
+
+    def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+
     # -- events ---------------------------------------------------------------------
 
     def add_event(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,

@@ -1,0 +1,209 @@
+"""``edgeorch daemon``: one process, one event loop that owns every state change.
+
+Start-up order (systemd sees READY=1 only at the end):
+
+1. load the config, take the state dir's lock (a second daemon is refused);
+2. open the state file (migrating it), load the pipelines folder;
+3. start the engine: adopt live attempts, collect those that ended while we
+   were away, abandon the rest, resume unfinished runs;
+4. listen on the control socket; watch the pipelines folder;
+5. ``READY=1``, then ``STATUS=`` on every change and ``WATCHDOG=1`` while the
+   loop advances.
+
+Signals only set flags (asyncio events) that the loop acts on: SIGTERM/SIGINT
+stop (running tasks go on under live restore unless
+``engine.stop_tasks_on_shutdown``), SIGHUP reloads the config's access lists
+and the pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, load_config
+from .control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
+from .engine.engine import Engine
+from .errors import EdgeorchError
+from .handlers import Operations
+from .registry import PipelineRegistry
+from .store import Store
+
+log = logging.getLogger("edgeorch.daemon")
+
+STATUS_DEBOUNCE_S = 0.5
+RELOAD_DEBOUNCE_S = 0.2
+
+
+class Daemon:
+    """Owns the engine, the socket server and the folder watcher for one state dir."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.store: Store | None = None  # type: ignore[assignment]
+        self.engine: Engine = None  # type: ignore[assignment]
+        self.server: ControlServer | None = None
+        self.registry = PipelineRegistry(config.pipelines_dir)
+        self.ops = Operations(self)
+        self.stop_requested = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self._status_handle: asyncio.TimerHandle | None = None
+        self._reload_handle: asyncio.TimerHandle | None = None
+        self._observer: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        cfg = self.config
+        lock = acquire_state_lock(cfg.state_dir)
+        try:
+            self.store = Store(cfg.state_file)
+            result = self.registry.reload()
+            for err in result.errors:
+                log.warning("pipeline error: %s", err.render())
+            log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
+            self.engine = Engine(cfg, self.store)
+            self.engine.listeners.append(self.ops.publish)
+            self.engine.listeners.append(self._on_engine_event)
+            await self.engine.start()
+            adopted = len(self.engine.live)
+            self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
+            self.ops.register(self.server)
+            await self.server.start()
+            self._watch_pipelines()
+            for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
+                               (signal.SIGHUP, self.reload_requested)):
+                # The handler only sets a flag; the loop does the work.
+                self.loop.add_signal_handler(sig, event.set)
+            notify({"READY": 1, "STATUS": self.status_line(), "MAINPID": os.getpid()})
+            log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted",
+                     __version__, cfg.socket_path, cfg.state_file, adopted)
+            watchdog = asyncio.create_task(watchdog_loop())
+            try:
+                await self._serve_until_stopped()
+            finally:
+                watchdog.cancel()
+            notify("STOPPING=1")
+            log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
+                     else f"{len(self.engine.live)} running task(s) continue under live restore")
+            self.engine.accepting = False
+            await self.server.close()
+            await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
+            if self._observer is not None:
+                self._observer.stop()
+            return 0
+        finally:
+            if self.store is not None:
+                self.store.close()
+            lock.release()
+
+    async def _serve_until_stopped(self) -> None:
+        while not self.stop_requested.is_set():
+            stop = asyncio.ensure_future(self.stop_requested.wait())
+            reload = asyncio.ensure_future(self.reload_requested.wait())
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            if self.reload_requested.is_set() and not self.stop_requested.is_set():
+                self.reload_requested.clear()
+                notify("RELOADING=1")
+                self.reload(actor="SIGHUP")
+                notify({"READY": 1, "STATUS": self.status_line()})
+
+    # -- reload ------------------------------------------------------------------------
+
+    def reload(self, *, actor: str) -> dict[str, Any]:
+        """Re-read the config's access lists and the pipelines folder."""
+        warnings = []
+        try:
+            new = load_config(self.config.source) if self.config.source else self.config
+            if self.server is not None:
+                self.server.set_policy(AccessPolicy.from_config(new.control))
+            if (new.state_dir, new.socket_path, new.engine) != (self.config.state_dir, self.config.socket_path, self.config.engine):
+                warnings.append("state dir, socket and [engine] changes take effect after a restart")
+        except EdgeorchError as exc:
+            warnings.append(f"config not reloaded: {exc.render()}")
+        result = self.registry.reload()
+        assert self.store is not None
+        self.store.add_event("reload", f"reload by {actor}: {result.summary()}", actor=actor,
+                             data={"errors": [e.render() for e in result.errors]})
+        for err in result.errors:
+            log.warning("pipeline error: %s", err.render())
+        log.info("reloaded (%s): %s", actor, result.summary())
+        self.ops.publish({"kind": "reload", "summary": result.summary(), "ts": time.time()})
+        return {"summary": result.summary(), "added": result.added, "changed": result.changed, "removed": result.removed,
+                "kept": result.kept, "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
+                "pipelines": sorted(self.registry.pipelines)}
+
+    def _watch_pipelines(self) -> None:
+        """Reload when a pipeline file changes (watchdog thread -> loop, debounced)."""
+        folder = self.config.pipelines_dir
+        if not folder.is_dir():
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        daemon = self
+        loop = self.loop
+        assert loop is not None
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
+                if any(str(p).endswith(".toml") for p in paths):
+                    loop.call_soon_threadsafe(daemon._schedule_reload)
+
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(Handler(), str(folder), recursive=False)
+        self._observer.start()
+
+    def _schedule_reload(self) -> None:
+        if self._reload_handle is not None:
+            self._reload_handle.cancel()
+        assert self.loop is not None
+        self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE_S, lambda: self.reload(actor="file change"))
+
+    # -- status ------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        e = self.engine
+        return f"{len(e.live)} running, {len(e.ready_tasks())} waiting, {len(e.runs)} active run(s)"
+
+    def resources_summary(self) -> dict[str, Any]:
+        return {"parallelism": self.config.engine.parallelism, "slots_in_use": len(self.engine.live),
+                "cpus": len(os.sched_getaffinity(0))}
+
+    def _on_engine_event(self, event: dict[str, Any]) -> None:
+        if self._status_handle is None and self.loop is not None:
+            self._status_handle = self.loop.call_later(STATUS_DEBOUNCE_S, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_handle = None
+        notify({"STATUS": self.status_line()})
+
+    async def _on_denied(self, peer: Any, op: str) -> None:
+        assert self.store is not None
+        self.store.add_event("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {op}",
+                             actor=f"{peer.user} (uid {peer.uid})", data={"op": op})
+
+
+def run_daemon(config_path: str | None) -> int:
+    """Entry point of ``edgeorch daemon``; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg = load_config(config_path)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cfg.numba_cache_dir))
+    print(f"edgeorch daemon {__version__}\n  state:     {cfg.state_file}\n  socket:    {cfg.socket_path}\n"
+          f"  pipelines: {cfg.pipelines_dir}\n  talk to it: edgeorch status | edgeorch pipelines | "
+          f"edgeorch run <pipeline> (or socat - UNIX-CONNECT:{cfg.socket_path})", file=sys.stderr, flush=True)
+    return asyncio.run(Daemon(cfg).run())

@@ -1,0 +1,22 @@
+"""One run as a JSON-ready document: the run, its tasks with attempts and artifacts, results.
+
+Shared by ``edgeorch show --json`` (reading the state file) and the daemon's
+``runs.show`` op, so both give the same document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run_document(store: Any, run_id: int) -> dict[str, Any]:
+    """Raises NotFoundError for an unknown run."""
+    run = store.get_run(run_id)
+    run["tasks"] = store.tasks_of(run_id)
+    attempts = store.attempts_of(run_id)
+    for t in run["tasks"]:
+        t["attempt_list"] = [a for a in attempts if a["task"] == t["name"]]
+        t["artifacts"] = store.latest_artifacts(run_id, t["name"])
+    run["results"] = store.results_of(run_id)
+    run["checkpoints"] = store.checkpoints_of(run_id)
+    return run
