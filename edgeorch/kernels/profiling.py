@@ -90,13 +90,15 @@ class ColumnProfile:
 
     @property
     def skewness(self) -> float | None:
-        if self.n < 1 or self.m2 <= 0.0:
+        # None as well when the powers of tiny deviations underflow (data on
+        # the scale of 1e-80 or below): the third and fourth moments are lost.
+        if self.n < 1 or self.m2 <= 0.0 or self.m2 ** 1.5 == 0.0 or self.m4 == 0.0:
             return None
         return math.sqrt(self.n) * self.m3 / self.m2 ** 1.5
 
     @property
     def kurtosis(self) -> float | None:
-        if self.n < 1 or self.m2 <= 0.0:
+        if self.n < 1 or self.m2 <= 0.0 or self.m2 * self.m2 == 0.0 or self.m4 == 0.0:
             return None
         return self.n * self.m4 / (self.m2 * self.m2) - 3.0
 
