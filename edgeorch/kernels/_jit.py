@@ -220,12 +220,10 @@ def _mix64(z):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _rank(h, p, q):  # pragma: no cover - compiled
-    # HLL rank: 1 + leading zeros of the hash bits after the register index,
-    # capped at q + 1 when they are all zero (one count-leading-zeros instruction).
-    w = h << np.uint64(p)
-    if w == 0:
-        return q + 1
-    return leading_zeros(w) + 1
+    # HLL rank: 1 + leading zeros of the hash bits after the register index.
+    # The sentinel bit just below them caps it at q + 1 without a branch.
+    w = (h << np.uint64(p)) | np.uint64(1 << (p - 1))
+    return np.int32(leading_zeros(w) + 1)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -248,21 +246,21 @@ def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - comp
     for c in numba.prange(nchunks):
         lo = c * step
         hi = min(lo + step, n)
+        # int32 registers and a branchless max: measurably faster than
+        # read-compare-write on bytes (random access, mispredicted branch).
+        local = np.zeros(m, dtype=np.int32)
         for i in range(lo, hi):
             v = x[i]
             if not math.isfinite(v):
                 continue
             k = int(math.floor(v * inv_width) - start)
-            if k < 0:
-                k = 0
-            elif k >= nbins:
-                k = nbins - 1
+            k = min(max(k, 0), nbins - 1)
             hists[c, k] += 1
             h = _mix64(np.float64(v + 0.0).view(np.uint64))
-            idx = int(h >> np.uint64(q))
-            rank = _rank(h, p, q)
-            if rank > regs[c, idx]:
-                regs[c, idx] = rank
+            idx = h >> np.uint64(q)
+            local[idx] = max(local[idx], _rank(h, p, q))
+        for j in range(m):
+            regs[c, j] = local[j]
     hist = np.zeros(nbins, dtype=np.int64)
     reg = np.zeros(m, dtype=np.uint8)
     for c in range(nchunks):
