@@ -1,0 +1,224 @@
+"""The daemon as a real process: every op over the socket, the CLI against it, notify, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from edgeorch.errors import ConflictError, NotFoundError, UsageError
+
+TWO = """
+[params]
+word = "hello"
+[tasks.a]
+command = ["sh", "-c", "echo {word}"]
+[tasks.b]
+command = ["sh", "-c", "echo b"]
+needs = ["a"]
+"""
+
+GATED = """
+[tasks.wait]
+command = ["sh", "-c", "echo waiting; while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done; echo went"]
+"""
+
+
+def test_ready_status_and_stopping_are_notified(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    assert daemon.ready_message["STATUS"] == "0 running, 0 waiting, 0 active run(s)"
+    assert int(daemon.ready_message["MAINPID"]) == daemon.proc.pid
+    run_id = daemon.call("trigger", {"pipeline": "two"})["run_id"]
+    assert daemon.wait_run(run_id) == "succeeded"
+    assert "running" in daemon.notify.wait_for("STATUS")["STATUS"]  # sent as the counts change
+    assert daemon.stop() == 0
+    daemon.notify.wait_for("STOPPING", "1")
+    assert not daemon.socket_path.exists()
+
+
+def test_every_op_round_trips(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    with daemon.client() as c:
+        assert c.call("ping")["pong"] is True
+        assert c.call("version")["protocol"] == 1
+        st = c.call("status")
+        assert st["pid"] == daemon.proc.pid and st["pipelines"] == 1
+        assert [p["name"] for p in c.call("pipelines.list")["pipelines"]] == ["two"]
+        assert c.call("pipelines.show", {"name": "two"})["order"] == ["a", "b"]
+        assert c.call("pipelines.validate")["ok"] is True
+        run_id = c.call("trigger", {"pipeline": "two", "params": {"word": "yo"}})["run_id"]
+        assert daemon.wait_run(run_id) == "succeeded"
+        listed = c.call("runs.list", {"limit": 5})["runs"]
+        assert listed[0]["id"] == run_id and listed[0]["actor"].endswith(f"(uid {os.getuid()})")
+        doc = c.call("runs.show", {"run_id": run_id})
+        assert [t["state"] for t in doc["tasks"]] == ["succeeded", "succeeded"]
+        logs = "".join(item["data"] for item in c.stream("logs", {"run_id": run_id, "task": "a"}))
+        assert logs == "yo\n"
+        with pytest.raises(ConflictError, match="nothing to retry"):
+            c.call("retry", {"run_id": run_id})
+        with pytest.raises(ConflictError, match="already succeeded"):
+            c.call("cancel", {"run_id": run_id})
+        assert c.call("pipelines.pause", {"name": "two", "reason": "maintenance"})["paused"] is True
+        with pytest.raises(ConflictError, match="paused"):
+            c.call("trigger", {"pipeline": "two"})
+        assert c.call("pipelines.resume", {"name": "two"})["paused"] is False
+        assert c.call("reload")["pipelines"] == ["two"]
+
+
+@pytest.mark.parametrize("op,args,exc,fragment", [
+    ("trigger", {"pipeline": "nope"}, NotFoundError, "no pipeline named 'nope'"),
+    ("trigger", {"pipeline": "two", "params": {"wrod": 1}}, UsageError, "did you mean 'word'"),
+    ("trigger", {}, UsageError, "argument 'pipeline' is required"),
+    ("runs.show", {"run_id": "x"}, UsageError, "wrong type"),
+    ("runs.show", {"run_id": 404}, NotFoundError, "no such run"),
+    ("runs.list", {"state": "done"}, UsageError, "not a run state"),
+    ("logs", {"run_id": 404, "task": "a"}, NotFoundError, "no such run"),
+])
+def test_bad_requests_get_clear_errors_and_the_daemon_keeps_serving(workspace, daemon, op, args, exc, fragment):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    with daemon.client() as c:
+        with pytest.raises(exc, match=fragment):
+            if op == "logs":
+                list(c.stream(op, args))
+            else:
+                c.call(op, args)
+        assert c.call("ping")["pong"] is True
+
+
+def test_garbage_on_the_socket_does_not_hurt_the_daemon(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    for payload in (os.urandom(4096), b"{not json}\n", b'{"v":1,"id":1,"op":"nope"}\n', b"x" * (2 * 1024 * 1024)):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(daemon.socket_path))
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            reply = s.recv(65536)
+        except (BrokenPipeError, ConnectionResetError):
+            reply = b'{"ok": false}'
+        finally:
+            s.close()
+        if reply:
+            assert json.loads(reply.splitlines()[0])["ok"] is False
+    assert daemon.call("status")["pid"] == daemon.proc.pid
+
+
+def test_cli_against_the_daemon(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    env = workspace.cli_env()
+    run = subprocess.run([*workspace.cli(), "run", "two", "-p", "word=cli"], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "queued on the daemon" in run.stdout and "SUCCEEDED" in run.stdout
+    st = subprocess.run([*workspace.cli(), "status"], env=env, capture_output=True, text=True, timeout=30)
+    assert st.returncode == 0 and f"pid {daemon.proc.pid}" in st.stdout
+    pl = subprocess.run([*workspace.cli(), "pipelines"], env=env, capture_output=True, text=True, timeout=30)
+    assert "two" in pl.stdout and "no" in pl.stdout
+    trig = subprocess.run([*workspace.cli(), "trigger", "two", "--json"], env=env, capture_output=True, text=True, timeout=30)
+    run_id = json.loads(trig.stdout)["run_id"]
+    assert daemon.wait_run(run_id) == "succeeded"
+    logs = subprocess.run([*workspace.cli(), "logs", str(run_id), "a", "--follow"], env=env, capture_output=True, text=True, timeout=30)
+    assert logs.stdout == "hello\n"
+
+
+def test_commands_that_change_state_need_a_daemon(workspace):
+    workspace.pipeline("two", TWO)
+    for args in (["cancel", "1"], ["status"], ["pipelines", "pause", "two"], ["reload"]):
+        proc = subprocess.run([*workspace.cli(), *args], env=workspace.cli_env(), capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 69, proc.stderr
+        assert "no edgeorch daemon is running at" in proc.stderr
+
+
+def test_cancel_and_follow_a_live_log(workspace, daemon):
+    workspace.pipeline("gated", GATED)
+    daemon.start()
+    with daemon.client() as c:
+        run_id = c.call("trigger", {"pipeline": "gated"})["run_id"]
+        follow = c.stream("logs", {"run_id": run_id, "task": "wait", "follow": True}, timeout=30)
+        first = ""
+        while "waiting" not in first:  # the live log shows the task's first line
+            first += next(follow)["data"]
+        (workspace.pipelines / "go").touch()
+        rest = "".join(item["data"] for item in follow)  # ends when the attempt ends
+        assert "went" in first + rest
+    # And a cancel of a running task:
+    (workspace.pipelines / "go").unlink()
+    with daemon.client() as c:
+        run_id = c.call("trigger", {"pipeline": "gated"})["run_id"]
+        follow = c.stream("logs", {"run_id": run_id, "task": "wait", "follow": True}, timeout=30)
+        assert "waiting" in next(follow)["data"]
+        c.call("cancel", {"run_id": run_id, "reason": "test says stop"})
+        follow.close()
+    assert daemon.wait_run(run_id) == "cancelled"
+    doc = daemon.call("runs.show", {"run_id": run_id})
+    assert doc["tasks"][0]["state"] == "cancelled"
+
+
+def test_sighup_reloads_pipelines(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    workspace.pipeline("three", TWO)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.notify.wait_for("RELOADING", "1")
+    daemon.notify.wait_for("READY", "1")
+    assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["three", "two"]
+
+
+def test_an_invalid_edit_keeps_the_previous_version(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    before = daemon.call("pipelines.show", {"name": "two"})["content_hash"]
+    workspace.pipeline("two", TWO + "\n[tasks.c]\nneeds = [\"zzz\"]\ncommand=[\"true\"]\n")
+    res = daemon.call("reload")
+    assert res["kept"] == ["two"] and "needs an unknown task" in res["errors"][0]["message"]
+    assert daemon.call("pipelines.show", {"name": "two"})["content_hash"] == before
+    run_id = daemon.call("trigger", {"pipeline": "two"})["run_id"]
+    assert daemon.wait_run(run_id) == "succeeded"
+
+
+def test_a_second_daemon_on_the_same_state_is_refused(workspace, daemon, tmp_path):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True, timeout=30)
+    assert second.returncode == 4
+    assert f"pid {daemon.proc.pid}" in second.stderr and "Traceback" not in second.stderr
+    assert daemon.call("ping")["pong"] is True
+
+
+def test_another_user_is_refused_and_recorded(workspace, daemon):
+    import shutil
+
+    if os.getuid() != 0 or not shutil.which("setpriv") or not shutil.which("socat"):
+        pytest.skip("needs root, setpriv and socat to act as user nobody")
+    import tempfile
+
+    workspace.pipeline("two", TWO)
+    # Put the socket where nobody can reach it (pytest's tmp dirs are private to root).
+    sock_dir = tempfile.mkdtemp(prefix="edgeorch-sock-")
+    os.chmod(sock_dir, 0o755)
+    sock = f"{sock_dir}/edgeorch.sock"
+    workspace.write_config(extra=f'[control]\nsocket = "{sock}"\n')
+    daemon.socket_override = sock
+    daemon.start()
+    os.chmod(sock, 0o777)
+    req = json.dumps({"v": 1, "id": 1, "op": "trigger", "args": {"pipeline": "two"}}) + "\n"
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-",
+                           f"UNIX-CONNECT:{sock}"], input=req, capture_output=True, text=True, timeout=30)
+    reply = json.loads(proc.stdout.splitlines()[0])
+    assert reply["ok"] is False and reply["error"]["code"] == "permission_denied"
+    assert daemon.call("runs.list")["runs"] == []
+    import sqlite3
+
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    kinds = [r[0] for r in conn.execute("SELECT kind FROM events WHERE kind = 'permission_denied'")]
+    conn.close()
+    assert kinds == ["permission_denied"]
