@@ -25,7 +25,6 @@ import errno
 import json
 import os
 import select
-import signal
 import subprocess  # imported before the zygote forks, so shims do not pay for it
 import sys
 import time
@@ -144,17 +143,16 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
 
     ``subprocess`` uses vfork+exec here (no preexec function), about twice as
     cheap as fork on a Python process. Pinning is applied to the shim itself
-    first and inherited by the task and all its descendants; the signals the
-    zygote ignores are reset so the task starts with default dispositions.
+    first and inherited by the task and all its descendants. The shim keeps
+    SIGPIPE ignored (a write to a dead engine's pipe must not kill it); the
+    task gets it back at its default through ``restore_signals``.
     """
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
     cpus = req.get("cpus")
     if cpus:
         os.sched_setaffinity(0, cpus)
     proc = subprocess.Popen(
         req["argv"], cwd=req["cwd"], env=req["env"], stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
-        start_new_session=True, close_fds=True,
+        start_new_session=True, close_fds=True, restore_signals=True,
     )
     # The Popen object is dropped without wait(): the shim reaps the pid itself with waitpid.
     proc.returncode = 0  # keeps Popen.__del__ from warning about a child it thinks is still running

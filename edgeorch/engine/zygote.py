@@ -22,9 +22,9 @@ import sys
 
 def main() -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    # Ctrl-C and terminal hangups are for the engine to handle, not for us or our shims.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Writes to the pipe of an engine that died must fail with EPIPE, never kill us or a
+    # shim (shims inherit this; tasks get the default back through restore_signals).
+    # Terminal signals do not reach us: the engine starts us in a session of our own.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     from edgeorch.engine.shim import run_shim  # noqa: F401  (imported before forking: shims inherit it)
 

@@ -1,0 +1,88 @@
+"""Live restore: running tasks survive the daemon's stop, restart and kill -9."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+from edgeorch.engine.procinfo import is_same_process
+
+
+def _db(ws) -> sqlite3.Connection:
+    conn = sqlite3.connect(ws.state / "edgeorch.db")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def test_sigterm_leaves_running_tasks_alive_and_a_restart_adopts_them(workspace, daemon):
+    workspace.pipeline("gated", """
+        [tasks.wait]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done; echo finished"]
+        [tasks.after]
+        command = ["echo", "after"]
+        needs = ["wait"]
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
+    deadline = time.monotonic() + 30
+    while not (workspace.pipelines / "started").exists():  # a condition: the task is running
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with _db(workspace) as conn:
+        (a,) = conn.execute("SELECT * FROM attempts WHERE task = 'wait'").fetchall()
+    assert daemon.stop() == 0
+    assert is_same_process(a["pid"], a["pid_start_time"]), "the task must survive the daemon's stop"
+    (workspace.pipelines / "go").touch()  # the task finishes while no daemon runs
+    daemon.start()
+    assert daemon.wait_run(run_id) == "succeeded"
+    doc = daemon.call("runs.show", {"run_id": run_id})
+    wait = doc["tasks"][0]
+    assert wait["attempts"] == 1 and wait["attempt_list"][0]["exit_code"] == 0  # collected, not rerun
+    assert "finished" in Path(wait["attempt_list"][0]["log_path"]).read_text()
+
+
+def test_kill_9_twenty_times_during_a_50_task_pipeline(workspace, daemon, tmp_path):
+    """Every task succeeds exactly once, attempts of a task never overlap, the state file stays sound."""
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    workspace.write_config(parallelism=4)
+    tasks = []
+    for i in range(50):
+        needs = f'needs = ["t{i - 5}"]' if i >= 5 else ""
+        # Each attempt notes its start and end; the end note is written only by an attempt that succeeds.
+        tasks.append(f"""
+[tasks.t{i}]
+command = ["sh", "-c", "echo $$ $EDGEORCH_ATTEMPT start >> {ledger}/t{i}; sleep 0.{random.Random(i).randint(1, 3)}; echo $$ end >> {ledger}/t{i}"]
+retries = 5
+retry_delay = "0.05s"
+{needs}
+""")
+    workspace.pipeline("fifty", "\n".join(tasks))
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "fifty"})["run_id"]
+    rng = random.Random(1234)
+    for _ in range(20):
+        time.sleep(rng.uniform(0.05, 0.4))  # random moments are the point of this test, not synchronisation
+        daemon.kill9()
+        daemon.start()
+    assert daemon.wait_run(run_id, timeout=120) == "succeeded"
+    daemon.stop()
+    with _db(workspace) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tasks_rows = conn.execute("SELECT name, state FROM tasks WHERE run_id = ?", (run_id,)).fetchall()
+        attempts = conn.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY task, number", (run_id,)).fetchall()
+    assert {r["state"] for r in tasks_rows} == {"succeeded"} and len(tasks_rows) == 50
+    by_task: dict[str, list] = {}
+    for a in attempts:
+        by_task.setdefault(a["task"], []).append(a)
+    for name, rows in by_task.items():
+        ok = [a for a in rows if a["state"] == "exited" and a["exit_code"] == 0]
+        assert len(ok) == 1, f"{name}: {len(ok)} successful attempts"
+        # Attempts of one task never overlap: each starts after the previous one ended.
+        for prev, nxt in zip(rows, rows[1:]):
+            assert prev["finished_at"] is not None and prev["finished_at"] <= nxt["started_at"], name
+        # The task's own ledger: exactly one completed execution.
+        lines = (ledger / name).read_text().split("\n")
+        assert sum(1 for line in lines if line.endswith(" end")) == 1, f"{name} ran to completion more than once"
