@@ -63,7 +63,13 @@ def run_call(ref: str, params: dict[str, Any]) -> int:
     try:
         value = func(**params)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_RAISED
+        # Python's own meaning: sys.exit() and sys.exit(0) succeed; a message means failure.
+        if exc.code is None:
+            return EXIT_OK
+        if isinstance(exc.code, int):
+            return exc.code
+        print(exc.code, file=sys.stderr)
+        return EXIT_RAISED
     except Exception:
         traceback.print_exc()
         return EXIT_RAISED
