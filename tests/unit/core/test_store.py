@@ -108,3 +108,26 @@ def test_pipeline_versions_are_stored_once_per_content(store):
     a = store.record_pipeline_version("p", "h1", "/p.toml", "x")
     assert store.record_pipeline_version("p", "h1", "/p.toml", "x") == a
     assert store.record_pipeline_version("p", "h2", "/p.toml", "y") != a
+
+
+def test_another_programs_sqlite_file_is_refused_untouched(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="not an edgeorch state file"):
+        Store(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["users"]
+    conn.close()
+
+
+def test_importing_the_store_does_not_import_pandas():
+    import subprocess
+    import sys
+
+    code = "import sys; from edgeorch.store import Store; import tempfile, os; Store(os.path.join(tempfile.mkdtemp(), 's.db')); print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
