@@ -222,3 +222,34 @@ def test_another_user_is_refused_and_recorded(workspace, daemon):
     kinds = [r[0] for r in conn.execute("SELECT kind FROM events WHERE kind = 'permission_denied'")]
     conn.close()
     assert kinds == ["permission_denied"]
+
+
+def test_watchdog_pings_come_from_the_event_loop(workspace, daemon):
+    """WATCHDOG=1 arrives while the loop runs and stops while the daemon is frozen."""
+    workspace.pipeline("two", TWO)
+    os.environ["WATCHDOG_USEC"] = "200000"  # inherited by the daemon started below
+    try:
+        daemon.start()
+    finally:
+        del os.environ["WATCHDOG_USEC"]
+    daemon.notify.wait_for("WATCHDOG", "1", timeout=5)
+    daemon.proc.send_signal(signal.SIGSTOP)  # a hung loop
+    try:
+        from edgeorch.engine.procinfo import process_state
+
+        while process_state(daemon.proc.pid) != "T":  # a condition: the kernel has stopped it
+            time.sleep(0.001)
+        daemon.notify.sock.setblocking(False)
+        try:
+            while daemon.notify.sock.recv(65536):  # drop pings sent before the stop
+                pass
+        except BlockingIOError:
+            pass
+        daemon.notify.sock.setblocking(True)
+        daemon.notify.messages.clear()
+        with pytest.raises(AssertionError):
+            daemon.notify.wait_for("WATCHDOG", "1", timeout=0.6)
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    daemon.notify.messages.clear()
+    daemon.notify.wait_for("WATCHDOG", "1", timeout=5)
