@@ -12,7 +12,6 @@ transaction and is then announced to listeners (CLI progress, the daemon's
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import os
 import random
@@ -28,6 +27,8 @@ from ..config import Config
 from ..errors import ConflictError, EdgeorchError, PipelineError
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
+from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
+from ..resources.admission import WATCH_INTERVAL_S, Admission, holds_anything, request_of
 from ..store import NewAttempt, Store
 from . import scheduler
 from .callrunner import EXIT_VIOLATION
@@ -52,6 +53,9 @@ class RunCtx:
     order_index: dict[str, int] = field(default_factory=dict)
     unmet: dict[str, int] = field(default_factory=dict)
     """Per task, how many of its upstreams have not finished with usable outputs."""
+    requests: dict[str, ResourceRequest] = field(default_factory=dict)
+    critical: dict[str, float] = field(default_factory=dict)
+    """Per task, predicted seconds from its start to the end of the run (the policy's order key)."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
@@ -68,6 +72,8 @@ class LiveAttempt:
     kill_timer: asyncio.TimerHandle | None = None
     stop_reason: str | None = None  # "timeout" or "cancelled" once we decided to stop it
     pending_kill: int | None = None  # a signal to send as soon as the pgid is known
+    started_at: float | None = None  # engine clock at start (None: adopted), for predicted durations
+    stop_detail: str | None = None  # the watcher's sentence when it stopped the attempt
 
 
 @dataclass
@@ -83,9 +89,11 @@ class Engine:
     def __post_init__(self) -> None:
         self.runs: dict[int, RunCtx] = {}
         self.live: dict[int, LiveAttempt] = {}
-        # A heap of (-priority, run_id, DAG position, task); entries whose task is no longer
-        # READY (cancelled, already started) are skipped when popped.
-        self.ready: list[tuple[int, int, int, str]] = []
+        # Ready tasks wait in the resources policy's queue (``self.res.queue``), keyed
+        # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held``.
+        self.res: Admission | None = None
+        self.watch_interval = WATCH_INTERVAL_S
+        self._watch_timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
         self._retry_timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,6 +106,8 @@ class Engine:
         """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
         self.loop = asyncio.get_running_loop()
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.res = Admission.open(self.config.resources)
+        self.res.seed_durations(self.store.successful_durations())
         self.executor = Executor(self.loop, self._on_started, self._on_exited)
         self.executor.start()
         for run in self.store.active_runs():
@@ -105,6 +115,7 @@ class Engine:
         self._recover_attempts()
         for ctx in list(self.runs.values()):
             self._requeue_after_restart(ctx)
+        self._arm_watch()
         self._schedule_dispatch()
 
     async def close(self, *, stop_tasks: bool = False) -> None:
@@ -117,12 +128,17 @@ class Engine:
                 await asyncio.sleep(0.05)
         for h in self._retry_timers.values():
             h.cancel()
+        if self._watch_timer is not None:
+            self._watch_timer.cancel()
+            self._watch_timer = None
         for la in self.live.values():
             for t in (la.timer, la.kill_timer):
                 if t:
                     t.cancel()
         if self.executor:
             self.executor.close()
+        if self.res is not None:
+            self.res.close()
 
     def _emit(self, event: dict[str, Any]) -> None:
         event.setdefault("ts", self.clock())
@@ -134,8 +150,16 @@ class Engine:
 
     # -- requests ----------------------------------------------------------------------
 
-    def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None) -> int:
-        """Queue a run of ``pipeline`` with resolved ``params``; returns the run id."""
+    def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None,
+               check_resources: bool = True) -> int:
+        """Queue a run of ``pipeline`` with resolved ``params``; returns the run id.
+
+        Raises :class:`UnsatisfiableError` (nothing recorded) when a task asks for
+        resources this machine can never grant; ``check_resources=False`` skips
+        that check (the task then fails at admission with the same reason).
+        """
+        if check_resources:
+            self.check_resources(pipeline)
         version_id = self.store.record_pipeline_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
         runs_dir = self.config.runs_dir
         run_id = self.store.create_run(
@@ -147,6 +171,18 @@ class Engine:
         self._activate(run_id, pipeline=pipeline)
         self._schedule_dispatch()
         return run_id
+
+    def check_resources(self, pipeline: Pipeline) -> None:
+        """Raise :class:`UnsatisfiableError` naming each task whose request no state of this machine grants."""
+        assert self.res is not None, "start() the engine first"
+        bad = self.res.check_pipeline(pipeline)
+        if bad:
+            task, why = bad[0]
+            more = "; ".join(f"{t}: {w}" for t, w in bad[1:])
+            raise UnsatisfiableError(
+                f"task {task} {why}" + (f" (also {more})" if more else ""), file=pipeline.source_file,
+                field=f"tasks.{task}", pipeline=pipeline.name,
+                hint="lower the request or change [resources] in the daemon's config")
 
     def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
         """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``)."""
@@ -184,6 +220,9 @@ class Engine:
                 if timer:
                     timer.cancel()
         self.store.set_task_states(changes)
+        assert self.res is not None
+        for name in ctx.states:
+            self.res.remove(f"{run_id}/{name}")
         for la in list(self.live.values()):
             if la.run_id == run_id:
                 self._stop_attempt(la, "cancelled")
@@ -225,6 +264,11 @@ class Engine:
             done=self.loop.create_future(),
         )
         ctx.unmet = {n: sum(1 for u in pipeline.tasks[n].needs if not ctx.states[u].done_ok) for n in pipeline.order}
+        assert self.res is not None
+        ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
+        model = self.res.durations
+        ctx.critical = critical_paths({n: t.needs for n, t in pipeline.tasks.items()},
+                                      {n: model.predict(f"{pipeline.name}/{n}") for n in pipeline.tasks})
         self.runs[run_id] = ctx
         if run["state"] == RunState.QUEUED:
             self.store.set_run_state(run_id, RunState.RUNNING)
@@ -250,6 +294,7 @@ class Engine:
             if a["run_id"] not in self.runs:
                 self._activate(a["run_id"])
             self.live[a["id"]] = la
+            self._restore_lease(a)
             if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
                 self.loop.call_soon(self._on_exited, a["id"], ExitInfo(None, None, None, lost=True,
                                                                          error="the attempt never started (engine stopped while starting it)"))
@@ -270,6 +315,25 @@ class Engine:
                                      run_id=a["run_id"], task=a["task"])
                 self._arm_timeout(la)
 
+    def _restore_lease(self, a: dict[str, Any]) -> None:
+        """Hold again the lease recorded for a live attempt, so nothing is granted twice after a restart."""
+        assert self.res is not None
+        rec = self.store.lease_of(a["id"])
+        holder = f"{a['run_id']}/{a['task']}"
+        try:
+            lease = Lease.from_dict(rec) if rec else Lease(holder)
+        except EdgeorchError:
+            lease = Lease(holder)
+        ctx = self.runs[a["run_id"]]
+        predicted = self.res.durations.predict(f"{ctx.pipeline.name}/{a['task']}")
+        end = (a["started_at"] or self.clock()) + predicted
+        cgroup = None
+        if lease.memory and self.res.cgroup.enforced and self.res.cgroup.path is not None:
+            path = self.res.cgroup.path / f"task-{a['id']}"
+            cgroup = str(path) if path.is_dir() else None
+        self.res.grant(a["id"], a["run_id"], a["task"], lease, ctx.pipeline.name, end, a["started_at"] or self.clock(),
+                       cgroup)
+
     # -- scheduling --------------------------------------------------------------------
 
     def _promote_ready(self, ctx: RunCtx) -> None:
@@ -287,16 +351,35 @@ class Engine:
         self._schedule_dispatch()
 
     def ready_tasks(self) -> list[tuple[int, str]]:
-        """(run_id, task) of tasks waiting for a slot, in start order."""
+        """(run_id, task) of tasks waiting for resources or a slot, in the policy's order."""
+        assert self.res is not None
+        q = self.res.queue
+        tasks = [q.get(tid) for group in q.shape_groups().values() for b in group for _, tid in b.entries]
         out = []
-        for _, run_id, _, name in sorted(self.ready):
-            ctx = self.runs.get(run_id)
-            if ctx is not None and ctx.states.get(name) == TaskState.READY:
-                out.append((run_id, name))
+        for t in sorted(tasks, key=lambda t: (-t.priority, -t.critical_path, t.seq)):  # type: ignore[union-attr]
+            run_id, name = _split_id(t.id)  # type: ignore[union-attr]
+            out.append((run_id, name))
         return out
 
     def _push_ready(self, ctx: RunCtx, name: str) -> None:
-        heapq.heappush(self.ready, (-ctx.pipeline.priority, ctx.run_id, ctx.order_index[name], name))
+        assert self.res is not None
+        tid = f"{ctx.run_id}/{name}"
+        if tid in self.res.queue:
+            return
+        self.res.push(tid, ctx.requests[name], ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
+                      self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
+
+    def _max_parallel(self) -> dict[str, int]:
+        return {c.pipeline.name: c.pipeline.max_parallel for c in self.runs.values() if c.pipeline.max_parallel}
+
+    def resources_report(self) -> dict[str, Any]:
+        """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready)."""
+        assert self.res is not None
+        rep = self.res.report(self.clock(), parallelism=self.config.engine.parallelism,
+                              max_parallel=self._max_parallel())
+        rep["parallelism"] = self.config.engine.parallelism
+        rep["running"] = len(self.live)
+        return rep
 
     def _schedule_dispatch(self) -> None:
         if not self._dispatch_scheduled and self.loop is not None:
@@ -306,15 +389,28 @@ class Engine:
     def _dispatch(self) -> None:
         """Start ready attempts while there is room. Order: pipeline priority, then run age, then DAG order."""
         self._dispatch_scheduled = False
-        if not self.accepting:
+        res = self.res
+        if not self.accepting or res is None or not len(res.queue):
             return
-        while self.ready and len(self.live) < self.config.engine.parallelism:
-            _, run_id, _, name = heapq.heappop(self.ready)
+        parallelism = self.config.engine.parallelism
+        if len(self.live) >= parallelism:
+            return  # cheap exit: no decision can start anything
+        # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
+        decision = res.decide(self.clock(), parallelism=parallelism, max_parallel=self._max_parallel())
+        for task, why in decision.unsatisfiable:
+            res.remove(task.id)
+            run_id, name = _split_id(task.id)
+            ctx = self.runs.get(run_id)
+            if ctx is not None and ctx.states.get(name) == TaskState.READY:
+                self._fail_without_attempt(ctx, name, f"cannot be scheduled: {why}")
+        for task, lease in decision.start:
+            res.remove(task.id)
+            run_id, name = _split_id(task.id)
             ctx = self.runs.get(run_id)
             if ctx is None or ctx.states.get(name) != TaskState.READY:
                 continue
             try:
-                self._start_task(ctx, name)
+                self._start_task(ctx, name, lease)
             except EdgeorchError as exc:
                 self._fail_without_attempt(ctx, name, exc.render())
             except OSError as exc:
@@ -330,7 +426,7 @@ class Engine:
     def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
         return {up: self.store.latest_artifacts(ctx.run_id, up) for up in spec.needs}
 
-    def _start_task(self, ctx: RunCtx, name: str) -> None:
+    def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
         number = ctx.attempts[name] + 1
         out_dir = ctx.run_dir / "outputs" / name
@@ -343,22 +439,57 @@ class Engine:
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
         attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
         argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
+        res = self.res
+        assert res is not None
+        env.update(self._lease_env(lease))
         log_path = attempt_dir / "output.log"
+        recorded = holds_anything(lease)
+        # The lease goes into the same transaction as the attempt (nothing held without a record).
         attempt_id = self.store.start_attempt(NewAttempt(
             task_id=ctx.task_ids[name], run_id=ctx.run_id, task=name, number=number, log_path=str(log_path),
             attempt_dir=str(attempt_dir), definition_hash=spec.definition_hash, input_hash=input_hash,
-        ))
+        ), lease.to_dict() if recorded else None)
+        cgroup, memory_note = res.memory_cgroup(attempt_id, lease)
+        now = self.clock()
+        res.grant(attempt_id, ctx.run_id, name, lease, ctx.pipeline.name,
+                  now + res.durations.predict(f"{ctx.pipeline.name}/{name}"), now, cgroup)
         ctx.attempts[name] = number
         ctx.states[name] = TaskState.RUNNING
-        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir)
+        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now)
         self.live[attempt_id] = la
         assert self.executor is not None
         self.executor.spawn(SpawnRequest(
             attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
             log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
+            cpus=res.shared_affinity(lease), cgroup=cgroup,
         ))
         self._arm_timeout(la)
-        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number})
+        event: dict[str, Any] = {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number}
+        if recorded:
+            event["lease"] = lease.to_dict()
+            note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
+            event["resources"] = note
+            self.store.add_event("lease_granted", f"{name}: attempt {number}: {note}", run_id=ctx.run_id, task=name,
+                                 data=lease.to_dict())
+            if lease.gpus:
+                self._arm_watch()
+        self._emit(event)
+
+    def _lease_env(self, lease: Lease) -> dict[str, str]:
+        """Thread counts and visible GPUs for an attempt.
+
+        With no GPU backend, a task without a GPU lease keeps the inherited CUDA
+        variables (there is nothing edgeorch hands out to protect, and hiding
+        devices edgeorch cannot see would break undeclared GPU users).
+        """
+        assert self.res is not None
+        if not lease.cpus and not lease.gpus and self.res.backend is None:
+            return {}
+        env = lease_env(lease)
+        if not lease.gpus and self.res.backend is None:
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+            env.pop("NVIDIA_VISIBLE_DEVICES", None)
+        return env
 
     def _command(self, ctx: RunCtx, spec: TaskSpec, values: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
                  attempt_dir: Path) -> tuple[list[str], dict[str, str], str]:
@@ -470,6 +601,9 @@ class Engine:
         la = self.live.pop(attempt_id, None)
         if la is None:
             return
+        assert self.res is not None
+        # In memory now; in SQLite with the outcome below (finish_attempt releases the lease row).
+        self.res.release(attempt_id)
         for t in (la.timer, la.kill_timer):
             if t:
                 t.cancel()
@@ -483,6 +617,9 @@ class Engine:
         reason: str | None = None
         if info.lost:
             astate, reason = AttemptState.ABANDONED, info.error
+        elif la.stop_reason == "gpu_memory":
+            astate = AttemptState.SIGNALLED if info.signal is not None else AttemptState.EXITED
+            reason = f"stopped by the GPU watcher: {la.stop_detail}"
         elif la.stop_reason == "timeout":
             astate, reason = AttemptState.TIMED_OUT, f"timed out after {spec.timeout or self.config.engine.default_timeout:g}s"
         elif info.signal is not None:
@@ -492,6 +629,9 @@ class Engine:
             if info.exit_code != 0:
                 reason = info.error or f"exited with code {info.exit_code}"
         ok = astate == AttemptState.EXITED and info.exit_code == 0 and la.stop_reason is None
+        if ok and la.started_at is not None:
+            end = info.finished_at if info.finished_at is not None else self.clock()
+            self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", end - la.started_at)
         out_dir = ctx.run_dir / "outputs" / la.task
         if ok:
             missing = [o for o in spec.outputs if not (out_dir / substitute(o, ctx.params)).is_file()]
@@ -545,6 +685,45 @@ class Engine:
         self._maybe_finish(ctx)
         self._schedule_dispatch()
 
+    # -- GPU watcher ------------------------------------------------------------------
+
+    def _arm_watch(self) -> None:
+        """Schedule the next GPU check, only while a GPU backend exists and GPU leases are held."""
+        res = self.res
+        if (self._watch_timer is None and self.loop is not None and res is not None and res.backend is not None
+                and res.gpu_leases_held):
+            self._watch_timer = self.loop.call_later(self.watch_interval, self._watch_tick)
+
+    def _watch_tick(self) -> None:
+        """Police GPU memory budgets, drain unhealthy GPUs, record both."""
+        self._watch_timer = None
+        res = self.res
+        if res is None or not self.accepting:
+            return
+        groups = {la.pgid: aid for aid, la in self.live.items()
+                  if la.pgid and aid in res.held and res.held[aid].running.lease.gpus}
+        pids = _pids_of_groups(set(groups))
+        actions, drains = res.watch({aid: pids.get(pg, [pg]) for pg, aid in groups.items()})
+        for uuid, why in drains.items():
+            self.store.add_event("gpu_drained", f"{uuid} drained: {why}; it gets no new lease",
+                                 data={"uuid": uuid, "reason": why})
+            self._emit({"kind": "gpu", "uuid": uuid, "state": "drained", "reason": why})
+        for aid, action in actions:
+            la = self.live.get(aid)
+            if la is None:
+                continue
+            kind = "gpu_budget_stop" if action.action == "stop" else "gpu_budget_warning"
+            self.store.add_event(kind, f"{la.task}: attempt {la.number} {action.reason}", run_id=la.run_id,
+                                 task=la.task, data={"attempt_id": aid, "action": action.action})
+            self._emit({"kind": "task_warning" if action.action == "warn" else "task_stopping", "run_id": la.run_id,
+                        "task": la.task, "attempt": la.number, "reason": action.reason})
+            if action.action == "stop":
+                la.stop_detail = action.reason
+                self._stop_attempt(la, "gpu_memory")
+        if drains:
+            self._schedule_dispatch()
+        self._arm_watch()
+
     def _arm_retry(self, ctx: RunCtx, name: str, at: float) -> None:
         assert self.loop is not None
         delay = max(at - self.clock(), 0.0)
@@ -571,6 +750,50 @@ class Engine:
         self._emit({"kind": "run", "run_id": ctx.run_id, "pipeline": ctx.pipeline.name, "state": str(outcome), "reason": reason})
         if ctx.done is not None and not ctx.done.done():
             ctx.done.set_result(outcome)
+
+
+def _split_id(task_id: str) -> tuple[int, str]:
+    """``"<run_id>/<task>"`` → (run_id, task); task names may not contain "/" but split once anyway."""
+    run, _, name = task_id.partition("/")
+    return int(run), name
+
+
+def _describe_lease(lease: Lease) -> str:
+    """One line for events: ``cores 0,1; GPU-… (share 4.0G); pool db``."""
+    from ..resources.allocator import _fmt
+    from ..resources.cpus import format_cpu_list
+
+    parts = []
+    if lease.cpus:
+        parts.append(f"cores {format_cpu_list(lease.cpus)}")
+    if lease.memory:
+        parts.append(f"memory {_fmt(lease.memory)}")
+    if lease.gpus:
+        share = f" (share {_fmt(lease.gpu_memory)})" if not lease.gpu_exclusive else " (whole)"
+        parts.append("GPUs " + ",".join(lease.gpus) + share)
+    if lease.pool:
+        parts.append(f"pool {lease.pool}")
+    return "leased " + "; ".join(parts)
+
+
+def _pids_of_groups(pgids: set[int]) -> dict[int, list[int]]:
+    """Pids per process group among ``pgids`` (one scan of /proc; empty when none asked)."""
+    out: dict[int, list[int]] = {}
+    if not pgids:
+        return out
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) in pgids:
+            out.setdefault(int(fields[2]), []).append(int(entry.name))
+    return out
 
 
 def _env_name(name: str) -> str:

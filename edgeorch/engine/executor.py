@@ -34,6 +34,8 @@ class SpawnRequest:
     attempt_dir: str
     log_max_bytes: int
     cpus: list[int] | None = None
+    cgroup: str | None = None
+    """A cgroup v2 folder (with ``memory.max``) the shim joins before starting the task."""
     mkdirs: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:

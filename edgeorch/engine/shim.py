@@ -150,6 +150,12 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
     cpus = req.get("cpus")
     if cpus:
         os.sched_setaffinity(0, cpus)
+    cgroup = req.get("cgroup")
+    if cgroup:
+        # Joined by the shim itself, like the affinity: the task and its descendants
+        # inherit the cgroup, so memory.max covers the whole process tree.
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write("0\n")
     proc = subprocess.Popen(
         req["argv"], cwd=req["cwd"], env=req["env"], stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
         start_new_session=True, close_fds=True, restore_signals=True,

@@ -142,6 +142,23 @@ MIGRATIONS: list[str] = [
         changed_at REAL NOT NULL
     );
     """,
+    # 4: resources: the hardware leased to each attempt (rebuilt after a restart, so
+    # adopted attempts keep their cores and GPUs and nothing is oversubscribed).
+    """
+    CREATE TABLE leases (
+        attempt_id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        cores TEXT NOT NULL,
+        gpus TEXT NOT NULL,
+        memory INTEGER NOT NULL DEFAULT 0,
+        pool TEXT,
+        lease TEXT NOT NULL,
+        granted_at REAL NOT NULL,
+        released_at REAL
+    );
+    CREATE INDEX leases_held ON leases (released_at) WHERE released_at IS NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,13 +21,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import sqlite_utils
-
 from ..errors import NotFoundError, StateError
 from ..model import AttemptState, RunState, TaskState
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_utils():  # type: ignore[no-untyped-def]
+    """Import sqlite-utils without its optional pandas support.
+
+    sqlite-utils imports pandas whenever it is installed, only to convert
+    pandas values on insert, which we never do. That import alone costs ~0.7 s
+    and ~50 MB in the daemon, breaking its start-up and idle-memory goals, so
+    it is hidden for the duration of this one import; pandas stays importable
+    for everything else.
+    """
+    import sys
+
+    if "sqlite_utils" in sys.modules:
+        return sys.modules["sqlite_utils"]
+    hide = "pandas" not in sys.modules
+    if hide:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # makes `import pandas` raise ImportError
+    try:
+        import sqlite_utils
+    finally:
+        if hide:
+            del sys.modules["pandas"]
+    return sqlite_utils
 
 
 @dataclass(frozen=True)
@@ -73,7 +95,14 @@ class Store:
                 hint="restore it from a backup, or move it away to start with empty state",
             ) from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self.db = _sqlite_utils().Database(conn)
+        if version == 0 and not readonly:
+            foreign = [t for t in self.db.table_names() if not t.startswith("sqlite_")]
+            if foreign:
+                raise StateError(
+                    f"the file is an SQLite database but not an edgeorch state file (tables: {', '.join(foreign[:5])})",
+                    file=str(self.path), hint="point [state] dir at another folder",
+                )
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"the state file has schema version {version}, newer than this edgeorch ({SCHEMA_VERSION})",
@@ -302,8 +331,12 @@ class Store:
 
     # -- attempts -------------------------------------------------------------------
 
-    def start_attempt(self, new: NewAttempt) -> int:
+    def start_attempt(self, new: NewAttempt, lease: dict[str, Any] | None = None) -> int:
         """Insert an attempt in ``starting`` and mark its task ``running``; returns the attempt id.
+
+        ``lease`` (a :meth:`edgeorch.resources.Lease.to_dict`) is recorded in
+        the same transaction, so an attempt never exists without the hardware
+        it was promised (and a restart rebuilds it from :meth:`held_leases`).
 
         Called before the process is spawned, so a crash after the spawn finds
         the attempt (and its folder) and can adopt or abandon it. Committed
@@ -323,7 +356,45 @@ class Store:
                 "UPDATE tasks SET state = 'running', attempts = ?, input_hash = ?, started_at = COALESCE(started_at, ?), next_attempt_at = NULL, reason = NULL WHERE id = ?",
                 (new.number, new.input_hash, now, new.task_id),
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            attempt_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            if lease is not None:
+                self._insert_lease(attempt_id, new.run_id, new.task, lease, now)
+            return attempt_id
+
+    def _insert_lease(self, attempt_id: int, run_id: int, task: str, lease: dict[str, Any], now: float) -> None:
+        gpus = [{"uuid": u, "memory": lease.get("gpu_memory", 0), "exclusive": lease.get("gpu_exclusive", False)}
+                for u in lease.get("gpus", [])]
+        self.conn.execute(
+            "INSERT INTO leases (attempt_id, run_id, task, cores, gpus, memory, pool, lease, granted_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (attempt_id, run_id, task, json.dumps(lease.get("cpus", [])), json.dumps(gpus), int(lease.get("memory", 0)),
+             lease.get("pool"), json.dumps(lease, sort_keys=True), now),
+        )
+
+    def held_leases(self) -> list[dict[str, Any]]:
+        """Leases not yet released, oldest first; ``lease`` is the parsed :meth:`Lease.to_dict`."""
+        rows = self._all("SELECT * FROM leases WHERE released_at IS NULL ORDER BY attempt_id")
+        for r in rows:
+            r["lease"] = json.loads(r["lease"])
+            r["cores"] = json.loads(r["cores"])
+            r["gpus"] = json.loads(r["gpus"])
+        return rows
+
+    def lease_of(self, attempt_id: int) -> dict[str, Any] | None:
+        """The lease recorded for an attempt (released or not), parsed; None when it had none."""
+        row = self._one("SELECT lease FROM leases WHERE attempt_id = ?", (attempt_id,))
+        return None if row is None else json.loads(row[0])
+
+    def successful_durations(self) -> list[tuple[str, str, float]]:
+        """``(pipeline, task, seconds)`` of every successful attempt, oldest first (one query).
+
+        Feeds the scheduler's predicted durations at engine start.
+        """
+        rows = self.conn.execute(
+            "SELECT r.pipeline, a.task, a.finished_at - a.started_at FROM attempts a JOIN runs r ON r.id = a.run_id"
+            " WHERE a.state = 'exited' AND a.exit_code = 0 AND a.finished_at IS NOT NULL ORDER BY a.id"
+        ).fetchall()
+        return [(p, t, float(d)) for p, t, d in rows]
 
     def attempt_running(self, attempt_id: int, *, pid: int, pid_start_time: int, pgid: int, shim_pid: int, shim_start_time: int) -> None:
         """Record the processes of a started attempt (never trust a bare pid after a restart).
@@ -371,6 +442,9 @@ class Store:
                 "UPDATE tasks SET state = ?, reason = ?, next_attempt_at = ?, finished_at = ? WHERE id = ?",
                 (tstate, treason, next_at, now if tstate.finished else None, task_id),
             )
+            # Released with the outcome: the hardware is free exactly when the attempt is over.
+            self.conn.execute("UPDATE leases SET released_at = ? WHERE attempt_id = ? AND released_at IS NULL",
+                              (now, attempt_id))
             if cascade:
                 self.set_task_states(list(cascade))
             if artifacts:
