@@ -181,8 +181,14 @@ class Daemon:
         return f"{len(e.live)} running, {len(e.ready_tasks())} waiting, {len(e.runs)} active run(s)"
 
     def resources_summary(self) -> dict[str, Any]:
+        """The short form of the ``resources`` op for ``status`` (counts, not the per-task lists)."""
+        rep = self.engine.resources_report()
         return {"parallelism": self.config.engine.parallelism, "slots_in_use": len(self.engine.live),
-                "cpus": len(os.sched_getaffinity(0))}
+                "cpus": len(rep["cpus"]["cores"]), "cpus_free": rep["cpus"]["free"],
+                "gpus": len(rep["gpus"]), "gpu_backend": rep["gpu_backend"],
+                "drained": {g["uuid"]: g["drained"] for g in rep["gpus"] if g["drained"]},
+                "leases": len(rep["leases"]), "waiting": len(rep["queue"]),
+                "memory_enforcement": rep["memory"]["enforcement"]}
 
     def _on_engine_event(self, event: dict[str, Any]) -> None:
         if self._status_handle is None and self.loop is not None:

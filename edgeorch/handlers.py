@@ -76,6 +76,8 @@ class Operations:
         reg("retry", self.retry, access="act", help="resume a finished run")
         reg("events", self.events, access="read", streaming=True, help="a stream of state changes")
         reg("reload", self.reload, access="act", help="reload config access lists and pipelines")
+        reg("resources", self.resources, access="read",
+            help="cores, memory, GPUs with live readings, who holds what, the queue with each task's reason")
 
     # -- events fan-out (an engine listener) --------------------------------------------
 
@@ -240,3 +242,7 @@ class Operations:
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return self.d.reload(actor=actor_of(peer))
+
+    async def resources(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """See :meth:`edgeorch.engine.engine.Engine.resources_report` (``queue`` lists waiting tasks with reasons)."""
+        return self.d.engine.resources_report()

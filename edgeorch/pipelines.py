@@ -334,6 +334,10 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         r.fail("gpu_memory", "cannot be combined with gpus", value=r.data.get("gpu_memory"),
                expected="either gpus = N (whole GPUs) or gpu_memory = SIZE (a share of one GPU)")
     gpu_model = r.str("gpu_model", None)
+    if gpu_model is not None and not gpus and not gpu_memory:
+        # A model constraint on no GPU would silently mean "any machine": say so.
+        r.fail("gpu_model", "constrains a GPU the task does not ask for", value=gpu_model,
+               expected="gpus = N or gpu_memory = SIZE alongside gpu_model")
     pool = r.str("pool", None)
     r.str("description", "", nonempty=False)
     r.finish(TASK_KEYS)
