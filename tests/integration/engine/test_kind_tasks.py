@@ -1,0 +1,104 @@
+"""Built-in check tasks (validate, profile, drift, fairness) inside pipelines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeorch.model import RunState
+
+
+def _csv(path, **cols) -> None:
+    names = list(cols)
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for row in zip(*cols.values()):
+            f.write(",".join(str(v) for v in row) + "\n")
+
+
+def test_drift_violation_fails_the_task_without_retry_and_records_every_column(workspace, harness):
+    rng = np.random.default_rng(0)
+    _csv(workspace.pipelines / "ref.csv", x=rng.normal(0, 1, 400).round(4), y=rng.normal(0, 1, 400).round(4))
+    _csv(workspace.pipelines / "cur.csv", x=rng.normal(3, 1, 400).round(4), y=rng.normal(3, 1, 400).round(4))
+    workspace.pipeline("drifty", """
+        [tasks.drift]
+        kind = "drift"
+        retries = 3
+        [tasks.drift.options]
+        reference = "ref.csv"
+        current = "cur.csv"
+        on_violation = "fail"
+        [tasks.after]
+        command = ["true"]
+        needs = ["drift"]
+    """)
+    run_id, state = harness.run("drifty")
+    assert state == RunState.FAILED
+    store = harness.store()
+    tasks = {t["name"]: t for t in store.tasks_of(run_id)}
+    assert tasks["drift"]["state"] == "failed" and tasks["drift"]["reason"].startswith("violation:")
+    assert tasks["drift"]["attempts"] == 1  # a violation is an outcome, not a flake: no retry
+    assert tasks["after"]["state"] == "upstream_failed"
+    rows = store.results_of(run_id, "drift")
+    assert {r["column_name"] for r in rows} == {"x", "y"}
+    assert all(r["verdict"] == "drift" and r["kind"] == "drift" for r in rows)
+    (attempt,) = store.attempts_of(run_id, "drift")
+    assert attempt["verdict"] == "violation" and attempt["exit_code"] == 3
+
+
+def test_warn_policy_records_the_violation_and_goes_on(workspace, harness):
+    _csv(workspace.pipelines / "data.csv", v=[1, 2, 3, -5], c=["a", "b", "a", "z"])
+    workspace.pipeline("checks", """
+        [params]
+        action = "warn"
+        [tasks.schema]
+        kind = "validate"
+        [tasks.schema.options]
+        input = "data.csv"
+        ranges = { v = [0, 10] }
+        allowed = { c = ["a", "b"] }
+        on_violation = "{action}"
+        [tasks.next]
+        command = ["true"]
+        needs = ["schema"]
+    """)
+    run_id, state = harness.run("checks")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    verdicts = {(r["column_name"], r["metric"]): r["verdict"] for r in store.results_of(run_id, "schema")}
+    assert verdicts[("v", "range")] == "violation" and verdicts[("c", "allowed")] == "violation"
+    run_id, state = harness.run("checks", {"action": "fail"})
+    assert state == RunState.FAILED
+
+
+def test_bad_input_file_fails_with_a_clear_message(workspace, harness):
+    workspace.pipeline("missing", """
+        [tasks.profile]
+        kind = "profile"
+        [tasks.profile.options]
+        input = "no_such.csv"
+    """)
+    run_id, state = harness.run("missing")
+    assert state == RunState.FAILED
+    (attempt,) = harness.store().attempts_of(run_id)
+    log = open(attempt["log_path"]).read()
+    assert "no_such.csv" in log and "Traceback" not in log
+    assert attempt["exit_code"] == 2
+
+
+def test_bad_kind_options_are_validation_errors(workspace):
+    from edgeorch.pipelines import validate_path
+
+    workspace.pipeline("bad", """
+        [tasks.d]
+        kind = "drift"
+        [tasks.d.options]
+        referense = "a.csv"
+        current = "b.csv"
+    """)
+    workspace.pipeline("badkind", """
+        [tasks.d]
+        kind = "drfit"
+    """)
+    errors = "\n".join(e.render() for e in validate_path(workspace.pipelines).errors)
+    assert "tasks.d.options.referense: unknown key" in errors and "did you mean 'reference'" in errors
+    assert "tasks.d.kind: is not a built-in task kind" in errors and "did you mean 'drift'" in errors
