@@ -76,6 +76,7 @@ class Daemon:
             self.engine.listeners.append(self.ops.publish)
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
+            self._warn_unsatisfiable()
             adopted = len(self.engine.live)
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
             self.ops.register(self.server)
@@ -129,8 +130,9 @@ class Daemon:
             new = load_config(self.config.source) if self.config.source else self.config
             if self.server is not None:
                 self.server.set_policy(AccessPolicy.from_config(new.control))
-            if (new.state_dir, new.socket_path, new.engine) != (self.config.state_dir, self.config.socket_path, self.config.engine):
-                warnings.append("state dir, socket and [engine] changes take effect after a restart")
+            if (new.state_dir, new.socket_path, new.engine, new.resources) != (
+                    self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
+                warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
         except EdgeorchError as exc:
             warnings.append(f"config not reloaded: {exc.render()}")
         result = self.registry.reload()
@@ -139,11 +141,21 @@ class Daemon:
                              data={"errors": [e.render() for e in result.errors]})
         for err in result.errors:
             log.warning("pipeline error: %s", err.render())
+        self._warn_unsatisfiable()
         log.info("reloaded (%s): %s", actor, result.summary())
         self.ops.publish({"kind": "reload", "summary": result.summary(), "ts": time.time()})
         return {"summary": result.summary(), "added": result.added, "changed": result.changed, "removed": result.removed,
                 "kept": result.kept, "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
                 "pipelines": sorted(self.registry.pipelines)}
+
+    def _warn_unsatisfiable(self) -> None:
+        """Log tasks of loaded pipelines this machine can never serve (a trigger is refused with the same text)."""
+        res = self.engine.res if self.engine is not None else None
+        if res is None:
+            return
+        for name, p in self.registry.pipelines.items():
+            for task, why in res.check_pipeline(p):
+                log.warning("pipeline %s: task %s %s: its runs will be refused", name, task, why)
 
     def _watch_pipelines(self) -> None:
         """Reload when a pipeline file changes (watchdog thread -> loop, debounced)."""
