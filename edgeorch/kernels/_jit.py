@@ -253,7 +253,10 @@ def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - comp
             v = x[i]
             if not math.isfinite(v):
                 continue
-            k = int(math.floor(v * inv_width) - start)
+            t = v * inv_width
+            if t == 0.0 and v < 0.0:
+                t = -0.5  # a tiny negative that underflowed: its bin is [-w, 0)
+            k = int(math.floor(t) - start)
             k = min(max(k, 0), nbins - 1)
             hists[c, k] += 1
             h = _mix64(np.float64(v + 0.0).view(np.uint64))

@@ -52,6 +52,14 @@ def rank_error_bound(size: int, confidence: float = 0.99) -> float:
 # Grid histogram
 
 
+def _floor_scaled(v: float, exp: int) -> int:
+    """``floor(v / 2**exp)``, exact also when the scaled value underflows."""
+    t = math.ldexp(v, -exp)
+    if t == 0.0 and v < 0.0:
+        return -1
+    return math.floor(t)
+
+
 @dataclass
 class GridHistogram:
     """Counts on the grid ``[(start + i) * 2**exp, (start + i + 1) * 2**exp)``.
@@ -86,8 +94,8 @@ class GridHistogram:
         # Keep 2**-exp finite (subnormal data): a coarser grid is still a grid.
         exp = min(max(exp, -1000), 1023)
         while True:
-            start = math.floor(math.ldexp(lo, -exp))
-            stop = math.floor(math.ldexp(hi, -exp))
+            start = _floor_scaled(lo, exp)
+            stop = _floor_scaled(hi, exp)
             if stop - start + 1 <= max_bins or exp >= 1023:
                 return exp, start, stop - start + 1
             exp += 1
