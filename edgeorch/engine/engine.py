@@ -444,12 +444,20 @@ class Engine:
         env.update(self._lease_env(lease))
         log_path = attempt_dir / "output.log"
         recorded = holds_anything(lease)
-        # The lease goes into the same transaction as the attempt (nothing held without a record).
+        note = None
+        if recorded:
+            memory_note = res.memory_note(lease)
+            note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
+        # The lease (and its event) go into the same transaction as the attempt: nothing held without a record.
         attempt_id = self.store.start_attempt(NewAttempt(
             task_id=ctx.task_ids[name], run_id=ctx.run_id, task=name, number=number, log_path=str(log_path),
             attempt_dir=str(attempt_dir), definition_hash=spec.definition_hash, input_hash=input_hash,
-        ), lease.to_dict() if recorded else None)
-        cgroup, memory_note = res.memory_cgroup(attempt_id, lease)
+        ), lease.to_dict() if recorded else None, note)
+        cgroup, cgroup_failed = res.memory_cgroup(attempt_id, lease)
+        if cgroup_failed:
+            note = f"{note}; {cgroup_failed}"
+            self.store.add_event("memory_not_enforced", f"{name}: attempt {number}: {cgroup_failed}",
+                                 run_id=ctx.run_id, task=name)
         now = self.clock()
         res.grant(attempt_id, ctx.run_id, name, lease, ctx.pipeline.name,
                   now + res.durations.predict(f"{ctx.pipeline.name}/{name}"), now, cgroup)
@@ -467,10 +475,7 @@ class Engine:
         event: dict[str, Any] = {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number}
         if recorded:
             event["lease"] = lease.to_dict()
-            note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
             event["resources"] = note
-            self.store.add_event("lease_granted", f"{name}: attempt {number}: {note}", run_id=ctx.run_id, task=name,
-                                 data=lease.to_dict())
             if lease.gpus:
                 self._arm_watch()
         self._emit(event)

@@ -222,17 +222,27 @@ class Admission:
             return None
         return list(lease.affinity)
 
-    def memory_cgroup(self, attempt_id: int, lease: Lease) -> tuple[str | None, str | None]:
-        """(cgroup folder, note for the start event) for a lease with a memory claim."""
+    def memory_note(self, lease: Lease) -> str | None:
+        """How a lease's memory claim is enforced, for the start event (None: no claim)."""
         if not lease.memory:
-            return None, None
+            return None
         if not self.cgroup.enforced:
-            return None, f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})"
+            return f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})"
+        return f"memory {_fmt(lease.memory)} enforced by cgroup memory.max"
+
+    def memory_cgroup(self, attempt_id: int, lease: Lease) -> tuple[str | None, str | None]:
+        """(cgroup folder, None) for a lease with a memory claim where enforced; (None, why) when creating it failed.
+
+        (None, None) when there is no claim or limits are not enforced here
+        (:meth:`memory_note` already says so).
+        """
+        if not lease.memory or not self.cgroup.enforced:
+            return None, None
         try:
             path = cgroups.create_child(self.cgroup, str(attempt_id), lease.memory)
         except OSError as exc:
             return None, f"memory {_fmt(lease.memory)} admission-checked, not enforced (cgroup: {exc.strerror})"
-        return (str(path) if path else None), f"memory {_fmt(lease.memory)} enforced by cgroup memory.max"
+        return (str(path) if path else None), None
 
     @property
     def gpu_leases_held(self) -> bool:

@@ -331,12 +331,13 @@ class Store:
 
     # -- attempts -------------------------------------------------------------------
 
-    def start_attempt(self, new: NewAttempt, lease: dict[str, Any] | None = None) -> int:
+    def start_attempt(self, new: NewAttempt, lease: dict[str, Any] | None = None, lease_note: str | None = None) -> int:
         """Insert an attempt in ``starting`` and mark its task ``running``; returns the attempt id.
 
         ``lease`` (a :meth:`edgeorch.resources.Lease.to_dict`) is recorded in
         the same transaction, so an attempt never exists without the hardware
-        it was promised (and a restart rebuilds it from :meth:`held_leases`).
+        it was promised (and a restart rebuilds it from :meth:`held_leases`);
+        with ``lease_note`` a ``lease_granted`` event says what was granted.
 
         Called before the process is spawned, so a crash after the spawn finds
         the attempt (and its folder) and can adopt or abandon it. Committed
@@ -359,6 +360,9 @@ class Store:
             attempt_id = int(cur.lastrowid)  # type: ignore[arg-type]
             if lease is not None:
                 self._insert_lease(attempt_id, new.run_id, new.task, lease, now)
+                if lease_note:
+                    self._event(new.run_id, new.task, "lease_granted", f"{new.task}: attempt {new.number}: {lease_note}",
+                                None, now, {"attempt_id": attempt_id, **lease})
             return attempt_id
 
     def _insert_lease(self, attempt_id: int, run_id: int, task: str, lease: dict[str, Any], now: float) -> None:

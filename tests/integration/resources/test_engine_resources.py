@@ -182,7 +182,10 @@ def test_memory_is_admission_checked_and_reported_not_enforced_here(workspace):
     with _db(workspace) as conn:
         huge = conn.execute("SELECT state, reason FROM tasks WHERE run_id = ? AND name = 'huge'", (run_id,)).fetchone()
         (lease,) = conn.execute("SELECT memory FROM leases WHERE run_id = ?", (run_id,)).fetchall()
+        (granted,) = conn.execute("SELECT message FROM events WHERE run_id = ? AND kind = 'lease_granted'",
+                                  (run_id,)).fetchall()
     assert huge["state"] == "failed" and "of memory but only" in huge["reason"]
+    assert granted[0] == "small: attempt 1: " + started[0]["resources"]
     assert lease["memory"] == 64 * 1024**2
 
 

@@ -90,14 +90,18 @@ def test_shared_affinity_only_restricts_when_cores_are_taken():
 
 
 def test_memory_not_enforced_is_said():
-    cg, note = _adm().memory_cgroup(7, Lease("x", memory=G))
-    assert cg is None and note == "memory 1.0G admission-checked, not enforced (memory limits not enforced: test)"
+    adm = _adm()
+    assert adm.memory_cgroup(7, Lease("x", memory=G)) == (None, None)
+    assert adm.memory_note(Lease("x", memory=G)) == ("memory 1.0G admission-checked, not enforced "
+                                                     "(memory limits not enforced: test)")
+    assert adm.memory_note(Lease("x", cpus=(0,))) is None
 
 
 def test_memory_cgroup_where_delegated(tmp_path: Path):
     adm = _adm()
     adm.cgroup = CgroupSupport(True, tmp_path, "enforced")
-    cg, note = adm.memory_cgroup(7, Lease("x", memory=G))
+    cg, failed = adm.memory_cgroup(7, Lease("x", memory=G))
+    assert failed is None and adm.memory_note(Lease("x", memory=G)) == "memory 1.0G enforced by cgroup memory.max"
     assert cg == str(tmp_path / "task-7") and (tmp_path / "task-7" / "memory.max").read_text() == f"{G}\n"
     adm.grant(7, 1, "t", Lease("x", memory=G), "p", 1.0, 0.0, cg)
     # A plain folder (unlike cgroupfs) cannot be rmdir-ed with files in it: release logs and goes on.
