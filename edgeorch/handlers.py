@@ -127,7 +127,10 @@ class Operations:
                 "params": {k: {"type": v.type, "default": v.default, "help": v.help} for k, v in p.params.items()},
                 "tasks": {n: {"needs": list(t.needs), "retries": t.retries, "timeout": t.timeout, "cache": t.cache,
                               "outputs": list(t.outputs), "kind": t.kind, "call": t.call,
-                              "command": t.command if isinstance(t.command, str) else list(t.command or [])}
+                              "command": t.command if isinstance(t.command, str) else list(t.command or []),
+                              "resources": {k: v for k, v in (("cpus", t.cpus), ("memory", t.memory), ("gpus", t.gpus),
+                                                              ("gpu_memory", t.gpu_memory), ("gpu_model", t.gpu_model),
+                                                              ("pool", t.pool)) if v}}
                           for n, t in p.tasks.items()}}
 
     async def pipelines_validate(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

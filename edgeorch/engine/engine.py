@@ -366,8 +366,20 @@ class Engine:
         tid = f"{ctx.run_id}/{name}"
         if tid in self.res.queue:
             return
-        self.res.push(tid, ctx.requests[name], ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
+        req = ctx.requests[name]
+        why = self.res.never(req)  # O(1) for plain tasks
+        if why is not None:
+            # Fail at once, even while every slot is busy (a decision stops looking when full).
+            assert self.loop is not None
+            self.loop.call_soon(self._fail_unsatisfiable, ctx.run_id, name, why)
+            return
+        self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
                       self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
+
+    def _fail_unsatisfiable(self, run_id: int, name: str, why: str) -> None:
+        ctx = self.runs.get(run_id)
+        if ctx is not None and ctx.states.get(name) == TaskState.READY:
+            self._fail_without_attempt(ctx, name, f"cannot be scheduled: {why}")
 
     def _max_parallel(self) -> dict[str, int]:
         return {c.pipeline.name: c.pipeline.max_parallel for c in self.runs.values() if c.pipeline.max_parallel}
@@ -397,12 +409,9 @@ class Engine:
             return  # cheap exit: no decision can start anything
         # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
         decision = res.decide(self.clock(), parallelism=parallelism, max_parallel=self._max_parallel())
-        for task, why in decision.unsatisfiable:
+        for task, why in decision.unsatisfiable:  # normally caught at push; kept as the policy's safety net
             res.remove(task.id)
-            run_id, name = _split_id(task.id)
-            ctx = self.runs.get(run_id)
-            if ctx is not None and ctx.states.get(name) == TaskState.READY:
-                self._fail_without_attempt(ctx, name, f"cannot be scheduled: {why}")
+            self._fail_unsatisfiable(*_split_id(task.id), why)
         for task, lease in decision.start:
             res.remove(task.id)
             run_id, name = _split_id(task.id)

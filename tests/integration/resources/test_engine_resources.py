@@ -240,3 +240,30 @@ def test_predicted_durations_are_seeded_from_past_successes(workspace):
 
 async def _estimates(engine):
     return dict(engine.res.durations.estimates)
+
+
+def test_impossible_request_fails_even_while_every_slot_is_busy(workspace):
+    workspace.write_config("""
+        [resources]
+        gpu_backend = "none"
+        """, parallelism=2)
+    gate = 'command = ["sh", "-c", "while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]'
+    workspace.pipeline("busy", f"""
+        [tasks.a]
+        {gate}
+        [tasks.b]
+        {gate}
+        [tasks.gpu]
+        command = ["true"]
+        gpus = 1
+    """)
+
+    async def body(engine, pipelines):
+        run_id = engine.submit(pipelines["busy"], {}, check_resources=False)
+        # Fails while a and b hold both slots (the gate is still shut).
+        await until(lambda: engine.runs[run_id].states["gpu"] == "failed", what="gpu task failed")
+        assert len(engine.live) == 2
+        (workspace.pipelines / "go").touch()
+        return await engine.wait_run(run_id)
+
+    assert run_engine(workspace, body) == RunState.FAILED
