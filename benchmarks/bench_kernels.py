@@ -170,18 +170,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median reported)")
-    ap.add_argument("--skip-compile", action="store_true", help="skip the cold/warm compile measurement")
+    ap.add_argument("--only", default="compile,profile,two-sample,drift",
+                    help="comma-separated sections to run (default: all)")
     args = ap.parse_args()
     import numba
 
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, numba {numba.__version__}, "
           f"threads {numba.get_num_threads()}, cpus {os.cpu_count()}")
-    if not args.skip_compile:
-        compile_times()
+    only = set(args.only.split(","))
     scale = 100 if args.quick else 1
-    bench_profile(10_000_000 // scale, args.repeat)
-    bench_two_sample(5_000_000 // scale, args.repeat)
-    bench_drift(1_000_000 // scale, 20, args.repeat)
+    if "compile" in only:
+        compile_times()
+    if "profile" in only:
+        bench_profile(10_000_000 // scale, args.repeat)
+    if "two-sample" in only:
+        bench_two_sample(5_000_000 // scale, args.repeat)
+    if "drift" in only:
+        bench_drift(1_000_000 // scale, 20, args.repeat)
 
 
 if __name__ == "__main__":
