@@ -1,0 +1,392 @@
+"""Schedules: parse a pipeline's trigger keys and compute its fire times.
+
+Pure: no clock, no I/O. Every function takes the time it reasons about as an
+argument (timezone-aware ``datetime``); the :mod:`.scheduler` adapter feeds it
+the clock.
+
+Vocabulary
+----------
+*fire time*
+    A nominal instant the schedule names (``0 2 * * *`` -> 02:00 local).
+*start time*
+    ``fire + jitter(pipeline, fire)``: when the run is actually started.
+    Jitter is a deterministic function of the pipeline name and the fire time,
+    so a restart computes the same start time again.
+*last fire* (the watermark)
+    The most recent fire time that was handled (started or deliberately
+    skipped). Every fire ``<= last_fire`` is done; the caller stores it in
+    SQLite in the same transaction as the run it starts, so a restart neither
+    repeats nor loses a fire.
+
+Cron semantics across DST (``timezone`` set to a zone with DST)
+---------------------------------------------------------------
+Cron expressions are matched against local wall-clock time, and each
+matching wall-clock time fires at most once:
+
+* a wall time that does not exist (spring forward, 02:30 in Europe/Berlin on
+  the last Sunday of March) fires at the first instant after the gap (03:00
+  CEST); several such times collapse into one fire;
+* a wall time that exists twice (fall back) fires at its first occurrence
+  only; the repeated hour adds no fire.
+
+``every`` schedules are absolute durations anchored at the Unix epoch (UTC):
+``every = "1h"`` fires on the hour, every hour, DST or not; ``every = "1d"``
+fires at 00:00 UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from ..errors import EdgeorchError, PipelineError
+from ..tomlcheck import TableReader
+
+SCHEDULE_KEYS = ("schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs",
+                 "on_max_active")
+"""Pipeline top-level keys read by :func:`check_schedule`."""
+
+CATCHUP_POLICIES = ("skip", "latest", "all")
+ON_MAX_ACTIVE = ("wait", "skip")
+DEFAULT_CATCHUP_MAX = 10
+MIN_EVERY = 1.0
+"""Seconds; a shorter interval is refused (use a drop folder or a loop task)."""
+MISFIRE_GRACE = 60.0
+"""Seconds: the most recent fire counts as on time (not missed) if it is at most this late."""
+
+MISSED_COUNT_CAP = 1000
+"""Counting missed cron fires walks them one by one; past this many the count is a lower bound."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC = timezone.utc
+_US = timedelta(microseconds=1)
+
+Admission = Literal["start", "wait", "skip"]
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A pipeline's validated schedule (exactly one of ``cron`` and ``every`` is set).
+
+    ``jitter`` and ``every`` are seconds; ``max_active_runs`` None means no
+    limit. ``timezone`` is an IANA name; it applies to ``cron`` only.
+    """
+
+    pipeline: str
+    cron: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+    jitter: float = 0.0
+    catchup: str = "skip"
+    catchup_max: int = DEFAULT_CATCHUP_MAX
+    max_active_runs: int | None = None
+    on_max_active: str = "wait"
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("ScheduleSpec needs exactly one of cron and every")
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    def describe(self) -> str:
+        """Short human text: ``cron '0 2 * * *' (Europe/Berlin)`` or ``every 900s``."""
+        if self.cron is not None:
+            return f"cron {self.cron!r} ({self.timezone})"
+        return f"every {self.every:g}s"
+
+
+@dataclass(frozen=True)
+class FirePlan:
+    """What to do with the fires between ``last_fire`` and ``now``.
+
+    ``fires``: fire times to start now, oldest first. ``missed``: fires that
+    were due in the window but are not started (catch-up policy, cap); for
+    cron schedules a lower bound past ``MISSED_COUNT_CAP``.
+    ``last_fire``: the new watermark to store once ``fires`` are started (the
+    latest due fire, started or not; unchanged when nothing was due).
+    """
+
+    fires: list[datetime]
+    missed: int
+    last_fire: datetime | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outcome of :func:`admit`: ``action`` is start, wait or skip; ``reason`` says why."""
+
+    action: Admission
+    reason: str
+
+
+# ---------------------------------------------------------------------------
+# validation
+
+
+def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
+                   pipeline: str | None = None) -> tuple[ScheduleSpec | None, list[EdgeorchError]]:
+    """Validate the schedule keys of a pipeline's top-level table.
+
+    Returns ``(spec, [])`` when the pipeline has a valid schedule, ``(None,
+    [])`` when it has none (no ``schedule``/``every``; then the other schedule
+    keys are refused as meaningless), ``(None, errors)`` otherwise. Errors are
+    :class:`PipelineError` naming file, field, value and what was expected;
+    every problem is collected. Unknown keys are not reported here (the
+    pipeline loader owns the key list). ``pipeline`` defaults to ``data["name"]``
+    or the file's stem.
+    """
+    errors: list[EdgeorchError] = []
+    r = TableReader(data, file=file, prefix=prefix, errors=errors, error_cls=PipelineError)
+    name = pipeline or (data.get("name") if isinstance(data.get("name"), str) else None) or _stem(file)
+    cron = r.str("schedule", None)
+    every = r.duration("every", None)
+    tzname = r.str("timezone", None)
+    jitter = r.duration("jitter", 0.0)
+    catchup = r.choice("catchup", CATCHUP_POLICIES, "skip")
+    catchup_max = r.int("catchup_max", DEFAULT_CATCHUP_MAX, minimum=1, maximum=100_000)
+    max_active = r.int("max_active_runs", None, minimum=1)
+    on_max = r.choice("on_max_active", ON_MAX_ACTIVE, "wait")
+
+    if "schedule" in data and "every" in data:
+        r.fail("every", "cannot be combined with schedule", value=data["every"],
+               expected="either schedule (a cron expression) or every (a duration), not both")
+        return None, errors
+    if "schedule" not in data and "every" not in data:
+        for key in SCHEDULE_KEYS[2:]:
+            if key in data and key != "max_active_runs":
+                r.fail(key, "has no effect without a schedule", value=data[key],
+                       expected="schedule = \"<cron>\" or every = \"<duration>\" beside it")
+        return None, errors
+
+    tz: tzinfo = _UTC
+    if tzname is not None:
+        if every is not None or "every" in data:
+            r.fail("timezone", "applies to cron schedules only", value=tzname,
+                   expected="no timezone with every (intervals are absolute durations)")
+        else:
+            try:
+                tz = ZoneInfo(tzname)
+            except (ZoneInfoNotFoundError, ValueError):
+                r.fail("timezone", "is not a known timezone", value=tzname,
+                       expected="an IANA timezone name such as 'UTC' or 'Europe/Berlin'")
+    if cron is not None:
+        try:
+            CronTrigger.from_crontab(cron, timezone=_UTC)
+        except ValueError as exc:
+            r.fail("schedule", f"is not a valid cron expression: {exc}", value=cron,
+                   expected="5 fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'")
+            cron = None
+    if every is not None and every < MIN_EVERY:
+        r.fail("every", "is too short", value=data["every"], expected=f"a duration of at least {MIN_EVERY:g}s")
+        every = None
+    if every is not None and jitter and jitter >= every:
+        r.fail("jitter", "must be shorter than the interval", value=data["jitter"],
+               expected=f"a duration under every ({every:g}s)")
+    if errors or (cron is None and every is None):
+        return None, errors
+    spec = ScheduleSpec(
+        pipeline=name, cron=cron, every=every, timezone=getattr(tz, "key", "UTC") if cron else "UTC",
+        jitter=jitter, catchup=catchup, catchup_max=catchup_max, max_active_runs=max_active,
+        on_max_active=on_max,
+    )
+    return spec, errors
+
+
+def _stem(file: str) -> str:
+    base = file.rsplit("/", 1)[-1]
+    return base[:-5] if base.endswith(".toml") else base
+
+
+# ---------------------------------------------------------------------------
+# fire times
+
+
+def _cron_wall_trigger(spec: ScheduleSpec) -> CronTrigger:
+    # Matched on naive local wall time carried as UTC: no DST inside APScheduler.
+    return CronTrigger.from_crontab(spec.cron, timezone=_UTC)  # type: ignore[arg-type]
+
+
+def _wall_to_instant(wall: datetime, tz: tzinfo) -> datetime:
+    """The instant (UTC) of naive local ``wall`` time: first occurrence, or the gap's end."""
+    naive = wall.replace(tzinfo=None)
+    first = naive.replace(tzinfo=tz, fold=0)
+    inst = first.astimezone(_UTC)
+    if inst.astimezone(tz).replace(tzinfo=None) == naive:
+        return inst
+    # Nonexistent (spring-forward gap): the first instant after the transition.
+    lo = naive.replace(tzinfo=tz, fold=1).astimezone(_UTC)  # before the transition
+    hi = inst  # after it
+    if lo > hi:
+        lo, hi = hi, lo
+    off_lo = lo.astimezone(tz).utcoffset()
+    while hi - lo > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(tz).utcoffset() == off_lo:
+            lo = mid
+        else:
+            hi = mid
+    return hi.replace(microsecond=0) if hi.microsecond == 0 else hi
+
+
+def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
+    """The first fire time strictly after ``after`` (aware), as a UTC datetime.
+
+    Never returns ``after`` itself, so feeding back a fire gives the next one.
+    """
+    after = _aware(after)
+    if spec.every is not None:
+        trig = IntervalTrigger(seconds=spec.every, start_date=_EPOCH, timezone=_UTC)
+        nxt = trig.get_next_fire_time(None, after + _US)
+        assert nxt is not None
+        return nxt.astimezone(_UTC)
+    tz = spec.tz
+    trig = _cron_wall_trigger(spec)
+    wall = after.astimezone(tz).replace(tzinfo=None, fold=0)
+    # Walk wall times forward until one maps to an instant after ``after``;
+    # in a repeated hour a few candidates map to earlier instants.
+    probe = wall
+    for _ in range(100_000):
+        cand = trig.get_next_fire_time(None, (probe + _US).replace(tzinfo=_UTC))
+        if cand is None:  # pragma: no cover - crontabs never end
+            raise ValueError(f"schedule {spec.cron!r} has no next fire")
+        inst = _wall_to_instant(cand, tz)
+        if inst > after:
+            return inst
+        probe = cand.replace(tzinfo=None)
+    raise AssertionError("no progress computing the next fire")  # pragma: no cover
+
+
+def fires_between(spec: ScheduleSpec, start: datetime, end: datetime, limit: int | None = None) -> list[datetime]:
+    """Fire times ``f`` with ``start < f <= end``, oldest first, at most ``limit`` (the oldest)."""
+    out: list[datetime] = []
+    t = _aware(start)
+    end = _aware(end)
+    while limit is None or len(out) < limit:
+        t = next_fire(spec, t)
+        if t > end:
+            break
+        out.append(t)
+    return out
+
+
+def latest_fires(spec: ScheduleSpec, start: datetime, end: datetime, n: int) -> list[datetime]:
+    """The ``n`` most recent fire times in ``(start, end]``, oldest first.
+
+    Searches backwards from ``end`` in doubling windows, so a long downtime
+    with a dense schedule costs about as many steps as fires returned.
+    """
+    start, end = _aware(start), _aware(end)
+    width = timedelta(minutes=1) if spec.every is None else timedelta(seconds=spec.every) * n
+    while True:
+        lo = max(start, end - width)
+        found = fires_between(spec, lo, end)
+        if len(found) >= n or lo == start:
+            return found[-n:] if n else []
+        width *= 2
+
+
+def jitter_offset(spec: ScheduleSpec, fire: datetime) -> timedelta:
+    """Deterministic delay in ``[0, spec.jitter)`` for this pipeline and fire time."""
+    if not spec.jitter:
+        return timedelta(0)
+    key = f"{spec.pipeline}\0{_aware(fire).astimezone(_UTC).isoformat()}".encode()
+    frac = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return timedelta(seconds=round(frac * spec.jitter, 6))
+
+
+def start_time(spec: ScheduleSpec, fire: datetime) -> datetime:
+    """When the run for ``fire`` starts: the fire time plus its jitter."""
+    return _aware(fire) + jitter_offset(spec, fire)
+
+
+def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
+               grace: float = MISFIRE_GRACE) -> FirePlan:
+    """Apply the catch-up policy to the fires in ``(last_fire, now]``.
+
+    A fire is *due* once its start time (fire + jitter) is ``<= now``. Of the
+    due fires, the most recent one is *on time* if its start was at most
+    ``grace`` seconds ago; every other due fire was *missed* (the daemon was
+    down or asleep). Policies:
+
+    * ``skip``: start the on-time fire only; missed ones are dropped;
+    * ``latest``: start the most recent due fire (on time or not);
+    * ``all``: start every due fire, at most ``catchup_max`` (the most
+      recent ones; older ones beyond the cap are dropped and counted).
+
+    ``last_fire=None`` (never fired, no stored state) has no missed fires:
+    nothing is due, and ``FirePlan.last_fire`` stays None; the caller stores
+    ``now`` as the first watermark. A fire equal to ``last_fire`` is never
+    returned again. Fires not yet due stay after the returned watermark, so
+    none is lost.
+    """
+    now = _aware(now)
+    if last_fire is None:
+        return FirePlan([], 0, None)
+    last_fire = _aware(last_fire)
+    if spec.catchup == "all":
+        window = latest_fires(spec, last_fire, now, spec.catchup_max + 1)
+    else:
+        window = latest_fires(spec, last_fire, now, 2)
+    # A fire whose jittered start is still ahead is not due; neither is any later one.
+    due: list[datetime] = []
+    for f in window:
+        if start_time(spec, f) > now:
+            break
+        due.append(f)
+    if not due:
+        return FirePlan([], 0, last_fire)
+    newest = due[-1]
+    total_due = _count_due(spec, last_fire, newest, window, due)
+    on_time = (now - start_time(spec, newest)).total_seconds() <= grace
+    if spec.catchup == "skip":
+        fires = [newest] if on_time else []
+    elif spec.catchup == "latest":
+        fires = [newest]
+    else:
+        fires = due[-spec.catchup_max:]
+    return FirePlan(fires, total_due - len(fires), newest)
+
+
+def _count_due(spec: ScheduleSpec, last_fire: datetime, newest: datetime,
+               window: list[datetime], due: list[datetime]) -> int:
+    """Number of fires in ``(last_fire, newest]``; for cron at most ``MISSED_COUNT_CAP`` (a lower bound)."""
+    if window and window[0] > last_fire and next_fire(spec, last_fire) == window[0]:
+        return len(due)
+    if spec.every is not None:
+        return int((newest - last_fire).total_seconds() // spec.every)
+    return len(fires_between(spec, last_fire, newest, limit=MISSED_COUNT_CAP))
+
+
+def due_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
+              grace: float = MISFIRE_GRACE) -> list[datetime]:
+    """The fire times to start now (see :func:`plan_fires` for the policy)."""
+    return plan_fires(spec, last_fire, now, grace=grace).fires
+
+
+def admit(spec: ScheduleSpec, active_runs: int) -> Decision:
+    """May a fire start a run when ``active_runs`` of this pipeline are queued or running?
+
+    ``start`` below ``max_active_runs`` (or without a limit); at the limit,
+    ``wait`` or ``skip`` according to ``on_max_active``, with the reason.
+    """
+    limit = spec.max_active_runs
+    if limit is None or active_runs < limit:
+        return Decision("start", f"{active_runs} active run(s), limit {limit if limit else 'none'}")
+    reason = f"{active_runs} active run(s) reached max_active_runs = {limit}"
+    if spec.on_max_active == "skip":
+        return Decision("skip", reason + "; on_max_active = skip drops this fire")
+    return Decision("wait", reason + "; on_max_active = wait holds this fire until one finishes")
+
+
+def _aware(t: datetime) -> datetime:
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"naive datetime {t!r}: pass timezone-aware times")
+    return t

@@ -1,0 +1,270 @@
+"""The schedule adapter: per-pipeline specs and watermarks, driven by ``tick(now)``.
+
+:class:`Scheduler` holds no clock of its own beyond the injected one and does
+no I/O: the caller gives it each pipeline's :class:`ScheduleSpec` and stored
+last fire time, and it calls ``on_fire`` with a :class:`Fire` for every fire
+that starts, waits, is skipped or was missed. :class:`ScheduleTimer` arms one
+``loop.call_at`` timer for the next wake-up, so nothing polls.
+
+Persistence contract (the caller's side)
+----------------------------------------
+Every :class:`Fire` carries ``last_fire``: the watermark to store in
+``schedule_state(pipeline, last_fire)`` once the fire is acted on.
+
+* ``action == "start"``: create the run and store ``last_fire`` in ONE
+  transaction. A crash before it: the fire is recomputed on restart (as a
+  missed fire, under the catch-up policy); after it: the run exists and the
+  fire is never repeated.
+* ``"skip"`` / ``"missed"``: store ``last_fire`` (no run).
+* ``"wait"``: store nothing; the fire is held in memory until
+  :meth:`Scheduler.tick` finds room (call :meth:`ScheduleTimer.poke` when a
+  run of the pipeline finishes). Lost on a restart only to be recomputed as
+  a missed fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Literal, Protocol
+
+from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
+
+log = logging.getLogger(__name__)
+
+FireAction = Literal["start", "wait", "skip", "missed"]
+
+MAX_SLEEP = 300.0
+"""Seconds: the timer re-arms at least this often, so a wall-clock jump (NTP
+step, suspend) delays a fire by at most this much. It only recomputes the
+wake-up; it does not tick."""
+
+
+class Clock(Protocol):
+    """Injected time source: ``now()`` returns an aware datetime (UTC)."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real wall clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class ManualClock:
+    """A clock tests move by hand (``advance``/``set``); it never moves by itself."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock needs an aware datetime")
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+
+@dataclass(frozen=True)
+class Fire:
+    """One scheduling outcome reported to ``on_fire``.
+
+    ``fire_time`` is the nominal fire time (for ``missed``: the most recent
+    missed one); ``start_at`` is fire_time + jitter; ``last_fire`` is the
+    watermark to store (see the module docstring); ``missed`` counts the
+    fires dropped by the catch-up policy (``missed`` action only).
+    """
+
+    pipeline: str
+    action: FireAction
+    fire_time: datetime
+    start_at: datetime
+    last_fire: datetime
+    reason: str
+    missed: int = 0
+
+
+@dataclass
+class _Entry:
+    spec: ScheduleSpec
+    last_fire: datetime
+    waiting: datetime | None = None
+    wait_reported: bool = field(default=False)
+
+
+class Scheduler:
+    """Per-pipeline schedules and watermarks; ``tick(now)`` reports what is due.
+
+    ``on_fire(fire)`` is called synchronously from :meth:`tick`, in fire
+    order. ``active_runs(pipeline)`` returns the pipeline's queued + running
+    runs and is asked before every start, so ``on_fire`` must have created
+    the run (``Engine.submit``) before it returns for ``max_active_runs`` to
+    count it. An exception from ``on_fire`` is logged and does not stop other
+    pipelines; the watermark still advances in memory (a restart recomputes
+    from the stored one).
+    """
+
+    def __init__(self, clock: Clock, on_fire: Callable[[Fire], None],
+                 active_runs: Callable[[str], int] = lambda pipeline: 0) -> None:
+        self.clock = clock
+        self.on_fire = on_fire
+        self.active_runs = active_runs
+        self._entries: dict[str, _Entry] = {}
+
+    # -- configuration -----------------------------------------------------
+
+    def set(self, spec: ScheduleSpec, last_fire: datetime | None) -> datetime:
+        """Add or replace ``spec.pipeline``'s schedule with its stored ``last_fire``.
+
+        Returns the watermark in effect: ``last_fire``, or ``clock.now()``
+        when None (a new schedule has no missed fires). The caller stores it
+        when it was None, so fires missed during a later downtime count. A
+        replaced spec keeps the current watermark unless ``last_fire`` is given.
+        """
+        old = self._entries.get(spec.pipeline)
+        if last_fire is None:
+            last_fire = old.last_fire if old else self.clock.now()
+        self._entries[spec.pipeline] = _Entry(spec, last_fire)
+        return last_fire
+
+    def remove(self, pipeline: str) -> None:
+        """Forget a pipeline's schedule (pipeline deleted or schedule removed); no-op if absent."""
+        self._entries.pop(pipeline, None)
+
+    def pipelines(self) -> list[str]:
+        return sorted(self._entries)
+
+    def last_fire(self, pipeline: str) -> datetime | None:
+        entry = self._entries.get(pipeline)
+        return entry.last_fire if entry else None
+
+    def next_fire(self, pipeline: str) -> datetime | None:
+        """Next nominal fire time after the watermark (``edgeorch pipelines`` shows it); None if unscheduled."""
+        entry = self._entries.get(pipeline)
+        if entry is None:
+            return None
+        if entry.waiting is not None:
+            return entry.waiting
+        return next_fire(entry.spec, entry.last_fire)
+
+    def next_wakeup(self) -> datetime | None:
+        """Earliest start time (fire + jitter) over pipelines not holding a waiting fire.
+
+        A waiting fire is released by :meth:`tick` when called after a run
+        finishes, not by the timer. None when nothing is scheduled.
+        """
+        times = [start_time(e.spec, next_fire(e.spec, e.last_fire))
+                 for e in self._entries.values() if e.waiting is None]
+        return min(times) if times else None
+
+    # -- driving -----------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> list[Fire]:
+        """Report everything due at ``now`` (default ``clock.now()``) to ``on_fire``; return it too."""
+        now = now or self.clock.now()
+        out: list[Fire] = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            out.extend(self._tick_one(entry, now))
+        return out
+
+    def _tick_one(self, entry: _Entry, now: datetime) -> list[Fire]:
+        spec = entry.spec
+        out: list[Fire] = []
+        if entry.waiting is not None:
+            if not self._try_start(entry, entry.waiting, out):
+                return out
+        plan = plan_fires(spec, entry.last_fire, now)
+        if plan.last_fire is None or plan.last_fire == entry.last_fire:
+            return out
+        if plan.missed:
+            # Pass the dropped fires (all older than the ones to start), stop before those.
+            wm = plan.fires[0] - timedelta(microseconds=1) if plan.fires else plan.last_fire
+            wm = max(entry.last_fire, wm)
+            self._emit(out, Fire(spec.pipeline, "missed", plan.last_fire, start_time(spec, plan.last_fire), wm,
+                                 f"{plan.missed} fire(s) missed while the daemon was away; catchup = {spec.catchup}",
+                                 missed=plan.missed))
+            entry.last_fire = wm
+        for f in plan.fires:
+            if not self._try_start(entry, f, out):
+                return out
+        entry.last_fire = plan.last_fire
+        return out
+
+    def _try_start(self, entry: _Entry, fire: datetime, out: list[Fire]) -> bool:
+        """Admit one fire; False when it must wait (stop processing this pipeline)."""
+        spec = entry.spec
+        decision = admit(spec, self.active_runs(spec.pipeline))
+        if decision.action == "wait":
+            if entry.waiting != fire or not entry.wait_reported:
+                self._emit(out, Fire(spec.pipeline, "wait", fire, start_time(spec, fire), entry.last_fire,
+                                     decision.reason))
+            entry.waiting, entry.wait_reported = fire, True
+            return False
+        entry.waiting, entry.wait_reported = None, False
+        entry.last_fire = max(entry.last_fire, fire)
+        self._emit(out, Fire(spec.pipeline, decision.action, fire, start_time(spec, fire), entry.last_fire,
+                             decision.reason))
+        return True
+
+    def _emit(self, out: list[Fire], fire: Fire) -> None:
+        out.append(fire)
+        try:
+            self.on_fire(fire)
+        except Exception:  # one failing pipeline must not stop the others
+            log.exception("on_fire failed for %s at %s", fire.pipeline, fire.fire_time)
+
+
+class ScheduleTimer:
+    """Runs :meth:`Scheduler.tick` on an asyncio loop at each wake-up (one ``call_at`` timer).
+
+    Call :meth:`poke` after changing specs or when a run finishes (to release
+    waiting fires); it ticks and re-arms. :meth:`stop` cancels the timer.
+    Must be used from the loop's thread.
+    """
+
+    def __init__(self, scheduler: Scheduler, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.scheduler = scheduler
+        self.loop = loop or asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self.wakeups = 0
+
+    def start(self) -> None:
+        self.poke()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def poke(self) -> None:
+        """Tick now and re-arm for the next wake-up."""
+        self.scheduler.tick()
+        self._arm()
+
+    def armed_for(self) -> float | None:
+        """Loop time (``loop.time()``) the timer fires at; None when disarmed."""
+        return self._handle.when() if self._handle is not None else None
+
+    def _arm(self) -> None:
+        self.stop()
+        wake = self.scheduler.next_wakeup()
+        if wake is None:
+            return
+        delay = (wake - self.scheduler.clock.now()).total_seconds()
+        delay = min(max(delay, 0.0), MAX_SLEEP)
+        self._handle = self.loop.call_at(self.loop.time() + delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        self.wakeups += 1
+        self.poke()

@@ -1,0 +1,143 @@
+"""Real inotify events for drop folders, posted onto the asyncio loop.
+
+One watchdog ``InotifyObserver`` (full move events, so a rename from outside
+the folder is a ``moved_to`` and not a ``created``) watches every folder, not
+recursively. Its thread never touches state: each event is handed to the
+loop with ``loop.call_soon_threadsafe`` and delivered there to ``post`` as a
+:class:`WatchEvent` stamped with ``loop.time()``.
+
+Event kinds: ``created``, ``modified``, ``closed`` (closed after writing),
+``moved_to``, ``deleted`` (also: moved out) and ``overflow`` (the kernel queue
+overflowed and events were lost: the caller must rescan every folder). The
+overflow signal is taken from watchdog's own warning, as watchdog has no API
+for it; the periodic rescan covers the case where even that is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.inotify import InotifyObserver
+
+WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow"]
+
+_OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+_EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One file event: ``path`` is absolute (None for ``overflow``), ``folder`` the watched folder
+    it belongs to (None for ``overflow``), ``at`` the loop time it was delivered."""
+
+    kind: WatchKind
+    path: Path | None
+    folder: Path | None
+    at: float
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "FolderWatcher") -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        send = self.watcher._send
+        if isinstance(event, FileMovedEvent):
+            if event.src_path:
+                send("deleted", _text(event.src_path))
+            if event.dest_path:
+                send("moved_to", _text(event.dest_path))
+        elif isinstance(event, FileClosedEvent):
+            send("closed", _text(event.src_path))
+        elif isinstance(event, FileCreatedEvent):
+            send("created", _text(event.src_path))
+        elif isinstance(event, FileModifiedEvent):
+            send("modified", _text(event.src_path))
+        elif isinstance(event, FileDeletedEvent):
+            send("deleted", _text(event.src_path))
+
+
+class _OverflowHook(logging.Handler):
+    def __init__(self, watcher: "FolderWatcher") -> None:
+        super().__init__(logging.WARNING)
+        self.watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.watcher._send("overflow", None)
+
+
+def _text(path: str | bytes) -> str:
+    return os.fsdecode(path)
+
+
+class FolderWatcher:
+    """Watch several folders with one observer thread; deliver events on ``loop``.
+
+    ``post(event)`` runs on the loop thread, in the order inotify reported
+    the events. Contract: call :meth:`add` for each folder (before or after
+    :meth:`start`), :meth:`stop` once at shutdown (joins the thread; events
+    already handed to the loop may still be delivered). Events for paths in
+    folders that were not added (moves out to an unwatched place) are
+    dropped.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, post: Callable[[WatchEvent], None]) -> None:
+        self.loop = loop
+        self.post = post
+        self.observer = InotifyObserver(generate_full_events=True)
+        self.folders: set[Path] = set()
+        self._hook = _OverflowHook(self)
+        self._started = False
+
+    def add(self, folder: Path | str) -> None:
+        """Watch ``folder`` (must exist; not recursive)."""
+        f = Path(os.path.abspath(folder))
+        if f in self.folders:
+            return
+        self.folders.add(f)
+        self.observer.schedule(_Handler(self), str(f), recursive=False, event_filter=_EVENT_FILTER)
+
+    def start(self) -> None:
+        logging.getLogger(_OVERFLOW_LOGGER).addHandler(self._hook)
+        self.observer.start()
+        self._started = True
+
+    def stop(self) -> None:
+        logging.getLogger(_OVERFLOW_LOGGER).removeHandler(self._hook)
+        if self._started:
+            self.observer.stop()
+            self.observer.join(timeout=10)
+            self._started = False
+
+    def _send(self, kind: WatchKind, path: str | None) -> None:
+        # Runs on the observer thread: hand over only, never touch state here.
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, kind, path)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _deliver(self, kind: WatchKind, path: str | None) -> None:
+        if path is None:
+            self.post(WatchEvent(kind, None, None, self.loop.time()))
+            return
+        p = Path(path)
+        if p.parent not in self.folders:
+            return
+        self.post(WatchEvent(kind, p, p.parent, self.loop.time()))
