@@ -1,0 +1,188 @@
+"""The Scheduler adapter driven by an injected clock, and its asyncio timer (no polling)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from edgeorch.triggers.schedule import ScheduleSpec, start_time
+from edgeorch.triggers.scheduler import Fire, ManualClock, ScheduleTimer, Scheduler
+
+U = timezone.utc
+
+
+def utc(*a: int) -> datetime:
+    return datetime(*a, tzinfo=U)
+
+
+class Harness:
+    """A scheduler whose on_fire 'starts' runs and keeps them active until finished."""
+
+    def __init__(self, start: datetime) -> None:
+        self.clock = ManualClock(start)
+        self.fires: list[Fire] = []
+        self.active: dict[str, int] = {}
+        self.stored: dict[str, datetime] = {}
+        self.s = Scheduler(self.clock, self.on_fire, lambda p: self.active.get(p, 0))
+
+    def on_fire(self, fire: Fire) -> None:
+        self.fires.append(fire)
+        if fire.action == "start":
+            self.active[fire.pipeline] = self.active.get(fire.pipeline, 0) + 1
+        if fire.action != "wait":
+            self.stored[fire.pipeline] = fire.last_fire
+
+    def actions(self) -> list[tuple[str, str, str]]:
+        return [(f.pipeline, f.action, f.fire_time.strftime("%H:%M")) for f in self.fires]
+
+
+def test_new_schedule_returns_now_as_its_watermark_and_fires_on_time():
+    h = Harness(utc(2026, 1, 1, 9, 50))
+    wm = h.s.set(ScheduleSpec("p", cron="0 * * * *"), None)
+    assert wm == utc(2026, 1, 1, 9, 50)
+    assert h.s.next_wakeup() == utc(2026, 1, 1, 10)
+    assert h.s.tick() == []
+    h.clock.set(utc(2026, 1, 1, 10, 0, 0, 3000))
+    h.s.tick()
+    assert h.actions() == [("p", "start", "10:00")]
+    assert h.stored["p"] == utc(2026, 1, 1, 10)
+    assert h.s.next_fire("p") == utc(2026, 1, 1, 11)
+
+
+def test_restart_with_stored_last_fire_applies_catchup_latest():
+    h = Harness(utc(2026, 1, 1, 15, 20))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="latest"), utc(2026, 1, 1, 10))
+    h.s.tick()
+    assert h.actions() == [("p", "missed", "15:00"), ("p", "start", "15:00")]
+    assert h.fires[0].missed == 4
+    assert h.stored["p"] == utc(2026, 1, 1, 15)
+
+
+def test_restart_with_catchup_all_starts_each_missed_fire_once():
+    h = Harness(utc(2026, 1, 1, 13, 20))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="all"), utc(2026, 1, 1, 10))
+    h.s.tick()
+    h.s.tick()
+    assert h.actions() == [("p", "start", "11:00"), ("p", "start", "12:00"), ("p", "start", "13:00")]
+
+
+def test_restart_with_catchup_skip_records_the_skip_and_waits_for_the_next_fire():
+    h = Harness(utc(2026, 1, 1, 13, 20))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *"), utc(2026, 1, 1, 10))
+    h.s.tick()
+    assert h.actions() == [("p", "missed", "13:00")]
+    assert h.stored["p"] == utc(2026, 1, 1, 13)
+    assert h.s.next_wakeup() == utc(2026, 1, 1, 14)
+
+
+def test_a_crash_before_the_start_is_stored_recomputes_the_fire():
+    """The watermark is only what the caller stored: a lost start comes back after a restart."""
+    h = Harness(utc(2026, 1, 1, 10, 0, 1))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="latest"), utc(2026, 1, 1, 9))
+    assert [f.action for f in h.s.tick()] == ["start"]
+    # The process died before committing; a new scheduler starts from the stored 09:00.
+    again = Harness(utc(2026, 1, 1, 10, 5))
+    again.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="latest"), utc(2026, 1, 1, 9))
+    again.s.tick()
+    assert again.actions() == [("p", "start", "10:00")]
+
+
+def test_max_active_wait_holds_the_fire_until_a_run_finishes():
+    h = Harness(utc(2026, 1, 1, 10, 0, 1))
+    h.s.set(ScheduleSpec("p", every=3600, max_active_runs=1, on_max_active="wait"), utc(2026, 1, 1, 9))
+    h.active["p"] = 1  # a run from earlier is still going
+    h.s.tick()
+    assert h.actions() == [("p", "wait", "10:00")]
+    assert "max_active_runs = 1" in h.fires[0].reason
+    assert h.s.next_wakeup() is None  # released by a tick after a run finishes, not by the timer
+    h.s.tick()  # still busy: no new report
+    assert len(h.fires) == 1
+    h.active["p"] = 0
+    h.clock.set(utc(2026, 1, 1, 10, 7))
+    h.s.tick()
+    assert h.actions()[-1] == ("p", "start", "10:00")
+    assert h.stored["p"] == utc(2026, 1, 1, 10)
+
+
+def test_max_active_skip_drops_the_fire_and_says_so():
+    h = Harness(utc(2026, 1, 1, 10, 0, 1))
+    h.s.set(ScheduleSpec("p", every=3600, max_active_runs=1, on_max_active="skip"), utc(2026, 1, 1, 9))
+    h.active["p"] = 1
+    h.s.tick()
+    assert h.actions() == [("p", "skip", "10:00")]
+    assert h.stored["p"] == utc(2026, 1, 1, 10)
+
+
+def test_catchup_all_respects_max_active_runs():
+    h = Harness(utc(2026, 1, 1, 13, 20))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="all", max_active_runs=2), utc(2026, 1, 1, 10))
+    h.s.tick()
+    assert h.actions() == [("p", "start", "11:00"), ("p", "start", "12:00"), ("p", "wait", "13:00")]
+    assert h.stored["p"] == utc(2026, 1, 1, 12)
+
+
+def test_several_pipelines_and_jitter():
+    h = Harness(utc(2026, 1, 1, 0, 0))
+    a = ScheduleSpec("a", every=600, jitter=60)
+    h.s.set(a, None)
+    h.s.set(ScheduleSpec("b", every=900), None)
+    assert h.s.next_wakeup() == start_time(a, utc(2026, 1, 1, 0, 10))
+    for _ in range(12):
+        h.clock.set(h.s.next_wakeup())
+        h.s.tick()
+    assert [f for f in h.actions() if f[0] == "b"][:2] == [("b", "start", "00:15"), ("b", "start", "00:30")]
+    assert all(f.start_at <= f.fire_time + timedelta(seconds=60) for f in h.fires)
+
+
+def test_on_fire_exceptions_do_not_stop_other_pipelines():
+    clock = ManualClock(utc(2026, 1, 1, 10, 0, 1))
+    seen: list[str] = []
+
+    def on_fire(f: Fire) -> None:
+        seen.append(f.pipeline)
+        if f.pipeline == "a":
+            raise RuntimeError("boom")
+
+    s = Scheduler(clock, on_fire)
+    s.set(ScheduleSpec("a", every=3600), utc(2026, 1, 1, 9))
+    s.set(ScheduleSpec("b", every=3600), utc(2026, 1, 1, 9))
+    s.tick()
+    assert seen == ["a", "b"]
+
+
+def test_remove_and_replace():
+    h = Harness(utc(2026, 1, 1))
+    h.s.set(ScheduleSpec("p", every=60), utc(2026, 1, 1))
+    h.s.set(ScheduleSpec("p", every=120), None)  # replaced spec keeps the watermark
+    assert h.s.last_fire("p") == utc(2026, 1, 1)
+    h.s.remove("p")
+    assert h.s.next_wakeup() is None and h.s.pipelines() == []
+
+
+def test_timer_sleeps_until_the_next_wakeup_instead_of_polling():
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fires: list[Fire] = []
+        clock = ManualClock(utc(2026, 1, 1, 10, 0, 0))
+        s = Scheduler(clock, fires.append)
+        s.set(ScheduleSpec("p", every=3600), utc(2026, 1, 1, 10))
+        timer = ScheduleTimer(s, loop)
+        timer.start()
+        when = timer.armed_for()
+        assert when is not None
+        # Armed for the next wake-up capped at MAX_SLEEP (300 s), not for a short poll interval.
+        assert 299 <= when - loop.time() <= 300.5
+        timer.stop()
+        # Move the clock to the fire time and re-arm: the timer fires at once, exactly one tick.
+        clock.set(utc(2026, 1, 1, 11, 0, 0))
+        timer.poke()
+        assert [f.action for f in fires] == ["start"]
+        clock.set(utc(2026, 1, 1, 11, 59, 59, 990000))
+        timer._arm()
+        clock.set(utc(2026, 1, 1, 12))
+        await asyncio.sleep(0.05)
+        assert timer.wakeups == 1
+        assert [f.fire_time for f in fires] == [utc(2026, 1, 1, 11), utc(2026, 1, 1, 12)]
+        timer.stop()
+
+    asyncio.run(main())
