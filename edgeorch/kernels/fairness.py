@@ -253,9 +253,10 @@ def equalized_odds_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any, m
 
 def _agg(d: tuple[float, float], agg: str, worst: Any = max) -> float:
     if agg == "worst_case":
-        # pandas' max/min skip NaN (Fairlearn's Series.max); NaN only if both are.
-        vals = [v for v in d if not math.isnan(v)]
-        return float(worst(vals)) if vals else math.nan
+        # Fairlearn applies Python's built-in max/min to the (TPR, FPR) pair;
+        # keep its NaN behaviour exactly: a NaN TPR term wins, a NaN FPR term
+        # is ignored (a comparison with NaN is false).
+        return float(worst(d[0], d[1]))
     if agg == "mean":
         return float((d[0] + d[1]) / 2)
     raise DataError("unknown aggregation", value=agg, expected="worst_case or mean")

@@ -152,3 +152,20 @@ def test_report_verdicts_use_thresholds() -> None:
     verdicts = {m["metric"]: m["verdict"] for m in rep["metrics"]}
     assert verdicts == {"demographic_parity_difference": "ok", "demographic_parity_ratio": "violation",
                         "disparate_impact": "violation"}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+rows = hs.lists(hs.tuples(hs.integers(0, 1), hs.integers(0, 1), hs.sampled_from(["a", "b", "c"])),
+                min_size=2, max_size=60)  # Fairlearn rejects a single row
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows)
+def test_agrees_with_fairlearn_on_generated_data(data: list[tuple[int, int, str]]) -> None:
+    yt = np.array([r[0] for r in data])
+    yp = np.array([r[1] for r in data])
+    g = np.array([r[2] for r in data])
+    for ours, name in PAIRS:
+        assert _same(ours(yt, yp, sensitive_features=g), getattr(fm, name)(yt, yp, sensitive_features=g)), name

@@ -22,6 +22,12 @@ def test_importing_options_does_not_import_numba_or_numpy() -> None:
     assert "numpy" not in mods
 
 
+def test_importing_the_cli_commands_does_not_import_numba() -> None:
+    # the main CLI registers these commands at start-up: it must stay fast
+    mods = _modules_after("import edgeorch.kernels.cli")
+    assert "numba" not in mods and "numpy" not in mods
+
+
 def test_importing_the_package_does_not_import_numba() -> None:
     mods = _modules_after("import edgeorch.kernels")
     assert "numba" not in mods
