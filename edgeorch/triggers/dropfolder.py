@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import heapq
 import json
 import os
 import stat as stat_mod
@@ -369,54 +370,95 @@ def stat_of(path: Path) -> Stat | None:
     return (st.st_size, st.st_mtime_ns)
 
 
+def complete_at_once(path: Path) -> bool:
+    """True when ``path`` appeared fully formed: not a regular file, or a hard link.
+
+    Symlinks, FIFOs, sockets, folders and extra names of existing files get
+    an ``IN_CREATE`` and never a close-after-write; they are ready at once (so
+    that :func:`inspect` refuses them with a reason) instead of waiting forever.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return not stat_mod.S_ISREG(st.st_mode) or st.st_nlink > 1
+
+
 @dataclass
 class _Pending:
     state: Literal["writing", "settling", "ready"]
     deadline: float = 0.0
     snapshot: Stat | None = None
+    last_event: float = 0.0
+    token: int = 0
+
+
+DEFAULT_WRITING_TIMEOUT = 300.0
 
 
 class SettleTracker:
-    """Decides when files are complete. Pure apart from the injected ``stat`` function.
+    """Decides when files are complete. Pure apart from the injected ``stat`` functions.
 
     Times are seconds on one monotonic clock (the caller's: ``loop.time()``
     or a fake). Per path:
 
     * ``moved_to`` -> ready at once (a rename is atomic);
-    * ``created`` / ``modified`` -> writing: never ready until ``closed``;
+    * ``created`` -> ready at once if ``complete_at_once(path)`` (symlink,
+      FIFO, hard link, ...: refused later, nothing to wait for), else writing;
+    * ``modified`` -> writing: never ready until ``closed``;
     * ``closed`` / ``scanned`` -> settling: ready once ``stat`` returns the
       same (size, mtime_ns) at ``now >= deadline`` as when the deadline was
-      set (``settle`` seconds after the event); a change restarts the wait;
+      set (``settle`` seconds after the event); a change restarts the wait.
+      ``scanned`` does not disturb a file that events already describe,
+      except one stuck in writing with no event for ``writing_timeout``
+      seconds (its close event was lost in an inotify overflow);
     * ``deleted`` (also moved away) -> forgotten.
 
     ``ready(now)`` returns each ready path once and forgets it; a later event
-    for the same name starts afresh (a new file).
+    for the same name starts afresh (a new file). Costs are O(log n) per
+    event and per ready file (a heap of deadlines), so a burst of tens of
+    thousands of files stays cheap.
     """
 
-    def __init__(self, settle: float, stat: Callable[[Path], Stat | None] = stat_of) -> None:
+    def __init__(self, settle: float, stat: Callable[[Path], Stat | None] = stat_of, *,
+                 complete_at_once: Callable[[Path], bool] = complete_at_once,
+                 writing_timeout: float = DEFAULT_WRITING_TIMEOUT) -> None:
         self.settle = settle
         self.stat = stat
+        self.complete_at_once = complete_at_once
+        self.writing_timeout = writing_timeout
         self._files: dict[Path, _Pending] = {}
+        self._heap: list[tuple[float, int, Path]] = []
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._files)
 
+    def _schedule(self, p: Path, entry: _Pending, deadline: float) -> None:
+        self._seq += 1
+        entry.deadline, entry.token = deadline, self._seq
+        heapq.heappush(self._heap, (deadline, self._seq, p))
+
     def observe(self, kind: EventKind, path: Path | str, now: float) -> None:
         """Feed one event observed at ``now``."""
         p = Path(path)
+        cur = self._files.get(p)
         if kind == "deleted":
             self._files.pop(p, None)
-        elif kind == "moved_to":
-            self._files[p] = _Pending("ready", now)
+        elif kind == "moved_to" or (kind == "created" and self.complete_at_once(p)):
+            entry = _Pending("ready", last_event=now)
+            self._files[p] = entry
+            self._schedule(p, entry, now)
         elif kind in ("created", "modified"):
-            cur = self._files.get(p)
-            if cur is None or cur.state != "ready" or kind == "created":
-                self._files[p] = _Pending("writing")
+            if cur is None or kind == "created" or cur.state != "ready":
+                self._files[p] = _Pending("writing", last_event=now)
         elif kind in ("closed", "scanned"):
-            cur = self._files.get(p)
-            if kind == "scanned" and cur is not None:
+            if kind == "scanned" and cur is not None and not (
+                    cur.state == "writing" and now - cur.last_event >= self.writing_timeout):
                 return  # events already describe it better than a scan
-            self._files[p] = _Pending("settling", now + self.settle, self.stat(p))
+            entry = _Pending("settling", snapshot=self.stat(p), last_event=now)
+            self._files[p] = entry
+            self._schedule(p, entry, now + self.settle)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
 
@@ -425,25 +467,37 @@ class SettleTracker:
 
         Files that are being written (no close seen yet) have no deadline.
         """
-        times = [f.deadline for f in self._files.values() if f.state in ("settling", "ready")]
-        return min(times) if times else None
+        heap = self._heap
+        while heap:
+            deadline, token, p = heap[0]
+            entry = self._files.get(p)
+            if entry is not None and entry.token == token and entry.state != "writing":
+                return deadline
+            heapq.heappop(heap)  # stale: superseded, forgotten or back to writing
+        return None
 
     def ready(self, now: float) -> list[Path]:
         """Paths complete at ``now`` (sorted); each is returned once."""
         out: list[Path] = []
-        for p, f in list(self._files.items()):
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, token, p = heapq.heappop(heap)
+            f = self._files.get(p)
+            if f is None or f.token != token or f.state == "writing":
+                continue
             if f.state == "ready":
                 out.append(p)
                 del self._files[p]
-            elif f.state == "settling" and f.deadline <= now:
-                current = self.stat(p)
-                if current is None:
-                    del self._files[p]
-                elif current == f.snapshot:
-                    out.append(p)
-                    del self._files[p]
-                else:
-                    f.snapshot, f.deadline = current, now + self.settle
+                continue
+            current = self.stat(p)
+            if current is None:
+                del self._files[p]
+            elif current == f.snapshot:
+                out.append(p)
+                del self._files[p]
+            else:
+                f.snapshot = current
+                self._schedule(p, f, now + self.settle)
         return sorted(out)
 
     def pending(self) -> list[Path]:
@@ -545,8 +599,13 @@ def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, c
                        verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino)
 
 
-def perform_claim(intent: ClaimIntent) -> ClaimedFile:
+def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
     """Move the intended file into its claim folder by ``os.rename``, fsync, hash it.
+
+    ``fsync=False`` leaves the two folder fsyncs to the caller, who may group
+    them for a burst (:func:`sync_dirs` once, then commit the records): the
+    renames must be durable before the ``claimed`` records are committed, or
+    a power loss could leave a ``claimed`` record whose rename was undone.
 
     Idempotent after a crash: if the source is already gone and ``dest``
     exists, only the hash is computed. Raises :class:`ClaimError` when the
@@ -563,15 +622,15 @@ def perform_claim(intent: ClaimIntent) -> ClaimedFile:
             raise ClaimError("the file was replaced before it was claimed", value=str(intent.source))
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.rename(intent.source, dest)
-        _fsync_dir(dest.parent)
-        _fsync_dir(intent.source.parent)
+        if fsync:
+            sync_dirs([dest.parent, intent.source.parent])
     size, digest = hash_file(dest)
     return ClaimedFile(intent.claim_id, intent.source, dest, size, digest)
 
 
 def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
           record_intent: Callable[[ClaimIntent], None] | None = None,
-          max_size: int | None = None) -> ClaimedFile | Refuse:
+          max_size: int | None = None, fsync: bool = True) -> ClaimedFile | Refuse:
     """Claim one ready file: inspect, ``record_intent(intent)``, rename, hash.
 
     ``record_intent`` must durably record the intent (commit) before it
@@ -585,7 +644,7 @@ def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id:
         return intent
     if record_intent is not None:
         record_intent(intent)
-    return perform_claim(intent)
+    return perform_claim(intent, fsync=fsync)
 
 
 def hash_file(path: Path) -> tuple[int, str]:
@@ -601,6 +660,12 @@ def hash_file(path: Path) -> tuple[int, str]:
     finally:
         os.close(fd)
     return size, h.hexdigest()
+
+
+def sync_dirs(paths: Iterable[Path]) -> None:
+    """fsync each distinct folder once (makes renames into and out of them durable)."""
+    for p in dict.fromkeys(Path(x) for x in paths):
+        _fsync_dir(p)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -406,3 +406,33 @@ def test_an_unrecorded_inbox_file_is_adopted_once():
 def test_final_records_are_ignored():
     rec = InputRecord(1, "p", "started", DROP / "a.csv", INBOX / "c1" / "a.csv", run_id="r1")
     assert reconcile([rec], {}, {INBOX / "c1" / "a.csv"}, {1: "r1"}) == []
+
+
+def test_a_name_that_appears_fully_formed_is_ready_at_once():
+    """Symlinks, FIFOs and hard links get IN_CREATE but never a close: they go to inspect (and refusal)."""
+    t = SettleTracker(1.0, FakeFiles(), complete_at_once=lambda p: True)
+    t.observe("created", P, 5.0)
+    assert t.ready(5.0) == [P]
+
+
+def test_a_file_stuck_in_writing_is_rescued_by_a_rescan_after_the_timeout():
+    """Its close event was lost (inotify overflow): a rescan long after the last event settles it."""
+    files = FakeFiles()
+    t = SettleTracker(1.0, files, writing_timeout=300.0)
+    files.stats[P] = (10, 1)
+    t.observe("created", P, 0.0)
+    t.observe("scanned", P, 299.0)
+    assert t.ready(400.0) == []
+    t.observe("scanned", P, 400.0)
+    assert t.ready(401.0) == [P]
+
+
+def test_many_pending_files_cost_little():
+    files = FakeFiles()
+    t = SettleTracker(1.0, files)
+    paths = [Path(f"/drop/f{i}") for i in range(20_000)]
+    for i, p in enumerate(paths):
+        files.stats[p] = (1, 1)
+        t.observe("closed", p, i * 1e-5)
+        assert t.next_deadline() == 1.0
+    assert len(t.ready(2.0)) == 20_000
