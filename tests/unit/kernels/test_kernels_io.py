@@ -148,3 +148,17 @@ def test_empty_csv_with_header_profiles_to_empty_columns(tmp_path: Path) -> None
     p = profile(str(tmp_path / "e.csv"))
     assert p.rows == 0
     assert all(c["count"] == 0 for c in p.summary())
+
+
+def test_progress_is_reported_per_chunk_and_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io as stdio
+
+    from edgeorch.kernels import io
+    from edgeorch.textui import Progress
+
+    monkeypatch.setattr(io, "BATCH_ROWS", 1000)
+    pq.write_table(pa.table({"x": np.arange(5000.0)}), tmp_path / "d.parquet", row_group_size=1000)
+    stream = stdio.StringIO()
+    profile(str(tmp_path / "d.parquet"), progress=Progress(stream, enabled=True))
+    text = stream.getvalue()
+    assert "100.0%" in text and text.endswith("\n")
