@@ -136,6 +136,8 @@ def column_of(values: Any, name: str) -> Batch:
             return from_arrow(values, name)
     except ImportError:  # pragma: no cover
         pass
+    if not isinstance(values, np.ndarray) and hasattr(values, "to_numpy"):
+        values = values.to_numpy()  # a pandas/polars Series: no pandas import needed here
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)
         return _with_nulls(column_of(np.asarray(values.data)[~mask], name), int(mask.sum()))
@@ -172,6 +174,8 @@ def columns_of(data: Any, columns: list[str] | None = None) -> dict[str, Batch]:
             data = {n: data.column(n) for n in data.column_names}
     except ImportError:  # pragma: no cover
         pass
+    if not isinstance(data, (Mapping, np.ndarray)) and hasattr(data, "columns") and hasattr(data, "__getitem__"):
+        data = {c: data[c] for c in data.columns}  # a DataFrame (pandas, polars)
     if isinstance(data, np.ndarray) and data.dtype.names:
         data = {n: data[n] for n in data.dtype.names}
     if not isinstance(data, Mapping):

@@ -243,3 +243,11 @@ def test_subnormal_values_get_a_finite_grid() -> None:
     s = col(np.array([0.0, 1.1125369292536007e-308, 5e-324]))
     assert s["max"] == 1.1125369292536007e-308 and s["finite"] == 3
     assert sum(profile({"x": np.array([0.0, 1e-308])})["x"].histogram.counts) == 2
+
+
+def test_dataframes_are_accepted_without_pandas_in_the_kernels() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [1.0, None, 3.0], "b": ["x", None, "y"]})
+    s = {c["column"]: c for c in profile(df).summary()}
+    assert s["a"]["mean"] == 2.0 and s["a"]["nan"] == 1  # pandas stores a missing float as NaN
+    assert s["b"]["nulls"] == 1 and s["b"]["distinct"] == 2
