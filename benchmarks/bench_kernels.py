@@ -30,14 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeorch-bench-numba-cache"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def median_time(fn: Callable[[], Any], repeat: int, warmup: bool = True) -> float:

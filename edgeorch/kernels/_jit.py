@@ -83,10 +83,8 @@ def _general_block(x, lo, hi):  # pragma: no cover - compiled
         else:
             cnt += 1
             s += v
-            if v < mn:
-                mn = v
-            if v > mx:
-                mx = v
+            mn = min(mn, v)
+            mx = max(mx, v)
             if v == 0.0:
                 nzero += 1
             elif v < 0.0:
@@ -201,10 +199,8 @@ def reduce_blocks(stats):  # pragma: no cover - compiled
             n, mean, m2, m3, m4 = combine_moments(
                 n, mean, m2, m3, m4, stats[b, 0], stats[b, 1], stats[b, 2], stats[b, 3], stats[b, 4]
             )
-            if stats[b, 5] < mn:
-                mn = stats[b, 5]
-            if stats[b, 6] > mx:
-                mx = stats[b, 6]
+            mn = min(mn, stats[b, 5])
+            mx = max(mx, stats[b, 6])
     return n, mean, m2, m3, m4, mn, mx
 
 
@@ -270,8 +266,7 @@ def histogram_and_hll(x, inv_width, start, nbins, p):  # pragma: no cover - comp
         for k in range(nbins):
             hist[k] += hists[c, k]
         for j in range(m):
-            if regs[c, j] > reg[j]:
-                reg[j] = regs[c, j]
+            reg[j] = max(reg[j], regs[c, j])
     return hist, reg
 
 
@@ -283,8 +278,7 @@ def hll_add_hashes(regs, hashes, p):  # pragma: no cover - compiled
         h = _mix64(hashes[i])
         idx = int(h >> np.uint64(q))
         rank = _rank(h, p, q)
-        if rank > regs[idx]:
-            regs[idx] = rank
+        regs[idx] = max(regs[idx], rank)
 
 
 @numba.njit(cache=True, nogil=True)

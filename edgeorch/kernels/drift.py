@@ -384,7 +384,7 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
                 c = _jit.bin_counts(cb.values, edges).astype(float)
                 r = np.concatenate([[0.0], cp.histogram.counts.astype(float), [0.0]])
             else:
-                keys, r, c = S.category_counts(list(cp.value_counts), list(cp.value_counts.values()),
+                _, r, c = S.category_counts(list(cp.value_counts), list(cp.value_counts.values()),
                                                *_as_categories(cb))
             value = {"psi": S.psi, "jensenshannon": S.jensen_shannon, "hellinger": S.hellinger}[m](r, c) \
                 if m != "chisquare" else None

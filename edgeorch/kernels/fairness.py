@@ -27,8 +27,9 @@ four-fifths rule holds when it is at least 0.8.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,7 @@ class GroupRates:
         return {"selection_rate": float(sel), "tpr": float(self.true_pos.sum() / pos) if pos else 0.0,
                 "fpr": float(self.false_pos.sum() / neg) if neg else 0.0}
 
-    def subset(self, keep: np.ndarray) -> "GroupRates":
+    def subset(self, keep: np.ndarray) -> GroupRates:
         g = Groups(self.groups.codes, [k for k, m in zip(self.groups.keys, keep) if m], self.groups.names)
         return GroupRates(g, self.size[keep], self.selected[keep], self.positives[keep], self.negatives[keep],
                           self.true_pos[keep], self.false_pos[keep])

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,6 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
         reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse,
                               convert_options=convert)
         names = _check_columns(path, reader.schema.names, columns)
-        size = path.stat().st_size
         rows = 0
         while True:
             try:
@@ -199,13 +199,13 @@ def _npy_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterat
         raise DataError(f"cannot read .npy: {exc}", file=str(path)) from None
     if arr.dtype.names:
         names = list(arr.dtype.names)
-        get = lambda a, n: a[n]  # noqa: E731
+        get = lambda a, n: a[n]
     elif arr.ndim == 1:
         names = ["value"]
-        get = lambda a, n: a  # noqa: E731
+        get = lambda a, n: a
     elif arr.ndim == 2:
         names = [str(i) for i in range(arr.shape[1])]
-        get = lambda a, n: a[:, int(n)]  # noqa: E731
+        get = lambda a, n: a[:, int(n)]
     else:
         raise DataError("a .npy file must hold a 1-D, 2-D or structured array", file=str(path),
                         value=f"shape {arr.shape}")

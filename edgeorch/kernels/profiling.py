@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class ColumnProfile:
         if self.kind == "categorical" and self.counts_exact:
             return len(self.value_counts)
         if self.kind == "numeric" and self.sketch.exact:
-            return int(len(np.unique(self.sketch.values + 0.0)))
+            return len(np.unique(self.sketch.values + 0.0))
         return int(round(self.hll.estimate()))
 
     @property
@@ -164,7 +165,7 @@ class ColumnProfile:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ColumnProfile":
+    def from_dict(cls, d: dict[str, Any]) -> ColumnProfile:
         cp = cls(name=d["name"], kind=d["kind"], dtype=d["dtype"], count=int(d["count"]), nulls=int(d["nulls"]),
                  hll=HyperLogLog.from_dict(d["hll"]))
         if cp.kind == "numeric":
@@ -203,7 +204,7 @@ class Profile:
         return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, file: str | None = None) -> "Profile":
+    def from_dict(cls, d: dict[str, Any], *, file: str | None = None) -> Profile:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError("not an edgeorch profile", file=file, value=d.get("format") if isinstance(d, dict) else None,
                             expected=f"a JSON document with format {FORMAT!r}")
@@ -214,7 +215,7 @@ class Profile:
         return cls({c.name: c for c in cols}, int(d["rows"]), d.get("source"))
 
     @classmethod
-    def from_json(cls, text: str, *, file: str | None = None) -> "Profile":
+    def from_json(cls, text: str, *, file: str | None = None) -> Profile:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -234,7 +235,7 @@ class Profile:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Profile":
+    def load(cls, path: str | Path) -> Profile:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -256,7 +257,7 @@ def profile_numeric(name: str, batch: NumericBatch, *, sketch_size: int = DEFAUL
         return cp
     counts, stats = _jit.block_moments(x)
     tot = counts.sum(axis=0)
-    n, mean, m2, m3, m4, mn, mx = _jit.reduce_blocks(stats)
+    _, mean, m2, m3, m4, mn, mx = _jit.reduce_blocks(stats)
     cp.n, cp.nan, cp.pos_inf, cp.neg_inf, cp.zeros, cp.negatives = (int(v) for v in tot)
     cp.mean, cp.m2, cp.m3, cp.m4 = mean, m2, m3, m4
     if cp.n:
@@ -318,7 +319,7 @@ def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT
     if a.kind == "numeric":
         for attr in ("nan", "pos_inf", "neg_inf", "zeros", "negatives"):
             setattr(out, attr, getattr(a, attr) + getattr(b, attr))
-        n, out.mean, out.m2, out.m3, out.m4 = _jit.combine_moments(
+        _, out.mean, out.m2, out.m3, out.m4 = _jit.combine_moments(
             float(a.n), a.mean, a.m2, a.m3, a.m4, float(b.n), b.mean, b.m2, b.m3, b.m4)
         out.n = a.n + b.n
         mins = [v for v in (a.min, b.min) if v is not None]

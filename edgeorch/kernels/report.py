@@ -9,8 +9,9 @@ from __future__ import annotations
 import html
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 COLORS = ("#4c78a8", "#f58518")
 _CSS = """

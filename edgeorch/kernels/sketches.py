@@ -100,7 +100,7 @@ class GridHistogram:
                 return exp, start, stop - start + 1
             exp += 1
 
-    def coarsen(self, exp: int) -> "GridHistogram":
+    def coarsen(self, exp: int) -> GridHistogram:
         """The same counts on the coarser grid ``2**exp`` (``exp >= self.exp``)."""
         if exp <= self.exp or len(self.counts) == 0:
             return GridHistogram(max(exp, self.exp), self.start >> max(exp - self.exp, 0), self.counts.copy())
@@ -111,7 +111,7 @@ class GridHistogram:
         np.add.at(out, np.asarray([k - start for k in ks]), self.counts)
         return GridHistogram(exp, start, out)
 
-    def merge(self, other: "GridHistogram", max_bins: int = DEFAULT_MAX_BINS) -> "GridHistogram":
+    def merge(self, other: GridHistogram, max_bins: int = DEFAULT_MAX_BINS) -> GridHistogram:
         """Exact sum of two histograms on the coarser of the two grids (coarsened to fit ``max_bins``)."""
         if len(other.counts) == 0:
             return GridHistogram(self.exp, self.start, self.counts.copy())
@@ -134,7 +134,7 @@ class GridHistogram:
         return {"exp": self.exp, "start": self.start, "counts": [int(c) for c in self.counts]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GridHistogram":
+    def from_dict(cls, d: dict[str, Any]) -> GridHistogram:
         return cls(int(d["exp"]), int(d["start"]), np.asarray(d["counts"], dtype=np.int64))
 
 
@@ -159,7 +159,7 @@ class QuantileSketch:
         return self.n <= self.size
 
     @classmethod
-    def of(cls, finite: np.ndarray, size: int = DEFAULT_SKETCH_SIZE, rng: np.random.Generator | None = None) -> "QuantileSketch":
+    def of(cls, finite: np.ndarray, size: int = DEFAULT_SKETCH_SIZE, rng: np.random.Generator | None = None) -> QuantileSketch:
         """Sketch of ``finite`` (float64, no NaN/inf)."""
         n = int(finite.shape[0])
         if n <= size:
@@ -173,7 +173,7 @@ class QuantileSketch:
             return self.values[rng.integers(0, self.n, k)] if self.n else np.zeros(0)
         return self.values[:k]  # already independent draws in random order
 
-    def merge(self, other: "QuantileSketch", rng: np.random.Generator | None = None) -> "QuantileSketch":
+    def merge(self, other: QuantileSketch, rng: np.random.Generator | None = None) -> QuantileSketch:
         """Sketch of the union; exact when the union fits, else a uniform sample of it."""
         size = min(self.size, other.size)
         n = self.n + other.n
@@ -202,7 +202,7 @@ class QuantileSketch:
         return {"size": self.size, "n": self.n, "values_f64le_b64": _b64(self.values.astype("<f8"))}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "QuantileSketch":
+    def from_dict(cls, d: dict[str, Any]) -> QuantileSketch:
         return cls(int(d["size"]), int(d["n"]), _unb64(d["values_f64le_b64"], "<f8").astype(np.float64))
 
 
@@ -243,7 +243,7 @@ class HyperLogLog:
     p: int = HLL_P
     registers: np.ndarray = field(default_factory=lambda: np.zeros(1 << HLL_P, dtype=np.uint8))
 
-    def merge(self, other: "HyperLogLog") -> "HyperLogLog":
+    def merge(self, other: HyperLogLog) -> HyperLogLog:
         if other.p != self.p:
             raise ValueError(f"cannot merge HyperLogLog sketches of precision {self.p} and {other.p}")
         return HyperLogLog(self.p, np.maximum(self.registers, other.registers))
@@ -271,7 +271,7 @@ class HyperLogLog:
         return {"p": self.p, "registers_b64": _b64(self.registers)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HyperLogLog":
+    def from_dict(cls, d: dict[str, Any]) -> HyperLogLog:
         return cls(int(d["p"]), _unb64(d["registers_b64"], np.uint8))
 
 

@@ -17,8 +17,9 @@ how many it dropped.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -168,7 +169,9 @@ def jensen_shannon(p: Any, q: Any, base: float | None = None) -> float:
     normalised to sum 1. Natural log unless ``base`` is given; with base 2 the
     result lies in [0, 1]. All-zero input gives NaN (as scipy).
     """
-    from scipy.special import rel_entr  # the reference's own ufunc: 0 log 0 = 0, NaN propagates
+    from scipy.special import (
+        rel_entr,  # the reference's own ufunc: 0 log 0 = 0, NaN propagates
+    )
 
     p, q = _prob_pair(p, q)
     with np.errstate(invalid="ignore", divide="ignore"):

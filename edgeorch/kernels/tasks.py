@@ -143,9 +143,9 @@ def _profile_pair_charts(ref: Any, cur: Any) -> dict[str, Any]:
 
 
 def _drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
-    from .drift import binned, dataset_drift, _clean
-    from .io import load_table
     from .columns import NumericBatch
+    from .drift import _clean, binned, dataset_drift
+    from .io import load_table
 
     ref_t = load_table(o["reference"], o.get("columns"), progress=progress)
     cur_t = load_table(o["current"], o.get("columns"), progress=progress)

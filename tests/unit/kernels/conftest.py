@@ -10,8 +10,8 @@ from pathlib import Path
 # here, as the engine caches them under <state_dir>/numba-cache.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache"))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from edgeorch.errors import DataError
 from edgeorch.kernels import column_drift, dataset_drift, drift_from_profile, profile
 from edgeorch.kernels.drift import adjust_pvalues
 
-
 RULE = [
     ("numeric small", lambda r: r.normal(size=500), "ks"),
     ("numeric large", lambda r: r.normal(size=5000), "wasserstein"),

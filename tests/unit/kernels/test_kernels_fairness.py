@@ -154,8 +154,8 @@ def test_report_verdicts_use_thresholds() -> None:
                         "disparate_impact": "violation"}
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as hs  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 rows = hs.lists(hs.tuples(hs.integers(0, 1), hs.integers(0, 1), hs.sampled_from(["a", "b", "c"])),
                 min_size=2, max_size=60)  # Fairlearn rejects a single row

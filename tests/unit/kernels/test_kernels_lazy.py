@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import edgeorch.kernels as kernels
+from edgeorch import kernels
 
 
 def _modules_after(stmt: str) -> set[str]:
@@ -51,7 +51,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 def test_public_functions_are_functions_not_submodules() -> None:
     # `profile` and `validate` share names with nothing: the submodules are
     # profiling/validation, so a prior submodule import cannot shadow them.
-    import edgeorch.kernels.profiling  # noqa: F401
+    import edgeorch.kernels.profiling
     import edgeorch.kernels.validation  # noqa: F401
 
     assert callable(kernels.profile) and kernels.profile.__module__.endswith("profiling")

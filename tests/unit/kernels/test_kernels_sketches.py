@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from edgeorch.kernels import _jit
-from edgeorch.kernels.sketches import GridHistogram, HyperLogLog, QuantileSketch, hash_strings, rank_error_bound
+from edgeorch.kernels.sketches import (
+    GridHistogram,
+    HyperLogLog,
+    QuantileSketch,
+    hash_strings,
+    rank_error_bound,
+)
 
 
 def grid_hist(x: np.ndarray, max_bins: int = 64) -> GridHistogram:

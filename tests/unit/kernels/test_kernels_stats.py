@@ -12,7 +12,15 @@ from hypothesis import strategies as hs
 from scipy.spatial.distance import jensenshannon
 
 from edgeorch.errors import DataError
-from edgeorch.kernels import chi_square, hellinger, jensen_shannon, ks_2samp, psi, wasserstein_distance, z_test
+from edgeorch.kernels import (
+    chi_square,
+    hellinger,
+    jensen_shannon,
+    ks_2samp,
+    psi,
+    wasserstein_distance,
+    z_test,
+)
 
 
 def assert_ks_equal(a: np.ndarray, b: np.ndarray, method: str = "auto") -> None:
