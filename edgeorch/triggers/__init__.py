@@ -6,6 +6,7 @@ wires them to the engine and the store; see ``docs/triggers.md``.
 """
 
 from .arrivals import ArrivalLoop
+from .checks import check_pipeline_triggers
 from .dropfolder import (
     Accept, Action, Batcher, ClaimedFile, ClaimError, ClaimIntent, InputRecord, Quarantined, Refuse,
     SettleTracker, WatchSpec, check_same_filesystem, check_watch, check_watch_set, check_watches, claim,
@@ -22,7 +23,7 @@ __all__ = [
     "Accept", "Action", "ArrivalLoop", "Batcher", "ClaimError", "ClaimIntent", "ClaimedFile", "Clock", "Decision",
     "Fire", "FirePlan", "FolderWatcher", "InputRecord", "ManualClock", "Quarantined", "Refuse", "ScheduleSpec",
     "ScheduleTimer", "Scheduler", "SettleTracker", "SystemClock", "WatchEvent", "WatchSpec", "admit",
-    "check_same_filesystem", "check_schedule", "check_watch", "check_watch_set", "check_watches", "claim",
+    "check_pipeline_triggers", "check_same_filesystem", "check_schedule", "check_watch", "check_watch_set", "check_watches", "claim",
     "due_fires", "inspect", "is_candidate", "jitter_offset", "next_fire", "perform_claim", "plan_fires",
     "prepare_claim", "quarantine", "reconcile", "requeue", "scan", "start_time",
 ]

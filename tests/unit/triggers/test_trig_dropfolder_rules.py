@@ -436,3 +436,24 @@ def test_many_pending_files_cost_little():
         t.observe("closed", p, i * 1e-5)
         assert t.next_deadline() == 1.0
     assert len(t.ready(2.0)) == 20_000
+
+
+# -- a pipeline's trigger keys together -------------------------------------------
+
+
+def test_pipeline_triggers_schedule_and_watch_tables():
+    from edgeorch.triggers.checks import check_pipeline_triggers
+
+    spec, watches, errors = check_pipeline_triggers(
+        {"name": "etl", "every": "1h", "watch": {"folder": "in", "patterns": ["*.csv"]}},
+        "/srv/pipelines/etl.toml")
+    assert errors == [] and spec is not None and spec.every == 3600
+    assert watches == [WatchSpec(folder=Path("/srv/pipelines/in"), pipeline="etl", patterns=("*.csv",))]
+    _, watches, errors = check_pipeline_triggers(
+        {"name": "etl", "schedule": "0 2 * *", "watch": [{"folder": "/a"}, {"folder": "/b", "mode": "batches"}]},
+        "etl.toml")
+    assert [w.folder for w in watches] == [Path("/a")]
+    assert sorted(e.field for e in errors) == ["schedule", "watch[1].mode"]
+    assert all(isinstance(e, PipelineError) and e.file == "etl.toml" for e in errors)
+    _, _, errors = check_pipeline_triggers({"watch": "/in"}, "etl.toml")
+    assert [e.field for e in errors] == ["watch"]

@@ -1,0 +1,46 @@
+"""One call for a pipeline's trigger keys: its schedule and its ``watch`` tables.
+
+``edgeorch validate`` and the registry call :func:`check_pipeline_triggers`
+with the parsed TOML of a pipeline file; the errors join the pipeline's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeorchError, PipelineError
+from .dropfolder import WatchSpec, check_watch
+from .schedule import ScheduleSpec, check_schedule
+
+
+def check_pipeline_triggers(data: dict[str, Any], file: str, *, pipeline: str | None = None,
+                            base: Path | None = None) -> tuple[ScheduleSpec | None, list[WatchSpec],
+                                                               list[EdgeorchError]]:
+    """Validate ``schedule``/``every``/... and ``watch`` of one pipeline file; collect every problem.
+
+    ``watch`` may be one table (``[watch]``) or an array (``[[watch]]``); its
+    ``pipeline`` key is optional and must name this pipeline. ``base``
+    resolves relative folders (default: the pipeline file's folder). Errors
+    are :class:`PipelineError` with fields ``schedule``, ``watch.folder``,
+    ``watch[1].mode``, ...
+    """
+    name = pipeline or (data.get("name") if isinstance(data.get("name"), str) else None) or Path(file).stem
+    base = base or Path(file).resolve().parent
+    spec, errors = check_schedule(data, file, pipeline=name)
+    watches: list[WatchSpec] = []
+    raw = data.get("watch")
+    if raw is None:
+        return spec, watches, errors
+    tables = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        errors.append(PipelineError("must be a table or an array of tables", file=file, field="watch",
+                                    value=raw, expected="[watch] or [[watch]] tables"))
+        return spec, watches, errors
+    for i, table in enumerate(tables):
+        prefix = "watch" if isinstance(raw, dict) else f"watch[{i}]"
+        w, errs = check_watch(table, file, prefix, base=base, pipeline=name, error_cls=PipelineError)
+        errors.extend(errs)
+        if w is not None:
+            watches.append(w)
+    return spec, watches, errors
