@@ -96,7 +96,16 @@ W_CASES = {
     "one value": lambda r: (np.array([3.0]), np.array([-1.0])),
     "same": lambda r: (np.arange(5.0), np.arange(5.0)),
     "large": lambda r: (r.exponential(size=200_000), r.exponential(1.1, size=150_000)),
+    "one infinity": lambda r: (np.array([1.0, np.inf]), np.array([1.0, 2.0])),
+    "negative infinity": lambda r: (np.array([-np.inf, 0.0]), np.array([0.0, 1.0])),
 }
+
+
+@pytest.mark.parametrize(("a", "b"), [([np.inf], [np.inf]), ([1.0, np.inf], [np.inf, 2.0]),
+                                      ([np.inf, np.inf], [1.0]), ([-np.inf], [-np.inf, 0.0])])
+def test_wasserstein_with_tied_infinities_is_nan_as_scipy(a: list[float], b: list[float]) -> None:
+    assert math.isnan(st.wasserstein_distance(a, b))
+    assert math.isnan(wasserstein_distance(a, b))
 
 
 @pytest.mark.parametrize("case", list(W_CASES))
