@@ -399,7 +399,12 @@ class Engine:
             self.loop.call_soon(self._dispatch)
 
     def _dispatch(self) -> None:
-        """Start ready attempts while there is room. Order: pipeline priority, then run age, then DAG order."""
+        """Start what the resources policy admits now; fail what it never could.
+
+        Order (the policy's): pipeline priority, then critical path, then
+        arrival; EASY backfilling around a reserved head. Caps:
+        ``engine.parallelism``, each pipeline's ``max_parallel``, the pools.
+        """
         self._dispatch_scheduled = False
         res = self.res
         if not self.accepting or res is None or not len(res.queue):
