@@ -34,7 +34,7 @@ from . import memory as cgroups
 from .allocator import Capacity, _fmt, never_satisfiable
 from .cpus import available_memory, format_cpu_list, read_inventory
 from .gpus import GpuBackend, open_gpu_backend
-from .model import GpuBackendError, Inventory, Lease, ResourceRequest
+from .model import GpuBackendError, GpuProcess, Inventory, Lease, ResourceRequest
 from .policy import Decision, DurationModel, ReadyQueue, ReadyTask, Running, decide
 from .watcher import BudgetAction, check_budgets, drains_from_events, lease_usage
 
@@ -274,7 +274,7 @@ class Admission:
             return [], drains
         gpu_held = {aid: h for aid, h in self.held.items() if h.running.lease.gpus}
         uuids = sorted({u for h in gpu_held.values() for u in h.running.lease.gpus})
-        procs = []
+        procs: list[GpuProcess] = []
         for u in uuids:
             try:
                 procs.extend(self.backend.processes(u))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from edgeorch.engine.engine import Engine
 from edgeorch.pipelines import validate_path

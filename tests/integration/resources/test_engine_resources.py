@@ -6,12 +6,11 @@ import os
 import sqlite3
 
 import pytest
+from resources_helpers import GPU_A, fake_gpus, run_engine, until
 
 from edgeorch.model import RunState
 from edgeorch.pipelines import resolve_params
 from edgeorch.resources import UnsatisfiableError
-
-from resources_helpers import GPU_A, fake_gpus, run_engine, until
 
 # A TOML array: the task reports its own affinity and the resource variables it was given.
 REPORT = ("""["sh", "-c", 'grep Cpus_allowed_list /proc/self/status > {pipeline_dir}/{task}.out; """
@@ -103,7 +102,7 @@ def test_gpu_memory_shares_fill_one_gpu_and_no_more(workspace):
     async def body(engine, pipelines):
         p = pipelines["shares"]
         run_id = engine.submit(p, resolve_params(p, {}))
-        started = lambda: [i for i in range(3) if (workspace.pipelines / f"s{i}.started").exists()]  # noqa: E731
+        started = lambda: [i for i in range(3) if (workspace.pipelines / f"s{i}.started").exists()]
         await until(lambda: len(started()) == 2, what="two shares running")
         rep = engine.resources_report()
         assert len(rep["leases"]) == 2 and all(lease["gpus"] == [GPU_A] for lease in rep["leases"])

@@ -40,10 +40,11 @@ def test_never_satisfiable_on_a_cpu_only_daemon_quotes_the_backend_message():
     adm = _adm(gpu=False)
 
     class P:
-        tasks = {"train": TaskSpec("train", command="true", gpus=1), "prep": TaskSpec("prep", command="true")}
+        tasks = {"train": TaskSpec("train", command="true", gpus=1),  # noqa: RUF012 - a Pipeline stand-in
+                 "prep": TaskSpec("prep", command="true")}
 
-    assert adm.check_pipeline(P) == [("train", "asks for a GPU but this daemon has none "
-                                               "(no NVML library: running CPU-only)")]
+    why = "asks for a GPU but this daemon has none (no NVML library: running CPU-only)"
+    assert adm.check_pipeline(P) == [("train", why)]
 
 
 def test_decide_starts_plain_tasks_up_to_parallelism_and_gives_reasons():
