@@ -266,3 +266,63 @@ def test_impossible_request_fails_even_while_every_slot_is_busy(workspace):
         return await engine.wait_run(run_id)
 
     assert run_engine(workspace, body) == RunState.FAILED
+
+
+def _spans(ws, run_id: int) -> dict[str, tuple[float, float]]:
+    with _db(ws) as conn:
+        return {r["task"]: (r["started_at"], r["finished_at"])
+                for r in conn.execute("SELECT task, started_at, finished_at FROM attempts WHERE run_id = ?", (run_id,))}
+
+
+def test_max_parallel_and_pools_cap_concurrency(workspace):
+    workspace.write_config("""
+        [resources.pools]
+        db = 1
+        """, parallelism=4)
+    nap = 'command = ["sh", "-c", "sleep 0.2"]'
+    workspace.pipeline("capped", f"""
+        max_parallel = 1
+        [tasks.a]
+        {nap}
+        [tasks.b]
+        {nap}
+    """)
+    workspace.pipeline("pooled", f"""
+        [tasks.c]
+        {nap}
+        pool = "db"
+        [tasks.d]
+        {nap}
+        pool = "db"
+    """)
+
+    async def body(engine, pipelines):
+        ids = [engine.submit(pipelines[n], {}) for n in ("capped", "pooled")]
+        return ids, [await engine.wait_run(i) for i in ids]
+
+    (capped, pooled), states = run_engine(workspace, body)
+    assert states == [RunState.SUCCEEDED] * 2
+    for run_id in (capped, pooled):
+        first, second = sorted(_spans(workspace, run_id).values())
+        assert second[0] >= first[1], "max_parallel = 1 / pool size 1: the two tasks must not overlap"
+
+
+def test_longest_critical_path_starts_first(workspace):
+    workspace.write_config(parallelism=1)
+    workspace.pipeline("cp", """
+        [tasks.short]
+        command = ["true"]
+        [tasks.chain1]
+        command = ["true"]
+        [tasks.chain2]
+        command = ["true"]
+        needs = ["chain1"]
+        [tasks.chain3]
+        command = ["true"]
+        needs = ["chain2"]
+    """)
+    run_id, state = run_engine(workspace, lambda e, p: _submit_and_wait(e, p, "cp"))
+    assert state == RunState.SUCCEEDED
+    order = [t for t, _ in sorted(_spans(workspace, run_id).items(), key=lambda kv: kv[1][0])]
+    # chain1 heads 3 predicted durations, short only 1: the chain goes first although declared second.
+    assert order[0] == "chain1"
