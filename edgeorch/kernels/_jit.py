@@ -285,7 +285,8 @@ def hll_add_hashes(regs, hashes, p):  # pragma: no cover - compiled
 def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
     """Walk two sorted samples; return KS extremes and the Wasserstein-1 integral.
 
-    ``a`` and ``b`` are sorted float64 arrays; ``wa`` and ``wb`` their weights'
+    ``a`` and ``b`` are sorted non-empty arrays of one type (float64, or int64
+    for exact integer KS); ``wa`` and ``wb`` their weights'
     cumulative sums normalised to end at 1 (empty arrays mean unit weights).
     At every distinct value ``t`` of the pooled data the right-continuous
     ECDFs are ``F(t) = #{a <= t}/n`` (or the weight share), exactly as scipy
@@ -298,16 +299,17 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
     weighted = wa.shape[0] > 0
     i = 0
     j = 0
+    # Locations take the samples' own type (int64 samples stay exact).
     maxd = -np.inf
-    maxloc = 0.0
+    maxloc = a[0]
     mind = np.inf
-    minloc = 0.0
+    minloc = a[0]
     # scipy reports the first extreme in the order [sorted data1, sorted
     # data2]: keep the extremes found at values of each sample apart.
     maxd_b = -np.inf
-    maxloc_b = 0.0
+    maxloc_b = a[0]
     mind_b = np.inf
-    minloc_b = 0.0
+    minloc_b = a[0]
     li = 0
     w1 = 0.0
     # Fast merge while both samples have values left: one element per step,
@@ -315,16 +317,16 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
     # (random interleaving would mispredict half the time). The ECDFs are
     # only evaluated where the next pooled value differs (ties resolved).
     if not weighted:
-        while i < n1 and j < n2:
+        # Stop one short of either end, so a[i] and b[j] exist after the
+        # step: no sentinel (int64 samples stay exact) and no branch.
+        while i < n1 - 1 and j < n2 - 1:
             ai = a[i]
             bj = b[j]
             ta = 1 if ai <= bj else 0
             t = min(ai, bj)
             i += ta
             j += 1 - ta
-            na = a[i] if i < n1 else np.inf
-            nb = b[j] if j < n2 else np.inf
-            nxt = min(na, nb)
+            nxt = min(a[i], b[j])
             if nxt != t:
                 d = i / n1 - j / n2
                 if i > li:
@@ -342,8 +344,7 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
                         mind_b = d
                         minloc_b = t
                 li = i
-                if i < n1 or j < n2:
-                    w1 += abs(d) * (nxt - t)
+                w1 += abs(d) * (nxt - t)
     # Slow, general walk: weighted samples and the tail of the longer one.
     while i < n1 or j < n2:
         if j >= n2 or (i < n1 and a[i] <= b[j]):

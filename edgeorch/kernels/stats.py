@@ -35,7 +35,7 @@ class KSResult(NamedTuple):
 
     statistic: float
     pvalue: float
-    statistic_location: float
+    statistic_location: float | int
     statistic_sign: int
 
 
@@ -74,11 +74,13 @@ def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
     """
     if method not in ("auto", "exact", "asymp"):
         raise DataError("unknown KS method", value=method, expected="auto, exact or asymp")
-    a, b = _as_1d(data1, "data1"), _as_1d(data2, "data2")
+    a, b = _int_pair(data1, data2)
+    if a is None or b is None:
+        a, b = _as_1d(data1, "data1"), _as_1d(data2, "data2")
     n1, n2 = a.size, b.size
     if min(n1, n2) == 0:
         raise DataError("ks_2samp needs two non-empty samples", value=f"sizes {n1} and {n2}")
-    if np.isnan(a).any() or np.isnan(b).any():
+    if a.dtype.kind == "f" and (np.isnan(a).any() or np.isnan(b).any()):
         return KSResult(math.nan, math.nan, math.nan, 1)
     a, b = _sort_pair(a, b)
     maxd, maxloc, mind, minloc, _ = _jit.ecdf_walk(a, b, _EMPTY, _EMPTY)
@@ -88,7 +90,22 @@ def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
     else:
         d, loc, sign = maxd, maxloc, 1
     d, p = ks_pvalue(d, n1, n2, method)
-    return KSResult(d, p, float(loc), sign)
+    return KSResult(d, p, int(loc) if a.dtype.kind == "i" else float(loc), sign)
+
+
+def _int_pair(x: Any, y: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Both samples as int64 when both are integer arrays that fit, else ``(None, None)``.
+
+    Integers beyond 2**53 do not survive float64: values 2**62 and 2**62 + 1
+    would tie. Sorting and comparing them as int64 keeps scipy's exact answer.
+    """
+    a, b = np.asarray(x), np.asarray(y)
+    if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
+        return None, None
+    try:
+        return np.ravel(a).astype(np.int64, casting="safe"), np.ravel(b).astype(np.int64, casting="safe")
+    except TypeError:  # uint64: compare as floats, as before
+        return None, None
 
 
 def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> tuple[float, float]:

@@ -45,8 +45,11 @@ CASES = {
     "constant": lambda r: (np.full(30, 2.0), np.full(40, 2.0)),
     "exact limit 10000": lambda r: (r.normal(size=10_000), r.normal(0.02, size=9_000)),
     "asymptotic above 10000": lambda r: (r.normal(size=10_001), r.normal(0.02, size=3_000)),
-    "integers near int64 max": lambda r: (np.array([2**62, 2**62 + 2**11], dtype=np.int64),
-                                          np.array([2**62 + 2**10], dtype=np.int64)),
+    "integers near int64 max": lambda r: (np.array([2**63 - 1, 2**63 - 3, 2**62], dtype=np.int64),
+                                          np.array([2**63 - 2, 2**62 + 1], dtype=np.int64)),
+    "integers beyond float precision": lambda r: (np.arange(2**60, 2**60 + 40, dtype=np.int64),
+                                                   np.arange(2**60 + 3, 2**60 + 50, 2, dtype=np.int64)),
+    "small integers": lambda r: (r.integers(-3, 3, 90), r.integers(-2, 4, 70)),
 }
 
 
