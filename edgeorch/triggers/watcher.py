@@ -35,6 +35,8 @@ from watchdog.observers.inotify import InotifyObserver
 
 WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow"]
 
+log = logging.getLogger(__name__)
+
 _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
 
@@ -113,11 +115,30 @@ class FolderWatcher:
             return
         self.folders.add(f)
         self.observer.schedule(_Handler(self), str(f), recursive=False, event_filter=_EVENT_FILTER)
+        if self._started:
+            self._no_move_delay()
 
     def start(self) -> None:
         logging.getLogger(_OVERFLOW_LOGGER).addHandler(self._hook)
         self.observer.start()
         self._started = True
+        self._no_move_delay()
+
+    def _no_move_delay(self) -> None:
+        """Stop watchdog holding ``IN_MOVED_FROM`` events for 0.5 s to pair them with ``IN_MOVED_TO``.
+
+        Its queue is FIFO, so every claim (a rename out of the folder) would
+        delay the events behind it by half a second. We do not need the
+        pairing: a move out is a ``deleted`` and a move in a ``moved_to``
+        either way. Internal attributes: if they change, only latency suffers.
+        """
+        for emitter in self.observer.emitters:
+            group = getattr(emitter, "_inotify", None)
+            queue = getattr(getattr(group, "_move_event_grouper", None), "_queue", None)
+            if queue is not None and hasattr(queue, "delay"):
+                queue.delay = 0.0
+            else:  # pragma: no cover - watchdog internals changed
+                log.warning("cannot disable watchdog's move-pairing delay: arrivals may lag by 0.5 s")
 
     def stop(self) -> None:
         logging.getLogger(_OVERFLOW_LOGGER).removeHandler(self._hook)

@@ -185,3 +185,26 @@ def test_a_burst_of_files_is_claimed_each_exactly_once(drop, inbox, tmp_path):
 @pytest.mark.slow
 def test_a_burst_of_20000_files_is_claimed_each_exactly_once(drop, inbox, tmp_path):
     _burst_test(drop, inbox, tmp_path, 20_000)
+
+
+def test_a_rename_into_the_folder_is_claimed_without_watchdogs_half_second_move_delay(drop, inbox, tmp_path):
+    """Each claim renames a file out of the folder; watchdog would hold that IN_MOVED_FROM for 0.5 s and
+    block the next arrival behind it. The median must stay far below that (typically 2-10 ms)."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with DropHarness(loop, drop, inbox, on_claimed=lambda c: latencies.append(
+                time.perf_counter() - sent[c.source.name])) as h:
+            for i in range(30):
+                (staging / f"l{i}.csv").write_text("x\n")
+                sent[f"l{i}.csv"] = time.perf_counter()
+                os.rename(staging / f"l{i}.csv", drop / f"l{i}.csv")
+                await h.wait_for(lambda: len(latencies) == i + 1)
+
+    run(main())
+    latencies.sort()
+    assert latencies[len(latencies) // 2] < 0.25, latencies
