@@ -8,15 +8,44 @@ wires them to the engine and the store; see ``docs/triggers.md``.
 from .arrivals import ArrivalLoop
 from .checks import check_pipeline_triggers
 from .dropfolder import (
-    Accept, Action, Batcher, ClaimedFile, ClaimError, ClaimIntent, InputRecord, Quarantined, Refuse,
-    SettleTracker, WatchSpec, check_same_filesystem, check_watch, check_watch_set, check_watches, claim,
-    inspect, is_candidate, perform_claim, prepare_claim, quarantine, reconcile, requeue, scan,
+    Accept,
+    Action,
+    Batcher,
+    ClaimedFile,
+    ClaimError,
+    ClaimIntent,
+    InputRecord,
+    Quarantined,
+    Refuse,
+    SettleTracker,
+    WatchSpec,
+    check_same_filesystem,
+    check_watch,
+    check_watch_set,
+    check_watches,
+    claim,
+    inspect,
+    is_candidate,
+    perform_claim,
+    prepare_claim,
+    quarantine,
+    reconcile,
+    requeue,
+    scan,
 )
 from .schedule import (
-    Decision, FirePlan, ScheduleSpec, admit, check_schedule, due_fires, jitter_offset, next_fire, plan_fires,
+    Decision,
+    FirePlan,
+    ScheduleSpec,
+    admit,
+    check_schedule,
+    due_fires,
+    jitter_offset,
+    next_fire,
+    plan_fires,
     start_time,
 )
-from .scheduler import Clock, Fire, ManualClock, ScheduleTimer, Scheduler, SystemClock
+from .scheduler import Clock, Fire, ManualClock, Scheduler, ScheduleTimer, SystemClock
 from .watcher import FolderWatcher, WatchEvent
 
 __all__ = [

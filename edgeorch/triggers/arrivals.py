@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .dropfolder import SettleTracker, WatchSpec, is_candidate, scan, stat_of
 from .watcher import FolderWatcher, WatchEvent
@@ -136,4 +136,4 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-__all__ = ["ArrivalLoop", "DEFAULT_RESCAN_INTERVAL", "stat_of"]
+__all__ = ["DEFAULT_RESCAN_INTERVAL", "ArrivalLoop", "stat_of"]

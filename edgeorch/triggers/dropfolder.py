@@ -31,9 +31,10 @@ import json
 import os
 import stat as stat_mod
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..errors import ConfigError, EdgeorchError
 from ..tomlcheck import TableReader

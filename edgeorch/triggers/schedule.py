@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,8 +63,8 @@ MISFIRE_GRACE = 60.0
 MISSED_COUNT_CAP = 1000
 """Counting missed cron fires walks them one by one; past this many the count is a lower bound."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC = UTC
 _US = timedelta(microseconds=1)
 
 Admission = Literal["start", "wait", "skip"]
@@ -202,7 +202,7 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
 
 def _stem(file: str) -> str:
     base = file.rsplit("/", 1)[-1]
-    return base[:-5] if base.endswith(".toml") else base
+    return base.removesuffix(".toml")
 
 
 # ---------------------------------------------------------------------------

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Literal, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
 
 from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
 
@@ -52,7 +53,7 @@ class SystemClock:
     """The real wall clock, in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class ManualClock:
@@ -180,9 +181,8 @@ class Scheduler:
     def _tick_one(self, entry: _Entry, now: datetime) -> list[Fire]:
         spec = entry.spec
         out: list[Fire] = []
-        if entry.waiting is not None:
-            if not self._try_start(entry, entry.waiting, out):
-                return out
+        if entry.waiting is not None and not self._try_start(entry, entry.waiting, out):
+            return out
         plan = plan_fires(spec, entry.last_fire, now)
         if plan.last_fire is None or plan.last_fire == entry.last_fire:
             return out

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from watchdog.events import (
     FileClosedEvent,
@@ -53,7 +54,7 @@ class WatchEvent:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: "FolderWatcher") -> None:
+    def __init__(self, watcher: FolderWatcher) -> None:
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -76,7 +77,7 @@ class _Handler(FileSystemEventHandler):
 
 
 class _OverflowHook(logging.Handler):
-    def __init__(self, watcher: "FolderWatcher") -> None:
+    def __init__(self, watcher: FolderWatcher) -> None:
         super().__init__(logging.WARNING)
         self.watcher = watcher
 

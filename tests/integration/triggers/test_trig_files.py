@@ -12,8 +12,20 @@ import pytest
 
 from edgeorch.errors import ConfigError
 from edgeorch.triggers.dropfolder import (
-    Accept, ClaimError, ClaimIntent, Refuse, check_same_filesystem, claim, file_ids, inspect, list_inbox,
-    perform_claim, prepare_claim, quarantine, requeue, scan,
+    Accept,
+    ClaimError,
+    ClaimIntent,
+    Refuse,
+    check_same_filesystem,
+    claim,
+    file_ids,
+    inspect,
+    list_inbox,
+    perform_claim,
+    prepare_claim,
+    quarantine,
+    requeue,
+    scan,
 )
 
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from trig_harness import DropHarness
 
 pytestmark = pytest.mark.timeout(300)
@@ -64,8 +63,7 @@ def test_cp_of_a_big_file_is_ready_only_after_the_copy_completed_and_settled(dro
     src = tmp_path / "big.bin"
     chunk = os.urandom(1 << 20)
     with open(src, "wb") as f:
-        for _ in range(size >> 20):
-            f.write(chunk)
+        f.writelines(chunk for _ in range(size >> 20))
     seen_at_ready: list[tuple[int | None, int]] = []
 
     async def main() -> None:
@@ -203,7 +201,7 @@ def test_a_rename_into_the_folder_is_claimed_without_watchdogs_half_second_move_
                 (staging / f"l{i}.csv").write_text("x\n")
                 sent[f"l{i}.csv"] = time.perf_counter()
                 os.rename(staging / f"l{i}.csv", drop / f"l{i}.csv")
-                await h.wait_for(lambda: len(latencies) == i + 1)
+                await h.wait_for(lambda n=i + 1: len(latencies) == n)
 
     run(main())
     latencies.sort()

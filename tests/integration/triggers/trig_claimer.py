@@ -18,9 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from edgeorch.triggers.dropfolder import (  # noqa: E402
-    ClaimError, ClaimIntent, InputRecord, Refuse, claim_dest, file_ids, list_inbox, perform_claim, prepare_claim,
-    reconcile, scan,
+from edgeorch.triggers.dropfolder import (
+    ClaimError,
+    ClaimIntent,
+    InputRecord,
+    Refuse,
+    claim_dest,
+    file_ids,
+    list_inbox,
+    perform_claim,
+    prepare_claim,
+    reconcile,
+    scan,
 )
 
 SCHEMA = """

@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 from edgeorch.triggers.arrivals import ArrivalLoop
-from edgeorch.triggers.dropfolder import ClaimedFile, ClaimError, Refuse, WatchSpec, claim
+from edgeorch.triggers.dropfolder import (
+    ClaimedFile,
+    ClaimError,
+    Refuse,
+    WatchSpec,
+    claim,
+)
 
 
 class DropHarness:
@@ -61,7 +68,7 @@ class DropHarness:
 
         await asyncio.wait_for(loop(), timeout)
 
-    def __enter__(self) -> "DropHarness":
+    def __enter__(self) -> Self:
         self.arrivals.start()
         return self
 

@@ -10,8 +10,16 @@ import pytest
 
 from edgeorch.errors import ConfigError, PipelineError
 from edgeorch.triggers.dropfolder import (
-    Batcher, InputRecord, SettleTracker, WatchSpec, check_watch, check_watch_set, check_watches, is_candidate,
-    name_problem, reconcile,
+    Batcher,
+    InputRecord,
+    SettleTracker,
+    WatchSpec,
+    check_watch,
+    check_watch_set,
+    check_watches,
+    is_candidate,
+    name_problem,
+    reconcile,
 )
 
 # -- [[watch]] tables -----------------------------------------------------------

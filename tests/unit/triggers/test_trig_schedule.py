@@ -5,17 +5,25 @@ Every time is an explicit datetime; nothing sleeps or reads the wall clock.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from edgeorch.errors import PipelineError
 from edgeorch.triggers.schedule import (
-    ScheduleSpec, admit, check_schedule, due_fires, fires_between, jitter_offset, next_fire, plan_fires,
+    ScheduleSpec,
+    admit,
+    check_schedule,
+    due_fires,
+    fires_between,
+    jitter_offset,
+    next_fire,
+    plan_fires,
     start_time,
 )
 
-U = timezone.utc
+U = UTC
 
 
 def utc(*a: int) -> datetime:
@@ -145,7 +153,7 @@ def test_fires_strictly_increase_around_dst_transitions(tz, cron):
     for start in (utc(2026, 3, 26), utc(2026, 10, 1), utc(2026, 11, 1)):
         fires = fires_between(spec, start, start + timedelta(days=5))
         assert fires, "some fires expected"
-        assert all(a < b for a, b in zip(fires, fires[1:]))
+        assert all(a < b for a, b in itertools.pairwise(fires))
         # Starting from any fire gives the same continuation: restarts agree.
         mid = fires[len(fires) // 2]
         assert fires_between(spec, mid, fires[-1]) == fires[len(fires) // 2 + 1:]
@@ -154,13 +162,13 @@ def test_fires_strictly_increase_around_dst_transitions(tz, cron):
 def test_every_ignores_dst():
     spec = ScheduleSpec("p", every=3600)
     fires = fires_between(spec, utc(2026, 10, 24, 23, 30), utc(2026, 10, 25, 3, 30))
-    assert all((b - a) == timedelta(hours=1) for a, b in zip(fires, fires[1:]))
+    assert all((b - a) == timedelta(hours=1) for a, b in itertools.pairwise(fires))
     assert len(fires) == 4
 
 
 # -- catch-up -----------------------------------------------------------------
 
-HOURLY = dict(cron="0 * * * *")
+HOURLY = {"cron": "0 * * * *"}
 
 
 def plan(catchup: str, last: datetime | None, now: datetime, **kw):

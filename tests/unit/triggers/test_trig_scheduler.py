@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from edgeorch.triggers.schedule import ScheduleSpec, start_time
-from edgeorch.triggers.scheduler import Fire, ManualClock, ScheduleTimer, Scheduler
+from edgeorch.triggers.scheduler import Fire, ManualClock, Scheduler, ScheduleTimer
 
-U = timezone.utc
+U = UTC
 
 
 def utc(*a: int) -> datetime:
