@@ -206,3 +206,35 @@ def test_a_rename_into_the_folder_is_claimed_without_watchdogs_half_second_move_
     run(main())
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.25, latencies
+
+
+def test_an_inotify_overflow_triggers_a_rescan(drop, inbox):
+    """Watchdog only logs an overflow; the watcher turns that warning into an ``overflow`` event."""
+    import logging
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with DropHarness(loop, drop, inbox) as h:
+            before = h.arrivals.rescans
+            logging.getLogger("watchdog.observers.inotify_c").warning(
+                "Inotify queue overflowed; filesystem events were lost")
+            await h.wait_for(lambda: h.arrivals.overflows == 1, timeout=5)
+            assert h.arrivals.rescans == before + 1
+
+    run(main())
+
+
+def test_a_quarantined_file_requeued_into_the_folder_is_claimed_again(drop, inbox, tmp_path):
+    from edgeorch.triggers.dropfolder import quarantine, requeue
+
+    async def main() -> None:
+        with DropHarness(asyncio.get_running_loop(), drop, inbox) as h:
+            (drop / "bad.csv").write_text("broken\n")
+            await h.wait_for(lambda: h.claimed)
+            q = quarantine(h.files[0].path, tmp_path / "quarantine", "validate failed", source_name="bad.csv")
+            requeue(q.path, drop)
+            await h.wait_for(lambda: h.claimed["bad.csv"] == 2)
+            assert h.files[1].sha256 == h.files[0].sha256
+            assert list((tmp_path / "quarantine").iterdir()) == []
+
+    run(main())
