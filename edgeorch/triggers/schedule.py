@@ -37,6 +37,7 @@ fires at 00:00 UTC.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -361,7 +362,7 @@ def _count_due(spec: ScheduleSpec, last_fire: datetime, newest: datetime,
     if window and window[0] > last_fire and next_fire(spec, last_fire) == window[0]:
         return len(due)
     if spec.every is not None:
-        return int((newest - last_fire).total_seconds() // spec.every)
+        return math.ceil((newest - last_fire).total_seconds() / spec.every - 1e-9)
     return len(fires_between(spec, last_fire, newest, limit=MISSED_COUNT_CAP))
 
 

@@ -280,3 +280,11 @@ def test_admit(limit, policy, active, action):
     assert d.action == action
     if action != "start":
         assert "max_active_runs" in d.reason and policy in d.reason
+
+
+@pytest.mark.parametrize("last", [utc(2026, 1, 1, 10, 0), utc(2026, 1, 1, 10, 7, 30)])
+def test_missed_count_for_intervals_is_exact_on_and_off_the_grid(last):
+    spec = ScheduleSpec("p", every=900, catchup="latest")
+    now = utc(2026, 1, 2, 10, 20)
+    p = plan_fires(spec, last, now)
+    assert p.missed + len(p.fires) == len(fires_between(spec, last, p.last_fire))
