@@ -23,3 +23,14 @@ def test_the_functions_the_wiring_section_names_are_exported():
     assert {"reconcile", "prepare_claim", "perform_claim", "check_watches", "check_watch_set",
             "check_same_filesystem", "check_pipeline_triggers", "requeue", "Scheduler", "ScheduleTimer",
             "ArrivalLoop", "Batcher"} <= ours
+
+
+def test_validation_does_not_import_watchdog():
+    """The CLI's validate path imports the schedule and [[watch]] checks only; watchdog loads with the watcher."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgeorch.triggers import check_pipeline_triggers, check_watches; "
+            "print('watchdog' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
