@@ -94,6 +94,18 @@ class Daemon:
                 await self._serve_until_stopped()
             finally:
                 watchdog.cancel()
+            if self.engine.fatal_error is not None:
+                # Fail-stop: nothing more can be recorded. Tasks go on; the next start collects them.
+                err = self.engine.fatal_error
+                message = err.render() if isinstance(err, EdgeorchError) else repr(err)
+                notify({"STOPPING": 1, "STATUS": f"stopped: {message}"})
+                log.error("stopping after a fatal engine error: %s", message)
+                print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
+                await self.server.close()
+                await self.engine.close()
+                if self._observer is not None:
+                    self._observer.stop()
+                return 4
             notify("STOPPING=1")
             log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
                      else f"{len(self.engine.live)} running task(s) continue under live restore")
@@ -109,12 +121,14 @@ class Daemon:
             lock.release()
 
     async def _serve_until_stopped(self) -> None:
-        while not self.stop_requested.is_set():
-            stop = asyncio.ensure_future(self.stop_requested.wait())
-            reload = asyncio.ensure_future(self.reload_requested.wait())
-            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            reload.cancel()
+        while not self.stop_requested.is_set() and not self.engine.fatal_event.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.stop_requested, self.reload_requested,
+                                                                self.engine.fatal_event)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            if self.engine.fatal_event.is_set():
+                return
             if self.reload_requested.is_set() and not self.stop_requested.is_set():
                 self.reload_requested.clear()
                 notify("RELOADING=1")

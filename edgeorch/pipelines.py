@@ -388,9 +388,15 @@ def _strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
 def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
     """``(message, expected)`` if ``text`` has a malformed or unknown ``{placeholder}``."""
     try:
-        fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
         return f"malformed placeholder: {exc}", "'{name}' placeholders, with '{{' and '}}' for literal braces"
+    for f, spec, conv in parsed:
+        if spec or conv:
+            # Values are substituted as text; a format spec would fail (or mislead) at run time.
+            return (f"placeholder {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a format spec or conversion",
+                    "a plain '{name}' placeholder (format the value in the task itself)")
+    fields = [f for f, _, _ in parsed]
     for f in fields:
         if f not in known:
             close = suggest(f, known)

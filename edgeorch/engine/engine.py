@@ -12,6 +12,8 @@ transaction and is then announced to listeners (CLI progress, the daemon's
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import json
 import os
 import random
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Config
-from ..errors import ConflictError, EdgeorchError, PipelineError
+from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -36,6 +38,35 @@ from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, k
 from .files import describe_file, describe_tree, intact
 
 Listener = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger("edgeorch.engine")
+
+_DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
+                              "LISTEN_FDNAMES"})
+
+
+def _fail_stop(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an event-loop callback; an exception escaping it stops the engine (fail-stop).
+
+    A transition that cannot be recorded (disk full, I/O error) or a bug must
+    not leave runs hanging with state half in memory. The engine stops
+    accepting work, fails every waiter with the error and sets
+    ``fatal_event``; the daemon then exits non-zero and systemd restarts it.
+    Nothing is lost: running tasks go on under live restore, and their exit
+    records are collected by the next engine.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: "Engine", *args: Any, **kwargs: Any) -> Any:
+        if self.fatal_error is not None:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - everything here is fatal by design
+            self._fatal(exc)
+            return None
+
+    return guarded
 
 
 @dataclass
@@ -99,6 +130,8 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.executor: Executor | None = None
         self.accepting = True
+        self.fatal_error: BaseException | None = None
+        self.fatal_event = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -139,6 +172,21 @@ class Engine:
             self.executor.close()
         if self.res is not None:
             self.res.close()
+
+    def _fatal(self, exc: BaseException) -> None:
+        """Stop taking decisions: see :func:`_fail_stop`."""
+        self.fatal_error = exc
+        self.accepting = False
+        if isinstance(exc, EdgeorchError):
+            log.error("engine stopped: %s", exc.render())
+        else:
+            log.exception("engine stopped by an internal error", exc_info=exc)
+        error = exc if isinstance(exc, EdgeorchError) else EdgeorchError(f"internal error: {exc!r}")
+        for ctx in self.runs.values():
+            if ctx.done is not None and not ctx.done.done():
+                ctx.done.set_exception(error)
+        self._emit({"kind": "fatal", "message": error.render()})
+        self.fatal_event.set()
 
     def _emit(self, event: dict[str, Any]) -> None:
         event.setdefault("ts", self.clock())
@@ -376,6 +424,7 @@ class Engine:
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
                       self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
 
+    @_fail_stop
     def _fail_unsatisfiable(self, run_id: int, name: str, why: str) -> None:
         ctx = self.runs.get(run_id)
         if ctx is not None and ctx.states.get(name) == TaskState.READY:
@@ -398,6 +447,7 @@ class Engine:
             self._dispatch_scheduled = True
             self.loop.call_soon(self._dispatch)
 
+    @_fail_stop
     def _dispatch(self) -> None:
         """Start what the resources policy admits now; fail what it never could.
 
@@ -425,6 +475,8 @@ class Engine:
                 continue
             try:
                 self._start_task(ctx, name, lease)
+            except StateError:
+                raise  # the state file cannot be written: fail-stop, not a task failure
             except EdgeorchError as exc:
                 self._fail_without_attempt(ctx, name, exc.render())
             except OSError as exc:
@@ -517,7 +569,9 @@ class Engine:
         cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
         if not cwd.is_absolute():
             cwd = pipeline_dir / cwd
-        env = dict(os.environ)
+        # The daemon's own service plumbing is not the task's: a task must not speak
+        # sd_notify for the daemon, nor inherit its socket-activation fds.
+        env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
         env.update({
             "EDGEORCH_RUN_ID": str(ctx.run_id), "EDGEORCH_PIPELINE": ctx.pipeline.name, "EDGEORCH_TASK": spec.name,
             "EDGEORCH_ATTEMPT": str(values["attempt"]), "EDGEORCH_OUTPUT_DIR": values["output_dir"],
@@ -525,7 +579,8 @@ class Engine:
             "EDGEORCH_RESULT_FILE": str(attempt_dir / "result.json"),
             "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
-            "NUMBA_CACHE_DIR": str(self.config.numba_cache_dir),
+            # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's.
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR") or str(self.config.numba_cache_dir),
         })
         for k, v in ctx.params.items():
             env[f"EDGEORCH_PARAM_{_env_name(k)}"] = "true" if v is True else "false" if v is False else str(v)
@@ -587,6 +642,7 @@ class Engine:
         if timeout:
             la.timer = self.loop.call_later(timeout, self._stop_attempt, la, "timeout")
 
+    @_fail_stop
     def _stop_attempt(self, la: LiveAttempt, reason: str) -> None:
         """SIGTERM the attempt's process group, SIGKILL after the grace period."""
         if la.attempt_id not in self.live:
@@ -600,12 +656,14 @@ class Engine:
         if la.kill_timer is None and self.loop is not None:
             la.kill_timer = self.loop.call_later(self.config.engine.kill_grace, self._kill_hard, la)
 
+    @_fail_stop
     def _kill_hard(self, la: LiveAttempt) -> None:
         if la.attempt_id in self.live:
             kill_group(la.pgid, signal.SIGKILL)
 
     # -- executor callbacks ------------------------------------------------------------------
 
+    @_fail_stop
     def _on_started(self, attempt_id: int, info: ProcInfo) -> None:
         la = self.live.get(attempt_id)
         if la is None:
@@ -616,6 +674,7 @@ class Engine:
         if la.pending_kill is not None:
             kill_group(la.pgid, la.pending_kill)
 
+    @_fail_stop
     def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
         la = self.live.pop(attempt_id, None)
         if la is None:
@@ -653,11 +712,14 @@ class Engine:
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", end - la.started_at)
         out_dir = ctx.run_dir / "outputs" / la.task
         if ok:
-            missing = [o for o in spec.outputs if not (out_dir / substitute(o, ctx.params)).is_file()]
+            # Output names take the same placeholders as the command (params and built-ins).
+            values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
+            names = [substitute(o, values) for o in spec.outputs]
+            missing = [n for n in names if not (out_dir / n).is_file()]
             if missing:
                 ok, reason = False, f"promised output missing: {', '.join(missing)} (under {out_dir})"
             else:
-                artifacts = [describe_file(out_dir / substitute(o, ctx.params), substitute(o, ctx.params)) for o in spec.outputs]
+                artifacts = [describe_file(out_dir / n, n) for n in names]
         checkpoints = describe_tree(ctx.run_dir / "checkpoints" / la.task)
         rows = [{"kind": spec.kind, **r} for r in (check or {}).get("rows", []) if isinstance(r, dict)] \
             if isinstance((check or {}).get("rows"), list) else []
@@ -713,6 +775,7 @@ class Engine:
                 and res.gpu_leases_held):
             self._watch_timer = self.loop.call_later(self.watch_interval, self._watch_tick)
 
+    @_fail_stop
     def _watch_tick(self) -> None:
         """Police GPU memory budgets, drain unhealthy GPUs, record both."""
         self._watch_timer = None
@@ -748,6 +811,7 @@ class Engine:
         delay = max(at - self.clock(), 0.0)
         self._retry_timers[(ctx.run_id, name)] = self.loop.call_later(delay, self._retry_due, ctx.run_id, name)
 
+    @_fail_stop
     def _retry_due(self, run_id: int, name: str) -> None:
         self._retry_timers.pop((run_id, name), None)
         ctx = self.runs.get(run_id)

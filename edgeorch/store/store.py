@@ -162,8 +162,11 @@ class Store:
         self._depth = 1
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
             raise
         else:
             try:

@@ -253,3 +253,15 @@ def test_watchdog_pings_come_from_the_event_loop(workspace, daemon):
         daemon.proc.send_signal(signal.SIGCONT)
     daemon.notify.messages.clear()
     daemon.notify.wait_for("WATCHDOG", "1", timeout=5)
+
+
+def test_tasks_do_not_inherit_the_daemons_notify_socket(workspace, daemon):
+    workspace.pipeline("envdump", """
+        [tasks.dump]
+        command = ["sh", "-c", "env | grep -E '^(NOTIFY_SOCKET|WATCHDOG_)' || echo clean"]
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "envdump"})["run_id"]
+    assert daemon.wait_run(run_id) == "succeeded"
+    with daemon.client() as c:
+        assert "".join(i["data"] for i in c.stream("logs", {"run_id": run_id, "task": "dump"})) == "clean\n"

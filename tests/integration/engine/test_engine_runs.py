@@ -234,3 +234,15 @@ def test_call_task_gets_params_as_keyword_arguments(workspace, harness):
     assert state == RunState.SUCCEEDED
     (art,) = harness.store().latest_artifacts(run_id, "step")
     assert Path(art["path"]).read_text() == "x:42"
+
+
+def test_output_names_take_builtin_placeholders(workspace, harness):
+    workspace.pipeline("named", """
+        [tasks.x]
+        command = ["sh", "-c", "echo hi > $EDGEORCH_OUTPUT_DIR/out-{run_id}-{attempt}.txt"]
+        outputs = ["out-{run_id}-{attempt}.txt"]
+    """)
+    run_id, state = harness.run("named")
+    assert state == RunState.SUCCEEDED
+    (art,) = harness.store().latest_artifacts(run_id, "x")
+    assert art["name"] == f"out-{run_id}-1.txt"

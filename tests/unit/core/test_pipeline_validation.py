@@ -48,6 +48,8 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('[params]\nx={type="int", default="ten"}\n[tasks.a]\ncommand=["true"]\n', ["params.x.default: is not an integer"]),
     ('[tasks."bad name"]\ncommand=["true"]\n', ["is not a valid task name", "found 'bad name'"]),
     ('[tasks.a]\ncommand=["true"]\ngpus=1\ngpu_memory="2G"\n', ["tasks.a.gpu_memory: cannot be combined with gpus"]),
+    ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n:03d}"]\n', ["tasks.a.command[1]", "has a format spec or conversion"]),
+    ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n!r}"]\n', ["has a format spec or conversion"]),
 ])
 def test_each_mistake_is_reported_with_its_field(tmp_path, text, expected):
     errors = _errors(tmp_path, text)
