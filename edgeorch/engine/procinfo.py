@@ -9,29 +9,33 @@ from __future__ import annotations
 import os
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot, or None when no such process."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3.. of ``/proc/<pid>/stat`` (state first), or None when no such process.
+
+    The command name (field 2) may contain spaces and parentheses, so the
+    split starts after the last ')'.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    rest = data[data.rfind(b")") + 2 :].split()
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot, or None when no such process."""
+    fields = _stat_fields(pid)
     try:
-        return int(rest[19])
+        return int(fields[19]) if fields else None
     except (IndexError, ValueError):
         return None
 
 
 def process_state(pid: int) -> str | None:
     """One-letter state (R, S, Z, ...) of ``pid``, or None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2 :].split()[0].decode()
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else None
 
 
 def is_same_process(pid: int | None, start_time: int | None) -> bool:
