@@ -30,6 +30,8 @@ import sys
 import time
 from typing import Any
 
+from edgeorch.engine.procinfo import process_start_time
+
 OWNER = "owner.json"
 PROC = "proc.json"
 EXIT = "exit.json"
@@ -71,15 +73,6 @@ def claim(attempt_dir: str, content: dict[str, Any]) -> bool:
     return True
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rfind(b")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     """Body of a forked shim process; returns the shim's exit code. Never raises."""
     attempt_dir = req["attempt_dir"]
@@ -91,7 +84,7 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     except OSError as exc:
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot create {exc.filename}: {exc.strerror}"})
         return 0
-    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": _start_time(me), "attempt_id": req["attempt_id"]}):
+    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": process_start_time(me), "attempt_id": req["attempt_id"]}):
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": "attempt already settled (abandoned by recovery)"})
         return 0
     try:
@@ -116,10 +109,10 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": result["error"]})
         return 0
     os.close(wfd)
-    start = _start_time(pid)
+    start = process_start_time(pid)
     proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
-    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": _start_time(me), **proc})
+    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": process_start_time(me), **proc})
     try:
         os.close(reply_fd)  # do not hold the engine's pipe open for the task's lifetime
     except OSError:
