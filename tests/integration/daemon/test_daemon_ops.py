@@ -265,3 +265,44 @@ def test_tasks_do_not_inherit_the_daemons_notify_socket(workspace, daemon):
     assert daemon.wait_run(run_id) == "succeeded"
     with daemon.client() as c:
         assert "".join(i["data"] for i in c.stream("logs", {"run_id": run_id, "task": "dump"})) == "clean\n"
+
+
+def test_fuzz_big_lines_half_open_and_200_clients_against_the_real_daemon(workspace, daemon):
+    import threading
+
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    # A 10 MB line: refused with too_large, without the daemon swallowing it whole.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(daemon.socket_path))
+    try:
+        s.sendall(b"x" * (10 * 1024 * 1024))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = s.recv(65536)
+    s.close()
+    assert json.loads(reply.splitlines()[0])["error"]["code"] == "too_large"
+    # A half-open connection (a partial line, then silence) does not block anyone.
+    half = socket.socket(socket.AF_UNIX)
+    half.connect(str(daemon.socket_path))
+    half.sendall(b'{"v":1,"id":1,"op":"sta')
+    # 200 concurrent clients, each with its own connection, all answered.
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with daemon.client() as c:
+                results.append(c.call("status")["pid"])
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    half.close()
+    assert not errors, errors[:3]
+    assert results == [daemon.proc.pid] * 200
+    assert daemon.call("ping")["pong"] is True
