@@ -566,15 +566,86 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
             print_json({"name": p.name, "file": p.source_file, "source": p.source_text}) if args.json else print(p.source_text, end="")
             return EXIT_OK
         items = [{"name": n, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
-                  "paused": None, "content_hash": p.content_hash} for n, p in report.pipelines.items()]
+                  "paused": None, "content_hash": p.content_hash, **_offline_next_fire(cfg, p)}
+                 for n, p in report.pipelines.items()]
         errors = [e.render() for e in report.errors]
     if args.json:
         print_json({"pipelines": items, "errors": errors, "daemon": client is not None})
         return EXIT_OK
-    print_table(["pipeline", "tasks", "paused", "description"],
-                [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]], i["description"]] for i in items])
+    print_table(["pipeline", "tasks", "paused", "next fire", "description"],
+                [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
+                  _fire_text(i.get("next_fire")), i["description"]] for i in items])
     for e in errors:
         print(f"error  {e}")
+    return EXIT_OK
+
+
+def _fire_text(iso_text: str | None) -> str:
+    """A next fire time in local time, as ``2026-11-27 14:00:00`` (``-`` when unscheduled)."""
+    if not iso_text:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _offline_next_fire(cfg: Any, pipeline: Any) -> dict[str, Any]:
+    """Without a daemon: the next fire after the stored watermark (or now)."""
+    from datetime import UTC, datetime
+
+    from .pipelines import pipeline_triggers
+    from .triggers.schedule import next_fire
+
+    spec, _ = pipeline_triggers(pipeline)
+    if spec is None:
+        return {"next_fire": None, "schedule": None}
+    after = datetime.now(UTC)
+    try:
+        from .store import Store
+
+        if cfg.state_file.exists():
+            st = Store(cfg.state_file, readonly=True)
+            try:
+                stored = st.schedule_last_fire(pipeline.name)
+            finally:
+                st.close()
+            if stored:
+                after = max(after, datetime.fromisoformat(stored))
+    except EdgeorchError:
+        pass
+    return {"next_fire": next_fire(spec, after).isoformat(), "schedule": spec.describe()}
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        res = client.call("inputs.list", {k: v for k, v in (("pipeline", args.pipeline), ("state", args.state),
+                                                             ("limit", args.limit)) if v is not None})
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    if args.quarantine:
+        print_table(["file", "pipeline", "run", "reason"],
+                    [[d.get("path"), d.get("pipeline", "-"), d.get("run_id", "-"), d.get("reason")]
+                     for d in res["quarantine"]])
+        return EXIT_OK
+    print_table(["id", "file", "pipeline", "state", "size", "sha256", "run", "run state", "reason"],
+                [[i["id"], i["source_name"], i["pipeline"], i["state"], "-" if i["size"] is None else _size(i["size"]),
+                  (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", i["reason"] or ""]
+                 for i in res["inputs"]])
+    if res["quarantine"]:
+        print(f"quarantine: {len(res['quarantine'])} file(s) in {cfg.state_dir / 'quarantine'} "
+              "(`edgeorch inputs --quarantine`; `edgeorch requeue FILE` sends one back)")
+    for e in res.get("watch_errors", []):
+        print(f"error  {e}")
+    return EXIT_OK
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    with _require_daemon(cfg) as client:
+        res = client.call("inputs.requeue", {"file": os.path.abspath(args.file)})
+    print_json(res) if args.json else print(f"{res['file']} -> {res['requeued_to']}")
     return EXIT_OK
 
 
@@ -664,6 +735,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "show", "validate", "pause", "resume"], help="default: list")
     p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)")
     p.add_argument("--reason", help="why (recorded with pause)")
+
+    p = add("inputs", cmd_inputs, "files that arrived in drop folders: state, size, sha256, run; and the quarantine")
+    p.add_argument("--pipeline", help="only inputs of this pipeline")
+    p.add_argument("--state", help="only inputs in this state (claimed, started, done, duplicate, refused, quarantined, ...)")
+    p.add_argument("--limit", "-n", type=int, default=None, help="how many (default 100)")
+    p.add_argument("--quarantine", action="store_true", help="list the quarantined files with their reasons")
+
+    p = add("requeue", cmd_requeue, "send a quarantined file back into its drop folder (it is processed again)")
+    p.add_argument("file", metavar="FILE", help="a file in <state>/quarantine")
 
     p = add("resources", cmd_resources, "cores, memory and GPUs (live readings), who holds what, and the queue "
                                         "with each waiting task's reason; without a daemon: the inventory only")

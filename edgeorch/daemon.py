@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ class Daemon:
         self._status_handle: asyncio.TimerHandle | None = None
         self._reload_handle: asyncio.TimerHandle | None = None
         self._observer: Any = None
+        self.triggers: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -77,6 +79,12 @@ class Daemon:
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
             self._warn_unsatisfiable()
+            from .triggers.service import Triggers
+
+            # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
+            self.triggers = Triggers(self)
+            self.engine.listeners.append(self.triggers.on_engine_event)
+            self.triggers.start()
             adopted = len(self.engine.live)
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
             self.ops.register(self.server)
@@ -101,6 +109,8 @@ class Daemon:
                 notify({"STOPPING": 1, "STATUS": f"stopped: {message}"})
                 log.error("stopping after a fatal engine error: %s", message)
                 print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
+                if self.triggers is not None:
+                    self.triggers.stop()
                 await self.server.close()
                 await self.engine.close()
                 if self._observer is not None:
@@ -110,6 +120,8 @@ class Daemon:
             log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
                      else f"{len(self.engine.live)} running task(s) continue under live restore")
             self.engine.accepting = False
+            if self.triggers is not None:
+                self.triggers.stop()
             await self.server.close()
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
@@ -140,8 +152,10 @@ class Daemon:
     def reload(self, *, actor: str) -> dict[str, Any]:
         """Re-read the config's access lists and the pipelines folder."""
         warnings = []
+        new_watches = None
         try:
             new = load_config(self.config.source) if self.config.source else self.config
+            new_watches = new.watches
             if self.server is not None:
                 self.server.set_policy(AccessPolicy.from_config(new.control))
             if (new.state_dir, new.socket_path, new.engine, new.resources) != (
@@ -156,6 +170,10 @@ class Daemon:
         for err in result.errors:
             log.warning("pipeline error: %s", err.render())
         self._warn_unsatisfiable()
+        if self.triggers is not None:
+            if new_watches is not None and new_watches != self.config.watches:
+                self.config = replace(self.config, watches=new_watches)
+            self.triggers.reload()
         log.info("reloaded (%s): %s", actor, result.summary())
         self.ops.publish({"kind": "reload", "summary": result.summary(), "ts": time.time()})
         return {"summary": result.summary(), "added": result.added, "changed": result.changed, "removed": result.removed,

@@ -76,6 +76,9 @@ class Operations:
         reg("retry", self.retry, access="act", help="resume a finished run")
         reg("events", self.events, access="read", streaming=True, help="a stream of state changes")
         reg("reload", self.reload, access="act", help="reload config access lists and pipelines")
+        reg("inputs.list", self.inputs_list, access="read",
+            help="files that arrived in drop folders: state, size, sha256, run, reason; and the quarantine")
+        reg("inputs.requeue", self.inputs_requeue, access="act", help="send a quarantined file back to its drop folder")
         reg("resources", self.resources, access="read",
             help="cores, memory, GPUs with live readings, who holds what, the queue with each task's reason")
 
@@ -113,8 +116,13 @@ class Operations:
     async def pipelines_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         paused = self.d.store.paused_pipelines()
         items = []
+        trig = self.d.triggers
         for name, p in self.d.registry.pipelines.items():
+            nf = trig.next_fire(name) if trig is not None else None
+            sched = trig.specs.get(name) if trig is not None else None
             items.append({"name": name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
+                          "next_fire": nf.isoformat() if nf is not None else None,
+                          "schedule": sched.describe() if sched is not None else None,
                           "content_hash": p.content_hash, "paused": name in paused,
                           "paused_reason": paused.get(name, {}).get("reason"),
                           "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()}})
@@ -245,6 +253,71 @@ class Operations:
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return self.d.reload(actor=actor_of(peer))
+
+    async def inputs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        import json
+
+        limit = _arg(args, "limit", int, required=False, default=100)
+        if not 1 <= limit <= 1_000_000:
+            raise UsageError("is out of range", field="args.limit", value=limit, expected="1..1000000")
+        store = self.d.store
+        inputs = store.list_inputs(pipeline=_arg(args, "pipeline", str, required=False),
+                                   state=_arg(args, "state", str, required=False), limit=limit)
+        run_states: dict[int, str] = {}
+        for r in inputs:
+            if r["run_id"] is not None and r["run_id"] not in run_states:
+                run_states[r["run_id"]] = store.get_run(r["run_id"])["state"]
+            r["run_state"] = run_states.get(r["run_id"]) if r["run_id"] is not None else None
+        quarantined = []
+        qdir = self.d.config.state_dir / "quarantine"
+        if qdir.is_dir():
+            for f in sorted(qdir.glob("*.reason.json")):
+                try:
+                    doc = json.loads(f.read_text())
+                except (OSError, ValueError):
+                    continue
+                doc["path"] = str(f.with_name(f.name[: -len(".reason.json")]))
+                quarantined.append(doc)
+        trig = self.d.triggers
+        return {"inputs": inputs, "counts": store.input_counts(), "quarantine": quarantined,
+                "watches": [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
+                             "mode": w.mode, "param": w.param} for w in (trig.watches if trig else [])],
+                "watch_errors": [e.render() for e in (trig.watch_errors if trig else [])]}
+
+    async def inputs_requeue(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        from .triggers.dropfolder import ClaimError, requeue
+
+        raw = _arg(args, "file", str)
+        qdir = (self.d.config.state_dir / "quarantine").resolve()
+        path = Path(os.path.abspath(raw))
+        if path.parent.resolve() != qdir:
+            raise UsageError("is not a file in the quarantine folder", field="args.file", value=raw,
+                             expected=f"a file directly inside {qdir}")
+        store = self.d.store
+        rec = next((r for r in store.list_inputs(state="quarantined", limit=1_000_000)
+                    if r["inbox_path"] and Path(r["inbox_path"]).resolve() == path.resolve()), None)
+        folder = None
+        if rec is not None:
+            folder = rec["watch_folder"]
+        else:
+            import json
+
+            try:
+                folder = json.loads(path.with_name(path.name + ".reason.json").read_text()).get("watch_folder")
+            except (OSError, ValueError):
+                folder = None
+        if not folder:
+            raise NotFoundError("no input record names this quarantined file, so its drop folder is unknown",
+                                value=raw, hint="move it into the drop folder by hand")
+        try:
+            dest = requeue(path, folder)
+        except ClaimError as exc:
+            raise UsageError(exc.message if hasattr(exc, "message") else str(exc), field="args.file", value=raw) from None
+        if rec is not None:
+            store.record_input_state(rec["id"], "requeued", reason=f"requeued to {dest} by {peer.user}")
+        store.add_event("input_requeued", f"{path.name} requeued to {dest}", actor=actor_of(peer),
+                        data={"file": str(path), "dest": str(dest), "input_id": rec["id"] if rec else None})
+        return {"file": str(path), "requeued_to": str(dest), "input_id": rec["id"] if rec else None}
 
     async def resources(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         """See :meth:`edgeorch.engine.engine.Engine.resources_report` (``queue`` lists waiting tasks with reasons)."""

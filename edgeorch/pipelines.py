@@ -36,7 +36,7 @@ from .model import PARAM_TYPES, Param, Pipeline, TaskSpec
 from .tomlcheck import TableReader, load_toml, suggest, type_name
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
-                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "watch"]
+                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch"]
 """Top-level keys. Trigger keys (schedule, every, ...) are checked by the triggers module."""
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
@@ -136,6 +136,20 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         if spec is not None:
             tasks[tname] = spec
     top.finish()
+    if name is not None:
+        from .triggers.checks import check_pipeline_triggers
+
+        sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
+        errors.extend(trig_errors)
+        for w in watches:
+            p = params.get(w.param)
+            if p is None:
+                errors.append(PipelineError("names no param of this pipeline", file=fname, field="watch.param",
+                                            value=w.param, expected=f"one of {', '.join(params) or '(none)'}",
+                                            hint=f"declare it: [params] {w.param} = {{ type = \"path\" }}"))
+            elif p.type not in ("path", "str"):
+                errors.append(PipelineError("must be a path or str param to receive the claimed file", file=fname,
+                                            field=f"params.{w.param}", value=p.type, expected="type = \"path\" or \"str\""))
 
     order: tuple[str, ...] = ()
     if tasks and len(tasks) == len(tasks_table):
@@ -168,6 +182,24 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         source_file=str(file.resolve()), content_hash=content_hash, source_text=text,
         priority=priority, max_parallel=max_parallel,
     ), []
+
+
+def pipeline_triggers(pipeline: Pipeline) -> tuple[Any, list[Any]]:
+    """``(ScheduleSpec | None, [WatchSpec])`` of a valid pipeline (validated with it; cached by content)."""
+    key = (pipeline.source_file, pipeline.content_hash)
+    hit = _TRIGGERS.get(key)
+    if hit is None:
+        import tomllib
+
+        from .triggers.checks import check_pipeline_triggers
+
+        sched, watches, _ = check_pipeline_triggers(tomllib.loads(pipeline.source_text), pipeline.source_file,
+                                                    pipeline=pipeline.name)
+        hit = _TRIGGERS[key] = (sched, watches)
+    return hit
+
+
+_TRIGGERS: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
 
 
 def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str, Param]:

@@ -223,8 +223,11 @@ class Engine:
     # -- requests ----------------------------------------------------------------------
 
     def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None,
-               check_resources: bool = True) -> int:
+               check_resources: bool = True, within: Callable[[int], None] | None = None) -> int:
         """Queue a run of ``pipeline`` with resolved ``params``; returns the run id.
+
+        ``within(run_id)`` is called inside the transaction that creates the run
+        (triggers record their watermark / input state with it, or neither).
 
         Raises :class:`UnsatisfiableError` (nothing recorded) when a task asks for
         resources this machine can never grant; ``check_resources=False`` skips
@@ -238,6 +241,7 @@ class Engine:
             pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
             run_dir_for=lambda rid: str(runs_dir / str(rid)),
             tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
+            within=within,
         )
         self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "queued"})
         self._activate(run_id, pipeline=pipeline)

@@ -159,6 +159,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX leases_held ON leases (released_at) WHERE released_at IS NULL;
     """,
+    # 5: triggers: each schedule's last handled fire (a restart neither loses nor repeats one),
+    # and every file that arrived in a drop folder (the claim protocol of docs/triggers.md).
+    """
+    CREATE TABLE schedule_state (
+        pipeline TEXT PRIMARY KEY,
+        last_fire TEXT NOT NULL
+    );
+    CREATE TABLE inputs (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        watch_folder TEXT NOT NULL,
+        source_name TEXT NOT NULL,
+        source_path TEXT NOT NULL,
+        inbox_path TEXT,
+        dev INTEGER,
+        ino INTEGER,
+        size INTEGER,
+        sha256 TEXT,
+        state TEXT NOT NULL,
+        run_id INTEGER,
+        reason TEXT,
+        arrived_at REAL NOT NULL,
+        claimed_at REAL,
+        updated_at REAL
+    );
+    CREATE INDEX inputs_state ON inputs (state);
+    CREATE INDEX inputs_sha ON inputs (pipeline, sha256);
+    CREATE INDEX inputs_run ON inputs (run_id);
+    CREATE INDEX runs_by_trigger ON runs (trigger);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,485 @@
+"""The daemon side of triggers: schedules and drop folders wired to the engine and the store.
+
+:class:`Triggers` is owned by the daemon and runs on its event loop (the
+one-writer rule). It follows the "Wiring" section of ``docs/triggers.md``:
+
+* schedules: a :class:`Scheduler` + :class:`ScheduleTimer` (one ``call_at``,
+  nothing polls); a ``start`` fire creates the run and stores the watermark
+  in ONE transaction (``Engine.submit(within=...)``);
+* drop folders: at start ``reconcile`` store and disk, then an
+  :class:`ArrivalLoop`; ready files are claimed in groups (intents in one
+  transaction, renames + hashes in a worker thread with one fsync per folder
+  per group, then per file: duplicate check, run + ``started`` in one
+  transaction);
+* a finished run releases waiting fires and settles its input (``done``, or
+  ``quarantined`` with a ``.reason.json`` when the run failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EdgeorchError
+from .dropfolder import (
+    ClaimedFile,
+    ClaimError,
+    ClaimIntent,
+    InputRecord,
+    Refuse,
+    WatchSpec,
+    check_same_filesystem,
+    check_watch_set,
+    check_watches,
+    claim_dest,
+    file_ids,
+    hash_file,
+    inspect,
+    list_inbox,
+    perform_claim,
+    quarantine,
+    reconcile,
+    scan,
+    sync_dirs,
+)
+from .schedule import ScheduleSpec
+from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..daemon import Daemon
+
+log = logging.getLogger("edgeorch.triggers")
+
+CLAIM_GROUP = 500
+"""Ready files claimed per group (one intent transaction, one fsync per folder)."""
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@dataclass
+class _Ready:
+    spec: WatchSpec
+    path: Path
+
+
+class Triggers:
+    """Schedules and drop folders of one daemon (see the module docstring)."""
+
+    def __init__(self, daemon: "Daemon", *, clock: Any = None) -> None:
+        self.d = daemon
+        self.loop: asyncio.AbstractEventLoop = daemon.loop  # type: ignore[assignment]
+        self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs)
+        self.timer: ScheduleTimer | None = None
+        self.specs: dict[str, ScheduleSpec] = {}
+        self.watches: list[WatchSpec] = []
+        self.watch_errors: list[EdgeorchError] = []
+        self.arrivals: Any = None
+        self._queue: list[_Ready] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.stopped = False
+
+    def _publish(self, **event: Any) -> None:
+        self.d.ops.publish({"kind": "input", "ts": time.time(), **event})
+
+    # -- paths -----------------------------------------------------------------------
+
+    @property
+    def inbox(self) -> Path:
+        return self.d.config.inbox_dir
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.d.config.state_dir / "quarantine"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover inputs, then schedules, then drop folders (docs/triggers.md, start-up order)."""
+        self.watches = self._collect_watches()
+        self.recover()
+        self.sync_schedules()
+        self.timer = ScheduleTimer(self.scheduler, self.loop)
+        self.timer.start()
+        self._start_arrivals()
+        self._worker = self.loop.create_task(self._claim_worker())
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.stop()
+        if self.arrivals is not None:
+            self.arrivals.stop()
+            self.arrivals = None
+        if self._worker is not None:
+            self._worker.cancel()
+
+    def reload(self) -> None:
+        """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed."""
+        self.sync_schedules()
+        if self.timer is not None:
+            self.timer.poke()
+        new = self._collect_watches()
+        if new != self.watches:
+            self.watches = new
+            if self.arrivals is not None:
+                self.arrivals.stop()
+                self.arrivals = None
+            self._start_arrivals()
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def sync_schedules(self) -> None:
+        from ..pipelines import pipeline_triggers
+
+        store = self.d.store
+        want: dict[str, ScheduleSpec] = {}
+        for name, p in self.d.registry.pipelines.items():
+            spec, _ = pipeline_triggers(p)
+            if spec is not None:
+                want[name] = spec
+        for name in set(self.specs) - set(want):
+            self.scheduler.remove(name)
+        for name, spec in want.items():
+            if self.specs.get(name) == spec:
+                continue
+            stored = parse_iso(store.schedule_last_fire(name))
+            keep = self.scheduler.last_fire(name)
+            wm = self.scheduler.set(spec, stored if keep is None else keep)
+            if stored is None:
+                store.set_schedule_last_fire(name, iso(wm))
+            log.info("schedule %s: %s, next fire %s", name, spec.describe(), self.scheduler.next_fire(name))
+        self.specs = want
+
+    def next_fire(self, pipeline: str) -> datetime | None:
+        return self.scheduler.next_fire(pipeline)
+
+    def _active_runs(self, pipeline: str) -> int:
+        return sum(1 for ctx in self.d.engine.runs.values() if ctx.pipeline.name == pipeline)
+
+    def _on_fire(self, fire: Fire) -> None:
+        store = self.d.store
+        name = fire.pipeline
+        data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
+        self.d.ops.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
+        if fire.action == "start":
+            paused = store.paused_pipelines()
+            why = None
+            if name in paused:
+                why = "the pipeline is paused"
+            elif not self.d.engine.accepting:
+                why = "the daemon is shutting down"
+            if why is None:
+                try:
+                    from ..pipelines import resolve_params
+
+                    pipeline = self.d.registry.get(name)
+                    params = resolve_params(pipeline, {}, source="schedule")
+
+                    def within(run_id: int) -> None:
+                        store.set_schedule_last_fire(name, iso(fire.last_fire))
+                        store._event(run_id, None, "schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run "
+                                     f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
+
+                    run_id = self.d.engine.submit(pipeline, params, trigger="schedule", actor="scheduler",
+                                                  within=within)
+                    log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
+                    return
+                except EdgeorchError as exc:
+                    why = exc.render()
+            # Not started: the fire is handled (skipped) so it is not retried forever.
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
+                            actor="scheduler", data=data)
+            log.warning("schedule %s: fire %s not started: %s", name, iso(fire.fire_time), why)
+        elif fire.action in ("skip", "missed"):
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            store.add_event(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                            actor="scheduler", data=data)
+            log.info("schedule %s: %s fire %s: %s", name, fire.action, iso(fire.fire_time), fire.reason)
+        else:  # wait: held in memory until a run finishes
+            store.add_event("schedule_wait", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                            actor="scheduler", data=data)
+            log.info("schedule %s: fire %s waits: %s", name, iso(fire.fire_time), fire.reason)
+
+    # -- run finished -----------------------------------------------------------------------
+
+    def on_engine_event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") != "run" or event.get("state") not in ("succeeded", "failed", "cancelled"):
+            return
+        if self.timer is not None and event.get("pipeline") in self.specs:
+            self.timer.poke()
+        run_id = event.get("run_id")
+        if isinstance(run_id, int):
+            rec = self.d.store.input_of_run(run_id)
+            if rec is not None and rec["state"] == "started":
+                self._settle_input(rec, str(event["state"]), event.get("reason"))
+
+    def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
+        store = self.d.store
+        if state == "succeeded":
+            store.record_input_state(rec["id"], "done")
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            return
+        if state == "cancelled":
+            store.record_input_state(rec["id"], "done", reason=f"run {rec['run_id']} was cancelled")
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            return
+        if rec.get("run_id") is None:
+            why = reason or "no run could be started"
+        else:
+            why = f"run {rec['run_id']} of {rec['pipeline']} failed" + (f": {reason}" if reason else "")
+        path = rec.get("inbox_path")
+        if not path or not os.path.lexists(path):
+            store.record_input_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
+            return
+        try:
+            q = quarantine(path, self.quarantine_dir, why, source_name=rec["source_name"],
+                           details={"pipeline": rec["pipeline"], "run_id": rec["run_id"], "sha256": rec["sha256"],
+                                    "input_id": rec["id"], "source_path": rec["source_path"],
+                                    "watch_folder": rec["watch_folder"]})
+        except OSError as exc:
+            log.error("input %s: cannot quarantine %s: %s", rec["id"], path, exc)
+            store.record_input_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
+            return
+        store.record_input_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
+        self._publish(input_id=rec["id"], state="quarantined", run_id=rec["run_id"], pipeline=rec["pipeline"],
+                      file=str(q.path), reason=why)
+        store.add_event("input_quarantined", f"input {rec['id']} ({rec['source_name']}) quarantined: {why}",
+                        run_id=rec["run_id"], actor="watch", data={"input_id": rec["id"], "file": str(q.path)})
+        try:
+            os.rmdir(Path(path).parent)
+        except OSError:
+            pass
+
+    # -- drop folders: configuration ----------------------------------------------------------
+
+    def _collect_watches(self) -> list[WatchSpec]:
+        from ..pipelines import pipeline_triggers
+
+        cfg = self.d.config
+        errors: list[EdgeorchError] = []
+        src = str(cfg.source or "<embedded defaults>")
+        specs, errs = check_watches(cfg.watches, src, base=cfg.source.parent if cfg.source else None)
+        errors.extend(errs)
+        for p in self.d.registry.pipelines.values():
+            specs.extend(pipeline_triggers(p)[1])
+        errors.extend(check_watch_set(specs, inbox_dir=cfg.inbox_dir, state_dir=cfg.state_dir,
+                                      pipelines=self.d.registry.pipelines, file=src))
+        bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
+        out: list[WatchSpec] = []
+        seen: set[Path] = set()
+        for s in specs:
+            if s.folder in seen or s.folder in bad or s.pipeline not in self.d.registry.pipelines:
+                continue
+            if not s.folder.is_dir():
+                errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
+                                            value=str(s.folder), expected="an existing folder"))
+                continue
+            try:
+                check_same_filesystem(s.folder, cfg.inbox_dir)
+            except EdgeorchError as exc:
+                errors.append(exc)
+                continue
+            seen.add(s.folder)
+            out.append(s)
+        for e in errors:
+            log.error("watch not started: %s", e.render())
+        self.watch_errors = errors
+        return out
+
+    def _spec_for(self, folder: str | Path, pipeline: str) -> WatchSpec | None:
+        for s in self.watches:
+            if str(s.folder) == str(folder) and s.pipeline == pipeline:
+                return s
+        return next((s for s in self.watches if s.pipeline == pipeline), None)
+
+    def _start_arrivals(self) -> None:
+        if not self.watches or self.stopped:
+            return
+        from .arrivals import ArrivalLoop
+
+        self.arrivals = ArrivalLoop(self.loop, self.watches, self._on_ready)
+        self.arrivals.start()
+
+    # -- drop folders: recovery (before the watcher starts) -------------------------------------
+
+    def recover(self) -> list[str]:
+        """``reconcile`` store and disk and apply each action; also settle inputs whose run ended while down."""
+        store = self.d.store
+        rows = store.inputs_to_reconcile()
+        records = [InputRecord(r["id"], r["pipeline"], r["state"], Path(r["source_path"]),
+                               Path(r["inbox_path"]) if r["inbox_path"] else None, r["dev"], r["ino"], r["sha256"],
+                               str(r["run_id"]) if r["run_id"] is not None else None) for r in rows]
+        by_id = {r["id"]: r for r in rows}
+        drop = file_ids(p for s in self.watches for p in scan(s.folder, s.patterns))
+        runs = store.runs_by_input()
+        actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
+        kinds: list[str] = []
+        for a in actions:
+            if a.kind == "ingest":
+                continue  # the ArrivalLoop's first rescan hands it over (after its settle check)
+            kinds.append(a.kind)
+            rec = a.record
+            try:
+                if a.kind in ("rename", "finish"):
+                    assert rec is not None and rec.inbox_path is not None
+                    intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, 0, 0,
+                                         rec.dev or 0, rec.ino or 0)
+                    try:
+                        claimed = perform_claim(intent)
+                    except ClaimError as exc:
+                        store.record_input_state(rec.id, "vanished", reason=exc.render())
+                        continue
+                    store.record_input_claimed(rec.id, claimed.size, claimed.sha256)
+                    self._start_input(by_id[rec.id] | {"sha256": claimed.sha256}, claimed.path)
+                elif a.kind == "submit":
+                    assert rec is not None and rec.inbox_path is not None
+                    self._start_input(by_id[rec.id], rec.inbox_path)
+                elif a.kind == "link_run":
+                    assert rec is not None and a.run_id is not None
+                    store.record_input_started(rec.id, int(a.run_id))
+                elif a.kind in ("forget", "lost"):
+                    assert rec is not None
+                    store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
+                elif a.kind == "adopt":
+                    assert a.path is not None
+                    quarantine(a.path, self.quarantine_dir, "found in the inbox with no input record (not run)")
+            except EdgeorchError as exc:
+                log.error("input recovery %s failed: %s", a.kind, exc.render())
+        # Runs that finished while the daemon was away (or before their input was settled).
+        for r in store.list_inputs(state="started", limit=1_000_000):
+            if r["run_id"] is None or r["run_id"] in self.d.engine.runs:
+                continue
+            run = store.get_run(int(r["run_id"]))
+            if run["state"] in ("succeeded", "failed", "cancelled"):
+                self._settle_input(r, run["state"], run.get("reason"))
+        if kinds:
+            log.info("inputs recovered: %s", ", ".join(kinds))
+        return kinds
+
+    # -- drop folders: arrivals ---------------------------------------------------------------
+
+    def _on_ready(self, spec: WatchSpec, path: Path) -> None:
+        self._queue.append(_Ready(spec, path))
+        self._wake.set()
+
+    async def _claim_worker(self) -> None:
+        while not self.stopped:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and not self.stopped:
+                group, self._queue = self._queue[:CLAIM_GROUP], self._queue[CLAIM_GROUP:]
+                try:
+                    await self._claim_group(group)
+                except EdgeorchError as exc:
+                    log.error("claiming failed: %s", exc.render())
+                    if self.d.engine.fatal_error is not None:
+                        return
+                except Exception:
+                    log.exception("claiming failed")
+
+    async def _claim_group(self, group: list[_Ready]) -> None:
+        store = self.d.store
+        intents: list[tuple[int, WatchSpec, ClaimIntent]] = []
+        refused: list[tuple[WatchSpec, Refuse]] = []
+        checked: list[tuple[WatchSpec, Any]] = []
+        for item in group:
+            verdict = inspect(item.path, item.spec.folder, max_size=item.spec.max_size)
+            if isinstance(verdict, Refuse):
+                if verdict.code != "gone":
+                    refused.append((item.spec, verdict))
+                continue
+            checked.append((item.spec, verdict))
+        with store.transaction():
+            for spec, ref in refused:
+                store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=str(ref.path),
+                                           reason=ref.reason)
+                log.warning("input refused: %s: %s", ref.path, ref.reason)
+                self._publish(state="refused", pipeline=spec.pipeline, file=str(ref.path), reason=ref.reason)
+            for spec, acc in checked:
+                dest_holder: dict[str, Path] = {}
+
+                def inbox_for(iid: int, acc: Any = acc, holder: dict[str, Path] = dest_holder) -> str:
+                    holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
+                    return str(holder["d"])
+
+                iid = store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
+                                                dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
+                intents.append((iid, spec, ClaimIntent(f"in-{iid}", acc.path, dest_holder["d"], acc.size,
+                                                       acc.mtime_ns, acc.dev, acc.ino)))
+        if not intents:
+            return
+        # Renames and hashes off the loop; one fsync per folder for the whole group.
+        results = await self.loop.run_in_executor(None, _claim_all, [i for _, _, i in intents])
+        for (iid, spec, intent), res in zip(intents, results):
+            if isinstance(res, BaseException):
+                reason = res.render() if isinstance(res, EdgeorchError) else str(res)
+                store.record_input_state(iid, "vanished", reason=reason)
+                continue
+            rec = {"id": iid, "pipeline": spec.pipeline, "watch_folder": str(spec.folder),
+                   "source_name": intent.source.name, "source_path": str(intent.source), "sha256": res.sha256}
+            store.record_input_claimed(iid, res.size, res.sha256)
+            self._start_input(rec, res.path)
+
+    def _start_input(self, rec: dict[str, Any], claimed_path: Path) -> int | None:
+        """Duplicate check, then the run and the input's ``started`` state in one transaction."""
+        from ..pipelines import resolve_params
+
+        store = self.d.store
+        iid = int(rec["id"])
+        spec = self._spec_for(rec["watch_folder"], rec["pipeline"])
+        sha = rec.get("sha256")
+        if sha is None:
+            _, sha = hash_file(claimed_path)
+        skip = spec.skip_duplicates if spec is not None else True
+        if skip and sha:
+            prior = store.processed_sha(rec["pipeline"], sha, exclude=iid)
+            if prior is not None:
+                store.record_input_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input {prior}, "
+                                         f"already processed by {rec['pipeline']}; skip_duplicates = true")
+                self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
+                return None
+        try:
+            pipeline = self.d.registry.get(rec["pipeline"])
+            param = spec.param if spec is not None else "input"
+            if store.paused_pipelines().get(rec["pipeline"]):
+                raise EdgeorchError(f"pipeline {rec['pipeline']} is paused")
+            params = resolve_params(pipeline, {param: str(claimed_path)}, source="watch")
+            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{iid}", actor="watch",
+                                          within=lambda rid: store.record_input_started(iid, rid))
+        except EdgeorchError as exc:
+            # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
+            self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            return None
+        return run_id
+
+
+def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
+    out: list[ClaimedFile | BaseException] = []
+    for intent in intents:
+        try:
+            out.append(perform_claim(intent, fsync=False))
+        except (ClaimError, OSError) as exc:
+            out.append(exc)
+    dirs: set[Path] = set()
+    for intent, res in zip(intents, out):
+        if not isinstance(res, BaseException):
+            dirs.update((intent.dest.parent, intent.source.parent))
+    sync_dirs(sorted(dirs))
+    return out
