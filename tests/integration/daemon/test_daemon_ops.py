@@ -306,3 +306,11 @@ def test_fuzz_big_lines_half_open_and_200_clients_against_the_real_daemon(worksp
     assert not errors, errors[:3]
     assert results == [daemon.proc.pid] * 200
     assert daemon.call("ping")["pong"] is True
+
+
+def test_the_daemon_does_not_load_numba_at_start(workspace, daemon):
+    """Kernels compile in task processes; the daemon's start-up and memory stay small."""
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    maps = open(f"/proc/{daemon.proc.pid}/maps").read()
+    assert "llvmlite" not in maps and "/numba/" not in maps
