@@ -32,11 +32,17 @@ def q(workspace, sql: str, args=()) -> list[sqlite3.Row]:
 
 
 def wait_until(daemon, cond, timeout: float = 60, what: str = "") -> None:
-    """Follow the daemon's events; return once ``cond()`` holds (checked at subscribe and after each event)."""
+    """Follow the daemon's events; return once ``cond()`` holds.
+
+    Checked at subscribe and after each event that can change what the tests
+    look at (runs finishing, inputs, schedule fires), not after every task event.
+    """
     with daemon.client(timeout=timeout) as c:
-        for _ev in c.stream("events", {}, timeout=timeout):
-            if cond():
-                return
+        for ev in c.stream("events", {}, timeout=timeout):
+            if ev.get("kind") in ("subscribed", "input", "schedule") or (
+                    ev.get("kind") == "run" and ev.get("state") != "running"):
+                if cond():
+                    return
     raise AssertionError(f"the events stream ended before {what or cond}")
 
 
@@ -110,3 +116,196 @@ def test_max_active_runs_skips_a_fire_and_says_why(workspace, daemon):
     (workspace.pipelines / "go").write_text("")
     wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM runs WHERE state = 'succeeded'")[0][0] >= 1)
     assert daemon.stop() == 0
+
+
+# -- drop folders -------------------------------------------------------------------------------
+
+INGEST = """
+[params]
+input = { type = "path", default = "" }
+[tasks.check]
+command = ["sh", "-c", "if grep -q BAD {input}; then echo bad input >&2; exit 3; fi; test -f {input}"]
+"""
+
+
+def setup_watch(workspace, *, settle: str = "0.2s", extra: str = "") -> Path:
+    drop = workspace.root / "drop"
+    drop.mkdir(exist_ok=True)
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "ingest"
+        settle = "{settle}"
+        {extra}
+        """)
+    workspace.pipeline("ingest", INGEST)
+    return drop
+
+
+def inputs(workspace, state: str | None = None) -> list[sqlite3.Row]:
+    if not (workspace.state / "edgeorch.db").exists():
+        return []
+    if state is None:
+        return q(workspace, "SELECT * FROM inputs ORDER BY id")
+    return q(workspace, "SELECT * FROM inputs WHERE state = ? ORDER BY id", (state,))
+
+
+def n_inputs(workspace, *states: str) -> int:
+    marks = ",".join("?" * len(states))
+    return q(workspace, f"SELECT COUNT(*) FROM inputs WHERE state IN ({marks})", states)[0][0]
+
+
+def drop_by_rename(staging: Path, drop: Path, name: str, data: bytes) -> None:
+    staging.mkdir(exist_ok=True)
+    (staging / name).write_bytes(data)
+    os.rename(staging / name, drop / name)
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_rsync_starts_exactly_one_run_for_the_final_name(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data.csv").write_bytes(b"a,b\n" * 50_000)
+    daemon.start()
+    subprocess.run(["rsync", str(src / "data.csv"), str(drop) + "/"], check=True)
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, what="the rsynced file processed")
+    rows = inputs(workspace)
+    assert [r["source_name"] for r in rows] == ["data.csv"]
+    assert rows[0]["size"] == 200_000 and len(rows[0]["sha256"]) == 64
+    run = q(workspace, "SELECT * FROM runs")
+    assert len(run) == 1 and run[0]["trigger"] == f"input:{rows[0]['id']}"
+    assert json.loads(run[0]["params"])["input"] == rows[0]["inbox_path"]
+    assert Path(rows[0]["inbox_path"]).parent.parent == workspace.state / "inbox"
+    assert os.listdir(drop) == []
+
+
+def test_cp_of_a_large_file_starts_one_run_after_the_copy(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace, settle="0.5s")
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(200 * 1024 * 1024)
+    daemon.start()
+    subprocess.run(["cp", str(big), str(drop / "big.bin")], check=True)
+    copied_at = os.stat(drop / "big.bin").st_mtime if (drop / "big.bin").exists() else None
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=120, what="the copied file processed")
+    rows = inputs(workspace)
+    assert len(rows) == 1 and rows[0]["size"] == 200 * 1024 * 1024
+    runs = q(workspace, "SELECT * FROM runs")
+    assert len(runs) == 1
+    if copied_at is not None:
+        assert runs[0]["created_at"] >= copied_at
+
+
+def test_files_dropped_while_the_daemon_is_down_are_processed_after_start(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    for i in range(20):
+        (drop / f"f{i:02d}.csv").write_text(f"row {i}\n")
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 20, what="20 files processed")
+    assert sorted(r["source_name"] for r in inputs(workspace)) == [f"f{i:02d}.csv" for i in range(20)]
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 20
+
+
+def test_symlink_and_hard_link_are_refused_with_a_reason(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x\n")
+    daemon.start()
+    os.symlink("/etc/passwd", drop / "passwd.csv")
+    os.link(outside, drop / "hard.csv")
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 2, what="two refusals")
+    reasons = {r["source_name"]: r["reason"] for r in inputs(workspace, "refused")}
+    assert "symbolic link (to /etc/passwd)" in reasons["passwd.csv"]
+    assert "hard link" in reasons["hard.csv"]
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 0
+    assert os.path.islink(drop / "passwd.csv")  # never followed, never moved
+    listed = subprocess.run([*workspace.cli(), "inputs"], env=workspace.cli_env(), capture_output=True, text=True)
+    assert "refused" in listed.stdout and "passwd.csv" in listed.stdout, listed.stderr
+
+
+def test_bad_file_is_quarantined_with_its_reason_and_requeue_runs_it_again(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "bad.csv", b"BAD row\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "quarantined") >= 1, what="the bad file quarantined")
+    qdir = workspace.state / "quarantine"
+    doc = json.loads((qdir / "bad.csv.reason.json").read_text())
+    assert "failed" in doc["reason"] and doc["pipeline"] == "ingest" and doc["source_name"] == "bad.csv"
+    assert (qdir / "bad.csv").read_bytes() == b"BAD row\n"
+    listed = json.loads(subprocess.run([*workspace.cli(), "inputs", "--json"], env=workspace.cli_env(),
+                                       capture_output=True, text=True, check=True).stdout)
+    assert listed["quarantine"][0]["path"] == str(qdir / "bad.csv")
+    # Fix the file in quarantine, then send it back: it arrives again and runs (not a duplicate).
+    (qdir / "bad.csv").write_bytes(b"good row\n")
+    out = subprocess.run([*workspace.cli(), "requeue", str(qdir / "bad.csv")], env=workspace.cli_env(),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, what="the requeued file processed")
+    states = [r["state"] for r in inputs(workspace)]
+    assert states == ["requeued", "done"]
+    assert not (qdir / "bad.csv").exists() and not (qdir / "bad.csv.reason.json").exists()
+    bad = subprocess.run([*workspace.cli(), "requeue", "/etc/passwd"], env=workspace.cli_env(), capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "quarantine" in bad.stderr
+
+
+def test_same_content_is_skipped_as_a_duplicate(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "a.csv", b"same\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1)
+    drop_by_rename(tmp_path / "stage", drop, "b.csv", b"same\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "duplicate") >= 1)
+    assert "already processed" in inputs(workspace, "duplicate")[0]["reason"]
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
+
+
+def burst(workspace, daemon, tmp_path, n: int, timeout: float) -> None:
+    drop = setup_watch(workspace)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    for i in range(n):
+        (stage / f"b{i:05d}.csv").write_text(f"{i}\n")
+    daemon.start()
+    for i in range(n):
+        os.rename(stage / f"b{i:05d}.csv", drop / f"b{i:05d}.csv")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= n, timeout=timeout, what=f"{n} files processed")
+    rows = inputs(workspace)
+    assert len(rows) == n and len({r["source_name"] for r in rows}) == n
+    per_input = q(workspace, "SELECT trigger, COUNT(*) AS c FROM runs GROUP BY trigger HAVING c > 1")
+    assert per_input == []
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == n
+
+
+def test_burst_of_2000_files_each_processed_exactly_once(workspace, daemon, tmp_path):
+    burst(workspace, daemon, tmp_path, 2000, timeout=120)
+
+
+@pytest.mark.slow
+def test_burst_of_20000_files_each_processed_exactly_once(workspace, daemon, tmp_path):
+    burst(workspace, daemon, tmp_path, 20_000, timeout=1200)
+
+
+def test_kill9_during_a_burst_of_claims_loses_nothing_and_runs_nothing_twice(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    n = 600
+    for i in range(n):
+        (stage / f"k{i:04d}.csv").write_text(f"{i}\n")
+    daemon.start()
+    for i in range(n):
+        os.rename(stage / f"k{i:04d}.csv", drop / f"k{i:04d}.csv")
+    wait_until(daemon, lambda: n_inputs(workspace, "claiming", "claimed", "started", "done") >= 50,
+               what="claims under way")
+    daemon.kill9()
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= n, timeout=120, what="every file processed")
+    rows = inputs(workspace)
+    done = [r for r in rows if r["state"] == "done"]
+    assert len(done) == n and len({r["source_name"] for r in done}) == n
+    assert {r["state"] for r in rows} == {"done"}, [tuple(r) for r in rows if r["state"] != "done"]
+    assert q(workspace, "SELECT trigger FROM runs GROUP BY trigger HAVING COUNT(*) > 1") == []
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == n
+    assert os.listdir(drop) == []
