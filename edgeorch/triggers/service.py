@@ -287,6 +287,11 @@ class Triggers:
         for s in specs:
             if s.folder in seen or s.folder in bad or s.pipeline not in self.d.registry.pipelines:
                 continue
+            if s.mode != "per_file":
+                errors.append(EdgeorchError("is not wired into the daemon yet; the watch is not started", file=src,
+                                            field="watch.mode", value=s.mode, expected="per_file",
+                                            hint=f"folder {s.folder}, pipeline {s.pipeline}"))
+                continue
             if not s.folder.is_dir():
                 errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
                                             value=str(s.folder), expected="an existing folder"))
@@ -427,6 +432,7 @@ class Triggers:
             return
         # Renames and hashes off the loop; one fsync per folder for the whole group.
         results = await self.loop.run_in_executor(None, _claim_all, [i for _, _, i in intents])
+        started: list[tuple[dict[str, Any], ClaimedFile]] = []
         for (iid, spec, intent), res in zip(intents, results):
             if isinstance(res, BaseException):
                 reason = res.render() if isinstance(res, EdgeorchError) else str(res)
@@ -434,15 +440,28 @@ class Triggers:
                 continue
             rec = {"id": iid, "pipeline": spec.pipeline, "watch_folder": str(spec.folder),
                    "source_name": intent.source.name, "source_path": str(intent.source), "sha256": res.sha256}
-            store.record_input_claimed(iid, res.size, res.sha256)
-            self._start_input(rec, res.path)
+            started.append((rec, res))
+        # One transaction (one fsync) for the group's runs: each run row, its input's ``claimed`` (size,
+        # sha256) and ``started`` state commit together. A crash before the commit leaves ``claiming``
+        # records whose files are in the inbox: recovery's ``finish`` hashes them again and starts them.
+        paused = store.paused_pipelines()
+        with store.transaction():
+            for rec, res in started:
+                self._start_input(rec, res.path, claimed=(res.size, res.sha256), paused=paused)
 
-    def _start_input(self, rec: dict[str, Any], claimed_path: Path) -> int | None:
-        """Duplicate check, then the run and the input's ``started`` state in one transaction."""
+    def _start_input(self, rec: dict[str, Any], claimed_path: Path,
+                     claimed: tuple[int, str] | None = None,
+                     paused: dict[str, Any] | None = None) -> int | None:
+        """Duplicate check, then the run and the input's ``started`` state in one transaction.
+
+        ``claimed=(size, sha256)``: the claim is recorded in that transaction too (else it already was).
+        """
         from ..pipelines import resolve_params
 
         store = self.d.store
         iid = int(rec["id"])
+        if claimed is not None:
+            store.record_input_claimed(iid, *claimed)
         spec = self._spec_for(rec["watch_folder"], rec["pipeline"])
         sha = rec.get("sha256")
         if sha is None:
@@ -458,7 +477,7 @@ class Triggers:
         try:
             pipeline = self.d.registry.get(rec["pipeline"])
             param = spec.param if spec is not None else "input"
-            if store.paused_pipelines().get(rec["pipeline"]):
+            if rec["pipeline"] in (paused if paused is not None else store.paused_pipelines()):
                 raise EdgeorchError(f"pipeline {rec['pipeline']} is paused")
             params = resolve_params(pipeline, {param: str(claimed_path)}, source="watch")
             run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{iid}", actor="watch",
