@@ -445,13 +445,24 @@ class Triggers:
         # sha256) and ``started`` state commit together. A crash before the commit leaves ``claiming``
         # records whose files are in the inbox: recovery's ``finish`` hashes them again and starts them.
         paused = store.paused_pipelines()
+        unsatisfiable: dict[str, EdgeorchError | None] = {}
+        for rec, _ in started:  # the resource check once per pipeline and group, not per file
+            name = rec["pipeline"]
+            if name not in unsatisfiable and name in self.d.registry.pipelines:
+                try:
+                    self.d.engine.check_resources(self.d.registry.get(name))
+                    unsatisfiable[name] = None
+                except EdgeorchError as exc:
+                    unsatisfiable[name] = exc
         with store.transaction():
             for rec, res in started:
-                self._start_input(rec, res.path, claimed=(res.size, res.sha256), paused=paused)
+                self._start_input(rec, res.path, claimed=(res.size, res.sha256), paused=paused,
+                                  unsatisfiable=unsatisfiable)
 
     def _start_input(self, rec: dict[str, Any], claimed_path: Path,
                      claimed: tuple[int, str] | None = None,
-                     paused: dict[str, Any] | None = None) -> int | None:
+                     paused: dict[str, Any] | None = None,
+                     unsatisfiable: dict[str, EdgeorchError | None] | None = None) -> int | None:
         """Duplicate check, then the run and the input's ``started`` state in one transaction.
 
         ``claimed=(size, sha256)``: the claim is recorded in that transaction too (else it already was).
@@ -480,7 +491,11 @@ class Triggers:
             if rec["pipeline"] in (paused if paused is not None else store.paused_pipelines()):
                 raise EdgeorchError(f"pipeline {rec['pipeline']} is paused")
             params = resolve_params(pipeline, {param: str(claimed_path)}, source="watch")
+            checked = unsatisfiable is not None and rec["pipeline"] in unsatisfiable
+            if checked and unsatisfiable[rec["pipeline"]] is not None:  # type: ignore[index]
+                raise unsatisfiable[rec["pipeline"]]  # type: ignore[index,misc]
             run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{iid}", actor="watch",
+                                          check_resources=not checked,
                                           within=lambda rid: store.record_input_started(iid, rid))
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
