@@ -677,6 +677,10 @@ class Store:
         row = self._one("SELECT * FROM inputs WHERE run_id = ?", (run_id,))
         return dict(row) if row else None
 
+    def inputs_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """Every input a run was started for (one in per_file mode, the batch in batch mode)."""
+        return self._all("SELECT * FROM inputs WHERE run_id = ? ORDER BY id", (run_id,))
+
     def get_input(self, input_id: int) -> dict[str, Any]:
         row = self._one("SELECT * FROM inputs WHERE id = ?", (input_id,))
         if row is None:

@@ -93,6 +93,8 @@ class Triggers:
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.stopped = False
+        self._batchers: dict[Path, Any] = {}
+        self._batch_timer: asyncio.TimerHandle | None = None
 
     def _publish(self, **event: Any) -> None:
         self.d.ops.publish({"kind": "input", "ts": time.time(), **event})
@@ -128,6 +130,8 @@ class Triggers:
             self.arrivals = None
         if self._worker is not None:
             self._worker.cancel()
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
 
     def reload(self) -> None:
         """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed."""
@@ -226,9 +230,9 @@ class Triggers:
             self.timer.poke()
         run_id = event.get("run_id")
         if isinstance(run_id, int):
-            rec = self.d.store.input_of_run(run_id)
-            if rec is not None and rec["state"] == "started":
-                self._settle_input(rec, str(event["state"]), event.get("reason"))
+            for rec in self.d.store.inputs_of_run(run_id):
+                if rec["state"] == "started":
+                    self._settle_input(rec, str(event["state"]), event.get("reason"))
 
     def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
         store = self.d.store
@@ -286,11 +290,6 @@ class Triggers:
         seen: set[Path] = set()
         for s in specs:
             if s.folder in seen or s.folder in bad or s.pipeline not in self.d.registry.pipelines:
-                continue
-            if s.mode != "per_file":
-                errors.append(EdgeorchError("is not wired into the daemon yet; the watch is not started", file=src,
-                                            field="watch.mode", value=s.mode, expected="per_file",
-                                            hint=f"folder {s.folder}, pipeline {s.pipeline}"))
                 continue
             if not s.folder.is_dir():
                 errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
@@ -356,6 +355,7 @@ class Triggers:
                 elif a.kind == "submit":
                     assert rec is not None and rec.inbox_path is not None
                     self._start_input(by_id[rec.id], rec.inbox_path)
+                    self._arm_batches()
                 elif a.kind == "link_run":
                     assert rec is not None and a.run_id is not None
                     store.record_input_started(rec.id, int(a.run_id))
@@ -458,6 +458,7 @@ class Triggers:
             for rec, res in started:
                 self._start_input(rec, res.path, claimed=(res.size, res.sha256), paused=paused,
                                   unsatisfiable=unsatisfiable)
+        self._arm_batches()
 
     def _start_input(self, rec: dict[str, Any], claimed_path: Path,
                      claimed: tuple[int, str] | None = None,
@@ -485,6 +486,11 @@ class Triggers:
                                          f"already processed by {rec['pipeline']}; skip_duplicates = true")
                 self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
                 return None
+        if spec is not None and spec.mode == "batch":
+            full = self._batcher(spec).add((iid, claimed_path), self.loop.time())
+            if full:
+                self._start_batch(spec, full)
+            return None
         try:
             pipeline = self.d.registry.get(rec["pipeline"])
             param = spec.param if spec is not None else "input"
@@ -501,6 +507,71 @@ class Triggers:
             # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
             self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
             return None
+        return run_id
+
+
+    # -- batch mode ------------------------------------------------------------------------------
+
+    def _batcher(self, spec: WatchSpec) -> Any:
+        from .dropfolder import Batcher
+
+        b = self._batchers.get(spec.folder)
+        if b is None:
+            b = self._batchers[spec.folder] = Batcher(spec.batch_size, spec.batch_window)
+        return b
+
+    def _arm_batches(self) -> None:
+        """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        deadlines = [d for b in self._batchers.values() if (d := b.next_deadline()) is not None]
+        if deadlines and not self.stopped:
+            self._batch_timer = self.loop.call_at(min(deadlines), self._on_batch_timer)
+
+    def _on_batch_timer(self) -> None:
+        self._batch_timer = None
+        now = self.loop.time()
+        for folder, b in list(self._batchers.items()):
+            items = b.due(now)
+            spec = next((s for s in self.watches if s.folder == folder), None)
+            if items and spec is not None:
+                try:
+                    self._start_batch(spec, items)
+                except EdgeorchError as exc:
+                    log.error("batch of %s not started: %s", folder, exc.render())
+        self._arm_batches()
+
+    def _start_batch(self, spec: WatchSpec, items: list[tuple[int, Path]]) -> int | None:
+        """One run for a closed batch: the param holds a JSON array of the claimed paths.
+
+        The run and every input's ``started`` commit together. A batch is held in memory only
+        while open; after a crash its inputs are ``claimed`` with no run and recovery
+        (``submit``) puts them into a new batch.
+        """
+        import json
+
+        from ..pipelines import resolve_params
+
+        store = self.d.store
+        ids = [i for i, _ in items]
+        paths = [str(p) for _, p in items]
+        try:
+            pipeline = self.d.registry.get(spec.pipeline)
+            if spec.pipeline in store.paused_pipelines():
+                raise EdgeorchError(f"pipeline {spec.pipeline} is paused")
+            params = resolve_params(pipeline, {spec.param: json.dumps(paths)}, source="watch")
+
+            def within(run_id: int) -> None:
+                for iid in ids:
+                    store.record_input_started(iid, run_id)
+
+            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{ids[0]}", actor="watch", within=within)
+        except EdgeorchError as exc:
+            for iid in ids:
+                self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            return None
+        log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
         return run_id
 
 

@@ -309,3 +309,37 @@ def test_kill9_during_a_burst_of_claims_loses_nothing_and_runs_nothing_twice(wor
     assert q(workspace, "SELECT trigger FROM runs GROUP BY trigger HAVING COUNT(*) > 1") == []
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == n
     assert os.listdir(drop) == []
+
+
+BATCH = """
+[params]
+files = { type = "str", default = "[]" }
+[tasks.count]
+command = ["python3", "-c", "import json, sys; paths = json.loads(sys.argv[1]); assert all(open(p) for p in paths); print(len(paths))", "{files}"]
+"""
+
+
+def test_batch_mode_starts_one_run_per_full_batch_and_one_at_the_window(workspace, daemon, tmp_path):
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "batch"
+        mode = "batch"
+        batch_size = 3
+        batch_window = "0.5s"
+        param = "files"
+        settle = "0.2s"
+        """)
+    workspace.pipeline("batch", BATCH)
+    daemon.start()
+    stage = tmp_path / "stage"
+    for i in range(4):
+        drop_by_rename(stage, drop, f"x{i}.csv", f"{i}\n".encode())
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 4, what="two batch runs done")
+    runs = q(workspace, "SELECT * FROM runs ORDER BY id")
+    sizes = sorted(len(json.loads(json.loads(r["params"])["files"])) for r in runs)
+    assert sizes == [1, 3]  # a full batch of 3 at once, the 4th file alone when its window closed
+    per_run = q(workspace, "SELECT run_id, COUNT(*) AS c FROM inputs GROUP BY run_id")
+    assert sum(r["c"] for r in per_run) == 4 and len(per_run) == len(runs)
