@@ -283,6 +283,7 @@ def test_burst_of_2000_files_each_processed_exactly_once(workspace, daemon, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_burst_of_20000_files_each_processed_exactly_once(workspace, daemon, tmp_path):
     burst(workspace, daemon, tmp_path, 20_000, timeout=1200)
 
@@ -343,3 +344,22 @@ def test_batch_mode_starts_one_run_per_full_batch_and_one_at_the_window(workspac
     assert sizes == [1, 3]  # a full batch of 3 at once, the 4th file alone when its window closed
     per_run = q(workspace, "SELECT run_id, COUNT(*) AS c FROM inputs GROUP BY run_id")
     assert sum(r["c"] for r in per_run) == 4 and len(per_run) == len(runs)
+
+
+def test_max_active_runs_wait_holds_the_fire_until_a_run_finishes(workspace, daemon):
+    workspace.pipeline("gated", GATED_TICK.replace('on_max_active = "skip"', 'on_max_active = "wait"'))
+    daemon.start()
+
+    def waiting():
+        return q(workspace, "SELECT COUNT(*) FROM events WHERE kind = 'schedule_wait'")[0][0] >= 1
+
+    wait_until(daemon, waiting, what="a fire held by max_active_runs")
+    reason = q(workspace, "SELECT message FROM events WHERE kind = 'schedule_wait'")[0]["message"]
+    assert "max_active_runs = 1" in reason and "wait" in reason
+    held = json.loads(q(workspace, "SELECT data FROM events WHERE kind = 'schedule_wait'")[0]["data"])["fire_time"]
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
+    (workspace.pipelines / "go").write_text("")
+    # The first run finishing releases the held fire: it starts as the next run (late, not lost).
+    wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM runs WHERE state = 'succeeded'")[0][0] >= 2)
+    assert held in [t.isoformat() for t in fire_times(workspace)]
+    assert daemon.stop() == 0
