@@ -31,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeorch.control import Client  # noqa: E402
+from edgeorch.control import Client
+from edgeorch.errors import EdgeorchError
 
 
 def workspace(root: Path, settle: str = "1s") -> tuple[Path, Path, dict[str, str]]:
@@ -74,14 +75,14 @@ def start_daemon(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
             with Client(sock, timeout=5) as c:
                 c.call("ping")
             return proc, sock
-        except Exception:
+        except (OSError, EdgeorchError):
             time.sleep(0.05)
     raise SystemExit("the daemon did not start; see " + str(root / "daemon.log"))
 
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def bench_latency(drops: int) -> dict[str, float]:
@@ -121,7 +122,7 @@ def bench_ingest(n: int) -> dict[str, float]:
         stage.mkdir()
         for i in range(n):
             (stage / f"b{i:06d}.csv").write_text(f"{i}\n")
-        proc, sock = start_daemon(root, env)
+        proc, _sock = start_daemon(root, env)
         db = sqlite3.connect(root / "var" / "edgeorch.db", timeout=60)
         try:
             t0 = time.monotonic()

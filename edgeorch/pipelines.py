@@ -139,7 +139,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
     if name is not None:
         from .triggers.checks import check_pipeline_triggers
 
-        sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
+        _sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
         errors.extend(trig_errors)
         for w in watches:
             p = params.get(w.param)

@@ -80,7 +80,7 @@ class _Ready:
 class Triggers:
     """Schedules and drop folders of one daemon (see the module docstring)."""
 
-    def __init__(self, daemon: "Daemon", *, clock: Any = None) -> None:
+    def __init__(self, daemon: Daemon, *, clock: Any = None) -> None:
         self.d = daemon
         self.loop: asyncio.AbstractEventLoop = daemon.loop  # type: ignore[assignment]
         self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs)
@@ -375,7 +375,9 @@ class Triggers:
             if run["state"] in ("succeeded", "failed", "cancelled"):
                 self._settle_input(r, run["state"], run.get("reason"))
         if kinds:
-            log.info("inputs recovered: %s", ", ".join(kinds))
+            from collections import Counter
+
+            log.info("inputs recovered: %s", ", ".join(f"{k} x{n}" for k, n in Counter(kinds).items()))
         return kinds
 
     # -- drop folders: arrivals ---------------------------------------------------------------
