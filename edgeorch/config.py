@@ -118,6 +118,14 @@ dir = "./var/inbox"
 parallelism = 2
 log_max_bytes = "64M"
 kill_grace = "10s"
+
+# A drop-in folder: a CSV batch copied (cp, mv, rsync) into ./examples/drop starts one
+# data_checks run on it (validate, profile, drift against the reference, fairness).
+[[watch]]
+folder = "./examples/drop"
+pipeline = "data_checks"
+patterns = ["*.csv"]
+param = "batch"
 """
 
 
