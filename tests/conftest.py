@@ -1,13 +1,20 @@
-"""Shared fixtures: a temp state dir with a config, and pipelines written on the fly."""
+"""Shared fixtures: a temp state dir with a config, pipelines written on the fly, and a real
+daemon process per test, synchronised through its sd_notify messages."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+
+from edgeorch.control import Client
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +65,122 @@ class Workspace:
 
     def cli(self) -> list[str]:
         return [sys.executable, "-m", "edgeorch.cli"]
+
+
+class NotifyListener:
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[dict[str, str]] = []
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 30.0) -> dict[str, str]:
+        """Block until a message with ``key`` (and ``value``) arrives; returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages:
+                if key in m and (value is None or m[key] == value):
+                    self.messages.remove(m)
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {key}={value} from the daemon within {timeout}s; got {self.messages}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            self.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DaemonProcess:
+    def __init__(self, ws, tmp: Path) -> None:
+        self.ws = ws
+        self.notify = NotifyListener(tmp / "notify.sock")
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = tmp / "daemon.log"
+        self.socket_override: str | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return Path(self.socket_override) if self.socket_override else self.ws.state / "edgeorch.sock"
+
+    def start(self, *, wait_ready: bool = True) -> "DaemonProcess":
+        env = self.ws.cli_env()
+        env["NOTIFY_SOCKET"] = str(self.notify.path)
+        self.proc = subprocess.Popen([*self.ws.cli(), "daemon"], env=env, stdout=open(self.log, "a"),
+                                     stderr=subprocess.STDOUT, text=True)
+        if wait_ready:
+            self.ready_message = self.notify.wait_for("READY", "1")
+        return self
+
+    def client(self, timeout: float = 30) -> Client:
+        return Client(self.socket_path, timeout=timeout)
+
+    def call(self, op: str, args: dict | None = None):
+        with self.client() as c:
+            return c.call(op, args)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait_run(self, run_id: int, timeout: float = 60) -> str:
+        """Follow the events stream until the run finishes; returns its final state."""
+        with self.client(timeout=timeout) as c:
+            for ev in c.stream("events", {"run_id": run_id}, timeout=timeout):
+                if ev.get("kind") == "run" and ev.get("run_id") == run_id and ev.get("state") in ("succeeded", "failed", "cancelled"):
+                    return ev["state"]
+        raise AssertionError("the events stream ended")
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture
+def daemon(workspace, tmp_path):
+    d = DaemonProcess(workspace, tmp_path)
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+    _kill_leftover_tasks(workspace.state / "edgeorch.db")
+    d.notify.close()
+
+
+def _kill_leftover_tasks(db: Path) -> None:
+    """Tasks a test left running (it killed the daemon): stop their groups, checked by start time."""
+    import sqlite3
+
+    from edgeorch.engine.procinfo import is_same_process
+
+    if not db.exists():
+        return
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT pid, pid_start_time, pgid, shim_pid, shim_start_time FROM attempts").fetchall()
+    finally:
+        conn.close()
+    for pid, start, pgid, shim, shim_start in rows:
+        if pgid and is_same_process(pid, start):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        if shim and is_same_process(shim, shim_start):
+            try:
+                os.kill(shim, signal.SIGKILL)
+            except OSError:
+                pass
