@@ -260,14 +260,7 @@ class Store:
 
     def list_runs(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
         """Most recent first, with per-state task counts."""
-        where, args = [], []
-        if pipeline:
-            where.append("pipeline = ?")
-            args.append(pipeline)
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, args = _where(pipeline=pipeline, state=state)
         rows = self._all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
         for r in rows:
             r["params"] = json.loads(r["params"])
@@ -689,18 +682,22 @@ class Store:
 
     def list_inputs(self, *, pipeline: str | None = None, state: str | None = None,
                     limit: int = 100) -> list[dict[str, Any]]:
-        where, args = [], []
-        if pipeline:
-            where.append("pipeline = ?")
-            args.append(pipeline)
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        clause, args = _where(pipeline=pipeline, state=state)
         return self._all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
 
     def input_counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
+
+
+def _where(**equal: Any) -> tuple[str, list[Any]]:
+    """``("WHERE a = ? AND b = ?", [va, vb])`` for the filters that are set (falsy ones are skipped).
+
+    Column names come from the callers' keyword names, never from user input.
+    """
+    cols = [(k, v) for k, v in equal.items() if v]
+    if not cols:
+        return "", []
+    return "WHERE " + " AND ".join(f"{k} = ?" for k, _ in cols), [v for _, v in cols]
 
 
 def _num(v: Any) -> float | None:
