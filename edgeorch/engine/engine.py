@@ -743,8 +743,12 @@ class Engine:
             # Output names take the same placeholders as the command (params and built-ins).
             values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
             names = [substitute(o, values) for o in spec.outputs]
+            # A param value may carry '..' or an absolute path: outputs must stay in the output folder.
+            escaping = [n for n in names if not (out_dir / n).resolve().is_relative_to(out_dir.resolve())]
             missing = [n for n in names if not (out_dir / n).is_file()]
-            if missing:
+            if escaping:
+                ok, reason = False, f"output path leaves the task's output folder: {', '.join(escaping)}"
+            elif missing:
                 ok, reason = False, f"promised output missing: {', '.join(missing)} (under {out_dir})"
             else:
                 artifacts = [describe_file(out_dir / n, n) for n in names]

@@ -246,3 +246,17 @@ def test_output_names_take_builtin_placeholders(workspace, harness):
     assert state == RunState.SUCCEEDED
     (art,) = harness.store().latest_artifacts(run_id, "x")
     assert art["name"] == f"out-{run_id}-1.txt"
+
+
+def test_an_output_name_that_leaves_the_output_folder_fails_the_task(workspace, harness):
+    workspace.pipeline("escape", """
+        [params]
+        name = "ok.txt"
+        [tasks.x]
+        command = ["sh", "-c", "echo hi > $EDGEORCH_OUTPUT_DIR/ok.txt"]
+        outputs = ["{name}"]
+    """)
+    run_id, state = harness.run("escape", {"name": "../../../../etc/hostname"})
+    assert state == RunState.FAILED
+    (t,) = harness.store().tasks_of(run_id)
+    assert "output path leaves the task's output folder" in t["reason"]
