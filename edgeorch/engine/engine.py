@@ -100,6 +100,7 @@ class RunCtx:
     params: dict[str, Any]
     run_dir: Path
     task_ids: dict[str, int]
+    env: dict[str, str]
     states: TaskStates
     attempts: dict[str, int]
     dependents: dict[str, list[str]]
@@ -223,11 +224,14 @@ class Engine:
     # -- requests ----------------------------------------------------------------------
 
     def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None,
-               check_resources: bool = True, within: Callable[[int], None] | None = None) -> int:
+               check_resources: bool = True, within: Callable[[int], None] | None = None,
+               env: dict[str, str] | None = None) -> int:
         """Queue a run of ``pipeline`` with resolved ``params``; returns the run id.
 
         ``within(run_id)`` is called inside the transaction that creates the run
         (triggers record their watermark / input state with it, or neither).
+        ``env`` is recorded with the run and given to every task of it (after
+        the lease's variables, before the task's own ``env``).
 
         Raises :class:`UnsatisfiableError` (nothing recorded) when a task asks for
         resources this machine can never grant; ``check_resources=False`` skips
@@ -241,7 +245,7 @@ class Engine:
             pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
             run_dir_for=lambda rid: str(runs_dir / str(rid)),
             tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
-            within=within,
+            within=within, env=env,
         )
         self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "queued"})
         self._activate(run_id, pipeline=pipeline)
@@ -333,7 +337,7 @@ class Engine:
         rows = self.store.tasks_of(run_id)
         assert self.loop is not None
         ctx = RunCtx(
-            run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]),
+            run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]), env=run["env"],
             task_ids={r["name"]: r["id"] for r in rows}, states=TaskStates((r["name"], TaskState(r["state"])) for r in rows),
             attempts={r["name"]: r["attempts"] for r in rows}, dependents=pipeline.dependents(),
             order_index={n: i for i, n in enumerate(pipeline.order)},
@@ -617,6 +621,7 @@ class Engine:
         python_path = [str(pipeline_dir), str(Path(__file__).resolve().parents[2])]
         if spec.call or spec.kind:
             env["PYTHONPATH"] = os.pathsep.join(python_path + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env.update(ctx.env)  # the run's own variables (e.g. the file a drop folder delivered)
         for k, v in spec.env.items():
             env[k] = substitute(v, values)
         if spec.kind:

@@ -189,6 +189,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inputs_run ON inputs (run_id);
     CREATE INDEX runs_by_trigger ON runs (trigger);
     """,
+    # 6: a per-run environment (a drop-in folder's file reaches the task in the watch's variable).
+    """
+    ALTER TABLE runs ADD COLUMN env TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

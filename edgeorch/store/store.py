@@ -226,6 +226,7 @@ class Store:
         run_dir_for: Callable[[int], str],
         tasks: list[tuple[str, str]],
         within: Callable[[int], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> int:
         """Insert a queued run and its pending tasks ``[(name, definition_hash)]`` atomically.
 
@@ -235,9 +236,10 @@ class Store:
         now = self.clock()
         with self.transaction():
             cur = self.conn.execute(
-                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, '', ?)",
-                (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now),
+                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at, env)"
+                " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?)",
+                (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now,
+                 json.dumps(env, sort_keys=True) if env else None),
             )
             run_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self.conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (run_dir_for(run_id), run_id))
@@ -256,6 +258,7 @@ class Store:
             raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
         out = dict(row)
         out["params"] = json.loads(out["params"])
+        out["env"] = json.loads(out["env"]) if out.get("env") else {}
         return out
 
     def list_runs(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError
 from .dropfolder import (
+    DEFAULT_ENV,
     ClaimedFile,
     ClaimError,
     ClaimIntent,
@@ -504,7 +505,8 @@ class Triggers:
                 raise unsatisfiable[rec["pipeline"]]  # type: ignore[index,misc]
             run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{iid}", actor="watch",
                                           check_resources=not checked,
-                                          within=lambda rid: store.record_input_started(iid, rid))
+                                          within=lambda rid: store.record_input_started(iid, rid),
+                                          env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
             self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
@@ -568,7 +570,9 @@ class Triggers:
                 for iid in ids:
                     store.record_input_started(iid, run_id)
 
-            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{ids[0]}", actor="watch", within=within)
+            # Batch: the variable holds the claimed paths, separated like PATH entries.
+            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{ids[0]}", actor="watch", within=within,
+                                          env={spec.env: os.pathsep.join(paths)})
         except EdgeorchError as exc:
             for iid in ids:
                 self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")

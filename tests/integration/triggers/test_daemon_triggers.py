@@ -125,7 +125,7 @@ INGEST = """
 [params]
 input = { type = "path", default = "" }
 [tasks.check]
-command = ["sh", "-c", "if grep -q BAD {input}; then echo bad input >&2; exit 3; fi; test -f {input}"]
+command = ["sh", "-c", "if grep -q BAD {input}; then echo bad input >&2; exit 3; fi; test -f {input} && test x$EDGEORCH_INPUT = x{input}"]
 """
 
 
@@ -177,6 +177,7 @@ def test_rsync_starts_exactly_one_run_for_the_final_name(workspace, daemon, tmp_
     run = q(workspace, "SELECT * FROM runs")
     assert len(run) == 1 and run[0]["trigger"] == f"input:{rows[0]['id']}"
     assert json.loads(run[0]["params"])["input"] == rows[0]["inbox_path"]
+    assert json.loads(run[0]["env"]) == {"EDGEORCH_INPUT": rows[0]["inbox_path"]}  # the watch's variable
     assert Path(rows[0]["inbox_path"]).parent.parent == workspace.state / "inbox"
     assert os.listdir(drop) == []
 
