@@ -182,17 +182,17 @@ def test_rsync_starts_exactly_one_run_for_the_final_name(workspace, daemon, tmp_
     assert os.listdir(drop) == []
 
 
-def test_cp_of_a_large_file_starts_one_run_after_the_copy(workspace, daemon, tmp_path):
+def test_cp_of_a_500_mb_file_starts_one_run_after_the_copy(workspace, daemon, tmp_path):
     drop = setup_watch(workspace, settle="0.5s")
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
-        f.truncate(200 * 1024 * 1024)
+        f.truncate(500 * 1024 * 1024)
     daemon.start()
     subprocess.run(["cp", str(big), str(drop / "big.bin")], check=True)
     copied_at = os.stat(drop / "big.bin").st_mtime if (drop / "big.bin").exists() else None
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=120, what="the copied file processed")
     rows = inputs(workspace)
-    assert len(rows) == 1 and rows[0]["size"] == 200 * 1024 * 1024
+    assert len(rows) == 1 and rows[0]["size"] == 500 * 1024 * 1024
     runs = q(workspace, "SELECT * FROM runs")
     assert len(runs) == 1
     if copied_at is not None:
