@@ -240,6 +240,25 @@ def _npz_columns(path: Path, columns: list[str] | None) -> dict[str, Batch]:
     return columns_of({k: data[k] for k in names})
 
 
+def _json_objects(path: Path, fh: Any) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """``(line number, raw line, object)`` for each non-blank line of a JSON-lines file.
+
+    Raises DataError naming the file and line for malformed JSON or a line
+    that is not a JSON object.
+    """
+    for lineno, raw in enumerate(fh, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError("each line must be a JSON object", file=str(path), line=lineno,
+                            value=type(obj).__name__)
+        yield lineno, raw, obj
+
+
 def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterator[dict[str, Batch]]:
     _open_check(path)
     names: list[str] | None = None
@@ -251,16 +270,7 @@ def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iter
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror}", file=str(path)) from None
     with fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError("each line must be a JSON object", file=str(path), line=lineno,
-                                value=type(obj).__name__)
+        for lineno, raw, obj in _json_objects(path, fh):
             if names is None:
                 names = _check_columns(path, list(obj), columns)
                 rows = {n: [] for n in names}
@@ -321,15 +331,7 @@ def read_table(src: Any, columns: list[str] | None = None, progress: Any = None)
         rows: dict[str, list[Any]] = {}
         names_: list[str] | None = None
         with open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
-                if not isinstance(obj, dict):
-                    raise DataError("each line must be a JSON object", file=str(path), line=lineno)
+            for _, _, obj in _json_objects(path, fh):
                 if names_ is None:
                     names_ = _check_columns(path, list(obj), columns)
                     rows = {n: [] for n in names_}
