@@ -155,6 +155,7 @@ class Engine:
         self.accepting = True
         # The environment every task starts from, computed once (os.environ does not change under us).
         self._base_env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
+        self._all_stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.fatal_event = asyncio.Event()
 
@@ -182,8 +183,9 @@ class Engine:
         if stop_tasks:
             for la in list(self.live.values()):
                 self._stop_attempt(la, "cancelled")
-            while self.live:
-                await asyncio.sleep(0.05)
+            if self.live:
+                self._all_stopped = asyncio.Event()
+                await self._all_stopped.wait()  # set by _on_exited when the last attempt ends
         for h in self._retry_timers.values():
             h.cancel()
         if self._watch_timer is not None:
@@ -710,6 +712,8 @@ class Engine:
     @_fail_stop
     def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
         la = self.live.pop(attempt_id, None)
+        if not self.live and self._all_stopped is not None:
+            self._all_stopped.set()
         if la is None:
             return
         assert self.res is not None

@@ -342,7 +342,7 @@ class Store:
 
         ``lease`` (a :meth:`edgeorch.resources.Lease.to_dict`) is recorded in
         the same transaction, so an attempt never exists without the hardware
-        it was promised (and a restart rebuilds it from :meth:`held_leases`);
+        it was promised (and a restart rebuilds it with :meth:`lease_of`);
         with ``lease_note`` a ``lease_granted`` event says what was granted.
 
         Called before the process is spawned, so a crash after the spawn finds
@@ -380,15 +380,6 @@ class Store:
             (attempt_id, run_id, task, json.dumps(lease.get("cpus", [])), json.dumps(gpus), int(lease.get("memory", 0)),
              lease.get("pool"), json.dumps(lease, sort_keys=True), now),
         )
-
-    def held_leases(self) -> list[dict[str, Any]]:
-        """Leases not yet released, oldest first; ``lease`` is the parsed :meth:`Lease.to_dict`."""
-        rows = self._all("SELECT * FROM leases WHERE released_at IS NULL ORDER BY attempt_id")
-        for r in rows:
-            r["lease"] = json.loads(r["lease"])
-            r["cores"] = json.loads(r["cores"])
-            r["gpus"] = json.loads(r["gpus"])
-        return rows
 
     def lease_of(self, attempt_id: int) -> dict[str, Any] | None:
         """The lease recorded for an attempt (released or not), parsed; None when it had none."""

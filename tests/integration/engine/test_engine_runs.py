@@ -260,3 +260,33 @@ def test_an_output_name_that_leaves_the_output_folder_fails_the_task(workspace, 
     assert state == RunState.FAILED
     (t,) = harness.store().tasks_of(run_id)
     assert "output path leaves the task's output folder" in t["reason"]
+
+
+def test_closing_with_stop_tasks_ends_running_attempts_and_records_them(workspace, tmp_path, wait_for_file):
+    import asyncio
+
+    from edgeorch.engine.engine import Engine
+    from edgeorch.pipelines import resolve_params, validate_path
+    from edgeorch.store import Store
+
+    marker = tmp_path / "started"
+    workspace.pipeline("long", f"""
+        [tasks.work]
+        command = ["sh", "-c", "touch {marker}; exec sleep 300"]
+    """)
+    cfg = workspace.config()
+    pipeline = validate_path(cfg.pipelines_dir).pipelines["long"]
+
+    async def main() -> None:
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        engine.submit(pipeline, resolve_params(pipeline, {}))
+        await wait_for_file(marker)
+        await asyncio.wait_for(engine.close(stop_tasks=True), 30)  # returns once the attempt has ended
+        assert not engine.live
+        store.close()
+
+    asyncio.run(main())
+    (attempt,) = Store(cfg.state_file).attempts_of(1)
+    assert attempt["signal"] == signal.SIGTERM and attempt["finished_at"] is not None
