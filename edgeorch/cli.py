@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .config import Config, load_config
+from .config import Config, add_config_option, load_config
 from .errors import EdgeorchError, NotFoundError, UsageError
 from .model import RunState
-from .pipelines import parse_param_args, resolve_params, validate_path
+from .pipelines import not_loaded_error, parse_param_args, read_pipeline_bytes, validate_path
 from .textui import format_duration, format_timestamp, print_json, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -36,7 +36,9 @@ STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upst
 
 def _config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(cfg.numba_cache_dir))
+    from .kernels.cache import use_numba_cache_dir
+
+    use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
     return cfg
 
 
@@ -50,17 +52,9 @@ def _open_store(cfg: Config, *, readonly: bool):
 
 def _daemon(cfg: Config):
     """A connected client when a daemon answers on the configured socket, else None."""
-    from .control import Client, DaemonNotRunning
+    from .control.client import connect_if_running
 
-    if not cfg.socket_path.exists():
-        return None
-    client = Client(cfg.socket_path, timeout=30)
-    try:
-        client.call("ping")
-    except DaemonNotRunning:
-        client.close()
-        return None
-    return client
+    return connect_if_running(cfg.socket_path, timeout=30)
 
 
 def _require_daemon(cfg: Config):
@@ -107,6 +101,9 @@ def _find_pipeline(cfg: Config, ref: str):
         report = validate_path(cfg.pipelines_dir)
         if ref not in report.pipelines:
             bad = [e for e in report.errors]
+            broken = not_loaded_error(ref, bad)
+            if broken is not None:  # the pipeline's file is there but invalid: say which and why
+                raise broken
             from .tomlcheck import suggest
 
             close = suggest(ref, list(report.pipelines))
@@ -165,7 +162,11 @@ def _drive(cfg: Config, action: Callable[[Any], int], *, json_out: bool) -> int:
         engine.listeners.append(printer)
         await engine.start()
         loop = asyncio.get_running_loop()
-        run_id = action(engine)
+        try:
+            run_id = action(engine)
+        except BaseException:  # refused by the front door: nothing started, stop the engine cleanly
+            await engine.close()
+            raise
         interrupted = []
 
         def on_signal() -> None:
@@ -240,25 +241,45 @@ def _follow_remote(cfg: Config, client: Any, run_id: int, *, json_out: bool) -> 
     return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
 
 
+def _is_file_ref(ref: str) -> bool:
+    """``edgeorch run REF``: REF is a pipeline file (not a name) when it ends in .toml or names a file."""
+    return ref.endswith(".toml") or Path(ref).is_file()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     client = _daemon(cfg)
+    raw_params = parse_param_args(args.param or [])
     if client is not None and not args.here:
         with client:
-            res = client.call("trigger", {"pipeline": args.pipeline, "params": parse_param_args(args.param or []),
-                                          "trigger": "cli"})
+            request: dict[str, Any] = {"params": raw_params, "trigger": "cli"}
+            if _is_file_ref(args.pipeline):
+                # An ad-hoc file is run by the daemon: it gets the content (recorded with its hash), not a path.
+                path = Path(args.pipeline).absolute()
+                request |= {"source": read_pipeline_bytes(path).decode("utf-8", errors="surrogateescape"),
+                            "file": str(path)}
+            else:
+                request["pipeline"] = args.pipeline
+            res = client.call("trigger", request)
             if not args.json:
-                print(f"run {res['run_id']} of {args.pipeline} queued on the daemon at {cfg.socket_path}", flush=True)
+                print(f"run {res['run_id']} of {res['pipeline']} queued on the daemon at {cfg.socket_path}", flush=True)
             if args.detach:
                 if args.json:
                     print_json(res)
                 return EXIT_OK
             return _follow_remote(cfg, client, res["run_id"], json_out=args.json)
     pipeline = _find_pipeline(cfg, args.pipeline)
-    params = resolve_params(pipeline, parse_param_args(args.param or []))
     if not args.json:
         print(f"running {pipeline.name} ({len(pipeline.tasks)} tasks) with state in {cfg.state_dir}", flush=True)
-    return _drive(cfg, lambda engine: engine.submit(pipeline, params, trigger="cli", actor=_actor()), json_out=args.json)
+
+    def action(engine: Any) -> int:
+        from .engine.requests import RunRequest, RunRequests
+
+        # The same front door as the daemon's: paused, params and resources are checked there.
+        door = RunRequests(engine, lambda name: pipeline)
+        return door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
+
+    return _drive(cfg, action, json_out=args.json)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -272,12 +293,18 @@ def cmd_retry(args: argparse.Namespace) -> int:
             return _follow_remote(cfg, client, args.run_id, json_out=args.json)
 
     def action(engine: Any) -> int:
-        redo = engine.resume(args.run_id, actor=_actor())
+        from .engine.requests import RunRequests
+
+        redo = RunRequests(engine, _no_lookup).resume(args.run_id, actor=_actor())
         if not args.json:
             print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
         return args.run_id
 
     return _drive(cfg, action, json_out=args.json)
+
+
+def _no_lookup(name: str) -> Any:
+    raise NotFoundError(f"no pipeline named {name!r}", value=name)  # pragma: no cover - retry looks nothing up
 
 
 def _actor() -> str:
@@ -703,7 +730,6 @@ def build_parser() -> argparse.ArgumentParser:
                "5 conflict, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
-    parser.add_argument("--config", "-c", metavar="PATH", help="config file (default: $EDGEORCH_CONFIG, ./config.toml, else embedded defaults)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_text: str, *, json_flag: bool = True) -> argparse.ArgumentParser:
@@ -780,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_kernels = None
     if register_kernels is not None:
         register_kernels(sub)
+    add_config_option(parser)  # last: every subcommand, the kernels' too, accepts --config
     return parser
 
 

@@ -32,6 +32,7 @@ from . import __version__
 from .config import Config, load_config
 from .control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
 from .engine.engine import Engine
+from .engine.requests import RunRequests
 from .errors import EdgeorchError
 from .handlers import Operations
 from .registry import PipelineRegistry
@@ -41,6 +42,8 @@ log = logging.getLogger("edgeorch.daemon")
 
 STATUS_DEBOUNCE_S = 0.5
 RELOAD_DEBOUNCE_S = 0.2
+CONTENT_EVENTS = frozenset({"created", "closed", "moved", "deleted"})
+"""watchdog event types that can change a pipeline file's content (close-write, create, move, delete)."""
 
 
 class Daemon:
@@ -58,6 +61,9 @@ class Daemon:
         self.reload_requested = asyncio.Event()
         self._status_handle: asyncio.TimerHandle | None = None
         self._reload_handle: asyncio.TimerHandle | None = None
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
         self._observer: Any = None
         self.triggers: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +81,7 @@ class Daemon:
                 log.warning("pipeline error: %s", err.render())
             log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
             self.engine = Engine(cfg, self.store)
+            self.requests = RunRequests(self.engine, self.registry.get)
             self.engine.listeners.append(self.ops.publish)
             self.engine.listeners.append(self._on_engine_event)
             await self.engine.start()
@@ -144,40 +151,58 @@ class Daemon:
             if self.reload_requested.is_set() and not self.stop_requested.is_set():
                 self.reload_requested.clear()
                 notify("RELOADING=1")
-                self.reload(actor="SIGHUP")
+                await self.reload(actor="SIGHUP")
                 notify({"READY": 1, "STATUS": self.status_line()})
 
     # -- reload ------------------------------------------------------------------------
 
-    def reload(self, *, actor: str) -> dict[str, Any]:
-        """Re-read the config's access lists and the pipelines folder."""
-        warnings = []
-        new_watches = None
-        try:
-            new = load_config(self.config.source) if self.config.source else self.config
-            new_watches = new.watches
-            if self.server is not None:
-                self.server.set_policy(AccessPolicy.from_config(new.control))
-            if (new.state_dir, new.socket_path, new.engine, new.resources) != (
-                    self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
-                warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
-        except EdgeorchError as exc:
-            warnings.append(f"config not reloaded: {exc.render()}")
-        result = self.registry.reload()
-        assert self.store is not None
-        self.store.add_event("reload", f"reload by {actor}: {result.summary()}", actor=actor,
-                             data={"errors": [e.render() for e in result.errors]})
-        for err in result.errors:
-            log.warning("pipeline error: %s", err.render())
-        self._warn_unsatisfiable()
-        if self.triggers is not None:
-            if new_watches is not None and new_watches != self.config.watches:
-                self.config = replace(self.config, watches=new_watches)
-            self.triggers.reload()
-        log.info("reloaded (%s): %s", actor, result.summary())
-        self.ops.publish({"kind": "reload", "summary": result.summary(), "ts": time.time()})
-        return {"summary": result.summary(), "added": result.added, "changed": result.changed, "removed": result.removed,
-                "kept": result.kept, "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
+    async def reload(self, *, actor: str, explicit: bool = True) -> dict[str, Any]:
+        """Re-read the config's access lists and the pipelines folder (parsed in a worker thread).
+
+        Reloads are serialised. A reload caused by a file event (``explicit=False``)
+        that finds no file changed in content records, logs and publishes
+        nothing: reading a pipeline file (``cat``, ``validate``, this reload's own
+        reads) is never a change. An explicit one (``edgeorch reload``, SIGHUP)
+        is always recorded, with the summary ``unchanged`` when nothing changed.
+        """
+        async with self._reload_lock:
+            warnings = []
+            new_watches = None
+            try:
+                new = load_config(self.config.source) if self.config.source else self.config
+                new_watches = new.watches
+                if self.server is not None:
+                    self.server.set_policy(AccessPolicy.from_config(new.control))
+                if (new.state_dir, new.socket_path, new.engine, new.resources) != (
+                        self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
+                    warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
+            except EdgeorchError as exc:
+                warnings.append(f"config not reloaded: {exc.render()}")
+            scan = await asyncio.to_thread(self.registry.scan)
+            result = self.registry.apply(scan)
+            watches_changed = new_watches is not None and new_watches != self.config.watches
+            if not explicit and result.unchanged and not watches_changed:
+                log.debug("pipelines folder event without a content change: nothing reloaded")
+                return self._reload_answer(result, warnings)
+            assert self.store is not None
+            self.store.add_event("reload", f"reload by {actor}: {result.summary()}", actor=actor,
+                                 data={"errors": [e.render() for e in result.errors], "unchanged": result.unchanged})
+            for err in result.errors:
+                log.warning("pipeline error: %s", err.render())
+            self._warn_unsatisfiable()
+            if self.triggers is not None:
+                if watches_changed:
+                    self.config = replace(self.config, watches=new_watches)
+                self.triggers.reload()
+            log.info("reloaded (%s): %s", actor, result.summary())
+            self.ops.publish({"kind": "reload", "summary": result.summary(), "unchanged": result.unchanged,
+                              "ts": time.time()})
+            return self._reload_answer(result, warnings)
+
+    def _reload_answer(self, result: Any, warnings: list[str]) -> dict[str, Any]:
+        return {"summary": result.summary(), "unchanged": result.unchanged, "added": result.added,
+                "changed": result.changed, "removed": result.removed, "kept": result.kept,
+                "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
                 "pipelines": sorted(self.registry.pipelines)}
 
     def _warn_unsatisfiable(self) -> None:
@@ -203,6 +228,10 @@ class Daemon:
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
+                # Only content changes: opens and closes without a write (``cat``, ``validate``,
+                # the reload's own reads) and attribute changes (atime) never reload.
+                if event.event_type not in CONTENT_EVENTS:
+                    return
                 paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
                 if any(str(p).endswith(".toml") for p in paths):
                     loop.call_soon_threadsafe(daemon._schedule_reload)
@@ -213,10 +242,17 @@ class Daemon:
         self._observer.start()
 
     def _schedule_reload(self) -> None:
+        """Debounce: one reload RELOAD_DEBOUNCE_S after the last content event."""
         if self._reload_handle is not None:
             self._reload_handle.cancel()
         assert self.loop is not None
-        self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE_S, lambda: self.reload(actor="file change"))
+        self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE_S, self._reload_after_change)
+
+    def _reload_after_change(self) -> None:
+        self._reload_handle = None
+        task = asyncio.ensure_future(self.reload(actor="file change", explicit=False))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- status ------------------------------------------------------------------------
 
@@ -252,7 +288,9 @@ def run_daemon(config_path: str | None) -> int:
     """Entry point of ``edgeorch daemon``; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = load_config(config_path)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(cfg.numba_cache_dir))
+    from .kernels.cache import use_numba_cache_dir
+
+    use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
     print(f"edgeorch daemon {__version__}\n  state:     {cfg.state_file}\n  socket:    {cfg.socket_path}\n"
           f"  pipelines: {cfg.pipelines_dir}\n  talk to it: edgeorch status | edgeorch pipelines | "
           f"edgeorch run <pipeline> (or socat - UNIX-CONNECT:{cfg.socket_path})", file=sys.stderr, flush=True)

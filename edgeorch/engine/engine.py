@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
+from ..kernels.cache import numba_cache_dir
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -613,8 +614,9 @@ class Engine:
             "EDGEORCH_RESULT_FILE": str(attempt_dir / "result.json"),
             "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
-            # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's.
-            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR") or str(self.config.numba_cache_dir),
+            # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
+            # (never numba's fallback into the package: edgeorch/kernels/cache.py).
+            "NUMBA_CACHE_DIR": str(numba_cache_dir(self.config.numba_cache_dir)),
         })
         for k, v in ctx.params.items():
             env[f"EDGEORCH_PARAM_{_env_name(k)}"] = "true" if v is True else "false" if v is False else str(v)

@@ -2,10 +2,11 @@
 
 Every function here works on plain float64 arrays and returns plain numbers or
 arrays; the mergeable structures around them live in ``sketches`` and
-``profile``. All use ``cache=True``: the cache directory comes from the
-``NUMBA_CACHE_DIR`` environment variable, which the CLI and the engine point at
-``<state_dir>/numba-cache`` before this module is imported, so only the first
-use on a machine pays the compile cost.
+``profile``. All use ``cache=True``: the cache directory is resolved by
+:mod:`edgeorch.kernels.cache` before numba is imported here (``NUMBA_CACHE_DIR``,
+else the state dir's ``numba-cache`` that the CLI and the engine choose, else
+the user's cache folder), never numba's own fallback inside this package, so
+only the first use on a machine pays the compile cost.
 
 Results never depend on the number of threads: parallel loops work on fixed
 blocks whose partial results are combined in block order.
@@ -15,9 +16,15 @@ from __future__ import annotations
 
 import math
 
-import numba
-import numpy as np
-from numba.cpython.unsafe.numbers import leading_zeros
+from .cache import use_numba_cache_dir
+
+# Before numba decorates anything: its cache locator is chosen at decoration
+# time, and without a cache folder it writes into this package.
+use_numba_cache_dir()
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba.cpython.unsafe.numbers import leading_zeros  # noqa: E402
 
 # Block length of the moment scan. Small enough for a block to stay in L1
 # between its two passes (mean, then centred powers), large enough that the

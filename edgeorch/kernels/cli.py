@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -91,6 +91,28 @@ def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
 
 
+def _use_numba_cache(args: argparse.Namespace) -> None:
+    """Point numba's cache at the config's state dir when a config is found, else the user's cache folder.
+
+    Before the kernels are imported (see :mod:`edgeorch.kernels.cache`). A
+    kernel command does not need a config, so a broken one that was merely
+    found (not named with ``--config``) does not stop it.
+    """
+    from ..config import load_config
+    from .cache import use_numba_cache_dir
+
+    explicit = getattr(args, "config", None)
+    preferred = None
+    try:
+        cfg = load_config(explicit)
+        if cfg.source is not None:
+            preferred = cfg.numba_cache_dir
+    except ConfigError:
+        if explicit is not None:
+            raise
+    use_numba_cache_dir(preferred)
+
+
 def _progress() -> Any:
     from ..textui import Progress
 
@@ -127,6 +149,7 @@ def _print(doc: dict[str, Any], args: argparse.Namespace, headers: list[str], ro
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from .tasks import run_task
 
     opts: dict[str, Any] = {"input": args.file}
@@ -150,6 +173,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from .tasks import run_task
 
     if not 0.0 <= args.drift_share <= 1.0:
@@ -173,6 +197,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_fairness(args: argparse.Namespace) -> int:
+    _use_numba_cache(args)
     from .tasks import run_task
 
     groups = [g for item in args.group for g in (_csv_list(item) or [])]

@@ -1,0 +1,95 @@
+"""Where numba's compiled-kernel cache goes: one rule for every code path.
+
+numba's own fallback, when it has no ``NUMBA_CACHE_DIR``, writes the cache
+into ``__pycache__`` next to the compiled module, i.e. into the installed
+package. A later ``pip install -e`` leaves that folder behind, and it shadows
+the package. So no edgeorch code path may leave numba without a cache
+directory: the daemon, the engine (for its tasks), every CLI command and
+library use all resolve it here, before numba compiles anything.
+
+Resolution order (the first writable one wins):
+
+1. ``$NUMBA_CACHE_DIR`` when set (an operator's value, e.g. the systemd unit's);
+2. the preferred folder a caller passes: ``<state dir>/numba-cache`` when a
+   configuration is known;
+3. ``$XDG_CACHE_HOME/edgeorch/numba``, else ``~/.cache/edgeorch/numba``;
+4. ``<temp dir>/edgeorch-numba-<uid>`` (a home that cannot be written),
+   used only when this user owns it (numba's cache files are pickles: a
+   folder planted by someone else must never be read), else a fresh private
+   temporary folder.
+
+This module imports neither numba nor numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV = "NUMBA_CACHE_DIR"
+
+
+def user_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The per-user cache folder of edgeorch's kernels (XDG base directory rules)."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path(os.path.expanduser("~")) / ".cache"
+    return base / "edgeorch" / "numba"
+
+
+def _writable(path: Path) -> bool:
+    """True when ``path`` exists (created here if needed) as a folder this process can write."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def numba_cache_dir(preferred: Path | None = None, environ: Mapping[str, str] = os.environ) -> Path:
+    """The folder numba's cache must use (see the module docstring for the order).
+
+    An explicit ``$NUMBA_CACHE_DIR`` is returned as is, even when it cannot
+    be written (the operator's choice wins). The other candidates are created
+    when missing and skipped when they cannot be written.
+    """
+    explicit = environ.get(ENV)
+    if explicit:
+        return Path(explicit)
+    candidates = [p for p in (preferred, user_cache_dir(environ)) if p is not None]
+    for path in candidates:
+        if _writable(path):
+            return path
+    return _private_temp_dir()
+
+
+def _private_temp_dir() -> Path:
+    """``<temp dir>/edgeorch-numba-<uid>`` when this user owns it (mode 0700), else a new private folder."""
+    path = Path(tempfile.gettempdir()) / f"edgeorch-numba-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if path.is_dir() and not path.is_symlink() and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0:
+            return path
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="edgeorch-numba-"))
+
+
+def use_numba_cache_dir(preferred: Path | None = None) -> Path:
+    """Point this process's numba cache at :func:`numba_cache_dir` and return the folder.
+
+    Sets ``$NUMBA_CACHE_DIR`` (inherited by child processes) unless it is
+    already set. When numba was imported before (by the caller's own code),
+    its configuration is reloaded so that functions compiled from now on use
+    the folder.
+    """
+    path = numba_cache_dir(preferred)
+    if os.environ.get(ENV) != str(path):
+        os.environ[ENV] = str(path)
+        config = sys.modules.get("numba.core.config")
+        if config is not None:
+            config.reload_config()  # type: ignore[attr-defined]
+    return path

@@ -1,0 +1,94 @@
+"""numba's compiled-kernel cache never lands inside the installed package (issue 9, item 4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import edgeorch
+from edgeorch.kernels import cache
+from edgeorch.kernels.cli import _use_numba_cache
+
+PACKAGE = Path(edgeorch.__file__).resolve().parent
+NUMBA_FILES = ("*.nbi", "*.nbc")
+
+
+def _numba_files(root: Path) -> set[Path]:
+    return {p for pattern in NUMBA_FILES for p in root.rglob(pattern)}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No NUMBA_CACHE_DIR, no config in sight, a private XDG cache home; restores the variable after."""
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("EDGEORCH_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_an_explicit_numba_cache_dir_wins(tmp_path: Path) -> None:
+    got = cache.numba_cache_dir(tmp_path / "state" / "numba-cache", environ={"NUMBA_CACHE_DIR": "/opt/nc"})
+    assert got == Path("/opt/nc")
+
+
+def test_the_state_dir_is_used_when_a_config_is_known(tmp_path: Path) -> None:
+    preferred = tmp_path / "state" / "numba-cache"
+    assert cache.numba_cache_dir(preferred, environ={"XDG_CACHE_HOME": str(tmp_path / "x")}) == preferred
+    assert preferred.is_dir()
+
+
+def test_without_a_config_the_user_cache_folder_is_used(tmp_path: Path) -> None:
+    assert cache.numba_cache_dir(None, environ={"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x/edgeorch/numba"
+    home = Path(os.path.expanduser("~"))
+    assert cache.user_cache_dir({}) == home / ".cache/edgeorch/numba"
+    assert cache.user_cache_dir({"XDG_CACHE_HOME": "relative/ignored"}) == home / ".cache/edgeorch/numba"
+
+
+def test_an_unwritable_state_dir_falls_back_to_the_user_cache(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    got = cache.numba_cache_dir(blocker / "numba-cache", environ={"XDG_CACHE_HOME": str(tmp_path / "x")})
+    assert got == tmp_path / "x/edgeorch/numba"
+
+
+def test_the_kernel_commands_use_the_state_dir_of_a_found_config(clean_env: Path) -> None:
+    (clean_env / "config.toml").write_text('[state]\ndir = "st"\n')
+
+    class Args:
+        config = None
+
+    _use_numba_cache(Args())  # type: ignore[arg-type]
+    assert os.environ["NUMBA_CACHE_DIR"] == str(clean_env / "st" / "numba-cache")
+
+
+def test_the_kernel_commands_use_the_user_cache_without_a_config(clean_env: Path) -> None:
+    class Args:
+        config = None
+
+    _use_numba_cache(Args())  # type: ignore[arg-type]
+    assert os.environ["NUMBA_CACHE_DIR"] == str(clean_env / "xdg-cache" / "edgeorch" / "numba")
+
+
+def test_the_kernel_cli_never_writes_numba_files_into_the_package(tmp_path: Path) -> None:
+    """`edgeorch profile` in a fresh process, no NUMBA_CACHE_DIR, no config: the cache goes to XDG."""
+    # A persistent XDG cache home under the temp dir: only the first run of the
+    # suite on a machine compiles (as a user's ~/.cache would).
+    xdg = Path(tempfile.gettempdir()) / "edgeorch-tests-xdg-cache"
+    (tmp_path / "d.csv").write_text("a,b\n1,x\n2,y\n3,\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "EDGEORCH_CONFIG")}
+    env.update(XDG_CACHE_HOME=str(xdg), XDG_CONFIG_HOME=str(tmp_path / "no-config"),
+               PYTHONPATH=str(PACKAGE.parent))
+    before = {p: p.stat().st_mtime_ns for p in _numba_files(PACKAGE)}
+    res = subprocess.run([sys.executable, "-m", "edgeorch.cli", "profile", "d.csv", "--json"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    after = {p: p.stat().st_mtime_ns for p in _numba_files(PACKAGE)}
+    assert {p for p in after if before.get(p) != after[p]} == set(), "numba wrote into the package"
+    assert _numba_files(xdg / "edgeorch" / "numba"), "the cache went to $XDG_CACHE_HOME/edgeorch/numba"
