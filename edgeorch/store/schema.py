@@ -193,6 +193,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN env TEXT;
     """,
+    # 7: repair the artifact rows that cache hits multiplied (issue 9, item 1): every
+    # hit copied all earlier copies too, doubling the rows of a task per run. A copy is identical
+    # in run, task, source attempt, name and time; keep the first of each.
+    """
+    DELETE FROM artifacts WHERE id NOT IN
+        (SELECT MIN(id) FROM artifacts GROUP BY run_id, task, attempt_id, name, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

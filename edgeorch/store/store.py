@@ -322,13 +322,22 @@ class Store:
 
     def mark_cached(self, task_id: int, run_id: int, task: str, input_hash: str, source_attempt: int,
                     artifacts: list[dict[str, Any]]) -> None:
-        """Record a cache hit: task ``skipped``, artifacts copied from the earlier attempt's records."""
+        """Record a cache hit: task ``skipped``, the earlier attempt's artifacts recorded for this run.
+
+        The only place that records a cache hit's artifacts. Idempotent per
+        (run, task, source attempt): a repeated hit in the same run (a resume)
+        replaces its rows instead of adding more. ``artifacts`` must be the
+        source attempt's own records (:meth:`artifacts_of_attempt`), never the
+        copies other runs made of them.
+        """
         now = self.clock()
         with self.transaction():
             self.conn.execute(
                 "UPDATE tasks SET state = 'skipped', input_hash = ?, cached_from = ?, started_at = ?, finished_at = ?, reason = ? WHERE id = ?",
                 (input_hash, source_attempt, now, now, f"cache hit: outputs of attempt {source_attempt}", task_id),
             )
+            self.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ?",
+                              (run_id, task, source_attempt))
             self.conn.executemany(
                 "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, task, source_attempt, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],
@@ -498,7 +507,9 @@ class Store:
         return self._all("SELECT * FROM artifacts WHERE run_id = ? AND task = ? ORDER BY id", (run_id, task))
 
     def artifacts_of_attempt(self, attempt_id: int) -> list[dict[str, Any]]:
-        return self._all("SELECT * FROM artifacts WHERE attempt_id = ? ORDER BY id", (attempt_id,))
+        """The files ``attempt_id`` itself produced: its own run's records, not the copies cache hits made."""
+        return self._all("SELECT * FROM artifacts WHERE attempt_id = ?"
+                         " AND run_id = (SELECT run_id FROM attempts WHERE id = ?) ORDER BY id", (attempt_id, attempt_id))
 
     def latest_artifacts(self, run_id: int, task: str) -> list[dict[str, Any]]:
         """The artifacts of the task's latest successful outcome in this run (an attempt or a cache hit)."""

@@ -46,6 +46,28 @@ class EngineHarness:
 
         return asyncio.run(main())
 
+    def run_many(self, name: str, count: int, *, timeout: float = 60) -> list[tuple[int, RunState]]:
+        """Submit ``name`` ``count`` times in a row on one engine, each after the previous run finished."""
+        cfg = self.ws.config()
+        pipeline = validate_path(cfg.pipelines_dir).pipelines[name]
+
+        async def main() -> list[tuple[int, RunState]]:
+            store = Store(cfg.state_file)
+            engine = Engine(cfg, store)
+            engine.listeners.append(self.events.append)
+            await engine.start()
+            out = []
+            try:
+                for _ in range(count):
+                    run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+                    out.append((run_id, await asyncio.wait_for(engine.wait_run(run_id), timeout)))
+            finally:
+                await engine.close()
+                store.close()
+            return out
+
+        return asyncio.run(main())
+
     def resume(self, run_id: int, timeout: float = 60) -> tuple[list[str], RunState]:
         cfg = self.ws.config()
 

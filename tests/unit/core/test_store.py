@@ -131,3 +131,15 @@ def test_importing_the_store_does_not_import_pandas():
     code = "import sys; from edgeorch.store import Store; import tempfile, os; Store(os.path.join(tempfile.mkdtemp(), 's.db')); print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_migration_7_repairs_artifact_rows_multiplied_by_cache_hits(tmp_path):
+    path = tmp_path / "state.db"
+    store = Store(path)
+    rows = [(2, "t", 1, "o", "/x/o", 1, "a", 5.0)] * 4 + [(1, "t", 1, "o", "/x/o", 1, "a", 1.0)]
+    store.conn.executemany("INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    store.conn.execute("PRAGMA user_version = 6")
+    store.close()
+    store = Store(path)
+    assert [(a["run_id"], a["created_at"]) for a in store.artifacts_of(1) + store.artifacts_of(2)] == [(1, 1.0), (2, 5.0)]

@@ -1,0 +1,49 @@
+"""Cache hits record their outputs once: a cached nightly pipeline must run forever (issue 9, item 1)."""
+
+from __future__ import annotations
+
+from edgeorch.model import RunState
+
+CACHED_WITH_READER = """
+[tasks.expensive]
+command = ["sh", "-c", "echo 42 > $EDGEORCH_OUTPUT_DIR/num.txt"]
+outputs = ["num.txt"]
+cache = true
+[tasks.reader]
+command = ["sh", "-c", "cat \\"$EDGEORCH_UPSTREAM_EXPENSIVE\\""]
+needs = ["expensive"]
+"""
+
+
+def test_cache_hits_keep_artifact_records_bounded_over_50_runs(workspace, harness):
+    workspace.pipeline("nightly", CACHED_WITH_READER)
+    results = harness.run_many("nightly", 50)
+    assert [state for _, state in results] == [RunState.SUCCEEDED] * 50
+    store = harness.store()
+    first_run = results[0][0]
+    (original,) = store.artifacts_of(first_run, "expensive")
+    for run_id, _ in results:
+        # One record per promised output per run, pointing at the one file the first run made.
+        (art,) = store.artifacts_of(run_id, "expensive")
+        assert art["path"] == original["path"] and art["sha256"] == original["sha256"]
+        assert [a["path"] for a in store.latest_artifacts(run_id, "expensive")] == [original["path"]]
+    total = store.conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
+    assert total == 50
+    # Every reader saw exactly one path (the variable was not a ':'-joined repetition).
+    for run_id, _ in results[1:]:
+        (attempt,) = store.attempts_of(run_id, "reader")
+        assert attempt["exit_code"] == 0
+
+
+def test_a_repeated_cache_hit_in_one_run_replaces_its_records(tmp_path):
+    from edgeorch.store import Store
+
+    store = Store(tmp_path / "state.db")
+    vid = store.record_pipeline_version("p", "h", "f.toml", "")
+    run_ids = [store.create_run(pipeline="p", version_id=vid, params={}, trigger="manual", actor=None,
+                                run_dir_for=lambda rid: str(tmp_path / str(rid)), tasks=[("t", "d")]) for _ in range(2)]
+    art = [{"name": "o", "path": "/x/o", "size": 1, "sha256": "a"}]
+    (task,) = store.tasks_of(run_ids[1])
+    for _ in range(3):
+        store.mark_cached(task["id"], run_ids[1], "t", "ih", 7, art)
+    assert len(store.artifacts_of(run_ids[1], "t")) == 1
