@@ -18,6 +18,9 @@ Vocabulary
     SQLite in the same transaction as the run it starts, so a restart neither
     repeats nor loses a fire.
 
+Cron expressions follow crontab(5) (day-of-week 0 and 7 = Sunday, names,
+the day-of-month/day-of-week OR rule); :mod:`.cron` parses and matches them.
+
 Cron semantics across DST (``timezone`` set to a zone with DST)
 ---------------------------------------------------------------
 Cron expressions are matched against local wall-clock time, and each
@@ -25,7 +28,9 @@ matching wall-clock time fires at most once:
 
 * a wall time that does not exist (spring forward, 02:30 in Europe/Berlin on
   the last Sunday of March) fires at the first instant after the gap (03:00
-  CEST); several such times collapse into one fire;
+  CEST, exactly: the transition's whole second); several such times collapse
+  into one fire (Vixie cron's convention: jobs in the skipped hour run right
+  after the change);
 * a wall time that exists twice (fall back) fires at its first occurrence
   only; the repeated hour adds no fire.
 
@@ -43,11 +48,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
 from ..errors import EdgeorchError, PipelineError
 from ..tomlcheck import TableReader
+from .cron import EXPECTED as CRON_EXPECTED
+from .cron import CronError, NeverFiresError, parse_cron
 
 SCHEDULE_KEYS = ("schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs",
                  "on_max_active")
@@ -180,10 +184,12 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
                        expected="an IANA timezone name such as 'UTC' or 'Europe/Berlin'")
     if cron is not None:
         try:
-            CronTrigger.from_crontab(cron, timezone=_UTC)
-        except ValueError as exc:
-            r.fail("schedule", f"is not a valid cron expression: {exc}", value=cron,
-                   expected="5 fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'")
+            parse_cron(cron)
+        except CronError as exc:
+            never = isinstance(exc, NeverFiresError)
+            r.fail("schedule", str(exc) if never else f"is not a valid cron expression: {exc}", value=cron,
+                   expected="a date that exists in some month it names (February has 29 days at most)"
+                   if never else CRON_EXPECTED)
             cron = None
     if every is not None and every < MIN_EVERY:
         r.fail("every", "is too short", value=data["every"], expected=f"a duration of at least {MIN_EVERY:g}s")
@@ -210,58 +216,64 @@ def _stem(file: str) -> str:
 # fire times
 
 
-def _cron_wall_trigger(spec: ScheduleSpec) -> CronTrigger:
-    # Matched on naive local wall time carried as UTC: no DST inside APScheduler.
-    return CronTrigger.from_crontab(spec.cron, timezone=_UTC)  # type: ignore[arg-type]
-
-
 def _wall_to_instant(wall: datetime, tz: tzinfo) -> datetime:
-    """The instant (UTC) of naive local ``wall`` time: first occurrence, or the gap's end."""
+    """The instant (UTC) of naive local ``wall`` time: its first occurrence, or the gap's end.
+
+    A wall time that does not exist (spring forward) maps to the transition
+    itself, the first instant with the new offset: an exact whole second,
+    found by bisection over integer POSIX seconds (tz transitions are whole
+    seconds).
+    """
     naive = wall.replace(tzinfo=None)
-    first = naive.replace(tzinfo=tz, fold=0)
-    inst = first.astimezone(_UTC)
+    inst = naive.replace(tzinfo=tz, fold=0).astimezone(_UTC)
     if inst.astimezone(tz).replace(tzinfo=None) == naive:
         return inst
-    # Nonexistent (spring-forward gap): the first instant after the transition.
-    lo = naive.replace(tzinfo=tz, fold=1).astimezone(_UTC)  # before the transition
-    hi = inst  # after it
-    if lo > hi:
-        lo, hi = hi, lo
-    off_lo = lo.astimezone(tz).utcoffset()
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + (hi - lo) / 2
-        if mid.astimezone(tz).utcoffset() == off_lo:
+    # In a gap fold=0 uses the offset before the transition (an instant after it), fold=1 the one after.
+    other = naive.replace(tzinfo=tz, fold=1).astimezone(_UTC)
+    lo_t, hi_t = min(inst, other), max(inst, other)
+    lo, hi = math.floor(lo_t.timestamp()), math.ceil(hi_t.timestamp())
+    off_lo = datetime.fromtimestamp(lo, _UTC).astimezone(tz).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, _UTC).astimezone(tz).utcoffset() == off_lo:
             lo = mid
         else:
             hi = mid
-    return hi.replace(microsecond=0) if hi.microsecond == 0 else hi
+    return datetime.fromtimestamp(hi, _UTC)
+
+
+def _next_interval(every: float, after: datetime) -> datetime:
+    """The first point of the epoch-anchored grid ``k * every`` strictly after ``after``.
+
+    Integer microseconds throughout, so the grid is exact (no float drift).
+    """
+    step = max(1, round(every * 1_000_000))
+    since = (after - _EPOCH) // _US
+    return _EPOCH + _US * ((since // step + 1) * step)
 
 
 def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
     """The first fire time strictly after ``after`` (aware), as a UTC datetime.
 
     Never returns ``after`` itself, so feeding back a fire gives the next one.
+    Cron fires are whole seconds (whole minutes except at a DST gap's end).
+    Raises :class:`~.cron.CronError` (a ValueError) for an invalid or
+    never-firing cron expression: :func:`check_schedule` refuses those first.
     """
     after = _aware(after)
     if spec.every is not None:
-        trig = IntervalTrigger(seconds=spec.every, start_date=_EPOCH, timezone=_UTC)
-        nxt = trig.get_next_fire_time(None, after + _US)
-        assert nxt is not None
-        return nxt.astimezone(_UTC)
+        return _next_interval(spec.every, after.astimezone(_UTC))
     tz = spec.tz
-    trig = _cron_wall_trigger(spec)
-    wall = after.astimezone(tz).replace(tzinfo=None, fold=0)
+    cron = parse_cron(spec.cron or "")
+    probe = after.astimezone(tz).replace(tzinfo=None, fold=0)
     # Walk wall times forward until one maps to an instant after ``after``;
     # in a repeated hour a few candidates map to earlier instants.
-    probe = wall
     for _ in range(100_000):
-        cand = trig.get_next_fire_time(None, (probe + _US).replace(tzinfo=_UTC))
-        if cand is None:  # pragma: no cover - crontabs never end
-            raise ValueError(f"schedule {spec.cron!r} has no next fire")
+        cand = cron.next_after(probe)
         inst = _wall_to_instant(cand, tz)
         if inst > after:
             return inst
-        probe = cand.replace(tzinfo=None)
+        probe = cand
     raise AssertionError("no progress computing the next fire")  # pragma: no cover
 
 

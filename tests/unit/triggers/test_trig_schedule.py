@@ -66,7 +66,8 @@ def test_no_schedule_is_not_an_error():
 
 @pytest.mark.parametrize("data, field, fragment", [
     ({"schedule": "61 * * * *"}, "schedule", "not a valid cron expression"),
-    ({"schedule": "* * *"}, "schedule", "Wrong number of fields"),
+    ({"schedule": "* * *"}, "schedule", "has 3 field(s), not 5"),
+    ({"schedule": "0 0 30 2 *"}, "schedule", "never fires"),
     ({"schedule": 5}, "schedule", "wrong type"),
     ({"schedule": "0 2 * * *", "timezone": "Mars/Olympus"}, "timezone", "not a known timezone"),
     ({"schedule": "0 2 * * *", "every": "5m"}, "every", "cannot be combined with schedule"),
