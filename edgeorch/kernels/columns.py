@@ -138,7 +138,7 @@ def column_of(values: Any, name: str) -> Batch:
     except ImportError:  # pragma: no cover
         pass
     if not isinstance(values, np.ndarray) and hasattr(values, "to_numpy"):
-        values = values.to_numpy()  # a pandas/polars Series: no pandas import needed here
+        return _from_series(values, name)
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)
         return _with_nulls(column_of(np.asarray(values.data)[~mask], name), int(mask.sum()))
@@ -154,6 +154,29 @@ def column_of(values: Any, name: str) -> Batch:
         return from_python(list(values), name)
     raise DataError("unsupported column values", field=name, value=type(values).__name__,
                     expected="a numpy array, a pyarrow array or a list")
+
+
+def _from_series(series: Any, name: str) -> Batch:
+    """A pandas or polars Series (no pandas import needed here).
+
+    The library's own missing values are nulls, whatever they look like once
+    converted to numpy: pandas 3 stores a missing string as a float NaN in
+    an object array, a nullable ``Int64`` converts to float64 with NaN. They
+    are dropped by the library itself (``dropna``/``drop_nulls``) before the
+    conversion, so ``Int64`` stays integer and strings stay strings. The one
+    exception is a numpy float column, where NaN is a float value and counted
+    as ``nan`` (pandas has no other way to store it).
+    """
+    dtype = getattr(series, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "fc":
+        return column_of(series.to_numpy(), name)
+    isna = getattr(series, "isna", None) or getattr(series, "is_null", None)
+    drop = getattr(series, "dropna", None) or getattr(series, "drop_nulls", None)
+    if isna is None or drop is None:
+        return column_of(series.to_numpy(), name)
+    nulls = int(np.count_nonzero(np.asarray(isna(), dtype=bool)))
+    kept = drop() if nulls else series
+    return _with_nulls(column_of(np.asarray(kept.to_numpy()), name), nulls)
 
 
 def _with_nulls(b: Batch, nulls: int) -> Batch:

@@ -251,3 +251,22 @@ def test_dataframes_are_accepted_without_pandas_in_the_kernels() -> None:
     s = {c["column"]: c for c in profile(df).summary()}
     assert s["a"]["mean"] == 2.0 and s["a"]["nan"] == 1  # pandas stores a missing float as NaN
     assert s["b"]["nulls"] == 1 and s["b"]["distinct"] == 2
+
+
+def test_pandas_missing_values_of_every_dtype_are_nulls() -> None:
+    """pandas 3 stores a missing string as NaN and converts Int64 to float: both are nulls, types kept."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({
+        "s": pd.array(["x", None, "y", "x"], dtype="str"),
+        "i": pd.array([1, None, 3, 2**60], dtype="Int64"),
+        "c": pd.Categorical(["u", None, "v", None]),
+        "b": pd.array([True, None, False, True], dtype="boolean"),
+        "o": pd.Series(["x", None, "y", "z"], dtype=object),
+    })
+    s = {c["column"]: c for c in profile(df).summary()}
+    assert (s["s"]["type"], s["s"]["nulls"], s["s"]["distinct"]) == ("string", 1, 2)
+    assert "nan" not in dict(s["s"]["top"])
+    assert (s["i"]["type"], s["i"]["nulls"], s["i"]["nan"], s["i"]["max"]) == ("integer", 1, 0, 2**60)
+    assert (s["c"]["type"], s["c"]["nulls"], s["c"]["distinct"]) == ("string", 2, 2)
+    assert (s["b"]["type"], s["b"]["nulls"]) == ("boolean", 1)
+    assert (s["o"]["type"], s["o"]["nulls"]) == ("string", 1)
