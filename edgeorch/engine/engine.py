@@ -17,6 +17,7 @@ import logging
 import json
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -636,7 +637,7 @@ class Engine:
             env["EDGEORCH_CALL"] = spec.call
             argv = [sys.executable, "-m", "edgeorch.engine.callrunner"]
         elif isinstance(spec.command, str):
-            argv = ["/bin/sh", "-c", substitute(spec.command, values)]
+            argv = ["/bin/sh", "-c", substitute(spec.command, _shell_quoted(values))]
         else:
             assert spec.command is not None
             argv = [substitute(a, values) for a in spec.command]
@@ -922,6 +923,15 @@ def _pids_of_groups(pgids: set[int]) -> dict[int, list[int]]:
         if len(fields) > 2 and int(fields[2]) in pgids:
             out.setdefault(int(fields[2]), []).append(int(entry.name))
     return out
+
+
+def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
+    """Every placeholder value as one shell word (``shlex.quote`` of its text as ``substitute`` writes it).
+
+    A value reaches ``/bin/sh -c`` as data, never as code: a param or a file
+    name like ``a;touch X`` or ``$(id)`` is passed literally.
+    """
+    return {k: shlex.quote(substitute("{v}", {"v": v})) for k, v in values.items()}
 
 
 def _env_name(name: str) -> str:
