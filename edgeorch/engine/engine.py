@@ -37,7 +37,7 @@ from ..store import NewAttempt, Store
 from . import scheduler
 from .callrunner import EXIT_VIOLATION
 from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, kill_group, read_exit, read_json, settle_unowned
-from .files import describe_file, describe_tree, intact
+from .files import claim_run_dir, describe_file, describe_tree, intact
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -247,7 +247,7 @@ class Engine:
         runs_dir = self.config.runs_dir
         run_id = self.store.create_run(
             pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
-            run_dir_for=lambda rid: str(runs_dir / str(rid)),
+            run_dir_for=lambda rid: str(claim_run_dir(runs_dir, rid)),
             tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
             within=within, env=env,
         )

@@ -1,4 +1,4 @@
-"""File facts the engine records: sha256 of outputs and checkpoints."""
+"""File facts the engine records (sha256 of outputs and checkpoints) and its run folders."""
 
 from __future__ import annotations
 
@@ -48,3 +48,23 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
         if sha256_file(p) != a["sha256"]:
             return False
     return True
+
+
+def claim_run_dir(runs_dir: Path, run_id: int) -> Path:
+    """Create and return a run folder no earlier run used: ``<run id>``, else ``<run id>-2``, ``-3``, ...
+
+    Run ids come from the state file and go back when an older backup of it
+    is restored, but the folders of the runs made after that backup stay on
+    disk (with their attempts' ``owner.json`` claims). Creating the folder
+    exclusively here, when the run is created, guarantees that a new run never
+    shares a folder with an old one, whatever the state file says.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    suffix = 1
+    while True:
+        path = runs_dir / (str(run_id) if suffix == 1 else f"{run_id}-{suffix}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            suffix += 1
