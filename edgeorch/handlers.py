@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from . import __version__
-from .errors import ConflictError, NotFoundError, UsageError
+from .errors import NotFoundError, PipelineError, UsageError
 from .model import RunState
-from .pipelines import resolve_params, validate_path
+from .pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes, validate_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .control import ControlServer, Peer
@@ -51,6 +51,20 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     if isinstance(kind, tuple):
         return " or ".join(names.get(k, k.__name__) for k in kind)
     return names.get(kind, kind.__name__)
+
+
+def _adhoc_pipeline(source: str, file: str) -> Any:
+    """The pipeline in a client's file content ``source`` (validated like a file; errors name ``file``)."""
+    raw = source.encode("utf-8", errors="surrogateescape")
+    if len(raw) > MAX_PIPELINE_BYTES:
+        raise PipelineError("the pipeline file is too large", file=file, value=f"{len(raw)} bytes",
+                            expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+    pipe, errors = load_pipeline_bytes(raw, Path(file))
+    if pipe is None:
+        if len(errors) == 1:
+            raise errors[0]
+        raise PipelineError(f"{len(errors)} problems:\n  " + "\n  ".join(e.render() for e in errors), file=file)
+    return pipe
 
 
 class Operations:
@@ -118,15 +132,24 @@ class Operations:
         items = []
         trig = self.d.triggers
         for name, p in self.d.registry.pipelines.items():
-            nf = trig.next_fire(name) if trig is not None else None
+            # A paused pipeline fires nothing: it has no next fire to show.
+            nf = trig.next_fire(name) if trig is not None and name not in paused else None
             sched = trig.specs.get(name) if trig is not None else None
             items.append({"name": name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
                           "next_fire": nf.isoformat() if nf is not None else None,
                           "schedule": sched.describe() if sched is not None else None,
                           "content_hash": p.content_hash, "paused": name in paused,
                           "paused_reason": paused.get(name, {}).get("reason"),
-                          "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()}})
+                          "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()},
+                          "warnings": self._warnings_of(p)})
         return {"pipelines": items, "errors": [e.to_dict() for e in self.d.registry.errors]}
+
+    def _warnings_of(self, pipeline: Any) -> list[str]:
+        """Why runs of ``pipeline`` would be refused on this machine (the front door's resource rule)."""
+        res = self.d.engine.res if self.d.engine is not None else None
+        if res is None:
+            return []
+        return [f"task {task} {why}: its runs will be refused" for task, why in res.check_pipeline(pipeline)]
 
     async def pipelines_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.d.registry.get(_arg(args, "name", str))
@@ -142,9 +165,25 @@ class Operations:
                           for n, t in p.tasks.items()}}
 
     async def pipelines_validate(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        path = Path(_arg(args, "path", str, required=False, default=str(self.d.config.pipelines_dir)))
-        report = await asyncio.to_thread(validate_path, path)
-        return {"ok": report.ok, "pipelines": sorted(report.pipelines), "errors": [e.to_dict() for e in report.errors]}
+        """``text`` (+ ``name``): that content; ``path``: a regular file the client could read itself
+        (control/peerfiles.py); neither: the daemon's pipelines folder. Work runs on the peer executor,
+        never the default one that claims dropped files."""
+        from .control.peerfiles import PEER_IO, read_for_peer_async
+        from .pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
+
+        loop = asyncio.get_running_loop()
+        text = _arg(args, "text", str, required=False)
+        path = _arg(args, "path", str, required=False)
+        if text is None and path is None:
+            report = await loop.run_in_executor(PEER_IO, validate_path, self.d.config.pipelines_dir)
+            return {"ok": report.ok, "pipelines": sorted(report.pipelines), "errors": [e.to_dict() for e in report.errors]}
+        if text is not None:
+            raw, file = text.encode("utf-8"), Path(_arg(args, "name", str, required=False, default="pipeline.toml"))
+        else:
+            raw, file = await read_for_peer_async(path, peer, MAX_PIPELINE_BYTES), Path(path)
+        pipe, errors = await loop.run_in_executor(PEER_IO, load_pipeline_bytes, raw, file)
+        return {"ok": not errors, "pipelines": [pipe.name] if pipe is not None else [],
+                "errors": [e.to_dict() for e in errors]}
 
     async def pipelines_pause(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.d.registry.get(_arg(args, "name", str))
@@ -159,19 +198,26 @@ class Operations:
         return {"name": p.name, "paused": False}
 
     async def trigger(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        name = _arg(args, "pipeline", str)
+        """Start a run through the front door (:mod:`edgeorch.engine.requests`).
+
+        ``pipeline`` names a loaded pipeline; or ``source`` (a pipeline file's
+        text) with ``file`` (its path, for messages and the default name) runs an
+        ad-hoc pipeline file, recorded with the content hash of that text.
+        """
+        from .engine.requests import RunRequest
+
         raw = _arg(args, "params", dict, required=False, default={})
-        pipeline = self.d.registry.get(name)
-        paused = self.d.store.paused_pipelines()
-        if name in paused:
-            why = paused[name].get("reason")
-            raise ConflictError(f"pipeline {name} is paused" + (f" ({why})" if why else ""),
-                                hint=f"resume it with `edgeorch pipelines resume {name}`")
-        if not self.d.engine.accepting:
-            raise ConflictError("the daemon is shutting down and accepts no new runs")
-        params = resolve_params(pipeline, raw, source="params")
-        run_id = self.d.engine.submit(pipeline, params, trigger=str(args.get("trigger") or "socket"), actor=actor_of(peer))
-        return {"run_id": run_id, "pipeline": name, "params": params}
+        source = _arg(args, "source", str, required=False)
+        ref: Any
+        if source is not None:
+            file = _arg(args, "file", str)
+            ref = await asyncio.to_thread(_adhoc_pipeline, source, file)
+        else:
+            ref = _arg(args, "pipeline", str)
+        started = self.d.requests.start(RunRequest(ref, raw, trigger=str(args.get("trigger") or "socket"),
+                                                   actor=actor_of(peer), source="params"))
+        return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,
+                "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file}
 
     async def runs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         limit = _arg(args, "limit", int, required=False, default=20)
@@ -228,9 +274,7 @@ class Operations:
 
     async def retry(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         run_id = _arg(args, "run_id", int)
-        if not self.d.engine.accepting:
-            raise ConflictError("the daemon is shutting down and accepts no new runs")
-        tasks = self.d.engine.resume(run_id, actor=actor_of(peer))
+        tasks = self.d.requests.resume(run_id, actor=actor_of(peer))
         return {"run_id": run_id, "tasks": tasks}
 
     async def events(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
@@ -252,7 +296,7 @@ class Operations:
             self.subscribers.discard(queue)
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        return self.d.reload(actor=actor_of(peer))
+        return await self.d.reload(actor=actor_of(peer))
 
     async def inputs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         import json

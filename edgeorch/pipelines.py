@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 from .errors import EdgeorchError, PipelineError, UsageError
 from .model import PARAM_TYPES, Param, Pipeline, TaskSpec
-from .tomlcheck import TableReader, load_toml, suggest, type_name
+from .tomlcheck import TableReader, a_or_an, parse_toml_bytes, suggest, type_name
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
                  "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch"]
@@ -97,14 +97,76 @@ def validate_path(path: Path) -> ValidationReport:
     return ValidationReport(pipelines, errors, files)
 
 
-def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
-    """Parse and validate one file; ``(pipeline, [])`` or ``(None, errors)``."""
+MAX_PIPELINE_BYTES = 1 << 20
+"""A pipeline file larger than this (1 MiB) is refused before it is read: a pipeline is a
+description, and reading an unbounded file would stall whoever parses it (the daemon's reload)."""
+
+
+def read_pipeline_bytes(file: Path) -> bytes:
+    """The content of one pipeline file, read once; PipelineError when unreadable, not a regular file, or too big."""
+    import os
+    import stat
+
     try:
-        data = load_toml(file, PipelineError)
-        text = file.read_text(encoding="utf-8")
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PipelineError("is not a regular file", file=str(file), expected="a pipeline .toml file")
+        if st.st_size > MAX_PIPELINE_BYTES:
+            raise PipelineError("the pipeline file is too large", file=str(file), value=f"{st.st_size} bytes",
+                                expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_PIPELINE_BYTES + 1)  # the file may have grown since fstat
+    except OSError as exc:
+        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_PIPELINE_BYTES:
+        raise PipelineError("the pipeline file is too large", file=str(file), value=f"more than {MAX_PIPELINE_BYTES} bytes",
+                            expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+    return raw
+
+
+def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchError | None:
+    """Why pipeline ``name`` is not loaded, when a broken file probably declares it, else None.
+
+    A file declares ``name`` when its errors were found in pipeline ``name``
+    (the parse got that far) or, for a file too broken to say (a TOML syntax
+    error), when its stem is ``name`` (the default name). The error names that
+    file and its first problem, so ``edgeorch run NAME`` points at what to fix.
+    """
+    mine = [e for e in errors if e.file and (e.pipeline == name or (e.pipeline is None and Path(e.file).stem == name))]
+    if not mine:
+        return None
+    first = mine[0]
+    more = f" ({len(mine)} problems: `edgeorch validate {first.file}` lists them)" if len(mine) > 1 else ""
+    return PipelineError(f"pipeline {name!r} is not loaded: its file is invalid: {first.message}", file=first.file,
+                         line=first.line, column=first.column, field=first.field, value=first.value,
+                         expected=first.expected, hint=(first.hint or "") + more or None)
+
+
+def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
+    """Parse and validate one file, read once (the hash is of what was parsed); ``(pipeline, [])`` or ``(None, errors)``."""
+    try:
+        raw = read_pipeline_bytes(file)
     except EdgeorchError as exc:
         return None, [exc]
-    return parse_pipeline(data, file=file, text=text)
+    return load_pipeline_bytes(raw, file)
+
+
+def load_pipeline_bytes(raw: bytes, file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
+    """Parse and validate a pipeline file's content ``raw`` (``file`` names it and gives the default name)."""
+    if len(raw) > MAX_PIPELINE_BYTES:
+        return None, [PipelineError("the pipeline file is too large", file=str(file), value=f"{len(raw)} bytes",
+                                    expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")]
+    try:
+        data = parse_toml_bytes(raw, file, PipelineError)
+    except EdgeorchError as exc:
+        return None, [exc]
+    return parse_pipeline(data, file=file, text=raw.decode("utf-8"))
 
 
 def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipeline | None, list[EdgeorchError]]:
@@ -152,18 +214,19 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
                                             field=f"params.{w.param}", value=p.type, expected="type = \"path\" or \"str\""))
 
     order: tuple[str, ...] = ()
+    # Every task's needs are checked, also when another task failed to parse: every problem is collected.
+    for tname, needs_of in _declared_needs(tasks_table, tasks).items():
+        for up in needs_of:
+            if up not in tasks_table:
+                close = suggest(up, list(tasks_table))
+                errors.append(PipelineError(
+                    "needs an unknown task", file=fname, field=f"tasks.{tname}.needs", value=up,
+                    expected=f"one of {', '.join(tasks_table)}", hint=f"did you mean {close!r}?" if close else None,
+                ))
+            elif up == tname:
+                errors.append(PipelineError("a task cannot need itself", file=fname,
+                                            field=f"tasks.{tname}.needs", value=up))
     if tasks and len(tasks) == len(tasks_table):
-        for spec in tasks.values():
-            for up in spec.needs:
-                if up not in tasks_table:
-                    close = suggest(up, list(tasks_table))
-                    errors.append(PipelineError(
-                        "needs an unknown task", file=fname, field=f"tasks.{spec.name}.needs", value=up,
-                        expected=f"one of {', '.join(tasks_table)}", hint=f"did you mean {close!r}?" if close else None,
-                    ))
-                elif up == spec.name:
-                    errors.append(PipelineError("a task cannot need itself", file=fname,
-                                                field=f"tasks.{spec.name}.needs", value=up))
         if not errors:
             cycle = find_cycle({n: list(s.needs) for n, s in tasks.items()})
             if cycle:
@@ -182,6 +245,17 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         source_file=str(file.resolve()), content_hash=content_hash, source_text=text,
         priority=priority, max_parallel=max_parallel,
     ), []
+
+
+def _declared_needs(tasks_table: dict[str, Any], parsed: dict[str, TaskSpec]) -> dict[str, list[str]]:
+    """Each task's ``needs``: from its spec when it parsed, else its raw list when that is a list of strings."""
+    out: dict[str, list[str]] = {}
+    for tname, tdata in tasks_table.items():
+        if tname in parsed:
+            out[tname] = list(parsed[tname].needs)
+        elif isinstance(tdata, dict) and isinstance(tdata.get("needs"), list):
+            out[tname] = [n for n in tdata["needs"] if isinstance(n, str)]
+    return out
 
 
 def pipeline_triggers(pipeline: Pipeline) -> tuple[Any, list[Any]]:
@@ -226,7 +300,7 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
                 try:
                     default = coerce_param(ptype, default)
                 except ValueError as exc:
-                    sub.fail("default", str(exc), value=default, expected=f"a {ptype}")
+                    sub.fail("default", str(exc), value=default, expected=a_or_an(ptype))
                     continue
             params[pname] = Param(pname, ptype, default, help_text)
         else:
@@ -260,7 +334,7 @@ def coerce_param(ptype: str, value: Any) -> Any:
     if ptype in ("str", "path"):
         if isinstance(value, str):
             return value
-        raise ValueError(f"is a {type_name(value)}, not a string")
+        raise ValueError(f"is {a_or_an(type_name(value))}, not a string")
     if ptype == "bool":
         if isinstance(value, bool):
             return value
@@ -547,7 +621,7 @@ def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: s
         try:
             out[key] = coerce_param(p.type, value)
         except ValueError as exc:
-            raise UsageError(f"parameter {key} {exc}", field=f"{source} {key}", value=value, expected=f"a {p.type}") from None
+            raise UsageError(f"parameter {key} {exc}", field=f"{source} {key}", value=value, expected=a_or_an(p.type)) from None
     for name, p in pipeline.params.items():
         if name not in out:
             if p.required:

@@ -1,20 +1,26 @@
 """The daemon's view of the pipelines folder, reloaded when files change.
 
-Contract: :meth:`PipelineRegistry.reload` re-validates every file. A file that
-became invalid keeps serving its previous valid pipeline (runs keep starting
-from it) and its errors are reported; a deleted file's pipeline goes away. A
-pipeline's identity for runs is its content hash, stored with each run, so
-reloading never changes what a running run executes.
+Contract: a reload is two steps. :meth:`PipelineRegistry.scan` reads and
+parses the folder and touches no registry state, so it runs in a worker thread
+(a large or slow file never stalls the event loop); a file whose bytes did not
+change since the last scan is not parsed again. :meth:`PipelineRegistry.apply`
+then installs the outcome on the event loop. A file that became invalid keeps
+serving its previous valid pipeline (runs keep starting from it) and its
+errors are reported; a deleted file's pipeline goes away. A pipeline's
+identity for runs is its content hash, stored with each run, so reloading
+never changes what a running run executes. ``ReloadResult.unchanged`` is true
+when no file's content changed: the daemon then records no reload.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EdgeorchError, NotFoundError
 from .model import Pipeline
-from .pipelines import load_pipeline_file, pipeline_files
+from .pipelines import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
 from .tomlcheck import suggest
 
 
@@ -26,11 +32,32 @@ class ReloadResult:
     errors: list[EdgeorchError] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     """Pipelines whose file is now invalid; the previous version is kept."""
+    unchanged: bool = False
+    """No file was added, removed or changed in content since the previous reload."""
 
     def summary(self) -> str:
         parts = [f"{len(v)} {k}" for k, v in (("added", self.added), ("changed", self.changed),
                                                ("removed", self.removed), ("kept after errors", self.kept)) if v]
+        if self.unchanged:
+            return "unchanged"
         return ", ".join(parts) or "no changes"
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """One file's outcome: the sha256 of its bytes (None: unreadable), its pipeline or its errors."""
+
+    digest: str | None
+    pipeline: Pipeline | None
+    errors: tuple[EdgeorchError, ...]
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """A scan of the folder (files in sorted order); ``exists`` is false when the folder is missing."""
+
+    files: dict[Path, FileScan]
+    exists: bool
 
 
 class PipelineRegistry:
@@ -40,36 +67,65 @@ class PipelineRegistry:
         self.folder = folder
         self.by_file: dict[Path, Pipeline] = {}
         self.errors: list[EdgeorchError] = []
+        self._scanned: dict[Path, FileScan] = {}
+        self._loaded = False
 
     @property
     def pipelines(self) -> dict[str, Pipeline]:
         return {p.name: p for p in sorted(self.by_file.values(), key=lambda p: p.name)}
 
     def get(self, name: str) -> Pipeline:
-        """The pipeline called ``name``; NotFoundError with a did-you-mean otherwise."""
+        """The pipeline called ``name``; a broken file that declares it: its error; else NotFoundError with a did-you-mean."""
         for p in self.by_file.values():
             if p.name == name:
                 return p
+        broken = not_loaded_error(name, self.errors)
+        if broken is not None:
+            raise broken
         names = sorted(p.name for p in self.by_file.values())
         close = suggest(name, names)
         raise NotFoundError(f"no pipeline named {name!r}", value=name, expected=f"one of {', '.join(names) or '(none)'}",
                             hint=f"did you mean {close!r}?" if close else None)
 
-    def reload(self) -> ReloadResult:
+    def scan(self) -> FolderScan:
+        """Read and parse the folder; safe in a worker thread (reads ``_scanned``, writes nothing).
+
+        Each file is read once, bounded (:data:`~edgeorch.pipelines.MAX_PIPELINE_BYTES`);
+        a file with the same bytes as last time reuses the previous outcome.
+        """
+        if not self.folder.is_dir():
+            return FolderScan({}, False)
+        previous = dict(self._scanned)
+        out: dict[Path, FileScan] = {}
+        for f in pipeline_files(self.folder):
+            try:
+                raw = read_pipeline_bytes(f)
+            except EdgeorchError as exc:
+                out[f] = FileScan(None, None, (exc,))
+                continue
+            digest = hashlib.sha256(raw).hexdigest()
+            old = previous.get(f)
+            if old is not None and old.digest == digest:
+                out[f] = old
+                continue
+            pipe, errors = load_pipeline_bytes(raw, f)
+            out[f] = FileScan(digest, pipe, tuple(errors))
+        return FolderScan(out, True)
+
+    def apply(self, scan: FolderScan) -> ReloadResult:
+        """Install a scan (on the event loop): the new pipelines, the errors, and what changed."""
         result = ReloadResult()
-        files = pipeline_files(self.folder) if self.folder.is_dir() else []
         new: dict[Path, Pipeline] = {}
         names: dict[str, Path] = {}
-        for f in files:
-            pipe, errors = load_pipeline_file(f)
+        for f, fs in scan.files.items():
+            pipe = fs.pipeline
             if pipe is None:
-                result.errors.extend(errors)
+                result.errors.extend(fs.errors)
                 old = self.by_file.get(f)
-                if old is not None:
-                    pipe = old
-                    result.kept.append(old.name)
-                else:
+                if old is None:
                     continue
+                pipe = old
+                result.kept.append(old.name)
             if pipe.name in names:
                 result.errors.append(EdgeorchError("duplicate pipeline name", file=str(f), field="name", value=pipe.name,
                                                    expected=f"a name not already used by {names[pipe.name]}"))
@@ -83,8 +139,18 @@ class PipelineRegistry:
             elif old_by_name[name].content_hash != new[f].content_hash:
                 result.changed.append(name)
         result.removed = sorted(set(old_by_name) - set(names))
-        if not self.folder.is_dir():
+        if not scan.exists:
             result.errors.append(EdgeorchError("the pipelines folder does not exist", file=str(self.folder)))
+        before = {f: s.digest for f, s in self._scanned.items()}
+        after = {f: s.digest for f, s in scan.files.items()}
+        result.unchanged = self._loaded and before == after and not result.added and not result.removed \
+            and not result.changed
         self.by_file = new
         self.errors = result.errors
+        self._scanned = dict(scan.files)
+        self._loaded = True
         return result
+
+    def reload(self) -> ReloadResult:
+        """:meth:`scan` then :meth:`apply`, in the calling thread (start-up, tests, the CLI)."""
+        return self.apply(self.scan())

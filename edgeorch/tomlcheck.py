@@ -30,6 +30,11 @@ def load_toml(path: Path, error_cls: type[E]) -> dict[str, Any]:
         raw = path.read_bytes()
     except OSError as exc:
         raise error_cls(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    return parse_toml_bytes(raw, path, error_cls)
+
+
+def parse_toml_bytes(raw: bytes, path: Path | str, error_cls: type[E]) -> dict[str, Any]:
+    """Parse TOML ``raw`` read from ``path`` (named in errors, with line/column); raise ``error_cls``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -47,6 +52,11 @@ def load_toml(path: Path, error_cls: type[E]) -> dict[str, Any]:
             line = text.count("\n") + (0 if text.endswith("\n") else 1)
             msg = msg.replace("(at end of document)", "at the end of the file").strip()
         raise error_cls(f"malformed TOML: {msg}", file=str(path), line=line, column=col) from None
+
+
+def a_or_an(word: str) -> str:
+    """``word`` with its indefinite article, for messages: ``an int``, ``a float``, ``an object``."""
+    return f"{'an' if word[:1].lower() in 'aeio' else 'a'} {word}"
 
 
 def suggest(name: str, choices: list[str] | set[str]) -> str | None:

@@ -1,0 +1,141 @@
+"""The one front door for runs: every way a run starts goes through :class:`RunRequests`.
+
+Callers: ``edgeorch run`` without a daemon (``cli.py``), the ``trigger`` op
+(``handlers.py``), schedule fires, drop-folder inputs and batch windows
+(``triggers/service.py``), and later monitoring responses. None of them checks
+anything itself; :meth:`RunRequests.start` owns the rules, in this order, and
+records nothing when one of them refuses (each refusal is an
+:class:`~edgeorch.errors.EdgeorchError` the caller reports as it sees fit):
+
+1. **lookup**: a pipeline name is looked up with the ``lookup`` callable the
+   owner supplies (the daemon's registry, or the one file the CLI validated);
+   an ad-hoc :class:`~edgeorch.model.Pipeline` (a file sent by a client) is
+   used as given;
+2. **paused**: a paused pipeline is refused (:class:`ConflictError`, exit 5),
+   whoever asks: the pause is stored in the state file, so the CLI without a
+   daemon sees it too;
+3. **shutting down**: an engine that no longer accepts work refuses
+   (:class:`ConflictError`);
+4. **params**: the raw params are resolved against the pipeline's
+   declarations (:func:`~edgeorch.pipelines.resolve_params`, UsageError);
+5. **resources**: a task this machine can never serve is refused
+   (:class:`~edgeorch.resources.model.UnsatisfiableError`), checked once per
+   pipeline version (the machine's inventory is fixed for an engine's life);
+6. **hooks** (``before``): each may raise to refuse (cooldown, quotas);
+7. **submission**: :meth:`Engine.submit` in one transaction with the caller's
+   ``within`` (a trigger's watermark or input state commit with the run);
+8. **hooks** (``after``): told of the started run (audit, metrics).
+
+:meth:`RunRequests.resume` (``edgeorch retry``) applies rules 2 and 3 too: a
+paused pipeline's runs are not resumed either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..errors import ConflictError
+from ..model import Pipeline
+from ..pipelines import resolve_params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Engine
+
+Lookup = Callable[[str], Pipeline]
+"""Returns the pipeline with a name, or raises (NotFoundError, or the broken file's error)."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a caller asks for: a pipeline (name or ad-hoc), raw params, and who asks.
+
+    ``source`` names where the params came from, for error messages
+    (``params``, ``schedule``, ``watch``, ``-p``). ``within(run_id)`` runs in
+    the transaction that creates the run; ``env`` is recorded with the run.
+    """
+
+    pipeline: str | Pipeline
+    params: Mapping[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"
+    actor: str | None = None
+    source: str = "params"
+    within: Callable[[int], None] | None = None
+    env: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run the front door created."""
+
+    run_id: int
+    pipeline: Pipeline
+    params: dict[str, Any]
+    request: RunRequest
+
+
+BeforeHook = Callable[[RunRequest, Pipeline, dict[str, Any]], None]
+AfterHook = Callable[[StartedRun], None]
+
+
+class RunRequests:
+    """The front door of one engine. See the module docstring for the rules and their order."""
+
+    def __init__(self, engine: "Engine", lookup: Lookup) -> None:
+        self.engine = engine
+        self.lookup = lookup
+        self.before: list[BeforeHook] = []
+        self.after: list[AfterHook] = []
+        # Satisfiability depends only on the pipeline's tasks and this machine's fixed inventory.
+        self._satisfiable: dict[tuple[str, str], None] = {}
+
+    def pipeline(self, ref: str | Pipeline) -> Pipeline:
+        """The pipeline a request names (lookup for a name; an ad-hoc pipeline as given)."""
+        return ref if isinstance(ref, Pipeline) else self.lookup(ref)
+
+    def admit(self, ref: str | Pipeline) -> Pipeline:
+        """Rules 1, 2, 3 and 5 without params or submission: raise if no run of ``ref`` may start now."""
+        pipeline = self.pipeline(ref)
+        self._check_paused(pipeline.name)
+        if not self.engine.accepting:
+            raise ConflictError("the daemon is shutting down and accepts no new runs")
+        self._check_resources(pipeline)
+        return pipeline
+
+    def start(self, request: RunRequest) -> StartedRun:
+        """Apply every rule, then submit; returns the started run or raises (nothing recorded)."""
+        pipeline = self.admit(request.pipeline)
+        params = resolve_params(pipeline, dict(request.params), source=request.source)
+        for hook in self.before:
+            hook(request, pipeline, params)
+        run_id = self.engine.submit(pipeline, params, trigger=request.trigger, actor=request.actor,
+                                    check_resources=False, within=request.within,
+                                    env=dict(request.env) if request.env is not None else None)
+        started = StartedRun(run_id, pipeline, params, request)
+        for after in self.after:
+            after(started)
+        return started
+
+    def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
+        """Resume a finished run (``edgeorch retry``) under rules 2 and 3; returns the tasks to run again."""
+        run = self.engine.store.get_run(run_id)
+        self._check_paused(run["pipeline"])
+        if not self.engine.accepting:
+            raise ConflictError("the daemon is shutting down and accepts no new runs")
+        return self.engine.resume(run_id, actor=actor)
+
+    def _check_paused(self, name: str) -> None:
+        paused = self.engine.store.paused_pipelines()
+        if name in paused:
+            why = paused[name].get("reason")
+            raise ConflictError(f"pipeline {name} is paused" + (f" ({why})" if why else ""),
+                                hint=f"resume it with `edgeorch pipelines resume {name}`")
+
+    def _check_resources(self, pipeline: Pipeline) -> None:
+        key = (pipeline.name, pipeline.content_hash)
+        if key in self._satisfiable:
+            return
+        self.engine.check_resources(pipeline)  # raises UnsatisfiableError; refusals are not cached
+        if len(self._satisfiable) >= 4096:  # bounded: old versions drop out
+            self._satisfiable.pop(next(iter(self._satisfiable)))
+        self._satisfiable[key] = None

@@ -1,0 +1,97 @@
+"""One front door for runs (edgeorch/engine/requests.py): every way a run starts obeys the same rules.
+
+Real daemon, real CLI subprocesses, real state file; synchronisation by the
+events stream and by polling the state file with a deadline.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from edgeorch.errors import ConflictError
+
+TICK = """
+every = "1s"
+[params]
+input = { type = "path", default = "" }
+[tasks.a]
+command = ["true"]
+"""
+
+
+def cli(ws, *args):
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def rows(ws, sql: str, args=()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(ws.state / "edgeorch.db", timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def poll(cond, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        time.sleep(0.05)
+
+
+def test_a_paused_pipeline_is_refused_on_every_path(workspace, daemon):
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "tick"
+        settle = "0.1s"
+        """)
+    workspace.pipeline("tick", TICK)
+    daemon.start()
+    daemon.call("pipelines.pause", {"name": "tick", "reason": "maintenance"})
+    n_runs = rows(workspace, "SELECT COUNT(*) FROM runs")[0][0]
+
+    # the trigger op
+    with pytest.raises(ConflictError, match="pipeline tick is paused"):
+        daemon.call("trigger", {"pipeline": "tick"})
+    # the CLI through the daemon, by name and as an ad-hoc file
+    for ref in ("tick", str(workspace.pipelines / "tick.toml")):
+        proc = cli(workspace, "run", ref)
+        assert proc.returncode == 5 and "pipeline tick is paused (maintenance)" in proc.stderr, proc.stderr
+    # a drop-folder input: not started, with the front door's reason
+    (drop / "f.csv").write_text("x\n")
+    poll(lambda: rows(workspace, "SELECT * FROM inputs WHERE reason LIKE '%paused%'"), what="the input refused")
+    # a schedule fire: skipped with the same reason
+    poll(lambda: rows(workspace, "SELECT * FROM events WHERE kind = 'schedule_skip' AND message LIKE '%paused%'"),
+         what="a fire skipped")
+    assert rows(workspace, "SELECT COUNT(*) FROM runs")[0][0] == n_runs
+    assert daemon.stop() == 0
+
+    # the CLI without a daemon reads the pause from the state file
+    proc = cli(workspace, "run", "tick")
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "pipeline tick is paused (maintenance)" in proc.stderr
+    assert "edgeorch pipelines resume tick" in proc.stderr
+    assert rows(workspace, "SELECT COUNT(*) FROM runs")[0][0] == n_runs
+
+
+def test_retry_of_a_paused_pipelines_run_is_refused_without_a_daemon(workspace, daemon):
+    workspace.pipeline("once", "[tasks.a]\ncommand = [\"false\"]\n")
+    proc = cli(workspace, "run", "once")
+    assert proc.returncode == 1
+    daemon.start()
+    daemon.call("pipelines.pause", {"name": "once"})
+    with pytest.raises(ConflictError, match="paused"):
+        daemon.call("retry", {"run_id": 1})
+    assert daemon.stop() == 0
+    proc = cli(workspace, "retry", "1")
+    assert proc.returncode == 5 and "pipeline once is paused" in proc.stderr, proc.stderr
