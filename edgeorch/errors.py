@@ -151,3 +151,17 @@ class TaskViolation(EdgeorchError):
     def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
         self.result = result or {}
         super().__init__(message)
+
+
+class DataNotFoundError(NotFoundError, DataError):
+    """A data file or saved profile that does not exist (exit 3, as every not-found)."""
+
+    code = "not_found"
+    exit_code = 3
+
+
+class UnknownColumnError(UsageError, DataError):
+    """A column the caller named that the data does not have: a usage error (exit 2), not bad data."""
+
+    code = "usage"
+    exit_code = 2

@@ -5,9 +5,12 @@ Each handler builds the same options a pipeline task would have and calls
 :func:`edgeorch.kernels.tasks.run_task`, so the CLI and the tasks agree.
 Output: a table by default, ``--json`` for the full result document,
 ``--html PATH`` for a self-contained report. Progress goes to stderr (only
-on a terminal). Exit codes: 0 fine; 1 when the dataset drifts (``drift``)
-or a fairness limit is broken (``fairness``); errors are raised as
-EdgeorchError for the main CLI to print.
+on a terminal). Exit codes: 0 fine; 1 only when the dataset drifts
+(``drift``) or a fairness limit is broken (``fairness``), so ``edgeorch drift
+... || alert`` never alerts on a typo; errors are raised as EdgeorchError for
+the main CLI to print and exit with: 2 bad usage (an unknown column, a bad
+``--method``: the message names the flag), 3 a file not found, 1 data that
+cannot be read (a malformed file).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def register(subparsers: Any) -> None:
         description="Profile every column of FILE (CSV, TSV, Parquet, .npy, .npz, JSON lines): counts, nulls,\n"
                     "NaN/inf, min/max, mean, variance, skewness, kurtosis, quantiles, distinct values, top\n"
                     "values. Files larger than memory are read in chunks.",
-        epilog="examples:\n  edgeorch profile data.parquet\n  edgeorch profile data.csv --save ref.profile.json\n"
+        epilog="exit status: 0 profiled, 2 bad usage (unknown column, bad option), 3 file not found.\n\n"
+               "examples:\n  edgeorch profile data.parquet\n  edgeorch profile data.csv --save ref.profile.json\n"
                "  edgeorch profile data.csv --columns age,income --html profile.html")
     p.add_argument("file", metavar="FILE", help="data file to profile")
     p.add_argument("--columns", metavar="A,B", help="comma-separated columns to profile (default: all)")
@@ -49,7 +53,8 @@ def register(subparsers: Any) -> None:
                     "profile saved by 'edgeorch profile --save'. The method per column follows the rule in\n"
                     "docs/kernels.md (KS or Wasserstein for numeric, chi-square/z or Jensen-Shannon for\n"
                     "categorical) unless --method is given. NaN and inf are dropped and reported.",
-        epilog="exit status: 0 no dataset drift, 1 dataset drift, 2 bad usage.\n\n"
+        epilog="exit status: 0 no dataset drift, 1 dataset drift, 2 bad usage (unknown column, bad option),\n"
+               "3 file not found.\n\n"
                "examples:\n  edgeorch drift ref.parquet today.parquet\n"
                "  edgeorch drift ref.profile.json today.csv --json\n"
                "  edgeorch drift ref.csv cur.csv --method psi --threshold 0.2 --html drift.html")
@@ -72,7 +77,8 @@ def register(subparsers: Any) -> None:
                     "(demographic parity, equalized odds, disparate impact with the four-fifths rule).\n"
                     "Several --group columns measure their intersections. Groups smaller than\n"
                     "--min-group-size are flagged and left out.",
-        epilog="exit status: 0 within limits, 1 a limit is broken.\n\n"
+        epilog="exit status: 0 within limits, 1 a limit is broken, 2 bad usage (unknown column, bad option),\n"
+               "3 file not found.\n\n"
                "example:\n  edgeorch fairness scored.parquet --group sex --group race --label y --prediction y_hat")
     f.add_argument("file", metavar="FILE", help="data file with group, label and prediction columns")
     f.add_argument("--group", action="append", required=True, metavar="COL",
@@ -113,6 +119,31 @@ def _use_numba_cache(args: argparse.Namespace) -> None:
     use_numba_cache_dir(preferred)
 
 
+# Task option -> the command-line argument that sets it, so an error names what the user typed.
+_FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "reference_profile": "REFERENCE",
+          "columns": "--columns", "save": "--save", "report": "--html", "method": "--method",
+          "threshold": "--threshold", "drift_share": "--drift-share", "correction": "--correction",
+          "group": "--group", "label": "--label", "prediction": "--prediction", "pos_label": "--pos-label",
+          "privileged": "--privileged", "min_group_size": "--min-group-size"}
+
+
+def _run(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Check ``opts`` by the tasks' own rules (:func:`check_options`), naming CLI flags; then run the kind.
+
+    A bad option is a usage error (exit 2) that names the flag (``--method``),
+    never the task-option path a pipeline file would use.
+    """
+    from .options import check_options
+    from .tasks import run_task
+
+    errors = check_options(kind, opts, file="", prefix="")
+    if errors:
+        e = errors[0]
+        key = (e.field or "").split(".")[0]
+        raise UsageError(e.message, field=_FLAGS.get(key, e.field), value=e.value, expected=e.expected, hint=e.hint)
+    return run_task(kind, opts, progress=_progress())
+
+
 def _progress() -> Any:
     from ..textui import Progress
 
@@ -150,7 +181,6 @@ def _print(doc: dict[str, Any], args: argparse.Namespace, headers: list[str], ro
 
 def cmd_profile(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
-    from .tasks import run_task
 
     opts: dict[str, Any] = {"input": args.file}
     if args.columns:
@@ -159,7 +189,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         opts["save"] = args.save
     if args.html:
         opts["report"] = args.html
-    doc = run_task("profile", opts, progress=_progress())
+    doc = _run("profile", opts)
     rows = []
     for r in doc["rows"]:
         s = r["details"]
@@ -174,23 +204,21 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
-    from .tasks import run_task
 
     if not 0.0 <= args.drift_share <= 1.0:
-        raise UsageError("--drift-share must be between 0 and 1", value=args.drift_share)
+        raise UsageError("must be between 0 and 1", field="--drift-share", value=args.drift_share)
     cols = _csv_list(args.columns)
     common = {k: v for k, v in {"columns": cols, "method": args.method, "threshold": args.threshold,
                                 "drift_share": args.drift_share, "report": args.html}.items() if v is not None}
     if _is_profile(args.reference):
         if args.method is not None and args.method not in ("ks", "psi", "jensenshannon", "hellinger", "chisquare"):
-            raise UsageError("this method needs reference data, not a profile", value=args.method,
+            raise UsageError("this method needs reference data, not a profile", field="--method", value=args.method,
                              expected="ks, psi, jensenshannon, hellinger or chisquare")
-        doc = run_task("profile", {"input": args.current, "reference_profile": args.reference, **common},
-                       progress=_progress())
+        doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common})
         doc["kind"] = "drift"
     else:
-        doc = run_task("drift", {"reference": args.reference, "current": args.current,
-                                 "correction": args.correction, **common}, progress=_progress())
+        doc = _run("drift", {"reference": args.reference, "current": args.current,
+                             "correction": args.correction, **common})
     rows = [[r["column"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]] for r in doc["rows"]]
     _print(doc, args, ["column", "method", "value", "p_value", "threshold", "verdict"], rows)
     return 1 if doc["summary"].get("dataset_drift") else 0
@@ -198,11 +226,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
-    from .tasks import run_task
 
     groups = [g for item in args.group for g in (_csv_list(item) or [])]
     if args.min_group_size < 0:
-        raise UsageError("--min-group-size must be >= 0", value=args.min_group_size)
+        raise UsageError("must be >= 0", field="--min-group-size", value=args.min_group_size)
     opts: dict[str, Any] = {"input": args.file, "group": groups if len(groups) > 1 else groups[0],
                             "prediction": args.prediction, "pos_label": _pos_label(args.pos_label),
                             "min_group_size": args.min_group_size}
@@ -212,7 +239,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
         opts["privileged"] = args.privileged
     if args.html:
         opts["report"] = args.html
-    doc = run_task("fairness", opts, progress=_progress())
+    doc = _run("fairness", opts)
     metric_rows = [r for r in doc["rows"] if r["metric"] != "group"]
     group_rows = [r for r in doc["rows"] if r["metric"] == "group"]
     if not args.json:

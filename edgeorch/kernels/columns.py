@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UnknownColumnError
 
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|infinity)\s*$"
 _NUMBER = re.compile(_NUMBER_RE, re.IGNORECASE)
@@ -211,7 +211,7 @@ def columns_of(data: Any, columns: list[str] | None = None) -> dict[str, Batch]:
             from ..tomlcheck import suggest
 
             close = suggest(missing[0], names)
-            raise DataError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, names))}",
+            raise UnknownColumnError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, names))}",
                             hint=f"did you mean {close!r}?" if close else None)
         names = list(columns)
     return {str(n): column_of(data[n], str(n)) for n in names}

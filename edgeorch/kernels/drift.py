@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UnknownColumnError
 from . import _jit
 from . import stats as S
 from .columns import Batch, CategoricalBatch, NumericBatch, column_of
@@ -293,7 +293,7 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
     for name in names:
         for label, t, src in (("reference", rt, ref), ("current", ct, cur)):
             if name not in t:
-                raise DataError(f"column missing from the {label} data", file=_src(src), field=name)
+                raise UnknownColumnError(f"column missing from the {label} data", file=_src(src), field=name)
     methods = methods or {}
     thresholds = thresholds or {}
     results = []
@@ -345,10 +345,10 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
     results: list[ColumnDrift] = []
     for name in names:
         if name not in prof.columns:
-            raise DataError("column missing from the reference profile", field=name,
+            raise UnknownColumnError("column missing from the reference profile", field=name,
                             file=reference if isinstance(reference, str) else None)
         if name not in ct:
-            raise DataError("column missing from the current data", file=_src(cur), field=name)
+            raise UnknownColumnError("column missing from the current data", file=_src(cur), field=name)
         cp: ColumnProfile = prof.columns[name]
         cb, cdrop = _clean(column_of(ct[name], name))
         details: dict[str, Any] = {"reference": "profile"}

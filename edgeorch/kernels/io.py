@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataNotFoundError, UnknownColumnError
 from .columns import Batch, columns_of, from_arrow, from_python
 
 BATCH_ROWS = 1 << 20
@@ -52,15 +52,21 @@ def _check_columns(path: Path, available: list[str], columns: list[str] | None) 
     for c in columns:
         if c not in available:
             close = suggest(c, available)
-            raise DataError("no such column", file=str(path), field=c,
+            raise UnknownColumnError("no such column", file=str(path), field=c,
                             expected=f"one of {', '.join(available)}" if len(available) < 30 else None,
                             hint=f"did you mean {close!r}?" if close else None)
     return list(columns)
 
 
+def checked_format(path: Path) -> str:
+    """The format of an existing data file: a missing file is not-found (exit 3) whatever its suffix."""
+    _open_check(path)
+    return file_format(path)
+
+
 def _open_check(path: Path) -> None:
     if not path.exists():
-        raise DataError("file not found", file=str(path))
+        raise DataNotFoundError("file not found", file=str(path))
     if path.is_dir():
         raise DataError("is a directory, not a data file", file=str(path))
 
@@ -70,8 +76,7 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
     import pyarrow as pa
 
     path = Path(path)
-    fmt = file_format(path)
-    _open_check(path)
+    fmt = checked_format(path)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -175,7 +180,7 @@ def _find_value_row(path: Path, col: int, value: str) -> int | None:
 def read_batches(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[dict[str, Batch]]:
     """Column batches of a data file, chunk by chunk (see the module docstring)."""
     path = Path(path)
-    fmt = file_format(path)
+    fmt = checked_format(path)
     try:
         if fmt in ("csv", "tsv", "parquet"):
             for rb in iter_arrow(path, columns, progress):
@@ -303,7 +308,7 @@ def read_table(src: Any, columns: list[str] | None = None, progress: Any = None)
         return src.select(columns) if columns else src
     if isinstance(src, (str, Path)):
         path = Path(src)
-        fmt = file_format(path)
+        fmt = checked_format(path)
         if fmt in ("csv", "tsv", "parquet"):
             batches = list(iter_arrow(path, columns, progress))
             if progress is not None:
@@ -346,7 +351,7 @@ def read_table(src: Any, columns: list[str] | None = None, progress: Any = None)
         if columns:
             missing = [c for c in columns if c not in src]
             if missing:
-                raise DataError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, src))}")
+                raise UnknownColumnError("no such column", field=missing[0], expected=f"one of {', '.join(map(str, src))}")
         return pa.table({k: (v if isinstance(v, (pa.Array, pa.ChunkedArray, np.ndarray)) else pa.array(v))
                          for k, v in cols.items()})
     raise DataError("unsupported data", value=type(src).__name__, expected="a path, a mapping or a pyarrow Table")
@@ -357,7 +362,7 @@ def load_table(src: Any, columns: list[str] | None = None, progress: Any = None)
     if not isinstance(src, (str, Path)):
         return columns_of(src, columns)
     path = Path(src)
-    if file_format(path) in ("csv", "tsv", "parquet"):
+    if checked_format(path) in ("csv", "tsv", "parquet"):
         table = read_table(path, columns, progress)
         return {name: from_arrow(table.column(name), name) for name in table.column_names}
     merged: dict[str, list[Batch]] = {}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataNotFoundError
 from . import _jit
 from .columns import CategoricalBatch, NumericBatch, columns_of
 from .sketches import (
@@ -238,6 +238,8 @@ class Profile:
     def load(cls, path: str | Path) -> Profile:
         try:
             text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataNotFoundError("profile not found", file=str(path)) from None
         except OSError as exc:
             raise DataError(f"cannot read profile: {exc.strerror}", file=str(path)) from None
         return cls.from_json(text, file=str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+from edgeorch.cli import main
 from edgeorch.errors import DataError, UsageError
 from edgeorch.kernels.cli import register
 
@@ -81,6 +83,62 @@ def test_bad_drift_share_is_a_usage_error(files: Path) -> None:
 def test_missing_file_is_a_data_error(files: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         run(["drift", "ref.csv", "nope.csv"])
+
+
+# Exit codes through the main CLI: 1 means only "drift found" / "violation" (issue 9, item 6).
+
+@pytest.mark.parametrize("argv", [
+    ["drift", "ref.csv", "nope.csv"],
+    ["drift", "nope.profile.json", "ref.csv"],
+    ["profile", "nope.csv"],
+    ["fairness", "nope.csv", "--group", "g", "--prediction", "p"],
+])
+def test_kernel_commands_exit_3_when_a_file_is_missing(files: Path, argv: list[str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 3
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["drift", "ref.csv", "same.csv", "--columns", "nope"],
+    ["profile", "ref.csv", "--columns", "a,nope"],
+    ["fairness", "scored.csv", "--group", "nope", "--prediction", "p"],
+    ["fairness", "scored.csv", "--group", "g", "--prediction", "nope"],
+])
+def test_kernel_commands_exit_2_on_an_unknown_column(files: Path, argv: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_a_bad_method_exits_2_and_names_the_flag(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drift", "ref.csv", "same.csv", "--method", "foo"]) == 2
+    err = capsys.readouterr().err
+    assert "--method" in err and "foo" in err
+    assert "options" not in err and "<task options>" not in err
+
+
+def test_a_bad_threshold_exits_2_and_names_the_flag(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drift", "ref.csv", "same.csv", "--threshold", "-1"]) == 2
+    assert "--threshold" in capsys.readouterr().err
+
+
+def test_a_method_a_profile_cannot_serve_exits_2(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "ref.csv", "--save", "ref.profile.json"]) == 0
+    assert main(["drift", "ref.profile.json", "same.csv", "--method", "wasserstein"]) == 2
+    assert "--method" in capsys.readouterr().err
+
+
+def test_drift_or_alert_never_alerts_on_a_typo(files: Path) -> None:
+    """`edgeorch drift ... || alert` in a fresh process: a typo is 2, drift is 1, no drift is 0."""
+    def code(*argv: str) -> int:
+        return subprocess.run([sys.executable, "-m", "edgeorch.cli", *argv], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}).returncode
+
+    assert code("drift", "ref.csv", "same.csv", "--methd", "ks") == 2  # argparse
+    assert code("drift", "ref.csv", "same.csv", "--method", "kss") == 2
+    assert code("drift", "ref.csv", "same.cvs") == 3
+    assert code("drift", "ref.csv", "moved.csv") == 1
 
 
 def test_fairness_prints_groups_and_metrics(files: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -235,7 +235,7 @@ def test_save_and_load(tmp_path) -> None:
     p = profile({"x": [1.0, 2.0]})
     p.save(tmp_path / "p.json")
     assert Profile.load(tmp_path / "p.json").summary() == p.summary()
-    with pytest.raises(DataError, match="cannot read profile"):
+    with pytest.raises(DataError, match="profile not found"):
         Profile.load(tmp_path / "missing.json")
 
 
