@@ -20,22 +20,35 @@ Every :class:`Fire` carries ``last_fire``: the watermark to store in
   :meth:`Scheduler.tick` finds room (call :meth:`ScheduleTimer.poke` when a
   run of the pipeline finishes). Lost on a restart only to be recomputed as
   a missed fire.
+* ``"paused"``: the pipeline is paused; store ``last_fire`` (no run). One
+  Fire per tick covers every fire due since the last one (``missed`` counts
+  them), at its time, like any fire: the watermark keeps up while paused, so
+  resuming starts nothing for the paused period (``catchup`` applies to
+  daemon downtime, not to a pause). Only the first of a pause is worth a
+  record; the later ones have ``quiet`` set (log them at debug level).
+
+Isolation: each pipeline's schedule is computed on its own; an exception
+(an expression that slipped past validation, a missing zone) is logged once,
+kept in :meth:`Scheduler.error`, and the pipeline is left out until
+:meth:`Scheduler.set` replaces its spec. The other pipelines keep firing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
 
 log = logging.getLogger(__name__)
 
-FireAction = Literal["start", "wait", "skip", "missed"]
+T = TypeVar("T")
+
+FireAction = Literal["start", "wait", "skip", "missed", "paused"]
 
 MAX_SLEEP = 300.0
 """Seconds: the timer re-arms at least this often, so a wall-clock jump (NTP
@@ -82,7 +95,10 @@ class Fire:
     ``fire_time`` is the nominal fire time (for ``missed``: the most recent
     missed one); ``start_at`` is fire_time + jitter; ``last_fire`` is the
     watermark to store (see the module docstring); ``missed`` counts the
-    fires dropped by the catch-up policy (``missed`` action only).
+    fires dropped by the catch-up policy (``missed``) or skipped because the
+    pipeline is paused (``paused``). ``quiet``: this repeats a condition
+    already reported (a paused pipeline's later fires): store the watermark,
+    record nothing.
     """
 
     pipeline: str
@@ -92,6 +108,7 @@ class Fire:
     last_fire: datetime
     reason: str
     missed: int = 0
+    quiet: bool = False
 
 
 @dataclass
@@ -100,6 +117,8 @@ class _Entry:
     last_fire: datetime
     waiting: datetime | None = None
     wait_reported: bool = field(default=False)
+    error: str | None = None
+    pause_reported: bool = False
 
 
 class Scheduler:
@@ -111,14 +130,18 @@ class Scheduler:
     the run (``Engine.submit``) before it returns for ``max_active_runs`` to
     count it. An exception from ``on_fire`` is logged and does not stop other
     pipelines; the watermark still advances in memory (a restart recomputes
-    from the stored one).
+    from the stored one). ``paused()`` returns the names of the paused
+    pipelines (asked once per tick): their fires are reported as ``paused``
+    and they have no next fire.
     """
 
     def __init__(self, clock: Clock, on_fire: Callable[[Fire], None],
-                 active_runs: Callable[[str], int] = lambda pipeline: 0) -> None:
+                 active_runs: Callable[[str], int] = lambda pipeline: 0,
+                 paused: Callable[[], Collection[str]] = lambda: ()) -> None:
         self.clock = clock
         self.on_fire = on_fire
         self.active_runs = active_runs
+        self.paused = paused
         self._entries: dict[str, _Entry] = {}
 
     # -- configuration -----------------------------------------------------
@@ -132,6 +155,7 @@ class Scheduler:
         replaced spec keeps the current watermark unless ``last_fire`` is given.
         """
         old = self._entries.get(spec.pipeline)
+        # A new entry starts without an error: a changed spec gets a fresh chance.
         if last_fire is None:
             last_fire = old.last_fire if old else self.clock.now()
         self._entries[spec.pipeline] = _Entry(spec, last_fire)
@@ -148,44 +172,73 @@ class Scheduler:
         entry = self._entries.get(pipeline)
         return entry.last_fire if entry else None
 
-    def next_fire(self, pipeline: str) -> datetime | None:
-        """Next nominal fire time after the watermark (``edgeorch pipelines`` shows it); None if unscheduled."""
+    def error(self, pipeline: str) -> str | None:
+        """Why ``pipeline``'s schedule cannot be computed (it is left out), or None."""
         entry = self._entries.get(pipeline)
-        if entry is None:
+        return entry.error if entry else None
+
+    def next_fire(self, pipeline: str) -> datetime | None:
+        """Next nominal fire time after the watermark (``edgeorch pipelines`` shows it).
+
+        None when the pipeline is unscheduled, paused, or its schedule fails
+        (see :meth:`error`).
+        """
+        entry = self._entries.get(pipeline)
+        if entry is None or entry.error is not None or pipeline in self.paused():
             return None
         if entry.waiting is not None:
             return entry.waiting
-        return next_fire(entry.spec, entry.last_fire)
+        return self._guard(entry, lambda: next_fire(entry.spec, entry.last_fire))
 
     def next_wakeup(self) -> datetime | None:
         """Earliest start time (fire + jitter) over pipelines not holding a waiting fire.
 
         A waiting fire is released by :meth:`tick` when called after a run
-        finishes, not by the timer. None when nothing is scheduled.
+        finishes, not by the timer. Paused pipelines count (their fires move
+        the watermark); failing ones do not. None when nothing is scheduled.
         """
-        times = [start_time(e.spec, next_fire(e.spec, e.last_fire))
-                 for e in self._entries.values() if e.waiting is None]
-        return min(times) if times else None
+        times = [self._guard(e, lambda e=e: start_time(e.spec, next_fire(e.spec, e.last_fire)))
+                 for e in self._entries.values() if e.waiting is None and e.error is None]
+        found = [t for t in times if t is not None]
+        return min(found) if found else None
 
     # -- driving -----------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> list[Fire]:
-        """Report everything due at ``now`` (default ``clock.now()``) to ``on_fire``; return it too."""
+        """Report everything due at ``now`` (default ``clock.now()``) to ``on_fire``; return it too.
+
+        One pipeline's failure never stops the others (see :meth:`error`).
+        """
         now = now or self.clock.now()
+        paused = set(self.paused())
         out: list[Fire] = []
         for name in sorted(self._entries):
             entry = self._entries[name]
-            out.extend(self._tick_one(entry, now))
+            if entry.error is None:
+                self._guard(entry, lambda: self._tick_one(entry, now, name in paused, out))
         return out
 
-    def _tick_one(self, entry: _Entry, now: datetime) -> list[Fire]:
+    def _guard(self, entry: _Entry, compute: Callable[[], T]) -> T | None:
+        """Run one pipeline's computation; on an exception record it on the entry and return None."""
+        try:
+            return compute()
+        except Exception as exc:  # one bad schedule must not stop the others
+            entry.error = f"schedule {entry.spec.describe()} cannot be computed: {exc}"
+            log.error("schedule %s: %s; its fires are suspended until the pipeline changes",
+                      entry.spec.pipeline, entry.error)
+            return None
+
+    def _tick_one(self, entry: _Entry, now: datetime, paused: bool, out: list[Fire]) -> None:
         spec = entry.spec
-        out: list[Fire] = []
+        if paused:
+            self._skip_paused(entry, now, out)
+            return
+        entry.pause_reported = False
         if entry.waiting is not None and not self._try_start(entry, entry.waiting, out):
-            return out
+            return
         plan = plan_fires(spec, entry.last_fire, now)
         if plan.last_fire is None or plan.last_fire == entry.last_fire:
-            return out
+            return
         if plan.missed:
             # Pass the dropped fires (all older than the ones to start), stop before those.
             wm = plan.fires[0] - timedelta(microseconds=1) if plan.fires else plan.last_fire
@@ -196,9 +249,22 @@ class Scheduler:
             entry.last_fire = wm
         for f in plan.fires:
             if not self._try_start(entry, f, out):
-                return out
+                return
         entry.last_fire = plan.last_fire
-        return out
+
+    def _skip_paused(self, entry: _Entry, now: datetime, out: list[Fire]) -> None:
+        """Pass every fire due by ``now`` without starting it: one ``paused`` Fire per tick, if any was due."""
+        spec = entry.spec
+        entry.waiting, entry.wait_reported = None, False  # a held fire is dropped with the others
+        plan = plan_fires(spec, entry.last_fire, now)
+        if plan.last_fire is None or plan.last_fire == entry.last_fire:
+            return
+        entry.last_fire = plan.last_fire
+        self._emit(out, Fire(spec.pipeline, "paused", plan.last_fire, start_time(spec, plan.last_fire),
+                             plan.last_fire, f"pipeline {spec.pipeline} is paused: its fires are skipped until it is "
+                             "resumed, and not caught up then", missed=plan.missed + len(plan.fires),
+                             quiet=entry.pause_reported))
+        entry.pause_reported = True
 
     def _try_start(self, entry: _Entry, fire: datetime, out: list[Fire]) -> bool:
         """Admit one fire; False when it must wait (stop processing this pipeline)."""

@@ -84,7 +84,8 @@ class Triggers:
     def __init__(self, daemon: Daemon, *, clock: Any = None) -> None:
         self.d = daemon
         self.loop: asyncio.AbstractEventLoop = daemon.loop  # type: ignore[assignment]
-        self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs)
+        self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs,
+                                   paused=lambda: self.d.store.paused_pipelines())
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
         self.watches: list[WatchSpec] = []
@@ -217,6 +218,13 @@ class Triggers:
             store.add_event(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
                             actor="scheduler", data=data)
             log.info("schedule %s: %s fire %s: %s", name, fire.action, iso(fire.fire_time), fire.reason)
+        elif fire.action == "paused":  # recorded once per pause (quiet afterwards), not at every fire
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            if not fire.quiet:
+                store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {fire.reason}",
+                                actor="scheduler", data=data)
+            log.log(logging.DEBUG if fire.quiet else logging.INFO, "schedule %s: %d fire(s) up to %s skipped: %s",
+                    name, fire.missed, iso(fire.fire_time), fire.reason)
         else:  # wait: held in memory until a run finishes
             store.add_event("schedule_wait", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
                             actor="scheduler", data=data)

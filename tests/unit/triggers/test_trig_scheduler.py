@@ -23,7 +23,8 @@ class Harness:
         self.fires: list[Fire] = []
         self.active: dict[str, int] = {}
         self.stored: dict[str, datetime] = {}
-        self.s = Scheduler(self.clock, self.on_fire, lambda p: self.active.get(p, 0))
+        self.paused: set[str] = set()
+        self.s = Scheduler(self.clock, self.on_fire, lambda p: self.active.get(p, 0), paused=lambda: self.paused)
 
     def on_fire(self, fire: Fire) -> None:
         self.fires.append(fire)
@@ -186,3 +187,68 @@ def test_timer_sleeps_until_the_next_wakeup_instead_of_polling():
         timer.stop()
 
     asyncio.run(main())
+
+
+# -- one bad schedule, paused pipelines -----------------------------------------------------------
+
+
+def test_an_impossible_schedule_does_not_stop_the_other_pipelines():
+    """``0 0 30 2 *`` slipped past validation (built directly): tick/next_wakeup/next_fire still work."""
+    h = Harness(utc(2026, 1, 1, 9, 50))
+    h.s.set(ScheduleSpec("bad", cron="0 0 30 2 *"), None)
+    h.s.set(ScheduleSpec("good", cron="0 * * * *"), None)
+    assert h.s.next_wakeup() == utc(2026, 1, 1, 10)
+    assert h.s.next_fire("bad") is None and "never fires" in (h.s.error("bad") or "")
+    h.clock.set(utc(2026, 1, 1, 10, 0, 1))
+    assert [(f.pipeline, f.action) for f in h.s.tick()] == [("good", "start")]
+    assert h.s.next_fire("good") == utc(2026, 1, 1, 11) and h.s.error("good") is None
+    # A corrected spec gets a fresh chance.
+    h.s.set(ScheduleSpec("bad", cron="0 0 28 2 *"), None)
+    assert h.s.error("bad") is None and h.s.next_fire("bad") == utc(2026, 2, 28)
+
+
+def test_a_paused_pipeline_has_no_next_fire_and_skips_its_fires_in_one_report_per_tick():
+    h = Harness(utc(2026, 1, 1, 9, 50))
+    h.s.set(ScheduleSpec("p", cron="*/10 * * * *", catchup="all"), None)
+    h.paused.add("p")
+    assert h.s.next_fire("p") is None
+    # The timer still wakes at its fires (so the watermark keeps up) ...
+    assert h.s.next_wakeup() == utc(2026, 1, 1, 10)
+    h.clock.set(utc(2026, 1, 1, 10, 35))  # 10:00, 10:10, 10:20, 10:30 fell while paused
+    fires = h.s.tick()
+    assert [(f.action, f.fire_time, f.missed, f.quiet) for f in fires] == [("paused", utc(2026, 1, 1, 10, 30), 4,
+                                                                             False)]
+    assert "paused" in fires[0].reason
+    assert h.stored["p"] == utc(2026, 1, 1, 10, 30) and h.active == {}
+    assert h.s.tick() == []  # ... reports each fire once, not again ...
+    h.clock.set(utc(2026, 1, 1, 10, 40, 1))
+    later = h.s.tick()  # ... and the later fires of the same pause quietly (nothing to record or warn about)
+    assert [(f.action, f.fire_time, f.quiet) for f in later] == [("paused", utc(2026, 1, 1, 10, 40), True)]
+    assert h.stored["p"] == utc(2026, 1, 1, 10, 40)
+
+
+def test_resuming_starts_nothing_for_the_paused_period_even_with_catchup_all():
+    h = Harness(utc(2026, 1, 1, 9, 50))
+    h.s.set(ScheduleSpec("p", cron="0 * * * *", catchup="all"), None)
+    h.paused.add("p")
+    for hour in (10, 11, 12):
+        h.clock.set(utc(2026, 1, 1, hour, 0, 1))
+        h.s.tick()
+    h.paused.clear()
+    h.clock.set(utc(2026, 1, 1, 12, 30))
+    assert h.s.tick() == []
+    assert h.s.next_fire("p") == utc(2026, 1, 1, 13)
+    h.clock.set(utc(2026, 1, 1, 13, 0, 1))
+    assert [(f.action, f.fire_time) for f in h.s.tick()] == [("start", utc(2026, 1, 1, 13))]
+
+
+def test_a_waiting_fire_is_dropped_when_the_pipeline_is_paused():
+    h = Harness(utc(2026, 1, 1, 10, 0, 1))
+    h.s.set(ScheduleSpec("p", every=3600, max_active_runs=1), utc(2026, 1, 1, 9))
+    h.active["p"] = 1
+    h.s.tick()
+    h.paused.add("p")
+    assert [(f.action, f.fire_time) for f in h.s.tick()] == [("paused", utc(2026, 1, 1, 10))]
+    h.paused.clear()
+    h.active["p"] = 0
+    assert h.s.tick() == [] and h.s.next_fire("p") == utc(2026, 1, 1, 11)
