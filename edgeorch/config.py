@@ -1,16 +1,32 @@
-"""config.toml -> frozen dataclasses.
+"""config.toml -> frozen dataclasses, and where the config and the socket are.
 
-Resolution: ``--config PATH`` if given, else ``$EDGEORCH_CONFIG``, else
-``./config.toml`` when present, else the embedded defaults (the same values as
-the repository's ``config.toml``). Relative paths in a config file are resolved
-against the folder that holds the file, so the daemon behaves the same
-whatever its working directory.
+Lookup (:func:`find_config`, the one rule the CLI and the daemon share): the
+first of ``--config PATH``, ``$EDGEORCH_CONFIG``, ``./config.toml``,
+``$XDG_CONFIG_HOME/edgeorch/config.toml`` (``~/.config`` when unset),
+``/etc/edgeorch/config.toml``; else the embedded defaults (the same values as
+the repository's ``config.toml``). An explicit path (option or variable) that
+does not exist is an error; the others are skipped when absent.
+
+The socket (:attr:`Config.socket_path`): ``[control] socket`` when set, else
+``$RUNTIME_DIRECTORY/edgeorch.sock`` (systemd sets it for the daemon), else
+the runtime folder of the config's layout: a config in ``/etc/edgeorch`` is
+the system install, whose socket is ``/run/edgeorch/edgeorch.sock``; a config
+in ``$XDG_CONFIG_HOME/edgeorch`` is a per-user install, whose socket is
+``$XDG_RUNTIME_DIR/edgeorch/edgeorch.sock``; any other config (a checkout, the
+embedded defaults) keeps its socket in its state folder. So a CLI finds the
+daemon that systemd runs with the same file, without any variable.
+
+``$EDGEORCH_ROOT`` (tests only) prefixes the system paths ``/etc/edgeorch``
+and ``/run/edgeorch`` so the system layout can be exercised under a temporary
+folder. Relative paths in a config file are resolved against the folder that
+holds the file, so the daemon behaves the same whatever its working directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +34,9 @@ from .errors import ConfigError, EdgeorchError
 from .tomlcheck import TableReader, load_toml
 
 CONFIG_ENV = "EDGEORCH_CONFIG"
+ROOT_ENV = "EDGEORCH_ROOT"
+"""Test-only prefix of the system paths (/etc/edgeorch, /run/edgeorch); unset in production."""
+SOCKET_NAME = "edgeorch.sock"
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,7 @@ class ControlConfig:
     """The Unix control socket and who may use it."""
 
     socket: Path | None = None
-    """Socket path; None: $RUNTIME_DIRECTORY/edgeorch.sock, else <state>/edgeorch.sock."""
+    """Socket path; None: see :attr:`Config.socket_path` (the module docstring gives the order)."""
     group: str | None = None
     """Group owning the socket (mode 0660) and its folder (0750)."""
     readers: tuple[str, ...] = ()
@@ -80,6 +99,9 @@ class Config:
     watches: tuple[dict[str, Any], ...] = ()
     """Raw ``[[watch]]`` tables, validated by the triggers module."""
     source: Path | None = None
+    runtime_dir: Path | None = None
+    """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
+    None: the state folder."""
 
     @property
     def state_file(self) -> Path:
@@ -95,12 +117,73 @@ class Config:
 
     @property
     def socket_path(self) -> Path:
+        """``[control] socket``, else ``$RUNTIME_DIRECTORY/edgeorch.sock``, else the layout's, else the state folder's."""
         if self.control.socket is not None:
             return self.control.socket
         runtime = os.environ.get("RUNTIME_DIRECTORY")
         if runtime:
-            return Path(runtime.split(":")[0]) / "edgeorch.sock"
-        return self.state_dir / "edgeorch.sock"
+            return Path(runtime.split(":")[0]) / SOCKET_NAME
+        return (self.runtime_dir or self.state_dir) / SOCKET_NAME
+
+
+def system_root() -> Path:
+    """``/``, or ``$EDGEORCH_ROOT`` in tests of the system layout."""
+    return Path(os.environ.get(ROOT_ENV) or "/")
+
+
+def system_config_dir() -> Path:
+    """``/etc/edgeorch`` (under :func:`system_root`)."""
+    return system_root() / "etc" / "edgeorch"
+
+
+def system_runtime_dir() -> Path:
+    """``/run/edgeorch`` (under :func:`system_root`): where the system unit's daemon listens."""
+    return system_root() / "run" / "edgeorch"
+
+
+def user_config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/edgeorch`` (``~/.config/edgeorch`` when the variable is unset or empty)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "edgeorch"
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
+    """Which config file to load: ``(path, how it was found)``; ``(None, "embedded defaults")`` when none.
+
+    The order is the module docstring's. An explicit path (``explicit`` or
+    ``$EDGEORCH_CONFIG``) is returned even when missing: :func:`load_config`
+    then says it is not found rather than silently using another file.
+    """
+    if explicit is not None and str(explicit) != "":
+        return Path(explicit), "--config"
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env), f"${CONFIG_ENV}"
+    for path, how in ((Path("config.toml"), "./config.toml"),
+                      (user_config_dir() / "config.toml", "$XDG_CONFIG_HOME/edgeorch/config.toml"),
+                      (system_config_dir() / "config.toml", "/etc/edgeorch/config.toml")):
+        if path.is_file():
+            return path, how
+    return None, "embedded defaults"
+
+
+def layout_runtime_dir(config_file: Path | None) -> Path | None:
+    """The socket folder implied by a config file's location (None: use the state folder).
+
+    ``/etc/edgeorch/*`` -> ``/run/edgeorch``; ``$XDG_CONFIG_HOME/edgeorch/*`` ->
+    ``$XDG_RUNTIME_DIR/edgeorch`` (when that variable is set). These are the
+    folders the shipped system and user units give the daemon as
+    ``RuntimeDirectory=edgeorch``.
+    """
+    if config_file is None:
+        return None
+    folder = config_file.resolve().parent
+    if folder == system_config_dir().resolve():
+        return system_runtime_dir()
+    xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg_runtime and folder == user_config_dir().resolve():
+        return Path(xdg_runtime) / "edgeorch"
+    return None
 
 
 EMBEDDED_DEFAULTS = """\
@@ -129,26 +212,21 @@ param = "batch"
 """
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load the configuration (see module docstring for the resolution order).
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration found by :func:`find_config` (``path`` is ``--config``).
 
     Raises :class:`ConfigError` naming the file, field and value on any problem.
     """
-    if path is None:
-        env = os.environ.get(CONFIG_ENV)
-        if env:
-            path = env
-        elif Path("config.toml").is_file():
-            path = "config.toml"
-    if path is None:
+    found, how = find_config(path)
+    if found is None:
         import tomllib
 
         return parse_config(tomllib.loads(EMBEDDED_DEFAULTS), base=Path.cwd(), file="<embedded defaults>", source=None)
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError("config file not found", file=str(p))
-    data = load_toml(p, ConfigError)
-    return parse_config(data, base=p.resolve().parent, file=str(p), source=p.resolve())
+    if not found.exists():
+        raise ConfigError(f"config file not found (from {how})", file=str(found))
+    data = load_toml(found, ConfigError)
+    cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
+    return replace(cfg, runtime_dir=layout_runtime_dir(found))
 
 
 def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | None) -> Config:
@@ -243,3 +321,39 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         watches=tuple(watches),
         source=source,
     )
+
+
+CONFIG_OPTION_HELP = ("config file (default: $EDGEORCH_CONFIG, ./config.toml, $XDG_CONFIG_HOME/edgeorch/config.toml, "
+                      "/etc/edgeorch/config.toml, else embedded defaults); accepted before or after the command")
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every subcommand under it ``--config/-c PATH`` (dest ``config``).
+
+    Global options are accepted anywhere (``edgeorch --config X daemon`` and
+    ``edgeorch daemon --config X``, as the systemd unit writes it). Call it
+    once all subcommands are added. The subcommands' copies default to
+    ``SUPPRESS`` so a value given before the subcommand is not reset; the top
+    level's default is None (then :func:`find_config` looks).
+    """
+    parser.add_argument("--config", "-c", metavar="PATH", default=None, help=CONFIG_OPTION_HELP)
+    for sub in _subparsers(parser):
+        _add_suppressed_config(sub)
+
+
+def _add_suppressed_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_OPTION_HELP)
+    for sub in _subparsers(parser):
+        _add_suppressed_config(sub)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out: list[argparse.ArgumentParser] = []
+    for action in parser._actions:  # argparse has no public walk over subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for sub in action.choices.values():  # aliases map to the same parser
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    out.append(sub)
+    return out

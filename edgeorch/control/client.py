@@ -39,6 +39,51 @@ class DaemonNotRunning(EdgeorchError):
         super().__init__(text, hint="start it with `edgeorch daemon` or `systemctl start edgeorch`")
 
 
+def _cannot_reach(path: Path, why: str) -> P.PermissionDenied:
+    return P.PermissionDenied(
+        f"cannot reach the control socket {path}: {why}",
+        hint="ask to be added to the socket's group (control.group in the daemon's config), "
+        "or run the command as the daemon's user",
+    )
+
+
+def socket_present(path: str | os.PathLike[str]) -> bool:
+    """Whether something exists at ``path``; False when it is absent.
+
+    Raises :class:`~edgeorch.control.protocol.PermissionDenied` (exit 77) when
+    a folder on the way cannot be searched: whether a daemon runs cannot be
+    known then, and saying "no daemon" would be wrong.
+    """
+    p = Path(path)
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise _cannot_reach(p, "permission denied on its folder") from None
+    return True
+
+
+def connect_if_running(path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT) -> Client | None:
+    """A :class:`Client` that answered a ``ping`` at ``path``, or None when no daemon runs there.
+
+    Raises ``PermissionDenied`` when the socket or its folder may not be used
+    by this user, and the daemon's other errors (busy, timeout) as they come.
+    """
+    if not socket_present(path):
+        return None
+    client = Client(path, timeout=timeout)
+    try:
+        client.call("ping")
+    except DaemonNotRunning:
+        client.close()
+        return None
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
 class _Line:
     """A connected socket read line by line."""
 
@@ -53,10 +98,7 @@ class _Line:
             raise DaemonNotRunning(path, exc.strerror or "") from None
         except PermissionError:
             sock.close()
-            raise P.PermissionDenied(
-                f"cannot connect to the control socket {path}: permission denied",
-                hint="ask to be added to the socket's group (control.group in the daemon's config)",
-            ) from None
+            raise _cannot_reach(path, "permission denied") from None
         except TimeoutError:
             sock.close()
             raise P.Timeout(f"the daemon at {path} does not accept connections (timed out)") from None

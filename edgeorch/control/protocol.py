@@ -11,6 +11,16 @@ Request
     client and echoed in every response to this request; ``args`` is an object
     and may be left out (``{}``).
 
+Values
+    Numbers must be finite (``NaN``/``Infinity`` are refused, though
+    Python's parser would accept them) and integers must fit in 64 bits
+    (signed); strings must be valid Unicode (no lone surrogates, which
+    ``\\ud800`` escapes could smuggle in). A bad ``id`` or a string that is
+    not Unicode is a ``bad_request`` (the connection closes); an integer out
+    of range in ``args`` is a ``usage`` error naming the argument, and the
+    connection stays open. Every request line gets exactly one reply line
+    (a streaming op: items, then its end or error).
+
 Responses
     ``{"id": 7, "ok": true, "result": {...}}`` or
     ``{"id": 7, "ok": false, "error": {"code": "not_found", "message": "..."}}``.
@@ -170,13 +180,68 @@ class Request:
     v: int = PROTOCOL_VERSION
 
 
-class RequestError(Exception):
-    """Raised by :func:`parse_request`: ``error`` to send, ``id`` if one was readable."""
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**63 - 1
+"""Integers a request may carry (SQLite's INTEGER, and what other languages' JSON readers keep exact)."""
 
-    def __init__(self, error: ProtocolError, request_id: RequestId = None) -> None:
+
+class RequestError(Exception):
+    """Raised by :func:`parse_request`: ``error`` to send, ``id`` if one was readable.
+
+    ``fatal``: the line broke the stream's contract (the server answers, then
+    closes); otherwise only this request is refused.
+    """
+
+    def __init__(self, error: EdgeorchError, request_id: RequestId = None, *, fatal: bool = True) -> None:
         super().__init__(str(error))
         self.error = error
         self.id = request_id
+        self.fatal = fatal
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _not_unicode(value: Any) -> bool:
+    """True for a string holding a lone surrogate (not encodable as UTF-8)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
+    """The first ``(kind, field)`` in ``doc`` that no reply could carry: ``("unicode", f)`` or ``("range", f)``.
+
+    Iterative, so a deeply nested (but parseable) document cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, str]] = [(doc, prefix)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if _not_unicode(key):
+                    return "unicode", where or "<key>"
+                stack.append((item, name))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+        elif _not_unicode(value):
+            return "unicode", where
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            return "range", where
+    return None
 
 
 def parse_request(line: bytes | str) -> Request:
@@ -188,14 +253,20 @@ def parse_request(line: bytes | str) -> Request:
     be read, so the error can still be matched by the client.
     """
     try:
-        doc = json.loads(line)
+        doc = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}")) from None
     if not isinstance(doc, dict):
         raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))
     rid = doc.get("id")
-    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)):
-        raise RequestError(BadRequest("bad request id", field="id", value=rid, expected="an integer or a string"))
+    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or _bad_values(rid, "id") is not None:
+        shown = rid if isinstance(rid, (int, str)) and _bad_values(rid, "id") is None else type(rid).__name__
+        raise RequestError(BadRequest(
+            "bad request id", field="id", value=shown,
+            expected=f"an integer in {INT_MIN}..{INT_MAX} or a valid Unicode string"))
+    bad = _bad_values(doc, "")
+    if bad is not None and bad[0] == "unicode":
+        raise RequestError(BadRequest("a string is not valid Unicode (lone surrogate)", field=bad[1]), rid)
     v = doc.get("v")
     if v != PROTOCOL_VERSION:
         raise RequestError(
@@ -215,6 +286,10 @@ def parse_request(line: bytes | str) -> Request:
     unknown = set(doc) - {"v", "id", "op", "args"}
     if unknown:
         raise RequestError(BadRequest("unknown request field", field=sorted(unknown)[0]), rid)
+    if bad is not None:  # an integer out of range: this request is refused, the stream is fine
+        raise RequestError(
+            UsageError("is out of range", field=bad[1], expected=f"an integer in {INT_MIN}..{INT_MAX}"),
+            rid, fatal=False)
     return Request(id=rid, op=op, args=args, v=v)
 
 
@@ -256,6 +331,37 @@ def end(request_id: RequestId) -> dict[str, Any]:
 def error(request_id: RequestId, err: EdgeorchError) -> dict[str, Any]:
     """An error response; the body is ``err.to_dict()`` (code, message, and any field/hint)."""
     return {"id": request_id, "ok": False, "error": err.to_dict()}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every string made valid Unicode and every non-JSON leaf made text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
+    if isinstance(value, dict):
+        return {_plain(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _plain(repr(value))
+
+
+def encode_error(request_id: RequestId, err: EdgeorchError) -> bytes:
+    """An error response as a line; never raises.
+
+    An error whose details cannot be sent as they are (a value holding NaN
+    or a lone surrogate, an id that is not JSON) is sent with those details
+    made plain, so the client always gets its one well-formed answer.
+    """
+    try:
+        return encode(error(request_id, err))
+    except (TypeError, ValueError):
+        rid = request_id if isinstance(request_id, (int, str)) and _bad_values(request_id, "id") is None else None
+        return encode({"id": _plain(rid), "ok": False, "error": _plain(err.to_dict())})
 
 
 def error_from_dict(body: Any) -> EdgeorchError:

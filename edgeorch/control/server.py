@@ -17,7 +17,20 @@ When a connection is closed
       error, then close;
     - the client closed its side (EOF): streams stop at once, plain requests
       already read are still answered, then close;
-    - the server is at ``max_clients``: a ``busy`` error, then close.
+    - the server is at its client limit: a ``busy`` error, then close.
+
+Descriptors: at start the server raises the soft ``RLIMIT_NOFILE`` to the
+hard limit and serves at most ``min(control.max_clients, (soft - reserve) //
+2)`` clients, ``reserve`` being a quarter of the limit (at least 64): each
+client may hold a socket and an open log, and the reserve keeps the daemon's
+own work (claims of dropped files, logs, the state file) from ever meeting
+``EMFILE`` because of idle clients. Excess clients are accepted, told
+``busy`` and closed.
+
+Socket activation: when systemd passes a listening socket (``LISTEN_PID`` is
+this process, ``LISTEN_FDS`` >= 1, ``edgeorch.socket``), the server serves
+the first one instead of binding, provided it is a Unix stream socket on the
+configured path; it never removes a socket it did not bind.
 
 Handler errors never close anything: an :class:`EdgeorchError` becomes an
 error response with its code; any other exception becomes ``internal``, is
@@ -48,6 +61,65 @@ from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
 
 log = logging.getLogger("edgeorch.control")
+
+SD_LISTEN_FDS_START = 3
+"""The first descriptor systemd passes (sd_listen_fds(3))."""
+MIN_RESERVED_FDS = 64
+FDS_PER_CLIENT = 2
+"""A connection's socket plus the file a stream (``logs``) may hold open."""
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # a sandbox may refuse; serve within what we have
+            log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def client_limit(configured: int, nofile: int) -> int:
+    """How many clients may be connected at once with ``nofile`` descriptors (see module docstring)."""
+    reserve = max(MIN_RESERVED_FDS, nofile // 4)
+    return max(1, min(configured, (nofile - reserve) // FDS_PER_CLIENT))
+
+
+def inherited_socket(path: Path) -> socket.socket | None:
+    """The listening socket systemd passed for ``path`` (socket activation), or None when none was passed.
+
+    Clears ``LISTEN_PID``/``LISTEN_FDS``/``LISTEN_FDNAMES`` so children
+    (shims, tasks) never believe they were passed it. Raises
+    :class:`StateError` when the passed socket is not a Unix stream socket
+    listening on ``path`` (the CLI would look elsewhere).
+    """
+    pid, count = os.environ.get("LISTEN_PID", ""), os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not (pid.isdigit() and int(pid) == os.getpid() and count.isdigit() and int(count) >= 1):
+        return None
+    fd = SD_LISTEN_FDS_START
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise StateError(f"systemd passed descriptor {fd}, which is not a socket: {exc.strerror or exc}") from None
+    os.set_inheritable(fd, False)
+    bound = sock.getsockname() if sock.family == socket.AF_UNIX else None
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not isinstance(bound, str):
+        sock.detach()
+        raise StateError("the socket systemd passed is not a Unix stream socket on a path",
+                         hint="edgeorch.socket must use ListenStream=<path>")
+    if os.path.realpath(bound) != os.path.realpath(path):
+        sock.detach()
+        raise StateError("the socket systemd passed is not the configured control socket",
+                         value=bound, expected=str(path),
+                         hint="make ListenStream= in edgeorch.socket and [control] socket name the same path")
+    return sock
 
 Handler = Callable[[dict[str, Any], Peer], Awaitable[Any]]
 """``async def h(args, peer) -> dict``: the result of a plain op."""
@@ -100,6 +172,10 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._ident: tuple[int, int] | None = None
+        self.max_clients = self.control.max_clients
+        """Clients served at once; lowered at start to fit the descriptor limit."""
+        self.activated = False
+        """True when serving a socket systemd passed (socket activation)."""
         self.register("ping", self._ping, access="read", help="Liveness check: {} -> {pong: true, time}.")
         self.register(
             "version", self._version, access="read", help="Versions: {} -> {protocol, edgeorch}."
@@ -165,8 +241,9 @@ class ControlServer:
     # -- life cycle -------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen on the socket.
+        """Listen on the socket (or serve the one systemd passed).
 
+        Raises the descriptor limit and fixes :attr:`max_clients` first.
         Creates the socket's folder (0750, group from config) when missing; an
         existing folder is left as it is (it may be ``/run/edgeorch`` made by
         systemd, or a shared folder we must not chmod). A leftover socket file
@@ -174,11 +251,33 @@ class ControlServer:
         the configured group before it starts listening.
 
         Raises :class:`StateError` when a live server answers on the path, the
-        path is something other than a socket, or binding fails;
-        :class:`ConfigError` for an unknown ``control.group``.
+        path is something other than a socket, binding fails, or systemd
+        passed a socket on another path; :class:`ConfigError` for an unknown
+        ``control.group``.
         """
         if self._server is not None:
             raise RuntimeError("server already started")
+        nofile = raise_nofile_limit()
+        self.max_clients = client_limit(self.control.max_clients, nofile)
+        if self.max_clients < self.control.max_clients:
+            log.warning("serving at most %d clients (control.max_clients = %d) with %d descriptors",
+                        self.max_clients, self.control.max_clients, nofile)
+        sock = inherited_socket(self.path)
+        self.activated = sock is not None
+        if sock is None:
+            sock = self._bind()
+        try:
+            backlog = max(128, min(self.max_clients, 4096))
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=self.control.max_line_bytes, backlog=backlog
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self.started_at = time.time()
+        log.info("control socket %s on %s", "passed by systemd" if self.activated else "listening", self.path)
+
+    def _bind(self) -> socket.socket:
         gid = self._group_id()
         parent = self.path.parent
         if not parent.exists():
@@ -200,15 +299,10 @@ class ControlServer:
                 os.chown(self.path, -1, gid)
             st = os.stat(self.path)
             self._ident = (st.st_dev, st.st_ino)
-            backlog = max(128, min(self.control.max_clients, 4096))
-            self._server = await asyncio.start_unix_server(
-                self._serve, sock=sock, limit=self.control.max_line_bytes, backlog=backlog
-            )
         except BaseException:
             sock.close()
             raise
-        self.started_at = time.time()
-        log.info("control socket listening on %s", self.path)
+        return sock
 
     async def close(self) -> None:
         """Stop accepting, end every connection (streams are cancelled), remove the socket.
@@ -290,8 +384,9 @@ class ControlServer:
         self._conns.add(task)
         conn: _Connection | None = None
         try:
-            if len(self._conns) > self.control.max_clients:
-                writer.write(P.encode(P.error(None, P.Busy(f"too many clients (max {self.control.max_clients})"))))
+            if len(self._conns) > self.max_clients:
+                # Answer before closing, so the client can tell "busy" from a crash.
+                writer.write(P.encode_error(None, P.Busy(f"too many clients (max {self.max_clients})")))
                 return
             peer = peer_of(writer.get_extra_info("socket"))
             conn = _Connection(self, reader, writer, peer)
@@ -373,6 +468,9 @@ class _Connection:
         try:
             req = P.parse_request(line)
         except P.RequestError as exc:
+            if not exc.fatal:
+                await self._send_error(exc.id, exc.error)
+                return not self.broken
             await self._fatal(exc.error, exc.id)
             return False
         op = self.server._ops.get(req.op)
@@ -417,11 +515,11 @@ class _Connection:
             result = await op.handler(req.args, self.peer)
             data = P.encode(P.ok(req.id, result))
         except EdgeorchError as exc:
-            data = P.encode(P.error(req.id, exc))
+            data = P.encode_error(req.id, exc)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            data = P.encode(P.error(req.id, self._internal(req)))
+        except Exception:  # a handler bug, or a result that is not JSON
+            data = P.encode_error(req.id, self._internal(req))
         await self._send_quiet(data)
 
     async def _run_stream(self, req: P.Request, op: Operation) -> None:
@@ -432,7 +530,7 @@ class _Connection:
                 try:
                     data = P.encode(P.ok(req.id, item))
                 except (TypeError, ValueError):
-                    data = P.encode(P.error(req.id, self._internal(req)))
+                    data = P.encode_error(req.id, self._internal(req))
                     await self._send(data)
                     return
                 await self._send(data)
@@ -440,11 +538,11 @@ class _Connection:
         except ConnectionError:
             pass  # the client went away: just stop (the finally closes the handler)
         except EdgeorchError as exc:
-            await self._send_quiet(P.encode(P.error(req.id, exc)))
+            await self._send_quiet(P.encode_error(req.id, exc))
         except asyncio.CancelledError:
             raise
         except Exception:
-            await self._send_quiet(P.encode(P.error(req.id, self._internal(req))))
+            await self._send_quiet(P.encode_error(req.id, self._internal(req)))
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -479,7 +577,7 @@ class _Connection:
             await self._send(data)
 
     async def _send_error(self, request_id: P.RequestId, err: EdgeorchError) -> None:
-        await self._send_quiet(P.encode(P.error(request_id, err)))
+        await self._send_quiet(P.encode_error(request_id, err))
 
     async def _fatal(self, err: EdgeorchError, request_id: P.RequestId = None) -> None:
         """Answer a line that breaks the stream, then stop everything of this connection."""

@@ -45,7 +45,7 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert s["KillMode"] == ["process"]  # running tasks survive a restart
     assert s["Restart"] == ["on-failure"]
-    assert s["ExecStart"] == ["/usr/local/bin/edgeorch daemon --config /etc/edgeorch/config.toml"]
+    assert s["ExecStart"] == ["/usr/local/bin/edgeorch daemon --config %E/edgeorch/config.toml"]
     assert s["RuntimeDirectoryPreserve"] == ["yes"]
     assert "WatchdogSec" in s and "StateDirectory" in s
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):

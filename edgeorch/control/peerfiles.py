@@ -1,0 +1,132 @@
+"""Reading a file a client named, on the client's behalf, with the client's rights.
+
+A request that names a path (``pipelines.validate``) must not let a client
+read what only the daemon may read, nor stall the daemon. So
+:func:`read_for_peer`:
+
+- opens the path with ``O_NONBLOCK|O_NOFOLLOW|O_NOCTTY`` (a FIFO cannot block
+  the open, a final symlink is refused) and ``fstat``\\ s what it opened: only a
+  regular file is read (no FIFO, device, ``/dev/zero``, socket or folder);
+- checks that the peer (uid and groups from ``SO_PEERCRED`` and the user
+  database) could read it itself: read permission on the file and search
+  permission on every folder above it, by the classic owner/group/other mode
+  bits (ACLs that grant more are not consulted: the check may refuse, never
+  allow, more than the kernel would), applied to the path the kernel actually
+  opened (``/proc/self/fd``), so a symlink in a folder above cannot redirect
+  the check;
+- reads at most ``max_bytes`` (one byte more tells "too large").
+
+Refusals never carry the file's content, and "no such file" and "permission
+denied" are worded like the client's own ``open`` would say them.
+
+Reads run on :data:`PEER_IO`, a small executor of their own, never on the
+loop's default executor that claims dropped files: a client can at worst
+occupy its two threads for the time of one bounded read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import UsageError
+from .auth import Peer, _groups_from_db
+
+PEER_IO = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgeorch-peer-io")
+"""The executor for client-named files (not shared with the daemon's own I/O)."""
+
+
+class PeerFileError(UsageError):
+    """A client named a file the daemon will not read for it."""
+
+    code = "usage"
+
+
+def _may(st: os.stat_result, uid: int, gids: frozenset[int], bits: tuple[int, int, int]) -> bool:
+    """Whether ``uid``/``gids`` has the permission ``bits`` (owner, group, other masks) on ``st``."""
+    if uid == 0:
+        return True
+    owner, group, other = bits
+    if st.st_uid == uid:
+        return bool(st.st_mode & owner)
+    if st.st_gid in gids:
+        return bool(st.st_mode & group)
+    return bool(st.st_mode & other)
+
+
+READ = (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+SEARCH = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+
+
+def peer_may_read(real_path: str, st: os.stat_result, peer: Peer, gids: frozenset[int]) -> bool:
+    """Whether ``peer`` could open ``real_path`` (whose stat is ``st``) for reading."""
+    if not _may(st, peer.uid, gids, READ):
+        return False
+    folder = Path(real_path).parent
+    while True:
+        try:
+            if not _may(os.stat(folder), peer.uid, gids, SEARCH):
+                return False
+        except OSError:
+            return False
+        if folder.parent == folder:
+            return True
+        folder = folder.parent
+
+
+def read_for_peer(path: str, peer: Peer, max_bytes: int, *, daemon_uid: int | None = None) -> bytes:
+    """The content of ``path`` if ``peer`` may read it and it is a regular file of at most ``max_bytes``.
+
+    The daemon's own uid and root are trusted as themselves. Raises
+    :class:`PeerFileError` (code ``usage``) otherwise, naming the path and the
+    reason, never the content. Blocking: run it on :data:`PEER_IO`.
+    """
+    if not os.path.isabs(path):
+        raise PeerFileError("must be an absolute path (the daemon does not share your working folder)",
+                            field="args.path", value=path)
+    trusted = peer.uid == 0 or peer.uid == (os.getuid() if daemon_uid is None else daemon_uid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PeerFileError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        st = os.fstat(fd)
+        if not trusted:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+            if not peer_may_read(real, st, peer, _groups_from_db(peer)):
+                raise PeerFileError("cannot read: Permission denied", file=path,
+                                    hint="the daemon reads a file for you only if you could read it yourself")
+        if not stat.S_ISREG(st.st_mode):
+            raise PeerFileError("is not a regular file", file=path, expected="a pipeline .toml file")
+        if st.st_size > max_bytes:
+            raise PeerFileError("is too large", file=path, value=f"{st.st_size} bytes",
+                                expected=f"at most {max_bytes} bytes")
+        chunks: list[bytes] = []
+        left = max_bytes + 1  # the file may have grown since fstat
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise PeerFileError(f"cannot read: {exc.strerror}", file=path) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise PeerFileError("is too large", file=path, value=f"more than {max_bytes} bytes",
+                            expected=f"at most {max_bytes} bytes")
+    return data
+
+
+async def read_for_peer_async(path: str, peer: Peer, max_bytes: int) -> bytes:
+    """:func:`read_for_peer` on :data:`PEER_IO` (never the loop's default executor)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(PEER_IO, read_for_peer, path, peer, max_bytes)
+
+
+__all__ = ["PEER_IO", "PeerFileError", "peer_may_read", "read_for_peer", "read_for_peer_async"]
