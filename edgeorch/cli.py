@@ -26,7 +26,7 @@ from .config import Config, add_config_option, load_config
 from .errors import EdgeorchError, NotFoundError, UsageError
 from .model import RunState
 from .pipelines import not_loaded_error, parse_param_args, read_pipeline_bytes, validate_path
-from .textui import format_duration, format_timestamp, print_json, print_table
+from .textui import format_bytes, format_duration, format_timestamp, print_json, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -508,9 +508,8 @@ def cmd_resources(args: argparse.Namespace) -> int:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    return f"{n / 1024**3:.1f}G" if n >= 1024**3 else f"{n / 1024**2:.0f}M"
+    """Sizes in tables: one rule (:func:`~edgeorch.textui.format_bytes`): 29 KB is ``28.3K``, never ``0M``."""
+    return format_bytes(n)
 
 
 def _resources_lines(rep: dict[str, Any]) -> list[str]:
@@ -601,7 +600,7 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["pipeline", "tasks", "paused", "next fire", "description"],
                 [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
-                  _fire_text(i.get("next_fire")), i["description"]] for i in items])
+                  "paused" if i["paused"] else _fire_text(i.get("next_fire")), i["description"]] for i in items])
     for e in errors:
         print(f"error  {e}")
     return EXIT_OK
@@ -617,7 +616,7 @@ def _fire_text(iso_text: str | None) -> str:
 
 
 def _offline_next_fire(cfg: Any, pipeline: Any) -> dict[str, Any]:
-    """Without a daemon: the next fire after the stored watermark (or now)."""
+    """Without a daemon: the next fire after the stored watermark (or now); none while paused."""
     from datetime import UTC, datetime
 
     from .pipelines import pipeline_triggers
@@ -627,6 +626,7 @@ def _offline_next_fire(cfg: Any, pipeline: Any) -> dict[str, Any]:
     if spec is None:
         return {"next_fire": None, "schedule": None}
     after = datetime.now(UTC)
+    paused = None
     try:
         from .store import Store
 
@@ -634,13 +634,15 @@ def _offline_next_fire(cfg: Any, pipeline: Any) -> dict[str, Any]:
             st = Store(cfg.state_file, readonly=True)
             try:
                 stored = st.schedule_last_fire(pipeline.name)
+                paused = pipeline.name in st.paused_pipelines()
             finally:
                 st.close()
             if stored:
                 after = max(after, datetime.fromisoformat(stored))
     except EdgeorchError:
         pass
-    return {"next_fire": next_fire(spec, after).isoformat(), "schedule": spec.describe()}
+    return {"next_fire": None if paused else next_fire(spec, after).isoformat(), "schedule": spec.describe(),
+            "paused": paused}
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
