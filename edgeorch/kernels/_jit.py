@@ -358,9 +358,13 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
             t = a[i]
         else:
             t = b[j]
-        while i < n1 and a[i] <= t:
+        # "not above t" rather than "<= t": equal for numbers, but a NaN t (or
+        # a NaN left in a sample) still advances the sample it came from, so
+        # the walk always ends, whatever the input (callers return NaN for
+        # NaN input before walking; this only guarantees termination).
+        while i < n1 and not a[i] > t:
             i += 1
-        while j < n2 and b[j] <= t:
+        while j < n2 and not b[j] > t:
             j += 1
         if weighted:
             fa = wa[i - 1] if i > 0 else 0.0

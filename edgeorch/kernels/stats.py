@@ -27,7 +27,7 @@ from ..errors import DataError
 from . import _jit
 
 MAX_EXACT_N = 10000  # scipy's MAX_AUTO_N: 'auto' is exact up to this sample size
-PSI_EPS = 1e-4  # empty-bin share used by PSI (Evidently's choice), keeps ln finite
+PSI_EPS = 1e-4  # share that replaces an empty bin's 0 in PSI (no renormalising): keeps ln finite
 
 
 class KSResult(NamedTuple):
@@ -144,11 +144,14 @@ def wasserstein_distance(u_values: Any, v_values: Any, u_weights: Any = None, v_
     """First Wasserstein distance between two 1-D distributions, as scipy's.
 
     Weights, when given, must be non-negative with a positive sum (as scipy);
-    empty input raises DataError. Units: those of the values.
+    empty input raises DataError; a NaN value gives NaN (as scipy). Units:
+    those of the values.
     """
     u, v = _as_1d(u_values, "u_values"), _as_1d(v_values, "v_values")
     if u.size == 0 or v.size == 0:
         raise DataError("wasserstein_distance needs two non-empty samples", value=f"sizes {u.size} and {v.size}")
+    if np.isnan(u).any() or np.isnan(v).any():
+        return math.nan  # as scipy: NaN propagates (and NaN has no place in a sorted walk)
     # scipy integrates over np.diff of the pooled sorted values: two equal
     # infinities there give inf - inf = NaN, hence a NaN distance. Same here.
     for inf in (np.inf, -np.inf):
@@ -206,6 +209,23 @@ def jensen_shannon(p: Any, q: Any, base: float | None = None) -> float:
         return float(np.sqrt(js / 2.0))
 
 
+def _count_pair(ref_counts: Any, cur_counts: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two count vectors over the same bins, and whether either holds NaN.
+
+    Counts (or shares) must be non-negative and finite: a negative or
+    infinite count is refused with a DataError (it has no meaning, and it
+    would give a plausible wrong number). NaN is not refused: the callers
+    propagate it as a NaN result, as the module's functions all do.
+    """
+    r, c = _prob_pair(ref_counts, cur_counts)
+    for name, x in (("ref_counts", r), ("cur_counts", c)):
+        bad = np.isinf(x) | (x < 0)
+        if bad.any():
+            raise DataError("counts must be finite and non-negative", field=name,
+                            value=float(x[np.argmax(bad)]), expected="a count or share >= 0 per bin")
+    return r, c, bool(np.isnan(r).any() or np.isnan(c).any())
+
+
 def _shares(counts: np.ndarray, eps: float) -> np.ndarray:
     total = counts.sum()
     if total <= 0:
@@ -218,17 +238,26 @@ def psi(ref_counts: Any, cur_counts: Any, eps: float = PSI_EPS) -> float:
     """Population stability index ``sum((c - r) ln(c / r))`` over bins.
 
     Inputs are counts (or shares) per bin, normalised here; an empty bin's
-    share is replaced by ``eps`` so PSI stays finite. 0 means identical;
-    0.1 is the usual "some shift" threshold, 0.25 "major shift".
+    share is replaced by ``eps`` so PSI stays finite (shares are not
+    renormalised after the replacement). 0 means identical; 0.1 is the usual
+    "some shift" threshold, 0.25 "major shift". A NaN count gives NaN; a
+    negative or infinite one raises DataError.
     """
-    r, c = _prob_pair(ref_counts, cur_counts)
+    r, c, nan = _count_pair(ref_counts, cur_counts)
+    if nan:
+        return math.nan
     r, c = _shares(r, eps), _shares(c, eps)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
 def hellinger(ref_counts: Any, cur_counts: Any) -> float:
-    """Hellinger distance ``sqrt(sum((sqrt p - sqrt q)^2) / 2)`` in [0, 1]; counts are normalised."""
-    p, q = _prob_pair(ref_counts, cur_counts)
+    """Hellinger distance ``sqrt(sum((sqrt p - sqrt q)^2) / 2)`` in [0, 1]; counts are normalised.
+
+    A NaN count gives NaN; a negative or infinite one raises DataError.
+    """
+    p, q, nan = _count_pair(ref_counts, cur_counts)
+    if nan:
+        return math.nan
     if p.sum() <= 0 or q.sum() <= 0:
         raise DataError("a distribution has no mass (all counts are zero)")
     p, q = p / p.sum(), q / q.sum()
@@ -248,9 +277,12 @@ def chi_square(ref_counts: Any, cur_counts: Any) -> StatResult:
     correction=False)``): both samples are random, so a category unseen in
     the reference (count 0 there) has a positive expected count and gives no
     infinity. Categories absent from both are dropped. One category in all
-    gives statistic 0, p-value 1.
+    gives statistic 0, p-value 1. A NaN count gives ``(nan, nan, k - 1)``
+    (never a dropped category); a negative or infinite one raises DataError.
     """
-    r, c = _prob_pair(ref_counts, cur_counts)
+    r, c, nan = _count_pair(ref_counts, cur_counts)
+    if nan:
+        return StatResult(math.nan, math.nan, r.size - 1)
     keep = (r + c) > 0
     r, c = r[keep], c[keep]
     if r.sum() <= 0 or c.sum() <= 0:

@@ -195,3 +195,21 @@ def test_z_test_matches_the_pooled_formula() -> None:
 
 def test_z_test_without_variance_is_no_evidence() -> None:
     assert z_test(10, 10, 5, 5)[:2] == (0.0, 1.0)
+
+
+# Count-based distances: NaN propagates, negative or infinite counts are refused (issue 9, item 31).
+
+def test_count_distances_propagate_a_nan_count() -> None:
+    assert math.isnan(psi([np.nan], [21]))
+    assert math.isnan(hellinger([np.nan], [21]))
+    res = chi_square([np.nan, 24], [21, 45])
+    assert math.isnan(res.statistic) and math.isnan(res.pvalue)
+
+
+@pytest.mark.parametrize("bad", [-1.0, np.inf, -np.inf])
+@pytest.mark.parametrize("fn", [psi, hellinger, chi_square])
+def test_count_distances_refuse_negative_or_infinite_counts(fn, bad: float) -> None:
+    with pytest.raises(DataError, match="finite and non-negative"):
+        fn([1.0, bad], [2.0, 3.0])
+    with pytest.raises(DataError, match="cur_counts"):
+        fn([1.0, 2.0], [bad, 3.0])
