@@ -11,6 +11,12 @@ next (inspect, claim, record, start a run) is the caller's: see
 A file handed to ``on_ready`` that is still in the folder afterwards (it was
 refused, or the claim failed) is not handed over again by rescans until it
 changes (another inode, size or mtime) or a new event names it.
+
+A watched folder that is deleted (inotify ``IN_DELETE_SELF``), or found
+missing or replaced by another inode at a rescan, is reported through
+``on_folder(folder, True)``; while any folder is missing it is looked for
+every ``FOLDER_POLL`` seconds, and once it is back it is watched again
+(:meth:`FolderWatcher.rearm`), rescanned, and ``on_folder(folder, False)``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from .watcher import FolderWatcher, WatchEvent
 log = logging.getLogger(__name__)
 
 DEFAULT_RESCAN_INTERVAL = 60.0
+FOLDER_POLL = 1.0
+"""Seconds between looks for a missing watched folder (only while one is missing)."""
 
 
 class ArrivalLoop:
@@ -39,7 +47,8 @@ class ArrivalLoop:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, specs: list[WatchSpec],
                  on_ready: Callable[[WatchSpec, Path], None], *,
-                 rescan_interval: float = DEFAULT_RESCAN_INTERVAL, watch: bool = True) -> None:
+                 rescan_interval: float = DEFAULT_RESCAN_INTERVAL, watch: bool = True,
+                 on_folder: Callable[[Path, bool], None] | None = None) -> None:
         self.loop = loop
         self.specs = {Path(os.path.abspath(s.folder)): s for s in specs}
         self.on_ready = on_ready
@@ -48,6 +57,9 @@ class ArrivalLoop:
         self.watcher = FolderWatcher(loop, self._on_event) if watch else None
         self._timer: asyncio.TimerHandle | None = None
         self._rescan: asyncio.TimerHandle | None = None
+        self._poll: asyncio.TimerHandle | None = None
+        self.on_folder = on_folder
+        self.missing: set[Path] = set()
         self._handed: dict[Path, tuple[int, int, int, int]] = {}
         self.rescans = 0
         self.overflows = 0
@@ -63,27 +75,93 @@ class ArrivalLoop:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        for h in (self._timer, self._rescan):
+        for h in (self._timer, self._rescan, self._poll):
             if h is not None:
                 h.cancel()
-        self._timer = self._rescan = None
+        self._timer = self._rescan = self._poll = None
+
+    # -- the folders themselves -------------------------------------------------------
+
+    def check_folders(self) -> None:
+        """Find folders whose watch is dead (missing, or another inode) and re-arm those that are back."""
+        self._poll = None
+        if self.watcher is None:
+            return
+        for folder in self.specs:
+            alive = self.watcher.watching(folder)
+            if alive and folder not in self.missing:
+                continue
+            if not alive and folder not in self.missing:
+                self._lost(folder, "found missing or replaced at a check")
+            if os.path.isdir(folder):
+                self._rearm(folder)
+        if self.missing and self._poll is None:
+            self._poll = self.loop.call_later(FOLDER_POLL, self.check_folders)
+
+    def _lost(self, folder: Path, how: str) -> None:
+        if folder in self.missing:
+            return
+        self.missing.add(folder)
+        self.trackers[folder] = SettleTracker(self.specs[folder].settle)  # its pending files are gone with it
+        log.warning("watched folder %s is gone (%s): watching for it to come back", folder, how)
+        self._notify(folder, True)
+        if self._poll is None:
+            self._poll = self.loop.call_later(FOLDER_POLL, self.check_folders)
+
+    def _rearm(self, folder: Path) -> None:
+        assert self.watcher is not None
+        try:
+            self.watcher.rearm(folder)
+        except OSError as exc:
+            log.warning("watched folder %s: cannot watch it yet: %s", folder, exc.strerror)
+            return
+        was_missing = folder in self.missing
+        self.missing.discard(folder)
+        if was_missing:
+            log.warning("watched folder %s is back: watched again", folder)
+        self._notify(folder, False)
+        self._scan_folder(folder, self.loop.time())  # files that arrived while it was not watched
+        self._drain()
+
+    def _notify(self, folder: Path, missing: bool) -> None:
+        if self.on_folder is not None:
+            try:
+                self.on_folder(folder, missing)
+            except Exception:
+                log.exception("on_folder failed for %s", folder)
 
     def rescan(self) -> None:
         """Feed every candidate file of every folder to its tracker (``scanned``), then re-arm."""
         self.rescans += 1
         now = self.loop.time()
-        for folder, spec in self.specs.items():
-            tracker = self.trackers[folder]
-            for path in scan(folder, spec.patterns):
-                if self._handed.get(path) == _identity(path):
-                    continue
-                tracker.observe("scanned", path, now)
+        self.check_folders()
+        for folder in self.specs:
+            self._scan_folder(folder, now)
         if self._rescan is not None:
             self._rescan.cancel()
         self._rescan = self.loop.call_later(self.rescan_interval, self.rescan)
         self._drain()
 
+    def _scan_folder(self, folder: Path, now: float) -> None:
+        spec, tracker = self.specs[folder], self.trackers[folder]
+        try:
+            paths = scan(folder, spec.patterns)
+        except OSError as exc:  # EMFILE, EIO...: the next rescan tries again
+            log.error("cannot scan %s: %s", folder, exc.strerror)
+            return
+        for path in paths:
+            if self._handed.get(path) == _identity(path):
+                continue
+            tracker.observe("scanned", path, now)
+
     def _on_event(self, ev: WatchEvent) -> None:
+        if ev.kind == "folder_gone":
+            assert ev.folder is not None
+            if ev.folder in self.specs:
+                self._lost(ev.folder, "deleted")
+                if os.path.isdir(ev.folder):  # already re-created
+                    self._rearm(ev.folder)
+            return
         if ev.kind == "overflow":
             self.overflows += 1
             log.warning("inotify queue overflowed: rescanning the drop folders")

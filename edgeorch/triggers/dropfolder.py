@@ -28,7 +28,9 @@ import fnmatch
 import hashlib
 import heapq
 import json
+import logging
 import os
+import secrets
 import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +50,7 @@ TEMP_PATTERNS = ("*.part", "*.partial", "*.filepart", "*.tmp", "*.temp", "*~", "
 """Besides hidden names (``.*``): names of files still being written by some tool."""
 MAX_NAME_BYTES = 255
 
+_log = logging.getLogger("edgeorch.triggers")
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _HASH_CHUNK = 1 << 20
 
@@ -230,6 +233,36 @@ def is_candidate(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
 
 
+def display_path(path: Path | str) -> str:
+    """A printable, storable text for ``path``: valid UTF-8 always.
+
+    Bytes that are not UTF-8 (a name ``os.fsdecode`` turned into lone
+    surrogates) are written as ``\\xNN`` escapes, so such a name can be
+    recorded in SQLite, logged and sent as JSON without an encoding error.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def fit_name(name: str, reserve: int = 0) -> str:
+    """``name`` itself when ``len(name in bytes) + reserve <= 255``, else a shortened name that fits.
+
+    Derived names (``<name>.reason.json``, ``<name>.1.csv``) must never pass
+    the file-name limit (NAME_MAX, 255 bytes on Linux), whatever the input's
+    name. The shortened form keeps the head of the name, a ``~`` and 12 hex
+    digits of the sha256 of the full name (so two long names sharing a head
+    stay distinct) and the extension when it is short (``.csv``).
+    """
+    raw = os.fsencode(name)
+    limit = MAX_NAME_BYTES - reserve
+    if len(raw) <= limit:
+        return name
+    stem, dot, ext = raw.rpartition(b".")
+    tail = b"." + ext if dot and stem and len(ext) <= 16 else b""
+    mark = b"~" + hashlib.sha256(raw).hexdigest()[:12].encode()
+    head = raw[: max(1, limit - len(mark) - len(tail))]
+    return os.fsdecode(head.decode("utf-8", "ignore").encode() + mark + tail)
+
+
 def name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid input name (None when it is).
 
@@ -252,7 +285,18 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-RefuseCode = Literal["gone", "outside", "bad_name", "symlink", "not_regular", "hardlink", "too_big", "unreadable"]
+RefuseCode = Literal["gone", "outside", "bad_name", "symlink", "not_regular", "hardlink", "too_big", "unreadable",
+                     "transient"]
+
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EIO, errno.EAGAIN,
+                              errno.ENOMEM, errno.EINTR, errno.EBUSY, errno.ENOBUFS, errno.ETIMEDOUT})
+"""Errors that say nothing about the file, only about the machine right now (disk full, out of
+descriptors, I/O hiccup): the claim is tried again later, never turned into a final state."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an error worth retrying later (see :data:`TRANSIENT_ERRNOS`, :class:`ClaimDeferred`)."""
+    return isinstance(exc, ClaimDeferred) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS)
 
 
 @dataclass(frozen=True)
@@ -270,12 +314,25 @@ class Accept:
 class Refuse:
     """A file that must not be claimed; ``code`` is machine-readable, ``reason`` for people.
 
-    ``code == "gone"``: the file vanished (nothing to record).
+    ``code == "gone"``: the file vanished (nothing to record); ``code ==
+    "transient"``: the machine could not look right now (disk full, out of
+    descriptors, EIO): try again later, record nothing.
     """
 
     path: Path
     code: RefuseCode
     reason: str
+
+    @property
+    def final(self) -> bool:
+        """Is this a refusal to record (not ``gone``, not ``transient``)?"""
+        return self.code not in ("gone", "transient")
+
+
+def _os_refusal(p: Path, what: str, exc: OSError) -> Refuse:
+    if exc.errno in TRANSIENT_ERRNOS:
+        return Refuse(p, "transient", f"cannot {what} now: {exc.strerror} (will retry)")
+    return Refuse(p, "unreadable", f"cannot {what}: {exc.strerror}")
 
 
 def inspect(path: Path | str, folder: Path | str, *, max_size: int | None = None) -> Accept | Refuse:
@@ -300,7 +357,7 @@ def inspect(path: Path | str, folder: Path | str, *, max_size: int | None = None
     except FileNotFoundError:
         return Refuse(p, "gone", "the file vanished")
     except OSError as exc:
-        return Refuse(p, "unreadable", f"cannot stat: {exc.strerror}")
+        return _os_refusal(p, "stat", exc)
     if stat_mod.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(p)
@@ -320,7 +377,7 @@ def inspect(path: Path | str, folder: Path | str, *, max_size: int | None = None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return Refuse(p, "symlink", "symbolic link (swapped in); links are never followed")
-        return Refuse(p, "unreadable", f"cannot open: {exc.strerror}")
+        return _os_refusal(p, "open", exc)
     try:
         fst = os.fstat(fd)
     finally:
@@ -562,20 +619,59 @@ class ClaimIntent:
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """What identifies a file's content without reading it: inode and the fields a write changes."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
 class ClaimedFile:
-    """A file moved into the inbox: its new ``path``, ``size`` and ``sha256`` (hex) of the content."""
+    """A file moved into the inbox: its new ``path``, ``size`` and ``sha256`` (hex) of the content.
+
+    ``stamp`` is the file as it was while it was hashed (see :func:`changed_since`).
+    """
 
     claim_id: str
     source: Path
     path: Path
     size: int
     sha256: str
+    stamp: FileStamp | None = None
 
 
 class ClaimError(EdgeorchError, OSError):
     """A claim could not be made (file gone, inbox unusable); nothing was moved."""
 
     code = "claim_failed"
+
+
+class ClaimDeferred(EdgeorchError, OSError):
+    """The claim cannot finish NOW (disk full, out of descriptors, EIO, the file is still being
+    written through another handle): nothing final happened; :func:`perform_claim` may be called
+    again for the same intent later (it is idempotent)."""
+
+    code = "claim_deferred"
+
+
+class ClaimRefused(EdgeorchError, OSError):
+    """The file in the claim folder is not the file that was inspected (a hard link or another
+    file swapped in between the check and the rename). ``removed``: the inbox name was unlinked
+    (its content lives on under its other names); else the file is still at the claim path."""
+
+    code = "claim_refused"
+
+    def __init__(self, message: str, *, removed: bool, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.removed = removed
 
 
 def claim_dest(inbox_dir: Path, claim_id: str, name: str) -> Path:
@@ -601,32 +697,110 @@ def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, c
 
 
 def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
-    """Move the intended file into its claim folder by ``os.rename``, fsync, hash it.
+    """Move the intended file into its claim folder by ``os.rename``, fsync, verify, hash it.
 
     ``fsync=False`` leaves the two folder fsyncs to the caller, who may group
     them for a burst (:func:`sync_dirs` once, then commit the records): the
     renames must be durable before the ``claimed`` records are committed, or
     a power loss could leave a ``claimed`` record whose rename was undone.
 
-    Idempotent after a crash: if the source is already gone and ``dest``
-    exists, only the hash is computed. Raises :class:`ClaimError` when the
-    source vanished (and ``dest`` does not exist) or was replaced by another
-    file (other inode); nothing moves then.
+    After the rename the claimed file is opened (``O_NOFOLLOW``) and checked
+    ON THAT DESCRIPTOR (:func:`verify_and_hash`): a regular file, one link,
+    the inspected device/inode; the sha256 is read from the same descriptor.
+
+    Idempotent after a crash or a deferral: if the source is already gone and
+    ``dest`` exists, only the check and hash are done. Raises
+    :class:`ClaimError` when the source vanished (and ``dest`` does not
+    exist) or was replaced by another file (other inode): nothing moves
+    then; :class:`ClaimRefused` when the moved file is not the inspected one;
+    :class:`ClaimDeferred` for transient errors (try again later).
     """
     dest = intent.dest
-    if not os.path.lexists(dest):
-        try:
-            st = os.lstat(intent.source)
-        except FileNotFoundError:
-            raise ClaimError("the file vanished before it was claimed", value=str(intent.source)) from None
-        if (st.st_dev, st.st_ino) != (intent.dev, intent.ino):
-            raise ClaimError("the file was replaced before it was claimed", value=str(intent.source))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(intent.source, dest)
-        if fsync:
-            sync_dirs([dest.parent, intent.source.parent])
-    size, digest = hash_file(dest)
-    return ClaimedFile(intent.claim_id, intent.source, dest, size, digest)
+    try:
+        if not os.path.lexists(dest):
+            try:
+                st = os.lstat(intent.source)
+            except FileNotFoundError:
+                raise ClaimError("the file vanished before it was claimed", value=display_path(intent.source)) from None
+            if (st.st_dev, st.st_ino) != (intent.dev, intent.ino):
+                raise ClaimError("the file was replaced before it was claimed", value=display_path(intent.source))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(intent.source, dest)
+            if fsync:
+                sync_dirs([dest.parent, intent.source.parent])
+        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino))
+    except OSError as exc:
+        if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused)):
+            raise
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise ClaimDeferred(f"cannot claim now: {exc.strerror} (will retry)",
+                                value=display_path(intent.source)) from exc
+        raise
+    return ClaimedFile(intent.claim_id, intent.source, dest, size, digest, stamp)
+
+
+def verify_and_hash(path: Path, identity: tuple[int, int] | None) -> tuple[FileStamp, int, str]:
+    """Open ``path`` without following links; check the descriptor; hash through it.
+
+    Checked on the open descriptor (``fstat``), so nothing can be swapped in
+    between check and read: a regular file with ``st_nlink == 1`` (a second
+    name would let someone change or read the content behind edgeorch's
+    back) and, when ``identity`` is given, that ``(st_dev, st_ino)``.
+    Failing that, raises :class:`ClaimRefused` (a file with more names is
+    unlinked from the inbox first: nothing is lost, its other names keep it).
+    The stat is taken again after hashing: a change meanwhile (someone
+    writing through another handle) raises :class:`ClaimDeferred`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ClaimRefused("a symbolic link was swapped in during the claim; links are never followed",
+                               removed=False, value=display_path(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        problem = _identity_problem(st, identity)
+        if problem:
+            removed = False
+            if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                os.unlink(path)  # its other names keep the content: nothing is lost
+                removed = True
+            raise ClaimRefused(problem, removed=removed, value=display_path(path))
+        size, digest = _hash_fd(fd)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    before_stamp, after_stamp = FileStamp.of(st), FileStamp.of(after)
+    if before_stamp != after_stamp or size != after.st_size:
+        raise ClaimDeferred("the file changed while it was hashed (someone still writes to it); will retry",
+                            value=display_path(path))
+    return after_stamp, size, digest
+
+
+def _identity_problem(st: os.stat_result, identity: tuple[int, int] | None) -> str | None:
+    if not stat_mod.S_ISREG(st.st_mode):
+        return f"not a regular file ({_kind(st.st_mode)}) after the claim"
+    if identity is not None and (st.st_dev, st.st_ino) != identity:
+        return "another file was swapped in during the claim (not the inspected inode)"
+    if st.st_nlink != 1:
+        return (f"a hard link appeared during the claim ({st.st_nlink} names share this file); "
+                "copy or move files in instead")
+    return None
+
+
+def changed_since(path: Path | str, stamp: FileStamp) -> str | None:
+    """Why the file at ``path`` is no longer the one stamped (None: same inode, size, mtime, ctime).
+
+    Cheap (one ``lstat``): the check made just before a run is created for a claimed file.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "the claimed file is gone"
+    if FileStamp.of(st) != stamp:
+        return "the claimed file changed after it was hashed"
+    return None
 
 
 def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
@@ -638,7 +812,7 @@ def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id:
     returns; if it raises, nothing moves. The caller then records the
     returned :class:`ClaimedFile` (state ``claimed``, size, sha256) in the
     same transaction as the run it starts. Returns a :class:`Refuse` for
-    files that must not be claimed (record it unless its code is ``gone``).
+    files that must not be claimed (record it when ``verdict.final``).
     """
     intent = prepare_claim(path, folder, inbox_dir, claim_id, max_size=max_size)
     if isinstance(intent, Refuse):
@@ -651,15 +825,19 @@ def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id:
 def hash_file(path: Path) -> tuple[int, str]:
     """``(size, sha256 hex)`` of ``path``, read through an ``O_NOFOLLOW`` descriptor."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    h = hashlib.sha256()
-    size = 0
     try:
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            while chunk := f.read(_HASH_CHUNK):
-                h.update(chunk)
-                size += len(chunk)
+        return _hash_fd(fd)
     finally:
         os.close(fd)
+
+
+def _hash_fd(fd: int) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "rb", closefd=False) as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
     return size, h.hexdigest()
 
 
@@ -743,15 +921,19 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
               runs_by_input: Mapping[int, str]) -> list[Action]:
     """The actions that resolve every crash point without loss or double processing. Pure.
 
-    ``records``: the store's inputs not in a final state (others are
-    ignored). ``drop_files``: candidate files in the watched folders with
+    ``records``: the store's inputs in EVERY state: a record in a final
+    state (done, quarantined, duplicate, ...) gets no action but owns its
+    inbox file, so the inbox files of processed inputs (kept for retry and
+    lineage, docs/triggers.md "Inbox lifecycle") are never taken for
+    strays. ``drop_files``: candidate files in the watched folders with
     their (dev, ino). ``inbox_files``: files found in claim folders.
     ``runs_by_input``: input id -> run id of runs whose trigger names the
     input (the engine's record that a run was created for it).
 
     Each record gets at most one action; each drop file at most one
     (``ingest`` unless it is the unmoved source of an intent); each inbox
-    file not named by any record is ``adopt``-ed. Output order: records by
+    file not named by any record, and in a claim folder ``in-<id>`` whose id
+    no record has, is ``adopt``-ed. Output order: records by
     id, then ingests, then adopts (by path).
     """
     actions: list[Action] = []
@@ -759,7 +941,9 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
     drop = {Path(p): fid for p, fid in drop_files.items()}
     named_inbox: set[Path] = set()
     owned_sources: set[Path] = set()
+    known_ids: set[int] = set()
     for rec in sorted(records, key=lambda r: r.id):
+        known_ids.add(rec.id)
         if rec.inbox_path is not None:
             named_inbox.add(Path(rec.inbox_path))
         if rec.state == "claiming":
@@ -787,12 +971,26 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
         if p not in owned_sources:
             actions.append(Action("ingest", path=p, reason="in the drop folder, not claimed"))
     for p in sorted(inbox - named_inbox):
+        if claim_folder_id(p.parent.name) in known_ids:
+            continue  # its record names another path (e.g. quarantined): the file is known, not a stray
         actions.append(Action("adopt", path=p, reason="in the inbox, not recorded"))
     return actions
 
 
+def claim_folder_id(name: str) -> int | None:
+    """The input id of a claim folder named ``in-<id>``; None for any other name."""
+    if name.startswith("in-") and name[3:].isdigit() and name[3:].isascii():
+        return int(name[3:])
+    return None
+
+
 def list_inbox(inbox_dir: Path | str) -> list[Path]:
-    """Files in claim folders (``<inbox>/<claim_id>/<name>``), for :func:`reconcile`."""
+    """Entries of claim folders (``<inbox>/in-<id>/<name>``), for :func:`reconcile`.
+
+    Other names in the inbox (a batch's path list, ``batch-*.paths``) are
+    not claims. Any entry but a folder counts (a symlink swapped in is a
+    stray too); a claim folder that cannot be read is skipped with a log line.
+    """
     out: list[Path] = []
     base = Path(inbox_dir)
     try:
@@ -800,9 +998,13 @@ def list_inbox(inbox_dir: Path | str) -> list[Path]:
     except FileNotFoundError:
         return []
     for c in claims:
-        if c.is_dir(follow_symlinks=False):
+        if claim_folder_id(c.name) is None or not c.is_dir(follow_symlinks=False):
+            continue
+        try:
             with os.scandir(c.path) as it:
-                out.extend(Path(e.path) for e in it if e.is_file(follow_symlinks=False))
+                out.extend(Path(e.path) for e in it if not e.is_dir(follow_symlinks=False))
+        except OSError as exc:
+            _log.error("cannot list claim folder %s: %s", display_path(c.path), exc.strerror)
     return sorted(out)
 
 
@@ -841,7 +1043,11 @@ def quarantine(path: Path | str, quarantine_dir: Path | str, reason: str, *, sou
     Both steps are atomic (write temp + fsync + rename; ``os.rename``). The
     reason is written first: a crash between leaves a reason without its file
     (harmless, and :func:`requeue` ignores it) rather than an unexplained
-    file. A name already in quarantine gets a ``.N`` before its suffix.
+    A name already in quarantine gets a ``.N`` before its suffix. Every
+    name made here fits NAME_MAX whatever the input's name (:func:`fit_name`:
+    a long name is shortened with a hash; ``source_name`` in the document
+    keeps the original). ``details`` values are stored as JSON (paths in
+    their :func:`display_path` form).
     Raises ``OSError`` when ``quarantine_dir`` is on another filesystem.
     """
     src = Path(path)
@@ -849,7 +1055,7 @@ def quarantine(path: Path | str, quarantine_dir: Path | str, reason: str, *, sou
     qdir.mkdir(parents=True, exist_ok=True)
     name = _free_name(qdir, source_name or src.name)
     dest = qdir / name
-    doc = {"file": name, "source_name": source_name or src.name, "reason": reason,
+    doc = {"file": display_path(name), "source_name": display_path(source_name or src.name), "reason": reason,
            "quarantined_at": now if now is not None else time.time(), **(dict(details) if details else {})}
     reason_path = qdir / (name + REASON_SUFFIX)
     _write_atomic(reason_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
@@ -884,7 +1090,7 @@ def requeue(quarantined: Path | str, drop_folder: Path | str) -> Path:
     except (OSError, ValueError):
         pass
     drop = Path(drop_folder)
-    dest = drop / _free_name(drop, name)
+    dest = drop / _free_name(drop, name, reserve=0)
     os.rename(src, dest)
     _fsync_dir(drop)
     try:
@@ -894,19 +1100,26 @@ def requeue(quarantined: Path | str, drop_folder: Path | str) -> Path:
     return dest
 
 
-def _free_name(folder: Path, name: str) -> str:
-    if not os.path.lexists(folder / name) and not os.path.lexists(folder / (name + REASON_SUFFIX)):
+def _free_name(folder: Path, name: str, *, reserve: int = len(REASON_SUFFIX)) -> str:
+    """A name in ``folder`` that neither it nor its reason file uses, fitting NAME_MAX with ``reserve`` bytes."""
+    def free(cand: str) -> bool:
+        return not os.path.lexists(folder / cand) and not (
+            reserve and os.path.lexists(folder / (cand + REASON_SUFFIX)))
+
+    name = fit_name(name, reserve)
+    if free(name):
         return name
     stem, dot, ext = name.partition(".")
     for n in range(1, 1_000_000):
-        cand = f"{stem}.{n}{dot}{ext}" if dot else f"{stem}.{n}"
-        if not os.path.lexists(folder / cand) and not os.path.lexists(folder / (cand + REASON_SUFFIX)):
+        cand = fit_name(f"{stem}.{n}{dot}{ext}" if dot else f"{stem}.{n}", reserve)
+        if free(cand):
             return cand
     raise ClaimError("no free name", value=name)  # pragma: no cover
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A short temporary name: one derived from ``path.name`` could pass NAME_MAX.
+    tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, data)

@@ -29,19 +29,25 @@ from typing import TYPE_CHECKING, Any
 from ..errors import EdgeorchError
 from .dropfolder import (
     DEFAULT_ENV,
+    REASON_SUFFIX,
+    ClaimDeferred,
     ClaimedFile,
     ClaimError,
     ClaimIntent,
+    ClaimRefused,
     InputRecord,
     Refuse,
     WatchSpec,
+    changed_since,
     check_same_filesystem,
     check_watch_set,
     check_watches,
     claim_dest,
+    display_path,
     file_ids,
     hash_file,
     inspect,
+    is_transient,
     list_inbox,
     perform_claim,
     quarantine,
@@ -59,6 +65,16 @@ log = logging.getLogger("edgeorch.triggers")
 
 CLAIM_GROUP = 500
 """Ready files claimed per group (one intent transaction, one fsync per folder)."""
+
+RETRY_BASE = 0.5
+RETRY_MAX = 60.0
+"""Backoff of a claim step that met a transient error (disk full, out of descriptors, EIO):
+``RETRY_BASE * 2**n`` seconds, at most ``RETRY_MAX``; retried until it succeeds or the file goes."""
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...) of a transient claim failure."""
+    return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, min(attempt - 1, 16))))
 
 
 def iso(t: datetime) -> str:
@@ -78,6 +94,16 @@ class _Ready:
     path: Path
 
 
+@dataclass
+class _Pending:
+    """A recorded intent (``claiming``) whose rename/hash must be done or tried again."""
+
+    iid: int
+    spec: WatchSpec
+    intent: ClaimIntent
+    attempts: int = 0
+
+
 class Triggers:
     """Schedules and drop folders of one daemon (see the module docstring)."""
 
@@ -92,6 +118,10 @@ class Triggers:
         self.watch_errors: list[EdgeorchError] = []
         self.arrivals: Any = None
         self._queue: list[_Ready] = []
+        self._pending: list[_Pending] = []  # intents due for (another) claim attempt
+        self._path_attempts: dict[Path, int] = {}  # drop files whose inspection met a transient error
+        self._retry_handles: set[asyncio.TimerHandle] = set()
+        self.missing_folders: dict[Path, EdgeorchError] = {}
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.stopped = False
@@ -134,6 +164,9 @@ class Triggers:
             self._worker.cancel()
         if self._batch_timer is not None:
             self._batch_timer.cancel()
+        for h in self._retry_handles:
+            h.cancel()
+        self._retry_handles.clear()
 
     def reload(self) -> None:
         """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed."""
@@ -184,30 +217,20 @@ class Triggers:
         data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
         self.d.ops.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
         if fire.action == "start":
-            paused = store.paused_pipelines()
-            why = None
-            if name in paused:
-                why = "the pipeline is paused"
-            elif not self.d.engine.accepting:
-                why = "the daemon is shutting down"
-            if why is None:
-                try:
-                    from ..pipelines import resolve_params
+            from ..engine.requests import RunRequest
 
-                    pipeline = self.d.registry.get(name)
-                    params = resolve_params(pipeline, {}, source="schedule")
+            def within(run_id: int) -> None:
+                store.set_schedule_last_fire(name, iso(fire.last_fire))
+                store._event(run_id, None, "schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run "
+                             f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
 
-                    def within(run_id: int) -> None:
-                        store.set_schedule_last_fire(name, iso(fire.last_fire))
-                        store._event(run_id, None, "schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run "
-                                     f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
-
-                    run_id = self.d.engine.submit(pipeline, params, trigger="schedule", actor="scheduler",
-                                                  within=within)
-                    log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
-                    return
-                except EdgeorchError as exc:
-                    why = exc.render()
+            try:  # the front door checks paused, shutting down, params and resources
+                run_id = self.d.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
+                                                          source="schedule", within=within)).run_id
+                log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
+                return
+            except EdgeorchError as exc:
+                why = exc.render()
             # Not started: the fire is handled (skipped) so it is not retried forever.
             store.set_schedule_last_fire(name, iso(fire.last_fire))
             store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
@@ -265,7 +288,7 @@ class Triggers:
             q = quarantine(path, self.quarantine_dir, why, source_name=rec["source_name"],
                            details={"pipeline": rec["pipeline"], "run_id": rec["run_id"], "sha256": rec["sha256"],
                                     "input_id": rec["id"], "source_path": rec["source_path"],
-                                    "watch_folder": rec["watch_folder"]})
+                                    "watch_folder": rec["watch_folder"], "claimed_path": str(path)})
         except OSError as exc:
             log.error("input %s: cannot quarantine %s: %s", rec["id"], path, exc)
             store.record_input_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
@@ -313,7 +336,8 @@ class Triggers:
             out.append(s)
         for e in errors:
             log.error("watch not started: %s", e.render())
-        self.watch_errors = errors
+        self._config_watch_errors = errors
+        self.watch_errors = errors + list(self.missing_folders.values())
         return out
 
     def _spec_for(self, folder: str | Path, pipeline: str) -> WatchSpec | None:
@@ -327,20 +351,35 @@ class Triggers:
             return
         from .arrivals import ArrivalLoop
 
-        self.arrivals = ArrivalLoop(self.loop, self.watches, self._on_ready)
+        self.arrivals = ArrivalLoop(self.loop, self.watches, self._on_ready, on_folder=self._on_folder)
         self.arrivals.start()
+
+    def _on_folder(self, folder: Path, missing: bool) -> None:
+        """A watched folder disappeared (``missing``) or is back and watched again: surface it."""
+        if missing:
+            self.missing_folders[folder] = EdgeorchError(
+                "the watched folder is missing (deleted or moved away); it is watched again as soon as it "
+                "is back", field="watch.folder", value=str(folder), expected="an existing folder")
+        else:
+            self.missing_folders.pop(folder, None)
+        self.watch_errors = list(getattr(self, "_config_watch_errors", [])) + list(self.missing_folders.values())
+        self._publish(state="watch_missing" if missing else "watch_restored", file=str(folder))
 
     # -- drop folders: recovery (before the watcher starts) -------------------------------------
 
     def recover(self) -> list[str]:
-        """``reconcile`` store and disk and apply each action; also settle inputs whose run ended while down."""
+        """``reconcile`` store and disk and apply each action; also settle inputs whose run ended while down.
+
+        Every input record takes part, whatever its state (a processed input's file stays in the
+        inbox: docs/triggers.md "Inbox lifecycle"). One input can never stop the daemon from
+        starting: each action runs on its own, an error is logged and recorded as an event, and
+        recovery goes on with the next.
+        """
         store = self.d.store
-        rows = store.inputs_to_reconcile()
-        records = [InputRecord(r["id"], r["pipeline"], r["state"], Path(r["source_path"]),
-                               Path(r["inbox_path"]) if r["inbox_path"] else None, r["dev"], r["ino"], r["sha256"],
-                               str(r["run_id"]) if r["run_id"] is not None else None) for r in rows]
-        by_id = {r["id"]: r for r in rows}
-        drop = file_ids(p for s in self.watches for p in scan(s.folder, s.patterns))
+        active = {r["id"]: r for r in store.inputs_to_reconcile()}
+        everything = store.list_inputs(limit=1 << 62)
+        records = [_record_of(active.get(r["id"], r)) for r in everything]
+        drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
         runs = store.runs_by_input()
         actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
         kinds: list[str] = []
@@ -348,46 +387,75 @@ class Triggers:
             if a.kind == "ingest":
                 continue  # the ArrivalLoop's first rescan hands it over (after its settle check)
             kinds.append(a.kind)
-            rec = a.record
             try:
-                if a.kind in ("rename", "finish"):
-                    assert rec is not None and rec.inbox_path is not None
-                    intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, 0, 0,
-                                         rec.dev or 0, rec.ino or 0)
-                    try:
-                        claimed = perform_claim(intent)
-                    except ClaimError as exc:
-                        store.record_input_state(rec.id, "vanished", reason=exc.render())
-                        continue
-                    store.record_input_claimed(rec.id, claimed.size, claimed.sha256)
-                    self._start_input(by_id[rec.id] | {"sha256": claimed.sha256}, claimed.path)
-                elif a.kind == "submit":
-                    assert rec is not None and rec.inbox_path is not None
-                    self._start_input(by_id[rec.id], rec.inbox_path)
-                    self._arm_batches()
-                elif a.kind == "link_run":
-                    assert rec is not None and a.run_id is not None
-                    store.record_input_started(rec.id, int(a.run_id))
-                elif a.kind in ("forget", "lost"):
-                    assert rec is not None
-                    store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
-                elif a.kind == "adopt":
-                    assert a.path is not None
-                    quarantine(a.path, self.quarantine_dir, "found in the inbox with no input record (not run)")
-            except EdgeorchError as exc:
-                log.error("input recovery %s failed: %s", a.kind, exc.render())
+                self._recover_one(a, active)
+            except Exception as exc:  # noqa: BLE001 - one input must never stop the start
+                self._recovery_failed(a.kind, a.record.id if a.record else None,
+                                      display_path(a.path) if a.path else None, exc)
         # Runs that finished while the daemon was away (or before their input was settled).
-        for r in store.list_inputs(state="started", limit=1_000_000):
+        for r in store.list_inputs(state="started", limit=1 << 62):
             if r["run_id"] is None or r["run_id"] in self.d.engine.runs:
                 continue
-            run = store.get_run(int(r["run_id"]))
-            if run["state"] in ("succeeded", "failed", "cancelled"):
-                self._settle_input(r, run["state"], run.get("reason"))
+            try:
+                run = store.get_run(int(r["run_id"]))
+                if run["state"] in ("succeeded", "failed", "cancelled"):
+                    self._settle_input(r, run["state"], run.get("reason"))
+            except Exception as exc:  # noqa: BLE001
+                self._recovery_failed("settle", r["id"], None, exc)
         if kinds:
             from collections import Counter
 
             log.info("inputs recovered: %s", ", ".join(f"{k} x{n}" for k, n in Counter(kinds).items()))
         return kinds
+
+    def _recover_one(self, a: Any, active: dict[int, dict[str, Any]]) -> None:
+        store = self.d.store
+        rec = a.record
+        if a.kind in ("rename", "finish"):
+            assert rec is not None and rec.inbox_path is not None
+            row = active[rec.id]
+            spec = self._spec_for(row["watch_folder"], row["pipeline"])
+            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, 0, 0,
+                                 rec.dev or 0, rec.ino or 0)
+            if spec is None:  # the watch is gone: claim anyway (the file is ours), the run reports the rest
+                spec = WatchSpec(folder=Path(row["watch_folder"]), pipeline=row["pipeline"])
+            self._pending.append(_Pending(rec.id, spec, intent))
+            self._wake.set()
+        elif a.kind == "submit":
+            assert rec is not None and rec.inbox_path is not None
+            self._start_input(active[rec.id], rec.inbox_path)
+            self._arm_batches()
+        elif a.kind == "link_run":
+            assert rec is not None and a.run_id is not None
+            store.record_input_started(rec.id, int(a.run_id))
+        elif a.kind in ("forget", "lost"):
+            assert rec is not None
+            store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
+        elif a.kind == "adopt":
+            assert a.path is not None
+            quarantine(a.path, self.quarantine_dir, "found in the inbox with no input record (not run)")
+            try:
+                os.rmdir(a.path.parent)
+            except OSError:
+                pass
+
+    def _recovery_failed(self, kind: str, input_id: int | None, path: str | None, exc: BaseException) -> None:
+        """Log and record one failed recovery step (the others go on)."""
+        what = f"input {input_id}" if input_id is not None else (path or "?")
+        why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
+        log.error("input recovery (%s) of %s failed: %s", kind, what, why)
+        try:
+            self.d.store.add_event("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
+                                   actor="watch", data={"input_id": input_id, "path": path, "action": kind})
+        except Exception:  # noqa: BLE001 - recording is best effort, the start is not
+            log.exception("cannot record the recovery failure")
+
+    def _scan_quietly(self, spec: WatchSpec) -> list[Path]:
+        try:
+            return scan(spec.folder, spec.patterns)
+        except OSError as exc:
+            log.error("cannot scan %s: %s", spec.folder, exc.strerror)
+            return []
 
     # -- drop folders: arrivals ---------------------------------------------------------------
 
@@ -395,14 +463,52 @@ class Triggers:
         self._queue.append(_Ready(spec, path))
         self._wake.set()
 
+    def _later(self, delay: float, callback: Any, *args: Any) -> None:
+        """``call_later`` whose handle :meth:`stop` cancels."""
+        handle: asyncio.TimerHandle | None = None
+
+        def run() -> None:
+            self._retry_handles.discard(handle)  # type: ignore[arg-type]
+            if not self.stopped:
+                callback(*args)
+
+        handle = self.loop.call_later(delay, run)
+        self._retry_handles.add(handle)
+
+    def _retry_path(self, spec: WatchSpec, path: Path, why: str) -> None:
+        """A drop file could not be inspected now (transient): hand it over again after a backoff."""
+        n = self._path_attempts[path] = self._path_attempts.get(path, 0) + 1
+        delay = retry_delay(n)
+        log.warning("input %s: %s; retry %d in %.1fs", display_path(path), why, n, delay)
+        self._later(delay, self._on_ready, spec, path)
+
+    def _retry_claim(self, pending: _Pending, why: str) -> None:
+        """A recorded claim met a transient error: it stays ``claiming``; try the step again later."""
+        pending.attempts += 1
+        delay = retry_delay(pending.attempts)
+        log.warning("input %s (%s): %s; retry %d in %.1fs", pending.iid, display_path(pending.intent.source), why,
+                    pending.attempts, delay)
+        self._publish(input_id=pending.iid, state="claim_retry", pipeline=pending.spec.pipeline,
+                      file=display_path(pending.intent.source), reason=why)
+
+        def due() -> None:
+            self._pending.append(pending)
+            self._wake.set()
+
+        self._later(delay, due)
+
     async def _claim_worker(self) -> None:
         while not self.stopped:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and not self.stopped:
-                group, self._queue = self._queue[:CLAIM_GROUP], self._queue[CLAIM_GROUP:]
+            while (self._queue or self._pending) and not self.stopped:
                 try:
-                    await self._claim_group(group)
+                    if self._pending:
+                        batch, self._pending = self._pending[:CLAIM_GROUP], self._pending[CLAIM_GROUP:]
+                        await self._finish_claims(batch)
+                    else:
+                        group, self._queue = self._queue[:CLAIM_GROUP], self._queue[CLAIM_GROUP:]
+                        await self._claim_group(group)
                 except EdgeorchError as exc:
                     log.error("claiming failed: %s", exc.render())
                     if self.d.engine.fatal_error is not None:
@@ -411,75 +517,132 @@ class Triggers:
                     log.exception("claiming failed")
 
     async def _claim_group(self, group: list[_Ready]) -> None:
+        """Inspect each ready file, record refusals and intents (each file isolated), then claim."""
         store = self.d.store
-        intents: list[tuple[int, WatchSpec, ClaimIntent]] = []
+        pendings: list[_Pending] = []
         refused: list[tuple[WatchSpec, Refuse]] = []
         checked: list[tuple[WatchSpec, Any]] = []
         for item in group:
             verdict = inspect(item.path, item.spec.folder, max_size=item.spec.max_size)
+            if isinstance(verdict, Refuse) and verdict.code == "transient":
+                self._retry_path(item.spec, item.path, verdict.reason)
+                continue
+            self._path_attempts.pop(item.path, None)
             if isinstance(verdict, Refuse):
-                if verdict.code != "gone":
+                if verdict.final:
                     refused.append((item.spec, verdict))
                 continue
             checked.append((item.spec, verdict))
         with store.transaction():
             for spec, ref in refused:
-                store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=str(ref.path),
-                                           reason=ref.reason)
-                log.warning("input refused: %s: %s", ref.path, ref.reason)
-                self._publish(state="refused", pipeline=spec.pipeline, file=str(ref.path), reason=ref.reason)
+                self._isolated(ref.path, self._record_refusal, spec, ref)
             for spec, acc in checked:
-                dest_holder: dict[str, Path] = {}
+                p = self._isolated(acc.path, self._record_intent, spec, acc)
+                if p is not None:
+                    pendings.append(p)
+        if pendings:
+            await self._finish_claims(pendings)
 
-                def inbox_for(iid: int, acc: Any = acc, holder: dict[str, Path] = dest_holder) -> str:
-                    holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
-                    return str(holder["d"])
+    def _isolated(self, path: Path, fn: Any, *args: Any) -> Any:
+        """Run one file's records in its own savepoint: its failure never drops the other files' records."""
+        try:
+            with self.d.store.transaction():
+                return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - this file only; logged, the group goes on
+            log.error("input %s not recorded: %s", display_path(path),
+                      exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}")
+            return None
 
-                iid = store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
-                                                dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
-                intents.append((iid, spec, ClaimIntent(f"in-{iid}", acc.path, dest_holder["d"], acc.size,
-                                                       acc.mtime_ns, acc.dev, acc.ino)))
-        if not intents:
-            return
-        # Renames and hashes off the loop; one fsync per folder for the whole group.
-        results = await self.loop.run_in_executor(None, _claim_all, [i for _, _, i in intents])
+    def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
+        shown = display_path(ref.path)
+        self.d.store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
+                                          reason=ref.reason)
+        log.warning("input refused: %s: %s", shown, ref.reason)
+        self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
+
+    def _record_intent(self, spec: WatchSpec, acc: Any) -> _Pending:
+        holder: dict[str, Path] = {}
+
+        def inbox_for(iid: int) -> str:
+            holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
+            return str(holder["d"])
+
+        iid = self.d.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
+                                               dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
+        return _Pending(iid, spec, ClaimIntent(f"in-{iid}", acc.path, holder["d"], acc.size, acc.mtime_ns,
+                                               acc.dev, acc.ino))
+
+    async def _finish_claims(self, pendings: list[_Pending]) -> None:
+        """Rename + verify + hash each recorded intent (in a worker thread, one fsync per folder),
+        settle what cannot finish, then start a run per claimed file.
+
+        Transient errors leave the record ``claiming`` and retry with backoff; only a
+        vanished file (``vanished``) or a refused one (``refused``) is final.
+        """
+        store = self.d.store
+        results = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings])
         started: list[tuple[dict[str, Any], ClaimedFile]] = []
-        for (iid, spec, intent), res in zip(intents, results):
-            if isinstance(res, BaseException):
-                reason = res.render() if isinstance(res, EdgeorchError) else str(res)
-                store.record_input_state(iid, "vanished", reason=reason)
-                continue
-            rec = {"id": iid, "pipeline": spec.pipeline, "watch_folder": str(spec.folder),
-                   "source_name": intent.source.name, "source_path": str(intent.source), "sha256": res.sha256}
-            started.append((rec, res))
+        for pending, res in zip(pendings, results):
+            try:
+                if isinstance(res, ClaimedFile):
+                    changed = changed_since(res.path, res.stamp) if res.stamp is not None else None
+                    if changed is not None:  # written through another handle after hashing: hash again
+                        self._retry_claim(pending, changed)
+                        continue
+                    rec = {"id": pending.iid, "pipeline": pending.spec.pipeline,
+                           "watch_folder": str(pending.spec.folder), "source_name": pending.intent.source.name,
+                           "source_path": str(pending.intent.source), "sha256": res.sha256}
+                    started.append((rec, res))
+                elif is_transient(res):
+                    self._retry_claim(pending, res.render() if isinstance(res, EdgeorchError) else str(res))
+                elif isinstance(res, ClaimRefused):
+                    self._refuse_claimed(pending, res)
+                elif isinstance(res, ClaimError):
+                    store.record_input_state(pending.iid, "vanished", reason=res.render())
+                else:
+                    why = f"cannot claim: {res}"
+                    log.error("input %s: %s", pending.iid, why)
+                    store.record_input_state(pending.iid, "refused", reason=why)
+            except Exception as exc:  # noqa: BLE001 - this input only
+                log.error("input %s: settling its claim failed: %s", pending.iid, exc)
+        if not started:
+            return
         # One transaction (one fsync) for the group's runs: each run row, its input's ``claimed`` (size,
-        # sha256) and ``started`` state commit together. A crash before the commit leaves ``claiming``
-        # records whose files are in the inbox: recovery's ``finish`` hashes them again and starts them.
-        paused = store.paused_pipelines()
-        unsatisfiable: dict[str, EdgeorchError | None] = {}
-        for rec, _ in started:  # the resource check once per pipeline and group, not per file
-            name = rec["pipeline"]
-            if name not in unsatisfiable and name in self.d.registry.pipelines:
-                try:
-                    self.d.engine.check_resources(self.d.registry.get(name))
-                    unsatisfiable[name] = None
-                except EdgeorchError as exc:
-                    unsatisfiable[name] = exc
+        # sha256) and ``started`` state commit together (each file in its own savepoint). A crash before
+        # the commit leaves ``claiming`` records whose files are in the inbox: recovery's ``finish``
+        # hashes them again and starts them.
         with store.transaction():
             for rec, res in started:
-                self._start_input(rec, res.path, claimed=(res.size, res.sha256), paused=paused,
-                                  unsatisfiable=unsatisfiable)
+                self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256))
         self._arm_batches()
 
+    def _refuse_claimed(self, pending: _Pending, exc: ClaimRefused) -> None:
+        """The moved file is not the inspected one (hard link / swap): refused, never run."""
+        store = self.d.store
+        why = exc.message if hasattr(exc, "message") else str(exc)
+        inbox_path = None
+        if not exc.removed and os.path.lexists(pending.intent.dest):
+            q = quarantine(pending.intent.dest, self.quarantine_dir, f"refused at claim: {why}",
+                           source_name=pending.intent.source.name,
+                           details={"pipeline": pending.spec.pipeline, "input_id": pending.iid,
+                                    "watch_folder": str(pending.spec.folder)})
+            inbox_path = str(q.path)
+        store.record_input_state(pending.iid, "refused", reason=why, inbox_path=inbox_path)
+        log.warning("input %s refused at claim: %s", pending.iid, why)
+        self._publish(input_id=pending.iid, state="refused", pipeline=pending.spec.pipeline,
+                      file=display_path(pending.intent.source), reason=why)
+        try:
+            os.rmdir(pending.intent.dest.parent)
+        except OSError:
+            pass
+
     def _start_input(self, rec: dict[str, Any], claimed_path: Path,
-                     claimed: tuple[int, str] | None = None,
-                     paused: dict[str, Any] | None = None,
-                     unsatisfiable: dict[str, EdgeorchError | None] | None = None) -> int | None:
+                     claimed: tuple[int, str] | None = None) -> int | None:
         """Duplicate check, then the run and the input's ``started`` state in one transaction.
 
         ``claimed=(size, sha256)``: the claim is recorded in that transaction too (else it already was).
         """
-        from ..pipelines import resolve_params
+        from ..engine.requests import RunRequest
 
         store = self.d.store
         iid = int(rec["id"])
@@ -502,19 +665,12 @@ class Triggers:
             if full:
                 self._start_batch(spec, full)
             return None
-        try:
-            pipeline = self.d.registry.get(rec["pipeline"])
+        try:  # the front door checks paused, shutting down, params and resources
             param = spec.param if spec is not None else "input"
-            if rec["pipeline"] in (paused if paused is not None else store.paused_pipelines()):
-                raise EdgeorchError(f"pipeline {rec['pipeline']} is paused")
-            params = resolve_params(pipeline, {param: str(claimed_path)}, source="watch")
-            checked = unsatisfiable is not None and rec["pipeline"] in unsatisfiable
-            if checked and unsatisfiable[rec["pipeline"]] is not None:  # type: ignore[index]
-                raise unsatisfiable[rec["pipeline"]]  # type: ignore[index,misc]
-            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{iid}", actor="watch",
-                                          check_resources=not checked,
-                                          within=lambda rid: store.record_input_started(iid, rid),
-                                          env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})
+            run_id = self.d.requests.start(RunRequest(
+                rec["pipeline"], {param: str(claimed_path)}, trigger=f"input:{iid}", actor="watch", source="watch",
+                within=lambda rid: store.record_input_started(iid, rid),
+                env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
             self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
@@ -563,24 +719,21 @@ class Triggers:
         """
         import json
 
-        from ..pipelines import resolve_params
+        from ..engine.requests import RunRequest
 
         store = self.d.store
         ids = [i for i, _ in items]
         paths = [str(p) for _, p in items]
         try:
-            pipeline = self.d.registry.get(spec.pipeline)
-            if spec.pipeline in store.paused_pipelines():
-                raise EdgeorchError(f"pipeline {spec.pipeline} is paused")
-            params = resolve_params(pipeline, {spec.param: json.dumps(paths)}, source="watch")
 
             def within(run_id: int) -> None:
                 for iid in ids:
                     store.record_input_started(iid, run_id)
 
             # Batch: the variable holds the claimed paths, separated like PATH entries.
-            run_id = self.d.engine.submit(pipeline, params, trigger=f"input:{ids[0]}", actor="watch", within=within,
-                                          env={spec.env: os.pathsep.join(paths)})
+            run_id = self.d.requests.start(RunRequest(
+                spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
+                source="watch", within=within, env={spec.env: os.pathsep.join(paths)})).run_id
         except EdgeorchError as exc:
             for iid in ids:
                 self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
@@ -590,15 +743,32 @@ class Triggers:
 
 
 def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
+    """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder.
+
+    Runs in a worker thread; never raises: each intent's outcome is its result or its
+    exception. When the folder fsyncs fail, every claimed file of the group becomes a
+    :class:`ClaimDeferred` (its rename is not known to be durable; the retry syncs again).
+    """
     out: list[ClaimedFile | BaseException] = []
     for intent in intents:
         try:
             out.append(perform_claim(intent, fsync=False))
-        except (ClaimError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
             out.append(exc)
     dirs: set[Path] = set()
     for intent, res in zip(intents, out):
         if not isinstance(res, BaseException):
             dirs.update((intent.dest.parent, intent.source.parent))
-    sync_dirs(sorted(dirs))
+    try:
+        sync_dirs(sorted(dirs))
+    except OSError as exc:
+        why = ClaimDeferred(f"cannot make the claims durable now: {exc.strerror} (will retry)")
+        out = [why if isinstance(r, ClaimedFile) else r for r in out]
     return out
+
+
+def _record_of(row: dict[str, Any]) -> InputRecord:
+    """The :class:`InputRecord` view of one ``inputs`` row (any state)."""
+    return InputRecord(row["id"], row["pipeline"], row["state"], Path(row["source_path"]),
+                       Path(row["inbox_path"]) if row["inbox_path"] else None, row["dev"], row["ino"],
+                       row["sha256"], str(row["run_id"]) if row["run_id"] is not None else None)

@@ -7,8 +7,10 @@ loop with ``loop.call_soon_threadsafe`` and delivered there to ``post`` as a
 :class:`WatchEvent` stamped with ``loop.time()``.
 
 Event kinds: ``created``, ``modified``, ``closed`` (closed after writing),
-``moved_to``, ``deleted`` (also: moved out) and ``overflow`` (the kernel queue
-overflowed and events were lost: the caller must rescan every folder). The
+``moved_to``, ``deleted`` (also: moved out), ``overflow`` (the kernel queue
+overflowed and events were lost: the caller must rescan every folder) and
+``folder_gone`` (the watched folder itself was deleted: inotify's
+``IN_DELETE_SELF``; its watch is dead until :meth:`FolderWatcher.rearm`). The
 overflow signal is taken from watchdog's own warning, as watchdog has no API
 for it; the periodic rescan covers the case where even that is missed.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from watchdog.events import (
+    DirDeletedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -32,14 +35,16 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
-WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow"]
+WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow", "folder_gone"]
 
 log = logging.getLogger(__name__)
 
 _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
-_EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+_EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+                 DirDeletedEvent]
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,17 @@ class WatchEvent:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: FolderWatcher) -> None:
+    def __init__(self, watcher: FolderWatcher, folder: Path) -> None:
         self.watcher = watcher
+        self.folder = str(folder)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        send = self.watcher._send
+        if isinstance(event, (DirDeletedEvent, FileDeletedEvent)) and _text(event.src_path) == self.folder:
+            send("folder_gone", self.folder)  # IN_DELETE_SELF: watchdog stops this folder's emitter
+            return
         if event.is_directory:
             return
-        send = self.watcher._send
         if isinstance(event, FileMovedEvent):
             if event.src_path:
                 send("deleted", _text(event.src_path))
@@ -106,6 +115,7 @@ class FolderWatcher:
         self.post = post
         self.observer = InotifyObserver(generate_full_events=True)
         self.folders: set[Path] = set()
+        self._watches: dict[Path, tuple[ObservedWatch, tuple[int, int]]] = {}
         self._hook = _OverflowHook(self)
         self._started = False
 
@@ -115,9 +125,40 @@ class FolderWatcher:
         if f in self.folders:
             return
         self.folders.add(f)
-        self.observer.schedule(_Handler(self), str(f), recursive=False, event_filter=_EVENT_FILTER)
+        self._schedule(f)
+
+    def _schedule(self, f: Path) -> None:
+        st = os.stat(f)
+        watch = self.observer.schedule(_Handler(self, f), str(f), recursive=False, event_filter=_EVENT_FILTER)
+        self._watches[f] = (watch, (st.st_dev, st.st_ino))
         if self._started:
             self._no_move_delay()
+
+    def watching(self, folder: Path) -> bool:
+        """Is ``folder``'s watch alive: the folder exists and is the very folder (inode) that was watched?
+
+        A folder deleted and re-created (or moved away and replaced) is another inode: its old
+        watch sees nothing. Cheap (one ``stat``): the periodic check calls it for every folder.
+        """
+        f = Path(os.path.abspath(folder))
+        entry = self._watches.get(f)
+        try:
+            st = os.stat(f)
+        except OSError:
+            return False
+        return entry is not None and entry[1] == (st.st_dev, st.st_ino)
+
+    def rearm(self, folder: Path) -> None:
+        """Drop ``folder``'s dead watch and watch the folder now at that path (raises OSError if none)."""
+        f = Path(os.path.abspath(folder))
+        old = self._watches.pop(f, None)
+        if old is not None:
+            try:
+                self.observer.unschedule(old[0])
+            except (KeyError, OSError, RuntimeError):  # already gone with its emitter
+                pass
+        self.folders.add(f)
+        self._schedule(f)
 
     def start(self) -> None:
         logging.getLogger(_OVERFLOW_LOGGER).addHandler(self._hook)
@@ -160,6 +201,9 @@ class FolderWatcher:
             self.post(WatchEvent(kind, None, None, self.loop.time()))
             return
         p = Path(path)
+        if kind == "folder_gone":
+            self.post(WatchEvent(kind, p, p, self.loop.time()))
+            return
         if p.parent not in self.folders:
             return
         self.post(WatchEvent(kind, p, p.parent, self.loop.time()))
