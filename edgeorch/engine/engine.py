@@ -36,12 +36,15 @@ from ..resources.admission import WATCH_INTERVAL_S, Admission, holds_anything, r
 from ..store import NewAttempt, Store
 from . import scheduler
 from .callrunner import EXIT_VIOLATION
-from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, kill_group, read_exit, read_json, settle_unowned
+from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, read_exit, read_json, settle_unowned
 from .files import claim_run_dir, describe_file, describe_tree, intact
 
 Listener = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger("edgeorch.engine")
+
+KILL_NET_S = 1.0
+"""After the grace period, how long the engine waits for the shim's own SIGKILLs before sending its own."""
 
 _DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                               "LISTEN_FDNAMES"})
@@ -112,6 +115,8 @@ class RunCtx:
     requests: dict[str, ResourceRequest] = field(default_factory=dict)
     critical: dict[str, float] = field(default_factory=dict)
     """Per task, predicted seconds from its start to the end of the run (the policy's order key)."""
+    uncharged: dict[str, int] = field(default_factory=dict)
+    """Per task, attempts lost to edgeorch's own machinery: they do not count against ``retries``."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
@@ -127,7 +132,7 @@ class LiveAttempt:
     timer: asyncio.TimerHandle | None = None
     kill_timer: asyncio.TimerHandle | None = None
     stop_reason: str | None = None  # "timeout" or "cancelled" once we decided to stop it
-    pending_kill: int | None = None  # a signal to send as soon as the pgid is known
+    exited: bool = False  # the executor reported its end: nothing left to stop, its outcome is being settled
     started_at: float | None = None  # engine clock at start (None: adopted), for predicted durations
     stop_detail: str | None = None  # the watcher's sentence when it stopped the attempt
 
@@ -169,7 +174,7 @@ class Engine:
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self.res = Admission.open(self.config.resources)
         self.res.seed_durations(self.store.successful_durations())
-        self.executor = Executor(self.loop, self._on_started, self._on_exited)
+        self.executor = Executor(self.loop, self._on_started, self._on_exited, self._on_executor_health)
         self.executor.start()
         for run in self.store.active_runs():
             self._activate(run["id"])
@@ -348,6 +353,7 @@ class Engine:
             done=self.loop.create_future(),
         )
         ctx.unmet = {n: sum(1 for u in pipeline.tasks[n].needs if not ctx.states[u].done_ok) for n in pipeline.order}
+        ctx.uncharged = self.store.uncharged_attempts(run_id)
         assert self.res is not None
         ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
         model = self.res.durations
@@ -380,8 +386,9 @@ class Engine:
             self.live[a["id"]] = la
             self._restore_lease(a)
             if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
-                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(None, None, None, lost=True,
-                                                                         error="the attempt never started (engine stopped while starting it)"))
+                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(
+                    None, None, None, lost=True, uncharged=True,
+                    error="the attempt never started (engine stopped while starting it)"))
                 continue
             owner = read_json(Path(adir, OWNER)) or {}
             if owner.get("abandoned"):
@@ -393,7 +400,10 @@ class Engine:
                 self.store.attempt_running(a["id"], pid=proc["pid"], pid_start_time=proc.get("pid_start_time") or 0,
                                            pgid=proc["pgid"], shim_pid=owner.get("shim_pid") or 0,
                                            shim_start_time=owner.get("shim_start_time") or 0)
-            adopted = self.executor.watch(a["id"], adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"))
+            info = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
+                            owner.get("shim_start_time")) if proc and proc.get("pgid") else None
+            adopted = self.executor.watch(a["id"], adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
+                                          stops_tree=bool(owner.get("stops_tree")), proc=info)
             if adopted:
                 self.store.add_event("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
                                      run_id=a["run_id"], task=a["task"])
@@ -571,7 +581,7 @@ class Engine:
         self.executor.spawn(SpawnRequest(
             attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
             log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
-            cpus=res.shared_affinity(lease), cgroup=cgroup,
+            cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
         ))
         self._arm_timeout(la)
         event: dict[str, Any] = {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number}
@@ -682,22 +692,32 @@ class Engine:
 
     @_fail_stop
     def _stop_attempt(self, la: LiveAttempt, reason: str) -> None:
-        """SIGTERM the attempt's process group, SIGKILL after the grace period."""
-        if la.attempt_id not in self.live:
+        """Stop every process of the attempt: SIGTERM now, SIGKILL after ``kill_grace`` (the executor's contract)."""
+        if la.attempt_id not in self.live or la.exited:
             return
         if la.stop_reason is None:
             la.stop_reason = reason
-        if la.pgid is None:
-            la.pending_kill = signal.SIGTERM
-        else:
-            kill_group(la.pgid, signal.SIGTERM)
+        assert self.executor is not None
+        self.executor.stop(la.attempt_id)
         if la.kill_timer is None and self.loop is not None:
-            la.kill_timer = self.loop.call_later(self.config.engine.kill_grace, self._kill_hard, la)
+            # The shim SIGKILLs at the end of the grace period itself; this is the net for a shim that cannot.
+            la.kill_timer = self.loop.call_later(self.config.engine.kill_grace + KILL_NET_S, self._kill_hard, la)
 
     @_fail_stop
     def _kill_hard(self, la: LiveAttempt) -> None:
-        if la.attempt_id in self.live:
-            kill_group(la.pgid, signal.SIGKILL)
+        la.kill_timer = None
+        if la.attempt_id in self.live and not la.exited:
+            assert self.executor is not None
+            self.executor.kill(la.attempt_id)
+            if self.loop is not None:  # again, until the executor reports the end
+                la.kill_timer = self.loop.call_later(KILL_NET_S, self._kill_hard, la)
+
+    @_fail_stop
+    def _on_executor_health(self, message: str) -> None:
+        """The executor repaired itself (e.g. restarted its launcher): record and announce it."""
+        log.warning("%s", message)
+        self.store.add_event("executor_health", message)
+        self._emit({"kind": "executor", "message": message})
 
     # -- executor callbacks ------------------------------------------------------------------
 
@@ -709,8 +729,6 @@ class Engine:
         la.pgid = info.pgid
         self.store.attempt_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
                                    shim_pid=info.shim_pid, shim_start_time=info.shim_start_time or 0)
-        if la.pending_kill is not None:
-            kill_group(la.pgid, la.pending_kill)
 
     @_fail_stop
     def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
@@ -733,7 +751,9 @@ class Engine:
         verdict = check.get("verdict") if check else None
         artifacts: list[dict[str, Any]] = []
         reason: str | None = None
-        if info.lost:
+        if info.uncharged:
+            astate, reason = AttemptState.ABANDONED, f"{info.error}; relaunched (not counted as a retry)"
+        elif info.lost:
             astate, reason = AttemptState.ABANDONED, info.error
         elif la.stop_reason == "gpu_memory":
             astate = AttemptState.SIGNALLED if info.signal is not None else AttemptState.EXITED
@@ -770,14 +790,19 @@ class Engine:
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
         if violation:
             reason = f"violation: {check.get('message', '')}" if check else "violation"
+        if info.uncharged:
+            ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
+        charged_number = la.number - ctx.uncharged.get(la.task, 0)  # attempts that count against retries
         if la.stop_reason == "cancelled" or (ctx.cancel_requested and not ok):
             tstate, treason, next_at = TaskState.CANCELLED, reason or "cancelled", None
         elif ok:
             tstate, treason, next_at = TaskState.SUCCEEDED, None, None
-        elif la.number <= spec.retries and not violation:
-            delay = scheduler.retry_delay(la.number, base=spec.retry_delay, backoff=spec.retry_backoff,
+        elif info.uncharged:
+            tstate, treason, next_at = TaskState.READY, reason, None
+        elif charged_number <= spec.retries and not violation:
+            delay = scheduler.retry_delay(charged_number, base=spec.retry_delay, backoff=spec.retry_backoff,
                                           max_delay=spec.retry_max_delay, jitter=spec.retry_jitter, rand=self.rand())
-            tstate, treason, next_at = TaskState.RETRY_WAIT, f"{reason}; retry {la.number + 1}/{spec.retries + 1} in {delay:.1f}s", self.clock() + delay
+            tstate, treason, next_at = TaskState.RETRY_WAIT, f"{reason}; retry {charged_number + 1}/{spec.retries + 1} in {delay:.1f}s", self.clock() + delay
         else:
             tstate, treason, next_at = TaskState.FAILED, reason, None
         ctx.states[la.task] = tstate
@@ -799,12 +824,15 @@ class Engine:
             attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
             task_change=(ctx.task_ids[la.task], tstate, treason, next_at), cascade=cascade, artifacts=artifacts,
             checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
+            charged=not info.uncharged,
         )
         self._emit({"kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(tstate), "attempt": la.number,
                     "exit_code": info.exit_code, "signal": info.signal, "reason": treason,
                     "log_truncated": info.log_truncated})
         for d in newly_ready:
             self._push_ready(ctx, d)
+        if tstate == TaskState.READY:
+            self._push_ready(ctx, la.task)
         if tstate == TaskState.RETRY_WAIT and next_at is not None:
             self._arm_retry(ctx, la.task, next_at)
         self._maybe_finish(ctx)

@@ -1,9 +1,29 @@
-"""Engine side of process execution: the zygote, spawn requests, exit notifications.
+"""The local executor: the zygote, spawn requests, exit notifications, stopping, its own health.
 
-The executor never decides anything; it starts attempts, watches their shims
-through pidfds (which work for processes that are not our children, so an
-engine restarted after a crash can adopt shims started by its predecessor),
-and reports ``started`` / ``exited`` to the engine on the event loop.
+Contract (what the engine may rely on; a future executor, e.g. Ray, keeps it):
+
+- :meth:`Executor.spawn` never fails synchronously and never reports a
+  failure of edgeorch's own machinery as the task's: if the launcher (the
+  zygote) is down, the request waits until it is back; if it dies with
+  requests in flight, each one that no shim claimed is settled with
+  ``ExitInfo(uncharged=True)`` (the engine relaunches it without charging a
+  retry); one that a shim claimed goes on under that shim.
+- ``on_started(attempt_id, ProcInfo)`` comes at most once, before
+  ``on_exited``; ``on_exited(attempt_id, ExitInfo)`` exactly once per spawned
+  or watched attempt (unless :meth:`close` came first), always on the loop,
+  and only after **no process of the attempt is alive** (the shim exits
+  last; see ``shim.py``).
+- :meth:`stop` asks for a graceful stop: SIGTERM to every process of the
+  attempt now, SIGKILL to all of them ``kill_grace`` later, whatever the
+  task's leader does (the shim carries it out, so it survives a restart of
+  the engine). :meth:`kill` is the engine's safety net: SIGKILL to everything
+  of the attempt it can still find.
+- Health: the executor watches its zygote (a pidfd) and restarts it when it
+  dies (backing off when it keeps dying); ``on_health(message)`` reports it.
+
+Shims are watched through pidfds (which work for processes that are not our
+children, so an engine restarted after a crash can adopt shims started by its
+predecessor).
 """
 
 from __future__ import annotations
@@ -14,11 +34,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .procinfo import is_same_process, open_pidfd
+from .procinfo import descendants, is_same_process, open_pidfd
 from .shim import ABANDONED, EXIT, OWNER, PROC, claim
 
 
@@ -36,6 +57,8 @@ class SpawnRequest:
     cpus: list[int] | None = None
     cgroup: str | None = None
     """A cgroup v2 folder (with ``memory.max``) the shim joins before starting the task."""
+    kill_grace: float = 10.0
+    """Seconds between the SIGTERM and the SIGKILL of a stop (and of what the task leaves behind)."""
     mkdirs: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -55,6 +78,8 @@ class ExitInfo:
     log_truncated: bool = False
     lost: bool = False
     error: str | None = None
+    uncharged: bool = False
+    """A failure of edgeorch's own machinery (the launcher died): not charged to the task's retries."""
 
 
 @dataclass
@@ -85,57 +110,164 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+class _Zygote:
+    """One generation of the zygote: its process, reply pipe and pidfd."""
+
+    def __init__(self, popen: "subprocess.Popen[bytes]", pidfd: int | None) -> None:
+        self.popen = popen
+        self.pidfd = pidfd
+        assert popen.stdout is not None
+        self.out_fd = popen.stdout.fileno()
+        self.buf = b""
+
+
+RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)
+"""Delay before restarting a dead zygote, by how many times it died within the last minute."""
+
+
 class Executor:
-    """Starts attempts under shims and reports their fate on the event loop."""
+    """Starts attempts under shims, stops them, and reports their fate on the event loop (see the module docstring)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         on_started: Callable[[int, ProcInfo], None],
         on_exited: Callable[[int, ExitInfo], None],
+        on_health: Callable[[str], None] | None = None,
     ) -> None:
         self.loop = loop
         self.on_started = on_started
         self.on_exited = on_exited
-        self._zygote: subprocess.Popen[bytes] | None = None
-        self._buf = b""
+        self.on_health = on_health or (lambda message: None)
+        self._zygote: _Zygote | None = None
+        self._old: list[_Zygote] = []  # dead generations whose reply pipe may still carry shims' replies
         self._watched: dict[int, tuple[int, str]] = {}  # attempt_id -> (pidfd, attempt_dir)
         self._dirs: dict[int, str] = {}
+        self._in_flight: dict[int, SpawnRequest] = {}  # written to a zygote, no reply yet
+        self._waiting: list[SpawnRequest] = []  # the zygote is down: sent when it is back
+        self._procs: dict[int, ProcInfo] = {}
+        self._tree: set[int] = set()  # attempts whose shim carries out stop() itself
+        self._stop_asked: set[int] = set()  # stop() before the attempt started: applied at start
+        self._deaths: list[float] = []
+        self._restart_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # -- the zygote --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the zygote. Its stdin/stdout are our request/reply pipes."""
+        """Start the zygote. Its stdin/stdout are our request/reply pipes. Raises OSError when it cannot start."""
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._zygote = subprocess.Popen(
+        popen = subprocess.Popen(
             [sys.executable, "-m", "edgeorch.engine.zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, close_fds=True,
         )
-        assert self._zygote.stdout is not None
-        os.set_blocking(self._zygote.stdout.fileno(), False)
-        self.loop.add_reader(self._zygote.stdout.fileno(), self._on_reply)
+        try:
+            pidfd: int | None = os.pidfd_open(popen.pid)
+        except OSError:  # pragma: no cover - kernels before 5.3: death is noticed on the reply pipe's EOF
+            pidfd = None
+        z = self._zygote = _Zygote(popen, pidfd)
+        os.set_blocking(z.out_fd, False)
+        self.loop.add_reader(z.out_fd, self._on_reply, z)
+        if pidfd is not None:
+            self.loop.add_reader(pidfd, self._on_zygote_death, z)
+        waiting, self._waiting = self._waiting, []
+        for req in waiting:
+            self.spawn(req)
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The current zygote's pid (None while it is down)."""
+        return self._zygote.popen.pid if self._zygote is not None else None
+
+    def _on_zygote_death(self, z: _Zygote) -> None:
+        """The zygote exited: restart it, and settle the requests it took with it."""
+        if z.pidfd is not None:
+            self.loop.remove_reader(z.pidfd)
+            os.close(z.pidfd)
+            z.pidfd = None
+        if z is not self._zygote or self._closing:
+            return
+        code = z.popen.wait()
+        self._zygote = None
+        self._old.append(z)  # keep reading: shims it forked still answer on its pipe
+        if z.popen.stdin is not None:
+            try:
+                z.popen.stdin.close()
+            except OSError:
+                pass
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < 60] + [now]
+        delay = RESTART_BACKOFF_S[min(len(self._deaths) - 1, len(RESTART_BACKOFF_S) - 1)]
+        self.on_health(f"the task launcher (zygote, pid {z.popen.pid}) died ({_describe_status(code)});"
+                       f" restarting it{f' in {delay:g}s' if delay else ''}")
+        for attempt_id in list(self._in_flight):
+            self._settle_in_flight(attempt_id)
+        self._restart_timer = self.loop.call_later(delay, self._restart)
+
+    def _restart(self) -> None:
+        self._restart_timer = None
+        if self._closing or self._zygote is not None:
+            return
+        try:
+            self.start()
+        except OSError as exc:
+            self.on_health(f"cannot restart the task launcher: {exc}; trying again")
+            self._deaths.append(time.monotonic())
+            self._restart_timer = self.loop.call_later(RESTART_BACKOFF_S[-1], self._restart)
+
+    def _settle_in_flight(self, attempt_id: int) -> None:
+        """A request the dead zygote took: claimed by a shim (then watch it) or never run (then not the task's fault)."""
+        req = self._in_flight.pop(attempt_id)
+        if settle_unowned(req.attempt_dir):
+            self._dirs.pop(attempt_id, None)
+            self.on_exited(attempt_id, ExitInfo(None, None, None, lost=True, uncharged=True,
+                                                error="the task launcher died before starting the attempt"))
+            return
+        owner = read_json(Path(req.attempt_dir, OWNER)) or {}
+        if owner.get(ABANDONED):  # pragma: no cover - only recovery writes this, and it does not run now
+            self.on_exited(attempt_id, ExitInfo(None, None, None, lost=True, uncharged=True, error="abandoned"))
+            return
+        if owner.get("stops_tree"):
+            self._tree.add(attempt_id)
+        # Its reply (started, or a start error) still comes on the old pipe; until then the pidfd tells its end.
+        self.watch(attempt_id, req.attempt_dir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
+                   stops_tree=bool(owner.get("stops_tree")))
+
+    # -- spawning ----------------------------------------------------------------------
 
     def spawn(self, req: SpawnRequest) -> None:
         """Ask the zygote for a shim; ``on_started`` or ``on_exited`` follows on the loop."""
-        assert self._zygote is not None and self._zygote.stdin is not None
         self._dirs[req.attempt_id] = req.attempt_dir
+        z = self._zygote
+        if z is None:
+            self._waiting.append(req)
+            return
+        self._in_flight[req.attempt_id] = req
+        assert z.popen.stdin is not None
         try:
-            self._zygote.stdin.write((req.to_json() + "\n").encode())
-            self._zygote.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            self.loop.call_soon(self.on_exited, req.attempt_id, ExitInfo(127, None, None, error=f"zygote is gone: {exc}"))
+            z.popen.stdin.write((req.to_json() + "\n").encode())
+            z.popen.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the zygote is dying: its pidfd fires and _on_zygote_death settles this request
 
-    def _on_reply(self) -> None:
-        assert self._zygote is not None and self._zygote.stdout is not None
+    def _on_reply(self, z: _Zygote) -> None:
         try:
-            chunk = os.read(self._zygote.stdout.fileno(), 1 << 16)
+            chunk = os.read(z.out_fd, 1 << 16)
         except BlockingIOError:
             return
         if not chunk:
-            self.loop.remove_reader(self._zygote.stdout.fileno())
+            self.loop.remove_reader(z.out_fd)
+            if z in self._old:
+                self._old.remove(z)
+                if z.popen.stdout is not None:
+                    z.popen.stdout.close()
+            elif z is self._zygote and z.pidfd is None:  # pragma: no cover - no pidfds: EOF is the death notice
+                self._on_zygote_death(z)
             return
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
+        z.buf += chunk
+        *lines, z.buf = z.buf.split(b"\n")
         for line in lines:
             try:
                 msg = json.loads(line)
@@ -144,15 +276,38 @@ class Executor:
             attempt_id = msg.get("attempt_id")
             if attempt_id is None:
                 continue
-            if "error" in msg:
-                self.on_exited(attempt_id, ExitInfo(127, None, None, error=msg["error"]))
-                continue
-            info = ProcInfo(msg["pid"], msg.get("pid_start_time"), msg["pgid"], msg["shim_pid"], msg.get("shim_start_time"))
-            self.on_started(attempt_id, info)
-            self.watch(attempt_id, self._dirs.get(attempt_id, ""), info.shim_pid, info.shim_start_time)
+            self._on_message(attempt_id, msg)
 
-    def watch(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None) -> bool:
-        """Watch a shim until it exits. False when it is already gone (read exit.json instead)."""
+    def _on_message(self, attempt_id: int, msg: dict[str, Any]) -> None:
+        in_flight = self._in_flight.pop(attempt_id, None) is not None
+        if "error" in msg:
+            if in_flight:
+                self._dirs.pop(attempt_id, None)
+                self.on_exited(attempt_id, ExitInfo(127, None, None, error=msg["error"]))
+            # else: settled already (the launcher died and we claimed it first, or it is watched)
+            return
+        if attempt_id in self._procs:
+            return  # a late reply for an attempt adopted after its zygote died
+        info = ProcInfo(msg["pid"], msg.get("pid_start_time"), msg["pgid"], msg["shim_pid"], msg.get("shim_start_time"))
+        self._procs[attempt_id] = info
+        if msg.get("stops_tree"):
+            self._tree.add(attempt_id)
+        self.on_started(attempt_id, info)
+        if attempt_id not in self._watched:
+            self.watch(attempt_id, self._dirs.get(attempt_id, ""), info.shim_pid, info.shim_start_time,
+                       stops_tree=bool(msg.get("stops_tree")))
+        if attempt_id in self._stop_asked:
+            self.stop(attempt_id)
+
+    # -- watching ----------------------------------------------------------------------
+
+    def watch(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
+              stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
+        """Watch a shim until it exits. False when it is already gone (its exit is settled from exit.json)."""
+        if stops_tree:
+            self._tree.add(attempt_id)
+        if proc is not None:
+            self._procs[attempt_id] = proc
         fd = open_pidfd(shim_pid, shim_start_time)
         if fd is None:
             self.loop.call_soon(self._settle, attempt_id, attempt_dir)
@@ -169,7 +324,10 @@ class Executor:
 
     def _settle(self, attempt_id: int, attempt_dir: str) -> None:
         self._dirs.pop(attempt_id, None)
+        self._tree.discard(attempt_id)
+        self._stop_asked.discard(attempt_id)
         info = read_exit(attempt_dir)
+        self._procs.pop(attempt_id, None)
         if info is None:
             # The shim died without a record (killed, OOM): whatever the task did is unknown.
             proc = read_json(Path(attempt_dir, PROC))
@@ -178,30 +336,76 @@ class Executor:
             info = ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
         self.on_exited(attempt_id, info)
 
+    # -- stopping ----------------------------------------------------------------------
+
+    def stop(self, attempt_id: int) -> None:
+        """SIGTERM every process of the attempt now, SIGKILL them after the grace period (see the contract)."""
+        watched = self._watched.get(attempt_id)
+        proc = self._procs.get(attempt_id)
+        if watched is None or (proc is None and attempt_id not in self._tree):
+            self._stop_asked.add(attempt_id)  # not started yet: done when it is
+            return
+        if attempt_id in self._tree:
+            try:
+                signal.pidfd_send_signal(watched[0], signal.SIGTERM)  # the shim does the rest
+                return
+            except OSError:
+                pass
+        if proc is not None:  # a shim of an older edgeorch: only its process group can be reached
+            kill_group(proc.pgid, signal.SIGTERM)
+
+    def kill(self, attempt_id: int) -> None:
+        """SIGKILL everything of the attempt that can still be found (the shim's tree and the task's group)."""
+        watched = self._watched.get(attempt_id)
+        proc = self._procs.get(attempt_id)
+        if proc is not None:
+            for pid in descendants(proc.shim_pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if watched is not None:
+                kill_group(proc.pgid, signal.SIGKILL)
+
+    def pgid_of(self, attempt_id: int) -> int | None:
+        proc = self._procs.get(attempt_id)
+        return proc.pgid if proc else None
+
     def close(self) -> None:
         """Stop watching and let the zygote exit; running shims and tasks go on."""
+        self._closing = True
+        if self._restart_timer is not None:
+            self._restart_timer.cancel()
         for attempt_id, (fd, _) in list(self._watched.items()):
             self.loop.remove_reader(fd)
             os.close(fd)
         self._watched.clear()
-        if self._zygote is not None:
-            if self._zygote.stdout is not None:
-                try:
-                    self.loop.remove_reader(self._zygote.stdout.fileno())
-                except Exception:
-                    pass
+        for z in [*self._old, *([self._zygote] if self._zygote else [])]:
+            if z.pidfd is not None:
+                self.loop.remove_reader(z.pidfd)
+                os.close(z.pidfd)
+                z.pidfd = None
             try:
-                if self._zygote.stdin:
-                    self._zygote.stdin.close()
+                self.loop.remove_reader(z.out_fd)
+            except Exception:
+                pass
+            try:
+                if z.popen.stdin:
+                    z.popen.stdin.close()
             except OSError:
                 pass
             try:
-                self._zygote.wait(timeout=5)
+                z.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self._zygote.kill()
-            if self._zygote.stdout:
-                self._zygote.stdout.close()
-            self._zygote = None
+                z.popen.kill()
+            if z.popen.stdout:
+                z.popen.stdout.close()
+        self._old.clear()
+        self._zygote = None
+
+
+def _describe_status(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def kill_group(pgid: int | None, sig: int) -> bool:

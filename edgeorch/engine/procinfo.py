@@ -63,3 +63,35 @@ def open_pidfd(pid: int, start_time: int | None) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process visible in /proc (one scan).
+
+    Used to find all descendants of a process: a walk from it over this map.
+    A process that exits during the scan is simply left out.
+    """
+    out: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or len(fields) < 2:
+            continue
+        try:
+            out.setdefault(int(fields[1]), []).append(int(entry.name))
+        except ValueError:
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of ``pid`` (children first); [] when none or when ``pid`` is gone."""
+    kids = children_map()
+    out: list[int] = []
+    todo = list(kids.get(pid, ()))
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out

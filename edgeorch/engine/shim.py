@@ -12,25 +12,49 @@ Contract, in order:
    engine over the reply pipe (best effort: the engine may be gone).
 4. Copy the pipe into the log file up to the cap, then a marker line, then
    drain without writing (the task must never block on a full pipe).
-5. Wait for the task and write ``exit.json`` (temp file, rename).
-   This is the record of truth for the exit status, read by the engine now
-   or after a restart.
+5. Wait for the task, then for **every process the attempt started**: the
+   shim is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so descendants
+   that detach (double fork, ``setsid`` daemons) are re-parented to it and
+   stay visible. Once the task itself has exited, what is left of its tree
+   gets SIGTERM, and SIGKILL after ``kill_grace`` seconds, until the shim has
+   no child left (and, where the attempt has a cgroup v2 folder with
+   ``cgroup.kill``, that cgroup is killed as well).
+6. Write ``exit.json`` (temp file, rename) — only when nothing of the
+   attempt runs any more. This is the record of truth for the exit status,
+   read by the engine now or after a restart; an attempt is settled (and its
+   lease released) only after it, so no process of an ended attempt holds
+   hardware that is leased again.
+
+Stopping (timeout, cancel, GPU watcher): the engine sends the shim SIGTERM.
+The shim forwards SIGTERM to the whole tree at once and SIGKILLs whatever is
+still alive ``kill_grace`` seconds later, whatever the task's leader did
+(a leader that dies on SIGTERM does not shorten or cancel the kill of a
+child that ignores it). ``owner.json`` says ``"stops_tree": true`` so a
+newer engine knows it may stop this shim by signal.
 
 The shim outlives the daemon; it never touches the state file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
 import select
+import signal
 import subprocess  # imported before the zygote forks, so shims do not pay for it
 import sys
 import time
 from typing import Any
 
-from edgeorch.engine.procinfo import process_start_time
+from edgeorch.engine.procinfo import descendants, process_start_time
+
+_PR_SET_CHILD_SUBREAPER = 36
+try:  # loaded once in the zygote, before any fork
+    _libc: Any = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - no libc symbols: fall back to the process group only
+    _libc = None
 
 OWNER = "owner.json"
 PROC = "proc.json"
@@ -77,6 +101,9 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     """Body of a forked shim process; returns the shim's exit code. Never raises."""
     attempt_dir = req["attempt_dir"]
     me = os.getpid()
+    # First of all: from the claim on, a SIGTERM from the engine means "stop the attempt", never "die".
+    wake_r, wake_w = os.pipe()
+    _become_reaper(wake_w)
     try:
         # Folders are made here, off the engine's loop (metadata writes are slow on some disks).
         for folder in (attempt_dir, *req.get("mkdirs", ())):
@@ -84,7 +111,8 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     except OSError as exc:
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot create {exc.filename}: {exc.strerror}"})
         return 0
-    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": process_start_time(me), "attempt_id": req["attempt_id"]}):
+    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": process_start_time(me), "attempt_id": req["attempt_id"],
+                               "stops_tree": True}):
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": "attempt already settled (abandoned by recovery)"})
         return 0
     try:
@@ -112,13 +140,14 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     start = process_start_time(pid)
     proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
-    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": process_start_time(me), **proc})
+    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": process_start_time(me),
+                      "stops_tree": True, **proc})
     try:
         os.close(reply_fd)  # do not hold the engine's pipe open for the task's lifetime
     except OSError:
         pass
-    truncated = _pump(rfd, log_fd, int(req.get("log_max_bytes", 0)), pid)
-    _, status = os.waitpid(pid, 0)
+    tree = _Tree(me, pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"))
+    truncated, status = _supervise(rfd, wake_r, log_fd, int(req.get("log_max_bytes", 0)), tree)
     code = os.waitstatus_to_exitcode(status)
     result = {
         "exit_code": code if code >= 0 else None,
@@ -158,58 +187,156 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
     return proc.pid
 
 
-def _pump(rfd: int, log_fd: int, cap: int, pid: int) -> bool:
-    """Copy task output to the log until EOF or until the task exits and the pipe is drained.
+def _become_reaper(wake_w: int) -> None:
+    """Make this shim the reaper of every orphan below it; SIGCHLD and SIGTERM wake its loop via ``wake_w``.
 
-    A grandchild that keeps the pipe open must not keep the shim waiting
-    forever, so once the task itself has exited we only drain what is buffered.
-    Returns True when the cap cut the output.
+    Python handlers (not SIG_DFL/SIG_IGN) are reset to the default by exec,
+    so the task starts with ordinary signal dispositions.
     """
-    written = 0
-    truncated = False
-    pidfd = None
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        pass
-    exited = False
-    watch = [rfd] + ([pidfd] if pidfd is not None else [])
+    if _libc is not None:
+        _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+
+
+class _Tree:
+    """The processes of one attempt: the task (``leader``) and every descendant of the shim."""
+
+    def __init__(self, shim: int, leader: int, grace: float, cgroup: str | None) -> None:
+        self.shim = shim
+        self.leader = leader
+        self.grace = grace
+        self.cgroup = cgroup
+        self.status: int | None = None  # the leader's wait status, once reaped
+        self.deadline: float | None = None  # when the SIGKILLs start
+        self.killing = False
+
+    def reap(self) -> bool:
+        """Collect exited children (the leader's status kept); True when the shim has no child left."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return False
+            if pid == self.leader:
+                self.status = status
+
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to every descendant of the shim (and the task's group while its leader is unreaped)."""
+        if self.status is None:
+            try:
+                os.killpg(self.leader, sig)  # the pgid cannot be reused while the leader is unreaped
+            except OSError:
+                pass
+        for pid in descendants(self.shim):
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        if sig == signal.SIGKILL and self.cgroup:
+            try:  # cgroup v2 (5.14+): kills every member, even one that left the tree
+                with open(os.path.join(self.cgroup, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """SIGTERM to everything now, SIGKILL at the end of the grace period (never later than already set)."""
+        if self.deadline is None:
+            self.signal_all(signal.SIGTERM)
+            self.deadline = time.monotonic() + self.grace
+
+    def timeout(self) -> float | None:
+        """How long the loop may wait for an event; None: until one comes."""
+        if self.killing:
+            return 0.02  # keep killing what re-parenting brings up until nothing is left
+        if self.deadline is None:
+            return None
+        return max(self.deadline - time.monotonic(), 0.0)
+
+    def tick(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.killing = True
+        if self.killing:
+            self.signal_all(signal.SIGKILL)
+
+
+def _supervise(rfd: int, wake_r: int, log_fd: int, cap: int, tree: _Tree) -> tuple[bool, int]:
+    """Copy task output to the log while the attempt's processes live; returns (truncated, leader's status).
+
+    Returns only when the leader has exited and the shim has no child left
+    (see the module docstring); then the pipe is drained of what is buffered.
+    """
+    log = _LogCopy(log_fd, cap)
+    watch = [rfd, wake_r]
+    os.set_blocking(wake_r, False)
     while True:
         try:
-            ready, _, _ = select.select(watch, [], [], None if not exited else 0)
+            ready, _, _ = select.select(watch, [], [], tree.timeout())
         except InterruptedError:
             continue
-        if pidfd is not None and pidfd in ready:
-            exited = True
-            watch = [rfd]
-            os.set_blocking(rfd, False)
-            ready = [rfd]
-        if rfd not in ready:
-            if exited:
-                break
-            continue
+        if wake_r in ready:
+            try:
+                woke = os.read(wake_r, 4096)
+            except BlockingIOError:
+                woke = b""
+            if signal.SIGTERM in woke:
+                tree.stop()
+        if rfd in ready and rfd in watch:
+            if not log.copy_once(rfd):
+                watch.remove(rfd)
+        none_left = tree.reap()
+        if tree.status is not None and none_left:
+            break
+        if tree.status is not None:
+            tree.stop()  # the task is over: what it left behind goes too
+        tree.tick()
+    if rfd in watch:
+        os.set_blocking(rfd, False)
+        while log.copy_once(rfd):
+            pass
+    os.close(rfd)
+    os.close(wake_r)
+    assert tree.status is not None
+    return log.truncated, tree.status
+
+
+class _LogCopy:
+    """The task's output into the log file up to ``cap`` bytes (0: no cap), then one marker line."""
+
+    def __init__(self, log_fd: int, cap: int) -> None:
+        self.log_fd = log_fd
+        self.cap = cap
+        self.written = 0
+        self.truncated = False
+
+    def copy_once(self, rfd: int) -> bool:
+        """Copy one chunk; False at EOF (or nothing more buffered on a non-blocking pipe)."""
         try:
             chunk = os.read(rfd, 1 << 16)
         except BlockingIOError:
-            break
+            return False
         except InterruptedError:
-            continue
+            return True
         if not chunk:
-            break
-        if cap and written + len(chunk) > cap:
-            if not truncated:
-                keep = max(cap - written, 0)
-                _write_all(log_fd, chunk[:keep])
-                written += keep
-                _write_all(log_fd, f"\n[edgeorch: log cap of {cap} bytes reached; further output dropped]\n".encode())
-                truncated = True
-            continue
-        _write_all(log_fd, chunk)
-        written += len(chunk)
-    os.close(rfd)
-    if pidfd is not None:
-        os.close(pidfd)
-    return truncated
+            return False
+        if self.cap and self.written + len(chunk) > self.cap:
+            if not self.truncated:
+                keep = max(self.cap - self.written, 0)
+                _write_all(self.log_fd, chunk[:keep])
+                self.written += keep
+                _write_all(self.log_fd, f"\n[edgeorch: log cap of {self.cap} bytes reached; further output dropped]\n".encode())
+                self.truncated = True
+            return True
+        _write_all(self.log_fd, chunk)
+        self.written += len(chunk)
+        return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

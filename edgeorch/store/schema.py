@@ -200,6 +200,10 @@ MIGRATIONS: list[str] = [
     DELETE FROM artifacts WHERE id NOT IN
         (SELECT MIN(id) FROM artifacts GROUP BY run_id, task, attempt_id, name, created_at);
     """,
+    # 8: an attempt lost to edgeorch's own machinery (its launcher died) is not charged to the task's retries.
+    """
+    ALTER TABLE attempts ADD COLUMN charged INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -436,10 +436,13 @@ class Store:
         results: list[dict[str, Any]] = (),  # type: ignore[assignment]
         verdict: str | None = None,
         finished_at: float | None = None,
+        charged: bool = True,
     ) -> None:
         """One transaction: the attempt's outcome, its task's next state, dependents, files recorded.
 
-        ``task_change`` is ``(task_id, state, reason, next_attempt_at)``.
+        ``task_change`` is ``(task_id, state, reason, next_attempt_at)``. ``charged=False``
+        records a failure of edgeorch's own machinery, which does not count
+        against the task's retries (:meth:`uncharged_attempts`).
         """
         now = self.clock()
         row = self._one("SELECT run_id, task FROM attempts WHERE id = ?", (attempt_id,))
@@ -449,8 +452,9 @@ class Store:
         task_id, tstate, treason, next_at = task_change
         with self.transaction():
             self.conn.execute(
-                "UPDATE attempts SET state = ?, exit_code = ?, signal = ?, reason = ?, finished_at = ?, verdict = ? WHERE id = ?",
-                (state, exit_code, signal, reason, finished_at or now, verdict, attempt_id),
+                "UPDATE attempts SET state = ?, exit_code = ?, signal = ?, reason = ?, finished_at = ?, verdict = ?,"
+                " charged = ? WHERE id = ?",
+                (state, exit_code, signal, reason, finished_at or now, verdict, int(charged), attempt_id),
             )
             self.conn.execute(
                 "UPDATE tasks SET state = ?, reason = ?, next_attempt_at = ?, finished_at = ? WHERE id = ?",
@@ -484,6 +488,11 @@ class Store:
         if task is None:
             return self._all("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
         return self._all("SELECT * FROM attempts WHERE run_id = ? AND task = ? ORDER BY number", (run_id, task))
+
+    def uncharged_attempts(self, run_id: int) -> dict[str, int]:
+        """Task name -> how many of its attempts in this run were lost to edgeorch's machinery (not retries)."""
+        return {r["task"]: r["n"] for r in self._all(
+            "SELECT task, COUNT(*) AS n FROM attempts WHERE run_id = ? AND charged = 0 GROUP BY task", (run_id,))}
 
     def live_attempts(self) -> list[dict[str, Any]]:
         """Attempts in ``starting`` or ``running``: what recovery must adopt or settle."""

@@ -134,12 +134,17 @@ def test_importing_the_store_does_not_import_pandas():
 
 
 def test_migration_7_repairs_artifact_rows_multiplied_by_cache_hits(tmp_path):
+    from edgeorch.store.schema import MIGRATIONS
+
     path = tmp_path / "state.db"
-    store = Store(path)
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:6]:  # a version-6 file, as an earlier edgeorch left it
+        conn.executescript(script)
     rows = [(2, "t", 1, "o", "/x/o", 1, "a", 5.0)] * 4 + [(1, "t", 1, "o", "/x/o", 1, "a", 1.0)]
-    store.conn.executemany("INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    store.conn.execute("PRAGMA user_version = 6")
-    store.close()
+    conn.executemany("INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
     store = Store(path)
     assert [(a["run_id"], a["created_at"]) for a in store.artifacts_of(1) + store.artifacts_of(2)] == [(1, 1.0), (2, 5.0)]
