@@ -169,7 +169,8 @@ class ControlServer:
         self.version = version
         self.started_at: float | None = None
         self._ops: dict[str, Operation] = {}
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._ident: tuple[int, int] | None = None
         self.max_clients = self.control.max_clients
@@ -255,7 +256,7 @@ class ControlServer:
         passed a socket on another path; :class:`ConfigError` for an unknown
         ``control.group``.
         """
-        if self._server is not None:
+        if self._listener is not None:
             raise RuntimeError("server already started")
         nofile = raise_nofile_limit()
         self.max_clients = client_limit(self.control.max_clients, nofile)
@@ -267,15 +268,57 @@ class ControlServer:
         if sock is None:
             sock = self._bind()
         try:
-            backlog = max(128, min(self.max_clients, 4096))
-            self._server = await asyncio.start_unix_server(
-                self._serve, sock=sock, limit=self.control.max_line_bytes, backlog=backlog
-            )
+            sock.listen(max(128, min(self.max_clients, 4096)))
+            sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
+        self._listener = sock
+        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(sock), name="control:accept")
         self.started_at = time.time()
         log.info("control socket %s on %s", "passed by systemd" if self.activated else "listening", self.path)
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        """Accept one connection at a time: a client past :attr:`max_clients` is told ``busy`` and
+        closed before the next accept, so excess clients never hold more than one descriptor."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of descriptors anyway (not because of clients): let the
+                # daemon's own work finish rather than spin on accept.
+                log.warning("cannot accept a control connection: %s", exc.strerror)
+                await asyncio.sleep(0.1)
+                continue
+            if len(self._conns) >= self.max_clients:
+                self._refuse_busy(conn)
+                continue
+            task = loop.create_task(self._open(conn), name="control:connection")
+            self._conns.add(task)
+            task.add_done_callback(self._conns.discard)
+
+    def _refuse_busy(self, conn: socket.socket) -> None:
+        # A fresh socket's send buffer is empty, so the one short line always fits.
+        try:
+            conn.setblocking(False)
+            conn.send(P.encode_error(None, P.Busy(f"too many clients (max {self.max_clients})")))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    async def _open(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=self.control.max_line_bytes)
+        except BaseException:
+            conn.close()
+            raise
+        await self._serve(reader, writer)
 
     def _bind(self) -> socket.socket:
         gid = self._group_id()
@@ -310,16 +353,19 @@ class ControlServer:
         Idempotent. The socket file is removed only if it is still the one we
         bound (a newer daemon may have replaced it).
         """
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        listener, self._listener = self._listener, None
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.cancel()
+            with contextlib.suppress(BaseException):
+                await acceptor
+        if listener is not None:
+            listener.close()
         tasks = list(self._conns)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
         if self._ident is not None:
             with contextlib.suppress(OSError):
                 st = os.stat(self.path)
@@ -379,15 +425,8 @@ class ControlServer:
     # -- connections ------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
         conn: _Connection | None = None
         try:
-            if len(self._conns) > self.max_clients:
-                # Answer before closing, so the client can tell "busy" from a crash.
-                writer.write(P.encode_error(None, P.Busy(f"too many clients (max {self.max_clients})")))
-                return
             peer = peer_of(writer.get_extra_info("socket"))
             conn = _Connection(self, reader, writer, peer)
             await conn.run()
@@ -396,7 +435,6 @@ class ControlServer:
         except Exception:
             log.exception("control connection failed")
         finally:
-            self._conns.discard(task)
             if conn is not None:
                 await conn.stop_all()
             writer.close()

@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -255,6 +256,10 @@ def test_max_clients_refuses_the_extra_one(make_server: MakeServer) -> None:
             reply = c.recv()
             assert reply["error"]["code"] == "busy" and reply["id"] is None
             assert c.at_eof()
+    deadline = time.monotonic() + 10
+    while st.server is not None and st.server.clients:  # slots free as the server reads a's and b's EOF
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     ping_ok(st.path)
 
 

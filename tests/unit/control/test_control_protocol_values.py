@@ -1,0 +1,93 @@
+"""Every request line maps to exactly one well-formed reply (issue 9, item 25), at the protocol level."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeorch.control import protocol as P
+from edgeorch.errors import UsageError
+
+
+def parse_error(line: str) -> P.RequestError:
+    try:
+        P.parse_request(line)
+    except P.RequestError as exc:
+        return exc
+    raise AssertionError(f"{line!r} was accepted")
+
+
+def test_an_id_with_a_lone_surrogate_is_a_bad_request_answered_with_a_null_id() -> None:
+    exc = parse_error('{"v":1,"id":"a\\ud800","op":"ping"}')
+    assert exc.fatal and exc.id is None and exc.error.code == "bad_request"
+    reply = json.loads(P.encode_error(exc.id, exc.error))
+    assert reply["id"] is None and reply["error"]["field"] == "id"
+
+
+def test_nan_and_infinity_are_refused_anywhere() -> None:
+    for line in ('{"v":1,"id":NaN,"op":"ping"}', '{"v":1,"id":1,"op":"ping","args":{"x":Infinity}}',
+                 '{"v":1,"id":1,"op":"ping","args":{"x":1e999}}'):
+        exc = parse_error(line)
+        assert exc.error.code == "bad_request"
+        json.loads(P.encode_error(exc.id, exc.error))  # the reply itself is JSON
+
+
+def test_a_30_digit_integer_argument_is_a_usage_error_and_the_connection_stays() -> None:
+    exc = parse_error('{"v":1,"id":4,"op":"runs.show","args":{"run_id":123456789012345678901234567890}}')
+    assert isinstance(exc.error, UsageError) and not exc.fatal and exc.id == 4
+    assert exc.error.field == "args.run_id"
+
+
+def test_a_lone_surrogate_in_args_keeps_the_id() -> None:
+    exc = parse_error('{"v":1,"id":"r1","op":"echo","args":{"k":["\\udc80"]}}')
+    assert exc.id == "r1" and exc.error.field == "args.k[0]"
+
+
+def test_encode_error_never_raises_on_values_json_cannot_carry() -> None:
+    err = UsageError("bad \udc80 value", value=float("nan"), field="x\ud800")
+    doc = json.loads(P.encode_error("ok-id", err))
+    assert doc["id"] == "ok-id" and doc["ok"] is False and "bad" in doc["error"]["message"]
+    assert json.loads(P.encode_error(float("nan"), err))["id"] is None  # type: ignore[arg-type]
+
+
+JSON_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**18, max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["\ud800", "a\udfff", "\udc80x"]),
+)
+JSON_VALUES = st.recursive(JSON_LEAVES, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=8)
+REQUEST_DOCS = st.fixed_dictionaries(
+    {"v": st.sampled_from([1, 1, 1, 2, "1"]), "id": JSON_LEAVES, "op": st.one_of(st.text(max_size=10), JSON_LEAVES)},
+    optional={"args": st.one_of(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4), JSON_LEAVES),
+              "extra": JSON_LEAVES},
+)
+
+
+def valid_id(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    if isinstance(value, int):
+        return P.INT_MIN <= value <= P.INT_MAX
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(REQUEST_DOCS.map(lambda d: json.dumps(d)), st.binary(max_size=60).map(lambda b: b.decode("latin-1"))))
+def test_any_line_parses_or_gives_an_encodable_error_echoing_a_valid_id(line: str) -> None:
+    try:
+        req = P.parse_request(line)
+    except P.RequestError as exc:
+        reply = json.loads(P.encode_error(exc.id, exc.error))
+        assert reply["ok"] is False and isinstance(reply["error"]["code"], str)
+        assert exc.id is None or valid_id(exc.id)
+        return
+    assert valid_id(req.id)
+    json.loads(P.encode(P.ok(req.id, req.args)))  # whatever was accepted can be echoed back
+    assert not any(isinstance(v, float) and not math.isfinite(v) for v in req.args.values())
