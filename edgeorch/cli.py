@@ -4,9 +4,7 @@ Each subcommand is a small function ``cmd_<name>(args) -> int`` (the exit
 code). Errors a user can cause are :class:`EdgeorchError` and print as one
 clear message; tracebacks are reserved for bugs.
 
-Exit codes: 0 success; 1 failure (run failed, invalid pipeline, drift found);
-2 usage or configuration error; 3 not found; 4 state file unusable;
-5 conflict (e.g. retrying a running run); 130 interrupted (run cancelled).
+Exit codes: :data:`EXIT_CODES` (listed by ``--help`` and the README).
 """
 
 from __future__ import annotations
@@ -29,6 +27,15 @@ from .pipelines import not_loaded_error, parse_param_args, read_pipeline_bytes, 
 from .textui import format_bytes, format_duration, format_timestamp, print_json, print_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "ok"), (1, "failed/invalid (run failed, invalid pipeline, drift found)"),
+    (2, "usage or config error (also a request this machine can never serve)"), (3, "not found"),
+    (4, "state file unusable"), (5, "conflict (paused pipeline, run still active)"),
+    (69, "no daemon running"), (75, "daemon busy or timed out, try again"), (77, "permission denied"),
+    (130, "interrupted"),
+)
+"""Every exit code the CLI uses, with its meaning: the one list ``--help`` prints (errors carry theirs)."""
 
 STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
                "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
@@ -601,6 +608,9 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     print_table(["pipeline", "tasks", "paused", "next fire", "description"],
                 [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
                   "paused" if i["paused"] else _fire_text(i.get("next_fire")), i["description"]] for i in items])
+    for i in items:
+        for w in i.get("warnings") or []:
+            print(f"warning  pipeline {i['name']}: {w}")
     for e in errors:
         print(f"error  {e}")
     return EXIT_OK
@@ -728,8 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeorch",
         description="A single-machine orchestrator for ML and data pipelines.",
-        epilog="Exit codes: 0 ok, 1 failed/invalid, 2 usage or config error, 3 not found, 4 state file unusable, "
-               "5 conflict, 130 interrupted.",
+        epilog="Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + ".",
     )
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -142,10 +142,10 @@ def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchErro
     if not mine:
         return None
     first = mine[0]
-    more = f" ({len(mine)} problems: `edgeorch validate {first.file}` lists them)" if len(mine) > 1 else ""
-    return PipelineError(f"pipeline {name!r} is not loaded: its file is invalid: {first.message}", file=first.file,
-                         line=first.line, column=first.column, field=first.field, value=first.value,
-                         expected=first.expected, hint=(first.hint or "") + more or None)
+    more = f"; {len(mine)} problems: `edgeorch validate {first.file}` lists them" if len(mine) > 1 else ""
+    hint = (f"{first.hint}; " if first.hint else "") + f"pipeline {name!r} is not loaded until this file is fixed{more}"
+    return PipelineError(first.message, file=first.file, line=first.line, column=first.column, field=first.field,
+                         value=first.value, expected=first.expected, hint=hint, pipeline=first.pipeline)
 
 
 def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:

@@ -12,6 +12,10 @@ from typing import Any
 def run_document(store: Any, run_id: int) -> dict[str, Any]:
     """Raises NotFoundError for an unknown run."""
     run = store.get_run(run_id)
+    # What the run executes: the pipeline file and the hash of the content it was started from
+    # (an ad-hoc file sent to the daemon is recorded by content, not by path).
+    version = store.pipeline_version(run["pipeline_version_id"])
+    run["pipeline_file"], run["content_hash"] = version["source_file"], version["content_hash"]
     run["tasks"] = store.tasks_of(run_id)
     attempts = store.attempts_of(run_id)
     for t in run["tasks"]:

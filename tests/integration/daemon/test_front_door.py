@@ -95,3 +95,60 @@ def test_retry_of_a_paused_pipelines_run_is_refused_without_a_daemon(workspace, 
     assert daemon.stop() == 0
     proc = cli(workspace, "retry", "1")
     assert proc.returncode == 5 and "pipeline once is paused" in proc.stderr, proc.stderr
+
+
+ADHOC = """
+name = "adhoc"
+[params]
+word = "hi"
+[tasks.a]
+command = ["sh", "-c", "echo {word} from adhoc"]
+"""
+
+
+def test_an_adhoc_pipeline_file_is_run_by_the_daemon_with_its_content_hash(workspace, daemon, tmp_path):
+    import hashlib
+
+    daemon.start()
+    path = tmp_path / "elsewhere" / "adhoc.toml"
+    path.parent.mkdir()
+    path.write_text(ADHOC)
+    proc = cli(workspace, "run", str(path), "-p", "word=yo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "queued on the daemon" in proc.stdout
+    doc = daemon.call("runs.show", {"run_id": 1})
+    assert doc["state"] == "succeeded" and doc["params"] == {"word": "yo"}
+    assert doc["content_hash"] == hashlib.sha256(ADHOC.encode()).hexdigest()
+    assert doc["pipeline_file"] == str(path)
+    # the file is not loaded into the daemon's pipelines: it was run once, by content
+    assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == []
+
+
+def test_an_adhoc_file_with_errors_is_refused_naming_the_file(workspace, daemon, tmp_path):
+    daemon.start()
+    path = tmp_path / "bad.toml"
+    path.write_text("[tasks.a]\ncommand = 5\n")
+    proc = cli(workspace, "run", str(path))
+    assert proc.returncode == 1 and f"{path}: pipeline bad: tasks.a.command" in proc.stderr, proc.stderr
+
+
+def test_a_gpu_request_on_a_gpu_less_daemon_exits_2_and_pipelines_warns(workspace, daemon):
+    workspace.write_config('[resources]\ngpu_backend = "none"\n')  # GPU-less, also on a machine with GPUs
+    workspace.pipeline("gpu", "[tasks.a]\ncommand = [\"true\"]\ngpus = 1\n")
+    daemon.start()
+    proc = cli(workspace, "run", "gpu")
+    assert proc.returncode == 2 and "task a" in proc.stderr, proc.stderr
+    listed = cli(workspace, "pipelines")
+    assert listed.returncode == 0 and "warning  pipeline gpu: task a" in listed.stdout, listed.stdout
+    assert daemon.call("pipelines.list")["pipelines"][0]["warnings"]
+
+
+def test_run_name_of_a_broken_file_points_at_the_file_with_and_without_a_daemon(workspace, daemon):
+    path = workspace.pipeline("broken", "[tasks.a\ncommand = [\"true\"]\n")
+    for with_daemon in (False, True):
+        if with_daemon:
+            daemon.start()
+        proc = cli(workspace, "run", "broken")
+        assert proc.returncode == 1, proc.stderr
+        assert "no pipeline named" not in proc.stderr
+        assert f"{path}:1" in proc.stderr and "malformed TOML" in proc.stderr, proc.stderr

@@ -1,0 +1,55 @@
+"""Dead ends a user met (issue 9, item 10) and docs that disagreed with the code (item 37), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from edgeorch.cli import _size
+
+
+def run(ws, *args):
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_help_lists_every_exit_code(workspace):
+    out = " ".join(run(workspace, "--help").stdout.split())
+    for code in (0, 1, 2, 3, 4, 5, 69, 75, 77, 130):
+        assert f" {code} " in out, code
+
+
+def test_sizes_in_tables_are_human(workspace):
+    assert _size(29 * 1024) == "29.0K" and _size(29_000) == "28.3K"
+    assert _size(512) == "512B" and _size(3 * 1024**3) == "3.0G"
+
+
+def test_a_wrong_param_type_says_an_int(workspace):
+    workspace.pipeline("p", "[params]\nn = 1\n[tasks.a]\ncommand = [\"true\"]\n")
+    proc = run(workspace, "run", "p", "-p", "n=abc")
+    assert proc.returncode == 2 and "expected an int" in proc.stderr, proc.stderr
+    workspace.pipeline("q", "[params]\nn = { type = \"int\", default = \"abc\" }\n[tasks.a]\ncommand = [\"true\"]\n")
+    assert "expected an int" in run(workspace, "validate").stdout
+
+
+def test_unknown_needs_are_reported_when_another_task_fails_to_parse(workspace):
+    workspace.pipeline("p", '[tasks.a]\ncommand = 5\n[tasks.b]\ncommand = ["true"]\nneeds = ["zzz"]\n')
+    errors = json.loads(run(workspace, "validate", "--json").stdout)["errors"]
+    fields = sorted(e["field"] for e in errors)
+    assert fields == ["tasks.a.command", "tasks.b.needs"], errors
+
+
+def test_an_oversized_pipeline_file_is_invalid_with_file_size_and_limit(workspace):
+    big = workspace.pipelines / "big.toml"
+    big.write_bytes(b"# padding\n" * 200_000)
+    proc = run(workspace, "validate")
+    assert proc.returncode == 1
+    assert f"{big}: the pipeline file is too large (found '2000000 bytes'); expected at most 1048576 bytes" in proc.stdout
+
+
+def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):
+    path = workspace.pipeline("broken", "[tasks.a]\ncommand = [\"true\"]\nretries = \"x\"\n")
+    proc = run(workspace, "run", "broken")
+    assert proc.returncode == 1 and "no pipeline named" not in proc.stderr
+    assert f"{path}: pipeline broken: tasks.a.retries" in proc.stderr, proc.stderr

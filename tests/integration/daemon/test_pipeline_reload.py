@@ -1,0 +1,86 @@
+"""The pipelines folder watcher reloads on content changes only (issue 9, item 3).
+
+Reading a pipeline file (``cat``, ``edgeorch validate``, the reload's own reads)
+used to trigger a reload, whose reads triggered the next one: about five
+reloads a second, forever. Reloads are counted in the state file's events
+table over a quiet window (counting "nothing happens" needs a window).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+
+TWO = """
+[tasks.a]
+command = ["true"]
+"""
+
+QUIET_S = 1.5  # the loop made ~7 reloads in this window
+
+
+def reloads(ws) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(ws.state / "edgeorch.db", timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM events WHERE kind = 'reload' ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def cli(ws, *args):
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def poll(cond, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_reading_pipeline_files_never_reloads(workspace, daemon):
+    path = workspace.pipeline("two", TWO)
+    daemon.start()
+    subprocess.run(["cat", str(path)], check=True, capture_output=True)
+    assert cli(workspace, "validate").returncode == 0
+    time.sleep(QUIET_S)
+    assert reloads(workspace) == []
+
+
+def test_an_explicit_reload_without_a_change_is_one_unchanged_reload(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    proc = cli(workspace, "reload")
+    assert proc.returncode == 0 and "reloaded: unchanged" in proc.stdout, proc.stdout
+    time.sleep(QUIET_S)  # its own reads must not start another
+    rows = reloads(workspace)
+    assert len(rows) == 1 and "unchanged" in rows[0]["message"]
+
+
+def test_an_edit_reloads_once_and_a_rewrite_with_the_same_content_not_at_all(workspace, daemon):
+    path = workspace.pipeline("two", TWO)
+    daemon.start()
+    path.write_text(TWO + "[tasks.b]\ncommand = [\"true\"]\n")
+    poll(lambda: len(reloads(workspace)) >= 1)
+    time.sleep(QUIET_S)
+    assert len(reloads(workspace)) == 1 and "1 changed" in reloads(workspace)[0]["message"]
+    assert daemon.call("pipelines.show", {"name": "two"})["order"] == ["a", "b"]
+    path.write_text(path.read_text())  # a write-close with the same bytes: hash unchanged, no reload
+    time.sleep(QUIET_S)
+    assert len(reloads(workspace)) == 1
+
+
+def test_an_oversized_pipeline_file_is_an_error_naming_file_size_and_limit(workspace, daemon):
+    workspace.pipeline("two", TWO)
+    big = workspace.pipelines / "big.toml"
+    big.write_bytes(b"# padding\n" * 200_000)  # 2 MB
+    daemon.start()
+    errors = daemon.call("pipelines.list")["errors"]
+    assert len(errors) == 1 and errors[0]["file"] == str(big)
+    assert "too large" in errors[0]["message"] and "2000000 bytes" in errors[0]["message"]
+    assert "at most 1048576 bytes" in errors[0]["message"]
+    assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
