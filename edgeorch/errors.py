@@ -134,6 +134,19 @@ class ConflictError(EdgeorchError):
     exit_code = 5
 
 
+class UnsatisfiableError(EdgeorchError):
+    """A request that no device of this machine could ever satisfy.
+
+    Raised (or reported) instead of letting the task wait forever: a GPU task
+    on a CPU-only daemon, ``gpu_memory`` larger than every GPU, ``gpus`` above
+    the device count, more ``cpus`` than the daemon may use. A configuration
+    problem (exit 2): the request or the daemon's ``[resources]`` must change.
+    """
+
+    code = "unsatisfiable"
+    exit_code = 2
+
+
 class DataError(EdgeorchError, ValueError):
     """A data file cannot be read as expected (kernels: file, column, row)."""
 

@@ -49,6 +49,7 @@ from ..errors import (
     PipelineError,
     StateError,
     TaskViolation,
+    UnsatisfiableError,
     UsageError,
 )
 
@@ -166,6 +167,7 @@ _KNOWN: dict[str, type[EdgeorchError]] = {
         PipelineError,
         DataError,
         TaskViolation,
+        UnsatisfiableError,
     )
 }
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EdgeorchError
+from ..errors import UnsatisfiableError as UnsatisfiableError  # defined with every error; the client maps it back
 from ..units import SIZE_EXPECTED, parse_size
 
 
@@ -24,17 +25,6 @@ class ResourceError(EdgeorchError, ValueError):
     """A resource request, a device table or a lease is malformed."""
 
     code = "bad_resources"
-
-
-class UnsatisfiableError(EdgeorchError):
-    """A request that no device of this machine could ever satisfy.
-
-    Raised (or reported) instead of letting the task wait forever: a GPU task
-    on a CPU-only daemon, ``gpu_memory`` larger than every GPU, ``gpus`` above
-    the device count, more ``cpus`` than the daemon may use.
-    """
-
-    code = "unsatisfiable"
 
 
 class GpuBackendError(EdgeorchError):
