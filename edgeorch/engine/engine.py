@@ -285,6 +285,9 @@ class Engine:
         redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
         if not redo:
             raise ConflictError(f"run {run_id} has nothing to retry: every task succeeded and its outputs are intact")
+        from ..triggers.service import restore_inputs_for_retry  # a drop folder's input back from quarantine
+
+        restore_inputs_for_retry(self.store, run_id)
         self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
         self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run", actor=actor)
         self._emit({"kind": "run", "run_id": run_id, "state": "queued", "resumed": sorted(redo)})
