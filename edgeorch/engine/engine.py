@@ -12,6 +12,8 @@ transaction and is then announced to listeners (CLI progress, the daemon's
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import functools
 import logging
 import json
@@ -37,7 +39,7 @@ from ..store import NewAttempt, Store
 from . import scheduler
 from .callrunner import EXIT_VIOLATION
 from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, read_exit, read_json, settle_unowned
-from .files import claim_run_dir, describe_file, describe_tree, intact
+from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -165,6 +167,10 @@ class Engine:
         self._all_stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.fatal_event = asyncio.Event()
+        # Ended attempts whose files are being hashed, in the order their ends were reported.
+        self._settling: collections.deque[tuple[int, ExitInfo, concurrent.futures.Future[FileOutcome]]] = \
+            collections.deque()
+        self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -204,6 +210,8 @@ class Engine:
                     t.cancel()
         if self.executor:
             self.executor.close()
+        # Attempts still being hashed stay unsettled in the state file: the next engine collects them.
+        self._hasher.shutdown(wait=False, cancel_futures=True)
         if self.res is not None:
             self.res.close()
 
@@ -735,6 +743,53 @@ class Engine:
 
     @_fail_stop
     def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
+        """The executor reports an attempt's end: hash its files in a worker, then settle it in order.
+
+        Hashing outputs and checkpoints (gigabytes, for a model) must not
+        freeze the loop, so it runs in :attr:`_hasher`; the outcomes are
+        applied strictly in the order the ends were reported
+        (:meth:`_drain_settlements`), each after its own hashes.
+        """
+        la = self.live.get(attempt_id)
+        if la is None or la.exited:
+            return
+        la.exited = True  # nothing left to stop; the stop reason is final from here on
+        for t in (la.timer, la.kill_timer):
+            if t:
+                t.cancel()
+        ctx = self.runs[la.run_id]
+        spec = ctx.pipeline.tasks[la.task]
+        exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
+        out_dir = ctx.run_dir / "outputs" / la.task
+        names: list[str] = []
+        if exit_ok:
+            # Output names take the same placeholders as the command (params and built-ins).
+            values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
+            names = [substitute(o, values) for o in spec.outputs]
+        job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task)
+        fut: concurrent.futures.Future[FileOutcome] = concurrent.futures.Future()
+        if not names and not has_entries(ctx.run_dir / "checkpoints" / la.task):
+            fut.set_result(job())  # nothing to hash: no thread hop on the hot path of small tasks
+        else:
+            fut = self._hasher.submit(job)
+        self._settling.append((attempt_id, info, fut))
+        loop = self.loop
+        assert loop is not None
+        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._drain_settlements))
+
+    @_fail_stop
+    def _drain_settlements(self) -> None:
+        """Apply the settled attempts at the head of the queue whose hashing is done (order of their ends)."""
+        while self._settling and self._settling[0][2].done():
+            attempt_id, info, fut = self._settling.popleft()
+            try:
+                files = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a file that cannot be read fails the attempt, not the engine
+                files = FileOutcome([], [], f"cannot record the task's files: {exc}")
+            self._apply_exit(attempt_id, info, files)
+
+    def _apply_exit(self, attempt_id: int, info: ExitInfo, files: "FileOutcome") -> None:
+        """Record an attempt's outcome (one transaction) and take the decisions that follow it."""
         la = self.live.pop(attempt_id, None)
         if not self.live and self._all_stopped is not None:
             self._all_stopped.set()
@@ -743,9 +798,6 @@ class Engine:
         assert self.res is not None
         # In memory now; in SQLite with the outcome below (finish_attempt releases the lease row).
         self.res.release(attempt_id)
-        for t in (la.timer, la.kill_timer):
-            if t:
-                t.cancel()
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
         result = read_json(la.attempt_dir / "result.json")
@@ -773,21 +825,11 @@ class Engine:
         if ok and la.started_at is not None:
             end = info.finished_at if info.finished_at is not None else self.clock()
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", end - la.started_at)
-        out_dir = ctx.run_dir / "outputs" / la.task
-        if ok:
-            # Output names take the same placeholders as the command (params and built-ins).
-            values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
-            names = [substitute(o, values) for o in spec.outputs]
-            # A param value may carry '..' or an absolute path: outputs must stay in the output folder.
-            escaping = [n for n in names if not (out_dir / n).resolve().is_relative_to(out_dir.resolve())]
-            missing = [n for n in names if not (out_dir / n).is_file()]
-            if escaping:
-                ok, reason = False, f"output path leaves the task's output folder: {', '.join(escaping)}"
-            elif missing:
-                ok, reason = False, f"promised output missing: {', '.join(missing)} (under {out_dir})"
-            else:
-                artifacts = [describe_file(out_dir / n, n) for n in names]
-        checkpoints = describe_tree(ctx.run_dir / "checkpoints" / la.task)
+        if ok and files.refused:
+            ok, reason = False, files.refused
+        elif ok:
+            artifacts = files.artifacts
+        checkpoints = files.checkpoints
         rows = [{"kind": spec.kind, **r} for r in (check or {}).get("rows", []) if isinstance(r, dict)] \
             if isinstance((check or {}).get("rows"), list) else []
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)

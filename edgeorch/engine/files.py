@@ -2,38 +2,134 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
     """Hex sha256 of a file's content, read in 1 MiB blocks."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
+        return _sha256_fd(f.fileno(), bufsize)
+
+
+def _sha256_fd(fd: int, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    while chunk := os.read(fd, bufsize):
+        h.update(chunk)  # hashlib releases the GIL on large blocks: a worker thread hashes in parallel with the loop
     return h.hexdigest()
 
 
-def describe_file(path: Path, name: str) -> dict[str, Any]:
-    """``{name, path, size, sha256}`` for a regular file."""
-    st = path.stat()
-    return {"name": name, "path": str(path), "size": st.st_size, "sha256": sha256_file(path)}
+class Refused(Exception):
+    """A task's folder holds something edgeorch will not follow (a symbolic link out of it)."""
+
+
+def describe_file(path: Path, name: str, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """``{name, path, size, sha256}`` of a regular file, never through a symbolic link.
+
+    Raises :class:`Refused` when ``path`` (relative to ``dir_fd`` when given)
+    is a symbolic link or not a regular file, OSError when it cannot be read.
+    """
+    try:
+        fd = os.open(path.name if dir_fd is not None else path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused(f"{name} is a symbolic link; edgeorch never follows links out of a task's folders") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{name} is not a regular file")
+        return {"name": name, "path": str(path), "size": st.st_size, "sha256": _sha256_fd(fd)}
+    finally:
+        os.close(fd)
 
 
 def describe_tree(root: Path) -> list[dict[str, Any]]:
-    """Every regular file below ``root`` (names relative to it, sorted); [] when absent."""
+    """Every regular file below ``root`` (names relative to it, sorted); [] when absent.
+
+    Walks by directory descriptors without following symbolic links (links
+    inside are skipped, as are sub-folders swapped for links while walking).
+    Raises :class:`Refused` when ``root`` itself is a symbolic link.
+    """
+    _check_folder(root)
     if not root.is_dir():
         return []
     out = []
-    for dirpath, _, files in os.walk(root):
-        for f in sorted(files):
-            p = Path(dirpath, f)
-            if p.is_file() and not p.is_symlink():
-                out.append(describe_file(p, str(p.relative_to(root))))
+    for dirpath, _, files, dirfd in os.fwalk(root, follow_symlinks=False):
+        for f in files:
+            rel = str(Path(dirpath, f).relative_to(root))
+            try:
+                out.append(describe_file(Path(dirpath, f), rel, dir_fd=dirfd))
+            except Refused:
+                continue  # a link or a FIFO inside the folder is not a checkpoint
+            except FileNotFoundError:
+                continue  # removed while walking
     return sorted(out, key=lambda d: d["name"])
+
+
+def _check_folder(folder: Path) -> None:
+    """Raise :class:`Refused` when a task folder was replaced by a symbolic link."""
+    if folder.is_symlink():
+        target = os.readlink(folder)
+        raise Refused(f"{folder} is a symbolic link (to {target}); edgeorch never follows links out of a task's folders")
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """The files an ended attempt leaves: its artifacts, its checkpoints, or why they were refused."""
+
+    artifacts: list[dict[str, Any]]
+    checkpoints: list[dict[str, Any]]
+    refused: str | None = None
+
+
+def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> FileOutcome:
+    """Describe (sha256) an attempt's promised ``outputs`` (None: it failed, none expected) and its checkpoints.
+
+    Runs in a worker thread; touches only the filesystem. Outputs must be
+    regular files inside ``out_dir`` (no '..', no absolute names, no links);
+    a checkpoint folder replaced by a link is refused, never walked.
+    """
+    refused = None
+    try:
+        checkpoints = describe_tree(ckpt_dir)
+    except Refused as exc:
+        checkpoints, refused = [], f"checkpoint folder refused: {exc}"
+    if not outputs or refused:
+        return FileOutcome([], checkpoints, refused)
+    try:
+        _check_folder(out_dir)
+    except Refused as exc:
+        return FileOutcome([], checkpoints, f"output folder refused: {exc}")
+    # A param value may carry '..' or an absolute path: outputs must stay in the output folder.
+    escaping = [n for n in outputs if not (out_dir / n).resolve().is_relative_to(out_dir.resolve())]
+    if escaping:
+        return FileOutcome([], checkpoints, f"output path leaves the task's output folder: {', '.join(escaping)}")
+    missing = [n for n in outputs if not (out_dir / n).is_file() and not (out_dir / n).is_symlink()]
+    if missing:
+        return FileOutcome([], checkpoints, f"promised output missing: {', '.join(missing)} (under {out_dir})")
+    try:
+        artifacts = [describe_file(out_dir / n, n) for n in outputs]
+    except Refused as exc:
+        return FileOutcome([], checkpoints, f"output refused: {exc}")
+    return FileOutcome(artifacts, checkpoints)
+
+
+def has_entries(folder: Path) -> bool:
+    """True when ``folder`` exists with anything in it, or is not a plain folder (a link: let the worker refuse it)."""
+    try:
+        if folder.is_symlink():
+            return True
+        with os.scandir(folder) as it:
+            return next(it, None) is not None
+    except OSError:
+        return False
 
 
 def intact(artifacts: list[dict[str, Any]]) -> bool:

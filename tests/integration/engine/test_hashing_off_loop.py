@@ -1,0 +1,68 @@
+"""Hashing outputs and checkpoints never freezes the engine's loop, nor follows links out of a task's folders (issue 9, item 14)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edgeorch.model import RunState
+
+BIG = 1 << 30  # 1 GiB, sparse: costs no disk, but every byte is read and hashed
+
+
+def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harness):
+    workspace.pipeline("big", f"""
+        [tasks.make]
+        command = ["truncate", "-s", "{BIG}", "{{output_dir}}/model.bin"]
+        outputs = ["model.bin"]
+    """)
+    lags: list[float] = []
+
+    async def probe(engine, run_id):
+        # A ping every 10 ms until the run is over: how late does the loop run it?
+        loop = asyncio.get_running_loop()
+        hashing_seen = False
+        while run_id in engine.runs:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - t0 - 0.01)
+            hashing_seen = hashing_seen or bool(engine._settling)
+        assert hashing_seen, "the run ended without a hashing phase to measure"
+
+    run_id, state = harness.run("big", during=probe, timeout=120)
+    assert state == RunState.SUCCEEDED
+    (art,) = harness.store().latest_artifacts(run_id, "make")
+    assert art["size"] == BIG
+    assert art["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"  # sha256 of 1 GiB of zeros
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+
+
+def test_a_checkpoint_folder_replaced_by_a_link_is_refused_not_walked(workspace, harness, tmp_path):
+    outside = tmp_path / "foreign"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not the task's")
+    workspace.pipeline("link", f"""
+        [tasks.t]
+        command = ["sh", "-c", "rmdir $EDGEORCH_CHECKPOINT_DIR && ln -s {outside} $EDGEORCH_CHECKPOINT_DIR"]
+    """)
+    run_id, state = harness.run("link")
+    assert state == RunState.FAILED
+    store = harness.store()
+    assert store.checkpoints_of(run_id) == []
+    (attempt,) = store.attempts_of(run_id, "t")
+    assert "checkpoint folder refused" in attempt["reason"] and "symbolic link" in attempt["reason"]
+    assert str(outside) in attempt["reason"]
+
+
+def test_an_output_that_is_a_link_is_refused(workspace, harness, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("x")
+    workspace.pipeline("outlink", f"""
+        [tasks.t]
+        command = ["sh", "-c", "echo a > $EDGEORCH_OUTPUT_DIR/real.txt; ln -s real.txt $EDGEORCH_OUTPUT_DIR/out.txt"]
+        outputs = ["out.txt"]
+    """)
+    run_id, state = harness.run("outlink")
+    assert state == RunState.FAILED
+    (attempt,) = harness.store().attempts_of(run_id, "t")
+    assert "symbolic link" in attempt["reason"]
+    assert harness.store().artifacts_of(run_id) == []
