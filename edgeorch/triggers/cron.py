@@ -1,8 +1,9 @@
-"""Cron expressions with crontab(5) semantics: parse once, then find matching wall times.
+"""Cron expressions: crontab(5) parsed and validated here, fire times computed by APScheduler.
 
 Pure: no clock, no time zones. :func:`parse_cron` turns an expression into a
-:class:`Cron` (the allowed values of each field); :meth:`Cron.next_after`
-returns the first matching *naive wall-clock* minute after a given one. The
+:class:`Cron` (the allowed values of each field) and translates it into
+APScheduler 3 triggers (:func:`to_trigger`); :meth:`Cron.next_after` asks
+them for the first matching *naive wall-clock* minute after a given one. The
 caller (:mod:`.schedule`) maps wall times to instants in the schedule's zone.
 
 Semantics (Vixie cron / cronie, see ``docs/triggers.md``):
@@ -21,14 +22,27 @@ Semantics (Vixie cron / cronie, see ``docs/triggers.md``):
 
 An expression that can never fire (``0 0 30 2 *``) is refused by
 :func:`parse_cron`, so a :class:`Cron` always has a next fire.
+
+Why the crontab text is not handed to ``CronTrigger.from_crontab``: APScheduler
+3 numbers weekdays from Monday = 0 (so ``1-5`` would be Tuesday-Saturday),
+refuses 7, always ANDs day-of-month with day-of-week, and refuses steps
+longer than their range that crontab(5) accepts (``0 */30 * * *`` = hour 0).
+So the crontab(5) text is parsed here into value sets, and APScheduler gets
+those sets (:func:`_field_text`), weekdays as names ``mon``..``sun``; the OR
+rule becomes an :class:`~apscheduler.triggers.combining.OrTrigger`.
 """
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import field as dc_field
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
 
 FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 EXPECTED = ("5 fields: minute hour day-of-month month day-of-week (e.g. '0 2 * * *', '30 9 * * mon-fri'), "
@@ -48,8 +62,15 @@ _FIELDS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
 _MAX_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 """Longest length of each month (February: leap years)."""
 
-SEARCH_YEARS = 400
-"""The Gregorian calendar repeats every 400 years: a possible day occurs within one cycle."""
+_APS_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Weekdays in APScheduler's order; they are passed by name (same names as ``_DAYS``), so its Monday = 0
+numbering never shifts a day."""
+_APS_FIRST_YEAR = 1970
+"""APScheduler 3's first year (its year field's minimum)."""
+_CYCLE_YEARS = 400
+"""The Gregorian calendar repeats every 400 years (146097 days, a whole number of weeks)."""
+_WALL = timezone.utc
+"""Naive wall time is carried as UTC inside APScheduler: no DST there (schedule.py maps wall to instants)."""
 
 
 class CronError(ValueError):
@@ -86,63 +107,78 @@ class Cron:
     dom_star: bool
     dow_star: bool
 
-    def day_matches(self, day: date) -> bool:
-        """Does ``day`` match the month, day-of-month and day-of-week fields?"""
-        if day.month not in self.months:
-            return False
-        dom_ok = day.day in self.doms
-        dow_ok = (day.weekday() + 1) % 7 in self.dows  # Python: Monday = 0; cron: Sunday = 0
-        if self.dom_star or self.dow_star:
-            return dom_ok and dow_ok
-        return dom_ok or dow_ok
+    trigger: BaseTrigger = dc_field(init=False, repr=False, compare=False)
+    """The APScheduler trigger computing the fire times (see :func:`to_trigger`)."""
 
-    def matches(self, wall: datetime) -> bool:
-        """Does the minute of naive wall time ``wall`` match (seconds ignored)?"""
-        return wall.minute in self.minutes and wall.hour in self.hours and self.day_matches(wall.date())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trigger", to_trigger(self))
 
     def next_after(self, wall: datetime) -> datetime:
         """The first matching wall-clock minute strictly after naive ``wall`` (seconds 0).
 
-        Walks days, jumping over months the month field excludes; raises
-        :class:`CronError` only past the last representable date (year 9999).
+        Computed by APScheduler on ``wall`` carried as UTC. APScheduler starts
+        at 1970: an earlier ``wall`` is moved forward by whole 400-year
+        Gregorian cycles (same weekdays, same leap years) and the answer moved
+        back. Raises :class:`CronError` only past the year 9999.
         """
-        start = wall.replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
-        day, hour, minute = start.date(), start.hour, start.minute
-        limit = day.year + SEARCH_YEARS
+        cycles = 0
         try:
-            while day.year <= limit:
-                if day.month not in self.months:
-                    day, hour, minute = self._next_month_start(day), 0, 0
-                    continue
-                if self.day_matches(day):
-                    at = self._first_time(hour, minute)
-                    if at is not None:
-                        return datetime.combine(day, at)
-                day, hour, minute = day + timedelta(days=1), 0, 0
+            start = wall.replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
+            cycles = max(0, -(-(_APS_FIRST_YEAR - start.year) // _CYCLE_YEARS))
+            start = start.replace(year=start.year + cycles * _CYCLE_YEARS)
+            nxt = self.trigger.get_next_fire_time(None, start.replace(tzinfo=_WALL))
         except OverflowError:
-            pass
-        raise CronError(f"no fire between {wall:%Y-%m-%d} and the year {min(limit, 9999)}")  # pragma: no cover
+            nxt = None
+        if nxt is None:
+            raise CronError(f"no fire between {wall:%Y-%m-%d %H:%M} and the end of the year 9999")
+        return nxt.replace(tzinfo=None, year=nxt.year - cycles * _CYCLE_YEARS)
 
-    def _first_time(self, hour: int, minute: int) -> time | None:
-        """The first allowed (hour, minute) at or after the given one on the same day."""
-        i = bisect.bisect_left(self.hours, hour)
-        if i < len(self.hours) and self.hours[i] == hour:
-            j = bisect.bisect_left(self.minutes, minute)
-            if j < len(self.minutes):
-                return time(hour, self.minutes[j])
-            i += 1
-        if i < len(self.hours):
-            return time(self.hours[i], self.minutes[0])
-        return None
 
-    def _next_month_start(self, day: date) -> date:
-        """The first day of the next month (after ``day``'s) that the month field allows."""
-        y, m = day.year, day.month
-        for _ in range(12):
-            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-            if m in self.months:
-                return date(y, m, 1)
-        raise AssertionError("empty month field")  # pragma: no cover - parse refuses it
+def to_trigger(cron: Cron) -> BaseTrigger:
+    """The APScheduler 3 trigger for ``cron``, on naive wall time carried as UTC.
+
+    One :class:`CronTrigger` when day-of-month and day-of-week combine by AND
+    (either field starts with ``*``; an unrestricted field is ``*``), else
+    the crontab(5) OR rule: an :class:`OrTrigger` of a day-of-month trigger
+    and a day-of-week trigger (APScheduler returns the earlier fire).
+    """
+    common = {"minute": _field_text(cron.minutes), "hour": _field_text(cron.hours),
+              "month": _field_text(cron.months), "second": 0, "timezone": _WALL}
+    days = _field_text(cron.doms)
+    weekdays = ",".join(n for n in _APS_WEEK if _DAYS.index(n) in cron.dows)
+    if len(cron.dows) == 7:
+        weekdays = "*"
+    if cron.dom_star or cron.dow_star:
+        return CronTrigger(day=days, day_of_week=weekdays, **common)
+    return OrTrigger([CronTrigger(day=days, day_of_week="*", **common),
+                      CronTrigger(day="*", day_of_week=weekdays, **common)])
+
+
+def _field_text(values: Iterable[int]) -> str:
+    """APScheduler field text for exactly the set ``values``: ``a-b/s`` progressions and single values.
+
+    The set is split into arithmetic progressions read off the sorted values
+    (each of at least 3 values, or 2 adjacent ones), so every piece's step is
+    within its range, as APScheduler requires; a crontab step is never passed
+    through (``*/30`` in the hour field is hour 0 in crontab(5) but refused by
+    APScheduler). Fewer pieces only keep APScheduler fast: it tries each one.
+    """
+    vs = sorted(values)
+    parts: list[str] = []
+    i = 0
+    while i < len(vs):
+        j = i + 1
+        if j < len(vs):
+            step = vs[j] - vs[i]
+            while j + 1 < len(vs) and vs[j + 1] - vs[j] == step:
+                j += 1
+            if j - i >= 2 or step == 1:
+                parts.append(f"{vs[i]}-{vs[j]}" + (f"/{step}" if step > 1 else ""))
+                i = j + 1
+                continue
+        parts.append(str(vs[i]))
+        i += 1
+    return ",".join(parts)
 
 
 @lru_cache(maxsize=512)

@@ -19,7 +19,7 @@ Vocabulary
     repeats nor loses a fire.
 
 Cron expressions follow crontab(5) (day-of-week 0 and 7 = Sunday, names,
-the day-of-month/day-of-week OR rule); :mod:`.cron` parses and matches them.
+the day-of-month/day-of-week OR rule); :mod:`.cron` parses them and APScheduler 3 computes the matching wall times.
 
 Cron semantics across DST (``timezone`` set to a zone with DST)
 ---------------------------------------------------------------

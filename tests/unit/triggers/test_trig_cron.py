@@ -1,6 +1,7 @@
 """Cron expressions follow crontab(5): checked against a brute-force matcher written from the man page.
 
-The oracle below shares no code with ``edgeorch.triggers.cron``: it tests one
+The oracle below shares no code with ``edgeorch.triggers.cron`` (which parses
+crontab(5) and lets APScheduler 3 compute the fire times): it tests one
 minute at a time, element by element, with arithmetic instead of expanded sets.
 """
 
@@ -10,6 +11,8 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
 
 from edgeorch.triggers.cron import CronError, NeverFiresError, parse_cron
 from edgeorch.triggers.schedule import ScheduleSpec, check_schedule, fires_between, next_fire
@@ -139,6 +142,74 @@ def test_thousands_of_random_expressions_match_a_bruteforce_crontab5_matcher():
         assert got == brute_fires(expr, start, 8), expr
         checked += 1
     assert checked > 2500
+
+
+def rand_set_field(rnd: random.Random, field: int) -> str:
+    """A comma list of arbitrary single values (no ranges, no steps): any set must reach APScheduler intact."""
+    low, high, _ = BOUNDS[field]
+    return ",".join(str(v) for v in rnd.sample(range(low, high + 1), rnd.randint(1, high - low)))
+
+
+def test_arbitrary_value_sets_reach_apscheduler_exactly():
+    rnd = random.Random(7)
+    for _ in range(150):
+        fields = [rand_set_field(rnd, i) if rnd.random() < 0.8 else "*" for i in range(5)]
+        fields[3] = "*" if rnd.random() < 0.7 else fields[3]
+        expr = " ".join(fields)
+        try:
+            parse_cron(expr)
+        except NeverFiresError:
+            continue
+        start = utc(rnd.randint(2000, 2040), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23))
+        assert fires_between(ScheduleSpec("p", cron=expr), start, utc(2200, 1, 1), limit=6) == \
+            brute_fires(expr, start, 6), expr
+
+
+def test_wall_times_before_1970_are_computed_too():
+    # APScheduler 3 starts at 1970; earlier times move by whole 400-year Gregorian cycles and back.
+    rnd = random.Random(1969)
+    for _ in range(150):
+        expr = rand_expr(rnd)
+        try:
+            parse_cron(expr)
+        except NeverFiresError:
+            continue
+        start = utc(rnd.randint(1, 1969), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23))
+        assert fires_between(ScheduleSpec("p", cron=expr), start, utc(2200, 1, 1), limit=4) == \
+            brute_fires(expr, start, 4), expr
+    assert next_fire(ScheduleSpec("p", cron="0 0 29 2 */7"), utc(1969, 12, 31, 23, 59)) == utc(1976, 2, 29)
+
+
+def test_no_fire_after_the_year_9999_is_a_cron_error():
+    for wall in (datetime(9999, 6, 1), datetime(9999, 12, 31, 23, 59)):
+        with pytest.raises(CronError, match="the end of the year 9999"):
+            parse_cron("0 0 1 1 *").next_after(wall)
+
+
+# -- APScheduler computes the fire times -------------------------------------------------------
+
+
+def test_fire_times_are_computed_by_apscheduler_with_weekdays_by_name():
+    trig = parse_cron("30 9 * * 1-5").trigger
+    assert isinstance(trig, CronTrigger)
+    assert "day_of_week='mon,tue,wed,thu,fri'" in str(trig)  # names: APScheduler's Monday = 0 cannot shift a day
+    assert "day_of_week='sun'" in str(parse_cron("0 0 * * 7").trigger)
+
+
+def test_day_of_month_or_day_of_week_is_an_apscheduler_or_trigger():
+    trig = parse_cron("0 9 1 * mon").trigger
+    assert isinstance(trig, OrTrigger)
+    assert [str(t) for t in trig.triggers] == [
+        "cron[month='1-12', day='1', day_of_week='*', hour='9', minute='0', second='0']",
+        "cron[month='1-12', day='*', day_of_week='mon', hour='9', minute='0', second='0']"]
+    assert isinstance(parse_cron("0 9 */2 * mon").trigger, CronTrigger)  # the Vixie '*' rule: AND
+
+
+def test_steps_longer_than_their_range_follow_crontab5():
+    # crontab(5) accepts them (the range's first value only); APScheduler's own parser would refuse them.
+    assert weekdays("0 */30 * * *", 2) == ["Fri 02", "Sat 03"]  # after 2026-01-01 00:00: hour 0 only
+    assert fires_between(ScheduleSpec("p", cron="5-6/3 * * * *"), utc(2026, 1, 1), utc(2026, 1, 1, 2)) == [
+        utc(2026, 1, 1, 0, 5), utc(2026, 1, 1, 1, 5)]
 
 
 # -- crontab(5) rules, one by one ---------------------------------------------------------------
