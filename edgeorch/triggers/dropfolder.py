@@ -67,7 +67,7 @@ class WatchSpec:
     ``max_size`` bytes (None: no limit). The claimed file's path reaches the
     task as the pipeline param ``param`` and the environment variable ``env``
     (in batch mode: a JSON array of paths in the param, and the env var names a
-    file listing the paths one per line).
+    file listing the paths one per line; see ``Triggers._start_batch``).
     """
 
     folder: Path
@@ -1058,7 +1058,7 @@ def quarantine(path: Path | str, quarantine_dir: Path | str, reason: str, *, sou
     doc = {"file": display_path(name), "source_name": display_path(source_name or src.name), "reason": reason,
            "quarantined_at": now if now is not None else time.time(), **(dict(details) if details else {})}
     reason_path = qdir / (name + REASON_SUFFIX)
-    _write_atomic(reason_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
+    write_atomic(reason_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
     os.rename(src, dest)
     _fsync_dir(qdir)
     return Quarantined(dest, reason_path, doc)
@@ -1117,7 +1117,8 @@ def _free_name(folder: Path, name: str, *, reserve: int = len(REASON_SUFFIX)) ->
     raise ClaimError("no free name", value=name)  # pragma: no cover
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` by temp file + fsync + rename (+ fsync of the folder): old or new, never half."""
     # A short temporary name: one derived from ``path.name`` could pass NAME_MAX.
     tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -1127,3 +1128,4 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)
+    _fsync_dir(path.parent)

@@ -54,6 +54,7 @@ from .dropfolder import (
     reconcile,
     scan,
     sync_dirs,
+    write_atomic,
 )
 from .schedule import ScheduleSpec
 from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
@@ -711,7 +712,10 @@ class Triggers:
         self._arm_batches()
 
     def _start_batch(self, spec: WatchSpec, items: list[tuple[int, Path]]) -> int | None:
-        """One run for a closed batch: the param holds a JSON array of the claimed paths.
+        """One run for a closed batch: the param holds a JSON array of the claimed paths, and the
+        watch's variable (``EDGEORCH_INPUT``) the path of a file listing them, one per line
+        (``<inbox>/batch-in-<first id>.paths``; a claimed name never holds a newline, so the list
+        splits unambiguously, whatever ``:`` or spaces the names contain).
 
         The run and every input's ``started`` commit together. A batch is held in memory only
         while open; after a crash its inputs are ``claimed`` with no run and recovery
@@ -725,15 +729,21 @@ class Triggers:
         ids = [i for i, _ in items]
         paths = [str(p) for _, p in items]
         try:
+            listing = self.inbox / f"batch-in-{ids[0]}.paths"
+            write_atomic(listing, "".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"))
+        except OSError as exc:  # e.g. the inbox's disk is full: the batch waits and is tried again
+            log.warning("batch of %s: cannot write its path list: %s; retrying", spec.folder, exc.strerror)
+            self._later(retry_delay(1), self._start_batch, spec, items)
+            return None
+        try:
 
             def within(run_id: int) -> None:
                 for iid in ids:
                     store.record_input_started(iid, run_id)
 
-            # Batch: the variable holds the claimed paths, separated like PATH entries.
             run_id = self.d.requests.start(RunRequest(
                 spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
-                source="watch", within=within, env={spec.env: os.pathsep.join(paths)})).run_id
+                source="watch", within=within, env={spec.env: str(listing)})).run_id
         except EdgeorchError as exc:
             for iid in ids:
                 self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
@@ -772,3 +782,62 @@ def _record_of(row: dict[str, Any]) -> InputRecord:
     return InputRecord(row["id"], row["pipeline"], row["state"], Path(row["source_path"]),
                        Path(row["inbox_path"]) if row["inbox_path"] else None, row["dev"], row["ino"],
                        row["sha256"], str(row["run_id"]) if row["run_id"] is not None else None)
+
+
+def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
+    """Bring the quarantined inputs of ``run_id`` back to the paths its tasks were given; returns them.
+
+    Called by the retry path (``Engine.resume``) before the run is queued again, so the retried
+    tasks find their input where their params and variables say (``<inbox>/in-<id>/<name>``).
+    Each restored input is ``started`` again (its run settles it anew: ``done``, or back to
+    quarantine when the retry fails too). An input that cannot come back (requeued meanwhile,
+    its quarantined file removed, its old path taken) is left as it is, with an event saying why:
+    the retry then fails with the task's own error, as it would for any missing file.
+    """
+    restored: list[Path] = []
+    for rec in store.inputs_of_run(run_id):
+        if rec["state"] != "quarantined":
+            continue
+        try:
+            dest = _restore_one(store, run_id, rec)
+        except (OSError, EdgeorchError) as exc:
+            why = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
+            log.warning("input %s not restored for the retry of run %s: %s", rec["id"], run_id, why)
+            store.add_event("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
+                            run_id=run_id, actor="watch", data={"input_id": rec["id"]})
+            continue
+        restored.append(dest)
+    return restored
+
+
+def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
+    import json
+
+    qpath = Path(rec["inbox_path"] or "")
+    if not rec["inbox_path"] or not os.path.lexists(qpath):
+        raise EdgeorchError("its quarantined file is gone", value=rec["inbox_path"])
+    reason_path = qpath.with_name(qpath.name + REASON_SUFFIX)
+    try:
+        claimed = json.loads(reason_path.read_text()).get("claimed_path")
+    except (OSError, ValueError):
+        claimed = None
+    if not claimed:  # quarantined before the reason kept it: the run's variable holds the path (per-file mode)
+        env = json.loads(store.get_run(run_id).get("env") or "{}")
+        claimed = next((v for v in env.values() if Path(v).name == rec["source_name"]), None)
+    if not claimed:
+        raise EdgeorchError("the path its run was given is not known", value=str(qpath))
+    dest = Path(claimed)
+    if os.path.lexists(dest):
+        raise EdgeorchError("its old inbox path is taken", value=str(dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(qpath, dest)
+    sync_dirs([dest.parent, qpath.parent])
+    try:
+        os.unlink(reason_path)
+    except FileNotFoundError:
+        pass
+    store.record_input_state(rec["id"], "started", reason=f"back from quarantine for the retry of run {run_id}",
+                             inbox_path=str(dest))
+    store.add_event("input_restored", f"input {rec['id']} ({rec['source_name']}) back from quarantine for the retry "
+                    f"of run {run_id}", run_id=run_id, actor="watch", data={"input_id": rec["id"], "file": str(dest)})
+    return dest

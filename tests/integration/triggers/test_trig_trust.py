@@ -70,3 +70,159 @@ def test_a_drop_file_with_a_255_byte_name_never_stops_the_daemon_from_starting(w
     assert daemon.stop() == 0
     assert not stray.exists()
     assert len(quarantine_files(workspace)) == 4
+
+
+def test_a_name_that_is_not_utf8_is_refused_alone_and_the_rest_of_its_group_is_claimed(workspace, daemon):
+    drop = setup_watch(workspace)
+    for i in range(3):  # dropped while the daemon is down: one claim group at the first rescan
+        (drop / f"good{i}.csv").write_text(f"good {i}\n")
+    with open(os.fsencode(drop) + b"/bad\xff.csv", "wb") as f:
+        f.write(b"x\n")
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 3 and n_inputs(workspace, "refused") >= 1,
+               what="the good files done, the bad name refused")
+    refused = inputs(workspace, "refused")
+    assert [r["source_name"] for r in refused] == ["bad\\xff.csv"]
+    assert "not valid UTF-8" in refused[0]["reason"]
+    listed = subprocess.run([*workspace.cli(), "inputs"], env=workspace.cli_env(), capture_output=True, text=True,
+                            check=False)
+    assert listed.returncode == 0 and "bad\\xff.csv" in listed.stdout, listed.stderr
+    assert daemon.stop() == 0
+
+
+def test_retry_of_a_failed_drop_folder_run_gets_its_input_back_and_succeeds(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "data.csv", b"BAD row\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "quarantined") >= 1, what="the input quarantined")
+    rec = inputs(workspace, "quarantined")[0]
+    claimed = json.loads(q(workspace, "SELECT env FROM runs WHERE id = ?", (rec["run_id"],))[0]["env"])["EDGEORCH_INPUT"]
+    qfile = workspace.state / "quarantine" / "data.csv"
+    qfile.write_bytes(b"fixed row\n")  # the user repairs the file in quarantine, then retries the run
+    out = subprocess.run([*workspace.cli(), "retry", str(rec["run_id"])], env=workspace.cli_env(),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, what="the retried input done")
+    row = inputs(workspace)[0]
+    assert row["state"] == "done" and row["inbox_path"] == claimed
+    assert Path(claimed).read_bytes() == b"fixed row\n"
+    assert not qfile.exists() and not (workspace.state / "quarantine" / "data.csv.reason.json").exists()
+    assert daemon.stop() == 0
+
+
+BATCH_LIST = """
+[params]
+files = { type = "str", default = "[]" }
+[tasks.count]
+command = ["python3", "-c", "import json, os, sys; lines = open(os.environ['EDGEORCH_INPUT']).read().splitlines(); assert lines == json.loads(sys.argv[1]), lines; assert all(os.path.isfile(p) for p in lines), lines; print(len(lines))", "{files}"]
+"""
+
+
+def test_batch_mode_lists_paths_with_colons_unambiguously(workspace, daemon, tmp_path):
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "batch"
+        mode = "batch"
+        batch_size = 3
+        batch_window = "30s"
+        param = "files"
+        settle = "0.2s"
+        """)
+    workspace.pipeline("batch", BATCH_LIST)
+    daemon.start()
+    names = ["2024-01-01T00:00:00.csv", "a:b c.csv", "plain.csv"]
+    for i, n in enumerate(names):
+        drop_by_rename(tmp_path / "stage", drop, n, f"{i}\n".encode())
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 3, what="the batch done")
+    run = q(workspace, "SELECT * FROM runs")[0]
+    listing = Path(json.loads(run["env"])["EDGEORCH_INPUT"])
+    assert sorted(Path(p).name for p in listing.read_text().splitlines()) == sorted(names)
+    assert run["state"] == "succeeded"
+    assert daemon.stop() == 0
+
+
+def test_a_deleted_and_recreated_watched_folder_is_watched_again_promptly(workspace, daemon, tmp_path):
+    drop = setup_watch(workspace)
+    daemon.start()
+
+    def watch_errors() -> list[str]:
+        return daemon.call("inputs.list", {})["watch_errors"]
+
+    os.rmdir(drop)
+    wait_until(daemon, lambda: any("missing" in e for e in watch_errors()), timeout=20, what="the loss reported")
+    assert "is gone" in daemon.output()
+    drop.mkdir()
+    wait_until(daemon, lambda: watch_errors() == [], timeout=20, what="the folder watched again")
+    drop_by_rename(tmp_path / "stage", drop, "after.csv", b"after\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=20, what="a file in the new folder")
+    assert daemon.stop() == 0
+
+
+HOSTILE = """
+[params]
+input = { type = "path", default = "" }
+[tasks.check]
+shell = true
+command = "cat {input} > /dev/null"
+"""
+
+
+def test_a_hostile_file_name_never_runs_a_shell_command(workspace, daemon, tmp_path):
+    """Needs the engine's quoting of substituted values in ``shell = true`` commands (issue 9, item 17)."""
+    drop = setup_watch(workspace)
+    workspace.pipeline("ingest", HOSTILE)
+    daemon.start()
+    name = "report;touch INJECTED;.csv"
+    drop_by_rename(tmp_path / "stage", drop, name, b"x\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done", "quarantined") >= 1, what="the hostile name settled")
+    runs = q(workspace, "SELECT id FROM runs")
+    assert len(runs) == 1
+    for where in (workspace.root, workspace.pipelines, workspace.state, Path.cwd()):
+        assert not list(where.rglob("INJECTED")), f"the file name ran a command (INJECTED under {where})"
+    assert n_inputs(workspace, "done") == 1
+    assert daemon.stop() == 0
+
+
+def test_a_full_inbox_disk_keeps_the_file_claiming_and_claims_it_once_space_is_freed(workspace, daemon):
+    mnt = workspace.root / "tmpfs"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=32", "tmpfs", str(mnt)],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        drop, inbox = mnt / "drop", mnt / "inbox"
+        drop.mkdir()
+        inbox.mkdir()
+        (mnt / "stage").mkdir()
+        (mnt / "stage" / "data.csv").write_text("row\n")
+        workspace.write_config(f"""
+            [inbox]
+            dir = "{inbox}"
+            [[watch]]
+            folder = "{drop}"
+            pipeline = "ingest"
+            settle = "0.2s"
+            """)
+        workspace.pipeline("ingest", INGEST)
+        daemon.start()
+        fillers = []
+        while True:  # use up every inode: the claim folder's mkdir gets a real ENOSPC
+            try:
+                (mnt / f".fill{len(fillers)}").mkdir()
+            except OSError:
+                break
+            fillers.append(mnt / f".fill{len(fillers)}")
+        os.rename(mnt / "stage" / "data.csv", drop / "data.csv")
+        wait_until(daemon, lambda: "No space left" in daemon.output(), timeout=20, what="the claim deferred")
+        assert [r["state"] for r in inputs(workspace)] == ["claiming"]
+        for f in fillers:
+            f.rmdir()
+        wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=30, what="the claim retried")
+        assert [r["state"] for r in inputs(workspace)] == ["done"]
+        assert daemon.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
