@@ -416,6 +416,18 @@ def test_final_records_are_ignored():
     assert reconcile([rec], {}, {INBOX / "c1" / "a.csv"}, {1: "r1"}) == []
 
 
+@pytest.mark.parametrize("state", ["done", "duplicate", "quarantined", "refused", "requeued", "vanished", "lost"])
+def test_reconcile_never_adopts_the_inbox_files_of_inputs_in_a_final_state(state):
+    """Issue 9 item 2: a processed input's file stays in the inbox; a restart must not take it for a stray."""
+    kept = INBOX / "in-1" / "a.csv"
+    moved = INBOX / "in-2" / "b.csv"  # its record names another path (e.g. the quarantined copy)
+    recs = [InputRecord(1, "p", state, DROP / "a.csv", kept, run_id="r1"),
+            InputRecord(2, "p", state, DROP / "b.csv", Path("/state/quarantine/b.csv"), run_id="r2")]
+    assert reconcile(recs, {}, {kept, moved}, {1: "r1", 2: "r2"}) == []
+    stray = INBOX / "in-3" / "c.csv"
+    assert [a.kind for a in reconcile(recs, {}, {kept, stray}, {})] == ["adopt"]
+
+
 def test_a_name_that_appears_fully_formed_is_ready_at_once():
     """Symlinks, FIFOs and hard links get IN_CREATE but never a close: they go to inspect (and refusal)."""
     t = SettleTracker(1.0, FakeFiles(), complete_at_once=lambda p: True)
