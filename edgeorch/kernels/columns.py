@@ -26,6 +26,7 @@ from ..errors import DataError, UnknownColumnError
 
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|infinity)\s*$"
 _NUMBER = re.compile(_NUMBER_RE, re.IGNORECASE)
+FLOAT_EXACT_INT = 2**53  # integers up to this magnitude are exact in float64
 
 
 @dataclass
@@ -35,6 +36,9 @@ class NumericBatch:
     dtype: str = "float"
     int_min: int | None = None
     int_max: int | None = None
+    ints: np.ndarray | None = None
+    """The exact integer values (same order as ``values``), kept only when some lie beyond ±2**53,
+    where float64 rounds distinct integers onto one value."""
 
 
 @dataclass
@@ -48,6 +52,21 @@ class CategoricalBatch:
 Batch = NumericBatch | CategoricalBatch
 
 
+def unmasked(x: Any, name: str) -> np.ndarray:
+    """``x`` as a plain numpy array; a numpy masked array is refused (DataError).
+
+    ``np.asarray`` would silently drop the mask and use the masked values.
+    Functions that mirror scipy or Fairlearn take plain arrays; to leave
+    values out, pass only the others (``x.compressed()``). Column inputs of
+    profiles and drift accept masked arrays (masked = null) through
+    :func:`column_of` instead.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        raise DataError("masked arrays are not supported here", field=name, value="numpy.ma.MaskedArray",
+                        expected="a plain array (pass x.compressed() to leave the masked values out)")
+    return np.asarray(x)
+
+
 def numeric_from_numpy(arr: np.ndarray, nulls: int = 0) -> NumericBatch:
     """A batch from a numeric numpy array (bool, int, uint, float)."""
     arr = np.asarray(arr)
@@ -56,8 +75,10 @@ def numeric_from_numpy(arr: np.ndarray, nulls: int = 0) -> NumericBatch:
     if arr.dtype.kind in "iu":
         if arr.size == 0:
             return NumericBatch(np.zeros(0), nulls, "integer")
-        # Exact integer extremes: float64 would round values beyond 2**53.
-        return NumericBatch(arr.astype(np.float64), nulls, "integer", int(arr.min()), int(arr.max()))
+        # Exact integer extremes (and values, when needed): float64 rounds values beyond 2**53.
+        lo, hi = int(arr.min()), int(arr.max())
+        exact = arr if max(hi, -lo) > FLOAT_EXACT_INT else None
+        return NumericBatch(arr.astype(np.float64), nulls, "integer", lo, hi, exact)
     if arr.dtype.kind == "f":
         return NumericBatch(np.ascontiguousarray(arr, dtype=np.float64), nulls, "float" if arr.size or nulls == 0 else "empty")
     raise TypeError(f"not a numeric array: {arr.dtype}")
@@ -83,7 +104,8 @@ def from_python(values: list[Any], name: str) -> Batch:
             try:
                 return numeric_from_numpy(np.asarray(nonnull, dtype=np.int64), nulls)
             except OverflowError:  # beyond int64: exact extremes as Python ints, floats for moments
-                return NumericBatch(np.asarray([float(v) for v in nonnull]), nulls, "integer", min(nonnull), max(nonnull))
+                return NumericBatch(np.asarray([float(v) for v in nonnull]), nulls, "integer", min(nonnull),
+                                    max(nonnull), np.asarray(nonnull, dtype=object))
         return NumericBatch(np.asarray(nonnull, dtype=np.float64), nulls, "float")
     if kinds == {"str"}:
         return categorical_from_strings(nonnull, nulls, "string")

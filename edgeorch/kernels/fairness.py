@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .columns import unmasked
 
 FOUR_FIFTHS = 0.8
 
@@ -48,6 +49,13 @@ class Groups:
 
 
 def _values(x: Any, name: str) -> np.ndarray:
+    """One column of values as a 1-D array; masked arrays and 2-D data are refused.
+
+    A column vector ``(n, 1)`` is one column (as scikit-learn and Fairlearn
+    read it). Any other 2-D shape is refused: Fairlearn reads ``(n, k)``
+    sensitive features as k columns, and flattening would mix them. Pass
+    several sensitive columns as a list or a mapping instead.
+    """
     try:
         import pyarrow as pa
 
@@ -55,11 +63,12 @@ def _values(x: Any, name: str) -> np.ndarray:
             x = x.to_numpy(zero_copy_only=False)
     except ImportError:  # pragma: no cover
         pass
-    arr = np.asarray(x)
+    arr = unmasked(x, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
     if arr.ndim != 1:
-        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
-    if arr.ndim != 1:
-        raise DataError("must be one-dimensional", field=name, value=f"shape {arr.shape}")
+        raise DataError("must be one-dimensional", field=name, value=f"shape {arr.shape}",
+                        expected="a 1-D array or an (n, 1) column; several sensitive columns as a list or mapping")
     return arr
 
 
@@ -259,7 +268,10 @@ def _agg(d: tuple[float, float], agg: str, worst: Any = max) -> float:
         # is ignored (a comparison with NaN is false).
         return float(worst(d[0], d[1]))
     if agg == "mean":
-        return float((d[0] + d[1]) / 2)
+        # Fairlearn takes pandas' Series.mean(), which skips NaN: the mean of
+        # the defined terms, NaN only when both are undefined.
+        terms = [v for v in d if not math.isnan(v)]
+        return float(sum(terms) / len(terms)) if terms else math.nan
     raise DataError("unknown aggregation", value=agg, expected="worst_case or mean")
 
 

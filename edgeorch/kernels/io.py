@@ -385,6 +385,11 @@ def _concat(parts: list[Batch]) -> Batch:
         if ints and len(ints) == len([p for p in parts if len(p.values)]):
             out.int_min = min(p.int_min for p in ints)  # type: ignore[type-var]
             out.int_max = max(p.int_max for p in ints)  # type: ignore[type-var]
+            if any(p.ints is not None for p in ints):  # keep every exact value (small ones are exact as floats)
+                exact = [p.ints if p.ints is not None else p.values.astype(np.int64) for p in ints]
+                kinds = {e.dtype.kind for e in exact}
+                out.ints = np.concatenate(exact) if len(kinds) == 1 and kinds <= {"i", "u"} else np.concatenate(
+                    [e.astype(object) for e in exact])  # int64 with uint64 would become float64
         return out
     counts: dict[str, int] = {}
     for p in parts:

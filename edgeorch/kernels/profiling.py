@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from . import _jit
-from .columns import CategoricalBatch, NumericBatch, columns_of
+from .columns import FLOAT_EXACT_INT, CategoricalBatch, NumericBatch, columns_of
 from .sketches import (
     DEFAULT_MAX_BINS,
     DEFAULT_SKETCH_SIZE,
@@ -82,6 +82,9 @@ class ColumnProfile:
     # categorical state
     value_counts: dict[str, int] = field(default_factory=dict)
     counts_exact: bool = True
+    # integers beyond ±2**53 were seen: the float64 sketch cannot tell them apart,
+    # so the distinct count comes from the HLL (fed with the exact integers)
+    ints_beyond_float: bool = False
 
     # -- derived statistics -------------------------------------------------
 
@@ -108,13 +111,14 @@ class ColumnProfile:
         """Exact when every value is still known (small numeric, tracked categorical), else HLL."""
         if self.kind == "categorical" and self.counts_exact:
             return len(self.value_counts)
-        if self.kind == "numeric" and self.sketch.exact:
+        if self.kind == "numeric" and self.sketch.exact and not self.ints_beyond_float:
             return len(np.unique(self.sketch.values + 0.0))
         return int(round(self.hll.estimate()))
 
     @property
     def distinct_exact(self) -> bool:
-        return (self.kind == "categorical" and self.counts_exact) or (self.kind == "numeric" and self.sketch.exact)
+        return (self.kind == "categorical" and self.counts_exact) or (
+            self.kind == "numeric" and self.sketch.exact and not self.ints_beyond_float)
 
     def top(self, k: int = TOP_K) -> list[tuple[str, int]]:
         """Most frequent values, most frequent first (ties by value)."""
@@ -160,6 +164,8 @@ class ColumnProfile:
                 "max": self.max if isinstance(self.max, int) or self.max is None else repr(float(self.max)),
                 "histogram": self.histogram.to_dict(), "sketch": self.sketch.to_dict(),
             })
+            if self.ints_beyond_float:
+                d["ints_beyond_float"] = True
         else:
             d.update({"value_counts": self.value_counts, "counts_exact": self.counts_exact})
         return d
@@ -172,6 +178,7 @@ class ColumnProfile:
             cp.nan, cp.pos_inf, cp.neg_inf = int(d["nan"]), int(d["pos_inf"]), int(d["neg_inf"])
             cp.zeros, cp.negatives, cp.n = int(d["zeros"]), int(d["negatives"]), int(d["n"])
             cp.mean, cp.m2, cp.m3, cp.m4 = (float(v) for v in d["moments"])
+            cp.ints_beyond_float = bool(d.get("ints_beyond_float", False))
             cp.min = d["min"] if isinstance(d["min"], int) or d["min"] is None else float(d["min"])
             cp.max = d["max"] if isinstance(d["max"], int) or d["max"] is None else float(d["max"])
             cp.histogram = GridHistogram.from_dict(d["histogram"])
@@ -267,12 +274,34 @@ def profile_numeric(name: str, batch: NumericBatch, *, sketch_size: int = DEFAUL
         exp, start, nbins = GridHistogram.grid_for(float(mn), float(mx), max_bins)
         hist, regs = _jit.histogram_and_hll(x, math.ldexp(1.0, -exp), float(start), nbins, cp.hll.p)
         cp.histogram = GridHistogram(exp, start, hist)
+        if batch.ints is not None:
+            cp.ints_beyond_float = True
+            regs = _exact_int_registers(batch.ints, x, cp.hll.p)
         cp.hll = HyperLogLog(cp.hll.p, regs)
         finite = x if cp.n == len(x) else x[np.isfinite(x)]
         cp.sketch = QuantileSketch.of(finite, sketch_size, np.random.default_rng([seed, cp.n]))
     else:
         cp.sketch = QuantileSketch(sketch_size)
     return cp
+
+
+def _exact_int_registers(ints: np.ndarray, x: np.ndarray, p: int) -> np.ndarray:
+    """HLL registers of an integer column hashed by exact value (``x`` is ``ints`` as float64).
+
+    Integers within ±2**53 hash as their float64 bit pattern, exactly as
+    :func:`_jit.histogram_and_hll` hashes floats (so merged float and integer
+    batches of a column agree); those beyond hash as their own 64-bit pattern,
+    where float64 would round distinct values onto one.
+    """
+    keys = (x + 0.0).view(np.uint64).copy()
+    big = np.asarray((ints > FLOAT_EXACT_INT) | (ints < -FLOAT_EXACT_INT), dtype=bool)
+    if ints.dtype == object:
+        keys[big] = np.asarray([int(v) & 0xFFFF_FFFF_FFFF_FFFF for v in ints[big]], dtype=np.uint64)
+    else:
+        keys[big] = ints[big].astype(np.uint64)  # int64 wraps to its two's-complement pattern
+    regs = np.zeros(1 << p, dtype=np.uint8)
+    _jit.hll_add_hashes(regs, keys, p)
+    return regs
 
 
 def profile_categorical(name: str, batch: CategoricalBatch, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> ColumnProfile:
@@ -317,6 +346,7 @@ def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT
                             value=f"{a.dtype} + {b.dtype}", expected="the same column type in both profiles")
     out = ColumnProfile(a.name, a.kind, _merged_dtype(a.dtype, b.dtype), a.count + b.count, a.nulls + b.nulls)
     out.hll = a.hll.merge(b.hll)
+    out.ints_beyond_float = a.ints_beyond_float or b.ints_beyond_float
     out.sketch = a.sketch.merge(b.sketch)
     if a.kind == "numeric":
         for attr in ("nan", "pos_inf", "neg_inf", "zeros", "negatives"):

@@ -38,14 +38,21 @@ def _fmt(v: Any) -> str:
 
 
 def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "", width: int = 520,
-              height: int = 170) -> str:
-    """An SVG bar chart of one or two series of counts, drawn as shares of each series' total."""
+              height: int = 170, *, rates: bool = False) -> str:
+    """An SVG bar chart of one or two series.
+
+    Counts (the default) are drawn as shares of each series' total, and a
+    tooltip gives the share and the count. ``rates=True``: the values are
+    already rates in [0, 1] (a group's selection rate), drawn on a 0-100 %
+    scale as they are, and the tooltip gives the rate itself (normalising
+    rates to their sum would show a group's share of the summed rates).
+    """
     n = max(len(labels), 1)
     shares = []
     for _, counts in series:
-        total = float(sum(counts)) or 1.0
+        total = 1.0 if rates else (float(sum(counts)) or 1.0)
         shares.append([c / total for c in counts])
-    top = max((max(s) for s in shares if s), default=1.0) or 1.0
+    top = 1.0 if rates else (max((max(s) for s in shares if s), default=1.0) or 1.0)
     pad, plot_h = 4, height - 30
     group_w = (width - 2 * pad) / n
     bar_w = max(group_w / max(len(series), 1) - 1, 0.5)
@@ -56,7 +63,8 @@ def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "", 
         for i, v in enumerate(s):
             h = plot_h * v / top
             x = pad + i * group_w + si * (bar_w + 1)
-            tip = f"{series[si][0]} {labels[i]}: {v * 100:.2f}% ({series[si][1][i]:g})"
+            tip = (f"{series[si][0]} {labels[i]}: {v * 100:.2f}%" if rates
+                   else f"{series[si][0]} {labels[i]}: {v * 100:.2f}% ({series[si][1][i]:g})")
             parts.append(f'<rect x="{x:.2f}" y="{plot_h + 2 - h:.2f}" width="{bar_w:.2f}" height="{h:.2f}" '
                          f'fill="{COLORS[si % 2]}"><title>{html.escape(tip)}</title></rect>')
     if labels:
@@ -67,9 +75,13 @@ def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "", 
     return "".join(parts)
 
 
-def render(doc: dict[str, Any], charts: dict[str, tuple[Sequence[str], Sequence[Series]]] | None = None,
+def render(doc: dict[str, Any], charts: dict[str, tuple[Any, ...]] | None = None,
            *, title: str | None = None, extra_tables: Sequence[tuple[str, list[str], list[list[Any]]]] = ()) -> str:
-    """The HTML text of a result document (see ``tasks.run_task``) with per-column charts."""
+    """The HTML text of a result document (see ``tasks.run_task``) with per-column charts.
+
+    ``charts``: name -> ``(labels, series)`` of counts, or ``(labels, series,
+    "rate")`` of rates (see :func:`bar_chart`).
+    """
     verdict = doc.get("verdict", "ok")
     title = title or f"edgeorch {doc.get('kind', '')} report"
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -95,12 +107,13 @@ def render(doc: dict[str, Any], charts: dict[str, tuple[Sequence[str], Sequence[
             out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in tr) + "</tr>")
         out.append("</table>")
     if charts:
-        names = {name for _, s in charts.values() for name, _ in s}
+        names = {name for spec in charts.values() for name, _ in spec[1]}
         legend = "".join(f"<span style='background:{COLORS[i % 2]}'></span>{html.escape(n)}"
                          for i, n in enumerate(sorted(names, key=lambda x: x != "reference")))
         out.append(f"<h2>Distributions</h2><p class='legend'>{legend}</p>")
-        for col, (labels, series) in charts.items():
-            out.append(f"<div class='chart'><div>{html.escape(col)}</div>{bar_chart(labels, series, col)}</div>")
+        for col, (labels, series, *unit) in charts.items():
+            chart = bar_chart(labels, series, col, rates=unit == ["rate"])
+            out.append(f"<div class='chart'><div>{html.escape(col)}</div>{chart}</div>")
     out.append("</body></html>")
     return "\n".join(out)
 

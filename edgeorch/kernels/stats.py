@@ -17,7 +17,7 @@ how many it dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -25,29 +25,74 @@ import numpy as np
 
 from ..errors import DataError
 from . import _jit
+from .columns import unmasked
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
 MAX_EXACT_N = 10000  # scipy's MAX_AUTO_N: 'auto' is exact up to this sample size
 PSI_EPS = 1e-4  # share that replaces an empty bin's 0 in PSI (no renormalising): keeps ln finite
 
 
-class KSResult(NamedTuple):
-    """As scipy's KstestResult: statistic, pvalue, statistic_location, statistic_sign."""
-
+class _KSPair(NamedTuple):
     statistic: float
     pvalue: float
+
+
+class KSResult(_KSPair):
+    """As scipy's ``KstestResult``: a ``(statistic, pvalue)`` pair with two more attributes.
+
+    ``D, p = ks_2samp(a, b)`` unpacks as with scipy (``len(result) == 2``);
+    ``statistic_location`` (the value where the ECDF gap is largest) and
+    ``statistic_sign`` (+1 when the first sample's ECDF is above there, else
+    -1) are attributes only, as in scipy.
+    """
+
     statistic_location: float | int
     statistic_sign: int
 
+    def __new__(cls, statistic: float, pvalue: float, statistic_location: float | int = math.nan,
+                statistic_sign: int = 1) -> KSResult:
+        self = super().__new__(cls, statistic, pvalue)
+        self.statistic_location = statistic_location
+        self.statistic_sign = statistic_sign
+        return self
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickling and copy keep the extra attributes
+        return (self.statistic, self.pvalue, self.statistic_location, self.statistic_sign)
+
+    def __repr__(self) -> str:
+        return (f"KSResult(statistic={self.statistic!r}, pvalue={self.pvalue!r}, "
+                f"statistic_location={self.statistic_location!r}, statistic_sign={self.statistic_sign!r})")
+
+    def _replace(self, **changes: Any) -> KSResult:
+        return KSResult(**{**self._asdict(), **changes})
+
+    def _asdict(self) -> dict[str, Any]:
+        return {"statistic": self.statistic, "pvalue": self.pvalue,
+                "statistic_location": self.statistic_location, "statistic_sign": self.statistic_sign}
+
+
+def _sample(x: Any, name: str) -> np.ndarray:
+    """One 1-D sample as given (any dtype); masked and multi-dimensional arrays are refused.
+
+    scipy computes a 2-D input per column (``axis=0``): flattening it would
+    give a plausible wrong number, so only 1-D samples are accepted (a
+    scalar counts as one value).
+    """
+    arr = np.atleast_1d(unmasked(x, name))
+    if arr.ndim != 1:
+        raise DataError("a sample must be one-dimensional", field=name, value=f"shape {arr.shape}",
+                        expected="a 1-D array (call once per column for 2-D data)")
+    return arr
+
 
 def _as_1d(x: Any, name: str) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = _sample(x, name)
     if arr.dtype.kind not in "biuf":
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError):
             raise DataError("values must be numbers", field=name, value=str(arr.dtype)) from None
-    arr = np.ravel(arr).astype(np.float64, copy=False)
-    return arr
+    return arr.astype(np.float64, copy=False)
 
 
 def _sort_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +119,11 @@ def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
     """
     if method not in ("auto", "exact", "asymp"):
         raise DataError("unknown KS method", value=method, expected="auto, exact or asymp")
-    a, b = _int_pair(data1, data2)
-    if a is None or b is None:
-        a, b = _as_1d(data1, "data1"), _as_1d(data2, "data2")
+    exact = _int_keys(_sample(data1, "data1"), _sample(data2, "data2"))
+    if exact is None:
+        a, b, value_of = _as_1d(data1, "data1"), _as_1d(data2, "data2"), float
+    else:
+        a, b, value_of = exact
     n1, n2 = a.size, b.size
     if min(n1, n2) == 0:
         raise DataError("ks_2samp needs two non-empty samples", value=f"sizes {n1} and {n2}")
@@ -90,22 +137,30 @@ def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
     else:
         d, loc, sign = maxd, maxloc, 1
     d, p = ks_pvalue(d, n1, n2, method)
-    return KSResult(d, p, int(loc) if a.dtype.kind == "i" else float(loc), sign)
+    return KSResult(d, p, value_of(loc), sign)
 
 
-def _int_pair(x: Any, y: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Both samples as int64 when both are integer arrays that fit, else ``(None, None)``.
+def _int_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable[[Any], int]] | None:
+    """Two integer samples as int64 keys in the same order as their values, and the map from a key back to its value.
 
-    Integers beyond 2**53 do not survive float64: values 2**62 and 2**62 + 1
-    would tie. Sorting and comparing them as int64 keeps scipy's exact answer.
+    ``None`` when either sample is not integer (or boolean). Integers beyond
+    2**53 do not survive float64 (2**60 and 2**60 + 1 would tie), so they are
+    compared exactly: as int64 when both fit; two uint64 samples through the
+    order-preserving ``v - 2**63``; a uint64 sample beyond int64 against a
+    signed one through their ranks in the pooled distinct values. The KS
+    statistic depends only on the order, so each gives scipy's exact answer.
     """
-    a, b = np.asarray(x), np.asarray(y)
     if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
-        return None, None
-    try:
-        return np.ravel(a).astype(np.int64, casting="safe"), np.ravel(b).astype(np.int64, casting="safe")
-    except TypeError:  # uint64: compare as floats, as before
-        return None, None
+        return None
+    if all(x.dtype.kind != "u" or x.size == 0 or int(x.max()) <= _INT64_MAX for x in (a, b)):
+        return a.astype(np.int64), b.astype(np.int64), int
+    if a.dtype.kind in "ub" and b.dtype.kind in "ub":
+        flip = np.uint64(1 << 63)  # v - 2**63 on the bit pattern: order-preserving onto int64
+        keys = [(x.astype(np.uint64) ^ flip).view(np.int64) for x in (a, b)]
+        return keys[0], keys[1], lambda k: int(k) + (1 << 63)
+    pooled = np.unique(np.concatenate([a.astype(object), b.astype(object)]))  # exact Python ints
+    ranks = [np.searchsorted(pooled, x.astype(object)).astype(np.int64) for x in (a, b)]
+    return ranks[0], ranks[1], lambda k: int(pooled[int(k)])
 
 
 def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> tuple[float, float]:

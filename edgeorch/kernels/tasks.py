@@ -191,8 +191,14 @@ def _fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     rows = [{"column": "+".join(groups), "metric": m["metric"], "value": m["value"], "p_value": None,
              "threshold": m["threshold"], "verdict": m["verdict"], "details": {"kind": m["kind"]}}
             for m in rep["metrics"]]
-    rows += [{"column": "+".join(groups), "metric": "group", "value": g["selection_rate"], "p_value": None,
-              "threshold": o.get("min_group_size", 30), "verdict": g["verdict"], "details": g}
+    # A group row names its group in `column` (`sex=f`: every consumer, `edgeorch show`
+    # and the HTML table included, shows which group it is); its value is the group's
+    # selection rate. It has no threshold: the minimum group size that decides
+    # `small_group` is stated as such in its details.
+    rows += [{"column": f"{'+'.join(groups)}={g['group']}", "metric": "group",
+              "value": g["selection_rate"],
+              "p_value": None, "threshold": None, "verdict": g["verdict"],
+              "details": {**g, "min_group_size": o.get("min_group_size", 30)}}
              for g in rep["groups"]]
     n_small = rep["small_groups"]
     if rep["violations"]:
@@ -215,9 +221,12 @@ def _fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         doc = _doc(verdict, message, rows, summary, outputs)
         doc["kind"] = "fairness"
         labels = [g["group"] for g in rep["groups"]]
-        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep["groups"]])])}
+        # Rates, not counts: each bar (and its tooltip) is the group's own selection rate.
+        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep["groups"]])],
+                                              "rate")}
         outputs.append(write(_out_path(o["report"]), render(doc, charts, extra_tables=[(
-            "Groups", ["group", "size", "selection rate", "tpr", "fpr", "verdict"],
+            f"Groups (minimum group size {o.get('min_group_size', 30)}: smaller groups are left out)",
+            ["group", "size", "selection rate", "tpr", "fpr", "verdict"],
             [[g["group"], g["size"], g["selection_rate"], g.get("tpr"), g.get("fpr"), g["verdict"]]
              for g in rep["groups"]])])))
     return _doc(verdict, message, rows, summary, outputs)

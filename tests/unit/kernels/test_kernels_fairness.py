@@ -169,3 +169,43 @@ def test_agrees_with_fairlearn_on_generated_data(data: list[tuple[int, int, str]
     g = np.array([r[2] for r in data])
     for ours, name in PAIRS:
         assert _same(ours(yt, yp, sensitive_features=g), getattr(fm, name)(yt, yp, sensitive_features=g)), name
+
+
+# agg="mean" skips an undefined term as Fairlearn does; masked and 2-D input is refused (issue 9, item 33).
+
+def test_mean_aggregation_skips_a_nan_term_like_fairlearn() -> None:
+    yt, yp, g = np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), np.array(["a", "b", "a", "b"])
+    for ours, name in ((equalized_odds_ratio, "equalized_odds_ratio"),
+                       (equalized_odds_difference, "equalized_odds_difference")):
+        ref = getattr(fm, name)(yt, yp, sensitive_features=g, agg="mean")
+        assert _same(ours(yt, yp, sensitive_features=g, agg="mean"), ref), name
+    assert equalized_odds_ratio(yt, yp, sensitive_features=g, agg="mean") == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows)
+def test_mean_aggregation_agrees_with_fairlearn_on_generated_data(data: list[tuple[int, int, str]]) -> None:
+    yt, yp, g = (np.array([r[i] for r in data]) for i in range(3))
+    for ours, name in ((equalized_odds_ratio, "equalized_odds_ratio"),
+                       (equalized_odds_difference, "equalized_odds_difference")):
+        for method in ("between_groups", "to_overall"):
+            assert _same(ours(yt, yp, sensitive_features=g, method=method, agg="mean"),
+                         getattr(fm, name)(yt, yp, sensitive_features=g, method=method, agg="mean")), (name, method)
+
+
+def test_masked_arrays_are_refused_not_unmasked() -> None:
+    yt, yp = np.array([1, 0, 1, 0]), np.ma.masked_array([1, 0, 0, 1], mask=[0, 0, 0, 1])
+    with pytest.raises(DataError, match="masked"):
+        demographic_parity_difference(yt, yp, sensitive_features=["a", "a", "b", "b"])
+    with pytest.raises(DataError, match="masked"):
+        selection_rates(np.array([1, 0, 0, 1]), np.ma.masked_array(["a", "a", "b", "b"], mask=[0, 0, 0, 1]))
+
+
+def test_2d_arrays_are_refused_not_flattened() -> None:
+    yt, yp = np.array([1, 0, 1, 0]), np.array([1, 0, 0, 1])
+    with pytest.raises(DataError, match="one-dimensional"):
+        demographic_parity_difference(yt, yp, sensitive_features=np.array([["a", "x"], ["a", "y"], ["b", "x"], ["b", "y"]]))
+    with pytest.raises(DataError, match="one-dimensional"):
+        demographic_parity_difference(yt, yp.reshape(1, 4), sensitive_features=["a", "a", "b", "b"])
+    col = demographic_parity_difference(yt, yp.reshape(4, 1), sensitive_features=["a", "a", "b", "b"])
+    assert col == demographic_parity_difference(yt, yp, sensitive_features=["a", "a", "b", "b"])

@@ -270,3 +270,17 @@ def test_pandas_missing_values_of_every_dtype_are_nulls() -> None:
     assert (s["c"]["type"], s["c"]["nulls"], s["c"]["distinct"]) == ("string", 2, 2)
     assert (s["b"]["type"], s["b"]["nulls"]) == ("boolean", 1)
     assert (s["o"]["type"], s["o"]["nulls"]) == ("string", 1)
+
+
+def test_distinct_count_of_int64_beyond_2_53_is_never_called_exact_when_floats_merge_them() -> None:
+    """2**60 + arange(1000) rounds onto 5 float64 values: the count must not say 5 and exact (item 32)."""
+    for values in (2**60 + np.arange(1000), (2**63 + np.arange(1000, dtype=np.uint64)).astype(np.uint64)):
+        s = profile({"x": values}).summary()[0]
+        assert not s["distinct_exact"] and abs(s["distinct"] - 1000) <= 20  # HLL error (2% at 2.5 sigma)
+        assert s["min"] == int(values.min()) and s["max"] == int(values.max())
+    merged = merge_profiles(profile({"x": 2**60 + np.arange(500)}), profile({"x": 2**60 + np.arange(500, 1000)}))
+    s = merged.summary()[0]
+    assert not s["distinct_exact"] and abs(s["distinct"] - 1000) <= 20
+    assert Profile.from_json(merged.to_json()).summary() == merged.summary()
+    small = profile({"x": np.arange(1000)}).summary()[0]
+    assert small["distinct_exact"] and small["distinct"] == 1000

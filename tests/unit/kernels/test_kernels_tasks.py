@@ -140,3 +140,22 @@ def test_missing_column_is_a_data_error(data: Path) -> None:
 def test_invalid_options_are_rejected_before_reading(data: Path) -> None:
     with pytest.raises(PipelineError, match="unknown key"):
         run_task("drift", {"reference": "ref.parquet", "current": "cur.parquet", "colums": ["a"]})
+
+
+def test_fairness_report_shows_each_groups_own_selection_rate_and_labels_its_rows(workdir: Path) -> None:
+    """Tooltip = the group's selection rate (not its share of the summed rates); rows name their group;
+    the minimum group size is not called a threshold (issue 9, item 9)."""
+    import re
+
+    g = np.array(["m"] * 80 + ["f"] * 80)
+    p = np.array([1] * 39 + [0] * 41 + [1] * 36 + [0] * 44)  # m 48.75 %, f 45 %
+    pacsv.write_csv(pa.table({"g": g, "p": p}), "s.csv")
+    doc = run_task("fairness", {"input": "s.csv", "group": "g", "prediction": "p", "report": "r.html"})
+    groups = {r["column"]: r for r in doc["rows"] if r["metric"] == "group"}
+    strict_json(doc)
+    assert set(groups) == {"g=m", "g=f"} and groups["g=m"]["details"]["group"] == "m"
+    assert groups["g=m"]["value"] == 0.4875 and groups["g=m"]["threshold"] is None
+    assert groups["g=m"]["details"]["min_group_size"] == 30
+    html = Path("r.html").read_text()
+    assert re.findall(r"<title>([^<]*)</title></rect>", html) == ["selection rate f: 45.00%", "selection rate m: 48.75%"]
+    assert "<td>g=m</td><td>group</td>" in html and "minimum group size 30" in html
