@@ -1,5 +1,5 @@
 """Running pipelines: scheduling decisions (pure), the process executor, recovery.
 
-Kept free of imports so that the zygote (``python -m edgeorch.engine.zygote``)
+Kept free of imports so that the zygote (``python -m edgeorch.engine.executors.local.zygote``)
 starts fast; import the submodules you need.
 """

@@ -38,8 +38,8 @@ from ..resources.admission import WATCH_INTERVAL_S, Admission, holds_anything, r
 from ..store import NewAttempt, Store
 from . import scheduler
 from .callrunner import EXIT_VIOLATION
-from .executor import OWNER, PROC, Executor, ExitInfo, ProcInfo, SpawnRequest, read_exit, read_json, settle_unowned
-from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact
+from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
+from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -180,7 +180,7 @@ class Engine:
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self.res = Admission.open(self.config.resources)
         self.res.seed_durations(self.store.successful_durations())
-        self.executor = Executor(self.loop, self._on_started, self._on_exited, self._on_executor_health)
+        self.executor = self._make_executor(self.loop)
         self.executor.start()
         for run in self.store.active_runs():
             self._activate(run["id"])
@@ -189,6 +189,12 @@ class Engine:
             self._requeue_after_restart(ctx)
         self._arm_watch()
         self._schedule_dispatch()
+
+    def _make_executor(self, loop: asyncio.AbstractEventLoop) -> Executor:
+        """The executor attempts run on (the local zygote/shim one); the engine uses only its contract."""
+        from .executors.local.executor import LocalExecutor
+
+        return LocalExecutor(loop, self._on_started, self._on_exited, self._on_executor_health)
 
     async def close(self, *, stop_tasks: bool = False) -> None:
         """Stop the engine. Running tasks go on (live restore) unless ``stop_tasks``."""
@@ -396,29 +402,18 @@ class Engine:
                 self._activate(a["run_id"])
             self.live[a["id"]] = la
             self._restore_lease(a)
-            if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
-                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(
-                    None, None, None, lost=True, uncharged=True,
-                    error="the attempt never started (engine stopped while starting it)"))
-                continue
-            owner = read_json(Path(adir, OWNER)) or {}
-            if owner.get("abandoned"):
-                self.loop.call_soon(self._on_exited, a["id"], ExitInfo(None, None, None, lost=True, error="abandoned"))
-                continue
-            proc = read_json(Path(adir, PROC))
-            if proc and la.pgid is None:
-                la.pgid = proc.get("pgid")
-                self.store.attempt_running(a["id"], pid=proc["pid"], pid_start_time=proc.get("pid_start_time") or 0,
-                                           pgid=proc["pgid"], shim_pid=owner.get("shim_pid") or 0,
-                                           shim_start_time=owner.get("shim_start_time") or 0)
-            info = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
-                            owner.get("shim_start_time")) if proc and proc.get("pgid") else None
-            adopted = self.executor.watch(a["id"], adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
-                                          stops_tree=bool(owner.get("stops_tree")), proc=info)
-            if adopted:
+            adoption = self.executor.adopt(AttemptRecord(a["id"], adir, a["pgid"]))
+            started = adoption.started
+            if started is not None and la.pgid is None:
+                la.pgid = started.pgid
+                self._record_running(a["id"], started)
+            if adoption.verdict is Verdict.LIVE:
                 self.store.add_event("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
                                      run_id=a["run_id"], task=a["task"])
                 self._arm_timeout(la)
+            else:
+                assert adoption.exit is not None
+                self.loop.call_soon(self._on_exited, a["id"], adoption.exit)
 
     def _restore_lease(self, a: dict[str, Any]) -> None:
         """Hold again the lease recorded for a live attempt, so nothing is granted twice after a restart."""
@@ -733,11 +728,14 @@ class Engine:
     # -- executor callbacks ------------------------------------------------------------------
 
     @_fail_stop
-    def _on_started(self, attempt_id: int, info: ProcInfo) -> None:
+    def _on_started(self, attempt_id: int, info: StartedInfo) -> None:
         la = self.live.get(attempt_id)
         if la is None:
             return
         la.pgid = info.pgid
+        self._record_running(attempt_id, info)
+
+    def _record_running(self, attempt_id: int, info: StartedInfo) -> None:
         self.store.attempt_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
                                    shim_pid=info.shim_pid, shim_start_time=info.shim_start_time or 0)
 
@@ -899,10 +897,9 @@ class Engine:
         res = self.res
         if res is None or not self.accepting:
             return
-        groups = {la.pgid: aid for aid, la in self.live.items()
-                  if la.pgid and aid in res.held and res.held[aid].running.lease.gpus}
-        pids = _pids_of_groups(set(groups))
-        actions, drains = res.watch({aid: pids.get(pg, [pg]) for pg, aid in groups.items()})
+        assert self.executor is not None
+        gpu_attempts = [aid for aid in self.live if aid in res.held and res.held[aid].running.lease.gpus]
+        actions, drains = res.watch(self.executor.pids(gpu_attempts))
         for uuid, why in drains.items():
             self.store.add_event("gpu_drained", f"{uuid} drained: {why}; it gets no new lease",
                                  data={"uuid": uuid, "reason": why})
@@ -976,26 +973,6 @@ def _describe_lease(lease: Lease) -> str:
     if lease.pool:
         parts.append(f"pool {lease.pool}")
     return "leased " + "; ".join(parts)
-
-
-def _pids_of_groups(pgids: set[int]) -> dict[int, list[int]]:
-    """Pids per process group among ``pgids`` (one scan of /proc; empty when none asked)."""
-    out: dict[int, list[int]] = {}
-    if not pgids:
-        return out
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) in pgids:
-            out.setdefault(int(fields[2]), []).append(int(entry.name))
-    return out
 
 
 def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -144,6 +145,15 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
         if sha256_file(p) != a["sha256"]:
             return False
     return True
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A small JSON object written by a task or a supervisor (``result.json``, …); None when absent or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def claim_run_dir(runs_dir: Path, run_id: int) -> Path:

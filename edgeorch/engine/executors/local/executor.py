@@ -1,6 +1,7 @@
-"""The local executor: the zygote, spawn requests, exit notifications, stopping, its own health.
+"""The local executor: a zygote forks one supervising shim per attempt.
 
-Contract (what the engine may rely on; a future executor, e.g. Ray, keeps it):
+It implements :class:`~edgeorch.engine.executors.base.Executor` (the
+contract is there); how it keeps it:
 
 - :meth:`Executor.spawn` never fails synchronously and never reports a
   failure of edgeorch's own machinery as the task's: if the launcher (the
@@ -35,61 +36,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .procinfo import descendants, is_same_process, open_pidfd
+from ...files import read_json
+from ...procinfo import descendants, is_same_process, open_pidfd
+from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
+                    SpawnRequest, Verdict)
 from .shim import ABANDONED, EXIT, OWNER, PROC, claim
-
-
-@dataclass
-class SpawnRequest:
-    """Everything a shim needs to run one attempt."""
-
-    attempt_id: int
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    log_path: str
-    attempt_dir: str
-    log_max_bytes: int
-    cpus: list[int] | None = None
-    cgroup: str | None = None
-    """A cgroup v2 folder (with ``memory.max``) the shim joins before starting the task."""
-    kill_grace: float = 10.0
-    """Seconds between the SIGTERM and the SIGKILL of a stop (and of what the task leaves behind)."""
-    mkdirs: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
-
-
-@dataclass
-class ExitInfo:
-    """How an attempt's process ended; ``exit_code`` None when killed by ``signal``.
-
-    ``lost`` means no exit status exists (the shim vanished): the attempt is abandoned.
-    """
-
-    exit_code: int | None
-    signal: int | None
-    finished_at: float | None
-    log_truncated: bool = False
-    lost: bool = False
-    error: str | None = None
-    uncharged: bool = False
-    """A failure of edgeorch's own machinery (the launcher died): not charged to the task's retries."""
-
-
-@dataclass
-class ProcInfo:
-    pid: int
-    pid_start_time: int | None
-    pgid: int
-    shim_pid: int
-    shim_start_time: int | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_exit(attempt_dir: str) -> ExitInfo | None:
@@ -100,14 +54,6 @@ def read_exit(attempt_dir: str) -> ExitInfo | None:
         return None
     return ExitInfo(data.get("exit_code"), data.get("signal"), data.get("finished_at"),
                     bool(data.get("log_truncated")), error=data.get("error"))
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class _Zygote:
@@ -125,15 +71,17 @@ RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)
 """Delay before restarting a dead zygote, by how many times it died within the last minute."""
 
 
-class Executor:
+class LocalExecutor(Executor):
     """Starts attempts under shims, stops them, and reports their fate on the event loop (see the module docstring)."""
+
+    name = "local"
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        on_started: Callable[[int, ProcInfo], None],
-        on_exited: Callable[[int, ExitInfo], None],
-        on_health: Callable[[str], None] | None = None,
+        on_started: OnStarted,
+        on_exited: OnExited,
+        on_health: OnHealth | None = None,
     ) -> None:
         self.loop = loop
         self.on_started = on_started
@@ -149,6 +97,7 @@ class Executor:
         self._tree: set[int] = set()  # attempts whose shim carries out stop() itself
         self._stop_asked: set[int] = set()  # stop() before the attempt started: applied at start
         self._deaths: list[float] = []
+        self._restarts = 0
         self._restart_timer: asyncio.TimerHandle | None = None
         self._closing = False
 
@@ -157,10 +106,10 @@ class Executor:
     def start(self) -> None:
         """Start the zygote. Its stdin/stdout are our request/reply pipes. Raises OSError when it cannot start."""
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
+        root = str(Path(__file__).resolve().parents[4])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         popen = subprocess.Popen(
-            [sys.executable, "-m", "edgeorch.engine.zygote"],
+            [sys.executable, "-m", "edgeorch.engine.executors.local.zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, close_fds=True,
         )
         try:
@@ -204,7 +153,13 @@ class Executor:
                        f" restarting it{f' in {delay:g}s' if delay else ''}")
         for attempt_id in list(self._in_flight):
             self._settle_in_flight(attempt_id)
+        self._restarts += 1
         self._restart_timer = self.loop.call_later(delay, self._restart)
+
+    def health(self) -> Health:
+        if self._zygote is not None:
+            return Health(True, f"task launcher running (pid {self._zygote.popen.pid})", self._restarts)
+        return Health(False, "task launcher down: being restarted; requests wait for it", self._restarts)
 
     def _restart(self) -> None:
         self._restart_timer = None
@@ -232,7 +187,7 @@ class Executor:
         if owner.get("stops_tree"):
             self._tree.add(attempt_id)
         # Its reply (started, or a start error) still comes on the old pipe; until then the pidfd tells its end.
-        self.watch(attempt_id, req.attempt_dir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
+        self._watch(attempt_id, req.attempt_dir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
                    stops_tree=bool(owner.get("stops_tree")))
 
     # -- spawning ----------------------------------------------------------------------
@@ -294,27 +249,68 @@ class Executor:
             self._tree.add(attempt_id)
         self.on_started(attempt_id, info)
         if attempt_id not in self._watched:
-            self.watch(attempt_id, self._dirs.get(attempt_id, ""), info.shim_pid, info.shim_start_time,
+            self._watch(attempt_id, self._dirs.get(attempt_id, ""), info.shim_pid, info.shim_start_time,
                        stops_tree=bool(msg.get("stops_tree")))
         if attempt_id in self._stop_asked:
             self.stop(attempt_id)
 
     # -- watching ----------------------------------------------------------------------
 
-    def watch(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
-              stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
-        """Watch a shim until it exits. False when it is already gone (its exit is settled from exit.json)."""
+    def _watch(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
+               stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
+        """Watch a shim until it exits; when it is already gone, settle it from exit.json (``on_exited`` soon)."""
+        if self._follow(attempt_id, attempt_dir, shim_pid, shim_start_time, stops_tree=stops_tree, proc=proc):
+            return True
+        self.loop.call_soon(self._settle, attempt_id, attempt_dir)
+        return False
+
+    def _follow(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
+                stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
+        """Start watching a shim through a pidfd; False (nothing kept) when it is no longer running."""
+        fd = open_pidfd(shim_pid, shim_start_time) if shim_pid else None
+        if fd is None:
+            return False
         if stops_tree:
             self._tree.add(attempt_id)
         if proc is not None:
             self._procs[attempt_id] = proc
-        fd = open_pidfd(shim_pid, shim_start_time)
-        if fd is None:
-            self.loop.call_soon(self._settle, attempt_id, attempt_dir)
-            return False
+        self._dirs[attempt_id] = attempt_dir
         self._watched[attempt_id] = (fd, attempt_dir)
         self.loop.add_reader(fd, self._on_shim_exit, attempt_id)
         return True
+
+    # -- adopting and settling (after a restart of the engine) ---------------------------
+
+    def adopt(self, record: AttemptRecord) -> Adoption:
+        """See the contract. The attempt folder's files decide: exit.json, owner.json (the shim's claim), proc.json."""
+        adir = record.attempt_dir
+        if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
+            # No shim claimed it and now none ever will: it never ran, and that is not the task's doing.
+            return Adoption(Verdict.LOST, exit=ExitInfo(
+                None, None, None, lost=True, uncharged=True,
+                error="the attempt never started (engine stopped while starting it)"))
+        owner = read_json(Path(adir, OWNER)) or {}
+        if owner.get(ABANDONED):
+            return Adoption(Verdict.LOST, exit=ExitInfo(None, None, None, lost=True, error="abandoned"))
+        proc = read_json(Path(adir, PROC))
+        started = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
+                           owner.get("shim_start_time")) if proc and proc.get("pgid") else None
+        if self._follow(record.attempt_id, adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
+                        stops_tree=bool(owner.get("stops_tree")), proc=started):
+            return Adoption(Verdict.LIVE, started=started)
+        info = self.settle(record)
+        return Adoption(Verdict.LOST if info.lost else Verdict.FINISHED, started=started, exit=info)
+
+    def settle(self, record: AttemptRecord) -> ExitInfo:
+        """See the contract: exit.json, else ``lost`` (after killing the task's group if it still runs)."""
+        info = read_exit(record.attempt_dir)
+        if info is not None:
+            return info
+        # The shim died without a record (killed, OOM): whatever the task did is unknown.
+        proc = read_json(Path(record.attempt_dir, PROC))
+        if proc and is_same_process(proc.get("pid"), proc.get("pid_start_time")):
+            kill_group(proc["pgid"], signal.SIGKILL)  # an orphan nobody would collect
+        return ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
 
     def _on_shim_exit(self, attempt_id: int) -> None:
         fd, attempt_dir = self._watched.pop(attempt_id)
@@ -326,15 +322,8 @@ class Executor:
         self._dirs.pop(attempt_id, None)
         self._tree.discard(attempt_id)
         self._stop_asked.discard(attempt_id)
-        info = read_exit(attempt_dir)
         self._procs.pop(attempt_id, None)
-        if info is None:
-            # The shim died without a record (killed, OOM): whatever the task did is unknown.
-            proc = read_json(Path(attempt_dir, PROC))
-            if proc and is_same_process(proc.get("pid"), proc.get("pid_start_time")):
-                kill_group(proc["pgid"], signal.SIGKILL)  # an orphan nobody would collect
-            info = ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
-        self.on_exited(attempt_id, info)
+        self.on_exited(attempt_id, self.settle(AttemptRecord(attempt_id, attempt_dir)))
 
     # -- stopping ----------------------------------------------------------------------
 
@@ -367,9 +356,11 @@ class Executor:
             if watched is not None:
                 kill_group(proc.pgid, signal.SIGKILL)
 
-    def pgid_of(self, attempt_id: int) -> int | None:
-        proc = self._procs.get(attempt_id)
-        return proc.pgid if proc else None
+    def pids(self, attempt_ids: list[int]) -> dict[int, list[int]]:
+        """Pids in each attempt's process group (one scan of /proc); the group's leader when none is found."""
+        groups = {self._procs[a].pgid: a for a in attempt_ids if a in self._procs and self._procs[a].pgid}
+        found = pids_of_groups(set(groups))
+        return {aid: found.get(pgid, [pgid]) for pgid, aid in groups.items()}
 
     def close(self) -> None:
         """Stop watching and let the zygote exit; running shims and tasks go on."""
@@ -419,6 +410,26 @@ def kill_group(pgid: int | None, sig: int) -> bool:
         return False
 
 
+def pids_of_groups(pgids: set[int]) -> dict[int, list[int]]:
+    """Pids per process group among ``pgids`` (one scan of /proc; empty when none asked)."""
+    out: dict[int, list[int]] = {}
+    if not pgids:
+        return out
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command (which may hold spaces and parentheses): state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) in pgids:
+            out.setdefault(int(fields[2]), []).append(int(entry.name))
+    return out
+
+
 def settle_unowned(attempt_dir: str) -> bool:
     """Recovery for a ``starting`` attempt with no shim: claim it as abandoned.
 
@@ -429,5 +440,5 @@ def settle_unowned(attempt_dir: str) -> bool:
     return claim(attempt_dir, {ABANDONED: True})
 
 
-__all__ = ["Executor", "ExitInfo", "ProcInfo", "SpawnRequest", "kill_group", "read_exit", "read_json",
-           "settle_unowned", "OWNER", "PROC", "EXIT"]
+__all__ = ["LocalExecutor", "kill_group", "pids_of_groups", "read_exit", "read_json", "settle_unowned",
+           "OWNER", "PROC", "EXIT"]

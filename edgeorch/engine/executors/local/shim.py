@@ -364,4 +364,4 @@ def _reply(fd: int, msg: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover - run via the zygote
-    sys.exit("edgeorch.engine.shim is started by the zygote, not directly")
+    sys.exit("edgeorch.engine.executors.local.shim is started by the zygote, not directly")

@@ -1,6 +1,6 @@
 """The zygote: a small single-threaded process that forks shims cheaply.
 
-Started once by the engine (``python -m edgeorch.engine.zygote``) with a
+Started once by the engine (``python -m edgeorch.engine.executors.local.zygote``) with a
 request pipe on stdin and a reply pipe on stdout. Each request line is a JSON
 spawn request; the zygote forks a shim for it and goes back to reading. The
 shim answers on the reply pipe itself. Forking this small process costs far
@@ -26,7 +26,7 @@ def main() -> int:
     # shim (shims inherit this; tasks get the default back through restore_signals).
     # Terminal signals do not reach us: the engine starts us in a session of our own.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    from edgeorch.engine.shim import run_shim  # noqa: F401  (imported before forking: shims inherit it)
+    from edgeorch.engine.executors.local.shim import run_shim  # noqa: F401  (imported before forking: shims inherit it)
 
     reply_fd = sys.stdout.fileno()
     stdin = sys.stdin.buffer
@@ -48,7 +48,7 @@ def main() -> int:
 
 def _fork_spare(reply_fd: int) -> int:
     """Fork a shim that waits for one request on a pipe; returns the pipe's write end."""
-    from edgeorch.engine.shim import run_shim
+    from edgeorch.engine.executors.local.shim import run_shim
 
     rfd, wfd = os.pipe()
     pid = os.fork()
