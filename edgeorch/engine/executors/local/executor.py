@@ -267,7 +267,10 @@ class LocalExecutor(Executor):
     def _follow(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
                 stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
         """Start watching a shim through a pidfd; False (nothing kept) when it is no longer running."""
-        fd = open_pidfd(shim_pid, shim_start_time) if shim_pid else None
+        # A zombie shim has ended (exit.json is written before it exits): settled, not followed.
+        if not shim_pid or (shim_start_time is not None and not is_same_process(shim_pid, shim_start_time)):
+            return False
+        fd = open_pidfd(shim_pid, shim_start_time)
         if fd is None:
             return False
         if stops_tree:
