@@ -167,9 +167,12 @@ class Engine:
         self._all_stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.fatal_event = asyncio.Event()
-        # Ended attempts whose files are being hashed, in the order their ends were reported.
-        self._settling: collections.deque[tuple[int, ExitInfo, concurrent.futures.Future[FileOutcome]]] = \
+        # Hashing jobs (ended attempts' files, cache hits' recorded outputs) and what to do with each
+        # outcome, applied strictly in the order they were queued (see _in_order).
+        self._settling: collections.deque[tuple[concurrent.futures.Future[Any], Callable[[Any], None]]] = \
             collections.deque()
+        self._cache_checks: set[str] = set()  # "<run_id>/<task>" whose cache hit is being verified
+        self._cache_missed: set[str] = set()  # verified as no usable hit: queued for a real start
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
 
     # -- lifecycle --------------------------------------------------------------------
@@ -473,6 +476,10 @@ class Engine:
             assert self.loop is not None
             self.loop.call_soon(self._fail_unsatisfiable, ctx.run_id, name, why)
             return
+        spec = ctx.pipeline.tasks[name]
+        if spec.cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
+            if tid in self._cache_checks or self._check_cache(ctx, name, spec):
+                return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
                       self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
 
@@ -552,8 +559,7 @@ class Engine:
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
         input_hash = _input_hash(spec, ctx.params, upstream)
-        if spec.cache and number == 1 and self._try_cache(ctx, name, spec, input_hash):
-            return
+        self._cache_missed.discard(f"{ctx.run_id}/{name}")
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
         attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
         argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
@@ -659,21 +665,50 @@ class Engine:
             argv = [substitute(a, values) for a in spec.command]
         return argv, env, str(cwd)
 
-    def _try_cache(self, ctx: RunCtx, name: str, spec: TaskSpec, input_hash: str) -> bool:
+    def _check_cache(self, ctx: RunCtx, name: str, spec: TaskSpec) -> bool:
+        """Look for a recorded result of the same inputs; True when one is being verified (off the loop).
+
+        The recorded outputs are re-hashed in the hashing worker (a cached
+        model can be gigabytes); :meth:`_apply_cache_check` then skips the
+        task or queues it for a real start, in order with other outcomes.
+        """
+        input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec))
         hit = self.store.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
         if hit is None:
             return False
         arts = self.store.artifacts_of_attempt(hit["id"])
-        if len({a["name"] for a in arts}) < len(spec.outputs) or not intact(arts):
+        if len({a["name"] for a in arts}) < len(spec.outputs):
             return False
-        self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit["id"], arts)
+        tid = f"{ctx.run_id}/{name}"
+        self._cache_checks.add(tid)
+        self._in_order(functools.partial(intact, arts),
+                       functools.partial(self._apply_cache_check, ctx.run_id, name, input_hash, hit["id"], arts),
+                       inline=not arts)
+        return True
+
+    def _apply_cache_check(self, run_id: int, name: str, input_hash: str, hit_id: int,
+                           arts: list[dict[str, Any]], fut: concurrent.futures.Future[bool]) -> None:
+        tid = f"{run_id}/{name}"
+        self._cache_checks.discard(tid)
+        ctx = self.runs.get(run_id)
+        if ctx is None or ctx.cancel_requested or ctx.states.get(name) != TaskState.READY:
+            return  # cancelled or finished meanwhile
+        try:
+            ok = fut.result()
+        except Exception:  # noqa: BLE001 - an unreadable recorded output is simply not a usable hit
+            ok = False
+        if not ok:
+            self._cache_missed.add(tid)
+            self._push_ready(ctx, name)
+            self._schedule_dispatch()
+            return
+        self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
         ctx.states[name] = TaskState.SKIPPED
         for d in ctx.dependents[name]:
             ctx.unmet[d] -= 1
-        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit["id"]})
+        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit_id})
         self._promote_ready(ctx)
         self._maybe_finish(ctx)
-        return True
 
     def _fail_without_attempt(self, ctx: RunCtx, name: str, reason: str) -> None:
         cascade = scheduler.failure_cascade(ctx.dependents, name, ctx.states)
@@ -765,26 +800,46 @@ class Engine:
             values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
             names = [substitute(o, values) for o in spec.outputs]
         job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task)
-        fut: concurrent.futures.Future[FileOutcome] = concurrent.futures.Future()
-        if not names and not has_entries(ctx.run_dir / "checkpoints" / la.task):
-            fut.set_result(job())  # nothing to hash: no thread hop on the hot path of small tasks
+
+        def apply(fut: concurrent.futures.Future[FileOutcome]) -> None:
+            try:
+                files = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a file that cannot be read fails the attempt, not the engine
+                files = FileOutcome([], [], f"cannot record the task's files: {exc}")
+            self._apply_exit(attempt_id, info, files)
+
+        # Nothing to hash: no thread hop on the hot path of small tasks.
+        self._in_order(job, apply, inline=not names and not has_entries(ctx.run_dir / "checkpoints" / la.task))
+
+    def _in_order(self, job: Callable[[], Any], apply: Callable[[Any], None], *, inline: bool = False) -> None:
+        """Run ``job`` (hashing) in :attr:`_hasher`, then ``apply(future)`` on the loop, in the order of the calls.
+
+        Every outcome that depends on hashing files goes through here, so a
+        large file never stalls the loop and outcomes are never reordered
+        (an attempt's end is applied before a later one's, a cache check
+        before what follows it). ``inline``: ``job`` is cheap, run it now
+        (still applied in order, after what is queued before it).
+        """
+        fut: concurrent.futures.Future[Any]
+        if inline:
+            fut = concurrent.futures.Future()
+            try:
+                fut.set_result(job())
+            except Exception as exc:  # noqa: BLE001 - handed to apply, as from the worker
+                fut.set_exception(exc)
         else:
             fut = self._hasher.submit(job)
-        self._settling.append((attempt_id, info, fut))
+        self._settling.append((fut, apply))
         loop = self.loop
         assert loop is not None
         fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._drain_settlements))
 
     @_fail_stop
     def _drain_settlements(self) -> None:
-        """Apply the settled attempts at the head of the queue whose hashing is done (order of their ends)."""
-        while self._settling and self._settling[0][2].done():
-            attempt_id, info, fut = self._settling.popleft()
-            try:
-                files = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a file that cannot be read fails the attempt, not the engine
-                files = FileOutcome([], [], f"cannot record the task's files: {exc}")
-            self._apply_exit(attempt_id, info, files)
+        """Apply the outcomes at the head of the queue whose hashing is done (order of :meth:`_in_order` calls)."""
+        while self._settling and self._settling[0][0].done():
+            fut, apply = self._settling.popleft()
+            apply(fut)
 
     def _apply_exit(self, attempt_id: int, info: ExitInfo, files: "FileOutcome") -> None:
         """Record an attempt's outcome (one transaction) and take the decisions that follow it."""

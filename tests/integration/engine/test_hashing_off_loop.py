@@ -66,3 +66,32 @@ def test_an_output_that_is_a_link_is_refused(workspace, harness, tmp_path):
     (attempt,) = harness.store().attempts_of(run_id, "t")
     assert "symbolic link" in attempt["reason"]
     assert harness.store().artifacts_of(run_id) == []
+
+
+def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(workspace, harness):
+    workspace.pipeline("bigcache", f"""
+        [tasks.make]
+        command = ["truncate", "-s", "{BIG}", "{{output_dir}}/model.bin"]
+        outputs = ["model.bin"]
+        cache = true
+    """)
+    first, state = harness.run("bigcache", timeout=120)
+    assert state == RunState.SUCCEEDED
+    lags: list[float] = []
+
+    async def probe(engine, run_id):
+        loop = asyncio.get_running_loop()
+        checking_seen = False
+        while run_id in engine.runs:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - t0 - 0.01)
+            checking_seen = checking_seen or bool(engine._cache_checks)
+        assert checking_seen, "the run ended without verifying the cached output"
+
+    second, state = harness.run("bigcache", during=probe, timeout=120)
+    assert state == RunState.SUCCEEDED
+    (row,) = harness.store().tasks_of(second)
+    assert row["state"] == "skipped"
+    assert harness.store().attempts_of(second, "make") == []
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
