@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError
@@ -60,7 +61,11 @@ from .schedule import ScheduleSpec
 from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..daemon import Daemon
+    from ..config import Config
+    from ..engine.engine import Engine
+    from ..engine.requests import RunRequests
+    from ..pipelines import PipelineRegistry
+    from ..store.store import Store
 
 log = logging.getLogger("edgeorch.triggers")
 
@@ -108,11 +113,28 @@ class _Pending:
 class Triggers:
     """Schedules and drop folders of one daemon (see the module docstring)."""
 
-    def __init__(self, daemon: Daemon, *, clock: Any = None) -> None:
-        self.d = daemon
-        self.loop: asyncio.AbstractEventLoop = daemon.loop  # type: ignore[assignment]
+    def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
+                 config: Config, loop: asyncio.AbstractEventLoop, publish: Callable[[dict[str, Any]], None],
+                 clock: Any = None) -> None:
+        """Explicit collaborators, nothing else.
+
+        ``store``: the state file (every record). ``requests``: the front door every run goes
+        through (paused, shutting down, params, resources). ``engine``: asked only which runs are
+        live and whether it stopped on a fatal error. ``registry``: the loaded pipelines (read at
+        each :meth:`reload`). ``config``: paths and ``[[watch]]`` tables (replaced by
+        :meth:`reload`). ``loop``: the daemon's event loop (the one writer). ``publish``: hands
+        ``input``/``schedule`` events to the daemon's event stream. ``clock``: the schedules'
+        clock (:class:`SystemClock` by default; tests inject a manual one).
+        """
+        self.store = store
+        self.requests = requests
+        self.engine = engine
+        self.registry = registry
+        self.config = config
+        self.loop = loop
+        self.publish = publish
         self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs,
-                                   paused=lambda: self.d.store.paused_pipelines())
+                                   paused=lambda: self.store.paused_pipelines())
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
         self.watches: list[WatchSpec] = []
@@ -130,17 +152,17 @@ class Triggers:
         self._batch_timer: asyncio.TimerHandle | None = None
 
     def _publish(self, **event: Any) -> None:
-        self.d.ops.publish({"kind": "input", "ts": time.time(), **event})
+        self.publish({"kind": "input", "ts": time.time(), **event})
 
     # -- paths -----------------------------------------------------------------------
 
     @property
     def inbox(self) -> Path:
-        return self.d.config.inbox_dir
+        return self.config.inbox_dir
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.d.config.state_dir / "quarantine"
+        return self.config.state_dir / "quarantine"
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -169,8 +191,14 @@ class Triggers:
             h.cancel()
         self._retry_handles.clear()
 
-    def reload(self) -> None:
-        """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed."""
+    def reload(self, config: Config | None = None) -> None:
+        """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed.
+
+        ``config``: the daemon's new config when it was reloaded (its ``[[watch]]`` tables); else the
+        one given to the constructor stays.
+        """
+        if config is not None:
+            self.config = config
         self.sync_schedules()
         if self.timer is not None:
             self.timer.poke()
@@ -187,9 +215,9 @@ class Triggers:
     def sync_schedules(self) -> None:
         from ..pipelines import pipeline_triggers
 
-        store = self.d.store
+        store = self.store
         want: dict[str, ScheduleSpec] = {}
-        for name, p in self.d.registry.pipelines.items():
+        for name, p in self.registry.pipelines.items():
             spec, _ = pipeline_triggers(p)
             if spec is not None:
                 want[name] = spec
@@ -210,13 +238,13 @@ class Triggers:
         return self.scheduler.next_fire(pipeline)
 
     def _active_runs(self, pipeline: str) -> int:
-        return sum(1 for ctx in self.d.engine.runs.values() if ctx.pipeline.name == pipeline)
+        return sum(1 for ctx in self.engine.runs.values() if ctx.pipeline.name == pipeline)
 
     def _on_fire(self, fire: Fire) -> None:
-        store = self.d.store
+        store = self.store
         name = fire.pipeline
         data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
-        self.d.ops.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
+        self.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
         if fire.action == "start":
             from ..engine.requests import RunRequest
 
@@ -226,7 +254,7 @@ class Triggers:
                              f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
 
             try:  # the front door checks paused, shutting down, params and resources
-                run_id = self.d.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
+                run_id = self.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
                                                           source="schedule", within=within)).run_id
                 log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
                 return
@@ -263,12 +291,12 @@ class Triggers:
             self.timer.poke()
         run_id = event.get("run_id")
         if isinstance(run_id, int):
-            for rec in self.d.store.inputs_of_run(run_id):
+            for rec in self.store.inputs_of_run(run_id):
                 if rec["state"] == "started":
                     self._settle_input(rec, str(event["state"]), event.get("reason"))
 
     def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
-        store = self.d.store
+        store = self.store
         if state == "succeeded":
             store.record_input_state(rec["id"], "done")
             self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
@@ -309,20 +337,20 @@ class Triggers:
     def _collect_watches(self) -> list[WatchSpec]:
         from ..pipelines import pipeline_triggers
 
-        cfg = self.d.config
+        cfg = self.config
         errors: list[EdgeorchError] = []
         src = str(cfg.source or "<embedded defaults>")
         specs, errs = check_watches(cfg.watches, src, base=cfg.source.parent if cfg.source else None)
         errors.extend(errs)
-        for p in self.d.registry.pipelines.values():
+        for p in self.registry.pipelines.values():
             specs.extend(pipeline_triggers(p)[1])
         errors.extend(check_watch_set(specs, inbox_dir=cfg.inbox_dir, state_dir=cfg.state_dir,
-                                      pipelines=self.d.registry.pipelines, file=src))
+                                      pipelines=self.registry.pipelines, file=src))
         bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
         out: list[WatchSpec] = []
         seen: set[Path] = set()
         for s in specs:
-            if s.folder in seen or s.folder in bad or s.pipeline not in self.d.registry.pipelines:
+            if s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines:
                 continue
             if not s.folder.is_dir():
                 errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
@@ -376,7 +404,7 @@ class Triggers:
         starting: each action runs on its own, an error is logged and recorded as an event, and
         recovery goes on with the next.
         """
-        store = self.d.store
+        store = self.store
         active = {r["id"]: r for r in store.inputs_to_reconcile()}
         everything = store.list_inputs(limit=1 << 62)
         records = [_record_of(active.get(r["id"], r)) for r in everything]
@@ -395,7 +423,7 @@ class Triggers:
                                       display_path(a.path) if a.path else None, exc)
         # Runs that finished while the daemon was away (or before their input was settled).
         for r in store.list_inputs(state="started", limit=1 << 62):
-            if r["run_id"] is None or r["run_id"] in self.d.engine.runs:
+            if r["run_id"] is None or r["run_id"] in self.engine.runs:
                 continue
             try:
                 run = store.get_run(int(r["run_id"]))
@@ -410,7 +438,7 @@ class Triggers:
         return kinds
 
     def _recover_one(self, a: Any, active: dict[int, dict[str, Any]]) -> None:
-        store = self.d.store
+        store = self.store
         rec = a.record
         if a.kind in ("rename", "finish"):
             assert rec is not None and rec.inbox_path is not None
@@ -446,7 +474,7 @@ class Triggers:
         why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
         log.error("input recovery (%s) of %s failed: %s", kind, what, why)
         try:
-            self.d.store.add_event("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
+            self.store.add_event("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
                                    actor="watch", data={"input_id": input_id, "path": path, "action": kind})
         except Exception:  # noqa: BLE001 - recording is best effort, the start is not
             log.exception("cannot record the recovery failure")
@@ -512,14 +540,14 @@ class Triggers:
                         await self._claim_group(group)
                 except EdgeorchError as exc:
                     log.error("claiming failed: %s", exc.render())
-                    if self.d.engine.fatal_error is not None:
+                    if self.engine.fatal_error is not None:
                         return
                 except Exception:
                     log.exception("claiming failed")
 
     async def _claim_group(self, group: list[_Ready]) -> None:
         """Inspect each ready file, record refusals and intents (each file isolated), then claim."""
-        store = self.d.store
+        store = self.store
         pendings: list[_Pending] = []
         refused: list[tuple[WatchSpec, Refuse]] = []
         checked: list[tuple[WatchSpec, Any]] = []
@@ -547,7 +575,7 @@ class Triggers:
     def _isolated(self, path: Path, fn: Any, *args: Any) -> Any:
         """Run one file's records in its own savepoint: its failure never drops the other files' records."""
         try:
-            with self.d.store.transaction():
+            with self.store.transaction():
                 return fn(*args)
         except Exception as exc:  # noqa: BLE001 - this file only; logged, the group goes on
             log.error("input %s not recorded: %s", display_path(path),
@@ -556,7 +584,7 @@ class Triggers:
 
     def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
         shown = display_path(ref.path)
-        self.d.store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
+        self.store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
                                           reason=ref.reason)
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
@@ -568,7 +596,7 @@ class Triggers:
             holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
             return str(holder["d"])
 
-        iid = self.d.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
+        iid = self.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
                                                dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
         return _Pending(iid, spec, ClaimIntent(f"in-{iid}", acc.path, holder["d"], acc.size, acc.mtime_ns,
                                                acc.dev, acc.ino))
@@ -580,7 +608,7 @@ class Triggers:
         Transient errors leave the record ``claiming`` and retry with backoff; only a
         vanished file (``vanished``) or a refused one (``refused``) is final.
         """
-        store = self.d.store
+        store = self.store
         results = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings])
         started: list[tuple[dict[str, Any], ClaimedFile]] = []
         for pending, res in zip(pendings, results):
@@ -619,7 +647,7 @@ class Triggers:
 
     def _refuse_claimed(self, pending: _Pending, exc: ClaimRefused) -> None:
         """The moved file is not the inspected one (hard link / swap): refused, never run."""
-        store = self.d.store
+        store = self.store
         why = exc.message if hasattr(exc, "message") else str(exc)
         inbox_path = None
         if not exc.removed and os.path.lexists(pending.intent.dest):
@@ -645,7 +673,7 @@ class Triggers:
         """
         from ..engine.requests import RunRequest
 
-        store = self.d.store
+        store = self.store
         iid = int(rec["id"])
         if claimed is not None:
             store.record_input_claimed(iid, *claimed)
@@ -668,7 +696,7 @@ class Triggers:
             return None
         try:  # the front door checks paused, shutting down, params and resources
             param = spec.param if spec is not None else "input"
-            run_id = self.d.requests.start(RunRequest(
+            run_id = self.requests.start(RunRequest(
                 rec["pipeline"], {param: str(claimed_path)}, trigger=f"input:{iid}", actor="watch", source="watch",
                 within=lambda rid: store.record_input_started(iid, rid),
                 env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
@@ -725,7 +753,7 @@ class Triggers:
 
         from ..engine.requests import RunRequest
 
-        store = self.d.store
+        store = self.store
         ids = [i for i, _ in items]
         paths = [str(p) for _, p in items]
         try:
@@ -741,7 +769,7 @@ class Triggers:
                 for iid in ids:
                     store.record_input_started(iid, run_id)
 
-            run_id = self.d.requests.start(RunRequest(
+            run_id = self.requests.start(RunRequest(
                 spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
                 source="watch", within=within, env={spec.env: str(listing)})).run_id
         except EdgeorchError as exc:
