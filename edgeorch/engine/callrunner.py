@@ -6,7 +6,7 @@ Run as ``python -m edgeorch.engine.callrunner`` with:
   (``EDGEORCH_PARAMS``, JSON) as keyword arguments. Only the params the
   function accepts are passed, unless it takes ``**kwargs``.
 - ``EDGEORCH_KIND=<kind>`` and ``EDGEORCH_KIND_OPTIONS`` (JSON): runs the
-  built-in check task ``edgeorch.kernels.tasks.run_task``.
+  task kind through its registry, ``edgeorch.kernels.kinds.run_task``.
 
 A JSON-serialisable return value is written to ``$EDGEORCH_RESULT_FILE`` for
 the engine to record. Exit codes: 0 success, 1 the function raised (traceback
@@ -81,7 +81,7 @@ def run_kind(kind: str, options: dict[str, Any]) -> int:
     from edgeorch.errors import EdgeorchError, TaskViolation
 
     try:
-        from edgeorch.kernels.tasks import run_task
+        from edgeorch.kernels.kinds import run_task
     except ImportError as exc:
         print(f"edgeorch: built-in task kinds are not available: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,7 +1,7 @@
 """Kernels: data profiling, drift detection and fairness metrics.
 
 The public API (docs/kernels.md) is loaded lazily (PEP 562): importing
-``edgeorch.kernels`` or ``edgeorch.kernels.options`` costs nothing, and numba
+``edgeorch.kernels`` or ``edgeorch.kernels.kinds`` costs nothing, and numba
 is imported (and its cache consulted, from ``NUMBA_CACHE_DIR``) only when a
 function that needs it is first used. The daemon validates pipeline options
 without ever loading numba.
@@ -47,9 +47,12 @@ _EXPORTS: dict[str, str] = {
     "read_table": "io",
     "read_batches": "io",
     # pipeline tasks
-    "run_task": "tasks",
-    "check_options": "options",
-    "KINDS": "options",
+    "run_task": "kinds",
+    "check_options": "kinds",
+    "kind_names": "kinds",
+    "get_kind": "kinds",
+    "register_kind": "kinds",
+    "Kind": "kinds",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,7 @@
 
 :func:`register` adds the three subcommands to the main CLI's subparsers.
 Each handler builds the same options a pipeline task would have and calls
-:func:`edgeorch.kernels.tasks.run_task`, so the CLI and the tasks agree.
+:func:`edgeorch.kernels.kinds.run_task`, so the CLI and the tasks agree.
 Output: a table by default, ``--json`` for the full result document,
 ``--html PATH`` for a self-contained report. Progress goes to stderr (only
 on a terminal). Exit codes: 0 fine; 1 only when the dataset drifts
@@ -133,8 +133,7 @@ def _run(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
     A bad option is a usage error (exit 2) that names the flag (``--method``),
     never the task-option path a pipeline file would use.
     """
-    from .options import check_options
-    from .tasks import run_task
+    from .kinds import check_options, run_task
 
     errors = check_options(kind, opts, file="", prefix="")
     if errors:

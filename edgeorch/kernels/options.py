@@ -1,24 +1,23 @@
-"""Options of the built-in task kinds ``profile``, ``drift``, ``fairness``, ``validate``.
+"""Option checkers of the built-in task kinds, and the rules they share.
 
 Pure and light: imports no numpy or numba, because the pipeline loader (and
-the daemon) validate pipeline files with it. The schema is documented in
-docs/kernels.md ("Pipeline tasks"); :func:`check_options` reports every
-problem at once, with did-you-mean for unknown keys.
+the daemon) validate pipeline files with it. Each ``check_<kind>`` is named
+by that kind's one declaration in :mod:`edgeorch.kernels.kinds`, which also
+holds the generic part (unknown kinds, placeholders, unknown keys). The
+schema is documented in docs/kernels.md ("Pipeline tasks").
 
 A string value may hold ``{param}`` placeholders that the engine fills in
 before the task runs; such a value is accepted for any option (a number, a
-list) and checked again, typed, when the task runs (:func:`coerce`).
+list) and checked again, typed, when the task runs (:func:`coerce_numbers`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import EdgeorchError, PipelineError
 from ..tomlcheck import TableReader, suggest
-
-KINDS = ("profile", "drift", "fairness", "validate")
 
 DRIFT_METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "hellinger", "chisquare", "z")
 CORRECTIONS = ("bonferroni", "bh", "none")
@@ -44,91 +43,10 @@ FAIRNESS_DEFAULTS = {
 
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
-# key -> expected, per kind (the order is the documentation's order)
-SCHEMA: dict[str, dict[str, str]] = {
-    "profile": {
-        "input": "path of the data file (CSV, Parquet, .npy/.npz, JSON lines)",
-        "columns": "array of column names (default: all)",
-        "save": "path where the profile JSON is written",
-        "reference_profile": "path of a saved profile to compare the input against",
-        "method": "drift method against the reference profile (psi, jensenshannon, hellinger, ks, chisquare)",
-        "threshold": "drift threshold of that method",
-        "drift_share": "share of drifted columns that makes the dataset drift (0-1, default 0.5)",
-        "max_bins": "histogram bins at most (default 64)",
-        "sketch_size": "quantile sketch size (default 32768)",
-        "on_violation": "fail or warn (default fail)",
-        "report": "path of an HTML report to write",
-    },
-    "drift": {
-        "reference": "path of the reference data file",
-        "current": "path of the current data file",
-        "columns": "array of column names (default: columns in both files)",
-        "method": "one method for all columns (default: chosen per column)",
-        "methods": "table of column = method overrides",
-        "threshold": "threshold for the method (default per method)",
-        "thresholds": "table of column = threshold overrides",
-        "drift_share": "share of drifted columns that makes the dataset drift (0-1, default 0.5)",
-        "correction": "multiple-testing correction of p-values: bonferroni, bh or none (default bh)",
-        "on_violation": "fail or warn (default fail)",
-        "report": "path of an HTML report to write",
-    },
-    "fairness": {
-        "input": "path of the data file",
-        "group": "sensitive column name, or array of names (intersections)",
-        "label": "true label column (needed for equalized odds)",
-        "prediction": "predicted label column (binary)",
-        "pos_label": "value of the favourable outcome (default 1)",
-        "privileged": "privileged group value for disparate impact (default: the group with the highest rate)",
-        "metrics": "array of metrics to check (default: all that apply)",
-        "thresholds": "table of metric = limit (differences: maximum; ratios: minimum)",
-        "min_group_size": "groups smaller than this are flagged and left out (default 30)",
-        "on_violation": "fail or warn (default fail)",
-        "report": "path of an HTML report to write",
-    },
-    "validate": {
-        "input": "path of the data file",
-        "required_columns": "array of column names that must exist",
-        "types": "table of column = integer | float | numeric | boolean | string | categorical",
-        "ranges": "table of column = [min, max] or { min = .., max = .. }",
-        "max_null_rate": "number 0-1 for every column, or table of column = number",
-        "allowed": "table of column = array of allowed values",
-        "on_violation": "fail or warn (default fail)",
-        "report": "path of an HTML report to write",
-    },
-}
-
 
 def has_placeholder(value: Any) -> bool:
+    """Whether ``value`` is a string holding a ``{param}`` placeholder."""
     return isinstance(value, str) and bool(_PLACEHOLDER.search(value))
-
-
-def check_options(kind: str, options: dict[str, Any], *, file: str, prefix: str) -> list[EdgeorchError]:
-    """Every problem with ``options`` of a task of ``kind``, as PipelineErrors.
-
-    ``prefix`` is the dotted path of the options table (``tasks.check.options``).
-    An empty list means the options are valid (up to placeholders).
-    """
-    errors: list[EdgeorchError] = []
-    if kind not in KINDS:
-        close = suggest(kind, list(KINDS))
-        errors.append(PipelineError("unknown task kind", file=file, field=prefix, value=kind,
-                                    expected=f"one of {', '.join(KINDS)}",
-                                    hint=f"did you mean {close!r}?" if close else None))
-        return errors
-    r = TableReader(options, file=file, prefix=prefix, errors=errors, error_cls=PipelineError)
-    # Placeholders stand for values not known until the run: skip their type check.
-    for key, value in list(r.data.items()):
-        if has_placeholder(value):
-            r.seen.add(key)
-    # Free-text options (paths, column names) keep their placeholder: any
-    # string is valid there, and required ones must still be present.
-    data = {k: v for k, v in r.data.items() if not has_placeholder(v) or k in _FREE_TEXT}
-    g = TableReader(data, file=file, prefix=prefix, errors=errors, error_cls=PipelineError)
-    _CHECKS[kind](g, kind)
-    g.seen |= r.seen
-    g.data = r.data
-    g.finish(list(SCHEMA[kind]))
-    return errors
 
 
 def _common(r: TableReader) -> None:
@@ -155,7 +73,8 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _check_profile(r: TableReader, kind: str) -> None:
+def check_profile(r: TableReader) -> None:
+    """The options of a ``profile`` task (see its declaration in :mod:`.kinds`)."""
     r.str("input", required=True)
     r.str_list("columns")
     r.str("save")
@@ -170,7 +89,8 @@ def _check_profile(r: TableReader, kind: str) -> None:
     _common(r)
 
 
-def _check_drift(r: TableReader, kind: str) -> None:
+def check_drift(r: TableReader) -> None:
+    """The options of a ``drift`` task (see its declaration in :mod:`.kinds`)."""
     r.str("reference", required=True)
     r.str("current", required=True)
     r.str_list("columns")
@@ -183,7 +103,8 @@ def _check_drift(r: TableReader, kind: str) -> None:
     _common(r)
 
 
-def _check_fairness(r: TableReader, kind: str) -> None:
+def check_fairness(r: TableReader) -> None:
+    """The options of a ``fairness`` task (see its declaration in :mod:`.kinds`)."""
     r.str("input", required=True)
     group = r.raw("group")
     if group is None:
@@ -228,7 +149,8 @@ def _valid_range(v: Any) -> bool:
     return False
 
 
-def _check_validate(r: TableReader, kind: str) -> None:
+def check_validate(r: TableReader) -> None:
+    """The options of a ``validate`` task (see its declaration in :mod:`.kinds`)."""
     r.str("input", required=True)
     r.str_list("required_columns")
     _column_table(r, "types", lambda v: v in VALIDATE_TYPES, f"one of {', '.join(VALIDATE_TYPES)}")
@@ -243,29 +165,18 @@ def _check_validate(r: TableReader, kind: str) -> None:
     _common(r)
 
 
-_CHECKS = {"profile": _check_profile, "drift": _check_drift, "fairness": _check_fairness, "validate": _check_validate}
+def coerce_numbers(options: dict[str, Any], numbers: Mapping[str, type]) -> dict[str, Any]:
+    """``options`` with the strings of the ``numbers`` options (name -> int or float) that hold numbers converted.
 
-
-def coerce(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Options after placeholder substitution, re-checked; raises the first problem.
-
-    Strings that now hold numbers where numbers are expected are converted
-    (a placeholder ``"{thr}"`` filled with ``"0.2"`` becomes ``0.2``).
+    A placeholder ``"{thr}"`` filled with ``"0.2"`` becomes ``0.2``; a string
+    that is not a number is left as it is for the kind's checker to reject.
     """
     out: dict[str, Any] = {}
     for key, value in options.items():
-        if isinstance(value, str) and key in _NUMERIC_KEYS:
+        if isinstance(value, str) and key in numbers:
             try:
-                value = int(value) if key in _INT_KEYS else float(value)
+                value = numbers[key](value)
             except ValueError:
                 pass
         out[key] = value
-    errors = check_options(kind, out, file="<task options>", prefix="options")
-    if errors:
-        raise errors[0]
     return out
-
-
-_FREE_TEXT = {"input", "reference", "current", "save", "reference_profile", "report", "label", "prediction", "group"}
-_INT_KEYS = {"max_bins", "sketch_size", "min_group_size"}
-_NUMERIC_KEYS = _INT_KEYS | {"threshold", "drift_share", "max_null_rate"}

@@ -1,4 +1,9 @@
-"""The built-in task kinds: ``run_task(kind, options) -> result document``.
+"""The runners of the built-in task kinds: ``run_<kind>(options, progress) -> result document``.
+
+Each is named by its kind's one declaration in :mod:`edgeorch.kernels.kinds`,
+whose ``run_task(kind, options)`` checks the options, calls the runner and
+stamps ``kind``/``on_violation`` on the document. Light at import: numpy and
+numba are imported by a runner when it runs.
 
 Runs inside the task's child process: the working directory is the task's
 workdir (relative paths resolve from it) and ``$EDGEORCH_OUTPUT_DIR``, when
@@ -22,8 +27,6 @@ import math
 import os
 from typing import Any
 
-from .options import coerce
-
 
 def _out_path(path: str) -> str:
     # A bare file name goes to the task's output directory when there is one.
@@ -33,27 +36,17 @@ def _out_path(path: str) -> str:
     return path
 
 
-def _strict(obj: Any) -> Any:
+def strict(obj: Any) -> Any:
     """Plain JSON values only: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
+        return {str(k): strict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
+        return [strict(v) for v in obj]
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return _strict(obj.item())
+        return strict(obj.item())
     return obj
-
-
-def run_task(kind: str, options: dict[str, Any], *, progress: Any = None) -> dict[str, Any]:
-    """Run the built-in task ``kind`` with ``options`` (placeholders already filled)."""
-    opts = coerce(kind, options)
-    runner = {"profile": _profile, "drift": _drift, "fairness": _fairness, "validate": _validate}[kind]
-    doc = runner(opts, progress)
-    doc["kind"] = kind
-    doc["on_violation"] = opts.get("on_violation", "fail")
-    return _strict(doc)
 
 
 def _doc(verdict: str, message: str, rows: list[dict[str, Any]], summary: dict[str, Any],
@@ -73,7 +66,8 @@ def _drift_doc(result: Any) -> tuple[str, str, list[dict[str, Any]], dict[str, A
     return verdict, result.message, rows, summary
 
 
-def _profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``profile`` kind's result document (without ``kind``/``on_violation``)."""
     from .profiling import Profile, profile
 
     prof = profile(o["input"], columns=o.get("columns"), sketch_size=o.get("sketch_size", 32768),
@@ -142,7 +136,8 @@ def _profile_pair_charts(ref: Any, cur: Any) -> dict[str, Any]:
     return charts
 
 
-def _drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``drift`` kind's result document (without ``kind``/``on_violation``)."""
     from .columns import NumericBatch
     from .drift import _clean, binned, dataset_drift
     from .io import load_table
@@ -171,7 +166,8 @@ def _drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     return _doc(verdict, message, rows, summary, outputs)
 
 
-def _fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``fairness`` kind's result document (without ``kind``/``on_violation``)."""
     from ..errors import DataError
     from .fairness import fairness_report
     from .io import read_table
@@ -242,7 +238,8 @@ def _labels(col: Any, pos: Any, file: str, name: str) -> Any:
     return arr
 
 
-def _validate(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+def run_validate(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``validate`` kind's result document (without ``kind``/``on_violation``)."""
     from .profiling import profile
     from .validation import validate
 
