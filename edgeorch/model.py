@@ -1,7 +1,10 @@
-"""Plain data: pipeline definitions and the states of runs, tasks and attempts.
+"""Plain data: pipeline definitions and the states of runs, tasks, attempts and drop-folder inputs.
 
-No I/O here. The store persists these states; the scheduler reasons about
-them; the CLI renders them.
+No I/O here. The store persists these states; settlement
+(:mod:`edgeorch.engine.settlement`) reasons about them; the CLI renders
+them. Each state machine has its transition table here (``*_TRANSITIONS``)
+and a ``can_transition(old, new)`` check that the code taking a transition
+asks; a state's ``finished`` says whether it is final for its run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ class RunState(StrEnum):
 
     @property
     def finished(self) -> bool:
+        """Final: nothing runs any more (a resume may still queue it again)."""
         return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+    @staticmethod
+    def can_transition(old: "RunState | str", new: "RunState | str") -> bool:
+        """Whether ``old → new`` is in :data:`RUN_TRANSITIONS`."""
+        return RunState(new) in RUN_TRANSITIONS[RunState(old)]
 
 
 class TaskState(StrEnum):
@@ -50,6 +59,11 @@ class TaskState(StrEnum):
         """Finished with usable outputs (ran or cache hit)."""
         return self in (TaskState.SUCCEEDED, TaskState.SKIPPED)
 
+    @staticmethod
+    def can_transition(old: "TaskState | str", new: "TaskState | str") -> bool:
+        """Whether ``old → new`` is in :data:`TASK_TRANSITIONS`."""
+        return TaskState(new) in TASK_TRANSITIONS[TaskState(old)]
+
 
 FINISHED_TASK_STATES = frozenset(
     {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
@@ -73,6 +87,87 @@ class AttemptState(StrEnum):
     @property
     def finished(self) -> bool:
         return self not in (AttemptState.STARTING, AttemptState.RUNNING)
+
+    @staticmethod
+    def can_transition(old: "AttemptState | str", new: "AttemptState | str") -> bool:
+        """Whether ``old → new`` is in :data:`ATTEMPT_TRANSITIONS`."""
+        return AttemptState(new) in ATTEMPT_TRANSITIONS[AttemptState(old)]
+
+
+class InputState(StrEnum):
+    """A drop-folder input (docs/triggers.md): ``claiming → claimed → started → done | quarantined``.
+
+    ``claiming``: intent recorded, the rename into the inbox maybe not done;
+    ``claimed``: in the inbox and hashed, no run yet; ``started``: its run
+    was created. Final: ``done`` (the run finished; kept for lineage),
+    ``quarantined`` (the run failed or could not start; a retry of the run
+    brings it back to ``started``), ``duplicate`` (same content as an
+    earlier input), ``refused`` (not a file edgeorch takes), ``vanished``
+    (gone before the claim), ``lost`` (the claimed file left the inbox).
+    """
+
+    CLAIMING = "claiming"
+    CLAIMED = "claimed"
+    STARTED = "started"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+    QUARANTINED = "quarantined"
+    DONE = "done"
+    VANISHED = "vanished"
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        """Final: recovery (``reconcile``) takes no action for it."""
+        return self not in (InputState.CLAIMING, InputState.CLAIMED, InputState.STARTED)
+
+    @staticmethod
+    def can_transition(old: "InputState | str", new: "InputState | str") -> bool:
+        """Whether ``old → new`` is in :data:`INPUT_TRANSITIONS`."""
+        return InputState(new) in INPUT_TRANSITIONS[InputState(old)]
+
+
+_RUN_FINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING}),
+    RunState.RUNNING: _RUN_FINAL,
+    # A resume (``edgeorch retry``) queues a finished run again.
+    **{s: frozenset({RunState.QUEUED}) for s in _RUN_FINAL},
+}
+"""Run state -> the states it may move to."""
+
+_T = TaskState
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    # readiness, the failure cascade, a cancel
+    _T.PENDING: frozenset({_T.READY, _T.UPSTREAM_FAILED, _T.CANCELLED}),
+    # an attempt starts, a cache hit, fails before any attempt, cascade, cancel
+    _T.READY: frozenset({_T.RUNNING, _T.SKIPPED, _T.FAILED, _T.UPSTREAM_FAILED, _T.CANCELLED}),
+    # an attempt ended: settled (``ready`` again: lost to edgeorch's machinery, not charged)
+    _T.RUNNING: frozenset({_T.SUCCEEDED, _T.FAILED, _T.RETRY_WAIT, _T.READY, _T.CANCELLED}),
+    _T.RETRY_WAIT: frozenset({_T.READY, _T.UPSTREAM_FAILED, _T.CANCELLED}),
+    # a resume resets a finished task to pending
+    **{s: frozenset({_T.PENDING}) for s in FINISHED_TASK_STATES},
+}
+"""Task state -> the states it may move to."""
+
+_ATTEMPT_ENDS = frozenset({AttemptState.EXITED, AttemptState.SIGNALLED, AttemptState.TIMED_OUT,
+                           AttemptState.ABANDONED})
+ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
+    AttemptState.STARTING: frozenset({AttemptState.RUNNING}) | _ATTEMPT_ENDS,  # may end before it is seen running
+    AttemptState.RUNNING: _ATTEMPT_ENDS,
+    **{s: frozenset() for s in _ATTEMPT_ENDS},
+}
+"""Attempt state -> the states it may move to (an ended attempt is never reopened)."""
+
+_I = InputState
+INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
+    _I.CLAIMING: frozenset({_I.CLAIMED, _I.VANISHED, _I.REFUSED}),
+    _I.CLAIMED: frozenset({_I.STARTED, _I.DUPLICATE, _I.REFUSED, _I.QUARANTINED, _I.LOST}),
+    _I.STARTED: frozenset({_I.DONE, _I.QUARANTINED}),
+    _I.QUARANTINED: frozenset({_I.STARTED}),  # a retry of its run brings it back from quarantine
+    **{s: frozenset() for s in (_I.DONE, _I.DUPLICATE, _I.REFUSED, _I.VANISHED, _I.LOST)},
+}
+"""Drop-folder input state -> the states it may move to."""
 
 
 PARAM_TYPES = ("str", "int", "float", "bool", "path")

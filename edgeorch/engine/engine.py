@@ -36,7 +36,7 @@ from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
 from ..resources.admission import WATCH_INTERVAL_S, Admission, holds_anything, request_of
 from ..store import NewAttempt, Store
-from . import scheduler
+from . import scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json
@@ -111,6 +111,8 @@ class RunCtx:
     states: TaskStates
     attempts: dict[str, int]
     dependents: dict[str, list[str]]
+    needs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Task -> its upstreams, every task in pipeline order (settlement's view of the graph)."""
     order_index: dict[str, int] = field(default_factory=dict)
     unmet: dict[str, int] = field(default_factory=dict)
     """Per task, how many of its upstreams have not finished with usable outputs."""
@@ -293,7 +295,7 @@ class Engine:
     def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
         """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``)."""
         run = self.store.get_run(run_id)
-        if run_id in self.runs or not RunState(run["state"]).finished:
+        if run_id in self.runs or not RunState.can_transition(run["state"], RunState.QUEUED):
             raise ConflictError(f"run {run_id} is still {run['state']}", hint="wait for it to finish, or cancel it first")
         rows = self.store.tasks_of(run_id)
         states = {r["name"]: TaskState(r["state"]) for r in rows}
@@ -302,7 +304,7 @@ class Engine:
         redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
         if not redo:
             raise ConflictError(f"run {run_id} has nothing to retry: every task succeeded and its outputs are intact")
-        from ..triggers.service import restore_inputs_for_retry  # a drop folder's input back from quarantine
+        from ..triggers.drop.retry import restore_inputs_for_retry  # a drop folder's input back from quarantine
 
         restore_inputs_for_retry(self.store, run_id)
         self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
@@ -318,24 +320,21 @@ class Engine:
         if ctx is None:
             run = self.store.get_run(run_id)
             raise ConflictError(f"run {run_id} is already {run['state']}")
+        decided = settlement.settle_cancel(self._view(ctx), reason)
+        with self.store.transaction():
+            self.store.add_event("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
+            self._record(ctx, decided)
         ctx.cancel_requested = True
-        self.store.add_event("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
-        changes = []
-        for name, st in ctx.states.items():
-            if st in (TaskState.PENDING, TaskState.READY, TaskState.RETRY_WAIT):
-                changes.append((ctx.task_ids[name], TaskState.CANCELLED, reason))
-                ctx.states[name] = TaskState.CANCELLED
-                timer = self._retry_timers.pop((run_id, name), None)
-                if timer:
-                    timer.cancel()
-        self.store.set_task_states(changes)
         assert self.res is not None
-        for name in ctx.states:
-            self.res.remove(f"{run_id}/{name}")
-        for la in list(self.live.values()):
-            if la.run_id == run_id:
-                self._stop_attempt(la, "cancelled")
-        self._maybe_finish(ctx)
+
+        def stop_the_rest() -> None:
+            for name in ctx.states:
+                self.res.remove(f"{run_id}/{name}")  # type: ignore[union-attr]
+            for la in list(self.live.values()):
+                if la.run_id == run_id:
+                    self._stop_attempt(la, "cancelled")
+
+        self._apply(ctx, decided, stop_the_rest)
 
     async def wait_run(self, run_id: int) -> RunState:
         """Wait until the run finishes; returns its final state."""
@@ -372,18 +371,24 @@ class Engine:
             order_index={n: i for i, n in enumerate(pipeline.order)},
             done=self.loop.create_future(),
         )
-        ctx.unmet = {n: sum(1 for u in pipeline.tasks[n].needs if not ctx.states[u].done_ok) for n in pipeline.order}
+        ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
+        ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
         ctx.uncharged = self.store.uncharged_attempts(run_id)
         assert self.res is not None
         ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
         model = self.res.durations
         ctx.critical = critical_paths({n: t.needs for n, t in pipeline.tasks.items()},
                                       {n: model.predict(f"{pipeline.name}/{n}") for n in pipeline.tasks})
+        starting = run["state"] == RunState.QUEUED
+        decided = settlement.settle_ready(self._view(ctx))
+        with self.store.transaction():  # running, and its first ready tasks, together
+            if starting:
+                self.store.set_run_state(run_id, RunState.RUNNING)
+            self._record(ctx, decided)
         self.runs[run_id] = ctx
-        if run["state"] == RunState.QUEUED:
-            self.store.set_run_state(run_id, RunState.RUNNING)
+        if starting:
             self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "running"})
-        self._promote_ready(ctx)
+        self._apply(ctx, decided)
         return ctx
 
     def _requeue_after_restart(self, ctx: RunCtx) -> None:
@@ -393,7 +398,9 @@ class Engine:
             elif st == TaskState.RETRY_WAIT:
                 row = next(r for r in self.store.tasks_of(ctx.run_id) if r["name"] == name)
                 self._arm_retry(ctx, name, row["next_attempt_at"] or self.clock())
-        self._maybe_finish(ctx)
+        decided = settlement.settle_run_end(self._view(ctx))
+        if decided.run_finished is not None:  # every task finished before the restart: record the run's end
+            self._settle(ctx, decided)
 
     def _recover_attempts(self) -> None:
         """Adopt live shims, collect attempts that ended while we were away, abandon the rest."""
@@ -438,20 +445,6 @@ class Engine:
                        cgroup)
 
     # -- scheduling --------------------------------------------------------------------
-
-    def _promote_ready(self, ctx: RunCtx) -> None:
-        """Pending tasks whose upstreams are done become ready (one transaction)."""
-        if ctx.cancel_requested:
-            return
-        needs = {n: ctx.pipeline.tasks[n].needs for n in ctx.pipeline.order}
-        names = scheduler.ready_tasks(needs, ctx.states)
-        if not names:
-            return
-        self.store.set_task_states([(ctx.task_ids[n], TaskState.READY, None) for n in names])
-        for n in names:
-            ctx.states[n] = TaskState.READY
-            self._push_ready(ctx, n)
-        self._schedule_dispatch()
 
     def ready_tasks(self) -> list[tuple[int, str]]:
         """(run_id, task) of tasks waiting for resources or a slot, in the policy's order."""
@@ -702,24 +695,17 @@ class Engine:
             self._push_ready(ctx, name)
             self._schedule_dispatch()
             return
-        self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
-        ctx.states[name] = TaskState.SKIPPED
-        for d in ctx.dependents[name]:
-            ctx.unmet[d] -= 1
-        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit_id})
-        self._promote_ready(ctx)
-        self._maybe_finish(ctx)
+        decided = settlement.settle_cached(self._view(ctx), name)
+        with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
+            self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
+            self._record(ctx, decided, skip_task=True)
+        self._apply(ctx, decided, lambda: self._emit(
+            {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit_id}))
 
     def _fail_without_attempt(self, ctx: RunCtx, name: str, reason: str) -> None:
-        cascade = scheduler.failure_cascade(ctx.dependents, name, ctx.states)
-        changes = [(ctx.task_ids[name], TaskState.FAILED, reason)] + [
-            (ctx.task_ids[t], TaskState.UPSTREAM_FAILED, f"upstream {name} failed") for t in cascade]
-        self.store.set_task_states(changes)
-        ctx.states[name] = TaskState.FAILED
-        for t in cascade:
-            ctx.states[t] = TaskState.UPSTREAM_FAILED
-        self._emit({"kind": "task", "run_id": ctx.run_id, "task": name, "state": "failed", "reason": reason})
-        self._maybe_finish(ctx)
+        """``name`` fails before any attempt (cannot be scheduled or prepared): no retry; the cascade follows."""
+        self._settle(ctx, settlement.settle_failure(self._view(ctx), name, reason), lambda: self._emit(
+            {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "failed", "reason": reason}))
 
     # -- timeouts and stopping ------------------------------------------------------------
 
@@ -842,15 +828,13 @@ class Engine:
             apply(fut)
 
     def _apply_exit(self, attempt_id: int, info: ExitInfo, files: "FileOutcome") -> None:
-        """Record an attempt's outcome (one transaction) and take the decisions that follow it."""
-        la = self.live.pop(attempt_id, None)
-        if not self.live and self._all_stopped is not None:
-            self._all_stopped.set()
+        """Record an attempt's outcome and what follows it (one transaction), then apply both to memory."""
+        la = self.live.get(attempt_id)
         if la is None:
+            if not self.live and self._all_stopped is not None:
+                self._all_stopped.set()
             return
         assert self.res is not None
-        # In memory now; in SQLite with the outcome below (finish_attempt releases the lease row).
-        self.res.release(attempt_id)
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
         result = read_json(la.attempt_dir / "result.json")
@@ -874,10 +858,11 @@ class Engine:
             astate = AttemptState.EXITED
             if info.exit_code != 0:
                 reason = info.error or f"exited with code {info.exit_code}"
+        was = AttemptState.STARTING if la.pgid is None else AttemptState.RUNNING
+        if not AttemptState.can_transition(was, astate):  # pragma: no cover - a bug in the lines above
+            raise AssertionError(f"attempt {attempt_id}: {was} -> {astate} is not an attempt transition")
         ok = astate == AttemptState.EXITED and info.exit_code == 0 and la.stop_reason is None
-        if ok and la.started_at is not None:
-            end = info.finished_at if info.finished_at is not None else self.clock()
-            self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", end - la.started_at)
+        ran_ok = ok  # for the duration model: the process did its work, whatever its files
         if ok and files.refused:
             ok, reason = False, files.refused
         elif ok:
@@ -888,52 +873,84 @@ class Engine:
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
         if violation:
             reason = f"violation: {check.get('message', '')}" if check else "violation"
+        end = settlement.AttemptEnd(la.task, la.number, ok, reason, uncharged=info.uncharged,
+                                    stopped_for_cancel=la.stop_reason == "cancelled", retryable=not violation)
+        decided = settlement.settle_attempt(self._view(ctx), end, settlement.RetryPolicy.of(spec),
+                                            now=self.clock(), rand=self.rand())
+        change = decided.task
+        assert change is not None
+        with self.store.transaction():
+            self.store.finish_attempt(
+                attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
+                task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at), artifacts=artifacts,
+                checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
+                charged=not info.uncharged,
+            )
+            self._record(ctx, decided, skip_task=True)
+        # Memory follows the commit: the attempt is over, its lease free (its row was released with the outcome).
+        del self.live[attempt_id]
+        if not self.live and self._all_stopped is not None:
+            self._all_stopped.set()
+        self.res.release(attempt_id)
+        if ran_ok and la.started_at is not None:
+            finished = info.finished_at if info.finished_at is not None else self.clock()
+            self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
         if info.uncharged:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
-        charged_number = la.number - ctx.uncharged.get(la.task, 0)  # attempts that count against retries
-        if la.stop_reason == "cancelled" or (ctx.cancel_requested and not ok):
-            tstate, treason, next_at = TaskState.CANCELLED, reason or "cancelled", None
-        elif ok:
-            tstate, treason, next_at = TaskState.SUCCEEDED, None, None
-        elif info.uncharged:
-            tstate, treason, next_at = TaskState.READY, reason, None
-        elif charged_number <= spec.retries and not violation:
-            delay = scheduler.retry_delay(charged_number, base=spec.retry_delay, backoff=spec.retry_backoff,
-                                          max_delay=spec.retry_max_delay, jitter=spec.retry_jitter, rand=self.rand())
-            tstate, treason, next_at = TaskState.RETRY_WAIT, f"{reason}; retry {charged_number + 1}/{spec.retries + 1} in {delay:.1f}s", self.clock() + delay
-        else:
-            tstate, treason, next_at = TaskState.FAILED, reason, None
-        ctx.states[la.task] = tstate
-        cascade: list[tuple[int, TaskState, str | None]] = []
-        newly_ready: list[str] = []
-        if tstate == TaskState.SUCCEEDED and not ctx.cancel_requested:
-            # Dependents that become ready are recorded in the same transaction as this outcome.
-            for d in ctx.dependents[la.task]:
-                ctx.unmet[d] -= 1
-                if ctx.states[d] == TaskState.PENDING and ctx.unmet[d] == 0:
-                    ctx.states[d] = TaskState.READY
-                    cascade.append((ctx.task_ids[d], TaskState.READY, None))
-                    newly_ready.append(d)
-        if tstate in (TaskState.FAILED, TaskState.CANCELLED):
-            for t in scheduler.failure_cascade(ctx.dependents, la.task, ctx.states):
-                ctx.states[t] = TaskState.UPSTREAM_FAILED if tstate == TaskState.FAILED else TaskState.CANCELLED
-                cascade.append((ctx.task_ids[t], ctx.states[t], f"upstream {la.task} {tstate}"))
-        self.store.finish_attempt(
-            attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
-            task_change=(ctx.task_ids[la.task], tstate, treason, next_at), cascade=cascade, artifacts=artifacts,
-            checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
-            charged=not info.uncharged,
-        )
-        self._emit({"kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(tstate), "attempt": la.number,
-                    "exit_code": info.exit_code, "signal": info.signal, "reason": treason,
-                    "log_truncated": info.log_truncated})
-        for d in newly_ready:
-            self._push_ready(ctx, d)
-        if tstate == TaskState.READY:
-            self._push_ready(ctx, la.task)
-        if tstate == TaskState.RETRY_WAIT and next_at is not None:
-            self._arm_retry(ctx, la.task, next_at)
-        self._maybe_finish(ctx)
+        self._apply(ctx, decided, lambda: self._emit({
+            "kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(change.state), "attempt": la.number,
+            "exit_code": info.exit_code, "signal": info.signal, "reason": change.reason,
+            "log_truncated": info.log_truncated}))
+
+    # -- settlement: decide (pure, settlement.py), record (one transaction), then memory ------------
+
+    def _view(self, ctx: RunCtx) -> settlement.RunView:
+        """The run's state as settlement reads it (the engine's own maps, not copies: O(1))."""
+        return settlement.RunView(ctx.needs, ctx.dependents, ctx.states, ctx.unmet, ctx.states.unfinished,
+                                  ctx.cancel_requested, ctx.uncharged)
+
+    def _settle(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
+        """Record ``decided`` in one transaction, then apply it to memory (see :meth:`_apply`)."""
+        with self.store.transaction():
+            self._record(ctx, decided)
+        self._apply(ctx, decided, then)
+
+    def _record(self, ctx: RunCtx, decided: settlement.Settlement, *, skip_task: bool = False) -> None:
+        """Write ``decided``'s task changes and the run's end (in the caller's transaction, or one of its own).
+
+        ``skip_task``: the caller writes the task's own change itself (with
+        the attempt's outcome, or a cache hit's record).
+        """
+        changes = decided.changes[1:] if skip_task and decided.task is not None else decided.changes
+        self.store.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes])
+        if decided.run_finished is not None:
+            if not RunState.can_transition(RunState.RUNNING, decided.run_finished):  # pragma: no cover - a bug
+                raise AssertionError(f"run {ctx.run_id}: running -> {decided.run_finished} is not a run transition")
+            self.store.set_run_state(ctx.run_id, decided.run_finished, reason=decided.run_reason)
+
+    def _apply(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
+        """Memory follows a recorded settlement, then acts on it.
+
+        Task states and upstream counts first; then ``then()`` (the event
+        announcing it, or a cancel's stops); then what it sets in motion:
+        ready tasks queued, retries armed, the run's end, a dispatch pass.
+        """
+        for c in decided.changes:
+            ctx.states[c.task] = c.state
+            if c.state != TaskState.RETRY_WAIT:  # a task that left its retry wait (cancel, cascade) needs no timer
+                timer = self._retry_timers.pop((ctx.run_id, c.task), None)
+                if timer is not None:
+                    timer.cancel()
+        ctx.unmet.update(decided.unmet)
+        if then is not None:
+            then()
+        for c in decided.changes:
+            if c.state == TaskState.READY:
+                self._push_ready(ctx, c.task)
+            elif c.state == TaskState.RETRY_WAIT and c.retry_at is not None:
+                self._arm_retry(ctx, c.task, c.retry_at)
+        if decided.run_finished is not None:
+            self._finish_run(ctx, decided.run_finished, decided.run_reason)
         self._schedule_dispatch()
 
     # -- GPU watcher ------------------------------------------------------------------
@@ -984,22 +1001,14 @@ class Engine:
     def _retry_due(self, run_id: int, name: str) -> None:
         self._retry_timers.pop((run_id, name), None)
         ctx = self.runs.get(run_id)
-        if ctx is None or ctx.states.get(name) != TaskState.RETRY_WAIT:
+        if ctx is None:
             return
-        self.store.set_task_states([(ctx.task_ids[name], TaskState.READY, None)])
-        ctx.states[name] = TaskState.READY
-        self._push_ready(ctx, name)
-        self._schedule_dispatch()
+        decided = settlement.settle_retry_due(self._view(ctx), name)
+        if decided.task is not None:  # still waiting for it (not cancelled meanwhile)
+            self._settle(ctx, decided)
 
-    def _maybe_finish(self, ctx: RunCtx) -> None:
-        if ctx.states.unfinished:  # O(1) on the hot path; the full rule runs once at the end
-            return
-        outcome = scheduler.run_outcome(ctx.states.values(), cancel_requested=ctx.cancel_requested)
-        if outcome is None or ctx.run_id not in self.runs:
-            return
-        failed = [n for n, s in ctx.states.items() if s in (TaskState.FAILED,)]
-        reason = f"failed: {', '.join(failed)}" if failed else None
-        self.store.set_run_state(ctx.run_id, outcome, reason=reason)
+    def _finish_run(self, ctx: RunCtx, outcome: RunState, reason: str | None) -> None:
+        """The run's end, once recorded: forget the run, announce it, wake its waiters."""
         del self.runs[ctx.run_id]
         self._emit({"kind": "run", "run_id": ctx.run_id, "pipeline": ctx.pipeline.name, "state": str(outcome), "reason": reason})
         if ctx.done is not None and not ctx.done.done():

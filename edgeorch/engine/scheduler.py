@@ -1,14 +1,15 @@
-"""Scheduling decisions as pure functions over plain data.
+"""Scheduling primitives as pure functions over plain data: backoff, the dependency graph, resume.
 
-No processes, clocks or SQL here: the engine passes states in and applies
-what comes out, so every rule is tested directly (tests/unit/test_scheduler.py).
+No processes, clocks or SQL here. What follows an attempt's end (retry,
+cascade, readiness, the run's end) is decided in :mod:`.settlement`, which
+builds on these; tests: tests/unit/engine/test_scheduler.py.
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from ..model import RunState, TaskState
+from ..model import TaskState
 
 
 def retry_delay(attempt: int, *, base: float, backoff: float, max_delay: float, jitter: float, rand: float) -> float:
@@ -29,14 +30,6 @@ def retry_delay(attempt: int, *, base: float, backoff: float, max_delay: float, 
     return max(delay, 0.0)
 
 
-def ready_tasks(needs: Mapping[str, Iterable[str]], states: Mapping[str, TaskState]) -> list[str]:
-    """Pending tasks whose every upstream finished with usable outputs, in ``needs`` order."""
-    return [
-        name for name, ups in needs.items()
-        if states[name] == TaskState.PENDING and all(states[u].done_ok for u in ups)
-    ]
-
-
 def downstream(dependents: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
     """Every task that transitively needs one of ``roots`` (roots excluded unless reached)."""
     seen: set[str] = set()
@@ -47,27 +40,6 @@ def downstream(dependents: Mapping[str, Iterable[str]], roots: Iterable[str]) ->
                 seen.add(d)
                 stack.append(d)
     return seen
-
-
-def failure_cascade(dependents: Mapping[str, Iterable[str]], failed: str, states: Mapping[str, TaskState]) -> list[str]:
-    """Tasks to mark ``upstream_failed`` after ``failed`` failed: unfinished transitive dependents."""
-    return [t for t in sorted(downstream(dependents, [failed])) if not states[t].finished and states[t] != TaskState.RUNNING]
-
-
-def run_outcome(states: Iterable[TaskState], *, cancel_requested: bool) -> RunState | None:
-    """The run's final state once every task has finished, else None.
-
-    cancelled if a cancel was requested; failed if any task failed, was
-    cancelled or could not run because upstream failed; otherwise succeeded.
-    """
-    states = list(states)
-    if not all(s.finished for s in states):
-        return None
-    if cancel_requested:
-        return RunState.CANCELLED
-    if any(s in (TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED) for s in states):
-        return RunState.FAILED
-    return RunState.SUCCEEDED
 
 
 def tasks_to_resume(

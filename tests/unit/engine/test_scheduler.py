@@ -1,10 +1,10 @@
-"""Pure scheduling rules."""
+"""Pure scheduling rules (backoff, graph, resume) and the settlement rules they feed."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgeorch.engine import scheduler
+from edgeorch.engine import scheduler, settlement
 from edgeorch.model import RunState, TaskState as T
 
 
@@ -27,18 +27,18 @@ DEPS = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": []}
 
 def test_ready_tasks_need_every_upstream_done():
     states = {"a": T.SUCCEEDED, "b": T.SKIPPED, "c": T.RUNNING, "d": T.PENDING}
-    assert scheduler.ready_tasks(NEEDS, states) == []
+    assert settlement.ready_tasks(NEEDS, states) == []
     states["c"] = T.SUCCEEDED
-    assert scheduler.ready_tasks(NEEDS, states) == ["d"]
+    assert settlement.ready_tasks(NEEDS, states) == ["d"]
 
 
 def test_roots_are_ready_at_once():
-    assert scheduler.ready_tasks(NEEDS, {n: T.PENDING for n in NEEDS}) == ["a"]
+    assert settlement.ready_tasks(NEEDS, {n: T.PENDING for n in NEEDS}) == ["a"]
 
 
 def test_failure_cascades_to_every_unfinished_descendant():
     states = {"a": T.FAILED, "b": T.PENDING, "c": T.PENDING, "d": T.PENDING}
-    assert scheduler.failure_cascade(DEPS, "a", states) == ["b", "c", "d"]
+    assert settlement.failure_cascade(DEPS, "a", states) == ["b", "c", "d"]
 
 
 @pytest.mark.parametrize("states,cancel,expected", [
@@ -50,7 +50,7 @@ def test_failure_cascades_to_every_unfinished_descendant():
     ([T.RETRY_WAIT], False, None),
 ])
 def test_run_outcome(states, cancel, expected):
-    assert scheduler.run_outcome(states, cancel_requested=cancel) == expected
+    assert settlement.run_outcome(states, cancel_requested=cancel) == expected
 
 
 def test_resume_takes_failures_changed_outputs_and_everything_downstream():
