@@ -1,6 +1,6 @@
 """Triggers: schedules and drop-in data folders (issue 4 building blocks).
 
-Pure cores (:mod:`.schedule`, the rules in :mod:`.dropfolder`) and thin
+Pure cores (:mod:`.schedule`, the rules in :mod:`.drop`) and thin
 adapters (:mod:`.scheduler`, :mod:`.watcher`, :mod:`.arrivals`). The daemon
 wires them to the engine and the store; see ``docs/triggers.md``.
 """
@@ -12,55 +12,55 @@ from typing import TYPE_CHECKING, Any
 
 # Lazy exports (PEP 562): validating a pipeline must not pay for importing watchdog.
 _EXPORTS = {
-    "Accept": "dropfolder",
-    "Action": "dropfolder",
+    "Accept": "drop",
+    "Action": "drop",
     "ArrivalLoop": "arrivals",
-    "Batcher": "dropfolder",
-    "ClaimError": "dropfolder",
-    "ClaimIntent": "dropfolder",
-    "ClaimedFile": "dropfolder",
+    "Batcher": "drop",
+    "ClaimError": "drop",
+    "ClaimIntent": "drop",
+    "ClaimedFile": "drop",
     "Clock": "scheduler",
     "Decision": "schedule",
     "Fire": "scheduler",
     "FirePlan": "schedule",
     "FolderWatcher": "watcher",
-    "InputRecord": "dropfolder",
+    "InputRecord": "drop",
     "ManualClock": "scheduler",
-    "Quarantined": "dropfolder",
-    "Refuse": "dropfolder",
+    "Quarantined": "drop",
+    "Refuse": "drop",
     "ScheduleSpec": "schedule",
     "ScheduleTimer": "scheduler",
     "Scheduler": "scheduler",
-    "SettleTracker": "dropfolder",
+    "SettleTracker": "drop",
     "SystemClock": "scheduler",
     "WatchEvent": "watcher",
-    "WatchSpec": "dropfolder",
+    "WatchSpec": "drop",
     "admit": "schedule",
     "check_pipeline_triggers": "checks",
-    "check_same_filesystem": "dropfolder",
+    "check_same_filesystem": "drop",
     "check_schedule": "schedule",
-    "check_watch": "dropfolder",
-    "check_watch_set": "dropfolder",
-    "check_watches": "dropfolder",
-    "claim": "dropfolder",
-    "claim_dest": "dropfolder",
+    "check_watch": "drop",
+    "check_watch_set": "drop",
+    "check_watches": "drop",
+    "claim": "drop",
+    "claim_dest": "drop",
     "due_fires": "schedule",
-    "file_ids": "dropfolder",
-    "hash_file": "dropfolder",
-    "inspect": "dropfolder",
-    "is_candidate": "dropfolder",
+    "file_ids": "drop",
+    "hash_file": "drop",
+    "inspect": "drop",
+    "is_candidate": "drop",
     "jitter_offset": "schedule",
-    "list_inbox": "dropfolder",
+    "list_inbox": "drop",
     "next_fire": "schedule",
-    "perform_claim": "dropfolder",
+    "perform_claim": "drop",
     "plan_fires": "schedule",
-    "prepare_claim": "dropfolder",
-    "quarantine": "dropfolder",
-    "reconcile": "dropfolder",
-    "requeue": "dropfolder",
-    "scan": "dropfolder",
+    "prepare_claim": "drop",
+    "quarantine": "drop",
+    "reconcile": "drop",
+    "requeue": "drop",
+    "scan": "drop",
     "start_time": "schedule",
-    "sync_dirs": "dropfolder",
+    "sync_dirs": "drop",
 }
 
 __all__ = [
@@ -132,7 +132,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .arrivals import ArrivalLoop
     from .checks import check_pipeline_triggers
-    from .dropfolder import (
+    from .drop import (
         Accept,
         Action,
         Batcher,

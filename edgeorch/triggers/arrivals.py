@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .dropfolder import SettleTracker, WatchSpec, is_candidate, scan, stat_of
+from .drop import SettleTracker, WatchSpec, is_candidate, scan, stat_of
 from .watcher import FolderWatcher, WatchEvent
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
-from .dropfolder import WatchSpec, check_watch
+from .drop import WatchSpec, check_watch
 from .schedule import ScheduleSpec, check_schedule
 
 

@@ -7,6 +7,7 @@ from a real full tmpfs and EMFILE from a real lowered RLIMIT_NOFILE in a subproc
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import subprocess
 import sys
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch.triggers import dropfolder
-from edgeorch.triggers.dropfolder import (
+from edgeorch.triggers.drop import (
     ClaimDeferred,
     ClaimIntent,
     ClaimRefused,
@@ -30,6 +30,9 @@ from edgeorch.triggers.dropfolder import (
     quarantine,
     requeue,
 )
+
+# The module, not the function of the same name that the package exports.
+claim_module = importlib.import_module("edgeorch.triggers.drop.claim")
 
 
 @pytest.fixture
@@ -127,7 +130,7 @@ def test_a_symlink_swapped_into_the_claim_is_refused(drop, inbox):
 def test_content_written_through_a_second_handle_while_hashing_defers_the_claim(drop, inbox, monkeypatch):
     intent = intent_for(drop, inbox, "report.csv", b"v1\n" * 1000)
     writer = open(drop / "report.csv", "r+b")  # the writer keeps a handle across the rename
-    real = dropfolder._hash_fd
+    real = claim_module._hash_fd
 
     def hash_while_written(fd):
         out = real(fd)
@@ -136,10 +139,10 @@ def test_content_written_through_a_second_handle_while_hashing_defers_the_claim(
         writer.flush()
         return out
 
-    monkeypatch.setattr(dropfolder, "_hash_fd", hash_while_written)
+    monkeypatch.setattr(claim_module, "_hash_fd", hash_while_written)
     with pytest.raises(ClaimDeferred, match="changed while it was hashed"):
         perform_claim(intent)
-    monkeypatch.setattr(dropfolder, "_hash_fd", real)
+    monkeypatch.setattr(claim_module, "_hash_fd", real)
     claimed = perform_claim(intent)  # idempotent: the retry hashes what is there now
     assert claimed.sha256 == hashlib.sha256(intent.dest.read_bytes()).hexdigest()
     writer.close()
@@ -201,7 +204,7 @@ def test_a_full_inbox_disk_defers_the_claim_and_it_succeeds_once_space_is_freed(
 EMFILE_SCRIPT = textwrap.dedent("""
     import os, resource, sys
     from pathlib import Path
-    from edgeorch.triggers.dropfolder import ClaimDeferred, ClaimIntent, Refuse, inspect, perform_claim, prepare_claim
+    from edgeorch.triggers.drop import ClaimDeferred, ClaimIntent, Refuse, inspect, perform_claim, prepare_claim
     drop, inbox = Path(sys.argv[1]), Path(sys.argv[2])
     intent = prepare_claim(drop / "data.csv", drop, inbox, "in-1")
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeorch.errors import ConfigError
-from edgeorch.triggers.dropfolder import (
+from edgeorch.triggers.drop import (
     Accept,
     ClaimError,
     ClaimIntent,

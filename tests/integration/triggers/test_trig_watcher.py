@@ -225,7 +225,7 @@ def test_an_inotify_overflow_triggers_a_rescan(drop, inbox):
 
 
 def test_a_quarantined_file_requeued_into_the_folder_is_claimed_again(drop, inbox, tmp_path):
-    from edgeorch.triggers.dropfolder import quarantine, requeue
+    from edgeorch.triggers.drop import quarantine, requeue
 
     async def main() -> None:
         with DropHarness(asyncio.get_running_loop(), drop, inbox) as h:

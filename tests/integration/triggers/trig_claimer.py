@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from edgeorch.triggers.dropfolder import (
+from edgeorch.triggers.drop import (
     ClaimError,
     ClaimIntent,
     InputRecord,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Self
 
 from edgeorch.triggers.arrivals import ArrivalLoop
-from edgeorch.triggers.dropfolder import (
+from edgeorch.triggers.drop import (
     ClaimedFile,
     ClaimError,
     Refuse,

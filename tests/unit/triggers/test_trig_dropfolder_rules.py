@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeorch.errors import ConfigError, PipelineError
-from edgeorch.triggers.dropfolder import (
+from edgeorch.triggers.drop import (
     Batcher,
     InputRecord,
     SettleTracker,

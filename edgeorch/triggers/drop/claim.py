@@ -1,0 +1,271 @@
+"""Claiming a ready file: record the intent, rename it into its claim folder, verify, hash.
+
+Nothing here touches SQLite: the caller records what these return (docs/triggers.md,
+"Claim protocol"). The identity checks are made on the opened descriptor, so nothing can be
+swapped in between a check and the read.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat as stat_mod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import EdgeorchError
+from .durable import sync_dirs
+from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, inspect
+from .names import display_path
+from .spec import check_same_filesystem
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ClaimIntent:
+    """What the caller records (state ``claiming``) BEFORE the rename.
+
+    ``source`` is the path in the drop folder, ``dest`` the path in the inbox;
+    ``dev``/``ino`` identify the file, so a new file with the same name is
+    never mistaken for this one after a crash.
+    """
+
+    claim_id: str
+    source: Path
+    dest: Path
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies a file's content without reading it: inode and the fields a write changes."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStamp:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    """A file moved into the inbox: its new ``path``, ``size`` and ``sha256`` (hex) of the content.
+
+    ``stamp`` is the file as it was while it was hashed (see :func:`changed_since`).
+    """
+
+    claim_id: str
+    source: Path
+    path: Path
+    size: int
+    sha256: str
+    stamp: FileStamp | None = None
+
+
+class ClaimError(EdgeorchError, OSError):
+    """A claim could not be made (file gone, inbox unusable); nothing was moved."""
+
+    code = "claim_failed"
+
+
+class ClaimDeferred(EdgeorchError, OSError):
+    """The claim cannot finish NOW (disk full, out of descriptors, EIO, the file is still being
+    written through another handle): nothing final happened; :func:`perform_claim` may be called
+    again for the same intent later (it is idempotent)."""
+
+    code = "claim_deferred"
+
+
+class ClaimRefused(EdgeorchError, OSError):
+    """The file in the claim folder is not the file that was inspected (a hard link or another
+    file swapped in between the check and the rename). ``removed``: the inbox name was unlinked
+    (its content lives on under its other names); else the file is still at the claim path."""
+
+    code = "claim_refused"
+
+    def __init__(self, message: str, *, removed: bool, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.removed = removed
+
+
+def claim_dest(inbox_dir: Path, claim_id: str, name: str) -> Path:
+    """Where a claim puts the file: ``<inbox_dir>/<claim_id>/<name>`` (one folder per claim)."""
+    if "/" in claim_id or claim_id in ("", ".", ".."):
+        raise ValueError(f"bad claim id {claim_id!r}")
+    return Path(inbox_dir) / claim_id / name
+
+
+def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
+                  max_size: int | None = None) -> ClaimIntent | Refuse:
+    """Inspect ``path`` and name its inbox destination; no change on disk.
+
+    Raises :class:`ConfigError` (both paths named) when the inbox is on
+    another filesystem than ``folder``.
+    """
+    check_same_filesystem(Path(folder), Path(inbox_dir))
+    verdict = inspect(path, folder, max_size=max_size)
+    if isinstance(verdict, Refuse):
+        return verdict
+    return ClaimIntent(claim_id, verdict.path, claim_dest(Path(inbox_dir), claim_id, verdict.path.name),
+                       verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino)
+
+
+def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
+    """Move the intended file into its claim folder by ``os.rename``, fsync, verify, hash it.
+
+    ``fsync=False`` leaves the two folder fsyncs to the caller, who may group
+    them for a burst (:func:`sync_dirs` once, then commit the records): the
+    renames must be durable before the ``claimed`` records are committed, or
+    a power loss could leave a ``claimed`` record whose rename was undone.
+
+    After the rename the claimed file is opened (``O_NOFOLLOW``) and checked
+    ON THAT DESCRIPTOR (:func:`verify_and_hash`): a regular file, one link,
+    the inspected device/inode; the sha256 is read from the same descriptor.
+
+    Idempotent after a crash or a deferral: if the source is already gone and
+    ``dest`` exists, only the check and hash are done. Raises
+    :class:`ClaimError` when the source vanished (and ``dest`` does not
+    exist) or was replaced by another file (other inode): nothing moves
+    then; :class:`ClaimRefused` when the moved file is not the inspected one;
+    :class:`ClaimDeferred` for transient errors (try again later).
+    """
+    dest = intent.dest
+    try:
+        if not os.path.lexists(dest):
+            try:
+                st = os.lstat(intent.source)
+            except FileNotFoundError:
+                raise ClaimError("the file vanished before it was claimed", value=display_path(intent.source)) from None
+            if (st.st_dev, st.st_ino) != (intent.dev, intent.ino):
+                raise ClaimError("the file was replaced before it was claimed", value=display_path(intent.source))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(intent.source, dest)
+            if fsync:
+                sync_dirs([dest.parent, intent.source.parent])
+        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino))
+    except OSError as exc:
+        if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused)):
+            raise
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise ClaimDeferred(f"cannot claim now: {exc.strerror} (will retry)",
+                                value=display_path(intent.source)) from exc
+        raise
+    return ClaimedFile(intent.claim_id, intent.source, dest, size, digest, stamp)
+
+
+def verify_and_hash(path: Path, identity: tuple[int, int] | None) -> tuple[FileStamp, int, str]:
+    """Open ``path`` without following links; check the descriptor; hash through it.
+
+    Checked on the open descriptor (``fstat``), so nothing can be swapped in
+    between check and read: a regular file with ``st_nlink == 1`` (a second
+    name would let someone change or read the content behind edgeorch's
+    back) and, when ``identity`` is given, that ``(st_dev, st_ino)``.
+    Failing that, raises :class:`ClaimRefused` (a file with more names is
+    unlinked from the inbox first: nothing is lost, its other names keep it).
+    The stat is taken again after hashing: a change meanwhile (someone
+    writing through another handle) raises :class:`ClaimDeferred`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ClaimRefused("a symbolic link was swapped in during the claim; links are never followed",
+                               removed=False, value=display_path(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        problem = _identity_problem(st, identity)
+        if problem:
+            removed = False
+            if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                os.unlink(path)  # its other names keep the content: nothing is lost
+                removed = True
+            raise ClaimRefused(problem, removed=removed, value=display_path(path))
+        size, digest = _hash_fd(fd)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    before_stamp, after_stamp = FileStamp.of(st), FileStamp.of(after)
+    if before_stamp != after_stamp or size != after.st_size:
+        raise ClaimDeferred("the file changed while it was hashed (someone still writes to it); will retry",
+                            value=display_path(path))
+    return after_stamp, size, digest
+
+
+def _identity_problem(st: os.stat_result, identity: tuple[int, int] | None) -> str | None:
+    if not stat_mod.S_ISREG(st.st_mode):
+        return f"not a regular file ({file_kind(st.st_mode)}) after the claim"
+    if identity is not None and (st.st_dev, st.st_ino) != identity:
+        return "another file was swapped in during the claim (not the inspected inode)"
+    if st.st_nlink != 1:
+        return (f"a hard link appeared during the claim ({st.st_nlink} names share this file); "
+                "copy or move files in instead")
+    return None
+
+
+def changed_since(path: Path | str, stamp: FileStamp) -> str | None:
+    """Why the file at ``path`` is no longer the one stamped (None: same inode, size, mtime, ctime).
+
+    Cheap (one ``lstat``): the check made just before a run is created for a claimed file.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "the claimed file is gone"
+    if FileStamp.of(st) != stamp:
+        return "the claimed file changed after it was hashed"
+    return None
+
+
+def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
+          record_intent: Callable[[ClaimIntent], None] | None = None,
+          max_size: int | None = None, fsync: bool = True) -> ClaimedFile | Refuse:
+    """Claim one ready file: inspect, ``record_intent(intent)``, rename, hash.
+
+    ``record_intent`` must durably record the intent (commit) before it
+    returns; if it raises, nothing moves. The caller then records the
+    returned :class:`ClaimedFile` (state ``claimed``, size, sha256) in the
+    same transaction as the run it starts. Returns a :class:`Refuse` for
+    files that must not be claimed (record it when ``verdict.final``).
+    """
+    intent = prepare_claim(path, folder, inbox_dir, claim_id, max_size=max_size)
+    if isinstance(intent, Refuse):
+        return intent
+    if record_intent is not None:
+        record_intent(intent)
+    return perform_claim(intent, fsync=fsync)
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of ``path``, read through an ``O_NOFOLLOW`` descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return _hash_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "rb", closefd=False) as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an error worth retrying later (see :data:`TRANSIENT_ERRNOS`, :class:`ClaimDeferred`)."""
+    return isinstance(exc, ClaimDeferred) or (isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS)

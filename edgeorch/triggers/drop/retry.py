@@ -1,0 +1,73 @@
+"""A retried run's drop-folder inputs brought back from quarantine (``edgeorch retry``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ...errors import EdgeorchError
+from .durable import sync_dirs
+from .quarantine import REASON_SUFFIX
+
+log = logging.getLogger("edgeorch.triggers")
+
+
+def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
+    """Bring the quarantined inputs of ``run_id`` back to the paths its tasks were given; returns them.
+
+    Called by the retry path (``Engine.resume``) before the run is queued again, so the retried
+    tasks find their input where their params and variables say (``<inbox>/in-<id>/<name>``).
+    Each restored input is ``started`` again (its run settles it anew: ``done``, or back to
+    quarantine when the retry fails too). An input that cannot come back (requeued meanwhile,
+    its quarantined file removed, its old path taken) is left as it is, with an event saying why:
+    the retry then fails with the task's own error, as it would for any missing file.
+    """
+    restored: list[Path] = []
+    for rec in store.inputs_of_run(run_id):
+        if rec["state"] != "quarantined":
+            continue
+        try:
+            dest = _restore_one(store, run_id, rec)
+        except (OSError, EdgeorchError) as exc:
+            why = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
+            log.warning("input %s not restored for the retry of run %s: %s", rec["id"], run_id, why)
+            store.add_event("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
+                            run_id=run_id, actor="watch", data={"input_id": rec["id"]})
+            continue
+        restored.append(dest)
+    return restored
+
+
+def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
+    qpath = Path(rec["inbox_path"] or "")
+    if not rec["inbox_path"] or not os.path.lexists(qpath):
+        raise EdgeorchError("its quarantined file is gone", value=rec["inbox_path"])
+    reason_path = qpath.with_name(qpath.name + REASON_SUFFIX)
+    try:
+        claimed = json.loads(reason_path.read_text()).get("claimed_path")
+    except (OSError, ValueError):
+        claimed = None
+    if not claimed:  # quarantined before the reason kept it: the run's variable holds the path (per-file mode)
+        env = json.loads(store.get_run(run_id).get("env") or "{}")
+        claimed = next((v for v in env.values() if Path(v).name == rec["source_name"]), None)
+    if not claimed:
+        raise EdgeorchError("the path its run was given is not known", value=str(qpath))
+    dest = Path(claimed)
+    if os.path.lexists(dest):
+        raise EdgeorchError("its old inbox path is taken", value=str(dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(qpath, dest)
+    sync_dirs([dest.parent, qpath.parent])
+    try:
+        os.unlink(reason_path)
+    except FileNotFoundError:
+        pass
+    store.record_input_state(rec["id"], "started", reason=f"back from quarantine for the retry of run {run_id}",
+                             inbox_path=str(dest))
+    store.add_event("input_restored", f"input {rec['id']} ({rec['source_name']}) back from quarantine for the retry "
+                    f"of run {run_id}", run_id=run_id, actor="watch", data={"input_id": rec["id"], "file": str(dest)})
+    return dest
+

@@ -1,0 +1,686 @@
+"""The daemon side of drop folders: :class:`DropFolders`, wired to the store and the front door.
+
+Runs on the daemon's event loop (the one-writer rule). It follows the "Wiring" section of
+``docs/triggers.md``: at start ``reconcile`` store and disk, then an :class:`ArrivalLoop`;
+ready files are claimed in groups (intents in one transaction, renames + hashes in a worker
+thread with one fsync per folder per group, then per file: duplicate check, run + ``started``
+in one transaction); a finished run settles its input (``done``, or ``quarantined`` with a
+``.reason.json`` when the run failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import EdgeorchError
+from .claim import (
+    ClaimDeferred,
+    ClaimedFile,
+    ClaimError,
+    ClaimIntent,
+    ClaimRefused,
+    changed_since,
+    claim_dest,
+    hash_file,
+    is_transient,
+    perform_claim,
+)
+from .durable import sync_dirs, write_atomic
+from .inspection import Refuse, inspect, scan
+from .names import display_path
+from .quarantine import quarantine
+from .reconcile import InputRecord, file_ids, list_inbox, reconcile
+from .settle import Batcher
+from .spec import DEFAULT_ENV, WatchSpec, check_same_filesystem, check_watch_set, check_watches
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import Config
+    from ...engine.engine import Engine
+    from ...engine.requests import RunRequests
+    from ...pipelines import PipelineRegistry
+    from ...store.store import Store
+
+log = logging.getLogger("edgeorch.triggers")
+
+log = logging.getLogger("edgeorch.triggers")
+
+CLAIM_GROUP = 500
+"""Ready files claimed per group (one intent transaction, one fsync per folder)."""
+
+RETRY_BASE = 0.5
+RETRY_MAX = 60.0
+"""Backoff of a claim step that met a transient error (disk full, out of descriptors, EIO):
+``RETRY_BASE * 2**n`` seconds, at most ``RETRY_MAX``; retried until it succeeds or the file goes."""
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...) of a transient claim failure."""
+    return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, min(attempt - 1, 16))))
+
+
+@dataclass
+class _Ready:
+    spec: WatchSpec
+    path: Path
+
+
+@dataclass
+class _Pending:
+    """A recorded intent (``claiming``) whose rename/hash must be done or tried again."""
+
+    iid: int
+    spec: WatchSpec
+    intent: ClaimIntent
+    attempts: int = 0
+
+
+class DropFolders:
+    """The drop folders of one daemon (see the module docstring)."""
+
+    def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
+                 config: Config, loop: asyncio.AbstractEventLoop,
+                 publish: Callable[[dict[str, Any]], None]) -> None:
+        """``engine`` is asked only which runs are live and whether it stopped on a fatal error;
+        ``config`` gives the inbox, the state dir and config.toml's ``[[watch]]`` tables."""
+        self.store = store
+        self.requests = requests
+        self.engine = engine
+        self.registry = registry
+        self.config = config
+        self.loop = loop
+        self.publish = publish
+        self.watches: list[WatchSpec] = []
+        self.watch_errors: list[EdgeorchError] = []
+        self._config_watch_errors: list[EdgeorchError] = []
+        self.arrivals: Any = None
+        self._queue: list[_Ready] = []
+        self._pending: list[_Pending] = []  # intents due for (another) claim attempt
+        self._path_attempts: dict[Path, int] = {}  # drop files whose inspection met a transient error
+        self._retry_handles: set[asyncio.TimerHandle] = set()
+        self.missing_folders: dict[Path, EdgeorchError] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.stopped = False
+        self._batchers: dict[Path, Batcher] = {}
+        self._batch_timer: asyncio.TimerHandle | None = None
+
+    def _publish(self, **event: Any) -> None:
+        self.publish({"kind": "input", "ts": time.time(), **event})
+
+    # -- paths -----------------------------------------------------------------------
+
+    @property
+    def inbox(self) -> Path:
+        return self.config.inbox_dir
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.config.state_dir / "quarantine"
+
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def recover_and_collect(self) -> None:
+        """Collect the watches and recover every input (before schedules and before watching)."""
+        self.watches = self._collect_watches()
+        self.recover()
+
+    def watch(self) -> None:
+        """Start watching the folders and the claim worker."""
+        self._start_arrivals()
+        self._worker = self.loop.create_task(self._claim_worker())
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.arrivals is not None:
+            self.arrivals.stop()
+            self.arrivals = None
+        if self._worker is not None:
+            self._worker.cancel()
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+        for h in self._retry_handles:
+            h.cancel()
+        self._retry_handles.clear()
+
+    def reload(self, config: Config | None = None) -> None:
+        """After the pipelines (or config) changed: rebuild the folder watch if it changed."""
+        if config is not None:
+            self.config = config
+        new = self._collect_watches()
+        if new != self.watches:
+            self.watches = new
+            if self.arrivals is not None:
+                self.arrivals.stop()
+                self.arrivals = None
+            self._start_arrivals()
+
+    # -- run finished -----------------------------------------------------------------------
+
+    def on_run_finished(self, run_id: Any, state: str, reason: str | None) -> None:
+        """A run ended: settle each of its inputs still ``started``."""
+        if isinstance(run_id, int):
+            for rec in self.store.inputs_of_run(run_id):
+                if rec["state"] == "started":
+                    self._settle_input(rec, state, reason)
+
+    def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
+        store = self.store
+        if state == "succeeded":
+            store.record_input_state(rec["id"], "done")
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            return
+        if state == "cancelled":
+            store.record_input_state(rec["id"], "done", reason=f"run {rec['run_id']} was cancelled")
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            return
+        if rec.get("run_id") is None:
+            why = reason or "no run could be started"
+        else:
+            why = f"run {rec['run_id']} of {rec['pipeline']} failed" + (f": {reason}" if reason else "")
+        path = rec.get("inbox_path")
+        if not path or not os.path.lexists(path):
+            store.record_input_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
+            return
+        try:
+            q = quarantine(path, self.quarantine_dir, why, source_name=rec["source_name"],
+                           details={"pipeline": rec["pipeline"], "run_id": rec["run_id"], "sha256": rec["sha256"],
+                                    "input_id": rec["id"], "source_path": rec["source_path"],
+                                    "watch_folder": rec["watch_folder"], "claimed_path": str(path)})
+        except OSError as exc:
+            log.error("input %s: cannot quarantine %s: %s", rec["id"], path, exc)
+            store.record_input_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
+            return
+        store.record_input_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
+        self._publish(input_id=rec["id"], state="quarantined", run_id=rec["run_id"], pipeline=rec["pipeline"],
+                      file=str(q.path), reason=why)
+        store.add_event("input_quarantined", f"input {rec['id']} ({rec['source_name']}) quarantined: {why}",
+                        run_id=rec["run_id"], actor="watch", data={"input_id": rec["id"], "file": str(q.path)})
+        try:
+            os.rmdir(Path(path).parent)
+        except OSError:
+            pass
+
+    # -- drop folders: configuration ----------------------------------------------------------
+
+    def _collect_watches(self) -> list[WatchSpec]:
+        from ...pipelines import pipeline_triggers
+
+        cfg = self.config
+        errors: list[EdgeorchError] = []
+        src = str(cfg.source or "<embedded defaults>")
+        specs, errs = check_watches(cfg.watches, src, base=cfg.source.parent if cfg.source else None)
+        errors.extend(errs)
+        for p in self.registry.pipelines.values():
+            specs.extend(pipeline_triggers(p)[1])
+        errors.extend(check_watch_set(specs, inbox_dir=cfg.inbox_dir, state_dir=cfg.state_dir,
+                                      pipelines=self.registry.pipelines, file=src))
+        bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
+        out: list[WatchSpec] = []
+        seen: set[Path] = set()
+        for s in specs:
+            if s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines:
+                continue
+            if not s.folder.is_dir():
+                errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
+                                            value=str(s.folder), expected="an existing folder"))
+                continue
+            try:
+                check_same_filesystem(s.folder, cfg.inbox_dir)
+            except EdgeorchError as exc:
+                errors.append(exc)
+                continue
+            seen.add(s.folder)
+            out.append(s)
+        for e in errors:
+            log.error("watch not started: %s", e.render())
+        self._config_watch_errors = errors
+        self.watch_errors = errors + list(self.missing_folders.values())
+        return out
+
+    def _spec_for(self, folder: str | Path, pipeline: str) -> WatchSpec | None:
+        for s in self.watches:
+            if str(s.folder) == str(folder) and s.pipeline == pipeline:
+                return s
+        return next((s for s in self.watches if s.pipeline == pipeline), None)
+
+    def _start_arrivals(self) -> None:
+        if not self.watches or self.stopped:
+            return
+        from ..arrivals import ArrivalLoop
+
+        self.arrivals = ArrivalLoop(self.loop, self.watches, self._on_ready, on_folder=self._on_folder)
+        self.arrivals.start()
+
+    def _on_folder(self, folder: Path, missing: bool) -> None:
+        """A watched folder disappeared (``missing``) or is back and watched again: surface it."""
+        if missing:
+            self.missing_folders[folder] = EdgeorchError(
+                "the watched folder is missing (deleted or moved away); it is watched again as soon as it "
+                "is back", field="watch.folder", value=str(folder), expected="an existing folder")
+        else:
+            self.missing_folders.pop(folder, None)
+        self.watch_errors = list(getattr(self, "_config_watch_errors", [])) + list(self.missing_folders.values())
+        self._publish(state="watch_missing" if missing else "watch_restored", file=str(folder))
+
+    # -- drop folders: recovery (before the watcher starts) -------------------------------------
+
+    def recover(self) -> list[str]:
+        """``reconcile`` store and disk and apply each action; also settle inputs whose run ended while down.
+
+        Every input record takes part, whatever its state (a processed input's file stays in the
+        inbox: docs/triggers.md "Inbox lifecycle"). One input can never stop the daemon from
+        starting: each action runs on its own, an error is logged and recorded as an event, and
+        recovery goes on with the next.
+        """
+        store = self.store
+        active = {r["id"]: r for r in store.inputs_to_reconcile()}
+        everything = store.list_inputs(limit=1 << 62)
+        records = [_record_of(active.get(r["id"], r)) for r in everything]
+        drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
+        runs = store.runs_by_input()
+        actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
+        kinds: list[str] = []
+        for a in actions:
+            if a.kind == "ingest":
+                continue  # the ArrivalLoop's first rescan hands it over (after its settle check)
+            kinds.append(a.kind)
+            try:
+                self._recover_one(a, active)
+            except Exception as exc:  # noqa: BLE001 - one input must never stop the start
+                self._recovery_failed(a.kind, a.record.id if a.record else None,
+                                      display_path(a.path) if a.path else None, exc)
+        # Runs that finished while the daemon was away (or before their input was settled).
+        for r in store.list_inputs(state="started", limit=1 << 62):
+            if r["run_id"] is None or r["run_id"] in self.engine.runs:
+                continue
+            try:
+                run = store.get_run(int(r["run_id"]))
+                if run["state"] in ("succeeded", "failed", "cancelled"):
+                    self._settle_input(r, run["state"], run.get("reason"))
+            except Exception as exc:  # noqa: BLE001
+                self._recovery_failed("settle", r["id"], None, exc)
+        if kinds:
+            from collections import Counter
+
+            log.info("inputs recovered: %s", ", ".join(f"{k} x{n}" for k, n in Counter(kinds).items()))
+        return kinds
+
+    def _recover_one(self, a: Any, active: dict[int, dict[str, Any]]) -> None:
+        store = self.store
+        rec = a.record
+        if a.kind in ("rename", "finish"):
+            assert rec is not None and rec.inbox_path is not None
+            row = active[rec.id]
+            spec = self._spec_for(row["watch_folder"], row["pipeline"])
+            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, 0, 0,
+                                 rec.dev or 0, rec.ino or 0)
+            if spec is None:  # the watch is gone: claim anyway (the file is ours), the run reports the rest
+                spec = WatchSpec(folder=Path(row["watch_folder"]), pipeline=row["pipeline"])
+            self._pending.append(_Pending(rec.id, spec, intent))
+            self._wake.set()
+        elif a.kind == "submit":
+            assert rec is not None and rec.inbox_path is not None
+            self._start_input(active[rec.id], rec.inbox_path)
+            self._arm_batches()
+        elif a.kind == "link_run":
+            assert rec is not None and a.run_id is not None
+            store.record_input_started(rec.id, int(a.run_id))
+        elif a.kind in ("forget", "lost"):
+            assert rec is not None
+            store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
+        elif a.kind == "adopt":
+            assert a.path is not None
+            quarantine(a.path, self.quarantine_dir, "found in the inbox with no input record (not run)")
+            try:
+                os.rmdir(a.path.parent)
+            except OSError:
+                pass
+
+    def _recovery_failed(self, kind: str, input_id: int | None, path: str | None, exc: BaseException) -> None:
+        """Log and record one failed recovery step (the others go on)."""
+        what = f"input {input_id}" if input_id is not None else (path or "?")
+        why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
+        log.error("input recovery (%s) of %s failed: %s", kind, what, why)
+        try:
+            self.store.add_event("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
+                                   actor="watch", data={"input_id": input_id, "path": path, "action": kind})
+        except Exception:  # noqa: BLE001 - recording is best effort, the start is not
+            log.exception("cannot record the recovery failure")
+
+    def _scan_quietly(self, spec: WatchSpec) -> list[Path]:
+        try:
+            return scan(spec.folder, spec.patterns)
+        except OSError as exc:
+            log.error("cannot scan %s: %s", spec.folder, exc.strerror)
+            return []
+
+    # -- drop folders: arrivals ---------------------------------------------------------------
+
+    def _on_ready(self, spec: WatchSpec, path: Path) -> None:
+        self._queue.append(_Ready(spec, path))
+        self._wake.set()
+
+    def _later(self, delay: float, callback: Any, *args: Any) -> None:
+        """``call_later`` whose handle :meth:`stop` cancels."""
+        handle: asyncio.TimerHandle | None = None
+
+        def run() -> None:
+            self._retry_handles.discard(handle)  # type: ignore[arg-type]
+            if not self.stopped:
+                callback(*args)
+
+        handle = self.loop.call_later(delay, run)
+        self._retry_handles.add(handle)
+
+    def _retry_path(self, spec: WatchSpec, path: Path, why: str) -> None:
+        """A drop file could not be inspected now (transient): hand it over again after a backoff."""
+        n = self._path_attempts[path] = self._path_attempts.get(path, 0) + 1
+        delay = retry_delay(n)
+        log.warning("input %s: %s; retry %d in %.1fs", display_path(path), why, n, delay)
+        self._later(delay, self._on_ready, spec, path)
+
+    def _retry_claim(self, pending: _Pending, why: str) -> None:
+        """A recorded claim met a transient error: it stays ``claiming``; try the step again later."""
+        pending.attempts += 1
+        delay = retry_delay(pending.attempts)
+        log.warning("input %s (%s): %s; retry %d in %.1fs", pending.iid, display_path(pending.intent.source), why,
+                    pending.attempts, delay)
+        self._publish(input_id=pending.iid, state="claim_retry", pipeline=pending.spec.pipeline,
+                      file=display_path(pending.intent.source), reason=why)
+
+        def due() -> None:
+            self._pending.append(pending)
+            self._wake.set()
+
+        self._later(delay, due)
+
+    async def _claim_worker(self) -> None:
+        while not self.stopped:
+            await self._wake.wait()
+            self._wake.clear()
+            while (self._queue or self._pending) and not self.stopped:
+                try:
+                    if self._pending:
+                        batch, self._pending = self._pending[:CLAIM_GROUP], self._pending[CLAIM_GROUP:]
+                        await self._finish_claims(batch)
+                    else:
+                        group, self._queue = self._queue[:CLAIM_GROUP], self._queue[CLAIM_GROUP:]
+                        await self._claim_group(group)
+                except EdgeorchError as exc:
+                    log.error("claiming failed: %s", exc.render())
+                    if self.engine.fatal_error is not None:
+                        return
+                except Exception:
+                    log.exception("claiming failed")
+
+    async def _claim_group(self, group: list[_Ready]) -> None:
+        """Inspect each ready file, record refusals and intents (each file isolated), then claim."""
+        store = self.store
+        pendings: list[_Pending] = []
+        refused: list[tuple[WatchSpec, Refuse]] = []
+        checked: list[tuple[WatchSpec, Any]] = []
+        for item in group:
+            verdict = inspect(item.path, item.spec.folder, max_size=item.spec.max_size)
+            if isinstance(verdict, Refuse) and verdict.code == "transient":
+                self._retry_path(item.spec, item.path, verdict.reason)
+                continue
+            self._path_attempts.pop(item.path, None)
+            if isinstance(verdict, Refuse):
+                if verdict.final:
+                    refused.append((item.spec, verdict))
+                continue
+            checked.append((item.spec, verdict))
+        with store.transaction():
+            for spec, ref in refused:
+                self._isolated(ref.path, self._record_refusal, spec, ref)
+            for spec, acc in checked:
+                p = self._isolated(acc.path, self._record_intent, spec, acc)
+                if p is not None:
+                    pendings.append(p)
+        if pendings:
+            await self._finish_claims(pendings)
+
+    def _isolated(self, path: Path, fn: Any, *args: Any) -> Any:
+        """Run one file's records in its own savepoint: its failure never drops the other files' records."""
+        try:
+            with self.store.transaction():
+                return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - this file only; logged, the group goes on
+            log.error("input %s not recorded: %s", display_path(path),
+                      exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
+        shown = display_path(ref.path)
+        self.store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
+                                          reason=ref.reason)
+        log.warning("input refused: %s: %s", shown, ref.reason)
+        self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
+
+    def _record_intent(self, spec: WatchSpec, acc: Any) -> _Pending:
+        holder: dict[str, Path] = {}
+
+        def inbox_for(iid: int) -> str:
+            holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
+            return str(holder["d"])
+
+        iid = self.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
+                                               dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
+        return _Pending(iid, spec, ClaimIntent(f"in-{iid}", acc.path, holder["d"], acc.size, acc.mtime_ns,
+                                               acc.dev, acc.ino))
+
+    async def _finish_claims(self, pendings: list[_Pending]) -> None:
+        """Rename + verify + hash each recorded intent (in a worker thread, one fsync per folder),
+        settle what cannot finish, then start a run per claimed file.
+
+        Transient errors leave the record ``claiming`` and retry with backoff; only a
+        vanished file (``vanished``) or a refused one (``refused``) is final.
+        """
+        store = self.store
+        results = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings])
+        started: list[tuple[dict[str, Any], ClaimedFile]] = []
+        for pending, res in zip(pendings, results):
+            try:
+                if isinstance(res, ClaimedFile):
+                    changed = changed_since(res.path, res.stamp) if res.stamp is not None else None
+                    if changed is not None:  # written through another handle after hashing: hash again
+                        self._retry_claim(pending, changed)
+                        continue
+                    rec = {"id": pending.iid, "pipeline": pending.spec.pipeline,
+                           "watch_folder": str(pending.spec.folder), "source_name": pending.intent.source.name,
+                           "source_path": str(pending.intent.source), "sha256": res.sha256}
+                    started.append((rec, res))
+                elif is_transient(res):
+                    self._retry_claim(pending, res.render() if isinstance(res, EdgeorchError) else str(res))
+                elif isinstance(res, ClaimRefused):
+                    self._refuse_claimed(pending, res)
+                elif isinstance(res, ClaimError):
+                    store.record_input_state(pending.iid, "vanished", reason=res.render())
+                else:
+                    why = f"cannot claim: {res}"
+                    log.error("input %s: %s", pending.iid, why)
+                    store.record_input_state(pending.iid, "refused", reason=why)
+            except Exception as exc:  # noqa: BLE001 - this input only
+                log.error("input %s: settling its claim failed: %s", pending.iid, exc)
+        if not started:
+            return
+        # One transaction (one fsync) for the group's runs: each run row, its input's ``claimed`` (size,
+        # sha256) and ``started`` state commit together (each file in its own savepoint). A crash before
+        # the commit leaves ``claiming`` records whose files are in the inbox: recovery's ``finish``
+        # hashes them again and starts them.
+        with store.transaction():
+            for rec, res in started:
+                self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256))
+        self._arm_batches()
+
+    def _refuse_claimed(self, pending: _Pending, exc: ClaimRefused) -> None:
+        """The moved file is not the inspected one (hard link / swap): refused, never run."""
+        store = self.store
+        why = exc.message if hasattr(exc, "message") else str(exc)
+        inbox_path = None
+        if not exc.removed and os.path.lexists(pending.intent.dest):
+            q = quarantine(pending.intent.dest, self.quarantine_dir, f"refused at claim: {why}",
+                           source_name=pending.intent.source.name,
+                           details={"pipeline": pending.spec.pipeline, "input_id": pending.iid,
+                                    "watch_folder": str(pending.spec.folder)})
+            inbox_path = str(q.path)
+        store.record_input_state(pending.iid, "refused", reason=why, inbox_path=inbox_path)
+        log.warning("input %s refused at claim: %s", pending.iid, why)
+        self._publish(input_id=pending.iid, state="refused", pipeline=pending.spec.pipeline,
+                      file=display_path(pending.intent.source), reason=why)
+        try:
+            os.rmdir(pending.intent.dest.parent)
+        except OSError:
+            pass
+
+    def _start_input(self, rec: dict[str, Any], claimed_path: Path,
+                     claimed: tuple[int, str] | None = None) -> int | None:
+        """Duplicate check, then the run and the input's ``started`` state in one transaction.
+
+        ``claimed=(size, sha256)``: the claim is recorded in that transaction too (else it already was).
+        """
+        from ...engine.requests import RunRequest
+
+        store = self.store
+        iid = int(rec["id"])
+        if claimed is not None:
+            store.record_input_claimed(iid, *claimed)
+        spec = self._spec_for(rec["watch_folder"], rec["pipeline"])
+        sha = rec.get("sha256")
+        if sha is None:
+            _, sha = hash_file(claimed_path)
+        skip = spec.skip_duplicates if spec is not None else True
+        if skip and sha:
+            prior = store.processed_sha(rec["pipeline"], sha, exclude=iid)
+            if prior is not None:
+                store.record_input_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input {prior}, "
+                                         f"already processed by {rec['pipeline']}; skip_duplicates = true")
+                self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
+                return None
+        if spec is not None and spec.mode == "batch":
+            full = self._batcher(spec).add((iid, claimed_path), self.loop.time())
+            if full:
+                self._start_batch(spec, full)
+            return None
+        try:  # the front door checks paused, shutting down, params and resources
+            param = spec.param if spec is not None else "input"
+            run_id = self.requests.start(RunRequest(
+                rec["pipeline"], {param: str(claimed_path)}, trigger=f"input:{iid}", actor="watch", source="watch",
+                within=lambda rid: store.record_input_started(iid, rid),
+                env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
+        except EdgeorchError as exc:
+            # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
+            self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            return None
+        return run_id
+
+
+    # -- batch mode ------------------------------------------------------------------------------
+
+    def _batcher(self, spec: WatchSpec) -> Batcher:
+        b = self._batchers.get(spec.folder)
+        if b is None:
+            b = self._batchers[spec.folder] = Batcher(spec.batch_size, spec.batch_window)
+        return b
+
+    def _arm_batches(self) -> None:
+        """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        deadlines = [d for b in self._batchers.values() if (d := b.next_deadline()) is not None]
+        if deadlines and not self.stopped:
+            self._batch_timer = self.loop.call_at(min(deadlines), self._on_batch_timer)
+
+    def _on_batch_timer(self) -> None:
+        self._batch_timer = None
+        now = self.loop.time()
+        for folder, b in list(self._batchers.items()):
+            items = b.due(now)
+            spec = next((s for s in self.watches if s.folder == folder), None)
+            if items and spec is not None:
+                try:
+                    self._start_batch(spec, items)
+                except EdgeorchError as exc:
+                    log.error("batch of %s not started: %s", folder, exc.render())
+        self._arm_batches()
+
+    def _start_batch(self, spec: WatchSpec, items: list[tuple[int, Path]]) -> int | None:
+        """One run for a closed batch: the param holds a JSON array of the claimed paths, and the
+        watch's variable (``EDGEORCH_INPUT``) the path of a file listing them, one per line
+        (``<inbox>/batch-in-<first id>.paths``; a claimed name never holds a newline, so the list
+        splits unambiguously, whatever ``:`` or spaces the names contain).
+
+        The run and every input's ``started`` commit together. A batch is held in memory only
+        while open; after a crash its inputs are ``claimed`` with no run and recovery
+        (``submit``) puts them into a new batch.
+        """
+        import json
+
+        from ...engine.requests import RunRequest
+
+        store = self.store
+        ids = [i for i, _ in items]
+        paths = [str(p) for _, p in items]
+        try:
+            listing = self.inbox / f"batch-in-{ids[0]}.paths"
+            write_atomic(listing, "".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"))
+        except OSError as exc:  # e.g. the inbox's disk is full: the batch waits and is tried again
+            log.warning("batch of %s: cannot write its path list: %s; retrying", spec.folder, exc.strerror)
+            self._later(retry_delay(1), self._start_batch, spec, items)
+            return None
+        try:
+
+            def within(run_id: int) -> None:
+                for iid in ids:
+                    store.record_input_started(iid, run_id)
+
+            run_id = self.requests.start(RunRequest(
+                spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
+                source="watch", within=within, env={spec.env: str(listing)})).run_id
+        except EdgeorchError as exc:
+            for iid in ids:
+                self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            return None
+        log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
+        return run_id
+
+
+def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
+    """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder.
+
+    Runs in a worker thread; never raises: each intent's outcome is its result or its
+    exception. When the folder fsyncs fail, every claimed file of the group becomes a
+    :class:`ClaimDeferred` (its rename is not known to be durable; the retry syncs again).
+    """
+    out: list[ClaimedFile | BaseException] = []
+    for intent in intents:
+        try:
+            out.append(perform_claim(intent, fsync=False))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
+            out.append(exc)
+    dirs: set[Path] = set()
+    for intent, res in zip(intents, out):
+        if not isinstance(res, BaseException):
+            dirs.update((intent.dest.parent, intent.source.parent))
+    try:
+        sync_dirs(sorted(dirs))
+    except OSError as exc:
+        why = ClaimDeferred(f"cannot make the claims durable now: {exc.strerror} (will retry)")
+        out = [why if isinstance(r, ClaimedFile) else r for r in out]
+    return out
+
+
+def _record_of(row: dict[str, Any]) -> InputRecord:
+    """The :class:`InputRecord` view of one ``inputs`` row (any state)."""
+    return InputRecord(row["id"], row["pipeline"], row["state"], Path(row["source_path"]),
+                       Path(row["inbox_path"]) if row["inbox_path"] else None, row["dev"], row["ino"],
+                       row["sha256"], str(row["run_id"]) if row["run_id"] is not None else None)

@@ -1,0 +1,179 @@
+"""``[[watch]]`` tables: :class:`WatchSpec`, their validation, and the checks across all watches.
+
+Pure apart from :func:`check_same_filesystem` (one ``stat``). A spec remembers the file it came
+from (``source``), so an error about it is reported against that file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigError, EdgeorchError
+from ...tomlcheck import TableReader
+
+WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
+              "param", "env", "skip_duplicates")
+MODES = ("per_file", "batch")
+DEFAULT_PARAM = "input"
+DEFAULT_ENV = "EDGEORCH_INPUT"
+
+_IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """A validated ``[[watch]]`` table.
+
+    ``folder`` is absolute. ``settle``/``batch_window`` are seconds;
+    ``max_size`` bytes (None: no limit). The claimed file's path reaches the
+    task as the pipeline param ``param`` and the environment variable ``env``
+    (in batch mode: a JSON array of paths in the param, and the env var names a
+    file listing the paths one per line; see ``DropFolders._start_batch``).
+    """
+
+    folder: Path
+    pipeline: str
+    patterns: tuple[str, ...] = ("*",)
+    mode: str = "per_file"
+    batch_size: int = 100
+    batch_window: float = 10.0
+    settle: float = 1.0
+    max_size: int | None = None
+    param: str = DEFAULT_PARAM
+    env: str = DEFAULT_ENV
+    skip_duplicates: bool = True
+
+
+def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | None = None,
+                pipeline: str | None = None,
+                error_cls: type[EdgeorchError] = ConfigError) -> tuple[WatchSpec | None, list[EdgeorchError]]:
+    """Validate one ``[[watch]]`` table; collect every problem.
+
+    ``base`` resolves a relative ``folder`` (the folder of the file the table
+    came from). ``pipeline`` is the owning pipeline when the table sits in a
+    pipeline file: then ``pipeline`` in the table is optional and must match.
+    Errors are ``error_cls`` (ConfigError for config.toml, PipelineError for
+    pipelines) naming file, field (``watch[0].mode``), value and expectation;
+    unknown keys get a did-you-mean.
+    """
+    errors: list[EdgeorchError] = []
+    r = TableReader(table, file=file, prefix=prefix, errors=errors, error_cls=error_cls)
+    folder_s = r.str("folder", None, required=True)
+    target = r.str("pipeline", None, required=pipeline is None)
+    if pipeline is not None and target is not None and target != pipeline:
+        r.fail("pipeline", "names another pipeline than the one this file declares", value=target,
+               expected=f"{pipeline!r} or no pipeline key")
+    target = target or pipeline
+    patterns = r.str_list("patterns", ["*"])
+    mode = r.choice("mode", MODES, "per_file")
+    batch_size = r.int("batch_size", 100, minimum=1, maximum=1_000_000)
+    batch_window = r.duration("batch_window", 10.0)
+    settle = r.duration("settle", 1.0)
+    max_size = r.size("max_size", None)
+    param = r.str("param", DEFAULT_PARAM)
+    env = r.str("env", DEFAULT_ENV)
+    skip_dup = r.bool("skip_duplicates", True)
+    r.finish(list(WATCH_KEYS))
+
+    if patterns is not None:
+        if not patterns:
+            r.fail("patterns", "must not be empty", value=patterns, expected="at least one glob such as '*.csv'")
+        for pat in patterns:
+            if not pat or "/" in pat:
+                r.fail("patterns", "is not a file-name glob", value=pat,
+                       expected="a glob matched against the file name, without '/', e.g. '*.csv'")
+    if mode != "batch":
+        for key in ("batch_size", "batch_window"):
+            if key in r.data:
+                r.fail(key, "applies to mode = \"batch\" only", value=r.data[key], expected="mode = \"batch\"")
+    if param is not None and not _is_ident(param):
+        r.fail("param", "is not a valid param name", value=param, expected="letters, digits and '_'")
+    if env is not None and not (_is_ident(env) and not env[0].isdigit()):
+        r.fail("env", "is not a valid environment variable name", value=env,
+               expected="letters, digits and '_', not starting with a digit")
+    if settle is not None and settle > 3600:
+        r.fail("settle", "is out of range", value=r.data.get("settle"), expected="at most 1h")
+    folder: Path | None = None
+    if folder_s is not None:
+        folder = Path(os.path.expanduser(folder_s))
+        if not folder.is_absolute():
+            folder = (base or Path.cwd()) / folder
+        folder = Path(os.path.normpath(folder))
+    if errors or folder is None or target is None:
+        return None, errors
+    return WatchSpec(
+        folder=folder, pipeline=target, patterns=tuple(patterns), mode=mode, batch_size=batch_size,
+        batch_window=batch_window, settle=settle, max_size=max_size, param=param, env=env,
+        skip_duplicates=skip_dup,
+    ), errors
+
+
+def check_watches(tables: Iterable[Any], file: str, *, base: Path | None = None,
+                  error_cls: type[EdgeorchError] = ConfigError) -> tuple[list[WatchSpec], list[EdgeorchError]]:
+    """Validate ``Config.watches`` (``[[watch]]`` in config.toml): fields ``watch[i].<key>``."""
+    specs: list[WatchSpec] = []
+    errors: list[EdgeorchError] = []
+    for i, table in enumerate(tables):
+        spec, errs = check_watch(table, file, f"watch[{i}]", base=base, error_cls=error_cls)
+        errors.extend(errs)
+        if spec is not None:
+            specs.append(spec)
+    return specs, errors
+
+
+def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path, state_dir: Path | None = None,
+                    pipelines: Iterable[str] | None = None, file: str = "") -> list[EdgeorchError]:
+    """Cross-checks over all watches: known pipelines, one watch per folder, folders outside the state dir.
+
+    No I/O except :func:`check_same_filesystem` is left to the caller (the
+    folder may not exist yet when the config is validated).
+    """
+    errors: list[EdgeorchError] = []
+    known = set(pipelines) if pipelines is not None else None
+    seen: dict[Path, str] = {}
+    for spec in specs:
+        if known is not None and spec.pipeline not in known:
+            errors.append(ConfigError("names an unknown pipeline", file=file, field="watch.pipeline",
+                                      value=spec.pipeline, expected=f"one of {', '.join(sorted(known)) or '(none)'}"))
+        if spec.folder in seen:
+            errors.append(ConfigError("is watched twice", file=file, field="watch.folder", value=str(spec.folder),
+                                      expected=f"one [[watch]] per folder (also used by pipeline {seen[spec.folder]})"))
+        seen[spec.folder] = spec.pipeline
+        for inner in (inbox_dir, state_dir):
+            if inner is not None and (_within(spec.folder, inner) or _within(inner, spec.folder)):
+                errors.append(ConfigError("overlaps edgeorch's own folders", file=file, field="watch.folder",
+                                          value=str(spec.folder), expected=f"a folder outside {inner}"))
+    return errors
+
+
+def check_same_filesystem(folder: Path, inbox_dir: Path) -> None:
+    """Raise :class:`ConfigError` naming both paths unless a rename between them is atomic.
+
+    ``inbox_dir`` may not exist yet: its nearest existing parent is checked.
+    """
+    def dev(p: Path) -> int:
+        p = Path(os.path.abspath(p))
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        return os.stat(p).st_dev
+
+    if dev(folder) != dev(inbox_dir):
+        raise ConfigError(
+            "the drop folder and the inbox are on different filesystems, so files cannot be claimed by an "
+            "atomic rename", field="watch.folder", value=str(folder),
+            expected=f"a folder on the same filesystem as the inbox {inbox_dir}",
+            hint="move [inbox] dir (or [state] dir) onto the drop folder's filesystem, or watch a folder there",
+        )
+
+
+def _is_ident(text: str) -> bool:
+    return bool(text) and all(c in _IDENT_CHARS for c in text)
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    a, b = os.path.abspath(inner), os.path.abspath(outer)
+    return a == b or a.startswith(b.rstrip("/") + "/")

@@ -1,0 +1,150 @@
+"""Schedules wired to the front door and the store: :class:`Schedules`.
+
+Runs on the daemon's event loop (the one-writer rule): a :class:`Scheduler` +
+:class:`ScheduleTimer` (one ``call_at``, nothing polls); a ``start`` fire creates the run and
+stores the watermark in ONE transaction (the front door's ``within``); a finished run releases
+waiting fires (:meth:`Schedules.on_run_finished`). See docs/triggers.md, "Wiring".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EdgeorchError
+from .schedule import ScheduleSpec
+from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.engine import Engine
+    from ..engine.requests import RunRequests
+    from ..pipelines import PipelineRegistry
+    from ..store.store import Store
+
+log = logging.getLogger("edgeorch.triggers")
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class Schedules:
+    """The schedules of one daemon's pipelines (see the module docstring)."""
+
+    def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
+                 loop: asyncio.AbstractEventLoop, publish: Callable[[dict[str, Any]], None],
+                 clock: Any = None) -> None:
+        """``engine`` is asked only which runs are live (the overlap rules); ``clock`` defaults to
+        :class:`SystemClock` (tests inject a manual one)."""
+        self.store = store
+        self.requests = requests
+        self.engine = engine
+        self.registry = registry
+        self.loop = loop
+        self.publish = publish
+        self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs,
+                                   paused=lambda: self.store.paused_pipelines())
+        self.timer: ScheduleTimer | None = None
+        self.specs: dict[str, ScheduleSpec] = {}
+
+    def start(self) -> None:
+        """Sync the schedules with the pipelines and arm the timer."""
+        self.sync_schedules()
+        self.timer = ScheduleTimer(self.scheduler, self.loop)
+        self.timer.start()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+
+    def reload(self) -> None:
+        """After the pipelines changed: re-sync and re-arm."""
+        self.sync_schedules()
+        if self.timer is not None:
+            self.timer.poke()
+
+    def on_run_finished(self, pipeline: str | None) -> None:
+        """A run ended: fires waiting for it may go now."""
+        if self.timer is not None and pipeline in self.specs:
+            self.timer.poke()
+
+    def sync_schedules(self) -> None:
+        from ..pipelines import pipeline_triggers
+
+        store = self.store
+        want: dict[str, ScheduleSpec] = {}
+        for name, p in self.registry.pipelines.items():
+            spec, _ = pipeline_triggers(p)
+            if spec is not None:
+                want[name] = spec
+        for name in set(self.specs) - set(want):
+            self.scheduler.remove(name)
+        for name, spec in want.items():
+            if self.specs.get(name) == spec:
+                continue
+            stored = parse_iso(store.schedule_last_fire(name))
+            keep = self.scheduler.last_fire(name)
+            wm = self.scheduler.set(spec, stored if keep is None else keep)
+            if stored is None:
+                store.set_schedule_last_fire(name, iso(wm))
+            log.info("schedule %s: %s, next fire %s", name, spec.describe(), self.scheduler.next_fire(name))
+        self.specs = want
+
+    def next_fire(self, pipeline: str) -> datetime | None:
+        return self.scheduler.next_fire(pipeline)
+
+    def _active_runs(self, pipeline: str) -> int:
+        return sum(1 for ctx in self.engine.runs.values() if ctx.pipeline.name == pipeline)
+
+    def _on_fire(self, fire: Fire) -> None:
+        store = self.store
+        name = fire.pipeline
+        data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
+        self.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
+        if fire.action == "start":
+            from ..engine.requests import RunRequest  # at call time: the engine package imports triggers
+
+            def within(run_id: int) -> None:
+                store.set_schedule_last_fire(name, iso(fire.last_fire))
+                store._event(run_id, None, "schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run "
+                             f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
+
+            try:  # the front door checks paused, shutting down, params and resources
+                run_id = self.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
+                                                          source="schedule", within=within)).run_id
+                log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
+                return
+            except EdgeorchError as exc:
+                why = exc.render()
+            # Not started: the fire is handled (skipped) so it is not retried forever.
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
+                            actor="scheduler", data=data)
+            log.warning("schedule %s: fire %s not started: %s", name, iso(fire.fire_time), why)
+        elif fire.action in ("skip", "missed"):
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            store.add_event(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                            actor="scheduler", data=data)
+            log.info("schedule %s: %s fire %s: %s", name, fire.action, iso(fire.fire_time), fire.reason)
+        elif fire.action == "paused":  # recorded once per pause (quiet afterwards), not at every fire
+            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            if not fire.quiet:
+                store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {fire.reason}",
+                                actor="scheduler", data=data)
+            log.log(logging.DEBUG if fire.quiet else logging.INFO, "schedule %s: %d fire(s) up to %s skipped: %s",
+                    name, fire.missed, iso(fire.fire_time), fire.reason)
+        else:  # wait: held in memory until a run finishes
+            store.add_event("schedule_wait", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                            actor="scheduler", data=data)
+            log.info("schedule %s: fire %s waits: %s", name, iso(fire.fire_time), fire.reason)
