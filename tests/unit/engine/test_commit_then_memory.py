@@ -1,0 +1,112 @@
+"""The engine changes its memory only after the commit that records a decision.
+
+A decision that cannot be recorded (disk full, I/O error) must leave the
+engine's memory as the store has it: the attempt still live, its lease
+held, its task running and its dependents pending (the engine fail-stops
+and the next one settles the attempt from the store). Real engine, real
+process, real SQLite; the store's write is made to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from edgeorch.engine.engine import Engine
+from edgeorch.errors import StateError
+from edgeorch.model import RunState, TaskState
+from edgeorch.pipelines import resolve_params, validate_path
+from edgeorch.store import Store
+
+PIPELINE = """
+[tasks.a]
+command = ["true"]
+
+[tasks.b]
+command = ["true"]
+needs = ["a"]
+"""
+
+SLOW = """
+[tasks.a]
+command = ["sleep", "30"]
+
+[tasks.b]
+command = ["true"]
+needs = ["a"]
+"""
+
+
+def _disk_full(*_a: Any, **_k: Any) -> None:
+    raise StateError("cannot write the state file: No space left on device")
+
+
+async def _until(cond: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspace):
+    workspace.pipeline("two", PIPELINE)
+    cfg = workspace.config()
+    pipeline = validate_path(cfg.pipelines_dir).pipelines["two"]
+
+    async def main() -> None:
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        try:
+            store.finish_attempt = _disk_full  # type: ignore[method-assign]
+            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+            with pytest.raises(StateError):
+                await asyncio.wait_for(engine.wait_run(run_id), 30)
+            assert engine.fatal_error is not None
+            ctx = engine.runs[run_id]
+            assert ctx.states["a"] == TaskState.RUNNING  # not succeeded: that was never recorded
+            assert ctx.states["b"] == TaskState.PENDING  # not ready
+            assert ctx.unmet["b"] == 1
+            live = [la for la in engine.live.values() if la.task == "a"]
+            assert len(live) == 1, "the attempt stays live until its end is recorded"
+            assert engine.res is not None and live[0].attempt_id in engine.res.held  # its lease too
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
+    workspace.pipeline("slow", SLOW)
+    cfg = workspace.config()
+    pipeline = validate_path(cfg.pipelines_dir).pipelines["slow"]
+
+    async def main() -> None:
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+            ctx = engine.runs[run_id]
+            await _until(lambda: ctx.states["a"] == TaskState.RUNNING)
+            real = store.set_task_states
+            store.set_task_states = _disk_full  # type: ignore[method-assign]
+            with pytest.raises(StateError):
+                engine.cancel(run_id, reason="cancelled by a test")
+            assert not ctx.cancel_requested
+            assert ctx.states["b"] == TaskState.PENDING
+            assert all(la.stop_reason is None for la in engine.live.values())
+            assert Store(cfg.state_file, readonly=True).get_run(run_id)["state"] == RunState.RUNNING
+            store.set_task_states = real  # type: ignore[method-assign]
+            engine.cancel(run_id, reason="cancelled by a test")
+            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.CANCELLED
+            assert ctx.states["b"] == TaskState.CANCELLED
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
