@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from edgeorch.cli import _size
+from edgeorch.cli.commands.resources import _size
 
 
 def run(ws, *args):

@@ -1,0 +1,21 @@
+"""The ``edgeorch`` command (the ``edgeorch = "edgeorch.cli:main"`` script entry).
+
+Where each command lives::
+
+  main.py                parser assembly, --config anywhere, error rendering -> exit code
+  exits.py               the exit codes (EXIT_CODES is the list --help prints)
+  backend.py             the one daemon/no-daemon choice: connect(cfg, need) -> Backend
+  commands/validate.py   validate
+  commands/runs.py       run, trigger, retry, cancel, runs, show, logs
+  commands/pipelines.py  pipelines (list, show, validate, pause, resume)
+  commands/inputs.py     inputs, requeue
+  commands/events.py     status, events
+  commands/daemon.py     daemon, reload
+  commands/resources.py  resources
+  ../kernels/cli.py      profile, drift, fairness (registered by main.py)
+"""
+
+from .exits import EXIT_CODES
+from .main import build_parser, main
+
+__all__ = ["EXIT_CODES", "build_parser", "main"]

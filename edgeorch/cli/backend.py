@@ -1,0 +1,111 @@
+"""The one place where a command chooses between a running daemon and this machine's state.
+
+Every command asks :func:`connect` for a :class:`Backend` and never probes
+the socket itself. The choice has three forms, one per ``need``:
+
+- ``"prefer"``: the daemon when one answers on the configured socket, else
+  the offline path (read the state file, run an engine in this process);
+- ``"daemon"``: the daemon, or :class:`~edgeorch.control.DaemonNotRunning`
+  (exit 69) for commands that only a live daemon can serve;
+- ``"offline"``: never ask the daemon (``edgeorch run --here``).
+
+The offline path opens the state file (:meth:`Backend.open_store`) and, for a
+writer, takes the state directory's lock (:meth:`Backend.state_lock`), so a
+daemon and an in-process engine never write the same state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from ..config import Config, load_config
+
+if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
+    from ..control.client import Client
+    from ..control.statelock import StateLock
+    from ..store import Store
+
+Need = Literal["prefer", "daemon", "offline"]
+
+DAEMON_TIMEOUT_S = 30
+"""How long a command waits for one answer from the daemon."""
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder set from it."""
+    cfg = load_config(args.config)
+    from ..kernels.cache import use_numba_cache_dir
+
+    use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
+    return cfg
+
+
+class Backend:
+    """Where a command's requests go: :attr:`client` when a daemon answers, else the offline path.
+
+    Use it as a context manager; leaving the block closes the connection.
+    """
+
+    def __init__(self, cfg: Config, client: Client | None) -> None:
+        self.cfg = cfg
+        self._client = client
+
+    @property
+    def online(self) -> bool:
+        """True when a daemon answered: requests go to it."""
+        return self._client is not None
+
+    @property
+    def client(self) -> Client:
+        """The daemon connection; raises ``DaemonNotRunning`` (exit 69) on the offline path."""
+        if self._client is None:
+            from ..control import DaemonNotRunning
+
+            raise DaemonNotRunning(self.cfg.socket_path)
+        return self._client
+
+    def open_store(self, *, readonly: bool) -> Store | None:
+        """The state file, opened directly (offline path); None when reading and no state file exists yet."""
+        from ..store import Store
+
+        if readonly and not self.cfg.state_file.exists():
+            return None
+        return Store(self.cfg.state_file, readonly=readonly)
+
+    def state_lock(self) -> StateLock:
+        """Hold the state dir's lock while this process writes state (one writer at a time)."""
+        from ..control.statelock import acquire_state_lock
+
+        return acquire_state_lock(self.cfg.state_dir)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def connect(cfg: Config, need: Need = "prefer") -> Backend:
+    """Make the daemon/no-daemon choice for one command (see the module's docstring for ``need``).
+
+    Raises ``PermissionDenied`` when the socket may not be used by this user,
+    ``DaemonNotRunning`` when ``need`` is ``"daemon"`` and none answers, and
+    the daemon's other errors (busy, timeout) as they come.
+    """
+    if need == "offline":
+        return Backend(cfg, None)
+    from ..control.client import connect_if_running
+
+    backend = Backend(cfg, connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S))
+    if need == "daemon" and not backend.online:  # refuse now, before the command does any work
+        from ..control import DaemonNotRunning
+
+        raise DaemonNotRunning(cfg.socket_path)
+    return backend
+

@@ -1,0 +1,35 @@
+"""The daemon itself: ``edgeorch daemon`` (run it in the foreground) and ``edgeorch reload`` (like SIGHUP)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ...textui import print_json
+from ..backend import connect, load
+from ..exits import EXIT_FAILED, EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    add("daemon", cmd_daemon, "run the daemon in the foreground (systemd runs it as a service)", json_flag=False)
+    add("reload", cmd_reload, "reload the pipelines folder and the config's access lists (like SIGHUP)")
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from ...daemon import run_daemon
+
+    return run_daemon(args.config)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    with connect(load(args), "daemon") as backend:
+        res = backend.client.call("reload")
+    if args.json:
+        print_json(res)
+    else:
+        print(f"reloaded: {res['summary']}")
+        for e in res["errors"]:
+            print(f"error  {e['message']}")
+        for w in res["warnings"]:
+            print(f"note   {w}")
+    return EXIT_OK if not res["errors"] else EXIT_FAILED

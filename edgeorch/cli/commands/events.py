@@ -1,0 +1,47 @@
+"""The daemon's live state (daemon only): ``edgeorch status`` and ``edgeorch events``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ...textui import format_duration, print_json
+from ..backend import connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    add("status", cmd_status, "the daemon's state: uptime, runs, running tasks, pipelines")
+
+    p = add("events", cmd_events, "stream the daemon's state changes (one line each; --json: JSON lines)")
+    p.add_argument("--run", type=int, metavar="RUN_ID", help="only this run's events")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with connect(load(args), "daemon") as backend:
+        st = backend.client.call("status")
+    if args.json:
+        print_json(st)
+        return EXIT_OK
+    print(f"edgeorch {st['version']} (pid {st['pid']}), up {format_duration(st['uptime_s'])}")
+    print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
+    print(f"  runs       {st['runs']['active']} active; " + ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items())))
+    print(f"  tasks      {st['tasks']['running']} running, {st['tasks']['ready']} waiting (parallelism {st['parallelism']})")
+    print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
+    for err in st["pipeline_errors"]:
+        print(f"  error      {err}")
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    with connect(load(args), "daemon") as backend:
+        for ev in backend.client.stream("events", {"run_id": args.run} if args.run else {}):
+            if args.json:
+                print(json.dumps(ev), flush=True)
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
+                rest = {k: v for k, v in ev.items() if k not in ("ts", "kind") and v is not None}
+                print(f"{stamp}  {ev.get('kind', '?'):<10} " + " ".join(f"{k}={v}" for k, v in rest.items()), flush=True)
+    return EXIT_OK

@@ -1,0 +1,54 @@
+"""Drop-folder inputs (daemon only): ``edgeorch inputs`` and ``edgeorch requeue``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ...textui import format_bytes, print_json, print_table
+from ..backend import connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    p = add("inputs", cmd_inputs, "files that arrived in drop folders: state, size, sha256, run; and the quarantine")
+    p.add_argument("--pipeline", help="only inputs of this pipeline")
+    p.add_argument("--state", help="only inputs in this state (claimed, started, done, duplicate, refused, quarantined, ...)")
+    p.add_argument("--limit", "-n", type=int, default=None, help="how many (default 100)")
+    p.add_argument("--quarantine", action="store_true", help="list the quarantined files with their reasons")
+
+    p = add("requeue", cmd_requeue, "send a quarantined file back into its drop folder (it is processed again)")
+    p.add_argument("file", metavar="FILE", help="a file in <state>/quarantine")
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    with connect(cfg, "daemon") as backend:
+        res = backend.client.call("inputs.list", {k: v for k, v in (("pipeline", args.pipeline), ("state", args.state),
+                                                                     ("limit", args.limit)) if v is not None})
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    if args.quarantine:
+        print_table(["file", "pipeline", "run", "reason"],
+                    [[d.get("path"), d.get("pipeline", "-"), d.get("run_id", "-"), d.get("reason")]
+                     for d in res["quarantine"]])
+        return EXIT_OK
+    print_table(["id", "file", "pipeline", "state", "size", "sha256", "run", "run state", "reason"],
+                [[i["id"], i["source_name"], i["pipeline"], i["state"], "-" if i["size"] is None else format_bytes(i["size"]),
+                  (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", i["reason"] or ""]
+                 for i in res["inputs"]])
+    if res["quarantine"]:
+        print(f"quarantine: {len(res['quarantine'])} file(s) in {cfg.state_dir / 'quarantine'} "
+              "(`edgeorch inputs --quarantine`; `edgeorch requeue FILE` sends one back)")
+    for e in res.get("watch_errors", []):
+        print(f"error  {e}")
+    return EXIT_OK
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    with connect(load(args), "daemon") as backend:
+        res = backend.client.call("inputs.requeue", {"file": os.path.abspath(args.file)})
+    print_json(res) if args.json else print(f"{res['file']} -> {res['requeued_to']}")
+    return EXIT_OK

@@ -1,0 +1,146 @@
+"""``edgeorch pipelines [list|show|validate|pause|resume]`` and the offline pipeline lookup that ``run`` shares."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ...config import Config
+from ...errors import EdgeorchError, NotFoundError, UsageError
+from ...pipelines import not_loaded_error, validate_path
+from ...textui import print_json, print_table
+from ..backend import Backend, connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+from .validate import cmd_validate
+
+
+def register(add: AddCommand) -> None:
+    p = add("pipelines", cmd_pipelines, "list, show, validate, pause or resume pipelines")
+    p.add_argument("action", nargs="?", choices=["list", "show", "validate", "pause", "resume"], help="default: list")
+    p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)")
+    p.add_argument("--reason", help="why (recorded with pause)")
+
+
+def find_pipeline(cfg: Config, ref: str) -> Any:
+    """The pipeline ``ref`` names: a pipeline file, or a name in the pipelines folder (offline path).
+
+    Raises the file's own error when the named pipeline's file is invalid, and
+    ``NotFoundError`` (with a close match when there is one) when no file defines it.
+    """
+    p = Path(ref)
+    if ref.endswith(".toml") or p.is_file():
+        report = validate_path(p)
+    else:
+        report = validate_path(cfg.pipelines_dir)
+        if ref not in report.pipelines:
+            bad = [e for e in report.errors]
+            broken = not_loaded_error(ref, bad)
+            if broken is not None:  # the pipeline's file is there but invalid: say which and why
+                raise broken
+            from ...tomlcheck import suggest
+
+            close = suggest(ref, list(report.pipelines))
+            raise NotFoundError(
+                f"no pipeline named {ref!r} in {cfg.pipelines_dir}", value=ref,
+                expected=f"one of {', '.join(report.pipelines) or '(none)'}",
+                hint=(f"did you mean {close!r}?" if close else None) or (
+                    f"{len(bad)} file(s) there have errors: run `edgeorch validate`" if bad else None),
+            )
+        return report.pipelines[ref]
+    if not report.ok:
+        raise report.errors[0] if len(report.errors) == 1 else EdgeorchError(
+            f"{len(report.errors)} problems:\n  " + "\n  ".join(e.render() for e in report.errors), file=ref)
+    if len(report.pipelines) != 1:
+        raise UsageError("expected exactly one pipeline", file=ref)
+    return next(iter(report.pipelines.values()))
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    action = args.action or "list"
+    if action == "validate":
+        return cmd_validate(argparse.Namespace(path=args.name, json=args.json, config=args.config))
+    with connect(cfg, "daemon" if action in ("pause", "resume") and args.name else "prefer") as backend:
+        if action in ("pause", "resume", "show") and not args.name:
+            raise UsageError(f"`edgeorch pipelines {action}` needs a pipeline name", field="NAME")
+        if action in ("pause", "resume"):
+            res = backend.client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
+            print_json(res) if args.json else print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}")
+            return EXIT_OK
+        if action == "show":
+            return _show(args, backend)
+        items, errors = _listing(backend)
+    if args.json:
+        print_json({"pipelines": items, "errors": errors, "daemon": backend.online})
+        return EXIT_OK
+    print_table(["pipeline", "tasks", "paused", "next fire", "description"],
+                [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
+                  "paused" if i["paused"] else _fire_text(i.get("next_fire")), i["description"]] for i in items])
+    for i in items:
+        for w in i.get("warnings") or []:
+            print(f"warning  pipeline {i['name']}: {w}")
+    for e in errors:
+        print(f"error  {e}")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, backend: Backend) -> int:
+    """``pipelines show NAME``: the daemon's loaded source, else the file's."""
+    if backend.online:
+        res = backend.client.call("pipelines.show", {"name": args.name})
+        print_json(res) if args.json else print(res["source"], end="")
+        return EXIT_OK
+    p = find_pipeline(backend.cfg, args.name)
+    print_json({"name": p.name, "file": p.source_file, "source": p.source_text}) if args.json else print(p.source_text, end="")
+    return EXIT_OK
+
+
+def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
+    """The pipelines and the load errors: the daemon's view, else the folder's (with offline next fires)."""
+    if backend.online:
+        res = backend.client.call("pipelines.list")
+        return res["pipelines"], [e["message"] for e in res["errors"]]
+    report = validate_path(backend.cfg.pipelines_dir)
+    items = [{"name": n, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
+              "paused": None, "content_hash": p.content_hash, **_offline_next_fire(backend, p)}
+             for n, p in report.pipelines.items()]
+    return items, [e.render() for e in report.errors]
+
+
+def _fire_text(iso_text: str | None) -> str:
+    """A next fire time in local time, as ``2026-11-27 14:00:00`` (``-`` when unscheduled)."""
+    if not iso_text:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _offline_next_fire(backend: Backend, pipeline: Any) -> dict[str, Any]:
+    """Without a daemon: the next fire after the stored watermark (or now); none while paused."""
+    from datetime import UTC, datetime
+
+    from ...pipelines import pipeline_triggers
+    from ...triggers.schedule import next_fire
+
+    spec, _ = pipeline_triggers(pipeline)
+    if spec is None:
+        return {"next_fire": None, "schedule": None}
+    after = datetime.now(UTC)
+    paused = None
+    try:
+        st = backend.open_store(readonly=True)
+        if st is not None:
+            try:
+                stored = st.schedule_last_fire(pipeline.name)
+                paused = pipeline.name in st.paused_pipelines()
+            finally:
+                st.close()
+            if stored:
+                after = max(after, datetime.fromisoformat(stored))
+    except EdgeorchError:
+        pass
+    return {"next_fire": None if paused else next_fire(spec, after).isoformat(), "schedule": spec.describe(),
+            "paused": paused}

@@ -1,0 +1,85 @@
+"""``edgeorch resources``: cores, memory, GPUs, leases and the queue from the daemon; without one, the inventory."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ...textui import format_bytes, print_json
+from ..backend import connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    add("resources", cmd_resources, "cores, memory and GPUs (live readings), who holds what, and the queue "
+                                    "with each waiting task's reason; without a daemon: the inventory only")
+
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    """Cores, memory, GPUs, leases and the queue from the daemon; without one, this machine's inventory."""
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if backend.online:
+            rep = backend.client.call("resources")
+        else:
+            from ...resources.admission import static_report
+
+            rep = static_report(cfg.resources)
+    rep["daemon"] = backend.online
+    if args.json:
+        print_json(rep)
+        return EXIT_OK
+    for line in _resources_lines(rep):
+        print(line)
+    return EXIT_OK
+
+
+def _size(n: int | None) -> str:
+    """Sizes in tables: one rule (:func:`~edgeorch.textui.format_bytes`): 29 KB is ``28.3K``, never ``0M``."""
+    return format_bytes(n)
+
+
+def _resources_lines(rep: dict[str, Any]) -> list[str]:
+    """The text form of ``edgeorch resources`` (one fact per line, grep-able)."""
+    cpus, mem = rep["cpus"], rep["memory"]
+    out = [f"cores     {cpus['usable']} usable" + (f" (reserved for the daemon: {cpus['reserved']})" if cpus["reserved"] else "")
+           + f", free: {cpus['free'] or 'none'}"]
+    for c in cpus["cores"]:
+        node = f" (NUMA node {c['numa_node']})" if c["numa_node"] >= 0 else ""
+        out.append(f"  core {c['id']}{node}: " + (f"held by {c['held_by']}" if c["held_by"] else "free"))
+    out.append(f"memory    {_size(mem['available_now'])} available now, {_size(mem['leased'])} leased; {mem['enforcement']}")
+    out.append(f"GPUs      {rep['gpu_backend']}")
+    for g in rep["gpus"]:
+        live = ""
+        if "memory_free" in g:
+            util = f", util {g['utilization']}%" if g.get("utilization") is not None else ""
+            temp = f", {g['temperature']}C" if g.get("temperature") is not None else ""
+            ecc = f", uncorrected ECC {g['ecc_uncorrected']}" if g.get("ecc_uncorrected") else ""
+            live = f", free {_size(g['memory_free'])}{util}{temp}{ecc}"
+        elif g.get("error"):
+            live = f", reading failed: {g['error']}"
+        drained = f"  DRAINED: {g['drained']}" if g.get("drained") else ""
+        out.append(f"  {g['uuid']} {g['name']} {_size(g['memory_total'])}{live}{drained}")
+    for name, p in rep["pools"].items():
+        out.append(f"pool      {name}: {p['free']}/{p['size']} free")
+    if not rep["daemon"]:
+        out.append("no daemon is running: inventory only, no leases and no queue")
+        return out
+    out.append(f"running   {rep['running']} task(s) (parallelism {rep['parallelism']}), "
+               f"{rep['running_unleased']} without a lease")
+    out.append(f"leases    {len(rep['leases'])}")
+    for lease in rep["leases"]:
+        parts = [f"cores {','.join(map(str, lease['cores']))}" if lease["cores"] else f"shares cores {lease['affinity']}"]
+        if lease["memory"]:
+            parts.append(f"memory {_size(lease['memory'])}")
+        if lease["gpus"]:
+            kind = "whole" if lease["gpu_exclusive"] else f"share {_size(lease['gpu_memory'])}"
+            parts.append(f"GPUs {','.join(lease['gpus'])} ({kind})")
+        if lease["pool"]:
+            parts.append(f"pool {lease['pool']}")
+        out.append(f"  run {lease['run_id']} {lease['task']} (attempt {lease['attempt_id']}): " + "; ".join(parts))
+    out.append(f"queue     {len(rep['queue'])} waiting")
+    for q in rep["queue"]:
+        out.append(f"  {q['task']} ({q['pipeline']}, critical path {q['critical_path_s']:g}s): {q['reason']}")
+    return out

@@ -1,0 +1,421 @@
+"""Run commands: ``run``, ``trigger``, ``retry``, ``cancel``, ``runs``, ``show``, ``logs``.
+
+``run`` and ``retry`` go to the daemon when one answers (and follow its
+``events`` stream), else drive an engine in this process until the run ends
+(:func:`_drive`); the choice is :func:`edgeorch.cli.backend.connect`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import EdgeorchError, NotFoundError
+from ...model import RunState
+from ...pipelines import parse_param_args, read_pipeline_bytes
+from ...textui import format_duration, format_timestamp, print_json, print_table
+from ..backend import Backend, connect, load
+from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from . import AddCommand
+from .pipelines import find_pipeline
+
+STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
+               "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
+
+
+def register(add: AddCommand) -> None:
+    p = add("run", cmd_run, "run a pipeline now and show its progress (exit 0 only if the run succeeded); "
+                            "through the daemon when one runs, else in this process")
+    p.add_argument("pipeline", help="a pipeline name from the pipelines folder, or a path to a pipeline .toml file")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
+    p.add_argument("--detach", "-d", action="store_true", help="with a daemon: queue the run and return its id at once")
+    p.add_argument("--here", action="store_true", help="run in this process even if a daemon runs (needs the state lock)")
+
+    p = add("trigger", cmd_trigger, "queue a run on the daemon and print its id (like run --detach)")
+    p.add_argument("pipeline", help="a pipeline name")
+    p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
+
+    p = add("cancel", cmd_cancel, "cancel an active run on the daemon")
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("--reason", help="recorded with the cancellation")
+
+    p = add("runs", cmd_runs, "list recent runs")
+    p.add_argument("--limit", "-n", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--pipeline", help="only runs of this pipeline")
+    p.add_argument("--state", choices=[s.value for s in RunState], help="only runs in this state")
+
+    p = add("show", cmd_show, "show a run: tasks, attempts, exit codes, durations, results, artifacts")
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+
+    p = add("logs", cmd_logs, "print the log of a task's attempt (the latest by default)", json_flag=False)
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("task", metavar="TASK")
+    p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the latest)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs (needs the daemon)")
+
+    p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
+    p.add_argument("run_id", type=int, metavar="RUN_ID")
+
+
+# -- run / retry / trigger ------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    with connect(cfg, "offline" if args.here else "prefer") as backend:
+        if backend.online:
+            return _run_on_daemon(args, backend)
+    return _run_here(args, backend)
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """``run --detach`` that refuses (exit 69) instead of running in this process when no daemon runs."""
+    args.detach, args.here = True, False
+    with connect(load(args), "daemon") as backend:
+        return _run_on_daemon(args, backend)
+
+
+def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
+    """Queue the run with the daemon's ``trigger`` op; follow it unless ``--detach``."""
+    client = backend.client
+    request: dict[str, Any] = {"params": parse_param_args(args.param or []), "trigger": "cli"}
+    if _is_file_ref(args.pipeline):
+        # An ad-hoc file is run by the daemon: it gets the content (recorded with its hash), not a path.
+        path = Path(args.pipeline).absolute()
+        request |= {"source": read_pipeline_bytes(path).decode("utf-8", errors="surrogateescape"),
+                    "file": str(path)}
+    else:
+        request["pipeline"] = args.pipeline
+    res = client.call("trigger", request)
+    if not args.json:
+        print(f"run {res['run_id']} of {res['pipeline']} queued on the daemon at {backend.cfg.socket_path}", flush=True)
+    if args.detach:
+        if args.json:
+            print_json(res)
+        return EXIT_OK
+    return _follow_remote(client, res["run_id"], json_out=args.json)
+
+
+def _run_here(args: argparse.Namespace, backend: Backend) -> int:
+    """Run the pipeline with an engine in this process (the offline path)."""
+    raw_params = parse_param_args(args.param or [])
+    pipeline = find_pipeline(backend.cfg, args.pipeline)
+    if not args.json:
+        print(f"running {pipeline.name} ({len(pipeline.tasks)} tasks) with state in {backend.cfg.state_dir}", flush=True)
+
+    def action(engine: Any) -> int:
+        from ...engine.requests import RunRequest, RunRequests
+
+        # The same front door as the daemon's: paused, params and resources are checked there.
+        door = RunRequests(engine, lambda name: pipeline)
+        return door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
+
+    return _drive(backend, action, json_out=args.json)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with connect(load(args)) as backend:
+        if backend.online:
+            res = backend.client.call("retry", {"run_id": args.run_id})
+            if not args.json:
+                print(f"resuming run {args.run_id}: {', '.join(res['tasks'])}", flush=True)
+            return _follow_remote(backend.client, args.run_id, json_out=args.json)
+
+    def action(engine: Any) -> int:
+        from ...engine.requests import RunRequests
+
+        redo = RunRequests(engine, _no_lookup).resume(args.run_id, actor=_actor())
+        if not args.json:
+            print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
+        return args.run_id
+
+    return _drive(backend, action, json_out=args.json)
+
+
+def _is_file_ref(ref: str) -> bool:
+    """``edgeorch run REF``: REF is a pipeline file (not a name) when it ends in .toml or names a file."""
+    return ref.endswith(".toml") or Path(ref).is_file()
+
+
+def _no_lookup(name: str) -> Any:
+    raise NotFoundError(f"no pipeline named {name!r}", value=name)  # pragma: no cover - retry looks nothing up
+
+
+def _actor() -> str:
+    import pwd
+
+    uid = os.getuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+class _ProgressPrinter:
+    """Prints one line per task transition (humans) and remembers what happened."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started: dict[str, float] = {}
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if not self.enabled or ev.get("kind") != "task":
+            return
+        name, state = ev["task"], ev["state"]
+        stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+        if state == "running":
+            self.started[name] = ev["ts"]
+            print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})", flush=True)
+            return
+        took = ev["ts"] - self.started[name] if name in self.started else None
+        detail = f" in {format_duration(took)}" if took is not None else ""
+        reason = f": {ev['reason']}" if ev.get("reason") else ""
+        trunc = " (log truncated at cap)" if ev.get("log_truncated") else ""
+        print(f"{stamp}  {name:<24} {STATE_MARKS.get(state, state)}{detail}{reason}{trunc}", flush=True)
+
+
+def _drive(backend: Backend, action: Callable[[Any], int], *, json_out: bool) -> int:
+    """Run an engine in this process until the run started by ``action`` finishes.
+
+    Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
+    the grace period, the cancellation is recorded, exit code 130.
+    """
+    from ...engine.engine import Engine
+
+    cfg = backend.cfg
+    store = backend.open_store(readonly=False)
+    assert store is not None  # a writer's store is created when missing
+    lock = backend.state_lock()
+    printer = _ProgressPrinter(enabled=not json_out)
+
+    async def main() -> tuple[int, RunState]:
+        engine = Engine(cfg, store)
+        engine.listeners.append(printer)
+        await engine.start()
+        loop = asyncio.get_running_loop()
+        try:
+            run_id = action(engine)
+        except BaseException:  # refused by the front door: nothing started, stop the engine cleanly
+            await engine.close()
+            raise
+        interrupted = []
+
+        def on_signal() -> None:
+            if not interrupted:
+                print("\ninterrupted: cancelling the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
+                interrupted.append(True)
+                try:
+                    engine.cancel(run_id, reason="interrupted by the user (Ctrl-C)")
+                except EdgeorchError:
+                    pass
+            else:
+                for la in list(engine.live.values()):
+                    engine._kill_hard(la)
+
+        loop.add_signal_handler(signal.SIGINT, on_signal)
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+        try:
+            state = await engine.wait_run(run_id)
+        finally:
+            await engine.close()
+        return run_id, state
+
+    try:
+        run_id, state = asyncio.run(main())
+    finally:
+        store.close()
+        lock.release()
+    run = _run_document(backend, run_id)  # offline: the state file this engine just wrote
+    print_json(run) if json_out else _print_run(run, summary=True)
+    if state == RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
+
+
+def _follow_remote(client: Any, run_id: int, *, json_out: bool) -> int:
+    """Print a daemon-run's progress from the ``events`` stream until it finishes.
+
+    Ctrl-C asks the daemon to cancel the run and keeps following until it has.
+    """
+    printer = _ProgressPrinter(enabled=not json_out)
+    state = None
+    cancelled = False
+    while state is None:
+        try:
+            for ev in client.stream("events", {"run_id": run_id}):
+                printer(ev)
+                if ev.get("kind") == "run" and ev.get("run_id") == run_id and ev.get("state") in ("succeeded", "failed", "cancelled"):
+                    state = ev["state"]
+                    break
+        except KeyboardInterrupt:
+            if cancelled:
+                print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            cancelled = True
+            print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
+            try:
+                client.call("cancel", {"run_id": run_id, "reason": "interrupted by the user (Ctrl-C)"})
+            except EdgeorchError as exc:
+                print(f"edgeorch: {exc.render()}", file=sys.stderr)
+    run = client.call("runs.show", {"run_id": run_id})
+    print_json(run) if json_out else _print_run(run, summary=True)
+    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with connect(load(args), "daemon") as backend:
+        res = backend.client.call("cancel", {"run_id": args.run_id, "reason": args.reason} if args.reason
+                                  else {"run_id": args.run_id})
+    print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
+    return EXIT_OK
+
+
+# -- read-only views ------------------------------------------------------------------------
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with connect(load(args)) as backend:
+        if backend.online:
+            runs = backend.client.call("runs.list", {"limit": args.limit, "pipeline": args.pipeline,
+                                                     "state": args.state})["runs"]
+        else:
+            store = backend.open_store(readonly=True)
+            try:
+                runs = store.list_runs(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
+            finally:
+                if store is not None:
+                    store.close()
+    if args.json:
+        print_json(runs)
+        return EXIT_OK
+    rows = []
+    for r in runs:
+        took = (r["finished_at"] or time.time()) - r["started_at"] if r["started_at"] else None
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(r["tasks"].items()))
+        rows.append([r["id"], r["pipeline"], r["state"], format_timestamp(r["created_at"]), format_duration(took), r["trigger"], counts])
+    print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows)
+    return EXIT_OK
+
+
+def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:
+    """The run's document from the daemon when one answers, else from the state file."""
+    if backend.online:
+        return backend.client.call("runs.show", {"run_id": run_id})
+    from ...rundoc import run_document
+
+    store = backend.open_store(readonly=True)
+    if store is None:
+        raise NotFoundError("no such run (no state file yet)", value=run_id)
+    try:
+        return run_document(store, run_id)
+    finally:
+        store.close()
+
+
+def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
+    took = (run["finished_at"] or time.time()) - run["started_at"] if run["started_at"] else None
+    print(f"\nrun {run['id']}  {run['pipeline']}  {run['state'].upper()}  {format_duration(took)}"
+          + (f"  ({run['reason']})" if run["reason"] else ""))
+    if not summary:
+        print(f"created {format_timestamp(run['created_at'])} by {run['trigger']}"
+              + (f" ({run['actor']})" if run["actor"] else "") + f"; params {json.dumps(run['params'])}")
+        print(f"run folder {run['run_dir']}")
+    rows = []
+    for t in run["tasks"]:
+        last = t["attempt_list"][-1] if t["attempt_list"] else None
+        took_t = (last["finished_at"] or time.time()) - last["started_at"] if last else None
+        code = None
+        if last:
+            code = last["exit_code"] if last["signal"] is None else f"sig {last['signal']}"
+        rows.append([t["name"], t["state"], t["attempts"], format_duration(took_t), code, t["reason"] or ""])
+    print_table(["task", "state", "attempts", "duration", "exit", "reason"], rows)
+    if run["results"]:
+        print()
+        print_table(["task", "column", "metric", "value", "p-value", "threshold", "verdict"],
+                    [[r["task"], r["column_name"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]]
+                     for r in run["results"]])
+    for t in run["tasks"]:
+        if t["state"] != "failed" or not t["attempt_list"]:
+            continue
+        print(f"\nlast lines of {t['name']} (edgeorch logs {run['id']} {t['name']}):")
+        for line in _tail(Path(t["attempt_list"][-1]["log_path"]), 10):
+            print(f"  {line}")
+
+
+def _tail(path: Path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(size - 8192, 0))
+            return f.read().decode(errors="replace").splitlines()[-n:]
+    except OSError:
+        return ["(no log)"]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with connect(load(args)) as backend:
+        run = _run_document(backend, args.run_id)
+    if args.json:
+        print_json(run)
+        return EXIT_OK
+    _print_run(run)
+    attempts = [a for t in run["tasks"] for a in t["attempt_list"]]
+    print("\nattempts:")
+    print_table(["task", "#", "state", "pid", "started", "duration", "exit", "log"], [
+        [a["task"], a["number"], a["state"], a["pid"], format_timestamp(a["started_at"]),
+         format_duration((a["finished_at"] or time.time()) - a["started_at"]),
+         a["exit_code"] if a["signal"] is None else f"sig {a['signal']}", a["log_path"]]
+        for a in sorted(attempts, key=lambda a: a["id"])])
+    arts = [a for t in run["tasks"] for a in t["artifacts"]]
+    if arts:
+        print("\nartifacts:")
+        print_table(["task", "name", "size", "sha256", "path"],
+                    [[a["task"], a["name"], a["size"], a["sha256"][:12], a["path"]] for a in arts])
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print an attempt's log: ``--follow`` streams it from the daemon; otherwise the file named in the state."""
+    cfg = load(args)
+    if args.follow:
+        with connect(cfg, "daemon") as backend:
+            for item in backend.client.stream("logs", {"run_id": args.run_id, "task": args.task,
+                                                       "attempt": args.attempt, "follow": True}):
+                sys.stdout.write(item["data"])
+                sys.stdout.flush()
+        return EXIT_OK
+    # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
+    store = connect(cfg, "offline").open_store(readonly=True)
+    if store is None:
+        raise NotFoundError("no such run (no state file yet)", value=args.run_id)
+    try:
+        store.get_run(args.run_id)
+        attempts = store.attempts_of(args.run_id, args.task)
+    finally:
+        store.close()
+    if not attempts:
+        raise NotFoundError(f"run {args.run_id} has no attempts of task {args.task!r}", value=args.task)
+    if args.attempt is not None:
+        match = [a for a in attempts if a["number"] == args.attempt]
+        if not match:
+            raise NotFoundError(f"task {args.task} has no attempt {args.attempt}", value=args.attempt,
+                                expected=f"1..{attempts[-1]['number']}")
+        attempt = match[0]
+    else:
+        attempt = attempts[-1]
+    path = Path(attempt["log_path"])
+    if not path.exists():
+        raise NotFoundError("the log file is gone", file=str(path))
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+    return EXIT_OK
