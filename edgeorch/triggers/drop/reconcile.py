@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ...model import InputState
 from .names import display_path
 
 _log = logging.getLogger("edgeorch.triggers")
-
-InputState = Literal["claiming", "claimed", "started", "duplicate", "refused", "quarantined", "done", "vanished",
-                     "lost"]
-
 
 @dataclass(frozen=True)
 class InputRecord:
@@ -24,7 +21,8 @@ class InputRecord:
 
     ``state``: ``claiming`` (intent recorded, rename maybe not done),
     ``claimed`` (in the inbox, hashed; no run yet), ``started`` (run created),
-    or a final state (duplicate, refused, quarantined, done, vanished, lost).
+    or a final state (duplicate, refused, quarantined, done, vanished, lost):
+    :class:`~edgeorch.model.InputState`, whose table says which moves are allowed.
     """
 
     id: int
@@ -102,7 +100,7 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
         known_ids.add(rec.id)
         if rec.inbox_path is not None:
             named_inbox.add(Path(rec.inbox_path))
-        if rec.state == "claiming":
+        if rec.state == InputState.CLAIMING:
             in_inbox = rec.inbox_path is not None and Path(rec.inbox_path) in inbox
             src_id = drop.get(Path(rec.source))
             same = src_id is not None and rec.dev is not None and src_id == (rec.dev, rec.ino)
@@ -113,7 +111,7 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
                 actions.append(Action("rename", record=rec, reason="intent recorded, rename not done"))
             else:
                 actions.append(Action("forget", record=rec, reason="the file left the drop folder before the claim"))
-        elif rec.state == "claimed":
+        elif rec.state == InputState.CLAIMED:
             if rec.id in runs_by_input:
                 actions.append(Action("link_run", record=rec, run_id=runs_by_input[rec.id],
                                       reason="run created, its record missed"))
@@ -121,7 +119,7 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
                 actions.append(Action("submit", record=rec, reason="claimed, run not started"))
             else:
                 actions.append(Action("lost", record=rec, reason="the claimed file is missing from the inbox"))
-        elif rec.state == "started" and rec.run_id is None and rec.id in runs_by_input:
+        elif rec.state == InputState.STARTED and rec.run_id is None and rec.id in runs_by_input:
             actions.append(Action("link_run", record=rec, run_id=runs_by_input[rec.id], reason="run id not recorded"))
     for p in sorted(drop):
         if p not in owned_sources:
