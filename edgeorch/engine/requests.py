@@ -1,7 +1,7 @@
 """The one front door for runs: every way a run starts goes through :class:`RunRequests`.
 
-Callers: ``edgeorch run`` without a daemon (``cli.py``), the ``trigger`` op
-(``handlers.py``), schedule fires, drop-folder inputs and batch windows
+Callers: ``edgeorch run`` without a daemon (the CLI), the ``trigger`` op
+(``daemon/ops/runs.py``), schedule fires, drop-folder inputs and batch windows
 (``triggers/service.py``), and later monitoring responses. None of them checks
 anything itself; :meth:`RunRequests.start` owns the rules, in this order, and
 records nothing when one of them refuses (each refusal is an
@@ -33,14 +33,39 @@ paused pipeline's runs are not resumed either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from ..errors import ConflictError
 from ..model import Pipeline
 from ..pipelines import resolve_params
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Engine
+
+class StoredRuns(Protocol):
+    """The part of the store the front door reads: pauses, and a run's pipeline (for resume)."""
+
+    def paused_pipelines(self) -> dict[str, dict[str, Any]]: ...
+
+    def get_run(self, run_id: int) -> dict[str, Any]: ...
+
+
+class Submitter(Protocol):
+    """What the front door needs of an engine (:class:`edgeorch.engine.engine.Engine` is one).
+
+    Named here, not imported: the engine's module imports the triggers, which
+    import this one, so a type-level import of the engine would close a cycle.
+    """
+
+    accepting: bool
+    store: StoredRuns
+
+    def check_resources(self, pipeline: Pipeline) -> None: ...
+
+    def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = ..., actor: str | None = ...,
+               check_resources: bool = ..., within: Callable[[int], None] | None = ...,
+               env: dict[str, str] | None = ...) -> int: ...
+
+    def resume(self, run_id: int, *, actor: str | None = ...) -> list[str]: ...
+
 
 Lookup = Callable[[str], Pipeline]
 """Returns the pipeline with a name, or raises (NotFoundError, or the broken file's error)."""
@@ -81,7 +106,8 @@ AfterHook = Callable[[StartedRun], None]
 class RunRequests:
     """The front door of one engine. See the module docstring for the rules and their order."""
 
-    def __init__(self, engine: "Engine", lookup: Lookup) -> None:
+    def __init__(self, engine: Submitter, lookup: Lookup) -> None:
+        """``engine`` submits and resumes runs and holds the store (pauses); ``lookup`` finds a pipeline by name."""
         self.engine = engine
         self.lookup = lookup
         self.before: list[BeforeHook] = []

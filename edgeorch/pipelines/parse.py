@@ -1,4 +1,4 @@
-"""Load and validate pipeline TOML files.
+"""Parse a pipeline TOML table into a :class:`~edgeorch.model.Pipeline`, collecting every problem.
 
 A pipeline file declares one pipeline::
 
@@ -16,9 +16,11 @@ A pipeline file declares one pipeline::
     needs = ["prepare"]
     retries = 2
 
-Validation collects every problem in every file and never raises for bad
-input: :func:`validate_path` returns ``(pipelines, errors)``. Each error names
-the file, the field (``tasks.train.retries``), the value and what was expected.
+:func:`parse_pipeline` never raises for bad input: it returns ``(pipeline, [])``
+or ``(None, errors)``, each error naming the file, the field
+(``tasks.train.retries``), the value and what was expected. Reading files is
+:mod:`edgeorch.pipelines.load`; params, placeholders and the DAG checks live in
+their own modules of this package.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import string
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import EdgeorchError, PipelineError, UsageError
-from .model import PARAM_TYPES, Param, Pipeline, TaskSpec
-from .tomlcheck import TableReader, a_or_an, parse_toml_bytes, suggest, type_name
+from ..errors import EdgeorchError, PipelineError
+from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec
+from ..tomlcheck import TableReader, a_or_an, suggest
+from .graph import find_cycle, topological_order
+from .params import coerce_param, infer_param_type
+from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
                  "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch"]
@@ -43,130 +47,8 @@ TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", 
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "cache", "cpus",
              "memory", "gpus", "gpu_memory", "gpu_model", "pool", "description"]
 
-BUILTIN_PLACEHOLDERS = ("run_id", "task", "attempt", "output_dir", "checkpoint_dir", "run_dir", "pipeline_dir")
-"""Names usable as ``{name}`` besides the params."""
-
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """Outcome of validating files: the valid pipelines and every problem found."""
-
-    pipelines: dict[str, Pipeline]
-    errors: list[EdgeorchError]
-    files: list[Path]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-def pipeline_files(path: Path) -> list[Path]:
-    """The ``*.toml`` files of a folder (sorted), or ``[path]`` for a file."""
-    if path.is_dir():
-        return sorted(p for p in path.glob("*.toml") if p.is_file() and not p.name.startswith("."))
-    return [path]
-
-
-def validate_path(path: Path) -> ValidationReport:
-    """Validate a pipeline file or every ``*.toml`` in a folder.
-
-    Duplicate pipeline names across files are an error (the second is dropped).
-    A missing path is reported as an error, not raised.
-    """
-    errors: list[EdgeorchError] = []
-    pipelines: dict[str, Pipeline] = {}
-    if not path.exists():
-        errors.append(PipelineError("no such file or folder", file=str(path), expected="a pipeline .toml file or a folder of them"))
-        return ValidationReport({}, errors, [])
-    files = pipeline_files(path)
-    for file in files:
-        pipe, errs = load_pipeline_file(file)
-        errors.extend(errs)
-        if pipe is None:
-            continue
-        if pipe.name in pipelines:
-            errors.append(PipelineError(
-                "duplicate pipeline name", file=str(file), field="name", value=pipe.name,
-                expected=f"a name not already used by {pipelines[pipe.name].source_file}",
-            ))
-            continue
-        pipelines[pipe.name] = pipe
-    return ValidationReport(pipelines, errors, files)
-
-
-MAX_PIPELINE_BYTES = 1 << 20
-"""A pipeline file larger than this (1 MiB) is refused before it is read: a pipeline is a
-description, and reading an unbounded file would stall whoever parses it (the daemon's reload)."""
-
-
-def read_pipeline_bytes(file: Path) -> bytes:
-    """The content of one pipeline file, read once; PipelineError when unreadable, not a regular file, or too big."""
-    import os
-    import stat
-
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PipelineError("is not a regular file", file=str(file), expected="a pipeline .toml file")
-        if st.st_size > MAX_PIPELINE_BYTES:
-            raise PipelineError("the pipeline file is too large", file=str(file), value=f"{st.st_size} bytes",
-                                expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_PIPELINE_BYTES + 1)  # the file may have grown since fstat
-    except OSError as exc:
-        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_PIPELINE_BYTES:
-        raise PipelineError("the pipeline file is too large", file=str(file), value=f"more than {MAX_PIPELINE_BYTES} bytes",
-                            expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
-    return raw
-
-
-def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchError | None:
-    """Why pipeline ``name`` is not loaded, when a broken file probably declares it, else None.
-
-    A file declares ``name`` when its errors were found in pipeline ``name``
-    (the parse got that far) or, for a file too broken to say (a TOML syntax
-    error), when its stem is ``name`` (the default name). The error names that
-    file and its first problem, so ``edgeorch run NAME`` points at what to fix.
-    """
-    mine = [e for e in errors if e.file and (e.pipeline == name or (e.pipeline is None and Path(e.file).stem == name))]
-    if not mine:
-        return None
-    first = mine[0]
-    more = f"; {len(mine)} problems: `edgeorch validate {first.file}` lists them" if len(mine) > 1 else ""
-    hint = (f"{first.hint}; " if first.hint else "") + f"pipeline {name!r} is not loaded until this file is fixed{more}"
-    return PipelineError(first.message, file=first.file, line=first.line, column=first.column, field=first.field,
-                         value=first.value, expected=first.expected, hint=hint, pipeline=first.pipeline)
-
-
-def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
-    """Parse and validate one file, read once (the hash is of what was parsed); ``(pipeline, [])`` or ``(None, errors)``."""
-    try:
-        raw = read_pipeline_bytes(file)
-    except EdgeorchError as exc:
-        return None, [exc]
-    return load_pipeline_bytes(raw, file)
-
-
-def load_pipeline_bytes(raw: bytes, file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
-    """Parse and validate a pipeline file's content ``raw`` (``file`` names it and gives the default name)."""
-    if len(raw) > MAX_PIPELINE_BYTES:
-        return None, [PipelineError("the pipeline file is too large", file=str(file), value=f"{len(raw)} bytes",
-                                    expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")]
-    try:
-        data = parse_toml_bytes(raw, file, PipelineError)
-    except EdgeorchError as exc:
-        return None, [exc]
-    return parse_pipeline(data, file=file, text=raw.decode("utf-8"))
 
 
 def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipeline | None, list[EdgeorchError]]:
@@ -199,7 +81,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             tasks[tname] = spec
     top.finish()
     if name is not None:
-        from .triggers.checks import check_pipeline_triggers
+        from ..triggers.checks import check_pipeline_triggers
 
         _sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
         errors.extend(trig_errors)
@@ -265,7 +147,7 @@ def pipeline_triggers(pipeline: Pipeline) -> tuple[Any, list[Any]]:
     if hit is None:
         import tomllib
 
-        from .triggers.checks import check_pipeline_triggers
+        from ..triggers.checks import check_pipeline_triggers
 
         sched, watches, _ = check_pipeline_triggers(tomllib.loads(pipeline.source_text), pipeline.source_file,
                                                     pipeline=pipeline.name)
@@ -292,7 +174,7 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
             help_text = sub.str("help", "", nonempty=False)
             sub.finish(["default", "type", "help"])
             if ptype is None:
-                ptype = _infer_type(default)
+                ptype = infer_param_type(default)
                 if ptype is None:
                     sub.fail("type", "cannot infer the type", value=default, expected=f"type = one of {', '.join(PARAM_TYPES)}")
                     continue
@@ -304,62 +186,13 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
                     continue
             params[pname] = Param(pname, ptype, default, help_text)
         else:
-            ptype = _infer_type(pval)
+            ptype = infer_param_type(pval)
             if ptype is None:
                 reader.fail(pname, "has an unsupported type", value=pval,
                             expected="a string, integer, float, boolean or a table {type, default, help}")
                 continue
             params[pname] = Param(pname, ptype, pval, "")
     return params
-
-
-def _infer_type(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    return None
-
-
-def coerce_param(ptype: str, value: Any) -> Any:
-    """Convert ``value`` (TOML value or a command-line string) to ``ptype``.
-
-    Raises ``ValueError`` with a short reason. ``bool`` accepts true/false,
-    yes/no, 1/0 (case-insensitive) from strings.
-    """
-    if ptype in ("str", "path"):
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"is {a_or_an(type_name(value))}, not a string")
-    if ptype == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ValueError("is not a boolean")
-    if ptype == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError("is not an integer")
-    if ptype == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError("is not a number")
-    raise ValueError(f"unknown type {ptype}")  # pragma: no cover - validated earlier
 
 
 def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: dict[str, Param]) -> TaskSpec | None:
@@ -390,16 +223,10 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     kind = r.str("kind", None)
     options = r.table("options", {})
     if kind is not None:
-        try:
-            from .kernels.options import KINDS, check_options
-        except ImportError:  # the kernels package is optional at this layer
-            KINDS, check_options = (), None
-        if kind not in KINDS:
-            close = suggest(kind, list(KINDS))
-            r.fail("kind", "is not a built-in task kind", value=kind,
-                   expected=f"one of {', '.join(KINDS) or '(none installed)'}", hint=f"did you mean {close!r}?" if close else None)
-        elif check_options is not None:
-            errors.extend(check_options(kind, options, file=file, prefix=f"tasks.{name}.options"))
+        from ..kernels.kinds import check_options  # the one registry of task kinds
+
+        errors.extend(check_options(kind, options, file=file, prefix=f"tasks.{name}.options",
+                                    kind_field=f"tasks.{name}.kind"))
     elif r.has("options"):
         r.fail("options", "is only valid with kind", expected="kind = one of the built-in task kinds")
     given = [k for k, v in (("command", r.has("command")), ("call", call is not None or r.has("call")), ("kind", kind is not None or r.has("kind"))) if v]
@@ -459,7 +286,7 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     texts += [(f"tasks.{name}.outputs[{i}]", o) for i, o in enumerate(outputs or [])]
     if workdir:
         texts.append((f"tasks.{name}.workdir", workdir))
-    texts += [(f"tasks.{name}.options.{k}", v) for k, v in _strings_in(options)]
+    texts += [(f"tasks.{name}.options.{k}", v) for k, v in strings_in(options)]
     for field, text in texts:
         problem = placeholder_problem(text, known)
         if problem:
@@ -480,59 +307,6 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     return replace(spec, definition_hash=definition_hash(spec))
 
 
-def _strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
-    if isinstance(value, str):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings_in(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings_in(v, f"{prefix}[{i}]")
-
-
-def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
-    """``(message, expected)`` if ``text`` has a malformed or unknown ``{placeholder}``."""
-    try:
-        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
-    except ValueError as exc:
-        return f"malformed placeholder: {exc}", "'{name}' placeholders, with '{{' and '}}' for literal braces"
-    for f, spec, conv in parsed:
-        if spec or conv:
-            # Values are substituted as text; a format spec would fail (or mislead) at run time.
-            return (f"placeholder {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a format spec or conversion",
-                    "a plain '{name}' placeholder (format the value in the task itself)")
-    fields = [f for f, _, _ in parsed]
-    for f in fields:
-        if f not in known:
-            close = suggest(f, known)
-            hint = f" (did you mean {{{close}}}?)" if close else ""
-            return f"unknown placeholder {{{f}}}{hint}", f"a param or one of {', '.join(sorted(known))}"
-    return None
-
-
-def substitute(text: str, values: dict[str, Any]) -> str:
-    """Replace ``{name}`` placeholders (validated beforehand) with ``values``."""
-    return string.Formatter().vformat(text, (), {k: _fmt(v) for k, v in values.items()})
-
-
-def substitute_deep(value: Any, values: dict[str, Any]) -> Any:
-    """:func:`substitute` through nested lists and tables (kind options)."""
-    if isinstance(value, str):
-        return substitute(value, values)
-    if isinstance(value, dict):
-        return {k: substitute_deep(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute_deep(v, values) for v in value]
-    return value
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
 def definition_hash(spec: TaskSpec) -> str:
     """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs.
 
@@ -542,100 +316,3 @@ def definition_hash(spec: TaskSpec) -> str:
     d = asdict(spec)
     keep = {k: d[k] for k in ("command", "shell", "call", "kind", "options", "env", "workdir", "outputs", "needs")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    """A dependency cycle as ``[a, b, ..., a]`` (following needs), or None.
-
-    ``graph`` maps a node to the nodes it needs. Iterative DFS (no recursion
-    limit on deep pipelines); deterministic: nodes in insertion order.
-    """
-    WHITE, GREY, BLACK = 0, 1, 2
-    color = {n: WHITE for n in graph}
-    for root in graph:
-        if color[root] != WHITE:
-            continue
-        stack: list[tuple[str, int]] = [(root, 0)]
-        path: list[str] = [root]
-        color[root] = GREY
-        while stack:
-            node, idx = stack[-1]
-            deps = graph.get(node, [])
-            if idx < len(deps):
-                stack[-1] = (node, idx + 1)
-                nxt = deps[idx]
-                if nxt not in color:
-                    continue
-                if color[nxt] == GREY:
-                    start = path.index(nxt)
-                    # Report in the direction people read DAGs: upstream -> downstream.
-                    cyc = path[start:] + [nxt]
-                    return list(reversed(cyc))
-                if color[nxt] == WHITE:
-                    color[nxt] = GREY
-                    stack.append((nxt, 0))
-                    path.append(nxt)
-            else:
-                color[node] = BLACK
-                stack.pop()
-                path.pop()
-    return None
-
-
-def topological_order(graph: dict[str, list[str]]) -> list[str]:
-    """Kahn's order (upstream first), ties broken by declaration order. Assumes a DAG."""
-    indeg = {n: len(set(deps)) for n, deps in graph.items()}
-    downs: dict[str, list[str]] = {n: [] for n in graph}
-    for n, deps in graph.items():
-        for d in set(deps):
-            downs[d].append(n)
-    ready = [n for n in graph if indeg[n] == 0]
-    out: list[str] = []
-    i = 0
-    while i < len(ready):
-        n = ready[i]
-        i += 1
-        out.append(n)
-        for m in downs[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    return out
-
-
-def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: str = "-p") -> dict[str, Any]:
-    """Merge ``given`` (strings from the command line, or typed values) into defaults.
-
-    Raises :class:`UsageError` for an unknown param (with did-you-mean), a value
-    of the wrong type, or a required param left unset.
-    """
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in pipeline.params:
-            close = suggest(key, list(pipeline.params))
-            raise UsageError(
-                f"pipeline {pipeline.name!r} has no parameter {key!r}", field=f"{source} {key}",
-                expected=f"one of {', '.join(pipeline.params) or '(no params)'}", hint=f"did you mean {close!r}?" if close else None,
-            )
-        p = pipeline.params[key]
-        try:
-            out[key] = coerce_param(p.type, value)
-        except ValueError as exc:
-            raise UsageError(f"parameter {key} {exc}", field=f"{source} {key}", value=value, expected=a_or_an(p.type)) from None
-    for name, p in pipeline.params.items():
-        if name not in out:
-            if p.required:
-                raise UsageError(f"parameter {name} is required", field=f"{source} {name}", expected=f"-p {name}=<{p.type}>")
-            out[name] = p.default
-    return out
-
-
-def parse_param_args(items: list[str]) -> dict[str, str]:
-    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; raises UsageError on a missing '='."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError("parameter must be key=value", field="-p", value=item, expected="key=value")
-        out[key.strip()] = value
-    return out

@@ -1,4 +1,4 @@
-"""The daemon's view of the pipelines folder, reloaded when files change.
+"""The pipelines-folder registry: the daemon's view of the pipelines folder, reloaded when files change.
 
 Contract: a reload is two steps. :meth:`PipelineRegistry.scan` reads and
 parses the folder and touches no registry state, so it runs in a worker thread
@@ -18,10 +18,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EdgeorchError, NotFoundError
-from .model import Pipeline
-from .pipelines import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
-from .tomlcheck import suggest
+from ..errors import EdgeorchError, NotFoundError
+from ..model import Pipeline
+from ..tomlcheck import suggest
+from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
 
 
 @dataclass

@@ -1,0 +1,304 @@
+"""``edgeorch daemon``: the wiring. One process, one event loop that owns every state change.
+
+:class:`Daemon` builds the collaborators (store, registry, engine, the front
+door, the trigger service, the control server) and hands each group of ops
+(:mod:`edgeorch.daemon.ops`) exactly the ones it uses; nothing it builds
+imports it back.
+
+Start-up order (systemd sees READY=1 only at the end):
+
+1. load the config, take the state dir's lock (a second daemon is refused);
+2. open the state file (migrating it), load the pipelines folder;
+3. start the engine: adopt live attempts, collect those that ended while we
+   were away, abandon the rest, resume unfinished runs;
+4. listen on the control socket; watch the pipelines folder;
+5. ``READY=1``, then ``STATUS=`` on every change and ``WATCHDOG=1`` while the
+   loop advances.
+
+Signals only set flags (asyncio events) that the loop acts on: SIGTERM/SIGINT
+stop (running tasks go on under live restore unless
+``engine.stop_tasks_on_shutdown``), SIGHUP reloads the config's access lists
+and the pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import Config, load_config
+from ..control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
+from ..engine.engine import Engine
+from ..engine.requests import RunRequests
+from ..errors import EdgeorchError
+from ..pipelines import PipelineRegistry
+from ..store import Store
+from ..triggers.service import Triggers
+from .ops import EventHub, EventOps, InputOps, PipelineOps, RunOps, StatusOps, register
+from .ops.pipelines import refusals
+from .ops.status import status_line
+
+log = logging.getLogger("edgeorch.daemon")
+
+STATUS_DEBOUNCE_S = 0.5
+RELOAD_DEBOUNCE_S = 0.2
+CONTENT_EVENTS = frozenset({"created", "closed", "moved", "deleted"})
+"""watchdog event types that can change a pipeline file's content (close-write, create, move, delete)."""
+
+
+class Daemon:
+    """Owns the engine, the socket server and the folder watcher for one state dir."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.store: Store | None = None  # type: ignore[assignment]
+        self.engine: Engine = None  # type: ignore[assignment]
+        self.server: ControlServer | None = None
+        self.registry = PipelineRegistry(config.pipelines_dir)
+        self.events = EventHub()
+        self.stop_requested = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self._status_handle: asyncio.TimerHandle | None = None
+        self._reload_handle: asyncio.TimerHandle | None = None
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
+        self._observer: Any = None
+        self.triggers: Triggers | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        cfg = self.config
+        lock = acquire_state_lock(cfg.state_dir)
+        try:
+            self.store = Store(cfg.state_file)
+            result = self.registry.reload()
+            for err in result.errors:
+                log.warning("pipeline error: %s", err.render())
+            log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
+            self.engine = Engine(cfg, self.store)
+            self.requests = RunRequests(self.engine, self.registry.get)
+            self.engine.listeners.append(self.events.publish)
+            self.engine.listeners.append(self._on_engine_event)
+            await self.engine.start()
+            self._warn_unsatisfiable()
+            # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
+            self.triggers = Triggers(store=self.store, requests=self.requests, engine=self.engine,
+                                     registry=self.registry, config=cfg, loop=self.loop, publish=self.events.publish)
+            self.engine.listeners.append(self.triggers.on_engine_event)
+            self.triggers.start()
+            adopted = len(self.engine.live)
+            self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
+            register(self.server, self._op_groups(self.server, self.triggers))
+            await self.server.start()
+            self._watch_pipelines()
+            for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
+                               (signal.SIGHUP, self.reload_requested)):
+                # The handler only sets a flag; the loop does the work.
+                self.loop.add_signal_handler(sig, event.set)
+            notify({"READY": 1, "STATUS": self.status_line(), "MAINPID": os.getpid()})
+            log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted",
+                     __version__, cfg.socket_path, cfg.state_file, adopted)
+            watchdog = asyncio.create_task(watchdog_loop())
+            try:
+                await self._serve_until_stopped()
+            finally:
+                watchdog.cancel()
+            if self.engine.fatal_error is not None:
+                # Fail-stop: nothing more can be recorded. Tasks go on; the next start collects them.
+                err = self.engine.fatal_error
+                message = err.render() if isinstance(err, EdgeorchError) else repr(err)
+                notify({"STOPPING": 1, "STATUS": f"stopped: {message}"})
+                log.error("stopping after a fatal engine error: %s", message)
+                print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
+                if self.triggers is not None:
+                    self.triggers.stop()
+                await self.server.close()
+                await self.engine.close()
+                if self._observer is not None:
+                    self._observer.stop()
+                return 4
+            notify("STOPPING=1")
+            log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
+                     else f"{len(self.engine.live)} running task(s) continue under live restore")
+            self.engine.accepting = False
+            if self.triggers is not None:
+                self.triggers.stop()
+            await self.server.close()
+            await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
+            if self._observer is not None:
+                self._observer.stop()
+            return 0
+        finally:
+            if self.store is not None:
+                self.store.close()
+            lock.release()
+
+    async def _serve_until_stopped(self) -> None:
+        while not self.stop_requested.is_set() and not self.engine.fatal_event.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.stop_requested, self.reload_requested,
+                                                                self.engine.fatal_event)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            if self.engine.fatal_event.is_set():
+                return
+            if self.reload_requested.is_set() and not self.stop_requested.is_set():
+                self.reload_requested.clear()
+                notify("RELOADING=1")
+                await self.reload(actor="SIGHUP")
+                notify({"READY": 1, "STATUS": self.status_line()})
+
+    # -- reload ------------------------------------------------------------------------
+
+    async def reload(self, *, actor: str, explicit: bool = True) -> dict[str, Any]:
+        """Re-read the config's access lists and the pipelines folder (parsed in a worker thread).
+
+        Reloads are serialised. A reload caused by a file event (``explicit=False``)
+        that finds no file changed in content records, logs and publishes
+        nothing: reading a pipeline file (``cat``, ``validate``, this reload's own
+        reads) is never a change. An explicit one (``edgeorch reload``, SIGHUP)
+        is always recorded, with the summary ``unchanged`` when nothing changed.
+        """
+        async with self._reload_lock:
+            warnings = []
+            new_watches = None
+            try:
+                new = load_config(self.config.source) if self.config.source else self.config
+                new_watches = new.watches
+                if self.server is not None:
+                    self.server.set_policy(AccessPolicy.from_config(new.control))
+                if (new.state_dir, new.socket_path, new.engine, new.resources) != (
+                        self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
+                    warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
+            except EdgeorchError as exc:
+                warnings.append(f"config not reloaded: {exc.render()}")
+            scan = await asyncio.to_thread(self.registry.scan)
+            result = self.registry.apply(scan)
+            watches_changed = new_watches is not None and new_watches != self.config.watches
+            if not explicit and result.unchanged and not watches_changed:
+                log.debug("pipelines folder event without a content change: nothing reloaded")
+                return self._reload_answer(result, warnings)
+            assert self.store is not None
+            self.store.add_event("reload", f"reload by {actor}: {result.summary()}", actor=actor,
+                                 data={"errors": [e.render() for e in result.errors], "unchanged": result.unchanged})
+            for err in result.errors:
+                log.warning("pipeline error: %s", err.render())
+            self._warn_unsatisfiable()
+            if self.triggers is not None:
+                if watches_changed:
+                    self.config = replace(self.config, watches=new_watches)
+                self.triggers.reload(self.config)
+            log.info("reloaded (%s): %s", actor, result.summary())
+            self.events.publish({"kind": "reload", "summary": result.summary(), "unchanged": result.unchanged,
+                              "ts": time.time()})
+            return self._reload_answer(result, warnings)
+
+    def _reload_answer(self, result: Any, warnings: list[str]) -> dict[str, Any]:
+        return {"summary": result.summary(), "unchanged": result.unchanged, "added": result.added,
+                "changed": result.changed, "removed": result.removed, "kept": result.kept,
+                "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
+                "pipelines": sorted(self.registry.pipelines)}
+
+    def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
+        """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
+        assert self.store is not None
+        store, engine, cfg = self.store, self.engine, self.config
+        return [
+            StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
+                      clients=lambda: server.clients),
+            PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
+                        pipelines_dir=cfg.pipelines_dir, publish=self.events.publish, reload=self.reload),
+            RunOps(requests=self.requests, store=store, engine=engine),
+            EventOps(hub=self.events, store=store, engine=engine),
+            InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
+        ]
+
+    def _warn_unsatisfiable(self) -> None:
+        """Log tasks of loaded pipelines this machine can never serve (a trigger is refused with the same text)."""
+        for name, p in self.registry.pipelines.items():
+            for task, why in refusals(self.engine, p):
+                log.warning("pipeline %s: task %s %s: its runs will be refused", name, task, why)
+
+    def _watch_pipelines(self) -> None:
+        """Reload when a pipeline file changes (watchdog thread -> loop, debounced)."""
+        folder = self.config.pipelines_dir
+        if not folder.is_dir():
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        daemon = self
+        loop = self.loop
+        assert loop is not None
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                # Only content changes: opens and closes without a write (``cat``, ``validate``,
+                # the reload's own reads) and attribute changes (atime) never reload.
+                if event.event_type not in CONTENT_EVENTS:
+                    return
+                paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
+                if any(str(p).endswith(".toml") for p in paths):
+                    loop.call_soon_threadsafe(daemon._schedule_reload)
+
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(Handler(), str(folder), recursive=False)
+        self._observer.start()
+
+    def _schedule_reload(self) -> None:
+        """Debounce: one reload RELOAD_DEBOUNCE_S after the last content event."""
+        if self._reload_handle is not None:
+            self._reload_handle.cancel()
+        assert self.loop is not None
+        self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE_S, self._reload_after_change)
+
+    def _reload_after_change(self) -> None:
+        self._reload_handle = None
+        task = asyncio.ensure_future(self.reload(actor="file change", explicit=False))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        return status_line(self.engine)
+
+    def _on_engine_event(self, event: dict[str, Any]) -> None:
+        if self._status_handle is None and self.loop is not None:
+            self._status_handle = self.loop.call_later(STATUS_DEBOUNCE_S, self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_handle = None
+        notify({"STATUS": self.status_line()})
+
+    async def _on_denied(self, peer: Any, op: str) -> None:
+        assert self.store is not None
+        self.store.add_event("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {op}",
+                             actor=f"{peer.user} (uid {peer.uid})", data={"op": op})
+
+
+def run_daemon(config_path: str | None) -> int:
+    """Entry point of ``edgeorch daemon``; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg = load_config(config_path)
+    from ..kernels.cache import use_numba_cache_dir
+
+    use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
+    print(f"edgeorch daemon {__version__}\n  state:     {cfg.state_file}\n  socket:    {cfg.socket_path}\n"
+          f"  pipelines: {cfg.pipelines_dir}\n  talk to it: edgeorch status | edgeorch pipelines | "
+          f"edgeorch run <pipeline> (or socat - UNIX-CONNECT:{cfg.socket_path})", file=sys.stderr, flush=True)
+    return asyncio.run(Daemon(cfg).run())

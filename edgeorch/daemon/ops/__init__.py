@@ -1,0 +1,40 @@
+"""The daemon's control ops, one module per group (see docs/protocol.md for each op).
+
+Each group is a class built with the collaborators its ops use and an
+``OPS`` table (:class:`~edgeorch.daemon.ops.base.OpSpec` rows); :func:`register`
+installs every row on the control server. Nothing here imports the daemon:
+the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
+
+- :mod:`.status`: ``status``, ``resources``;
+- :mod:`.pipelines`: ``pipelines.list/show/validate/pause/resume``, ``reload``;
+- :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
+- :mod:`.events`: ``events`` and the :class:`EventHub` fan-out behind it;
+- :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``.
+
+``ping``, ``version`` and ``ops`` are the control server's own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .base import OpSpec
+from .events import EventHub, EventOps
+from .inputs import InputOps
+from .pipelines import PipelineOps
+from .runs import RunOps
+from .status import StatusOps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import ControlServer
+
+
+def register(server: "ControlServer", groups: Iterable[Any]) -> None:
+    """Serve every op of every group's ``OPS`` table on ``server`` (a name registered twice raises ValueError)."""
+    for group in groups:
+        for spec in group.OPS:
+            server.register(spec.name, getattr(group, spec.method), access=spec.access,
+                            streaming=spec.streaming, help=spec.help)
+
+
+__all__ = ["EventHub", "EventOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]

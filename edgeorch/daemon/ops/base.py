@@ -1,0 +1,63 @@
+"""What every group of ops shares: the registration row, argument checks, the actor of a peer.
+
+A group is a class whose constructor takes the collaborators its ops use
+(store, engine, registry, requests, ...) and whose ``OPS`` table names each op
+it serves; :func:`edgeorch.daemon.ops.register` installs the tables on the
+control server. Handlers take the request ``args`` and the
+:class:`~edgeorch.control.Peer` and return a JSON-ready dict (streaming ops
+yield them). They run on the daemon's event loop, so state changes obey the
+one-writer rule. Bad arguments raise :class:`UsageError` naming the argument;
+unknown ids raise :class:`NotFoundError`; the server turns both into error
+responses (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One row of a group's registration table: the op's name, the method serving it, its access and help."""
+
+    name: str
+    method: str
+    access: Literal["read", "act"]
+    help: str
+    streaming: bool = False
+
+
+def actor_of(peer: "Peer") -> str:
+    """How a peer is recorded as the actor of what it asked for."""
+    return f"{peer.user} (uid {peer.uid})"
+
+
+def arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,
+        default: Any = None) -> Any:
+    """``args[name]`` checked against ``kind`` (a bool is never an int); ``default`` when absent and not required.
+
+    Raises :class:`UsageError` naming ``args.<name>`` when it is missing but required, or of the wrong type.
+    """
+    if name not in args or args[name] is None:
+        if required:
+            raise UsageError(f"argument {name!r} is required", field=f"args.{name}")
+        return default
+    value = args[name]
+    if isinstance(value, bool) and kind is not bool and (kind is int or (isinstance(kind, tuple) and bool not in kind)):
+        raise UsageError("has the wrong type", field=f"args.{name}", value=value, expected=_kind_name(kind))
+    if not isinstance(value, kind):
+        raise UsageError("has the wrong type", field=f"args.{name}", value=value, expected=_kind_name(kind))
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", str: "a string", dict: "an object", bool: "true or false", list: "an array"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)

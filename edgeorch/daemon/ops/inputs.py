@@ -1,0 +1,99 @@
+"""``inputs.*``: the files that arrived in drop folders, the quarantine, and sending a file back."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+from ...errors import NotFoundError, UsageError
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+    from ...errors import EdgeorchError
+    from ...store import Store
+
+
+class Watches(Protocol):
+    """What the list shows of the trigger service: the drop folders it watches and the ``[[watch]]`` errors."""
+
+    watches: Sequence[Any]
+    watch_errors: Sequence["EdgeorchError"]
+
+
+class InputOps:
+    """Drop-folder inputs: ``store`` holds their records; ``quarantine_dir`` the files set aside (with a
+    ``<name>.reason.json`` each); ``watches`` the trigger service's watched folders."""
+
+    OPS = (
+        OpSpec("inputs.list", "inputs_list", "read",
+               "files that arrived in drop folders: state, size, sha256, run, reason; and the quarantine"),
+        OpSpec("inputs.requeue", "inputs_requeue", "act", "send a quarantined file back to its drop folder"),
+    )
+
+    def __init__(self, *, store: "Store", quarantine_dir: Path, watches: Watches) -> None:
+        self.store = store
+        self.quarantine_dir = quarantine_dir
+        self.watches = watches
+
+    async def inputs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        limit = arg(args, "limit", int, required=False, default=100)
+        if not 1 <= limit <= 1_000_000:
+            raise UsageError("is out of range", field="args.limit", value=limit, expected="1..1000000")
+        store = self.store
+        inputs = store.list_inputs(pipeline=arg(args, "pipeline", str, required=False),
+                                   state=arg(args, "state", str, required=False), limit=limit)
+        run_states: dict[int, str] = {}
+        for r in inputs:
+            if r["run_id"] is not None and r["run_id"] not in run_states:
+                run_states[r["run_id"]] = store.get_run(r["run_id"])["state"]
+            r["run_state"] = run_states.get(r["run_id"]) if r["run_id"] is not None else None
+        quarantined = []
+        qdir = self.quarantine_dir
+        if qdir.is_dir():
+            for f in sorted(qdir.glob("*.reason.json")):
+                try:
+                    doc = json.loads(f.read_text())
+                except (OSError, ValueError):
+                    continue
+                doc["path"] = str(f.with_name(f.name[: -len(".reason.json")]))
+                quarantined.append(doc)
+        return {"inputs": inputs, "counts": store.input_counts(), "quarantine": quarantined,
+                "watches": [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
+                             "mode": w.mode, "param": w.param} for w in self.watches.watches],
+                "watch_errors": [e.render() for e in self.watches.watch_errors]}
+
+    async def inputs_requeue(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        from ...triggers.drop import ClaimError, requeue
+
+        raw = arg(args, "file", str)
+        qdir = self.quarantine_dir.resolve()
+        path = Path(os.path.abspath(raw))
+        if path.parent.resolve() != qdir:
+            raise UsageError("is not a file in the quarantine folder", field="args.file", value=raw,
+                             expected=f"a file directly inside {qdir}")
+        store = self.store
+        rec = next((r for r in store.list_inputs(state="quarantined", limit=1_000_000)
+                    if r["inbox_path"] and Path(r["inbox_path"]).resolve() == path.resolve()), None)
+        folder = None
+        if rec is not None:
+            folder = rec["watch_folder"]
+        else:
+            try:
+                folder = json.loads(path.with_name(path.name + ".reason.json").read_text()).get("watch_folder")
+            except (OSError, ValueError):
+                folder = None
+        if not folder:
+            raise NotFoundError("no input record names this quarantined file, so its drop folder is unknown",
+                                value=raw, hint="move it into the drop folder by hand")
+        try:
+            dest = requeue(path, folder)
+        except ClaimError as exc:
+            raise UsageError(exc.message if hasattr(exc, "message") else str(exc), field="args.file", value=raw) from None
+        if rec is not None:
+            store.record_input_state(rec["id"], "requeued", reason=f"requeued to {dest} by {peer.user}")
+        store.add_event("input_requeued", f"{path.name} requeued to {dest}", actor=actor_of(peer),
+                        data={"file": str(path), "dest": str(dest), "input_id": rec["id"] if rec else None})
+        return {"file": str(path), "requeued_to": str(dest), "input_id": rec["id"] if rec else None}

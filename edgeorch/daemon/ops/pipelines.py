@@ -1,0 +1,128 @@
+"""``pipelines.*`` and ``reload``: the loaded pipelines, validating files, pausing, re-reading the folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
+
+from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes, validate_path
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+    from ...engine.engine import Engine
+    from ...model import Pipeline
+    from ...pipelines import PipelineRegistry
+    from ...store import Store
+
+
+class Schedules(Protocol):
+    """What the list shows of the trigger service: each pipeline's schedule and next fire."""
+
+    specs: Mapping[str, Any]
+
+    def next_fire(self, pipeline: str) -> datetime | None: ...
+
+
+def refusals(engine: "Engine", pipeline: "Pipeline") -> list[tuple[str, str]]:
+    """``(task, why)`` for each task of ``pipeline`` this machine can never serve (the front door refuses its runs)."""
+    res = engine.res if engine is not None else None
+    return [] if res is None else list(res.check_pipeline(pipeline))
+
+
+class PipelineOps:
+    """``pipelines.list/show/validate/pause/resume`` and ``reload``.
+
+    ``registry``: the loaded pipelines; ``store``: pauses; ``engine``: which tasks this machine can
+    serve; ``schedules``: next fires (the trigger service); ``pipelines_dir``: what ``validate`` checks
+    without arguments; ``publish``: pause/resume events; ``reload``: the daemon's reload (config access
+    lists and the folder), awaited with the peer as actor.
+    """
+
+    OPS = (
+        OpSpec("pipelines.list", "pipelines_list", "read", "pipelines with their state"),
+        OpSpec("pipelines.show", "pipelines_show", "read", "one pipeline's definition"),
+        OpSpec("pipelines.validate", "pipelines_validate", "read", "validate a file or the folder"),
+        OpSpec("pipelines.pause", "pipelines_pause", "act", "refuse new runs of a pipeline"),
+        OpSpec("pipelines.resume", "pipelines_resume", "act", "accept runs of a paused pipeline again"),
+        OpSpec("reload", "reload", "act", "reload config access lists and pipelines"),
+    )
+
+    def __init__(self, *, registry: "PipelineRegistry", store: "Store", engine: "Engine", schedules: Schedules,
+                 pipelines_dir: Path, publish: Callable[[dict[str, Any]], None],
+                 reload: Callable[..., Awaitable[dict[str, Any]]]) -> None:
+        self.registry = registry
+        self.store = store
+        self.engine = engine
+        self.schedules = schedules
+        self.pipelines_dir = pipelines_dir
+        self.publish = publish
+        self._reload = reload
+
+    async def pipelines_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        paused = self.store.paused_pipelines()
+        items = []
+        for name, p in self.registry.pipelines.items():
+            # A paused pipeline fires nothing: it has no next fire to show.
+            nf = self.schedules.next_fire(name) if name not in paused else None
+            sched = self.schedules.specs.get(name)
+            items.append({"name": name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
+                          "next_fire": nf.isoformat() if nf is not None else None,
+                          "schedule": sched.describe() if sched is not None else None,
+                          "content_hash": p.content_hash, "paused": name in paused,
+                          "paused_reason": paused.get(name, {}).get("reason"),
+                          "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()},
+                          "warnings": [f"task {task} {why}: its runs will be refused"
+                                       for task, why in refusals(self.engine, p)]})
+        return {"pipelines": items, "errors": [e.to_dict() for e in self.registry.errors]}
+
+    async def pipelines_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        p = self.registry.get(arg(args, "name", str))
+        return {"name": p.name, "description": p.description, "file": p.source_file, "content_hash": p.content_hash,
+                "priority": p.priority, "order": list(p.order), "source": p.source_text,
+                "params": {k: {"type": v.type, "default": v.default, "help": v.help} for k, v in p.params.items()},
+                "tasks": {n: {"needs": list(t.needs), "retries": t.retries, "timeout": t.timeout, "cache": t.cache,
+                              "outputs": list(t.outputs), "kind": t.kind, "call": t.call,
+                              "command": t.command if isinstance(t.command, str) else list(t.command or []),
+                              "resources": {k: v for k, v in (("cpus", t.cpus), ("memory", t.memory), ("gpus", t.gpus),
+                                                              ("gpu_memory", t.gpu_memory), ("gpu_model", t.gpu_model),
+                                                              ("pool", t.pool)) if v}}
+                          for n, t in p.tasks.items()}}
+
+    async def pipelines_validate(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """``text`` (+ ``name``): that content; ``path``: a regular file the client could read itself
+        (control/peerfiles.py); neither: the daemon's pipelines folder. Work runs on the peer executor,
+        never the default one that claims dropped files."""
+        from ...control.peerfiles import PEER_IO, read_for_peer_async
+
+        loop = asyncio.get_running_loop()
+        text = arg(args, "text", str, required=False)
+        path = arg(args, "path", str, required=False)
+        if text is None and path is None:
+            report = await loop.run_in_executor(PEER_IO, validate_path, self.pipelines_dir)
+            return {"ok": report.ok, "pipelines": sorted(report.pipelines), "errors": [e.to_dict() for e in report.errors]}
+        if text is not None:
+            raw, file = text.encode("utf-8"), Path(arg(args, "name", str, required=False, default="pipeline.toml"))
+        else:
+            raw, file = await read_for_peer_async(path, peer, MAX_PIPELINE_BYTES), Path(path)
+        pipe, errors = await loop.run_in_executor(PEER_IO, load_pipeline_bytes, raw, file)
+        return {"ok": not errors, "pipelines": [pipe.name] if pipe is not None else [],
+                "errors": [e.to_dict() for e in errors]}
+
+    async def pipelines_pause(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        p = self.registry.get(arg(args, "name", str))
+        self.store.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
+        self.publish({"kind": "pipeline", "pipeline": p.name, "state": "paused", "ts": time.time()})
+        return {"name": p.name, "paused": True}
+
+    async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        p = self.registry.get(arg(args, "name", str))
+        self.store.set_paused(p.name, False, reason=None, actor=actor_of(peer))
+        self.publish({"kind": "pipeline", "pipeline": p.name, "state": "resumed", "ts": time.time()})
+        return {"name": p.name, "paused": False}
+
+    async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return await self._reload(actor=actor_of(peer))

@@ -1,0 +1,132 @@
+"""``trigger``, ``runs.*``, ``logs``, ``cancel``, ``retry``: starting runs through the front door and following them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from ...engine.requests import RunRequest
+from ...errors import NotFoundError, PipelineError, UsageError
+from ...model import Pipeline, RunState
+from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
+from ...rundoc import run_document
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+    from ...engine.engine import Engine
+    from ...engine.requests import RunRequests
+    from ...store import Store
+
+LOG_CHUNK = 64 * 1024
+FOLLOW_POLL_S = 0.2
+
+
+def adhoc_pipeline(source: str, file: str) -> Pipeline:
+    """The pipeline in a client's file content ``source`` (validated like a file; errors name ``file``)."""
+    raw = source.encode("utf-8", errors="surrogateescape")
+    if len(raw) > MAX_PIPELINE_BYTES:
+        raise PipelineError("the pipeline file is too large", file=file, value=f"{len(raw)} bytes",
+                            expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+    pipe, errors = load_pipeline_bytes(raw, Path(file))
+    if pipe is None:
+        if len(errors) == 1:
+            raise errors[0]
+        raise PipelineError(f"{len(errors)} problems:\n  " + "\n  ".join(e.render() for e in errors), file=file)
+    return pipe
+
+
+class RunOps:
+    """Runs: ``requests`` (the front door) starts and resumes them; ``store`` lists and shows them;
+    ``engine`` cancels them and says which attempts are live (a followed log ends with its attempt)."""
+
+    OPS = (
+        OpSpec("trigger", "trigger", "act", "start a run with params"),
+        OpSpec("runs.list", "runs_list", "read", "recent runs, with filters"),
+        OpSpec("runs.show", "runs_show", "read", "one run with tasks, attempts, results"),
+        OpSpec("logs", "logs", "read", "an attempt's log; follow=true streams until it ends", streaming=True),
+        OpSpec("cancel", "cancel", "act", "cancel an active run"),
+        OpSpec("retry", "retry", "act", "resume a finished run"),
+    )
+
+    def __init__(self, *, requests: "RunRequests", store: "Store", engine: "Engine") -> None:
+        self.requests = requests
+        self.store = store
+        self.engine = engine
+
+    async def trigger(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """Start a run through the front door (:mod:`edgeorch.engine.requests`).
+
+        ``pipeline`` names a loaded pipeline; or ``source`` (a pipeline file's
+        text) with ``file`` (its path, for messages and the default name) runs an
+        ad-hoc pipeline file, recorded with the content hash of that text.
+        """
+        raw = arg(args, "params", dict, required=False, default={})
+        source = arg(args, "source", str, required=False)
+        ref: str | Pipeline
+        if source is not None:
+            file = arg(args, "file", str)
+            ref = await asyncio.to_thread(adhoc_pipeline, source, file)
+        else:
+            ref = arg(args, "pipeline", str)
+        started = self.requests.start(RunRequest(ref, raw, trigger=str(args.get("trigger") or "socket"),
+                                                 actor=actor_of(peer), source="params"))
+        return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,
+                "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file}
+
+    async def runs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        limit = arg(args, "limit", int, required=False, default=20)
+        if not 1 <= limit <= 10_000:
+            raise UsageError("is out of range", field="args.limit", value=limit, expected="1..10000")
+        state = arg(args, "state", str, required=False)
+        if state is not None and state not in {s.value for s in RunState}:
+            raise UsageError("is not a run state", field="args.state", value=state,
+                             expected=", ".join(s.value for s in RunState))
+        runs = self.store.list_runs(limit=limit, pipeline=arg(args, "pipeline", str, required=False), state=state)
+        return {"runs": runs}
+
+    async def runs_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return run_document(self.store, arg(args, "run_id", int))
+
+    async def logs(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
+        run_id = arg(args, "run_id", int)
+        task = arg(args, "task", str)
+        number = arg(args, "attempt", int, required=False)
+        follow = arg(args, "follow", bool, required=False, default=False)
+        store = self.store
+        store.get_run(run_id)
+        attempts = store.attempts_of(run_id, task)
+        if not attempts:
+            raise NotFoundError(f"run {run_id} has no attempts of task {task!r}", value=task)
+        attempt = attempts[-1] if number is None else next((a for a in attempts if a["number"] == number), None)
+        if attempt is None:
+            raise NotFoundError(f"task {task} has no attempt {number}", value=number)
+        path = Path(attempt["log_path"])
+        offset = 0
+        while True:
+            finished = not follow or attempt["id"] not in self.engine.live
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    while chunk := f.read(LOG_CHUNK):
+                        offset += len(chunk)
+                        yield {"data": chunk.decode("utf-8", errors="replace")}
+            except FileNotFoundError:
+                if finished:
+                    raise NotFoundError("the log file does not exist", file=str(path)) from None
+            if finished:
+                return
+            # Following a live log: look again shortly (only while a client follows).
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def cancel(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        run_id = arg(args, "run_id", int)
+        reason = arg(args, "reason", str, required=False, default=f"cancelled by {peer.user}")
+        self.engine.cancel(run_id, actor=actor_of(peer), reason=reason)
+        return {"run_id": run_id, "cancel_requested": True}
+
+    async def retry(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        run_id = arg(args, "run_id", int)
+        tasks = self.requests.resume(run_id, actor=actor_of(peer))
+        return {"run_id": run_id, "tasks": tasks}

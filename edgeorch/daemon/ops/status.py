@@ -1,0 +1,77 @@
+"""``status`` and ``resources``: what the daemon is doing and what this machine has."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ... import __version__
+from .base import OpSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import Config
+    from ...control import Peer
+    from ...engine.engine import Engine
+    from ...pipelines import PipelineRegistry
+    from ...store import Store
+
+
+def status_line(engine: "Engine") -> str:
+    """The one-line status systemd shows (``STATUS=``)."""
+    return f"{len(engine.live)} running, {len(engine.ready_tasks())} waiting, {len(engine.runs)} active run(s)"
+
+
+def resources_summary(engine: "Engine", config: "Config") -> dict[str, Any]:
+    """The short form of the ``resources`` op for ``status`` (counts, not the per-task lists)."""
+    rep = engine.resources_report()
+    return {"parallelism": config.engine.parallelism, "slots_in_use": len(engine.live),
+            "cpus": len(rep["cpus"]["cores"]), "cpus_free": rep["cpus"]["free"],
+            "gpus": len(rep["gpus"]), "gpu_backend": rep["gpu_backend"],
+            "drained": {g["uuid"]: g["drained"] for g in rep["gpus"] if g["drained"]},
+            "leases": len(rep["leases"]), "waiting": len(rep["queue"]),
+            "memory_enforcement": rep["memory"]["enforcement"]}
+
+
+class StatusOps:
+    """``status`` and ``resources``.
+
+    ``config``: paths and ``[engine]`` (fixed for the daemon's life); ``store``: run counts and pauses;
+    ``engine``: live work and the resource report; ``registry``: loaded pipelines and their errors;
+    ``started_at``: the daemon's start (epoch seconds); ``clients``: how many clients are connected now.
+    """
+
+    OPS = (
+        OpSpec("status", "status", "read", "daemon uptime, queue, running tasks, resources"),
+        OpSpec("resources", "resources", "read",
+               "cores, memory, GPUs with live readings, who holds what, the queue with each task's reason"),
+    )
+
+    def __init__(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
+                 started_at: float, clients: Callable[[], int]) -> None:
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.registry = registry
+        self.started_at = started_at
+        self.clients = clients
+
+    async def status(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        engine, config = self.engine, self.config
+        counts = self.store.counts()
+        return {
+            "version": __version__, "pid": os.getpid(), "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 3), "state_file": str(config.state_file),
+            "socket": str(config.socket_path), "config": str(config.source) if config.source else None,
+            "runs": {"active": len(engine.runs), "total_by_state": counts},
+            "tasks": {"running": len(engine.live), "ready": sum(1 for _ in engine.ready_tasks())},
+            "parallelism": config.engine.parallelism,
+            "pipelines": len(self.registry.by_file), "paused": sorted(self.store.paused_pipelines()),
+            "pipeline_errors": [e.render() for e in self.registry.errors],
+            "resources": resources_summary(engine, config),
+            "clients": self.clients(),
+        }
+
+    async def resources(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """See :meth:`edgeorch.engine.engine.Engine.resources_report` (``queue`` lists waiting tasks with reasons)."""
+        return self.engine.resources_report()

@@ -1,0 +1,39 @@
+"""Pipelines: parse and validate pipeline TOML files, params, placeholders, DAG checks, the folder registry.
+
+Modules (each depends only on those above it):
+
+- :mod:`.graph`: dependency cycle and topological order of a task graph;
+- :mod:`.substitute`: ``{name}`` placeholders, checked at parse time, substituted at run time;
+- :mod:`.params`: typing a param value, resolving a run's params, ``-p key=value``;
+- :mod:`.parse`: a TOML table to a :class:`~edgeorch.model.Pipeline`, every problem collected;
+- :mod:`.load`: reading files once and bounded, validating a file or folder, why a name is not loaded;
+- :mod:`.registry`: the pipelines-folder registry the daemon reloads (scan in a worker, apply on the loop).
+
+The names below are what the rest of edgeorch imports; import them from ``edgeorch.pipelines``.
+"""
+
+from __future__ import annotations
+
+from .graph import find_cycle, topological_order
+from .load import (
+    MAX_PIPELINE_BYTES,
+    ValidationReport,
+    load_pipeline_bytes,
+    load_pipeline_file,
+    not_loaded_error,
+    pipeline_files,
+    read_pipeline_bytes,
+    validate_path,
+)
+from .params import coerce_param, parse_param_args, resolve_params
+from .parse import PIPELINE_KEYS, TASK_KEYS, definition_hash, parse_pipeline, pipeline_triggers
+from .registry import FileScan, FolderScan, PipelineRegistry, ReloadResult
+from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, substitute, substitute_deep
+
+__all__ = [
+    "BUILTIN_PLACEHOLDERS", "MAX_PIPELINE_BYTES", "PIPELINE_KEYS", "TASK_KEYS", "FileScan", "FolderScan",
+    "PipelineRegistry", "ReloadResult", "ValidationReport", "coerce_param", "definition_hash", "find_cycle",
+    "load_pipeline_bytes", "load_pipeline_file", "not_loaded_error", "parse_param_args", "parse_pipeline",
+    "pipeline_files", "pipeline_triggers", "placeholder_problem", "read_pipeline_bytes", "resolve_params",
+    "substitute", "substitute_deep", "topological_order", "validate_path",
+]

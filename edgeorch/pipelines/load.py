@@ -1,0 +1,137 @@
+"""Reading pipeline files: each read once and bounded, a file or a folder validated, why a name is not loaded.
+
+Validation collects every problem in every file and never raises for bad
+input: :func:`validate_path` returns a :class:`ValidationReport`. Each error
+names the file, the field (``tasks.train.retries``), the value and what was
+expected. Parsing itself is :mod:`edgeorch.pipelines.parse`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import EdgeorchError, PipelineError
+from ..model import Pipeline
+from ..tomlcheck import parse_toml_bytes
+from .parse import parse_pipeline
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Outcome of validating files: the valid pipelines and every problem found."""
+
+    pipelines: dict[str, Pipeline]
+    errors: list[EdgeorchError]
+    files: list[Path]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def pipeline_files(path: Path) -> list[Path]:
+    """The ``*.toml`` files of a folder (sorted), or ``[path]`` for a file."""
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.toml") if p.is_file() and not p.name.startswith("."))
+    return [path]
+
+
+def validate_path(path: Path) -> ValidationReport:
+    """Validate a pipeline file or every ``*.toml`` in a folder.
+
+    Duplicate pipeline names across files are an error (the second is dropped).
+    A missing path is reported as an error, not raised.
+    """
+    errors: list[EdgeorchError] = []
+    pipelines: dict[str, Pipeline] = {}
+    if not path.exists():
+        errors.append(PipelineError("no such file or folder", file=str(path), expected="a pipeline .toml file or a folder of them"))
+        return ValidationReport({}, errors, [])
+    files = pipeline_files(path)
+    for file in files:
+        pipe, errs = load_pipeline_file(file)
+        errors.extend(errs)
+        if pipe is None:
+            continue
+        if pipe.name in pipelines:
+            errors.append(PipelineError(
+                "duplicate pipeline name", file=str(file), field="name", value=pipe.name,
+                expected=f"a name not already used by {pipelines[pipe.name].source_file}",
+            ))
+            continue
+        pipelines[pipe.name] = pipe
+    return ValidationReport(pipelines, errors, files)
+
+
+MAX_PIPELINE_BYTES = 1 << 20
+"""A pipeline file larger than this (1 MiB) is refused before it is read: a pipeline is a
+description, and reading an unbounded file would stall whoever parses it (the daemon's reload)."""
+
+
+def read_pipeline_bytes(file: Path) -> bytes:
+    """The content of one pipeline file, read once; PipelineError when unreadable, not a regular file, or too big."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PipelineError("is not a regular file", file=str(file), expected="a pipeline .toml file")
+        if st.st_size > MAX_PIPELINE_BYTES:
+            raise PipelineError("the pipeline file is too large", file=str(file), value=f"{st.st_size} bytes",
+                                expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_PIPELINE_BYTES + 1)  # the file may have grown since fstat
+    except OSError as exc:
+        raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_PIPELINE_BYTES:
+        raise PipelineError("the pipeline file is too large", file=str(file), value=f"more than {MAX_PIPELINE_BYTES} bytes",
+                            expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
+    return raw
+
+
+def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchError | None:
+    """Why pipeline ``name`` is not loaded, when a broken file probably declares it, else None.
+
+    A file declares ``name`` when its errors were found in pipeline ``name``
+    (the parse got that far) or, for a file too broken to say (a TOML syntax
+    error), when its stem is ``name`` (the default name). The error names that
+    file and its first problem, so ``edgeorch run NAME`` points at what to fix.
+    """
+    mine = [e for e in errors if e.file and (e.pipeline == name or (e.pipeline is None and Path(e.file).stem == name))]
+    if not mine:
+        return None
+    first = mine[0]
+    more = f"; {len(mine)} problems: `edgeorch validate {first.file}` lists them" if len(mine) > 1 else ""
+    hint = (f"{first.hint}; " if first.hint else "") + f"pipeline {name!r} is not loaded until this file is fixed{more}"
+    return PipelineError(first.message, file=first.file, line=first.line, column=first.column, field=first.field,
+                         value=first.value, expected=first.expected, hint=hint, pipeline=first.pipeline)
+
+
+def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
+    """Parse and validate one file, read once (the hash is of what was parsed); ``(pipeline, [])`` or ``(None, errors)``."""
+    try:
+        raw = read_pipeline_bytes(file)
+    except EdgeorchError as exc:
+        return None, [exc]
+    return load_pipeline_bytes(raw, file)
+
+
+def load_pipeline_bytes(raw: bytes, file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
+    """Parse and validate a pipeline file's content ``raw`` (``file`` names it and gives the default name)."""
+    if len(raw) > MAX_PIPELINE_BYTES:
+        return None, [PipelineError("the pipeline file is too large", file=str(file), value=f"{len(raw)} bytes",
+                                    expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")]
+    try:
+        data = parse_toml_bytes(raw, file, PipelineError)
+    except EdgeorchError as exc:
+        return None, [exc]
+    return parse_pipeline(data, file=file, text=raw.decode("utf-8"))

@@ -1,0 +1,97 @@
+"""Pipeline params: typing a value (TOML or a command-line string) and resolving a run's params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UsageError
+from ..model import Pipeline
+from ..tomlcheck import a_or_an, suggest, type_name
+
+
+def infer_param_type(value: Any) -> str | None:
+    """The param type of a TOML value (``bool`` before ``int``), or None when no param type fits."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def coerce_param(ptype: str, value: Any) -> Any:
+    """Convert ``value`` (TOML value or a command-line string) to ``ptype``.
+
+    Raises ``ValueError`` with a short reason. ``bool`` accepts true/false,
+    yes/no, 1/0 (case-insensitive) from strings.
+    """
+    if ptype in ("str", "path"):
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"is {a_or_an(type_name(value))}, not a string")
+    if ptype == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError("is not a boolean")
+    if ptype == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError("is not an integer")
+    if ptype == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError("is not a number")
+    raise ValueError(f"unknown type {ptype}")  # pragma: no cover - validated earlier
+
+
+def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: str = "-p") -> dict[str, Any]:
+    """Merge ``given`` (strings from the command line, or typed values) into defaults.
+
+    Raises :class:`UsageError` for an unknown param (with did-you-mean), a value
+    of the wrong type, or a required param left unset.
+    """
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key not in pipeline.params:
+            close = suggest(key, list(pipeline.params))
+            raise UsageError(
+                f"pipeline {pipeline.name!r} has no parameter {key!r}", field=f"{source} {key}",
+                expected=f"one of {', '.join(pipeline.params) or '(no params)'}", hint=f"did you mean {close!r}?" if close else None,
+            )
+        p = pipeline.params[key]
+        try:
+            out[key] = coerce_param(p.type, value)
+        except ValueError as exc:
+            raise UsageError(f"parameter {key} {exc}", field=f"{source} {key}", value=value, expected=a_or_an(p.type)) from None
+    for name, p in pipeline.params.items():
+        if name not in out:
+            if p.required:
+                raise UsageError(f"parameter {name} is required", field=f"{source} {name}", expected=f"-p {name}=<{p.type}>")
+            out[name] = p.default
+    return out
+
+
+def parse_param_args(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; raises UsageError on a missing '='."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError("parameter must be key=value", field="-p", value=item, expected="key=value")
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,65 @@
+"""``{name}`` placeholders in task strings: checked at parse time, substituted at run time."""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Iterable
+
+from ..tomlcheck import suggest
+
+BUILTIN_PLACEHOLDERS = ("run_id", "task", "attempt", "output_dir", "checkpoint_dir", "run_dir", "pipeline_dir")
+"""Names usable as ``{name}`` besides the params."""
+
+
+def strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """Every string in nested tables and lists, with its dotted/indexed path below ``prefix``."""
+    if isinstance(value, str):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings_in(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings_in(v, f"{prefix}[{i}]")
+
+
+def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
+    """``(message, expected)`` if ``text`` has a malformed or unknown ``{placeholder}``."""
+    try:
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        return f"malformed placeholder: {exc}", "'{name}' placeholders, with '{{' and '}}' for literal braces"
+    for f, spec, conv in parsed:
+        if spec or conv:
+            # Values are substituted as text; a format spec would fail (or mislead) at run time.
+            return (f"placeholder {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a format spec or conversion",
+                    "a plain '{name}' placeholder (format the value in the task itself)")
+    fields = [f for f, _, _ in parsed]
+    for f in fields:
+        if f not in known:
+            close = suggest(f, known)
+            hint = f" (did you mean {{{close}}}?)" if close else ""
+            return f"unknown placeholder {{{f}}}{hint}", f"a param or one of {', '.join(sorted(known))}"
+    return None
+
+
+def substitute(text: str, values: dict[str, Any]) -> str:
+    """Replace ``{name}`` placeholders (validated beforehand) with ``values``."""
+    return string.Formatter().vformat(text, (), {k: _fmt(v) for k, v in values.items()})
+
+
+def substitute_deep(value: Any, values: dict[str, Any]) -> Any:
+    """:func:`substitute` through nested lists and tables (kind options)."""
+    if isinstance(value, str):
+        return substitute(value, values)
+    if isinstance(value, dict):
+        return {k: substitute_deep(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_deep(v, values) for v in value]
+    return value
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
