@@ -67,9 +67,15 @@ class ArrivalLoop:
     def start(self) -> None:
         """Watch every folder, then rescan (files that arrived while nothing watched)."""
         if self.watcher is not None:
+            missing = []
             for folder in self.specs:
-                self.watcher.add(folder)
+                try:
+                    self.watcher.add(folder)
+                except FileNotFoundError:  # not there yet: looked for until it appears, then watched
+                    missing.append(folder)
             self.watcher.start()
+            for folder in missing:
+                self._lost(folder, "missing at start")
         self.rescan()
 
     def stop(self) -> None:

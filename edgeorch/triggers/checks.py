@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
-from .drop import WatchSpec, check_watch
+from .drop.spec import WatchSpec, check_watch, check_watch_set, folder_problem, watch_error
 from .schedule import ScheduleSpec, check_schedule
 
 
@@ -24,6 +24,12 @@ def check_pipeline_triggers(data: dict[str, Any], file: str, *, pipeline: str | 
     resolves relative folders (default: the pipeline file's folder). Errors
     are :class:`PipelineError` with fields ``schedule``, ``watch.folder``,
     ``watch[1].mode``, ...
+
+    Also the watch checks that need no daemon config: one watch per folder within the file,
+    and a folder path that exists but is not a folder. A folder that does not exist yet is no
+    error (the daemon watches it when it appears; it logs a warning meanwhile). The checks
+    that need the config (overlap with the inbox/state dir, same filesystem as the inbox,
+    the same folder watched by another file) are the daemon's (``DropFolders``).
     """
     name = pipeline or (data.get("name") if isinstance(data.get("name"), str) else None) or Path(file).stem
     base = base or Path(file).resolve().parent
@@ -43,4 +49,10 @@ def check_pipeline_triggers(data: dict[str, Any], file: str, *, pipeline: str | 
         errors.extend(errs)
         if w is not None:
             watches.append(w)
+    errors.extend(check_watch_set(watches, file=file))
+    for w in watches:
+        problem = folder_problem(w.folder)
+        if problem:
+            errors.append(watch_error(w, problem, field="watch.folder", value=str(w.folder),
+                                      expected="a folder (or a path where one will be created)"))
     return spec, watches, errors

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..model import RunState
 from .drop.service import DropFolders
 from .schedule_service import Schedules
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .drop.spec import WatchSpec
     from .schedule import ScheduleSpec
 
-_FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class Triggers:
@@ -91,7 +91,7 @@ class Triggers:
 
     def on_engine_event(self, event: dict[str, Any]) -> None:
         """An engine listener: a finished run releases waiting fires and settles its inputs."""
-        if event.get("kind") != "run" or event.get("state") not in _FINISHED:
+        if event.get("kind") != "run" or not RunState(event["state"]).finished:
             return
         self.schedules.on_run_finished(event.get("pipeline"))
         self.drops.on_run_finished(event.get("run_id"), str(event["state"]), event.get("reason"))

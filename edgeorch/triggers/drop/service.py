@@ -38,7 +38,15 @@ from .names import display_path
 from .quarantine import quarantine
 from .reconcile import InputRecord, file_ids, list_inbox, reconcile
 from .settle import Batcher
-from .spec import DEFAULT_ENV, WatchSpec, check_same_filesystem, check_watch_set, check_watches
+from .spec import (
+    DEFAULT_ENV,
+    WatchSpec,
+    check_same_filesystem,
+    check_watch_set,
+    check_watches,
+    folder_problem,
+    watch_error,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...config import Config
@@ -228,15 +236,20 @@ class DropFolders:
         for s in specs:
             if s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines:
                 continue
-            if not s.folder.is_dir():
-                errors.append(EdgeorchError("the watched folder does not exist", file=src, field="watch.folder",
-                                            value=str(s.folder), expected="an existing folder"))
+            problem = folder_problem(s.folder)
+            if problem:
+                errors.append(watch_error(s, problem, config_file=src, field="watch.folder", value=str(s.folder),
+                                          expected="a folder (or a path where one will be created)"))
                 continue
             try:
                 check_same_filesystem(s.folder, cfg.inbox_dir)
             except EdgeorchError as exc:
+                exc.file = exc.file or s.source or src  # reported against the file that declares the watch
                 errors.append(exc)
                 continue
+            if not s.folder.is_dir():  # watched as soon as it appears (ArrivalLoop): a warning, not an error
+                log.warning("watched folder %s (%s) does not exist yet: watched as soon as it appears",
+                            s.folder, s.source or src)
             seen.add(s.folder)
             out.append(s)
         for e in errors:

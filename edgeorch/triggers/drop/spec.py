@@ -7,12 +7,13 @@ from (``source``), so an error about it is reported against that file.
 from __future__ import annotations
 
 import os
+import stat as stat_mod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError, EdgeorchError
+from ...errors import ConfigError, EdgeorchError, PipelineError
 from ...tomlcheck import TableReader
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
@@ -46,6 +47,9 @@ class WatchSpec:
     param: str = DEFAULT_PARAM
     env: str = DEFAULT_ENV
     skip_duplicates: bool = True
+    source: str = field(default="", compare=False)
+    """The file the table came from (config.toml or a pipeline file): errors about it name that file.
+    Provenance only: two specs that watch alike are equal wherever they were declared."""
 
 
 def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | None = None,
@@ -108,7 +112,7 @@ def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | No
     return WatchSpec(
         folder=folder, pipeline=target, patterns=tuple(patterns), mode=mode, batch_size=batch_size,
         batch_window=batch_window, settle=settle, max_size=max_size, param=param, env=env,
-        skip_duplicates=skip_dup,
+        skip_duplicates=skip_dup, source=file,
     ), errors
 
 
@@ -125,29 +129,63 @@ def check_watches(tables: Iterable[Any], file: str, *, base: Path | None = None,
     return specs, errors
 
 
-def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path, state_dir: Path | None = None,
+def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, state_dir: Path | None = None,
                     pipelines: Iterable[str] | None = None, file: str = "") -> list[EdgeorchError]:
-    """Cross-checks over all watches: known pipelines, one watch per folder, folders outside the state dir.
+    """Cross-checks over watches: known pipelines, one watch per folder, folders outside edgeorch's own.
 
-    No I/O except :func:`check_same_filesystem` is left to the caller (the
-    folder may not exist yet when the config is validated).
+    Each error names the file the offending table came from (``spec.source``): a
+    :class:`PipelineError` for a pipeline file, a :class:`ConfigError` for ``file``
+    (config.toml) or a spec with no source. ``inbox_dir``/``state_dir``/``pipelines`` None:
+    that check is skipped (``edgeorch validate`` of one pipeline file knows no daemon config).
+    No I/O: :func:`check_same_filesystem` and :func:`folder_problem` are left to the caller.
     """
     errors: list[EdgeorchError] = []
     known = set(pipelines) if pipelines is not None else None
     seen: dict[Path, str] = {}
     for spec in specs:
+        def fail(message: str, field: str, value: str, expected: str, spec: WatchSpec = spec) -> None:
+            errors.append(watch_error(spec, message, field=field, value=value, expected=expected, config_file=file))
+
         if known is not None and spec.pipeline not in known:
-            errors.append(ConfigError("names an unknown pipeline", file=file, field="watch.pipeline",
-                                      value=spec.pipeline, expected=f"one of {', '.join(sorted(known)) or '(none)'}"))
+            fail("names an unknown pipeline", "watch.pipeline", spec.pipeline,
+                 f"one of {', '.join(sorted(known)) or '(none)'}")
         if spec.folder in seen:
-            errors.append(ConfigError("is watched twice", file=file, field="watch.folder", value=str(spec.folder),
-                                      expected=f"one [[watch]] per folder (also used by pipeline {seen[spec.folder]})"))
+            fail("is watched twice", "watch.folder", str(spec.folder),
+                 f"one [[watch]] per folder (also used by pipeline {seen[spec.folder]})")
         seen[spec.folder] = spec.pipeline
         for inner in (inbox_dir, state_dir):
             if inner is not None and (_within(spec.folder, inner) or _within(inner, spec.folder)):
-                errors.append(ConfigError("overlaps edgeorch's own folders", file=file, field="watch.folder",
-                                          value=str(spec.folder), expected=f"a folder outside {inner}"))
+                fail("overlaps edgeorch's own folders", "watch.folder", str(spec.folder), f"a folder outside {inner}")
     return errors
+
+
+def watch_error(spec: WatchSpec, message: str, *, config_file: str = "", **fields: Any) -> EdgeorchError:
+    """An error about ``spec``, reported against the file its table came from.
+
+    A table from a pipeline file gives a :class:`PipelineError` naming that file and pipeline;
+    one from ``config_file`` (config.toml), or with no recorded source, a :class:`ConfigError`.
+    """
+    source = spec.source or config_file
+    if spec.source and spec.source != config_file:
+        return PipelineError(message, file=source, pipeline=spec.pipeline, **fields)
+    return ConfigError(message, file=source, **fields)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be watched now, or None. One ``stat``.
+
+    A folder that does not exist (yet) is not a problem: the daemon watches it as soon as it
+    appears. A path that exists and is not a folder (a file, a link) is.
+    """
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot look at the watched folder: {exc.strerror}"
+    if not stat_mod.S_ISDIR(st.st_mode):
+        return "the watched path is not a folder"
+    return None
 
 
 def check_same_filesystem(folder: Path, inbox_dir: Path) -> None:
