@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgeorch.control import Client
+from edgeorch.model import RunState
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +142,7 @@ class DaemonProcess:
         """Follow the events stream until the run finishes; returns its final state."""
         with self.client(timeout=timeout) as c:
             for ev in c.stream("events", {"run_id": run_id}, timeout=timeout):
-                if ev.get("kind") == "run" and ev.get("run_id") == run_id and ev.get("state") in ("succeeded", "failed", "cancelled"):
+                if ev.get("kind") == "run" and ev.get("run_id") == run_id and RunState(ev["state"]).finished:
                     return ev["state"]
         raise AssertionError("the events stream ended")
 

@@ -250,7 +250,7 @@ def _follow_remote(client: Any, run_id: int, *, json_out: bool) -> int:
         try:
             for ev in client.stream("events", {"run_id": run_id}):
                 printer(ev)
-                if ev.get("kind") == "run" and ev.get("run_id") == run_id and ev.get("state") in ("succeeded", "failed", "cancelled"):
+                if ev.get("kind") == "run" and ev.get("run_id") == run_id and RunState(ev["state"]).finished:
                     state = ev["state"]
                     break
         except KeyboardInterrupt:
