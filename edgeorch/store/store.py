@@ -664,6 +664,15 @@ class Store:
     def inputs_to_reconcile(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM inputs WHERE state IN ('claiming', 'claimed', 'started') ORDER BY id")
 
+    def input_records(self) -> list[tuple[Any, ...]]:
+        """Every input, in every state, as just the columns recovery's ``reconcile`` reads, by id.
+
+        Tuples ``(id, pipeline, state, source_path, inbox_path, dev, ino, sha256, run_id)``: one
+        narrow scan instead of whole rows as dicts (recovery reads every record at each start).
+        """
+        return self.conn.execute("SELECT id, pipeline, state, source_path, inbox_path, dev, ino, sha256, run_id"
+                                 " FROM inputs ORDER BY id").fetchall()
+
     def runs_by_input(self) -> dict[int, int]:
         """Input id -> run id of every run whose trigger is ``input:<id>`` (one indexed range scan)."""
         out: dict[int, int] = {}

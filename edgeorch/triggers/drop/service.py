@@ -294,9 +294,8 @@ class DropFolders:
         recovery goes on with the next.
         """
         store = self.store
-        active = {r["id"]: r for r in store.inputs_to_reconcile()}
-        everything = store.list_inputs(limit=1 << 62)
-        records = [_record_of(active.get(r["id"], r)) for r in everything]
+        active = {r["id"]: r for r in store.inputs_to_reconcile()}  # whole rows: what the actions need
+        records = [_record_of(row) for row in store.input_records()]  # every state, just reconcile's columns
         drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
         runs = store.runs_by_input()
         actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
@@ -311,8 +310,8 @@ class DropFolders:
                 self._recovery_failed(a.kind, a.record.id if a.record else None,
                                       display_path(a.path) if a.path else None, exc)
         # Runs that finished while the daemon was away (or before their input was settled).
-        for r in store.list_inputs(state="started", limit=1 << 62):
-            if r["run_id"] is None or r["run_id"] in self.engine.runs:
+        for r in store.inputs_to_reconcile():
+            if r["state"] != "started" or r["run_id"] is None or r["run_id"] in self.engine.runs:
                 continue
             try:
                 run = store.get_run(int(r["run_id"]))
@@ -692,8 +691,8 @@ def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
     return out
 
 
-def _record_of(row: dict[str, Any]) -> InputRecord:
-    """The :class:`InputRecord` view of one ``inputs`` row (any state)."""
-    return InputRecord(row["id"], row["pipeline"], row["state"], Path(row["source_path"]),
-                       Path(row["inbox_path"]) if row["inbox_path"] else None, row["dev"], row["ino"],
-                       row["sha256"], str(row["run_id"]) if row["run_id"] is not None else None)
+def _record_of(row: tuple[Any, ...]) -> InputRecord:
+    """The :class:`InputRecord` of one ``Store.input_records`` tuple (any state)."""
+    iid, pipeline, state, source, inbox, dev, ino, sha, run_id = row
+    return InputRecord(iid, pipeline, state, Path(source), Path(inbox) if inbox else None, dev, ino, sha,
+                       str(run_id) if run_id is not None else None)

@@ -1,0 +1,52 @@
+"""Recovery reads every input record through one narrow store query, never ``list_inputs`` (issue 9 item 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+from edgeorch.store.store import Store
+from edgeorch.triggers.drop.service import DropFolders
+
+
+def _claim(store: Store, inbox: Path, name: str) -> int:
+    return store.record_input_intent(pipeline="p", folder="/drop", source=f"/drop/{name}", dev=1, ino=2, size=3,
+                                     inbox_for=lambda iid: str(inbox / f"in-{iid}" / name))
+
+
+def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(tmp_path, monkeypatch):
+    inbox = tmp_path / "inbox"
+    store = Store(tmp_path / "state.db")
+    try:
+        done = _claim(store, inbox, "a.csv")
+        store.record_input_claimed(done, 3, "ab" * 32)
+        store.record_input_state(done, "done")
+        (inbox / f"in-{done}").mkdir(parents=True)
+        (inbox / f"in-{done}" / "a.csv").write_text("kept for retry and lineage\n")
+        claiming = _claim(store, inbox, "b.csv")  # its source is gone: recovery records it vanished
+
+        rows = store.input_records()
+        assert [tuple(r) for r in rows] == [
+            (done, "p", "done", "/drop/a.csv", str(inbox / f"in-{done}" / "a.csv"), 1, 2, "ab" * 32, None),
+            (claiming, "p", "claiming", "/drop/b.csv", str(inbox / f"in-{claiming}" / "b.csv"), 1, 2, None, None),
+        ]
+
+        def no_full_listing(*a, **k):
+            raise AssertionError("recovery must not list whole input rows")
+
+        monkeypatch.setattr(store, "list_inputs", no_full_listing)
+        loop = asyncio.new_event_loop()
+        try:
+            drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
+                                registry=SimpleNamespace(pipelines={}),
+                                config=SimpleNamespace(inbox_dir=inbox, state_dir=tmp_path, watches=[], source=None),
+                                loop=loop, publish=lambda event: None)
+            kinds = drops.recover()
+        finally:
+            loop.close()
+        assert kinds == ["forget"]  # the done input's inbox file is known, not a stray to quarantine
+        assert store.get_input(claiming)["state"] == "vanished"
+        assert (inbox / f"in-{done}" / "a.csv").is_file()
+    finally:
+        store.close()
