@@ -30,7 +30,6 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
