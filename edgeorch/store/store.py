@@ -28,30 +28,6 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 BUSY_TIMEOUT_MS = 10_000
 
 
-def _sqlite_utils():  # type: ignore[no-untyped-def]
-    """Import sqlite-utils without its optional pandas support.
-
-    sqlite-utils imports pandas whenever it is installed, only to convert
-    pandas values on insert, which we never do. That import alone costs ~0.7 s
-    and ~50 MB in the daemon, breaking its start-up and idle-memory goals, so
-    it is hidden for the duration of this one import; pandas stays importable
-    for everything else.
-    """
-    import sys
-
-    if "sqlite_utils" in sys.modules:
-        return sys.modules["sqlite_utils"]
-    hide = "pandas" not in sys.modules
-    if hide:
-        sys.modules["pandas"] = None  # type: ignore[assignment]  # makes `import pandas` raise ImportError
-    try:
-        import sqlite_utils
-    finally:
-        if hide:
-            del sys.modules["pandas"]
-    return sqlite_utils
-
-
 @dataclass(frozen=True)
 class NewAttempt:
     """What the engine knows about an attempt before its process exists."""
@@ -95,9 +71,8 @@ class Store:
                 hint="restore it from a backup, or move it away to start with empty state",
             ) from None
         self.conn = conn
-        self.db = _sqlite_utils().Database(conn)
         if version == 0 and not readonly:
-            foreign = [t for t in self.db.table_names() if not t.startswith("sqlite_")]
+            foreign = _table_names(conn)
             if foreign:
                 raise StateError(
                     f"the file is an SQLite database but not an edgeorch state file (tables: {', '.join(foreign[:5])})",
@@ -580,9 +555,10 @@ class Store:
     # -- events ---------------------------------------------------------------------
 
     def add_event(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,
-                  actor: str | None = None, data: dict[str, Any] | None = None) -> None:
+                  actor: str | None = None, data: dict[str, Any] | None = None, ts: float | None = None) -> None:
+        """One row of ``events``; ``ts``: the published event's time (default: the store's clock)."""
         with self.transaction():
-            self._event(run_id, task, kind, message, actor, self.clock(), data)
+            self._event(run_id, task, kind, message, actor, self.clock() if ts is None else ts, data)
 
     def _event(self, run_id: int | None, task: str | None, kind: str, message: str, actor: str | None, ts: float,
                data: dict[str, Any] | None = None) -> None:
@@ -732,5 +708,37 @@ def _num(v: Any) -> float | None:
         return None
 
 
+def _table_names(conn: sqlite3.Connection) -> list[str]:
+    """The user tables of a database (SQLite's own ``sqlite_*`` tables left out)."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                        " ORDER BY name")
+    return [r[0] for r in rows]
+
+
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration script into complete SQL statements.
+
+    A statement ends at a ``;`` only where SQLite's own parser says the text so
+    far is complete (:func:`sqlite3.complete_statement`), so a ``;`` inside a
+    string literal, a comment or a ``CREATE TRIGGER ... BEGIN ...; END`` body
+    does not cut it. Text after the last complete statement is an error: a
+    migration is never applied half.
+    """
+    statements: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            body = buf.strip()
+            if not _only_comments(body[:-1]):
+                statements.append(body)
+            buf = ""
+    rest = buf[:-1].strip()  # the ';' added after the last piece
+    if rest and not _only_comments(rest):
+        raise ValueError(f"migration ends with an incomplete statement: {rest[:80]!r}")
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    lines = [ln.strip() for ln in text.splitlines()]
+    return all(not ln or ln.startswith("--") or ln == ";" for ln in lines)
