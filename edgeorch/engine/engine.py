@@ -5,8 +5,10 @@ attempts adopted or settled, unfinished runs resumed) → ``submit`` /
 ``resume`` / ``cancel`` → ``await wait_run(run_id)`` → ``await close()``.
 
 Every state change goes through :class:`~edgeorch.store.Store` in one
-transaction and is then announced to listeners (CLI progress, the daemon's
-``events`` stream) as a plain dict.
+transaction and is then published as a typed event (:mod:`edgeorch.events`,
+stamped by the injected ``clock``) on the injected ``bus``, which the CLI's
+progress display, the daemon's ``events`` stream and the trigger service
+subscribe to.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
+from ..events import (AttemptEnded, Bus, EngineFatal, Event, ExecutorHealth, GpuBudgetAction, GpuDrained,
+                      RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted, record)
 from ..kernels.cache import numba_cache_dir
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
@@ -41,7 +45,6 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json
 
-Listener = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger("edgeorch.engine")
 
@@ -143,13 +146,13 @@ class LiveAttempt:
 
 @dataclass
 class Engine:
-    """See the module docstring. ``clock`` and ``rand`` are injected for tests."""
+    """See the module docstring. ``clock`` and ``rand`` are injected for tests; ``bus`` by the daemon."""
 
     config: Config
     store: Store
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
-    listeners: list[Listener] = field(default_factory=list)
+    bus: Bus = field(default_factory=Bus)
 
     def __post_init__(self) -> None:
         self.runs: dict[int, RunCtx] = {}
@@ -173,6 +176,7 @@ class Engine:
         # outcome, applied strictly in the order they were queued (see _in_order).
         self._settling: collections.deque[tuple[concurrent.futures.Future[Any], Callable[[Any], None]]] = \
             collections.deque()
+        self._closed = False  # set by close(): nothing more is recorded through this engine
         self._cache_checks: set[str] = set()  # "<run_id>/<task>" whose cache hit is being verified
         self._cache_missed: set[str] = set()  # verified as no usable hit: queued for a real start
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
@@ -221,7 +225,11 @@ class Engine:
                     t.cancel()
         if self.executor:
             self.executor.close()
-        # Attempts still being hashed stay unsettled in the state file: the next engine collects them.
+        # Attempts still being hashed (or hashed but not yet applied) stay unsettled in the state
+        # file: their exit records are durable and the next engine collects them. Nothing may be
+        # applied after this point: the store is closed right after the engine.
+        self._closed = True
+        self._settling.clear()
         self._hasher.shutdown(wait=False, cancel_futures=True)
         if self.res is not None:
             self.res.close()
@@ -238,16 +246,16 @@ class Engine:
         for ctx in self.runs.values():
             if ctx.done is not None and not ctx.done.done():
                 ctx.done.set_exception(error)
-        self._emit({"kind": "fatal", "message": error.render()})
+        self._announce(EngineFatal(self.clock(), error.render()))
         self.fatal_event.set()
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        event.setdefault("ts", self.clock())
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must not break the engine
-                pass
+    def _announce(self, event: Event) -> None:
+        """Record ``event``'s own row if it has one (:func:`edgeorch.events.record`), then publish it on the bus.
+
+        A row that cannot be written raises (fail-stop), before anything is published.
+        """
+        record(self.store, event)
+        self.bus.publish(event)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -275,7 +283,7 @@ class Engine:
             tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
             within=within, env=env,
         )
-        self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "queued"})
+        self._announce(RunQueued(self.clock(), run_id, pipeline.name))
         self._activate(run_id, pipeline=pipeline)
         self._schedule_dispatch()
         return run_id
@@ -309,7 +317,7 @@ class Engine:
         restore_inputs_for_retry(self.store, run_id)
         self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
         self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run", actor=actor)
-        self._emit({"kind": "run", "run_id": run_id, "state": "queued", "resumed": sorted(redo)})
+        self._announce(RunResumed(self.clock(), run_id, tuple(sorted(redo))))
         self._activate(run_id, pipeline=pipeline)
         self._schedule_dispatch()
         return [n for n in pipeline.order if n in redo]
@@ -387,7 +395,7 @@ class Engine:
             self._record(ctx, decided)
         self.runs[run_id] = ctx
         if starting:
-            self._emit({"kind": "run", "run_id": run_id, "pipeline": pipeline.name, "state": "running"})
+            self._announce(RunStarted(self.clock(), run_id, pipeline.name))
         self._apply(ctx, decided)
         return ctx
 
@@ -589,13 +597,10 @@ class Engine:
             cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
         ))
         self._arm_timeout(la)
-        event: dict[str, Any] = {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "running", "attempt": number}
-        if recorded:
-            event["lease"] = lease.to_dict()
-            event["resources"] = note
-            if lease.gpus:
-                self._arm_watch()
-        self._emit(event)
+        if recorded and lease.gpus:
+            self._arm_watch()
+        self._announce(TaskStarted(self.clock(), ctx.run_id, name, number, lease.to_dict() if recorded else None,
+                                   note if recorded else None))
 
     def _lease_env(self, lease: Lease) -> dict[str, str]:
         """Thread counts and visible GPUs for an attempt.
@@ -699,13 +704,12 @@ class Engine:
         with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
             self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
             self._record(ctx, decided, skip_task=True)
-        self._apply(ctx, decided, lambda: self._emit(
-            {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "skipped", "cached_from": hit_id}))
+        self._apply(ctx, decided, lambda: self._announce(TaskCached(self.clock(), ctx.run_id, name, hit_id)))
 
     def _fail_without_attempt(self, ctx: RunCtx, name: str, reason: str) -> None:
         """``name`` fails before any attempt (cannot be scheduled or prepared): no retry; the cascade follows."""
-        self._settle(ctx, settlement.settle_failure(self._view(ctx), name, reason), lambda: self._emit(
-            {"kind": "task", "run_id": ctx.run_id, "task": name, "state": "failed", "reason": reason}))
+        self._settle(ctx, settlement.settle_failure(self._view(ctx), name, reason),
+                     lambda: self._announce(TaskFailed(self.clock(), ctx.run_id, name, reason)))
 
     # -- timeouts and stopping ------------------------------------------------------------
 
@@ -743,8 +747,7 @@ class Engine:
     def _on_executor_health(self, message: str) -> None:
         """The executor repaired itself (e.g. restarted its launcher): record and announce it."""
         log.warning("%s", message)
-        self.store.add_event("executor_health", message)
-        self._emit({"kind": "executor", "message": message})
+        self._announce(ExecutorHealth(self.clock(), message))
 
     # -- executor callbacks ------------------------------------------------------------------
 
@@ -806,6 +809,8 @@ class Engine:
         before what follows it). ``inline``: ``job`` is cheap, run it now
         (still applied in order, after what is queued before it).
         """
+        if self._closed:
+            return  # the exit record stays on disk for the next engine (see close)
         fut: concurrent.futures.Future[Any]
         if inline:
             fut = concurrent.futures.Future()
@@ -818,12 +823,22 @@ class Engine:
         self._settling.append((fut, apply))
         loop = self.loop
         assert loop is not None
-        fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._drain_settlements))
+        fut.add_done_callback(lambda _f: self._post_drain(loop))
+
+    def _post_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ask the loop to drain the queue (called from the hashing worker or inline)."""
+        try:
+            loop.call_soon_threadsafe(self._drain_settlements)
+        except RuntimeError:
+            pass  # the loop is closed: the engine is gone, the next one collects the outcome
 
     @_fail_stop
     def _drain_settlements(self) -> None:
-        """Apply the outcomes at the head of the queue whose hashing is done (order of :meth:`_in_order` calls)."""
-        while self._settling and self._settling[0][0].done():
+        """Apply the outcomes at the head of the queue whose hashing is done (order of :meth:`_in_order` calls).
+
+        After :meth:`close` nothing is applied (a worker may still finish a hash and post here).
+        """
+        while not self._closed and self._settling and self._settling[0][0].done():
             fut, apply = self._settling.popleft()
             apply(fut)
 
@@ -897,10 +912,9 @@ class Engine:
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
         if info.uncharged:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
-        self._apply(ctx, decided, lambda: self._emit({
-            "kind": "task", "run_id": ctx.run_id, "task": la.task, "state": str(change.state), "attempt": la.number,
-            "exit_code": info.exit_code, "signal": info.signal, "reason": change.reason,
-            "log_truncated": info.log_truncated}))
+        self._apply(ctx, decided, lambda: self._announce(AttemptEnded(
+            self.clock(), ctx.run_id, la.task, str(change.state), la.number, info.exit_code, info.signal,
+            change.reason, info.log_truncated)))
 
     # -- settlement: decide (pure, settlement.py), record (one transaction), then memory ------------
 
@@ -973,18 +987,13 @@ class Engine:
         gpu_attempts = [aid for aid in self.live if aid in res.held and res.held[aid].running.lease.gpus]
         actions, drains = res.watch(self.executor.pids(gpu_attempts))
         for uuid, why in drains.items():
-            self.store.add_event("gpu_drained", f"{uuid} drained: {why}; it gets no new lease",
-                                 data={"uuid": uuid, "reason": why})
-            self._emit({"kind": "gpu", "uuid": uuid, "state": "drained", "reason": why})
+            self._announce(GpuDrained(self.clock(), uuid, why))
         for aid, action in actions:
             la = self.live.get(aid)
             if la is None:
                 continue
-            kind = "gpu_budget_stop" if action.action == "stop" else "gpu_budget_warning"
-            self.store.add_event(kind, f"{la.task}: attempt {la.number} {action.reason}", run_id=la.run_id,
-                                 task=la.task, data={"attempt_id": aid, "action": action.action})
-            self._emit({"kind": "task_warning" if action.action == "warn" else "task_stopping", "run_id": la.run_id,
-                        "task": la.task, "attempt": la.number, "reason": action.reason})
+            self._announce(GpuBudgetAction(self.clock(), la.run_id, la.task, la.number, aid, action.action,
+                                           action.reason))
             if action.action == "stop":
                 la.stop_detail = action.reason
                 self._stop_attempt(la, "gpu_memory")
@@ -1010,7 +1019,7 @@ class Engine:
     def _finish_run(self, ctx: RunCtx, outcome: RunState, reason: str | None) -> None:
         """The run's end, once recorded: forget the run, announce it, wake its waiters."""
         del self.runs[ctx.run_id]
-        self._emit({"kind": "run", "run_id": ctx.run_id, "pipeline": ctx.pipeline.name, "state": str(outcome), "reason": reason})
+        self._announce(RunFinished(self.clock(), ctx.run_id, str(outcome), reason, ctx.pipeline.name))
         if ctx.done is not None and not ctx.done.done():
             ctx.done.set_result(outcome)
 
