@@ -38,10 +38,11 @@ from ..control import AccessPolicy, ControlServer, acquire_state_lock, notify, w
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
+from ..events import Bus, Event, Reloaded, RunFinished, record
 from ..pipelines import PipelineRegistry
 from ..store import Store
 from ..triggers.service import Triggers
-from .ops import EventHub, EventOps, InputOps, PipelineOps, RunOps, StatusOps, register
+from .ops import EventOps, InputOps, PipelineOps, RunOps, StatusOps, register
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -63,7 +64,7 @@ class Daemon:
         self.engine: Engine = None  # type: ignore[assignment]
         self.server: ControlServer | None = None
         self.registry = PipelineRegistry(config.pipelines_dir)
-        self.events = EventHub()
+        self.bus = Bus()  # the one bus: engine, triggers and ops publish; streams, STATUS= and triggers subscribe
         self.stop_requested = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self._status_handle: asyncio.TimerHandle | None = None
@@ -87,16 +88,15 @@ class Daemon:
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
             log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
-            self.engine = Engine(cfg, self.store)
+            self.engine = Engine(cfg, self.store, bus=self.bus)
             self.requests = RunRequests(self.engine, self.registry.get)
-            self.engine.listeners.append(self.events.publish)
-            self.engine.listeners.append(self._on_engine_event)
+            self.bus.subscribe(self._on_event)
             await self.engine.start()
             self._warn_unsatisfiable()
             # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
             self.triggers = Triggers(store=self.store, requests=self.requests, engine=self.engine,
-                                     registry=self.registry, config=cfg, loop=self.loop, publish=self.events.publish)
-            self.engine.listeners.append(self.triggers.on_engine_event)
+                                     registry=self.registry, config=cfg, loop=self.loop, publish=self.bus.publish)
+            self.bus.subscribe(self.triggers.on_engine_event, RunFinished)
             self.triggers.start()
             adopted = len(self.engine.live)
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
@@ -191,8 +191,9 @@ class Daemon:
                 log.debug("pipelines folder event without a content change: nothing reloaded")
                 return self._reload_answer(result, warnings)
             assert self.store is not None
-            self.store.add_event("reload", f"reload by {actor}: {result.summary()}", actor=actor,
-                                 data={"errors": [e.render() for e in result.errors], "unchanged": result.unchanged})
+            reloaded = Reloaded(self.engine.clock(), result.summary(), result.unchanged, actor,
+                                tuple(e.render() for e in result.errors))
+            record(self.store, reloaded)
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
             self._warn_unsatisfiable()
@@ -201,8 +202,7 @@ class Daemon:
                     self.config = replace(self.config, watches=new_watches)
                 self.triggers.reload(self.config)
             log.info("reloaded (%s): %s", actor, result.summary())
-            self.events.publish({"kind": "reload", "summary": result.summary(), "unchanged": result.unchanged,
-                              "ts": time.time()})
+            self.bus.publish(reloaded)
             return self._reload_answer(result, warnings)
 
     def _reload_answer(self, result: Any, warnings: list[str]) -> dict[str, Any]:
@@ -219,9 +219,9 @@ class Daemon:
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
                       clients=lambda: server.clients),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
-                        pipelines_dir=cfg.pipelines_dir, publish=self.events.publish, reload=self.reload),
+                        pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
             RunOps(requests=self.requests, store=store, engine=engine),
-            EventOps(hub=self.events, store=store, engine=engine),
+            EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
         ]
 
@@ -276,7 +276,8 @@ class Daemon:
     def status_line(self) -> str:
         return status_line(self.engine)
 
-    def _on_engine_event(self, event: dict[str, Any]) -> None:
+    def _on_event(self, event: Event) -> None:
+        """Any published change: send a new ``STATUS=`` line (debounced)."""
         if self._status_handle is None and self.loop is not None:
             self._status_handle = self.loop.call_later(STATUS_DEBOUNCE_S, self._send_status)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError
+from ..events import Event, ScheduleFired
 from .schedule import ScheduleSpec
 from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
 
@@ -43,7 +44,7 @@ class Schedules:
     """The schedules of one daemon's pipelines (see the module docstring)."""
 
     def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
-                 loop: asyncio.AbstractEventLoop, publish: Callable[[dict[str, Any]], None],
+                 loop: asyncio.AbstractEventLoop, publish: Callable[[Event], None],
                  clock: Any = None) -> None:
         """``engine`` is asked only which runs are live (the overlap rules); ``clock`` defaults to
         :class:`SystemClock` (tests inject a manual one)."""
@@ -111,7 +112,7 @@ class Schedules:
         store = self.store
         name = fire.pipeline
         data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
-        self.publish({"kind": "schedule", "ts": time.time(), "reason": fire.reason, **data})
+        self.publish(ScheduleFired(self.engine.clock(), name, data["fire_time"], fire.action, fire.missed, fire.reason))
         if fire.action == "start":
             from ..engine.requests import RunRequest  # at call time: the engine package imports triggers
 

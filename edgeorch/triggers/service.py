@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..model import RunState
+from ..events import Event, RunFinished
 from .drop.service import DropFolders
 from .schedule_service import Schedules
 
@@ -34,7 +34,7 @@ class Triggers:
     """Schedules and drop folders of one daemon (see the module docstring)."""
 
     def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
-                 config: Config, loop: asyncio.AbstractEventLoop, publish: Callable[[dict[str, Any]], None],
+                 config: Config, loop: asyncio.AbstractEventLoop, publish: Callable[[Event], None],
                  clock: Any = None) -> None:
         """Explicit collaborators, nothing else.
 
@@ -42,8 +42,9 @@ class Triggers:
         through (paused, shutting down, params, resources). ``engine``: asked only which runs are
         live and whether it stopped on a fatal error. ``registry``: the loaded pipelines (read at
         each :meth:`reload`). ``config``: paths and ``[[watch]]`` tables (replaced by
-        :meth:`reload`). ``loop``: the daemon's event loop (the one writer). ``publish``: hands
-        ``input``/``schedule`` events to the daemon's event stream. ``clock``: the schedules'
+        :meth:`reload`). ``loop``: the daemon's event loop (the one writer). ``publish``: the bus's
+        ``publish`` (typed :class:`~edgeorch.events.InputChanged` / ``ScheduleFired`` events,
+        stamped by ``engine.clock``). ``clock``: the schedules'
         clock (:class:`SystemClock` by default; tests inject a manual one).
         """
         self.schedules = Schedules(store=store, requests=requests, engine=engine, registry=registry, loop=loop,
@@ -89,9 +90,9 @@ class Triggers:
         self.schedules.reload()
         self.drops.reload(config)
 
-    def on_engine_event(self, event: dict[str, Any]) -> None:
-        """An engine listener: a finished run releases waiting fires and settles its inputs."""
-        if event.get("kind") != "run" or not RunState(event["state"]).finished:
+    def on_engine_event(self, event: Event) -> None:
+        """A bus subscriber: a finished run releases waiting fires and settles its inputs."""
+        if not isinstance(event, RunFinished):
             return
-        self.schedules.on_run_finished(event.get("pipeline"))
-        self.drops.on_run_finished(event.get("run_id"), str(event["state"]), event.get("reason"))
+        self.schedules.on_run_finished(event.pipeline)
+        self.drops.on_run_finished(event.run_id, event.state, event.reason)

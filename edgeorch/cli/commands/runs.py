@@ -196,7 +196,7 @@ def _drive(backend: Backend, action: Callable[[Any], int], *, json_out: bool) ->
 
     async def main() -> tuple[int, RunState]:
         engine = Engine(cfg, store)
-        engine.listeners.append(printer)
+        engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
         await engine.start()
         loop = asyncio.get_running_loop()
         try:

@@ -8,7 +8,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.status`: ``status``, ``resources``;
 - :mod:`.pipelines`: ``pipelines.list/show/validate/pause/resume``, ``reload``;
 - :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
-- :mod:`.events`: ``events`` and the :class:`EventHub` fan-out behind it;
+- :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``.
 
 ``ping``, ``version`` and ``ops`` are the control server's own.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .base import OpSpec
-from .events import EventHub, EventOps
+from .events import EventOps
 from .inputs import InputOps
 from .pipelines import PipelineOps
 from .runs import RunOps
@@ -37,4 +37,4 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["EventHub", "EventOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["EventOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]

@@ -1,11 +1,11 @@
-"""The ``events`` op and the fan-out behind it: every state change, streamed to each subscribed client."""
+"""The ``events`` op: every state change published on the bus, streamed to each subscribed client."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
+from ...events import Bus, Event, Overflow, PipelinePaused, RunFinished, Subscribed
 from ...model import RunState
 from .base import OpSpec, arg
 
@@ -18,53 +18,51 @@ EVENT_QUEUE = 10_000
 """Events kept for a slow reader before the oldest is dropped (and the reader told)."""
 
 
-class EventHub:
-    """Fans each published event out to every subscriber's bounded queue.
+def _follows(run_id: int | None, event: Event) -> bool:
+    """Whether a client following ``run_id`` (None: everything) gets ``event``.
 
-    ``publish`` is an engine listener and is also called by the daemon (reload),
-    the pipelines ops (pause/resume) and the trigger service (schedule, input).
-    It never blocks: a full queue loses its oldest event and gets an
-    ``overflow`` notice instead.
+    A run's follower gets that run's events and those of no run (a reload, a
+    GPU drain, ...), but not pauses (they are about a pipeline, not the run).
     """
+    return run_id is None or event.run in (None, run_id) and not isinstance(event, PipelinePaused)
 
-    def __init__(self) -> None:
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
-    def publish(self, event: dict[str, Any]) -> None:
-        for q in list(self.subscribers):
-            if q.full():
-                try:
-                    q.get_nowait()  # a slow reader loses the oldest event, and is told so
-                except asyncio.QueueEmpty:
-                    pass
-                q.put_nowait({"kind": "overflow", "message": "events were dropped: the client reads too slowly"})
-            q.put_nowait(event)
+def _enqueue(queue: asyncio.Queue[dict[str, Any]], item: dict[str, Any]) -> None:
+    """Never blocks the publisher: a full queue loses its oldest item and gets an ``overflow`` notice instead."""
+    if queue.full():
+        try:
+            queue.get_nowait()  # a slow reader loses the oldest event, and is told so
+        except asyncio.QueueEmpty:
+            pass
+        queue.put_nowait(Overflow().to_wire())
+    queue.put_nowait(item)
 
 
 class EventOps:
-    """``events``: ``hub`` streams; ``store`` says whether a followed run is already over; ``engine`` whether it is live."""
+    """``events``: subscribes each stream to ``bus``; ``store`` says whether a followed run is already over;
+    ``engine`` whether it is live, and its clock stamps the stream's own items."""
 
     OPS = (OpSpec("events", "events", "read", "a stream of state changes", streaming=True),)
 
-    def __init__(self, *, hub: EventHub, store: "Store", engine: "Engine") -> None:
-        self.hub = hub
+    def __init__(self, *, bus: Bus, store: "Store", engine: "Engine") -> None:
+        self.bus = bus
         self.store = store
         self.engine = engine
 
     async def events(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
         run_id = arg(args, "run_id", int, required=False)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
-        self.hub.subscribers.add(queue)
+        # Turned into its wire item at once: the client sees the event as it was when published.
+        unsubscribe = self.bus.subscribe(lambda event: _enqueue(queue, event.to_wire()),
+                                         lambda event: _follows(run_id, event))
         try:
-            yield {"kind": "subscribed", "run_id": run_id, "ts": time.time()}
+            yield Subscribed(self.engine.clock(), run_id).to_wire()
             if run_id is not None:
                 # The run may already be over: say so, so a follower never waits forever.
                 run = self.store.get_run(run_id)
                 if RunState(run["state"]).finished and run_id not in self.engine.runs:
-                    yield {"kind": "run", "run_id": run_id, "state": run["state"], "reason": run["reason"], "ts": time.time()}
+                    yield RunFinished(self.engine.clock(), run_id, run["state"], run["reason"]).to_wire()
             while True:
-                event = await queue.get()
-                if run_id is None or event.get("run_id") in (None, run_id) and event.get("kind") != "pipeline":
-                    yield event
+                yield await queue.get()
         finally:
-            self.hub.subscribers.discard(queue)
+            unsubscribe()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
+from ...events import Event, PipelinePaused
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes, validate_path
 from .base import OpSpec, actor_of, arg
 
@@ -52,7 +52,7 @@ class PipelineOps:
     )
 
     def __init__(self, *, registry: "PipelineRegistry", store: "Store", engine: "Engine", schedules: Schedules,
-                 pipelines_dir: Path, publish: Callable[[dict[str, Any]], None],
+                 pipelines_dir: Path, publish: Callable[[Event], None],
                  reload: Callable[..., Awaitable[dict[str, Any]]]) -> None:
         self.registry = registry
         self.store = store
@@ -115,13 +115,13 @@ class PipelineOps:
     async def pipelines_pause(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
         self.store.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
-        self.publish({"kind": "pipeline", "pipeline": p.name, "state": "paused", "ts": time.time()})
+        self.publish(PipelinePaused(self.engine.clock(), p.name, True))
         return {"name": p.name, "paused": True}
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
         self.store.set_paused(p.name, False, reason=None, actor=actor_of(peer))
-        self.publish({"kind": "pipeline", "pipeline": p.name, "state": "resumed", "ts": time.time()})
+        self.publish(PipelinePaused(self.engine.clock(), p.name, False))
         return {"name": p.name, "paused": False}
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

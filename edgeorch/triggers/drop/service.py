@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError
+from ...events import Event, InputChanged, InputQuarantined, record
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -94,7 +94,7 @@ class DropFolders:
 
     def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
                  config: Config, loop: asyncio.AbstractEventLoop,
-                 publish: Callable[[dict[str, Any]], None]) -> None:
+                 publish: Callable[[Event], None]) -> None:
         """``engine`` is asked only which runs are live and whether it stopped on a fatal error;
         ``config`` gives the inbox, the state dir and config.toml's ``[[watch]]`` tables."""
         self.store = store
@@ -119,8 +119,9 @@ class DropFolders:
         self._batchers: dict[Path, Batcher] = {}
         self._batch_timer: asyncio.TimerHandle | None = None
 
-    def _publish(self, **event: Any) -> None:
-        self.publish({"kind": "input", "ts": time.time(), **event})
+    def _publish(self, state: str, **fields: Any) -> None:
+        """Publish an :class:`InputChanged` stamped by the engine's clock."""
+        self.publish(InputChanged(self.engine.clock(), state, **fields))
 
     # -- paths -----------------------------------------------------------------------
 
@@ -207,10 +208,10 @@ class DropFolders:
             store.record_input_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
             return
         store.record_input_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
-        self._publish(input_id=rec["id"], state="quarantined", run_id=rec["run_id"], pipeline=rec["pipeline"],
-                      file=str(q.path), reason=why)
-        store.add_event("input_quarantined", f"input {rec['id']} ({rec['source_name']}) quarantined: {why}",
-                        run_id=rec["run_id"], actor="watch", data={"input_id": rec["id"], "file": str(q.path)})
+        quarantined = InputQuarantined(self.engine.clock(), rec["id"], rec["run_id"], rec["pipeline"], str(q.path),
+                                       why, rec["source_name"])
+        record(store, quarantined)  # its events row, from the event itself
+        self.publish(quarantined)
         try:
             os.rmdir(Path(path).parent)
         except OSError:

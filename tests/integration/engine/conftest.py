@@ -32,7 +32,7 @@ class EngineHarness:
         async def main() -> tuple[int, RunState]:
             store = Store(cfg.state_file)
             engine = Engine(cfg, store)
-            engine.listeners.append(self.events.append)
+            engine.bus.subscribe(lambda event: self.events.append(event.to_wire()))
             await engine.start()
             try:
                 run_id = engine.submit(pipeline, resolve_params(pipeline, params or {}))
@@ -54,7 +54,7 @@ class EngineHarness:
         async def main() -> list[tuple[int, RunState]]:
             store = Store(cfg.state_file)
             engine = Engine(cfg, store)
-            engine.listeners.append(self.events.append)
+            engine.bus.subscribe(lambda event: self.events.append(event.to_wire()))
             await engine.start()
             out = []
             try:

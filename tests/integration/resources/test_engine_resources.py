@@ -168,7 +168,7 @@ def test_memory_is_admission_checked_and_reported_not_enforced_here(workspace):
         with pytest.raises(UnsatisfiableError, match="asks for .* of memory but only"):
             engine.submit(p, {})
         events: list[dict] = []
-        engine.listeners.append(events.append)
+        engine.bus.subscribe(lambda event: events.append(event.to_wire()))
         run_id = engine.submit(p, {}, check_resources=False)
         await engine.wait_run(run_id)
         return run_id, events

@@ -1,0 +1,472 @@
+"""Typed events and the one bus they are published on.
+
+Every state change edgeorch announces is a frozen dataclass of this module,
+built by the one component that decided the change and published on the one
+:class:`Bus` the daemon (or an in-process ``edgeorch run``) wires:
+
+* the engine publishes runs, tasks and attempts, GPU drains and budget
+  actions, the executor's health and a fatal stop;
+* the trigger service publishes schedule fires and drop-folder inputs;
+* the daemon publishes reloads, its pipelines ops pauses and resumes.
+
+Subscribers today: the ``events`` op (each connected client's stream,
+``edgeorch/daemon/ops/events.py``), the CLI's progress display, the daemon's
+``STATUS=`` line and the trigger service (a finished run releases waiting
+fires and settles its inputs). The coming audit log, metrics and monitoring
+subscribe to the same bus; none of them needs a publisher changed.
+
+Contracts:
+
+* ``ts`` is the publisher's injected clock (the engine's ``clock``; seconds
+  since the epoch), never read at the publisher from ``time.time()`` when a
+  clock is available, so tests on a fake clock see their own time.
+* ``to_wire()`` is exactly the JSON item the ``events`` stream sends
+  (docs/protocol.md): same keys, same order. Changing a wire shape is a
+  protocol change.
+* ``to_row()`` is the one place an event that is also a row of the state
+  file's ``events`` table (the same fact: a reload, a drained GPU, ...)
+  becomes that row; :func:`record` writes it. Events whose row is written by
+  the store's own transition (a run's state, a pause) return ``None``: the
+  row is part of that transaction, not written twice.
+
+This module imports nothing from the engine, the store or the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Union
+
+log = logging.getLogger("edgeorch.events")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the ``events`` table, as :meth:`Event.to_row` describes it."""
+
+    kind: str
+    message: str
+    run_id: int | None = None
+    task: str | None = None
+    actor: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every published event: ``ts`` is when the publisher's clock saw the change."""
+
+    ts: float
+
+    def to_wire(self) -> dict[str, Any]:  # pragma: no cover - every subclass defines its shape
+        """The ``events`` stream's JSON item for this event (docs/protocol.md)."""
+        raise NotImplementedError
+
+    def to_row(self) -> Row | None:
+        """The ``events`` table row recording the same fact, or None (see the module docstring)."""
+        return None
+
+    @property
+    def run(self) -> int | None:
+        """The run this event belongs to (None: not one run's; a run's follower sees it too)."""
+        return getattr(self, "run_id", None)
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunQueued(Event):
+    """A run was created (its row, and its ``run_created`` event row, by ``Store.create_run``)."""
+
+    run_id: int
+    pipeline: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "run", "run_id": self.run_id, "pipeline": self.pipeline, "state": "queued", "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class RunResumed(Event):
+    """A finished run was queued again (``retry``); ``resumed``: the tasks to run again, sorted."""
+
+    run_id: int
+    resumed: tuple[str, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "run", "run_id": self.run_id, "state": "queued", "resumed": list(self.resumed), "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """A queued run became ``running``."""
+
+    run_id: int
+    pipeline: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "run", "run_id": self.run_id, "pipeline": self.pipeline, "state": "running", "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    """A run ended (``state`` is a finished :class:`~edgeorch.model.RunState` value).
+
+    ``pipeline`` is None only for the ``events`` op's own item telling a
+    follower that the run was already over (the wire then has no
+    ``pipeline`` key, as it always had).
+    """
+
+    run_id: int
+    state: str
+    reason: str | None
+    pipeline: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"kind": "run", "run_id": self.run_id}
+        if self.pipeline is not None:
+            wire["pipeline"] = self.pipeline
+        wire.update(state=self.state, reason=self.reason, ts=self.ts)
+        return wire
+
+
+# -- tasks and attempts ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskStarted(Event):
+    """An attempt of ``task`` was spawned; ``lease``/``resources``: what it holds, when it holds anything."""
+
+    run_id: int
+    task: str
+    attempt: int
+    lease: Mapping[str, Any] | None = None
+    resources: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"kind": "task", "run_id": self.run_id, "task": self.task, "state": "running",
+                                "attempt": self.attempt}
+        if self.lease is not None:
+            wire["lease"] = dict(self.lease)
+            wire["resources"] = self.resources
+        wire["ts"] = self.ts
+        return wire
+
+
+@dataclass(frozen=True)
+class TaskCached(Event):
+    """``task`` was skipped: a verified cache hit from attempt ``cached_from``."""
+
+    run_id: int
+    task: str
+    cached_from: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "task", "run_id": self.run_id, "task": self.task, "state": "skipped",
+                "cached_from": self.cached_from, "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class TaskFailed(Event):
+    """``task`` failed before any attempt (it could not be scheduled or prepared)."""
+
+    run_id: int
+    task: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "task", "run_id": self.run_id, "task": self.task, "state": "failed", "reason": self.reason,
+                "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class AttemptEnded(Event):
+    """Attempt ``attempt`` of ``task`` ended; ``state``: the task's new state (succeeded, retry_wait, failed, ...)."""
+
+    run_id: int
+    task: str
+    state: str
+    attempt: int
+    exit_code: int | None
+    signal: int | None
+    reason: str | None
+    log_truncated: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "task", "run_id": self.run_id, "task": self.task, "state": self.state, "attempt": self.attempt,
+                "exit_code": self.exit_code, "signal": self.signal, "reason": self.reason,
+                "log_truncated": self.log_truncated, "ts": self.ts}
+
+
+# -- resources and the executor --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuBudgetAction(Event):
+    """The GPU watcher warned (``action="warn"``) or is stopping (``"stop"``) an attempt over its memory budget."""
+
+    run_id: int
+    task: str
+    attempt: int
+    attempt_id: int
+    action: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "task_warning" if self.action == "warn" else "task_stopping", "run_id": self.run_id,
+                "task": self.task, "attempt": self.attempt, "reason": self.reason, "ts": self.ts}
+
+    def to_row(self) -> Row:
+        return Row("gpu_budget_stop" if self.action == "stop" else "gpu_budget_warning",
+                   f"{self.task}: attempt {self.attempt} {self.reason}", run_id=self.run_id, task=self.task,
+                   data={"attempt_id": self.attempt_id, "action": self.action})
+
+
+@dataclass(frozen=True)
+class GpuDrained(Event):
+    """GPU ``uuid`` was drained (unhealthy): it gets no new lease."""
+
+    uuid: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "gpu", "uuid": self.uuid, "state": "drained", "reason": self.reason, "ts": self.ts}
+
+    def to_row(self) -> Row:
+        return Row("gpu_drained", f"{self.uuid} drained: {self.reason}; it gets no new lease",
+                   data={"uuid": self.uuid, "reason": self.reason})
+
+
+@dataclass(frozen=True)
+class ExecutorHealth(Event):
+    """The executor repaired itself (e.g. restarted its launcher); ``message`` says what happened."""
+
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "executor", "message": self.message, "ts": self.ts}
+
+    def to_row(self) -> Row:
+        return Row("executor_health", self.message)
+
+
+@dataclass(frozen=True)
+class EngineFatal(Event):
+    """The engine stopped taking decisions (fail-stop); nothing is recorded: the state file may be unwritable."""
+
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "fatal", "message": self.message, "ts": self.ts}
+
+
+# -- the daemon ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelinePaused(Event):
+    """``pipeline`` was paused (``paused``) or resumed; its row is written by ``Store.set_paused`` with the state."""
+
+    pipeline: str
+    paused: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "pipeline", "pipeline": self.pipeline, "state": "paused" if self.paused else "resumed",
+                "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class Reloaded(Event):
+    """The config's access lists and the pipelines folder were reloaded by ``actor``."""
+
+    summary: str
+    unchanged: bool
+    actor: str
+    errors: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "reload", "summary": self.summary, "unchanged": self.unchanged, "ts": self.ts}
+
+    def to_row(self) -> Row:
+        return Row("reload", f"reload by {self.actor}: {self.summary}", actor=self.actor,
+                   data={"errors": list(self.errors), "unchanged": self.unchanged})
+
+
+# -- triggers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleFired(Event):
+    """A schedule's fire was handled: ``action`` start, skip, missed, paused or wait (docs/triggers.md).
+
+    Its rows (``schedule_fire``, ``schedule_skip``, ...) depend on the outcome
+    and are written by the trigger service, in the run's transaction when
+    one starts.
+    """
+
+    pipeline: str
+    fire_time: str
+    action: str
+    missed: int
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "schedule", "ts": self.ts, "reason": self.reason, "pipeline": self.pipeline,
+                "fire_time": self.fire_time, "action": self.action, "missed": self.missed}
+
+
+@dataclass(frozen=True)
+class InputChanged(Event):
+    """A drop-folder input (or a watched folder) changed state; a field that does not apply is None and not sent.
+
+    ``state``: done, refused, duplicate, claim_retry, or watch_missing /
+    watch_restored (a watched folder, ``file``, vanished or came back).
+    """
+
+    state: str
+    input_id: int | None = None
+    run_id: int | None = None
+    pipeline: str | None = None
+    file: str | None = None
+    reason: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"kind": "input", "ts": self.ts}
+        for key in ("input_id", "state", "run_id", "pipeline", "file", "reason"):
+            value = getattr(self, key)
+            if value is not None:
+                wire[key] = value
+        return wire
+
+
+@dataclass(frozen=True)
+class InputQuarantined(Event):
+    """Input ``input_id`` (``source_name``) was moved to quarantine as ``file``; ``run_id`` may be None (no run)."""
+
+    input_id: int
+    run_id: int | None
+    pipeline: str
+    file: str
+    reason: str
+    source_name: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "input", "ts": self.ts, "input_id": self.input_id, "state": "quarantined",
+                "run_id": self.run_id, "pipeline": self.pipeline, "file": self.file, "reason": self.reason}
+
+    def to_row(self) -> Row:
+        return Row("input_quarantined", f"input {self.input_id} ({self.source_name}) quarantined: {self.reason}",
+                   run_id=self.run_id, actor="watch", data={"input_id": self.input_id, "file": self.file})
+
+
+# -- items of one client's stream (never published on the bus) -------------------------------
+
+
+@dataclass(frozen=True)
+class Subscribed(Event):
+    """The first item of an ``events`` stream; ``run_id``: the run followed, or None for all."""
+
+    run_id: int | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "subscribed", "run_id": self.run_id, "ts": self.ts}
+
+    @property
+    def run(self) -> int | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """Told to a client that reads too slowly: its oldest events were dropped (no ``ts``, as always)."""
+
+    message: str = "events were dropped: the client reads too slowly"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "overflow", "message": self.message}
+
+
+# -- recording and publishing ----------------------------------------------------------------
+
+
+class EventLog(Protocol):
+    """What :func:`record` needs of the store: ``Store.add_event``."""
+
+    def add_event(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,
+                  actor: str | None = None, data: dict[str, Any] | None = None, ts: float | None = None) -> None: ...
+
+
+def record(events_table: EventLog, event: Event) -> None:
+    """Write ``event``'s row (:meth:`Event.to_row`) with the event's ``ts``; nothing when it has none.
+
+    Errors are the store's (a ``StateError`` on a full disk) and reach the
+    caller: a fact that cannot be recorded must not be published as if it were.
+    """
+    row = event.to_row()
+    if row is not None:
+        events_table.add_event(row.kind, row.message, run_id=row.run_id, task=row.task, actor=row.actor,
+                               data=row.data, ts=event.ts)
+
+
+Subscriber = Callable[[Event], None]
+Where = Union[type, tuple[type, ...], Callable[[Event], bool], None]
+"""Which events a subscriber gets: all (None), those of an event class (or tuple of classes), or a predicate."""
+
+
+@dataclass(eq=False)
+class _Subscription:
+    callback: Subscriber
+    where: Callable[[Event], bool]
+    active: bool = True
+
+
+def _matcher(where: Where) -> Callable[[Event], bool]:
+    if where is None:
+        return lambda event: True
+    if isinstance(where, (type, tuple)):
+        kinds = where
+        return lambda event: isinstance(event, kinds)
+    return where
+
+
+@dataclass(eq=False)
+class Bus:
+    """Synchronous fan-out of :class:`Event` to subscribers, in subscription order.
+
+    Used from one thread (the event loop that owns the state). ``publish``
+    never raises because of a subscriber: one that raises (or whose filter
+    raises) is logged with its traceback and the others still get the event.
+    A subscriber may unsubscribe itself, or others, while an event is being
+    delivered; an unsubscribed one gets nothing more, not even the rest of
+    the current delivery.
+    """
+
+    _subs: list[_Subscription] = field(default_factory=list)
+
+    def subscribe(self, callback: Subscriber, where: Where = None) -> Callable[[], None]:
+        """Deliver every published event matching ``where`` to ``callback``; returns ``unsubscribe()`` (idempotent)."""
+        sub = _Subscription(callback, _matcher(where))
+        self._subs.append(sub)
+
+        def unsubscribe() -> None:
+            if sub.active:
+                sub.active = False
+                self._subs.remove(sub)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Hand ``event`` to each matching subscriber; a failing subscriber is logged and isolated."""
+        for sub in tuple(self._subs):
+            if not sub.active:
+                continue
+            try:
+                if sub.where(event):
+                    sub.callback(event)
+            except Exception:  # noqa: BLE001 - a broken subscriber must never break the publisher
+                log.exception("event subscriber %r failed on %s", sub.callback, type(event).__name__)
+
+    def __len__(self) -> int:
+        """The number of current subscribers."""
+        return len(self._subs)
