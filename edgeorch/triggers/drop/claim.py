@@ -106,6 +106,44 @@ def claim_dest(inbox_dir: Path, claim_id: str, name: str) -> Path:
     return Path(inbox_dir) / claim_id / name
 
 
+CLAIM_PREFIX = "in-"
+"""Claim folders are ``in-<input id>``, or ``in-<input id>-<k>`` when that name was taken."""
+
+
+def claim_folder_name(input_id: int, k: int = 0) -> str:
+    """``in-<id>`` (``k == 0``) or ``in-<id>-<k>``: the names :func:`make_claim_folder` tries, in order."""
+    return f"{CLAIM_PREFIX}{input_id}" if k == 0 else f"{CLAIM_PREFIX}{input_id}-{k}"
+
+
+def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
+    """Create the claim folder of ``input_id`` EXCLUSIVELY and return it: ``<inbox>/in-<id>``, or
+    ``in-<id>-1``, ``in-<id>-2``, ... when the name is taken.
+
+    Input ids can go back (a state file restored from a backup), so ``in-<id>`` may still hold
+    the file of an input from the lost future: never share a folder with it. The caller records
+    the returned path (``inputs.inbox_path``), the one truth about where the input is. When the
+    folder cannot be made now (a transient error: disk full, see :func:`is_transient`), the first
+    free name is returned uncreated: :func:`perform_claim` makes it (deferring while the error
+    lasts), so the intent is still recorded and the claim retried. Other errors are raised.
+    """
+    base = Path(inbox_dir)
+    for k in range(0, 1_000_000):
+        folder = base / claim_folder_name(input_id, k)
+        if os.path.lexists(folder):
+            continue
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            os.mkdir(folder, 0o755)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if is_transient(exc):
+                return folder
+            raise
+        return folder
+    raise ClaimError("no free claim folder name", value=str(base / claim_folder_name(input_id)))  # pragma: no cover
+
+
 def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
                   max_size: int | None = None) -> ClaimIntent | Refuse:
     """Inspect ``path`` and name its inbox destination; no change on disk.
@@ -151,8 +189,8 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
                 raise ClaimError("the file was replaced before it was claimed", value=display_path(intent.source))
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.rename(intent.source, dest)
-            if fsync:
-                sync_dirs([dest.parent, intent.source.parent])
+            if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
+                sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
         stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino))
     except OSError as exc:
         if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused)):

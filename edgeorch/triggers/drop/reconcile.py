@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ...model import InputState
+from .claim import CLAIM_PREFIX
 from .names import display_path
 
 _log = logging.getLogger("edgeorch.triggers")
@@ -85,21 +86,28 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
     input (the engine's record that a run was created for it).
 
     Each record gets at most one action; each drop file at most one
-    (``ingest`` unless it is the unmoved source of an intent); each inbox
-    file not named by any record, and in a claim folder ``in-<id>`` whose id
-    no record has, is ``adopt``-ed. Output order: records by
-    id, then ingests, then adopts (by path).
+    (``ingest`` unless it is the unmoved source of an intent). An inbox file
+    that no record names is ``adopt``-ed (quarantined: a stray, e.g. claimed
+    in the lost future of a state file restored from a backup), unless its
+    claim folder carries the id of a record whose file was moved out of the
+    inbox (``inbox_path`` in quarantine): that file is the record's own,
+    left by a crash between a move and its record, and stays. A claim
+    folder is ``in-<id>`` or ``in-<id>-<k>`` (:func:`claim_folder_id`); a
+    record whose ``inbox_path`` lies in a claim folder owns that folder
+    only, so a folder of a reused id is never taken for the record's.
+    Output order: records by id, then ingests, then adopts (by path).
     """
     actions: list[Action] = []
     inbox = {Path(p) for p in inbox_files}
     drop = {Path(p): fid for p, fid in drop_files.items()}
     named_inbox: set[Path] = set()
     owned_sources: set[Path] = set()
-    known_ids: set[int] = set()
+    moved_out: set[int] = set()  # records whose file was moved out of its claim folder (quarantine)
     for rec in sorted(records, key=lambda r: r.id):
-        known_ids.add(rec.id)
         if rec.inbox_path is not None:
             named_inbox.add(Path(rec.inbox_path))
+            if claim_folder_id(Path(rec.inbox_path).parent.name) != rec.id:
+                moved_out.add(rec.id)
         if rec.state == InputState.CLAIMING:
             in_inbox = rec.inbox_path is not None and Path(rec.inbox_path) in inbox
             src_id = drop.get(Path(rec.source))
@@ -125,21 +133,25 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
         if p not in owned_sources:
             actions.append(Action("ingest", path=p, reason="in the drop folder, not claimed"))
     for p in sorted(inbox - named_inbox):
-        if claim_folder_id(p.parent.name) in known_ids:
-            continue  # its record names another path (e.g. quarantined): the file is known, not a stray
+        if claim_folder_id(p.parent.name) in moved_out:
+            continue  # its record names its quarantined path: a crash between a move and its record
         actions.append(Action("adopt", path=p, reason="in the inbox, not recorded"))
     return actions
 
 
 def claim_folder_id(name: str) -> int | None:
-    """The input id of a claim folder named ``in-<id>``; None for any other name."""
-    if name.startswith("in-") and name[3:].isdigit() and name[3:].isascii():
-        return int(name[3:])
-    return None
+    """The input id of a claim folder named ``in-<id>`` or ``in-<id>-<k>``
+    (:func:`~.claim.make_claim_folder`); None for any other name."""
+    if not name.startswith(CLAIM_PREFIX):
+        return None
+    digits = name[len(CLAIM_PREFIX):].split("-")
+    if len(digits) > 2 or not all(d.isascii() and d.isdigit() for d in digits):
+        return None
+    return int(digits[0])
 
 
 def list_inbox(inbox_dir: Path | str) -> list[Path]:
-    """Entries of claim folders (``<inbox>/in-<id>/<name>``), for :func:`reconcile`.
+    """Entries of claim folders (``<inbox>/in-<id>[-<k>]/<name>``), for :func:`reconcile`.
 
     Other names in the inbox (a batch's path list, ``batch-*.paths``) are
     not claims. Any entry but a folder counts (a symlink swapped in is a

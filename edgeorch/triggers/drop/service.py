@@ -30,6 +30,7 @@ from .claim import (
     claim_dest,
     hash_file,
     is_transient,
+    make_claim_folder,
     perform_claim,
 )
 from .durable import sync_dirs, write_atomic
@@ -58,6 +59,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("edgeorch.triggers")
 
 log = logging.getLogger("edgeorch.triggers")
+
+STRAY_REASON = ("found in the inbox with no input record (not run by this state file: claimed in the lost future "
+                "of a state file restored from a backup, or left by hand); requeue it to run it")
+"""The reason document of an inbox file that no record names (recovery's ``adopt``)."""
 
 CLAIM_GROUP = 500
 """Ready files claimed per group (one intent transaction, one fsync per folder)."""
@@ -351,7 +356,7 @@ class DropFolders:
             store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
         elif a.kind == "adopt":
             assert a.path is not None
-            quarantine(a.path, self.quarantine_dir, "found in the inbox with no input record (not run)")
+            quarantine(a.path, self.quarantine_dir, STRAY_REASON)
             try:
                 os.rmdir(a.path.parent)
             except OSError:
@@ -479,15 +484,20 @@ class DropFolders:
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
 
     def _record_intent(self, spec: WatchSpec, acc: Any) -> _Pending:
+        """Record the intent; its claim folder is created exclusively inside that transaction
+        (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored backup reused the id)
+        and its real path recorded."""
         holder: dict[str, Path] = {}
 
         def inbox_for(iid: int) -> str:
-            holder["d"] = claim_dest(self.inbox, f"in-{iid}", acc.path.name)
+            folder = make_claim_folder(self.inbox, iid)
+            holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
             return str(holder["d"])
 
         iid = self.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
                                                dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
-        return _Pending(iid, spec, ClaimIntent(f"in-{iid}", acc.path, holder["d"], acc.size, acc.mtime_ns,
+        dest = holder["d"]
+        return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
                                                acc.dev, acc.ino))
 
     async def _finish_claims(self, pendings: list[_Pending]) -> None:
@@ -682,8 +692,8 @@ def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
             out.append(exc)
     dirs: set[Path] = set()
     for intent, res in zip(intents, out):
-        if not isinstance(res, BaseException):
-            dirs.update((intent.dest.parent, intent.source.parent))
+        if not isinstance(res, BaseException):  # the inbox too: the claim folder's own entry
+            dirs.update((intent.dest.parent, intent.dest.parent.parent, intent.source.parent))
     try:
         sync_dirs(sorted(dirs))
     except OSError as exc:

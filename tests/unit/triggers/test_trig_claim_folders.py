@@ -1,0 +1,66 @@
+"""Claim folders are created exclusively and recognised with their suffix (issue 9 item 16, for the inbox).
+
+After a state file is restored from a backup, input ids go back while ``inbox/in-<id>`` folders of
+the lost future still exist: a new input must never share such a folder, and recovery must tell the
+record's own folder from a stray one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeorch.triggers.drop import InputRecord, claim_folder_id, list_inbox, reconcile
+from edgeorch.triggers.drop.claim import make_claim_folder
+
+DROP = Path("/drop")
+INBOX = Path("/state/inbox")
+
+
+def test_a_claim_folder_is_created_exclusively_with_a_suffix_when_its_name_is_taken(tmp_path):
+    inbox = tmp_path / "inbox"
+    first = make_claim_folder(inbox, 4)
+    (first / "old.csv").write_text("from the lost future\n")
+    second = make_claim_folder(inbox, 4)
+    third = make_claim_folder(inbox, 4)
+    assert [first.name, second.name, third.name] == ["in-4", "in-4-1", "in-4-2"]
+    assert sorted(p.name for p in second.iterdir()) == []
+    assert (first / "old.csv").read_text() == "from the lost future\n"
+
+
+def test_claim_folder_id_reads_suffixed_names_and_nothing_else():
+    assert claim_folder_id("in-4") == 4
+    assert claim_folder_id("in-4-1") == 4
+    assert claim_folder_id("in-12-30") == 12
+    for other in ("in-", "in-x", "in-4-", "in-4-1-2", "in--1", "batch-in-4.paths", "c4", "in-٤"):
+        assert claim_folder_id(other) is None, other
+
+
+def test_list_inbox_lists_suffixed_claim_folders_too(tmp_path):
+    for folder in ("in-1", "in-1-1", "in-2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.csv").write_text("x\n")
+    (tmp_path / "batch-in-1.paths").write_text("x\n")
+    assert {p.relative_to(tmp_path).as_posix() for p in list_inbox(tmp_path)} == {
+        "in-1-1/a.csv", "in-1/a.csv", "in-2/a.csv"}
+
+
+def test_reconcile_takes_a_reused_ids_old_folder_for_a_stray_not_for_the_records():
+    """Record 4 (after a restore) lives in ``in-4-1``; ``in-4`` is the lost future's: a stray."""
+    own = INBOX / "in-4-1" / "new.csv"
+    old = INBOX / "in-4" / "old.csv"
+    rec = InputRecord(4, "p", "done", DROP / "new.csv", own, run_id="9")
+    actions = reconcile([rec], {}, {own, old}, {4: "9"})
+    assert [(a.kind, a.path) for a in actions] == [("adopt", old)]
+
+
+def test_reconcile_leaves_a_suffixed_folders_file_whose_record_moved_it_to_quarantine():
+    """A crash between a retry's move back from quarantine and its record: the file is the record's own."""
+    back = INBOX / "in-4-1" / "a.csv"
+    rec = InputRecord(4, "p", "quarantined", DROP / "a.csv", Path("/state/quarantine/a.csv"), run_id="9")
+    assert reconcile([rec], {}, {back}, {4: "9"}) == []
+
+
+def test_reconcile_finishes_a_claim_into_a_suffixed_folder():
+    dest = INBOX / "in-4-1" / "a.csv"
+    rec = InputRecord(4, "p", "claiming", DROP / "a.csv", dest, dev=1, ino=2)
+    assert [a.kind for a in reconcile([rec], {}, {dest}, {})] == ["finish"]
