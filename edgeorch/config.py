@@ -32,6 +32,7 @@ from typing import Any
 
 from .errors import ConfigError, EdgeorchError
 from .tomlcheck import TableReader, load_toml
+from .units import parse_duration
 
 CONFIG_ENV = "EDGEORCH_CONFIG"
 ROOT_ENV = "EDGEORCH_ROOT"
@@ -98,6 +99,9 @@ class Config:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     watches: tuple[dict[str, Any], ...] = ()
     """Raw ``[[watch]]`` tables, validated by the triggers module."""
+    inbox_keep: float | None = 30 * 86400.0
+    """``[inbox] keep``: seconds a finished input's file is kept (inbox or quarantine) after its
+    last state change, then removed (its record stays); None (``"forever"``): never removed."""
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -196,6 +200,10 @@ dir = "./examples/pipelines"
 
 [inbox]
 dir = "./var/inbox"
+# A finished input's file (kept in the inbox, or in quarantine when its run failed, for retry
+# and lineage) is removed this long after its last state change; its record stays.
+# A duration of at least 1s, or "forever" (never removed). docs/triggers.md "Inbox lifecycle".
+keep = "30d"
 
 [engine]
 parallelism = 2
@@ -251,6 +259,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
 
     inbox = top.sub("inbox")
     inbox_dir = path_of(inbox, "dir", "./var/inbox")
+    inbox_keep = _inbox_keep(inbox)
     inbox.finish()
 
     eng = top.sub("engine")
@@ -319,8 +328,40 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         control=control,
         resources=resources,
         watches=tuple(watches),
+        inbox_keep=inbox_keep,
         source=source,
     )
+
+
+INBOX_KEEP_MIN = 1.0
+"""The shortest ``[inbox] keep``: a finished input's file is kept at least this long."""
+INBOX_KEEP_EXPECTED = f'a duration of at least {INBOX_KEEP_MIN:g}s ("30d", "12h", "1s") or "forever"'
+
+
+def _inbox_keep(reader: TableReader) -> float | None:
+    """``[inbox] keep``: seconds, or None for ``"forever"``; default 30 days.
+
+    ``0`` is refused rather than read as "remove at once" or "keep forever": both readings
+    are plausible and either would surprise; say ``"forever"`` or a real duration.
+    """
+    default: float | None = Config.__dataclass_fields__["inbox_keep"].default
+    value = reader.raw("keep", _UNSET)
+    if value is _UNSET:
+        return default
+    if value == "forever":
+        return None
+    try:
+        keep = parse_duration(value)
+    except ValueError:
+        reader.fail("keep", "is not a valid retention", value=value, expected=INBOX_KEEP_EXPECTED)
+        return default
+    if keep < INBOX_KEEP_MIN:
+        reader.fail("keep", "is too short", value=value, expected=INBOX_KEEP_EXPECTED)
+        return default
+    return keep
+
+
+_UNSET = object()
 
 
 CONFIG_OPTION_HELP = ("config file (default: $EDGEORCH_CONFIG, ./config.toml, $XDG_CONFIG_HOME/edgeorch/config.toml, "

@@ -204,6 +204,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE attempts ADD COLUMN charged INTEGER NOT NULL DEFAULT 1;
     """,
+    # 9: the inbox retention rule ([inbox] keep) removed this input's file; the record stays (lineage).
+    """
+    ALTER TABLE inputs ADD COLUMN removed_at REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -649,6 +649,21 @@ class Store:
         return self.conn.execute("SELECT id, pipeline, state, source_path, inbox_path, dev, ino, sha256, run_id"
                                  " FROM inputs ORDER BY id").fetchall()
 
+    def inputs_past_keep(self, states: Iterable[str], settled_before: float, *,
+                         limit: int = 500) -> list[dict[str, Any]]:
+        """Inputs in one of ``states`` whose last state change is older than ``settled_before`` and
+        whose file is still kept (``inbox_path`` set, ``removed_at`` NULL): the retention rule's
+        candidates, oldest first, at most ``limit``. Columns: id, state, inbox_path, run_id, source_name."""
+        marks = ",".join("?" * len(states := list(states)))
+        return self._all(f"SELECT id, state, inbox_path, run_id, source_name FROM inputs WHERE state IN ({marks})"
+                         " AND inbox_path IS NOT NULL AND removed_at IS NULL AND updated_at < ?"
+                         " ORDER BY updated_at, id LIMIT ?", [*states, settled_before, limit])
+
+    def record_input_removed(self, input_id: int) -> None:
+        """The retention rule removed the input's file: ``removed_at`` (state and path stay, for lineage)."""
+        with self.transaction():
+            self.conn.execute("UPDATE inputs SET removed_at = ? WHERE id = ?", (self.clock(), input_id))
+
     def runs_by_input(self) -> dict[int, int]:
         """Input id -> run id of every run whose trigger is ``input:<id>`` (one indexed range scan)."""
         out: dict[int, int] = {}

@@ -15,6 +15,7 @@ One module per job:
   (:func:`prepare_claim` / :func:`perform_claim` / :func:`claim`);
 * :mod:`.reconcile`: recovery's pure decision over store and disk;
 * :mod:`.quarantine`: failed/refused inputs set aside with a reason, :func:`requeue`;
+* :mod:`.retention`: ``[inbox] keep``: a finished input's kept file removed, never a link followed;
 * :mod:`.durable`: folder fsyncs and atomic writes;
 * :mod:`.service`: the daemon side (:class:`DropFolders`), wired to the store and the front door.
 

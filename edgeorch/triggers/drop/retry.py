@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...errors import EdgeorchError
+from ...errors import EdgeorchError, NotFoundError
 from .durable import sync_dirs
 from .quarantine import REASON_SUFFIX
 
@@ -24,9 +24,22 @@ def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
     quarantine when the retry fails too). An input that cannot come back (requeued meanwhile,
     its quarantined file removed, its old path taken) is left as it is, with an event saying why:
     the retry then fails with the task's own error, as it would for any missing file.
+
+    Raises :class:`NotFoundError` naming the input, before anything moves, when the inbox
+    retention rule (``[inbox] keep``) removed the file of one of the run's inputs: the run's
+    tasks could never get it back.
     """
+    inputs = store.inputs_of_run(run_id)
+    gone = [rec for rec in inputs if rec.get("removed_at") is not None]
+    if gone:
+        rec = gone[0]
+        raise NotFoundError(
+            f"run {run_id} cannot be retried: the file of its input {rec['id']} ({rec['source_name']}) was removed "
+            f"by the inbox retention rule ([inbox] keep) at {_iso(rec['removed_at'])}"
+            + (f" (and {len(gone) - 1} more input(s))" if len(gone) > 1 else ""),
+            value=rec["inbox_path"], hint="drop the file into its watched folder again to start a new run")
     restored: list[Path] = []
-    for rec in store.inputs_of_run(run_id):
+    for rec in inputs:
         if rec["state"] != "quarantined":
             continue
         try:
@@ -39,6 +52,12 @@ def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
             continue
         restored.append(dest)
     return restored
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:

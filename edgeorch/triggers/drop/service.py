@@ -38,6 +38,7 @@ from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine
 from .reconcile import InputRecord, file_ids, list_inbox, reconcile
+from .retention import FINISHED_STATES, remove_kept_file, sweep_interval
 from .settle import Batcher
 from .spec import (
     DEFAULT_ENV,
@@ -123,6 +124,7 @@ class DropFolders:
         self.stopped = False
         self._batchers: dict[Path, Batcher] = {}
         self._batch_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     def _publish(self, state: str, **fields: Any) -> None:
         """Publish an :class:`InputChanged` stamped by the engine's clock."""
@@ -147,9 +149,10 @@ class DropFolders:
         self.recover()
 
     def watch(self) -> None:
-        """Start watching the folders and the claim worker."""
+        """Start watching the folders, the claim worker and the inbox retention sweep."""
         self._start_arrivals()
         self._worker = self.loop.create_task(self._claim_worker())
+        self._arm_sweep(0.0)
 
     def stop(self) -> None:
         self.stopped = True
@@ -160,6 +163,9 @@ class DropFolders:
             self._worker.cancel()
         if self._batch_timer is not None:
             self._batch_timer.cancel()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for h in self._retry_handles:
             h.cancel()
         self._retry_handles.clear()
@@ -168,6 +174,8 @@ class DropFolders:
         """After the pipelines (or config) changed: rebuild the folder watch if it changed."""
         if config is not None:
             self.config = config
+            if self._worker is not None:  # watching: a changed [inbox] keep applies from now on
+                self._arm_sweep(0.0)
         new = self._collect_watches()
         if new != self.watches:
             self.watches = new
@@ -175,6 +183,59 @@ class DropFolders:
                 self.arrivals.stop()
                 self.arrivals = None
             self._start_arrivals()
+
+    # -- inbox retention ([inbox] keep) --------------------------------------------------------
+
+    def _arm_sweep(self, delay: float) -> None:
+        """(Re)arm the one retention timer; none when ``keep`` is ``"forever"`` or after :meth:`stop`."""
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if self.config.inbox_keep is not None and not self.stopped:
+            self._sweep_timer = self.loop.call_later(delay, self._on_sweep_timer)
+
+    def _on_sweep_timer(self) -> None:
+        self._sweep_timer = None
+        try:
+            self.sweep_inbox()
+        except Exception:  # noqa: BLE001 - retention is housekeeping: never fatal, tried again next time
+            log.exception("inbox retention sweep failed")
+        keep = self.config.inbox_keep
+        if keep is not None:
+            self._arm_sweep(sweep_interval(keep))
+
+    def sweep_inbox(self) -> list[int]:
+        """Remove the kept files of inputs final for longer than ``[inbox] keep``; returns their ids.
+
+        Time is the store's clock (the one that stamps ``updated_at``). An input whose run is
+        active (a retry in progress) is never touched. Each removal is recorded
+        (``removed_at``); a failed one is logged and tried again at the next sweep.
+        """
+        keep = self.config.inbox_keep
+        if keep is None:
+            return []
+        gone: list[dict[str, Any]] = []
+        with self.store.transaction():  # one commit for the sweep; a crash before it: the next sweep finds
+            for row in self.store.inputs_past_keep(FINISHED_STATES, self.store.clock() - keep):  # the file gone
+                if row["run_id"] is not None and row["run_id"] in self.engine.runs:
+                    continue
+                try:
+                    remove_kept_file(row["inbox_path"], self.quarantine_dir)
+                except ValueError:
+                    log.debug("input %s: %s is not edgeorch's to remove", row["id"], row["inbox_path"])
+                    continue
+                except OSError as exc:
+                    log.warning("input %s: cannot remove its kept file %s: %s (tried again at the next sweep)",
+                                row["id"], display_path(row["inbox_path"]), exc.strerror or exc)
+                    continue
+                self.store.record_input_removed(row["id"])
+                gone.append(row)
+        for row in gone:  # after the commit: an event describes what is recorded
+            self._publish("file_removed", input_id=row["id"], run_id=row["run_id"], file=row["inbox_path"],
+                          reason=f"[inbox] keep = {keep:g}s")
+        if gone:
+            log.info("inbox retention: removed the files of %d finished input(s) older than %gs", len(gone), keep)
+        return [row["id"] for row in gone]
 
     # -- run finished -----------------------------------------------------------------------
 

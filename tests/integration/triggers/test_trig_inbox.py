@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from test_daemon_triggers import drop_by_rename, inputs, n_inputs, q, setup_watch, wait_until
@@ -81,4 +82,31 @@ def test_after_a_restored_backup_every_new_file_is_claimed_and_processed_once(wo
     assert "no input record" in doc["reason"] and "restored from a backup" in doc["reason"]
     assert all(not p.exists() for p in lost)
     assert "collision" not in daemon.output() and "swapped in" not in daemon.output()
+    assert daemon.stop() == 0
+
+
+def test_inbox_retention_removes_finished_inputs_files_through_the_daemon_and_retry_names_the_removed_input(
+        workspace, daemon, tmp_path):
+    drop = setup_watch(workspace, extra="")
+    workspace.config_path.write_text(workspace.config_path.read_text() + '\n[inbox]\nkeep = "1s"\n')
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "ok.csv", b"row\n")
+    drop_by_rename(tmp_path / "stage", drop, "bad.csv", b"BAD row\n")
+
+    def removed() -> bool:
+        rows = inputs(workspace)
+        return len(rows) == 2 and all(r["removed_at"] is not None for r in rows)
+
+    wait_until(daemon, removed, what="both inputs' files removed by the retention rule")
+    rows = {r["source_name"]: r for r in inputs(workspace)}
+    assert rows["ok.csv"]["state"] == "done" and rows["bad.csv"]["state"] == "quarantined"
+    assert not Path(rows["ok.csv"]["inbox_path"]).exists() and not Path(rows["ok.csv"]["inbox_path"]).parent.exists()
+    assert _quarantined(workspace) == []
+    for r in rows.values():
+        assert r["removed_at"] >= r["updated_at"] + 1.0, "removed before the bound"
+    out = subprocess.run([*workspace.cli(), "retry", str(rows["bad.csv"]["run_id"])], env=workspace.cli_env(),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0
+    assert f"input {rows['bad.csv']['id']} (bad.csv)" in out.stderr and "[inbox] keep" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
     assert daemon.stop() == 0
