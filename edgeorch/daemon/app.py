@@ -24,6 +24,7 @@ and the pipelines.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from ..errors import EdgeorchError
 from ..events import Bus, Event, Reloaded, RunFinished, record
 from ..pipelines import PipelineRegistry
 from ..store import Store
+from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import EventOps, InputOps, PipelineOps, RunOps, StatusOps, register
 from .ops.pipelines import refusals
@@ -90,6 +92,8 @@ class Daemon:
             log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
             self.engine = Engine(cfg, self.store, bus=self.bus)
             self.requests = RunRequests(self.engine, self.registry.get)
+            # A retried drop-folder run gets its quarantined input back (the CLI's offline retry does the same).
+            self.requests.before_resume.append(functools.partial(restore_inputs_for_retry, self.store))
             self.bus.subscribe(self._on_event)
             await self.engine.start()
             self._warn_unsatisfiable()

@@ -180,6 +180,7 @@ class Engine:
         self._cache_checks: set[str] = set()  # "<run_id>/<task>" whose cache hit is being verified
         self._cache_missed: set[str] = set()  # verified as no usable hit: queued for a real start
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
+        self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -230,6 +231,8 @@ class Engine:
         # applied after this point: the store is closed right after the engine.
         self._closed = True
         self._settling.clear()
+        self._fail_resumes(ConflictError("the engine stopped before the retry was applied; nothing was recorded",
+                                         hint="retry the run again"))
         self._hasher.shutdown(wait=False, cancel_futures=True)
         if self.res is not None:
             self.res.close()
@@ -246,6 +249,7 @@ class Engine:
         for ctx in self.runs.values():
             if ctx.done is not None and not ctx.done.done():
                 ctx.done.set_exception(error)
+        self._fail_resumes(error)
         self._announce(EngineFatal(self.clock(), error.render()))
         self.fatal_event.set()
 
@@ -300,27 +304,92 @@ class Engine:
                 field=f"tasks.{task}", pipeline=pipeline.name,
                 hint="lower the request or change [resources] in the daemon's config")
 
-    def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
-        """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``)."""
-        run = self.store.get_run(run_id)
-        if run_id in self.runs or not RunState.can_transition(run["state"], RunState.QUEUED):
-            raise ConflictError(f"run {run_id} is still {run['state']}", hint="wait for it to finish, or cancel it first")
-        rows = self.store.tasks_of(run_id)
-        states = {r["name"]: TaskState(r["state"]) for r in rows}
-        pipeline = self._stored_pipeline(run["pipeline_version_id"])
-        intact_map = {n: intact(self.store.latest_artifacts(run_id, n)) for n, s in states.items() if s.done_ok}
-        redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
-        if not redo:
-            raise ConflictError(f"run {run_id} has nothing to retry: every task succeeded and its outputs are intact")
-        from ..triggers.drop.retry import restore_inputs_for_retry  # a drop folder's input back from quarantine
+    async def resume(self, run_id: int, *, actor: str | None = None,
+                     before: Callable[[int], None] | None = None) -> list[str]:
+        """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``).
 
-        restore_inputs_for_retry(self.store, run_id)
-        self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
-        self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run", actor=actor)
+        Returns the tasks to run again, in pipeline order. The recorded outputs of
+        the tasks that succeeded are re-hashed in the hashing worker (a model can be
+        gigabytes; the loop keeps answering), then the decision is applied on the
+        loop in order with the other hashed outcomes (:meth:`_in_order`): the run's
+        state is checked again there, ``before(run_id)`` is called (the owner's
+        preparations, e.g. inputs brought back; it may raise to refuse), and the
+        tasks are reset and the run queued in one transaction.
+
+        Raises :class:`ConflictError` when the run is not finished, has nothing to
+        retry, or the engine stops before the retry is applied; whatever
+        ``before`` raises. Nothing is recorded when it raises.
+        """
+        run = self.store.get_run(run_id)
+        self._check_resumable(run_id, run["state"])
+        pipeline = self._stored_pipeline(run["pipeline_version_id"])
+        states = {r["name"]: TaskState(r["state"]) for r in self.store.tasks_of(run_id)}
+        recorded = {n: self.store.latest_artifacts(run_id, n) for n, s in states.items() if s.done_ok}
+        assert self.loop is not None, "start() the engine first"
+        if self._closed:
+            raise ConflictError("the engine is stopping and resumes no runs")
+        answer: asyncio.Future[list[str]] = self.loop.create_future()
+        self._resumes.add(answer)
+        answer.add_done_callback(self._resumes.discard)
+        self._in_order(functools.partial(_intact_map, recorded),
+                       functools.partial(self._apply_resume, run_id, pipeline, actor, before, answer),
+                       inline=not any(recorded.values()))
+        return await answer
+
+    def _check_resumable(self, run_id: int, state: str) -> None:
+        """Raise :class:`ConflictError` unless run ``run_id`` (in ``state``) is finished and not active here."""
+        if run_id in self.runs or not RunState.can_transition(state, RunState.QUEUED):
+            raise ConflictError(f"run {run_id} is still {state}", hint="wait for it to finish, or cancel it first")
+
+    def _apply_resume(self, run_id: int, pipeline: Pipeline, actor: str | None, before: Callable[[int], None] | None,
+                      answer: asyncio.Future[list[str]], fut: concurrent.futures.Future[dict[str, bool]]) -> None:
+        """Apply a resume whose outputs were verified (on the loop, in order); the outcome goes to ``answer``.
+
+        Every refusal goes to the caller, never to the engine: the run is checked
+        again (another retry or a trigger may have queued it while its outputs
+        were hashed) before ``before`` runs and anything is recorded.
+        """
+        if answer.done():  # the caller went away (cancelled): nothing is recorded
+            return
+        try:
+            redo = self._record_resume(run_id, pipeline, fut.result(), actor, before)
+        except Exception as exc:  # noqa: BLE001 - a refusal (or a write that did not commit) is the caller's answer
+            answer.set_exception(exc)
+            return
+        # Recorded: what follows is the engine's own bookkeeping, and a failure in it is fail-stop
+        # (_drain_settlements), which also fails ``answer`` (see _fail_resumes).
         self._announce(RunResumed(self.clock(), run_id, tuple(sorted(redo))))
         self._activate(run_id, pipeline=pipeline)
         self._schedule_dispatch()
-        return [n for n in pipeline.order if n in redo]
+        answer.set_result([n for n in pipeline.order if n in redo])
+
+    def _record_resume(self, run_id: int, pipeline: Pipeline, intact_map: dict[str, bool], actor: str | None,
+                       before: Callable[[int], None] | None) -> set[str]:
+        """Decide a resume and record it in one transaction (on the loop); returns the tasks to run again.
+
+        Raises (nothing recorded) when the run cannot be resumed or ``before`` refuses.
+        """
+        self._check_resumable(run_id, self.store.get_run(run_id)["state"])
+        rows = self.store.tasks_of(run_id)
+        # The run is finished, so its tasks' states are those its outputs were verified for.
+        states = {r["name"]: TaskState(r["state"]) for r in rows}
+        redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
+        if not redo:
+            raise ConflictError(f"run {run_id} has nothing to retry: every task succeeded and its outputs are intact")
+        if before is not None:
+            before(run_id)
+        with self.store.transaction():
+            self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
+            self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
+                                     actor=actor)
+        return redo
+
+    def _fail_resumes(self, error: BaseException) -> None:
+        """Answer every resume still waiting for its verification: the engine will not apply it."""
+        for answer in list(self._resumes):
+            if not answer.done():
+                answer.set_exception(error)
+        self._resumes.clear()
 
     def cancel(self, run_id: int, *, actor: str | None = None, reason: str = "cancelled") -> None:
         """Cancel an active run: nothing new starts, running attempts are stopped."""
@@ -1059,6 +1128,11 @@ def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
 
 def _env_name(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+def _intact_map(recorded: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
+    """Task -> whether its recorded outputs are all still there, unchanged (hashes them: run in the worker)."""
+    return {name: intact(arts) for name, arts in recorded.items()}
 
 
 def _signal_name(num: int) -> str:

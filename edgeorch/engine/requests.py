@@ -27,7 +27,13 @@ records nothing when one of them refuses (each refusal is an
 8. **hooks** (``after``): told of the started run (audit, metrics).
 
 :meth:`RunRequests.resume` (``edgeorch retry``) applies rules 2 and 3 too: a
-paused pipeline's runs are not resumed either.
+paused pipeline's runs are not resumed either. It is a coroutine: the engine
+re-hashes the recorded outputs off the loop before it decides what to rerun.
+Its ``before_resume`` hooks run once the engine has decided that the run
+resumes, just before that is recorded: the owner brings back what the rerun
+tasks need (the daemon and the CLI register the drop folders' restore of
+quarantined inputs; the engine knows nothing of drop folders). A hook may raise
+to refuse: nothing is recorded then.
 """
 
 from __future__ import annotations
@@ -51,8 +57,9 @@ class StoredRuns(Protocol):
 class Submitter(Protocol):
     """What the front door needs of an engine (:class:`edgeorch.engine.engine.Engine` is one).
 
-    Named here, not imported: the engine's module imports the triggers, which
-    import this one, so a type-level import of the engine would close a cycle.
+    Named here, not imported: the engine's module imports the pipelines, whose
+    parser imports the triggers' checks, and the triggers import this one, so a
+    type-level import of the engine would close a cycle.
     """
 
     accepting: bool
@@ -64,7 +71,8 @@ class Submitter(Protocol):
                check_resources: bool = ..., within: Callable[[int], None] | None = ...,
                env: dict[str, str] | None = ...) -> int: ...
 
-    def resume(self, run_id: int, *, actor: str | None = ...) -> list[str]: ...
+    async def resume(self, run_id: int, *, actor: str | None = ...,
+                     before: Callable[[int], None] | None = ...) -> list[str]: ...
 
 
 Lookup = Callable[[str], Pipeline]
@@ -101,6 +109,8 @@ class StartedRun:
 
 BeforeHook = Callable[[RunRequest, Pipeline, dict[str, Any]], None]
 AfterHook = Callable[[StartedRun], None]
+BeforeResumeHook = Callable[[int], None]
+"""Called with the run id when a retry was decided, before it is recorded; raises to refuse it."""
 
 
 class RunRequests:
@@ -112,6 +122,7 @@ class RunRequests:
         self.lookup = lookup
         self.before: list[BeforeHook] = []
         self.after: list[AfterHook] = []
+        self.before_resume: list[BeforeResumeHook] = []
         # Satisfiability depends only on the pipeline's tasks and this machine's fixed inventory.
         self._satisfiable: dict[tuple[str, str], None] = {}
 
@@ -142,13 +153,21 @@ class RunRequests:
             after(started)
         return started
 
-    def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
-        """Resume a finished run (``edgeorch retry``) under rules 2 and 3; returns the tasks to run again."""
+    async def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
+        """Resume a finished run (``edgeorch retry``) under rules 2 and 3; returns the tasks to run again.
+
+        The ``before_resume`` hooks run (in order) once the engine has decided to
+        resume the run, before anything is recorded; see the module docstring.
+        """
         run = self.engine.store.get_run(run_id)
         self._check_paused(run["pipeline"])
         if not self.engine.accepting:
             raise ConflictError("the daemon is shutting down and accepts no new runs")
-        return self.engine.resume(run_id, actor=actor)
+        return await self.engine.resume(run_id, actor=actor, before=self._before_resume)
+
+    def _before_resume(self, run_id: int) -> None:
+        for hook in self.before_resume:
+            hook(run_id)
 
     def _check_paused(self, name: str) -> None:
         paused = self.engine.store.paused_pipelines()

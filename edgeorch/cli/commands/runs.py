@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
@@ -109,7 +110,7 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     if not args.json:
         print(f"running {pipeline.name} ({len(pipeline.tasks)} tasks) with state in {backend.cfg.state_dir}", flush=True)
 
-    def action(engine: Any) -> int:
+    async def action(engine: Any) -> int:
         from ...engine.requests import RunRequest, RunRequests
 
         # The same front door as the daemon's: paused, params and resources are checked there.
@@ -127,10 +128,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 print(f"resuming run {args.run_id}: {', '.join(res['tasks'])}", flush=True)
             return _follow_remote(backend.client, args.run_id, json_out=args.json)
 
-    def action(engine: Any) -> int:
+    async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests
+        from ...triggers.drop.retry import restore_inputs_for_retry
 
-        redo = RunRequests(engine, _no_lookup).resume(args.run_id, actor=_actor())
+        door = RunRequests(engine, _no_lookup)
+        # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
+        door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
+        redo = await door.resume(args.run_id, actor=_actor())
         if not args.json:
             print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
         return args.run_id
@@ -180,8 +185,8 @@ class _ProgressPrinter:
         print(f"{stamp}  {name:<24} {STATE_MARKS.get(state, state)}{detail}{reason}{trunc}", flush=True)
 
 
-def _drive(backend: Backend, action: Callable[[Any], int], *, json_out: bool) -> int:
-    """Run an engine in this process until the run started by ``action`` finishes.
+def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool) -> int:
+    """Run an engine in this process until the run started (or resumed) by ``await action(engine)`` finishes.
 
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
     the grace period, the cancellation is recorded, exit code 130.
@@ -200,7 +205,7 @@ def _drive(backend: Backend, action: Callable[[Any], int], *, json_out: bool) ->
         await engine.start()
         loop = asyncio.get_running_loop()
         try:
-            run_id = action(engine)
+            run_id = await action(engine)
         except BaseException:  # refused by the front door: nothing started, stop the engine cleanly
             await engine.close()
             raise

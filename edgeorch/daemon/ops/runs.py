@@ -128,5 +128,5 @@ class RunOps:
 
     async def retry(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         run_id = arg(args, "run_id", int)
-        tasks = self.requests.resume(run_id, actor=actor_of(peer))
+        tasks = await self.requests.resume(run_id, actor=actor_of(peer))
         return {"run_id": run_id, "tasks": tasks}

@@ -76,7 +76,7 @@ class EngineHarness:
             engine = Engine(cfg, store)
             await engine.start()
             try:
-                redo = engine.resume(run_id)
+                redo = await engine.resume(run_id)
                 state = await asyncio.wait_for(engine.wait_run(run_id), timeout)
             finally:
                 await engine.close()

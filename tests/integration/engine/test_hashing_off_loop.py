@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from edgeorch.engine.engine import Engine
+from edgeorch.engine.requests import RunRequests
+from edgeorch.errors import ConflictError
 from edgeorch.model import RunState
+from edgeorch.store import Store
 
 BIG = 1 << 30  # 1 GiB, sparse: costs no disk, but every byte is read and hashed
 
@@ -95,3 +101,96 @@ def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(worksp
     assert row["state"] == "skipped"
     assert harness.store().attempts_of(second, "make") == []
     assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+
+
+def _retry_through_the_front_door(workspace, run_id: int, *, during=None, hooks=(), timeout: float = 120):
+    """Resume ``run_id`` with ``RunRequests.resume`` on a fresh engine; ``during(engine)`` runs alongside (async).
+
+    Returns (tasks to run again, the run's final state, what ``during`` returned).
+    """
+    cfg = workspace.config()
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        try:
+            door = RunRequests(engine, lambda name: (_ for _ in ()).throw(AssertionError("retry looks nothing up")))
+            door.before_resume.extend(hooks)
+            resume = asyncio.ensure_future(door.resume(run_id))
+            seen = await during(engine, resume) if during is not None else None
+            redo = await resume
+            state = await asyncio.wait_for(engine.wait_run(run_id), timeout)
+        finally:
+            await engine.close()
+            store.close()
+        return redo, state, seen
+
+    return asyncio.run(main())
+
+
+BIG_THEN_CHECK = f"""
+[tasks.make]
+command = ["truncate", "-s", "{BIG}", "{{output_dir}}/model.bin"]
+outputs = ["model.bin"]
+[tasks.check]
+command = ["sh", "-c", "[ -f {{pipeline_dir}}/fixed ]"]
+needs = ["make"]
+"""
+
+
+def test_the_loop_keeps_answering_while_a_retry_verifies_a_large_output(workspace, harness):
+    # A retry re-hashes the recorded outputs of the tasks that succeeded (to rerun those that lost them):
+    # 1 GiB of them must not stall the loop (the daemon's socket, its watchdog).
+    workspace.pipeline("bigretry", BIG_THEN_CHECK)
+    run_id, state = harness.run("bigretry", timeout=120)
+    assert state == RunState.FAILED
+    (workspace.pipelines / "fixed").touch()
+    lags: list[float] = []
+
+    async def probe(engine, resume):
+        loop = asyncio.get_running_loop()
+        verifying_seen = False
+        while not resume.done():
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - t0 - 0.01)
+            verifying_seen = verifying_seen or bool(engine._settling)
+        return verifying_seen
+
+    redo, state, verifying_seen = _retry_through_the_front_door(workspace, run_id, during=probe)
+    assert verifying_seen, "the retry was decided without a verification phase to measure"
+    assert redo == ["check"]  # make's 1 GiB output was verified intact: not rerun
+    assert state == RunState.SUCCEEDED
+    assert [a["number"] for a in harness.store().attempts_of(run_id, "make")] == [1]
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+
+
+def test_before_resume_hooks_run_only_for_a_decided_retry_and_may_refuse_it(workspace, harness):
+    workspace.pipeline("hooked", """
+        [tasks.t]
+        command = ["sh", "-c", "[ -f {pipeline_dir}/fixed ]"]
+        """)
+    run_id, state = harness.run("hooked")
+    assert state == RunState.FAILED
+    called: list[int] = []
+
+    def refuse(rid: int) -> None:
+        called.append(rid)
+        raise ConflictError("refused by the hook")
+
+    with pytest.raises(ConflictError, match="refused by the hook"):
+        _retry_through_the_front_door(workspace, run_id, hooks=[refuse])
+    assert called == [run_id]
+    store = harness.store()
+    assert store.get_run(run_id)["state"] == "failed"  # nothing recorded
+    assert [r["state"] for r in store.tasks_of(run_id)] == ["failed"]
+
+    (workspace.pipelines / "fixed").touch()
+    redo, state, _ = _retry_through_the_front_door(workspace, run_id, hooks=[called.append])
+    assert (redo, state, called) == (["t"], RunState.SUCCEEDED, [run_id, run_id])
+
+    # Nothing left to retry: the engine refuses before any hook runs (a hook may move files).
+    with pytest.raises(ConflictError, match="nothing to retry"):
+        _retry_through_the_front_door(workspace, run_id, hooks=[called.append])
+    assert called == [run_id, run_id]
