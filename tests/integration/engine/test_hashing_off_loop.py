@@ -194,3 +194,31 @@ def test_before_resume_hooks_run_only_for_a_decided_retry_and_may_refuse_it(work
     with pytest.raises(ConflictError, match="nothing to retry"):
         _retry_through_the_front_door(workspace, run_id, hooks=[called.append])
     assert called == [run_id, run_id]
+
+
+def test_a_retry_still_verifying_when_the_engine_closes_is_refused_and_records_nothing(workspace, harness):
+    workspace.pipeline("bigretry", BIG_THEN_CHECK)
+    run_id, state = harness.run("bigretry", timeout=120)
+    assert state == RunState.FAILED
+    cfg = workspace.config()
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        try:
+            resume = asyncio.ensure_future(RunRequests(engine, lambda name: None).resume(run_id))  # type: ignore
+            deadline = asyncio.get_running_loop().time() + 30
+            while not engine._settling:  # the verification is queued: close the engine under it
+                assert not resume.done() and asyncio.get_running_loop().time() < deadline, "no verification seen"
+                await asyncio.sleep(0.001)
+        finally:
+            await engine.close()
+            store.close()
+        with pytest.raises(ConflictError, match="stopped before the retry was applied"):
+            await asyncio.wait_for(resume, 10)
+
+    asyncio.run(main())
+    store = harness.store()
+    assert store.get_run(run_id)["state"] == "failed"
+    assert {r["name"]: r["state"] for r in store.tasks_of(run_id)} == {"make": "succeeded", "check": "failed"}
