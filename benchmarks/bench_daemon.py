@@ -42,7 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def fill_history(db: Path, n: int) -> None:
     """N finished runs of one pipeline, 3 tasks and 3 attempts each, written in bulk."""
     store = Store(db)
-    vid = store.record_pipeline_version("hist", "h", "/hist.toml", '[tasks.a]\ncommand=["true"]\n')
+    vid = store.pipelines.record_version("hist", "h", "/hist.toml", '[tasks.a]\ncommand=["true"]\n')
     store.close()
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA synchronous = OFF")
@@ -140,7 +140,7 @@ def main() -> None:
         xs = []
         for _ in range(args.requests):
             t1 = time.perf_counter()
-            ref.list_runs(limit=20)
+            ref.runs.list(limit=20)
             xs.append(time.perf_counter() - t1)
         ref.close()
         r50, r99 = percentiles(xs)

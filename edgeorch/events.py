@@ -78,7 +78,7 @@ class Event:
 
 @dataclass(frozen=True)
 class RunQueued(Event):
-    """A run was created (its row, and its ``run_created`` event row, by ``Store.create_run``)."""
+    """A run was created (its row, and its ``run_created`` event row, by ``store.runs.create``)."""
 
     run_id: int
     pipeline: str
@@ -266,7 +266,7 @@ class EngineFatal(Event):
 
 @dataclass(frozen=True)
 class PipelinePaused(Event):
-    """``pipeline`` was paused (``paused``) or resumed; its row is written by ``Store.set_paused`` with the state."""
+    """``pipeline`` was paused (``paused``) or resumed; its row is written by ``store.pipelines.set_paused`` with the state."""
 
     pipeline: str
     paused: bool
@@ -391,10 +391,10 @@ class Overflow:
 
 
 class EventLog(Protocol):
-    """What :func:`record` needs of the store: ``Store.add_event``."""
+    """What :func:`record` needs of the store: ``store.events.add``."""
 
-    def add_event(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,
-                  actor: str | None = None, data: dict[str, Any] | None = None, ts: float | None = None) -> None: ...
+    def add(self, kind: str, message: str, *, run_id: int | None = None, task: str | None = None,
+            actor: str | None = None, data: dict[str, Any] | None = None, ts: float | None = None) -> None: ...
 
 
 def record(events_table: EventLog, event: Event) -> None:
@@ -405,8 +405,8 @@ def record(events_table: EventLog, event: Event) -> None:
     """
     row = event.to_row()
     if row is not None:
-        events_table.add_event(row.kind, row.message, run_id=row.run_id, task=row.task, actor=row.actor,
-                               data=row.data, ts=event.ts)
+        events_table.add(row.kind, row.message, run_id=row.run_id, task=row.task, actor=row.actor,
+                         data=row.data, ts=event.ts)
 
 
 Subscriber = Callable[[Event], None]

@@ -197,7 +197,7 @@ class Daemon:
             assert self.store is not None
             reloaded = Reloaded(self.engine.clock(), result.summary(), result.unchanged, actor,
                                 tuple(e.render() for e in result.errors))
-            record(self.store, reloaded)
+            record(self.store.events, reloaded)
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
             self._warn_unsatisfiable()
@@ -291,8 +291,8 @@ class Daemon:
 
     async def _on_denied(self, peer: Any, op: str) -> None:
         assert self.store is not None
-        self.store.add_event("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {op}",
-                             actor=f"{peer.user} (uid {peer.uid})", data={"op": op})
+        self.store.events.add("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {op}",
+                              actor=f"{peer.user} (uid {peer.uid})", data={"op": op})
 
 
 def run_daemon(config_path: str | None) -> int:

@@ -189,10 +189,10 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self.res = Admission.open(self.config.resources)
-        self.res.seed_durations(self.store.successful_durations())
+        self.res.seed_durations(self.store.attempts.successful_durations())
         self.executor = self._make_executor(self.loop)
         self.executor.start()
-        for run in self.store.active_runs():
+        for run in self.store.runs.active():
             self._activate(run["id"])
         self._recover_attempts()
         for ctx in list(self.runs.values()):
@@ -258,7 +258,7 @@ class Engine:
 
         A row that cannot be written raises (fail-stop), before anything is published.
         """
-        record(self.store, event)
+        record(self.store.events, event)
         self.bus.publish(event)
 
     # -- requests ----------------------------------------------------------------------
@@ -279,9 +279,9 @@ class Engine:
         """
         if check_resources:
             self.check_resources(pipeline)
-        version_id = self.store.record_pipeline_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
+        version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
         runs_dir = self.config.runs_dir
-        run_id = self.store.create_run(
+        run_id = self.store.runs.create(
             pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
             run_dir_for=lambda rid: str(claim_run_dir(runs_dir, rid)),
             tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
@@ -320,11 +320,11 @@ class Engine:
         retry, or the engine stops before the retry is applied; whatever
         ``before`` raises. Nothing is recorded when it raises.
         """
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get(run_id)
         self._check_resumable(run_id, run["state"])
         pipeline = self._stored_pipeline(run["pipeline_version_id"])
-        states = {r["name"]: TaskState(r["state"]) for r in self.store.tasks_of(run_id)}
-        recorded = {n: self.store.latest_artifacts(run_id, n) for n, s in states.items() if s.done_ok}
+        states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}
+        recorded = {n: self.store.outputs.latest_artifacts(run_id, n) for n, s in states.items() if s.done_ok}
         assert self.loop is not None, "start() the engine first"
         if self._closed:
             raise ConflictError("the engine is stopping and resumes no runs")
@@ -369,8 +369,8 @@ class Engine:
 
         Raises (nothing recorded) when the run cannot be resumed or ``before`` refuses.
         """
-        self._check_resumable(run_id, self.store.get_run(run_id)["state"])
-        rows = self.store.tasks_of(run_id)
+        self._check_resumable(run_id, self.store.runs.get(run_id)["state"])
+        rows = self.store.runs.tasks_of(run_id)
         # The run is finished, so its tasks' states are those its outputs were verified for.
         states = {r["name"]: TaskState(r["state"]) for r in rows}
         redo = scheduler.tasks_to_resume(states, pipeline.dependents(), intact_map)
@@ -379,9 +379,9 @@ class Engine:
         if before is not None:
             before(run_id)
         with self.store.transaction():
-            self.store.reset_tasks([r["id"] for r in rows if r["name"] in redo])
-            self.store.set_run_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
-                                     actor=actor)
+            self.store.runs.reset_tasks([r["id"] for r in rows if r["name"] in redo])
+            self.store.runs.set_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
+                                      actor=actor)
         return redo
 
     def _fail_resumes(self, error: BaseException) -> None:
@@ -395,11 +395,11 @@ class Engine:
         """Cancel an active run: nothing new starts, running attempts are stopped."""
         ctx = self.runs.get(run_id)
         if ctx is None:
-            run = self.store.get_run(run_id)
+            run = self.store.runs.get(run_id)
             raise ConflictError(f"run {run_id} is already {run['state']}")
         decided = settlement.settle_cancel(self._view(ctx), reason)
         with self.store.transaction():
-            self.store.add_event("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
+            self.store.events.add("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
             self._record(ctx, decided)
         ctx.cancel_requested = True
         assert self.res is not None
@@ -417,7 +417,7 @@ class Engine:
         """Wait until the run finishes; returns its final state."""
         ctx = self.runs.get(run_id)
         if ctx is None:
-            return RunState(self.store.get_run(run_id)["state"])
+            return RunState(self.store.runs.get(run_id)["state"])
         assert ctx.done is not None
         return await asyncio.shield(ctx.done)
 
@@ -425,7 +425,7 @@ class Engine:
 
     def _stored_pipeline(self, version_id: int) -> Pipeline:
         """The exact definition a run was created with, parsed from the stored text."""
-        v = self.store.pipeline_version(version_id)
+        v = self.store.pipelines.version(version_id)
         try:
             data = tomllib.loads(v["source_text"])
         except tomllib.TOMLDecodeError as exc:  # pragma: no cover - it was valid when stored
@@ -436,10 +436,10 @@ class Engine:
         return pipe
 
     def _activate(self, run_id: int, pipeline: Pipeline | None = None) -> RunCtx:
-        run = self.store.get_run(run_id)
+        run = self.store.runs.get(run_id)
         if pipeline is None:
             pipeline = self._stored_pipeline(run["pipeline_version_id"])
-        rows = self.store.tasks_of(run_id)
+        rows = self.store.runs.tasks_of(run_id)
         assert self.loop is not None
         ctx = RunCtx(
             run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]), env=run["env"],
@@ -450,7 +450,7 @@ class Engine:
         )
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
-        ctx.uncharged = self.store.uncharged_attempts(run_id)
+        ctx.uncharged = self.store.attempts.uncharged(run_id)
         assert self.res is not None
         ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
         model = self.res.durations
@@ -460,7 +460,7 @@ class Engine:
         decided = settlement.settle_ready(self._view(ctx))
         with self.store.transaction():  # running, and its first ready tasks, together
             if starting:
-                self.store.set_run_state(run_id, RunState.RUNNING)
+                self.store.runs.set_state(run_id, RunState.RUNNING)
             self._record(ctx, decided)
         self.runs[run_id] = ctx
         if starting:
@@ -473,7 +473,7 @@ class Engine:
             if st == TaskState.READY:
                 self._push_ready(ctx, name)
             elif st == TaskState.RETRY_WAIT:
-                row = next(r for r in self.store.tasks_of(ctx.run_id) if r["name"] == name)
+                row = next(r for r in self.store.runs.tasks_of(ctx.run_id) if r["name"] == name)
                 self._arm_retry(ctx, name, row["next_attempt_at"] or self.clock())
         decided = settlement.settle_run_end(self._view(ctx))
         if decided.run_finished is not None:  # every task finished before the restart: record the run's end
@@ -482,7 +482,7 @@ class Engine:
     def _recover_attempts(self) -> None:
         """Adopt live shims, collect attempts that ended while we were away, abandon the rest."""
         assert self.executor is not None
-        for a in self.store.live_attempts():
+        for a in self.store.attempts.live():
             adir = a["attempt_dir"]
             la = LiveAttempt(a["id"], a["run_id"], a["task"], a["number"], Path(adir), pgid=a["pgid"])
             if a["run_id"] not in self.runs:
@@ -495,8 +495,8 @@ class Engine:
                 la.pgid = started.pgid
                 self._record_running(a["id"], started)
             if adoption.verdict is Verdict.LIVE:
-                self.store.add_event("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
-                                     run_id=a["run_id"], task=a["task"])
+                self.store.events.add("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
+                                      run_id=a["run_id"], task=a["task"])
                 self._arm_timeout(la)
             else:
                 assert adoption.exit is not None
@@ -505,7 +505,7 @@ class Engine:
     def _restore_lease(self, a: dict[str, Any]) -> None:
         """Hold again the lease recorded for a live attempt, so nothing is granted twice after a restart."""
         assert self.res is not None
-        rec = self.store.lease_of(a["id"])
+        rec = self.store.attempts.lease_of(a["id"])
         holder = f"{a['run_id']}/{a['task']}"
         try:
             lease = Lease.from_dict(rec) if rec else Lease(holder)
@@ -619,7 +619,7 @@ class Engine:
                 "pipeline_dir": str(Path(ctx.pipeline.source_file).parent)}
 
     def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
-        return {up: self.store.latest_artifacts(ctx.run_id, up) for up in spec.needs}
+        return {up: self.store.outputs.latest_artifacts(ctx.run_id, up) for up in spec.needs}
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -643,15 +643,15 @@ class Engine:
             memory_note = res.memory_note(lease)
             note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
         # The lease (and its event) go into the same transaction as the attempt: nothing held without a record.
-        attempt_id = self.store.start_attempt(NewAttempt(
+        attempt_id = self.store.attempts.start(NewAttempt(
             task_id=ctx.task_ids[name], run_id=ctx.run_id, task=name, number=number, log_path=str(log_path),
             attempt_dir=str(attempt_dir), definition_hash=spec.definition_hash, input_hash=input_hash,
         ), lease.to_dict() if recorded else None, note)
         cgroup, cgroup_failed = res.memory_cgroup(attempt_id, lease)
         if cgroup_failed:
             note = f"{note}; {cgroup_failed}"
-            self.store.add_event("memory_not_enforced", f"{name}: attempt {number}: {cgroup_failed}",
-                                 run_id=ctx.run_id, task=name)
+            self.store.events.add("memory_not_enforced", f"{name}: attempt {number}: {cgroup_failed}",
+                                  run_id=ctx.run_id, task=name)
         now = self.clock()
         res.grant(attempt_id, ctx.run_id, name, lease, ctx.pipeline.name,
                   now + res.durations.predict(f"{ctx.pipeline.name}/{name}"), now, cgroup)
@@ -740,10 +740,10 @@ class Engine:
         task or queues it for a real start, in order with other outcomes.
         """
         input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec))
-        hit = self.store.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
+        hit = self.store.outputs.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
         if hit is None:
             return False
-        arts = self.store.artifacts_of_attempt(hit["id"])
+        arts = self.store.outputs.artifacts_of_attempt(hit["id"])
         if len({a["name"] for a in arts}) < len(spec.outputs):
             return False
         tid = f"{ctx.run_id}/{name}"
@@ -771,7 +771,7 @@ class Engine:
             return
         decided = settlement.settle_cached(self._view(ctx), name)
         with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
-            self.store.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
+            self.store.outputs.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
             self._record(ctx, decided, skip_task=True)
         self._apply(ctx, decided, lambda: self._announce(TaskCached(self.clock(), ctx.run_id, name, hit_id)))
 
@@ -829,8 +829,8 @@ class Engine:
         self._record_running(attempt_id, info)
 
     def _record_running(self, attempt_id: int, info: StartedInfo) -> None:
-        self.store.attempt_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
-                                   shim_pid=info.shim_pid, shim_start_time=info.shim_start_time or 0)
+        self.store.attempts.set_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
+                                        shim_pid=info.shim_pid, shim_start_time=info.shim_start_time or 0)
 
     @_fail_stop
     def _on_exited(self, attempt_id: int, info: ExitInfo) -> None:
@@ -964,7 +964,7 @@ class Engine:
         change = decided.task
         assert change is not None
         with self.store.transaction():
-            self.store.finish_attempt(
+            self.store.attempts.finish(
                 attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
                 task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at), artifacts=artifacts,
                 checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
@@ -1005,11 +1005,11 @@ class Engine:
         the attempt's outcome, or a cache hit's record).
         """
         changes = decided.changes[1:] if skip_task and decided.task is not None else decided.changes
-        self.store.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes])
+        self.store.runs.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes])
         if decided.run_finished is not None:
             if not RunState.can_transition(RunState.RUNNING, decided.run_finished):  # pragma: no cover - a bug
                 raise AssertionError(f"run {ctx.run_id}: running -> {decided.run_finished} is not a run transition")
-            self.store.set_run_state(ctx.run_id, decided.run_finished, reason=decided.run_reason)
+            self.store.runs.set_state(ctx.run_id, decided.run_finished, reason=decided.run_reason)
 
     def _apply(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
         """Memory follows a recorded settlement, then acts on it.

@@ -159,7 +159,7 @@ class RunRequests:
         The ``before_resume`` hooks run (in order) once the engine has decided to
         resume the run, before anything is recorded; see the module docstring.
         """
-        run = self.engine.store.get_run(run_id)
+        run = self.engine.store.runs.get(run_id)
         self._check_paused(run["pipeline"])
         if not self.engine.accepting:
             raise ConflictError("the daemon is shutting down and accepts no new runs")
@@ -170,7 +170,7 @@ class RunRequests:
             hook(run_id)
 
     def _check_paused(self, name: str) -> None:
-        paused = self.engine.store.paused_pipelines()
+        paused = self.engine.store.pipelines.paused()
         if name in paused:
             why = paused[name].get("reason")
             raise ConflictError(f"pipeline {name} is paused" + (f" ({why})" if why else ""),

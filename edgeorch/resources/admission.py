@@ -2,8 +2,8 @@
 
 One :class:`Admission` per engine, used only on the engine's event loop (the
 one-writer rule). It owns no processes and writes no SQL: the engine records
-each lease with the attempt (``Store.start_attempt(new, lease.to_dict())``)
-and releases it with the outcome (``Store.finish_attempt``).
+each lease with the attempt (``store.attempts.start(new, lease.to_dict())``)
+and releases it with the outcome (``store.attempts.finish``).
 
 Call sequence (see ``edgeorch/engine/engine.py``):
 

@@ -1,4 +1,4 @@
-"""State persistence: the SQLite state file (see docs/state.md)."""
+"""State persistence: the SQLite state file (see docs/state.md), one module per aggregate."""
 
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store import NewAttempt, Store

@@ -55,7 +55,7 @@ class Schedules:
         self.loop = loop
         self.publish = publish
         self.scheduler = Scheduler(clock or SystemClock(), self._on_fire, active_runs=self._active_runs,
-                                   paused=lambda: self.store.paused_pipelines())
+                                   paused=lambda: self.store.pipelines.paused())
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
 
@@ -94,11 +94,11 @@ class Schedules:
         for name, spec in want.items():
             if self.specs.get(name) == spec:
                 continue
-            stored = parse_iso(store.schedule_last_fire(name))
+            stored = parse_iso(store.schedules.last_fire(name))
             keep = self.scheduler.last_fire(name)
             wm = self.scheduler.set(spec, stored if keep is None else keep)
             if stored is None:
-                store.set_schedule_last_fire(name, iso(wm))
+                store.schedules.set_last_fire(name, iso(wm))
             log.info("schedule %s: %s, next fire %s", name, spec.describe(), self.scheduler.next_fire(name))
         self.specs = want
 
@@ -117,9 +117,9 @@ class Schedules:
             from ..engine.requests import RunRequest  # at call time: the engine package imports triggers
 
             def within(run_id: int) -> None:
-                store.set_schedule_last_fire(name, iso(fire.last_fire))
-                store._event(run_id, None, "schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run "
-                             f"{run_id}; {fire.reason}", "scheduler", time.time(), data)
+                store.schedules.set_last_fire(name, iso(fire.last_fire))
+                store.events.add("schedule_fire", f"{name}: fire {iso(fire.fire_time)} started run {run_id}; {fire.reason}",
+                                 run_id=run_id, actor="scheduler", data=data, ts=time.time())
 
             try:  # the front door checks paused, shutting down, params and resources
                 run_id = self.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
@@ -129,23 +129,23 @@ class Schedules:
             except EdgeorchError as exc:
                 why = exc.render()
             # Not started: the fire is handled (skipped) so it is not retried forever.
-            store.set_schedule_last_fire(name, iso(fire.last_fire))
-            store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
-                            actor="scheduler", data=data)
+            store.schedules.set_last_fire(name, iso(fire.last_fire))
+            store.events.add("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
+                             actor="scheduler", data=data)
             log.warning("schedule %s: fire %s not started: %s", name, iso(fire.fire_time), why)
         elif fire.action in ("skip", "missed"):
-            store.set_schedule_last_fire(name, iso(fire.last_fire))
-            store.add_event(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
-                            actor="scheduler", data=data)
+            store.schedules.set_last_fire(name, iso(fire.last_fire))
+            store.events.add(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                             actor="scheduler", data=data)
             log.info("schedule %s: %s fire %s: %s", name, fire.action, iso(fire.fire_time), fire.reason)
         elif fire.action == "paused":  # recorded once per pause (quiet afterwards), not at every fire
-            store.set_schedule_last_fire(name, iso(fire.last_fire))
+            store.schedules.set_last_fire(name, iso(fire.last_fire))
             if not fire.quiet:
-                store.add_event("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {fire.reason}",
-                                actor="scheduler", data=data)
+                store.events.add("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {fire.reason}",
+                                 actor="scheduler", data=data)
             log.log(logging.DEBUG if fire.quiet else logging.INFO, "schedule %s: %d fire(s) up to %s skipped: %s",
                     name, fire.missed, iso(fire.fire_time), fire.reason)
         else:  # wait: held in memory until a run finishes
-            store.add_event("schedule_wait", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
-                            actor="scheduler", data=data)
+            store.events.add("schedule_wait", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",
+                             actor="scheduler", data=data)
             log.info("schedule %s: fire %s waits: %s", name, iso(fire.fire_time), fire.reason)

@@ -134,8 +134,8 @@ def _offline_next_fire(backend: Backend, pipeline: Any) -> dict[str, Any]:
         st = backend.open_store(readonly=True)
         if st is not None:
             try:
-                stored = st.schedule_last_fire(pipeline.name)
-                paused = pipeline.name in st.paused_pipelines()
+                stored = st.schedules.last_fire(pipeline.name)
+                paused = pipeline.name in st.pipelines.paused()
             finally:
                 st.close()
             if stored:

@@ -293,7 +293,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             store = backend.open_store(readonly=True)
             try:
-                runs = store.list_runs(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
+                runs = store.runs.list(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
             finally:
                 if store is not None:
                     store.close()
@@ -402,8 +402,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if store is None:
         raise NotFoundError("no such run (no state file yet)", value=args.run_id)
     try:
-        store.get_run(args.run_id)
-        attempts = store.attempts_of(args.run_id, args.task)
+        store.runs.get(args.run_id)
+        attempts = store.attempts.of_run(args.run_id, args.task)
     finally:
         store.close()
     if not attempts:

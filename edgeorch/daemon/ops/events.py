@@ -59,7 +59,7 @@ class EventOps:
             yield Subscribed(self.engine.clock(), run_id).to_wire()
             if run_id is not None:
                 # The run may already be over: say so, so a follower never waits forever.
-                run = self.store.get_run(run_id)
+                run = self.store.runs.get(run_id)
                 if RunState(run["state"]).finished and run_id not in self.engine.runs:
                     yield RunFinished(self.engine.clock(), run_id, run["state"], run["reason"]).to_wire()
             while True:

@@ -43,12 +43,12 @@ class InputOps:
         if not 1 <= limit <= 1_000_000:
             raise UsageError("is out of range", field="args.limit", value=limit, expected="1..1000000")
         store = self.store
-        inputs = store.list_inputs(pipeline=arg(args, "pipeline", str, required=False),
+        inputs = store.inputs.list(pipeline=arg(args, "pipeline", str, required=False),
                                    state=arg(args, "state", str, required=False), limit=limit)
         run_states: dict[int, str] = {}
         for r in inputs:
             if r["run_id"] is not None and r["run_id"] not in run_states:
-                run_states[r["run_id"]] = store.get_run(r["run_id"])["state"]
+                run_states[r["run_id"]] = store.runs.get(r["run_id"])["state"]
             r["run_state"] = run_states.get(r["run_id"]) if r["run_id"] is not None else None
         quarantined = []
         qdir = self.quarantine_dir
@@ -60,7 +60,7 @@ class InputOps:
                     continue
                 doc["path"] = str(f.with_name(f.name[: -len(".reason.json")]))
                 quarantined.append(doc)
-        return {"inputs": inputs, "counts": store.input_counts(), "quarantine": quarantined,
+        return {"inputs": inputs, "counts": store.inputs.counts(), "quarantine": quarantined,
                 "watches": [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
                              "mode": w.mode, "param": w.param} for w in self.watches.watches],
                 "watch_errors": [e.render() for e in self.watches.watch_errors]}
@@ -75,7 +75,7 @@ class InputOps:
             raise UsageError("is not a file in the quarantine folder", field="args.file", value=raw,
                              expected=f"a file directly inside {qdir}")
         store = self.store
-        rec = next((r for r in store.list_inputs(state="quarantined", limit=1_000_000)
+        rec = next((r for r in store.inputs.list(state="quarantined", limit=1_000_000)
                     if r["inbox_path"] and Path(r["inbox_path"]).resolve() == path.resolve()), None)
         folder = None
         if rec is not None:
@@ -93,7 +93,7 @@ class InputOps:
         except ClaimError as exc:
             raise UsageError(exc.message if hasattr(exc, "message") else str(exc), field="args.file", value=raw) from None
         if rec is not None:
-            store.record_input_state(rec["id"], "requeued", reason=f"requeued to {dest} by {peer.user}")
-        store.add_event("input_requeued", f"{path.name} requeued to {dest}", actor=actor_of(peer),
-                        data={"file": str(path), "dest": str(dest), "input_id": rec["id"] if rec else None})
+            store.inputs.record_state(rec["id"], "requeued", reason=f"requeued to {dest} by {peer.user}")
+        store.events.add("input_requeued", f"{path.name} requeued to {dest}", actor=actor_of(peer),
+                         data={"file": str(path), "dest": str(dest), "input_id": rec["id"] if rec else None})
         return {"file": str(path), "requeued_to": str(dest), "input_id": rec["id"] if rec else None}

@@ -63,7 +63,7 @@ class PipelineOps:
         self._reload = reload
 
     async def pipelines_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        paused = self.store.paused_pipelines()
+        paused = self.store.pipelines.paused()
         items = []
         for name, p in self.registry.pipelines.items():
             # A paused pipeline fires nothing: it has no next fire to show.
@@ -114,13 +114,13 @@ class PipelineOps:
 
     async def pipelines_pause(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
-        self.store.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
+        self.store.pipelines.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, True))
         return {"name": p.name, "paused": True}
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
-        self.store.set_paused(p.name, False, reason=None, actor=actor_of(peer))
+        self.store.pipelines.set_paused(p.name, False, reason=None, actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, False))
         return {"name": p.name, "paused": False}
 

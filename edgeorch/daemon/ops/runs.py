@@ -83,7 +83,7 @@ class RunOps:
         if state is not None and state not in {s.value for s in RunState}:
             raise UsageError("is not a run state", field="args.state", value=state,
                              expected=", ".join(s.value for s in RunState))
-        runs = self.store.list_runs(limit=limit, pipeline=arg(args, "pipeline", str, required=False), state=state)
+        runs = self.store.runs.list(limit=limit, pipeline=arg(args, "pipeline", str, required=False), state=state)
         return {"runs": runs}
 
     async def runs_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
@@ -95,8 +95,8 @@ class RunOps:
         number = arg(args, "attempt", int, required=False)
         follow = arg(args, "follow", bool, required=False, default=False)
         store = self.store
-        store.get_run(run_id)
-        attempts = store.attempts_of(run_id, task)
+        store.runs.get(run_id)
+        attempts = store.attempts.of_run(run_id, task)
         if not attempts:
             raise NotFoundError(f"run {run_id} has no attempts of task {task!r}", value=task)
         attempt = attempts[-1] if number is None else next((a for a in attempts if a["number"] == number), None)

@@ -58,7 +58,7 @@ class StatusOps:
 
     async def status(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         engine, config = self.engine, self.config
-        counts = self.store.counts()
+        counts = self.store.runs.counts()
         return {
             "version": __version__, "pid": os.getpid(), "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 3), "state_file": str(config.state_file),
@@ -66,7 +66,7 @@ class StatusOps:
             "runs": {"active": len(engine.runs), "total_by_state": counts},
             "tasks": {"running": len(engine.live), "ready": sum(1 for _ in engine.ready_tasks())},
             "parallelism": config.engine.parallelism,
-            "pipelines": len(self.registry.by_file), "paused": sorted(self.store.paused_pipelines()),
+            "pipelines": len(self.registry.by_file), "paused": sorted(self.store.pipelines.paused()),
             "pipeline_errors": [e.render() for e in self.registry.errors],
             "resources": resources_summary(engine, config),
             "clients": self.clients(),

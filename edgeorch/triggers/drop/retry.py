@@ -29,7 +29,7 @@ def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
     retention rule (``[inbox] keep``) removed the file of one of the run's inputs: the run's
     tasks could never get it back.
     """
-    inputs = store.inputs_of_run(run_id)
+    inputs = store.inputs.all_of_run(run_id)
     gone = [rec for rec in inputs if rec.get("removed_at") is not None]
     if gone:
         rec = gone[0]
@@ -47,8 +47,8 @@ def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
         except (OSError, EdgeorchError) as exc:
             why = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
             log.warning("input %s not restored for the retry of run %s: %s", rec["id"], run_id, why)
-            store.add_event("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
-                            run_id=run_id, actor="watch", data={"input_id": rec["id"]})
+            store.events.add("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
+                             run_id=run_id, actor="watch", data={"input_id": rec["id"]})
             continue
         restored.append(dest)
     return restored
@@ -70,7 +70,7 @@ def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
     except (OSError, ValueError):
         claimed = None
     if not claimed:  # quarantined before the reason kept it: the run's variable holds the path (per-file mode)
-        env = json.loads(store.get_run(run_id).get("env") or "{}")
+        env = json.loads(store.runs.get(run_id).get("env") or "{}")
         claimed = next((v for v in env.values() if Path(v).name == rec["source_name"]), None)
     if not claimed:
         raise EdgeorchError("the path its run was given is not known", value=str(qpath))
@@ -84,9 +84,9 @@ def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
         os.unlink(reason_path)
     except FileNotFoundError:
         pass
-    store.record_input_state(rec["id"], "started", reason=f"back from quarantine for the retry of run {run_id}",
-                             inbox_path=str(dest))
-    store.add_event("input_restored", f"input {rec['id']} ({rec['source_name']}) back from quarantine for the retry "
-                    f"of run {run_id}", run_id=run_id, actor="watch", data={"input_id": rec["id"], "file": str(dest)})
+    store.inputs.record_state(rec["id"], "started", reason=f"back from quarantine for the retry of run {run_id}",
+                              inbox_path=str(dest))
+    store.events.add("input_restored", f"input {rec['id']} ({rec['source_name']}) back from quarantine for the retry "
+                     f"of run {run_id}", run_id=run_id, actor="watch", data={"input_id": rec["id"], "file": str(dest)})
     return dest
 

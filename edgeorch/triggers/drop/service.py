@@ -216,7 +216,7 @@ class DropFolders:
             return []
         gone: list[dict[str, Any]] = []
         with self.store.transaction():  # one commit for the sweep; a crash before it: the next sweep finds
-            for row in self.store.inputs_past_keep(FINISHED_STATES, self.store.clock() - keep):  # the file gone
+            for row in self.store.inputs.past_keep(FINISHED_STATES, self.store.clock() - keep):  # the file gone
                 if row["run_id"] is not None and row["run_id"] in self.engine.runs:
                     continue
                 try:
@@ -228,7 +228,7 @@ class DropFolders:
                     log.warning("input %s: cannot remove its kept file %s: %s (tried again at the next sweep)",
                                 row["id"], display_path(row["inbox_path"]), exc.strerror or exc)
                     continue
-                self.store.record_input_removed(row["id"])
+                self.store.inputs.record_removed(row["id"])
                 gone.append(row)
         for row in gone:  # after the commit: an event describes what is recorded
             self._publish("file_removed", input_id=row["id"], run_id=row["run_id"], file=row["inbox_path"],
@@ -242,18 +242,18 @@ class DropFolders:
     def on_run_finished(self, run_id: Any, state: str, reason: str | None) -> None:
         """A run ended: settle each of its inputs still ``started``."""
         if isinstance(run_id, int):
-            for rec in self.store.inputs_of_run(run_id):
+            for rec in self.store.inputs.all_of_run(run_id):
                 if rec["state"] == "started":
                     self._settle_input(rec, state, reason)
 
     def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
         store = self.store
         if state == "succeeded":
-            store.record_input_state(rec["id"], "done")
+            store.inputs.record_state(rec["id"], "done")
             self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
             return
         if state == "cancelled":
-            store.record_input_state(rec["id"], "done", reason=f"run {rec['run_id']} was cancelled")
+            store.inputs.record_state(rec["id"], "done", reason=f"run {rec['run_id']} was cancelled")
             self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
             return
         if rec.get("run_id") is None:
@@ -262,7 +262,7 @@ class DropFolders:
             why = f"run {rec['run_id']} of {rec['pipeline']} failed" + (f": {reason}" if reason else "")
         path = rec.get("inbox_path")
         if not path or not os.path.lexists(path):
-            store.record_input_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
+            store.inputs.record_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
             return
         try:
             q = quarantine(path, self.quarantine_dir, why, source_name=rec["source_name"],
@@ -271,12 +271,12 @@ class DropFolders:
                                     "watch_folder": rec["watch_folder"], "claimed_path": str(path)})
         except OSError as exc:
             log.error("input %s: cannot quarantine %s: %s", rec["id"], path, exc)
-            store.record_input_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
+            store.inputs.record_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
             return
-        store.record_input_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
+        store.inputs.record_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
         quarantined = InputQuarantined(self.engine.clock(), rec["id"], rec["run_id"], rec["pipeline"], str(q.path),
                                        why, rec["source_name"])
-        record(store, quarantined)  # its events row, from the event itself
+        record(store.events, quarantined)  # its events row, from the event itself
         self.publish(quarantined)
         try:
             os.rmdir(Path(path).parent)
@@ -361,10 +361,10 @@ class DropFolders:
         recovery goes on with the next.
         """
         store = self.store
-        active = {r["id"]: r for r in store.inputs_to_reconcile()}  # whole rows: what the actions need
-        records = [_record_of(row) for row in store.input_records()]  # every state, just reconcile's columns
+        active = {r["id"]: r for r in store.inputs.to_reconcile()}  # whole rows: what the actions need
+        records = [_record_of(row) for row in store.inputs.records()]  # every state, just reconcile's columns
         drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
-        runs = store.runs_by_input()
+        runs = store.runs.by_input()
         actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
         kinds: list[str] = []
         for a in actions:
@@ -377,11 +377,11 @@ class DropFolders:
                 self._recovery_failed(a.kind, a.record.id if a.record else None,
                                       display_path(a.path) if a.path else None, exc)
         # Runs that finished while the daemon was away (or before their input was settled).
-        for r in store.inputs_to_reconcile():
+        for r in store.inputs.to_reconcile():
             if r["state"] != "started" or r["run_id"] is None or r["run_id"] in self.engine.runs:
                 continue
             try:
-                run = store.get_run(int(r["run_id"]))
+                run = store.runs.get(int(r["run_id"]))
                 if run["state"] in ("succeeded", "failed", "cancelled"):
                     self._settle_input(r, run["state"], run.get("reason"))
             except Exception as exc:  # noqa: BLE001
@@ -411,10 +411,10 @@ class DropFolders:
             self._arm_batches()
         elif a.kind == "link_run":
             assert rec is not None and a.run_id is not None
-            store.record_input_started(rec.id, int(a.run_id))
+            store.inputs.record_started(rec.id, int(a.run_id))
         elif a.kind in ("forget", "lost"):
             assert rec is not None
-            store.record_input_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
+            store.inputs.record_state(rec.id, "vanished" if a.kind == "forget" else "lost", reason=a.reason)
         elif a.kind == "adopt":
             assert a.path is not None
             quarantine(a.path, self.quarantine_dir, STRAY_REASON)
@@ -429,7 +429,7 @@ class DropFolders:
         why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
         log.error("input recovery (%s) of %s failed: %s", kind, what, why)
         try:
-            self.store.add_event("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
+            self.store.events.add("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
                                    actor="watch", data={"input_id": input_id, "path": path, "action": kind})
         except Exception:  # noqa: BLE001 - recording is best effort, the start is not
             log.exception("cannot record the recovery failure")
@@ -539,7 +539,7 @@ class DropFolders:
 
     def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
         shown = display_path(ref.path)
-        self.store.record_input_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
+        self.store.inputs.record_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
                                           reason=ref.reason)
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
@@ -555,7 +555,7 @@ class DropFolders:
             holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
             return str(holder["d"])
 
-        iid = self.store.record_input_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
+        iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
                                                dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
         dest = holder["d"]
         return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
@@ -587,11 +587,11 @@ class DropFolders:
                 elif isinstance(res, ClaimRefused):
                     self._refuse_claimed(pending, res)
                 elif isinstance(res, ClaimError):
-                    store.record_input_state(pending.iid, "vanished", reason=res.render())
+                    store.inputs.record_state(pending.iid, "vanished", reason=res.render())
                 else:
                     why = f"cannot claim: {res}"
                     log.error("input %s: %s", pending.iid, why)
-                    store.record_input_state(pending.iid, "refused", reason=why)
+                    store.inputs.record_state(pending.iid, "refused", reason=why)
             except Exception as exc:  # noqa: BLE001 - this input only
                 log.error("input %s: settling its claim failed: %s", pending.iid, exc)
         if not started:
@@ -616,7 +616,7 @@ class DropFolders:
                            details={"pipeline": pending.spec.pipeline, "input_id": pending.iid,
                                     "watch_folder": str(pending.spec.folder)})
             inbox_path = str(q.path)
-        store.record_input_state(pending.iid, "refused", reason=why, inbox_path=inbox_path)
+        store.inputs.record_state(pending.iid, "refused", reason=why, inbox_path=inbox_path)
         log.warning("input %s refused at claim: %s", pending.iid, why)
         self._publish(input_id=pending.iid, state="refused", pipeline=pending.spec.pipeline,
                       file=display_path(pending.intent.source), reason=why)
@@ -636,17 +636,17 @@ class DropFolders:
         store = self.store
         iid = int(rec["id"])
         if claimed is not None:
-            store.record_input_claimed(iid, *claimed)
+            store.inputs.record_claimed(iid, *claimed)
         spec = self._spec_for(rec["watch_folder"], rec["pipeline"])
         sha = rec.get("sha256")
         if sha is None:
             _, sha = hash_file(claimed_path)
         skip = spec.skip_duplicates if spec is not None else True
         if skip and sha:
-            prior = store.processed_sha(rec["pipeline"], sha, exclude=iid)
+            prior = store.inputs.processed_sha(rec["pipeline"], sha, exclude=iid)
             if prior is not None:
-                store.record_input_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input {prior}, "
-                                         f"already processed by {rec['pipeline']}; skip_duplicates = true")
+                store.inputs.record_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input {prior}, "
+                                          f"already processed by {rec['pipeline']}; skip_duplicates = true")
                 self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
                 return None
         if spec is not None and spec.mode == "batch":
@@ -658,11 +658,11 @@ class DropFolders:
             param = spec.param if spec is not None else "input"
             run_id = self.requests.start(RunRequest(
                 rec["pipeline"], {param: str(claimed_path)}, trigger=f"input:{iid}", actor="watch", source="watch",
-                within=lambda rid: store.record_input_started(iid, rid),
+                within=lambda rid: store.inputs.record_started(iid, rid),
                 env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
-            self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
             return None
         return run_id
 
@@ -725,14 +725,14 @@ class DropFolders:
 
             def within(run_id: int) -> None:
                 for iid in ids:
-                    store.record_input_started(iid, run_id)
+                    store.inputs.record_started(iid, run_id)
 
             run_id = self.requests.start(RunRequest(
                 spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
                 source="watch", within=within, env={spec.env: str(listing)})).run_id
         except EdgeorchError as exc:
             for iid in ids:
-                self._settle_input(store.get_input(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+                self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
             return None
         log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
         return run_id
@@ -764,7 +764,7 @@ def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
 
 
 def _record_of(row: tuple[Any, ...]) -> InputRecord:
-    """The :class:`InputRecord` of one ``Store.input_records`` tuple (any state)."""
+    """The :class:`InputRecord` of one ``store.inputs.records`` tuple (any state)."""
     iid, pipeline, state, source, inbox, dev, ino, sha, run_id = row
     return InputRecord(iid, pipeline, state, Path(source), Path(inbox) if inbox else None, dev, ino, sha,
                        str(run_id) if run_id is not None else None)

@@ -21,17 +21,17 @@ def test_cache_hits_keep_artifact_records_bounded_over_50_runs(workspace, harnes
     assert [state for _, state in results] == [RunState.SUCCEEDED] * 50
     store = harness.store()
     first_run = results[0][0]
-    (original,) = store.artifacts_of(first_run, "expensive")
+    (original,) = store.outputs.artifacts_of(first_run, "expensive")
     for run_id, _ in results:
         # One record per promised output per run, pointing at the one file the first run made.
-        (art,) = store.artifacts_of(run_id, "expensive")
+        (art,) = store.outputs.artifacts_of(run_id, "expensive")
         assert art["path"] == original["path"] and art["sha256"] == original["sha256"]
-        assert [a["path"] for a in store.latest_artifacts(run_id, "expensive")] == [original["path"]]
-    total = store.conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
+        assert [a["path"] for a in store.outputs.latest_artifacts(run_id, "expensive")] == [original["path"]]
+    total = store.db.conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
     assert total == 50
     # Every reader saw exactly one path (the variable was not a ':'-joined repetition).
     for run_id, _ in results[1:]:
-        (attempt,) = store.attempts_of(run_id, "reader")
+        (attempt,) = store.attempts.of_run(run_id, "reader")
         assert attempt["exit_code"] == 0
 
 
@@ -39,11 +39,11 @@ def test_a_repeated_cache_hit_in_one_run_replaces_its_records(tmp_path):
     from edgeorch.store import Store
 
     store = Store(tmp_path / "state.db")
-    vid = store.record_pipeline_version("p", "h", "f.toml", "")
-    run_ids = [store.create_run(pipeline="p", version_id=vid, params={}, trigger="manual", actor=None,
-                                run_dir_for=lambda rid: str(tmp_path / str(rid)), tasks=[("t", "d")]) for _ in range(2)]
+    vid = store.pipelines.record_version("p", "h", "f.toml", "")
+    run_ids = [store.runs.create(pipeline="p", version_id=vid, params={}, trigger="manual", actor=None,
+                                 run_dir_for=lambda rid: str(tmp_path / str(rid)), tasks=[("t", "d")]) for _ in range(2)]
     art = [{"name": "o", "path": "/x/o", "size": 1, "sha256": "a"}]
-    (task,) = store.tasks_of(run_ids[1])
+    (task,) = store.runs.tasks_of(run_ids[1])
     for _ in range(3):
-        store.mark_cached(task["id"], run_ids[1], "t", "ih", 7, art)
-    assert len(store.artifacts_of(run_ids[1], "t")) == 1
+        store.outputs.mark_cached(task["id"], run_ids[1], "t", "ih", 7, art)
+    assert len(store.outputs.artifacts_of(run_ids[1], "t")) == 1

@@ -14,7 +14,7 @@ from edgeorch.model import RunState
 
 
 def _intervals(store, run_id):
-    return {a["task"]: (a["started_at"], a["finished_at"]) for a in store.attempts_of(run_id)}
+    return {a["task"]: (a["started_at"], a["finished_at"]) for a in store.attempts.of_run(run_id)}
 
 
 def test_diamond_runs_in_dependency_order(workspace, harness):
@@ -65,7 +65,7 @@ def test_failed_task_marks_dependents_upstream_failed(workspace, harness):
     """)
     run_id, state = harness.run("chain")
     assert state == RunState.FAILED
-    tasks = {t["name"]: t for t in harness.store().tasks_of(run_id)}
+    tasks = {t["name"]: t for t in harness.store().runs.tasks_of(run_id)}
     assert tasks["a"]["state"] == "failed" and "code 3" in tasks["a"]["reason"]
     assert tasks["b"]["state"] == tasks["c"]["state"] == "upstream_failed"
     assert tasks["other"]["state"] == "succeeded"
@@ -83,7 +83,7 @@ def test_retry_waits_with_exponential_backoff(workspace, harness):
     """)
     run_id, state = harness.run("flaky")
     assert state == RunState.SUCCEEDED
-    attempts = harness.store().attempts_of(run_id, "f")
+    attempts = harness.store().attempts.of_run(run_id, "f")
     assert [a["exit_code"] for a in attempts] == [1, 1, 0]
     gaps = [attempts[i + 1]["started_at"] - attempts[i]["finished_at"] for i in range(2)]
     assert gaps[0] >= 0.2 - 0.02 and gaps[1] >= 0.4 - 0.02
@@ -99,7 +99,7 @@ def test_timeout_kills_the_whole_process_group(workspace, harness, tmp_path):
     """)
     run_id, state = harness.run("slow")
     assert state == RunState.FAILED
-    (attempt,) = harness.store().attempts_of(run_id, "hang")
+    (attempt,) = harness.store().attempts.of_run(run_id, "hang")
     assert attempt["state"] == "timed_out" and "timed out" in attempt["reason"]
     grandchild = int(pidfile.read_text())
     # Killed with its group: gone, or at most a zombie awaiting its reaper.
@@ -125,11 +125,11 @@ def test_cancel_stops_running_tasks_and_records_it(workspace, harness, tmp_path,
     run_id, state = harness.run("long", during=cancel_when_started)
     assert state == RunState.CANCELLED
     store = harness.store()
-    tasks = {t["name"]: t["state"] for t in store.tasks_of(run_id)}
+    tasks = {t["name"]: t["state"] for t in store.runs.tasks_of(run_id)}
     assert tasks == {"work": "cancelled", "after": "cancelled"}
-    (attempt,) = store.attempts_of(run_id, "work")
+    (attempt,) = store.attempts.of_run(run_id, "work")
     assert attempt["signal"] == signal.SIGTERM
-    assert any(e["kind"] == "cancel_requested" and e["actor"] == "test" for e in store.events_of(run_id))
+    assert any(e["kind"] == "cancel_requested" and e["actor"] == "test" for e in store.events.of_run(run_id))
 
 
 def test_task_killed_by_a_signal_is_recorded_as_signalled(workspace, harness):
@@ -139,7 +139,7 @@ def test_task_killed_by_a_signal_is_recorded_as_signalled(workspace, harness):
     """)
     run_id, state = harness.run("sig")
     assert state == RunState.FAILED
-    (a,) = harness.store().attempts_of(run_id)
+    (a,) = harness.store().attempts.of_run(run_id)
     assert a["state"] == "signalled" and a["signal"] == signal.SIGKILL and a["exit_code"] is None
     assert "SIGKILL" in a["reason"]
 
@@ -151,7 +151,7 @@ def test_missing_executable_fails_with_a_clear_log(workspace, harness):
     """)
     run_id, state = harness.run("nope")
     assert state == RunState.FAILED
-    (a,) = harness.store().attempts_of(run_id)
+    (a,) = harness.store().attempts.of_run(run_id)
     assert a["exit_code"] == 127
     assert "cannot execute '/no/such/program'" in Path(a["log_path"]).read_text()
 
@@ -164,7 +164,7 @@ def test_promised_output_missing_fails_the_task(workspace, harness):
     """)
     run_id, state = harness.run("liar")
     assert state == RunState.FAILED
-    (t,) = harness.store().tasks_of(run_id)
+    (t,) = harness.store().runs.tasks_of(run_id)
     assert "promised output missing: model.bin" in t["reason"]
 
 
@@ -185,7 +185,7 @@ def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harne
     run_id, state = harness.run("env", {"size": "9"})
     assert state == RunState.SUCCEEDED
     store = harness.store()
-    (art,) = store.latest_artifacts(run_id, "consume")
+    (art,) = store.outputs.latest_artifacts(run_id, "consume")
     text = Path(art["path"]).read_text()
     assert f"EDGEORCH_RUN_ID={run_id}\n" in text
     assert "EDGEORCH_TASK=consume\n" in text and "EDGEORCH_ATTEMPT=1\n" in text
@@ -205,7 +205,7 @@ def test_large_output_is_capped_with_a_marker(workspace, harness):
     """)
     run_id, state = harness.run("loud")
     assert state == RunState.SUCCEEDED
-    (a,) = harness.store().attempts_of(run_id)
+    (a,) = harness.store().attempts.of_run(run_id)
     log = Path(a["log_path"])
     size = log.stat().st_size
     assert 10 * 1024 * 1024 <= size < 10 * 1024 * 1024 + 200
@@ -232,7 +232,7 @@ def test_call_task_gets_params_as_keyword_arguments(workspace, harness):
     """)
     run_id, state = harness.run("calls")
     assert state == RunState.SUCCEEDED
-    (art,) = harness.store().latest_artifacts(run_id, "step")
+    (art,) = harness.store().outputs.latest_artifacts(run_id, "step")
     assert Path(art["path"]).read_text() == "x:42"
 
 
@@ -244,7 +244,7 @@ def test_output_names_take_builtin_placeholders(workspace, harness):
     """)
     run_id, state = harness.run("named")
     assert state == RunState.SUCCEEDED
-    (art,) = harness.store().latest_artifacts(run_id, "x")
+    (art,) = harness.store().outputs.latest_artifacts(run_id, "x")
     assert art["name"] == f"out-{run_id}-1.txt"
 
 
@@ -258,7 +258,7 @@ def test_an_output_name_that_leaves_the_output_folder_fails_the_task(workspace, 
     """)
     run_id, state = harness.run("escape", {"name": "../../../../etc/hostname"})
     assert state == RunState.FAILED
-    (t,) = harness.store().tasks_of(run_id)
+    (t,) = harness.store().runs.tasks_of(run_id)
     assert "output path leaves the task's output folder" in t["reason"]
 
 
@@ -288,5 +288,5 @@ def test_closing_with_stop_tasks_ends_running_attempts_and_records_them(workspac
         store.close()
 
     asyncio.run(main())
-    (attempt,) = Store(cfg.state_file).attempts_of(1)
+    (attempt,) = Store(cfg.state_file).attempts.of_run(1)
     assert attempt["signal"] == signal.SIGTERM and attempt["finished_at"] is not None

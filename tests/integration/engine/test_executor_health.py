@@ -42,9 +42,9 @@ def test_killing_the_zygote_mid_run_restarts_it_and_the_run_succeeds(workspace, 
     assert state == RunState.SUCCEEDED
     store = harness.store()
     for task in ("first", "second", "third"):
-        (attempt,) = store.attempts_of(run_id, task)  # one attempt each: nothing burned, nothing relaunched
+        (attempt,) = store.attempts.of_run(run_id, task)  # one attempt each: nothing burned, nothing relaunched
         assert attempt["state"] == "exited" and attempt["exit_code"] == 0
-    assert any(e["kind"] == "executor_health" and "restarting" in e["message"] for e in store.recent_events(100))
+    assert any(e["kind"] == "executor_health" and "restarting" in e["message"] for e in store.events.recent(100))
 
 
 def test_a_request_lost_with_the_zygote_is_relaunched_without_charging_a_retry(workspace, harness):
@@ -63,6 +63,6 @@ def test_a_request_lost_with_the_zygote_is_relaunched_without_charging_a_retry(w
 
     run_id, state = harness.run("p", during=lose_the_request)
     assert state == RunState.SUCCEEDED
-    attempts = harness.store().attempts_of(run_id, "only")
+    attempts = harness.store().attempts.of_run(run_id, "only")
     assert [(a["state"], a["charged"]) for a in attempts] == [("abandoned", 0), ("exited", 1)]
     assert "task launcher died" in attempts[0]["reason"]

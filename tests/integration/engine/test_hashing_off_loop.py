@@ -36,7 +36,7 @@ def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harn
 
     run_id, state = harness.run("big", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
-    (art,) = harness.store().latest_artifacts(run_id, "make")
+    (art,) = harness.store().outputs.latest_artifacts(run_id, "make")
     assert art["size"] == BIG
     assert art["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"  # sha256 of 1 GiB of zeros
     assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
@@ -53,8 +53,8 @@ def test_a_checkpoint_folder_replaced_by_a_link_is_refused_not_walked(workspace,
     run_id, state = harness.run("link")
     assert state == RunState.FAILED
     store = harness.store()
-    assert store.checkpoints_of(run_id) == []
-    (attempt,) = store.attempts_of(run_id, "t")
+    assert store.outputs.checkpoints_of(run_id) == []
+    (attempt,) = store.attempts.of_run(run_id, "t")
     assert "checkpoint folder refused" in attempt["reason"] and "symbolic link" in attempt["reason"]
     assert str(outside) in attempt["reason"]
 
@@ -69,9 +69,9 @@ def test_an_output_that_is_a_link_is_refused(workspace, harness, tmp_path):
     """)
     run_id, state = harness.run("outlink")
     assert state == RunState.FAILED
-    (attempt,) = harness.store().attempts_of(run_id, "t")
+    (attempt,) = harness.store().attempts.of_run(run_id, "t")
     assert "symbolic link" in attempt["reason"]
-    assert harness.store().artifacts_of(run_id) == []
+    assert harness.store().outputs.artifacts_of(run_id) == []
 
 
 def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(workspace, harness):
@@ -97,9 +97,9 @@ def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(worksp
 
     second, state = harness.run("bigcache", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
-    (row,) = harness.store().tasks_of(second)
+    (row,) = harness.store().runs.tasks_of(second)
     assert row["state"] == "skipped"
-    assert harness.store().attempts_of(second, "make") == []
+    assert harness.store().attempts.of_run(second, "make") == []
     assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
 
 
@@ -162,7 +162,7 @@ def test_the_loop_keeps_answering_while_a_retry_verifies_a_large_output(workspac
     assert verifying_seen, "the retry was decided without a verification phase to measure"
     assert redo == ["check"]  # make's 1 GiB output was verified intact: not rerun
     assert state == RunState.SUCCEEDED
-    assert [a["number"] for a in harness.store().attempts_of(run_id, "make")] == [1]
+    assert [a["number"] for a in harness.store().attempts.of_run(run_id, "make")] == [1]
     assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
 
 
@@ -183,8 +183,8 @@ def test_before_resume_hooks_run_only_for_a_decided_retry_and_may_refuse_it(work
         _retry_through_the_front_door(workspace, run_id, hooks=[refuse])
     assert called == [run_id]
     store = harness.store()
-    assert store.get_run(run_id)["state"] == "failed"  # nothing recorded
-    assert [r["state"] for r in store.tasks_of(run_id)] == ["failed"]
+    assert store.runs.get(run_id)["state"] == "failed"  # nothing recorded
+    assert [r["state"] for r in store.runs.tasks_of(run_id)] == ["failed"]
 
     (workspace.pipelines / "fixed").touch()
     redo, state, _ = _retry_through_the_front_door(workspace, run_id, hooks=[called.append])
@@ -220,5 +220,5 @@ def test_a_retry_still_verifying_when_the_engine_closes_is_refused_and_records_n
 
     asyncio.run(main())
     store = harness.store()
-    assert store.get_run(run_id)["state"] == "failed"
-    assert {r["name"]: r["state"] for r in store.tasks_of(run_id)} == {"make": "succeeded", "check": "failed"}
+    assert store.runs.get(run_id)["state"] == "failed"
+    assert {r["name"]: r["state"] for r in store.runs.tasks_of(run_id)} == {"make": "succeeded", "check": "failed"}

@@ -34,14 +34,14 @@ def test_drift_violation_fails_the_task_without_retry_and_records_every_column(w
     run_id, state = harness.run("drifty")
     assert state == RunState.FAILED
     store = harness.store()
-    tasks = {t["name"]: t for t in store.tasks_of(run_id)}
+    tasks = {t["name"]: t for t in store.runs.tasks_of(run_id)}
     assert tasks["drift"]["state"] == "failed" and tasks["drift"]["reason"].startswith("violation:")
     assert tasks["drift"]["attempts"] == 1  # a violation is an outcome, not a flake: no retry
     assert tasks["after"]["state"] == "upstream_failed"
-    rows = store.results_of(run_id, "drift")
+    rows = store.outputs.results_of(run_id, "drift")
     assert {r["column_name"] for r in rows} == {"x", "y"}
     assert all(r["verdict"] == "drift" and r["kind"] == "drift" for r in rows)
-    (attempt,) = store.attempts_of(run_id, "drift")
+    (attempt,) = store.attempts.of_run(run_id, "drift")
     assert attempt["verdict"] == "violation" and attempt["exit_code"] == 3
 
 
@@ -64,7 +64,7 @@ def test_warn_policy_records_the_violation_and_goes_on(workspace, harness):
     run_id, state = harness.run("checks")
     assert state == RunState.SUCCEEDED
     store = harness.store()
-    verdicts = {(r["column_name"], r["metric"]): r["verdict"] for r in store.results_of(run_id, "schema")}
+    verdicts = {(r["column_name"], r["metric"]): r["verdict"] for r in store.outputs.results_of(run_id, "schema")}
     assert verdicts[("v", "range")] == "violation" and verdicts[("c", "allowed")] == "violation"
     run_id, state = harness.run("checks", {"action": "fail"})
     assert state == RunState.FAILED
@@ -79,7 +79,7 @@ def test_bad_input_file_fails_with_a_clear_message(workspace, harness):
     """)
     run_id, state = harness.run("missing")
     assert state == RunState.FAILED
-    (attempt,) = harness.store().attempts_of(run_id)
+    (attempt,) = harness.store().attempts.of_run(run_id)
     log = open(attempt["log_path"]).read()
     assert "no_such.csv" in log and "Traceback" not in log
     assert attempt["exit_code"] == 2

@@ -54,7 +54,7 @@ def test_no_process_of_a_stopped_attempt_survives_it(workspace, harness, tmp_pat
     assert len(pids) == 2
     # The attempt is recorded as ended (and its lease released) only once all of it is gone.
     assert [p for p in pids if _alive(p)] == []
-    (attempt,) = harness.store().attempts_of(run_id, "t")
+    (attempt,) = harness.store().attempts.of_run(run_id, "t")
     assert attempt["state"] == ("timed_out" if how == "timeout" else "signalled")
 
 

@@ -42,9 +42,9 @@ def test_resume_runs_only_what_failed(workspace, harness):
     assert redo == ["train", "report"]
     assert _ran(workspace) == ["train", "report"]
     store = harness.store()
-    train_attempts = store.attempts_of(run_id, "train")
+    train_attempts = store.attempts.of_run(run_id, "train")
     assert [a["number"] for a in train_attempts] == [1, 2]  # history kept
-    assert store.get_run(run_id)["state"] == "succeeded"
+    assert store.runs.get(run_id)["state"] == "succeeded"
 
 
 def test_resume_reruns_a_task_whose_output_was_deleted(workspace, harness):
@@ -53,7 +53,7 @@ def test_resume_reruns_a_task_whose_output_was_deleted(workspace, harness):
     run_id, state = harness.run("resumable")
     assert state == RunState.SUCCEEDED
     (workspace.pipelines / "ran.log").unlink()
-    (side,) = harness.store().latest_artifacts(run_id, "side")
+    (side,) = harness.store().outputs.latest_artifacts(run_id, "side")
     Path(side["path"]).unlink()
     redo, state = harness.resume(run_id)
     assert state == RunState.SUCCEEDED
@@ -65,7 +65,7 @@ def test_resume_reruns_a_task_whose_output_changed(workspace, harness):
     workspace.pipeline("resumable", COUNTING)
     (workspace.pipelines / "fixed").touch()
     run_id, _ = harness.run("resumable")
-    (prep,) = harness.store().latest_artifacts(run_id, "prep")
+    (prep,) = harness.store().outputs.latest_artifacts(run_id, "prep")
     Path(prep["path"]).write_text("tampered")
     redo, state = harness.resume(run_id)
     assert state == RunState.SUCCEEDED
@@ -104,10 +104,10 @@ def test_cache_hit_skips_the_task_and_reuses_its_outputs(workspace, harness):
     assert state == RunState.SUCCEEDED
     assert _ran(workspace) == ["run"]
     store = harness.store()
-    task = next(t for t in store.tasks_of(second) if t["name"] == "expensive")
+    task = next(t for t in store.runs.tasks_of(second) if t["name"] == "expensive")
     assert task["state"] == "skipped" and "cache hit" in task["reason"]
-    (art,) = store.latest_artifacts(second, "expensive")
-    (orig,) = store.latest_artifacts(first, "expensive")
+    (art,) = store.outputs.latest_artifacts(second, "expensive")
+    (orig,) = store.outputs.latest_artifacts(first, "expensive")
     assert art["sha256"] == orig["sha256"] and art["path"] == orig["path"]
 
 
@@ -122,7 +122,7 @@ def test_cache_misses_when_params_change(workspace, harness):
 def test_cache_misses_when_the_recorded_output_is_gone(workspace, harness):
     workspace.pipeline("cached", CACHED)
     first, _ = harness.run("cached")
-    (art,) = harness.store().latest_artifacts(first, "expensive")
+    (art,) = harness.store().outputs.latest_artifacts(first, "expensive")
     Path(art["path"]).unlink()
     harness.run("cached")
     assert _ran(workspace) == ["run", "run"]
@@ -146,10 +146,10 @@ def test_checkpoint_dir_is_shared_by_attempts_and_recorded(workspace, harness):
     run_id, state = harness.run("ckpt")
     assert state == RunState.SUCCEEDED
     store = harness.store()
-    attempts = store.attempts_of(run_id, "train")
+    attempts = store.attempts.of_run(run_id, "train")
     assert len(attempts) == 2
     assert "attempt 2 resumed-from 1" in Path(attempts[1]["log_path"]).read_text()
-    ckpts = store.checkpoints_of(run_id, "train")
+    ckpts = store.outputs.checkpoints_of(run_id, "train")
     assert [(c["attempt_id"], c["name"], c["size"]) for c in ckpts] == [
         (attempts[0]["id"], "step", 2), (attempts[1]["id"], "step", 2)]
     assert ckpts[0]["sha256"] != ckpts[1]["sha256"]  # "1\n" then "2\n"

@@ -38,13 +38,13 @@ def test_runs_after_restoring_a_backup_get_fresh_folders_and_succeed(workspace, 
     _backup(db, tmp_path / "backup.db")
     later, state = harness.run("p")
     assert state == RunState.SUCCEEDED
-    old_dir = Path(harness.store().get_run(later)["run_dir"])
+    old_dir = Path(harness.store().runs.get(later)["run_dir"])
     _restore(tmp_path / "backup.db", db)
     again, state = harness.run("p")
     assert again == later  # the id went back with the restored file...
     assert state == RunState.SUCCEEDED  # ...but the run did not trip over the old run's records
-    new_dir = Path(harness.store().get_run(again)["run_dir"])
+    new_dir = Path(harness.store().runs.get(again)["run_dir"])
     assert new_dir != old_dir and new_dir.name == f"{again}-2"
     assert (old_dir / "outputs" / "a" / "id.txt").exists()  # the old run's files are left alone
-    (art,) = harness.store().latest_artifacts(again, "a")
+    (art,) = harness.store().outputs.latest_artifacts(again, "a")
     assert Path(art["path"]).is_relative_to(new_dir)

@@ -30,7 +30,7 @@ def test_a_hostile_param_reaches_a_shell_command_literally_and_runs_nothing(work
     """)
     run_id, state = harness.run("sh", {"name": value})
     assert state == RunState.SUCCEEDED
-    (art,) = harness.store().latest_artifacts(run_id, "t")
+    (art,) = harness.store().outputs.latest_artifacts(run_id, "t")
     out_dir = Path(art["path"]).parent
     assert Path(art["path"]).read_text() == value
     assert (out_dir / "path.txt").read_text() == f"{out_dir}/{value}"

@@ -148,9 +148,9 @@ def test_record_writes_the_events_row_once_with_the_events_ts(tmp_path):
     store = Store(tmp_path / "state.db")
     try:
         drained = ev.GpuDrained(1234.5, "GPU-1", "Xid 79")
-        ev.record(store, drained)
-        ev.record(store, ev.RunStarted(1300.0, 1, "p"))  # a transition's row is the store's: nothing here
-        rows = [dict(r) for r in store.recent_events(10)]
+        ev.record(store.events, drained)
+        ev.record(store.events, ev.RunStarted(1300.0, 1, "p"))  # a transition's row is the store's: nothing here
+        rows = [dict(r) for r in store.events.recent(10)]
         assert [(r["kind"], r["ts"], r["message"]) for r in rows] == [
             ("gpu_drained", 1234.5, "GPU-1 drained: Xid 79; it gets no new lease")]
         assert json.loads(rows[0]["data"]) == {"uuid": "GPU-1", "reason": "Xid 79"}

@@ -23,9 +23,9 @@ def store(tmp_path):
 
 
 def test_new_file_gets_the_latest_schema_in_wal_mode(store):
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.integrity_check() == "ok"
 
 
@@ -33,11 +33,11 @@ def test_a_version_1_file_is_migrated_and_keeps_its_history(tmp_path):
     path = tmp_path / "old.db"
     shutil.copy(FIXTURES / "state_v1.db", path)
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    run = store.get_run(1)
+    assert store.db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    run = store.runs.get(1)
     assert run["pipeline"] == "old" and run["actor"] == "alice" and run["state"] == "succeeded"
-    assert store.attempts_of(1)[0]["pid"] == 42
-    assert store.results_of(1) == []  # the table added by migration 2 exists
+    assert store.attempts.of_run(1)[0]["pid"] == 42
+    assert store.outputs.results_of(1) == []  # the table added by migration 2 exists
     assert store.integrity_check() == "ok"
 
 
@@ -51,14 +51,14 @@ def test_a_file_that_is_not_sqlite_is_a_clear_state_error(tmp_path):
 
 
 def test_a_truncated_database_is_a_clear_state_error(tmp_path, store):
-    store.add_event("x", "y")
+    store.events.add("x", "y")
     store.close()
     path = store.path
     data = path.read_bytes()
     path.write_bytes(data[:100])
     with pytest.raises(StateError):
         s = Store(path)
-        s.list_runs()
+        s.runs.list()
 
 
 def test_a_newer_schema_is_refused(tmp_path):
@@ -77,37 +77,37 @@ def test_readonly_open_of_a_missing_file_says_nothing_has_run(tmp_path):
 
 def test_unknown_run_is_not_found(store):
     with pytest.raises(NotFoundError, match="no such run"):
-        store.get_run(99)
+        store.runs.get(99)
 
 
 def test_a_failed_transaction_leaves_nothing_behind(store):
-    version = store.record_pipeline_version("p", "h", "/p.toml", "")
+    version = store.pipelines.record_version("p", "h", "/p.toml", "")
     with pytest.raises(RuntimeError):
         with store.transaction():
-            store.conn.execute(
+            store.db.conn.execute(
                 "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, run_dir, created_at)"
                 " VALUES ('p', ?, 'queued', '{}', 't', '', 0)", (version,))
             raise RuntimeError("boom")
-    assert store.list_runs() == []
+    assert store.runs.list() == []
 
 
 def test_nested_transactions_use_savepoints(store):
-    version = store.record_pipeline_version("p", "h", "/p.toml", "")
+    version = store.pipelines.record_version("p", "h", "/p.toml", "")
     with store.transaction():
-        run_id = store.create_run(pipeline="p", version_id=version, params={}, trigger="t", actor=None,
-                                  run_dir_for=lambda r: f"/runs/{r}", tasks=[("a", "h")])
+        run_id = store.runs.create(pipeline="p", version_id=version, params={}, trigger="t", actor=None,
+                                   run_dir_for=lambda r: f"/runs/{r}", tasks=[("a", "h")])
         with pytest.raises(ValueError):
             with store.transaction():
-                store.set_run_state(run_id, RunState.RUNNING)
+                store.runs.set_state(run_id, RunState.RUNNING)
                 raise ValueError
-    assert store.get_run(run_id)["state"] == "queued"
-    assert store.get_run(run_id)["run_dir"] == f"/runs/{run_id}"
+    assert store.runs.get(run_id)["state"] == "queued"
+    assert store.runs.get(run_id)["run_dir"] == f"/runs/{run_id}"
 
 
 def test_pipeline_versions_are_stored_once_per_content(store):
-    a = store.record_pipeline_version("p", "h1", "/p.toml", "x")
-    assert store.record_pipeline_version("p", "h1", "/p.toml", "x") == a
-    assert store.record_pipeline_version("p", "h2", "/p.toml", "y") != a
+    a = store.pipelines.record_version("p", "h1", "/p.toml", "x")
+    assert store.pipelines.record_version("p", "h1", "/p.toml", "x") == a
+    assert store.pipelines.record_version("p", "h2", "/p.toml", "y") != a
 
 
 def test_another_programs_sqlite_file_is_refused_untouched(tmp_path):
@@ -147,4 +147,4 @@ def test_migration_7_repairs_artifact_rows_multiplied_by_cache_hits(tmp_path):
     conn.commit()
     conn.close()
     store = Store(path)
-    assert [(a["run_id"], a["created_at"]) for a in store.artifacts_of(1) + store.artifacts_of(2)] == [(1, 1.0), (2, 5.0)]
+    assert [(a["run_id"], a["created_at"]) for a in store.outputs.artifacts_of(1) + store.outputs.artifacts_of(2)] == [(1, 1.0), (2, 5.0)]

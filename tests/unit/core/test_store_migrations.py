@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from edgeorch.store.store import _statements, _table_names
+from edgeorch.store.db import _statements, _table_names
 from edgeorch.store.schema import MIGRATIONS
 
 

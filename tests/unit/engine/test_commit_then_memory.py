@@ -61,7 +61,7 @@ def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspac
         engine = Engine(cfg, store)
         await engine.start()
         try:
-            store.finish_attempt = _disk_full  # type: ignore[method-assign]
+            store.attempts.finish = _disk_full  # type: ignore[method-assign]
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             with pytest.raises(StateError):
                 await asyncio.wait_for(engine.wait_run(run_id), 30)
@@ -93,15 +93,15 @@ def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             ctx = engine.runs[run_id]
             await _until(lambda: ctx.states["a"] == TaskState.RUNNING)
-            real = store.set_task_states
-            store.set_task_states = _disk_full  # type: ignore[method-assign]
+            real = store.runs.set_task_states
+            store.runs.set_task_states = _disk_full  # type: ignore[method-assign]
             with pytest.raises(StateError):
                 engine.cancel(run_id, reason="cancelled by a test")
             assert not ctx.cancel_requested
             assert ctx.states["b"] == TaskState.PENDING
             assert all(la.stop_reason is None for la in engine.live.values())
-            assert Store(cfg.state_file, readonly=True).get_run(run_id)["state"] == RunState.RUNNING
-            store.set_task_states = real  # type: ignore[method-assign]
+            assert Store(cfg.state_file, readonly=True).runs.get(run_id)["state"] == RunState.RUNNING
+            store.runs.set_task_states = real  # type: ignore[method-assign]
             engine.cancel(run_id, reason="cancelled by a test")
             assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.CANCELLED
             assert ctx.states["b"] == TaskState.CANCELLED

@@ -53,12 +53,12 @@ def _input(w, name: str, state: str, *, run_id: int = 7, quarantined: bool = Fal
         holder["p"] = make_claim_folder(w.config.inbox_dir, iid) / name
         return str(holder["p"])
 
-    iid = w.store.record_input_intent(pipeline="p", folder="/drop", source=f"/drop/{name}", dev=1, ino=2, size=3,
-                                      inbox_for=inbox_for)
+    iid = w.store.inputs.record_intent(pipeline="p", folder="/drop", source=f"/drop/{name}", dev=1, ino=2, size=3,
+                                       inbox_for=inbox_for)
     path = holder["p"]
     path.write_text("content\n")
-    w.store.record_input_claimed(iid, 8, "ab" * 32)
-    w.store.record_input_started(iid, run_id)
+    w.store.inputs.record_claimed(iid, 8, "ab" * 32)
+    w.store.inputs.record_started(iid, run_id)
     if quarantined:
         qdir = w.drops.quarantine_dir
         qdir.mkdir(parents=True, exist_ok=True)
@@ -66,14 +66,14 @@ def _input(w, name: str, state: str, *, run_id: int = 7, quarantined: bool = Fal
         (qdir / (name + ".reason.json")).write_text("{}\n")
         path.parent.rmdir()
         path = qdir / name
-        w.store.record_input_state(iid, "quarantined", reason="run failed", inbox_path=str(path))
+        w.store.inputs.record_state(iid, "quarantined", reason="run failed", inbox_path=str(path))
     elif state != "started":
-        w.store.record_input_state(iid, state)
+        w.store.inputs.record_state(iid, state)
     return iid, path
 
 
 def _removed_at(w, iid: int):
-    return w.store.get_input(iid)["removed_at"]
+    return w.store.inputs.get(iid)["removed_at"]
 
 
 def test_finished_inputs_files_are_removed_once_older_than_keep_and_their_records_stay(world):
@@ -90,7 +90,7 @@ def test_finished_inputs_files_are_removed_once_older_than_keep_and_their_record
     assert not dup_path.exists()
     assert not failed_path.exists() and not Path(str(failed_path) + ".reason.json").exists()
     for iid, state, path in ((done, "done", done_path), (dup, "duplicate", dup_path), (failed, "quarantined", failed_path)):
-        row = w.store.get_input(iid)
+        row = w.store.inputs.get(iid)
         assert (row["state"], row["inbox_path"], row["removed_at"]) == (state, str(path), 1000.0 + KEEP + 1)
     assert w.drops.sweep_inbox() == [], "a removed input is removed once"
 

@@ -11,8 +11,8 @@ from edgeorch.triggers.drop.service import DropFolders
 
 
 def _claim(store: Store, inbox: Path, name: str) -> int:
-    return store.record_input_intent(pipeline="p", folder="/drop", source=f"/drop/{name}", dev=1, ino=2, size=3,
-                                     inbox_for=lambda iid: str(inbox / f"in-{iid}" / name))
+    return store.inputs.record_intent(pipeline="p", folder="/drop", source=f"/drop/{name}", dev=1, ino=2, size=3,
+                                      inbox_for=lambda iid: str(inbox / f"in-{iid}" / name))
 
 
 def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(tmp_path, monkeypatch):
@@ -20,13 +20,13 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
     store = Store(tmp_path / "state.db")
     try:
         done = _claim(store, inbox, "a.csv")
-        store.record_input_claimed(done, 3, "ab" * 32)
-        store.record_input_state(done, "done")
+        store.inputs.record_claimed(done, 3, "ab" * 32)
+        store.inputs.record_state(done, "done")
         (inbox / f"in-{done}").mkdir(parents=True)
         (inbox / f"in-{done}" / "a.csv").write_text("kept for retry and lineage\n")
         claiming = _claim(store, inbox, "b.csv")  # its source is gone: recovery records it vanished
 
-        rows = store.input_records()
+        rows = store.inputs.records()
         assert [tuple(r) for r in rows] == [
             (done, "p", "done", "/drop/a.csv", str(inbox / f"in-{done}" / "a.csv"), 1, 2, "ab" * 32, None),
             (claiming, "p", "claiming", "/drop/b.csv", str(inbox / f"in-{claiming}" / "b.csv"), 1, 2, None, None),
@@ -35,7 +35,7 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
         def no_full_listing(*a, **k):
             raise AssertionError("recovery must not list whole input rows")
 
-        monkeypatch.setattr(store, "list_inputs", no_full_listing)
+        monkeypatch.setattr(store.inputs, "list", no_full_listing)
         loop = asyncio.new_event_loop()
         try:
             drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
@@ -46,7 +46,7 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
         finally:
             loop.close()
         assert kinds == ["forget"]  # the done input's inbox file is known, not a stray to quarantine
-        assert store.get_input(claiming)["state"] == "vanished"
+        assert store.inputs.get(claiming)["state"] == "vanished"
         assert (inbox / f"in-{done}" / "a.csv").is_file()
     finally:
         store.close()

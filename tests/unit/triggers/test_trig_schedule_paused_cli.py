@@ -31,7 +31,7 @@ def test_a_paused_pipeline_shows_paused_instead_of_a_next_fire(workspace):
     cfg.state_file.parent.mkdir(parents=True, exist_ok=True)
     st = Store(cfg.state_file)
     try:
-        st.set_paused("hourly", True, reason="maintenance", actor="test")
+        st.pipelines.set_paused("hourly", True, reason="maintenance", actor="test")
     finally:
         st.close()
     items = {i["name"]: i for i in json.loads(pipelines(workspace, "--json").stdout)["pipelines"]}

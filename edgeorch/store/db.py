@@ -1,0 +1,207 @@
+"""The one connection to the state file: pragmas, transactions, migrations.
+
+Contract:
+
+- One :class:`Database` per :class:`~edgeorch.store.Store`; every aggregate
+  (``store.runs``, ``store.inputs``, ...) writes through it, so they share one
+  connection and one transaction.
+- :meth:`Database.transaction` is ``BEGIN IMMEDIATE`` ... ``COMMIT``; nested,
+  it is a SAVEPOINT inside the outer one, so writes of several aggregates in one
+  ``with store.transaction():`` commit or roll back together.
+- WAL mode with ``synchronous=FULL``: a committed transition survives power
+  loss, which is the usual failure on edge machines (``durable=False`` relaxes
+  one commit, see :meth:`Database.transaction`).
+- The pragmas are set here and nowhere else; migrations (``schema.MIGRATIONS``)
+  are applied here, each in its own transaction, when the file is opened for
+  writing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import StateError
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """The shared connection; the aggregates' only way to the SQL."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float], readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.readonly = readonly
+        self._depth = 0
+        if readonly and not self.path.exists():
+            raise StateError("no state file yet (nothing has run)", file=str(self.path))
+        self.conn, version = self._open()
+        if version == 0 and not readonly:
+            foreign = _table_names(self.conn)
+            if foreign:
+                raise StateError(
+                    f"the file is an SQLite database but not an edgeorch state file (tables: {', '.join(foreign[:5])})",
+                    file=str(self.path), hint="point [state] dir at another folder",
+                )
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state file has schema version {version}, newer than this edgeorch ({SCHEMA_VERSION})",
+                file=str(self.path), hint="upgrade edgeorch, or restore a backup made by this version",
+            )
+        if version < SCHEMA_VERSION:
+            if readonly:
+                raise StateError(f"the state file has an old schema version {version}; start the daemon once to migrate it",
+                                 file=str(self.path))
+            self._migrate(version)
+
+    def _open(self) -> tuple[sqlite3.Connection, int]:
+        """Connect with the pragmas (the one place they are set); returns the connection and ``user_version``."""
+        try:
+            if not self.readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"cannot open the state file: {exc}", file=str(self.path),
+                expected="an edgeorch SQLite state file",
+                hint="restore it from a backup, or move it away to start with empty state",
+            ) from None
+        return conn, version
+
+    def _migrate(self, version: int) -> None:
+        try:
+            for number in range(version, SCHEMA_VERSION):
+                with self.transaction():
+                    for statement in _statements(MIGRATIONS[number]):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {number + 1}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"cannot migrate the state file: {exc}", file=str(self.path)) from None
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: ``BEGIN IMMEDIATE``/``COMMIT``, or a SAVEPOINT when nested.
+
+        ``durable=False`` commits without waiting for fsync (``synchronous=NORMAL``
+        for this one commit): still atomic and crash-safe for the process, but the
+        last such commits may be lost on power loss. Only for facts that are
+        recorded durably elsewhere too (the shim's proc.json), to keep the
+        per-task overhead low; the next durable commit syncs them as well.
+        """
+        if self.readonly:
+            raise StateError("the state file is open read-only", file=str(self.path))
+        if self._depth:
+            name = f"sp{self._depth}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        if not durable:
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+        finally:
+            self._depth = 0
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = FULL")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``'ok'`` or the first problem."""
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a query, or None."""
+        return self.conn.execute(sql, tuple(args)).fetchone()
+
+    def all(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Every row of a query, as dicts."""
+        return [dict(r) for r in self.conn.execute(sql, tuple(args)).fetchall()]
+
+
+def where(**equal: Any) -> tuple[str, list[Any]]:
+    """``("WHERE a = ? AND b = ?", [va, vb])`` for the filters that are set (falsy ones are skipped).
+
+    Column names come from the callers' keyword names, never from user input.
+    """
+    cols = [(k, v) for k, v in equal.items() if v]
+    if not cols:
+        return "", []
+    return "WHERE " + " AND ".join(f"{k} = ?" for k, _ in cols), [v for _, v in cols]
+
+
+def _table_names(conn: sqlite3.Connection) -> list[str]:
+    """The user tables of a database (SQLite's own ``sqlite_*`` tables left out)."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                        " ORDER BY name")
+    return [r[0] for r in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete SQL statements.
+
+    A statement ends at a ``;`` only where SQLite's own parser says the text so
+    far is complete (:func:`sqlite3.complete_statement`), so a ``;`` inside a
+    string literal, a comment or a ``CREATE TRIGGER ... BEGIN ...; END`` body
+    does not cut it. Text after the last complete statement is an error: a
+    migration is never applied half.
+    """
+    statements: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            body = buf.strip()
+            if not _only_comments(body[:-1]):
+                statements.append(body)
+            buf = ""
+    rest = buf[:-1].strip()  # the ';' added after the last piece
+    if rest and not _only_comments(rest):
+        raise ValueError(f"migration ends with an incomplete statement: {rest[:80]!r}")
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    lines = [ln.strip() for ln in text.splitlines()]
+    return all(not ln or ln.startswith("--") or ln == ";" for ln in lines)

@@ -1,0 +1,134 @@
+"""Drop-folder inputs: table ``inputs`` (docs/triggers.md).
+
+Contract:
+
+- Each ``record_*`` call is one durable transaction, or a SAVEPOINT inside the
+  caller's: a claim is ``record_intent`` (the ``claiming`` row, committed
+  before the rename), ``record_claimed``, then ``record_started`` inside the
+  run's own transaction (``store.runs.create(within=...)``), so an input is
+  ``started`` exactly when its run exists.
+- Rows are never deleted: a settled input keeps its state and path for
+  lineage; the retention rule only sets ``removed_at`` (:meth:`Inputs.record_removed`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import NotFoundError
+from .db import Database, where
+
+
+class Inputs:
+    """``store.inputs``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_intent(self, *, pipeline: str, folder: str, source: str, dev: int | None, ino: int | None,
+                            size: int | None, inbox_for: Callable[[int], str]) -> int:
+        """Step 1 of a claim: the ``claiming`` row (committed before the rename); returns its id."""
+        now = self._db.clock()
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, dev, ino, size, state,"
+                " arrived_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?, ?)",
+                (pipeline, folder, Path(source).name, source, dev, ino, size, now, now))
+            iid = int(cur.lastrowid)  # type: ignore[arg-type]
+            self._db.conn.execute("UPDATE inputs SET inbox_path = ? WHERE id = ?", (inbox_for(iid), iid))
+        return iid
+
+    def record_adopted(self, *, pipeline: str, folder: str, inbox_path: str, size: int, sha256: str) -> int:
+        """An inbox file no record named (crash between its rename and... never in practice): claimed now."""
+        now = self._db.clock()
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, inbox_path, size, sha256, state,"
+                " arrived_at, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?, ?)",
+                (pipeline, folder, Path(inbox_path).name, inbox_path, inbox_path, size, sha256, now, now, now))
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def record_claimed(self, input_id: int, size: int, sha256: str) -> None:
+        now = self._db.clock()
+        with self._db.transaction():
+            self._db.conn.execute("UPDATE inputs SET state = 'claimed', size = ?, sha256 = ?, claimed_at = ?, updated_at = ?"
+                              " WHERE id = ?", (size, sha256, now, now, input_id))
+
+    def record_started(self, input_id: int, run_id: int) -> None:
+        """Step 4: called inside the run's transaction (``store.runs.create(within=...)``)."""
+        with self._db.transaction():
+            self._db.conn.execute("UPDATE inputs SET state = 'started', run_id = ?, updated_at = ? WHERE id = ?",
+                              (run_id, self._db.clock(), input_id))
+
+    def record_refused(self, *, pipeline: str, folder: str, source: str, reason: str) -> int:
+        now = self._db.clock()
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, state, reason, arrived_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 'refused', ?, ?, ?)",
+                (pipeline, folder, Path(source).name, source, reason, now, now))
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def record_state(self, input_id: int, state: str, reason: str | None = None,
+                           inbox_path: str | None = None) -> None:
+        with self._db.transaction():
+            self._db.conn.execute("UPDATE inputs SET state = ?, reason = COALESCE(?, reason),"
+                              " inbox_path = COALESCE(?, inbox_path), updated_at = ? WHERE id = ?",
+                              (state, reason, inbox_path, self._db.clock(), input_id))
+
+    def record_removed(self, input_id: int) -> None:
+        """The retention rule removed the input's file: ``removed_at`` (state and path stay, for lineage)."""
+        with self._db.transaction():
+            self._db.conn.execute("UPDATE inputs SET removed_at = ? WHERE id = ?", (self._db.clock(), input_id))
+
+    def to_reconcile(self) -> list[dict[str, Any]]:
+        return self._db.all("SELECT * FROM inputs WHERE state IN ('claiming', 'claimed', 'started') ORDER BY id")
+
+    def records(self) -> list[tuple[Any, ...]]:
+        """Every input, in every state, as just the columns recovery's ``reconcile`` reads, by id.
+
+        Tuples ``(id, pipeline, state, source_path, inbox_path, dev, ino, sha256, run_id)``: one
+        narrow scan instead of whole rows as dicts (recovery reads every record at each start).
+        """
+        return self._db.conn.execute("SELECT id, pipeline, state, source_path, inbox_path, dev, ino, sha256, run_id"
+                                 " FROM inputs ORDER BY id").fetchall()
+
+    def past_keep(self, states: Iterable[str], settled_before: float, *,
+                         limit: int = 500) -> list[dict[str, Any]]:
+        """Inputs in one of ``states`` whose last state change is older than ``settled_before`` and
+        whose file is still kept (``inbox_path`` set, ``removed_at`` NULL): the retention rule's
+        candidates, oldest first, at most ``limit``. Columns: id, state, inbox_path, run_id, source_name."""
+        marks = ",".join("?" * len(states := list(states)))
+        return self._db.all(f"SELECT id, state, inbox_path, run_id, source_name FROM inputs WHERE state IN ({marks})"
+                         " AND inbox_path IS NOT NULL AND removed_at IS NULL AND updated_at < ?"
+                         " ORDER BY updated_at, id LIMIT ?", [*states, settled_before, limit])
+
+    def processed_sha(self, pipeline: str, sha256: str, *, exclude: int | None = None) -> int | None:
+        """Id of an input of ``pipeline`` with this content that started or ran (not quarantined); else None."""
+        row = self._db.one("SELECT id FROM inputs WHERE pipeline = ? AND sha256 = ? AND state IN ('started', 'done')"
+                        " AND id != ? ORDER BY id LIMIT 1", (pipeline, sha256, exclude or -1))
+        return int(row[0]) if row else None
+
+    def of_run(self, run_id: int) -> dict[str, Any] | None:
+        row = self._db.one("SELECT * FROM inputs WHERE run_id = ?", (run_id,))
+        return dict(row) if row else None
+
+    def all_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """Every input a run was started for (one in per_file mode, the batch in batch mode)."""
+        return self._db.all("SELECT * FROM inputs WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def get(self, input_id: int) -> dict[str, Any]:
+        row = self._db.one("SELECT * FROM inputs WHERE id = ?", (input_id,))
+        if row is None:
+            raise NotFoundError("no such input", value=input_id)
+        return dict(row)
+
+    def list(self, *, pipeline: str | None = None, state: str | None = None,
+                    limit: int = 100) -> list[dict[str, Any]]:
+        clause, args = where(pipeline=pipeline, state=state)
+        return self._db.all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
+
+    def counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
+

@@ -1,0 +1,102 @@
+"""What tasks produced: tables ``artifacts``, ``checkpoints``, ``task_results``; cache hits.
+
+Contract:
+
+- An attempt's files are recorded with its outcome (``store.attempts.finish``);
+  this aggregate reads them and records cache hits.
+- :meth:`Outputs.mark_cached` is one durable transaction: the task ``skipped``,
+  the source attempt's artifacts recorded for this run (idempotent per run,
+  task and source attempt) and the ``task_cached`` event row.
+- :meth:`Outputs.find_cache_hit` finds the newest successful attempt with the
+  same definition and input hashes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .db import Database
+from .events import write_event
+
+
+class Outputs:
+    """``store.outputs``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def mark_cached(self, task_id: int, run_id: int, task: str, input_hash: str, source_attempt: int,
+                    artifacts: list[dict[str, Any]]) -> None:
+        """Record a cache hit: task ``skipped``, the earlier attempt's artifacts recorded for this run.
+
+        The only place that records a cache hit's artifacts. Idempotent per
+        (run, task, source attempt): a repeated hit in the same run (a resume)
+        replaces its rows instead of adding more. ``artifacts`` must be the
+        source attempt's own records (:meth:`artifacts_of_attempt`), never the
+        copies other runs made of them.
+        """
+        now = self._db.clock()
+        with self._db.transaction():
+            self._db.conn.execute(
+                "UPDATE tasks SET state = 'skipped', input_hash = ?, cached_from = ?, started_at = ?, finished_at = ?, reason = ? WHERE id = ?",
+                (input_hash, source_attempt, now, now, f"cache hit: outputs of attempt {source_attempt}", task_id),
+            )
+            self._db.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ?",
+                              (run_id, task, source_attempt))
+            self._db.conn.executemany(
+                "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, task, source_attempt, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],
+            )
+            write_event(self._db, run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
+
+    def find_cache_hit(self, pipeline: str, task: str, definition_hash: str, input_hash: str) -> dict[str, Any] | None:
+        """The newest successful attempt of ``pipeline``/``task`` with the same hashes, or None."""
+        row = self._db.one(
+            "SELECT a.* FROM attempts a JOIN runs r ON r.id = a.run_id"
+            " WHERE r.pipeline = ? AND a.task = ? AND a.definition_hash = ? AND a.input_hash = ?"
+            " AND a.state = 'exited' AND a.exit_code = 0 ORDER BY a.id DESC LIMIT 1",
+            (pipeline, task, definition_hash, input_hash),
+        )
+        return dict(row) if row else None
+
+    def artifacts_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        if task is None:
+            return self._db.all("SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._db.all("SELECT * FROM artifacts WHERE run_id = ? AND task = ? ORDER BY id", (run_id, task))
+
+    def artifacts_of_attempt(self, attempt_id: int) -> list[dict[str, Any]]:
+        """The files ``attempt_id`` itself produced: its own run's records, not the copies cache hits made."""
+        return self._db.all("SELECT * FROM artifacts WHERE attempt_id = ?"
+                         " AND run_id = (SELECT run_id FROM attempts WHERE id = ?) ORDER BY id", (attempt_id, attempt_id))
+
+    def latest_artifacts(self, run_id: int, task: str) -> list[dict[str, Any]]:
+        """The artifacts of the task's latest successful outcome in this run (an attempt or a cache hit)."""
+        row = self._db.one("SELECT MAX(id) FROM artifacts WHERE run_id = ? AND task = ?", (run_id, task))
+        if row is None or row[0] is None:
+            return []
+        last = self._db.one("SELECT attempt_id, created_at FROM artifacts WHERE id = ?", (row[0],))
+        assert last is not None
+        return self._db.all(
+            "SELECT * FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ? AND created_at = ? ORDER BY id",
+            (run_id, task, last[0], last[1]),
+        )
+
+    def checkpoints_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        if task is None:
+            return self._db.all("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._db.all("SELECT * FROM checkpoints WHERE run_id = ? AND task = ? ORDER BY id", (run_id, task))
+
+    def results_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
+        """Rows of built-in check tasks; only those of each task's latest attempt."""
+        sql = ("SELECT * FROM task_results WHERE run_id = ? AND attempt_id IN"
+               " (SELECT MAX(attempt_id) FROM task_results WHERE run_id = ? GROUP BY task)")
+        args: list[Any] = [run_id, run_id]
+        if task is not None:
+            sql += " AND task = ?"
+            args.append(task)
+        rows = self._db.all(sql + " ORDER BY id", args)
+        for r in rows:
+            r["details"] = json.loads(r["details"]) if r["details"] else None
+        return rows
+

@@ -1,0 +1,61 @@
+"""Pipeline versions and pauses: tables ``pipeline_versions`` and ``pipeline_state``.
+
+Contract:
+
+- :meth:`Pipelines.record_version` stores each distinct pipeline text once
+  (by ``(name, content_hash)``) and returns its id; a run references the
+  version it was started from, so history shows what actually ran.
+- :meth:`Pipelines.set_paused` is one durable transaction: the pause (or
+  resume) and its ``pipeline_paused``/``pipeline_resumed`` event row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import NotFoundError
+from .db import Database
+from .events import write_event
+
+
+class Pipelines:
+    """``store.pipelines``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_version(self, name: str, content_hash: str, source_file: str, source_text: str) -> int:
+        """Id of the stored version with this content hash, inserting it when new."""
+        row = self._db.one("SELECT id FROM pipeline_versions WHERE name = ? AND content_hash = ?", (name, content_hash))
+        if row:
+            return int(row[0])
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "INSERT INTO pipeline_versions (name, content_hash, source_file, source_text, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, content_hash, source_file, source_text, self._db.clock()),
+            )
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def version(self, version_id: int) -> dict[str, Any]:
+        row = self._db.one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))
+        if row is None:
+            raise NotFoundError("no such pipeline version", value=version_id)
+        return dict(row)
+
+    def set_paused(self, name: str, paused: bool, *, reason: str | None, actor: str | None) -> None:
+        """Pause or resume a pipeline (new runs refused / schedules skipped while paused)."""
+        now = self._db.clock()
+        with self._db.transaction():
+            self._db.conn.execute(
+                "INSERT INTO pipeline_state (name, paused, reason, actor, changed_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
+                " actor = excluded.actor, changed_at = excluded.changed_at",
+                (name, int(paused), reason, actor, now),
+            )
+            write_event(self._db, None, None, "pipeline_paused" if paused else "pipeline_resumed",
+                        f"{name} {'paused' if paused else 'resumed'}" + (f": {reason}" if reason else ""), actor, now,
+                        {"pipeline": name})
+
+    def paused(self) -> dict[str, dict[str, Any]]:
+        """Name -> {reason, actor, changed_at} of every paused pipeline."""
+        return {r["name"]: r for r in self._db.all("SELECT * FROM pipeline_state WHERE paused = 1")}

@@ -1,0 +1,150 @@
+"""Runs and their tasks: tables ``runs`` and ``tasks``.
+
+Contract:
+
+- Each call that writes is one durable transaction (or a SAVEPOINT inside the
+  caller's ``with store.transaction():``): :meth:`Runs.create` inserts the run,
+  its pending tasks, its ``run_created`` event row and whatever ``within(run_id)``
+  writes (a schedule watermark, an input's ``started`` state) together;
+  :meth:`Runs.set_task_states` applies a whole cascade at once; a crash leaves
+  the old state or the new.
+- A run's state change writes its ``run_<state>`` event row in the same
+  transaction and sets ``started_at``/``finished_at`` as the state implies.
+- Attempts, leases and files of a run are other aggregates'
+  (``store.attempts``, ``store.outputs``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from ..errors import NotFoundError
+from ..model import RunState, TaskState
+from .db import Database, where
+from .events import write_event
+
+
+class Runs:
+    """``store.runs``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self,
+        *,
+        pipeline: str,
+        version_id: int,
+        params: dict[str, Any],
+        trigger: str,
+        actor: str | None,
+        run_dir_for: Callable[[int], str],
+        tasks: list[tuple[str, str]],
+        within: Callable[[int], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> int:
+        """Insert a queued run and its pending tasks ``[(name, definition_hash)]`` atomically.
+
+        ``within(run_id)`` runs inside the same transaction (a trigger records the
+        schedule watermark or the input's ``started`` state with the run, or neither).
+        """
+        now = self._db.clock()
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at, env)"
+                " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?)",
+                (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now,
+                 json.dumps(env, sort_keys=True) if env else None),
+            )
+            run_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            self._db.conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (run_dir_for(run_id), run_id))
+            self._db.conn.executemany(
+                "INSERT INTO tasks (run_id, name, state, definition_hash) VALUES (?, ?, ?, ?)",
+                [(run_id, name, TaskState.PENDING, dh) for name, dh in tasks],
+            )
+            write_event(self._db, run_id, None, "run_created", f"run {run_id} of {pipeline} queued by {trigger}", actor, now)
+            if within is not None:
+                within(run_id)
+        return run_id
+
+    def get(self, run_id: int) -> dict[str, Any]:
+        row = self._db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
+        out = dict(row)
+        out["params"] = json.loads(out["params"])
+        out["env"] = json.loads(out["env"]) if out.get("env") else {}
+        return out
+
+    def list(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Most recent first, with per-state task counts."""
+        clause, args = where(pipeline=pipeline, state=state)
+        rows = self._db.all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+            counts = self._db.all("SELECT state, COUNT(*) AS n FROM tasks WHERE run_id = ? GROUP BY state", (r["id"],))
+            r["tasks"] = {c["state"]: c["n"] for c in counts}
+        return rows
+
+    def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
+        """Move a run to ``state``; sets started_at/finished_at as the state implies."""
+        now = self._db.clock()
+        with self._db.transaction():
+            if state == RunState.RUNNING:
+                self._db.conn.execute(
+                    "UPDATE runs SET state = ?, started_at = COALESCE(started_at, ?), finished_at = NULL, reason = NULL WHERE id = ?",
+                    (state, now, run_id),
+                )
+            elif state.finished:
+                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE id = ?", (state, now, reason, run_id))
+            else:
+                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = NULL, reason = ? WHERE id = ?", (state, reason, run_id))
+            write_event(self._db, run_id, None, f"run_{state}", reason or f"run {run_id} {state}", actor, now)
+
+    def active(self) -> list[dict[str, Any]]:
+        """Runs that are queued or running (the engine resumes them at start)."""
+        return self._db.all("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY id")
+
+    def counts(self) -> dict[str, int]:
+        """Runs per state (for status and STATUS= lines); one indexed query."""
+        return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")}
+
+    def by_input(self) -> dict[int, int]:
+        """Input id -> run id of every run whose trigger is ``input:<id>`` (one indexed range scan)."""
+        out: dict[int, int] = {}
+        for r in self._db.conn.execute("SELECT id, trigger FROM runs WHERE trigger >= 'input:' AND trigger < 'input;'"):
+            try:
+                out[int(str(r[1]).split(":", 1)[1])] = int(r[0])
+            except ValueError:
+                continue
+        return out
+
+    def tasks_of(self, run_id: int) -> list[dict[str, Any]]:
+        return self._db.all("SELECT * FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def set_task_states(self, changes: list[tuple[int, TaskState, str | None]], *, run_id: int | None = None) -> None:
+        """Apply ``[(task_id, state, reason)]`` in one transaction (a failure cascades atomically)."""
+        if not changes:
+            return
+        now = self._db.clock()
+        with self._db.transaction():
+            for task_id, state, reason in changes:
+                if state.finished:
+                    self._db.conn.execute(
+                        "UPDATE tasks SET state = ?, reason = ?, finished_at = ?, next_attempt_at = NULL WHERE id = ?",
+                        (state, reason, now, task_id),
+                    )
+                else:
+                    self._db.conn.execute(
+                        "UPDATE tasks SET state = ?, reason = ?, finished_at = NULL WHERE id = ?", (state, reason, task_id)
+                    )
+
+    def reset_tasks(self, task_ids: list[int]) -> None:
+        """Back to ``pending`` for a resume; attempts and history are kept."""
+        with self._db.transaction():
+            self._db.conn.executemany(
+                "UPDATE tasks SET state = 'pending', reason = NULL, finished_at = NULL, next_attempt_at = NULL, cached_from = NULL WHERE id = ?",
+                [(t,) for t in task_ids],
+            )
+
