@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Self
 
 from edgeorch.triggers.arrivals import ArrivalLoop
+from edgeorch.triggers.watcher import WatchEvent
 from edgeorch.triggers.drop import (
     ClaimedFile,
     ClaimError,
@@ -41,6 +42,16 @@ class DropHarness:
         self.on_claimed = on_claimed
         self.changed = asyncio.Event()
         self.arrivals = ArrivalLoop(loop, [self.spec], self.on_ready, rescan_interval=rescan_interval)
+        # Wake wait_for after every event the arrival loop handles, not only after claims: a predicate
+        # may read state an event changes without a claim (overflows, missing folders).
+        assert self.arrivals.watcher is not None
+        deliver = self.arrivals.watcher.post
+
+        def deliver_and_wake(event: WatchEvent) -> None:
+            deliver(event)
+            self.changed.set()
+
+        self.arrivals.watcher.post = deliver_and_wake
 
     def on_ready(self, spec: WatchSpec, path: Path) -> None:
         self.ready_calls.append(path)
