@@ -103,7 +103,9 @@ class InputState(StrEnum):
     ``quarantined`` (the run failed or could not start; a retry of the run
     brings it back to ``started``), ``duplicate`` (same content as an
     earlier input), ``refused`` (not a file edgeorch takes), ``vanished``
-    (gone before the claim), ``lost`` (the claimed file left the inbox).
+    (gone before the claim), ``lost`` (the claimed file left the inbox),
+    ``requeued`` (its quarantined file was sent back to the drop folder, where
+    it arrives as a new input).
     """
 
     CLAIMING = "claiming"
@@ -115,6 +117,7 @@ class InputState(StrEnum):
     DONE = "done"
     VANISHED = "vanished"
     LOST = "lost"
+    REQUEUED = "requeued"
 
     @property
     def finished(self) -> bool:
@@ -164,8 +167,9 @@ INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
     _I.CLAIMING: frozenset({_I.CLAIMED, _I.VANISHED, _I.REFUSED}),
     _I.CLAIMED: frozenset({_I.STARTED, _I.DUPLICATE, _I.REFUSED, _I.QUARANTINED, _I.LOST}),
     _I.STARTED: frozenset({_I.DONE, _I.QUARANTINED}),
-    _I.QUARANTINED: frozenset({_I.STARTED}),  # a retry of its run brings it back from quarantine
-    **{s: frozenset() for s in (_I.DONE, _I.DUPLICATE, _I.REFUSED, _I.VANISHED, _I.LOST)},
+    # a retry of its run brings it back from quarantine; `edgeorch requeue` sends it back to the drop folder
+    _I.QUARANTINED: frozenset({_I.STARTED, _I.REQUEUED}),
+    **{s: frozenset() for s in (_I.DONE, _I.DUPLICATE, _I.REFUSED, _I.VANISHED, _I.LOST, _I.REQUEUED)},
 }
 """Drop-folder input state -> the states it may move to."""
 

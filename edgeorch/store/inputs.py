@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import NotFoundError
+from ..errors import ConflictError, NotFoundError
+from ..model import InputState
 from .db import Database, where
 
 
@@ -52,14 +53,16 @@ class Inputs:
     def record_claimed(self, input_id: int, size: int, sha256: str) -> None:
         now = self._db.clock()
         with self._db.transaction():
-            self._db.conn.execute("UPDATE inputs SET state = 'claimed', size = ?, sha256 = ?, claimed_at = ?, updated_at = ?"
-                              " WHERE id = ?", (size, sha256, now, now, input_id))
+            self._check_transition(input_id, InputState.CLAIMED)
+            self._db.conn.execute("UPDATE inputs SET state = 'claimed', size = ?, sha256 = ?, claimed_at = ?,"
+                                  " updated_at = ? WHERE id = ?", (size, sha256, now, now, input_id))
 
     def record_started(self, input_id: int, run_id: int) -> None:
         """Step 4: called inside the run's transaction (``store.runs.create(within=...)``)."""
         with self._db.transaction():
+            self._check_transition(input_id, InputState.STARTED, same_ok=True)
             self._db.conn.execute("UPDATE inputs SET state = 'started', run_id = ?, updated_at = ? WHERE id = ?",
-                              (run_id, self._db.clock(), input_id))
+                                  (run_id, self._db.clock(), input_id))
 
     def record_refused(self, *, pipeline: str, folder: str, source: str, reason: str) -> int:
         now = self._db.clock()
@@ -70,12 +73,32 @@ class Inputs:
                 (pipeline, folder, Path(source).name, source, reason, now, now))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
-    def record_state(self, input_id: int, state: str, reason: str | None = None,
-                           inbox_path: str | None = None) -> None:
+    def record_state(self, input_id: int, state: InputState | str, reason: str | None = None,
+                     inbox_path: str | None = None) -> None:
+        """Move an input to ``state`` (one transaction); refused unless :data:`~edgeorch.model.INPUT_TRANSITIONS` allows it."""
+        new = InputState(state)
         with self._db.transaction():
+            self._check_transition(input_id, new)
             self._db.conn.execute("UPDATE inputs SET state = ?, reason = COALESCE(?, reason),"
-                              " inbox_path = COALESCE(?, inbox_path), updated_at = ? WHERE id = ?",
-                              (state, reason, inbox_path, self._db.clock(), input_id))
+                                  " inbox_path = COALESCE(?, inbox_path), updated_at = ? WHERE id = ?",
+                                  (new.value, reason, inbox_path, self._db.clock(), input_id))
+
+    def _check_transition(self, input_id: int, new: InputState, *, same_ok: bool = False) -> None:
+        """The one place an input's state change is checked against the transition table.
+
+        Raises :class:`ConflictError` for a move the table does not allow (the
+        caller's view of the input is stale, e.g. a requeue racing a retry);
+        the transaction rolls back, nothing is recorded. ``same_ok``: staying in
+        ``new`` is allowed (recovery re-recording a run id).
+        """
+        row = self._db.conn.execute("SELECT state FROM inputs WHERE id = ?", (input_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no input {input_id}")
+        old = InputState(row[0])
+        if (same_ok and old == new) or InputState.can_transition(old, new):
+            return
+        raise ConflictError(f"input {input_id} cannot move from {old.value} to {new.value}",
+                            expected=", ".join(sorted(s.value for s in _allowed(old))) or "nothing (a final state)")
 
     def record_removed(self, input_id: int) -> None:
         """The retention rule removed the input's file: ``removed_at`` (state and path stay, for lineage)."""
@@ -132,3 +155,9 @@ class Inputs:
     def counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
 
+
+
+def _allowed(old: InputState) -> frozenset[InputState]:
+    from ..model import INPUT_TRANSITIONS
+
+    return INPUT_TRANSITIONS[old]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from ...errors import NotFoundError, UsageError
+from ...model import InputState
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +94,7 @@ class InputOps:
         except ClaimError as exc:
             raise UsageError(exc.message if hasattr(exc, "message") else str(exc), field="args.file", value=raw) from None
         if rec is not None:
-            store.inputs.record_state(rec["id"], "requeued", reason=f"requeued to {dest} by {peer.user}")
+            store.inputs.record_state(rec["id"], InputState.REQUEUED, reason=f"requeued to {dest} by {peer.user}")
         store.events.add("input_requeued", f"{path.name} requeued to {dest}", actor=actor_of(peer),
                          data={"file": str(path), "dest": str(dest), "input_id": rec["id"] if rec else None})
         return {"file": str(path), "requeued_to": str(dest), "input_id": rec["id"] if rec else None}

@@ -88,3 +88,35 @@ def test_two_aggregates_writes_in_one_transaction_roll_back_together(store):
     assert store.runs.get(run_id)["state"] == "queued"
     assert [e["kind"] for e in store.events.recent(10)] == ["run_created"]
 
+
+
+def test_an_input_state_change_the_transition_table_forbids_is_refused_and_records_nothing(tmp_path):
+    from edgeorch.errors import ConflictError
+    from edgeorch.model import InputState
+    from edgeorch.store import Store
+
+    store = Store(tmp_path / "s.db")
+    iid = store.inputs.record_intent(pipeline="p", folder="/d", source="/d/a.csv", dev=1, ino=2, size=3,
+                                     inbox_for=lambda i: f"/inbox/in-{i}/a.csv")
+    with pytest.raises(ConflictError, match="cannot move from claiming to done"):
+        store.inputs.record_state(iid, InputState.DONE)
+    assert store.inputs.get(iid)["state"] == "claiming"
+    store.inputs.record_claimed(iid, 3, "0" * 64)
+    with pytest.raises(ConflictError, match="cannot move from claimed to requeued"):
+        store.inputs.record_state(iid, "requeued")
+    assert store.inputs.get(iid)["state"] == "claimed"
+
+
+def test_a_quarantined_input_may_be_requeued_and_then_nothing_else(tmp_path):
+    from edgeorch.errors import ConflictError
+    from edgeorch.model import InputState
+    from edgeorch.store import Store
+
+    store = Store(tmp_path / "s.db")
+    iid = store.inputs.record_intent(pipeline="p", folder="/d", source="/d/a.csv", dev=1, ino=2, size=3,
+                                     inbox_for=lambda i: f"/inbox/in-{i}/a.csv")
+    store.inputs.record_claimed(iid, 3, "0" * 64)
+    store.inputs.record_state(iid, InputState.QUARANTINED)
+    store.inputs.record_state(iid, InputState.REQUEUED)
+    with pytest.raises(ConflictError):
+        store.inputs.record_state(iid, InputState.STARTED)

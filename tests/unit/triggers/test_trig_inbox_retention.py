@@ -58,6 +58,9 @@ def _input(w, name: str, state: str, *, run_id: int = 7, quarantined: bool = Fal
     path = holder["p"]
     path.write_text("content\n")
     w.store.inputs.record_claimed(iid, 8, "ab" * 32)
+    if state in ("duplicate", "refused", "lost"):  # settled from `claimed`, as the claim does (no run)
+        w.store.inputs.record_state(iid, state)
+        return iid, path
     w.store.inputs.record_started(iid, run_id)
     if quarantined:
         qdir = w.drops.quarantine_dir

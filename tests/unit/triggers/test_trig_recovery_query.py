@@ -21,6 +21,7 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
     try:
         done = _claim(store, inbox, "a.csv")
         store.inputs.record_claimed(done, 3, "ab" * 32)
+        store.inputs.record_started(done, 41)  # its run (no runs row needed here)
         store.inputs.record_state(done, "done")
         (inbox / f"in-{done}").mkdir(parents=True)
         (inbox / f"in-{done}" / "a.csv").write_text("kept for retry and lineage\n")
@@ -28,7 +29,7 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
 
         rows = store.inputs.records()
         assert [tuple(r) for r in rows] == [
-            (done, "p", "done", "/drop/a.csv", str(inbox / f"in-{done}" / "a.csv"), 1, 2, "ab" * 32, None),
+            (done, "p", "done", "/drop/a.csv", str(inbox / f"in-{done}" / "a.csv"), 1, 2, "ab" * 32, 41),
             (claiming, "p", "claiming", "/drop/b.csv", str(inbox / f"in-{claiming}" / "b.csv"), 1, 2, None, None),
         ]
 
