@@ -19,7 +19,7 @@ records nothing when one of them refuses (each refusal is an
 4. **params**: the raw params are resolved against the pipeline's
    declarations (:func:`~edgeorch.pipelines.resolve_params`, UsageError);
 5. **resources**: a task this machine can never serve is refused
-   (:class:`~edgeorch.resources.model.UnsatisfiableError`), checked once per
+   (:class:`~edgeorch.errors.UnsatisfiableError`), checked once per
    pipeline version (the machine's inventory is fixed for an engine's life);
 6. **hooks** (``before``): each may raise to refuse (cooldown, quotas);
 7. **submission**: :meth:`Engine.submit` in one transaction with the caller's
@@ -46,12 +46,23 @@ from ..model import Pipeline
 from ..pipelines import resolve_params
 
 
+class PausedPipelines(Protocol):
+    """``store.pipelines``: which pipelines are paused."""
+
+    def paused(self) -> dict[str, dict[str, Any]]: ...
+
+
+class RunRows(Protocol):
+    """``store.runs``: a run's row (its pipeline, for resume)."""
+
+    def get(self, run_id: int) -> dict[str, Any]: ...
+
+
 class StoredRuns(Protocol):
     """The part of the store the front door reads: pauses, and a run's pipeline (for resume)."""
 
-    def paused_pipelines(self) -> dict[str, dict[str, Any]]: ...
-
-    def get_run(self, run_id: int) -> dict[str, Any]: ...
+    pipelines: PausedPipelines
+    runs: RunRows
 
 
 class Submitter(Protocol):
