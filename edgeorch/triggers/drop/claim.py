@@ -111,40 +111,37 @@ CLAIM_PREFIX = "in-"
 
 
 def claim_folder_name(input_id: int, k: int = 0) -> str:
-    """``in-<id>`` (``k == 0``) or ``in-<id>-<k>``: the names :func:`free_claim_folder` tries, in order."""
+    """``in-<id>`` (``k == 0``) or ``in-<id>-<k>``: the names :func:`make_claim_folder` tries, in order."""
     return f"{CLAIM_PREFIX}{input_id}" if k == 0 else f"{CLAIM_PREFIX}{input_id}-{k}"
 
 
-def free_claim_folder(inbox_dir: Path, input_id: int) -> Path:
-    """The first free claim-folder name of ``input_id``: ``<inbox>/in-<id>``, else ``in-<id>-1``, ...
+def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
+    """Create the claim folder of ``input_id`` EXCLUSIVELY and return it: ``<inbox>/in-<id>``, or
+    ``in-<id>-1``, ``in-<id>-2``, ... when the name is taken.
 
-    Nothing is created: only names are looked at (``lstat``), so the event loop
-    pays no folder creation per claimed file; :func:`perform_claim` (in the
-    claim worker) makes the folder before the rename. Input ids can go back (a
-    state file restored from a backup), so ``in-<id>`` may still hold the file
-    of an input from the lost future: a taken name is skipped, never shared.
-    Only this daemon creates claim folders, and one id is claimed at a time,
-    so the name stays free until the worker makes it. The caller records the
-    returned path (``inputs.inbox_path``), the one truth about where the input is.
+    Input ids can go back (a state file restored from a backup), so ``in-<id>`` may still hold
+    the file of an input from the lost future: never share a folder with it. The caller records
+    the returned path (``inputs.inbox_path``), the one truth about where the input is. When the
+    folder cannot be made now (a transient error: disk full, see :func:`is_transient`), the first
+    free name is returned uncreated: :func:`perform_claim` makes it (deferring while the error
+    lasts), so the intent is still recorded and the claim retried. Other errors are raised.
     """
     base = Path(inbox_dir)
     for k in range(0, 1_000_000):
         folder = base / claim_folder_name(input_id, k)
-        if not os.path.lexists(folder):
-            return folder
-    raise ClaimError("no free claim folder name", value=str(base / claim_folder_name(input_id)))  # pragma: no cover
-
-
-def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
-    """:func:`free_claim_folder`, created now (exclusively; a name taken meanwhile is skipped)."""
-    while True:
-        folder = free_claim_folder(inbox_dir, input_id)
-        Path(inbox_dir).mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(folder):
+            continue
         try:
+            base.mkdir(parents=True, exist_ok=True)
             os.mkdir(folder, 0o755)
         except FileExistsError:
             continue
+        except OSError as exc:
+            if is_transient(exc):
+                return folder
+            raise
         return folder
+    raise ClaimError("no free claim folder name", value=str(base / claim_folder_name(input_id)))  # pragma: no cover
 
 
 def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,

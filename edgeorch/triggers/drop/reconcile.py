@@ -141,7 +141,7 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
 
 def claim_folder_id(name: str) -> int | None:
     """The input id of a claim folder named ``in-<id>`` or ``in-<id>-<k>``
-    (:func:`~.claim.free_claim_folder`); None for any other name."""
+    (:func:`~.claim.make_claim_folder`); None for any other name."""
     if not name.startswith(CLAIM_PREFIX):
         return None
     digits = name[len(CLAIM_PREFIX):].split("-")

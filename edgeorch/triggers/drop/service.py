@@ -30,7 +30,7 @@ from .claim import (
     claim_dest,
     hash_file,
     is_transient,
-    free_claim_folder,
+    make_claim_folder,
     perform_claim,
 )
 from .durable import sync_dirs, write_atomic
@@ -545,12 +545,13 @@ class DropFolders:
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
 
     def _record_intent(self, spec: WatchSpec, acc: Any) -> _Pending:
-        """Record the intent with its claim folder's name (:func:`free_claim_folder`: ``in-<id>``,
-        suffixed when a restored backup reused the id); the claim worker creates the folder."""
+        """Record the intent; its claim folder is created exclusively inside that transaction
+        (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored backup reused the id)
+        and its real path recorded."""
         holder: dict[str, Path] = {}
 
         def inbox_for(iid: int) -> str:
-            folder = free_claim_folder(self.inbox, iid)
+            folder = make_claim_folder(self.inbox, iid)
             holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
             return str(holder["d"])
 
