@@ -279,5 +279,6 @@ def test_finished_states_only_leave_for_a_resume_or_a_retry():
             assert TASK_TRANSITIONS[s] == {T.PENDING}
     assert all(not ATTEMPT_TRANSITIONS[s] for s in AttemptState if s.finished)
     assert {s for s in InputState if not s.finished} == {InputState.CLAIMING, InputState.CLAIMED, InputState.STARTED}
-    assert INPUT_TRANSITIONS[InputState.QUARANTINED] == {InputState.STARTED}  # a retry brings it back
+    # a retry brings it back; `edgeorch requeue` sends its file back to the drop folder (a new input)
+    assert INPUT_TRANSITIONS[InputState.QUARANTINED] == {InputState.STARTED, InputState.REQUEUED}
     assert not InputState.can_transition("done", "claimed")
