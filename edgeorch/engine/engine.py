@@ -212,9 +212,11 @@ class Engine:
         if stop_tasks:
             for la in list(self.live.values()):
                 self._stop_attempt(la, "cancelled")
-            if self.live:
+            if self.live and self.fatal_error is None:
                 self._all_stopped = asyncio.Event()
-                await self._all_stopped.wait()  # set by _on_exited when the last attempt ends
+                # Set when the last attempt's end is recorded, or by _fatal: after a fail-stop no end
+                # is recorded any more (the next engine collects them), so nothing is left to wait for.
+                await self._all_stopped.wait()
         for h in self._retry_timers.values():
             h.cancel()
         if self._watch_timer is not None:
@@ -250,6 +252,8 @@ class Engine:
             if ctx.done is not None and not ctx.done.done():
                 ctx.done.set_exception(error)
         self._fail_resumes(error)
+        if self._all_stopped is not None:
+            self._all_stopped.set()  # close(stop_tasks=True) waits for ends that will no longer be recorded
         self._announce(EngineFatal(self.clock(), error.render()))
         self.fatal_event.set()
 
@@ -1020,6 +1024,10 @@ class Engine:
         """
         for c in decided.changes:
             ctx.states[c.task] = c.state
+            if c.state != TaskState.READY:
+                # A verified cache miss holds only while the task waits to start; one that leaves
+                # ``ready`` otherwise (cancel, cascade) must not outlive it (nor skip a later check).
+                self._cache_missed.discard(f"{ctx.run_id}/{c.task}")
             if c.state != TaskState.RETRY_WAIT:  # a task that left its retry wait (cancel, cascade) needs no timer
                 timer = self._retry_timers.pop((ctx.run_id, c.task), None)
                 if timer is not None:
