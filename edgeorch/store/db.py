@@ -119,28 +119,30 @@ class Database:
             return
         if not durable:
             self.conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
-        self._depth = 1
-        try:
-            yield self.conn
-        except BaseException as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
-                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
-            raise
-        else:
+        try:  # the relaxed setting is for this one commit, whatever happens (a failed BEGIN included)
             try:
-                self.conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException as exc:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+                if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
+                    raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+                raise
+            else:
+                try:
+                    self.conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            finally:
+                self._depth = 0
         finally:
-            self._depth = 0
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
 
