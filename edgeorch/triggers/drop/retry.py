@@ -70,7 +70,7 @@ def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
     except (OSError, ValueError):
         claimed = None
     if not claimed:  # quarantined before the reason kept it: the run's variable holds the path (per-file mode)
-        env = json.loads(store.runs.get(run_id).get("env") or "{}")
+        env = store.runs.get(run_id)["env"]  # already decoded by the store (a dict, {} when none)
         claimed = next((v for v in env.values() if Path(v).name == rec["source_name"]), None)
     if not claimed:
         raise EdgeorchError("the path its run was given is not known", value=str(qpath))

@@ -1,0 +1,43 @@
+"""``edgeorch retry`` brings a quarantined input back to the path its run was given (real SQLite, real files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgeorch.store.store import Store
+from edgeorch.triggers.drop.claim import make_claim_folder
+from edgeorch.triggers.drop.retry import restore_inputs_for_retry
+
+
+def test_an_input_quarantined_without_its_path_in_the_reason_is_found_through_the_runs_env(tmp_path):
+    store = Store(tmp_path / "state.db", clock=lambda: 1000.0)
+    try:
+        inbox, qdir = tmp_path / "inbox", tmp_path / "quarantine"
+        holder: dict[str, Path] = {}
+
+        def inbox_for(iid: int) -> str:
+            holder["p"] = make_claim_folder(inbox, iid) / "data.csv"
+            return str(holder["p"])
+
+        iid = store.inputs.record_intent(pipeline="p", folder="/drop", source="/drop/data.csv", dev=1, ino=2, size=3,
+                                         inbox_for=inbox_for)
+        claimed = holder["p"]
+        claimed.write_text("content\n")
+        store.inputs.record_claimed(iid, 8, "ab" * 32)
+        version = store.pipelines.record_version("p", "h", "/p.toml", "")
+        run_id = store.runs.create(pipeline="p", version_id=version, params={}, trigger=f"input:{iid}", actor="watch",
+                                   run_dir_for=lambda r: str(tmp_path / "runs" / str(r)), tasks=[("a", "h")],
+                                   env={"EDGEORCH_INPUT": str(claimed)})
+        store.inputs.record_started(iid, run_id)
+        # Quarantined by an older edgeorch: the reason document does not keep the claimed path.
+        qdir.mkdir()
+        os.rename(claimed, qdir / "data.csv")
+        (qdir / "data.csv.reason.json").write_text("{}\n")
+        store.inputs.record_state(iid, "quarantined", reason="run failed", inbox_path=str(qdir / "data.csv"))
+
+        assert restore_inputs_for_retry(store, run_id) == [claimed]
+        assert claimed.read_text() == "content\n"
+        assert store.inputs.get(iid)["state"] == "started"
+    finally:
+        store.close()
