@@ -280,8 +280,10 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         group=ctl.str("group", None),
         readers=tuple(ctl.str_list("readers", [])),
         operators=tuple(ctl.str_list("operators", [])),
-        max_line_bytes=ctl.size("max_line_bytes", dc.max_line_bytes),
-        idle_timeout=ctl.duration("idle_timeout", dc.idle_timeout),
+        max_line_bytes=_at_least(ctl, "max_line_bytes", ctl.size("max_line_bytes", dc.max_line_bytes),
+                                 CONTROL_MIN_LINE_BYTES, dc.max_line_bytes, "a size of at least 1K (default 1M)"),
+        idle_timeout=_at_least(ctl, "idle_timeout", ctl.duration("idle_timeout", dc.idle_timeout),
+                               CONTROL_MIN_IDLE_S, dc.idle_timeout, "a duration of at least 1s (default 300s)"),
         max_clients=ctl.int("max_clients", dc.max_clients, minimum=1),
     )
     ctl.finish()
@@ -331,6 +333,20 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         inbox_keep=inbox_keep,
         source=source,
     )
+
+
+CONTROL_MIN_LINE_BYTES = 1024
+"""The smallest ``control.max_line_bytes``: below it no real request fits (0 would break every connection)."""
+CONTROL_MIN_IDLE_S = 1.0
+"""The shortest ``control.idle_timeout``: below it a client is dropped before it can send (0: at once)."""
+
+
+def _at_least(reader: TableReader, key: str, value: Any, minimum: float, default: Any, expected: str) -> Any:
+    """``value`` (already parsed from ``key``), or ``default`` with an error recorded when it is below ``minimum``."""
+    if value < minimum:
+        reader.fail(key, "is too small", value=reader.raw(key), expected=expected)
+        return default
+    return value
 
 
 INBOX_KEEP_MIN = 1.0
