@@ -38,7 +38,6 @@ The shim outlives the daemon; it never touches the state file.
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import os
 import select
@@ -346,10 +345,10 @@ def _write_all(fd: int, data: bytes) -> None:
             n = os.write(fd, view)
         except InterruptedError:
             continue
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:  # disk full: drop log output rather than block the task
-                return
-            raise
+        except OSError:
+            # Disk full, quota, an I/O error on a failing card: drop log output. Raising would unwind
+            # the shim, which would then die without an exit record and leave the task orphaned.
+            return
         view = view[n:]
 
 
