@@ -287,14 +287,15 @@ class LocalExecutor(Executor):
     def adopt(self, record: AttemptRecord) -> Adoption:
         """See the contract. The attempt folder's files decide: exit.json, owner.json (the shim's claim), proc.json."""
         adir = record.attempt_dir
+        never_ran = Adoption(Verdict.LOST, exit=ExitInfo(
+            None, None, None, lost=True, uncharged=True,
+            error="the attempt never started (engine stopped while starting it)"))
         if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
             # No shim claimed it and now none ever will: it never ran, and that is not the task's doing.
-            return Adoption(Verdict.LOST, exit=ExitInfo(
-                None, None, None, lost=True, uncharged=True,
-                error="the attempt never started (engine stopped while starting it)"))
+            return never_ran
         owner = read_json(Path(adir, OWNER)) or {}
-        if owner.get(ABANDONED):
-            return Adoption(Verdict.LOST, exit=ExitInfo(None, None, None, lost=True, error="abandoned"))
+        if owner.get(ABANDONED):  # an earlier recovery claimed it (then stopped before recording it): the same
+            return never_ran
         proc = read_json(Path(adir, PROC))
         started = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
                            owner.get("shim_start_time")) if proc and proc.get("pgid") else None
