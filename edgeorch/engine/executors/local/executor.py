@@ -92,6 +92,9 @@ class LocalExecutor(Executor):
         self._watched: dict[int, tuple[int, str]] = {}  # attempt_id -> (pidfd, attempt_dir)
         self._dirs: dict[int, str] = {}
         self._in_flight: dict[int, SpawnRequest] = {}  # written to a zygote, no reply yet
+        self._orphaned: dict[int, SpawnRequest] = {}  # written to a zygote that died; not settled yet
+        self._orphan_timer: asyncio.TimerHandle | None = None
+        self._orphans_reported: set[int] = set()  # told once through on_health, then retried quietly
         self._waiting: list[SpawnRequest] = []  # the zygote is down: sent when it is back
         self._procs: dict[int, ProcInfo] = {}
         self._tree: set[int] = set()  # attempts whose shim carries out stop() itself
@@ -151,10 +154,12 @@ class LocalExecutor(Executor):
         delay = RESTART_BACKOFF_S[min(len(self._deaths) - 1, len(RESTART_BACKOFF_S) - 1)]
         self.on_health(f"the task launcher (zygote, pid {z.popen.pid}) died ({_describe_status(code)});"
                        f" restarting it{f' in {delay:g}s' if delay else ''}")
-        for attempt_id in list(self._in_flight):
-            self._settle_in_flight(attempt_id)
+        # The restart is armed first: failing to settle a lost request must never leave the launcher down.
         self._restarts += 1
         self._restart_timer = self.loop.call_later(delay, self._restart)
+        self._orphaned.update(self._in_flight)
+        self._in_flight.clear()
+        self._settle_orphans()
 
     def health(self) -> Health:
         if self._zygote is not None:
@@ -172,10 +177,34 @@ class LocalExecutor(Executor):
             self._deaths.append(time.monotonic())
             self._restart_timer = self.loop.call_later(RESTART_BACKOFF_S[-1], self._restart)
 
+    def _settle_orphans(self) -> None:
+        """Settle each request a dead zygote took; one that cannot be settled now (its folder cannot be
+        made or read: disk full, permissions) is reported and tried again shortly, never dropped."""
+        if self._orphan_timer is not None:  # a second death while retrying: one timer, not two
+            self._orphan_timer.cancel()
+        self._orphan_timer = None
+        for attempt_id in list(self._orphaned):
+            try:
+                self._settle_in_flight(attempt_id)
+            except OSError as exc:
+                if attempt_id not in self._orphans_reported:
+                    self._orphans_reported.add(attempt_id)
+                    self.on_health(f"cannot settle the start request of attempt {attempt_id} lost with the task"
+                                   f" launcher: {exc}; trying again every {RESTART_BACKOFF_S[3]:g}s")
+            else:
+                self._orphans_reported.discard(attempt_id)
+        if self._orphaned and not self._closing:
+            self._orphan_timer = self.loop.call_later(RESTART_BACKOFF_S[3], self._settle_orphans)
+
     def _settle_in_flight(self, attempt_id: int) -> None:
-        """A request the dead zygote took: claimed by a shim (then watch it) or never run (then not the task's fault)."""
-        req = self._in_flight.pop(attempt_id)
-        if settle_unowned(req.attempt_dir):
+        """A request the dead zygote took: claimed by a shim (then watch it) or never run (then not the task's fault).
+
+        Raises OSError (the request stays in :attr:`_orphaned`) when the attempt folder cannot be claimed now.
+        """
+        req = self._orphaned[attempt_id]
+        claimed_here = settle_unowned(req.attempt_dir)
+        del self._orphaned[attempt_id]
+        if claimed_here:
             self._dirs.pop(attempt_id, None)
             self.on_exited(attempt_id, ExitInfo(None, None, None, lost=True, uncharged=True,
                                                 error="the task launcher died before starting the attempt"))
@@ -234,7 +263,7 @@ class LocalExecutor(Executor):
             self._on_message(attempt_id, msg)
 
     def _on_message(self, attempt_id: int, msg: dict[str, Any]) -> None:
-        in_flight = self._in_flight.pop(attempt_id, None) is not None
+        in_flight = (self._in_flight.pop(attempt_id, None) or self._orphaned.pop(attempt_id, None)) is not None
         if "error" in msg:
             if in_flight:
                 self._dirs.pop(attempt_id, None)
@@ -371,6 +400,8 @@ class LocalExecutor(Executor):
         self._closing = True
         if self._restart_timer is not None:
             self._restart_timer.cancel()
+        if self._orphan_timer is not None:
+            self._orphan_timer.cancel()
         for attempt_id, (fd, _) in list(self._watched.items()):
             self.loop.remove_reader(fd)
             os.close(fd)
