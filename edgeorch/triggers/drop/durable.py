@@ -28,9 +28,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # write() may take only part (a nearly full disk): the rest, or its error, follows
+            view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        try:
+            os.unlink(tmp)  # nothing half-written is ever renamed into place, nor left behind
+        except OSError:
+            pass
+        raise
+    os.close(fd)
     os.rename(tmp, path)
     fsync_dir(path.parent)
