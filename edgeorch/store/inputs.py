@@ -118,14 +118,18 @@ class Inputs:
                                  " FROM inputs ORDER BY id").fetchall()
 
     def past_keep(self, states: Iterable[str], settled_before: float, *,
-                         limit: int = 500) -> list[dict[str, Any]]:
+                         limit: int = 500, after: tuple[float, int] | None = None) -> list[dict[str, Any]]:
         """Inputs in one of ``states`` whose last state change is older than ``settled_before`` and
         whose file is still kept (``inbox_path`` set, ``removed_at`` NULL): the retention rule's
-        candidates, oldest first, at most ``limit``. Columns: id, state, inbox_path, run_id, source_name."""
+        candidates, oldest first, at most ``limit``, from after ``after`` (the ``(updated_at, id)``
+        of the last row of the previous batch). Columns: id, state, inbox_path, run_id, source_name,
+        updated_at."""
         marks = ",".join("?" * len(states := list(states)))
-        return self._db.all(f"SELECT id, state, inbox_path, run_id, source_name FROM inputs WHERE state IN ({marks})"
-                         " AND inbox_path IS NOT NULL AND removed_at IS NULL AND updated_at < ?"
-                         " ORDER BY updated_at, id LIMIT ?", [*states, settled_before, limit])
+        since, args = ("", []) if after is None else (" AND (updated_at, id) > (?, ?)", list(after))
+        return self._db.all(f"SELECT id, state, inbox_path, run_id, source_name, updated_at FROM inputs"
+                         f" WHERE state IN ({marks}) AND inbox_path IS NOT NULL AND removed_at IS NULL"
+                         f" AND updated_at < ?{since} ORDER BY updated_at, id LIMIT ?",
+                         [*states, settled_before, *args, limit])
 
     def processed_sha(self, pipeline: str, sha256: str, *, exclude: int | None = None) -> int | None:
         """Id of an input of ``pipeline`` with this content that started or ran (not quarantined); else None."""

@@ -74,6 +74,10 @@ RETRY_MAX = 60.0
 ``RETRY_BASE * 2**n`` seconds, at most ``RETRY_MAX``; retried until it succeeds or the file goes."""
 
 
+SWEEP_BATCH = 500
+"""Retention candidates read per query; a sweep reads batch after batch until none is left."""
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds before retry number ``attempt`` (1, 2, ...) of a transient claim failure."""
     return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, min(attempt - 1, 16))))
@@ -122,6 +126,7 @@ class DropFolders:
         self._worker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.stopped = False
+        self.sweep_batch = SWEEP_BATCH
         self._batchers: dict[Path, Batcher] = {}
         self._batch_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -215,27 +220,39 @@ class DropFolders:
         if keep is None:
             return []
         gone: list[dict[str, Any]] = []
+        cutoff = self.store.clock() - keep
         with self.store.transaction():  # one commit for the sweep; a crash before it: the next sweep finds
-            for row in self.store.inputs.past_keep(FINISHED_STATES, self.store.clock() - keep):  # the file gone
-                if row["run_id"] is not None and row["run_id"] in self.engine.runs:
-                    continue
-                try:
-                    remove_kept_file(row["inbox_path"], self.quarantine_dir)
-                except ValueError:
-                    log.debug("input %s: %s is not edgeorch's to remove", row["id"], row["inbox_path"])
-                    continue
-                except OSError as exc:
-                    log.warning("input %s: cannot remove its kept file %s: %s (tried again at the next sweep)",
-                                row["id"], display_path(row["inbox_path"]), exc.strerror or exc)
-                    continue
-                self.store.inputs.record_removed(row["id"])
-                gone.append(row)
+            after: tuple[float, int] | None = None  # the file gone
+            while True:  # batch after batch: rows left behind (not ours, failing) never hide the rest
+                rows = self.store.inputs.past_keep(FINISHED_STATES, cutoff, limit=self.sweep_batch, after=after)
+                for row in rows:
+                    if self._sweep_one(row):
+                        gone.append(row)
+                if len(rows) < self.sweep_batch:
+                    break
+                after = (rows[-1]["updated_at"], rows[-1]["id"])
         for row in gone:  # after the commit: an event describes what is recorded
             self._publish("file_removed", input_id=row["id"], run_id=row["run_id"], file=row["inbox_path"],
                           reason=f"[inbox] keep = {keep:g}s")
         if gone:
             log.info("inbox retention: removed the files of %d finished input(s) older than %gs", len(gone), keep)
         return [row["id"] for row in gone]
+
+    def _sweep_one(self, row: dict[str, Any]) -> bool:
+        """Remove one candidate's kept file and record it (in the sweep's transaction); False when left as it is."""
+        if row["run_id"] is not None and row["run_id"] in self.engine.runs:
+            return False
+        try:
+            remove_kept_file(row["inbox_path"], self.quarantine_dir)
+        except ValueError:
+            log.debug("input %s: %s is not edgeorch's to remove", row["id"], row["inbox_path"])
+            return False
+        except OSError as exc:
+            log.warning("input %s: cannot remove its kept file %s: %s (tried again at the next sweep)",
+                        row["id"], display_path(row["inbox_path"]), exc.strerror or exc)
+            return False
+        self.store.inputs.record_removed(row["id"])
+        return True
 
     # -- run finished -----------------------------------------------------------------------
 

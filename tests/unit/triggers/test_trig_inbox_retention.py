@@ -172,3 +172,20 @@ def test_a_bad_inbox_keep_is_a_config_error_naming_file_field_value_and_expected
         parse_config({"inbox": {"keep": value}}, base=Path("/"), file="config.toml", source=None)
     text = err.value.render()
     assert "config.toml" in text and "inbox.keep" in text and repr(value) in text and '"forever"' in text
+
+
+def test_files_that_cannot_be_removed_never_starve_the_others(world):
+    """Candidates are read in batches; a full batch of files that cannot be removed (not edgeorch's,
+    or failing) must not hide the removable ones behind it, sweep after sweep."""
+    w = world
+    w.drops.sweep_batch = 2
+    stuck = []
+    for name in ("a.csv", "b.csv", "c.csv"):
+        iid, path = _input(w, name, "done")
+        w.store.db.conn.execute("UPDATE inputs SET inbox_path = ? WHERE id = ?", (str(w.tmp / name), iid))
+        stuck.append(iid)  # a path outside the claim folders and quarantine: never edgeorch's to remove
+    w.clock.now = 1001.0
+    ok, ok_path = _input(w, "d.csv", "done")
+    w.clock.now = 1e9
+    assert w.drops.sweep_inbox() == [ok]
+    assert not ok_path.exists()
