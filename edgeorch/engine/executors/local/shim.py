@@ -74,7 +74,9 @@ def write_json_atomically(path: str, data: dict[str, Any], *, sync: bool) -> Non
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, json.dumps(data).encode())
+        view = memoryview(json.dumps(data).encode())
+        while view:  # write() may take only part (a nearly full disk): the rest, or its error, follows
+            view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
     finally:
