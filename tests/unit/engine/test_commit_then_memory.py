@@ -10,8 +10,6 @@ process, real SQLite; the store's write is made to fail.
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 import pytest
 
@@ -20,6 +18,7 @@ from edgeorch.errors import StateError
 from edgeorch.model import RunState, TaskState
 from edgeorch.pipelines import resolve_params, validate_path
 from edgeorch.store import Store
+from engine_helpers import disk_full, until
 
 PIPELINE = """
 [tasks.a]
@@ -40,17 +39,6 @@ needs = ["a"]
 """
 
 
-def _disk_full(*_a: Any, **_k: Any) -> None:
-    raise StateError("cannot write the state file: No space left on device")
-
-
-async def _until(cond: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspace):
     workspace.pipeline("two", PIPELINE)
     cfg = workspace.config()
@@ -61,7 +49,7 @@ def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspac
         engine = Engine(cfg, store)
         await engine.start()
         try:
-            store.attempts.finish = _disk_full  # type: ignore[method-assign]
+            store.attempts.finish = disk_full  # type: ignore[method-assign]
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             with pytest.raises(StateError):
                 await asyncio.wait_for(engine.wait_run(run_id), 30)
@@ -92,9 +80,9 @@ def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
         try:
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             ctx = engine.runs[run_id]
-            await _until(lambda: ctx.states["a"] == TaskState.RUNNING)
+            await until(lambda: ctx.states["a"] == TaskState.RUNNING)
             real = store.runs.set_task_states
-            store.runs.set_task_states = _disk_full  # type: ignore[method-assign]
+            store.runs.set_task_states = disk_full  # type: ignore[method-assign]
             with pytest.raises(StateError):
                 engine.cancel(run_id, reason="cancelled by a test")
             assert not ctx.cancel_requested

@@ -6,14 +6,13 @@ Real engine, real processes, real SQLite, real files.
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 from edgeorch.engine.engine import Engine
 from edgeorch.errors import StateError
 from edgeorch.model import RunState
 from edgeorch.pipelines import resolve_params, validate_path
 from edgeorch.store import Store
+from engine_helpers import disk_full, until
 
 SLOW = """
 [tasks.a]
@@ -33,17 +32,6 @@ cache = true
 """
 
 
-def _disk_full(*_a: Any, **_k: Any) -> None:
-    raise StateError("cannot write the state file: No space left on device")
-
-
-async def _until(cond: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 def test_close_stopping_tasks_returns_when_the_engine_fails_while_waiting(workspace):
     """A fail-stop while close(stop_tasks=True) waits for the ends must not leave close() waiting forever."""
     workspace.pipeline("slow", SLOW)
@@ -56,8 +44,8 @@ def test_close_stopping_tasks_returns_when_the_engine_fails_while_waiting(worksp
         await engine.start()
         try:
             engine.submit(pipeline, resolve_params(pipeline, {}))
-            await _until(lambda: any(la.pgid is not None for la in engine.live.values()))
-            store.attempts.finish = _disk_full  # type: ignore[method-assign]
+            await until(lambda: any(la.pgid is not None for la in engine.live.values()))
+            store.attempts.finish = disk_full  # type: ignore[method-assign]
             await asyncio.wait_for(engine.close(stop_tasks=True), 30)
             assert isinstance(engine.fatal_error, StateError)
         finally:
@@ -85,10 +73,10 @@ def test_a_cache_miss_cancelled_before_its_start_is_forgotten(workspace):
             with open(art["path"], "w") as f:
                 f.write("changed\n")  # the recorded result no longer stands
             hold = engine.submit(pipes["hold"], {})
-            await _until(lambda: any(la.run_id == hold for la in engine.live.values()))
+            await until(lambda: any(la.run_id == hold for la in engine.live.values()))
             second = engine.submit(pipes["cached"], {})
             tid = f"{second}/make"
-            await _until(lambda: tid in engine._cache_missed)  # verified as a miss, queued behind the blocker
+            await until(lambda: tid in engine._cache_missed)  # verified as a miss, queued behind the blocker
             engine.cancel(second)
             assert await asyncio.wait_for(engine.wait_run(second), 30) == RunState.CANCELLED
             assert engine.runs.get(second) is None
