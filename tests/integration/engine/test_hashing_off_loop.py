@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +16,21 @@ from edgeorch.store import Store
 BIG = 1 << 30  # 1 GiB, sparse: costs no disk, but every byte is read and hashed
 
 
+async def measure_lag(lags: list[float], busy: Callable[[], bool], phase: Callable[[], bool]) -> bool:
+    """Ping the loop every 10 ms while ``busy()``, appending how late each ping ran to ``lags``.
+
+    Returns whether ``phase()`` (the hashing being measured) was seen at least once.
+    """
+    loop = asyncio.get_running_loop()
+    seen = False
+    while busy():
+        t0 = loop.time()
+        await asyncio.sleep(0.01)
+        lags.append(loop.time() - t0 - 0.01)
+        seen = seen or phase()
+    return seen
+
+
 def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harness):
     workspace.pipeline("big", f"""
         [tasks.make]
@@ -25,14 +41,8 @@ def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harn
 
     async def probe(engine, run_id):
         # A ping every 10 ms until the run is over: how late does the loop run it?
-        loop = asyncio.get_running_loop()
-        hashing_seen = False
-        while run_id in engine.runs:
-            t0 = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - t0 - 0.01)
-            hashing_seen = hashing_seen or bool(engine._settling)
-        assert hashing_seen, "the run ended without a hashing phase to measure"
+        seen = await measure_lag(lags, lambda: run_id in engine.runs, lambda: bool(engine._settling))
+        assert seen, "the run ended without a hashing phase to measure"
 
     run_id, state = harness.run("big", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
@@ -86,14 +96,8 @@ def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(worksp
     lags: list[float] = []
 
     async def probe(engine, run_id):
-        loop = asyncio.get_running_loop()
-        checking_seen = False
-        while run_id in engine.runs:
-            t0 = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - t0 - 0.01)
-            checking_seen = checking_seen or bool(engine._cache_checks)
-        assert checking_seen, "the run ended without verifying the cached output"
+        seen = await measure_lag(lags, lambda: run_id in engine.runs, lambda: bool(engine._cache_checks))
+        assert seen, "the run ended without verifying the cached output"
 
     second, state = harness.run("bigcache", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
@@ -149,14 +153,7 @@ def test_the_loop_keeps_answering_while_a_retry_verifies_a_large_output(workspac
     lags: list[float] = []
 
     async def probe(engine, resume):
-        loop = asyncio.get_running_loop()
-        verifying_seen = False
-        while not resume.done():
-            t0 = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - t0 - 0.01)
-            verifying_seen = verifying_seen or bool(engine._settling)
-        return verifying_seen
+        return await measure_lag(lags, lambda: not resume.done(), lambda: bool(engine._settling))
 
     redo, state, verifying_seen = _retry_through_the_front_door(workspace, run_id, during=probe)
     assert verifying_seen, "the retry was decided without a verification phase to measure"
