@@ -165,12 +165,15 @@ def claim_run_dir(runs_dir: Path, run_id: int) -> Path:
     exclusively here, when the run is created, guarantees that a new run never
     shares a folder with an old one, whatever the state file says.
     """
-    runs_dir.mkdir(parents=True, exist_ok=True)
     suffix = 1
     while True:
         path = runs_dir / (str(run_id) if suffix == 1 else f"{run_id}-{suffix}")
         try:
-            path.mkdir()
+            os.mkdir(path)
             return path
         except FileExistsError:
             suffix += 1
+        except FileNotFoundError:
+            # The runs folder itself is gone (removed by hand): make it once, not on every run
+            # (this runs on the engine's loop for every new run).
+            runs_dir.mkdir(parents=True, exist_ok=True)
