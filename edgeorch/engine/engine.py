@@ -393,6 +393,9 @@ class Engine:
         for answer in list(self._resumes):
             if not answer.done():
                 answer.set_exception(error)
+                # A caller that is still waiting gets the error; one that went away (its client
+                # disconnected) must not make asyncio log "exception was never retrieved".
+                answer.exception()
         self._resumes.clear()
 
     def cancel(self, run_id: int, *, actor: str | None = None, reason: str = "cancelled") -> None:
