@@ -46,3 +46,29 @@ def test_the_zygote_is_restarted_when_a_lost_request_cannot_be_settled(tmp_path)
             ex.close()
 
     asyncio.run(main())
+
+
+def test_a_dead_zygotes_reply_pipe_is_closed_when_its_eof_came_before_the_death_notice(tmp_path):
+    """EOF on the reply pipe first, then the pidfd's death notice: the pipe is closed, not kept forever."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ex = LocalExecutor(loop, lambda *a: None, lambda *a: None, lambda *a: None)
+        ex.start()
+        try:
+            z = ex._zygote
+            assert z is not None and z.pidfd is not None
+            loop.remove_reader(z.pidfd)  # hold the death notice back: the EOF is handled first
+            os.kill(z.popen.pid, signal.SIGKILL)
+            z.popen.wait()
+            deadline = loop.time() + 20
+            while not z.eof:
+                assert loop.time() < deadline, "no EOF on the dead zygote's reply pipe"
+                await asyncio.sleep(0.02)
+            ex._on_zygote_death(z)  # the death notice, late
+            assert z.popen.stdout is not None and z.popen.stdout.closed
+            assert z not in ex._old
+        finally:
+            ex.close()
+
+    asyncio.run(main())

@@ -65,6 +65,7 @@ class _Zygote:
         assert popen.stdout is not None
         self.out_fd = popen.stdout.fileno()
         self.buf = b""
+        self.eof = False  # its reply pipe is at EOF (every shim it forked has let go of it)
 
 
 RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 10.0, 30.0)
@@ -143,7 +144,11 @@ class LocalExecutor(Executor):
             return
         code = z.popen.wait()
         self._zygote = None
-        self._old.append(z)  # keep reading: shims it forked still answer on its pipe
+        if z.eof:  # nothing can answer on its pipe any more: close it now
+            if z.popen.stdout is not None:
+                z.popen.stdout.close()
+        else:
+            self._old.append(z)  # keep reading: shims it forked still answer on its pipe
         if z.popen.stdin is not None:
             try:
                 z.popen.stdin.close()
@@ -243,6 +248,7 @@ class LocalExecutor(Executor):
             return
         if not chunk:
             self.loop.remove_reader(z.out_fd)
+            z.eof = True
             if z in self._old:
                 self._old.remove(z)
                 if z.popen.stdout is not None:
