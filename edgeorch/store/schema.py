@@ -208,6 +208,48 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE inputs ADD COLUMN removed_at REAL;
     """,
+    # 10: the audit log (docs/audit.md): hash-chained records, forward-secure seals of the chain's head,
+    # and the checkpoints that pruning leaves. Append-only: triggers refuse UPDATE and DELETE (defence in
+    # depth; the chain and the seals are the guarantee). Records up to a checkpoint may be deleted (pruned).
+    """
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        uid INTEGER,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_seals (
+        epoch INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        mac TEXT NOT NULL
+    );
+    CREATE TABLE audit_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        ts TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    WHEN OLD.seq > (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints)
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only (edgeorch audit prune removes old records)'); END;
+    CREATE TRIGGER audit_seals_no_update BEFORE UPDATE ON audit_seals
+    BEGIN SELECT RAISE(ABORT, 'audit_seals is append-only'); END;
+    CREATE TRIGGER audit_seals_no_delete BEFORE DELETE ON audit_seals
+    BEGIN SELECT RAISE(ABORT, 'audit_seals is append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
