@@ -88,6 +88,16 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: when finished runs (their rows and folders) are removed (docs/state.md "Retention")."""
+
+    runs: float | None = None
+    """Seconds after a run finished before the daemon removes it; None (``"forever"``, the default): never."""
+    keep_last: int = 0
+    """The latest this many runs of each pipeline are always kept, whatever their age (0: no such hold)."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 
@@ -102,6 +112,7 @@ class Config:
     inbox_keep: float | None = 30 * 86400.0
     """``[inbox] keep``: seconds a finished input's file is kept (inbox or quarantine) after its
     last state change, then removed (its record stays); None (``"forever"``): never removed."""
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -259,8 +270,13 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
 
     inbox = top.sub("inbox")
     inbox_dir = path_of(inbox, "dir", "./var/inbox")
-    inbox_keep = _inbox_keep(inbox)
+    inbox_keep = _keep(inbox, "keep", Config.__dataclass_fields__["inbox_keep"].default)
     inbox.finish()
+
+    ret = top.sub("retention")
+    retention = RetentionConfig(runs=_keep(ret, "runs", None),
+                                keep_last=ret.int("keep_last", 0, minimum=0, maximum=1_000_000))
+    ret.finish()
 
     eng = top.sub("engine")
     d = EngineConfig()
@@ -331,6 +347,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         resources=resources,
         watches=tuple(watches),
         inbox_keep=inbox_keep,
+        retention=retention,
         source=source,
     )
 
@@ -349,32 +366,40 @@ def _at_least(reader: TableReader, key: str, value: Any, minimum: float, default
     return value
 
 
-INBOX_KEEP_MIN = 1.0
-"""The shortest ``[inbox] keep``: a finished input's file is kept at least this long."""
-INBOX_KEEP_EXPECTED = f'a duration of at least {INBOX_KEEP_MIN:g}s ("30d", "12h", "1s") or "forever"'
+KEEP_MIN = 1.0
+"""The shortest retention bound (``[inbox] keep``, ``[retention] runs``, ``edgeorch gc --older-than``)."""
+KEEP_EXPECTED = f'a duration of at least {KEEP_MIN:g}s ("30d", "12h", "1s") or "forever"'
 
 
-def _inbox_keep(reader: TableReader) -> float | None:
-    """``[inbox] keep``: seconds, or None for ``"forever"``; default 30 days.
+def parse_keep(value: object) -> float | None:
+    """A retention bound: seconds (a duration of at least :data:`KEEP_MIN`), or None for ``"forever"``.
 
-    ``0`` is refused rather than read as "remove at once" or "keep forever": both readings
-    are plausible and either would surprise; say ``"forever"`` or a real duration.
+    The one rule for every retention setting. ``0`` is refused rather than read as "remove at
+    once" or "keep forever": both readings are plausible and either would surprise; say
+    ``"forever"`` or a real duration. Raises ``ValueError`` whose text is the reason
+    (``is not a valid retention``, ``is too short``) for anything else.
     """
-    default: float | None = Config.__dataclass_fields__["inbox_keep"].default
-    value = reader.raw("keep", _UNSET)
-    if value is _UNSET:
-        return default
     if value == "forever":
         return None
     try:
         keep = parse_duration(value)
     except ValueError:
-        reader.fail("keep", "is not a valid retention", value=value, expected=INBOX_KEEP_EXPECTED)
-        return default
-    if keep < INBOX_KEEP_MIN:
-        reader.fail("keep", "is too short", value=value, expected=INBOX_KEEP_EXPECTED)
-        return default
+        raise ValueError("is not a valid retention") from None
+    if keep < KEEP_MIN:
+        raise ValueError("is too short")
     return keep
+
+
+def _keep(reader: TableReader, key: str, default: float | None) -> float | None:
+    """``key`` of ``reader``'s table read by :func:`parse_keep`; ``default`` when absent (or wrong: error recorded)."""
+    value = reader.raw(key, _UNSET)
+    if value is _UNSET:
+        return default
+    try:
+        return parse_keep(value)
+    except ValueError as exc:
+        reader.fail(key, str(exc), value=value, expected=KEEP_EXPECTED)
+        return default
 
 
 _UNSET = object()
