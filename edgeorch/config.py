@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EdgeorchError
+from .loglevel import LOG_LEVELS
 from .tomlcheck import TableReader, load_toml
 from .units import parse_duration
 
@@ -98,6 +99,15 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    """The daemon process itself."""
+
+    log_level: str = "info"
+    """What the daemon logs (one of :data:`~edgeorch.loglevel.LOG_LEVELS`); ``edgeorch daemon --log-level``
+    (or ``-v``/``-q``, one step each) overrides it for one start."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 
@@ -107,6 +117,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     watches: tuple[dict[str, Any], ...] = ()
     """Raw ``[[watch]]`` tables, validated by the triggers module."""
     inbox_keep: float | None = 30 * 86400.0
@@ -174,12 +185,21 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> tuple[Path | 
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env), f"${CONFIG_ENV}"
-    for path, how in ((Path("config.toml"), "./config.toml"),
-                      (user_config_dir() / "config.toml", "$XDG_CONFIG_HOME/edgeorch/config.toml"),
-                      (system_config_dir() / "config.toml", "/etc/edgeorch/config.toml")):
+    for path, how in config_candidates():
         if path.is_file():
             return path, how
     return None, "embedded defaults"
+
+
+def config_candidates() -> list[tuple[Path, str]]:
+    """The files :func:`find_config` tries after ``--config`` and ``$EDGEORCH_CONFIG``, in order.
+
+    Each is ``(path, name)``: the path on this machine now, and how messages,
+    ``--help`` and the man page name it.
+    """
+    return [(Path("config.toml"), "./config.toml"),
+            (user_config_dir() / "config.toml", "$XDG_CONFIG_HOME/edgeorch/config.toml"),
+            (system_config_dir() / "config.toml", "/etc/edgeorch/config.toml")]
 
 
 def layout_runtime_dir(config_file: Path | None) -> Path | None:
@@ -220,6 +240,11 @@ keep = "30d"
 parallelism = 2
 log_max_bytes = "64M"
 kill_grace = "10s"
+
+[daemon]
+# What the daemon logs on stderr (the journal under systemd): debug, info, warning or error.
+# `edgeorch daemon --log-level LEVEL` (or -v / -q, one step each) overrides it for one start.
+log_level = "info"
 
 # A drop-in folder: a CSV batch copied (cp, mv, rsync) into ./examples/drop starts one
 # data_checks run on it (validate, profile, drift against the reference, fairness).
@@ -304,6 +329,10 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     )
     ctl.finish()
 
+    dmn = top.sub("daemon")
+    daemon = DaemonConfig(log_level=dmn.choice("log_level", LOG_LEVELS, DaemonConfig.log_level))
+    dmn.finish()
+
     res = top.sub("resources")
     reserved = res.raw("reserved_cpus", [])
     if not (isinstance(reserved, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in reserved)):
@@ -345,6 +374,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         engine=engine,
         control=control,
         resources=resources,
+        daemon=daemon,
         watches=tuple(watches),
         inbox_keep=inbox_keep,
         retention=retention,
@@ -405,8 +435,8 @@ def _keep(reader: TableReader, key: str, default: float | None) -> float | None:
 _UNSET = object()
 
 
-CONFIG_OPTION_HELP = ("config file (default: $EDGEORCH_CONFIG, ./config.toml, $XDG_CONFIG_HOME/edgeorch/config.toml, "
-                      "/etc/edgeorch/config.toml, else embedded defaults); accepted before or after the command")
+CONFIG_OPTION_HELP = ("config file (default: $EDGEORCH_CONFIG, "
+                      + ", ".join(how for _, how in config_candidates()) + ", else embedded defaults)")
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,51 @@
+"""Log levels: the names a user may give, ``-v``/``-q`` as steps, and the one logging setup.
+
+The daemon (``[daemon] log_level``, ``edgeorch daemon --log-level``) and
+the CLI (``--log-level``, ``-v``, ``-q``) share these rules, so a level
+means the same wherever it is written. Pure apart from
+:func:`configure_logging`, which sets up the root logger once.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+"""The level names accepted everywhere, most verbose first."""
+
+
+def shift_log_level(level: str, steps: int) -> str:
+    """``level`` moved ``steps`` towards ``debug`` (positive: ``-v``) or ``error`` (negative: ``-q``).
+
+    Clamped at both ends: ``-vvv`` from ``warning`` is ``debug``, ``-q`` from
+    ``error`` stays ``error``. ``level`` must be one of :data:`LOG_LEVELS`.
+    """
+    i = LOG_LEVELS.index(level) - steps
+    return LOG_LEVELS[min(max(i, 0), len(LOG_LEVELS) - 1)]
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Print edgeorch's log records at ``level`` and above on stderr, formatted with ``fmt``.
+
+    Other libraries' records (asyncio, watchdog, numba) keep ``warning`` as
+    their floor, so ``debug`` shows edgeorch's own detail and not theirs.
+    Calling it again replaces the handler the last call installed (a test
+    that runs the CLI in-process twice logs each record once) and leaves
+    handlers others installed (pytest's) alone.
+    """
+    import logging
+    import sys
+
+    numeric = logging.getLevelName(level.upper())
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    setattr(handler, _MARK, True)
+    root.addHandler(handler)
+    root.setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("edgeorch").setLevel(numeric)
+
+
+_MARK = "_edgeorch_handler"
