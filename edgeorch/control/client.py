@@ -1,17 +1,23 @@
-"""The CLI's side of the control socket: a small synchronous client.
+"""The low-level synchronous client of the control socket: ops in, results out.
 
 One :class:`Client` keeps one connection for its :meth:`Client.call`\\ s
 (opened on first use) and opens a dedicated one per :meth:`Client.stream`,
-because stopping a stream means closing its connection.
+because stopping a stream means closing its connection. It is the transport
+of :class:`edgeorch.Client` (``edgeorch/client/``), the typed client that
+scripts and the CLI's run commands use; :mod:`edgeorch.control.aclient` is
+its asyncio twin. Both read responses with the same pure functions
+(:func:`~edgeorch.control.protocol.decode_response`,
+:func:`~edgeorch.control.protocol.answer_of`) and map a failed connect the
+same way (:func:`connect_error`).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import select
 import socket
+import time
 from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
@@ -21,8 +27,7 @@ from ..errors import EdgeorchError
 from . import protocol as P
 
 DEFAULT_TIMEOUT = 30.0
-MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-"""A response line longer than this is treated as a broken daemon."""
+MAX_RESPONSE_BYTES = P.MAX_RESPONSE_BYTES
 
 
 class DaemonNotRunning(EdgeorchError):
@@ -45,6 +50,36 @@ def _cannot_reach(path: Path, why: str) -> P.PermissionDenied:
         hint="ask to be added to the socket's group (control.group in the daemon's config), "
         "or run the command as the daemon's user",
     )
+
+
+def connect_error(path: Path, exc: OSError) -> EdgeorchError:
+    """What a failed connect to the socket at ``path`` means to the caller (both clients map it here).
+
+    Nothing there or nobody listening: :class:`DaemonNotRunning` (exit 69);
+    not allowed: ``PermissionDenied`` (exit 77); a full backlog that never
+    accepts: ``Timeout`` (exit 75).
+    """
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+        return DaemonNotRunning(path, exc.strerror or "")
+    if isinstance(exc, PermissionError):
+        return _cannot_reach(path, "permission denied")
+    if isinstance(exc, TimeoutError):
+        return P.Timeout(f"the daemon at {path} does not accept connections (timed out)")
+    return DaemonNotRunning(path, exc.strerror or str(exc))
+
+
+def connection_lost(path: Path, exc: OSError) -> EdgeorchError:
+    """A connection to the daemon at ``path`` broke while sending or receiving (both clients)."""
+    return P.BadResponse(f"connection to the daemon at {path} lost: {exc.strerror or exc}")
+
+
+def item_timeout(timeout: float | None, deadline: float | None) -> float | None:
+    """How long to wait for the next item of a stream: ``timeout`` (None: forever), cut to what is left
+    before ``deadline`` (a :func:`time.monotonic` value; None: none). Never 0, which would mean "do not wait"."""
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
 
 
 def socket_present(path: str | os.PathLike[str]) -> bool:
@@ -93,18 +128,9 @@ class _Line:
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            sock.close()
-            raise DaemonNotRunning(path, exc.strerror or "") from None
-        except PermissionError:
-            sock.close()
-            raise _cannot_reach(path, "permission denied") from None
-        except TimeoutError:
-            sock.close()
-            raise P.Timeout(f"the daemon at {path} does not accept connections (timed out)") from None
         except OSError as exc:
             sock.close()
-            raise DaemonNotRunning(path, exc.strerror or str(exc)) from None
+            raise connect_error(path, exc) from None
         self.sock = sock
         self.file = sock.makefile("rb")
 
@@ -114,7 +140,7 @@ class _Line:
         except TimeoutError:
             raise P.Timeout(f"the daemon at {self.path} is not reading (timed out)") from None
         except OSError as exc:
-            raise P.BadResponse(f"connection to the daemon at {self.path} lost: {exc.strerror or exc}") from None
+            raise connection_lost(self.path, exc) from None
 
     def receive(self) -> dict[str, Any]:
         try:
@@ -122,18 +148,8 @@ class _Line:
         except TimeoutError:
             raise P.Timeout(f"no answer from the daemon at {self.path} (timed out)") from None
         except OSError as exc:
-            raise P.BadResponse(f"connection to the daemon at {self.path} lost: {exc.strerror or exc}") from None
-        if not line:
-            raise P.BadResponse(f"the daemon at {self.path} closed the connection without answering")
-        if len(line) > MAX_RESPONSE_BYTES:
-            raise P.BadResponse(f"response from the daemon at {self.path} is too large")
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            raise P.BadResponse("the daemon sent a line that is not JSON", value=line[:200].decode("utf-8", "replace")) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
-            raise P.BadResponse("the daemon sent something that is not a response", value=str(doc)[:200])
-        return doc
+            raise connection_lost(self.path, exc) from None
+        return P.decode_response(line, self.path)
 
     def stale(self) -> bool:
         """True when an idle connection has something to read: the daemon
@@ -184,36 +200,34 @@ class Client:
         except EdgeorchError:
             self.close()  # the connection's state is unknown now
             raise
-        if not doc["ok"]:
+        try:
+            _, result = P.answer_of(doc, rid)
+        except EdgeorchError:
             if doc.get("id") != rid:
-                self.close()  # a connection-level error (busy, timeout): the daemon hangs up
-            raise P.error_from_dict(doc.get("error"))
-        if doc.get("id") != rid:
-            self.close()
-            raise P.BadResponse(f"answer for request {doc.get('id')!r}, expected {rid}")
-        return doc.get("result")
+                self.close()  # a connection-level error (busy, timeout) or a stray answer: the daemon hangs up
+            raise
+        return result
 
-    def stream(self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None) -> Generator[Any, None, None]:
+    def stream(self, op: str, args: dict[str, Any] | None = None, *, timeout: float | None = None,
+               deadline: float | None = None) -> Generator[Any, None, None]:
         """Run a streaming op; yields each ``result`` until the stream ends.
 
         ``timeout`` bounds the wait for each item (None, the default: wait
-        forever, as ``logs --follow`` needs). Closing the iterator (``break``,
-        garbage collection) closes the connection, which stops the stream in
-        the daemon. An error response raises as in :meth:`call`.
+        forever, as ``logs --follow`` needs); ``deadline`` (a
+        :func:`time.monotonic` value) bounds the whole stream: no item is
+        waited for past it. Either running out raises ``Timeout``. Closing the
+        iterator (``break``, garbage collection) closes the connection, which
+        stops the stream in the daemon. An error response raises as in :meth:`call`.
         """
         conn = _Line(self.socket_path, self.timeout)
         try:
             conn.send(P.request(op, args, 1))
-            conn.settimeout(timeout)
             while True:
-                doc = conn.receive()
-                if not doc["ok"]:
-                    raise P.error_from_dict(doc.get("error"))
-                if doc.get("id") != 1:
-                    raise P.BadResponse(f"answer for request {doc.get('id')!r}, expected 1")
-                if doc.get("end"):
+                conn.settimeout(item_timeout(timeout, deadline))
+                ended, result = P.answer_of(conn.receive(), 1)
+                if ended:
                     return
-                yield doc.get("result")
+                yield result
         finally:
             conn.close()
 

@@ -57,6 +57,8 @@ PROTOCOL_VERSION: Final = 1
 """Bumped on any incompatible change of a message shape."""
 
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
+MAX_RESPONSE_BYTES: Final = 256 * 1024 * 1024
+"""A response line longer than this is treated as a broken daemon (clients' side)."""
 MAX_INFLIGHT_PER_CONNECTION: Final = 32
 """Requests one connection may have unanswered at once; more get ``busy``."""
 
@@ -388,3 +390,39 @@ def error_from_dict(body: Any) -> EdgeorchError:
         err = cls(message)
     err.detail = body  # type: ignore[attr-defined]
     return err
+
+
+def decode_response(line: bytes, where: str | PurePath) -> dict[str, Any]:
+    """One line a client read from the daemon at ``where`` -> the response document (client side).
+
+    Shared by the synchronous and the asyncio client. Raises
+    :class:`BadResponse` when the line is empty (the daemon closed the
+    connection without answering), longer than :data:`MAX_RESPONSE_BYTES`,
+    not JSON, or not a response object (``ok`` missing or not a boolean).
+    """
+    if not line:
+        raise BadResponse(f"the daemon at {where} closed the connection without answering")
+    if len(line) > MAX_RESPONSE_BYTES:
+        raise BadResponse(f"response from the daemon at {where} is too large")
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise BadResponse("the daemon sent a line that is not JSON", value=line[:200].decode("utf-8", "replace")) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
+        raise BadResponse("the daemon sent something that is not a response", value=str(doc)[:200])
+    return doc
+
+
+def answer_of(doc: dict[str, Any], request_id: RequestId) -> tuple[bool, Any]:
+    """``(ended, result)`` of a response document to request ``request_id`` (client side).
+
+    ``ended`` is True for a stream's end marker (``result`` is then None).
+    Raises the error an error response carries (:func:`error_from_dict`,
+    whatever its id: a connection-level error has none) and
+    :class:`BadResponse` for a successful answer to another request.
+    """
+    if not doc["ok"]:
+        raise error_from_dict(doc.get("error"))
+    if doc.get("id") != request_id:
+        raise BadResponse(f"answer for request {doc.get('id')!r}, expected {request_id!r}")
+    return bool(doc.get("end")), doc.get("result")
