@@ -20,6 +20,7 @@ from .load import (
     ValidationReport,
     load_pipeline_bytes,
     load_pipeline_file,
+    names_a_file,
     not_loaded_error,
     pipeline_files,
     read_pipeline_bytes,
@@ -33,7 +34,7 @@ from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, substitute, s
 __all__ = [
     "BUILTIN_PLACEHOLDERS", "MAX_PIPELINE_BYTES", "PIPELINE_KEYS", "TASK_KEYS", "FileScan", "FolderScan",
     "PipelineRegistry", "ReloadResult", "ValidationReport", "coerce_param", "definition_hash", "find_cycle",
-    "load_pipeline_bytes", "load_pipeline_file", "not_loaded_error", "parse_param_args", "parse_pipeline",
+    "load_pipeline_bytes", "load_pipeline_file", "names_a_file", "not_loaded_error", "parse_param_args", "parse_pipeline",
     "pipeline_files", "pipeline_triggers", "placeholder_problem", "read_pipeline_bytes", "resolve_params",
     "substitute", "substitute_deep", "topological_order", "validate_path",
 ]

@@ -65,6 +65,12 @@ def validate_path(path: Path) -> ValidationReport:
     return ValidationReport(pipelines, errors, files)
 
 
+def names_a_file(ref: str) -> bool:
+    """Whether a pipeline reference (``edgeorch run REF``, ``Client.trigger(REF)``) is a pipeline file, not a name:
+    it ends in ``.toml`` or names an existing file."""
+    return ref.endswith(".toml") or Path(ref).is_file()
+
+
 MAX_PIPELINE_BYTES = 1 << 20
 """A pipeline file larger than this (1 MiB) is refused before it is read: a pipeline is a
 description, and reading an unbounded file would stall whoever parses it (the daemon's reload)."""

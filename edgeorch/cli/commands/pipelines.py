@@ -8,7 +8,7 @@ from typing import Any
 
 from ...config import Config
 from ...errors import EdgeorchError, NotFoundError, UsageError
-from ...pipelines import not_loaded_error, validate_path
+from ...pipelines import names_a_file, not_loaded_error, validate_path
 from ...textui import print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
@@ -30,7 +30,7 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
     ``NotFoundError`` (with a close match when there is one) when no file defines it.
     """
     p = Path(ref)
-    if ref.endswith(".toml") or p.is_file():
+    if names_a_file(ref):
         report = validate_path(p)
     else:
         report = validate_path(cfg.pipelines_dir)
