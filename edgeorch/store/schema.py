@@ -250,6 +250,44 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
     BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
     """,
+    # 11: lineage (docs/lineage.md): what each attempt (or cache hit) consumed, hashed before it started;
+    # the files of folder and glob inputs, stored once per manifest; and the indexes that let a lineage
+    # query find a file's producers and consumers by path or content.
+    """
+    CREATE TABLE consumed (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        attempt_id INTEGER,
+        kind TEXT NOT NULL,
+        spec TEXT,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        files INTEGER,
+        source_run INTEGER,
+        source_task TEXT,
+        source_attempt INTEGER,
+        recorded_at REAL NOT NULL
+    );
+    CREATE INDEX consumed_by_task ON consumed (run_id, task);
+    CREATE INDEX consumed_by_sha256 ON consumed (sha256);
+    CREATE INDEX consumed_by_path ON consumed (path);
+    CREATE TABLE manifest_files (
+        manifest TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (manifest, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX manifest_files_by_sha256 ON manifest_files (sha256);
+    CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
+    CREATE INDEX artifacts_by_path ON artifacts (path);
+    CREATE INDEX inputs_by_sha256 ON inputs (sha256);
+    CREATE INDEX inputs_by_inbox_path ON inputs (inbox_path);
+    CREATE INDEX inputs_by_source_path ON inputs (source_path);
+    CREATE INDEX tasks_by_cached_from ON tasks (cached_from) WHERE cached_from IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
