@@ -7,7 +7,7 @@ built by the one component that decided the change and published on the one
 * the engine publishes runs, tasks and attempts, GPU drains and budget
   actions, the executor's health and a fatal stop;
 * the trigger service publishes schedule fires and drop-folder inputs;
-* the daemon publishes reloads, its pipelines ops pauses and resumes.
+* the daemon publishes reloads, its pipelines ops pauses and resumes, and removed runs (gc).
 
 Subscribers today: the ``events`` op (each connected client's stream,
 ``edgeorch/daemon/ops/events.py``), the CLI's progress display, the daemon's
@@ -291,6 +291,20 @@ class Reloaded(Event):
     def to_row(self) -> Row:
         return Row("reload", f"reload by {self.actor}: {self.summary}", actor=self.actor,
                    data={"errors": list(self.errors), "unchanged": self.unchanged})
+
+
+@dataclass(frozen=True)
+class RunsRemoved(Event):
+    """Finished runs were removed (``edgeorch gc --apply`` or the ``[retention]`` sweep) by ``actor``.
+
+    Its ``runs_removed`` row is written by ``store.retention.remove`` in the deleting transaction.
+    """
+
+    runs: tuple[int, ...]
+    actor: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "gc", "runs": list(self.runs), "actor": self.actor, "ts": self.ts}
 
 
 # -- triggers --------------------------------------------------------------------------------

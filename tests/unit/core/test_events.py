@@ -47,6 +47,7 @@ WIRE: list[tuple[ev.Event | ev.Overflow, dict[str, Any]]] = [
     (ev.PipelinePaused(TS, "demo", True), {"kind": "pipeline", "pipeline": "demo", "state": "paused", "ts": TS}),
     (ev.PipelinePaused(TS, "demo", False), {"kind": "pipeline", "pipeline": "demo", "state": "resumed", "ts": TS}),
     (ev.Reloaded(TS, "1 changed", False, "SIGHUP"), {"kind": "reload", "summary": "1 changed", "unchanged": False, "ts": TS}),
+    (ev.RunsRemoved(TS, (1, 2), "alice (uid 1000)"), {"kind": "gc", "runs": [1, 2], "actor": "alice (uid 1000)", "ts": TS}),
     (ev.ScheduleFired(TS, "nightly", "2026-01-01T00:00:00Z", "start", 0, "due"),
      {"kind": "schedule", "ts": TS, "reason": "due", "pipeline": "nightly", "fire_time": "2026-01-01T00:00:00Z",
       "action": "start", "missed": 0}),
