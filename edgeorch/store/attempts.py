@@ -11,6 +11,9 @@ Contract:
 - :meth:`Attempts.finish` is one durable transaction: the outcome, the task's
   next state, the cascade to dependents (``store.runs.set_task_states``), the
   lease released, and the files recorded (artifacts, checkpoints, check results).
+- Starting and finishing an attempt each append an audit record
+  (``attempt_started``, ``attempt_ended``) in that transaction; recording the
+  processes (:meth:`Attempts.set_running`) does not (no state a reader acts on changes).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..model import AttemptState, TaskState
+from .audit import write_audit
 from .db import Database
 from .events import write_event
 from .runs import Runs
@@ -74,6 +78,8 @@ class Attempts:
                 (new.number, new.input_hash, now, new.task_id),
             )
             attempt_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            write_audit(self._db, None, "attempt_started", f"run:{new.run_id}/{new.task}",
+                        {"attempt": new.number, "attempt_id": attempt_id, "input_hash": new.input_hash}, ts=now)
             if lease is not None:
                 self._insert_lease(attempt_id, new.run_id, new.task, lease, now)
                 if lease_note:
@@ -145,6 +151,10 @@ class Attempts:
             # Released with the outcome: the hardware is free exactly when the attempt is over.
             self._db.conn.execute("UPDATE leases SET released_at = ? WHERE attempt_id = ? AND released_at IS NULL",
                               (now, attempt_id))
+            write_audit(self._db, None, "attempt_ended", f"run:{run_id}/{task}",
+                        {"attempt_id": attempt_id, "state": str(state), "exit_code": exit_code, "signal": signal,
+                         "reason": reason, "task_state": str(tstate), "artifacts": len(artifacts),
+                         "charged": charged}, ts=now)
             if cascade:
                 self._runs.set_task_states(list(cascade))
             if artifacts:

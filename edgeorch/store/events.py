@@ -11,6 +11,9 @@ Contract:
   one of its own.
 - Rows are only appended; reads are newest first (:meth:`Events.recent`) or per
   run in order (:meth:`Events.of_run`).
+- Every row is also an audit record (:func:`~edgeorch.store.audit.write_audit`),
+  written in the same transaction: action = the row's kind, subject = its
+  run/task or what its data names, actor = its actor (the engine when None).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..audit.chain import event_subject
+from .audit import write_audit
 from .db import Database
 
 
 def write_event(db: Database, run_id: int | None, task: str | None, kind: str, message: str, actor: str | None,
                 ts: float, data: dict[str, Any] | None = None) -> None:
-    """Insert one ``events`` row on ``db``'s connection; the caller holds the transaction."""
+    """Insert one ``events`` row, and its audit record, on ``db``'s connection; the caller holds the transaction."""
     db.conn.execute(
         "INSERT INTO events (ts, run_id, task, kind, message, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (ts, run_id, task, kind, message, actor, json.dumps(data) if data else None),
     )
+    write_audit(db, actor, kind, event_subject(run_id, task, data),
+                {"message": message, "data": data} if data else {"message": message}, ts=ts)
 
 
 class Events:

@@ -9,6 +9,8 @@ Contract:
   ``started`` exactly when its run exists.
 - Rows are never deleted: a settled input keeps its state and path for
   lineage; the retention rule only sets ``removed_at`` (:meth:`Inputs.record_removed`).
+- Each ``record_*`` call appends an audit record (``input_<state>``, actor
+  ``watcher``: the drop-folder machinery) in its transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from typing import Any, Callable, Iterable
 
 from ..errors import ConflictError, NotFoundError
 from ..model import InputState
+from .audit import write_audit
 from .db import Database, where
+
+ACTOR = "watcher"
+"""Who input transitions are recorded as in the audit log: the drop-folder service makes every one."""
 
 
 class Inputs:
@@ -38,6 +44,8 @@ class Inputs:
                 (pipeline, folder, Path(source).name, source, dev, ino, size, now, now))
             iid = int(cur.lastrowid)  # type: ignore[arg-type]
             self._db.conn.execute("UPDATE inputs SET inbox_path = ? WHERE id = ?", (inbox_for(iid), iid))
+            write_audit(self._db, ACTOR, "input_claiming", f"input:{iid}",
+                        {"pipeline": pipeline, "folder": folder, "source": source, "size": size}, ts=now)
         return iid
 
     def record_adopted(self, *, pipeline: str, folder: str, inbox_path: str, size: int, sha256: str) -> int:
@@ -48,7 +56,10 @@ class Inputs:
                 "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, inbox_path, size, sha256, state,"
                 " arrived_at, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?, ?)",
                 (pipeline, folder, Path(inbox_path).name, inbox_path, inbox_path, size, sha256, now, now, now))
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            iid = int(cur.lastrowid)  # type: ignore[arg-type]
+            write_audit(self._db, ACTOR, "input_adopted", f"input:{iid}",
+                        {"pipeline": pipeline, "inbox_path": inbox_path, "size": size, "sha256": sha256}, ts=now)
+            return iid
 
     def record_claimed(self, input_id: int, size: int, sha256: str) -> None:
         now = self._db.clock()
@@ -56,6 +67,7 @@ class Inputs:
             self._check_transition(input_id, InputState.CLAIMED)
             self._db.conn.execute("UPDATE inputs SET state = 'claimed', size = ?, sha256 = ?, claimed_at = ?,"
                                   " updated_at = ? WHERE id = ?", (size, sha256, now, now, input_id))
+            write_audit(self._db, ACTOR, "input_claimed", f"input:{input_id}", {"size": size, "sha256": sha256}, ts=now)
 
     def record_started(self, input_id: int, run_id: int) -> None:
         """Step 4: called inside the run's transaction (``store.runs.create(within=...)``)."""
@@ -63,6 +75,7 @@ class Inputs:
             self._check_transition(input_id, InputState.STARTED, same_ok=True)
             self._db.conn.execute("UPDATE inputs SET state = 'started', run_id = ?, updated_at = ? WHERE id = ?",
                                   (run_id, self._db.clock(), input_id))
+            write_audit(self._db, ACTOR, "input_started", f"input:{input_id}", {"run_id": run_id})
 
     def record_refused(self, *, pipeline: str, folder: str, source: str, reason: str) -> int:
         now = self._db.clock()
@@ -71,7 +84,10 @@ class Inputs:
                 "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, state, reason, arrived_at,"
                 " updated_at) VALUES (?, ?, ?, ?, 'refused', ?, ?, ?)",
                 (pipeline, folder, Path(source).name, source, reason, now, now))
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            iid = int(cur.lastrowid)  # type: ignore[arg-type]
+            write_audit(self._db, ACTOR, "input_refused", f"input:{iid}",
+                        {"pipeline": pipeline, "folder": folder, "source": source, "reason": reason}, ts=now)
+            return iid
 
     def record_state(self, input_id: int, state: InputState | str, reason: str | None = None,
                      inbox_path: str | None = None) -> None:
@@ -82,6 +98,8 @@ class Inputs:
             self._db.conn.execute("UPDATE inputs SET state = ?, reason = COALESCE(?, reason),"
                                   " inbox_path = COALESCE(?, inbox_path), updated_at = ? WHERE id = ?",
                                   (new.value, reason, inbox_path, self._db.clock(), input_id))
+            write_audit(self._db, ACTOR, f"input_{new.value}", f"input:{input_id}",
+                        {k: v for k, v in (("reason", reason), ("inbox_path", inbox_path)) if v is not None})
 
     def _check_transition(self, input_id: int, new: InputState, *, same_ok: bool = False) -> None:
         """The one place an input's state change is checked against the transition table.
@@ -104,6 +122,7 @@ class Inputs:
         """The retention rule removed the input's file: ``removed_at`` (state and path stay, for lineage)."""
         with self._db.transaction():
             self._db.conn.execute("UPDATE inputs SET removed_at = ? WHERE id = ?", (self._db.clock(), input_id))
+            write_audit(self._db, ACTOR, "input_removed", f"input:{input_id}", {"rule": "[inbox] keep"})
 
     def to_reconcile(self) -> list[dict[str, Any]]:
         return self._db.all("SELECT * FROM inputs WHERE state IN ('claiming', 'claimed', 'started') ORDER BY id")

@@ -7,6 +7,7 @@ Contract:
   version it was started from, so history shows what actually ran.
 - :meth:`Pipelines.set_paused` is one durable transaction: the pause (or
   resume) and its ``pipeline_paused``/``pipeline_resumed`` event row.
+- A new version is recorded with a ``pipeline_version`` audit record (its content hash).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import NotFoundError
+from .audit import write_audit
 from .db import Database
 from .events import write_event
 
@@ -34,7 +36,10 @@ class Pipelines:
                 "INSERT INTO pipeline_versions (name, content_hash, source_file, source_text, created_at) VALUES (?, ?, ?, ?, ?)",
                 (name, content_hash, source_file, source_text, self._db.clock()),
             )
-            return int(cur.lastrowid)  # type: ignore[arg-type]
+            version_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            write_audit(self._db, None, "pipeline_version", f"pipeline:{name}",
+                        {"version_id": version_id, "content_hash": content_hash, "source_file": source_file})
+            return version_id
 
     def version(self, version_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))

@@ -12,6 +12,8 @@ Contract:
   transaction and sets ``started_at``/``finished_at`` as the state implies.
 - Attempts, leases and files of a run are other aggregates'
   (``store.attempts``, ``store.outputs``).
+- Task state changes (:meth:`Runs.set_task_states`, :meth:`Runs.reset_tasks`)
+  append one audit record per call (``task_states``, ``tasks_reset``) in their transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 from ..errors import NotFoundError
 from ..model import RunState, TaskState
+from .audit import write_audit
 from .db import Database, where
 from .events import write_event
 
@@ -129,6 +132,7 @@ class Runs:
             return
         now = self._db.clock()
         with self._db.transaction():
+            self._audit_tasks("task_states", [(t, {"state": str(s), "reason": r}) for t, s, r in changes], now)
             for task_id, state, reason in changes:
                 if state.finished:
                     self._db.conn.execute(
@@ -143,8 +147,26 @@ class Runs:
     def reset_tasks(self, task_ids: list[int]) -> None:
         """Back to ``pending`` for a resume; attempts and history are kept."""
         with self._db.transaction():
+            self._audit_tasks("tasks_reset", [(t, {"state": str(TaskState.PENDING)}) for t in task_ids], self._db.clock())
             self._db.conn.executemany(
                 "UPDATE tasks SET state = 'pending', reason = NULL, finished_at = NULL, next_attempt_at = NULL, cached_from = NULL WHERE id = ?",
                 [(t,) for t in task_ids],
             )
 
+    def _audit_tasks(self, action: str, changes: list[tuple[int, dict[str, Any]]], now: float) -> None:
+        """One audit record per run for task changes given by task id (names looked up: one indexed query)."""
+        if not changes:
+            return
+        ids = [t for t, _ in changes]
+        names: dict[int, tuple[int, str]] = {}
+        for i in range(0, len(ids), 500):  # under SQLite's limit on bound variables, however large the cascade
+            chunk = ids[i:i + 500]
+            names.update((r[0], (r[1], r[2])) for r in self._db.conn.execute(
+                f"SELECT id, run_id, name FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        per_run: dict[int | None, dict[str, dict[str, Any]]] = {}
+        for task_id, change in changes:
+            run_id, name = names.get(task_id, (None, f"task#{task_id}"))
+            per_run.setdefault(run_id, {})[name] = {k: v for k, v in change.items() if v is not None}
+        for run_id, tasks in per_run.items():
+            write_audit(self._db, None, action, f"run:{run_id}" if run_id is not None else "tasks", {"tasks": tasks},
+                        ts=now)

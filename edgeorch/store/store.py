@@ -9,7 +9,8 @@ Contract:
   ``store.runs`` (runs, tasks), ``store.attempts`` (attempts, leases),
   ``store.outputs`` (artifacts, checkpoints, check results, cache hits),
   ``store.pipelines`` (versions, pauses), ``store.events``,
-  ``store.schedules``, ``store.inputs``. ``Store`` itself holds no data
+  ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
+  runs). ``Store`` itself holds no data
   methods: only the shared :class:`~edgeorch.store.db.Database` (``store.db``),
   :meth:`transaction`, :meth:`close` and :meth:`integrity_check`.
 - Every state transition is one call on an aggregate and one transaction
@@ -30,11 +31,13 @@ from pathlib import Path
 from typing import Callable
 
 from .attempts import Attempts, NewAttempt
+from .audit import AuditLog
 from .db import Database
 from .events import Events
 from .inputs import Inputs
 from .outputs import Outputs
 from .pipelines import Pipelines
+from .retention import Retention
 from .runs import Runs
 from .schedules import Schedules
 
@@ -46,6 +49,7 @@ class Store:
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
         self.db = Database(path, clock=clock, readonly=readonly)
+        self.audit = AuditLog(self.db)
         self.events = Events(self.db)
         self.pipelines = Pipelines(self.db)
         self.runs = Runs(self.db)
@@ -53,6 +57,7 @@ class Store:
         self.outputs = Outputs(self.db)
         self.schedules = Schedules(self.db)
         self.inputs = Inputs(self.db)
+        self.retention = Retention(self.db)
 
     @property
     def path(self) -> Path:

@@ -1,0 +1,259 @@
+"""Verifying the audit log, as pure code: records, seals and checkpoints in, a report naming the first bad seq out.
+
+:class:`Verifier` is fed the records in ``seq`` order (any number of batches,
+so a long log is never held in memory) after being given every seal and
+checkpoint; :meth:`Verifier.finish` returns the :class:`Report`.
+
+What it checks (docs/audit.md "Verifying"):
+
+- **the chain**: seqs follow each other without gaps from 1, or from the
+  checkpoint pruning left; each record's hash is the hash of its own fields;
+  each record's ``prev_hash`` is the stored hash of the one before it (of the
+  checkpoint for the first, :data:`~edgeorch.audit.chain.GENESIS` for record 1);
+- **the seals**: epochs 0, 1, 2, ... without gaps and covering later and later
+  records; each names a record that exists (else the tail was truncated) with
+  exactly that hash; with the verification key, each seal's MAC with its
+  epoch's key; with the key file's epoch (on the machine), that no seal after
+  the last one was removed;
+- **checkpoints**: each matches the seal of its epoch.
+
+Without the key an attacker who recomputes the whole chain *and* the seals'
+hashes is not detected: that is what the offline key is for.
+
+A problem's ``seq`` is the first record it puts in doubt: an edited record
+itself; for a broken link, the earlier record of the two; for a seal that
+does not verify, the first record that seal covers; for missing records,
+the first missing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .chain import GENESIS, hash_of_row
+from .keys import evolve, key_id, mac_ok
+
+MAX_PROBLEMS = 50
+"""Problems kept in a report (the one naming the first bad seq always among them)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that does not verify; ``seq`` is the first record it puts in doubt (None: no record)."""
+
+    seq: int | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "message": self.message}
+
+
+@dataclass
+class Report:
+    """What :meth:`Verifier.finish` found. ``ok`` is true when there is no problem."""
+
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    first_seq: int | None = None
+    head_seq: int | None = None
+    head_hash: str | None = None
+    seals: int = 0
+    sealed_through: int | None = None
+    """The seq the last seal covers (None: never sealed)."""
+    key_checked: bool = False
+    """Whether the seals' MACs were checked with the verification key."""
+    checkpoint: int | None = None
+    """The seq of the last pruned record (None: never pruned)."""
+    key_epoch: int | None = None
+    problem_count: int = 0
+    """All problems found (only the first :data:`MAX_PROBLEMS` are kept, the first bad one always)."""
+    lowest: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad(self) -> int | None:
+        """The smallest seq any problem names (None when ok, or when no problem names a record)."""
+        return self.lowest
+
+    @property
+    def unsealed(self) -> int:
+        """Records after the last seal (all of them when never sealed): not yet protected against rewriting."""
+        if self.head_seq is None:
+            return 0
+        if self.sealed_through is None:
+            return self.records
+        return max(0, self.head_seq - self.sealed_through)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "first_bad_seq": self.first_bad, "records": self.records, "first_seq": self.first_seq,
+                "head_seq": self.head_seq, "head_hash": self.head_hash, "seals": self.seals,
+                "sealed_through": self.sealed_through, "unsealed": self.unsealed, "key_checked": self.key_checked,
+                "checkpoint": self.checkpoint, "key_epoch": self.key_epoch,
+                "problem_count": self.problem_count, "problems": [p.to_dict() for p in sorted(self.problems, key=_order)]}
+
+
+def _order(p: Problem) -> tuple[int, int]:
+    return (0, p.seq) if p.seq is not None else (1, 0)
+
+
+class Verifier:
+    """Checks one log; see the module docstring.
+
+    ``seals``: every seal (``epoch, seq, hash, ts, mac``), any order;
+    ``checkpoints``: every checkpoint (``seq, hash, epoch``); ``key0``: the
+    verification key (None: the MACs are not checked); ``key_epoch``: the epoch
+    of the key file on this machine (None: unknown, e.g. an export).
+    """
+
+    def __init__(self, seals: Sequence[Mapping[str, Any]], checkpoints: Sequence[Mapping[str, Any]] = (), *,
+                 key0: bytes | None = None, key_epoch: int | None = None) -> None:
+        self.report = Report(seals=len(seals), key_checked=key0 is not None, key_epoch=key_epoch)
+        self._key_id = key_id(key0) if key0 is not None else None
+        self._seals = sorted(seals, key=lambda s: int(s["epoch"]))
+        self._by_seq = {int(s["seq"]): s for s in self._seals}
+        self._checkpoints = sorted(checkpoints, key=lambda c: int(c["seq"]))
+        self._cp = self._checkpoints[-1] if self._checkpoints else None
+        self.report.checkpoint = int(self._cp["seq"]) if self._cp else None
+        self.report.sealed_through = int(self._seals[-1]["seq"]) if self._seals else None
+        self._prev_seq: int | None = None
+        self._prev_hash: str | None = None
+        self._check_seals(key0)
+        self._check_key_epoch(key_epoch)
+        self._check_checkpoints()
+
+    # -- the seals, before any record ------------------------------------------------------------
+
+    def _start_of(self, index: int) -> int:
+        """The first seq the seal at ``index`` (of the sorted seals) covers."""
+        return int(self._seals[index - 1]["seq"]) + 1 if index > 0 else 1
+
+    def _check_seals(self, key0: bytes | None) -> None:
+        if key0 is not None and not self._seals:
+            self._add(1, "the log has no seal, so the verification key vouches for nothing: it was never "
+                         "initialized (edgeorch audit init) or its seals were removed")
+        key = key0
+        key_epoch = 0
+        for i, seal in enumerate(self._seals):
+            epoch, seq = int(seal["epoch"]), int(seal["seq"])
+            start = self._start_of(i)
+            if epoch != i:
+                self._add(start, f"the seal(s) of epoch {i}" + (f" to {epoch - 1}" if epoch - 1 > i else "")
+                          + f" are missing (seal {epoch} follows seal {i - 1 if i else 'none'})")
+            if i and seq <= int(self._seals[i - 1]["seq"]):
+                self._add(seq, f"seal {epoch} covers record {seq}, not a record after seal "
+                               f"{self._seals[i - 1]['epoch']}'s {self._seals[i - 1]['seq']}")
+            if key is not None:
+                while key_epoch < epoch:
+                    key, key_epoch = evolve(key), key_epoch + 1
+                if not mac_ok(key, seal["mac"], epoch=epoch, seq=seq, hash=str(seal["hash"]), ts=str(seal["ts"])):
+                    self._add(start, f"seal {epoch} (records {start}-{seq}) does not verify with the verification "
+                                     f"key: those records or the seal were rewritten")
+
+    def _check_key_epoch(self, key_epoch: int | None) -> None:
+        """The key file's epoch is one past the last seal's (or equal: a crash between a seal and the key's evolution)."""
+        if key_epoch is None:
+            return
+        last = int(self._seals[-1]["epoch"]) if self._seals else -1
+        if key_epoch > last + 1:
+            start = int(self._seals[-1]["seq"]) + 1 if self._seals else 1
+            self._add(start, f"the seal(s) of epoch {last + 1}" + (f" to {key_epoch - 1}" if key_epoch - 1 > last + 1
+                      else "") + f" are missing: the key file is at epoch {key_epoch}")
+        elif key_epoch < last:
+            index = next(i for i, s in enumerate(self._seals) if int(s["epoch"]) > key_epoch)
+            self._add(self._start_of(index), f"seal {self._seals[index]['epoch']} is later than the key file's "
+                                             f"epoch {key_epoch}: it was not made by this machine's sealer")
+
+    def _check_checkpoints(self) -> None:
+        by_epoch = {int(s["epoch"]): s for s in self._seals}
+        for cp in self._checkpoints:
+            seal = by_epoch.get(int(cp["epoch"]))
+            if seal is None or int(seal["seq"]) != int(cp["seq"]) or seal["hash"] != cp["hash"]:
+                self._add(int(cp["seq"]), f"the checkpoint at record {cp['seq']} does not match seal {cp['epoch']}")
+
+    # -- the records -----------------------------------------------------------------------------
+
+    def feed(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Check the next records (in ``seq`` order, continuing the previous batch)."""
+        rep = self.report
+        for row in rows:
+            seq, stored = int(row["seq"]), str(row["hash"])
+            if self._prev_seq is None:
+                self._first(seq, row)
+            elif seq != self._prev_seq + 1:
+                self._add(self._prev_seq + 1, f"record(s) {self._prev_seq + 1}" +
+                          (f"-{seq - 1}" if seq - 1 > self._prev_seq + 1 else "") + " are missing")
+            elif row["prev_hash"] != self._prev_hash:
+                self._add(self._prev_seq, f"record {seq} does not link to record {self._prev_seq} (its prev_hash is "
+                                          f"not {self._prev_seq}'s hash): {self._prev_seq} was rewritten, or {seq} "
+                                          f"was moved or inserted")
+            if hash_of_row(row) != stored:
+                self._add(seq, f"record {seq} does not match its hash: it was edited")
+            seal = self._by_seq.get(seq)
+            if seal is not None and seal["hash"] != stored:
+                index = self._seals.index(seal)
+                self._add(self._start_of(index), f"seal {seal['epoch']} vouches for another record {seq}: "
+                                                 f"records {self._start_of(index)}-{seq} were rewritten")
+            if self._key_id is not None and row["action"] == "audit_init":
+                self._check_key_id(seq, str(row["details"]))
+            rep.records += 1
+            self._prev_seq, self._prev_hash = seq, stored
+        rep.head_seq, rep.head_hash = self._prev_seq, self._prev_hash
+
+    def _first(self, seq: int, row: Mapping[str, Any]) -> None:
+        """The first record: record 1 after GENESIS, or the one after the last checkpoint."""
+        self.report.first_seq = seq
+        if seq == 1:
+            if row["prev_hash"] != GENESIS:
+                self._add(1, "record 1 does not start the chain (its prev_hash is not the genesis hash)")
+            return
+        cp = self._cp
+        if cp is None or int(cp["seq"]) != seq - 1:
+            start = int(cp["seq"]) + 1 if cp is not None and int(cp["seq"]) < seq else 1
+            self._add(start, f"record(s) {start}-{seq - 1} are missing and no checkpoint of a prune covers them")
+        elif row["prev_hash"] != cp["hash"]:
+            self._add(seq, f"record {seq} does not link to the checkpoint at record {cp['seq']}")
+
+    def _check_key_id(self, seq: int, details: str) -> None:
+        import json
+
+        try:
+            recorded = json.loads(details).get("key_id")
+        except (ValueError, AttributeError):
+            return  # an edited record: its hash check says so
+        if recorded and recorded != self._key_id:
+            self._add(seq, f"the key given is not this log's verification key (its id is {self._key_id}; "
+                           f"the log was initialized with {recorded} at record {seq})")
+
+    def finish(self) -> Report:
+        """The report, after the last record: seals that name records past the head mean a truncated tail."""
+        rep = self.report
+        head = rep.head_seq if rep.head_seq is not None else (int(self._cp["seq"]) if self._cp else 0)
+        beyond = [s for s in self._seals if int(s["seq"]) > head]
+        if beyond:
+            self._add(head + 1, f"record(s) {head + 1}-{beyond[-1]['seq']} are missing (seal {beyond[-1]['epoch']} "
+                                f"covers record {beyond[-1]['seq']}): the tail was truncated")
+        return rep
+
+    def _add(self, seq: int | None, message: str) -> None:
+        rep = self.report
+        rep.problem_count += 1
+        if seq is not None and (rep.lowest is None or seq < rep.lowest):
+            rep.lowest = seq
+            if len(rep.problems) >= MAX_PROBLEMS:  # the first bad one is always kept
+                rep.problems[-1] = Problem(seq, message)
+                return
+        if len(rep.problems) < MAX_PROBLEMS:
+            rep.problems.append(Problem(seq, message))
+
+
+def verify(records: Iterable[Mapping[str, Any]], seals: Sequence[Mapping[str, Any]],
+           checkpoints: Sequence[Mapping[str, Any]] = (), *, key0: bytes | None = None,
+           key_epoch: int | None = None) -> Report:
+    """Check a whole log at once (see :class:`Verifier`)."""
+    v = Verifier(seals, checkpoints, key0=key0, key_epoch=key_epoch)
+    v.feed(records)
+    return v.finish()

@@ -1,0 +1,166 @@
+"""The audit log: tables ``audit_log``, ``audit_seals``, ``audit_checkpoints`` (docs/audit.md).
+
+Contract:
+
+- :func:`write_audit` appends one record on the caller's connection, inside
+  the caller's transaction: a record commits or rolls back with the change it
+  describes. It reads the head (one indexed lookup) in that transaction, so a
+  rolled-back record never becomes anyone's ``prev_hash``. Every ``events``
+  row (:func:`~edgeorch.store.events.write_event`) and every transition of
+  the other aggregates that no event row describes calls it.
+- :meth:`AuditLog.record` is the same as a call of its own (a SAVEPOINT
+  inside a caller's ``with store.transaction():``): what later producers
+  (model promotions, rule firings) call.
+- Records, seals and checkpoints are only appended; SQLite triggers refuse
+  UPDATE and DELETE, except the DELETE of records up to the newest
+  checkpoint, which :meth:`AuditLog.prune` writes first, in the same transaction.
+- Hashing is :mod:`edgeorch.audit.chain`'s; nothing here decides what verifies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..audit.chain import GENESIS, actor_fields, encode_details, iso_ts, prune_point, record_hash
+from ..errors import ConflictError
+from .db import Database
+
+_COLUMNS = "seq, ts, actor, uid, action, subject, details, prev_hash, hash"
+
+
+def _head(db: Database) -> tuple[int, str]:
+    """``(seq, hash)`` of the newest record, or of the newest checkpoint when every record was pruned; (0, GENESIS)."""
+    row = db.conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        row = db.conn.execute("SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+
+
+def write_audit(db: Database, actor: str | None, action: str, subject: str, details: Mapping[str, Any] | None = None,
+                *, ts: float | None = None) -> int:
+    """Append one record on ``db``'s connection; the caller holds the transaction. Returns its seq.
+
+    ``actor`` is the text the rest of edgeorch passes (``"alice (uid 1000)"``,
+    ``"scheduler"``, ``"rule:drift"``, None for the engine), split into the
+    record's ``actor`` and ``uid`` by :func:`~edgeorch.audit.chain.actor_fields`.
+    ``ts`` defaults to the store's clock.
+    """
+    name, uid = actor_fields(actor)
+    when = iso_ts(db.clock() if ts is None else ts)
+    text = encode_details(details)
+    seq, prev = _head(db)
+    seq += 1
+    digest = record_hash(seq=seq, ts=when, actor=name, uid=uid, action=action, subject=subject, details=text, prev=prev)
+    db.conn.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, when, name, uid, action, subject, text, prev, digest))
+    return seq
+
+
+class AuditLog:
+    """``store.audit``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(self, actor: str | None, action: str, subject: str, details: Mapping[str, Any] | None = None, *,
+               ts: float | None = None) -> int:
+        """Append one record (its own transaction, or part of the caller's); returns its seq.
+
+        ``action`` is a short snake_case verb (``model_promoted``, ``rule_fired``),
+        ``subject`` what it acted on (``model:churn/3``, ``pipeline:nightly``),
+        ``details`` a JSON-ready object.
+        """
+        with self._db.transaction():
+            return write_audit(self._db, actor, action, subject, details, ts=ts)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest record (or checkpoint); None for an empty log."""
+        seq, digest = _head(self._db)
+        return None if seq == 0 else (seq, digest)
+
+    def records(self, *, after: int = 0, limit: int = 1000, through: int | None = None, since: str | None = None,
+                actor: str | None = None, action: str | None = None, newest: bool = False) -> list[dict[str, Any]]:
+        """Records in seq order after seq ``after`` (up to ``through``), at most ``limit``; raw columns.
+
+        Filters: ``since`` (an ISO time: records at or after it), ``actor`` (a
+        name, or a uid in decimal), ``action`` (exact, or a prefix ending in
+        ``*``). ``newest``: the last ``limit`` matching records (still returned in seq order).
+        """
+        clauses, args = ["seq > ?"], [after]
+        if through is not None:
+            clauses.append("seq <= ?")
+            args.append(through)
+        if since is not None:
+            clauses.append("ts >= ?")
+            args.append(since)
+        if actor is not None:
+            if actor.isdigit():
+                clauses.append("(actor = ? OR uid = ?)")
+                args += [actor, int(actor)]
+            else:
+                clauses.append("actor = ?")
+                args.append(actor)
+        if action is not None:
+            if action.endswith("*"):
+                clauses.append("substr(action, 1, ?) = ?")
+                args += [len(action) - 1, action[:-1]]
+            else:
+                clauses.append("action = ?")
+                args.append(action)
+        order = "DESC" if newest else ""
+        rows = self._db.all(f"SELECT {_COLUMNS} FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY seq {order} LIMIT ?",
+                            [*args, limit])
+        return rows[::-1] if newest else rows
+
+    def seals(self) -> list[dict[str, Any]]:
+        """Every seal, by epoch."""
+        return self._db.all("SELECT epoch, seq, hash, ts, mac FROM audit_seals ORDER BY epoch")
+
+    def last_seal(self) -> dict[str, Any] | None:
+        rows = self._db.all("SELECT epoch, seq, hash, ts, mac FROM audit_seals ORDER BY epoch DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint pruning left, by seq."""
+        return self._db.all("SELECT seq, hash, epoch, ts FROM audit_checkpoints ORDER BY seq")
+
+    def count(self) -> int:
+        return int(self._db.one("SELECT COUNT(*) FROM audit_log")[0])  # type: ignore[index]
+
+    # -- sealing and pruning (docs/audit.md) ------------------------------------------------------
+
+    def add_seal(self, *, epoch: int, seq: int, digest: str, ts: str, mac: str) -> None:
+        """Store a seal (one durable transaction). Raises :class:`ConflictError` when ``epoch`` is taken."""
+        with self._db.transaction():
+            if self._db.one("SELECT 1 FROM audit_seals WHERE epoch = ?", (epoch,)) is not None:
+                raise ConflictError(f"the audit log already has a seal of epoch {epoch}",
+                                    hint="the key file is behind its seals; restarting the daemon repairs it")
+            self._db.conn.execute("INSERT INTO audit_seals (epoch, seq, hash, ts, mac) VALUES (?, ?, ?, ?, ?)",
+                                  (epoch, seq, digest, ts, mac))
+
+    def prune(self, before: float, *, actor: str | None) -> dict[str, Any] | None:
+        """Remove the records older than ``before`` (Unix seconds) up to the newest seal among them.
+
+        One transaction: the checkpoint (the sealed last pruned record), the
+        deletion, and an ``audit_pruned`` record, so what remains verifies from
+        the checkpoint. Returns ``{"through_seq", "records", "epoch"}``, or None
+        when nothing can be pruned (no sealed record is older than ``before``).
+        """
+        cut = iso_ts(before)
+        with self._db.transaction():
+            row = self._db.one("SELECT MAX(seq) FROM audit_log WHERE ts < ?", (cut,))
+            last_old = int(row[0]) if row is not None and row[0] is not None else 0
+            first = self._db.one("SELECT MIN(seq) FROM audit_log")
+            seal = prune_point(self.seals(), last_old)
+            if seal is None or first is None or first[0] is None or int(seal["seq"]) < int(first[0]):
+                return None
+            through = int(seal["seq"])
+            self._db.conn.execute("INSERT INTO audit_checkpoints (seq, hash, epoch, ts) VALUES (?, ?, ?, ?)",
+                                  (through, seal["hash"], seal["epoch"], iso_ts(self._db.clock())))
+            removed = self._db.conn.execute("DELETE FROM audit_log WHERE seq <= ?", (through,)).rowcount
+            outcome = {"through_seq": through, "records": removed, "epoch": int(seal["epoch"]),
+                       "checkpoint_hash": seal["hash"], "before": cut}
+            write_audit(self._db, actor, "audit_pruned", "audit", outcome)
+        return outcome
