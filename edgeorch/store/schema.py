@@ -288,6 +288,62 @@ MIGRATIONS: list[str] = [
     CREATE INDEX inputs_by_source_path ON inputs (source_path);
     CREATE INDEX tasks_by_cached_from ON tasks (cached_from) WHERE cached_from IS NOT NULL;
     """,
+    # 12: data versions (docs/datasets.md): named datasets and their numbered versions, each a manifest of
+    # files whose content is a list of content-defined chunks; every chunk is stored once, as an object
+    # under <state dir>/datasets/objects (refs: how many file positions of all versions use it; a chunk
+    # whose refs reach 0 is removed with the versions that used it); holds keep a version from retention.
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE dataset_versions (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        source_path TEXT,
+        run_id INTEGER,
+        task TEXT,
+        input_id INTEGER,
+        actor TEXT,
+        files INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        new_chunks INTEGER NOT NULL,
+        new_bytes INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        UNIQUE (dataset_id, version)
+    );
+    CREATE INDEX dataset_versions_by_run ON dataset_versions (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX dataset_versions_by_input ON dataset_versions (input_id) WHERE input_id IS NOT NULL;
+    CREATE TABLE dataset_files (
+        version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mode INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        PRIMARY KEY (version_id, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX dataset_files_by_sha256 ON dataset_files (sha256);
+    CREATE TABLE dataset_chunks (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        refs INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE dataset_holds (
+        version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+        holder TEXT NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (version_id, holder)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
