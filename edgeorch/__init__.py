@@ -10,7 +10,10 @@ numba is loaded only when a kernel function is first used.
   :class:`Pipeline`, :class:`TaskSpec`;
 - states: :class:`RunState`, :class:`TaskState`, :class:`AttemptState`,
   :class:`InputState` (with their transition tables);
-- the daemon's client: :class:`Client` (``edgeorch.control.protocol`` documents the wire);
+- the daemon's Python client (docs/python.md): :class:`Client`, :class:`AsyncClient`,
+  the :class:`Run` records they return, :class:`WaitTimeout`, :class:`DaemonNotRunning`
+  (:mod:`edgeorch.client` has the other records; the low-level transport is
+  ``edgeorch.control.Client``, the wire is docs/protocol.md);
 - errors: :class:`EdgeorchError` and its kinds, each with an exit code;
 - :mod:`edgeorch.kernels`: profiling, drift and fairness.
 """
@@ -35,7 +38,11 @@ _EXPORTS: dict[str, str] = {
     "InputState": "edgeorch.model",
     "load_pipeline_file": "edgeorch.pipelines",
     "validate_path": "edgeorch.pipelines",
-    "Client": "edgeorch.control.client",
+    "Client": "edgeorch.client",
+    "AsyncClient": "edgeorch.client",
+    "Run": "edgeorch.client",
+    "WaitTimeout": "edgeorch.client",
+    "DaemonNotRunning": "edgeorch.client",
     "EdgeorchError": "edgeorch.errors",
     "ConfigError": "edgeorch.errors",
     "PipelineError": "edgeorch.errors",

@@ -16,6 +16,7 @@ See docs/protocol.md for the wire format. Wiring, in the daemon::
     ...on stop: notify("STOPPING=1"); await server.close(); lock.release()
 """
 
+from .aclient import AsyncClient
 from .auth import AccessPolicy, Peer
 from .client import Client, DaemonNotRunning
 from .notify import notify, watchdog_interval, watchdog_loop
@@ -26,6 +27,7 @@ from .statelock import StateLock, acquire_state_lock
 __all__ = [
     "PROTOCOL_VERSION",
     "AccessPolicy",
+    "AsyncClient",
     "Client",
     "ControlServer",
     "DaemonNotRunning",

@@ -9,7 +9,8 @@ import edgeorch
 
 DOCUMENTED = {
     "__version__", "Config", "load_config", "find_config", "Pipeline", "TaskSpec", "RunState", "TaskState",
-    "AttemptState", "InputState", "load_pipeline_file", "validate_path", "Client", "EdgeorchError",
+    "AttemptState", "InputState", "load_pipeline_file", "validate_path", "Client", "AsyncClient", "Run",
+    "WaitTimeout", "DaemonNotRunning", "EdgeorchError",
     "ConfigError", "PipelineError", "UsageError", "NotFoundError", "StateError", "ConflictError",
     "UnsatisfiableError", "DataError", "kernels",
 }
@@ -31,6 +32,15 @@ def test_errors_are_edgeorch_errors_and_states_have_transition_checks():
     rs = edgeorch.RunState
     assert rs.can_transition(rs.QUEUED, rs.RUNNING)
     assert not rs.can_transition(rs.SUCCEEDED, rs.RUNNING)
+
+
+def test_the_clients_are_the_typed_ones_and_their_errors_are_edgeorch_errors():
+    from edgeorch import client, control
+
+    assert edgeorch.Client is client.Client and edgeorch.AsyncClient is client.AsyncClient
+    assert edgeorch.Client is not control.Client  # the low-level transport keeps its own name
+    assert issubclass(edgeorch.WaitTimeout, (edgeorch.EdgeorchError, TimeoutError))
+    assert issubclass(edgeorch.DaemonNotRunning, edgeorch.EdgeorchError)
 
 
 def test_an_unknown_name_is_an_attribute_error():

@@ -1,0 +1,30 @@
+"""The Python client of the edgeorch daemon: script runs as the CLI does (docs/python.md).
+
+- :class:`Client` (``edgeorch.Client``): blocking; :class:`AsyncClient`
+  (``edgeorch.AsyncClient``): the same methods for asyncio;
+- records (:mod:`.records`): :class:`Run` and :class:`RunSummary` with their
+  :class:`Task`, :class:`Attempt`, :class:`Artifact`, :class:`CheckResult`,
+  :class:`Checkpoint`; :class:`Queued`, the receipt of a queued run;
+- errors: :class:`WaitTimeout`, :class:`DaemonNotRunning`, and the
+  daemon's own as their :class:`~edgeorch.errors.EdgeorchError` classes;
+- :func:`find_socket`: where the daemon listens, by the CLI's rule.
+
+Modules: :mod:`.locate` (which socket), :mod:`.calls` (requests and
+answers, shared by both clients), :mod:`.sync`, :mod:`.aio` (the clients),
+:mod:`.records`. The wire underneath is :mod:`edgeorch.control`
+(docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from ..control.client import DaemonNotRunning
+from .aio import AsyncClient
+from .calls import WaitTimeout
+from .locate import find_socket
+from .records import Artifact, Attempt, Checkpoint, CheckResult, Queued, Run, RunSummary, Task
+from .sync import Client
+
+__all__ = [
+    "Artifact", "AsyncClient", "Attempt", "CheckResult", "Checkpoint", "Client", "DaemonNotRunning", "Queued",
+    "Run", "RunSummary", "Task", "WaitTimeout", "find_socket",
+]
