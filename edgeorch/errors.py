@@ -153,6 +153,12 @@ class DataError(EdgeorchError, ValueError):
     code = "bad_data"
 
 
+class MissingDependencyError(EdgeorchError, ImportError):
+    """An optional package that a feature needs is not installed (``to_pandas()`` without pandas)."""
+
+    code = "missing_dependency"
+
+
 class TaskViolation(EdgeorchError):
     """A built-in check task found a violation and its policy says fail.
 
