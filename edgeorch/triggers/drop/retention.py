@@ -13,17 +13,13 @@ import os
 from pathlib import Path
 
 from ...model import InputState
+from ...retention.service import sweep_interval  # the one cadence of every retention rule (re-exported)
 from .quarantine import REASON_SUFFIX
 from .reconcile import claim_folder_id
 
 FINISHED_STATES: tuple[str, ...] = tuple(s.value for s in InputState if s.finished)
 """The input states whose kept file the retention rule may remove (the model's one rule)."""
-
-
-def sweep_interval(keep: float) -> float:
-    """Seconds between two sweeps for a bound of ``keep``: a file outlives ``keep`` by at most about
-    half of it (and by at most an hour), without a sweep more than twice a second."""
-    return min(max(keep / 2.0, 0.5), 3600.0)
+__all__ = ["FINISHED_STATES", "remove_kept_file", "sweep_interval"]
 
 
 def remove_kept_file(path: Path | str, quarantine_dir: Path | str) -> bool:

@@ -19,11 +19,12 @@ from edgeorch.store.events import Events
 from edgeorch.store.inputs import Inputs
 from edgeorch.store.outputs import Outputs
 from edgeorch.store.pipelines import Pipelines
+from edgeorch.store.retention import Retention
 from edgeorch.store.runs import Runs
 from edgeorch.store.schedules import Schedules
 
 AGGREGATES = {"runs": Runs, "attempts": Attempts, "outputs": Outputs, "pipelines": Pipelines,
-              "events": Events, "schedules": Schedules, "inputs": Inputs}
+              "events": Events, "schedules": Schedules, "inputs": Inputs, "retention": Retention}
 
 
 @pytest.fixture

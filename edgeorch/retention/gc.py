@@ -1,0 +1,225 @@
+"""One garbage collection of old runs: plan, commit, then the folders (``edgeorch gc``, the ``[retention]`` sweep).
+
+Three steps, split so that the daemon can run the first two on its loop (no
+``await`` between them: nothing can change the state file in between, the
+one-writer rule) and the third in a worker thread:
+
+1. :func:`prepare`, reads: the runs past the bound (``store.retention.older_than``),
+   the holds of every registered rule (:mod:`edgeorch.retention.holds`), and the
+   pure decision (:func:`edgeorch.retention.plan.decide`);
+   **apply only**: one transaction removes every row of the planned runs
+   (``store.retention.remove``, with a ``runs_removed`` event row);
+2. :func:`finish`, files: with apply, the removed runs' folders and the strays
+   (trash left by an interrupted removal, run folders no row names, older than
+   the bound) are removed; for a dry run their sizes are measured. Returns the
+   report (:func:`finish`'s docstring has its keys).
+
+A crash between the commit and the folders leaves folders without rows: the
+next gc removes them as strays (``edgeorch/retention/folders.py``). A folder
+outside the runs folder (``runs.run_dir`` edited, or a state dir moved) is
+never removed; its rows are, and the report says the folder was left.
+
+Deleting a run that a newer run's cache hit points into would leave that run's
+artifacts naming deleted files; the ``cache`` hold keeps such a source as long
+as the run using it stays. A cache hit being verified while its source is
+removed is refused by the engine (the source attempt must still be recorded
+when the hit is applied), so it becomes a plain miss.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import parse_keep
+from ..errors import UsageError
+from . import folders
+from .holds import HoldQuery, collect_holds
+from .plan import Candidate, Plan, decide
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import RetentionConfig
+    from ..store import Store
+
+log = logging.getLogger("edgeorch.retention")
+
+OLDER_THAN_EXPECTED = 'a duration of at least 1s ("90d", "12h", "30m")'
+
+
+@dataclass(frozen=True)
+class GcRequest:
+    """One gc: remove runs finished more than ``older_than`` seconds ago (of ``pipeline`` only, when set).
+
+    ``keep_last``: the latest this many runs of each pipeline stay (0: none);
+    ``apply``: False is a dry run (nothing changes); ``actor``: recorded with the removal.
+    """
+
+    older_than: float
+    pipeline: str | None = None
+    keep_last: int = 0
+    apply: bool = False
+    actor: str | None = None
+
+
+def parse_older_than(value: object, *, field: str) -> float:
+    """Seconds for an ``--older-than`` value (``field`` names it in the error): :func:`~edgeorch.config.parse_keep`'s
+    rule without ``"forever"`` (a gc that removes nothing is a mistake, not a request)."""
+    try:
+        seconds = parse_keep(value)
+    except ValueError as exc:
+        raise UsageError(str(exc), field=field, value=value, expected=OLDER_THAN_EXPECTED) from None
+    if seconds is None:
+        raise UsageError("is not a bound", field=field, value=value, expected=OLDER_THAN_EXPECTED)
+    return seconds
+
+
+def request_for(retention: "RetentionConfig", *, older_than: float | None, pipeline: str | None,
+                keep_last: int | None, apply: bool, actor: str | None, config_file: str | None) -> GcRequest:
+    """A :class:`GcRequest` with what was not given taken from ``[retention]`` (``config_file`` names it).
+
+    Raises :class:`UsageError` when no bound is given and ``[retention] runs`` is unset (``"forever"``).
+    """
+    if older_than is None:
+        if retention.runs is None:
+            raise UsageError("no age bound: [retention] runs is not set (runs are kept forever)",
+                             file=config_file, field="--older-than",
+                             hint='give one (edgeorch gc --older-than 90d), or set [retention] runs = "90d"')
+        older_than = retention.runs
+    if keep_last is not None and keep_last < 0:
+        raise UsageError("is negative", field="--keep-last", value=keep_last, expected="an integer >= 0")
+    return GcRequest(older_than=older_than, pipeline=pipeline,
+                     keep_last=retention.keep_last if keep_last is None else keep_last, apply=apply, actor=actor)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare` decided (and, with apply, committed), for :func:`finish`."""
+
+    request: GcRequest
+    now: float
+    cutoff: float
+    runs_root: Path
+    plan: Plan
+    removed: frozenset[int]
+    """Apply: the runs whose rows were removed; dry run: the runs that would be."""
+    rows: dict[str, int]
+    folders: dict[int, str | None]
+    """Run id -> its folder's name in ``runs_root`` (None: not a folder of the runs folder; left in place)."""
+    known: frozenset[str]
+    """Names of the folders the state file still names (after the commit, with apply)."""
+
+
+def prepare(store: "Store", runs_dir: Path, request: GcRequest) -> Prepared:
+    """Step 1 (see the module docstring): plan; with ``request.apply``, remove the rows in one transaction.
+
+    Raises what a hold rule or the store raises (``StateError`` on a full disk): nothing is then removed.
+    """
+    now = store.clock()
+    cutoff = now - request.older_than
+    candidates = [Candidate(r["id"], r["pipeline"], r["state"], r["created_at"], r["finished_at"], r["run_dir"])
+                  for r in store.retention.older_than(cutoff, pipeline=request.pipeline)]
+    holds = collect_holds(HoldQuery(store, frozenset(c.run_id for c in candidates), now, request.keep_last))
+    plan = decide(candidates, holds)
+    planned = [c.run_id for c in plan.remove]
+    if not request.apply:
+        removed, rows = planned, store.retention.count_rows(planned)
+    elif planned:
+        removed, rows = store.retention.remove(
+            planned, actor=request.actor, message=_event_message(request),
+            data={"older_than": request.older_than, "pipeline": request.pipeline, "keep_last": request.keep_last,
+                  "held": len(plan.held)})
+    else:
+        removed, rows = [], {}
+    runs_root = Path(runs_dir).resolve()
+    return Prepared(request=request, now=now, cutoff=cutoff, runs_root=runs_root, plan=plan,
+                    removed=frozenset(removed), rows=rows,
+                    folders={c.run_id: folders.folder_name(runs_root, c.run_dir) for c in plan.remove},
+                    known=frozenset(Path(d).name for d in store.retention.run_dirs()))
+
+
+def finish(prepared: Prepared) -> dict[str, Any]:
+    """Step 2 (blocking file work; the daemon runs it in a worker thread): folders removed or measured; the report.
+
+    The report (the ``gc`` ops' result and ``edgeorch gc --json``): ``apply``, ``older_than``,
+    ``cutoff``, ``pipeline``, ``keep_last``; ``runs`` (removed, or to be removed: ``run_id``,
+    ``pipeline``, ``state``, ``finished_at``, ``run_dir``, ``folder`` — what happened to it —
+    and ``bytes``); ``held`` (``run_id``, ``pipeline``, ``state``, ``finished_at``, ``holds``:
+    ``rule``, ``reason``, ``while_kept``); ``strays`` (``path``, ``kind``, ``folder``, ``bytes``);
+    ``rows`` (per table); ``bytes`` (total freed, or that would be); ``errors`` (folders that
+    could not be removed: the next gc tries again).
+    """
+    p, req = prepared, prepared.request
+    root = p.runs_root
+    errors: list[str] = []
+    total = 0
+    done: set[str] = set()
+
+    def handle(name: str) -> tuple[str, int | None]:
+        nonlocal total
+        done.add(name)
+        if not req.apply:
+            size = folders.measure(root / name)
+            total += size
+            return ("would be removed" if _exists(root / name) else "missing"), size
+        try:
+            size = folders.remove(root, name)
+        except (OSError, ValueError) as exc:
+            errors.append(f"{root / name}: {exc}")
+            log.warning("gc: cannot remove %s: %s (tried again by the next gc)", root / name, exc)
+            return f"error: {exc}", None
+        total += size
+        return "removed", size
+
+    runs = []
+    for c in p.plan.remove:
+        if c.run_id not in p.removed:
+            continue  # apply: queued again before the commit (left out by store.retention.remove)
+        name = p.folders[c.run_id]
+        state, size = handle(name) if name is not None else ("left in place: not in the runs folder", None)
+        runs.append({"run_id": c.run_id, "pipeline": c.pipeline, "state": c.state, "finished_at": c.finished_at,
+                     "run_dir": c.run_dir, "folder": state, "bytes": size})
+    stray_items = []
+    for s in folders.strays(root, p.known, p.cutoff):
+        if s.name in done or (s.kind == "orphan" and req.pipeline is not None):
+            continue  # a run folder of no run has no pipeline: only a gc of every pipeline removes it
+        state, size = handle(s.name)
+        stray_items.append({"path": str(root / s.name), "kind": s.kind, "folder": state, "bytes": size})
+    if req.apply and (runs or stray_items):
+        log.info("gc by %s: removed %d run(s) and %d stray folder(s), %d bytes freed; %d run(s) held",
+                 req.actor, len(runs), len(stray_items), total, len(p.plan.held))
+    return {
+        "apply": req.apply, "older_than": req.older_than, "cutoff": p.cutoff, "pipeline": req.pipeline,
+        "keep_last": req.keep_last, "runs": runs,
+        "held": [{"run_id": c.run_id, "pipeline": c.pipeline, "state": c.state, "finished_at": c.finished_at,
+                  "holds": [h.to_dict() for h in hs]} for c, hs in p.plan.held],
+        "strays": stray_items, "rows": p.rows, "bytes": total, "errors": errors,
+    }
+
+
+def collect(store: "Store", runs_dir: Path, request: GcRequest) -> dict[str, Any]:
+    """Both steps in this thread (``edgeorch gc`` without a daemon, under the state lock)."""
+    return finish(prepare(store, runs_dir, request))
+
+
+def _event_message(request: GcRequest) -> str:
+    """The ``runs_removed`` row's message (the count and ids are in its data)."""
+    scope = f" of {request.pipeline}" if request.pipeline else ""
+    return f"runs{scope} finished more than {human_duration(request.older_than)} ago removed by {request.actor or 'gc'}"
+
+
+def human_duration(seconds: float) -> str:
+    """``90d``, ``12h``, ``1.5d``, ``45s``: ``seconds`` in the largest unit it reaches."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.lstat()
+    except OSError:
+        return False
+    return True

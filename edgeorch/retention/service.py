@@ -1,0 +1,117 @@
+"""The daemon's side of retention: one gc at a time, and the periodic ``[retention]`` sweep.
+
+:class:`RunRetention` serves the ``gc`` ops and, when ``[retention] runs``
+is set, sweeps on its own timer (first at start, then every
+:func:`sweep_interval` of the bound: hourly for a bound of two hours or
+more). Each gc plans and commits on the loop (nothing else can write
+between the two) and removes or measures folders in a worker thread; a lock
+keeps two gcs (an op and the sweep) from overlapping. A failed sweep is
+logged and tried again at the next one: retention is housekeeping, never
+fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..events import Event, RunsRemoved
+from .gc import GcRequest, finish, prepare
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import RetentionConfig
+    from ..store import Store
+
+log = logging.getLogger("edgeorch.retention")
+
+SWEEP_ACTOR = "retention"
+"""The actor recorded for the periodic sweep's removals."""
+
+
+def sweep_interval(keep: float) -> float:
+    """Seconds between two sweeps for a bound of ``keep``: what is past the bound outlives it by at most about
+    half of it (and by at most an hour), without a sweep more than twice a second.
+
+    The one cadence of every retention rule (``[inbox] keep`` and ``[retention] runs``).
+    """
+    return min(max(keep / 2.0, 0.5), 3600.0)
+
+
+class RunRetention:
+    """Garbage collection of old runs in the daemon: ``store`` on ``loop``, folders under ``runs_dir``.
+
+    ``publish`` receives a :class:`~edgeorch.events.RunsRemoved` after each commit that removed runs.
+    """
+
+    def __init__(self, *, store: "Store", runs_dir: Path, config: "RetentionConfig",
+                 loop: asyncio.AbstractEventLoop, publish: Callable[[Event], None]) -> None:
+        self.store = store
+        self.runs_dir = runs_dir
+        self.config = config
+        self.loop = loop
+        self.publish = publish
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._sweep: asyncio.Task[None] | None = None
+        self._started = False
+
+    async def collect(self, request: GcRequest) -> dict[str, Any]:
+        """One gc (a dry run unless ``request.apply``); its report (:func:`edgeorch.retention.gc.finish`)."""
+        async with self._lock:
+            prepared = prepare(self.store, self.runs_dir, request)  # on the loop: plan and commit, no await between
+            if request.apply and prepared.removed:
+                self.publish(RunsRemoved(prepared.now, tuple(sorted(prepared.removed)), request.actor or SWEEP_ACTOR))
+            return await asyncio.to_thread(finish, prepared)
+
+    # -- the periodic sweep ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Arm the sweep (at once) when ``[retention] runs`` is set."""
+        self._started = True
+        self._arm(0.0)
+
+    def stop(self) -> None:
+        """No more sweeps; a folder removal already in its worker thread finishes on its own."""
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+    def reconfigure(self, config: "RetentionConfig") -> None:
+        """A reloaded ``[retention]``: applies from now on (a sweep at once when it changed)."""
+        if config == self.config:
+            return
+        self.config = config
+        if self._started:
+            self._arm(0.0)
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._started and self.config.runs is not None:
+            self._timer = self.loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._sweep is None or self._sweep.done():
+            self._sweep = self.loop.create_task(self._run_sweep())
+
+    async def _run_sweep(self) -> None:
+        runs = self.config.runs
+        if runs is None:
+            return
+        try:
+            await self.collect(GcRequest(older_than=runs, keep_last=self.config.keep_last, apply=True,
+                                         actor=SWEEP_ACTOR))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - housekeeping: never fatal, tried again at the next sweep
+            log.exception("retention sweep failed (tried again at the next one)")
+        if self.config.runs is not None:  # the bound now in force (a reload may have changed it meanwhile)
+            self._arm(sweep_interval(self.config.runs))
