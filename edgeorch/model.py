@@ -216,6 +216,8 @@ class TaskSpec:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     outputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    """Files, folders or globs the task reads (as written; see :mod:`edgeorch.pipelines.inputs`)."""
     cache: bool = False
     cpus: int = 0
     memory: int | None = None

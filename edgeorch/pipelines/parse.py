@@ -36,6 +36,7 @@ from ..errors import EdgeorchError, PipelineError
 from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec
 from ..tomlcheck import TableReader, a_or_an, suggest
 from .graph import find_cycle, topological_order
+from .inputs import input_problem
 from .params import coerce_param, infer_param_type
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
@@ -44,7 +45,7 @@ PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "t
 """Top-level keys. Trigger keys (schedule, every, ...) are checked by the triggers module."""
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
-             "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "cache", "cpus",
+             "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
              "memory", "gpus", "gpu_memory", "gpu_model", "pool", "description"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -258,6 +259,13 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
             env[k] = str(v)
     workdir = r.str("workdir", None)
     outputs = r.str_list("outputs", [])
+    inputs = r.str_list("inputs", [])
+    for i, text in enumerate(inputs or []):
+        problem = input_problem(text)
+        if problem:
+            r.fail(f"inputs[{i}]", problem[0], value=text, expected=problem[1])
+        elif inputs.index(text) != i:
+            r.fail(f"inputs[{i}]", "lists an input twice", value=text, expected="each input once")
     cache = r.bool("cache", False)
     cpus = r.int("cpus", 0, minimum=0, maximum=4096)
     memory = r.size("memory", None)
@@ -284,6 +292,7 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         texts.append((f"tasks.{name}.command", command))
     texts += [(f"tasks.{name}.env.{k}", v) for k, v in env.items()]
     texts += [(f"tasks.{name}.outputs[{i}]", o) for i, o in enumerate(outputs or [])]
+    texts += [(f"tasks.{name}.inputs[{i}]", o) for i, o in enumerate(inputs or [])]
     if workdir:
         texts.append((f"tasks.{name}.workdir", workdir))
     texts += [(f"tasks.{name}.options.{k}", v) for k, v in strings_in(options)]
@@ -301,18 +310,23 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     spec = TaskSpec(
         name=name, command=command, shell=shell, call=call, kind=kind, options=options, needs=tuple(needs),
         retries=retries, retry_delay=retry_delay, retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
-        retry_jitter=retry_jitter, timeout=timeout, env=env, workdir=workdir, outputs=tuple(outputs), cache=cache,
-        cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory, gpu_model=gpu_model, pool=pool,
+        retry_jitter=retry_jitter, timeout=timeout, env=env, workdir=workdir, outputs=tuple(outputs),
+        inputs=tuple(inputs), cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
+        gpu_model=gpu_model, pool=pool,
     )
     return replace(spec, definition_hash=definition_hash(spec))
 
 
 def definition_hash(spec: TaskSpec) -> str:
-    """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs.
+    """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs, inputs.
 
     Retries, timeouts and resource requests are left out: they change how the
     task runs, not what it produces, so changing them keeps the cache valid.
+    ``inputs`` counts only when declared, so a task without them keeps the
+    hash (and the cache) it had before inputs existed.
     """
     d = asdict(spec)
     keep = {k: d[k] for k in ("command", "shell", "call", "kind", "options", "env", "workdir", "outputs", "needs")}
+    if spec.inputs:
+        keep["inputs"] = d["inputs"]
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()

@@ -20,6 +20,7 @@ import pytest
 
 from edgeorch.kernels.kinds import kind_names, registered_kinds
 from edgeorch.model import PARAM_TYPES
+from edgeorch.pipelines.inputs import RESERVED_SCHEMES
 from edgeorch.pipelines.parse import PIPELINE_KEYS, TASK_KEYS, parse_pipeline
 from edgeorch.pipelines.substitute import BUILTIN_PLACEHOLDERS
 from edgeorch.triggers.drop.spec import MODES, WATCH_KEYS
@@ -98,6 +99,11 @@ def test_schema_kinds_and_their_options_are_the_registrys(schema: dict[str, Any]
         assert per_kind[kind.name]["additionalProperties"] is False
 
 
+def test_schema_reserved_input_schemes_are_the_parsers(schema: dict[str, Any]) -> None:
+    pattern = _defs(schema, "task")["properties"]["inputs"]["items"]["not"]["pattern"]
+    assert pattern == "^(" + "|".join(RESERVED_SCHEMES) + "):"
+
+
 @pytest.mark.parametrize("text", ["0", "30", "1.5", "500ms", "30s", " 15m ", "2h", "1d", "1 s",
                                   "", "1w", "-1s", "1.s", "ten", "1sec", "1 h m"])
 def test_schema_duration_pattern_agrees_with_parse_duration(validator: jsonschema.Draft7Validator, text: str) -> None:
@@ -151,6 +157,10 @@ def test_examples_exist() -> None:
     {"watch": {"folder": "in", "mod": "batch"}, "tasks": {"a": {"command": ["true"]}}},
     {"params": {"p": {"type": "string"}}, "tasks": {"a": {"command": ["true"]}}},
     {"params": {"task": "x"}, "tasks": {"a": {"command": ["true"]}}},
+    {"tasks": {"a": {"command": ["true"], "inputs": ["dataset:sales@3"]}}},
+    {"tasks": {"a": {"command": ["true"], "inputs": ["data.csv", "data.csv"]}}},
+    {"tasks": {"a": {"command": ["true"], "inputs": [" "]}}},
+    {"tasks": {"a": {"command": ["true"], "inputs": "data.csv"}}},
 ], ids=lambda d: json.dumps(d)[:60])
 def test_schema_refuses_what_the_parser_refuses(validator: jsonschema.Draft7Validator, doc: dict[str, Any]) -> None:
     _pipeline, errors = parse_pipeline(doc, file=Path("probe.toml"), text="")
