@@ -1,4 +1,4 @@
-"""File facts the engine records (sha256 of outputs and checkpoints) and its run folders."""
+"""File facts the engine records (sha256 of outputs, checkpoints and declared inputs) and its run folders."""
 
 from __future__ import annotations
 
@@ -27,6 +27,23 @@ def _sha256_fd(fd: int, bufsize: int = 1 << 20) -> str:
 
 class Refused(Exception):
     """A task's folder holds something edgeorch will not follow (a symbolic link out of it)."""
+
+
+def hash_regular_file(path: Path) -> tuple[str, os.stat_result]:
+    """``(sha256, stat)`` of the regular file at ``path``, following symbolic links (a task's declared input).
+
+    Raises :class:`Refused` when it is not a regular file (a FIFO is opened
+    without blocking and never read), OSError when it cannot be opened. The
+    stat is the opened file's own (``fstat``), taken before reading.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{path} is not a regular file")
+        return _sha256_fd(fd), st
+    finally:
+        os.close(fd)
 
 
 def describe_file(path: Path, name: str, *, dir_fd: int | None = None) -> dict[str, Any]:
