@@ -140,7 +140,7 @@ class Attempt:
         return _took(self.started_at, self.finished_at)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Task:
     """A task of a run: its state, every attempt (oldest first) and its latest artifacts."""
 
@@ -176,6 +176,10 @@ class Task:
     def exit_code(self) -> int | None:
         """The latest attempt's exit code (None: no attempt, still running, or ended by a signal)."""
         return self.attempts[-1].exit_code if self.attempts else None
+
+    def __repr__(self) -> str:
+        return (f"Task(name={self.name!r}, state={str(self.state)!r}, attempts={len(self.attempts)}, "
+                f"exit_code={self.exit_code!r}, artifacts={len(self.artifacts)})")
 
     def return_value(self) -> Any:
         """What the latest attempt returned: a ``call`` task's return value, a built-in kind's result document.
