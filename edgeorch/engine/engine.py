@@ -771,6 +771,9 @@ class Engine:
             ok = fut.result()
         except Exception:  # noqa: BLE001 - an unreadable recorded output is simply not a usable hit
             ok = False
+        # The source's run may have been removed (edgeorch gc) while its files were verified: then
+        # the hit would record artifacts of a deleted attempt, whose files are going. A plain miss.
+        ok = ok and self.store.attempts.exists(hit_id)
         if not ok:
             self._cache_missed.add(tid)
             self._push_ready(ctx, name)

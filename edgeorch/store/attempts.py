@@ -176,6 +176,10 @@ class Attempts:
                       json.dumps(r.get("details")) if r.get("details") is not None else None) for r in results],
                 )
 
+    def exists(self, attempt_id: int) -> bool:
+        """Whether attempt ``attempt_id`` is still recorded (its run may have been removed by ``edgeorch gc``)."""
+        return self._db.one("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,)) is not None
+
     def of_run(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
         if task is None:
             return self._db.all("SELECT * FROM attempts WHERE run_id = ? ORDER BY id", (run_id,))
