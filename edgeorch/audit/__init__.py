@@ -10,8 +10,9 @@ Rooms, each with one job:
   checkpoints in order and names the first bad sequence number.
 - :mod:`.keyfile`: the current sealing key on disk (overwritten in place when it evolves).
 - :mod:`.sealer`: seals the chain's head at intervals and evolves the key.
-- :mod:`.source`: where a reader gets the records (the state file, or a daemon);
-  :mod:`.export`: JSON lines that verify elsewhere.
+- :mod:`.source`: where a reader gets the records (the state file, or a
+  daemon), verifying them page by page and exporting them as JSON lines
+  that verify elsewhere.
 
 Records are written by the store (``edgeorch/store/audit.py``) inside the
 transaction of the change they describe; nothing here writes the state file

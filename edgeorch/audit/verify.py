@@ -21,13 +21,15 @@ Without the key an attacker who recomputes the whole chain *and* the seals'
 hashes is not detected: that is what the offline key is for.
 
 A problem's ``seq`` is the first record it puts in doubt: an edited record
-itself; for a broken link, the earlier record of the two; for a seal that
-does not verify, the first record that seal covers; for missing records,
-the first missing one.
+itself; for a broken link, the earlier record of the two; for missing
+records, the first missing one; for a seal that does not verify (or vouches
+for another record), the first record of its range that the chain finds
+bad, else (the chain was recomputed consistently) the first record it covers.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -115,12 +117,16 @@ class Verifier:
         self._key_id = key_id(key0) if key0 is not None else None
         self._seals = sorted(seals, key=lambda s: int(s["epoch"]))
         self._by_seq = {int(s["seq"]): s for s in self._seals}
+        self._seal_seqs = [int(s["seq"]) for s in self._seals]
+        self._coarse: list[tuple[int, int, str]] = []  # (seal index, first seq it covers, message)
+        self._fine_in: dict[int, int] = {}  # seal index -> the first seq of its range the chain found bad
         self._checkpoints = sorted(checkpoints, key=lambda c: int(c["seq"]))
         self._cp = self._checkpoints[-1] if self._checkpoints else None
         self.report.checkpoint = int(self._cp["seq"]) if self._cp else None
         self.report.sealed_through = int(self._seals[-1]["seq"]) if self._seals else None
         self._prev_seq: int | None = None
         self._prev_hash: str | None = None
+        self._before_prev_hash: str | None = None
         self._check_seals(key0)
         self._check_key_epoch(key_epoch)
         self._check_checkpoints()
@@ -150,8 +156,8 @@ class Verifier:
                 while key_epoch < epoch:
                     key, key_epoch = evolve(key), key_epoch + 1
                 if not mac_ok(key, seal["mac"], epoch=epoch, seq=seq, hash=str(seal["hash"]), ts=str(seal["ts"])):
-                    self._add(start, f"seal {epoch} (records {start}-{seq}) does not verify with the verification "
-                                     f"key: those records or the seal were rewritten")
+                    self._coarse.append((i, start, f"seal {epoch} (records {start}-{seq}) does not verify with the "
+                                                   f"verification key: those records or the seal were rewritten"))
 
     def _check_key_epoch(self, key_epoch: int | None) -> None:
         """The key file's epoch is one past the last seal's (or equal: a crash between a seal and the key's evolution)."""
@@ -186,22 +192,40 @@ class Verifier:
             elif seq != self._prev_seq + 1:
                 self._add(self._prev_seq + 1, f"record(s) {self._prev_seq + 1}" +
                           (f"-{seq - 1}" if seq - 1 > self._prev_seq + 1 else "") + " are missing")
-            elif row["prev_hash"] != self._prev_hash:
-                self._add(self._prev_seq, f"record {seq} does not link to record {self._prev_seq} (its prev_hash is "
-                                          f"not {self._prev_seq}'s hash): {self._prev_seq} was rewritten, or {seq} "
-                                          f"was moved or inserted")
-            if hash_of_row(row) != stored:
+            own_ok = hash_of_row(row) == stored
+            if self._prev_seq is not None and seq == self._prev_seq + 1 and row["prev_hash"] != self._prev_hash:
+                self._broken_link(seq, str(row["prev_hash"]), own_ok)
+            if not own_ok:
                 self._add(seq, f"record {seq} does not match its hash: it was edited")
             seal = self._by_seq.get(seq)
             if seal is not None and seal["hash"] != stored:
                 index = self._seals.index(seal)
-                self._add(self._start_of(index), f"seal {seal['epoch']} vouches for another record {seq}: "
-                                                 f"records {self._start_of(index)}-{seq} were rewritten")
+                self._coarse.append((index, self._start_of(index), f"seal {seal['epoch']} vouches for another record "
+                                                                   f"{seq}: records {self._start_of(index)}-{seq} were "
+                                                                   f"rewritten"))
             if self._key_id is not None and row["action"] == "audit_init":
                 self._check_key_id(seq, str(row["details"]))
             rep.records += 1
+            self._before_prev_hash = self._prev_hash
             self._prev_seq, self._prev_hash = seq, stored
         rep.head_seq, rep.head_hash = self._prev_seq, self._prev_hash
+
+    def _broken_link(self, seq: int, prev_hash: str, own_ok: bool) -> None:
+        """Record ``seq`` does not link to the one before it: name the record most likely changed.
+
+        It links to the record before that one: the one between was inserted.
+        Its own hash fails: it was moved (its seq changed) or edited. Else it
+        is intact, so the one before it was rewritten with a recomputed hash.
+        """
+        before = self._prev_seq
+        assert before is not None
+        if prev_hash == self._before_prev_hash:
+            self._add(before, f"record {seq} links to record {before - 1}, not {before}: {before} was inserted")
+        elif not own_ok:
+            self._add(seq, f"record {seq} does not link to record {before}: {seq} was moved or edited")
+        else:
+            self._add(before, f"record {seq} does not link to record {before} (its prev_hash is not {before}'s "
+                              f"hash): {before} was rewritten")
 
     def _first(self, seq: int, row: Mapping[str, Any]) -> None:
         """The first record: record 1 after GENESIS, or the one after the last checkpoint."""
@@ -236,9 +260,15 @@ class Verifier:
         if beyond:
             self._add(head + 1, f"record(s) {head + 1}-{beyond[-1]['seq']} are missing (seal {beyond[-1]['epoch']} "
                                 f"covers record {beyond[-1]['seq']}): the tail was truncated")
+        for index, start, message in self._coarse:
+            self._add(self._fine_in.get(index, start), message, coarse=True)
         return rep
 
-    def _add(self, seq: int | None, message: str) -> None:
+    def _add(self, seq: int | None, message: str, *, coarse: bool = False) -> None:
+        if seq is not None and not coarse and self._seal_seqs:
+            index = bisect_left(self._seal_seqs, seq)  # the seal whose range holds seq
+            if seq < self._fine_in.get(index, seq + 1):
+                self._fine_in[index] = seq
         rep = self.report
         rep.problem_count += 1
         if seq is not None and (rep.lowest is None or seq < rep.lowest):

@@ -19,7 +19,8 @@ Contract:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 from ..audit.chain import GENESIS, actor_fields, encode_details, iso_ts, prune_point, record_hash
 from ..errors import ConflictError
@@ -113,6 +114,22 @@ class AuditLog:
         rows = self._db.all(f"SELECT {_COLUMNS} FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY seq {order} LIMIT ?",
                             [*args, limit])
         return rows[::-1] if newest else rows
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read in one read transaction: a consistent view of records and seals while a daemon appends.
+
+        For a connection that only reads (a read-only store): on the daemon's
+        writing connection the loop's writes would join the transaction.
+        """
+        if self._db.conn.in_transaction:
+            yield
+            return
+        self._db.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.conn.execute("COMMIT")
 
     def seals(self) -> list[dict[str, Any]]:
         """Every seal, by epoch."""

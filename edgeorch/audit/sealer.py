@@ -1,0 +1,182 @@
+"""Sealing the audit log's head with a key that then evolves one way (docs/audit.md "Sealing").
+
+:class:`Sealer` owns the key file (:mod:`.keyfile`) and writes seals through
+``store.audit``. Order of a seal, chosen so a crash at any point loses nothing
+and forges nothing:
+
+1. read the key of epoch ``e`` from the key file;
+2. store the seal of epoch ``e`` over the head (one durable transaction);
+3. overwrite the key file with ``key_{e+1}`` and ``fsync``.
+
+A crash between 2 and 3 leaves the key file at ``e`` with seal ``e`` stored:
+the next seal (or the daemon's start) first evolves the file past the last
+seal (:meth:`Sealer.repair`); until then ``key_e`` is still on disk, a window
+docs/audit.md names. A crash before 2 leaves no seal and the same key.
+
+:class:`SealService` runs a sealer in the daemon: at start (sealing what an
+in-process ``edgeorch run`` appended meanwhile), after ``every`` new records
+(checked on each published event), every ``interval`` seconds when the head
+moved, and at stop. A seal that fails (a damaged key file, a full disk) is
+logged and retried at the next occasion; it never stops the daemon, and the
+chain keeps being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import ConflictError, EdgeorchError
+from . import keyfile
+from .chain import iso_ts
+from .keyfile import KeyState
+from .keys import evolve, key_id, new_key, seal_mac
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store.audit import AuditLog
+
+log = logging.getLogger("edgeorch.audit")
+
+DEFAULT_EVERY = 1000
+"""Seal after this many new records."""
+DEFAULT_INTERVAL = 300.0
+"""Seal at least this often (seconds) while records arrive."""
+
+
+class Sealer:
+    """Initializes the key chain and seals the head; see the module docstring.
+
+    ``audit``: ``store.audit``; ``key_file``: the key file's path; ``clock``:
+    Unix seconds (the seal's ``ts``). Not thread-safe: one caller at a time
+    (the daemon's loop, or the CLI holding the state-dir lock).
+    """
+
+    def __init__(self, audit: "AuditLog", key_file: Path, *, clock: Callable[[], float]) -> None:
+        self.audit = audit
+        self.key_file = Path(key_file)
+        self.clock = clock
+
+    @property
+    def initialized(self) -> bool:
+        """Whether a key file exists (``edgeorch audit init`` was run)."""
+        return self.key_file.exists()
+
+    def init(self, actor: str | None, settings: dict[str, Any] | None = None) -> bytes:
+        """Start the key chain: returns ``key_0``, the verification key, which is kept nowhere on this machine.
+
+        Appends an ``audit_init`` record (the key's id and ``settings``), seals
+        the head with ``key_0`` as epoch 0 and leaves ``key_1`` in the key file.
+        Raises :class:`ConflictError` when the log already has a seal (a new
+        key would make every earlier seal unverifiable); a key file without
+        seals (an interrupted init) is replaced.
+        """
+        if self.audit.last_seal() is not None:
+            raise ConflictError("the audit log is already initialized: it has seals",
+                                hint="keep using the verification key shown at the first `edgeorch audit init`")
+        key0 = new_key()
+        keyfile.create(self.key_file, KeyState(0, key0))
+        self.audit.record(actor, "audit_init", "audit", {"key_id": key_id(key0), **(settings or {})})
+        sealed = self.seal()
+        assert sealed is not None and sealed["epoch"] == 0
+        return key0
+
+    def repair(self, state: KeyState) -> KeyState:
+        """Evolve the key file past the last seal when a crash came between a seal and the evolution."""
+        last = self.audit.last_seal()
+        if last is None or state.epoch > int(last["epoch"]):
+            return state
+        key, epoch = state.key, state.epoch
+        while epoch <= int(last["epoch"]):
+            key, epoch = evolve(key), epoch + 1
+        repaired = KeyState(epoch, key)
+        keyfile.overwrite(self.key_file, repaired)
+        log.warning("audit key file was at epoch %d, behind seal %s; evolved to %d", state.epoch, last["epoch"], epoch)
+        return repaired
+
+    def seal(self) -> dict[str, Any] | None:
+        """Seal the head now; the seal (``epoch, seq, hash, ts``), or None when not initialized or nothing is new.
+
+        Raises :class:`~edgeorch.errors.StateError` for a damaged or
+        unwritable key file or state file (nothing sealed, the key unchanged).
+        """
+        state = keyfile.read(self.key_file)
+        if state is None:
+            return None
+        state = self.repair(state)
+        head = self.audit.head()
+        last = self.audit.last_seal()
+        if head is None or (last is not None and int(last["seq"]) >= head[0]):
+            return None
+        seq, digest = head
+        ts = iso_ts(self.clock())
+        mac = seal_mac(state.key, epoch=state.epoch, seq=seq, hash=digest, ts=ts)
+        self.audit.add_seal(epoch=state.epoch, seq=seq, digest=digest, ts=ts, mac=mac)
+        keyfile.overwrite(self.key_file, KeyState(state.epoch + 1, evolve(state.key)))
+        return {"epoch": state.epoch, "seq": seq, "hash": digest, "ts": ts}
+
+    def key_epoch(self) -> int | None:
+        """The key file's epoch (None: not initialized). Raises StateError for a damaged file."""
+        state = keyfile.read(self.key_file)
+        return None if state is None else state.epoch
+
+
+class SealService:
+    """Seals on the daemon's loop: at start, every ``every`` records, every ``interval`` seconds, at stop."""
+
+    def __init__(self, sealer: Sealer, *, every: int = DEFAULT_EVERY, interval: float = DEFAULT_INTERVAL) -> None:
+        self.sealer = sealer
+        self.every = every
+        self.interval = interval
+        self._timer: asyncio.TimerHandle | None = None
+        self._sealed_seq = 0
+        self._warned = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Seal what is new (records appended while no daemon ran) and arm the interval timer."""
+        self.seal_now("start")
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(self.interval, self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.seal_now("interval")
+        self._arm(loop)
+
+    def on_event(self, event: object) -> None:
+        """A bus subscriber: seal once ``every`` records were appended since the last seal."""
+        head = self.sealer.audit.head()
+        if head is not None and head[0] - self._sealed_seq >= self.every:
+            self.seal_now("count")
+
+    def seal_now(self, why: str) -> dict[str, Any] | None:
+        """Seal the head; errors are logged, never raised (the chain is still written; the next occasion retries)."""
+        try:
+            sealed = self.sealer.seal()
+        except EdgeorchError as exc:
+            log.error("audit log not sealed (%s): %s", why, exc.render())
+            return None
+        except OSError as exc:
+            log.error("audit log not sealed (%s): %s", why, exc)
+            return None
+        if sealed is None:
+            if not self.sealer.initialized and not self._warned:
+                self._warned = True
+                log.info("the audit log is not sealed: `edgeorch audit init` starts its sealing key")
+            # Nothing new, or not initialized: count from the head, so on_event tries again only
+            # ``every`` records later, not at every event.
+            head = self.sealer.audit.head()
+            self._sealed_seq = head[0] if head is not None else 0
+            return None
+        self._sealed_seq = sealed["seq"]
+        log.debug("audit log sealed through record %d (epoch %d, %s)", sealed["seq"], sealed["epoch"], why)
+        return sealed
+
+    def close(self) -> None:
+        """Stop the timer and seal the head a last time (the daemon stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.seal_now("stop")
