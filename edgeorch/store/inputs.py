@@ -178,6 +178,11 @@ class Inputs:
     def counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
 
+    def counts_by_pipeline(self) -> list[tuple[str, str, int]]:
+        """``(pipeline, state, count)`` of every recorded input (the metrics' ``edgeorch_drop_inputs``); one scan."""
+        return [(r[0], r[1], r[2]) for r in self._db.conn.execute(
+            "SELECT pipeline, state, COUNT(*) FROM inputs GROUP BY pipeline, state ORDER BY pipeline, state")]
+
 
 
 def _allowed(old: InputState) -> frozenset[InputState]:
