@@ -1,0 +1,156 @@
+"""What tasks consumed, and the lookups a lineage query makes: tables ``consumed``, ``manifest_files``.
+
+Contract:
+
+- :meth:`Lineage.record_consumed` writes in the caller's transaction (the
+  engine records an attempt's inputs with the attempt itself, a cache hit's
+  with the hit), or in one of its own. A folder's or glob's files go to
+  ``manifest_files`` once per manifest hash (content-addressed: the same
+  folder consumed by a thousand runs is stored once).
+- Everything else reads, each lookup one indexed query (``consumed`` by
+  task, path and sha256; ``artifacts`` by path and sha256; ``inputs`` by
+  sha256, inbox and source path; ``manifest_files`` by sha256; ``tasks`` by
+  ``cached_from``), so a lineage query costs the same with 100,000 runs in
+  the file as with ten (``benchmarks/bench_lineage.py``).
+- A member of a folder or glob is stored by its name relative to the
+  folder (or the glob's leading folder); turning it into an absolute path is
+  the caller's (:mod:`edgeorch.lineage`), which knows what a glob's base is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .db import Database
+
+VERSION_SOURCES = ("artifact", "consumed", "input")
+"""Where a recorded version of a path comes from (:meth:`Lineage.versions_of_path`)."""
+
+
+class Lineage:
+    """``store.lineage``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- writing --------------------------------------------------------------------
+
+    def record_consumed(self, run_id: int, task: str, attempt_id: int | None, items: Iterable[dict[str, Any]]) -> None:
+        """Record what ``task`` of ``run_id`` consumed: by attempt ``attempt_id``, or by a cache hit (None).
+
+        Each item has ``kind``, ``path``, ``sha256``, ``size`` and optionally
+        ``spec``, ``files``, ``members`` (``(name, sha256, size)`` of a folder
+        or glob) and ``source_run``/``source_task``/``source_attempt`` (an
+        upstream output). A cache hit replaces the rows of an earlier hit of
+        the same task in the same run (a resume that hits again).
+        """
+        rows = list(items)
+        now = self._db.clock()
+        with self._db.transaction():
+            conn = self._db.conn
+            if attempt_id is None:
+                conn.execute("DELETE FROM consumed WHERE run_id = ? AND task = ? AND attempt_id IS NULL", (run_id, task))
+            conn.executemany(
+                "INSERT INTO consumed (run_id, task, attempt_id, kind, spec, path, sha256, size, files, source_run,"
+                " source_task, source_attempt, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, task, attempt_id, r["kind"], r.get("spec"), r["path"], r["sha256"], r["size"], r.get("files"),
+                  r.get("source_run"), r.get("source_task"), r.get("source_attempt"), now) for r in rows])
+            for r in rows:
+                members = r.get("members") or ()
+                if members and conn.execute("SELECT 1 FROM manifest_files WHERE manifest = ? LIMIT 1",
+                                            (r["sha256"],)).fetchone() is None:
+                    conn.executemany("INSERT OR IGNORE INTO manifest_files (manifest, name, sha256, size)"
+                                     " VALUES (?, ?, ?, ?)", [(r["sha256"], n, s, z) for n, s, z in members])
+
+    # -- what a task consumed and produced -----------------------------------------------
+
+    def consumed_by(self, run_id: int, task: str) -> list[dict[str, Any]]:
+        """The rows of the task's latest recording (its latest attempt, or its cache hit), in recording order."""
+        last = self._db.one("SELECT attempt_id FROM consumed WHERE run_id = ? AND task = ? ORDER BY id DESC LIMIT 1",
+                            (run_id, task))
+        if last is None:
+            return []
+        if last[0] is None:
+            return self._db.all("SELECT * FROM consumed WHERE run_id = ? AND task = ? AND attempt_id IS NULL"
+                                " ORDER BY id", (run_id, task))
+        return self._db.all("SELECT * FROM consumed WHERE run_id = ? AND task = ? AND attempt_id = ? ORDER BY id",
+                            (run_id, task, last[0]))
+
+    def members(self, manifest: str) -> list[dict[str, Any]]:
+        """A folder's or glob's files (``name``, ``sha256``, ``size``), sorted by name."""
+        return self._db.all("SELECT name, sha256, size FROM manifest_files WHERE manifest = ? ORDER BY name",
+                            (manifest,))
+
+    def producers(self, path: str, sha256: str) -> list[dict[str, Any]]:
+        """The attempts that wrote this file as an output (not the copies cache hits made): ``run_id``, ``task``,
+        ``attempt_id``, ``name``."""
+        return self._db.all(
+            "SELECT DISTINCT f.run_id, f.task, f.attempt_id, f.name FROM artifacts f JOIN attempts a ON a.id = f.attempt_id"
+            " WHERE f.path = ? AND f.sha256 = ? AND a.run_id = f.run_id ORDER BY f.run_id, f.task", (path, sha256))
+
+    def cache_users(self, attempt_id: int) -> list[dict[str, Any]]:
+        """The tasks (``run_id``, ``name``) that were cache hits of ``attempt_id``."""
+        return self._db.all("SELECT run_id, name FROM tasks WHERE cached_from = ? ORDER BY run_id, name", (attempt_id,))
+
+    # -- who consumed a file ----------------------------------------------------------------
+
+    def consumers(self, path: str, sha256: str) -> list[dict[str, Any]]:
+        """Rows of ``consumed`` naming this file itself (a declared file or an upstream output), oldest first."""
+        return self._db.all("SELECT * FROM consumed WHERE path = ? AND sha256 = ? ORDER BY id", (path, sha256))
+
+    def manifests_with(self, sha256: str) -> list[dict[str, Any]]:
+        """Folder and glob rows of ``consumed`` whose manifest holds a file with this content, with the member's
+        ``member`` name (the caller checks the member's absolute path)."""
+        return self._db.all(
+            "SELECT c.*, m.name AS member FROM manifest_files m JOIN consumed c ON c.sha256 = m.manifest"
+            " WHERE m.sha256 = ? AND c.kind IN ('folder', 'glob') ORDER BY c.id", (sha256,))
+
+    def consumed_manifest(self, path: str, sha256: str) -> list[dict[str, Any]]:
+        """Folder and glob rows with this path (a glob's pattern) and manifest hash."""
+        return self._db.all("SELECT * FROM consumed WHERE path = ? AND sha256 = ? AND kind IN ('folder', 'glob')"
+                            " ORDER BY id", (path, sha256))
+
+    # -- drop-folder inputs ----------------------------------------------------------------
+
+    def input(self, input_id: int) -> dict[str, Any] | None:
+        row = self._db.one("SELECT * FROM inputs WHERE id = ?", (input_id,))
+        return dict(row) if row else None
+
+    def inputs_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The drop-folder inputs that started (or were retried with) ``run_id``."""
+        return self._db.all("SELECT * FROM inputs WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def inputs_claimed_as(self, path: str, sha256: str) -> list[dict[str, Any]]:
+        """Drop-folder inputs whose claimed file is this one (its inbox path and content)."""
+        return self._db.all("SELECT * FROM inputs WHERE inbox_path = ? AND sha256 = ? ORDER BY id", (path, sha256))
+
+    # -- resolving a THING -----------------------------------------------------------------
+
+    def versions_of_path(self, path: str) -> list[dict[str, Any]]:
+        """Every recorded ``(sha256, at, source)`` of the file at ``path``, newest first.
+
+        Sources: an output (``artifact``), something a task consumed
+        (``consumed``: a declared file or an upstream output), a drop-folder
+        input (``input``: its inbox path or the path it arrived at).
+        """
+        return self._db.all(
+            "SELECT sha256, MAX(at) AS at, source FROM ("
+            " SELECT sha256, created_at AS at, 'artifact' AS source FROM artifacts WHERE path = ?"
+            " UNION ALL SELECT sha256, recorded_at, 'consumed' FROM consumed WHERE path = ? AND kind IN ('file', 'upstream')"
+            " UNION ALL SELECT sha256, COALESCE(claimed_at, arrived_at), 'input' FROM inputs"
+            "  WHERE (inbox_path = ? OR source_path = ?) AND sha256 IS NOT NULL)"
+            " GROUP BY sha256 ORDER BY at DESC", (path, path, path, path))
+
+    def paths_of_sha256(self, sha256: str) -> list[str]:
+        """Every path recorded with this content (outputs, consumed files, inbox files; not folder members)."""
+        rows = self._db.conn.execute(
+            "SELECT path FROM artifacts WHERE sha256 = ?"
+            " UNION SELECT path FROM consumed WHERE sha256 = ? AND kind IN ('file', 'upstream')"
+            " UNION SELECT inbox_path FROM inputs WHERE sha256 = ? AND inbox_path IS NOT NULL ORDER BY 1",
+            (sha256, sha256, sha256))
+        return [r[0] for r in rows]
+
+    def inputs_at(self, path: str) -> list[dict[str, Any]]:
+        """Drop-folder inputs that arrived at ``path`` (the drop folder's file) or were claimed to it, newest first."""
+        return self._db.all("SELECT * FROM inputs WHERE source_path = ? OR inbox_path = ? ORDER BY id DESC",
+                            (path, path))
