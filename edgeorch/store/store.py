@@ -8,6 +8,7 @@ Contract:
   that states its tables and which calls are one transaction:
   ``store.runs`` (runs, tasks), ``store.attempts`` (attempts, leases),
   ``store.outputs`` (artifacts, checkpoints, check results, cache hits),
+  ``store.lineage`` (what tasks consumed; the lookups of lineage queries),
   ``store.pipelines`` (versions, pauses), ``store.events``,
   ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
   runs). ``Store`` itself holds no data
@@ -35,6 +36,7 @@ from .audit import AuditLog
 from .db import Database
 from .events import Events
 from .inputs import Inputs
+from .lineage import Lineage
 from .outputs import Outputs
 from .pipelines import Pipelines
 from .retention import Retention
@@ -57,6 +59,7 @@ class Store:
         self.outputs = Outputs(self.db)
         self.schedules = Schedules(self.db)
         self.inputs = Inputs(self.db)
+        self.lineage = Lineage(self.db)
         self.retention = Retention(self.db)
 
     @property
