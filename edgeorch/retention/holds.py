@@ -4,9 +4,9 @@ A *hold rule* is a function that reads the state file (never writes it) and
 yields :class:`Hold` records for some of the candidate runs. Every rule
 registered here is asked by every ``edgeorch gc`` and every periodic sweep;
 a candidate with at least one hold that applies is kept, and the report says
-why. Rules that other features add later (a model alias, lineage, a dataset
-version pointing at a run's outputs) register themselves with
-:func:`register_hold` from their own module; nothing here changes.
+why. Rules that other features add later (a model version or alias made from a
+run's outputs) register themselves with :func:`register_hold` from their
+own module; nothing here changes.
 
 A hold is either **unconditional** (the run stays) or **conditional**
 (``while_kept``: the run stays as long as run ``while_kept`` stays; a cache
@@ -19,6 +19,9 @@ Built-in rules:
 - ``cache``: another run reuses its outputs or attempts (a cache hit), conditional
   on that run staying; removing the source would leave the user run's recorded
   artifacts pointing at deleted files;
+- ``lineage``: another run recorded consuming its outputs (``consumed``), conditional on
+  that run staying;
+- ``datasets``: a dataset version was made from its outputs (``dataset_versions.run_id``);
 - ``keep_last``: one of the latest ``keep_last`` runs of its pipeline (``[retention] keep_last``);
 - ``inputs``: a drop-folder input of the run is not settled yet (the trigger service
   settles it from the run's outcome, possibly at the next daemon start);
@@ -116,6 +119,17 @@ def _cache(query: HoldQuery) -> Iterable[Hold]:
                    while_kept=r["user"])
 
 
+def _lineage(query: HoldQuery) -> Iterable[Hold]:
+    for r in query.store.retention.consumed_from(query.candidates):
+        yield Hold(r["run_id"], f"its outputs are recorded as consumed by run {r['user']} (task {r['task']}, lineage)",
+                   while_kept=r["user"])
+
+
+def _datasets(query: HoldQuery) -> Iterable[Hold]:
+    for r in query.store.retention.dataset_versions_of(query.candidates):
+        yield Hold(r["run_id"], f"dataset {r['dataset']} version {r['version']} was made from its outputs")
+
+
 def _keep_last(query: HoldQuery) -> Iterable[Hold]:
     for r in query.store.retention.latest(query.keep_last, query.candidates):
         yield Hold(r["run_id"], f"one of the latest {query.keep_last} runs of {r['pipeline']}")
@@ -132,6 +146,6 @@ def _inputs(query: HoldQuery) -> Iterable[Hold]:
         yield Hold(r["run_id"], f"its drop-folder input {r['id']} is still {r['state']}")
 
 
-for _name, _rule in (("active", _active), ("cache", _cache), ("keep_last", _keep_last), ("inputs", _inputs),
-                     ("newest", _newest)):
+for _name, _rule in (("active", _active), ("cache", _cache), ("lineage", _lineage), ("datasets", _datasets),
+                     ("keep_last", _keep_last), ("inputs", _inputs), ("newest", _newest)):
     register_hold(_name, _rule)

@@ -10,7 +10,9 @@ Contract:
   be stale: a ``retry`` queues a finished run again).
 - Rows that outlive their run on purpose (:data:`KEPT_TABLES`): the
   ``inputs`` history (its ``run_id`` then names a removed run; duplicate
-  detection by sha256 needs the record) and ``pipeline_versions``.
+  detection by sha256 needs the record), ``dataset_versions``,
+  ``pipeline_versions`` and the audit log (the ``runs_removed`` event row
+  appends its own audit record).
 - Run id lists are passed to SQLite as one JSON array (``json_each``), so a
   sweep of many runs never meets the bound-variable limit.
 - What the files of a run are, and removing them, is not the store's:
@@ -26,10 +28,13 @@ from ..model import RunState
 from .db import Database
 from .events import write_event
 
-RUN_TABLES: tuple[str, ...] = ("leases", "task_results", "checkpoints", "artifacts", "attempts", "tasks", "events")
+RUN_TABLES: tuple[str, ...] = ("leases", "task_results", "checkpoints", "artifacts", "consumed", "attempts", "tasks",
+                               "events")
 """Every table whose rows belong to one run (``run_id``), in deletion order (children before parents)."""
-KEPT_TABLES: tuple[str, ...] = ("inputs",)
-"""Tables with a ``run_id`` column whose rows stay when their run is removed (see the module docstring)."""
+KEPT_TABLES: tuple[str, ...] = ("inputs", "dataset_versions")
+"""Tables with a ``run_id`` column whose rows stay when their run is removed (see the module docstring); a
+dataset version made from a run's outputs holds that run (``edgeorch/retention/holds.py``), so its row
+never names a removed run."""
 FINISHED_STATES: tuple[str, ...] = tuple(s.value for s in RunState if s.finished)
 """The run states a run may be removed in (the model's one rule)."""
 
@@ -96,6 +101,29 @@ class Retention:
             f" SELECT DISTINCT a.run_id, f.run_id, f.task FROM attempts a JOIN artifacts f ON f.attempt_id = a.id"
             f" WHERE a.run_id IN {_IDS} AND f.run_id != a.run_id"
             f" ORDER BY 1, 2, 3", (ids, ids))
+
+    def consumed_from(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Which other runs recorded consuming outputs of ``run_ids`` (lineage, ``consumed``): ``run_id``, ``user``, ``task``.
+
+        A consumed row names its producer by ``source_attempt`` (for a cache hit's outputs, an
+        attempt of the run that made them) and ``source_run``.
+        """
+        ids = _ids(run_ids)
+        return self._db.all(
+            f"SELECT DISTINCT a.run_id AS run_id, c.run_id AS user, c.task AS task"
+            f" FROM consumed c JOIN attempts a ON a.id = c.source_attempt"
+            f" WHERE a.run_id IN {_IDS} AND c.run_id != a.run_id"
+            f" UNION"
+            f" SELECT DISTINCT c.source_run, c.run_id, c.task FROM consumed c"
+            f" WHERE c.source_run IN {_IDS} AND c.run_id != c.source_run"
+            f" ORDER BY 1, 2, 3", (ids, ids))
+
+    def dataset_versions_of(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Dataset versions made from ``run_ids``' outputs: ``run_id``, ``dataset``, ``version``."""
+        return self._db.all(
+            f"SELECT v.run_id AS run_id, d.name AS dataset, v.version AS version FROM dataset_versions v"
+            f" JOIN datasets d ON d.id = v.dataset_id WHERE v.run_id IN {_IDS} ORDER BY v.run_id, d.name, v.version",
+            (_ids(run_ids),))
 
     def unsettled_inputs(self, run_ids: Iterable[int], finished_states: Iterable[str]) -> list[dict[str, Any]]:
         """Drop-folder inputs of ``run_ids`` whose state is not one of ``finished_states``: ``run_id``, ``id``, ``state``."""
