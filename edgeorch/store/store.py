@@ -11,7 +11,7 @@ Contract:
   ``store.lineage`` (what tasks consumed; the lookups of lineage queries),
   ``store.pipelines`` (versions, pauses), ``store.events``,
   ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
-  runs). ``Store`` itself holds no data
+  runs), ``store.datasets`` (data versions). ``Store`` itself holds no data
   methods: only the shared :class:`~edgeorch.store.db.Database` (``store.db``),
   :meth:`transaction`, :meth:`close` and :meth:`integrity_check`.
 - Every state transition is one call on an aggregate and one transaction
@@ -33,6 +33,7 @@ from typing import Callable
 
 from .attempts import Attempts, NewAttempt
 from .audit import AuditLog
+from .datasets import Datasets
 from .db import Database
 from .events import Events
 from .inputs import Inputs
@@ -61,6 +62,7 @@ class Store:
         self.inputs = Inputs(self.db)
         self.lineage = Lineage(self.db)
         self.retention = Retention(self.db)
+        self.datasets = Datasets(self.db)
 
     @property
     def path(self) -> Path:
