@@ -24,7 +24,6 @@ holds the file, so the daemon behaves the same whatever its working directory.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -438,34 +437,3 @@ _UNSET = object()
 CONFIG_OPTION_HELP = ("config file (default: $EDGEORCH_CONFIG, "
                       + ", ".join(how for _, how in config_candidates()) + ", else embedded defaults)")
 
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """Give ``parser`` and every subcommand under it ``--config/-c PATH`` (dest ``config``).
-
-    Global options are accepted anywhere (``edgeorch --config X daemon`` and
-    ``edgeorch daemon --config X``, as the systemd unit writes it). Call it
-    once all subcommands are added. The subcommands' copies default to
-    ``SUPPRESS`` so a value given before the subcommand is not reset; the top
-    level's default is None (then :func:`find_config` looks).
-    """
-    parser.add_argument("--config", "-c", metavar="PATH", default=None, help=CONFIG_OPTION_HELP)
-    for sub in _subparsers(parser):
-        _add_suppressed_config(sub)
-
-
-def _add_suppressed_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_OPTION_HELP)
-    for sub in _subparsers(parser):
-        _add_suppressed_config(sub)
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    out: list[argparse.ArgumentParser] = []
-    for action in parser._actions:  # argparse has no public walk over subcommands
-        if isinstance(action, argparse._SubParsersAction):
-            seen: set[int] = set()
-            for sub in action.choices.values():  # aliases map to the same parser
-                if id(sub) not in seen:
-                    seen.add(id(sub))
-                    out.append(sub)
-    return out

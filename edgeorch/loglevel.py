@@ -8,7 +8,9 @@ means the same wherever it is written. Pure apart from
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+import sys
+from typing import Any, Final
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 """The level names accepted everywhere, most verbose first."""
@@ -33,19 +35,27 @@ def configure_logging(level: str, fmt: str) -> None:
     that runs the CLI in-process twice logs each record once) and leaves
     handlers others installed (pytest's) alone.
     """
-    import logging
-    import sys
-
     numeric = logging.getLevelName(level.upper())
     root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, _MARK, False)]:
+    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
         root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter(fmt))
-    setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(max(numeric, logging.WARNING))
     logging.getLogger("edgeorch").setLevel(numeric)
 
 
-_MARK = "_edgeorch_handler"
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test may have replaced it since)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler.__init__ and setStream assign it; the property always answers sys.stderr

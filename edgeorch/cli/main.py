@@ -1,42 +1,45 @@
-"""The ``edgeorch`` command's assembly: the parser, global options, exit codes in ``--help``, error rendering.
+"""The ``edgeorch`` command's assembly: the parser, the global options, error rendering, the exit code.
 
 Each subcommand is a small function ``cmd_<name>(args) -> int`` (the exit
 code) in its group's module under ``commands/``. Errors a user can cause are
-:class:`~edgeorch.errors.EdgeorchError` and print as one clear message;
-tracebacks are reserved for bugs.
+:class:`~edgeorch.errors.EdgeorchError` and print as one clear message (one
+JSON line with ``--json``, :mod:`edgeorch.cli.failures`); any other
+exception is a bug (exit 70, its traceback with ``-v``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from .. import __version__
-from ..config import add_config_option
-from ..errors import EdgeorchError
-from .commands import Command, daemon, events, inputs, pipelines, resources, runs, validate
-from .exits import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ..errors import EdgeorchError, UsageError
+from ..loglevel import configure_logging
+from .commands import Command, daemon, describe, events, inputs, pipelines, resources, runs, validate
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .failures import report_bug, report_error, wants_json
+from .globalopts import cli_log_level, finish_args, finish_parser
+from .parsing import Parser
 
-GROUPS = (validate, daemon, events, runs, pipelines, inputs, resources)
+GROUPS = (validate, daemon, events, runs, pipelines, inputs, resources, describe)
 """The command modules, in the order ``--help`` lists their commands (the kernels' come last)."""
 
+CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: every group's subcommands, the kernels', and ``--config`` accepted anywhere."""
-    parser = argparse.ArgumentParser(
-        prog="edgeorch",
-        description="A single-machine orchestrator for ML and data pipelines.",
-        epilog="Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + ".",
-    )
+JSON_HELP = 'print JSON for scripts instead of tables (an error: one {"error": {...}} line on stderr)'
+
+
+def build_parser() -> Parser:
+    """The whole command line: every group's subcommands, the kernels', and the global options on each."""
+    parser = Parser(prog="edgeorch", description="A single-machine orchestrator for ML and data pipelines.")
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str, *, json_flag: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help_text: str, *, json_flag: bool = True) -> Parser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
         if json_flag:
-            p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+            p.add_argument("--json", action="store_true", help=JSON_HELP)
         return p
 
     for group in GROUPS:
@@ -47,22 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
         register_kernels = None
     if register_kernels is not None:
         register_kernels(sub)  # the kernels' commands live with the kernels (edgeorch/kernels/cli.py)
-    add_config_option(parser)  # last: every subcommand, the kernels' too, accepts --config
+    finish_parser(parser)  # last: every subcommand, the kernels' too, gets the global options and exit codes
+    # `completion` and `man` describe the command line itself: they read this parser.
+    parser.set_defaults(root_parser=parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
+    argv = sys.argv[1:] if argv is None else list(argv)
+    json_out = wants_json(argv)  # until the arguments are parsed (argparse's own errors)
+    verbose = False
     try:
+        parser = build_parser()
+        args = finish_args(parser.parse_args(argv))
+        json_out, verbose = args.json, args.verbose > 0
+        configure_logging(cli_log_level(args), CLI_LOG_FORMAT)
+        if not getattr(args, "func", None):
+            if json_out:
+                raise UsageError("no command given", hint="`edgeorch --help` lists the commands")
+            parser.print_help()
+            return EXIT_USAGE
         return args.func(args)
     except EdgeorchError as exc:
-        print(f"edgeorch: error: {exc.render()}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc, json_out=json_out)
     except KeyboardInterrupt:
         print("edgeorch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -72,3 +83,5 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except Exception as exc:  # anything else is a bug: say so, traceback with -v
+        return report_bug(exc, json_out=json_out, verbose=verbose)

@@ -532,6 +532,7 @@ class _Connection:
                 req.id, P.Busy(f"more than {P.MAX_INFLIGHT_PER_CONNECTION} requests in flight on one connection")
             )
             return not self.broken
+        log.debug("op %s (id %r) from %s (uid %d, pid %d)", req.op, req.id, self.peer.user, self.peer.uid, self.peer.pid)
         runner = self._run_stream(req, op) if op.streaming else self._run_plain(req, op)
         task = self.loop.create_task(runner, name=f"control:{req.op}:{req.id}")
         self.tasks[task] = op.streaming

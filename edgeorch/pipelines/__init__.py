@@ -7,13 +7,15 @@ Modules (each depends only on those above it):
 - :mod:`.params`: typing a param value, resolving a run's params, ``-p key=value``;
 - :mod:`.parse`: a TOML table to a :class:`~edgeorch.model.Pipeline`, every problem collected;
 - :mod:`.load`: reading files once and bounded, validating a file or folder, why a name is not loaded;
-- :mod:`.registry`: the pipelines-folder registry the daemon reloads (scan in a worker, apply on the loop).
+- :mod:`.registry`: the pipelines-folder registry the daemon reloads (scan in a worker, apply on the loop);
+- :mod:`.document`: a pipeline as the JSON that ``pipelines.list``/``.show`` and the offline CLI print.
 
 The names below are what the rest of edgeorch imports; import them from ``edgeorch.pipelines``.
 """
 
 from __future__ import annotations
 
+from .document import pipeline_document, pipeline_summary
 from .graph import find_cycle, topological_order
 from .load import (
     MAX_PIPELINE_BYTES,
@@ -35,6 +37,7 @@ __all__ = [
     "BUILTIN_PLACEHOLDERS", "MAX_PIPELINE_BYTES", "PIPELINE_KEYS", "TASK_KEYS", "FileScan", "FolderScan",
     "PipelineRegistry", "ReloadResult", "ValidationReport", "coerce_param", "definition_hash", "find_cycle",
     "load_pipeline_bytes", "load_pipeline_file", "names_a_file", "not_loaded_error", "parse_param_args", "parse_pipeline",
+    "pipeline_document", "pipeline_summary",
     "pipeline_files", "pipeline_triggers", "placeholder_problem", "read_pipeline_bytes", "resolve_params",
     "substitute", "substitute_deep", "topological_order", "validate_path",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from ...config import Config
 from ...errors import EdgeorchError, NotFoundError, UsageError
-from ...pipelines import names_a_file, not_loaded_error, validate_path
+from ...pipelines import names_a_file, not_loaded_error, pipeline_document, pipeline_summary, validate_path
 from ...textui import print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
@@ -19,7 +21,8 @@ from .validate import cmd_validate
 def register(add: AddCommand) -> None:
     p = add("pipelines", cmd_pipelines, "list, show, validate, pause or resume pipelines")
     p.add_argument("action", nargs="?", choices=["list", "show", "validate", "pause", "resume"], help="default: list")
-    p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)")
+    p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)"
+                   ).completion = "pipelines"  # edgeorch/cli/cmdtree.py: completed with the pipelines' names
     p.add_argument("--reason", help="why (recorded with pause)")
 
 
@@ -61,19 +64,28 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     cfg = load(args)
     action = args.action or "list"
     if action == "validate":
-        return cmd_validate(argparse.Namespace(path=args.name, json=args.json, config=args.config))
+        return cmd_validate(argparse.Namespace(**{**vars(args), "path": args.name}))
     with connect(cfg, "daemon" if action in ("pause", "resume") and args.name else "prefer") as backend:
         if action in ("pause", "resume", "show") and not args.name:
             raise UsageError(f"`edgeorch pipelines {action}` needs a pipeline name", field="NAME")
         if action in ("pause", "resume"):
             res = backend.client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
-            print_json(res) if args.json else print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}")
+            if args.json:
+                print_json(res)
+            elif not args.quiet:
+                print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}")
             return EXIT_OK
         if action == "show":
             return _show(args, backend)
         items, errors = _listing(backend)
     if args.json:
         print_json({"pipelines": items, "errors": errors, "daemon": backend.online})
+        return EXIT_OK
+    if args.quiet:  # the names alone, one a line (for scripts and shell completion); errors on stderr
+        for i in items:
+            print(i["name"])
+        for e in errors:
+            print(f"error  {e}", file=sys.stderr)
         return EXIT_OK
     print_table(["pipeline", "tasks", "paused", "next fire", "description"],
                 [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
@@ -93,20 +105,62 @@ def _show(args: argparse.Namespace, backend: Backend) -> int:
         print_json(res) if args.json else print(res["source"], end="")
         return EXIT_OK
     p = find_pipeline(backend.cfg, args.name)
-    print_json({"name": p.name, "file": p.source_file, "source": p.source_text}) if args.json else print(p.source_text, end="")
+    print_json(pipeline_document(p)) if args.json else print(p.source_text, end="")
     return EXIT_OK
 
 
 def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
-    """The pipelines and the load errors: the daemon's view, else the folder's (with offline next fires)."""
+    """The pipelines and the load errors: the daemon's view, else the folder's (the same item shape)."""
     if backend.online:
         res = backend.client.call("pipelines.list")
         return res["pipelines"], [e["message"] for e in res["errors"]]
     report = validate_path(backend.cfg.pipelines_dir)
-    items = [{"name": n, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
-              "paused": None, "content_hash": p.content_hash, **_offline_next_fire(backend, p)}
+    if not report.pipelines:
+        return [], [e.render() for e in report.errors]
+    pauses, watermarks = _stored_pauses_and_fires(backend, list(report.pipelines))
+    refusals = _refusals(backend, list(report.pipelines.values()))
+    items = [pipeline_summary(p, pauses=pauses, refusals=refusals.get(n, ()),
+                              **_offline_next_fire(p, watermarks.get(n), paused=bool(pauses and n in pauses)))
              for n, p in report.pipelines.items()]
     return items, [e.render() for e in report.errors]
+
+
+def _refusals(backend: Backend, pipelines: list[Any]) -> dict[str, list[tuple[str, str]]]:
+    """Each pipeline's tasks this machine can never serve, judged as the daemon's front door judges them.
+
+    When the machine's resources cannot be read (a broken GPU backend), the
+    listing still comes, without these warnings, and the reason is logged.
+    """
+    from ...resources.admission import Admission
+
+    try:
+        admission = Admission.open(backend.cfg.resources, prepare_cgroup=False)
+    except EdgeorchError as exc:
+        logging.getLogger("edgeorch.cli").warning("cannot check the pipelines against this machine: %s", exc.render())
+        return {}
+    try:
+        return {p.name: admission.check_pipeline(p) for p in pipelines}
+    finally:
+        admission.close()
+
+
+def _stored_pauses_and_fires(backend: Backend, names: list[str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Pauses and the schedule watermarks of ``names`` from the state file.
+
+    No state file yet: nothing is paused. A state file that cannot be read:
+    pauses are unknown (None, so each item's ``paused`` is null).
+    """
+    try:
+        st = backend.open_store(readonly=True)
+    except EdgeorchError:
+        return None, {}
+    if st is None:
+        return {}, {}
+    try:
+        fires = {n: f for n in names if (f := st.schedules.last_fire(n))}
+        return st.pipelines.paused(), fires
+    finally:
+        st.close()
 
 
 def _fire_text(iso_text: str | None) -> str:
@@ -118,8 +172,8 @@ def _fire_text(iso_text: str | None) -> str:
     return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _offline_next_fire(backend: Backend, pipeline: Any) -> dict[str, Any]:
-    """Without a daemon: the next fire after the stored watermark (or now); none while paused."""
+def _offline_next_fire(pipeline: Any, stored: str | None, *, paused: bool) -> dict[str, Any]:
+    """Without a daemon: ``next_fire`` after the stored watermark ``stored`` (or now), none while paused; ``schedule``."""
     from datetime import UTC, datetime
 
     from ...pipelines import pipeline_triggers
@@ -129,18 +183,6 @@ def _offline_next_fire(backend: Backend, pipeline: Any) -> dict[str, Any]:
     if spec is None:
         return {"next_fire": None, "schedule": None}
     after = datetime.now(UTC)
-    paused = None
-    try:
-        st = backend.open_store(readonly=True)
-        if st is not None:
-            try:
-                stored = st.schedules.last_fire(pipeline.name)
-                paused = pipeline.name in st.pipelines.paused()
-            finally:
-                st.close()
-            if stored:
-                after = max(after, datetime.fromisoformat(stored))
-    except EdgeorchError:
-        pass
-    return {"next_fire": None if paused else next_fire(spec, after).isoformat(), "schedule": spec.describe(),
-            "paused": paused}
+    if stored:
+        after = max(after, datetime.fromisoformat(stored))
+    return {"next_fire": None if paused else next_fire(spec, after).isoformat(), "schedule": spec.describe()}

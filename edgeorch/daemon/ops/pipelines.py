@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
 from ...events import Event, PipelinePaused
-from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes, validate_path
+from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes, pipeline_document, pipeline_summary, validate_path
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,28 +69,13 @@ class PipelineOps:
             # A paused pipeline fires nothing: it has no next fire to show.
             nf = self.schedules.next_fire(name) if name not in paused else None
             sched = self.schedules.specs.get(name)
-            items.append({"name": name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
-                          "next_fire": nf.isoformat() if nf is not None else None,
-                          "schedule": sched.describe() if sched is not None else None,
-                          "content_hash": p.content_hash, "paused": name in paused,
-                          "paused_reason": paused.get(name, {}).get("reason"),
-                          "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()},
-                          "warnings": [f"task {task} {why}: its runs will be refused"
-                                       for task, why in refusals(self.engine, p)]})
+            items.append(pipeline_summary(p, pauses=paused, next_fire=nf.isoformat() if nf is not None else None,
+                                          schedule=sched.describe() if sched is not None else None,
+                                          refusals=refusals(self.engine, p)))
         return {"pipelines": items, "errors": [e.to_dict() for e in self.registry.errors]}
 
     async def pipelines_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        p = self.registry.get(arg(args, "name", str))
-        return {"name": p.name, "description": p.description, "file": p.source_file, "content_hash": p.content_hash,
-                "priority": p.priority, "order": list(p.order), "source": p.source_text,
-                "params": {k: {"type": v.type, "default": v.default, "help": v.help} for k, v in p.params.items()},
-                "tasks": {n: {"needs": list(t.needs), "retries": t.retries, "timeout": t.timeout, "cache": t.cache,
-                              "outputs": list(t.outputs), "kind": t.kind, "call": t.call,
-                              "command": t.command if isinstance(t.command, str) else list(t.command or []),
-                              "resources": {k: v for k, v in (("cpus", t.cpus), ("memory", t.memory), ("gpus", t.gpus),
-                                                              ("gpu_memory", t.gpu_memory), ("gpu_model", t.gpu_model),
-                                                              ("pool", t.pool)) if v}}
-                          for n, t in p.tasks.items()}}
+        return pipeline_document(self.registry.get(arg(args, "name", str)))
 
     async def pipelines_validate(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         """``text`` (+ ``name``): that content; ``path``: a regular file the client could read itself

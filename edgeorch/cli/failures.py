@@ -1,0 +1,97 @@
+"""How a failure reaches the user: one message on stderr, or one JSON line with ``--json``; and its exit code.
+
+With ``--json`` every error, a usage error argparse found included, is the
+last line of stderr, one object::
+
+  {"error": {"code": "not_found", "message": "...", "file": null, "pipeline": null, "field": null,
+             "value": 7, "expected": null, "hint": null, "line": null, "column": null, "exit_code": 3}}
+
+Every key of :data:`ERROR_KEYS` is always there (null when it does not
+apply). The body is :meth:`~edgeorch.errors.EdgeorchError.to_dict`, the
+control protocol's error object, so an error the daemon sent keeps the
+fields it had there; ``message`` is the whole human text (field, value,
+hint), as the protocol sends it. Only ``exit_code`` is the CLI's own.
+
+An exception that is not an ``EdgeorchError`` is a bug: one line saying so
+(exit 70), and its traceback with ``-v``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Sequence
+
+from ..errors import EdgeorchError
+from .exits import EXIT_INTERNAL
+
+ERROR_KEYS = ("code", "message", "file", "pipeline", "field", "value", "expected", "hint", "line", "column",
+              "exit_code")
+"""The keys of every ``{"error": {...}}`` object, in order."""
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """True when ``argv`` asks for JSON: ``--json`` (or an abbreviation argparse accepts) before any ``--``.
+
+    For errors found before the arguments are parsed (argparse's own), when
+    the parsed ``args.json`` is not known yet.
+    """
+    for token in argv:
+        if token == "--":
+            return False
+        if len(token) >= 3 and "--json".startswith(token):
+            return True
+    return False
+
+
+def error_document(err: EdgeorchError) -> dict[str, Any]:
+    """``{"error": {...}}`` for ``err``: the protocol's error object (the daemon's, for its errors) plus ``exit_code``."""
+    body = getattr(err, "detail", None)  # an error the daemon sent: its fields as it sent them
+    if not isinstance(body, dict):
+        body = err.to_dict()
+    doc = {key: body.get(key) for key in ERROR_KEYS}
+    doc["code"] = doc["code"] or err.code
+    doc["message"] = doc["message"] or err.render()
+    doc["exit_code"] = err.exit_code
+    return {"error": doc}
+
+
+def report_error(err: EdgeorchError, *, json_out: bool) -> int:
+    """Print ``err`` on stderr (text, or its :func:`error_document` on one line) and return its exit code.
+
+    A usage error argparse found is printed as argparse always printed it:
+    the command's usage line, then ``edgeorch ...: error: ...``.
+    """
+    from .parsing import ParserError
+
+    if json_out:
+        _print_json_line(error_document(err))
+    elif isinstance(err, ParserError):
+        sys.stderr.write(err.usage)
+        print(f"{err.prog}: error: {err.argparse_message}", file=sys.stderr)
+    else:
+        print(f"edgeorch: error: {err.render()}", file=sys.stderr)
+    return err.exit_code
+
+
+def report_bug(exc: BaseException, *, json_out: bool, verbose: bool) -> int:
+    """Print an unexpected exception as the bug it is (its traceback only with ``verbose``); exit code 70."""
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return report_error(InternalBug(f"internal error (a bug, please report it): {what}",
+                                    hint=None if verbose else "run the command again with -v to see the traceback"),
+                        json_out=json_out)
+
+
+class InternalBug(EdgeorchError):
+    """What the CLI reports for an exception that is not an ``EdgeorchError``: a bug, exit 70."""
+
+    code = "internal"
+    exit_code = EXIT_INTERNAL
+
+
+def _print_json_line(doc: dict[str, Any]) -> None:
+    from ..textui import dumps
+
+    print(dumps(doc, indent=None), file=sys.stderr, flush=True)

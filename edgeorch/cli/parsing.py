@@ -1,0 +1,96 @@
+"""The argparse parts every other CLI module shares: the parser class and the walk over its commands.
+
+:class:`Parser` raises :class:`ParserError` instead of printing and exiting,
+so ``main`` decides how a usage error looks (text, or JSON with ``--json``).
+:func:`subcommands` and :func:`walk` are the one place that reads
+argparse's private tree (it has no public walk over subcommands); the
+global options, the completion scripts and the man page are all built
+from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any, Iterator, NoReturn
+
+from ..errors import UsageError
+
+_ARGUMENT = re.compile(r"^argument ([^:]+): ")
+
+
+class ParserError(UsageError):
+    """A command line argparse refused (exit 2); ``usage`` is the usage line of the command that refused it.
+
+    ``field`` is the option or argument argparse named (``--limit/-n``), when it named one.
+    """
+
+    def __init__(self, message: str, *, prog: str, usage: str) -> None:
+        m = _ARGUMENT.match(message)
+        super().__init__(message[m.end():] if m else message, field=m.group(1) if m else None,
+                         hint=f"`{prog} --help` lists the arguments")
+        self.prog = prog
+        self.usage = usage
+        self.argparse_message = message
+        """argparse's own wording, printed as it always was in text mode."""
+
+
+class LineFormatter(argparse.HelpFormatter):
+    """Help whose description and epilog keep their line breaks, each line wrapped to the terminal.
+
+    argparse's default joins every line into one paragraph (a list of exit
+    codes becomes a run-on sentence); its raw formatter never wraps (a long
+    description runs off the screen). Blank lines stay paragraph breaks.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        lines = []
+        for line in text.splitlines():
+            stripped = line.rstrip()
+            lead = indent + stripped[: len(stripped) - len(stripped.lstrip())]
+            lines.append(textwrap.fill(stripped.lstrip(), width, initial_indent=lead, subsequent_indent=lead,
+                                       break_on_hyphens=False) if stripped else "")
+        return "\n".join(lines)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors raise :class:`ParserError` (subcommands inherit the class).
+
+    Its help keeps the line breaks of descriptions and epilogs (:class:`LineFormatter`) unless a
+    command asks for another formatter.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", LineFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise ParserError(message, prog=self.prog, usage=self.format_usage())
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:
+    """``parser``'s direct subcommands as ``(name, parser, help)``, in the order ``--help`` lists them.
+
+    An alias (a second name for the same parser) is left out; a parser
+    without subcommands gives ``[]``.
+    """
+    out: list[tuple[str, argparse.ArgumentParser, str]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            seen: set[int] = set()
+            for name, sub in action.choices.items():
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    out.append((name, sub, helps.get(name, "")))
+    return out
+
+
+def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """``(path, parser)`` for ``parser`` and every subcommand below it, depth first; the root's path is ``()``."""
+    yield path, parser
+    for name, sub, _ in subcommands(parser):
+        yield from walk(sub, (*path, name))
+
