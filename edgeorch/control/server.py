@@ -33,8 +33,9 @@ the first one instead of binding, provided it is a Unix stream socket on the
 configured path; it never removes a socket it did not bind.
 
 Handler errors never close anything: an :class:`EdgeorchError` becomes an
-error response with its code; any other exception becomes ``internal``, is
-logged with its traceback, and everyone keeps being served.
+error response with its code (after the ``on_refused`` hook has seen it: the
+daemon records refused requests in the audit log); any other exception
+becomes ``internal``, is logged with its traceback, and everyone keeps being served.
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ StreamHandler = Callable[[dict[str, Any], Peer], AsyncIterator[Any]]
 """``async def h(args, peer): yield item ...``: the items of a streaming op."""
 DeniedHook = Callable[[Peer, str], "Awaitable[None] | None"]
 """Called with the peer and the op of every refused request (sync or async)."""
+RefusedHook = Callable[[Peer, str, str, dict[str, Any], EdgeorchError], "Awaitable[None] | None"]
+"""Called with the peer, the op, its access, its args and the error of every request its handler refused
+(an :class:`EdgeorchError`: bad arguments, not found, conflict...), before the error is answered (sync or async)."""
 
 
 @dataclass(frozen=True)
@@ -160,12 +164,14 @@ class ControlServer:
         *,
         policy: AccessPolicy | None = None,
         on_denied: DeniedHook | None = None,
+        on_refused: RefusedHook | None = None,
         version: str = __version__,
     ) -> None:
         self.path = Path(socket_path)
         self.control = control or ControlConfig()
         self.policy = policy or AccessPolicy.from_config(self.control)
         self.on_denied = on_denied
+        self.on_refused = on_refused
         self.version = version
         self.started_at: float | None = None
         self._ops: dict[str, Operation] = {}
@@ -452,6 +458,17 @@ class ControlServer:
         except Exception:
             log.exception("on_denied hook failed")
 
+    async def _refused(self, peer: Peer, op: Operation, args: dict[str, Any], error: EdgeorchError) -> None:
+        """Hand a handler's refusal to ``on_refused``; a failing hook is logged, the client still gets its error."""
+        if self.on_refused is None:
+            return
+        try:
+            outcome = self.on_refused(peer, op.name, op.access, args, error)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            log.exception("on_refused hook failed")
+
 
 class _Connection:
     """One client connection: the read loop and the request tasks it spawns."""
@@ -554,6 +571,7 @@ class _Connection:
             result = await op.handler(req.args, self.peer)
             data = P.encode(P.ok(req.id, result))
         except EdgeorchError as exc:
+            await self.server._refused(self.peer, op, req.args, exc)
             data = P.encode_error(req.id, exc)
         except asyncio.CancelledError:
             raise
@@ -577,6 +595,7 @@ class _Connection:
         except ConnectionError:
             pass  # the client went away: just stop (the finally closes the handler)
         except EdgeorchError as exc:
+            await self.server._refused(self.peer, op, req.args, exc)
             await self._send_quiet(P.encode_error(req.id, exc))
         except asyncio.CancelledError:
             raise
