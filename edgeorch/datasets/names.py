@@ -1,0 +1,107 @@
+"""Dataset names, ``NAME[@VERSION]`` references, and the ``dataset`` key of pipelines and watches.
+
+Pure: no I/O. The one place these rules live; the CLI, the daemon's ops, the
+pipeline parser and the drop-folder spec all call them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..errors import UsageError
+from ..tomlcheck import TableReader
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_EXPECTED = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+REF_EXPECTED = "NAME, NAME@VERSION (a version number) or NAME@latest"
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a dataset, or None."""
+    if not isinstance(name, str):
+        return "is not a string"
+    if not NAME_RE.match(name):
+        return "is not a valid dataset name"
+    return None
+
+
+def check_name(name: object, *, field: str = "NAME") -> str:
+    """``name`` when it is a valid dataset name; else :class:`UsageError` naming ``field`` and the rule."""
+    problem = name_problem(name)
+    if problem:
+        raise UsageError(problem, field=field, value=name, expected=NAME_EXPECTED)
+    return name  # type: ignore[return-value]
+
+
+def parse_ref(ref: object, *, field: str = "NAME[@VERSION]") -> tuple[str, int | None]:
+    """``"train@3"`` -> ``("train", 3)``; ``"train"`` and ``"train@latest"`` -> ``("train", None)`` (the latest).
+
+    Raises :class:`UsageError` for a bad name or a version that is not a
+    positive integer.
+    """
+    if not isinstance(ref, str):
+        raise UsageError("is not a string", field=field, value=ref, expected=REF_EXPECTED)
+    name, at, version = ref.partition("@")
+    check_name(name, field=field)
+    if not at or version == "latest":
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise UsageError("has a bad version", field=field, value=ref, expected=REF_EXPECTED)
+    return name, int(version)
+
+
+def format_ref(name: str, version: int) -> str:
+    return f"{name}@{version}"
+
+
+@dataclass(frozen=True)
+class DatasetDecl:
+    """A ``dataset`` key: which dataset a task's output or a drop folder's input becomes a version of.
+
+    ``path``: for a task, the file or folder under the task's output folder
+    (placeholders allowed; ``""``: the whole output folder); always ``""`` for a
+    watch (the claimed file). ``compress``: store new chunks zstd-compressed.
+    """
+
+    name: str
+    path: str = ""
+    compress: bool = False
+
+
+DECL_EXPECTED_TASK = 'a dataset name, or a table {name = "...", path = "file or folder under the outputs", compress = true}'
+DECL_EXPECTED_WATCH = 'a dataset name, or a table {name = "...", compress = true}'
+
+
+def check_decl(reader: TableReader, key: str = "dataset", *, with_path: bool) -> DatasetDecl | None:
+    """Read ``reader``'s ``key`` as a :class:`DatasetDecl` (None when absent); problems go to the reader's errors.
+
+    ``with_path``: a task's form, whose ``path`` must be relative without
+    ``..`` (it lands under the task's output folder); a watch's form has no
+    ``path``.
+    """
+    if not reader.has(key):
+        return None
+    before = len(reader.errors)
+    value: Any = reader.raw(key)
+    expected = DECL_EXPECTED_TASK if with_path else DECL_EXPECTED_WATCH
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        reader.fail(key, "has the wrong type", value=value, expected=expected)
+        return None
+    sub = reader.sub(key)
+    name = sub.str("name", None, required=True)
+    path = sub.str("path", "", nonempty=False) if with_path else ""
+    compress = sub.bool("compress", False)
+    sub.finish(["name", "path", "compress"] if with_path else ["name", "compress"])
+    if name is not None and name_problem(name):
+        sub.fail("name", "is not a valid dataset name", value=name, expected=NAME_EXPECTED)
+    if path and (path.startswith("/") or ".." in PurePosixPath(path).parts):
+        sub.fail("path", "must be relative to the task's output folder", value=path,
+                 expected="a relative path without '..' (under $EDGEORCH_OUTPUT_DIR)")
+    if len(reader.errors) > before or name is None:
+        return None
+    return DatasetDecl(name, path or "", bool(compress))

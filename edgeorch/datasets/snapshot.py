@@ -1,0 +1,245 @@
+"""Taking a snapshot: a file or folder cut into chunks, each stored once in the object store.
+
+:func:`take_snapshot` runs in a worker thread (it reads and hashes every byte;
+nothing here touches the state file). It returns a :class:`Snapshot`, the
+plain data a version is recorded from (``store.datasets.record_version``),
+holding **pins** on every chunk it uses until :meth:`Snapshot.release`: the
+caller releases them after the version's transaction committed, or gave up.
+
+Contract:
+
+- Regular files only. Inside a folder nothing is followed: a symbolic link,
+  FIFO, socket or device raises :class:`SourceError` naming it (a dataset that
+  silently left a file out would restore to something else). The top-level
+  path itself may be a link to a file or folder (the user named it).
+- Files are opened without following links, relative to their folder's
+  descriptor; a file that changes while it is read (size or mtime) raises
+  :class:`SourceError`, so a version is never a mix of two states of a file.
+- Every object is written atomically (temp + fsync + rename) and the folders
+  that received new objects are fsynced before this returns: a version
+  committed from the snapshot never names an object a power cut could undo.
+- On any error (or ``cancel``), the pins are released and the error raised;
+  objects already written are garbage for the next prune.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat as stat_mod
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from ..errors import EdgeorchError, NotFoundError, UsageError
+from .chunker import DEFAULT, ChunkParams, iter_chunks
+from .objects import ZSTD_LEVEL, ObjectStore
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)``, called from the worker thread after each chunk."""
+
+MayRead = Callable[[int, os.stat_result], bool]
+"""``may_read(fd, st)``: whether the requester may read the opened file (the daemon's peer check)."""
+
+
+class SourceError(UsageError):
+    """The path to snapshot holds something a dataset cannot hold, or changed while it was read."""
+
+
+class SnapshotCancelled(EdgeorchError):
+    """The snapshot was cancelled (its requester went away)."""
+
+    code = "cancelled"
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a version: its path (relative, ``/``-separated), size, permission bits, sha256, chunks."""
+
+    path: str
+    size: int
+    mode: int
+    sha256: str
+    chunks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChunkEntry:
+    """One distinct chunk of a snapshot and its object: ``written`` when this snapshot stored it."""
+
+    sha256: str
+    size: int
+    stored_size: int
+    codec: str
+    written: bool
+
+
+@dataclass
+class Snapshot:
+    """The files and chunks of a snapshot; see the module docstring for the pins."""
+
+    source: str
+    files: list[FileEntry]
+    chunks: dict[str, ChunkEntry]
+    objects: ObjectStore
+    _pinned: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def size(self) -> int:
+        """Bytes of content (what a plain copy would take)."""
+        return sum(f.size for f in self.files)
+
+    @property
+    def manifest_sha256(self) -> str:
+        """The version's content identity: sha256 over the sorted (path, size, mode, sha256) of its files."""
+        doc = [[f.path, f.size, f.mode, f.sha256] for f in sorted(self.files, key=lambda f: f.path)]
+        return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+
+    def release(self) -> None:
+        """Drop the pins (idempotent): call once the version is committed, or abandoned."""
+        pinned, self._pinned = self._pinned, []
+        if pinned:
+            self.objects.unpin(pinned)
+
+
+def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = False,
+                  params: ChunkParams = DEFAULT, progress: Progress | None = None,
+                  cancel: threading.Event | None = None, may_read: MayRead | None = None,
+                  name: str | None = None) -> Snapshot:
+    """Chunk and store ``source`` (a file: one entry named ``name`` or its own name; a folder: its tree).
+
+    Raises :class:`~edgeorch.errors.NotFoundError` when ``source`` does not
+    exist, :class:`SourceError` for what a dataset cannot hold (see the module
+    docstring) or a file ``may_read`` refuses, :class:`SnapshotCancelled`
+    when ``cancel`` is set, and ``OSError`` for I/O errors (disk full).
+    """
+    src = Path(source)
+    try:
+        st = os.stat(src)
+    except FileNotFoundError:
+        raise NotFoundError("no such file or folder", file=str(src), expected="a file or folder to add") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror}", file=str(src)) from None
+    snap = Snapshot(str(src), [], {}, objects)
+    job = _Job(snap, compress, params, progress, cancel, may_read)
+    try:
+        if stat_mod.S_ISREG(st.st_mode):
+            job.total = st.st_size
+            real = Path(os.path.realpath(src))  # the user named this path: a link to a file is followed
+            dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                job.add_file(real.name, name or src.name, dir_fd, shown=src)
+            finally:
+                os.close(dir_fd)
+        elif stat_mod.S_ISDIR(st.st_mode):
+            job.total = _tree_size(src)
+            root = Path(os.path.realpath(src))
+            for dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+                dirs.sort()
+                rel = Path(dirpath).relative_to(root)
+                for d in dirs:  # fwalk lists a link to a folder among the folders and never enters it
+                    if os.path.islink(os.path.join(dirpath, d)):
+                        raise SourceError("is a symbolic link; a dataset holds regular files only and never "
+                                          "follows links", file=os.path.join(dirpath, d))
+                for f in sorted(files):
+                    job.add_file(f, (rel / f).as_posix(), dir_fd, shown=Path(dirpath, f))
+        else:
+            raise SourceError("is neither a regular file nor a folder", file=str(src),
+                              expected="a file or folder to add")
+        snap.files.sort(key=lambda e: e.path)
+        if job.folders:
+            ObjectStore.sync([*job.folders, objects.objects, objects.root])
+    except BaseException:
+        snap.release()
+        raise
+    return snap
+
+
+class _Job:
+    """The state of one snapshot while it runs (the worker thread's only)."""
+
+    def __init__(self, snap: Snapshot, compress: bool, params: ChunkParams, progress: Progress | None,
+                 cancel: threading.Event | None, may_read: MayRead | None) -> None:
+        self.snap = snap
+        self.params = params
+        self.progress = progress
+        self.cancel = cancel
+        self.may_read = may_read
+        self.total = 0
+        self.done = 0
+        self.folders: set[Path] = set()
+        self.compress = None
+        if compress:
+            import zstandard
+
+            self.compress = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress
+
+    def add_file(self, name: str, rel: str, dir_fd: int, *, shown: Path) -> None:
+        """Chunk, hash and store one file opened as ``name`` in ``dir_fd``; append its entry as ``rel``."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SourceError("is a symbolic link; a dataset holds regular files only and never follows links",
+                                  file=str(shown)) from None
+            raise SourceError(f"cannot read: {exc.strerror}", file=str(shown)) from None
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise SourceError("is not a regular file (a FIFO, socket or device); a dataset holds regular "
+                                  "files only", file=str(shown))
+            if self.may_read is not None and not self.may_read(fd, st):
+                raise SourceError("cannot read: Permission denied", file=str(shown),
+                                  hint="the daemon adds a file for you only if you could read it yourself")
+            entry = self._chunk(fd, rel)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) or entry.size != st.st_size:
+            raise SourceError("changed while it was being added", file=str(shown),
+                              hint="add it again once whatever writes it has finished")
+        self.snap.files.append(entry)
+
+    def _chunk(self, fd: int, rel: str) -> FileEntry:
+        snap, objects = self.snap, self.snap.objects
+        whole = hashlib.sha256()
+        shas: list[str] = []
+        size = 0
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            for chunk in iter_chunks(cast(BinaryIO, f), self.params):
+                if self.cancel is not None and self.cancel.is_set():
+                    raise SnapshotCancelled("the add was cancelled")
+                whole.update(chunk)
+                sha = hashlib.sha256(chunk).hexdigest()
+                if sha not in snap.chunks:
+                    objects.pin([sha])  # before looking for its object: see objects.py, "Pins"
+                    snap._pinned.append(sha)
+                    stored = objects.put(sha, chunk, compress=self.compress)
+                    snap.chunks[sha] = ChunkEntry(sha, len(chunk), stored.stored_size, stored.codec, stored.written)
+                    if stored.written:
+                        self.folders.add(objects.folder_of(sha))
+                shas.append(sha)
+                size += len(chunk)
+                self.done += len(chunk)
+                if self.progress is not None:
+                    self.progress(self.done, self.total)
+        return FileEntry(rel, size, os.fstat(fd).st_mode & 0o7777, whole.hexdigest(), tuple(shas))
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (for progress; links not followed)."""
+    total = 0
+    for dirpath, _, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        for f in files:
+            try:
+                st = os.stat(f, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat_mod.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
