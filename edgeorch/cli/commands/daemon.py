@@ -7,6 +7,7 @@ import argparse
 from ...textui import print_json
 from ..backend import connect, load
 from ..exits import EXIT_FAILED, EXIT_OK
+from ..globalopts import verbosity
 from . import AddCommand
 
 
@@ -16,9 +17,10 @@ def register(add: AddCommand) -> None:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the daemon; its log level: ``--log-level``, else the config's ``[daemon] log_level`` moved by ``-v``/``-q``."""
     from ...daemon import run_daemon
 
-    return run_daemon(args.config)
+    return run_daemon(args.config, log_level=args.log_level, verbosity=verbosity(args))
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -27,9 +29,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
     else:
-        print(f"reloaded: {res['summary']}")
+        if not args.quiet:
+            print(f"reloaded: {res['summary']}")
         for e in res["errors"]:
             print(f"error  {e['message']}")
-        for w in res["warnings"]:
+        for w in res["warnings"] if not args.quiet else []:
             print(f"note   {w}")
     return EXIT_OK if not res["errors"] else EXIT_FAILED

@@ -30,6 +30,10 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
+    if args.quiet:  # the ids alone (with --quarantine: the files), one a line
+        for line in ([d.get("path") for d in res["quarantine"]] if args.quarantine else [i["id"] for i in res["inputs"]]):
+            print(line)
+        return EXIT_OK
     if args.quarantine:
         print_table(["file", "pipeline", "run", "reason"],
                     [[d.get("path"), d.get("pipeline", "-"), d.get("run_id", "-"), d.get("reason")]
@@ -50,5 +54,8 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 def cmd_requeue(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
         res = backend.client.call("inputs.requeue", {"file": os.path.abspath(args.file)})
-    print_json(res) if args.json else print(f"{res['file']} -> {res['requeued_to']}")
+    if args.json:
+        print_json(res)
+    elif not args.quiet:
+        print(f"{res['file']} -> {res['requeued_to']}")
     return EXIT_OK

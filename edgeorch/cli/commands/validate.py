@@ -27,11 +27,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                   for n, p in report.pipelines.items()},
                     "errors": [e.to_dict() for e in report.errors]})
     else:
-        for name, p in report.pipelines.items():
+        for name, p in report.pipelines.items() if not args.quiet else ():  # -q: the errors alone
             print(f"ok     {name}: {len(p.tasks)} task(s) ({p.source_file})")
         for e in report.errors:
             print(f"error  {e.render()}")
-        if not report.files and report.ok:
-            print(f"no pipeline files in {path}")
-        print(f"{len(report.pipelines)} valid, {len(report.errors)} error(s)")
+        if not args.quiet:
+            if not report.files and report.ok:
+                print(f"no pipeline files in {path}")
+            print(f"{len(report.pipelines)} valid, {len(report.errors)} error(s)")
     return EXIT_OK if report.ok else EXIT_FAILED
