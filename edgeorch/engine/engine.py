@@ -44,6 +44,7 @@ from . import scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json
+from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
 
 log = logging.getLogger("edgeorch.engine")
@@ -179,6 +180,10 @@ class Engine:
         self._closed = False  # set by close(): nothing more is recorded through this engine
         self._cache_checks: set[str] = set()  # "<run_id>/<task>" whose cache hit is being verified
         self._cache_missed: set[str] = set()  # verified as no usable hit: queued for a real start
+        # Declared inputs hashed for a ready task ("<run_id>/<task>"), used by its cache check and its
+        # start; and those being hashed. A task that leaves ``ready`` forgets its snapshot.
+        self._inputs: dict[str, InputsSnapshot] = {}
+        self._inputs_hashing: set[str] = set()
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
 
@@ -554,11 +559,50 @@ class Engine:
             self.loop.call_soon(self._fail_unsatisfiable, ctx.run_id, name, why)
             return
         spec = ctx.pipeline.tasks[name]
+        if spec.inputs and tid not in self._inputs:
+            self._hash_declared_inputs(ctx, name, spec)
+            return  # queued (or failed) once its inputs are hashed, in order with other outcomes
         if spec.cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
             if tid in self._cache_checks or self._check_cache(ctx, name, spec):
                 return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
                       self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
+
+    def _hash_declared_inputs(self, ctx: RunCtx, name: str, spec: TaskSpec) -> None:
+        """Hash a ready task's declared ``inputs`` in the hashing worker (a folder can hold gigabytes).
+
+        Placeholders are those of the coming attempt; relative paths are relative
+        to its working directory. :meth:`_apply_inputs` then queues the task (its
+        cache check first) or fails it, in order with the other hashed outcomes.
+        """
+        tid = f"{ctx.run_id}/{name}"
+        if tid in self._inputs_hashing:
+            return
+        number = ctx.attempts[name] + 1
+        values = self._placeholders(ctx, name, number, ctx.run_dir / "outputs" / name, ctx.run_dir / "checkpoints" / name)
+        declared = [(text, substitute(text, values)) for text in spec.inputs]
+        self._inputs_hashing.add(tid)
+        self._in_order(functools.partial(hash_inputs, name, declared, self._workdir(ctx, spec, values)),
+                       functools.partial(self._apply_inputs, ctx.run_id, name))
+
+    def _apply_inputs(self, run_id: int, name: str, fut: concurrent.futures.Future[InputsSnapshot]) -> None:
+        """A ready task's inputs are hashed: keep the snapshot and queue it, or fail it (no attempt, no retry)."""
+        tid = f"{run_id}/{name}"
+        self._inputs_hashing.discard(tid)
+        ctx = self.runs.get(run_id)
+        if ctx is None or ctx.cancel_requested or ctx.states.get(name) != TaskState.READY:
+            return  # cancelled or failed meanwhile
+        try:
+            snapshot = fut.result()
+        except InputError as exc:
+            self._fail_without_attempt(ctx, name, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - an unreadable input fails the task, never the engine
+            self._fail_without_attempt(ctx, name, f"cannot hash the declared inputs: {exc!r}")
+            return
+        self._inputs[tid] = snapshot
+        self._push_ready(ctx, name)
+        self._schedule_dispatch()
 
     @_fail_stop
     def _fail_unsatisfiable(self, run_id: int, name: str, why: str) -> None:
@@ -630,13 +674,25 @@ class Engine:
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
+        tid = f"{ctx.run_id}/{name}"
+        snapshot = self._inputs.pop(tid, None)
+        if spec.inputs:
+            moved = changed_since(snapshot) if snapshot is not None else "(not hashed yet)"
+            if moved is not None:
+                # An input changed while the task waited for its turn: what it would read is not what was
+                # hashed (nor what its cache key said). Hash again, check the cache again, then start.
+                log.info("run %s: task %s: input %s changed since it was hashed; hashing again", ctx.run_id, name, moved)
+                self._cache_missed.discard(tid)
+                self._push_ready(ctx, name)
+                return
         number = ctx.attempts[name] + 1
         out_dir = ctx.run_dir / "outputs" / name
         ckpt_dir = ctx.run_dir / "checkpoints" / name
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
-        input_hash = _input_hash(spec, ctx.params, upstream)
-        self._cache_missed.discard(f"{ctx.run_id}/{name}")
+        input_hash = _input_hash(spec, ctx.params, upstream, snapshot)
+        consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
+        self._cache_missed.discard(tid)
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
         attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
         argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
@@ -649,11 +705,18 @@ class Engine:
         if recorded:
             memory_note = res.memory_note(lease)
             note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
-        # The lease (and its event) go into the same transaction as the attempt: nothing held without a record.
-        attempt_id = self.store.attempts.start(NewAttempt(
+        # The lease (and its event) go into the same transaction as the attempt: nothing held without a record;
+        # so does what it consumed (lineage), when it consumes anything.
+        new = NewAttempt(
             task_id=ctx.task_ids[name], run_id=ctx.run_id, task=name, number=number, log_path=str(log_path),
             attempt_dir=str(attempt_dir), definition_hash=spec.definition_hash, input_hash=input_hash,
-        ), lease.to_dict() if recorded else None, note)
+        )
+        if consumed:
+            with self.store.transaction(durable=False):  # as the attempt's own record (see Attempts.start)
+                attempt_id = self.store.attempts.start(new, lease.to_dict() if recorded else None, note)
+                self.store.lineage.record_consumed(ctx.run_id, name, attempt_id, consumed)
+        else:
+            attempt_id = self.store.attempts.start(new, lease.to_dict() if recorded else None, note)
         cgroup, cgroup_failed = res.memory_cgroup(attempt_id, lease)
         if cgroup_failed:
             note = f"{note}; {cgroup_failed}"
@@ -698,9 +761,7 @@ class Engine:
                  attempt_dir: Path) -> tuple[list[str], dict[str, str], str]:
         """argv, environment and working directory of an attempt (placeholders substituted)."""
         pipeline_dir = Path(ctx.pipeline.source_file).parent
-        cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
-        if not cwd.is_absolute():
-            cwd = pipeline_dir / cwd
+        cwd = self._workdir(ctx, spec, values)
         # The daemon's own service plumbing is not the task's: a task must not speak
         # sd_notify for the daemon, nor inherit its socket-activation fds.
         env = dict(self._base_env)
@@ -739,6 +800,13 @@ class Engine:
             argv = [substitute(a, values) for a in spec.command]
         return argv, env, str(cwd)
 
+    @staticmethod
+    def _workdir(ctx: RunCtx, spec: TaskSpec, values: dict[str, Any]) -> Path:
+        """An attempt's working directory: ``workdir`` (substituted; relative to the pipeline's folder), else that folder."""
+        pipeline_dir = Path(ctx.pipeline.source_file).parent
+        cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
+        return cwd if cwd.is_absolute() else pipeline_dir / cwd
+
     def _check_cache(self, ctx: RunCtx, name: str, spec: TaskSpec) -> bool:
         """Look for a recorded result of the same inputs; True when one is being verified (off the loop).
 
@@ -746,7 +814,8 @@ class Engine:
         model can be gigabytes); :meth:`_apply_cache_check` then skips the
         task or queues it for a real start, in order with other outcomes.
         """
-        input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec))
+        input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec),
+                                 self._inputs.get(f"{ctx.run_id}/{name}"))
         hit = self.store.outputs.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
         if hit is None:
             return False
@@ -780,8 +849,13 @@ class Engine:
             self._schedule_dispatch()
             return
         decided = settlement.settle_cached(self._view(ctx), name)
+        snapshot = self._inputs.pop(tid, None)
+        consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()),
+                                         *upstream_items(self._upstream_outputs(ctx, ctx.pipeline.tasks[name])))]
         with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
             self.store.outputs.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
+            if consumed:  # what the hit stands for: the same inputs its key was computed from
+                self.store.lineage.record_consumed(ctx.run_id, name, None, consumed)
             self._record(ctx, decided, skip_task=True)
         self._apply(ctx, decided, lambda: self._announce(TaskCached(self.clock(), ctx.run_id, name, hit_id)))
 
@@ -1032,8 +1106,10 @@ class Engine:
             ctx.states[c.task] = c.state
             if c.state != TaskState.READY:
                 # A verified cache miss holds only while the task waits to start; one that leaves
-                # ``ready`` otherwise (cancel, cascade) must not outlive it (nor skip a later check).
+                # ``ready`` otherwise (cancel, cascade) must not outlive it (nor skip a later check);
+                # nor its hashed inputs (the next time it is ready, they are hashed again).
                 self._cache_missed.discard(f"{ctx.run_id}/{c.task}")
+                self._inputs.pop(f"{ctx.run_id}/{c.task}", None)
             if c.state != TaskState.RETRY_WAIT:  # a task that left its retry wait (cancel, cascade) needs no timer
                 timer = self._retry_timers.pop((ctx.run_id, c.task), None)
                 if timer is not None:
@@ -1156,13 +1232,20 @@ def _signal_name(num: int) -> str:
         return str(num)
 
 
-def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list[dict[str, Any]]]) -> str:
-    """What a task's result depends on besides its definition: params and upstream file contents."""
+def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
+                inputs: InputsSnapshot | None = None) -> str:
+    """What a task's result depends on besides its definition: params, upstream file contents, declared inputs.
+
+    ``inputs`` counts only for a task that declares some, so the key of a task
+    without them is the one it had before inputs existed.
+    """
     import hashlib
 
-    doc = {
+    doc: dict[str, Any] = {
         "definition": spec.definition_hash,
         "params": params,
         "upstream": {u: sorted((a["name"], a["sha256"]) for a in arts) for u, arts in sorted(upstream.items())},
     }
+    if spec.inputs:
+        doc["inputs"] = inputs.key() if inputs is not None else None
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
