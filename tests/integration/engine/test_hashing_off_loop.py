@@ -107,6 +107,27 @@ def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(worksp
     assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
 
 
+def test_the_loop_keeps_answering_while_a_large_declared_input_is_hashed(workspace, harness):
+    path = workspace.pipeline("biginput", """
+        [tasks.read]
+        command = ["true"]
+        inputs = ["big.bin"]
+    """)
+    with open(path.parent / "big.bin", "wb") as f:
+        f.truncate(BIG)
+    lags: list[float] = []
+
+    async def probe(engine, run_id):
+        seen = await measure_lag(lags, lambda: run_id in engine.runs, lambda: bool(engine._inputs_hashing))
+        assert seen, "the run ended without an input-hashing phase to measure"
+
+    run_id, state = harness.run("biginput", during=probe, timeout=120)
+    assert state == RunState.SUCCEEDED
+    (row,) = harness.store().lineage.consumed_by(run_id, "read")
+    assert row["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"
+    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+
+
 def _retry_through_the_front_door(workspace, run_id: int, *, during=None, hooks=(), timeout: float = 120):
     """Resume ``run_id`` with ``RunRequests.resume`` on a fresh engine; ``during(engine)`` runs alongside (async).
 
