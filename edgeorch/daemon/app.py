@@ -41,10 +41,11 @@ from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
 from ..events import Bus, Event, Reloaded, RunFinished, record
 from ..pipelines import PipelineRegistry
+from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import EventOps, InputOps, PipelineOps, RunOps, StatusOps, register
+from .ops import EventOps, GcOps, InputOps, PipelineOps, RunOps, StatusOps, register
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -76,6 +77,7 @@ class Daemon:
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
         self._observer: Any = None
         self.triggers: Triggers | None = None
+        self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -102,11 +104,14 @@ class Daemon:
                                      registry=self.registry, config=cfg, loop=self.loop, publish=self.bus.publish)
             self.bus.subscribe(self.triggers.on_engine_event, RunFinished)
             self.triggers.start()
+            self.retention = RunRetention(store=self.store, runs_dir=cfg.runs_dir, config=cfg.retention,
+                                          loop=self.loop, publish=self.bus.publish)
             adopted = len(self.engine.live)
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
             register(self.server, self._op_groups(self.server, self.triggers))
             await self.server.start()
             self._watch_pipelines()
+            self.retention.start()  # the [retention] sweep, when set: off the start-up path
             for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
                                (signal.SIGHUP, self.reload_requested)):
                 # The handler only sets a flag; the loop does the work.
@@ -128,6 +133,8 @@ class Daemon:
                 print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
                 if self.triggers is not None:
                     self.triggers.stop()
+                if self.retention is not None:
+                    self.retention.stop()
                 await self.server.close()
                 await self.engine.close()
                 if self._observer is not None:
@@ -139,6 +146,8 @@ class Daemon:
             self.engine.accepting = False
             if self.triggers is not None:
                 self.triggers.stop()
+            if self.retention is not None:
+                self.retention.stop()
             await self.server.close()
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
@@ -183,6 +192,8 @@ class Daemon:
                 new_watches = new.watches
                 if self.server is not None:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
+                if self.retention is not None:  # a changed [retention] applies from now on
+                    self.retention.reconfigure(new.retention)
                 if (new.state_dir, new.socket_path, new.engine, new.resources) != (
                         self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
                     warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
@@ -217,7 +228,7 @@ class Daemon:
 
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
-        assert self.store is not None
+        assert self.store is not None and self.retention is not None
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
@@ -227,6 +238,7 @@ class Daemon:
             RunOps(requests=self.requests, store=store, engine=engine),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
+            GcOps(retention=self.retention),
         ]
 
     def _warn_unsatisfiable(self) -> None:

@@ -76,19 +76,22 @@ def parse_older_than(value: object, *, field: str) -> float:
 
 
 def request_for(retention: "RetentionConfig", *, older_than: float | None, pipeline: str | None,
-                keep_last: int | None, apply: bool, actor: str | None, config_file: str | None) -> GcRequest:
+                keep_last: int | None, apply: bool, actor: str | None, config_file: str | None,
+                fields: tuple[str, str] = ("--older-than", "--keep-last")) -> GcRequest:
     """A :class:`GcRequest` with what was not given taken from ``[retention]`` (``config_file`` names it).
 
-    Raises :class:`UsageError` when no bound is given and ``[retention] runs`` is unset (``"forever"``).
+    ``fields`` name the bound and ``keep_last`` in errors (the CLI's options, or an op's arguments).
+    Raises :class:`UsageError` when no bound is given and ``[retention] runs`` is unset (``"forever"``),
+    or ``keep_last`` is negative.
     """
     if older_than is None:
         if retention.runs is None:
-            raise UsageError("no age bound: [retention] runs is not set (runs are kept forever)",
-                             file=config_file, field="--older-than",
+            raise UsageError("no age bound given, and [retention] runs is not set (runs are kept forever)",
+                             file=config_file, field=fields[0],
                              hint='give one (edgeorch gc --older-than 90d), or set [retention] runs = "90d"')
         older_than = retention.runs
     if keep_last is not None and keep_last < 0:
-        raise UsageError("is negative", field="--keep-last", value=keep_last, expected="an integer >= 0")
+        raise UsageError("is negative", field=fields[1], value=keep_last, expected="an integer >= 0")
     return GcRequest(older_than=older_than, pipeline=pipeline,
                      keep_last=retention.keep_last if keep_last is None else keep_last, apply=apply, actor=actor)
 

@@ -9,7 +9,8 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.pipelines`: ``pipelines.list/show/validate/pause/resume``, ``reload``;
 - :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
-- :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``.
+- :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
+- :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed).
 
 ``ping``, ``version`` and ``ops`` are the control server's own.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .base import OpSpec
 from .events import EventOps
+from .gc import GcOps
 from .inputs import InputOps
 from .pipelines import PipelineOps
 from .runs import RunOps
@@ -37,4 +39,4 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["EventOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["EventOps", "GcOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]

@@ -1,0 +1,114 @@
+"""``edgeorch gc``: remove old runs (rows and folders), a dry run unless ``--apply`` (docs/operations.md "Old runs")."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ...textui import format_bytes, format_timestamp, print_json, print_table
+from ..backend import Backend, connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    p = add("gc", cmd_gc, "remove runs finished before a bound, with their folders; "
+                          "a dry run (prints what would go and what is held, and why) unless --apply")
+    p.add_argument("--older-than", metavar="DURATION",
+                   help="runs finished more than this long ago, e.g. 90d, 12h (default: [retention] runs)")
+    p.add_argument("--pipeline", help="only runs of this pipeline")
+    p.add_argument("--keep-last", type=int, metavar="N",
+                   help="always keep the latest N runs of each pipeline (default: [retention] keep_last)")
+    p.add_argument("--apply", action="store_true", help="remove them (default: only say what would be removed)")
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from ...retention.gc import parse_older_than, request_for
+
+    cfg = load(args)
+    older = None if args.older_than is None else parse_older_than(args.older_than, field="--older-than")
+    request = request_for(cfg.retention, older_than=older, pipeline=args.pipeline, keep_last=args.keep_last,
+                          apply=args.apply, actor=_actor(), config_file=str(cfg.source or "<embedded defaults>"))
+    with connect(cfg, "prefer") as backend:
+        if backend.online:
+            report = backend.client.call("gc.apply" if request.apply else "gc",
+                                         {"older_than": request.older_than, "pipeline": request.pipeline,
+                                          "keep_last": request.keep_last})
+        else:
+            report = _offline(backend, request)
+    if args.json:
+        print_json(report)
+    else:
+        _print_report(report)
+    for err in report["errors"]:
+        print(f"edgeorch: warning: cannot remove {err} (the next gc tries again)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _offline(backend: Backend, request: Any) -> dict[str, Any]:
+    """No daemon: a dry run reads the state file; ``--apply`` holds the state lock (no engine may run meanwhile)."""
+    from ...retention.gc import collect
+
+    cfg = backend.cfg
+    if not request.apply:
+        store = backend.open_store(readonly=True)
+        if store is None:
+            return _empty(request)
+        try:
+            return collect(store, cfg.runs_dir, request)
+        finally:
+            store.close()
+    with backend.state_lock():
+        store = backend.open_store(readonly=False)
+        assert store is not None  # a writer's store is created when missing
+        try:
+            return collect(store, cfg.runs_dir, request)
+        finally:
+            store.close()
+
+
+def _empty(request: Any) -> dict[str, Any]:
+    """The report of a gc with no state file yet: nothing to remove."""
+    return {"apply": request.apply, "older_than": request.older_than, "cutoff": None, "pipeline": request.pipeline,
+            "keep_last": request.keep_last, "runs": [], "held": [], "strays": [], "rows": {}, "bytes": 0, "errors": []}
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    from ...retention.gc import human_duration
+
+    verb = "removed" if r["apply"] else "would remove"
+    scope = f" of {r['pipeline']}" if r["pipeline"] else ""
+    print(f"runs{scope} finished more than {human_duration(r['older_than'])} ago"
+          + (f" (before {format_timestamp(r['cutoff'])})" if r["cutoff"] is not None else "")
+          + (f", keeping the latest {r['keep_last']} of each pipeline" if r["keep_last"] else ""))
+    if r["runs"]:
+        print(f"\n{verb} {len(r['runs'])} run(s):")
+        print_table(["run", "pipeline", "state", "finished", "size", "folder"],
+                    [[x["run_id"], x["pipeline"], x["state"], format_timestamp(x["finished_at"]),
+                      format_bytes(x["bytes"]), x["folder"]] for x in r["runs"]])
+    if r["held"]:
+        print(f"\nkept {len(r['held'])} run(s) past the bound:")
+        print_table(["run", "pipeline", "state", "finished", "why"],
+                    [[x["run_id"], x["pipeline"], x["state"], format_timestamp(x["finished_at"]),
+                      "; ".join(h["reason"] for h in x["holds"])] for x in r["held"]])
+    if r["strays"]:
+        print("\nfolders no run names (left by an interrupted removal, or by a restored older state file):")
+        print_table(["path", "kind", "size", "folder"],
+                    [[x["path"], x["kind"], format_bytes(x["bytes"]), x["folder"]] for x in r["strays"]])
+    rows = ", ".join(f"{t} {n}" for t, n in r["rows"].items() if n)
+    if rows:
+        print(f"\nrows {'deleted' if r['apply'] else 'to delete'}: {rows}")
+    if not r["runs"] and not r["strays"]:
+        print("\nnothing to remove")
+    print(f"\n{'freed' if r['apply'] else 'would free'} {format_bytes(r['bytes'])}"
+          + ("" if r["apply"] else "; a dry run: nothing was changed (--apply removes)"))
+
+
+def _actor() -> str:
+    """This user as a removal's actor, as the daemon records a peer (``alice (uid 1000)``)."""
+    from ...control.auth import user_name
+
+    uid = os.getuid()
+    return f"{user_name(uid)} (uid {uid})"
