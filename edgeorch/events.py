@@ -374,6 +374,52 @@ class InputQuarantined(Event):
                    run_id=self.run_id, actor="watch", data={"input_id": self.input_id, "file": self.file})
 
 
+# -- data versions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetVersioned(Event):
+    """``dataset`` got version ``version`` from ``source`` (``add``, ``input``, ``task``; docs/datasets.md).
+
+    Its ``dataset_version`` row is written by ``store.datasets.record_version`` in the version's
+    transaction. ``new_bytes``: what it added to the object store (the rest was stored already).
+    """
+
+    dataset: str
+    version: int
+    source: str
+    files: int
+    size: int
+    new_bytes: int
+    run_id: int | None = None
+    input_id: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"kind": "dataset", "state": "version", "dataset": self.dataset,
+                                "version": self.version, "source": self.source, "files": self.files,
+                                "size": self.size, "new_bytes": self.new_bytes, "ts": self.ts}
+        for key in ("run_id", "input_id"):
+            if getattr(self, key) is not None:
+                wire[key] = getattr(self, key)
+        return wire
+
+
+@dataclass(frozen=True)
+class DatasetsPruned(Event):
+    """A prune removed data versions (``name@version`` each) and freed ``bytes_freed`` on disk.
+
+    Its ``dataset_pruned`` row is written by ``store.datasets.prune`` in the removing transaction.
+    """
+
+    versions: tuple[str, ...]
+    bytes_freed: int
+    actor: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "dataset", "state": "pruned", "versions": list(self.versions),
+                "bytes_freed": self.bytes_freed, "actor": self.actor, "ts": self.ts}
+
+
 # -- items of one client's stream (never published on the bus) -------------------------------
 
 
