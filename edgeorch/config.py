@@ -98,6 +98,16 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: how often the daemon seals the audit log's head (docs/audit.md "Sealing")."""
+
+    seal_every: int = 1000
+    """Seal once this many records were appended since the last seal."""
+    seal_interval: float = 300.0
+    """Seal at least this often (seconds) while records arrive; also at start and stop."""
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     """The daemon process itself."""
 
@@ -123,6 +133,7 @@ class Config:
     """``[inbox] keep``: seconds a finished input's file is kept (inbox or quarantine) after its
     last state change, then removed (its record stays); None (``"forever"``): never removed."""
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -302,6 +313,15 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
                                 keep_last=ret.int("keep_last", 0, minimum=0, maximum=1_000_000))
     ret.finish()
 
+    aud = top.sub("audit")
+    da = AuditConfig()
+    audit = AuditConfig(
+        seal_every=aud.int("seal_every", da.seal_every, minimum=1, maximum=10_000_000),
+        seal_interval=_at_least(aud, "seal_interval", aud.duration("seal_interval", da.seal_interval),
+                                1.0, da.seal_interval, "a duration of at least 1s (default 5m)"),
+    )
+    aud.finish()
+
     eng = top.sub("engine")
     d = EngineConfig()
     engine = EngineConfig(
@@ -377,6 +397,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         watches=tuple(watches),
         inbox_keep=inbox_keep,
         retention=retention,
+        audit=audit,
         source=source,
     )
 
