@@ -117,6 +117,19 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus metrics (docs/operations.md "Metrics"); nothing is served or written unless
+    ``listen`` or ``textfile`` is set (the ``metrics`` op always answers)."""
+
+    listen: tuple[str, int] | None = None
+    """``(host, port)`` of the HTTP endpoint (a bare port listens on 127.0.0.1 only); None: no endpoint."""
+    textfile: Path | None = None
+    """A node_exporter textfile-collector file (``*.prom``), replaced atomically every ``interval``; None: none."""
+    interval: float = 15.0
+    """Seconds between two writes of the textfile."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 
@@ -134,6 +147,7 @@ class Config:
     last state change, then removed (its record stays); None (``"forever"``): never removed."""
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -256,6 +270,12 @@ kill_grace = "10s"
 # `edgeorch daemon --log-level LEVEL` (or -v / -q, one step each) overrides it for one start.
 log_level = "info"
 
+[metrics]
+# Prometheus metrics (docs/operations.md "Metrics"). Off until one of these is set:
+# listen = "9464"            # http://127.0.0.1:9464/metrics ("0.0.0.0:9464": every interface)
+# textfile = "/var/lib/prometheus/node-exporter/edgeorch.prom"   # for node_exporter's textfile collector
+interval = "15s"             # how often the textfile is rewritten
+
 # A drop-in folder: a CSV batch copied (cp, mv, rsync) into ./examples/drop starts one
 # data_checks run on it (validate, profile, drift against the reference, fairness).
 [[watch]]
@@ -352,6 +372,10 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     daemon = DaemonConfig(log_level=dmn.choice("log_level", LOG_LEVELS, DaemonConfig.log_level))
     dmn.finish()
 
+    met = top.sub("metrics")
+    metrics = _metrics(met, path_of(met, "textfile", None))
+    met.finish()
+
     res = top.sub("resources")
     reserved = res.raw("reserved_cpus", [])
     if not (isinstance(reserved, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in reserved)):
@@ -398,6 +422,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         inbox_keep=inbox_keep,
         retention=retention,
         audit=audit,
+        metrics=metrics,
         source=source,
     )
 
@@ -414,6 +439,60 @@ def _at_least(reader: TableReader, key: str, value: Any, minimum: float, default
         reader.fail(key, "is too small", value=reader.raw(key), expected=expected)
         return default
     return value
+
+
+LISTEN_EXPECTED = ('a port ("9464": 127.0.0.1 only) or host:port ("127.0.0.1:9464", "[::1]:9464", '
+                   '"0.0.0.0:9464" for every interface)')
+METRICS_MIN_INTERVAL_S = 1.0
+
+
+def parse_listen(value: object) -> tuple[str, int]:
+    """``[metrics] listen`` -> ``(host, port)``: ``"9464"`` or ``9464`` (127.0.0.1), ``"host:9464"``, ``"[::1]:9464"``.
+
+    Port 0 asks for any free port (tests). Raises ``ValueError`` whose text
+    is the reason for anything else.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        host, port_text = "127.0.0.1", str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]")
+            if not sep or not rest.startswith(":"):
+                raise ValueError("is not a valid [IPv6]:port address")
+            port_text = rest[1:]
+        elif ":" in text:
+            host, _, port_text = text.rpartition(":")
+            if ":" in host:
+                raise ValueError("has an IPv6 host without brackets")
+        else:
+            host, port_text = "127.0.0.1", text
+        if not host:
+            raise ValueError("has no host before the port")
+    else:
+        raise ValueError("is not a port or host:port")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError("has no valid port (0 to 65535)")
+    return host, int(port_text)
+
+
+def _metrics(reader: TableReader, textfile: Path | None) -> MetricsConfig:
+    """The ``[metrics]`` table (``textfile`` already resolved against the config's folder)."""
+    d = MetricsConfig()
+    listen = None
+    value = reader.raw("listen", None)
+    if value is not None and value != "":
+        try:
+            listen = parse_listen(value)
+        except ValueError as exc:
+            reader.fail("listen", str(exc), value=value, expected=LISTEN_EXPECTED)
+    if textfile is not None and not textfile.name.endswith(".prom"):
+        reader.fail("textfile", "does not end in .prom", value=str(textfile),
+                    expected="a file name ending in .prom (node_exporter's textfile collector reads only those)")
+        textfile = None
+    interval = _at_least(reader, "interval", reader.duration("interval", d.interval), METRICS_MIN_INTERVAL_S,
+                         d.interval, "a duration of at least 1s (default 15s)")
+    return MetricsConfig(listen=listen, textfile=textfile, interval=interval)
 
 
 KEEP_MIN = 1.0
