@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "disparate_impact": "fairness",
     "four_fifths_rule": "fairness",
     "fairness_report": "fairness",
+    "FairnessReport": "fairness",
     # validation and I/O
     "validate": "validation",
     "read_table": "io",

@@ -3,7 +3,8 @@
 :func:`register` adds the three subcommands to the main CLI's subparsers.
 Each handler builds the same options a pipeline task would have and calls
 :func:`edgeorch.kernels.kinds.run_task`, so the CLI and the tasks agree.
-Output: a table by default, ``--json`` for the full result document,
+Output: tables by default (:func:`.results.doc_tables`, the same a notebook
+shows), ``--json`` for the full result document (the result's ``to_dict()``),
 ``--html PATH`` for a self-contained report. Progress goes to stderr (only
 on a terminal). Exit codes: 0 fine; 1 only when the dataset drifts
 (``drift``) or a fairness limit is broken (``fairness``), so ``edgeorch drift
@@ -166,13 +167,18 @@ def _is_profile(path: str) -> bool:
         return False
 
 
-def _print(doc: dict[str, Any], args: argparse.Namespace, headers: list[str], rows: list[list[Any]]) -> None:
+def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    """The result document: as JSON (``--json``), else its compact tables (the same a notebook shows) and verdict."""
     from ..textui import print_json, print_table
+    from .results import doc_tables
 
     if args.json:
         print_json(doc)
         return
-    print_table(headers, rows)
+    for i, (caption, headers, rows) in enumerate(doc_tables(doc)):
+        if i:
+            print(f"\n{caption}:")
+        print_table(headers, rows)
     print(f"\n{doc['verdict']}: {doc['message']}")
     for path in doc.get("outputs", []):
         print(f"wrote {path}")
@@ -188,16 +194,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         opts["save"] = args.save
     if args.html:
         opts["report"] = args.html
-    doc = _run("profile", opts)
-    rows = []
-    for r in doc["rows"]:
-        s = r["details"]
-        q = s.get("quantiles", {})
-        rows.append([s["column"], s["type"], s["count"], s["nulls"] + s.get("nan", 0), s["distinct"],
-                     s.get("min"), q.get("p50"), s.get("max"), s.get("mean"), s.get("std"),
-                     ", ".join(f"{v}({c})" for v, c in s.get("top", [])[:3]) or None])
-    _print(doc, args, ["column", "type", "count", "missing", "distinct", "min", "median", "max", "mean", "std",
-                       "top"], rows)
+    _print(_run("profile", opts), args)
     return 0
 
 
@@ -218,8 +215,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     else:
         doc = _run("drift", {"reference": args.reference, "current": args.current,
                              "correction": args.correction, **common})
-    rows = [[r["column"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]] for r in doc["rows"]]
-    _print(doc, args, ["column", "method", "value", "p_value", "threshold", "verdict"], rows)
+    _print(doc, args)
     return 1 if doc["summary"].get("dataset_drift") else 0
 
 
@@ -239,16 +235,5 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     if args.html:
         opts["report"] = args.html
     doc = _run("fairness", opts)
-    metric_rows = [r for r in doc["rows"] if r["metric"] != "group"]
-    group_rows = [r for r in doc["rows"] if r["metric"] == "group"]
-    if not args.json:
-        from ..textui import print_table
-
-        print_table(["group", "size", "selection_rate", "tpr", "fpr", "verdict"],
-                    [[g["details"]["group"], g["details"]["size"], g["value"], g["details"].get("tpr"),
-                      g["details"].get("fpr"), g["verdict"]] for g in group_rows])
-        print()
-    _print(doc, args, ["metric", "value", "limit", "verdict"],
-           [[r["metric"], r["value"], f"{'<=' if r['details']['kind'] == 'maximum' else '>='} {r['threshold']:g}",
-             r["verdict"]] for r in metric_rows])
+    _print(doc, args)
     return 1 if doc["verdict"] == "violation" else 0

@@ -5,24 +5,29 @@
   for integer columns, the exact integer min and max.
 - :class:`CategoricalBatch`: the distinct non-null values as strings with
   their counts, and the number of nulls.
+- :class:`DatetimeBatch`: a numeric batch of instants (int64 nanoseconds
+  since 1970, see :mod:`.datetimes`) with the column's time zone.
 
 Type inference (documented in docs/kernels.md): integers, floats and
 booleans are numeric; strings are categorical (``string``); a column mixing
 numbers and strings is categorical of type ``mixed`` (values compared as
-their text); a column with no non-null value is ``empty`` (numeric, no
-values).
+their text); timestamps and dates (typed ones, and CSV cells pyarrow reads
+as ISO 8601) are ``datetime`` or ``date``; a column with no non-null value
+is ``empty`` (numeric, no values).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError, UnknownColumnError
+from . import datetimes
 
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|infinity)\s*$"
 _NUMBER = re.compile(_NUMBER_RE, re.IGNORECASE)
@@ -47,6 +52,26 @@ class CategoricalBatch:
     counts: np.ndarray  # int64, same length
     nulls: int = 0
     dtype: str = "string"
+
+
+@dataclass
+class DatetimeBatch(NumericBatch):
+    """Instants as a numeric batch: ``values`` are the nanoseconds as float64 (for the numeric
+    kernels), ``ns`` the exact int64 nanoseconds, ``int_min``/``int_max`` exact.
+
+    ``dtype`` is ``datetime`` or ``date``; ``tz`` the zone name (None: naive,
+    wall-clock time).
+    """
+
+    ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    tz: str | None = None
+
+    @classmethod
+    def of(cls, ns: np.ndarray, nulls: int, tz: str | None, is_date: bool) -> DatetimeBatch:
+        ns = np.ascontiguousarray(ns, dtype=np.int64)
+        lo, hi = (int(ns.min()), int(ns.max())) if ns.size else (None, None)
+        # `ints` keeps the exact values for the distinct-count sketch (float64 rounds nanoseconds).
+        return cls(ns.astype(np.float64), nulls, "date" if is_date else "datetime", lo, hi, ns, ns, tz)
 
 
 Batch = NumericBatch | CategoricalBatch
@@ -96,7 +121,9 @@ def from_python(values: list[Any], name: str) -> Batch:
     if not nonnull:
         return NumericBatch(np.zeros(0), nulls, "empty")
     kinds = {("bool" if isinstance(v, (bool, np.bool_)) else "num" if isinstance(v, (int, float, np.number))
-              else "str" if isinstance(v, str) else "other") for v in nonnull}
+              else "str" if isinstance(v, str) else "dt" if isinstance(v, _dt.date) else "other") for v in nonnull}
+    if kinds == {"dt"}:
+        return from_arrow(datetimes.python_to_arrow(values, name), name)
     if kinds == {"bool"}:
         return NumericBatch(np.asarray(nonnull, dtype=np.float64), nulls, "boolean")
     if kinds == {"num"}:
@@ -126,6 +153,8 @@ def from_arrow(arr: Any, name: str) -> Batch:
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
+    if datetimes.is_temporal_arrow(t):
+        return DatetimeBatch.of(*datetimes.arrow_to_ns(arr, name))
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
         vals = arr.drop_null() if nulls else arr
         if pa.types.is_decimal(t):
@@ -135,7 +164,7 @@ def from_arrow(arr: Any, name: str) -> Batch:
             b.dtype = "empty"
         return b
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        arr = arr.cast(pa.string())  # dates, times, binary...: compared as text
+        arr = arr.cast(pa.string())  # times of day, durations, binary...: compared as text
     vc = pc.value_counts(arr.drop_null() if nulls else arr)
     values = vc.field("values").to_pylist()
     counts = vc.field("counts").to_numpy().astype(np.int64)
@@ -152,6 +181,8 @@ def column_of(values: Any, name: str) -> Batch:
     """A batch from one column given as numpy array, pyarrow array or Python sequence."""
     if isinstance(values, (NumericBatch, CategoricalBatch)):
         return values
+    if datetimes.is_datetime_series(values):
+        return from_arrow(datetimes.series_to_arrow(values), name)
     try:
         import pyarrow as pa
 
@@ -169,6 +200,8 @@ def column_of(values: Any, name: str) -> Batch:
             raise DataError("a column must be one-dimensional", field=name, value=f"shape {values.shape}")
         if values.dtype.kind in "biuf":
             return numeric_from_numpy(values)
+        if values.dtype.kind == "M":
+            return from_arrow(datetimes.numpy_to_arrow(values), name)
         if values.dtype.kind in "US":
             return categorical_from_strings(values.astype(str).tolist())
         return from_python(values.tolist(), name)
@@ -201,6 +234,14 @@ def _from_series(series: Any, name: str) -> Batch:
     return _with_nulls(column_of(np.asarray(kept.to_numpy()), name), nulls)
 
 
+def series_name(values: Any) -> str | None:
+    """The name of a pandas or polars Series as text; None when it has none (pandas None, polars "")."""
+    name = getattr(values, "name", None)
+    if name is None or name == "" or isinstance(values, np.ndarray):
+        return None
+    return str(name)
+
+
 def _with_nulls(b: Batch, nulls: int) -> Batch:
     b.nulls += nulls
     return b
@@ -222,6 +263,8 @@ def columns_of(data: Any, columns: list[str] | None = None) -> dict[str, Batch]:
         pass
     if not isinstance(data, (Mapping, np.ndarray)) and hasattr(data, "columns") and hasattr(data, "__getitem__"):
         data = {c: data[c] for c in data.columns}  # a DataFrame (pandas, polars)
+    elif not isinstance(data, (Mapping, np.ndarray)) and hasattr(data, "to_numpy") and series_name(data):
+        data = {series_name(data): data}  # a named Series (pandas, polars): its name is the column's
     if isinstance(data, np.ndarray) and data.dtype.names:
         data = {n: data[n] for n in data.dtype.names}
     if not isinstance(data, Mapping):

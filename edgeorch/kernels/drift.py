@@ -19,11 +19,17 @@ methods when the distance is at or above it.
 NaN, ±inf and nulls are dropped before every test and reported per column;
 a column with nothing left on either side gets the verdict ``no_data`` and
 does not count towards the drifted share.
+
+Datetime columns move with time, so a later batch always "drifts" from its
+reference: by default they get the verdict ``skipped`` (with the reason in
+``details``) and do not count either. Named with a method of their own
+(``method=`` of :func:`column_drift`, ``methods={column: ...}`` of
+:func:`dataset_drift`) they are tested as instants, in epoch nanoseconds;
+naive against zoned datetimes, or datetimes against numbers, is a DataError.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +38,8 @@ import numpy as np
 from ..errors import DataError, UnknownColumnError
 from . import _jit
 from . import stats as S
-from .columns import Batch, CategoricalBatch, NumericBatch, column_of
+from .columns import Batch, CategoricalBatch, DatetimeBatch, NumericBatch, column_of, series_name
+from .results import DRIFT_HEADERS, ResultView, Table, doc_tables, drift_row, row_record, strict
 
 P_VALUE_METHODS = ("ks", "chisquare", "z")
 DISTANCE_METHODS = ("wasserstein", "psi", "jensenshannon", "hellinger")
@@ -43,11 +50,17 @@ SMALL_SAMPLE = 1000  # reference size up to which a statistical test is used
 FEW_DISTINCT = 5  # numeric columns with at most this many values are treated as categories
 NUMERIC_BINS = 30  # equal-width bins over both samples' range, for binned methods
 WASSERSTEIN_STD_FLOOR = 0.001
+SKIPPED_DATETIME = ("a datetime column moves with time, so it always drifts from an older reference; "
+                    "name a method for this column to compare its instants")
 
 
-@dataclass
-class ColumnDrift:
-    """Outcome of one column's drift test (``value`` is the statistic or distance)."""
+@dataclass(repr=False)
+class ColumnDrift(ResultView):
+    """Outcome of one column's drift test (``value`` is the statistic or distance).
+
+    ``verdict``: ``ok``, ``drift``, ``no_data`` (nothing left on a side) or
+    ``skipped`` (a datetime column without a method of its own).
+    """
 
     column: str
     method: str
@@ -60,18 +73,24 @@ class ColumnDrift:
     n_cur: int
     details: dict[str, Any] = field(default_factory=dict)
 
-    def row(self) -> dict[str, Any]:
-        """The result-document row (strict JSON: no NaN)."""
-        def clean(v: Any) -> Any:
-            return v if not isinstance(v, float) or math.isfinite(v) else None
+    def to_dict(self) -> dict[str, Any]:
+        """The result-document row (strict JSON: NaN as None)."""
+        return strict({"column": self.column, "metric": self.method, "value": self.value,
+                       "p_value": self.p_value, "threshold": self.threshold, "verdict": self.verdict,
+                       "details": {"n_ref": self.n_ref, "n_cur": self.n_cur, **self.details}})
 
-        return {"column": self.column, "metric": self.method, "value": clean(self.value),
-                "p_value": clean(self.p_value), "threshold": self.threshold, "verdict": self.verdict,
-                "details": {"n_ref": self.n_ref, "n_cur": self.n_cur, **self.details}}
+    def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
+        return {"column": ([row_record(self.to_dict())], "column")}
+
+    def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
+        return (f"drift of column {self.column}", self.verdict, self.details.get("reason"),
+                [("column", DRIFT_HEADERS, [drift_row(self.to_dict())])])
 
 
-@dataclass
-class DatasetDrift:
+@dataclass(repr=False)
+class DatasetDrift(ResultView):
+    """Per-column drift and the dataset's verdict (see :func:`dataset_drift`)."""
+
     columns: list[ColumnDrift]
     drift_share: float
     correction: str
@@ -81,11 +100,33 @@ class DatasetDrift:
     drift: bool
 
     @property
+    def verdict(self) -> str:
+        """``violation`` on dataset drift, ``warn`` when some columns drifted below the share, else ``ok``."""
+        return "violation" if self.drift else ("warn" if self.n_drifted else "ok")
+
+    @property
     def message(self) -> str:
         rel = ">=" if self.drift else "<"
         what = "dataset drift" if self.drift else "no dataset drift"
         return (f"{self.n_drifted} of {self.n_tested} columns drifted (share {self.share:.3g} {rel} "
                 f"{self.drift_share:g}): {what}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The drift result document, as the ``drift`` task records it and ``edgeorch drift --json`` prints it
+        (less ``outputs``/``on_violation``): one row per column (:meth:`ColumnDrift.to_dict`)."""
+        return strict({"kind": "drift", "verdict": self.verdict, "message": self.message,
+                       "rows": [c.to_dict() for c in self.columns],
+                       "summary": {"n_columns": len(self.columns), "n_tested": self.n_tested,
+                                   "n_drifted": self.n_drifted, "share": self.share,
+                                   "drift_share": self.drift_share, "correction": self.correction,
+                                   "dataset_drift": self.drift}})
+
+    def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
+        return {"columns": ([row_record(r) for r in self.to_dict()["rows"]], "column")}
+
+    def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
+        doc = self.to_dict()
+        return "edgeorch drift", doc["verdict"], doc["message"], doc_tables(doc)
 
 
 # ---------------------------------------------------------------------------
@@ -128,6 +169,30 @@ def choose_method(ref: Batch, cur: Batch) -> str:
     return "jensenshannon"
 
 
+def _edge_label(b: Batch) -> Any:
+    """How a bin edge reads: ISO 8601 for datetimes, else 6 significant digits (``repr`` for one value)."""
+    if isinstance(b, DatetimeBatch):
+        from .datetimes import iso
+
+        return lambda v: iso(v, b.tz, date=b.dtype == "date")
+    return lambda v: f"{v:.6g}"
+
+
+def _datetime_pair(rb: Batch, cb: Batch, column: str) -> bool:
+    """True when both sides are datetimes that can be compared; DataError when only one is, or naive vs zoned."""
+    r_dt, c_dt = isinstance(rb, DatetimeBatch), isinstance(cb, DatetimeBatch)
+    if not (r_dt or c_dt):
+        return False
+    if r_dt != c_dt:
+        raise DataError("the column holds datetimes on one side and not on the other", field=column,
+                        value=f"{rb.dtype} vs {cb.dtype}", expected="the same type in reference and current")
+    if (rb.tz is None) != (cb.tz is None):  # type: ignore[union-attr]
+        raise DataError("naive datetimes on one side and timezone-aware ones on the other", field=column,
+                        value=f"{rb.tz or 'naive'} vs {cb.tz or 'naive'}",  # type: ignore[union-attr]
+                        expected="the same kind of datetimes in reference and current")
+    return True
+
+
 def _few_values(a: np.ndarray, b: np.ndarray) -> bool:
     # A cheap look at a prefix first: most columns have many values.
     if len(np.unique(np.concatenate([a[:10_000], b[:10_000]]))) > FEW_DISTINCT:
@@ -145,14 +210,15 @@ def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray
     if numeric and not _few_values(ref.values, cur.values):
         lo = min(ref.values.min(), cur.values.min())
         hi = max(ref.values.max(), cur.values.max())
+        label = _edge_label(ref)
         if lo == hi:
-            return np.array([len(ref.values)], float), np.array([len(cur.values)], float), [repr(float(lo))]
+            return np.array([len(ref.values)], float), np.array([len(cur.values)], float), [label(lo)]
         edges = np.linspace(lo, hi, bins + 1)
         # bin_counts puts values >= the last edge in its last slot: fold the
         # maximum into the top bin, as np.histogram does.
         r = _jit.bin_counts(ref.values, edges[1:-1])
         c = _jit.bin_counts(cur.values, edges[1:-1])
-        labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(bins)]
+        labels = [f"[{label(edges[i])}, {label(edges[i + 1])})" for i in range(bins)]
         return r.astype(float), c.astype(float), labels
     rk, rc = _as_categories(ref)
     ck, cc = _as_categories(cur)
@@ -165,14 +231,17 @@ def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray
 
 
 def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float | None = None, *,
-                 column: str = "value") -> ColumnDrift:
+                 column: str | None = None) -> ColumnDrift:
     """Drift of one column between reference ``ref`` and current ``cur`` values.
 
-    ``ref``/``cur``: arrays, lists or pyarrow arrays (numeric or categorical).
-    ``method``: one of ``METHODS`` or None for the default rule; ``threshold``
-    defaults per method (``DEFAULT_THRESHOLDS``). Numeric-only methods on a
-    categorical column raise DataError.
+    ``ref``/``cur``: arrays, lists, pyarrow arrays or Series (numeric,
+    categorical or datetime). ``method``: one of ``METHODS`` or None for the
+    default rule; ``threshold`` defaults per method (``DEFAULT_THRESHOLDS``).
+    ``column`` names the result: by default the reference Series' name, else
+    ``value``. Numeric-only methods on a categorical column raise DataError.
+    A datetime column without ``method`` is ``skipped`` (module docstring).
     """
+    column = column or series_name(ref) or "value"
     if method is not None and method not in METHODS:
         from ..tomlcheck import suggest
 
@@ -194,6 +263,9 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
     if isinstance(rb, NumericBatch) != isinstance(cb, NumericBatch):
         raise DataError("the column is numeric on one side and categorical on the other", field=column,
                         value=f"{rb.dtype} vs {cb.dtype}", expected="the same type in reference and current")
+    if _datetime_pair(rb, cb, column) and method is None:
+        return ColumnDrift(column, "none", None, None, 0.0, False, "skipped", n_ref, n_cur,
+                           {**details, "reason": SKIPPED_DATETIME})
     method = method or choose_method(rb, cb)
     threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
     value, p = _measure(method, rb, cb, column, details)
@@ -256,7 +328,7 @@ def adjust_pvalues(p: list[float], correction: str) -> list[float]:
 
 def apply_correction(results: list[ColumnDrift], correction: str) -> None:
     """Re-decide p-value columns on corrected p-values (kept in ``details``)."""
-    tested = [r for r in results if r.p_value is not None and r.verdict != "no_data"]
+    tested = [r for r in results if r.p_value is not None and r.verdict not in ("no_data", "skipped")]
     adjusted = adjust_pvalues([r.p_value for r in tested], correction)  # type: ignore[misc]
     for r, adj in zip(tested, adjusted):
         if correction != "none":
@@ -267,7 +339,7 @@ def apply_correction(results: list[ColumnDrift], correction: str) -> None:
 
 
 def summarise(results: list[ColumnDrift], drift_share: float, correction: str) -> DatasetDrift:
-    tested = [r for r in results if r.verdict != "no_data"]
+    tested = [r for r in results if r.verdict not in ("no_data", "skipped")]
     drifted = sum(1 for r in tested if r.drift)
     share = drifted / len(tested) if tested else 0.0
     return DatasetDrift(results, drift_share, correction, drifted, len(tested), share,
@@ -285,6 +357,8 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
     either side is a DataError. p-values are corrected across the tested
     columns (``bh`` by default, ``bonferroni`` or ``none``); the dataset
     drifts when the share of drifted columns is at least ``drift_share``.
+    A datetime column is tested only when ``methods`` names a method for it
+    (``method`` alone leaves it ``skipped``; see the module docstring).
     """
     from .io import load_table
 
@@ -298,7 +372,9 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
     thresholds = thresholds or {}
     results = []
     for i, name in enumerate(names):
-        results.append(column_drift(rt[name], ct[name], methods.get(name, method),
+        # `method` is for every column, but a datetime column is tested only when named itself.
+        default = None if isinstance(rt[name], DatetimeBatch) else method
+        results.append(column_drift(rt[name], ct[name], methods.get(name, default),
                                     thresholds.get(name, threshold), column=name))
         if progress is not None:
             progress.update(i + 1, len(names), f"drift {name}")
@@ -330,7 +406,7 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
     of the exact one. Categorical columns: ``chisquare`` (reference counts
     exact unless more than 100000 categories) or the binned distances.
     Default: ``ks``/``chisquare`` for a reference of <= 1000 values, else
-    ``jensenshannon``.
+    ``jensenshannon``. Datetime columns are ``skipped`` (module docstring).
     """
     from .io import load_table
     from .profiling import ColumnProfile, Profile
@@ -354,11 +430,18 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
         details: dict[str, Any] = {"reference": "profile"}
         if cdrop:
             details["dropped_cur"] = cdrop
-        n_ref = cp.n if cp.kind == "numeric" else sum(cp.value_counts.values())
+        n_ref = cp.n if cp.kind in ("numeric", "datetime") else sum(cp.value_counts.values())
         n_cur = _size(cb)
         if n_ref == 0 or n_cur == 0:
             results.append(ColumnDrift(name, method or "none", None, None, threshold or 0.0, False, "no_data",
                                        n_ref, n_cur, details))
+            continue
+        if cp.kind == "datetime" or isinstance(cb, DatetimeBatch):
+            if cp.kind != "datetime" or not isinstance(cb, DatetimeBatch):
+                raise DataError("the column holds datetimes on one side and not on the other", field=name,
+                                value=f"{cp.dtype} vs {cb.dtype}", expected="the same type in reference and current")
+            results.append(ColumnDrift(name, "none", None, None, 0.0, False, "skipped", n_ref, n_cur,
+                                       {**details, "reason": SKIPPED_DATETIME}))
             continue
         numeric = cp.kind == "numeric"
         if numeric != isinstance(cb, NumericBatch):

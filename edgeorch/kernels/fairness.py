@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .columns import unmasked
+from .columns import series_name, unmasked
+from .results import ResultView, Table, doc_tables, strict
 
 FOUR_FIFTHS = 0.8
 
@@ -79,7 +80,11 @@ def _key(v: Any) -> Any:
 
 
 def make_groups(sensitive_features: Any, n: int) -> Groups:
-    """Groups from one sensitive column or several (a mapping name -> values, or a list of columns)."""
+    """Groups from one sensitive column or several (a mapping name -> values, a DataFrame, or a list of
+    columns). A single named Series is named by its name, an unnamed column ``sensitive_feature_0``."""
+    sf = sensitive_features
+    if not isinstance(sf, (dict, np.ndarray)) and hasattr(sf, "columns") and hasattr(sf, "__getitem__"):
+        sensitive_features = {c: sf[c] for c in sf.columns}  # a DataFrame (pandas, polars): one column each
     if isinstance(sensitive_features, dict):
         cols = [(str(k), _values(v, str(k))) for k, v in sensitive_features.items()]
     elif isinstance(sensitive_features, (list, tuple)) and sensitive_features and all(
@@ -87,7 +92,8 @@ def make_groups(sensitive_features: Any, n: int) -> Groups:
             len(sensitive_features) != n:
         cols = [(f"sf{i}", _values(c, f"sf{i}")) for i, c in enumerate(sensitive_features)]
     else:
-        cols = [("sensitive_feature_0", _values(sensitive_features, "sensitive_features"))]
+        cols = [(series_name(sensitive_features) or "sensitive_feature_0",
+                 _values(sensitive_features, "sensitive_features"))]
     codes = np.zeros(n, dtype=np.int64)
     uniques: list[list[Any]] = []
     for name, col in cols:
@@ -327,15 +333,91 @@ def group_label(key: Any) -> str:
     return ", ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
+@dataclass(repr=False)
+class FairnessReport(ResultView):
+    """Per-group rates and metric verdicts (:func:`fairness_report`).
+
+    ``groups``: one dict per group: ``group`` (its value, or values joined
+    by ``, `` for intersections), ``size``, ``selection_rate``, ``tpr`` and
+    ``fpr`` (with true labels), ``verdict`` (``ok`` or ``small_group``: left
+    out of the metrics). ``metrics``: one dict per metric: ``metric``,
+    ``value`` (None when undefined), ``threshold``, ``kind`` (``maximum`` for
+    differences, ``minimum`` for ratios), ``verdict`` (``ok``, ``violation``,
+    ``undefined``). ``group_columns``: the sensitive columns' names.
+    """
+
+    groups: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    group_columns: list[str]
+    min_group_size: int
+
+    @property
+    def violations(self) -> int:
+        return sum(1 for m in self.metrics if m["verdict"] == "violation")
+
+    @property
+    def small_groups(self) -> int:
+        return sum(1 for g in self.groups if g["verdict"] == "small_group")
+
+    @property
+    def verdict(self) -> str:
+        """``violation`` when a limit is broken; ``warn`` for an undefined metric or a small group left out."""
+        if self.violations:
+            return "violation"
+        if self.small_groups or any(m["verdict"] == "undefined" for m in self.metrics):
+            return "warn"
+        return "ok"
+
+    @property
+    def message(self) -> str:
+        if self.violations:
+            text = f"{self.violations} of {len(self.metrics)} fairness metrics out of bounds"
+        elif any(m["verdict"] == "undefined" for m in self.metrics):
+            text = "some fairness metrics are undefined (a rate of 0 in the denominator)"
+        else:
+            text = f"all {len(self.metrics)} fairness metrics within bounds"
+        if self.small_groups:
+            text += f"; {self.small_groups} group(s) below min_group_size left out"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fairness result document, as the ``fairness`` task records it and ``edgeorch fairness --json``
+        prints it (less ``outputs``/``on_violation``).
+
+        One row per metric (``column`` = the sensitive columns joined by ``+``,
+        ``threshold`` = the limit), then one per group: ``metric`` ``group``,
+        ``column`` naming the group (``sex=f``), ``value`` its selection rate,
+        no threshold, and the group's size, rates and the ``min_group_size``
+        that decides ``small_group`` in ``details``.
+        """
+        cols = "+".join(self.group_columns)
+        rows = [{"column": cols, "metric": m["metric"], "value": m["value"], "p_value": None,
+                 "threshold": m["threshold"], "verdict": m["verdict"], "details": {"kind": m["kind"]}}
+                for m in self.metrics]
+        rows += [{"column": f"{cols}={g['group']}", "metric": "group", "value": g["selection_rate"], "p_value": None,
+                  "threshold": None, "verdict": g["verdict"], "details": {**g, "min_group_size": self.min_group_size}}
+                 for g in self.groups]
+        return strict({"kind": "fairness", "verdict": self.verdict, "message": self.message, "rows": rows,
+                       "summary": {"groups": len(self.groups), "small_groups": self.small_groups,
+                                   "violations": self.violations, "rows": sum(g["size"] for g in self.groups)}})
+
+    def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
+        return {"metrics": (strict(self.metrics), "metric"), "groups": (strict(self.groups), "group")}
+
+    def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
+        doc = self.to_dict()
+        return f"edgeorch fairness by {'+'.join(self.group_columns)}", doc["verdict"], doc["message"], doc_tables(doc)
+
+
 def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_label: Any = 1,
                     privileged: Any = None, min_group_size: int = 30, metrics: Sequence[str] | None = None,
-                    thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+                    thresholds: dict[str, float] | None = None) -> FairnessReport:
     """Per-group rates and fairness metrics with verdicts (the task's and CLI's content).
 
     Groups below ``min_group_size`` are listed with verdict ``small_group`` and
     left out of the metrics. A difference above its threshold, or a ratio
     below, is a ``violation``; a metric that cannot be computed (NaN) is
-    ``undefined``. Returns ``{"groups": [...], "metrics": [...], "violations": n}``.
+    ``undefined``. Returns a :class:`FairnessReport`.
     """
     from .options import FAIRNESS_DEFAULTS
 
@@ -390,6 +472,4 @@ def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_la
             verdict = "ok"
         out_metrics.append({"metric": m, "value": _clean(value), "threshold": limit,
                             "kind": "maximum" if is_diff else "minimum", "verdict": verdict})
-    return {"groups": groups, "metrics": out_metrics, "group_columns": r_all.groups.names,
-            "violations": sum(1 for m in out_metrics if m["verdict"] == "violation"),
-            "small_groups": int(small.sum())}
+    return FairnessReport(groups, out_metrics, r_all.groups.names, min_group_size)

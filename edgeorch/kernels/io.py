@@ -373,11 +373,16 @@ def load_table(src: Any, columns: list[str] | None = None, progress: Any = None)
 
 
 def _concat(parts: list[Batch]) -> Batch:
-    from .columns import CategoricalBatch, NumericBatch, categorical_from_strings
+    from .columns import CategoricalBatch, DatetimeBatch, NumericBatch, categorical_from_strings
 
     if len(parts) == 1:
         return parts[0]
     nulls = sum(p.nulls for p in parts)
+    stamped = [p for p in parts if isinstance(p, DatetimeBatch)]
+    if stamped and all(isinstance(p, DatetimeBatch) or (isinstance(p, NumericBatch) and not len(p.values))
+                       for p in parts):  # chunks of one datetime column (all-null chunks have no type)
+        return DatetimeBatch.of(np.concatenate([p.ns for p in stamped]), nulls, stamped[0].tz,
+                                all(p.dtype == "date" for p in stamped))
     if all(isinstance(p, NumericBatch) for p in parts):
         ints = [p for p in parts if p.int_min is not None]
         dtype = parts[0].dtype if len({p.dtype for p in parts if p.dtype != "empty"}) <= 1 else "float"

@@ -210,7 +210,7 @@ register_kind(Kind(
     options={
         "input": "path of the data file",
         "required_columns": "array of column names that must exist",
-        "types": "table of column = integer | float | numeric | boolean | string | categorical",
+        "types": "table of column = integer | float | numeric | boolean | string | categorical | datetime",
         "ranges": "table of column = [min, max] or { min = .., max = .. }",
         "max_null_rate": "number 0-1 for every column, or table of column = number",
         "allowed": "table of column = array of allowed values",

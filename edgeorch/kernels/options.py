@@ -22,7 +22,7 @@ from ..tomlcheck import TableReader, suggest
 DRIFT_METHODS = ("ks", "wasserstein", "psi", "jensenshannon", "hellinger", "chisquare", "z")
 CORRECTIONS = ("bonferroni", "bh", "none")
 ON_VIOLATION = ("fail", "warn")
-VALIDATE_TYPES = ("integer", "float", "numeric", "boolean", "string", "categorical")
+VALIDATE_TYPES = ("integer", "float", "numeric", "boolean", "string", "categorical", "datetime")
 FAIRNESS_METRICS = (
     "demographic_parity_difference",
     "demographic_parity_ratio",

@@ -3,6 +3,9 @@
 A :class:`ColumnProfile` holds the *state* (counts, central moments, sketches),
 from which the reported statistics are derived, so two profiles merge exactly:
 counts add, moments combine with Chan's/Pébay's formulas, sketches merge.
+``to_state()``/``from_state()`` (and ``Profile.to_json``/``save``) carry the
+state; ``to_dict()`` is the report (the reported statistics, JSON-ready), and
+``to_pandas()``/``_repr_html_()`` show it (:mod:`.results`).
 
 Conventions (docs/kernels.md, "Profiles"):
 
@@ -16,6 +19,13 @@ Conventions (docs/kernels.md, "Profiles"):
   column is constant or has no finite value.
 - Integer columns keep exact integer ``min``/``max``; moments are float64
   (so values near the int64 limits do not overflow, they round).
+- Datetime columns (``kind`` ``datetime``, type ``datetime`` or ``date``) keep
+  the numeric state of their instants in nanoseconds (exact ``min``/``max``)
+  and the gaps between consecutive distinct instants: the largest exactly,
+  the others in a quantile sketch (the median gap). Gaps merge exactly when
+  one profile's instants all precede the other's (a file read in time
+  order); when two merged profiles overlap in time the gaps are unknown
+  (None) and the distinct count falls back to the HyperLogLog.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from . import _jit
-from .columns import FLOAT_EXACT_INT, CategoricalBatch, NumericBatch, columns_of
+from .columns import FLOAT_EXACT_INT, CategoricalBatch, DatetimeBatch, NumericBatch, columns_of
+from .datetimes import iso, seconds
+from .results import ResultView, Table, doc_tables, strict, summary_tables
 from .sketches import (
     DEFAULT_MAX_BINS,
     DEFAULT_SKETCH_SIZE,
@@ -48,19 +60,21 @@ TOP_K = 20
 # beyond it the rarest are dropped (``counts_exact`` becomes false) so a
 # column of ids cannot exhaust memory.
 MAX_TRACKED = 100_000
+# Kinds whose state is the numeric one (moments, histogram, quantile sketch).
+NUMERIC_STATE = ("numeric", "datetime")
 
 
 def _num(v: float) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-@dataclass
-class ColumnProfile:
-    """Mergeable state of one column. ``kind`` is ``numeric`` or ``categorical``."""
+@dataclass(repr=False)
+class ColumnProfile(ResultView):
+    """Mergeable state of one column. ``kind`` is ``numeric``, ``categorical`` or ``datetime``."""
 
     name: str
     kind: str
-    dtype: str  # inferred type: integer, float, boolean, string, mixed, empty
+    dtype: str  # inferred type: integer, float, boolean, string, mixed, empty, datetime, date
     count: int = 0
     nulls: int = 0
     # numeric state
@@ -85,6 +99,11 @@ class ColumnProfile:
     # integers beyond ±2**53 were seen: the float64 sketch cannot tell them apart,
     # so the distinct count comes from the HLL (fed with the exact integers)
     ints_beyond_float: bool = False
+    # datetime state: the zone (None: naive); gaps (ns) between consecutive distinct
+    # instants, None when unknown (overlapping merge); the largest gap, exact
+    tz: str | None = None
+    gaps: QuantileSketch | None = field(default_factory=QuantileSketch)
+    max_gap: int | None = None
 
     # -- derived statistics -------------------------------------------------
 
@@ -108,9 +127,12 @@ class ColumnProfile:
 
     @property
     def distinct(self) -> int:
-        """Exact when every value is still known (small numeric, tracked categorical), else HLL."""
+        """Exact when every value is still known (small numeric, tracked categorical, datetime
+        with known gaps: one more than the gaps), else HLL."""
         if self.kind == "categorical" and self.counts_exact:
             return len(self.value_counts)
+        if self.kind == "datetime" and self.gaps is not None:
+            return self.gaps.n + 1 if self.n else 0
         if self.kind == "numeric" and self.sketch.exact and not self.ints_beyond_float:
             return len(np.unique(self.sketch.values + 0.0))
         return int(round(self.hll.estimate()))
@@ -118,17 +140,27 @@ class ColumnProfile:
     @property
     def distinct_exact(self) -> bool:
         return (self.kind == "categorical" and self.counts_exact) or (
-            self.kind == "numeric" and self.sketch.exact and not self.ints_beyond_float)
+            self.kind == "numeric" and self.sketch.exact and not self.ints_beyond_float) or (
+            self.kind == "datetime" and self.gaps is not None)
 
     def top(self, k: int = TOP_K) -> list[tuple[str, int]]:
         """Most frequent values, most frequent first (ties by value)."""
         return sorted(self.value_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def summary(self) -> dict[str, Any]:
-        """Reported statistics, strict-JSON ready (NaN/inf as None)."""
+        """Reported statistics, strict-JSON ready (NaN/inf as None).
+
+        A datetime column reports ISO 8601 text (``min``, ``max``, quantiles to
+        the microsecond) in its zone, durations in seconds (``range_s``,
+        ``largest_gap_s``, ``median_gap_s``; None below two distinct instants
+        or when the gaps are unknown), ``gaps_exact`` (the median gap is exact
+        while the gap sketch holds every gap) and ``timezone``.
+        """
         out: dict[str, Any] = {"column": self.name, "type": self.dtype, "count": self.count, "nulls": self.nulls,
                                "distinct": self.distinct, "distinct_exact": self.distinct_exact}
-        if self.kind == "numeric":
+        if self.kind == "datetime":
+            out.update(self._datetime_summary())
+        elif self.kind == "numeric":
             qs = self.sketch.quantiles(QUANTILES)
             out.update({
                 "nan": self.nan, "pos_inf": self.pos_inf, "neg_inf": self.neg_inf, "zeros": self.zeros,
@@ -148,12 +180,47 @@ class ColumnProfile:
             out["counts_exact"] = self.counts_exact
         return out
 
-    # -- serialisation --------------------------------------------------------
+    def _datetime_summary(self) -> dict[str, Any]:
+        date = self.dtype == "date"
+
+        def text(ns: float | int | None, round_us: bool = False) -> str | None:
+            # Quantiles come from float64 nanoseconds (256 ns apart today): to the microsecond they are exact.
+            if ns is not None and round_us:
+                ns = round(ns / 1000) * 1000
+            return iso(ns, self.tz, date=date)
+
+        known = self.gaps is not None and self.n > 0
+        median = self.gaps.quantiles([0.5])[0] if known and self.gaps is not None else None
+        return {
+            "timezone": self.tz,
+            "min": text(self.min), "max": text(self.max),
+            "range_s": seconds(self.max - self.min) if self.n else None,  # type: ignore[operator]
+            "largest_gap_s": seconds(self.max_gap) if known else None,
+            "median_gap_s": seconds(median) if known else None,
+            "gaps_exact": bool(known and self.gaps is not None and self.gaps.exact),
+            "quantiles": {f"p{round(q * 100)}": text(v, True) for q, v in zip(QUANTILES, self.sketch.quantiles(QUANTILES))},
+            "quantiles_exact": self.sketch.exact,
+        }
+
+    # -- report ------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """The reported statistics (:meth:`summary`): one row of the profile's ``rows[].details``."""
+        return strict(self.summary())
+
+    def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
+        return {"column": ([self.to_dict()], "column")}
+
+    def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
+        return f"column {self.name}: {self.dtype}", None, None, summary_tables([self.to_dict()])
+
+    # -- serialisation --------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The mergeable state as JSON values (what a saved profile holds); :meth:`from_state` reads it back."""
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype, "count": self.count,
                              "nulls": self.nulls, "hll": self.hll.to_dict()}
-        if self.kind == "numeric":
+        if self.kind in NUMERIC_STATE:
             d.update({
                 "nan": self.nan, "pos_inf": self.pos_inf, "neg_inf": self.neg_inf, "zeros": self.zeros,
                 "negatives": self.negatives, "n": self.n,
@@ -166,15 +233,18 @@ class ColumnProfile:
             })
             if self.ints_beyond_float:
                 d["ints_beyond_float"] = True
+            if self.kind == "datetime":
+                d.update({"tz": self.tz, "gaps": self.gaps.to_dict() if self.gaps is not None else None,
+                          "max_gap": self.max_gap})
         else:
             d.update({"value_counts": self.value_counts, "counts_exact": self.counts_exact})
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ColumnProfile:
+    def from_state(cls, d: dict[str, Any]) -> ColumnProfile:
         cp = cls(name=d["name"], kind=d["kind"], dtype=d["dtype"], count=int(d["count"]), nulls=int(d["nulls"]),
                  hll=HyperLogLog.from_dict(d["hll"]))
-        if cp.kind == "numeric":
+        if cp.kind in NUMERIC_STATE:
             cp.nan, cp.pos_inf, cp.neg_inf = int(d["nan"]), int(d["pos_inf"]), int(d["neg_inf"])
             cp.zeros, cp.negatives, cp.n = int(d["zeros"]), int(d["negatives"]), int(d["n"])
             cp.mean, cp.m2, cp.m3, cp.m4 = (float(v) for v in d["moments"])
@@ -183,14 +253,18 @@ class ColumnProfile:
             cp.max = d["max"] if isinstance(d["max"], int) or d["max"] is None else float(d["max"])
             cp.histogram = GridHistogram.from_dict(d["histogram"])
             cp.sketch = QuantileSketch.from_dict(d["sketch"])
+            if cp.kind == "datetime":
+                cp.tz = d["tz"]
+                cp.gaps = QuantileSketch.from_dict(d["gaps"]) if d["gaps"] is not None else None
+                cp.max_gap = None if d["max_gap"] is None else int(d["max_gap"])
         else:
             cp.value_counts = {str(k): int(v) for k, v in d["value_counts"].items()}
             cp.counts_exact = bool(d["counts_exact"])
         return cp
 
 
-@dataclass
-class Profile:
+@dataclass(repr=False)
+class Profile(ResultView):
     """Profiles of a table's columns, in column order, plus the row count."""
 
     columns: dict[str, ColumnProfile]
@@ -203,20 +277,48 @@ class Profile:
     def summary(self) -> list[dict[str, Any]]:
         return [c.summary() for c in self.columns.values()]
 
+    # -- report ------------------------------------------------------------------
+
     def to_dict(self) -> dict[str, Any]:
+        """The profile's result document, as the ``profile`` task records it and ``edgeorch profile --json``
+        prints it (less ``outputs``/``on_violation``): one ``null_rate`` row per column with the column's
+        statistics (:meth:`ColumnProfile.to_dict`) in ``details``."""
+        rows = []
+        for c in self.columns.values():
+            s = c.to_dict()
+            rate = ((s["nulls"] + (s.get("nan") or 0)) / s["count"]) if s["count"] else 0.0
+            rows.append({"column": s["column"], "metric": "null_rate", "value": rate, "p_value": None,
+                         "threshold": None, "verdict": "ok", "details": s})
+        return strict({"kind": "profile", "verdict": "ok",
+                       "message": f"profiled {self.rows} rows x {len(self.columns)} columns", "rows": rows,
+                       "summary": {"rows": self.rows, "columns": len(self.columns)}})
+
+    def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
+        return {"columns": ([c.to_dict() for c in self.columns.values()], "column")}
+
+    def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
+        doc = self.to_dict()
+        title = "edgeorch profile" + (f" of {self.source}" if self.source else "")
+        return title, None, doc["message"], doc_tables(doc)
+
+    # -- serialisation (the saved profile: state, mergeable) ---------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The saved form (``format`` edgeorch.profile/1): every column's mergeable state."""
         return {"format": FORMAT, "rows": self.rows, "source": self.source,
-                "columns": [c.to_dict() for c in self.columns.values()]}
+                "columns": [c.to_state() for c in self.columns.values()]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), allow_nan=False)
+        """:meth:`to_state` as JSON text (what :meth:`save` writes)."""
+        return json.dumps(self.to_state(), allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, file: str | None = None) -> Profile:
+    def from_state(cls, d: dict[str, Any], *, file: str | None = None) -> Profile:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError("not an edgeorch profile", file=file, value=d.get("format") if isinstance(d, dict) else None,
                             expected=f"a JSON document with format {FORMAT!r}")
         try:
-            cols = [ColumnProfile.from_dict(c) for c in d["columns"]]
+            cols = [ColumnProfile.from_state(c) for c in d["columns"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"malformed profile: {exc}", file=file) from None
         return cls({c.name: c for c in cols}, int(d["rows"]), d.get("source"))
@@ -227,7 +329,7 @@ class Profile:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"malformed JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno) from None
-        return cls.from_dict(doc, file=file)
+        return cls.from_state(doc, file=file)
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temp file + rename), so readers never see half a profile."""
@@ -304,6 +406,19 @@ def _exact_int_registers(ints: np.ndarray, x: np.ndarray, p: int) -> np.ndarray:
     return regs
 
 
+def profile_datetime(name: str, batch: DatetimeBatch, *, sketch_size: int = DEFAULT_SKETCH_SIZE,
+                     max_bins: int = DEFAULT_MAX_BINS, seed: int = 0) -> ColumnProfile:
+    """Profile one datetime batch: the numeric state of its nanoseconds, its zone and its gaps."""
+    cp = profile_numeric(name, batch, sketch_size=sketch_size, max_bins=max_bins, seed=seed)
+    cp.kind, cp.tz = "datetime", batch.tz
+    distinct = np.unique(batch.ns)
+    # Differences of sorted int64 taken in uint64: exact even across more than 292 years.
+    gaps = np.diff(distinct.view(np.uint64))
+    cp.gaps = QuantileSketch.of(gaps.astype(np.float64), sketch_size, np.random.default_rng([seed, len(gaps)]))
+    cp.max_gap = int(gaps.max()) if len(gaps) else None
+    return cp
+
+
 def profile_categorical(name: str, batch: CategoricalBatch, *, sketch_size: int = DEFAULT_SKETCH_SIZE) -> ColumnProfile:
     """Profile one categorical batch (distinct values with their counts)."""
     cp = ColumnProfile(name, "categorical", batch.dtype, count=batch.nulls + int(sum(batch.counts)), nulls=batch.nulls)
@@ -330,7 +445,52 @@ def _merged_dtype(a: str, b: str) -> str:
         return b
     if a in _TYPE_ORDER and b in _TYPE_ORDER:
         return a if _TYPE_ORDER[a] > _TYPE_ORDER[b] else b
+    if {a, b} == {"date", "datetime"}:
+        return "datetime"
     return "mixed"
+
+
+def _merged_tz(a: ColumnProfile, b: ColumnProfile) -> str | None:
+    """The zone of two merged datetime profiles: the same, or UTC for instants of two zones.
+
+    Naive and zoned instants cannot be ordered together: DataError (a side
+    without values takes the other's zone).
+    """
+    if a.tz == b.tz:
+        return a.tz
+    if a.n == 0 or b.n == 0:
+        return b.tz if a.n == 0 else a.tz
+    if a.tz is None or b.tz is None:
+        raise DataError("cannot merge naive and timezone-aware datetimes", field=a.name,
+                        value=f"{a.tz or 'naive'} + {b.tz or 'naive'}",
+                        expected="datetimes of the same kind in both profiles")
+    return "UTC"
+
+
+def _merged_gaps(a: ColumnProfile, b: ColumnProfile) -> tuple[QuantileSketch | None, int | None]:
+    """Gaps of the union: exact when one side's instants all precede the other's, else unknown.
+
+    Then the union's gaps are both sides' gaps plus the step between them
+    (none when the sides meet at one instant, which is counted once).
+    """
+    if a.n == 0 or b.n == 0:
+        return (b.gaps, b.max_gap) if a.n == 0 else (a.gaps, a.max_gap)
+    if a.gaps is None or b.gaps is None:
+        return None, None
+    if a.max <= b.min:  # type: ignore[operator]
+        first, second = a, b
+    elif b.max <= a.min:  # type: ignore[operator]
+        first, second = b, a
+    else:
+        return None, None  # interleaved instants: the gaps between them are not known
+    assert first.gaps is not None and second.gaps is not None
+    merged = first.gaps.merge(second.gaps)
+    largest = [g for g in (first.max_gap, second.max_gap) if g is not None]
+    step = int(second.min) - int(first.max)  # type: ignore[arg-type]
+    if step > 0:
+        merged = merged.merge(QuantileSketch.of(np.array([float(step)]), merged.size))
+        largest.append(step)
+    return merged, max(largest) if largest else None
 
 
 def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT_MAX_BINS) -> ColumnProfile:
@@ -342,13 +502,16 @@ def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT
         elif b.n == 0 and not b.value_counts and b.dtype == "empty":
             b = ColumnProfile(b.name, a.kind, "empty", b.count, b.nulls)
         else:
-            raise DataError("cannot merge a numeric and a categorical profile", field=a.name,
+            raise DataError(f"cannot merge a {a.kind} and a {b.kind} profile", field=a.name,
                             value=f"{a.dtype} + {b.dtype}", expected="the same column type in both profiles")
     out = ColumnProfile(a.name, a.kind, _merged_dtype(a.dtype, b.dtype), a.count + b.count, a.nulls + b.nulls)
     out.hll = a.hll.merge(b.hll)
     out.ints_beyond_float = a.ints_beyond_float or b.ints_beyond_float
     out.sketch = a.sketch.merge(b.sketch)
-    if a.kind == "numeric":
+    if a.kind == "datetime":
+        out.tz = _merged_tz(a, b)
+        out.gaps, out.max_gap = _merged_gaps(a, b)
+    if a.kind in NUMERIC_STATE:
         for attr in ("nan", "pos_inf", "neg_inf", "zeros", "negatives"):
             setattr(out, attr, getattr(a, attr) + getattr(b, attr))
         _, out.mean, out.m2, out.m3, out.m4 = _jit.combine_moments(
@@ -395,7 +558,9 @@ def profile_batches(batches: Iterable[dict[str, NumericBatch | CategoricalBatch]
         cols: dict[str, ColumnProfile] = {}
         rows = 0
         for name, col in batch.items():
-            if isinstance(col, NumericBatch):
+            if isinstance(col, DatetimeBatch):
+                cols[name] = profile_datetime(name, col, sketch_size=sketch_size, max_bins=max_bins, seed=i)
+            elif isinstance(col, NumericBatch):
                 cols[name] = profile_numeric(name, col, sketch_size=sketch_size, max_bins=max_bins, seed=i)
             else:
                 cols[name] = profile_categorical(name, col, sketch_size=sketch_size)
@@ -408,7 +573,8 @@ def profile_batches(batches: Iterable[dict[str, NumericBatch | CategoricalBatch]
 def profile(data: Any, *, columns: list[str] | None = None, sketch_size: int = DEFAULT_SKETCH_SIZE,
             max_bins: int = DEFAULT_MAX_BINS, progress: Any = None) -> Profile:
     """Profile ``data``: a path (CSV, Parquet, .npy/.npz, JSON lines), a mapping of
-    column name to values, a pyarrow Table, or one 1-D array (column ``value``).
+    column name to values, a pyarrow Table, a DataFrame (pandas, polars), a
+    named Series (its name is the column's), or one 1-D array (column ``value``).
 
     Files are read in chunks (Parquet row groups, CSV blocks), so files larger
     than memory work. Raises :class:`DataError` naming file/column/row for

@@ -1,7 +1,14 @@
-"""Self-contained HTML reports: verdicts, a table of rows, a chart per column.
+"""HTML of kernel results: self-contained report files, and compact blocks for notebooks.
 
-No network assets: CSS inline, charts as inline SVG, so the file opens
-offline and can be attached to an alert. Written atomically.
+Report files (:func:`render`, :func:`write`): verdicts, a table of rows, a
+chart per column. No network assets: CSS inline, charts as inline SVG, so
+the file opens offline and can be attached to an alert. Written atomically.
+
+Notebook blocks (:func:`inline`, behind every result's ``_repr_html_``): a
+title, the verdict and compact tables inside one ``<div class="edgeorch-report">``.
+Every CSS selector starts with that class, so the block never restyles the
+notebook around it (Jupyter puts output styles in the page's one document).
+Every value is HTML-escaped: column names and group values are user data.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +28,7 @@ h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.9em} td,th{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .v-ok{color:#2a7d2a}.v-drift,.v-violation{color:#b00020;font-weight:600}.v-warn,.v-small_group,.v-no_data,.v-undefined{color:#a66b00}
+.v-skipped{color:#666}
 .badge{display:inline-block;padding:.2em .6em;border-radius:.3em;color:#fff}
 .b-ok{background:#2a7d2a}.b-warn{background:#a66b00}.b-violation{background:#b00020}
 .legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 1em}
@@ -35,6 +44,72 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4g}"
     return str(v)
+
+
+# -- notebook blocks ------------------------------------------------------------
+
+SCOPE = "edgeorch-report"
+# (selectors, declarations): each selector is put under `.edgeorch-report`, so
+# there is no bare `table`/`td` rule that would restyle the notebook. Text
+# colours inherit, so dark themes stay readable.
+_INLINE_RULES = (
+    ("", "font-family:system-ui,sans-serif;font-size:13px;line-height:1.35"),
+    (".eo-head", "margin:.2em 0 .4em 0"),
+    (".eo-title", "font-weight:600;margin-right:.5em"),
+    (".eo-badge", "display:inline-block;padding:0 .5em;border-radius:.3em;color:#fff;background:#777"),
+    (".eo-b-ok", "background:#2a7d2a"),
+    (".eo-b-warn", "background:#a66b00"),
+    (".eo-b-violation, .eo-b-drift", "background:#b00020"),
+    ("table.eo-t", "border-collapse:collapse;margin:.2em 0 .8em 0"),
+    ("table.eo-t caption", "text-align:left;font-weight:600;padding:.2em 0"),
+    ("table.eo-t th, table.eo-t td",
+     "padding:.15em .6em;border-bottom:1px solid rgba(127,127,127,.35);text-align:left;white-space:nowrap"),
+    ("table.eo-t td.eo-n", "text-align:right;font-variant-numeric:tabular-nums"),
+    (".eo-v-drift, .eo-v-violation", "color:#b00020;font-weight:600"),
+    (".eo-v-warn, .eo-v-small_group, .eo-v-no_data, .eo-v-undefined", "color:#a66b00"),
+    (".eo-v-skipped", "opacity:.7"),
+)
+_INLINE_CSS = "".join(
+    ",".join(f".{SCOPE} {sel.strip()}".rstrip() for sel in sels.split(",")) + "{" + body + "}"
+    for sels, body in _INLINE_RULES)
+_CLASS_CHARS = re.compile(r"[^a-z0-9_]")
+
+
+def _css_token(text: str) -> str:
+    """A verdict as a class-name suffix (only ``[a-z0-9_]``: a verdict is never markup)."""
+    return _CLASS_CHARS.sub("", str(text).lower())
+
+
+def inline(title: str, verdict: str | None, message: str | None,
+           tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]]]]) -> str:
+    """A compact HTML block for a notebook: title, verdict badge, message, then each table.
+
+    The CSS is scoped to the block (see the module docstring); numbers are
+    right-aligned with 4 significant digits; None shows as ``-``.
+    """
+    e = html.escape
+    out = [f'<div class="{SCOPE}"><style>{_INLINE_CSS}</style><div class="eo-head">'
+           f'<span class="eo-title">{e(title)}</span>']
+    if verdict:
+        out.append(f'<span class="eo-badge eo-b-{_css_token(verdict)}">{e(verdict)}</span>')
+    if message:
+        out.append(f" {e(message)}")
+    out.append("</div>")
+    for caption, headers, rows in tables:
+        out.append('<table class="eo-t">')
+        if len(tables) > 1:
+            out.append(f"<caption>{e(caption)}</caption>")
+        out.append("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr></thead><tbody>")
+        for row in rows:
+            cells = []
+            for h, v in zip(headers, row):
+                cls = "eo-n" if isinstance(v, (int, float)) and not isinstance(v, bool) else (
+                    f"eo-v-{_css_token(v)}" if h == "verdict" and v is not None else "")
+                cells.append(f'<td class="{cls}">{e(_fmt(v))}</td>' if cls else f"<td>{e(_fmt(v))}</td>")
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+    out.append("</div>")
+    return "".join(out)
 
 
 def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "", width: int = 520,

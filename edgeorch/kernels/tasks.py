@@ -19,13 +19,19 @@ a fairness limit broken, a schema violation); ``warn`` when some columns
 drifted without dataset drift, or a fairness metric is undefined; else
 ``ok``. Whether a violation fails the task is the engine's call, from
 ``on_violation``. Bad input raises :class:`DataError`.
+
+The document's ``verdict``, ``message``, ``rows`` and ``summary`` are the
+result object's ``to_dict()`` (``Profile``, ``DatasetDrift``,
+``FairnessReport``): one place builds them for the tasks, the CLI's
+``--json`` and a notebook.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
+
+from .results import strict  # noqa: F401  (kinds.run_task makes every document strict through here)
 
 
 def _out_path(path: str) -> str:
@@ -36,34 +42,19 @@ def _out_path(path: str) -> str:
     return path
 
 
-def strict(obj: Any) -> Any:
-    """Plain JSON values only: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return strict(obj.item())
-    return obj
-
-
 def _doc(verdict: str, message: str, rows: list[dict[str, Any]], summary: dict[str, Any],
          outputs: list[str]) -> dict[str, Any]:
     return {"verdict": verdict, "message": message, "rows": rows, "summary": summary, "outputs": outputs}
 
 
+def _result_doc(result: Any, outputs: list[str]) -> dict[str, Any]:
+    """A result object's document (its ``to_dict()``, less ``kind``, which ``run_task`` stamps) plus ``outputs``
+    (the list itself: a report written afterwards is listed too)."""
+    d = result.to_dict()
+    return _doc(d["verdict"], d["message"], d["rows"], d["summary"], outputs)
+
+
 # ---------------------------------------------------------------------------
-
-
-def _drift_doc(result: Any) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
-    rows = [c.row() for c in result.columns]
-    verdict = "violation" if result.drift else ("warn" if result.n_drifted else "ok")
-    summary = {"n_columns": len(result.columns), "n_tested": result.n_tested, "n_drifted": result.n_drifted,
-               "share": result.share, "drift_share": result.drift_share, "correction": result.correction,
-               "dataset_drift": result.drift}
-    return verdict, result.message, rows, summary
 
 
 def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
@@ -77,39 +68,38 @@ def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         path = _out_path(o["save"])
         prof.save(path)
         outputs.append(path)
-    summary_cols = prof.summary()
-    charts: dict[str, Any] = {}
+    result: Any = prof
     if o.get("reference_profile"):
         from .drift import drift_from_profile
 
         ref = Profile.load(o["reference_profile"])
         result = drift_from_profile(ref, o["input"], columns=o.get("columns"), method=o.get("method"),
                                     threshold=o.get("threshold"), drift_share=o.get("drift_share", 0.5))
-        verdict, message, rows, summary = _drift_doc(result)
         charts = _profile_pair_charts(ref, prof)
     else:
-        rows = []
-        for s in summary_cols:
-            rate = ((s["nulls"] + s.get("nan", 0)) / s["count"]) if s["count"] else 0.0
-            rows.append({"column": s["column"], "metric": "null_rate", "value": rate, "p_value": None,
-                         "threshold": None, "verdict": "ok", "details": s})
-        verdict, message = "ok", f"profiled {prof.rows} rows x {len(prof.columns)} columns"
-        summary = {"rows": prof.rows, "columns": len(prof.columns)}
         charts = {c.name: _hist_series(c) for c in prof.columns.values()}
+    doc = _result_doc(result, outputs)
     if o.get("report"):
         from .report import render, write
 
-        doc = _doc(verdict, message, rows, summary, outputs)
-        doc["kind"] = "profile"
-        outputs.append(write(_out_path(o["report"]), render(doc, charts)))
-    return _doc(verdict, message, rows, summary, outputs)
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "profile"}, charts)))
+    return doc
+
+
+def _edge_labels(c: Any, edges: Any) -> list[str]:
+    """Histogram bins as text: ISO 8601 for a datetime column, else 6 significant digits."""
+    if c.kind == "datetime":
+        from .datetimes import iso
+
+        text = [iso(v, c.tz, date=c.dtype == "date") for v in edges]
+    else:
+        text = [f"{v:.6g}" for v in edges]
+    return [f"[{text[i]}, {text[i + 1]})" for i in range(len(edges) - 1)]
 
 
 def _hist_series(c: Any, name: str = "data") -> tuple[list[str], list[tuple[str, list[float]]]]:
-    if c.kind == "numeric":
-        edges = c.histogram.edges
-        labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(len(c.histogram.counts))]
-        return labels, [(name, [float(v) for v in c.histogram.counts])]
+    if c.kind in ("numeric", "datetime"):
+        return _edge_labels(c, c.histogram.edges), [(name, [float(v) for v in c.histogram.counts])]
     top = c.top(30)
     return [k for k, _ in top], [(name, [float(v) for _, v in top])]
 
@@ -120,12 +110,11 @@ def _profile_pair_charts(ref: Any, cur: Any) -> dict[str, Any]:
         cc = cur.columns.get(name)
         if cc is None or rc.kind != cc.kind:
             continue
-        if rc.kind == "numeric":
+        if rc.kind in ("numeric", "datetime"):
             merged = rc.histogram.merge(cc.histogram)
             a, b = rc.histogram.merge(type(rc.histogram)(merged.exp, merged.start, merged.counts * 0)), \
                 cc.histogram.merge(type(cc.histogram)(merged.exp, merged.start, merged.counts * 0))
-            edges = merged.edges
-            labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g})" for i in range(len(merged.counts))]
+            labels = _edge_labels(rc, merged.edges)
             charts[name] = (labels, [("reference", [float(v) for v in a.counts]),
                                      ("current", [float(v) for v in b.counts])])
         else:
@@ -148,22 +137,22 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
                            method=o.get("method"), methods=o.get("methods"), threshold=o.get("threshold"),
                            thresholds=o.get("thresholds"), drift_share=o.get("drift_share", 0.5),
                            correction=o.get("correction", "bh"), progress=progress)
-    verdict, message, rows, summary = _drift_doc(result)
     outputs: list[str] = []
+    doc = _result_doc(result, outputs)
     if o.get("report"):
         from .report import render, write
 
         charts = {}
         for c in result.columns:
+            if c.verdict == "skipped":
+                continue
             rb, _ = _clean(ref_t[c.column])
             cb, _ = _clean(cur_t[c.column])
             if len(rb.values) and len(cb.values) and isinstance(rb, NumericBatch) == isinstance(cb, NumericBatch):
                 r, cu, labels = binned(rb, cb)
                 charts[c.column] = (labels, [("reference", list(r)), ("current", list(cu))])
-        doc = _doc(verdict, message, rows, summary, outputs)
-        doc["kind"] = "drift"
-        outputs.append(write(_out_path(o["report"]), render(doc, charts)))
-    return _doc(verdict, message, rows, summary, outputs)
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "drift"}, charts)))
+    return doc
 
 
 def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
@@ -181,51 +170,26 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     pred = _labels(table.column(o["prediction"]), pos, o["input"], o["prediction"])
     truth = _labels(table.column(o["label"]), pos, o["input"], o["label"]) if o.get("label") else None
     sens = {g: table.column(g).to_numpy(zero_copy_only=False) for g in groups}
+    # The group rows name their group in `column` (`sex=f`) and carry the
+    # minimum group size in their details: FairnessReport.to_dict.
     rep = fairness_report(truth, pred, sens, pos_label=pos, privileged=o.get("privileged"),
                           min_group_size=o.get("min_group_size", 30), metrics=o.get("metrics"),
                           thresholds=o.get("thresholds"))
-    rows = [{"column": "+".join(groups), "metric": m["metric"], "value": m["value"], "p_value": None,
-             "threshold": m["threshold"], "verdict": m["verdict"], "details": {"kind": m["kind"]}}
-            for m in rep["metrics"]]
-    # A group row names its group in `column` (`sex=f`: every consumer, `edgeorch show`
-    # and the HTML table included, shows which group it is); its value is the group's
-    # selection rate. It has no threshold: the minimum group size that decides
-    # `small_group` is stated as such in its details.
-    rows += [{"column": f"{'+'.join(groups)}={g['group']}", "metric": "group",
-              "value": g["selection_rate"],
-              "p_value": None, "threshold": None, "verdict": g["verdict"],
-              "details": {**g, "min_group_size": o.get("min_group_size", 30)}}
-             for g in rep["groups"]]
-    n_small = rep["small_groups"]
-    if rep["violations"]:
-        verdict = "violation"
-        message = f"{rep['violations']} of {len(rep['metrics'])} fairness metrics out of bounds"
-    elif any(m["verdict"] == "undefined" for m in rep["metrics"]):
-        verdict, message = "warn", "some fairness metrics are undefined (a rate of 0 in the denominator)"
-    else:
-        verdict, message = "ok", f"all {len(rep['metrics'])} fairness metrics within bounds"
-    if n_small:
-        message += f"; {n_small} group(s) below min_group_size left out"
-        if verdict == "ok":
-            verdict = "warn"
-    summary = {"groups": len(rep["groups"]), "small_groups": n_small, "violations": rep["violations"],
-               "rows": table.num_rows}
     outputs: list[str] = []
+    doc = _result_doc(rep, outputs)
     if o.get("report"):
         from .report import render, write
 
-        doc = _doc(verdict, message, rows, summary, outputs)
-        doc["kind"] = "fairness"
-        labels = [g["group"] for g in rep["groups"]]
+        labels = [g["group"] for g in rep.groups]
         # Rates, not counts: each bar (and its tooltip) is the group's own selection rate.
-        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep["groups"]])],
+        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep.groups])],
                                               "rate")}
-        outputs.append(write(_out_path(o["report"]), render(doc, charts, extra_tables=[(
-            f"Groups (minimum group size {o.get('min_group_size', 30)}: smaller groups are left out)",
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "fairness"}, charts, extra_tables=[(
+            f"Groups (minimum group size {rep.min_group_size}: smaller groups are left out)",
             ["group", "size", "selection rate", "tpr", "fpr", "verdict"],
             [[g["group"], g["size"], g["selection_rate"], g.get("tpr"), g.get("fpr"), g["verdict"]]
-             for g in rep["groups"]])])))
-    return _doc(verdict, message, rows, summary, outputs)
+             for g in rep.groups])])))
+    return doc
 
 
 def _labels(col: Any, pos: Any, file: str, name: str) -> Any:

@@ -7,8 +7,9 @@ details}``; ``verdict`` is ``ok`` or ``violation``. Definitions:
 - ``required``: the column exists (value 1 or 0).
 - ``type``: the inferred type is acceptable: ``integer`` (integer),
   ``float`` (float or integer), ``numeric`` (integer, float, boolean),
-  ``boolean``, ``string`` (string), ``categorical`` (string, mixed, boolean).
-  A column with no value (``empty``) passes any type.
+  ``boolean``, ``string`` (string), ``categorical`` (string, mixed, boolean),
+  ``datetime`` (datetime or date). A column with no value (``empty``) passes
+  any type.
 - ``range``: every value lies in ``[min, max]``; NaN does not count, ±inf
   does (it is outside any finite range). The value reported is the column's
   extreme that breaks the bound (or its min/max when none does).
@@ -16,6 +17,7 @@ details}``; ``verdict`` is ``ok`` or ``violation``. Definitions:
   rate 0.
 - ``allowed``: every non-null value is one of the allowed ones (compared as
   text); ``details.unexpected`` lists up to 20 others with their counts.
+  Not checked on a datetime column (a violation that says so).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _TYPE_OK = {
     "boolean": {"boolean"},
     "string": {"string"},
     "categorical": {"string", "mixed", "boolean"},
+    "datetime": {"datetime", "date"},
 }
 
 
@@ -106,6 +109,9 @@ def _finite(v: Any) -> Any:
 
 def _allowed_row(c: ColumnProfile, values: list[Any]) -> dict[str, Any]:
     allowed = {str(v).lower() if isinstance(v, bool) else str(v) for v in values}
+    if c.kind == "datetime":
+        return _row(c.name, "allowed", None, sorted(allowed), False,
+                    reason="allowed values are not checked on a datetime column")
     if c.kind == "categorical":
         counts = c.value_counts
     else:

@@ -139,8 +139,8 @@ def test_small_groups_are_flagged_and_left_out(rng: np.random.Generator) -> None
     g = np.array(["a"] * 240 + ["b"] * 250 + ["tiny"] * 10)
     yp = np.concatenate([rng.integers(0, 2, 490), np.zeros(10, int)])  # tiny selects nobody
     rep = fairness_report(None, yp, g, min_group_size=30)
-    assert [x["verdict"] for x in rep["groups"]] == ["ok", "ok", "small_group"]
-    dpd = next(m for m in rep["metrics"] if m["metric"] == "demographic_parity_difference")
+    assert [x["verdict"] for x in rep.groups] == ["ok", "ok", "small_group"]
+    dpd = next(m for m in rep.metrics if m["metric"] == "demographic_parity_difference")
     assert dpd["value"] == pytest.approx(demographic_parity_difference(None, yp[:490], sensitive_features=g[:490]))
     assert len(yp) == n
 
@@ -149,7 +149,7 @@ def test_report_verdicts_use_thresholds() -> None:
     g = ["a"] * 50 + ["b"] * 50
     yp = [1] * 40 + [0] * 10 + [1] * 20 + [0] * 30  # rates 0.8 and 0.4
     rep = fairness_report(None, yp, g, thresholds={"demographic_parity_difference": 0.5})
-    verdicts = {m["metric"]: m["verdict"] for m in rep["metrics"]}
+    verdicts = {m["metric"]: m["verdict"] for m in rep.metrics}
     assert verdicts == {"demographic_parity_difference": "ok", "demographic_parity_ratio": "violation",
                         "disparate_impact": "violation"}
 
