@@ -36,6 +36,8 @@ from typing import Any
 from .. import __version__
 from ..config import Config, load_config
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
+from ..audit.keyfile import key_path
+from ..audit.sealer import Sealer, SealService
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
@@ -45,7 +47,7 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import EventOps, GcOps, InputOps, PipelineOps, RunOps, StatusOps, register
+from .ops import AuditOps, EventOps, GcOps, InputOps, PipelineOps, RunOps, StatusOps, register
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -77,6 +79,7 @@ class Daemon:
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
         self._observer: Any = None
         self.triggers: Triggers | None = None
+        self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -88,6 +91,7 @@ class Daemon:
         lock = acquire_state_lock(cfg.state_dir)
         try:
             self.store = Store(cfg.state_file)
+            self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             result = self.registry.reload()
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
@@ -106,9 +110,18 @@ class Daemon:
             self.triggers.start()
             self.retention = RunRetention(store=self.store, runs_dir=cfg.runs_dir, config=cfg.retention,
                                           loop=self.loop, publish=self.bus.publish)
+            # Sealed now (what an in-process run appended meanwhile), every [audit] seal_every records or
+            # seal_interval seconds, and at stop.
+            self.seals = SealService(Sealer(self.store.audit, key_path(cfg.state_dir), clock=time.time),
+                                     every=cfg.audit.seal_every, interval=cfg.audit.seal_interval)
+            self.seals.start(self.loop)
+            self.bus.subscribe(self.seals.on_event)
             adopted = len(self.engine.live)
-            self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied)
-            register(self.server, self._op_groups(self.server, self.triggers))
+            audit_ops = AuditOps(store=self.store, seals=self.seals, state_file=cfg.state_file,
+                                 settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval})
+            self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
+                                        on_refused=audit_ops.refused)
+            register(self.server, [*self._op_groups(self.server, self.triggers), audit_ops])
             await self.server.start()
             self._watch_pipelines()
             self.retention.start()  # the [retention] sweep, when set: off the start-up path
@@ -139,6 +152,7 @@ class Daemon:
                 await self.engine.close()
                 if self._observer is not None:
                     self._observer.stop()
+                self.seals.close()  # most likely fails (logged): the state file may be unwritable
                 return 4
             notify("STOPPING=1")
             log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
@@ -152,6 +166,7 @@ class Daemon:
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
                 self._observer.stop()
+            self._audit_stop()
             return 0
         finally:
             if self.store is not None:
@@ -300,6 +315,15 @@ class Daemon:
     def _send_status(self) -> None:
         self._status_handle = None
         notify({"STATUS": self.status_line()})
+
+    def _audit_stop(self) -> None:
+        """The last audit record of this daemon, then the last seal; a failure is logged (the stop goes on)."""
+        assert self.store is not None and self.seals is not None
+        try:
+            self.store.audit.record(None, "daemon_stopped", "daemon", {"tasks_left_running": len(self.engine.live)})
+        except EdgeorchError as exc:
+            log.error("cannot record the stop in the audit log: %s", exc.render())
+        self.seals.close()
 
     async def _on_denied(self, peer: Any, op: str) -> None:
         assert self.store is not None

@@ -10,7 +10,8 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
-- :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed).
+- :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
+- :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests.
 
 ``ping``, ``version`` and ``ops`` are the control server's own.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
+from .audit import AuditOps
 from .base import OpSpec
 from .events import EventOps
 from .gc import GcOps
@@ -39,4 +41,4 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["EventOps", "GcOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]

@@ -1,0 +1,353 @@
+"""``edgeorch audit [list|verify|export|init|seal|prune]``: the tamper-evident audit log (docs/audit.md).
+
+Reads (``list``, ``verify``, ``export``) go to the daemon when one answers,
+else read the state file directly. ``verify --key`` and ``export`` always
+compute here: with a daemon they page through ``audit.state``/``audit.list``,
+so the verification key never reaches the daemon. Writes (``init``, ``seal``,
+``prune``) go to the daemon, or without one are done here under the state
+dir's lock.
+
+``verify`` exits 0 when the log verifies and 1 when it does not, naming the
+first bad sequence number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ...errors import UsageError
+from ...textui import print_json, print_table
+from ..backend import Backend, connect, load
+from ..exits import EXIT_FAILED, EXIT_OK
+from . import AddCommand
+
+ACTIONS = ("list", "verify", "export", "init", "seal", "prune")
+WHEN_EXPECTED = "a duration back from now (30m, 12h, 90d) or a date/time (2024-05-01, 2024-05-01T12:00, UTC with Z)"
+
+
+def register(add: AddCommand) -> None:
+    p = add("audit", cmd_audit, "the tamper-evident audit log: list records, verify the chain and its seals, "
+                                "export, initialize sealing, seal now, prune old records")
+    p.add_argument("sub", nargs="?", choices=ACTIONS, metavar="{" + ",".join(ACTIONS) + "}",
+                   help="default: list (newest records last)")
+    p.add_argument("--since", metavar="WHEN", help=f"list: records at or after WHEN ({WHEN_EXPECTED})")
+    p.add_argument("--actor", help="list: records of this actor (a user name, a uid, engine, scheduler, watcher, ...)")
+    p.add_argument("--action", help="list: records of this action (exact, or a prefix ending in *: 'run_*')")
+    p.add_argument("--limit", "-n", type=int, default=50, help="list: how many of the newest records (default 50)")
+    p.add_argument("--key", metavar="KEY",
+                   help="verify: also check every seal with the verification key `audit init` showed "
+                        "('-' reads it from stdin, keeping it out of the shell history)")
+    p.add_argument("--output", "-o", metavar="FILE", help="export: write the JSON lines to FILE (default: stdout)")
+    p.add_argument("--before", metavar="WHEN", help=f"prune: remove records older than WHEN ({WHEN_EXPECTED})")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    sub = args.sub or "list"
+    _refuse_foreign_options(args, sub)
+    return {"list": _list, "verify": _verify, "export": _export, "init": _init, "seal": _seal,
+            "prune": _prune}[sub](args)
+
+
+_OPTIONS_OF = {"since": "list", "actor": "list", "action": "list", "key": "verify", "output": "export",
+               "before": "prune"}
+
+
+def _refuse_foreign_options(args: argparse.Namespace, sub: str) -> None:
+    """An option of another action is a mistake (``audit verify --since``), never silently ignored."""
+    for name, owner in _OPTIONS_OF.items():
+        if getattr(args, name) is not None and owner != sub:
+            raise UsageError(f"--{name} is an option of `edgeorch audit {owner}`, not of `audit {sub}`",
+                             field=f"--{name}")
+    if sub == "prune" and args.before is None:
+        raise UsageError("prune needs --before", field="--before", expected=WHEN_EXPECTED,
+                         hint="edgeorch audit prune --before 365d removes records older than a year")
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError("must be at least 1", field="--limit", value=args.limit)
+    since = None if args.since is None else _iso(when(args.since, "--since"))
+    query = {"since": since, "actor": args.actor, "action": args.action, "limit": args.limit, "newest": True}
+    with connect(load(args)) as backend:
+        if backend.online:
+            rows = backend.client.call("audit.list", {k: v for k, v in query.items() if v is not None})["records"]
+        else:
+            store = backend.open_store(readonly=True)
+            try:
+                rows = store.audit.records(**query) if store is not None else []
+            finally:
+                if store is not None:
+                    store.close()
+    records = [{**r, "details": _parsed(r["details"])} for r in rows]
+    if args.json:
+        print_json(records)
+        return EXIT_OK
+    if args.quiet:
+        for r in records:
+            print(r["seq"])
+        return EXIT_OK
+    print_table(["seq", "time (utc)", "actor", "action", "subject", "details"],
+                [[r["seq"], r["ts"][:19].replace("T", " "), r["actor"] if r["uid"] is None else f"{r['actor']} ({r['uid']})",
+                  r["action"], r["subject"], _summary(r["details"])] for r in records])
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ...audit.keys import parse_key
+
+    key0 = None
+    if args.key is not None:
+        key0 = parse_key(sys.stdin.readline().strip() if args.key == "-" else args.key,
+                         field="--key (from stdin)" if args.key == "-" else "--key")
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if backend.online and key0 is None:
+            result = backend.client.call("audit.verify", {})
+        else:
+            result = _local(backend, lambda source: _verified(source, key0))
+    if args.json:
+        print_json(result)
+    else:
+        _print_verdict(result, quiet=args.quiet)
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def _verified(source: Any, key0: bytes | None) -> dict[str, Any]:
+    from ...audit.source import verify_source
+
+    report, state = verify_source(source, key0=key0)
+    return {**report.to_dict(), "warnings": state["warnings"]}
+
+
+def _local(backend: Backend, work: Any) -> Any:
+    """``work(source)`` on the daemon's log (through its ops) or on the state file (one read snapshot)."""
+    from ...audit.keyfile import key_path
+    from ...audit.source import DaemonSource, StoreSource
+
+    if backend.online:
+        return work(DaemonSource(backend.client))
+    store = backend.open_store(readonly=True)
+    if store is None:
+        return work(_EmptySource())
+    try:
+        with store.audit.snapshot():
+            return work(StoreSource(store.audit, key_path(backend.cfg.state_dir)))
+    finally:
+        store.close()
+
+
+class _EmptySource:
+    """No state file yet: an empty log."""
+
+    def state(self) -> dict[str, Any]:
+        return {"seals": [], "checkpoints": [], "head": None, "key_epoch": None,
+                "warnings": ["no state file yet: the audit log is empty"]}
+
+    def records(self, **query: Any) -> list[dict[str, Any]]:
+        return []
+
+
+def _print_verdict(r: dict[str, Any], *, quiet: bool) -> None:
+    if r["ok"]:
+        span = f"records {r['first_seq']}-{r['head_seq']}" if r["head_seq"] is not None else "no records"
+        sealed = (f"sealed through {r['sealed_through']} ({r['seals']} seal(s), {r['unsealed']} record(s) after the "
+                  f"last)" if r["sealed_through"] is not None else "never sealed")
+        checked = "every seal checked with the verification key" if r["key_checked"] else \
+            "seals not checked with the verification key (give --key to detect a rewritten, re-hashed log)"
+        print(f"audit log OK: {span}, {sealed}; {checked}"
+              + (f"; pruned through {r['checkpoint']}" if r["checkpoint"] is not None else ""))
+    else:
+        print(f"audit log FAILED verification: first bad record: seq {r['first_bad_seq']}"
+              if r["first_bad_seq"] is not None else "audit log FAILED verification")
+        for p in r["problems"]:
+            print(f"  seq {p['seq'] if p['seq'] is not None else '-'}: {p['message']}")
+        if r.get("problem_count", 0) > len(r["problems"]):
+            print(f"  ... and {r['problem_count'] - len(r['problems'])} more")
+    if not quiet:
+        for w in r.get("warnings", []):
+            print(f"edgeorch: warning: {w}", file=sys.stderr)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ...audit.chain import iso_ts
+    from ...audit.source import export_source
+
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if args.output is None:
+            header = _local(backend, lambda source: export_source(source, sys.stdout, exported_at=iso_ts(time.time())))
+            sys.stdout.flush()
+            return EXIT_OK
+        out = Path(args.output)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                header = _local(backend, lambda source: export_source(source, f, exported_at=iso_ts(time.time())))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, out)  # a reader never sees half an export
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot write the export: {exc.strerror or exc}", field="--output",
+                             value=args.output) from None
+    if args.json:
+        print_json({**header, "file": str(out)})
+    elif not args.quiet:
+        print(f"exported {header['records']} record(s), {header['seals']} seal(s), {header['checkpoints']} "
+              f"checkpoint(s) to {out} ({header['format']}; docs/audit.md says how to verify it)")
+    return EXIT_OK
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ...audit.keys import format_key, key_id
+
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if backend.online:
+            res = backend.client.call("audit.init", {})
+        else:
+            with backend.state_lock():
+                sealer, store = _offline_sealer(backend)
+                try:
+                    key0 = sealer.init(_actor(), _settings(cfg))
+                finally:
+                    store.close()
+            res = {"key": format_key(key0), "key_id": key_id(key0), "key_file": str(sealer.key_file)}
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    print("The audit log is now sealed with a key that evolves; this is its verification key.\n"
+          "It is shown ONCE: keep it off this machine (a password manager, paper in a safe).\n\n"
+          f"    {res['key']}\n\n"
+          f"key id {res['key_id']}; `edgeorch audit verify --key -` (the key on stdin) checks every seal with it.")
+    return EXIT_OK
+
+
+def _seal(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if backend.online:
+            sealed = backend.client.call("audit.seal", {})["sealed"]
+        else:
+            with backend.state_lock():
+                sealer, store = _offline_sealer(backend)
+                try:
+                    if not sealer.initialized:
+                        from ...errors import ConflictError
+
+                        raise ConflictError("the audit log is not initialized",
+                                            hint="`edgeorch audit init` starts its sealing key")
+                    sealed = sealer.seal()
+                finally:
+                    store.close()
+    if args.json:
+        print_json({"sealed": sealed})
+    elif not args.quiet:
+        print("nothing new to seal" if sealed is None else
+              f"sealed through record {sealed['seq']} (epoch {sealed['epoch']})")
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    before = when(args.before, "--before")
+    cfg = load(args)
+    with connect(cfg) as backend:
+        if backend.online:
+            pruned = backend.client.call("audit.prune", {"before": before})["pruned"]
+        else:
+            with backend.state_lock():
+                store = backend.open_store(readonly=False)
+                assert store is not None  # a writer's store is created when missing
+                try:
+                    pruned = store.audit.prune(before, actor=_actor())
+                finally:
+                    store.close()
+    if args.json:
+        print_json({"pruned": pruned})
+    elif not args.quiet:
+        print(f"nothing to prune: no sealed record is older than {_iso(before)}" if pruned is None else
+              f"pruned {pruned['records']} record(s) through seq {pruned['through_seq']}; the checkpoint (seal "
+              f"{pruned['epoch']}) keeps what remains verifiable")
+    return EXIT_OK
+
+
+def _offline_sealer(backend: Backend) -> tuple[Any, Any]:
+    from ...audit.keyfile import key_path
+    from ...audit.sealer import Sealer
+
+    store = backend.open_store(readonly=False)
+    assert store is not None  # a writer's store is created when missing
+    return Sealer(store.audit, key_path(backend.cfg.state_dir), clock=time.time), store
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    """What ``audit init`` records about sealing (the daemon records the same from its config)."""
+    audit = getattr(cfg, "audit", None)
+    return {} if audit is None else {"seal_every": audit.seal_every, "seal_interval": audit.seal_interval}
+
+
+def _actor() -> str:
+    """This process's user, as a socket peer is recorded (``alice (uid 1000)``)."""
+    from ...control.auth import user_name
+
+    uid = os.getuid()
+    return f"{user_name(uid)} (uid {uid})"
+
+
+# -- small helpers -------------------------------------------------------------------------------------
+
+
+def when(text: str, field: str, *, now: float | None = None) -> float:
+    """Unix seconds of a ``--since``/``--before`` value: a duration back from ``now``, or a date/time.
+
+    A date/time without a zone is local time; ``Z`` or an offset says otherwise.
+    Raises :class:`UsageError` naming ``field`` for anything else.
+    """
+    from ...units import parse_duration
+
+    now = time.time() if now is None else now
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise UsageError("is neither a duration nor a date/time", field=field, value=text,
+                         expected=WHEN_EXPECTED) from None
+    return moment.timestamp()
+
+
+def _iso(t: float) -> str:
+    from ...audit.chain import iso_ts
+
+    return iso_ts(t)
+
+
+def _parsed(details: str) -> Any:
+    try:
+        return json.loads(details)
+    except ValueError:
+        return details  # an edited record: show it as it is (verify names it)
+
+
+def _summary(details: Any, width: int = 90) -> str:
+    """A record's details on one line: its message when it has one, else compact JSON, cut to ``width``."""
+    if isinstance(details, dict) and isinstance(details.get("message"), str):
+        text = details["message"]
+    else:
+        text = json.dumps(details, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= width else text[:width - 3] + "..."

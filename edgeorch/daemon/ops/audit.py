@@ -1,0 +1,145 @@
+"""``audit.*``: the audit log through the daemon (docs/audit.md), and the record of every refused request.
+
+Reads (``read`` access): ``audit.list`` (a page of records, with filters),
+``audit.state`` (seals, checkpoints, head, the key file's epoch: what a
+verifier needs besides the records), ``audit.verify`` (the daemon checks the
+chain and the seals' structure; never with the offline key, which must not
+reach this machine's daemon: ``edgeorch audit verify --key`` checks locally).
+Acts (``act`` access): ``audit.init`` (start the sealing key; the answer is
+the only place the verification key is ever shown), ``audit.seal`` (seal the
+head now), ``audit.prune`` (remove old records, keeping a sealed checkpoint).
+
+:meth:`AuditOps.refused` is the control server's ``on_refused`` hook: a
+request for an ``act`` op that its handler refused (bad arguments, a paused
+pipeline, a conflict, an unknown id) becomes a ``request_refused`` record
+naming the peer, the op, its arguments (shortened) and the error. Requests
+refused for lack of access are recorded by the daemon's ``on_denied`` hook
+(the ``permission_denied`` events row, an audit record like every row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...audit.chain import iso_ts
+from ...audit.keys import format_key, key_id
+from ...audit.sealer import SealService
+from ...audit.source import StoreSource, audit_state, verify_source
+from ...errors import EdgeorchError, UsageError
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+    from ...store import Store
+
+MAX_PAGE = 5000
+"""The most records one ``audit.list`` answer holds."""
+ARG_TEXT_MAX = 200
+"""A refused request's argument values are recorded up to this many characters each."""
+
+
+class AuditOps:
+    """``audit.*`` and the refused-request hook.
+
+    ``store``: the daemon's store (records, seals); ``seals``: the daemon's seal
+    service (its sealer owns the key file); ``state_file``: opened read-only,
+    in a worker thread, for ``audit.verify``; ``settings``: recorded by ``audit.init``.
+    """
+
+    OPS = (
+        OpSpec("audit.list", "audit_list", "read", "audit records (filters: since, actor, action; paging: after, limit)"),
+        OpSpec("audit.state", "audit_state", "read", "the audit log's seals, checkpoints, head and key epoch"),
+        OpSpec("audit.verify", "audit_verify", "read", "verify the audit chain and its seals (no key)"),
+        OpSpec("audit.init", "audit_init", "act", "start sealing the audit log; shows the verification key once"),
+        OpSpec("audit.seal", "audit_seal", "act", "seal the audit log's head now"),
+        OpSpec("audit.prune", "audit_prune", "act", "remove audit records older than a time, keeping a sealed checkpoint"),
+    )
+
+    def __init__(self, *, store: "Store", seals: SealService, state_file: Path,
+                 settings: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.seals = seals
+        self.state_file = Path(state_file)
+        self.settings = settings or {}
+
+    async def audit_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        limit = arg(args, "limit", int, required=False, default=1000)
+        if not 1 <= limit <= MAX_PAGE:
+            raise UsageError("is out of range", field="args.limit", value=limit, expected=f"1 to {MAX_PAGE}")
+        since = arg(args, "since", str, required=False)
+        rows = self.store.audit.records(
+            after=arg(args, "after", int, required=False, default=0), limit=limit,
+            through=arg(args, "through", int, required=False), since=since,
+            actor=arg(args, "actor", str, required=False), action=arg(args, "action", str, required=False),
+            newest=arg(args, "newest", bool, required=False, default=False))
+        return {"records": rows}
+
+    async def audit_state(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return audit_state(self.store.audit, self.seals.sealer.key_file)
+
+    async def audit_verify(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """Verified on a read-only connection of its own in a worker thread: one consistent snapshot, the loop free."""
+        from ...control.peerfiles import PEER_IO
+
+        key_file = self.seals.sealer.key_file
+        return await asyncio.get_running_loop().run_in_executor(PEER_IO, verify_file, self.state_file, key_file)
+
+    async def audit_init(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        key0 = self.seals.sealer.init(actor_of(peer), self.settings)
+        self.seals.seal_now("init")
+        return {"key": format_key(key0), "key_id": key_id(key0), "key_file": str(self.seals.sealer.key_file)}
+
+    async def audit_seal(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        if not self.seals.sealer.initialized:
+            from ...errors import ConflictError
+
+            raise ConflictError("the audit log is not initialized", hint="`edgeorch audit init` starts its sealing key")
+        sealed = self.seals.sealer.seal()
+        if sealed is not None:
+            self.seals.seal_now("request")  # the service counts from the new seal
+        return {"sealed": sealed}
+
+    async def audit_prune(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        before = arg(args, "before", (int, float))
+        if before > time.time():
+            raise UsageError("is in the future", field="args.before", value=iso_ts(before),
+                             expected="a time in the past (records older than it are removed)")
+        return {"pruned": self.store.audit.prune(float(before), actor=actor_of(peer))}
+
+    # -- the control server's hook ----------------------------------------------------------------
+
+    def refused(self, peer: "Peer", op: str, access: str, args: dict[str, Any], error: EdgeorchError) -> None:
+        """Record a refused ``act`` request (see the module docstring); reads that fail change nothing and are not."""
+        if access != "act":
+            return
+        self.store.audit.record(actor_of(peer), "request_refused", f"op:{op}",
+                                {"code": error.code, "error": error.render(), "args": _shortened(args),
+                                 "pid": peer.pid})
+
+
+def verify_file(state_file: Path, key_file: Path | None) -> dict[str, Any]:
+    """Verify a state file's audit log (no key) on a read-only connection of its own; the report with warnings."""
+    from ...store import Store
+
+    store = Store(state_file, readonly=True)
+    try:
+        with store.audit.snapshot():
+            report, state = verify_source(StoreSource(store.audit, key_file))
+    finally:
+        store.close()
+    return {**report.to_dict(), "warnings": state["warnings"]}
+
+
+def _shortened(args: dict[str, Any]) -> dict[str, Any]:
+    """A refused request's arguments for the record: each value's text cut to :data:`ARG_TEXT_MAX` characters."""
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if isinstance(value, (bool, int, float)) or value is None:
+            out[str(key)] = value
+        else:
+            text = value if isinstance(value, str) else repr(value)
+            out[str(key)] = text if len(text) <= ARG_TEXT_MAX else text[:ARG_TEXT_MAX] + f"... ({len(text)} chars)"
+    return out
