@@ -94,20 +94,20 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
     else:
         request["pipeline"] = args.pipeline
     res = client.call("trigger", request)
-    if not args.json:
+    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
         print(f"run {res['run_id']} of {res['pipeline']} queued on the daemon at {backend.cfg.socket_path}", flush=True)
     if args.detach:
         if args.json:
             print_json(res)
         return EXIT_OK
-    return _follow_remote(client, res["run_id"], json_out=args.json)
+    return _follow_remote(client, res["run_id"], json_out=args.json, quiet=args.quiet)
 
 
 def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     """Run the pipeline with an engine in this process (the offline path)."""
     raw_params = parse_param_args(args.param or [])
     pipeline = find_pipeline(backend.cfg, args.pipeline)
-    if not args.json:
+    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
         print(f"running {pipeline.name} ({len(pipeline.tasks)} tasks) with state in {backend.cfg.state_dir}", flush=True)
 
     async def action(engine: Any) -> int:
@@ -117,16 +117,16 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
         door = RunRequests(engine, lambda name: pipeline)
         return door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
 
-    return _drive(backend, action, json_out=args.json)
+    return _drive(backend, action, json_out=args.json, quiet=args.quiet)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
             res = backend.client.call("retry", {"run_id": args.run_id})
-            if not args.json:
+            if not (args.json or args.quiet):  # -q: no progress, only the run's summary
                 print(f"resuming run {args.run_id}: {', '.join(res['tasks'])}", flush=True)
-            return _follow_remote(backend.client, args.run_id, json_out=args.json)
+            return _follow_remote(backend.client, args.run_id, json_out=args.json, quiet=args.quiet)
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests
@@ -136,11 +136,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
         # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
         door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
         redo = await door.resume(args.run_id, actor=_actor())
-        if not args.json:
+        if not (args.json or args.quiet):  # -q: no progress, only the run's summary
             print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
         return args.run_id
 
-    return _drive(backend, action, json_out=args.json)
+    return _drive(backend, action, json_out=args.json, quiet=args.quiet)
 
 
 def _is_file_ref(ref: str) -> bool:
@@ -185,7 +185,7 @@ class _ProgressPrinter:
         print(f"{stamp}  {name:<24} {STATE_MARKS.get(state, state)}{detail}{reason}{trunc}", flush=True)
 
 
-def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool) -> int:
+def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False) -> int:
     """Run an engine in this process until the run started (or resumed) by ``await action(engine)`` finishes.
 
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
@@ -197,7 +197,7 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     store = backend.open_store(readonly=False)
     assert store is not None  # a writer's store is created when missing
     lock = backend.state_lock()
-    printer = _ProgressPrinter(enabled=not json_out)
+    printer = _ProgressPrinter(enabled=not (json_out or quiet))
 
     async def main() -> tuple[int, RunState]:
         engine = Engine(cfg, store)
@@ -243,12 +243,12 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
 
 
-def _follow_remote(client: Any, run_id: int, *, json_out: bool) -> int:
+def _follow_remote(client: Any, run_id: int, *, json_out: bool, quiet: bool = False) -> int:
     """Print a daemon-run's progress from the ``events`` stream until it finishes.
 
     Ctrl-C asks the daemon to cancel the run and keeps following until it has.
     """
-    printer = _ProgressPrinter(enabled=not json_out)
+    printer = _ProgressPrinter(enabled=not (json_out or quiet))
     state = None
     cancelled = False
     while state is None:
@@ -299,6 +299,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
                     store.close()
     if args.json:
         print_json(runs)
+        return EXIT_OK
+    if args.quiet:  # the ids alone, one a line (for scripts and shell completion)
+        for r in runs:
+            print(r["id"])
         return EXIT_OK
     rows = []
     for r in runs:
