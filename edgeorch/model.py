@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .datasets.names import DatasetDecl
 
 
 class RunState(StrEnum):
@@ -225,6 +228,8 @@ class TaskSpec:
     gpu_memory: int | None = None
     gpu_model: str | None = None
     pool: str | None = None
+    dataset: DatasetDecl | None = None
+    """The dataset the task's output becomes a version of, when it succeeds (docs/datasets.md)."""
     definition_hash: str = ""
 
 

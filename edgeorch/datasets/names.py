@@ -92,7 +92,8 @@ def check_decl(reader: TableReader, key: str = "dataset", *, with_path: bool) ->
     if not isinstance(value, dict):
         reader.fail(key, "has the wrong type", value=value, expected=expected)
         return None
-    sub = reader.sub(key)
+    sub = TableReader(value, file=reader.file, prefix=reader.field(key), errors=reader.errors,
+                      error_cls=reader.error_cls)
     name = sub.str("name", None, required=True)
     path = sub.str("path", "", nonempty=False) if with_path else ""
     compress = sub.bool("compress", False)

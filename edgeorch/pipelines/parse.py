@@ -46,7 +46,7 @@ PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "t
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
-             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "description"]
+             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "description"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -281,6 +281,9 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
                expected="gpus = N or gpu_memory = SIZE alongside gpu_model")
     pool = r.str("pool", None)
     r.str("description", "", nonempty=False)
+    from ..datasets.names import check_decl  # the one rule of the `dataset` key (tasks and watches)
+
+    dataset = check_decl(r, "dataset", with_path=True)
     r.finish(TASK_KEYS)
 
     # Placeholders must name a param or a built-in; checked on every string the engine substitutes.
@@ -293,6 +296,8 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     texts += [(f"tasks.{name}.env.{k}", v) for k, v in env.items()]
     texts += [(f"tasks.{name}.outputs[{i}]", o) for i, o in enumerate(outputs or [])]
     texts += [(f"tasks.{name}.inputs[{i}]", o) for i, o in enumerate(inputs or [])]
+    if dataset is not None and dataset.path:
+        texts.append((f"tasks.{name}.dataset.path", dataset.path))
     if workdir:
         texts.append((f"tasks.{name}.workdir", workdir))
     texts += [(f"tasks.{name}.options.{k}", v) for k, v in strings_in(options)]
@@ -311,7 +316,7 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         name=name, command=command, shell=shell, call=call, kind=kind, options=options, needs=tuple(needs),
         retries=retries, retry_delay=retry_delay, retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
         retry_jitter=retry_jitter, timeout=timeout, env=env, workdir=workdir, outputs=tuple(outputs),
-        inputs=tuple(inputs), cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
+        inputs=tuple(inputs), dataset=dataset, cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
         gpu_model=gpu_model, pool=pool,
     )
     return replace(spec, definition_hash=definition_hash(spec))

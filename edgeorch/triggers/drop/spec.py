@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...datasets.names import DatasetDecl, check_decl
 from ...errors import ConfigError, EdgeorchError, PipelineError
 from ...tomlcheck import TableReader
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
-              "param", "env", "skip_duplicates")
+              "param", "env", "skip_duplicates", "dataset")
 MODES = ("per_file", "batch")
 DEFAULT_PARAM = "input"
 DEFAULT_ENV = "EDGEORCH_INPUT"
@@ -47,6 +48,9 @@ class WatchSpec:
     param: str = DEFAULT_PARAM
     env: str = DEFAULT_ENV
     skip_duplicates: bool = True
+    dataset: DatasetDecl | None = None
+    """Each claimed file becomes the next version of this dataset (docs/datasets.md), in the transaction
+    that records its claim."""
     source: str = field(default="", compare=False)
     """The file the table came from (config.toml or a pipeline file): errors about it name that file.
     Provenance only: two specs that watch alike are equal wherever they were declared."""
@@ -81,6 +85,7 @@ def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | No
     param = r.str("param", DEFAULT_PARAM)
     env = r.str("env", DEFAULT_ENV)
     skip_dup = r.bool("skip_duplicates", True)
+    dataset = check_decl(r, "dataset", with_path=False)
     r.finish(list(WATCH_KEYS))
 
     if patterns is not None:
@@ -112,7 +117,7 @@ def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | No
     return WatchSpec(
         folder=folder, pipeline=target, patterns=tuple(patterns), mode=mode, batch_size=batch_size,
         batch_window=batch_window, settle=settle, max_size=max_size, param=param, env=env,
-        skip_duplicates=skip_dup, source=file,
+        skip_duplicates=skip_dup, dataset=dataset, source=file,
     ), errors
 
 
