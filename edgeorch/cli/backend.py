@@ -17,6 +17,7 @@ daemon and an in-process engine never write the same state.
 from __future__ import annotations
 
 import argparse
+import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
@@ -32,10 +33,13 @@ Need = Literal["prefer", "daemon", "offline"]
 DAEMON_TIMEOUT_S = 30
 """How long a command waits for one answer from the daemon."""
 
+log = logging.getLogger("edgeorch.cli")
+
 
 def load(args: argparse.Namespace) -> Config:
     """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder set from it."""
     cfg = load_config(args.config)
+    log.debug("config: %s", cfg.source or "the embedded defaults")
     from ..kernels.cache import use_numba_cache_dir
 
     use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
@@ -99,10 +103,15 @@ def connect(cfg: Config, need: Need = "prefer") -> Backend:
     the daemon's other errors (busy, timeout) as they come.
     """
     if need == "offline":
+        log.info("not asking a daemon: using the state file %s", cfg.state_file)
         return Backend(cfg, None)
     from ..control.client import connect_if_running
 
     backend = Backend(cfg, connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S))
+    if backend.online:  # -v says which of the two a command used
+        log.info("using the daemon at %s", cfg.socket_path)
+    else:
+        log.info("no daemon answers at %s: using the state file %s", cfg.socket_path, cfg.state_file)
     if need == "daemon" and not backend.online:  # refuse now, before the command does any work
         from ..control import DaemonNotRunning
 
