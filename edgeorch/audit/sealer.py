@@ -130,7 +130,8 @@ class SealService:
         self.every = every
         self.interval = interval
         self._timer: asyncio.TimerHandle | None = None
-        self._sealed_seq = 0
+        last = sealer.audit.last_seal()
+        self._sealed_seq = int(last["seq"]) if last is not None else 0
         self._warned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
