@@ -49,7 +49,10 @@ class InputOps:
         run_states: dict[int, str] = {}
         for r in inputs:
             if r["run_id"] is not None and r["run_id"] not in run_states:
-                run_states[r["run_id"]] = store.runs.get(r["run_id"])["state"]
+                try:
+                    run_states[r["run_id"]] = store.runs.get(r["run_id"])["state"]
+                except NotFoundError:  # removed by `edgeorch gc`; the input's record stays (docs/state.md)
+                    run_states[r["run_id"]] = "removed"
             r["run_state"] = run_states.get(r["run_id"]) if r["run_id"] is not None else None
         quarantined = []
         qdir = self.quarantine_dir
