@@ -124,7 +124,8 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
         args.verbose += getattr(args, key)
         delattr(args, key)
     if args.quiet and args.verbose:
-        raise UsageError("-q and -v contradict each other", field="-q/-v", hint="give one of them")
+        raise UsageError("cannot be given together", field="-q/-v",
+                         hint="quiet (-q) and verbose (-v) contradict each other: give one")
     return args
 
 
