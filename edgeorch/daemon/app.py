@@ -42,12 +42,13 @@ from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
 from ..events import Bus, Event, Reloaded, RunFinished, record
+from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
 from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import AuditOps, EventOps, GcOps, InputOps, PipelineOps, RunOps, StatusOps, register
+from .ops import AuditOps, EventOps, GcOps, InputOps, MetricsOps, PipelineOps, RunOps, StatusOps, register
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -81,6 +82,7 @@ class Daemon:
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
+        self.metrics: MetricsService | None = None  # [metrics] and the metrics op (docs/operations.md)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -121,7 +123,12 @@ class Daemon:
                                  settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval})
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
                                         on_refused=audit_ops.refused)
+            server = self.server
+            self.metrics = MetricsService.for_daemon(config=cfg, store=self.store, engine=self.engine,
+                                                     registry=self.registry, bus=self.bus, triggers=self.triggers,
+                                                     clients=lambda: server.clients, started_at=self.started_at)
             register(self.server, [*self._op_groups(self.server, self.triggers), audit_ops])
+            await self.metrics.start()  # a [metrics] address or textfile it cannot use stops the start here
             await self.server.start()
             self._watch_pipelines()
             self.retention.start()  # the [retention] sweep, when set: off the start-up path
@@ -149,6 +156,7 @@ class Daemon:
                 if self.retention is not None:
                     self.retention.stop()
                 await self.server.close()
+                await self.metrics.close()
                 await self.engine.close()
                 if self._observer is not None:
                     self._observer.stop()
@@ -163,6 +171,7 @@ class Daemon:
             if self.retention is not None:
                 self.retention.stop()
             await self.server.close()
+            await self.metrics.close()
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
                 self._observer.stop()
@@ -243,7 +252,7 @@ class Daemon:
 
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
-        assert self.store is not None and self.retention is not None
+        assert self.store is not None and self.retention is not None and self.metrics is not None
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
@@ -254,6 +263,7 @@ class Daemon:
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             GcOps(retention=self.retention),
+            MetricsOps(metrics=self.metrics),
         ]
 
     def _warn_unsatisfiable(self) -> None:

@@ -11,7 +11,8 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
-- :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests.
+- :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests;
+- :mod:`.metrics`: ``metrics`` (the Prometheus metrics, :mod:`edgeorch.observe`).
 
 ``ping``, ``version`` and ``ops`` are the control server's own.
 """
@@ -25,6 +26,7 @@ from .base import OpSpec
 from .events import EventOps
 from .gc import GcOps
 from .inputs import InputOps
+from .metrics import MetricsOps
 from .pipelines import PipelineOps
 from .runs import RunOps
 from .status import StatusOps
@@ -41,4 +43,4 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "MetricsOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]

@@ -16,12 +16,12 @@ from edgeorch.daemon import ops
 from edgeorch.daemon.app import Daemon
 
 ROOT = Path(edgeorch.__file__).resolve().parent
-GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.GcOps]
+GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.GcOps, ops.MetricsOps]
 
 OPS_SERVED = {
     "status", "resources", "pipelines.list", "pipelines.show", "pipelines.validate", "pipelines.pause",
     "pipelines.resume", "reload", "trigger", "runs.list", "runs.show", "logs", "cancel", "retry", "events",
-    "inputs.list", "inputs.requeue", "gc", "gc.apply",
+    "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics",
 }
 """The daemon's ops besides the control server's own (ping, version, ops); docs/protocol.md documents each."""
 

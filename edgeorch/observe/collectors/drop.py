@@ -1,0 +1,36 @@
+"""Drop folders and schedules: recorded inputs by state, watched folders, the next fire of each schedule.
+
+Arrivals, claims, duplicates and quarantines are rows of the state file's
+``inputs`` table, each in its current state (``claiming`` → ``claimed`` →
+``started`` → ``done`` | ``quarantined``; ``duplicate``, ``refused``, ...).
+The changes since the daemon started are counters of the bus
+(``edgeorch_drop_input_events_total``, :mod:`edgeorch.observe.counters`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from ..collect import Sources, gauge
+
+
+def collect(src: Sources) -> Iterator[Metric]:
+    yield gauge("edgeorch_drop_inputs", "Drop-folder inputs recorded in the state file, by pipeline and current "
+                "state (every arrival is one; claimed, started, done, duplicate, quarantined, ...).",
+                labels=["pipeline", "state"], rows=[((p, s), n) for p, s, n in src.store.inputs.counts_by_pipeline()])
+    triggers = src.triggers
+    if triggers is None:
+        return
+    yield gauge("edgeorch_drop_watches", "Watched drop-in folders ([[watch]]).", len(triggers.watches))
+    yield gauge("edgeorch_drop_watch_errors", "[[watch]] tables that are invalid (not watched).",
+                len(triggers.watch_errors))
+    fires = []
+    for name in sorted(triggers.specs):
+        nxt = triggers.next_fire(name)
+        if nxt is not None:
+            fires.append(((name,), nxt.timestamp()))
+    yield gauge("edgeorch_schedule_next_fire_timestamp_seconds",
+                "When each pipeline's schedule fires next (seconds since the epoch); absent while none is due.",
+                labels=["pipeline"], rows=fires)

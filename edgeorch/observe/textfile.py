@@ -1,0 +1,54 @@
+"""The node_exporter textfile: the exposition written to a ``*.prom`` file, replaced atomically.
+
+node_exporter's textfile collector reads every ``*.prom`` file of its folder
+at each of its scrapes, possibly while edgeorch rewrites one. A reader must
+see the old file or the new one, never part of either: the text is written
+to a temporary file in the same folder whose name does not end in ``.prom``
+(the collector ignores it), then renamed over the target (``rename(2)`` is
+atomic within one filesystem).
+
+The file is made readable by everyone (0644) whatever the daemon's umask
+(the unit's ``UMask=0027`` would give 0640, which node_exporter, another
+user, cannot read). It is not fsynced: a crash loses at most one interval of
+numbers that the next write replaces, and a rename without fsync still
+leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TEXTFILE_MODE = 0o644
+
+
+def write_textfile(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see the module docstring).
+
+    Raises ``OSError`` (the folder is missing, not writable, the disk is
+    full); the temporary file is then removed and ``path`` is left as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, TEXTFILE_MODE)
+    try:
+        os.fchmod(fd, TEXTFILE_MODE)  # the mode given to open() is cut by the umask
+        view = memoryview(data)
+        while view:  # a write may take only part (a nearly full disk): the rest, or its error, follows
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
