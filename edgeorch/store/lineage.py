@@ -76,10 +76,10 @@ class Lineage:
         return self._db.all("SELECT * FROM consumed WHERE run_id = ? AND task = ? AND attempt_id = ? ORDER BY id",
                             (run_id, task, last[0]))
 
-    def members(self, manifest: str) -> list[dict[str, Any]]:
+    def members(self, manifest: str, limit: int = -1) -> list[dict[str, Any]]:
         """A folder's or glob's files (``name``, ``sha256``, ``size``), sorted by name."""
-        return self._db.all("SELECT name, sha256, size FROM manifest_files WHERE manifest = ? ORDER BY name",
-                            (manifest,))
+        return self._db.all("SELECT name, sha256, size FROM manifest_files WHERE manifest = ? ORDER BY name LIMIT ?",
+                            (manifest, limit))
 
     def producers(self, path: str, sha256: str) -> list[dict[str, Any]]:
         """The attempts that wrote this file as an output (not the copies cache hits made): ``run_id``, ``task``,
@@ -88,27 +88,60 @@ class Lineage:
             "SELECT DISTINCT f.run_id, f.task, f.attempt_id, f.name FROM artifacts f JOIN attempts a ON a.id = f.attempt_id"
             " WHERE f.path = ? AND f.sha256 = ? AND a.run_id = f.run_id ORDER BY f.run_id, f.task", (path, sha256))
 
-    def cache_users(self, attempt_id: int) -> list[dict[str, Any]]:
-        """The tasks (``run_id``, ``name``) that were cache hits of ``attempt_id``."""
-        return self._db.all("SELECT run_id, name FROM tasks WHERE cached_from = ? ORDER BY run_id, name", (attempt_id,))
+    def cache_users(self, attempt_id: int, limit: int = -1) -> list[dict[str, Any]]:
+        """The tasks (``run_id``, ``name``) that were cache hits of ``attempt_id`` (at most ``limit``; -1: all)."""
+        return self._db.all("SELECT run_id, name FROM tasks WHERE cached_from = ? ORDER BY run_id, name LIMIT ?",
+                            (attempt_id, limit))
+
+    def run_ids(self, since: int = 0) -> list[int]:
+        """Ids of the runs after ``since``, ascending (an export's order)."""
+        return [r[0] for r in self._db.conn.execute("SELECT id FROM runs WHERE id > ? ORDER BY id", (since,))]
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """A run with its pipeline version's ``content_hash`` and ``source_file`` (params still JSON text)."""
+        row = self._db.one("SELECT r.*, v.content_hash, v.source_file FROM runs r"
+                           " JOIN pipeline_versions v ON v.id = r.pipeline_version_id WHERE r.id = ?", (run_id,))
+        return dict(row) if row else None
+
+    def task(self, run_id: int, name: str) -> dict[str, Any] | None:
+        """A task with its latest attempt's ``attempt_id`` (None when it never ran)."""
+        row = self._db.one("SELECT t.*, (SELECT MAX(a.id) FROM attempts a WHERE a.task_id = t.id) AS attempt_id"
+                           " FROM tasks t WHERE t.run_id = ? AND t.name = ?", (run_id, name))
+        return dict(row) if row else None
+
+    def task_names(self, run_id: int) -> list[str]:
+        return [r[0] for r in self._db.conn.execute("SELECT name FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))]
+
+    def attempt_task(self, attempt_id: int) -> tuple[int, str] | None:
+        """``(run_id, task)`` of an attempt, or None when it is gone."""
+        row = self._db.one("SELECT run_id, task FROM attempts WHERE id = ?", (attempt_id,))
+        return (row[0], row[1]) if row else None
+
+    def producers_of_content(self, sha256: str, limit: int = -1) -> list[dict[str, Any]]:
+        """Outputs (by their producing attempts, not cache copies) with this content, whatever their path."""
+        return self._db.all(
+            "SELECT DISTINCT f.run_id, f.task, f.attempt_id, f.path, f.size FROM artifacts f"
+            " JOIN attempts a ON a.id = f.attempt_id WHERE f.sha256 = ? AND a.run_id = f.run_id ORDER BY f.run_id LIMIT ?",
+            (sha256, limit))
 
     # -- who consumed a file ----------------------------------------------------------------
 
-    def consumers(self, path: str, sha256: str) -> list[dict[str, Any]]:
+    def consumers(self, path: str, sha256: str, limit: int = -1) -> list[dict[str, Any]]:
         """Rows of ``consumed`` naming this file itself (a declared file or an upstream output), oldest first."""
-        return self._db.all("SELECT * FROM consumed WHERE path = ? AND sha256 = ? ORDER BY id", (path, sha256))
+        return self._db.all("SELECT * FROM consumed WHERE path = ? AND sha256 = ? ORDER BY id LIMIT ?",
+                            (path, sha256, limit))
 
-    def manifests_with(self, sha256: str) -> list[dict[str, Any]]:
+    def manifests_with(self, sha256: str, limit: int = -1) -> list[dict[str, Any]]:
         """Folder and glob rows of ``consumed`` whose manifest holds a file with this content, with the member's
         ``member`` name (the caller checks the member's absolute path)."""
         return self._db.all(
             "SELECT c.*, m.name AS member FROM manifest_files m JOIN consumed c ON c.sha256 = m.manifest"
-            " WHERE m.sha256 = ? AND c.kind IN ('folder', 'glob') ORDER BY c.id", (sha256,))
+            " WHERE m.sha256 = ? AND c.kind IN ('folder', 'glob') ORDER BY c.id LIMIT ?", (sha256, limit))
 
-    def consumed_manifest(self, path: str, sha256: str) -> list[dict[str, Any]]:
+    def consumed_manifest(self, path: str, sha256: str, limit: int = -1) -> list[dict[str, Any]]:
         """Folder and glob rows with this path (a glob's pattern) and manifest hash."""
         return self._db.all("SELECT * FROM consumed WHERE path = ? AND sha256 = ? AND kind IN ('folder', 'glob')"
-                            " ORDER BY id", (path, sha256))
+                            " ORDER BY id LIMIT ?", (path, sha256, limit))
 
     # -- drop-folder inputs ----------------------------------------------------------------
 

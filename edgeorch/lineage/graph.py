@@ -1,0 +1,304 @@
+"""The lineage walk: from a root node, upstream (what it was made from) and downstream (what was made from it).
+
+Nodes (``id``: fields):
+
+- ``run:5``: a run: ``pipeline``, ``content_hash`` (the pipeline file's
+  sha256), ``params``, ``state``, ``trigger``;
+- ``task:5/train``: a task of a run: ``state``, ``attempt_id`` (its latest),
+  ``definition_hash``, ``input_hash``, ``cached_from``;
+- ``file:<sha256>:<path>``: one version of a file: ``path``, ``sha256``;
+- ``files:<sha256>:<path>``: a folder or glob a task declared, by manifest
+  hash: ``kind`` (``folder``/``glob``), ``path``, ``files``, ``size``;
+- ``input:3``: a drop-folder input: the file that arrived (``source_path``),
+  where it was claimed to (``inbox_path``), ``sha256``, ``state``;
+- ``sha256:<hex>``: a content, as a root only: every path recorded with it.
+
+Edges point from what was made to what it was made from (``from`` is
+downstream of ``to``), with a relation:
+
+==================  ===============================================  ===========
+relation            from → to                                        recorded in
+==================  ===============================================  ===========
+``output of``       file → the task (attempt) that wrote it          artifacts
+``consumed``        task → file or folder/glob it consumed           consumed
+``contains``        folder/glob → one of its files                   manifest_files
+``in run``          task → its run (pipeline content hash, params)   tasks
+``started by``      run → the drop-folder input that started it      inputs.run_id
+``claimed from``    file (in the inbox) → its drop-folder input      inputs
+``cached from``     task (a cache hit) → the task whose attempt it reused  tasks.cached_from
+``same content``    drop-folder input → an output with its content   artifacts.sha256
+``has path``        content root → each file with that content       (all)
+==================  ===============================================  ===========
+
+The walk goes breadth-first to ``depth`` steps in each direction asked for,
+each step a few indexed queries (``store.lineage``), and stops adding nodes
+after ``max_nodes`` (the document says ``truncated``). A run's own tasks are
+one step from it in both directions (what a run was made from is what its
+tasks consumed). The result is a JSON-ready document; :mod:`.render` prints
+it as a tree or Graphviz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import NotFoundError, UsageError
+from ..pipelines.inputs import glob_base
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
+    from ..store.lineage import Lineage
+
+DIRECTIONS = ("upstream", "downstream")
+DEFAULT_DEPTH = 50
+MAX_DEPTH = 1000
+DEFAULT_MAX_NODES = 2000
+
+Step = tuple[str, str, dict[str, Any], tuple[str, str]]
+"""One neighbour: ``(relation, node id, node fields, (edge from, edge to))``."""
+
+
+def file_id(path: str, sha256: str) -> str:
+    return f"file:{sha256}:{path}"
+
+
+def run_node(lineage: "Lineage", run_id: int) -> tuple[str, dict[str, Any]]:
+    run = lineage.run(run_id)
+    if run is None:
+        raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
+    return f"run:{run_id}", {
+        "kind": "run", "run_id": run_id, "pipeline": run["pipeline"], "content_hash": run["content_hash"],
+        "params": json.loads(run["params"]), "state": run["state"], "trigger": run["trigger"],
+        "created_at": run["created_at"], "finished_at": run["finished_at"]}
+
+
+def task_node(lineage: "Lineage", run_id: int, name: str) -> tuple[str, dict[str, Any]]:
+    task = lineage.task(run_id, name)
+    if task is None:
+        if lineage.run(run_id) is None:
+            raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
+        raise NotFoundError(f"run {run_id} has no task {name!r}", value=f"{run_id}/{name}",
+                            hint=f"its tasks: {', '.join(lineage.task_names(run_id)) or '(none)'}")
+    return f"task:{run_id}/{name}", {
+        "kind": "task", "run_id": run_id, "task": name, "state": task["state"], "attempt_id": task["attempt_id"],
+        "attempts": task["attempts"], "definition_hash": task["definition_hash"], "input_hash": task["input_hash"],
+        "cached_from": task["cached_from"]}
+
+
+def input_node(lineage: "Lineage", input_id: int) -> tuple[str, dict[str, Any]]:
+    row = lineage.input(input_id)
+    if row is None:
+        raise NotFoundError("no such drop-folder input", value=f"input:{input_id}",
+                            hint="`edgeorch inputs` lists them")
+    return f"input:{input_id}", _input_fields(row)
+
+
+def _input_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "input", "input_id": row["id"], "pipeline": row["pipeline"], "source_path": row["source_path"],
+            "inbox_path": row["inbox_path"], "sha256": row["sha256"], "size": row["size"], "state": row["state"],
+            "run_id": row["run_id"]}
+
+
+def _file(path: str, sha256: str, size: int | None = None) -> tuple[str, dict[str, Any]]:
+    fields: dict[str, Any] = {"kind": "file", "path": path, "sha256": sha256}
+    if size is not None:
+        fields["size"] = size
+    return file_id(path, sha256), fields
+
+
+def _files(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return f"files:{row['sha256']}:{row['path']}", {
+        "kind": row["kind"], "path": row["path"], "sha256": row["sha256"], "files": row["files"], "size": row["size"]}
+
+
+def member_path(kind: str, path: str, name: str) -> str:
+    """The absolute path of a folder's or glob's member ``name`` (a glob's names are relative to its base)."""
+    base = glob_base(path) if kind == "glob" else path
+    return os.path.normpath(os.path.join(base, name))
+
+
+class Walk:
+    """One lineage query over ``store.lineage`` (and ``store.outputs`` for a task's outputs): see the module docstring."""
+
+    def __init__(self, store: "Store", *, depth: int = DEFAULT_DEPTH, max_nodes: int = DEFAULT_MAX_NODES) -> None:
+        if not 0 <= depth <= MAX_DEPTH:
+            raise UsageError("is out of range", field="depth", value=depth, expected=f"0..{MAX_DEPTH}")
+        if max_nodes < 1:
+            raise UsageError("is out of range", field="max_nodes", value=max_nodes, expected="at least 1")
+        self.lineage = store.lineage
+        self.outputs = store.outputs
+        self.depth = depth
+        self.max_nodes = max_nodes
+
+    def run(self, root: tuple[str, dict[str, Any]], directions: Iterable[str] = DIRECTIONS) -> dict[str, Any]:
+        """The document: ``root``, ``nodes`` (id -> fields), ``edges``, per direction the ``children`` of each
+        node expanded (``[relation, node id]``), ``depth`` and ``truncated``."""
+        root_id, root_fields = root
+        nodes: dict[str, dict[str, Any]] = {root_id: root_fields}
+        edges: dict[tuple[str, str, str], None] = {}
+        doc: dict[str, Any] = {"root": root_id, "depth": self.depth, "truncated": False}
+        for direction in directions:
+            if direction not in DIRECTIONS:
+                raise UsageError("is not a direction", field="direction", value=direction,
+                                 expected=" or ".join(DIRECTIONS))
+            children: dict[str, list[list[str]]] = {}
+            seen = {root_id}
+            queue: deque[tuple[str, int]] = deque([(root_id, 0)])
+            while queue:
+                node_id, level = queue.popleft()
+                if level >= self.depth:
+                    continue
+                steps = self._steps(direction, node_id, nodes[node_id], is_root=node_id == root_id)
+                kids = children.setdefault(node_id, [])
+                for rel, other, fields, edge in steps:
+                    if other not in nodes:
+                        if len(nodes) >= self.max_nodes:
+                            doc["truncated"] = True
+                            continue
+                        nodes[other] = fields
+                    edges[(edge[0], edge[1], rel)] = None
+                    if [rel, other] not in kids:
+                        kids.append([rel, other])
+                    if other not in seen:
+                        seen.add(other)
+                        queue.append((other, level + 1))
+            doc[direction] = children
+        doc["nodes"] = nodes
+        doc["edges"] = [{"from": f, "to": t, "rel": r} for f, t, r in edges]
+        return doc
+
+    # -- one step from a node ------------------------------------------------------------------
+
+    def _steps(self, direction: str, node_id: str, fields: dict[str, Any], *, is_root: bool) -> list[Step]:
+        kind = fields["kind"]
+        up = direction == "upstream"
+        if kind == "run":
+            return self._run_up(fields, is_root) if up else self._run_tasks(fields)
+        if kind == "task":
+            return self._task_up(node_id, fields) if up else self._task_down(node_id, fields)
+        if kind == "file":
+            return self._file_up(node_id, fields) if up else self._file_down(node_id, fields)
+        if kind in ("folder", "glob"):
+            return self._files_up(node_id, fields) if up else self._files_down(node_id, fields)
+        if kind == "input":
+            return self._input_up(node_id, fields) if up else self._input_down(node_id, fields)
+        if kind == "content":  # a sha256 root: the same files both ways
+            return [("has path", *_file(p, fields["sha256"]), (node_id, file_id(p, fields["sha256"])))
+                    for p in fields["paths"]]
+        return []
+
+    def _run_up(self, run: dict[str, Any], is_root: bool) -> list[Step]:
+        rid = f"run:{run['run_id']}"
+        steps: list[Step] = []
+        for row in self.lineage.inputs_of_run(run["run_id"]):
+            iid = f"input:{row['id']}"
+            steps.append(("started by", iid, _input_fields(row), (rid, iid)))
+        if is_root:  # what a run was made from is what its tasks consumed
+            steps += self._run_tasks(run)
+        return steps
+
+    def _run_tasks(self, run: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for name in self.lineage.task_names(run["run_id"]):
+            tid, fields = task_node(self.lineage, run["run_id"], name)
+            steps.append(("in run", tid, fields, (tid, f"run:{run['run_id']}")))
+        return steps
+
+    def _task_up(self, node_id: str, task: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for row in self.lineage.consumed_by(task["run_id"], task["task"]):
+            if row["kind"] in ("folder", "glob"):
+                other, fields = _files(row)
+            else:
+                other, fields = _file(row["path"], row["sha256"], row["size"])
+                if row["kind"] == "upstream":
+                    fields["output_of"] = f"{row['source_run']}/{row['source_task']}"
+            if row["spec"] is not None:
+                fields["declared"] = row["spec"]
+            steps.append(("consumed", other, fields, (node_id, other)))
+        if task["cached_from"] is not None:
+            source = self.lineage.attempt_task(task["cached_from"])
+            if source is not None:
+                other, fields = task_node(self.lineage, *source)
+                steps.append(("cached from", other, fields, (node_id, other)))
+        rid, fields = run_node(self.lineage, task["run_id"])
+        steps.append(("in run", rid, fields, (node_id, rid)))
+        return steps
+
+    def _task_down(self, node_id: str, task: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for art in self.outputs.latest_artifacts(task["run_id"], task["task"]):
+            other, fields = _file(art["path"], art["sha256"], art["size"])
+            steps.append(("output of", other, fields, (other, node_id)))
+        if task["attempt_id"] is not None:
+            for row in self.lineage.cache_users(task["attempt_id"], self.max_nodes):
+                other, fields = task_node(self.lineage, row["run_id"], row["name"])
+                steps.append(("cached from", other, fields, (other, node_id)))
+        return steps
+
+    def _file_up(self, node_id: str, f: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for row in self.lineage.producers(f["path"], f["sha256"]):
+            other, fields = task_node(self.lineage, row["run_id"], row["task"])
+            steps.append(("output of", other, fields, (node_id, other)))
+        for row in self.lineage.inputs_claimed_as(f["path"], f["sha256"]):
+            other = f"input:{row['id']}"
+            steps.append(("claimed from", other, _input_fields(row), (node_id, other)))
+        return steps
+
+    def _file_down(self, node_id: str, f: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        done: set[str] = set()
+        for row in self.lineage.consumers(f["path"], f["sha256"], self.max_nodes):
+            other, fields = task_node(self.lineage, row["run_id"], row["task"])
+            if other not in done:
+                done.add(other)
+                steps.append(("consumed", other, fields, (other, node_id)))
+        for row in self.lineage.manifests_with(f["sha256"], self.max_nodes):
+            if member_path(row["kind"], row["path"], row["member"]) != f["path"]:
+                continue  # the same content elsewhere, not this file
+            other, fields = _files(row)
+            if other not in done:
+                done.add(other)
+                steps.append(("contains", other, fields, (other, node_id)))
+        return steps
+
+    def _files_up(self, node_id: str, f: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for m in self.lineage.members(f["sha256"], self.max_nodes):
+            path = member_path(f["kind"], f["path"], m["name"])
+            other, fields = _file(path, m["sha256"], m["size"])
+            steps.append(("contains", other, fields, (node_id, other)))
+        return steps
+
+    def _files_down(self, node_id: str, f: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        done: set[str] = set()
+        for row in self.lineage.consumed_manifest(f["path"], f["sha256"], self.max_nodes):
+            other, fields = task_node(self.lineage, row["run_id"], row["task"])
+            if other not in done:
+                done.add(other)
+                steps.append(("consumed", other, fields, (other, node_id)))
+        return steps
+
+    def _input_up(self, node_id: str, inp: dict[str, Any]) -> list[Step]:
+        if not inp["sha256"]:
+            return []
+        steps: list[Step] = []
+        for row in self.lineage.producers_of_content(inp["sha256"], self.max_nodes):
+            other, fields = _file(row["path"], inp["sha256"], row["size"])
+            steps.append(("same content", other, fields, (node_id, other)))
+        return steps
+
+    def _input_down(self, node_id: str, inp: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        if inp["inbox_path"] and inp["sha256"]:
+            other, fields = _file(inp["inbox_path"], inp["sha256"], inp["size"])
+            steps.append(("claimed from", other, fields, (other, node_id)))
+        if inp["run_id"] is not None and self.lineage.run(inp["run_id"]) is not None:
+            other, fields = run_node(self.lineage, inp["run_id"])
+            steps.append(("started by", other, fields, (other, node_id)))
+        return steps
