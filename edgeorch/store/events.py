@@ -9,7 +9,8 @@ Contract:
   they record (``run_created``, ``run_<state>``, ``task_cached``,
   ``lease_granted``, ``pipeline_paused``...): inside *their* transaction, never
   one of its own.
-- Rows are only appended; reads are newest first (:meth:`Events.recent`) or per
+- Rows are only appended (``store.retention.remove`` deletes those of the
+  runs it removes); reads are newest first (:meth:`Events.recent`) or per
   run in order (:meth:`Events.of_run`).
 - Every row is also an audit record (:func:`~edgeorch.store.audit.write_audit`),
   written in the same transaction: action = the row's kind, subject = its
