@@ -32,8 +32,9 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
-from ..events import (AttemptEnded, Bus, EngineFatal, Event, ExecutorHealth, GpuBudgetAction, GpuDrained,
-                      RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted, record)
+from ..events import (AttemptEnded, Bus, DatasetVersioned, EngineFatal, Event, ExecutorHealth, GpuBudgetAction,
+                      GpuDrained, RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted,
+                      record)
 from ..kernels.cache import numba_cache_dir
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
@@ -43,7 +44,7 @@ from ..store import NewAttempt, Store
 from . import scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
-from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json
+from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
 
@@ -937,11 +938,16 @@ class Engine:
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir = ctx.run_dir / "outputs" / la.task
         names: list[str] = []
+        dataset = spec.dataset if exit_ok else None
         if exit_ok:
             # Output names take the same placeholders as the command (params and built-ins).
             values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
             names = [substitute(o, values) for o in spec.outputs]
         job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task)
+        if dataset is not None:  # the declared dataset output is snapshotted by the same worker, after the hashes
+            hashed, rel = job, substitute(dataset.path, values) if dataset.path else ""
+            job = lambda: with_dataset(hashed(), out_dir, rel, dataset.name, self.config.state_dir,  # noqa: E731
+                                       dataset.compress)
 
         def apply(fut: concurrent.futures.Future[FileOutcome]) -> None:
             try:
@@ -951,7 +957,8 @@ class Engine:
             self._apply_exit(attempt_id, info, files)
 
         # Nothing to hash: no thread hop on the hot path of small tasks.
-        self._in_order(job, apply, inline=not names and not has_entries(ctx.run_dir / "checkpoints" / la.task))
+        self._in_order(job, apply, inline=not names and dataset is None
+                       and not has_entries(ctx.run_dir / "checkpoints" / la.task))
 
     def _in_order(self, job: Callable[[], Any], apply: Callable[[Any], None], *, inline: bool = False) -> None:
         """Run ``job`` (hashing) in :attr:`_hasher`, then ``apply(future)`` on the loop, in the order of the calls.
@@ -999,6 +1006,8 @@ class Engine:
         """Record an attempt's outcome and what follows it (one transaction), then apply both to memory."""
         la = self.live.get(attempt_id)
         if la is None:
+            if files.dataset is not None:
+                files.dataset.release()
             if not self.live and self._all_stopped is not None:
                 self._all_stopped.set()
             return
@@ -1047,14 +1056,23 @@ class Engine:
                                             now=self.clock(), rand=self.rand())
         change = decided.task
         assert change is not None
-        with self.store.transaction():
-            self.store.attempts.finish(
-                attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
-                task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at), artifacts=artifacts,
-                checkpoints=checkpoints, results=rows, verdict=verdict, finished_at=info.finished_at,
-                charged=not info.uncharged,
-            )
-            self._record(ctx, decided, skip_task=True)
+        snap, version = files.dataset, None
+        try:
+            with self.store.transaction():
+                self.store.attempts.finish(
+                    attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
+                    task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at),
+                    artifacts=artifacts, checkpoints=checkpoints, results=rows, verdict=verdict,
+                    finished_at=info.finished_at, charged=not info.uncharged,
+                )
+                if ok and snap is not None and spec.dataset is not None:  # the output's version, with the outcome
+                    version = self.store.datasets.record_version(spec.dataset.name, snap, source="task",
+                                                                 source_path=snap.source, run_id=ctx.run_id,
+                                                                 task=la.task)
+                self._record(ctx, decided, skip_task=True)
+        finally:
+            if snap is not None:
+                snap.release()  # committed (or not): its chunks need no pins any more
         # Memory follows the commit: the attempt is over, its lease free (its row was released with the outcome).
         del self.live[attempt_id]
         if not self.live and self._all_stopped is not None:
@@ -1068,6 +1086,10 @@ class Engine:
         self._apply(ctx, decided, lambda: self._announce(AttemptEnded(
             self.clock(), ctx.run_id, la.task, str(change.state), la.number, info.exit_code, info.signal,
             change.reason, info.log_truncated)))
+        if version is not None:
+            self.bus.publish(DatasetVersioned(self.clock(), version["dataset"], version["version"], "task",
+                                              version["files"], version["size"], version["new_bytes"],
+                                              run_id=ctx.run_id))
 
     # -- settlement: decide (pure, settlement.py), record (one transaction), then memory ------------
 

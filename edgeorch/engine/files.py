@@ -105,6 +105,9 @@ class FileOutcome:
     artifacts: list[dict[str, Any]]
     checkpoints: list[dict[str, Any]]
     refused: str | None = None
+    dataset: Any = None
+    """The snapshot of the task's declared dataset output (``edgeorch.datasets.snapshot.Snapshot``,
+    holding pins until released), when the task declares one and its files were accepted."""
 
 
 def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> FileOutcome:
@@ -137,6 +140,34 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> Fi
     except Refused as exc:
         return FileOutcome([], checkpoints, f"output refused: {exc}")
     return FileOutcome(artifacts, checkpoints)
+
+
+def with_dataset(outcome: FileOutcome, out_dir: Path, rel: str, name: str, state_dir: Path,
+                 compress: bool) -> FileOutcome:
+    """``outcome`` plus the snapshot of ``out_dir/rel`` (``""``: the whole folder) for dataset ``name``.
+
+    Runs in the hashing worker after :func:`hash_outcome`. The path must stay
+    inside ``out_dir`` and exist; an outcome already refused is returned as
+    is. A path that cannot be stored (missing, a link inside, a full disk)
+    refuses the outcome (the attempt fails, and is retried by policy).
+    """
+    if outcome.refused:
+        return outcome
+    from dataclasses import replace
+
+    from ..datasets.service import object_store, take_snapshot
+    from ..errors import EdgeorchError
+
+    path = out_dir / rel if rel else out_dir
+    if not path.resolve().is_relative_to(out_dir.resolve()):
+        return replace(outcome, refused=f"dataset {name}: the path leaves the task's output folder: {rel}")
+    if not os.path.lexists(path):
+        return replace(outcome, refused=f"dataset {name}: the declared output {path} is missing")
+    try:
+        snap = take_snapshot(path, object_store(state_dir), compress=compress)
+    except (OSError, EdgeorchError) as exc:  # a link inside, the path vanished, a full disk
+        return replace(outcome, refused=f"dataset {name}: cannot store {path}: {exc}")
+    return replace(outcome, dataset=snap)
 
 
 def has_entries(folder: Path) -> bool:
