@@ -48,7 +48,8 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import AuditOps, EventOps, GcOps, InputOps, MetricsOps, PipelineOps, RunOps, StatusOps, register
+from .ops import (AuditOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, PipelineOps, RunOps, StatusOps,
+                  register)
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -262,6 +263,7 @@ class Daemon:
             RunOps(requests=self.requests, store=store, engine=engine),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
+            LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),
         ]

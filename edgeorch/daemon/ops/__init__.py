@@ -10,6 +10,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
+- :mod:`.lineage`: ``lineage`` (upstream and downstream of a thing), ``lineage.export`` (OpenLineage events);
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
 - :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests;
 - :mod:`.metrics`: ``metrics`` (the Prometheus metrics, :mod:`edgeorch.observe`).
@@ -26,6 +27,7 @@ from .base import OpSpec
 from .events import EventOps
 from .gc import GcOps
 from .inputs import InputOps
+from .lineage import LineageOps
 from .metrics import MetricsOps
 from .pipelines import PipelineOps
 from .runs import RunOps
@@ -43,4 +45,4 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "MetricsOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
