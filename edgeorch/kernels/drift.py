@@ -170,7 +170,7 @@ def choose_method(ref: Batch, cur: Batch) -> str:
 
 
 def _edge_label(b: Batch) -> Any:
-    """How a bin edge reads: ISO 8601 for datetimes, else 6 significant digits (``repr`` for one value)."""
+    """How a bin edge reads: ISO 8601 for datetimes, else 6 significant digits."""
     if isinstance(b, DatetimeBatch):
         from .datetimes import iso
 
@@ -211,8 +211,9 @@ def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray
         lo = min(ref.values.min(), cur.values.min())
         hi = max(ref.values.max(), cur.values.max())
         label = _edge_label(ref)
-        if lo == hi:
-            return np.array([len(ref.values)], float), np.array([len(cur.values)], float), [label(lo)]
+        if lo == hi:  # one value: its full text (ISO for a datetime)
+            one = label(lo) if isinstance(ref, DatetimeBatch) else repr(float(lo))
+            return np.array([len(ref.values)], float), np.array([len(cur.values)], float), [one]
         edges = np.linspace(lo, hi, bins + 1)
         # bin_counts puts values >= the last edge in its last slot: fold the
         # maximum into the top bin, as np.histogram does.
