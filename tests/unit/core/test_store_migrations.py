@@ -51,3 +51,20 @@ def test_table_names_leave_out_sqlites_own_tables():
     conn.execute("CREATE TABLE a (x)")
     conn.execute("INSERT INTO b DEFAULT VALUES")  # creates sqlite_sequence
     assert _table_names(conn) == ["a", "b"]
+
+
+def test_the_lineage_migration_creates_its_tables_and_lookup_indexes(tmp_path):
+    # Found by content, not by position: other migrations may be appended around it.
+    (script,) = [m for m in MIGRATIONS if "CREATE TABLE consumed" in m]
+    from edgeorch.store import Store
+
+    store = Store(tmp_path / "state.db")
+    names = {r[0] for r in store.db.conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    assert {"consumed", "manifest_files", "consumed_by_task", "consumed_by_sha256", "consumed_by_path",
+            "artifacts_by_sha256", "artifacts_by_path", "inputs_by_sha256", "inputs_by_inbox_path",
+            "tasks_by_cached_from"} <= names
+    # A lookup by content uses its index, not a scan of every run's rows.
+    plan = " ".join(r[3] for r in store.db.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM consumed WHERE path = ? AND sha256 = ?", ("/x", "y")))
+    assert "USING INDEX" in plan
+    store.close()
