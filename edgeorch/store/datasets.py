@@ -136,11 +136,13 @@ class Datasets:
                          "input_id": input_id})
         return self.version(name, version)
 
-    def prune(self, decide: Decide, *, name: str | None = None, held: Mapping[int, str] | None = None,
-              actor: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    def prune(self, decide: Decide, *, name: str | None = None,
+              extra_holds: Callable[[], Mapping[int, str]] | None = None, actor: str | None = None,
+              dry_run: bool = False) -> dict[str, Any]:
         """Remove the versions ``decide`` picks, per dataset (``name``: only that one); see the module docstring.
 
-        ``held``: holds from outside the state file's own (``holders.py``),
+        ``extra_holds()``: holds from outside the state file's own
+        (``edgeorch/datasets/holders.py``), asked inside the transaction and
         merged with :meth:`held`. Returns ``{"removed": [version rows],
         "held": {version id: reason}, "chunks": [(sha256, codec, stored_size)
         of the chunks deleted]}``. ``dry_run``: decide and report, change
@@ -152,7 +154,7 @@ class Datasets:
         with self._db.transaction():
             if name is not None:
                 self._dataset_id(name)
-            holds = {**self.held(), **(held or {})}
+            holds = {**self.held(), **(extra_holds() if extra_holds else {})}
             for ds in self._db.all("SELECT id, name FROM datasets" + (" WHERE name = ?" if name else "")
                                    + " ORDER BY name", (name,) if name else ()):
                 versions = self._db.all("SELECT id, version, created_at FROM dataset_versions WHERE dataset_id = ?"
@@ -263,6 +265,11 @@ class Datasets:
                                 expected="one of " + (", ".join(f"{name}@{v}" for v in have[-10:]) or "(none)"),
                                 hint="`edgeorch datasets show NAME` lists its versions")
         return self._version_row(int(row[0]))
+
+    def of_input(self, input_id: int) -> dict[str, Any] | None:
+        """The version a drop-folder input became, or None."""
+        row = self._db.one("SELECT id FROM dataset_versions WHERE input_id = ?", (input_id,))
+        return self._version_row(int(row[0])) if row else None
 
     def files(self, version_id: int) -> list[dict[str, Any]]:
         """The files of a version (by path), each with its chunk list decoded."""

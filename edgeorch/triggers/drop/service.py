@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError
-from ...events import Event, InputChanged, InputQuarantined, record
+from ...events import DatasetVersioned, Event, InputChanged, InputQuarantined, record
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -130,6 +130,7 @@ class DropFolders:
         self._batchers: dict[Path, Batcher] = {}
         self._batch_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
+        self._versions: list[int] = []  # inputs whose data version the current transaction records
 
     def _publish(self, state: str, **fields: Any) -> None:
         """Publish an :class:`InputChanged` stamped by the engine's clock."""
@@ -425,6 +426,7 @@ class DropFolders:
         elif a.kind == "submit":
             assert rec is not None and rec.inbox_path is not None
             self._start_input(active[rec.id], rec.inbox_path)
+            self._publish_versions()
             self._arm_batches()
         elif a.kind == "link_run":
             assert rec is not None and a.run_id is not None
@@ -613,14 +615,82 @@ class DropFolders:
                 log.error("input %s: settling its claim failed: %s", pending.iid, exc)
         if not started:
             return
+        started = await self._snapshot_inputs(started, {p.iid: p for p in pendings})
         # One transaction (one fsync) for the group's runs: each run row, its input's ``claimed`` (size,
-        # sha256) and ``started`` state commit together (each file in its own savepoint). A crash before
-        # the commit leaves ``claiming`` records whose files are in the inbox: recovery's ``finish``
-        # hashes them again and starts them.
-        with store.transaction():
-            for rec, res in started:
-                self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256))
+        # sha256) and ``started`` state commit together (each file in its own savepoint), with the
+        # input's data version when its watch names a dataset. A crash before the commit leaves
+        # ``claiming`` records whose files are in the inbox: recovery's ``finish`` hashes them again
+        # and starts them.
+        try:
+            with store.transaction():
+                for rec, res in started:
+                    self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256))
+        finally:
+            for rec, _ in started:
+                if rec.get("snapshot") is not None:
+                    rec["snapshot"].release()  # committed (or not): its chunks need no pins any more
+        self._publish_versions()
         self._arm_batches()
+
+    async def _snapshot_inputs(self, started: list[tuple[dict[str, Any], ClaimedFile]],
+                               pendings: dict[int, _Pending]) -> list[tuple[dict[str, Any], ClaimedFile]]:
+        """Chunk and store the claimed files of watches that name a dataset (worker thread), before
+        their claims are recorded: each version commits with its claim (docs/datasets.md). A file
+        that cannot be stored now (a full disk) keeps its claim ``claiming`` and is retried like any
+        transient claim step."""
+        jobs = [(i, spec.dataset) for i, (rec, _) in enumerate(started)
+                if (spec := self._spec_for(rec["watch_folder"], rec["pipeline"])) is not None
+                and spec.dataset is not None]
+        if not jobs:
+            return started
+        from ...datasets.service import object_store
+
+        objects = object_store(self.config.state_dir)
+        results = await self.loop.run_in_executor(
+            None, _snapshot_all, objects,
+            [(started[i][1].path, decl.compress, started[i][0]["source_name"]) for i, decl in jobs])
+        failed: set[int] = set()
+        for (i, decl), res in zip(jobs, results):
+            rec = started[i][0]
+            if isinstance(res, BaseException):
+                failed.add(i)
+                why = res.render() if isinstance(res, EdgeorchError) else str(res)
+                self._retry_claim(pendings[rec["id"]], f"cannot store it as a version of dataset {decl.name}: {why}")
+            else:
+                rec["snapshot"] = res
+        return [item for i, item in enumerate(started) if i not in failed]
+
+    def _record_version(self, spec: WatchSpec | None, rec: dict[str, Any], claimed_path: Path) -> None:
+        """The claimed file as the next version of its watch's dataset, in the caller's transaction (once
+        per input: an input recovered after its claim was recorded already has its version)."""
+        if spec is None or spec.dataset is None:
+            return
+        iid = int(rec["id"])
+        if self.store.datasets.of_input(iid) is not None:
+            return
+        snap = rec.get("snapshot")
+        own = snap is None
+        if own:  # recovery of a claim recorded before the watch named a dataset: chunked here (rare)
+            from ...datasets.service import object_store, take_snapshot
+
+            snap = take_snapshot(claimed_path, object_store(self.config.state_dir),
+                                 compress=spec.dataset.compress, name=rec["source_name"])
+        try:
+            self.store.datasets.record_version(spec.dataset.name, snap, source="input",
+                                               source_path=rec["source_path"], input_id=iid, actor="watch")
+        finally:
+            if own:
+                snap.release()
+        self._versions.append(iid)
+
+    def _publish_versions(self) -> None:
+        """Announce the versions recorded by the last transaction (those it really committed)."""
+        ids, self._versions = self._versions, []
+        for iid in ids:
+            v = self.store.datasets.of_input(iid)
+            if v is not None:
+                self.publish(DatasetVersioned(self.engine.clock(), v["dataset"], v["version"], "input", v["files"],
+                                              v["size"], v["new_bytes"], input_id=iid))
 
     def _refuse_claimed(self, pending: _Pending, exc: ClaimRefused) -> None:
         """The moved file is not the inspected one (hard link / swap): refused, never run."""
@@ -666,6 +736,7 @@ class DropFolders:
                                           f"already processed by {rec['pipeline']}; skip_duplicates = true")
                 self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
                 return None
+        self._record_version(spec, rec, claimed_path)
         if spec is not None and spec.mode == "batch":
             full = self._batcher(spec).add((iid, claimed_path), self.loop.time())
             if full:
@@ -777,6 +848,20 @@ def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
     except OSError as exc:
         why = ClaimDeferred(f"cannot make the claims durable now: {exc.strerror} (will retry)")
         out = [why if isinstance(r, ClaimedFile) else r for r in out]
+    return out
+
+
+def _snapshot_all(objects: Any, files: list[tuple[Path, bool, str]]) -> list[Any]:
+    """:func:`~edgeorch.datasets.snapshot.take_snapshot` of each ``(path, compress, name)``; runs in a
+    worker thread and never raises: each file's outcome is its snapshot or its exception."""
+    from ...datasets.snapshot import take_snapshot
+
+    out: list[Any] = []
+    for path, compress, name in files:
+        try:
+            out.append(take_snapshot(path, objects, compress=compress, name=name))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
+            out.append(exc)
     return out
 
 
