@@ -121,7 +121,7 @@ def resolve(lineage: "Lineage", thing: Thing, *, sha256: str | None = None) -> t
     it exists); a path that is only a drop-folder input's (the file moved to
     the inbox) resolves to that input. Raises :class:`NotFoundError`.
     """
-    from .graph import file_id, input_node, run_node, task_node  # the node shapes live with the walk
+    from .graph import file_id, input_node, member_path, run_node, task_node  # the node shapes live with the walk
 
     if thing.kind == "run":
         assert thing.run_id is not None
@@ -148,6 +148,8 @@ def resolve(lineage: "Lineage", thing: Thing, *, sha256: str | None = None) -> t
             inputs = [r for r in lineage.inputs_at(path) if r["sha256"] == sha256]
             if inputs:
                 return input_node(lineage, int(inputs[0]["id"]))
+            if any(member_path(r["kind"], r["path"], r["member"]) == path for r in lineage.manifests_with(sha256)):
+                return file_id(path, sha256), {"kind": "file", "path": path, "sha256": sha256}  # in a folder input
             known = ", ".join(v["sha256"][:12] for v in versions[:5]) or "none"
             raise NotFoundError(f"no recorded version of {path} has sha256 {sha256}", value=path,
                                 hint=f"recorded versions (newest first): {known}")
