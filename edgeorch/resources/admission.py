@@ -368,13 +368,14 @@ def _request_dict(req: ResourceRequest) -> dict[str, Any]:
                               ("gpu_memory", req.gpu_memory), ("gpu_model", req.gpu_model), ("pool", req.pool)) if v}
 
 
-def static_report(cfg: ResourcesConfig) -> dict[str, Any]:
-    """Inventory only (no daemon: no leases, no queue), for ``edgeorch resources`` without a daemon."""
+def static_report(cfg: ResourcesConfig, *, parallelism: int) -> dict[str, Any]:
+    """Inventory only, for ``edgeorch resources`` without a daemon: the keys of the daemon's report
+    (:meth:`edgeorch.engine.engine.Engine.resources_report`), with null for what only a daemon knows
+    (its leases, queue and running tasks). ``parallelism`` is the config's ``[engine] parallelism``."""
     adm = Admission.open(cfg, prepare_cgroup=False)
     try:
-        rep = adm.report(0.0, parallelism=1, max_parallel={})
+        rep = adm.report(0.0, parallelism=parallelism, max_parallel={})
     finally:
         adm.close()
-    rep["queue"] = None
-    rep["leases"] = None
+    rep |= {"queue": None, "leases": None, "running_unleased": None, "running": None, "parallelism": parallelism}
     return rep

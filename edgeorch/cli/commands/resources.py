@@ -25,7 +25,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
         else:
             from ...resources.admission import static_report
 
-            rep = static_report(cfg.resources)
+            rep = static_report(cfg.resources, parallelism=cfg.engine.parallelism)
     rep["daemon"] = backend.online
     if args.json:
         print_json(rep)
