@@ -38,6 +38,7 @@ from ..config import Config, load_config
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
 from ..audit.keyfile import key_path
 from ..audit.sealer import Sealer, SealService
+from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
@@ -48,8 +49,8 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import (AuditOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, PipelineOps, RunOps, StatusOps,
-                  register)
+from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, PipelineOps, RunOps,
+                  StatusOps, register)
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -92,7 +93,10 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         cfg = self.config
         lock = acquire_state_lock(cfg.state_dir)
+        self.metrics = MetricsService(cfg.metrics)
         try:
+            # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start.
+            self.metrics.open(self.loop)
             self.store = Store(cfg.state_file)
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             result = self.registry.reload()
@@ -125,12 +129,12 @@ class Daemon:
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
                                         on_refused=audit_ops.refused)
             server = self.server
-            self.metrics = MetricsService.for_daemon(config=cfg, store=self.store, engine=self.engine,
-                                                     registry=self.registry, bus=self.bus, triggers=self.triggers,
-                                                     clients=lambda: server.clients, started_at=self.started_at)
+            self.metrics.attach(config=cfg, store=self.store, engine=self.engine, registry=self.registry,
+                                bus=self.bus, triggers=self.triggers, clients=lambda: server.clients,
+                                started_at=self.started_at)
             register(self.server, [*self._op_groups(self.server, self.triggers), audit_ops])
-            await self.metrics.start()  # a [metrics] address or textfile it cannot use stops the start here
             await self.server.start()
+            self.metrics.start_textfile()
             self._watch_pipelines()
             self.retention.start()  # the [retention] sweep, when set: off the start-up path
             for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
@@ -157,7 +161,6 @@ class Daemon:
                 if self.retention is not None:
                     self.retention.stop()
                 await self.server.close()
-                await self.metrics.close()
                 await self.engine.close()
                 if self._observer is not None:
                     self._observer.stop()
@@ -172,13 +175,13 @@ class Daemon:
             if self.retention is not None:
                 self.retention.stop()
             await self.server.close()
-            await self.metrics.close()
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
                 self._observer.stop()
             self._audit_stop()
             return 0
         finally:
+            await self.metrics.close()  # the textfile stays with the last numbers
             if self.store is not None:
                 self.store.close()
             lock.release()
@@ -263,6 +266,7 @@ class Daemon:
             RunOps(requests=self.requests, store=store, engine=engine),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
+            DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
             LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),

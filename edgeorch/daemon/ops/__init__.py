@@ -10,6 +10,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.runs`: ``trigger``, ``runs.list/show``, ``logs``, ``cancel``, ``retry``;
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
+- :mod:`.datasets`: ``datasets.list/show/add/prune`` (data versions);
 - :mod:`.lineage`: ``lineage`` (upstream and downstream of a thing), ``lineage.export`` (OpenLineage events);
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
 - :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests;
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .audit import AuditOps
 from .base import OpSpec
+from .datasets import DatasetOps
 from .events import EventOps
 from .gc import GcOps
 from .inputs import InputOps
@@ -45,4 +47,5 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "OpSpec", "PipelineOps", "RunOps", "StatusOps", "register"]
+__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "OpSpec", "PipelineOps",
+           "RunOps", "StatusOps", "register"]

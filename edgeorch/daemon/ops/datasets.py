@@ -129,10 +129,6 @@ class DatasetOps:
         temp = await loop.run_in_executor(self._worker, service.remove_stale_temp, self.objects)
         return service.summary(rows, removed, freed, temp) | {"dry_run": False, "rule": rule.describe()}
 
-    def close(self) -> None:
-        """Stop taking adds (one running finishes in its thread; the process exit ends it)."""
-        self._worker.shutdown(wait=False, cancel_futures=True)
-
 
 def _release_when_done(fut: Any) -> None:
     """A snapshot nobody will record (its client went away): drop its pins once it is done."""

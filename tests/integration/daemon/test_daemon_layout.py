@@ -16,12 +16,14 @@ from edgeorch.daemon import ops
 from edgeorch.daemon.app import Daemon
 
 ROOT = Path(edgeorch.__file__).resolve().parent
-GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.GcOps, ops.MetricsOps]
+GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.DatasetOps, ops.GcOps,
+          ops.MetricsOps]
 
 OPS_SERVED = {
     "status", "resources", "pipelines.list", "pipelines.show", "pipelines.validate", "pipelines.pause",
     "pipelines.resume", "reload", "trigger", "runs.list", "runs.show", "logs", "cancel", "retry", "events",
-    "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics",
+    "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
+    "datasets.prune",
 }
 """The daemon's ops besides the control server's own (ping, version, ops); docs/protocol.md documents each."""
 
