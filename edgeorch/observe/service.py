@@ -1,29 +1,39 @@
 """The daemon's metrics: one snapshot on the loop, three ways out (HTTP, the textfile, the ``metrics`` op).
 
-:class:`MetricsService` is built by the daemon's wiring with the
-collaborators the collectors read (:class:`~edgeorch.observe.collect.Sources`)
-and subscribes the bus counters (:class:`~edgeorch.observe.counters.EventCounters`).
-Nothing here runs between scrapes unless a textfile is configured:
+:class:`MetricsService` has three steps, in the daemon's start-up order:
+
+1. :meth:`~MetricsService.open`, right after the state-dir lock: bind the
+   HTTP address and check the textfile's folder, so a ``[metrics]`` setting
+   that cannot work stops the daemon before it opens the state file or
+   starts anything (a scrape meanwhile gets ``edgeorch_ready 0`` and the
+   process metrics);
+2. :meth:`~MetricsService.attach`, once the engine and the trigger service
+   run: the collaborators the collectors read
+   (:class:`~edgeorch.observe.collect.Sources`) and the bus counters
+   (:class:`~edgeorch.observe.counters.EventCounters`, subscribed here);
+3. :meth:`~MetricsService.start_textfile`: the first write and the timer.
+
+Nothing runs between scrapes unless a textfile is configured:
 
 - ``[metrics] listen``: the HTTP endpoint (:mod:`edgeorch.observe.http`),
-  its own thread, sleeping until a request comes;
+  its own thread, asleep until a request comes;
 - ``[metrics] textfile``: the file rewritten every ``interval`` seconds
   (:mod:`edgeorch.observe.textfile`), rendered and written in a worker
   thread;
 - the ``metrics`` op (:mod:`edgeorch.daemon.ops.metrics`) calls
   :meth:`MetricsService.snapshot` itself.
 
-Each way reads the state through :meth:`snapshot`, on the loop that owns it,
-and writes nothing but its own output.
+Each way reads the state through :meth:`~MetricsService.snapshot`, on the
+loop that owns it, and writes nothing but its own output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
@@ -36,7 +46,7 @@ from .tally import Counts
 from .textfile import write_textfile
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Config
+    from ..config import Config, MetricsConfig
     from ..engine.engine import Engine
     from ..events import Bus
     from ..pipelines import PipelineRegistry
@@ -48,18 +58,15 @@ log = logging.getLogger("edgeorch.observe")
 
 
 class MetricsService:
-    """See the module docstring. ``listen``: ``(host, port)`` or None; ``textfile``: a ``*.prom`` path or None."""
+    """See the module docstring. ``settings``: the config's ``[metrics]``."""
 
-    def __init__(self, sources: Sources, *, listen: tuple[str, int] | None = None, textfile: Path | None = None,
-                 interval: float = 15.0, collectors: Sequence[tuple[str, Collector]] | None = None) -> None:
+    def __init__(self, settings: "MetricsConfig", *, collectors: Sequence[tuple[str, Collector]] | None = None) -> None:
         if collectors is None:
             from .collectors import COLLECTORS
 
             collectors = COLLECTORS
-        self.sources = sources
-        self.listen = listen
-        self.textfile = textfile
-        self.interval = interval
+        self.settings = settings
+        self.sources: Sources | None = None
         self.collectors: tuple[tuple[str, Collector], ...] = (*collectors, ("metrics", self._own))
         self.endpoint: MetricsEndpoint | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -69,13 +76,48 @@ class MetricsService:
         self.textfile_errors = Counts("edgeorch_metrics_textfile_errors",
                                       "Textfile writes that failed (see the daemon's log).", [])
 
-    @classmethod
-    def for_daemon(cls, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
-                   bus: "Bus", clients: Callable[[], int], started_at: float,
-                   triggers: "Triggers | None" = None) -> "MetricsService":
-        """Build the daemon's service from its collaborators and subscribe its counters to ``bus``.
+    # -- 1. open --------------------------------------------------------------------------------------
 
-        Call it after the engine started: attempts already live (adopted) seed
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind ``[metrics] listen`` (serving at once) and check ``[metrics] textfile``'s folder.
+
+        Raises :class:`~edgeorch.errors.ConfigError` naming ``metrics.listen``
+        when the address cannot be bound (in use, not an address of this
+        machine) or ``metrics.textfile`` when its folder is missing or not
+        writable: the daemon stops rather than run without the metrics it was
+        told to export.
+        """
+        listen, textfile = self.settings.listen, self.settings.textfile
+        if textfile is not None:
+            if not textfile.parent.is_dir():
+                raise ConfigError("the textfile's folder does not exist", field="metrics.textfile",
+                                  value=str(textfile),
+                                  hint="create it, or use node_exporter's --collector.textfile.directory")
+            if not os.access(textfile.parent, os.W_OK | os.X_OK):
+                raise ConfigError("the textfile's folder is not writable by the daemon", field="metrics.textfile",
+                                  value=str(textfile), hint=f"give the daemon's user write access to {textfile.parent}")
+        if listen is not None:
+            from .collectors.daemon import unresponsive
+            from .http import MetricsEndpoint
+
+            endpoint = MetricsEndpoint(*listen, loop=loop, fallback=unresponsive,
+                                       snapshot=lambda at: self.snapshot("http", at))
+            try:
+                endpoint.start()
+            except OSError as exc:
+                where = _hostport(*listen)
+                raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror or exc}", field="metrics.listen",
+                                  value=where, hint="choose a free port, or leave [metrics] listen unset") from None
+            self.endpoint = endpoint
+            log.info("metrics: serving http://%s/metrics", _hostport(*endpoint.address))
+
+    # -- 2. attach ------------------------------------------------------------------------------------
+
+    def attach(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
+               bus: "Bus", clients: Callable[[], int], started_at: float, triggers: "Triggers | None" = None) -> None:
+        """Give the collectors what they read and subscribe the bus counters to ``bus``.
+
+        Call it once the engine started: attempts already live (adopted) seed
         the duration histogram with the start the state file recorded.
         """
         def pipeline_of(run_id: int) -> str | None:
@@ -86,66 +128,72 @@ class MetricsService:
                 if a.get("started_at") is not None]
         counters = EventCounters(pipeline_of, seed)
         bus.subscribe(counters.on_event)
-        src = Sources(config=config, store=store, engine=engine, registry=registry, counters=counters,
-                      clients=clients, started_at=started_at, triggers=triggers)
-        m = config.metrics
-        return cls(src, listen=m.listen, textfile=m.textfile, interval=m.interval)
+        self.sources = Sources(config=config, store=store, engine=engine, registry=registry, counters=counters,
+                               clients=clients, started_at=started_at, triggers=triggers)
 
-    # -- one snapshot ------------------------------------------------------------------------------
+    # -- one snapshot ---------------------------------------------------------------------------------
 
     async def snapshot(self, output: str = "op", requested_at: float | None = None) -> list[Metric]:
         """Every family, read now on the loop; ``requested_at`` (``time.monotonic()``) measures the loop's lag.
 
         ``output`` (http, textfile, op) is counted in ``edgeorch_metrics_scrapes_total``.
+        Before :meth:`attach`: ``edgeorch_ready 0`` and the process metrics only.
         """
         t0 = time.monotonic() if requested_at is None else requested_at
         await asyncio.sleep(0)  # one turn of the loop: what waits before us is the lag
-        self.sources.loop_lag_s = max(0.0, time.monotonic() - t0)
+        src = self.sources
+        if src is None:
+            from .collectors.daemon import starting
+
+            return starting()
+        src.loop_lag_s = max(0.0, time.monotonic() - t0)
         self.scrapes.inc((output,))
-        return collect(self.sources, self.collectors)
+        return collect(src, self.collectors)
 
     def _own(self, src: Sources) -> list[Metric]:
         """The metrics' own counters (the ``metrics`` collector)."""
         return [self.scrapes.family(), self.textfile_errors.family()]
 
-    # -- lifecycle -----------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Where the metrics go (the ``metrics`` op's ``outputs``): HTTP address (bound port), textfile, interval."""
+        textfile = self.settings.textfile
+        return {"listen": _hostport(*self.endpoint.address) if self.endpoint is not None else None,
+                "textfile": str(textfile) if textfile else None,
+                "interval_s": self.settings.interval if textfile else None}
 
-    async def start(self) -> None:
-        """Serve HTTP and write the textfile once (then every ``interval``), as configured.
+    # -- 3. the textfile --------------------------------------------------------------------------------
 
-        Raises :class:`~edgeorch.errors.ConfigError` naming ``metrics.listen``
-        when the address cannot be bound, or ``metrics.textfile`` when its
-        folder does not exist or the first write fails: the daemon then stops
-        before it says READY, rather than run without the metrics it was told
-        to export.
-        """
-        if self.listen is not None:
-            from .collectors.daemon import unresponsive
-            from .http import MetricsEndpoint
+    def start_textfile(self) -> None:
+        """Write the textfile now and every ``interval`` seconds (no-op without one); call after :meth:`attach`."""
+        if self.settings.textfile is not None and self._writer is None:
+            self._writer = asyncio.create_task(self._write_every_interval(), name="edgeorch-metrics-textfile")
+            log.info("metrics: writing %s every %gs", self.settings.textfile, self.settings.interval)
 
-            host, port = self.listen
-            endpoint = MetricsEndpoint(host, port, loop=asyncio.get_running_loop(), fallback=unresponsive,
-                                       snapshot=lambda at: self.snapshot("http", at))
-            try:
-                endpoint.start()
-            except OSError as exc:
-                raise ConfigError(f"cannot serve metrics on {_hostport(host, port)}: {exc.strerror or exc}",
-                                  field="metrics.listen", value=_hostport(host, port),
-                                  hint="choose a free port, or leave [metrics] listen unset") from None
-            self.endpoint = endpoint
-            log.info("metrics: serving http://%s/metrics", _hostport(*endpoint.address))
-        if self.textfile is not None:
-            if not self.textfile.parent.is_dir():
-                raise ConfigError("the textfile's folder does not exist", field="metrics.textfile",
-                                  value=str(self.textfile),
-                                  hint="create it, or point it at node_exporter's --collector.textfile.directory")
+    async def write_textfile(self) -> None:
+        """Take a snapshot and replace the textfile with it (rendered and written in a worker thread)."""
+        path = self.settings.textfile
+        assert path is not None
+        families = await self.snapshot("textfile")
+        await asyncio.to_thread(lambda: write_textfile(path, to_text(families)))
+
+    async def _write_every_interval(self) -> None:
+        while True:
             try:
                 await self.write_textfile()
             except OSError as exc:
-                raise ConfigError(f"cannot write the metrics textfile: {exc.strerror or exc}",
-                                  field="metrics.textfile", value=str(self.textfile)) from None
-            self._writer = asyncio.create_task(self._write_every_interval(), name="edgeorch-metrics-textfile")
-            log.info("metrics: writing %s every %gs", self.textfile, self.interval)
+                self.textfile_errors.inc(())
+                text = f"{exc.strerror or exc}"
+                if text != self._textfile_error:  # say it once, not every interval
+                    log.warning("metrics: cannot write %s: %s (trying again every %gs)", self.settings.textfile,
+                                text, self.settings.interval)
+                    self._textfile_error = text
+            else:
+                if self._textfile_error is not None:
+                    log.info("metrics: writing %s again", self.settings.textfile)
+                    self._textfile_error = None
+            await asyncio.sleep(self.settings.interval)
+
+    # -- closing ----------------------------------------------------------------------------------------
 
     async def close(self) -> None:
         """Stop the writer and the endpoint (the textfile stays: node_exporter shows the last numbers)."""
@@ -159,38 +207,6 @@ class MetricsService:
         if self.endpoint is not None:
             endpoint, self.endpoint = self.endpoint, None
             await asyncio.to_thread(endpoint.close)
-
-    def describe(self) -> dict[str, Any]:
-        """Where the metrics go (for ``status``): the HTTP address (bound port), the textfile and its interval."""
-        listen = _hostport(*self.endpoint.address) if self.endpoint is not None else None
-        return {"listen": listen, "textfile": str(self.textfile) if self.textfile else None,
-                "interval_s": self.interval if self.textfile else None}
-
-    # -- the textfile ----------------------------------------------------------------------------------
-
-    async def write_textfile(self) -> None:
-        """Take a snapshot and replace the textfile with it (rendered and written in a worker thread)."""
-        assert self.textfile is not None
-        families = await self.snapshot("textfile")
-        path = self.textfile
-        await asyncio.to_thread(lambda: write_textfile(path, to_text(families)))
-
-    async def _write_every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.write_textfile()
-            except OSError as exc:
-                self.textfile_errors.inc(())
-                text = f"{exc.strerror or exc}"
-                if text != self._textfile_error:  # say it once, not every interval
-                    log.warning("metrics: cannot write %s: %s (retrying every %gs)", self.textfile, text,
-                                self.interval)
-                    self._textfile_error = text
-                continue
-            if self._textfile_error is not None:
-                log.info("metrics: writing %s again", self.textfile)
-                self._textfile_error = None
 
 
 def _hostport(host: str, port: int) -> str:

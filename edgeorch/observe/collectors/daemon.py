@@ -17,8 +17,8 @@ PROCESS = ProcessCollector(namespace="edgeorch", registry=None)
 
 def collect(src: Sources) -> Iterator[Metric]:
     engine = src.engine
-    yield gauge("edgeorch_build_info", "Always 1; the version label says which edgeorch runs.",
-                labels=["version"], rows=[([__version__], 1)])
+    yield _build_info()
+    yield _ready(1)
     yield gauge("edgeorch_start_time_seconds", "When the daemon started (seconds since the epoch).", src.started_at)
     yield gauge("edgeorch_socket_clients", "Connections open on the control socket.", src.clients())
     yield gauge("edgeorch_event_loop_lag_seconds",
@@ -39,7 +39,22 @@ def collect(src: Sources) -> Iterator[Metric]:
 
 def unresponsive() -> list[Metric]:
     """What an HTTP scrape reports when the loop did not answer in time (read off the loop)."""
-    return [_responsive(0), *PROCESS.collect()]
+    return [_build_info(), _responsive(0), *PROCESS.collect()]
+
+
+def starting() -> list[Metric]:
+    """What a scrape reports while the daemon starts (recovery not done, nothing to read yet)."""
+    return [_build_info(), _ready(0), *PROCESS.collect()]
+
+
+def _build_info() -> Metric:
+    return gauge("edgeorch_build_info", "Always 1; the version label says which edgeorch runs.",
+                 labels=["version"], rows=[([__version__], 1)])
+
+
+def _ready(value: int) -> Metric:
+    return gauge("edgeorch_ready", "1 once the daemon has started (recovery done, state readable); 0 while it "
+                 "starts (a scrape then has only this and the process metrics).", value)
 
 
 def _responsive(value: int) -> Metric:

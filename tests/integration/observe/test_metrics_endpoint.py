@@ -1,0 +1,258 @@
+"""The daemon's metrics, scraped for real: HTTP, the node_exporter textfile and the ``metrics`` op.
+
+One scripted scenario on a real daemon (fake GPU backend): a pipeline that
+succeeds, one that fails, a drop-folder file and its duplicate, a run holding
+a core and the GPU while another waits for the parallelism slot, a paused
+pipeline. Every scrape is parsed with ``prometheus_client``'s text parser and
+its values compared with what the scenario did.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgeorch.errors import UsageError
+
+GPU = "GPU-11111111-2222-3333-4444-555555555555"
+
+Values = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Values:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def value(values: Values, name: str, /, **labels: str) -> float | None:
+    return values.get((name, tuple(sorted(labels.items()))))
+
+
+def total(values: Values, name: str, /, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in values.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def scrape(url: str) -> Values:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return parse(resp.read().decode())
+
+
+def wait_events(daemon, cond, what: str, timeout: float = 60) -> None:
+    """Follow the daemon's events stream until ``cond()`` holds (checked at subscribe and after each event)."""
+    with daemon.client(timeout=timeout) as c:
+        for _ in c.stream("events", {}, timeout=timeout):
+            if cond():
+                return
+    raise AssertionError(f"the events stream ended before {what}")
+
+
+def input_counts(daemon) -> dict[str, int]:
+    """Drop-folder inputs per state, as ``edgeorch inputs`` sees them."""
+    return daemon.call("inputs.list", {})["counts"]
+
+
+class TextfileWatch:
+    """Signals each time the textfile is renamed into place (inotify through watchdog: no polling)."""
+
+    def __init__(self, path: Path) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self.path = path
+        self.replaced = threading.Event()
+        watch = self
+
+        class Handler(FileSystemEventHandler):
+            def on_moved(self, event) -> None:  # type: ignore[no-untyped-def]
+                if Path(event.dest_path) == watch.path:
+                    watch.replaced.set()
+
+        self.observer = Observer()
+        self.observer.schedule(Handler(), str(path.parent))
+        self.observer.start()
+
+    def next_version(self, timeout: float = 30) -> Values:
+        """The file's content after its next replacement."""
+        self.replaced.clear()
+        assert self.replaced.wait(timeout), f"{self.path} was not rewritten within {timeout}s"
+        return parse(self.path.read_text())
+
+    def close(self) -> None:
+        self.observer.stop()
+        self.observer.join()
+
+
+@pytest.fixture
+def metrics_workspace(workspace, tmp_path):
+    gpus = tmp_path / "gpus.toml"
+    gpus.write_text(textwrap.dedent(f"""\
+        [[gpu]]
+        uuid = "{GPU}"
+        name = "NVIDIA A100-SXM4-80GB"
+        memory = "10G"
+        used = "1G"
+        utilization = 37
+        temperature = 41
+        """))
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (tmp_path / "prom").mkdir()
+    workspace.write_config(f"""
+        [resources]
+        gpu_backend = "fake"
+        fake_gpus = "{gpus}"
+        [metrics]
+        listen = "127.0.0.1:0"
+        textfile = "{tmp_path / 'prom' / 'edgeorch.prom'}"
+        interval = "1s"
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "ingest"
+        settle = "0.2s"
+        """, parallelism=1)
+    workspace.pipeline("ok", '[tasks.a]\ncommand = ["true"]\n')
+    workspace.pipeline("bad", '[tasks.a]\ncommand = ["sh", "-c", "exit 3"]\n')
+    workspace.pipeline("ingest", '[params]\ninput = { type = "path", default = "" }\n'
+                                 '[tasks.check]\ncommand = ["test", "-f", "{input}"]\n')
+    workspace.pipeline("hold", textwrap.dedent("""\
+        [tasks.train]
+        command = ["sh", "-c", "while [ ! -f {pipeline_dir}/release ]; do sleep 0.05; done"]
+        cpus = 1
+        gpus = 1
+        """))
+    workspace.pipeline("behind", '[tasks.a]\ncommand = ["true"]\n')
+    workspace.drop = drop  # type: ignore[attr-defined]
+    workspace.prom = tmp_path / "prom" / "edgeorch.prom"  # type: ignore[attr-defined]
+    return workspace
+
+
+def test_scraped_values_match_the_state_after_a_scripted_scenario(metrics_workspace, daemon):
+    ws = metrics_workspace
+    daemon.start()
+    outputs = daemon.call("metrics")["outputs"]
+    assert outputs["textfile"] == str(ws.prom) and outputs["interval_s"] == 1.0
+    url = f"http://{outputs['listen']}/metrics"
+    assert outputs["listen"].startswith("127.0.0.1:")
+    watch = TextfileWatch(ws.prom)
+    try:
+        # Runs that end: one succeeds, one fails.
+        for name in ("ok", "bad"):
+            run = daemon.call("trigger", {"pipeline": name})["run_id"]
+            daemon.wait_run(run)
+        # A dropped file, then the same content again: one run, one duplicate.
+        (ws.drop / "a.csv").write_text("x,y\n1,2\n")
+        wait_events(daemon, lambda: input_counts(daemon).get("done") == 1, "the dropped file's run")
+        (ws.drop / "b.csv").write_text("x,y\n1,2\n")
+        wait_events(daemon, lambda: input_counts(daemon).get("duplicate") == 1, "the duplicate")
+        # A run holding a core and the GPU; another waits for the one parallelism slot.
+        hold = daemon.call("trigger", {"pipeline": "hold"})["run_id"]
+        wait_events(daemon, lambda: daemon.call("resources")["running"] == 1, "the holding task running")
+        behind = daemon.call("trigger", {"pipeline": "behind"})["run_id"]
+        daemon.call("pipelines.pause", {"name": "ok"})
+
+        v = scrape(url)
+        assert value(v, "edgeorch_runs", pipeline="ok", state="succeeded") == 1
+        assert value(v, "edgeorch_runs", pipeline="bad", state="failed") == 1
+        assert value(v, "edgeorch_runs", pipeline="ingest", state="succeeded") == 1
+        assert value(v, "edgeorch_runs", pipeline="hold", state="running") == 1
+        assert value(v, "edgeorch_tasks", pipeline="hold", state="running") == 1
+        assert value(v, "edgeorch_tasks", pipeline="behind", state="ready") == 1
+        assert value(v, "edgeorch_attempts_running") == 1
+        assert value(v, "edgeorch_queue_length") == 1
+        assert value(v, "edgeorch_queue_tasks", pipeline="behind", reason="parallelism") == 1
+        assert total(v, "edgeorch_cpu_core_leased") == 1
+        assert value(v, "edgeorch_cpu_cores_free") == value(v, "edgeorch_cpu_cores") - 1
+        assert value(v, "edgeorch_leases", pipeline="hold") == 1
+        assert value(v, "edgeorch_gpu_leases", gpu=GPU) == 1
+        assert value(v, "edgeorch_gpu_leased_memory_bytes", gpu=GPU) == 10 * 2**30  # a whole GPU
+        assert value(v, "edgeorch_gpu_memory_total_bytes", gpu=GPU) == 10 * 2**30
+        assert value(v, "edgeorch_gpu_memory_used_bytes", gpu=GPU) >= 2**30
+        assert value(v, "edgeorch_gpu_utilization_ratio", gpu=GPU) == pytest.approx(0.37)
+        assert value(v, "edgeorch_gpu_temperature_celsius", gpu=GPU) == 41
+        assert value(v, "edgeorch_gpu_up", gpu=GPU) == 1 and value(v, "edgeorch_gpu_drained", gpu=GPU) == 0
+        assert value(v, "edgeorch_gpu_info", gpu=GPU, name="NVIDIA A100-SXM4-80GB", index="0") == 1
+        assert value(v, "edgeorch_pipeline_paused", pipeline="ok") == 1
+        assert value(v, "edgeorch_drop_inputs", pipeline="ingest", state="done") == 1
+        assert value(v, "edgeorch_drop_inputs", pipeline="ingest", state="duplicate") == 1
+        assert value(v, "edgeorch_drop_input_events_total", pipeline="ingest", state="done") == 1
+        assert value(v, "edgeorch_drop_input_events_total", pipeline="ingest", state="duplicate") == 1
+        assert value(v, "edgeorch_drop_watches") == 1
+        assert value(v, "edgeorch_runs_finished_total", pipeline="bad", state="failed") == 1
+        assert value(v, "edgeorch_attempt_duration_seconds_count", pipeline="bad", state="failed") == 1
+        assert value(v, "edgeorch_attempt_duration_seconds_count", pipeline="ok", state="succeeded") == 1
+        assert value(v, "edgeorch_events_total", event="RunQueued") == 5
+        assert value(v, "edgeorch_engine_accepting") == 1
+        assert value(v, "edgeorch_pipelines_loaded") == 5
+        assert value(v, "edgeorch_process_resident_memory_bytes") > 10 * 2**20
+        assert value(v, "edgeorch_audit_head_sequence") >= 1  # the daemon's start is recorded
+        assert 0 <= value(v, "edgeorch_event_loop_lag_seconds") < 5
+        assert value(v, "edgeorch_event_loop_responsive") == 1
+        assert value(v, "edgeorch_metrics_scrapes_total", output="http") >= 1
+        assert all(val == 1 for (n, _), val in v.items() if n == "edgeorch_metrics_collector_up")
+
+        # The textfile (its next version) and the op read the same state.
+        t = watch.next_version()
+        assert value(t, "edgeorch_queue_tasks", pipeline="behind", reason="parallelism") == 1
+        assert value(t, "edgeorch_runs", pipeline="bad", state="failed") == 1
+        op_text = parse(daemon.call("metrics", {"format": "text"})["text"])
+        assert value(op_text, "edgeorch_gpu_leases", gpu=GPU) == 1
+        fams = {f["name"]: f for f in daemon.call("metrics", {"format": "json"})["families"]}
+        assert fams["edgeorch_runs_finished"]["type"] == "counter"
+        assert {"name": "edgeorch_queue_length", "labels": {}, "value": 1} in fams["edgeorch_queue_length"]["samples"]
+
+        # Once the holding run ends, the waiting one runs and the numbers follow.
+        (ws.pipelines / "release").write_text("")
+        assert daemon.wait_run(hold) == "succeeded" and daemon.wait_run(behind) == "succeeded"
+        v = scrape(url)
+        assert value(v, "edgeorch_queue_length") == 0 and value(v, "edgeorch_attempts_running") == 0
+        assert total(v, "edgeorch_cpu_core_leased") == 0 and value(v, "edgeorch_gpu_leases", gpu=GPU) == 0
+        assert value(v, "edgeorch_runs_finished_total", pipeline="hold", state="succeeded") == 1
+        assert value(v, "edgeorch_tasks", pipeline="hold", state="running") is None
+        assert value(watch.next_version(), "edgeorch_runs", pipeline="hold", state="succeeded") == 1
+    finally:
+        watch.close()
+    assert daemon.stop() == 0
+    assert ws.prom.exists()  # the last numbers stay for node_exporter
+    assert [p.name for p in ws.prom.parent.iterdir()] == ["edgeorch.prom"]
+
+
+def test_the_metrics_op_refuses_an_unknown_format(metrics_workspace, daemon):
+    daemon.start()
+    with pytest.raises(UsageError) as err:
+        daemon.call("metrics", {"format": "xml"})
+    assert "args.format" in err.value.render() and "json or text" in err.value.render()
+
+
+def test_an_address_in_use_stops_the_daemon_before_anything_starts_naming_the_setting(workspace, daemon):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        workspace.write_config(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        daemon.start(wait_ready=False)
+        assert daemon.proc.wait(timeout=60) == 2
+    out = daemon.output()
+    assert f"metrics.listen: cannot serve metrics on 127.0.0.1:{port}" in out and "in use" in out
+    assert "Traceback" not in out
+    assert not (workspace.state / "edgeorch.db").exists()  # stopped before the state file was opened
+
+
+def test_a_missing_textfile_folder_stops_the_daemon_naming_the_setting(workspace, daemon, tmp_path):
+    workspace.write_config(f'[metrics]\ntextfile = "{tmp_path}/nope/edgeorch.prom"\n')
+    daemon.start(wait_ready=False)
+    assert daemon.proc.wait(timeout=60) == 2
+    out = daemon.output()
+    assert "metrics.textfile: the textfile's folder does not exist" in out and "nope/edgeorch.prom" in out
+    assert "Traceback" not in out
