@@ -27,7 +27,7 @@ import json
 import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 FORMAT = "edgeorch-audit/1"
 """The name of this algorithm, written in exports; a change to any encoding here is a new format."""
@@ -155,26 +155,3 @@ def prune_point(seals: Sequence[Mapping[str, Any]], last_prunable: int) -> Mappi
         if seal["seq"] <= last_prunable:
             chosen = seal
     return chosen
-
-
-def matches(row: Mapping[str, Any], *, actor: str | None = None, action: str | None = None,
-            since: str | None = None) -> bool:
-    """Whether a record passes the listing filters: ``actor`` (a name, or a uid in decimal), ``action``
-    (exact, or a prefix ending in ``*``: ``run_*``) and ``since`` (an :func:`iso_ts` text; records at or after it)."""
-    if actor is not None and row["actor"] != actor and not (actor.isdigit() and row["uid"] == int(actor)):
-        return False
-    if action is not None:
-        if action.endswith("*"):
-            if not str(row["action"]).startswith(action[:-1]):
-                return False
-        elif row["action"] != action:
-            return False
-    return since is None or row["ts"] >= since
-
-
-def head_of(rows: Iterable[Mapping[str, Any]]) -> tuple[int, str] | None:
-    """``(seq, hash)`` of the last of ``rows`` (in seq order); None when there are none."""
-    last = None
-    for last in rows:
-        pass
-    return None if last is None else (int(last["seq"]), str(last["hash"]))
