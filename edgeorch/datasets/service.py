@@ -57,7 +57,8 @@ def prune_rows(store: Store, rule: Rule, *, name: str | None = None, actor: str 
                dry_run: bool = False) -> dict[str, Any]:
     """The retention rule's row changes (one transaction): versions removed, chunks no longer used.
 
-    Returns ``{"removed": [version docs], "kept": [{"ref", "reason"}], "chunks": [(sha, codec, size)]}``.
+    Returns ``{"removed": [version docs], "kept": [{"ref", "version", "reason"}], "chunks": [(sha, codec,
+    size)]}``.
     """
     now = store.clock()
     kept: list[dict[str, Any]] = []
@@ -65,7 +66,8 @@ def prune_rows(store: Store, rule: Rule, *, name: str | None = None, actor: str 
     def decide(versions: list[dict[str, Any]], held: Any) -> tuple[int, ...]:
         p = plan(versions, rule, now=now, held=held)
         by_id = {v["id"]: v for v in versions}
-        kept.extend({"version_id": vid, "version": by_id[vid]["version"], "reason": why} for vid, why in p.keep)
+        kept.extend({"ref": format_ref(by_id[vid]["dataset"], by_id[vid]["version"]), "version": by_id[vid]["version"],
+                     "reason": why} for vid, why in p.keep)
         return p.remove
 
     res = store.datasets.prune(decide, name=name, extra_holds=lambda: extra_holds(store), actor=actor,

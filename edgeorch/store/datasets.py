@@ -64,7 +64,7 @@ class SnapshotLike(Protocol):
 
 Decide = Callable[[list[dict[str, Any]], Mapping[int, str]], Iterable[int]]
 """``decide(versions, held) -> version ids to remove``: versions of one dataset, oldest first
-(``id``, ``version``, ``created_at``); ``held``: version id -> why it is held."""
+(``id``, ``version``, ``created_at``, ``dataset``); ``held``: version id -> why it is held."""
 
 ACTIVE_RUN_STATES = ("queued", "running")
 
@@ -157,8 +157,8 @@ class Datasets:
             holds = {**self.held(), **(extra_holds() if extra_holds else {})}
             for ds in self._db.all("SELECT id, name FROM datasets" + (" WHERE name = ?" if name else "")
                                    + " ORDER BY name", (name,) if name else ()):
-                versions = self._db.all("SELECT id, version, created_at FROM dataset_versions WHERE dataset_id = ?"
-                                        " ORDER BY version", (ds["id"],))
+                versions = self._db.all("SELECT id, version, created_at, ? AS dataset FROM dataset_versions"
+                                        " WHERE dataset_id = ? ORDER BY version", (ds["name"], ds["id"]))
                 picked = set(decide(versions, holds))
                 if versions and versions[-1]["id"] in picked:  # pragma: no cover - a decide() bug
                     raise AssertionError(f"dataset {ds['name']}: the latest version may never be removed")

@@ -216,7 +216,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
               f"{res['chunks_removed']} chunk(s) no version uses)")
     if getattr(args, "verbose", 0) or args.dry_run:
         for k in res["kept"]:
-            print(f"kept version {k['version']}: {k['reason']}")
+            print(f"kept {k['ref']}: {k['reason']}")
     return EXIT_OK
 
 
