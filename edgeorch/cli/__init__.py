@@ -2,9 +2,14 @@
 
 Where each command lives::
 
-  main.py                parser assembly, --config anywhere, error rendering -> exit code
+  main.py                parser assembly, dispatch, error -> exit code
+  parsing.py             the parser class (usage errors raise) and the one walk over its commands
+  globalopts.py          the global options (before or after any command) and the exit codes in --help
+  failures.py            errors on stderr: a message, or one {"error": ...} JSON line with --json
   exits.py               the exit codes (EXIT_CODES is the list --help prints)
   backend.py             the one daemon/no-daemon choice: connect(cfg, need) -> Backend
+  cmdtree.py             the command line as plain data; completion.py and manpage.py are generated from it
+  commands/describe.py   completion, man
   commands/validate.py   validate
   commands/runs.py       run, trigger, retry, cancel, runs, show, logs
   commands/pipelines.py  pipelines (list, show, validate, pause, resume)
