@@ -168,3 +168,27 @@ def test_a_bad_thing_is_a_clear_usage_or_not_found_error(ran, thing, error, word
     with pytest.raises(error) as err:
         query(ran[2], thing)
     assert words in err.value.render()
+
+
+def test_a_file_inside_a_declared_folder_leads_downstream_to_the_task_that_read_the_folder(workspace, harness):
+    path = workspace.pipeline("imgs", """
+        [tasks.fit]
+        command = ["sh", "-c", "ls images > $EDGEORCH_OUTPUT_DIR/list.txt"]
+        inputs = ["images"]
+        outputs = ["list.txt"]
+    """)
+    (path.parent / "images").mkdir()
+    (path.parent / "images" / "cat.png").write_bytes(b"meow")
+    (path.parent / "images" / "dog.png").write_bytes(b"woof")
+    run_id, state = harness.run("imgs")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    cat = path.parent / "images" / "cat.png"
+    doc = query(store, str(cat), sha256=_sha(b"meow"), directions=["downstream"])
+    down = _reach(doc, "downstream")
+    folder = next(n for n in down if n.startswith("files:"))
+    assert doc["nodes"][folder]["kind"] == "folder" and doc["nodes"][folder]["files"] == 2
+    assert f"task:{run_id}/fit" in down
+    # And back: the folder's upstream lists both files with their hashes.
+    up = query(store, f"{run_id}/fit", directions=["upstream"])
+    assert f"file:{_sha(b'woof')}:{path.parent / 'images' / 'dog.png'}" in _reach(up, "upstream")
