@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from ..config import Config, load_config
 
 if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
+    from ..client import Client as Api
     from ..control.client import Client
     from ..control.statelock import StateLock
     from ..store import Store
@@ -69,6 +70,14 @@ class Backend:
 
             raise DaemonNotRunning(self.cfg.socket_path)
         return self._client
+
+    @property
+    def api(self) -> Api:
+        """The daemon through the Python client (``edgeorch.Client``) over :attr:`client`'s connection,
+        so a command drives the daemon with the same calls a script makes; raises like :attr:`client`."""
+        from ..client import Client as Api
+
+        return Api.from_transport(self.client)
 
     def open_store(self, *, readonly: bool) -> Store | None:
         """The state file, opened directly (offline path); None when reading and no state file exists yet."""

@@ -3,6 +3,8 @@
 ``run`` and ``retry`` go to the daemon when one answers (and follow its
 ``events`` stream), else drive an engine in this process until the run ends
 (:func:`_drive`); the choice is :func:`edgeorch.cli.backend.connect`'s.
+With a daemon every command goes through the Python client
+(``backend.api``, an :class:`edgeorch.Client`), the same calls a script makes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
-from ...pipelines import parse_param_args, read_pipeline_bytes
+from ...pipelines import parse_param_args
 from ...textui import format_duration, format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -83,24 +85,15 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
-    """Queue the run with the daemon's ``trigger`` op; follow it unless ``--detach``."""
-    client = backend.client
-    request: dict[str, Any] = {"params": parse_param_args(args.param or []), "trigger": "cli"}
-    if _is_file_ref(args.pipeline):
-        # An ad-hoc file is run by the daemon: it gets the content (recorded with its hash), not a path.
-        path = Path(args.pipeline).absolute()
-        request |= {"source": read_pipeline_bytes(path).decode("utf-8", errors="surrogateescape"),
-                    "file": str(path)}
-    else:
-        request["pipeline"] = args.pipeline
-    res = client.call("trigger", request)
+    """Queue the run on the daemon (a pipeline name, or a file whose content it runs); follow it unless ``--detach``."""
+    queued = backend.api.submit(args.pipeline, parse_param_args(args.param or []), label="cli")
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-        print(f"run {res['run_id']} of {res['pipeline']} queued on the daemon at {backend.cfg.socket_path}", flush=True)
+        print(f"run {queued.run_id} of {queued.pipeline} queued on the daemon at {backend.cfg.socket_path}", flush=True)
     if args.detach:
         if args.json:
-            print_json(res)
+            print_json(queued.to_dict())
         return EXIT_OK
-    return _follow_remote(client, res["run_id"], json_out=args.json, quiet=args.quiet)
+    return _follow_remote(backend, queued.run_id, json_out=args.json, quiet=args.quiet)
 
 
 def _run_here(args: argparse.Namespace, backend: Backend) -> int:
@@ -123,10 +116,10 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
-            res = backend.client.call("retry", {"run_id": args.run_id})
+            tasks = backend.api.retry(args.run_id)
             if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-                print(f"resuming run {args.run_id}: {', '.join(res['tasks'])}", flush=True)
-            return _follow_remote(backend.client, args.run_id, json_out=args.json, quiet=args.quiet)
+                print(f"resuming run {args.run_id}: {', '.join(tasks)}", flush=True)
+            return _follow_remote(backend, args.run_id, json_out=args.json, quiet=args.quiet)
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests
@@ -141,11 +134,6 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return args.run_id
 
     return _drive(backend, action, json_out=args.json, quiet=args.quiet)
-
-
-def _is_file_ref(ref: str) -> bool:
-    """``edgeorch run REF``: REF is a pipeline file (not a name) when it ends in .toml or names a file."""
-    return ref.endswith(".toml") or Path(ref).is_file()
 
 
 def _no_lookup(name: str) -> Any:
@@ -243,21 +231,18 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
 
 
-def _follow_remote(client: Any, run_id: int, *, json_out: bool, quiet: bool = False) -> int:
-    """Print a daemon-run's progress from the ``events`` stream until it finishes.
+def _follow_remote(backend: Backend, run_id: int, *, json_out: bool, quiet: bool = False) -> int:
+    """Print a daemon-run's progress from the ``events`` stream until it finishes (``Client.wait``).
 
     Ctrl-C asks the daemon to cancel the run and keeps following until it has.
     """
+    api = backend.api
     printer = _ProgressPrinter(enabled=not (json_out or quiet))
-    state = None
+    run = None
     cancelled = False
-    while state is None:
+    while run is None:
         try:
-            for ev in client.stream("events", {"run_id": run_id}):
-                printer(ev)
-                if ev.get("kind") == "run" and ev.get("run_id") == run_id and RunState(ev["state"]).finished:
-                    state = ev["state"]
-                    break
+            run = api.wait(run_id, on_event=printer)
         except KeyboardInterrupt:
             if cancelled:
                 print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
@@ -265,20 +250,19 @@ def _follow_remote(client: Any, run_id: int, *, json_out: bool, quiet: bool = Fa
             cancelled = True
             print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
             try:
-                client.call("cancel", {"run_id": run_id, "reason": "interrupted by the user (Ctrl-C)"})
+                api.cancel(run_id, reason="interrupted by the user (Ctrl-C)")
             except EdgeorchError as exc:
                 print(f"edgeorch: {exc.render()}", file=sys.stderr)
-    run = client.call("runs.show", {"run_id": run_id})
-    print_json(run) if json_out else _print_run(run, summary=True)
-    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(state, EXIT_FAILED)
+    doc = run.to_dict()
+    print_json(doc) if json_out else _print_run(doc, summary=True)
+    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
 
 
 # -- cancel ---------------------------------------------------------------------------------
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
-        res = backend.client.call("cancel", {"run_id": args.run_id, "reason": args.reason} if args.reason
-                                  else {"run_id": args.run_id})
+        res = backend.api.cancel(args.run_id, reason=args.reason or None)
     print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
     return EXIT_OK
 
@@ -288,8 +272,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
-            runs = backend.client.call("runs.list", {"limit": args.limit, "pipeline": args.pipeline,
-                                                     "state": args.state})["runs"]
+            runs = [r.to_dict() for r in backend.api.runs(limit=args.limit, pipeline=args.pipeline, state=args.state)]
         else:
             store = backend.open_store(readonly=True)
             try:
@@ -316,7 +299,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:
     """The run's document from the daemon when one answers, else from the state file."""
     if backend.online:
-        return backend.client.call("runs.show", {"run_id": run_id})
+        return backend.api.get_run(run_id).to_dict()
     from ...rundoc import run_document
 
     store = backend.open_store(readonly=True)
@@ -396,9 +379,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     cfg = load(args)
     if args.follow:
         with connect(cfg, "daemon") as backend:
-            for item in backend.client.stream("logs", {"run_id": args.run_id, "task": args.task,
-                                                       "attempt": args.attempt, "follow": True}):
-                sys.stdout.write(item["data"])
+            for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
+                sys.stdout.write(text)
                 sys.stdout.flush()
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
