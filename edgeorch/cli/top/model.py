@@ -1,0 +1,189 @@
+"""What ``edgeorch top`` shows, from the ops' answers (pure: no I/O, no clock; ``now`` is given).
+
+:func:`snapshot_of` turns the documents of ``status``, ``resources``,
+``runs.list``, ``runs.show`` (the active runs) and ``inputs.list`` into one
+:class:`Snapshot` of plain rows. :func:`selectable` lists what the cursor can
+point at: the task rows, then the recent runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...textui import format_bytes
+
+ACTIVE_RUNS_SHOWN = 20
+"""At most this many active runs are read in detail per refresh (``runs.show`` each): the newest."""
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A running or waiting task. ``state``: running, waiting (for resources or a slot) or retry_wait."""
+
+    run_id: int
+    pipeline: str
+    task: str
+    state: str
+    attempt: int | None
+    since: float | None
+    """When the attempt started (running), or when the retry is due (retry_wait); None: unknown."""
+    detail: str
+    """What a running task holds (cores, GPUs) or why a waiting one waits."""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: int
+    pipeline: str
+    state: str
+    trigger: str
+    created_at: float
+    finished_at: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    core: int
+    holder: str | None
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    uuid: str
+    name: str
+    memory_total: int
+    memory_used: int | None
+    utilization: int | None
+    temperature: int | None
+    holders: tuple[str, ...]
+    drained: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class InputRow:
+    input_id: int
+    pipeline: str
+    name: str
+    state: str
+    run_id: int | None
+    arrived_at: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One refresh of the view; ``taken_at`` is the caller's clock."""
+
+    taken_at: float
+    version: str
+    uptime_s: float
+    running: int
+    waiting: int
+    active_runs: int
+    parallelism: int
+    clients: int
+    paused: frozenset[str]
+    tasks: tuple[TaskRow, ...]
+    runs: tuple[RunRow, ...]
+    cores: tuple[CoreRow, ...]
+    gpus: tuple[GpuRow, ...]
+    gpu_backend: str
+    memory_available: int | None
+    memory_leased: int
+    inputs: tuple[InputRow, ...]
+    input_counts: dict[str, int] = field(default_factory=dict)
+    pipeline_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Item:
+    """What the cursor points at: a task of a run, or a run (``task`` None)."""
+
+    run_id: int
+    pipeline: str
+    task: str | None = None
+
+
+def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[dict[str, Any]],
+                active: list[dict[str, Any]], inputs: dict[str, Any], now: float) -> Snapshot:
+    """Build a snapshot from the ops' documents.
+
+    ``recent``: ``runs.list``'s runs (newest first); ``active``: ``runs.show``
+    documents of the active runs (at most :data:`ACTIVE_RUNS_SHOWN`);
+    ``inputs``: ``inputs.list``'s document. Missing optional keys (an older
+    daemon) give empty sections, never an error.
+    """
+    leases = {(lease["run_id"], lease["task"]): lease for lease in resources.get("leases") or []}
+    tasks: list[TaskRow] = []
+    for run in active:
+        for t in run.get("tasks", []):
+            attempts = t.get("attempt_list") or []
+            last = attempts[-1] if attempts else None
+            if t["state"] == "running":
+                lease = leases.get((run["id"], t["name"]))
+                tasks.append(TaskRow(run["id"], run["pipeline"], t["name"], "running",
+                                     last["number"] if last else None, last["started_at"] if last else None,
+                                     describe_lease(lease) if lease else "shares the free cores"))
+            elif t["state"] == "retry_wait":
+                tasks.append(TaskRow(run["id"], run["pipeline"], t["name"], "retry_wait",
+                                     last["number"] if last else None, t.get("next_attempt_at"),
+                                     t.get("reason") or "waiting to retry"))
+    for q in resources.get("queue") or []:
+        run_id, _, name = str(q["task"]).partition("/")
+        tasks.append(TaskRow(int(run_id), q["pipeline"], name, "waiting", None, None, q["reason"]))
+    holders: dict[str, list[str]] = {}
+    for lease in resources.get("leases") or []:
+        for g in lease["gpus"]:
+            holders.setdefault(g, []).append(f"{lease['run_id']}/{lease['task']}")
+    gpus = tuple(GpuRow(g["uuid"], g["name"], g["memory_total"], g.get("memory_used"), g.get("utilization"),
+                        g.get("temperature"), tuple(holders.get(g["uuid"], ())), g.get("drained"), g.get("error"))
+                 for g in resources.get("gpus") or [])
+    cpus = resources.get("cpus") or {}
+    mem = resources.get("memory") or {}
+    return Snapshot(
+        taken_at=now, version=status.get("version", "?"), uptime_s=status.get("uptime_s", 0.0),
+        running=status.get("tasks", {}).get("running", 0), waiting=status.get("tasks", {}).get("ready", 0),
+        active_runs=status.get("runs", {}).get("active", 0), parallelism=status.get("parallelism", 0),
+        clients=status.get("clients", 0), paused=frozenset(status.get("paused", ())),
+        tasks=tuple(tasks),
+        runs=tuple(RunRow(r["id"], r["pipeline"], r["state"], r["trigger"], r["created_at"], r.get("finished_at"),
+                          r.get("reason")) for r in recent),
+        cores=tuple(CoreRow(c["id"], c["held_by"]) for c in cpus.get("cores", [])),
+        gpus=gpus, gpu_backend=resources.get("gpu_backend", ""),
+        memory_available=mem.get("available_now"), memory_leased=mem.get("leased", 0),
+        inputs=tuple(InputRow(i["id"], i["pipeline"], i["source_name"], i["state"], i.get("run_id"), i["arrived_at"])
+                     for i in inputs.get("inputs", [])),
+        input_counts=dict(inputs.get("counts", {})),
+        pipeline_errors=tuple(status.get("pipeline_errors", ())),
+    )
+
+
+def describe_lease(lease: dict[str, Any]) -> str:
+    """What a lease holds, in a few words: ``cores 2,3; GPU-1111… (whole); pool db``."""
+    parts = []
+    if lease.get("cores"):
+        parts.append("cores " + ",".join(map(str, lease["cores"])))
+    if lease.get("memory"):
+        parts.append(f"memory {format_bytes(lease['memory'])}")
+    for g in lease.get("gpus") or []:
+        if lease.get("gpu_exclusive"):
+            parts.append(f"{short_uuid(g)} (whole)")
+        else:
+            parts.append(f"{short_uuid(g)} ({format_bytes(lease.get('gpu_memory'))})")
+    if lease.get("pool"):
+        parts.append(f"pool {lease['pool']}")
+    return "; ".join(parts) or "shares the free cores"
+
+
+def short_uuid(uuid: str) -> str:
+    """``GPU-11111111-2222-…`` -> ``GPU-11111111``: enough to tell a box's GPUs apart."""
+    head, sep, rest = uuid.partition("-")
+    return f"{head}-{rest.split('-')[0]}" if sep else uuid
+
+
+def selectable(snap: Snapshot) -> list[Item]:
+    """The cursor's stops, top to bottom: every task row, then every recent run."""
+    return ([Item(t.run_id, t.pipeline, t.task) for t in snap.tasks]
+            + [Item(r.run_id, r.pipeline) for r in snap.runs])
