@@ -42,4 +42,4 @@ def cmd_top(args: argparse.Namespace) -> int:
             doc["paused"] = sorted(snap.paused)
             print_json(doc)
             return EXIT_OK
-        return Top(backend.client, cfg.socket_path, interval=args.interval).run()
+        return Top(backend.client, interval=args.interval).run()

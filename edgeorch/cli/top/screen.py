@@ -23,7 +23,6 @@ import time
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from ...errors import EdgeorchError, NotFoundError
@@ -63,8 +62,8 @@ class LogFollower:
     the attempt ends and the daemon closes the stream).
     """
 
-    def __init__(self, socket_path: Path, run_id: int, task: str) -> None:
-        self.socket_path = socket_path
+    def __init__(self, client: Any, run_id: int, task: str) -> None:
+        self.client = client  # its stream() opens a connection of its own: safe beside the main thread's calls
         self.run_id = run_id
         self.task = task
         self.lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES_KEPT)
@@ -86,14 +85,11 @@ class LogFollower:
             return [*self.lines, *([self._partial] if self._partial else [])]
 
     def _follow(self) -> None:
-        from ...control import Client
-
         try:
-            with Client(self.socket_path) as client:
-                for chunk in client.stream("logs", {"run_id": self.run_id, "task": self.task, "follow": True}):
-                    if self._stopped.is_set():
-                        return
-                    self._add(chunk.get("data", ""))
+            for chunk in self.client.stream("logs", {"run_id": self.run_id, "task": self.task, "follow": True}):
+                if self._stopped.is_set():
+                    return  # leaving the loop closes the stream's connection
+                self._add(chunk.get("data", ""))
             self.status = "ended"
         except EdgeorchError as exc:
             self.status = exc.render()
@@ -119,10 +115,9 @@ def cbreak(fd: int) -> Iterator[None]:
 class Top:
     """The interactive view (see the module docstring); :meth:`run` returns the exit code."""
 
-    def __init__(self, client: Any, socket_path: Path, *, interval: float) -> None:
+    def __init__(self, client: Any, *, interval: float) -> None:
         self.client = client
         self.source = OpsSource(client)
-        self.socket_path = socket_path
         self.interval = interval
         self.state = ViewState()
         self.snap: Snapshot | None = None
@@ -183,7 +178,7 @@ class Top:
                 return
             task = max(attempts, key=lambda a: (a["started_at"], a["id"]))["task"]
         self._close_logs()
-        self.follower = LogFollower(self.socket_path, item.run_id, task).start()
+        self.follower = LogFollower(self.client, item.run_id, task).start()
         self.state.logs = Item(item.run_id, item.pipeline, task)
 
     def _close_logs(self) -> None:
