@@ -1,10 +1,13 @@
 """One garbage collection of old runs: plan, commit, then the folders (``edgeorch gc``, the ``[retention]`` sweep).
 
-Three steps, split so that the daemon can run the first two on its loop (no
-``await`` between them: nothing can change the state file in between, the
-one-writer rule) and the third in a worker thread:
+Two steps, split so that the daemon can run the first on its loop (no
+``await`` between its plan and its commit: nothing can change the state file
+in between, the one-writer rule) and the second in a worker thread, page
+after page of candidates (:func:`collect`; the daemon's ``RunRetention.collect``):
 
-1. :func:`prepare`, reads: the runs past the bound (``store.retention.older_than``),
+1. :func:`prepare`, reads: the runs past the bound (``store.retention.older_than``,
+   a page of :data:`PAGE_RUNS` at a time, newest first, so a run is decided before
+   the older runs its cache hits point into),
    the holds of every registered rule (:mod:`edgeorch.retention.holds`), and the
    pure decision (:func:`edgeorch.retention.plan.decide`);
    **apply only**: one transaction removes every row of the planned runs
@@ -112,17 +115,25 @@ class Prepared:
     """Run id -> its folder's name in ``runs_root`` (None: not a folder of the runs folder; left in place)."""
     known: frozenset[str]
     """Names of the folders the state file still names (after the commit, with apply)."""
+    last_id: int | None = None
+    """The lowest candidate id of this page (where the next page starts below); None when there was none."""
+    complete: bool = True
+    """No candidate is left below this page."""
 
 
-def prepare(store: "Store", runs_dir: Path, request: GcRequest) -> Prepared:
+def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int | None = None,
+            limit: int | None = None) -> Prepared:
     """Step 1 (see the module docstring): plan; with ``request.apply``, remove the rows in one transaction.
 
-    Raises what a hold rule or the store raises (``StateError`` on a full disk): nothing is then removed.
+    ``before``/``limit``: one page of the candidates (ids below ``before``, newest first, at
+    most ``limit``; see :func:`pages`). Raises what a hold rule or the store raises
+    (``StateError`` on a full disk): nothing is then removed.
     """
     now = store.clock()
     cutoff = now - request.older_than
+    page = store.retention.older_than(cutoff, pipeline=request.pipeline, before=before, limit=limit)
     candidates = [Candidate(r["id"], r["pipeline"], r["state"], r["created_at"], r["finished_at"], r["run_dir"])
-                  for r in store.retention.older_than(cutoff, pipeline=request.pipeline)]
+                  for r in reversed(page)]
     holds = collect_holds(HoldQuery(store, frozenset(c.run_id for c in candidates), now, request.keep_last))
     plan = decide(candidates, holds)
     planned = [c.run_id for c in plan.remove]
@@ -139,10 +150,11 @@ def prepare(store: "Store", runs_dir: Path, request: GcRequest) -> Prepared:
     return Prepared(request=request, now=now, cutoff=cutoff, runs_root=runs_root, plan=plan,
                     removed=frozenset(removed), rows=rows,
                     folders={c.run_id: folders.folder_name(runs_root, c.run_dir) for c in plan.remove},
-                    known=frozenset(Path(d).name for d in store.retention.run_dirs()))
+                    known=frozenset(Path(d).name for d in store.retention.run_dirs()),
+                    last_id=page[-1]["id"] if page else None, complete=limit is None or len(page) < limit)
 
 
-def finish(prepared: Prepared) -> dict[str, Any]:
+def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
     """Step 2 (blocking file work; the daemon runs it in a worker thread): folders removed or measured; the report.
 
     The report (the ``gc`` ops' result and ``edgeorch gc --json``): ``apply``, ``older_than``,
@@ -151,7 +163,8 @@ def finish(prepared: Prepared) -> dict[str, Any]:
     and ``bytes``); ``held`` (``run_id``, ``pipeline``, ``state``, ``finished_at``, ``holds``:
     ``rule``, ``reason``, ``while_kept``); ``strays`` (``path``, ``kind``, ``folder``, ``bytes``);
     ``rows`` (per table); ``bytes`` (total freed, or that would be); ``errors`` (folders that
-    could not be removed: the next gc tries again).
+    could not be removed: the next gc tries again). ``strays=False`` leaves the strays for a
+    later page's call.
     """
     p, req = prepared, prepared.request
     root = p.runs_root
@@ -184,7 +197,7 @@ def finish(prepared: Prepared) -> dict[str, Any]:
         runs.append({"run_id": c.run_id, "pipeline": c.pipeline, "state": c.state, "finished_at": c.finished_at,
                      "run_dir": c.run_dir, "folder": state, "bytes": size})
     stray_items = []
-    for s in folders.strays(root, p.known, p.cutoff):
+    for s in folders.strays(root, p.known, p.cutoff) if strays else ():
         if s.name in done or (s.kind == "orphan" and req.pipeline is not None):
             continue  # a run folder of no run has no pipeline: only a gc of every pipeline removes it
         state, size = handle(s.name)
@@ -201,9 +214,37 @@ def finish(prepared: Prepared) -> dict[str, Any]:
     }
 
 
+PAGE_RUNS = 500
+"""Candidates planned and removed per transaction: a sweep of a long backlog never holds the daemon's loop
+(or the state file's write lock) for long; the daemon serves other work between two pages."""
+
+
 def collect(store: "Store", runs_dir: Path, request: GcRequest) -> dict[str, Any]:
-    """Both steps in this thread (``edgeorch gc`` without a daemon, under the state lock)."""
-    return finish(prepare(store, runs_dir, request))
+    """Every page, both steps, in this thread (``edgeorch gc`` without a daemon, under the state lock)."""
+    reports = []
+    before: int | None = None
+    while True:
+        prepared = prepare(store, runs_dir, request, before=before, limit=PAGE_RUNS)
+        reports.append(finish(prepared, strays=prepared.complete))
+        if prepared.complete:
+            return merge(reports)
+        before = prepared.last_id
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report of a gc done page by page: the last page's settings and strays, lists joined (by run id),
+    rows and bytes added."""
+    out = dict(reports[-1])
+    out["runs"] = sorted((r for rep in reports for r in rep["runs"]), key=lambda r: r["run_id"])
+    out["held"] = sorted((r for rep in reports for r in rep["held"]), key=lambda r: r["run_id"])
+    rows: dict[str, int] = {}
+    for rep in reports:
+        for table, n in rep["rows"].items():
+            rows[table] = rows.get(table, 0) + n
+    out["rows"] = rows
+    out["bytes"] = sum(rep["bytes"] for rep in reports)
+    out["errors"] = [e for rep in reports for e in rep["errors"]]
+    return out
 
 
 def _event_message(request: GcRequest) -> str:

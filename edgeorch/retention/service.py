@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import Event, RunsRemoved
-from .gc import GcRequest, finish, prepare
+from .gc import PAGE_RUNS, GcRequest, finish, merge, prepare
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import RetentionConfig
@@ -58,12 +58,24 @@ class RunRetention:
         self._started = False
 
     async def collect(self, request: GcRequest) -> dict[str, Any]:
-        """One gc (a dry run unless ``request.apply``); its report (:func:`edgeorch.retention.gc.finish`)."""
+        """One gc (a dry run unless ``request.apply``); its report (:func:`edgeorch.retention.gc.finish`).
+
+        Page by page (:data:`~edgeorch.retention.gc.PAGE_RUNS` candidates): each page is planned
+        and committed on the loop with no ``await`` in between, its folders handled in a worker
+        thread; the loop serves everything else between two pages.
+        """
         async with self._lock:
-            prepared = prepare(self.store, self.runs_dir, request)  # on the loop: plan and commit, no await between
-            if request.apply and prepared.removed:
-                self.publish(RunsRemoved(prepared.now, tuple(sorted(prepared.removed)), request.actor or SWEEP_ACTOR))
-            return await asyncio.to_thread(finish, prepared)
+            reports = []
+            before: int | None = None
+            while True:
+                prepared = prepare(self.store, self.runs_dir, request, before=before, limit=PAGE_RUNS)
+                if request.apply and prepared.removed:
+                    self.publish(RunsRemoved(prepared.now, tuple(sorted(prepared.removed)),
+                                             request.actor or SWEEP_ACTOR))
+                reports.append(await asyncio.to_thread(finish, prepared, strays=prepared.complete))
+                if prepared.complete:
+                    return merge(reports)
+                before = prepared.last_id
 
     # -- the periodic sweep ---------------------------------------------------------------------
 

@@ -51,19 +51,29 @@ class Retention:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def older_than(self, cutoff: float, *, pipeline: str | None = None) -> list[dict[str, Any]]:
-        """Runs whose age passed ``cutoff``, oldest first: finished before it, or (never finished) created before it.
+    def older_than(self, cutoff: float, *, pipeline: str | None = None, before: int | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs whose age passed ``cutoff``, newest id first: finished before it, or (never finished) created before it.
 
         Whatever their state: an old run still queued or running is a candidate that the
-        ``active`` hold keeps, so a report can say why it stays.
+        ``active`` hold keeps, so a report can say why it stays. ``before`` and ``limit`` page
+        through them (ids below ``before``, at most ``limit``). Newest first, so that a gc
+        done page by page decides a run before the older runs its cache hits point into.
         """
         sql = ("SELECT id, pipeline, state, created_at, finished_at, run_dir FROM runs"
                " WHERE COALESCE(finished_at, created_at) < ?")
         args: list[Any] = [cutoff]
+        if before is not None:
+            sql += " AND id < ?"
+            args.append(before)
         if pipeline is not None:
             sql += " AND pipeline = ?"
             args.append(pipeline)
-        return self._db.all(sql + " ORDER BY id", args)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self._db.all(sql, args)
 
     def active(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
         """Of ``run_ids``, those not finished or with an attempt or a lease still live: ``run_id``, ``state``, ``live``."""

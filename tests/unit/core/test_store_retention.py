@@ -86,8 +86,9 @@ def test_runs_are_old_by_their_end_or_when_never_finished_their_creation(store, 
     queued, _ = _run(store, state=RunState.QUEUED)
     clock.now = 3000.0
     late, _ = _run(store)
-    assert [r["id"] for r in store.retention.older_than(2500.0)] == [done, queued]
+    assert [r["id"] for r in store.retention.older_than(2500.0)] == [queued, done]  # newest first
     assert [r["id"] for r in store.retention.older_than(2500.0, pipeline="other")] == []
+    assert [r["id"] for r in store.retention.older_than(9999.0, before=late, limit=1)] == [queued]
 
 
 def test_remove_deletes_every_row_of_the_runs_in_one_transaction_and_records_it(store, clock):
@@ -174,3 +175,18 @@ def test_the_holds_of_a_dataset_version_and_of_lineage(store):
         " new_bytes, manifest_sha256) VALUES (1, 3, 1.0, 'run', ?, 1, 1, 1, 1, ?)", (consumer, "0" * 64))
     _run(store)
     assert _holds(store, [source, consumer]) == {source: ["lineage"], consumer: ["datasets"]}
+
+
+def test_a_gc_page_by_page_decides_a_run_before_the_source_of_its_cache_hit(store, clock, tmp_path, monkeypatch):
+    """Newest first: the user of a cache hit goes in an earlier page, so its source is free in a later one."""
+    import edgeorch.retention.gc as gc
+
+    source, attempt = _run(store)
+    user, _ = _run(store, reuse=attempt)
+    clock.now = 1e6
+    _run(store, pipeline="q")  # newer than the bound, holds the newest ids
+    monkeypatch.setattr(gc, "PAGE_RUNS", 1)
+    report = gc.collect(store, tmp_path / "runs", gc.GcRequest(older_than=1000.0, apply=True, actor="t"))
+    assert [r["run_id"] for r in report["runs"]] == [source, user] and report["held"] == []
+    assert report["rows"]["runs"] == 2
+    assert [r["folder"] for r in report["runs"]] == ["left in place: not in the runs folder"] * 2
