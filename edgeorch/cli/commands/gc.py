@@ -40,6 +40,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
             report = _offline(backend, request)
     if args.json:
         print_json(report)
+    elif getattr(args, "quiet", False):  # -q: the ids of the runs removed (or that would be), one a line
+        for r in report["runs"]:
+            print(r["run_id"])
     else:
         _print_report(report)
     for err in report["errors"]:

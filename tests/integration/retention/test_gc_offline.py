@@ -25,6 +25,7 @@ def test_a_dry_run_changes_nothing_and_says_what_would_go(old_runs, gc):
     assert report["rows"]["runs"] == 2 and report["rows"]["tasks"] == 2 and report["rows"]["attempts"] == 2
     human = gc("--older-than", "30d")
     assert human.returncode == 0 and "would remove 2 run(s)" in human.stdout and "--apply" in human.stdout
+    assert gc("--older-than", "30d", "-q").stdout.split() == [str(r) for r in old]  # -q: the ids only
     assert old_runs.snapshot() == before
 
 
