@@ -1,0 +1,83 @@
+"""``edgeorch top``'s rows from the ops' documents (edgeorch/cli/top/model.py), and the screen they make."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from edgeorch.cli.top.keys import ViewState, reconcile
+from edgeorch.cli.top.model import Item, describe_lease, selectable, snapshot_of
+from edgeorch.cli.top.render import screen
+
+GPU = "GPU-11111111-2222-3333-4444-555555555555"
+STATUS = {"version": "0.1.0", "uptime_s": 65.0, "tasks": {"running": 1, "ready": 1}, "runs": {"active": 2},
+          "parallelism": 1, "clients": 3, "paused": ["etl"], "pipeline_errors": []}
+RESOURCES = {
+    "cpus": {"cores": [{"id": 0, "held_by": "5/fit"}, {"id": 1, "held_by": None}]},
+    "memory": {"available_now": 8 << 30, "leased": 0},
+    "gpu_backend": "fake", "gpus": [{"uuid": GPU, "name": "A100", "memory_total": 10 << 30, "memory_used": 3 << 30,
+                                     "utilization": 37, "temperature": 40, "drained": None}],
+    "leases": [{"run_id": 5, "task": "fit", "cores": [0], "memory": 0, "gpus": [GPU], "gpu_exclusive": True,
+                "gpu_memory": 0, "pool": None}],
+    "queue": [{"task": "6/load", "pipeline": "etl", "reason": "waits for a run slot (engine.parallelism = 1)"}],
+}
+ACTIVE = [{"id": 5, "pipeline": "train", "tasks": [
+    {"name": "prep", "state": "succeeded", "attempt_list": [{"number": 1, "started_at": 900.0}]},
+    {"name": "fit", "state": "running", "attempt_list": [{"number": 2, "started_at": 970.0}]},
+    {"name": "eval", "state": "pending", "attempt_list": []}]},
+    {"id": 6, "pipeline": "etl", "tasks": [
+        {"name": "load", "state": "ready", "attempt_list": []},
+        {"name": "flaky", "state": "retry_wait", "next_attempt_at": 1030.0, "reason": "exited with code 1",
+         "attempt_list": [{"number": 1, "started_at": 990.0}]}]}]
+RECENT = [{"id": 6, "pipeline": "etl", "state": "running", "trigger": "input:3", "created_at": 990.0},
+          {"id": 4, "pipeline": "train", "state": "failed", "trigger": "cli", "created_at": 800.0,
+           "finished_at": 850.0, "reason": "failed: fit"}]
+INPUTS = {"inputs": [{"id": 3, "pipeline": "etl", "source_name": "batch.csv", "state": "started", "run_id": 6,
+                      "arrived_at": 989.0}], "counts": {"started": 1, "duplicate": 2}}
+
+
+def _snap():
+    return snapshot_of(STATUS, RESOURCES, RECENT, ACTIVE, INPUTS, now=1000.0)
+
+
+def test_running_retrying_and_waiting_tasks_each_say_what_they_hold_or_wait_for():
+    rows = [(t.run_id, t.task, t.state, t.attempt, t.since, t.detail) for t in _snap().tasks]
+    assert rows == [(5, "fit", "running", 2, 970.0, "cores 0; GPU-11111111 (whole)"),
+                    (6, "flaky", "retry_wait", 1, 1030.0, "exited with code 1"),
+                    (6, "load", "waiting", None, None, "waits for a run slot (engine.parallelism = 1)")]
+
+
+def test_gpus_name_their_holders_and_cores_theirs():
+    snap = _snap()
+    assert snap.gpus[0].holders == ("5/fit",) and snap.gpus[0].utilization == 37
+    assert [(c.core, c.holder) for c in snap.cores] == [(0, "5/fit"), (1, None)]
+    assert snap.paused == frozenset({"etl"})
+
+
+def test_the_cursor_stops_at_tasks_then_runs():
+    assert selectable(_snap()) == [Item(5, "train", "fit"), Item(6, "etl", "flaky"), Item(6, "etl", "load"),
+                                   Item(6, "etl"), Item(4, "train")]
+
+
+def test_a_lease_is_described_in_a_few_words():
+    assert describe_lease({"cores": [2, 3], "memory": 1 << 30, "gpus": ["GPU-aa-bb"], "gpu_exclusive": False,
+                           "gpu_memory": 2 << 30, "pool": "db"}) == "cores 2,3; memory 1.0G; GPU-aa (2.0G); pool db"
+    assert describe_lease({"cores": [], "gpus": []}) == "shares the free cores"
+
+
+def test_an_older_daemon_without_some_sections_still_gives_a_snapshot():
+    snap = snapshot_of({}, {}, [], [], {}, now=1.0)
+    assert snap.tasks == () and snap.gpus == () and snap.inputs == ()
+
+
+def test_the_screen_shows_every_panel():
+    snap = _snap()
+    state = ViewState()
+    reconcile(state, selectable(snap))
+    console = Console(width=160, height=30, record=True, color_system=None)
+    console.print(screen(snap, state, height=30))
+    text = console.export_text()
+    for expected in ("1 running", "Tasks", "fit", "30s", "in 30s",
+                     "waits for a run slot", "Cores and GPUs", "37% 3.0G/10.0G", "5/fit", "Recent runs",
+                     "etl (paused)", "failed: fit", "Drop folders", "batch.csv", "2 duplicate, 1 started",
+                     "l logs"):
+        assert expected in text, expected
