@@ -344,6 +344,124 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (version_id, holder)
     ) WITHOUT ROWID;
     """,
+    # 13: models (docs/models.md): named models and their numbered versions (the artifact's sha256 or folder
+    # manifest, metrics, the check results and what made it), gate and deployment decisions with every
+    # condition, aliases and their history (who moved them, why), deployments as durable intents whose
+    # step says how far a switch got (recovery finishes or undoes it), canaries and the metrics observed
+    # while one runs. At most one deployment of a model runs at a time, at most one canary is open.
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        policy TEXT
+    );
+    CREATE TABLE model_versions (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        files INTEGER,
+        metrics TEXT NOT NULL,
+        checks TEXT,
+        run_id INTEGER,
+        task TEXT,
+        attempt_id INTEGER,
+        pipeline TEXT,
+        content_hash TEXT,
+        params TEXT,
+        inputs TEXT,
+        gate_verdict TEXT NOT NULL,
+        UNIQUE (model_id, version)
+    );
+    CREATE INDEX model_versions_by_run ON model_versions (run_id) WHERE run_id IS NOT NULL;
+    CREATE INDEX model_versions_by_sha256 ON model_versions (sha256);
+    CREATE TABLE model_decisions (
+        id INTEGER PRIMARY KEY,
+        version_id INTEGER NOT NULL REFERENCES model_versions(id),
+        kind TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        alias TEXT,
+        against_version INTEGER,
+        conditions TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        deployment_id INTEGER,
+        decided_at REAL NOT NULL
+    );
+    CREATE INDEX model_decisions_by_version ON model_decisions (version_id, id);
+    CREATE TABLE model_aliases (
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        alias TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        moved_at REAL NOT NULL,
+        PRIMARY KEY (model_id, alias)
+    ) WITHOUT ROWID;
+    CREATE TABLE model_alias_history (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        alias TEXT NOT NULL,
+        from_version INTEGER,
+        to_version INTEGER,
+        action TEXT NOT NULL,
+        actor TEXT,
+        reason TEXT,
+        deployment_id INTEGER,
+        moved_at REAL NOT NULL
+    );
+    CREATE INDEX model_alias_history_by_alias ON model_alias_history (model_id, alias, id);
+    CREATE TABLE model_deployments (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        alias TEXT NOT NULL,
+        from_version INTEGER,
+        to_version INTEGER,
+        action TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        target TEXT NOT NULL,
+        actor TEXT,
+        reason TEXT,
+        state TEXT NOT NULL,
+        step TEXT NOT NULL,
+        outcome TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX model_deployments_open ON model_deployments (state) WHERE state IN ('pending', 'running');
+    CREATE UNIQUE INDEX model_deployments_one_running ON model_deployments (model_id) WHERE state = 'running';
+    CREATE TABLE model_canaries (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        version INTEGER NOT NULL,
+        against_version INTEGER,
+        mode TEXT NOT NULL,
+        share REAL,
+        window_batches INTEGER,
+        window_seconds REAL,
+        spec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        decided_at REAL,
+        outcome TEXT
+    );
+    CREATE UNIQUE INDEX model_canaries_one_open ON model_canaries (model_id) WHERE state IN ('running', 'deciding');
+    CREATE TABLE model_observations (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        version INTEGER NOT NULL,
+        alias TEXT,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        run_id INTEGER,
+        task TEXT,
+        observed_at REAL NOT NULL
+    );
+    CREATE INDEX model_observations_by_version ON model_observations (model_id, version, metric, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
