@@ -27,7 +27,7 @@ from prometheus_client.core import Metric
 log = logging.getLogger("edgeorch.observe")
 
 Snapshot = Callable[[float], Coroutine[Any, Any, list[Metric]]]
-"""``snapshot(requested_at)``: the families, read on the loop; ``requested_at`` is ``time.monotonic()`` of the request."""
+"""``snapshot(requested_at)``: the families, read on the loop (``requested_at``: the request's ``time.monotonic()``)."""
 
 
 class _Bridge:

@@ -90,5 +90,6 @@ def _gpus(gpus: list[dict[str, Any]], leases: list[dict[str, Any]]) -> Iterator[
                 rows=[((u,), held.get(u, 0)) for u in ids])
     yield gauge("edgeorch_gpu_leased_memory_bytes",
                 "GPU memory leased now: the whole memory for an exclusive lease, else the sum of the shares.",
-                labels=["gpu"], rows=[((g["uuid"],), g["memory_total"] if g["uuid"] in whole else shares.get(g["uuid"], 0))
-                                      for g in gpus])
+                labels=["gpu"],
+                rows=[((g["uuid"],), g["memory_total"] if g["uuid"] in whole else shares.get(g["uuid"], 0))
+                      for g in gpus])
