@@ -19,7 +19,9 @@ Contract:
   that received new objects are fsynced before this returns: a version
   committed from the snapshot never names an object a power cut could undo.
 - On any error (or ``cancel``), the pins are released and the error raised;
-  objects already written are garbage for the next prune.
+  objects already written are garbage for the next prune. A chunk the store
+  cannot take (a full disk) is a :class:`~edgeorch.errors.StateError` naming
+  the objects folder; a source that cannot be read is a :class:`SourceError`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from ..errors import EdgeorchError, NotFoundError, UsageError
+from ..errors import EdgeorchError, NotFoundError, StateError, UsageError
 from .chunker import DEFAULT, ChunkParams, iter_chunks
 from .objects import ZSTD_LEVEL, ObjectStore
 
@@ -115,8 +117,10 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
 
     Raises :class:`~edgeorch.errors.NotFoundError` when ``source`` does not
     exist, :class:`SourceError` for what a dataset cannot hold (see the module
-    docstring) or a file ``may_read`` refuses, :class:`SnapshotCancelled`
-    when ``cancel`` is set, and ``OSError`` for I/O errors (disk full).
+    docstring), a file or folder that cannot be read or that ``may_read``
+    refuses, :class:`SnapshotCancelled` when ``cancel`` is set, and
+    :class:`~edgeorch.errors.StateError` when the object store cannot take a
+    chunk (a full disk).
     """
     src = Path(source)
     try:
@@ -139,7 +143,7 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
         elif stat_mod.S_ISDIR(st.st_mode):
             job.total = _tree_size(src)
             root = Path(os.path.realpath(src))
-            for dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+            for dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False, onerror=_unreadable):
                 dirs.sort()
                 rel = Path(dirpath).relative_to(root)
                 for d in dirs:  # fwalk lists a link to a folder among the folders and never enters it
@@ -153,7 +157,11 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
                               expected="a file or folder to add")
         snap.files.sort(key=lambda e: e.path)
         if job.folders:
-            ObjectStore.sync([*job.folders, objects.objects, objects.root])
+            try:
+                ObjectStore.sync([*job.folders, objects.objects, objects.root])
+            except OSError as exc:
+                raise StateError(f"cannot make the stored chunks durable: {exc.strerror}",
+                                 file=str(objects.objects)) from None
     except BaseException:
         snap.release()
         raise
@@ -196,7 +204,7 @@ class _Job:
             if self.may_read is not None and not self.may_read(fd, st):
                 raise SourceError("cannot read: Permission denied", file=str(shown),
                                   hint="the daemon adds a file for you only if you could read it yourself")
-            entry = self._chunk(fd, rel)
+            entry = self._chunk(fd, rel, shown)
             after = os.fstat(fd)
         finally:
             os.close(fd)
@@ -205,13 +213,20 @@ class _Job:
                               hint="add it again once whatever writes it has finished")
         self.snap.files.append(entry)
 
-    def _chunk(self, fd: int, rel: str) -> FileEntry:
+    def _chunk(self, fd: int, rel: str, shown: Path) -> FileEntry:
         snap, objects = self.snap, self.snap.objects
         whole = hashlib.sha256()
         shas: list[str] = []
         size = 0
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            for chunk in iter_chunks(cast(BinaryIO, f), self.params):
+            chunks = iter_chunks(cast(BinaryIO, f), self.params)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except OSError as exc:  # EIO on the source: its fault, not the store's
+                    raise SourceError(f"cannot read: {exc.strerror}", file=str(shown)) from None
                 if self.cancel is not None and self.cancel.is_set():
                     raise SnapshotCancelled("the add was cancelled")
                 whole.update(chunk)
@@ -219,7 +234,13 @@ class _Job:
                 if sha not in snap.chunks:
                     objects.pin([sha])  # before looking for its object: see objects.py, "Pins"
                     snap._pinned.append(sha)
-                    stored = objects.put(sha, chunk, compress=self.compress)
+                    try:
+                        stored = objects.put(sha, chunk, compress=self.compress)
+                    except OSError as exc:  # a full disk, EIO: the state dir cannot take the chunk
+                        raise StateError(f"cannot store a chunk of {shown} in the object store: {exc.strerror}",
+                                         file=str(objects.objects),
+                                         hint="free space on the state dir's disk; `edgeorch datasets prune` "
+                                              "removes old versions and what a failed add left") from None
                     snap.chunks[sha] = ChunkEntry(sha, len(chunk), stored.stored_size, stored.codec, stored.written)
                     if stored.written:
                         self.folders.add(objects.folder_of(sha))
@@ -229,6 +250,11 @@ class _Job:
                 if self.progress is not None:
                     self.progress(self.done, self.total)
         return FileEntry(rel, size, os.fstat(fd).st_mode & 0o7777, whole.hexdigest(), tuple(shas))
+
+
+def _unreadable(exc: OSError) -> None:
+    """A folder the walk cannot list: refuse the snapshot (a version silently missing a folder is wrong)."""
+    raise SourceError(f"cannot read: {exc.strerror}", file=exc.filename) from None
 
 
 def _tree_size(root: Path) -> int:

@@ -1,0 +1,113 @@
+"""Faults during a data-version add: a real process killed with SIGKILL mid-add, and a disk that fills up.
+
+Either way no version is half recorded (the rows are one transaction, after
+every object is durable), the versions recorded before stay restorable, and
+the next prune reclaims what the failed add left (objects no row names, and
+the temporary file of the write it was in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+NUMBA_CACHE = str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache")
+
+# The real CLI (`edgeorch datasets add`), stopped inside the object store's write of its 4th object:
+# the temporary file is written and fsynced, not yet renamed. It says so on stdout and waits to be killed.
+MID_ADD = textwrap.dedent("""
+    import os, sys
+    from edgeorch.datasets import objects
+
+    real_rename, seen = os.rename, []
+
+    def rename(src, dst, *a, **kw):
+        if str(src).startswith(str(objects.ObjectStore(sys.argv[1]).tmp)):
+            seen.append(dst)
+            if len(seen) == 4:
+                print("MID-ADD", flush=True)
+                sys.stdin.readline()  # killed here
+        return real_rename(src, dst, *a, **kw)
+
+    os.rename = rename
+    from edgeorch.cli.main import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def cli(ws, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*ws.cli(), "datasets", *args], env=ws.cli_env() | {"NUMBA_CACHE_DIR": NUMBA_CACHE},
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def random_bytes(n: int, seed: int = 1) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def objects_on_disk(state: Path) -> set[str]:
+    root = state / "datasets" / "objects"
+    return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+def test_sigkill_mid_add_leaves_no_version_and_the_next_prune_reclaims_its_objects(workspace, tmp_path):
+    small = tmp_path / "small.bin"
+    small.write_bytes(random_bytes(600_000, seed=1))
+    cli(workspace, "add", "keep", str(small))
+    committed = objects_on_disk(workspace.state)
+    big = tmp_path / "big.bin"
+    big.write_bytes(random_bytes(40 << 20, seed=2))  # about 40 chunks: the kill lands at the 4th
+
+    env = workspace.cli_env() | {"NUMBA_CACHE_DIR": NUMBA_CACHE}
+    proc = subprocess.Popen([sys.executable, "-c", MID_ADD, str(workspace.state / "datasets"), "datasets", "add",
+                             "big", str(big)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "MID-ADD"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    left = objects_on_disk(workspace.state) - committed
+    temp = list((workspace.state / "datasets" / "tmp").iterdir())
+    assert len(left) == 3 and len(temp) == 1  # three objects renamed into place, one still a temporary file
+    listing = json.loads(cli(workspace, "list", "--json").stdout)
+    assert [d["name"] for d in listing["datasets"]] == ["keep"]  # no half version of "big", not even its name
+
+    pruned = json.loads(cli(workspace, "prune", "--keep", "1", "--json").stdout)
+    assert pruned["removed"] == [] and pruned["objects_removed"] == 3 and pruned["temp_files_removed"] == 1
+    assert objects_on_disk(workspace.state) == committed
+    assert list((workspace.state / "datasets" / "tmp").iterdir()) == []
+    cli(workspace, "restore", "keep", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "small.bin").read_bytes() == small.read_bytes()
+    again = json.loads(cli(workspace, "add", "big", str(big), "--json").stdout)  # the add can simply be redone
+    assert again["ref"] == "big@1" and again["new_bytes"] == 40 << 20
+
+
+def test_a_full_disk_mid_add_is_a_clear_error_and_records_nothing(workspace, small_disk, tmp_path):
+    workspace.state = small_disk / "var"
+    workspace.write_config()
+    small = tmp_path / "small.bin"
+    small.write_bytes(random_bytes(200_000, seed=1))
+    cli(workspace, "add", "keep", str(small))
+    big = tmp_path / "big.bin"
+    big.write_bytes(random_bytes(8 << 20, seed=2))  # more than the 3 MB disk holds
+    proc = cli(workspace, "add", "big", str(big), check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert "cannot store a chunk of" in proc.stderr and "No space left on device" in proc.stderr
+    assert [d["name"] for d in json.loads(cli(workspace, "list", "--json").stdout)["datasets"]] == ["keep"]
+    pruned = json.loads(cli(workspace, "prune", "--keep", "1", "--json").stdout)
+    assert pruned["objects_removed"] >= 1
+    cli(workspace, "restore", "keep", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "small.bin").read_bytes() == small.read_bytes()
