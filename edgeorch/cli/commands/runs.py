@@ -92,6 +92,8 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
     if args.detach:
         if args.json:
             print_json(queued.to_dict())
+        elif args.quiet:  # the run id alone: `id=$(edgeorch trigger p -q)`
+            print(queued.run_id)
         return EXIT_OK
     return _follow_remote(backend, queued.run_id, json_out=args.json, quiet=args.quiet)
 

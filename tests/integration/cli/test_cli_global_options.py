@@ -150,6 +150,15 @@ def test_verbose_says_whether_the_daemon_or_the_state_file_answered(workspace, d
     assert f"using the daemon at {daemon.socket_path}" in online.stderr
 
 
+def test_quiet_trigger_prints_the_run_id_alone(workspace, daemon):
+    workspace.pipeline("p", OK)
+    daemon.start()
+    first = run(workspace, "trigger", "p", "-q")
+    assert first.returncode == 0 and first.stdout == "1\n" and first.stderr == ""
+    assert run(workspace, "-q", "run", "p", "--detach").stdout == "2\n"
+    assert daemon.wait_run(2) == "succeeded"
+
+
 def test_the_daemon_logs_at_the_configured_level_and_the_command_line_overrides_it(workspace, daemon):
     workspace.write_config('[daemon]\nlog_level = "warning"\n')
     daemon.start()
