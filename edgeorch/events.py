@@ -12,8 +12,10 @@ built by the one component that decided the change and published on the one
 Subscribers today: the ``events`` op (each connected client's stream,
 ``edgeorch/daemon/ops/events.py``), the CLI's progress display, the daemon's
 ``STATUS=`` line and the trigger service (a finished run releases waiting
-fires and settles its inputs). The coming audit log, metrics and monitoring
-subscribe to the same bus; none of them needs a publisher changed.
+fires and settles its inputs), and the daemon's audit seal service (it
+counts records; the audit records themselves are written by the store, in
+the transaction of each change, before its event is published). Metrics and
+monitoring subscribe to the same bus; none of them needs a publisher changed.
 
 Contracts:
 
