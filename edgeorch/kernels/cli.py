@@ -128,7 +128,7 @@ _FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "refe
           "privileged": "--privileged", "min_group_size": "--min-group-size"}
 
 
-def _run(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
+def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
     """Check ``opts`` by the tasks' own rules (:func:`check_options`), naming CLI flags; then run the kind.
 
     A bad option is a usage error (exit 2) that names the flag (``--method``),
@@ -141,13 +141,19 @@ def _run(kind: str, opts: dict[str, Any]) -> dict[str, Any]:
         e = errors[0]
         key = (e.field or "").split(".")[0]
         raise UsageError(e.message, field=_FLAGS.get(key, e.field), value=e.value, expected=e.expected, hint=e.hint)
-    return run_task(kind, opts, progress=_progress())
+    return run_task(kind, opts, progress=_progress(quiet))
 
 
-def _progress() -> Any:
+def _quiet(args: argparse.Namespace) -> bool:
+    """``-q`` (a global option of the edgeorch command; absent when these commands are registered elsewhere)."""
+    return bool(getattr(args, "quiet", False))
+
+
+def _progress(quiet: bool = False) -> Any:
+    """The progress line on stderr (only on a terminal); none with ``-q``."""
     from ..textui import Progress
 
-    return Progress()
+    return Progress(enabled=False) if quiet else Progress()
 
 
 def _pos_label(text: str) -> Any:
@@ -194,7 +200,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         opts["save"] = args.save
     if args.html:
         opts["report"] = args.html
-    _print(_run("profile", opts), args)
+    _print(_run("profile", opts, quiet=_quiet(args)), args)
     return 0
 
 
@@ -210,11 +216,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if args.method is not None and args.method not in ("ks", "psi", "jensenshannon", "hellinger", "chisquare"):
             raise UsageError("this method needs reference data, not a profile", field="--method", value=args.method,
                              expected="ks, psi, jensenshannon, hellinger or chisquare")
-        doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common})
+        doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common},
+                   quiet=_quiet(args))
         doc["kind"] = "drift"
     else:
         doc = _run("drift", {"reference": args.reference, "current": args.current,
-                             "correction": args.correction, **common})
+                             "correction": args.correction, **common}, quiet=_quiet(args))
     _print(doc, args)
     return 1 if doc["summary"].get("dataset_drift") else 0
 
@@ -234,6 +241,6 @@ def cmd_fairness(args: argparse.Namespace) -> int:
         opts["privileged"] = args.privileged
     if args.html:
         opts["report"] = args.html
-    doc = _run("fairness", opts)
+    doc = _run("fairness", opts, quiet=_quiet(args))
     _print(doc, args)
     return 1 if doc["verdict"] == "violation" else 0

@@ -203,3 +203,17 @@ def test_a_bad_daemon_log_level_stops_the_daemon_with_the_file_field_and_choices
     assert f"{workspace.config_path}: daemon.log_level: has an unknown value (found 'chatty')" in proc.stderr
     assert "expected one of debug, info, warning, error" in proc.stderr
     assert not Path(workspace.state / "edgeorch.sock").exists()
+
+
+def test_quiet_kernel_commands_draw_no_progress_line(monkeypatch):
+    from edgeorch.kernels import cli as kernels_cli
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert kernels_cli._progress().enabled is True  # on a terminal, a progress line
+    assert kernels_cli._progress(quiet=True).enabled is False
+    args = finish_args(build_parser().parse_args(["profile", "data.csv", "-q"]))
+    assert kernels_cli._quiet(args) is True
