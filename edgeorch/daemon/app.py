@@ -51,6 +51,7 @@ from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, PipelineOps, RunOps,
                   StatusOps, register)
+from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -124,15 +125,13 @@ class Daemon:
             self.seals.start(self.loop)
             self.bus.subscribe(self.seals.on_event)
             adopted = len(self.engine.live)
-            audit_ops = AuditOps(store=self.store, seals=self.seals, state_file=cfg.state_file,
-                                 settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval})
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
-                                        on_refused=audit_ops.refused)
+                                        on_refused=self._on_refused)
             server = self.server
             self.metrics.attach(config=cfg, store=self.store, engine=self.engine, registry=self.registry,
                                 bus=self.bus, triggers=self.triggers, clients=lambda: server.clients,
                                 started_at=self.started_at)
-            register(self.server, [*self._op_groups(self.server, self.triggers), audit_ops])
+            register(self.server, self._op_groups(self.server, self.triggers))
             await self.server.start()
             self.metrics.start_textfile()
             self._watch_pipelines()
@@ -257,6 +256,7 @@ class Daemon:
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
         assert self.store is not None and self.retention is not None and self.metrics is not None
+        assert self.seals is not None
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
@@ -270,6 +270,8 @@ class Daemon:
             LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),
+            AuditOps(store=store, seals=self.seals, state_file=cfg.state_file,
+                     settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval}),
         ]
 
     def _warn_unsatisfiable(self) -> None:
@@ -340,6 +342,11 @@ class Daemon:
         except EdgeorchError as exc:
             log.error("cannot record the stop in the audit log: %s", exc.render())
         self.seals.close()
+
+    def _on_refused(self, peer: Any, op: str, access: str, args: dict[str, Any], error: EdgeorchError) -> None:
+        """A request its handler refused: an audit record when it asked for a change (see ops/audit.py)."""
+        assert self.store is not None
+        record_refused(self.store.audit, peer, op, access, args, error)
 
     async def _on_denied(self, peer: Any, op: str) -> None:
         assert self.store is not None

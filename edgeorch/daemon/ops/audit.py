@@ -9,7 +9,7 @@ Acts (``act`` access): ``audit.init`` (start the sealing key; the answer is
 the only place the verification key is ever shown), ``audit.seal`` (seal the
 head now), ``audit.prune`` (remove old records, keeping a sealed checkpoint).
 
-:meth:`AuditOps.refused` is the control server's ``on_refused`` hook: a
+:func:`record_refused` is what the daemon's ``on_refused`` hook of the control server calls: a
 request for an ``act`` op that its handler refused (bad arguments, a paused
 pipeline, a conflict, an unknown id) becomes a ``request_refused`` record
 naming the peer, the op, its arguments (shortened) and the error. Requests
@@ -32,6 +32,7 @@ from .base import OpSpec, actor_of, arg
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
     from ...store import Store
+    from ...store.audit import AuditLog
 
 MAX_PAGE = 5000
 """The most records one ``audit.list`` answer holds."""
@@ -40,7 +41,7 @@ ARG_TEXT_MAX = 200
 
 
 class AuditOps:
-    """``audit.*`` and the refused-request hook.
+    """``audit.*``.
 
     ``store``: the daemon's store (records, seals); ``seals``: the daemon's seal
     service (its sealer owns the key file); ``state_file``: opened read-only,
@@ -104,15 +105,16 @@ class AuditOps:
         before = arg(args, "before", (int, float))
         return {"pruned": self.store.audit.prune(float(before), actor=actor_of(peer))}
 
-    # -- the control server's hook ----------------------------------------------------------------
+def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: dict[str, Any],
+                   error: EdgeorchError) -> None:
+    """Record a refused ``act`` request (the control server's ``on_refused``, see the module docstring).
 
-    def refused(self, peer: "Peer", op: str, access: str, args: dict[str, Any], error: EdgeorchError) -> None:
-        """Record a refused ``act`` request (see the module docstring); reads that fail change nothing and are not."""
-        if access != "act":
-            return
-        self.store.audit.record(actor_of(peer), "request_refused", f"op:{op}",
-                                {"code": error.code, "error": error.render(), "args": _shortened(args),
-                                 "pid": peer.pid})
+    A read that fails changed nothing and asked for nothing to change: not recorded.
+    """
+    if access != "act":
+        return
+    audit.record(actor_of(peer), "request_refused", f"op:{op}",
+                 {"code": error.code, "error": error.render(), "args": _shortened(args), "pid": peer.pid})
 
 
 def verify_file(state_file: Path, key_file: Path | None) -> dict[str, Any]:

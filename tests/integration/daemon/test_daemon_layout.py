@@ -17,13 +17,13 @@ from edgeorch.daemon.app import Daemon
 
 ROOT = Path(edgeorch.__file__).resolve().parent
 GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.DatasetOps, ops.GcOps,
-          ops.MetricsOps]
+          ops.MetricsOps, ops.AuditOps]
 
 OPS_SERVED = {
     "status", "resources", "pipelines.list", "pipelines.show", "pipelines.validate", "pipelines.pause",
     "pipelines.resume", "reload", "trigger", "runs.list", "runs.show", "logs", "cancel", "retry", "events",
     "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
-    "datasets.prune",
+    "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune",
 }
 """The daemon's ops besides the control server's own (ping, version, ops); docs/protocol.md documents each."""
 
