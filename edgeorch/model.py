@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .datasets.names import DatasetDecl
+    from .models.spec import ModelDecl, ModelPolicy
 
 
 class RunState(StrEnum):
@@ -230,6 +231,8 @@ class TaskSpec:
     pool: str | None = None
     dataset: DatasetDecl | None = None
     """The dataset the task's output becomes a version of, when it succeeds (docs/datasets.md)."""
+    model: ModelDecl | None = None
+    """The model the task's output becomes a version of, when it succeeds (docs/models.md)."""
     definition_hash: str = ""
 
 
@@ -247,6 +250,8 @@ class Pipeline:
     source_text: str
     priority: int = 0
     max_parallel: int | None = None
+    models: dict[str, ModelPolicy] = field(default_factory=dict)
+    """``[models.NAME]``: gates and deployment of the models its tasks register (docs/models.md)."""
 
     def dependents(self) -> dict[str, list[str]]:
         """Task name -> the tasks that need it (declaration order)."""

@@ -220,3 +220,19 @@ register_kind(Kind(
     run=tasks.run_validate,
     numbers={"max_null_rate": float},
 ))
+
+
+def _gate_kind() -> Kind:
+    # The gate language is the models' (edgeorch/models/gates.py): one parser for gates and gate tasks.
+    from ..models import gatetask
+
+    return Kind(
+        name="gate",
+        help="a test as a task: conditions over a metrics file; violation (the run fails, with the reason) when one fails",
+        options={**gatetask.OPTIONS, **COMMON_OPTIONS},
+        check=gatetask.check_gate,
+        run=gatetask.run_gate,
+    )
+
+
+register_kind(_gate_kind())

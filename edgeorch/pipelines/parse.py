@@ -41,12 +41,12 @@ from .params import coerce_param, infer_param_type
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
-                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch"]
+                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch", "models"]
 """Top-level keys. Trigger keys (schedule, every, ...) are checked by the triggers module."""
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
-             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "description"]
+             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "model", "description"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -80,6 +80,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         spec = _parse_task(tname, tdata, fname, errors, params)
         if spec is not None:
             tasks[tname] = spec
+    models = _parse_models(top, tasks_table, tasks)
     top.finish()
     if name is not None:
         from ..triggers.checks import check_pipeline_triggers
@@ -126,8 +127,33 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
     return Pipeline(
         name=name, description=description, params=params, tasks=tasks, order=order,
         source_file=str(file.resolve()), content_hash=content_hash, source_text=text,
-        priority=priority, max_parallel=max_parallel,
+        priority=priority, max_parallel=max_parallel, models=models,
     ), []
+
+
+def _parse_models(top: TableReader, tasks_table: dict[str, Any], tasks: dict[str, TaskSpec]) -> dict[str, Any]:
+    """The ``[models.NAME]`` tables (:mod:`edgeorch.models.spec` owns their rules); {} when absent."""
+    if not top.has("models"):
+        return {}
+    from ..models.spec import check_models
+
+    registering: dict[str, list[str]] = {}
+    for spec in tasks.values():
+        if spec.model is not None:
+            registering.setdefault(spec.model.name, []).append(spec.name)
+    needs = _declared_needs(tasks_table, tasks)
+    checks: dict[str, list[str]] = {}
+    for owners in registering.values():
+        for owner in owners:
+            seen: set[str] = set()
+            stack = list(needs.get(owner, []))
+            while stack:  # every task it needs, directly or not (a cycle is reported elsewhere)
+                up = stack.pop()
+                if up not in seen:
+                    seen.add(up)
+                    stack.extend(needs.get(up, []))
+            checks[owner] = sorted(t for t in seen if t in tasks and tasks[t].kind is not None)  # a check: a verdict
+    return check_models(top.sub("models"), registering, checks)
 
 
 def _declared_needs(tasks_table: dict[str, Any], parsed: dict[str, TaskSpec]) -> dict[str, list[str]]:
@@ -284,6 +310,9 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     from ..datasets.names import check_decl  # the one rule of the `dataset` key (tasks and watches)
 
     dataset = check_decl(r, "dataset", with_path=True)
+    from ..models.spec import check_task_model  # the one rule of the `model` key (docs/models.md)
+
+    model = check_task_model(r, "model")
     r.finish(TASK_KEYS)
 
     # Placeholders must name a param or a built-in; checked on every string the engine substitutes.
@@ -298,6 +327,8 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     texts += [(f"tasks.{name}.inputs[{i}]", o) for i, o in enumerate(inputs or [])]
     if dataset is not None and dataset.path:
         texts.append((f"tasks.{name}.dataset.path", dataset.path))
+    if model is not None:
+        texts += [(f"tasks.{name}.model.{k}", v) for k, v in (("path", model.path), ("metrics", model.metrics)) if v]
     if workdir:
         texts.append((f"tasks.{name}.workdir", workdir))
     texts += [(f"tasks.{name}.options.{k}", v) for k, v in strings_in(options)]
@@ -316,7 +347,7 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         name=name, command=command, shell=shell, call=call, kind=kind, options=options, needs=tuple(needs),
         retries=retries, retry_delay=retry_delay, retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
         retry_jitter=retry_jitter, timeout=timeout, env=env, workdir=workdir, outputs=tuple(outputs),
-        inputs=tuple(inputs), dataset=dataset, cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
+        inputs=tuple(inputs), dataset=dataset, model=model, cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
         gpu_model=gpu_model, pool=pool,
     )
     return replace(spec, definition_hash=definition_hash(spec))

@@ -20,6 +20,8 @@ import pytest
 
 from edgeorch.kernels.kinds import kind_names, registered_kinds
 from edgeorch.model import PARAM_TYPES
+from edgeorch.models.spec import (CANARY_KEYS, CANARY_MODES, DIRECTIONS, POLICY_KEYS, PROMOTE, STRATEGIES,
+                                  TARGET_KEYS, TARGET_KINDS)
 from edgeorch.pipelines.inputs import RESERVED_SCHEMES
 from edgeorch.pipelines.parse import PIPELINE_KEYS, TASK_KEYS, parse_pipeline
 from edgeorch.pipelines.substitute import BUILTIN_PLACEHOLDERS
@@ -73,6 +75,21 @@ def test_schema_watch_keys_are_the_parsers(schema: dict[str, Any]) -> None:
     assert set(watch["properties"]) == set(WATCH_KEYS)
     assert watch["properties"]["mode"]["enum"] == list(MODES)
     assert watch["additionalProperties"] is False
+
+
+def test_schema_model_tables_are_the_parsers(schema: dict[str, Any]) -> None:
+    policy, target, canary = (_defs(schema, n) for n in ("model_policy", "model_target", "model_canary"))
+    assert set(policy["properties"]) == set(POLICY_KEYS) and policy["additionalProperties"] is False
+    assert set(target["properties"]) == set(TARGET_KEYS) and target["additionalProperties"] is False
+    assert set(canary["properties"]) == set(CANARY_KEYS) and canary["additionalProperties"] is False
+    assert policy["properties"]["promote"]["enum"] == list(PROMOTE)
+    assert policy["properties"]["strategy"]["enum"] == list(STRATEGIES)
+    assert target["properties"]["kind"]["enum"] == list(TARGET_KINDS)
+    assert canary["properties"]["mode"]["enum"] == list(CANARY_MODES)
+    assert canary["properties"]["better"]["enum"] == list(DIRECTIONS)
+    probe = {"tasks": {"a": {"command": ["true"], "model": {"name": "m", "zz_unknown": 1}}}}
+    assert set(_defs(schema, "task")["properties"]["model"]["oneOf"][1]["properties"]) == \
+        _unknown_key_expected(probe, "tasks.a.model.zz_unknown")
 
 
 def test_schema_param_table_keys_are_the_parsers(schema: dict[str, Any]) -> None:
@@ -161,6 +178,11 @@ def test_examples_exist() -> None:
     {"tasks": {"a": {"command": ["true"], "inputs": ["data.csv", "data.csv"]}}},
     {"tasks": {"a": {"command": ["true"], "inputs": [" "]}}},
     {"tasks": {"a": {"command": ["true"], "inputs": "data.csv"}}},
+    {"tasks": {"a": {"command": ["true"], "model": {"name": "m", "pth": "x"}}}},
+    {"tasks": {"a": {"command": ["true"], "model": "m"}}, "models": {"m": {"promote": "sometimes"}}},
+    {"tasks": {"a": {"command": ["true"], "model": "m"}}, "models": {"m": {"deploy": {"kind": "s3"}}}},
+    {"tasks": {"a": {"command": ["true"], "model": "m"}}, "models": {"m": {"canary": {"share": 0.1}}}},
+    {"tasks": {"a": {"kind": "gate", "options": {"metrics": "m.json", "condition": ["x < 1"]}}}},
 ], ids=lambda d: json.dumps(d)[:60])
 def test_schema_refuses_what_the_parser_refuses(validator: jsonschema.Draft7Validator, doc: dict[str, Any]) -> None:
     _pipeline, errors = parse_pipeline(doc, file=Path("probe.toml"), text="")
