@@ -27,6 +27,16 @@ VERSION_SOURCES = ("artifact", "consumed", "input")
 """Where a recorded version of a path comes from (:meth:`Lineage.versions_of_path`)."""
 
 
+def write_manifest(db: Database, manifest: str, members: Iterable[tuple[str, str, int]]) -> None:
+    """Store a folder's or glob's files ``(name, sha256, size)`` under its manifest hash, once (the caller holds
+    the transaction). The one writer of ``manifest_files``: consumed folders and registered model folders."""
+    members = list(members)
+    if members and db.conn.execute("SELECT 1 FROM manifest_files WHERE manifest = ? LIMIT 1",
+                                   (manifest,)).fetchone() is None:
+        db.conn.executemany("INSERT OR IGNORE INTO manifest_files (manifest, name, sha256, size) VALUES (?, ?, ?, ?)",
+                            [(manifest, n, s, z) for n, s, z in members])
+
+
 class Lineage:
     """``store.lineage``: see the module docstring."""
 
@@ -56,11 +66,7 @@ class Lineage:
                 [(run_id, task, attempt_id, r["kind"], r.get("spec"), r["path"], r["sha256"], r["size"], r.get("files"),
                   r.get("source_run"), r.get("source_task"), r.get("source_attempt"), now) for r in rows])
             for r in rows:
-                members = r.get("members") or ()
-                if members and conn.execute("SELECT 1 FROM manifest_files WHERE manifest = ? LIMIT 1",
-                                            (r["sha256"],)).fetchone() is None:
-                    conn.executemany("INSERT OR IGNORE INTO manifest_files (manifest, name, sha256, size)"
-                                     " VALUES (?, ?, ?, ?)", [(r["sha256"], n, s, z) for n, s, z in members])
+                write_manifest(self._db, r["sha256"], r.get("members") or ())
 
     # -- what a task consumed and produced -----------------------------------------------
 
