@@ -11,7 +11,8 @@ Contract:
   ``store.lineage`` (what tasks consumed; the lookups of lineage queries),
   ``store.pipelines`` (versions, pauses), ``store.events``,
   ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
-  runs), ``store.datasets`` (data versions). ``Store`` itself holds no data
+  runs), ``store.datasets`` (data versions), ``store.models`` (model versions,
+  aliases, decisions, deployments). ``Store`` itself holds no data
   methods: only the shared :class:`~edgeorch.store.db.Database` (``store.db``),
   :meth:`transaction`, :meth:`close` and :meth:`integrity_check`.
 - Every state transition is one call on an aggregate and one transaction
@@ -38,6 +39,7 @@ from .db import Database
 from .events import Events
 from .inputs import Inputs
 from .lineage import Lineage
+from .models import Models
 from .outputs import Outputs
 from .pipelines import Pipelines
 from .retention import Retention
@@ -63,6 +65,7 @@ class Store:
         self.lineage = Lineage(self.db)
         self.retention = Retention(self.db)
         self.datasets = Datasets(self.db)
+        self.models = Models(self.db)
 
     @property
     def path(self) -> Path:
