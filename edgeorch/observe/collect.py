@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .checks import LatestChecks
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
@@ -59,6 +61,8 @@ class Sources:
     clients: Callable[[], int]
     started_at: float
     triggers: "Triggers | None" = None
+    checks: LatestChecks = field(default_factory=LatestChecks)
+    """The latest result of each check task (filled at start, updated by the checks collector)."""
     loop_lag_s: float = 0.0
     cache: dict[str, Any] | None = None
     """Per-collector memo across scrapes (a collector may keep an expensive result until its input changes)."""

@@ -14,6 +14,10 @@ an attempt's :class:`~edgeorch.events.TaskStarted` to its
 :class:`~edgeorch.events.AttemptEnded` as the engine's clock saw them; for an
 attempt adopted at start (started by an earlier daemon) from the start the
 state file recorded (``seed``).
+
+It also notes which check tasks (a built-in ``kind``) ended an attempt since
+the last scrape (:meth:`EventCounters.take_checks_ended`), so the checks
+collector reads just those from the state file.
 """
 
 from __future__ import annotations
@@ -46,15 +50,19 @@ class EventCounters:
     """A bus subscriber (:meth:`on_event`) counting changes; :meth:`families` for a scrape.
 
     ``pipeline_of(run_id)`` names the pipeline of an *active* run (the
-    engine's memory; None when unknown: the label is then ``""``).
+    engine's memory; None when unknown: the label is then ``""``);
+    ``kind_of(run_id, task)`` the task's built-in ``kind`` (None: not a check).
     ``seed``: ``((run_id, task, attempt), started_at)`` of the attempts that
     were already live when counting began.
     """
 
     def __init__(self, pipeline_of: Callable[[int], str | None],
-                 seed: Iterable[tuple[AttemptKey, float]] = ()) -> None:
+                 seed: Iterable[tuple[AttemptKey, float]] = (),
+                 kind_of: Callable[[int, str], str | None] = lambda run_id, task: None) -> None:
         self._pipeline_of = pipeline_of
+        self._kind_of = kind_of
         self._started: dict[AttemptKey, float] = dict(seed)
+        self._checks_ended: set[tuple[int, str]] = set()
         self.events = Counts("edgeorch_events", "Changes published on the daemon's event bus, by event class.",
                              ["event"])
         self.runs_finished = Counts("edgeorch_runs_finished", "Runs that ended since the daemon started.",
@@ -77,8 +85,6 @@ class EventCounters:
         self.gpu_drains = Counts("edgeorch_gpu_drains", "GPUs drained as unhealthy.", ["gpu"])
         self.gpu_budget_actions = Counts("edgeorch_gpu_budget_actions",
                                          "Attempts warned or stopped over their GPU memory budget.", ["action"])
-        self.attempts_ended = 0
-        """How many attempts ended so far (a collector reading check results re-reads only after a change)."""
         self._handlers: dict[type, Callable[[Any], None]] = {
             TaskStarted: self._task_started, AttemptEnded: self._attempt_ended, RunFinished: self._run_finished,
             TaskCached: self._task_cached, InputChanged: self._input_changed, InputQuarantined: self._quarantined,
@@ -103,7 +109,8 @@ class EventCounters:
         self._started[(e.run_id, e.task, e.attempt)] = e.ts
 
     def _attempt_ended(self, e: AttemptEnded) -> None:
-        self.attempts_ended += 1
+        if self._kind_of(e.run_id, e.task) is not None:
+            self._checks_ended.add((e.run_id, e.task))
         started = self._started.pop((e.run_id, e.task, e.attempt), None)
         if started is not None:
             self.attempt_duration.observe((self._pipeline(e.run_id), e.state), e.ts - started)
@@ -133,6 +140,11 @@ class EventCounters:
         self.gpu_budget_actions.inc((e.action,))
 
     # -- a scrape -------------------------------------------------------------------------------
+
+    def take_checks_ended(self) -> set[tuple[int, str]]:
+        """``(run_id, task)`` of the check tasks that ended an attempt since the last call (then forgotten)."""
+        ended, self._checks_ended = self._checks_ended, set()
+        return ended
 
     def families(self) -> list[Metric]:
         """Every counter and histogram as Prometheus families (a series appears once it has counted)."""

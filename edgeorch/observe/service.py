@@ -10,7 +10,8 @@
 2. :meth:`~MetricsService.attach`, once the engine and the trigger service
    run: the collaborators the collectors read
    (:class:`~edgeorch.observe.collect.Sources`) and the bus counters
-   (:class:`~edgeorch.observe.counters.EventCounters`, subscribed here);
+   (:class:`~edgeorch.observe.counters.EventCounters`, subscribed here); the
+   latest check results are read from the whole history in a worker thread;
 3. :meth:`~MetricsService.start_textfile`: the first write and the timer.
 
 Nothing runs between scrapes unless a textfile is configured:
@@ -34,6 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import Metric
@@ -70,6 +72,7 @@ class MetricsService:
         self.collectors: tuple[tuple[str, Collector], ...] = (*collectors, ("metrics", self._own))
         self.endpoint: MetricsEndpoint | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._seeding: asyncio.Task[None] | None = None
         self._textfile_error: str | None = None
         self.scrapes = Counts("edgeorch_metrics_scrapes", "Snapshots taken, by who asked (http, textfile, op).",
                               ["output"])
@@ -124,12 +127,29 @@ class MetricsService:
             ctx = engine.runs.get(run_id)
             return ctx.pipeline.name if ctx is not None else None
 
+        def kind_of(run_id: int, task: str) -> str | None:
+            ctx = engine.runs.get(run_id)
+            spec = ctx.pipeline.tasks.get(task) if ctx is not None else None
+            return spec.kind if spec is not None else None
+
         seed = [((a["run_id"], a["task"], a["number"]), a["started_at"]) for a in store.attempts.live()
                 if a.get("started_at") is not None]
-        counters = EventCounters(pipeline_of, seed)
+        counters = EventCounters(pipeline_of, seed, kind_of)
         bus.subscribe(counters.on_event)
         self.sources = Sources(config=config, store=store, engine=engine, registry=registry, counters=counters,
                                clients=clients, started_at=started_at, triggers=triggers)
+        # Every check's latest result, read once from the whole history: off the loop, on a connection of its own.
+        self._seeding = asyncio.get_running_loop().create_task(self._seed_checks(config.state_file),
+                                                               name="edgeorch-metrics-checks")
+
+    async def _seed_checks(self, state_file: Path) -> None:
+        assert self.sources is not None
+        try:
+            rows = await asyncio.to_thread(_read_latest_checks, state_file)
+        except Exception as exc:  # noqa: BLE001 - the checks' metrics then start empty; nothing else depends on it
+            log.warning("metrics: cannot read the latest check results: %s", exc)
+            return
+        self.sources.checks.merge(rows)
 
     # -- one snapshot ---------------------------------------------------------------------------------
 
@@ -197,16 +217,28 @@ class MetricsService:
 
     async def close(self) -> None:
         """Stop the writer and the endpoint (the textfile stays: node_exporter shows the last numbers)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
-            self._writer = None
+        for task in (self._writer, self._seeding):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._writer = self._seeding = None
         if self.endpoint is not None:
             endpoint, self.endpoint = self.endpoint, None
             await asyncio.to_thread(endpoint.close)
+
+
+def _read_latest_checks(state_file: Path) -> list[dict[str, Any]]:
+    """Every check task's latest rows, on a read-only connection of this thread's own (WAL: beside the writer)."""
+    from ..store import Store
+
+    store = Store(state_file, readonly=True)
+    try:
+        return store.outputs.latest_checks()
+    finally:
+        store.close()
 
 
 def _hostport(host: str, port: int) -> str:

@@ -178,10 +178,17 @@ class Inputs:
     def counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
 
-    def counts_by_pipeline(self) -> list[tuple[str, str, int]]:
-        """``(pipeline, state, count)`` of every recorded input (the metrics' ``edgeorch_drop_inputs``); one scan."""
+    def unfinished_by_pipeline(self) -> list[tuple[str, str, int]]:
+        """``(pipeline, state, count)`` of the inputs not in a final state (claiming, claimed, started).
+
+        Reads only those rows through the ``state`` index, so its cost follows
+        the inputs in flight, not the history (the metrics read it at every scrape).
+        """
+        unfinished = [s.value for s in InputState if not s.finished]
+        marks = ", ".join("?" * len(unfinished))
         return [(r[0], r[1], r[2]) for r in self._db.conn.execute(
-            "SELECT pipeline, state, COUNT(*) FROM inputs GROUP BY pipeline, state ORDER BY pipeline, state")]
+            f"SELECT pipeline, state, COUNT(*) FROM inputs WHERE state IN ({marks})"
+            " GROUP BY pipeline, state ORDER BY pipeline, state", unfinished)]
 
 
 

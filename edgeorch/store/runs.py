@@ -113,11 +113,6 @@ class Runs:
         """Runs per state (for status and STATUS= lines); one indexed query."""
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM runs GROUP BY state")}
 
-    def counts_by_pipeline(self) -> list[tuple[str, str, int]]:
-        """``(pipeline, state, count)`` of every run in the state file (the metrics' ``edgeorch_runs``); one scan."""
-        return [(r[0], r[1], r[2]) for r in self._db.conn.execute(
-            "SELECT pipeline, state, COUNT(*) FROM runs GROUP BY pipeline, state ORDER BY pipeline, state")]
-
     def by_input(self) -> dict[int, int]:
         """Input id -> run id of every run whose trigger is ``input:<id>`` (one indexed range scan)."""
         out: dict[int, int] = {}

@@ -1,8 +1,10 @@
 """Data checks (drift, fairness, validation, profiling): the results of each check task's latest attempt.
 
-Read from the state file (``store.outputs.latest_checks``), again only after
-an attempt ended since the last scrape (the bus counts attempt ends), so an
-idle daemon's scrapes do not re-read the table.
+Kept in memory (:class:`~edgeorch.observe.checks.LatestChecks`, in
+``Sources.checks``): the daemon's start reads the whole history once, off the
+loop; a scrape reads from the state file only the check tasks the bus saw
+end an attempt since the last scrape (an indexed read each), so its cost does
+not grow with the history.
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ VERDICTS = ("ok", "warn", "violation")
 
 
 def collect(src: Sources) -> Iterator[Metric]:
-    cache = src.cache if src.cache is not None else {}
-    ended = src.counters.attempts_ended
-    memo = cache.get("checks")
-    if memo is None or memo[0] != ended:
-        memo = (ended, src.store.outputs.latest_checks())
-        cache["checks"] = memo
-    yield from families(memo[1])
+    for run_id, task in sorted(src.counters.take_checks_ended()):
+        src.checks.merge(src.store.outputs.latest_checks(run_id=run_id, task=task))
+    yield from families(src.checks.rows())
 
 
 def families(rows: list[dict[str, Any]]) -> Iterator[Metric]:

@@ -28,6 +28,8 @@ def collect(src: Sources) -> Iterator[Metric]:
                 "1 while the engine accepts new runs; 0 when shutting down or stopped by a fatal error.",
                 1 if engine.accepting and engine.fatal_error is None else 0)
     yield gauge("edgeorch_pipelines_loaded", "Pipelines loaded from the pipelines folder.", len(src.registry.pipelines))
+    yield gauge("edgeorch_pipeline_info", "Always 1 for each loaded pipeline (a dashboard's list of pipelines).",
+                labels=["pipeline"], rows=[((name,), 1) for name in sorted(src.registry.pipelines)])
     yield gauge("edgeorch_pipeline_file_errors",
                 "Pipeline files that do not validate (the last valid version of each keeps serving).",
                 len(src.registry.errors))

@@ -1,9 +1,9 @@
 """Drop folders and schedules: recorded inputs by state, watched folders, the next fire of each schedule.
 
-Arrivals, claims, duplicates and quarantines are rows of the state file's
-``inputs`` table, each in its current state (``claiming`` → ``claimed`` →
-``started`` → ``done`` | ``quarantined``; ``duplicate``, ``refused``, ...).
-The changes since the daemon started are counters of the bus
+Inputs on their way (``claiming`` → ``claimed`` → ``started``) are read from
+the state file through its ``state`` index, so the cost follows the inputs in
+flight, not the history. Where they ended (``done``, ``duplicate``,
+``quarantined``, ``refused``, ...) is counted from the bus as it happens
 (``edgeorch_drop_input_events_total``, :mod:`edgeorch.observe.counters`).
 """
 
@@ -17,9 +17,10 @@ from ..collect import Sources, gauge
 
 
 def collect(src: Sources) -> Iterator[Metric]:
-    yield gauge("edgeorch_drop_inputs", "Drop-folder inputs recorded in the state file, by pipeline and current "
-                "state (every arrival is one; claimed, started, done, duplicate, quarantined, ...).",
-                labels=["pipeline", "state"], rows=[((p, s), n) for p, s, n in src.store.inputs.counts_by_pipeline()])
+    yield gauge("edgeorch_drop_inputs_in_flight", "Drop-folder inputs on their way: claiming, claimed (no run "
+                "yet), started (their run has not finished), by pipeline and state.",
+                labels=["pipeline", "state"],
+                rows=[((p, s), n) for p, s, n in src.store.inputs.unfinished_by_pipeline()])
     triggers = src.triggers
     if triggers is None:
         return

@@ -1,4 +1,10 @@
-"""Runs and tasks: every run in the state file by pipeline and state; the tasks of the active runs by state."""
+"""Runs and tasks now: the active runs by pipeline, their tasks by state, the attempts running.
+
+Read from the engine's memory only. Finished runs are counted as they end
+(``edgeorch_runs_finished_total``, :mod:`edgeorch.observe.counters`): a count
+over the state file's whole history would cost a scan per scrape (0.26 s
+with 100,000 runs).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,15 @@ from ..collect import Sources, gauge
 
 
 def collect(src: Sources) -> Iterator[Metric]:
-    yield gauge("edgeorch_runs", "Runs in the state file, by pipeline and state (finished runs stay until "
-                "retention removes them).", labels=["pipeline", "state"],
-                rows=[((p, s), n) for p, s, n in src.store.runs.counts_by_pipeline()])
+    active: Counter[tuple[str]] = Counter()
     tasks: Counter[tuple[str, str]] = Counter()
     for ctx in src.engine.runs.values():  # the active runs, in the engine's memory
         name = ctx.pipeline.name
+        active[(name,)] += 1
         for state in ctx.states.values():
             tasks[(name, str(state))] += 1
+    yield gauge("edgeorch_runs_active", "Runs that have not finished (queued or running), by pipeline.",
+                labels=["pipeline"], rows=sorted(active.items()))
     yield gauge("edgeorch_tasks", "Tasks of the active (queued or running) runs, by pipeline and state.",
                 labels=["pipeline", "state"], rows=sorted(tasks.items()))
     yield gauge("edgeorch_attempts_running", "Attempts running now (each holds one of the parallelism slots).",

@@ -161,10 +161,11 @@ def test_scraped_values_match_the_state_after_a_scripted_scenario(metrics_worksp
         daemon.call("pipelines.pause", {"name": "ok"})
 
         v = scrape(url)
-        assert value(v, "edgeorch_runs", pipeline="ok", state="succeeded") == 1
-        assert value(v, "edgeorch_runs", pipeline="bad", state="failed") == 1
-        assert value(v, "edgeorch_runs", pipeline="ingest", state="succeeded") == 1
-        assert value(v, "edgeorch_runs", pipeline="hold", state="running") == 1
+        assert value(v, "edgeorch_runs_finished_total", pipeline="ok", state="succeeded") == 1
+        assert value(v, "edgeorch_runs_finished_total", pipeline="bad", state="failed") == 1
+        assert value(v, "edgeorch_runs_finished_total", pipeline="ingest", state="succeeded") == 1
+        assert value(v, "edgeorch_runs_active", pipeline="hold") == 1
+        assert value(v, "edgeorch_runs_active", pipeline="behind") == 1
         assert value(v, "edgeorch_tasks", pipeline="hold", state="running") == 1
         assert value(v, "edgeorch_tasks", pipeline="behind", state="ready") == 1
         assert value(v, "edgeorch_attempts_running") == 1
@@ -182,17 +183,16 @@ def test_scraped_values_match_the_state_after_a_scripted_scenario(metrics_worksp
         assert value(v, "edgeorch_gpu_up", gpu=GPU) == 1 and value(v, "edgeorch_gpu_drained", gpu=GPU) == 0
         assert value(v, "edgeorch_gpu_info", gpu=GPU, name="NVIDIA A100-SXM4-80GB", index="0") == 1
         assert value(v, "edgeorch_pipeline_paused", pipeline="ok") == 1
-        assert value(v, "edgeorch_drop_inputs", pipeline="ingest", state="done") == 1
-        assert value(v, "edgeorch_drop_inputs", pipeline="ingest", state="duplicate") == 1
+        assert total(v, "edgeorch_drop_inputs_in_flight") == 0  # both settled
         assert value(v, "edgeorch_drop_input_events_total", pipeline="ingest", state="done") == 1
         assert value(v, "edgeorch_drop_input_events_total", pipeline="ingest", state="duplicate") == 1
         assert value(v, "edgeorch_drop_watches") == 1
-        assert value(v, "edgeorch_runs_finished_total", pipeline="bad", state="failed") == 1
         assert value(v, "edgeorch_attempt_duration_seconds_count", pipeline="bad", state="failed") == 1
         assert value(v, "edgeorch_attempt_duration_seconds_count", pipeline="ok", state="succeeded") == 1
         assert value(v, "edgeorch_events_total", event="RunQueued") == 5
         assert value(v, "edgeorch_engine_accepting") == 1
         assert value(v, "edgeorch_pipelines_loaded") == 5
+        assert value(v, "edgeorch_pipeline_info", pipeline="behind") == 1
         assert value(v, "edgeorch_process_resident_memory_bytes") > 10 * 2**20
         assert value(v, "edgeorch_audit_head_sequence") >= 1  # the daemon's start is recorded
         assert 0 <= value(v, "edgeorch_event_loop_lag_seconds") < 5
@@ -203,7 +203,7 @@ def test_scraped_values_match_the_state_after_a_scripted_scenario(metrics_worksp
         # The textfile (its next version) and the op read the same state.
         t = watch.next_version()
         assert value(t, "edgeorch_queue_tasks", pipeline="behind", reason="parallelism") == 1
-        assert value(t, "edgeorch_runs", pipeline="bad", state="failed") == 1
+        assert value(t, "edgeorch_runs_finished_total", pipeline="bad", state="failed") == 1
         op_text = parse(daemon.call("metrics", {"format": "text"})["text"])
         assert value(op_text, "edgeorch_gpu_leases", gpu=GPU) == 1
         fams = {f["name"]: f for f in daemon.call("metrics", {"format": "json"})["families"]}
@@ -218,7 +218,8 @@ def test_scraped_values_match_the_state_after_a_scripted_scenario(metrics_worksp
         assert total(v, "edgeorch_cpu_core_leased") == 0 and value(v, "edgeorch_gpu_leases", gpu=GPU) == 0
         assert value(v, "edgeorch_runs_finished_total", pipeline="hold", state="succeeded") == 1
         assert value(v, "edgeorch_tasks", pipeline="hold", state="running") is None
-        assert value(watch.next_version(), "edgeorch_runs", pipeline="hold", state="succeeded") == 1
+        assert value(v, "edgeorch_runs_active", pipeline="hold") is None
+        assert value(watch.next_version(), "edgeorch_runs_finished_total", pipeline="hold", state="succeeded") == 1
     finally:
         watch.close()
     assert daemon.stop() == 0
@@ -256,3 +257,48 @@ def test_a_missing_textfile_folder_stops_the_daemon_naming_the_setting(workspace
     out = daemon.output()
     assert "metrics.textfile: the textfile's folder does not exist" in out and "nope/edgeorch.prom" in out
     assert "Traceback" not in out
+
+
+GATE = textwrap.dedent("""\
+    [params]
+    metrics = ""
+    [tasks.gate]
+    kind = "gate"
+    [tasks.gate.options]
+    metrics = "{metrics}"
+    conditions = ["rmse <= 60", "mae < 5"]
+    on_violation = "warn"
+    """)
+
+
+def test_a_checks_latest_result_is_exported_and_read_back_from_the_history_after_a_restart(workspace, daemon,
+                                                                                              tmp_path):
+    workspace.pipeline("gated", GATE)
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"rmse": 50, "mae": 3}')
+    bad.write_text('{"rmse": 70, "mae": 3}')
+    daemon.start()
+    for path in (good, bad):  # the second, newer attempt is the one that counts
+        daemon.wait_run(daemon.call("trigger", {"pipeline": "gated", "params": {"metrics": str(path)}})["run_id"])
+
+    def check_values() -> Values:
+        return parse(daemon.call("metrics", {"format": "text"})["text"])
+
+    v = check_values()
+    assert value(v, "edgeorch_check_verdict", pipeline="gated", task="gate", verdict="violation") == 1
+    assert value(v, "edgeorch_check_verdict", pipeline="gated", task="gate", verdict="ok") == 0
+    assert value(v, "edgeorch_check_value", pipeline="gated", task="gate", kind="gate", column="",
+                 metric="rmse <= 60") == 70
+    assert value(v, "edgeorch_check_threshold", pipeline="gated", task="gate", kind="gate", column="",
+                 metric="rmse <= 60") == 60
+    assert value(v, "edgeorch_check_rows", pipeline="gated", task="gate", kind="gate", verdict="ok") == 1
+    assert daemon.stop() == 0
+
+    daemon.start()  # a new daemon reads every check's latest result from the state file, off its loop
+    deadline = time.monotonic() + 30
+    while value(v := check_values(), "edgeorch_check_verdict", pipeline="gated", task="gate",
+                verdict="violation") != 1:
+        assert time.monotonic() < deadline, "the restarted daemon never exported the check's result"
+        time.sleep(0.1)
+    assert value(v, "edgeorch_check_value", pipeline="gated", task="gate", kind="gate", column="",
+                 metric="mae < 5") == 3

@@ -6,6 +6,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from edgeorch.observe.checks import LatestChecks
 from edgeorch.observe.collect import Sources, collect, gauge
 from edgeorch.observe.collectors.checks import families as check_families
 from edgeorch.observe.exposition import to_text
@@ -58,9 +59,11 @@ def test_a_collector_that_recovers_is_up_again_and_a_new_failure_is_logged_again
     assert len(caplog.records) == 2
 
 
-def _row(task, verdict, kind="drift", column="age", metric="psi", value=0.3, threshold=0.2, row_verdict="drift"):
-    return {"pipeline": "checks", "task": task, "attempt_verdict": verdict, "finished_at": 1000.0, "kind": kind,
-            "column_name": column, "metric": metric, "value": value, "threshold": threshold, "verdict": row_verdict}
+def _row(task, verdict, kind="drift", column="age", metric="psi", value=0.3, threshold=0.2, row_verdict="drift",
+         attempt_id=1):
+    return {"pipeline": "checks", "task": task, "attempt_id": attempt_id, "attempt_verdict": verdict,
+            "finished_at": 1000.0, "kind": kind, "column_name": column, "metric": metric, "value": value,
+            "threshold": threshold, "verdict": row_verdict}
 
 
 def test_check_families_give_each_tasks_verdict_as_a_state_set_and_each_rows_value():
@@ -85,3 +88,14 @@ def test_two_result_rows_with_the_same_labels_give_one_series():
     # Prometheus refuses a whole scrape with a duplicated series: the parser would see two samples.
     value = next(f for f in fams if f.name == "edgeorch_check_value")
     assert [s.value for s in value.samples] == [1.0]
+
+
+def test_latest_checks_keep_each_tasks_newest_attempt_whatever_order_they_arrive_in():
+    checks = LatestChecks()
+    newer = [_row("drift", "violation", attempt_id=7), _row("drift", "violation", column="income", attempt_id=7)]
+    checks.merge(newer)
+    checks.merge([_row("drift", "ok", attempt_id=3), _row("profile", "ok", attempt_id=2)])  # the start-up read, late
+    assert [(r["task"], r["attempt_id"], r["column_name"]) for r in checks.rows()] == [
+        ("drift", 7, "age"), ("drift", 7, "income"), ("profile", 2, "age")]
+    checks.merge([_row("drift", "ok", attempt_id=9)])  # a newer attempt replaces all of the task's rows
+    assert [(r["task"], r["attempt_id"]) for r in checks.rows()] == [("drift", 9), ("profile", 2)]

@@ -39,7 +39,6 @@ def test_an_attempt_duration_runs_from_its_start_to_its_end_labelled_with_the_ru
     assert v[("edgeorch_attempt_duration_seconds_sum", (("pipeline", "nightly"), ("state", "retry_wait")))] == 42.5
     assert v[("edgeorch_attempt_duration_seconds_bucket", (("le", "60.0"), ("pipeline", "nightly"),
                                                            ("state", "retry_wait")))] == 1
-    assert c.attempts_ended == 1
 
 
 def test_an_adopted_attempt_is_timed_from_the_start_the_state_file_recorded():
@@ -54,7 +53,15 @@ def test_an_end_without_a_known_start_counts_the_event_but_no_duration():
     v = _values(c)
     assert v[("edgeorch_events_total", (("event", "AttemptEnded"),))] == 1
     assert not any(name.startswith("edgeorch_attempt_duration") for name, _ in v)
-    assert c.attempts_ended == 1  # still a reason to re-read check results
+
+
+def test_check_tasks_that_ended_an_attempt_are_noted_once_until_taken():
+    kinds = {(1, "drift"): "drift"}
+    c = EventCounters({1: "p"}.get, kind_of=lambda run_id, task: kinds.get((run_id, task)))
+    for e in (_ended(1.0, 1, "drift", 1, "retry_wait"), _ended(2.0, 1, "drift", 2), _ended(2.0, 1, "train", 1)):
+        c.on_event(e)
+    assert c.take_checks_ended() == {(1, "drift")}  # not train: not a check
+    assert c.take_checks_ended() == set()
 
 
 def test_runs_inputs_schedules_caches_and_gpus_are_counted_by_their_labels():

@@ -37,15 +37,13 @@ def _row(column: str, value: float, verdict: str = "ok") -> dict:
     return {"kind": "drift", "column": column, "metric": "psi", "value": value, "threshold": 0.2, "verdict": verdict}
 
 
-def test_runs_are_counted_by_pipeline_and_state(store):
-    for p in ("a", "a", "b"):
-        _run(store, p)
-    assert store.runs.counts_by_pipeline() == [("a", "queued", 2), ("b", "queued", 1)]
-
-
-def test_inputs_are_counted_by_pipeline_and_state(store):
+def test_only_inputs_in_flight_are_counted_by_pipeline_and_state(store):
     store.inputs.record_refused(pipeline="ingest", folder="/drop", source="x.exe", reason="not a file we take")
-    assert store.inputs.counts_by_pipeline() == [("ingest", "refused", 1)]
+    store.inputs.record_intent(pipeline="ingest", folder="/drop", source="a.csv", dev=1, ino=2, size=3,
+                               inbox_for=lambda iid: f"/inbox/{iid}")
+    store.inputs.record_intent(pipeline="other", folder="/drop2", source="b.csv", dev=1, ino=3, size=3,
+                               inbox_for=lambda iid: f"/inbox/{iid}")
+    assert store.inputs.unfinished_by_pipeline() == [("ingest", "claiming", 1), ("other", "claiming", 1)]
 
 
 def test_latest_checks_are_each_pipeline_tasks_newest_checked_attempt_with_its_rows(store):
@@ -62,3 +60,6 @@ def test_latest_checks_are_each_pipeline_tasks_newest_checked_attempt_with_its_r
     assert got == [("checks", "check", "violation", "age", 0.4), ("checks", "check", "violation", "income", 0.05),
                    ("other", "check", "ok", None, None)]
     assert rows[0]["finished_at"] == 1001.0
+    one = store.outputs.latest_checks(run_id=run1, task="check")  # an older run: its own latest attempt
+    assert [(r["pipeline"], r["attempt_verdict"], r["value"]) for r in one] == [("checks", "ok", 0.01)]
+    assert store.outputs.latest_checks(run_id=run4, task="check") == []  # no verdict: not a check
