@@ -422,6 +422,53 @@ class DatasetsPruned(Event):
                 "bytes_freed": self.bytes_freed, "actor": self.actor, "ts": self.ts}
 
 
+# -- models (docs/models.md) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRegistered(Event):
+    """A task's output became ``version`` of ``model``, judged by its gates (``gate_verdict``: passed, failed,
+    none); ``deployment_id``: the promotion queued for it (None: blocked, manual, or nothing to do).
+
+    Its rows (version, decision, deployment intent, a ``model_registered`` event row) are written by
+    ``edgeorch.models.register`` in the attempt's outcome transaction.
+    """
+
+    model: str
+    version: int
+    gate_verdict: str
+    run_id: int | None = None
+    task: str | None = None
+    deployment_id: int | None = None
+    summary: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "model", "state": "registered", "model": self.model, "version": self.version,
+                "gate_verdict": self.gate_verdict, "run_id": self.run_id, "task": self.task,
+                "deployment_id": self.deployment_id, "summary": self.summary, "ts": self.ts}
+
+
+@dataclass(frozen=True)
+class ModelDeployment(Event):
+    """A deployment of ``model`` changed state (``running``, ``succeeded``, ``undone``, ``rolled_back``,
+    ``failed``): ``alias`` moved (or not) from ``from_version`` to ``to_version``; recorded by ``store.models``."""
+
+    model: str
+    deployment_id: int
+    alias: str
+    state: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    outcome: str | None = None
+    actor: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "model", "state": self.state, "model": self.model, "deployment_id": self.deployment_id,
+                "alias": self.alias, "from_version": self.from_version, "to_version": self.to_version,
+                "action": self.action, "outcome": self.outcome, "actor": self.actor, "ts": self.ts}
+
+
 # -- items of one client's stream (never published on the bus) -------------------------------
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
-from ..events import (AttemptEnded, Bus, DatasetVersioned, EngineFatal, Event, ExecutorHealth, GpuBudgetAction,
+from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, EngineFatal, Event, ExecutorHealth, GpuBudgetAction,
                       GpuDrained, RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted,
                       record)
 from ..kernels.cache import numba_cache_dir
@@ -948,6 +948,11 @@ class Engine:
             hashed, rel = job, substitute(dataset.path, values) if dataset.path else ""
             job = lambda: with_dataset(hashed(), out_dir, rel, dataset.name, self.config.state_dir,  # noqa: E731
                                        dataset.compress)
+        model = spec.model if exit_ok else None
+        if model is not None:  # the declared model output is described by the same worker, after the hashes
+            from ..models.register import with_model
+
+            job = functools.partial(with_model, job, out_dir, model, values)
 
         def apply(fut: concurrent.futures.Future[FileOutcome]) -> None:
             try:
@@ -957,7 +962,7 @@ class Engine:
             self._apply_exit(attempt_id, info, files)
 
         # Nothing to hash: no thread hop on the hot path of small tasks.
-        self._in_order(job, apply, inline=not names and dataset is None
+        self._in_order(job, apply, inline=not names and dataset is None and model is None
                        and not has_entries(ctx.run_dir / "checkpoints" / la.task))
 
     def _in_order(self, job: Callable[[], Any], apply: Callable[[Any], None], *, inline: bool = False) -> None:
@@ -1056,7 +1061,7 @@ class Engine:
                                             now=self.clock(), rand=self.rand())
         change = decided.task
         assert change is not None
-        snap, version = files.dataset, None
+        snap, version, registered = files.dataset, None, None
         try:
             with self.store.transaction():
                 self.store.attempts.finish(
@@ -1069,6 +1074,11 @@ class Engine:
                     version = self.store.datasets.record_version(spec.dataset.name, snap, source="task",
                                                                  source_path=snap.source, run_id=ctx.run_id,
                                                                  task=la.task)
+                if ok and files.model is not None:  # the model version, judged by its gates, with the outcome
+                    from ..models.register import register as register_model
+
+                    registered = register_model(self.store, files.model, pipeline=ctx.pipeline, task=la.task,
+                                                run_id=ctx.run_id, attempt_id=attempt_id, params=ctx.params)
                 self._record(ctx, decided, skip_task=True)
         finally:
             if snap is not None:
@@ -1090,6 +1100,11 @@ class Engine:
             self.bus.publish(DatasetVersioned(self.clock(), version["dataset"], version["version"], "task",
                                               version["files"], version["size"], version["new_bytes"],
                                               run_id=ctx.run_id))
+        if registered is not None:
+            v, dep, dec = registered["version"], registered["deployment"], registered["decision"]
+            self.bus.publish(ModelRegistered(self.clock(), v["model"], v["version"], v["gate_verdict"],
+                                             run_id=ctx.run_id, task=la.task, deployment_id=dep["id"] if dep else None,
+                                             summary=dec["summary"] if dec else None))
 
     # -- settlement: decide (pure, settlement.py), record (one transaction), then memory ------------
 

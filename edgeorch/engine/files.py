@@ -108,6 +108,9 @@ class FileOutcome:
     dataset: Any = None
     """The snapshot of the task's declared dataset output (``edgeorch.datasets.snapshot.Snapshot``,
     holding pins until released), when the task declares one and its files were accepted."""
+    model: Any = None
+    """The task's declared model output (``edgeorch.models.register.Candidate``), when it declares one and
+    its files were accepted."""
 
 
 def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> FileOutcome:

@@ -1,0 +1,51 @@
+"""A task's declared model output becomes a version in its outcome transaction, judged by its gates."""
+
+from __future__ import annotations
+
+import hashlib
+
+from conftest import model_pipeline  # type: ignore[import-not-found]
+
+from edgeorch.model import RunState
+
+
+def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(workspace, harness) -> None:
+    model_pipeline(workspace)
+    run_id, state = harness.run("trainer")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    try:
+        [v] = store.models.versions("house")
+        assert v["version"] == 1 and v["kind"] == "file" and v["run_id"] == run_id and v["task"] == "train"
+        blob = (workspace.state / "runs" / str(run_id) / "outputs" / "train" / "model.bin").read_bytes()
+        assert v["sha256"] == hashlib.sha256(blob).hexdigest()
+        assert v["metrics"] == {"rmse": 30.0, "r2": 0.7}
+        assert v["params"] == {"rmse": 30.0} and v["pipeline"] == "trainer" and len(v["content_hash"]) == 64
+        assert v["gate_verdict"] == "passed"  # the relative condition is skipped: no champion yet
+        [decision] = store.models.decisions(v["id"])
+        verdicts = {c["condition"]: c["verdict"] for c in decision["conditions"]}
+        assert verdicts == {"rmse <= 50": "passed", "rmse <= champion.rmse + 1": "skipped"}
+        [dep] = store.models.deployments("house")
+        assert dep["alias"] == "champion" and dep["to_version"] == 1 and dep["state"] == "pending"
+    finally:
+        store.close()
+    [registered] = [e for e in harness.events if e.get("kind") == "model"]
+    assert registered["state"] == "registered" and registered["version"] == 1
+
+
+def test_a_missing_metrics_file_fails_the_attempt_with_the_reason(workspace, harness) -> None:
+    (workspace.root / "t.py").write_text("import os; open(os.environ['EDGEORCH_OUTPUT_DIR'] + '/model.bin', 'w')")
+    workspace.pipeline("p", f'''
+        [tasks.train]
+        command = ["python", "{workspace.root / 't.py'}"]
+        model = {{ name = "m", path = "model.bin", metrics = "metrics.json" }}
+        ''')
+    run_id, state = harness.run("p")
+    assert state == RunState.FAILED
+    store = harness.store()
+    try:
+        [task] = store.runs.tasks_of(run_id)
+        assert "model m: the metrics file" in task["reason"] and "metrics.json is missing" in task["reason"]
+        assert store.models.model("m") is None
+    finally:
+        store.close()
