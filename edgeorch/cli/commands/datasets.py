@@ -62,11 +62,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
+    if args.quiet:  # the names alone, one a line
+        for d in res["datasets"]:
+            print(d["name"])
+        return EXIT_OK
     print_table(["dataset", "versions", "latest", "updated", "files", "size", "all versions"],
                 [[d["name"], d["versions"], d["latest"], format_timestamp(d["updated_at"]), d["latest_files"],
                   format_bytes(d["latest_size"]), format_bytes(d["logical_bytes"])] for d in res["datasets"]])
     t = res["totals"]
-    if not getattr(args, "quiet", False) and res["datasets"]:
+    if res["datasets"]:
         logical = sum(d["logical_bytes"] for d in res["datasets"])
         print(f"stored: {format_bytes(t['stored_bytes'])} on disk in {t['chunks']} chunk(s) for "
               f"{format_bytes(logical)} of versions{_ratio(logical, t['stored_bytes'])}")
@@ -85,15 +89,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
+    if args.quiet:  # NAME: the version refs, one a line; NAME@V: its file paths
+        lines = [v["ref"] for v in res["versions"]] if not one else [f["path"] for f in res["entries"]]
+        for line in lines:
+            print(line)
+        return EXIT_OK
     if not one:
         print_table(["version", "created", "source", "files", "size", "new on disk", "held"],
                     [[v["version"], format_timestamp(v["created_at"]), _source_text(v), v["files"],
                       format_bytes(v["size"]), format_bytes(v["new_bytes"]), v.get("held") or ""]
                      for v in res["versions"]])
-        if not getattr(args, "quiet", False):
-            print(f"{res['dataset']}: {len(res['versions'])} version(s), {format_bytes(res['logical_bytes'])} of "
-                  f"content in {format_bytes(res['stored_bytes'])} on disk"
-                  f"{_ratio(res['logical_bytes'], res['stored_bytes'])}")
+        print(f"{res['dataset']}: {len(res['versions'])} version(s), {format_bytes(res['logical_bytes'])} of "
+              f"content in {format_bytes(res['stored_bytes'])} on disk"
+              f"{_ratio(res['logical_bytes'], res['stored_bytes'])}")
         return EXIT_OK
     print(f"{res['ref']}  {format_timestamp(res['created_at'])}  {_source_text(res)}  {res['files']} file(s), "
           f"{format_bytes(res['size'])}, {format_bytes(res['new_bytes'])} new on disk")
@@ -116,7 +124,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         from ...errors import NotFoundError
 
         raise NotFoundError("no such file or folder", file=str(path), expected="a file or folder to add")
-    progress = Progress(enabled=None if not (args.json or getattr(args, "quiet", False)) else False)
+    progress = Progress(enabled=None if not (args.json or args.quiet) else False)
     with connect(cfg, "prefer") as backend:
         try:
             if backend.online:
@@ -136,6 +144,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             progress.close()
     if args.json:
         print_json(doc)
+        return EXIT_OK
+    if args.quiet:  # the new version's ref alone: `ref=$(edgeorch datasets add sales ./batch -q)`
+        print(doc["ref"])
         return EXIT_OK
     print(f"{doc['ref']}: {doc['files']} file(s), {format_bytes(doc['size'])}; "
           f"{format_bytes(doc['new_bytes'])} new on disk{_dedupe_text(doc)}")
@@ -175,7 +186,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     with connect(cfg, "prefer") as backend:
         doc = _read(backend, lambda client: client.call("datasets.show", {"ref": ref, "files": True}),
                     lambda store: _offline_show(store, name, version, True))
-    progress = Progress(enabled=None if not (args.json or getattr(args, "quiet", False)) else False)
+    progress = Progress(enabled=None if not (args.json or args.quiet) else False)
     try:
         res = restore(service.manifest_of(doc), service.object_store(cfg.state_dir), dest, force=args.force,
                       progress=lambda done, total: progress.update(done, total or None, doc["ref"]))
@@ -183,6 +194,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         progress.close()
     if args.json:
         print_json(res)
+        return EXIT_OK
+    if args.quiet:
         return EXIT_OK
     print(f"{res['dataset']} -> {res['dest']} ({res['files']} file(s), {format_bytes(res['bytes'])})")
     return EXIT_OK
@@ -208,13 +221,17 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
-    verb = "would remove" if args.dry_run else "removed"
     refs = [v["ref"] for v in res["removed"]]
+    if args.quiet:  # the removed (with --dry-run: the removable) versions, one a line
+        for ref in refs:
+            print(ref)
+        return EXIT_OK
+    verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(refs)} version(s)" + (f": {', '.join(refs)}" if refs else ""))
     if not args.dry_run:
         print(f"freed {format_bytes(res['bytes_freed'])} ({res['objects_removed']} object(s); "
               f"{res['chunks_removed']} chunk(s) no version uses)")
-    if getattr(args, "verbose", 0) or args.dry_run:
+    if args.verbose or args.dry_run:
         for k in res["kept"]:
             print(f"kept {k['ref']}: {k['reason']}")
     return EXIT_OK

@@ -32,6 +32,11 @@ COMMANDS: dict[str, list[str]] = {
     "pipelines": ["pipelines", "--json"],
     "pipelines show": ["pipelines", "show", "p", "--json"],
     "resources": ["resources", "--json"],
+    "datasets add": ["datasets", "add", "pipes", "{pipelines}", "--json"],
+    "datasets list": ["datasets", "list", "--json"],
+    "datasets show": ["datasets", "show", "pipes", "--json"],
+    "datasets show version": ["datasets", "show", "pipes@1", "--json"],
+    "datasets prune": ["datasets", "prune", "--keep", "1", "--json"],
 }
 """Every command with --json that works with and without a daemon (daemon-only and offline-only ones are not here)."""
 
@@ -97,7 +102,7 @@ def cli(ws, *args) -> subprocess.CompletedProcess[str]:
 def documents(ws) -> dict[str, Any]:
     out = {}
     for name, argv in COMMANDS.items():
-        proc = cli(ws, *argv)
+        proc = cli(ws, *(a.replace("{pipelines}", str(ws.pipelines)) for a in argv))
         assert proc.returncode in (0, 1), (name, proc.returncode, proc.stderr)  # run/retry: the run fails (b exits 3)
         out[name] = json.loads(proc.stdout)
     return out
