@@ -1,15 +1,18 @@
 """Two-sample statistics: KS, Wasserstein, Jensen–Shannon, PSI, Hellinger, chi-square, z.
 
-``ks_2samp``, ``wasserstein_distance`` and ``jensen_shannon`` give the same
-results as ``scipy.stats.ks_2samp`` (two-sided, ``method='auto'``),
+``ks_2samp``, ``wasserstein_distance`` and ``jensen_shannon`` take the
+arguments of, and give the same results as, ``scipy.stats.ks_2samp`` (every
+``alternative`` and ``method``, ``axis``/``keepdims``/``nan_policy``),
 ``scipy.stats.wasserstein_distance`` and
-``scipy.spatial.distance.jensenshannon``, on the inputs scipy accepts (ties,
-infinities, unequal sizes), but sort in parallel and walk the two ECDFs once
-in compiled code. The exact KS p-value (``max(n1, n2) <= 10000``) is computed
-in compiled code by the same lattice-path recursions as scipy; the asymptotic
-one calls ``scipy.stats.kstwo.sf`` (one scalar), as scipy does.
+``scipy.spatial.distance.jensenshannon`` (``axis``/``keepdims``), on the
+inputs scipy accepts (ties, infinities, unequal sizes, n-dimensional
+samples), but sort in parallel and walk the two ECDFs once in compiled code.
+The exact KS p-value (``max(n1, n2) <= 10000``) is computed in compiled code
+by the same lattice-path recursions as scipy; the asymptotic one calls
+``scipy.stats.kstwo.sf`` (one scalar), as scipy does. scipy's own tests run
+against them (tests/unit/kernels/test_kernels_scipy_suite.py).
 
-Like scipy, these functions do not drop NaN: a NaN input gives NaN results.
+Like scipy, these functions do not drop NaN by default: a NaN input gives NaN results.
 :func:`edgeorch.kernels.column_drift` drops NaN and ±inf first and reports
 how many it dropped.
 """
@@ -17,6 +20,7 @@ how many it dropped.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -25,6 +29,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import _jit
+from .axes import assemble, check_nan_policy, nan_slice, slices
 from .columns import unmasked
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
@@ -109,35 +114,82 @@ def _sort_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _EMPTY = np.zeros(0)
 
 
-def ks_2samp(data1: Any, data2: Any, method: str = "auto") -> KSResult:
-    """Two-sided two-sample Kolmogorov–Smirnov test, as ``scipy.stats.ks_2samp``.
+ALTERNATIVES = ("two-sided", "less", "greater")
+KS_METHODS = ("auto", "exact", "asymp")
 
-    ``method``: ``auto`` (exact p-value when both samples have at most 10000
-    values, else asymptotic), ``exact`` or ``asymp``. Ties are handled as
-    scipy does (right-continuous ECDFs). Empty input raises DataError; NaN in
-    the input gives ``(nan, nan, nan, 1)``, scipy's default ``propagate``.
+
+def _alternative(alternative: str) -> str:
+    # scipy reads the first letter (t, g, l) of any case: keep its spelling rules.
+    text = str(alternative)
+    full = {"t": "two-sided", "g": "greater", "l": "less"}.get(text.lower()[:1], text)
+    if full not in ALTERNATIVES:
+        raise DataError("unknown KS alternative", field="alternative", value=alternative,
+                        expected="two-sided, less or greater")
+    return full
+
+
+def ks_2samp(data1: Any, data2: Any, alternative: str = "two-sided", method: str = "auto", *,
+             axis: int | None = 0, nan_policy: str = "propagate", keepdims: bool = False,
+             mode: str | None = None) -> KSResult:
+    """Two-sample Kolmogorov–Smirnov test, as ``scipy.stats.ks_2samp`` (same signature and results).
+
+    ``alternative``: ``two-sided`` (the largest gap either way), ``greater``
+    (the largest gap where ``data1``'s ECDF is above: the alternative that
+    ``data1`` tends to be smaller) or ``less`` (the opposite); scipy's first
+    letter suffices. ``method``: ``auto`` (exact p-value when both samples
+    have at most 10000 values, else asymptotic), ``exact`` or ``asymp``;
+    ``mode`` is its old name (as scipy). Where the exact computation fails
+    (overflow), a RuntimeWarning names it and the asymptotic p-value is
+    returned, as scipy does. Ties are handled as scipy does
+    (right-continuous ECDFs).
+
+    n-dimensional samples are tested per slice along ``axis`` (default 0:
+    per column), broadcast in the other dimensions; ``axis=None`` ravels
+    them; ``keepdims`` keeps the reduced axis; the result then holds arrays
+    (:mod:`.axes`). ``nan_policy``: ``propagate`` (a sample with NaN gives
+    NaN in all four outputs), ``omit`` (NaN left out) or ``raise``.
+
+    Unlike scipy, an empty sample (also one left empty by ``omit``) and a
+    masked array raise DataError instead of returning NaN.
     """
-    if method not in ("auto", "exact", "asymp"):
-        raise DataError("unknown KS method", value=method, expected="auto, exact or asymp")
-    exact = _int_keys(_sample(data1, "data1"), _sample(data2, "data2"))
+    if mode is not None:
+        method = mode
+    if method not in KS_METHODS:
+        raise DataError("unknown KS method", field="method", value=method, expected="auto, exact or asymp")
+    alternative = _alternative(alternative)
+    check_nan_policy(nan_policy)
+    sliced = slices([data1, data2], ["data1", "data2"], axis)
+    outputs = []
+    for idx, parts in sliced.items():
+        parts, nan = nan_slice(parts, nan_policy)
+        where = f" (slice {idx} along axis {sliced.axis})" if idx else ""
+        for name, part in zip(("data1", "data2"), parts):
+            if part.size == 0:
+                raise DataError(f"ks_2samp needs two non-empty samples{where}", field=name, value="0 values")
+        if nan:
+            outputs.append((math.nan, math.nan, math.nan, math.nan))
+        else:
+            outputs.append(_ks_1d(parts[0], parts[1], alternative, method))
+    return KSResult(*assemble(sliced, outputs, keepdims))
+
+
+def _ks_1d(data1: np.ndarray, data2: np.ndarray, alternative: str, method: str) -> tuple[Any, ...]:
+    """``(statistic, pvalue, location, sign)`` of two non-empty 1-D samples without NaN."""
+    exact = _int_keys(data1, data2)
     if exact is None:
         a, b, value_of = _as_1d(data1, "data1"), _as_1d(data2, "data2"), float
     else:
         a, b, value_of = exact
     n1, n2 = a.size, b.size
-    if min(n1, n2) == 0:
-        raise DataError("ks_2samp needs two non-empty samples", value=f"sizes {n1} and {n2}")
-    if a.dtype.kind == "f" and (np.isnan(a).any() or np.isnan(b).any()):
-        return KSResult(math.nan, math.nan, math.nan, 1)
     a, b = _sort_pair(a, b)
     maxd, maxloc, mind, minloc, _ = _jit.ecdf_walk(a, b, _EMPTY, _EMPTY)
     min_s = min(max(-mind, 0.0), 1.0)
-    if min_s > maxd:
+    if alternative == "less" or (alternative == "two-sided" and min_s > maxd):
         d, loc, sign = min_s, minloc, -1
     else:
         d, loc, sign = maxd, maxloc, 1
-    d, p = ks_pvalue(d, n1, n2, method)
-    return KSResult(d, p, value_of(loc), sign)
+    d, p = ks_pvalue(d, n1, n2, method, alternative)
+    return d, p, value_of(loc), sign
 
 
 def _int_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable[[Any], int]] | None:
@@ -163,12 +215,16 @@ def _int_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, Cal
     return ranks[0], ranks[1], lambda k: int(pooled[int(k)])
 
 
-def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> tuple[float, float]:
-    """``(statistic, p-value)`` of a two-sided KS statistic ``d`` for sizes ``n1``, ``n2`` (scipy's rules).
+def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto",
+              alternative: str = "two-sided") -> tuple[float, float]:
+    """``(statistic, p-value)`` of a KS statistic ``d`` for sizes ``n1``, ``n2`` (scipy's rules).
 
     The exact method snaps ``d`` to the lattice value ``h / lcm(n1, n2)`` it
     stands for, as scipy does, so the statistic returned may differ from
-    ``d`` in the last bit.
+    ``d`` in the last bit. Where the exact computation is impossible (lcm
+    beyond int32) or fails (overflow), a RuntimeWarning says so and the
+    asymptotic p-value is returned: Smirnov's ``kstwo`` for two-sided,
+    Hodges' approximation (eq. 5.3) for one-sided, as scipy.
     """
     d = float(d)
     g = math.gcd(n1, n2)
@@ -176,23 +232,45 @@ def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> tuple[float, 
         method = "exact" if max(n1, n2) <= MAX_EXACT_N else "asymp"
     elif method == "exact" and (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
         method = "asymp"
+        warnings.warn(f"Exact ks_2samp calculation not possible with samples sizes {n1} and {n2}. "
+                      "Switching to 'asymp'.", RuntimeWarning, stacklevel=3)
     if method == "exact":
-        lcm = (n1 // g) * n2
-        h = int(np.round(d * lcm))
-        d_exact = h / lcm
-        if h == 0:
-            return d_exact, 1.0
-        with np.errstate(over="ignore", invalid="ignore"):
-            prob = _jit.prob_outside_square(n1, h) if n1 == n2 else _jit.prob_outside_lattice(n1, n2, g, h)
-        if math.isfinite(prob) and 0.0 <= prob <= 1.0:
-            return d_exact, float(prob)
-        d = d_exact
-        method = "asymp"  # as scipy: fall back when the exact recursion fails
-    from scipy.stats import kstwo  # one scalar; scipy's kstwo is the reference
-
+        ok, d, prob = _ks_exact(d, n1, n2, g, alternative)
+        if ok:
+            return d, prob
+        warnings.warn("ks_2samp: Exact calculation unsuccessful. Switching to method=asymp.",
+                      RuntimeWarning, stacklevel=3)
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
-    return d, float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    if alternative == "two-sided":
+        from scipy.stats import kstwo  # one scalar; scipy's kstwo is the reference
+
+        return d, float(np.clip(kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    z = math.sqrt(en) * d
+    expt = -2 * z ** 2 - 2 * z * (m + 2 * n) / math.sqrt(m * n * (m + n)) / 3.0
+    return d, float(np.clip(math.exp(expt), 0.0, 1.0))
+
+
+def _ks_exact(d: float, n1: int, n2: int, g: int, alternative: str) -> tuple[bool, float, float]:
+    """``(succeeded, snapped statistic, p-value)`` of the exact KS distribution (scipy's recursions, compiled)."""
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))
+    d = h / lcm
+    if h == 0:
+        return True, d, 1.0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if alternative == "two-sided":
+            prob = _jit.prob_outside_square(n1, h) if n1 == n2 else _jit.prob_outside_lattice(n1, n2, g, h)
+        elif n1 == n2:
+            # binom(2n, n - h) / binom(2n, n) as a product: no roundoff from large binomials (scipy's form).
+            j = np.arange(h)
+            prob = float(np.prod((n1 - j) / (n1 + j + 1.0)))
+        else:
+            paths = _jit.count_paths_outside(n1, n2, g, h)
+            total = _jit.binom(n1 + n2, n1)
+            prob = paths / total if math.isfinite(paths) and math.isfinite(total) and paths <= total else math.nan
+    prob = float(prob)
+    return (math.isfinite(prob) and 0.0 <= prob <= 1.0), d, prob
 
 
 def wasserstein_distance(u_values: Any, v_values: Any, u_weights: Any = None, v_weights: Any = None) -> float:
@@ -211,6 +289,8 @@ def wasserstein_distance(u_values: Any, v_values: Any, u_weights: Any = None, v_
     # infinities there give inf - inf = NaN, hence a NaN distance. Same here.
     for inf in (np.inf, -np.inf):
         if int(np.count_nonzero(u == inf)) + int(np.count_nonzero(v == inf)) >= 2:
+            warnings.warn("invalid value encountered: equal infinities in the pooled samples make the "
+                          "distance undefined (NaN)", RuntimeWarning, stacklevel=2)
             return math.nan
     if u_weights is None and v_weights is None:
         u, v = _sort_pair(u, v)
@@ -242,26 +322,51 @@ def _prob_pair(p: Any, q: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, q
 
 
-def jensen_shannon(p: Any, q: Any, base: float | None = None) -> float:
+def jensen_shannon(p: Any, q: Any, base: float | None = None, *, axis: int = 0, keepdims: bool = False) -> Any:
     """Jensen–Shannon *distance* (square root of the divergence), as scipy's ``jensenshannon``.
 
     ``p`` and ``q`` are counts or probabilities over the same bins; each is
-    normalised to sum 1. Natural log unless ``base`` is given; with base 2 the
-    result lies in [0, 1]. All-zero input gives NaN (as scipy).
+    normalised to sum 1 along ``axis``. Natural log unless ``base`` is
+    given; with base 2 the result lies in [0, 1]. All-zero input gives NaN
+    (as scipy). n-dimensional input gives one distance per slice along
+    ``axis`` (default 0: per column), ``p`` and ``q`` broadcast as numpy
+    does, ``keepdims`` keeping the reduced axis, exactly scipy's formula;
+    1-D input gives a float. Masked arrays, shapes that do not broadcast, an
+    axis out of range and empty input raise DataError.
     """
     from scipy.special import (
         rel_entr,  # the reference's own ufunc: 0 log 0 = 0, NaN propagates
     )
 
-    p, q = _prob_pair(p, q)
+    p, q = unmasked(p, "p"), unmasked(q, "q")
+    try:
+        p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("distributions must be numbers", field="p, q") from None
+    if p.ndim <= 1 and q.ndim <= 1 and p.size != q.size:
+        raise DataError("the two distributions differ in length", field="q", value=f"{p.size} and {q.size}",
+                        expected="the same bins in both")
+    try:
+        shape = np.broadcast_shapes(p.shape, q.shape)
+    except ValueError:
+        raise DataError("the two distributions' shapes do not broadcast", field="q",
+                        value=f"{p.shape} and {q.shape}", expected="equal shapes (or 1 where they differ)") from None
+    ndim = max(len(shape), 1)
+    if not -ndim <= axis < ndim:
+        raise DataError("axis is out of range for the distributions", field="axis", value=axis,
+                        expected=f"an integer from {-ndim} to {ndim - 1}")
+    if not shape or shape[axis] == 0 or 0 in shape:
+        raise DataError("empty distributions", field="p", value=f"shape {shape}", expected="at least one bin")
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = p / np.sum(p)
-        q = q / np.sum(q)
+        p = p / np.sum(p, axis=axis, keepdims=True)
+        q = q / np.sum(q, axis=axis, keepdims=True)
         m = (p + q) / 2.0
-        js = np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))
+        js = np.sum(rel_entr(p, m), axis=axis, keepdims=keepdims) + np.sum(rel_entr(q, m), axis=axis,
+                                                                            keepdims=keepdims)
         if base is not None:
             js /= np.log(base)
-        return float(np.sqrt(js / 2.0))
+        out = np.sqrt(js / 2.0)
+    return float(out) if out.ndim == 0 else out
 
 
 def _count_pair(ref_counts: Any, cur_counts: Any) -> tuple[np.ndarray, np.ndarray, bool]:

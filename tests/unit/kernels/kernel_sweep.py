@@ -69,6 +69,7 @@ def kernel_calls(a: np.ndarray, b: np.ndarray, p: np.ndarray, q: np.ndarray, wa:
         ("ks_2samp", lambda: k.ks_2samp(a, b)),
         ("ks_2samp exact", lambda: k.ks_2samp(a, b, method="exact")),
         ("ks_2samp asymp", lambda: k.ks_2samp(a, b, method="asymp")),
+        ("ks_2samp less exact (path count)", lambda: k.ks_2samp(a, b, "less", method="exact")),
         ("wasserstein", lambda: k.wasserstein_distance(a, b)),
         ("wasserstein weighted", lambda: k.wasserstein_distance(a, b, wa, None)),
         ("jensen_shannon", lambda: k.jensen_shannon(p, q)),
