@@ -45,9 +45,15 @@ class GpuBackendError(EdgeorchError):
 
 # NVML return codes the layer reacts to (same values as pynvml's constants).
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_RESET_REQUIRED = 16
+NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
 NVML_ERROR_UNKNOWN = 999
 
 
@@ -162,6 +168,19 @@ class GpuDevice:
     A physical GPU in MIG mode is NOT listed as allocatable: its instances are
     (CUDA cannot use the parent while MIG is on).
     ``cpu_affinity`` is the set of CPUs close to the device (empty: unknown).
+
+    ``memory_reserved`` is what the driver keeps for itself (bytes; 0:
+    unknown): free memory never exceeds ``memory_total − memory_reserved``,
+    even on an idle GPU (:attr:`memory_usable`).
+
+    ``compute_mode`` is NVML's compute mode: ``default`` (any number of
+    processes), ``exclusive_process`` (one process may hold a context, so at
+    most one lease), ``prohibited`` (no CUDA context at all: never leased).
+
+    ``memory_group`` names the memory this device shares with other listed
+    devices (None: its own). Compute instances of one MIG GPU instance are
+    separate devices that share the instance's memory, each reporting all of
+    it; they carry the same group (``<parent>/gi<N>``).
     """
 
     uuid: str
@@ -173,11 +192,28 @@ class GpuDevice:
     cpu_affinity: frozenset[int] = frozenset()
     parent: str | None = None
     mig_enabled: bool = False
+    memory_reserved: int = 0
+    compute_mode: str = "default"
+    memory_group: str | None = None
 
     @property
     def physical(self) -> str:
         """UUID of the physical GPU (itself unless a MIG instance)."""
         return self.parent or self.uuid
+
+    @property
+    def memory_usable(self) -> int:
+        """The most that can ever be free: total minus the driver's reservation."""
+        return max(0, self.memory_total - self.memory_reserved)
+
+    @property
+    def memory_key(self) -> str:
+        """What this device's memory is accounted under (its group, else its UUID)."""
+        return self.memory_group or self.uuid
+
+
+COMPUTE_MODES = ("default", "exclusive_thread", "prohibited", "exclusive_process")
+"""NVML compute modes by their number (``NVML_COMPUTEMODE_*``: 0, 1, 2, 3)."""
 
 
 @dataclass(frozen=True)
@@ -265,7 +301,13 @@ class WaitReason:
 
 @dataclass(frozen=True)
 class GpuReading:
-    """Live readings of one device; ``None`` where the device does not report it."""
+    """Live readings of one device; ``None`` where the device does not report it (or the read failed).
+
+    ``remap_pending`` / ``remap_failed``: row remapping (Ampere and later,
+    which replaced page retirement): a remap waits for a GPU reset / a row
+    could not be remapped. ``problems`` names optional readings that failed
+    for another reason than "not supported" (they are None here).
+    """
 
     uuid: str
     memory_free: int
@@ -276,6 +318,9 @@ class GpuReading:
     ecc_corrected: int | None = None
     ecc_uncorrected: int | None = None
     retired_pages: int | None = None
+    remap_pending: bool | None = None
+    remap_failed: bool | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,9 +334,12 @@ class GpuProcess:
 
 @dataclass(frozen=True)
 class HealthEvent:
-    """A device health event: ``kind`` is ``xid``, ``ecc_uncorrectable`` or ``lost``.
+    """A device health event: ``kind`` is one of :data:`HEALTH_KINDS`.
 
-    ``code`` is the XID number for ``xid`` events (else 0).
+    ``xid`` (``code`` the XID number), ``ecc_uncorrectable``, ``lost`` (fell
+    off the bus), ``remap_pending`` (a memory row remap waits for a GPU
+    reset), ``remap_failed`` (a row could not be remapped), ``reset_required``
+    (NVML says the GPU needs a reset). ``code`` is 0 except for ``xid``.
     """
 
     uuid: str
@@ -300,7 +348,7 @@ class HealthEvent:
     message: str = ""
 
 
-HEALTH_KINDS = ("xid", "ecc_uncorrectable", "lost")
+HEALTH_KINDS = ("xid", "ecc_uncorrectable", "lost", "remap_pending", "remap_failed", "reset_required")
 
 __all__ = [
     "HEALTH_KINDS",

@@ -75,25 +75,42 @@ def test_stub_library_not_found_is_translated() -> None:
     assert e.value.nvml_code == NVML_ERROR_LIBRARY_NOT_FOUND
 
 
+def _sysfs(root: Path, pci: dict[str, int], nodes: dict[int, str]) -> Path:
+    """A fake /sys: PCI devices' numa_node and the NUMA nodes' cpulists."""
+    for bus, node in pci.items():
+        f = root / "sys/bus/pci/devices" / bus / "numa_node"
+        f.parent.mkdir(parents=True)
+        f.write_text(f"{node}\n")
+    for node, cpus in nodes.items():
+        f = root / f"sys/devices/system/node/node{node}/cpulist"
+        f.parent.mkdir(parents=True)
+        f.write_text(cpus + "\n")
+    return root
+
+
 def test_discovery_lists_whole_gpus_and_mig_instances(tmp_path: Path) -> None:
-    numa = tmp_path / "sys/bus/pci/devices/0000:81:00.0/numa_node"
-    numa.parent.mkdir(parents=True)
-    numa.write_text("1\n")
+    _sysfs(tmp_path, {"0000:81:00.0": 1, "0000:82:00.0": 0}, {})
     b = NvmlBackend(StubNvml(), sys_root=tmp_path)
     devs = {d.uuid: d for d in b.devices()}
     assert list(devs) == ["GPU-0", "MIG-1a", "MIG-1b"]
     assert devs["GPU-0"].compute_capability == (9, 0) and devs["GPU-0"].cpu_affinity == {0, 1, 2, 3}
     assert devs["MIG-1a"].parent == "GPU-1" and devs["MIG-1a"].memory_total == 10 * G
-    assert devs["MIG-1b"].numa_node == 1  # sysfs fallback when NVML does not know
+    # NVML's NUMA query is NOT_SUPPORTED on x86: the PCI device's sysfs node is used.
+    assert devs["GPU-0"].numa_node == 1 and devs["MIG-1b"].numa_node == 0
+    assert b.problems == ()
 
 
 def test_readings_turn_unsupported_into_none() -> None:
-    b = NvmlBackend(StubNvml())
+    stub = StubNvml()
+    stub.gpus[0].remapped = None  # a pre-Ampere GPU: page retirement instead of row remapping
+    b = NvmlBackend(stub)
     r = b.reading("GPU-0")
     assert (r.utilization_gpu, r.temperature, r.ecc_corrected, r.retired_pages) == (37, 41, 3, 1)
-    assert r.memory_free == 80 * G - 3 * G
+    assert r.memory_free == 80 * G - 512 * 1024**2 - 3 * G  # the driver's reservation is never free
+    assert (r.remap_pending, r.problems) == (None, ())
     m = b.reading("MIG-1a")
-    assert (m.utilization_gpu, m.ecc_uncorrected, m.retired_pages) == (None, None, None)
+    assert (m.utilization_gpu, m.retired_pages) == (None, None)
+    assert (m.remap_pending, m.remap_failed) == (False, False)  # Ampere: rows are remapped, pages not retired
 
 
 def test_processes_with_unknown_memory() -> None:
