@@ -16,6 +16,7 @@ def test_exports() -> None:
         [
             "PROTOCOL_VERSION",
             "AccessPolicy",
+            "AsyncClient",
             "Client",
             "ControlServer",
             "DaemonNotRunning",
