@@ -21,7 +21,7 @@ def register(add: AddCommand) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
-        st = backend.client.call("status")
+        st = backend.api.status()
     if args.json:
         print_json(st)
         return EXIT_OK
@@ -37,7 +37,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
-        for ev in backend.client.stream("events", {"run_id": args.run} if args.run else {}):
+        for ev in backend.api.events(args.run or None):
             if args.json:
                 print(json.dumps(ev), flush=True)
             else:
