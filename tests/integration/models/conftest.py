@@ -10,6 +10,7 @@ import pytest
 
 from edgeorch.engine.engine import Engine
 from edgeorch.model import RunState
+from edgeorch.models.service import ModelService
 from edgeorch.pipelines import resolve_params, validate_path
 from edgeorch.store import Store
 
@@ -67,14 +68,37 @@ class ModelHarness:
             store = Store(cfg.state_file)
             engine = Engine(cfg, store)
             engine.bus.subscribe(lambda event: self.events.append(event.to_wire()))
+            models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,
+                                  clock=engine.clock)
+            engine.bus.subscribe(models.on_event)
             await engine.start()
+            await models.start()
             try:
                 run_id = engine.submit(pipeline, resolve_params(pipeline, params or {}))
                 state = await asyncio.wait_for(engine.wait_run(run_id), timeout)
+                await asyncio.wait_for(models.drain(), timeout)
             finally:
+                await models.close()
                 await engine.close()
                 store.close()
             return run_id, state
+
+        return asyncio.run(main())
+
+    def models(self, action):
+        """``await action(service)`` with a ModelService on the state file (as an offline ``edgeorch models``)."""
+        cfg = self.ws.config()
+
+        async def main():
+            store = Store(cfg.state_file)
+            service = ModelService(store, serving_dir=cfg.state_dir / "serving",
+                                   publish=lambda e: self.events.append(e.to_wire()), clock=store.clock)
+            try:
+                await service.start()
+                return await action(service)
+            finally:
+                await service.close()
+                store.close()
 
         return asyncio.run(main())
 

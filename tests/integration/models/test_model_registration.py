@@ -26,7 +26,7 @@ def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(worksp
         verdicts = {c["condition"]: c["verdict"] for c in decision["conditions"]}
         assert verdicts == {"rmse <= 50": "passed", "rmse <= champion.rmse + 1": "skipped"}
         [dep] = store.models.deployments("house")
-        assert dep["alias"] == "champion" and dep["to_version"] == 1 and dep["state"] == "pending"
+        assert dep["alias"] == "champion" and dep["to_version"] == 1 and dep["action"] == "promote"
     finally:
         store.close()
     [registered] = [e for e in harness.events if e.get("kind") == "model"]

@@ -1,0 +1,341 @@
+"""Running a deployment: the durable intent, step by step, and what recovery does with a half-done one.
+
+A deployment (a ``model_deployments`` row, written ``pending`` before anything
+on disk changes) moves one alias of one model to a version (or removes it).
+:class:`Deployer` runs it; every step is recorded (one transaction and an
+audit record) before the next begins:
+
+====================  ==============================================================================
+step                  what has happened
+====================  ==============================================================================
+``intent``            nothing yet (``pending``)
+``staging``           ``running``: the version is being copied into its slot
+``staged``            the slot is complete (a blue-green check may run against it)
+``checked``           blue-green: the health command passed against the slot, within the window
+``switched``          the alias moved in the state file (same transaction as this step)
+``linked``            the target's pointer was switched on disk (not recorded: the next step is)
+``reloaded``          the reload command passed (or there is none)
+``verified``          the health command passed: ``succeeded``
+``rolling_back``      a check after the switch failed: the alias moved back in the state file
+====================  ==============================================================================
+
+Failures: before the switch (staging, or the blue-green check) the
+deployment is ``undone`` (nothing was switched; the decision is recorded);
+after it (reload or health) it is rolled back: the alias returns to the
+version it pointed at before (the previous one, which passed its gates to
+get there), the target is switched back and the serving process reloaded:
+``rolled_back``. A rollback's own failure is ``failed`` (there is nothing
+further back to go to automatically).
+
+**Recovery** (:meth:`Deployer.settle`, at daemon start and after every
+in-process run): a ``running`` deployment stopped before ``switched`` is
+undone; one at ``switched`` or later is finished (reload and health again;
+rolled back if they fail); one at ``rolling_back`` finishes its rollback.
+Then every target's pointers are made to agree with the state file's
+aliases (the state file is the truth: the only window where they differ is
+between the ``switched`` commit and the rename), and ``pending`` ones run in
+order. So a kill -9 at any step leaves, after recovery, the alias and the
+target consistent, and the switch finished or undone.
+
+Deployments of one model run one at a time (an asyncio lock per model here,
+a unique index in the state file); different models' run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import EdgeorchError
+from ..events import Event, ModelDeployment
+from .commands import CommandResult, health_within, run_command
+from .spec import ModelPolicy
+from .targets import StagingError, Target, make_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
+
+log = logging.getLogger("edgeorch.models")
+
+BEFORE_SWITCH = ("intent", "staging", "staged", "checked")
+StepHook = Callable[[int, str], None]
+"""Called as ``hook(deployment_id, step)`` after each step is recorded (and ``linked`` after the rename):
+tests kill the process there."""
+
+
+class Deployer:
+    """Runs deployments against ``store`` (the loop's, one writer); ``serving_dir`` is the default target folder."""
+
+    def __init__(self, store: "Store", *, serving_dir: Path, publish: Callable[[Event], None],
+                 clock: Callable[[], float], step_hook: StepHook | None = None) -> None:
+        self.store = store
+        self.serving_dir = Path(serving_dir)
+        self.publish = publish
+        self.clock = clock
+        self.step_hook = step_hook
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, model: str) -> asyncio.Lock:
+        return self._locks.setdefault(model, asyncio.Lock())
+
+    def target(self, model: str, policy: ModelPolicy | None = None) -> Target:
+        """The model's target as its (latest, or given) policy declares it."""
+        if policy is None:
+            stored = (self.store.models.model(model) or {}).get("policy")
+            policy = ModelPolicy.from_dict(stored) if stored else ModelPolicy(name=model)
+        dep = policy.deploy
+        return make_target(dep.kind, serving_dir=Path(dep.dir) if dep.dir else self.serving_dir, model=model,
+                           serve=dep.serve, config=dep.config)
+
+    # -- running ------------------------------------------------------------------------------------
+
+    async def run(self, deployment_id: int) -> dict[str, Any]:
+        """Run (or finish) one deployment; returns its final row. Serialised per model."""
+        dep = self.store.models.deployment(deployment_id)
+        async with self.lock(dep["model"]):
+            dep = self.store.models.deployment(deployment_id)
+            if dep["state"] == "running":
+                return await self._recover(dep)
+            if dep["state"] != "pending":
+                return dep
+            return await self._run(dep)
+
+    async def settle(self) -> list[dict[str, Any]]:
+        """Recover running deployments, make every target agree with the aliases, then run the pending ones."""
+        done = []
+        for dep in self.store.models.deployments(open_only=True, limit=10_000):
+            if dep["state"] == "running":
+                done.append(await self.run(dep["id"]))
+        for name in self.store.models.names():
+            async with self.lock(name):
+                await self.reconcile(name)
+        while True:
+            pending = [d for d in self.store.models.deployments(open_only=True, limit=10_000)
+                       if d["id"] not in {x["id"] for x in done}]
+            if not pending:
+                return done
+            done.append(await self.run(pending[0]["id"]))
+
+    async def reconcile(self, name: str) -> list[str]:
+        """Make the model's target point every alias where the state file says (the caller holds the lock).
+
+        Returns what was repaired (empty: they agreed)."""
+        target = self.target(name)
+        target.clean_stale()
+        want = self.store.models.aliases(name)
+        have = target.aliases_on_disk()
+        repaired = []
+        for alias, version in want.items():
+            if not target.agrees(alias, version):
+                try:
+                    await asyncio.to_thread(target.stage, version, self.store.models.version(name, version))
+                    target.switch(alias, version)
+                    repaired.append(f"{alias} -> {version}")
+                except (StagingError, OSError) as exc:
+                    log.error("model %s: cannot point %s at version %s: %s", name, alias, version, exc)
+        for alias in set(have) - set(want):
+            target.switch(alias, None)
+            repaired.append(f"{alias} removed")
+        canary = self.store.models.canary(name)
+        if canary is None and (target.root / "weights.json").exists():
+            target.write_weights(None)
+        if repaired:
+            log.warning("model %s: the serving folder did not match the aliases; repaired: %s", name,
+                        ", ".join(repaired))
+        return repaired
+
+    async def _run(self, dep: dict[str, Any]) -> dict[str, Any]:
+        name, alias, to = dep["model"], dep["alias"], dep["to_version"]
+        policy = ModelPolicy.from_dict(dep["target"])
+        target = self.target(name, policy)
+        dep = self._step(dep, state="running", step="staging")
+        frm = dep["from_version"]
+        self._announce(dep, "running")
+        slot: Path | None = None
+        if to is not None:
+            try:
+                slot = await asyncio.to_thread(target.stage, to, self.store.models.version(name, to))
+            except StagingError as exc:
+                return self._finish(dep, "failed", f"not deployed: {exc.message}")
+        dep = self._step(dep, step="staged")
+        if dep["strategy"] == "blue_green" and policy.deploy.health and slot is not None and self._served(alias, target):
+            result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
+                                         window=policy.deploy.window, env=self._env(dep, target, slot))
+            if not result.ok:
+                self._health_decision(dep, result, "before the switch")
+                return self._finish(dep, "undone", f"the health check of version {to} in its slot failed before "
+                                    f"the switch, so nothing was switched: {result.describe()}; {alias} stays on "
+                                    f"{_v(frm)}")
+            dep = self._step(dep, step="checked")
+        with self.store.transaction():
+            self.store.models.move_alias(name, alias, to, action=dep["action"], actor=dep["actor"],
+                                         reason=dep["reason"], deployment_id=dep["id"])
+            self._on_switched(dep, policy)
+            dep = self._step(dep, step="switched", hook=False)
+        self._hook(dep["id"], "switched")
+        target.switch(alias, to)
+        self._hook(dep["id"], "linked")
+        return await self._after_switch(dep, policy, target)
+
+    def _on_switched(self, dep: dict[str, Any], policy: ModelPolicy) -> None:
+        """What a switch records besides the alias (in its transaction): a canary's row opens with its alias."""
+        if dep["action"] == "canary_start" and policy.canary is not None and dep["to_version"] is not None:
+            holder = self.store.models.holder(dep["model"], policy.alias)
+            c = policy.canary
+            self.store.models.open_canary(dep["model"], version=dep["to_version"],
+                                          against=holder["version"] if holder else None, mode=c.mode,
+                                          share=c.share if c.mode == "weights" else None, window_batches=c.batches,
+                                          window_seconds=c.window, spec={"metric": c.metric, "better": c.better,
+                                                                         "tolerance": c.tolerance,
+                                                                         "alias": policy.alias},
+                                          actor=dep["actor"])
+
+    async def _after_switch(self, dep: dict[str, Any], policy: ModelPolicy, target: Target) -> dict[str, Any]:
+        """Weights, reload and health after the switch; a failure rolls back (see the module docstring)."""
+        self.write_weights(dep["model"], target)
+        served = self._served(dep["alias"], target)
+        env = self._env(dep, target, target.alias_path(dep["alias"]))
+        if served and policy.deploy.reload:
+            result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
+            if not result.ok:
+                return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result)
+        dep = self._step(dep, step="reloaded")
+        if served and policy.deploy.health and dep["to_version"] is not None:
+            result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
+                                         window=policy.deploy.window if dep["strategy"] == "blue_green" else
+                                         policy.deploy.health_timeout, env=env)
+            if not result.ok:
+                return await self._roll_back(dep, policy, target, f"the health check failed after the switch: "
+                                             f"{result.describe()}", result)
+        dep = self._step(dep, step="verified")
+        what = (f"{dep['alias']} removed" if dep["to_version"] is None else
+                f"{dep['alias']} -> version {dep['to_version']}")
+        return self._finish(dep, "succeeded", f"{what} (was {_v(dep['from_version'])})")
+
+    async def _roll_back(self, dep: dict[str, Any], policy: ModelPolicy, target: Target, why: str,
+                         result: CommandResult | None) -> dict[str, Any]:
+        """A check after the switch failed: the alias back to where it was, the target switched back, reloaded."""
+        name, alias, frm, to = dep["model"], dep["alias"], dep["from_version"], dep["to_version"]
+        if result is not None:
+            self._health_decision(dep, result, "after the switch")
+        if dep["action"] == "rollback":  # a rollback that fails its own checks: nothing further back to go to
+            return self._finish(dep, "failed", f"{why}; this was a rollback, so {alias} stays on {_v(to)}")
+        with self.store.transaction():
+            self.store.models.move_alias(name, alias, frm, action="auto_rollback", actor="edgeorch",
+                                         reason=why, deployment_id=dep["id"])
+            dep = self._step(dep, step="rolling_back", outcome=why, hook=False)
+        self._hook(dep["id"], "rolling_back")
+        return await self._finish_rollback(dep, policy, target, why)
+
+    async def _finish_rollback(self, dep: dict[str, Any], policy: ModelPolicy, target: Target,
+                               why: str) -> dict[str, Any]:
+        frm, alias = dep["from_version"], dep["alias"]
+        note = ""
+        try:
+            if frm is not None:
+                await asyncio.to_thread(target.stage, frm, self.store.models.version(dep["model"], frm))
+            target.switch(alias, frm)
+            self.write_weights(dep["model"], target)
+        except (StagingError, OSError) as exc:
+            note = f"; switching the target back failed: {exc}"
+        if self._served(alias, target) and policy.deploy.reload:
+            env = self._env(dep, target, target.alias_path(alias))
+            result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
+            note += "" if result.ok else f"; the reload after the rollback failed too: {result.describe()}"
+        return self._finish(dep, "rolled_back", f"{why}; rolled back: {alias} -> {_v(frm)}{note}")
+
+    async def _recover(self, dep: dict[str, Any]) -> dict[str, Any]:
+        """Finish or undo a deployment a stop interrupted (see the module docstring)."""
+        policy = ModelPolicy.from_dict(dep["target"])
+        target = self.target(dep["model"], policy)
+        step = dep["step"]
+        log.warning("model %s: deployment %s was interrupted at step %s; %s", dep["model"], dep["id"], step,
+                    "undoing it" if step in BEFORE_SWITCH else "finishing it")
+        if step in BEFORE_SWITCH:
+            await self.reconcile(dep["model"])
+            return self._finish(dep, "undone", f"interrupted at step {step} (edgeorch stopped before the switch); "
+                                f"undone: {dep['alias']} stays on {_v(dep['from_version'])}")
+        if step == "rolling_back":
+            return await self._finish_rollback(dep, policy, target, dep.get("outcome") or "interrupted rollback")
+        try:
+            to = dep["to_version"]
+            if to is not None:
+                await asyncio.to_thread(target.stage, to, self.store.models.version(dep["model"], to))
+            target.switch(dep["alias"], to)
+        except (StagingError, OSError) as exc:
+            return await self._roll_back(dep, policy, target, f"cannot finish the switch: {exc}", None)
+        return await self._after_switch(dep, policy, target)
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def write_weights(self, name: str, target: Target) -> None:
+        """``weights.json`` from the open canary (weights mode), else removed."""
+        canary = self.store.models.canary(name)
+        if canary is None or canary["mode"] != "weights" or not canary["share"]:
+            target.write_weights(None)
+            return
+        aliases = self.store.models.aliases(name)
+        serve = canary["spec"].get("alias", target.serve)
+        routes = []
+        if serve in aliases:
+            routes.append({"alias": serve, "version": aliases[serve], "path": str(target.alias_path(serve)),
+                           "weight": round(1 - canary["share"], 6)})
+        if "canary" in aliases:
+            routes.append({"alias": "canary", "version": aliases["canary"], "path": str(target.alias_path("canary")),
+                           "weight": canary["share"] if routes else 1.0})
+        target.write_weights(routes or None)
+
+    def _served(self, alias: str, target: Target) -> bool:
+        """Whether a serving process reads ``alias`` (then reload and health apply): the served one, or canary."""
+        return alias in (target.serve, "canary")
+
+    def _env(self, dep: dict[str, Any], target: Target, path: Path) -> dict[str, str]:
+        return {"EDGEORCH_MODEL": dep["model"], "EDGEORCH_MODEL_VERSION": str(dep["to_version"] or ""),
+                "EDGEORCH_MODEL_ALIAS": dep["alias"], "EDGEORCH_MODEL_PATH": str(path),
+                "EDGEORCH_MODEL_DIR": str(target.root), "EDGEORCH_MODEL_PREVIOUS": str(dep["from_version"] or "")}
+
+    def _health_decision(self, dep: dict[str, Any], result: CommandResult, when: str) -> None:
+        if dep["to_version"] is None:
+            return
+        v = self.store.models.version(dep["model"], dep["to_version"])
+        self.store.models.record_decision(
+            v["id"], kind="health", verdict="failed", alias=dep["alias"], against=dep["from_version"],
+            conditions=[{"condition": f"health {when}", "value": result.exit_code, "threshold": 0,
+                         "verdict": "failed", "why": result.describe(), "command": result.to_dict()}],
+            summary=f"{dep['model']} version {dep['to_version']} failed its health check {when}: {result.describe()}",
+            deployment_id=dep["id"], actor="edgeorch")
+
+    def _step(self, dep: dict[str, Any], *, step: str | None = None, state: str | None = None,
+              outcome: str | None = None, hook: bool = True) -> dict[str, Any]:
+        row = self.store.models.set_deployment(dep["id"], step=step, state=state, outcome=outcome)
+        if step is not None and hook:
+            self._hook(dep["id"], step)
+        return row
+
+    def _finish(self, dep: dict[str, Any], state: str, outcome: str) -> dict[str, Any]:
+        row = self.store.models.set_deployment(dep["id"], state=state, step="done", outcome=outcome)
+        (log.info if state == "succeeded" else log.warning)("model %s: deployment %s %s: %s", dep["model"],
+                                                            dep["id"], state, outcome)
+        self._announce(row, state)
+        return row
+
+    def _announce(self, dep: dict[str, Any], state: str) -> None:
+        self.publish(ModelDeployment(self.clock(), dep["model"], dep["id"], dep["alias"], state, dep["from_version"],
+                                     dep["to_version"], dep["action"], dep.get("outcome"), dep.get("actor")))
+
+    def _hook(self, deployment_id: int, step: str) -> None:
+        if self.step_hook is not None:
+            self.step_hook(deployment_id, step)
+
+
+def _v(version: int | None) -> str:
+    return "no version" if version is None else f"version {version}"
+
+
+class DeploymentFailed(EdgeorchError):
+    """A promotion or rollback that ended other than ``succeeded`` (exit 1): the message is its outcome."""
+
+    code = "deployment_failed"
+    exit_code = 1

@@ -1,0 +1,294 @@
+"""ModelService: promotions, rollbacks and canaries, wired to the store and the bus (the daemon's and an
+in-process ``edgeorch run``'s).
+
+- A registered version whose gates passed comes with a queued deployment
+  (:mod:`.register`); :meth:`ModelService.on_event` runs it when the
+  ``ModelRegistered`` event arrives (after the commit).
+- :meth:`promote` and :meth:`rollback` are what ``edgeorch models promote``
+  and ``rollback`` (and their socket ops) call: they record the intent, run
+  it (one deployment of a model at a time) and return its final row.
+- :meth:`auto_rollback` is the entry point of automatic responses: the
+  monitoring rules (issue 13) call it with their rule's name, the
+  deployment's own failed checks use the same path.
+- Canaries: :meth:`observe` records what a scoring task or a serving process
+  measured for each alias; when a canary's window is over (its batches, or
+  its duration on a timer) :meth:`decide_canaries` compares the two and
+  promotes the challenger or rolls it back, the comparison recorded as a
+  decision. The decision, the canary's state and the follow-up deployment are
+  one transaction, so a crash leaves either the window still open (decided
+  again) or the deployment queued (run by recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..errors import ConflictError, UsageError
+from ..events import Event, ModelRegistered
+from .deploy import Deployer, DeploymentFailed, StepHook
+from .spec import ModelPolicy, alias_problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
+
+log = logging.getLogger("edgeorch.models")
+
+CANARY_TICK_S = 5.0
+"""How often open canaries with a time window are looked at."""
+
+
+class ModelService:
+    """See the module docstring. ``serving_dir``: the default target folder (``<state dir>/serving``)."""
+
+    def __init__(self, store: "Store", *, serving_dir: Path, publish: Callable[[Event], None],
+                 clock: Callable[[], float], step_hook: StepHook | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.deployer = Deployer(store, serving_dir=serving_dir, publish=publish, clock=clock, step_hook=step_hook)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> list[dict[str, Any]]:
+        """Recovery: finish or undo interrupted deployments, repair the targets, run what is queued, decide
+        canaries whose window ended while edgeorch was away; then the canary timer."""
+        done = await self.deployer.settle()
+        await self.decide_canaries()
+        self._arm()
+        return done
+
+    def on_event(self, event: Event) -> None:
+        """Bus subscriber: run the deployment a registration queued (after its commit)."""
+        if isinstance(event, ModelRegistered) and event.deployment_id is not None and not self._closed:
+            self._spawn(self.deployer.run(event.deployment_id))
+
+    async def drain(self) -> None:
+        """Wait until every deployment started here has finished (an in-process run waits before it exits)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop: running deployments are cancelled where they are (their step is recorded; the next start
+        finishes or undoes them)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("models: a deployment failed unexpectedly", exc_info=task.exception())
+
+    # -- promote and roll back ------------------------------------------------------------------------
+
+    async def promote(self, name: str, version: int, *, alias: str | None = None, actor: str | None,
+                      reason: str | None = None) -> dict[str, Any]:
+        """Move ``alias`` (default: the model's promotion alias) to ``version`` through a deployment; returns its
+        final row. Refused: a version that failed its gates (:class:`ConflictError`), an unknown alias.
+        Raises :class:`DeploymentFailed` when it ended other than ``succeeded``."""
+        policy = self._policy(name)
+        v = self.store.models.version(name, version)
+        alias = alias or policy.alias
+        self._check_alias(alias, policy)
+        if v["gate_verdict"] == "failed":
+            decision = next((d for d in reversed(self.store.models.decisions(v["id"])) if d["kind"] == "gates"), None)
+            raise ConflictError(f"{name} version {version} failed its gates and never moves an alias"
+                                + (f": {decision['summary']}" if decision else ""), value=version,
+                                hint=f"see edgeorch models why {name} {version}")
+        strategy = policy.strategy if policy.strategy != "canary" or alias == "canary" else (
+            "blue_green" if policy.deploy.health else "direct")
+        dep = self.store.models.add_deployment(
+            name, alias=alias, to_version=version, action="canary_start" if alias == "canary" else "promote",
+            strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)
+        return self._outcome(await self.deployer.run(dep["id"]))
+
+    async def rollback(self, name: str, *, alias: str = "champion", to: int | None = None, actor: str | None,
+                       reason: str | None = None) -> dict[str, Any]:
+        """Move ``alias`` back: to ``to``, or to the previous version it pointed at that passed its gates and
+        never failed a check. On ``canary``: abort the canary (the alias is removed). Returns the final row."""
+        policy = self._policy(name)
+        self._check_alias(alias, policy)
+        current = self.store.models.aliases(name).get(alias)
+        if alias == "canary" and to is None:
+            return await self._end_canary(name, policy, actor=actor, reason=reason or "canary aborted",
+                                          verdict=None)
+        if to is None:
+            to = self.previous(name, alias)
+        else:
+            v = self.store.models.version(name, to)
+            if v["gate_verdict"] == "failed":
+                raise ConflictError(f"{name} version {to} failed its gates and never moves an alias", value=to,
+                                    hint=f"see edgeorch models why {name} {to}")
+        if to == current:
+            raise ConflictError(f"{alias} of {name} is version {to} already", value=to)
+        dep = self.store.models.add_deployment(name, alias=alias, to_version=to, action="rollback", strategy="direct",
+                                               target=policy.to_dict(), actor=actor, reason=reason)
+        return self._outcome(await self.deployer.run(dep["id"]))
+
+    async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str) -> dict[str, Any]:
+        """The automatic rollback a response calls (a monitoring rule firing): recorded with actor ``rule:<rule>``.
+
+        Returns the deployment's final row; raises like :meth:`rollback` (a
+        model with nothing earlier to return to is a :class:`ConflictError`).
+        """
+        return await self.rollback(name, alias=alias, actor=f"rule:{rule}", reason=reason)
+
+    def previous(self, name: str, alias: str) -> int:
+        """The version ``alias`` pointed at before its current one, newest first, that passed its gates and
+        never failed a health check or a canary. :class:`ConflictError` when there is none."""
+        current = self.store.models.aliases(name).get(alias)
+        seen: set[int] = set()
+        for h in self.store.models.alias_history(name, alias, limit=10_000):
+            for candidate in (h["to_version"], h["from_version"]):
+                if candidate is None or candidate == current or candidate in seen:
+                    continue
+                seen.add(candidate)
+                v = self.store.models.version(name, candidate)
+                failed = [d for d in self.store.models.decisions(v["id"]) if d["verdict"] == "failed"]
+                if not failed:
+                    return candidate
+        raise ConflictError(f"{alias} of {name} has no earlier version that passed its gates to return to",
+                            value=name, hint="name one: --to VERSION")
+
+    def _outcome(self, dep: dict[str, Any]) -> dict[str, Any]:
+        if dep["state"] != "succeeded":
+            err = DeploymentFailed(f"{dep['model']}: deployment {dep['id']} {dep['state']}: {dep['outcome']}")
+            err.deployment = dep  # type: ignore[attr-defined]
+            raise err
+        return dep
+
+    def _policy(self, name: str) -> ModelPolicy:
+        m = self.store.models.require(name)
+        return ModelPolicy.from_dict(m["policy"]) if m.get("policy") else ModelPolicy(name=name)
+
+    def _check_alias(self, alias: str, policy: ModelPolicy) -> None:
+        problem = alias_problem(alias)
+        if problem or alias not in policy.aliases:
+            raise UsageError(problem or "is not an alias of this model", field="alias", value=alias,
+                             expected=f"one of {', '.join(policy.aliases)}",
+                             hint="declare more in [models.NAME] aliases = [...]")
+
+    # -- canaries -------------------------------------------------------------------------------------
+
+    def observe(self, name: str, by_alias: Mapping[str, Mapping[str, float]], *, run_id: int | None = None,
+                task: str | None = None) -> int:
+        """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``);
+        then decide a canary whose window is over. Returns how many values were recorded."""
+        aliases = self.store.models.aliases(name) if self.store.models.require(name) else {}
+        rows = []
+        for alias, metrics in by_alias.items():
+            if alias not in aliases:
+                raise UsageError("no version has this alias", field="alias", value=alias,
+                                 expected=f"one of {', '.join(sorted(aliases)) or '(none)'}")
+            for metric, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise UsageError("is not a number", field=f"{alias}.{metric}", value=value, expected="a number")
+                rows.append((aliases[alias], alias, metric, float(value)))
+        n = self.store.models.observe(name, rows, run_id=run_id, task=task)
+        if not self._closed:
+            self._spawn(self.decide_canaries(name))
+        return n
+
+    async def decide_canaries(self, only: str | None = None) -> list[dict[str, Any]]:
+        """Decide every open canary whose window is over (``only``: of that model); returns the deployments run."""
+        out = []
+        for canary in self.store.models.open_canaries():
+            if only is not None and canary["model"] != only:
+                continue
+            async with self.deployer.lock(canary["model"]):
+                fresh = self.store.models.canary(canary["model"])
+                if fresh is None or fresh["id"] != canary["id"]:
+                    continue
+                verdict = self._window_verdict(fresh)
+                if verdict is None:
+                    continue
+            out.append(await self._decide(fresh, *verdict))
+        return out
+
+    def _window_verdict(self, c: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str] | None:
+        """``(passed|failed, conditions, summary)`` when the window is over, else None. Pure over the rows."""
+        from .canary import judge
+
+        name, spec = c["model"], c["spec"]
+        batches = self.store.models.observed_batches(name, c["version"], since=c["started_at"])
+        elapsed = self.clock() - c["started_at"]
+        over = ((c["window_batches"] is not None and batches >= c["window_batches"]) or
+                (c["window_seconds"] is not None and elapsed >= c["window_seconds"]))
+        if not over:
+            return None
+        mine = [o["value"] for o in self.store.models.observations(name, c["version"], spec["metric"],
+                                                                   since=c["started_at"])]
+        theirs = ([o["value"] for o in self.store.models.observations(name, c["against_version"], spec["metric"],
+                                                                      since=c["started_at"])]
+                  if c["against_version"] is not None else [])
+        return judge(name, c["version"], c["against_version"], spec["metric"], spec["better"], spec["tolerance"],
+                     mine, theirs, batches=batches, elapsed=elapsed)
+
+    async def _decide(self, c: dict[str, Any], verdict: str, conditions: list[dict[str, Any]],
+                      summary: str) -> dict[str, Any]:
+        name = c["model"]
+        policy = self._policy(name)
+        v = self.store.models.version(name, c["version"])
+        with self.store.transaction():
+            self.store.models.record_decision(v["id"], kind="canary", verdict=verdict, conditions=conditions,
+                                              summary=summary, alias=c["spec"].get("alias", "champion"),
+                                              against=c["against_version"], actor="edgeorch")
+            if verdict == "passed":
+                self.store.models.set_canary(c["id"], state="promoted", outcome=summary, actor="edgeorch")
+                dep = self.store.models.add_deployment(
+                    name, alias=c["spec"].get("alias", "champion"), to_version=c["version"], action="canary_promote",
+                    strategy="blue_green" if policy.deploy.health else "direct", target=policy.to_dict(),
+                    actor="edgeorch", reason=summary)
+            else:
+                self.store.models.set_canary(c["id"], state="rolled_back", outcome=summary, actor="edgeorch")
+                dep = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
+                                                       strategy="direct", target=policy.to_dict(), actor="edgeorch",
+                                                       reason=summary)
+        final = await self.deployer.run(dep["id"])
+        if verdict == "passed" and final["state"] == "succeeded" and "canary" in self.store.models.aliases(name):
+            end = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
+                                                   strategy="direct", target=policy.to_dict(), actor="edgeorch",
+                                                   reason="the canary was promoted")
+            await self.deployer.run(end["id"])
+        return final
+
+    async def _end_canary(self, name: str, policy: ModelPolicy, *, actor: str | None, reason: str,
+                          verdict: str | None) -> dict[str, Any]:
+        with self.store.transaction():
+            c = self.store.models.canary(name)
+            if c is not None:
+                self.store.models.set_canary(c["id"], state="aborted", outcome=reason, actor=actor)
+            if "canary" not in self.store.models.aliases(name):
+                raise ConflictError(f"{name} has no canary", value=name)
+            dep = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
+                                                   strategy="direct", target=policy.to_dict(), actor=actor,
+                                                   reason=reason)
+        return self._outcome(await self.deployer.run(dep["id"]))
+
+    def _arm(self) -> None:
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(CANARY_TICK_S, self._tick)
+
+    def _tick(self) -> None:
+        if any(c["window_seconds"] is not None for c in self.store.models.open_canaries()):
+            self._spawn(self.decide_canaries())
+        self._arm()

@@ -1,0 +1,118 @@
+"""The JSON documents of ``edgeorch models list|show|versions|diff|why`` and of the ``models.*`` read ops.
+
+One function per document, over a store (the daemon's, or the state file
+opened read-only by the CLI without a daemon), so both paths answer with
+the same keys. :func:`why_text` turns a ``why`` document into plain words.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .spec import ModelPolicy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import Store
+
+
+def listing(store: "Store") -> dict[str, Any]:
+    """Every model: versions, latest, aliases, when it last changed."""
+    return {"models": store.models.listing()}
+
+
+def version_doc(v: dict[str, Any], aliases: dict[str, int] | None = None) -> dict[str, Any]:
+    """A version as the documents show it (the raw row less internal ids; ``aliases`` that point at it)."""
+    out = {k: v[k] for k in ("model", "version", "created_at", "kind", "path", "sha256", "size", "files",
+                             "metrics", "checks", "run_id", "task", "attempt_id", "pipeline", "content_hash",
+                             "params", "inputs", "gate_verdict")}
+    if aliases is not None:
+        out["aliases"] = sorted(a for a, n in aliases.items() if n == v["version"])
+    return out
+
+
+def versions(store: "Store", name: str) -> dict[str, Any]:
+    aliases = store.models.aliases(name) if store.models.require(name) else {}
+    return {"model": name, "aliases": aliases,
+            "versions": [version_doc(v, aliases) for v in store.models.versions(name)]}
+
+
+def show(store: "Store", name: str, *, history: int = 20) -> dict[str, Any]:
+    """A model: its policy (gates, target, strategy), aliases, recent alias moves, deployments, canary."""
+    m = store.models.require(name)
+    policy = ModelPolicy.from_dict(m["policy"]) if m.get("policy") else ModelPolicy(name=name)
+    vs = store.models.versions(name)
+    return {"model": name, "created_at": m["created_at"], "versions": len(vs),
+            "latest": vs[-1]["version"] if vs else None, "aliases": store.models.aliases(name),
+            "policy": policy.to_dict(), "history": store.models.alias_history(name, limit=history),
+            "deployments": store.models.deployments(name, limit=history), "canary": store.models.canary(name)}
+
+
+def diff(store: "Store", name: str, a: int, b: int) -> dict[str, Any]:
+    """Two versions side by side: metrics (with b - a), content, params, pipeline, inputs, checks."""
+    va, vb = store.models.version(name, a), store.models.version(name, b)
+    keys = sorted(set(va["metrics"]) | set(vb["metrics"]))
+    metrics = [{"metric": k, "a": va["metrics"].get(k), "b": vb["metrics"].get(k),
+                "delta": (vb["metrics"][k] - va["metrics"][k]) if k in va["metrics"] and k in vb["metrics"] else None}
+               for k in keys]
+    pa, pb = va.get("params") or {}, vb.get("params") or {}
+    params = [{"param": k, "a": pa.get(k), "b": pb.get(k)} for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)]
+    ia = {i["path"]: i["sha256"] for i in va.get("inputs") or []}
+    ib = {i["path"]: i["sha256"] for i in vb.get("inputs") or []}
+    inputs = [{"path": p, "a": ia.get(p), "b": ib.get(p)} for p in sorted(set(ia) | set(ib)) if ia.get(p) != ib.get(p)]
+    ca, cb = va.get("checks") or {}, vb.get("checks") or {}
+    checks = [{"task": t, "a": (ca.get(t) or {}).get("verdict"), "b": (cb.get(t) or {}).get("verdict")}
+              for t in sorted(set(ca) | set(cb))]
+    return {"model": name, "a": version_doc(va), "b": version_doc(vb), "same_content": va["sha256"] == vb["sha256"],
+            "same_pipeline": va["content_hash"] == vb["content_hash"], "metrics": metrics, "params": params,
+            "inputs": inputs, "checks": checks}
+
+
+def why(store: "Store", name: str, version: int) -> dict[str, Any]:
+    """Everything decided about a version: its gates (each condition), health checks, canaries, the aliases it
+    held and holds, and a plain-words ``text``."""
+    v = store.models.version(name, version)
+    aliases = store.models.aliases(name)
+    decisions = store.models.decisions(v["id"])
+    moves = [h for h in store.models.alias_history(name, limit=1000) if version in (h["to_version"], h["from_version"])]
+    doc = {"model": name, "version": version, "gate_verdict": v["gate_verdict"], "run_id": v["run_id"],
+           "task": v["task"], "created_at": v["created_at"], "metrics": v["metrics"],
+           "aliases": sorted(a for a, n in aliases.items() if n == version), "current_aliases": aliases,
+           "decisions": decisions, "alias_moves": list(reversed(moves))}
+    doc["text"] = why_text(doc)
+    return doc
+
+
+def why_text(doc: dict[str, Any]) -> str:
+    """A ``why`` document in plain words (what ``edgeorch models why`` prints)."""
+    name, version = doc["model"], doc["version"]
+    origin = f" (from run {doc['run_id']}, task {doc['task']})" if doc.get("run_id") is not None else ""
+    lines = [f"{name} version {version}{origin}"]
+    gates = [d for d in doc["decisions"] if d["kind"] == "gates"]
+    if not gates:
+        lines.append("  No gates were declared for it: nothing blocked it.")
+    for d in gates:
+        against = f" against version {d['against_version']} ({d['alias']})" if d.get("against_version") else ""
+        if d["verdict"] == "failed":
+            lines.append(f"  Blocked by its gates{against}: it is kept as a version but never moves an alias.")
+        else:
+            lines.append(f"  Passed its gates{against}.")
+        for c in d["conditions"]:
+            mark = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}.get(c["verdict"], c["verdict"])
+            lines.append(f"    {mark:8} {c['condition']}: {c['why']}")
+    for d in doc["decisions"]:
+        if d["kind"] != "gates":
+            lines.append(f"  {d['kind'].capitalize()} ({d['verdict']}): {d['summary']}")
+    for h in doc["alias_moves"]:
+        who = f" by {h['actor']}" if h.get("actor") else ""
+        why = f": {h['reason']}" if h.get("reason") else ""
+        if h["to_version"] == version:
+            lines.append(f"  {h['alias']} moved to it ({h['action']}{who}){why}")
+        else:
+            to = "no version" if h["to_version"] is None else f"version {h['to_version']}"
+            lines.append(f"  {h['alias']} moved away from it to {to} ({h['action']}{who}){why}")
+    held = doc["aliases"]
+    lines.append(f"  Now: {', '.join(held)} {'points' if len(held) == 1 else 'point'} at it." if held else
+                 "  Now: no alias points at it" + (
+                     f" ({', '.join(f'{a} is version {n}' for a, n in sorted(doc['current_aliases'].items()))})."
+                     if doc["current_aliases"] else "."))
+    return "\n".join(lines)

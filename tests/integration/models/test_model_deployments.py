@@ -1,0 +1,131 @@
+"""Promotion, blocked candidates, rollback and health checks through real engines, processes and files."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import model_pipeline  # type: ignore[import-not-found]
+
+from edgeorch.errors import ConflictError
+from edgeorch.model import RunState
+from edgeorch.models.deploy import DeploymentFailed
+
+
+def _serving(ws):
+    return ws.root / "serving" / "house"
+
+
+def test_a_passing_candidate_becomes_champion_and_current_points_at_it(workspace, harness) -> None:
+    model_pipeline(workspace)
+    assert harness.run("trainer")[1] == RunState.SUCCEEDED
+    root = _serving(workspace)
+    assert os.readlink(root / "current") == "versions/1" and os.readlink(root / "champion") == "versions/1"
+    assert (root / "current" / "model.bin").read_text() == "model with rmse 30.0\n"
+    store = harness.store()
+    try:
+        assert store.models.aliases("house") == {"champion": 1}
+        [dep] = store.models.deployments("house")
+        assert dep["state"] == "succeeded" and dep["step"] == "done"
+        [move] = store.models.alias_history("house")
+        assert move["actor"] == "pipeline:trainer" and move["to_version"] == 1 and move["from_version"] is None
+        actions = [r["action"] for r in store.audit.records(action="model_*")]
+        assert {"model_registered", "model_decided", "model_alias_moved", "model_deployment"} <= set(actions)
+    finally:
+        store.close()
+
+
+def test_a_worse_candidate_is_kept_but_blocked_with_the_reason(workspace, harness) -> None:
+    model_pipeline(workspace)
+    harness.run("trainer")
+    assert harness.run("trainer", {"rmse": 45.0})[1] == RunState.SUCCEEDED  # the run succeeds; the model is blocked
+    store = harness.store()
+    try:
+        v2 = store.models.version("house", 2)
+        assert v2["gate_verdict"] == "failed" and store.models.aliases("house") == {"champion": 1}
+        [decision] = store.models.decisions(v2["id"])
+        failed = [c for c in decision["conditions"] if c["verdict"] == "failed"]
+        assert failed == [{"condition": "rmse <= champion.rmse + 1", "value": 45.0, "threshold": 31.0,
+                           "verdict": "failed", "why": "rmse is 45, but it had to be at most champion.rmse + 1 = 31"}]
+        assert decision["against_version"] == 1
+        assert len(store.models.deployments("house")) == 1  # nothing was queued for version 2
+    finally:
+        store.close()
+    assert os.readlink(_serving(workspace) / "current") == "versions/1"
+    from edgeorch.models.views import why
+
+    store = harness.store()
+    try:
+        text = why(store, "house", 2)["text"]
+    finally:
+        store.close()
+    assert "Blocked by its gates against version 1 (champion)" in text
+    assert "FAILED   rmse <= champion.rmse + 1: rmse is 45, but it had to be at most champion.rmse + 1 = 31" in text
+    with pytest.raises(ConflictError, match="failed its gates"):
+        harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
+
+
+def test_rollback_returns_champion_to_the_previous_version_and_records_who(workspace, harness) -> None:
+    model_pipeline(workspace)
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    assert os.readlink(_serving(workspace) / "current") == "versions/2"
+    dep = harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)", reason="customers complain"))
+    assert dep["state"] == "succeeded" and dep["from_version"] == 2 and dep["to_version"] == 1
+    assert os.readlink(_serving(workspace) / "current") == "versions/1"
+    store = harness.store()
+    try:
+        last = store.models.alias_history("house")[0]
+        assert (last["action"], last["actor"], last["reason"]) == ("rollback", "alice (uid 1000)", "customers complain")
+    finally:
+        store.close()
+    dep = harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
+    assert dep["to_version"] == 2 and os.readlink(_serving(workspace) / "current") == "versions/2"
+
+
+def test_a_failing_health_check_after_the_switch_rolls_back(workspace, harness) -> None:
+    marker = workspace.root / "unhealthy"
+    check = workspace.root / "health.py"
+    check.write_text("import os, sys\nsys.exit(1 if os.path.exists(%r) and os.environ['EDGEORCH_MODEL_VERSION'] == '2'"
+                     " else 0)\n" % str(marker))
+    model_pipeline(workspace, deploy=f'health = ["python", "{check}"]\nhealth_timeout = "20s"')
+    harness.run("trainer")
+    marker.write_text("")
+    harness.run("trainer", {"rmse": 29.0})
+    root = _serving(workspace)
+    assert os.readlink(root / "current") == "versions/1"
+    store = harness.store()
+    try:
+        assert store.models.aliases("house") == {"champion": 1}
+        dep = store.models.deployments("house")[0]
+        assert dep["state"] == "rolled_back" and "health check failed after the switch" in dep["outcome"]
+        v2 = store.models.version("house", 2)
+        health = [d for d in store.models.decisions(v2["id"]) if d["kind"] == "health"]
+        assert health and health[0]["verdict"] == "failed" and "exited with code 1" in health[0]["summary"]
+        moves = [(h["alias"], h["from_version"], h["to_version"], h["action"]) for h in store.models.alias_history("house")]
+        assert moves[:2] == [("champion", 2, 1, "auto_rollback"), ("champion", 1, 2, "promote")]
+    finally:
+        store.close()
+
+
+def test_blue_green_checks_the_idle_slot_and_undoes_a_failed_check_without_switching(workspace, harness) -> None:
+    seen = workspace.root / "seen.txt"
+    check = workspace.root / "health.py"
+    check.write_text("import os, sys\nopen(%r, 'a').write(os.environ['EDGEORCH_MODEL_PATH'] + '\\n')\n"
+                     "sys.exit(1 if os.environ['EDGEORCH_MODEL_VERSION'] == '2' else 0)\n" % str(seen))
+    model_pipeline(workspace, extra='strategy = "blue_green"',
+                   deploy=f'health = ["python", "{check}"]\nhealth_timeout = "10s"\nwindow = "1s"')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    root = _serving(workspace)
+    assert os.readlink(root / "current") == "versions/1"
+    assert str(root / "versions" / "2") in seen.read_text().splitlines()  # checked in its slot, before any switch
+    store = harness.store()
+    try:
+        dep = store.models.deployments("house")[0]
+        assert dep["state"] == "undone" and "before the switch" in dep["outcome"]
+        assert [h["to_version"] for h in store.models.alias_history("house")] == [1]  # the alias never moved
+    finally:
+        store.close()
+    with pytest.raises(DeploymentFailed, match="undone"):
+        harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
