@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, EdgeorchError
-from .loglevel import LOG_LEVELS
+from .loglevel import LOG_FORMATS, LOG_LEVELS
 from .tomlcheck import TableReader, load_toml
 from .units import parse_duration
 
@@ -114,6 +114,9 @@ class DaemonConfig:
     log_level: str = "info"
     """What the daemon logs (one of :data:`~edgeorch.loglevel.LOG_LEVELS`); ``edgeorch daemon --log-level``
     (or ``-v``/``-q``, one step each) overrides it for one start."""
+    log_format: str = "auto"
+    """How (one of :data:`~edgeorch.loglevel.LOG_FORMATS`): auto is the journal with fields under systemd, else
+    text; json: JSON lines; journal; text."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,9 @@ kill_grace = "10s"
 # What the daemon logs on stderr (the journal under systemd): debug, info, warning or error.
 # `edgeorch daemon --log-level LEVEL` (or -v / -q, one step each) overrides it for one start.
 log_level = "info"
+# auto: under systemd, the journal with fields (journalctl -u edgeorch RUN_ID=42), else text;
+# or text, json (JSON lines on stderr), journal. docs/operations.md "Where the logs are".
+log_format = "auto"
 
 [metrics]
 # Prometheus metrics (docs/operations.md "Metrics"). Off until one of these is set:
@@ -369,7 +375,8 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     ctl.finish()
 
     dmn = top.sub("daemon")
-    daemon = DaemonConfig(log_level=dmn.choice("log_level", LOG_LEVELS, DaemonConfig.log_level))
+    daemon = DaemonConfig(log_level=dmn.choice("log_level", LOG_LEVELS, DaemonConfig.log_level),
+                          log_format=dmn.choice("log_format", LOG_FORMATS, DaemonConfig.log_format))
     dmn.finish()
 
     met = top.sub("metrics")

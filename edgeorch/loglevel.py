@@ -15,6 +15,10 @@ from typing import Any, Final
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 """The level names accepted everywhere, most verbose first."""
 
+LOG_FORMATS: Final = ("auto", "text", "json", "journal")
+"""``[daemon] log_format``: auto (the journal when stderr is the journal's stream, else text), text, JSON lines,
+the journal's native protocol (:mod:`edgeorch.observe.logsetup`)."""
+
 
 def shift_log_level(level: str, steps: int) -> str:
     """``level`` moved ``steps`` towards ``debug`` (positive: ``-v``) or ``error`` (negative: ``-q``).
@@ -26,27 +30,36 @@ def shift_log_level(level: str, steps: int) -> str:
     return LOG_LEVELS[min(max(i, 0), len(LOG_LEVELS) - 1)]
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(level: str, fmt: str, *, handler: logging.Handler | None = None) -> None:
     """Print edgeorch's log records at ``level`` and above on stderr, formatted with ``fmt``.
 
-    Other libraries' records (asyncio, watchdog, numba) keep ``warning`` as
-    their floor, so ``debug`` shows edgeorch's own detail and not theirs.
-    Calling it again replaces the handler the last call installed (a test
-    that runs the CLI in-process twice logs each record once) and leaves
-    handlers others installed (pytest's) alone.
+    ``handler``: where the records go instead (the daemon's journal or JSON
+    lines, :func:`edgeorch.observe.logsetup.log_handler`); one without a
+    formatter gets ``fmt``. Other libraries' records (asyncio, watchdog,
+    numba) keep ``warning`` as their floor, so ``debug`` shows edgeorch's own
+    detail and not theirs. Calling it again replaces (and closes) the handler
+    the last call installed (a test that runs the CLI in-process twice logs
+    each record once) and leaves handlers others installed (pytest's) alone.
     """
     numeric = logging.getLevelName(level.upper())
     root = logging.getLogger()
-    for h in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+    for h in [h for h in root.handlers if getattr(h, _INSTALLED, False)]:
         root.removeHandler(h)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter(fmt))
+        h.close()
+    handler = handler if handler is not None else StderrHandler()
+    if handler.formatter is None:
+        handler.setFormatter(logging.Formatter(fmt))
+    setattr(handler, _INSTALLED, True)
     root.addHandler(handler)
     root.setLevel(max(numeric, logging.WARNING))
     logging.getLogger("edgeorch").setLevel(numeric)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+_INSTALLED = "_edgeorch_installed"
+"""Set on the handler :func:`configure_logging` installed (the one the next call replaces)."""
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes (a test may have replaced it since)."""
 
     def __init__(self) -> None:

@@ -43,6 +43,7 @@ from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
 from ..events import Bus, Event, Reloaded, RunFinished, record
+from ..observe.eventlog import EventLog
 from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
 from ..retention.service import RunRetention
@@ -109,6 +110,7 @@ class Daemon:
             # A retried drop-folder run gets its quarantined input back (the CLI's offline retry does the same).
             self.requests.before_resume.append(functools.partial(restore_inputs_for_retry, self.store))
             self.bus.subscribe(self._on_event)
+            self.bus.subscribe(EventLog.for_engine(self.engine).on_event)  # runs, tasks, inputs: lines with fields
             await self.engine.start()
             self._warn_unsatisfiable()
             # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
@@ -363,14 +365,18 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     raises its ``ConfigError`` before anything is logged or opened.
     """
     from ..loglevel import configure_logging, shift_log_level
+    from ..observe.logsetup import log_handler
 
     cfg = load_config(config_path)
     level = log_level or shift_log_level(cfg.daemon.log_level, verbosity)
-    configure_logging(level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # [daemon] log_format: the journal with fields under systemd, JSON lines, or text (docs/operations.md).
+    configure_logging(level, "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      handler=log_handler(cfg.daemon.log_format))
     from ..kernels.cache import use_numba_cache_dir
 
     use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
-    if log.isEnabledFor(logging.INFO):  # the banner is information: `-q` (warning) leaves it out
+    # The banner is information: `-q` (warning) leaves it out, and JSON lines stay JSON lines only.
+    if log.isEnabledFor(logging.INFO) and cfg.daemon.log_format != "json":
         print(f"edgeorch daemon {__version__} (log level {level})\n  state:     {cfg.state_file}\n"
               f"  socket:    {cfg.socket_path}\n  pipelines: {cfg.pipelines_dir}\n  talk to it: edgeorch status | "
               f"edgeorch pipelines | edgeorch run <pipeline> (or socat - UNIX-CONNECT:{cfg.socket_path})",

@@ -25,7 +25,7 @@ def test_verbose_and_quiet_move_one_level_each_and_stop_at_the_ends(level, steps
 def test_the_daemon_logs_info_by_default_and_the_shipped_config_says_so(tmp_path):
     assert load_config(None).daemon.log_level == "info"  # embedded defaults (no config file in cwd)
     shipped = tomllib.loads((REPO / "config.toml").read_text())["daemon"]
-    assert shipped == tomllib.loads(EMBEDDED_DEFAULTS)["daemon"] == {"log_level": "info"}
+    assert shipped == tomllib.loads(EMBEDDED_DEFAULTS)["daemon"] == {"log_level": "info", "log_format": "auto"}
 
 
 @pytest.mark.parametrize("level", LOG_LEVELS)
