@@ -29,7 +29,7 @@ def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(worksp
         assert dep["alias"] == "champion" and dep["to_version"] == 1 and dep["action"] == "promote"
     finally:
         store.close()
-    [registered] = [e for e in harness.events if e.get("kind") == "model"]
+    [registered] = [e for e in harness.events if e.get("kind") == "model" and e["state"] == "registered"]
     assert registered["state"] == "registered" and registered["version"] == 1
 
 
