@@ -11,6 +11,9 @@ add`` runs without a daemon), once with raw chunks and once with ``--compress``:
 * ``features.parquet``: a feature table rewritten every day (pyarrow, snappy,
   64k-row row groups) with late corrections to the most recent rows (1,000 rows
   of the last 5% changed) and 5,000 new rows;
+* ``customers.csv``: a table exported whole every day, sorted by id (~25 MB):
+  2,000 new customers at the end and 8 corrected e-mail addresses scattered
+  through it (each changes its row's length, so every byte after it moves);
 * ``images/``: a folder of incompressible ~100 KB files (standing in for JPEGs),
   200 on day 1 and 10 new a day.
 
@@ -58,6 +61,7 @@ class Batches:
         self.csv_rows = 0
         self.table = None
         self.images = 0
+        self.customers: list[list[str]] = []
         (root / "images").mkdir(parents=True)
 
     def _csv_rows(self, n: int) -> bytes:
@@ -72,6 +76,18 @@ class Batches:
         return {"id": np.arange(start, start + n), "f1": self.rng.normal(size=n), "f2": self.rng.normal(size=n),
                 "f3": self.rng.integers(0, 1000, n), "f4": self.rng.random(n).round(3),
                 "label": self.rng.integers(0, 2, n)}
+
+    def _customers(self, day: int) -> None:
+        n_new = int((300_000 if day == 0 else 2_000) * self.scale)
+        start = len(self.customers)
+        for i in range(start, start + n_new):
+            self.customers.append([str(i), f"name{i * 7919 % 100_003}", f"user{i}@example.org",
+                                   ["DE", "FR", "IT", "ES", "NL"][i % 5], f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}"])
+        if day:
+            for i in self.rng.integers(0, start, 8).tolist():  # corrections: each row changes its length
+                self.customers[i][2] = f"{self.customers[i][2].split('@')[0]}.{day}@mail{day}.example.com"
+        (self.root / "customers.csv").write_text("id,name,email,country,since\n"
+                                                 + "".join(",".join(r) + "\n" for r in self.customers))
 
     def next_day(self, day: int) -> None:
         import pyarrow as pa
@@ -95,6 +111,7 @@ class Batches:
             self.table = {k: np.concatenate([t[k], new[k]]) for k in t}
         pq.write_table(pa.table(self.table), self.root / "features.parquet", row_group_size=65_536,
                        compression="snappy")
+        self._customers(day)
         for _ in range(200 if day == 0 else 10):
             size = int(self.rng.integers(60_000, 140_000))
             (self.root / "images" / f"img{self.images:05d}.jpg").write_bytes(
@@ -106,16 +123,36 @@ def du(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def fixed_size_stored(files: list[Path], seen: set[bytes], block: int = MB) -> int:
-    """Bytes that fixed-size chunks of ``block`` would add for ``files`` given the blocks already ``seen``."""
-    new = 0
-    for f in files:
+def component(rel: str) -> str:
+    """``images/img00001.jpg`` -> ``images/``; a top-level file is its own component."""
+    return rel.split("/")[0] + "/" if "/" in rel else rel
+
+
+def fixed_size_stored(root: Path, seen: set[bytes], block: int = MB) -> dict[str, int]:
+    """Bytes, per component, that fixed-size chunks of ``block`` would add given the blocks already ``seen``."""
+    new: dict[str, int] = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = component(f.relative_to(root).as_posix())
         with open(f, "rb") as fh:
             while data := fh.read(block):
                 h = hashlib.sha256(data).digest()
                 if h not in seen:
                     seen.add(h)
-                    new += len(data)
+                    new[key] = new.get(key, 0) + len(data)
+    return new
+
+
+def cdc_stored(store: Store, version_id: int, seen: set[str]) -> dict[str, int]:
+    """Bytes (before compression), per component, of the chunks this version stored first."""
+    files = store.datasets.files(version_id)
+    sizes = {sha: r["size"] for sha, r in store.datasets.chunks(sorted({c for f in files for c in f["chunks"]})).items()}
+    new: dict[str, int] = {}
+    for f in files:
+        key = component(f["path"])
+        for sha in f["chunks"]:
+            if sha not in seen:
+                seen.add(sha)
+                new[key] = new.get(key, 0) + sizes[sha]
     return new
 
 
@@ -124,7 +161,8 @@ def run_series(root: Path, days: int, scale: float, compress: bool) -> dict[str,
     state = root / ("var-zstd" if compress else "var-raw")
     store = Store(state / "edgeorch.db")
     objects = service.object_store(state)
-    logical, add_rates, fixed_seen, fixed = 0, [], set(), 0
+    logical, add_rates, fixed_seen, cdc_seen = 0, [], set(), set()
+    parts: dict[str, dict[str, int]] = {}
     for day in range(days):
         batch.next_day(day)
         t0 = time.perf_counter()
@@ -133,7 +171,14 @@ def run_series(root: Path, days: int, scale: float, compress: bool) -> dict[str,
         logical += v["size"]
         add_rates.append(v["size"] / took / MB)
         if not compress:
-            fixed += fixed_size_stored(sorted(p for p in batch.root.rglob("*") if p.is_file()), fixed_seen)
+            for f in batch.root.rglob("*"):
+                if f.is_file():
+                    key = component(f.relative_to(batch.root).as_posix())
+                    parts.setdefault(key, {"naive": 0, "cdc": 0, "fixed": 0})["naive"] += f.stat().st_size
+            for kind, new in (("cdc", cdc_stored(store, store.datasets.version("daily", v["version"])["id"], cdc_seen)),
+                              ("fixed", fixed_size_stored(batch.root, fixed_seen))):
+                for key, n in new.items():
+                    parts[key][kind] += n
     stored = du(objects.objects)
     dest = root / "restored"
     t0 = time.perf_counter()
@@ -144,7 +189,8 @@ def run_series(root: Path, days: int, scale: float, compress: bool) -> dict[str,
     store.close()
     return {"compress": compress, "days": days, "versions": days, "last_version_bytes": last["size"],
             "naive_bytes": logical, "stored_bytes": stored, "ratio": logical / stored,
-            "fixed_1mib_stored_bytes": fixed or None, "add_mb_s_median": statistics.median(add_rates),
+            "fixed_1mib_stored_bytes": sum(p["fixed"] for p in parts.values()) or None,
+            "components": parts or None, "add_mb_s_median": statistics.median(add_rates),
             "restore_mb_s": restore_rate, "objects": sum(1 for _ in objects.list_objects())}
 
 
@@ -176,6 +222,9 @@ def main() -> None:
             print(f"{mode}: {s['days']} daily versions, plain copies {s['naive_bytes'] / MB:.0f} MB, stored "
                   f"{s['stored_bytes'] / MB:.0f} MB ({s['ratio']:.1f}x){fixed}; add {s['add_mb_s_median']:.0f} MB/s, "
                   f"restore {s['restore_mb_s']:.0f} MB/s", file=sys.stderr)
+            for key, p in sorted((s["components"] or {}).items()):
+                print(f"  {key:<18} plain {p['naive'] / MB:7.0f} MB  content-defined {p['cdc'] / MB:6.0f} MB  "
+                      f"fixed 1 MiB {p['fixed'] / MB:6.0f} MB", file=sys.stderr)
     finally:
         if args.keep_temp:
             print(f"kept {root}", file=sys.stderr)

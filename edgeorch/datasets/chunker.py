@@ -135,22 +135,27 @@ READ_SIZE = 16 * 1024 * 1024
 """Bytes read from a file per step (a multiple of every chunk's max size keeps a buffer's carry small)."""
 
 
-def iter_chunks(f: BinaryIO, params: DEFAULT.__class__ = DEFAULT, *, read_size: int = READ_SIZE) -> Iterator[memoryview]:
+def iter_chunks(f: BinaryIO, params: ChunkParams = DEFAULT, *, read_size: int = READ_SIZE,
+                size_hint: int | None = None) -> Iterator[memoryview]:
     """The chunks of a file object, in order, as views valid until the next item is asked for.
 
     Reads ``read_size`` bytes at a time (at least ``2 * max_size``); a chunk is
     exactly what :func:`cut_points` over the whole content would give. An
-    empty file has no chunk.
+    empty file has no chunk. ``size_hint`` (the file's size, when known) keeps
+    the buffer of a small file small: a folder of small files would otherwise
+    allocate ``read_size`` per file. A file that outgrows its hint still gets
+    every chunk (the buffer grows).
     """
-    size = max(read_size, 2 * params.max_size)
+    full = max(read_size, 2 * params.max_size)
+    size = full if size_hint is None else min(full, size_hint + 1)
     buf = bytearray(size)
-    view = memoryview(buf)
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    out = np.empty(size // params.min_size + 2, dtype=np.int64)
-    mask_s, mask_l = np.uint64(params.masks[0]), np.uint64(params.masks[1])
     filled = 0
     eof = False
-    while not eof or filled:
+    mask_s, mask_l = np.uint64(params.masks[0]), np.uint64(params.masks[1])
+    out = np.empty(full // params.min_size + 2, dtype=np.int64)
+    while True:
+        view = memoryview(buf)
+        arr = np.frombuffer(buf, dtype=np.uint8)
         while not eof and filled < size:
             got = f.readinto(view[filled:])  # type: ignore[attr-defined]
             if not got:
@@ -165,8 +170,14 @@ def iter_chunks(f: BinaryIO, params: DEFAULT.__class__ = DEFAULT, *, read_size: 
             end = int(out[j])
             yield view[start:end]
             start = end
+        if eof and start == filled:
+            return
         if start:  # carry the bytes after the last cut to the front
             buf[: filled - start] = buf[start:filled]
             filled -= start
-        elif not eof:  # pragma: no cover - a full buffer always holds a cut (size >= 2 * max_size)
+        elif size < full:  # the file is larger than its hint said: read on into a full-size buffer
+            grown = bytearray(full)  # a new one: the caller may still hold a view of the old
+            grown[:filled] = buf[:filled]
+            buf, size = grown, full
+        else:  # pragma: no cover - a full buffer of 2 * max_size always holds a cut
             raise AssertionError("no cut in a full buffer")

@@ -219,7 +219,7 @@ class _Job:
         shas: list[str] = []
         size = 0
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            chunks = iter_chunks(cast(BinaryIO, f), self.params)
+            chunks = iter_chunks(cast(BinaryIO, f), self.params, size_hint=os.fstat(fd).st_size)
             while True:
                 try:
                     chunk = next(chunks)

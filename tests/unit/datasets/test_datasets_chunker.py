@@ -90,3 +90,20 @@ def test_the_default_averages_about_a_mebibyte():
 def test_bad_params_are_refused(bad):
     with pytest.raises(ValueError):
         ChunkParams(**bad)
+
+
+@pytest.mark.parametrize("hint", [0, 10, 20_000, 100_000])
+def test_a_size_hint_never_changes_the_chunks(hint):
+    data = random_bytes(150_000, seed=3)  # larger than most hints: the buffer must grow
+    hinted = [bytes(c) for c in iter_chunks(io.BytesIO(data), SMALL, read_size=40_000, size_hint=hint)]
+    assert hinted == chunks_of(data, SMALL)
+
+
+def test_a_file_that_outgrows_its_hint_while_chunks_are_held():
+    data = random_bytes(200_000, seed=4)
+    # Views kept alive across the buffer's growth (their bytes are only valid until the next item, but
+    # holding them must not break the iteration: the buffer grows by copy, never in place).
+    held = list(iter_chunks(io.BytesIO(data), SMALL, read_size=40_000, size_hint=17_000))
+    assert len(held) == len(chunks_of(data, SMALL))
+    again = [bytes(c) for c in iter_chunks(io.BytesIO(data), SMALL, read_size=40_000, size_hint=17_000)]
+    assert again == chunks_of(data, SMALL)
