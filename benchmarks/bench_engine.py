@@ -5,7 +5,14 @@ in to one sink, run at parallelism 2 by a real engine (zygote, shims, SQLite
 with synchronous=FULL); in the same run, the same N processes spawned by
 ``xargs -P2``. Overhead per task = (engine wall time - xargs wall time) / N.
 
-    python benchmarks/bench_engine.py [--tasks 1000] [--repeat 3]
+``--metrics on`` runs the engine with the daemon's metrics attached: the bus
+counters subscribed (the only part on the hot path) and, every
+``--scrape-every`` seconds (default 1: 15 times Prometheus' default rate; 0:
+never), a full snapshot of every collector taken on the loop, as a scrape
+does. ``--metrics both`` interleaves off and on runs, pair by pair, so the
+machine's drift hits both alike.
+
+    python benchmarks/bench_engine.py [--tasks 1000] [--repeat 3] [--metrics off|on|both] [--scrape-every 1]
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ def write_pipeline(folder: Path, n: int) -> None:
     (folder / "fan.toml").write_text("\n".join(lines) + "\n")
 
 
-def engine_once(n: int) -> float:
+def engine_once(n: int, metrics: bool = False, scrape_every: float = 1.0) -> float:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         (root / "p").mkdir()
@@ -49,16 +56,34 @@ def engine_once(n: int) -> float:
             store = Store(cfg.state_file)
             engine = Engine(cfg, store)
             await engine.start()
+            scraper = None
+            if metrics:
+                scraper = asyncio.create_task(attach_metrics(cfg, store, engine, scrape_every))
             t0 = time.perf_counter()
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             state = await engine.wait_run(run_id)
             took = time.perf_counter() - t0
             assert state == RunState.SUCCEEDED, state
+            if scraper is not None:
+                scraper.cancel()
             await engine.close()
             store.close()
             return took
 
         return asyncio.run(main())
+
+
+async def attach_metrics(cfg, store, engine, scrape_every: float) -> None:
+    """The daemon's metrics on this engine: counters on its bus, a snapshot every ``scrape_every`` s (0: none)."""
+    from edgeorch.observe.service import MetricsService
+    from edgeorch.pipelines import PipelineRegistry
+
+    service = MetricsService(cfg.metrics)
+    service.attach(config=cfg, store=store, engine=engine, registry=PipelineRegistry(cfg.pipelines_dir),
+                   bus=engine.bus, clients=lambda: 0, started_at=time.time())
+    while scrape_every > 0:
+        await asyncio.sleep(scrape_every)
+        await service.snapshot("bench")
 
 
 def xargs_once(n: int) -> float:
@@ -71,17 +96,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--metrics", choices=("off", "on", "both"), default="off",
+                    help="the daemon's metrics attached to the engine (both: off and on, interleaved)")
+    ap.add_argument("--scrape-every", type=float, default=1.0, metavar="SECONDS",
+                    help="with metrics: a full snapshot this often (0: the bus counters only)")
     args = ap.parse_args()
-    eng, xa = [], []
+    eng, xa, with_metrics = [], [], []
     for _ in range(args.repeat):
         xa.append(xargs_once(args.tasks))
-        eng.append(engine_once(args.tasks))
+        if args.metrics in ("off", "both"):
+            eng.append(engine_once(args.tasks))
+        if args.metrics in ("on", "both"):
+            with_metrics.append(engine_once(args.tasks, metrics=True, scrape_every=args.scrape_every))
+    if args.metrics == "on":
+        eng, with_metrics = with_metrics, []
     e, x = statistics.median(eng), statistics.median(xa)
     print(f"tasks: {args.tasks}, parallelism 2, repeats: {args.repeat}")
     print(f"engine  wall: median {e:.3f}s  ({[round(v, 3) for v in eng]})")
     print(f"xargs   wall: median {x:.3f}s  ({[round(v, 3) for v in xa]})")
     print(f"per-task overhead: {(e - x) / args.tasks * 1000:.2f} ms  (goal <= 3 ms)")
     print(f"ratio engine/xargs: {e / x:.2f}x")
+    if with_metrics:
+        m = statistics.median(with_metrics)
+        print(f"engine with metrics wall: median {m:.3f}s  ({[round(v, 3) for v in with_metrics]})")
+        print(f"metrics cost per task: {(m - e) / args.tasks * 1000:+.3f} ms (median with - median without)")
 
 
 if __name__ == "__main__":
