@@ -42,7 +42,8 @@ from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
-from ..events import Bus, Event, Reloaded, RunFinished, record
+from ..events import Bus, Event, ModelRegistered, Reloaded, RunFinished, record
+from ..models.service import ModelService
 from ..observe.eventlog import EventLog
 from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
@@ -50,8 +51,8 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, PipelineOps, RunOps,
-                  StatusOps, register)
+from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps, PipelineOps,
+                  RunOps, StatusOps, register)
 from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
@@ -87,6 +88,7 @@ class Daemon:
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
         self.metrics: MetricsService | None = None  # [metrics] and the metrics op (docs/operations.md)
+        self.models: ModelService | None = None  # promotions, rollbacks, canaries (docs/models.md)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -111,7 +113,11 @@ class Daemon:
             self.requests.before_resume.append(functools.partial(restore_inputs_for_retry, self.store))
             self.bus.subscribe(self._on_event)
             self.bus.subscribe(EventLog.for_engine(self.engine).on_event)  # runs, tasks, inputs: lines with fields
+            self.models = ModelService(self.store, serving_dir=cfg.state_dir / "serving", publish=self.bus.publish,
+                                       clock=self.engine.clock)
+            self.bus.subscribe(self.models.on_event, ModelRegistered)  # a passing candidate's deployment
             await self.engine.start()
+            await self.models.start()  # interrupted deployments finished or undone, targets repaired
             self._warn_unsatisfiable()
             # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
             self.triggers = Triggers(store=self.store, requests=self.requests, engine=self.engine,
@@ -162,6 +168,7 @@ class Daemon:
                 if self.retention is not None:
                     self.retention.stop()
                 await self.server.close()
+                await self.models.close()
                 await self.engine.close()
                 if self._observer is not None:
                     self._observer.stop()
@@ -176,6 +183,7 @@ class Daemon:
             if self.retention is not None:
                 self.retention.stop()
             await self.server.close()
+            await self.models.close()  # a deployment in progress stops at its recorded step; the next start ends it
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             if self._observer is not None:
                 self._observer.stop()
@@ -258,7 +266,7 @@ class Daemon:
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
         assert self.store is not None and self.retention is not None and self.metrics is not None
-        assert self.seals is not None
+        assert self.seals is not None and self.models is not None
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
@@ -269,6 +277,7 @@ class Daemon:
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
+            ModelOps(store=store, service=self.models),
             LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),

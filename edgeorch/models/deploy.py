@@ -48,7 +48,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import EdgeorchError
 from ..events import Event, ModelDeployment
 from .commands import CommandResult, health_within, run_command
 from .spec import ModelPolicy
@@ -332,10 +331,3 @@ class Deployer:
 
 def _v(version: int | None) -> str:
     return "no version" if version is None else f"version {version}"
-
-
-class DeploymentFailed(EdgeorchError):
-    """A promotion or rollback that ended other than ``succeeded`` (exit 1): the message is its outcome."""
-
-    code = "deployment_failed"
-    exit_code = 1

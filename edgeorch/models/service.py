@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ConflictError, UsageError
 from ..events import Event, ModelRegistered
-from .deploy import Deployer, DeploymentFailed, StepHook
+from .deploy import Deployer, StepHook
 from .spec import ModelPolicy, alias_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,8 +98,8 @@ class ModelService:
     async def promote(self, name: str, version: int, *, alias: str | None = None, actor: str | None,
                       reason: str | None = None) -> dict[str, Any]:
         """Move ``alias`` (default: the model's promotion alias) to ``version`` through a deployment; returns its
-        final row. Refused: a version that failed its gates (:class:`ConflictError`), an unknown alias.
-        Raises :class:`DeploymentFailed` when it ended other than ``succeeded``."""
+        final row (``state``: succeeded, undone, rolled_back or failed, ``outcome`` says why). Refused before
+        anything is recorded: a version that failed its gates (:class:`ConflictError`), an unknown alias."""
         policy = self._policy(name)
         v = self.store.models.version(name, version)
         alias = alias or policy.alias
@@ -114,7 +114,7 @@ class ModelService:
         dep = self.store.models.add_deployment(
             name, alias=alias, to_version=version, action="canary_start" if alias == "canary" else "promote",
             strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)
-        return self._outcome(await self.deployer.run(dep["id"]))
+        return await self.deployer.run(dep["id"])
 
     async def rollback(self, name: str, *, alias: str = "champion", to: int | None = None, actor: str | None,
                        reason: str | None = None) -> dict[str, Any]:
@@ -137,7 +137,7 @@ class ModelService:
             raise ConflictError(f"{alias} of {name} is version {to} already", value=to)
         dep = self.store.models.add_deployment(name, alias=alias, to_version=to, action="rollback", strategy="direct",
                                                target=policy.to_dict(), actor=actor, reason=reason)
-        return self._outcome(await self.deployer.run(dep["id"]))
+        return await self.deployer.run(dep["id"])
 
     async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str) -> dict[str, Any]:
         """The automatic rollback a response calls (a monitoring rule firing): recorded with actor ``rule:<rule>``.
@@ -163,13 +163,6 @@ class ModelService:
                     return candidate
         raise ConflictError(f"{alias} of {name} has no earlier version that passed its gates to return to",
                             value=name, hint="name one: --to VERSION")
-
-    def _outcome(self, dep: dict[str, Any]) -> dict[str, Any]:
-        if dep["state"] != "succeeded":
-            err = DeploymentFailed(f"{dep['model']}: deployment {dep['id']} {dep['state']}: {dep['outcome']}")
-            err.deployment = dep  # type: ignore[attr-defined]
-            raise err
-        return dep
 
     def _policy(self, name: str) -> ModelPolicy:
         m = self.store.models.require(name)
@@ -277,7 +270,7 @@ class ModelService:
             dep = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
                                                    strategy="direct", target=policy.to_dict(), actor=actor,
                                                    reason=reason)
-        return self._outcome(await self.deployer.run(dep["id"]))
+        return await self.deployer.run(dep["id"])
 
     def _arm(self) -> None:
         if self._closed:

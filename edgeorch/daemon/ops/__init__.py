@@ -11,6 +11,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
 - :mod:`.datasets`: ``datasets.list/show/add/prune`` (data versions);
+- :mod:`.models`: ``models.list/show/versions/diff/why/promote/rollback/observe`` (the model registry);
 - :mod:`.lineage`: ``lineage`` (upstream and downstream of a thing), ``lineage.export`` (OpenLineage events);
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
 - :mod:`.audit`: ``audit.list/state/verify/init/seal/prune``, and the record of refused requests;
@@ -31,6 +32,7 @@ from .gc import GcOps
 from .inputs import InputOps
 from .lineage import LineageOps
 from .metrics import MetricsOps
+from .models import ModelOps
 from .pipelines import PipelineOps
 from .runs import RunOps
 from .status import StatusOps
@@ -47,5 +49,5 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "OpSpec", "PipelineOps",
+__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "OpSpec", "PipelineOps",
            "RunOps", "StatusOps", "register"]

@@ -1,0 +1,100 @@
+"""``models.*``: the model registry (docs/models.md): list, show, versions, diff, why, promote, rollback, observe.
+
+Reads answer from ``store.models`` (:mod:`edgeorch.models.views`, the same
+documents the CLI builds without a daemon). ``promote`` and ``rollback``
+record their intent and run the deployment through the ModelService (one at
+a time per model; a second request for the same model waits its turn), then
+answer with the deployment's final row (``state``: succeeded, undone,
+rolled_back or failed; ``outcome`` in words: the CLI exits 1 unless it
+succeeded). A version that failed its gates is refused (``conflict``). The actor recorded is the peer (``alice (uid 1000)``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UsageError
+from ...models import views
+from ...models.spec import name_problem
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control import Peer
+    from ...models.service import ModelService
+    from ...store import Store
+
+
+class ModelOps:
+    """The registry over ``store`` (reads) and ``service`` (promotions, rollbacks, observations)."""
+
+    OPS = (
+        OpSpec("models.list", "models_list", "read", "every model: versions, latest, aliases"),
+        OpSpec("models.show", "models_show", "read",
+               "a model: its gates and target, aliases, alias history, deployments, canary"),
+        OpSpec("models.versions", "models_versions", "read", "a model's versions with metrics and gate verdicts"),
+        OpSpec("models.diff", "models_diff", "read", "two versions side by side: metrics, content, params, inputs"),
+        OpSpec("models.why", "models_why", "read",
+               "every decision about a version (each gate condition, health, canary), in plain words too"),
+        OpSpec("models.promote", "models_promote", "act",
+               "move an alias (default: the model's promotion alias) to a version, through a deployment"),
+        OpSpec("models.rollback", "models_rollback", "act",
+               "move an alias back to the previous version that passed its gates (or to a given one)"),
+        OpSpec("models.observe", "models_observe", "act",
+               "record metrics observed for the versions aliases point at (a canary's evidence)"),
+    )
+
+    def __init__(self, *, store: "Store", service: "ModelService") -> None:
+        self.store = store
+        self.service = service
+
+    async def models_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return views.listing(self.store)
+
+    async def models_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return views.show(self.store, _name(args))
+
+    async def models_versions(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return views.versions(self.store, _name(args))
+
+    async def models_diff(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return views.diff(self.store, _name(args), _version(args, "a"), _version(args, "b"))
+
+    async def models_why(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        return views.why(self.store, _name(args), _version(args, "version"))
+
+    async def models_promote(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        dep = await self.service.promote(_name(args), _version(args, "version"),
+                                         alias=arg(args, "alias", str, required=False), actor=actor_of(peer),
+                                         reason=arg(args, "reason", str, required=False))
+        return {"deployment": dep}
+
+    async def models_rollback(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        to = arg(args, "to", int, required=False)
+        if to is not None and to < 1:
+            raise UsageError("is not a version number", field="args.to", value=to, expected="an integer >= 1")
+        dep = await self.service.rollback(_name(args), alias=arg(args, "alias", str, required=False,
+                                                                 default="champion"),
+                                          to=to, actor=actor_of(peer), reason=arg(args, "reason", str, required=False))
+        return {"deployment": dep}
+
+    async def models_observe(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        metrics = arg(args, "metrics", dict)
+        if not all(isinstance(v, dict) for v in metrics.values()):
+            raise UsageError("has the wrong shape", field="args.metrics", value=metrics,
+                             expected='{"ALIAS": {"METRIC": number, ...}, ...}')
+        n = self.service.observe(_name(args), metrics, run_id=arg(args, "run_id", int, required=False))
+        return {"recorded": n}
+
+
+def _name(args: dict[str, Any]) -> str:
+    name = arg(args, "name", str)
+    if name_problem(name):
+        raise UsageError(name_problem(name) or "", field="args.name", value=name)
+    return name
+
+
+def _version(args: dict[str, Any], key: str) -> int:
+    v = arg(args, key, int)
+    if v < 1:
+        raise UsageError("is not a version number", field=f"args.{key}", value=v, expected="an integer >= 1")
+    return v
