@@ -231,9 +231,11 @@ class Daemon:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
                 if self.retention is not None:  # a changed [retention] applies from now on
                     self.retention.reconfigure(new.retention)
-                if (new.state_dir, new.socket_path, new.engine, new.resources) != (
-                        self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources):
-                    warnings.append("state dir, socket, [engine] and [resources] changes take effect after a restart")
+                if (new.state_dir, new.socket_path, new.engine, new.resources, new.metrics) != (
+                        self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources,
+                        self.config.metrics):
+                    warnings.append("state dir, socket, [engine], [resources] and [metrics] changes take effect "
+                                    "after a restart")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")
             scan = await asyncio.to_thread(self.registry.scan)

@@ -302,3 +302,11 @@ def test_a_checks_latest_result_is_exported_and_read_back_from_the_history_after
         time.sleep(0.1)
     assert value(v, "edgeorch_check_value", pipeline="gated", task="gate", kind="gate", column="",
                  metric="mae < 5") == 3
+
+
+def test_a_reload_says_a_changed_metrics_section_needs_a_restart(workspace, daemon):
+    daemon.start()
+    workspace.write_config('[metrics]\nlisten = "127.0.0.1:0"\n')
+    answer = daemon.call("reload")
+    assert any("[metrics]" in w and "restart" in w for w in answer["warnings"]), answer["warnings"]
+    assert daemon.call("metrics")["outputs"]["listen"] is None  # still as it started
