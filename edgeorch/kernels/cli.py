@@ -89,6 +89,7 @@ def register(subparsers: Any) -> None:
     f.add_argument("--pos-label", default="1", metavar="VALUE", help="favourable outcome (default 1)")
     f.add_argument("--privileged", metavar="VALUE", help="privileged group for disparate impact")
     f.add_argument("--min-group-size", type=int, default=30, metavar="N", help="default 30")
+    f.add_argument("--weight", metavar="COL", help="column of sample weights (default: every row weighs 1)")
     _outputs(f)
     f.set_defaults(func=cmd_fairness)
 
@@ -125,7 +126,7 @@ _FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "refe
           "columns": "--columns", "save": "--save", "report": "--html", "method": "--method",
           "threshold": "--threshold", "drift_share": "--drift-share", "correction": "--correction",
           "group": "--group", "label": "--label", "prediction": "--prediction", "pos_label": "--pos-label",
-          "privileged": "--privileged", "min_group_size": "--min-group-size"}
+          "privileged": "--privileged", "min_group_size": "--min-group-size", "weight": "--weight"}
 
 
 def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
@@ -239,6 +240,8 @@ def cmd_fairness(args: argparse.Namespace) -> int:
         opts["label"] = args.label
     if args.privileged:
         opts["privileged"] = args.privileged
+    if args.weight:
+        opts["weight"] = args.weight
     if args.html:
         opts["report"] = args.html
     doc = _run("fairness", opts, quiet=_quiet(args))

@@ -120,41 +120,74 @@ def make_groups(sensitive_features: Any, n: int) -> Groups:
 
 @dataclass
 class GroupRates:
-    """Per-group counts and rates (arrays indexed like ``groups.keys``)."""
+    """Per-group counts and (weighted) sums, arrays indexed like ``groups.keys``.
+
+    ``size`` counts rows (it decides ``min_group_size``); ``weight`` sums the
+    sample weights (equal to ``size`` without weights); ``selected``,
+    ``positives``, ``true_pos`` and ``false_pos`` are weighted sums, so
+    every rate is a weighted share, as Fairlearn's ``sample_weight``.
+    """
 
     groups: Groups
     size: np.ndarray
+    weight: np.ndarray
     selected: np.ndarray
     positives: np.ndarray
-    negatives: np.ndarray
     true_pos: np.ndarray
     false_pos: np.ndarray
 
+    @property
+    def negatives(self) -> np.ndarray:
+        return self.weight - self.positives
+
     def selection_rate(self) -> np.ndarray:
-        return self.selected / self.size
+        """Weighted share of ``y_pred == pos_label`` (NaN for a group whose weights are all 0)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.selected / self.weight
 
     def tpr(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.positives > 0, self.true_pos / np.maximum(self.positives, 1), 0.0)
+            return np.where(self.positives > 0, self.true_pos / np.where(self.positives > 0, self.positives, 1), 0.0)
 
     def fpr(self) -> np.ndarray:
+        neg = self.negatives
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.negatives > 0, self.false_pos / np.maximum(self.negatives, 1), 0.0)
+            return np.where(neg > 0, self.false_pos / np.where(neg > 0, neg, 1), 0.0)
 
     def overall(self) -> dict[str, float]:
-        sel = self.selected.sum() / self.size.sum()
+        w = self.weight.sum()
         pos, neg = self.positives.sum(), self.negatives.sum()
-        return {"selection_rate": float(sel), "tpr": float(self.true_pos.sum() / pos) if pos else 0.0,
+        return {"selection_rate": float(self.selected.sum() / w) if w else math.nan,
+                "tpr": float(self.true_pos.sum() / pos) if pos else 0.0,
                 "fpr": float(self.false_pos.sum() / neg) if neg else 0.0}
 
     def subset(self, keep: np.ndarray) -> GroupRates:
         g = Groups(self.groups.codes, [k for k, m in zip(self.groups.keys, keep) if m], self.groups.names)
-        return GroupRates(g, self.size[keep], self.selected[keep], self.positives[keep], self.negatives[keep],
+        return GroupRates(g, self.size[keep], self.weight[keep], self.selected[keep], self.positives[keep],
                           self.true_pos[keep], self.false_pos[keep])
 
 
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """Sample weights as float64 (None: every row weighs 1); DataError unless finite, >= 0 and one per row."""
+    if sample_weight is None:
+        return None
+    w = np.atleast_1d(_values(sample_weight, "sample_weight"))
+    try:
+        w = w.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError("sample weights must be numbers", field="sample_weight", value=str(w.dtype)) from None
+    if len(w) != n:
+        raise DataError("sample_weight differs in length from the predictions", field="sample_weight",
+                        value=len(w), expected=f"{n} weights, one per row")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        raise DataError("sample weights must be finite and non-negative", field="sample_weight",
+                        value=float(w[np.argmax(bad)]), expected="a weight >= 0 per row")
+    return w
+
+
 def group_rates(y_true: Any, y_pred: Any, sensitive_features: Any, pos_label: Any = 1,
-                need_truth: bool = True) -> GroupRates:
+                need_truth: bool = True, sample_weight: Any = None) -> GroupRates:
     """Count per group in one pass (bincount); raises DataError for empty or mismatched input."""
     yp = _values(y_pred, "y_pred")
     n = len(yp)
@@ -165,19 +198,22 @@ def group_rates(y_true: Any, y_pred: Any, sensitive_features: Any, pos_label: An
         raise DataError("y_true and y_pred differ in length", field="y_true", value=len(yt), expected=str(n))
     if need_truth and yt is None:
         raise DataError("true labels are needed for equalized odds", field="y_true")
+    w = _sample_weight(sample_weight, n)
     groups = make_groups(sensitive_features, n)
     k = len(groups.keys)
     sel = (yp == pos_label)
     size = np.bincount(groups.codes, minlength=k).astype(np.float64)
-    selected = np.bincount(groups.codes, weights=sel, minlength=k)
+    weight = size if w is None else np.bincount(groups.codes, weights=w, minlength=k)
+    ones = 1.0 if w is None else w
+    selected = np.bincount(groups.codes, weights=sel * ones, minlength=k)
     if yt is not None:
         act = (yt == pos_label)
-        positives = np.bincount(groups.codes, weights=act, minlength=k)
-        true_pos = np.bincount(groups.codes, weights=act & sel, minlength=k)
-        false_pos = np.bincount(groups.codes, weights=~act & sel, minlength=k)
+        positives = np.bincount(groups.codes, weights=act * ones, minlength=k)
+        true_pos = np.bincount(groups.codes, weights=(act & sel) * ones, minlength=k)
+        false_pos = np.bincount(groups.codes, weights=(~act & sel) * ones, minlength=k)
     else:
         positives = true_pos = false_pos = np.zeros(k)
-    return GroupRates(groups, size, selected, positives, size - positives, true_pos, false_pos)
+    return GroupRates(groups, size, weight, selected, positives, true_pos, false_pos)
 
 
 def _drop_small(r: GroupRates, min_group_size: int) -> GroupRates:
@@ -216,55 +252,104 @@ def _ratio(values: np.ndarray, overall: float, method: str) -> float:
 # Fairlearn-compatible functions
 
 
-def selection_rates(y_pred: Any, sensitive_features: Any, pos_label: Any = 1) -> dict[Any, float]:
-    """Selection rate per group: ``{group: share of y_pred == pos_label}``."""
-    r = group_rates(None, y_pred, sensitive_features, pos_label, need_truth=False)
+def selection_rate(y_true: Any, y_pred: Any, *, pos_label: Any = 1, sample_weight: Any = None) -> float:
+    """The (weighted) share of ``y_pred == pos_label``: Fairlearn's ``selection_rate`` (``y_true`` is ignored).
+
+    A scalar counts as one prediction. Empty predictions raise DataError (a
+    ValueError) with Fairlearn's text; weights must be finite and >= 0 (NaN
+    when they sum to 0).
+    """
+    yp = np.atleast_1d(unmasked(y_pred, "y_pred"))
+    if yp.ndim == 2 and yp.shape[1] == 1:
+        yp = yp[:, 0]
+    if yp.size == 0:
+        raise DataError("Empty y_pred passed to selection_rate function.")
+    if yp.ndim != 1:
+        raise DataError("must be one-dimensional", field="y_pred", value=f"shape {yp.shape}",
+                        expected="a 1-D array or an (n, 1) column")
+    selected = (yp == pos_label).astype(np.float64)
+    w = _sample_weight(sample_weight, len(yp))
+    if w is None:
+        return float(selected.sum() / len(yp))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.dot(selected, w) / w.sum())
+
+
+def selection_rates(y_pred: Any, sensitive_features: Any, pos_label: Any = 1, *,
+                    sample_weight: Any = None) -> dict[Any, float]:
+    """Selection rate per group: ``{group: (weighted) share of y_pred == pos_label}``."""
+    r = group_rates(None, y_pred, sensitive_features, pos_label, need_truth=False, sample_weight=sample_weight)
     return dict(zip(r.groups.keys, (float(v) for v in r.selection_rate())))
 
 
+def _rates(y_true: Any, y_pred: Any, sensitive_features: Any, pos_label: Any, min_group_size: int,
+           sample_weight: Any, truth: bool) -> GroupRates:
+    if truth:
+        _check_binary(y_true, "y_true")
+        _check_binary(y_pred, "y_pred")
+    r = group_rates(y_true, y_pred, sensitive_features, pos_label, need_truth=truth, sample_weight=sample_weight)
+    return _drop_small(r, min_group_size)
+
+
 def demographic_parity_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any,
-                                  method: str = "between_groups", pos_label: Any = 1,
+                                  method: str = "between_groups", sample_weight: Any = None, pos_label: Any = 1,
                                   min_group_size: int = 0) -> float:
     """Largest minus smallest group selection rate (or largest gap to the overall rate)."""
-    r = _drop_small(group_rates(y_true, y_pred, sensitive_features, pos_label, need_truth=False), min_group_size)
-    return _difference(r.selection_rate(), r.overall()["selection_rate"], method)
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=False)
+    return metric_value("demographic_parity_difference", r, method)
 
 
-def demographic_parity_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any,
-                             method: str = "between_groups", pos_label: Any = 1, min_group_size: int = 0) -> float:
+def demographic_parity_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any, method: str = "between_groups",
+                             sample_weight: Any = None, pos_label: Any = 1, min_group_size: int = 0) -> float:
     """Smallest over largest group selection rate (NaN when every rate is 0)."""
-    r = _drop_small(group_rates(y_true, y_pred, sensitive_features, pos_label, need_truth=False), min_group_size)
-    return _ratio(r.selection_rate(), r.overall()["selection_rate"], method)
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=False)
+    return metric_value("demographic_parity_ratio", r, method)
 
 
 def _check_binary(y: Any, name: str) -> None:
     vals = np.unique(_values(y, name).astype(str) if _values(y, name).dtype == object else _values(y, name))
     if len(vals) > 2:
-        raise DataError("equalized odds needs binary labels", field=name, value=f"{len(vals)} distinct values",
-                        expected="two values (the positive label and one other)")
+        raise DataError("equalized odds and equal opportunity need binary labels", field=name,
+                        value=f"{len(vals)} distinct values", expected="two values (the positive label and one other)")
 
 
 def equalized_odds_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any,
-                              method: str = "between_groups", agg: str = "worst_case", pos_label: Any = 1,
-                              min_group_size: int = 0) -> float:
+                              method: str = "between_groups", sample_weight: Any = None, agg: str = "worst_case",
+                              pos_label: Any = 1, min_group_size: int = 0) -> float:
     """The larger (``worst_case``) or mean of the TPR and FPR differences between groups."""
-    _check_binary(y_true, "y_true")
-    _check_binary(y_pred, "y_pred")
-    r = _drop_small(group_rates(y_true, y_pred, sensitive_features, pos_label), min_group_size)
-    o = r.overall()
-    d = (_difference(r.tpr(), o["tpr"], method), _difference(r.fpr(), o["fpr"], method))
-    return _agg(d, agg)
+    _check_agg(agg)
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=True)
+    return metric_value("equalized_odds_difference", r, method, agg=agg)
 
 
 def equalized_odds_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any, method: str = "between_groups",
-                         agg: str = "worst_case", pos_label: Any = 1, min_group_size: int = 0) -> float:
+                         sample_weight: Any = None, agg: str = "worst_case", pos_label: Any = 1,
+                         min_group_size: int = 0) -> float:
     """The smaller (``worst_case``) or mean of the TPR and FPR ratios between groups."""
-    _check_binary(y_true, "y_true")
-    _check_binary(y_pred, "y_pred")
-    r = _drop_small(group_rates(y_true, y_pred, sensitive_features, pos_label), min_group_size)
-    o = r.overall()
-    d = (_ratio(r.tpr(), o["tpr"], method), _ratio(r.fpr(), o["fpr"], method))
-    return _agg(d, agg, worst=min)
+    _check_agg(agg)
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=True)
+    return metric_value("equalized_odds_ratio", r, method, agg=agg)
+
+
+def equal_opportunity_difference(y_true: Any, y_pred: Any, *, sensitive_features: Any,
+                                 method: str = "between_groups", sample_weight: Any = None, pos_label: Any = 1,
+                                 min_group_size: int = 0) -> float:
+    """Largest minus smallest group true positive rate (or largest gap to the overall TPR)."""
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=True)
+    return metric_value("equal_opportunity_difference", r, method)
+
+
+def equal_opportunity_ratio(y_true: Any, y_pred: Any, *, sensitive_features: Any, method: str = "between_groups",
+                            sample_weight: Any = None, pos_label: Any = 1, min_group_size: int = 0) -> float:
+    """Smallest over largest group true positive rate (NaN when every TPR is 0)."""
+    r = _rates(y_true, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=True)
+    return metric_value("equal_opportunity_ratio", r, method)
+
+
+def _check_agg(agg: str) -> None:
+    if agg not in ("worst_case", "mean"):
+        # Fairlearn's own words, so code that matches on them keeps working.
+        raise DataError(f"agg must be one of 'worst_case' or 'mean', got {agg}", field="agg")
 
 
 def _agg(d: tuple[float, float], agg: str, worst: Any = max) -> float:
@@ -273,16 +358,54 @@ def _agg(d: tuple[float, float], agg: str, worst: Any = max) -> float:
         # keep its NaN behaviour exactly: a NaN TPR term wins, a NaN FPR term
         # is ignored (a comparison with NaN is false).
         return float(worst(d[0], d[1]))
-    if agg == "mean":
-        # Fairlearn takes pandas' Series.mean(), which skips NaN: the mean of
-        # the defined terms, NaN only when both are undefined.
-        terms = [v for v in d if not math.isnan(v)]
-        return float(sum(terms) / len(terms)) if terms else math.nan
-    raise DataError("unknown aggregation", value=agg, expected="worst_case or mean")
+    # Fairlearn takes pandas' Series.mean(), which skips NaN: the mean of the
+    # defined terms, NaN only when both are undefined.
+    terms = [v for v in d if not math.isnan(v)]
+    return float(sum(terms) / len(terms)) if terms else math.nan
+
+
+def metric_value(name: str, r: GroupRates, method: str = "between_groups", *, agg: str = "worst_case",
+                 privileged: Any = None) -> float:
+    """The fairness metric ``name`` of per-group rates: the one place each metric's definition lives.
+
+    ``name`` is one of :data:`~.options.FAIRNESS_METRICS`; ``method`` and
+    ``agg`` are Fairlearn's; ``privileged`` is disparate impact's reference
+    group (None: lowest over highest group rate). NaN when undefined.
+    """
+    o = r.overall()
+    if name == "demographic_parity_difference":
+        return _difference(r.selection_rate(), o["selection_rate"], method)
+    if name == "demographic_parity_ratio":
+        return _ratio(r.selection_rate(), o["selection_rate"], method)
+    if name == "equal_opportunity_difference":
+        return _difference(r.tpr(), o["tpr"], method)
+    if name == "equal_opportunity_ratio":
+        return _ratio(r.tpr(), o["tpr"], method)
+    if name == "equalized_odds_difference":
+        return _agg((_difference(r.tpr(), o["tpr"], method), _difference(r.fpr(), o["fpr"], method)), agg)
+    if name == "equalized_odds_ratio":
+        return _agg((_ratio(r.tpr(), o["tpr"], method), _ratio(r.fpr(), o["fpr"], method)), agg, worst=min)
+    if name == "disparate_impact":
+        if privileged is None:
+            return _ratio(r.selection_rate(), 0.0, "between_groups")
+        priv = _select(r.groups.keys, privileged, "privileged")
+        return _impact(r, priv, ~priv)
+    raise DataError("unknown fairness metric", field="metrics", value=name)
+
+
+def _impact(r: GroupRates, priv: np.ndarray, unpriv: np.ndarray) -> float:
+    """(Weighted) selection rate of the ``unpriv`` rows over that of the ``priv`` rows; NaN when undefined."""
+    if not unpriv.any():
+        return math.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_priv = r.selected[priv].sum() / r.weight[priv].sum()
+        p_unpriv = r.selected[unpriv].sum() / r.weight[unpriv].sum()
+    return float(p_unpriv / p_priv) if p_priv != 0 else math.nan
 
 
 def disparate_impact(y_pred: Any, sensitive_features: Any, *, privileged: Any = None,
-                     unprivileged: Any = None, pos_label: Any = 1, min_group_size: int = 0) -> float:
+                     unprivileged: Any = None, pos_label: Any = 1, min_group_size: int = 0,
+                     sample_weight: Any = None) -> float:
     """AIF360's disparate impact: P(fav | unprivileged) / P(fav | privileged).
 
     ``privileged``/``unprivileged``: a group value (a tuple for intersections)
@@ -290,17 +413,14 @@ def disparate_impact(y_pred: Any, sensitive_features: Any, *, privileged: Any = 
     ``privileged`` the lowest over the highest group rate. NaN when the
     denominator rate is 0.
     """
-    r = _drop_small(group_rates(None, y_pred, sensitive_features, pos_label, need_truth=False), min_group_size)
+    r = _rates(None, y_pred, sensitive_features, pos_label, min_group_size, sample_weight, truth=False)
     if privileged is None:
-        return _ratio(r.selection_rate(), 0.0, "between_groups")
-    keys = r.groups.keys
-    priv = _select(keys, privileged, "privileged")
-    unpriv = _select(keys, unprivileged, "unprivileged") if unprivileged is not None else ~priv
+        return metric_value("disparate_impact", r)
+    priv = _select(r.groups.keys, privileged, "privileged")
+    unpriv = _select(r.groups.keys, unprivileged, "unprivileged") if unprivileged is not None else ~priv
     if not unpriv.any():
         raise DataError("no unprivileged rows", field="unprivileged")
-    p_priv = r.selected[priv].sum() / r.size[priv].sum()
-    p_unpriv = r.selected[unpriv].sum() / r.size[unpriv].sum()
-    return float(p_unpriv / p_priv) if p_priv != 0 else math.nan
+    return _impact(r, priv, unpriv)
 
 
 def _select(keys: list[Any], wanted: Any, name: str) -> np.ndarray:
@@ -317,7 +437,12 @@ def _select(keys: list[Any], wanted: Any, name: str) -> np.ndarray:
 
 
 def four_fifths_rule(di: float) -> bool:
-    """True when a disparate impact (or selection-rate ratio) satisfies the four-fifths rule (>= 0.8)."""
+    """True when a disparate impact (or selection-rate ratio) satisfies the four-fifths rule (>= 0.8).
+
+    The EEOC's rule of thumb (Uniform Guidelines, 29 CFR 1607.4(D)): a
+    group's selection rate below four fifths of the highest group's is
+    evidence of adverse impact. NaN (undefined) does not satisfy it.
+    """
     return not math.isnan(di) and di >= FOUR_FIFTHS
 
 
@@ -333,17 +458,28 @@ def group_label(key: Any) -> str:
     return ", ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
+FOUR_FIFTHS_RULE = "four-fifths rule"
+"""How the disparate-impact row is named in results: the EEOC's rule it checks at its default limit 0.8."""
+
+
 @dataclass(repr=False)
 class FairnessReport(ResultView):
     """Per-group rates and metric verdicts (:func:`fairness_report`).
 
     ``groups``: one dict per group: ``group`` (its value, or values joined
-    by ``, `` for intersections), ``size``, ``selection_rate``, ``tpr`` and
-    ``fpr`` (with true labels), ``verdict`` (``ok`` or ``small_group``: left
-    out of the metrics). ``metrics``: one dict per metric: ``metric``,
-    ``value`` (None when undefined), ``threshold``, ``kind`` (``maximum`` for
-    differences, ``minimum`` for ratios), ``verdict`` (``ok``, ``violation``,
-    ``undefined``). ``group_columns``: the sensitive columns' names.
+    by ``, `` for intersections), ``size`` (rows), ``weight`` (sum of the
+    sample weights, when given), ``selection_rate``, ``tpr`` and ``fpr``
+    (with true labels), ``verdict`` (``ok`` or ``small_group``: left out of
+    the metrics). ``metrics``: one dict per metric: ``metric``, ``value``
+    (None when undefined), ``threshold``, ``kind`` (``maximum`` for
+    differences, ``minimum`` for ratios), ``verdict`` (``ok``,
+    ``violation``, ``undefined``), and ``rule`` = ``four-fifths rule`` on
+    ``disparate_impact``. ``group_columns``: the sensitive columns' names.
+
+    The stable API for gates and monitoring rules: :attr:`verdict`,
+    :attr:`passed`, :meth:`metric`, :attr:`four_fifths_rule` and
+    :meth:`values` (a flat ``{name: number}``); the result document
+    (:meth:`to_dict`) carries the same values in its rows and summary.
     """
 
     groups: list[dict[str, Any]]
@@ -369,9 +505,47 @@ class FairnessReport(ResultView):
         return "ok"
 
     @property
+    def passed(self) -> bool:
+        """True unless a limit is broken (``warn`` passes, as a gate's ``checks.TASK.passed``)."""
+        return self.verdict != "violation"
+
+    def metric(self, name: str) -> float | None:
+        """The value of the metric ``name`` (None when undefined); DataError when the report did not compute it."""
+        for m in self.metrics:
+            if m["metric"] == name:
+                return m["value"]
+        raise DataError("the report has no such metric", field="metric", value=name,
+                        expected=f"one of {', '.join(m['metric'] for m in self.metrics)}")
+
+    @property
+    def four_fifths_rule(self) -> bool | None:
+        """Whether the four-fifths rule holds (disparate impact >= 0.8); None when not computed or undefined."""
+        for m in self.metrics:
+            if m["metric"] == "disparate_impact":
+                return None if m["value"] is None else four_fifths_rule(m["value"])
+        return None
+
+    def values(self) -> dict[str, float | None]:
+        """Every number a rule may test, flat: each metric's value, ``four_fifths_rule`` (1.0 or 0.0),
+        ``passed`` (1.0 or 0.0), ``violations``, ``small_groups``, and the lowest and highest group
+        ``selection_rate`` among the groups that count (``min_selection_rate``, ``max_selection_rate``)."""
+        out: dict[str, float | None] = {m["metric"]: m["value"] for m in self.metrics}
+        ff = self.four_fifths_rule
+        out["four_fifths_rule"] = None if ff is None else float(ff)
+        out["passed"] = float(self.passed)
+        out["violations"] = float(self.violations)
+        out["small_groups"] = float(self.small_groups)
+        rates = [g["selection_rate"] for g in self.groups if g["verdict"] == "ok" and g["selection_rate"] is not None]
+        out["min_selection_rate"] = min(rates) if rates else None
+        out["max_selection_rate"] = max(rates) if rates else None
+        return out
+
+    @property
     def message(self) -> str:
         if self.violations:
-            text = f"{self.violations} of {len(self.metrics)} fairness metrics out of bounds"
+            broken = [m["metric"] + (f" ({m['rule']})" if m.get("rule") else "")
+                      for m in self.metrics if m["verdict"] == "violation"]
+            text = f"{self.violations} of {len(self.metrics)} fairness metrics out of bounds: {', '.join(broken)}"
         elif any(m["verdict"] == "undefined" for m in self.metrics):
             text = "some fairness metrics are undefined (a rate of 0 in the denominator)"
         else:
@@ -385,21 +559,25 @@ class FairnessReport(ResultView):
         prints it (less ``outputs``/``on_violation``).
 
         One row per metric (``column`` = the sensitive columns joined by ``+``,
-        ``threshold`` = the limit), then one per group: ``metric`` ``group``,
-        ``column`` naming the group (``sex=f``), ``value`` its selection rate,
-        no threshold, and the group's size, rates and the ``min_group_size``
-        that decides ``small_group`` in ``details``.
+        ``threshold`` = the limit, ``details.rule`` naming the four-fifths
+        rule), then one per group: ``metric`` ``group``, ``column`` naming
+        the group (``sex=f``), ``value`` its selection rate, no threshold,
+        and the group's size, rates and the ``min_group_size`` that decides
+        ``small_group`` in ``details``. ``summary.four_fifths_rule``: true,
+        false or null (not computed or undefined).
         """
         cols = "+".join(self.group_columns)
         rows = [{"column": cols, "metric": m["metric"], "value": m["value"], "p_value": None,
-                 "threshold": m["threshold"], "verdict": m["verdict"], "details": {"kind": m["kind"]}}
+                 "threshold": m["threshold"], "verdict": m["verdict"],
+                 "details": {"kind": m["kind"], **({"rule": m["rule"]} if m.get("rule") else {})}}
                 for m in self.metrics]
         rows += [{"column": f"{cols}={g['group']}", "metric": "group", "value": g["selection_rate"], "p_value": None,
                   "threshold": None, "verdict": g["verdict"], "details": {**g, "min_group_size": self.min_group_size}}
                  for g in self.groups]
         return strict({"kind": "fairness", "verdict": self.verdict, "message": self.message, "rows": rows,
                        "summary": {"groups": len(self.groups), "small_groups": self.small_groups,
-                                   "violations": self.violations, "rows": sum(g["size"] for g in self.groups)}})
+                                   "violations": self.violations, "rows": sum(g["size"] for g in self.groups),
+                                   "four_fifths_rule": self.four_fifths_rule}})
 
     def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
         return {"metrics": (strict(self.metrics), "metric"), "groups": (strict(self.groups), "group")}
@@ -411,27 +589,34 @@ class FairnessReport(ResultView):
 
 def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_label: Any = 1,
                     privileged: Any = None, min_group_size: int = 30, metrics: Sequence[str] | None = None,
-                    thresholds: dict[str, float] | None = None) -> FairnessReport:
+                    thresholds: dict[str, float] | None = None, sample_weight: Any = None) -> FairnessReport:
     """Per-group rates and fairness metrics with verdicts (the task's and CLI's content).
 
-    Groups below ``min_group_size`` are listed with verdict ``small_group`` and
-    left out of the metrics. A difference above its threshold, or a ratio
-    below, is a ``violation``; a metric that cannot be computed (NaN) is
-    ``undefined``. Returns a :class:`FairnessReport`.
+    Groups are the values of one sensitive column, or the intersections
+    present of several (a mapping or DataFrame of columns). Groups below
+    ``min_group_size`` rows are listed with verdict ``small_group`` and left
+    out of the metrics. A difference above its threshold, or a ratio below,
+    is a ``violation``; a metric that cannot be computed (NaN) is
+    ``undefined``. ``sample_weight`` weighs every rate (Fairlearn's
+    meaning); group sizes stay row counts. Returns a :class:`FairnessReport`.
     """
     from .options import FAIRNESS_DEFAULTS
 
     th = {**FAIRNESS_DEFAULTS, **(thresholds or {})}
     has_truth = y_true is not None
-    wanted = list(metrics) if metrics else [m for m in FAIRNESS_DEFAULTS
-                                            if has_truth or not m.startswith("equalized_odds")]
-    r_all = group_rates(y_true, y_pred, sensitive_features, pos_label, need_truth=False)
+    wanted = list(metrics) if metrics else [m for m in FAIRNESS_DEFAULTS if has_truth or not _needs_truth(m)]
+    for m in wanted:
+        if _needs_truth(m) and not has_truth:
+            raise DataError(f"{m} needs the true labels", field="label")
+    r_all = group_rates(y_true, y_pred, sensitive_features, pos_label, need_truth=False, sample_weight=sample_weight)
     small = r_all.size < min_group_size
     groups = []
     tpr, fpr, sel = r_all.tpr(), r_all.fpr(), r_all.selection_rate()
     for i, key in enumerate(r_all.groups.keys):
-        row: dict[str, Any] = {"group": group_label(key), "size": int(r_all.size[i]),
-                               "selection_rate": float(sel[i]), "verdict": "small_group" if small[i] else "ok"}
+        row: dict[str, Any] = {"group": group_label(key), "size": int(r_all.size[i])}
+        if sample_weight is not None:
+            row["weight"] = float(r_all.weight[i])
+        row.update({"selection_rate": _clean(float(sel[i])), "verdict": "small_group" if small[i] else "ok"})
         if has_truth:
             row["tpr"] = float(tpr[i])
             row["fpr"] = float(fpr[i])
@@ -439,29 +624,7 @@ def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_la
     out_metrics = []
     r = r_all.subset(~small) if (~small).any() else None
     for m in wanted:
-        if r is None:
-            value = math.nan
-        elif m == "demographic_parity_difference":
-            value = _difference(r.selection_rate(), 0.0, "between_groups")
-        elif m == "demographic_parity_ratio":
-            value = _ratio(r.selection_rate(), 0.0, "between_groups")
-        elif m == "disparate_impact":
-            if privileged is None:
-                value = _ratio(r.selection_rate(), 0.0, "between_groups")
-            else:
-                priv = _select(r.groups.keys, privileged, "privileged")
-                p_priv = r.selected[priv].sum() / r.size[priv].sum()
-                unpriv = ~priv
-                value = (r.selected[unpriv].sum() / r.size[unpriv].sum()) / p_priv if p_priv and unpriv.any() \
-                    else math.nan
-        elif not has_truth:
-            raise DataError(f"{m} needs the true labels", field="label")
-        elif m == "equalized_odds_difference":
-            value = _agg((_difference(r.tpr(), 0, "between_groups"), _difference(r.fpr(), 0, "between_groups")),
-                         "worst_case")
-        else:
-            value = _agg((_ratio(r.tpr(), 0, "between_groups"), _ratio(r.fpr(), 0, "between_groups")),
-                         "worst_case", worst=min)
+        value = math.nan if r is None else metric_value(m, r, privileged=privileged)
         limit = float(th[m])
         is_diff = m.endswith("difference")
         if math.isnan(value):
@@ -470,6 +633,13 @@ def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_la
             verdict = "violation"
         else:
             verdict = "ok"
-        out_metrics.append({"metric": m, "value": _clean(value), "threshold": limit,
-                            "kind": "maximum" if is_diff else "minimum", "verdict": verdict})
+        entry = {"metric": m, "value": _clean(value), "threshold": limit,
+                 "kind": "maximum" if is_diff else "minimum", "verdict": verdict}
+        if m == "disparate_impact" and limit == FOUR_FIFTHS:
+            entry["rule"] = FOUR_FIFTHS_RULE
+        out_metrics.append(entry)
     return FairnessReport(groups, out_metrics, r_all.groups.names, min_group_size)
+
+
+def _needs_truth(metric: str) -> bool:
+    return metric.startswith(("equalized_odds", "equal_opportunity"))

@@ -197,6 +197,7 @@ register_kind(Kind(
         "metrics": "array of metrics to check (default: all that apply)",
         "thresholds": "table of metric = limit (differences: maximum; ratios: minimum)",
         "min_group_size": "groups smaller than this are flagged and left out (default 30)",
+        "weight": "column of sample weights (default: every row weighs 1)",
         **COMMON_OPTIONS,
     },
     check=opt.check_fairness,

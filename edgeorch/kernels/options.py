@@ -28,6 +28,8 @@ FAIRNESS_METRICS = (
     "demographic_parity_ratio",
     "equalized_odds_difference",
     "equalized_odds_ratio",
+    "equal_opportunity_difference",
+    "equal_opportunity_ratio",
     "disparate_impact",
 )
 # Default limits: a difference above, or a ratio below, is a violation.
@@ -38,6 +40,8 @@ FAIRNESS_DEFAULTS = {
     "demographic_parity_ratio": 0.8,
     "equalized_odds_difference": 0.1,
     "equalized_odds_ratio": 0.8,
+    "equal_opportunity_difference": 0.1,
+    "equal_opportunity_ratio": 0.8,
     "disparate_impact": 0.8,
 }
 
@@ -135,8 +139,10 @@ def check_fairness(r: TableReader) -> None:
         elif not has_placeholder(v) and not (_is_number(v) and v >= 0):
             r.fail(f"thresholds.{m}", "has a wrong value", value=v, expected="a number >= 0")
     r.int("min_group_size", minimum=0)
-    if metrics and any(m.startswith("equalized_odds") for m in metrics) and not r.has("label"):
-        r.fail("label", "is required for equalized odds", expected="the true label column")
+    if metrics and any(m.startswith(("equalized_odds", "equal_opportunity")) for m in metrics) \
+            and not r.has("label"):
+        r.fail("label", "is required for equalized odds and equal opportunity", expected="the true label column")
+    r.str("weight")
     _common(r)
 
 

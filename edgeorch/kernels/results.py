@@ -137,7 +137,7 @@ def doc_tables(doc: Mapping[str, Any]) -> list[Table]:
                  [[g["details"]["group"], g["details"]["size"], g["value"], g["details"].get("tpr"),
                    g["details"].get("fpr"), g["verdict"]] for g in groups]),
                 ("metrics", METRIC_HEADERS,
-                 [[m["metric"], m["value"],
+                 [[m["metric"] + (f" ({m['details']['rule']})" if m["details"].get("rule") else ""), m["value"],
                    f"{'<=' if m['details']['kind'] == 'maximum' else '>='} {m['threshold']:g}", m["verdict"]]
                   for m in metrics])]
     if kind == "profile" and all(r["metric"] == "null_rate" for r in rows):

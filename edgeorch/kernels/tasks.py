@@ -162,7 +162,8 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     from .io import read_table
 
     groups = o["group"] if isinstance(o["group"], list) else [o["group"]]
-    needed = list(dict.fromkeys([*groups, o["prediction"], *([o["label"]] if o.get("label") else [])]))
+    needed = list(dict.fromkeys([*groups, o["prediction"], *([o["label"]] if o.get("label") else []),
+                                 *([o["weight"]] if o.get("weight") else [])]))
     table = read_table(o["input"], needed, progress=progress)
     if table.num_rows == 0:
         raise DataError("no rows to measure fairness on", file=str(o["input"]))
@@ -174,7 +175,7 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     # minimum group size in their details: FairnessReport.to_dict.
     rep = fairness_report(truth, pred, sens, pos_label=pos, privileged=o.get("privileged"),
                           min_group_size=o.get("min_group_size", 30), metrics=o.get("metrics"),
-                          thresholds=o.get("thresholds"))
+                          thresholds=o.get("thresholds"), sample_weight=_weights(table, o))
     outputs: list[str] = []
     doc = _result_doc(rep, outputs)
     if o.get("report"):
@@ -190,6 +191,25 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
             [[g["group"], g["size"], g["selection_rate"], g.get("tpr"), g.get("fpr"), g["verdict"]]
              for g in rep.groups])])))
     return doc
+
+
+def _weights(table: Any, o: dict[str, Any]) -> Any:
+    """The ``weight`` column as float64 (None without one); a DataError naming the file and column otherwise."""
+    if not o.get("weight"):
+        return None
+    import numpy as np
+
+    from ..errors import DataError
+
+    col = table.column(o["weight"])
+    if col.null_count:
+        raise DataError("sample weights must not be missing", file=str(o["input"]), field=o["weight"],
+                        value=f"{col.null_count} missing", expected="a weight >= 0 on every row")
+    try:
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("sample weights must be numbers", file=str(o["input"]), field=o["weight"],
+                        value=str(col.type), expected="a numeric column") from None
 
 
 def _labels(col: Any, pos: Any, file: str, name: str) -> Any:

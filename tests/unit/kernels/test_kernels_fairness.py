@@ -209,3 +209,66 @@ def test_2d_arrays_are_refused_not_flattened() -> None:
         demographic_parity_difference(yt, yp.reshape(1, 4), sensitive_features=["a", "a", "b", "b"])
     col = demographic_parity_difference(yt, yp.reshape(4, 1), sensitive_features=["a", "a", "b", "b"])
     assert col == demographic_parity_difference(yt, yp, sensitive_features=["a", "a", "b", "b"])
+
+
+# -- issue 15: sample weights, equal opportunity, the four-fifths rule named, a stable API for rules ----
+
+def test_weighted_metrics_agree_with_fairlearn_on_intersections(rng: np.random.Generator) -> None:
+    n = 400
+    yt, yp = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    sf = pd.DataFrame({"sex": rng.choice(["f", "m"], n), "age": rng.choice(["young", "old"], n)})
+    w = rng.random(n) * 3
+    for name in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
+                 "equalized_odds_ratio", "equal_opportunity_difference", "equal_opportunity_ratio"):
+        ours = getattr(__import__("edgeorch.kernels", fromlist=[name]), name)
+        ref = getattr(fm, name)
+        assert _same(ours(yt, yp, sensitive_features=sf, sample_weight=w),
+                     ref(yt, yp, sensitive_features=sf, sample_weight=w)), name
+
+
+def test_weights_that_are_not_one_finite_non_negative_number_per_row_are_data_errors() -> None:
+    from edgeorch.kernels import selection_rate
+
+    for bad, match in (([1.0, -1.0], "non-negative"), ([1.0, np.nan], "non-negative"), ([1.0], "length"),
+                       (["a", "b"], "numbers")):
+        with pytest.raises(DataError, match=match) as exc:
+            demographic_parity_difference(None, [1, 0], sensitive_features=["a", "b"], sample_weight=bad)
+        assert exc.value.field == "sample_weight"
+    with pytest.raises(DataError, match="length"):
+        selection_rate(None, [1, 0], sample_weight=[1.0, 2.0, 3.0])
+
+
+def test_report_names_the_four_fifths_rule_and_exposes_values_for_rules() -> None:
+    g = ["a"] * 50 + ["b"] * 50 + ["c"] * 5
+    yp = [1] * 40 + [0] * 10 + [1] * 30 + [0] * 20 + [0] * 5  # rates 0.8 and 0.6; c is too small
+    rep = fairness_report(None, yp, g)
+    di = next(m for m in rep.metrics if m["metric"] == "disparate_impact")
+    assert di["rule"] == "four-fifths rule" and di["value"] == pytest.approx(0.75)
+    assert rep.four_fifths_rule is False and rep.passed is False and rep.verdict == "violation"
+    assert "disparate_impact (four-fifths rule)" in rep.message
+    doc = rep.to_dict()
+    assert doc["summary"]["four_fifths_rule"] is False
+    assert next(r for r in doc["rows"] if r["metric"] == "disparate_impact")["details"]["rule"] == "four-fifths rule"
+    values = rep.values()
+    assert values["disparate_impact"] == pytest.approx(0.75) and values["four_fifths_rule"] == 0.0
+    assert values["min_selection_rate"] == pytest.approx(0.6) and values["max_selection_rate"] == pytest.approx(0.8)
+    assert values["passed"] == 0.0 and values["small_groups"] == 1.0
+    assert rep.metric("demographic_parity_difference") == pytest.approx(0.2)
+    with pytest.raises(DataError, match="no such metric"):
+        rep.metric("equal_opportunity_ratio")  # needs labels: not computed here
+
+
+def test_report_with_labels_includes_equal_opportunity_and_weights_rates(rng: np.random.Generator) -> None:
+    n = 300
+    g, yt, yp, w = rng.choice(["a", "b"], n), rng.integers(0, 2, n), rng.integers(0, 2, n), rng.random(n)
+    rep = fairness_report(yt, yp, g, sample_weight=w)
+    assert rep.metric("equal_opportunity_difference") == pytest.approx(
+        fm.equal_opportunity_difference(yt, yp, sensitive_features=g, sample_weight=w), rel=1e-12)
+    a = next(x for x in rep.groups if x["group"] == "a")
+    assert a["size"] == int((g == "a").sum()) and a["weight"] == pytest.approx(w[g == "a"].sum())
+    assert a["selection_rate"] == pytest.approx(np.average(yp[g == "a"] == 1, weights=w[g == "a"]))
+
+
+def test_equal_opportunity_without_labels_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="needs the true labels"):
+        fairness_report(None, [1, 0], ["a", "b"], metrics=["equal_opportunity_ratio"])

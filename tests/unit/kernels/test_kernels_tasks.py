@@ -159,3 +159,18 @@ def test_fairness_report_shows_each_groups_own_selection_rate_and_labels_its_row
     html = Path("r.html").read_text()
     assert re.findall(r"<title>([^<]*)</title></rect>", html) == ["selection rate f: 45.00%", "selection rate m: 48.75%"]
     assert "<td>g=m</td><td>group</td>" in html and "minimum group size 30" in html
+
+
+def test_fairness_task_weighs_rows_by_a_weight_column(workdir: Path) -> None:
+    # Group b's selected rows weigh 3 each: its weighted selection rate is 0.75, not 0.5.
+    pacsv.write_csv(pa.table({"g": ["a"] * 4 + ["b"] * 4, "yhat": [1, 1, 0, 0, 1, 1, 0, 0],
+                              "w": [1, 1, 1, 1, 3, 3, 1, 1]}), "w.csv")
+    doc = run_task("fairness", {"input": "w.csv", "group": "g", "prediction": "yhat", "weight": "w",
+                                "min_group_size": 0})
+    rates = {r["details"]["group"]: r["value"] for r in doc["rows"] if r["metric"] == "group"}
+    assert rates == {"a": 0.5, "b": 0.75}
+    assert doc["summary"]["four_fifths_rule"] is False  # 0.5 / 0.75 < 0.8
+    pacsv.write_csv(pa.table({"g": ["a", "b"], "yhat": [1, 0], "w": ["x", "y"]}), "bad.csv")
+    with pytest.raises(DataError, match="numbers") as exc:
+        run_task("fairness", {"input": "bad.csv", "group": "g", "prediction": "yhat", "weight": "w"})
+    assert exc.value.field == "w" and exc.value.file == "bad.csv"
