@@ -256,6 +256,15 @@ class ObjectStore:
             return []
 
 
+DATASETS_DIR = "datasets"
+"""The object store's folder under the state dir."""
+
+
+def object_store(state_dir: Path) -> ObjectStore:
+    """The object store of a state dir: ``<state dir>/datasets`` (cheap: numba is not loaded)."""
+    return ObjectStore(Path(state_dir) / DATASETS_DIR)
+
+
 def batched(items: Iterable[tuple[str, Path, int]], size: int) -> Iterator[list[tuple[str, Path, int]]]:
     """``items`` in lists of at most ``size``."""
     batch: list[tuple[str, Path, int]] = []

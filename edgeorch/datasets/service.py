@@ -16,24 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 from .holders import extra_holds
 from .names import format_ref
-from .objects import ObjectStore, batched
+from .objects import DATASETS_DIR, ObjectStore, batched, object_store  # noqa: F401 - re-exported: one import
 from .restore import Manifest
 from .retention import Rule, plan
-from .snapshot import Progress, Snapshot, take_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
-
-DATASETS_DIR = "datasets"
-"""The object store's folder under the state dir."""
+    from .snapshot import Progress, Snapshot
 
 SWEEP_BATCH = 256
 """Objects checked and removed per step of the garbage sweep (the daemon's loop yields between steps)."""
 
 
-def object_store(state_dir: Path) -> ObjectStore:
-    """The object store of a state dir: ``<state dir>/datasets``."""
-    return ObjectStore(Path(state_dir) / DATASETS_DIR)
+def take_snapshot(*args: Any, **kwargs: Any) -> Snapshot:
+    """:func:`edgeorch.datasets.snapshot.take_snapshot`, imported on first use: it compiles (or loads) the
+    numba chunker, which a daemon that never versions data should not pay for at start."""
+    from .snapshot import take_snapshot as take
+
+    return take(*args, **kwargs)
 
 
 def record(store: Store, name: str, snap: Snapshot, **origin: Any) -> dict[str, Any]:
