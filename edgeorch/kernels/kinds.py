@@ -190,7 +190,7 @@ register_kind(Kind(
     options={
         "input": "path of the data file",
         "group": "sensitive column name, or array of names (intersections)",
-        "label": "true label column (needed for equalized odds)",
+        "label": "true label column (needed for equalized odds and equal opportunity)",
         "prediction": "predicted label column (binary)",
         "pos_label": "value of the favourable outcome (default 1)",
         "privileged": "privileged group value for disparate impact (default: the group with the highest rate)",
