@@ -195,6 +195,9 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
         self.res = Admission.open(self.config.resources)
+        # GPU readings arrive on the GPU reader's thread; a GPU task that waited for one is reconsidered.
+        loop = self.loop
+        self.res.on_gpu_update(lambda: loop.call_soon_threadsafe(self._schedule_dispatch))
         self.res.seed_durations(self.store.attempts.successful_durations())
         self.executor = self._make_executor(self.loop)
         self.executor.start()
@@ -645,6 +648,8 @@ class Engine:
             return  # cheap exit: no decision can start anything
         # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
         decision = res.decide(self.clock(), parallelism=parallelism, max_parallel=self._max_parallel())
+        for uuid, why in res.take_new_drains().items():  # found by this decision's health reading
+            self._announce(GpuDrained(self.clock(), uuid, why))
         for task, why in decision.unsatisfiable:  # normally caught at push; kept as the policy's safety net
             res.remove(task.id)
             self._fail_unsatisfiable(*_split_id(task.id), why)

@@ -18,13 +18,22 @@ Call sequence (see ``edgeorch/engine/engine.py``):
 4. ``release`` when the attempt ends; ``observe`` its duration on success.
 5. ``watch(pids_of)`` every :data:`WATCH_INTERVAL_S` while a GPU backend exists
    and GPU leases are held (never otherwise: an idle daemon does not poll).
+6. After each ``decide``, ``take_new_drains()``: GPUs drained by health
+   events or probes read during the decision, for the engine to record.
+
+No call here waits for NVML: the backend runs on the GPU reader's worker
+thread (:mod:`.gpus.reader`), and decisions use its latest snapshot while it
+is at most :data:`~.gpus.reader.READ_MAX_AGE_S` old; otherwise GPU requests
+wait ("waits for a GPU reading: …", naming a stalled NVML call) while
+everything else is scheduled, and the reader's ``on_update`` callback
+(``on_gpu_update``) brings the engine back when fresh readings arrive.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +42,30 @@ from ..config import ResourcesConfig
 from . import memory as cgroups
 from .allocator import Capacity, _fmt, never_satisfiable
 from .cpus import available_memory, format_cpu_list, read_inventory
-from .gpus import GpuBackend, open_gpu_backend
-from .model import GpuBackendError, GpuProcess, Inventory, Lease, ResourceRequest
+from .gpus import GpuBackend
+from .gpus.detect import detect_gpus
+from .gpus.reader import READ_MAX_AGE_S, GpuReader, GpuSnapshot, GpuWorker
+from .model import GpuProcess, Inventory, Lease, ResourceRequest
 from .policy import Decision, DurationModel, ReadyQueue, ReadyTask, Running, decide
-from .watcher import BudgetAction, check_budgets, drains_from_events, lease_usage
+from .watcher import (
+    BudgetAction,
+    check_budgets,
+    drains_from_events,
+    lease_usage,
+    pids_not_visible,
+    small_budget_note,
+)
 
 log = logging.getLogger("edgeorch.resources")
 
 WATCH_INTERVAL_S = 5.0
 """Seconds between two GPU watcher checks while GPU leases are held."""
+
+WATCH_MAX_AGE_S = 3 * WATCH_INTERVAL_S
+"""The watcher acts on process readings at most this old (each check asks for the next)."""
+
+REPORT_MAX_AGE_S = 5.0
+"""``edgeorch resources`` shows full readings at most this old (older: it asks for new ones)."""
 
 EMPTY = ResourceRequest()
 
@@ -84,25 +108,52 @@ class Admission:
     queue: ReadyQueue = field(default_factory=ReadyQueue)
     held: dict[int, Held] = field(default_factory=dict)
     drained: dict[str, str] = field(default_factory=dict)
-    gpu_used_by_leases: dict[str, int] = field(default_factory=dict)
-    warned: set[int] = field(default_factory=set)
+    warned: set[tuple[int, str]] = field(default_factory=set)
     queued_live: int = 0
     """Queued tasks asking for memory or a GPU: only then are live readings taken at a decision."""
     seq: int = 0
+    reader: GpuReader | None = None
+    """The backend's calls, off the event loop (built inline, without a thread, when not given)."""
+    backend_broken: bool = False
+    """GPUs seem present but NVML (partly) failed: :attr:`backend_message` says what."""
+    pids: dict[int, list[int]] = field(default_factory=dict)
+    """Attempt id → pids of its process tree, as last given to :meth:`watch`."""
+    unannounced: dict[str, str] = field(default_factory=dict)
+    """Drains found (health events, lost GPUs) and not yet handed to the engine to record."""
+    pid_visible: Callable[[int], bool] = field(default=lambda pid: _pid_visible(pid))
+    """Whether a PID exists in this daemon's PID namespace (NVML reports host PIDs)."""
     _own_cpus: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    _foreign_pids_said: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reader is None and self.backend is not None:
+            self.reader = GpuReader(self.backend, [d.uuid for d in self.inventory.gpus])
 
     # -- start ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, cfg: ResourcesConfig, *, prepare_cgroup: bool = True) -> Admission:
+    def open(cls, cfg: ResourcesConfig, *, prepare_cgroup: bool = True, threaded: bool = True) -> Admission:
         """Detect the hardware; raises ConfigError/ResourceError/GpuBackendError on a bad config.
 
         ``prepare_cgroup`` moves this process into its delegated cgroup's
         ``daemon`` leaf (the engine does; a CLI only looking must not).
+        ``threaded`` runs the GPU backend on its own worker thread (the
+        daemon); without it readings are taken inline, when asked (a CLI).
+        NVML's start is bounded either way (:data:`~.gpus.detect.INIT_TIMEOUT_S`).
         """
-        backend, msg = open_gpu_backend(cfg)
-        log.info("GPUs: %s", msg)
+        found = detect_gpus(cfg)
+        backend, msg = found.backend, found.message
+        if found.broken:
+            log.warning("GPUs: %s", msg)
+        else:
+            log.info("GPUs: %s", msg)
         inventory = read_inventory(cfg.reserved_cpus, backend.devices() if backend else ())
+        reader = None
+        worker = found.worker
+        if backend is not None and threaded:
+            reader = GpuReader(backend, [d.uuid for d in inventory.gpus], worker=worker or GpuWorker())
+        elif worker is not None:
+            worker.close(0.0)  # nothing queued: the thread ends; calls are made inline from now on
         support = cgroups.detect()
         if support.enforced and prepare_cgroup:
             try:
@@ -110,11 +161,20 @@ class Admission:
             except OSError as exc:
                 support = cgroups.CgroupSupport(False, None, f"memory limits not enforced: cannot prepare "
                                                 f"{support.path}: {exc.strerror}")
-        return cls(cfg, inventory, backend, msg, support)
+        return cls(cfg, inventory, backend, msg, support, reader=reader, backend_broken=found.broken)
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
+        if self.reader is not None:
+            self.reader.close()
+
+    def on_gpu_update(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the GPU worker thread) whenever new GPU readings arrived.
+
+        The engine passes ``lambda: loop.call_soon_threadsafe(dispatch)``: a
+        GPU task that waited for a reading is then reconsidered.
+        """
+        if self.reader is not None:
+            self.reader.on_update = callback
 
     @property
     def cpu_only_reason(self) -> str | None:
@@ -163,37 +223,75 @@ class Admission:
             self.queued_live -= 1
         return t
 
-    def _gpu_free(self) -> dict[str, int] | None:
-        if self.backend is None:
-            return None
-        out = {}
-        for d in self.inventory.gpus:
-            try:
-                out[d.uuid] = self.backend.reading(d.uuid).memory_free
-            except GpuBackendError as exc:
-                # A GPU that cannot be read gets nothing new; a lost one is drained for good.
-                out[d.uuid] = 0
-                if exc.nvml_code == 15 and d.uuid not in self.drained:
-                    self.drained[d.uuid] = "GPU has fallen off the bus"
+    def _share_gpus(self) -> set[str]:
+        """GPUs holding share leases now: their process lists go into every refresh (share accounting)."""
+        return {u for h in self.held.values() if not h.running.lease.gpu_exclusive for u in h.running.lease.gpus}
+
+    def leased_use(self, snap: GpuSnapshot) -> dict[str, int]:
+        """What the share leases held now use, per memory pool, from ``snap`` (the same reading as its
+        free memory): each lease counted up to its budget. Leases whose GPU's processes ``snap`` lacks
+        count 0 (then their whole budget is reserved on top of the live reading: careful, never short)."""
+        leases = [h.running.lease for h in self.held.values()]
+        procs = [p for u in snap.processes for p in snap.processes[u]]
+        holder_pids = {h.running.lease.holder: self.pids.get(aid, ()) for aid, h in self.held.items()}
+        out: dict[str, int] = {}
+        for u, used in lease_usage(leases, procs, holder_pids).items():
+            dev = self.inventory.gpu(u)
+            key = dev.memory_key if dev is not None else u
+            out[key] = out.get(key, 0) + used
+        return out
+
+    def _gpu_view(self) -> tuple[dict[str, int] | None, dict[str, int] | None, dict[str, str] | None]:
+        """(free, leased use, unreadable) for a decision, from a snapshot at most READ_MAX_AGE_S old.
+
+        Without one, a refresh is asked for and every GPU is unreadable for
+        this decision (GPU requests wait, saying why); lost GPUs are drained.
+        """
+        assert self.reader is not None
+        snap = self.reader.latest(READ_MAX_AGE_S)
+        if snap is None:
+            self.reader.request(self._share_gpus())
+            snap = self.reader.latest(READ_MAX_AGE_S)  # inline readers have it now
+        self._absorb_health(snap)
+        if snap is None:
+            why = self.reader.stall() or "a fresh reading was asked for"
+            return None, None, {d.uuid: why for d in self.inventory.gpus}
+        unreadable = {u: f"cannot be read ({msg})" for u, msg in snap.unreadable.items()}
+        return dict(snap.free), self.leased_use(snap), unreadable
+
+    def _absorb_health(self, snap: GpuSnapshot | None) -> None:
+        """Health events and lost GPUs → :attr:`drained`, and :attr:`unannounced` for the engine."""
+        assert self.reader is not None
+        found = drains_from_events(self.reader.take_events(), self.drained)
+        if snap is not None:
+            for u in snap.lost:
+                if u not in self.drained and u not in found:
+                    found[u] = "GPU has fallen off the bus"
+        self.drained.update(found)
+        self.unannounced.update(found)
+
+    def take_new_drains(self) -> dict[str, str]:
+        """GPUs drained since the last call (UUID → reason): the engine records each once."""
+        out, self.unannounced = self.unannounced, {}
         return out
 
     def decide(self, now: float, *, parallelism: int, max_parallel: Mapping[str, int]) -> Decision:
-        """One scheduling decision over the whole queue (pure policy; readings taken here only when needed).
+        """One scheduling decision over the whole queue (pure policy; never waits for NVML).
 
-        Live readings (NVML free memory, health events, MemAvailable) are taken
-        only when a queued task asks for memory or a GPU, so the plain-task
-        path costs one :func:`decide` over a handful of buckets.
+        Live readings (NVML free memory from the reader's latest snapshot,
+        health events, MemAvailable) are used only when a queued task asks for
+        memory or a GPU, so the plain-task path costs one :func:`decide` over
+        a handful of buckets. Drains found here are in :meth:`take_new_drains`.
         """
         live = self.queued_live > 0
-        gpu_free = None
+        gpu_free = lease_used = unreadable = None
         host = None
         if live:
-            if self.backend is not None:
-                self.poll_health()
-                gpu_free = self._gpu_free()
+            if self.reader is not None:
+                gpu_free, lease_used, unreadable = self._gpu_view()
             host = available_memory() or None
         return decide(self.queue, self.inventory, [h.running for h in self.held.values()], now=now,
-                      gpu_free=gpu_free, gpu_lease_used=self.gpu_used_by_leases if live else None,
+                      gpu_free=gpu_free, gpu_lease_used=lease_used, gpu_unreadable=unreadable,
                       drained=self.drained, pools=self.cfg.pools, max_parallel=max_parallel,
                       parallelism=parallelism, cpu_only_reason=self.cpu_only_reason, host_available=host)
 
@@ -206,7 +304,8 @@ class Admission:
 
     def release(self, attempt_id: int) -> Held | None:
         h = self.held.pop(attempt_id, None)
-        self.warned.discard(attempt_id)
+        self.warned = {w for w in self.warned if w[0] != attempt_id}
+        self.pids.pop(attempt_id, None)
         if h is not None and h.cgroup:
             try:
                 cgroups.remove_child(Path(h.cgroup))
@@ -223,12 +322,22 @@ class Admission:
         return list(lease.affinity)
 
     def memory_note(self, lease: Lease) -> str | None:
-        """How a lease's memory claim is enforced, for the start event (None: no claim)."""
-        if not lease.memory:
-            return None
-        if not self.cgroup.enforced:
-            return f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})"
-        return f"memory {_fmt(lease.memory)} enforced by cgroup memory.max"
+        """How a lease's memory claims are enforced, for the start event (None: nothing to say).
+
+        Host memory: enforced by cgroup or only admission-checked. GPU
+        memory: a budget so small that a CUDA context alone may break it.
+        """
+        notes = []
+        if lease.memory:
+            if not self.cgroup.enforced:
+                notes.append(f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})")
+            else:
+                notes.append(f"memory {_fmt(lease.memory)} enforced by cgroup memory.max")
+        if lease.gpus:
+            small = small_budget_note(lease.gpu_memory)
+            if small:
+                notes.append(small)
+        return "; ".join(notes) or None
 
     def memory_cgroup(self, attempt_id: int, lease: Lease) -> tuple[str | None, str | None]:
         """(cgroup folder, None) for a lease with a memory claim where enforced; (None, why) when creating it failed.
@@ -251,68 +360,106 @@ class Admission:
     # -- watcher -----------------------------------------------------------------------
 
     def poll_health(self) -> dict[str, str]:
-        """Health events → newly drained GPUs (UUID → reason), already added to :attr:`drained`."""
-        if self.backend is None:
+        """Health events read so far → newly drained GPUs (UUID → reason), already in :attr:`drained`.
+
+        Also handed out by :meth:`take_new_drains` (the same drains), unless
+        :meth:`watch` returns them first.
+        """
+        if self.reader is None:
             return {}
-        try:
-            events = self.backend.poll_health(0)
-        except GpuBackendError as exc:
-            log.warning("GPU health poll failed: %s", exc.message)
-            return {}
-        new = drains_from_events(events, self.drained)
-        self.drained.update(new)
-        return new
+        before = dict(self.unannounced)
+        self._absorb_health(self.reader.latest())
+        return {u: r for u, r in self.unannounced.items() if u not in before}
 
     def watch(self, pids_of: Mapping[int, Iterable[int]]) -> tuple[list[tuple[int, BudgetAction]], dict[str, str]]:
         """One watcher check: budget actions ``(attempt_id, action)`` and newly drained GPUs.
 
-        ``pids_of`` maps attempt ids to the pids of their process trees. A
-        ``warn`` action is returned once per attempt.
+        ``pids_of`` maps attempt ids to the pids of their process trees (kept
+        for share accounting too). The check asks the reader for the leased
+        GPUs' processes and acts on the latest ones at most
+        :data:`WATCH_MAX_AGE_S` old (so, in the daemon, on what the previous
+        check asked for); nothing when there are none. A ``warn`` action is
+        returned once per attempt and kind of warning.
         """
-        drains = self.poll_health()
-        if self.backend is None:
-            return [], drains
+        for aid, pids in pids_of.items():
+            self.pids[aid] = list(pids)
+        if self.reader is None:
+            return [], self.take_new_drains()
         gpu_held = {aid: h for aid, h in self.held.items() if h.running.lease.gpus}
-        uuids = sorted({u for h in gpu_held.values() for u in h.running.lease.gpus})
-        procs: list[GpuProcess] = []
-        for u in uuids:
-            try:
-                procs.extend(self.backend.processes(u))
-            except GpuBackendError:
-                continue
+        uuids = {u for h in gpu_held.values() for u in h.running.lease.gpus}
+        self.reader.request(uuids | self._share_gpus())
+        snap = self.reader.latest(WATCH_MAX_AGE_S)
+        self._absorb_health(snap)
+        drains = self.take_new_drains()
+        if snap is None:
+            stall = self.reader.stall()
+            if stall and ("*", "stall") not in self.warned:
+                self.warned.add(("*", "stall"))  # type: ignore[arg-type]
+                log.warning("GPU budgets not checked: %s", stall)
+            return [], drains
+        self.warned.discard(("*", "stall"))  # type: ignore[arg-type]
+        procs: list[GpuProcess] = [p for u in sorted(uuids) for p in snap.processes.get(u, ())]
         by_holder = {h.running.lease.holder: aid for aid, h in gpu_held.items()}
-        holder_pids = {h.running.lease.holder: list(pids_of.get(aid, ())) for aid, h in gpu_held.items()}
+        holder_pids = {h.running.lease.holder: self.pids.get(aid, []) for aid, h in gpu_held.items()}
         leases = [h.running.lease for h in gpu_held.values()]
-        self.gpu_used_by_leases = lease_usage(leases, procs, holder_pids)
+        found = check_budgets(leases, procs, holder_pids, self.cfg.gpu_memory_policy)
+        if pids_not_visible(procs, self.pid_visible, (pid for pids in holder_pids.values() for pid in pids)):
+            if not self._foreign_pids_said:
+                self._foreign_pids_said = True
+                log.warning("NVML reports GPU processes whose PIDs this daemon cannot see (host PIDs from inside a "
+                            "PID namespace?): per-task GPU memory budgets cannot be enforced here")
+            found += [BudgetAction(lease.holder, "warn", f"its gpu_memory budget of {_fmt(lease.gpu_memory)} is "
+                                   "not enforced: NVML reports host PIDs that this daemon's PID namespace does not "
+                                   "show (a container without the host's PID namespace)", "invisible")
+                      for lease in sorted(leases, key=lambda lease: lease.holder) if lease.gpu_memory]
         actions = []
-        for a in check_budgets(leases, procs, holder_pids, self.cfg.gpu_memory_policy):
+        for a in found:
             aid = by_holder[a.holder]
             if a.action == "warn":
-                if aid in self.warned:
+                if (aid, a.why) in self.warned:
                     continue
-                self.warned.add(aid)
+                self.warned.add((aid, a.why))
             actions.append((aid, a))
         return actions, drains
 
     # -- reporting -----------------------------------------------------------------------
 
     def readings(self) -> list[dict[str, Any]]:
-        """Per GPU: inventory facts, live readings (or the error), drained reason."""
+        """Per GPU: inventory facts, the latest full readings (or the error), drained reason.
+
+        Never waits: the readings are the reader's latest (asked for again
+        when older than :data:`REPORT_MAX_AGE_S`; inline readers answer at
+        once). ``readings_age_s`` says how old they are; a GPU not read yet
+        has no reading keys.
+        """
+        snap = None
+        if self.reader is not None:
+            snap = self.reader.latest(REPORT_MAX_AGE_S)
+            if snap is None or not snap.readings:
+                self.reader.request(self._share_gpus(), full=True)
+            snap = self.reader.latest()
+            self._absorb_health(snap)
         out = []
         for d in self.inventory.gpus:
             item: dict[str, Any] = {
                 "uuid": d.uuid, "name": d.name, "memory_total": d.memory_total, "index": d.index,
+                "memory_reserved": d.memory_reserved, "compute_mode": d.compute_mode,
                 "compute_capability": ".".join(map(str, d.compute_capability)), "numa_node": d.numa_node,
                 "parent": d.parent, "drained": self.drained.get(d.uuid),
             }
-            if self.backend is not None:
-                try:
-                    r = self.backend.reading(d.uuid)
-                    item.update(memory_free=r.memory_free, memory_used=r.memory_used, utilization=r.utilization_gpu,
-                                temperature=r.temperature, ecc_uncorrected=r.ecc_uncorrected,
-                                retired_pages=r.retired_pages)
-                except GpuBackendError as exc:
-                    item["error"] = exc.message
+            r = snap.readings.get(d.uuid) if snap is not None else None
+            if isinstance(r, str):
+                item["error"] = r
+            elif r is not None:
+                item.update(memory_free=r.memory_free, memory_used=r.memory_used, utilization=r.utilization_gpu,
+                            temperature=r.temperature, ecc_uncorrected=r.ecc_uncorrected,
+                            retired_pages=r.retired_pages, remap_pending=r.remap_pending,
+                            remap_failed=r.remap_failed, reading_problems=list(r.problems))
+            if snap is not None and self.reader is not None:
+                item["readings_age_s"] = round(self.reader.age(snap), 1)
+                stall = self.reader.stall()
+                if stall:
+                    item["stalled"] = stall
             out.append(item)
         return out
 
@@ -345,6 +492,7 @@ class Admission:
                        "leased": sum(h.running.lease.memory for h in self.held.values()),
                        "enforcement": self.cgroup.message},
             "gpu_backend": self.backend_message,
+            "gpu_backend_broken": self.backend_broken,
             "gpus": self.readings(),
             "pools": {name: {"size": size, "free": cap.pool_free.get(name, size)} for name, size in self.cfg.pools.items()},
             "leases": [{"attempt_id": h.attempt_id, "run_id": h.run_id, "task": h.task, "holder": h.running.lease.holder,
@@ -363,6 +511,11 @@ class Admission:
         return [b for group in self.queue.shape_groups().values() for b in group]
 
 
+def _pid_visible(pid: int) -> bool:
+    """True when ``pid`` exists in this process's PID namespace (as /proc shows it)."""
+    return os.path.exists(f"/proc/{pid}")
+
+
 def _request_dict(req: ResourceRequest) -> dict[str, Any]:
     return {k: v for k, v in (("cpus", req.cpus), ("memory", req.memory), ("gpus", req.gpus),
                               ("gpu_memory", req.gpu_memory), ("gpu_model", req.gpu_model), ("pool", req.pool)) if v}
@@ -372,7 +525,7 @@ def static_report(cfg: ResourcesConfig, *, parallelism: int) -> dict[str, Any]:
     """Inventory only, for ``edgeorch resources`` without a daemon: the keys of the daemon's report
     (:meth:`edgeorch.engine.engine.Engine.resources_report`), with null for what only a daemon knows
     (its leases, queue and running tasks). ``parallelism`` is the config's ``[engine] parallelism``."""
-    adm = Admission.open(cfg, prepare_cgroup=False)
+    adm = Admission.open(cfg, prepare_cgroup=False, threaded=False)
     try:
         rep = adm.report(0.0, parallelism=parallelism, max_parallel={})
     finally:

@@ -17,18 +17,37 @@ Guarantees (property-tested in ``tests/unit/resources/test_allocator_props.py``)
 - drained GPUs get no new lease.
 
 Live GPU memory model: per GPU, ``external`` = total − live free − what
-edgeorch's own processes use now (``gpu_lease_used``), i.e. memory held by
-processes edgeorch does not know. A share of M bytes fits when
-``M <= total − external − sum(leased budgets)`` and ``M <= live free`` (minus
-what this Capacity already granted). Leased budgets count in full even before
-the task allocates them: that is what makes a later OOM impossible.
+edgeorch's leased processes use now within their budgets (``gpu_lease_used``:
+per share lease, min(its use, its budget), summed; the caller computes it
+from the *same* reading as the live free memory and only for leases held
+now), i.e. memory held by anything edgeorch does not lease, the driver's
+reservation included. A share of M bytes fits when
+``M <= total − external − sum(leased budgets)`` (= live free − what the
+leases may still grow by) and ``M <= live free`` (minus what this Capacity
+already granted). Leased budgets count in full even before the task
+allocates them, so admission never promises the same bytes twice; it cannot
+stop a task from allocating past its budget between two watcher checks, nor
+another program from taking memory, so an out-of-memory error stays
+possible (see docs/resources.md, "What a budget is").
+
+MIG and compute modes, as CUDA enforces them:
+
+- a CUDA process enumerates at most one MIG device, and no whole GPU once a
+  MIG device is visible: ``gpus = N`` with N ≥ 2 is served by whole GPUs
+  only (never two MIG devices, never a mix);
+- compute instances of one MIG GPU instance share its memory
+  (``GpuDevice.memory_group``): their shares are accounted against one pool,
+  and a whole lease on one of them blocks its siblings;
+- ``exclusive_process`` GPUs take one lease at most (one CUDA context);
+  ``prohibited`` GPUs take none (no context can be created).
+
+GPUs the caller could not read (``gpu_unreadable``: NVML not answering, an
+error) get no new lease, and the wait says why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-
 from .cpus import format_cpu_list
 from .model import GpuDevice, Inventory, Lease, ResourceRequest, WaitReason
 
@@ -53,6 +72,11 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
     is an operator matter, the wait says so). ``cpu_only_reason`` is the
     detect message ("no NVML library: running CPU-only"), quoted when a GPU
     is asked of a daemon without one. ``pools`` None skips the pool check.
+    GPU memory is compared with what can ever be free on a GPU (its total
+    less the driver's reservation), so a request for a card's full memory is
+    refused at submission instead of waiting forever. GPUs in compute mode
+    ``prohibited`` do not count; ``gpus`` ≥ 2 counts whole GPUs only (one
+    CUDA process can use one MIG device).
     """
     if request.cpus > len(inventory.cpus):
         return (f"asks for {request.cpus} cpus but the daemon may use only {len(inventory.cpus)} "
@@ -71,35 +95,84 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
     if not fitting:
         names = ", ".join(sorted({g.name for g in inventory.gpus}))
         return f"gpu_model {request.gpu_model!r} matches no GPU (have: {names})"
-    biggest = max(g.memory_total for g in fitting)
-    if request.gpu_memory > biggest:
-        return f"asks for {_fmt(request.gpu_memory)} of GPU memory but the largest GPU has {_fmt(biggest)}"
+    usable = [g for g in fitting if g.compute_mode != "prohibited"]
+    if not usable:
+        return ("every fitting GPU is in compute mode PROHIBITED (no CUDA context can be created): "
+                + ", ".join(g.uuid for g in fitting))
+    big = max(usable, key=lambda g: (g.memory_usable, g.memory_total))
+    if request.gpu_memory > big.memory_usable:
+        if big.memory_reserved:
+            return (f"asks for {_fmt(request.gpu_memory)} of GPU memory but at most {_fmt(big.memory_usable)} can "
+                    f"ever be free on the largest GPU ({_fmt(big.memory_total)}, of which the driver reserves "
+                    f"{_fmt(big.memory_reserved)})")
+        return f"asks for {_fmt(request.gpu_memory)} of GPU memory but the largest GPU has {_fmt(big.memory_total)}"
     if request.gpus:
-        n = sum(1 for g in fitting if g.memory_total >= request.gpu_memory)
+        whole = [g for g in usable if g.memory_usable >= request.gpu_memory]
+        if request.gpus > 1:
+            whole = [g for g in whole if g.parent is None]
+        n = len(whole)
         if request.gpus > n:
-            return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s' if n != 1 else ''} exist"
+            mig = sum(1 for g in usable if g.parent is not None)
+            why = (f" (MIG devices do not count: a CUDA process can use only one MIG device, and no whole GPU "
+                   f"beside it)" if request.gpus > 1 and mig else "")
+            return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s' if n != 1 else ''} exist{why}"
     return None
 
 
-@dataclass
-class _Gpu:
-    """Mutable per-GPU bookkeeping inside a :class:`Capacity`."""
+class _Mem:
+    """Memory bookkeeping of one pool: a GPU, or a MIG GPU instance its compute instances share."""
 
-    dev: GpuDevice
-    limit: int          # total − external use
-    leased: int = 0     # sum of share budgets
-    shares: int = 0
-    exclusive: bool = False
-    slack: int = 0      # live free memory not yet granted by this Capacity
-    drained: str | None = None
+    __slots__ = ("exclusive", "holders", "leased", "limit", "slack")
+
+    def __init__(self, limit: int, slack: int, leased: int = 0, holders: int = 0, exclusive: bool = False) -> None:
+        self.limit = limit          # total − external use
+        self.slack = slack          # live free memory not yet granted by this Capacity
+        self.leased = leased        # sum of share budgets
+        self.holders = holders      # leases of any kind on any device of the pool
+        self.exclusive = exclusive  # a whole lease on one of its devices
+
+    def copy(self) -> _Mem:
+        return _Mem(self.limit, self.slack, self.leased, self.holders, self.exclusive)
+
+
+class _Gpu:
+    """Mutable per-device bookkeeping inside a :class:`Capacity`; memory lives in its pool (``mem``)."""
+
+    __slots__ = ("blocked", "dev", "drained", "exclusive", "mem", "shares")
+
+    def __init__(self, dev: GpuDevice, mem: _Mem, *, shares: int = 0, exclusive: bool = False,
+                 drained: str | None = None, blocked: str | None = None) -> None:
+        self.dev = dev
+        self.mem = mem
+        self.shares = shares
+        self.exclusive = exclusive
+        self.drained = drained
+        self.blocked = blocked      # why it cannot be read now (NVML not answering, an error)
+
+    @property
+    def leased(self) -> int:
+        return self.mem.leased
+
+    @property
+    def slack(self) -> int:
+        return self.mem.slack
+
+    @property
+    def limit(self) -> int:
+        return self.mem.limit
+
+    def usable(self) -> bool:
+        return self.drained is None and self.blocked is None and self.dev.compute_mode != "prohibited"
 
     def share_room(self) -> int:
-        if self.exclusive or self.drained is not None:
+        if self.exclusive or self.mem.exclusive or not self.usable():
             return -1
-        return min(self.limit - self.leased, self.slack)
+        if self.dev.compute_mode == "exclusive_process" and self.mem.holders:
+            return -1  # one CUDA context per GPU: a second share could not start
+        return min(self.mem.limit - self.mem.leased, self.mem.slack)
 
     def whole_free(self) -> bool:
-        return not self.exclusive and self.shares == 0 and self.drained is None
+        return not self.exclusive and self.shares == 0 and self.mem.holders == 0 and self.usable()
 
 
 class Capacity:
@@ -114,11 +187,12 @@ class Capacity:
     def __init__(self, inventory: Inventory, leases: Iterable[Lease] = (), *,
                  gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
                  drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
-                 host_available: int | None = None) -> None:
-        """``gpu_free``: live free bytes per UUID (missing: assume the whole GPU minus leases);
-        ``gpu_lease_used``: bytes edgeorch's own leased processes use now per UUID;
-        ``drained``: UUID → reason; ``pools``: pool sizes from config;
-        ``host_available``: MemAvailable now (None: only the leases are checked, against
+                 host_available: int | None = None, gpu_unreadable: Mapping[str, str] | None = None) -> None:
+        """``gpu_free``: live free bytes per UUID (missing: assume what can ever be free minus leases);
+        ``gpu_lease_used``: bytes edgeorch's share leases use now within their budgets, per UUID (for
+        a MIG memory group: per group key or any member UUID); ``drained``: UUID → reason;
+        ``gpu_unreadable``: UUID → why it could not be read now (no new lease); ``pools``: pool sizes
+        from config; ``host_available``: MemAvailable now (None: only the leases are checked, against
         ``inventory.memory_available``), so memory taken by others also counts."""
         self.inventory = inventory
         self.node_of = {c.id: c.numa_node for c in inventory.cpus}
@@ -128,17 +202,22 @@ class Capacity:
         gpu_free = gpu_free or {}
         gpu_lease_used = gpu_lease_used or {}
         drained = drained or {}
+        unreadable = gpu_unreadable or {}
         self.gpus: dict[str, _Gpu] = {}
         self._order: list[str] = []
+        pools_of: dict[str, _Mem] = {}
         for d in inventory.gpus:
-            total = d.memory_total
-            live = gpu_free.get(d.uuid)
-            if live is None:
-                external, slack = 0, total
-            else:
-                external = max(0, total - live - gpu_lease_used.get(d.uuid, 0))
-                slack = live
-            self.gpus[d.uuid] = _Gpu(d, total - external, slack=slack, drained=drained.get(d.uuid))
+            mem = pools_of.get(d.memory_key)
+            if mem is None:
+                live = gpu_free.get(d.uuid)
+                if live is None:
+                    mem = _Mem(d.memory_usable, d.memory_usable)
+                else:
+                    used = gpu_lease_used.get(d.memory_key, gpu_lease_used.get(d.uuid, 0))
+                    external = max(0, d.memory_total - live - used)
+                    mem = _Mem(d.memory_total - external, live)
+                pools_of[d.memory_key] = mem
+            self.gpus[d.uuid] = _Gpu(d, mem, drained=drained.get(d.uuid), blocked=unreadable.get(d.uuid))
             self._order.append(d.uuid)
         self.pool_free = dict(pools or {})
         for lease in leases:
@@ -150,8 +229,13 @@ class Capacity:
         c.free_cores = set(self.free_cores)
         c.mem_free = self.mem_free
         c.mem_live = self.mem_live
-        c.gpus = {u: _Gpu(g.dev, g.limit, g.leased, g.shares, g.exclusive, g.slack, g.drained)
-                  for u, g in self.gpus.items()}
+        mems: dict[int, _Mem] = {}
+        c.gpus = {}
+        for u, g in self.gpus.items():
+            m = mems.get(id(g.mem))
+            if m is None:
+                m = mems[id(g.mem)] = g.mem.copy()
+            c.gpus[u] = _Gpu(g.dev, m, shares=g.shares, exclusive=g.exclusive, drained=g.drained, blocked=g.blocked)
         c.pool_free = dict(self.pool_free)
         return c
 
@@ -176,11 +260,13 @@ class Capacity:
                 continue  # a lease on a GPU that has gone: nothing to account
             if lease.gpu_exclusive:
                 g.exclusive = sign < 0
+                g.mem.exclusive = sign < 0
             else:
-                g.leased -= sign * lease.gpu_memory
+                g.mem.leased -= sign * lease.gpu_memory
                 g.shares -= sign
+            g.mem.holders -= sign
             if live:
-                g.slack += sign * (lease.gpu_memory if not lease.gpu_exclusive else 0)
+                g.mem.slack += sign * (lease.gpu_memory if not lease.gpu_exclusive else 0)
 
     def take(self, lease: Lease) -> None:
         """Account a lease granted from this Capacity (as :meth:`fit` returned it)."""
@@ -198,7 +284,8 @@ class Capacity:
             "gpus": [
                 {"uuid": g.dev.uuid, "name": g.dev.name, "memory_total": g.dev.memory_total,
                  "exclusive": g.exclusive, "shares": g.shares, "shared_memory_leased": g.leased,
-                 "share_room": max(0, g.share_room()), "drained": g.drained, "parent": g.dev.parent}
+                 "share_room": max(0, g.share_room()), "drained": g.drained, "unreadable": g.blocked,
+                 "parent": g.dev.parent}
                 for g in (self.gpus[u] for u in self._order)
             ],
             "pools_free": dict(self.pool_free),
@@ -207,28 +294,51 @@ class Capacity:
     # -- questions -------------------------------------------------------------
 
     def _gpu_candidates(self, req: ResourceRequest) -> tuple[list[_Gpu], WaitReason | None]:
-        eligible = [self.gpus[u] for u in self._order if model_matches(self.gpus[u].dev, req.gpu_model)]
+        eligible = [self.gpus[u] for u in self._order if model_matches(self.gpus[u].dev, req.gpu_model)
+                    and self.gpus[u].dev.compute_mode != "prohibited"]
+        if req.gpus > 1:  # one CUDA process sees one MIG device at most, and no whole GPU beside it
+            eligible = [g for g in eligible if g.dev.parent is None]
         if req.gpu_share:
             ok = [g for g in eligible if g.share_room() >= req.gpu_memory]
             if ok:
                 ok.sort(key=lambda g: (g.share_room(), g.dev.index))  # best fit: keep big holes for big asks
                 return ok, None
-            usable = [g for g in eligible if g.drained is None]
-            if not usable and eligible:
-                return [], WaitReason("drained", "every fitting GPU is drained: "
-                                      + "; ".join(f"{g.dev.uuid}: {g.drained}" for g in eligible))
-            best = max((g.share_room() for g in usable), default=0)
+            why = self._unusable(eligible, len(eligible))
+            if why is not None:
+                return [], why
+            best = max((g.share_room() for g in eligible if g.usable()), default=0)
             return [], WaitReason("gpu_memory", f"waits for {_fmt(req.gpu_memory)} of GPU memory "
                                   f"(most free on one GPU: {_fmt(max(best, 0))})")
-        ok = [g for g in eligible if g.whole_free() and g.dev.memory_total >= req.gpu_memory
-              and (req.gpu_memory == 0 or g.slack >= req.gpu_memory)]
+        big_enough = [g for g in eligible if g.dev.memory_usable >= req.gpu_memory]
+        ok = [g for g in big_enough if g.whole_free() and (req.gpu_memory == 0 or g.slack >= req.gpu_memory)]
         if len(ok) >= req.gpus:
             return ok, None
-        usable = [g for g in eligible if g.drained is None and g.dev.memory_total >= req.gpu_memory]
-        if len(usable) < req.gpus and len(usable) < len(eligible):
-            return [], WaitReason("drained", f"waits for {req.gpus} GPU(s): drained: "
-                                  + "; ".join(f"{g.dev.uuid}: {g.drained}" for g in eligible if g.drained))
+        usable = [g for g in big_enough if g.usable()]
+        if len(usable) < req.gpus:
+            why = self._unusable(big_enough, req.gpus)
+            if why is not None:
+                return [], why
+        if req.gpu_memory:
+            free = [g for g in big_enough if g.whole_free()]
+            most = max((g.slack for g in free), default=0)
+            return [], WaitReason("gpus", f"waits for {req.gpus} whole GPU(s) with {_fmt(req.gpu_memory)} free "
+                                  f"({len(ok)} such; most free on an unleased GPU: {_fmt(max(most, 0))})")
         return [], WaitReason("gpus", f"waits for {req.gpus} whole GPU(s) ({len(ok)} free)")
+
+    @staticmethod
+    def _unusable(gpus: list[_Gpu], need: int) -> WaitReason | None:
+        """Why fewer than ``need`` of ``gpus`` can take a lease at all (drained, unreadable), or None."""
+        blocked = [g for g in gpus if g.blocked is not None and g.drained is None]
+        drained = [g for g in gpus if g.drained is not None]
+        if len(gpus) - len(blocked) - len(drained) >= need:
+            return None
+        if blocked:
+            return WaitReason("gpu_unreadable", "waits for a GPU reading: "
+                              + "; ".join(f"{g.dev.uuid}: {g.blocked}" for g in blocked))
+        if drained:
+            what = "every fitting GPU is drained" if len(drained) == len(gpus) else f"waits for {need} GPU(s): drained"
+            return WaitReason("drained", f"{what}: " + "; ".join(f"{g.dev.uuid}: {g.drained}" for g in drained))
+        return None
 
     def check(self, req: ResourceRequest) -> WaitReason | None:
         """None when ``req`` fits now, else the first reason it does not (no Lease built)."""
@@ -335,7 +445,7 @@ def _gpu_index(g: _Gpu) -> int:
 def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Lease] = (), *, holder: str = "",
              gpu_free: Mapping[str, int] | None = None, gpu_lease_used: Mapping[str, int] | None = None,
              drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
-             host_available: int | None = None) -> Lease | WaitReason:
+             host_available: int | None = None, gpu_unreadable: Mapping[str, str] | None = None) -> Lease | WaitReason:
     """Grant ``request`` given the current ``leases`` and live readings, or say why it waits.
 
     A request that :func:`never_satisfiable` rejects gets a WaitReason of kind
@@ -345,5 +455,5 @@ def allocate(request: ResourceRequest, inventory: Inventory, leases: Iterable[Le
     if never is not None:
         return WaitReason("unsatisfiable", never)
     cap = Capacity(inventory, leases, gpu_free=gpu_free, gpu_lease_used=gpu_lease_used, drained=drained, pools=pools,
-                   host_available=host_available)
+                   host_available=host_available, gpu_unreadable=gpu_unreadable)
     return cap.fit(request, holder)

@@ -278,7 +278,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
            drained: Mapping[str, str] | None = None, pools: Mapping[str, int] | None = None,
            max_parallel: Mapping[str, int] | None = None, parallelism: int | None = None,
            lookahead: int = 8, cpu_only_reason: str | None = None,
-           host_available: int | None = None) -> Decision:
+           host_available: int | None = None, gpu_unreadable: Mapping[str, str] | None = None) -> Decision:
     """Choose which queued tasks start now (see the module docstring for the policy).
 
     Pure: ``queue`` is not changed; the engine records each returned lease,
@@ -286,14 +286,14 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     ``running`` are the leases held now with predicted ends (an end in the
     past counts as "any moment": ``now``). ``max_parallel`` caps running
     tasks per pipeline, ``parallelism`` in all (engine.parallelism).
-    ``gpu_free``/``gpu_lease_used``/``drained``/``host_available`` are the live
-    readings, as for :class:`~.allocator.Capacity`; ``cpu_only_reason`` is
+    ``gpu_free``/``gpu_lease_used``/``drained``/``host_available``/``gpu_unreadable``
+    are the live readings, as for :class:`~.allocator.Capacity`; ``cpu_only_reason`` is
     quoted in the error of a GPU task on a daemon without GPUs.
     """
     running = list(running)
     max_parallel = max_parallel or {}
     cap = Capacity(inventory, (r.lease for r in running), gpu_free=gpu_free, gpu_lease_used=gpu_lease_used,
-                   drained=drained, pools=pools, host_available=host_available)
+                   drained=drained, pools=pools, host_available=host_available, gpu_unreadable=gpu_unreadable)
     per_pipe = Counter(r.pipeline for r in running)
     total = len(running)
     ends = [(max(now, r.expected_end), i, r.lease) for i, r in enumerate(running)]

@@ -6,31 +6,50 @@ The table is a dict, or a TOML/JSON file with the same shape::
     uuid = "GPU-11111111-2222-3333-4444-555555555555"
     name = "NVIDIA A100-SXM4-80GB"
     memory = "80G"                 # total
+    reserved = "512M"              # optional: kept by the driver, never free
+                                   # (default: 1/32 of memory, at most 512M)
     compute_capability = "8.0"     # or [8, 0]
-    numa_node = 0                  # optional, -1 unknown
+    numa_node = 0                  # optional, -1 unknown (what NVML says on x86)
     cpus = "0-15"                  # optional CPU affinity (kernel list)
     used = "1G"                    # optional memory used by non-edgeorch users
     utilization = 0                # optional percent; omitted: unsupported
     temperature = 35               # optional °C
     ecc = true                     # ECC counters supported (default true)
+    compute_mode = "default"       # default | exclusive_process | prohibited
 
     [[gpu.mig]]                    # any: the GPU is in MIG mode
     uuid = "MIG-…"
     memory = "10G"
+    gi = 1                         # optional GPU instance id: compute instances
+                                   # with the same gi share its memory
 
     [[gpu.process]]                # processes already on the GPU (or a MIG uuid)
     pid = 1234
-    memory = "2G"
+    memory = "2G"                  # as NVML reports it (CUDA context included)
 
 Tests then change the simulated world through the ``set_*``/``add_*``/
 ``inject_*`` methods; every method behaves as the contract in
 :mod:`.backend` says, including NVML error codes (:meth:`fail_with`).
+
+Where NVML surprises code written against a naive model, the fake does what
+NVML does: an idle GPU's free memory is below its total (the driver's
+reservation); :meth:`add_cuda_process` reports a process's allocation plus
+its CUDA context (:data:`CUDA_CONTEXT`); NVML's PIDs are host PIDs
+(:attr:`pid_offset` models a container's PID namespace); compute instances
+of one MIG GPU instance each report all of its memory; any call can fail
+with any NVML code or with an exception that is not a GpuBackendError
+(:meth:`fail_with`), an optional reading can fail alone
+(:meth:`fail_optional`), and any call can block until released
+(:meth:`block`), as NVML does on a wedged GPU. :meth:`cuda_sees` answers
+what a CUDA process would enumerate for a ``CUDA_VISIBLE_DEVICES`` value
+(one MIG device at most, and no whole GPU once a MIG device is visible).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +58,10 @@ from ...tomlcheck import load_toml
 from ...units import SIZE_EXPECTED, parse_size
 from ..cpus import parse_cpu_list
 from ..model import (
+    COMPUTE_MODES,
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
     GpuBackendError,
     GpuDevice,
     GpuProcess,
@@ -49,6 +70,18 @@ from ..model import (
     ResourceError,
 )
 from .backend import GpuBackend
+
+
+CUDA_CONTEXT = 300 * 1024**2
+"""What a CUDA context adds to a process's memory in NVML's eyes (a few hundred MiB on real GPUs)."""
+
+_CALLS = ("reading", "free_memory", "processes")
+_OPTIONAL = ("utilization", "temperature", "ecc", "remap")
+
+
+def default_reserved(total: int) -> int:
+    """The driver's reservation when a table does not say: 1/32 of the memory, at most 512 MiB."""
+    return min(512 * 1024**2, total // 32)
 
 
 @dataclass
@@ -64,8 +97,13 @@ class _Sim:
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
     retired_pages: int = 0
+    remap_pending: bool = False
+    remap_failed: bool = False
     lost: bool = False
     error: int | None = None
+    error_exc: Callable[[], BaseException] | None = None
+    error_calls: tuple[str, ...] = _CALLS
+    optional_errors: dict[str, int] = field(default_factory=dict)
 
 
 class FakeBackend(GpuBackend):
@@ -85,7 +123,11 @@ class FakeBackend(GpuBackend):
         self._order: list[str] = []
         self._events: list[HealthEvent] = []
         self._reported_lost: set[str] = set()
+        self._reported: set[tuple[str, str]] = set()
+        self._blocks: dict[str, threading.Event] = {}
         self._closed = False
+        self.pid_offset = 0
+        """Added to every PID :meth:`processes` reports: NVML's host PIDs seen from a container's namespace."""
         self._parse(table or {"gpu": []})
 
     @classmethod
@@ -142,8 +184,8 @@ class FakeBackend(GpuBackend):
         gpus = table.get("gpu", [])
         if not isinstance(gpus, list):
             raise self._fail("gpu", "must be an array of tables", type(gpus).__name__, "[[gpu]] tables")
-        known = {"uuid", "name", "memory", "compute_capability", "numa_node", "cpus", "used", "utilization",
-                 "temperature", "ecc", "mig", "process"}
+        known = {"uuid", "name", "memory", "reserved", "compute_capability", "numa_node", "cpus", "used",
+                 "utilization", "temperature", "ecc", "compute_mode", "mig", "process"}
         for i, g in enumerate(gpus):
             fld = f"gpu[{i}]"
             if not isinstance(g, dict):
@@ -179,9 +221,17 @@ class FakeBackend(GpuBackend):
             migs = g.get("mig", [])
             if not isinstance(migs, list) or not all(isinstance(m, dict) for m in migs):
                 raise self._fail(f"{fld}.mig", "must be an array of tables", migs, "[[gpu.mig]] tables")
+            reserved = self._size(g, "reserved", fld, default_reserved(total))
+            if reserved > total:
+                raise self._fail(f"{fld}.reserved", "is more than the GPU's memory", g.get("reserved"),
+                                 f"at most {total} bytes")
+            mode = g.get("compute_mode", "default")
+            if mode not in COMPUTE_MODES or mode == "exclusive_thread":
+                raise self._fail(f"{fld}.compute_mode", "is not a compute mode", mode,
+                                 "default, exclusive_process or prohibited")
             phys = GpuDevice(uuid=uuid, name=name, memory_total=total, index=i, compute_capability=cap,
                              numa_node=numa if numa is not None else -1, cpu_affinity=aff,
-                             mig_enabled=bool(migs))
+                             mig_enabled=bool(migs), memory_reserved=reserved, compute_mode=mode)
             ecc = g.get("ecc", True)
             if not isinstance(ecc, bool):
                 raise self._fail(f"{fld}.ecc", "must be true or false", ecc, "a boolean")
@@ -193,16 +243,30 @@ class FakeBackend(GpuBackend):
                 self._sims[uuid] = psim
                 self._order.append(uuid)
             mig_total = 0
+            gi_memory: dict[int, int] = {}
             for j, m in enumerate(migs):
                 mfld = f"{fld}.mig[{j}]"
                 for k in m:
-                    if k not in ("uuid", "memory"):
-                        raise self._fail(f"{mfld}.{k}", "unknown key", expected="uuid, memory")
+                    if k not in ("uuid", "memory", "gi"):
+                        raise self._fail(f"{mfld}.{k}", "unknown key", expected="uuid, memory, gi")
                 muuid = self._uuid(m, mfld, "MIG-")
                 mmem = self._size(m, "memory", mfld)
-                mig_total += mmem
+                gi = self._int(m, "gi", mfld, None)
+                if gi is None:
+                    mig_total += mmem
+                    group = None
+                elif gi in gi_memory:
+                    if gi_memory[gi] != mmem:  # compute instances of one GPU instance all report its memory
+                        raise self._fail(f"{mfld}.memory", "differs from the other compute instances of gi "
+                                         f"{gi}", m.get("memory"), f"{gi_memory[gi]} bytes")
+                    group = f"{uuid}/gi{gi}"
+                else:
+                    gi_memory[gi] = mmem
+                    mig_total += mmem
+                    group = f"{uuid}/gi{gi}"
                 dev = GpuDevice(uuid=muuid, name=name, memory_total=mmem, index=i, compute_capability=cap,
-                                numa_node=phys.numa_node, cpu_affinity=aff, parent=uuid, mig_enabled=True)
+                                numa_node=phys.numa_node, cpu_affinity=aff, parent=uuid, mig_enabled=True,
+                                compute_mode=mode, memory_group=group)
                 self._sims[muuid] = _Sim(dev, ecc=ecc)
                 self._order.append(muuid)
             if mig_total > total:
@@ -224,51 +288,95 @@ class FakeBackend(GpuBackend):
 
     # -- the contract ------------------------------------------------------
 
-    def _get(self, uuid: str) -> _Sim:
+    def _get(self, uuid: str, call: str) -> _Sim:
+        ev = self._blocks.get(call)
+        if ev is not None:
+            ev.wait()
         sim = self._sims.get(uuid)
         if sim is None:
             raise GpuBackendError("no such GPU", nvml_code=NVML_ERROR_NOT_FOUND, uuid=uuid, value=uuid)
         phys = self._phys[sim.device.physical]
         if phys.lost:
             raise GpuBackendError("GPU has fallen off the bus", nvml_code=NVML_ERROR_GPU_IS_LOST, uuid=uuid)
-        err = sim.error if sim.error is not None else phys.error
-        if err is not None:
-            raise GpuBackendError(f"NVML error {err}", nvml_code=err, uuid=uuid)
+        for s in (sim, phys):
+            if call not in s.error_calls:
+                continue
+            if s.error_exc is not None:
+                raise s.error_exc()
+            if s.error is not None:
+                raise GpuBackendError(f"NVML error {s.error}", nvml_code=s.error, uuid=uuid)
         return sim
+
+    def _group(self, sim: _Sim) -> list[_Sim]:
+        """The devices sharing ``sim``'s memory (itself, or its MIG GPU instance's compute instances)."""
+        key = sim.device.memory_group
+        if key is None:
+            return [sim]
+        return [s for s in self._sims.values() if s.device.memory_group == key]
 
     def devices(self) -> tuple[GpuDevice, ...]:
         return tuple(self._sims[u].device for u in self._order)
 
+    def _memory(self, sim: _Sim) -> tuple[int, int]:
+        """(free, used) as NVML's memory query v1 reports them: the reservation counts as used."""
+        group = self._group(sim)
+        used = sum(s.used_external + sum(m or 0 for m in s.processes.values()) for s in group)
+        total = sim.device.memory_total
+        used = min(total, sim.device.memory_reserved + used)
+        return total - used, used
+
+    def free_memory(self, uuid: str) -> int:
+        return self._memory(self._get(uuid, "free_memory"))[0]
+
     def reading(self, uuid: str) -> GpuReading:
-        sim = self._get(uuid)
+        sim = self._get(uuid, "reading")
         phys = self._phys[sim.device.physical]
-        used = sim.used_external + sum(m or 0 for m in sim.processes.values())
+        free, used = self._memory(sim)
         total = sim.device.memory_total
         mig = sim.device.parent is not None
+        failing = {**phys.optional_errors, **sim.optional_errors}
+        problems = tuple(f"{what}: NVML error {code}" for what, code in sorted(failing.items())
+                         if code != NVML_ERROR_NOT_SUPPORTED)
+
+        def opt(what: str, value: Any) -> Any:
+            return None if what in failing else value
+
+        util = None if mig else opt("utilization", sim.utilization)
         return GpuReading(
-            uuid=uuid, memory_free=max(0, total - used), memory_used=min(total, used),
-            utilization_gpu=None if mig else sim.utilization,
-            utilization_memory=None if mig or sim.utilization is None else min(100, used * 100 // max(1, total)),
-            temperature=phys.temperature,
-            ecc_corrected=phys.ecc_corrected if phys.ecc else None,
-            ecc_uncorrected=phys.ecc_uncorrected if phys.ecc else None,
-            retired_pages=phys.retired_pages if phys.ecc else None,
+            uuid=uuid, memory_free=free, memory_used=used,
+            utilization_gpu=util,
+            utilization_memory=None if util is None else min(100, used * 100 // max(1, total)),
+            temperature=opt("temperature", phys.temperature),
+            ecc_corrected=opt("ecc", phys.ecc_corrected if phys.ecc else None),
+            ecc_uncorrected=opt("ecc", phys.ecc_uncorrected if phys.ecc else None),
+            retired_pages=opt("ecc", phys.retired_pages if phys.ecc else None),
+            remap_pending=opt("remap", phys.remap_pending if phys.ecc else None),
+            remap_failed=opt("remap", phys.remap_failed if phys.ecc else None),
+            problems=problems,
         )
 
     def processes(self, uuid: str) -> tuple[GpuProcess, ...]:
-        sim = self._get(uuid)
-        return tuple(GpuProcess(uuid, pid, mem) for pid, mem in sorted(sim.processes.items()))
+        sim = self._get(uuid, "processes")
+        return tuple(GpuProcess(uuid, pid + self.pid_offset, mem) for pid, mem in sorted(sim.processes.items()))
 
     def _instances(self, phys_uuid: str) -> list[str]:
         return [u for u in self._order if self._sims[u].device.physical == phys_uuid]
 
     def poll_health(self, timeout_ms: int = 0) -> list[HealthEvent]:
-        # The fake never blocks: events are queued by inject_* synchronously.
+        # Events are queued by inject_* synchronously; only block() makes this wait.
+        ev = self._blocks.get("poll_health")
+        if ev is not None:
+            ev.wait()
         out, self._events = self._events, []
         for phys_uuid, p in self._phys.items():
             if p.lost and phys_uuid not in self._reported_lost:
                 self._reported_lost.add(phys_uuid)
                 out += [HealthEvent(u, "lost", 0, "GPU has fallen off the bus") for u in self._instances(phys_uuid)]
+            for kind, on, msg in (("remap_failed", p.remap_failed, "a memory row could not be remapped"),
+                                  ("remap_pending", p.remap_pending, "a memory row remap waits for a GPU reset")):
+                if on and not p.lost and (phys_uuid, kind) not in self._reported:
+                    self._reported.add((phys_uuid, kind))
+                    out += [HealthEvent(u, kind, 0, msg) for u in self._instances(phys_uuid)]
         return out
 
     def close(self) -> None:
@@ -281,8 +389,12 @@ class FakeBackend(GpuBackend):
         self._sims[uuid].used_external = used
 
     def add_process(self, uuid: str, pid: int, memory: int | None) -> None:
-        """A process appears on ``uuid`` using ``memory`` bytes (None: unknown)."""
+        """A process appears on ``uuid`` with ``memory`` bytes as NVML reports them (None: unknown)."""
         self._sims[uuid].processes[pid] = memory
+
+    def add_cuda_process(self, uuid: str, pid: int, allocated: int) -> None:
+        """A CUDA process that allocated ``allocated`` bytes: NVML reports them plus its context."""
+        self._sims[uuid].processes[pid] = allocated + CUDA_CONTEXT
 
     def remove_process(self, uuid: str, pid: int) -> None:
         self._sims[uuid].processes.pop(pid, None)
@@ -310,6 +422,55 @@ class FakeBackend(GpuBackend):
         """The physical GPU of ``uuid`` falls off the bus (NVML_ERROR_GPU_IS_LOST)."""
         self._phys[self._sims[uuid].device.physical].lost = True
 
-    def fail_with(self, uuid: str, nvml_code: int | None) -> None:
-        """Make every call about ``uuid`` raise NVML error ``nvml_code`` (None: stop)."""
-        self._sims[uuid].error = nvml_code
+    def set_remapped(self, uuid: str, *, pending: bool = False, failed: bool = False) -> None:
+        """Row remapping on ``uuid``'s physical GPU: a remap pending (needs a reset) or failed."""
+        phys = self._phys[self._sims[uuid].device.physical]
+        phys.remap_pending, phys.remap_failed = pending, failed
+
+    def fail_with(self, uuid: str, nvml_code: int | None, *, exc: Callable[[], BaseException] | None = None,
+                  calls: tuple[str, ...] = _CALLS) -> None:
+        """Make ``calls`` about ``uuid`` raise NVML error ``nvml_code`` (None and no ``exc``: stop).
+
+        ``exc`` raises ``exc()`` instead: an exception that is not a
+        GpuBackendError, as a backend with a bug would (the layers above must
+        survive it). ``calls`` limits the failure to some of ``reading``,
+        ``free_memory`` and ``processes``.
+        """
+        sim = self._sims[uuid]
+        sim.error, sim.error_exc, sim.error_calls = nvml_code, exc, calls
+
+    def fail_optional(self, uuid: str, reading: str, nvml_code: int | None) -> None:
+        """An optional reading of ``uuid``'s GPU fails (None: heals): ``utilization``, ``temperature``,
+        ``ecc`` or ``remap``. The reading is then None and, unless the code is NOT_SUPPORTED, named in
+        ``GpuReading.problems``, as the NVML backend does."""
+        assert reading in _OPTIONAL, reading
+        phys = self._phys[self._sims[uuid].device.physical]
+        if nvml_code is None:
+            phys.optional_errors.pop(reading, None)
+        else:
+            phys.optional_errors[reading] = nvml_code
+
+    def block(self, call: str) -> threading.Event:
+        """Make ``call`` (``reading``, ``free_memory``, ``processes``, ``poll_health``) wait until the
+        returned event is set: a wedged GPU."""
+        assert call in (*_CALLS, "poll_health"), call
+        ev = threading.Event()
+        self._blocks[call] = ev
+        return ev
+
+    def cuda_sees(self, visible: str | None) -> list[str]:
+        """The devices a CUDA process enumerates for ``CUDA_VISIBLE_DEVICES=visible`` (None: unset).
+
+        CUDA's rules: entries are read in order up to the first it does not
+        know; once a MIG device is listed, only that first MIG device is
+        enumerated (a process uses one MIG device, and no whole GPU beside it);
+        a GPU in MIG mode is never usable itself.
+        """
+        listed = [d.uuid for d in self.devices()] if visible is None else [v.strip() for v in visible.split(",")]
+        seen: list[str] = []
+        for v in listed:
+            if v not in self._sims:
+                break
+            seen.append(v)
+        migs = [v for v in seen if self._sims[v].device.parent is not None]
+        return migs[:1] if migs else seen

@@ -12,6 +12,8 @@ from edgeorch.resources.model import NVML_ERROR_GPU_IS_LOST, GpuBackendError, Re
 
 from .conftest import G, gpu_table
 
+M = 1024**2
+
 
 def test_loads_toml_and_json_files(tmp_path: Path) -> None:
     t = tmp_path / "gpus.toml"
@@ -21,7 +23,7 @@ def test_loads_toml_and_json_files(tmp_path: Path) -> None:
     j.write_text(json.dumps(gpu_table(2)))
     ft = FakeBackend.from_file(t)
     assert ft.devices()[0].name == "Tesla T4"
-    assert ft.reading("GPU-a").memory_free == 15 * G
+    assert ft.reading("GPU-a").memory_free == 15 * G - 512 * M  # 1G used, 512M kept by the driver
     assert [p.pid for p in ft.processes("GPU-a")] == [42]
     assert len(FakeBackend.from_file(j).devices()) == 2
 
@@ -61,9 +63,9 @@ def test_memory_follows_processes_and_external_use(fake: FakeBackend) -> None:
     u = fake.devices()[0].uuid
     fake.set_used(u, 10 * G)
     fake.add_process(u, 100, 5 * G)
-    assert fake.reading(u).memory_free == 65 * G
+    assert fake.reading(u).memory_free == 65 * G - 512 * M
     fake.remove_process(u, 100)
-    assert fake.reading(u).memory_free == 70 * G
+    assert fake.reading(u).memory_free == 70 * G - 512 * M
 
 
 def test_xid_on_mig_parent_is_reported_for_each_instance(fake: FakeBackend) -> None:
