@@ -116,3 +116,17 @@ def why_text(doc: dict[str, Any]) -> str:
                      f" ({', '.join(f'{a} is version {n}' for a, n in sorted(doc['current_aliases'].items()))})."
                      if doc["current_aliases"] else "."))
     return "\n".join(lines)
+
+
+def event_line(ev: dict[str, Any]) -> str:
+    """A ``model`` item of the events stream as one line (the CLI's run progress)."""
+    if ev["state"] == "registered":
+        verdict = {"passed": "passed its gates", "failed": "BLOCKED by its gates", "none": "registered"}.get(
+            ev["gate_verdict"], ev["gate_verdict"])
+        line = f"model {ev['model']} version {ev['version']}: {verdict}"
+        if ev["gate_verdict"] == "failed":
+            line += f" (edgeorch models why {ev['model']} {ev['version']})"
+        return line
+    target = "removed" if ev.get("to_version") is None else f"-> version {ev['to_version']}"
+    line = f"model {ev['model']}: {ev['alias']} {target}: {ev['state']}"
+    return line + (f": {ev['outcome']}" if ev.get("outcome") and ev["state"] != "running" else "")

@@ -160,6 +160,11 @@ class _ProgressPrinter:
         self.started: dict[str, float] = {}
 
     def __call__(self, ev: dict[str, Any]) -> None:
+        if self.enabled and ev.get("kind") == "model":
+            from ...models.views import event_line
+
+            print(f"{time.strftime('%H:%M:%S', time.localtime(ev['ts']))}  {event_line(ev)}", flush=True)
+            return
         if not self.enabled or ev.get("kind") != "task":
             return
         name, state = ev["task"], ev["state"]
@@ -190,13 +195,22 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     printer = _ProgressPrinter(enabled=not (json_out or quiet))
 
     async def main() -> tuple[int, RunState]:
+        from ...events import ModelRegistered
+        from ...models.service import ModelService
+
         engine = Engine(cfg, store)
         engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
+        # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
+        models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,
+                              clock=engine.clock)
+        engine.bus.subscribe(models.on_event, ModelRegistered)
         await engine.start()
+        await models.start()
         loop = asyncio.get_running_loop()
         try:
             run_id = await action(engine)
         except BaseException:  # refused by the front door: nothing started, stop the engine cleanly
+            await models.close()
             await engine.close()
             raise
         interrupted = []
@@ -217,7 +231,9 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
         loop.add_signal_handler(signal.SIGTERM, on_signal)
         try:
             state = await engine.wait_run(run_id)
+            await models.drain()
         finally:
+            await models.close()
             await engine.close()
         return run_id, state
 

@@ -1,0 +1,303 @@
+"""``edgeorch models list|show|versions|diff|why|promote|rollback|observe``: the model registry (docs/models.md).
+
+With a daemon running every action goes through it (``models.*`` ops);
+without one, the reads open the state file read-only and the writes
+(``promote``, ``rollback``, ``observe``) run the deployment in this process
+under the state-dir lock, exactly as the daemon would (recovery of an
+interrupted deployment first). ``promote`` and ``rollback`` exit 0 only when
+the deployment succeeded; undone, rolled back or failed is exit 1 with the
+reason, a version blocked by its gates is refused (exit 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any, Callable
+
+from ...textui import format_timestamp, print_json, print_table
+from ..backend import Backend, connect, load
+from ..exits import EXIT_FAILED, EXIT_OK
+from . import AddCommand
+
+
+def register(add: AddCommand) -> None:
+    p = add("models", cmd_list, "the model registry: versions, aliases, gates, promotions and rollbacks")
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+
+    def action(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, help=help_text, description=help_text)
+        a.set_defaults(func=func)
+        a.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+        return a
+
+    action("list", cmd_list, "every model: versions, latest, aliases")
+    a = action("show", cmd_show, "a model: gates, deployment target, aliases, alias history, deployments")
+    a.add_argument("name", metavar="NAME")
+    a = action("versions", cmd_versions, "a model's versions: metrics, gate verdicts, aliases")
+    a.add_argument("name", metavar="NAME")
+    a = action("diff", cmd_diff, "two versions side by side: metrics, content, params, changed inputs, checks")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("a", metavar="V1", type=_version)
+    a.add_argument("b", metavar="V2", type=_version)
+    a = action("why", cmd_why, "why a version was promoted, blocked or rolled back, condition by condition")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("version", metavar="VERSION", type=_version)
+    a = action("promote", cmd_promote, "move an alias to a version (switching the deployment target)")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("version", metavar="VERSION", type=_version)
+    a.add_argument("--alias", metavar="ALIAS", help="the alias to move (default: the model's, usually champion)")
+    a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
+    a = action("rollback", cmd_rollback, "move an alias back to the previous version that passed its gates")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--alias", metavar="ALIAS", default="champion", help="the alias (default champion; canary: "
+                   "abort the canary)")
+    a.add_argument("--to", metavar="VERSION", type=_version, help="this version instead of the previous one")
+    a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
+    a = action("observe", cmd_observe, "record metrics observed for the version an alias points at (canary evidence)")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("alias", metavar="ALIAS")
+    a.add_argument("values", metavar="METRIC=VALUE", nargs="*", help="one or more, e.g. rmse=31.2")
+
+
+def _version(text: str) -> int:
+    """A version number; its range (1..latest) is checked where the versions are known (not found: exit 3)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (expected an integer >= 1)") from None
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ...models import views
+
+    res = _read(args, "models.list", {}, lambda store: views.listing(store) if store else {"models": []})
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    if getattr(args, "quiet", False):
+        for m in res["models"]:
+            print(m["name"])
+        return EXIT_OK
+    print_table(["model", "versions", "latest", "aliases", "updated"],
+                [[m["name"], m["versions"], m["latest"] or "", _aliases(m["aliases"]), format_timestamp(m["updated_at"])]
+                 for m in res["models"]])
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ...models import views
+
+    res = _read(args, "models.show", {"name": args.name}, lambda store: views.show(_need(store, args.name), args.name))
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    pol = res["policy"]
+    dep = pol["deploy"]
+    print(f"{res['model']}: {res['versions']} version(s), latest {res['latest']}; aliases: "
+          f"{_aliases(res['aliases']) or '(none)'}")
+    print(f"gates ({len(pol['gates'])}): " + ("; ".join(pol["gates"]) if pol["gates"] else "none"))
+    print(f"promotion: {pol['promote']} to {pol['alias']}, strategy {pol['strategy']}; target {dep['kind']} "
+          f"{dep['dir'] or '<state dir>/serving'} (current follows {dep['serve']})"
+          + (f"; reload {' '.join(dep['reload'])}" if dep["reload"] else "")
+          + (f"; health {' '.join(dep['health'])}" if dep["health"] else ""))
+    if res["canary"]:
+        c = res["canary"]
+        print(f"canary: version {c['version']} against {c['against_version']} ({c['mode']}), {c['state']}")
+    if res["history"]:
+        print("\nalias moves (newest first):")
+        print_table(["when", "alias", "from", "to", "action", "by", "reason"],
+                    [[format_timestamp(h["moved_at"]), h["alias"], h["from_version"] or "", h["to_version"] or "",
+                      h["action"], h["actor"] or "", h["reason"] or ""] for h in res["history"]])
+    if res["deployments"]:
+        print("\ndeployments (newest first):")
+        print_table(["id", "when", "alias", "to", "action", "state", "outcome"],
+                    [[d["id"], format_timestamp(d["created_at"]), d["alias"], d["to_version"] or "-", d["action"],
+                      d["state"], d["outcome"] or ""] for d in res["deployments"]])
+    return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from ...models import views
+
+    res = _read(args, "models.versions", {"name": args.name},
+                lambda store: views.versions(_need(store, args.name), args.name))
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    names = sorted({k for v in res["versions"] for k in v["metrics"]})[:6]
+    print_table(["version", "created", "run", "gates", *names, "aliases", "sha256"],
+                [[v["version"], format_timestamp(v["created_at"]), v["run_id"] or "", v["gate_verdict"],
+                  *[_num(v["metrics"].get(n)) for n in names], ",".join(v["aliases"]), v["sha256"][:12]]
+                 for v in res["versions"]])
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from ...models import views
+
+    res = _read(args, "models.diff", {"name": args.name, "a": args.a, "b": args.b},
+                lambda store: views.diff(_need(store, args.name), args.name, args.a, args.b))
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    a, b = res["a"]["version"], res["b"]["version"]
+    print(f"{res['model']} version {a} -> {b}: content {'identical' if res['same_content'] else 'differs'}; "
+          f"pipeline {'the same' if res['same_pipeline'] else 'changed'}; gates {res['a']['gate_verdict']} -> "
+          f"{res['b']['gate_verdict']}")
+    print_table(["metric", f"v{a}", f"v{b}", "change"],
+                [[m["metric"], _num(m["a"]), _num(m["b"]), _num(m["delta"], signed=True)] for m in res["metrics"]])
+    if res["params"]:
+        print_table(["param", f"v{a}", f"v{b}"], [[p["param"], p["a"], p["b"]] for p in res["params"]])
+    if res["inputs"]:
+        print_table(["input", f"v{a}", f"v{b}"],
+                    [[i["path"], (i["a"] or "-")[:12], (i["b"] or "-")[:12]] for i in res["inputs"]])
+    if res["checks"]:
+        print_table(["check", f"v{a}", f"v{b}"], [[c["task"], c["a"] or "-", c["b"] or "-"] for c in res["checks"]])
+    return EXIT_OK
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from ...models import views
+
+    res = _read(args, "models.why", {"name": args.name, "version": args.version},
+                lambda store: views.why(_need(store, args.name), args.name, args.version))
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    print(res["text"])
+    return EXIT_OK
+
+
+# -- writes ----------------------------------------------------------------------------------------
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    res = _act(args, "models.promote", {"name": args.name, "version": args.version, "alias": args.alias,
+                                        "reason": args.reason},
+               lambda service, actor: service.promote(args.name, args.version, alias=args.alias, actor=actor,
+                                                      reason=args.reason))
+    return _deployment_result(args, res["deployment"])
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    res = _act(args, "models.rollback", {"name": args.name, "alias": args.alias, "to": args.to, "reason": args.reason},
+               lambda service, actor: service.rollback(args.name, alias=args.alias, to=args.to, actor=actor,
+                                                       reason=args.reason))
+    return _deployment_result(args, res["deployment"])
+
+
+def cmd_observe(args: argparse.Namespace) -> int:
+    from ...errors import UsageError
+
+    metrics: dict[str, float] = {}
+    if not args.values:
+        raise UsageError("needs at least one value", field="METRIC=VALUE", expected="e.g. rmse=31.2")
+    for item in args.values:
+        key, sep, value = item.partition("=")
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item,
+                             expected="e.g. rmse=31.2") from None
+        if not sep or not key:
+            raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item, expected="e.g. rmse=31.2")
+
+    async def observe(service: Any, actor: str) -> dict[str, Any]:
+        n = service.observe(args.name, {args.alias: metrics})
+        await service.drain()  # a canary decided by this observation runs its deployment here
+        return {"recorded": n}
+
+    res = _act(args, "models.observe", {"name": args.name, "metrics": {args.alias: metrics}}, observe)
+    if args.json:
+        print_json(res)
+    elif not getattr(args, "quiet", False):
+        print(f"recorded {res['recorded']} value(s) for {args.name} {args.alias}")
+    return EXIT_OK
+
+
+def _deployment_result(args: argparse.Namespace, dep: dict[str, Any]) -> int:
+    if args.json:
+        print_json({"deployment": dep})
+    else:
+        print(f"{dep['model']}: {dep['alias']} {_target(dep)}: {dep['state']}: {dep['outcome']}")
+    return EXIT_OK if dep["state"] == "succeeded" else EXIT_FAILED
+
+
+def _act(args: argparse.Namespace, op: str, op_args: dict[str, Any],
+         offline: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """Through the daemon (no answer timeout: a deployment waits for its health window), or here under the lock."""
+    cfg = load(args)
+    with connect(cfg, "prefer") as backend:
+        if backend.online:
+            client = backend.client
+            client.close()
+            client.timeout = None  # a promotion answers when its deployment is over (health window included)
+            return client.call(op, {k: v for k, v in op_args.items() if v is not None})
+        return _offline(backend, offline)
+
+
+def _offline(backend: Backend, action: Callable[[Any, str], Any]) -> dict[str, Any]:
+    from ...models.service import ModelService
+    from .runs import _actor  # the one rule for how this CLI's user is recorded as an actor
+
+    lock = backend.state_lock()
+    try:
+        store = backend.open_store(readonly=False)
+        assert store is not None
+        try:
+            async def main() -> Any:
+                service = ModelService(store, serving_dir=backend.cfg.state_dir / "serving",
+                                       publish=lambda event: None, clock=store.clock)
+                try:
+                    await service.start()
+                    result = await action(service, _actor())
+                    await service.drain()
+                    return result
+                finally:
+                    await service.close()
+
+            result = asyncio.run(main())
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    return result if "recorded" in result else {"deployment": result}
+
+
+def _read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:
+    cfg = load(args)
+    with connect(cfg, "prefer") as backend:
+        if backend.online:
+            return backend.client.call(op, op_args)
+        store = backend.open_store(readonly=True)
+        try:
+            return offline(store)
+        finally:
+            if store is not None:
+                store.close()
+
+
+def _need(store: Any, name: str) -> Any:
+    if store is None:
+        from ...errors import NotFoundError
+
+        raise NotFoundError(f"no model named {name!r}", value=name, expected="(none registered yet: nothing has run)")
+    return store
+
+
+def _aliases(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{a}={v}" for a, v in sorted(aliases.items()))
+
+
+def _target(dep: dict[str, Any]) -> str:
+    return "removed" if dep["to_version"] is None else f"-> version {dep['to_version']}"
+
+
+def _num(v: Any, *, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.6g}" if signed else f"{v:.6g}"
