@@ -125,6 +125,7 @@ class FakeBackend(GpuBackend):
         self._reported_lost: set[str] = set()
         self._reported: set[tuple[str, str]] = set()
         self._blocks: dict[str, threading.Event] = {}
+        self._entered: dict[str, threading.Event] = {}
         self._closed = False
         self.pid_offset = 0
         """Added to every PID :meth:`processes` reports: NVML's host PIDs seen from a container's namespace."""
@@ -288,10 +289,14 @@ class FakeBackend(GpuBackend):
 
     # -- the contract ------------------------------------------------------
 
-    def _get(self, uuid: str, call: str) -> _Sim:
+    def _wait_if_blocked(self, call: str) -> None:
         ev = self._blocks.get(call)
         if ev is not None:
+            self._entered.setdefault(call, threading.Event()).set()
             ev.wait()
+
+    def _get(self, uuid: str, call: str) -> _Sim:
+        self._wait_if_blocked(call)
         sim = self._sims.get(uuid)
         if sim is None:
             raise GpuBackendError("no such GPU", nvml_code=NVML_ERROR_NOT_FOUND, uuid=uuid, value=uuid)
@@ -364,9 +369,7 @@ class FakeBackend(GpuBackend):
 
     def poll_health(self, timeout_ms: int = 0) -> list[HealthEvent]:
         # Events are queued by inject_* synchronously; only block() makes this wait.
-        ev = self._blocks.get("poll_health")
-        if ev is not None:
-            ev.wait()
+        self._wait_if_blocked("poll_health")
         out, self._events = self._events, []
         for phys_uuid, p in self._phys.items():
             if p.lost and phys_uuid not in self._reported_lost:
@@ -456,7 +459,12 @@ class FakeBackend(GpuBackend):
         assert call in (*_CALLS, "poll_health"), call
         ev = threading.Event()
         self._blocks[call] = ev
+        self._entered[call] = threading.Event()
         return ev
+
+    def entered(self, call: str) -> threading.Event:
+        """Set once a call blocked by :meth:`block` is waiting (tests synchronise on it, never sleep)."""
+        return self._entered.setdefault(call, threading.Event())
 
     def cuda_sees(self, visible: str | None) -> list[str]:
         """The devices a CUDA process enumerates for ``CUDA_VISIBLE_DEVICES=visible`` (None: unset).
