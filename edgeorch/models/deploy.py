@@ -99,6 +99,7 @@ class Deployer:
                 return await self._recover(dep)
             if dep["state"] != "pending":
                 return dep
+            self._hook(deployment_id, "intent")
             return await self._run(dep)
 
     async def settle(self) -> list[dict[str, Any]]:

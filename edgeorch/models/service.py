@@ -240,24 +240,22 @@ class ModelService:
             self.store.models.record_decision(v["id"], kind="canary", verdict=verdict, conditions=conditions,
                                               summary=summary, alias=c["spec"].get("alias", "champion"),
                                               against=c["against_version"], actor="edgeorch")
+            # Both follow-ups are queued here, durably: a crash after this commit finds them pending.
+            deps = []
             if verdict == "passed":
                 self.store.models.set_canary(c["id"], state="promoted", outcome=summary, actor="edgeorch")
-                dep = self.store.models.add_deployment(
+                deps.append(self.store.models.add_deployment(
                     name, alias=c["spec"].get("alias", "champion"), to_version=c["version"], action="canary_promote",
                     strategy="blue_green" if policy.deploy.health else "direct", target=policy.to_dict(),
-                    actor="edgeorch", reason=summary)
+                    actor="edgeorch", reason=summary))
             else:
                 self.store.models.set_canary(c["id"], state="rolled_back", outcome=summary, actor="edgeorch")
-                dep = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
-                                                       strategy="direct", target=policy.to_dict(), actor="edgeorch",
-                                                       reason=summary)
-        final = await self.deployer.run(dep["id"])
-        if verdict == "passed" and final["state"] == "succeeded" and "canary" in self.store.models.aliases(name):
-            end = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
-                                                   strategy="direct", target=policy.to_dict(), actor="edgeorch",
-                                                   reason="the canary was promoted")
-            await self.deployer.run(end["id"])
-        return final
+            deps.append(self.store.models.add_deployment(
+                name, alias="canary", to_version=None, action="canary_end", strategy="direct",
+                target=policy.to_dict(), actor="edgeorch",
+                reason="the canary was promoted" if verdict == "passed" else summary))
+        results = [await self.deployer.run(d["id"]) for d in deps]
+        return results[0]
 
     async def _end_canary(self, name: str, policy: ModelPolicy, *, actor: str | None, reason: str,
                           verdict: str | None) -> dict[str, Any]:
