@@ -147,7 +147,7 @@ def show(store: Store, name: str, version: int | None, *, with_files: bool) -> d
 def overview(store: Store, name: str) -> dict[str, Any]:
     """A dataset: its versions (oldest first) with their holds, and the bytes it takes on disk."""
     versions = store.datasets.versions(name)
-    held = store.datasets.held()
+    held = {**store.datasets.held(), **extra_holds(store)}  # what a prune would respect
     docs = [version_doc(v) | {"held": held.get(v["id"])} for v in versions]
     return {"dataset": name, "versions": docs, "logical_bytes": sum(v["size"] for v in versions),
             "stored_bytes": store.datasets.stored_bytes(name)}
