@@ -102,3 +102,56 @@ def test_fail_with_simulates_any_nvml_code(fake: FakeBackend) -> None:
     assert e.value.nvml_code == 999
     fake.fail_with(u, None)
     assert fake.processes(u) == ()
+
+
+@pytest.mark.parametrize(
+    ("gpu", "field", "expected"),
+    [
+        ({"reserved": "90G"}, "gpu[0].reserved", "at most"),
+        ({"reserved": "lots"}, "gpu[0].reserved", "a number of bytes"),
+        ({"compute_mode": "exclusive_thread"}, "gpu[0].compute_mode", "default, exclusive_process or prohibited"),
+        ({"mig": [{"uuid": "MIG-1", "memory": "1G", "gi": "one"}]}, "gpu[0].mig[0].gi", "an integer"),
+    ],
+)
+def test_bad_new_keys_name_file_field_value(gpu: dict, field: str, expected: str) -> None:
+    with pytest.raises(ResourceError) as e:
+        FakeBackend({"gpu": [{"uuid": "GPU-a", "memory": "80G", **gpu}]}, file="gpus.toml")
+    assert e.value.field == field and expected in str(e.value)
+
+
+def test_an_idle_gpu_is_never_entirely_free() -> None:
+    fake = FakeBackend({"gpu": [{"uuid": "GPU-a", "memory": "80G"}, {"uuid": "GPU-b", "memory": "8G",
+                                                                     "reserved": "0"}]})
+    a, b = fake.devices()
+    assert (a.memory_reserved, fake.free_memory("GPU-a")) == (512 * M, 80 * G - 512 * M)
+    assert fake.reading("GPU-a").memory_used == 512 * M  # as NVML's v1 memory query reports it
+    assert (b.memory_reserved, fake.free_memory("GPU-b")) == (0, 8 * G)
+
+
+def test_a_cuda_process_reports_its_context_and_host_pid() -> None:
+    from edgeorch.resources.gpus.fake import CUDA_CONTEXT
+
+    fake = FakeBackend({"gpu": [{"uuid": "GPU-a", "memory": "80G"}]})
+    fake.add_cuda_process("GPU-a", 10, G)
+    fake.pid_offset = 7000
+    assert [(p.pid, p.used_memory) for p in fake.processes("GPU-a")] == [(7010, G + CUDA_CONTEXT)]
+
+
+def test_optional_readings_fail_alone_and_remaps_are_reported_once(fake: FakeBackend) -> None:
+    u = fake.devices()[0].uuid
+    fake.fail_optional(u, "temperature", 999)
+    r = fake.reading(u)
+    assert r.temperature is None and r.problems == ("temperature: NVML error 999",) and r.memory_free > 0
+    fake.fail_optional(u, "temperature", None)
+    assert fake.reading(u).temperature == 30
+    fake.set_remapped(u, failed=True)
+    assert [(e.uuid, e.kind) for e in fake.poll_health()] == [(u, "remap_failed")]
+    assert fake.poll_health() == [] and fake.reading(u).remap_failed is True
+
+
+def test_a_call_can_raise_something_that_is_not_a_backend_error(fake: FakeBackend) -> None:
+    u = fake.devices()[0].uuid
+    fake.fail_with(u, None, exc=lambda: KeyError("bug"), calls=("processes",))
+    with pytest.raises(KeyError):
+        fake.processes(u)
+    assert fake.reading(u).memory_free > 0
