@@ -34,6 +34,8 @@ from ..events import (
     GpuDrained,
     InputChanged,
     InputQuarantined,
+    ModelDeployment,
+    ModelRegistered,
     RunFinished,
     ScheduleFired,
     TaskCached,
@@ -67,6 +69,12 @@ class EventCounters:
                              ["event"])
         self.runs_finished = Counts("edgeorch_runs_finished", "Runs that ended since the daemon started.",
                                     ["pipeline", "state"])
+        self.model_registrations = Counts(
+            "edgeorch_model_registrations", "Model versions registered, by the verdict of their gates (passed, "
+            "failed, none).", ["model", "gate_verdict"])
+        self.model_deployments = Counts(
+            "edgeorch_model_deployments", "Deployment state changes (promotions, rollbacks, canaries): running, "
+            "succeeded, undone, rolled_back, failed.", ["model", "alias", "action", "state"])
         self.attempt_duration = Histograms(
             "edgeorch_attempt_duration_seconds",
             "Attempts that ended since the daemon started: seconds from start to settlement; state is the "
@@ -89,7 +97,8 @@ class EventCounters:
             TaskStarted: self._task_started, AttemptEnded: self._attempt_ended, RunFinished: self._run_finished,
             TaskCached: self._task_cached, InputChanged: self._input_changed, InputQuarantined: self._quarantined,
             ScheduleFired: self._schedule_fired, GpuDrained: self._gpu_drained, GpuBudgetAction: self._gpu_budget,
-            TaskFailed: self._task_failed,
+            TaskFailed: self._task_failed, ModelRegistered: self._model_registered,
+            ModelDeployment: self._model_deployment,
         }
 
     # -- the subscriber (the hot path: keep each branch to a few dict operations) ----------------
@@ -139,6 +148,12 @@ class EventCounters:
     def _gpu_budget(self, e: GpuBudgetAction) -> None:
         self.gpu_budget_actions.inc((e.action,))
 
+    def _model_registered(self, e: ModelRegistered) -> None:
+        self.model_registrations.inc((e.model, e.gate_verdict))
+
+    def _model_deployment(self, e: ModelDeployment) -> None:
+        self.model_deployments.inc((e.model, e.alias, e.action, e.state))
+
     # -- a scrape -------------------------------------------------------------------------------
 
     def take_checks_ended(self) -> set[tuple[int, str]]:
@@ -150,4 +165,5 @@ class EventCounters:
         """Every counter and histogram as Prometheus families (a series appears once it has counted)."""
         return [c.family() for c in (self.events, self.runs_finished, self.attempt_duration, self.tasks_cached,
                                      self.tasks_failed_unstarted, self.drop_inputs, self.schedule_fires,
-                                     self.gpu_drains, self.gpu_budget_actions)]
+                                     self.gpu_drains, self.gpu_budget_actions, self.model_registrations,
+                                     self.model_deployments)]

@@ -10,6 +10,7 @@ its values compared with what the scenario did.
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 import threading
 import time
@@ -310,3 +311,47 @@ def test_a_reload_says_a_changed_metrics_section_needs_a_restart(workspace, daem
     answer = daemon.call("reload")
     assert any("[metrics]" in w and "restart" in w for w in answer["warnings"]), answer["warnings"]
     assert daemon.call("metrics")["outputs"]["listen"] is None  # still as it started
+
+
+TRAIN = textwrap.dedent('''\
+    import json, os, sys
+    out = os.environ["EDGEORCH_OUTPUT_DIR"]
+    with open(os.path.join(out, "model.bin"), "w") as f:
+        f.write("a model\\n")
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump({"rmse": float(sys.argv[1])}, f)
+    ''')
+
+
+def test_model_alias_versions_and_promotions_are_exported(workspace, daemon):
+    (workspace.root / "train.py").write_text(TRAIN)
+    workspace.pipeline("trainer", f'''
+        [params]
+        rmse = 30.0
+        [tasks.train]
+        command = ["{sys.executable}", "{workspace.root / 'train.py'}", "{{rmse}}"]
+        outputs = ["model.bin", "metrics.json"]
+        model = {{ name = "house", path = "model.bin", metrics = "metrics.json" }}
+        [models.house]
+        metrics = ["rmse"]
+        gates = ["rmse <= 50"]
+        [models.house.deploy]
+        dir = "{workspace.root / 'serving'}"
+        ''')
+    daemon.start()
+    for rmse in (30.0, 80.0):  # the first passes its gate and becomes champion; the second is blocked
+        run_id = daemon.call("trigger", {"pipeline": "trainer", "params": {"rmse": rmse}})["run_id"]
+        assert daemon.wait_run(run_id) == "succeeded"
+    def deployed() -> bool:
+        doc = daemon.call("models.show", {"name": "house"})
+        return doc["aliases"].get("champion") == 1 and bool(doc["deployments"]) and all(
+            d["state"] not in ("pending", "running") for d in doc["deployments"])
+
+    wait_events(daemon, deployed, "the champion's deployment")
+    v = parse(daemon.call("metrics", {"format": "text"})["text"])
+    assert value(v, "edgeorch_model_alias_version", model="house", alias="champion") == 1
+    assert value(v, "edgeorch_model_latest_version", model="house") == 2
+    assert value(v, "edgeorch_model_versions", model="house") == 2
+    assert value(v, "edgeorch_model_registrations_total", model="house", gate_verdict="passed") == 1
+    assert value(v, "edgeorch_model_registrations_total", model="house", gate_verdict="failed") == 1
+    assert total(v, "edgeorch_model_deployments_total", model="house", alias="champion", state="succeeded") == 1

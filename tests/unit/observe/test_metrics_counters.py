@@ -10,6 +10,8 @@ from edgeorch.events import (
     GpuDrained,
     InputChanged,
     InputQuarantined,
+    ModelDeployment,
+    ModelRegistered,
     Reloaded,
     RunFinished,
     ScheduleFired,
@@ -91,3 +93,14 @@ def test_an_event_class_without_a_handler_is_still_counted_and_nothing_breaks_th
     bus.subscribe(c.on_event)
     bus.publish(Reloaded(1.0, "unchanged", True, "SIGHUP"))
     assert _values(c)[("edgeorch_events_total", (("event", "Reloaded"),))] == 1
+
+
+def test_model_registrations_and_deployments_are_counted():
+    c = EventCounters(lambda run_id: None)
+    c.on_event(ModelRegistered(1.0, "house", 3, "passed", run_id=1, task="train", deployment_id=9))
+    c.on_event(ModelDeployment(2.0, "house", 9, "champion", "running", 2, 3, "promote"))
+    c.on_event(ModelDeployment(3.0, "house", 9, "champion", "succeeded", 2, 3, "promote"))
+    v = _values(c)
+    assert v[("edgeorch_model_registrations_total", (("gate_verdict", "passed"), ("model", "house")))] == 1
+    assert v[("edgeorch_model_deployments_total", (("action", "promote"), ("alias", "champion"), ("model", "house"),
+                                                   ("state", "succeeded")))] == 1
