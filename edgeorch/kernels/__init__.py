@@ -46,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "four_fifths_rule": "fairness",
     "fairness_report": "fairness",
     "FairnessReport": "fairness",
+    # explanations
+    "permutation_importance": "explain",
+    "shap_importance": "explain",
+    "Explanation": "explain",
     # validation and I/O
     "validate": "validation",
     "read_table": "io",

@@ -223,6 +223,29 @@ register_kind(Kind(
 ))
 
 
+register_kind(Kind(
+    name="explain",
+    help="permutation importance of each feature for a model (and SHAP values with the shap extra)",
+    options={
+        "model": "module:function, module:object (with predict) or a .pkl/.joblib file of the model",
+        "input": "path of the data file (features and target)",
+        "target": "column of the true values",
+        "features": "array of feature columns, in the model's order (default: every column but target)",
+        "metric": "accuracy, r2, mse, rmse or mae (default r2)",
+        "n_repeats": "shuffles per feature (default 5)",
+        "random_state": "seed of the shuffles (default 0)",
+        "confidence": "level of the importances' confidence intervals (default 0.95)",
+        "n_jobs": "features explained at once (default: the task's cores)",
+        "shap": "also compute mean |SHAP| per feature (needs the shap extra; default false)",
+        "shap_samples": "rows explained by SHAP (default 100)",
+        **COMMON_OPTIONS,
+    },
+    check=opt.check_explain,
+    run=tasks.run_explain,
+    numbers={"n_repeats": int, "random_state": int, "confidence": float, "n_jobs": int, "shap_samples": int},
+))
+
+
 def _gate_kind() -> Kind:
     # The gate language is the models' (edgeorch/models/gates.py): one parser for gates and gate tasks.
     from ..models import gatetask

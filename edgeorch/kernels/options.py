@@ -146,6 +146,33 @@ def check_fairness(r: TableReader) -> None:
     _common(r)
 
 
+EXPLAIN_METRICS = ("accuracy", "r2", "mse", "rmse", "mae")
+
+
+def check_explain(r: TableReader) -> None:
+    """The options of an ``explain`` task (see its declaration in :mod:`.kinds`)."""
+    model = r.str("model", required=True)
+    if isinstance(model, str) and not has_placeholder(model) and ":" not in model \
+            and not model.endswith((".pkl", ".pickle", ".joblib")):
+        r.fail("model", "is not a model reference", value=model,
+               expected="module:function, module:object (with predict) or a .pkl/.pickle/.joblib file")
+    r.str("input", required=True)
+    r.str("target", required=True)
+    features = r.str_list("features")
+    if features is not None and not features:
+        r.fail("features", "is empty", expected="at least one feature column (or leave it out: all but target)")
+    r.choice("metric", EXPLAIN_METRICS)
+    r.int("n_repeats", minimum=1, maximum=10_000)
+    r.int("random_state", minimum=0)
+    c = r.number("confidence")
+    if c is not None and not 0.0 < c < 1.0:
+        r.fail("confidence", "is out of range", value=c, expected="a number strictly between 0 and 1")
+    r.int("n_jobs", minimum=1)
+    r.bool("shap")
+    r.int("shap_samples", minimum=1, maximum=100_000)
+    _common(r)
+
+
 def _valid_range(v: Any) -> bool:
     if isinstance(v, list):
         return len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1]

@@ -244,3 +244,51 @@ def run_validate(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         outputs.append(write(_out_path(o["report"]), render(doc, {c.name: _hist_series(c) for c in prof.columns.values()})))
     return _doc(verdict, message, res["rows"], summary, outputs)
 
+
+def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``explain`` kind's result document (without ``kind``/``on_violation``).
+
+    The features are passed to the model as one 2-D float64 array, columns
+    in ``features`` order; a non-numeric feature column is a DataError.
+    """
+    import numpy as np
+
+    from ..errors import DataError
+    from .explain import load_model, permutation_importance, shap_importance
+    from .io import read_table
+
+    predict = load_model(o["model"])
+    table = read_table(o["input"], None if not o.get("features") else [*o["features"], o["target"]],
+                       progress=progress)
+    if o["target"] not in table.column_names:
+        raise DataError("no such column", file=str(o["input"]), field="target", value=o["target"],
+                        expected=f"one of {', '.join(table.column_names)}")
+    features = list(o.get("features") or [c for c in table.column_names if c != o["target"]])
+    if not features:
+        raise DataError("no feature columns besides the target", file=str(o["input"]), field="features")
+    cols = []
+    for name in features:
+        col = table.column(name)
+        try:
+            cols.append(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64))
+        except (TypeError, ValueError):
+            raise DataError("a feature column is not numeric", file=str(o["input"]), field=name,
+                            value=str(col.type), expected="numbers (explain passes a 2-D float array)") from None
+    X = np.column_stack(cols)
+    y = table.column(o["target"]).to_numpy(zero_copy_only=False)
+    result = permutation_importance(predict, X, y, metric=o.get("metric", "r2"), n_repeats=o.get("n_repeats", 5),
+                                    random_state=o.get("random_state", 0), n_jobs=o.get("n_jobs"),
+                                    confidence=o.get("confidence", 0.95), feature_names=features, progress=progress)
+    if o.get("shap"):
+        shap = shap_importance(predict, X, samples=o.get("shap_samples", 100), random_state=o.get("random_state", 0),
+                               feature_names=features)
+        for f in result.features:
+            f["shap"] = shap[f["feature"]]
+    outputs: list[str] = []
+    doc = _result_doc(result, outputs)
+    doc["summary"]["rows"] = table.num_rows
+    if o.get("report"):
+        from .report import render, write
+
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, {})))
+    return doc
