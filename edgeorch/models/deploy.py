@@ -14,8 +14,8 @@ step                  what has happened
 ``checked``           blue-green: the health command passed against the slot, within the window
 ``switched``          the alias moved in the state file (same transaction as this step)
 ``linked``            the target's pointer was switched on disk (not recorded: the next step is)
-``reloaded``          the reload command passed (or there is none)
-``verified``          the health command passed: ``succeeded``
+``reloaded``          the reload command passed (recorded only when there is one)
+``verified``          the health command passed (recorded only when there is one); then ``succeeded``
 ``rolling_back``      a check after the switch failed: the alias moved back in the state file
 ====================  ==============================================================================
 
@@ -197,11 +197,12 @@ class Deployer:
         self.write_weights(dep["model"], target)
         served = self._served(dep["alias"], target)
         env = self._env(dep, target, target.alias_path(dep["alias"]))
+        # A step is recorded only when its command ran: without commands a switch is three commits, not five.
         if served and policy.deploy.reload:
             result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
             if not result.ok:
                 return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result)
-        dep = self._step(dep, step="reloaded")
+            dep = self._step(dep, step="reloaded")
         if served and policy.deploy.health and dep["to_version"] is not None:
             result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
                                          window=policy.deploy.window if dep["strategy"] == "blue_green" else
@@ -209,7 +210,7 @@ class Deployer:
             if not result.ok:
                 return await self._roll_back(dep, policy, target, f"the health check failed after the switch: "
                                              f"{result.describe()}", result)
-        dep = self._step(dep, step="verified")
+            dep = self._step(dep, step="verified")
         what = (f"{dep['alias']} removed" if dep["to_version"] is None else
                 f"{dep['alias']} -> version {dep['to_version']}")
         return self._finish(dep, "succeeded", f"{what} (was {_v(dep['from_version'])})")
