@@ -438,7 +438,6 @@ class Admission:
             if snap is None or not snap.readings:
                 self.reader.request(self._share_gpus(), full=True)
             snap = self.reader.latest()
-            self._absorb_health(snap)
         out = []
         for d in self.inventory.gpus:
             item: dict[str, Any] = {
@@ -468,7 +467,11 @@ class Admission:
         cap = Capacity(self.inventory, (h.running.lease for h in self.held.values()), drained=self.drained,
                        pools=self.cfg.pools)
         leased = {c: h for h in self.held.values() for c in h.running.lease.cpus}
+        # The reasons the engine's own decision would give: the same GPU view (never waiting for NVML).
+        live = self.reader is not None and self.queued_live > 0
+        gpu_free, lease_used, unreadable = self._gpu_view() if live else (None, None, None)
         decision = decide(self.queue, self.inventory, [h.running for h in self.held.values()], now=now,
+                          gpu_free=gpu_free, gpu_lease_used=lease_used, gpu_unreadable=unreadable,
                           drained=self.drained, pools=self.cfg.pools, max_parallel=max_parallel,
                           parallelism=parallelism, cpu_only_reason=self.cpu_only_reason)
         queue = []
