@@ -39,7 +39,7 @@ from ..kernels.cache import numba_cache_dir
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
-from ..resources.admission import WATCH_INTERVAL_S, Admission, holds_anything, request_of
+from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_of
 from ..store import NewAttempt, Store
 from . import scheduler, settlement
 from .callrunner import EXIT_VIOLATION
@@ -198,6 +198,7 @@ class Engine:
         # GPU readings arrive on the GPU reader's thread; a GPU task that waited for one is reconsidered.
         loop = self.loop
         self.res.on_gpu_update(lambda: loop.call_soon_threadsafe(self._schedule_dispatch))
+        self.res.restore_drains(self.store.events.daemon_rows("gpu_drained", since=boot_time()))
         self.res.seed_durations(self.store.attempts.successful_durations())
         self.executor = self._make_executor(self.loop)
         self.executor.start()

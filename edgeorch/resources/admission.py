@@ -270,6 +270,26 @@ class Admission:
         self.drained.update(found)
         self.unannounced.update(found)
 
+    def restore_drains(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        """Drain again the GPUs recorded as drained (``gpu_drained`` rows since the machine booted).
+
+        A drain lasts until the machine reboots (which resets the GPU), not
+        until the daemon restarts: a restarted daemon must not hand out a GPU
+        that fell off the bus a minute ago. Rows for GPUs this daemon does not
+        have are ignored; restored drains are not recorded again. Returns them.
+        """
+        have = {d.uuid for d in self.inventory.gpus}
+        out: dict[str, str] = {}
+        for r in rows:
+            data = r.get("data") or {}
+            uuid, reason = data.get("uuid"), data.get("reason")
+            if isinstance(uuid, str) and uuid in have and uuid not in self.drained and isinstance(reason, str):
+                out[uuid] = reason
+        self.drained.update(out)
+        for uuid, reason in out.items():
+            log.warning("GPU %s stays drained (recorded before this start, since the last boot): %s", uuid, reason)
+        return out
+
     def take_new_drains(self) -> dict[str, str]:
         """GPUs drained since the last call (UUID → reason): the engine records each once."""
         out, self.unannounced = self.unannounced, {}
@@ -512,6 +532,21 @@ class Admission:
 
     def _buckets(self) -> list[Any]:
         return [b for group in self.queue.shape_groups().values() for b in group]
+
+
+def boot_time(root: Path = Path("/")) -> float:
+    """When the machine booted (``btime`` of ``/proc/stat``, epoch seconds); 0.0 when unreadable."""
+    try:
+        text = (root / "proc/stat").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("btime "):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return 0.0
+    return 0.0
 
 
 def _pid_visible(pid: int) -> bool:

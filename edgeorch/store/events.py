@@ -55,3 +55,15 @@ class Events:
 
     def of_run(self, run_id: int) -> list[dict[str, Any]]:
         return self._db.all("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def daemon_rows(self, kind: str, since: float) -> list[dict[str, Any]]:
+        """Rows of ``kind`` tied to no run, written at or after ``since``, oldest first, ``data`` decoded.
+
+        For state the daemon rebuilds from its own history at start (GPU drains
+        since the machine booted). ``run_id IS NULL`` uses the run index.
+        """
+        rows = self._db.all("SELECT * FROM events WHERE run_id IS NULL AND kind = ? AND ts >= ? ORDER BY id",
+                            (kind, since))
+        for r in rows:
+            r["data"] = json.loads(r["data"]) if r.get("data") else {}
+        return rows

@@ -91,3 +91,24 @@ def test_a_drain_found_while_dispatching_is_recorded_without_any_gpu_lease(works
     waiting = run_engine(workspace, body)
     assert waiting["reason_kind"] == "drained" and "XID 79" in waiting["reason"]
     assert _kinds(workspace).count("gpu_drained") == 1
+
+
+def test_a_drain_outlives_a_daemon_restart_until_the_machine_reboots(workspace):
+    fake_gpus(workspace, memory="10G")
+    workspace.pipeline("gpu", """
+        [tasks.train]
+        command = ["true"]
+        gpus = 1
+    """)
+
+    async def drain(engine, pipelines):
+        engine.res.backend.inject_xid(GPU_A, 79)
+        engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
+        await until(lambda: "gpu_drained" in _kinds(workspace), what="the drain recorded")
+
+    async def restarted(engine, pipelines):
+        return dict(engine.res.drained)
+
+    run_engine(workspace, drain)
+    assert run_engine(workspace, restarted) == {GPU_A: "XID 79 reported by the driver"}
+    assert _kinds(workspace).count("gpu_drained") == 1  # restored, not recorded again

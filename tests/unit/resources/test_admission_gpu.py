@@ -199,3 +199,17 @@ def test_xid_68_is_the_applications_fault() -> None:
     adm.push("1/a", ResourceRequest(gpus=1), "p", 0, 60.0, 60.0)
     fake.inject_xid(GPU, 68)
     assert len(_start(adm, 1)) == 1 and adm.drained == {}
+
+
+def test_restored_drains_only_name_gpus_this_daemon_has(tmp_path) -> None:
+    from edgeorch.resources.admission import boot_time
+
+    adm, _ = _adm()
+    rows = [{"data": {"uuid": GPU, "reason": "XID 79 reported by the driver"}},
+            {"data": {"uuid": "GPU-elsewhere", "reason": "lost"}}, {"data": {}}]
+    assert adm.restore_drains(rows) == {GPU: "XID 79 reported by the driver"}
+    assert adm.drained == {GPU: "XID 79 reported by the driver"} and adm.take_new_drains() == {}
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n")
+    assert boot_time(tmp_path) == 1700000000.0
+    assert boot_time(tmp_path / "none") == 0.0
