@@ -85,6 +85,8 @@ class ResourcesConfig:
     gpu_memory_policy: str = "stop"
     """What to do with a task over its gpu_memory budget: stop | warn."""
     pools: dict[str, int] = field(default_factory=dict)
+    visible_devices: str = "uuid"
+    """How CUDA_VISIBLE_DEVICES names a task's GPUs: uuid (default) | index (for tools that mishandle UUIDs)."""
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         fake_gpus=path_of(res, "fake_gpus", None),
         gpu_memory_policy=res.choice("gpu_memory_policy", ("stop", "warn"), "stop"),
         pools=pools,
+        visible_devices=res.choice("visible_devices", ("uuid", "index"), "uuid"),
     )
     res.finish()
 

@@ -758,7 +758,7 @@ class Engine:
         assert self.res is not None
         if not lease.cpus and not lease.gpus and self.res.backend is None:
             return {}
-        env = lease_env(lease)
+        env = lease_env(lease, self.res.index_of)
         if not lease.gpus and self.res.backend is None:
             env.pop("CUDA_VISIBLE_DEVICES", None)
             env.pop("NVIDIA_VISIBLE_DEVICES", None)

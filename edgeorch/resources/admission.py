@@ -333,6 +333,14 @@ class Admission:
                 log.warning("cannot remove cgroup %s: %s", h.cgroup, exc.strerror)
         return h
 
+    @property
+    def index_of(self) -> dict[str, int] | None:
+        """UUID → NVML index of the whole GPUs, with ``visible_devices = "index"`` (else None: UUIDs);
+        for :func:`~.child.lease_env`."""
+        if self.cfg.visible_devices != "index":
+            return None
+        return {d.uuid: d.index for d in self.inventory.gpus if d.parent is None}
+
     def shared_affinity(self, lease: Lease) -> list[int] | None:
         """The cores to pin an attempt to; None keeps the daemon's own mask (nothing to restrict)."""
         if lease.cpus:

@@ -13,13 +13,14 @@ syscalls and dict building.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from .model import Lease
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def lease_env(lease: Lease) -> dict[str, str]:
+def lease_env(lease: Lease, index_of: Mapping[str, int] | None = None) -> dict[str, str]:
     """Environment entries for ``lease`` (to be set over the task's own).
 
     - With dedicated cores (``cpus`` non-empty): the four thread-count
@@ -34,6 +35,13 @@ def lease_env(lease: Lease) -> dict[str, str]:
       no GPU gets ``CUDA_VISIBLE_DEVICES=""`` (CUDA then sees no device) and
       ``NVIDIA_VISIBLE_DEVICES=void`` (the container runtime's "none"), so a
       CPU task cannot grab a GPU by accident.
+    - ``index_of`` (config ``visible_devices = "index"``): GPUs it maps are
+      named by their NVML index instead, with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+      so CUDA numbers devices as NVML does (CUDA's default order is
+      "fastest first"). For tools that mishandle UUIDs (PyTorch before 2.0
+      sees no device; some frameworks crash on MIG UUIDs). MIG devices have
+      no index form and keep their UUID. Indices are only right when the
+      daemon itself sees every GPU (no CUDA_VISIBLE_DEVICES of its own).
     """
     env: dict[str, str] = {}
     if lease.cpus:
@@ -41,7 +49,11 @@ def lease_env(lease: Lease) -> dict[str, str]:
         for var in THREAD_VARS:
             env[var] = n
     if lease.gpus:
-        ids = ",".join(lease.gpus)
+        if index_of:
+            ids = ",".join(str(index_of[u]) if u in index_of else u for u in lease.gpus)
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        else:
+            ids = ",".join(lease.gpus)
         env["CUDA_VISIBLE_DEVICES"] = ids
         env["NVIDIA_VISIBLE_DEVICES"] = ids
     else:

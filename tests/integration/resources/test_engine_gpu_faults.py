@@ -112,3 +112,25 @@ def test_a_drain_outlives_a_daemon_restart_until_the_machine_reboots(workspace):
     run_engine(workspace, drain)
     assert run_engine(workspace, restarted) == {GPU_A: "XID 79 reported by the driver"}
     assert _kinds(workspace).count("gpu_drained") == 1  # restored, not recorded again
+
+
+def test_index_mode_gives_the_task_the_gpus_index_and_pci_order(workspace):
+    table = fake_gpus(workspace)
+    workspace.write_config(f"""
+        [resources]
+        gpu_backend = "fake"
+        fake_gpus = "{table}"
+        visible_devices = "index"
+        """)
+    workspace.pipeline("gpu", """
+        [tasks.train]
+        command = ["sh", "-c", "env | grep -E '^CUDA_(VISIBLE_DEVICES|DEVICE_ORDER)=' | sort > {pipeline_dir}/env.out"]
+        gpus = 1
+    """)
+
+    async def body(engine, pipelines):
+        return await engine.wait_run(engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {})))
+
+    assert run_engine(workspace, body) == RunState.SUCCEEDED
+    assert (workspace.pipelines / "env.out").read_text().split() == ["CUDA_DEVICE_ORDER=PCI_BUS_ID",
+                                                                     "CUDA_VISIBLE_DEVICES=0"]

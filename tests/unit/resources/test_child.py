@@ -56,3 +56,12 @@ def test_gpu_env_uses_uuids_never_indices() -> None:
     env = lease_env(Lease("x", gpus=("GPU-1234",), gpu_memory=1))
     assert env["CUDA_VISIBLE_DEVICES"] == "GPU-1234"
     assert not any(v.isdigit() for v in env["CUDA_VISIBLE_DEVICES"].split(","))
+
+
+def test_index_mode_names_whole_gpus_by_nvml_index_in_pci_order_and_keeps_mig_uuids() -> None:
+    env = lease_env(Lease("x", gpus=("GPU-b", "GPU-a"), gpu_exclusive=True), {"GPU-a": 0, "GPU-b": 3})
+    assert (env["CUDA_VISIBLE_DEVICES"], env["NVIDIA_VISIBLE_DEVICES"]) == ("3,0", "3,0")
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's default order ("fastest first") is not NVML's
+    mig = lease_env(Lease("y", gpus=("MIG-c",), gpu_memory=1), {"GPU-a": 0})
+    assert mig["CUDA_VISIBLE_DEVICES"] == "MIG-c"
+    assert "CUDA_DEVICE_ORDER" not in lease_env(Lease("z"), {"GPU-a": 0})
