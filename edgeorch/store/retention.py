@@ -12,6 +12,7 @@ Contract:
   ``inputs`` history (its ``run_id`` then names a removed run; duplicate
   detection by sha256 needs the record), ``dataset_versions``, ``model_versions``
   and ``model_observations`` (a model's history outlives the runs that made it),
+  ``privacy_spends`` (removing a spend would refund privacy budget already spent),
   ``pipeline_versions`` and the audit log (the ``runs_removed`` event row
   appends its own audit record).
 - Run id lists are passed to SQLite as one JSON array (``json_each``), so a
@@ -32,7 +33,8 @@ from .events import write_event
 RUN_TABLES: tuple[str, ...] = ("leases", "task_results", "checkpoints", "artifacts", "consumed", "attempts", "tasks",
                                "events")
 """Every table whose rows belong to one run (``run_id``), in deletion order (children before parents)."""
-KEPT_TABLES: tuple[str, ...] = ("inputs", "dataset_versions", "model_versions", "model_observations")
+KEPT_TABLES: tuple[str, ...] = ("inputs", "dataset_versions", "model_versions", "model_observations",
+                                "privacy_spends")
 """Tables with a ``run_id`` column whose rows stay when their run is removed (see the module docstring); a
 dataset version made from a run's outputs holds that run (``edgeorch/retention/holds.py``), so its row
 never names a removed run."""

@@ -462,6 +462,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX model_observations_by_version ON model_observations (model_id, version, metric, id);
     """,
+    # 14: privacy budgets (docs/privacy.md): per dataset, the total (epsilon, delta) its differentially
+    # private releases may spend, and the ledger of what each release spent (never removed: a spend
+    # outlives its run, or the budget would be refunded). Both are audited.
+    """
+    CREATE TABLE privacy_budgets (
+        dataset TEXT PRIMARY KEY,
+        epsilon REAL NOT NULL,
+        delta REAL NOT NULL,
+        actor TEXT,
+        set_at REAL NOT NULL
+    );
+    CREATE TABLE privacy_spends (
+        id INTEGER PRIMARY KEY,
+        dataset TEXT NOT NULL REFERENCES privacy_budgets(dataset),
+        epsilon REAL NOT NULL,
+        delta REAL NOT NULL,
+        release TEXT NOT NULL,
+        run_id INTEGER,
+        task TEXT,
+        actor TEXT,
+        spent_at REAL NOT NULL
+    );
+    CREATE INDEX privacy_spends_by_dataset ON privacy_spends (dataset, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
