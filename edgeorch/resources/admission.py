@@ -431,6 +431,11 @@ class Admission:
         holder_pids = {h.running.lease.holder: self.pids.get(aid, []) for aid, h in gpu_held.items()}
         leases = [h.running.lease for h in gpu_held.values()]
         found = check_budgets(leases, procs, holder_pids, self.cfg.gpu_memory_policy)
+        for lease in sorted(leases, key=lambda lease: lease.holder):
+            failed = next((u for u in lease.gpus if u in snap.process_errors), None)
+            if lease.gpu_memory and failed is not None:  # e.g. garbage PIDs from a struct-layout mismatch
+                found.append(BudgetAction(lease.holder, "warn", f"its gpu_memory budget of {_fmt(lease.gpu_memory)} "
+                                          f"is not enforced: {snap.process_errors[failed]}", "unlisted"))
         if pids_not_visible(procs, self.pid_visible, (pid for pids in holder_pids.values() for pid in pids)):
             if not self._foreign_pids_said:
                 self._foreign_pids_said = True

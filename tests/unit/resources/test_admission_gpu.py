@@ -108,7 +108,8 @@ def test_a_backend_raising_anything_never_reaches_the_engine() -> None:
     d = adm.decide(0.0, parallelism=8, max_parallel={})
     assert "OSError: libnvidia-ml went away" in d.reason(adm.queue, "1/a").message
     adm.grant(9, 1, "t", Lease("1/t", gpus=(GPU,), gpu_memory=G), "p", 60.0, 0.0)
-    assert adm.watch({9: [1]}) == ([], {})
+    ((aid, warn),), drains = adm.watch({9: [1]})
+    assert (aid, warn.action, warn.why, drains) == (9, "warn", "unlisted", {})
     assert "OSError" in adm.readings()[0]["error"]
 
 
@@ -213,3 +214,22 @@ def test_restored_drains_only_name_gpus_this_daemon_has(tmp_path) -> None:
     (tmp_path / "proc/stat").write_text("cpu  1 2 3\nbtime 1700000000\nprocesses 5\n")
     assert boot_time(tmp_path) == 1700000000.0
     assert boot_time(tmp_path / "none") == 0.0
+
+
+def test_a_process_list_that_cannot_be_trusted_is_said_once_per_attempt() -> None:
+    from edgeorch.resources.gpus.nvml import NvmlBackend
+    from edgeorch.resources.gpus.reader import GpuReader
+
+    from .nvml_stub import StubNvml
+
+    stub = StubNvml()
+    stub.gpus[0].procs = [(4242, 2 * G), (0, 4242), (4294967295, 4294967295)]  # an early-R535 layout mismatch
+    backend = NvmlBackend(stub)
+    inv = Inventory(cpus=(CpuCore(0, 0),), memory_available=8 * G, gpus=backend.devices())
+    adm = Admission(ResourcesConfig(), inv, backend, "nvml", CgroupSupport(False, None, "test"),
+                    reader=GpuReader(backend, [d.uuid for d in inv.gpus]))
+    adm.grant(3, 1, "t", Lease("1/t", gpus=("GPU-0",), gpu_memory=G), "p", 60.0, 0.0)
+    actions, _ = adm.watch({3: [4242]})
+    assert [(a.action, a.why) for _, a in actions] == [("warn", "unlisted")]
+    assert "impossible PIDs (0, 4294967295) on GPU-0" in actions[0][1].reason
+    assert adm.watch({3: [4242]}) == ([], {})
