@@ -1099,6 +1099,11 @@ class Engine:
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
         if info.uncharged:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
+        if registered is not None:  # before the run's end is announced: a follower of the run sees it
+            v, dep, dec = registered["version"], registered["deployment"], registered["decision"]
+            self.bus.publish(ModelRegistered(self.clock(), v["model"], v["version"], v["gate_verdict"],
+                                             run_id=ctx.run_id, task=la.task, deployment_id=dep["id"] if dep else None,
+                                             summary=dec["summary"] if dec else None))
         self._apply(ctx, decided, lambda: self._announce(AttemptEnded(
             self.clock(), ctx.run_id, la.task, str(change.state), la.number, info.exit_code, info.signal,
             change.reason, info.log_truncated)))
@@ -1106,11 +1111,6 @@ class Engine:
             self.bus.publish(DatasetVersioned(self.clock(), version["dataset"], version["version"], "task",
                                               version["files"], version["size"], version["new_bytes"],
                                               run_id=ctx.run_id))
-        if registered is not None:
-            v, dep, dec = registered["version"], registered["deployment"], registered["decision"]
-            self.bus.publish(ModelRegistered(self.clock(), v["model"], v["version"], v["gate_verdict"],
-                                             run_id=ctx.run_id, task=la.task, deployment_id=dep["id"] if dep else None,
-                                             summary=dec["summary"] if dec else None))
 
     # -- settlement: decide (pure, settlement.py), record (one transaction), then memory ------------
 

@@ -1,0 +1,127 @@
+"""The README's model session through a real daemon and the CLI: the shipped example registers, gates and deploys
+its model; a worse model is blocked and `edgeorch models why` says why; promote and rollback switch `current`.
+And a daemon killed with -9 in the middle of a blue-green health check recovers to a consistent target."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _cli(ws, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _example(ws) -> None:
+    shutil.copytree(REPO / "examples" / "pipelines" / "mlpipe", ws.pipelines / "mlpipe")
+    shutil.copy(REPO / "examples" / "pipelines" / "house_prices.toml", ws.pipelines)
+    shutil.copytree(REPO / "examples" / "data", ws.root / "data")
+
+
+def test_the_readme_session_register_block_why_promote_rollback(workspace, daemon) -> None:
+    _example(workspace)
+    daemon.start()
+    current = workspace.state / "serving" / "house_prices" / "current"
+    r = _cli(workspace, "run", "house_prices")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "model house_prices version 1: passed its gates" in r.stdout
+    _wait(lambda: os.path.islink(current) and os.readlink(current) == "versions/1")
+    assert (current / "model.npz").stat().st_size > 0
+
+    r = _cli(workspace, "run", "house_prices", "-p", "worse=true")
+    assert r.returncode == 0, r.stdout + r.stderr  # the run succeeds; only the promotion is blocked
+    assert "model house_prices version 2: BLOCKED by its gates (edgeorch models why house_prices 2)" in r.stdout
+    why = _cli(workspace, "models", "why", "house_prices", "2")
+    assert why.returncode == 0, why.stderr
+    assert "Blocked by its gates against version 1 (champion)" in why.stdout
+    assert "FAILED   rmse <= champion.rmse * 1.05: rmse is" in why.stdout
+    refused = _cli(workspace, "models", "promote", "house_prices", "2")
+    assert refused.returncode == 5 and "failed its gates" in refused.stderr
+
+    assert _cli(workspace, "run", "house_prices").returncode == 0  # as good as version 1: version 3 is champion
+    _wait(lambda: os.readlink(current) == "versions/3")
+    r = _cli(workspace, "models", "rollback", "house_prices", "--reason", "a customer complained")
+    assert r.returncode == 0, r.stderr
+    assert "champion -> version 1: succeeded" in r.stdout  # version 2 failed its gates: skipped
+    assert os.readlink(current) == "versions/1"
+    r = _cli(workspace, "models", "promote", "house_prices", "3", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["deployment"]["state"] == "succeeded"
+    assert os.readlink(current) == "versions/3"
+
+    listing = json.loads(_cli(workspace, "models", "list", "--json").stdout)
+    assert listing["models"][0]["aliases"] == {"champion": 3} and listing["models"][0]["versions"] == 3
+    show = json.loads(_cli(workspace, "models", "show", "house_prices", "--json").stdout)
+    assert [h["action"] for h in show["history"][:2]] == ["promote", "rollback"]
+    assert show["history"][1]["actor"].endswith(f"(uid {os.getuid()})")
+    assert show["history"][1]["reason"] == "a customer complained"
+    diff = json.loads(_cli(workspace, "models", "diff", "house_prices", "1", "2", "--json").stdout)
+    assert diff["params"] == [{"param": "worse", "a": False, "b": True}]
+    assert {m["metric"] for m in diff["metrics"] if m["delta"] and m["delta"] > 0} == {"rmse"}
+    versions = _cli(workspace, "models", "versions", "house_prices")
+    assert versions.returncode == 0 and "failed" in versions.stdout
+
+    daemon.stop()
+    offline = _cli(workspace, "models", "why", "house_prices", "2", "--json")  # the state file, read-only
+    assert offline.returncode == 0 and json.loads(offline.stdout)["gate_verdict"] == "failed"
+    missing = _cli(workspace, "models", "why", "house_prices", "9")
+    assert missing.returncode == 3 and "house_prices has no version 9" in missing.stderr
+
+
+def test_a_daemon_killed_during_a_blue_green_health_check_undoes_the_switch_at_restart(workspace, daemon) -> None:
+    gate = workspace.root / "release"
+    started = workspace.root / "checking"
+    check = workspace.root / "health.sh"
+    # Version 2's check waits until the test releases it: the daemon is killed meanwhile.
+    check.write_text(f'#!/bin/sh\n[ "$EDGEORCH_MODEL_VERSION" = 2 ] || exit 0\ntouch {started}\n'
+                     f'while [ ! -e {gate} ]; do sleep 0.05; done\n')
+    check.chmod(0o755)
+    (workspace.root / "train.py").write_text(
+        "import json, os, sys\nout = os.environ['EDGEORCH_OUTPUT_DIR']\n"
+        "open(out + '/model.bin', 'w').write(sys.argv[1])\n"
+        "json.dump({'rmse': float(sys.argv[1])}, open(out + '/metrics.json', 'w'))\n")
+    workspace.pipeline("trainer", f'''
+        [params]
+        rmse = 30.0
+        [tasks.train]
+        command = ["python", "{workspace.root / 'train.py'}", "{{rmse}}"]
+        model = {{ name = "m", path = "model.bin", metrics = "metrics.json" }}
+        [models.m]
+        metrics = ["rmse"]
+        gates = ["rmse <= champion.rmse"]
+        strategy = "blue_green"
+        [models.m.deploy]
+        health = ["{check}"]
+        health_timeout = "60s"
+        window = "60s"
+        ''')
+    daemon.start()
+    assert _cli(workspace, "run", "trainer").returncode == 0
+    current = workspace.state / "serving" / "m" / "current"
+    _wait(lambda: os.path.islink(current) and os.readlink(current) == "versions/1")
+    assert _cli(workspace, "run", "trainer", "-p", "rmse=29").returncode == 0
+    _wait(started.exists)
+    daemon.kill9()
+    daemon.start()  # recovery: the deployment stopped before its switch is undone
+    gate.write_text("")
+    assert os.readlink(current) == "versions/1" and current.is_dir()
+    show = json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)
+    assert show["aliases"] == {"champion": 1}
+    assert show["deployments"][0]["state"] == "undone"
+    assert "interrupted at step staged" in show["deployments"][0]["outcome"]
+    r = _cli(workspace, "models", "promote", "m", "2")  # asked again, it goes through
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(current) == "versions/2"
+
+
+def _wait(cond, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
