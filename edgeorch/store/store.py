@@ -12,7 +12,8 @@ Contract:
   ``store.pipelines`` (versions, pauses), ``store.events``,
   ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
   runs), ``store.datasets`` (data versions), ``store.models`` (model versions,
-  aliases, decisions, deployments). ``Store`` itself holds no data
+  aliases, decisions, deployments), ``store.privacy`` (privacy budgets and
+  the ledger of spends). ``Store`` itself holds no data
   methods: only the shared :class:`~edgeorch.store.db.Database` (``store.db``),
   :meth:`transaction`, :meth:`close` and :meth:`integrity_check`.
 - Every state transition is one call on an aggregate and one transaction
@@ -42,6 +43,7 @@ from .lineage import Lineage
 from .models import Models
 from .outputs import Outputs
 from .pipelines import Pipelines
+from .privacy import Privacy
 from .retention import Retention
 from .runs import Runs
 from .schedules import Schedules
@@ -66,6 +68,7 @@ class Store:
         self.retention = Retention(self.db)
         self.datasets = Datasets(self.db)
         self.models = Models(self.db)
+        self.privacy = Privacy(self.db)
 
     @property
     def path(self) -> Path:

@@ -1,0 +1,157 @@
+"""Privacy budgets: tables ``privacy_budgets`` and ``privacy_spends`` (docs/privacy.md).
+
+Contract:
+
+- A dataset's budget is the total ``(epsilon, delta)`` that the
+  differentially private releases of it may spend, under basic sequential
+  composition: the spends add up. :meth:`Privacy.set_budget` declares or
+  changes it (one transaction, one ``privacy_budget_set`` audit record); a
+  budget below what was already spent is refused.
+- :meth:`Privacy.spend` is the one place a release is charged: in one
+  transaction it reads what was spent, refuses the release when it would
+  exceed the budget (:class:`BudgetExceeded`, nothing written), else
+  inserts the spend and its ``privacy_spent`` audit record. On the daemon's
+  loop (the one writer) no other spend can come between the check and the
+  insert, so two releases can never overspend together.
+- Spends are never removed (``privacy_spends`` is one of retention's kept
+  tables): a removed spend would refund budget already spent.
+- :func:`refusal` is the decision itself, pure: callers that must decide
+  before they write (the engine, before it settles an attempt) use it with
+  :meth:`Privacy.ledger`.
+- Reads return plain dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..errors import ConflictError, NotFoundError
+from .audit import write_audit
+from .db import Database
+
+TOLERANCE = 1e-9
+"""Relative slack when adding spends up (three releases of a third of the budget fit it exactly)."""
+
+
+class BudgetExceeded(ConflictError):
+    """A release that would spend more than its dataset's remaining privacy budget (exit 5, conflict)."""
+
+    code = "budget_exceeded"
+
+
+def subject(dataset: str) -> str:
+    """The audit subject of a dataset's ledger: ``privacy:NAME``."""
+    return f"privacy:{dataset}"
+
+
+def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: float = 0.0) -> str | None:
+    """Why a release of ``(epsilon, delta)`` from ``dataset`` must be refused, or None when it fits.
+
+    ``ledger`` is :meth:`Privacy.ledger`'s dict (None: no budget declared,
+    which refuses every release: the safe default). Pure.
+    """
+    if ledger is None:
+        return (f"no privacy budget is declared for dataset {dataset!r}: declare one (the task's budget option, "
+                f"or edgeorch profile --budget) before releasing anything")
+    for name, want, left, total in (("epsilon", epsilon, ledger["remaining_epsilon"], ledger["epsilon"]),
+                                    ("delta", delta, ledger["remaining_delta"], ledger["delta"])):
+        if want > left + TOLERANCE * max(total, 1.0):
+            return (f"privacy budget of dataset {dataset!r} exceeded: this release needs {name} {want:g}, "
+                    f"{left:g} of {total:g} is left ({ledger['spends']} releases spent "
+                    f"{ledger['spent_' + name]:g})")
+    return None
+
+
+class Privacy:
+    """``store.privacy``: see the module docstring."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def set_budget(self, dataset: str, epsilon: float, delta: float = 0.0, *, actor: str | None = None) -> dict[str, Any]:
+        """Declare or change ``dataset``'s total budget; returns its ledger. One transaction, audited when it changes.
+
+        Raises ConflictError when the new budget is below what was already
+        spent, ValueError for a negative or non-finite value.
+        """
+        for name, v in (("epsilon", epsilon), ("delta", delta)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) or (name == "delta" and v >= 1):
+                raise ValueError(f"privacy budget {name} must be a finite number >= 0"
+                                 f"{' and < 1' if name == 'delta' else ''}, not {v!r}")
+        with self._db.transaction():
+            old = self.ledger(dataset)
+            if old is not None and (old["epsilon"], old["delta"]) == (float(epsilon), float(delta)):
+                return old
+            if old is not None and (epsilon < old["spent_epsilon"] or delta < old["spent_delta"]):
+                raise ConflictError("a privacy budget cannot be set below what was already spent",
+                                    field="budget", value=f"epsilon {epsilon:g}, delta {delta:g}",
+                                    expected=f"at least epsilon {old['spent_epsilon']:g}, delta {old['spent_delta']:g}")
+            now = self._db.clock()
+            self._db.conn.execute(
+                "INSERT INTO privacy_budgets (dataset, epsilon, delta, actor, set_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (dataset) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta,"
+                " actor = excluded.actor, set_at = excluded.set_at",
+                (dataset, float(epsilon), float(delta), actor, now))
+            write_audit(self._db, actor, "privacy_budget_set", subject(dataset),
+                        {"dataset": dataset, "epsilon": float(epsilon), "delta": float(delta),
+                         "previous": None if old is None else {"epsilon": old["epsilon"], "delta": old["delta"]}},
+                        ts=now)
+            ledger = self.ledger(dataset)
+            assert ledger is not None
+            return ledger
+
+    def spend(self, dataset: str, epsilon: float, delta: float, release: str, *, run_id: int | None = None,
+              task: str | None = None, actor: str | None = None) -> dict[str, Any]:
+        """Charge one release to ``dataset``'s budget; returns the spend row. One transaction, audited.
+
+        Raises :class:`BudgetExceeded` (nothing written) when the release
+        does not fit what is left, or when no budget is declared.
+        """
+        with self._db.transaction():
+            why = refusal(self.ledger(dataset), dataset, epsilon, delta)
+            if why is not None:
+                raise BudgetExceeded(why, field="epsilon", value=epsilon)
+            now = self._db.clock()
+            cur = self._db.conn.execute(
+                "INSERT INTO privacy_spends (dataset, epsilon, delta, release, run_id, task, actor, spent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (dataset, float(epsilon), float(delta), release, run_id, task, actor, now))
+            write_audit(self._db, actor, "privacy_spent", subject(dataset),
+                        {"dataset": dataset, "epsilon": float(epsilon), "delta": float(delta), "release": release,
+                         "run_id": run_id, "task": task}, ts=now)
+            return dict(self._db.conn.execute("SELECT * FROM privacy_spends WHERE id = ?",
+                                              (cur.lastrowid,)).fetchone())
+
+    def ledger(self, dataset: str) -> dict[str, Any] | None:
+        """``dataset``'s budget and what was spent: ``epsilon``, ``delta`` (the budget), ``spent_*``,
+        ``remaining_*`` (never below 0), ``spends`` (how many releases), ``set_at``; None without a budget."""
+        row = self._db.conn.execute("SELECT * FROM privacy_budgets WHERE dataset = ?", (dataset,)).fetchone()
+        if row is None:
+            return None
+        n, eps, dlt = self._db.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM privacy_spends"
+            " WHERE dataset = ?", (dataset,)).fetchone()
+        out = dict(row)
+        out.update({"spent_epsilon": float(eps), "spent_delta": float(dlt), "spends": int(n),
+                    "remaining_epsilon": max(out["epsilon"] - float(eps), 0.0),
+                    "remaining_delta": max(out["delta"] - float(dlt), 0.0)})
+        return out
+
+    def require(self, dataset: str) -> dict[str, Any]:
+        """:meth:`ledger`, or NotFoundError naming the datasets that have a budget."""
+        ledger = self.ledger(dataset)
+        if ledger is None:
+            known = self.datasets()
+            raise NotFoundError("no privacy budget for this dataset", field="dataset", value=dataset,
+                                expected=f"one of {', '.join(known)}" if known else "a dataset with a declared budget")
+        return ledger
+
+    def datasets(self) -> list[str]:
+        """Every dataset with a budget, by name."""
+        return [r[0] for r in self._db.conn.execute("SELECT dataset FROM privacy_budgets ORDER BY dataset")]
+
+    def spends(self, dataset: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` spends of ``dataset``, newest first."""
+        return [dict(r) for r in self._db.conn.execute(
+            "SELECT * FROM privacy_spends WHERE dataset = ? ORDER BY id DESC LIMIT ?", (dataset, limit))]
