@@ -432,7 +432,7 @@ class Admission:
         leases = [h.running.lease for h in gpu_held.values()]
         found = check_budgets(leases, procs, holder_pids, self.cfg.gpu_memory_policy)
         for lease in sorted(leases, key=lambda lease: lease.holder):
-            failed = next((u for u in lease.gpus if u in snap.process_errors), None)
+            failed = next((u for u in lease.gpus if u in snap.process_errors and u not in snap.lost), None)
             if lease.gpu_memory and failed is not None:  # e.g. garbage PIDs from a struct-layout mismatch
                 found.append(BudgetAction(lease.holder, "warn", f"its gpu_memory budget of {_fmt(lease.gpu_memory)} "
                                           f"is not enforced: {snap.process_errors[failed]}", "unlisted"))
