@@ -130,6 +130,14 @@ def _datasets(query: HoldQuery) -> Iterable[Hold]:
         yield Hold(r["run_id"], f"dataset {r['dataset']} version {r['version']} was made from its outputs")
 
 
+def _models(query: HoldQuery) -> Iterable[Hold]:
+    # A model version's files are its run's outputs until a deployment copied them into the serving folder.
+    for r in query.store.models.held_runs():
+        if r["run_id"] in query.candidates:
+            what = "is being deployed" if r["why"] == "deployment" else f"is {r['why']}"
+            yield Hold(r["run_id"], f"model {r['model']} version {r['version']}, made by it, {what}")
+
+
 def _keep_last(query: HoldQuery) -> Iterable[Hold]:
     for r in query.store.retention.latest(query.keep_last, query.candidates):
         yield Hold(r["run_id"], f"one of the latest {query.keep_last} runs of {r['pipeline']}")
@@ -147,5 +155,5 @@ def _inputs(query: HoldQuery) -> Iterable[Hold]:
 
 
 for _name, _rule in (("active", _active), ("cache", _cache), ("lineage", _lineage), ("datasets", _datasets),
-                     ("keep_last", _keep_last), ("inputs", _inputs), ("newest", _newest)):
+                     ("models", _models), ("keep_last", _keep_last), ("inputs", _inputs), ("newest", _newest)):
     register_hold(_name, _rule)

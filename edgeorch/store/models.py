@@ -419,17 +419,17 @@ class Models:
         return [_decode(r) for r in self._db.all("SELECT * FROM model_decisions WHERE version_id = ? ORDER BY id",
                                                  (version_id,))]
 
-    def aliased_runs(self) -> list[int]:
-        """Runs whose versions an alias points at, or an open deployment or canary uses (what retention keeps)."""
-        rows = self._db.conn.execute(
-            "SELECT v.run_id FROM model_aliases a JOIN model_versions v ON v.model_id = a.model_id AND"
-            " v.version = a.version WHERE v.run_id IS NOT NULL"
-            " UNION SELECT v.run_id FROM model_deployments d JOIN model_versions v ON v.model_id = d.model_id AND"
-            " v.version IN (d.to_version, d.from_version) WHERE d.state IN ('pending', 'running') AND v.run_id IS NOT NULL"
-            " UNION SELECT v.run_id FROM model_canaries c JOIN model_versions v ON v.model_id = c.model_id AND"
-            " v.version IN (c.version, c.against_version) WHERE c.state IN ('running', 'deciding')"
-            " AND v.run_id IS NOT NULL")
-        return sorted(int(r[0]) for r in rows)
+    def held_runs(self) -> list[dict[str, Any]]:
+        """Runs whose model versions an alias points at (``why``: the alias) or an open deployment uses
+        (``why``: ``deployment``): retention keeps them (``run_id``, ``model``, ``version``, ``why``)."""
+        return self._db.all(
+            "SELECT v.run_id, m.name AS model, v.version, a.alias AS why FROM model_aliases a"
+            " JOIN model_versions v ON v.model_id = a.model_id AND v.version = a.version"
+            " JOIN models m ON m.id = a.model_id WHERE v.run_id IS NOT NULL"
+            " UNION SELECT v.run_id, m.name, v.version, 'deployment' FROM model_deployments d"
+            " JOIN model_versions v ON v.model_id = d.model_id AND v.version IN (d.to_version, d.from_version)"
+            " JOIN models m ON m.id = d.model_id WHERE d.state IN ('pending', 'running') AND v.run_id IS NOT NULL"
+            " ORDER BY 1")
 
     # -- helpers --------------------------------------------------------------------------------------
 

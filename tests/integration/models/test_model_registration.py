@@ -49,3 +49,18 @@ def test_a_missing_metrics_file_fails_the_attempt_with_the_reason(workspace, har
         assert store.models.model("m") is None
     finally:
         store.close()
+
+
+def test_retention_keeps_the_run_of_a_version_an_alias_points_at(workspace, harness) -> None:
+    from edgeorch.retention.holds import HoldQuery, collect_holds
+
+    model_pipeline(workspace)
+    first, _ = harness.run("trainer")
+    blocked, _ = harness.run("trainer", {"rmse": 45.0})
+    store = harness.store()
+    try:
+        holds = [h for h in collect_holds(HoldQuery(store, frozenset({first, blocked}), store.clock()))
+                 if h.rule == "models"]
+        assert [(h.run_id, h.reason) for h in holds] == [(first, "model house version 1, made by it, is champion")]
+    finally:
+        store.close()
