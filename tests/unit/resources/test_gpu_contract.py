@@ -11,17 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from edgeorch.config import ResourcesConfig
 from edgeorch.resources.gpus.backend import GpuBackend
-from edgeorch.resources.gpus.detect import nvidia_pci_devices
+from edgeorch.resources.gpus.detect import detect_gpus
 from edgeorch.resources.gpus.fake import FakeBackend
 from edgeorch.resources.gpus.nvml import NvmlBackend
-from edgeorch.resources.model import (
-    HEALTH_KINDS,
-    NVML_ERROR_DRIVER_NOT_LOADED,
-    NVML_ERROR_LIBRARY_NOT_FOUND,
-    NVML_ERROR_NOT_FOUND,
-    GpuBackendError,
-)
+from edgeorch.resources.model import HEALTH_KINDS, NVML_ERROR_NOT_FOUND, GpuBackendError
 
 from .conftest import gpu_table
 from .nvml_stub import StubNvml
@@ -30,33 +25,19 @@ from .nvml_stub import StubNvml
 def _nvml() -> GpuBackend:
     """The real NVML backend; skipped only where there is no GPU, failed where NVML is present but broken.
 
-    "No GPU here": no NVIDIA device on the PCI bus and NVML's library or
-    driver absent. Anything else that stops NVML (a driver/library mismatch,
-    device nodes hidden, no device openable) is a failure: the contract must
-    not pass by skipping on the machines it is meant for. With
+    The daemon's own rule decides (:func:`detect_gpus`): "no GPU here" skips
+    with its message; "GPUs here but NVML broken" fails with it, so the
+    contract cannot pass by skipping on the machines it is meant for. With
     ``EDGEORCH_REQUIRE_GPU=1`` (tests/gpu/validate.sh) nothing is skipped.
     """
-    required = os.environ.get("EDGEORCH_REQUIRE_GPU") == "1"
-    pci = nvidia_pci_devices()
-    here = f" ({len(pci)} NVIDIA GPU(s) on the PCI bus)" if pci else ""
-    try:
-        backend = NvmlBackend()
-    except ImportError as exc:
-        if pci or required:
-            pytest.fail(f"NVIDIA GPUs here{here} but pynvml cannot be imported: {exc}")
-        pytest.skip(f"no NVIDIA GPU/NVML on this machine: {exc}")
-    except GpuBackendError as exc:
-        absent = exc.nvml_code in (NVML_ERROR_LIBRARY_NOT_FOUND, NVML_ERROR_DRIVER_NOT_LOADED)
-        if pci or required or not absent:
-            pytest.fail(f"NVML is present but broken{here}: {exc}")
-        pytest.skip(f"no NVIDIA GPU/NVML on this machine: {exc}")
-    if not backend.devices():
-        problems = "; ".join(backend.problems)
-        backend.close()
-        if pci or required or problems:
-            pytest.fail(f"NVML works but sees no usable GPU{here}{': ' + problems if problems else ''}")
-        pytest.skip("NVML works but sees no GPU")
-    return backend
+    found = detect_gpus(ResourcesConfig(gpu_backend="auto"))
+    if found.worker is not None:
+        found.worker.close()  # nothing queued: the backend is called from this thread from now on
+    if found.backend is None:
+        if found.broken or os.environ.get("EDGEORCH_REQUIRE_GPU") == "1":
+            pytest.fail(f"no usable NVML: {found.message}")
+        pytest.skip(f"no NVIDIA GPU/NVML on this machine: {found.message}")
+    return found.backend
 
 
 @pytest.fixture(params=["fake", "nvml-stub", pytest.param("nvml", marks=pytest.mark.gpu)])
@@ -179,3 +160,20 @@ def test_problems_are_sentences(backend: GpuBackend) -> None:
 def test_close_is_idempotent(backend: GpuBackend) -> None:
     backend.close()
     backend.close()
+
+
+def test_real_nvml_present_but_broken_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from edgeorch.resources.gpus.detect import Detected
+
+    me = sys.modules[__name__]
+    monkeypatch.setattr(me, "detect_gpus", lambda cfg: Detected(None, "2 NVIDIA GPUs on the PCI bus but …", True))
+    with pytest.raises(pytest.fail.Exception, match="no usable NVML: 2 NVIDIA GPUs"):
+        _nvml()
+    monkeypatch.setattr(me, "detect_gpus", lambda cfg: Detected(None, "no NVML library: running CPU-only"))
+    with pytest.raises(pytest.skip.Exception):
+        _nvml()
+    monkeypatch.setenv("EDGEORCH_REQUIRE_GPU", "1")
+    with pytest.raises(pytest.fail.Exception):
+        _nvml()
