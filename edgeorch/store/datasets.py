@@ -227,16 +227,6 @@ class Datasets:
             out[int(vid)] = f"held by {holder}" + (f" ({reason})" if reason else "")
         return out
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every dataset with its version count, latest version and its time and size, and the bytes of
-        all its versions' content (what plain copies would take)."""
-        return self._db.all(
-            "SELECT d.name, d.created_at, COUNT(v.id) AS versions, MAX(v.version) AS latest,"
-            " MAX(v.created_at) AS updated_at, COALESCE(SUM(v.size), 0) AS logical_bytes,"
-            " (SELECT size FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_size,"
-            " (SELECT files FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_files"
-            " FROM datasets d LEFT JOIN dataset_versions v ON v.dataset_id = d.id GROUP BY d.id ORDER BY d.name")
-
     def totals(self) -> dict[str, int]:
         """The object store as the state file knows it: chunks, their bytes, and bytes on disk."""
         row = self._db.one("SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM dataset_chunks")
@@ -324,3 +314,14 @@ class Datasets:
                            " WHERE v.id = ?", (version_id,))
         assert row is not None
         return dict(row)
+
+    # Last in the class: below it, `list` in an annotation would name this method.
+    def list(self) -> list[dict[str, Any]]:
+        """Every dataset with its version count, latest version and its time and size, and the bytes of
+        all its versions' content (what plain copies would take)."""
+        return self._db.all(
+            "SELECT d.name, d.created_at, COUNT(v.id) AS versions, MAX(v.version) AS latest,"
+            " MAX(v.created_at) AS updated_at, COALESCE(SUM(v.size), 0) AS logical_bytes,"
+            " (SELECT size FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_size,"
+            " (SELECT files FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_files"
+            " FROM datasets d LEFT JOIN dataset_versions v ON v.dataset_id = d.id GROUP BY d.id ORDER BY d.name")
