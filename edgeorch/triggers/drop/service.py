@@ -597,7 +597,7 @@ class DropFolders:
                     if changed is not None:  # written through another handle after hashing: hash again
                         self._retry_claim(pending, changed)
                         continue
-                    rec = {"id": pending.iid, "pipeline": pending.spec.pipeline,
+                    rec: dict[str, Any] = {"id": pending.iid, "pipeline": pending.spec.pipeline,
                            "watch_folder": str(pending.spec.folder), "source_name": pending.intent.source.name,
                            "source_path": str(pending.intent.source), "sha256": res.sha256}
                     started.append((rec, res))
@@ -668,7 +668,7 @@ class DropFolders:
         iid = int(rec["id"])
         if self.store.datasets.of_input(iid) is not None:
             return
-        snap = rec.get("snapshot")
+        snap: Any = rec.get("snapshot")
         own = snap is None
         if own:  # recovery of a claim recorded before the watch named a dataset: chunked here (rare)
             from ...datasets.service import object_store, take_snapshot
