@@ -41,7 +41,7 @@ from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
 from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_of
 from ..store import NewAttempt, Store
-from . import scheduler, settlement
+from . import privacy, scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
@@ -1056,13 +1056,20 @@ class Engine:
         elif ok:
             artifacts = files.artifacts
         checkpoints = files.checkpoints
+        # A DP release is charged to its dataset's privacy budget, or refused and withdrawn (engine/privacy.py).
+        claim = privacy.claim_of(check) if ok and spec.kind else None
+        budget_refused = privacy.decide(self.store, claim) if claim is not None else None
+        if budget_refused is not None:
+            privacy.withdraw(check, la.attempt_dir)
+            ok, reason, check, verdict, claim = False, budget_refused, None, None, None
         rows = [{"kind": spec.kind, **r} for r in (check or {}).get("rows", []) if isinstance(r, dict)] \
             if isinstance((check or {}).get("rows"), list) else []
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
         if violation:
             reason = f"violation: {check.get('message', '')}" if check else "violation"
         end = settlement.AttemptEnd(la.task, la.number, ok, reason, uncharged=info.uncharged,
-                                    stopped_for_cancel=la.stop_reason == "cancelled", retryable=not violation)
+                                    stopped_for_cancel=la.stop_reason == "cancelled",
+                                    retryable=not violation and budget_refused is None)
         decided = settlement.settle_attempt(self._view(ctx), end, settlement.RetryPolicy.of(spec),
                                             now=self.clock(), rand=self.rand())
         change = decided.task
@@ -1076,6 +1083,8 @@ class Engine:
                     artifacts=artifacts, checkpoints=checkpoints, results=rows, verdict=verdict,
                     finished_at=info.finished_at, charged=not info.uncharged,
                 )
+                if ok and claim is not None:  # the release's spend, with the rows it recorded
+                    privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)
                 if ok and snap is not None and spec.dataset is not None:  # the output's version, with the outcome
                     version = self.store.datasets.record_version(spec.dataset.name, snap, source="task",
                                                                  source_path=snap.source, run_id=ctx.run_id,

@@ -246,6 +246,27 @@ register_kind(Kind(
 ))
 
 
+register_kind(Kind(
+    name="dp_profile",
+    help="a differentially private profile of a data file, charged to the dataset's privacy budget",
+    options={
+        "input": "path of the data file",
+        "dataset": "name of the dataset whose privacy budget pays (default: the input's absolute path)",
+        "epsilon": "privacy loss this release spends (a number > 0)",
+        "budget": "the dataset's total epsilon (declares or changes it in the ledger)",
+        "bounds": "table of column = [lower, upper]: the numeric columns released",
+        "categories": "table of column = array of values: the categorical columns released",
+        "columns": "array of column names (default: all)",
+        "contributions": "rows one individual contributes at most (default 1)",
+        "bins": "histogram bins per numeric column (default 20)",
+        **COMMON_OPTIONS,
+    },
+    check=opt.check_dp_profile,
+    run=tasks.run_dp_profile,
+    numbers={"epsilon": float, "budget": float, "contributions": int, "bins": int},
+))
+
+
 def _gate_kind() -> Kind:
     # The gate language is the models' (edgeorch/models/gates.py): one parser for gates and gate tasks.
     from ..models import gatetask

@@ -173,6 +173,28 @@ def check_explain(r: TableReader) -> None:
     _common(r)
 
 
+def check_dp_profile(r: TableReader) -> None:
+    """The options of a ``dp_profile`` task (see its declaration in :mod:`.kinds`)."""
+    r.str("input", required=True)
+    r.str("dataset")
+    eps = r.raw("epsilon")
+    if eps is None:
+        r.fail("epsilon", "is required", expected="the privacy loss this release may spend, a number > 0")
+    elif not has_placeholder(eps) and not (_is_number(eps) and eps > 0):
+        r.fail("epsilon", "must be a number > 0", value=eps)
+    budget = r.raw("budget")
+    if budget is not None and not has_placeholder(budget) and not (_is_number(budget) and budget > 0):
+        r.fail("budget", "must be a number > 0", value=budget, expected="the dataset's total epsilon")
+    _column_table(r, "bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
+                  and v[0] < v[1], "[lower, upper] with lower < upper")
+    _column_table(r, "categories", lambda v: isinstance(v, list) and bool(v)
+                  and all(isinstance(x, (str, int, bool)) for x in v), "a non-empty array of values")
+    r.str_list("columns")
+    r.int("contributions", minimum=1)
+    r.int("bins", minimum=1, maximum=1000)
+    _common(r)
+
+
 def _valid_range(v: Any) -> bool:
     if isinstance(v, list):
         return len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1]

@@ -292,3 +292,36 @@ def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
 
         outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, {})))
     return doc
+
+
+def run_dp_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """The ``dp_profile`` kind's result document (without ``kind``/``on_violation``), with ``privacy``.
+
+    ``privacy`` (``dataset``, ``epsilon``, ``delta``, ``budget``, ``release``)
+    is what the engine charges to the dataset's ledger before it records the
+    document (docs/privacy.md): a release over budget is refused there, its
+    document and report removed, never recorded.
+    """
+    from .privacy import dp_profile
+
+    result = dp_profile(o["input"], epsilon=o["epsilon"], bounds=o.get("bounds"), categories=o.get("categories"),
+                        columns=o.get("columns"), contributions=o.get("contributions", 1), bins=o.get("bins", 20))
+    outputs: list[str] = []
+    doc = _result_doc(result, outputs)
+    doc["privacy"] = {"dataset": o.get("dataset") or dataset_name(o["input"]), "epsilon": result.spent,
+                      "delta": result.delta, "budget": o.get("budget"),
+                      "release": f"dp_profile of {os.path.basename(str(o['input']))}: "
+                                 f"{len(result.columns)} columns"}
+    if o.get("report"):
+        from .report import render, write
+
+        charts = {c["column"]: (c["histogram"]["labels"], [("noisy counts", [float(v) for v in c["histogram"]["counts"]])])
+                  for c in result.columns}
+        # Absolute: the engine deletes it when the release is refused (engine/privacy.py).
+        outputs.append(os.path.abspath(write(_out_path(o["report"]), render({**doc, "kind": "dp_profile"}, charts))))
+    return doc
+
+
+def dataset_name(path: str) -> str:
+    """The ledger name of a data file with no ``dataset`` option: ``file:`` and its absolute path."""
+    return "file:" + os.path.abspath(str(path))

@@ -45,12 +45,25 @@ def subject(dataset: str) -> str:
     return f"privacy:{dataset}"
 
 
-def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: float = 0.0) -> str | None:
+def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: float = 0.0,
+            budget: tuple[float, float] | None = None) -> str | None:
     """Why a release of ``(epsilon, delta)`` from ``dataset`` must be refused, or None when it fits.
 
     ``ledger`` is :meth:`Privacy.ledger`'s dict (None: no budget declared,
-    which refuses every release: the safe default). Pure.
+    which refuses every release: the safe default). ``budget``: a total
+    ``(epsilon, delta)`` the caller is about to declare with the release
+    (a task's ``budget`` option): the decision is made against it, and a
+    budget below what was already spent is itself a refusal. Pure.
     """
+    if budget is not None:
+        spent_e = ledger["spent_epsilon"] if ledger else 0.0
+        spent_d = ledger["spent_delta"] if ledger else 0.0
+        if budget[0] < spent_e or budget[1] < spent_d:
+            return (f"the declared privacy budget of dataset {dataset!r} (epsilon {budget[0]:g}, delta {budget[1]:g}) "
+                    f"is below what was already spent (epsilon {spent_e:g}, delta {spent_d:g})")
+        ledger = {"epsilon": float(budget[0]), "delta": float(budget[1]), "spent_epsilon": spent_e,
+                  "spent_delta": spent_d, "remaining_epsilon": budget[0] - spent_e,
+                  "remaining_delta": budget[1] - spent_d, "spends": ledger["spends"] if ledger else 0}
     if ledger is None:
         return (f"no privacy budget is declared for dataset {dataset!r}: declare one (the task's budget option, "
                 f"or edgeorch profile --budget) before releasing anything")
