@@ -113,8 +113,8 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
         n = len(whole)
         if request.gpus > n:
             mig = sum(1 for g in usable if g.parent is not None)
-            why = (f" (MIG devices do not count: a CUDA process can use only one MIG device, and no whole GPU "
-                   f"beside it)" if request.gpus > 1 and mig else "")
+            why = (" (MIG devices do not count: a CUDA process can use only one MIG device, and no whole GPU "
+                   "beside it)" if request.gpus > 1 and mig else "")
             return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s' if n != 1 else ''} exist{why}"
     return None
 

@@ -164,7 +164,7 @@ def detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path
         return Detected(None, f"{on_bus + ' but ' if on_bus else ''}{why}: {refused}", True)
 
     try:
-        import pynvml  # noqa: F401 - only whether it can be imported
+        import pynvml  # type: ignore[import-untyped]  # noqa: F401 - only whether it can be imported
     except ImportError:
         if nvml is None:
             if mode == "nvml":

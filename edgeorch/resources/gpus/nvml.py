@@ -143,7 +143,7 @@ class NvmlBackend(GpuBackend):
                  clock: Callable[[], float] = time.monotonic) -> None:
         if nvml is None:
             # Imported here, not at module level, so CPU-only use never loads it.
-            import pynvml
+            import pynvml  # type: ignore[import-untyped]
 
             nvml = pynvml
         self._n = nvml
@@ -177,9 +177,8 @@ class NvmlBackend(GpuBackend):
         """``fn(*args)`` (a pynvml function or its name); anything raised becomes GpuBackendError."""
         name = fn if isinstance(fn, str) else getattr(fn, "__name__", "")
         try:
-            if isinstance(fn, str):
-                fn = getattr(self._n, fn)
-            return fn(*args)
+            call: Callable[..., Any] = getattr(self._n, fn) if isinstance(fn, str) else fn
+            return call(*args)
         except Exception as exc:  # noqa: BLE001 - every pynvml failure is translated, none escapes
             raise translate(exc, self._n, name, uuid) from None
 
