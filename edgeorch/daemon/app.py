@@ -52,7 +52,7 @@ from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps, PipelineOps,
-                  RunOps, StatusOps, register)
+                  PrivacyOps, RunOps, StatusOps, register)
 from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
@@ -280,6 +280,7 @@ class Daemon:
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
             ModelOps(store=store, service=self.models),
+            PrivacyOps(store=store),
             LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),

@@ -82,9 +82,5 @@ def withdraw(check: Mapping[str, Any] | None, attempt_dir: Path) -> None:
 
 def charge(store: Store, claim: Mapping[str, Any], *, run_id: int, task: str) -> None:
     """Declare the claimed budget (when given) and record the spend; in the caller's transaction, audited."""
-    dataset = claim["dataset"]
-    budget = _budget(claim)
-    if budget is not None:
-        store.privacy.set_budget(dataset, *budget)
-    store.privacy.spend(dataset, float(claim["epsilon"]), float(claim.get("delta", 0.0)),
-                        str(claim.get("release") or "release"), run_id=run_id, task=task)
+    store.privacy.charge(claim["dataset"], float(claim["epsilon"]), float(claim.get("delta", 0.0)),
+                         str(claim.get("release") or "release"), budget=_budget(claim), run_id=run_id, task=task)

@@ -35,9 +35,10 @@ TOLERANCE = 1e-9
 
 
 class BudgetExceeded(ConflictError):
-    """A release that would spend more than its dataset's remaining privacy budget (exit 5, conflict)."""
+    """A release that would spend more than its dataset's remaining privacy budget (exit 5, conflict).
 
-    code = "budget_exceeded"
+    Its code stays ``conflict``: over the control socket it arrives as a ConflictError.
+    """
 
 
 def subject(dataset: str) -> str:
@@ -135,6 +136,23 @@ class Privacy:
                          "run_id": run_id, "task": task}, ts=now)
             return dict(self._db.conn.execute("SELECT * FROM privacy_spends WHERE id = ?",
                                               (cur.lastrowid,)).fetchone())
+
+    def charge(self, dataset: str, epsilon: float, delta: float, release: str, *,
+               budget: tuple[float, float] | None = None, run_id: int | None = None, task: str | None = None,
+               actor: str | None = None) -> dict[str, Any]:
+        """Declare ``budget`` (when given) and :meth:`spend`, in one transaction: what every releaser calls
+        (the engine for a task, the daemon's ``privacy.spend`` op, ``edgeorch profile --epsilon`` offline).
+        Returns the ledger after the spend; raises like :meth:`set_budget` and :meth:`spend`, writing nothing."""
+        with self._db.transaction():
+            if budget is not None:
+                why = refusal(self.ledger(dataset), dataset, epsilon, delta, budget=budget)
+                if why is not None:
+                    raise BudgetExceeded(why, field="epsilon", value=epsilon)
+                self.set_budget(dataset, budget[0], budget[1], actor=actor)
+            self.spend(dataset, epsilon, delta, release, run_id=run_id, task=task, actor=actor)
+            ledger = self.ledger(dataset)
+            assert ledger is not None
+            return ledger
 
     def ledger(self, dataset: str) -> dict[str, Any] | None:
         """``dataset``'s budget and what was spent: ``epsilon``, ``delta`` (the budget), ``spent_*``,

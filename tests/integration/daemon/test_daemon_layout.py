@@ -17,7 +17,7 @@ from edgeorch.daemon.app import Daemon
 
 ROOT = Path(edgeorch.__file__).resolve().parent
 GROUPS = [ops.StatusOps, ops.PipelineOps, ops.RunOps, ops.EventOps, ops.InputOps, ops.DatasetOps, ops.GcOps,
-          ops.MetricsOps, ops.AuditOps, ops.ModelOps]
+          ops.MetricsOps, ops.AuditOps, ops.ModelOps, ops.PrivacyOps]
 
 OPS_SERVED = {
     "status", "resources", "pipelines.list", "pipelines.show", "pipelines.validate", "pipelines.pause",
@@ -25,7 +25,7 @@ OPS_SERVED = {
     "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
     "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune",
     "models.list", "models.show", "models.versions", "models.diff", "models.why", "models.promote", "models.rollback",
-    "models.observe",
+    "models.observe", "privacy.show", "privacy.spend",
 }
 """The daemon's ops besides the control server's own (ping, version, ops); docs/protocol.md documents each."""
 

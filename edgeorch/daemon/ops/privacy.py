@@ -1,0 +1,46 @@
+"""Ops ``privacy.show`` and ``privacy.spend``: the privacy budget ledger (docs/privacy.md).
+
+``privacy.spend`` is how a client that computed a differentially private
+release (``edgeorch profile --epsilon``) charges it to the dataset's budget
+before it shows it: one transaction on the loop (budget declared, spend
+recorded, both audited with the peer as actor), or ``budget_exceeded``
+with nothing written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import OpSpec, actor_of, arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...control.auth import Peer
+    from ...store import Store
+
+
+class PrivacyOps:
+    OPS = (
+        OpSpec("privacy.show", "privacy_show", "read",
+               "a dataset's privacy budget, what was spent and the newest spends; without a dataset, every ledger"),
+        OpSpec("privacy.spend", "privacy_spend", "act",
+               "charge a release to a dataset's privacy budget (declaring the budget when given); refused past it"),
+    )
+
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
+
+    async def privacy_show(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        dataset = arg(args, "dataset", str, required=False)
+        if dataset is None:
+            return {"ledgers": [self.store.privacy.ledger(d) for d in self.store.privacy.datasets()]}
+        return {"ledger": self.store.privacy.require(dataset), "spends": self.store.privacy.spends(dataset)}
+
+    async def privacy_spend(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        dataset = arg(args, "dataset", str)
+        epsilon = float(arg(args, "epsilon", (int, float)))
+        delta = float(arg(args, "delta", (int, float), required=False, default=0.0))
+        budget = arg(args, "budget", (int, float), required=False)
+        release = arg(args, "release", str)
+        ledger = self.store.privacy.charge(dataset, epsilon, delta, release, actor=actor_of(peer),
+                                           budget=None if budget is None else (float(budget), 0.0))
+        return {"ledger": ledger}
