@@ -24,7 +24,7 @@ def judge(name: str, version: int, against: int | None, metric: str, better: str
         why = f"version {version} reported no {metric} during its window"
         return "failed", [_cond(text, None, None, "failed", why)], f"canary of {name} version {version} lost {window}: {why}"
     if against is None or not theirs:
-        why = (f"there is no champion to compare with" if against is None else
+        why = ("there is no champion to compare with" if against is None else
                f"version {against} reported no {metric} during the window, so there is nothing to compare with")
         return "failed", [_cond(text, fmean(mine), None, "failed", why)], \
             f"canary of {name} version {version} lost {window}: {why}"

@@ -218,7 +218,7 @@ def check_models(reader: TableReader, registering: Mapping[str, list[str]],
     a model no task registers is an error (a misspelt name would never gate anything).
     """
     out: dict[str, ModelPolicy] = {}
-    for name, value in reader.data.items():
+    for name in reader.data:
         reader.seen.add(name)
         if name_problem(name):
             reader.fail(name, name_problem(name) or "", value=name, expected=NAME_EXPECTED)

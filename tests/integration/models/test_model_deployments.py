@@ -128,3 +128,92 @@ def test_blue_green_checks_the_idle_slot_and_undoes_a_failed_check_without_switc
         store.close()
     dep = harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
     assert dep["state"] == "undone" and os.readlink(root / "current") == "versions/1"
+
+
+def test_a_canary_that_is_worse_at_the_end_of_its_window_is_rolled_back(workspace, harness) -> None:
+    model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"\n'
+                   'share = 0.25\ntolerance = 0.5')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    root = _serving(workspace)
+    assert os.readlink(root / "canary") == "versions/2" and (root / "weights.json").exists()
+
+    async def observe(service):
+        for champion, canary in ((30.0, 31.0), (30.2, 30.9)):  # the canary is worse by more than the tolerance
+            service.observe("house", {"champion": {"rmse": champion}, "canary": {"rmse": canary}})
+            await service.drain()
+
+    harness.models(observe)
+    assert not (root / "canary").exists() and not (root / "weights.json").exists()
+    assert os.readlink(root / "current") == "versions/1"
+    store = harness.store()
+    try:
+        assert store.models.aliases("house") == {"champion": 1}
+        [d] = [d for d in store.models.decisions(store.models.version("house", 2)["id"]) if d["kind"] == "canary"]
+        assert d["verdict"] == "failed" and d["conditions"][0]["value"] == pytest.approx(30.95)
+        assert d["conditions"][0]["threshold"] == pytest.approx(30.6)
+        assert "lost against version 1 after 2 batch(es)" in d["summary"]
+        assert store.models.canaries("house")[0]["state"] == "rolled_back"
+    finally:
+        store.close()
+
+
+def test_rollback_of_the_canary_alias_aborts_the_canary(workspace, harness) -> None:
+    model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nwindow = "1h"\nmetric = "rmse"')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    dep = harness.models(lambda s: s.rollback("house", alias="canary", actor="alice (uid 1000)", reason="not today"))
+    assert dep["state"] == "succeeded" and dep["to_version"] is None
+    assert not (_serving(workspace) / "canary").exists()
+    store = harness.store()
+    try:
+        assert store.models.aliases("house") == {"champion": 1}
+        assert store.models.canaries("house")[0]["state"] == "aborted"
+    finally:
+        store.close()
+
+
+def test_auto_rollback_is_recorded_with_the_rule_that_asked(workspace, harness) -> None:
+    model_pipeline(workspace)
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    dep = harness.models(lambda s: s.auto_rollback("house", rule="rmse_floor", reason="rmse above 40 for 1h"))
+    assert dep["state"] == "succeeded" and dep["to_version"] == 1
+    store = harness.store()
+    try:
+        last = store.models.alias_history("house")[0]
+        assert (last["actor"], last["reason"], last["action"]) == ("rule:rmse_floor", "rmse above 40 for 1h", "rollback")
+        [record] = [r for r in store.audit.records(action="model_alias_moved")][-1:]
+        assert record["actor"] == "rule:rmse_floor"
+    finally:
+        store.close()
+    with pytest.raises(ConflictError, match="already"):
+        harness.models(lambda s: s.rollback("house", to=1, actor="bob (uid 1001)"))
+
+
+def test_a_gate_task_fails_its_run_with_the_reason(workspace, harness) -> None:
+    (workspace.root / "m.json").write_text('{"rmse": 61.5, "r2": 0.9}')
+    workspace.pipeline("gated", f'''
+        [tasks.quality]
+        kind = "gate"
+        [tasks.quality.options]
+        metrics = "{workspace.root / 'm.json'}"
+        conditions = ["rmse <= 60", "r2 >= 0.5"]
+        [tasks.after]
+        command = ["true"]
+        needs = ["quality"]
+        ''')
+    run_id, state = harness.run("gated")
+    assert state == RunState.FAILED
+    store = harness.store()
+    try:
+        tasks = {t["name"]: t for t in store.runs.tasks_of(run_id)}
+        assert tasks["quality"]["state"] == "failed" and tasks["after"]["state"] == "upstream_failed"
+        assert tasks["quality"]["reason"] == ("violation: 1 of 2 condition(s) failed: rmse is 61.5, but it had to be "
+                                              "at most 60")
+        assert tasks["quality"]["attempts"] == 1  # a violation is not retried
+        rows = store.outputs.results_of(run_id, "quality")
+        assert [(r["metric"], r["value"], r["threshold"], r["verdict"]) for r in rows] == [
+            ("rmse <= 60", 61.5, 60.0, "violation"), ("r2 >= 0.5", 0.9, 0.5, "ok")]
+    finally:
+        store.close()

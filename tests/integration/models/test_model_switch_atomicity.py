@@ -139,7 +139,7 @@ def test_concurrent_promotions_of_one_model_are_serialised(workspace, harness) -
     results = harness.models(race)
     assert [r["state"] for r in results] == ["succeeded"] * 3
     lines = log.read_text().split()
-    pairs = list(zip(lines[0::4], lines[1::4], lines[2::4], lines[3::4]))
+    pairs = list(zip(lines[0::4], lines[1::4], lines[2::4], lines[3::4], strict=True))
     assert all(p[0] == "start" and p[2] == "end" and p[1] == p[3] for p in pairs), lines  # never two at once
     store = harness.store()
     try:

@@ -1,0 +1,92 @@
+"""Deployment targets on real files: slots complete or absent, links switched by rename, Triton's layout."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgeorch.engine.files import sha256_file
+from edgeorch.engine.inputs import hash_inputs
+from edgeorch.models.targets import PathTarget, StagingError, TritonTarget
+
+
+def _artifact(path, kind="file"):
+    digest = sha256_file(path) if kind == "file" else hash_inputs("m", [(".", str(path))], path).items[0].sha256
+    return {"kind": kind, "path": str(path), "sha256": digest}
+
+
+def test_a_folder_version_is_staged_whole_and_checked_against_its_manifest(tmp_path) -> None:
+    src = tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    (src / "weights.bin").write_bytes(b"w" * 1000)
+    (src / "sub" / "config.json").write_text("{}")
+    target = PathTarget(tmp_path / "serving" / "m")
+    slot = target.stage(1, _artifact(src, "folder"))
+    assert sorted(str(p.relative_to(slot)) for p in slot.rglob("*")) == ["sub", "sub/config.json", "weights.bin"]
+    target.switch("champion", 1)
+    assert os.readlink(target.root / "current") == "versions/1" and target.points_at("champion") == 1
+    assert target.aliases_on_disk() == {"champion": 1}
+
+
+def test_a_file_changed_since_registration_is_never_staged(tmp_path) -> None:
+    src = tmp_path / "model.bin"
+    src.write_text("registered")
+    artifact = _artifact(src)
+    src.write_text("rewritten afterwards")
+    target = PathTarget(tmp_path / "serving" / "m")
+    with pytest.raises(StagingError, match="changed since it was registered"):
+        target.stage(1, artifact)
+    assert not target.slot(1).exists() and not list((target.root / "versions").iterdir())  # nothing half-made
+
+
+def test_a_version_whose_files_are_gone_is_refused_with_a_hint(tmp_path) -> None:
+    target = PathTarget(tmp_path / "serving" / "m")
+    with pytest.raises(StagingError, match="files are gone") as err:
+        target.stage(1, {"kind": "file", "path": str(tmp_path / "nope.bin"), "sha256": "0" * 64})
+    assert "register the model again" in (err.value.hint or "")
+
+
+def test_switching_an_alias_that_is_not_served_leaves_current_alone_and_none_removes_it(tmp_path) -> None:
+    src = tmp_path / "model.bin"
+    src.write_text("x")
+    target = PathTarget(tmp_path / "serving" / "m")
+    target.stage(1, _artifact(src))
+    target.switch("champion", 1)
+    target.switch("canary", 1)
+    target.switch("canary", None)
+    assert target.aliases_on_disk() == {"champion": 1} and os.readlink(target.root / "current") == "versions/1"
+    with pytest.raises(StagingError, match="not staged"):
+        target.switch("champion", 2)
+    assert target.points_at("champion") == 1
+
+
+def test_triton_layout_numbered_folders_and_the_version_policy_the_aliases_imply(tmp_path) -> None:
+    template = tmp_path / "config.pbtxt"
+    template.write_text('name: "house"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n')
+    target = TritonTarget(tmp_path / "repo" / "house", "champion", str(template))
+    for v in (1, 2):
+        src = tmp_path / f"run{v}" / "model.onnx"
+        src.parent.mkdir()
+        src.write_text(f"onnx {v}")
+        target.stage(v, _artifact(src))
+    target.switch("champion", 1)
+    target.switch("canary", 2)
+    assert (target.root / "1" / "model.onnx").read_text() == "onnx 1"
+    config = (target.root / "config.pbtxt").read_text()
+    assert config.startswith('name: "house"\nplatform: "onnxruntime_onnx"')
+    assert config.endswith("version_policy: { specific: { versions: [1, 2] } }\n")
+    target.switch("canary", None)
+    assert (target.root / "config.pbtxt").read_text().endswith("version_policy: { specific: { versions: [1] } }\n")
+    assert target.aliases_on_disk() == {"champion": 1}
+
+
+def test_a_triton_template_that_sets_its_own_version_policy_is_refused(tmp_path) -> None:
+    template = tmp_path / "config.pbtxt"
+    template.write_text('name: "m"\nversion_policy: { latest: { num_versions: 1 } }\n')
+    src = tmp_path / "model.onnx"
+    src.write_text("x")
+    target = TritonTarget(tmp_path / "repo" / "m", "champion", str(template))
+    target.stage(1, _artifact(src))
+    with pytest.raises(StagingError, match="sets version_policy"):
+        target.switch("champion", 1)
