@@ -12,6 +12,7 @@ reason, a version blocked by its gates is refused (exit 5).
 from __future__ import annotations
 
 import argparse
+import sys
 import asyncio
 from typing import Any, Callable
 
@@ -128,6 +129,10 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
+    if getattr(args, "quiet", False):
+        for v in res["versions"]:
+            print(v["version"])
+        return EXIT_OK
     names = sorted({k for v in res["versions"] for k in v["metrics"]})[:6]
     print_table(["version", "created", "run", "gates", *names, "aliases", "sha256"],
                 [[v["version"], format_timestamp(v["created_at"]), v["run_id"] or "", v["gate_verdict"],
@@ -222,8 +227,15 @@ def cmd_observe(args: argparse.Namespace) -> int:
 def _deployment_result(args: argparse.Namespace, dep: dict[str, Any]) -> int:
     if args.json:
         print_json({"deployment": dep})
+    elif getattr(args, "quiet", False):
+        if dep["state"] != "succeeded":
+            print(f"{dep['model']}: {dep['state']}: {dep['outcome']}", file=sys.stderr)
     else:
-        print(f"{dep['model']}: {dep['alias']} {_target(dep)}: {dep['state']}: {dep['outcome']}")
+        was = "no version" if dep["from_version"] is None else f"version {dep['from_version']}"
+        if dep["state"] == "succeeded":
+            print(f"{dep['model']}: {dep['alias']} {_target(dep)} (was {was})")
+        else:
+            print(f"{dep['model']}: {dep['alias']} {_target(dep)}: {dep['state']}: {dep['outcome']}")
     return EXIT_OK if dep["state"] == "succeeded" else EXIT_FAILED
 
 
