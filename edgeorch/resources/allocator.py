@@ -99,15 +99,20 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
     if not usable:
         return ("every fitting GPU is in compute mode PROHIBITED (no CUDA context can be created): "
                 + ", ".join(g.uuid for g in fitting))
-    big = max(usable, key=lambda g: (g.memory_usable, g.memory_total))
-    if request.gpu_memory > big.memory_usable:
-        if big.memory_reserved:
-            return (f"asks for {_fmt(request.gpu_memory)} of GPU memory but at most {_fmt(big.memory_usable)} can "
-                    f"ever be free on the largest GPU ({_fmt(big.memory_total)}, of which the driver reserves "
-                    f"{_fmt(big.memory_reserved)})")
-        return f"asks for {_fmt(request.gpu_memory)} of GPU memory but the largest GPU has {_fmt(big.memory_total)}"
+    need = request.gpu_memory
+    if need:  # (the policy calls this once per request shape and decision: no work for requests without memory)
+        big = usable[0]
+        for g in usable:
+            if g.memory_usable > big.memory_usable:
+                big = g
+        if need > big.memory_usable:
+            if big.memory_reserved:
+                return (f"asks for {_fmt(need)} of GPU memory but at most {_fmt(big.memory_usable)} can ever be free "
+                        f"on the largest GPU ({_fmt(big.memory_total)}, of which the driver reserves "
+                        f"{_fmt(big.memory_reserved)})")
+            return f"asks for {_fmt(need)} of GPU memory but the largest GPU has {_fmt(big.memory_total)}"
     if request.gpus:
-        whole = [g for g in usable if g.memory_usable >= request.gpu_memory]
+        whole = [g for g in usable if g.memory_usable >= need] if need else usable
         if request.gpus > 1:
             whole = [g for g in whole if g.parent is None]
         n = len(whole)
@@ -138,7 +143,8 @@ class _Mem:
 class _Gpu:
     """Mutable per-device bookkeeping inside a :class:`Capacity`; memory lives in its pool (``mem``)."""
 
-    __slots__ = ("blocked", "dev", "drained", "exclusive", "mem", "shares")
+    __slots__ = ("blocked", "dev", "drained", "exclusive", "mem", "mem_usable", "mig", "one_context", "prohibited",
+                 "shares")
 
     def __init__(self, dev: GpuDevice, mem: _Mem, *, shares: int = 0, exclusive: bool = False,
                  drained: str | None = None, blocked: str | None = None) -> None:
@@ -148,6 +154,19 @@ class _Gpu:
         self.exclusive = exclusive
         self.drained = drained
         self.blocked = blocked      # why it cannot be read now (NVML not answering, an error)
+        # Read once: these run on the scheduler's hot path.
+        self.prohibited = dev.compute_mode == "prohibited"
+        self.one_context = dev.compute_mode == "exclusive_process"
+        self.mem_usable = dev.memory_usable
+        self.mig = dev.parent is not None
+
+    def copy(self, mem: _Mem) -> _Gpu:
+        """This device's bookkeeping over ``mem`` (a copy of its pool): no recomputation, it is on the hot path."""
+        c = _Gpu.__new__(_Gpu)
+        c.dev, c.mem, c.shares, c.exclusive, c.drained, c.blocked = (self.dev, mem, self.shares, self.exclusive,
+                                                                     self.drained, self.blocked)
+        c.prohibited, c.one_context, c.mem_usable, c.mig = self.prohibited, self.one_context, self.mem_usable, self.mig
+        return c
 
     @property
     def leased(self) -> int:
@@ -162,17 +181,19 @@ class _Gpu:
         return self.mem.limit
 
     def usable(self) -> bool:
-        return self.drained is None and self.blocked is None and self.dev.compute_mode != "prohibited"
+        return self.drained is None and self.blocked is None and not self.prohibited
 
     def share_room(self) -> int:
-        if self.exclusive or self.mem.exclusive or not self.usable():
+        mem = self.mem
+        if self.exclusive or mem.exclusive or self.drained is not None or self.blocked is not None or self.prohibited:
             return -1
-        if self.dev.compute_mode == "exclusive_process" and self.mem.holders:
+        if self.one_context and mem.holders:
             return -1  # one CUDA context per GPU: a second share could not start
-        return min(self.mem.limit - self.mem.leased, self.mem.slack)
+        return min(mem.limit - mem.leased, mem.slack)
 
     def whole_free(self) -> bool:
-        return not self.exclusive and self.shares == 0 and self.mem.holders == 0 and self.usable()
+        return (not self.exclusive and self.shares == 0 and self.mem.holders == 0 and self.drained is None
+                and self.blocked is None and not self.prohibited)
 
 
 class Capacity:
@@ -235,7 +256,7 @@ class Capacity:
             m = mems.get(id(g.mem))
             if m is None:
                 m = mems[id(g.mem)] = g.mem.copy()
-            c.gpus[u] = _Gpu(g.dev, m, shares=g.shares, exclusive=g.exclusive, drained=g.drained, blocked=g.blocked)
+            c.gpus[u] = g.copy(m)
         c.pool_free = dict(self.pool_free)
         return c
 
@@ -294,10 +315,10 @@ class Capacity:
     # -- questions -------------------------------------------------------------
 
     def _gpu_candidates(self, req: ResourceRequest) -> tuple[list[_Gpu], WaitReason | None]:
-        eligible = [self.gpus[u] for u in self._order if model_matches(self.gpus[u].dev, req.gpu_model)
-                    and self.gpus[u].dev.compute_mode != "prohibited"]
+        model = req.gpu_model
+        eligible = [g for g in self.gpus.values() if not g.prohibited and (model is None or model_matches(g.dev, model))]
         if req.gpus > 1:  # one CUDA process sees one MIG device at most, and no whole GPU beside it
-            eligible = [g for g in eligible if g.dev.parent is None]
+            eligible = [g for g in eligible if not g.mig]
         if req.gpu_share:
             ok = [g for g in eligible if g.share_room() >= req.gpu_memory]
             if ok:
@@ -306,14 +327,15 @@ class Capacity:
             why = self._unusable(eligible, len(eligible))
             if why is not None:
                 return [], why
-            best = max((g.share_room() for g in eligible if g.usable()), default=0)
+            best = max((g.share_room() for g in eligible), default=0)
             return [], WaitReason("gpu_memory", f"waits for {_fmt(req.gpu_memory)} of GPU memory "
                                   f"(most free on one GPU: {_fmt(max(best, 0))})")
-        big_enough = [g for g in eligible if g.dev.memory_usable >= req.gpu_memory]
+        need = req.gpu_memory
+        big_enough = [g for g in eligible if g.mem_usable >= need] if need else eligible
         ok = [g for g in big_enough if g.whole_free() and (req.gpu_memory == 0 or g.slack >= req.gpu_memory)]
         if len(ok) >= req.gpus:
             return ok, None
-        usable = [g for g in big_enough if g.usable()]
+        usable = [g for g in big_enough if g.drained is None and g.blocked is None]  # (prohibited: not eligible)
         if len(usable) < req.gpus:
             why = self._unusable(big_enough, req.gpus)
             if why is not None:
