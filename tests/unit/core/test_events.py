@@ -59,6 +59,12 @@ WIRE: list[tuple[ev.Event | ev.Overflow, dict[str, Any]]] = [
     (ev.InputQuarantined(TS, 3, None, "p", "/q/x.csv", "no run could be started", "x.csv"),
      {"kind": "input", "ts": TS, "input_id": 3, "state": "quarantined", "run_id": None, "pipeline": "p",
       "file": "/q/x.csv", "reason": "no run could be started"}),
+    (ev.DatasetVersioned(TS, "daily", 3, "input", 2, 2048, 512, input_id=7),
+     {"kind": "dataset", "state": "version", "dataset": "daily", "version": 3, "source": "input", "files": 2,
+      "size": 2048, "new_bytes": 512, "ts": TS, "input_id": 7}),
+    (ev.DatasetsPruned(TS, ("daily@1", "daily@2"), 4096, "alice (uid 1000)"),
+     {"kind": "dataset", "state": "pruned", "versions": ["daily@1", "daily@2"], "bytes_freed": 4096,
+      "actor": "alice (uid 1000)", "ts": TS}),
     (ev.Subscribed(TS, None), {"kind": "subscribed", "run_id": None, "ts": TS}),
     (ev.Overflow(), {"kind": "overflow", "message": "events were dropped: the client reads too slowly"}),
 ]
