@@ -122,7 +122,9 @@ class Deployer:
         """Make the model's target point every alias where the state file says (the caller holds the lock).
 
         Returns what was repaired (empty: they agreed)."""
-        target = self.target(name)
+        stored = (self.store.models.model(name) or {}).get("policy")
+        policy = ModelPolicy.from_dict(stored) if stored else ModelPolicy(name=name)
+        target = self.target(name, policy)
         target.clean_stale()
         want = self.store.models.aliases(name)
         have = target.aliases_on_disk()
@@ -144,6 +146,15 @@ class Deployer:
         if repaired:
             log.warning("model %s: the serving folder did not match the aliases; repaired: %s", name,
                         ", ".join(repaired))
+            served = [a for a in (target.serve, "canary") if a in want or a in have]
+            if policy.deploy.reload and any(r.split(" ")[0] in served for r in repaired):
+                # The serving process may hold what the folder had: tell it (best effort, logged).
+                dep = {"model": name, "to_version": want.get(target.serve), "alias": target.serve,
+                       "from_version": have.get(target.serve)}
+                result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout,
+                                           env=self._env(dep, target, target.alias_path(target.serve)))
+                (log.info if result.ok else log.error)("model %s: reload after the repair: %s", name,
+                                                       result.describe())
         return repaired
 
     async def _run(self, dep: dict[str, Any]) -> dict[str, Any]:

@@ -127,10 +127,9 @@ def test_kill_9_while_a_failed_health_check_rolls_back_finishes_the_rollback(wor
         store.close()
 
 
-CANARY_STEPS = ["intent", "staging", "staged", "switched", "linked", "reloaded", "verified"]
 
 
-@pytest.mark.parametrize("step", ["intent", "switched", "linked", "verified"])
+@pytest.mark.parametrize("step", ["intent", "staged", "switched", "linked"])
 def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(workspace, harness, step) -> None:
     model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"\n'
                    'share = 0.2')
@@ -144,7 +143,10 @@ def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(work
     proc = _child(workspace, step, {"op": "observe", "batches": [batch, batch]})
     assert proc.returncode == -9, proc.stderr
     harness.models(lambda s: s.start())  # recovery: finish the decision's deployments
-    assert _consistent(workspace, harness) == {"champion": 2}  # the canary won and is gone
+    # The canary won; its promotion is finished when the crash came at or after the switch, undone before it
+    # (then champion stays: promote it by hand). Either way the canary is gone and the target agrees.
+    expected = 1 if step == "staged" else 2
+    assert _consistent(workspace, harness) == {"champion": expected}
     assert not (workspace.root / "serving" / "house" / "weights.json").exists()
     store = harness.store()
     try:

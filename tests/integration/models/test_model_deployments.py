@@ -217,3 +217,18 @@ def test_a_gate_task_fails_its_run_with_the_reason(workspace, harness) -> None:
             ("rmse <= 60", 61.5, 60.0, "violation"), ("r2 >= 0.5", 0.9, 0.5, "ok")]
     finally:
         store.close()
+
+
+def test_start_makes_the_serving_folder_agree_with_the_aliases_and_reloads(workspace, harness) -> None:
+    reloads = workspace.root / "reloads.txt"
+    model_pipeline(workspace, deploy=f'reload = ["sh", "-c", "echo $EDGEORCH_MODEL_VERSION >> {reloads}"]')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    root = _serving(workspace)
+    reloads.write_text("")
+    os.unlink(root / "current")  # a restored backup, a hand edit: the folder says something else
+    os.symlink("versions/1", root / "current")
+    os.symlink("versions/1", root / "stale")
+    harness.models(lambda s: s.start())
+    assert os.readlink(root / "current") == "versions/2" and not (root / "stale").exists()
+    assert reloads.read_text().split() == ["2"]
