@@ -51,7 +51,11 @@ def build_parser() -> Parser:
     except ImportError:
         register_kernels = None
     if register_kernels is not None:
-        register_kernels(sub)  # the kernels' commands live with the kernels (edgeorch/kernels/cli.py)
+        from .privacy import spend
+
+        # The kernels' commands live with the kernels (edgeorch/kernels/cli.py); a release they compute
+        # is charged to its privacy budget through the CLI's backend choice, handed in here.
+        register_kernels(sub, spend=spend)
     finish_parser(parser)  # last: every subcommand, the kernels' too, gets the global options and exit codes
     # `completion` and `man` describe the command line itself: they read this parser.
     parser.set_defaults(root_parser=parser)

@@ -29,8 +29,13 @@ def _csv_list(text: str | None) -> list[str] | None:
     return items or None
 
 
-def register(subparsers: Any) -> None:
-    """Add ``profile``, ``drift`` and ``fairness`` to an argparse subparsers object."""
+def register(subparsers: Any, *, spend: Any = None) -> None:
+    """Add ``profile``, ``drift`` and ``fairness`` to an argparse subparsers object.
+
+    ``spend(args, claim) -> ledger`` charges a differentially private release
+    (``profile --epsilon``) to its dataset's budget; without it the option
+    is refused (a usage error).
+    """
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = subparsers.add_parser(
@@ -38,14 +43,28 @@ def register(subparsers: Any) -> None:
         description="Profile every column of FILE (CSV, TSV, Parquet, .npy, .npz, JSON lines): counts, nulls,\n"
                     "NaN/inf, min/max, mean, variance, skewness, kurtosis, quantiles, distinct values, top\n"
                     "values. Files larger than memory are read in chunks.",
-        epilog="exit status: 0 profiled, 2 bad usage (unknown column, bad option), 3 file not found.\n\n"
+        epilog="exit status: 0 profiled, 2 bad usage (unknown column, bad option), 3 file not found,\n"
+               "5 the release would exceed the dataset's privacy budget (--epsilon; nothing is shown).\n\n"
                "examples:\n  edgeorch profile data.parquet\n  edgeorch profile data.csv --save ref.profile.json\n"
-               "  edgeorch profile data.csv --columns age,income --html profile.html")
+               "  edgeorch profile data.csv --columns age,income --html profile.html\n"
+               "  edgeorch profile people.csv --epsilon 0.5 --dataset people --budget 3 --bounds age=0:100 \\\n"
+               "      --categories city=Paris,Lyon")
     p.add_argument("file", metavar="FILE", help="data file to profile")
     p.add_argument("--columns", metavar="A,B", help="comma-separated columns to profile (default: all)")
     p.add_argument("--save", metavar="PATH", help="write the profile as JSON (a drift reference)")
+    dp = p.add_argument_group("differential privacy (docs/privacy.md; needs the dp extra)")
+    dp.add_argument("--epsilon", type=float, metavar="E",
+                    help="release a differentially private profile spending E of the dataset's budget")
+    dp.add_argument("--dataset", metavar="NAME", help="whose privacy budget pays (default: the file's absolute path)")
+    dp.add_argument("--budget", type=float, metavar="B", help="declare (or change) the dataset's total epsilon")
+    dp.add_argument("--bounds", action="append", metavar="COL=LO:HI", default=[],
+                    help="declared bounds of a numeric column to release (repeat)")
+    dp.add_argument("--categories", action="append", metavar="COL=A,B,...", default=[],
+                    help="declared categories of a text column to release (repeat)")
+    dp.add_argument("--contributions", type=int, default=1, metavar="N",
+                    help="rows one individual contributes at most (default 1)")
     _outputs(p)
-    p.set_defaults(func=cmd_profile)
+    p.set_defaults(func=cmd_profile, spend=spend)
 
     d = subparsers.add_parser(
         "drift", help="compare current data with a reference; exit 1 on dataset drift", formatter_class=fmt,
@@ -126,7 +145,9 @@ _FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "refe
           "columns": "--columns", "save": "--save", "report": "--html", "method": "--method",
           "threshold": "--threshold", "drift_share": "--drift-share", "correction": "--correction",
           "group": "--group", "label": "--label", "prediction": "--prediction", "pos_label": "--pos-label",
-          "privileged": "--privileged", "min_group_size": "--min-group-size", "weight": "--weight"}
+          "privileged": "--privileged", "min_group_size": "--min-group-size", "weight": "--weight",
+          "epsilon": "--epsilon", "dataset": "--dataset", "budget": "--budget", "bounds": "--bounds",
+          "categories": "--categories", "contributions": "--contributions"}
 
 
 def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
@@ -193,6 +214,12 @@ def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
+    if args.epsilon is not None:
+        return _dp_profile(args)
+    for flag in ("dataset", "budget"):
+        if getattr(args, flag) is not None:
+            raise UsageError("only applies to a differentially private release", field=f"--{flag}",
+                             expected="--epsilon E as well")
 
     opts: dict[str, Any] = {"input": args.file}
     if args.columns:
@@ -247,3 +274,63 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     doc = _run("fairness", opts, quiet=_quiet(args))
     _print(doc, args)
     return 1 if doc["verdict"] == "violation" else 0
+
+
+def _pairs(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
+    """``COL=VALUE`` flags as a dict, each value through ``parse``; a UsageError naming the flag otherwise."""
+    out: dict[str, Any] = {}
+    for item in items:
+        col, sep, value = item.partition("=")
+        try:
+            if not sep or not col:
+                raise ValueError
+            out[col] = parse(value)
+        except ValueError:
+            raise UsageError("is not COL=VALUE", field=flag, value=item,
+                             expected="COL=LO:HI" if flag == "--bounds" else "COL=A,B,...") from None
+    return out
+
+
+def _bound_pair(text: str) -> list[float]:
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise ValueError(text)
+    return [float(lo), float(hi)]
+
+
+def _category_list(text: str) -> list[str]:
+    items = _csv_list(text)
+    if not items:
+        raise ValueError(text)
+    return items
+
+
+def _dp_profile(args: argparse.Namespace) -> int:
+    """``profile --epsilon``: compute the release, charge it (``args.spend``), and only then show or write it."""
+    if args.spend is None:  # pragma: no cover - cli/main.py always hands it in
+        raise UsageError("differentially private releases need the edgeorch command line", field="--epsilon")
+    if args.save:
+        raise UsageError("a differentially private release cannot be saved as a drift reference", field="--save",
+                         expected="--html PATH or --json for the release")
+    opts: dict[str, Any] = {"input": args.file, "epsilon": args.epsilon, "contributions": args.contributions,
+                            "bounds": _pairs(args.bounds, "--bounds", _bound_pair),
+                            "categories": _pairs(args.categories, "--categories", _category_list)}
+    for key in ("dataset", "budget"):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    if args.columns:
+        opts["columns"] = _csv_list(args.columns)
+    doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}})  # computed, not shown yet
+    claim = doc.pop("privacy")
+    ledger = args.spend(args, claim)  # a refusal raises (exit 5) and the release is dropped unseen
+    doc["message"] += (f"; dataset {claim['dataset']!r}: epsilon {ledger['remaining_epsilon']:g} of "
+                       f"{ledger['epsilon']:g} left after this release")
+    doc["summary"]["dataset"] = claim["dataset"]
+    doc["summary"]["remaining_epsilon"] = ledger["remaining_epsilon"]
+    if args.html:
+        from .report import render, write
+        from .tasks import dp_charts
+
+        doc["outputs"].append(write(args.html, render(doc, dp_charts(doc))))
+    _print(doc, args)
+    return 0

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, MissingDependencyError
-from .results import ResultView, Table, strict
+from .results import ResultView, Table, doc_tables, strict
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -236,13 +236,7 @@ class Explanation(ResultView):
 
     def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
         doc = self.to_dict()
-        headers = ["rank", "feature", "importance", "std", "ci_low", "ci_high"]
-        rows = [[f["rank"], f["feature"], f["importance"], f["std"], f["ci_low"], f["ci_high"]] for f in self.features]
-        if any("shap" in f for f in self.features):
-            headers.append("shap")
-            for row, f in zip(rows, self.features):
-                row.append(f.get("shap"))
-        return f"edgeorch explain ({self.metric})", None, doc["message"], [("features", headers, rows)]
+        return f"edgeorch explain ({self.metric})", None, doc["message"], doc_tables(doc)
 
 
 def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric = "r2",

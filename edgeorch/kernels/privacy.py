@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, MissingDependencyError
-from .results import ResultView, Table, strict
+from .results import ResultView, Table, doc_tables, strict
 
 OTHER = "(other)"
 PROFILE_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -229,7 +229,7 @@ def dp_quantiles(values: Any, qs: Sequence[float], *, epsilon: float, bounds: Se
                  candidates: int = 101, contributions: int = 1,
                  _spent: list[Measurement] | None = None) -> list[float]:
     """Each quantile ``q`` of ``qs`` by the exponential mechanism over ``candidates`` evenly spaced values in
-    ``bounds`` (OpenDP's quantile score and report-noisy-max with Gumbel noise), epsilon/len(qs) each."""
+    ``bounds`` (OpenDP's quantile score and noisy max with Gumbel noise), epsilon/len(qs) each."""
     _check_epsilon(epsilon, contributions)
     lo, hi = _bounds(bounds, "bounds")
     if not qs or any(not 0.0 <= q <= 1.0 for q in qs):
@@ -240,8 +240,9 @@ def dp_quantiles(values: Any, qs: Sequence[float], *, epsilon: float, bounds: Se
     out = []
     for q in qs:
         def make(s: float, q: float = q) -> Any:
+            # Report-noisy-min with Gumbel noise (pure DP under max divergence) over the candidates' scores.
             return (_float_space(dp) >> dp.t.then_quantile_score_candidates(grid, q)
-                    >> dp.m.then_report_noisy_max_gumbel(s, optimize="min"))
+                    >> dp.m.then_noisy_max(dp.max_divergence(), s, negate=True))
         out.append(float(grid[int(_measure(make, x, epsilon / len(qs), contributions, f"quantile {q:g}", _spent))]))
     return out
 
@@ -298,15 +299,8 @@ class DPProfile(ResultView):
                             "column")}
 
     def _display(self) -> tuple[str, str | None, str | None, list[Table]]:
-        headers = ["column", "type", "count", "mean", "p25", "median", "p75", "top"]
-        rows = []
-        for c in self.columns:
-            q = c.get("quantiles") or {}
-            top = ", ".join(f"{k}({v})" for k, v in (c.get("top") or [])[:3]) or None
-            rows.append([c["column"], c["type"], c["count"], c.get("mean"), q.get("p25"), q.get("p50"), q.get("p75"),
-                         top])
-        return (f"edgeorch dp_profile (epsilon {self.spent:g})", None, self.to_dict()["message"],
-                [("columns", headers, rows)])
+        doc = self.to_dict()
+        return f"edgeorch dp_profile (epsilon {self.spent:g})", None, doc["message"], doc_tables(doc)
 
 
 def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float]] | None = None,

@@ -117,6 +117,24 @@ def summary_tables(summaries: list[Mapping[str, Any]]) -> list[Table]:
     return tables
 
 
+DP_HEADERS = ["column", "type", "count", "mean", "p25", "median", "p75", "top"]
+EXPLAIN_HEADERS = ["rank", "feature", "importance", "std", "ci_low", "ci_high", "shap"]
+
+
+def dp_row(r: Mapping[str, Any]) -> list[Any]:
+    """One released column of a ``dp_profile`` document (noisy values) as a row under :data:`DP_HEADERS`."""
+    d = r["details"]
+    q = d.get("quantiles") or {}
+    top = ", ".join(f"{k}({v})" for k, v in (d.get("top") or [])[:3]) or None
+    return [r["column"], d.get("type"), r["value"], d.get("mean"), q.get("p25"), q.get("p50"), q.get("p75"), top]
+
+
+def explain_row(r: Mapping[str, Any]) -> list[Any]:
+    """One feature of an ``explain`` document as a row under :data:`EXPLAIN_HEADERS`."""
+    d = r["details"]
+    return [d.get("rank"), r["column"], r["value"], d.get("std"), d.get("ci_low"), d.get("ci_high"), d.get("shap")]
+
+
 def drift_row(r: Mapping[str, Any]) -> list[Any]:
     return [r["column"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]]
 
@@ -142,6 +160,10 @@ def doc_tables(doc: Mapping[str, Any]) -> list[Table]:
                   for m in metrics])]
     if kind == "profile" and all(r["metric"] == "null_rate" for r in rows):
         return summary_tables([r["details"] for r in rows])
+    if kind == "dp_profile":
+        return [("columns", DP_HEADERS, [dp_row(r) for r in rows])]
+    if kind == "explain":
+        return [("features", EXPLAIN_HEADERS, [explain_row(r) for r in rows])]
     return [("columns", DRIFT_HEADERS, [drift_row(r) for r in rows])]
 
 

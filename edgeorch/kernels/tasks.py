@@ -315,11 +315,17 @@ def run_dp_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     if o.get("report"):
         from .report import render, write
 
-        charts = {c["column"]: (c["histogram"]["labels"], [("noisy counts", [float(v) for v in c["histogram"]["counts"]])])
-                  for c in result.columns}
         # Absolute: the engine deletes it when the release is refused (engine/privacy.py).
-        outputs.append(os.path.abspath(write(_out_path(o["report"]), render({**doc, "kind": "dp_profile"}, charts))))
+        outputs.append(os.path.abspath(write(_out_path(o["report"]), render({**doc, "kind": "dp_profile"},
+                                                                              dp_charts(doc)))))
     return doc
+
+
+def dp_charts(doc: dict[str, Any]) -> dict[str, Any]:
+    """The noisy histogram of each released column of a ``dp_profile`` document, as report charts."""
+    return {r["column"]: (r["details"]["histogram"]["labels"],
+                          [("noisy counts", [float(v) for v in r["details"]["histogram"]["counts"]])])
+            for r in doc["rows"] if r["details"].get("histogram")}
 
 
 def dataset_name(path: str) -> str:
