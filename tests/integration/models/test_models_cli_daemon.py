@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -48,7 +50,7 @@ def test_the_readme_session_register_block_why_promote_rollback(workspace, daemo
     _wait(lambda: os.readlink(current) == "versions/3")
     r = _cli(workspace, "models", "rollback", "house_prices", "--reason", "a customer complained")
     assert r.returncode == 0, r.stderr
-    assert "champion -> version 1: succeeded" in r.stdout  # version 2 failed its gates: skipped
+    assert "house_prices: champion -> version 1 (was version 3)" in r.stdout  # version 2 failed its gates: skipped
     assert os.readlink(current) == "versions/1"
     r = _cli(workspace, "models", "promote", "house_prices", "3", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["deployment"]["state"] == "succeeded"
@@ -125,3 +127,25 @@ def _wait(cond, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_bad_requests_get_clear_errors_through_the_socket_and_the_cli(workspace, daemon) -> None:
+    from edgeorch.errors import NotFoundError, UsageError
+
+    daemon.start()
+    with pytest.raises(UsageError, match="is not a valid model name"):
+        daemon.call("models.show", {"name": "bad name"})
+    with pytest.raises(NotFoundError, match="no model named 'house'"):
+        daemon.call("models.why", {"name": "house", "version": 1})
+    with pytest.raises(UsageError, match="is not a version number"):
+        daemon.call("models.promote", {"name": "house", "version": 0})
+    with pytest.raises(UsageError, match="has the wrong shape"):
+        daemon.call("models.observe", {"name": "house", "metrics": {"champion": 3}})
+    r = _cli(workspace, "models", "promote", "house", "1")
+    assert r.returncode == 3 and "no model named 'house'" in r.stderr
+    r = _cli(workspace, "models", "observe", "house", "champion", "rmse=high")
+    assert r.returncode == 2 and "METRIC=VALUE: is not METRIC=NUMBER (found 'rmse=high')" in r.stderr
+    r = _cli(workspace, "models", "why", "house", "x")
+    assert r.returncode == 2 and "'x' is not a version number" in r.stderr
+    r = _cli(workspace, "models", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"models": []}
