@@ -152,6 +152,7 @@ class Admission:
         worker = found.worker
         if backend is not None and threaded:
             reader = GpuReader(backend, [d.uuid for d in inventory.gpus], worker=worker or GpuWorker())
+            reader.request(full=True)  # a first full reading, off the loop, for the first report and decision
         elif worker is not None:
             worker.close(0.0)  # nothing queued: the thread ends; calls are made inline from now on
         support = cgroups.detect()
