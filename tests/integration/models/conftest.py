@@ -25,7 +25,7 @@ TRAIN = textwrap.dedent('''\
     ''')
 
 
-def model_pipeline(ws, *, gates: str = '["rmse <= 50", "rmse <= champion.rmse + 1"]', extra: str = "",
+def write_model_pipeline(ws, *, gates: str = '["rmse <= 50", "rmse <= champion.rmse + 1"]', extra: str = "",
                    deploy: str = "", name: str = "trainer") -> None:
     """A pipeline whose task writes model.bin and metrics.json (rmse from the param) and registers it as `house`."""
     (ws.root / "train.py").write_text(TRAIN)
@@ -106,3 +106,9 @@ class ModelHarness:
 @pytest.fixture
 def harness(workspace) -> ModelHarness:
     return ModelHarness(workspace)
+
+
+@pytest.fixture
+def model_pipeline():
+    """:func:`write_model_pipeline` (a fixture: conftest modules cannot be imported by name across the tree)."""
+    return write_model_pipeline

@@ -14,7 +14,6 @@ import sys
 import textwrap
 
 import pytest
-from conftest import model_pipeline  # type: ignore[import-not-found]
 
 from edgeorch.models.deploy import BEFORE_SWITCH
 
@@ -77,7 +76,7 @@ def _consistent(ws, harness) -> dict[str, int]:
 BLUE_GREEN_STEPS = ["intent", "staging", "staged", "checked", "switched", "linked", "reloaded", "verified"]
 
 
-def test_kill_9_at_every_step_of_a_blue_green_switch_leaves_alias_and_target_consistent(workspace, harness) -> None:
+def test_kill_9_at_every_step_of_a_blue_green_switch_leaves_alias_and_target_consistent(workspace, harness, model_pipeline) -> None:
     reloads = workspace.root / "reloads.txt"
     model_pipeline(workspace, extra='strategy = "blue_green"\npromote = "manual"', deploy=f'''
         health = ["python", "-c", "pass"]
@@ -109,7 +108,7 @@ def test_kill_9_at_every_step_of_a_blue_green_switch_leaves_alias_and_target_con
         assert _consistent(workspace, harness) == {"champion": 1}
 
 
-def test_kill_9_while_a_failed_health_check_rolls_back_finishes_the_rollback(workspace, harness) -> None:
+def test_kill_9_while_a_failed_health_check_rolls_back_finishes_the_rollback(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace, extra='promote = "manual"', deploy='''
         health = ["sh", "-c", "test $EDGEORCH_MODEL_VERSION != 2"]''')
     harness.run("trainer")
@@ -130,7 +129,7 @@ def test_kill_9_while_a_failed_health_check_rolls_back_finishes_the_rollback(wor
 
 
 @pytest.mark.parametrize("step", ["intent", "staged", "switched", "linked"])
-def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(workspace, harness, step) -> None:
+def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(workspace, harness, step, model_pipeline) -> None:
     model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"\n'
                    'share = 0.2')
     harness.run("trainer")

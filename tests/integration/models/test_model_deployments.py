@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import model_pipeline  # type: ignore[import-not-found]
 
 from edgeorch.errors import ConflictError
 from edgeorch.model import RunState
@@ -15,7 +14,7 @@ def _serving(ws):
     return ws.root / "serving" / "house"
 
 
-def test_a_passing_candidate_becomes_champion_and_current_points_at_it(workspace, harness) -> None:
+def test_a_passing_candidate_becomes_champion_and_current_points_at_it(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     assert harness.run("trainer")[1] == RunState.SUCCEEDED
     root = _serving(workspace)
@@ -34,7 +33,7 @@ def test_a_passing_candidate_becomes_champion_and_current_points_at_it(workspace
         store.close()
 
 
-def test_a_worse_candidate_is_kept_but_blocked_with_the_reason(workspace, harness) -> None:
+def test_a_worse_candidate_is_kept_but_blocked_with_the_reason(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     harness.run("trainer")
     assert harness.run("trainer", {"rmse": 45.0})[1] == RunState.SUCCEEDED  # the run succeeds; the model is blocked
@@ -64,7 +63,7 @@ def test_a_worse_candidate_is_kept_but_blocked_with_the_reason(workspace, harnes
         harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
 
 
-def test_rollback_returns_champion_to_the_previous_version_and_records_who(workspace, harness) -> None:
+def test_rollback_returns_champion_to_the_previous_version_and_records_who(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     harness.run("trainer")
     harness.run("trainer", {"rmse": 29.0})
@@ -82,7 +81,7 @@ def test_rollback_returns_champion_to_the_previous_version_and_records_who(works
     assert dep["to_version"] == 2 and os.readlink(_serving(workspace) / "current") == "versions/2"
 
 
-def test_a_failing_health_check_after_the_switch_rolls_back(workspace, harness) -> None:
+def test_a_failing_health_check_after_the_switch_rolls_back(workspace, harness, model_pipeline) -> None:
     marker = workspace.root / "unhealthy"
     check = workspace.root / "health.py"
     check.write_text("import os, sys\nsys.exit(1 if os.path.exists(%r) and os.environ['EDGEORCH_MODEL_VERSION'] == '2'"
@@ -107,7 +106,7 @@ def test_a_failing_health_check_after_the_switch_rolls_back(workspace, harness) 
         store.close()
 
 
-def test_blue_green_checks_the_idle_slot_and_undoes_a_failed_check_without_switching(workspace, harness) -> None:
+def test_blue_green_checks_the_idle_slot_and_undoes_a_failed_check_without_switching(workspace, harness, model_pipeline) -> None:
     seen = workspace.root / "seen.txt"
     check = workspace.root / "health.py"
     check.write_text("import os, sys\nopen(%r, 'a').write(os.environ['EDGEORCH_MODEL_PATH'] + '\\n')\n"
@@ -130,7 +129,7 @@ def test_blue_green_checks_the_idle_slot_and_undoes_a_failed_check_without_switc
     assert dep["state"] == "undone" and os.readlink(root / "current") == "versions/1"
 
 
-def test_a_canary_that_is_worse_at_the_end_of_its_window_is_rolled_back(workspace, harness) -> None:
+def test_a_canary_that_is_worse_at_the_end_of_its_window_is_rolled_back(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"\n'
                    'share = 0.25\ntolerance = 0.5')
     harness.run("trainer")
@@ -158,7 +157,7 @@ def test_a_canary_that_is_worse_at_the_end_of_its_window_is_rolled_back(workspac
         store.close()
 
 
-def test_rollback_of_the_canary_alias_aborts_the_canary(workspace, harness) -> None:
+def test_rollback_of_the_canary_alias_aborts_the_canary(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nwindow = "1h"\nmetric = "rmse"')
     harness.run("trainer")
     harness.run("trainer", {"rmse": 29.0})
@@ -173,7 +172,7 @@ def test_rollback_of_the_canary_alias_aborts_the_canary(workspace, harness) -> N
         store.close()
 
 
-def test_auto_rollback_is_recorded_with_the_rule_that_asked(workspace, harness) -> None:
+def test_auto_rollback_is_recorded_with_the_rule_that_asked(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     harness.run("trainer")
     harness.run("trainer", {"rmse": 29.0})
@@ -191,7 +190,7 @@ def test_auto_rollback_is_recorded_with_the_rule_that_asked(workspace, harness) 
         harness.models(lambda s: s.rollback("house", to=1, actor="bob (uid 1001)"))
 
 
-def test_a_gate_task_fails_its_run_with_the_reason(workspace, harness) -> None:
+def test_a_gate_task_fails_its_run_with_the_reason(workspace, harness, model_pipeline) -> None:
     (workspace.root / "m.json").write_text('{"rmse": 61.5, "r2": 0.9}')
     workspace.pipeline("gated", f'''
         [tasks.quality]
@@ -219,7 +218,7 @@ def test_a_gate_task_fails_its_run_with_the_reason(workspace, harness) -> None:
         store.close()
 
 
-def test_start_makes_the_serving_folder_agree_with_the_aliases_and_reloads(workspace, harness) -> None:
+def test_start_makes_the_serving_folder_agree_with_the_aliases_and_reloads(workspace, harness, model_pipeline) -> None:
     reloads = workspace.root / "reloads.txt"
     model_pipeline(workspace, deploy=f'reload = ["sh", "-c", "echo $EDGEORCH_MODEL_VERSION >> {reloads}"]')
     harness.run("trainer")

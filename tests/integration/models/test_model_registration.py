@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import model_pipeline  # type: ignore[import-not-found]
-
 from edgeorch.model import RunState
 
 
-def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(workspace, harness) -> None:
+def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     run_id, state = harness.run("trainer")
     assert state == RunState.SUCCEEDED
@@ -33,7 +31,7 @@ def test_a_task_output_becomes_version_1_with_its_metrics_hash_and_origin(worksp
     assert registered["state"] == "registered" and registered["version"] == 1
 
 
-def test_a_missing_metrics_file_fails_the_attempt_with_the_reason(workspace, harness) -> None:
+def test_a_missing_metrics_file_fails_the_attempt_with_the_reason(workspace, harness, model_pipeline) -> None:
     (workspace.root / "t.py").write_text("import os; open(os.environ['EDGEORCH_OUTPUT_DIR'] + '/model.bin', 'w')")
     workspace.pipeline("p", f'''
         [tasks.train]
@@ -51,7 +49,7 @@ def test_a_missing_metrics_file_fails_the_attempt_with_the_reason(workspace, har
         store.close()
 
 
-def test_retention_keeps_the_run_of_a_version_an_alias_points_at(workspace, harness) -> None:
+def test_retention_keeps_the_run_of_a_version_an_alias_points_at(workspace, harness, model_pipeline) -> None:
     from edgeorch.retention.holds import HoldQuery, collect_holds
 
     model_pipeline(workspace)

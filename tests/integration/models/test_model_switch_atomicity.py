@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import pytest
-from conftest import model_pipeline  # type: ignore[import-not-found]
 
 from edgeorch.models.targets import PathTarget
 
@@ -81,16 +80,16 @@ def test_a_reader_of_current_sees_a_whole_model_through_1000_switches_of_the_tar
 SWITCHES = 100
 
 
-def test_a_reader_of_current_sees_a_whole_model_through_promote_and_rollback_switches(workspace, harness) -> None:
-    _promote_rollback_race(workspace, harness, SWITCHES)
+def test_a_reader_of_current_sees_a_whole_model_through_promote_and_rollback_switches(workspace, harness, model_pipeline) -> None:
+    _promote_rollback_race(workspace, harness, model_pipeline, SWITCHES)
 
 
 @pytest.mark.slow
-def test_a_reader_of_current_sees_a_whole_model_through_1000_promote_and_rollback_switches(workspace, harness) -> None:
-    _promote_rollback_race(workspace, harness, 1000)
+def test_a_reader_of_current_sees_a_whole_model_through_1000_promote_and_rollback_switches(workspace, harness, model_pipeline) -> None:
+    _promote_rollback_race(workspace, harness, model_pipeline, 1000)
 
 
-def _promote_rollback_race(workspace, harness, switches: int) -> None:
+def _promote_rollback_race(workspace, harness, model_pipeline, switches: int) -> None:
     model_pipeline(workspace, extra='promote = "manual"')
     harness.run("trainer")
     harness.run("trainer", {"rmse": 29.0})
@@ -119,7 +118,7 @@ def _promote_rollback_race(workspace, harness, switches: int) -> None:
         store.close()
 
 
-def test_concurrent_promotions_of_one_model_are_serialised(workspace, harness) -> None:
+def test_concurrent_promotions_of_one_model_are_serialised(workspace, harness, model_pipeline) -> None:
     log = workspace.root / "health.log"
     check = workspace.root / "health.py"
     # Each health check notes its start and end; overlapping checks would interleave the lines.

@@ -65,6 +65,13 @@ WIRE: list[tuple[ev.Event | ev.Overflow, dict[str, Any]]] = [
     (ev.DatasetsPruned(TS, ("daily@1", "daily@2"), 4096, "alice (uid 1000)"),
      {"kind": "dataset", "state": "pruned", "versions": ["daily@1", "daily@2"], "bytes_freed": 4096,
       "actor": "alice (uid 1000)", "ts": TS}),
+    (ev.ModelRegistered(TS, "house", 4, "failed", run_id=9, task="register", summary="blocked"),
+     {"kind": "model", "state": "registered", "model": "house", "version": 4, "gate_verdict": "failed", "run_id": 9,
+      "task": "register", "deployment_id": None, "summary": "blocked", "ts": TS}),
+    (ev.ModelDeployment(TS, "house", 3, "champion", "rolled_back", 2, 4, "promote", "health failed", "edgeorch"),
+     {"kind": "model", "state": "rolled_back", "model": "house", "deployment_id": 3, "alias": "champion",
+      "from_version": 2, "to_version": 4, "action": "promote", "outcome": "health failed", "actor": "edgeorch",
+      "ts": TS}),
     (ev.Subscribed(TS, None), {"kind": "subscribed", "run_id": None, "ts": TS}),
     (ev.Overflow(), {"kind": "overflow", "message": "events were dropped: the client reads too slowly"}),
 ]
