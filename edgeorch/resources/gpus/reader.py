@@ -172,6 +172,15 @@ class GpuReader:
             return None
         return snap
 
+    def invalidate(self) -> None:
+        """Forget the latest snapshot's freshness: the next decision asks for a new one (its full readings
+        stay for the report)."""
+        with self._lock:
+            if self._latest is not None:
+                self._latest = GpuSnapshot(self._latest.taken_at, float("-inf"), self._latest.free,
+                                           self._latest.unreadable, self._latest.lost, self._latest.processes,
+                                           self._latest.process_errors, self._latest.readings)
+
     def age(self, snap: GpuSnapshot) -> float:
         """Seconds since ``snap``'s refresh began (how old its data may be)."""
         return max(0.0, self._clock() - snap.taken_at)

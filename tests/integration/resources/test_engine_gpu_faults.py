@@ -29,6 +29,7 @@ def test_a_wedged_nvml_holds_gpu_tasks_only_and_they_start_when_it_answers(works
 
     async def body(engine, pipelines):
         wedge = engine.res.backend.block("free_memory")
+        engine.res.reader.invalidate()  # the reading taken at start is not enough: the next decision reads again
         try:
             gpu_run = engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
             cpu_run = engine.submit(pipelines["cpu"], resolve_params(pipelines["cpu"], {}))
@@ -81,6 +82,7 @@ def test_a_drain_found_while_dispatching_is_recorded_without_any_gpu_lease(works
 
     async def body(engine, pipelines):
         engine.res.backend.inject_xid(GPU_A, 79)
+        engine.res.reader.invalidate()  # the XID came after the reading taken at start: the decision reads again
         engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
         await until(lambda: GPU_A in engine.res.drained, what="the GPU drained at dispatch")
         await until(lambda: "gpu_drained" in _kinds(workspace), what="the drain recorded")
@@ -103,6 +105,7 @@ def test_a_drain_outlives_a_daemon_restart_until_the_machine_reboots(workspace):
 
     async def drain(engine, pipelines):
         engine.res.backend.inject_xid(GPU_A, 79)
+        engine.res.reader.invalidate()
         engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
         await until(lambda: "gpu_drained" in _kinds(workspace), what="the drain recorded")
 
