@@ -194,7 +194,37 @@ class ModelService:
         n = self.store.models.observe(name, rows, run_id=run_id, task=task)
         if not self._closed:
             self._spawn(self.decide_canaries(name))
+            policy = self._policy(name)
+            serve = policy.deploy.serve
+            if policy.floors and serve in by_alias:
+                self._check_floors(name, policy, aliases[serve], by_alias[serve])
         return n
+
+    def _check_floors(self, name: str, policy: ModelPolicy, version: int, observed: Mapping[str, float]) -> None:
+        """The floors over what was just observed for the served version; one failing is recorded as a ``floor``
+        decision and rolls the served alias back (conditions naming a metric not in this observation wait)."""
+        from .gates import GateInputs, evaluate_condition, parse_gate
+
+        outcomes = [evaluate_condition(c, GateInputs(metrics=dict(observed)))
+                    for floor in policy.floors for c in parse_gate(floor)
+                    if all(r.name in observed for r in c.refs())]
+        failed = [o for o in outcomes if o.verdict == "failed"]
+        if not failed:
+            return
+        alias = policy.deploy.serve
+        summary = f"{name} version {version} ({alias}) fell below its floor after deployment: {failed[0].why}"
+        v = self.store.models.version(name, version)
+        self.store.models.record_decision(v["id"], kind="floor", verdict="failed",
+                                          conditions=[o.to_dict() for o in outcomes], summary=summary, alias=alias,
+                                          actor="edgeorch")
+
+        async def roll_back() -> None:
+            try:
+                await self.rollback(name, alias=alias, actor="edgeorch", reason=summary)
+            except ConflictError as exc:  # nothing earlier to return to: recorded above, said here
+                log.error("model %s: %s; cannot roll back: %s", name, summary, exc.message)
+
+        self._spawn(roll_back())
 
     async def decide_canaries(self, only: str | None = None) -> list[dict[str, Any]]:
         """Decide every open canary whose window is over (``only``: of that model); returns the deployments run."""

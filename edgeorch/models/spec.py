@@ -17,6 +17,7 @@ and the pipeline says how versions are judged and deployed::
     [models.house_prices]
     metrics = ["rmse", "r2"]                 # the names gates may use
     gates = ["rmse <= 60", "rmse <= champion.rmse + 2"]
+    floors = ["rmse <= 80"]                  # over metrics observed after deployment: one failing rolls back
     promote = "auto"                         # auto: a passing candidate becomes `alias`; manual: never by itself
     alias = "champion"
     strategy = "blue_green"                  # direct | blue_green | canary
@@ -139,6 +140,8 @@ class ModelPolicy:
     name: str
     metrics: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
+    floors: tuple[str, ...] = ()
+    """Conditions over the metrics observed for the served version after its deployment; one failing rolls back."""
     aliases: tuple[str, ...] = STANDARD_ALIASES
     promote: str = "auto"
     alias: str = "champion"
@@ -157,6 +160,7 @@ class ModelPolicy:
             dep[key] = tuple(dep.get(key) or ())
         can = d.get("canary")
         return ModelPolicy(name=d["name"], metrics=tuple(d.get("metrics") or ()), gates=tuple(d.get("gates") or ()),
+                           floors=tuple(d.get("floors") or ()),
                            aliases=tuple(d.get("aliases") or STANDARD_ALIASES), promote=d.get("promote", "auto"),
                            alias=d.get("alias", "champion"), strategy=d.get("strategy", "direct"),
                            deploy=Target(**dep), canary=Canary(**can) if can else None)
@@ -202,7 +206,7 @@ def check_task_model(reader: TableReader, key: str = "model") -> ModelDecl | Non
 
 # -- the pipeline table ------------------------------------------------------------------------------
 
-POLICY_KEYS = ["metrics", "gates", "aliases", "promote", "alias", "strategy", "deploy", "canary"]
+POLICY_KEYS = ["metrics", "gates", "floors", "aliases", "promote", "alias", "strategy", "deploy", "canary"]
 TARGET_KEYS = ["kind", "dir", "serve", "reload", "health", "reload_timeout", "health_timeout", "window", "config"]
 CANARY_KEYS = ["mode", "share", "batches", "window", "metric", "better", "tolerance"]
 
@@ -248,6 +252,7 @@ def _check_policy(r: TableReader, name: str, checks: list[str]) -> ModelPolicy |
             r.fail(f"metrics[{i}]", "is not a metric name a gate can use", value=m,
                    expected="letters, digits and '_', starting with a letter or '_'")
     gates = r.str_list("gates", [])
+    floors = r.str_list("floors", [])
     extra = r.str_list("aliases", [])
     for i, a in enumerate(extra):
         if alias_problem(a):
@@ -268,19 +273,26 @@ def _check_policy(r: TableReader, name: str, checks: list[str]) -> ModelPolicy |
         r.fail("strategy", "must be \"canary\" when a canary table is declared", value=strategy,
                expected="strategy = \"canary\"")
     r.finish(POLICY_KEYS)
-    if gates and not metrics:
-        r.fail("metrics", "is required when gates are declared", expected="the names of the metrics the gates use, "
-               "e.g. metrics = [\"rmse\", \"r2\"]", hint="gates are checked against these names when the pipeline "
-               "is validated, so a misspelt metric is found before any run")
-    elif metrics or gates:
+    if (gates or floors) and not metrics:
+        r.fail("metrics", f"is required when {'gates' if gates else 'floors'} are declared",
+               expected="the names of the metrics the conditions use, e.g. metrics = [\"rmse\", \"r2\"]",
+               hint="conditions are checked against these names when the pipeline is validated, so a misspelt "
+               "metric is found before any run")
+    else:
         for i, gate in enumerate(gates):
             try:
                 check_references(parse_gate(gate), metrics=metrics, aliases=aliases, check_tasks=checks)
             except GateSyntaxError as exc:
                 r.fail(f"gates[{i}]", exc.message, value=gate, expected=GATE_EXPECTED, hint=exc.hint)
+        for i, floor in enumerate(floors):  # over observed metrics only: no alias or check references
+            try:
+                check_references(parse_gate(floor), metrics=metrics, aliases=(), check_tasks=None)
+            except GateSyntaxError as exc:
+                r.fail(f"floors[{i}]", exc.message, value=floor, expected=GATE_EXPECTED, hint=exc.hint)
     if len(r.errors) > before:
         return None
-    return ModelPolicy(name=name, metrics=tuple(metrics), gates=tuple(gates), aliases=aliases, promote=promote,
+    return ModelPolicy(name=name, metrics=tuple(metrics), gates=tuple(gates), floors=tuple(floors), aliases=aliases,
+                       promote=promote,
                        alias=alias, strategy=strategy, deploy=deploy or Target(), canary=canary)
 
 

@@ -231,3 +231,29 @@ def test_start_makes_the_serving_folder_agree_with_the_aliases_and_reloads(works
     harness.models(lambda s: s.start())
     assert os.readlink(root / "current") == "versions/2" and not (root / "stale").exists()
     assert reloads.read_text().split() == ["2"]
+
+
+def test_a_served_version_below_its_floor_after_deployment_is_rolled_back(workspace, harness, model_pipeline) -> None:
+    model_pipeline(workspace, extra='floors = ["rmse <= 40", "r2 >= 0.5"]')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    assert os.readlink(_serving(workspace) / "current") == "versions/2"
+
+    async def observe(service):
+        service.observe("house", {"champion": {"rmse": 35.0}})  # above its floor: nothing happens
+        await service.drain()
+        service.observe("house", {"champion": {"rmse": 52.5}})
+        await service.drain()
+
+    harness.models(observe)
+    assert os.readlink(_serving(workspace) / "current") == "versions/1"
+    store = harness.store()
+    try:
+        [floor] = [d for d in store.models.decisions(store.models.version("house", 2)["id"]) if d["kind"] == "floor"]
+        assert floor["summary"] == ("house version 2 (champion) fell below its floor after deployment: rmse is 52.5, "
+                                    "but it had to be at most 40")
+        assert [c["condition"] for c in floor["conditions"]] == ["rmse <= 40"]  # r2 was not observed: it waits
+        last = store.models.alias_history("house")[0]
+        assert (last["to_version"], last["actor"], last["reason"]) == (1, "edgeorch", floor["summary"])
+    finally:
+        store.close()

@@ -105,3 +105,11 @@ def test_a_gate_task_with_a_bad_condition_is_refused_at_validation() -> None:
     _p, errors = parse_pipeline(tomllib.loads(text), file=Path("/p/x.toml"), text=text)
     [e] = errors
     assert e.field == "tasks.g.options.conditions[0]" and e.value == "rmse <== 3"
+
+
+def test_floors_use_declared_metrics_only() -> None:
+    errors = _errors('[models.house]\nmetrics = ["rmse"]\nfloors = ["rmse <= champion.rmse"]')
+    [e] = [e for e in errors if e.field == "models.house.floors[0]"]
+    assert "unknown alias 'champion'" in e.message
+    errors = _errors('[models.house]\nfloors = ["rmse <= 1"]')
+    assert any(e.field == "models.house.metrics" and "required when floors are declared" in e.message for e in errors)
