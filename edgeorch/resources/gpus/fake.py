@@ -122,6 +122,7 @@ class FakeBackend(GpuBackend):
         self._sims: dict[str, _Sim] = {}
         self._order: list[str] = []
         self._events: list[HealthEvent] = []
+        self._lock = threading.Lock()
         self._reported_lost: set[str] = set()
         self._reported: set[tuple[str, str]] = set()
         self._blocks: dict[str, threading.Event] = {}
@@ -370,7 +371,8 @@ class FakeBackend(GpuBackend):
     def poll_health(self, timeout_ms: int = 0) -> list[HealthEvent]:
         # Events are queued by inject_* synchronously; only block() makes this wait.
         self._wait_if_blocked("poll_health")
-        out, self._events = self._events, []
+        with self._lock:  # inject_* may run on another thread than the GPU worker
+            out, self._events = self._events, []
         for phys_uuid, p in self._phys.items():
             if p.lost and phys_uuid not in self._reported_lost:
                 self._reported_lost.add(phys_uuid)
@@ -410,7 +412,8 @@ class FakeBackend(GpuBackend):
     def inject_xid(self, uuid: str, xid: int) -> None:
         """An XID critical error on ``uuid``'s physical GPU (reported per instance)."""
         phys = self._sims[uuid].device.physical
-        self._events += [HealthEvent(u, "xid", xid, f"XID {xid}") for u in self._instances(phys)]
+        with self._lock:
+            self._events += [HealthEvent(u, "xid", xid, f"XID {xid}") for u in self._instances(phys)]
 
     def inject_ecc_uncorrectable(self, uuid: str, count: int = 1) -> None:
         """Uncorrectable ECC errors: counters go up and an event is queued."""
@@ -418,8 +421,9 @@ class FakeBackend(GpuBackend):
         phys = self._phys[phys_uuid]
         phys.ecc_uncorrected += count
         phys.retired_pages += count
-        self._events += [HealthEvent(u, "ecc_uncorrectable", 0, f"{count} uncorrectable ECC error(s)")
-                         for u in self._instances(phys_uuid)]
+        with self._lock:
+            self._events += [HealthEvent(u, "ecc_uncorrectable", 0, f"{count} uncorrectable ECC error(s)")
+                             for u in self._instances(phys_uuid)]
 
     def make_lost(self, uuid: str) -> None:
         """The physical GPU of ``uuid`` falls off the bus (NVML_ERROR_GPU_IS_LOST)."""
