@@ -523,6 +523,75 @@ def count_paths_outside(m, n, g, h):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def pearson_pairs(x):  # pragma: no cover - compiled
+    """Pearson correlation of every pair of columns of ``x`` (n rows, k columns, float64), pairwise complete.
+
+    For each pair, only the rows where both values are finite count (NaN
+    and infinities left out, as pandas' ``corr``); two passes per pair (means,
+    then centred sums), one pair per parallel iteration, so the result does
+    not depend on the thread count. NaN where fewer than 2 rows remain or a
+    column is constant on them. The diagonal is 1 (NaN for a column with
+    fewer than 2 finite values or constant).
+    """
+    n, k = x.shape
+    out = np.full((k, k), np.nan)
+    npairs = k * (k + 1) // 2
+    pi = np.empty(npairs, dtype=np.int64)
+    pj = np.empty(npairs, dtype=np.int64)
+    t = 0
+    for i0 in range(k):  # the upper triangle's pairs (i <= j), row-major
+        for j0 in range(i0, k):
+            pi[t] = i0
+            pj[t] = j0
+            t += 1
+    for p in numba.prange(npairs):
+        i = pi[p]
+        j = pj[p]
+        m = 0
+        sa = 0.0
+        sb = 0.0
+        for r in range(n):
+            a = x[r, i]
+            b = x[r, j]
+            if math.isfinite(a) and math.isfinite(b):
+                m += 1
+                sa += a
+                sb += b
+        if m < 2:
+            continue
+        ma = sa / m
+        mb = sb / m
+        caa = 0.0
+        cbb = 0.0
+        cab = 0.0
+        for r in range(n):
+            a = x[r, i]
+            b = x[r, j]
+            if math.isfinite(a) and math.isfinite(b):
+                da = a - ma
+                db = b - mb
+                caa += da * da
+                cbb += db * db
+                cab += da * db
+        if caa > 0.0 and cbb > 0.0:
+            v = cab / math.sqrt(caa * cbb)
+            v = min(1.0, max(-1.0, v))
+            out[i, j] = v
+            out[j, i] = v
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def contingency(a, b, ka, kb):  # pragma: no cover - compiled
+    """Counts of each (code of ``a``, code of ``b``) pair; negative codes (missing) are left out."""
+    table = np.zeros((ka, kb), dtype=np.float64)
+    for r in range(a.shape[0]):
+        if a[r] >= 0 and b[r] >= 0:
+            table[a[r], b[r]] += 1.0
+    return table
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def bin_counts(x, edges):  # pragma: no cover - compiled
     """Counts of finite ``x`` in ``len(edges)+1`` bins: below, each [e_i, e_i+1), at/above the last edge.
 

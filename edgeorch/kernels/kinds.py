@@ -157,6 +157,7 @@ register_kind(Kind(
         "drift_share": "share of drifted columns that makes the dataset drift (0-1, default 0.5)",
         "max_bins": "histogram bins at most (default 64)",
         "sketch_size": "quantile sketch size (default 32768)",
+        "ranges": "table of column = [min, max]: the report alerts on values outside (negatives below a 0 minimum)",
         **COMMON_OPTIONS,
     },
     check=opt.check_profile,

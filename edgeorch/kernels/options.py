@@ -88,6 +88,7 @@ def check_profile(r: TableReader) -> None:
     _share(r, "drift_share")
     r.int("max_bins", minimum=2, maximum=4096)
     r.int("sketch_size", minimum=16, maximum=10_000_000)
+    _column_table(r, "ranges", _valid_range, "[min, max] with min <= max, or { min = .., max = .. }")
     if method is not None and not r.has("reference_profile"):
         r.fail("method", "needs reference_profile", expected="reference_profile set as well")
     _common(r)

@@ -82,7 +82,14 @@ def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     if o.get("report"):
         from .report import render, write
 
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "profile"}, charts)))
+        sections: list[Any] = []
+        if not o.get("reference_profile"):
+            from .reportparts import profile_sections, sample_table
+
+            sample, sampled = sample_table(o["input"], o.get("columns"))
+            sections, _ = profile_sections(prof, sample, sampled, ranges=o.get("ranges"))
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "profile"}, charts, sections=sections,
+                                                            rows_table=bool(o.get("reference_profile")))))
     return doc
 
 
@@ -181,15 +188,11 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     if o.get("report"):
         from .report import render, write
 
-        labels = [g["group"] for g in rep.groups]
+        from .reportparts import fairness_sections
+
         # Rates, not counts: each bar (and its tooltip) is the group's own selection rate.
-        charts = {"selection rate by group": (labels, [("selection rate", [g["selection_rate"] for g in rep.groups])],
-                                              "rate")}
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "fairness"}, charts, extra_tables=[(
-            f"Groups (minimum group size {rep.min_group_size}: smaller groups are left out)",
-            ["group", "size", "selection rate", "tpr", "fpr", "verdict"],
-            [[g["group"], g["size"], g["selection_rate"], g.get("tpr"), g.get("fpr"), g["verdict"]]
-             for g in rep.groups])])))
+        outputs.append(write(_out_path(o["report"]), render(
+            {**doc, "kind": "fairness"}, sections=fairness_sections(doc, rep.groups, rep.min_group_size))))
     return doc
 
 
@@ -290,7 +293,10 @@ def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     if o.get("report"):
         from .report import render, write
 
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, {})))
+        from .reportparts import explain_sections
+
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, sections=explain_sections(doc),
+                                                            rows_table=False)))
     return doc
 
 
