@@ -215,9 +215,11 @@ class Deployer:
                 return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result)
             dep = self._step(dep, step="reloaded")
         if served and policy.deploy.health and dep["to_version"] is not None:
-            result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
-                                         window=policy.deploy.window if dep["strategy"] == "blue_green" else
-                                         policy.deploy.health_timeout, env=env)
+            if dep["strategy"] == "blue_green":  # the served process may still be loading it: its window
+                result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
+                                             window=policy.deploy.window, env=env)
+            else:
+                result = await run_command(policy.deploy.health, timeout=policy.deploy.health_timeout, env=env)
             if not result.ok:
                 return await self._roll_back(dep, policy, target, f"the health check failed after the switch: "
                                              f"{result.describe()}", result)
