@@ -233,3 +233,20 @@ def test_a_process_list_that_cannot_be_trusted_is_said_once_per_attempt() -> Non
     assert [(a.action, a.why) for _, a in actions] == [("warn", "unlisted")]
     assert "impossible PIDs (0, 4294967295) on GPU-0" in actions[0][1].reason
     assert adm.watch({3: [4242]}) == ([], {})
+
+
+def test_visible_devices_accepts_uuid_or_index_only(tmp_path) -> None:
+    import pytest
+
+    from edgeorch.config import load_config
+    from edgeorch.errors import ConfigError
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[resources]\nvisible_devices = "index"\n')
+    assert load_config(cfg).resources.visible_devices == "index"
+    cfg.write_text('[resources]\nvisible_devices = "slot"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert "resources.visible_devices" in e.value.render() and "slot" in e.value.render()
+    adm, _ = _adm()
+    assert adm.index_of is None
