@@ -2,7 +2,16 @@
 
 One module per job:
 
-- :mod:`.spec`: what a pipeline declares (the task key ``model``, ``[models.NAME]``); name and alias rules;
+- :mod:`.spec`: what a pipeline declares (the task key ``model``, ``[models.NAME]``); name and alias rules (pure);
 - :mod:`.gates`: the gate language, parsed and evaluated (pure, no ``eval``);
-- :mod:`.gatetask`: the ``gate`` task kind (declared in :mod:`edgeorch.kernels.kinds`).
+- :mod:`.gatetask`: the ``gate`` task kind (declared in :mod:`edgeorch.kernels.kinds`);
+- :mod:`.register`: a task's model output described (hashing worker) and registered (outcome transaction);
+- :mod:`.targets`: deployment targets (stable path links, Triton layout) behind one contract;
+- :mod:`.commands`: the reload and health commands, bounded by timeouts, off the loop;
+- :mod:`.deploy`: the Deployer: a deployment's durable steps, undo, rollback, recovery;
+- :mod:`.canary`: a canary's comparison (pure);
+- :mod:`.service`: ModelService: promote, rollback, auto_rollback, observe, canary decisions;
+- :mod:`.views`: the documents the ops and the CLI print.
+
+The rows are ``store.models``'s (:mod:`edgeorch.store.models`).
 """

@@ -181,7 +181,8 @@ class ModelService:
                 task: str | None = None) -> int:
         """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``);
         then decide a canary whose window is over. Returns how many values were recorded."""
-        aliases = self.store.models.aliases(name) if self.store.models.require(name) else {}
+        self.store.models.require(name)
+        aliases = self.store.models.aliases(name)
         rows = []
         for alias, metrics in by_alias.items():
             if alias not in aliases:

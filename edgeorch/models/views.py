@@ -31,7 +31,8 @@ def version_doc(v: dict[str, Any], aliases: dict[str, int] | None = None) -> dic
 
 
 def versions(store: "Store", name: str) -> dict[str, Any]:
-    aliases = store.models.aliases(name) if store.models.require(name) else {}
+    store.models.require(name)
+    aliases = store.models.aliases(name)
     return {"model": name, "aliases": aliases,
             "versions": [version_doc(v, aliases) for v in store.models.versions(name)]}
 

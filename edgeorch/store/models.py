@@ -31,6 +31,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, Iterable, Mapping
 
 from ..errors import ConflictError, NotFoundError
@@ -225,11 +226,8 @@ class Models:
             try:
                 self._db.conn.execute(f"UPDATE model_deployments SET {', '.join(sets)} WHERE id = ?",
                                       [*args, deployment_id])
-            except Exception as exc:  # the unique index: one running deployment per model
-                if "UNIQUE" in str(exc):
-                    raise ConflictError(f"another deployment of {dep['model']} is running",
-                                        value=deployment_id) from None
-                raise
+            except sqlite3.IntegrityError:  # the unique index: one running deployment per model
+                raise ConflictError(f"another deployment of {dep['model']} is running", value=deployment_id) from None
             after = self.deployment(deployment_id)
             write_audit(self._db, dep["actor"], "model_deployment", subject(dep["model"], dep["to_version"]),
                         {"deployment_id": deployment_id, "state": after["state"], "step": after["step"],
