@@ -127,34 +127,62 @@ def format_bytes(n: int | None) -> str:
 class Progress:
     """A one-line progress indicator on a terminal; silent when not a TTY.
 
-    ``update(done, total, label)`` redraws the line at most every 100 ms;
-    ``close()`` ends the line. Writes to stderr so stdout stays clean for
-    ``--json`` and pipes.
+    ``update(done, total, label, unit=...)`` redraws the line at most every
+    100 ms: a bar and percentage when ``total`` is known, then what is done
+    (``unit`` ``"B"``: bytes as ``1.5M``; else a count and its unit, such as
+    ``rows``), the rate since the first update and, with a total, the time
+    left at that rate (ETA). ``note(text)`` prints one line (a first-use
+    notice) above it. ``close()`` ends the line. Writes to stderr so stdout
+    stays clean for ``--json`` and pipes; callers pass ``enabled=False`` for
+    ``--json`` and ``-q``.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None,
+                 clock: Any = time.monotonic) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._clock = clock
         self._last = 0.0
+        self._start: float | None = None
         self._drawn = False
 
-    def update(self, done: float, total: float | None = None, label: str = "") -> None:
+    def _amount(self, n: float, unit: str) -> str:
+        if unit == "B":
+            return format_bytes(int(n))
+        return f"{n:,.0f}{' ' + unit if unit else ''}"
+
+    def update(self, done: float, total: float | None = None, label: str = "", unit: str = "") -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        now = self._clock()
+        if self._start is None:
+            self._start = now
         if now - self._last < 0.1 and (total is None or done < total):
             return
         self._last = now
+        elapsed = now - self._start
+        rate = done / elapsed if elapsed > 0 else None
+        amount = self._amount(done, unit) + (f" of {self._amount(total, unit)}" if total else "")
+        speed = f" {self._amount(rate, unit)}/s" if rate else ""
         if total:
             frac = min(max(done / total, 0.0), 1.0)
             filled = int(frac * 30)
             bar = "#" * filled + "-" * (30 - filled)
-            text = f"\r[{bar}] {frac * 100:5.1f}% {label}"
+            eta = f" ETA {format_duration((total - done) / rate)}" if rate and done < total else ""
+            text = f"\r[{bar}] {frac * 100:5.1f}% {label} {amount}{speed}{eta}"
         else:
-            text = f"\r{label} {done:g}"
+            text = f"\r{label} {amount}{speed}"
         self.stream.write(text[:200].ljust(60))
         self.stream.flush()
         self._drawn = True
+
+    def note(self, text: str) -> None:
+        """One line of text (on a terminal only), above the progress line."""
+        if not self.enabled:
+            return
+        self.stream.write(("\n" if self._drawn else "") + text + "\n")
+        self.stream.flush()
+        self._drawn = False
 
     def close(self) -> None:
         if self.enabled and self._drawn:

@@ -93,3 +93,24 @@ def use_numba_cache_dir(preferred: Path | None = None) -> Path:
         if config is not None:
             config.reload_config()  # type: ignore[attr-defined]
     return path
+
+
+def compiled_before(cache_dir: Path | None = None) -> bool:
+    """Whether the kernels' compiled code is already in the numba cache (so this run will not compile).
+
+    Looks for the cache index of one function every command uses
+    (``_jit.block_moments``, at its current line: an edited ``_jit.py``
+    compiles again) under ``cache_dir`` (default ``$NUMBA_CACHE_DIR``).
+    Reads file names only: no numba import. A heuristic for a notice,
+    never for correctness.
+    """
+    folder = cache_dir or (Path(os.environ["NUMBA_CACHE_DIR"]) if os.environ.get("NUMBA_CACHE_DIR") else None)
+    if folder is None:
+        return False
+    try:
+        source = (Path(__file__).parent / "_jit.py").read_text().splitlines()
+    except OSError:  # pragma: no cover - an installed package always has it
+        return False
+    line = next((i for i, text in enumerate(source, 1) if text.startswith("def block_moments(")), None)
+    # numba names the index by the function's first line, its decorator's (one line up).
+    return line is not None and any(folder.glob(f"kernels_*/_jit.block_moments-{line - 1}.py*.nbi"))

@@ -6,7 +6,8 @@ Each handler builds the same options a pipeline task would have and calls
 Output: tables by default (:func:`.results.doc_tables`, the same a notebook
 shows), ``--json`` for the full result document (the result's ``to_dict()``),
 ``--html PATH`` for a self-contained report. Progress goes to stderr (only
-on a terminal). Exit codes: 0 fine; 1 only when the dataset drifts
+on a terminal, with rows or bytes, rate and ETA; none with ``--json`` or ``-q``; a one-line notice
+when the kernels compile for their first use). Exit codes: 0 fine; 1 only when the dataset drifts
 (``drift``) or a fairness limit is broken (``fairness``), so ``edgeorch drift
 ... || alert`` never alerts on a typo; errors are raised as EdgeorchError for
 the main CLI to print and exit with: 2 bad usage (an unknown column, a bad
@@ -163,12 +164,18 @@ def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, A
         e = errors[0]
         key = (e.field or "").split(".")[0]
         raise UsageError(e.message, field=_FLAGS.get(key, e.field), value=e.value, expected=e.expected, hint=e.hint)
-    return run_task(kind, opts, progress=_progress(quiet))
+    progress = _progress(quiet)
+    from .cache import compiled_before
+
+    if progress.enabled and not compiled_before():
+        progress.note("edgeorch: compiling the kernels for their first use here (10-20 s, once; cached after)")
+    return run_task(kind, opts, progress=progress)
 
 
 def _quiet(args: argparse.Namespace) -> bool:
-    """``-q`` (a global option of the edgeorch command; absent when these commands are registered elsewhere)."""
-    return bool(getattr(args, "quiet", False))
+    """No progress line: ``-q`` (a global option of the edgeorch command; absent when these commands are
+    registered elsewhere) or ``--json`` (a script reads the output; stderr stays for errors)."""
+    return bool(getattr(args, "quiet", False)) or bool(getattr(args, "json", False))
 
 
 def _progress(quiet: bool = False) -> Any:
@@ -320,7 +327,7 @@ def _dp_profile(args: argparse.Namespace) -> int:
             opts[key] = getattr(args, key)
     if args.columns:
         opts["columns"] = _csv_list(args.columns)
-    doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}})  # computed, not shown yet
+    doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}}, quiet=_quiet(args))  # computed, not shown
     claim = doc.pop("privacy")
     ledger = args.spend(args, claim)  # a refusal raises (exit 5) and the release is dropped unseen
     doc["message"] += (f"; dataset {claim['dataset']!r}: epsilon {ledger['remaining_epsilon']:g} of "

@@ -378,7 +378,7 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
         results.append(column_drift(rt[name], ct[name], methods.get(name, default),
                                     thresholds.get(name, threshold), column=name))
         if progress is not None:
-            progress.update(i + 1, len(names), f"drift {name}")
+            progress.update(i + 1, len(names), f"drift {name}", unit="columns")
     apply_correction(results, correction)
     return summarise(results, drift_share, correction)
 

@@ -289,7 +289,7 @@ def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric =
         if progress is not None:
             with lock:  # one line on the terminal, redrawn by whichever thread finishes a feature
                 done[0] += 1
-                progress.update(done[0], n_feat, f"explain: {done[0]}/{n_feat} features")
+                progress.update(done[0], n_feat, "explain", unit="features")
         return out
 
     try:

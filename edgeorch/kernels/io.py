@@ -88,7 +88,7 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             for rb in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
                 done += rb.num_rows
                 if progress is not None:
-                    progress.update(done, total, path.name)
+                    progress.update(done, total, path.name, unit="rows")
                 yield rb
             return
         from pyarrow import csv
@@ -108,7 +108,7 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             rows += rb.num_rows
             if progress is not None:
                 # Uncompressed CSV: rows so far times bytes per row estimates the position.
-                progress.update(rows, None, f"{path.name}: rows")
+                progress.update(rows, None, path.name, unit="rows")
             yield rb.select(names)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise _arrow_error(path, exc, columns) from None
@@ -224,7 +224,7 @@ def _npy_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterat
             exc.file = str(path)
             raise
         if progress is not None:
-            progress.update(min(lo + BATCH_ROWS, n), n, path.name)
+            progress.update(min(lo + BATCH_ROWS, n), n, path.name, unit="rows")
 
 
 def _npz_columns(path: Path, columns: list[str] | None) -> dict[str, Batch]:
@@ -291,7 +291,7 @@ def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iter
                 rows = {n: [] for n in names}
                 count = 0
                 if progress is not None:
-                    progress.update(fh.tell(), size, path.name)
+                    progress.update(fh.tell(), size, path.name, unit="B")
     if names is None:
         if columns:
             _check_columns(path, [], columns)
