@@ -41,8 +41,9 @@ from .params import coerce_param, infer_param_type
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
-                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch", "models"]
-"""Top-level keys. Trigger keys (schedule, every, ...) are checked by the triggers module."""
+                 "schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs", "on_max_active", "watch", "models", "on"]
+"""Top-level keys. Trigger keys (schedule, every, ...) are checked by the triggers module, ``on`` (rules) by
+:mod:`edgeorch.monitor.spec`."""
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
@@ -96,6 +97,11 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             elif p.type not in ("path", "str"):
                 errors.append(PipelineError("must be a path or str param to receive the claimed file", file=fname,
                                             field=f"params.{w.param}", value=p.type, expected="type = \"path\" or \"str\""))
+
+        from ..monitor.spec import check_rules  # [[on]]: monitoring rules (docs/monitoring.md)
+
+        kinds = {t: (d.get("kind") if isinstance(d, dict) else None) for t, d in tasks_table.items()}
+        errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=set(params))[1])
 
     order: tuple[str, ...] = ()
     # Every task's needs are checked, also when another task failed to parse: every problem is collected.

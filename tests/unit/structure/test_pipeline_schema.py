@@ -20,6 +20,7 @@ import pytest
 
 from edgeorch.kernels.kinds import kind_names, registered_kinds
 from edgeorch.model import PARAM_TYPES
+from edgeorch.monitor.spec import ACTIONS, FRESHNESS_SOURCES, OPS, RULE_KEYS, SIGNALS
 from edgeorch.models.spec import (CANARY_KEYS, CANARY_MODES, DIRECTIONS, POLICY_KEYS, PROMOTE, STRATEGIES,
                                   TARGET_KEYS, TARGET_KINDS)
 from edgeorch.pipelines.inputs import RESERVED_SCHEMES
@@ -75,6 +76,18 @@ def test_schema_watch_keys_are_the_parsers(schema: dict[str, Any]) -> None:
     assert set(watch["properties"]) == set(WATCH_KEYS)
     assert watch["properties"]["mode"]["enum"] == list(MODES)
     assert watch["additionalProperties"] is False
+
+
+def test_schema_rule_keys_are_the_parsers(schema: dict[str, Any]) -> None:
+    rule = _defs(schema, "rule")
+    assert set(rule["properties"]) == set(RULE_KEYS)
+    assert rule["additionalProperties"] is False
+    assert rule["properties"]["signal"]["enum"] == list(SIGNALS)
+    assert rule["properties"]["op"]["enum"] == list(OPS)
+    assert rule["properties"]["source"]["enum"] == list(FRESHNESS_SOURCES)
+    response = _defs(schema, "rule_response")
+    assert [r["required"][0] for r in response["oneOf"]] == list(ACTIONS)
+    assert set(ACTIONS) <= set(response["properties"])
 
 
 def test_schema_model_tables_are_the_parsers(schema: dict[str, Any]) -> None:
@@ -183,6 +196,12 @@ def test_examples_exist() -> None:
     {"tasks": {"a": {"command": ["true"], "model": "m"}}, "models": {"m": {"deploy": {"kind": "s3"}}}},
     {"tasks": {"a": {"command": ["true"], "model": "m"}}, "models": {"m": {"canary": {"share": 0.1}}}},
     {"tasks": {"a": {"kind": "gate", "options": {"metrics": "m.json", "condition": ["x < 1"]}}}},
+    {"tasks": {"a": {"kind": "drift"}}, "on": [{"name": "r", "signal": "drift_shar", "task": "a", "threshold": 1,
+                                                "do": [{"pause": "x"}]}]},
+    {"tasks": {"a": {"kind": "drift"}}, "on": [{"name": "r", "signal": "drift_share", "task": "a", "threshold": 1,
+                                                "do": [{"pause": "x", "trigger": "y"}]}]},
+    {"tasks": {"a": {"kind": "drift"}}, "on": [{"name": "r", "signal": "freshness", "max_age": "1h",
+                                                "do": [{"notify": ["x"], "timout": "1s"}]}]},
 ], ids=lambda d: json.dumps(d)[:60])
 def test_schema_refuses_what_the_parser_refuses(validator: jsonschema.Draft7Validator, doc: dict[str, Any]) -> None:
     _pipeline, errors = parse_pipeline(doc, file=Path("probe.toml"), text="")
