@@ -486,6 +486,48 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX privacy_spends_by_dataset ON privacy_spends (dataset, id);
     """,
+    # 15: monitoring rules (docs/monitoring.md): each rule's state between evaluations (hysteresis, episode,
+    # cursor: the newest run it evaluated, silence) and every firing with its signal, responses and the run it
+    # started (created in the same transaction as the state change: a rule answers once per episode).
+    """
+    CREATE TABLE rule_state (
+        rule TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        state TEXT NOT NULL,
+        consecutive INTEGER NOT NULL DEFAULT 0,
+        holding_since REAL,
+        episode INTEGER NOT NULL DEFAULT 0,
+        responded INTEGER NOT NULL DEFAULT 0,
+        last_value REAL,
+        last_signal TEXT,
+        last_evaluated_at REAL,
+        last_fired_at REAL,
+        cursor INTEGER NOT NULL DEFAULT 0,
+        silenced_until REAL,
+        silence_reason TEXT,
+        silence_actor TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE rule_firings (
+        id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        fired_at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        dedupe_key TEXT,
+        value REAL,
+        threshold REAL,
+        signal TEXT NOT NULL,
+        responses TEXT NOT NULL,
+        run_id INTEGER,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX rule_firings_by_rule ON rule_firings (rule, fired_at);
+    CREATE INDEX rule_firings_by_run ON rule_firings (run_id);
+    CREATE INDEX rule_firings_open ON rule_firings (state) WHERE state = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
