@@ -13,6 +13,7 @@ Contract:
   detection by sha256 needs the record), ``dataset_versions``, ``model_versions``
   and ``model_observations`` (a model's history outlives the runs that made it),
   ``privacy_spends`` (removing a spend would refund privacy budget already spent),
+  ``rule_firings`` (a rule's firings count towards its daily maximum and explain its history),
   ``pipeline_versions`` and the audit log (the ``runs_removed`` event row
   appends its own audit record).
 - Run id lists are passed to SQLite as one JSON array (``json_each``), so a
@@ -34,7 +35,7 @@ RUN_TABLES: tuple[str, ...] = ("leases", "task_results", "checkpoints", "artifac
                                "events")
 """Every table whose rows belong to one run (``run_id``), in deletion order (children before parents)."""
 KEPT_TABLES: tuple[str, ...] = ("inputs", "dataset_versions", "model_versions", "model_observations",
-                                "privacy_spends")
+                                "privacy_spends", "rule_firings")
 """Tables with a ``run_id`` column whose rows stay when their run is removed (see the module docstring); a
 dataset version made from a run's outputs holds that run (``edgeorch/retention/holds.py``), so its row
 never names a removed run."""
