@@ -46,6 +46,7 @@ from .pipelines import Pipelines
 from .privacy import Privacy
 from .retention import Retention
 from .runs import Runs
+from .rules import Rules
 from .schedules import Schedules
 
 __all__ = ["NewAttempt", "Store"]
@@ -69,6 +70,7 @@ class Store:
         self.datasets = Datasets(self.db)
         self.models = Models(self.db)
         self.privacy = Privacy(self.db)
+        self.rules = Rules(self.db)
 
     @property
     def path(self) -> Path:
