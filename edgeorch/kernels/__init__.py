@@ -50,6 +50,11 @@ _EXPORTS: dict[str, str] = {
     "permutation_importance": "explain",
     "shap_importance": "explain",
     "Explanation": "explain",
+    # (differential privacy: import from edgeorch.kernels.privacy, docs/privacy.md; the dp extra)
+    # correlation matrices
+    "pearson": "correlations",
+    "spearman": "correlations",
+    "cramers_v": "correlations",
     # validation and I/O
     "validate": "validation",
     "read_table": "io",
