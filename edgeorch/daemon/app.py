@@ -44,6 +44,7 @@ from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
 from ..events import Bus, Event, ModelRegistered, Reloaded, RunFinished, record
 from ..models.service import ModelService
+from ..monitor.service import Monitors
 from ..observe.eventlog import EventLog
 from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
@@ -51,8 +52,8 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps, PipelineOps,
-                  PrivacyOps, RunOps, StatusOps, register)
+from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps, MonitorOps,
+                  PipelineOps, PrivacyOps, RunOps, StatusOps, register)
 from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
@@ -89,6 +90,7 @@ class Daemon:
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
         self.metrics: MetricsService | None = None  # [metrics] and the metrics op (docs/operations.md)
         self.models: ModelService | None = None  # promotions, rollbacks, canaries (docs/models.md)
+        self.monitors: Monitors | None = None  # rules and their responses (docs/monitoring.md)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -124,6 +126,11 @@ class Daemon:
                                      registry=self.registry, config=cfg, loop=self.loop, publish=self.bus.publish)
             self.bus.subscribe(self.triggers.on_engine_event, RunFinished)
             self.triggers.start()
+            # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
+            self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
+                                     quarantine_dir=cfg.state_dir / "quarantine", models=self.models)
+            self.bus.subscribe(self.monitors.on_run_finished, RunFinished)
+            self.monitors.start()
             self.retention = RunRetention(store=self.store, runs_dir=cfg.runs_dir, config=cfg.retention,
                                           loop=self.loop, publish=self.bus.publish)
             # Sealed now (what an in-process run appended meanwhile), every [audit] seal_every records or
@@ -180,6 +187,8 @@ class Daemon:
             self.engine.accepting = False
             if self.triggers is not None:
                 self.triggers.stop()
+            if self.monitors is not None:
+                self.monitors.stop()
             if self.retention is not None:
                 self.retention.stop()
             await self.server.close()
@@ -255,6 +264,8 @@ class Daemon:
                 if watches_changed:
                     self.config = replace(self.config, watches=new_watches)
                 self.triggers.reload(self.config)
+            if self.monitors is not None:
+                self.monitors.reload()
             log.info("reloaded (%s): %s", actor, result.summary())
             self.bus.publish(reloaded)
             return self._reload_answer(result, warnings)
@@ -268,7 +279,7 @@ class Daemon:
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
         assert self.store is not None and self.retention is not None and self.metrics is not None
-        assert self.seals is not None and self.models is not None
+        assert self.seals is not None and self.models is not None and self.monitors is not None
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
@@ -280,6 +291,7 @@ class Daemon:
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
             ModelOps(store=store, service=self.models),
+            MonitorOps(store=store, monitors=self.monitors),
             PrivacyOps(store=store),
             LineageOps(store=store),
             GcOps(retention=self.retention),

@@ -253,6 +253,10 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
         _check_templates(r, [("dedupe", dedupe)], params)
 
     responses = _check_responses(r, params)
+    if sum(x.action == "trigger" for x in responses) > 1:
+        # The run a firing starts is created in the transaction of the firing (one per episode): one run.
+        r.fail("do", "has more than one trigger response", value=[x.target for x in responses if x.action == "trigger"],
+               expected="at most one [[on.do]] trigger per rule (a pipeline may start others itself)")
     r.finish(RULE_KEYS)
     if len(errors) > before or name is None or signal is None:
         return None

@@ -122,6 +122,38 @@ class Rules:
         return {(r["rule"], r["outcome"]): r["n"] for r in self._db.all(
             "SELECT rule, outcome, COUNT(*) AS n FROM rule_firings GROUP BY rule, outcome")}
 
+    # -- the reads of signals ---------------------------------------------------------------------
+
+    def runs_to_evaluate(self, pipeline: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Finished runs of ``pipeline`` with id > ``after``, oldest first (``params`` decoded)."""
+        rows = self._db.all("SELECT id, pipeline, state, params, finished_at FROM runs WHERE pipeline = ? AND id > ?"
+                            " AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?",
+                            (pipeline, after, limit))
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+        return rows
+
+    def newest_run_id(self, pipeline: str) -> int:
+        """The id of ``pipeline``'s newest run (any state); 0 when it has none."""
+        row = self._db.one("SELECT MAX(id) FROM runs WHERE pipeline = ?", (pipeline,))
+        return int(row[0] or 0) if row else 0
+
+    def outcomes_since(self, pipeline: str, since: float) -> tuple[int, int]:
+        """``(failed, finished)``: ``pipeline``'s runs that finished at or after ``since`` (cancelled ones not counted)."""
+        row = self._db.one("SELECT SUM(state = 'failed'), COUNT(*) FROM runs WHERE pipeline = ? AND finished_at >= ?"
+                           " AND state IN ('succeeded', 'failed')", (pipeline, since))
+        return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+
+    def last_success(self, pipeline: str) -> float | None:
+        """When ``pipeline``'s newest successful run finished; None when none did."""
+        row = self._db.one("SELECT MAX(finished_at) FROM runs WHERE pipeline = ? AND state = 'succeeded'", (pipeline,))
+        return row[0] if row else None
+
+    def last_arrival(self, pipeline: str) -> float | None:
+        """When the newest file arrived in ``pipeline``'s drop folders; None when none did."""
+        row = self._db.one("SELECT MAX(arrived_at) FROM inputs WHERE pipeline = ?", (pipeline,))
+        return row[0] if row else None
+
 
 def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is None:

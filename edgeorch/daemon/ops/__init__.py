@@ -12,6 +12,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
 - :mod:`.datasets`: ``datasets.list/show/add/prune`` (data versions);
 - :mod:`.models`: ``models.list/show/versions/diff/why/promote/rollback/observe`` (the model registry);
+- :mod:`.monitors`: ``monitors.list``, ``monitors.silence``, ``why`` (monitoring rules, what started a run);
 - :mod:`.privacy`: ``privacy.show``, ``privacy.spend`` (the privacy budget ledger);
 - :mod:`.lineage`: ``lineage`` (upstream and downstream of a thing), ``lineage.export`` (OpenLineage events);
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
@@ -34,6 +35,7 @@ from .inputs import InputOps
 from .lineage import LineageOps
 from .metrics import MetricsOps
 from .models import ModelOps
+from .monitors import MonitorOps
 from .pipelines import PipelineOps
 from .privacy import PrivacyOps
 from .runs import RunOps
@@ -51,5 +53,5 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "OpSpec", "PipelineOps", "PrivacyOps",
+__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "MonitorOps", "OpSpec", "PipelineOps", "PrivacyOps",
            "RunOps", "StatusOps", "register"]

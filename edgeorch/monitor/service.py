@@ -1,0 +1,340 @@
+"""The daemon's monitor: rules evaluated when runs end and on timers, firings recorded durably.
+
+Runs on the daemon's event loop (the one-writer rule). :class:`Monitors`:
+
+- ``sync`` reads the rules of the loaded pipelines (``[[on]]``); a name used by
+  two pipelines keeps the first (by pipeline name) and logs the other. A rule
+  seen for the first time starts its cursor at the newest run of the pipeline
+  it reads: history before the rule existed is not evaluated.
+- Run-based rules (result signals, ``failure_rate``) evaluate every finished run
+  of their pipeline after their ``cursor``, in order, on ``RunFinished`` and at
+  start (catch-up). Freshness rules evaluate every ``check_every`` seconds.
+- An evaluation that fires records, in ONE transaction: the rule's new state and
+  cursor, the firing row, a ``rule_fired`` event (and so an audit record, actor
+  ``rule:<name>``), a pause response, and the run of a trigger response (created
+  by the front door, whose ``within`` carries the rest). A crash before that
+  commit leaves the run unevaluated: the next start evaluates it again and fires
+  once; after it, the cursor has moved: nothing fires twice.
+- Responses that cannot be part of a transaction (a notify command, a model
+  rollback, moving the input into quarantine) run after the commit; the firing is
+  ``pending`` until they finish and is redone at start (at least once).
+- ``dry_run``: the decision and its state are recorded as if real, each
+  response as ``would``; nothing is done.
+
+Time comes from the injected ``clock`` (Unix seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import EdgeorchError, NotFoundError
+from .rules import DAY, History, RuleState, evaluate
+from .signals import read, template_values
+from .spec import RuleSpec, fill, pipeline_rules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.requests import RunRequests
+    from ..pipelines import PipelineRegistry
+    from ..store.store import Store
+
+log = logging.getLogger("edgeorch.monitor")
+
+FAULT_ENV = "EDGEORCH_FAULT_RULE_FIRE"
+"""Tests only: ``before_commit`` or ``after_commit`` kills the daemon (SIGKILL) at that point of a firing."""
+
+
+class Monitors:
+    """The rules of one daemon (see the module docstring)."""
+
+    def __init__(self, *, store: Store, requests: RunRequests, registry: PipelineRegistry,
+                 loop: asyncio.AbstractEventLoop, quarantine_dir: Path, models: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``models``: the :class:`~edgeorch.models.service.ModelService` (rollback responses); ``clock``: Unix seconds."""
+        self.store = store
+        self.requests = requests
+        self.registry = registry
+        self.loop = loop
+        self.quarantine_dir = quarantine_dir
+        self.models = models
+        self.clock = clock
+        self.started_at = clock()
+        self.rules: dict[str, RuleSpec] = {}
+        self.problems: list[str] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fault = os.environ.get(FAULT_ENV)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Sync the rules, redo unfinished responses, evaluate what ended while the daemon was away, arm timers."""
+        self.sync()
+        for firing in self.store.rules.pending():
+            spec = self.rules.get(firing["rule"])
+            self._after_commit(firing["id"], spec, firing["signal"], firing["responses"])
+        self.catch_up()
+
+    def stop(self) -> None:
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+
+    def reload(self) -> None:
+        self.sync()
+        self.catch_up()
+
+    def sync(self) -> None:
+        """Read the rules of the loaded pipelines; (re)arm the freshness timers."""
+        rules: dict[str, RuleSpec] = {}
+        problems: list[str] = []
+        for name in sorted(self.registry.pipelines):
+            for spec in pipeline_rules(self.registry.pipelines[name]):
+                if spec.name in rules:
+                    problems.append(f"rule {spec.name} of pipeline {name} is ignored: pipeline "
+                                    f"{rules[spec.name].pipeline} declares a rule with that name")
+                    continue
+                rules[spec.name] = spec
+        for p in problems:
+            log.warning("%s", p)
+        for name, spec in rules.items():
+            if self.store.rules.get(name) is None and not spec.timed:
+                # History before the rule existed is not evaluated: the cursor starts at the newest run.
+                self.store.rules.save(name, spec.pipeline, asdict(RuleState()),
+                                      cursor=self.store.rules.newest_run_id(spec.watched))
+        self.rules, self.problems = rules, problems
+        self.stop()
+        for spec in rules.values():
+            if spec.timed:
+                self._arm(spec)
+
+    def on_run_finished(self, event: Any) -> None:
+        """Bus subscriber (``RunFinished``): evaluate the run-based rules of that run's pipeline."""
+        pipeline = getattr(event, "pipeline", None)
+        if any(not s.timed and s.watched == pipeline for s in self.rules.values()):
+            self.catch_up(pipeline)
+
+    def catch_up(self, pipeline: str | None = None) -> None:
+        """Evaluate every finished run after each run-based rule's cursor, oldest first."""
+        for spec in list(self.rules.values()):
+            if spec.timed or (pipeline is not None and spec.watched != pipeline):
+                continue
+            row = self.store.rules.get(spec.name)
+            for run in self.store.rules.runs_to_evaluate(spec.watched, row["cursor"] if row else 0):
+                self.evaluate(spec, run)
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def evaluate(self, spec: RuleSpec, run: dict[str, Any] | None = None) -> str:
+        """One evaluation (of ``run`` for a run-based rule); records what changed; returns the action."""
+        store, now = self.store, self.clock()
+        row = store.rules.get(spec.name)
+        old = RuleState.from_row(row)
+        doc = read(store, spec, run=run, now=now, since=self.started_at)
+        values = template_values(doc)
+        key = fill(spec.dedupe, values) if spec.dedupe else None
+        fired, keys = store.rules.history(spec.name, now - DAY)
+        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys))
+        cursor = run["id"] if run is not None else None
+        actor = f"rule:{spec.name}"
+        if d.action == "fire":
+            self._fire(spec, d.state, doc, values, key, cursor, d.reason)
+            return d.action
+        data = {"rule": spec.name, "pipeline": spec.pipeline, "action": d.action, "state": d.state.state,
+                "reason": d.reason, "value": doc.get("value"), "threshold": doc.get("threshold"),
+                "episode": d.state.episode, "source_run": cursor}
+        with store.transaction():
+            store.rules.save(spec.name, spec.pipeline, asdict(d.state), signal=doc, cursor=cursor)
+            # Run-based: every evaluation that says something is recorded with the run it read (why a second
+            # drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
+            if d.changed or (run is not None and d.action not in ("none",)):
+                store.events.add(f"rule_{d.action}", f"rule {spec.name}: {d.action}: {d.reason} "
+                                 f"(value {_num(doc.get('value'))}, {spec.describe()})",
+                                 run_id=cursor, actor=actor, data=data, ts=now)
+            if d.action == "deduped" or (d.action == "held" and d.changed):
+                store.rules.add_firing(rule=spec.name, pipeline=spec.pipeline, episode=d.state.episode, fired_at=now,
+                                       outcome=d.action, dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"),
+                                       threshold=doc.get("threshold"), signal=doc, run_id=None, state="done",
+                                       responses=[{"action": r.action, "skipped": d.reason} for r in spec.responses])
+        if d.changed:
+            log.info("rule %s: %s (%s)", spec.name, d.action, d.reason)
+        return d.action
+
+    def _fire(self, spec: RuleSpec, new: RuleState, doc: dict[str, Any], values: dict[str, Any], key: str | None,
+              cursor: int | None, why: str) -> None:
+        store, now, actor = self.store, self.clock(), f"rule:{spec.name}"
+        planned = [self._plan(spec, r, values) for r in spec.responses]
+        later = [p for p in planned if p["action"] in ("notify", "rollback", "quarantine") and not spec.dry_run]
+        trigger = next((p for p in planned if p["action"] == "trigger"), None)
+        holder: dict[str, int] = {}
+
+        def record(run_id: int | None) -> None:  # inside the transaction that creates the run (or its own)
+            if trigger is not None and run_id is not None:
+                trigger["run_id"] = run_id
+            for p in planned:
+                if p["action"] == "pause" and not spec.dry_run:
+                    store.pipelines.set_paused(p["target"], True, reason=f"rule {spec.name}: {why}", actor=actor)
+                    p["done"] = True
+            store.rules.save(spec.name, spec.pipeline, asdict(new), signal=doc, cursor=cursor)
+            holder["id"] = store.rules.add_firing(
+                rule=spec.name, pipeline=spec.pipeline, episode=new.episode, fired_at=now, outcome="fire",
+                dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"), threshold=doc.get("threshold"),
+                signal=doc, responses=planned, run_id=run_id, state="pending" if later else "done")
+            what = ", ".join(_describe(p) for p in planned)
+            store.events.add("rule_fired", f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: "
+                             f"{spec.describe()}, value {_num(doc.get('value'))}; {what}",
+                             run_id=run_id, actor=actor, ts=now,
+                             data={"rule": spec.name, "pipeline": spec.pipeline, "value": doc.get("value"),
+                                   "threshold": doc.get("threshold"), "episode": new.episode, "source_run": cursor,
+                                   "dry_run": spec.dry_run, "firing": holder["id"], "responses": planned})
+            if self._fault == "before_commit":
+                os.kill(os.getpid(), signal.SIGKILL)  # tests: the decision is made, nothing is committed
+
+        if trigger is not None and not spec.dry_run:
+            from ..engine.requests import RunRequest  # at call time: the engine package imports the pipelines
+
+            try:
+                self.requests.start(RunRequest(trigger["target"], trigger["params"], trigger="rule", actor=actor,
+                                               source=f"rule {spec.name}", within=record))
+            except EdgeorchError as exc:  # refused (paused, unknown pipeline, bad params): recorded, never retried
+                trigger["refused"] = exc.render()
+                with store.transaction():
+                    record(None)
+        else:
+            with store.transaction():
+                record(None)
+        if self._fault == "after_commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        log.info("rule %s fired: %s", spec.name, ", ".join(_describe(p) for p in planned))
+        if later:
+            self._after_commit(holder["id"], spec, doc, planned)
+
+    def _plan(self, spec: RuleSpec, r: Any, values: dict[str, Any]) -> dict[str, Any]:
+        p: dict[str, Any] = r.to_dict()
+        if r.action == "trigger":
+            p["params"] = {k: fill(v, values) for k, v in r.params}
+        elif r.action == "notify":
+            p["argv"] = [fill(a, values) for a in r.argv]
+        if spec.dry_run:
+            p["dry_run"] = True
+        return p
+
+    # -- after the commit --------------------------------------------------------------------------
+
+    def _after_commit(self, firing_id: int, spec: RuleSpec | None, doc: dict[str, Any],
+                      planned: list[dict[str, Any]]) -> None:
+        task = self.loop.create_task(self._respond(firing_id, spec, doc, planned))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _respond(self, firing_id: int, spec: RuleSpec | None, doc: dict[str, Any],
+                       planned: list[dict[str, Any]]) -> None:
+        name = doc.get("rule", "?")
+        ok = True
+        for p in planned:
+            if p["action"] not in ("notify", "rollback", "quarantine") or p.get("done") or p.get("dry_run"):
+                continue
+            try:
+                if p["action"] == "notify":
+                    p.update(await asyncio.to_thread(_notify, p["argv"], doc, p.get("timeout", 30.0)))
+                    ok = ok and p["exit_code"] == 0
+                elif p["action"] == "rollback":
+                    if self.models is None:
+                        raise NotFoundError("no model service in this process")
+                    row = await self.models.auto_rollback(p["target"], alias=p.get("alias", "champion"), rule=name,
+                                                          reason=f"rule {name}: {doc.get('condition')}, value "
+                                                                 f"{_num(doc.get('value'))}")
+                    p["result"] = {k: row.get(k) for k in ("id", "state", "version")} if isinstance(row, dict) else None
+                else:
+                    p.update(self._quarantine(doc, name))
+                p["done"] = True
+            except (EdgeorchError, OSError) as exc:
+                ok = False
+                p["error"] = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
+                log.warning("rule %s: %s response failed: %s", name, p["action"], p["error"])
+        self.store.rules.set_firing(firing_id, state="done" if ok else "failed", responses=planned)
+        self.store.events.add("rule_responded", f"rule {name}: responses {'done' if ok else 'failed'}: "
+                              + ", ".join(_describe(p) for p in planned), actor=f"rule:{name}",
+                              data={"rule": name, "firing": firing_id, "responses": planned, "ok": ok})
+
+    def _quarantine(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
+        """Move the input file of the signal's run into quarantine (it stays recorded; ``inputs`` shows it)."""
+        from ..triggers.drop.quarantine import quarantine  # at call time: a response, not the evaluator
+
+        path = doc.get("input_path")
+        if not path:
+            return {"skipped": "the signal's run was not started by a drop-folder file"}
+        if not Path(path).exists():
+            return {"skipped": f"{path} is gone (already quarantined or removed)"}
+        q = quarantine(path, self.quarantine_dir, f"rule {name}: {doc.get('condition')}",
+                       details={"rule": name, "value": doc.get("value"), "run_id": doc.get("run_id")})
+        return {"quarantined": str(q.path)}
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def _arm(self, spec: RuleSpec) -> None:
+        assert spec.check_every is not None
+        self._timers[spec.name] = self.loop.call_later(spec.check_every, self._tick, spec.name)
+
+    def _tick(self, name: str) -> None:
+        spec = self.rules.get(name)
+        if spec is None:
+            return
+        try:
+            self.evaluate(spec)
+        except EdgeorchError as exc:
+            log.warning("rule %s: evaluation failed: %s", name, exc.render())
+        self._arm(spec)
+
+    # -- operator requests -------------------------------------------------------------------------
+
+    def silence(self, rule: str, until: float | None, *, reason: str | None, actor: str | None) -> dict[str, Any]:
+        """Silence a loaded rule until ``until`` (None: lift it); recorded with its event and audit record."""
+        spec = self.rules.get(rule)
+        if spec is None:
+            raise NotFoundError("no such rule", value=rule, hint="`edgeorch monitors` lists the rules")
+        self.store.rules.silence(rule, spec.pipeline, until, reason=reason, actor=actor)
+        return self.store.rules.get(rule) or {}
+
+
+def _notify(argv: list[str], doc: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run a notify command (own session; the signal as JSON on stdin); a timeout kills its group."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except OSError as exc:
+        return {"exit_code": None, "error": f"cannot run {argv[0]}: {exc.strerror}"}
+    try:
+        out, _ = proc.communicate(json.dumps(doc, sort_keys=True, default=str).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"exit_code": None, "error": f"timed out after {timeout:g}s (its process group was killed)"}
+    return {"exit_code": proc.returncode, "output": out.decode(errors="replace")[-2000:]}
+
+
+def _describe(p: dict[str, Any]) -> str:
+    a = p["action"]
+    what = {"trigger": f"trigger {p.get('target')}" + (f" (run {p['run_id']})" if p.get("run_id") else ""),
+            "pause": f"pause {p.get('target')}", "rollback": f"roll back {p.get('target')} {p.get('alias')}",
+            "notify": f"notify {' '.join(p.get('argv', []))[:60]}", "quarantine": "quarantine the input"}[a]
+    if p.get("dry_run"):
+        return f"would {what}"
+    if p.get("refused"):
+        return f"{what} refused: {p['refused']}"
+    if p.get("error"):
+        return f"{what} failed: {p['error']}"
+    return what
+
+
+def _num(v: Any) -> str:
+    return "none" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,188 @@
+"""Rules with a real daemon: a failure-rate rule triggers a pipeline once per episode, hysteresis, cooldown,
+dry runs, silences, freshness, and kill -9 between the decision and the run's creation (exactly one run)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+FLAKY = """
+name = "flaky"
+[params]
+fail = false
+[tasks.work]
+command = ["sh", "-c", "test {fail} = false"]
+"""
+
+RETRAIN = """
+name = "retrain"
+[params]
+why = { type = "str", default = "" }
+[tasks.fit]
+command = ["true"]
+"""
+
+
+def rule(extra: str = "", do: str = '[[on.do]]\ntrigger = "retrain"\nparams = { why = "{rule}:{value}:{run_id}" }\n') -> str:
+    return FLAKY + f"""
+[[on]]
+name = "too_many_failures"
+signal = "failure_rate"
+threshold = 0.5
+{extra}
+""" + do
+
+
+def until(fn, timeout: float = 30.0, what: str = "condition"):
+    """Wait for ``fn()`` to be truthy (the daemon acts on its own loop), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run(daemon, pipeline: str, **params) -> int:
+    rid = daemon.call("trigger", {"pipeline": pipeline, "params": params})["run_id"]
+    daemon.wait_run(rid)
+    return rid
+
+
+def rule_runs(ws) -> list[tuple]:
+    db = sqlite3.connect(ws.state / "edgeorch.db")
+    try:
+        return db.execute("SELECT id, params, actor FROM runs WHERE trigger = 'rule' ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def monitor(daemon, name: str = "too_many_failures") -> dict:
+    return next(r for r in daemon.call("monitors.list")["rules"] if r["name"] == name)
+
+
+def test_a_firing_rule_triggers_once_per_episode_and_why_explains_it(workspace, daemon) -> None:
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    assert monitor(daemon)["state"] == "ok"
+    src = run(daemon, "flaky", fail=True)
+    (rid, params, actor), = until(lambda: rule_runs(workspace), what="the retrain run")
+    assert actor == "rule:too_many_failures" and f'"too_many_failures:1.0:{src}"' in params
+    run(daemon, "flaky", fail=True)  # still firing: the episode was answered, nothing more starts
+    m = monitor(daemon)
+    assert m["state"] == "firing" and m["last_value"] == 1.0 and m["last_firing"]["run_id"] == rid
+    assert len(rule_runs(workspace)) == 1
+    why = daemon.call("why", {"run": rid})
+    assert why["started_by"]["kind"] == "rule" and why["started_by"]["rule"] == "too_many_failures"
+    assert why["started_by"]["value"] == 1.0 and why["started_by"]["source_run"] == src
+    assert daemon.call("why", {"run": src})["started_by"]["kind"] == "person"
+    audit = daemon.call("audit.list", {"action": "rule_fired"})
+    assert any(r["actor"] == "rule:too_many_failures" for r in audit["records"])
+
+
+def test_hysteresis_needs_consecutive_evaluations(workspace, daemon) -> None:
+    workspace.pipeline("flaky", rule("for_evaluations = 3"))
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    run(daemon, "flaky", fail=True)
+    assert monitor(daemon)["state"] == "pending" and rule_runs(workspace) == []
+    run(daemon, "flaky", fail=True)
+    until(lambda: rule_runs(workspace), what="the firing after 3 evaluations")
+
+
+def test_cooldown_holds_a_second_episode_back_and_says_why(workspace, daemon) -> None:
+    workspace.pipeline("flaky", rule('cooldown = "1h"'))
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    until(lambda: rule_runs(workspace))
+    for _ in range(2):  # the failure rate drops to 1/3: resolved
+        run(daemon, "flaky")
+    assert monitor(daemon)["state"] == "ok"
+    run(daemon, "flaky", fail=True)
+    run(daemon, "flaky", fail=True)  # 3/5 > 0.5: holds again, within the cooldown
+    m = monitor(daemon)
+    assert m["state"] == "cooling" and len(rule_runs(workspace)) == 1
+    db = sqlite3.connect(workspace.state / "edgeorch.db")
+    held = db.execute("SELECT message FROM events WHERE kind = 'rule_held'").fetchall()
+    db.close()
+    assert held and "cooldown" in held[-1][0]
+
+
+def test_dry_run_records_what_would_have_happened(workspace, daemon) -> None:
+    workspace.pipeline("flaky", rule("dry_run = true"))
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    m = until(lambda: (lambda r: r if r["last_firing"] else None)(monitor(daemon)))
+    assert m["state"] == "firing" and m["last_firing"]["dry_run"] is True
+    assert m["last_firing"]["responses"][0]["dry_run"] is True and m["last_firing"]["run_id"] is None
+    assert rule_runs(workspace) == []
+
+
+def test_a_silence_holds_back_until_lifted_then_the_rule_answers(workspace, daemon) -> None:
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    daemon.call("monitors.silence", {"rule": "too_many_failures", "until": time.time() + 3600, "reason": "maintenance"})
+    run(daemon, "flaky", fail=True)
+    m = monitor(daemon)
+    assert m["state"] == "silenced" and m["silence_reason"] == "maintenance" and rule_runs(workspace) == []
+    daemon.call("monitors.silence", {"rule": "too_many_failures", "until": None})
+    run(daemon, "flaky", fail=True)
+    until(lambda: rule_runs(workspace), what="the firing after the silence")
+
+
+def test_silence_refuses_unknown_rules_and_past_times(workspace, daemon) -> None:
+    from edgeorch.errors import EdgeorchError
+
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    with pytest.raises(EdgeorchError, match="no such rule"):
+        daemon.call("monitors.silence", {"rule": "nope", "until": time.time() + 60, "reason": "x"})
+    with pytest.raises(EdgeorchError, match="not in the future"):
+        daemon.call("monitors.silence", {"rule": "too_many_failures", "until": 1.0, "reason": "x"})
+
+
+def test_freshness_fires_when_nothing_succeeds_for_max_age(workspace, daemon, tmp_path) -> None:
+    marker = tmp_path / "paged.json"
+    workspace.pipeline("flaky", FLAKY + f"""
+[[on]]
+name = "stale"
+signal = "freshness"
+source = "success"
+max_age = "1s"
+check_every = "200ms"
+[[on.do]]
+notify = ["sh", "-c", "cat > {marker}"]
+""")
+    daemon.start()
+    until(lambda: marker.exists() and marker.stat().st_size > 0, what="the notify command")
+    import json
+
+    doc = json.loads(marker.read_text())
+    assert doc["rule"] == "stale" and doc["value"] > 1.0
+    m = until(lambda: (lambda r: r if r["last_firing"] and r["last_firing"]["state"] == "done" else None)(
+        monitor(daemon, "stale")))
+    assert m["last_firing"]["responses"][0]["exit_code"] == 0
+
+
+@pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+def test_kill9_between_the_decision_and_the_run_gives_exactly_one_run(workspace, daemon, monkeypatch, point) -> None:
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    monkeypatch.setenv("EDGEORCH_FAULT_RULE_FIRE", point)
+    daemon.start()
+    daemon.call("trigger", {"pipeline": "flaky", "params": {"fail": True}})
+    assert daemon.proc.wait(timeout=60) == -9  # killed itself at the fault point
+    assert len(rule_runs(workspace)) == (0 if point == "before_commit" else 1)
+    monkeypatch.delenv("EDGEORCH_FAULT_RULE_FIRE")
+    daemon.start()
+    until(lambda: monitor(daemon)["state"] == "firing", what="the rule firing after the restart")
+    assert len(rule_runs(workspace)) == 1
