@@ -186,3 +186,36 @@ def test_kill9_between_the_decision_and_the_run_gives_exactly_one_run(workspace,
     daemon.start()
     until(lambda: monitor(daemon)["state"] == "firing", what="the rule firing after the restart")
     assert len(rule_runs(workspace)) == 1
+
+
+def test_cli_monitors_silence_and_why(workspace, daemon) -> None:
+    import json
+    import subprocess
+
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
+                              timeout=60)
+
+    src = run(daemon, "flaky", fail=True)
+    (rid, _p, _a), = until(lambda: rule_runs(workspace))
+    out = cli("monitors")
+    assert out.returncode == 0 and "too_many_failures" in out.stdout and "firing" in out.stdout
+    doc = json.loads(cli("monitors", "--json").stdout)
+    assert doc["rules"][0]["state"] == "firing"
+    why = cli("why", str(rid))
+    assert why.returncode == 0 and "started by rule too_many_failures" in why.stdout and f"from run {src}" in why.stdout
+    assert json.loads(cli("why", str(rid), "--json").stdout)["started_by"]["kind"] == "rule"
+    ok = cli("monitors", "silence", "too_many_failures", "--until", "2h", "--reason", "maintenance")
+    assert ok.returncode == 0 and "silenced until" in ok.stdout
+    assert "silenced (maintenance)" in cli("monitors").stdout
+    bad = cli("monitors", "silence", "too_many_failures", "--until", "someday", "--reason", "x")
+    assert bad.returncode == 2 and "--until" in bad.stderr and "someday" in bad.stderr and "Traceback" not in bad.stderr
+    assert cli("monitors", "silence", "too_many_failures").returncode == 2
+    nope = cli("monitors", "silence", "nope", "--until", "1h", "--reason", "x")
+    assert nope.returncode != 0 and "no such rule" in nope.stderr
+    assert cli("monitors", "unsilence", "too_many_failures").returncode == 0
+    assert cli("why", "999").returncode != 0

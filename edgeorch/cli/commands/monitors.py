@@ -1,0 +1,137 @@
+"""Monitoring rules and the causes of runs: ``edgeorch monitors [list|silence|unsilence]`` and ``edgeorch why RUN``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+
+from ...errors import UsageError
+from ...textui import format_timestamp, print_json, print_table
+from ...units import parse_duration
+from ..backend import connect, load
+from ..exits import EXIT_OK
+from . import AddCommand
+
+ACTIONS = ("list", "silence", "unsilence")
+UNTIL_EXPECTED = "a duration from now (30m, 12h, 2d) or a date/time (2024-05-01T12:00, UTC with Z)"
+
+
+def register(add: AddCommand) -> None:
+    p = add("monitors", cmd_monitors, "monitoring rules ([[on]]): state (ok, pending, firing, cooling, silenced), "
+                                      "last value and firing; silence a rule until a time")
+    p.add_argument("sub", nargs="?", choices=ACTIONS, metavar="{" + ",".join(ACTIONS) + "}", help="default: list")
+    p.add_argument("rule", nargs="?", metavar="RULE", help="silence, unsilence: the rule")
+    p.add_argument("--until", metavar="WHEN", help=f"silence: until WHEN ({UNTIL_EXPECTED})")
+    p.add_argument("--reason", help="silence: why (recorded in the audit log)")
+
+    p = add("why", cmd_why, "what started a run (a schedule's fire, a dropped file, a rule's signal, a person) "
+                            "and what its tasks waited for")
+    p.add_argument("run", metavar="RUN", type=int, help="a run id")
+
+
+def until_time(text: str, now: float) -> float:
+    """Unix seconds of a ``--until`` value: a duration ahead of ``now``, or a date/time (UTC when no zone)."""
+    try:
+        return now + parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError("is not a time", field="--until", value=text, expected=UNTIL_EXPECTED) from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_monitors(args: argparse.Namespace) -> int:
+    sub = args.sub or "list"
+    if sub != "list" and not args.rule:
+        raise UsageError("needs a rule", field="RULE", expected=f"edgeorch monitors {sub} RULE")
+    if sub == "silence" and (not args.until or not args.reason):
+        raise UsageError("needs --until and --reason", field="--until" if not args.until else "--reason",
+                         expected="edgeorch monitors silence RULE --until 2h --reason 'maintenance'")
+    if sub != "silence" and (args.until or args.reason):
+        raise UsageError(f"is only valid with silence, not {sub}", field="--until" if args.until else "--reason")
+    with connect(load(args), "daemon") as backend:
+        if sub == "list":
+            res = backend.client.call("monitors.list", {})
+        else:
+            until = until_time(args.until, time.time()) if sub == "silence" else None
+            res = backend.client.call("monitors.silence", {"rule": args.rule, "until": until, "reason": args.reason})
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    if sub != "list":
+        r = res["rule"]
+        if not args.quiet:
+            print(f"{args.rule}: silenced until {format_timestamp(r['silenced_until'])} ({r['silence_reason']})"
+                  if sub == "silence" else f"{args.rule}: silence lifted")
+        return EXIT_OK
+    if args.quiet:
+        for r in res["rules"]:
+            print(r["name"])
+        return EXIT_OK
+    print_table(["rule", "pipeline", "state", "condition", "last value", "evaluated", "last firing", "responses"],
+                [[r["name"], r["pipeline"], r["state"] + (f" ({r['silence_reason']})" if r["silence_reason"] else ""),
+                  r["condition"], "-" if r["last_value"] is None else f"{r['last_value']:.4g}",
+                  format_timestamp(r["last_evaluated_at"]) if r["last_evaluated_at"] else "-",
+                  _firing(r["last_firing"]), ", ".join(x["action"] for x in r["responses"])
+                  + (" (dry run)" if r["dry_run"] else "")] for r in res["rules"]])
+    for p in res.get("problems", []):
+        print(f"warning  {p}")
+    return EXIT_OK
+
+
+def _firing(f: dict | None) -> str:
+    if not f:
+        return "-"
+    out = f"{f['outcome']} {format_timestamp(f['fired_at'])}"
+    return out + (f" -> run {f['run_id']}" if f.get("run_id") else "")
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    with connect(cfg, "prefer") as backend:
+        if backend.online:
+            doc = backend.client.call("why", {"run": args.run})
+        else:
+            from ...monitor.views import why_doc
+
+            store = backend.open_store(readonly=True)
+            if store is None:
+                from ...errors import NotFoundError
+
+                raise NotFoundError("no such run", value=args.run, hint=f"no state file at {cfg.state_file} yet")
+            try:
+                doc = why_doc(store, args.run)
+            finally:
+                store.close()
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    s = doc["started_by"]
+    print(f"run {doc['run']} ({doc['pipeline']}, {doc['state']}), created {format_timestamp(doc['created_at'])}")
+    if s["kind"] == "schedule":
+        print(f"  started by its schedule: the fire of {s['fire_time']}")
+    elif s["kind"] == "drop":
+        for f in s["files"]:
+            print(f"  started by a dropped file: {f['file']} (sha256 {f['sha256']}) in {f['folder']}")
+    elif s["kind"] == "rule":
+        print(f"  started by rule {s['rule']}: {s.get('condition')}, value {s.get('value')}"
+              + (f", from run {s['source_run']}" if s.get("source_run") else "")
+              + (f" (input {s['input_path']}, sha256 {s['input_sha256']})" if s.get("input_path") else ""))
+    else:
+        print(f"  started by {s.get('actor') or 'an unknown caller'} ({s.get('trigger')})")
+    for r in doc["resumed_by"]:
+        print(f"  resumed by {r['actor']} at {format_timestamp(r['at'])}")
+    for t in doc["tasks"]:
+        waits = []
+        if t["waited_for_needs"]:
+            waits.append(f"{t['waited_for_needs']:g}s for {', '.join(t['needs'])}")
+        if t["waited_for_turn"]:
+            waits.append(f"{t['waited_for_turn']:g}s for its turn" + (f" ({t['lease']})" if t["lease"] else ""))
+        if t["retries"]:
+            waits.append(f"{len(t['retries'])} earlier attempt(s): "
+                         + "; ".join(f"#{a['attempt']} {a['state']} {a['reason'] or ''}".strip() for a in t["retries"]))
+        print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
+    return EXIT_OK
