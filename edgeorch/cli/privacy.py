@@ -13,10 +13,13 @@ release does not fit the budget, and then the release is dropped unseen.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .backend import connect, load
-from .commands.runs import _actor  # the one rule for how this CLI's user is recorded as an actor
+from .commands.runs import (
+    _actor,  # the one rule for how this CLI's user is recorded as an actor
+)
 
 
 def spend(args: argparse.Namespace, claim: Mapping[str, Any]) -> dict[str, Any]:

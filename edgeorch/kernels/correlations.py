@@ -19,6 +19,7 @@ Inputs are a mapping of column name to values; results are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,7 +95,7 @@ def spearman(columns: Mapping[str, Any]) -> Correlations:
 
 
 def _codes(values: Sequence[Any]) -> tuple[np.ndarray, int]:
-    keys = [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+    keys = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
     uniq = sorted({k for k in keys if k is not None})
     pos = {k: i for i, k in enumerate(uniq)}
     return np.fromiter((pos[k] if k is not None else -1 for k in keys), dtype=np.int64, count=len(keys)), len(uniq)

@@ -42,7 +42,7 @@ def duplicate_rows(columns: Mapping[str, Any], *, top: int = 10, sampled: bool =
         i = int(first[g])
         top_rows.append({"row": {c: _plain(np.asarray(columns[c], dtype=object)[i]) for c in names},
                          "count": int(counts[g])})
-    return {"rows": n, "duplicate_rows": int(n - len(uniq)), "distinct_rows": int(len(uniq)), "sampled": sampled,
+    return {"rows": n, "duplicate_rows": int(n - len(uniq)), "distinct_rows": len(uniq), "sampled": sampled,
             "top": top_rows}
 
 

@@ -106,11 +106,11 @@ def load_model(ref: str, *, field: str = "model") -> Callable[[Any], Any]:
                 obj = joblib.load(path)
             else:
                 with open(path, "rb") as fh:
-                    obj = pickle.load(fh)  # noqa: S301 - the pipeline's own artifact (see the docstring)
+                    obj = pickle.load(fh)
         except ImportError:
             raise MissingDependencyError("a .joblib model needs joblib", field=field, value=text,
                                          hint="pip install joblib") from None
-        except Exception as exc:  # a corrupt or foreign pickle: name the file, not a traceback
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign pickle: name the file, not a traceback
             raise DataError(f"cannot load the model file: {type(exc).__name__}: {exc}", field=field,
                             value=text) from None
         return predictor(obj, field=field, ref=text)
@@ -119,14 +119,14 @@ def load_model(ref: str, *, field: str = "model") -> Callable[[Any], Any]:
         raise DataError("is not a model reference", field=field, value=text,
                         expected="module:function, module:object (with predict) or a .pkl/.joblib file")
     try:
-        obj: Any = importlib.import_module(module_name)
+        found: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise DataError(f"cannot import the model's module: {exc}", field=field, value=text) from None
     for part in attr.split("."):
-        if not hasattr(obj, part):
+        if not hasattr(found, part):
             raise DataError(f"the module has no attribute {part!r}", field=field, value=text)
-        obj = getattr(obj, part)
-    return predictor(obj, field=field, ref=text)
+        found = getattr(found, part)
+    return predictor(found, field=field, ref=text)
 
 
 def predictor(model: Any, *, field: str = "model", ref: str | None = None) -> Callable[[Any], Any]:
@@ -339,7 +339,7 @@ def shap_importance(model: Any, X: Any, *, background: int = 100, samples: int =
     predict = load_model(model) if isinstance(model, str) else predictor(model)
     feats = _features(X, feature_names)
     rng = np.random.default_rng(random_state)
-    pick = lambda k: np.sort(rng.choice(feats.n_rows, size=min(k, feats.n_rows), replace=False))  # noqa: E731
+    pick = lambda k: np.sort(rng.choice(feats.n_rows, size=min(k, feats.n_rows), replace=False))
     data = feats.data
     take = (lambda idx: data.iloc[idx]) if hasattr(data, "iloc") else (lambda idx: data[idx])
     explainer = shap.Explainer(predict, take(pick(background)))

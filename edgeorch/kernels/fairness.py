@@ -202,10 +202,13 @@ def group_rates(y_true: Any, y_pred: Any, sensitive_features: Any, pos_label: An
     groups = make_groups(sensitive_features, n)
     k = len(groups.keys)
     sel = (yp == pos_label)
-    size = np.bincount(groups.codes, minlength=k).astype(np.float64)
-    weight = size if w is None else np.bincount(groups.codes, weights=w, minlength=k)
+    size: np.ndarray = np.bincount(groups.codes, minlength=k).astype(np.float64)
+    weight: np.ndarray = size if w is None else np.bincount(groups.codes, weights=w, minlength=k)
     ones = 1.0 if w is None else w
     selected = np.bincount(groups.codes, weights=sel * ones, minlength=k)
+    positives: np.ndarray
+    true_pos: np.ndarray
+    false_pos: np.ndarray
     if yt is not None:
         act = (yt == pos_label)
         positives = np.bincount(groups.codes, weights=act * ones, minlength=k)

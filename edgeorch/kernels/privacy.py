@@ -212,7 +212,8 @@ def dp_histogram(values: Any, *, epsilon: float, bounds: Sequence[float] | None 
     return labels, counts
 
 
-def quantiles_from_histogram(edges: Sequence[float], counts: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+def quantiles_from_histogram(edges: Sequence[float] | np.ndarray, counts: Sequence[float],
+                             qs: Sequence[float]) -> list[float | None]:
     """Quantiles read off a histogram (linear within a bin): post-processing of a DP histogram costs nothing.
 
     None for every quantile when the counts sum to 0.

@@ -213,7 +213,7 @@ def hbar_chart(labels: Sequence[str], series: Sequence[Series], title: str = "",
     lo = min([min(v, default=0.0) for v in vals] + [e[0] for e in errors or []] + [0.0])
     top = 1.0 if rates else (hi or 1.0)
     span = (top - lo) or 1.0
-    xpos = lambda v: label_w + plot_w * (v - lo) / span  # noqa: E731
+    xpos = lambda v: label_w + plot_w * (v - lo) / span
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'font-family="system-ui,sans-serif"><title>{html.escape(title)}</title>',
              f'<line x1="{xpos(0):.1f}" y1="20" x2="{xpos(0):.1f}" y2="{height - 22}" stroke="currentColor" '

@@ -176,6 +176,7 @@ def ks_2samp(data1: Any, data2: Any, alternative: str = "two-sided", method: str
 def _ks_1d(data1: np.ndarray, data2: np.ndarray, alternative: str, method: str) -> tuple[Any, ...]:
     """``(statistic, pvalue, location, sign)`` of two non-empty 1-D samples without NaN."""
     exact = _int_keys(data1, data2)
+    value_of: Callable[[Any], Any]
     if exact is None:
         a, b, value_of = _as_1d(data1, "data1"), _as_1d(data2, "data2"), float
     else:

@@ -187,7 +187,6 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     doc = _result_doc(rep, outputs)
     if o.get("report"):
         from .report import render, write
-
         from .reportparts import fairness_sections
 
         # Rates, not counts: each bar (and its tooltip) is the group's own selection rate.
@@ -292,7 +291,6 @@ def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     doc["summary"]["rows"] = table.num_rows
     if o.get("report"):
         from .report import render, write
-
         from .reportparts import explain_sections
 
         outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, sections=explain_sections(doc),
