@@ -11,7 +11,11 @@ Nodes (``id``: fields):
   hash: ``kind`` (``folder``/``glob``), ``path``, ``files``, ``size``;
 - ``input:3``: a drop-folder input: the file that arrived (``source_path``),
   where it was claimed to (``inbox_path``), ``sha256``, ``state``;
-- ``sha256:<hex>``: a content, as a root only: every path recorded with it.
+- ``sha256:<hex>``: a content, as a root only: every path recorded with it;
+- ``dataset:NAME@V``: a data version (docs/datasets.md): ``source``,
+  ``manifest_sha256``, ``files``, ``size``;
+- ``model:NAME@V``: a model version (docs/models.md): ``path``, ``sha256``,
+  ``gate_verdict``, ``metrics``.
 
 Edges point from what was made to what it was made from (``from`` is
 downstream of ``to``), with a relation:
@@ -28,6 +32,8 @@ relation            from → to                                        recorded 
 ``cached from``     task (a cache hit) → the task whose attempt it reused  tasks.cached_from
 ``same content``    drop-folder input → an output with its content   artifacts.sha256
 ``has path``        content root → each file with that content       (all)
+``made by``         data or model version → the task that recorded it  dataset_versions, model_versions
+``versioned from``  data version → the drop-folder input it snapshots  dataset_versions.input_id
 ==================  ===============================================  ===========
 
 The walk goes breadth-first to ``depth`` steps in each direction asked for,
@@ -94,6 +100,39 @@ def input_node(lineage: "Lineage", input_id: int) -> tuple[str, dict[str, Any]]:
         raise NotFoundError("no such drop-folder input", value=f"input:{input_id}",
                             hint="`edgeorch inputs` lists them")
     return f"input:{input_id}", _input_fields(row)
+
+
+def dataset_node(lineage: "Lineage", name: str, version: int | None) -> tuple[str, dict[str, Any]]:
+    """A data version's node (``version`` None: the newest); :class:`NotFoundError` when there is none."""
+    row = lineage.dataset_version(name, version)
+    if row is None:
+        raise NotFoundError("no such data version", value=f"dataset:{name}@{version or 'latest'}",
+                            hint="`edgeorch datasets list` lists the datasets and their versions")
+    return _dataset(row)
+
+
+def model_node(lineage: "Lineage", name: str, version: int | None) -> tuple[str, dict[str, Any]]:
+    """A model version's node (``version`` None: the newest); :class:`NotFoundError` when there is none."""
+    row = lineage.model_version(name, version)
+    if row is None:
+        raise NotFoundError("no such model version", value=f"model:{name}@{version or 'latest'}",
+                            hint="`edgeorch models list` lists the models and their versions")
+    return _model(row)
+
+
+def _dataset(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return f"dataset:{row['name']}@{row['version']}", {
+        "kind": "dataset", "name": row["name"], "version": row["version"], "source": row["source"],
+        "source_path": row["source_path"], "manifest_sha256": row["manifest_sha256"], "files": row["files"],
+        "size": row["size"], "run_id": row["run_id"], "task": row["task"], "input_id": row["input_id"],
+        "created_at": row["created_at"]}
+
+
+def _model(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return f"model:{row['name']}@{row['version']}", {
+        "kind": "model", "name": row["name"], "version": row["version"], "path": row["path"],
+        "sha256": row["sha256"], "gate_verdict": row["gate_verdict"], "metrics": json.loads(row["metrics"]),
+        "run_id": row["run_id"], "task": row["task"], "created_at": row["created_at"]}
 
 
 def _input_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +224,8 @@ class Walk:
             return self._files_up(node_id, fields) if up else self._files_down(node_id, fields)
         if kind == "input":
             return self._input_up(node_id, fields) if up else self._input_down(node_id, fields)
+        if kind in ("dataset", "model"):  # nothing reads a version by name yet: upstream only
+            return self._version_up(node_id, fields) if up else []
         if kind == "content":  # a sha256 root: the same files both ways
             return [("has path", *_file(p, fields["sha256"]), (node_id, file_id(p, fields["sha256"])))
                     for p in fields["paths"]]
@@ -228,8 +269,24 @@ class Walk:
         steps.append(("in run", rid, fields, (node_id, rid)))
         return steps
 
+    def _version_up(self, node_id: str, version: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        if version["run_id"] is not None and version["task"] is not None \
+                and self.lineage.task(version["run_id"], version["task"]) is not None:
+            other, fields = task_node(self.lineage, version["run_id"], version["task"])
+            steps.append(("made by", other, fields, (node_id, other)))
+        if version.get("input_id") is not None:
+            row = self.lineage.input(version["input_id"])
+            if row is not None:
+                other = f"input:{row['id']}"
+                steps.append(("versioned from", other, _input_fields(row), (node_id, other)))
+        return steps
+
     def _task_down(self, node_id: str, task: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []
+        for row in self.lineage.versions_made_by(task["run_id"], task["task"]):
+            other, fields = _dataset(row) if row["what"] == "dataset" else _model(row)
+            steps.append(("made by", other, fields, (other, node_id)))
         for art in self.outputs.latest_artifacts(task["run_id"], task["task"]):
             other, fields = _file(art["path"], art["sha256"], art["size"])
             steps.append(("output of", other, fields, (other, node_id)))
@@ -295,6 +352,9 @@ class Walk:
 
     def _input_down(self, node_id: str, inp: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []
+        for row in self.lineage.dataset_versions_of_input(inp["input_id"]):
+            other, fields = _dataset(row)
+            steps.append(("versioned from", other, fields, (other, node_id)))
         if inp["inbox_path"] and inp["sha256"]:
             other, fields = _file(inp["inbox_path"], inp["sha256"], inp["size"])
             steps.append(("claimed from", other, fields, (other, node_id)))

@@ -35,6 +35,12 @@ def label(fields: dict[str, Any]) -> str:
         return f"drop-folder input {fields['input_id']} {fields['source_path']}{sha} ({fields['state']})"
     if kind == "content":
         return f"sha256:{fields['sha256']} ({len(fields['paths'])} path(s))"
+    if kind == "dataset":
+        return (f"dataset {fields['name']}@{fields['version']} manifest sha256:{fields['manifest_sha256']} "
+                f"({fields['files']} files, {format_bytes(fields['size'])}, from {fields['source']})")
+    if kind == "model":
+        return (f"model {fields['name']}@{fields['version']} {fields['path']} sha256:{fields['sha256']} "
+                f"(gates {fields['gate_verdict']})")
     return f"{kind} {fields}"
 
 
@@ -72,7 +78,8 @@ def dot(doc: dict[str, Any]) -> str:
     nodes = doc["nodes"]
     ids = {node: f"n{i}" for i, node in enumerate(nodes)}
     shapes = {"run": "box3d", "task": "box", "file": "note", "folder": "folder", "glob": "folder",
-              "input": "cylinder", "content": "hexagon"}
+              "input": "cylinder", "content": "hexagon",
+              "dataset": "cylinder", "model": "component"}
     out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="monospace", fontsize=10];']
     for node, fields in nodes.items():
         extra = ", penwidth=2" if node == doc["root"] else ""

@@ -11,13 +11,13 @@ THING forms (a prefix forces the kind; without one, the form decides):
                            (an output, something consumed, a dropped file), or
                            with ``--sha256`` one version; a drop folder's or the
                            inbox's path names that drop-folder input
-``dataset:NAME@V``         reserved: datasets (not supported yet)
-``model:NAME@V``           reserved: model versions (not supported yet)
+``dataset:NAME@V``         a data version (``dataset:NAME``: the newest)
+``model:NAME@V``           a model version (``model:NAME``: the newest)
 =========================  ==================================================
 
-A new kind (datasets, models) plugs in as one entry of :data:`RESERVED` moving
-to :data:`KINDS` with a resolver in :func:`resolve`; until then it is refused
-with a usage error that says so. :func:`parse_thing` never touches the state
+A new kind plugs in as one entry of :data:`RESERVED` moving to :data:`KINDS`
+with a resolver in :func:`resolve`; until then it is refused with a usage
+error that says so. :func:`parse_thing` never touches the state
 file; :func:`resolve` reads it (through ``store.lineage``) and raises
 :class:`~edgeorch.errors.NotFoundError` (exit 3) naming what it looked for.
 """
@@ -34,13 +34,10 @@ from ..errors import NotFoundError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from ..store.lineage import Lineage
 
-KINDS = ("run", "task", "sha256", "input", "file")
+KINDS = ("run", "task", "sha256", "input", "file", "dataset", "model")
 """The kinds of THING resolved today."""
 
-RESERVED: dict[str, str] = {
-    "dataset": "datasets are not supported by lineage yet (dataset:NAME@VERSION)",
-    "model": "model versions are not supported by lineage yet (model:NAME@VERSION)",
-}
+RESERVED: dict[str, str] = {}
 """Kinds a THING may name in the future, with the message given today."""
 
 THING_EXPECTED = ("a run (5), a task (5/train), a file path, sha256:HEX, input:ID "
@@ -48,7 +45,7 @@ THING_EXPECTED = ("a run (5), a task (5/train), a file path, sha256:HEX, input:I
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _TASK = re.compile(r"^(\d+)/([A-Za-z_][A-Za-z0-9_-]{0,63})$")
-_VERSIONED = re.compile(r"^[^@\s]+@[^@\s]+$")
+_VERSIONED = re.compile(r"^([^@\s]+)(?:@(\d+|latest))?$")
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,8 @@ class Thing:
     sha256: str | None = None
     input_id: int | None = None
     path: str | None = None
+    name: str | None = None
+    version: int | None = None  # a dataset's or model's; None: the newest
 
 
 def parse_thing(text: str, *, cwd: str | None = None) -> Thing:
@@ -77,6 +76,13 @@ def parse_thing(text: str, *, cwd: str | None = None) -> Thing:
             raise UsageError(f"is not a {scheme} version", field="THING", value=text,
                              expected=f"{scheme}:NAME@VERSION")
         raise UsageError(RESERVED[scheme], field="THING", value=text, expected=THING_EXPECTED)
+    if sep and scheme in ("dataset", "model"):
+        m = _VERSIONED.match(rest)
+        if not m:
+            raise UsageError(f"is not a {scheme} version", field="THING", value=text,
+                             expected=f"{scheme}:NAME@VERSION (a number, or latest)")
+        version = None if m.group(2) in (None, "latest") else int(m.group(2))
+        return Thing(scheme, name=m.group(1), version=version)
     if sep and scheme in KINDS:
         return _parse_kind(scheme, rest, text, cwd)
     if _SHA.match(raw.lower()):  # before the run id: 64 digits are a hash, not a run
@@ -121,7 +127,12 @@ def resolve(lineage: "Lineage", thing: Thing, *, sha256: str | None = None) -> t
     it exists); a path that is only a drop-folder input's (the file moved to
     the inbox) resolves to that input. Raises :class:`NotFoundError`.
     """
-    from .graph import file_id, input_node, member_path, run_node, task_node  # the node shapes live with the walk
+    from .graph import (dataset_node, file_id, input_node, member_path, model_node,  # the node shapes live with
+                        run_node, task_node)  # the walk
+
+    if thing.kind in ("dataset", "model"):
+        assert thing.name is not None
+        return (dataset_node if thing.kind == "dataset" else model_node)(lineage, thing.name, thing.version)
 
     if thing.kind == "run":
         assert thing.run_id is not None

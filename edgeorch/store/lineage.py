@@ -163,6 +163,37 @@ class Lineage:
         """Drop-folder inputs whose claimed file is this one (its inbox path and content)."""
         return self._db.all("SELECT * FROM inputs WHERE inbox_path = ? AND sha256 = ? ORDER BY id", (path, sha256))
 
+    # -- dataset and model versions -----------------------------------------------------------
+
+    def dataset_version(self, name: str, version: int | None) -> dict[str, Any] | None:
+        """Version ``version`` of dataset ``name`` (None: its newest), with ``name``; None when there is none."""
+        row = self._db.one(
+            "SELECT v.*, d.name FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE d.name = ?"
+            + (" AND v.version = ?" if version is not None else "") + " ORDER BY v.version DESC LIMIT 1",
+            (name, version) if version is not None else (name,))
+        return dict(row) if row else None
+
+    def model_version(self, name: str, version: int | None) -> dict[str, Any] | None:
+        """Version ``version`` of model ``name`` (None: its newest), with ``name``; None when there is none."""
+        row = self._db.one(
+            "SELECT v.*, m.name FROM model_versions v JOIN models m ON m.id = v.model_id WHERE m.name = ?"
+            + (" AND v.version = ?" if version is not None else "") + " ORDER BY v.version DESC LIMIT 1",
+            (name, version) if version is not None else (name,))
+        return dict(row) if row else None
+
+    def versions_made_by(self, run_id: int, task: str) -> list[dict[str, Any]]:
+        """Dataset and model versions a task's outcome recorded (``what``: ``dataset`` or ``model``), oldest first."""
+        return self._db.all(
+            "SELECT 'dataset' AS what, d.name, v.* FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id"
+            " WHERE v.run_id = ? AND v.task = ?", (run_id, task)) + self._db.all(
+            "SELECT 'model' AS what, m.name, v.* FROM model_versions v JOIN models m ON m.id = v.model_id"
+            " WHERE v.run_id = ? AND v.task = ?", (run_id, task))
+
+    def dataset_versions_of_input(self, input_id: int) -> list[dict[str, Any]]:
+        """Dataset versions a drop-folder input became."""
+        return self._db.all("SELECT d.name, v.* FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id"
+                            " WHERE v.input_id = ? ORDER BY v.id", (input_id,))
+
     # -- resolving a THING -----------------------------------------------------------------
 
     def versions_of_path(self, path: str) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ def register(add: AddCommand) -> None:
             "`lineage export --openlineage FILE` writes OpenLineage run events")
     p.add_argument("thing", metavar="THING",
                    help="a run (5), a task (5/train), a file path, sha256:HEX, input:ID (a drop-folder input), "
-                        "or `export`; dataset:NAME@V and model:NAME@V are reserved")
+                        "dataset:NAME@V or model:NAME@V (@latest or no @: the newest), or `export`")
     way = p.add_mutually_exclusive_group()
     way.add_argument("--upstream", action="store_true", help="only what it was made from")
     way.add_argument("--downstream", action="store_true", help="only what was made from it")

@@ -145,7 +145,8 @@ def test_openlineage_export_to_a_file_and_to_a_command(workspace, daemon, droppe
 
 
 @pytest.mark.parametrize("args,code,words", [
-    (["dataset:sales@3"], 2, "datasets are not supported by lineage yet"),
+    (["dataset:sales@3"], 3, "no such data version"),
+    (["model:churn@v2"], 2, "is not a model version"),
     (["run:x"], 2, "is not a run id"),
     (["4242"], 3, "no such run"),
     (["input:77"], 3, "no such drop-folder input"),
@@ -158,3 +159,65 @@ def test_a_bad_thing_or_flag_exits_2_or_3_with_a_clear_message(workspace, daemon
     out = _cli(workspace, *args)
     assert out.returncode == code, (out.stdout, out.stderr)
     assert words in out.stderr and "Traceback" not in out.stderr
+
+
+MODEL_PIPELINE = """
+[params]
+input = { type = "path", default = "" }
+[tasks.ingest]
+command = ["sh", "-c", "sort {input} > $EDGEORCH_OUTPUT_DIR/clean.csv"]
+inputs = ["{input}"]
+outputs = ["clean.csv"]
+[tasks.train]
+command = ["sh", "-c", "wc -l < $EDGEORCH_UPSTREAM_INGEST > $EDGEORCH_OUTPUT_DIR/model.txt && echo '{{\\"rows\\": 3}}' > $EDGEORCH_OUTPUT_DIR/metrics.json"]
+needs = ["ingest"]
+outputs = ["model.txt", "metrics.json"]
+model = { name = "houses", path = "model.txt", metrics = "metrics.json" }
+"""
+
+
+def test_a_model_version_and_a_data_version_lead_back_to_the_dropped_file_and_its_hash(workspace, daemon, tmp_path):
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "houses"
+        settle = "0.2s"
+        dataset = "raw"
+        """)
+    workspace.pipeline("houses", MODEL_PIPELINE)
+    daemon.start()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "houses.csv").write_bytes(DROPPED)
+    with daemon.client(timeout=60) as c:
+        events = c.stream("events", {}, timeout=120)
+        assert next(events)["kind"] == "subscribed"
+        os.rename(staging / "houses.csv", drop / "houses.csv")
+        for ev in events:
+            if ev.get("kind") == "run" and ev.get("pipeline") == "houses" and ev.get("state") in (
+                    "succeeded", "failed", "cancelled"):
+                assert ev["state"] == "succeeded", daemon.output()
+                break
+    (inp,) = daemon.call("inputs.list")["inputs"]
+
+    model = daemon.call("lineage", {"thing": "model:houses@1", "directions": ["upstream"]})
+    assert model["root"] == "model:houses@1"
+    reached = _reach(model, "upstream")
+    assert f"input:{inp['id']}" in reached and "task:1/train" in reached and "task:1/ingest" in reached
+    assert model["nodes"][f"input:{inp['id']}"]["sha256"] == _sha(DROPPED)
+    assert model["nodes"]["model:houses@1"]["metrics"] == {"rows": 3}
+
+    data = daemon.call("lineage", {"thing": "dataset:raw", "directions": ["upstream"]})
+    assert data["root"] == "dataset:raw@1"
+    assert data["upstream"]["dataset:raw@1"] == [["versioned from", f"input:{inp['id']}"]]
+
+    down = daemon.call("lineage", {"thing": "1/train", "directions": ["downstream"]})
+    assert ["made by", "model:houses@1"] in down["downstream"]["task:1/train"]
+
+    out = _cli(workspace, "model:houses", "--upstream")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("model houses@1 ") and _sha(DROPPED) in out.stdout
+    missing = _cli(workspace, "model:houses@9")
+    assert missing.returncode == 3 and "no such model version" in missing.stderr

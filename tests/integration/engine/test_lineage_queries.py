@@ -154,8 +154,9 @@ def test_the_openlineage_export_validates_and_pairs_each_start_with_its_end(ran)
 
 @pytest.mark.parametrize("thing,error,words", [
     ("", UsageError, "THING: is empty"),
-    ("dataset:sales@3", UsageError, "datasets are not supported by lineage yet"),
-    ("model:churn", UsageError, "is not a model version"),
+    ("dataset:sales@3", NotFoundError, "no such data version"),
+    ("model:churn", NotFoundError, "no such model version"),
+    ("model:churn@x", UsageError, "is not a model version"),
     ("run:abc", UsageError, "is not a run id"),
     ("sha256:1234", UsageError, "is not a sha256"),
     ("999", NotFoundError, "no such run"),

@@ -22,10 +22,19 @@ def test_a_thing_is_read_by_its_prefix_or_its_form(text, kind, value):
     assert got == value
 
 
+@pytest.mark.parametrize("text,name,version", [
+    ("dataset:sales@3", "sales", 3), ("dataset:sales", "sales", None), ("model:churn@latest", "churn", None),
+    ("model:churn.v2@12", "churn.v2", 12),
+])
+def test_a_data_or_model_version_is_a_name_and_a_number_or_the_newest(text, name, version):
+    thing = parse_thing(text, cwd="/")
+    assert (thing.kind, thing.name, thing.version) == (text.split(":")[0], name, version)
+
+
 @pytest.mark.parametrize("text,words", [
-    ("dataset:sales@3", "datasets are not supported by lineage yet"),
-    ("model:churn@2", "model versions are not supported by lineage yet"),
-    ("dataset:sales", "is not a dataset version"),
+    ("dataset:sales@v3", "is not a dataset version"),
+    ("model:churn@2@3", "is not a model version"),
+    ("model:", "is not a model version"),
     ("task:5", "is not a task of a run"),
     ("input:x", "is not a drop-folder input id"),
     ("file:", "names no path"),
