@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import asyncio
 from typing import Any, Callable
 
 from ...textui import format_timestamp, print_json, print_table
@@ -271,6 +270,8 @@ def _offline(backend: Backend, action: Callable[[Any, str], Any]) -> dict[str, A
                     return result
                 finally:
                     await service.close()
+
+            import asyncio  # only here: `edgeorch --help` must not pay for it
 
             result = asyncio.run(main())
         finally:
