@@ -27,7 +27,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"edgeorch {st['version']} (pid {st['pid']}), up {format_duration(st['uptime_s'])}")
     print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
-    print(f"  runs       {st['runs']['active']} active; " + ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items())))
+    totals = ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items()))
+    print(f"  runs       {st['runs']['active']} active" + (f"; {totals}" if totals else ""))
     print(f"  tasks      {st['tasks']['running']} running, {st['tasks']['ready']} waiting (parallelism {st['parallelism']})")
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
     for err in st["pipeline_errors"]:
