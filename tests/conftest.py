@@ -67,6 +67,12 @@ def workspace(tmp_path: Path) -> "Workspace":
     return Workspace(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory: pytest.TempPathFactory) -> "Workspace":
+    """One workspace for a whole test module: state prepared once for tests that only read it."""
+    return Workspace(tmp_path_factory.mktemp("module-workspace"))
+
+
 class Workspace:
     """A folder with ``config.toml``, ``pipelines/`` and ``var/`` for one test."""
 

@@ -1,4 +1,9 @@
-"""The `edgeorch` command as a user runs it: real subprocesses, exit codes, no tracebacks."""
+"""The `edgeorch` command as a user runs it: exit codes, output, no tracebacks.
+
+Most tests run the command in-process (``Workspace.invoke``: the same ``main`` with the same
+environment, without an interpreter start per call); the ones about the process itself (a real
+``edgeorch run`` and its read commands, Ctrl-C) start real subprocesses.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,17 @@ command = ["sh", "-c", "echo about to fail; exit 4"]
 """
 
 
-def run(ws, *args, check_no_traceback=True, **kw):
-    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120, **kw)
-    if check_no_traceback:
-        assert "Traceback" not in proc.stderr, proc.stderr
+def run(ws, *args):
+    """``edgeorch ARGS`` in-process; never a traceback."""
+    proc = ws.invoke(*args)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def run_process(ws, *args):
+    """``edgeorch ARGS`` as a real subprocess; never a traceback."""
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
 
@@ -58,20 +70,21 @@ def test_validate_a_missing_path(workspace):
     assert proc.returncode == 1 and "no such file or folder" in proc.stdout
 
 
-def test_run_success_and_the_read_commands(workspace):
+@pytest.mark.parametrize("runner", [run_process, run], ids=["subprocess", "in-process"])
+def test_run_success_and_the_read_commands(workspace, runner):
     workspace.pipeline("ok", OK)
-    proc = run(workspace, "run", "ok", "-p", "word=hello")
+    proc = runner(workspace, "run", "ok", "-p", "word=hello")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCEEDED" in proc.stdout and "a" in proc.stdout
-    runs = json.loads(run(workspace, "runs", "--json").stdout)
+    runs = json.loads(runner(workspace, "runs", "--json").stdout)
     assert runs[0]["state"] == "succeeded" and runs[0]["params"] == {"word": "hello"}
     assert runs[0]["tasks"] == {"succeeded": 2}
-    table = run(workspace, "runs").stdout
+    table = runner(workspace, "runs").stdout
     assert "RUN" in table and "ok" in table and "succeeded" in table
-    show = json.loads(run(workspace, "show", str(runs[0]["id"]), "--json").stdout)
+    show = json.loads(runner(workspace, "show", str(runs[0]["id"]), "--json").stdout)
     assert [t["name"] for t in show["tasks"]] == ["a", "b"]
     assert show["tasks"][0]["attempt_list"][0]["exit_code"] == 0
-    assert run(workspace, "logs", str(runs[0]["id"]), "a").stdout == "hello from a\n"
+    assert runner(workspace, "logs", str(runs[0]["id"]), "a").stdout == "hello from a\n"
 
 
 def test_run_failure_exits_1_and_shows_the_log_tail(workspace):
@@ -79,6 +92,15 @@ def test_run_failure_exits_1_and_shows_the_log_tail(workspace):
     proc = run(workspace, "run", "bad")
     assert proc.returncode == 1
     assert "FAILED" in proc.stdout and "about to fail" in proc.stdout and "exited with code 4" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def one_run(module_workspace):
+    """A workspace whose state file holds one succeeded run of ``ok`` (the error cases below only read it)."""
+    ws = module_workspace
+    ws.pipeline("ok", OK)
+    assert run(ws, "run", "ok").returncode == 0
+    return ws
 
 
 @pytest.mark.parametrize("args,code,fragment", [
@@ -89,10 +111,8 @@ def test_run_failure_exits_1_and_shows_the_log_tail(workspace):
     (["logs", "999", "a"], 3, "no such run"),
     (["retry", "999"], 3, "no such run"),
 ])
-def test_user_errors_are_one_clear_line(workspace, args, code, fragment):
-    workspace.pipeline("ok", OK)
-    run(workspace, "run", "ok")
-    proc = run(workspace, *args)
+def test_user_errors_are_one_clear_line(one_run, args, code, fragment):
+    proc = run(one_run, *args)
     assert proc.returncode == code, proc.stderr
     assert fragment in proc.stderr and proc.stderr.startswith("edgeorch: error:")
 
