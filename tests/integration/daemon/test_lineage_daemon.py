@@ -48,9 +48,9 @@ def _reach(doc, direction):
     return seen
 
 
-@pytest.fixture
-def dropped(workspace, daemon, tmp_path):
-    """A daemon watching a drop folder, one file dropped (by rename) and its run finished."""
+def drop_one(workspace, daemon, tmp_path, pipeline: str, watch_extra: str = ""):
+    """Start a daemon watching a drop folder for ``pipeline`` (named houses), drop one file by rename and wait
+    (events stream) until its run succeeded: ``(run id, the input's row, the drop folder)``."""
     drop = workspace.root / "drop"
     drop.mkdir()
     workspace.write_config(f"""
@@ -58,14 +58,15 @@ def dropped(workspace, daemon, tmp_path):
         folder = "{drop}"
         pipeline = "houses"
         settle = "0.2s"
+        {watch_extra}
         """)
-    workspace.pipeline("houses", PIPELINE)
+    workspace.pipeline("houses", pipeline)
     daemon.start()
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "houses.csv").write_bytes(DROPPED)
     with daemon.client(timeout=60) as c:
-        events = c.stream("events", {}, timeout=60)
+        events = c.stream("events", {}, timeout=120)
         assert next(events)["kind"] == "subscribed"
         os.rename(staging / "houses.csv", drop / "houses.csv")
         run_id = None
@@ -78,6 +79,12 @@ def dropped(workspace, daemon, tmp_path):
                 break
     (inp,) = daemon.call("inputs.list")["inputs"]
     return run_id, inp, drop
+
+
+@pytest.fixture
+def dropped(workspace, daemon, tmp_path):
+    """A daemon watching a drop folder, one file dropped (by rename) and its run finished."""
+    return drop_one(workspace, daemon, tmp_path, PIPELINE)
 
 
 def test_lineage_of_the_output_reaches_the_dropped_file_and_its_sha256_through_two_tasks(workspace, daemon, dropped):
@@ -177,30 +184,7 @@ model = { name = "houses", path = "model.txt", metrics = "metrics.json" }
 
 
 def test_a_model_version_and_a_data_version_lead_back_to_the_dropped_file_and_its_hash(workspace, daemon, tmp_path):
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "houses"
-        settle = "0.2s"
-        dataset = "raw"
-        """)
-    workspace.pipeline("houses", MODEL_PIPELINE)
-    daemon.start()
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    (staging / "houses.csv").write_bytes(DROPPED)
-    with daemon.client(timeout=60) as c:
-        events = c.stream("events", {}, timeout=120)
-        assert next(events)["kind"] == "subscribed"
-        os.rename(staging / "houses.csv", drop / "houses.csv")
-        for ev in events:
-            if ev.get("kind") == "run" and ev.get("pipeline") == "houses" and ev.get("state") in (
-                    "succeeded", "failed", "cancelled"):
-                assert ev["state"] == "succeeded", daemon.output()
-                break
-    (inp,) = daemon.call("inputs.list")["inputs"]
+    _run_id, inp, _drop = drop_one(workspace, daemon, tmp_path, MODEL_PIPELINE, 'dataset = "raw"')
 
     model = daemon.call("lineage", {"thing": "model:houses@1", "directions": ["upstream"]})
     assert model["root"] == "model:houses@1"
