@@ -118,18 +118,29 @@ def _compile_everything() -> None:
            "c": rng.choice(["a", "b", "c"], n),
            "t": np.datetime64("2024-01-01") + rng.integers(0, 10_000, n).astype("timedelta64[m]")}
     cur = {k: (v[::-1].copy() if k != "f" else v + 0.5) for k, v in ref.items()}
+    # Read-only arrays are a signature of their own: what a file read through pyarrow gives.
+    frozen = {}
+    for k, v in ref.items():
+        frozen[k] = v.copy()
+        frozen[k].flags.writeable = False
     steps = [
         lambda: K.merge_profiles(K.profile(ref), K.profile(cur)),
+        lambda: K.merge_profiles(K.profile(frozen), K.profile(ref)),
         lambda: K.drift_from_profile(K.profile(ref), cur),
         *[lambda m=m: K.dataset_drift(ref, cur, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
+        *[lambda m=m: K.dataset_drift(frozen, cur, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
+        *[lambda m=m: K.dataset_drift(cur, frozen, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
         lambda: K.ks_2samp(np.arange(30.0), np.arange(30.0) + 3, method="exact"),  # equal sizes
         lambda: K.ks_2samp(np.arange(30.0), np.arange(41.0), method="exact"),  # unequal sizes
+        *[lambda a=a: K.ks_2samp(np.arange(30), np.arange(41) + 9, method="exact", alternative=a)  # integer keys
+          for a in ("less", "greater")],
         lambda: K.ks_2samp(floats[~np.isnan(floats)], cur["f"][~np.isnan(cur["f"])]),
         lambda: K.wasserstein_distance([1.0, 2.0, 3.0], [2.0, 5.0], [1.0, 1.0, 2.0], [1.0, 3.0]),
         lambda: C.pearson({"f": ref["f"], "i": ref["i"]}),
         lambda: C.spearman({"f": ref["f"], "i": ref["i"]}),
         lambda: C.cramers_v({"c": ref["c"], "b": ref["b"]}),
-        lambda: cut_points(rng.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()),
+        lambda: cut_points(rng.integers(0, 256, 3 << 20, dtype=np.uint8)),
+        lambda: cut_points(rng.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()),  # read-only
     ]
     for step in steps:
         try:

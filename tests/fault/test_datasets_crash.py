@@ -13,13 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
-
-NUMBA_CACHE = str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache")
 
 # The real CLI (`edgeorch datasets add`), stopped inside the object store's write of its 4th object:
 # the temporary file is written and fsynced, not yet renamed. It says so on stdout and waits to be killed.
@@ -44,7 +41,7 @@ MID_ADD = textwrap.dedent("""
 
 
 def cli(ws, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*ws.cli(), "datasets", *args], env=ws.cli_env() | {"NUMBA_CACHE_DIR": NUMBA_CACHE},
+    proc = subprocess.run([*ws.cli(), "datasets", *args], env=ws.cli_env(),
                           capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     if check:
@@ -69,7 +66,7 @@ def test_sigkill_mid_add_leaves_no_version_and_the_next_prune_reclaims_its_objec
     big = tmp_path / "big.bin"
     big.write_bytes(random_bytes(40 << 20, seed=2))  # about 40 chunks: the kill lands at the 4th
 
-    env = workspace.cli_env() | {"NUMBA_CACHE_DIR": NUMBA_CACHE}
+    env = workspace.cli_env()
     proc = subprocess.Popen([sys.executable, "-c", MID_ADD, str(workspace.state / "datasets"), "datasets", "add",
                              "big", str(big)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

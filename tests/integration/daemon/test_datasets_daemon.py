@@ -10,21 +10,11 @@ import json
 import os
 import sqlite3
 import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeorch.errors import EdgeorchError
-
-NUMBA_CACHE = str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache")
-
-
-@pytest.fixture(autouse=True)
-def shared_numba_cache(monkeypatch):
-    monkeypatch.setenv("NUMBA_CACHE_DIR", NUMBA_CACHE)  # the daemon and the CLI compile the chunker once
-
 
 def q(ws, sql: str, args=()) -> list[sqlite3.Row]:
     conn = sqlite3.connect(ws.state / "edgeorch.db", timeout=30)

@@ -1,14 +1,8 @@
-"""Kernels tests: a persistent numba cache (reruns skip compiling) and data builders."""
+"""Kernels tests: data builders (the session's numba cache, already warm, is set up by tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-
-# Before numba is imported by any test module: compiled kernels are cached
-# here, as the engine caches them under <state_dir>/numba-cache.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache"))
 
 import numpy as np
 import pytest
