@@ -1,22 +1,22 @@
-"""``edgeorch datasets`` without a daemon, as a user runs it: real subprocesses, exit codes, clear errors."""
+"""``edgeorch datasets`` without a daemon, as a user runs it: exit codes, clear errors.
+
+The command runs in-process (``Workspace.invoke``: the same ``main`` and environment, no interpreter start
+per call); the real process is tested by tests/fault/test_datasets_crash.py (killed mid-add) and
+tests/integration/daemon/test_datasets_daemon.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-NUMBA_CACHE = str(Path(tempfile.gettempdir()) / "edgeorch-tests-numba-cache")
-
-
 def cli(ws, *args: str) -> subprocess.CompletedProcess[str]:
-    env = ws.cli_env() | {"NUMBA_CACHE_DIR": NUMBA_CACHE}  # one compiled chunker for every test
-    proc = subprocess.run([*ws.cli(), "datasets", *args], env=env, capture_output=True, text=True, timeout=120)
+    proc = ws.invoke("datasets", *args)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
