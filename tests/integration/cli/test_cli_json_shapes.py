@@ -1,8 +1,8 @@
 """One JSON shape per command, daemon or not (issue 19, point 8; docs/cli.md "JSON output").
 
-Each command that answers both with and without a daemon runs twice through the real CLI: once on the
-state file (no daemon), once through a real daemon on the same state; the two documents must have the
-same keys at every depth. Values differ (times, ids, a daemon's live readings) and may be null where
+Each command that answers both with and without a daemon runs twice through the CLI's ``main`` (in-process,
+``Workspace.invoke``): once on the state file (no daemon), once through a real daemon process on the same
+state; the two documents must have the same keys at every depth. Values differ (times, ids, a daemon's live readings) and may be null where
 only a daemon knows them; the keys may not.
 """
 
@@ -96,7 +96,7 @@ def _kind(s: Any) -> str:
 
 
 def cli(ws, *args) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    return ws.invoke(*args)
 
 
 def documents(ws) -> dict[str, Any]:
