@@ -115,15 +115,17 @@ class Workspace:
     def cli(self) -> list[str]:
         return [sys.executable, "-m", "edgeorch.cli"]
 
-    def invoke(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def invoke(self, *args: str, env: dict[str, str] | None = None,
+               stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """``edgeorch ARGS`` run in this process (``edgeorch.cli.main.main``), with this workspace's config.
 
         What a subprocess of :meth:`cli` would give (exit code, stdout, stderr), for a fraction of the
         cost: no interpreter start, no imports. For tests of output and exit codes; a test of the real
         process (signals, ``python -m``, the interpreter's own behaviour) keeps :meth:`cli`. ``env``
-        adds variables. The process's environment, stdout and stderr are restored after.
+        adds variables; ``stdin``, when given, is what the command reads. The process's environment and
+        standard streams are restored after.
         """
-        return run_cli_in_process(list(args), {**self.cli_env(), **(env or {})})
+        return run_cli_in_process(list(args), {**self.cli_env(), **(env or {})}, stdin=stdin)
 
 
 class _Capture(io.TextIOWrapper):
@@ -141,26 +143,30 @@ class _Capture(io.TextIOWrapper):
         return self._bytes.getvalue().decode("utf-8", errors="replace")
 
 
-def run_cli_in_process(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``edgeorch.cli.main.main(argv)`` with ``env`` as the whole environment; stdout and stderr captured.
+def run_cli_in_process(argv: list[str], env: dict[str, str], *,
+                       stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``edgeorch.cli.main.main(argv)`` with ``env`` as the whole environment; stdout and stderr captured,
+    ``stdin`` (when given) on standard input.
 
     ``SystemExit`` (argparse's ``--help`` and ``--version``) gives its code, as the process would.
     """
     from edgeorch.cli.main import main
 
     saved_env = dict(os.environ)
-    saved_streams = sys.stdout, sys.stderr
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
     out, err = _Capture(), _Capture()
     os.environ.clear()
     os.environ.update(env)
     sys.stdout, sys.stderr = out, err
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
     try:
         try:
             code = main(argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
-        sys.stdout, sys.stderr = saved_streams
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["edgeorch", *argv], code, out.text(), err.text())

@@ -1,4 +1,8 @@
-"""`edgeorch audit` without a daemon: init, list with filters, verify (exit codes), export, seal, prune; bad input."""
+"""`edgeorch audit` without a daemon: init, list with filters, verify (exit codes), export, seal, prune; bad input.
+
+The command runs in-process (``Workspace.invoke``); the audit tests through a real daemon and real CLI
+processes are in tests/integration/audit/.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,7 @@ needs = ["a"]
 
 
 def run(workspace, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workspace.cli(), *args], env=workspace.cli_env(), input=stdin, capture_output=True,
-                          text=True, timeout=120)
+    return workspace.invoke(*args, stdin=stdin)
 
 
 @pytest.fixture
