@@ -5,6 +5,7 @@ messages. Also the session's numba cache (tests/numba_warmup.py) and short temp 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import signal
@@ -115,17 +116,19 @@ class Workspace:
     def cli(self) -> list[str]:
         return [sys.executable, "-m", "edgeorch.cli"]
 
-    def invoke(self, *args: str, env: dict[str, str] | None = None,
+    def invoke(self, *args: str, env: dict[str, str] | None = None, environ: dict[str, str] | None = None,
                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """``edgeorch ARGS`` run in this process (``edgeorch.cli.main.main``), with this workspace's config.
 
         What a subprocess of :meth:`cli` would give (exit code, stdout, stderr), for a fraction of the
         cost: no interpreter start, no imports. For tests of output and exit codes; a test of the real
         process (signals, ``python -m``, the interpreter's own behaviour) keeps :meth:`cli`. ``env``
-        adds variables; ``stdin``, when given, is what the command reads. The process's environment and
-        standard streams are restored after.
+        adds variables to :meth:`cli_env`; ``environ`` replaces the whole environment (as subprocess's
+        ``env=``); ``stdin``, when given, is what the command reads. The process's environment, standard
+        streams and logging setup are restored after.
         """
-        return run_cli_in_process(list(args), {**self.cli_env(), **(env or {})}, stdin=stdin)
+        return run_cli_in_process(list(args), environ if environ is not None else {**self.cli_env(), **(env or {})},
+                                  stdin=stdin)
 
 
 class _Capture(io.TextIOWrapper):
@@ -154,6 +157,10 @@ def run_cli_in_process(argv: list[str], env: dict[str, str], *,
 
     saved_env = dict(os.environ)
     saved_streams = sys.stdin, sys.stdout, sys.stderr
+    # The command sets up logging (edgeorch.loglevel.configure_logging): undone after, so a later
+    # test sees the levels and handlers it would see in a fresh process.
+    root, ours = logging.getLogger(), logging.getLogger("edgeorch")
+    saved_logging = list(root.handlers), root.level, ours.level
     out, err = _Capture(), _Capture()
     os.environ.clear()
     os.environ.update(env)
@@ -167,6 +174,15 @@ def run_cli_in_process(argv: list[str], env: dict[str, str], *,
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved_streams
+        for h in root.handlers[:]:
+            if h not in saved_logging[0]:
+                root.removeHandler(h)
+                h.close()
+        for h in saved_logging[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved_logging[1])
+        ours.setLevel(saved_logging[2])
         os.environ.clear()
         os.environ.update(saved_env)
     return subprocess.CompletedProcess(["edgeorch", *argv], code, out.text(), err.text())

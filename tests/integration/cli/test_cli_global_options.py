@@ -1,5 +1,6 @@
 """CLI habits (issue 19, point 8): global options before or after the command, -q/-v, --log-level,
-and the full exit-code list in every command's --help. Real subprocesses where the output matters."""
+and the full exit-code list in every command's --help. The commands run in-process (``Workspace.invoke``:
+the same ``main``, environment and streams), the daemon as a real process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ OK = '[tasks.a]\ncommand = ["sh", "-c", "echo hi"]\n'
 
 
 def run(ws, *args, env=None):
-    proc = subprocess.run([*ws.cli(), *args], env=env or ws.cli_env(), capture_output=True, text=True, timeout=120)
+    """``edgeorch ARGS`` in-process (``env``: the whole environment); never a traceback."""
+    proc = ws.invoke(*args, environ=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def run_process(ws, *args):
+    """``edgeorch ARGS`` as a real subprocess; never a traceback."""
+    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -198,7 +207,7 @@ def _start_without_command(daemon):
 
 def test_a_bad_daemon_log_level_stops_the_daemon_with_the_file_field_and_choices(workspace):
     workspace.write_config('[daemon]\nlog_level = "chatty"\n')
-    proc = run(workspace, "daemon")
+    proc = run_process(workspace, "daemon")
     assert proc.returncode == 2
     assert f"{workspace.config_path}: daemon.log_level: has an unknown value (found 'chatty')" in proc.stderr
     assert "expected one of debug, info, warning, error" in proc.stderr
