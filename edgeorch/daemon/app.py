@@ -144,7 +144,8 @@ class Daemon:
                                         on_refused=self._on_refused)
             server = self.server
             self.metrics.attach(config=cfg, store=self.store, engine=self.engine, registry=self.registry,
-                                bus=self.bus, triggers=self.triggers, clients=lambda: server.clients,
+                                bus=self.bus, triggers=self.triggers, monitors=self.monitors,
+                                clients=lambda: server.clients,
                                 started_at=self.started_at)
             register(self.server, self._op_groups(self.server, self.triggers))
             await self.server.start()

@@ -35,6 +35,7 @@ from .checks import LatestChecks
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..engine.engine import Engine
+    from ..monitor.service import Monitors
     from ..pipelines import PipelineRegistry
     from ..store import Store
     from ..triggers.service import Triggers
@@ -50,7 +51,8 @@ class Sources:
     ``clients``: connections open on the control socket now; ``started_at``:
     the daemon's start (epoch seconds); ``loop_lag_s``: how long the request
     for this collection waited for the loop (set per collection);
-    ``triggers`` is None without a trigger service.
+    ``triggers`` is None without a trigger service, ``monitors`` without the
+    rules' service (the rules collector then reports nothing).
     """
 
     config: "Config"
@@ -61,6 +63,7 @@ class Sources:
     clients: Callable[[], int]
     started_at: float
     triggers: "Triggers | None" = None
+    monitors: "Monitors | None" = None
     checks: LatestChecks = field(default_factory=LatestChecks)
     """The latest result of each check task (filled at start, updated by the checks collector)."""
     loop_lag_s: float = 0.0

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config, MetricsConfig
     from ..engine.engine import Engine
     from ..events import Bus
+    from ..monitor.service import Monitors
     from ..pipelines import PipelineRegistry
     from ..store import Store
     from ..triggers.service import Triggers
@@ -117,7 +118,8 @@ class MetricsService:
     # -- 2. attach ------------------------------------------------------------------------------------
 
     def attach(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
-               bus: "Bus", clients: Callable[[], int], started_at: float, triggers: "Triggers | None" = None) -> None:
+               bus: "Bus", clients: Callable[[], int], started_at: float, triggers: "Triggers | None" = None,
+               monitors: "Monitors | None" = None) -> None:
         """Give the collectors what they read and subscribe the bus counters to ``bus``.
 
         Call it once the engine started: attempts already live (adopted) seed
@@ -137,7 +139,8 @@ class MetricsService:
         counters = EventCounters(pipeline_of, seed, kind_of)
         bus.subscribe(counters.on_event)
         self.sources = Sources(config=config, store=store, engine=engine, registry=registry, counters=counters,
-                               clients=clients, started_at=started_at, triggers=triggers)
+                               clients=clients, started_at=started_at, triggers=triggers,
+                               monitors=monitors)
         # Every check's latest result, read once from the whole history: off the loop, on a connection of its own.
         self._seeding = asyncio.get_running_loop().create_task(self._seed_checks(config.state_file),
                                                                name="edgeorch-metrics-checks")

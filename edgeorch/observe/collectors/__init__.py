@@ -4,15 +4,12 @@ Each module has one ``collect(src: Sources) -> Iterable[Metric]`` for one
 area of the daemon's state (see :mod:`edgeorch.observe.collect` for the
 contract). A new feature adds its module and one row here; the names are
 what ``edgeorch_metrics_collector_up{collector=...}`` reports.
-
-Not yet here because the feature does not exist yet: monitoring rules
-(states, firings).
 """
 
 from __future__ import annotations
 
 from ..collect import Collector
-from . import audit, checks, daemon, drop, events, models, resources, runs
+from . import audit, checks, daemon, drop, events, models, resources, rules, runs
 
 COLLECTORS: tuple[tuple[str, Collector], ...] = (
     ("daemon", daemon.collect),
@@ -22,5 +19,6 @@ COLLECTORS: tuple[tuple[str, Collector], ...] = (
     ("drop", drop.collect),
     ("checks", checks.collect),
     ("models", models.collect),
+    ("rules", rules.collect),
     ("audit", audit.collect),
 )
