@@ -1,5 +1,5 @@
 """Old runs for the retention tests: made by a real engine (zygote, shims, processes, SQLite) whose
-store clock reads some days ago, their folders aged to match; and the ``edgeorch`` command run for real."""
+store clock reads some days ago, their folders aged to match; and the ``edgeorch gc`` command."""
 
 from __future__ import annotations
 
@@ -139,11 +139,11 @@ def old_runs(workspace) -> OldRuns:
 
 @pytest.fixture
 def gc(workspace):
-    """``edgeorch gc ARGS...`` as a subprocess: the CompletedProcess (never a traceback on stderr)."""
+    """``edgeorch gc ARGS...`` run in-process (``Workspace.invoke``): the CompletedProcess (never a traceback on
+    stderr). tests/integration/retention/test_gc_crash.py runs the command as a real process, killed mid-way."""
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*workspace.cli(), "gc", *argv], env=workspace.cli_env(), capture_output=True,
-                              text=True, timeout=120)
+        proc = workspace.invoke("gc", *argv)
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from edgeorch.control.statelock import acquire_state_lock
@@ -171,7 +172,9 @@ def test_apply_is_refused_while_another_process_writes_the_state(old_runs, gc, w
     old = old_runs.make("plain", 1, days_ago=100)
     old_runs.make("plain", 1, days_ago=0)
     with acquire_state_lock(workspace.state):  # an `edgeorch run` without a daemon, say
-        proc = gc("--older-than", "30d", "--apply")
+        # A real process: the state lock is held per process, so an in-process gc would share this one.
+        proc = subprocess.run([*workspace.cli(), "gc", "--older-than", "30d", "--apply"], env=workspace.cli_env(),
+                              capture_output=True, text=True, timeout=120)
     assert proc.returncode == 4 and "in use" in proc.stderr
     assert old[0] in old_runs.run_ids()
     assert _report(gc("--older-than", "30d", "--json"))["runs"][0]["run_id"] == old[0]  # a dry run needs no lock
