@@ -16,6 +16,15 @@ def _db(ws) -> sqlite3.Connection:
     return conn
 
 
+def _attempt_with_pid(ws, task: str) -> sqlite3.Row | None:
+    """The attempt row of ``task`` once its pid is recorded, else None."""
+    conn = _db(ws)
+    try:
+        return conn.execute("SELECT * FROM attempts WHERE task = ? AND pid IS NOT NULL", (task,)).fetchone()
+    finally:
+        conn.close()
+
+
 def test_sigterm_leaves_running_tasks_alive_and_a_restart_adopts_them(workspace, daemon):
     workspace.pipeline("gated", """
         [tasks.wait]
@@ -27,11 +36,11 @@ def test_sigterm_leaves_running_tasks_alive_and_a_restart_adopts_them(workspace,
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
     deadline = time.monotonic() + 30
-    while not (workspace.pipelines / "started").exists():  # a condition: the task is running
+    # A condition: the task runs and the daemon has recorded its process. The task can touch its file
+    # before the daemon writes the pid the supervisor reported (on a busy machine it did).
+    while not ((workspace.pipelines / "started").exists() and (a := _attempt_with_pid(workspace, "wait"))):
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    with _db(workspace) as conn:
-        (a,) = conn.execute("SELECT * FROM attempts WHERE task = 'wait'").fetchall()
     assert daemon.stop() == 0
     assert is_same_process(a["pid"], a["pid_start_time"]), "the task must survive the daemon's stop"
     (workspace.pipelines / "go").touch()  # the task finishes while no daemon runs
