@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .explanations import EXPLAIN_KIND, explanation_of
 from .gates import CheckResult, GateInputs, Holder, evaluate, verdict_of
 from .spec import ModelDecl, ModelPolicy, default_policy
 
@@ -153,6 +154,18 @@ def upstream_checks(pipeline: "Pipeline", task: str) -> list[str]:
     return sorted(t for t in seen if pipeline.tasks[t].kind is not None)
 
 
+def _checks_doc(store: "Store", pipeline: "Pipeline", run_id: int,
+                checks: Mapping[str, CheckResult]) -> dict[str, Any]:
+    """The version's ``checks``: each check task's verdict and rows; an ``explain`` task's also its
+    ``explanation`` (importances with their intervals, which the rows alone do not keep)."""
+    out: dict[str, Any] = {}
+    for t, c in checks.items():
+        out[t] = {"verdict": c.verdict, "rows": list(c.rows)}
+        if pipeline.tasks[t].kind == EXPLAIN_KIND:
+            out[t]["explanation"] = explanation_of(store.outputs.results_of(run_id, t))
+    return out
+
+
 def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task: str, run_id: int,
              attempt_id: int | None, params: Mapping[str, Any], actor: str | None = None) -> dict[str, Any]:
     """Record ``candidate`` as the next version, judge it, and queue its promotion (the caller holds the
@@ -172,7 +185,7 @@ def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task
     with store.transaction():
         version = store.models.register(
             name, artifact=candidate.artifact, metrics=candidate.metrics,
-            checks={t: {"verdict": c.verdict, "rows": list(c.rows)} for t, c in checks.items()} or None,
+            checks=_checks_doc(store, pipeline, run_id, checks) or None,
             source={"run_id": run_id, "task": task, "attempt_id": attempt_id, "pipeline": pipeline.name,
                     "content_hash": pipeline.content_hash, "params": dict(params), "inputs": inputs},
             policy=policy.to_dict(), gate_verdict=verdict, actor=actor)

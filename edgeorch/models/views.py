@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .explanations import explanations_of
 from .spec import ModelPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +36,16 @@ def versions(store: "Store", name: str) -> dict[str, Any]:
     aliases = store.models.aliases(name)
     return {"model": name, "aliases": aliases,
             "versions": [version_doc(v, aliases) for v in store.models.versions(name)]}
+
+
+def show_version(store: "Store", name: str, version: int) -> dict[str, Any]:
+    """One version (``edgeorch models show NAME VERSION``): its row as :func:`version_doc` shows it, and
+    ``explanations`` (task -> feature importances with intervals) of the explain tasks its registration needed."""
+    store.models.require(name)
+    v = store.models.version(name, version)
+    doc = version_doc(v, store.models.aliases(name))
+    doc["explanations"] = explanations_of(v.get("checks"))
+    return doc
 
 
 def show(store: "Store", name: str, *, history: int = 20) -> dict[str, Any]:

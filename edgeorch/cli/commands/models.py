@@ -32,8 +32,10 @@ def register(add: AddCommand) -> None:
         return a
 
     action("list", cmd_list, "every model: versions, latest, aliases")
-    a = action("show", cmd_show, "a model: gates, deployment target, aliases, alias history, deployments")
+    a = action("show", cmd_show, "a model: gates, deployment target, aliases, alias history, deployments; with "
+               "VERSION, that version: metrics, checks and the feature importances of its explain tasks")
     a.add_argument("name", metavar="NAME")
+    a.add_argument("version", metavar="VERSION", type=_version, nargs="?", help="show this version instead")
     a = action("versions", cmd_versions, "a model's versions: metrics, gate verdicts, aliases")
     a.add_argument("name", metavar="NAME")
     a = action("diff", cmd_diff, "two versions side by side: metrics, content, params, changed inputs, checks")
@@ -91,6 +93,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from ...models import views
 
+    if args.version is not None:
+        return _show_version(args)
     res = _read(args, "models.show", {"name": args.name}, lambda store: views.show(_need(store, args.name), args.name))
     if args.json:
         print_json(res)
@@ -118,6 +122,36 @@ def cmd_show(args: argparse.Namespace) -> int:
                     [[d["id"], format_timestamp(d["created_at"]), d["alias"], d["to_version"] or "-", d["action"],
                       d["state"], d["outcome"] or ""] for d in res["deployments"]])
     return EXIT_OK
+
+
+def _show_version(args: argparse.Namespace) -> int:
+    """``models show NAME VERSION``: the version's origin, metrics, checks and its top feature importances."""
+    from ...models import views
+    from ...models.explanations import TOP
+
+    res = _read(args, "models.show", {"name": args.name, "version": args.version},
+                lambda store: views.show_version(_need(store, args.name), args.name, args.version))
+    if args.json:
+        print_json(res)
+        return EXIT_OK
+    print(f"{res['model']} version {res['version']}: made by run {res['run_id']} task {res['task']} "
+          f"({format_timestamp(res['created_at'])}); gates {res['gate_verdict']}; aliases: "
+          f"{', '.join(res.get('aliases') or []) or '(none)'}")
+    print("metrics: " + (", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                    for k, v in sorted(res["metrics"].items())) or "none"))
+    if res["checks"]:
+        print("checks: " + ", ".join(f"{t} {c.get('verdict') or '-'}" for t, c in sorted(res["checks"].items())))
+    for task, ex in res["explanations"].items():
+        feats = ex["features"]
+        print(f"\nfeature importances from {task} ({ex['metric']}; top {min(TOP, len(feats))} of {len(feats)}):")
+        print_table(["rank", "feature", "importance", "ci_low", "ci_high"],
+                    [[f["rank"] or "", f["feature"], _num(f["importance"]), _num(f["ci_low"]), _num(f["ci_high"])]
+                     for f in feats[:TOP]])
+    return EXIT_OK
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}"
 
 
 def cmd_versions(args: argparse.Namespace) -> int:

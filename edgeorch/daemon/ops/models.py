@@ -30,7 +30,8 @@ class ModelOps:
     OPS = (
         OpSpec("models.list", "models_list", "read", "every model: versions, latest, aliases"),
         OpSpec("models.show", "models_show", "read",
-               "a model: its gates and target, aliases, alias history, deployments, canary"),
+               "a model: its gates and target, aliases, alias history, deployments, canary; with a version, that "
+               "version: metrics, checks, explanations"),
         OpSpec("models.versions", "models_versions", "read", "a model's versions with metrics and gate verdicts"),
         OpSpec("models.diff", "models_diff", "read", "two versions side by side: metrics, content, params, inputs"),
         OpSpec("models.why", "models_why", "read",
@@ -51,6 +52,8 @@ class ModelOps:
         return views.listing(self.store)
 
     async def models_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        if args.get("version") is not None:  # one version: its metrics, checks and explanations
+            return views.show_version(self.store, _name(args), _version(args, "version"))
         return views.show(self.store, _name(args))
 
     async def models_versions(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
