@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -17,16 +18,23 @@ BIG = 1 << 30  # 1 GiB, sparse: costs no disk, but every byte is read and hashed
 
 
 async def measure_lag(lags: list[float], busy: Callable[[], bool], phase: Callable[[], bool]) -> bool:
-    """Ping the loop every 10 ms while ``busy()``, appending how late each ping ran to ``lags``.
+    """Ping the loop every 10 ms while ``busy()``, appending to ``lags`` the CPU time the loop's own thread
+    used from each ping to the next (``time.thread_time``).
+
+    Work done on the loop stalls it for as long as it computes, and shows here as that much CPU time
+    in one gap: hashing 1 GiB on the loop costs over a second of it. Wall-clock lateness would also
+    count the time the whole process waits for a core, which on a busy machine (pytest-xdist workers,
+    other tests' processes) has nothing to do with the code under test; this thread's CPU time does
+    not grow while it waits. Reading the sparse test file is CPU work too (the kernel copies zero
+    pages), so a read done on the loop counts as well.
 
     Returns whether ``phase()`` (the hashing being measured) was seen at least once.
     """
-    loop = asyncio.get_running_loop()
     seen = False
     while busy():
-        t0 = loop.time()
+        t0 = time.thread_time()
         await asyncio.sleep(0.01)
-        lags.append(loop.time() - t0 - 0.01)
+        lags.append(time.thread_time() - t0)
         seen = seen or phase()
     return seen
 
@@ -49,7 +57,7 @@ def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harn
     (art,) = harness.store().outputs.latest_artifacts(run_id, "make")
     assert art["size"] == BIG
     assert art["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"  # sha256 of 1 GiB of zeros
-    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+    assert max(lags) < 0.25, f"the loop computed for {max(lags):.2f}s without answering"
 
 
 def test_a_checkpoint_folder_replaced_by_a_link_is_refused_not_walked(workspace, harness, tmp_path):
@@ -104,7 +112,7 @@ def test_the_loop_keeps_answering_while_a_large_cached_output_is_verified(worksp
     (row,) = harness.store().runs.tasks_of(second)
     assert row["state"] == "skipped"
     assert harness.store().attempts.of_run(second, "make") == []
-    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+    assert max(lags) < 0.25, f"the loop computed for {max(lags):.2f}s without answering"
 
 
 def test_the_loop_keeps_answering_while_a_large_declared_input_is_hashed(workspace, harness):
@@ -125,7 +133,7 @@ def test_the_loop_keeps_answering_while_a_large_declared_input_is_hashed(workspa
     assert state == RunState.SUCCEEDED
     (row,) = harness.store().lineage.consumed_by(run_id, "read")
     assert row["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"
-    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+    assert max(lags) < 0.25, f"the loop computed for {max(lags):.2f}s without answering"
 
 
 def _retry_through_the_front_door(workspace, run_id: int, *, during=None, hooks=(), timeout: float = 120):
@@ -181,7 +189,7 @@ def test_the_loop_keeps_answering_while_a_retry_verifies_a_large_output(workspac
     assert redo == ["check"]  # make's 1 GiB output was verified intact: not rerun
     assert state == RunState.SUCCEEDED
     assert [a["number"] for a in harness.store().attempts.of_run(run_id, "make")] == [1]
-    assert max(lags) < 0.25, f"the loop stalled for {max(lags):.2f}s"
+    assert max(lags) < 0.25, f"the loop computed for {max(lags):.2f}s without answering"
 
 
 def test_before_resume_hooks_run_only_for_a_decided_retry_and_may_refuse_it(workspace, harness):
