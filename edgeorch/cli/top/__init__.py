@@ -6,7 +6,7 @@
 - :mod:`.screen`: the terminal, the refresh loop, the ops each key calls.
 
 It reads with ``status``, ``resources``, ``runs.list``, ``runs.show``,
-``inputs.list`` and ``logs``, and acts with ``cancel``, ``pipelines.pause``
+``inputs.list``, ``monitors.list`` and ``logs``, and acts with ``cancel``, ``pipelines.pause``
 and ``pipelines.resume``: the daemon authorises each exactly as it does for
 ``edgeorch cancel`` or ``edgeorch pipelines pause`` (a reader who is not an
 operator sees the refusal in the message line). It keeps no state of its own

@@ -1,8 +1,8 @@
 """What ``edgeorch top`` shows, from the ops' answers (pure: no I/O, no clock; ``now`` is given).
 
 :func:`snapshot_of` turns the documents of ``status``, ``resources``,
-``runs.list``, ``runs.show`` (the active runs) and ``inputs.list`` into one
-:class:`Snapshot` of plain rows. :func:`selectable` lists what the cursor can
+``runs.list``, ``runs.show`` (the active runs), ``inputs.list`` and
+``monitors.list`` into one :class:`Snapshot` of plain rows. :func:`selectable` lists what the cursor can
 point at: the task rows, then the recent runs.
 """
 
@@ -72,6 +72,24 @@ class InputRow:
     arrived_at: float
 
 
+QUIET_RULE_STATES = frozenset({"ok"})
+"""Rules in these states are left out of the rules panel: it shows what needs attention."""
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """A monitoring rule that is not ok: pending, firing, cooling or silenced (``monitors.list``'s ``state``)."""
+
+    name: str
+    pipeline: str
+    state: str
+    condition: str
+    last_value: float | None
+    last_evaluated_at: float | None
+    note: str
+    """The silence's reason while silenced, else the last firing's outcome and run; empty when neither."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One refresh of the view; ``taken_at`` is the caller's clock."""
@@ -95,6 +113,8 @@ class Snapshot:
     inputs: tuple[InputRow, ...]
     input_counts: dict[str, int] = field(default_factory=dict)
     pipeline_errors: tuple[str, ...] = ()
+    rules: tuple[RuleRow, ...] = ()
+    """Rules that are not ok, firing first (see :func:`rules_of`)."""
 
 
 @dataclass(frozen=True)
@@ -107,13 +127,15 @@ class Item:
 
 
 def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[dict[str, Any]],
-                active: list[dict[str, Any]], inputs: dict[str, Any], now: float) -> Snapshot:
+                active: list[dict[str, Any]], inputs: dict[str, Any], now: float,
+                monitors: dict[str, Any] | None = None) -> Snapshot:
     """Build a snapshot from the ops' documents.
 
     ``recent``: ``runs.list``'s runs (newest first); ``active``: ``runs.show``
     documents of the active runs (at most :data:`ACTIVE_RUNS_SHOWN`);
-    ``inputs``: ``inputs.list``'s document. Missing optional keys (an older
-    daemon) give empty sections, never an error.
+    ``inputs``: ``inputs.list``'s document; ``monitors``: ``monitors.list``'s
+    (None: a daemon without rules). Missing optional keys (an older daemon)
+    give empty sections, never an error.
     """
     leases = {(lease["run_id"], lease["task"]): lease for lease in resources.get("leases") or []}
     tasks: list[TaskRow] = []
@@ -157,7 +179,29 @@ def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[
                      for i in inputs.get("inputs", [])),
         input_counts=dict(inputs.get("counts", {})),
         pipeline_errors=tuple(status.get("pipeline_errors", ())),
+        rules=rules_of(monitors or {}),
     )
+
+
+RULE_ORDER = {"firing": 0, "cooling": 1, "pending": 2, "silenced": 3}
+
+
+def rules_of(monitors: dict[str, Any]) -> tuple[RuleRow, ...]:
+    """The rules of ``monitors.list``'s document that are not ok: firing, cooling, pending, silenced, then by name."""
+    rows = []
+    for r in monitors.get("rules", []):
+        if r.get("state", "ok") in QUIET_RULE_STATES:
+            continue
+        firing = r.get("last_firing") or {}
+        if r.get("silence_reason"):
+            note = r["silence_reason"]
+        elif firing:
+            note = firing.get("outcome", "") + (f" -> run {firing['run_id']}" if firing.get("run_id") else "")
+        else:
+            note = ""
+        rows.append(RuleRow(r["name"], r.get("pipeline", ""), r["state"], r.get("condition", ""), r.get("last_value"),
+                            r.get("last_evaluated_at"), note))
+    return tuple(sorted(rows, key=lambda x: (RULE_ORDER.get(x.state, 9), x.name)))
 
 
 def describe_lease(lease: dict[str, Any]) -> str:

@@ -1,8 +1,10 @@
 """``edgeorch top``'s screen as ``rich`` renderables (no I/O: the screen module prints them).
 
-Four panels under a one-line header: tasks (running and waiting, with what
+Five panels under a one-line header: tasks (running and waiting, with what
 each holds or why it waits), cores and GPUs (who holds them, live GPU use),
-recent runs, drop-folder activity; the log of the selected task replaces
+monitoring rules that are not ok (pending, firing, cooling, silenced, with
+their last values; under the cores and GPUs), recent runs, drop-folder
+activity; the log of the selected task replaces
 them while it is open. The footer holds the message line and the
 keys. The cursor's row is shown in reverse video.
 """
@@ -24,7 +26,8 @@ from .model import Item, Snapshot, short_uuid
 
 STATE_STYLES = {"running": "green", "waiting": "yellow", "retry_wait": "magenta", "succeeded": "green",
                 "failed": "red", "cancelled": "dim", "queued": "yellow", "quarantined": "red", "done": "green",
-                "duplicate": "dim", "refused": "red"}
+                "duplicate": "dim", "refused": "red", "firing": "bold red", "cooling": "magenta",
+                "pending": "yellow", "silenced": "dim"}
 
 
 def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str | None = None,
@@ -50,7 +53,9 @@ def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str |
     cursor = state.cursor
     upper, lower = Layout(name="upper", ratio=3), Layout(name="lower", ratio=2)
     root["body"].split_column(upper, lower)
-    upper.split_row(Layout(_tasks(snap, cursor), ratio=3), Layout(_hardware(snap), ratio=2))
+    side = Layout(name="side", ratio=2)
+    side.split_column(Layout(_hardware(snap), ratio=3), Layout(_rules(snap), ratio=2))
+    upper.split_row(Layout(_tasks(snap, cursor), ratio=3), side)
     lower.split_row(Layout(_runs(snap, cursor), ratio=3), Layout(_inputs(snap), ratio=2))
     return root
 
@@ -135,3 +140,17 @@ def _inputs(snap: Snapshot) -> Panel:
         t.add_row(str(i.input_id), i.pipeline, _styled(i.state), str(i.run_id or ""), i.name)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap.input_counts.items())) or "none yet"
     return Panel(t, title="Drop folders", subtitle=counts)
+
+
+def _rules(snap: Snapshot) -> Panel:
+    t = Table(expand=True, box=None, pad_edge=False)
+    for col in ("RULE", "STATE", "VALUE"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("NOTE", ratio=1, overflow="ellipsis", no_wrap=True)  # the condition is in `edgeorch monitors`
+    for r in snap.rules:
+        value = "-" if r.last_value is None else f"{r.last_value:.4g}"
+        t.add_row(r.name, _styled(r.state), value, r.note)
+    if not snap.rules:
+        t.add_row(Text("every rule ok", style="dim"), "", "", "")
+    firing = sum(r.state == "firing" for r in snap.rules)
+    return Panel(t, title=f"Rules: {firing} firing" if firing else "Rules", subtitle="edgeorch monitors")

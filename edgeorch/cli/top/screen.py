@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ...control.protocol import UnknownOp
 from ...errors import EdgeorchError, NotFoundError
 from .keys import Action, ViewState, decode, on_key, reconcile
 from .model import ACTIVE_RUNS_SHOWN, Item, Snapshot, selectable, snapshot_of
@@ -35,7 +36,8 @@ LOG_LINES_KEPT = 500
 
 
 class OpsSource:
-    """One snapshot through the ops: ``status``, ``resources``, ``runs.list``, ``runs.show``, ``inputs.list``."""
+    """One snapshot through the ops: ``status``, ``resources``, ``runs.list``, ``runs.show``, ``inputs.list``,
+    ``monitors.list`` (the same op as ``edgeorch monitors``; a daemon without it shows no rules)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -52,7 +54,11 @@ class OpsSource:
             except NotFoundError:  # removed between the two calls
                 continue
         inputs = c.call("inputs.list", {"limit": RECENT_INPUTS})
-        return snapshot_of(status, resources, recent, active, inputs, now)
+        try:
+            monitors = c.call("monitors.list", {})
+        except UnknownOp:  # an older daemon: no rules
+            monitors = None
+        return snapshot_of(status, resources, recent, active, inputs, now, monitors)
 
 
 class LogFollower:

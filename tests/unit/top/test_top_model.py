@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from edgeorch.cli.top.keys import ViewState, reconcile
-from edgeorch.cli.top.model import Item, describe_lease, selectable, snapshot_of
+from edgeorch.cli.top.model import Item, RuleRow, describe_lease, selectable, snapshot_of
 from edgeorch.cli.top.render import screen
 
 GPU = "GPU-11111111-2222-3333-4444-555555555555"
@@ -34,9 +34,21 @@ RECENT = [{"id": 6, "pipeline": "etl", "state": "running", "trigger": "input:3",
 INPUTS = {"inputs": [{"id": 3, "pipeline": "etl", "source_name": "batch.csv", "state": "started", "run_id": 6,
                       "arrived_at": 989.0}], "counts": {"started": 1, "duplicate": 2}}
 
+MONITORS = {"rules": [
+    {"name": "all_good", "pipeline": "etl", "state": "ok", "condition": "failure_rate > 0.5", "last_value": 0.0,
+     "last_evaluated_at": 990.0, "silence_reason": None, "last_firing": None},
+    {"name": "stale_data", "pipeline": "etl", "state": "silenced", "condition": "freshness > 3600s",
+     "last_value": 7200.0, "last_evaluated_at": 995.0, "silence_reason": "maintenance", "last_firing": None},
+    {"name": "too_many_failures", "pipeline": "train", "state": "firing", "condition": "failure_rate > 0.5",
+     "last_value": 0.6666666, "last_evaluated_at": 850.0, "silence_reason": None,
+     "last_firing": {"outcome": "fire", "run_id": 7, "fired_at": 850.0}},
+    {"name": "drifting", "pipeline": "train", "state": "pending", "condition": "drift.psi > 0.2",
+     "last_value": None, "last_evaluated_at": None, "silence_reason": None, "last_firing": None}],
+    "problems": [], "now": 1000.0}
+
 
 def _snap():
-    return snapshot_of(STATUS, RESOURCES, RECENT, ACTIVE, INPUTS, now=1000.0)
+    return snapshot_of(STATUS, RESOURCES, RECENT, ACTIVE, INPUTS, now=1000.0, monitors=MONITORS)
 
 
 def test_running_retrying_and_waiting_tasks_each_say_what_they_hold_or_wait_for():
@@ -66,7 +78,23 @@ def test_a_lease_is_described_in_a_few_words():
 
 def test_an_older_daemon_without_some_sections_still_gives_a_snapshot():
     snap = snapshot_of({}, {}, [], [], {}, now=1.0)
-    assert snap.tasks == () and snap.gpus == () and snap.inputs == ()
+    assert snap.tasks == () and snap.gpus == () and snap.inputs == () and snap.rules == ()
+
+
+def test_rules_that_need_attention_are_listed_firing_first_and_ok_ones_left_out():
+    assert _snap().rules == (
+        RuleRow("too_many_failures", "train", "firing", "failure_rate > 0.5", 0.6666666, 850.0, "fire -> run 7"),
+        RuleRow("drifting", "train", "pending", "drift.psi > 0.2", None, None, ""),
+        RuleRow("stale_data", "etl", "silenced", "freshness > 3600s", 7200.0, 995.0, "maintenance"))
+
+
+def test_the_rules_panel_says_every_rule_is_ok_when_none_needs_attention():
+    snap = snapshot_of(STATUS, RESOURCES, RECENT, ACTIVE, INPUTS, now=1000.0,
+                       monitors={"rules": MONITORS["rules"][:1]})
+    console = Console(width=160, height=30, record=True, color_system=None)
+    console.print(screen(snap, ViewState(), height=30))
+    text = console.export_text()
+    assert "every rule ok" in text and "all_good" not in text
 
 
 def test_the_screen_shows_every_panel():
@@ -79,5 +107,6 @@ def test_the_screen_shows_every_panel():
     for expected in ("1 running", "Tasks", "fit", "30s", "in 30s",
                      "waits for a run slot", "Cores and GPUs", "37% 3.0G/10.0G", "5/fit", "Recent runs",
                      "etl (paused)", "failed: fit", "Drop folders", "batch.csv", "2 duplicate, 1 started",
-                     "l logs"):
+                     "l logs", "Rules: 1 firing", "too_many_failures", "0.6667", "fire -> run 7", "7200",
+                     "maintenance"):
         assert expected in text, expected
