@@ -18,7 +18,8 @@ MIN_INTERVAL_S = 0.2
 
 def register(add: AddCommand) -> None:
     p = add("top", cmd_top, "a live full-screen view: running and waiting tasks with their reasons, cores and GPUs "
-                            "with who holds them and live GPU use, recent runs, drop-folder activity; keys show a "
+                            "with who holds them and live GPU use, monitoring rules not ok, recent runs, drop-folder "
+                            "activity; keys show a "
                             "task's log, cancel a run, pause a pipeline (--json: one snapshot)")
     p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="seconds between refreshes (default 1, at least 0.2)")

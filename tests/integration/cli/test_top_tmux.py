@@ -97,6 +97,7 @@ def test_top_shows_tasks_cores_and_runs_and_its_keys_act_through_the_ops(top, wo
     screen = top.wait_for("Tasks: 1 running, 1 waiting", "train", "running", "cores", "next", "waiting",
                           "waits for a run slot", f"{long_run}/train", "Recent runs", "Drop folders")
     assert "Cores and GPUs" in screen and "l logs" in screen
+    assert "every rule ok" in screen  # the rules panel (monitors.list): no [[on]] rules here
     cursor_line = next(line for line in top.screen(escapes=True).splitlines() if "\x1b[7m" in line)
     assert "train" in cursor_line  # the cursor starts on the first task, in reverse video
 
