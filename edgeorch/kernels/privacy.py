@@ -4,7 +4,10 @@ Every release goes through OpenDP (``pip install 'edgeorch[dp]'``), whose
 mechanisms are floating-point safe: integer counts get discrete Laplace
 noise, float sums OpenDP's Laplace mechanism on a discretised lattice, with
 privacy maps that account for floating-point rounding. Nothing here adds
-noise by hand. Each release is **pure epsilon-DP** (delta = 0) for the
+noise by hand. Each release is **pure epsilon-DP** (delta = 0), or, with a
+``delta`` > 0, **(epsilon, delta)-DP** through OpenDP's (discrete) Gaussian
+mechanism, whose zero-concentrated guarantee OpenDP converts to
+approximate DP (``make_zCDP_to_approxDP`` and ``make_fix_delta``); both for the
 privacy unit "an individual contributes at most ``contributions`` rows"
 (OpenDP's symmetric distance ``d_in``): the scale of every mechanism is
 found by OpenDP's ``binary_search_chain`` so that its privacy map at
@@ -67,6 +70,15 @@ def _check_epsilon(epsilon: Any, contributions: Any) -> None:
                         field="contributions", value=contributions)
 
 
+def _check_delta(delta: Any) -> float:
+    """``delta`` as a float in [0, 1); DataError naming ``delta`` otherwise (0: pure epsilon-DP)."""
+    if not (isinstance(delta, (int, float)) and not isinstance(delta, bool) and math.isfinite(delta)
+            and 0 <= delta < 1):
+        raise DataError("must be a number >= 0 and < 1", field="delta", value=delta,
+                        expected="0 for pure epsilon-DP, or a small probability such as 1e-6")
+    return float(delta)
+
+
 def _bounds(bounds: Any, name: str) -> tuple[float, float]:
     try:
         lo, hi = (float(b) for b in bounds)
@@ -109,24 +121,43 @@ def _texts(values: Any) -> list[str]:
 
 @dataclass
 class Measurement:
-    """One OpenDP measurement made: what it released and the epsilon its privacy map certifies."""
+    """One OpenDP measurement made: what it released and the (epsilon, delta) its privacy map certifies."""
 
     name: str
     epsilon: float
     scale: float
+    delta: float = 0.0
+
+
+def _noise(dp: Any, scale: float, delta: float) -> Any:
+    """The noise of a count or sum: (discrete) Laplace for pure DP, (discrete) Gaussian when ``delta`` > 0."""
+    return dp.m.then_gaussian(scale) if delta > 0 else dp.m.then_laplace(scale)
 
 
 def _measure(make: Callable[[float], Any], data: Any, epsilon: float, contributions: int, name: str,
-             spent: list[Measurement] | None) -> Any:
-    """Run the measurement ``make(scale)`` at the smallest scale whose map at ``contributions`` is <= ``epsilon``."""
+             spent: list[Measurement] | None, delta: float = 0.0) -> Any:
+    """Run the measurement ``make(scale)`` at the smallest scale whose map at ``contributions`` is <= ``epsilon``
+    (and, with ``delta`` > 0, ``(epsilon, delta)``).
+
+    With ``delta`` > 0, ``make`` builds a Gaussian measurement (zero-concentrated DP); OpenDP converts its
+    rho to approximate DP (``make_zCDP_to_approxDP``) and fixes delta (``make_fix_delta``), so the map
+    certifies ``(epsilon, delta)`` directly.
+    """
     dp = _opendp()
-    scale = dp.binary_search_param(make, d_in=contributions, d_out=epsilon)
-    meas = make(scale)
-    certified = float(meas.map(contributions))
-    if certified > epsilon * (1 + 1e-9):  # pragma: no cover - binary_search_param guarantees it
-        raise AssertionError(f"{name}: OpenDP certifies epsilon {certified}, above {epsilon}")
+    if delta > 0:
+        def build(s: float) -> Any:
+            return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(make(s)), delta)
+        d_out: Any = (epsilon, delta)
+    else:
+        build, d_out = make, epsilon
+    scale = dp.binary_search_param(build, d_in=contributions, d_out=d_out)
+    meas = build(scale)
+    got = meas.map(contributions)
+    certified, cert_delta = (float(got[0]), float(got[1])) if delta > 0 else (float(got), 0.0)
+    if certified > epsilon * (1 + 1e-9) or cert_delta > delta * (1 + 1e-9):  # pragma: no cover - binary search
+        raise AssertionError(f"{name}: OpenDP certifies ({certified}, {cert_delta}), above ({epsilon}, {delta})")
     if spent is not None:
-        spent.append(Measurement(name, certified, float(scale)))
+        spent.append(Measurement(name, certified, float(scale), cert_delta))
     return meas(data)
 
 
@@ -134,30 +165,35 @@ def _float_space(dp: Any) -> tuple[Any, Any]:
     return dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
 
 
-def dp_count(values: Any, *, epsilon: float, contributions: int = 1, _spent: list[Measurement] | None = None) -> int:
-    """The number of values (rows), with discrete Laplace noise: epsilon-DP. May be negative (unclipped)."""
+def dp_count(values: Any, *, epsilon: float, contributions: int = 1, delta: float = 0.0,
+             _spent: list[Measurement] | None = None) -> int:
+    """The number of values (rows), with discrete Laplace noise: epsilon-DP (``delta`` > 0: discrete Gaussian
+    noise, (epsilon, delta)-DP). May be negative (unclipped)."""
     _check_epsilon(epsilon, contributions)
+    delta = _check_delta(delta)
     dp = _opendp()
     space = dp.vector_domain(dp.atom_domain(T=str)), dp.symmetric_distance()
     data = ["" for _ in range(len(values))]  # a count reads nothing but the number of rows
-    return int(_measure(lambda s: space >> dp.t.then_count() >> dp.m.then_laplace(s), data, epsilon, contributions,
-                        "count", _spent))
+    return int(_measure(lambda s: space >> dp.t.then_count() >> _noise(dp, s, delta), data, epsilon, contributions,
+                        "count", _spent, delta))
 
 
-def dp_sum(values: Any, *, epsilon: float, bounds: Sequence[float], contributions: int = 1,
+def dp_sum(values: Any, *, epsilon: float, bounds: Sequence[float], contributions: int = 1, delta: float = 0.0,
            _spent: list[Measurement] | None = None) -> float:
-    """The sum of the values clamped into ``bounds``, with Laplace noise (OpenDP's float sum): epsilon-DP."""
+    """The sum of the values clamped into ``bounds``, with Laplace noise (OpenDP's float sum): epsilon-DP
+    (``delta`` > 0: Gaussian noise, (epsilon, delta)-DP)."""
     _check_epsilon(epsilon, contributions)
+    delta = _check_delta(delta)
     lo, hi = _bounds(bounds, "bounds")
     dp = _opendp()
     x = _numbers(values, "values").tolist()
     return float(_measure(lambda s: _float_space(dp) >> dp.t.then_clamp((lo, hi)) >> dp.t.then_sum()
-                          >> dp.m.then_laplace(s), x, epsilon, contributions, "sum", _spent))
+                          >> _noise(dp, s, delta), x, epsilon, contributions, "sum", _spent, delta))
 
 
-def dp_mean(values: Any, *, epsilon: float, bounds: Sequence[float], contributions: int = 1,
+def dp_mean(values: Any, *, epsilon: float, bounds: Sequence[float], contributions: int = 1, delta: float = 0.0,
             _spent: list[Measurement] | None = None) -> float | None:
-    """The mean of the values clamped into ``bounds``: a noisy sum over a noisy count (epsilon/2 each).
+    """The mean of the values clamped into ``bounds``: a noisy sum over a noisy count (epsilon/2, delta/2 each).
 
     The ratio is post-processing, clamped into ``bounds``; None when the
     noisy count is below 1 (too few values for a meaningful mean).
@@ -165,13 +201,14 @@ def dp_mean(values: Any, *, epsilon: float, bounds: Sequence[float], contributio
     _check_epsilon(epsilon, contributions)
     lo, hi = _bounds(bounds, "bounds")
     x = _numbers(values, "values")
-    n = dp_count(x, epsilon=epsilon / 2, contributions=contributions, _spent=_spent)
-    s = dp_sum(x, epsilon=epsilon / 2, bounds=(lo, hi), contributions=contributions, _spent=_spent)
+    delta = _check_delta(delta)
+    n = dp_count(x, epsilon=epsilon / 2, contributions=contributions, delta=delta / 2, _spent=_spent)
+    s = dp_sum(x, epsilon=epsilon / 2, bounds=(lo, hi), contributions=contributions, delta=delta / 2, _spent=_spent)
     return None if n < 1 else float(min(max(s / n, lo), hi))
 
 
 def dp_histogram(values: Any, *, epsilon: float, bounds: Sequence[float] | None = None, bins: int = 10,
-                 categories: Sequence[Any] | None = None, contributions: int = 1,
+                 categories: Sequence[Any] | None = None, contributions: int = 1, delta: float = 0.0,
                  _spent: list[Measurement] | None = None) -> tuple[list[str], list[int]]:
     """Noisy counts per bin (numeric: ``bins`` equal bins over ``bounds``, values outside clamped into the end
     bins) or per category (``categories``, plus ``(other)`` for every other value): ``(labels, counts)``.
@@ -179,9 +216,11 @@ def dp_histogram(values: Any, *, epsilon: float, bounds: Sequence[float] | None 
     One measurement (OpenDP's count by categories and discrete Laplace): the
     bins are disjoint, so one individual's rows move at most
     ``contributions`` counts by one each. Counts are clipped at 0
-    (post-processing).
+    (post-processing). ``delta`` > 0: discrete Gaussian noise calibrated to
+    the L2 sensitivity, (epsilon, delta)-DP.
     """
     _check_epsilon(epsilon, contributions)
+    delta = _check_delta(delta)
     if (bounds is None) == (categories is None):
         raise DataError("a histogram needs either bounds (numeric) or categories", field="bounds",
                         expected="bounds=[lower, upper] for numbers, or categories=[...] for text")
@@ -204,8 +243,9 @@ def dp_histogram(values: Any, *, epsilon: float, bounds: Sequence[float] | None 
         edges = np.linspace(lo, hi, bins + 1)
         labels = [f"[{edges[i]:.6g}, {edges[i + 1]:.6g}{']' if i == bins - 1 else ')'}" for i in range(bins)]
     space = dp.vector_domain(dp.atom_domain(T=str)), dp.symmetric_distance()
-    counts = _measure(lambda s: space >> dp.t.then_count_by_categories(categories=cats) >> dp.m.then_laplace(s),
-                      data, epsilon, contributions, "histogram", _spent)
+    metric = dp.L2Distance[int] if delta > 0 else dp.L1Distance[int]  # the Gaussian is calibrated in L2
+    counts = _measure(lambda s: space >> dp.t.then_count_by_categories(categories=cats, MO=metric)
+                      >> _noise(dp, s, delta), data, epsilon, contributions, "histogram", _spent, delta)
     counts = [max(int(c), 0) for c in counts]
     if categories is None:
         counts = counts[:bins]  # the "other" bucket of a numeric histogram is always 0 (values were clamped in)
@@ -262,8 +302,8 @@ class DPProfile(ResultView):
     histogram), ``bounds`` for numbers, ``top`` for categories, and the
     ``histogram`` (``labels``, ``counts``). ``skipped``: column -> why it was
     not released. ``measurements``: every OpenDP measurement with the
-    epsilon its privacy map certifies; ``epsilon`` is their sum (what the
-    release spends), ``delta`` 0.
+    (epsilon, delta) its privacy map certifies; ``epsilon`` and ``delta``
+    are their sums (what the release spends; delta 0 for pure DP).
     """
 
     epsilon: float
@@ -279,6 +319,11 @@ class DPProfile(ResultView):
         """The epsilon the release spends: the sum over its measurements (sequential composition)."""
         return float(sum(m.epsilon for m in self.measurements))
 
+    @property
+    def spent_delta(self) -> float:
+        """The delta the release spends: the sum over its measurements (basic composition; 0 for pure DP)."""
+        return float(sum(m.delta for m in self.measurements))
+
     def to_dict(self) -> dict[str, Any]:
         """The ``dp_profile`` result document (less ``outputs``/``on_violation``/``privacy``): one row per released
         column (``metric`` ``dp_profile``, ``value`` its noisy count, the rest in ``details``)."""
@@ -286,13 +331,13 @@ class DPProfile(ResultView):
                  "threshold": None, "verdict": "ok", "details": {k: v for k, v in c.items() if k != "column"}}
                 for c in self.columns]
         message = (f"differentially private profile of {len(self.columns)} columns at epsilon {self.spent:g} "
-                   f"(delta 0; {len(self.measurements)} measurements; {self.contributions} row(s) per individual)")
+                   f"(delta {self.spent_delta:g}; {len(self.measurements)} measurements; {self.contributions} row(s) per individual)")
         if self.skipped:
             message += f"; not released: {', '.join(self.skipped)}"
         return strict({"kind": "dp_profile", "verdict": "ok", "message": message, "rows": rows,
-                       "summary": {"rows": self.rows, "epsilon": self.spent, "delta": self.delta,
+                       "summary": {"rows": self.rows, "epsilon": self.spent, "delta": self.spent_delta,
                                    "contributions": self.contributions, "skipped": self.skipped,
-                                   "measurements": [{"name": m.name, "epsilon": m.epsilon, "scale": m.scale}
+                                   "measurements": [{"name": m.name, "epsilon": m.epsilon, "delta": m.delta, "scale": m.scale}
                                                     for m in self.measurements]}})
 
     def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
@@ -306,18 +351,22 @@ class DPProfile(ResultView):
 
 def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float]] | None = None,
                categories: Mapping[str, Sequence[Any]] | None = None, columns: Sequence[str] | None = None,
-               contributions: int = 1, bins: int = 20) -> DPProfile:
+               contributions: int = 1, bins: int = 20, delta: float = 0.0) -> DPProfile:
     """A differentially private profile of ``data`` (a path, a pyarrow Table, or a mapping of columns).
 
     Released: the row count; per numeric column with declared ``bounds``:
     non-missing count, sum (-> mean) and a ``bins``-bin histogram (->
     quantiles); per categorical column with declared ``categories``: its
     counts (-> top values). ``epsilon`` is split evenly over these
-    measurements, so the profile spends ``epsilon`` in all. Other columns
+    measurements, so the profile spends ``epsilon`` in all. ``delta`` > 0
+    releases every count, sum and histogram with Gaussian noise instead,
+    splitting ``delta`` evenly too: ``(epsilon, delta)``-DP by basic
+    composition. Other columns
     are listed in ``skipped`` with the reason. A bound or category named for
     a column the data does not have is a DataError.
     """
     _check_epsilon(epsilon, contributions)
+    delta = _check_delta(delta)
     table = _table(data, columns)
     bounds, categories = dict(bounds or {}), dict(categories or {})
     for name in [*bounds, *categories]:
@@ -338,19 +387,20 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
         else:
             skipped[name] = "no declared bounds" if numeric else "no declared categories"
     k = 1 + sum(3 if kind == "numeric" else 1 for _, kind in plan)
-    each = epsilon / k
+    each, each_d = epsilon / k, delta / k
     spent: list[Measurement] = []
-    rows = max(dp_count(range(table.num_rows), epsilon=each, contributions=contributions, _spent=spent), 0)
+    rows = max(dp_count(range(table.num_rows), epsilon=each, contributions=contributions, delta=each_d,
+                        _spent=spent), 0)
     out = []
     for name, kind in plan:
         col = table.column(name)
         if kind == "numeric":
             lo, hi = _bounds(bounds[name], f"bounds.{name}")
             x = _numbers(col, name)
-            n = dp_count(x, epsilon=each, contributions=contributions, _spent=spent)
-            s = dp_sum(x, epsilon=each, bounds=(lo, hi), contributions=contributions, _spent=spent)
+            n = dp_count(x, epsilon=each, contributions=contributions, delta=each_d, _spent=spent)
+            s = dp_sum(x, epsilon=each, bounds=(lo, hi), contributions=contributions, delta=each_d, _spent=spent)
             labels, counts = dp_histogram(x, epsilon=each, bounds=(lo, hi), bins=bins, contributions=contributions,
-                                          _spent=spent)
+                                          delta=each_d, _spent=spent)
             qv = quantiles_from_histogram(np.linspace(lo, hi, bins + 1), counts, PROFILE_QUANTILES)
             out.append({"column": name, "type": "numeric", "count": max(n, 0),
                         "mean": None if n < 1 else float(min(max(s / n, lo), hi)),
@@ -358,12 +408,12 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
                         "bounds": [lo, hi], "histogram": {"labels": labels, "counts": counts}})
         else:
             labels, counts = dp_histogram(col, epsilon=each, categories=categories[name],
-                                          contributions=contributions, _spent=spent)
+                                          contributions=contributions, delta=each_d, _spent=spent)
             top = sorted(zip(labels, counts), key=lambda kv: -kv[1])
             out.append({"column": name, "type": "categorical", "count": int(sum(counts)),
                         "top": [[k_, v] for k_, v in top if v > 0][:20],
                         "histogram": {"labels": labels, "counts": counts}})
-    return DPProfile(epsilon, contributions, rows, out, skipped, spent)
+    return DPProfile(epsilon, contributions, rows, out, skipped, spent, sum(m.delta for m in spent))
 
 
 def _is_numeric(t: Any) -> bool:
