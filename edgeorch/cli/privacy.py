@@ -24,13 +24,16 @@ from .commands.runs import (
 
 def spend(args: argparse.Namespace, claim: Mapping[str, Any]) -> dict[str, Any]:
     """Charge ``claim`` (``dataset``, ``epsilon``, ``delta``, ``budget``, ``release``); returns the ledger after it."""
+    from ..engine.privacy import budget_of
+
     cfg = load(args)
     budget = claim.get("budget")
     with connect(cfg, "prefer") as backend:
         if backend.online:
             return backend.client.call("privacy.spend", {
                 "dataset": claim["dataset"], "epsilon": claim["epsilon"], "delta": claim.get("delta", 0.0),
-                "release": claim["release"], **({"budget": budget} if budget is not None else {})})["ledger"]
+                "release": claim["release"], **({"budget": budget} if budget is not None else {}),
+                **({"budget_delta": claim["budget_delta"]} if claim.get("budget_delta") is not None else {})})["ledger"]
         lock = backend.state_lock()
         try:
             store = backend.open_store(readonly=False)
@@ -38,7 +41,7 @@ def spend(args: argparse.Namespace, claim: Mapping[str, Any]) -> dict[str, Any]:
             try:
                 return store.privacy.charge(claim["dataset"], float(claim["epsilon"]), float(claim.get("delta", 0.0)),
                                             str(claim["release"]), actor=_actor(),
-                                            budget=None if budget is None else (float(budget), 0.0))
+                                            budget=budget_of(claim))
             finally:
                 store.close()
         finally:

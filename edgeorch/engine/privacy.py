@@ -54,9 +54,10 @@ def claim_of(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def _budget(claim: Mapping[str, Any]) -> tuple[float, float] | None:
+def budget_of(claim: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The ``(epsilon, delta)`` budget a claim declares (``budget``, ``budget_delta`` default 0), or None."""
     b = claim.get("budget")
-    return None if b is None else (float(b), 0.0)
+    return None if b is None else (float(b), float(claim.get("budget_delta") or 0.0))
 
 
 def decide(store: Store, claim: Mapping[str, Any]) -> str | None:
@@ -64,7 +65,7 @@ def decide(store: Store, claim: Mapping[str, Any]) -> str | None:
     if claim.get("invalid"):
         return f"release refused: {claim['invalid']}"
     why = refusal(store.privacy.ledger(claim["dataset"]), claim["dataset"], float(claim["epsilon"]),
-                  float(claim.get("delta", 0.0)), budget=_budget(claim))
+                  float(claim.get("delta", 0.0)), budget=budget_of(claim))
     return None if why is None else f"release refused: {why}"
 
 
@@ -84,4 +85,4 @@ def withdraw(check: Mapping[str, Any] | None, attempt_dir: Path) -> None:
 def charge(store: Store, claim: Mapping[str, Any], *, run_id: int, task: str) -> None:
     """Declare the claimed budget (when given) and record the spend; in the caller's transaction, audited."""
     store.privacy.charge(claim["dataset"], float(claim["epsilon"]), float(claim.get("delta", 0.0)),
-                         str(claim.get("release") or "release"), budget=_budget(claim), run_id=run_id, task=task)
+                         str(claim.get("release") or "release"), budget=budget_of(claim), run_id=run_id, task=task)

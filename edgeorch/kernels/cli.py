@@ -58,6 +58,10 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                     help="release a differentially private profile spending E of the dataset's budget")
     dp.add_argument("--dataset", metavar="NAME", help="whose privacy budget pays (default: the file's absolute path)")
     dp.add_argument("--budget", type=float, metavar="B", help="declare (or change) the dataset's total epsilon")
+    dp.add_argument("--delta", type=float, metavar="D",
+                    help="also spend delta D (0 <= D < 1): Gaussian noise, (epsilon, delta)-DP (default 0: pure DP)")
+    dp.add_argument("--budget-delta", type=float, metavar="D", dest="budget_delta",
+                    help="the dataset's total delta, declared with --budget (default 0)")
     dp.add_argument("--bounds", action="append", metavar="COL=LO:HI", default=[],
                     help="declared bounds of a numeric column to release (repeat)")
     dp.add_argument("--categories", action="append", metavar="COL=A,B,...", default=[],
@@ -148,6 +152,7 @@ _FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "refe
           "group": "--group", "label": "--label", "prediction": "--prediction", "pos_label": "--pos-label",
           "privileged": "--privileged", "min_group_size": "--min-group-size", "weight": "--weight",
           "epsilon": "--epsilon", "dataset": "--dataset", "budget": "--budget", "bounds": "--bounds",
+          "delta": "--delta", "budget_delta": "--budget-delta",
           "categories": "--categories", "contributions": "--contributions"}
 
 
@@ -223,9 +228,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
     if args.epsilon is not None:
         return _dp_profile(args)
-    for flag in ("dataset", "budget"):
+    for flag in ("dataset", "budget", "delta", "budget_delta"):
         if getattr(args, flag) is not None:
-            raise UsageError("only applies to a differentially private release", field=f"--{flag}",
+            raise UsageError("only applies to a differentially private release", field=f"--{flag.replace('_', '-')}",
                              expected="--epsilon E as well")
 
     opts: dict[str, Any] = {"input": args.file}
@@ -322,7 +327,7 @@ def _dp_profile(args: argparse.Namespace) -> int:
     opts: dict[str, Any] = {"input": args.file, "epsilon": args.epsilon, "contributions": args.contributions,
                             "bounds": _pairs(args.bounds, "--bounds", _bound_pair),
                             "categories": _pairs(args.categories, "--categories", _category_list)}
-    for key in ("dataset", "budget"):
+    for key in ("dataset", "budget", "delta", "budget_delta"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
     if args.columns:
@@ -334,6 +339,9 @@ def _dp_profile(args: argparse.Namespace) -> int:
                        f"{ledger['epsilon']:g} left after this release")
     doc["summary"]["dataset"] = claim["dataset"]
     doc["summary"]["remaining_epsilon"] = ledger["remaining_epsilon"]
+    doc["summary"]["remaining_delta"] = ledger["remaining_delta"]
+    if claim.get("delta"):
+        doc["message"] += f", delta {ledger['remaining_delta']:g} of {ledger['delta']:g}"
     if args.html:
         from .report import render, write
         from .tasks import dp_charts

@@ -255,6 +255,8 @@ register_kind(Kind(
         "dataset": "name of the dataset whose privacy budget pays (default: the input's absolute path)",
         "epsilon": "privacy loss this release spends (a number > 0)",
         "budget": "the dataset's total epsilon (declares or changes it in the ledger)",
+        "delta": "delta this release spends (default 0: pure epsilon-DP; > 0: Gaussian noise, (epsilon, delta)-DP)",
+        "budget_delta": "the dataset's total delta, declared with budget (default 0)",
         "bounds": "table of column = [lower, upper]: the numeric columns released",
         "categories": "table of column = array of values: the categorical columns released",
         "columns": "array of column names (default: all)",
@@ -264,7 +266,8 @@ register_kind(Kind(
     },
     check=opt.check_dp_profile,
     run=tasks.run_dp_profile,
-    numbers={"epsilon": float, "budget": float, "contributions": int, "bins": int},
+    numbers={"epsilon": float, "budget": float, "delta": float, "budget_delta": float, "contributions": int,
+             "bins": int},
 ))
 
 

@@ -186,6 +186,13 @@ def check_dp_profile(r: TableReader) -> None:
     budget = r.raw("budget")
     if budget is not None and not has_placeholder(budget) and not (_is_number(budget) and budget > 0):
         r.fail("budget", "must be a number > 0", value=budget, expected="the dataset's total epsilon")
+    for key in ("delta", "budget_delta"):  # the one rule for a delta's range: the ledger's and the kernel's
+        d = r.raw(key)
+        if d is not None and not has_placeholder(d) and not (_is_number(d) and 0 <= d < 1):
+            r.fail(key, "must be a number >= 0 and < 1", value=d,
+                   expected="0 for pure epsilon-DP, or a small probability such as 1e-6")
+    if r.raw("budget_delta") is not None and budget is None:
+        r.fail("budget_delta", "needs budget as well", expected="budget = the dataset's total epsilon")
     _column_table(r, "bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)
                   and v[0] < v[1], "[lower, upper] with lower < upper")
     _column_table(r, "categories", lambda v: isinstance(v, list) and bool(v)

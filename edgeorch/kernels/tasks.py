@@ -309,11 +309,13 @@ def run_dp_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     from .privacy import dp_profile
 
     result = dp_profile(o["input"], epsilon=o["epsilon"], bounds=o.get("bounds"), categories=o.get("categories"),
-                        columns=o.get("columns"), contributions=o.get("contributions", 1), bins=o.get("bins", 20))
+                        columns=o.get("columns"), contributions=o.get("contributions", 1), bins=o.get("bins", 20),
+                        delta=o.get("delta", 0.0))
     outputs: list[str] = []
     doc = _result_doc(result, outputs)
     doc["privacy"] = {"dataset": o.get("dataset") or dataset_name(o["input"]), "epsilon": result.spent,
-                      "delta": result.delta, "budget": o.get("budget"),
+                      "delta": result.spent_delta, "budget": o.get("budget"),
+                      "budget_delta": o.get("budget_delta"),
                       "release": f"dp_profile of {os.path.basename(str(o['input']))}: "
                                  f"{len(result.columns)} columns"}
     if o.get("report"):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, DataError, NotFoundError
 from .audit import write_audit
 from .db import Database
 
@@ -70,7 +70,8 @@ def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: 
                 f"or edgeorch profile --budget) before releasing anything")
     for name, want, left, total in (("epsilon", epsilon, ledger["remaining_epsilon"], ledger["epsilon"]),
                                     ("delta", delta, ledger["remaining_delta"], ledger["delta"])):
-        if want > left + TOLERANCE * max(total, 1.0):
+        # slack relative to the budget: for delta (typically 1e-6 or less) an absolute 1e-9 would be real budget
+        if want > left + TOLERANCE * (max(total, 1.0) if name == "epsilon" else total):
             return (f"privacy budget of dataset {dataset!r} exceeded: this release needs {name} {want:g}, "
                     f"{left:g} of {total:g} is left ({ledger['spends']} releases spent "
                     f"{ledger['spent_' + name]:g})")
@@ -122,10 +123,16 @@ class Privacy:
         Raises :class:`BudgetExceeded` (nothing written) when the release
         does not fit what is left, or when no budget is declared.
         """
+        for name, v, ok, want in (("epsilon", epsilon, lambda x: x > 0, "a number > 0"),
+                                  ("delta", delta, lambda x: 0 <= x < 1, "a number >= 0 and < 1")):
+            # a negative spend would refund budget: refused before anything is read or written
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)):
+                raise DataError("is not a privacy loss a release can spend", field=name, value=v, expected=want)
         with self._db.transaction():
             why = refusal(self.ledger(dataset), dataset, epsilon, delta)
             if why is not None:
-                raise BudgetExceeded(why, field="epsilon", value=epsilon)
+                raise BudgetExceeded(why, field="delta" if "needs delta" in why else "epsilon",
+                                     value=delta if "needs delta" in why else epsilon)
             now = self._db.clock()
             cur = self._db.conn.execute(
                 "INSERT INTO privacy_spends (dataset, epsilon, delta, release, run_id, task, actor, spent_at)"

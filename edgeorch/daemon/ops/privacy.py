@@ -40,7 +40,8 @@ class PrivacyOps:
         epsilon = float(arg(args, "epsilon", (int, float)))
         delta = float(arg(args, "delta", (int, float), required=False, default=0.0))
         budget = arg(args, "budget", (int, float), required=False)
+        budget_delta = float(arg(args, "budget_delta", (int, float), required=False, default=0.0))
         release = arg(args, "release", str)
         ledger = self.store.privacy.charge(dataset, epsilon, delta, release, actor=actor_of(peer),
-                                           budget=None if budget is None else (float(budget), 0.0))
+                                           budget=None if budget is None else (float(budget), budget_delta))
         return {"ledger": ledger}
