@@ -1,15 +1,15 @@
-"""Dead ends a user met (issue 9, item 10) and docs that disagreed with the code (item 37), through the real CLI."""
+"""Dead ends a user met (issue 9, item 10) and docs that disagreed with the code (item 37), through the CLI's
+``main`` (in-process, ``Workspace.invoke``)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 from edgeorch.cli.commands.resources import _size
 
 
 def run(ws, *args):
-    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    proc = ws.invoke(*args)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 

@@ -1,11 +1,11 @@
 """Errors with --json (issue 19, point 8): one {"error": {...}} line on stderr, every key always there,
 the exit code inside; argparse's usage errors and a daemon's errors too; bugs exit 70 with the traceback
-only under -v. Real subprocesses, except where a bug has to be planted."""
+only under -v. The command runs in-process (``Workspace.invoke``: the same ``main``, environment and streams
+as a process; tests/integration/cli/test_cli.py runs real ones); a bug is planted by patching."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,7 +15,7 @@ from edgeorch.errors import ConfigError, NotFoundError
 
 
 def run(ws, *args):
-    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    proc = ws.invoke(*args)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
