@@ -34,7 +34,8 @@ def test_a_wedged_nvml_holds_gpu_tasks_only_and_they_start_when_it_answers(works
             gpu_run = engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
             cpu_run = engine.submit(pipelines["cpu"], resolve_params(pipelines["cpu"], {}))
             assert await engine.wait_run(cpu_run) == RunState.SUCCEEDED  # the loop never waited for NVML
-            (waiting,) = engine.resources_report()["queue"]
+            # The GPU task reaches the queue once the engine has tried to place it (a later turn of the loop).
+            (waiting,) = await until(lambda: engine.resources_report()["queue"], what="the GPU task queued")
             assert waiting["reason_kind"] == "gpu_unreadable", waiting
         finally:
             wedge.set()

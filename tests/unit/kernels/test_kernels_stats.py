@@ -353,7 +353,9 @@ def test_ks_2samp_per_column_of_2d_input(rng: np.random.Generator) -> None:
 def test_ks_2samp_one_sided_matches_scipy(alternative: str, method: str, rng: np.random.Generator) -> None:
     a, b = rng.normal(size=70), rng.normal(0.3, 1.0, size=45)
     ours, ref = ks_2samp(a, b, alternative, method), st.ks_2samp(a, b, alternative, method)
-    assert (ours.statistic, ours.statistic_sign) == (ref.statistic, ref.statistic_sign)
+    # Equal to rounding: which CPU the kernel was compiled for (FMA or not) may move the last bit.
+    assert ours.statistic == pytest.approx(ref.statistic, rel=1e-13)
+    assert ours.statistic_sign == ref.statistic_sign
     assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-10)
 
 
