@@ -15,8 +15,8 @@ import sys
 from .. import __version__
 from ..errors import EdgeorchError, UsageError
 from ..loglevel import configure_logging
-from .commands import (Command, audit, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
-                       pipelines, resources, runs, top, validate)
+from .commands import (audit, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
+                       pipelines, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .failures import report_bug, report_error, wants_json
 from .globalopts import cli_log_level, finish_args, finish_parser
@@ -28,7 +28,6 @@ GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, m
 
 CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"
 
-JSON_HELP = 'print JSON for scripts instead of tables (an error: one {"error": {...}} line on stderr)'
 
 
 def build_parser() -> Parser:
@@ -37,13 +36,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str, *, json_flag: bool = True) -> Parser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help=JSON_HELP)
-        return p
-
+    add = subcommand_adder(sub)
     for group in GROUPS:
         group.register(add)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 from ...textui import Progress, format_bytes, format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
-from . import AddCommand
+from . import AddCommand, subcommand_adder
 
 ADD_ITEM_TIMEOUT_S = 60
 """How long an add through the daemon may go without a progress item before the CLI gives up waiting."""
@@ -26,13 +26,7 @@ ADD_ITEM_TIMEOUT_S = 60
 
 def register(add: AddCommand) -> None:
     p = add("datasets", cmd_list, "data versions: named, versioned, deduplicated snapshots of files and folders")
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        a = sub.add_parser(name, help=help_text, description=help_text)
-        a.set_defaults(func=func)
-        a.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-        return a
+    action = subcommand_adder(p.add_subparsers(dest="action", metavar="ACTION"))
 
     action("list", cmd_list, "every dataset: versions, latest, sizes; the store's totals")
     a = action("show", cmd_show, "a dataset's versions (NAME), or one version's files (NAME@VERSION, NAME@latest)")

@@ -18,18 +18,12 @@ from typing import Any, Callable
 from ...textui import format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_OK
-from . import AddCommand
+from . import AddCommand, subcommand_adder
 
 
 def register(add: AddCommand) -> None:
     p = add("models", cmd_list, "the model registry: versions, aliases, gates, promotions and rollbacks")
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        a = sub.add_parser(name, help=help_text, description=help_text)
-        a.set_defaults(func=func)
-        a.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
-        return a
+    action = subcommand_adder(p.add_subparsers(dest="action", metavar="ACTION"))
 
     action("list", cmd_list, "every model: versions, latest, aliases")
     a = action("show", cmd_show, "a model: gates, deployment target, aliases, alias history, deployments; with "
