@@ -25,6 +25,8 @@ holds the file, so the daemon behaves the same whatever its working directory.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,30 @@ class ResourcesConfig:
     """How CUDA_VISIBLE_DEVICES names a task's GPUs: uuid (default) | index (for tools that mishandle UUIDs)."""
 
 
+EXECUTOR_KINDS = ("local", "ray")
+"""``[executor] kind``: where attempts run (docs/scale-out.md)."""
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``[executor]``: where attempts run (docs/scale-out.md).
+
+    ``local`` (the default) runs them on this machine; ``ray`` on a Ray
+    cluster (the ``ray`` extra; imported only then). ``address`` and
+    ``namespace`` matter only for ``ray``; ``storage`` moves the run folders
+    (outputs, checkpoints, attempt folders) to a path every node reaches.
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    """The cluster to join (``"auto"``, ``"10.0.0.5:6379"``, ``"ray://head:10001"``); None: Ray's own
+    lookup (``$RAY_ADDRESS``, else a cluster started on this machine)."""
+    namespace: str = "edgeorch"
+    """The Ray namespace of this daemon's attempt actors; one per daemon sharing a cluster."""
+    storage: Path | None = None
+    """The folder of run folders when set (``<storage>/runs``); None: ``<state dir>/runs``."""
+
+
 @dataclass(frozen=True)
 class RetentionConfig:
     """``[retention]``: when finished runs (their rows and folders) are removed (docs/state.md "Retention")."""
@@ -135,6 +161,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class KernelsConfig:
+    """``[kernels]``: the numba kernels' compile cache (docs/kernels.md "Compile cache")."""
+
+    warm_up: bool = True
+    """After start, the daemon compiles every kernel into the cache in the background, at idle priority, unless
+    the cache is warm already (:mod:`edgeorch.kernels.warmer`); False: kernels compile on first use."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 
@@ -153,6 +188,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    kernels: KernelsConfig = field(default_factory=KernelsConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -164,7 +200,9 @@ class Config:
 
     @property
     def runs_dir(self) -> Path:
-        return self.state_dir / "runs"
+        """Where run folders are made: ``<[executor] storage>/runs`` when set (every node of a cluster
+        reaches it), else ``<state dir>/runs``. The one rule: the engine, gc and retention all read it."""
+        return (self.executor.storage or self.state_dir) / "runs"
 
     @property
     def numba_cache_dir(self) -> Path:
@@ -381,9 +419,17 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
                           log_format=dmn.choice("log_format", LOG_FORMATS, DaemonConfig.log_format))
     dmn.finish()
 
+    ker = top.sub("kernels")
+    kernels = KernelsConfig(warm_up=ker.bool("warm_up", KernelsConfig.warm_up))
+    ker.finish()
+
     met = top.sub("metrics")
     metrics = _metrics(met, path_of(met, "textfile", None))
     met.finish()
+
+    exe = top.sub("executor")
+    executor = _executor(exe, path_of)
+    exe.finish()
 
     res = top.sub("resources")
     reserved = res.raw("reserved_cpus", [])
@@ -433,6 +479,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         retention=retention,
         audit=audit,
         metrics=metrics,
+        kernels=kernels,
         source=source,
     )
 
@@ -503,6 +550,35 @@ def _metrics(reader: TableReader, textfile: Path | None) -> MetricsConfig:
     interval = _at_least(reader, "interval", reader.duration("interval", d.interval), METRICS_MIN_INTERVAL_S,
                          d.interval, "a duration of at least 1s (default 15s)")
     return MetricsConfig(listen=listen, textfile=textfile, interval=interval)
+
+
+RAY_NAMESPACE_EXPECTED = "letters, digits, '-', '_' or '.' (at most 64), e.g. \"edgeorch\" or \"edgeorch-lab2\""
+
+
+def _executor(reader: TableReader, path_of: Callable[[TableReader, str, str | None], Path | None]) -> ExecutorConfig:
+    """The ``[executor]`` table. Nothing here imports Ray: a missing ``ray`` package is reported when the
+    engine starts the executor, so commands that only read state work without it."""
+    d = ExecutorConfig()
+    kind = reader.choice("kind", EXECUTOR_KINDS, d.kind)
+    address = reader.str("address", None)
+    namespace = reader.str("namespace", d.namespace)
+    if namespace is not None and not _NAMESPACE_RE.fullmatch(namespace):
+        reader.fail("namespace", "is not a valid Ray namespace", value=namespace, expected=RAY_NAMESPACE_EXPECTED)
+        namespace = d.namespace
+    raw_storage = reader.raw("storage", None)
+    storage = None
+    if isinstance(raw_storage, str) and "://" in raw_storage:
+        reader.fail("storage", "is a URL; only a folder path is supported", value=raw_storage,
+                    expected="an absolute folder every node mounts at the same path (NFS, CephFS, a bind mount)")
+    else:
+        storage = path_of(reader, "storage", None)
+    if kind == "local" and address is not None:
+        reader.fail("address", "is set but kind is \"local\"", value=address,
+                    expected='kind = "ray" with it, or no address')
+    return ExecutorConfig(kind=kind or d.kind, address=address, namespace=namespace or d.namespace, storage=storage)
+
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 KEEP_MIN = 1.0
