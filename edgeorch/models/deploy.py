@@ -37,6 +37,9 @@ between the ``switched`` commit and the rename), and ``pending`` ones run in
 order. So a kill -9 at any step leaves, after recovery, the alias and the
 target consistent, and the switch finished or undone.
 
+A forward move (promote, canary start or promotion) of a model whose
+promotions are blocked (:mod:`.blocks`) is undone before its first step.
+
 Deployments of one model run one at a time (an asyncio lock per model here,
 a unique index in the state file); different models' run concurrently.
 """
@@ -99,8 +102,32 @@ class Deployer:
                 return await self._recover(dep)
             if dep["state"] != "pending":
                 return dep
+            refused = self._blocked(dep)
+            if refused is not None:
+                return refused
             self._hook(deployment_id, "intent")
             return await self._run(dep)
+
+    def _blocked(self, dep: dict[str, Any]) -> dict[str, Any] | None:
+        """A forward move of a model whose promotions are blocked (:mod:`.blocks`): the deployment is undone before
+        it starts, the version gets a ``block`` decision; None when it may go on."""
+        from .blocks import PromotionBlocked, check
+
+        try:
+            check(self.store, dep["model"], action=dep["action"])
+        except PromotionBlocked as exc:
+            why = exc.message
+            if dep["to_version"] is not None:
+                v = self.store.models.version(dep["model"], dep["to_version"])
+                self.store.models.record_decision(
+                    v["id"], kind="block", verdict="blocked", alias=dep["alias"], against=dep["from_version"],
+                    conditions=[{"condition": "no promotion block in force", "block": b["id"], "rule": b["rule"],
+                                 "verdict": "failed", "why": b["reason"]} for b in exc.blocks],
+                    summary=f"{dep['model']} version {dep['to_version']} was not promoted to {dep['alias']}: {why}",
+                    deployment_id=dep["id"], actor="edgeorch")
+            return self._finish(dep, "undone", f"not started: {why}; {dep['alias']} stays on "
+                                f"{_v(dep['from_version'])}")
+        return None
 
     async def settle(self) -> list[dict[str, Any]]:
         """Recover running deployments, make every target agree with the aliases, then run the pending ones."""

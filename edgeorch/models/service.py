@@ -99,11 +99,15 @@ class ModelService:
                       reason: str | None = None) -> dict[str, Any]:
         """Move ``alias`` (default: the model's promotion alias) to ``version`` through a deployment; returns its
         final row (``state``: succeeded, undone, rolled_back or failed, ``outcome`` says why). Refused before
-        anything is recorded: a version that failed its gates (:class:`ConflictError`), an unknown alias."""
+        anything is recorded: a version that failed its gates (:class:`ConflictError`), promotions blocked by a rule
+        (:class:`~edgeorch.models.blocks.PromotionBlocked`, a ConflictError naming the rule), an unknown alias."""
         policy = self._policy(name)
         v = self.store.models.version(name, version)
         alias = alias or policy.alias
         self._check_alias(alias, policy)
+        from .blocks import check
+
+        check(self.store, name, action="canary_start" if alias == "canary" else "promote")  # a rule's block
         if v["gate_verdict"] == "failed":
             decision = next((d for d in reversed(self.store.models.decisions(v["id"])) if d["kind"] == "gates"), None)
             raise ConflictError(f"{name} version {version} failed its gates and never moves an alias"

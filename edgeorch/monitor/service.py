@@ -11,13 +11,15 @@ Runs on the daemon's event loop (the one-writer rule). :class:`Monitors`:
   start (catch-up). Freshness rules evaluate every ``check_every`` seconds.
 - An evaluation that fires records, in ONE transaction: the rule's new state and
   cursor, the firing row, a ``rule_fired`` event (and so an audit record, actor
-  ``rule:<name>``), a pause response, and the run of a trigger response (created
+  ``rule:<name>``), a pause or a promotion block, and the run of a trigger response (created
   by the front door, whose ``within`` carries the rest). A crash before that
   commit leaves the run unevaluated: the next start evaluates it again and fires
   once; after it, the cursor has moved: nothing fires twice.
 - Responses that cannot be part of a transaction (a notify command, a model
   rollback, moving the input into quarantine) run after the commit; the firing is
   ``pending`` until they finish and is redone at start (at least once).
+- A rule that resolves lifts the promotion blocks it set, in the resolve's
+  transaction.
 - ``dry_run``: the decision and its state are recorded as if real, each
   response as ``would``; nothing is done.
 
@@ -154,6 +156,10 @@ class Monitors:
                 "episode": d.state.episode, "source_run": cursor}
         with store.transaction():
             store.rules.save(spec.name, spec.pipeline, asdict(d.state), signal=doc, cursor=cursor)
+            if d.action == "resolve" and any(r.action == "block_promotions" for r in spec.responses):
+                # The episode is over: the promotions it blocked may move again (same transaction as the resolve).
+                store.models.lift_blocks(rule=spec.name, by=actor, reason=f"rule {spec.name} resolved: {d.reason} "
+                                         f"(value {_num(doc.get('value'))})")
             # Run-based: every evaluation that says something is recorded with the run it read (why a second
             # drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
             if d.changed or (run is not None and d.action not in ("none",)):
@@ -184,6 +190,12 @@ class Monitors:
                 if p["action"] == "pause" and not spec.dry_run:
                     store.pipelines.set_paused(p["target"], True, reason=f"rule {spec.name}: {why}", actor=actor)
                     p["done"] = True
+                elif p["action"] == "block_promotions" and not spec.dry_run:
+                    block = store.models.block(
+                        p["target"], rule=spec.name, actor=actor,
+                        reason=f"{spec.describe()}, value {_num(doc.get('value'))}",
+                        until=None if p.get("until") is None else now + p["until"])
+                    p.update(done=True, block=block["id"])
             store.rules.save(spec.name, spec.pipeline, asdict(new), signal=doc, cursor=cursor)
             holder["id"] = store.rules.add_firing(
                 rule=spec.name, pipeline=spec.pipeline, episode=new.episode, fired_at=now, outcome="fire",
@@ -326,6 +338,7 @@ def _describe(p: dict[str, Any]) -> str:
     a = p["action"]
     what = {"trigger": f"trigger {p.get('target')}" + (f" (run {p['run_id']})" if p.get("run_id") else ""),
             "pause": f"pause {p.get('target')}", "rollback": f"roll back {p.get('target')} {p.get('alias')}",
+            "block_promotions": f"block promotions of {p.get('target')}",
             "notify": f"notify {' '.join(p.get('argv', []))[:60]}", "quarantine": "quarantine the input"}[a]
     if p.get("dry_run"):
         return f"would {what}"

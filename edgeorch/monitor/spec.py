@@ -43,7 +43,7 @@ rule's pipeline; ``failure_rate`` the share of a pipeline's runs finished in a w
 RESULT_SIGNALS = ("drift_share", "violations", "metric")
 OPS = (">", ">=", "<", "<=")
 FRESHNESS_SOURCES = ("drop", "success")
-ACTIONS = ("trigger", "pause", "quarantine", "notify", "rollback")
+ACTIONS = ("trigger", "pause", "quarantine", "notify", "rollback", "block_promotions")
 """The response kinds; each ``[[on.do]]`` table sets exactly one of them."""
 
 PLACEHOLDERS = ("rule", "pipeline", "run_id", "value", "threshold", "input_path", "input_sha256", "signal")
@@ -62,10 +62,12 @@ _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 class Response:
     """One ``[[on.do]]`` table: ``action`` (one of :data:`ACTIONS`) and its arguments.
 
-    ``target``: the pipeline to trigger or pause, the model to roll back;
-    ``params``: a trigger's params (templates); ``argv``: a notify command
-    (templates; the signal as JSON on stdin); ``timeout``: seconds; ``alias``:
-    the alias a rollback moves back.
+    ``target``: the pipeline to trigger or pause, the model to roll back or
+    whose promotions to block; ``params``: a trigger's params (templates);
+    ``argv``: a notify command (templates; the signal as JSON on stdin);
+    ``timeout``: seconds; ``alias``: the alias a rollback moves back;
+    ``until``: how long a block lasts at most (seconds; None: until the rule
+    resolves, which lifts it in any case).
     """
 
     action: str
@@ -74,6 +76,7 @@ class Response:
     argv: tuple[str, ...] = ()
     timeout: float = 30.0
     alias: str = "champion"
+    until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"action": self.action}
@@ -86,6 +89,8 @@ class Response:
             d["timeout"] = self.timeout
         if self.action == "rollback":
             d["alias"] = self.alias
+        if self.action == "block_promotions":
+            d["until"] = self.until
         return d
 
 
@@ -272,7 +277,7 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
 def _check_responses(r: TableReader, params: set[str]) -> list[Response]:
     raw = r.raw("do", None)
     if raw is None:
-        r.fail("do", "is required", expected="at least one [[on.do]] table (trigger, pause, quarantine, notify, rollback)")
+        r.fail("do", "is required", expected=f"at least one [[on.do]] table ({', '.join(ACTIONS)})")
         return []
     tables = [raw] if isinstance(raw, dict) else raw
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
@@ -287,7 +292,7 @@ def _check_responses(r: TableReader, params: set[str]) -> list[Response]:
                    expected=f"one of {', '.join(ACTIONS)}")
             continue
         action = given[0]
-        if action in ("trigger", "pause", "rollback"):
+        if action in ("trigger", "pause", "rollback", "block_promotions"):
             target = d.str(action, None, required=True)
             p_raw = d.table("params", {}) if action == "trigger" else {}
             pairs: list[tuple[str, str]] = []
@@ -298,10 +303,14 @@ def _check_responses(r: TableReader, params: set[str]) -> list[Response]:
                     pairs.append((k, str(v)))
             _check_templates(d, [(f"params.{k}", v) for k, v in pairs], params)
             alias = d.str("alias", "champion") if action == "rollback" else "champion"
-            d.finish([action, "params"] if action == "trigger" else [action, "alias"] if action == "rollback"
-                     else [action])
+            until = d.duration("until", None) if action == "block_promotions" else None
+            if until is not None and until <= 0:
+                d.fail("until", "must be positive", value=table.get("until"),
+                       expected="a duration > 0 (without it the block lasts until the rule resolves)")
+            d.finish({"trigger": [action, "params"], "rollback": [action, "alias"],
+                      "block_promotions": [action, "until"]}.get(action, [action]))
             if target is not None:
-                out.append(Response(action, target=target, params=tuple(pairs), alias=alias))
+                out.append(Response(action, target=target, params=tuple(pairs), alias=alias, until=until))
         elif action == "quarantine":
             flag = d.bool("quarantine", None)
             if flag is not True:

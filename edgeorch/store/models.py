@@ -1,5 +1,6 @@
 """Models: tables ``models``, ``model_versions``, ``model_decisions``, ``model_aliases``,
-``model_alias_history``, ``model_deployments``, ``model_canaries``, ``model_observations`` (docs/models.md).
+``model_alias_history``, ``model_deployments``, ``model_canaries``, ``model_observations`` (docs/models.md), and
+``model_blocks`` (promotions blocked by a monitoring rule or a person, docs/monitoring.md).
 
 Contract:
 
@@ -341,6 +342,74 @@ class Models:
             "SELECT COUNT(DISTINCT COALESCE(o.run_id, -o.id)) FROM model_observations o JOIN models m"
             " ON m.id = o.model_id WHERE m.name = ? AND o.version = ? AND o.observed_at >= ?", (name, version, since))
         return int(row[0]) if row else 0
+
+    # -- promotion blocks ----------------------------------------------------------------------------
+
+    def block(self, name: str, *, reason: str, actor: str | None, rule: str | None = None,
+              until: float | None = None) -> dict[str, Any]:
+        """Block promotions of model ``name`` (known or not yet registered) until lifted, or until ``until``
+        (Unix seconds; None: until lifted). A rule holds at most one open block per model: blocking again
+        returns the open one unchanged. One transaction with its ``model_blocked`` event (and audit record)."""
+        now = self._db.clock()
+        with self._db.transaction():
+            if rule is not None:
+                row = self._db.one("SELECT id FROM model_blocks WHERE model = ? AND rule = ? AND lifted_at IS NULL"
+                                   " AND (until IS NULL OR until > ?)", (name, rule, now))
+                if row is not None:
+                    return self._block_row(int(row[0]))
+            cur = self._db.conn.execute(
+                "INSERT INTO model_blocks (model, rule, reason, actor, blocked_at, until) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, rule, reason, actor, now, until))
+            block = self._block_row(int(cur.lastrowid or 0))
+            by = f"rule {rule}" if rule else (actor or "someone")
+            write_event(self._db, None, None, "model_blocked", f"promotions of {name} blocked by {by}: {reason}"
+                        + (f" (until {until:.0f})" if until is not None else ""), actor, now,
+                        {"model": name, "block": block["id"], "rule": rule, "reason": reason, "until": until})
+            return block
+
+    def lift_blocks(self, name: str | None = None, *, rule: str | None = None, by: str | None,
+                    reason: str) -> list[dict[str, Any]]:
+        """Lift the open blocks of ``name`` (every model: None), only those set by ``rule`` when given; returns
+        the lifted rows. One transaction with a ``model_unblocked`` event per block (nothing open: nothing written)."""
+        now = self._db.clock()
+        clauses, args = ["lifted_at IS NULL"], []
+        if name is not None:
+            clauses.append("model = ?")
+            args.append(name)
+        if rule is not None:
+            clauses.append("rule = ?")
+            args.append(rule)
+        with self._db.transaction():
+            ids = [int(r["id"]) for r in self._db.all(f"SELECT id FROM model_blocks WHERE {' AND '.join(clauses)}"
+                                                   " ORDER BY id", args)]
+            out = []
+            for block_id in ids:
+                self._db.conn.execute("UPDATE model_blocks SET lifted_at = ?, lifted_by = ?, lift_reason = ?"
+                                      " WHERE id = ?", (now, by, reason, block_id))
+                b = self._block_row(block_id)
+                write_event(self._db, None, None, "model_unblocked",
+                            f"promotions of {b['model']}: block {block_id}"
+                            + (f" of rule {b['rule']}" if b["rule"] else "") + f" lifted: {reason}", by, now,
+                            {"model": b["model"], "block": block_id, "rule": b["rule"], "reason": reason})
+                out.append(b)
+            return out
+
+    def blocks(self, name: str, *, now: float | None = None, open_only: bool = True,
+               limit: int = 50) -> list[dict[str, Any]]:
+        """The model's blocks, oldest first: with ``open_only`` those in force at ``now`` (not lifted, ``until``
+        not passed), else the newest ``limit`` of all (lifted and expired ones too)."""
+        if open_only:
+            at = self._db.clock() if now is None else now
+            return self._db.all("SELECT * FROM model_blocks WHERE model = ? AND lifted_at IS NULL"
+                                " AND (until IS NULL OR until > ?) ORDER BY id", (name, at))
+        return list(reversed(self._db.all("SELECT * FROM model_blocks WHERE model = ? ORDER BY id DESC LIMIT ?",
+                                          (name, limit))))
+
+    def _block_row(self, block_id: int) -> dict[str, Any]:
+        row = self._db.one("SELECT * FROM model_blocks WHERE id = ?", (block_id,))
+        if row is None:
+            raise NotFoundError("no such block", value=block_id)
+        return dict(row)
 
     # -- reading --------------------------------------------------------------------------------------
 

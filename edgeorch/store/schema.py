@@ -528,6 +528,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rule_firings_by_run ON rule_firings (run_id);
     CREATE INDEX rule_firings_open ON rule_firings (state) WHERE state = 'pending';
     """,
+    # 16: monitoring that acts, continued (docs/monitoring.md): blocks on a model's promotions (set by a rule's
+    # block_promotions response, by name so a model may be blocked before its first version; lifted when the rule
+    # resolves, at ``until``, or by a person) and named, versioned baselines (a data profile a drift task compares
+    # with: reference = "baseline:NAME").
+    """
+    CREATE TABLE model_blocks (
+        id INTEGER PRIMARY KEY,
+        model TEXT NOT NULL,
+        rule TEXT,
+        reason TEXT NOT NULL,
+        actor TEXT,
+        blocked_at REAL NOT NULL,
+        until REAL,
+        lifted_at REAL,
+        lifted_by TEXT,
+        lift_reason TEXT
+    );
+    CREATE INDEX model_blocks_open ON model_blocks (model) WHERE lifted_at IS NULL;
+    CREATE TABLE baselines (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        actor TEXT,
+        source TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        rows INTEGER,
+        columns TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        description TEXT,
+        UNIQUE (name, version)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
