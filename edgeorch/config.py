@@ -189,6 +189,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     kernels: KernelsConfig = field(default_factory=KernelsConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
     """The socket's folder implied by where the config was found (see :func:`layout_runtime_dir`);
@@ -480,6 +481,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         audit=audit,
         metrics=metrics,
         kernels=kernels,
+        executor=executor,
         source=source,
     )
 
