@@ -16,16 +16,19 @@ therefore written only by :func:`warm`, under an exclusive ``flock``, and
 read (copied) under the same lock; after the copy, a signature the warm-up
 did not cover compiles in the worker's own folder, never in the shared one.
 
-The shared folder is warm for one marker: the Python and numba versions and
-the path, size and mtime of each compiled source file (numba's own cache
-key). A change to any of them warms it again. ``python tests/numba_warmup.py``
-runs the warm-up body in a fresh interpreter (what :func:`warm` starts).
+The shared folder is warm when it holds the marker of
+:mod:`edgeorch.kernels.warmup` (the Python and numba versions, the path and
+content of each module that defines kernels, and of the warm-up's list of
+calls): the daemon's background warm-up and the suite agree on what "warm"
+means, and the marker travels with each private copy, so a test daemon finds
+its cache warm and starts no warm-up. ``python tests/numba_warmup.py DIR``
+runs the daemon's warm-up body in DIR itself (no staging folder: the caller
+holds the lock) in a fresh interpreter (what :func:`warm` starts).
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import subprocess
@@ -35,27 +38,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCES = (REPO / "edgeorch" / "kernels" / "_jit.py", REPO / "edgeorch" / "datasets" / "chunker.py")
-"""The modules that define numba kernels (their stamps are numba's cache key)."""
+from edgeorch.kernels.warmup import is_warm
 
-MARKER_PREFIX = "warm-"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
     """``<temp dir>/edgeorch-tests-numba-<uid>``: this user's shared cache (one per machine)."""
     return Path(tempfile.gettempdir()) / f"edgeorch-tests-numba-{os.getuid()}"
-
-
-def marker() -> str:
-    """The name of the file that says the shared cache is warm for the current sources and versions."""
-    from importlib.metadata import version  # not numba itself: importing it costs a test process 0.7 s
-
-    h = hashlib.sha256(f"{sys.version}|{version('numba')}|{Path(__file__).read_bytes()!r}".encode())
-    for src in SOURCES:
-        st = src.stat()
-        h.update(f"|{src}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return MARKER_PREFIX + h.hexdigest()[:20]
 
 
 def warm(shared: Path | None = None) -> Path:
@@ -68,17 +58,13 @@ def warm(shared: Path | None = None) -> Path:
     """
     shared = shared or shared_dir()
     with _locked(shared):
-        name = marker()
-        if not (shared / name).exists():
-            for old in shared.glob(MARKER_PREFIX + "*"):
-                old.unlink()
+        if not is_warm(shared):  # the marker is written by the warm-up, once everything compiled
             env = dict(os.environ, NUMBA_CACHE_DIR=str(shared))
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-            proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
+            proc = subprocess.run([sys.executable, __file__, str(shared)], env=env, capture_output=True, text=True,
+                                  timeout=900)
             if proc.stderr:
                 print(proc.stderr[-2000:], file=sys.stderr)
-            if proc.returncode == 0:
-                (shared / name).touch()
     return shared
 
 
@@ -86,7 +72,7 @@ def private_copy(dest: Path, shared: Path | None = None) -> Path:
     """Warm the shared cache if needed (:func:`warm`), then copy it to ``dest`` (created); returns ``dest``."""
     shared = warm(shared)
     with _locked(shared):  # never copy a warm-up half written
-        shutil.copytree(shared, dest, ignore=shutil.ignore_patterns(".lock", MARKER_PREFIX + "*"), dirs_exist_ok=True)
+        shutil.copytree(shared, dest, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
     return dest
 
 
@@ -99,56 +85,10 @@ def _locked(shared: Path) -> Iterator[None]:
         yield
 
 
-def _compile_everything() -> None:
-    """Call every kernel through the public API, on data of each kind the kernels take."""
-    import numpy as np
-
-    from edgeorch import kernels as K
-    from edgeorch.datasets.chunker import cut_points
-    from edgeorch.kernels import correlations as C
-    from edgeorch.kernels.drift import METHODS
-
-    COLUMNS_FOR = {"ks": ["f", "i", "t"], "wasserstein": ["f", "i", "t"], "z": ["b"], "chisquare": ["c", "b"]}
-
-    rng = np.random.default_rng(0)
-    n = 3000
-    floats = rng.normal(size=n)
-    floats[::97] = np.nan
-    ref = {"f": floats, "i": rng.integers(0, 40, n), "b": rng.integers(0, 2, n).astype(bool),
-           "c": rng.choice(["a", "b", "c"], n),
-           "t": np.datetime64("2024-01-01") + rng.integers(0, 10_000, n).astype("timedelta64[m]")}
-    cur = {k: (v[::-1].copy() if k != "f" else v + 0.5) for k, v in ref.items()}
-    # Read-only arrays are a signature of their own: what a file read through pyarrow gives.
-    frozen = {}
-    for k, v in ref.items():
-        frozen[k] = v.copy()
-        frozen[k].flags.writeable = False
-    steps = [
-        lambda: K.merge_profiles(K.profile(ref), K.profile(cur)),
-        lambda: K.merge_profiles(K.profile(frozen), K.profile(ref)),
-        lambda: K.drift_from_profile(K.profile(ref), cur),
-        *[lambda m=m: K.dataset_drift(ref, cur, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
-        *[lambda m=m: K.dataset_drift(frozen, cur, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
-        *[lambda m=m: K.dataset_drift(cur, frozen, method=m, columns=COLUMNS_FOR.get(m)) for m in METHODS],
-        lambda: K.ks_2samp(np.arange(30.0), np.arange(30.0) + 3, method="exact"),  # equal sizes
-        lambda: K.ks_2samp(np.arange(30.0), np.arange(41.0), method="exact"),  # unequal sizes
-        *[lambda a=a: K.ks_2samp(np.arange(30), np.arange(41) + 9, method="exact", alternative=a)  # integer keys
-          for a in ("less", "greater")],
-        lambda: K.ks_2samp(floats[~np.isnan(floats)], cur["f"][~np.isnan(cur["f"])]),
-        lambda: K.wasserstein_distance([1.0, 2.0, 3.0], [2.0, 5.0], [1.0, 1.0, 2.0], [1.0, 3.0]),
-        lambda: C.pearson({"f": ref["f"], "i": ref["i"]}),
-        lambda: C.spearman({"f": ref["f"], "i": ref["i"]}),
-        lambda: C.cramers_v({"c": ref["c"], "b": ref["b"]}),
-        lambda: cut_points(rng.integers(0, 256, 3 << 20, dtype=np.uint8)),
-        lambda: cut_points(rng.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()),  # read-only
-    ]
-    for step in steps:
-        try:
-            step()
-        except Exception as exc:  # an API that changed must not stop the others from compiling
-            print(f"tests/numba_warmup.py: a step failed (what it compiles, workers compile as used): {exc!r}",
-                  file=sys.stderr)
-
-
 if __name__ == "__main__":
-    _compile_everything()
+    from edgeorch.kernels.warmup import warm as _warm_in_place
+
+    _, failures = _warm_in_place(Path(sys.argv[1]))  # the caller holds the folder's lock: no staging
+    for failure in failures:
+        print(f"tests/numba_warmup.py: a step failed (what it compiles, workers compile as used): {failure}",
+              file=sys.stderr)
