@@ -151,6 +151,12 @@ class ModelService:
         """
         return await self.rollback(name, alias=alias, actor=f"rule:{rule}", reason=reason)
 
+    def unblock(self, name: str, *, rule: str | None = None, actor: str | None,
+                reason: str | None = None) -> list[dict[str, Any]]:
+        """Lift the promotion blocks of ``name`` (only ``rule``'s when given), recorded with ``actor`` and
+        ``reason``; returns the lifted blocks (empty: none was in force, nothing recorded)."""
+        return self.store.models.lift_blocks(name, rule=rule, by=actor, reason=reason or "unblocked by hand")
+
     def previous(self, name: str, alias: str) -> int:
         """The version ``alias`` pointed at before its current one, newest first, that passed its gates and
         never failed a health check or a canary. :class:`ConflictError` when there is none."""

@@ -49,14 +49,16 @@ def show_version(store: "Store", name: str, version: int) -> dict[str, Any]:
 
 
 def show(store: "Store", name: str, *, history: int = 20) -> dict[str, Any]:
-    """A model: its policy (gates, target, strategy), aliases, recent alias moves, deployments, canary."""
+    """A model: its policy (gates, target, strategy), aliases, recent alias moves, deployments, canary, and the
+    promotion ``blocks`` in force (:mod:`edgeorch.models.blocks`)."""
     m = store.models.require(name)
     policy = ModelPolicy.from_dict(m["policy"]) if m.get("policy") else ModelPolicy(name=name)
     vs = store.models.versions(name)
     return {"model": name, "created_at": m["created_at"], "versions": len(vs),
             "latest": vs[-1]["version"] if vs else None, "aliases": store.models.aliases(name),
             "policy": policy.to_dict(), "history": store.models.alias_history(name, limit=history),
-            "deployments": store.models.deployments(name, limit=history), "canary": store.models.canary(name)}
+            "deployments": store.models.deployments(name, limit=history), "canary": store.models.canary(name),
+            "blocks": store.models.blocks(name)}
 
 
 def diff(store: "Store", name: str, a: int, b: int) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""``edgeorch models list|show|versions|diff|why|promote|rollback|observe``: the model registry (docs/models.md).
+"""``edgeorch models list|show|versions|diff|why|promote|rollback|unblock|observe``: the model registry
+(docs/models.md).
 
 With a daemon running every action goes through it (``models.*`` ops);
 without one, the reads open the state file read-only and the writes
-(``promote``, ``rollback``, ``observe``) run the deployment in this process
+(``promote``, ``rollback``, ``unblock``, ``observe``) run the deployment in this process
 under the state-dir lock, exactly as the daemon would (recovery of an
 interrupted deployment first). ``promote`` and ``rollback`` exit 0 only when
 the deployment succeeded; undone, rolled back or failed is exit 1 with the
@@ -50,6 +51,11 @@ def register(add: AddCommand) -> None:
                    "abort the canary)")
     a.add_argument("--to", metavar="VERSION", type=_version, help="this version instead of the previous one")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
+    a = action("unblock", cmd_unblock, "lift the blocks monitoring rules set on a model's promotions "
+               "(docs/monitoring.md)")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--rule", metavar="RULE", help="only the block this rule set (default: every block)")
+    a.add_argument("--reason", metavar="TEXT", help="why (recorded with the lift)")
     a = action("observe", cmd_observe, "record metrics observed for the version an alias points at (canary evidence)")
     a.add_argument("name", metavar="NAME")
     a.add_argument("alias", metavar="ALIAS")
@@ -102,6 +108,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{dep['dir'] or '<state dir>/serving'} (current follows {dep['serve']})"
           + (f"; reload {' '.join(dep['reload'])}" if dep["reload"] else "")
           + (f"; health {' '.join(dep['health'])}" if dep["health"] else ""))
+    for b in res.get("blocks") or []:
+        from ...models.blocks import describe
+
+        print(f"promotions BLOCKED {describe(b)} since {format_timestamp(b['blocked_at'])} "
+              f"(edgeorch models unblock {res['model']})")
     if res["canary"]:
         c = res["canary"]
         print(f"canary: version {c['version']} against {c['against_version']} ({c['mode']}), {c['state']}")
@@ -222,6 +233,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _deployment_result(args, res["deployment"])
 
 
+def cmd_unblock(args: argparse.Namespace) -> int:
+    async def unblock(service: Any, actor: str) -> dict[str, Any]:
+        return {"model": args.name, "lifted": service.unblock(args.name, rule=args.rule, actor=actor,
+                                                              reason=args.reason)}
+
+    res = _act(args, "models.unblock", {"name": args.name, "rule": args.rule, "reason": args.reason}, unblock)
+    if args.json:
+        print_json(res)
+    elif not getattr(args, "quiet", False):
+        lifted = res["lifted"]
+        if not lifted:
+            print(f"{args.name}: no promotion block in force" + (f" from rule {args.rule}" if args.rule else ""))
+        for b in lifted:
+            print(f"{args.name}: lifted block {b['id']}" + (f" of rule {b['rule']}" if b["rule"] else "")
+                  + f" ({b['reason']})")
+    return EXIT_OK
+
+
 def cmd_observe(args: argparse.Namespace) -> int:
     from ...errors import UsageError
 
@@ -306,7 +335,7 @@ def _offline(backend: Backend, action: Callable[[Any, str], Any]) -> dict[str, A
             store.close()
     finally:
         lock.release()
-    return result if "recorded" in result else {"deployment": result}
+    return result if "recorded" in result or "lifted" in result else {"deployment": result}
 
 
 def _read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:

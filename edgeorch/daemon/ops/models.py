@@ -1,4 +1,5 @@
-"""``models.*``: the model registry (docs/models.md): list, show, versions, diff, why, promote, rollback, observe.
+"""``models.*``: the model registry (docs/models.md): list, show, versions, diff, why, promote, rollback, unblock,
+observe.
 
 Reads answer from ``store.models`` (:mod:`edgeorch.models.views`, the same
 documents the CLI builds without a daemon). ``promote`` and ``rollback``
@@ -40,6 +41,8 @@ class ModelOps:
                "move an alias (default: the model's promotion alias) to a version, through a deployment"),
         OpSpec("models.rollback", "models_rollback", "act",
                "move an alias back to the previous version that passed its gates (or to a given one)"),
+        OpSpec("models.unblock", "models_unblock", "act",
+               "lift the blocks on a model's promotions (all, or one rule's) that monitoring rules set"),
         OpSpec("models.observe", "models_observe", "act",
                "record metrics observed for the versions aliases point at (a canary's evidence)"),
     )
@@ -79,6 +82,11 @@ class ModelOps:
                                                                  default="champion"),
                                           to=to, actor=actor_of(peer), reason=arg(args, "reason", str, required=False))
         return {"deployment": dep}
+
+    async def models_unblock(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        lifted = self.service.unblock(_name(args), rule=arg(args, "rule", str, required=False), actor=actor_of(peer),
+                                      reason=arg(args, "reason", str, required=False))
+        return {"model": args["name"], "lifted": lifted}
 
     async def models_observe(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         metrics = arg(args, "metrics", dict)
