@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, TypeVar
 
 from .errors import EdgeorchError
@@ -224,6 +224,31 @@ class TableReader:
             self.data.get(key, {}), file=self.file, prefix=self.field(key), errors=self.errors,
             error_cls=self.error_cls, context=context or self.context,
         )
+
+    def name_or_table(self, key: str, expected: str) -> "TableReader | None":
+        """A reader for ``key`` when it is a table, or a name (read as ``{name = "..."}``).
+
+        None when the key is absent, or (with an error naming ``expected``) of any other type.
+        """
+        if not self.has(key):
+            return None
+        value = self.raw(key)
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            self.fail(key, "has the wrong type", value=value, expected=expected)
+            return None
+        return TableReader(value, file=self.file, prefix=self.field(key), errors=self.errors,
+                           error_cls=self.error_cls, context=self.context)
+
+    def output_path(self, key: str) -> str:
+        """A path under the task's output folder: relative and without ``..`` (``""`` when absent)."""
+        path = self.str(key, "", nonempty=False)
+        if path and (path.startswith("/") or ".." in PurePosixPath(path).parts):
+            self.fail(key, "must be relative to the task's output folder", value=path,
+                      expected="a relative path without '..' (under $EDGEORCH_OUTPUT_DIR)")
+            return ""
+        return path or ""
 
     def finish(self, allowed: list[str] | None = None) -> None:
         """Report every key that no getter asked for (unknown keys, with did-you-mean)."""

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
 
 from ..errors import UsageError
 from ..tomlcheck import TableReader
@@ -82,27 +80,16 @@ def check_decl(reader: TableReader, key: str = "dataset", *, with_path: bool) ->
     ``..`` (it lands under the task's output folder); a watch's form has no
     ``path``.
     """
-    if not reader.has(key):
-        return None
     before = len(reader.errors)
-    value: Any = reader.raw(key)
-    expected = DECL_EXPECTED_TASK if with_path else DECL_EXPECTED_WATCH
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        reader.fail(key, "has the wrong type", value=value, expected=expected)
+    sub = reader.name_or_table(key, DECL_EXPECTED_TASK if with_path else DECL_EXPECTED_WATCH)
+    if sub is None:
         return None
-    sub = TableReader(value, file=reader.file, prefix=reader.field(key), errors=reader.errors,
-                      error_cls=reader.error_cls)
     name = sub.str("name", None, required=True)
-    path = sub.str("path", "", nonempty=False) if with_path else ""
+    path = sub.output_path("path") if with_path else ""
     compress = sub.bool("compress", False)
     sub.finish(["name", "path", "compress"] if with_path else ["name", "compress"])
     if name is not None and name_problem(name):
         sub.fail("name", "is not a valid dataset name", value=name, expected=NAME_EXPECTED)
-    if path and (path.startswith("/") or ".." in PurePosixPath(path).parts):
-        sub.fail("path", "must be relative to the task's output folder", value=path,
-                 expected="a relative path without '..' (under $EDGEORCH_OUTPUT_DIR)")
     if len(reader.errors) > before or name is None:
         return None
     return DatasetDecl(name, path or "", bool(compress))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
 from typing import Any, Iterable, Mapping
 
 from ..tomlcheck import TableReader
@@ -178,30 +177,19 @@ DECL_EXPECTED = ('a model name, or a table {name = "...", path = "file or folder
 
 def check_task_model(reader: TableReader, key: str = "model") -> ModelDecl | None:
     """Read a task's ``model`` key (None when absent); problems go to the reader's errors."""
-    if not reader.has(key):
-        return None
     before = len(reader.errors)
-    value: Any = reader.raw(key)
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        reader.fail(key, "has the wrong type", value=value, expected=DECL_EXPECTED)
+    sub = reader.name_or_table(key, DECL_EXPECTED)
+    if sub is None:
         return None
-    sub = TableReader(value, file=reader.file, prefix=reader.field(key), errors=reader.errors,
-                      error_cls=reader.error_cls)
     name = sub.str("name", None, required=True)
-    path = sub.str("path", "", nonempty=False)
-    metrics = sub.str("metrics", None)
+    path = sub.output_path("path")
+    metrics = sub.output_path("metrics") or None
     sub.finish(["name", "path", "metrics"])
     if name is not None and name_problem(name):
         sub.fail("name", name_problem(name) or "", value=name, expected=NAME_EXPECTED)
-    for k, v in (("path", path), ("metrics", metrics)):
-        if v and (v.startswith("/") or ".." in PurePosixPath(v).parts):
-            sub.fail(k, "must be relative to the task's output folder", value=v,
-                     expected="a relative path without '..' (under $EDGEORCH_OUTPUT_DIR)")
     if len(reader.errors) > before or name is None:
         return None
-    return ModelDecl(name, path or "", metrics)
+    return ModelDecl(name, path, metrics)
 
 
 # -- the pipeline table ------------------------------------------------------------------------------
