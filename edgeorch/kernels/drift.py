@@ -30,7 +30,9 @@ naive against zoned datetimes, or datetimes against numbers, is a DataError.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -365,6 +367,18 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
 
     rt, ct = load_table(ref, columns, progress=progress), load_table(cur, columns, progress=progress)
     names = columns or [c for c in rt if c in ct]
+    if not names:
+        if len(rt) == 1 and len(ct) == 1 and _is_series(ref) and _is_series(cur):
+            # Two named Series are one quantity under two names (a renamed column): compare them,
+            # under the reference's name, rather than test nothing.
+            (name,), (other,) = rt, ct
+            ct = {name: ct[other]}
+            names = [name]
+        else:
+            # Nothing in common would otherwise read as "0 of 0 columns drifted: no drift".
+            raise DataError(f"the reference and the current data have no column in common (reference: "
+                            f"{_listed(rt)}; current: {_listed(ct)})", file=_src(cur),
+                            expected="tables with the same column names, or columns= naming the ones to compare")
     for name in names:
         for label, t, src in (("reference", rt, ref), ("current", ct, cur)):
             if name not in t:
@@ -381,6 +395,16 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
             progress.update(i + 1, len(names), f"drift {name}", unit="columns")
     apply_correction(results, correction)
     return summarise(results, drift_share, correction)
+
+
+def _is_series(x: Any) -> bool:
+    """A pandas or polars Series (one named column), not a table or a path."""
+    return hasattr(x, "to_numpy") and not hasattr(x, "columns") and not isinstance(x, (str, Path, Mapping))
+
+
+def _listed(table: Mapping[str, Any], most: int = 8) -> str:
+    names = list(table)
+    return (", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")) or "none"
 
 
 def _src(x: Any) -> str | None:

@@ -183,3 +183,18 @@ def test_profile_chisquare_for_categories() -> None:
 def test_profile_drift_rejects_unavailable_method() -> None:
     with pytest.raises(DataError, match="not available against a profile"):
         drift_from_profile(profile({"x": [1.0]}), {"x": [1.0]}, method="wasserstein")
+
+
+def test_two_series_with_different_names_are_compared_not_skipped() -> None:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    ref = pd.Series(rng.normal(size=400), name="price")
+    cur = pd.Series(rng.normal(3.0, 1.0, size=400), name="price_usd")
+    result = dataset_drift(ref, cur)
+    assert [c.column for c in result.columns] == ["price"]
+    assert result.drift and result.n_tested == 1
+
+
+def test_tables_with_no_column_in_common_are_an_error_not_no_drift() -> None:
+    with pytest.raises(DataError, match=r"no column in common \(reference: a; current: b\)"):
+        dataset_drift({"a": [1.0, 2.0, 3.0]}, {"b": [1.0, 2.0, 3.0]})
