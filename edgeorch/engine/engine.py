@@ -39,7 +39,7 @@ from ..kernels.cache import numba_cache_dir
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
-from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_of
+from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_dict, request_of
 from ..store import NewAttempt, Store
 from . import privacy, scheduler, settlement
 from .callrunner import EXIT_VIOLATION
@@ -194,14 +194,19 @@ class Engine:
         """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
         self.loop = asyncio.get_running_loop()
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.res = Admission.open(self.config.resources)
+        self.executor = self._make_executor(self.loop)
+        if self.executor.nodes() is None:
+            # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
+            self.res = Admission.open(self.config.resources)
+            self.executor.start()
+        else:  # a cluster executor (Ray): connected first, then its nodes are what the admission counts
+            self.executor.start()
+            self.res = Admission.for_cluster(self.config.resources, self.executor.nodes() or ())
         # GPU readings arrive on the GPU reader's thread; a GPU task that waited for one is reconsidered.
         loop = self.loop
         self.res.on_gpu_update(lambda: loop.call_soon_threadsafe(self._schedule_dispatch))
         self.res.restore_drains(self.store.events.daemon_rows("gpu_drained", since=boot_time()))
         self.res.seed_durations(self.store.attempts.successful_durations())
-        self.executor = self._make_executor(self.loop)
-        self.executor.start()
         for run in self.store.runs.active():
             self._activate(run["id"])
         self._recover_attempts()
@@ -211,10 +216,25 @@ class Engine:
         self._schedule_dispatch()
 
     def _make_executor(self, loop: asyncio.AbstractEventLoop) -> Executor:
-        """The executor attempts run on (the local zygote/shim one); the engine uses only its contract."""
+        """The executor ``[executor] kind`` names; the engine uses only its contract.
+
+        Ray is imported only here, only for ``kind = "ray"``.
+        """
+        if self.config.executor.kind == "ray":
+            from .executors.ray.executor import RayExecutor
+
+            return RayExecutor(loop, self._on_started, self._on_exited, self._on_executor_health,
+                               config=self.config.executor)
         from .executors.local.executor import LocalExecutor
 
         return LocalExecutor(loop, self._on_started, self._on_exited, self._on_executor_health)
+
+    def _sync_cluster(self) -> None:
+        """A cluster executor's nodes changed (one joined or died): admit against them from now on."""
+        if self.executor is not None and self.res is not None and self.res.cluster is not None:
+            nodes = self.executor.nodes()
+            if nodes is not None and tuple(nodes) != self.res.cluster:
+                self.res.set_cluster(nodes)
 
     async def close(self, *, stop_tasks: bool = False) -> None:
         """Stop the engine. Running tasks go on (live restore) unless ``stop_tasks``."""
@@ -309,6 +329,7 @@ class Engine:
     def check_resources(self, pipeline: Pipeline) -> None:
         """Raise :class:`UnsatisfiableError` naming each task whose request no state of this machine grants."""
         assert self.res is not None, "start() the engine first"
+        self._sync_cluster()
         bad = self.res.check_pipeline(pipeline)
         if bad:
             task, why = bad[0]
@@ -621,8 +642,10 @@ class Engine:
     def resources_report(self) -> dict[str, Any]:
         """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready)."""
         assert self.res is not None
+        self._sync_cluster()
         rep = self.res.report(self.clock(), parallelism=self.config.engine.parallelism,
-                              max_parallel=self._max_parallel())
+                              max_parallel=self._max_parallel(),
+                              placements=self.executor.placements() if self.executor is not None else None)
         rep["parallelism"] = self.config.engine.parallelism
         rep["running"] = len(self.live)
         return rep
@@ -647,6 +670,7 @@ class Engine:
         parallelism = self.config.engine.parallelism
         if len(self.live) >= parallelism:
             return  # cheap exit: no decision can start anything
+        self._sync_cluster()
         # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
         decision = res.decide(self.clock(), parallelism=parallelism, max_parallel=self._max_parallel())
         for uuid, why in res.take_new_drains().items():  # found by this decision's health reading
@@ -741,6 +765,7 @@ class Engine:
             attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
             log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
             cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
+            resources=request_dict(ctx.requests[name]),
         ))
         self._arm_timeout(la)
         if recorded and lease.gpus:

@@ -41,6 +41,7 @@ from typing import Any
 from ..config import ResourcesConfig
 from . import memory as cgroups
 from .allocator import Capacity, _fmt, never_satisfiable
+from .cluster import ClusterNode, cluster_inventory, never_on_cluster
 from .cpus import available_memory, format_cpu_list, read_inventory
 from .gpus import GpuBackend
 from .gpus.detect import detect_gpus
@@ -122,6 +123,9 @@ class Admission:
     """Drains found (health events, lost GPUs) and not yet handed to the engine to record."""
     pid_visible: Callable[[int], bool] = field(default=lambda pid: _pid_visible(pid))
     """Whether a PID exists in this daemon's PID namespace (NVML reports host PIDs)."""
+    cluster: tuple[ClusterNode, ...] | None = None
+    """The nodes of a cluster executor (Ray) when attempts run there; None: this machine
+    (:meth:`for_cluster`; :mod:`.cluster` says what is counted)."""
     _own_cpus: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     _foreign_pids_said: bool = False
 
@@ -164,6 +168,29 @@ class Admission:
                                                 f"{support.path}: {exc.strerror}")
         return cls(cfg, inventory, backend, msg, support, reader=reader, backend_broken=found.broken)
 
+    @classmethod
+    def for_cluster(cls, cfg: ResourcesConfig, nodes: Iterable[ClusterNode]) -> Admission:
+        """Admission for attempts that run on a cluster's nodes, not here: no local hardware is read.
+
+        The nodes count as one machine (:func:`~.cluster.cluster_inventory`);
+        :meth:`never` asks whether one node could hold a request; memory is
+        reserved as the cluster's ``memory`` resource (no cgroup here); there
+        is no GPU watcher (the GPUs are not this machine's).
+        """
+        adm = cls(cfg, backend_message="no node of the Ray cluster has a GPU",
+                  cgroup=cgroups.CgroupSupport(False, None, "reserved from the Ray node's memory resource, "
+                                                            "not enforced by edgeorch"))
+        adm.set_cluster(nodes)
+        return adm
+
+    def set_cluster(self, nodes: Iterable[ClusterNode]) -> None:
+        """The cluster's nodes changed (one joined or died): count them from now on. Leases held stay."""
+        self.cluster = tuple(nodes)
+        self.inventory = cluster_inventory(self.cluster)
+        gpus = len(self.inventory.gpus)
+        self.backend_message = (f"{gpus} GPU{'s' if gpus != 1 else ''} on the Ray cluster" if gpus
+                                else "no node of the Ray cluster has a GPU")
+
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
@@ -196,6 +223,8 @@ class Admission:
         """Why ``req`` can never be granted on this machine (None: it can)."""
         if req is EMPTY:
             return None
+        if self.cluster is not None:
+            return never_on_cluster(req, self.cluster, self.cfg.pools)
         return never_satisfiable(req, self.inventory, self.cfg.pools, cpu_only_reason=self.cpu_only_reason)
 
     def check_pipeline(self, pipeline: Any) -> list[tuple[str, str]]:
@@ -310,7 +339,8 @@ class Admission:
         if live:
             if self.reader is not None:
                 gpu_free, lease_used, unreadable = self._gpu_view()
-            host = available_memory() or None
+            if self.cluster is None:  # this machine's MemAvailable says nothing of a cluster's nodes
+                host = available_memory() or None
         return decide(self.queue, self.inventory, [h.running for h in self.held.values()], now=now,
                       gpu_free=gpu_free, gpu_lease_used=lease_used, gpu_unreadable=unreadable,
                       drained=self.drained, pools=self.cfg.pools, max_parallel=max_parallel,
@@ -496,8 +526,14 @@ class Admission:
             out.append(item)
         return out
 
-    def report(self, now: float, *, parallelism: int, max_parallel: Mapping[str, int]) -> dict[str, Any]:
-        """JSON-ready state for ``edgeorch resources``: cores, memory, GPUs, leases, queue with reasons."""
+    def report(self, now: float, *, parallelism: int, max_parallel: Mapping[str, int],
+               placements: Mapping[int, str] | None = None) -> dict[str, Any]:
+        """JSON-ready state for ``edgeorch resources``: cores, memory, GPUs, leases, queue with reasons.
+
+        With a cluster, also ``cluster``: its nodes with their totals and what
+        edgeorch's attempts hold on each (``placements``: attempt id → node id,
+        known once an attempt started there; the others are ``unplaced``).
+        """
         cap = Capacity(self.inventory, (h.running.lease for h in self.held.values()), drained=self.drained,
                        pools=self.cfg.pools)
         leased = {c: h for h in self.held.values() for c in h.running.lease.cpus}
@@ -516,7 +552,7 @@ class Admission:
             unsat = next((r for u, r in decision.unsatisfiable if u.id == t.id), None)
             queue.append({"task": t.id, "pipeline": t.pipeline, "priority": t.priority,
                           "critical_path_s": round(t.critical_path, 1), "predicted_s": round(t.duration, 1),
-                          "request": _request_dict(t.request),
+                          "request": request_dict(t.request),
                           "reason": unsat or (why.message if why else "starting now"),
                           "reason_kind": "unsatisfiable" if unsat else (why.kind if why else "starting")})
         return {
@@ -525,7 +561,7 @@ class Admission:
                      "cores": [{"id": c.id, "numa_node": c.numa_node,
                                 "held_by": leased[c.id].running.lease.holder if c.id in leased else None}
                                for c in self.inventory.cpus]},
-            "memory": {"available_at_start": self.inventory.memory_available, "available_now": available_memory(),
+            "memory": {"available_at_start": self.inventory.memory_available, "available_now": available_memory() if self.cluster is None else None,
                        "leased": sum(h.running.lease.memory for h in self.held.values()),
                        "enforcement": self.cgroup.message},
             "gpu_backend": self.backend_message,
@@ -542,7 +578,23 @@ class Admission:
                        if holds_anything(h.running.lease)],
             "running_unleased": sum(1 for h in self.held.values() if not holds_anything(h.running.lease)),
             "queue": queue,
-        }
+        } | ({"cluster": self._cluster_report(placements or {})} if self.cluster is not None else {})
+
+    def _cluster_report(self, placements: Mapping[int, str]) -> dict[str, Any]:
+        """Per node: address, alive, totals, and the attempts of edgeorch placed there with what they hold."""
+        assert self.cluster is not None
+        nodes = []
+        for n in sorted(self.cluster, key=lambda n: (not n.alive, n.address, n.node_id)):
+            held = [h for aid, h in sorted(self.held.items()) if placements.get(aid) == n.node_id]
+            nodes.append({
+                "node_id": n.node_id, "address": n.address, "alive": n.alive, "cpus": n.cpus, "gpus": n.gpus,
+                "memory": n.memory, "gpu_memory": n.gpu_memory, "gpu_models": list(n.gpu_models),
+                "held": _held_sum(h.running.lease for h in held),
+                "attempts": [{"attempt_id": h.attempt_id, "run_id": h.run_id, "task": h.task} for h in held],
+            })
+        unplaced = [h for aid, h in sorted(self.held.items()) if aid not in placements]
+        return {"nodes": nodes, "unplaced": [{"attempt_id": h.attempt_id, "run_id": h.run_id, "task": h.task}
+                                             for h in unplaced]}
 
     def _buckets(self) -> list[Any]:
         return [b for group in self.queue.shape_groups().values() for b in group]
@@ -568,7 +620,21 @@ def _pid_visible(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-def _request_dict(req: ResourceRequest) -> dict[str, Any]:
+def _held_sum(leases: Iterable[Lease]) -> dict[str, Any]:
+    """What some leases hold together, in a cluster's terms: cpus, GPUs (whole, and memory shares), memory."""
+    out = {"cpus": 0, "gpus": 0, "gpu_shares": 0, "memory": 0}
+    for lease in leases:
+        out["cpus"] += len(lease.cpus)
+        out["memory"] += lease.memory
+        if lease.gpu_exclusive:
+            out["gpus"] += len(lease.gpus)
+        elif lease.gpus:
+            out["gpu_shares"] += 1
+    return out
+
+
+def request_dict(req: ResourceRequest) -> dict[str, Any]:
+    """The non-zero keys of a request (reports, and what a cluster executor asks its scheduler for)."""
     return {k: v for k, v in (("cpus", req.cpus), ("memory", req.memory), ("gpus", req.gpus),
                               ("gpu_memory", req.gpu_memory), ("gpu_model", req.gpu_model), ("pool", req.pool)) if v}
 

@@ -2,7 +2,9 @@
 
 The engine talks to an executor only through :class:`Executor` and the plain
 data below. Implementations: :class:`~edgeorch.engine.executors.local.executor.LocalExecutor`
-(a zygote forks one supervising shim per attempt). One contract test suite
+(a zygote forks one supervising shim per attempt) and
+:class:`~edgeorch.engine.executors.ray.executor.RayExecutor` (one detached Ray
+actor per attempt, on a node of a Ray cluster). One contract test suite
 (``tests/contract/test_executors.py``) runs against every implementation, so
 the docstrings here are the contract.
 
@@ -35,8 +37,12 @@ from __future__ import annotations
 import abc
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ...resources.cluster import ClusterNode
 
 
 @dataclass
@@ -58,6 +64,10 @@ class SpawnRequest:
     """Seconds between the SIGTERM and the SIGKILL of a stop (and of what the task leaves behind)."""
     mkdirs: list[str] = field(default_factory=list)
     """Folders to create before the task starts (its output and checkpoint folders)."""
+    resources: dict[str, Any] = field(default_factory=dict)
+    """The task's resource request (the non-zero keys of a ``ResourceRequest``: cpus, memory, gpus,
+    gpu_memory, gpu_model). An executor that places attempts itself (Ray) asks its scheduler for
+    them; the local one applies the lease instead (``cpus``, ``cgroup``, the lease's variables in ``env``)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -218,6 +228,21 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop watching; running attempts go on (a later :meth:`adopt` finds them). No callback comes after."""
+
+    def nodes(self) -> Sequence["ClusterNode"] | None:
+        """The machines attempts run on, for an executor that places them on a cluster (cheap: no I/O).
+
+        None (the default): this machine only; the engine's admission reads
+        its hardware. A sequence (empty before :meth:`start`, so the engine can
+        tell the kind before starting it): the engine admits against these nodes
+        (``resources/cluster.py``) and re-reads it when a different object
+        is returned (a node joined or died).
+        """
+        return None
+
+    def placements(self) -> dict[int, str]:
+        """Attempt id → the node id it runs on, for the attempts a cluster executor placed (reports only)."""
+        return {}
 
 
 __all__ = ["Adoption", "AttemptRecord", "ExitInfo", "Executor", "Health", "OnExited", "OnHealth", "OnStarted",
