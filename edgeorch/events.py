@@ -469,6 +469,21 @@ class ModelDeployment(Event):
                 "action": self.action, "outcome": self.outcome, "actor": self.actor, "ts": self.ts}
 
 
+@dataclass(frozen=True)
+class ModelObserved(Event):
+    """Metrics were observed for the versions aliases of ``model`` point at (``values``: alias -> metric ->
+    value; ``run_id``: the batch's run, if any); recorded by ``store.models.observe`` before this is published.
+    Monitoring rules over a model's realized metric evaluate on it (docs/monitoring.md)."""
+
+    model: str
+    values: Mapping[str, Mapping[str, float]]
+    run_id: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "model", "state": "observed", "model": self.model,
+                "values": {a: dict(m) for a, m in self.values.items()}, "run_id": self.run_id, "ts": self.ts}
+
+
 # -- items of one client's stream (never published on the bus) -------------------------------
 
 

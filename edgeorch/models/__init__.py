@@ -10,7 +10,8 @@ One module per job:
 - :mod:`.commands`: the reload and health commands, bounded by timeouts, off the loop;
 - :mod:`.deploy`: the Deployer: a deployment's durable steps, undo, rollback, recovery;
 - :mod:`.canary`: a canary's comparison (pure);
-- :mod:`.service`: ModelService: promote, rollback, auto_rollback, observe, canary decisions;
+- :mod:`.blocks`: promotion blocks (a monitoring rule's response): the one check every forward move passes;
+- :mod:`.service`: ModelService: promote, rollback, auto_rollback, unblock, observe, canary decisions;
 - :mod:`.views`: the documents the ops and the CLI print.
 
 The rows are ``store.models``'s (:mod:`edgeorch.store.models`).

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ConflictError, UsageError
-from ..events import Event, ModelRegistered
+from ..events import Event, ModelObserved, ModelRegistered
 from .deploy import Deployer, StepHook
 from .spec import ModelPolicy, alias_problem
 
@@ -47,6 +47,7 @@ class ModelService:
                  clock: Callable[[], float], step_hook: StepHook | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.publish = publish
         self.deployer = Deployer(store, serving_dir=serving_dir, publish=publish, clock=clock, step_hook=step_hook)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -189,8 +190,9 @@ class ModelService:
 
     def observe(self, name: str, by_alias: Mapping[str, Mapping[str, float]], *, run_id: int | None = None,
                 task: str | None = None) -> int:
-        """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``);
-        then decide a canary whose window is over. Returns how many values were recorded."""
+        """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``),
+        publish :class:`~edgeorch.events.ModelObserved` (monitoring rules over realized metrics), then decide a
+        canary whose window is over. Returns how many values were recorded."""
         self.store.models.require(name)
         aliases = self.store.models.aliases(name)
         rows = []
@@ -203,6 +205,7 @@ class ModelService:
                     raise UsageError("is not a number", field=f"{alias}.{metric}", value=value, expected="a number")
                 rows.append((aliases[alias], alias, metric, float(value)))
         n = self.store.models.observe(name, rows, run_id=run_id, task=task)
+        self.publish(ModelObserved(self.clock(), name, {a: dict(m) for a, m in by_alias.items()}, run_id=run_id))
         if not self._closed:
             self._spawn(self.decide_canaries(name))
             policy = self._policy(name)

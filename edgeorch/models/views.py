@@ -141,6 +141,9 @@ def event_line(ev: dict[str, Any]) -> str:
         if ev["gate_verdict"] == "failed":
             line += f" (edgeorch models why {ev['model']} {ev['version']})"
         return line
+    if ev["state"] == "observed":
+        return f"model {ev['model']}: observed " + "; ".join(
+            f"{alias} " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())) for alias, m in sorted(ev["values"].items()))
     target = "removed" if ev.get("to_version") is None else f"-> version {ev['to_version']}"
     line = f"model {ev['model']}: {ev['alias']} {target}: {ev['state']}"
     return line + (f": {ev['outcome']}" if ev.get("outcome") and ev["state"] != "running" else "")

@@ -72,6 +72,9 @@ WIRE: list[tuple[ev.Event | ev.Overflow, dict[str, Any]]] = [
      {"kind": "model", "state": "rolled_back", "model": "house", "deployment_id": 3, "alias": "champion",
       "from_version": 2, "to_version": 4, "action": "promote", "outcome": "health failed", "actor": "edgeorch",
       "ts": TS}),
+    (ev.ModelObserved(TS, "house", {"champion": {"rmse": 52.0}}, run_id=7),
+     {"kind": "model", "state": "observed", "model": "house", "values": {"champion": {"rmse": 52.0}}, "run_id": 7,
+      "ts": TS}),
     (ev.Subscribed(TS, None), {"kind": "subscribed", "run_id": None, "ts": TS}),
     (ev.Overflow(), {"kind": "overflow", "message": "events were dropped: the client reads too slowly"}),
 ]
