@@ -561,6 +561,13 @@ MIGRATIONS: list[str] = [
         UNIQUE (name, version)
     );
     """,
+    # 17: retention's lineage hold (runs whose outputs another run consumed) and lineage's
+    # downstream queries look consumed rows up by their producer; without these, each page of
+    # `edgeorch gc` scanned the whole table.
+    """
+    CREATE INDEX consumed_by_source_run ON consumed (source_run);
+    CREATE INDEX consumed_by_source_attempt ON consumed (source_attempt);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
