@@ -42,7 +42,9 @@ from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
-from ..events import Bus, Event, ModelRegistered, Reloaded, RunFinished, record
+from ..events import Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, Reloaded, RunFinished, record
+from ..kernels.cache import numba_cache_dir
+from ..kernels.warmer import Warmer
 from ..models.service import ModelService
 from ..monitor.service import Monitors
 from ..observe.eventlog import EventLog
@@ -91,6 +93,7 @@ class Daemon:
         self.metrics: MetricsService | None = None  # [metrics] and the metrics op (docs/operations.md)
         self.models: ModelService | None = None  # promotions, rollbacks, canaries (docs/models.md)
         self.monitors: Monitors | None = None  # rules and their responses (docs/monitoring.md)
+        self.warmer: Warmer | None = None  # the numba cache's background warm-up ([kernels] warm_up)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -130,6 +133,7 @@ class Daemon:
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
                                      quarantine_dir=cfg.state_dir / "quarantine", models=self.models)
             self.bus.subscribe(self.monitors.on_run_finished, RunFinished)
+            self.bus.subscribe(self.monitors.on_model_event, (ModelObserved, ModelDeployment))  # model_metric rules
             self.monitors.start()
             self.retention = RunRetention(store=self.store, runs_dir=cfg.runs_dir, config=cfg.retention,
                                           loop=self.loop, publish=self.bus.publish)
@@ -159,6 +163,9 @@ class Daemon:
             notify({"READY": 1, "STATUS": self.status_line(), "MAINPID": os.getpid()})
             log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted",
                      __version__, cfg.socket_path, cfg.state_file, adopted)
+            # After READY, at idle priority: the first kernel task on a new machine finds compiled code.
+            self.warmer = Warmer(numba_cache_dir(cfg.numba_cache_dir), enabled=cfg.kernels.warm_up)
+            self.warmer.start()
             watchdog = asyncio.create_task(watchdog_loop())
             try:
                 await self._serve_until_stopped()
@@ -200,6 +207,8 @@ class Daemon:
             self._audit_stop()
             return 0
         finally:
+            if self.warmer is not None:
+                await self.warmer.close()  # killed, never waited for: a stop does not wait for a compile
             await self.metrics.close()  # the textfile stays with the last numbers
             if self.store is not None:
                 self.store.close()
