@@ -9,6 +9,9 @@ Runs on the daemon's event loop (the one-writer rule). :class:`Monitors`:
 - Run-based rules (result signals, ``failure_rate``) evaluate every finished run
   of their pipeline after their ``cursor``, in order, on ``RunFinished`` and at
   start (catch-up). Freshness rules evaluate every ``check_every`` seconds.
+  Model rules (``model_metric``) evaluate on ``ModelObserved`` and
+  ``ModelDeployment`` and at start, once per new fact (an observation or an
+  alias move; its id is their cursor).
 - An evaluation that fires records, in ONE transaction: the rule's new state and
   cursor, the firing row, a ``rule_fired`` event (and so an audit record, actor
   ``rule:<name>``), a pause or a promotion block, and the run of a trigger response (created
@@ -41,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from .rules import DAY, History, RuleState, evaluate
-from .signals import read, template_values
+from .signals import model_signal, read, template_values
 from .spec import RuleSpec, fill, pipeline_rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,9 +113,11 @@ class Monitors:
             log.warning("%s", p)
         for name, spec in rules.items():
             if self.store.rules.get(name) is None and not spec.timed:
-                # History before the rule existed is not evaluated: the cursor starts at the newest run.
-                self.store.rules.save(name, spec.pipeline, asdict(RuleState()),
-                                      cursor=self.store.rules.newest_run_id(spec.watched))
+                # History before the rule existed is not evaluated: the cursor starts at the newest run (or, for
+                # a model's metric, at the newest observation or alias move).
+                cursor = (model_signal(self.store, spec)["mark"] if spec.on_model
+                          else self.store.rules.newest_run_id(spec.watched))
+                self.store.rules.save(name, spec.pipeline, asdict(RuleState()), cursor=cursor)
         self.rules, self.problems = rules, problems
         self.stop()
         for spec in rules.values():
@@ -122,17 +127,35 @@ class Monitors:
     def on_run_finished(self, event: Any) -> None:
         """Bus subscriber (``RunFinished``): evaluate the run-based rules of that run's pipeline."""
         pipeline = getattr(event, "pipeline", None)
-        if any(not s.timed and s.watched == pipeline for s in self.rules.values()):
+        if any(s.on_runs and s.watched == pipeline for s in self.rules.values()):
             self.catch_up(pipeline)
 
+    def on_model_event(self, event: Any) -> None:
+        """Bus subscriber (``ModelObserved``, ``ModelDeployment``): evaluate the model_metric rules of that model."""
+        self.catch_up_models(getattr(event, "model", None))
+
     def catch_up(self, pipeline: str | None = None) -> None:
-        """Evaluate every finished run after each run-based rule's cursor, oldest first."""
+        """Evaluate every finished run after each run-based rule's cursor, oldest first (and, for every pipeline,
+        each model rule's newest fact after its cursor)."""
         for spec in list(self.rules.values()):
-            if spec.timed or (pipeline is not None and spec.watched != pipeline):
+            if not spec.on_runs or (pipeline is not None and spec.watched != pipeline):
                 continue
             row = self.store.rules.get(spec.name)
             for run in self.store.rules.runs_to_evaluate(spec.watched, row["cursor"] if row else 0):
                 self.evaluate(spec, run)
+        if pipeline is None:
+            self.catch_up_models()
+
+    def catch_up_models(self, model: str | None = None) -> None:
+        """Evaluate each model_metric rule (of ``model``) whose signal has a fact newer than its cursor: a new
+        observation (realized) or alias move (registered); the same fact is never evaluated twice."""
+        for spec in list(self.rules.values()):
+            if not spec.on_model or (model is not None and spec.model != model):
+                continue
+            row = self.store.rules.get(spec.name)
+            mark = model_signal(self.store, spec)["mark"]
+            if mark is not None and mark > (row["cursor"] if row else 0):
+                self.evaluate(spec)
 
     # -- evaluation --------------------------------------------------------------------------------
 
@@ -146,26 +169,28 @@ class Monitors:
         key = fill(spec.dedupe, values) if spec.dedupe else None
         fired, keys = store.rules.history(spec.name, now - DAY)
         d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys))
-        cursor = run["id"] if run is not None else None
+        # The cursor: the newest run (run-based) or model fact (observation, alias move) evaluated.
+        cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None
+        source_run = doc.get("run_id")  # the run the signal came from (a model's: the observed batch's, if any)
         actor = f"rule:{spec.name}"
         if d.action == "fire":
             self._fire(spec, d.state, doc, values, key, cursor, d.reason)
             return d.action
         data = {"rule": spec.name, "pipeline": spec.pipeline, "action": d.action, "state": d.state.state,
                 "reason": d.reason, "value": doc.get("value"), "threshold": doc.get("threshold"),
-                "episode": d.state.episode, "source_run": cursor}
+                "episode": d.state.episode, "source_run": source_run}
         with store.transaction():
             store.rules.save(spec.name, spec.pipeline, asdict(d.state), signal=doc, cursor=cursor)
             if d.action == "resolve" and any(r.action == "block_promotions" for r in spec.responses):
                 # The episode is over: the promotions it blocked may move again (same transaction as the resolve).
                 store.models.lift_blocks(rule=spec.name, by=actor, reason=f"rule {spec.name} resolved: {d.reason} "
                                          f"(value {_num(doc.get('value'))})")
-            # Run-based: every evaluation that says something is recorded with the run it read (why a second
-            # drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
-            if d.changed or (run is not None and d.action not in ("none",)):
+            # Run- and model-based: every evaluation that says something is recorded with the run it read (why a
+            # second drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
+            if d.changed or ((run is not None or spec.on_model) and d.action not in ("none",)):
                 store.events.add(f"rule_{d.action}", f"rule {spec.name}: {d.action}: {d.reason} "
                                  f"(value {_num(doc.get('value'))}, {spec.describe()})",
-                                 run_id=cursor, actor=actor, data=data, ts=now)
+                                 run_id=source_run, actor=actor, data=data, ts=now)
             if d.action == "deduped" or (d.action == "held" and d.changed):
                 store.rules.add_firing(rule=spec.name, pipeline=spec.pipeline, episode=d.state.episode, fired_at=now,
                                        outcome=d.action, dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"),
@@ -206,7 +231,8 @@ class Monitors:
                              f"{spec.describe()}, value {_num(doc.get('value'))}; {what}",
                              run_id=run_id, actor=actor, ts=now,
                              data={"rule": spec.name, "pipeline": spec.pipeline, "value": doc.get("value"),
-                                   "threshold": doc.get("threshold"), "episode": new.episode, "source_run": cursor,
+                                   "threshold": doc.get("threshold"), "episode": new.episode,
+                                   "source_run": doc.get("run_id"),
                                    "dry_run": spec.dry_run, "firing": holder["id"], "responses": planned})
             if self._fault == "before_commit":
                 os.kill(os.getpid(), signal.SIGKILL)  # tests: the decision is made, nothing is committed

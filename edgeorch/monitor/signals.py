@@ -3,7 +3,7 @@
 :func:`result_value` is pure (a check task's result rows -> the value); :func:`read` asks the store. The
 document carries ``value`` (None: no signal yet) and what explains it: the run and task it came from, the
 input file and its sha256 when a drop folder started that run, the run's params, and per signal the
-details (drifted columns, counts, the age).
+details (drifted columns, counts, the age; a model metric's version, alias and observation).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def read(store: Any, spec: RuleSpec, *, run: dict[str, Any] | None, now: float, 
         failed, finished = store.rules.outcomes_since(spec.watched, now - spec.window)
         doc.update(value=(failed / finished) if finished else None, failed=failed, finished=finished,
                    window=spec.window, watched=spec.watched)
+    elif spec.signal == "model_metric":
+        doc.update(model_signal(store, spec))
     else:
         last = (store.rules.last_arrival(spec.watched) if spec.source == "drop"
                 else store.rules.last_success(spec.watched))
@@ -70,11 +72,43 @@ def read(store: Any, spec: RuleSpec, *, run: dict[str, Any] | None, now: float, 
     return doc
 
 
+def model_signal(store: Any, spec: RuleSpec) -> dict[str, Any]:
+    """A ``model_metric`` signal: the version ``spec.alias`` of ``spec.model`` points at now and its metric.
+
+    ``realized``: the newest value of ``spec.metric`` observed for that version since the alias moved to it
+    (what the serving process or a scoring task reported: ``edgeorch models observe``), with its ``run_id``;
+    ``registered``: the value the version was registered with. ``mark`` orders what was read, so each new fact
+    is evaluated once: the observation's id (realized) or the alias move's id (registered). No model, no
+    alias, no observation since the move, or no such metric: ``value`` None (no signal yet).
+    """
+    out: dict[str, Any] = {"model": spec.model, "alias": spec.alias, "metric": spec.metric, "source": spec.source,
+                           "version": None, "value": None, "mark": None}
+    if spec.model is None or store.models.model(spec.model) is None:
+        return out
+    holder = store.models.holder(spec.model, spec.alias)
+    moves = store.models.alias_history(spec.model, spec.alias, limit=1)
+    if holder is None or not moves:
+        return out
+    out["version"] = holder["version"]
+    if spec.source == "registered":
+        value = (holder.get("metrics") or {}).get(spec.metric)
+        out.update(value=None if value is None else float(value), mark=moves[0]["id"],
+                   moved_at=moves[0]["moved_at"])
+        return out
+    seen = store.models.observations(spec.model, holder["version"], spec.metric, since=moves[0]["moved_at"])
+    if seen:
+        last = seen[-1]
+        out.update(value=float(last["value"]), mark=last["id"], observed_at=last["observed_at"],
+                   run_id=last["run_id"], observations=len(seen))
+    return out
+
+
 def template_values(doc: dict[str, Any]) -> dict[str, Any]:
     """What ``{...}`` placeholders read from a signal document (``params.NAME`` from the run's params)."""
     import json
 
-    out = {k: doc.get(k) for k in ("rule", "pipeline", "run_id", "value", "threshold", "input_path", "input_sha256")}
+    out = {k: doc.get(k) for k in ("rule", "pipeline", "run_id", "value", "threshold", "input_path", "input_sha256",
+                                   "model", "version")}
     out["signal"] = json.dumps(doc, sort_keys=True, default=str)
     for k, v in (doc.get("params") or {}).items():
         out[f"params.{k}"] = v

@@ -6,7 +6,7 @@ a daily maximum and a dedupe key::
 
     [[on]]
     name = "retrain_on_drift"     # unique among the loaded pipelines
-    signal = "drift_share"        # drift_share | violations | metric | failure_rate | freshness
+    signal = "drift_share"        # drift_share | violations | metric | failure_rate | freshness | model_metric
     task = "drift"                # a kind task of this pipeline (result signals)
     op = ">="                     # > (default), >=, <, <=
     threshold = 0.3
@@ -34,25 +34,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
+from ..models.spec import alias_problem, name_problem
 from ..tomlcheck import TableReader
 
-SIGNALS = ("drift_share", "violations", "metric", "failure_rate", "freshness")
+SIGNALS = ("drift_share", "violations", "metric", "failure_rate", "freshness", "model_metric")
 """What a condition reads. Result signals (the first three) read the newest result of one check task of the
 rule's pipeline; ``failure_rate`` the share of a pipeline's runs finished in a window that failed;
-``freshness`` the age of a drop folder's newest input or of a pipeline's newest successful run."""
+``freshness`` the age of a drop folder's newest input or of a pipeline's newest successful run;
+``model_metric`` a metric of the version a model's alias points at: its realized value (the newest observed
+since the alias moved to it, ``edgeorch models observe``) or the value it was registered with."""
 RESULT_SIGNALS = ("drift_share", "violations", "metric")
 OPS = (">", ">=", "<", "<=")
 FRESHNESS_SOURCES = ("drop", "success")
+MODEL_SOURCES = ("realized", "registered")
 ACTIONS = ("trigger", "pause", "quarantine", "notify", "rollback", "block_promotions")
 """The response kinds; each ``[[on.do]]`` table sets exactly one of them."""
 
-PLACEHOLDERS = ("rule", "pipeline", "run_id", "value", "threshold", "input_path", "input_sha256", "signal")
+PLACEHOLDERS = ("rule", "pipeline", "run_id", "value", "threshold", "input_path", "input_sha256", "signal", "model",
+                "version")
 """What ``{...}`` may name in a trigger's params, a dedupe key or a notify argv; ``params.NAME`` too (the
 signal run's params)."""
 
 RULE_KEYS = ["name", "signal", "task", "metric", "column", "op", "threshold", "window", "pipeline", "source",
-             "max_age", "check_every", "for_evaluations", "for", "cooldown", "max_per_day", "dedupe", "dry_run",
-             "do", "description"]
+             "max_age", "check_every", "model", "alias", "for_evaluations", "for", "cooldown", "max_per_day",
+             "dedupe", "dry_run", "do", "description"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
@@ -99,7 +104,8 @@ class RuleSpec:
     """One validated rule. Durations are seconds; ``pipeline`` is the file's pipeline (the rule's owner).
 
     ``watched``: the pipeline whose runs (failure_rate, freshness ``success``) or drop folder (freshness
-    ``drop``) the signal reads; the owner unless ``pipeline =`` names another.
+    ``drop``) the signal reads; the owner unless ``pipeline =`` names another. ``model``, ``alias``: the
+    model and alias a ``model_metric`` signal reads (``source``: realized or registered).
     """
 
     name: str
@@ -115,6 +121,8 @@ class RuleSpec:
     source: str = "drop"
     max_age: float | None = None
     check_every: float | None = None
+    model: str | None = None
+    alias: str = "champion"
     for_evaluations: int = 1
     for_seconds: float = 0.0
     cooldown: float = 0.0
@@ -130,8 +138,20 @@ class RuleSpec:
         """Evaluated on a timer (freshness), not when a run finishes."""
         return self.signal == "freshness"
 
+    @property
+    def on_model(self) -> bool:
+        """Evaluated when the model's metrics are observed or its alias moves (model_metric), not on runs."""
+        return self.signal == "model_metric"
+
+    @property
+    def on_runs(self) -> bool:
+        """Evaluated on every finished run of ``watched`` (result signals, failure_rate)."""
+        return not self.timed and not self.on_model
+
     def describe(self) -> str:
         """The condition in words: ``drift_share of task drift > 0.3``."""
+        if self.signal == "model_metric":
+            return f"{self.source} {self.metric} of {self.model} {self.alias} {self.op} {self.threshold:g}"
         if self.signal == "freshness":
             what = ("newest input of the drop folder of " if self.source == "drop"
                     else "newest successful run of ") + self.watched
@@ -146,7 +166,8 @@ class RuleSpec:
         return {"name": self.name, "pipeline": self.pipeline, "signal": self.signal, "condition": self.describe(),
                 "op": self.op, "threshold": self.threshold, "task": self.task, "metric": self.metric,
                 "column": self.column, "watched": self.watched, "source": self.source, "max_age": self.max_age,
-                "window": self.window, "for_evaluations": self.for_evaluations, "for": self.for_seconds,
+                "window": self.window, "model": self.model, "alias": self.alias,
+                "for_evaluations": self.for_evaluations, "for": self.for_seconds,
                 "cooldown": self.cooldown, "max_per_day": self.max_per_day, "dedupe": self.dedupe,
                 "dry_run": self.dry_run, "responses": [r.to_dict() for r in self.responses]}
 
@@ -204,7 +225,10 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
     column = r.str("column", None)
     window = r.duration("window", 3600.0)
     watched = r.str("pipeline", pipeline)
-    source = r.choice("source", FRESHNESS_SOURCES, "drop")
+    model = r.str("model", None)
+    alias = r.str("alias", "champion")
+    sources = MODEL_SOURCES if signal == "model_metric" else FRESHNESS_SOURCES
+    source = r.choice("source", sources, sources[0])
     max_age = r.duration("max_age", None)
     check_every = r.duration("check_every", None)
     n = r.int("for_evaluations", 1, minimum=1, maximum=1000)
@@ -232,10 +256,28 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
                    expected="a task with kind = drift, validate, profile, fairness, ...")
         if signal == "metric" and metric is None:
             r.fail("metric", "is required for signal = \"metric\"", expected="a result row's metric (psi, null_rate, ...)")
+    elif signal == "model_metric":
+        if model is None:
+            r.fail("model", "is required for signal = \"model_metric\"", expected="the name of a model (models.NAME)")
+        elif name_problem(model):
+            r.fail("model", name_problem(model) or "", value=model, expected="a model name like house_prices")
+        if alias_problem(alias):
+            r.fail("alias", alias_problem(alias) or "", value=alias, expected="an alias like champion or canary")
+        if metric is None:
+            r.fail("metric", "is required for signal = \"model_metric\"", expected="a metric of the model (rmse, ...)")
+        for key in ("task", "column"):
+            if r.has(key):
+                r.fail(key, f"is only valid with a result signal ({', '.join(RESULT_SIGNALS)})", value=data[key],
+                       expected="model, alias, metric and source for a model_metric signal")
     else:
         for key in ("task", "metric", "column"):
             if r.has(key) and signal is not None:
                 r.fail(key, f"is only valid with a result signal ({', '.join(RESULT_SIGNALS)})", value=data[key])
+    if signal != "model_metric":
+        for key in ("model", "alias"):
+            if r.has(key) and signal is not None:
+                r.fail(key, "is only valid with signal = \"model_metric\"", value=data[key],
+                       expected="no model or alias key with this signal")
     if signal == "freshness":
         if max_age is None:
             r.fail("max_age", "is required for signal = \"freshness\"", expected="a duration like '2h'")
@@ -244,16 +286,16 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
     elif signal is not None:
         if threshold is None and not r.has("threshold"):
             r.fail("threshold", "is required", expected="a number the signal is compared with")
-        for key in ("max_age", "check_every", "source"):
+        for key in ("max_age", "check_every") if signal == "model_metric" else ("max_age", "check_every", "source"):
             if r.has(key):
                 r.fail(key, "is only valid with signal = \"freshness\"", value=data[key])
     if signal == "failure_rate" and threshold is not None and not 0 <= threshold <= 1:
         r.fail("threshold", "is out of range for a failure rate", value=threshold, expected="a fraction from 0 to 1")
     if r.has("window") and signal not in ("failure_rate", None):
         r.fail("window", "is only valid with signal = \"failure_rate\"", value=data["window"])
-    if r.has("pipeline") and signal in RESULT_SIGNALS:
-        r.fail("pipeline", "is only valid with failure_rate and freshness (a result signal reads this pipeline)",
-               value=watched)
+    if r.has("pipeline") and (signal in RESULT_SIGNALS or signal == "model_metric"):
+        r.fail("pipeline", "is only valid with failure_rate and freshness (a result signal reads this pipeline, "
+               "model_metric its model)", value=watched)
     if dedupe is not None:
         _check_templates(r, [("dedupe", dedupe)], params)
 
@@ -269,7 +311,7 @@ def _check_rule(data: dict[str, Any], file: str, prefix: str, pipeline: str, tas
         check_every = min(max(max_age / 4, 1.0), 300.0)  # a breach is seen within a quarter of max_age
     return RuleSpec(name=name, pipeline=pipeline, signal=signal, threshold=threshold, op=op, task=task, metric=metric,
                     column=column, window=window, watched=watched, source=source, max_age=max_age,
-                    check_every=check_every, for_evaluations=n, for_seconds=for_s, cooldown=cooldown,
+                    check_every=check_every, model=model, alias=alias or "champion", for_evaluations=n, for_seconds=for_s, cooldown=cooldown,
                     max_per_day=max_per_day, dedupe=dedupe, dry_run=dry_run, responses=tuple(responses),
                     description=description, field_prefix=prefix)
 
@@ -294,6 +336,8 @@ def _check_responses(r: TableReader, params: set[str]) -> list[Response]:
         action = given[0]
         if action in ("trigger", "pause", "rollback", "block_promotions"):
             target = d.str(action, None, required=True)
+            if target is not None and action in ("rollback", "block_promotions") and name_problem(target):
+                d.fail(action, name_problem(target) or "", value=target, expected="a model name like house_prices")
             p_raw = d.table("params", {}) if action == "trigger" else {}
             pairs: list[tuple[str, str]] = []
             for k, v in p_raw.items():

@@ -88,6 +88,24 @@ def test_freshness_gets_a_check_cadence_from_max_age() -> None:
      "on[0].do[0].quarantine", False),
     ('[[on]]\nname = "r r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n[[on.do]]\npause = "x"\n',
      "on[0].name", "r r"),
+    ('[[on]]\nname = "r"\nsignal = "model_metric"\nmetric = "rmse"\nthreshold = 40\n[[on.do]]\npause = "x"\n',
+     "on[0].model", None),
+    ('[[on]]\nname = "r"\nsignal = "model_metric"\nmodel = "m"\nthreshold = 40\n[[on.do]]\npause = "x"\n',
+     "on[0].metric", None),
+    ('[[on]]\nname = "r"\nsignal = "model_metric"\nmodel = "m"\nmetric = "rmse"\nsource = "drop"\nthreshold = 40\n'
+     '[[on.do]]\npause = "x"\n', "on[0].source", "drop"),
+    ('[[on]]\nname = "r"\nsignal = "model_metric"\nmodel = "m"\nmetric = "rmse"\ntask = "drift"\nthreshold = 40\n'
+     '[[on.do]]\npause = "x"\n', "on[0].task", "drift"),
+    ('[[on]]\nname = "r"\nsignal = "model_metric"\nmodel = "m m"\nmetric = "rmse"\nthreshold = 40\n'
+     '[[on.do]]\npause = "x"\n', "on[0].model", "m m"),
+    ('[[on]]\nname = "r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\nmodel = "m"\n[[on.do]]\npause = "x"\n',
+     "on[0].model", "m"),
+    ('[[on]]\nname = "r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n[[on.do]]\nblock_promotions = "m"\n'
+     'until = "never"\n', "on[0].do[0].until", "never"),
+    ('[[on]]\nname = "r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n[[on.do]]\nblock_promotions = "m"\n'
+     'alias = "canary"\n', "on[0].do[0].alias", None),
+    ('[[on]]\nname = "r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n[[on.do]]\nrollback = "a b"\n',
+     "on[0].do[0].rollback", "a b"),
 ])
 def test_bad_rules_name_the_file_field_and_value(rules: str, field: str, value) -> None:
     pipeline, errors = parse(rules)
@@ -110,3 +128,13 @@ def test_a_rule_name_twice_in_a_file_is_refused() -> None:
 
 def test_fill_substitutes_known_values_and_blanks_missing_ones() -> None:
     assert fill("{rule}:{value}:{input_sha256}", {"rule": "r", "value": 0.5}) == "r:0.5:"
+
+
+def test_a_model_metric_rule_reads_an_alias_realized_metric_by_default() -> None:
+    data = {"on": [{"name": "degraded", "signal": "model_metric", "model": "house", "metric": "rmse", "threshold": 40,
+                    "do": [{"rollback": "house"}, {"block_promotions": "house", "until": "6h"}]}]}
+    (r,), errors = check_rules(data, "f.toml", pipeline="p")
+    assert errors == [] and r.on_model and not r.on_runs and not r.timed
+    assert (r.model, r.alias, r.source, r.metric) == ("house", "champion", "realized", "rmse")
+    assert r.describe() == "realized rmse of house champion > 40"
+    assert r.responses[1].to_dict() == {"action": "block_promotions", "target": "house", "until": 21600.0}

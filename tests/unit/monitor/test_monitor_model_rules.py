@@ -1,0 +1,122 @@
+"""model_metric rules in process (a real state file, ModelService and bus; no daemon): the champion's realized
+metric is evaluated once per observation, hysteresis counts observations, a firing rolls the alias back and blocks
+promotions in its transaction, and the resolve lifts the block."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+from edgeorch.events import Bus, ModelDeployment, ModelObserved
+from edgeorch.models.blocks import PromotionBlocked, check
+from edgeorch.models.service import ModelService
+from edgeorch.monitor.service import Monitors
+from edgeorch.monitor.views import monitors_doc
+from edgeorch.pipelines import validate_path
+from edgeorch.store import Store
+
+RULE = """
+name = "serving"
+[tasks.noop]
+command = ["true"]
+[[on]]
+name = "champion_degraded"
+signal = "model_metric"
+model = "house"
+metric = "rmse"
+threshold = 40
+for_evaluations = 2
+[[on.do]]
+rollback = "house"
+[[on.do]]
+block_promotions = "house"
+"""
+
+
+def _version(store: Store, tmp: Path, n: int, rmse: float) -> None:
+    path = tmp / f"model{n}.bin"
+    path.write_text(f"model {n}\n")
+    store.models.register("house", artifact={"kind": "file", "path": str(path), "size": path.stat().st_size,
+                                             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
+                          metrics={"rmse": rmse})
+
+
+def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_resolves(tmp_path: Path) -> None:
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE))
+    report = validate_path(tmp_path / "pipelines")
+    assert report.ok, [e.render() for e in report.errors]
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        bus = Bus()
+        models = ModelService(store, serving_dir=tmp_path / "serving", publish=bus.publish, clock=store.clock)
+        _version(store, tmp_path, 1, 30.0)
+        _version(store, tmp_path, 2, 29.0)
+        for v in (1, 2):
+            store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
+        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
+                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "quarantine", models=models)
+        bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
+        monitors.start()
+
+        def rule() -> dict:
+            return monitors_doc(store, monitors.rules, monitors.problems, store.clock())["rules"][0]
+
+        models.observe("house", {"champion": {"rmse": 52.0}})
+        assert rule()["state"] == "pending" and rule()["consecutive"] == 1
+        # An alias event with no new observation is no evaluation: hysteresis counts observations.
+        bus.publish(ModelDeployment(store.clock(), "house", 0, "canary", "succeeded", None, None, "canary_end"))
+        assert rule()["consecutive"] == 1
+        models.observe("house", {"champion": {"rmse": 55.0}})
+        while monitors._tasks:  # the rollback runs after the firing's commit
+            await asyncio.gather(*list(monitors._tasks))
+        await models.drain()
+        doc = rule()
+        assert doc["state"] == "firing" and doc["last_value"] == 55.0
+        assert doc["last_firing"]["state"] == "done"
+        assert store.models.aliases("house") == {"champion": 1}
+        history = store.models.alias_history("house", "champion", limit=1)[0]
+        assert history["actor"] == "rule:champion_degraded" and "realized rmse of house champion > 40" in history["reason"]
+        try:
+            check(store, "house")
+            raise AssertionError("promotions should be blocked")
+        except PromotionBlocked as exc:
+            assert "rule champion_degraded" in exc.message
+        # Version 1 has no observation since it became champion again: no signal, still firing, nothing more done.
+        assert rule()["state"] == "firing"
+        models.observe("house", {"champion": {"rmse": 31.0}})
+        assert rule()["state"] == "ok"
+        assert store.models.blocks("house") == []
+        kinds = [e["kind"] for e in store.events.recent(limit=50)]
+        assert {"rule_pending", "rule_fired", "rule_responded", "model_blocked", "rule_resolve",
+                "model_unblocked"} <= set(kinds)
+        await models.close()
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())
+
+
+def test_a_rule_seen_first_does_not_evaluate_older_observations(tmp_path: Path) -> None:
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE).replace("for_evaluations = 2", ""))
+    report = validate_path(tmp_path / "pipelines")
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        models = ModelService(store, serving_dir=tmp_path / "serving", publish=lambda e: None, clock=store.clock)
+        _version(store, tmp_path, 1, 30.0)
+        store.models.move_alias("house", "champion", 1, action="promote", actor="alice", reason="test")
+        models.observe("house", {"champion": {"rmse": 99.0}})  # before the rule existed
+        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
+                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "q", models=models)
+        monitors.start()
+        assert store.rules.get("champion_degraded")["state"] == "ok" and store.rules.firings("champion_degraded") == []
+        await models.close()
+        store.close()
+
+    asyncio.run(main())
