@@ -568,6 +568,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX consumed_by_source_run ON consumed (source_run);
     CREATE INDEX consumed_by_source_attempt ON consumed (source_attempt);
     """,
+    # 18: runs per state, kept by triggers in the transaction of every insert, state change and delete of a run
+    # (whichever code path writes it), so `status` reads five rows instead of counting the whole history
+    # (issue 11: 13 ms with 100,000 runs).
+    """
+    CREATE TABLE run_counts (
+        state TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (state, n) SELECT state, COUNT(*) FROM runs GROUP BY state;
+    CREATE TRIGGER run_counts_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO run_counts (state, n) VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER run_counts_update AFTER UPDATE OF state ON runs WHEN OLD.state IS NOT NEW.state BEGIN
+        UPDATE run_counts SET n = n - 1 WHERE state = OLD.state;
+        INSERT INTO run_counts (state, n) VALUES (NEW.state, 1) ON CONFLICT (state) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER run_counts_delete AFTER DELETE ON runs BEGIN
+        UPDATE run_counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
