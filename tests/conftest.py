@@ -75,6 +75,22 @@ def short_tmp_path() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real local Ray head (127.0.0.1, 2 CPUs, a fake GPU) shared by every Ray test of the run and all
+    xdist workers (tests/rayhead.py); skipped, saying why, where the ``ray`` extra is not installed."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'edgeorch[ray]')")
+    import ray
+    import rayhead
+
+    base = tmp_path_factory.getbasetemp()
+    head = rayhead.acquire(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+    yield head
+    if ray.is_initialized():
+        ray.shutdown()  # before the head may stop: a driver that loses its head ends its process
+    rayhead.release(head)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> "Workspace":
     return Workspace(tmp_path)

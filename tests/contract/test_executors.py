@@ -2,16 +2,19 @@
 
 Each executor is described by an :class:`Impl`: how to build one, and how to
 break its machinery from outside (its launcher, an attempt's supervisor) the
-way a crash or the OOM killer would. Only ``local`` exists now; the Ray
-executor will be the second entry of ``IMPLS``.
+way a crash or the OOM killer would. ``local`` and ``ray`` (on the run's one
+local Ray head, the ``ray_head`` fixture; each test in a namespace of its own
+so attempt numbers never meet; skipped without the ``ray`` extra).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -26,7 +29,8 @@ from edgeorch.engine.procinfo import is_same_process, process_start_time
 class Impl:
     name: str
     make: Callable[..., Executor]
-    kill_launcher: Callable[[Executor], None]
+    kill_launcher: Callable[[Executor], None] | None
+    """None: the executor has no launcher process of its own to kill."""
     kill_supervisor: Callable[[StartedInfo], None]
 
 
@@ -44,7 +48,22 @@ def _local_kill_supervisor(started: StartedInfo) -> None:
     os.kill(started.shim_pid, signal.SIGKILL)
 
 
-IMPLS = [Impl("local", _local_make, _local_kill_launcher, _local_kill_supervisor)]
+def _ray_make(loop, on_started, on_exited, on_health, *, address: str, namespace: str) -> Executor:
+    from edgeorch.config import ExecutorConfig
+    from edgeorch.engine.executors.ray.executor import RayExecutor
+
+    return RayExecutor(loop, on_started, on_exited, on_health,
+                       config=ExecutorConfig(kind="ray", address=address, namespace=namespace))
+
+
+def _ray_kill_supervisor(started: StartedInfo) -> None:
+    # What supervises a Ray attempt is its actor's worker process (the node's supervisor dies with it).
+    os.kill(started.extra["worker_pid"], signal.SIGKILL)
+
+
+IMPLS = [Impl("local", _local_make, _local_kill_launcher, _local_kill_supervisor),
+         # Ray has no launcher process of edgeorch's: its cluster's own processes place and start actors.
+         Impl("ray", _ray_make, None, _ray_kill_supervisor)]
 
 
 class Probe:
@@ -98,6 +117,10 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 
 @pytest.fixture(params=IMPLS, ids=lambda i: i.name)
 def impl(request) -> Impl:
+    if request.param.name == "ray":
+        head = request.getfixturevalue("ray_head")
+        make = functools.partial(_ray_make, address=head.address, namespace=f"test-{uuid.uuid4().hex[:12]}")
+        return replace(request.param, make=make)
     return request.param
 
 
@@ -249,11 +272,15 @@ def test_an_attempt_that_never_started_is_lost_and_not_charged(impl, tmp_path):
 
 
 def test_a_dead_launcher_is_restarted_and_reported(impl, tmp_path):
+    if impl.kill_launcher is None:
+        pytest.skip(f"the {impl.name} executor has no launcher process of its own")
+    kill_launcher = impl.kill_launcher
+
     async def body() -> None:
         p = Probe(impl, asyncio.get_running_loop())
         try:
             assert p.ex.health().ok and p.ex.health().restarts == 0
-            impl.kill_launcher(p.ex)
+            kill_launcher(p.ex)
             await until(lambda: p.health, what="a health report")
             assert "restarting" in p.health[0]
             await until(lambda: p.ex.health().ok and p.ex.health().restarts == 1, what="the launcher to be back")
