@@ -81,13 +81,22 @@ class Runs:
         return out
 
     def list(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """Most recent first, with per-state task counts."""
+        """Most recent first, with per-state task counts (``tasks``: state -> count).
+
+        Two queries whatever ``limit`` is: the page of runs, then the task
+        counts of all its runs at once (by the ``(run_id, name)`` index).
+        """
         clause, args = where(pipeline=pipeline, state=state)
         rows = self._db.all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
+        by_id: dict[int, dict[str, int]] = {}
         for r in rows:
             r["params"] = json.loads(r["params"])
-            counts = self._db.all("SELECT state, COUNT(*) AS n FROM tasks WHERE run_id = ? GROUP BY state", (r["id"],))
-            r["tasks"] = {c["state"]: c["n"] for c in counts}
+            r["tasks"] = by_id[r["id"]] = {}
+        if rows:
+            for run_id, task_state, n in self._db.conn.execute(
+                    "SELECT run_id, state, COUNT(*) FROM tasks WHERE run_id IN (SELECT value FROM json_each(?))"
+                    " GROUP BY run_id, state", (json.dumps(list(by_id)),)):
+                by_id[run_id][task_state] = n
         return rows
 
     def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
