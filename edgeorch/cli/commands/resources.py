@@ -13,7 +13,9 @@ from . import AddCommand
 
 def register(add: AddCommand) -> None:
     add("resources", cmd_resources, "cores, memory and GPUs (live readings), who holds what, and the queue "
-                                    "with each waiting task's reason; without a daemon: the inventory only")
+                                    "with each waiting task's reason; with [executor] kind = \"ray\": the "
+                                    "cluster's nodes and what edgeorch holds on each; without a daemon: the "
+                                    "inventory only")
 
 
 def cmd_resources(args: argparse.Namespace) -> int:
@@ -22,6 +24,10 @@ def cmd_resources(args: argparse.Namespace) -> int:
     with connect(cfg) as backend:
         if backend.online:
             rep = backend.client.call("resources")
+        elif cfg.executor.kind == "ray":  # the cluster's nodes, read from it (Ray is imported only here)
+            from ...engine.executors.ray.executor import static_cluster_report
+
+            rep = static_cluster_report(cfg)
         else:
             from ...resources.admission import static_report
 
@@ -42,6 +48,8 @@ def _size(n: int | None) -> str:
 
 def _resources_lines(rep: dict[str, Any]) -> list[str]:
     """The text form of ``edgeorch resources`` (one fact per line, grep-able)."""
+    if rep.get("cluster") is not None:
+        return _cluster_lines(rep)
     cpus, mem = rep["cpus"], rep["memory"]
     out = [f"cores     {cpus['usable']} usable" + (f" (reserved for the daemon: {cpus['reserved']})" if cpus["reserved"] else "")
            + f", free: {cpus['free'] or 'none'}"]
@@ -61,6 +69,36 @@ def _resources_lines(rep: dict[str, Any]) -> list[str]:
             live = f", reading failed: {g['error']}"
         drained = f"  DRAINED: {g['drained']}" if g.get("drained") else ""
         out.append(f"  {g['uuid']} {g['name']} {_size(g['memory_total'])}{live}{drained}")
+    return out + _daemon_lines(rep)
+
+
+def _cluster_lines(rep: dict[str, Any]) -> list[str]:
+    """A cluster executor's nodes (totals, and what edgeorch's attempts hold on each), then the daemon's part."""
+    nodes = rep["cluster"]["nodes"]
+    alive = [n for n in nodes if n["alive"]]
+    out = [f"cluster   Ray: {len(alive)} node{'s' if len(alive) != 1 else ''} alive"
+           f"{f', {len(nodes) - len(alive)} dead' if len(nodes) != len(alive) else ''}; "
+           f"{sum(n['cpus'] for n in alive):g} CPUs, {sum(n['gpus'] for n in alive):g} GPUs in all"]
+    for n in nodes:
+        gpus = ""
+        if n["gpus"]:
+            models = "/".join(n["gpu_models"]) or "GPU"
+            each = f" ({_size(n['gpu_memory'])} each)" if n["gpu_memory"] else ""
+            gpus = f", GPUs {n['gpus']:g} {models}{each}"
+        h = n["held"]
+        held = (f"edgeorch holds cpus {h['cpus']}, GPUs {h['gpus']}, GPU shares {h['gpu_shares']}, "
+                f"memory {_size(h['memory'])}")
+        attempts = ", ".join(f"run {a['run_id']} {a['task']} (attempt {a['attempt_id']})" for a in n["attempts"])
+        out.append(f"  node {n['address']} ({n['node_id'][:12]}) {'alive' if n['alive'] else 'DEAD'}: "
+                   f"cpus {n['cpus']:g}{gpus}, memory {_size(n['memory'])}; {held}" + (f": {attempts}" if attempts else ""))
+    for a in rep["cluster"]["unplaced"]:
+        out.append(f"  not placed yet: run {a['run_id']} {a['task']} (attempt {a['attempt_id']})")
+    return out + _daemon_lines(rep)
+
+
+def _daemon_lines(rep: dict[str, Any]) -> list[str]:
+    """Pools, then what only a daemon knows: running tasks, leases, the queue."""
+    out = []
     for name, p in rep["pools"].items():
         out.append(f"pool      {name}: {p['free']}/{p['size']} free")
     if not rep["daemon"]:

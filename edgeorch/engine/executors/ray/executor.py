@@ -478,4 +478,19 @@ def _first_line(exc: BaseException) -> str:
     return text.split("\n")[0][:300] if text else type(exc).__name__
 
 
-__all__ = ["ClusterUnavailable", "RayExecutor", "connect", "import_ray", "read_nodes"]
+def static_cluster_report(cfg: Any) -> dict[str, Any]:
+    """``edgeorch resources`` without a daemon, for ``[executor] kind = "ray"``: the cluster's nodes, read
+    from it now, in the daemon report's keys (null for what only a daemon knows). Raises ConfigError
+    without the ray package, ClusterUnavailable when the cluster cannot be reached."""
+    from ....resources.admission import Admission
+
+    ray = import_ray()
+    connect(ray, cfg.executor.address)
+    adm = Admission.for_cluster(cfg.resources, read_nodes(ray))
+    rep = adm.report(0.0, parallelism=cfg.engine.parallelism, max_parallel={})
+    rep |= {"queue": None, "leases": None, "running_unleased": None, "running": None,
+            "parallelism": cfg.engine.parallelism}
+    return rep
+
+
+__all__ = ["ClusterUnavailable", "RayExecutor", "connect", "import_ray", "read_nodes", "static_cluster_report"]
