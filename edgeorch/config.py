@@ -170,6 +170,28 @@ class KernelsConfig:
 
 
 @dataclass(frozen=True)
+class ContainersConfig:
+    """``[containers]``: how container tasks reach their runtime (docs/containers.md).
+
+    Each runtime's command is the argv that starts its CLI: the binary (a name
+    looked up on ``PATH``, or a path) and any global flags, placed before
+    ``run``, ``image inspect``, ``pull`` and ``rm`` (``["podman", "--runtime",
+    "runc"]`` on a machine where crun cannot run).
+    """
+
+    runtime: str = "podman"
+    """The runtime of tasks whose ``container`` names none (``podman`` or ``docker``)."""
+    podman_command: tuple[str, ...] = ("podman",)
+    docker_command: tuple[str, ...] = ("docker",)
+    cdi_spec_dirs: tuple[str, ...] = ("/etc/cdi", "/var/run/cdi")
+    """Where CDI specs are looked for (a GPU task needs one for ``nvidia.com/gpu``)."""
+
+    def command(self, runtime: str) -> tuple[str, ...]:
+        """The argv prefix of ``runtime`` (``podman`` or ``docker``)."""
+        return self.docker_command if runtime == "docker" else self.podman_command
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 
@@ -189,6 +211,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     kernels: KernelsConfig = field(default_factory=KernelsConfig)
+    containers: ContainersConfig = field(default_factory=ContainersConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     source: Path | None = None
     runtime_dir: Path | None = None
@@ -424,6 +447,8 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     kernels = KernelsConfig(warm_up=ker.bool("warm_up", KernelsConfig.warm_up))
     ker.finish()
 
+    containers = _containers(top.sub("containers"))
+
     met = top.sub("metrics")
     metrics = _metrics(met, path_of(met, "textfile", None))
     met.finish()
@@ -481,6 +506,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         audit=audit,
         metrics=metrics,
         kernels=kernels,
+        containers=containers,
         executor=executor,
         source=source,
     )
@@ -578,6 +604,28 @@ def _executor(reader: TableReader, path_of: Callable[[TableReader, str, str | No
         reader.fail("address", "is set but kind is \"local\"", value=address,
                     expected='kind = "ray" with it, or no address')
     return ExecutorConfig(kind=kind or d.kind, address=address, namespace=namespace or d.namespace, storage=storage)
+
+
+def _containers(reader: TableReader) -> ContainersConfig:
+    """The ``[containers]`` table: the default runtime and the command line of each (binary + global flags)."""
+    from .containers.spec import RUNTIMES  # the one list of runtimes (the task key's)
+
+    d = ContainersConfig()
+    runtime = reader.choice("runtime", RUNTIMES, d.runtime)
+    commands = {}
+    for rt in RUNTIMES:
+        key = f"{rt}_command"
+        argv = reader.str_list(key, None)
+        if argv is not None and (not argv or not argv[0].strip()):
+            reader.fail(key, "must name the program", value=argv,
+                        expected=f'["{rt}"] or ["/usr/bin/{rt}", "--global-flag", ...]')
+            argv = None
+        commands[rt] = tuple(argv) if argv is not None else d.command(rt)
+    dirs = reader.str_list("cdi_spec_dirs", None)
+    reader.finish()
+    return ContainersConfig(runtime=runtime or d.runtime, podman_command=commands["podman"],
+                            docker_command=commands["docker"],
+                            cdi_spec_dirs=tuple(dirs) if dirs is not None else d.cdi_spec_dirs)
 
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
