@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .containers.spec import ContainerSpec
     from .datasets.names import DatasetDecl
     from .models.spec import ModelDecl, ModelPolicy
 
@@ -233,6 +234,8 @@ class TaskSpec:
     """The dataset the task's output becomes a version of, when it succeeds (docs/datasets.md)."""
     model: ModelDecl | None = None
     """The model the task's output becomes a version of, when it succeeds (docs/models.md)."""
+    container: ContainerSpec | None = None
+    """The image the command runs in (docs/containers.md); None: on the host."""
     definition_hash: str = ""
 
 

@@ -47,7 +47,7 @@ PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "t
 
 TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", "retry_delay", "retry_backoff",
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
-             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "model", "description"]
+             "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "model", "container", "description"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -319,6 +319,15 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     from ..models.spec import check_task_model  # the one rule of the `model` key (docs/models.md)
 
     model = check_task_model(r, "model")
+    from ..containers.spec import check_task_container  # the one rule of the `container` key
+
+    container = check_task_container(r, "container")
+    if container is not None and command is None and (call is not None or kind is not None):
+        r.fail("container", f"runs a command, not a {'call' if call is not None else 'kind'}", value=container.image,
+               expected="command = [...] in the container (call and kind tasks run edgeorch's own Python on the host)")
+    if container is not None and workdir is not None:
+        r.fail("workdir", "is a folder on the host; a container task's working folder is container.workdir",
+               value=workdir, expected="container = { ..., workdir = \"/path/inside\" } instead")
     r.finish(TASK_KEYS)
 
     # Placeholders must name a param or a built-in; checked on every string the engine substitutes.
@@ -337,6 +346,8 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         texts += [(f"tasks.{name}.model.{k}", v) for k, v in (("path", model.path), ("metrics", model.metrics)) if v]
     if workdir:
         texts.append((f"tasks.{name}.workdir", workdir))
+    if container is not None:
+        texts += [(f"tasks.{name}.container.{k}", v) for k, v in container.texts()]
     texts += [(f"tasks.{name}.options.{k}", v) for k, v in strings_in(options)]
     for field, text in texts:
         problem = placeholder_problem(text, known)
@@ -354,21 +365,25 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         retries=retries, retry_delay=retry_delay, retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
         retry_jitter=retry_jitter, timeout=timeout, env=env, workdir=workdir, outputs=tuple(outputs),
         inputs=tuple(inputs), dataset=dataset, model=model, cache=cache, cpus=cpus, memory=memory, gpus=gpus, gpu_memory=gpu_memory,
-        gpu_model=gpu_model, pool=pool,
+        gpu_model=gpu_model, pool=pool, container=container,
     )
     return replace(spec, definition_hash=definition_hash(spec))
 
 
 def definition_hash(spec: TaskSpec) -> str:
-    """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs, inputs.
+    """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs, inputs, container.
 
     Retries, timeouts and resource requests are left out: they change how the
     task runs, not what it produces, so changing them keeps the cache valid.
-    ``inputs`` counts only when declared, so a task without them keeps the
-    hash (and the cache) it had before inputs existed.
+    ``inputs`` and ``container`` count only when declared, so a task without
+    them keeps the hash (and the cache) it had before they existed.
     """
     d = asdict(spec)
     keep = {k: d[k] for k in ("command", "shell", "call", "kind", "options", "env", "workdir", "outputs", "needs")}
     if spec.inputs:
         keep["inputs"] = d["inputs"]
+    if spec.container is not None:
+        from ..containers.spec import definition_part
+
+        keep["container"] = definition_part(spec.container)
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
