@@ -15,15 +15,15 @@ import sys
 from .. import __version__
 from ..errors import EdgeorchError, UsageError
 from ..loglevel import configure_logging
-from .commands import (audit, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
+from .commands import (audit, baseline, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
                        pipelines, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .failures import report_bug, report_error, wants_json
 from .globalopts import cli_log_level, finish_args, finish_parser
 from .parsing import Parser
 
-GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, monitors, lineage, gc, audit, resources,
-          top, describe)
+GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, monitors, baseline, lineage, gc, audit,
+          resources, top, describe)
 """The command modules, in the order ``--help`` lists their commands (the kernels' come last)."""
 
 CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"

@@ -54,8 +54,8 @@ from ..retention.service import RunRetention
 from ..store import Store
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
-from .ops import (AuditOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps, MonitorOps,
-                  PipelineOps, PrivacyOps, RunOps, StatusOps, register)
+from .ops import (AuditOps, BaselineOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps,
+                  MonitorOps, PipelineOps, PrivacyOps, RunOps, StatusOps, register)
 from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
@@ -303,6 +303,7 @@ class Daemon:
             ModelOps(store=store, service=self.models),
             MonitorOps(store=store, monitors=self.monitors),
             PrivacyOps(store=store),
+            BaselineOps(store=store),
             LineageOps(store=store),
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),

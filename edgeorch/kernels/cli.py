@@ -198,13 +198,9 @@ def _pos_label(text: str) -> Any:
 
 
 def _is_profile(path: str) -> bool:
-    if not path.endswith(".json"):
-        return False
-    try:
-        with open(path, "rb") as fh:
-            return b'"format": "edgeorch.profile/' in fh.read(200)
-    except OSError:
-        return False
+    from ..monitor.baselines import is_profile_file  # the one rule (a drift task's reference uses it too)
+
+    return is_profile_file(path)
 
 
 def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:

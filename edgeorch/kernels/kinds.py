@@ -169,7 +169,8 @@ register_kind(Kind(
     name="drift",
     help="compare current data with a reference, column by column; violation on dataset drift",
     options={
-        "reference": "path of the reference data file",
+        "reference": "path of the reference data file or saved profile, or \"baseline:NAME[@VERSION]\" (a stored "
+                     "baseline) or \"model:NAME[@ALIAS]\" (the training data of the version ALIAS points at)",
         "current": "path of the current data file",
         "columns": "array of column names (default: columns in both files)",
         "method": "one method for all columns (default: chosen per column)",

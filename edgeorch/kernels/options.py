@@ -96,7 +96,15 @@ def check_profile(r: TableReader) -> None:
 
 def check_drift(r: TableReader) -> None:
     """The options of a ``drift`` task (see its declaration in :mod:`.kinds`)."""
-    r.str("reference", required=True)
+    ref = r.str("reference", required=True)
+    if isinstance(ref, str) and not has_placeholder(ref):
+        from ..errors import DataError
+        from ..monitor.baselines import parse_reference
+
+        try:
+            parse_reference(ref)
+        except DataError as exc:
+            r.fail("reference", exc.message, value=ref, expected=exc.expected)
     r.str("current", required=True)
     r.str_list("columns")
     r.choice("method", DRIFT_METHODS)

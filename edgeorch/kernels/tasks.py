@@ -138,7 +138,10 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     from .drift import _clean, binned, dataset_drift
     from .io import load_table
 
-    ref_t = load_table(o["reference"], o.get("columns"), progress=progress)
+    reference, against = _drift_reference(o["reference"])
+    if reference is not None:  # a stored profile (a baseline): compared by its histograms, sketches and counts
+        return _drift_from_profile(o, reference, against, progress)
+    ref_t = load_table(against or o["reference"], o.get("columns"), progress=progress)
     cur_t = load_table(o["current"], o.get("columns"), progress=progress)
     result = dataset_drift(ref_t, cur_t, columns=o.get("columns") or [c for c in ref_t if c in cur_t],
                            method=o.get("method"), methods=o.get("methods"), threshold=o.get("threshold"),
@@ -146,6 +149,8 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
                            correction=o.get("correction", "bh"), progress=progress)
     outputs: list[str] = []
     doc = _result_doc(result, outputs)
+    if against is not None and against != o["reference"]:
+        doc["message"] += f" (reference: {o['reference']})"
     if o.get("report"):
         from .report import render, write
 
@@ -159,6 +164,47 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
                 r, cu, labels = binned(rb, cb)
                 charts[c.column] = (labels, [("reference", list(r)), ("current", list(cu))])
         outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "drift"}, charts)))
+    return doc
+
+
+def _drift_reference(text: Any) -> tuple[Any, str | None]:
+    """``(profile, None)`` for a saved profile or a ``baseline:`` reference; ``(None, path)`` for a data file, a
+    ``model:`` reference resolving to its training data included (:mod:`edgeorch.monitor.baselines`)."""
+    from ..monitor.baselines import is_profile_file, parse_reference, resolve_reference
+
+    if parse_reference(text) is not None:
+        ref = resolve_reference(text)
+        return ref.profile, ref.path
+    if is_profile_file(text):
+        from .profiling import Profile
+
+        return Profile.load(text), None
+    return None, text
+
+
+def _drift_from_profile(o: dict[str, Any], reference: Any, against: str | None, progress: Any) -> dict[str, Any]:
+    """A drift task against a stored profile (``drift_from_profile``): one method for every column, no per-column
+    overrides (they need the reference's values)."""
+    from ..errors import DataError
+    from .drift import drift_from_profile
+
+    for key in ("methods", "thresholds"):
+        if o.get(key):
+            raise DataError("per-column overrides need reference data, not a stored profile", field=key,
+                            value=o["reference"], expected="one method and threshold for every column")
+    result = drift_from_profile(reference, o["current"], columns=o.get("columns"), method=o.get("method"),
+                                threshold=o.get("threshold"), drift_share=o.get("drift_share", 0.5),
+                                correction=o.get("correction", "bh"), progress=progress)
+    outputs: list[str] = []
+    doc = _result_doc(result, outputs)
+    doc["message"] += f" (reference: {o['reference']})"
+    if o.get("report"):
+        from .profiling import profile
+        from .report import render, write
+
+        cur = profile(o["current"], columns=o.get("columns"))
+        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "drift"}, _profile_pair_charts(reference,
+                                                                                                         cur))))
     return doc
 
 

@@ -12,8 +12,10 @@ Contract:
   ``store.pipelines`` (versions, pauses), ``store.events``,
   ``store.schedules``, ``store.inputs``, ``store.retention`` (removing old
   runs), ``store.datasets`` (data versions), ``store.models`` (model versions,
-  aliases, decisions, deployments), ``store.privacy`` (privacy budgets and
-  the ledger of spends). ``Store`` itself holds no data
+  aliases, decisions, deployments, promotion blocks), ``store.privacy``
+  (privacy budgets and the ledger of spends), ``store.rules`` (monitoring
+  rules' state and firings), ``store.baselines`` (named data profiles that
+  drift tasks compare with). ``Store`` itself holds no data
   methods: only the shared :class:`~edgeorch.store.db.Database` (``store.db``),
   :meth:`transaction`, :meth:`close` and :meth:`integrity_check`.
 - Every state transition is one call on an aggregate and one transaction
@@ -35,6 +37,7 @@ from typing import Callable
 
 from .attempts import Attempts, NewAttempt
 from .audit import AuditLog
+from .baselines import Baselines
 from .datasets import Datasets
 from .db import Database
 from .events import Events
@@ -71,6 +74,7 @@ class Store:
         self.models = Models(self.db)
         self.privacy = Privacy(self.db)
         self.rules = Rules(self.db)
+        self.baselines = Baselines(self.db)
 
     @property
     def path(self) -> Path:

@@ -11,8 +11,9 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 - :mod:`.events`: ``events``, each stream a subscriber of the bus (:mod:`edgeorch.events`);
 - :mod:`.inputs`: ``inputs.list``, ``inputs.requeue``;
 - :mod:`.datasets`: ``datasets.list/show/add/prune`` (data versions);
-- :mod:`.models`: ``models.list/show/versions/diff/why/promote/rollback/observe`` (the model registry);
+- :mod:`.models`: ``models.list/show/versions/diff/why/promote/rollback/unblock/observe`` (the model registry);
 - :mod:`.monitors`: ``monitors.list``, ``monitors.silence``, ``why`` (monitoring rules, what started a run);
+- :mod:`.baselines`: ``baselines.list/show/set`` (named data profiles a drift task compares with);
 - :mod:`.privacy`: ``privacy.show``, ``privacy.spend`` (the privacy budget ledger);
 - :mod:`.lineage`: ``lineage`` (upstream and downstream of a thing), ``lineage.export`` (OpenLineage events);
 - :mod:`.gc`: ``gc`` (a dry run), ``gc.apply`` (old runs removed);
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .audit import AuditOps
+from .baselines import BaselineOps
 from .base import OpSpec
 from .datasets import DatasetOps
 from .events import EventOps
@@ -53,5 +55,5 @@ def register(server: "ControlServer", groups: Iterable[Any]) -> None:
                             streaming=spec.streaming, help=spec.help)
 
 
-__all__ = ["AuditOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "MonitorOps", "OpSpec", "PipelineOps", "PrivacyOps",
+__all__ = ["AuditOps", "BaselineOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "MonitorOps", "OpSpec", "PipelineOps", "PrivacyOps",
            "RunOps", "StatusOps", "register"]

@@ -20,7 +20,7 @@ import pytest
 
 from edgeorch.kernels.kinds import kind_names, registered_kinds
 from edgeorch.model import PARAM_TYPES
-from edgeorch.monitor.spec import ACTIONS, FRESHNESS_SOURCES, OPS, RULE_KEYS, SIGNALS
+from edgeorch.monitor.spec import ACTIONS, FRESHNESS_SOURCES, MODEL_SOURCES, OPS, RULE_KEYS, SIGNALS
 from edgeorch.models.spec import (CANARY_KEYS, CANARY_MODES, DIRECTIONS, POLICY_KEYS, PROMOTE, STRATEGIES,
                                   TARGET_KEYS, TARGET_KINDS)
 from edgeorch.pipelines.inputs import RESERVED_SCHEMES
@@ -84,7 +84,7 @@ def test_schema_rule_keys_are_the_parsers(schema: dict[str, Any]) -> None:
     assert rule["additionalProperties"] is False
     assert rule["properties"]["signal"]["enum"] == list(SIGNALS)
     assert rule["properties"]["op"]["enum"] == list(OPS)
-    assert rule["properties"]["source"]["enum"] == list(FRESHNESS_SOURCES)
+    assert rule["properties"]["source"]["enum"] == list(FRESHNESS_SOURCES) + list(MODEL_SOURCES)
     response = _defs(schema, "rule_response")
     assert [r["required"][0] for r in response["oneOf"]] == list(ACTIONS)
     assert set(ACTIONS) <= set(response["properties"])
