@@ -802,6 +802,8 @@ class Engine:
             "EDGEORCH_ATTEMPT": str(values["attempt"]), "EDGEORCH_OUTPUT_DIR": values["output_dir"],
             "EDGEORCH_CHECKPOINT_DIR": values["checkpoint_dir"], "EDGEORCH_RUN_DIR": str(ctx.run_dir),
             "EDGEORCH_RESULT_FILE": str(attempt_dir / "result.json"),
+            # Read-only, for a drift task's reference = "baseline:NAME" / "model:NAME" (docs/monitoring.md).
+            "EDGEORCH_STATE_FILE": str(self.config.state_file),
             "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
             # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
@@ -943,6 +945,11 @@ class Engine:
             return
         la.pgid = info.pgid
         self._record_running(attempt_id, info)
+        if la.timer is not None and la.stop_reason is None:
+            # The timeout counts the task's own run from here: waiting for a Ray node (or a busy
+            # launcher) is not the task's time. The timer armed at spawn was the net until now.
+            la.timer.cancel()
+            self._arm_timeout(la)
 
     def _record_running(self, attempt_id: int, info: StartedInfo) -> None:
         self.store.attempts.set_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
