@@ -1,7 +1,7 @@
 """The daemon on the Ray executor (the run's one local Ray head, ``ray_head``): kill -9 of the daemon
 during a Ray task, a restart re-attaches to the attempt's actor and the task runs once; ``edgeorch
-resources`` shows the cluster's node and what edgeorch holds there; ``edgeorch logs -f`` follows a Ray
-task's log. Under ``-m slow``: the example pipeline house_prices runs on Ray unchanged.
+resources`` shows the cluster's node and what edgeorch holds there. Under ``-m slow``: ``edgeorch logs
+-f`` follows a Ray task's log; the example pipeline house_prices runs on Ray unchanged.
 
 Also, without a cluster: Ray is never imported by the CLI or the daemon unless ``kind = "ray"``, and a
 missing ``ray`` package is a config error that says how to install it.
@@ -86,6 +86,7 @@ def test_kill_9_during_a_ray_task_then_a_restart_reattaches_and_the_task_runs_on
     assert "adopted after restart" in daemon.output() or only["id"] == attempt["id"]
 
 
+@pytest.mark.slow
 def test_logs_follow_streams_a_ray_tasks_output(workspace, daemon, ray_head, tmp_path):
     _ray_config(workspace, ray_head)
     go = tmp_path / "go"
