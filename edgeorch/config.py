@@ -170,6 +170,15 @@ class KernelsConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """``[monitor]``: monitoring rules outside pipeline files (docs/monitoring.md "A rules folder")."""
+
+    rules_dir: Path | None = None
+    """A folder of ``*.toml`` files holding only ``[[on]]`` rules, reloaded like the pipelines folder; None:
+    ``<pipelines dir>/rules`` (:attr:`Config.rules_dir`). A folder that does not exist holds no rules."""
+
+
+@dataclass(frozen=True)
 class ContainersConfig:
     """``[containers]``: how container tasks reach their runtime (docs/containers.md).
 
@@ -211,6 +220,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     kernels: KernelsConfig = field(default_factory=KernelsConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     containers: ContainersConfig = field(default_factory=ContainersConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     source: Path | None = None
@@ -227,6 +237,11 @@ class Config:
         """Where run folders are made: ``<[executor] storage>/runs`` when set (every node of a cluster
         reaches it), else ``<state dir>/runs``. The one rule: the engine, gc and retention all read it."""
         return (self.executor.storage or self.state_dir) / "runs"
+
+    @property
+    def rules_dir(self) -> Path:
+        """``[monitor] rules_dir``, else ``<pipelines dir>/rules``: the one rule the daemon and ``validate`` read."""
+        return self.monitor.rules_dir or self.pipelines_dir / "rules"
 
     @property
     def numba_cache_dir(self) -> Path:
@@ -447,6 +462,10 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     kernels = KernelsConfig(warm_up=ker.bool("warm_up", KernelsConfig.warm_up))
     ker.finish()
 
+    mon = top.sub("monitor")
+    monitor = MonitorConfig(rules_dir=path_of(mon, "rules_dir", None))
+    mon.finish()
+
     containers = _containers(top.sub("containers"))
 
     met = top.sub("metrics")
@@ -506,6 +525,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
         audit=audit,
         metrics=metrics,
         kernels=kernels,
+        monitor=monitor,
         containers=containers,
         executor=executor,
         source=source,

@@ -131,7 +131,8 @@ class Daemon:
             self.triggers.start()
             # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
-                                     quarantine_dir=cfg.state_dir / "quarantine", models=self.models)
+                                     quarantine_dir=cfg.state_dir / "quarantine", models=self.models,
+                                     rules_dir=cfg.rules_dir)
             self.bus.subscribe(self.monitors.on_run_finished, RunFinished)
             self.bus.subscribe(self.monitors.on_model_event, (ModelObserved, ModelDeployment))  # model_metric rules
             self.monitors.start()
@@ -261,7 +262,12 @@ class Daemon:
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches
             if not explicit and result.unchanged and not watches_changed:
-                log.debug("pipelines folder event without a content change: nothing reloaded")
+                if self.monitors is not None and self.monitors.rules_folder_changed():
+                    self.monitors.reload()  # a rules-folder file changed: only the rules are read again
+                    log.info("rules folder reloaded: %d rule(s), %d problem(s)", len(self.monitors.rules),
+                             len(self.monitors.problems))
+                else:
+                    log.debug("pipelines folder event without a content change: nothing reloaded")
                 return self._reload_answer(result, warnings)
             assert self.store is not None
             reloaded = Reloaded(self.engine.clock(), result.summary(), result.unchanged, actor,
@@ -318,7 +324,7 @@ class Daemon:
                 log.warning("pipeline %s: task %s %s: its runs will be refused", name, task, why)
 
     def _watch_pipelines(self) -> None:
-        """Reload when a pipeline file changes (watchdog thread -> loop, debounced)."""
+        """Reload when a pipeline file or a rules-folder file changes (watchdog thread -> loop, debounced)."""
         folder = self.config.pipelines_dir
         if not folder.is_dir():
             return
@@ -342,6 +348,9 @@ class Daemon:
         self._observer = Observer()
         self._observer.daemon = True
         self._observer.schedule(Handler(), str(folder), recursive=False)
+        rules = self.config.rules_dir  # [monitor] rules_dir: its files reload the same way
+        if rules.is_dir() and rules.resolve() != folder.resolve():
+            self._observer.schedule(Handler(), str(rules), recursive=False)
         self._observer.start()
 
     def _schedule_reload(self) -> None:

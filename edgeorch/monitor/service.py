@@ -2,8 +2,9 @@
 
 Runs on the daemon's event loop (the one-writer rule). :class:`Monitors`:
 
-- ``sync`` reads the rules of the loaded pipelines (``[[on]]``); a name used by
-  two pipelines keeps the first (by pipeline name) and logs the other. A rule
+- ``sync`` reads the rules of the loaded pipelines (``[[on]]``) and of the rules
+  folder (:mod:`.rulesdir`); a name used twice keeps the first (pipelines by
+  name, then the folder's files) and reports the other. A rule
   seen for the first time starts its cursor at the newest run of the pipeline
   it reads: history before the rule existed is not evaluated.
 - Run-based rules (result signals, ``failure_rate``) evaluate every finished run
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from .rules import DAY, History, RuleState, evaluate
+from .rulesdir import folder_digest, load_rules_dir
 from .signals import model_signal, read, template_values
 from .spec import RuleSpec, fill, pipeline_rules
 
@@ -63,14 +65,16 @@ class Monitors:
 
     def __init__(self, *, store: Store, requests: RunRequests, registry: PipelineRegistry,
                  loop: asyncio.AbstractEventLoop, quarantine_dir: Path, models: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        """``models``: the :class:`~edgeorch.models.service.ModelService` (rollback responses); ``clock``: Unix seconds."""
+                 rules_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        """``models``: the :class:`~edgeorch.models.service.ModelService` (rollback responses); ``rules_dir``: the
+        rules folder (``[monitor] rules_dir``; None: none); ``clock``: Unix seconds."""
         self.store = store
         self.requests = requests
         self.registry = registry
         self.loop = loop
         self.quarantine_dir = quarantine_dir
         self.models = models
+        self.rules_dir = rules_dir
         self.clock = clock
         self.started_at = clock()
         self.rules: dict[str, RuleSpec] = {}
@@ -78,6 +82,7 @@ class Monitors:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fault = os.environ.get(FAULT_ENV)
+        self._folder_digest = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -98,8 +103,13 @@ class Monitors:
         self.sync()
         self.catch_up()
 
+    def rules_folder_changed(self) -> bool:
+        """Whether a file of the rules folder was added, removed or changed in content since the last sync."""
+        return folder_digest(self.rules_dir) != self._folder_digest
+
     def sync(self) -> None:
-        """Read the rules of the loaded pipelines; (re)arm the freshness timers."""
+        """Read the rules of the loaded pipelines and of the rules folder; (re)arm the freshness timers. A bad
+        rules file is a problem (shown by ``edgeorch monitors``, logged) and its bad rules are skipped."""
         rules: dict[str, RuleSpec] = {}
         problems: list[str] = []
         for name in sorted(self.registry.pipelines):
@@ -109,6 +119,16 @@ class Monitors:
                                     f"{rules[spec.name].pipeline} declares a rule with that name")
                     continue
                 rules[spec.name] = spec
+        self._folder_digest = folder_digest(self.rules_dir)
+        folder_rules, errors = load_rules_dir(self.rules_dir, self.registry.pipelines)
+        problems.extend(e.render() for e in errors)
+        for spec in folder_rules:
+            if spec.name in rules:
+                first = rules[spec.name]
+                problems.append(f"rule {spec.name} of {spec.source_file} is ignored: "
+                                f"{first.source_file or 'pipeline ' + first.pipeline} declares a rule with that name")
+                continue
+            rules[spec.name] = spec
         for p in problems:
             log.warning("%s", p)
         for name, spec in rules.items():

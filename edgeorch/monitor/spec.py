@@ -30,8 +30,8 @@ monitor service calls :func:`pipeline_rules` for a loaded pipeline.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 from ..errors import EdgeorchError, PipelineError
 from ..models.spec import alias_problem, name_problem
@@ -132,6 +132,8 @@ class RuleSpec:
     responses: tuple[Response, ...] = ()
     description: str = ""
     field_prefix: str = "on"
+    source_file: str | None = None
+    """The rules-folder file that declares it (None: its pipeline's file)."""
 
     @property
     def timed(self) -> bool:
@@ -169,7 +171,8 @@ class RuleSpec:
                 "window": self.window, "model": self.model, "alias": self.alias,
                 "for_evaluations": self.for_evaluations, "for": self.for_seconds,
                 "cooldown": self.cooldown, "max_per_day": self.max_per_day, "dedupe": self.dedupe,
-                "dry_run": self.dry_run, "responses": [r.to_dict() for r in self.responses]}
+                "dry_run": self.dry_run, "responses": [r.to_dict() for r in self.responses],
+                "file": self.source_file}
 
 
 def check_rules(data: dict[str, Any], file: str, *, pipeline: str, tasks: dict[str, Any] | None = None,
@@ -203,6 +206,56 @@ def check_rules(data: dict[str, Any], file: str, *, pipeline: str, tasks: dict[s
             continue
         seen.add(rule.name)
         rules.append(rule)
+    return rules, errors
+
+
+def check_rules_file(data: dict[str, Any], file: str, *,
+                     pipelines: Mapping[str, Any]) -> tuple[list[RuleSpec], list[EdgeorchError]]:
+    """Validate a rules-folder file: only ``[[on]]`` tables, each naming with ``pipeline =`` the loaded pipeline
+    whose task results, runs or drop folder it reads (a ``model_metric`` rule may name none). Collects every
+    problem like :func:`check_rules`; a rule naming a pipeline that is not loaded is one of them.
+    """
+    errors: list[EdgeorchError] = []
+    for key in data:
+        if key != "on":
+            errors.append(PipelineError("a rules file holds only [[on]] tables", file=file, field=key,
+                                        expected="[[on]] tables (a pipeline goes in the pipelines folder)"))
+    raw = data.get("on")
+    if raw is None:
+        errors.append(PipelineError("has no rule", file=file, field="on", expected="[[on]] tables"))
+        return [], errors
+    tables = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        errors.append(PipelineError("must be a table or an array of tables", file=file, field="on", value=raw,
+                                    expected="[[on]] tables"))
+        return [], errors
+    rules: list[RuleSpec] = []
+    seen: set[str] = set()
+    for i, table in enumerate(tables):
+        prefix = "on" if isinstance(raw, dict) else f"on[{i}]"
+        owner, signal = table.get("pipeline"), table.get("signal")
+        if owner is None and signal != "model_metric":
+            errors.append(PipelineError("is required in a rules file", file=file, field=f"{prefix}.pipeline",
+                                        expected="the name of the loaded pipeline whose results, runs or drop folder "
+                                                 "the rule reads"))
+            continue
+        if owner is not None and (not isinstance(owner, str) or owner not in pipelines):
+            errors.append(PipelineError("names no loaded pipeline", file=file, field=f"{prefix}.pipeline", value=owner,
+                                        expected=f"one of {', '.join(sorted(pipelines)) or '(none loaded)'}"))
+            continue
+        p = pipelines.get(owner) if owner is not None else None
+        # The owner is the pipeline the rule reads; failure_rate and freshness keep the key (what they watch).
+        body = {k: v for k, v in table.items() if k != "pipeline" or signal in ("failure_rate", "freshness")}
+        rule = _check_rule(body, file, prefix, owner or "", {n: t.kind for n, t in p.tasks.items()} if p else {},
+                           set(p.params) if p else set(), errors)
+        if rule is None:
+            continue
+        if rule.name in seen:
+            errors.append(PipelineError("names a rule twice in this file", file=file, field=f"{prefix}.name",
+                                        value=rule.name, expected="a name used by one [[on]] table"))
+            continue
+        seen.add(rule.name)
+        rules.append(replace(rule, source_file=file))
     return rules, errors
 
 

@@ -1,0 +1,145 @@
+"""The rules folder: files of [[on]] rules only, validated against the loaded pipelines; a bad file is reported with
+its file, field and value and skipped; the monitor reads the folder again when its content changes."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgeorch.monitor.rulesdir import folder_digest, load_rules_dir
+from edgeorch.monitor.service import Monitors
+from edgeorch.pipelines import validate_path
+from edgeorch.store import Store
+
+CHECKS = """
+name = "checks"
+[params]
+batch = { type = "path", default = "b.csv" }
+[tasks.drift]
+kind = "drift"
+[tasks.drift.options]
+reference = "a.csv"
+current = "{batch}"
+"""
+
+GOOD = """
+[[on]]
+name = "retrain_on_drift"
+pipeline = "checks"
+signal = "drift_share"
+task = "drift"
+threshold = 0.5
+[[on.do]]
+notify = ["true", "{params.batch}"]
+
+[[on]]
+name = "champion_degraded"
+signal = "model_metric"
+model = "house"
+metric = "rmse"
+threshold = 40
+[[on.do]]
+rollback = "house"
+"""
+
+
+@pytest.fixture
+def pipelines(tmp_path: Path):
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "checks.toml").write_text(textwrap.dedent(CHECKS))
+    report = validate_path(folder)
+    assert report.ok, [e.render() for e in report.errors]
+    (folder / "rules").mkdir()
+    return report.pipelines, folder / "rules"
+
+
+def test_a_rules_file_reads_a_pipelines_task_or_a_model(pipelines) -> None:
+    loaded, rules_dir = pipelines
+    (rules_dir / "retrain.toml").write_text(textwrap.dedent(GOOD))
+    rules, errors = load_rules_dir(rules_dir, loaded)
+    assert errors == []
+    drift, model = rules
+    assert (drift.pipeline, drift.task, drift.source_file) == ("checks", "drift", str(rules_dir / "retrain.toml"))
+    assert (model.pipeline, model.on_model) == ("", True)
+    assert load_rules_dir(rules_dir / "missing", loaded) == ([], [])
+
+
+@pytest.mark.parametrize("text, field, value", [
+    ('[tasks.x]\ncommand = ["true"]\n', "tasks", None),
+    ('[[on]]\nname = "r"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n[[on.do]]\npause = "x"\n',
+     "on[0].pipeline", None),
+    ('[[on]]\nname = "r"\npipeline = "nope"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n'
+     '[[on.do]]\npause = "x"\n', "on[0].pipeline", "nope"),
+    ('[[on]]\nname = "r"\npipeline = "checks"\nsignal = "drift_share"\ntask = "drift"\nthreshold = "high"\n'
+     '[[on.do]]\npause = "x"\n', "on[0].threshold", "high"),
+    ('[[on]]\nname = "r"\npipeline = "checks"\nsignal = "drift_share"\ntask = "drift"\nthreshold = 1\n'
+     '[[on.do]]\nnotify = ["x", "{params.nope}"]\n', "on[0].do[0].notify[1]", "{params.nope}"),
+])
+def test_bad_rules_files_name_the_file_field_and_value(pipelines, text: str, field: str, value) -> None:
+    loaded, rules_dir = pipelines
+    (rules_dir / "bad.toml").write_text(text)
+    (rules_dir / "good.toml").write_text(textwrap.dedent(GOOD))
+    rules, errors = load_rules_dir(rules_dir, loaded)
+    assert [r.name for r in rules] == ["retrain_on_drift", "champion_degraded"]  # the good file still counts
+    hit = [e for e in errors if e.field == field]
+    assert hit and hit[0].file == str(rules_dir / "bad.toml") and hit[0].value == value, [e.render() for e in errors]
+
+
+def test_bad_toml_is_reported_with_the_file(pipelines) -> None:
+    loaded, rules_dir = pipelines
+    (rules_dir / "broken.toml").write_text("[[on]\nname = ")
+    _rules, (err,) = load_rules_dir(rules_dir, loaded)
+    assert err.file == str(rules_dir / "broken.toml") and "not valid TOML" in err.message and "line 1" in err.message
+
+
+def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_changes(pipelines, tmp_path) -> None:
+    loaded, rules_dir = pipelines
+    bad = rules_dir / "retrain.toml"
+    bad.write_text(textwrap.dedent(GOOD).replace("threshold = 0.5", "threshold = \"half\""))
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=loaded),  # type: ignore[arg-type]
+                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "q", rules_dir=rules_dir)
+        monitors.start()
+        assert sorted(monitors.rules) == ["champion_degraded"]
+        assert any("retrain.toml" in p and "on[0].threshold" in p and "half" in p for p in monitors.problems)
+        assert not monitors.rules_folder_changed()
+        before = folder_digest(rules_dir)
+        bad.read_text()  # reading is no change
+        assert folder_digest(rules_dir) == before
+        bad.write_text(textwrap.dedent(GOOD))
+        assert monitors.rules_folder_changed()
+        monitors.reload()
+        assert sorted(monitors.rules) == ["champion_degraded", "retrain_on_drift"] and monitors.problems == []
+        (rules_dir / "again.toml").write_text(textwrap.dedent(GOOD).split("[[on]]")[0] + "[[on]]" +
+                                              textwrap.dedent(GOOD).split("[[on]]")[1])
+        monitors.reload()
+        assert any("retrain.toml is ignored" in p and p.endswith("again.toml declares a rule with that name")
+                   for p in monitors.problems)  # files in name order: the first one declaring a name wins
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())
+
+
+def test_validate_checks_the_rules_folder_against_the_pipelines(workspace) -> None:
+    workspace.pipeline("checks", CHECKS)
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "retrain.toml").write_text(textwrap.dedent(GOOD))
+    ok = workspace.invoke("validate")
+    assert ok.returncode == 0 and "ok     rule retrain_on_drift" in ok.stdout and "2 rule(s)" in ok.stdout
+    (rules / "bad.toml").write_text('[[on]]\nname = "r"\npipeline = "nope"\nsignal = "failure_rate"\nthreshold = 1\n'
+                                    '[[on.do]]\npause = "x"\n')
+    bad = workspace.invoke("validate", "--json")
+    assert bad.returncode == 1
+    import json
+
+    (err,) = json.loads(bad.stdout)["errors"]
+    assert err["file"] == str(rules / "bad.toml") and err["field"] == "on[0].pipeline" and err["value"] == "nope"
