@@ -116,7 +116,7 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
     since = old.holding_since if old.holding_since is not None else at
     base = replace(base, consecutive=consecutive, holding_since=since)
     if old.state == "firing" and old.responded:
-        return Decision(base, "still_firing", f"still firing: episode {old.episode} was answered", False)
+        return Decision(base, "still_firing", _still_firing(spec, old, at), False)
     held_for = at - since
     if consecutive < spec.for_evaluations or held_for < spec.for_seconds:
         new = replace(base, state="pending")
@@ -138,6 +138,17 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
         return Decision(new, "deduped", f"dedupe key {key!r} already answered within a day", True)
     new = replace(base, state="firing", responded=True, last_fired_at=at)
     return Decision(new, "fire", f"condition held for {consecutive} evaluation(s), {held_for:g}s", True)
+
+
+def _still_firing(spec: RuleSpec, old: RuleState, at: float) -> str:
+    """Why a holding condition does nothing more: its episode was answered; what a new response needs."""
+    ago = f" {at - old.last_fired_at:g}s ago" if old.last_fired_at is not None else ""
+    text = f"still firing: episode {old.episode} was answered{ago}; nothing more is done until the condition clears"
+    if spec.cooldown and old.last_fired_at is not None:
+        left = spec.cooldown - (at - old.last_fired_at)
+        if left > 0:
+            text += f", and the cooldown of {spec.cooldown:g}s holds a new response for {left:g}s more"
+    return text
 
 
 def _held_back(spec: RuleSpec, old: RuleState, at: float, history: History) -> str | None:

@@ -1,0 +1,126 @@
+"""The shipped drift loop with the real daemon: the example's rules file (examples/pipelines/rules) and its drifted
+batch (examples/data/houses_drifted.csv) dropped into a watched folder: the drift check runs, the rule fires, the
+retrain runs once on the claimed batch, its model is gated against the champion and promoted; a second drifted batch
+starts nothing and its event says why.
+
+Cheap stand-ins keep it a few seconds: ``data_checks`` is the example's drift task alone (one kernel process) and
+``house_prices`` a tiny trainer with the example's gate; the whole example runs in ``test_example_loop_slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+DATA = REPO / "examples" / "data"
+
+TRAIN = """\
+import json, os, sys
+data = sys.argv[1]
+out = os.environ["EDGEORCH_OUTPUT_DIR"]
+rows = sum(1 for _ in open(data)) - 1
+open(os.path.join(out, "model.npz"), "w").write(f"trained on {rows} rows of {data}")
+json.dump({"rmse": 21.7 if "drifted" in data else 24.3, "r2": 0.95}, open(os.path.join(out, "metrics.json"), "w"))
+"""
+
+
+def until(fn, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def rows(ws, sql: str, *args) -> list[tuple]:
+    db = sqlite3.connect(ws.state / "edgeorch.db")
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def drop(ws, name: str, content: bytes) -> None:
+    """Arrive by rename, as rsync and mv do."""
+    staging = ws.root / "staging"
+    staging.mkdir(exist_ok=True)
+    (staging / name).write_bytes(content)
+    os.rename(staging / name, ws.root / "drop" / name)
+
+
+def test_a_drifted_drop_retrains_once_and_the_new_model_is_gated_and_promoted(workspace, daemon) -> None:
+    (workspace.root / "drop").mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{workspace.root / 'drop'}"
+        pipeline = "data_checks"
+        patterns = ["*.csv"]
+        param = "batch"
+        settle = "0.2s"
+        """)
+    (workspace.pipelines / "rules").mkdir()
+    shutil.copy(REPO / "examples" / "pipelines" / "rules" / "retrain_on_drift.toml", workspace.pipelines / "rules")
+    workspace.pipeline("data_checks", f"""
+        name = "data_checks"
+        [params]
+        reference = {{ type = "path", default = "{DATA / 'houses.csv'}" }}
+        batch = {{ type = "path", default = "{DATA / 'houses_new.csv'}" }}
+        [tasks.drift]
+        kind = "drift"
+        [tasks.drift.options]
+        reference = "{{reference}}"
+        current = "{{batch}}"
+        on_violation = "warn"
+        """)
+    (workspace.root / "train.py").write_text(TRAIN)
+    workspace.pipeline("house_prices", f"""
+        name = "house_prices"
+        [params]
+        data = {{ type = "path", default = "{DATA / 'houses.csv'}" }}
+        [tasks.register]
+        command = ["python", "{workspace.root / 'train.py'}", "{{data}}"]
+        inputs = ["{{data}}"]
+        outputs = ["model.npz", "metrics.json"]
+        model = {{ name = "house_prices", path = "model.npz", metrics = "metrics.json" }}
+        [models.house_prices]
+        metrics = ["rmse", "r2"]
+        gates = ["rmse <= champion.rmse * 1.05", "r2 >= champion.r2 - 0.02"]
+        """)
+    daemon.start()
+    assert {r["name"] for r in daemon.call("monitors.list")["rules"]} == {"retrain_on_drift", "champion_degraded"}
+    first = daemon.call("trigger", {"pipeline": "house_prices"})["run_id"]  # version 1: the champion
+    assert daemon.wait_run(first) == "succeeded"
+    champion = lambda: daemon.call("models.show", {"name": "house_prices"})["aliases"].get("champion")  # noqa: E731
+    until(lambda: champion() == 1, what="version 1 promoted")
+
+    drift = (DATA / "houses_drifted.csv").read_bytes()
+    drop(workspace, "houses_drifted.csv", drift)
+    (retrain, params), = until(lambda: rows(workspace, "SELECT id, params FROM runs WHERE trigger = 'rule'"),
+                               what="the retrain the rule started")
+    assert json.loads(params)["data"].endswith("houses_drifted.csv")  # the claimed batch, in the inbox
+    assert daemon.wait_run(retrain) == "succeeded"
+    until(lambda: champion() == 2, what="the retrained version promoted")
+    why_model = daemon.call("models.why", {"name": "house_prices", "version": 2})["text"]
+    assert "Passed its gates against version 1 (champion)" in why_model
+    started = daemon.call("why", {"run": retrain})["started_by"]
+    assert started["kind"] == "rule" and started["rule"] == "retrain_on_drift" and started["value"] == 1.0
+    assert started["input_path"].endswith("houses_drifted.csv")
+
+    # A second drifted batch (other bytes) while the rule still fires: its check runs, nothing more starts.
+    drop(workspace, "houses_drifted_2.csv", drift.rsplit(b"\n", 2)[0] + b"\n")
+    checks = until(lambda: (lambda r: r if len(r) == 2 and r[-1][1] not in ("queued", "running") else None)(
+        rows(workspace, "SELECT id, state FROM runs WHERE pipeline = 'data_checks' ORDER BY id")),
+        what="the second check")
+    (message,), = until(lambda: rows(workspace, "SELECT message FROM events WHERE run_id = ? AND kind = "
+                                                "'rule_still_firing'", checks[-1][0]), what="the explanation")
+    assert "episode 1 was answered" in message and "cooldown of 3600s" in message
+    assert len(rows(workspace, "SELECT id FROM runs WHERE trigger = 'rule'")) == 1
+    rule = next(r for r in daemon.call("monitors.list")["rules"] if r["name"] == "retrain_on_drift")
+    assert rule["state"] == "firing" and rule["last_firing"]["run_id"] == retrain
