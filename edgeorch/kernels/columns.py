@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UnknownColumnError
-from . import datetimes
+from . import arrownp, datetimes
 
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan|infinity)\s*$"
 _NUMBER = re.compile(_NUMBER_RE, re.IGNORECASE)
@@ -159,7 +159,7 @@ def from_arrow(arr: Any, name: str) -> Batch:
         vals = arr.drop_null() if nulls else arr
         if pa.types.is_decimal(t):
             return NumericBatch(vals.cast(pa.float64()).to_numpy(), nulls, "float")
-        b = numeric_from_numpy(vals.to_numpy(zero_copy_only=False), nulls)
+        b = numeric_from_numpy(arrownp.to_numpy(vals), nulls)
         if len(vals) == 0:
             b.dtype = "empty"
         return b
@@ -167,7 +167,7 @@ def from_arrow(arr: Any, name: str) -> Batch:
         arr = arr.cast(pa.string())  # times of day, durations, binary...: compared as text
     vc = pc.value_counts(arr.drop_null() if nulls else arr)
     values = vc.field("values").to_pylist()
-    counts = vc.field("counts").to_numpy().astype(np.int64)
+    counts = arrownp.to_numpy(vc.field("counts")).astype(np.int64)
     dtype = "string"
     if values:
         looks_numeric = pc.match_substring_regex(vc.field("values"), _NUMBER_RE, ignore_case=True)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .arrownp import to_numpy
 
 NS_PER_S = 1_000_000_000
 _ARROW_UNITS = ("s", "ms", "us", "ns", "D")
@@ -120,7 +121,7 @@ def arrow_to_ns(arr: Any, name: str) -> tuple[np.ndarray, int, str | None, bool]
     except (pa.ArrowInvalid, OverflowError):
         raise DataError("a timestamp is out of range", field=name, value=_extreme(vals),
                         expected=f"datetimes from {_RANGE}") from None
-    return np.asarray(ns.to_numpy(zero_copy_only=False), dtype=np.int64), nulls, tz, is_date
+    return np.asarray(to_numpy(ns), dtype=np.int64), nulls, tz, is_date
 
 
 def _extreme(vals: Any) -> str | None:

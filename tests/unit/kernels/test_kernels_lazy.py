@@ -66,3 +66,14 @@ def test_documented_api_matches_exports() -> None:
     doc = (Path(__file__).parents[3] / "docs" / "kernels.md").read_text()
     missing = [n for n in kernels.__all__ if f"`{n}" not in doc]
     assert missing == []
+
+
+def test_profiling_and_drift_of_files_never_import_pandas(tmp_path) -> None:
+    """pyarrow's own to_numpy imports pandas (0.4-0.8 s of `edgeorch profile`); the kernels read buffers."""
+    data = tmp_path / "d.csv"
+    data.write_text("x,n,flag,city,when\n" + "".join(
+        f"{i / 3},{i},{'true' if i % 2 else 'false'},{'ab'[i % 2]},2024-01-{1 + i % 28:02d}\n" for i in range(200)))
+    mods = _modules_after(f"import edgeorch.kernels as k; p = k.profile({str(data)!r}); "
+                          f"k.dataset_drift({str(data)!r}, {str(data)!r})")
+    assert "numba" in mods
+    assert "pandas" not in mods
