@@ -23,10 +23,10 @@ import logging
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..selfexec import module_argv, module_env
 from .warmup import is_warm, remove_stale_staging, staging_dir
 
 log = logging.getLogger("edgeorch.kernels.warmup")
@@ -45,9 +45,9 @@ class Warmer:
         self.cache_dir = cache_dir
         self.enabled = enabled
         self.staging = staging_dir(cache_dir, os.getpid())
-        self.command = list(command) if command is not None else [
-            sys.executable, "-m", "edgeorch.kernels.warmup", str(cache_dir), "--staging", str(self.staging),
-            "--idle", "--parent", str(os.getpid())]
+        self.command = list(command) if command is not None else module_argv(
+            "edgeorch.kernels.warmup", str(cache_dir), "--staging", str(self.staging),
+            "--idle", "--parent", str(os.getpid()))
         self.state = "off" if not enabled else "pending"
         """off | pending | skipped (warm already) | running | done | failed | stopped."""
         self.pid: int | None = None
@@ -93,7 +93,7 @@ class Warmer:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=module_env())
         except OSError as exc:
             self.state = "failed"
             log.warning("numba cache warm-up not started: %s", exc)
