@@ -4,7 +4,8 @@ retrain runs once on the claimed batch, its model is gated against the champion 
 starts nothing and its event says why.
 
 Cheap stand-ins keep it a few seconds: ``data_checks`` is the example's drift task alone (one kernel process) and
-``house_prices`` a tiny trainer with the example's gate; the whole example runs in ``test_example_loop_slow``.
+``house_prices`` a tiny trainer with the example's gate; the whole example runs in ``test_example_loop_slow``
+(``-m slow``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "examples" / "data"
@@ -124,3 +127,38 @@ def test_a_drifted_drop_retrains_once_and_the_new_model_is_gated_and_promoted(wo
     assert len(rows(workspace, "SELECT id FROM runs WHERE trigger = 'rule'")) == 1
     rule = next(r for r in daemon.call("monitors.list")["rules"] if r["name"] == "retrain_on_drift")
     assert rule["state"] == "firing" and rule["last_firing"]["run_id"] == retrain
+
+
+@pytest.mark.slow
+def test_example_loop_slow(workspace, daemon) -> None:
+    """The whole shipped example (data_checks' four checks, house_prices' seven tasks): about 30 s."""
+    shutil.copytree(REPO / "examples" / "pipelines", workspace.pipelines, dirs_exist_ok=True)
+    shutil.copytree(DATA, workspace.root / "data")
+    (workspace.root / "drop").mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{workspace.root / 'drop'}"
+        pipeline = "data_checks"
+        patterns = ["*.csv"]
+        param = "batch"
+        settle = "0.2s"
+        """)
+    daemon.start()
+    first = daemon.call("trigger", {"pipeline": "house_prices"})["run_id"]
+    assert daemon.wait_run(first, timeout=120) == "succeeded"
+    champion = lambda: daemon.call("models.show", {"name": "house_prices"})["aliases"].get("champion")  # noqa: E731
+    until(lambda: champion() == 1, what="version 1 promoted")
+    drop(workspace, "houses_drifted.csv", (DATA / "houses_drifted.csv").read_bytes())
+    (retrain, params), = until(lambda: rows(workspace, "SELECT id, params FROM runs WHERE trigger = 'rule'"),
+                               timeout=120, what="the retrain the rule started")
+    assert daemon.wait_run(retrain, timeout=120) == "succeeded"
+    until(lambda: champion() == 2, timeout=60, what="the retrained version promoted")
+    assert "Passed its gates against version 1" in daemon.call("models.why", {"name": "house_prices",
+                                                                             "version": 2})["text"]
+    drop(workspace, "houses_drifted_2.csv", (DATA / "houses_drifted.csv").read_bytes().rsplit(b"\n", 2)[0] + b"\n")
+    checks = until(lambda: (lambda r: r if len(r) == 2 and r[-1][1] not in ("queued", "running") else None)(
+        rows(workspace, "SELECT id, state FROM runs WHERE pipeline = 'data_checks' ORDER BY id")),
+        timeout=120, what="the second check")
+    until(lambda: rows(workspace, "SELECT 1 FROM events WHERE run_id = ? AND kind = 'rule_still_firing'",
+                       checks[-1][0]), what="the explanation")
+    assert len(rows(workspace, "SELECT id FROM runs WHERE trigger = 'rule'")) == 1
