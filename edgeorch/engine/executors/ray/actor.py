@@ -68,6 +68,7 @@ class AttemptActor:
         self.state = "new"  # new -> launching -> running -> exited
         self.stop_asked = False
         self.proc: asyncio.subprocess.Process | None = None
+        self._ended_event = asyncio.Event()  # set with the exit record: a waiting read returns at once
         self._launch: asyncio.Task[dict[str, Any] | None] | None = None
 
     # -- starting -----------------------------------------------------------------------
@@ -153,6 +154,7 @@ class AttemptActor:
     def _ended(self, record: dict[str, Any]) -> None:
         self.exit = record
         self.state = "exited"
+        self._ended_event.set()
         return None
 
     # -- the daemon's calls ---------------------------------------------------------------
@@ -187,9 +189,13 @@ class AttemptActor:
                 return data, None
             if ended:
                 return b"", self.exit
-            if loop.time() >= deadline:
+            left = deadline - loop.time()
+            if left <= 0:
                 return b"", None
-            await asyncio.sleep(POLL_S)
+            try:  # new output is looked for every POLL_S; the end is seen at once
+                await asyncio.wait_for(self._ended_event.wait(), min(POLL_S, left))
+            except asyncio.TimeoutError:
+                pass
 
     async def stop(self) -> None:
         """SIGTERM to the supervisor (it stops the whole tree; SIGKILL after the grace); at launch if not started."""
