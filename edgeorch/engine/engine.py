@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import json
@@ -44,6 +45,9 @@ from ..store import NewAttempt, Store
 from . import privacy, scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
+from ..containers import command as container_command
+from ..containers.image import CDI_HINT, snapshot_with_image
+from ..pipelines.inputs import glob_base
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
@@ -585,7 +589,7 @@ class Engine:
             self.loop.call_soon(self._fail_unsatisfiable, ctx.run_id, name, why)
             return
         spec = ctx.pipeline.tasks[name]
-        if spec.inputs and tid not in self._inputs:
+        if (spec.inputs or spec.container is not None) and tid not in self._inputs:
             self._hash_declared_inputs(ctx, name, spec)
             return  # queued (or failed) once its inputs are hashed, in order with other outcomes
         if spec.cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
@@ -608,8 +612,13 @@ class Engine:
         values = self._placeholders(ctx, name, number, ctx.run_dir / "outputs" / name, ctx.run_dir / "checkpoints" / name)
         declared = [(text, substitute(text, values)) for text in spec.inputs]
         self._inputs_hashing.add(tid)
-        self._in_order(functools.partial(hash_inputs, name, declared, self._workdir(ctx, spec, values)),
-                       functools.partial(self._apply_inputs, ctx.run_id, name))
+        job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
+                                                              self._workdir(ctx, spec, values))
+        if spec.container is not None:  # its image, resolved to a digest, is one more input (docs/containers.md)
+            job = functools.partial(snapshot_with_image, job, name, spec.container,
+                                    substitute(spec.container.image, values), self.config.containers,
+                                    gpus=bool(spec.gpus or spec.gpu_memory))
+        self._in_order(job, functools.partial(self._apply_inputs, ctx.run_id, name))
 
     def _apply_inputs(self, run_id: int, name: str, fut: concurrent.futures.Future[InputsSnapshot]) -> None:
         """A ready task's inputs are hashed: keep the snapshot and queue it, or fail it (no attempt, no retry)."""
@@ -707,7 +716,7 @@ class Engine:
         spec = ctx.pipeline.tasks[name]
         tid = f"{ctx.run_id}/{name}"
         snapshot = self._inputs.pop(tid, None)
-        if spec.inputs:
+        if spec.inputs or spec.container is not None:
             moved = changed_since(snapshot) if snapshot is not None else "(not hashed yet)"
             if moved is not None:
                 # An input changed while the task waited for its turn: what it would read is not what was
@@ -726,10 +735,15 @@ class Engine:
         self._cache_missed.discard(tid)
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
         attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
-        argv, env, cwd = self._command(ctx, spec, values, upstream, attempt_dir)
+        argv, env, cwd, own = self._command(ctx, spec, values, upstream, attempt_dir)
         res = self.res
         assert res is not None
         env.update(self._lease_env(lease))
+        cleanup: list[str] = []
+        if spec.container is not None:  # before anything is recorded: a refusal fails the task, no attempt
+            assert snapshot is not None
+            argv, cleanup = self._container_argv(ctx, spec, values, argv, env, own, lease, snapshot, attempt_dir,
+                                                 number)
         log_path = attempt_dir / "output.log"
         recorded = holds_anything(lease)
         note = None
@@ -765,7 +779,7 @@ class Engine:
             attempt_id=attempt_id, argv=argv, env=env, cwd=cwd, log_path=str(log_path), attempt_dir=str(attempt_dir),
             log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
             cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
-            resources=request_dict(ctx.requests[name]),
+            resources=request_dict(ctx.requests[name]), cleanup=cleanup,
         ))
         self._arm_timeout(la)
         if recorded and lease.gpus:
@@ -790,13 +804,14 @@ class Engine:
         return env
 
     def _command(self, ctx: RunCtx, spec: TaskSpec, values: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
-                 attempt_dir: Path) -> tuple[list[str], dict[str, str], str]:
-        """argv, environment and working directory of an attempt (placeholders substituted)."""
+                 attempt_dir: Path) -> tuple[list[str], dict[str, str], str, set[str]]:
+        """argv, environment and working directory of an attempt (placeholders substituted), and the names of the
+        task's own variables (what edgeorch, the run and ``env`` set over the daemon's environment)."""
         pipeline_dir = Path(ctx.pipeline.source_file).parent
         cwd = self._workdir(ctx, spec, values)
         # The daemon's own service plumbing is not the task's: a task must not speak
         # sd_notify for the daemon, nor inherit its socket-activation fds.
-        env = dict(self._base_env)
+        env: dict[str, str] = {}  # the task's own variables; the daemon's environment goes under them at the end
         env.update({
             "EDGEORCH_RUN_ID": str(ctx.run_id), "EDGEORCH_PIPELINE": ctx.pipeline.name, "EDGEORCH_TASK": spec.name,
             "EDGEORCH_ATTEMPT": str(values["attempt"]), "EDGEORCH_OUTPUT_DIR": values["output_dir"],
@@ -816,7 +831,8 @@ class Engine:
             env[f"EDGEORCH_UPSTREAM_{_env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
         python_path = [str(pipeline_dir), str(Path(__file__).resolve().parents[2])]
         if spec.call or spec.kind:
-            env["PYTHONPATH"] = os.pathsep.join(python_path + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            base = self._base_env.get("PYTHONPATH")
+            env["PYTHONPATH"] = os.pathsep.join(python_path + ([base] if base else []))
         env.update(ctx.env)  # the run's own variables (e.g. the file a drop folder delivered)
         for k, v in spec.env.items():
             env[k] = substitute(v, values)
@@ -832,7 +848,53 @@ class Engine:
         else:
             assert spec.command is not None
             argv = [substitute(a, values) for a in spec.command]
-        return argv, env, str(cwd)
+        return argv, {**self._base_env, **env}, str(cwd), set(env)
+
+    def _container_argv(self, ctx: RunCtx, spec: TaskSpec, values: dict[str, Any], argv: list[str],
+                        env: dict[str, str], own: set[str], lease: Lease, snapshot: InputsSnapshot,
+                        attempt_dir: Path, number: int) -> tuple[list[str], list[str]]:
+        """The ``run`` command line of a container attempt (the task's ``argv`` inside) and its cleanup command.
+
+        ``env`` is the client's environment: GPUs are named by UUID inside
+        (indices differ in a container that sees only its own). Raises
+        :class:`EdgeorchError` when the CDI spec has no device for a leased
+        GPU (the task fails before any attempt).
+        """
+        assert spec.container is not None and snapshot.image is not None
+        image = snapshot.image
+        runtime = image.runtime
+        where = f"tasks.{spec.name}.container"
+        if lease.gpus:
+            missing = [u for u in lease.gpus if image.gpu_names is not None and u not in image.gpu_names]
+            if missing:
+                raise EdgeorchError(f"{where}: the CDI specs name no {', '.join(f'nvidia.com/gpu={u}' for u in missing)}"
+                                    f" (devices must be named by UUID); {CDI_HINT}")
+            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(lease.gpus)
+            env.pop("CUDA_DEVICE_ORDER", None)
+        c = container_command.substitute_container(spec.container, values)
+        pipeline_dir = str(Path(ctx.pipeline.source_file).parent)
+        read = [str(Path(a["path"]).parent) for arts in self._upstream_outputs(ctx, spec).values() for a in arts]
+        read += [item.path if item.kind != "glob" else glob_base(item.path) or "/" for item in snapshot.items
+                 if item.kind in ("file", "folder", "glob")]
+        asked = [(m.source if os.path.isabs(m.source) else os.path.join(pipeline_dir, m.source), m.target, m.read_only)
+                 for m in c.mounts]
+        name = container_command.container_name(ctx.run_id, spec.name, number, str(attempt_dir))
+        res = self.res
+        assert res is not None
+        cpus = res.shared_affinity(lease)
+        plan = container_command.AttemptPlan(
+            runtime_command=self.config.containers.command(runtime), runtime=runtime, spec=c,
+            image_ref=image.run_ref, name=name, cidfile=str(attempt_dir / "container.id"), command=tuple(argv),
+            env_names=container_command.env_names(sorted(own), container_command.lease_names(env)),
+            mounts=container_command.mounts_for(output_dir=values["output_dir"], checkpoint_dir=values["checkpoint_dir"],
+                                                run_dir=str(ctx.run_dir), pipeline_dir=pipeline_dir, read=read,
+                                                asked=asked),
+            workdir=c.workdir or pipeline_dir, cpus=tuple(cpus) if cpus else None, memory=lease.memory, gpus=lease.gpus,
+            labels=container_command.labels_of(ctx.run_id, spec.name, number, ctx.pipeline.name,
+                                               str(self.config.state_dir)),
+        )
+        return (container_command.run_argv(plan),
+                container_command.cleanup_for(runtime, self.config.containers.command(runtime), name))
 
     @staticmethod
     def _workdir(ctx: RunCtx, spec: TaskSpec, values: dict[str, Any]) -> Path:
@@ -973,6 +1035,9 @@ class Engine:
                 t.cancel()
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
+        if spec.container is not None and not info.lost:
+            code, sig, why = container_command.exit_as_host(info.exit_code, info.signal)
+            info = dataclasses.replace(info, exit_code=code, signal=sig, error=info.error or why)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir = ctx.run_dir / "outputs" / la.task
         names: list[str] = []
@@ -1320,8 +1385,9 @@ def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list
                 inputs: InputsSnapshot | None = None) -> str:
     """What a task's result depends on besides its definition: params, upstream file contents, declared inputs.
 
-    ``inputs`` counts only for a task that declares some, so the key of a task
-    without them is the one it had before inputs existed.
+    ``inputs`` counts only for a task that declares some or runs in a
+    container (its image digest), so the key of a task without them is the
+    one it had before inputs existed.
     """
     import hashlib
 
@@ -1330,6 +1396,6 @@ def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list
         "params": params,
         "upstream": {u: sorted((a["name"], a["sha256"]) for a in arts) for u, arts in sorted(upstream.items())},
     }
-    if spec.inputs:
+    if spec.inputs or spec.container is not None:  # a container's image digest is one of its inputs
         doc["inputs"] = inputs.key() if inputs is not None else None
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()

@@ -76,10 +76,16 @@ class ConsumedItem:
 
 @dataclass(frozen=True)
 class InputsSnapshot:
-    """A task's declared inputs as hashed: one item per entry (declaration order) and the stamps taken."""
+    """A task's declared inputs as hashed: one item per entry (declaration order) and the stamps taken.
+
+    A container task's image counts as one more input (kind ``image``: its reference and digest).
+    """
 
     items: tuple[ConsumedItem, ...]
     stamps: tuple[tuple[str, Stamp], ...] = field(default=(), repr=False)
+    image: Any = None
+    """A container task's image as resolved with its inputs (``containers.image.ResolvedImage``, also the last
+    of ``items``); None for a host task."""
 
     def key(self) -> list[list[str]]:
         """What the cache key takes from the inputs: ``[entry as written, kind, sha256]`` per entry."""

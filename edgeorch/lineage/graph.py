@@ -9,6 +9,9 @@ Nodes (``id``: fields):
 - ``file:<sha256>:<path>``: one version of a file: ``path``, ``sha256``;
 - ``files:<sha256>:<path>``: a folder or glob a task declared, by manifest
   hash: ``kind`` (``folder``/``glob``), ``path``, ``files``, ``size``;
+- ``image:<sha256>:<reference>``: a container image a task ran in
+  (docs/containers.md): ``reference`` as the task named it, ``sha256`` its
+  digest, ``size``;
 - ``input:3``: a drop-folder input: the file that arrived (``source_path``),
   where it was claimed to (``inbox_path``), ``sha256``, ``state``;
 - ``sha256:<hex>``: a content, as a root only: every path recorded with it;
@@ -153,6 +156,12 @@ def _files(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         "kind": row["kind"], "path": row["path"], "sha256": row["sha256"], "files": row["files"], "size": row["size"]}
 
 
+def _image(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A container image a task ran in: ``reference`` as the task named it (substituted), ``sha256`` its digest."""
+    return f"image:{row['sha256']}:{row['path']}", {
+        "kind": "image", "reference": row["path"], "sha256": row["sha256"], "size": row["size"]}
+
+
 def member_path(kind: str, path: str, name: str) -> str:
     """The absolute path of a folder's or glob's member ``name`` (a glob's names are relative to its base)."""
     base = glob_base(path) if kind == "glob" else path
@@ -226,6 +235,9 @@ class Walk:
             return self._input_up(node_id, fields) if up else self._input_down(node_id, fields)
         if kind in ("dataset", "model"):  # nothing reads a version by name yet: upstream only
             return self._version_up(node_id, fields) if up else []
+        if kind == "image":  # downstream: the tasks that ran in it (its reference and digest both match)
+            return [] if up else [("ran in", other, task, (other, node_id)) for other, task in
+                                  self._image_users(fields)]
         if kind == "content":  # a sha256 root: the same files both ways
             return [("has path", *_file(p, fields["sha256"]), (node_id, file_id(p, fields["sha256"])))
                     for p in fields["paths"]]
@@ -253,6 +265,10 @@ class Walk:
         for row in self.lineage.consumed_by(task["run_id"], task["task"]):
             if row["kind"] in ("folder", "glob"):
                 other, fields = _files(row)
+            elif row["kind"] == "image":  # a container task's image: its reference and digest
+                other, fields = _image(row)
+                steps.append(("ran in", other, fields, (node_id, other)))
+                continue
             else:
                 other, fields = _file(row["path"], row["sha256"], row["size"])
                 if row["kind"] == "upstream":
@@ -305,6 +321,13 @@ class Walk:
             other = f"input:{row['id']}"
             steps.append(("claimed from", other, _input_fields(row), (node_id, other)))
         return steps
+
+    def _image_users(self, image: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.lineage.consumers(image["reference"], image["sha256"], self.max_nodes):
+            other, fields = task_node(self.lineage, row["run_id"], row["task"])
+            out.setdefault(other, fields)
+        return list(out.items())
 
     def _file_down(self, node_id: str, f: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []

@@ -33,6 +33,9 @@ def label(fields: dict[str, Any]) -> str:
     if kind == "input":
         sha = f" sha256:{fields['sha256']}" if fields.get("sha256") else ""
         return f"drop-folder input {fields['input_id']} {fields['source_path']}{sha} ({fields['state']})"
+    if kind == "image":
+        size = f" ({format_bytes(fields['size'])})" if fields.get("size") else ""
+        return f"image {fields['reference']} sha256:{fields['sha256']}{size}"
     if kind == "content":
         return f"sha256:{fields['sha256']} ({len(fields['paths'])} path(s))"
     if kind == "dataset":
@@ -79,7 +82,7 @@ def dot(doc: dict[str, Any]) -> str:
     ids = {node: f"n{i}" for i, node in enumerate(nodes)}
     shapes = {"run": "box3d", "task": "box", "file": "note", "folder": "folder", "glob": "folder",
               "input": "cylinder", "content": "hexagon",
-              "dataset": "cylinder", "model": "component"}
+              "dataset": "cylinder", "model": "component", "image": "box3d"}
     out = ["digraph lineage {", "  rankdir=LR;", '  node [fontname="monospace", fontsize=10];']
     for node, fields in nodes.items():
         extra = ", penwidth=2" if node == doc["root"] else ""

@@ -68,6 +68,12 @@ class SpawnRequest:
     """The task's resource request (the non-zero keys of a ``ResourceRequest``: cpus, memory, gpus,
     gpu_memory, gpu_model). An executor that places attempts itself (Ray) asks its scheduler for
     them; the local one applies the lease instead (``cpus``, ``cgroup``, the lease's variables in ``env``)."""
+    cleanup: list[str] = field(default_factory=list)
+    """A command (argv) that releases what the attempt holds outside its process tree (a container task:
+    its container's record, ``podman rm --force``). Run once no process of the attempt is alive, when the
+    supervisor had to stop or kill any of them (a stop, or processes the task left behind), before the exit
+    record; and by :meth:`Executor.settle` for an attempt whose supervisor vanished. Empty: nothing to do.
+    Its failure is never the task's: output is discarded, the exit status unchanged."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -43,7 +43,7 @@ from ...files import read_json
 from ...procinfo import descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
-from .shim import ABANDONED, EXIT, OWNER, PROC, claim
+from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
 
 
 def read_exit(attempt_dir: str) -> ExitInfo | None:
@@ -349,6 +349,8 @@ class LocalExecutor(Executor):
         proc = read_json(Path(record.attempt_dir, PROC))
         if proc and is_same_process(proc.get("pid"), proc.get("pid_start_time")):
             kill_group(proc["pgid"], signal.SIGKILL)  # an orphan nobody would collect
+        if proc and isinstance(proc.get("cleanup"), list) and proc["cleanup"]:
+            run_cleanup([str(a) for a in proc["cleanup"]], wait=False)  # e.g. a container left running
         return ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
 
     def _on_shim_exit(self, attempt_id: int) -> None:

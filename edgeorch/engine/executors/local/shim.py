@@ -19,7 +19,11 @@ Contract, in order:
    gets SIGTERM, and SIGKILL after ``kill_grace`` seconds, until the shim has
    no child left (and, where the attempt has a cgroup v2 folder with
    ``cgroup.kill``, that cgroup is killed as well).
-6. Write ``exit.json`` (temp file, rename) — only when nothing of the
+6. If the shim had to stop or kill anything (a stop, or processes left
+   behind) and the request has a ``cleanup`` command (a container task: its
+   runtime's ``rm --force``), run it: what the attempt holds outside its
+   process tree is released before the attempt is reported over.
+7. Write ``exit.json`` (temp file, rename) — only when nothing of the
    attempt runs any more. This is the record of truth for the exit status,
    read by the engine now or after a restart; an attempt is settled (and its
    lease released) only after it, so no process of an ended attempt holds
@@ -140,6 +144,8 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     os.close(wfd)
     start = process_start_time(pid)
     proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
+    if req.get("cleanup"):  # for whoever settles the attempt if this shim vanishes (LocalExecutor.settle)
+        proc["cleanup"] = list(req["cleanup"])
     write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
     _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": process_start_time(me),
                       "stops_tree": True, **proc})
@@ -149,6 +155,9 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
         pass
     tree = _Tree(me, pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"))
     truncated, status = _supervise(rfd, wake_r, log_fd, int(req.get("log_max_bytes", 0)), tree)
+    if req.get("cleanup") and tree.deadline is not None:
+        signal.set_wakeup_fd(-1)  # the loop is over (its pipe closed): the cleanup's SIGCHLD must not write there
+        run_cleanup(req["cleanup"])
     code = os.waitstatus_to_exitcode(status)
     result = {
         "exit_code": code if code >= 0 else None,
@@ -159,6 +168,30 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     os.close(log_fd)
     write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
     return 0
+
+
+CLEANUP_TIMEOUT_S = 60.0
+"""The longest a cleanup command may take (a container runtime waiting for its storage lock)."""
+
+
+def run_cleanup(argv: list[str], *, wait: bool = True) -> None:
+    """Run an attempt's cleanup command, its output discarded; never raises (it is never the task's failure).
+
+    ``wait`` False starts it in its own session and returns at once (the
+    executor on the engine's loop); True waits up to :data:`CLEANUP_TIMEOUT_S`.
+    """
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, restore_signals=True)
+    except OSError:
+        return
+    if not wait:
+        return  # reaped by subprocess's own bookkeeping at a later Popen, or by init
+    try:
+        proc.wait(timeout=CLEANUP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _spawn_task(req: dict[str, Any], wfd: int) -> int:

@@ -1,0 +1,133 @@
+"""Container tasks through a real engine and real podman: outputs, leases, timeout, cancel, digest and cache."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from container_helpers import pipeline_text, run_pipeline, until
+
+from edgeorch.model import RunState
+from edgeorch.store import Store
+
+NO_NET = 'args = ["--network", "none"]'
+
+
+def _attempts(ws, task: str) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(ws.state / "edgeorch.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM attempts WHERE task = ? ORDER BY id", (task,)).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_container_task_writes_an_output_the_next_host_task_reads_pinned_to_its_core(container_ws, podman):
+    ws = container_ws
+    ws.pipeline("c", pipeline_text(f"""
+        [tasks.make]
+        command = ["sh", "-c", "grep Cpus_allowed_list /proc/self/status > $EDGEORCH_CHECKPOINT_DIR/cpus; echo made-$GREETING > /edgeorch/output/out.txt; pwd; env"]
+        outputs = ["out.txt"]
+        cpus = 1
+        memory = "64M"
+        env = {{ GREETING = "hi" }}
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+        [tasks.read]
+        command = ["sh", "-c", "cat \\"$EDGEORCH_UPSTREAM_MAKE\\""]
+        needs = ["make"]
+    """))
+    run_id, state = run_pipeline(ws, "c")
+    assert state == RunState.SUCCEEDED
+    run_dir = ws.state / "runs" / str(run_id)
+    assert (run_dir / "outputs" / "make" / "out.txt").read_text() == "made-hi\n"
+    assert (run_dir / "attempts" / "read.1" / "output.log").read_text() == "made-hi\n"
+    store = Store(ws.state / "edgeorch.db")
+    try:
+        lease = store.attempts.lease_of(_attempts(ws, "make")[0]["id"])
+    finally:
+        store.close()
+    inside = (run_dir / "checkpoints" / "make" / "cpus").read_text().split()[-1]
+    assert len(lease["cpus"]) == 1 and inside == str(lease["cpus"][0])  # pinned to its leased core, inside
+    log = (run_dir / "attempts" / "make.1" / "output.log").read_text()
+    assert f"{ws.pipelines}\n" in log  # the working folder: the pipeline's folder, at its own path
+    assert f"EDGEORCH_OUTPUT_DIR={run_dir / 'outputs' / 'make'}" in log and "OMP_NUM_THREADS=1" in log
+    assert "EDGEORCH_CONFIG" not in log and "NUMBA_CACHE_DIR" not in log  # the daemon's environment stays out
+    assert (run_dir / "attempts" / "make.1" / "container.id").read_text().strip()  # the container's id, recorded
+    assert podman.containers(ws.state) == []  # removed when it ended
+
+
+def test_the_digest_is_recorded_and_a_changed_image_misses_the_cache(container_ws, podman):
+    ws = container_ws
+    tag = f"{podman.image}-cache"
+    first = podman.build(tag, "one")
+    try:
+        ws.pipeline("k", pipeline_text(f"""
+            [tasks.t]
+            command = ["sh", "-c", "cat /etc/edgeorch-test > $EDGEORCH_OUTPUT_DIR/o"]
+            outputs = ["o"]
+            cache = true
+            container = {{ image = "{tag}", pull = "never", {NO_NET} }}
+        """))
+        assert run_pipeline(ws, "k")[1] == RunState.SUCCEEDED
+        run2, state2 = run_pipeline(ws, "k")
+        assert state2 == RunState.SUCCEEDED
+        store = Store(ws.state / "edgeorch.db")
+        try:
+            assert store.runs.get(run2)  # the run exists
+            consumed = store.lineage.consumed_by(run2, "t")
+            task2 = next(t for t in store.runs.tasks_of(run2) if t["name"] == "t")
+        finally:
+            store.close()
+        assert task2["state"] == "skipped" and task2["cached_from"] is not None  # same image: a cache hit
+        assert [(c["kind"], c["path"], c["sha256"]) for c in consumed] == [("image", tag, first)]
+        second = podman.build(tag, "two")  # the same tag, other content
+        assert second != first
+        run3, state3 = run_pipeline(ws, "k")
+        assert state3 == RunState.SUCCEEDED
+        assert (ws.state / "runs" / str(run3) / "outputs" / "t" / "o").read_text() == "image two\n"  # it ran again
+        lineage = ws.invoke("lineage", f"{run3}/t", "--json")
+        assert lineage.returncode == 0, lineage.stderr
+        nodes = json.loads(lineage.stdout)["nodes"]
+        assert {"kind": "image", "reference": tag, "sha256": second} in [
+            {k: n.get(k) for k in ("kind", "reference", "sha256")} for n in nodes.values()]
+        assert f"image {tag} sha256:{second}" in ws.invoke("lineage", f"{run3}/t").stdout
+    finally:
+        podman.run("rmi", "--force", tag, check=False)
+
+
+def test_a_timeout_stops_the_container_and_removes_it(container_ws, podman):
+    ws = container_ws
+    # PID 1 of a container ignores SIGTERM without a handler: the stop ends in SIGKILL after kill_grace.
+    ws.pipeline("slow", pipeline_text(f"""
+        [tasks.slow]
+        command = ["sh", "-c", "echo started; sleep 60"]
+        timeout = "1s"
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+    run_id, state = run_pipeline(ws, "slow")
+    assert state == RunState.FAILED
+    a = _attempts(ws, "slow")[0]
+    assert a["state"] == "timed_out"
+    assert "started" in (ws.state / "runs" / str(run_id) / "attempts" / "slow.1" / "output.log").read_text()
+    assert podman.containers(ws.state) == []  # the cleanup removed what the kill left in podman's records
+
+
+def test_cancel_stops_the_container(container_ws, podman):
+    ws = container_ws
+    ws.pipeline("long", pipeline_text(f"""
+        [tasks.long]
+        command = ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.1; done"]
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+
+    async def cancel_when_started(engine, run_id):
+        log = ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log"
+        await until(lambda: log.exists() and "started" in log.read_text(), what="the container to start")
+        engine.cancel(run_id)
+
+    run_id, state = run_pipeline(ws, "long", during=cancel_when_started)
+    assert state == RunState.CANCELLED
+    assert _attempts(ws, "long")[0]["state"] in ("signalled", "exited")
+    # The stop's SIGTERM reached the task inside (the runtime's client itself may end by it: docs/containers.md).
+    assert "got TERM" in (ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log").read_text()
+    assert podman.containers(ws.state) == []
