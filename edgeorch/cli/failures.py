@@ -18,6 +18,7 @@ An exception that is not an ``EdgeorchError`` is a bug: one line saying so
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 from typing import Any, Sequence
@@ -72,6 +73,40 @@ def report_error(err: EdgeorchError, *, json_out: bool) -> int:
     else:
         print(f"edgeorch: error: {err.render()}", file=sys.stderr)
     return err.exit_code
+
+
+def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argparse.Namespace) -> EdgeorchError:
+    """``err`` with a daemon op's argument name (field ``args.to``) replaced by the command's own option.
+
+    The daemon names the protocol's fields (right for a socket client); a person typed ``--to`` or
+    ``-n``, so that is what the error names. A field no option of the command matches is left as it is.
+    """
+    detail = getattr(err, "detail", None)  # an error the daemon sent: its message is rendered already
+    field = err.field if err.field is not None else (detail.get("field") if isinstance(detail, dict) else None)
+    if not (isinstance(field, str) and field.startswith("args.")):
+        return err
+    dest = field.removeprefix("args.")
+    command = parser
+    for level in ("command", "action"):
+        sub = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, level, None)
+        if sub is None or name not in sub.choices:
+            break
+        command = sub.choices[name]
+    for action in command._actions:
+        if action.dest == dest and not isinstance(action, argparse._SubParsersAction):
+            name = "/".join(action.option_strings) if action.option_strings else str(action.metavar or dest)
+            if err.field is not None:
+                err.field = name
+            else:
+                assert isinstance(detail, dict)
+                detail["field"] = name
+                if err.message.startswith(f"{field}: "):
+                    err.message = f"{name}: " + err.message.removeprefix(f"{field}: ")
+                detail["message"] = err.message
+            err.args = (err.render(),)
+            break
+    return err
 
 
 def report_bug(exc: BaseException, *, json_out: bool, verbose: bool) -> int:

@@ -9,6 +9,7 @@ exception is a bug (exit 70, its traceback with ``-v``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -18,7 +19,7 @@ from ..loglevel import configure_logging
 from .commands import (audit, baseline, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
                        pipelines, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from .failures import report_bug, report_error, wants_json
+from .failures import in_cli_terms, report_bug, report_error, wants_json
 from .globalopts import cli_log_level, finish_args, finish_parser
 from .parsing import Parser
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     json_out = wants_json(argv)  # until the arguments are parsed (argparse's own errors)
     verbose = False
+    args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         args = finish_args(parser.parse_args(argv))
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         return args.func(args)
     except EdgeorchError as exc:
+        if args is not None:
+            exc = in_cli_terms(exc, parser, args)
         return report_error(exc, json_out=json_out)
     except KeyboardInterrupt:
         print("edgeorch: interrupted", file=sys.stderr)

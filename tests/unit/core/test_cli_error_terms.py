@@ -1,0 +1,34 @@
+"""Errors name the option a person typed (--to, --limit/-n), not the daemon op's argument (args.to)."""
+
+from __future__ import annotations
+
+from edgeorch.cli.failures import error_document, in_cli_terms
+from edgeorch.cli.main import build_parser
+from edgeorch.control.protocol import error_from_dict
+from edgeorch.errors import UsageError
+
+
+def _remote(field: str) -> UsageError:
+    err = error_from_dict({"code": "usage", "message": f"{field}: is out of range (found -5); expected 1..10000",
+                           "field": field, "value": -5, "expected": "1..10000"})
+    assert isinstance(err, UsageError)
+    return err
+
+
+def test_a_daemon_error_about_an_op_argument_names_the_commands_option() -> None:
+    parser = build_parser()
+    err = in_cli_terms(_remote("args.limit"), parser, parser.parse_args(["runs", "-n", "-5"]))
+    assert err.render().startswith("--limit/-n: is out of range") or err.render().startswith("-n/--limit: is out")
+    doc = error_document(err)["error"]
+    assert doc["field"] in ("--limit/-n", "-n/--limit") and doc["message"] == err.message
+
+
+def test_a_local_error_of_a_group_action_names_its_option_and_others_are_kept() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["models", "rollback", "house_prices", "--to", "1"])
+    err = in_cli_terms(UsageError("is not a version number", field="args.to", value=0), parser, args)
+    assert err.field == "--to" and str(err).startswith("--to: ")
+    kept = in_cli_terms(UsageError("bad", field="args.nothing_like_it"), parser, args)
+    assert kept.field == "args.nothing_like_it"
+    plain = in_cli_terms(UsageError("bad", field="epochs"), parser, args)
+    assert plain.field == "epochs"
