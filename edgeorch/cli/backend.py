@@ -21,9 +21,8 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from ..config import Config, load_config
-
 if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
+    from ..config import Config
     from ..client import Client as Api
     from ..control.client import Client
     from ..control.statelock import StateLock
@@ -39,6 +38,8 @@ log = logging.getLogger("edgeorch.cli")
 
 def load(args: argparse.Namespace) -> Config:
     """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder set from it."""
+    from ..config import load_config
+
     cfg = load_config(args.config)
     log.debug("config: %s", cfg.source or "the embedded defaults")
     from ..kernels.cache import use_numba_cache_dir

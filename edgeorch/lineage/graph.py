@@ -55,7 +55,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import NotFoundError, UsageError
-from ..pipelines.inputs import glob_base
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
@@ -164,6 +163,8 @@ def _image(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def member_path(kind: str, path: str, name: str) -> str:
     """The absolute path of a folder's or glob's member ``name`` (a glob's names are relative to its base)."""
+    from ..pipelines.inputs import glob_base  # here: the CLI imports this package to build its parser
+
     base = glob_base(path) if kind == "glob" else path
     return os.path.normpath(os.path.join(base, name))
 

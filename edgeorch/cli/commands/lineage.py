@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -143,6 +142,8 @@ def _export(args: argparse.Namespace) -> int:
 def _write(events: Iterator[dict[str, Any]], args: argparse.Namespace) -> tuple[int, int]:
     """Write ``events`` as JSON lines to the export's destination; returns (events, distinct runs)."""
     if args.command is not None:
+        import subprocess
+
         proc = subprocess.Popen(args.command, shell=True, stdin=subprocess.PIPE, text=True)
         assert proc.stdin is not None
         try:

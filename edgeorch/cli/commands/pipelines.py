@@ -6,16 +6,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...config import Config
 from ...errors import EdgeorchError, NotFoundError, UsageError
-from ...pipelines import names_a_file, not_loaded_error, pipeline_document, pipeline_summary, validate_path
 from ...textui import print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
 from . import AddCommand
 from .validate import cmd_validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...config import Config
 
 
 def register(add: AddCommand) -> None:
@@ -32,6 +33,8 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
     Raises the file's own error when the named pipeline's file is invalid, and
     ``NotFoundError`` (with a close match when there is one) when no file defines it.
     """
+    from ...pipelines import names_a_file, not_loaded_error, validate_path
+
     p = Path(ref)
     if names_a_file(ref):
         report = validate_path(p)
@@ -104,6 +107,8 @@ def _show(args: argparse.Namespace, backend: Backend) -> int:
         res = backend.client.call("pipelines.show", {"name": args.name})
         print_json(res) if args.json else print(res["source"], end="")
         return EXIT_OK
+    from ...pipelines import pipeline_document
+
     p = find_pipeline(backend.cfg, args.name)
     print_json(pipeline_document(p)) if args.json else print(p.source_text, end="")
     return EXIT_OK
@@ -114,6 +119,8 @@ def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
     if backend.online:
         res = backend.client.call("pipelines.list")
         return res["pipelines"], [e["message"] for e in res["errors"]]
+    from ...pipelines import pipeline_summary, validate_path
+
     report = validate_path(backend.cfg.pipelines_dir)
     if not report.pipelines:
         return [], [e.render() for e in report.errors]

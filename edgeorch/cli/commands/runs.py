@@ -10,7 +10,6 @@ With a daemon every command goes through the Python client
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import json
 import os
@@ -22,12 +21,10 @@ from typing import Any, Awaitable, Callable
 
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
-from ...pipelines import parse_param_args
 from ...textui import format_duration, format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from . import AddCommand
-from .pipelines import find_pipeline
 
 STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
                "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
@@ -86,6 +83,8 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
     """Queue the run on the daemon (a pipeline name, or a file whose content it runs); follow it unless ``--detach``."""
+    from ...pipelines import parse_param_args
+
     queued = backend.api.submit(args.pipeline, parse_param_args(args.param or []), label="cli")
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
         print(f"run {queued.run_id} of {queued.pipeline} queued on the daemon at {backend.cfg.socket_path}", flush=True)
@@ -100,6 +99,9 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
 
 def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     """Run the pipeline with an engine in this process (the offline path)."""
+    from ...pipelines import parse_param_args
+    from .pipelines import find_pipeline
+
     raw_params = parse_param_args(args.param or [])
     pipeline = find_pipeline(backend.cfg, args.pipeline)
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
@@ -186,6 +188,8 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
     the grace period, the cancellation is recorded, exit code 130.
     """
+    import asyncio
+
     from ...engine.engine import Engine
 
     cfg = backend.cfg

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ...pipelines import validate_path
 from ...textui import print_json
 from ..backend import load
 from ..exits import EXIT_FAILED, EXIT_OK
@@ -22,6 +21,7 @@ def register(add: AddCommand) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Exit 0 when every file under ``args.path`` (or the pipelines folder and the rules folder) is valid, else 1."""
     from ...monitor.rulesdir import load_rules_dir
+    from ...pipelines import validate_path
 
     cfg = None if args.path else load(args)
     path = Path(args.path) if args.path else cfg.pipelines_dir  # type: ignore[union-attr]

@@ -1,0 +1,30 @@
+"""The CLI's start-up imports only what a command needs (issue 11): `edgeorch --help`, `status` and the
+kernel commands pay no asyncio, no pipeline parser, no engine, no pandas; each command imports its own
+heavy parts when it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY_AT_START = ("asyncio", "subprocess", "edgeorch.pipelines", "edgeorch.engine", "edgeorch.store", "numpy",
+                  "numba", "pandas", "pyarrow")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_building_the_whole_command_line_imports_nothing_heavy() -> None:
+    mods = _modules_after("from edgeorch.cli.main import build_parser\nbuild_parser()")
+    assert sorted(m for m in HEAVY_AT_START if m in mods) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["profile", "--help"], ["status", "--help"]])
+def test_help_imports_nothing_heavy(argv: list[str]) -> None:
+    mods = _modules_after(f"from edgeorch.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    assert sorted(m for m in HEAVY_AT_START if m in mods) == []
