@@ -1,0 +1,91 @@
+"""SpawnRequest.cleanup on the local executor: run by the shim after a stop (before the exit is reported), not
+after a task that ended by itself, and by settle() when the shim vanished (a container's record removed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+from edgeorch.engine.executors.base import ExitInfo, SpawnRequest, StartedInfo
+from edgeorch.engine.executors.local.executor import LocalExecutor
+
+
+class Probe:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.started: dict[int, StartedInfo] = {}
+        self.exited: dict[int, ExitInfo] = {}
+        self.ex = LocalExecutor(loop, self.started.__setitem__, self.exited.__setitem__)
+        self.ex.start()
+
+
+async def until(cond, timeout: float = 30, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _request(tmp: Path, attempt_id: int, script: str, marker: Path) -> SpawnRequest:
+    adir = tmp / f"attempt-{attempt_id}"
+    return SpawnRequest(attempt_id=attempt_id, argv=["/bin/sh", "-c", script], env=dict(os.environ), cwd=str(tmp),
+                        log_path=str(adir / "output.log"), attempt_dir=str(adir), log_max_bytes=1 << 20,
+                        kill_grace=0.5, cleanup=["/bin/sh", "-c", f"echo cleaned >> {marker}"])
+
+
+def test_a_stopped_attempt_is_cleaned_up_before_its_exit_is_reported(tmp_path):
+    marker = tmp_path / "marker"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            p.ex.spawn(_request(tmp_path, 1, "trap '' TERM; echo up; while true; do sleep 0.05; done", marker))
+            await until(lambda: 1 in p.started, what="the start")
+            p.ex.stop(1)
+            await until(lambda: 1 in p.exited, what="the end")
+            assert marker.read_text() == "cleaned\n"  # done when the exit is reported, not after
+            assert p.exited[1].signal == 9
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_an_attempt_that_ends_by_itself_needs_no_cleanup(tmp_path):
+    marker = tmp_path / "marker"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            p.ex.spawn(_request(tmp_path, 1, "exit 4", marker))
+            await until(lambda: 1 in p.exited, what="the end")
+            assert p.exited[1].exit_code == 4
+            assert not marker.exists()
+            proc = json.loads((tmp_path / "attempt-1" / "proc.json").read_text())
+            assert proc["cleanup"][0] == "/bin/sh"  # kept for whoever settles the attempt if its shim vanishes
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_settling_an_attempt_whose_shim_vanished_runs_its_cleanup(tmp_path):
+    marker = tmp_path / "marker"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            p.ex.spawn(_request(tmp_path, 1, "echo up; exec sleep 60", marker))
+            await until(lambda: 1 in p.started, what="the start")
+            os.kill(p.started[1].shim_pid, signal.SIGKILL)  # the supervisor dies without an exit record
+            await until(lambda: 1 in p.exited, what="the end")
+            assert p.exited[1].lost
+            await until(marker.exists, what="the cleanup (started in its own session)")
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
