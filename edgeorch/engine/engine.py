@@ -781,7 +781,7 @@ class Engine:
             cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
             resources=request_dict(ctx.requests[name]), cleanup=cleanup,
         ))
-        self._arm_timeout(la)
+        # The timeout is armed when the attempt starts (_on_started): it counts the task's own run.
         if recorded and lease.gpus:
             self._arm_watch()
         self._announce(TaskStarted(self.clock(), ctx.run_id, name, number, lease.to_dict() if recorded else None,
@@ -1007,10 +1007,9 @@ class Engine:
             return
         la.pgid = info.pgid
         self._record_running(attempt_id, info)
-        if la.timer is not None and la.stop_reason is None:
-            # The timeout counts the task's own run from here: waiting for a Ray node (or a busy
-            # launcher) is not the task's time. The timer armed at spawn was the net until now.
-            la.timer.cancel()
+        if la.timer is None and la.stop_reason is None:
+            # The timeout counts the task's own run, from here: waiting for a Ray node to place it
+            # (or for a busy launcher) is not the task's time.
             self._arm_timeout(la)
 
     def _record_running(self, attempt_id: int, info: StartedInfo) -> None:

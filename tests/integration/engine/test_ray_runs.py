@@ -156,7 +156,7 @@ def test_timeout_and_cancel_stop_the_remote_process_tree(ray_ws, tmp_path):
     assert state == RunState.FAILED
     store = Store(ray_ws.config().state_file)
     (attempt,) = store.attempts.of_run(run_id, "hang")
-    assert attempt["state"] == "timed_out" and "timed out" in attempt["reason"]
+    assert attempt["state"] == "timed_out" and "timed out" in attempt["reason"], dict(attempt)
     assert _gone(int(Path(f"{pids}.timeout").read_text()))
 
     ray_ws.pipeline("slow2", f"""

@@ -39,6 +39,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -125,6 +126,8 @@ class _Attempt:
     node_id: str | None = None
     task: asyncio.Task[None] | None = None
     kills: int = 0
+    actor_killed: bool = False
+    """kill() escalated to killing the actor: its death is the stop asked for, not a lost attempt."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -261,8 +264,12 @@ class RayExecutor(Executor):
         except asyncio.CancelledError:
             raise
         except ray.exceptions.RayActorError as exc:
-            self._end(att, ExitInfo(None, None, time.time(), lost=True,
-                                    error=f"the Ray worker running the attempt died: {_first_line(exc)}"))
+            if att.actor_killed:  # the engine's stop, carried out on an actor that did not answer (or not start)
+                self._end(att, ExitInfo(None, signal.SIGKILL, time.time(),
+                                        error="stopped by killing its Ray actor (it did not end otherwise)"))
+            else:
+                self._end(att, ExitInfo(None, None, time.time(), lost=True,
+                                        error=f"the Ray worker running the attempt died: {_first_line(exc)}"))
             return
         except Exception as exc:  # noqa: BLE001 - a Ray or file error: the attempt's end is unknown
             self._end(att, ExitInfo(None, None, time.time(), lost=True, error=f"lost contact with the attempt's "
@@ -324,6 +331,7 @@ class RayExecutor(Executor):
         att.kills += 1
         try:
             if att.kills > KILL_ACTOR_AFTER:
+                att.actor_killed = True
                 self._ray.kill(att.handle, no_restart=True)  # its supervisor's death signal stops the tree
             else:
                 att.handle.kill.remote()
