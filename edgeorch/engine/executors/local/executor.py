@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ...files import read_json
-from ...procinfo import descendants, is_same_process, open_pidfd
+from ...procinfo import children_map, descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
 from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
@@ -398,10 +398,22 @@ class LocalExecutor(Executor):
                 kill_group(proc.pgid, signal.SIGKILL)
 
     def pids(self, attempt_ids: list[int]) -> dict[int, list[int]]:
-        """Pids in each attempt's process group (one scan of /proc); the group's leader when none is found."""
-        groups = {self._procs[a].pgid: a for a in attempt_ids if a in self._procs and self._procs[a].pgid}
-        found = pids_of_groups(set(groups))
-        return {aid: found.get(pgid, [pgid]) for pgid, aid in groups.items()}
+        """Pids of each attempt: every process below its shim (the task's group, what left it, a container's
+        processes under its runtime's monitor) from one scan of /proc; the group's leader when none is found."""
+        procs = {a: self._procs[a] for a in attempt_ids if a in self._procs and self._procs[a].pgid}
+        if not procs:
+            return {}
+        kids = children_map()
+        out: dict[int, list[int]] = {}
+        for aid, info in procs.items():
+            found: list[int] = []
+            todo = list(kids.get(info.shim_pid, ())) if info.shim_pid else []
+            while todo:
+                pid = todo.pop()
+                found.append(pid)
+                todo.extend(kids.get(pid, ()))
+            out[aid] = sorted(found) or [info.pgid]
+        return out
 
     def close(self) -> None:
         """Stop watching and let the zygote exit; running shims and tasks go on."""

@@ -1,5 +1,7 @@
-"""SpawnRequest.cleanup on the local executor: run by the shim after a stop (before the exit is reported), not
-after a task that ended by itself, and by settle() when the shim vanished (a container's record removed)."""
+"""What container tasks need of the local executor, with plain processes: SpawnRequest.cleanup run by the shim
+after a stop (before the exit is reported), not after a task that ended by itself, and by settle() when the
+shim vanished (a container's record removed); pids() of an attempt include processes outside its group (a
+container's, below its runtime's monitor), for the GPU watcher."""
 
 from __future__ import annotations
 
@@ -85,6 +87,28 @@ def test_settling_an_attempt_whose_shim_vanished_runs_its_cleanup(tmp_path):
             await until(lambda: 1 in p.exited, what="the end")
             assert p.exited[1].lost
             await until(marker.exists, what="the cleanup (started in its own session)")
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_pids_include_processes_that_left_the_tasks_group(tmp_path):
+    marker = tmp_path / "marker"
+    pidfile = tmp_path / "escaped"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            # A child in a session of its own (as conmon and a container's processes are): not in the task's group.
+            script = f"setsid sh -c 'echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 60' & wait"
+            p.ex.spawn(_request(tmp_path, 1, script, marker))
+            await until(lambda: 1 in p.started and pidfile.exists(), what="the escaped child")
+            escaped = int(pidfile.read_text())
+            assert os.getpgid(escaped) != p.started[1].pgid
+            assert escaped in p.ex.pids([1])[1] and p.started[1].pid in p.ex.pids([1])[1]
+            p.ex.stop(1)
+            await until(lambda: 1 in p.exited, what="the end")
         finally:
             p.ex.close()
 
