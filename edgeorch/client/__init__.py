@@ -17,12 +17,26 @@ answers, shared by both clients), :mod:`.sync`, :mod:`.aio` (the clients),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..control.client import DaemonNotRunning
-from .aio import AsyncClient
 from .calls import WaitTimeout
 from .locate import find_socket
 from .records import Artifact, Attempt, Checkpoint, CheckResult, Queued, Run, RunSummary, Task
 from .sync import Client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .aio import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    """``AsyncClient`` is loaded on first use: the blocking client (the CLI's) does not pay for asyncio."""
+    if name == "AsyncClient":
+        from .aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Artifact", "AsyncClient", "Attempt", "CheckResult", "Checkpoint", "Client", "DaemonNotRunning", "Queued",

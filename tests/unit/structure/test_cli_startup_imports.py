@@ -28,3 +28,11 @@ def test_building_the_whole_command_line_imports_nothing_heavy() -> None:
 def test_help_imports_nothing_heavy(argv: list[str]) -> None:
     mods = _modules_after(f"from edgeorch.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert sorted(m for m in HEAVY_AT_START if m in mods) == []
+
+
+def test_the_blocking_clients_do_not_import_asyncio() -> None:
+    """The CLI talks to the daemon through edgeorch.Client; AsyncClient and the server load only when used."""
+    mods = _modules_after("from edgeorch.client import Client\nfrom edgeorch.control import Client as Raw")
+    assert "asyncio" not in mods
+    mods = _modules_after("from edgeorch.client import AsyncClient")
+    assert "asyncio" in mods
