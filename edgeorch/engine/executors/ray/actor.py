@@ -160,7 +160,17 @@ class AttemptActor:
     # -- the daemon's calls ---------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """``state`` (new, launching, running, exited), ``started``, ``exit``, ``attempt_dir``, ``log_size``."""
+        """``state`` (new, launching, running, exited), ``started``, ``exit``, ``attempt_dir``, ``log_size``.
+
+        A supervisor that wrote its exit record has ended (it writes it last):
+        the answer waits (briefly) for this actor to have noticed, so an ended
+        attempt is never reported as running.
+        """
+        if self.exit is None and self.proc is not None and os.path.exists(os.path.join(self.spool, EXIT)):
+            try:
+                await asyncio.wait_for(self._ended_event.wait(), 10.0)
+            except asyncio.TimeoutError:
+                pass
         try:
             size = os.path.getsize(self.log)
         except OSError:
