@@ -413,7 +413,7 @@ class RayExecutor(Executor):
     def _find(self, attempt_id: int) -> Any:
         try:
             return self._ray.get_actor(actor_name(attempt_id), namespace=self.namespace)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - ValueError: no such actor; anything else: unreadable, which is the same here
             return None
 
     def _status(self, handle: Any) -> dict[str, Any] | None:
