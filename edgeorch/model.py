@@ -104,7 +104,8 @@ class InputState(StrEnum):
 
     ``claiming``: intent recorded, the rename into the inbox maybe not done;
     ``claimed``: in the inbox and hashed, no run yet; ``started``: its run
-    was created. Final: ``done`` (the run finished; kept for lineage),
+    was created. ``done``: the run finished (kept for lineage); a monitoring
+    rule's ``quarantine`` response may still move it to ``quarantined``. Final:
     ``quarantined`` (the run failed or could not start; a retry of the run
     brings it back to ``started``), ``duplicate`` (same content as an
     earlier input), ``refused`` (not a file edgeorch takes), ``vanished``
@@ -174,7 +175,9 @@ INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
     _I.STARTED: frozenset({_I.DONE, _I.QUARANTINED}),
     # a retry of its run brings it back from quarantine; `edgeorch requeue` sends it back to the drop folder
     _I.QUARANTINED: frozenset({_I.STARTED, _I.REQUEUED}),
-    **{s: frozenset() for s in (_I.DONE, _I.DUPLICATE, _I.REFUSED, _I.VANISHED, _I.LOST, _I.REQUEUED)},
+    # a monitoring rule's `quarantine` response, after the run ended (docs/monitoring.md)
+    _I.DONE: frozenset({_I.QUARANTINED}),
+    **{s: frozenset() for s in (_I.DUPLICATE, _I.REFUSED, _I.VANISHED, _I.LOST, _I.REQUEUED)},
 }
 """Drop-folder input state -> the states it may move to."""
 

@@ -131,7 +131,7 @@ class Daemon:
             self.triggers.start()
             # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
-                                     quarantine_dir=cfg.state_dir / "quarantine", models=self.models,
+                                     quarantine_inputs=self.triggers.drops.quarantine_run_inputs, models=self.models,
                                      rules_dir=cfg.rules_dir)
             self.bus.subscribe(self.monitors.on_run_finished, RunFinished)
             self.bus.subscribe(self.monitors.on_model_event, (ModelObserved, ModelDeployment))  # model_metric rules

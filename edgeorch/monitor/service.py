@@ -64,15 +64,19 @@ class Monitors:
     """The rules of one daemon (see the module docstring)."""
 
     def __init__(self, *, store: Store, requests: RunRequests, registry: PipelineRegistry,
-                 loop: asyncio.AbstractEventLoop, quarantine_dir: Path, models: Any = None,
+                 loop: asyncio.AbstractEventLoop,
+                 quarantine_inputs: Callable[[int, str, dict[str, Any]], list[str]] | None = None,
+                 models: Any = None,
                  rules_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
-        """``models``: the :class:`~edgeorch.models.service.ModelService` (rollback responses); ``rules_dir``: the
-        rules folder (``[monitor] rules_dir``; None: none); ``clock``: Unix seconds."""
+        """``quarantine_inputs(run_id, reason, details)``: the drop folders' way to set a run's inputs aside
+        (quarantine responses; None: no drop folders here); ``models``: the
+        :class:`~edgeorch.models.service.ModelService` (rollback responses); ``rules_dir``: the rules folder
+        (``[monitor] rules_dir``; None: none); ``clock``: Unix seconds."""
         self.store = store
         self.requests = requests
         self.registry = registry
         self.loop = loop
-        self.quarantine_dir = quarantine_dir
+        self.quarantine_inputs = quarantine_inputs
         self.models = models
         self.rules_dir = rules_dir
         self.clock = clock
@@ -325,17 +329,18 @@ class Monitors:
                               data={"rule": name, "firing": firing_id, "responses": planned, "ok": ok})
 
     def _quarantine(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
-        """Move the input file of the signal's run into quarantine (it stays recorded; ``inputs`` shows it)."""
-        from ..triggers.drop.quarantine import quarantine  # at call time: a response, not the evaluator
-
-        path = doc.get("input_path")
-        if not path:
+        """Set the signal run's drop-folder inputs aside: moved into quarantine with a reason file, their
+        rows ``quarantined`` (``edgeorch inputs``; ``requeue`` and ``retry`` work on them as on any other)."""
+        run_id = doc.get("run_id")
+        if not doc.get("input_path") or not isinstance(run_id, int):
             return {"skipped": "the signal's run was not started by a drop-folder file"}
-        if not Path(path).exists():
-            return {"skipped": f"{path} is gone (already quarantined or removed)"}
-        q = quarantine(path, self.quarantine_dir, f"rule {name}: {doc.get('condition')}",
-                       details={"rule": name, "value": doc.get("value"), "run_id": doc.get("run_id")})
-        return {"quarantined": str(q.path)}
+        if self.quarantine_inputs is None:
+            return {"skipped": "no drop folders are watched in this process"}
+        moved = self.quarantine_inputs(run_id, f"rule {name}: {doc.get('condition')}",
+                                       {"rule": name, "value": doc.get("value")})
+        if not moved:
+            return {"skipped": f"run {run_id}'s input is not there any more (already quarantined or removed)"}
+        return {"quarantined": moved[0] if len(moved) == 1 else moved}
 
     # -- timers ------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import json
 import os
 import stat as stat_mod
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,69 @@ def quarantine(path: Path | str, quarantine_dir: Path | str, reason: str, *, sou
     os.rename(src, dest)
     fsync_dir(qdir)
     return Quarantined(dest, reason_path, doc)
+
+
+def quarantine_input(store: Any, rec: Mapping[str, Any], quarantine_dir: Path | str, why: str, *,
+                     clock: Callable[[], float], publish: Callable[[Any], None] | None = None,
+                     details: Mapping[str, Any] | None = None) -> Path | None:
+    """Set input ``rec``'s kept file aside and record it: the one way an input becomes ``quarantined``.
+
+    For a failed run (the drop service) and a rule's ``quarantine`` response (after its run ended): the
+    file moves into ``quarantine_dir`` with its reason document, the input's row becomes ``quarantined``
+    with the new path (a transition the state table allows, else :class:`~edgeorch.errors.ConflictError`
+    and nothing moved), and an ``InputQuarantined`` event is recorded and published. A file already gone
+    records the state with that said; a move that fails records it with the error. Returns the new path,
+    or None when nothing was moved.
+    """
+    from ...events import InputQuarantined, record  # the store's event types; the file moves need neither
+    from ...model import InputState
+
+    state = InputState(rec["state"])
+    if not InputState.can_transition(state, InputState.QUARANTINED):
+        from ...errors import ConflictError
+
+        raise ConflictError(f"input {rec['id']} cannot move from {state.value} to quarantined")
+    path = rec.get("inbox_path")
+    if not path or not os.path.lexists(path):
+        store.inputs.record_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
+        return None
+    try:
+        q = quarantine(path, quarantine_dir, why, source_name=rec["source_name"],
+                       details={"pipeline": rec["pipeline"], "run_id": rec["run_id"], "sha256": rec["sha256"],
+                                "input_id": rec["id"], "source_path": rec["source_path"],
+                                "watch_folder": rec["watch_folder"], "claimed_path": str(path),
+                                **(dict(details) if details else {})})
+    except OSError as exc:
+        store.inputs.record_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
+        raise
+    store.inputs.record_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
+    event = InputQuarantined(clock(), rec["id"], rec["run_id"], rec["pipeline"], str(q.path), why,
+                             rec["source_name"])
+    record(store.events, event)  # its events row, from the event itself
+    if publish is not None:
+        publish(event)
+    try:
+        os.rmdir(Path(path).parent)  # the claim's own folder in the inbox, when empty
+    except OSError:
+        pass
+    return q.path
+
+
+def quarantine_run_inputs(store: Any, run_id: int, quarantine_dir: Path | str, why: str, *,
+                          clock: Callable[[], float], publish: Callable[[Any], None] | None = None,
+                          details: Mapping[str, Any] | None = None) -> list[str]:
+    """A rule's ``quarantine`` response: set aside the kept files of run ``run_id``'s inputs.
+
+    Inputs still ``started`` or ``done`` are quarantined (:func:`quarantine_input`); others (already
+    quarantined, requeued, ...) are left as they are. Returns the paths now in quarantine.
+    """
+    moved = []
+    for rec in store.inputs.all_of_run(run_id):
+        if rec["state"] in ("started", "done"):
+            q = quarantine_input(store, rec, quarantine_dir, why, clock=clock, publish=publish, details=details)
+            if q is not None:
+                moved.append(str(q))
+    return moved
 
 
 def requeue(quarantined: Path | str, drop_folder: Path | str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError
-from ...events import DatasetVersioned, Event, InputChanged, InputQuarantined, record
+from ...events import DatasetVersioned, Event, InputChanged
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -36,7 +36,7 @@ from .claim import (
 from .durable import sync_dirs, write_atomic
 from .inspection import Refuse, inspect, scan
 from .names import display_path
-from .quarantine import quarantine
+from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
 from .reconcile import InputRecord, file_ids, list_inbox, reconcile
 from .retention import FINISHED_STATES, remove_kept_file, sweep_interval
 from .settle import Batcher
@@ -278,28 +278,15 @@ class DropFolders:
             why = reason or "no run could be started"
         else:
             why = f"run {rec['run_id']} of {rec['pipeline']} failed" + (f": {reason}" if reason else "")
-        path = rec.get("inbox_path")
-        if not path or not os.path.lexists(path):
-            store.inputs.record_state(rec["id"], "quarantined", reason=why + " (the inbox file was already gone)")
-            return
         try:
-            q = quarantine(path, self.quarantine_dir, why, source_name=rec["source_name"],
-                           details={"pipeline": rec["pipeline"], "run_id": rec["run_id"], "sha256": rec["sha256"],
-                                    "input_id": rec["id"], "source_path": rec["source_path"],
-                                    "watch_folder": rec["watch_folder"], "claimed_path": str(path)})
+            quarantine_input(store, rec, self.quarantine_dir, why, clock=self.engine.clock, publish=self.publish)
         except OSError as exc:
-            log.error("input %s: cannot quarantine %s: %s", rec["id"], path, exc)
-            store.inputs.record_state(rec["id"], "quarantined", reason=f"{why}; quarantine failed: {exc}")
-            return
-        store.inputs.record_state(rec["id"], "quarantined", reason=why, inbox_path=str(q.path))
-        quarantined = InputQuarantined(self.engine.clock(), rec["id"], rec["run_id"], rec["pipeline"], str(q.path),
-                                       why, rec["source_name"])
-        record(store.events, quarantined)  # its events row, from the event itself
-        self.publish(quarantined)
-        try:
-            os.rmdir(Path(path).parent)
-        except OSError:
-            pass
+            log.error("input %s: cannot quarantine %s: %s", rec["id"], rec.get("inbox_path"), exc)
+
+    def quarantine_run_inputs(self, run_id: int, why: str, details: dict[str, Any] | None = None) -> list[str]:
+        """A rule's ``quarantine`` response: :func:`quarantine_run_inputs` with this service's folder and bus."""
+        return quarantine_run_inputs(self.store, run_id, self.quarantine_dir, why, clock=self.engine.clock,
+                                     publish=self.publish, details=details)
 
     # -- drop folders: configuration ----------------------------------------------------------
 

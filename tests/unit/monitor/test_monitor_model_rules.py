@@ -59,7 +59,7 @@ def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_reso
         for v in (1, 2):
             store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
         monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
-                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "quarantine", models=models)
+                            loop=asyncio.get_running_loop(), models=models)
         bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
         monitors.start()
 
@@ -113,7 +113,7 @@ def test_a_rule_seen_first_does_not_evaluate_older_observations(tmp_path: Path) 
         store.models.move_alias("house", "champion", 1, action="promote", actor="alice", reason="test")
         models.observe("house", {"champion": {"rmse": 99.0}})  # before the rule existed
         monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
-                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "q", models=models)
+                            loop=asyncio.get_running_loop(), models=models)
         monitors.start()
         assert store.rules.get("champion_degraded")["state"] == "ok" and store.rules.firings("champion_degraded") == []
         await models.close()

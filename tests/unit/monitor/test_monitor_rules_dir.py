@@ -105,7 +105,7 @@ def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_chang
     async def main() -> None:
         store = Store(tmp_path / "state.db")
         monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=loaded),  # type: ignore[arg-type]
-                            loop=asyncio.get_running_loop(), quarantine_dir=tmp_path / "q", rules_dir=rules_dir)
+                            loop=asyncio.get_running_loop(), rules_dir=rules_dir)
         monitors.start()
         assert sorted(monitors.rules) == ["champion_degraded"]
         assert any("retrain.toml" in p and "on[0].threshold" in p and "half" in p for p in monitors.problems)
