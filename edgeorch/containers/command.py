@@ -167,8 +167,8 @@ def mounts_for(*, output_dir: str, checkpoint_dir: str, run_dir: str, pipeline_d
 
     def add(source: str, target: str, read_only: bool) -> None:
         target = os.path.normpath(target)
-        if target in targets:
-            return
+        if target in targets or target == "/":
+            return  # one mount per target; never over the image's root (a glob at the top of the tree)
         if read_only and any(_inside(target, m.target) for m in out):
             return  # visible through a folder already mounted
         targets.add(target)

@@ -63,7 +63,7 @@ def test_cleanup_removes_the_container_whatever_its_state():
 def test_mounts_same_paths_aliases_one_per_target_and_the_tasks_own_first():
     mounts = mounts_for(output_dir="/s/runs/1/outputs/t", checkpoint_dir="/s/runs/1/checkpoints/t",
                         run_dir="/s/runs/1", pipeline_dir="/pipes",
-                        read=["/s/runs/1/outputs/up", "/data/in.csv", "/pipes/sub", "/elsewhere/outputs/up"],
+                        read=["/s/runs/1/outputs/up", "/data/in.csv", "/pipes/sub", "/elsewhere/outputs/up", "/"],
                         asked=[("/srv/data", "/data", True)])
     assert mounts == (
         BindMount("/srv/data", "/data", True),
@@ -74,7 +74,8 @@ def test_mounts_same_paths_aliases_one_per_target_and_the_tasks_own_first():
         BindMount("/s/runs/1", "/s/runs/1", True),
         BindMount("/pipes", "/pipes", True),
         BindMount("/elsewhere/outputs/up", "/elsewhere/outputs/up", True),  # a cached upstream of another run
-    )  # /data/in.csv is under the task's own /data; /pipes/sub and the run's upstream under mounted folders
+    )  # /data/in.csv is under the task's own /data; /pipes/sub and the run's upstream under mounted folders;
+    # never "/" (a glob like "/*.csv" has the root as its folder: mounting it would hide the image)
 
 
 def test_variables_are_the_tasks_and_the_leases_never_host_only_ones():
