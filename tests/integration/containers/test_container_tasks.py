@@ -60,6 +60,7 @@ def test_the_digest_is_recorded_and_a_changed_image_misses_the_cache(container_w
     ws = container_ws
     tag = f"{podman.image}-cache"
     first = podman.build(tag, "one")
+    built = [first]
     try:
         ws.pipeline("k", pipeline_text(f"""
             [tasks.t]
@@ -81,6 +82,7 @@ def test_the_digest_is_recorded_and_a_changed_image_misses_the_cache(container_w
         assert task2["state"] == "skipped" and task2["cached_from"] is not None  # same image: a cache hit
         assert [(c["kind"], c["path"], c["sha256"]) for c in consumed] == [("image", tag, first)]
         second = podman.build(tag, "two")  # the same tag, other content
+        built.append(second)
         assert second != first
         run3, state3 = run_pipeline(ws, "k")
         assert state3 == RunState.SUCCEEDED
@@ -92,7 +94,7 @@ def test_the_digest_is_recorded_and_a_changed_image_misses_the_cache(container_w
             {k: n.get(k) for k in ("kind", "reference", "sha256")} for n in nodes.values()]
         assert f"image {tag} sha256:{second}" in ws.invoke("lineage", f"{run3}/t").stdout
     finally:
-        podman.run("rmi", "--force", tag, check=False)
+        podman.run("rmi", "--force", tag, *built, check=False)
 
 
 def test_a_timeout_stops_the_container_and_removes_it(container_ws, podman):
