@@ -34,13 +34,16 @@ def pipeline_summary(p: Pipeline, *, pauses: Mapping[str, Mapping[str, Any]] | N
 
 
 def pipeline_document(p: Pipeline) -> dict[str, Any]:
-    """One pipeline's definition (``pipelines show``): params, tasks with needs, retries, resources, and its source."""
+    """One pipeline's definition (``pipelines show``): params, tasks with needs, retries, resources, container
+    (image, runtime, pull; None on the host), and its source."""
     return {"name": p.name, "description": p.description, "file": p.source_file, "content_hash": p.content_hash,
             "priority": p.priority, "order": list(p.order), "source": p.source_text,
             "params": {k: {"type": v.type, "default": v.default, "help": v.help} for k, v in p.params.items()},
             "tasks": {n: {"needs": list(t.needs), "retries": t.retries, "timeout": t.timeout, "cache": t.cache,
                           "outputs": list(t.outputs), "kind": t.kind, "call": t.call,
                           "command": t.command if isinstance(t.command, str) else list(t.command or []),
+                          "container": None if t.container is None else {
+                              "image": t.container.image, "runtime": t.container.runtime, "pull": t.container.pull},
                           "resources": {k: v for k, v in (("cpus", t.cpus), ("memory", t.memory), ("gpus", t.gpus),
                                                           ("gpu_memory", t.gpu_memory), ("gpu_model", t.gpu_model),
                                                           ("pool", t.pool)) if v}}

@@ -119,3 +119,12 @@ def test_the_containers_config_table():
     with pytest.raises(ConfigError) as err:
         parse_config({"containers": {"docker_command": []}}, base=Path("/"), file="c.toml", source=None)
     assert "containers.docker_command" in str(err.value) and "must name the program" in str(err.value)
+
+
+def test_the_pipeline_document_shows_a_tasks_container():
+    from edgeorch.pipelines.document import pipeline_document
+
+    pipeline, errors = _parse({"command": ["true"], "container": {"image": "bb:1", "pull": "never"}})
+    assert errors == []
+    assert pipeline_document(pipeline)["tasks"]["t"]["container"] == {"image": "bb:1", "runtime": None,
+                                                                      "pull": "never"}
