@@ -34,12 +34,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ...files import read_json
+from ....selfexec import module_argv, module_env
 from ...procinfo import children_map, descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
@@ -109,12 +109,10 @@ class LocalExecutor(Executor):
 
     def start(self) -> None:
         """Start the zygote. Its stdin/stdout are our request/reply pipes. Raises OSError when it cannot start."""
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[4])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # This package, whatever the daemon's working directory holds (edgeorch/selfexec.py).
         popen = subprocess.Popen(
-            [sys.executable, "-m", "edgeorch.engine.executors.local.zygote"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, close_fds=True,
+            module_argv("edgeorch.engine.executors.local.zygote"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=module_env(), close_fds=True,
         )
         try:
             pidfd: int | None = os.pidfd_open(popen.pid)

@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 import ray
 
+from ....selfexec import module_argv, module_env
 from ...files import read_json
 from ...procinfo import descendants
 from ..local.shim import ABANDONED, EXIT, OWNER, PROC, claim
@@ -50,7 +50,6 @@ POLL_S = 0.05
 """How often a waiting :meth:`AttemptActor.read` looks at the spool log (on the node: a stat)."""
 CHUNK = 1 << 20
 """The most log bytes one read returns."""
-_ROOT = str(Path(__file__).resolve().parents[4])
 
 
 @ray.remote
@@ -106,12 +105,10 @@ class AttemptActor:
             env.pop("CUDA_DEVICE_ORDER", None)
         shim_req = {**req, "env": env, "attempt_dir": self.spool, "log_path": self.log, "cpus": None, "cgroup": None,
                     "parent_pid": os.getpid()}
-        shim_env = dict(os.environ)
-        shim_env["PYTHONPATH"] = _ROOT + (os.pathsep + shim_env["PYTHONPATH"] if shim_env.get("PYTHONPATH") else "")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edgeorch.engine.executors.ray.runshim", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env=shim_env, close_fds=True)
+                *module_argv("edgeorch.engine.executors.ray.runshim"), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, env=module_env(), close_fds=True)
         except OSError as exc:
             return self._ended({"exit_code": None, "signal": None, "finished_at": time.time(), "lost": True,
                                 "uncharged": True, "error": f"cannot start the attempt's supervisor: {exc}"})
