@@ -40,7 +40,7 @@ def _attempts(ws, task: str) -> list[sqlite3.Row]:
         conn.close()
 
 
-def _until(cond, what: str, timeout: float = 30.0):
+def _until(cond, what: str, timeout: float = 90.0):
     deadline = time.monotonic() + timeout
     while not (found := cond()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

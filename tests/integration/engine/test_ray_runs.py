@@ -47,7 +47,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
-async def _until(cond, what: str, timeout: float = 30.0) -> None:
+async def _until(cond, what: str, timeout: float = 90.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not cond():
