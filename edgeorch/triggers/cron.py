@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:  # pragma: no cover
+    from apscheduler.triggers.base import BaseTrigger
 
 FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
 EXPECTED = ("5 fields: minute hour day-of-month month day-of-week (e.g. '0 2 * * *', '30 9 * * mon-fri'), "
@@ -142,6 +142,10 @@ def to_trigger(cron: Cron) -> BaseTrigger:
     the crontab(5) OR rule: an :class:`OrTrigger` of a day-of-month trigger
     and a day-of-week trigger (APScheduler returns the earlier fire).
     """
+    # Imported here: APScheduler costs 0.1 s, and every pipeline parse checks its (usually absent) schedule.
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
     common = {"minute": _field_text(cron.minutes), "hour": _field_text(cron.hours),
               "month": _field_text(cron.months), "second": 0, "timezone": _WALL}
     days = _field_text(cron.doms)

@@ -36,3 +36,17 @@ def test_the_blocking_clients_do_not_import_asyncio() -> None:
     assert "asyncio" not in mods
     mods = _modules_after("from edgeorch.client import AsyncClient")
     assert "asyncio" in mods
+
+
+def test_parsing_a_pipeline_without_a_schedule_does_not_import_apscheduler(tmp_path) -> None:
+    """APScheduler (0.1 s) computes fire times: only a pipeline with a schedule needs it."""
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[tasks.a]\ncommand = ["true"]\n')
+    mods = _modules_after(f"from pathlib import Path\nfrom edgeorch.pipelines import validate_path\n"
+                          f"assert validate_path(Path({str(plain)!r})).ok")
+    assert "apscheduler" not in mods
+    nightly = tmp_path / "nightly.toml"
+    nightly.write_text('schedule = "0 2 * * *"\n[tasks.a]\ncommand = ["true"]\n')
+    mods = _modules_after(f"from pathlib import Path\nfrom edgeorch.pipelines import validate_path\n"
+                          f"assert validate_path(Path({str(nightly)!r})).ok")
+    assert "apscheduler" in mods
