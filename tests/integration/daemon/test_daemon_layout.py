@@ -25,7 +25,7 @@ OPS_SERVED = {
     "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
     "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune",
     "models.list", "models.show", "models.versions", "models.diff", "models.why", "models.promote", "models.rollback",
-    "models.observe", "privacy.show", "privacy.spend",
+    "models.observe", "models.unblock", "privacy.show", "privacy.spend",
 }
 """The daemon's ops besides the control server's own (ping, version, ops); docs/protocol.md documents each."""
 
