@@ -336,9 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         print("already warm", flush=True)
         return 0
     started = time.monotonic()
-    if args.staging is not None:
-        args.staging.mkdir(parents=True, exist_ok=True)
     try:
+        if args.staging is not None:
+            args.staging.mkdir(parents=True, exist_ok=True)
         done, failures = warm(args.cache_dir, args.staging)
     except OSError as exc:
         print(f"cannot warm the numba cache in {args.cache_dir}: {exc}", file=sys.stderr)

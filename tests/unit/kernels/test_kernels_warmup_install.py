@@ -136,3 +136,11 @@ def test_stale_staging_folders_are_removed_only_when_their_owner_is_gone(tmp_pat
     removed = warmup.remove_stale_staging(tmp_path, alive=lambda pid: pid == 22)
     assert removed == [warmup.staging_dir(tmp_path, 11)]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".warmup-22", ".warmup-notapid"]
+
+
+def test_a_cache_folder_that_cannot_be_used_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the folder should be")  # fails for root too, unlike a mode
+    assert warmup.main([str(cache), "--staging", str(warmup.staging_dir(cache, 1))]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"cannot warm the numba cache in {cache}:") and "Traceback" not in err
