@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
     from ..config import Config
@@ -128,3 +129,20 @@ def connect(cfg: Config, need: Need = "prefer") -> Backend:
         raise DaemonNotRunning(cfg.socket_path)
     return backend
 
+
+
+def read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:
+    """A read-only command's answer: the daemon's op ``op`` when one runs, else ``offline(store)``.
+
+    ``op_args`` without its None values go to the daemon; ``offline`` gets the state file opened
+    read-only (None when there is none yet) and the same answer shape is expected of both.
+    """
+    with connect(load(args), "prefer") as backend:
+        if backend.online:
+            return backend.client.call(op, {k: v for k, v in op_args.items() if v is not None})
+        store = backend.open_store(readonly=True)
+        try:
+            return offline(store)
+        finally:
+            if store is not None:
+                store.close()

@@ -188,15 +188,9 @@ def check_rules(data: dict[str, Any], file: str, *, pipeline: str, tasks: dict[s
     raw = data.get("on")
     if raw is None:
         return [], errors
-    tables = [raw] if isinstance(raw, dict) else raw
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        errors.append(PipelineError("must be a table or an array of tables", file=file, field="on", value=raw,
-                                    expected="[[on]] tables"))
-        return [], errors
     rules: list[RuleSpec] = []
     seen: set[str] = set()
-    for i, table in enumerate(tables):
-        prefix = "on" if isinstance(raw, dict) else f"on[{i}]"
+    for prefix, table in _on_tables(raw, file, errors):
         rule = _check_rule(table, file, prefix, pipeline, tasks or {}, params or set(), errors)
         if rule is None:
             continue
@@ -207,6 +201,17 @@ def check_rules(data: dict[str, Any], file: str, *, pipeline: str, tasks: dict[s
         seen.add(rule.name)
         rules.append(rule)
     return rules, errors
+
+
+def _on_tables(raw: Any, file: str, errors: list[EdgeorchError]) -> list[tuple[str, dict[str, Any]]]:
+    """``on`` as ``(field prefix, table)`` pairs: one ``[on]`` table or an array of them; anything else is
+    an error (appended) and no table."""
+    tables = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        errors.append(PipelineError("must be a table or an array of tables", file=file, field="on", value=raw,
+                                    expected="[[on]] tables"))
+        return []
+    return [("on" if isinstance(raw, dict) else f"on[{i}]", table) for i, table in enumerate(tables)]
 
 
 def check_rules_file(data: dict[str, Any], file: str, *,
@@ -224,15 +229,9 @@ def check_rules_file(data: dict[str, Any], file: str, *,
     if raw is None:
         errors.append(PipelineError("has no rule", file=file, field="on", expected="[[on]] tables"))
         return [], errors
-    tables = [raw] if isinstance(raw, dict) else raw
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        errors.append(PipelineError("must be a table or an array of tables", file=file, field="on", value=raw,
-                                    expected="[[on]] tables"))
-        return [], errors
     rules: list[RuleSpec] = []
     seen: set[str] = set()
-    for i, table in enumerate(tables):
-        prefix = "on" if isinstance(raw, dict) else f"on[{i}]"
+    for prefix, table in _on_tables(raw, file, errors):
         owner, signal = table.get("pipeline"), table.get("signal")
         if owner is None and signal != "model_metric":
             errors.append(PipelineError("is required in a rules file", file=file, field=f"{prefix}.pipeline",

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import UsageError
 from ...textui import format_timestamp, print_json, print_table
-from ..backend import connect, load
+from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand, subcommand_adder
 
@@ -98,7 +98,7 @@ def _offline_set(backend: Any, op_args: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    res = _read(args, "baselines.list", {}, lambda store: {"baselines": store.baselines.listing() if store else []})
+    res = read(args, "baselines.list", {}, lambda store: {"baselines": store.baselines.listing() if store else []})
     if args.json:
         print_json(res)
     elif getattr(args, "quiet", False):
@@ -123,7 +123,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise NotFoundError(f"no baseline named {args.name!r}", value=args.name, expected="(none set yet)")
         return baselines.show_doc(store, args.name, args.version)
 
-    res = _read(args, "baselines.show", {"name": args.name, "version": args.version}, offline)
+    res = read(args, "baselines.show", {"name": args.name, "version": args.version}, offline)
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -140,18 +140,6 @@ def cmd_show(args: argparse.Namespace) -> int:
                   _num(c.get("max")), ", ".join(str(v) for v, _ in (c.get("top") or [])[:3])]
                  for c in res["summary"]])
     return EXIT_OK
-
-
-def _read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:
-    with connect(load(args), "prefer") as backend:
-        if backend.online:
-            return backend.client.call(op, {k: v for k, v in op_args.items() if v is not None})
-        store = backend.open_store(readonly=True)
-        try:
-            return offline(store)
-        finally:
-            if store is not None:
-                store.close()
 
 
 def _num(v: Any) -> str:

@@ -17,7 +17,7 @@ import sys
 from typing import Any, Callable
 
 from ...textui import format_timestamp, print_json, print_table
-from ..backend import Backend, connect, load
+from ..backend import Backend, connect, load, read
 from ..exits import EXIT_FAILED, EXIT_OK
 from . import AddCommand, subcommand_adder
 
@@ -76,7 +76,7 @@ def _version(text: str) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from ...models import views
 
-    res = _read(args, "models.list", {}, lambda store: views.listing(store) if store else {"models": []})
+    res = read(args, "models.list", {}, lambda store: views.listing(store) if store else {"models": []})
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -95,7 +95,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if args.version is not None:
         return _show_version(args)
-    res = _read(args, "models.show", {"name": args.name}, lambda store: views.show(_need(store, args.name), args.name))
+    res = read(args, "models.show", {"name": args.name}, lambda store: views.show(_need(store, args.name), args.name))
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -134,7 +134,7 @@ def _show_version(args: argparse.Namespace) -> int:
     from ...models import views
     from ...models.explanations import TOP
 
-    res = _read(args, "models.show", {"name": args.name, "version": args.version},
+    res = read(args, "models.show", {"name": args.name, "version": args.version},
                 lambda store: views.show_version(_need(store, args.name), args.name, args.version))
     if args.json:
         print_json(res)
@@ -162,7 +162,7 @@ def _num(v: Any) -> str:
 def cmd_versions(args: argparse.Namespace) -> int:
     from ...models import views
 
-    res = _read(args, "models.versions", {"name": args.name},
+    res = read(args, "models.versions", {"name": args.name},
                 lambda store: views.versions(_need(store, args.name), args.name))
     if args.json:
         print_json(res)
@@ -182,7 +182,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from ...models import views
 
-    res = _read(args, "models.diff", {"name": args.name, "a": args.a, "b": args.b},
+    res = read(args, "models.diff", {"name": args.name, "a": args.a, "b": args.b},
                 lambda store: views.diff(_need(store, args.name), args.name, args.a, args.b))
     if args.json:
         print_json(res)
@@ -206,7 +206,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_why(args: argparse.Namespace) -> int:
     from ...models import views
 
-    res = _read(args, "models.why", {"name": args.name, "version": args.version},
+    res = read(args, "models.why", {"name": args.name, "version": args.version},
                 lambda store: views.why(_need(store, args.name), args.name, args.version))
     if args.json:
         print_json(res)
@@ -336,19 +336,6 @@ def _offline(backend: Backend, action: Callable[[Any, str], Any]) -> dict[str, A
     finally:
         lock.release()
     return result if "recorded" in result or "lifted" in result else {"deployment": result}
-
-
-def _read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:
-    cfg = load(args)
-    with connect(cfg, "prefer") as backend:
-        if backend.online:
-            return backend.client.call(op, op_args)
-        store = backend.open_store(readonly=True)
-        try:
-            return offline(store)
-        finally:
-            if store is not None:
-                store.close()
 
 
 def _need(store: Any, name: str) -> Any:
