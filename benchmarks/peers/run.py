@@ -96,6 +96,7 @@ def tools_for(n: int, root: Path, tree: Tree) -> list[Tool]:
 
 def compare(title: str, n: int, repeat: int, root: Path, tree: Tree, skip: set[str]) -> None:
     """Run every available tool ``repeat`` times, rotating the order each round, and print the table."""
+    print(f"\n{title} (load before {load()})", flush=True)
     tools = tools_for(n, root, tree)
     ready = []
     for t in tools:
@@ -104,7 +105,6 @@ def compare(title: str, n: int, repeat: int, root: Path, tree: Tree, skip: set[s
             print(f"  {t.name}: {why}")
         else:
             ready.append(t)
-    print(f"\n{title} (load before {load()})", flush=True)
     base = dict(os.environ)
     for t in ready:  # one untimed run each: first-use costs (state file, caches, Prefect's database)
         measure(t.argv(Path(tempfile.mkdtemp(dir=root))), {**base, **t.env}, root)
