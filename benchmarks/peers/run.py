@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -47,8 +46,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_cli import Tree, measure, start_daemon  # noqa: E402  the whole-process timing and daemon start
-from bench_engine import write_pipeline  # noqa: E402  the fan-in pipeline file
+# bench_cli: the whole-process timing and the daemon start; bench_engine: the fan-in pipeline file.
+from bench_cli import Tree, measure, start_daemon
+from bench_engine import write_pipeline
 
 
 @dataclass
