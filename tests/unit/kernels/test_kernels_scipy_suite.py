@@ -9,8 +9,9 @@ agreement is shown by scipy's tests, not only by ours.
 
 Left out, each with its reason: scipy's tests marked ``slow`` (deselected by
 this project's default ``-m 'not slow'``; run them with ``-m slow``) and
-``xslow`` (minutes each), and the one documented difference: an empty sample
-is a DataError in edgeorch, where scipy warns and returns NaN.
+``xslow`` (minutes each), and the documented differences (docs/kernels.md):
+an empty sample is a DataError in edgeorch, where scipy warns and returns NaN;
+results are float64 for float32 input, which scipy 1.18 keeps as float32.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def edgeorch_in_place_of_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scipy.stats, "ks_2samp", eo.ks_2samp)
     monkeypatch.setattr(scipy.stats, "wasserstein_distance", eo.wasserstein_distance)
     monkeypatch.setattr(scipy_distance_tests, "jensenshannon", eo.jensen_shannon)
+
+
+@pytest.fixture(autouse=True)
+def documented_differences(request: pytest.FixtureRequest) -> None:
+    """Skip, with the reason, the parametrizations that test a documented difference from scipy."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if request.node.originalname == "test_warnings_gh_14019" and "float32" in str(params.get("dtype")):
+        pytest.skip("documented difference: edgeorch's results are float64 for float32 input (scipy >= 1.18 keeps float32)")
+
+
+@pytest.fixture
+def xp():  # noqa: ANN201 - an array namespace
+    """The array library scipy's tests run with (scipy >= 1.18 takes it as ``xp``, from its own conftest, which
+    pytest does not load here): NumPy, the one edgeorch's kernels take, as scipy's conftest gives it by default."""
+    from scipy._lib._array_api import array_namespace
+
+    return array_namespace(np.empty(0))
 
 
 XSLOW = pytest.mark.skip(reason="scipy marks it xslow (minutes); not part of scipy's own default run either")
