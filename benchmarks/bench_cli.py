@@ -96,6 +96,14 @@ def start_daemon(tree: Tree, root: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def stop_daemon(daemon: subprocess.Popen[bytes] | None, root: Path) -> None:
+    """Stop a daemon :func:`start_daemon` started (SIGTERM, then wait) and remove the scratch folder ``root``."""
+    if daemon is not None and daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
@@ -145,10 +153,7 @@ def main() -> None:
             tail = f"   {statistics.median(ratios):.2f}" if ratios else ""
             print(f"{title:<56} {cols}{tail}   (load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        stop_daemon(daemon, root)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -47,7 +45,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 # bench_cli: the whole-process timing and the daemon start; bench_engine: the fan-in pipeline file.
-from bench_cli import Tree, measure, start_daemon
+from bench_cli import Tree, measure, start_daemon, stop_daemon
 from bench_engine import write_pipeline
 
 
@@ -184,10 +182,7 @@ def main() -> None:
         if "kernels" in only:
             kernels(args.quick, repeat)
     finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        stop_daemon(daemon, root)
 
 
 if __name__ == "__main__":

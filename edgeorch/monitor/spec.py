@@ -192,15 +192,19 @@ def check_rules(data: dict[str, Any], file: str, *, pipeline: str, tasks: dict[s
     seen: set[str] = set()
     for prefix, table in _on_tables(raw, file, errors):
         rule = _check_rule(table, file, prefix, pipeline, tasks or {}, params or set(), errors)
-        if rule is None:
-            continue
-        if rule.name in seen:
-            errors.append(PipelineError("names a rule twice in this file", file=file, field=f"{prefix}.name",
-                                        value=rule.name, expected="a name used by one [[on]] table"))
-            continue
-        seen.add(rule.name)
-        rules.append(rule)
+        if rule is not None and _unique(rule, seen, file, prefix, errors):
+            rules.append(rule)
     return rules, errors
+
+
+def _unique(rule: RuleSpec, seen: set[str], file: str, prefix: str, errors: list[EdgeorchError]) -> bool:
+    """Whether ``rule``'s name is new in this file (then it is added to ``seen``); else an error is appended."""
+    if rule.name in seen:
+        errors.append(PipelineError("names a rule twice in this file", file=file, field=f"{prefix}.name",
+                                    value=rule.name, expected="a name used by one [[on]] table"))
+        return False
+    seen.add(rule.name)
+    return True
 
 
 def _on_tables(raw: Any, file: str, errors: list[EdgeorchError]) -> list[tuple[str, dict[str, Any]]]:
@@ -247,14 +251,8 @@ def check_rules_file(data: dict[str, Any], file: str, *,
         body = {k: v for k, v in table.items() if k != "pipeline" or signal in ("failure_rate", "freshness")}
         rule = _check_rule(body, file, prefix, owner or "", {n: t.kind for n, t in p.tasks.items()} if p else {},
                            set(p.params) if p else set(), errors)
-        if rule is None:
-            continue
-        if rule.name in seen:
-            errors.append(PipelineError("names a rule twice in this file", file=file, field=f"{prefix}.name",
-                                        value=rule.name, expected="a name used by one [[on]] table"))
-            continue
-        seen.add(rule.name)
-        rules.append(replace(rule, source_file=file))
+        if rule is not None and _unique(rule, seen, file, prefix, errors):
+            rules.append(replace(rule, source_file=file))
     return rules, errors
 
 
