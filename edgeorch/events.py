@@ -449,6 +449,22 @@ class ModelRegistered(Event):
 
 
 @dataclass(frozen=True)
+class ModelUnchanged(Event):
+    """A task's output was ``version`` of ``model`` again (the same artifact sha256 and metrics): no version
+    was added, nothing was judged or deployed. Its ``model_unchanged`` event row is written by
+    ``edgeorch.models.register`` in the attempt's outcome transaction."""
+
+    model: str
+    version: int
+    run_id: int | None = None
+    task: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "model", "state": "unchanged", "model": self.model, "version": self.version,
+                "run_id": self.run_id, "task": self.task, "ts": self.ts}
+
+
+@dataclass(frozen=True)
 class ModelDeployment(Event):
     """A deployment of ``model`` changed state (``running``, ``succeeded``, ``undone``, ``rolled_back``,
     ``failed``): ``alias`` moved (or not) from ``from_version`` to ``to_version``; recorded by ``store.models``."""

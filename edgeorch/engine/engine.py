@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
-from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, EngineFatal, Event, ExecutorHealth, GpuBudgetAction,
+from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, ModelUnchanged, EngineFatal, Event, ExecutorHealth, GpuBudgetAction,
                       GpuDrained, RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted,
                       record)
 from ..kernels.cache import numba_cache_dir
@@ -1204,7 +1204,10 @@ class Engine:
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
         if info.uncharged:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
-        if registered is not None:  # before the run's end is announced: a follower of the run sees it
+        if registered is not None and registered["unchanged"]:  # the same artifact and metrics: no version added
+            v = registered["version"]
+            self.bus.publish(ModelUnchanged(self.clock(), v["model"], v["version"], run_id=ctx.run_id, task=la.task))
+        elif registered is not None:  # before the run's end is announced: a follower of the run sees it
             v, dep, dec = registered["version"], registered["deployment"], registered["decision"]
             self.bus.publish(ModelRegistered(self.clock(), v["model"], v["version"], v["gate_verdict"],
                                              run_id=ctx.run_id, task=la.task, deployment_id=dep["id"] if dep else None,

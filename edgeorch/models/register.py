@@ -169,8 +169,20 @@ def _checks_doc(store: "Store", pipeline: "Pipeline", run_id: int,
 def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task: str, run_id: int,
              attempt_id: int | None, params: Mapping[str, Any], actor: str | None = None) -> dict[str, Any]:
     """Record ``candidate`` as the next version, judge it, and queue its promotion (the caller holds the
-    transaction). Returns ``{"version": row, "decision": {...} | None, "deployment": row | None}``."""
+    transaction). Returns ``{"version": row, "decision": {...} | None, "deployment": row | None,
+    "unchanged": bool}``.
+
+    A candidate whose artifact (sha256) and metrics are an existing version's adds nothing: a nightly run
+    of a deterministic training task would otherwise pile up identical versions, each judged again against
+    the champion it may be. The run's events say which version it reproduced (``model_unchanged``), and the
+    result is that version with ``"unchanged": True``, no decision and no deployment. The same artifact with
+    other metrics (evaluated on new data) is a new version.
+    """
     name = candidate.name
+    existing = store.models.same_as(name, candidate.artifact["sha256"], candidate.metrics)
+    if existing is not None:
+        store.models.record_unchanged(existing, run_id=run_id, task=task, actor=actor)
+        return {"version": existing, "decision": None, "deployment": None, "unchanged": True}
     policy = policy_of(pipeline, name)
     checks = check_results(store, run_id, upstream_checks(pipeline, task))
     holders: dict[str, Holder] = {}
@@ -206,7 +218,7 @@ def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task
                 target=policy.to_dict(), actor=actor or f"pipeline:{pipeline.name}",
                 reason=f"run {run_id} registered version {version['version']}"
                 + ("; its gates passed" if policy.gates else ""))
-    return {"version": version, "decision": decision, "deployment": deployment}
+    return {"version": version, "decision": decision, "deployment": deployment, "unchanged": False}
 
 
 def gate_summary(name: str, version: int, verdict: str, outcomes: list[Any], alias: str,

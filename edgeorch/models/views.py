@@ -141,6 +141,9 @@ def event_line(ev: dict[str, Any]) -> str:
         if ev["gate_verdict"] == "failed":
             line += f" (edgeorch models why {ev['model']} {ev['version']})"
         return line
+    if ev["state"] == "unchanged":
+        return (f"model {ev['model']}: unchanged, the same artifact and metrics as version {ev['version']} "
+                "(no new version)")
     if ev["state"] == "observed":
         return f"model {ev['model']}: observed " + "; ".join(
             f"{alias} " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())) for alias, m in sorted(ev["values"].items()))

@@ -454,6 +454,24 @@ class Models:
                            " WHERE m.name = ? AND v.version = ?", (name, version))
         return None if row is None else self._version_row(int(row[0]))
 
+    def same_as(self, name: str, sha256: str, metrics: Mapping[str, float]) -> dict[str, Any] | None:
+        """The newest version of ``name`` whose artifact has ``sha256`` and whose metrics equal ``metrics``
+        (the same numbers under the same names), or None (no such model or version)."""
+        want = json.dumps(dict(metrics), sort_keys=True)
+        row = self._db.one("SELECT v.id FROM model_versions v JOIN models m ON m.id = v.model_id"
+                           " WHERE m.name = ? AND v.sha256 = ? AND v.metrics = ? ORDER BY v.version DESC LIMIT 1",
+                           (name, sha256, want))
+        return None if row is None else self._version_row(int(row[0]))
+
+    def record_unchanged(self, existing: Mapping[str, Any], *, run_id: int, task: str | None,
+                         actor: str | None = None) -> None:
+        """Say in the run's events that its task produced ``existing``'s artifact and metrics again, so no
+        version was added (``model_unchanged``)."""
+        message = (f"{existing['model']}: the artifact and metrics are version {existing['version']}'s "
+                   f"(sha256 {existing['sha256'][:12]}); no new version")
+        data = {"model": existing["model"], "version": existing["version"], "sha256": existing["sha256"]}
+        write_event(self._db, run_id, task, "model_unchanged", message, actor, self._db.clock(), data)
+
     def versions_of_run(self, run_id: int) -> list[dict[str, Any]]:
         return [_decode(r) for r in self._db.all(
             "SELECT v.*, m.name AS model FROM model_versions v JOIN models m ON m.id = v.model_id"
