@@ -62,3 +62,29 @@ def test_retention_keeps_the_run_of_a_version_an_alias_points_at(workspace, harn
         assert [(h.run_id, h.reason) for h in holds] == [(first, "model house version 1, made by it, is champion")]
     finally:
         store.close()
+
+
+def test_the_same_artifact_and_metrics_again_add_no_version_and_say_which_it_is(workspace, harness,
+                                                                                 model_pipeline) -> None:
+    """A nightly run of a deterministic training task must not pile up identical versions."""
+    model_pipeline(workspace)
+    harness.run("trainer", {"rmse": 30.0})
+    run_id, state = harness.run("trainer", {"rmse": 30.0})  # the same bytes and metrics: version 1 again
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    try:
+        assert [v["version"] for v in store.models.versions("house")] == [1]
+        assert len(store.models.deployments("house")) == 1  # nothing judged or deployed again
+        [row] = [e for e in store.events.of_run(run_id) if e["kind"] == "model_unchanged"]
+        assert "version 1" in row["message"] and row["task"] == "train"
+    finally:
+        store.close()
+    [unchanged] = [e for e in harness.events if e.get("kind") == "model" and e["state"] == "unchanged"]
+    assert unchanged["version"] == 1 and unchanged["run_id"] == run_id
+
+    harness.run("trainer", {"rmse": 29.0})  # other bytes: a new version
+    store = harness.store()
+    try:
+        assert [v["version"] for v in store.models.versions("house")] == [1, 2]
+    finally:
+        store.close()

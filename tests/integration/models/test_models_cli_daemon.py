@@ -46,7 +46,12 @@ def test_the_readme_session_register_block_why_promote_rollback(workspace, daemo
     refused = _cli(workspace, "models", "promote", "house_prices", "2")
     assert refused.returncode == 5 and "failed its gates" in refused.stderr
 
-    assert _cli(workspace, "run", "house_prices").returncode == 0  # as good as version 1: version 3 is champion
+    r = _cli(workspace, "run", "house_prices")  # training is deterministic: version 1's model again
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "model house_prices: unchanged, the same artifact and metrics as version 1 (no new version)" in r.stdout
+    assert len(json.loads(_cli(workspace, "models", "versions", "house_prices", "--json").stdout)["versions"]) == 2
+    r = _cli(workspace, "run", "house_prices", "-p", "epochs=80")  # another model, as good: version 3 is champion
+    assert r.returncode == 0 and "model house_prices version 3: passed its gates" in r.stdout, r.stdout + r.stderr
     _wait(lambda: os.readlink(current) == "versions/3")
     r = _cli(workspace, "models", "rollback", "house_prices", "--reason", "a customer complained")
     assert r.returncode == 0, r.stderr
