@@ -37,6 +37,7 @@ from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, Mode
                       GpuDrained, RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted,
                       record)
 from ..kernels.cache import numba_cache_dir
+from ..selfexec import PACKAGE_ROOT
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -175,6 +176,7 @@ class Engine:
         self.accepting = True
         # The environment every task starts from, computed once (os.environ does not change under us).
         self._base_env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
+        self._numba_dir: str | None = None  # chosen at the first task that needs it (a mkdir and checks), then kept
         self._all_stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None
         self.fatal_event = asyncio.Event()
@@ -823,13 +825,13 @@ class Engine:
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
             # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
             # (never numba's fallback into the package: edgeorch/kernels/cache.py).
-            "NUMBA_CACHE_DIR": str(numba_cache_dir(self.config.numba_cache_dir)),
+            "NUMBA_CACHE_DIR": self._numba_cache(),
         })
         for k, v in ctx.params.items():
             env[f"EDGEORCH_PARAM_{_env_name(k)}"] = "true" if v is True else "false" if v is False else str(v)
         for up, arts in upstream.items():
             env[f"EDGEORCH_UPSTREAM_{_env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
-        python_path = [str(pipeline_dir), str(Path(__file__).resolve().parents[2])]
+        python_path = [str(pipeline_dir), PACKAGE_ROOT]
         if spec.call or spec.kind:
             base = self._base_env.get("PYTHONPATH")
             env["PYTHONPATH"] = os.pathsep.join(python_path + ([base] if base else []))
@@ -849,6 +851,12 @@ class Engine:
             assert spec.command is not None
             argv = [substitute(a, values) for a in spec.command]
         return argv, {**self._base_env, **env}, str(cwd), set(env)
+
+    def _numba_cache(self) -> str:
+        """The numba cache folder of every task: chosen once per engine (it creates and checks folders)."""
+        if self._numba_dir is None:
+            self._numba_dir = str(numba_cache_dir(self.config.numba_cache_dir))
+        return self._numba_dir
 
     def _container_argv(self, ctx: RunCtx, spec: TaskSpec, values: dict[str, Any], argv: list[str],
                         env: dict[str, str], own: set[str], lease: Lease, snapshot: InputsSnapshot,
