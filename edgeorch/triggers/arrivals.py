@@ -54,7 +54,9 @@ class ArrivalLoop:
         self.on_ready = on_ready
         self.rescan_interval = rescan_interval
         self.trackers = {f: SettleTracker(s.settle) for f, s in self.specs.items()}
-        self.watcher = FolderWatcher(loop, self._on_event) if watch else None
+        # Events are fed to the trackers one by one; ready files are handed over once per batch of
+        # events (``flushed``), not after every event: a burst costs one pass, not one per file.
+        self.watcher = FolderWatcher(loop, self._on_event, flushed=self._drain) if watch else None
         self._timer: asyncio.TimerHandle | None = None
         self._rescan: asyncio.TimerHandle | None = None
         self._poll: asyncio.TimerHandle | None = None
@@ -155,6 +157,9 @@ class ArrivalLoop:
         except OSError as exc:  # EMFILE, EIO...: the next rescan tries again
             log.error("cannot scan %s: %s", folder, exc.strerror)
             return
+        present = set(paths)
+        for gone in [p for p in self._handed if p.parent == folder and p not in present]:
+            del self._handed[gone]  # left the folder (claimed) with no event seen (an overflow): forget it
         for path in paths:
             if self._handed.get(path) == _identity(path):
                 continue
@@ -179,20 +184,21 @@ class ArrivalLoop:
             return
         self._handed.pop(ev.path, None)
         self.trackers[ev.folder].observe(ev.kind, ev.path, ev.at)  # type: ignore[arg-type]
-        self._drain()
+        # No _drain here: the watcher calls it once its batch of events is delivered.
 
     def _drain(self) -> None:
         now = self.loop.time()
         for folder, tracker in self.trackers.items():
             spec = self.specs[folder]
             for path in tracker.ready(now):
+                # Remembered until an event names the path again (its claim's move out is one) or a
+                # rescan finds it gone: a file handed over and still here is not handed over again
+                # by rescans until it changes.
                 self._handed[path] = _identity(path)
                 try:
                     self.on_ready(spec, path)
                 except Exception:
                     log.exception("on_ready failed for %s", path)
-                if not os.path.lexists(path):
-                    self._handed.pop(path, None)
         self._arm()
 
     def _arm(self) -> None:

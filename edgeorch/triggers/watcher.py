@@ -2,9 +2,13 @@
 
 One watchdog ``InotifyObserver`` (full move events, so a rename from outside
 the folder is a ``moved_to`` and not a ``created``) watches every folder, not
-recursively. Its thread never touches state: each event is handed to the
-loop with ``loop.call_soon_threadsafe`` and delivered there to ``post`` as a
-:class:`WatchEvent` stamped with ``loop.time()``.
+recursively. Its thread never touches state: it appends each event to a
+queue and, when the queue was empty, wakes the loop once
+(``loop.call_soon_threadsafe``); there the queued events are delivered to
+``post`` in order, each as a :class:`WatchEvent` stamped with ``loop.time()``,
+and then ``flushed()`` is called once. A burst of thousands of files thus
+costs the loop one wake-up per batch, not one per event, and the owner can
+act once per batch (the arrival loop hands over ready files then).
 
 Event kinds: ``created``, ``modified``, ``closed`` (closed after writing),
 ``moved_to``, ``deleted`` (also: moved out), ``overflow`` (the kernel queue
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,9 @@ WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "ove
 log = logging.getLogger(__name__)
 
 _OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+BATCH_MAX = 1000
+"""Events delivered per loop callback at most: a longer queue is delivered over several
+callbacks, so a burst never holds the loop (control requests, the engine) for long."""
 _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
                  DirDeletedEvent]
 
@@ -103,16 +111,22 @@ class FolderWatcher:
     """Watch several folders with one observer thread; deliver events on ``loop``.
 
     ``post(event)`` runs on the loop thread, in the order inotify reported
-    the events. Contract: call :meth:`add` for each folder (before or after
-    :meth:`start`), :meth:`stop` once at shutdown (joins the thread; events
-    already handed to the loop may still be delivered). Events for paths in
-    folders that were not added (moves out to an unwatched place) are
-    dropped.
+    the events; ``flushed()`` (optional) after each batch of them (at most
+    :data:`BATCH_MAX`), also on the loop thread. Contract: call :meth:`add`
+    for each folder (before or after :meth:`start`), :meth:`stop` once at
+    shutdown (joins the thread; events already handed to the loop may still
+    be delivered). Events for paths in folders that were not added (moves
+    out to an unwatched place) are dropped.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, post: Callable[[WatchEvent], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, post: Callable[[WatchEvent], None], *,
+                 flushed: Callable[[], None] | None = None) -> None:
         self.loop = loop
         self.post = post
+        self.flushed = flushed
+        self._queue: list[tuple[WatchKind, str | None]] = []
+        self._lock = threading.Lock()  # the queue is shared by the observer thread and the loop
+        self._woken = False  # a _flush is scheduled on the loop and will take what is queued
         self.observer = InotifyObserver(generate_full_events=True)
         self.folders: set[Path] = set()
         self._watches: dict[Path, tuple[ObservedWatch, tuple[int, int]]] = {}
@@ -190,11 +204,33 @@ class FolderWatcher:
             self._started = False
 
     def _send(self, kind: WatchKind, path: str | None) -> None:
-        # Runs on the observer thread: hand over only, never touch state here.
+        # Runs on the observer thread: queue only, never touch state here; wake the loop only when
+        # no wake-up is pending (one per batch, however many events the batch holds).
+        with self._lock:
+            self._queue.append((kind, path))
+            if self._woken:
+                return
+            self._woken = True
         try:
-            self.loop.call_soon_threadsafe(self._deliver, kind, path)
+            self.loop.call_soon_threadsafe(self._flush)
         except RuntimeError:  # loop closed during shutdown
             pass
+
+    def _flush(self) -> None:
+        """On the loop: deliver what is queued (at most BATCH_MAX, the rest in the next callback), then ``flushed``."""
+        with self._lock:
+            batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+            more = bool(self._queue)
+            self._woken = more  # still woken: the rest is ours, delivered by the callback armed below
+        if more:
+            self.loop.call_soon(self._flush)  # after whatever else the loop has ready: it stays responsive
+        for kind, path in batch:
+            try:
+                self._deliver(kind, path)
+            except Exception:  # one event's failure must not drop the rest of the batch
+                log.exception("handling the %s event of %s failed", kind, path)
+        if self.flushed is not None:
+            self.flushed()
 
     def _deliver(self, kind: WatchKind, path: str | None) -> None:
         if path is None:

@@ -129,18 +129,28 @@ def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
     base = Path(inbox_dir)
     for k in range(0, 1_000_000):
         folder = base / claim_folder_name(input_id, k)
-        if os.path.lexists(folder):
-            continue
-        try:
-            base.mkdir(parents=True, exist_ok=True)
-            os.mkdir(folder, 0o755)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if is_transient(exc):
-                return folder
-            raise
-        return folder
+        # One mkdir per claim in the usual case (it runs on the loop for every claimed file): the
+        # name's existence is the mkdir's EEXIST, and the inbox is made only when it is missing.
+        for _ in range(2):
+            try:
+                os.mkdir(folder, 0o755)
+            except FileExistsError:
+                break  # taken (any kind of entry, a dangling link too): the next name
+            except FileNotFoundError:  # no inbox yet (first claim, or removed by hand): make it, once
+                try:
+                    base.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    if is_transient(exc):
+                        return folder
+                    raise
+                continue
+            except OSError as exc:
+                if is_transient(exc):
+                    return folder
+                raise
+            return folder
+        else:  # the inbox vanished again right after it was made: not ours to fight
+            raise ClaimError("the inbox folder keeps disappearing", value=str(base))
     raise ClaimError("no free claim folder name", value=str(base / claim_folder_name(input_id)))  # pragma: no cover
 
 

@@ -8,8 +8,10 @@ from an input's name (:func:`fit_name`) fits NAME_MAX too.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,19 +20,28 @@ TEMP_PATTERNS = ("*.part", "*.partial", "*.filepart", "*.tmp", "*.temp", "*~", "
 MAX_NAME_BYTES = 255
 
 
+@functools.lru_cache(maxsize=64)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One compiled regex matching a name that matches any of ``patterns`` (``fnmatchcase`` rules).
+
+    Names are tested twice per file on the event loop (its arrival and its claim's move out):
+    one ``match`` instead of one ``fnmatchcase`` per pattern keeps that cheap in a burst.
+    """
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+
+
 def is_hidden_or_temp(name: str) -> bool:
     """True for names that never trigger: hidden (``.*``) or a known partial-file suffix."""
     if not name or name.startswith("."):
         return True
-    lower = name.lower()
-    return any(fnmatch.fnmatchcase(lower, pat) for pat in TEMP_PATTERNS)
+    return _globs(TEMP_PATTERNS).match(name.lower()) is not None
 
 
 def is_candidate(name: str, patterns: Iterable[str]) -> bool:
     """May a file called ``name`` trigger? Not hidden/temporary, and matches one glob (case-sensitive)."""
     if "/" in name or is_hidden_or_temp(name):
         return False
-    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
+    return _globs(tuple(patterns)).match(name) is not None
 
 
 def display_path(path: Path | str) -> str:
