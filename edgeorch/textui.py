@@ -50,9 +50,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None) -> None:
-    """Print :func:`render_table` to ``out`` (stdout by default)."""
-    print(render_table(headers, list(rows)), file=out or sys.stdout)
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None, *,
+                empty: str | None = None) -> None:
+    """Print :func:`render_table` to ``out`` (stdout by default).
+
+    ``empty``: what to print instead when there are no rows (a listing's "nothing yet, and how to make
+    something"); without it an empty table is its header line alone.
+    """
+    rows = list(rows)
+    if not rows and empty is not None:
+        print(empty, file=out or sys.stdout)
+        return
+    print(render_table(headers, rows), file=out or sys.stdout)
 
 
 def _json_default(obj: Any) -> Any:

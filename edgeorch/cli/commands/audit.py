@@ -98,7 +98,8 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["seq", "time (utc)", "actor", "action", "subject", "details"],
                 [[r["seq"], r["ts"][:19].replace("T", " "), r["actor"] if r["uid"] is None else f"{r['actor']} ({r['uid']})",
-                  r["action"], r["subject"], _summary(r["details"])] for r in records])
+                  r["action"], r["subject"], _summary(r["details"])] for r in records],
+                empty="no audit records match" if since or args.actor or args.action else "no audit records yet")
     return EXIT_OK
 
 

@@ -107,7 +107,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print_table(["baseline", "versions", "latest", "set"],
                     [[b["name"], b["versions"], b["latest"], format_timestamp(b["updated_at"])]
-                     for b in res["baselines"]])
+                     for b in res["baselines"]],
+                    empty="no baselines yet (`edgeorch baseline set NAME FILE` records one)")
     return EXIT_OK
 
 

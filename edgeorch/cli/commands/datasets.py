@@ -62,7 +62,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["dataset", "versions", "latest", "updated", "files", "size", "all versions"],
                 [[d["name"], d["versions"], d["latest"], format_timestamp(d["updated_at"]), d["latest_files"],
-                  format_bytes(d["latest_size"]), format_bytes(d["logical_bytes"])] for d in res["datasets"]])
+                  format_bytes(d["latest_size"]), format_bytes(d["logical_bytes"])] for d in res["datasets"]],
+                empty="no datasets yet (`edgeorch datasets add NAME PATH` records one)")
     t = res["totals"]
     if res["datasets"]:
         logical = sum(d["logical_bytes"] for d in res["datasets"])

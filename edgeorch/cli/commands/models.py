@@ -86,7 +86,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["model", "versions", "latest", "aliases", "updated"],
                 [[m["name"], m["versions"], m["latest"] or "", _aliases(m["aliases"]), format_timestamp(m["updated_at"])]
-                 for m in res["models"]])
+                 for m in res["models"]],
+                empty="no models yet (a task with a `model` key registers one: docs/models.md)")
     return EXIT_OK
 
 

@@ -314,7 +314,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         took = (r["finished_at"] or time.time()) - r["started_at"] if r["started_at"] else None
         counts = ", ".join(f"{n} {s}" for s, n in sorted(r["tasks"].items()))
         rows.append([r["id"], r["pipeline"], r["state"], format_timestamp(r["created_at"]), format_duration(took), r["trigger"], counts])
-    print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows)
+    filtered = args.pipeline or args.state
+    print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows,
+                empty="no runs match" if filtered else "no runs yet (`edgeorch run PIPELINE` starts one)")
     return EXIT_OK
 
 
