@@ -1,4 +1,5 @@
-"""Drop-folder inputs (daemon only): ``edgeorch inputs`` and ``edgeorch requeue``."""
+"""Drop-folder inputs: ``edgeorch inputs`` (the daemon, or the state file without one) and ``edgeorch requeue``
+(daemon only: it moves a file back into a watched folder)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 
 from ...textui import format_bytes, print_json, print_table
-from ..backend import connect, load
+from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
 
@@ -23,10 +24,12 @@ def register(add: AddCommand) -> None:
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
+    from ...triggers.inputs_view import inputs_doc
+
     cfg = load(args)
-    with connect(cfg, "daemon") as backend:
-        res = backend.client.call("inputs.list", {k: v for k, v in (("pipeline", args.pipeline), ("state", args.state),
-                                                                     ("limit", args.limit)) if v is not None})
+    query = {"pipeline": args.pipeline, "state": args.state, "limit": args.limit}
+    # Without a daemon, the state file read-only: what arrived and what was quarantined while it is down.
+    res = read(args, "inputs.list", query, lambda store: inputs_doc(store, cfg.state_dir / "quarantine", **query))
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -37,12 +40,14 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     if args.quarantine:
         print_table(["file", "pipeline", "run", "reason"],
                     [[d.get("path"), d.get("pipeline", "-"), d.get("run_id", "-"), d.get("reason")]
-                     for d in res["quarantine"]])
+                     for d in res["quarantine"]], empty="the quarantine is empty")
         return EXIT_OK
     print_table(["id", "file", "pipeline", "state", "size", "sha256", "run", "run state", "reason"],
                 [[i["id"], i["source_name"], i["pipeline"], i["state"], "-" if i["size"] is None else format_bytes(i["size"]),
                   (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", i["reason"] or ""]
-                 for i in res["inputs"]])
+                 for i in res["inputs"]],
+                empty="no inputs match" if args.pipeline or args.state else
+                "no inputs yet (files dropped into a watched folder appear here)")
     if res["quarantine"]:
         print(f"quarantine: {len(res['quarantine'])} file(s) in {cfg.state_dir / 'quarantine'} "
               "(`edgeorch inputs --quarantine`; `edgeorch requeue FILE` sends one back)")

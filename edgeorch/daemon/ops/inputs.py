@@ -40,34 +40,15 @@ class InputOps:
         self.watches = watches
 
     async def inputs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        limit = arg(args, "limit", int, required=False, default=100)
-        if not 1 <= limit <= 1_000_000:
-            raise UsageError("is out of range", field="args.limit", value=limit, expected="1..1000000")
-        store = self.store
-        inputs = store.inputs.list(pipeline=arg(args, "pipeline", str, required=False),
-                                   state=arg(args, "state", str, required=False), limit=limit)
-        run_states: dict[int, str] = {}
-        for r in inputs:
-            if r["run_id"] is not None and r["run_id"] not in run_states:
-                try:
-                    run_states[r["run_id"]] = store.runs.get(r["run_id"])["state"]
-                except NotFoundError:  # removed by `edgeorch gc`; the input's record stays (docs/state.md)
-                    run_states[r["run_id"]] = "removed"
-            r["run_state"] = run_states.get(r["run_id"]) if r["run_id"] is not None else None
-        quarantined = []
-        qdir = self.quarantine_dir
-        if qdir.is_dir():
-            for f in sorted(qdir.glob("*.reason.json")):
-                try:
-                    doc = json.loads(f.read_text())
-                except (OSError, ValueError):
-                    continue
-                doc["path"] = str(f.with_name(f.name[: -len(".reason.json")]))
-                quarantined.append(doc)
-        return {"inputs": inputs, "counts": store.inputs.counts(), "quarantine": quarantined,
-                "watches": [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
-                             "mode": w.mode, "param": w.param} for w in self.watches.watches],
-                "watch_errors": [e.render() for e in self.watches.watch_errors]}
+        from ...triggers.inputs_view import inputs_doc
+
+        doc = inputs_doc(self.store, self.quarantine_dir, pipeline=arg(args, "pipeline", str, required=False),
+                         state=arg(args, "state", str, required=False),
+                         limit=arg(args, "limit", int, required=False))
+        doc["watches"] = [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
+                           "mode": w.mode, "param": w.param} for w in self.watches.watches]
+        doc["watch_errors"] = [e.render() for e in self.watches.watch_errors]
+        return doc
 
     async def inputs_requeue(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         from ...triggers.drop import ClaimError, requeue

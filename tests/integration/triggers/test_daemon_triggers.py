@@ -377,3 +377,29 @@ def test_max_active_runs_wait_holds_the_fire_until_a_run_finishes(workspace, dae
     wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM runs WHERE state = 'succeeded'")[0][0] >= 2)
     assert held in [t.isoformat() for t in fire_times(workspace)]
     assert daemon.stop() == 0
+
+
+def test_inputs_are_listed_from_the_state_file_while_the_daemon_is_down(workspace, daemon, tmp_path):
+    """At 3 a.m. with the daemon stopped, `edgeorch inputs` still says what arrived, ran and was quarantined:
+    the same answer as the daemon's (its watched folders aside)."""
+    drop = setup_watch(workspace)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "good.csv", b"good row\n")
+    drop_by_rename(tmp_path / "stage", drop, "bad.csv", b"BAD row\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") + n_inputs(workspace, "quarantined") >= 2,
+               what="one done, one quarantined")
+    cli = lambda *a: subprocess.run([*workspace.cli(), "inputs", *a], env=workspace.cli_env(),  # noqa: E731
+                                    capture_output=True, text=True, check=False)
+    online = json.loads(cli("--json").stdout)
+    daemon.stop()
+    offline = cli("--json")
+    assert offline.returncode == 0, offline.stderr
+    doc = json.loads(offline.stdout)
+    assert doc["inputs"] == online["inputs"] and doc["counts"] == online["counts"]
+    assert doc["quarantine"] == online["quarantine"] and doc["quarantine"][0]["path"].endswith("bad.csv")
+    human = cli()
+    assert "good.csv" in human.stdout and "done" in human.stdout and "quarantine: 1 file(s)" in human.stdout
+    assert "bad.csv" in cli("--quarantine").stdout
+    assert cli("--state", "refused").stdout.startswith("no inputs match\n")
+    bad = cli("-n", "0")
+    assert bad.returncode == 2 and "--limit/-n: is out of range (found 0)" in bad.stderr
