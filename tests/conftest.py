@@ -26,6 +26,9 @@ from edgeorch.model import RunState
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The ray_head fixture, and the hooks that run the Ray tests first and stop the head after them.
+pytest_plugins = ("rayhead_plugin",)
+
 # Bytecode files are part of what keeps the suite inside its time: every daemon, CLI and kernel
 # process a test starts imports edgeorch, and without .pyc files (PYTHONDONTWRITEBYTECODE set in
 # the environment) each one compiles the package again, ~0.3 s of CPU a process. Workers and the
@@ -73,22 +76,6 @@ def short_tmp_path() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="eo-", dir="/tmp"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A real local Ray head (127.0.0.1, 2 CPUs, a fake GPU) shared by every Ray test of the run and all
-    xdist workers (tests/rayhead.py); skipped, saying why, where the ``ray`` extra is not installed."""
-    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'edgeorch[ray]')")
-    import ray
-    import rayhead
-
-    base = tmp_path_factory.getbasetemp()
-    head = rayhead.acquire(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
-    yield head
-    if ray.is_initialized():
-        ray.shutdown()  # before the head may stop: a driver that loses its head ends its process
-    rayhead.release(head)
 
 
 @pytest.fixture
