@@ -28,7 +28,7 @@ import pytest
 import rayhead
 
 MARK = "ray_head"
-SKIP_REASON = "the ray extra is not installed (pip install 'edgeorch[ray]')"
+SKIP_REASON = "ray is not installed (pip install 'edgeorch[ray]'; the test extra has it too)"
 
 
 def needs_head(item: pytest.Item) -> bool:
