@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import EdgeorchError, PipelineError
-from .spec import RuleSpec, check_rules_file
+from .spec import RuleSpec, check_rules_file, pipeline_rules
 
 
 def rules_files(folder: Path | None) -> list[Path]:
@@ -46,6 +46,32 @@ def load_rules_dir(folder: Path | None, pipelines: Mapping[str, Any]) -> tuple[l
         rules.extend(found)
         errors.extend(problems)
     return rules, errors
+
+
+def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[dict[str, RuleSpec], list[str]]:
+    """Every rule in force: the pipelines' own (by pipeline name) then the rules folder's, name -> rule, and a
+    sentence per problem (a bad rules file; a name declared twice: the first declaration wins, the other is
+    ignored and said). The daemon's monitors and ``edgeorch monitors`` without a daemon both read rules this way.
+    """
+    rules: dict[str, RuleSpec] = {}
+    problems: list[str] = []
+    for name in sorted(pipelines):
+        for spec in pipeline_rules(pipelines[name]):
+            if spec.name in rules:
+                problems.append(f"rule {spec.name} of pipeline {name} is ignored: pipeline "
+                                f"{rules[spec.name].pipeline} declares a rule with that name")
+                continue
+            rules[spec.name] = spec
+    folder_rules, errors = load_rules_dir(folder, pipelines)
+    problems.extend(e.render() for e in errors)
+    for spec in folder_rules:
+        if spec.name in rules:
+            first = rules[spec.name]
+            problems.append(f"rule {spec.name} of {spec.source_file} is ignored: "
+                            f"{first.source_file or 'pipeline ' + first.pipeline} declares a rule with that name")
+            continue
+        rules[spec.name] = spec
+    return rules, problems
 
 
 def folder_digest(folder: Path | None) -> str:

@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from .rules import DAY, History, RuleState, evaluate
-from .rulesdir import folder_digest, load_rules_dir
+from .rulesdir import collect_rules, folder_digest
 from .signals import model_signal, read, template_values
-from .spec import RuleSpec, fill, pipeline_rules
+from .spec import RuleSpec, fill
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.requests import RunRequests
@@ -114,25 +114,8 @@ class Monitors:
     def sync(self) -> None:
         """Read the rules of the loaded pipelines and of the rules folder; (re)arm the freshness timers. A bad
         rules file is a problem (shown by ``edgeorch monitors``, logged) and its bad rules are skipped."""
-        rules: dict[str, RuleSpec] = {}
-        problems: list[str] = []
-        for name in sorted(self.registry.pipelines):
-            for spec in pipeline_rules(self.registry.pipelines[name]):
-                if spec.name in rules:
-                    problems.append(f"rule {spec.name} of pipeline {name} is ignored: pipeline "
-                                    f"{rules[spec.name].pipeline} declares a rule with that name")
-                    continue
-                rules[spec.name] = spec
         self._folder_digest = folder_digest(self.rules_dir)
-        folder_rules, errors = load_rules_dir(self.rules_dir, self.registry.pipelines)
-        problems.extend(e.render() for e in errors)
-        for spec in folder_rules:
-            if spec.name in rules:
-                first = rules[spec.name]
-                problems.append(f"rule {spec.name} of {spec.source_file} is ignored: "
-                                f"{first.source_file or 'pipeline ' + first.pipeline} declares a rule with that name")
-                continue
-            rules[spec.name] = spec
+        rules, problems = collect_rules(self.registry.pipelines, self.rules_dir)
         for p in problems:
             log.warning("%s", p)
         for name, spec in rules.items():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from ...errors import UsageError
 from ...textui import format_timestamp, print_json, print_table
 from ...units import parse_duration
-from ..backend import connect, load
+from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
 
@@ -52,10 +53,11 @@ def cmd_monitors(args: argparse.Namespace) -> int:
                          expected="edgeorch monitors silence RULE --until 2h --reason 'maintenance'")
     if sub != "silence" and (args.until or args.reason):
         raise UsageError(f"is only valid with silence, not {sub}", field="--until" if args.until else "--reason")
-    with connect(load(args), "daemon") as backend:
-        if sub == "list":
-            res = backend.client.call("monitors.list", {})
-        else:
+    if sub == "list":
+        cfg = load(args)
+        res = read(args, "monitors.list", {}, lambda store: _offline_listing(cfg, store))
+    else:
+        with connect(load(args), "daemon") as backend:  # a silence is the running daemon's to keep
             until = until_time(args.until, time.time()) if sub == "silence" else None
             res = backend.client.call("monitors.silence", {"rule": args.rule, "until": until, "reason": args.reason})
     if args.json:
@@ -76,10 +78,35 @@ def cmd_monitors(args: argparse.Namespace) -> int:
                   r["condition"], "-" if r["last_value"] is None else f"{r['last_value']:.4g}",
                   format_timestamp(r["last_evaluated_at"]) if r["last_evaluated_at"] else "-",
                   _firing(r["last_firing"]), ", ".join(x["action"] for x in r["responses"])
-                  + (" (dry run)" if r["dry_run"] else "")] for r in res["rules"]])
+                  + (" (dry run)" if r["dry_run"] else "")] for r in res["rules"]],
+                empty="no monitoring rules ([[on]] in a pipeline file or the rules folder: docs/monitoring.md)")
     for p in res.get("problems", []):
         print(f"warning  {p}")
     return EXIT_OK
+
+
+class _NoHistory:
+    """A state file not made yet: no rule was ever evaluated or fired."""
+
+    class rules:  # noqa: N801 - the shape of ``store.rules`` that monitors_doc reads
+        @staticmethod
+        def get(name: str) -> None:
+            return None
+
+        @staticmethod
+        def firings(name: str, limit: int) -> list:
+            return []
+
+
+def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:
+    """Without a daemon: the rules the pipeline files and the rules folder declare now (read as the daemon
+    reads them), with the state the state file keeps for each."""
+    from ...monitor.rulesdir import collect_rules
+    from ...monitor.views import monitors_doc
+    from ...pipelines import validate_path
+
+    rules, problems = collect_rules(validate_path(cfg.pipelines_dir).pipelines, cfg.rules_dir)
+    return monitors_doc(store if store is not None else _NoHistory, rules, problems, time.time())
 
 
 def _firing(f: dict | None) -> str:

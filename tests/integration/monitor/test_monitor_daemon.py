@@ -64,6 +64,33 @@ def monitor(daemon, name: str = "too_many_failures") -> dict:
     return next(r for r in daemon.call("monitors.list")["rules"] if r["name"] == name)
 
 
+def test_monitors_are_listed_from_the_files_and_the_state_file_while_the_daemon_is_down(workspace, daemon) -> None:
+    """The same rules, states, values and firings as the daemon said, read without it (a silence needs it)."""
+    import json
+
+    cli = lambda *a: workspace.invoke("monitors", *a)  # noqa: E731
+    empty = cli()
+    assert empty.returncode == 0 and empty.stdout.startswith("no monitoring rules")
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    before = json.loads(cli("--json").stdout)  # no state file yet: every rule ok, never evaluated
+    assert [(r["name"], r["state"], r["last_value"]) for r in before["rules"]] == [("too_many_failures", "ok", None)]
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    until(lambda: rule_runs(workspace), what="the retrain run")
+    online = daemon.call("monitors.list")
+    daemon.stop()
+    offline = cli("--json")
+    assert offline.returncode == 0, offline.stderr
+    doc = json.loads(offline.stdout)
+    keep = ("name", "state", "last_value", "episode", "last_firing", "responses")
+    assert [{k: r[k] for k in keep} for r in doc["rules"]] == [{k: r[k] for k in keep} for r in online["rules"]]
+    assert doc["rules"][0]["state"] == "firing"
+    assert "too_many_failures" in cli().stdout
+    down = cli("silence", "too_many_failures", "--until", "1h", "--reason", "maintenance")
+    assert down.returncode == 69 and "Traceback" not in down.stderr
+
+
 def test_a_firing_rule_triggers_once_per_episode_and_why_explains_it(workspace, daemon) -> None:
     workspace.pipeline("flaky", rule())
     workspace.pipeline("retrain", RETRAIN)
