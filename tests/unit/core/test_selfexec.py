@@ -32,3 +32,12 @@ def test_the_package_folder_comes_first_and_the_callers_pythonpath_is_kept() -> 
     assert env["PYTHONPATH"].split(":") == [PACKAGE_ROOT, "/opt/extra"]
     assert env["HOME"] == "/root"
     assert module_env({})["PYTHONPATH"] == PACKAGE_ROOT
+
+
+def test_a_helper_without_site_still_runs_this_package(tmp_path: Path) -> None:
+    _decoy(tmp_path)
+    argv = module_argv("edgeorch", "--version", site=False)
+    assert argv[:3] == [sys.executable, "-S", "-P"]
+    out = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=module_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"edgeorch {edgeorch.__version__}"

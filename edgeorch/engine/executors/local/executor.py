@@ -111,7 +111,7 @@ class LocalExecutor(Executor):
         """Start the zygote. Its stdin/stdout are our request/reply pipes. Raises OSError when it cannot start."""
         # This package, whatever the daemon's working directory holds (edgeorch/selfexec.py).
         popen = subprocess.Popen(
-            module_argv("edgeorch.engine.executors.local.zygote"),
+            module_argv("edgeorch.engine.executors.local.zygote", site=False),  # stdlib + edgeorch: it starts sooner
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=module_env(), close_fds=True,
         )
         try:

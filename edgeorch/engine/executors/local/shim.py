@@ -42,10 +42,12 @@ The shim outlives the daemon; it never touches the state file.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import select
 import signal
+import stat
 import sys
 import time
 from typing import Any
@@ -207,9 +209,7 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
     less CPU and without importing ``subprocess`` into the zygote:
 
     - the program is looked up on the ``PATH`` of the task's environment (as
-      ``execvpe``): a name without a slash is tried in each folder in turn;
-      "not found" and "not a folder" go on to the next, the first other error
-      is the one reported;
+      ``execvpe``, see :func:`_find_program`);
     - the working directory: ``posix_spawn`` has none, so the shim enters it
       itself first (its own working directory is never used again; a missing
       one raises OSError naming it);
@@ -231,30 +231,38 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
         # inherit the cgroup, so memory.max covers the whole process tree.
         with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
             f.write("0\n")
-    argv, env = req["argv"], req["env"]
+    argv = req["argv"]
     os.chdir(req["cwd"])
     # The dup2s first: wfd itself may be a low number (the shim's fd 0 is closed).
     actions = [(os.POSIX_SPAWN_DUP2, wfd, 1), (os.POSIX_SPAWN_DUP2, wfd, 2),
                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-    first_error: OSError | None = None
-    last: OSError = FileNotFoundError(2, os.strerror(2), argv[0])
-    for path in _candidates(argv[0], env):
-        try:
-            return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
-                                  setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            last = exc
-        except OSError as exc:
-            last = exc
-            first_error = first_error or exc
-    raise first_error or last
+    return os.posix_spawn(_find_program(argv[0], req["env"]), argv, req["env"], file_actions=actions, setsid=True,
+                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
 
 
-def _candidates(program: str, env: dict[str, str]) -> list[str]:
-    """Where ``program`` may be, in order: itself when it names a path, else each folder of the env's PATH."""
+def _find_program(program: str, env: dict[str, str]) -> str:
+    """The file ``program`` names: itself when it holds a slash, else the first executable file of that name in
+    a folder of the task's ``PATH`` (``execvpe``'s order). Raises FileNotFoundError, or PermissionError when
+    only files that cannot be executed (or folders) carry the name.
+
+    Looked up with ``stat``/``access`` here, not by trying ``posix_spawn`` on each candidate: every try
+    is a process clone, and ``PATH`` often has several folders before the one that has the program.
+    """
     if os.sep in program:
-        return [program]
-    return [os.path.join(folder, program) for folder in os.get_exec_path(env)]
+        return program
+    denied = None
+    for folder in os.get_exec_path(env):
+        path = os.path.join(folder, program)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) and os.access(path, os.X_OK):
+            return path
+        denied = denied or path
+    if denied is not None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), denied)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def _become_reaper(wake_w: int) -> None:
