@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import NotFoundError
 from .rules import RuleState
@@ -25,7 +25,17 @@ def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], no
                     "silence_reason": st.silence_reason if st.silenced(now) else None,
                     "last_signal": row.get("last_signal") if row else None,
                     "last_firing": last[0] if last else None})
-    return {"rules": out, "problems": problems, "now": now}
+    return {"rules": out, "problems": [*problems, *orphan_blocks(store, rules, now)], "now": now}
+
+
+def orphan_blocks(store: Any, rules: Mapping[str, Any], now: float) -> list[str]:
+    """A sentence for each promotion block in force whose rule is no longer loaded (its file or ``[[on]]`` was
+    removed, renamed or is broken): nothing will lift it by itself. It is kept on purpose (a rules file being
+    edited must not release a safety hold); the sentence says how to lift it."""
+    return [f"the promotion block on model {b['model']} set by rule {b['rule']} is in force, but no loaded rule "
+            f"is named {b['rule']}: nothing lifts it by itself (`edgeorch models unblock {b['model']} "
+            f"--rule {b['rule']}` does)"
+            for b in store.models.open_blocks(now=now) if b["rule"] and b["rule"] not in rules]
 
 
 def why_doc(store: Any, run_id: int) -> dict[str, Any]:

@@ -405,6 +405,12 @@ class Models:
         return list(reversed(self._db.all("SELECT * FROM model_blocks WHERE model = ? ORDER BY id DESC LIMIT ?",
                                           (name, limit))))
 
+    def open_blocks(self, *, now: float | None = None) -> list[dict[str, Any]]:
+        """Every model's blocks in force at ``now`` (not lifted, ``until`` not passed), oldest first."""
+        at = self._db.clock() if now is None else now
+        return self._db.all("SELECT * FROM model_blocks WHERE lifted_at IS NULL AND (until IS NULL OR until > ?)"
+                            " ORDER BY id", (at,))
+
     def _block_row(self, block_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM model_blocks WHERE id = ?", (block_id,))
         if row is None:

@@ -97,6 +97,11 @@ class _NoHistory:
         def firings(name: str, limit: int) -> list:
             return []
 
+    class models:  # noqa: N801 - and of ``store.models``
+        @staticmethod
+        def open_blocks(now: float) -> list:
+            return []
+
 
 def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:
     """Without a daemon: the rules the pipeline files and the rules folder declare now (read as the daemon

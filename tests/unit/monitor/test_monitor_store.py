@@ -32,3 +32,20 @@ def test_state_cursor_firings_and_silences(tmp_path: Path) -> None:
     audit = store.audit.records(action="rule_silenced")
     assert audit and audit[-1]["actor"] == "alice"
     store.close()
+
+
+def test_a_block_whose_rule_is_no_longer_loaded_is_kept_and_said(tmp_path: Path) -> None:
+    """Removing or breaking a rule must not release its safety hold, but `edgeorch monitors` says that nothing
+    will lift it by itself, and how to."""
+    from edgeorch.monitor.views import monitors_doc, orphan_blocks
+
+    store = Store(tmp_path / "state.db", clock=lambda: 100.0)
+    store.models.block("house", rule="champion_degraded", reason="rmse 72 > 60", actor="rule:champion_degraded")
+    store.models.block("house", rule=None, reason="by hand", actor="alice")  # a person's block: not a rule's
+    store.models.block("old", rule="gone", reason="x", actor="rule:gone", until=50.0)  # expired: not in force
+    problems = monitors_doc(store, {}, ["a bad file"], 100.0)["problems"]
+    assert problems[0] == "a bad file" and len(problems) == 2
+    assert "model house set by rule champion_degraded is in force, but no loaded rule" in problems[1]
+    assert "`edgeorch models unblock house --rule champion_degraded`" in problems[1]
+    assert orphan_blocks(store, {"champion_degraded": object()}, 100.0) == []  # loaded again: nothing to say
+    store.close()
