@@ -127,6 +127,7 @@ class FolderWatcher:
         self._queue: list[tuple[WatchKind, str | None]] = []
         self._lock = threading.Lock()  # the queue is shared by the observer thread and the loop
         self._woken = False  # a _flush is scheduled on the loop and will take what is queued
+        self._folder_of: dict[str, Path] = {}  # the text of a watched folder -> that folder
         self.observer = InotifyObserver(generate_full_events=True)
         self.folders: set[Path] = set()
         self._watches: dict[Path, tuple[ObservedWatch, tuple[int, int]]] = {}
@@ -236,10 +237,15 @@ class FolderWatcher:
         if path is None:
             self.post(WatchEvent(kind, None, None, self.loop.time()))
             return
-        p = Path(path)
         if kind == "folder_gone":
+            p = Path(path)
             self.post(WatchEvent(kind, p, p, self.loop.time()))
             return
-        if p.parent not in self.folders:
-            return
-        self.post(WatchEvent(kind, p, p.parent, self.loop.time()))
+        parent = os.path.dirname(path)
+        folder = self._folder_of.get(parent)  # two events per file in a burst: no Path parsing for the folder
+        if folder is None:
+            folder = Path(parent)
+            if folder not in self.folders:
+                return
+            self._folder_of[parent] = folder  # folders are only ever added, so this stays true
+        self.post(WatchEvent(kind, Path(path), folder, self.loop.time()))
