@@ -48,6 +48,8 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from ..containers import command as container_command
 from ..containers.image import CDI_HINT, snapshot_with_image
+from ..resources.memory import oom_kills
+from ..resources.oom import explain as oom_reason
 from ..pipelines.inputs import glob_base
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
@@ -746,6 +748,9 @@ class Engine:
             assert snapshot is not None
             argv, cleanup = self._container_argv(ctx, spec, values, argv, env, own, lease, snapshot, attempt_dir,
                                                  number)
+            # The client (and podman's conmon) runs in the attempt folder: what it drops in its working folder (the
+            # OOM marker, containers/command.py) lands there, never in the pipeline's folder.
+            cwd = str(attempt_dir)
         log_path = attempt_dir / "output.log"
         recorded = holds_anything(lease)
         note = None
@@ -1042,9 +1047,8 @@ class Engine:
                 t.cancel()
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
-        if spec.container is not None and not info.lost:
-            code, sig, why = container_command.exit_as_host(info.exit_code, info.signal)
-            info = dataclasses.replace(info, exit_code=code, signal=sig, error=info.error or why)
+        if not info.lost:  # an OOM kill is reported as one (resources/oom.py), read before the cgroup goes
+            info = self._explain_exit(la, spec, info)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir = ctx.run_dir / "outputs" / la.task
         names: list[str] = []
@@ -1075,6 +1079,28 @@ class Engine:
         self._in_order(job, apply, inline=not names and dataset is None and model is None
                        and not has_entries(ctx.run_dir / "checkpoints" / la.task))
 
+    def _explain_exit(self, la: LiveAttempt, spec: TaskSpec, info: ExitInfo) -> ExitInfo:
+        """``info`` with a container's exit read as a host task's and an OOM kill's reason (docs/containers.md).
+
+        The OOM record: a container's marker in the attempt folder, or the
+        ``oom_kill`` count of a host task's own memory cgroup (one stat or read).
+        """
+        assert self.res is not None
+        held = self.res.held.get(la.attempt_id)
+        memory = held.running.lease.memory if held is not None else 0
+        stopped = la.stop_reason is not None
+        if spec.container is not None:
+            code, sig, why = container_command.exit_as_host(
+                info.exit_code, info.signal, memory=memory, oom=container_command.oom_recorded(la.attempt_dir),
+                stopped=stopped)
+            return dataclasses.replace(info, exit_code=code, signal=sig, error=info.error or why)
+        if held is None or not held.cgroup or (info.signal is None and info.exit_code == 0):
+            return info
+        kills = oom_kills(Path(held.cgroup))
+        why = oom_reason(info.exit_code, info.signal, memory=memory, killed=None if kills is None else kills > 0,
+                         stopped=stopped)
+        return dataclasses.replace(info, error=info.error or why) if why else info
+
     def _in_order(self, job: Callable[[], Any], apply: Callable[[Any], None], *, inline: bool = False) -> None:
         """Run ``job`` (hashing) in :attr:`_hasher`, then ``apply(future)`` on the loop, in the order of the calls.
 
@@ -1098,10 +1124,13 @@ class Engine:
         self._settling.append((fut, apply))
         loop = self.loop
         assert loop is not None
+        if inline:  # on the loop already: no wake-up through the self-pipe (call_soon_threadsafe) per task
+            loop.call_soon(self._drain_settlements)
+            return
         fut.add_done_callback(lambda _f: self._post_drain(loop))
 
     def _post_drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Ask the loop to drain the queue (called from the hashing worker or inline)."""
+        """Ask the loop to drain the queue (called from the hashing worker when a job is done)."""
         try:
             loop.call_soon_threadsafe(self._drain_settlements)
         except RuntimeError:
@@ -1145,7 +1174,7 @@ class Engine:
         elif la.stop_reason == "timeout":
             astate, reason = AttemptState.TIMED_OUT, f"timed out after {spec.timeout or self.config.engine.default_timeout:g}s"
         elif info.signal is not None:
-            astate, reason = AttemptState.SIGNALLED, f"killed by signal {_signal_name(info.signal)}"
+            astate, reason = AttemptState.SIGNALLED, info.error or f"killed by signal {_signal_name(info.signal)}"
         else:
             astate = AttemptState.EXITED
             if info.exit_code != 0:
