@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..pipelines.substitute import substitute
+from ..resources.oom import explain as oom_reason
 from .spec import EDGEORCH_ROOT, ContainerSpec, Mount
 
 OUTPUT_ALIAS = f"{EDGEORCH_ROOT}/output"
@@ -192,18 +193,38 @@ def _inside(path: str, folder: str) -> bool:
 SIGNAL_BASE = 128
 """A container runtime reports a main process killed by signal N as exit code 128 + N."""
 
+OOM_MARKER = "oom"
+"""The empty file podman's monitor (conmon 2.1) creates in its working folder when the container's memory
+cgroup reports an OOM kill. The runtime's client, and so conmon, runs in the attempt folder (the engine
+spawns it there), so the marker lands in ``<attempt folder>/oom``: the record :func:`exit_as_host` reads.
+(Podman's own ``State.OOMKilled`` misses it then, and a ``--rm`` container cannot be inspected after
+its end anyway.)"""
 
-def exit_as_host(exit_code: int | None, signal: int | None) -> tuple[int | None, int | None, str | None]:
+
+def oom_recorded(attempt_dir: str | os.PathLike[str]) -> bool | None:
+    """Whether the attempt's container left an OOM record (True), or None: no record (nothing says either way).
+
+    A stat of one file, cheap enough for the loop.
+    """
+    return True if os.path.exists(os.path.join(attempt_dir, OOM_MARKER)) else None
+
+
+def exit_as_host(exit_code: int | None, signal: int | None, *, memory: int = 0, oom: bool | None = None,
+                 stopped: bool = False) -> tuple[int | None, int | None, str | None]:
     """A container attempt's ``(exit_code, signal)`` read as a host task's, with a reason where one helps.
 
-    ``128 + N`` (N ≤ 64) becomes "killed by signal N" (the runtime's way to say
-    it: an OOM kill is signal 9, as for a host task); 125-127 are the runtime's
-    own failures, explained (its message is in the attempt's log).
+    ``128 + N`` (N ≤ 64) becomes "killed by signal N" (the runtime's way to
+    say it); 125-127 are the runtime's own failures, explained (its message is
+    in the attempt's log). ``memory`` (the bound, bytes), ``oom`` (the
+    container's OOM record: :func:`oom_recorded`) and ``stopped`` (edgeorch
+    stopped it) go to the one rule of OOM reasons, :func:`edgeorch.resources.oom.explain`:
+    an OOM kill reads ``killed: out of memory (memory bound N)``.
     """
-    if signal is not None or exit_code is None:
-        return exit_code, signal, None
-    if SIGNAL_BASE < exit_code <= SIGNAL_BASE + 64:
-        return None, exit_code - SIGNAL_BASE, None
+    if signal is None and exit_code is not None and SIGNAL_BASE < exit_code <= SIGNAL_BASE + 64:
+        exit_code, signal = None, exit_code - SIGNAL_BASE
+    why = oom_reason(exit_code, signal, memory=memory, killed=oom, stopped=stopped)
+    if why is not None or signal is not None or exit_code is None:
+        return exit_code, signal, why
     if exit_code == 125:
         return 125, None, "the container runtime could not run the container (exit code 125; its message is in the log)"
     if exit_code == 126:
@@ -225,5 +246,5 @@ def lease_names(env: Mapping[str, str]) -> list[str]:
 
 
 __all__ = ["AttemptPlan", "BindMount", "CHECKPOINT_ALIAS", "HOST_ONLY_VARS", "LEASE_VARS", "OUTPUT_ALIAS",
-           "cleanup_for", "container_name", "env_names", "exit_as_host", "labels_of", "lease_names", "mounts_for",
-           "run_argv", "substitute_container"]
+           "OOM_MARKER", "cleanup_for", "container_name", "env_names", "exit_as_host", "labels_of", "lease_names",
+           "mounts_for", "oom_recorded", "run_argv", "substitute_container"]

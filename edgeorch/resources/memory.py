@@ -103,6 +103,23 @@ def join(path: Path) -> None:
     (path / "cgroup.procs").write_text("0\n")
 
 
+def oom_kills(path: Path) -> int | None:
+    """How many processes the kernel OOM-killed in cgroup ``path`` (``oom_kill`` of ``memory.events``).
+
+    Read before the cgroup is removed. None when there is no such record
+    (the file is gone or unreadable, or the kernel does not count kills).
+    """
+    try:
+        text = (path / "memory.events").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
 def remove_child(path: Path) -> None:
     """Remove an attempt's cgroup once its processes are gone; absent is fine."""
     try:

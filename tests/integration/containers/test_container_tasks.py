@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
 from container_helpers import pipeline_text, run_pipeline, until
 
 from edgeorch.model import RunState
@@ -133,3 +134,29 @@ def test_cancel_stops_the_container(container_ws, podman):
     # The stop's SIGTERM reached the task inside (the runtime's client itself may end by it: docs/containers.md).
     assert "got TERM" in (ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log").read_text()
     assert podman.containers(ws.state) == []
+
+
+def test_a_container_over_its_memory_bound_is_reported_as_out_of_memory(container_ws, podman):
+    ws = container_ws
+    # busybox tail keeps all of a newline-free stream: 200 MiB against a 32 MiB bound.
+    ws.pipeline("hog", pipeline_text(f"""
+        [tasks.hog]
+        command = ["sh", "-c", "echo started; head -c 200m /dev/zero | tail"]
+        memory = "32M"
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+    run_id, state = run_pipeline(ws, "hog")
+    a = _attempts(ws, "hog")[0]
+    if state == RunState.SUCCEEDED:
+        log = (ws.state / "runs" / str(run_id) / "attempts" / "hog.1" / "output.log").read_text()
+        pytest.skip(f"the runtime does not enforce --memory here: {log.strip()[-200:]}")
+    assert state == RunState.FAILED
+    assert a["state"] == "signalled" and a["signal"] == 9
+    assert a["reason"] in ("killed: out of memory (memory bound 32M)",  # the monitor's OOM record
+                           # a podman whose monitor leaves no record in its working folder: the bound, hedged
+                           "killed by signal 9 (SIGKILL), probably out of memory (memory bound 32M; "
+                           "no OOM record to confirm it)")
+    show = ws.invoke("show", str(run_id))  # the task's reason, where people look
+    assert show.returncode == 0, show.stderr
+    assert "out of memory (memory bound 32M" in show.stdout
+    assert not (ws.pipelines / "oom").exists()  # the monitor's marker stays in the attempt folder

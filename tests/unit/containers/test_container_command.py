@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch.containers.command import (CHECKPOINT_ALIAS, OUTPUT_ALIAS, AttemptPlan, BindMount, cleanup_for,
-                                         container_name, env_names, exit_as_host, mounts_for, run_argv,
-                                         substitute_container)
+from edgeorch.containers.command import (CHECKPOINT_ALIAS, OOM_MARKER, OUTPUT_ALIAS, AttemptPlan, BindMount,
+                                         cleanup_for, container_name, env_names, exit_as_host, mounts_for,
+                                         oom_recorded, run_argv, substitute_container)
 from edgeorch.containers.image import ContainerError, cdi_gpu_names, resolve
 from edgeorch.containers.spec import ContainerSpec, Mount
 
@@ -94,6 +94,24 @@ def test_variables_are_the_tasks_and_the_leases_never_host_only_ones():
 ])
 def test_a_containers_exit_reads_as_a_host_tasks(code, signal, expected):
     assert exit_as_host(code, signal) == expected
+
+
+@pytest.mark.parametrize("code, oom, stopped, expected", [
+    (137, True, False, (None, 9, "killed: out of memory (memory bound 64M)")),
+    (1, True, False, (1, None, "exited with code 1 after a process was killed: out of memory (memory bound 64M)")),
+    (137, None, False, (None, 9, "killed by signal 9 (SIGKILL), probably out of memory (memory bound 64M; "
+                                 "no OOM record to confirm it)")),
+    (137, True, True, (None, 9, None)),  # edgeorch stopped it: its own SIGKILL
+    (0, True, False, (0, None, None)),
+])
+def test_a_containers_oom_kill_is_reported_with_its_bound(code, oom, stopped, expected):
+    assert exit_as_host(code, None, memory=64 << 20, oom=oom, stopped=stopped) == expected
+
+
+def test_the_oom_record_is_the_monitors_marker_in_the_attempt_folder(tmp_path):
+    assert oom_recorded(tmp_path) is None  # no marker: no record either way
+    (tmp_path / OOM_MARKER).touch()
+    assert oom_recorded(tmp_path) is True
 
 
 @pytest.mark.parametrize("code, words", [(125, "runtime could not run"), (126, "cannot be invoked"),
