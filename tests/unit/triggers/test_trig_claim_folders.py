@@ -27,6 +27,23 @@ def test_a_claim_folder_is_created_exclusively_with_a_suffix_when_its_name_is_ta
     assert (first / "old.csv").read_text() == "from the lost future\n"
 
 
+def test_a_claim_folder_is_made_with_its_inbox_and_never_over_a_link_or_when_the_disk_is_full(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    inbox = tmp_path / "state" / "inbox"  # not there yet: made with the first claim folder
+    assert make_claim_folder(inbox, 1) == inbox / "in-1" and (inbox / "in-1").is_dir()
+    (inbox / "in-2").symlink_to(tmp_path / "nowhere")  # a dangling link takes the name too
+    assert make_claim_folder(inbox, 2) == inbox / "in-2-1"
+    assert (inbox / "in-2").is_symlink() and not (tmp_path / "nowhere").exists()
+
+    def full(path, mode=0o777):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "mkdir", full)  # a full disk: the free name comes back uncreated (claimed later)
+    assert make_claim_folder(inbox, 3) == inbox / "in-3" and not (inbox / "in-3").exists()
+
+
 def test_claim_folder_id_reads_suffixed_names_and_nothing_else():
     assert claim_folder_id("in-4") == 4
     assert claim_folder_id("in-4-1") == 4
