@@ -22,9 +22,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..pipelines.substitute import substitute
@@ -245,6 +243,22 @@ def lease_names(env: Mapping[str, str]) -> list[str]:
     return [n for n in LEASE_VARS if n in env]
 
 
-__all__ = ["AttemptPlan", "BindMount", "CHECKPOINT_ALIAS", "HOST_ONLY_VARS", "LEASE_VARS", "OUTPUT_ALIAS",
-           "OOM_MARKER", "cleanup_for", "container_name", "env_names", "exit_as_host", "labels_of", "lease_names",
-           "mounts_for", "oom_recorded", "run_argv", "substitute_container"]
+__all__ = [
+    "CHECKPOINT_ALIAS",
+    "HOST_ONLY_VARS",
+    "LEASE_VARS",
+    "OOM_MARKER",
+    "OUTPUT_ALIAS",
+    "AttemptPlan",
+    "BindMount",
+    "cleanup_for",
+    "container_name",
+    "env_names",
+    "exit_as_host",
+    "labels_of",
+    "lease_names",
+    "mounts_for",
+    "oom_recorded",
+    "run_argv",
+    "substitute_container",
+]

@@ -76,8 +76,8 @@ def with_image(snapshot: InputsSnapshot, image: ResolvedImage, written: str) -> 
     return replace(snapshot, items=(*snapshot.items, image.item(written)), image=image)
 
 
-def snapshot_with_image(inputs: Callable[[], InputsSnapshot], task: str, spec: "ContainerSpec", image: str,
-                        config: "ContainersConfig", *, gpus: bool) -> InputsSnapshot:
+def snapshot_with_image(inputs: Callable[[], InputsSnapshot], task: str, spec: ContainerSpec, image: str,
+                        config: ContainersConfig, *, gpus: bool) -> InputsSnapshot:
     """A container task's inputs: its image resolved (``image``: the reference substituted), then ``inputs()``.
 
     Runs in the engine's hashing worker. ``gpus``: the task asks for GPUs
@@ -125,7 +125,8 @@ def _run(command: Sequence[str], args: list[str], runtime: str, where: str,
          timeout: float) -> subprocess.CompletedProcess[str]:
     argv = [*command, *args]
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise ContainerError(
             f"{where}: the container runtime {runtime} is not installed: {command[0]!r} was not found "
@@ -204,5 +205,13 @@ def cdi_gpu_names(dirs: Sequence[str]) -> frozenset[str]:
     return frozenset(names)
 
 
-__all__ = ["CDI_HINT", "ContainerError", "GPU_KIND", "ResolvedImage", "cdi_gpu_names", "resolve", "snapshot_with_image",
-           "with_image"]
+__all__ = [
+    "CDI_HINT",
+    "GPU_KIND",
+    "ContainerError",
+    "ResolvedImage",
+    "cdi_gpu_names",
+    "resolve",
+    "snapshot_with_image",
+    "with_image",
+]

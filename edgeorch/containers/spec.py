@@ -157,5 +157,15 @@ def parse_mount(text: str) -> tuple[Mount | None, str | None]:
     return Mount(source, target, read_only=len(parts) == 3 and parts[2] == "ro"), None
 
 
-__all__ = ["CONTAINER_KEYS", "ContainerSpec", "EDGEORCH_ROOT", "Mount", "PULL_POLICIES", "RESERVED_ARGS", "RUNTIMES",
-           "check_task_container", "definition_part", "parse_mount"]
+__all__ = [
+    "CONTAINER_KEYS",
+    "EDGEORCH_ROOT",
+    "PULL_POLICIES",
+    "RESERVED_ARGS",
+    "RUNTIMES",
+    "ContainerSpec",
+    "Mount",
+    "check_task_container",
+    "definition_part",
+    "parse_mount",
+]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import shutil
 import subprocess
 import tarfile
 import textwrap
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from edgeorch.engine.engine import Engine
 from edgeorch.model import RunState

@@ -154,8 +154,8 @@ def test_a_container_over_its_memory_bound_is_reported_as_out_of_memory(containe
     assert a["state"] == "signalled" and a["signal"] == 9
     assert a["reason"] in ("killed: out of memory (memory bound 32M)",  # the monitor's OOM record
                            # a podman whose monitor leaves no record in its working folder: the bound, hedged
-                           "killed by signal 9 (SIGKILL), probably out of memory (memory bound 32M; "
-                           "no OOM record to confirm it)")
+                           ("killed by signal 9 (SIGKILL), probably out of memory (memory bound 32M; "
+                            "no OOM record to confirm it)"))
     show = ws.invoke("show", str(run_id))  # the task's reason, where people look
     assert show.returncode == 0, show.stderr
     assert "out of memory (memory bound 32M" in show.stdout

@@ -9,9 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from edgeorch.containers.command import (CHECKPOINT_ALIAS, OOM_MARKER, OUTPUT_ALIAS, AttemptPlan, BindMount,
-                                         cleanup_for, container_name, env_names, exit_as_host, mounts_for,
-                                         oom_recorded, run_argv, substitute_container)
+from edgeorch.containers.command import (
+    CHECKPOINT_ALIAS,
+    OOM_MARKER,
+    OUTPUT_ALIAS,
+    AttemptPlan,
+    BindMount,
+    cleanup_for,
+    container_name,
+    env_names,
+    exit_as_host,
+    mounts_for,
+    oom_recorded,
+    run_argv,
+    substitute_container,
+)
 from edgeorch.containers.image import ContainerError, cdi_gpu_names, resolve
 from edgeorch.containers.spec import ContainerSpec, Mount
 
@@ -99,8 +111,8 @@ def test_a_containers_exit_reads_as_a_host_tasks(code, signal, expected):
 @pytest.mark.parametrize("code, oom, stopped, expected", [
     (137, True, False, (None, 9, "killed: out of memory (memory bound 64M)")),
     (1, True, False, (1, None, "exited with code 1 after a process was killed: out of memory (memory bound 64M)")),
-    (137, None, False, (None, 9, "killed by signal 9 (SIGKILL), probably out of memory (memory bound 64M; "
-                                 "no OOM record to confirm it)")),
+    (137, None, False, (None, 9, ("killed by signal 9 (SIGKILL), probably out of memory (memory bound 64M; "
+                                  "no OOM record to confirm it)"))),
     (137, True, True, (None, 9, None)),  # edgeorch stopped it: its own SIGKILL
     (0, True, False, (0, None, None)),
 ])

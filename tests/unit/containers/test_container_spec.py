@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from edgeorch.config import parse_config
-from edgeorch.containers.spec import CONTAINER_KEYS, PULL_POLICIES, RUNTIMES, ContainerSpec, Mount
+from edgeorch.containers.spec import (
+    CONTAINER_KEYS,
+    PULL_POLICIES,
+    RUNTIMES,
+    ContainerSpec,
+    Mount,
+)
 from edgeorch.errors import ConfigError
 from edgeorch.pipelines.parse import parse_pipeline
 
