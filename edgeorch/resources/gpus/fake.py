@@ -62,6 +62,7 @@ from ..model import (
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,
+    NVML_ERROR_RESET_REQUIRED,
     GpuBackendError,
     GpuDevice,
     GpuProcess,
@@ -377,6 +378,13 @@ class FakeBackend(GpuBackend):
             if p.lost and phys_uuid not in self._reported_lost:
                 self._reported_lost.add(phys_uuid)
                 out += [HealthEvent(u, "lost", 0, "GPU has fallen off the bus") for u in self._instances(phys_uuid)]
+            # The NVML backend probes each GPU's memory query here: RESET_REQUIRED from it is a health event.
+            needs_reset = any(s.error == NVML_ERROR_RESET_REQUIRED for s in (p, *map(self._sims.get,
+                                                                                   self._instances(phys_uuid))) if s)
+            if needs_reset and not p.lost and (phys_uuid, "reset_required") not in self._reported:
+                self._reported.add((phys_uuid, "reset_required"))
+                out += [HealthEvent(u, "reset_required", 0, "NVML: the GPU requires a reset")
+                        for u in self._instances(phys_uuid)]
             for kind, on, msg in (("remap_failed", p.remap_failed, "a memory row could not be remapped"),
                                   ("remap_pending", p.remap_pending, "a memory row remap waits for a GPU reset")):
                 if on and not p.lost and (phys_uuid, kind) not in self._reported:
@@ -437,6 +445,9 @@ class FakeBackend(GpuBackend):
     def fail_with(self, uuid: str, nvml_code: int | None, *, exc: Callable[[], BaseException] | None = None,
                   calls: tuple[str, ...] = _CALLS) -> None:
         """Make ``calls`` about ``uuid`` raise NVML error ``nvml_code`` (None and no ``exc``: stop).
+
+        ``NVML_ERROR_RESET_REQUIRED`` is also reported once by :meth:`poll_health`
+        (``reset_required``), as the NVML backend's probe of each GPU reports it.
 
         ``exc`` raises ``exc()`` instead: an exception that is not a
         GpuBackendError, as a backend with a bug would (the layers above must
