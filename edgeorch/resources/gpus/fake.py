@@ -72,7 +72,6 @@ from ..model import (
 )
 from .backend import GpuBackend
 
-
 CUDA_CONTEXT = 300 * 1024**2
 """What a CUDA context adds to a process's memory in NVML's eyes (a few hundred MiB on real GPUs)."""
 
