@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -104,6 +105,12 @@ def rootless() -> Iterator[Rootless]:
             pytest.skip("rootless podman cannot start a container here: " + "; ".join(tried))
         yield found
     finally:
+        # Rootless podman keeps a pause process holding the user's namespace (its pid in the runtime folder).
+        for pidfile in root.glob("xdg/**/pause.pid"):
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
         shutil.rmtree(root, ignore_errors=True)  # root may remove the subordinate ids' files of the storage
 
 
