@@ -250,3 +250,31 @@ def test_visible_devices_accepts_uuid_or_index_only(tmp_path) -> None:
     assert "resources.visible_devices" in e.value.render() and "slot" in e.value.render()
     adm, _ = _adm()
     assert adm.index_of is None
+
+
+# -- item 5: "GPUs here but NVML broken" is loud, and GPU pipelines are refused quoting it -------------------------
+
+
+def test_gpus_here_but_nvml_broken_is_a_warning_a_report_flag_and_the_refusals_reason(monkeypatch, caplog) -> None:
+    import logging
+
+    from edgeorch.resources import admission
+    from edgeorch.resources.gpus.detect import Detected
+
+    why = ("1 NVIDIA GPU on the PCI bus (0000:17:00.0) but NVML cannot start (NVML: nvmlInit: RM has detected an "
+           "NVML/RM version mismatch.): running CPU-only: GPU pipelines are refused until this is fixed")
+    monkeypatch.setattr(admission, "detect_gpus", lambda cfg: Detected(None, why, True))
+    with caplog.at_level(logging.INFO, logger="edgeorch.resources"):
+        adm = Admission.open(ResourcesConfig(), prepare_cgroup=False, threaded=False)
+    try:
+        assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, f"GPUs: {why}")]
+        assert adm.report(0.0, parallelism=1, max_parallel={})["gpu_backend_broken"] is True
+        assert adm.never(ResourceRequest(gpus=1)) == f"asks for a GPU but this daemon has none ({why})"
+    finally:
+        adm.close()
+    caplog.clear()
+    monkeypatch.setattr(admission, "detect_gpus", lambda cfg: Detected(None, "no NVML library: running CPU-only"))
+    with caplog.at_level(logging.INFO, logger="edgeorch.resources"):
+        Admission.open(ResourcesConfig(), prepare_cgroup=False, threaded=False).close()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.INFO,
+                                                                      "GPUs: no NVML library: running CPU-only")]
