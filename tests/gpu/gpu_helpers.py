@@ -29,7 +29,7 @@ def no_gpu(why: str) -> None:
 
 def smi(binary: str, *args: str) -> str:
     """nvidia-smi's output (stdout); fails the test with its stderr when it fails."""
-    p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
     if p.returncode != 0:
         pytest.fail(f"nvidia-smi {' '.join(args)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout

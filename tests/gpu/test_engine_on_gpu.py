@@ -6,9 +6,12 @@ import asyncio
 import json
 import sqlite3
 import sys
+import textwrap
+from pathlib import Path
 
 from gpu_helpers import CHILD, Results
 
+from edgeorch.config import load_config
 from edgeorch.engine.engine import Engine
 from edgeorch.model import RunState
 from edgeorch.pipelines import resolve_params, validate_path
@@ -16,18 +19,27 @@ from edgeorch.resources.gpus.backend import GpuBackend
 from edgeorch.store import Store
 
 
-def test_a_gpu_task_through_the_engine_sees_only_its_leased_gpu(workspace, nvml: GpuBackend, libcuda: None,
+def test_a_gpu_task_through_the_engine_sees_only_its_leased_gpu(tmp_path: Path, nvml: GpuBackend, libcuda: None,
                                                                 results: Results) -> None:
-    workspace.write_config("""
+    # A folder of its own, not the suite's workspace fixture: tests/gpu/validate.sh runs without the root conftest.
+    pipelines, state_dir = tmp_path / "pipelines", tmp_path / "var"
+    pipelines.mkdir()
+    (tmp_path / "config.toml").write_text(textwrap.dedent(f"""\
+        [state]
+        dir = "{state_dir}"
+        [pipelines]
+        dir = "{pipelines}"
+        [engine]
+        parallelism = 2
         [resources]
         gpu_backend = "nvml"
-        """)
-    workspace.pipeline("cuda", f"""
+        """))
+    (pipelines / "cuda.toml").write_text(textwrap.dedent(f"""\
         [tasks.check]
         command = ["sh", "-c", "{sys.executable} {CHILD} 268435456 > {{pipeline_dir}}/child.json"]
         gpu_memory = "1G"
-    """)
-    cfg = workspace.config()
+        """))
+    cfg = load_config(tmp_path / "config.toml")
     report = validate_path(cfg.pipelines_dir)
     assert report.ok, [e.render() for e in report.errors]
 
@@ -46,8 +58,8 @@ def test_a_gpu_task_through_the_engine_sees_only_its_leased_gpu(workspace, nvml:
 
     run_id, state, rep = asyncio.run(main())
     assert state == RunState.SUCCEEDED
-    seen = json.loads((workspace.pipelines / "child.json").read_text())
-    with sqlite3.connect(workspace.state / "edgeorch.db") as conn:
+    seen = json.loads((pipelines / "child.json").read_text())
+    with sqlite3.connect(state_dir / "edgeorch.db") as conn:
         (lease,) = [json.loads(r[0]) for r in conn.execute("SELECT lease FROM leases WHERE run_id = ?", (run_id,))]
     assert seen["count"] == 1 and seen["uuids"] == lease["gpus"], (seen, lease)
     assert {g["uuid"] for g in rep["gpus"]} == {d.uuid for d in nvml.devices()}

@@ -46,7 +46,7 @@ class TimingNvml:
 
 def pct(samples: list[float], q: float) -> float:
     s = sorted(samples)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
 # Validate edgeorch's GPU support on a machine with an NVIDIA GPU (issue 18), in under 5 minutes.
 #
-#   bash tests/gpu/validate.sh            # from the repository root, as root or as a user
+#   bash tests/gpu/validate.sh            # from anywhere, as root or as a user
 #   OUT=/some/dir bash tests/gpu/validate.sh
 #
 # What it does:
 #   1. records the machine (nvidia-smi -L, compute/persistence/MIG modes, remapped rows, driver,
-#      nvidia-ml-py) in $OUT/system.txt;
-#   2. runs the GPU tests (tests/gpu, and the GpuBackend contract on real NVML) with
+#      nvidia-ml-py, what the daemon's own detection says) in $OUT/system.txt;
+#   2. stops there, saying why, when this machine has no NVIDIA GPU (exit 3) or has GPUs that NVML
+#      cannot use at all (exit 1);
+#   3. runs the GPU tests (tests/gpu, and the GpuBackend contract on real NVML) with
 #      EDGEORCH_REQUIRE_GPU=1, so nothing is skipped for want of a GPU: inventory vs nvidia-smi,
 #      p50/p99 of every NVML call and of a scheduling decision, a CUDA child started through
 #      libcuda (ctypes) with a lease's environment allocating 1 GiB (it sees exactly its device,
 #      NVML lists it with a plausible size, the CUDA context is measured, a budget check acts,
 #      it vanishes within 1 s of being killed), MIG (when configured), no drain on a healthy box,
 #      and the engine running a CUDA task with the real backend;
-#   3. as root, runs them again as an unprivileged user (nobody); as a user, again as root when
-#      `sudo -n` allows it;
-#   4. prints a summary (also $OUT/summary.txt and $OUT/summary.json) and exits 0 only when every
-#      pass had no failure and the contract skipped nothing.
+#   4. as root, runs them again as an unprivileged user (nobody, through setpriv; when nobody cannot
+#      read this checkout or its Python, from a world-readable copy under /tmp with a system
+#      python3); as a user, again as root when `sudo -n` allows it;
+#   5. prints a summary (also $OUT/summary.txt and $OUT/summary.json).
 #
-# Needs a Python with edgeorch and its test extras installed (pip install -e '.[test]'):
-# $PYTHON, else .venv/bin/python, else python3. Results: $OUT (default: a new /tmp folder).
+# Exit status: 0 every pass ran and passed, the contract skipped nothing, all within 300 s;
+# 1 a failure (NVML broken, a test failed or skipped the contract, a pass could not run, too slow);
+# 2 this script cannot run (no Python with edgeorch's source, pynvml and pytest); 3 no NVIDIA GPU
+# here, nothing validated. ALLOW_NO_GPU=1 runs the passes anyway (to test this script on a CPU
+# machine: every GPU test then fails with the detection's reason).
+#
+# Needs a Python 3.11+ with pynvml (nvidia-ml-py) and pytest; edgeorch itself is taken from this
+# checkout (nothing else of its dependencies is imported). $PYTHON, else .venv/bin/python, else
+# python3. Results: $OUT (default: a new /tmp folder). Only the GPU tests run: the suite's root
+# conftest (numba warm-up, Ray) is not loaded (--confcutdir).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
@@ -30,19 +40,41 @@ if [[ -z $PY ]]; then
     if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 PY=$(command -v "$PY" || echo "$PY")
-if ! "$PY" -c 'import edgeorch, pynvml, pytest' 2>/dev/null; then
-    echo "validate.sh: $PY cannot import edgeorch, pynvml and pytest: pip install -e '.[test]' first" >&2
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+missing=$("$PY" -c '
+import importlib.util, sys
+gone = [m for m in ("edgeorch", "pynvml", "pytest") if importlib.util.find_spec(m) is None]
+print(", ".join(gone) if gone else "python < 3.11" if sys.version_info < (3, 11) else "none")' 2>&1)
+if [[ $missing != none ]]; then
+    echo "validate.sh: $PY cannot run the GPU tests (Python 3.11+ with pynvml and pytest needed;" \
+         "missing: ${missing:-a working python}): pip install nvidia-ml-py pytest, or set PYTHON" >&2
     exit 2
 fi
 
 OUT=${OUT:-$(mktemp -d /tmp/edgeorch-gpu.XXXXXX)}
-mkdir -p "$OUT"
+mkdir -p "$OUT" || exit 2
 OUT=$(cd "$OUT" && pwd)
 PER_PASS_TIMEOUT=${PER_PASS_TIMEOUT:-130}
 TESTS=(tests/gpu tests/unit/resources/test_gpu_contract.py)
 started=$(date +%s)
 
 # -- 1. the machine ---------------------------------------------------------------------------
+# What the daemon's own rule (detect_gpus) says, a tab, its message: "ok"; "partial" (NVML works but
+# could not open some GPUs or watch their health); "broken" (GPUs here, NVML unusable); "none" (no GPU
+# here); "error" (the rule itself failed).
+view=$("$PY" -c '
+from edgeorch.config import ResourcesConfig
+from edgeorch.resources.gpus.detect import detect_gpus
+d = detect_gpus(ResourcesConfig(gpu_backend="auto"))
+if d.backend is not None:
+    d.backend.close()
+state = ("partial" if d.broken else "ok") if d.backend is not None else ("broken" if d.broken else "none")
+print(state + "\t" + d.message)' 2>"$OUT/detect.log")
+if [[ $view != *$'\t'* ]]; then
+    view="error"$'\t'"the daemon's GPU detection failed: $(tail -n 1 "$OUT/detect.log")"
+fi
+state=${view%%$'\t'*}
+message=${view#*$'\t'}
 {
     echo "# $(date -u +%FT%TZ) $(hostname) uid=$(id -u) $(uname -r)"
     echo "## python: $("$PY" -c 'import sys; print(sys.version.split()[0])')" \
@@ -59,107 +91,127 @@ started=$(date +%s)
         echo "## nvidia-smi: not found"
     fi
     echo "## PCI: $("$PY" -c 'from edgeorch.resources.gpus.detect import nvidia_pci_devices as f; print(f() or "no NVIDIA device")')"
-    echo "## daemon's view: $("$PY" -c '
-from edgeorch.config import ResourcesConfig
-from edgeorch.resources.gpus.detect import detect_gpus
-d = detect_gpus(ResourcesConfig(gpu_backend="auto"))
-print(("BROKEN: " if d.broken else "") + d.message)' 2>&1)"
+    echo "## daemon's view ($state): $message"
 } >"$OUT/system.txt" 2>&1
 cat "$OUT/system.txt"
 
-# -- 2/3. the test passes -----------------------------------------------------------------------
-run_pass() {  # run_pass NAME [command prefix...]: the GPU tests as whoever the prefix makes us
-    local name=$1; shift
-    local dir="$OUT/$name"
-    mkdir -p "$dir/tmp"
-    chmod 0777 "$dir" "$dir/tmp" 2>/dev/null
-    echo
-    echo "== pass: $name ($*) =="
-    if ! "$@" env HOME="$dir/tmp" "$PY" -c 'import edgeorch' >"$dir/precheck.log" 2>&1; then
-        echo "validate.sh: pass $name cannot run $PY from $ROOT as $* ($(tr '\n' ' ' <"$dir/precheck.log"));" \
-             "install edgeorch where that user can read it (e.g. a venv under /opt)" | tee "$dir/pytest.log"
-        echo 125 >"$dir/rc"
-        return
+summary() {  # summary PASS...: print and write the summary; exits with its status
+    "$PY" "$ROOT/tests/gpu/validate_summary.py" "$OUT" "$(( $(date +%s) - started ))" "$state" "$message" "$@"
+    exit $?
+}
+
+if [[ ${ALLOW_NO_GPU:-} != 1 ]]; then
+    if [[ $state == none ]]; then
+        echo "validate.sh: no NVIDIA GPU on this machine ($message): nothing to validate" >&2
+        summary
+    elif [[ $state == broken || $state == error ]]; then
+        echo "validate.sh: NVIDIA GPUs here but NVML cannot be used: $message" >&2
+        summary
     fi
-    "$@" env EDGEORCH_REQUIRE_GPU=1 EDGEORCH_GPU_OUT="$dir" TMPDIR="$dir/tmp" HOME="$dir/tmp" \
-        PYTHONDONTWRITEBYTECODE=1 timeout "$PER_PASS_TIMEOUT" \
-        "$PY" -m pytest "${TESTS[@]}" -m gpu -o addopts="" -p no:cacheprovider -q -rA \
-        --junitxml="$dir/junit.xml" --basetemp="$dir/tmp/pytest" 2>&1 | tee "$dir/pytest.log"
+fi
+
+# -- 3/4. the test passes -----------------------------------------------------------------------
+# can_run PY DIR [prefix...]: whether the prefix's user can import edgeorch, pynvml and pytest from DIR with PY.
+can_run() {
+    local py=$1 dir=$2; shift 2
+    "$@" env -C "$dir" HOME=/tmp PYTHONPATH="$dir${STAGE_SITE:+:$STAGE_SITE}" "$py" -c \
+        'import sys, edgeorch, pynvml, pytest; sys.exit(sys.version_info < (3, 11))' 2>&1
+}
+
+# stage DIR: a world-readable copy of what the passes read (edgeorch, the GPU tests, pyproject.toml
+# and the pure-Python modules pytest and pynvml are made of), for a user who cannot read this checkout.
+stage() {
+    local s=$1
+    mkdir -p "$s/src" "$s/site" || return 1
+    tar -C "$ROOT" --exclude=__pycache__ -cf - pyproject.toml edgeorch tests/gpu tests/unit/resources \
+        | tar -C "$s/src" -xf - || return 1
+    "$PY" - "$s/site" <<'EOF' || return 1
+import importlib, importlib.metadata as md, shutil, sys
+from pathlib import Path
+
+dest = Path(sys.argv[1])
+for name in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py", "pynvml"):
+    try:
+        f = Path(importlib.import_module(name).__file__)
+    except ImportError:
+        continue
+    if f.name == "__init__.py":
+        shutil.copytree(f.parent, dest / f.parent.name, ignore=shutil.ignore_patterns("__pycache__"),
+                        dirs_exist_ok=True)
+    else:
+        shutil.copy2(f, dest / f.name)
+for dist in ("pytest", "pluggy", "iniconfig", "packaging", "pygments", "nvidia-ml-py"):
+    try:
+        path = Path(str(md.distribution(dist)._path))  # the .dist-info: bindings_version() reads it
+    except (md.PackageNotFoundError, AttributeError):
+        continue
+    shutil.copytree(path, dest / path.name, dirs_exist_ok=True)
+EOF
+    chmod -R a+rX "$s" && chmod 0755 "$s"
+}
+
+# run_pass NAME PY DIR [prefix...]: the GPU tests from DIR with PY, as whoever the prefix makes us.
+run_pass() {
+    local name=$1 py=$2 src=$3; shift 3
+    local dir="$OUT/$name" work
+    mkdir -p "$dir"
+    work=$(mktemp -d /tmp/edgeorch-gpu-pass.XXXXXX)  # writable by the pass's user wherever $OUT is
+    mkdir -p "$work/tmp" && chmod -R 0777 "$work"
+    echo
+    echo "== pass: $name (${*:-as $(id -un)}, $py, from $src) =="
+    "$@" env -C "$src" EDGEORCH_REQUIRE_GPU=1 EDGEORCH_GPU_OUT="$work" TMPDIR="$work/tmp" HOME="$work/tmp" \
+        PYTHONPATH="$src${STAGE_SITE:+:$STAGE_SITE}" PYTHONDONTWRITEBYTECODE=1 timeout "$PER_PASS_TIMEOUT" \
+        "$py" -m pytest "${TESTS[@]}" -m gpu -o addopts="" --confcutdir=tests/gpu -p no:cacheprovider -q -rA \
+        --junitxml="$work/junit.xml" --basetemp="$work/tmp/pytest" 2>&1 | tee "$dir/pytest.log"
     echo "${PIPESTATUS[0]}" >"$dir/rc"
+    cp -p "$work"/*.json "$work"/*.xml "$dir/" 2>/dev/null
+    rm -rf "$work"
+}
+
+not_run() {  # not_run NAME WHY: a pass that could not start
+    mkdir -p "$OUT/$1"
+    echo "validate.sh: pass $1 $2" | tee "$OUT/$1/pytest.log"
+    echo 125 >"$OUT/$1/rc"
 }
 
 passes=()
 if [[ $(id -u) -eq 0 ]]; then
-    run_pass root; passes+=(root)
-    if command -v setpriv >/dev/null; then
-        run_pass unprivileged setpriv --reuid=65534 --regid=65534 --clear-groups; passes+=(unprivileged)
+    run_pass root "$PY" "$ROOT"; passes+=(root)
+    nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    if ! command -v setpriv >/dev/null; then
+        not_run unprivileged "not run: no setpriv on this machine"
+    elif can_run "$PY" "$ROOT" "${nobody[@]}" >"$OUT/unprivileged-precheck.log"; then
+        run_pass unprivileged "$PY" "$ROOT" "${nobody[@]}"
     else
-        echo "validate.sh: no setpriv: the unprivileged pass is not run" | tee "$OUT/unprivileged.missing"
+        # nobody cannot read this checkout or its Python (a venv under /root): a copy it can read.
+        staged=$(mktemp -d /tmp/edgeorch-gpu-stage.XXXXXX)
+        py_ok=
+        if stage "$staged"; then
+            export STAGE_SITE="$staged/site"
+            for cand in "$PY" "$(readlink -f "$PY")" /usr/bin/python3 /usr/local/bin/python3; do
+                if [[ -x $cand ]] && can_run "$cand" "$staged/src" "${nobody[@]}" >>"$OUT/unprivileged-precheck.log"; then
+                    py_ok=$cand; break
+                fi
+            done
+        fi
+        if [[ -n $py_ok ]]; then
+            run_pass unprivileged "$py_ok" "$staged/src" "${nobody[@]}"
+        else
+            not_run unprivileged "could not start: neither $PY from $ROOT nor a python3 (3.11+) from a copy in" \
+                "$staged runs as nobody ($(tail -n 2 "$OUT/unprivileged-precheck.log" | tr '\n' ' '))"
+        fi
+        unset STAGE_SITE
+        rm -rf "$staged"
     fi
+    passes+=(unprivileged)
 else
-    run_pass unprivileged; passes+=(unprivileged)
+    run_pass unprivileged "$PY" "$ROOT"; passes+=(unprivileged)
     if sudo -n true 2>/dev/null; then
-        run_pass root sudo -n; passes+=(root)
+        run_pass root "$PY" "$ROOT" sudo -n; passes+=(root)
     else
-        echo "validate.sh: not root and no passwordless sudo: the root pass is not run" | tee "$OUT/root.missing"
+        not_run root "not run: not root and no passwordless sudo"; passes+=(root)
     fi
 fi
 
-# -- 4. summary ------------------------------------------------------------------------------------
-"$PY" - "$OUT" "$(( $(date +%s) - started ))" "${passes[@]}" <<'EOF'
-import json, sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
-
-out, seconds, passes = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-lines, summary, ok = [], {"seconds": seconds, "passes": {}}, bool(passes)
-for name in passes:
-    d = out / name
-    rc = int((d / "rc").read_text().strip() or 1) if (d / "rc").exists() else 1
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    skipped, failed = [], []
-    junit = d / "junit.xml"
-    if junit.exists():
-        for case in ET.parse(junit).iter("testcase"):
-            cid = f"{case.get('classname')}::{case.get('name')}"
-            if case.find("skipped") is not None:
-                counts["skipped"] += 1
-                skipped.append(f"{cid}: {case.find('skipped').get('message', '')}")
-            elif case.find("failure") is not None or case.find("error") is not None:
-                counts["failed"] += 1
-                el = case.find("failure") if case.find("failure") is not None else case.find("error")
-                failed.append(f"{cid}: {(el.get('message') or '').splitlines()[0][:200] if el.get('message') else ''}")
-            else:
-                counts["passed"] += 1
-    contract_skips = [s for s in skipped if "test_gpu_contract" in s]
-    good = rc == 0 and counts["failed"] == 0 and not contract_skips and counts["passed"] > 0
-    ok &= good
-    summary["passes"][name] = {"rc": rc, **counts, "skipped_tests": skipped, "failed_tests": failed}
-    lines.append(f"{name:13} {'OK  ' if good else 'FAIL'} rc={rc} passed={counts['passed']} "
-                 f"failed={counts['failed']} skipped={counts['skipped']}")
-    if rc == 125:
-        lines.append("    not run: " + (d / "pytest.log").read_text().strip())
-    lines += [f"    FAILED  {f}" for f in failed] + [f"    skipped {s}" for s in skipped]
-    timing = d / "nvml_timing.json"
-    if timing.exists():
-        t = json.loads(timing.read_text())
-        summary["passes"][name]["timing"] = t
-        for call, s in sorted(t.get("calls", {}).items()):
-            lines.append(f"    {call:44} n={s['n']:<5} p50={s['p50_ms']:.3f} ms  p99={s['p99_ms']:.3f} ms")
-        for what, s in sorted(t.get("decision", {}).items()):
-            if isinstance(s, dict):
-                lines.append(f"    decision: {what:36} p50={s['p50_ms']:.3f} ms  p99={s['p99_ms']:.3f} ms")
-    child = d / "cuda_child.json"
-    if child.exists():
-        c = json.loads(child.read_text())
-        summary["passes"][name]["cuda_child"] = c
-        lines.append(f"    CUDA child: listed after {c.get('listed_after_s')} s, context "
-                     f"{c.get('context_overhead_mib')} MiB, gone {c.get('gone_after_kill_s')} s after SIGKILL")
-lines.append(f"{'RESULT':13} {'OK' if ok else 'FAIL'} in {seconds} s; results in {out}")
-text = "\n".join(lines)
-print("\n== summary ==\n" + text)
-(out / "summary.txt").write_text(text + "\n")
-summary["ok"] = ok
-(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-sys.exit(0 if ok else 1)
-EOF
+# -- 5. summary ------------------------------------------------------------------------------------
+summary "${passes[@]}"

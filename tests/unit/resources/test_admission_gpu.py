@@ -57,7 +57,7 @@ def test_a_released_leases_last_reading_does_not_make_room_for_two_40g_shares_in
 def test_a_share_using_part_of_its_budget_leaves_the_rest_promised() -> None:
     adm, fake = _adm()
     adm.push("1/a", ResourceRequest(gpu_memory=30 * G), "p", 0, 60.0, 60.0)
-    (lease,) = _start(adm, 1)
+    assert len(_start(adm, 1)) == 1
     fake.add_cuda_process(GPU, 222, 10 * G)  # uses a third of its budget so far
     adm.watch({1: [222]})
     adm.push("1/b", ResourceRequest(gpu_memory=45 * G), "p", 0, 60.0, 60.0)
