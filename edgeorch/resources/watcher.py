@@ -62,7 +62,8 @@ def check_budgets(leases: Iterable[Lease], processes: Iterable[GpuProcess],
     """Attempts using more GPU memory than their lease's ``gpu_memory`` budget.
 
     ``pids_of`` maps a lease holder to the pids of its process tree (the
-    executor knows them: its process group). Usage is summed per GPU over
+    executor knows them: every process below the attempt's shim, those that
+    left its process group included). Usage is summed per GPU over
     those pids; a lease with ``gpu_memory == 0`` has no budget and is never
     flagged. ``policy`` is config's ``gpu_memory_policy``: ``stop`` or
     ``warn``. One action per holder, ordered by holder: over its budget (the
