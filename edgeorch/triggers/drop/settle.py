@@ -101,7 +101,7 @@ class SettleTracker:
 
     def observe(self, kind: EventKind, path: Path | str, now: float) -> None:
         """Feed one event observed at ``now``."""
-        p = Path(path)
+        p = path if isinstance(path, Path) else Path(path)  # Path(a Path) parses it again: twice per file in a burst
         cur = self._files.get(p)
         if kind == "deleted":
             self._files.pop(p, None)
