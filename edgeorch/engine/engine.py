@@ -46,11 +46,8 @@ from ..store import NewAttempt, Store
 from . import privacy, scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
-from ..containers import command as container_command
-from ..containers.image import CDI_HINT, snapshot_with_image
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
-from ..pipelines.inputs import glob_base
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
@@ -619,6 +616,8 @@ class Engine:
         job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
                                                               self._workdir(ctx, spec, values))
         if spec.container is not None:  # its image, resolved to a digest, is one more input (docs/containers.md)
+            from ..containers.image import snapshot_with_image  # container tasks only: not on a plain run's start-up
+
             job = functools.partial(snapshot_with_image, job, name, spec.container,
                                     substitute(spec.container.image, values), self.config.containers,
                                     gpus=bool(spec.gpus or spec.gpu_memory))
@@ -873,6 +872,10 @@ class Engine:
         :class:`EdgeorchError` when the CDI spec has no device for a leased
         GPU (the task fails before any attempt).
         """
+        from ..containers import command as container_command  # container tasks only: not on a plain run's start-up
+        from ..containers.image import CDI_HINT
+        from ..pipelines.inputs import glob_base
+
         assert spec.container is not None and snapshot.image is not None
         image = snapshot.image
         runtime = image.runtime
@@ -1090,6 +1093,8 @@ class Engine:
         memory = held.running.lease.memory if held is not None else 0
         stopped = la.stop_reason is not None
         if spec.container is not None:
+            from ..containers import command as container_command  # container tasks only
+
             code, sig, why = container_command.exit_as_host(
                 info.exit_code, info.signal, memory=memory, oom=container_command.oom_recorded(la.attempt_dir),
                 stopped=stopped)
