@@ -669,3 +669,134 @@ def bin_counts(x, edges):  # pragma: no cover - compiled
         for k in range(nb):
             out[k] += parts[c, k]
     return out
+
+
+# -- KS extremes by buckets: the exact statistic without sorting everything (:mod:`.ksbuckets`) -----------------
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bucket_of(v, half_lo, inv, top):  # pragma: no cover - compiled
+    # Monotone non-decreasing in v (each step rounds monotonically), so equal values share a bucket and
+    # a bucket's values all lie between its neighbours'. Halves first: mx - mn cannot overflow.
+    k = (float(v) * 0.5 - half_lo) * inv
+    return int(min(max(k, 0.0), top))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def bucket_counts(x, half_lo, inv, nb, nchunks):  # pragma: no cover - compiled
+    """Counts of ``x`` (float64 or int64, no NaN) per bucket, one row per chunk: ``(nchunks, nb)`` int32.
+
+    A value's bucket is ``floor((v/2 - half_lo) * inv)`` clamped to ``[0, nb)``.
+    Rows per fixed chunk (not per thread): the gather after it writes each
+    chunk's values at offsets these rows give, whatever the thread count.
+    """
+    n = x.shape[0]
+    counts = np.zeros((nchunks, nb), dtype=np.int32)  # a chunk holds < 2**31 values; half the cache of int64
+    step = (n + nchunks - 1) // nchunks
+    top = float(nb - 1)
+    for c in numba.prange(nchunks):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        buf = np.empty(SUB, dtype=np.int32)
+        row = counts[c]
+        for base in range(lo, hi, SUB):
+            cnt = min(SUB, hi - base)
+            for j in range(cnt):  # vectorised
+                buf[j] = _bucket_of(x[base + j], half_lo, inv, top)
+            for j in range(cnt):
+                row[buf[j]] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def bucket_gather(x, half_lo, inv, keep, starts):  # pragma: no cover - compiled
+    """The values of ``x`` whose bucket has ``keep[bucket]`` set, chunk after chunk (unsorted).
+
+    ``starts[c]`` is where chunk ``c`` (the chunks of :func:`bucket_counts`,
+    ``len(starts) - 1`` of them) writes; ``starts[-1]`` the total.
+    """
+    n = x.shape[0]
+    nchunks = starts.shape[0] - 1
+    out = np.empty(starts[nchunks], dtype=x.dtype)
+    step = (n + nchunks - 1) // nchunks
+    top = float(keep.shape[0] - 1)
+    for c in numba.prange(nchunks):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        w = starts[c]
+        buf = np.empty(SUB, dtype=np.int32)
+        for base in range(lo, hi, SUB):
+            cnt = min(SUB, hi - base)
+            for j in range(cnt):  # vectorised
+                buf[j] = _bucket_of(x[base + j], half_lo, inv, top)
+            for j in range(cnt):
+                if keep[buf[j]]:  # rarely: predicted
+                    out[w] = x[base + j]
+                    w += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_buckets(sa, sb, ca, cb, a_before, b_before, n1, n2):  # pragma: no cover - compiled
+    """KS extremes of two samples from the sorted values of some of their buckets (:func:`ecdf_walk`'s
+    ``(max_diff, argmax_value, min_diff, argmin_value)``, over the values of these buckets only).
+
+    ``sa``/``sb``: the kept buckets' values, sorted (so bucket after bucket);
+    per kept bucket ``k`` (in order), ``ca[k]``/``cb[k]`` values of each and
+    ``a_before[k]``/``b_before[k]``, the counts of each sample below the
+    bucket. Within a bucket the walk is :func:`ecdf_walk`'s, with the ECDFs
+    offset by the counts before it, so each pooled value's difference is the
+    same float ``i/n1 - j/n2`` the whole walk computes, and the first extreme
+    in scipy's order wins in the same way.
+    """
+    maxd = -np.inf
+    mind = np.inf
+    maxd_b = -np.inf
+    mind_b = np.inf
+    first = sa[0] if sa.shape[0] > 0 else sb[0]
+    maxloc = first
+    minloc = first
+    maxloc_b = first
+    minloc_b = first
+    pa = 0
+    pb = 0
+    for k in range(ca.shape[0]):
+        ea = pa + ca[k]
+        eb = pb + cb[k]
+        i = pa
+        j = pb
+        li = i
+        while i < ea or j < eb:
+            if j >= eb or (i < ea and sa[i] <= sb[j]):
+                t = sa[i]
+            else:
+                t = sb[j]
+            while i < ea and not sa[i] > t:
+                i += 1
+            while j < eb and not sb[j] > t:
+                j += 1
+            d = (a_before[k] + i - pa) / n1 - (b_before[k] + j - pb) / n2
+            if i > li:
+                if d > maxd:
+                    maxd = d
+                    maxloc = t
+                if d < mind:
+                    mind = d
+                    minloc = t
+            else:
+                if d > maxd_b:
+                    maxd_b = d
+                    maxloc_b = t
+                if d < mind_b:
+                    mind_b = d
+                    minloc_b = t
+            li = i
+        pa = ea
+        pb = eb
+    if maxd_b > maxd:
+        maxd = maxd_b
+        maxloc = maxloc_b
+    if mind_b < mind:
+        mind = mind_b
+        minloc = minloc_b
+    return maxd, maxloc, mind, minloc

@@ -31,6 +31,7 @@ from ..errors import DataError
 from . import _jit
 from .axes import assemble, check_nan_policy, nan_slice, slices
 from .columns import unmasked
+from .ksbuckets import ks_extremes
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 MAX_EXACT_N = 10000  # scipy's MAX_AUTO_N: 'auto' is exact up to this sample size
@@ -182,8 +183,11 @@ def _ks_1d(data1: np.ndarray, data2: np.ndarray, alternative: str, method: str) 
     else:
         a, b, value_of = exact
     n1, n2 = a.size, b.size
-    a, b = _sort_pair(a, b)
-    maxd, maxloc, mind, minloc, _ = _jit.ecdf_walk(a, b, _EMPTY, _EMPTY)
+    found = ks_extremes(a, b)  # large samples: only the buckets that can hold the extremes are sorted
+    if found is None:
+        a, b = _sort_pair(a, b)
+        found = _jit.ecdf_walk(a, b, _EMPTY, _EMPTY)[:4]
+    maxd, maxloc, mind, minloc = found
     min_s = min(max(-mind, 0.0), 1.0)
     if alternative == "less" or (alternative == "two-sided" and min_s > maxd):
         d, loc, sign = min_s, minloc, -1
@@ -206,7 +210,7 @@ def _int_keys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, Cal
     if a.dtype.kind not in "iub" or b.dtype.kind not in "iub":
         return None
     if all(x.dtype.kind != "u" or x.size == 0 or int(x.max()) <= _INT64_MAX for x in (a, b)):
-        return a.astype(np.int64), b.astype(np.int64), int
+        return a.astype(np.int64, copy=False), b.astype(np.int64, copy=False), int
     if a.dtype.kind in "ub" and b.dtype.kind in "ub":
         flip = np.uint64(1 << 63)  # v - 2**63 on the bit pattern: order-preserving onto int64
         keys = [(x.astype(np.uint64) ^ flip).view(np.int64) for x in (a, b)]

@@ -244,6 +244,10 @@ def compile_everything() -> list[str]:
         frozen[k].flags.writeable = False
     clean = rng.normal(size=n)
     clean.flags.writeable = False
+    big = rng.normal(size=40_000)
+    big_frozen = big.copy()
+    big_frozen.flags.writeable = False
+    big_ints = rng.integers(0, 1 << 40, 40_000)
     steps: list[Callable[[], object]] = [
         lambda: K.merge_profiles(K.profile(ref), K.profile(cur)),
         lambda: K.merge_profiles(K.profile(frozen), K.profile(ref)),
@@ -258,6 +262,11 @@ def compile_everything() -> list[str]:
         *[lambda a=a: K.ks_2samp(np.arange(30), np.arange(41) + 9, method="exact", alternative=a)  # integer keys
           for a in ("less", "greater")],
         lambda: K.ks_2samp(floats[~np.isnan(floats)], cur["f"][~np.isnan(cur["f"])]),
+        # Large samples take the bucketed KS (ksbuckets): floats, read-only floats, integers of a wide range.
+        lambda: K.ks_2samp(big, big[::-1] + 0.5),
+        lambda: K.ks_2samp(big_frozen, big_frozen[::-1] + 0.5),
+        lambda: K.ks_2samp(big_frozen, big + 0.5),
+        lambda: K.ks_2samp(big_ints, big_ints[::-1] + (1 << 37)),
         lambda: K.wasserstein_distance([1.0, 2.0, 3.0], [2.0, 5.0], [1.0, 1.0, 2.0], [1.0, 3.0]),
         lambda: C.pearson({"f": ref["f"], "i": ref["i"]}),
         lambda: C.spearman({"f": ref["f"], "i": ref["i"]}),
