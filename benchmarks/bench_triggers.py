@@ -16,6 +16,14 @@
   ``/proc/<pid>/stat``; its task processes are not counted): a figure the
   other jobs of a shared machine disturb far less than the wall clock.
 
+* arrivals (``--only arrivals``): the drop-folder code's own share of a
+  burst, without a daemon, a store or any file: ``--burst`` names are fed to
+  a real :class:`~edgeorch.triggers.arrivals.ArrivalLoop`'s watcher from a
+  thread while the loop is busy (as inotify does during a burst), each
+  ``moved_to`` then ``deleted`` (the claim's move out); the figure is the
+  loop thread's CPU per file until every file was handed over and forgotten,
+  the minimum of 5 rounds (steady under load, unlike the wall clock).
+
 ``--before PATH``: another checkout (e.g. a ``git worktree`` of an older
 commit) measured in the same run, interleaved (before, after, then after,
 before in the next repeat) so that machine noise hits both alike; its daemon
@@ -164,6 +172,53 @@ def bench_ingest(n: int, repo: Path = REPO) -> dict[str, float]:
                 "daemon_cpu_ms_per_file": cpu / n * 1e3}
 
 
+ARRIVALS = r"""
+import asyncio, os, sys, threading, time
+from pathlib import Path
+from edgeorch.triggers.arrivals import ArrivalLoop
+from edgeorch.triggers.drop import WatchSpec
+n, folder = int(sys.argv[1]), Path(sys.argv[2])
+
+async def once() -> float:
+    loop, handed, done = asyncio.get_running_loop(), [0], asyncio.Event()
+    def on_ready(spec, path):
+        handed[0] += 1
+        if handed[0] == n:
+            done.set()
+    arr = ArrivalLoop(loop, [WatchSpec(folder=folder, pipeline="p", settle=1.0)], on_ready, rescan_interval=3600)
+    w = arr.watcher
+    w.folders.add(folder)
+    post, delivered, all_out = w.post, [0], asyncio.Event()
+    def counting_post(ev):
+        post(ev)
+        delivered[0] += 1
+        if delivered[0] == 2 * n:
+            all_out.set()
+    w.post = counting_post
+    names = [str(folder / f"b{i:06d}.csv") for i in range(n)]
+    t0 = time.thread_time()
+    for kind, event in (("moved_to", done), ("deleted", all_out)):  # the loop is blocked meanwhile: events
+        th = threading.Thread(target=lambda: [w._send(kind, x) for x in names])  # queue as in a busy daemon
+        th.start()
+        th.join()
+        await event.wait()
+    cpu = time.thread_time() - t0
+    arr.stop()
+    return cpu
+
+print(min(asyncio.run(once()) for _ in range(5)) / n)
+"""
+
+
+def bench_arrivals(n: int, repo: Path = REPO) -> dict[str, float]:
+    """Loop-thread CPU per file of the arrival path (see the module docstring), in ``repo``'s code."""
+    with tempfile.TemporaryDirectory(prefix="bench-arr-") as tmp:
+        env = dict(os.environ, PYTHONPATH=str(repo))
+        out = subprocess.run([sys.executable, "-c", ARRIVALS, str(n), tmp], env=env, cwd=repo, check=True,
+                             capture_output=True, text=True).stdout
+    return {"files": n, "loop_cpu_us_per_file": float(out) * 1e6}
+
+
 def load() -> str:
     """The 1-minute load average (the machine is shared: every figure is quoted with it)."""
     return f"{os.getloadavg()[0]:.1f}"
@@ -174,7 +229,7 @@ def main() -> int:
     ap.add_argument("--drops", type=int, default=200)
     ap.add_argument("--burst", default="10000", help="files per burst; several sizes: 1000,10000")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--only", choices=["latency", "ingest"])
+    ap.add_argument("--only", choices=["latency", "ingest", "arrivals"])
     ap.add_argument("--before", type=Path, help="another checkout, measured interleaved with this one")
     args = ap.parse_args()
     bursts = [int(b) for b in str(args.burst).split(",")]
@@ -189,13 +244,19 @@ def main() -> int:
                 res.setdefault("latency", []).append(r)
                 print(f"[{tree}] latency over {r['drops']} drops: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
                       f"max {r['max_ms']:.1f} ms (load {load()})", flush=True)
+            for n in bursts if args.only == "arrivals" else []:
+                r = bench_arrivals(n, repo) | {"load": float(load())}
+                res.setdefault(f"arrivals_{n}", []).append(r)
+                print(f"[{tree}] arrival path, {n} files: loop CPU {r['loop_cpu_us_per_file']:.1f} us/file "
+                      f"(load {load()})", flush=True)
             for n in bursts if args.only in (None, "ingest") else []:
                 r = bench_ingest(n, repo) | {"load": float(load())}
                 res.setdefault(f"ingest_{n}", []).append(r)
                 print(f"[{tree}] ingest of {r['files']} files: {r['ingest_s']:.2f} s -> {r['files_per_s']:.0f} files/s, "
                       f"daemon CPU {r['daemon_cpu_ms_per_file']:.2f} ms/file (renames took {r['renamed_s']:.2f} s; "
                       f"load {load()})", flush=True)
-    fields = {"latency": ("p50_ms", "p99_ms")}
+    fields = {"latency": ("p50_ms", "p99_ms")} | {k: ("loop_cpu_us_per_file",) for k in
+                                                 (f"arrivals_{n}" for n in bursts)}
     for tree, res in out.items():
         for key, runs in res.items():
             for f in fields.get(key, ("files_per_s", "daemon_cpu_ms_per_file")):
