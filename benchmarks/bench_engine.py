@@ -58,7 +58,7 @@ TREE_CPU: list[float] = []
 """With a :class:`TreeCpu`: CPU seconds of everything in each engine_once's measured span (same order)."""
 
 
-def engine_once(n: int, metrics: bool = False, scrape_every: float = 1.0, tree: "TreeCpu | None" = None) -> float:
+def engine_once(n: int, metrics: bool = False, scrape_every: float = 1.0, tree: TreeCpu | None = None) -> float:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         (root / "p").mkdir()

@@ -616,7 +616,8 @@ class Engine:
         job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
                                                               self._workdir(ctx, spec, values))
         if spec.container is not None:  # its image, resolved to a digest, is one more input (docs/containers.md)
-            from ..containers.image import snapshot_with_image  # container tasks only: not on a plain run's start-up
+            # Imported here (container tasks only): not on a plain run's start-up.
+            from ..containers.image import snapshot_with_image
 
             job = functools.partial(snapshot_with_image, job, name, spec.container,
                                     substitute(spec.container.image, values), self.config.containers,
@@ -872,7 +873,8 @@ class Engine:
         :class:`EdgeorchError` when the CDI spec has no device for a leased
         GPU (the task fails before any attempt).
         """
-        from ..containers import command as container_command  # container tasks only: not on a plain run's start-up
+        # Imported here (container tasks only): not on a plain run's start-up.
+        from ..containers import command as container_command
         from ..containers.image import CDI_HINT
         from ..pipelines.inputs import glob_base
 
@@ -1093,7 +1095,8 @@ class Engine:
         memory = held.running.lease.memory if held is not None else 0
         stopped = la.stop_reason is not None
         if spec.container is not None:
-            from ..containers import command as container_command  # container tasks only
+            # Imported here (container tasks only): not on a plain run's start-up.
+            from ..containers import command as container_command
 
             code, sig, why = container_command.exit_as_host(
                 info.exit_code, info.signal, memory=memory, oom=container_command.oom_recorded(la.attempt_dir),

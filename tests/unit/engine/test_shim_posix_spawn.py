@@ -45,7 +45,7 @@ def spawn(tmp_path: Path, argv: list[str], env: dict[str, str], cwd: Path) -> di
             _, status = os.waitpid(pid, 0)
             print(json.dumps({{"output": out.decode(), "code": os.waitstatus_to_exitcode(status)}}))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

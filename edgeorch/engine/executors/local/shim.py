@@ -52,10 +52,10 @@ import sys
 import time
 from typing import Any
 
+from edgeorch.engine.procinfo import descendants, process_start_time
+
 # Not imported here: ``subprocess`` (it imports ``threading``, whose at-fork handler costs every
 # fork of the zygote about 0.8 ms of CPU; the task is started with os.posix_spawn instead).
-
-from edgeorch.engine.procinfo import descendants, process_start_time
 
 _PR_SET_CHILD_SUBREAPER = 36
 try:  # loaded once in the zygote, before any fork
