@@ -77,6 +77,19 @@ class Detected:
     worker: GpuWorker | None = None
 
 
+def no_nvidia_here(sys_root: Path = Path("/")) -> bool:
+    """True when this machine surely has no NVIDIA GPU NVML could reach: its PCI bus is readable and lists
+    devices (none of them NVIDIA's, which the caller checked), and there is no NVIDIA device node or driver
+    (``/dev/nvidiactl``, ``/proc/driver/nvidia``) and no WSL2 GPU (``/dev/dxg``, whose GPUs are not on the
+    bus). Anything else (no readable bus, as in some containers; any of those nodes) is left to NVML."""
+    try:
+        if not any((sys_root / "sys/bus/pci/devices").iterdir()):
+            return False
+    except OSError:
+        return False
+    return not any((sys_root / p).exists() for p in ("dev/nvidiactl", "dev/dxg", "proc/driver/nvidia"))
+
+
 def nvidia_pci_devices(sys_root: Path = Path("/")) -> list[str]:
     """PCI addresses of NVIDIA display and 3D controllers (vendor 0x10de, class 0x0300xx/0x0302xx).
 
@@ -152,9 +165,13 @@ def detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path
                               expected="a path to a TOML or JSON device table")
         backend: GpuBackend = FakeBackend.from_file(cfg.fake_gpus)
         return Detected(backend, _describe(backend), bool(backend.problems))
+    pci = nvidia_pci_devices(sys_root)
+    if mode == "auto" and nvml is None and not pci and no_nvidia_here(sys_root):
+        # The common CPU-only box: no need to import pynvml and start NVML on a thread (~60 ms of every
+        # `edgeorch run` without a daemon) to be told what the bus already says.
+        return Detected(None, "no NVIDIA GPU on the PCI bus: running CPU-only")
     from .nvml import NvmlBackend
 
-    pci = nvidia_pci_devices(sys_root)
     on_bus = f"{_plural(len(pci), 'NVIDIA GPU')} on the PCI bus ({', '.join(pci)})" if pci else ""
     refused = "running CPU-only: GPU pipelines are refused until this is fixed"
 

@@ -10,7 +10,7 @@ import pytest
 from edgeorch.config import ResourcesConfig
 from edgeorch.resources import Inventory, ResourceRequest
 from edgeorch.resources.allocator import never_satisfiable
-from edgeorch.resources.gpus.detect import detect_gpus, nvidia_pci_devices
+from edgeorch.resources.gpus.detect import detect_gpus, no_nvidia_here, nvidia_pci_devices
 from edgeorch.resources.model import GpuBackendError
 
 from .nvml_stub import StubNvml
@@ -39,6 +39,33 @@ def two_gpus(tmp_path: Path) -> Path:
 def test_nvidia_gpus_on_the_pci_bus_are_found_without_nvml(two_gpus: Path, tmp_path: Path) -> None:
     assert nvidia_pci_devices(two_gpus) == ["0000:17:00.0", "0000:65:00.0"]
     assert nvidia_pci_devices(tmp_path / "nowhere") == []
+
+
+def test_a_bus_without_nvidia_skips_nvml_entirely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The common CPU-only box: nothing NVIDIA on a readable bus and no NVIDIA node: NVML is never imported or
+    started (an `edgeorch run` without a daemon paid ~60 ms for it)."""
+    import sys
+
+    root = pci_bus(tmp_path, {"0000:00:1f.0": ("0x8086", "0x060100")})
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # an import would raise: it must not be tried
+    monkeypatch.delitem(sys.modules, "edgeorch.resources.gpus.nvml", raising=False)
+    found = detect_gpus(AUTO, sys_root=root)
+    assert (found.backend, found.message, found.broken) == (None, "no NVIDIA GPU on the PCI bus: running CPU-only",
+                                                            False)
+    assert "edgeorch.resources.gpus.nvml" not in sys.modules
+
+
+@pytest.mark.parametrize("node", ["dev/nvidiactl", "dev/dxg", "proc/driver/nvidia"])
+def test_an_nvidia_node_or_an_unreadable_bus_leaves_it_to_nvml(tmp_path: Path, node: str) -> None:
+    root = pci_bus(tmp_path, {"0000:00:1f.0": ("0x8086", "0x060100")})
+    assert no_nvidia_here(root)
+    (root / node).parent.mkdir(parents=True, exist_ok=True)
+    (root / node).write_text("")
+    assert not no_nvidia_here(root)  # WSL2's GPUs, a driver, device nodes: NVML decides
+    assert not no_nvidia_here(tmp_path / "no-sys")  # a container without /sys
+    with pytest.raises(GpuBackendError):  # `nvml` asked for explicitly is always tried
+        detect_gpus(ResourcesConfig(gpu_backend="nvml"), nvml=StubNvml(missing_library=True),
+                    sys_root=pci_bus(tmp_path / "other", {"0000:00:1f.0": ("0x8086", "0x060100")}))
 
 
 def test_no_gpu_here_is_quiet_cpu_only(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from edgeorch.config import ResourcesConfig
 from edgeorch.errors import ConfigError
-from edgeorch.resources.gpus.detect import open_gpu_backend
+from edgeorch.resources.gpus.detect import detect_gpus, open_gpu_backend
 from edgeorch.resources.gpus.nvml import NvmlBackend, _bitmask_to_cpus
 from edgeorch.resources.model import NVML_ERROR_GPU_IS_LOST, NVML_ERROR_LIBRARY_NOT_FOUND, GpuBackendError
 
@@ -39,10 +39,12 @@ def test_real_pynvml_without_library_raises_library_not_found() -> None:
 
 
 @no_library
-def test_auto_detect_without_library_runs_cpu_only_and_says_so() -> None:
-    backend, message = open_gpu_backend(ResourcesConfig(gpu_backend="auto"))
-    assert backend is None
-    assert message == "no NVML library: running CPU-only"
+def test_auto_detect_without_library_runs_cpu_only_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/nvidiactl").write_text("")  # a driver's node: NVML is tried (a bare CPU box skips it)
+    found = detect_gpus(ResourcesConfig(gpu_backend="auto"), sys_root=tmp_path)
+    assert found.backend is None
+    assert found.message == "no NVML library: running CPU-only"
 
 
 @no_library
