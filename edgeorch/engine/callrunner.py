@@ -101,7 +101,28 @@ def run_kind(kind: str, options: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def restore_task_path() -> None:
+    """Give the task the module path it is documented to have, now that edgeorch itself is imported.
+
+    The engine starts this module with ``python -P`` and only edgeorch's folder on ``PYTHONPATH``, so
+    ``import edgeorch`` cannot pick up a folder of that name in the pipeline folder or the workdir; the
+    task's own path (the pipeline folder, edgeorch's folder, the daemon's ``PYTHONPATH``; or the task's
+    ``env.PYTHONPATH``) is in ``EDGEORCH_TASK_PYTHONPATH``. It goes back in front of ``sys.path``, after
+    the working directory (as ``python -m`` would have put it), and into ``PYTHONPATH`` for the task's
+    children. Without that variable (started by hand) nothing changes.
+    """
+    task_path = os.environ.pop("EDGEORCH_TASK_PYTHONPATH", None)
+    if task_path is None:
+        return
+    if task_path:
+        os.environ["PYTHONPATH"] = task_path
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    sys.path[0:0] = [os.getcwd(), *(p for p in task_path.split(os.pathsep) if p)]
+
+
 def main() -> int:
+    restore_task_path()
     params = json.loads(os.environ.get("EDGEORCH_PARAMS", "{}"))
     kind = os.environ.get("EDGEORCH_KIND")
     if kind:

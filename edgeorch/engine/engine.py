@@ -24,7 +24,6 @@ import os
 import random
 import shlex
 import signal
-import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, Mode
                       GpuDrained, RunFinished, RunQueued, RunResumed, RunStarted, TaskCached, TaskFailed, TaskStarted,
                       record)
 from ..kernels.cache import numba_cache_dir
-from ..selfexec import PACKAGE_ROOT
+from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -843,13 +842,19 @@ class Engine:
         env.update(ctx.env)  # the run's own variables (e.g. the file a drop folder delivered)
         for k, v in spec.env.items():
             env[k] = substitute(v, values)
+        if spec.call or spec.kind:
+            # The callrunner must be this edgeorch whatever the pipeline folder or workdir holds (a folder
+            # named `edgeorch` there would shadow it): it starts with this package alone on its path (`-P`:
+            # not even the workdir) and puts the task's path back in front itself (callrunner.main), so the
+            # task's code and its children see the PYTHONPATH they always saw.
+            env["EDGEORCH_TASK_PYTHONPATH"] = env.get("PYTHONPATH", "")
+            env["PYTHONPATH"] = PACKAGE_ROOT
+            argv = module_argv("edgeorch.engine.callrunner")
         if spec.kind:
             env["EDGEORCH_KIND"] = spec.kind
             env["EDGEORCH_KIND_OPTIONS"] = json.dumps(substitute_deep(spec.options, values))
-            argv = [sys.executable, "-m", "edgeorch.engine.callrunner"]
         elif spec.call:
             env["EDGEORCH_CALL"] = spec.call
-            argv = [sys.executable, "-m", "edgeorch.engine.callrunner"]
         elif isinstance(spec.command, str):
             argv = ["/bin/sh", "-c", substitute(spec.command, _shell_quoted(values))]
         else:

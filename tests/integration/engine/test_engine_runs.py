@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -234,6 +235,35 @@ def test_call_task_gets_params_as_keyword_arguments(workspace, harness):
     assert state == RunState.SUCCEEDED
     (art,) = harness.store().outputs.latest_artifacts(run_id, "step")
     assert Path(art["path"]).read_text() == "x:42"
+
+
+def test_a_folder_named_edgeorch_beside_the_pipeline_cannot_replace_the_call_runner(workspace, harness):
+    """A hostile or unlucky pipeline folder holding `edgeorch/` must not run instead of edgeorch; the task still
+    sees the path it always did: the pipeline folder first on sys.path and PYTHONPATH."""
+    fake = workspace.pipelines / "edgeorch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit('the pipeline folder shadowed edgeorch')\n")
+    (workspace.pipelines / "where_mod.py").write_text(
+        "import json, os, sys\n"
+        "import edgeorch\n"
+        "def where():\n"
+        "    doc = {'pythonpath': os.environ['PYTHONPATH'], 'path': sys.path[:3], 'edgeorch': edgeorch.__file__,\n"
+        "           'leaked': 'EDGEORCH_TASK_PYTHONPATH' in os.environ}\n"
+        "    open(os.path.join(os.environ['EDGEORCH_OUTPUT_DIR'], 'where.json'), 'w').write(json.dumps(doc))\n"
+    )
+    workspace.pipeline("where", """
+        [tasks.where]
+        call = "where_mod:where"
+        outputs = ["where.json"]
+    """)
+    run_id, state = harness.run("where")
+    assert state == RunState.SUCCEEDED
+    (art,) = harness.store().outputs.latest_artifacts(run_id, "where")
+    doc = json.loads(Path(art["path"]).read_text())
+    pipelines = str(workspace.pipelines)
+    assert doc["pythonpath"].split(os.pathsep)[0] == pipelines
+    assert pipelines in doc["path"][:2] and not doc["leaked"]
+    assert not doc["edgeorch"].startswith(pipelines + os.sep)  # the real package, imported first
 
 
 def test_output_names_take_builtin_placeholders(workspace, harness):
