@@ -24,7 +24,6 @@ import os
 import sys
 
 import pytest
-
 import rayhead
 
 MARK = "ray_head"

@@ -73,7 +73,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "rayhead_plugin", "-p", "no:cacheprovider", "-n", "0", "-q",
          "-o", "addopts=", f"--rootdir={tmp_path}", *args, str(tmp_path)],
-        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TESTS)}, capture_output=True, text=True,
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TESTS)}, capture_output=True, text=True, check=False,
         timeout=120)
 
 
