@@ -115,7 +115,7 @@ def _from_counts(ca: np.ndarray, cb: np.ndarray, n1: int, n2: int, half_lo: floa
     end = np.cumsum(ca) / n1 - np.cumsum(cb) / n2
     in_a = ca > 0
     in_b = ~in_a & (cb > 0)
-    out = []
+    out: list[Any] = []
     for pick, worst in ((np.argmax, -np.inf), (np.argmin, np.inf)):
         best = []
         for group in (in_a, in_b):

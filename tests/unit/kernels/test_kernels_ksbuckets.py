@@ -12,7 +12,13 @@ import pytest
 import scipy.stats as st
 
 from edgeorch.kernels import _jit, ks_2samp
-from edgeorch.kernels.ksbuckets import CHUNKS, MIN_POOLED, _grid, _kept_buckets, ks_extremes
+from edgeorch.kernels.ksbuckets import (
+    CHUNKS,
+    MIN_POOLED,
+    _grid,
+    _kept_buckets,
+    ks_extremes,
+)
 
 N = MIN_POOLED // 2 + 3000
 
