@@ -733,7 +733,7 @@ class Engine:
         ckpt_dir = ctx.run_dir / "checkpoints" / name
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
-        input_hash = _input_hash(spec, ctx.params, upstream, snapshot)
+        input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec))
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
         self._cache_missed.discard(tid)
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
@@ -926,6 +926,26 @@ class Engine:
         cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
         return cwd if cwd.is_absolute() else pipeline_dir / cwd
 
+    def _references(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, str] | None:
+        """A kind task's options that are ``baseline:``/``model:`` references (after the run's params), each
+        with what it resolves to now (``monitor.baselines.reference_version``); None when it has none."""
+        if spec.kind is None or not spec.options:
+            return None
+        from ..monitor.baselines import reference_version
+
+        out: dict[str, str] = {}
+        for key, raw in spec.options.items():
+            if not isinstance(raw, str) or (":" not in raw and "{" not in raw):
+                continue
+            try:
+                text = substitute(raw, ctx.params)
+            except (KeyError, IndexError, ValueError):  # a built-in placeholder ({run_dir}): not a reference
+                continue
+            version = reference_version(self.store, text)
+            if version is not None:
+                out[key] = version
+        return out or None
+
     def _check_cache(self, ctx: RunCtx, name: str, spec: TaskSpec) -> bool:
         """Look for a recorded result of the same inputs; True when one is being verified (off the loop).
 
@@ -934,7 +954,7 @@ class Engine:
         task or queues it for a real start, in order with other outcomes.
         """
         input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec),
-                                 self._inputs.get(f"{ctx.run_id}/{name}"))
+                                 self._inputs.get(f"{ctx.run_id}/{name}"), self._references(ctx, spec))
         hit = self.store.outputs.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
         if hit is None:
             return False
@@ -1434,12 +1454,14 @@ def _signal_name(num: int) -> str:
 
 
 def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
-                inputs: InputsSnapshot | None = None) -> str:
-    """What a task's result depends on besides its definition: params, upstream file contents, declared inputs.
+                inputs: InputsSnapshot | None = None, references: dict[str, str] | None = None) -> str:
+    """What a task's result depends on besides its definition: params, upstream file contents, declared inputs,
+    and what its stored references resolve to now.
 
     ``inputs`` counts only for a task that declares some or runs in a
-    container (its image digest), so the key of a task without them is the
-    one it had before inputs existed.
+    container (its image digest), and ``references`` only for a kind task
+    with a ``baseline:``/``model:`` option (:meth:`Engine._references`), so
+    the key of any other task is the one it had before those existed.
     """
     import hashlib
 
@@ -1450,4 +1472,6 @@ def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list
     }
     if spec.inputs or spec.container is not None:  # a container's image digest is one of its inputs
         doc["inputs"] = inputs.key() if inputs is not None else None
+    if references:
+        doc["references"] = references
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()

@@ -125,6 +125,33 @@ def parse_reference(text: Any) -> tuple[str, str, str | None] | None:
     return kind, name, qual or None
 
 
+def reference_version(store: Any, text: Any) -> str | None:
+    """What a ``baseline:``/``model:`` reference resolves to in ``store`` now, as text for a task's cache key:
+    ``baseline:NAME@3``, ``model:NAME@champion=5``, or the reference with ``=missing`` when it resolves to
+    nothing (the task will fail saying why). None for anything that is not such a reference (a path, whose
+    contents the task reads itself) or a malformed one (refused when the pipeline is checked).
+
+    A drift task against ``baseline:NAME`` must miss the cache once a newer version is set (or the alias
+    moves): its text alone does not say which version it compared with.
+    """
+    try:
+        parsed = parse_reference(text)
+    except DataError:
+        return None
+    if parsed is None:
+        return None
+    kind, name, qual = parsed
+    if kind == "baseline":
+        try:
+            row = store.baselines.get(name, int(qual) if qual else None)
+        except NotFoundError:
+            return f"{text}=missing"
+        return f"baseline:{name}@{row['version']}"
+    alias = qual or "champion"
+    holder = store.models.holder(name, alias) if store.models.model(name) is not None else None
+    return f"model:{name}@{alias}={holder['version'] if holder else 'missing'}"
+
+
 @dataclass(frozen=True)
 class Reference:
     """What a drift task compares with: a ``profile`` (Profile) or a data file ``path``; ``describe`` in words."""
