@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy
 import scipy.stats as st
 
 from edgeorch.kernels import _jit, ks_2samp
@@ -58,15 +59,25 @@ def test_the_extremes_are_those_of_the_full_walk(kind: str) -> None:
     assert tuple(found) == _full_walk(*keys)
 
 
+SCIPY_ROUNDS_AS_WE_DO = tuple(int(x) for x in scipy.__version__.split(".")[:2]) < (1, 18)
+"""scipy up to 1.17 computes each ECDF value as the correctly rounded count / n, as the buckets' walk does."""
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
 def test_ks_2samp_of_large_samples_is_scipys_bit_for_bit(kind: str, alternative: str) -> None:
     a, b = _samples(kind, np.random.default_rng(10 + KINDS.index(kind)))
     ours, ref = ks_2samp(a, b, alternative=alternative), st.ks_2samp(a, b, alternative=alternative)
-    assert ours.statistic == ref.statistic
-    assert ours.statistic_location == ref.statistic_location
-    assert ours.statistic_sign == ref.statistic_sign
-    assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-12, abs=1e-300)
+    if SCIPY_ROUNDS_AS_WE_DO:
+        assert ours.statistic == ref.statistic
+        assert ours.statistic_location == ref.statistic_location
+        assert ours.statistic_sign == ref.statistic_sign
+    else:
+        # scipy 1.18 builds its ECDF values with linspace(0, 1, n + 1): a few ulps from the correctly rounded
+        # count / n that ours (and scipy up to 1.17) use, and on an exact tie it may name another location
+        # (docs/kernels.md). That ours is the full walk's extreme to the bit is tested above.
+        assert abs(ours.statistic - float(ref.statistic)) <= 4 * np.finfo(np.float64).eps
+    assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-10, abs=1e-300)
 
 
 def test_the_extremes_do_not_depend_on_the_thread_count() -> None:
