@@ -12,12 +12,15 @@ from .spec import RuleSpec
 
 
 def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], now: float) -> dict[str, Any]:
-    """Every loaded rule with its shown state (ok, pending, firing, cooling, silenced), last value and firing."""
+    """Every loaded rule with its shown state (ok, pending, firing, cooling, silenced), last value and firing.
+
+    ``store`` None (no state file yet, ``edgeorch monitors`` without a daemon): no rule was ever evaluated.
+    """
     out = []
     for name, spec in sorted(rules.items()):
-        row = store.rules.get(name)
+        row = store.rules.get(name) if store is not None else None
         st = RuleState.from_row(row)
-        last = store.rules.firings(name, limit=1)
+        last = store.rules.firings(name, limit=1) if store is not None else []
         out.append({**spec.to_dict(), "state": st.shown(now), "stored_state": st.state, "episode": st.episode,
                     "consecutive": st.consecutive, "last_value": st.last_value,
                     "last_evaluated_at": st.last_evaluated_at, "last_fired_at": st.last_fired_at,
@@ -31,7 +34,9 @@ def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], no
 def orphan_blocks(store: Any, rules: Mapping[str, Any], now: float) -> list[str]:
     """A sentence for each promotion block in force whose rule is no longer loaded (its file or ``[[on]]`` was
     removed, renamed or is broken): nothing will lift it by itself. It is kept on purpose (a rules file being
-    edited must not release a safety hold); the sentence says how to lift it."""
+    edited must not release a safety hold); the sentence says how to lift it. ``store`` None: none."""
+    if store is None:
+        return []
     return [f"the promotion block on model {b['model']} set by rule {b['rule']} is in force, but no loaded rule "
             f"is named {b['rule']}: nothing lifts it by itself (`edgeorch models unblock {b['model']} "
             f"--rule {b['rule']}` does)"

@@ -85,24 +85,6 @@ def cmd_monitors(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _NoHistory:
-    """A state file not made yet: no rule was ever evaluated or fired."""
-
-    class rules:  # noqa: N801 - the shape of ``store.rules`` that monitors_doc reads
-        @staticmethod
-        def get(name: str) -> None:
-            return None
-
-        @staticmethod
-        def firings(name: str, limit: int) -> list:
-            return []
-
-    class models:  # noqa: N801 - and of ``store.models``
-        @staticmethod
-        def open_blocks(now: float) -> list:
-            return []
-
-
 def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:
     """Without a daemon: the rules the pipeline files and the rules folder declare now (read as the daemon
     reads them), with the state the state file keeps for each."""
@@ -111,7 +93,7 @@ def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:
     from ...pipelines import validate_path
 
     rules, problems = collect_rules(validate_path(cfg.pipelines_dir).pipelines, cfg.rules_dir)
-    return monitors_doc(store if store is not None else _NoHistory, rules, problems, time.time())
+    return monitors_doc(store, rules, problems, time.time())
 
 
 def _firing(f: dict | None) -> str:
