@@ -628,7 +628,7 @@ def _executor(reader: TableReader, path_of: Callable[[TableReader, str, str | No
 
 def _containers(reader: TableReader) -> ContainersConfig:
     """The ``[containers]`` table: the default runtime and the command line of each (binary + global flags)."""
-    from .containers.spec import RUNTIMES  # the one list of runtimes (the task key's)
+    from .containers import RUNTIMES  # the one list of runtimes (the task key's)
 
     d = ContainersConfig()
     runtime = reader.choice("runtime", RUNTIMES, d.runtime)

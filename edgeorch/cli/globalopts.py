@@ -68,6 +68,10 @@ GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
                           "`edgeorch daemon`: the config's [daemon] log_level)"}),
 )
 
+VALUE_FLAGS = frozenset(flag for opt in GLOBAL_OPTIONS if opt.kwargs.get("action") not in ("store_true", "count")
+                        for flag in opt.flags)
+"""The global options that take the next word as their value (``--config PATH``): how the command word is found."""
+
 
 def finish_parser(parser: argparse.ArgumentParser) -> None:
     """Give ``parser`` and every subcommand under it the global options and the exit codes in ``--help``.
@@ -110,9 +114,15 @@ def _own_action(parser: argparse.ArgumentParser, opt: GlobalOption) -> argparse.
 
 
 def _reference_action(opt: GlobalOption) -> argparse.Action:
-    """An action built from ``opt`` alone, to compare a command's own copy against."""
-    probe = argparse.ArgumentParser(add_help=False)
-    return probe.add_argument(*opt.flags, dest=opt.dest, **opt.kwargs)
+    """An action built from ``opt`` alone, to compare a command's own copy against (built once per option)."""
+    action = _REFERENCE_ACTIONS.get(opt.flags)
+    if action is None:
+        probe = argparse.ArgumentParser(add_help=False)
+        action = _REFERENCE_ACTIONS[opt.flags] = probe.add_argument(*opt.flags, dest=opt.dest, **opt.kwargs)
+    return action
+
+
+_REFERENCE_ACTIONS: dict[tuple[str, ...], argparse.Action] = {}
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:

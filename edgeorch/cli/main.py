@@ -20,8 +20,8 @@ from .commands import (audit, baseline, daemon, datasets, describe, events, gc, 
                        pipelines, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .failures import in_cli_terms, report_bug, report_error, wants_json
-from .globalopts import cli_log_level, finish_args, finish_parser
-from .parsing import Parser
+from .globalopts import VALUE_FLAGS, cli_log_level, finish_args, finish_parser
+from .parsing import OneCommand, Parser, ParserError, command_word, subcommands
 
 GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, monitors, baseline, lineage, gc, audit,
           resources, top, describe)
@@ -31,11 +31,17 @@ CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"
 
 
 
-def build_parser() -> Parser:
-    """The whole command line: every group's subcommands, the kernels', and the global options on each."""
+def build_parser(only: str | None = None) -> Parser:
+    """The whole command line: every group's subcommands, the kernels', and the global options on each.
+
+    ``only``: build that one command's parser (the others are left out, issue 11: building them all is
+    most of a short command's start-up); parsing a line that names another command then fails.
+    """
     parser = Parser(prog="edgeorch", description="A single-machine orchestrator for ML and data pipelines.")
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if only is not None:
+        sub = OneCommand(sub, only)
 
     add = subcommand_adder(sub)
     for group in GROUPS:
@@ -51,9 +57,28 @@ def build_parser() -> Parser:
         # is charged to its privacy budget through the CLI's backend choice, handed in here.
         register_kernels(sub, spend=spend)
     finish_parser(parser)  # last: every subcommand, the kernels' too, gets the global options and exit codes
-    # `completion` and `man` describe the command line itself: they read this parser.
-    parser.set_defaults(root_parser=parser)
+    # `completion` and `man` describe the whole command line: they build it (a line builds only its command).
+    parser.set_defaults(whole_parser=build_parser)
     return parser
+
+
+def parse_command_line(argv: list[str]) -> tuple[Parser, argparse.Namespace]:
+    """The parser and the parsed ``argv``: with only the named command built when that parses, else the whole tree.
+
+    The result is the same either way (a pruned tree is a part of the whole one, and argparse matches
+    the command word by position, checking the name after); an error, a typo in the command or the
+    top level's ``--help`` always come from the whole tree.
+    """
+    only = command_word(argv, VALUE_FLAGS)
+    if only is not None:
+        parser = build_parser(only)
+        if subcommands(parser):
+            try:
+                return parser, parser.parse_args(argv)
+            except ParserError:
+                pass
+    parser = build_parser()
+    return parser, parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     verbose = False
     args: argparse.Namespace | None = None
     try:
-        parser = build_parser()
-        args = finish_args(parser.parse_args(argv))
+        parser, parsed = parse_command_line(argv)
+        args = finish_args(parsed)
         json_out, verbose = args.json, args.verbose > 0
         configure_logging(cli_log_level(args), CLI_LOG_FORMAT)
         if not getattr(args, "func", None):

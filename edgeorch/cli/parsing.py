@@ -94,3 +94,57 @@ def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterato
     for name, sub, _ in subcommands(parser):
         yield from walk(sub, (*path, name))
 
+
+
+class Unbuilt:
+    """Stands in for the parser of a command this invocation does not run: every building call is absorbed.
+
+    ``add_argument``, ``set_defaults``, ``add_subparsers``, ``add_parser``, argument groups... all
+    return the same object, so a command module's ``register`` runs unchanged and builds nothing.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return self._absorb
+
+    def _absorb(self, *args: Any, **kwargs: Any) -> "Unbuilt":
+        return self
+
+
+class OneCommand:
+    """An ``add_subparsers()`` result that builds only the command named ``keep`` (an :class:`Unbuilt` for the rest).
+
+    Building every command's parser is most of a short command's start-up
+    (issue 11); a command line names one. Everything else is the real
+    subparsers action's.
+    """
+
+    def __init__(self, real: Any, keep: str) -> None:
+        self.real, self.keep = real, keep
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if name == self.keep or self.keep in kwargs.get("aliases", ()):
+            return self.real.add_parser(name, **kwargs)
+        return Unbuilt()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def command_word(argv: list[str], value_flags: frozenset[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), or None where a whole parser is needed.
+
+    ``value_flags``: the options before the command that take the next word
+    as their value (``--config PATH``). None when there is no such word, or
+    when ``-h``/``--help``/``--version`` or ``--`` comes before it (the top
+    level's help lists every command). A wrong guess costs only time: the
+    caller parses again with every command built when this one fails.
+    """
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help", "--version", "--"):
+            return None
+        if not word.startswith("-") or word == "-":
+            return word
+        if word in value_flags:
+            next(words, None)
+    return None

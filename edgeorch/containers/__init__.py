@@ -10,3 +10,8 @@ Modules, each with one job (docs/containers.md):
 
 The engine calls them; the local shim supervises the ``run`` client like any task.
 """
+
+RUNTIMES = ("podman", "docker")
+"""The container runtimes, in the order of preference: the one list (the task key's and ``[containers]``'s).
+
+Here rather than in ``spec`` so that reading the config does not load the task key's parser (issue 11)."""

@@ -23,9 +23,8 @@ import re
 from dataclasses import dataclass
 
 from ..tomlcheck import TableReader
+from . import RUNTIMES  # Container CLIs edgeorch drives (the same ``run`` options; ``[containers]`` says how)
 
-RUNTIMES = ("podman", "docker")
-"""Container CLIs edgeorch drives (the same ``run`` options; ``[containers]`` says how each is started)."""
 PULL_POLICIES = ("never", "missing", "always")
 """When an image is pulled before an attempt: never (must be in local storage), if missing, every time."""
 CONTAINER_KEYS = ["image", "runtime", "mounts", "user", "workdir", "args", "pull"]

@@ -8,7 +8,7 @@ See docs/protocol.md for the wire format. Wiring, in the daemon::
     server.register("status", status, access="read", help="...")
     server.register("trigger", trigger, access="act")
     server.register("events", events, access="read", streaming=True)
-    ...recover...
+    ...recover...  (notify: edgeorch.control.notify.notify; the name is its module's)
     await server.start()
     notify({"READY": 1, "STATUS": "0 running"})
     watchdog = asyncio.create_task(watchdog_loop())
@@ -18,14 +18,15 @@ See docs/protocol.md for the wire format. Wiring, in the daemon::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazyexports import lazy_exports
 
 # Loaded on first use (PEP 562): the CLI's blocking client must not pay for asyncio, the server or the
 # lock just by importing this package (issue 11: a command's start-up).
 _EXPORTS: dict[str, str] = {
     "AsyncClient": "aclient", "AccessPolicy": "auth", "Peer": "auth", "Client": "client",
-    "DaemonNotRunning": "client", "notify": "notify", "watchdog_interval": "notify", "watchdog_loop": "notify",
+    "DaemonNotRunning": "client", "watchdog_interval": "notify", "watchdog_loop": "notify",
     "PROTOCOL_VERSION": "protocol", "PermissionDenied": "protocol", "ControlServer": "server",
     "StateLock": "statelock", "acquire_state_lock": "statelock",
 }
@@ -34,24 +35,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .aclient import AsyncClient
     from .auth import AccessPolicy, Peer
     from .client import Client, DaemonNotRunning
-    from .notify import notify, watchdog_interval, watchdog_loop
+    from .notify import watchdog_interval, watchdog_loop
     from .protocol import PROTOCOL_VERSION, PermissionDenied
     from .server import ControlServer
     from .statelock import StateLock, acquire_state_lock
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -64,7 +54,6 @@ __all__ = [
     "Peer",
     "StateLock",
     "acquire_state_lock",
-    "notify",
     "watchdog_interval",
     "watchdog_loop",
 ]

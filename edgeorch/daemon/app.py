@@ -35,7 +35,8 @@ from typing import Any
 
 from .. import __version__
 from ..config import Config, load_config
-from ..control import AccessPolicy, ControlServer, acquire_state_lock, notify, watchdog_loop
+from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
+from ..control.notify import notify
 from ..audit.keyfile import key_path
 from ..audit.sealer import Sealer, SealService
 from ..datasets.service import object_store

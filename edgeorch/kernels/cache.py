@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -67,6 +66,8 @@ def numba_cache_dir(preferred: Path | None = None, environ: Mapping[str, str] = 
 
 def _private_temp_dir() -> Path:
     """``<temp dir>/edgeorch-numba-<uid>`` when this user owns it (mode 0700), else a new private folder."""
+    import tempfile  # here: the common case (a writable cache folder) never needs it
+
     path = Path(tempfile.gettempdir()) / f"edgeorch-numba-{os.getuid()}"
     try:
         path.mkdir(mode=0o700, exist_ok=True)

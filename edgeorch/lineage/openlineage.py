@@ -22,7 +22,6 @@ Pure over the store: :func:`run_events` reads, returns dicts.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -40,13 +39,15 @@ DATASET_NAMESPACE = "file"
 
 _RUN_END = {"succeeded": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
 _TASK_END = {"succeeded": "COMPLETE", "skipped": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
-_UUID_NS = uuid.UUID("6f1c7f4e-2b1d-5a43-9a4e-4f0e6d3c2b10")  # edgeorch's own uuid5 namespace (a constant)
+_UUID_NS = "6f1c7f4e-2b1d-5a43-9a4e-4f0e6d3c2b10"  # edgeorch's own uuid5 namespace (a constant)
 
 
 def run_uuid(namespace: str, run_id: int, created_at: float, task: str | None = None) -> str:
     """The OpenLineage ``runId`` of a pipeline run, or of one of its tasks: stable across exports."""
+    import uuid  # here: `uuid` loads `platform`, and building `edgeorch lineage`'s parser reads this module
+
     name = f"{namespace}/run/{run_id}/{created_at!r}" + (f"/task/{task}" if task is not None else "")
-    return str(uuid.uuid5(_UUID_NS, name))
+    return str(uuid.uuid5(uuid.UUID(_UUID_NS), name))
 
 
 def iso(ts: float) -> str:

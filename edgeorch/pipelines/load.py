@@ -14,8 +14,6 @@ from typing import Iterable
 
 from ..errors import EdgeorchError, PipelineError
 from ..model import Pipeline
-from ..tomlcheck import parse_toml_bytes
-from .parse import parse_pipeline
 
 
 @dataclass(frozen=True)
@@ -133,6 +131,11 @@ def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]
 
 def load_pipeline_bytes(raw: bytes, file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
     """Parse and validate a pipeline file's content ``raw`` (``file`` names it and gives the default name)."""
+    # Here, not at the top: `names_a_file` and `read_pipeline_bytes` are on a daemon-backed `edgeorch run`'s
+    # path, which must not pay for the parser (issue 11: a command's start-up).
+    from ..tomlcheck import parse_toml_bytes
+    from .parse import parse_pipeline
+
     if len(raw) > MAX_PIPELINE_BYTES:
         return None, [PipelineError("the pipeline file is too large", file=str(file), value=f"{len(raw)} bytes",
                                     expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")]

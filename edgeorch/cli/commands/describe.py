@@ -1,8 +1,8 @@
 """The command line describing itself: ``edgeorch completion bash|zsh|fish`` and ``edgeorch man``.
 
-Both are generated from the parser (``args.root_parser``, set by
-:func:`edgeorch.cli.main.build_parser`), so a new command or option is
-completed and documented without another edit.
+Both are generated from the whole parser (``args.whole_parser()``: :func:`edgeorch.cli.main.build_parser`
+with every command built; a command line builds only the command it names), so a new command or
+option is completed and documented without another edit.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ def register(add: AddCommand) -> None:
 def cmd_completion(args: argparse.Namespace) -> int:
     from ..completion import completion_script
 
-    print(completion_script(args.root_parser, args.shell), end="")
+    print(completion_script(args.whole_parser(), args.shell), end="")
     return EXIT_OK
 
 
 def cmd_man(args: argparse.Namespace) -> int:
     from ..manpage import man_page
 
-    print(man_page(args.root_parser), end="")
+    print(man_page(args.whole_parser()), end="")
     return EXIT_OK

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import edgeorch.control as control
 from edgeorch.control import protocol as P
 
@@ -24,13 +26,21 @@ def test_exports() -> None:
             "Peer",
             "StateLock",
             "acquire_state_lock",
-            "notify",
             "watchdog_interval",
             "watchdog_loop",
         ]
     )
     for name in control.__all__:
         assert getattr(control, name) is not None
+
+
+def test_a_lazy_export_named_like_its_module_is_refused() -> None:
+    """`notify` left the exports: once `edgeorch.control.notify` (the module) is imported, the package
+    attribute of that name is the module, so a lazily exported function of that name would read as it."""
+    from edgeorch.lazyexports import lazy_exports
+
+    with pytest.raises(ValueError, match="notify would be shadowed"):
+        lazy_exports("edgeorch.control", {"notify": "notify"})
 
 
 def test_every_control_error_code_is_documented() -> None:

@@ -50,3 +50,15 @@ def test_parsing_a_pipeline_without_a_schedule_does_not_import_apscheduler(tmp_p
     mods = _modules_after(f"from pathlib import Path\nfrom edgeorch.pipelines import validate_path\n"
                           f"assert validate_path(Path({str(nightly)!r})).ok")
     assert "apscheduler" in mods
+
+
+def test_a_daemon_backed_run_does_not_load_the_pipeline_parser_or_lineage() -> None:
+    """`edgeorch run NAME` through a daemon parses `-p` and asks whether NAME is a file: no parser, registry,
+    container task key or OpenLineage (uuid) for that (edgeorch/lazyexports.py)."""
+    mods = _modules_after("from edgeorch.pipelines import parse_param_args\n"
+                          "from edgeorch.pipelines.load import names_a_file\n"
+                          "from edgeorch.config import load_config\nload_config(None)\n"
+                          "from edgeorch.cli.main import build_parser\nbuild_parser('lineage')")
+    loaded = {"edgeorch.pipelines.parse", "edgeorch.pipelines.registry", "edgeorch.containers.spec",
+              "uuid"} & mods
+    assert sorted(loaded) == []
