@@ -17,9 +17,10 @@ answers, shared by both clients), :mod:`.sync`, :mod:`.aio` (the clients),
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..control.client import DaemonNotRunning
+from ..lazyexports import lazy_exports
 from .calls import WaitTimeout
 from .locate import find_socket
 from .records import Artifact, Attempt, Checkpoint, CheckResult, Queued, Run, RunSummary, Task
@@ -29,14 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .aio import AsyncClient
 
 
-def __getattr__(name: str) -> Any:
-    """``AsyncClient`` is loaded on first use: the blocking client (the CLI's) does not pay for asyncio."""
-    if name == "AsyncClient":
-        from .aio import AsyncClient
-
-        return AsyncClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# AsyncClient is loaded on first use (PEP 562): the blocking client (the CLI's) does not pay for asyncio.
+__getattr__, __dir__ = lazy_exports(__name__, {"AsyncClient": "aio"})
 
 __all__ = [
     "Artifact", "AsyncClient", "Attempt", "CheckResult", "Checkpoint", "Client", "DaemonNotRunning", "Queued",
