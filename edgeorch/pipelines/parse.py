@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +370,10 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     return replace(spec, definition_hash=definition_hash(spec))
 
 
+DEFINITION_FIELDS = ("command", "shell", "call", "kind", "options", "env", "workdir", "outputs", "needs")
+"""The task keys every definition hash covers (``inputs`` and ``container`` count only when declared)."""
+
+
 def definition_hash(spec: TaskSpec) -> str:
     """sha256 of what the task computes: command/call/kind, options, env, workdir, outputs, needs, inputs, container.
 
@@ -377,11 +381,14 @@ def definition_hash(spec: TaskSpec) -> str:
     task runs, not what it produces, so changing them keeps the cache valid.
     ``inputs`` and ``container`` count only when declared, so a task without
     them keeps the hash (and the cache) it had before they existed.
+
+    The fields are read as they are: every one holds plain values (TOML's), which JSON encodes as
+    ``dataclasses.asdict`` would give them (a cache key never changes with it), without that deep
+    copy of the whole spec (a third of a millisecond per task).
     """
-    d = asdict(spec)
-    keep = {k: d[k] for k in ("command", "shell", "call", "kind", "options", "env", "workdir", "outputs", "needs")}
+    keep = {k: getattr(spec, k) for k in DEFINITION_FIELDS}
     if spec.inputs:
-        keep["inputs"] = d["inputs"]
+        keep["inputs"] = spec.inputs
     if spec.container is not None:
         from ..containers.spec import definition_part
 
