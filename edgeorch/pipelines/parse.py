@@ -98,10 +98,11 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
                 errors.append(PipelineError("must be a path or str param to receive the claimed file", file=fname,
                                             field=f"params.{w.param}", value=p.type, expected="type = \"path\" or \"str\""))
 
-        from ..monitor.spec import check_rules  # [[on]]: monitoring rules (docs/monitoring.md)
+        if "on" in data:  # [[on]]: monitoring rules (docs/monitoring.md); their checker loads only for them
+            from ..monitor.spec import check_rules
 
-        kinds = {t: (d.get("kind") if isinstance(d, dict) else None) for t, d in tasks_table.items()}
-        errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=set(params))[1])
+            kinds = {t: (d.get("kind") if isinstance(d, dict) else None) for t, d in tasks_table.items()}
+            errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=set(params))[1])
 
     order: tuple[str, ...] = ()
     # Every task's needs are checked, also when another task failed to parse: every problem is collected.
@@ -313,15 +314,21 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
                expected="gpus = N or gpu_memory = SIZE alongside gpu_model")
     pool = r.str("pool", None)
     r.str("description", "", nonempty=False)
-    from ..datasets.names import check_decl  # the one rule of the `dataset` key (tasks and watches)
+    # Each key's one rule lives with its feature, loaded only for a task that has the key (issue 11: a
+    # plain pipeline is parsed without the dataset, model and container modules). Absent, each is None.
+    dataset = model = container = None
+    if r.has("dataset"):
+        from ..datasets.names import check_decl  # the one rule of the `dataset` key (tasks and watches)
 
-    dataset = check_decl(r, "dataset", with_path=True)
-    from ..models.spec import check_task_model  # the one rule of the `model` key (docs/models.md)
+        dataset = check_decl(r, "dataset", with_path=True)
+    if r.has("model"):
+        from ..models.spec import check_task_model  # the one rule of the `model` key (docs/models.md)
 
-    model = check_task_model(r, "model")
-    from ..containers.spec import check_task_container  # the one rule of the `container` key
+        model = check_task_model(r, "model")
+    if r.has("container"):
+        from ..containers.spec import check_task_container  # the one rule of the `container` key
 
-    container = check_task_container(r, "container")
+        container = check_task_container(r, "container")
     if container is not None and command is None and (call is not None or kind is not None):
         r.fail("container", f"runs a command, not a {'call' if call is not None else 'kind'}", value=container.image,
                expected="command = [...] in the container (call and kind tasks run edgeorch's own Python on the host)")

@@ -7,8 +7,9 @@ wires them to the engine and the store; see ``docs/triggers.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazyexports import lazy_exports
 
 # Lazy exports (PEP 562): validating a pipeline must not pay for importing watchdog.
 _EXPORTS = {
@@ -116,17 +117,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+SCHEDULE_KEYS = ("schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs",
+                 "on_max_active")
+"""A pipeline's top-level schedule keys (:func:`~edgeorch.triggers.schedule.check_schedule` reads them): here,
+so that a pipeline with none of them is checked without loading the schedule module (issue 11)."""
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,11 +7,14 @@ with the parsed TOML of a pipeline file; the errors join the pipeline's own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError, PipelineError
-from .drop.spec import WatchSpec, check_watch, check_watch_set, folder_problem, watch_error
-from .schedule import ScheduleSpec, check_schedule
+from . import SCHEDULE_KEYS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .drop.spec import WatchSpec
+    from .schedule import ScheduleSpec
 
 
 def check_pipeline_triggers(data: dict[str, Any], file: str, *, pipeline: str | None = None,
@@ -33,11 +36,19 @@ def check_pipeline_triggers(data: dict[str, Any], file: str, *, pipeline: str | 
     """
     name = pipeline or (data.get("name") if isinstance(data.get("name"), str) else None) or Path(file).stem
     base = base or Path(file).resolve().parent
-    spec, errors = check_schedule(data, file, pipeline=name)
+    spec: ScheduleSpec | None = None
+    errors: list[EdgeorchError] = []
+    if any(key in data for key in SCHEDULE_KEYS):  # none: nothing to check, and no zoneinfo or cron loaded
+        from .schedule import check_schedule
+
+        spec, errors = check_schedule(data, file, pipeline=name)
     watches: list[WatchSpec] = []
     raw = data.get("watch")
     if raw is None:
         return spec, watches, errors
+    # Here: the drop-folder package loads only for a pipeline that has a watch (issue 11: start-up).
+    from .drop.spec import check_watch, check_watch_set, folder_problem, watch_error
+
     tables = [raw] if isinstance(raw, dict) else raw
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         errors.append(PipelineError("must be a table or an array of tables", file=file, field="watch",

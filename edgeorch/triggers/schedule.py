@@ -50,12 +50,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import EdgeorchError, PipelineError
 from ..tomlcheck import TableReader
+from . import SCHEDULE_KEYS  # the pipeline top-level keys read by check_schedule
 from .cron import EXPECTED as CRON_EXPECTED
 from .cron import CronError, NeverFiresError, parse_cron
-
-SCHEDULE_KEYS = ("schedule", "every", "timezone", "jitter", "catchup", "catchup_max", "max_active_runs",
-                 "on_max_active")
-"""Pipeline top-level keys read by :func:`check_schedule`."""
 
 CATCHUP_POLICIES = ("skip", "latest", "all")
 ON_MAX_ACTIVE = ("wait", "skip")

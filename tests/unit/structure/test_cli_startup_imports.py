@@ -62,3 +62,22 @@ def test_a_daemon_backed_run_does_not_load_the_pipeline_parser_or_lineage() -> N
     loaded = {"edgeorch.pipelines.parse", "edgeorch.pipelines.registry", "edgeorch.containers.spec",
               "uuid"} & mods
     assert sorted(loaded) == []
+
+
+def test_a_plain_pipeline_is_parsed_without_the_modules_of_keys_it_does_not_have(tmp_path) -> None:
+    """The schedule, watch, [[on]], dataset, model and container checkers load only for a pipeline that
+    uses them (issue 11: an offline `edgeorch run`); one that does use them is checked by each."""
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[tasks.a]\ncommand = ["true"]\n[tasks.b]\ncommand = ["true"]\nneeds = ["a"]\n')
+    mods = _modules_after(f"from edgeorch.pipelines import load_pipeline_file\n"
+                          f"p, e = load_pipeline_file(__import__('pathlib').Path({str(plain)!r}))\nassert p and not e")
+    loaded = {"edgeorch.triggers.schedule", "edgeorch.triggers.drop", "edgeorch.monitor.spec", "zoneinfo",
+              "edgeorch.datasets.names", "edgeorch.models.spec", "edgeorch.containers.spec"} & mods
+    assert sorted(loaded) == []
+    full = tmp_path / "full.toml"
+    full.write_text('every = "bogus"\n[tasks.a]\ncommand = ["true"]\nmodel = "Bad Name!"\n'
+                    'container = { image = "" }\ndataset = { path = "x" }\n')
+    out = subprocess.run([sys.executable, "-m", "edgeorch", "validate", str(full)], capture_output=True, text=True)
+    assert out.returncode == 1
+    for field in ("every", "tasks.a.model", "tasks.a.container.image", "tasks.a.dataset.name"):
+        assert field in out.stdout + out.stderr, field
