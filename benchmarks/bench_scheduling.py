@@ -204,14 +204,23 @@ def lower_bound(seed: int = 11, pipelines: int = 24, batch: int = 300) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and seeds")
+    ap.add_argument("--sizes", default="10000",
+                    help="ready-queue sizes for the decision time, comma-separated (the scaling table: 100,1000,10000)")
+    ap.add_argument("--no-makespan", action="store_true", help="only the decision times")
     args = ap.parse_args()
     repeats = 30 if args.quick else 300
     seeds = [11] if args.quick else [11, 12, 13, 14, 15]
-    res = time_decisions(10_000, repeats)
-    for label in ("busy", "half", "idle"):
-        print(f"decide, 10,000 ready, 64 cores / 8 GPUs, {label:>4}: {res[f'decide_{label}_ms']:.3f} ms "
-              f"(median of {repeats}; {res[f'decide_{label}_starts']} starts)")
-    print(f"queue add+remove among 10,000: {res['queue_add_remove_us']:.1f} us")
+    res: dict[str, float] = {}
+    for n in (int(x) for x in args.sizes.split(",")):
+        one = time_decisions(n, repeats)
+        for label in ("busy", "half", "idle"):
+            print(f"decide, {n:,} ready, 64 cores / 8 GPUs, {label:>4}: {one[f'decide_{label}_ms']:.3f} ms "
+                  f"(median of {repeats}; {one[f'decide_{label}_starts']} starts)")
+        print(f"queue add+remove among {n:,}: {one['queue_add_remove_us']:.1f} us")
+        res |= one if n == 10_000 else {f"{k}@{n}": v for k, v in one.items()}
+    if args.no_makespan:
+        print(json.dumps(res, sort_keys=True))
+        return
     ratios = []
     for s in seeds:
         ours, base, lb = simulate("edgeorch", s), simulate("fifo", s), lower_bound(s)
