@@ -319,14 +319,18 @@ class Engine:
             self.check_resources(pipeline)
         version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
         runs_dir = self.config.runs_dir
-        run_id = self.store.runs.create(
-            pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
-            run_dir_for=lambda rid: str(claim_run_dir(runs_dir, rid)),
-            tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
-            within=within, env=env,
-        )
+        # The run, its tasks, its start and its first ready tasks in one transaction: one durable commit per
+        # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record.
+        with self.store.transaction():
+            run_id = self.store.runs.create(
+                pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
+                run_dir_for=lambda rid: str(claim_run_dir(runs_dir, rid)),
+                tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
+                within=within, env=env,
+            )
+            activation = self._record_activation(run_id, pipeline)
         self._announce(RunQueued(self.clock(), run_id, pipeline.name))
-        self._activate(run_id, pipeline=pipeline)
+        self._install(*activation)
         self._schedule_dispatch()
         return run_id
 
@@ -478,6 +482,15 @@ class Engine:
         return pipe
 
     def _activate(self, run_id: int, pipeline: Pipeline | None = None) -> RunCtx:
+        """Make a recorded run active here: its start recorded (:meth:`_record_activation`), then held in memory."""
+        with self.store.transaction():  # running, and its first ready tasks, together
+            activation = self._record_activation(run_id, pipeline)
+        return self._install(*activation)
+
+    def _record_activation(self, run_id: int,
+                           pipeline: Pipeline | None = None) -> tuple[RunCtx, settlement.Settlement, bool]:
+        """Build the run's context and record its start (``running``, its first ready tasks) in the caller's
+        transaction; nothing in memory changes. Returns what :meth:`_install` needs once that is recorded."""
         run = self.store.runs.get(run_id)
         if pipeline is None:
             pipeline = self._stored_pipeline(run["pipeline_version_id"])
@@ -500,13 +513,16 @@ class Engine:
                                       {n: model.predict(f"{pipeline.name}/{n}") for n in pipeline.tasks})
         starting = run["state"] == RunState.QUEUED
         decided = settlement.settle_ready(self._view(ctx))
-        with self.store.transaction():  # running, and its first ready tasks, together
-            if starting:
-                self.store.runs.set_state(run_id, RunState.RUNNING)
-            self._record(ctx, decided)
-        self.runs[run_id] = ctx
         if starting:
-            self._announce(RunStarted(self.clock(), run_id, pipeline.name))
+            self.store.runs.set_state(run_id, RunState.RUNNING)
+        self._record(ctx, decided)
+        return ctx, decided, starting
+
+    def _install(self, ctx: RunCtx, decided: settlement.Settlement, starting: bool) -> RunCtx:
+        """Hold a run whose activation is recorded: in :attr:`runs`, ``RunStarted`` announced, its ready tasks queued."""
+        self.runs[ctx.run_id] = ctx
+        if starting:
+            self._announce(RunStarted(self.clock(), ctx.run_id, ctx.pipeline.name))
         self._apply(ctx, decided)
         return ctx
 
