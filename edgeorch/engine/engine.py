@@ -133,6 +133,11 @@ class RunCtx:
     done: asyncio.Future[RunState] | None = None
 
 
+Activation = tuple[RunCtx, settlement.Settlement, bool]
+"""A run's start as recorded (:meth:`Engine._record_activation`): its context, its first settlement, and whether
+it was queued (then ``RunStarted`` is announced); what :meth:`Engine._install` puts in memory."""
+
+
 @dataclass
 class LiveAttempt:
     attempt_id: int
@@ -395,20 +400,21 @@ class Engine:
         if answer.done():  # the caller went away (cancelled): nothing is recorded
             return
         try:
-            redo = self._record_resume(run_id, pipeline, fut.result(), actor, before)
+            redo, activation = self._record_resume(run_id, pipeline, fut.result(), actor, before)
         except Exception as exc:  # noqa: BLE001 - a refusal (or a write that did not commit) is the caller's answer
             answer.set_exception(exc)
             return
         # Recorded: what follows is the engine's own bookkeeping, and a failure in it is fail-stop
         # (_drain_settlements), which also fails ``answer`` (see _fail_resumes).
         self._announce(RunResumed(self.clock(), run_id, tuple(sorted(redo))))
-        self._activate(run_id, pipeline=pipeline)
+        self._install(*activation)
         self._schedule_dispatch()
         answer.set_result([n for n in pipeline.order if n in redo])
 
     def _record_resume(self, run_id: int, pipeline: Pipeline, intact_map: dict[str, bool], actor: str | None,
-                       before: Callable[[int], None] | None) -> set[str]:
-        """Decide a resume and record it in one transaction (on the loop); returns the tasks to run again.
+                       before: Callable[[int], None] | None) -> tuple[set[str], Activation]:
+        """Decide a resume and record it with the run's new start in one transaction (on the loop, one durable
+        commit); returns the tasks to run again and what :meth:`_install` needs.
 
         Raises (nothing recorded) when the run cannot be resumed or ``before`` refuses.
         """
@@ -425,7 +431,8 @@ class Engine:
             self.store.runs.reset_tasks([r["id"] for r in rows if r["name"] in redo])
             self.store.runs.set_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
                                       actor=actor)
-        return redo
+            activation = self._record_activation(run_id, pipeline)
+        return redo, activation
 
     def _fail_resumes(self, error: BaseException) -> None:
         """Answer every resume still waiting for its verification: the engine will not apply it."""
@@ -488,7 +495,7 @@ class Engine:
         return self._install(*activation)
 
     def _record_activation(self, run_id: int,
-                           pipeline: Pipeline | None = None) -> tuple[RunCtx, settlement.Settlement, bool]:
+                           pipeline: Pipeline | None = None) -> Activation:
         """Build the run's context and record its start (``running``, its first ready tasks) in the caller's
         transaction; nothing in memory changes. Returns what :meth:`_install` needs once that is recorded."""
         run = self.store.runs.get(run_id)

@@ -81,3 +81,46 @@ def test_a_start_that_fails_records_no_run(two):
         assert store.runs.list() == [] and engine.runs == {}
 
     _with_engine(two, act)
+
+
+def test_a_retry_commits_its_reset_and_its_start_once(workspace, tmp_path):
+    flag = tmp_path / "fixed"
+    workspace.pipeline("flaky", f"""
+        [tasks.a]
+        command = ["true"]
+        [tasks.b]
+        command = ["sh", "-c", "test -e {flag}"]
+        needs = ["a"]
+    """)
+    cfg = workspace.config()
+    pipeline = validate_path(cfg.pipelines_dir).pipelines["flaky"]
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.FAILED
+            flag.write_text("")
+            commits, outer = [], type(store.db).transaction
+
+            def counting(self, **kw):
+                if not self._depth:
+                    commits.append(kw.get("durable", True))
+                return outer(self, **kw)
+
+            type(store.db).transaction = counting
+            try:
+                redo = await engine.resume(run_id)
+            finally:
+                type(store.db).transaction = outer
+            assert redo == ["b"]
+            # The reset, `queued`, `running` and b ready: one durable commit (b's start may follow: not durable).
+            assert [c for c in commits if c] == [True], commits
+            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.SUCCEEDED
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
