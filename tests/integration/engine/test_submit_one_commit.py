@@ -4,6 +4,7 @@ its tasks, ``running`` and its first ready tasks commit together, or nothing doe
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,9 +14,10 @@ from edgeorch.pipelines import resolve_params, validate_path
 from edgeorch.store import Store
 
 
-def _with_engine(workspace, act):
+def _with_engine(workspace, act, name="two"):
+    """Run ``await act(engine, store, pipeline)`` with a started engine on ``workspace``'s pipeline ``name``."""
     cfg = workspace.config()
-    pipeline = validate_path(cfg.pipelines_dir).pipelines["two"]
+    pipeline = validate_path(cfg.pipelines_dir).pipelines[name]
 
     async def main():
         store = Store(cfg.state_file)
@@ -28,6 +30,25 @@ def _with_engine(workspace, act):
             store.close()
 
     return asyncio.run(main())
+
+
+@contextmanager
+def _outermost_transactions(store):
+    """Yield a list that gets each outermost transaction's ``durable`` flag while the block runs (a nested
+    one is a SAVEPOINT of its caller's and commits nothing by itself)."""
+    db_class, seen = type(store.db), []
+    outer = db_class.transaction
+
+    def counting(self, **kw):
+        if not self._depth:
+            seen.append(kw.get("durable", True))
+        return outer(self, **kw)
+
+    db_class.transaction = counting
+    try:
+        yield seen
+    finally:
+        db_class.transaction = outer
 
 
 @pytest.fixture
@@ -47,20 +68,8 @@ def test_submit_commits_the_run_and_its_start_once(two):
         # The first run of a pipeline version also records the version (its own transaction, once).
         first = engine.submit(pipeline, resolve_params(pipeline, {}))
         assert await asyncio.wait_for(engine.wait_run(first), 30) == RunState.SUCCEEDED
-        db = store.db
-        commits = []
-        outer = type(db).transaction
-
-        def counting(self, **kw):
-            if not self._depth:
-                commits.append(kw.get("durable", True))
-            return outer(self, **kw)
-
-        type(db).transaction = counting
-        try:
+        with _outermost_transactions(store) as commits:
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
-        finally:
-            type(db).transaction = outer
         assert commits == [True], commits  # one outermost (durable) transaction for create + start
         run = store.runs.get(run_id)
         assert run["state"] == RunState.RUNNING
@@ -92,35 +101,15 @@ def test_a_retry_commits_its_reset_and_its_start_once(workspace, tmp_path):
         command = ["sh", "-c", "test -e {flag}"]
         needs = ["a"]
     """)
-    cfg = workspace.config()
-    pipeline = validate_path(cfg.pipelines_dir).pipelines["flaky"]
+    async def act(engine, store, pipeline):
+        run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+        assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.FAILED
+        flag.write_text("")
+        with _outermost_transactions(store) as commits:
+            redo = await engine.resume(run_id)
+        assert redo == ["b"]
+        # The reset, `queued`, `running` and b ready: one durable commit (b's start may follow: not durable).
+        assert [c for c in commits if c] == [True], commits
+        assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.SUCCEEDED
 
-    async def main():
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        try:
-            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
-            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.FAILED
-            flag.write_text("")
-            commits, outer = [], type(store.db).transaction
-
-            def counting(self, **kw):
-                if not self._depth:
-                    commits.append(kw.get("durable", True))
-                return outer(self, **kw)
-
-            type(store.db).transaction = counting
-            try:
-                redo = await engine.resume(run_id)
-            finally:
-                type(store.db).transaction = outer
-            assert redo == ["b"]
-            # The reset, `queued`, `running` and b ready: one durable commit (b's start may follow: not durable).
-            assert [c for c in commits if c] == [True], commits
-            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.SUCCEEDED
-        finally:
-            await engine.close()
-            store.close()
-
-    asyncio.run(main())
+    _with_engine(workspace, act, "flaky")
