@@ -343,6 +343,32 @@ def hll_add_hashes(regs, hashes, p):  # pragma: no cover - compiled
         regs[idx] = max(regs[idx], rank)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _note_extremes(maxd, maxloc, mind, minloc, d, t):  # pragma: no cover - compiled
+    """The KS walks' running extremes with the difference ``d`` at pooled value ``t`` taken in: a new
+    maximum or minimum only when strictly beyond (the first one in the walk's order stays)."""
+    if d > maxd:
+        maxd = d
+        maxloc = t
+    if d < mind:
+        mind = d
+        minloc = t
+    return maxd, maxloc, mind, minloc
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_extremes(maxd, maxloc, mind, minloc, maxd_b, maxloc_b, mind_b, minloc_b):  # pragma: no cover
+    """Extremes found at the first sample's values, unless those at the second's are strictly beyond:
+    scipy reports the first extreme in the order [sorted data1, sorted data2]."""
+    if maxd_b > maxd:
+        maxd = maxd_b
+        maxloc = maxloc_b
+    if mind_b < mind:
+        mind = mind_b
+        minloc = minloc_b
+    return maxd, maxloc, mind, minloc
+
+
 @numba.njit(cache=True, nogil=True)
 def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
     """Walk two sorted samples; return KS extremes and the Wasserstein-1 integral.
@@ -392,19 +418,9 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
             if nxt != t:
                 d = i / n1 - j / n2
                 if i > li:
-                    if d > maxd:
-                        maxd = d
-                        maxloc = t
-                    if d < mind:
-                        mind = d
-                        minloc = t
+                    maxd, maxloc, mind, minloc = _note_extremes(maxd, maxloc, mind, minloc, d, t)
                 else:
-                    if d > maxd_b:
-                        maxd_b = d
-                        maxloc_b = t
-                    if d < mind_b:
-                        mind_b = d
-                        minloc_b = t
+                    maxd_b, maxloc_b, mind_b, minloc_b = _note_extremes(maxd_b, maxloc_b, mind_b, minloc_b, d, t)
                 li = i
                 w1 += abs(d) * (nxt - t)
     # Slow, general walk: weighted samples and the tail of the longer one.
@@ -429,19 +445,9 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
             fb = j / n2
         d = fa - fb
         if i > li:
-            if d > maxd:
-                maxd = d
-                maxloc = t
-            if d < mind:
-                mind = d
-                minloc = t
+            maxd, maxloc, mind, minloc = _note_extremes(maxd, maxloc, mind, minloc, d, t)
         else:
-            if d > maxd_b:
-                maxd_b = d
-                maxloc_b = t
-            if d < mind_b:
-                mind_b = d
-                minloc_b = t
+            maxd_b, maxloc_b, mind_b, minloc_b = _note_extremes(maxd_b, maxloc_b, mind_b, minloc_b, d, t)
         li = i
         if i < n1 or j < n2:
             if j >= n2 or (i < n1 and a[i] <= b[j]):
@@ -449,12 +455,7 @@ def ecdf_walk(a, b, wa, wb):  # pragma: no cover - compiled
             else:
                 nxt = b[j]
             w1 += abs(d) * (nxt - t)
-    if maxd_b > maxd:
-        maxd = maxd_b
-        maxloc = maxloc_b
-    if mind_b < mind:
-        mind = mind_b
-        minloc = minloc_b
+    maxd, maxloc, mind, minloc = _first_extremes(maxd, maxloc, mind, minloc, maxd_b, maxloc_b, mind_b, minloc_b)
     return maxd, maxloc, mind, minloc, w1
 
 
@@ -777,26 +778,10 @@ def walk_buckets(sa, sb, ca, cb, a_before, b_before, n1, n2):  # pragma: no cove
                 j += 1
             d = (a_before[k] + i - pa) / n1 - (b_before[k] + j - pb) / n2
             if i > li:
-                if d > maxd:
-                    maxd = d
-                    maxloc = t
-                if d < mind:
-                    mind = d
-                    minloc = t
+                maxd, maxloc, mind, minloc = _note_extremes(maxd, maxloc, mind, minloc, d, t)
             else:
-                if d > maxd_b:
-                    maxd_b = d
-                    maxloc_b = t
-                if d < mind_b:
-                    mind_b = d
-                    minloc_b = t
+                maxd_b, maxloc_b, mind_b, minloc_b = _note_extremes(maxd_b, maxloc_b, mind_b, minloc_b, d, t)
             li = i
         pa = ea
         pb = eb
-    if maxd_b > maxd:
-        maxd = maxd_b
-        maxloc = maxloc_b
-    if mind_b < mind:
-        mind = mind_b
-        minloc = minloc_b
-    return maxd, maxloc, mind, minloc
+    return _first_extremes(maxd, maxloc, mind, minloc, maxd_b, maxloc_b, mind_b, minloc_b)
