@@ -73,6 +73,27 @@ def connection_lost(path: Path, exc: OSError) -> EdgeorchError:
     return P.BadResponse(f"connection to the daemon at {path} lost: {exc.strerror or exc}")
 
 
+def hung_up(path: Path, exc: OSError, goodbye: bytes) -> EdgeorchError:
+    """The error for a request the daemon at ``path`` hung up on before it was sent.
+
+    The daemon answers a connection it will not serve (every client slot
+    taken: ``busy``) with one error line and closes it, possibly before the
+    client has written its request, whose send then fails with EPIPE or
+    ECONNRESET. ``goodbye`` is what could still be read from the connection:
+    the error it carries is the true answer; an empty, partial or successful
+    line means the connection was simply lost. (The asyncio client cannot
+    use it: a failed write makes asyncio drop what it had read, so there such
+    a refusal reads as a lost connection.)
+    """
+    try:
+        doc = P.decode_response(goodbye, path)
+    except EdgeorchError:
+        return connection_lost(path, exc)
+    if doc["ok"]:
+        return connection_lost(path, exc)
+    return P.error_from_dict(doc.get("error"))
+
+
 def item_timeout(timeout: float | None, deadline: float | None) -> float | None:
     """How long to wait for the next item of a stream: ``timeout`` (None: forever), cut to what is left
     before ``deadline`` (a :func:`time.monotonic` value; None: none). Never 0, which would mean "do not wait"."""
@@ -139,8 +160,19 @@ class _Line:
             self.sock.sendall(P.encode(doc))
         except TimeoutError:
             raise P.Timeout(f"the daemon at {self.path} is not reading (timed out)") from None
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise hung_up(self.path, exc, self._goodbye()) from None
         except OSError as exc:
             raise connection_lost(self.path, exc) from None
+
+    def _goodbye(self) -> bytes:
+        """What the daemon wrote before closing (b"" when nothing can be read).
+
+        The peer has closed, so the read ends at once: at its line or at EOF."""
+        try:
+            return self.file.readline(MAX_RESPONSE_BYTES + 1)
+        except OSError:
+            return b""
 
     def receive(self) -> dict[str, Any]:
         try:

@@ -86,6 +86,39 @@ def test_a_daemon_that_hangs_up_without_answering(stand_in):
         assert isinstance(err, P.BadResponse) and "closed the connection without answering" in str(err)
 
 
+def test_a_busy_daemon_that_hung_up_before_the_request_was_sent_says_busy(tmp_path):
+    """The daemon tells a client past its limit ``busy`` and closes at once, so the client's send
+    can fail with EPIPE: the answer already on the connection is the error, not "connection lost".
+    (The synchronous client only: asyncio drops what it buffered once a write fails.)"""
+    path = tmp_path / "d.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    refused = threading.Event()
+
+    def refuse_all() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(P.encode_error(None, P.Busy("too many clients (max 1)")))
+            conn.close()
+            refused.set()
+
+    threading.Thread(target=refuse_all, daemon=True).start()
+    try:
+        from edgeorch.control.client import _Line
+
+        line = _Line(path, 5)
+        assert refused.wait(5)
+        with pytest.raises(P.Busy, match="too many clients"):  # the send itself meets the closed connection
+            line.send(P.request("ping", None, 1))
+        line.close()
+    finally:
+        server.close()
+
+
 def test_a_daemon_that_sends_garbage(stand_in):
     path = stand_in(lambda line: b"<html>\n")
     for err in _both(path, "status"):
