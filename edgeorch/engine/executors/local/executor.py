@@ -264,9 +264,17 @@ class LocalExecutor(Executor):
             attempt_id = msg.get("attempt_id")
             if attempt_id is None:
                 continue
-            self._on_message(attempt_id, msg)
+            self._on_message(attempt_id, msg, z)
 
-    def _on_message(self, attempt_id: int, msg: dict[str, Any]) -> None:
+    def _on_message(self, attempt_id: int, msg: dict[str, Any], z: _Zygote | None = None) -> None:
+        if msg.get("ended"):
+            self._on_ended(attempt_id, msg.get("shim_pid"), z)
+            return
+        if msg.get("shim_gone"):
+            if attempt_id in self._in_flight:  # its shim died before answering: settled as a lost launcher's
+                self._orphaned[attempt_id] = self._in_flight.pop(attempt_id)
+                self._settle_orphans()
+            return
         in_flight = (self._in_flight.pop(attempt_id, None) or self._orphaned.pop(attempt_id, None)) is not None
         if "error" in msg:
             if in_flight:
@@ -332,6 +340,9 @@ class LocalExecutor(Executor):
         proc = read_json(Path(adir, PROC))
         started = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
                            owner.get("shim_start_time")) if proc and proc.get("pgid") else None
+        ended = read_exit(adir)
+        if ended is not None:  # written once nothing of the attempt runs (its shim may live on, reused)
+            return Adoption(Verdict.FINISHED, started=started, exit=ended)
         if self._follow(record.attempt_id, adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
                         stops_tree=bool(owner.get("stops_tree")), proc=started):
             return Adoption(Verdict.LIVE, started=started)
@@ -350,6 +361,19 @@ class LocalExecutor(Executor):
         if proc and isinstance(proc.get("cleanup"), list) and proc["cleanup"]:
             run_cleanup([str(a) for a in proc["cleanup"]], wait=False)  # e.g. a container left running
         return ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
+
+    def _on_ended(self, attempt_id: int, shim_pid: Any, z: _Zygote | None) -> None:
+        """A shim ended its attempt (``exit.json`` is written) and waits for another: settle the attempt,
+        then let the zygote reuse the shim. Only now: a stop for that attempt can no longer be sent to it."""
+        if attempt_id not in self._watched:
+            return  # settled already (the shim's exit was seen first): it is not waiting
+        self._on_shim_exit(attempt_id)
+        if z is not None and z is self._zygote and isinstance(shim_pid, int) and z.popen.stdin is not None:
+            try:  # a shim of an older zygote is not reused: its zygote is gone, so it exits
+                z.popen.stdin.write(b'{"release": %d}\n' % shim_pid)
+                z.popen.stdin.flush()
+            except OSError:
+                pass  # the zygote is dying: the shim reads EOF and exits
 
     def _on_shim_exit(self, attempt_id: int) -> None:
         fd, attempt_dir = self._watched.pop(attempt_id)

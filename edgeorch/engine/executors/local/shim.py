@@ -36,6 +36,11 @@ still alive ``kill_grace`` seconds later, whatever the task's leader did
 child that ignores it). ``owner.json`` says ``"stops_tree": true`` so a
 newer engine knows it may stop this shim by signal.
 
+8. If it can (see :func:`run_shim`), report the attempt's end on the reply
+   pipe and wait for another attempt from the zygote (:func:`serve`); else
+   exit. The engine settles the attempt from ``exit.json`` on that message,
+   or on the shim's exit (a pidfd), whichever it sees first.
+
 The shim outlives the daemon; it never touches the state file.
 """
 
@@ -106,11 +111,82 @@ def claim(attempt_dir: str, content: dict[str, Any]) -> bool:
     return True
 
 
-def run_shim(req: dict[str, Any], reply_fd: int) -> int:
-    """Body of a forked shim process; returns the shim's exit code. Never raises."""
-    attempt_dir = os.path.abspath(req["attempt_dir"])  # the shim enters the task's workdir to start it
+MAX_ATTEMPTS = 1000
+"""Attempts one shim runs before it exits (bounds what a long-lived Python process may accumulate)."""
+
+
+def serve(rfd: int, reply_fd: int) -> int:
+    """Body of a forked shim: run the attempts the zygote hands over on ``rfd``, one at a time.
+
+    Returns the shim's exit code; never raises. After an attempt it can go
+    on with (:func:`run_shim` says so) it reports the attempt's end on the
+    reply pipe and waits for the next request, which the zygote sends only
+    once the engine has settled that end. It exits at EOF (the zygote is
+    gone: the engine stopped or restarted, so nobody would settle a next
+    attempt's end from a message; a restarted engine sees this shim's exit
+    instead), after an attempt it cannot be reused for, and after
+    :data:`MAX_ATTEMPTS`.
+    """
+    home = os.getcwd()
+    cpus = os.sched_getaffinity(0)
     me = os.getpid()
+    identity = {"shim_pid": me, "shim_start_time": process_start_time(me)}
+    lines = _Lines(rfd)
+    for _ in range(MAX_ATTEMPTS):
+        req: dict[str, Any] = {}
+        try:
+            line = lines.next()
+            if line is None:
+                return 0
+            req = json.loads(line)
+            if not run_shim(req, reply_fd, identity):
+                return 0
+            # What the attempt changed in this process, back as it was for the next one.
+            os.chdir(home)
+            os.sched_setaffinity(0, cpus)
+        except BaseException as exc:  # a shim must never unwind into the zygote's code
+            _reply(reply_fd, {"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"})
+            return 1
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], "ended": True, "shim_pid": me})
+    return 0
+
+
+class _Lines:
+    """Lines read from a pipe (a request may be longer than one read)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def next(self) -> bytes | None:
+        """The next line; None at EOF."""
+        while b"\n" not in self.buf:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+
+def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None = None, *, reuse: bool = True) -> bool:
+    """Run one attempt under this shim; True when the shim may run another one afterwards.
+
+    ``identity`` is the shim's ``shim_pid`` and ``shim_start_time`` (None:
+    read now). ``reuse`` False (a one-attempt supervisor, as on a Ray node)
+    or an attempt the shim cannot be reused after lets go of the reply pipe
+    once the start is reported, so whoever reads it sees EOF when the task
+    is running. Not reusable: an attempt that never started (its error is
+    reported), one that joined a cgroup (the shim is a member and cannot
+    leave it cleanly on every setup) or has a cleanup command (a container:
+    its runtime's state is the shim's to release).
+    """
+    if identity is None:
+        identity = {"shim_pid": os.getpid(), "shim_start_time": process_start_time(os.getpid())}
+    reuse = reuse and not (req.get("cgroup") or req.get("cleanup"))
+    attempt_dir = os.path.abspath(req["attempt_dir"])  # the shim enters the task's workdir to start it
     # First of all: from the claim on, a SIGTERM from the engine means "stop the attempt", never "die".
+    # A pipe of this attempt's own: a stop meant for an earlier attempt cannot reach this one.
     wake_r, wake_w = os.pipe()
     _become_reaper(wake_w)
     try:
@@ -119,18 +195,17 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
             os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot create {exc.filename}: {exc.strerror}"})
-        return 0
-    if not claim(attempt_dir, {"shim_pid": me, "shim_start_time": process_start_time(me), "attempt_id": req["attempt_id"],
-                               "stops_tree": True}):
+        return False
+    if not claim(attempt_dir, {**identity, "attempt_id": req["attempt_id"], "stops_tree": True}):
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": "attempt already settled (abandoned by recovery)"})
-        return 0
+        return False
     try:
         log_fd = os.open(req["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         write_json_atomically(os.path.join(attempt_dir, EXIT), {"exit_code": 127, "signal": None, "finished_at": time.time(),
                                                                 "error": f"cannot open log file: {exc}"}, sync=True)
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot open log file: {exc}"})
-        return 0
+        return False
     rfd, wfd = os.pipe()
     try:
         pid = _spawn_task(req, wfd)
@@ -144,23 +219,21 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
         result = {"exit_code": 127, "signal": None, "finished_at": time.time(), "error": f"{what}: {exc.strerror}"}
         write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=True)
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": result["error"]})
-        return 0
+        return False
     os.close(wfd)
     start = process_start_time(pid)
     proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     if req.get("cleanup"):  # for whoever settles the attempt if this shim vanishes (LocalExecutor.settle)
         proc["cleanup"] = list(req["cleanup"])
     write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
-    _reply(reply_fd, {"attempt_id": req["attempt_id"], "shim_pid": me, "shim_start_time": process_start_time(me),
-                      "stops_tree": True, **proc})
-    try:
-        os.close(reply_fd)  # do not hold the engine's pipe open for the task's lifetime
-    except OSError:
-        pass
-    tree = _Tree(me, pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"))
+    _reply(reply_fd, {"attempt_id": req["attempt_id"], **identity, "stops_tree": True, **proc})
+    if not reuse:
+        _let_go(reply_fd)
+    tree = _Tree(identity["shim_pid"], pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"))
     truncated, status = _supervise(rfd, wake_r, log_fd, int(req.get("log_max_bytes", 0)), tree)
+    signal.set_wakeup_fd(-1)  # the loop is over: a late signal (a cleanup's SIGCHLD, a stop) must not write there
+    os.close(wake_w)
     if req.get("cleanup") and tree.deadline is not None:
-        signal.set_wakeup_fd(-1)  # the loop is over (its pipe closed): the cleanup's SIGCHLD must not write there
         run_cleanup(req["cleanup"])
     code = os.waitstatus_to_exitcode(status)
     result = {
@@ -171,7 +244,7 @@ def run_shim(req: dict[str, Any], reply_fd: int) -> int:
     }
     os.close(log_fd)
     write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
-    return 0
+    return reuse
 
 
 CLEANUP_TIMEOUT_S = 60.0
@@ -429,6 +502,20 @@ def _write_all(fd: int, data: bytes) -> None:
             # the shim, which would then die without an exit record and leave the task orphaned.
             return
         view = view[n:]
+
+
+def _let_go(fd: int) -> None:
+    """Stop holding the reply pipe open; the descriptor number stays valid (on /dev/null), so a late
+    :func:`_reply` cannot write into a file that reused it."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, fd, inheritable=False)
+    except OSError:
+        pass
+    os.close(null)
 
 
 def _reply(fd: int, msg: dict[str, Any]) -> None:

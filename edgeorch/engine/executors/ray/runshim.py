@@ -2,7 +2,7 @@
 
 ``python -m edgeorch.engine.executors.ray.runshim`` reads one spawn request
 (JSON) on stdin and runs :func:`~edgeorch.engine.executors.local.shim.run_shim`
-with it: the same claim-free supervision as locally (its own session, a child
+with it (one attempt, never reused): the same claim-free supervision as locally (its own session, a child
 subreaper that stops the whole tree, the log cap, ``exit.json`` written last),
 answering on stdout. Only the folder differs: the request's ``attempt_dir`` is
 a spool folder on the node (the actor streams its log to the daemon).
@@ -37,7 +37,8 @@ def main() -> int:
         return 0  # the actor died before the death signal was armed: start nothing (it reports nothing either)
     from edgeorch.engine.executors.local.shim import run_shim
 
-    return run_shim(req, sys.stdout.fileno())
+    run_shim(req, sys.stdout.fileno(), reuse=False)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,213 @@
+"""A shim runs the next attempt once the engine has settled its last one (real zygote, shims and tasks).
+
+Reuse saves the fork of a Python process per attempt and the pages its
+child copies on write (executors/local/zygote.py); these tests hold the
+rules that make it safe: a shim is handed a request only after the engine
+released it, a shim that cannot be reused exits, a shim that dies holding a
+request it never answered does not lose that request, and an attempt whose
+exit is written is finished even while its shim lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import subprocess
+from dataclasses import replace
+
+from edgeorch.engine.executors.base import AttemptRecord, Verdict
+from edgeorch.engine.executors.local.executor import LocalExecutor
+from edgeorch.engine.procinfo import children_map, is_same_process, process_start_time
+from edgeorch.selfexec import module_argv, module_env
+
+from test_executors import IMPLS, Probe, request, run, until
+
+LOCAL = next(i for i in IMPLS if i.name == "local")
+
+
+def test_a_shim_runs_the_next_attempt_once_the_last_one_is_settled(tmp_path):
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            for attempt_id, code in ((1, 0), (2, 3), (3, 0)):
+                p.ex.spawn(request(tmp_path, attempt_id, f"exit {code}"))
+                assert (await p.exit_of(attempt_id)).exit_code == code
+            pids = {p.started[a].shim_pid for a in (1, 2, 3)}
+            assert len(pids) == 1, f"each attempt had a shim of its own: {pids}"
+            assert p.order == [("started", 1), ("exited", 1), ("started", 2), ("exited", 2), ("started", 3), ("exited", 3)]
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
+def test_a_stop_for_a_settled_attempt_never_reaches_the_next_attempt_of_its_shim(tmp_path):
+    go = tmp_path / "go"
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(request(tmp_path, 1, "true"))
+            await p.exit_of(1)
+            p.ex.stop(1)  # late: the attempt is settled
+            p.ex.spawn(request(tmp_path, 2, f"while [ ! -e {go} ]; do sleep 0.02; done; exit 7"))
+            await until(lambda: 2 in p.started, what="start")
+            assert p.started[2].shim_pid == p.started[1].shim_pid
+            go.touch()
+            info = await p.exit_of(2)
+            assert info.exit_code == 7 and info.signal is None
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
+def test_a_shim_that_ran_a_cleanup_attempt_exits_and_is_not_reused(tmp_path):
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(replace(request(tmp_path, 1, "true"), cleanup=["true"]))
+            await p.exit_of(1)
+            first = p.started[1]
+            await until(lambda: not is_same_process(first.shim_pid, first.shim_start_time), what="the shim to exit")
+            p.ex.spawn(request(tmp_path, 2, "true"))
+            await p.exit_of(2)
+            assert p.started[2].shim_pid != first.shim_pid
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
+def _zygote_children(zygote_pid: int) -> list[int]:
+    return children_map().get(zygote_pid, [])
+
+
+def test_a_request_whose_shim_died_before_answering_is_settled_as_never_run(tmp_path):
+    """The shim handed the request is stopped, then killed before it reads it: the request is settled
+    (never ran, not the task's fault) instead of waiting forever for an answer."""
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            zpid = p.ex.zygote_pid  # type: ignore[attr-defined]
+            await until(lambda: len(_zygote_children(zpid)) == 1, what="the zygote's spare shim")
+            (spare,) = _zygote_children(zpid)
+            os.kill(spare, signal.SIGSTOP)
+            p.ex.spawn(request(tmp_path, 1, "true"))
+            # Handed to the stopped spare (the only idle shim), after which the zygote forks a new spare.
+            await until(lambda: len(_zygote_children(zpid)) == 2, what="a new spare after the hand-over")
+            os.kill(spare, signal.SIGKILL)
+            info = await p.exit_of(1)
+            assert info.lost and info.uncharged and 1 not in p.started
+            assert json.loads((tmp_path / "attempt-1" / "owner.json").read_text()) == {"abandoned": True}
+            p.ex.spawn(request(tmp_path, 2, "exit 4"))  # the launcher goes on
+            assert (await p.exit_of(2)).exit_code == 4
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
+def test_adopting_an_attempt_whose_exit_is_written_finishes_it_while_its_shim_lives_on(tmp_path):
+    adir = tmp_path / "attempt-1"
+    adir.mkdir()
+    me = os.getpid()  # a live process standing for the shim, now idle or running another attempt
+    (adir / "owner.json").write_text(json.dumps({"shim_pid": me, "shim_start_time": process_start_time(me),
+                                                 "attempt_id": 1, "stops_tree": True}))
+    (adir / "proc.json").write_text(json.dumps({"pid": 999_999_999, "pid_start_time": 1, "pgid": 999_999_999}))
+    (adir / "exit.json").write_text(json.dumps({"exit_code": 3, "signal": None, "finished_at": 1.0}))
+
+    async def body() -> None:
+        ex = LocalExecutor(asyncio.get_running_loop(), lambda *a: None, lambda *a: None)
+        try:
+            adoption = ex.adopt(AttemptRecord(1, str(adir)))
+            assert adoption.verdict is Verdict.FINISHED
+            assert adoption.exit is not None and adoption.exit.exit_code == 3
+        finally:
+            ex.close()
+
+    run(body)
+
+
+class _Zygote:
+    """The zygote process driven by hand: request lines in, reply lines out."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(module_argv("edgeorch.engine.executors.local.zygote", site=False),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=module_env(),
+                                     start_new_session=True)
+        self.buf = b""
+
+    def send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def reply(self, timeout: float = 20) -> dict:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            assert ready, "no reply from the zygote or its shims"
+            chunk = os.read(fd, 1 << 16)
+            assert chunk, "the reply pipe closed"
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def until_ended(self, attempt_id: int) -> dict:
+        """The started reply of ``attempt_id``, read up to its end."""
+        started = self.reply()
+        assert started["attempt_id"] == attempt_id and "pid" in started, started
+        assert self.reply() == {"attempt_id": attempt_id, "ended": True, "shim_pid": started["shim_pid"]}
+        return started
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def test_the_zygote_hands_a_shim_a_request_only_after_the_engine_released_it(tmp_path):
+    z = _Zygote()
+    try:
+        def req(attempt_id: int) -> bytes:
+            return request(tmp_path, attempt_id, "true").to_json().encode()
+
+        z.send(req(1))
+        first = z.until_ended(1)["shim_pid"]
+        z.send(req(2))  # shim `first` has ended its attempt but is not released: another shim runs this one
+        second = z.until_ended(2)["shim_pid"]
+        assert second != first
+        z.send(b'{"release": %d}' % first)
+        z.send(req(3))
+        assert z.until_ended(3)["shim_pid"] == first
+        z.send(b'{"release": 12345678}')  # not a shim of this zygote: ignored
+        z.send(b'{"release": "x"}')
+        z.send(b'{"release": %d}' % second)
+        z.send(req(4))
+        assert z.until_ended(4)["shim_pid"] == second  # the most recently released is used first
+    finally:
+        z.close()
+
+
+def test_idle_shims_exit_when_the_zygote_does(tmp_path):
+    z = _Zygote()
+    z.send(request(tmp_path, 1, "true").to_json().encode())
+    shim = z.until_ended(1)["shim_pid"]
+    z.send(b'{"release": %d}' % shim)
+    idle = {pid: process_start_time(pid) for pid in _zygote_children(z.proc.pid)}
+    assert shim in idle  # released, waiting; and the spare beside it
+    z.close()
+
+    async def gone() -> None:
+        await until(lambda: not any(is_same_process(pid, start) for pid, start in idle.items()),
+                    what="the idle shims to exit")
+
+    run(gone)
