@@ -2,7 +2,7 @@
 
 The engine talks to an executor only through :class:`Executor` and the plain
 data below. Implementations: :class:`~edgeorch.engine.executors.local.executor.LocalExecutor`
-(a zygote forks one supervising shim per attempt) and
+(a zygote forks supervising shims, one attempt at a time each) and
 :class:`~edgeorch.engine.executors.ray.executor.RayExecutor` (one detached Ray
 actor per attempt, on a node of a Ray cluster). One contract test suite
 (``tests/contract/test_executors.py``) runs against every implementation, so

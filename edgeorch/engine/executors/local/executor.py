@@ -1,4 +1,4 @@
-"""The local executor: a zygote forks one supervising shim per attempt.
+"""The local executor: a zygote forks supervising shims, each running one attempt at a time.
 
 It implements :class:`~edgeorch.engine.executors.base.Executor` (the
 contract is there); how it keeps it:
@@ -12,8 +12,8 @@ contract is there); how it keeps it:
 - ``on_started(attempt_id, ProcInfo)`` comes at most once, before
   ``on_exited``; ``on_exited(attempt_id, ExitInfo)`` exactly once per spawned
   or watched attempt (unless :meth:`close` came first), always on the loop,
-  and only after **no process of the attempt is alive** (the shim exits
-  last; see ``shim.py``).
+  and only after **no process of the attempt is alive** (the shim writes
+  ``exit.json`` last, then reports the end or exits; see ``shim.py``).
 - :meth:`stop` asks for a graceful stop: SIGTERM to every process of the
   attempt now, SIGKILL to all of them ``kill_grace`` later, whatever the
   task's leader does (the shim carries it out, so it survives a restart of
@@ -24,7 +24,9 @@ contract is there); how it keeps it:
 
 Shims are watched through pidfds (which work for processes that are not our
 children, so an engine restarted after a crash can adopt shims started by its
-predecessor).
+predecessor). A shim of the current zygote reports an attempt's end on the
+reply pipe and is then released for another one (``zygote.py``: why, and
+the order that keeps a stop from reaching the wrong attempt).
 """
 
 from __future__ import annotations

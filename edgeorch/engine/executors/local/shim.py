@@ -1,4 +1,4 @@
-"""The per-attempt supervisor ("shim"), forked from the zygote.
+"""The attempt supervisor ("shim"), forked from the zygote; reused for the next attempt when it can be.
 
 Contract, in order:
 
