@@ -211,3 +211,37 @@ def test_idle_shims_exit_when_the_zygote_does(tmp_path):
                     what="the idle shims to exit")
 
     run(gone)
+
+
+def test_the_zygote_never_blocks_on_a_full_reply_pipe_and_sends_what_waited_once_there_is_room():
+    """The engine may be blocked writing requests to the zygote while its reply pipe is full: the zygote's own
+    message (a shim gone) waits in memory instead of blocking it, and goes out once the pipe has room."""
+    from edgeorch.engine.executors.local.zygote import _Shims
+
+    reply_r, reply_w = os.pipe()
+    os.set_blocking(reply_w, False)
+    filled = 0
+    try:
+        while True:
+            filled += os.write(reply_w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(reply_w, True)  # as the zygote's stdout: a blocking write would hang here
+    shims = _Shims(reply_w)
+    req_r, req_w = os.pipe()  # a shim's request pipe; its reader closes: the shim is gone
+    shims.pipes[4242], shims.by_fd[req_w], shims.handed[4242] = req_w, 4242, b"17"
+    shims.poll.register(req_w, 0)
+    os.close(req_r)
+    shims.gone(4242)  # returns at once
+    assert shims.outbox == [b'{"attempt_id": 17, "shim_gone": true}\n'] and 4242 not in shims.pipes
+    assert dict(shims.poll.poll(0)).get(reply_w) is None  # no room yet: not reported writable
+    drained = b""
+    while len(drained) < filled:
+        drained += os.read(reply_r, 1 << 16)
+    assert (reply_w, select.POLLOUT) in shims.poll.poll(0)
+    shims.flush()
+    assert shims.outbox == []
+    assert json.loads(os.read(reply_r, 4096)) == {"attempt_id": 17, "shim_gone": True}
+    assert shims.poll.poll(0) == []  # nothing polled for the reply pipe once nothing waits
+    os.close(reply_r)
+    os.close(reply_w)

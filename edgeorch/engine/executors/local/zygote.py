@@ -53,6 +53,7 @@ class _Shims:
         self.by_fd: dict[int, int] = {}  # write end -> shim pid
         self.idle: list[int] = []  # pids; the last one is used first (its pages are the warmest)
         self.handed: dict[int, bytes] = {}  # shim pid -> the attempt id of the request it was last given
+        self.outbox: list[bytes] = []  # our own messages to the engine that the reply pipe had no room for
         self.poll = select.poll()
 
     def fork(self) -> None:
@@ -85,8 +86,30 @@ class _Shims:
         the engine's to settle, as one the zygote took with it (``LocalExecutor._settle_orphans``)."""
         attempt_id = self.handed.pop(pid, None)
         if attempt_id is not None:
-            _write_all(self.reply_fd, b'{"attempt_id": ' + attempt_id + b', "shim_gone": true}\n')
+            self.outbox.append(b'{"attempt_id": ' + attempt_id + b', "shim_gone": true}\n')
+            self.flush()
         self.forget(pid)
+
+    def flush(self) -> None:
+        """Write what waits in :attr:`outbox` while the reply pipe has room, never blocking: the engine may
+        be blocked writing to us meanwhile (then it reads its replies only after we read its requests).
+        What is left waits for the pipe to be writable (the main loop polls for it)."""
+        while self.outbox:
+            if not select.select([], [self.reply_fd], [], 0)[1]:
+                break  # writable means room for at least one page: a message this short fits whole
+            try:
+                os.write(self.reply_fd, self.outbox[0])
+            except OSError:
+                self.outbox.clear()  # the engine is gone: nobody to tell
+                break
+            self.outbox.pop(0)
+        if self.outbox:
+            self.poll.register(self.reply_fd, select.POLLOUT)
+        else:
+            try:
+                self.poll.unregister(self.reply_fd)  # polled only while something waits (else its errors spin)
+            except KeyError:
+                pass
 
     def forget(self, pid: int) -> None:
         wfd = self.pipes.pop(pid, None)
@@ -170,6 +193,9 @@ def main() -> int:
     buf = b""
     while True:
         for fd, _ in shims.poll.poll():
+            if fd == shims.reply_fd:
+                shims.flush()
+                continue
             if fd != 0:
                 pid = shims.by_fd.get(fd)
                 if pid is not None:
