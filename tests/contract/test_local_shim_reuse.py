@@ -245,3 +245,34 @@ def test_the_zygote_never_blocks_on_a_full_reply_pipe_and_sends_what_waited_once
     assert shims.poll.poll(0) == []  # nothing polled for the reply pipe once nothing waits
     os.close(reply_r)
     os.close(reply_w)
+
+
+def test_a_shim_exits_after_its_last_allowed_attempt_instead_of_saying_it_waits(tmp_path, monkeypatch):
+    """Its end is then seen as its exit: no request is ever handed to a shim that is on its way out."""
+    import edgeorch.engine.executors.local.shim as shim_module
+
+    monkeypatch.setattr(shim_module, "MAX_ATTEMPTS", 2)
+    reply_r, reply_w = os.pipe()
+    req_r, req_w = os.pipe()
+    for attempt_id in (1, 2, 3):
+        os.write(req_w, request(tmp_path, attempt_id, "true").to_json().encode() + b"\n")
+    pid = os.fork()
+    if pid == 0:  # the shim, as the zygote forks it
+        code = 1
+        try:
+            os.close(reply_r)
+            os.close(req_w)
+            os.setsid()
+            code = shim_module.serve(req_r, reply_w)
+        finally:
+            os._exit(code)
+    os.close(reply_w)
+    os.close(req_r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    replies = [json.loads(line) for line in os.read(reply_r, 1 << 16).splitlines()]
+    os.close(reply_r)
+    os.close(req_w)
+    assert [(r["attempt_id"], "ended" in r) for r in replies] == [(1, False), (1, True), (2, False)]
+    assert not (tmp_path / "attempt-3").exists()  # never taken
+    assert json.loads((tmp_path / "attempt-2" / "exit.json").read_text())["exit_code"] == 0

@@ -132,14 +132,16 @@ def serve(rfd: int, reply_fd: int) -> int:
     me = os.getpid()
     identity = {"shim_pid": me, "shim_start_time": process_start_time(me)}
     lines = _Lines(rfd)
-    for _ in range(MAX_ATTEMPTS):
+    for number in range(1, MAX_ATTEMPTS + 1):
         req: dict[str, Any] = {}
         try:
             line = lines.next()
             if line is None:
                 return 0
             req = json.loads(line)
-            if not run_shim(req, reply_fd, identity):
+            # The last one allowed ends with the shim's exit, not an "ended" message: a shim that said it
+            # waits must read its pipe, or a request handed to it would be lost with it.
+            if not run_shim(req, reply_fd, identity, reuse=number < MAX_ATTEMPTS):
                 return 0
             # What the attempt changed in this process, back as it was for the next one.
             os.chdir(home)
@@ -148,7 +150,7 @@ def serve(rfd: int, reply_fd: int) -> int:
             _reply(reply_fd, {"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"})
             return 1
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "ended": True, "shim_pid": me})
-    return 0
+    return 0  # pragma: no cover - the last attempt returns above
 
 
 class _Lines:
