@@ -65,6 +65,24 @@ def test_a_stop_for_a_settled_attempt_never_reaches_the_next_attempt_of_its_shim
     run(body)
 
 
+def test_a_shim_whose_attempt_was_stopped_runs_the_next_one_untouched(tmp_path):
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(request(tmp_path, 1, "sleep 30 & wait", kill_grace=0.2))
+            await until(lambda: 1 in p.started, what="start")
+            p.ex.stop(1)
+            assert (await p.exit_of(1)).signal == signal.SIGTERM
+            p.ex.spawn(request(tmp_path, 2, "sleep 0.3; exit 5"))  # outlives the first one's grace period
+            info = await p.exit_of(2)
+            assert info.exit_code == 5 and info.signal is None
+            assert p.started[2].shim_pid == p.started[1].shim_pid
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
 def test_a_shim_that_ran_a_cleanup_attempt_exits_and_is_not_reused(tmp_path):
     async def body() -> None:
         p = Probe(LOCAL, asyncio.get_running_loop())
