@@ -106,6 +106,7 @@ class LocalExecutor(Executor):
         self._restarts = 0
         self._restart_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._flush_armed = False  # a release line waits in the request pipe's buffer (_on_ended)
 
     # -- the zygote --------------------------------------------------------------------
 
@@ -371,11 +372,25 @@ class LocalExecutor(Executor):
             return  # settled already (the shim's exit was seen first): it is not waiting
         self._on_shim_exit(attempt_id)
         if z is not None and z is self._zygote and isinstance(shim_pid, int) and z.popen.stdin is not None:
-            try:  # a shim of an older zygote is not reused: its zygote is gone, so it exits
+            # A shim of an older zygote is not reused: its zygote is gone, so it exits. The line is buffered
+            # and goes out with the next request (the settlement above often starts one) or at the end of
+            # this turn of the loop: one write and one wake-up of the zygote instead of two.
+            try:
                 z.popen.stdin.write(b'{"release": %d}\n' % shim_pid)
+            except OSError:
+                return  # the zygote is dying: the shim reads EOF and exits
+            if not self._flush_armed:
+                self._flush_armed = True
+                self.loop.call_soon(self._flush_requests)
+
+    def _flush_requests(self) -> None:
+        self._flush_armed = False
+        z = self._zygote
+        if z is not None and z.popen.stdin is not None and not z.popen.stdin.closed:
+            try:
                 z.popen.stdin.flush()
             except OSError:
-                pass  # the zygote is dying: the shim reads EOF and exits
+                pass  # the zygote is dying: its pidfd fires (a release needs no settling)
 
     def _on_shim_exit(self, attempt_id: int) -> None:
         fd, attempt_dir = self._watched.pop(attempt_id)
