@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 from dataclasses import replace
 
 from edgeorch.engine.executors.base import AttemptRecord, Verdict
@@ -265,32 +266,19 @@ def test_the_zygote_never_blocks_on_a_full_reply_pipe_and_sends_what_waited_once
     os.close(reply_w)
 
 
-def test_a_shim_exits_after_its_last_allowed_attempt_instead_of_saying_it_waits(tmp_path, monkeypatch):
+def test_a_shim_exits_after_its_last_allowed_attempt_instead_of_saying_it_waits(tmp_path):
     """Its end is then seen as its exit: no request is ever handed to a shim that is on its way out."""
-    import edgeorch.engine.executors.local.shim as shim_module
-
-    monkeypatch.setattr(shim_module, "MAX_ATTEMPTS", 2)
-    reply_r, reply_w = os.pipe()
-    req_r, req_w = os.pipe()
-    for attempt_id in (1, 2, 3):
-        os.write(req_w, request(tmp_path, attempt_id, "true").to_json().encode() + b"\n")
-    pid = os.fork()
-    if pid == 0:  # the shim, as the zygote forks it
-        code = 1
-        try:
-            os.close(reply_r)
-            os.close(req_w)
-            os.setsid()
-            code = shim_module.serve(req_r, reply_w)
-        finally:
-            os._exit(code)
-    os.close(reply_w)
-    os.close(req_r)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    replies = [json.loads(line) for line in os.read(reply_r, 1 << 16).splitlines()]
-    os.close(reply_r)
-    os.close(req_w)
+    # A fresh interpreter, not a fork of this (threaded) test process: the shim's body with requests on stdin.
+    body = ("import os, sys\n"
+            "import edgeorch.engine.executors.local.shim as shim\n"
+            "shim.MAX_ATTEMPTS = 2\n"
+            "os.setsid()\n"
+            "sys.exit(shim.serve(0, 1))\n")
+    requests = b"".join(request(tmp_path, a, "true").to_json().encode() + b"\n" for a in (1, 2, 3))
+    proc = subprocess.run([sys.executable, "-c", body], input=requests, capture_output=True, env=module_env(),
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(r["attempt_id"], "ended" in r) for r in replies] == [(1, False), (1, True), (2, False)]
     assert not (tmp_path / "attempt-3").exists()  # never taken
     assert json.loads((tmp_path / "attempt-2" / "exit.json").read_text())["exit_code"] == 0
