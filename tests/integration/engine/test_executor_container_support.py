@@ -46,7 +46,9 @@ def test_a_stopped_attempt_is_cleaned_up_before_its_exit_is_reported(tmp_path):
         p = Probe(asyncio.get_running_loop())
         try:
             p.ex.spawn(_request(tmp_path, 1, "trap '' TERM; echo up; while true; do sleep 0.05; done", marker))
-            await until(lambda: 1 in p.started, what="the start")
+            log = tmp_path / "attempt-1" / "output.log"
+            # Stopped once the task ignores SIGTERM ("up" follows the trap): only the SIGKILL after the grace ends it.
+            await until(lambda: 1 in p.started and log.exists() and b"up" in log.read_bytes(), what="the start")
             p.ex.stop(1)
             await until(lambda: 1 in p.exited, what="the end")
             assert marker.read_text() == "cleaned\n"  # done when the exit is reported, not after
