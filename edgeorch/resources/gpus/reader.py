@@ -139,6 +139,7 @@ class GpuReader:
         self._again: tuple[set[str], bool] | None = None
         self._current: tuple[str, float] | None = None
         self._bugs: set[str] = set()
+        self._generation = 0  # bumped by invalidate(): a refresh begun before it is not fresh
 
     @property
     def threaded(self) -> bool:
@@ -174,8 +175,10 @@ class GpuReader:
 
     def invalidate(self) -> None:
         """Forget the latest snapshot's freshness: the next decision asks for a new one (its full readings
-        stay for the report)."""
+        stay for the report). A refresh already under way when this is called reads partly before it,
+        so its snapshot is stored as stale too (else it would make the invalidation a no-op)."""
         with self._lock:
+            self._generation += 1
             if self._latest is not None:
                 self._latest = GpuSnapshot(self._latest.taken_at, float("-inf"), self._latest.free,
                                            self._latest.unreadable, self._latest.lost, self._latest.processes,
@@ -255,6 +258,8 @@ class GpuReader:
             procs, full = again
 
     def _refresh(self, procs: set[str], full: bool) -> None:
+        with self._lock:
+            generation = self._generation
         taken = self._clock()
         b = self.backend
         free: dict[str, int] = {}
@@ -291,6 +296,8 @@ class GpuReader:
             events = []
         done = self._clock()
         with self._lock:
+            if generation != self._generation:  # invalidated while it read: usable for nothing but the report
+                done = float("-inf")
             self._events += events
             prev = self._latest
             kept = readings if full or prev is None else prev.readings  # the last full readings, for the report

@@ -28,7 +28,9 @@ def test_a_wedged_nvml_holds_gpu_tasks_only_and_they_start_when_it_answers(works
     """)
 
     async def body(engine, pipelines):
-        wedge = engine.res.backend.block("free_memory")
+        # A wedged NVML answers nothing: the full reading asked for at start (which may not have begun
+        # yet on a busy machine) blocks too, or it would bring a fresh reading and the task would start.
+        wedges = [engine.res.backend.block(call) for call in ("free_memory", "reading")]
         engine.res.reader.invalidate()  # the reading taken at start is not enough: the next decision reads again
         try:
             gpu_run = engine.submit(pipelines["gpu"], resolve_params(pipelines["gpu"], {}))
@@ -38,7 +40,8 @@ def test_a_wedged_nvml_holds_gpu_tasks_only_and_they_start_when_it_answers(works
             (waiting,) = await until(lambda: engine.resources_report()["queue"], what="the GPU task queued")
             assert waiting["reason_kind"] == "gpu_unreadable", waiting
         finally:
-            wedge.set()
+            for wedge in wedges:
+                wedge.set()
         return await engine.wait_run(gpu_run)
 
     assert run_engine(workspace, body) == RunState.SUCCEEDED

@@ -107,6 +107,32 @@ def test_a_snapshot_is_used_only_while_young() -> None:
     assert reader.latest(2.0) is None and reader.latest() is not None
 
 
+def test_a_refresh_under_way_when_invalidated_does_not_bring_freshness_back() -> None:
+    # It read free memory before the invalidation and stores after it: its snapshot must not count as
+    # fresh (an engine test once saw a GPU task placed on such a reading, never queued).
+    fake = FakeBackend({"gpu": [{"uuid": GPU, "memory": "10G"}]})
+    wedge = fake.block("poll_health")  # the last call of a refresh: free memory is read already
+    reader = GpuReader(fake, [GPU], worker=GpuWorker(), clock=Clock())
+    updated = threading.Event()
+    reader.on_update = updated.set
+    try:
+        reader.request()
+        assert fake.entered("poll_health").wait(10)
+        reader.invalidate()
+        wedge.set()
+        assert updated.wait(10), "the refresh never finished"
+        snap = reader.latest()
+        assert snap is not None and GPU in snap.free  # kept for the report
+        assert reader.latest(60.0) is None  # but stale: the next decision asks again
+        updated.clear()
+        reader.request()  # a refresh begun after the invalidation is fresh again
+        assert updated.wait(10)
+        assert reader.latest(60.0) is not None
+    finally:
+        wedge.set()
+        reader.close()
+
+
 def test_a_backend_bug_becomes_an_unreadable_gpu_not_a_dead_worker() -> None:
     fake = FakeBackend({"gpu": [{"uuid": GPU, "memory": "10G"}]})
     fake.fail_with(GPU, None, exc=lambda: RuntimeError("bug"))
