@@ -1220,8 +1220,13 @@ class Engine:
         verdict = check.get("verdict") if check else None
         artifacts: list[dict[str, Any]] = []
         reason: str | None = None
-        if info.uncharged:
+        free = info.uncharged and settlement.relaunch_is_free(ctx.uncharged.get(la.task, 0))
+        if free:
             astate, reason = AttemptState.ABANDONED, f"{info.error}; relaunched (not counted as a retry)"
+        elif info.uncharged:
+            astate, reason = AttemptState.ABANDONED, (
+                f"{info.error}; counted as a retry: edgeorch lost {settlement.FREE_RELAUNCHES} attempts of this "
+                "task already (see the log and `edgeorch events` for the launcher's health)")
         elif info.lost:
             astate, reason = AttemptState.ABANDONED, info.error
         elif la.stop_reason == "gpu_memory":
@@ -1256,7 +1261,7 @@ class Engine:
         violation = (not ok and verdict == "violation" and info.exit_code == EXIT_VIOLATION)
         if violation:
             reason = f"violation: {check.get('message', '')}" if check else "violation"
-        end = settlement.AttemptEnd(la.task, la.number, ok, reason, uncharged=info.uncharged,
+        end = settlement.AttemptEnd(la.task, la.number, ok, reason, uncharged=free,
                                     stopped_for_cancel=la.stop_reason == "cancelled",
                                     retryable=not violation and budget_refused is None)
         decided = settlement.settle_attempt(self._view(ctx), end, settlement.RetryPolicy.of(spec),
@@ -1270,7 +1275,7 @@ class Engine:
                     attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
                     task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at),
                     artifacts=artifacts, checkpoints=checkpoints, results=rows, verdict=verdict,
-                    finished_at=info.finished_at, charged=not info.uncharged,
+                    finished_at=info.finished_at, charged=not free,
                 )
                 if ok and claim is not None:  # the release's spend, with the rows it recorded
                     privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)
@@ -1295,7 +1300,7 @@ class Engine:
         if ran_ok and la.started_at is not None:
             finished = info.finished_at if info.finished_at is not None else self.clock()
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
-        if info.uncharged:
+        if free:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
         if registered is not None and registered["unchanged"]:  # the same artifact and metrics: no version added
             v = registered["version"]

@@ -151,6 +151,19 @@ class Settlement:
 # -- the rules -----------------------------------------------------------------------------------
 
 
+FREE_RELAUNCHES = 10
+"""How many attempts of one task in one run that edgeorch itself lost (its launcher died, it stopped while
+starting them, a cluster node could not start their supervisor) are relaunched free of charge. A fault
+that repeats (every shim killed as it starts, a node that never starts a supervisor) would otherwise
+relaunch forever, an attempt row and its audit records each time; later losses count as retries."""
+
+
+def relaunch_is_free(lost_free_so_far: int) -> bool:
+    """Whether an attempt lost to edgeorch is relaunched free (``uncharged``), after ``lost_free_so_far``
+    such attempts of its task in its run; if not, it is a charged failure (retry with delay, or fail)."""
+    return lost_free_so_far < FREE_RELAUNCHES
+
+
 def unmet_upstreams(needs: Mapping[str, Sequence[str]], states: Mapping[str, TaskState]) -> dict[str, int]:
     """Per task, how many of its upstreams have not finished with usable outputs (ran or cache hit)."""
     return {n: sum(1 for u in ups if not states[u].done_ok) for n, ups in needs.items()}

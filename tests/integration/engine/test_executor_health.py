@@ -66,3 +66,28 @@ def test_a_request_lost_with_the_zygote_is_relaunched_without_charging_a_retry(w
     attempts = harness.store().attempts.of_run(run_id, "only")
     assert [(a["state"], a["charged"]) for a in attempts] == [("abandoned", 0), ("exited", 1)]
     assert "task launcher died" in attempts[0]["reason"]
+
+
+def test_a_lost_request_beyond_the_free_relaunches_is_charged_and_fails_a_task_without_retries(
+        workspace, harness, monkeypatch):
+    # A fault that repeats must end: after FREE_RELAUNCHES lost attempts (here none are free) a loss is charged.
+    from edgeorch.engine import settlement
+
+    monkeypatch.setattr(settlement, "FREE_RELAUNCHES", 0)
+    workspace.pipeline("p", """
+        [tasks.only]
+        command = ["true"]
+        retries = 0
+    """)
+
+    async def lose_the_request(engine, run_id):
+        z = engine.executor.zygote_pid
+        os.kill(z, signal.SIGSTOP)
+        await _until(lambda: engine.executor._in_flight)
+        os.kill(z, signal.SIGKILL)
+
+    run_id, state = harness.run("p", during=lose_the_request)
+    assert state == RunState.FAILED
+    (attempt,) = harness.store().attempts.of_run(run_id, "only")
+    assert (attempt["state"], attempt["charged"]) == ("abandoned", 1)
+    assert "task launcher died" in attempt["reason"] and "counted as a retry" in attempt["reason"]

@@ -140,6 +140,28 @@ def test_a_run_of_lost_attempts_never_fails_a_task_without_retries():
     assert s.run_finished == RunState.SUCCEEDED
 
 
+def test_lost_attempts_beyond_the_free_relaunches_count_as_retries_so_a_repeating_fault_ends():
+    # The engine's rule: an attempt edgeorch lost is free while fewer than FREE_RELAUNCHES were; then charged.
+    run = FakeRun({"t": ()}, {"t": T.RUNNING})
+    number = 0
+    while True:
+        number += 1
+        free = st.relaunch_is_free(run.uncharged.get("t", 0))
+        s = run.apply(st.settle_attempt(run.view(), fail("t", number, uncharged=free),
+                                        policy(1, delay=1.0, jitter=0.0), now=0.0, rand=0.0))
+        if not free:
+            break
+        assert s.task.state == T.READY
+        run.uncharged["t"] = run.uncharged.get("t", 0) + 1
+        run.states["t"] = T.RUNNING
+    assert number == st.FREE_RELAUNCHES + 1
+    assert (s.task.state, "retry 2/2" in (s.task.reason or "")) == (T.RETRY_WAIT, True)  # the one retry, with its delay
+    run.states["t"] = T.RUNNING
+    s = run.apply(st.settle_attempt(run.view(), fail("t", number + 1, uncharged=st.relaunch_is_free(10)),
+                                    policy(1), now=0.0, rand=0.0))
+    assert s.task.state == T.FAILED and s.run_finished == RunState.FAILED
+
+
 # -- readiness ----------------------------------------------------------------------------------------
 
 
