@@ -334,7 +334,8 @@ class LocalExecutor(Executor):
         never_ran = Adoption(Verdict.LOST, exit=ExitInfo(
             None, None, None, lost=True, uncharged=True,
             error="the attempt never started (engine stopped while starting it)"))
-        if read_exit(adir) is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
+        ended = read_exit(adir)
+        if ended is None and not Path(adir, OWNER).exists() and settle_unowned(adir):
             # No shim claimed it and now none ever will: it never ran, and that is not the task's doing.
             return never_ran
         owner = read_json(Path(adir, OWNER)) or {}
@@ -343,7 +344,8 @@ class LocalExecutor(Executor):
         proc = read_json(Path(adir, PROC))
         started = ProcInfo(proc["pid"], proc.get("pid_start_time"), proc["pgid"], owner.get("shim_pid") or 0,
                            owner.get("shim_start_time")) if proc and proc.get("pgid") else None
-        ended = read_exit(adir)
+        if ended is None:  # read again: a shim that claimed it after the first look may have finished since
+            ended = read_exit(adir)
         if ended is not None:  # written once nothing of the attempt runs (its shim may live on, reused)
             return Adoption(Verdict.FINISHED, started=started, exit=ended)
         if self._follow(record.attempt_id, adir, owner.get("shim_pid") or 0, owner.get("shim_start_time"),
