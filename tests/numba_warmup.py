@@ -23,7 +23,8 @@ calls): the daemon's background warm-up and the suite agree on what "warm"
 means, and the marker travels with each private copy, so a test daemon finds
 its cache warm and starts no warm-up. ``python tests/numba_warmup.py DIR``
 runs the daemon's warm-up body in DIR itself (no staging folder: the caller
-holds the lock) in a fresh interpreter (what :func:`warm` starts).
+holds the lock) in a fresh interpreter; :func:`warm` first compiles its two
+halves side by side (``--part``), then that (``--merge``): see :func:`_compile`.
 """
 
 from __future__ import annotations
@@ -59,13 +60,35 @@ def warm(shared: Path | None = None) -> Path:
     shared = shared or shared_dir()
     with _locked(shared):
         if not is_warm(shared):  # the marker is written by the warm-up, once everything compiled
-            env = dict(os.environ, NUMBA_CACHE_DIR=str(shared))
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-            proc = subprocess.run([sys.executable, __file__, str(shared)], env=env, capture_output=True, text=True,
-                                  timeout=900)
-            if proc.stderr:
-                print(proc.stderr[-2000:], file=sys.stderr)
+            _compile(shared)
     return shared
+
+
+def _compile(shared: Path) -> None:
+    """Compile every kernel into ``shared`` (the caller holds its lock) on two cores.
+
+    A cold warm-up is ~40 s of CPU in one thread, paid before any test runs (pytest-xdist starts its
+    workers after it), so the suite's other core would idle. The profile kernels (about half of it)
+    and the rest compile in two processes, each in a folder of its own (numba's cache takes no
+    concurrent writers); a last process installs both into ``shared`` and runs the whole warm-up
+    there, which loads what they compiled and compiles only what a kept index lacked (a function
+    both compiled: one index is kept, the other's signatures compile here).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix=".parallel-", dir=shared) as tmp:  # beside it: install hard-links
+        parts = {"profile": Path(tmp, "profile"), "rest": Path(tmp, "rest")}
+        procs = [subprocess.Popen([sys.executable, __file__, "--part", name, str(folder)],
+                                  env=dict(env, NUMBA_CACHE_DIR=str(folder)), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for name, folder in parts.items()]
+        for proc in procs:
+            _, err = proc.communicate(timeout=900)
+            if err:
+                print(err[-2000:], file=sys.stderr)
+        proc = subprocess.run([sys.executable, __file__, "--merge", *map(str, parts.values()), "--", str(shared)],
+                              env=dict(env, NUMBA_CACHE_DIR=str(shared)), capture_output=True, text=True, timeout=900)
+    if proc.stderr:
+        print(proc.stderr[-2000:], file=sys.stderr)
 
 
 def private_copy(dest: Path, shared: Path | None = None) -> Path:
@@ -85,10 +108,25 @@ def _locked(shared: Path) -> Iterator[None]:
         yield
 
 
-if __name__ == "__main__":
-    from edgeorch.kernels.warmup import warm as _warm_in_place
+def _main(argv: list[str]) -> list[str]:
+    """``--part profile|rest DIR``: compile that part in DIR (a folder of its own).
+    ``[--merge DIR... --] SHARED``: install each DIR into SHARED, then the whole warm-up in SHARED (the
+    caller holds SHARED's lock: no staging). Returns the failed calls."""
+    from edgeorch.kernels import warmup as W
 
-    _, failures = _warm_in_place(Path(sys.argv[1]))  # the caller holds the folder's lock: no staging
-    for failure in failures:
+    if argv[0] == "--part":
+        os.environ["NUMBA_CACHE_DIR"] = argv[2]
+        return W.compile_everything(slice(0, W.PROFILE_STEPS) if argv[1] == "profile" else slice(W.PROFILE_STEPS, None))
+    if argv[0] == "--merge":
+        end = argv.index("--")
+        for folder in argv[1:end]:
+            W.install(Path(folder), Path(argv[end + 1]))
+        argv = argv[end + 1:]
+    _, failures = W.warm(Path(argv[0]))
+    return failures
+
+
+if __name__ == "__main__":
+    for failure in _main(sys.argv[1:]):
         print(f"tests/numba_warmup.py: a step failed (what it compiles, workers compile as used): {failure}",
               file=sys.stderr)
