@@ -16,7 +16,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,12 @@ def short_tmp_path() -> Iterator[Path]:
 @pytest.fixture
 def workspace(tmp_path: Path) -> "Workspace":
     return Workspace(tmp_path)
+
+
+@pytest.fixture
+def cli_in_process() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """:func:`run_cli_in_process`, for tests with a config of their own (no :class:`Workspace`)."""
+    return run_cli_in_process
 
 
 @pytest.fixture(scope="module")
