@@ -95,7 +95,7 @@ def private_copy(dest: Path, shared: Path | None = None) -> Path:
     """Warm the shared cache if needed (:func:`warm`), then copy it to ``dest`` (created); returns ``dest``."""
     shared = warm(shared)
     with _locked(shared):  # never copy a warm-up half written
-        shutil.copytree(shared, dest, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
+        shutil.copytree(shared, dest, ignore=shutil.ignore_patterns(".lock", ".parallel-*"), dirs_exist_ok=True)
     return dest
 
 

@@ -214,7 +214,7 @@ def _link_all(files: list[Path], target: Path) -> bool:
 
 PROFILE_STEPS = 5
 """:func:`compile_everything`'s first steps: the profile kernels, about half of the CPU of a cold warm-up
-(12-20 s of 40 s here). A caller with two cores can run ``slice(0, PROFILE_STEPS)`` and
+(~24 s of ~40 s of CPU here). A caller with two cores can run ``slice(0, PROFILE_STEPS)`` and
 ``slice(PROFILE_STEPS, None)`` in two processes, each in a folder of its own (numba's cache has no
 concurrent writers), install both and run everything once more to compile what the two missed."""
 
