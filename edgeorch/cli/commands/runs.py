@@ -200,15 +200,23 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
 
     async def main() -> tuple[int, RunState]:
         from ...events import ModelRegistered
-        from ...models.service import ModelService
 
         engine = Engine(cfg, store)
         engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
         # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
+        # The service is imported once the zygote is starting (in engine.start), so that the zygote boots
+        # meanwhile on the other core; a registration published before it exists is handed to it then.
+        early: list[Any] = []
+        to_models: list[Callable[[Any], None]] = [early.append]
+        engine.bus.subscribe(lambda event: to_models[0](event), ModelRegistered)
+        await engine.start()
+        from ...models.service import ModelService
+
         models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,
                               clock=engine.clock)
-        engine.bus.subscribe(models.on_event, ModelRegistered)
-        await engine.start()
+        to_models[0] = models.on_event
+        for event in early:
+            models.on_event(event)
         await models.start()
         loop = asyncio.get_running_loop()
         try:
