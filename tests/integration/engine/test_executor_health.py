@@ -47,21 +47,24 @@ def test_killing_the_zygote_mid_run_restarts_it_and_the_run_succeeds(workspace, 
     assert any(e["kind"] == "executor_health" and "restarting" in e["message"] for e in store.events.recent(100))
 
 
+ONE_TASK_NO_RETRIES = """
+    [tasks.only]
+    command = ["true"]
+    retries = 0
+"""
+
+
+async def _lose_the_request(engine, run_id) -> None:
+    """Freeze the launcher, let the engine hand it the request, then kill it before it reads it."""
+    z = engine.executor.zygote_pid
+    os.kill(z, signal.SIGSTOP)
+    await _until(lambda: engine.executor._in_flight)
+    os.kill(z, signal.SIGKILL)
+
+
 def test_a_request_lost_with_the_zygote_is_relaunched_without_charging_a_retry(workspace, harness):
-    workspace.pipeline("p", """
-        [tasks.only]
-        command = ["true"]
-        retries = 0
-    """)
-
-    async def lose_the_request(engine, run_id):
-        # Freeze the launcher, let the engine hand it the request, then kill it before it reads it.
-        z = engine.executor.zygote_pid
-        os.kill(z, signal.SIGSTOP)
-        await _until(lambda: engine.executor._in_flight)
-        os.kill(z, signal.SIGKILL)
-
-    run_id, state = harness.run("p", during=lose_the_request)
+    workspace.pipeline("p", ONE_TASK_NO_RETRIES)
+    run_id, state = harness.run("p", during=_lose_the_request)
     assert state == RunState.SUCCEEDED
     attempts = harness.store().attempts.of_run(run_id, "only")
     assert [(a["state"], a["charged"]) for a in attempts] == [("abandoned", 0), ("exited", 1)]
@@ -74,19 +77,8 @@ def test_a_lost_request_beyond_the_free_relaunches_is_charged_and_fails_a_task_w
     from edgeorch.engine import settlement
 
     monkeypatch.setattr(settlement, "FREE_RELAUNCHES", 0)
-    workspace.pipeline("p", """
-        [tasks.only]
-        command = ["true"]
-        retries = 0
-    """)
-
-    async def lose_the_request(engine, run_id):
-        z = engine.executor.zygote_pid
-        os.kill(z, signal.SIGSTOP)
-        await _until(lambda: engine.executor._in_flight)
-        os.kill(z, signal.SIGKILL)
-
-    run_id, state = harness.run("p", during=lose_the_request)
+    workspace.pipeline("p", ONE_TASK_NO_RETRIES)
+    run_id, state = harness.run("p", during=_lose_the_request)
     assert state == RunState.FAILED
     (attempt,) = harness.store().attempts.of_run(run_id, "only")
     assert (attempt["state"], attempt["charged"]) == ("abandoned", 1)
