@@ -41,8 +41,7 @@ MID_ADD = textwrap.dedent("""
 
 
 def cli(ws, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*ws.cli(), "datasets", *args], env=ws.cli_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = ws.invoke("datasets", *args)  # in this process: output and exit codes are what is tested
     assert "Traceback" not in proc.stderr, proc.stderr
     if check:
         assert proc.returncode == 0, proc.stderr

@@ -26,8 +26,7 @@ def q(ws, sql: str, args=()) -> list[sqlite3.Row]:
 
 
 def cli(ws, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*ws.cli(), "datasets", *args], env=ws.cli_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = ws.invoke("datasets", *args)  # in this process: output and exit codes are what is tested
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
