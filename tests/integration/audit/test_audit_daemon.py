@@ -36,8 +36,7 @@ def audit_config(extra: str = "") -> str:
 
 
 def cli(workspace, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workspace.cli(), "audit", *args], env=workspace.cli_env(), input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return workspace.invoke("audit", *args, stdin=stdin)  # in this process: output and exit codes are tested
 
 
 def init(workspace) -> str:

@@ -7,7 +7,6 @@ events stream and by polling the state file with a deadline.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import time
 
 import pytest
@@ -24,7 +23,7 @@ command = ["true"]
 
 
 def cli(ws, *args):
-    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    proc = ws.invoke(*args)  # in this process: output and exit codes are tested
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 

@@ -30,7 +30,7 @@ def reloads(ws) -> list[sqlite3.Row]:
 
 
 def cli(ws, *args):
-    proc = subprocess.run([*ws.cli(), *args], env=ws.cli_env(), capture_output=True, text=True, timeout=120)
+    proc = ws.invoke(*args)  # in this process: output and exit codes are tested
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 

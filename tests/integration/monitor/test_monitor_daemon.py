@@ -224,8 +224,7 @@ def test_cli_monitors_silence_and_why(workspace, daemon) -> None:
     daemon.start()
 
     def cli(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
-                              timeout=60)
+        return workspace.invoke(*argv)  # in this process: output and exit codes are tested
 
     src = run(daemon, "flaky", fail=True)
     (rid, _p, _a), = until(lambda: rule_runs(workspace))

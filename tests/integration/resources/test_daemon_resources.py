@@ -19,7 +19,7 @@ def _wait_file(path, timeout: float = 30.0) -> None:
 
 
 def _cli(ws, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ws.cli(), "resources", *args], env=ws.cli_env(), capture_output=True, text=True, timeout=60, check=False)
+    return ws.invoke("resources", *args)  # in this process: output and exit codes are tested
 
 
 def test_leases_survive_a_daemon_restart_and_resources_shows_them(workspace, daemon):

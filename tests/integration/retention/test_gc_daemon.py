@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -16,8 +15,7 @@ from edgeorch.store import Store
 
 
 def _gc_cli(workspace, *argv: str) -> dict:
-    proc = subprocess.run([*workspace.cli(), "gc", *argv, "--json"], env=workspace.cli_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = workspace.invoke("gc", *argv, "--json")  # in this process: output and exit codes are tested
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout)
 
