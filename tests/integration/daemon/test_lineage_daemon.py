@@ -33,9 +33,8 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _cli(workspace, *args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*workspace.cli(), "lineage", *args], env=workspace.cli_env(), capture_output=True,
-                          text=True, check=False, cwd=cwd)
+def _cli(workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    return workspace.invoke("lineage", *args)  # in this process: output and exit codes are tested
 
 
 def _reach(doc, direction):
