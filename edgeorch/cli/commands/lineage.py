@@ -149,8 +149,12 @@ def _write(events: Iterator[dict[str, Any]], args: argparse.Namespace) -> tuple[
         try:
             counts = _lines(events, proc.stdin)
             proc.stdin.close()
-        except BrokenPipeError:
+        except BrokenPipeError:  # the command stopped reading: what it took is unknown
             counts = (0, 0)
+            try:
+                proc.stdin.close()  # drops what is buffered; left open, it fails again when collected
+            except BrokenPipeError:
+                pass
         code = proc.wait()
         if code != 0:
             raise EdgeorchError(f"the export command exited with code {code}", field="--command", value=args.command)
