@@ -1,4 +1,4 @@
-"""The ``edgeorch`` command (the ``edgeorch = "edgeorch.cli:main"`` script entry).
+"""The ``edgeorch`` command (the ``edgeorch = "edgeorch.cli.main:run_command"`` script entry; tests call ``main``).
 
 Where each command lives::
 

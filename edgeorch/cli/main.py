@@ -10,6 +10,7 @@ exception is a bug (exit 70, its traceback with ``-v``).
 from __future__ import annotations
 
 import argparse
+import gc as garbage_collector  # `gc` is the command module below
 import os
 import sys
 
@@ -113,3 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # anything else is a bug: say so, traceback with -v
         return report_bug(exc, json_out=json_out, verbose=verbose)
+
+
+def run_command() -> int:
+    """The ``edgeorch`` program: :func:`main` in a process that ends when it returns (the script entry,
+    ``python -m edgeorch``).
+
+    At exit the interpreter collects garbage over every object the imports made:
+    ~30 ms after an in-process run on a small VM, a tenth of a short command. A
+    command closes its files, connections and processes itself, so those
+    collections are skipped: what is left moves to the collector's permanent
+    generation (``gc.freeze``). Exit handlers still run and objects are still
+    freed as their references go. Not for a caller that goes on (tests call :func:`main`).
+    """
+    code = main()
+    garbage_collector.freeze()
+    return code

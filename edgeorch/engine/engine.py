@@ -28,7 +28,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
@@ -50,6 +50,8 @@ from ..resources.oom import explain as oom_reason
 from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
+if TYPE_CHECKING:
+    from .executors.local.launch import EarlyZygote
 
 log = logging.getLogger("edgeorch.engine")
 
@@ -156,13 +158,16 @@ class LiveAttempt:
 
 @dataclass
 class Engine:
-    """See the module docstring. ``clock`` and ``rand`` are injected for tests; ``bus`` by the daemon."""
+    """See the module docstring. ``clock`` and ``rand`` are injected for tests; ``bus`` by the daemon;
+    ``early_zygote`` by an in-process run that started the local executor's zygote before importing the
+    engine (:class:`~.executors.local.launch.EarlyZygote`; its owner discards it after the engine closes)."""
 
     config: Config
     store: Store
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     bus: Bus = field(default_factory=Bus)
+    early_zygote: EarlyZygote | None = None
 
     def __post_init__(self) -> None:
         self.runs: dict[int, RunCtx] = {}
@@ -236,7 +241,8 @@ class Engine:
                                config=self.config.executor)
         from .executors.local.executor import LocalExecutor
 
-        return LocalExecutor(loop, self._on_started, self._on_exited, self._on_executor_health)
+        return LocalExecutor(loop, self._on_started, self._on_exited, self._on_executor_health,
+                             early=self.early_zygote)
 
     def _sync_cluster(self) -> None:
         """A cluster executor's nodes changed (one joined or died): admit against them from now on."""

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
@@ -25,6 +25,9 @@ from ...textui import format_duration, format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from . import AddCommand
+
+if TYPE_CHECKING:
+    from ...engine.executors.local.launch import EarlyZygote
 
 STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
                "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
@@ -188,20 +191,45 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
     the grace period, the cancellation is recorded, exit code 130.
     """
+    cfg = backend.cfg
+    store = backend.open_store(readonly=False)
+    assert store is not None  # a writer's store is created when missing
+    lock = backend.state_lock()
+    # The zygote boots on another core while this process imports the engine (most of a short run's time).
+    zygote = None
+    if cfg.executor.kind == "local":
+        from ...engine.executors.local.launch import EarlyZygote
+
+        zygote = EarlyZygote.start()
+    try:
+        run_id, state = _drive_engine(backend, store, action, zygote, progress=not (json_out or quiet))
+    finally:
+        if zygote is not None:
+            zygote.discard()  # a no-op once the engine took it (its close let it exit)
+        store.close()
+        lock.release()
+    run = _run_document(backend, run_id)  # offline: the state file this engine just wrote
+    print_json(run) if json_out else _print_run(run, summary=True)
+    if state == RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
+
+
+def _drive_engine(backend: Backend, store: Any, action: Callable[[Any], Awaitable[int]], zygote: EarlyZygote | None, *,
+                  progress: bool) -> tuple[int, RunState]:
+    """:func:`_drive`'s engine in this process, the state file open and locked (closed by the caller):
+    the run's id and final state."""
     import asyncio
 
     from ...engine.engine import Engine
 
     cfg = backend.cfg
-    store = backend.open_store(readonly=False)
-    assert store is not None  # a writer's store is created when missing
-    lock = backend.state_lock()
-    printer = _ProgressPrinter(enabled=not (json_out or quiet))
+    printer = _ProgressPrinter(enabled=progress)
 
     async def main() -> tuple[int, RunState]:
         from ...events import ModelRegistered
 
-        engine = Engine(cfg, store)
+        engine = Engine(cfg, store, early_zygote=zygote)
         engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
         # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
         # The service is imported once the zygote is starting (in engine.start), so that the zygote boots
@@ -249,16 +277,7 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
             await engine.close()
         return run_id, state
 
-    try:
-        run_id, state = asyncio.run(main())
-    finally:
-        store.close()
-        lock.release()
-    run = _run_document(backend, run_id)  # offline: the state file this engine just wrote
-    print_json(run) if json_out else _print_run(run, summary=True)
-    if state == RunState.SUCCEEDED:
-        return EXIT_OK
-    return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
+    return asyncio.run(main())
 
 
 def _follow_remote(backend: Backend, run_id: int, *, json_out: bool, quiet: bool = False) -> int:

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from ...files import read_json
-from ....selfexec import module_argv, module_env
 from ...procinfo import children_map, descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
+from .launch import EarlyZygote, spawn_zygote
 from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
 
 
@@ -85,8 +85,12 @@ class LocalExecutor(Executor):
         on_started: OnStarted,
         on_exited: OnExited,
         on_health: OnHealth | None = None,
+        early: EarlyZygote | None = None,
     ) -> None:
+        """``early``: a zygote started before this executor (:class:`~.launch.EarlyZygote`), used by the first
+        :meth:`start`; the caller still discards it (a no-op once taken)."""
         self.loop = loop
+        self._early = early
         self.on_started = on_started
         self.on_exited = on_exited
         self.on_health = on_health or (lambda message: None)
@@ -111,12 +115,14 @@ class LocalExecutor(Executor):
     # -- the zygote --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the zygote. Its stdin/stdout are our request/reply pipes. Raises OSError when it cannot start."""
-        # This package, whatever the daemon's working directory holds (edgeorch/selfexec.py).
-        popen = subprocess.Popen(
-            module_argv("edgeorch.engine.executors.local.zygote", site=False),  # stdlib + edgeorch: it starts sooner
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=module_env(), close_fds=True,
-        )
+        """Start the zygote (or take the one started early). Its stdin/stdout are our request/reply pipes.
+
+        Raises OSError when it cannot start.
+        """
+        early, self._early = self._early, None  # a head start is taken once; a restart starts a new zygote
+        popen = early.take() if early is not None else None
+        if popen is None:
+            popen = spawn_zygote()
         try:
             pidfd: int | None = os.pidfd_open(popen.pid)
         except OSError:  # pragma: no cover - kernels before 5.3: death is noticed on the reply pipe's EOF

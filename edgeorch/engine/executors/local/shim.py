@@ -55,9 +55,12 @@ import signal
 import stat
 import sys
 import time
-from typing import Any
 
 from edgeorch.engine.procinfo import descendants, process_start_time
+
+TYPE_CHECKING = False  # ``typing`` is not imported at run time: the zygote, which imports this, starts sooner
+if TYPE_CHECKING:
+    from typing import Any
 
 # Not imported here: ``subprocess`` (it imports ``threading``, whose at-fork handler costs every
 # fork of the zygote about 0.8 ms of CPU; the task is started with os.posix_spawn instead).
