@@ -9,9 +9,11 @@ asks; a state's ``finished`` says whether it is final for its run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from .records import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from .containers.spec import ContainerSpec
@@ -185,7 +187,7 @@ INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
 PARAM_TYPES = ("str", "int", "float", "bool", "path")
 
 
-@dataclass(frozen=True)
+@record
 class Param:
     """A typed pipeline parameter. ``default`` is None when the param is required."""
 
@@ -199,7 +201,7 @@ class Param:
         return self.default is None
 
 
-@dataclass(frozen=True)
+@record
 class TaskSpec:
     """One task of a pipeline, as declared (placeholders not yet substituted).
 
@@ -242,7 +244,7 @@ class TaskSpec:
     definition_hash: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Pipeline:
     """A validated pipeline. ``tasks`` keeps declaration order; ``order`` is a topological order."""
 

@@ -20,10 +20,10 @@ import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StateError
+from ..records import record
 from .keys import KEY_BYTES
 
 log = logging.getLogger("edgeorch.audit")
@@ -33,7 +33,7 @@ MAGIC = "edgeorch-audit-key/1"
 _LINE = re.compile(rf"^{re.escape(MAGIC)} epoch=(\d{{20}}) key=([0-9a-f]{{{2 * KEY_BYTES}}}) check=([0-9a-f]{{16}})\n$")
 
 
-@dataclass(frozen=True)
+@record
 class KeyState:
     """The key of ``epoch``: the next seal is made with it."""
 

@@ -22,12 +22,13 @@ a fresh namespace): :func:`finish_args` adds them up.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ..config import CONFIG_OPTION_HELP
 from ..errors import UsageError
 from ..loglevel import LOG_LEVELS, shift_log_level
+from ..records import record
 from .exits import exit_codes_text
 from .parsing import walk
 
@@ -37,7 +38,7 @@ CLI_LOG_LEVEL = "warning"
 GROUP_TITLE = "global options (before or after the command)"
 
 
-@dataclass(frozen=True)
+@record
 class GlobalOption:
     """One global option: its flags, where it lands (``dest``), its top-level default and argparse settings."""
 

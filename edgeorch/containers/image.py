@@ -21,11 +21,12 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..engine.inputs import ConsumedItem, InputError, InputsSnapshot
+from ..records import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import ContainersConfig
@@ -47,7 +48,7 @@ class ContainerError(InputError):
     """A container task cannot start: the message names the task's field, the value and what to do."""
 
 
-@dataclass(frozen=True)
+@record
 class ResolvedImage:
     """What an attempt runs: ``reference`` (as substituted) resolved to ``digest`` (64 hex) by ``runtime``.
 

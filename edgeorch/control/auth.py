@@ -22,10 +22,10 @@ import pwd
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Literal
 
 from ..config import ControlConfig
+from ..records import record
 
 log = logging.getLogger("edgeorch.control")
 
@@ -35,7 +35,7 @@ ACCESS_LEVELS: tuple[Access, ...] = ("read", "act")
 _UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 
-@dataclass(frozen=True)
+@record
 class Peer:
     """The process at the other end of a connection, as the kernel saw it on connect.
 

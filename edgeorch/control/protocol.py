@@ -36,7 +36,7 @@ one definition of every shape and code.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import PurePath
 from typing import Any, Final
 
@@ -52,6 +52,7 @@ from ..errors import (
     UnsatisfiableError,
     UsageError,
 )
+from ..records import record
 
 PROTOCOL_VERSION: Final = 1
 """Bumped on any incompatible change of a message shape."""
@@ -174,7 +175,7 @@ _KNOWN: dict[str, type[EdgeorchError]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Request:
     """A parsed, well-formed request (the op may still be unknown)."""
 

@@ -51,13 +51,13 @@ import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..config import ControlConfig
 from ..errors import ConfigError, EdgeorchError, StateError
+from ..records import record
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
 
@@ -133,7 +133,7 @@ RefusedHook = Callable[[Peer, str, str, dict[str, Any], EdgeorchError], "Awaitab
 (an :class:`EdgeorchError`: bad arguments, not found, conflict...), before the error is answered (sync or async)."""
 
 
-@dataclass(frozen=True)
+@record
 class Operation:
     """A registered op."""
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..kernels.cache import use_numba_cache_dir
+from ..records import record
 
 use_numba_cache_dir()  # before numba decorates anything (edgeorch/kernels/cache.py)
 
@@ -35,7 +35,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-@dataclass(frozen=True)
+@record
 class ChunkParams:
     """Chunk sizes in bytes: ``min_size <= avg_size <= max_size``, ``avg_size`` a power of two.
 

@@ -35,10 +35,10 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EdgeorchError
+from ..records import record
 
 CODECS = ("raw", "zstd")
 """How an object's bytes are stored: as they are, or one zstd frame."""
@@ -56,7 +56,7 @@ class CorruptObject(EdgeorchError):
     exit_code = 1
 
 
-@dataclass(frozen=True)
+@record
 class StoredObject:
     """What :meth:`ObjectStore.put` or :meth:`ObjectStore.find` knows of one chunk's object."""
 

@@ -27,15 +27,15 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConflictError, UsageError
+from ..records import record
 from .objects import CorruptObject, ObjectStore
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """What restore needs of a version: ``ref`` (``name@version``, for messages), its files (``path``,
     ``size``, ``mode``, ``sha256``, ``chunks``) and each chunk's ``codec`` and ``size``."""

@@ -17,17 +17,17 @@ newest 7 *and* everything from the last 30 days (the union, as restic's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..config import KEEP_MIN
 from ..errors import UsageError
+from ..records import record
 from ..units import parse_duration
 
 RULE_EXPECTED = "--keep N (the newest N versions, N >= 1) and/or --max-age DURATION (e.g. 30d)"
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     """``keep_last``: the newest N versions (None: no such rule); ``max_age``: seconds (None: no such rule)."""
 
@@ -67,7 +67,7 @@ class Rule:
         return "keep " + " and ".join(parts) + " (and the latest, and held versions)"
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """The rule applied to one dataset: the version ids to remove, and why each other one stays."""
 

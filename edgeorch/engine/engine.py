@@ -142,6 +142,8 @@ it was queued (then ``RunStarted`` is announced); what :meth:`Engine._install` p
 
 @dataclass
 class LiveAttempt:
+    """An attempt the engine has started (or adopted) and not yet settled: what stopping and settling it needs."""
+
     attempt_id: int
     run_id: int
     task: str

@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..records import record
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
@@ -98,7 +99,7 @@ def _check_folder(folder: Path) -> None:
         raise Refused(f"{folder} is a symbolic link (to {target}); edgeorch never follows links out of a task's folders")
 
 
-@dataclass(frozen=True)
+@record
 class FileOutcome:
     """The files an ended attempt leaves: its artifacts, its checkpoints, or why they were refused."""
 

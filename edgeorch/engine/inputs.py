@@ -33,18 +33,19 @@ import glob
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..pipelines.inputs import glob_base, is_glob
+from ..records import record
 from .files import Refused, hash_regular_file
 
 Stamp = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: what says a file or folder is unchanged."""
 
 
-@dataclass(frozen=True)
+@record
 class ConsumedItem:
     """One thing an attempt consumed, as recorded in the ``consumed`` table.
 
@@ -74,7 +75,7 @@ class ConsumedItem:
                 "source_task": self.source_task, "source_attempt": self.source_attempt}
 
 
-@dataclass(frozen=True)
+@record
 class InputsSnapshot:
     """A task's declared inputs as hashed: one item per entry (declaration order) and the stamps taken.
 

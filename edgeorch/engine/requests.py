@@ -38,12 +38,13 @@ to refuse: nothing is recorded then.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Mapping, Protocol
 
 from ..errors import ConflictError
 from ..model import Pipeline
 from ..pipelines import resolve_params
+from ..records import record
 
 
 class PausedPipelines(Protocol):
@@ -90,7 +91,7 @@ Lookup = Callable[[str], Pipeline]
 """Returns the pipeline with a name, or raises (NotFoundError, or the broken file's error)."""
 
 
-@dataclass(frozen=True)
+@record
 class RunRequest:
     """What a caller asks for: a pipeline (name or ad-hoc), raw params, and who asks.
 
@@ -108,7 +109,7 @@ class RunRequest:
     env: Mapping[str, str] | None = None
 
 
-@dataclass(frozen=True)
+@record
 class StartedRun:
     """A run the front door created."""
 

@@ -23,10 +23,11 @@ Each rule exists once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Iterable, Mapping, Sequence
 
 from ..model import RunState, TaskSpec, TaskState
+from ..records import record
 from .scheduler import downstream, retry_delay
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 # -- plain data in ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     """How often and how soon a task is retried (a task's ``retries`` and ``retry_*`` fields)."""
 
@@ -54,7 +55,7 @@ class RetryPolicy:
         return cls(spec.retries, spec.retry_delay, spec.retry_backoff, spec.retry_max_delay, spec.retry_jitter)
 
 
-@dataclass(frozen=True)
+@record
 class RunView:
     """A run's state as settlement needs it (read only; the engine's memory or a test's dicts).
 
@@ -87,7 +88,7 @@ class RunView:
                    sum(1 for s in states.values() if not s.finished), cancel_requested, dict(uncharged or {}))
 
 
-@dataclass(frozen=True)
+@record
 class AttemptEnd:
     """How an attempt of ``task`` ended, as the engine classified it.
 
@@ -112,7 +113,7 @@ class AttemptEnd:
 # -- plain data out ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One task's next state (``retry_at``: engine-clock time of the next attempt, for ``retry_wait``)."""
 
@@ -122,7 +123,7 @@ class Change:
     retry_at: float | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Settlement:
     """What to record, then apply, after one event of a run.
 

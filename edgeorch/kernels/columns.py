@@ -36,6 +36,8 @@ FLOAT_EXACT_INT = 2**53  # integers up to this magnitude are exact in float64
 
 @dataclass
 class NumericBatch:
+    """A numeric column's non-null values as float64, its null count and, for integers, their exact range."""
+
     values: np.ndarray  # float64, non-null values only
     nulls: int = 0
     dtype: str = "float"
@@ -48,6 +50,8 @@ class NumericBatch:
 
 @dataclass
 class CategoricalBatch:
+    """A categorical column: its distinct non-null values with their counts, and its null count."""
+
     values: list[str]  # distinct non-null values
     counts: np.ndarray  # int64, same length
     nulls: int = 0

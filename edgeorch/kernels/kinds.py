@@ -19,10 +19,11 @@ a runner imports them when it runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
+from ..records import record
 from ..tomlcheck import TableReader, suggest
 from . import options as opt
 from . import tasks
@@ -34,7 +35,7 @@ COMMON_OPTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Kind:
     """One task kind.
 

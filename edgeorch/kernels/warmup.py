@@ -40,9 +40,10 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from ..records import record
 
 PACKAGE = Path(__file__).resolve().parents[1]
 SOURCES = (PACKAGE / "kernels" / "_jit.py", PACKAGE / "datasets" / "chunker.py", Path(__file__).resolve())
@@ -119,7 +120,7 @@ def _alive(pid: int) -> bool:
 # -- installing a staged cache -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Installed:
     """What :func:`install` did, per function (one index file and its data files)."""
 

@@ -22,15 +22,16 @@ import asyncio
 import os
 import signal
 import time
-from dataclasses import dataclass
 from typing import Mapping, Sequence
+
+from ..records import record
 
 OUTPUT_TAIL = 2000
 HEALTH_RETRY_S = 1.0
 """How long a blue-green check waits between two runs of the health command inside its window."""
 
 
-@dataclass(frozen=True)
+@record
 class CommandResult:
     """How a command ended: ``ok`` (exit 0 in time), its exit code, whether it timed out, its output's tail."""
 

@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, Mapping, Union
+
+from ..records import record
 
 OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 OP_WORDS = {"<=": "at most", ">=": "at least", "==": "equal to", "!=": "different from", "<": "below",
@@ -77,12 +79,14 @@ class GateSyntaxError(ValueError):
 # -- the tree ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Num:
+    """A number in a gate expression."""
+
     value: float
 
 
-@dataclass(frozen=True)
+@record
 class Ref:
     """A name: ``scope`` is ``candidate``, ``alias`` (``alias`` set) or ``check`` (``task`` set)."""
 
@@ -93,13 +97,17 @@ class Ref:
     task: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Neg:
+    """``-operand`` in a gate expression."""
+
     operand: "Expr"
 
 
-@dataclass(frozen=True)
+@record
 class BinOp:
+    """``left op right`` in a gate expression (``op``: ``+``, ``-`` or ``*``)."""
+
     op: str
     left: "Expr"
     right: "Expr"
@@ -108,7 +116,7 @@ class BinOp:
 Expr = Union[Num, Ref, Neg, BinOp]
 
 
-@dataclass(frozen=True)
+@record
 class Condition:
     """One comparison; ``text`` is its source, normalised (single spaces)."""
 
@@ -337,7 +345,7 @@ def _close(name: str | None, options: list[str]) -> str:
 # -- evaluation ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Holder:
     """The version an alias points at, with its metrics."""
 
@@ -345,7 +353,7 @@ class Holder:
     metrics: Mapping[str, float]
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     """What a check task of the run recorded: its verdict and its result rows (``metric``, ``value``, ``verdict``)."""
 
@@ -363,7 +371,7 @@ class CheckResult:
         return max(values) if values else None
 
 
-@dataclass(frozen=True)
+@record
 class GateInputs:
     """What a gate is evaluated against: the candidate's metrics, the alias holders, the run's check results."""
 
@@ -372,7 +380,7 @@ class GateInputs:
     checks: Mapping[str, CheckResult] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """One condition's evaluation: the record kept with the decision."""
 

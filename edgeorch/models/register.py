@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..records import record
 from .explanations import EXPLAIN_KIND, explanation_of
 from .gates import CheckResult, GateInputs, Holder, evaluate, verdict_of
 from .spec import ModelDecl, ModelPolicy, default_policy
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
 
 
-@dataclass(frozen=True)
+@record
 class Candidate:
     """A model output as described by the hashing worker (plain data)."""
 

@@ -32,9 +32,10 @@ Everything about it is in docs/models.md.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any, Iterable, Mapping
 
+from ..records import record
 from ..tomlcheck import TableReader
 from .gates import EXPECTED as GATE_EXPECTED
 from .gates import GateSyntaxError, check_references, parse_gate
@@ -72,7 +73,7 @@ def alias_problem(alias: object) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record
 class ModelDecl:
     """A task's ``model`` key: which model its output becomes a version of.
 
@@ -86,7 +87,7 @@ class ModelDecl:
     metrics: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     """Where deployed versions go and how the serving process is told (``[models.NAME.deploy]``).
 
@@ -109,7 +110,7 @@ class Target:
     config: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Canary:
     """``[models.NAME.canary]``: how a challenger is tried before it is promoted.
 
@@ -131,7 +132,7 @@ class Canary:
     tolerance: float = 0.0
 
 
-@dataclass(frozen=True)
+@record
 class ModelPolicy:
     """``[models.NAME]``: the gates of a model's candidates and its deployment. Defaults: no gates,
     promote automatically to ``champion``, switch directly, a ``path`` target."""

@@ -23,11 +23,11 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, NotFoundError, UsageError
+from ..records import record
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 REFERENCE_PREFIXES = ("baseline:", "model:")
@@ -45,7 +45,7 @@ def check_name(name: str, field: str = "NAME") -> str:
     return name
 
 
-@dataclass(frozen=True)
+@record
 class Snapshot:
     """A profile ready to be stored: its JSON text and hash, its columns and rows, and where it came from."""
 
@@ -152,7 +152,7 @@ def reference_version(store: Any, text: Any) -> str | None:
     return f"model:{name}@{alias}={holder['version'] if holder else 'missing'}"
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """What a drift task compares with: a ``profile`` (Profile) or a data file ``path``; ``describe`` in words."""
 

@@ -20,9 +20,10 @@ fire; a rule answers at most once per episode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from ..records import record
 from .spec import RuleSpec
 
 STATES = ("ok", "pending", "firing", "cooling")
@@ -30,7 +31,7 @@ SHOWN_STATES = ("ok", "pending", "firing", "cooling", "silenced")
 DAY = 86400.0
 
 
-@dataclass(frozen=True)
+@record
 class RuleState:
     """What is stored of a rule between evaluations (table ``rule_state``)."""
 
@@ -62,7 +63,7 @@ class RuleState:
                    silenced_until=row["silenced_until"], silence_reason=row["silence_reason"])
 
 
-@dataclass(frozen=True)
+@record
 class History:
     """What the evaluator needs of the rule's past firings: responses in the last day and their dedupe keys."""
 
@@ -70,7 +71,7 @@ class History:
     recent_keys: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     """The outcome of one evaluation.
 

@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 from ..errors import EdgeorchError, PipelineError
 from ..models.spec import alias_problem, name_problem
+from ..records import record
 from ..tomlcheck import TableReader
 
 SIGNALS = ("drift_share", "violations", "metric", "failure_rate", "freshness", "model_metric")
@@ -63,7 +64,7 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
-@dataclass(frozen=True)
+@record
 class Response:
     """One ``[[on.do]]`` table: ``action`` (one of :data:`ACTIONS`) and its arguments.
 
@@ -99,7 +100,7 @@ class Response:
         return d
 
 
-@dataclass(frozen=True)
+@record
 class RuleSpec:
     """One validated rule. Durations are seconds; ``pipeline`` is the file's pipeline (the rule's owner).
 
@@ -443,6 +444,8 @@ def fill(template: str, values: dict[str, Any]) -> str:
 
 @dataclass
 class _Cache:
+    """A pipeline's checked rules by (pipeline file, content hash): an unchanged pipeline's are not checked again."""
+
     entries: dict[tuple[str, str], list[RuleSpec]] = field(default_factory=dict)
 
 

@@ -8,15 +8,15 @@ expected. Parsing itself is :mod:`edgeorch.pipelines.parse`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import EdgeorchError, PipelineError
 from ..model import Pipeline
+from ..records import record
 
 
-@dataclass(frozen=True)
+@record
 class ValidationReport:
     """Outcome of validating files: the valid pipelines and every problem found."""
 

@@ -20,12 +20,15 @@ from pathlib import Path
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
+from ..records import record
 from ..tomlcheck import suggest
 from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
 
 
 @dataclass
 class ReloadResult:
+    """What a reload of the pipelines folder did, by pipeline name."""
+
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -43,7 +46,7 @@ class ReloadResult:
         return ", ".join(parts) or "no changes"
 
 
-@dataclass(frozen=True)
+@record
 class FileScan:
     """One file's outcome: the sha256 of its bytes (None: unreadable), its pipeline or its errors."""
 
@@ -52,7 +55,7 @@ class FileScan:
     errors: tuple[EdgeorchError, ...]
 
 
-@dataclass(frozen=True)
+@record
 class FolderScan:
     """A scan of the folder (files in sorted order); ``exists`` is false when the folder is missing."""
 

@@ -20,9 +20,10 @@ node, which the node declares as the custom resource ``gpu_memory_mib``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..records import record
 from .allocator import _fmt, never_satisfiable
 from .model import CpuCore, GpuDevice, Inventory, ResourceRequest
 
@@ -33,7 +34,7 @@ ACCELERATOR_PREFIX = "accelerator_type:"
 """Ray's resources naming a node's GPU type (``accelerator_type:A100``)."""
 
 
-@dataclass(frozen=True)
+@record
 class ClusterNode:
     """One machine of the cluster as its scheduler describes it (totals, not what is free now).
 

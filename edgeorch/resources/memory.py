@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from ..records import record
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
-@dataclass(frozen=True)
+@record
 class CgroupSupport:
     """Whether memory limits can be enforced, where, and a sentence for the state."""
 

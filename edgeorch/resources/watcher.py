@@ -23,13 +23,13 @@ cannot do (docs/resources.md, "What a budget is"):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
+from ..records import record
 from .allocator import _fmt
 from .model import GpuProcess, HealthEvent, Lease
 
 
-@dataclass(frozen=True)
+@record
 class BudgetAction:
     """``action`` is ``stop`` or ``warn`` for the attempt holding lease ``holder``.
 

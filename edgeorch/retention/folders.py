@@ -25,9 +25,10 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from ..records import record
 
 log = logging.getLogger("edgeorch.retention")
 
@@ -37,7 +38,7 @@ TRASH_PREFIX = ".removing-"
 """A folder being removed; whatever carries this prefix in the runs folder is a removal to finish."""
 
 
-@dataclass(frozen=True)
+@record
 class Stray:
     """An entry of the runs folder that no run row names: ``kind`` ``orphan`` (a run folder) or ``trash``."""
 

@@ -37,16 +37,17 @@ removes nothing (fail closed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..model import InputState, RunState
+from ..records import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
 
 
-@dataclass(frozen=True)
+@record
 class Hold:
     """Run ``run_id`` must stay because of ``reason``; with ``while_kept``, only while that run stays."""
 
@@ -60,7 +61,7 @@ class Hold:
         return {"rule": self.rule, "reason": self.reason, "while_kept": self.while_kept}
 
 
-@dataclass(frozen=True)
+@record
 class HoldQuery:
     """What a rule is asked about: ``candidates`` (run ids past the bound) in ``store``, at ``now``."""
 

@@ -7,13 +7,13 @@ No I/O: the candidates (runs past the bound) and the holds (from the rules of
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ..records import record
 from .holds import Hold
 
 
-@dataclass(frozen=True)
+@record
 class Candidate:
     """A run past the retention bound (a row of ``store.retention.older_than``)."""
 
@@ -25,7 +25,7 @@ class Candidate:
     run_dir: str
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     """``remove``: the candidates to remove, by id; ``held``: the others, each with the holds that keep it."""
 

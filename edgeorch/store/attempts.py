@@ -19,18 +19,18 @@ Contract:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFoundError
 from ..model import AttemptState, TaskState
+from ..records import record
 from .audit import write_audit
 from .db import Database
 from .events import write_event
 from .runs import Runs
 
 
-@dataclass(frozen=True)
+@record
 class NewAttempt:
     """What the engine knows about an attempt before its process exists."""
 

@@ -35,11 +35,12 @@ rule becomes an :class:`~apscheduler.triggers.combining.OrTrigger`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING
+
+from ..records import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from apscheduler.triggers.base import BaseTrigger
@@ -89,7 +90,7 @@ class NeverFiresError(CronError):
     """A valid expression whose days never exist (``0 0 30 2 *``)."""
 
 
-@dataclass(frozen=True)
+@record
 class Cron:
     """A parsed expression: the allowed values of each field.
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
+from ..records import record
 from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ManualClock:
         return self._now
 
 
-@dataclass(frozen=True)
+@record
 class Fire:
     """One scheduling outcome reported to ``on_fire``.
 
@@ -113,6 +114,8 @@ class Fire:
 
 @dataclass
 class _Entry:
+    """A schedule the scheduler runs: its spec, when it last fired, and what it has already reported."""
+
     spec: ScheduleSpec
     last_fire: datetime
     waiting: datetime | None = None

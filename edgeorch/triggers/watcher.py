@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +42,8 @@ from watchdog.events import (
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
+from ..records import record
+
 WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow", "folder_gone"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMoved
                  DirDeletedEvent]
 
 
-@dataclass(frozen=True)
+@record
 class WatchEvent:
     """One file event: ``path`` is absolute (None for ``overflow``), ``folder`` the watched folder
     it belongs to (None for ``overflow``), ``at`` the loop time it was delivered."""

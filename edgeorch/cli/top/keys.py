@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...records import record
 from .model import Item
 
 SEQUENCES = {
@@ -62,7 +63,7 @@ def decode(data: bytes) -> list[str]:
     return keys
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """Something the screen does through an op (or ``quit``): ``kind`` and what it applies to."""
 

@@ -8,16 +8,17 @@ point at: the task rows, then the recent runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ...records import record
 from ...textui import format_bytes
 
 ACTIVE_RUNS_SHOWN = 20
 """At most this many active runs are read in detail per refresh (``runs.show`` each): the newest."""
 
 
-@dataclass(frozen=True)
+@record
 class TaskRow:
     """A running or waiting task. ``state``: running, waiting (for resources or a slot) or retry_wait."""
 
@@ -32,8 +33,10 @@ class TaskRow:
     """What a running task holds (cores, GPUs) or why a waiting one waits."""
 
 
-@dataclass(frozen=True)
+@record
 class RunRow:
+    """A run as ``edgeorch top`` shows it."""
+
     run_id: int
     pipeline: str
     state: str
@@ -43,14 +46,18 @@ class RunRow:
     reason: str | None
 
 
-@dataclass(frozen=True)
+@record
 class CoreRow:
+    """A CPU core and the attempt holding it (None: free)."""
+
     core: int
     holder: str | None
 
 
-@dataclass(frozen=True)
+@record
 class GpuRow:
+    """A GPU as ``edgeorch top`` shows it (None: not read)."""
+
     uuid: str
     name: str
     memory_total: int
@@ -62,8 +69,10 @@ class GpuRow:
     error: str | None
 
 
-@dataclass(frozen=True)
+@record
 class InputRow:
+    """A drop-folder input as ``edgeorch top`` shows it."""
+
     input_id: int
     pipeline: str
     name: str
@@ -76,7 +85,7 @@ QUIET_RULE_STATES = frozenset({"ok"})
 """Rules in these states are left out of the rules panel: it shows what needs attention."""
 
 
-@dataclass(frozen=True)
+@record
 class RuleRow:
     """A monitoring rule that is not ok: pending, firing, cooling or silenced (``monitors.list``'s ``state``)."""
 
@@ -90,7 +99,7 @@ class RuleRow:
     """The silence's reason while silenced, else the last firing's outcome and run; empty when neither."""
 
 
-@dataclass(frozen=True)
+@record
 class Snapshot:
     """One refresh of the view; ``taken_at`` is the caller's clock."""
 
@@ -117,7 +126,7 @@ class Snapshot:
     """Rules that are not ok, firing first (see :func:`rules_of`)."""
 
 
-@dataclass(frozen=True)
+@record
 class Item:
     """What the cursor points at: a task of a run, or a run (``task`` None)."""
 

@@ -13,16 +13,16 @@ responses (see docs/protocol.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import UsageError
+from ...records import record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
 
 
-@dataclass(frozen=True)
+@record
 class OpSpec:
     """One row of a group's registration table: the op's name, the method serving it, its access and help."""
 

@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...records import record
+
 if TYPE_CHECKING:
     from ...resources.cluster import ClusterNode
 
@@ -124,7 +126,7 @@ class ExitInfo:
     uncharged: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class AttemptRecord:
     """What the engine's state file holds about an attempt it started (input to :meth:`Executor.adopt`)."""
 
@@ -156,7 +158,7 @@ class Adoption:
     """How it ended (FINISHED, LOST)."""
 
 
-@dataclass(frozen=True)
+@record
 class Health:
     """How an executor is: ``ok`` False while its launcher is down (requests wait, nothing is lost)."""
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...config import ResourcesConfig
 from ...errors import ConfigError
+from ...records import record
 from ..model import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_LIB_RM_VERSION_MISMATCH,
@@ -61,7 +61,7 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Detected:
     """The outcome of :func:`detect_gpus`.
 

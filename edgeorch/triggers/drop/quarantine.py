@@ -7,16 +7,17 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from ...records import record
 from .claim import ClaimError
 from .durable import fsync_dir, write_atomic
 from .names import display_path, fit_name
 
 
-@dataclass(frozen=True)
+@record
 class Quarantined:
     """A file in quarantine and its reason document beside it."""
 

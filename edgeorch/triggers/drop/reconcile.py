@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ...model import InputState
+from ...records import record
 from .claim import CLAIM_PREFIX
 from .names import display_path
 
 _log = logging.getLogger("edgeorch.triggers")
 
-@dataclass(frozen=True)
+@record
 class InputRecord:
     """One row of the store's ``inputs`` table, as :func:`reconcile` needs it.
 
@@ -40,7 +40,7 @@ class InputRecord:
 ActionKind = Literal["ingest", "rename", "finish", "submit", "link_run", "forget", "lost", "adopt"]
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """One step to bring store and disk back in line.
 

@@ -85,6 +85,8 @@ def retry_delay(attempt: int) -> float:
 
 @dataclass
 class _Ready:
+    """A settled file of a watched folder, ready to be claimed."""
+
     spec: WatchSpec
     path: Path
 

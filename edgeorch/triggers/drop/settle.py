@@ -46,6 +46,8 @@ def complete_at_once(path: Path) -> bool:
 
 @dataclass
 class _Pending:
+    """A file being watched until it settles."""
+
     state: Literal["writing", "settling", "ready"]
     deadline: float = 0.0
     snapshot: Stat | None = None

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ...datasets.names import DatasetDecl, check_decl
 from ...errors import ConfigError, EdgeorchError, PipelineError
+from ...records import record
 from ...tomlcheck import TableReader
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
@@ -26,7 +27,7 @@ DEFAULT_ENV = "EDGEORCH_INPUT"
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-@dataclass(frozen=True)
+@record
 class WatchSpec:
     """A validated ``[[watch]]`` table.
 

@@ -1,0 +1,184 @@
+"""``@record`` behaves as ``@dataclass(frozen=True)``: the same equality, hash, repr, frozenness and helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pickle
+import pkgutil
+from dataclasses import dataclass, field
+
+import pytest
+
+import edgeorch
+from edgeorch.records import record
+
+
+@record
+class Pickled:
+    """A record at module level (pickle finds classes by name)."""
+
+    a: int
+    b: tuple[str, ...] = ()
+
+
+def _pair(body, **options):
+    """The same class body made a record and a frozen dataclass (``body(decorator)`` defines the class)."""
+    return body(record(**options) if options else record), body(dataclass(frozen=True, **options))
+
+
+def _point(deco):
+    @deco
+    class Point:
+        """A point."""
+
+        x: int
+        y: float = 0.0
+        label: str = field(default="", compare=False)
+        secret: str = field(default="s", repr=False)
+        tag: str = field(default="t", hash=False)
+        tags: tuple[str, ...] = ()
+
+    return Point
+
+
+def test_equality_hash_and_repr_are_those_of_a_frozen_dataclass():
+    rec, ref = _pair(_point)
+    cases = [dict(x=1), dict(x=1, y=2.5, label="a"), dict(x=1, label="b"), dict(x=2, tag="u"),
+             dict(x=1, secret="other"), dict(x=1, y=float("nan")), dict(x=1, tags=("a", "b"))]
+    for a in cases:
+        assert repr(rec(**a)).replace("Point", "P") == repr(ref(**a)).replace("Point", "P")
+        assert hash(rec(**a)) == hash(ref(**a))
+        for b in cases:
+            assert (rec(**a) == rec(**b)) == (ref(**a) == ref(**b)), (a, b)
+            assert (rec(**a) != rec(**b)) == (ref(**a) != ref(**b)), (a, b)
+    nan = float("nan")
+    assert rec(x=1, y=nan) == rec(x=1, y=nan)  # the same object in both tuples, as a dataclass compares
+    assert rec(x=1) != ref(x=1) and rec(x=1).__eq__(ref(x=1)) is NotImplemented  # another class: never equal
+
+
+def test_frozen_with_the_dataclass_helpers_and_pickling():
+    Point = _point(record)
+    p = Point(1, 2.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del p.y
+    assert dataclasses.is_dataclass(Point) and [f.name for f in dataclasses.fields(Point)][:2] == ["x", "y"]
+    assert dataclasses.replace(p, x=5) == Point(5, 2.0)
+    assert dataclasses.asdict(p)["y"] == 2.0
+    assert Point.__match_args__ == ("x", "y", "label", "secret", "tag", "tags")
+    assert pickle.loads(pickle.dumps(Pickled(1, ("a",)))) == Pickled(1, ("a",))
+    assert Point.__doc__ == "A point."
+
+
+def test_keyword_only_and_no_repr_options():
+    def body(deco):
+        @deco
+        class K:
+            """K."""
+
+            a: int
+            b: int = 0
+
+        return K
+
+    rec, ref = _pair(body, kw_only=True)
+    with pytest.raises(TypeError):
+        rec(1)
+    assert rec(a=1) == rec(a=1, b=0) and repr(rec(a=1)) == repr(ref(a=1)).replace(ref.__qualname__, rec.__qualname__)
+    plain = record(repr=False)(type("Plain", (), {"__annotations__": {"a": "int"}, "__doc__": "P."}))
+    assert repr(plain(1)).startswith("<") and plain(1) == plain(1)  # object's repr, still a record's equality
+
+
+def test_a_subclass_compares_and_shows_its_own_fields():
+    def body(deco):
+        @deco
+        class Base:
+            """B."""
+
+            ts: float
+
+        @deco
+        class Child(Base):
+            """C."""
+
+            run_id: int
+            note: str = "n"
+
+        return Child
+
+    rec, ref = _pair(body)
+    assert repr(rec(1.0, 2)) == repr(ref(1.0, 2)).replace(ref.__qualname__, rec.__qualname__)
+    assert rec(1.0, 2) != rec(1.0, 3) and hash(rec(1.0, 2)) == hash(ref(1.0, 2))
+
+
+def test_methods_the_class_defines_itself_are_kept():
+    @record
+    class Own:
+        """O."""
+
+        a: int
+
+        def __eq__(self, other):
+            return True
+
+        def __repr__(self):
+            return "own"
+
+    @record
+    class OwnHash:
+        """H."""
+
+        a: int
+
+        def __hash__(self):
+            return 7
+
+    assert Own(1) == Own(2) and repr(Own(1)) == "own"
+    assert hash(Own(1)) == hash((1,))  # __eq__ alone: Python's implicit __hash__ = None is replaced, as dataclass does
+    assert hash(OwnHash(1)) == 7
+
+
+def test_a_record_that_holds_itself_is_shown_without_endless_recursion():
+    @record
+    class Box:
+        """B."""
+
+        items: list
+
+    b = Box([])
+    b.items.append(b)
+    assert repr(b) == "test_a_record_that_holds_itself_is_shown_without_endless_recursion.<locals>.Box(items=[...])"
+
+
+def test_every_record_of_edgeorch_equals_a_copy_of_itself_and_hashes_like_a_frozen_dataclass():
+    # The net for the switch from @dataclass(frozen=True): every record class, made with its defaults
+    # where it has them all, compares, hashes and shows as the dataclass of the same fields would.
+    found = 0
+    for info in pkgutil.walk_packages(edgeorch.__path__, "edgeorch."):
+        if ".ray." in info.name or info.name.endswith((".__main__", ".ray")):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # an optional extra (Ray) not installed
+            continue
+        for obj in list(vars(module).values()):
+            if not (isinstance(obj, type) and obj.__module__ == module.__name__
+                    and "__record_compared__" in obj.__dict__):
+                continue
+            found += 1
+            if any(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.init
+                   for f in dataclasses.fields(obj)):
+                continue
+            try:
+                a, b = obj(), obj()
+            except Exception:  # a __post_init__ that checks its values
+                continue
+            assert a == b and not (a != b), obj
+            try:
+                assert hash(a) == hash(b), obj
+            except TypeError:  # a field that holds a dict or list: a frozen dataclass cannot hash it either
+                pass
+            assert repr(a), obj
+    assert found >= 150
