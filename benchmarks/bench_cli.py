@@ -119,10 +119,9 @@ def main() -> None:
         trees = [Tree("after", REPO, root, cache)]
         if args.before is not None:
             trees.insert(0, Tree("before", args.before.resolve(), root, cache))
-        warmup = REPO / "edgeorch" / "kernels" / "warmup.py"
-        for t in trees:  # the warm-up's calls, run on each tree's kernels (numba keys its files by source path)
-            subprocess.run([sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1])['compile_everything']()",
-                            str(warmup)], env=t.env, check=True)
+        for t in trees:  # each tree's warm-up on its own kernels (numba keys its files by source path)
+            subprocess.run([sys.executable, "-c", "from edgeorch.kernels.warmup import compile_everything; "
+                            "compile_everything()"], env=t.env, check=True, cwd=root)
             measure([sys.executable, "-m", "edgeorch", "run", "one"], t.env_for(daemon=False), root)  # state made
         py = [sys.executable]
         cases = [
