@@ -33,7 +33,7 @@ from typing import Any
 
 from .errors import ConfigError, EdgeorchError
 from .loglevel import LOG_FORMATS, LOG_LEVELS
-from .records import record
+from .records import frozen
 from .tomlcheck import TableReader, load_toml
 from .units import parse_duration
 
@@ -43,7 +43,7 @@ ROOT_ENV = "EDGEORCH_ROOT"
 SOCKET_NAME = "edgeorch.sock"
 
 
-@record
+@frozen
 class EngineConfig:
     """How tasks are run."""
 
@@ -59,7 +59,7 @@ class EngineConfig:
     """On SIGTERM of the daemon: False keeps tasks running (live restore)."""
 
 
-@record
+@frozen
 class ControlConfig:
     """The Unix control socket and who may use it."""
 
@@ -76,7 +76,7 @@ class ControlConfig:
     max_clients: int = 1024
 
 
-@record
+@frozen
 class ResourcesConfig:
     """Hardware handed to tasks."""
 
@@ -96,7 +96,7 @@ EXECUTOR_KINDS = ("local", "ray")
 """``[executor] kind``: where attempts run (docs/scale-out.md)."""
 
 
-@record
+@frozen
 class ExecutorConfig:
     """``[executor]``: where attempts run (docs/scale-out.md).
 
@@ -116,7 +116,7 @@ class ExecutorConfig:
     """The folder of run folders when set (``<storage>/runs``); None: ``<state dir>/runs``."""
 
 
-@record
+@frozen
 class RetentionConfig:
     """``[retention]``: when finished runs (their rows and folders) are removed (docs/state.md "Retention")."""
 
@@ -126,7 +126,7 @@ class RetentionConfig:
     """The latest this many runs of each pipeline are always kept, whatever their age (0: no such hold)."""
 
 
-@record
+@frozen
 class AuditConfig:
     """``[audit]``: how often the daemon seals the audit log's head (docs/audit.md "Sealing")."""
 
@@ -136,7 +136,7 @@ class AuditConfig:
     """Seal at least this often (seconds) while records arrive; also at start and stop."""
 
 
-@record
+@frozen
 class DaemonConfig:
     """The daemon process itself."""
 
@@ -148,7 +148,7 @@ class DaemonConfig:
     text; json: JSON lines; journal; text."""
 
 
-@record
+@frozen
 class MetricsConfig:
     """``[metrics]``: Prometheus metrics (docs/operations.md "Metrics"); nothing is served or written unless
     ``listen`` or ``textfile`` is set (the ``metrics`` op always answers)."""
@@ -161,7 +161,7 @@ class MetricsConfig:
     """Seconds between two writes of the textfile."""
 
 
-@record
+@frozen
 class KernelsConfig:
     """``[kernels]``: the numba kernels' compile cache (docs/kernels.md "Compile cache")."""
 
@@ -170,7 +170,7 @@ class KernelsConfig:
     the cache is warm already (:mod:`edgeorch.kernels.warmer`); False: kernels compile on first use."""
 
 
-@record
+@frozen
 class MonitorConfig:
     """``[monitor]``: monitoring rules outside pipeline files (docs/monitoring.md "A rules folder")."""
 
@@ -179,7 +179,7 @@ class MonitorConfig:
     ``<pipelines dir>/rules`` (:attr:`Config.rules_dir`). A folder that does not exist holds no rules."""
 
 
-@record
+@frozen
 class ContainersConfig:
     """``[containers]``: how container tasks reach their runtime (docs/containers.md).
 
@@ -201,7 +201,7 @@ class ContainersConfig:
         return self.docker_command if runtime == "docker" else self.podman_command
 
 
-@record
+@frozen
 class Config:
     """The whole configuration; ``source`` is the file it came from (None: embedded)."""
 

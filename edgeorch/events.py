@@ -40,12 +40,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Union
 
-from .records import record
+from .records import frozen
 
 log = logging.getLogger("edgeorch.events")
 
 
-@record
+@frozen
 class Row:
     """A row of the ``events`` table, as :meth:`Event.to_row` describes it."""
 
@@ -57,7 +57,7 @@ class Row:
     data: dict[str, Any] | None = None
 
 
-@record
+@frozen
 class Event:
     """Base of every published event: ``ts`` is when the publisher's clock saw the change."""
 
@@ -80,7 +80,7 @@ class Event:
 # -- runs ------------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class RunQueued(Event):
     """A run was created (its row, and its ``run_created`` event row, by ``store.runs.create``)."""
 
@@ -91,7 +91,7 @@ class RunQueued(Event):
         return {"kind": "run", "run_id": self.run_id, "pipeline": self.pipeline, "state": "queued", "ts": self.ts}
 
 
-@record
+@frozen
 class RunResumed(Event):
     """A finished run was queued again (``retry``); ``resumed``: the tasks to run again, sorted."""
 
@@ -102,7 +102,7 @@ class RunResumed(Event):
         return {"kind": "run", "run_id": self.run_id, "state": "queued", "resumed": list(self.resumed), "ts": self.ts}
 
 
-@record
+@frozen
 class RunStarted(Event):
     """A queued run became ``running``."""
 
@@ -113,7 +113,7 @@ class RunStarted(Event):
         return {"kind": "run", "run_id": self.run_id, "pipeline": self.pipeline, "state": "running", "ts": self.ts}
 
 
-@record
+@frozen
 class RunFinished(Event):
     """A run ended (``state`` is a finished :class:`~edgeorch.model.RunState` value).
 
@@ -138,7 +138,7 @@ class RunFinished(Event):
 # -- tasks and attempts ----------------------------------------------------------------------
 
 
-@record
+@frozen
 class TaskStarted(Event):
     """An attempt of ``task`` was spawned; ``lease``/``resources``: what it holds, when it holds anything."""
 
@@ -158,7 +158,7 @@ class TaskStarted(Event):
         return wire
 
 
-@record
+@frozen
 class TaskCached(Event):
     """``task`` was skipped: a verified cache hit from attempt ``cached_from``."""
 
@@ -171,7 +171,7 @@ class TaskCached(Event):
                 "cached_from": self.cached_from, "ts": self.ts}
 
 
-@record
+@frozen
 class TaskFailed(Event):
     """``task`` failed before any attempt (it could not be scheduled or prepared)."""
 
@@ -184,7 +184,7 @@ class TaskFailed(Event):
                 "ts": self.ts}
 
 
-@record
+@frozen
 class AttemptEnded(Event):
     """Attempt ``attempt`` of ``task`` ended; ``state``: the task's new state (succeeded, retry_wait, failed, ...)."""
 
@@ -206,7 +206,7 @@ class AttemptEnded(Event):
 # -- resources and the executor --------------------------------------------------------------
 
 
-@record
+@frozen
 class GpuBudgetAction(Event):
     """The GPU watcher warned (``action="warn"``) or is stopping (``"stop"``) an attempt over its memory budget."""
 
@@ -227,7 +227,7 @@ class GpuBudgetAction(Event):
                    data={"attempt_id": self.attempt_id, "action": self.action})
 
 
-@record
+@frozen
 class GpuDrained(Event):
     """GPU ``uuid`` was drained (unhealthy): it gets no new lease."""
 
@@ -242,7 +242,7 @@ class GpuDrained(Event):
                    data={"uuid": self.uuid, "reason": self.reason})
 
 
-@record
+@frozen
 class ExecutorHealth(Event):
     """The executor repaired itself (e.g. restarted its launcher); ``message`` says what happened."""
 
@@ -255,7 +255,7 @@ class ExecutorHealth(Event):
         return Row("executor_health", self.message)
 
 
-@record
+@frozen
 class EngineFatal(Event):
     """The engine stopped taking decisions (fail-stop); nothing is recorded: the state file may be unwritable."""
 
@@ -268,7 +268,7 @@ class EngineFatal(Event):
 # -- the daemon ------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class PipelinePaused(Event):
     """``pipeline`` was paused (``paused``) or resumed; its row is written by ``store.pipelines.set_paused`` with the state."""
 
@@ -280,7 +280,7 @@ class PipelinePaused(Event):
                 "ts": self.ts}
 
 
-@record
+@frozen
 class Reloaded(Event):
     """The config's access lists and the pipelines folder were reloaded by ``actor``."""
 
@@ -297,7 +297,7 @@ class Reloaded(Event):
                    data={"errors": list(self.errors), "unchanged": self.unchanged})
 
 
-@record
+@frozen
 class RunsRemoved(Event):
     """Finished runs were removed (``edgeorch gc --apply`` or the ``[retention]`` sweep) by ``actor``.
 
@@ -314,7 +314,7 @@ class RunsRemoved(Event):
 # -- triggers --------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class ScheduleFired(Event):
     """A schedule's fire was handled: ``action`` start, skip, missed, paused or wait (docs/triggers.md).
 
@@ -334,7 +334,7 @@ class ScheduleFired(Event):
                 "fire_time": self.fire_time, "action": self.action, "missed": self.missed}
 
 
-@record
+@frozen
 class InputChanged(Event):
     """A drop-folder input (or a watched folder) changed state; a field that does not apply is None and not sent.
 
@@ -358,7 +358,7 @@ class InputChanged(Event):
         return wire
 
 
-@record
+@frozen
 class InputQuarantined(Event):
     """Input ``input_id`` (``source_name``) was moved to quarantine as ``file``; ``run_id`` may be None (no run)."""
 
@@ -381,7 +381,7 @@ class InputQuarantined(Event):
 # -- data versions ---------------------------------------------------------------------------
 
 
-@record
+@frozen
 class DatasetVersioned(Event):
     """``dataset`` got version ``version`` from ``source`` (``add``, ``input``, ``task``; docs/datasets.md).
 
@@ -408,7 +408,7 @@ class DatasetVersioned(Event):
         return wire
 
 
-@record
+@frozen
 class DatasetsPruned(Event):
     """A prune removed data versions (``name@version`` each) and freed ``bytes_freed`` on disk.
 
@@ -427,7 +427,7 @@ class DatasetsPruned(Event):
 # -- models (docs/models.md) ---------------------------------------------------------------------
 
 
-@record
+@frozen
 class ModelRegistered(Event):
     """A task's output became ``version`` of ``model``, judged by its gates (``gate_verdict``: passed, failed,
     none); ``deployment_id``: the promotion queued for it (None: blocked, manual, or nothing to do).
@@ -450,7 +450,7 @@ class ModelRegistered(Event):
                 "deployment_id": self.deployment_id, "summary": self.summary, "ts": self.ts}
 
 
-@record
+@frozen
 class ModelUnchanged(Event):
     """A task's output was ``version`` of ``model`` again (the same artifact sha256 and metrics): no version
     was added, nothing was judged or deployed. Its ``model_unchanged`` event row is written by
@@ -466,7 +466,7 @@ class ModelUnchanged(Event):
                 "run_id": self.run_id, "task": self.task, "ts": self.ts}
 
 
-@record
+@frozen
 class ModelDeployment(Event):
     """A deployment of ``model`` changed state (``running``, ``succeeded``, ``undone``, ``rolled_back``,
     ``failed``): ``alias`` moved (or not) from ``from_version`` to ``to_version``; recorded by ``store.models``."""
@@ -487,7 +487,7 @@ class ModelDeployment(Event):
                 "action": self.action, "outcome": self.outcome, "actor": self.actor, "ts": self.ts}
 
 
-@record
+@frozen
 class ModelObserved(Event):
     """Metrics were observed for the versions aliases of ``model`` point at (``values``: alias -> metric ->
     value; ``run_id``: the batch's run, if any); recorded by ``store.models.observe`` before this is published.
@@ -505,7 +505,7 @@ class ModelObserved(Event):
 # -- items of one client's stream (never published on the bus) -------------------------------
 
 
-@record
+@frozen
 class Subscribed(Event):
     """The first item of an ``events`` stream; ``run_id``: the run followed, or None for all."""
 
@@ -519,7 +519,7 @@ class Subscribed(Event):
         return None
 
 
-@record
+@frozen
 class Overflow:
     """Told to a client that reads too slowly: its oldest events were dropped (no ``ts``, as always)."""
 

@@ -13,7 +13,7 @@ from dataclasses import field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from .records import record
+from .records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from .containers.spec import ContainerSpec
@@ -187,7 +187,7 @@ INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
 PARAM_TYPES = ("str", "int", "float", "bool", "path")
 
 
-@record
+@frozen
 class Param:
     """A typed pipeline parameter. ``default`` is None when the param is required."""
 
@@ -201,7 +201,7 @@ class Param:
         return self.default is None
 
 
-@record
+@frozen
 class TaskSpec:
     """One task of a pipeline, as declared (placeholders not yet substituted).
 
@@ -244,7 +244,7 @@ class TaskSpec:
     definition_hash: str = ""
 
 
-@record
+@frozen
 class Pipeline:
     """A validated pipeline. ``tasks`` keeps declaration order; ``order`` is a topological order."""
 

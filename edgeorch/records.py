@@ -1,6 +1,6 @@
-"""``@record``: a frozen dataclass that costs half as much to define.
+"""``@frozen``: a frozen dataclass (a record) that costs half as much to define.
 
-``@record`` is ``@dataclass(frozen=True)`` (``@record(kw_only=True,
+``@frozen`` is ``@dataclass(frozen=True)`` (``@frozen(kw_only=True,
 repr=False)`` takes those two options too): the same ``__init__``, fields,
 frozenness, ``dataclasses.fields``/``replace``/``asdict``, ``__match_args__``,
 and the same ``__eq__``, ``__hash__`` and ``__repr__`` results. The difference
@@ -84,13 +84,13 @@ def _make_record(cls: T, kw_only: bool, repr: bool) -> T:
 
 
 @overload
-def record(cls: T, /) -> T: ...
+def frozen(cls: T, /) -> T: ...
 @overload
-def record(*, kw_only: bool = False, repr: bool = True) -> Callable[[T], T]: ...
+def frozen(*, kw_only: bool = False, repr: bool = True) -> Callable[[T], T]: ...
 
 
-def record(cls: Any = None, /, *, kw_only: bool = False, repr: bool = True) -> Any:
-    """``@record`` or ``@record(kw_only=..., repr=...)``: see the module docstring."""
+def frozen(cls: Any = None, /, *, kw_only: bool = False, repr: bool = True) -> Any:
+    """``@frozen`` or ``@frozen(kw_only=..., repr=...)``: see the module docstring."""
     if cls is None:
         return lambda c: _make_record(c, kw_only, repr)
     return _make_record(cls, kw_only, repr)

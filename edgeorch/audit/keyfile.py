@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ..errors import StateError
-from ..records import record
+from ..records import frozen
 from .keys import KEY_BYTES
 
 log = logging.getLogger("edgeorch.audit")
@@ -33,7 +33,7 @@ MAGIC = "edgeorch-audit-key/1"
 _LINE = re.compile(rf"^{re.escape(MAGIC)} epoch=(\d{{20}}) key=([0-9a-f]{{{2 * KEY_BYTES}}}) check=([0-9a-f]{{16}})\n$")
 
 
-@record
+@frozen
 class KeyState:
     """The key of ``epoch``: the next seal is made with it."""
 

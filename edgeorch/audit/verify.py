@@ -33,7 +33,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..records import record
+from ..records import frozen
 from .chain import GENESIS, hash_of_row
 from .keys import evolve, key_id, mac_ok
 
@@ -41,7 +41,7 @@ MAX_PROBLEMS = 50
 """Problems kept in a report (the one naming the first bad seq always among them)."""
 
 
-@record
+@frozen
 class Problem:
     """One thing that does not verify; ``seq`` is the first record it puts in doubt (None: no record)."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from typing import Literal
 
-from ..records import record
+from ..records import frozen
 from .globalopts import GROUP_TITLE
 from .parsing import subcommands
 
@@ -30,7 +30,7 @@ _FILE_WORDS = {"PATH", "FILE", "REFERENCE", "CURRENT", "CONFIG", "HTML", "SAVE"}
 _DEST_KINDS: dict[str, ValueKind] = {"pipeline": "pipelines", "run_id": "runs", "run": "runs"}
 
 
-@record
+@frozen
 class Values:
     """What completes a value: a kind, and the choices when the kind is ``choices``."""
 
@@ -38,7 +38,7 @@ class Values:
     choices: tuple[str, ...] = ()
 
 
-@record
+@frozen
 class Option:
     """An option: its flags (long first), help, the value's name (None: a flag without a value)."""
 
@@ -51,7 +51,7 @@ class Option:
     """One of the global options (the same on every command): listed once in the man page."""
 
 
-@record
+@frozen
 class Positional:
     """A positional argument: ``repeat`` when it takes several values, ``optional`` when it may be left out."""
 
@@ -62,7 +62,7 @@ class Positional:
     optional: bool
 
 
-@record
+@frozen
 class Command:
     """One command: ``path`` is ``()`` for ``edgeorch`` itself, ``("runs",)`` for ``edgeorch runs``."""
 

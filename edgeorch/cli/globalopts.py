@@ -28,7 +28,7 @@ from typing import Any
 from ..config import CONFIG_OPTION_HELP
 from ..errors import UsageError
 from ..loglevel import LOG_LEVELS, shift_log_level
-from ..records import record
+from ..records import frozen
 from .exits import exit_codes_text
 from .parsing import walk
 
@@ -38,7 +38,7 @@ CLI_LOG_LEVEL = "warning"
 GROUP_TITLE = "global options (before or after the command)"
 
 
-@record
+@frozen
 class GlobalOption:
     """One global option: its flags, where it lands (``dest``), its top-level default and argparse settings."""
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from ..errors import EdgeorchError, UsageError
 from ..model import RunState
-from ..records import record
+from ..records import frozen
 from .records import Queued, Run, RunSummary
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ DEFAULT_LABEL = "python"
 """What a run started from Python records as its ``trigger`` unless the caller says otherwise."""
 
 
-@record
+@frozen
 class Call(Generic[T]):
     """One request: ``op`` with ``args``; ``read(result, client)`` turns the answer (or each item of a
     stream) into what the method returns. ``bounded``: a stream's items are each awaited at most the

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from ..errors import EdgeorchError, NotFoundError, UsageError
 from ..model import AttemptState, RunState, TaskState
-from ..records import record
+from ..records import frozen
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -45,7 +45,7 @@ def _took(started: float | None, finished: float | None) -> float | None:
     return finished - started if started is not None and finished is not None else None
 
 
-@record(kw_only=True)
+@frozen(kw_only=True)
 class Artifact:
     """A file a task declared in ``outputs``, as recorded when its attempt (or cache hit) succeeded."""
 
@@ -65,7 +65,7 @@ class Artifact:
                    sha256=doc["sha256"], attempt_id=doc["attempt_id"], created_at=doc["created_at"])
 
 
-@record(kw_only=True)
+@frozen(kw_only=True)
 class Checkpoint:
     """A checkpoint file a task reported (docs/pipelines.md, in-task checkpoints)."""
 
@@ -82,7 +82,7 @@ class Checkpoint:
                    attempt_id=doc["attempt_id"], recorded_at=doc["recorded_at"])
 
 
-@record(kw_only=True)
+@frozen(kw_only=True)
 class CheckResult:
     """One row of a built-in check task's result (profile, drift, fairness, validate; docs/kernels.md).
 
@@ -106,7 +106,7 @@ class CheckResult:
                    verdict=doc.get("verdict"), details=doc.get("details"))
 
 
-@record(kw_only=True)
+@frozen(kw_only=True)
 class Attempt:
     """One execution of a task: its process, how it ended, where its log is."""
 
@@ -141,7 +141,7 @@ class Attempt:
         return _took(self.started_at, self.finished_at)
 
 
-@record(kw_only=True, repr=False)
+@frozen(kw_only=True, repr=False)
 class Task:
     """A task of a run: its state, every attempt (oldest first) and its latest artifacts."""
 
@@ -217,7 +217,7 @@ def _bound(client: Any, what: str) -> Any:
     return client
 
 
-@record(kw_only=True, repr=False)
+@frozen(kw_only=True, repr=False)
 class RunSummary:
     """A run as ``runs.list`` reports it: state, params, times and task counts, without the tasks themselves.
 
@@ -294,7 +294,7 @@ class RunSummary:
                 f"{took}, tasks={self.task_counts!r})")
 
 
-@record(kw_only=True, repr=False)
+@frozen(kw_only=True, repr=False)
 class Run(RunSummary):
     """A run as ``runs.show`` reports it (``edgeorch show RUN_ID --json``): the summary's fields plus the
     pipeline file and content hash, and every task with its attempts, artifacts, check results and checkpoints."""
@@ -345,7 +345,7 @@ class Run(RunSummary):
         return _bound(self._client, "read logs").logs(self.id, task, attempt, follow=follow)
 
 
-@record(kw_only=True)
+@frozen(kw_only=True)
 class Queued:
     """The daemon's receipt for a run it queued (the ``trigger`` op's answer; ``edgeorch trigger --json``)."""
 

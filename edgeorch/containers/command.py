@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..pipelines.substitute import substitute
-from ..records import record
+from ..records import frozen
 from ..resources.oom import explain as oom_reason
 from .spec import EDGEORCH_ROOT, ContainerSpec, Mount
 
@@ -39,7 +39,7 @@ LEASE_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUM
               "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
 
-@record
+@frozen
 class BindMount:
     """``source`` (host) at ``target`` (inside); ``read_only`` unless the task writes there."""
 
@@ -52,7 +52,7 @@ class BindMount:
         return f"type=bind,source={self.source},target={self.target}" + (",readonly" if self.read_only else "")
 
 
-@record
+@frozen
 class AttemptPlan:
     """One attempt of a container task, substituted and leased: everything :func:`run_argv` needs."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..engine.inputs import ConsumedItem, InputError, InputsSnapshot
-from ..records import record
+from ..records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import ContainersConfig
@@ -48,7 +48,7 @@ class ContainerError(InputError):
     """A container task cannot start: the message names the task's field, the value and what to do."""
 
 
-@record
+@frozen
 class ResolvedImage:
     """What an attempt runs: ``reference`` (as substituted) resolved to ``digest`` (64 hex) by ``runtime``.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader
 from . import RUNTIMES  # Container CLIs edgeorch drives (the same ``run`` options; ``[containers]`` says how)
 
@@ -43,7 +43,7 @@ _IMAGE_RE = re.compile(r"^[^\s\-][^\s]*$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
 
 
-@record
+@frozen
 class Mount:
     """One bind mount asked for by the task: ``source`` (a host path, placeholders allowed) at ``target``."""
 
@@ -52,7 +52,7 @@ class Mount:
     read_only: bool = False
 
 
-@record
+@frozen
 class ContainerSpec:
     """A task's ``container`` key, as written (placeholders not yet substituted).
 

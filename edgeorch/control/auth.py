@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ..config import ControlConfig
-from ..records import record
+from ..records import frozen
 
 log = logging.getLogger("edgeorch.control")
 
@@ -35,7 +35,7 @@ ACCESS_LEVELS: tuple[Access, ...] = ("read", "act")
 _UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 
-@record
+@frozen
 class Peer:
     """The process at the other end of a connection, as the kernel saw it on connect.
 

@@ -52,7 +52,7 @@ from ..errors import (
     UnsatisfiableError,
     UsageError,
 )
-from ..records import record
+from ..records import frozen
 
 PROTOCOL_VERSION: Final = 1
 """Bumped on any incompatible change of a message shape."""
@@ -175,7 +175,7 @@ _KNOWN: dict[str, type[EdgeorchError]] = {
 }
 
 
-@record
+@frozen
 class Request:
     """A parsed, well-formed request (the op may still be unknown)."""
 

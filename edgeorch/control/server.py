@@ -57,7 +57,7 @@ from typing import Any
 from .. import __version__
 from ..config import ControlConfig
 from ..errors import ConfigError, EdgeorchError, StateError
-from ..records import record
+from ..records import frozen
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
 
@@ -133,7 +133,7 @@ RefusedHook = Callable[[Peer, str, str, dict[str, Any], EdgeorchError], "Awaitab
 (an :class:`EdgeorchError`: bad arguments, not found, conflict...), before the error is answered (sync or async)."""
 
 
-@record
+@frozen
 class Operation:
     """A registered op."""
 

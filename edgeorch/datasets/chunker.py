@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..kernels.cache import use_numba_cache_dir
-from ..records import record
+from ..records import frozen
 
 use_numba_cache_dir()  # before numba decorates anything (edgeorch/kernels/cache.py)
 
@@ -35,7 +35,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-@record
+@frozen
 class ChunkParams:
     """Chunk sizes in bytes: ``min_size <= avg_size <= max_size``, ``avg_size`` a power of two.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -55,7 +55,7 @@ def format_ref(name: str, version: int) -> str:
     return f"{name}@{version}"
 
 
-@record
+@frozen
 class DatasetDecl:
     """A ``dataset`` key: which dataset a task's output or a drop folder's input becomes a version of.
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..errors import EdgeorchError
-from ..records import record
+from ..records import frozen
 
 CODECS = ("raw", "zstd")
 """How an object's bytes are stored: as they are, or one zstd frame."""
@@ -56,7 +56,7 @@ class CorruptObject(EdgeorchError):
     exit_code = 1
 
 
-@record
+@frozen
 class StoredObject:
     """What :meth:`ObjectStore.put` or :meth:`ObjectStore.find` knows of one chunk's object."""
 

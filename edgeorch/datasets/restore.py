@@ -31,11 +31,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ConflictError, UsageError
-from ..records import record
+from ..records import frozen
 from .objects import CorruptObject, ObjectStore
 
 
-@record
+@frozen
 class Manifest:
     """What restore needs of a version: ``ref`` (``name@version``, for messages), its files (``path``,
     ``size``, ``mode``, ``sha256``, ``chunks``) and each chunk's ``codec`` and ``size``."""

@@ -21,13 +21,13 @@ from typing import Any
 
 from ..config import KEEP_MIN
 from ..errors import UsageError
-from ..records import record
+from ..records import frozen
 from ..units import parse_duration
 
 RULE_EXPECTED = "--keep N (the newest N versions, N >= 1) and/or --max-age DURATION (e.g. 30d)"
 
 
-@record
+@frozen
 class Rule:
     """``keep_last``: the newest N versions (None: no such rule); ``max_age``: seconds (None: no such rule)."""
 
@@ -67,7 +67,7 @@ class Rule:
         return "keep " + " and ".join(parts) + " (and the latest, and held versions)"
 
 
-@record
+@frozen
 class Plan:
     """The rule applied to one dataset: the version ids to remove, and why each other one stays."""
 

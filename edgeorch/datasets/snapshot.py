@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from ..errors import EdgeorchError, NotFoundError, StateError, UsageError
-from ..records import record
+from ..records import frozen
 from .chunker import DEFAULT, ChunkParams, iter_chunks
 from .objects import ZSTD_LEVEL, ObjectStore
 
@@ -60,7 +60,7 @@ class SnapshotCancelled(EdgeorchError):
     exit_code = 130
 
 
-@record
+@frozen
 class FileEntry:
     """One file of a version: its path (relative, ``/``-separated), size, permission bits, sha256, chunks."""
 
@@ -71,7 +71,7 @@ class FileEntry:
     chunks: tuple[str, ...]
 
 
-@record
+@frozen
 class ChunkEntry:
     """One distinct chunk of a snapshot and its object: ``written`` when this snapshot stored it."""
 

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..records import record
+from ..records import frozen
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
@@ -99,7 +99,7 @@ def _check_folder(folder: Path) -> None:
         raise Refused(f"{folder} is a symbolic link (to {target}); edgeorch never follows links out of a task's folders")
 
 
-@record
+@frozen
 class FileOutcome:
     """The files an ended attempt leaves: its artifacts, its checkpoints, or why they were refused."""
 

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..pipelines.inputs import glob_base, is_glob
-from ..records import record
+from ..records import frozen
 from .files import Refused, hash_regular_file
 
 Stamp = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: what says a file or folder is unchanged."""
 
 
-@record
+@frozen
 class ConsumedItem:
     """One thing an attempt consumed, as recorded in the ``consumed`` table.
 
@@ -75,7 +75,7 @@ class ConsumedItem:
                 "source_task": self.source_task, "source_attempt": self.source_attempt}
 
 
-@record
+@frozen
 class InputsSnapshot:
     """A task's declared inputs as hashed: one item per entry (declaration order) and the stamps taken.
 

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping, Protocol
 from ..errors import ConflictError
 from ..model import Pipeline
 from ..pipelines import resolve_params
-from ..records import record
+from ..records import frozen
 
 
 class PausedPipelines(Protocol):
@@ -91,7 +91,7 @@ Lookup = Callable[[str], Pipeline]
 """Returns the pipeline with a name, or raises (NotFoundError, or the broken file's error)."""
 
 
-@record
+@frozen
 class RunRequest:
     """What a caller asks for: a pipeline (name or ad-hoc), raw params, and who asks.
 
@@ -109,7 +109,7 @@ class RunRequest:
     env: Mapping[str, str] | None = None
 
 
-@record
+@frozen
 class StartedRun:
     """A run the front door created."""
 

@@ -27,7 +27,7 @@ from dataclasses import field, replace
 from typing import Iterable, Mapping, Sequence
 
 from ..model import RunState, TaskSpec, TaskState
-from ..records import record
+from ..records import frozen
 from .scheduler import downstream, retry_delay
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 # -- plain data in ------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class RetryPolicy:
     """How often and how soon a task is retried (a task's ``retries`` and ``retry_*`` fields)."""
 
@@ -55,7 +55,7 @@ class RetryPolicy:
         return cls(spec.retries, spec.retry_delay, spec.retry_backoff, spec.retry_max_delay, spec.retry_jitter)
 
 
-@record
+@frozen
 class RunView:
     """A run's state as settlement needs it (read only; the engine's memory or a test's dicts).
 
@@ -88,7 +88,7 @@ class RunView:
                    sum(1 for s in states.values() if not s.finished), cancel_requested, dict(uncharged or {}))
 
 
-@record
+@frozen
 class AttemptEnd:
     """How an attempt of ``task`` ended, as the engine classified it.
 
@@ -113,7 +113,7 @@ class AttemptEnd:
 # -- plain data out ----------------------------------------------------------------------------
 
 
-@record
+@frozen
 class Change:
     """One task's next state (``retry_at``: engine-clock time of the next attempt, for ``retry_wait``)."""
 
@@ -123,7 +123,7 @@ class Change:
     retry_at: float | None = None
 
 
-@record
+@frozen
 class Settlement:
     """What to record, then apply, after one event of a run.
 

@@ -23,7 +23,7 @@ from dataclasses import field
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader, suggest
 from . import options as opt
 from . import tasks
@@ -35,7 +35,7 @@ COMMON_OPTIONS = {
 }
 
 
-@record
+@frozen
 class Kind:
     """One task kind.
 

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..records import record
+from ..records import frozen
 
 PACKAGE = Path(__file__).resolve().parents[1]
 SOURCES = (PACKAGE / "kernels" / "_jit.py", PACKAGE / "datasets" / "chunker.py", Path(__file__).resolve())
@@ -120,7 +120,7 @@ def _alive(pid: int) -> bool:
 # -- installing a staged cache -----------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class Installed:
     """What :func:`install` did, per function (one index file and its data files)."""
 
@@ -247,10 +247,10 @@ def compile_everything(only: slice = slice(None)) -> list[str]:
            "t": np.datetime64("2024-01-01") + rng.integers(0, 10_000, n).astype("timedelta64[m]")}
     cur = {k: (v[::-1].copy() if k != "f" else v + 0.5) for k, v in ref.items()}
     # Read-only arrays are a signature of their own: what a file read through pyarrow gives.
-    frozen = {}
+    read_only = {}
     for k, v in ref.items():
-        frozen[k] = v.copy()
-        frozen[k].flags.writeable = False
+        read_only[k] = v.copy()
+        read_only[k].flags.writeable = False
     clean = rng.normal(size=n)
     clean.flags.writeable = False
     big = rng.normal(size=40_000)
@@ -259,13 +259,13 @@ def compile_everything(only: slice = slice(None)) -> list[str]:
     big_ints = rng.integers(0, 1 << 40, 40_000)
     steps: list[Callable[[], object]] = [
         lambda: K.merge_profiles(K.profile(ref), K.profile(cur)),
-        lambda: K.merge_profiles(K.profile(frozen), K.profile(ref)),
+        lambda: K.merge_profiles(K.profile(read_only), K.profile(ref)),
         lambda: K.drift_from_profile(K.profile(ref), cur),
         # A stored profile (a baseline) against a file's batch: read-only floats without NaN reach bin_counts as is.
         lambda: K.drift_from_profile(K.profile({"f": clean}), {"f": clean}),
         *[lambda m=m: K.dataset_drift(ref, cur, method=m, columns=columns_for.get(m)) for m in METHODS],
-        *[lambda m=m: K.dataset_drift(frozen, cur, method=m, columns=columns_for.get(m)) for m in METHODS],
-        *[lambda m=m: K.dataset_drift(cur, frozen, method=m, columns=columns_for.get(m)) for m in METHODS],
+        *[lambda m=m: K.dataset_drift(read_only, cur, method=m, columns=columns_for.get(m)) for m in METHODS],
+        *[lambda m=m: K.dataset_drift(cur, read_only, method=m, columns=columns_for.get(m)) for m in METHODS],
         lambda: K.ks_2samp(np.arange(30.0), np.arange(30.0) + 3, method="exact"),  # equal sizes
         lambda: K.ks_2samp(np.arange(30.0), np.arange(41.0), method="exact"),  # unequal sizes
         *[lambda a=a: K.ks_2samp(np.arange(30), np.arange(41) + 9, method="exact", alternative=a)  # integer keys

@@ -29,7 +29,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..errors import NotFoundError, UsageError
-from ..records import record
+from ..records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store.lineage import Lineage
@@ -48,7 +48,7 @@ _TASK = re.compile(r"^(\d+)/([A-Za-z_][A-Za-z0-9_-]{0,63})$")
 _VERSIONED = re.compile(r"^([^@\s]+)(?:@(\d+|latest))?$")
 
 
-@record
+@frozen
 class Thing:
     """A parsed THING: ``kind`` (one of :data:`KINDS`) and its value (a run id, ``(run, task)``, a path, ...)."""
 

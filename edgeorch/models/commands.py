@@ -24,14 +24,14 @@ import signal
 import time
 from typing import Mapping, Sequence
 
-from ..records import record
+from ..records import frozen
 
 OUTPUT_TAIL = 2000
 HEALTH_RETRY_S = 1.0
 """How long a blue-green check waits between two runs of the health command inside its window."""
 
 
-@record
+@frozen
 class CommandResult:
     """How a command ended: ``ok`` (exit 0 in time), its exit code, whether it timed out, its output's tail."""
 

@@ -46,7 +46,7 @@ import re
 from dataclasses import field
 from typing import Any, Iterable, Mapping, Union
 
-from ..records import record
+from ..records import frozen
 
 OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 OP_WORDS = {"<=": "at most", ">=": "at least", "==": "equal to", "!=": "different from", "<": "below",
@@ -79,14 +79,14 @@ class GateSyntaxError(ValueError):
 # -- the tree ----------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class Num:
     """A number in a gate expression."""
 
     value: float
 
 
-@record
+@frozen
 class Ref:
     """A name: ``scope`` is ``candidate``, ``alias`` (``alias`` set) or ``check`` (``task`` set)."""
 
@@ -97,14 +97,14 @@ class Ref:
     task: str | None = None
 
 
-@record
+@frozen
 class Neg:
     """``-operand`` in a gate expression."""
 
     operand: "Expr"
 
 
-@record
+@frozen
 class BinOp:
     """``left op right`` in a gate expression (``op``: ``+``, ``-`` or ``*``)."""
 
@@ -116,7 +116,7 @@ class BinOp:
 Expr = Union[Num, Ref, Neg, BinOp]
 
 
-@record
+@frozen
 class Condition:
     """One comparison; ``text`` is its source, normalised (single spaces)."""
 
@@ -345,7 +345,7 @@ def _close(name: str | None, options: list[str]) -> str:
 # -- evaluation ----------------------------------------------------------------------------------
 
 
-@record
+@frozen
 class Holder:
     """The version an alias points at, with its metrics."""
 
@@ -353,7 +353,7 @@ class Holder:
     metrics: Mapping[str, float]
 
 
-@record
+@frozen
 class CheckResult:
     """What a check task of the run recorded: its verdict and its result rows (``metric``, ``value``, ``verdict``)."""
 
@@ -371,7 +371,7 @@ class CheckResult:
         return max(values) if values else None
 
 
-@record
+@frozen
 class GateInputs:
     """What a gate is evaluated against: the candidate's metrics, the alias holders, the run's check results."""
 
@@ -380,7 +380,7 @@ class GateInputs:
     checks: Mapping[str, CheckResult] = field(default_factory=dict)
 
 
-@record
+@frozen
 class Outcome:
     """One condition's evaluation: the record kept with the decision."""
 

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..records import record
+from ..records import frozen
 from .explanations import EXPLAIN_KIND, explanation_of
 from .gates import CheckResult, GateInputs, Holder, evaluate, verdict_of
 from .spec import ModelDecl, ModelPolicy, default_policy
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
 
 
-@record
+@frozen
 class Candidate:
     """A model output as described by the hashing worker (plain data)."""
 

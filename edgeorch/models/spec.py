@@ -35,7 +35,7 @@ import re
 from dataclasses import asdict, field
 from typing import Any, Iterable, Mapping
 
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader
 from .gates import EXPECTED as GATE_EXPECTED
 from .gates import GateSyntaxError, check_references, parse_gate
@@ -73,7 +73,7 @@ def alias_problem(alias: object) -> str | None:
     return None
 
 
-@record
+@frozen
 class ModelDecl:
     """A task's ``model`` key: which model its output becomes a version of.
 
@@ -87,7 +87,7 @@ class ModelDecl:
     metrics: str | None = None
 
 
-@record
+@frozen
 class Target:
     """Where deployed versions go and how the serving process is told (``[models.NAME.deploy]``).
 
@@ -110,7 +110,7 @@ class Target:
     config: str | None = None
 
 
-@record
+@frozen
 class Canary:
     """``[models.NAME.canary]``: how a challenger is tried before it is promoted.
 
@@ -132,7 +132,7 @@ class Canary:
     tolerance: float = 0.0
 
 
-@record
+@frozen
 class ModelPolicy:
     """``[models.NAME]``: the gates of a model's candidates and its deployment. Defaults: no gates,
     promote automatically to ``champion``, switch directly, a ``path`` target."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, NotFoundError, UsageError
-from ..records import record
+from ..records import frozen
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 REFERENCE_PREFIXES = ("baseline:", "model:")
@@ -45,7 +45,7 @@ def check_name(name: str, field: str = "NAME") -> str:
     return name
 
 
-@record
+@frozen
 class Snapshot:
     """A profile ready to be stored: its JSON text and hash, its columns and rows, and where it came from."""
 
@@ -152,7 +152,7 @@ def reference_version(store: Any, text: Any) -> str | None:
     return f"model:{name}@{alias}={holder['version'] if holder else 'missing'}"
 
 
-@record
+@frozen
 class Reference:
     """What a drift task compares with: a ``profile`` (Profile) or a data file ``path``; ``describe`` in words."""
 

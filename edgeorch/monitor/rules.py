@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..records import record
+from ..records import frozen
 from .spec import RuleSpec
 
 STATES = ("ok", "pending", "firing", "cooling")
@@ -31,7 +31,7 @@ SHOWN_STATES = ("ok", "pending", "firing", "cooling", "silenced")
 DAY = 86400.0
 
 
-@record
+@frozen
 class RuleState:
     """What is stored of a rule between evaluations (table ``rule_state``)."""
 
@@ -63,7 +63,7 @@ class RuleState:
                    silenced_until=row["silenced_until"], silence_reason=row["silence_reason"])
 
 
-@record
+@frozen
 class History:
     """What the evaluator needs of the rule's past firings: responses in the last day and their dedupe keys."""
 
@@ -71,7 +71,7 @@ class History:
     recent_keys: frozenset[str] = frozenset()
 
 
-@record
+@frozen
 class Decision:
     """The outcome of one evaluation.
 

@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 from ..errors import EdgeorchError, PipelineError
 from ..models.spec import alias_problem, name_problem
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader
 
 SIGNALS = ("drift_share", "violations", "metric", "failure_rate", "freshness", "model_metric")
@@ -64,7 +64,7 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
-@record
+@frozen
 class Response:
     """One ``[[on.do]]`` table: ``action`` (one of :data:`ACTIONS`) and its arguments.
 
@@ -100,7 +100,7 @@ class Response:
         return d
 
 
-@record
+@frozen
 class RuleSpec:
     """One validated rule. Durations are seconds; ``pipeline`` is the file's pipeline (the rule's owner).
 

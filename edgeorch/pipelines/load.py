@@ -13,10 +13,10 @@ from typing import Iterable
 
 from ..errors import EdgeorchError, PipelineError
 from ..model import Pipeline
-from ..records import record
+from ..records import frozen
 
 
-@record
+@frozen
 class ValidationReport:
     """Outcome of validating files: the valid pipelines and every problem found."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import suggest
 from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
 
@@ -46,7 +46,7 @@ class ReloadResult:
         return ", ".join(parts) or "no changes"
 
 
-@record
+@frozen
 class FileScan:
     """One file's outcome: the sha256 of its bytes (None: unreadable), its pipeline or its errors."""
 
@@ -55,7 +55,7 @@ class FileScan:
     errors: tuple[EdgeorchError, ...]
 
 
-@record
+@frozen
 class FolderScan:
     """A scan of the folder (files in sorted order); ``exists`` is false when the folder is missing."""
 

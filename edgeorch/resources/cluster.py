@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import field
 from typing import Any
 
-from ..records import record
+from ..records import frozen
 from .allocator import _fmt, never_satisfiable
 from .model import CpuCore, GpuDevice, Inventory, ResourceRequest
 
@@ -34,7 +34,7 @@ ACCELERATOR_PREFIX = "accelerator_type:"
 """Ray's resources naming a node's GPU type (``accelerator_type:A100``)."""
 
 
-@record
+@frozen
 class ClusterNode:
     """One machine of the cluster as its scheduler describes it (totals, not what is free now).
 

@@ -19,12 +19,12 @@ import os
 import re
 from pathlib import Path
 
-from ..records import record
+from ..records import frozen
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
-@record
+@frozen
 class CgroupSupport:
     """Whether memory limits can be enforced, where, and a sentence for the state."""
 

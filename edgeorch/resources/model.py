@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import EdgeorchError
 from ..errors import UnsatisfiableError as UnsatisfiableError  # defined with every error; the client maps it back
-from ..records import record
+from ..records import frozen
 from ..units import SIZE_EXPECTED, parse_size
 
 
@@ -57,7 +57,7 @@ NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
 NVML_ERROR_UNKNOWN = 999
 
 
-@record
+@frozen
 class ResourceRequest:
     """What one task asks for.
 
@@ -152,7 +152,7 @@ class ResourceRequest:
         return cls(**kw)
 
 
-@record
+@frozen
 class CpuCore:
     """One logical CPU the daemon may hand out; ``numa_node`` -1 when unknown."""
 
@@ -160,7 +160,7 @@ class CpuCore:
     numa_node: int = -1
 
 
-@record
+@frozen
 class GpuDevice:
     """One allocatable GPU (a whole GPU or a MIG instance).
 
@@ -216,7 +216,7 @@ COMPUTE_MODES = ("default", "exclusive_thread", "prohibited", "exclusive_process
 """NVML compute modes by their number (``NVML_COMPUTEMODE_*``: 0, 1, 2, 3)."""
 
 
-@record
+@frozen
 class Inventory:
     """What the daemon may hand out: cores, host memory, allocatable GPUs.
 
@@ -235,7 +235,7 @@ class Inventory:
         return None
 
 
-@record
+@frozen
 class Lease:
     """The hardware granted to one attempt.
 
@@ -280,7 +280,7 @@ class Lease:
             raise ResourceError(f"malformed lease record: {exc}", value=dict(d)) from None
 
 
-@record
+@frozen
 class WaitReason:
     """Why a request cannot start now.
 
@@ -299,7 +299,7 @@ class WaitReason:
         return self.message
 
 
-@record
+@frozen
 class GpuReading:
     """Live readings of one device; ``None`` where the device does not report it (or the read failed).
 
@@ -323,7 +323,7 @@ class GpuReading:
     problems: tuple[str, ...] = ()
 
 
-@record
+@frozen
 class GpuProcess:
     """One process using GPU memory on a device (``used_memory`` None: unknown)."""
 
@@ -332,7 +332,7 @@ class GpuProcess:
     used_memory: int | None
 
 
-@record
+@frozen
 class HealthEvent:
     """A device health event: ``kind`` is one of :data:`HEALTH_KINDS`.
 

@@ -32,7 +32,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..records import record
+from ..records import frozen
 from .allocator import Capacity, never_satisfiable
 from .model import Inventory, Lease, ResourceError, ResourceRequest, WaitReason
 
@@ -116,7 +116,7 @@ def critical_paths(deps: Mapping[str, Iterable[str]], durations: Mapping[str, fl
 # -- the ready queue -----------------------------------------------------------
 
 
-@record
+@frozen
 class ReadyTask:
     """A task whose dependencies are done, waiting for resources.
 
@@ -134,7 +134,7 @@ class ReadyTask:
     seq: int = 0
 
 
-@record
+@frozen
 class Running:
     """A lease held by a running attempt and when it is predicted to end (absolute seconds)."""
 
@@ -235,7 +235,7 @@ class ReadyQueue:
 _QUEUED = WaitReason("queued", "waits behind higher-priority tasks")
 
 
-@record
+@frozen
 class Decision:
     """The outcome of one :func:`decide` call.
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from ..records import record
+from ..records import frozen
 from .allocator import _fmt
 from .model import GpuProcess, HealthEvent, Lease
 
 
-@record
+@frozen
 class BudgetAction:
     """``action`` is ``stop`` or ``warn`` for the attempt holding lease ``holder``.
 

@@ -28,7 +28,7 @@ import stat
 from pathlib import Path
 from typing import Iterable
 
-from ..records import record
+from ..records import frozen
 
 log = logging.getLogger("edgeorch.retention")
 
@@ -38,7 +38,7 @@ TRASH_PREFIX = ".removing-"
 """A folder being removed; whatever carries this prefix in the runs folder is a removal to finish."""
 
 
-@record
+@frozen
 class Stray:
     """An entry of the runs folder that no run row names: ``kind`` ``orphan`` (a run folder) or ``trash``."""
 

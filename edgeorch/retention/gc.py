@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import parse_keep
 from ..errors import UsageError
-from ..records import record
+from ..records import frozen
 from . import folders
 from .holds import HoldQuery, collect_holds
 from .plan import Candidate, Plan, decide
@@ -51,7 +51,7 @@ log = logging.getLogger("edgeorch.retention")
 OLDER_THAN_EXPECTED = 'a duration of at least 1s ("90d", "12h", "30m")'
 
 
-@record
+@frozen
 class GcRequest:
     """One gc: remove runs finished more than ``older_than`` seconds ago (of ``pipeline`` only, when set).
 
@@ -99,7 +99,7 @@ def request_for(retention: "RetentionConfig", *, older_than: float | None, pipel
                      keep_last=retention.keep_last if keep_last is None else keep_last, apply=apply, actor=actor)
 
 
-@record
+@frozen
 class Prepared:
     """What :func:`prepare` decided (and, with apply, committed), for :func:`finish`."""
 

@@ -41,13 +41,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..model import InputState, RunState
-from ..records import record
+from ..records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
 
 
-@record
+@frozen
 class Hold:
     """Run ``run_id`` must stay because of ``reason``; with ``while_kept``, only while that run stays."""
 
@@ -61,7 +61,7 @@ class Hold:
         return {"rule": self.rule, "reason": self.reason, "while_kept": self.while_kept}
 
 
-@record
+@frozen
 class HoldQuery:
     """What a rule is asked about: ``candidates`` (run ids past the bound) in ``store``, at ``now``."""
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from ..records import record
+from ..records import frozen
 from .holds import Hold
 
 
-@record
+@frozen
 class Candidate:
     """A run past the retention bound (a row of ``store.retention.older_than``)."""
 
@@ -25,7 +25,7 @@ class Candidate:
     run_dir: str
 
 
-@record
+@frozen
 class Plan:
     """``remove``: the candidates to remove, by id; ``held``: the others, each with the holds that keep it."""
 

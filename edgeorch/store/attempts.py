@@ -23,14 +23,14 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..model import AttemptState, TaskState
-from ..records import record
+from ..records import frozen
 from .audit import write_audit
 from .db import Database
 from .events import write_event
 from .runs import Runs
 
 
-@record
+@frozen
 class NewAttempt:
     """What the engine knows about an attempt before its process exists."""
 

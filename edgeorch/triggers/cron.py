@@ -40,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from ..records import record
+from ..records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from apscheduler.triggers.base import BaseTrigger
@@ -90,7 +90,7 @@ class NeverFiresError(CronError):
     """A valid expression whose days never exist (``0 0 30 2 *``)."""
 
 
-@record
+@frozen
 class Cron:
     """A parsed expression: the allowed values of each field.
 

@@ -48,7 +48,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import EdgeorchError, PipelineError
-from ..records import record
+from ..records import frozen
 from ..tomlcheck import TableReader
 from . import SCHEDULE_KEYS  # the pipeline top-level keys read by check_schedule
 from .cron import EXPECTED as CRON_EXPECTED
@@ -72,7 +72,7 @@ _US = timedelta(microseconds=1)
 Admission = Literal["start", "wait", "skip"]
 
 
-@record
+@frozen
 class ScheduleSpec:
     """A pipeline's validated schedule (exactly one of ``cron`` and ``every`` is set).
 
@@ -105,7 +105,7 @@ class ScheduleSpec:
         return f"every {self.every:g}s"
 
 
-@record
+@frozen
 class FirePlan:
     """What to do with the fires between ``last_fire`` and ``now``.
 
@@ -121,7 +121,7 @@ class FirePlan:
     last_fire: datetime | None
 
 
-@record
+@frozen
 class Decision:
     """Outcome of :func:`admit`: ``action`` is start, wait or skip; ``reason`` says why."""
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
-from ..records import record
+from ..records import frozen
 from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class ManualClock:
         return self._now
 
 
-@record
+@frozen
 class Fire:
     """One scheduling outcome reported to ``on_fire``.
 

@@ -42,7 +42,7 @@ from watchdog.events import (
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
 
-from ..records import record
+from ..records import frozen
 
 WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow", "folder_gone"]
 
@@ -56,7 +56,7 @@ _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMoved
                  DirDeletedEvent]
 
 
-@record
+@frozen
 class WatchEvent:
     """One file event: ``path`` is absolute (None for ``overflow``), ``folder`` the watched folder
     it belongs to (None for ``overflow``), ``at`` the loop time it was delivered."""

@@ -1,4 +1,4 @@
-"""``@record`` behaves as ``@dataclass(frozen=True)``: the same equality, hash, repr, frozenness and helpers."""
+"""``@frozen`` (edgeorch/records.py) is ``@dataclass(frozen=True)``: the same equality, hash, repr and helpers."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import pytest
 
 import edgeorch
-from edgeorch.records import record
+from edgeorch.records import frozen
 
 
-@record
+@frozen
 class Pickled:
     """A record at module level (pickle finds classes by name)."""
 
@@ -24,7 +24,7 @@ class Pickled:
 
 def _pair(body, **options):
     """The same class body made a record and a frozen dataclass (``body(decorator)`` defines the class)."""
-    return body(record(**options) if options else record), body(dataclass(frozen=True, **options))
+    return body(frozen(**options) if options else frozen), body(dataclass(frozen=True, **options))
 
 
 def _point(deco):
@@ -58,7 +58,7 @@ def test_equality_hash_and_repr_are_those_of_a_frozen_dataclass():
 
 
 def test_frozen_with_the_dataclass_helpers_and_pickling():
-    Point = _point(record)
+    Point = _point(frozen)
     p = Point(1, 2.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.x = 3
@@ -87,7 +87,7 @@ def test_keyword_only_and_no_repr_options():
     with pytest.raises(TypeError):
         rec(1)
     assert rec(a=1) == rec(a=1, b=0) and repr(rec(a=1)) == repr(ref(a=1)).replace(ref.__qualname__, rec.__qualname__)
-    plain = record(repr=False)(type("Plain", (), {"__annotations__": {"a": "int"}, "__doc__": "P."}))
+    plain = frozen(repr=False)(type("Plain", (), {"__annotations__": {"a": "int"}, "__doc__": "P."}))
     assert repr(plain(1)).startswith("<") and plain(1) == plain(1)  # object's repr, still a record's equality
 
 
@@ -114,7 +114,7 @@ def test_a_subclass_compares_and_shows_its_own_fields():
 
 
 def test_methods_the_class_defines_itself_are_kept():
-    @record
+    @frozen
     class Own:
         """O."""
 
@@ -126,7 +126,7 @@ def test_methods_the_class_defines_itself_are_kept():
         def __repr__(self):
             return "own"
 
-    @record
+    @frozen
     class OwnHash:
         """H."""
 
@@ -141,7 +141,7 @@ def test_methods_the_class_defines_itself_are_kept():
 
 
 def test_a_record_that_holds_itself_is_shown_without_endless_recursion():
-    @record
+    @frozen
     class Box:
         """B."""
 

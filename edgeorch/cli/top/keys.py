@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...records import record
+from ...records import frozen
 from .model import Item
 
 SEQUENCES = {
@@ -63,7 +63,7 @@ def decode(data: bytes) -> list[str]:
     return keys
 
 
-@record
+@frozen
 class Action:
     """Something the screen does through an op (or ``quit``): ``kind`` and what it applies to."""
 

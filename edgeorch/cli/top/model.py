@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
-from ...records import record
+from ...records import frozen
 from ...textui import format_bytes
 
 ACTIVE_RUNS_SHOWN = 20
 """At most this many active runs are read in detail per refresh (``runs.show`` each): the newest."""
 
 
-@record
+@frozen
 class TaskRow:
     """A running or waiting task. ``state``: running, waiting (for resources or a slot) or retry_wait."""
 
@@ -33,7 +33,7 @@ class TaskRow:
     """What a running task holds (cores, GPUs) or why a waiting one waits."""
 
 
-@record
+@frozen
 class RunRow:
     """A run as ``edgeorch top`` shows it."""
 
@@ -46,7 +46,7 @@ class RunRow:
     reason: str | None
 
 
-@record
+@frozen
 class CoreRow:
     """A CPU core and the attempt holding it (None: free)."""
 
@@ -54,7 +54,7 @@ class CoreRow:
     holder: str | None
 
 
-@record
+@frozen
 class GpuRow:
     """A GPU as ``edgeorch top`` shows it (None: not read)."""
 
@@ -69,7 +69,7 @@ class GpuRow:
     error: str | None
 
 
-@record
+@frozen
 class InputRow:
     """A drop-folder input as ``edgeorch top`` shows it."""
 
@@ -85,7 +85,7 @@ QUIET_RULE_STATES = frozenset({"ok"})
 """Rules in these states are left out of the rules panel: it shows what needs attention."""
 
 
-@record
+@frozen
 class RuleRow:
     """A monitoring rule that is not ok: pending, firing, cooling or silenced (``monitors.list``'s ``state``)."""
 
@@ -99,7 +99,7 @@ class RuleRow:
     """The silence's reason while silenced, else the last firing's outcome and run; empty when neither."""
 
 
-@record
+@frozen
 class Snapshot:
     """One refresh of the view; ``taken_at`` is the caller's clock."""
 
@@ -126,7 +126,7 @@ class Snapshot:
     """Rules that are not ok, firing first (see :func:`rules_of`)."""
 
 
-@record
+@frozen
 class Item:
     """What the cursor points at: a task of a run, or a run (``task`` None)."""
 

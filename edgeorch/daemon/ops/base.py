@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import UsageError
-from ...records import record
+from ...records import frozen
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
 
 
-@record
+@frozen
 class OpSpec:
     """One row of a group's registration table: the op's name, the method serving it, its access and help."""
 

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...records import record
+from ...records import frozen
 
 if TYPE_CHECKING:
     from ...resources.cluster import ClusterNode
@@ -126,7 +126,7 @@ class ExitInfo:
     uncharged: bool = False
 
 
-@record
+@frozen
 class AttemptRecord:
     """What the engine's state file holds about an attempt it started (input to :meth:`Executor.adopt`)."""
 
@@ -158,7 +158,7 @@ class Adoption:
     """How it ended (FINISHED, LOST)."""
 
 
-@record
+@frozen
 class Health:
     """How an executor is: ``ok`` False while its launcher is down (requests wait, nothing is lost)."""
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from ...config import ResourcesConfig
 from ...errors import ConfigError
-from ...records import record
+from ...records import frozen
 from ..model import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_LIB_RM_VERSION_MISMATCH,
@@ -61,7 +61,7 @@ _HINTS = {
 }
 
 
-@record
+@frozen
 class Detected:
     """The outcome of :func:`detect_gpus`.
 

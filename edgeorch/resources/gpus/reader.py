@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from typing import Any
 
-from ...records import record
+from ...records import frozen
 from ..model import NVML_ERROR_GPU_IS_LOST, GpuBackendError, GpuProcess, GpuReading, HealthEvent
 from .backend import GpuBackend
 
@@ -96,7 +96,7 @@ class GpuWorker:
         return not self._thread.is_alive()
 
 
-@record
+@frozen
 class GpuSnapshot:
     """What one refresh read. Times are the reader's clock (monotonic seconds): the refresh began at
     ``taken_at`` and ended at ``finished_at`` (its age is counted from the end, so a slow refresh is

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EdgeorchError
-from ...records import record
+from ...records import frozen
 from .durable import sync_dirs
 from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, inspect
 from .names import display_path
@@ -25,7 +25,7 @@ from .spec import check_same_filesystem
 _HASH_CHUNK = 1 << 20
 
 
-@record
+@frozen
 class ClaimIntent:
     """What the caller records (state ``claiming``) BEFORE the rename.
 
@@ -43,7 +43,7 @@ class ClaimIntent:
     ino: int
 
 
-@record
+@frozen
 class FileStamp:
     """What identifies a file's content without reading it: inode and the fields a write changes."""
 
@@ -58,7 +58,7 @@ class FileStamp:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-@record
+@frozen
 class ClaimedFile:
     """A file moved into the inbox: its new ``path``, ``size`` and ``sha256`` (hex) of the content.
 

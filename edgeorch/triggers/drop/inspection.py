@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from ...records import record
+from ...records import frozen
 from .names import is_candidate, name_problem
 
 RefuseCode = Literal["gone", "outside", "bad_name", "symlink", "not_regular", "hardlink", "too_big", "unreadable",
@@ -25,7 +25,7 @@ TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.EN
 descriptors, I/O hiccup): the claim is tried again later, never turned into a final state."""
 
 
-@record
+@frozen
 class Accept:
     """A file that may be claimed, as seen by ``lstat`` (identity: ``dev``, ``ino``)."""
 
@@ -36,7 +36,7 @@ class Accept:
     ino: int
 
 
-@record
+@frozen
 class Refuse:
     """A file that must not be claimed; ``code`` is machine-readable, ``reason`` for people.
 

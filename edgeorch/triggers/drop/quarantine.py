@@ -11,13 +11,13 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from ...records import record
+from ...records import frozen
 from .claim import ClaimError
 from .durable import fsync_dir, write_atomic
 from .names import display_path, fit_name
 
 
-@record
+@frozen
 class Quarantined:
     """A file in quarantine and its reason document beside it."""
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Literal
 
 from ...model import InputState
-from ...records import record
+from ...records import frozen
 from .claim import CLAIM_PREFIX
 from .names import display_path
 
 _log = logging.getLogger("edgeorch.triggers")
 
-@record
+@frozen
 class InputRecord:
     """One row of the store's ``inputs`` table, as :func:`reconcile` needs it.
 
@@ -40,7 +40,7 @@ class InputRecord:
 ActionKind = Literal["ingest", "rename", "finish", "submit", "link_run", "forget", "lost", "adopt"]
 
 
-@record
+@frozen
 class Action:
     """One step to bring store and disk back in line.
 

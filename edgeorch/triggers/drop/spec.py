@@ -15,7 +15,7 @@ from typing import Any
 
 from ...datasets.names import DatasetDecl, check_decl
 from ...errors import ConfigError, EdgeorchError, PipelineError
-from ...records import record
+from ...records import frozen
 from ...tomlcheck import TableReader
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
@@ -27,7 +27,7 @@ DEFAULT_ENV = "EDGEORCH_INPUT"
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-@record
+@frozen
 class WatchSpec:
     """A validated ``[[watch]]`` table.
 
