@@ -23,6 +23,12 @@ then after, before) so that machine noise hits both alike; the last column is
 the median of the per-round ratios after / before. Each tree gets its own
 state folder (an older edgeorch refuses a newer state file); the daemon of the
 daemon figures is this checkout's, asked by both trees' CLIs.
+
+Run it with the interpreter of a venv where edgeorch was installed as a user
+installs it (``pip install .``, not ``-e``): each tree is put first by
+``PYTHONPATH``, and an editable install's ``.pth`` finder would add 25-30 ms
+to every process, references included. Byte-compile both trees first
+(``python -m compileall -q edgeorch``) when ``PYTHONDONTWRITEBYTECODE`` is set.
 """
 
 from __future__ import annotations
