@@ -81,14 +81,23 @@ def _compile(shared: Path) -> None:
         procs = [subprocess.Popen([sys.executable, __file__, "--part", name, str(folder)],
                                   env=dict(env, NUMBA_CACHE_DIR=str(folder)), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True) for name, folder in parts.items()]
-        for proc in procs:
-            _, err = proc.communicate(timeout=900)
-            if err:
-                print(err[-2000:], file=sys.stderr)
-        proc = subprocess.run([sys.executable, __file__, "--merge", *map(str, parts.values()), "--", str(shared)],
-                              env=dict(env, NUMBA_CACHE_DIR=str(shared)), capture_output=True, text=True, timeout=900)
-    if proc.stderr:
-        print(proc.stderr[-2000:], file=sys.stderr)
+        try:
+            for proc in procs:
+                _, err = proc.communicate(timeout=900)
+                if err:
+                    print(err[-2000:], file=sys.stderr)
+            merged = subprocess.run([sys.executable, __file__, "--merge", *map(str, parts.values()), "--",
+                                     str(shared)], env=dict(env, NUMBA_CACHE_DIR=str(shared)), capture_output=True,
+                                    text=True, timeout=900)
+            if merged.stderr:
+                print(merged.stderr[-2000:], file=sys.stderr)
+        except subprocess.TimeoutExpired as exc:  # never fails the caller: the kernels compile as used
+            print(f"tests/numba_warmup.py: the warm-up took over {exc.timeout:.0f} s; stopped", file=sys.stderr)
+        finally:  # no part outlives its folder (the temporary directory is removed next)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
 
 def private_copy(dest: Path, shared: Path | None = None) -> Path:
