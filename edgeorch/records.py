@@ -16,6 +16,9 @@ Contract, as dataclasses define it:
 
 - ``__eq__``: equal when ``other`` is of exactly the same class and the tuples
   of the fields with ``compare=True`` are equal; ``NotImplemented`` otherwise.
+  (Tuples, as dataclasses compare on Python 3.11 and 3.12, on every version:
+  3.13's dataclasses compare field by field, which differs only for a field
+  that holds the very same NaN object in both, equal here.)
 - ``__hash__``: the hash of the tuple of the fields whose ``hash`` is True,
   or None and ``compare=True``.
 - ``__repr__``: ``QualName(a=..., b=...)`` over the fields with ``repr=True``;
