@@ -232,8 +232,8 @@ def _drive_engine(backend: Backend, store: Any, action: Callable[[Any], Awaitabl
         engine = Engine(cfg, store, early_zygote=zygote)
         engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
         # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
-        # The service is imported once the zygote is starting (in engine.start), so that the zygote boots
-        # meanwhile on the other core; a registration published before it exists is handed to it then.
+        # The service is imported once the engine has started; a registration published before it exists
+        # is handed to it then.
         early: list[Any] = []
         to_models: list[Callable[[Any], None]] = [early.append]
         engine.bus.subscribe(lambda event: to_models[0](event), ModelRegistered)
