@@ -50,10 +50,10 @@ def test_the_script_entry_in_pyproject_runs_main_and_skips_the_collections_at_ex
             f"from {module} import {attr}\n"
             "before = gc.get_freeze_count()\n"
             f"code = {attr}()\n"
-            "print(before, gc.get_freeze_count() > 0, code)\n")
+            "print(gc.get_freeze_count() > before, code)\n")  # 3.12 may start with some frozen already
     proc = _run(workspace, sys.executable, "-c", code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "0 True 0"
+    assert proc.stdout.splitlines()[-1] == "True 0"
 
 
 def _imported_names(path: Path) -> set[str]:
