@@ -53,6 +53,7 @@ class Warmer:
         self.pid: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False  # close() is killing it: its end is a stop, not a failure
 
     def start(self) -> None:
         """Begin in the background (on the running loop); returns at once. Does nothing when disabled."""
@@ -68,9 +69,11 @@ class Warmer:
     async def close(self) -> None:
         """Stop a running warm-up at once: SIGKILL its process group, reap it, remove its staging folder."""
         if self._proc is not None and self._proc.returncode is None:
+            self._stopping = True  # before the kill: _run may see the end first (both await the same exit)
             _kill_group(self._proc.pid)
             await self._proc.wait()
-            self.state = "stopped"
+            if self.state == "running":
+                self.state = "stopped"
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
@@ -106,11 +109,12 @@ class Warmer:
             _kill_group(proc.pid)
             raise
         text = (out or b"").decode("utf-8", "replace")[-OUTPUT_TAIL:].strip()
-        if self.state == "stopped":
-            return
         if proc.returncode == 0:
             self.state = "done"
             log.info("numba cache warm-up finished: %s", text.splitlines()[-1] if text else "ok")
+        elif self._stopping:
+            self.state = "stopped"
+            log.info("numba cache warm-up stopped (its staged files are removed; the next start warms the cache again)")
         else:
             self.state = "failed"
             log.warning("numba cache warm-up failed (exit %s); kernels compile on first use: %s",
