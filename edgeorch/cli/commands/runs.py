@@ -28,6 +28,7 @@ from . import AddCommand
 
 if TYPE_CHECKING:
     from ...engine.executors.local.launch import EarlyZygote
+    from ...store import Store
 
 STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
                "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
@@ -215,8 +216,8 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
 
 
-def _drive_engine(backend: Backend, store: Any, action: Callable[[Any], Awaitable[int]], zygote: EarlyZygote | None, *,
-                  progress: bool) -> tuple[int, RunState]:
+def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaitable[int]],
+                  zygote: EarlyZygote | None, *, progress: bool) -> tuple[int, RunState]:
     """:func:`_drive`'s engine in this process, the state file open and locked (closed by the caller):
     the run's id and final state."""
     import asyncio

@@ -76,3 +76,34 @@ def test_an_early_zygote_that_cannot_start_is_left_to_the_engine(monkeypatch):
 
     monkeypatch.setattr(launch, "spawn_zygote", refuse)
     assert EarlyZygote.start() is None
+
+
+def test_an_in_process_edgeorch_run_starts_one_zygote_before_the_engine_and_the_engine_uses_it(
+        workspace, monkeypatch):
+    # The wiring of `edgeorch run` without a daemon: one zygote is started (the early one) and no other;
+    # were it not handed to the engine, the executor would start a second one and the first be discarded.
+    spawned: list[int] = []
+    real = launch.spawn_zygote
+
+    def counting():
+        popen = real()
+        spawned.append(popen.pid)
+        return popen
+
+    monkeypatch.setattr(launch, "spawn_zygote", counting)
+    from edgeorch.engine.executors.local import executor as local_executor
+
+    monkeypatch.setattr(local_executor, "spawn_zygote", counting)
+    early: list[int | None] = []
+    real_start = EarlyZygote.start.__func__
+
+    def recording_start(cls):
+        z = real_start(cls)
+        early.append(z.pid if z is not None else None)
+        return z
+
+    monkeypatch.setattr(EarlyZygote, "start", classmethod(recording_start))
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    out = workspace.invoke("run", "p", "--here", "-q")
+    assert out.returncode == 0, out.stderr
+    assert spawned == early and len(early) == 1 and _gone(early[0])
