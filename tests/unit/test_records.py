@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import pickle
 import pkgutil
 from dataclasses import dataclass, field
@@ -90,6 +91,117 @@ def test_keyword_only_and_no_repr_options():
     assert rec(a=1) == rec(a=1, b=0) and repr(rec(a=1)) == repr(ref(a=1)).replace(ref.__qualname__, rec.__qualname__)
     plain = frozen(repr=False)(type("Plain", (), {"__annotations__": {"a": "int"}, "__doc__": "P."}))
     assert repr(plain(1)).startswith("<") and plain(1) == plain(1)  # object's repr, still a record's equality
+
+
+def test_init_is_that_of_a_frozen_dataclass_defaults_factories_init_false_and_post_init():
+    made: list[str] = []
+
+    def body(deco):
+        @deco
+        class Job:
+            """J."""
+
+            name: str
+            retries: int = 3
+            tags: list[str] = field(default_factory=list)
+            seen: int = field(default=7, init=False)
+            made_at: list[int] = field(default_factory=lambda: [1], init=False)
+            never: int = field(init=False, repr=False, compare=False)
+            owner: str = field(default="me", kw_only=True)
+
+            def __post_init__(self):
+                made.append(self.name)
+
+        return Job
+
+    rec, ref = _pair(body)
+    for args, kwargs in [(("a",), {}), (("a", 5), {}), (("a",), {"tags": ["x"], "owner": "you"}), ((), {"name": "b"})]:
+        r, d = rec(*args, **kwargs), ref(*args, **kwargs)
+        assert [getattr(r, f) for f in ("name", "retries", "tags", "seen", "made_at", "owner")] == \
+            [getattr(d, f) for f in ("name", "retries", "tags", "seen", "made_at", "owner")]
+        assert not hasattr(r, "never") and not hasattr(d, "never")
+    assert made == ["a", "a"] * 3 + ["b", "b"]  # __post_init__ ran once per instance, in both
+    assert rec("a").tags is not rec("a").tags  # a factory is called for each instance
+    assert str(inspect.signature(rec)) == str(inspect.signature(ref))
+    for bad_args, bad_kwargs in [((), {}), (("a", 1, [], "me"), {}), (("a",), {"seen": 1}), (("a",), {"x": 1})]:
+        with pytest.raises(TypeError) as got:
+            rec(*bad_args, **bad_kwargs)
+        with pytest.raises(TypeError) as want:
+            ref(*bad_args, **bad_kwargs)
+        assert str(got.value) == str(want.value).replace(ref.__qualname__, rec.__qualname__)
+
+
+def test_init_is_compiled_at_the_first_instance_not_at_definition():
+    @frozen
+    class Late:
+        """L."""
+
+        a: int
+        b: int = 2
+
+    lazy = Late.__init__
+    assert Late(1) == Late(1, 2) and Late.__init__ is not lazy  # replaced by the compiled one, once
+    compiled = Late.__init__
+    Late(3)
+    assert Late.__init__ is compiled and Late.__init__.__qualname__.endswith("Late.__init__")
+
+    @frozen
+    class Own:
+        """O."""
+
+        a: int
+
+        def __init__(self, text):
+            object.__setattr__(self, "a", int(text))
+
+    assert Own("4").a == 4  # an __init__ of the class's own is kept
+
+
+def test_definition_errors_are_those_of_a_frozen_dataclass():
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+        @frozen
+        class Order:
+            """O."""
+
+            a: int = 0
+            b: int
+
+    with pytest.raises(TypeError, match="take no InitVar"):
+        @frozen
+        class Init:
+            """I."""
+
+            a: int
+            b: dataclasses.InitVar[int] = 0
+
+    with pytest.raises(TypeError, match="Cannot overwrite attribute __setattr__"):
+        @frozen
+        class Sets:
+            """S."""
+
+            a: int
+
+            def __setattr__(self, name, value):
+                pass
+
+
+def test_a_plain_subclass_may_set_attributes_that_are_not_fields():
+    @frozen
+    class Base:
+        """B."""
+
+        a: int
+
+    class Plain(Base):
+        pass
+
+    p = Plain(1)
+    p.extra = 2  # as with a frozen dataclass: only the fields are frozen on a plain subclass
+    assert p.extra == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.a = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Base(1).extra = 2
 
 
 def test_a_subclass_compares_and_shows_its_own_fields():
