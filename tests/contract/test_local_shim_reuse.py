@@ -188,7 +188,7 @@ class _Zygote:
     def close(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
-        self.proc.wait(10)
+        assert self.proc.wait(10) == 0, "the zygote exits cleanly on EOF"
         assert self.proc.stdout is not None
         self.proc.stdout.close()
 
