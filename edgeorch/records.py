@@ -20,9 +20,8 @@ ms once; later instances are slightly cheaper than a dataclass's.
 
 Not supported (``TypeError`` at definition): ``InitVar`` fields, and mixing
 records and dataclasses in one class hierarchy (dataclasses see a record as
-not frozen). Until its
-first instance, ``inspect.signature`` of a record's class shows
-``(*args, **kwargs)``.
+not frozen). Until its first instance, ``inspect.signature`` of a record's
+class shows ``(*args, **kwargs)``.
 
 Contract, as dataclasses define it:
 
