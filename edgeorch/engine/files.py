@@ -138,7 +138,8 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> Fi
         return FileOutcome([], checkpoints, f"output path leaves the task's output folder: {', '.join(escaping)}")
     missing = [n for n in outputs if not (out_dir / n).is_file() and not (out_dir / n).is_symlink()]
     if missing:
-        return FileOutcome([], checkpoints, f"promised output missing: {', '.join(missing)} (under {out_dir})")
+        return FileOutcome([], checkpoints, f"promised output missing: {', '.join(missing)} "
+                                               f"(under {out_dir}, the task's $EDGEORCH_OUTPUT_DIR)")
     try:
         artifacts = [describe_file(out_dir / n, n) for n in outputs]
     except Refused as exc:

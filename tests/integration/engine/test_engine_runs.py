@@ -167,6 +167,7 @@ def test_promised_output_missing_fails_the_task(workspace, harness):
     assert state == RunState.FAILED
     (t,) = harness.store().runs.tasks_of(run_id)
     assert "promised output missing: model.bin" in t["reason"]
+    assert "$EDGEORCH_OUTPUT_DIR" in t["reason"]  # where it was expected, by the name a task uses
 
 
 def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harness):
