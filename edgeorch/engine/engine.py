@@ -1114,11 +1114,14 @@ class Engine:
         out_dir = ctx.run_dir / "outputs" / la.task
         names: list[str] = []
         dataset = spec.dataset if exit_ok else None
+        workdir = None
         if exit_ok:
             # Output names take the same placeholders as the command (params and built-ins).
             values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
             names = [substitute(o, values) for o in spec.outputs]
-        job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task)
+            workdir = self._workdir(ctx, spec, values) if names else None
+        job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task,
+                                workdir)
         if dataset is not None:  # the declared dataset output is snapshotted by the same worker, after the hashes
             hashed, rel = job, substitute(dataset.path, values) if dataset.path else ""
             job = lambda: with_dataset(hashed(), out_dir, rel, dataset.name, self.config.state_dir,  # noqa: E731

@@ -114,12 +114,16 @@ class FileOutcome:
     its files were accepted."""
 
 
-def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> FileOutcome:
+def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path,
+                 workdir: Path | None = None) -> FileOutcome:
     """Describe (sha256) an attempt's promised ``outputs`` (None: it failed, none expected) and its checkpoints.
 
     Runs in a worker thread; touches only the filesystem. Outputs must be
     regular files inside ``out_dir`` (no '..', no absolute names, no links);
-    a checkpoint folder replaced by a link is refused, never walked.
+    a checkpoint folder replaced by a link is refused, never walked. A
+    missing output that is a file in the task's ``workdir`` is named in the
+    reason (the usual mistake: writing it to the working folder); it is not
+    taken from there.
     """
     refused = None
     try:
@@ -138,8 +142,10 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path) -> Fi
         return FileOutcome([], checkpoints, f"output path leaves the task's output folder: {', '.join(escaping)}")
     missing = [n for n in outputs if not (out_dir / n).is_file() and not (out_dir / n).is_symlink()]
     if missing:
+        stray = [n for n in missing if workdir is not None and (workdir / n).is_file()]
+        found = f"; {', '.join(stray)} found in the task's working folder {workdir} instead" if stray else ""
         return FileOutcome([], checkpoints, f"promised output missing: {', '.join(missing)} "
-                                               f"(under {out_dir}, the task's $EDGEORCH_OUTPUT_DIR)")
+                                               f"(under {out_dir}, the task's $EDGEORCH_OUTPUT_DIR){found}")
     try:
         artifacts = [describe_file(out_dir / n, n) for n in outputs]
     except Refused as exc:
