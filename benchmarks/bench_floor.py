@@ -1,6 +1,6 @@
 """What this machine charges for the operations edgeorch's protocol cannot skip, against issue 11's goals.
 
-    python benchmarks/bench_floor.py [--dir PATH] [--n 1000] [--rounds 5]
+    python benchmarks/bench_floor.py [--dir PATH] [--n 1000] [--rounds 5] [--edgeorch]
 
 Each figure is the cost of one operation on this machine (median of
 ``--rounds`` rounds of ``--n`` operations, wall and CPU time), measured in a
@@ -26,6 +26,11 @@ scheduling). A goal below its floor cannot be met on this machine without
 changing the protocol (the folders and records each attempt and each claim
 has, the sync points of the claim). Costs of this VM move twofold from
 minute to minute: compare the floor with figures taken the same minute.
+
+``--edgeorch`` measures edgeorch's own figure of each goal in the same run,
+right after the floors (``bench_engine.py``'s fan of 300 tasks against
+xargs, ``bench_triggers.py``'s ingest of 1,000 files and 30 drops' latency,
+five in-process one-task runs), and prints it beside its floor.
 """
 
 from __future__ import annotations
@@ -209,6 +214,32 @@ def floors(c: dict[str, tuple[float, float]]) -> list[tuple[str, float, str, str
     return rows
 
 
+def edgeorch_figures(root: Path) -> dict[str, float]:
+    """edgeorch's own figure for each goal of :func:`floors` (seconds; per task or per file where the goal is)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_engine  # noqa: E402 - the benchmarks' own measurements, reused
+    import bench_triggers
+
+    out: dict[str, float] = {}
+    n = 300
+    eng = statistics.median(bench_engine.engine_once(n) for _ in range(3))
+    xa = statistics.median(bench_engine.xargs_once(n) for _ in range(3))
+    out["engine overhead per task beyond xargs' spawn"] = (eng - xa) / n
+    out["drop-folder ingest, per file"] = 1 / bench_triggers.bench_ingest(1000)["files_per_s"]
+    out["rename -> task start, p50"] = bench_triggers.bench_latency(30)["p50_ms"] / 1000
+    ws = root / "one"
+    (ws / "p").mkdir(parents=True)
+    (ws / "p" / "one.toml").write_text('name = "one"\n[tasks.a]\ncommand = ["true"]\n')
+    (ws / "config.toml").write_text(f'[state]\ndir = "{ws}/var"\n[pipelines]\ndir = "{ws}/p"\n')
+    env = dict(os.environ, EDGEORCH_CONFIG=str(ws / "config.toml"),
+               PYTHONPATH=str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    cmd = [sys.executable, "-m", "edgeorch", "run", "one", "-q"]
+    subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL)  # the state file made
+    out["`edgeorch run` of a one-task pipeline, no daemon"] = per_op(
+        lambda i: subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL), 1, 5)[0]
+    return out
+
+
 def fmt(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -219,12 +250,14 @@ def main() -> None:
                     help="where to measure the file system (default: the temporary folder)")
     ap.add_argument("--n", type=int, default=1000, help="operations per round (a quarter for those that fsync)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--edgeorch", action="store_true", help="also measure edgeorch's figure of each goal, beside its floor")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="edgeorch-floor-", dir=args.dir))
     try:
         costs = {**file_ops(root, args.n, args.rounds), **sqlite_ops(root, args.n, args.rounds),
                  **process_ops(max(args.n // 2, 1), args.rounds), **starts(args.rounds)}
+        ours = edgeorch_figures(root) if args.edgeorch else {}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"file system of {args.dir}; {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
@@ -232,11 +265,14 @@ def main() -> None:
     for name, (wall, cpu) in costs.items():
         print(f"{name:58} {fmt(wall):>12} {fmt(cpu):>12}")
     print()
-    print(f"{'goal':50} {'floor':>10}  goal")
+    print(f"{'goal':50} {'floor':>10} {'edgeorch':>10}  goal")
     for goal, floor, text, counts in floors(costs):
         verdict = "below the floor" if _limit(text) < floor else "above the floor"
-        print(f"{goal:50} {fmt(floor):>10}  {text} ({verdict})")
-        print(f"{'':50} {'':>10}  = {counts}")
+        mine = ours.get(goal)
+        shown = f"{fmt(mine):>10}" if mine is not None else f"{'-':>10}"
+        ratio = f", edgeorch {mine / floor:.1f}x the floor" if mine is not None else ""
+        print(f"{goal:50} {fmt(floor):>10} {shown}  {text} ({verdict}{ratio})")
+        print(f"{'':50} {'':>10} {'':>10}  = {counts}")
 
 
 def _limit(text: str) -> float:
