@@ -174,7 +174,7 @@ def starts(rounds: int) -> dict[str, tuple[float, float]]:
     }
     out = {}
     for name, cmd in cases.items():
-        out[name] = per_op(lambda i: subprocess.run(cmd, check=True), 1, rounds, children=True)
+        out[name] = per_op(lambda i, cmd=cmd: subprocess.run(cmd, check=True), 1, rounds, children=True)
     kernels = [sys.executable, "-c", "import numba, numpy, pyarrow, scipy.special"]
     try:
         out["kernels' imports (numba, numpy, pyarrow, scipy.special)"] = per_op(
@@ -228,7 +228,7 @@ def floors(c: dict[str, tuple[float, float]]) -> list[tuple[str, float, str, str
 def edgeorch_figures(root: Path) -> dict[str, float]:
     """edgeorch's own figure for each goal of :func:`floors` (seconds; per task or per file where the goal is)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_engine  # noqa: E402 - the benchmarks' own measurements, reused
+    import bench_engine  # the benchmarks' own measurements, reused
     import bench_triggers
 
     out: dict[str, float] = {}
@@ -249,8 +249,8 @@ def edgeorch_figures(root: Path) -> dict[str, float]:
                                ("fan", "200-task fan within 3x xargs", 3)):
         cmd = [sys.executable, "-m", "edgeorch", "run", name, "-q"]
         subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL)  # its first run: the state file
-        out[goal] = per_op(lambda i: subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL),
-                           1, rounds)[0]
+        out[goal] = per_op(
+            lambda i, cmd=cmd: subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL), 1, rounds)[0]
     return out
 
 
