@@ -228,7 +228,8 @@ def floors(c: dict[str, tuple[float, float]]) -> list[tuple[str, float, str, str
 def edgeorch_figures(root: Path) -> dict[str, float]:
     """edgeorch's own figure for each goal of :func:`floors` (seconds; per task or per file where the goal is)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import bench_engine  # the benchmarks' own measurements, reused
+    import bench_cli  # the benchmarks' own measurements, reused
+    import bench_engine
     import bench_triggers
 
     out: dict[str, float] = {}
@@ -248,9 +249,8 @@ def edgeorch_figures(root: Path) -> dict[str, float]:
     for name, goal, rounds in (("one", "`edgeorch run` of a one-task pipeline, no daemon", 5),
                                ("fan", "200-task fan within 3x xargs", 3)):
         cmd = [sys.executable, "-m", "edgeorch", "run", name, "-q"]
-        subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL)  # its first run: the state file
-        out[goal] = per_op(
-            lambda i, cmd=cmd: subprocess.run(cmd, env=env, cwd=ws, check=True, stdout=subprocess.DEVNULL), 1, rounds)[0]
+        bench_cli.measure(cmd, env, ws)  # its first run: the state file
+        out[goal] = statistics.median(bench_cli.measure(cmd, env, ws)[0] for _ in range(rounds))
     return out
 
 
