@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 
+from ..durable import fsync_dir
 from ..errors import StateError
 from ..records import frozen
 from .keys import KEY_BYTES
@@ -62,7 +63,7 @@ def create(path: Path, state: KeyState) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def overwrite(path: Path, state: KeyState) -> None:
@@ -106,11 +107,3 @@ def _write_all(fd: int, data: bytes) -> None:
     offset = 0
     while offset < len(view):
         offset += os.pwrite(fd, view[offset:], offset)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from ..durable import sync_dirs
 from ..errors import EdgeorchError
 from ..records import frozen
 
@@ -158,13 +159,9 @@ class ObjectStore:
 
     @staticmethod
     def sync(folders: Iterable[Path]) -> None:
-        """fsync each folder once: the renames into them survive a power cut."""
-        for folder in sorted(set(folders)):
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """Make each folder's entries durable once (:func:`~edgeorch.durable.sync_dirs`): the renames into
+        them survive a power cut."""
+        sync_dirs(sorted(set(folders)))
 
     # -- reading -------------------------------------------------------------------------------
 

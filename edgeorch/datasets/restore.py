@@ -20,7 +20,6 @@ Contract of :func:`restore`:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import os
@@ -30,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..durable import fsync_dir, syncfs
 from ..errors import ConflictError, UsageError
 from ..records import frozen
 from .objects import CorruptObject, ObjectStore
@@ -124,14 +124,14 @@ def _swap_into_place(tmp: Path, dest: Path, *, force: bool) -> None:
         os.rename(dest, aside)
         os.rename(tmp, dest)
         shutil.rmtree(aside, ignore_errors=True)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 def _make_durable(tmp: Path, files: list[Path], folders: list[Path]) -> None:
     """Everything written under ``tmp`` on disk before the rename: one ``syncfs(2)`` of its filesystem
     (a restore of many small files would spend most of its time in one fsync per file), else an
     fsync of each file and folder."""
-    if _syncfs(tmp):
+    if syncfs(tmp):
         return
     for path in files:  # pragma: no cover - where syncfs(2) is missing
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -140,29 +140,6 @@ def _make_durable(tmp: Path, files: list[Path], folders: list[Path]) -> None:
         finally:
             os.close(fd)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):  # pragma: no cover
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
 
-def _syncfs(path: Path) -> bool:
-    """``syncfs(2)`` of the filesystem holding ``path``; False where libc has none. Raises OSError on a
-    write-back error (Linux reports those to syncfs since 5.8)."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl on Linux
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if fn(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

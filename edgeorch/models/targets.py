@@ -34,6 +34,7 @@ Guarantees, for both:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -42,6 +43,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..durable import fsync_dir
 from ..errors import EdgeorchError
 
 
@@ -297,14 +299,13 @@ def content_hash(path: Path, kind: str) -> str:
 
 
 def _fsync_dir(folder: Path) -> None:
+    """:func:`~edgeorch.durable.fsync_dir`, skipped for a folder that cannot be opened (gone meanwhile);
+    an error of the fsync itself is raised."""
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(folder)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM):
+            raise
 
 
 def _fsync_tree(root: Path) -> None:

@@ -16,7 +16,7 @@ One module per job:
 * :mod:`.reconcile`: recovery's pure decision over store and disk;
 * :mod:`.quarantine`: failed/refused inputs set aside with a reason, :func:`requeue`;
 * :mod:`.retention`: ``[inbox] keep``: a finished input's kept file removed, never a link followed;
-* :mod:`.durable`: folder fsyncs and atomic writes;
+* :mod:`edgeorch.durable`: folder fsyncs and atomic writes (shared with the rest of edgeorch);
 * :mod:`.service`: the daemon side (:class:`DropFolders`), wired to the store and the front door.
 
 Pure rules and small I/O helpers touch no SQLite: the caller records what they
@@ -44,7 +44,7 @@ from .spec import check_same_filesystem, check_watch, check_watch_set, check_wat
 from .inspection import Accept, file_kind, inspect, Refuse, RefuseCode, scan, TRANSIENT_ERRNOS
 from .settle import Batcher, complete_at_once, DEFAULT_WRITING_TIMEOUT, EventKind, SettleTracker, Stat, stat_of
 from .claim import changed_since, claim, claim_dest, ClaimDeferred, ClaimedFile, ClaimError, ClaimIntent, ClaimRefused, FileStamp, hash_file, is_transient, perform_claim, prepare_claim, verify_and_hash
-from .durable import fsync_dir, sync_dirs, write_atomic
+from ...durable import fsync_dir, sync_dirs, write_atomic
 from .reconcile import Action, ActionKind, claim_folder_id, file_ids, FileId, InputRecord, InputState, list_inbox, reconcile
 from .quarantine import quarantine, Quarantined, REASON_SUFFIX, requeue
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import EdgeorchError
 from ...records import frozen
-from .durable import sync_dirs
+from ...durable import sync_dirs
 from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, inspect
 from .names import display_path
 from .spec import check_same_filesystem

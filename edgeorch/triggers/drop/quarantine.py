@@ -13,7 +13,7 @@ from typing import Any
 
 from ...records import frozen
 from .claim import ClaimError
-from .durable import fsync_dir, write_atomic
+from ...durable import fsync_dir, write_atomic
 from .names import display_path, fit_name
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EdgeorchError, NotFoundError
-from .durable import sync_dirs
+from ...durable import sync_dirs
 from .quarantine import REASON_SUFFIX
 
 log = logging.getLogger("edgeorch.triggers")

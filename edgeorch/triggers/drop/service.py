@@ -33,7 +33,7 @@ from .claim import (
     make_claim_folder,
     perform_claim,
 )
-from .durable import sync_dirs, write_atomic
+from ...durable import sync_dirs, write_atomic
 from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
