@@ -75,7 +75,7 @@ def workspace(root: Path, settle: str = "1s", repo: Path = REPO) -> tuple[Path, 
         [params]
         input = {{ type = "path", default = "" }}
         [tasks.stamp]
-        command = ["sh", "-c", "date +%s.%N > {stamps}/$(basename {{input}})"]
+        command = ["sh", "-c", "date +%s.%N > {stamps}/${{{{EDGEORCH_INPUT##*/}}}}"]
         """))
     env = dict(os.environ, EDGEORCH_CONFIG=str(root / "config.toml"),
                PYTHONPATH=str(repo) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
