@@ -3,8 +3,8 @@
 ``write_atomic`` gives old or new content, never half, even when the kernel
 writes only part of it: a real process under a file-size limit (SIGXFSZ
 ignored) gets a short ``write``, as on a nearly full disk. ``sync_dirs``
-fsyncs a few folders one by one and many with one ``syncfs`` of their
-filesystem, and says when it could not.
+fsyncs each folder once (a few in the caller's thread, many from worker
+threads, all finished when it returns) and raises when one cannot be synced.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -44,17 +45,16 @@ def test_a_short_write_never_leaves_half_a_file(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")], "the temporary file is left behind"
 
 
-def _count(monkeypatch, name):
-    """Count the calls of ``durable.<name>`` (or ``os.fsync``), still calling the real one."""
-    calls: list[object] = []
-    owner = os if name == "fsync" else durable
-    real = getattr(owner, name)
+def _fsyncs(monkeypatch):
+    """Record ``(thread id, path)`` of every ``os.fsync`` made through :func:`durable.fsync_dir`, still syncing."""
+    calls: list[tuple[int, str]] = []
+    real = durable.fsync_dir
 
-    def counted(arg):
-        calls.append(arg)
-        return real(arg)
+    def recorded(path):
+        calls.append((threading.get_ident(), os.fspath(path)))
+        return real(path)
 
-    monkeypatch.setattr(owner, name, counted)
+    monkeypatch.setattr(durable, "fsync_dir", recorded)
     return calls
 
 
@@ -68,43 +68,42 @@ def _folders(root, n):
     return out
 
 
-def test_a_few_folders_are_fsynced_one_by_one_and_once_each(tmp_path, monkeypatch):
-    folders = _folders(tmp_path, durable.SYNCFS_AT - 2) + [tmp_path]
-    syncfs, fsyncs = _count(monkeypatch, "syncfs"), _count(monkeypatch, "fsync")
+def test_a_few_folders_are_fsynced_in_the_callers_thread_once_each(tmp_path, monkeypatch):
+    folders = _folders(tmp_path, durable.PARALLEL_AT - 2) + [tmp_path]
+    calls = _fsyncs(monkeypatch)
     durable.sync_dirs(folders + folders[:3])  # repeated folders are synced once
-    assert syncfs == []
-    assert len(fsyncs) == len(folders)
+    assert sorted(p for _, p in calls) == sorted(map(str, folders))
+    assert {t for t, _ in calls} == {threading.get_ident()}
 
 
-def test_many_folders_are_made_durable_by_one_syncfs_of_their_filesystem(tmp_path, monkeypatch):
-    folders = _folders(tmp_path, durable.SYNCFS_AT + 4) + [tmp_path]
-    syncfs, fsyncs = _count(monkeypatch, "syncfs"), _count(monkeypatch, "fsync")
-    durable.sync_dirs(folders)
-    assert len(syncfs) == 1 and fsyncs == []
+def test_many_folders_are_fsynced_once_each_from_worker_threads_all_done_on_return(tmp_path, monkeypatch):
+    folders = _folders(tmp_path, durable.PARALLEL_AT + 20) + [tmp_path]
+    calls = _fsyncs(monkeypatch)
+    durable.sync_dirs(folders + folders[:5])
+    assert sorted(p for _, p in calls) == sorted(map(str, folders))
+    assert threading.get_ident() not in {t for t, _ in calls}
+    assert not [t for t in threading.enumerate() if t.name.startswith("edgeorch-fsync")]
 
 
-def test_a_syncfs_write_back_error_is_raised_naming_the_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("n", [1, durable.PARALLEL_AT + 4])
+def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, n):
+    folders = _folders(tmp_path, n)
+    (folders[n // 2] / "f.csv").unlink()
+    folders[n // 2].rmdir()
+    with pytest.raises(FileNotFoundError) as info:
+        durable.sync_dirs(folders)
+    assert info.value.filename == str(folders[n // 2])
+    assert not [t for t in threading.enumerate() if t.name.startswith("edgeorch-fsync")]
+
+
+def test_syncfs_syncs_a_real_filesystem_and_raises_a_write_back_error_naming_the_folder(tmp_path, monkeypatch):
+    assert durable.syncfs(tmp_path) is True
+
     def failing(fd):
         ctypes.set_errno(errno.EIO)
         return -1
 
     monkeypatch.setattr(durable, "_libc_syncfs", lambda: failing)
     with pytest.raises(OSError) as info:
-        durable.sync_dirs(_folders(tmp_path, durable.SYNCFS_AT))
+        durable.syncfs(tmp_path)
     assert info.value.errno == errno.EIO and str(tmp_path) in str(info.value)
-
-
-def test_without_syncfs_many_folders_are_fsynced_one_by_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(durable, "_libc_syncfs", lambda: None)
-    fsyncs = _count(monkeypatch, "fsync")
-    durable.sync_dirs(_folders(tmp_path, durable.SYNCFS_AT))
-    assert len(fsyncs) == durable.SYNCFS_AT
-
-
-@pytest.mark.parametrize("n", [1, durable.SYNCFS_AT])
-def test_a_missing_folder_raises_and_nothing_is_said_durable(tmp_path, n):
-    folders = _folders(tmp_path, n)
-    (folders[-1] / "f.csv").unlink()
-    folders[-1].rmdir()
-    with pytest.raises(FileNotFoundError):
-        durable.sync_dirs(folders)
