@@ -7,14 +7,16 @@ audit key file and model slots call them):
   survives a power cut once the folder is fsynced.
 - :func:`sync_dirs`: the same for many folders. Each ``fsync`` of a folder ends
   with a flush of the disk's write cache, and a claim group of a burst has
-  hundreds of new folders: from :data:`PARALLEL_AT` distinct folders on, they
-  are fsynced by :data:`FSYNC_THREADS` threads at once, so the kernel merges
-  their flushes (measured with tasks running: 500 folders 0.15-0.47 s one by
-  one, 0.03-0.05 s in parallel). Not ``syncfs(2)``, though it was faster
-  still (0.01 s): it also writes whatever else is unsynced on that filesystem,
-  so a claim would wait for another process's large writes (500 folders
-  beside 1 GB of unsynced data: syncfs 440 ms, fsyncs 80 ms one by one, 45 ms
-  in parallel), and on a slow disk for seconds.
+  hundreds of new folders (measured with tasks running: 500 folders 0.15-0.47 s
+  fsynced one by one). From :data:`MANY` distinct folders on: one
+  ``syncfs(2)`` of their filesystem (every dirty inode and the journal, then
+  one flush: 0.01-0.02 s) while this machine holds little unsynced data
+  (:data:`SYNCFS_MAX_UNSYNCED`, read from ``/proc/meminfo``), else
+  :data:`FSYNC_THREADS` fsyncs in flight at once, whose flushes the kernel
+  merges (0.03-0.05 s). ``syncfs`` also writes every other process's unsynced
+  data on that filesystem: beside 1 GB of it, 500 folders took 440 ms by
+  ``syncfs``, 80 ms by fsyncs one by one, 45 ms in parallel; on a slow disk a
+  claim would wait seconds. Hence the check.
 - :func:`syncfs`: ``syncfs(2)``, for a caller that wrote everything to be
   synced itself (a dataset restore's many files); Linux reports write-back
   errors to it since 5.8, raised here as ``OSError``. False (nothing done)
@@ -29,10 +31,13 @@ import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-PARALLEL_AT = 16
-"""From this many distinct folders on, :func:`sync_dirs` fsyncs them from several threads at once."""
+MANY = 16
+"""From this many distinct folders on, :func:`sync_dirs` syncs them together (``syncfs`` or parallel fsyncs)."""
 FSYNC_THREADS = 16
 """How many folder fsyncs :func:`sync_dirs` keeps in flight (they wait on the disk, not on a CPU)."""
+SYNCFS_MAX_UNSYNCED = 8 << 20
+"""``syncfs`` only while the machine's dirty + under-writeback memory is at most this (bytes): its cost is
+bounded by writing that much."""
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -45,17 +50,23 @@ def fsync_dir(path: Path | str) -> None:
 
 
 def sync_dirs(paths: Iterable[Path | str]) -> None:
-    """fsync each distinct folder of ``paths`` once (see the module docstring); returns when all are done.
+    """Make the entries of each distinct folder of ``paths`` durable (see the module docstring); returns
+    when all are.
 
-    Fewer than :data:`PARALLEL_AT` folders: one by one, in this thread. More:
-    from up to :data:`FSYNC_THREADS` threads at once. Raises the first
-    ``OSError`` (in ``paths``' order) when a folder cannot be synced: then the
-    caller must not take any of them as durable.
+    Fewer than :data:`MANY` folders: an fsync each, in this thread. More: one
+    :func:`syncfs` per filesystem they are on when little is unsynced
+    (:func:`unsynced_bytes`), else fsyncs from up to :data:`FSYNC_THREADS`
+    threads at once. Raises the first ``OSError`` (in ``paths``' order for
+    fsyncs) when a folder cannot be synced: then the caller must not take any
+    of them as durable.
     """
     folders = list(dict.fromkeys(os.fspath(p) for p in paths))
-    if len(folders) < PARALLEL_AT:
+    if len(folders) < MANY:
         for folder in folders:
             fsync_dir(folder)
+        return
+    unsynced = unsynced_bytes()
+    if unsynced is not None and unsynced <= SYNCFS_MAX_UNSYNCED and _sync_filesystems(folders):
         return
     import concurrent.futures  # only for a burst: most processes never sync so many folders
 
@@ -63,6 +74,38 @@ def sync_dirs(paths: Iterable[Path | str]) -> None:
                                                thread_name_prefix="edgeorch-fsync") as pool:
         for done in [pool.submit(fsync_dir, folder) for folder in folders]:
             done.result()
+
+
+def unsynced_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """This machine's memory not yet on disk (``Dirty`` + ``Writeback``), in bytes; None when unknown.
+
+    Over all filesystems, so an upper bound of what a ``syncfs`` of one of them would write.
+    """
+    try:
+        with open(meminfo, "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    total, seen = 0, 0
+    for line in text.splitlines():
+        if line.startswith((b"Dirty:", b"Writeback:")):
+            parts = line.split()
+            if len(parts) < 2 or not parts[1].isdigit():
+                return None
+            total += int(parts[1]) * 1024
+            seen += 1
+    return total if seen == 2 else None
+
+
+def _sync_filesystems(folders: list[str]) -> bool:
+    """One :func:`syncfs` per filesystem holding ``folders``; False where it is missing (then fsync them)."""
+    one_per_device: dict[int, str] = {}
+    for folder in folders:
+        one_per_device.setdefault(os.stat(folder).st_dev, folder)
+    for folder in one_per_device.values():
+        if not syncfs(folder):
+            return False
+    return True
 
 
 def syncfs(path: Path | str) -> bool:

@@ -3,8 +3,9 @@
 ``write_atomic`` gives old or new content, never half, even when the kernel
 writes only part of it: a real process under a file-size limit (SIGXFSZ
 ignored) gets a short ``write``, as on a nearly full disk. ``sync_dirs``
-fsyncs each folder once (a few in the caller's thread, many from worker
-threads, all finished when it returns) and raises when one cannot be synced.
+makes each folder's entries durable once (a few fsynced in the caller's
+thread; many by one ``syncfs`` while little is unsynced, else fsynced from
+worker threads, all finished when it returns) and raises when one cannot be.
 """
 
 from __future__ import annotations
@@ -68,25 +69,51 @@ def _folders(root, n):
     return out
 
 
+def _syncfs_calls(monkeypatch):
+    calls: list[str] = []
+    real = durable.syncfs
+
+    def recorded(path):
+        calls.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(durable, "syncfs", recorded)
+    return calls
+
+
 def test_a_few_folders_are_fsynced_in_the_callers_thread_once_each(tmp_path, monkeypatch):
-    folders = _folders(tmp_path, durable.PARALLEL_AT - 2) + [tmp_path]
-    calls = _fsyncs(monkeypatch)
+    folders = _folders(tmp_path, durable.MANY - 2) + [tmp_path]
+    calls, syncfs = _fsyncs(monkeypatch), _syncfs_calls(monkeypatch)
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: 0)
     durable.sync_dirs(folders + folders[:3])  # repeated folders are synced once
     assert sorted(p for _, p in calls) == sorted(map(str, folders))
-    assert {t for t, _ in calls} == {threading.get_ident()}
+    assert {t for t, _ in calls} == {threading.get_ident()} and syncfs == []
 
 
-def test_many_folders_are_fsynced_once_each_from_worker_threads_all_done_on_return(tmp_path, monkeypatch):
-    folders = _folders(tmp_path, durable.PARALLEL_AT + 20) + [tmp_path]
-    calls = _fsyncs(monkeypatch)
+def test_many_folders_with_little_unsynced_on_the_machine_take_one_syncfs(tmp_path, monkeypatch):
+    folders = _folders(tmp_path, durable.MANY + 4) + [tmp_path]
+    calls, syncfs = _fsyncs(monkeypatch), _syncfs_calls(monkeypatch)
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: durable.SYNCFS_MAX_UNSYNCED)
+    durable.sync_dirs(folders)
+    assert len(syncfs) == 1 and calls == []
+
+
+@pytest.mark.parametrize("unsynced", [durable.SYNCFS_MAX_UNSYNCED + 1, None], ids=["much-unsynced", "unknown"])
+def test_many_folders_otherwise_are_fsynced_once_each_from_worker_threads_all_done_on_return(
+        tmp_path, monkeypatch, unsynced):
+    folders = _folders(tmp_path, durable.MANY + 20) + [tmp_path]
+    calls, syncfs = _fsyncs(monkeypatch), _syncfs_calls(monkeypatch)
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: unsynced)
     durable.sync_dirs(folders + folders[:5])
-    assert sorted(p for _, p in calls) == sorted(map(str, folders))
+    assert sorted(p for _, p in calls) == sorted(map(str, folders)) and syncfs == []
     assert threading.get_ident() not in {t for t, _ in calls}
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeorch-fsync")]
 
 
-@pytest.mark.parametrize("n", [1, durable.PARALLEL_AT + 4])
-def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, n):
+@pytest.mark.parametrize("n, unsynced", [(1, 0), (durable.MANY + 4, 0), (durable.MANY + 4, None)],
+                         ids=["one-by-one", "syncfs", "parallel"])
+def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, monkeypatch, n, unsynced):
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: unsynced)
     folders = _folders(tmp_path, n)
     (folders[n // 2] / "f.csv").unlink()
     folders[n // 2].rmdir()
@@ -94,6 +121,18 @@ def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, n):
         durable.sync_dirs(folders)
     assert info.value.filename == str(folders[n // 2])
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeorch-fsync")]
+
+
+def test_unsynced_bytes_reads_dirty_and_writeback_and_says_none_when_it_cannot(tmp_path):
+    assert isinstance(durable.unsynced_bytes(), int)  # this machine's own /proc/meminfo
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 100 kB\nDirty:            12 kB\nWriteback:         3 kB\nWritebackTmp: 7 kB\n")
+    assert durable.unsynced_bytes(str(meminfo)) == 15 * 1024
+    meminfo.write_text("Dirty: lots kB\nWriteback: 3 kB\n")
+    assert durable.unsynced_bytes(str(meminfo)) is None
+    meminfo.write_text("Dirty: 12 kB\n")
+    assert durable.unsynced_bytes(str(meminfo)) is None
+    assert durable.unsynced_bytes(str(tmp_path / "missing")) is None
 
 
 def test_syncfs_syncs_a_real_filesystem_and_raises_a_write_back_error_naming_the_folder(tmp_path, monkeypatch):
