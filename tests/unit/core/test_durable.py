@@ -94,6 +94,7 @@ def test_many_folders_with_little_unsynced_on_the_machine_take_one_syncfs(tmp_pa
     folders = _folders(tmp_path, durable.MANY + 4) + [tmp_path]
     calls, syncfs = _fsyncs(monkeypatch), _syncfs_calls(monkeypatch)
     monkeypatch.setattr(durable, "unsynced_bytes", lambda: durable.SYNCFS_MAX_UNSYNCED)
+    monkeypatch.setattr(durable, "syncfs_reports_errors", lambda: True)
     durable.sync_dirs(folders)
     assert len(syncfs) == 1 and calls == []
 
@@ -114,6 +115,7 @@ def test_many_folders_otherwise_are_fsynced_once_each_from_worker_threads_all_do
                          ids=["one-by-one", "syncfs", "parallel"])
 def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, monkeypatch, n, unsynced):
     monkeypatch.setattr(durable, "unsynced_bytes", lambda: unsynced)
+    monkeypatch.setattr(durable, "syncfs_reports_errors", lambda: True)
     folders = _folders(tmp_path, n)
     (folders[n // 2] / "f.csv").unlink()
     folders[n // 2].rmdir()
@@ -133,6 +135,22 @@ def test_unsynced_bytes_reads_dirty_and_writeback_and_says_none_when_it_cannot(t
     meminfo.write_text("Dirty: 12 kB\n")
     assert durable.unsynced_bytes(str(meminfo)) is None
     assert durable.unsynced_bytes(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("release, ok", [("5.8.0", True), ("6.1.0-13-amd64", True), ("5.15.0-91-generic", True),
+                                         ("5.4.0-150-generic", False), ("4.19.0", False), ("5.7", False),
+                                         ("garbage", False), ("6", False), ("5.10+", True)])
+def test_syncfs_is_trusted_only_where_it_reports_write_back_errors(release, ok):
+    assert durable.syncfs_reports_errors(release) is ok
+
+
+def test_on_an_old_kernel_many_folders_are_fsynced(tmp_path, monkeypatch):
+    folders = _folders(tmp_path, durable.MANY)
+    calls, syncfs = _fsyncs(monkeypatch), _syncfs_calls(monkeypatch)
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: 0)
+    monkeypatch.setattr(durable, "syncfs_reports_errors", lambda: False)
+    durable.sync_dirs(folders)
+    assert len(calls) == len(folders) and syncfs == []
 
 
 def test_syncfs_syncs_a_real_filesystem_and_raises_a_write_back_error_naming_the_folder(tmp_path, monkeypatch):
