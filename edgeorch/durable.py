@@ -72,10 +72,16 @@ def sync_dirs(paths: Iterable[Path | str]) -> None:
         return
     import concurrent.futures  # only for a burst: most processes never sync so many folders
 
-    with concurrent.futures.ThreadPoolExecutor(min(FSYNC_THREADS, len(folders)),
-                                               thread_name_prefix="edgeorch-fsync") as pool:
-        for done in [pool.submit(fsync_dir, folder) for folder in folders]:
-            done.result()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(min(FSYNC_THREADS, len(folders)),
+                                                   thread_name_prefix="edgeorch-fsync") as pool:
+            futures = [pool.submit(fsync_dir, folder) for folder in folders]
+    except RuntimeError:  # no thread could be started (a limit on tasks): one by one, all of them again
+        for folder in folders:
+            fsync_dir(folder)
+        return
+    for done in futures:
+        done.result()
 
 
 def syncfs_reports_errors(release: str | None = None) -> bool:

@@ -111,6 +111,21 @@ def test_many_folders_otherwise_are_fsynced_once_each_from_worker_threads_all_do
     assert not [t for t in threading.enumerate() if t.name.startswith("edgeorch-fsync")]
 
 
+def test_when_no_thread_can_start_many_folders_are_fsynced_one_by_one(tmp_path, monkeypatch):
+    import concurrent.futures
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "submit", refuse)
+    monkeypatch.setattr(durable, "unsynced_bytes", lambda: None)
+    folders = _folders(tmp_path, durable.MANY + 2)
+    calls = _fsyncs(monkeypatch)
+    durable.sync_dirs(folders)
+    assert sorted(p for _, p in calls) == sorted(map(str, folders))
+    assert {t for t, _ in calls} == {threading.get_ident()}
+
+
 @pytest.mark.parametrize("n, unsynced", [(1, 0), (durable.MANY + 4, 0), (durable.MANY + 4, None)],
                          ids=["one-by-one", "syncfs", "parallel"])
 def test_a_missing_folder_raises_and_no_sync_is_left_running(tmp_path, monkeypatch, n, unsynced):
