@@ -31,6 +31,30 @@ def test_grid_histogram_counts_match_numpy_on_its_edges(rng: np.random.Generator
     assert len(h.counts) <= 64
 
 
+def test_values_off_the_grid_land_in_its_end_bins_however_far() -> None:
+    # Grid [-4, 4) in 8 bins of 1. A value 2**63 bins or more away once overflowed the int64 floor
+    # (math.floor) and landed in the bottom bin whatever its sign.
+    x = np.array([-1e300, -5.0, -4.0, 3.5, 4.0, 9.0, 1e19, 1e300, np.inf, np.nan])
+    hist, _ = _jit.histogram_and_hll(x, 1.0, -4.0, 8, 14)
+    assert hist.tolist() == [3, 0, 0, 0, 0, 0, 0, 5]
+
+
+def test_block_moments_match_numpy_at_every_block_boundary(rng: np.random.Generator) -> None:
+    # Blocks are indexed from 0 as views: every length around a block's end, with values that
+    # leave the fast path (NaN, inf) in the last block, agrees with numpy.
+    for n in (1, _jit.BLOCK - 1, _jit.BLOCK, _jit.BLOCK + 1, 3 * _jit.BLOCK + 7):
+        x = rng.normal(size=n) * 100
+        x[-1] = np.nan if n % 2 else np.inf
+        counts, stats = _jit.block_moments(x)
+        finite = x[np.isfinite(x)]
+        cnt, mean, m2, _, _, mn, mx = _jit.reduce_blocks(stats)
+        assert counts.sum(axis=0)[0] == len(finite) == cnt
+        if len(finite):
+            assert mean == pytest.approx(finite.mean(), rel=1e-12, abs=1e-12)
+            assert m2 == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-9)
+            assert (mn, mx) == (finite.min(), finite.max())
+
+
 @pytest.mark.parametrize("lo_hi", [(0.0, 1.0), (-1e9, 3.0), (1e300, 1.5e300), (5.0, 5.0), (0.0, 0.0),
                                    (-3.0, -3.0), (1.0, 1.0 + 1e-12), (0.0, 1.1e-308), (5e-324, 5e-324)])
 def test_grid_covers_the_range_within_max_bins(lo_hi: tuple[float, float]) -> None:
