@@ -27,6 +27,7 @@ audit key file and model slots call them):
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -147,19 +148,15 @@ def syncfs(path: Path | str) -> bool:
     return True
 
 
-_SYNCFS: list[Callable[[int], int] | None] = []
-"""The libc function once looked up (``[fn]`` or ``[None]``): ctypes' lookup costs more than the call."""
-
-
+@functools.cache
 def _libc_syncfs() -> Callable[[int], int] | None:
-    if not _SYNCFS:
-        try:
-            import ctypes
+    """libc's ``syncfs``, looked up once (ctypes' lookup costs more than the call); None where it has none."""
+    try:
+        import ctypes
 
-            _SYNCFS.append(ctypes.CDLL(None, use_errno=True).syncfs)
-        except (OSError, AttributeError):  # pragma: no cover
-            _SYNCFS.append(None)
-    return _SYNCFS[0]
+        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl on Linux
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

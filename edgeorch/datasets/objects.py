@@ -161,7 +161,7 @@ class ObjectStore:
     def sync(folders: Iterable[Path]) -> None:
         """Make each folder's entries durable once (:func:`~edgeorch.durable.sync_dirs`): the renames into
         them survive a power cut."""
-        sync_dirs(sorted(set(folders)))
+        sync_dirs(folders)
 
     # -- reading -------------------------------------------------------------------------------
 

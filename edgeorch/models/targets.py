@@ -43,7 +43,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..durable import fsync_dir
+from ..durable import fsync_dir, write_atomic
 from ..errors import EdgeorchError
 
 
@@ -129,7 +129,8 @@ class Target(ABC):
             if folder.is_dir():
                 for p in folder.glob(".staging-*"):
                     shutil.rmtree(p, ignore_errors=True)
-                for p in folder.glob(".*.tmp-*"):
+                # A link's temporary (``.<name>.tmp-<pid>``) and a file's (``.tmp-<pid>-<hex>``, write_atomic).
+                for p in (*folder.glob(".*.tmp-*"), *folder.glob(".tmp-*")):
                     p.unlink(missing_ok=True)
 
     def write_weights(self, routes: list[Mapping[str, Any]] | None) -> None:
@@ -278,14 +279,8 @@ def replace_link(link: Path, target: str) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsynced, renamed over it; the folder fsynced."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    _fsync_dir(path.parent)
+    """Write ``text`` to ``path``: old or new, never half (:func:`~edgeorch.durable.write_atomic`)."""
+    write_atomic(path, text.encode("utf-8"))
 
 
 def content_hash(path: Path, kind: str) -> str:

@@ -90,3 +90,18 @@ def test_a_triton_template_that_sets_its_own_version_policy_is_refused(tmp_path)
     target.stage(1, _artifact(src))
     with pytest.raises(StagingError, match="sets version_policy"):
         target.switch("champion", 1)
+
+
+def test_a_crash_s_temporary_files_are_cleaned_and_nothing_else(tmp_path) -> None:
+    # A kill -9 mid-write leaves a file's temporary (write_atomic: `.tmp-<pid>-<hex>`) or a link's
+    # (`.<name>.tmp-<pid>`); neither is ever served, both go at the next start, the slot and links stay.
+    src = tmp_path / "model.bin"
+    src.write_text("weights")
+    target = PathTarget(tmp_path / "serving" / "m")
+    target.stage(1, _artifact(src))
+    target.switch("champion", 1)
+    (target.root / ".tmp-123-abcdef").write_text("half a weights.json")
+    os.symlink("versions/1", target.root / ".champion.tmp-123")
+    target.clean_stale()
+    assert sorted(p.name for p in target.root.iterdir()) == ["champion", "current", "versions"]
+    assert target.points_at("champion") == 1 and target.slot(1).is_dir()
