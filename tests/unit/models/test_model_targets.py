@@ -11,6 +11,16 @@ from edgeorch.engine.inputs import hash_inputs
 from edgeorch.models.targets import PathTarget, StagingError, TritonTarget
 
 
+def _champion_at_1(tmp_path) -> PathTarget:
+    """A path target with a one-file version 1 staged and served as champion."""
+    src = tmp_path / "model.bin"
+    src.write_text("weights")
+    target = PathTarget(tmp_path / "serving" / "m")
+    target.stage(1, _artifact(src))
+    target.switch("champion", 1)
+    return target
+
+
 def _artifact(path, kind="file"):
     digest = sha256_file(path) if kind == "file" else hash_inputs("m", [(".", str(path))], path).items[0].sha256
     return {"kind": kind, "path": str(path), "sha256": digest}
@@ -48,11 +58,7 @@ def test_a_version_whose_files_are_gone_is_refused_with_a_hint(tmp_path) -> None
 
 
 def test_switching_an_alias_that_is_not_served_leaves_current_alone_and_none_removes_it(tmp_path) -> None:
-    src = tmp_path / "model.bin"
-    src.write_text("x")
-    target = PathTarget(tmp_path / "serving" / "m")
-    target.stage(1, _artifact(src))
-    target.switch("champion", 1)
+    target = _champion_at_1(tmp_path)
     target.switch("canary", 1)
     target.switch("canary", None)
     assert target.aliases_on_disk() == {"champion": 1} and os.readlink(target.root / "current") == "versions/1"
@@ -95,11 +101,7 @@ def test_a_triton_template_that_sets_its_own_version_policy_is_refused(tmp_path)
 def test_a_crash_s_temporary_files_are_cleaned_and_nothing_else(tmp_path) -> None:
     # A kill -9 mid-write leaves a file's temporary (write_atomic: `.tmp-<pid>-<hex>`) or a link's
     # (`.<name>.tmp-<pid>`); neither is ever served, both go at the next start, the slot and links stay.
-    src = tmp_path / "model.bin"
-    src.write_text("weights")
-    target = PathTarget(tmp_path / "serving" / "m")
-    target.stage(1, _artifact(src))
-    target.switch("champion", 1)
+    target = _champion_at_1(tmp_path)
     (target.root / ".tmp-123-abcdef").write_text("half a weights.json")
     os.symlink("versions/1", target.root / ".champion.tmp-123")
     target.clean_stale()
