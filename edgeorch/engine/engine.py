@@ -691,6 +691,11 @@ class Engine:
                               placements=self.executor.placements() if self.executor is not None else None)
         rep["parallelism"] = self.config.engine.parallelism
         rep["running"] = len(self.live)
+        # The attempt's number within its task, as `show` and `logs --attempt` name it (attempt_id is the row's id).
+        for item in [*(rep.get("leases") or ()), *(a for n in rep.get("cluster", {}).get("nodes", ()) for a in n["attempts"]),
+                     *rep.get("cluster", {}).get("unplaced", ())]:
+            live = self.live.get(item["attempt_id"])
+            item["attempt"] = live.number if live is not None else None
         return rep
 
     def _schedule_dispatch(self) -> None:

@@ -164,8 +164,7 @@ class Admission:
             try:
                 cgroups.prepare(support)
             except OSError as exc:
-                support = cgroups.CgroupSupport(False, None, f"memory limits not enforced: cannot prepare "
-                                                f"{support.path}: {exc.strerror}")
+                support = cgroups.CgroupSupport(False, None, cgroups.prepare_failure(support, exc))
         return cls(cfg, inventory, backend, msg, support, reader=reader, backend_broken=found.broken)
 
     @classmethod

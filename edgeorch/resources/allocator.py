@@ -120,7 +120,7 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
             mig = sum(1 for g in usable if g.parent is not None)
             why = (" (MIG devices do not count: a CUDA process can use only one MIG device, and no whole GPU "
                    "beside it)" if request.gpus > 1 and mig else "")
-            return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s' if n != 1 else ''} exist{why}"
+            return f"asks for {request.gpus} GPUs but only {n} fitting GPU{'s exist' if n != 1 else ' exists'}{why}"
     return None
 
 

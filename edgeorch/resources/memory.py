@@ -15,6 +15,7 @@ Every function takes ``root`` (default ``/``) so tests can use a fake tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -76,6 +77,20 @@ def prepare(support: CgroupSupport, pid: int | None = None) -> None:
     sub = support.path / "cgroup.subtree_control"
     if "memory" not in sub.read_text().split():
         sub.write_text("+memory\n")
+
+
+def prepare_failure(support: CgroupSupport, exc: OSError) -> str:
+    """The state's sentence when :func:`prepare` failed: the kernel's reason, and for EBUSY what causes it.
+
+    EBUSY is cgroup v2's "no internal processes" rule: processes other than
+    the daemon (a shell or a wrapper that started it) are in its cgroup, so
+    it cannot enable ``+memory`` for children there.
+    """
+    why = f"memory limits not enforced: cannot prepare {support.path}: {exc.strerror or exc}"
+    if exc.errno == errno.EBUSY:
+        why += (" (other processes share the daemon's cgroup; run it as the systemd service, whose unit has "
+                "Delegate=yes, or in a cgroup of its own)")
+    return why
 
 
 def create_child(support: CgroupSupport, name: str, memory_max: int) -> Path | None:

@@ -88,12 +88,17 @@ def _cluster_lines(rep: dict[str, Any]) -> list[str]:
         h = n["held"]
         held = (f"edgeorch holds cpus {h['cpus']}, GPUs {h['gpus']}, GPU shares {h['gpu_shares']}, "
                 f"memory {_size(h['memory'])}")
-        attempts = ", ".join(f"run {a['run_id']} {a['task']} (attempt {a['attempt_id']})" for a in n["attempts"])
+        attempts = ", ".join(f"run {a['run_id']} {a['task']} ({_attempt(a)})" for a in n["attempts"])
         out.append(f"  node {n['address']} ({n['node_id'][:12]}) {'alive' if n['alive'] else 'DEAD'}: "
                    f"cpus {n['cpus']:g}{gpus}, memory {_size(n['memory'])}; {held}" + (f": {attempts}" if attempts else ""))
     for a in rep["cluster"]["unplaced"]:
-        out.append(f"  not placed yet: run {a['run_id']} {a['task']} (attempt {a['attempt_id']})")
+        out.append(f"  not placed yet: run {a['run_id']} {a['task']} ({_attempt(a)})")
     return out + _daemon_lines(rep)
+
+
+def _attempt(item: dict[str, Any]) -> str:
+    """``attempt N`` as `show` numbers it (``logs --attempt N``); the row's id where the number is not known."""
+    return f"attempt {item['attempt']}" if item.get("attempt") is not None else f"attempt id {item['attempt_id']}"
 
 
 def _daemon_lines(rep: dict[str, Any]) -> list[str]:
@@ -116,7 +121,7 @@ def _daemon_lines(rep: dict[str, Any]) -> list[str]:
             parts.append(f"GPUs {','.join(lease['gpus'])} ({kind})")
         if lease["pool"]:
             parts.append(f"pool {lease['pool']}")
-        out.append(f"  run {lease['run_id']} {lease['task']} (attempt {lease['attempt_id']}): " + "; ".join(parts))
+        out.append(f"  run {lease['run_id']} {lease['task']} ({_attempt(lease)}): " + "; ".join(parts))
     out.append(f"queue     {len(rep['queue'])} waiting")
     for q in rep["queue"]:
         out.append(f"  {q['task']} ({q['pipeline']}, critical path {q['critical_path_s']:g}s): {q['reason']}")

@@ -164,6 +164,7 @@ class _ProgressPrinter:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.started: dict[str, float] = {}
+        self._seen: set[tuple[str, int | None]] = set()  # (task, attempt) already said to be running
 
     def __call__(self, ev: dict[str, Any]) -> None:
         if self.enabled and ev.get("kind") == "model":
@@ -176,6 +177,9 @@ class _ProgressPrinter:
         name, state = ev["task"], ev["state"]
         stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
         if state == "running":
+            if (name, ev.get("attempt")) in self._seen:
+                return  # a daemon's catch-up of a run already under way and the bus can both carry it
+            self._seen.add((name, ev.get("attempt")))
             self.started[name] = ev["ts"]
             print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})", flush=True)
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from ...events import Bus, Event, Overflow, PipelinePaused, RunFinished, Subscribed
+from ...events import Bus, Event, Overflow, PipelinePaused, RunFinished, Subscribed, TaskStarted
 from ...model import RunState
 from .base import OpSpec, arg
 
@@ -55,8 +55,12 @@ class EventOps:
         # Turned into its wire item at once: the client sees the event as it was when published.
         unsubscribe = self.bus.subscribe(lambda event: _enqueue(queue, event.to_wire()),
                                          lambda event: _follows(run_id, event))
+        # Read in the same loop step as the subscription: what started before it, the queue holds the rest.
+        running = self._running_attempts(run_id)
         try:
             yield Subscribed(self.engine.clock(), run_id).to_wire()
+            for item in running:
+                yield item
             if run_id is not None:
                 # The run may already be over: say so, so a follower never waits forever.
                 run = self.store.runs.get(run_id)
@@ -66,3 +70,17 @@ class EventOps:
                 yield await queue.get()
         finally:
             unsubscribe()
+
+    def _running_attempts(self, run_id: int | None) -> list[dict[str, Any]]:
+        """A followed live run's attempts that started before the stream did, as their ``task`` running items.
+
+        ``edgeorch run`` through a daemon subscribes just after queueing the
+        run: its first tasks may already be running. Each item's ``ts`` is
+        the attempt's recorded start; a follower may still see an attempt's
+        item twice (published between the store's write and the bus), so
+        clients key them by task and attempt number.
+        """
+        if run_id is None or run_id not in self.engine.runs:
+            return []
+        return [TaskStarted(a["started_at"], run_id, a["task"], a["number"], self.store.attempts.lease_of(a["id"])).to_wire()
+                for a in self.store.attempts.of_run(run_id) if a["state"] in ("starting", "running")]

@@ -51,11 +51,23 @@ def test_leases_survive_a_daemon_restart_and_resources_shows_them(workspace, dae
     rep = daemon.call("resources")
     (lease,) = rep["leases"]
     assert lease["run_id"] == big and sorted(lease["cores"]) == sorted(os.sched_getaffinity(0))
+    assert lease["attempt"] == 1 and lease["attempt_id"] >= 1  # its number within the task, as `show` says it
     (waiting,) = rep["queue"]
     assert waiting["task"] == f"{small}/one" and waiting["reason_kind"] == "cpus", waiting
     text = _cli(workspace)
     assert text.returncode == 0, text.stderr
     assert f"held by {big}/big" in text.stdout and f"{small}/one (small" in text.stdout and "waits for 1 cores" in text.stdout
+    assert f"run {big} big (attempt 1): cores" in text.stdout, text.stdout
+    # A follower that subscribes to a run under way is told what it already runs, with its recorded start.
+    with daemon.client(timeout=30) as c:
+        events = c.stream("events", {"run_id": big}, timeout=30)
+        assert next(events)["kind"] == "subscribed"
+        caught_up = next(events)
+    with sqlite3.connect(workspace.state / "edgeorch.db") as conn:
+        (started_at,) = conn.execute("SELECT started_at FROM attempts WHERE run_id = ?", (big,)).fetchone()
+    assert caught_up == {"kind": "task", "run_id": big, "task": "big", "state": "running", "attempt": 1,
+                         "lease": caught_up["lease"], "resources": None, "ts": started_at}, caught_up
+    assert caught_up["lease"]["cpus"] == lease["cores"]
     as_json = json.loads(_cli(workspace, "--json").stdout)
     assert as_json["daemon"] is True and len(as_json["leases"]) == 1
     st = daemon.call("status")["resources"]

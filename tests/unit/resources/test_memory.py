@@ -33,6 +33,20 @@ def test_delegated_cgroup_gets_child_with_memory_max(tmp_path: Path) -> None:
     memory.remove_child(child)  # already gone: fine
 
 
+def test_a_prepare_the_kernel_refuses_is_said_with_its_reason_and_for_ebusy_its_cause(tmp_path: Path) -> None:
+    import errno
+
+    tree(tmp_path)
+    support = memory.detect(tmp_path)
+    assert support.path is not None
+    busy = memory.prepare_failure(support, OSError(errno.EBUSY, "Device or resource busy"))
+    assert busy == (f"memory limits not enforced: cannot prepare {support.path}: Device or resource busy (other "
+                    "processes share the daemon's cgroup; run it as the systemd service, whose unit has "
+                    "Delegate=yes, or in a cgroup of its own)")
+    denied = memory.prepare_failure(support, OSError(errno.EACCES, "Permission denied"))
+    assert denied == f"memory limits not enforced: cannot prepare {support.path}: Permission denied"
+
+
 def test_memory_controller_not_delegated_is_reported(tmp_path: Path) -> None:
     tree(tmp_path, controllers="cpu pids")
     support = memory.detect(tmp_path)
