@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_RAISED, EXIT_BAD_INPUT, EXIT_VIOLATION = 0, 1, 2, 3
@@ -38,12 +39,9 @@ def _write_result(value: Any) -> None:
     except (TypeError, ValueError):
         print(f"edgeorch: the return value is not JSON-serialisable; not recorded ({type(value).__name__})", file=sys.stderr)
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from edgeorch.durable import write_atomic
+
+    write_atomic(Path(path), text.encode())
 
 
 def run_call(ref: str, params: dict[str, Any]) -> int:

@@ -332,16 +332,10 @@ class Profile(ResultView):
         return cls.from_state(doc, file=file)
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (temp file + rename), so readers never see half a profile."""
-        import os
+        """Write atomically (:func:`edgeorch.durable.write_atomic`), so readers never see half a profile."""
+        from ..durable import write_atomic
 
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(self.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(Path(path), self.to_json().encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..durable import write_atomic
 
 COLORS = ("#4c78a8", "#f58518")
 # Colours are CSS variables: light by default, dark under prefers-color-scheme, plain on paper. Charts draw
@@ -356,10 +357,5 @@ def write(path: str | Path, text: str) -> str:
     p = Path(path)
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    write_atomic(p, text.encode("utf-8"))
     return str(path)
