@@ -123,6 +123,14 @@ class Workspace:
         path.write_text(textwrap.dedent(text))
         return path
 
+    @staticmethod
+    def wait_file(path: Path, timeout: float = 30.0) -> None:
+        """Block until ``path`` exists (a file a task creates): a condition polled every 10 ms, never a fixed sleep."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, f"{path} did not appear within {timeout:g}s"
+            time.sleep(0.01)
+
     def config(self):
         from edgeorch.config import load_config
 

@@ -5,15 +5,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import time
-from pathlib import Path
-
-
-def _wait_file(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():  # a condition written by the task
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 def test_disk_full_stops_the_daemon_cleanly_and_a_restart_recovers(workspace, daemon, small_disk):
@@ -56,11 +47,11 @@ def test_a_garbage_exit_record_is_treated_as_lost_and_retried(workspace, daemon)
     """)
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
-    _wait_file(workspace.pipelines / "started-1")
+    workspace.wait_file(workspace.pipelines / "started-1")
     assert daemon.stop() == 0  # the task goes on under live restore
     attempt_dir = workspace.state / "runs" / str(run_id) / "attempts" / "wait.1"
     (workspace.pipelines / "go").touch()
-    _wait_file(attempt_dir / "exit.json")
+    workspace.wait_file(attempt_dir / "exit.json")
     (attempt_dir / "exit.json").write_bytes(b"\x00garbage{")
     daemon.start()
     assert daemon.wait_run(run_id) == "succeeded"
@@ -76,7 +67,7 @@ def test_a_garbage_owner_record_does_not_crash_recovery(workspace, daemon):
     """)
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
-    _wait_file(workspace.pipelines / "started")
+    workspace.wait_file(workspace.pipelines / "started")
     daemon.kill9()
     attempt_dir = workspace.state / "runs" / str(run_id) / "attempts" / "wait.1"
     (attempt_dir / "owner.json").write_text("not json")

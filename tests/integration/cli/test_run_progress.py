@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import edgeorch
 from edgeorch.cli.commands.runs import _ProgressPrinter
-
-
-def _wait_file(path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():  # a condition: the task has started
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.01)
 
 
 def test_a_follower_that_subscribes_late_is_told_each_running_task_once_with_its_duration(workspace, daemon, capsys):
@@ -25,7 +16,7 @@ def test_a_follower_that_subscribes_late_is_told_each_running_task_once_with_its
     """)
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "two"})["run_id"]
-    _wait_file(workspace.pipelines / "slow.started")  # started before anyone follows the run
+    workspace.wait_file(workspace.pipelines / "slow.started")  # started before anyone follows the run
     printer = _ProgressPrinter(enabled=True)
 
     def on_event(ev: dict) -> None:

@@ -6,16 +6,9 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 
 from edgeorch.errors import EdgeorchError
 
-
-def _wait_file(path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():  # a condition: the task has started
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.01)
 
 
 def _cli(ws, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +36,7 @@ def test_leases_survive_a_daemon_restart_and_resources_shows_them(workspace, dae
     assert out.returncode == 0 and "no daemon is running: inventory only, no leases and no queue" in out.stdout
     daemon.start()
     big = daemon.call("trigger", {"pipeline": "hold"})["run_id"]
-    _wait_file(workspace.pipelines / "big.started")
+    workspace.wait_file(workspace.pipelines / "big.started")
     assert daemon.stop() == 0  # the task goes on under live restore
     daemon.start()
     small = daemon.call("trigger", {"pipeline": "small"})["run_id"]
