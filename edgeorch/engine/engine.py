@@ -822,6 +822,8 @@ class Engine:
             log_max_bytes=self.config.engine.log_max_bytes, mkdirs=[str(out_dir), str(ckpt_dir)],
             cpus=res.shared_affinity(lease), cgroup=cgroup, kill_grace=self.config.engine.kill_grace,
             resources=request_dict(ctx.requests[name]), cleanup=cleanup,
+            # A container's client forwards the stop's SIGTERM to the container (docs/containers.md, "Stops").
+            forwards_stop=spec.container is not None,
         ))
         # The timeout is armed when the attempt starts (_on_started): it counts the task's own run.
         if recorded and lease.gpus:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from container_helpers import _rootfs_tar, is_static, pipeline_text, run_pipeline
+from container_helpers import _rootfs_tar, is_static, pipeline_text, run_pipeline, until
 
 from edgeorch.model import RunState
 from edgeorch.store import Store
@@ -133,3 +133,33 @@ def test_a_docker_container_over_its_memory_bound_is_reported_as_probably_out_of
     # Docker's --rm client leaves no OOM record: the SIGKILL under a bound, said with its doubt.
     assert attempt["reason"] == ("killed by signal 9 (SIGKILL), probably out of memory (memory bound 32M; "
                                  "no OOM record to confirm it)")
+
+
+def test_cancel_stops_a_docker_container_through_its_client(docker_ws, docker):
+    ws = docker_ws
+    # A grace far longer than the forwarded SIGTERM needs (the end comes as soon as the trap ran): on a loaded
+    # machine the forward (the client's call to dockerd) can take longer than the fixture's 1 s.
+    ws.write_config(extra=docker.config(), kill_grace="30s")
+    # The stop's SIGTERM goes to the docker client alone (SpawnRequest.forwards_stop), which forwards it
+    # (--sig-proxy=true) to the container's PID 1, here a shell with a handler; its last line reaches the log.
+    ws.pipeline("long", pipeline_text(f"""
+        [tasks.long]
+        command = ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.1; done"]
+        container = {{ image = "{docker.image}", runtime = "docker", pull = "never", args = ["--network", "none"] }}
+    """))
+
+    async def cancel_when_started(engine, run_id):
+        log = ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log"
+        await until(lambda: log.exists() and "started" in log.read_text(), what="the container to start")
+        engine.cancel(run_id)
+
+    run_id, state = run_pipeline(ws, "long", during=cancel_when_started)
+    assert state == RunState.CANCELLED
+    store = Store(ws.state / "edgeorch.db")
+    try:
+        attempt = store.attempts.of_run(run_id)[0]
+    finally:
+        store.close()
+    assert (attempt["state"], attempt["exit_code"]) == ("exited", 3)  # the container's own end, not the SIGKILL
+    assert (ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log").read_text() == "started\ngot TERM\n"
+    assert docker.run("ps", "-a", "--filter", f"label=edgeorch.state_dir={ws.state}", "-q").stdout.strip() == ""

@@ -115,3 +115,66 @@ def test_pids_include_processes_that_left_the_tasks_group(tmp_path):
             p.ex.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def _forwarding(tmp: Path, attempt_id: int, script: str) -> SpawnRequest:
+    """A request whose leader forwards a stop itself (as a container's client does); a long grace, so an end
+    before it is the processes' own."""
+    adir = tmp / f"attempt-{attempt_id}"
+    return SpawnRequest(attempt_id=attempt_id, argv=["/bin/sh", "-c", script], env=dict(os.environ), cwd=str(tmp),
+                        log_path=str(adir / "output.log"), attempt_dir=str(adir), log_max_bytes=1 << 20,
+                        kill_grace=60, forwards_stop=True)
+
+
+# Two children that report a SIGTERM: one in the leader's group (as the helper a container client starts to
+# forward a signal), one in a session of its own (as the runtime's monitor); each says when it is up.
+_CHILDREN = ("sh -c 'trap \"echo group child TERM; exit 0\" TERM; trap \"echo group child USR1; exit 0\" USR1;"
+             " echo > {up}.1; while true; do sleep 0.05; done' & a=$!; "
+             "setsid sh -c 'trap \"echo session child TERM; exit 0\" TERM; trap \"echo session child USR1; exit 0\" USR1;"
+             " echo > {up}.2; while true; do sleep 0.05; done' & b=$!; ")
+
+
+def test_a_stop_of_a_forwarding_leader_signals_the_leader_alone(tmp_path):
+    up = tmp_path / "up"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            # The leader passes the stop on (as USR1, to tell it from a SIGTERM of the shim's) and ends with its code.
+            script = _CHILDREN.format(up=up) + ("trap 'echo leader TERM; kill -USR1 $a $b; wait $a; wait $b; exit 5' TERM;"
+                                                " while true; do sleep 0.05; done")
+            p.ex.spawn(_forwarding(tmp_path, 1, script))
+            await until(lambda: 1 in p.started and Path(f"{up}.1").exists() and Path(f"{up}.2").exists(),
+                        what="the start")
+            p.ex.stop(1)
+            await until(lambda: 1 in p.exited, what="the end")
+            assert p.exited[1].exit_code == 5  # the leader's own end, long before the grace's SIGKILL
+            lines = sorted((tmp_path / "attempt-1" / "output.log").read_text().splitlines())
+            assert lines == ["group child USR1", "leader TERM", "session child USR1"]  # no SIGTERM of the shim's
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_what_a_forwarding_leader_leaves_behind_gets_sigterm_when_it_ends(tmp_path):
+    up = tmp_path / "up"
+
+    async def body() -> None:
+        p = Probe(asyncio.get_running_loop())
+        try:
+            # The leader ends on the stop without passing it on: its children then get the SIGTERM from the shim.
+            script = _CHILDREN.format(up=up) + "trap 'echo leader TERM; exit 6' TERM; while true; do sleep 0.05; done"
+            p.ex.spawn(_forwarding(tmp_path, 1, script))
+            await until(lambda: 1 in p.started and Path(f"{up}.1").exists() and Path(f"{up}.2").exists(),
+                        what="the start")
+            p.ex.stop(1)
+            await until(lambda: 1 in p.exited, what="the end")
+            assert p.exited[1].exit_code == 6
+            # (Their sleeps get it too: a shell may print "Terminated" for one.)
+            lines = set((tmp_path / "attempt-1" / "output.log").read_text().splitlines()) - {"Terminated"}
+            assert lines == {"group child TERM", "leader TERM", "session child TERM"}  # not the grace's SIGKILL
+        finally:
+            p.ex.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))

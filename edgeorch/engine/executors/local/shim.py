@@ -33,7 +33,10 @@ Stopping (timeout, cancel, GPU watcher): the engine sends the shim SIGTERM.
 The shim forwards SIGTERM to the whole tree at once and SIGKILLs whatever is
 still alive ``kill_grace`` seconds later, whatever the task's leader did
 (a leader that dies on SIGTERM does not shorten or cancel the kill of a
-child that ignores it). ``owner.json`` says ``"stops_tree": true`` so a
+child that ignores it). A request with ``forwards_stop`` (a container
+attempt: the runtime's client forwards the signal to the container) has the
+SIGTERM sent to the leader alone, and to the rest of the tree once the leader
+has ended (``_Tree.stop``); the SIGKILL after the grace is the same. ``owner.json`` says ``"stops_tree": true`` so a
 newer engine knows it may stop this shim by signal.
 
 8. If it can (see :func:`run_shim`), report the attempt's end on the reply
@@ -234,7 +237,8 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     _reply(reply_fd, {"attempt_id": req["attempt_id"], **identity, "stops_tree": True, **proc})
     if not reuse:
         _let_go(reply_fd)
-    tree = _Tree(identity["shim_pid"], pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"))
+    tree = _Tree(identity["shim_pid"], pid, float(req.get("kill_grace", 10.0)), req.get("cgroup"),
+                 forwards=bool(req.get("forwards_stop")))
     truncated, status = _supervise(rfd, wake_r, log_fd, int(req.get("log_max_bytes", 0)), tree)
     signal.set_wakeup_fd(-1)  # the loop is over: a late signal (a cleanup's SIGCHLD, a stop) must not write there
     os.close(wake_w)
@@ -360,13 +364,15 @@ def _become_reaper(wake_w: int) -> None:
 class _Tree:
     """The processes of one attempt: the task (``leader``) and every descendant of the shim."""
 
-    def __init__(self, shim: int, leader: int, grace: float, cgroup: str | None) -> None:
+    def __init__(self, shim: int, leader: int, grace: float, cgroup: str | None, *, forwards: bool = False) -> None:
         self.shim = shim
         self.leader = leader
         self.grace = grace
         self.cgroup = cgroup
+        self.forwards = forwards  # the leader forwards a stop's SIGTERM (a container's client): see stop()
         self.status: int | None = None  # the leader's wait status, once reaped
         self.deadline: float | None = None  # when the SIGKILLs start
+        self.termed: str | None = None  # who has had the stop's SIGTERM: None, "leader" or "all"
         self.killing = False
 
     def reap(self) -> bool:
@@ -403,9 +409,27 @@ class _Tree:
                 pass
 
     def stop(self) -> None:
-        """SIGTERM to everything now, SIGKILL at the end of the grace period (never later than already set)."""
-        if self.deadline is None:
+        """SIGTERM to everything now, SIGKILL at the end of the grace period (never later than already set).
+
+        The one place an attempt's processes get their SIGTERM (a stop, or what the task left behind once it
+        has ended: called again then). With ``forwards`` (a container attempt: the runtime's client, run with
+        ``--sig-proxy=true``, forwards it to the container's main process) the SIGTERM goes to the leader alone
+        while it runs, and to the rest only once the leader has ended. Signalled directly, the runtime's
+        processes could end before the container: the client, or the monitor relaying the container's output
+        to it, taking the container's last lines with them; the ``runc kill`` helper the client starts to
+        forward the signal, taking the signal with it. The SIGKILL at the deadline still reaches everything.
+        """
+        if self.forwards and self.status is None:
+            if self.termed is None:
+                try:
+                    os.kill(self.leader, signal.SIGTERM)  # not its group: the forwarding helper is in it
+                except OSError:
+                    pass
+                self.termed = "leader"
+        elif self.termed != "all":
             self.signal_all(signal.SIGTERM)
+            self.termed = "all"
+        if self.deadline is None:
             self.deadline = time.monotonic() + self.grace
 
     def timeout(self) -> float | None:
