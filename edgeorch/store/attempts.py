@@ -194,6 +194,14 @@ class Attempts:
         """Attempts in ``starting`` or ``running``: what recovery must adopt or settle."""
         return self._db.all("SELECT * FROM attempts WHERE state IN ('starting', 'running') ORDER BY id")
 
+    def live_of_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's attempts in ``starting`` or ``running`` (read through the live index: a run's finished
+        attempts, thousands in a big run, are not read)."""
+        # ``+run_id``: not through attempts_by_run, which would visit every attempt of the run; the partial
+        # index attempts_live holds only the live ones (a few, whatever the history).
+        return self._db.all("SELECT * FROM attempts WHERE state IN ('starting', 'running') AND +run_id = ? ORDER BY id",
+                            (run_id,))
+
     def lease_of(self, attempt_id: int) -> dict[str, Any] | None:
         """The lease recorded for an attempt (released or not), parsed; None when it had none."""
         row = self._db.one("SELECT lease FROM leases WHERE attempt_id = ?", (attempt_id,))

@@ -83,4 +83,4 @@ class EventOps:
         if run_id is None or run_id not in self.engine.runs:
             return []
         return [TaskStarted(a["started_at"], run_id, a["task"], a["number"], self.store.attempts.lease_of(a["id"])).to_wire()
-                for a in self.store.attempts.of_run(run_id) if a["state"] in ("starting", "running")]
+                for a in self.store.attempts.live_of_run(run_id)]
