@@ -76,31 +76,48 @@ class AsyncClient:
         return await self.get_run((await self.submit(pipeline, params, label=label)).run_id)
 
     async def run(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-                  timeout: float | None = None, label: str = calls.DEFAULT_LABEL) -> Run:
-        """See :meth:`edgeorch.Client.run`."""
-        return await self.wait(await self.submit(pipeline, params, label=label), timeout=timeout)
+                  timeout: float | None = None, label: str = calls.DEFAULT_LABEL,
+                  on_event: Callable[[dict[str, Any]], None] | None = None,
+                  on_queued: Callable[[Queued], None] | None = None) -> Run:
+        """See :meth:`edgeorch.Client.run` (the events stream is opened before the run is queued)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with aclosing(self._transport.stream("events", {}, deadline=deadline)) as items:
+            first = await anext(items, None)  # "subscribed": from here on nothing is missed
+            queued = await self.submit(pipeline, params, label=label)
+            if on_queued is not None:
+                on_queued(queued)
+            if on_event is not None and first is not None:
+                on_event(first)
+            return await self._follow(items, queued.run_id, timeout, deadline, on_event, unfiltered=True)
 
     async def wait(self, run: int | RunSummary | Queued, timeout: float | None = None, *,
                    on_event: Callable[[dict[str, Any]], None] | None = None) -> Run:
         """See :meth:`edgeorch.Client.wait`. Cancelling the awaiting task stops the wait (not the run)."""
         run_id = calls.run_id_of(run)
         deadline = None if timeout is None else time.monotonic() + timeout
+        async with aclosing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
+            return await self._follow(items, run_id, timeout, deadline, on_event)
+
+    async def _follow(self, items: AsyncIterator[Any], run_id: int, timeout: float | None, deadline: float | None,
+                      on_event: Callable[[dict[str, Any]], None] | None, *, unfiltered: bool = False) -> Run:
+        """See :meth:`edgeorch.Client._follow`."""
         last: str | None = None
         try:
-            async with aclosing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
-                async for item in items:
-                    if on_event is not None:
-                        on_event(item)
-                    last = calls.seen_state(item, run_id, last)
-                    step = calls.wait_step(item, run_id)
-                    if step == "finished":
-                        break
-                    if step == "recheck" and (now := await self.get_run(run_id)).finished:
-                        return now
-                    if calls.past(deadline, item):
-                        raise calls.WaitTimeout(run_id, timeout, last)
-                else:
-                    raise P.BadResponse(f"the daemon ended the events stream before run {run_id} finished")
+            async for item in items:
+                if unfiltered and not calls.concerns(item, run_id):
+                    continue
+                if on_event is not None:
+                    on_event(item)
+                last = calls.seen_state(item, run_id, last)
+                step = calls.wait_step(item, run_id)
+                if step == "finished":
+                    break
+                if step == "recheck" and (now := await self.get_run(run_id)).finished:
+                    return now
+                if calls.past(deadline, item):
+                    raise calls.WaitTimeout(run_id, timeout, last)
+            else:
+                raise P.BadResponse(f"the daemon ended the events stream before run {run_id} finished")
         except P.Timeout:
             if calls.past(deadline):
                 raise calls.WaitTimeout(run_id, timeout, last) from None

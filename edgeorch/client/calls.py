@@ -192,6 +192,15 @@ def wait_step(item: Any, run_id: int) -> Step:
     return None
 
 
+def concerns(item: Any, run_id: int) -> bool:
+    """Whether an item of an unfiltered ``events`` stream is one a stream for ``run_id`` would carry: that run's,
+    and those of no run except pauses (docs/protocol.md, ``events``). :meth:`edgeorch.Client.run` subscribes before
+    the run exists (so none of its events is missed) and filters with this."""
+    if not isinstance(item, dict):
+        return False
+    return item.get("run_id", None) in (None, run_id) and item.get("kind") != "pipeline"
+
+
 def past(deadline: float | None, item: Any = None) -> bool:
     """Whether a waiter with ``deadline`` (a :func:`time.monotonic` value; None: none) must give up now,
     having just read ``item``. Never right after the ``subscribed`` item: the daemon sends the end of a run

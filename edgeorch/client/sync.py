@@ -106,14 +106,27 @@ class Client:
         return self.get_run(self.submit(pipeline, params, label=label).run_id)
 
     def run(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-            timeout: float | None = None, label: str = calls.DEFAULT_LABEL) -> Run:
+            timeout: float | None = None, label: str = calls.DEFAULT_LABEL,
+            on_event: Callable[[dict[str, Any]], None] | None = None,
+            on_queued: Callable[[Queued], None] | None = None) -> Run:
         """Queue a run and wait until it has finished (:meth:`submit`, then :meth:`wait`).
 
         Returns the finished run whatever its outcome: check ``run.succeeded``.
         :class:`~edgeorch.client.WaitTimeout` after ``timeout`` seconds (the
-        run goes on; its id is ``err.run_id``).
+        run goes on; its id is ``err.run_id``). The events stream is opened
+        before the run is queued, so ``on_event`` sees every item of the run
+        from its ``queued`` on (a task that ends at once included);
+        ``on_queued`` is called with the queued run as soon as it is.
         """
-        return self.wait(self.submit(pipeline, params, label=label), timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with closing(self._transport.stream("events", {}, deadline=deadline)) as items:
+            first = next(items, None)  # "subscribed": from here on nothing is missed
+            queued = self.submit(pipeline, params, label=label)
+            if on_queued is not None:
+                on_queued(queued)
+            if on_event is not None and first is not None:
+                on_event(first)
+            return self._follow(items, queued.run_id, timeout, deadline, on_event, unfiltered=True)
 
     def wait(self, run: int | RunSummary | Queued, timeout: float | None = None, *,
              on_event: Callable[[dict[str, Any]], None] | None = None) -> Run:
@@ -128,22 +141,29 @@ class Client:
         """
         run_id = calls.run_id_of(run)
         deadline = None if timeout is None else time.monotonic() + timeout
+        with closing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
+            return self._follow(items, run_id, timeout, deadline, on_event)
+
+    def _follow(self, items: Iterator[Any], run_id: int, timeout: float | None, deadline: float | None,
+                on_event: Callable[[dict[str, Any]], None] | None, *, unfiltered: bool = False) -> Run:
+        """Read ``items`` (an ``events`` stream; ``unfiltered``: of every run) until ``run_id`` has finished."""
         last: str | None = None
         try:
-            with closing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
-                for item in items:
-                    if on_event is not None:
-                        on_event(item)
-                    last = calls.seen_state(item, run_id, last)
-                    step = calls.wait_step(item, run_id)
-                    if step == "finished":
-                        break
-                    if step == "recheck" and (now := self.get_run(run_id)).finished:
-                        return now
-                    if calls.past(deadline, item):
-                        raise calls.WaitTimeout(run_id, timeout, last)
-                else:
-                    raise P.BadResponse(f"the daemon ended the events stream before run {run_id} finished")
+            for item in items:
+                if unfiltered and not calls.concerns(item, run_id):
+                    continue
+                if on_event is not None:
+                    on_event(item)
+                last = calls.seen_state(item, run_id, last)
+                step = calls.wait_step(item, run_id)
+                if step == "finished":
+                    break
+                if step == "recheck" and (now := self.get_run(run_id)).finished:
+                    return now
+                if calls.past(deadline, item):
+                    raise calls.WaitTimeout(run_id, timeout, last)
+            else:
+                raise P.BadResponse(f"the daemon ended the events stream before run {run_id} finished")
         except P.Timeout:
             if calls.past(deadline):
                 raise calls.WaitTimeout(run_id, timeout, last) from None

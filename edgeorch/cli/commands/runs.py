@@ -89,16 +89,27 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
     """Queue the run on the daemon (a pipeline name, or a file whose content it runs); follow it unless ``--detach``."""
     from ...pipelines import parse_param_args
 
-    queued = backend.api.submit(args.pipeline, parse_param_args(args.param or []), label="cli")
-    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-        print(f"run {queued.run_id} of {queued.pipeline} queued on the daemon at {backend.cfg.socket_path}", flush=True)
+    params = parse_param_args(args.param or [])
+
+    def say_queued(queued: Any) -> None:
+        if not (args.json or args.quiet):  # -q: no progress, only the run's summary
+            print(f"run {queued.run_id} of {queued.pipeline} queued on the daemon at {backend.cfg.socket_path}", flush=True)
+
     if args.detach:
+        queued = backend.api.submit(args.pipeline, params, label="cli")
+        say_queued(queued)
         if args.json:
             print_json(queued.to_dict())
         elif args.quiet:  # the run id alone: `id=$(edgeorch trigger p -q)`
             print(queued.run_id)
         return EXIT_OK
-    return _follow_remote(backend, queued.run_id, json_out=args.json, quiet=args.quiet)
+
+    def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
+        # Client.run subscribes to the events before it queues the run: a task that ends at once is shown too.
+        return backend.api.run(args.pipeline, params, label="cli", on_event=printer,
+                               on_queued=lambda q: (queued(q), say_queued(q)))
+
+    return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
 
 def _run_here(args: argparse.Namespace, backend: Backend) -> int:
@@ -285,19 +296,32 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
     return asyncio.run(main())
 
 
-def _follow_remote(backend: Backend, run_id: int, *, json_out: bool, quiet: bool = False) -> int:
+def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quiet: bool = False,
+                   submit: Callable[[_ProgressPrinter, Callable[[Any], None]], Any] | None = None) -> int:
     """Print a daemon-run's progress from the ``events`` stream until it finishes (``Client.wait``).
 
-    Ctrl-C asks the daemon to cancel the run and keeps following until it has.
+    With ``submit`` instead of a ``run_id``, the run is queued by it (``Client.run``, given the printer and a
+    callback for the queued run), after the stream was opened. Ctrl-C asks the daemon to cancel the run and
+    keeps following until it has.
     """
     api = backend.api
     printer = _ProgressPrinter(enabled=not (json_out or quiet))
+    ids: list[int] = [] if run_id is None else [run_id]
     run = None
     cancelled = False
     while run is None:
         try:
-            run = api.wait(run_id, on_event=printer)
+            if ids:
+                run = api.wait(ids[0], on_event=printer)
+            else:
+                assert submit is not None
+                run = submit(printer, lambda queued: ids.append(queued.run_id))
         except KeyboardInterrupt:
+            if not ids:
+                print("\ninterrupted before the daemon said the run was queued; `edgeorch runs` shows whether it was",
+                      file=sys.stderr)
+                return EXIT_INTERRUPTED
+            run_id = ids[0]
             if cancelled:
                 print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
                 return EXIT_INTERRUPTED

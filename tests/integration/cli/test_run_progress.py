@@ -33,3 +33,67 @@ def test_a_follower_that_subscribes_late_is_told_each_running_task_once_with_its
     (done,) = [ln for ln in lines if "slow" in ln and "started" not in ln]
     assert " ok in " in done, lines  # the duration counts from the attempt's recorded start
     assert sum("after" in ln and "started (attempt 1)" in ln for ln in lines) == 1, lines
+
+
+FAN = """
+    [tasks.a]
+    command = ["true"]
+    [tasks.b]
+    command = ["true"]
+    [tasks.c]
+    command = ["true"]
+    needs = ["a", "b"]
+"""
+
+
+def test_client_run_sees_every_item_of_its_run_from_queued_on_even_of_tasks_that_end_at_once(workspace, daemon):
+    workspace.pipeline("fan", FAN)
+    workspace.pipeline("other", '[tasks.x]\ncommand = ["true"]\n')
+    daemon.start()
+    client = edgeorch.Client(config=workspace.config_path, timeout=30)
+    other = client.submit("other")  # another run's events must not reach this run's follower
+    seen: list[dict] = []
+    queued: list = []
+    run = client.run("fan", timeout=60, on_event=seen.append, on_queued=queued.append)
+    assert run.state == "succeeded" and [q.run_id for q in queued] == [run.id] != [other.run_id]
+    assert seen[0]["kind"] == "subscribed"
+    mine = [(e["kind"], e.get("task"), e["state"]) for e in seen if e.get("run_id") is not None]
+    assert {e["run_id"] for e in seen if e.get("run_id") is not None} == {run.id}, seen
+    assert mine[0] == ("run", None, "queued") and mine[-1] == ("run", None, "succeeded"), mine
+    for task in ("a", "b", "c"):
+        assert [s for k, t, s in mine if k == "task" and t == task] == ["running", "succeeded"], mine
+
+
+def test_edgeorch_run_through_a_daemon_shows_each_task_start_and_end_once(workspace, daemon, monkeypatch):
+    workspace.pipeline("fan", FAN)
+    daemon.start()
+    original_wait = edgeorch.Client.wait
+
+    def slow_follower(self, run, *args, **kw):  # a follower that subscribes only after the run is over
+        daemon.wait_run(run if isinstance(run, int) else run.run_id)
+        return original_wait(self, run, *args, **kw)
+
+    monkeypatch.setattr(edgeorch.Client, "wait", slow_follower)
+    out = workspace.invoke("run", "fan")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for task in ("a", "b", "c"):
+        assert sum(ln.split()[1:3] == [task, "started"] for ln in lines if len(ln.split()) > 2) == 1, lines
+        assert sum(ln.split()[1:4] == [task, "ok", "in"] for ln in lines if len(ln.split()) > 3) == 1, lines
+
+
+def test_async_client_run_also_subscribes_before_it_queues(workspace, daemon):
+    import asyncio
+
+    workspace.pipeline("fan", FAN)
+    daemon.start()
+    seen: list[dict] = []
+
+    async def main():
+        async with edgeorch.AsyncClient(config=workspace.config_path, timeout=30) as client:
+            return await client.run("fan", timeout=60, on_event=seen.append)
+
+    run = asyncio.run(main())
+    assert run.state == "succeeded"
+    for task in ("a", "b", "c"):
+        assert [e["state"] for e in seen if e.get("kind") == "task" and e.get("task") == task] == ["running", "succeeded"]
