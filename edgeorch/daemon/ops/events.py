@@ -74,11 +74,12 @@ class EventOps:
     def _running_attempts(self, run_id: int | None) -> list[dict[str, Any]]:
         """A followed live run's attempts that started before the stream did, as their ``task`` running items.
 
-        ``edgeorch run`` through a daemon subscribes just after queueing the
-        run: its first tasks may already be running. Each item's ``ts`` is
-        the attempt's recorded start; a follower may still see an attempt's
-        item twice (published between the store's write and the bus), so
-        clients key them by task and attempt number.
+        For a follower that attaches to a run under way (``edgeorch retry``,
+        ``Client.wait``): what ended before it subscribed is in ``runs.show``;
+        ``Client.run`` subscribes before it queues, so it misses nothing. Each
+        item's ``ts`` is the attempt's recorded start; a follower may still
+        see an attempt's item twice (published between the store's write and
+        the bus), so clients key them by task and attempt number.
         """
         if run_id is None or run_id not in self.engine.runs:
             return []
