@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
+from ..control import protocol as P
 from ..errors import EdgeorchError, UsageError
 from ..model import RunState
 from ..records import frozen
@@ -215,6 +216,41 @@ def run_state_finished(state: Any) -> bool:
         return RunState(state).finished
     except ValueError:
         return False
+
+
+class Follower:
+    """What a caller waiting for ``run_id`` makes of each ``events`` item: the one rule of
+    :meth:`edgeorch.Client.wait` and :meth:`edgeorch.AsyncClient.wait` (and their ``run``), without the I/O.
+
+    :meth:`take` returns ``"skip"`` (another run's item on an ``unfiltered`` stream: not shown),
+    ``"finished"``, ``"recheck"`` (fetch the run, stop if it is over) or None (go on); it calls
+    ``on_event`` with each item it does not skip and raises :class:`WaitTimeout` once ``deadline`` has
+    passed. :meth:`timed_out` and :meth:`ended_early` are the errors for a stream that timed out or ended.
+    """
+
+    def __init__(self, run_id: int, timeout: float | None, deadline: float | None,
+                 on_event: Callable[[dict[str, Any]], None] | None, *, unfiltered: bool = False) -> None:
+        self.run_id, self.timeout, self.deadline = run_id, timeout, deadline
+        self.on_event, self.unfiltered = on_event, unfiltered
+        self.last: str | None = None  # the run's latest state seen, for the timeout's message
+
+    def take(self, item: Any) -> Literal["skip", "finished", "recheck"] | None:
+        if self.unfiltered and not concerns(item, self.run_id):
+            return "skip"
+        if self.on_event is not None:
+            self.on_event(item)
+        self.last = seen_state(item, self.run_id, self.last)
+        step = wait_step(item, self.run_id)
+        if step is None and past(self.deadline, item):
+            raise WaitTimeout(self.run_id, self.timeout, self.last)
+        return step
+
+    def timed_out(self, exc: BaseException) -> BaseException:
+        """The error to raise for the stream's ``Timeout`` ``exc``: a :class:`WaitTimeout` once past the deadline."""
+        return WaitTimeout(self.run_id, self.timeout, self.last) if past(self.deadline) else exc
+
+    def ended_early(self) -> BaseException:
+        return P.BadResponse(f"the daemon ended the events stream before run {self.run_id} finished")
 
 
 def seen_state(item: Any, run_id: int, last: str | None) -> str | None:

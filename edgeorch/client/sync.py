@@ -147,27 +147,18 @@ class Client:
     def _follow(self, items: Iterator[Any], run_id: int, timeout: float | None, deadline: float | None,
                 on_event: Callable[[dict[str, Any]], None] | None, *, unfiltered: bool = False) -> Run:
         """Read ``items`` (an ``events`` stream; ``unfiltered``: of every run) until ``run_id`` has finished."""
-        last: str | None = None
+        f = calls.Follower(run_id, timeout, deadline, on_event, unfiltered=unfiltered)
         try:
             for item in items:
-                if unfiltered and not calls.concerns(item, run_id):
-                    continue
-                if on_event is not None:
-                    on_event(item)
-                last = calls.seen_state(item, run_id, last)
-                step = calls.wait_step(item, run_id)
+                step = f.take(item)
                 if step == "finished":
                     break
                 if step == "recheck" and (now := self.get_run(run_id)).finished:
                     return now
-                if calls.past(deadline, item):
-                    raise calls.WaitTimeout(run_id, timeout, last)
             else:
-                raise P.BadResponse(f"the daemon ended the events stream before run {run_id} finished")
-        except P.Timeout:
-            if calls.past(deadline):
-                raise calls.WaitTimeout(run_id, timeout, last) from None
-            raise
+                raise f.ended_early()
+        except P.Timeout as exc:
+            raise f.timed_out(exc) from None
         return self.get_run(run_id)
 
     def get_run(self, run: int | RunSummary | Queued) -> Run:
