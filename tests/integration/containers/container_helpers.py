@@ -125,5 +125,20 @@ async def until(cond: Callable[[], Any], timeout: float = 30, what: str = "condi
         await asyncio.sleep(0.02)
 
 
+TRAPS_TERM = "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.1; done"
+"""A container's PID 1 that says when it started, and ends with code 3 on SIGTERM after saying so."""
+
+
+def cancel_once_started(ws, task: str) -> Callable[[Engine, int], Awaitable[None]]:
+    """A ``during`` for :func:`run_pipeline`: cancel the run once ``task``'s first attempt has logged ``started``."""
+
+    async def during(engine: Engine, run_id: int) -> None:
+        log = ws.state / "runs" / str(run_id) / "attempts" / f"{task}.1" / "output.log"
+        await until(lambda: log.exists() and "started" in log.read_text(), what=f"{task} to start")
+        engine.cancel(run_id)
+
+    return during
+
+
 def pipeline_text(text: str) -> str:
     return textwrap.dedent(text)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from container_helpers import _rootfs_tar, is_static, pipeline_text, run_pipeline, until
+from container_helpers import TRAPS_TERM, _rootfs_tar, cancel_once_started, is_static, pipeline_text, run_pipeline
 
 from edgeorch.model import RunState
 from edgeorch.store import Store
@@ -144,16 +144,11 @@ def test_cancel_stops_a_docker_container_through_its_client(docker_ws, docker):
     # (--sig-proxy=true) to the container's PID 1, here a shell with a handler; its last line reaches the log.
     ws.pipeline("long", pipeline_text(f"""
         [tasks.long]
-        command = ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.1; done"]
+        command = ["sh", "-c", "{TRAPS_TERM}"]
         container = {{ image = "{docker.image}", runtime = "docker", pull = "never", args = ["--network", "none"] }}
     """))
 
-    async def cancel_when_started(engine, run_id):
-        log = ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log"
-        await until(lambda: log.exists() and "started" in log.read_text(), what="the container to start")
-        engine.cancel(run_id)
-
-    run_id, state = run_pipeline(ws, "long", during=cancel_when_started)
+    run_id, state = run_pipeline(ws, "long", during=cancel_once_started(ws, "long"))
     assert state == RunState.CANCELLED
     store = Store(ws.state / "edgeorch.db")
     try:

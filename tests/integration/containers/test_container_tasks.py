@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from container_helpers import pipeline_text, run_pipeline, until
+from container_helpers import TRAPS_TERM, cancel_once_started, pipeline_text, run_pipeline
 
 from edgeorch.model import RunState
 from edgeorch.store import Store
@@ -122,16 +122,11 @@ def test_cancel_stops_the_container(container_ws, podman):
     ws.write_config(extra=podman.config(), kill_grace="30s")
     ws.pipeline("long", pipeline_text(f"""
         [tasks.long]
-        command = ["sh", "-c", "trap 'echo got TERM; exit 3' TERM; echo started; while true; do sleep 0.1; done"]
+        command = ["sh", "-c", "{TRAPS_TERM}"]
         container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
     """))
 
-    async def cancel_when_started(engine, run_id):
-        log = ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log"
-        await until(lambda: log.exists() and "started" in log.read_text(), what="the container to start")
-        engine.cancel(run_id)
-
-    run_id, state = run_pipeline(ws, "long", during=cancel_when_started)
+    run_id, state = run_pipeline(ws, "long", during=cancel_once_started(ws, "long"))
     assert state == RunState.CANCELLED
     a = _attempts(ws, "long")[0]
     # The stop's SIGTERM went to the client alone, which forwarded it to the container's PID 1 (its handler ran,
