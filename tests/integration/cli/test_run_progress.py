@@ -97,3 +97,22 @@ def test_async_client_run_also_subscribes_before_it_queues(workspace, daemon):
     assert run.state == "succeeded"
     for task in ("a", "b", "c"):
         assert [e["state"] for e in seen if e.get("kind") == "task" and e.get("task") == task] == ["running", "succeeded"]
+
+
+def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daemon):
+    import signal
+    import subprocess
+
+    workspace.pipeline("long", """
+        [tasks.work]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; exec sleep 300"]
+    """)
+    daemon.start()
+    proc = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workspace.wait_file(workspace.pipelines / "started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "asking the daemon to cancel the run" in err and "work                     started (attempt 1)" in out, out + err
+    assert "CANCELLED" in out and daemon.call("runs.list", {})["runs"][0]["state"] == "cancelled"
