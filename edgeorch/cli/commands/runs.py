@@ -105,9 +105,12 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
         return EXIT_OK
 
     def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
+        def on_queued(q: Any) -> None:
+            queued(q)
+            say_queued(q)
+
         # Client.run subscribes to the events before it queues the run: a task that ends at once is shown too.
-        return backend.api.run(args.pipeline, params, label="cli", on_event=printer,
-                               on_queued=lambda q: (queued(q), say_queued(q)))
+        return backend.api.run(args.pipeline, params, label="cli", on_event=printer, on_queued=on_queued)
 
     return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
