@@ -3,8 +3,9 @@
 The attempt's leader is the runtime's CLI running the container in the
 foreground (``podman run --rm ...``), supervised by the shim like any task:
 its output is the container's (the per-attempt log), its exit status is the
-container's. A stop sends its SIGTERM to the client alone, which forwards it
-to the container (``--sig-proxy=true``; ``SpawnRequest.forwards_stop``), and
+container's. A stop sends its SIGTERM to the container's own processes, not
+to the runtime's (``SpawnRequest.forwards_stop``; the client, with
+``--sig-proxy=true``, forwards it when the container has none yet), and
 its SIGKILL after the grace to every process below the shim (conmon and the
 container's processes are re-parented to the shim, a child subreaper). What
 the runtime keeps about a container whose client and monitor were killed

@@ -95,3 +95,29 @@ def descendants(pid: int) -> list[int]:
         out.append(p)
         todo.extend(kids.get(p, ()))
     return out
+
+
+def pid_namespace_ids(pid: int | str) -> list[int] | None:
+    """``pid`` as each PID namespace it lives in numbers it, outermost first (``NSpid`` of
+    ``/proc/<pid>/status``, Linux 4.1+; ``"self"`` for this process); None when gone or unreadable.
+
+    A process in a container has one entry more than the processes outside it, and the container's
+    own init (its PID 1) has ``1`` as the last entry.
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def in_nested_namespace(pid: int, depth: int) -> bool | None:
+    """Whether ``pid`` lives in a PID namespace nested below one ``depth`` deep: a container's process, seen from
+    a supervisor whose own ``NSpid`` has ``depth`` entries. None when it cannot be told (gone, ``NSpid`` unknown)."""
+    ids = pid_namespace_ids(pid)
+    if not ids:
+        return None
+    return len(ids) > depth

@@ -77,12 +77,13 @@ class SpawnRequest:
     record; and by :meth:`Executor.settle` for an attempt whose supervisor vanished. Empty: nothing to do.
     Its failure is never the task's: output is discarded, the exit status unchanged."""
     forwards_stop: bool = False
-    """The task's leader passes a stop's SIGTERM on to what it runs (a container task: the runtime's client,
-    ``run --sig-proxy=true``, forwards it to the container's main process). A stop then sends SIGTERM to the
-    leader alone while it runs, and to every other process of the attempt once it has ended; SIGKILL to all
-    of them after ``kill_grace`` as always. The runtime's own processes (the client relaying the container's
-    output, its monitor, the helper that forwards the signal) must outlive the container: a SIGTERM of their
-    own could lose the signal on its way in, or the container's last output on its way out."""
+    """The task's leader runs a container (the runtime's client, ``run --sig-proxy=true``). A stop then sends
+    SIGTERM to the container's own processes (those in its PID namespace, its PID 1 included) and not to the
+    runtime's, while the leader runs; to the leader alone when the container has no process yet (it forwards
+    it); to every other process of the attempt once the leader has ended; SIGKILL to all of them after
+    ``kill_grace`` as always. The runtime's own processes (the client relaying the container's output, its
+    monitor) must outlive the container: a SIGTERM of their own could lose its last output, or the signal's
+    forward (a ``runc kill`` the client starts) on its way."""
 
     def to_json(self) -> str:
         """One JSON object of the fields (every value is plain JSON data: no nested dataclass).
@@ -211,8 +212,8 @@ class Executor(abc.ABC):
         Applies to the attempt's whole process tree (children that detached
         included), whatever its leader does, and survives a restart of the
         engine. With :attr:`SpawnRequest.forwards_stop` the SIGTERM goes to
-        the leader alone while it runs (it forwards it), to the rest once it
-        has ended. A stop asked before the attempt started is applied when it
+        the container's processes, not the runtime's, while the leader runs
+        (see there). A stop asked before the attempt started is applied when it
         starts. Idempotent; a no-op for an attempt that has ended.
         """
 

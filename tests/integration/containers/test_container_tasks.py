@@ -137,6 +137,26 @@ def test_cancel_stops_the_container(container_ws, podman):
     assert podman.containers(ws.state) == []
 
 
+def test_cancel_gives_a_container_s_other_processes_their_sigterm_as_on_the_host(container_ws, podman):
+    ws = container_ws
+    ws.write_config(extra=podman.config(), kill_grace="30s")
+    # PID 1 is a shell without a handler (it ignores SIGTERM); its child, the real work, checkpoints on SIGTERM.
+    inner = "trap 'echo child got TERM; exit 4' TERM; echo started; while true; do sleep 0.1; done"
+    ws.pipeline("wrapped", pipeline_text(f"""
+        [tasks.long]
+        command = ["sh", "-c", "sh -c \\"{inner}\\"; echo outer saw $?"]
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+    run_id, state = run_pipeline(ws, "wrapped", during=cancel_once_started(ws, "long"))
+    assert state == RunState.CANCELLED
+    a = _attempts(ws, "long")[0]
+    log = (ws.state / "runs" / str(run_id) / "attempts" / "long.1" / "output.log").read_text()
+    # The child's handler ran and PID 1 went on to its end: no SIGKILL after the grace.
+    assert "child got TERM" in log and "outer saw 4" in log, log
+    assert (a["state"], a["exit_code"]) == ("exited", 0), (dict(a)["signal"], dict(a)["reason"], log)
+    assert podman.containers(ws.state) == []
+
+
 def test_a_container_over_its_memory_bound_is_reported_as_out_of_memory(container_ws, podman):
     ws = container_ws
     # busybox tail keeps all of a newline-free stream: 200 MiB against a 32 MiB bound.

@@ -34,9 +34,10 @@ The shim forwards SIGTERM to the whole tree at once and SIGKILLs whatever is
 still alive ``kill_grace`` seconds later, whatever the task's leader did
 (a leader that dies on SIGTERM does not shorten or cancel the kill of a
 child that ignores it). A request with ``forwards_stop`` (a container
-attempt: the runtime's client forwards the signal to the container) has the
-SIGTERM sent to the leader alone, and to the rest of the tree once the leader
-has ended (``_Tree.stop``); the SIGKILL after the grace is the same. ``owner.json`` says ``"stops_tree": true`` so a
+attempt) has the SIGTERM sent to the container's own processes (a PID
+namespace below the shim's), not to the runtime's, while the leader runs,
+and to the rest of the tree once the leader has ended (``_Tree.stop``); the
+SIGKILL after the grace is the same. ``owner.json`` says ``"stops_tree": true`` so a
 newer engine knows it may stop this shim by signal.
 
 8. If it can (see :func:`run_shim`), report the attempt's end on the reply
@@ -59,7 +60,7 @@ import stat
 import sys
 import time
 
-from edgeorch.engine.procinfo import descendants, process_start_time
+from edgeorch.engine.procinfo import descendants, in_nested_namespace, pid_namespace_ids, process_start_time
 
 TYPE_CHECKING = False  # ``typing`` is not imported at run time: the zygote, which imports this, starts sooner
 if TYPE_CHECKING:
@@ -412,25 +413,50 @@ class _Tree:
         """SIGTERM to everything now, SIGKILL at the end of the grace period (never later than already set).
 
         The one place an attempt's processes get their SIGTERM (a stop, or what the task left behind once it
-        has ended: called again then). With ``forwards`` (a container attempt: the runtime's client, run with
-        ``--sig-proxy=true``, forwards it to the container's main process) the SIGTERM goes to the leader alone
-        while it runs, and to the rest only once the leader has ended. Signalled directly, the runtime's
-        processes could end before the container: the client, or the monitor relaying the container's output
-        to it, taking the container's last lines with them; the ``runc kill`` helper the client starts to
-        forward the signal, taking the signal with it. The SIGKILL at the deadline still reaches everything.
+        has ended: called again then). With ``forwards`` (a container attempt) the SIGTERM goes to the
+        container's processes (:meth:`_term_container_processes`), or to the leader (the runtime's client,
+        ``--sig-proxy=true``, forwards it) while the container has none, and to the rest only once the leader
+        has ended. Signalled directly, the runtime's processes could end before the container: the client, or
+        the monitor relaying the container's output to it, taking the container's last lines with them; the
+        ``runc kill`` helper the client starts to forward a signal, taking the signal with it. The SIGKILL at
+        the deadline still reaches everything.
         """
         if self.forwards and self.status is None:
             if self.termed is None:
-                try:
-                    os.kill(self.leader, signal.SIGTERM)  # not its group: the forwarding helper is in it
-                except OSError:
-                    pass
+                if not self._term_container_processes():
+                    try:  # no container process yet (or --pid=host): the client forwards it (--sig-proxy=true)
+                        os.kill(self.leader, signal.SIGTERM)  # not its group: the forwarding helper is in it
+                    except OSError:
+                        pass
                 self.termed = "leader"
         elif self.termed != "all":
             self.signal_all(signal.SIGTERM)
             self.termed = "all"
         if self.deadline is None:
             self.deadline = time.monotonic() + self.grace
+
+    def _term_container_processes(self) -> bool:
+        """SIGTERM to every process of the container, its PID 1 included; False when there is none to signal.
+
+        They live in a PID namespace nested below the shim's (``NSpid``); the runtime's own processes (the
+        client, the monitor relaying the container's output) live in the shim's and are not signalled, so they
+        outlive the container: its last output reaches the log and the client ends with its code. Signalled
+        from here as ``podman kill`` would (PID 1 only if it handles SIGTERM, as the kernel has it), and every
+        other process of the container too, as a host task's whole tree: ``sh -c "python train.py"`` stops
+        as on the host, python getting the SIGTERM its checkpoint handler waits for.
+        """
+        own = pid_namespace_ids("self")
+        if not own:
+            return False
+        sent = False
+        for pid in descendants(self.shim):
+            if in_nested_namespace(pid, len(own)):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                    sent = True
+                except OSError:
+                    pass
+        return sent
 
     def timeout(self) -> float | None:
         """How long the loop may wait for an event; None: until one comes."""
