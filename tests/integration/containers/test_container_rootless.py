@@ -9,6 +9,7 @@ container (each candidate's error is in the skip message).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from container_helpers import _rootfs_tar, is_static
+from container_helpers import TRAPS_TERM, _rootfs_tar, is_static
 
 USER = "edgeorch-rootless"
 SUBIDS = "300000-365535"  # used only when useradd gave the user no subordinate ids
@@ -155,6 +156,13 @@ def test_an_unprivileged_user_runs_a_container_task_with_rootless_podman(rootles
         command = ["sh", "-c", "cat $(echo $EDGEORCH_UPSTREAM_MAKE | tr : ' ')"]
         needs = ["make"]
         """))
+    # A timeout's stop reaches the processes of a rootless container (another user namespace) too.
+    (ws / "pipelines" / "slow.toml").write_text(textwrap.dedent(f"""\
+        [tasks.slow]
+        command = ["sh", "-c", "{TRAPS_TERM}"]
+        timeout = "2s"
+        container = {{ image = "{rootless.image}", pull = "never", args = ["--network", "none"] }}
+        """))
     for dirpath, _dirs, files in os.walk(ws):
         for name in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
             os.chown(name, rootless.uid, rootless.gid)
@@ -171,3 +179,8 @@ def test_an_unprivileged_user_runs_a_container_task_with_rootless_podman(rootles
     inside = (out / "cpus").read_text().split()[-1]
     assert "," not in inside and "-" not in inside, inside
     assert "0\n" in (ws / "var" / "runs" / "1" / "attempts" / "read.1" / "output.log").read_text()
+    done = user.run([python, "-m", "edgeorch", "run", "slow", "--here", "--json"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    (slow,) = json.loads(done.stdout)["tasks"]
+    log = (ws / "var" / "runs" / "2" / "attempts" / "slow.1" / "output.log").read_text()
+    assert "got TERM" in log, (log, slow)
