@@ -121,7 +121,7 @@ class StartedRun:
 
 BeforeHook = Callable[[RunRequest, Pipeline, dict[str, Any]], None]
 AfterHook = Callable[[StartedRun], None]
-BeforeResumeHook = Callable[[int], None]
+BeforeResumeHook = Callable[[int], object]
 """Called with the run id when a retry was decided, before it is recorded; raises to refuse it."""
 
 

@@ -272,7 +272,7 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
             await models.close()
             await engine.close()
             raise
-        interrupted = []
+        interrupted: list[bool] = []
 
         def on_signal() -> None:
             if not interrupted:

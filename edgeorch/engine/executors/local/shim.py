@@ -231,7 +231,7 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
         return False
     os.close(wfd)
     start = process_start_time(pid)
-    proc = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
+    proc: dict[str, Any] = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     if req.get("cleanup"):  # for whoever settles the attempt if this shim vanishes (LocalExecutor.settle)
         proc["cleanup"] = list(req["cleanup"])
     write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
