@@ -63,7 +63,7 @@ class EdgeorchError(Exception):
         if self.field:
             text += f"{self.field}: "
         text += self.message
-        if self.value is not None:
+        if self.value is not None and repr(self.value) not in self.message:  # said once: not when the message quotes it
             text += f" (found {self.value!r})"
         if self.expected:
             text += f"; expected {self.expected}"

@@ -32,3 +32,13 @@ def test_a_local_error_of_a_group_action_names_its_option_and_others_are_kept() 
     assert kept.field == "args.nothing_like_it"
     plain = in_cli_terms(UsageError("bad", field="epochs"), parser, args)
     assert plain.field == "epochs"
+
+
+def test_the_value_is_said_once_not_again_when_the_message_already_quotes_it() -> None:
+    from edgeorch.errors import NotFoundError
+
+    quoted = NotFoundError("no pipeline named 'nosuch'", value="nosuch", expected="one of fan")
+    assert quoted.render() == "no pipeline named 'nosuch'; expected one of fan"
+    plain = UsageError("has an unknown value", field="daemon.log_level", value="chatty")
+    assert plain.render() == "daemon.log_level: has an unknown value (found 'chatty')"
+    assert error_document(quoted)["error"]["value"] == "nosuch"  # scripts still get it as a field
