@@ -1,12 +1,33 @@
-"""One run as a JSON-ready document: the run, its tasks with attempts and artifacts, results.
+"""Runs as JSON-ready documents: one run (its tasks with attempts and artifacts, results), and a page of runs.
 
-Shared by ``edgeorch show --json`` (reading the state file) and the daemon's
-``runs.show`` op, so both give the same document.
+Shared by ``edgeorch show --json`` / ``edgeorch runs`` (reading the state file)
+and the daemon's ``runs.show`` / ``runs.list`` ops, so both give the same
+document and refuse the same arguments.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .errors import UsageError
+from .model import RunState
+
+MAX_RUNS_LIMIT = 10_000
+"""The most runs one ``runs.list`` page holds."""
+
+
+def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs (1..:data:`MAX_RUNS_LIMIT`), optionally of one pipeline or in one run state.
+
+    Raises :class:`UsageError` naming ``args.limit`` or ``args.state`` (the CLI says ``--limit/-n``,
+    ``--state``). ``store`` None (no state file yet): no runs.
+    """
+    if not 1 <= limit <= MAX_RUNS_LIMIT:
+        raise UsageError("is out of range", field="args.limit", value=limit, expected=f"1..{MAX_RUNS_LIMIT}")
+    if state is not None and state not in {s.value for s in RunState}:
+        raise UsageError("is not a run state", field="args.state", value=state,
+                         expected=", ".join(s.value for s in RunState))
+    return store.runs.list(limit=limit, pipeline=pipeline, state=state) if store is not None else []
 
 
 def run_document(store: Any, run_id: int) -> dict[str, Any]:

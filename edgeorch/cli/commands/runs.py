@@ -355,9 +355,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if backend.online:
             runs = [r.to_dict() for r in backend.api.runs(limit=args.limit, pipeline=args.pipeline, state=args.state)]
         else:
+            from ...rundoc import runs_page
+
             store = backend.open_store(readonly=True)
             try:
-                runs = store.runs.list(limit=args.limit, pipeline=args.pipeline, state=args.state) if store else []
+                runs = runs_page(store, limit=args.limit, pipeline=args.pipeline, state=args.state)
             finally:
                 if store is not None:
                     store.close()

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ...engine.requests import RunRequest
-from ...errors import NotFoundError, PipelineError, UsageError
-from ...model import Pipeline, RunState
+from ...errors import NotFoundError, PipelineError
+from ...model import Pipeline
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
-from ...rundoc import run_document
+from ...rundoc import run_document, runs_page
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,15 +76,9 @@ class RunOps:
                 "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file}
 
     async def runs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        limit = arg(args, "limit", int, required=False, default=20)
-        if not 1 <= limit <= 10_000:
-            raise UsageError("is out of range", field="args.limit", value=limit, expected="1..10000")
-        state = arg(args, "state", str, required=False)
-        if state is not None and state not in {s.value for s in RunState}:
-            raise UsageError("is not a run state", field="args.state", value=state,
-                             expected=", ".join(s.value for s in RunState))
-        runs = self.store.runs.list(limit=limit, pipeline=arg(args, "pipeline", str, required=False), state=state)
-        return {"runs": runs}
+        return {"runs": runs_page(self.store, limit=arg(args, "limit", int, required=False, default=20),
+                                  pipeline=arg(args, "pipeline", str, required=False),
+                                  state=arg(args, "state", str, required=False))}
 
     async def runs_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return run_document(self.store, arg(args, "run_id", int))

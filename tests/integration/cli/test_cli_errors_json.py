@@ -52,6 +52,16 @@ def test_a_usage_error_argparse_finds_is_json_too(workspace, argv):
     assert err["hint"] == "`edgeorch runs --help` lists the arguments"
 
 
+@pytest.mark.parametrize("limit", ["0", "-3", "10001"])
+def test_runs_limit_out_of_range_is_refused_without_a_daemon_as_the_daemon_refuses_it(workspace, limit):
+    workspace.pipeline("ok", '[tasks.a]\ncommand = ["true"]\n')
+    assert run(workspace, "run", "ok").returncode == 0  # a run to list: --limit 0 once said "no runs yet"
+    proc = run(workspace, "--json", "runs", "--limit", limit)
+    assert proc.returncode == 2, proc.stdout
+    err = json_error(proc)
+    assert (err["field"], err["value"], err["expected"]) == ("--limit/-n", int(limit), "1..10000"), err
+
+
 def test_a_usage_error_without_json_looks_as_argparse_always_printed_it(workspace):
     proc = run(workspace, "runs", "--state", "sleeping")
     assert proc.returncode == 2
