@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UsageError
+from .errors import NotFoundError, UsageError
 from .model import RunState
 
 MAX_RUNS_LIMIT = 10_000
@@ -28,6 +28,26 @@ def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state
         raise UsageError("is not a run state", field="args.state", value=state,
                          expected=", ".join(s.value for s in RunState))
     return store.runs.list(limit=limit, pipeline=pipeline, state=state) if store is not None else []
+
+
+def log_attempt(store: Any, run_id: int, task: str, number: int | None = None) -> dict[str, Any]:
+    """The attempt of ``task`` in run ``run_id`` whose log ``edgeorch logs`` shows: ``number``, or the latest.
+
+    :class:`NotFoundError` for an unknown run, a task with no attempt (naming the run's tasks that have
+    some) or an attempt number it does not have (naming the range).
+    """
+    store.runs.get(run_id)
+    attempts = store.attempts.of_run(run_id, task)
+    if not attempts:
+        tried = sorted({a["task"] for a in store.attempts.of_run(run_id)})
+        raise NotFoundError(f"run {run_id} has no attempts of task {task!r}", value=task,
+                            expected=f"one of {', '.join(tried)}" if tried else "a task that has started (none has yet)")
+    if number is None:
+        return attempts[-1]
+    for a in attempts:
+        if a["number"] == number:
+            return a
+    raise NotFoundError(f"task {task} has no attempt {number}", value=number, expected=f"1..{attempts[-1]['number']}")
 
 
 def run_document(store: Any, run_id: int) -> dict[str, Any]:

@@ -472,21 +472,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     store = connect(cfg, "offline").open_store(readonly=True)
     if store is None:
         raise NotFoundError("no such run (no state file yet)", value=args.run_id)
+    from ...rundoc import log_attempt
+
     try:
-        store.runs.get(args.run_id)
-        attempts = store.attempts.of_run(args.run_id, args.task)
+        attempt = log_attempt(store, args.run_id, args.task, args.attempt)
     finally:
         store.close()
-    if not attempts:
-        raise NotFoundError(f"run {args.run_id} has no attempts of task {args.task!r}", value=args.task)
-    if args.attempt is not None:
-        match = [a for a in attempts if a["number"] == args.attempt]
-        if not match:
-            raise NotFoundError(f"task {args.task} has no attempt {args.attempt}", value=args.attempt,
-                                expected=f"1..{attempts[-1]['number']}")
-        attempt = match[0]
-    else:
-        attempt = attempts[-1]
     path = Path(attempt["log_path"])
     if not path.exists():
         raise NotFoundError("the log file is gone", file=str(path))

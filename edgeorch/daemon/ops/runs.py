@@ -10,7 +10,7 @@ from ...engine.requests import RunRequest
 from ...errors import NotFoundError, PipelineError
 from ...model import Pipeline
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
-from ...rundoc import run_document, runs_page
+from ...rundoc import log_attempt, run_document, runs_page
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,14 +88,7 @@ class RunOps:
         task = arg(args, "task", str)
         number = arg(args, "attempt", int, required=False)
         follow = arg(args, "follow", bool, required=False, default=False)
-        store = self.store
-        store.runs.get(run_id)
-        attempts = store.attempts.of_run(run_id, task)
-        if not attempts:
-            raise NotFoundError(f"run {run_id} has no attempts of task {task!r}", value=task)
-        attempt = attempts[-1] if number is None else next((a for a in attempts if a["number"] == number), None)
-        if attempt is None:
-            raise NotFoundError(f"task {task} has no attempt {number}", value=number)
+        attempt = log_attempt(self.store, run_id, task, number)
         path = Path(attempt["log_path"])
         offset = 0
         while True:

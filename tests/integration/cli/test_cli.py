@@ -120,7 +120,9 @@ def test_logs_of_an_attempt_that_does_not_exist(workspace):
     workspace.pipeline("ok", OK)
     run(workspace, "run", "ok")
     proc = run(workspace, "logs", "1", "a", "--attempt", "7")
-    assert proc.returncode == 3 and "no attempt 7" in proc.stderr
+    assert proc.returncode == 3 and "task a has no attempt 7; expected 1..1" in proc.stderr
+    proc = run(workspace, "logs", "1", "zz")  # the same sentences as the daemon's (rundoc.log_attempt)
+    assert proc.returncode == 3 and "run 1 has no attempts of task 'zz'; expected one of a" in proc.stderr, proc.stderr
 
 
 def test_retry_resumes_a_failed_run(workspace):
