@@ -53,9 +53,7 @@ def _resources_lines(rep: dict[str, Any]) -> list[str]:
     cpus, mem = rep["cpus"], rep["memory"]
     out = [f"cores     {cpus['usable']} usable" + (f" (reserved for the daemon: {cpus['reserved']})" if cpus["reserved"] else "")
            + f", free: {cpus['free'] or 'none'}"]
-    for c in cpus["cores"]:
-        node = f" (NUMA node {c['numa_node']})" if c["numa_node"] >= 0 else ""
-        out.append(f"  core {c['id']}{node}: " + (f"held by {c['held_by']}" if c["held_by"] else "free"))
+    out += _core_lines(cpus["cores"])
     out.append(f"memory    {_size(mem['available_now'])} available now, {_size(mem['leased'])} leased; {mem['enforcement']}")
     out.append(f"GPUs      {rep['gpu_backend']}")
     for g in rep["gpus"]:
@@ -70,6 +68,22 @@ def _resources_lines(rep: dict[str, Any]) -> list[str]:
         drained = f"  DRAINED: {g['drained']}" if g.get("drained") else ""
         out.append(f"  {g['uuid']} {g['name']} {_size(g['memory_total'])}{live}{drained}")
     return out + _daemon_lines(rep)
+
+
+def _core_lines(cores: list[dict[str, Any]]) -> list[str]:
+    """One line per NUMA node and holder (``cores 0-3,8 (NUMA node 0): free``), in the order of their first
+    core: a 128-core machine is a few lines, not 128; a lone core keeps ``core N``."""
+    from ...resources.cpus import format_cpu_list
+
+    groups: dict[tuple[int, str | None], list[int]] = {}
+    for c in sorted(cores, key=lambda c: c["id"]):
+        groups.setdefault((c["numa_node"], c["held_by"]), []).append(c["id"])
+    out = []
+    for (node, holder), ids in groups.items():
+        where = f" (NUMA node {node})" if node >= 0 else ""
+        which = f"core {ids[0]}" if len(ids) == 1 else f"cores {format_cpu_list(ids)}"
+        out.append(f"  {which}{where}: " + (f"held by {holder}" if holder else "free"))
+    return out
 
 
 def _cluster_lines(rep: dict[str, Any]) -> list[str]:

@@ -53,3 +53,16 @@ def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):
     proc = run(workspace, "run", "broken")
     assert proc.returncode == 1 and "no pipeline named" not in proc.stderr
     assert f"{path}: pipeline broken: tasks.a.retries" in proc.stderr, proc.stderr
+
+
+def test_resources_says_cores_by_node_and_holder_not_one_line_each() -> None:
+    from edgeorch.cli.commands.resources import _core_lines
+
+    cores = [{"id": i, "numa_node": 0 if i < 8 else 1, "held_by": "12/train" if i in (2, 3) else None}
+             for i in range(16)]
+    assert _core_lines(cores) == [
+        "  cores 0-1,4-7 (NUMA node 0): free",
+        "  cores 2-3 (NUMA node 0): held by 12/train",
+        "  cores 8-15 (NUMA node 1): free",
+    ]
+    assert _core_lines([{"id": 5, "numa_node": -1, "held_by": None}]) == ["  core 5: free"]
