@@ -97,6 +97,16 @@ def test_the_rules_panel_says_every_rule_is_ok_when_none_needs_attention():
     assert "every rule ok" in text and "all_good" not in text
 
 
+def test_the_hardware_panel_has_a_row_per_holder_not_per_core():
+    snap = snapshot_of(STATUS, {**RESOURCES, "cpus": {"cores": [{"id": i, "held_by": "5/fit" if i in (2, 3) else None}
+                                                                   for i in range(64)]}},
+                       RECENT, ACTIVE, INPUTS, now=1000.0, monitors=MONITORS)
+    console = Console(width=160, height=40, record=True, color_system=None)
+    console.print(screen(snap, ViewState(), height=40))
+    text = console.export_text()
+    assert "cores 0-1,4-63" in text and "cores 2-3" in text and "core 5 " not in text
+
+
 def test_the_screen_shows_every_panel():
     snap = _snap()
     state = ViewState()
