@@ -11,6 +11,8 @@ Subclasses also derive from the matching builtin (``ValueError``,
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 
@@ -63,7 +65,7 @@ class EdgeorchError(Exception):
         if self.field:
             text += f"{self.field}: "
         text += self.message
-        if self.value is not None and repr(self.value) not in self.message:  # said once: not when the message quotes it
+        if self.value is not None and not _quotes(self.message, self.value):  # said once
             text += f" (found {self.value!r})"
         if self.expected:
             text += f"; expected {self.expected}"
@@ -184,3 +186,9 @@ class UnknownColumnError(UsageError, DataError):
 
     code = "usage"
     exit_code = 2
+
+
+def _quotes(message: str, value: object) -> bool:
+    """Whether ``message`` already says ``value`` as its repr, standing alone (``attempt 7``, ``'nosuch'``):
+    never a number inside another (``at least 10`` does not quote ``1``)."""
+    return re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message) is not None

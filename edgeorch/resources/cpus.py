@@ -11,10 +11,14 @@ fake ``/sys``/``/proc`` tree.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ConfigError
 from .model import CpuCore, GpuDevice, Inventory
+
+K = TypeVar("K", bound=Hashable)
 
 
 def parse_cpu_list(text: str) -> set[int]:
@@ -51,6 +55,16 @@ def format_cpu_list(cpus: set[int] | frozenset[int] | tuple[int, ...] | list[int
         parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def core_groups(cores: Iterable[tuple[int, K]]) -> list[tuple[K, str]]:
+    """``(core id, key)`` pairs grouped by key, in the order of each group's lowest core, each group's cores
+    said as ``core 5`` or ``cores 0-3,8`` (:func:`format_cpu_list`): how a person reads many cores (by holder,
+    by NUMA node) instead of one line per core."""
+    groups: dict[K, list[int]] = {}
+    for core, key in sorted(cores, key=lambda pair: pair[0]):
+        groups.setdefault(key, []).append(core)
+    return [(key, f"core {ids[0]}" if len(ids) == 1 else f"cores {format_cpu_list(ids)}") for key, ids in groups.items()]
 
 
 def _read(path: Path) -> str | None:

@@ -73,17 +73,10 @@ def _resources_lines(rep: dict[str, Any]) -> list[str]:
 def _core_lines(cores: list[dict[str, Any]]) -> list[str]:
     """One line per NUMA node and holder (``cores 0-3,8 (NUMA node 0): free``), in the order of their first
     core: a 128-core machine is a few lines, not 128; a lone core keeps ``core N``."""
-    from ...resources.cpus import format_cpu_list
+    from ...resources.cpus import core_groups
 
-    groups: dict[tuple[int, str | None], list[int]] = {}
-    for c in sorted(cores, key=lambda c: c["id"]):
-        groups.setdefault((c["numa_node"], c["held_by"]), []).append(c["id"])
-    out = []
-    for (node, holder), ids in groups.items():
-        where = f" (NUMA node {node})" if node >= 0 else ""
-        which = f"core {ids[0]}" if len(ids) == 1 else f"cores {format_cpu_list(ids)}"
-        out.append(f"  {which}{where}: " + (f"held by {holder}" if holder else "free"))
-    return out
+    return [f"  {which}{f' (NUMA node {node})' if node >= 0 else ''}: " + (f"held by {holder}" if holder else "free")
+            for (node, holder), which in core_groups((c["id"], (c["numa_node"], c["held_by"])) for c in cores)]
 
 
 def _cluster_lines(rep: dict[str, Any]) -> list[str]:

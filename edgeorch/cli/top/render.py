@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ...resources.cpus import format_cpu_list
+from ...resources.cpus import core_groups
 from ...textui import format_bytes, format_duration
 from .keys import HELP, ViewState
 from .model import Item, Snapshot, short_uuid
@@ -113,11 +113,7 @@ def _hardware(snap: Snapshot) -> Panel:
         held = Text(f"DRAINED: {g.drained}", style="red") if g.drained else Text(", ".join(g.holders) or "free",
                                                                                  style="" if g.holders else "dim")
         t.add_row(short_uuid(g.uuid), use, held)
-    holders: dict[str | None, list[int]] = {}  # a row per holder (cores 0-61 free), not per core
-    for c in sorted(snap.cores, key=lambda c: c.core):
-        holders.setdefault(c.holder, []).append(c.core)
-    for holder, ids in holders.items():
-        which = f"core {ids[0]}" if len(ids) == 1 else f"cores {format_cpu_list(ids)}"
+    for holder, which in core_groups((c.core, c.holder) for c in snap.cores):  # a row per holder, not per core
         t.add_row(which, "", Text(holder or "free", style="" if holder else "dim"))
     mem = f"memory {format_bytes(snap.memory_leased)} leased, {format_bytes(snap.memory_available)} available"
     return Panel(t, title="Cores and GPUs", subtitle=f"{mem}; GPUs: {snap.gpu_backend}" if snap.gpu_backend else mem)

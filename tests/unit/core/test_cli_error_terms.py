@@ -42,3 +42,6 @@ def test_the_value_is_said_once_not_again_when_the_message_already_quotes_it() -
     plain = UsageError("has an unknown value", field="daemon.log_level", value="chatty")
     assert plain.render() == "daemon.log_level: has an unknown value (found 'chatty')"
     assert error_document(quoted)["error"]["value"] == "nosuch"  # scripts still get it as a field
+    assert NotFoundError("task a has no attempt 7", value=7).render() == "task a has no attempt 7"
+    # A number inside another is not the value said: it is given.
+    assert UsageError("must be at least 10", field="--n", value=1).render() == "--n: must be at least 10 (found 1)"

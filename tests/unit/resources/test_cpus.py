@@ -79,3 +79,10 @@ def test_real_machine_inventory_is_within_affinity() -> None:
     inv = read_inventory()
     assert {c.id for c in inv.cpus} <= os.sched_getaffinity(0)
     assert inv.memory_available > 0
+
+
+def test_core_groups_say_each_keys_cores_compactly_in_the_order_of_their_lowest_core():
+    from edgeorch.resources.cpus import core_groups
+
+    assert core_groups([(9, "b"), (0, "a"), (1, "a"), (3, "a"), (2, "b")]) == [("a", "cores 0-1,3"), ("b", "cores 2,9")]
+    assert core_groups([(4, None)]) == [(None, "core 4")] and core_groups([]) == []
