@@ -692,8 +692,9 @@ class Engine:
         rep["parallelism"] = self.config.engine.parallelism
         rep["running"] = len(self.live)
         # The attempt's number within its task, as `show` and `logs --attempt` name it (attempt_id is the row's id).
-        for item in [*(rep.get("leases") or ()), *(a for n in rep.get("cluster", {}).get("nodes", ()) for a in n["attempts"]),
-                     *rep.get("cluster", {}).get("unplaced", ())]:
+        cluster = rep.get("cluster") or {}
+        placed = [a for n in cluster.get("nodes", ()) for a in n["attempts"]]
+        for item in [*(rep.get("leases") or ()), *placed, *cluster.get("unplaced", ())]:
             live = self.live.get(item["attempt_id"])
             item["attempt"] = live.number if live is not None else None
         return rep
