@@ -307,6 +307,8 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     callback for the queued run), after the stream was opened. Ctrl-C asks the daemon to cancel the run and
     keeps following until it has.
     """
+    from ...control.protocol import BadResponse  # here: loaded with the daemon's client, not for `--help`
+
     api = backend.api
     printer = _ProgressPrinter(enabled=not (json_out or quiet))
     ids: list[int] = [] if run_id is None else [run_id]
@@ -319,6 +321,11 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
             else:
                 assert submit is not None
                 run = submit(printer, lambda queued: ids.append(queued.run_id))
+        except BadResponse as exc:  # the daemon went away while we followed: the run is not lost with it
+            if ids and not exc.hint:
+                exc.hint = (f"run {ids[0]} goes on when the daemon is back (its tasks keep running meanwhile): "
+                            f"`edgeorch show {ids[0]}`")
+            raise
         except KeyboardInterrupt:
             if not ids:
                 print("\ninterrupted before the daemon said the run was queued; `edgeorch runs` shows whether it was",

@@ -116,3 +116,23 @@ def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daem
     assert proc.returncode == 130, out + err
     assert "asking the daemon to cancel the run" in err and "work                     started (attempt 1)" in out, out + err
     assert "CANCELLED" in out and daemon.call("runs.list", {})["runs"][0]["state"] == "cancelled"
+
+
+def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daemon):
+    import subprocess
+
+    workspace.pipeline("long", """
+        [tasks.work]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+    """)
+    daemon.start()
+    proc = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workspace.wait_file(workspace.pipelines / "started")
+    daemon.kill9()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "closed the connection" in err, out + err
+    assert "hint: run 1 goes on when the daemon is back" in err and "`edgeorch show 1`" in err, err
+    daemon.start()  # live restore: the task still runs, and the run ends once it does
+    (workspace.pipelines / "go").touch()
+    assert daemon.wait_run(1) == "succeeded"
