@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from edgeorch.control import Client
 from edgeorch.errors import EdgeorchError
+from scratch import create_cost_ms, scratch  # noqa: E402
 
 
 def workspace(root: Path, settle: str = "1s", repo: Path = REPO,
@@ -124,74 +125,72 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def bench_latency(drops: int, repo: Path = REPO, task: str = "exec") -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bench-trig-") as tmp:
-        root = Path(tmp)
-        drop, stamps, env = workspace(root, repo=repo, task=task)
-        stage = root / "stage"
-        stage.mkdir()
-        proc, sock = start_daemon(root, env, repo)
-        lat: list[float] = []
-        t0s: dict[str, float] = {}
-        try:
-            with Client(sock, timeout=60) as c:
-                events = c.stream("events", {}, timeout=60)
-                next(events)  # subscribed
-                for i in range(drops + 5):  # the first 5 warm up (imports, first pipeline version)
-                    name = f"d{i:05d}.csv"
-                    (stage / name).write_text(f"{i}\n")
-                    t0 = time.time()
-                    os.rename(stage / name, drop / name)
-                    for ev in events:
-                        if ev.get("kind") == "input" and ev.get("state") in ("done", "quarantined", "refused"):
-                            break
-                    if i >= 5:
-                        t0s[name] = t0
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        db = sqlite3.connect(root / "var" / "edgeorch.db")
-        try:
-            logs = dict(db.execute("SELECT i.source_name, a.log_path FROM inputs i JOIN attempts a"
-                                   " ON a.run_id = i.run_id"))
-        finally:
-            db.close()
-        for name, t0 in t0s.items():
-            stamp = Path(logs[name]) if task == "exec" else stamps / name
-            lat.append(float(stamp.read_text().split()[0]) - t0)
-        return {"drops": drops, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
-                "max_ms": max(lat) * 1e3}
+    root = scratch("trig-")  # kept until the benchmark ends: a removal would slow the next round
+    drop, stamps, env = workspace(root, repo=repo, task=task)
+    stage = root / "stage"
+    stage.mkdir()
+    proc, sock = start_daemon(root, env, repo)
+    lat: list[float] = []
+    t0s: dict[str, float] = {}
+    try:
+        with Client(sock, timeout=60) as c:
+            events = c.stream("events", {}, timeout=60)
+            next(events)  # subscribed
+            for i in range(drops + 5):  # the first 5 warm up (imports, first pipeline version)
+                name = f"d{i:05d}.csv"
+                (stage / name).write_text(f"{i}\n")
+                t0 = time.time()
+                os.rename(stage / name, drop / name)
+                for ev in events:
+                    if ev.get("kind") == "input" and ev.get("state") in ("done", "quarantined", "refused"):
+                        break
+                if i >= 5:
+                    t0s[name] = t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    db = sqlite3.connect(root / "var" / "edgeorch.db")
+    try:
+        logs = dict(db.execute("SELECT i.source_name, a.log_path FROM inputs i JOIN attempts a"
+                               " ON a.run_id = i.run_id"))
+    finally:
+        db.close()
+    for name, t0 in t0s.items():
+        stamp = Path(logs[name]) if task == "exec" else stamps / name
+        lat.append(float(stamp.read_text().split()[0]) - t0)
+    return {"drops": drops, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
+            "max_ms": max(lat) * 1e3, "create_ms": create_cost_ms()}
 
 
 def bench_ingest(n: int, repo: Path = REPO) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bench-trig-") as tmp:
-        root = Path(tmp)
-        drop, _stamps, env = workspace(root, repo=repo)
-        stage = root / "stage"
-        stage.mkdir()
+    root = scratch("trig-")  # kept until the benchmark ends: a removal would slow the next round
+    drop, _stamps, env = workspace(root, repo=repo)
+    stage = root / "stage"
+    stage.mkdir()
+    for i in range(n):
+        (stage / f"b{i:06d}.csv").write_text(f"{i}\n")
+    proc, _sock = start_daemon(root, env, repo)
+    db = sqlite3.connect(root / "var" / "edgeorch.db", timeout=60)
+    try:
+        cpu0 = cpu_seconds(proc.pid)
+        t0 = time.monotonic()
         for i in range(n):
-            (stage / f"b{i:06d}.csv").write_text(f"{i}\n")
-        proc, _sock = start_daemon(root, env, repo)
-        db = sqlite3.connect(root / "var" / "edgeorch.db", timeout=60)
-        try:
-            cpu0 = cpu_seconds(proc.pid)
-            t0 = time.monotonic()
-            for i in range(n):
-                os.rename(stage / f"b{i:06d}.csv", drop / f"b{i:06d}.csv")
-            renamed = time.monotonic() - t0
-            while True:  # a benchmark may poll: it measures, it does not synchronise a test
-                done = db.execute("SELECT COUNT(*) FROM inputs WHERE state IN ('started', 'done')").fetchone()[0]
-                if done >= n:
-                    break
-                time.sleep(0.02)
-            wall = time.monotonic() - t0
-            cpu = cpu_seconds(proc.pid) - cpu0
-            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        finally:
-            db.close()
-            proc.send_signal(signal.SIGTERM)  # stop_tasks_on_shutdown: its running tasks stop with it
-            proc.wait(timeout=120)
-        return {"files": n, "renamed_s": renamed, "ingest_s": wall, "files_per_s": n / wall, "runs": runs,
-                "daemon_cpu_ms_per_file": cpu / n * 1e3}
+            os.rename(stage / f"b{i:06d}.csv", drop / f"b{i:06d}.csv")
+        renamed = time.monotonic() - t0
+        while True:  # a benchmark may poll: it measures, it does not synchronise a test
+            done = db.execute("SELECT COUNT(*) FROM inputs WHERE state IN ('started', 'done')").fetchone()[0]
+            if done >= n:
+                break
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(proc.pid) - cpu0
+        runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    finally:
+        db.close()
+        proc.send_signal(signal.SIGTERM)  # stop_tasks_on_shutdown: its running tasks stop with it
+        proc.wait(timeout=120)
+    return {"files": n, "renamed_s": renamed, "ingest_s": wall, "files_per_s": n / wall, "runs": runs,
+            "daemon_cpu_ms_per_file": cpu / n * 1e3, "create_ms": create_cost_ms()}
 
 
 ARRIVALS = r"""
@@ -267,7 +266,7 @@ def main() -> int:
                 r = bench_latency(args.drops, repo, args.latency_task) | {"load": float(load())}
                 res.setdefault("latency", []).append(r)
                 print(f"[{tree}] latency over {r['drops']} drops: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                      f"max {r['max_ms']:.1f} ms (load {load()})", flush=True)
+                      f"max {r['max_ms']:.1f} ms (load {load()}; a file create {r['create_ms']:.3f} ms)", flush=True)
             for n in bursts if args.only == "arrivals" else []:
                 r = bench_arrivals(n, repo) | {"load": float(load())}
                 res.setdefault(f"arrivals_{n}", []).append(r)
@@ -278,7 +277,7 @@ def main() -> int:
                 res.setdefault(f"ingest_{n}", []).append(r)
                 print(f"[{tree}] ingest of {r['files']} files: {r['ingest_s']:.2f} s -> {r['files_per_s']:.0f} files/s, "
                       f"daemon CPU {r['daemon_cpu_ms_per_file']:.2f} ms/file (renames took {r['renamed_s']:.2f} s; "
-                      f"load {load()})", flush=True)
+                      f"load {load()}; a file create {r['create_ms']:.3f} ms)", flush=True)
     fields = {"latency": ("p50_ms", "p99_ms")} | {k: ("loop_cpu_us_per_file",) for k in
                                                  (f"arrivals_{n}" for n in bursts)}
     for tree, res in out.items():
