@@ -303,14 +303,17 @@ def main() -> None:
     ap.add_argument("--edgeorch", action="store_true", help="also measure edgeorch's figure of each goal, beside its floor")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="edgeorch-floor-", dir=args.dir))
-    try:
-        costs = {**file_ops(root, args.n, args.rounds), **sqlite_ops(root, args.n, args.rounds),
-                 **process_ops(max(args.n // 2, 1), args.rounds), **starts(args.rounds)}
-        ours = edgeorch_figures(root) if args.edgeorch else {}
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"file system of {args.dir}; {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
+    tempfile.tempdir = str(args.dir)  # every scratch folder there, this one's and the benchmarks' it runs
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from scratch import create_cost_ms, scratch
+
+    root = scratch("floor-")  # removed at exit, never between measurements (see scratch.py)
+    probe = create_cost_ms()
+    costs = {**file_ops(root, args.n, args.rounds), **sqlite_ops(root, args.n, args.rounds),
+             **process_ops(max(args.n // 2, 1), args.rounds), **starts(args.rounds)}
+    ours = edgeorch_figures(root) if args.edgeorch else {}
+    print(f"file system of {args.dir} (a file create {probe:.3f} ms before the measurements); {args.rounds} rounds;"
+          f" load average {os.getloadavg()[0]:.1f}")
     print(f"{'operation':58} {'wall':>12} {'CPU':>12}")
     for name, (wall, cpu) in costs.items():
         print(f"{name:58} {fmt(wall):>12} {fmt(cpu):>12}")
