@@ -150,11 +150,13 @@ class Inputs:
                          f" AND updated_at < ?{since} ORDER BY updated_at, id LIMIT ?",
                          [*states, settled_before, *args, limit])
 
-    def processed_sha(self, pipeline: str, sha256: str, *, exclude: int | None = None) -> int | None:
-        """Id of an input of ``pipeline`` with this content that started or ran (not quarantined); else None."""
-        row = self._db.one("SELECT id FROM inputs WHERE pipeline = ? AND sha256 = ? AND state IN ('started', 'done')"
-                        " AND id != ? ORDER BY id LIMIT 1", (pipeline, sha256, exclude or -1))
-        return int(row[0]) if row else None
+    def processed_sha(self, pipeline: str, sha256: str, *, exclude: int | None = None) -> dict[str, Any] | None:
+        """The first input of ``pipeline`` with this content that is running (``started``) or ran (``done``);
+        not a quarantined one. Its ``id``, ``state`` and ``run_id``; None if there is none."""
+        row = self._db.one("SELECT id, state, run_id FROM inputs WHERE pipeline = ? AND sha256 = ?"
+                           " AND state IN ('started', 'done') AND id != ? ORDER BY id LIMIT 1",
+                           (pipeline, sha256, exclude or -1))
+        return dict(row) if row else None
 
     def of_run(self, run_id: int) -> dict[str, Any] | None:
         row = self._db.one("SELECT * FROM inputs WHERE run_id = ?", (run_id,))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError
 from ...events import DatasetVersioned, Event, InputChanged
+from ...model import TaskState
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -279,11 +280,21 @@ class DropFolders:
         if rec.get("run_id") is None:
             why = reason or "no run could be started"
         else:
-            why = f"run {rec['run_id']} of {rec['pipeline']} failed" + (f": {reason}" if reason else "")
+            why = f"run {rec['run_id']} of {rec['pipeline']} failed" + self._failed_tasks(rec["run_id"], reason)
         try:
             quarantine_input(store, rec, self.quarantine_dir, why, clock=self.engine.clock, publish=self.publish)
         except OSError as exc:
             log.error("input %s: cannot quarantine %s: %s", rec["id"], rec.get("inbox_path"), exc)
+
+    def _failed_tasks(self, run_id: int, reason: str | None, shown: int = 3) -> str:
+        """`` (task: its reason; ...)`` for the run's failed tasks (what a quarantined file's reason should
+        say: why, not only which task), else `` (reason)``, else nothing."""
+        failed = [f"{t['name']}: {t['reason']}" if t["reason"] else t["name"]
+                  for t in self.store.runs.tasks_of(run_id) if t["state"] == TaskState.FAILED]
+        if failed:
+            more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+            return f" ({'; '.join(failed[:shown])}{more})"
+        return f" ({reason})" if reason else ""
 
     def quarantine_run_inputs(self, run_id: int, why: str, details: dict[str, Any] | None = None) -> list[str]:
         """A rule's ``quarantine`` response: :func:`quarantine_run_inputs` with this service's folder and bus."""
@@ -721,8 +732,11 @@ class DropFolders:
         if skip and sha:
             prior = store.inputs.processed_sha(rec["pipeline"], sha, exclude=iid)
             if prior is not None:
-                store.inputs.record_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input {prior}, "
-                                          f"already processed by {rec['pipeline']}; skip_duplicates = true")
+                # Said as it is: a copy dropped while the first one's run is still going was not "processed" yet.
+                how = (f"which {rec['pipeline']} is processing now (run {prior['run_id']})" if prior["state"] == "started"
+                       else f"already processed by {rec['pipeline']} (run {prior['run_id']})")
+                store.inputs.record_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input "
+                                          f"{prior['id']}, {how}; skip_duplicates = true")
                 self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
                 return None
         self._record_version(spec, rec, claimed_path)

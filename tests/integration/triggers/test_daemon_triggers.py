@@ -235,7 +235,9 @@ def test_bad_file_is_quarantined_with_its_reason_and_requeue_runs_it_again(works
     wait_until(daemon, lambda: n_inputs(workspace, "quarantined") >= 1, what="the bad file quarantined")
     qdir = workspace.state / "quarantine"
     doc = json.loads((qdir / "bad.csv.reason.json").read_text())
-    assert "failed" in doc["reason"] and doc["pipeline"] == "ingest" and doc["source_name"] == "bad.csv"
+    assert doc["pipeline"] == "ingest" and doc["source_name"] == "bad.csv"
+    # Why, not only which task: the failed task's own reason.
+    assert doc["reason"] == "run 1 of ingest failed (check: exited with code 3)", doc["reason"]
     assert (qdir / "bad.csv").read_bytes() == b"BAD row\n"
     listed = json.loads(subprocess.run([*workspace.cli(), "inputs", "--json"], env=workspace.cli_env(),
                                        capture_output=True, text=True, check=True).stdout)
@@ -261,7 +263,24 @@ def test_same_content_is_skipped_as_a_duplicate(workspace, daemon, tmp_path):
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1)
     drop_by_rename(tmp_path / "stage", drop, "b.csv", b"same\n")
     wait_until(daemon, lambda: n_inputs(workspace, "duplicate") >= 1)
-    assert "already processed" in inputs(workspace, "duplicate")[0]["reason"]
+    assert "already processed by ingest (run 1)" in inputs(workspace, "duplicate")[0]["reason"]
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
+
+
+def test_a_copy_dropped_while_the_first_runs_says_it_is_being_processed(workspace, daemon, tmp_path):
+    """The duplicate's reason tells a copy of a file still being processed from one that was processed."""
+    drop = setup_watch(workspace)
+    workspace.pipeline("ingest", INGEST.replace('command = ["sh", "-c", "',
+                                                'command = ["sh", "-c", "while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done; '))
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "a.csv", b"same\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "started") >= 1)
+    drop_by_rename(tmp_path / "stage", drop, "b.csv", b"same\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "duplicate") >= 1)
+    reason = inputs(workspace, "duplicate")[0]["reason"]
+    assert "as input 1, which ingest is processing now (run 1)" in reason and "already processed" not in reason
+    (workspace.pipelines / "go").touch()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1)
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
 
 
