@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ...store import Store
 
 STATE_MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "cached", "upstream_failed": "upstream failed",
-               "cancelled": "cancelled", "running": "running", "retry_wait": "retry wait"}
+               "cancelled": "cancelled", "running": "running"}
 
 
 def register(add: AddCommand) -> None:
@@ -201,7 +201,10 @@ class _ProgressPrinter:
         detail = f" in {format_duration(took)}" if took is not None else ""
         reason = f": {ev['reason']}" if ev.get("reason") else ""
         trunc = " (log truncated at cap)" if ev.get("log_truncated") else ""
-        print(f"{stamp}  {name:<24} {STATE_MARKS.get(state, state)}{detail}{reason}{trunc}", flush=True)
+        mark = STATE_MARKS.get(state, state)
+        if state == "retry_wait":  # the attempt failed and another follows: "retry wait in 0.0s" read as the wait
+            mark = f"attempt {ev['attempt']} failed" if ev.get("attempt") else "failed"
+        print(f"{stamp}  {name:<24} {mark}{detail}{reason}{trunc}", flush=True)
 
 
 def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False) -> int:
@@ -428,8 +431,12 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
     for t in run["tasks"]:
         if t["state"] != "failed" or not t["attempt_list"]:
             continue
+        lines = _tail(Path(t["attempt_list"][-1]["log_path"]), 10)
+        if not lines:  # a header over nothing looked like lines lost
+            print(f"\n{t['name']} wrote nothing to its log (edgeorch logs {run['id']} {t['name']})")
+            continue
         print(f"\nlast lines of {t['name']} (edgeorch logs {run['id']} {t['name']}):")
-        for line in _tail(Path(t["attempt_list"][-1]["log_path"]), 10):
+        for line in lines:
             print(f"  {line}")
 
 
