@@ -43,6 +43,24 @@ def cmd_events(args: argparse.Namespace) -> int:
                 print(json.dumps(ev), flush=True)
             else:
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
-                rest = {k: v for k, v in ev.items() if k not in ("ts", "kind") and v is not None}
-                print(f"{stamp}  {ev.get('kind', '?'):<10} " + " ".join(f"{k}={v}" for k, v in rest.items()), flush=True)
+                print(f"{stamp}  {ev.get('kind', '?'):<10} {event_fields(ev)}".rstrip(), flush=True)
     return EXIT_OK
+
+
+def event_fields(ev: dict[str, object]) -> str:
+    """An event's fields as ``key=value`` words (``ts`` and ``kind`` are said apart).
+
+    Unset fields (None) and flags that are off (False) are left out; a value
+    with a space, a quote or an ``=`` is quoted (JSON), so a reason like
+    ``exited with code 7; retry 2/3 in 0.2s`` reads as one value.
+    """
+    words = []
+    for k, v in ev.items():
+        if k in ("ts", "kind") or v is None or v is False:
+            continue
+        if isinstance(v, str):
+            text = json.dumps(v) if not v or any(c in v for c in ' "=\t\n') else v
+        else:
+            text = json.dumps(v, separators=(",", ":"))
+        words.append(f"{k}={text}")
+    return " ".join(words)
