@@ -105,7 +105,9 @@ class InputState(StrEnum):
     """A drop-folder input (docs/triggers.md): ``claiming → claimed → started → done | quarantined``.
 
     ``claiming``: intent recorded, the rename into the inbox maybe not done;
-    ``claimed``: in the inbox and hashed, no run yet; ``started``: its run
+    ``claimed``: in the inbox and hashed, no run yet; ``waiting``: claimed
+    while its pipeline is paused, started when the pipeline is resumed
+    (nothing arriving during a pause is lost or needs a requeue); ``started``: its run
     was created. ``done``: the run finished (kept for lineage); a monitoring
     rule's ``quarantine`` response may still move it to ``quarantined``. Final:
     ``quarantined`` (the run failed or could not start; a retry of the run
@@ -118,6 +120,7 @@ class InputState(StrEnum):
 
     CLAIMING = "claiming"
     CLAIMED = "claimed"
+    WAITING = "waiting"
     STARTED = "started"
     DUPLICATE = "duplicate"
     REFUSED = "refused"
@@ -130,7 +133,7 @@ class InputState(StrEnum):
     @property
     def finished(self) -> bool:
         """Final: recovery (``reconcile``) takes no action for it."""
-        return self not in (InputState.CLAIMING, InputState.CLAIMED, InputState.STARTED)
+        return self not in (InputState.CLAIMING, InputState.CLAIMED, InputState.WAITING, InputState.STARTED)
 
     @staticmethod
     def can_transition(old: "InputState | str", new: "InputState | str") -> bool:
@@ -173,7 +176,9 @@ ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
 _I = InputState
 INPUT_TRANSITIONS: dict[InputState, frozenset[InputState]] = {
     _I.CLAIMING: frozenset({_I.CLAIMED, _I.VANISHED, _I.REFUSED}),
-    _I.CLAIMED: frozenset({_I.STARTED, _I.DUPLICATE, _I.REFUSED, _I.QUARANTINED, _I.LOST}),
+    _I.CLAIMED: frozenset({_I.STARTED, _I.WAITING, _I.DUPLICATE, _I.REFUSED, _I.QUARANTINED, _I.LOST}),
+    # its pipeline was paused at the claim: started at the resume (or settled as a claimed one would be)
+    _I.WAITING: frozenset({_I.STARTED, _I.DUPLICATE, _I.QUARANTINED, _I.LOST}),
     _I.STARTED: frozenset({_I.DONE, _I.QUARANTINED}),
     # a retry of its run brings it back from quarantine; `edgeorch requeue` sends it back to the drop folder
     _I.QUARANTINED: frozenset({_I.STARTED, _I.REQUEUED}),

@@ -43,7 +43,8 @@ from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
 from ..errors import EdgeorchError
-from ..events import Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, Reloaded, RunFinished, record
+from ..events import (Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, PipelinePaused, Reloaded, RunFinished,
+                      record)
 from ..kernels.cache import numba_cache_dir
 from ..kernels.warmer import Warmer
 from ..models.service import ModelService
@@ -128,7 +129,7 @@ class Daemon:
             # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
             self.triggers = Triggers(store=self.store, requests=self.requests, engine=self.engine,
                                      registry=self.registry, config=cfg, loop=self.loop, publish=self.bus.publish)
-            self.bus.subscribe(self.triggers.on_engine_event, RunFinished)
+            self.bus.subscribe(self.triggers.on_engine_event, (RunFinished, PipelinePaused, Reloaded))
             self.triggers.start()
             # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,

@@ -181,12 +181,18 @@ class RunRequests:
         for hook in self.before_resume:
             hook(run_id)
 
-    def _check_paused(self, name: str) -> None:
+    def paused_reason(self, name: str) -> str | None:
+        """``pipeline NAME is paused (its reason)`` while pipeline ``name`` is paused, else None (rule 2's one test)."""
         paused = self.engine.store.pipelines.paused()
-        if name in paused:
-            why = paused[name].get("reason")
-            raise ConflictError(f"pipeline {name} is paused" + (f" ({why})" if why else ""),
-                                hint=f"resume it with `edgeorch pipelines resume {name}`")
+        if name not in paused:
+            return None
+        why = paused[name].get("reason")
+        return f"pipeline {name} is paused" + (f" ({why})" if why else "")
+
+    def _check_paused(self, name: str) -> None:
+        why = self.paused_reason(name)
+        if why is not None:
+            raise ConflictError(why, hint=f"resume it with `edgeorch pipelines resume {name}`")
 
     def _check_resources(self, pipeline: Pipeline) -> None:
         key = (pipeline.name, pipeline.content_hash)

@@ -73,8 +73,9 @@ class Inputs:
         """Step 4: called inside the run's transaction (``store.runs.create(within=...)``)."""
         with self._db.transaction():
             self._check_transition(input_id, InputState.STARTED, same_ok=True)
-            self._db.conn.execute("UPDATE inputs SET state = 'started', run_id = ?, updated_at = ? WHERE id = ?",
-                                  (run_id, self._db.clock(), input_id))
+            # The reason goes: it said why the input waited, or why an earlier run failed (a retry brings it back).
+            self._db.conn.execute("UPDATE inputs SET state = 'started', run_id = ?, reason = NULL, updated_at = ?"
+                                  " WHERE id = ?", (run_id, self._db.clock(), input_id))
             write_audit(self._db, ACTOR, "input_started", f"input:{input_id}", {"run_id": run_id})
 
     def record_refused(self, *, pipeline: str, folder: str, source: str, reason: str) -> int:
@@ -125,7 +126,7 @@ class Inputs:
             write_audit(self._db, ACTOR, "input_removed", f"input:{input_id}", {"rule": "[inbox] keep"})
 
     def to_reconcile(self) -> list[dict[str, Any]]:
-        return self._db.all("SELECT * FROM inputs WHERE state IN ('claiming', 'claimed', 'started') ORDER BY id")
+        return self._db.all("SELECT * FROM inputs WHERE state IN ('claiming', 'claimed', 'waiting', 'started') ORDER BY id")
 
     def records(self) -> list[tuple[Any, ...]]:
         """Every input, in every state, as just the columns recovery's ``reconcile`` reads, by id.
@@ -158,6 +159,12 @@ class Inputs:
                            (pipeline, sha256, exclude or -1))
         return dict(row) if row else None
 
+    def waiting(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+        """Inputs ``waiting`` for their paused pipeline (of ``pipeline``, or every one), oldest first."""
+        clause, args = where(pipeline=pipeline)
+        return self._db.all(f"SELECT * FROM inputs {clause}{' AND' if clause else ' WHERE'} state = 'waiting'"
+                            " ORDER BY id", args)
+
     def of_run(self, run_id: int) -> dict[str, Any] | None:
         row = self._db.one("SELECT * FROM inputs WHERE run_id = ?", (run_id,))
         return dict(row) if row else None
@@ -181,7 +188,7 @@ class Inputs:
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
 
     def unfinished_by_pipeline(self) -> list[tuple[str, str, int]]:
-        """``(pipeline, state, count)`` of the inputs not in a final state (claiming, claimed, started).
+        """``(pipeline, state, count)`` of the inputs not in a final state (claiming, claimed, waiting, started).
 
         Reads only those rows through the ``state`` index, so its cost follows
         the inputs in flight, not the history (the metrics read it at every scrape).

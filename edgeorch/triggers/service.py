@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, RunFinished
+from ..events import Event, PipelinePaused, Reloaded, RunFinished
 from .drop.service import DropFolders
 from .schedule_service import Schedules
 
@@ -91,8 +91,12 @@ class Triggers:
         self.drops.reload(config)
 
     def on_engine_event(self, event: Event) -> None:
-        """A bus subscriber: a finished run releases waiting fires and settles its inputs."""
-        if not isinstance(event, RunFinished):
-            return
-        self.schedules.on_run_finished(event.pipeline)
-        self.drops.on_run_finished(event.run_id, event.state, event.reason)
+        """A bus subscriber: a finished run releases waiting fires and settles its inputs; a resumed pipeline
+        (or a reload: a pipeline back, or resumed where the daemon did not see it) starts its waiting inputs."""
+        if isinstance(event, RunFinished):
+            self.schedules.on_run_finished(event.pipeline)
+            self.drops.on_run_finished(event.run_id, event.state, event.reason)
+        elif isinstance(event, PipelinePaused) and not event.paused:
+            self.drops.start_waiting(event.pipeline)
+        elif isinstance(event, Reloaded):
+            self.drops.start_waiting()

@@ -1,6 +1,6 @@
 """Drop folders and schedules: recorded inputs by state, watched folders, the next fire of each schedule.
 
-Inputs on their way (``claiming`` → ``claimed`` → ``started``) are read from
+Inputs on their way (``claiming`` → ``claimed`` (→ ``waiting``) → ``started``) are read from
 the state file through its ``state`` index, so the cost follows the inputs in
 flight, not the history. Where they ended (``done``, ``duplicate``,
 ``quarantined``, ``refused``, ...) is counted from the bus as it happens
@@ -18,7 +18,7 @@ from ..collect import Sources, gauge
 
 def collect(src: Sources) -> Iterator[Metric]:
     yield gauge("edgeorch_drop_inputs_in_flight", "Drop-folder inputs on their way: claiming, claimed (no run "
-                "yet), started (their run has not finished), by pipeline and state.",
+                "yet), waiting (their pipeline is paused), started (their run has not finished), by pipeline and state.",
                 labels=["pipeline", "state"],
                 rows=[((p, s), n) for p, s, n in src.store.inputs.unfinished_by_pipeline()])
     triggers = src.triggers

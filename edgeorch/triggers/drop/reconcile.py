@@ -21,7 +21,8 @@ class InputRecord:
     """One row of the store's ``inputs`` table, as :func:`reconcile` needs it.
 
     ``state``: ``claiming`` (intent recorded, rename maybe not done),
-    ``claimed`` (in the inbox, hashed; no run yet), ``started`` (run created),
+    ``claimed`` (in the inbox, hashed; no run yet), ``waiting`` (claimed while its
+    pipeline is paused), ``started`` (run created),
     or a final state (duplicate, refused, quarantined, done, vanished, lost):
     :class:`~edgeorch.model.InputState`, whose table says which moves are allowed.
     """
@@ -50,12 +51,13 @@ class Action:
       :func:`perform_claim` then record ``claimed``;
     * ``finish`` record: renamed but not recorded: :func:`perform_claim`
       (only hashes) then record ``claimed``;
-    * ``submit`` record: claimed, no run: start the run (records ``started``);
+    * ``submit`` record: claimed (or waiting for its paused pipeline), no run: start the run (records
+      ``started``; ``waiting`` again while the pipeline is paused);
     * ``link_run`` record + run_id: the run exists (found by its trigger
       tag ``input:<id>``) but the record missed it: record ``started``;
     * ``forget`` record: the intended file vanished before the rename (the
       user removed it): record ``vanished``;
-    * ``lost`` record: claimed but the inbox file is gone and no run: record
+    * ``lost`` record: claimed (or waiting) but the inbox file is gone and no run: record
       ``lost`` with the reason (someone deleted the inbox);
     * ``adopt`` path: an inbox file no record names: record it as claimed
       (hash it; the duplicate check still applies).
@@ -119,7 +121,7 @@ def reconcile(records: Iterable[InputRecord], drop_files: Mapping[Path, FileId],
                 actions.append(Action("rename", record=rec, reason="intent recorded, rename not done"))
             else:
                 actions.append(Action("forget", record=rec, reason="the file left the drop folder before the claim"))
-        elif rec.state == InputState.CLAIMED:
+        elif rec.state in (InputState.CLAIMED, InputState.WAITING):  # waiting: submitted again, waits again if paused
             if rec.id in runs_by_input:
                 actions.append(Action("link_run", record=rec, run_id=runs_by_input[rec.id],
                                       reason="run created, its record missed"))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError
 from ...events import DatasetVersioned, Event, InputChanged
-from ...model import TaskState
+from ...model import InputState, TaskState
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -740,6 +740,10 @@ class DropFolders:
                 self._publish(input_id=iid, state="duplicate", pipeline=rec["pipeline"], file=str(claimed_path))
                 return None
         self._record_version(spec, rec, claimed_path)
+        paused = self.requests.paused_reason(rec["pipeline"])
+        if paused is not None:  # held, not refused: it starts when the pipeline is resumed (start_waiting)
+            self._wait(iid, rec, paused, claimed_path)
+            return None
         if spec is not None and spec.mode == "batch":
             full = self._batcher(spec).add((iid, claimed_path), self.loop.time())
             if full:
@@ -752,10 +756,40 @@ class DropFolders:
                 within=lambda rid: store.inputs.record_started(iid, rid),
                 env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
         except EdgeorchError as exc:
-            # The run cannot be created (pipeline gone, paused, unsatisfiable): quarantine with the reason.
+            # The run cannot be created (pipeline gone, unsatisfiable params or resources): quarantine with the reason.
             self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
             return None
         return run_id
+
+    def _wait(self, iid: int, rec: dict[str, Any], paused: str, path: Path) -> None:
+        """Hold claimed input ``iid`` while its pipeline is paused (``waiting``; said once: recovery submits a
+        waiting input again and it simply waits on)."""
+        if rec.get("state") == InputState.WAITING:
+            return
+        pipeline = rec["pipeline"]
+        reason = f"{paused}; it starts when the pipeline is resumed (`edgeorch pipelines resume {pipeline}`)"
+        self.store.inputs.record_state(iid, InputState.WAITING, reason=reason)  # logged as an input event
+        self._publish(input_id=iid, state="waiting", pipeline=pipeline, file=str(path), reason=reason)
+
+    def start_waiting(self, pipeline: str | None = None) -> list[int]:
+        """Start the inputs that waited for ``pipeline`` (for any pipeline no longer paused, when None), in
+        their order of arrival, as a group's claims start (one transaction, each input isolated). An input
+        whose claimed file left the inbox meanwhile is ``lost``. Returns the ids handed on."""
+        rows = [r for r in self.store.inputs.waiting(pipeline) if self.requests.paused_reason(r["pipeline"]) is None]
+        if not rows:
+            return []
+        with self.store.transaction():
+            for r in rows:
+                path = Path(r["inbox_path"] or "")
+                if not r["inbox_path"] or not path.is_file():
+                    self.store.inputs.record_state(r["id"], InputState.LOST,
+                                                   reason="its claimed file left the inbox while it waited")
+                    continue
+                self._isolated(path, self._start_input, r, path)
+        log.info("%d waiting input(s) handed on: %s resumed", len(rows), pipeline or "their pipelines")
+        self._publish_versions()
+        self._arm_batches()
+        return [int(r["id"]) for r in rows]
 
 
     # -- batch mode ------------------------------------------------------------------------------
@@ -805,6 +839,12 @@ class DropFolders:
         store = self.store
         ids = [i for i, _ in items]
         paths = [str(p) for _, p in items]
+        paused = self.requests.paused_reason(spec.pipeline)
+        if paused is not None:  # the batch closed during a pause: its inputs wait, a new batch at the resume
+            with store.transaction():
+                for iid, path in items:
+                    self._isolated(path, lambda i, p: self._wait(i, store.inputs.get(i), paused, p), iid, path)
+            return None
         try:
             listing = self.inbox / f"batch-in-{ids[0]}.paths"
             write_atomic(listing, "".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import os
 import shutil
 import sqlite3
@@ -422,3 +423,61 @@ def test_inputs_are_listed_from_the_state_file_while_the_daemon_is_down(workspac
     assert cli("--state", "refused").stdout.startswith("no inputs match\n")
     bad = cli("-n", "0")
     assert bad.returncode == 2 and "--limit/-n: is out of range (found 0)" in bad.stderr
+
+
+def test_a_file_dropped_while_its_pipeline_is_paused_waits_through_a_restart_and_runs_when_resumed(
+        workspace, daemon, tmp_path):
+    """Pausing a pipeline holds its drops (``waiting``), it does not quarantine them: resuming runs each once."""
+    drop = setup_watch(workspace)
+    daemon.start()
+    daemon.call("pipelines.pause", {"name": "ingest", "reason": "maintenance"})
+    drop_by_rename(tmp_path / "stage", drop, "a.csv", b"one\n")
+    drop_by_rename(tmp_path / "stage", drop, "b.csv", b"two\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "waiting") == 2, what="both files waiting")
+    (row, _) = inputs(workspace, "waiting")
+    assert row["reason"].startswith("pipeline ingest is paused (maintenance); it starts when the pipeline is resumed")
+    assert Path(row["inbox_path"]).read_bytes() == b"one\n"  # claimed: safe in the inbox meanwhile
+    daemon.stop()
+    daemon.start()  # recovery submits them again: still paused, they wait on (not quarantined, not lost)
+    assert n_inputs(workspace, "waiting") == 2 and q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 0
+    daemon.call("pipelines.resume", {"name": "ingest"})
+    wait_until(daemon, lambda: n_inputs(workspace, "done") == 2, what="both files processed after the resume")
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 2
+    assert [r["reason"] for r in inputs(workspace, "done")] == [None, None]  # the waiting reason went with the wait
+    assert not (workspace.state / "quarantine").exists() or not any((workspace.state / "quarantine").iterdir())
+
+
+def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_batch_when_resumed(
+        workspace, daemon, tmp_path):
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "batch"
+        mode = "batch"
+        batch_size = 3
+        batch_window = "1.5s"
+        param = "files"
+        settle = "0.1s"
+        """)
+    workspace.pipeline("batch", BATCH)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "x0.csv", b"0\n")
+    deadline = time.monotonic() + 30  # claimed into the open batch: no event says so, a condition polled
+    while n_inputs(workspace, "claimed") != 1:
+        assert time.monotonic() < deadline, "x0 was not claimed into an open batch"
+        time.sleep(0.01)
+    daemon.call("pipelines.pause", {"name": "batch"})  # that batch closes (its window) during the pause
+    for i in (1, 2):
+        drop_by_rename(tmp_path / "stage", drop, f"x{i}.csv", f"{i}\n".encode())
+    wait_until(daemon, lambda: n_inputs(workspace, "waiting") == 3, what="every file waiting")
+    assert not list(daemon_inbox(workspace).glob("batch-in-*.paths"))  # no run was prepared
+    daemon.call("pipelines.resume", {"name": "batch"})
+    wait_until(daemon, lambda: n_inputs(workspace, "done") == 3, what="the batch processed after the resume")
+    runs = q(workspace, "SELECT * FROM runs")
+    assert len(runs) == 1 and len(json.loads(json.loads(runs[0]["params"])["files"])) == 3
+
+
+def daemon_inbox(workspace) -> Path:
+    return workspace.state / "inbox"

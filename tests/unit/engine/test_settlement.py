@@ -300,7 +300,12 @@ def test_finished_states_only_leave_for_a_resume_or_a_retry():
         if s.finished:
             assert TASK_TRANSITIONS[s] == {T.PENDING}
     assert all(not ATTEMPT_TRANSITIONS[s] for s in AttemptState if s.finished)
-    assert {s for s in InputState if not s.finished} == {InputState.CLAIMING, InputState.CLAIMED, InputState.STARTED}
+    assert {s for s in InputState if not s.finished} == {InputState.CLAIMING, InputState.CLAIMED, InputState.WAITING,
+                                                         InputState.STARTED}
+    # waiting for its paused pipeline: started at the resume, or settled as a claimed input would be
+    assert INPUT_TRANSITIONS[InputState.WAITING] == {InputState.STARTED, InputState.DUPLICATE, InputState.QUARANTINED,
+                                                     InputState.LOST}
+    assert not InputState.can_transition("started", "waiting")
     # a retry brings it back; `edgeorch requeue` sends its file back to the drop folder (a new input)
     assert INPUT_TRANSITIONS[InputState.QUARANTINED] == {InputState.STARTED, InputState.REQUEUED}
     assert not InputState.can_transition("done", "claimed")
