@@ -76,7 +76,9 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(res)
             elif not args.quiet:
-                print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}")
+                started = res.get("inputs_started") or 0
+                print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}"
+                      + (f"; {started} waiting input(s) handed on (`edgeorch inputs`)" if started else ""))
             return EXIT_OK
         if action == "show":
             return _show(args, backend)

@@ -105,9 +105,10 @@ class PipelineOps:
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
+        waiting = len(self.store.inputs.waiting(p.name))  # the drop folders start them on the event below
         self.store.pipelines.set_paused(p.name, False, reason=None, actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, False))
-        return {"name": p.name, "paused": False}
+        return {"name": p.name, "paused": False, "inputs_started": waiting}
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return await self._reload(actor=actor_of(peer))
