@@ -249,6 +249,19 @@ def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
     return None
 
 
+def _lenient_id(line: bytes | str) -> int | str | None:
+    """The ``id`` of a line refused only for a number JSON does not allow (``NaN``, ``Infinity``, ``1e999``),
+    read as Python's parser would, so the refusal can still be matched by its client; None otherwise."""
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    if isinstance(rid, (int, str)) and not isinstance(rid, bool) and _bad_values(rid, "id") is None:
+        return rid
+    return None
+
+
 def parse_request(line: bytes | str) -> Request:
     """Parse one line (newline optional) into a :class:`Request`.
 
@@ -260,7 +273,7 @@ def parse_request(line: bytes | str) -> Request:
     try:
         doc = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}")) from None
+        raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}"), _lenient_id(line)) from None
     if not isinstance(doc, dict):
         raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))
     rid = doc.get("id")

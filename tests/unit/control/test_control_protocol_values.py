@@ -27,12 +27,12 @@ def test_an_id_with_a_lone_surrogate_is_a_bad_request_answered_with_a_null_id() 
     assert reply["id"] is None and reply["error"]["field"] == "id"
 
 
-def test_nan_and_infinity_are_refused_anywhere() -> None:
-    for line in ('{"v":1,"id":NaN,"op":"ping"}', '{"v":1,"id":1,"op":"ping","args":{"x":Infinity}}',
-                 '{"v":1,"id":1,"op":"ping","args":{"x":1e999}}'):
+def test_nan_and_infinity_are_refused_anywhere_and_the_refusal_carries_the_id_when_it_can_be_read() -> None:
+    for line, rid in (('{"v":1,"id":NaN,"op":"ping"}', None), ('{"v":1,"id":1,"op":"ping","args":{"x":Infinity}}', 1),
+                      ('{"v":1,"id":"r","op":"ping","args":{"x":1e999}}', "r"), ('{"v":1,"id":true,"x":NaN}', None)):
         exc = parse_error(line)
-        assert exc.error.code == "bad_request"
-        json.loads(P.encode_error(exc.id, exc.error))  # the reply itself is JSON
+        assert exc.error.code == "bad_request" and exc.id == rid, (line, exc.id)
+        assert json.loads(P.encode_error(exc.id, exc.error))["id"] == rid  # the reply itself is JSON
 
 
 def test_a_30_digit_integer_argument_is_a_usage_error_and_the_connection_stays() -> None:
