@@ -132,6 +132,24 @@ command = ["sh", "-c", "if grep -q BAD {input}; then echo bad input >&2; exit 3;
 """
 
 
+def setup_batch_watch(workspace, body: str, *, window: str, settle: str = "0.2s", size: int = 3) -> Path:
+    """A batch-mode watch of ``<root>/drop`` for pipeline ``batch`` (``body``), its paths in param ``files``."""
+    drop = workspace.root / "drop"
+    drop.mkdir(exist_ok=True)
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "batch"
+        mode = "batch"
+        batch_size = {size}
+        batch_window = "{window}"
+        param = "files"
+        settle = "{settle}"
+        """)
+    workspace.pipeline("batch", body)
+    return drop
+
+
 def setup_watch(workspace, *, settle: str = "0.2s", extra: str = "") -> Path:
     drop = workspace.root / "drop"
     drop.mkdir(exist_ok=True)
@@ -355,19 +373,7 @@ command = ["python3", "-c", "import json, sys; paths = json.loads(sys.argv[1]); 
 
 
 def test_batch_mode_starts_one_run_per_full_batch_and_one_at_the_window(workspace, daemon, tmp_path):
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "batch"
-        mode = "batch"
-        batch_size = 3
-        batch_window = "0.5s"
-        param = "files"
-        settle = "0.2s"
-        """)
-    workspace.pipeline("batch", BATCH)
+    drop = setup_batch_watch(workspace, BATCH, window="0.5s")
     daemon.start()
     stage = tmp_path / "stage"
     for i in range(4):
@@ -451,19 +457,7 @@ def test_a_file_dropped_while_its_pipeline_is_paused_waits_through_a_restart_and
 
 def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_batch_when_resumed(
         workspace, daemon, tmp_path):
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "batch"
-        mode = "batch"
-        batch_size = 3
-        batch_window = "1.5s"
-        param = "files"
-        settle = "0.1s"
-        """)
-    workspace.pipeline("batch", BATCH)
+    drop = setup_batch_watch(workspace, BATCH, window="1.5s", settle="0.1s")
     daemon.start()
     drop_by_rename(tmp_path / "stage", drop, "x0.csv", b"0\n")
     deadline = time.monotonic() + 30  # claimed into the open batch: no event says so, a condition polled

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from test_daemon_triggers import INGEST, drop_by_rename, inputs, n_inputs, q, setup_watch, wait_until
+from test_daemon_triggers import (INGEST, drop_by_rename, inputs, n_inputs, q, setup_batch_watch, setup_watch,
+                                  wait_until)
 
 
 def quarantine_files(workspace) -> list[str]:
@@ -119,19 +120,7 @@ command = ["python3", "-c", "import json, os, sys; lines = open(os.environ['EDGE
 
 
 def test_batch_mode_lists_paths_with_colons_unambiguously(workspace, daemon, tmp_path):
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "batch"
-        mode = "batch"
-        batch_size = 3
-        batch_window = "30s"
-        param = "files"
-        settle = "0.2s"
-        """)
-    workspace.pipeline("batch", BATCH_LIST)
+    drop = setup_batch_watch(workspace, BATCH_LIST, window="30s")
     daemon.start()
     names = ["2024-01-01T00:00:00.csv", "a:b c.csv", "plain.csv"]
     for i, n in enumerate(names):
