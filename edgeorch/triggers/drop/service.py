@@ -782,8 +782,9 @@ class DropFolders:
             for r in rows:
                 path = Path(r["inbox_path"] or "")
                 if not r["inbox_path"] or not path.is_file():
-                    self.store.inputs.record_state(r["id"], InputState.LOST,
-                                                   reason="its claimed file left the inbox while it waited")
+                    why = "its claimed file left the inbox while it waited"
+                    self.store.inputs.record_state(r["id"], InputState.LOST, reason=why)
+                    self._publish(input_id=r["id"], state="lost", pipeline=r["pipeline"], file=str(path), reason=why)
                     continue
                 self._isolated(path, self._start_input, r, path)
         log.info("%d waiting input(s) handed on: %s resumed", len(rows), pipeline or "their pipelines")

@@ -446,10 +446,15 @@ def test_a_file_dropped_while_its_pipeline_is_paused_waits_through_a_restart_and
     daemon.stop()
     daemon.start()  # recovery submits them again: still paused, they wait on (not quarantined, not lost)
     assert n_inputs(workspace, "waiting") == 2 and q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 0
+    drop_by_rename(tmp_path / "stage", drop, "c.csv", b"three\n")  # its file is removed before the resume
+    wait_until(daemon, lambda: n_inputs(workspace, "waiting") == 3, what="the third file waiting")
+    Path(inputs(workspace, "waiting")[2]["inbox_path"]).unlink()
     out = subprocess.run([*workspace.cli(), "pipelines", "resume", "ingest"], env=workspace.cli_env(),
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "ingest resumed; 2 waiting input(s) handed on (`edgeorch inputs`)", out
+    assert out.strip() == "ingest resumed; 3 waiting input(s) handed on (`edgeorch inputs`)", out
     wait_until(daemon, lambda: n_inputs(workspace, "done") == 2, what="both files processed after the resume")
+    (lost,) = inputs(workspace, "lost")
+    assert lost["source_name"] == "c.csv" and lost["reason"] == "its claimed file left the inbox while it waited"
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 2
     assert [r["reason"] for r in inputs(workspace, "done")] == [None, None]  # the waiting reason went with the wait
     assert not (workspace.state / "quarantine").exists() or not any((workspace.state / "quarantine").iterdir())
