@@ -323,7 +323,7 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
                 run = api.wait(ids[0], on_event=printer)
             else:
                 assert submit is not None
-                run = submit(printer, lambda queued: ids.append(queued.run_id))
+                run = _submit_then_interruptible(submit, printer, ids)
         except BadResponse as exc:  # the daemon went away while we followed: the run is not lost with it
             if ids and not exc.hint:
                 exc.hint = (f"run {ids[0]} goes on when the daemon is back (its tasks keep running meanwhile): "
@@ -347,6 +347,36 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     doc = run.to_dict()
     print_json(doc) if json_out else _print_run(doc, summary=True)
     return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
+
+
+def _submit_then_interruptible(submit: Callable[[_ProgressPrinter, Callable[[Any], None]], Any],
+                               printer: _ProgressPrinter, ids: list[int]) -> Any:
+    """``submit(printer, on_queued)`` with a first Ctrl-C held until the daemon has said which run it queued.
+
+    A Ctrl-C while the request is on its way would otherwise leave a run the
+    user meant to stop going on with nobody to cancel it (its id not known
+    yet). So the first one is noted and raised as soon as the run's id is in
+    ``ids`` (the caller then cancels that run); a second one interrupts at
+    once (a daemon that does not answer must not hold the terminal).
+    """
+    held: list[bool] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(True)
+
+    def queued(q: Any) -> None:
+        ids.append(q.run_id)
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return submit(printer, queued)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- cancel ---------------------------------------------------------------------------------

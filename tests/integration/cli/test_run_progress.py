@@ -158,3 +158,37 @@ def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be
     assert not any("retry wait" in ln for ln in lines), lines
     assert "c wrote nothing to its log (edgeorch logs 1 c)" in lines, lines
     assert not any(ln.startswith("last lines of c") for ln in lines), lines
+
+
+def test_a_ctrl_c_while_the_run_is_being_queued_is_held_until_its_id_is_known():
+    """The race the Ctrl-C test met under load: SIGINT before the daemon answered `trigger`. The first one
+    waits for the run's id (then interrupts, so the caller cancels that run); a second one interrupts at once."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    import pytest
+
+    from edgeorch.cli.commands.runs import _submit_then_interruptible
+
+    before = signal.getsignal(signal.SIGINT)
+
+    def submit(kills: int):
+        def go(printer, on_queued):
+            for _ in range(kills):
+                os.kill(os.getpid(), signal.SIGINT)  # delivered to this (main) thread before kill returns
+            on_queued(SimpleNamespace(run_id=7))
+            return "followed"
+        return go
+
+    ids: list[int] = []
+    assert _submit_then_interruptible(submit(0), None, ids) == "followed" and ids == [7]
+    ids = []
+    with pytest.raises(KeyboardInterrupt):
+        _submit_then_interruptible(submit(1), None, ids)
+    assert ids == [7]  # known before the interrupt: the run can be cancelled
+    ids = []
+    with pytest.raises(KeyboardInterrupt):
+        _submit_then_interruptible(submit(2), None, ids)
+    assert ids == []  # the second Ctrl-C did not wait for an answer
+    assert signal.getsignal(signal.SIGINT) is before
