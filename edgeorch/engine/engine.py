@@ -131,6 +131,8 @@ class RunCtx:
     """Per task, predicted seconds from its start to the end of the run (the policy's order key)."""
     uncharged: dict[str, int] = field(default_factory=dict)
     """Per task, attempts lost to edgeorch's own machinery: they do not count against ``retries``."""
+    retries_from: dict[str, int] = field(default_factory=dict)
+    """Per task, its charged attempts before the run was last resumed: they do not count against ``retries``."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
@@ -521,6 +523,7 @@ class Engine:
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
         ctx.uncharged = self.store.attempts.uncharged(run_id)
+        ctx.retries_from = {r["name"]: r["retries_from"] for r in rows if r["retries_from"]}
         assert self.res is not None
         ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
         model = self.res.durations
@@ -1342,7 +1345,7 @@ class Engine:
     def _view(self, ctx: RunCtx) -> settlement.RunView:
         """The run's state as settlement reads it (the engine's own maps, not copies: O(1))."""
         return settlement.RunView(ctx.needs, ctx.dependents, ctx.states, ctx.unmet, ctx.states.unfinished,
-                                  ctx.cancel_requested, ctx.uncharged)
+                                  ctx.cancel_requested, ctx.uncharged, ctx.retries_from)
 
     def _settle(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
         """Record ``decided`` in one transaction, then apply it to memory (see :meth:`_apply`)."""

@@ -75,6 +75,8 @@ class RunView:
     unfinished: int
     cancel_requested: bool = False
     uncharged: Mapping[str, int] = field(default_factory=dict)
+    retries_from: Mapping[str, int] = field(default_factory=dict)
+    """Per task, its charged attempts before the run was last resumed: a resume gives ``retries`` afresh."""
 
     @classmethod
     def of(cls, needs: Mapping[str, Sequence[str]], states: Mapping[str, TaskState], *,
@@ -218,7 +220,9 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
     ``retry_wait`` until ``now + retry_delay(...)`` (``rand`` in [0, 1)
     spreads it); else ``failed``.
     """
-    charged = end.number - view.uncharged.get(end.task, 0) - (1 if end.uncharged else 0)
+    # Charged attempts since the run was last resumed, this one included (a resume grants ``retries`` again).
+    charged = (end.number - view.uncharged.get(end.task, 0) - (1 if end.uncharged else 0)
+               - view.retries_from.get(end.task, 0))
     if end.stopped_for_cancel or (view.cancel_requested and not end.ok):
         change = Change(end.task, TaskState.CANCELLED, end.reason or "cancelled")
     elif end.ok:

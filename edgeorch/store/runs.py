@@ -159,11 +159,14 @@ class Runs:
                     )
 
     def reset_tasks(self, task_ids: list[int]) -> None:
-        """Back to ``pending`` for a resume; attempts and history are kept."""
+        """Back to ``pending`` for a resume; attempts and history are kept. Each task's retries count again
+        from here (``retries_from``: its charged attempts so far; settlement subtracts them)."""
         with self._db.transaction():
             self._audit_tasks("tasks_reset", [(t, {"state": str(TaskState.PENDING)}) for t in task_ids], self._db.clock())
             self._db.conn.executemany(
-                "UPDATE tasks SET state = 'pending', reason = NULL, finished_at = NULL, next_attempt_at = NULL, cached_from = NULL WHERE id = ?",
+                "UPDATE tasks SET state = 'pending', reason = NULL, finished_at = NULL, next_attempt_at = NULL,"
+                " cached_from = NULL, retries_from = (SELECT COUNT(*) FROM attempts a WHERE a.run_id = tasks.run_id"
+                " AND a.task = tasks.name AND a.charged = 1) WHERE id = ?",  # through attempts_by_run
                 [(t,) for t in task_ids],
             )
 

@@ -588,6 +588,11 @@ MIGRATIONS: list[str] = [
         UPDATE run_counts SET n = n - 1 WHERE state = OLD.state;
     END;
     """,
+    # 19: a task's charged attempts before the last resume (`edgeorch retry`): the resume gives it its
+    # `retries` again, counted from there (attempt numbers go on).
+    """
+    ALTER TABLE tasks ADD COLUMN retries_from INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

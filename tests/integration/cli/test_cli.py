@@ -142,6 +142,28 @@ def test_retry_resumes_a_failed_run(workspace):
     assert again.returncode == 5 and "nothing to retry" in again.stderr
 
 
+def test_a_retried_run_gives_each_task_its_retries_again_and_attempt_numbers_go_on(workspace):
+    """A flaky task that used up its retries overnight gets all of them again at `edgeorch retry`."""
+    import sqlite3
+
+    workspace.pipeline("flaky", """
+        [tasks.a]
+        command = ["sh", "-c", "exit 7"]
+        retries = 1
+        retry_delay = "0.05s"
+    """)
+    assert run(workspace, "run", "flaky").returncode == 1  # attempts 1, 2
+    proc = run(workspace, "retry", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "attempt 3 failed in" in proc.stdout and "retry 2/2 in" in proc.stdout, proc.stdout  # not FAILED at once
+    db = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        assert [r[0] for r in db.execute("SELECT number FROM attempts ORDER BY id")] == [1, 2, 3, 4]
+        assert db.execute("SELECT attempts, retries_from, state FROM tasks").fetchone() == (4, 2, "failed")
+    finally:
+        db.close()
+
+
 def test_a_corrupt_state_file_is_a_clear_error(workspace):
     workspace.pipeline("ok", OK)
     workspace.state.mkdir()

@@ -7,6 +7,8 @@ does (states, then unmet counts) to take the next decision.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 
 import pytest
@@ -127,6 +129,17 @@ def test_uncharged_attempts_do_not_consume_retries():
     # The same failure charged twice (no uncharged attempt before it) has used its retry.
     run = FakeRun({"t": ()}, {"t": T.RUNNING})
     assert st.settle_attempt(run.view(), fail("t", 2), policy(1), now=10.0, rand=0.3).task.state == T.FAILED
+
+
+def test_a_resumed_task_gets_its_retries_again_counted_from_the_resume():
+    # retries = 1: attempts 1 and 2 failed before the resume (retries_from 2); attempt 3 fails: a retry, 2/2.
+    view = dataclasses.replace(FakeRun({"t": ()}, {"t": T.RUNNING}).view(), retries_from={"t": 2})
+    s = st.settle_attempt(view, fail("t", 3), policy(1, delay=1.0, jitter=0.0), now=10.0, rand=0.3)
+    assert s.task is not None and s.task.state == T.RETRY_WAIT and "retry 2/2" in (s.task.reason or "")
+    assert st.settle_attempt(view, fail("t", 4), policy(1), now=10.0, rand=0.3).task.state == T.FAILED
+    # Without the resume's count, attempt 3 of a task with one retry has none left.
+    plain = FakeRun({"t": ()}, {"t": T.RUNNING}).view()
+    assert st.settle_attempt(plain, fail("t", 3), policy(1), now=10.0, rand=0.3).task.state == T.FAILED
 
 
 def test_a_run_of_lost_attempts_never_fails_a_task_without_retries():
