@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, NotFoundError, UsageError
 from ..model import InputState
 from .audit import write_audit
 from .db import Database, where
@@ -181,6 +181,11 @@ class Inputs:
 
     def list(self, *, pipeline: str | None = None, state: str | None = None,
                     limit: int = 100) -> list[dict[str, Any]]:
+        """The newest inputs first. An unknown ``state`` is a :class:`UsageError` (a typo must not read as
+        "nothing matches")."""
+        if state and state not in InputState.__members__.values():
+            raise UsageError("unknown input state", field="state", value=state,
+                             expected=", ".join(s.value for s in InputState))
         clause, args = where(pipeline=pipeline, state=state)
         return self._db.all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ...model import InputState
 from ...textui import format_bytes, print_json, print_table
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
@@ -15,7 +16,8 @@ from . import AddCommand
 def register(add: AddCommand) -> None:
     p = add("inputs", cmd_inputs, "files that arrived in drop folders: state, size, sha256, run; and the quarantine")
     p.add_argument("--pipeline", help="only inputs of this pipeline")
-    p.add_argument("--state", help="only inputs in this state (claimed, started, done, duplicate, refused, quarantined, ...)")
+    p.add_argument("--state", choices=[s.value for s in InputState], metavar="STATE",
+                   help="only inputs in this state: " + ", ".join(s.value for s in InputState))
     p.add_argument("--limit", "-n", type=int, default=None, help="how many (default 100)")
     p.add_argument("--quarantine", action="store_true", help="list the quarantined files with their reasons")
 

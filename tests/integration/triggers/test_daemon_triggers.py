@@ -482,3 +482,18 @@ def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_
 
 def daemon_inbox(workspace) -> Path:
     return workspace.state / "inbox"
+
+
+def test_an_unknown_input_state_is_a_usage_error_not_an_empty_list(workspace, daemon):
+    """`--state waitin` (a typo) must not read as "no inputs match", through the daemon or without it."""
+    from edgeorch.errors import UsageError
+
+    setup_watch(workspace)
+    daemon.start()
+    with pytest.raises(UsageError) as err:
+        daemon.call("inputs.list", {"state": "waitin"})
+    assert "waiting" in err.value.render() and "'waitin'" in err.value.render()
+    assert daemon.call("inputs.list", {"state": "waiting"})["inputs"] == []
+    out = subprocess.run([*workspace.cli(), "inputs", "--state", "waitin"], env=workspace.cli_env(),
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and "invalid choice: 'waitin'" in out.stderr, out.stderr
