@@ -9,7 +9,8 @@ Runs on the daemon's event loop (the one-writer rule). :class:`Monitors`:
   it reads: history before the rule existed is not evaluated.
 - Run-based rules (result signals, ``failure_rate``) evaluate every finished run
   of their pipeline after their ``cursor``, in order, on ``RunFinished`` and at
-  start (catch-up). Freshness rules evaluate every ``check_every`` seconds.
+  start (catch-up); a run that ends before an earlier one waits for it
+  (``store.rules.runs_to_evaluate``), so none is skipped. Freshness rules evaluate every ``check_every`` seconds.
   Model rules (``model_metric``) evaluate on ``ModelObserved`` and
   ``ModelDeployment`` and at start, once per new fact (an observation or an
   alias move; its id is their cursor).

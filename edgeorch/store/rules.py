@@ -125,10 +125,24 @@ class Rules:
     # -- the reads of signals ---------------------------------------------------------------------
 
     def runs_to_evaluate(self, pipeline: str, after: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Finished runs of ``pipeline`` with id > ``after``, oldest first (``params`` decoded)."""
-        rows = self._db.all("SELECT id, pipeline, state, params, finished_at FROM runs WHERE pipeline = ? AND id > ?"
-                            " AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id LIMIT ?",
-                            (pipeline, after, limit))
+        """Finished runs of ``pipeline`` with id > ``after``, oldest first (``params`` decoded), up to the first
+        one that has not finished.
+
+        Runs of one pipeline end out of order (four drops run side by side; the
+        last to arrive may end first). The cursor is the newest run evaluated,
+        so evaluating a later run before an earlier one has ended would move
+        the cursor past the earlier one, which would then never be evaluated
+        (a drifted batch that finished last retrained nothing). So a rule
+        evaluates its pipeline's runs in their order, each once, and waits for
+        an earlier run to end before it reads the later ones.
+        """
+        rows = self._db.all(
+            "SELECT id, pipeline, state, params, finished_at FROM runs WHERE pipeline = ? AND id > ?"
+            " AND state IN ('succeeded', 'failed', 'cancelled')"
+            " AND id < COALESCE((SELECT MIN(id) FROM runs WHERE pipeline = ? AND id > ?"
+            " AND state NOT IN ('succeeded', 'failed', 'cancelled')), 9223372036854775807)"
+            " ORDER BY id LIMIT ?",
+            (pipeline, after, pipeline, after, limit))
         for r in rows:
             r["params"] = json.loads(r["params"])
         return rows

@@ -245,3 +245,48 @@ def test_cli_monitors_silence_and_why(workspace, daemon) -> None:
     assert nope.returncode != 0 and "no such rule" in nope.stderr
     assert cli("monitors", "unsilence", "too_many_failures").returncode == 0
     assert cli("why", "999").returncode != 0
+
+
+GATED_FLAKY = """
+name = "flaky"
+[params]
+fail = false
+gate = ""
+[tasks.work]
+command = ["sh", "-c", "while [ -n {gate} ] && [ ! -f {gate} ]; do sleep 0.02; done; test {fail} = false"]
+"""
+
+
+def test_a_run_that_ends_after_a_later_one_is_still_evaluated(workspace, daemon) -> None:
+    """Four drops run side by side and the drifted one ends last: it must still be read. Here the failed run
+    (the first) ends after a later successful one; the rule fires for it (it used to be skipped: the later
+    run had moved the cursor past it)."""
+    workspace.pipeline("flaky", GATED_FLAKY + """
+[[on]]
+name = "too_many_failures"
+signal = "failure_rate"
+threshold = 0.4
+[[on.do]]
+trigger = "retrain"
+params = { why = "{rule}:{value}:{run_id}" }
+""")
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    gate = workspace.root / "go"
+    first = daemon.call("trigger", {"pipeline": "flaky", "params": {"fail": True, "gate": str(gate)}})["run_id"]
+    second = run(daemon, "flaky")  # ends while the first still runs
+    assert daemon.call("runs.show", {"run_id": first})["state"] == "running"
+    assert monitor(daemon)["last_value"] is None  # the second waits for the first: not read yet
+    gate.touch()
+    daemon.wait_run(first)
+    (fired,) = until(lambda: rule_runs(workspace), what="the retrain run")
+    assert f'"why": "too_many_failures:0.5:{first}"' in fired[1], fired  # fired on the first run's end
+    until(lambda: cursor(workspace) == second, what="the second run read too, after the first")
+
+
+def cursor(ws, rule_name: str = "too_many_failures") -> int:
+    db = sqlite3.connect(ws.state / "edgeorch.db")
+    try:
+        return db.execute("SELECT cursor FROM rule_state WHERE rule = ?", (rule_name,)).fetchone()[0]
+    finally:
+        db.close()
