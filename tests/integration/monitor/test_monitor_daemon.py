@@ -25,12 +25,13 @@ command = ["true"]
 """
 
 
-def rule(extra: str = "", do: str = '[[on.do]]\ntrigger = "retrain"\nparams = { why = "{rule}:{value}:{run_id}" }\n') -> str:
-    return FLAKY + f"""
+def rule(extra: str = "", do: str = '[[on.do]]\ntrigger = "retrain"\nparams = { why = "{rule}:{value}:{run_id}" }\n',
+         *, base: str = FLAKY, threshold: float = 0.5) -> str:
+    return base + f"""
 [[on]]
 name = "too_many_failures"
 signal = "failure_rate"
-threshold = 0.5
+threshold = {threshold}
 {extra}
 """ + do
 
@@ -261,15 +262,7 @@ def test_a_run_that_ends_after_a_later_one_is_still_evaluated(workspace, daemon)
     """Four drops run side by side and the drifted one ends last: it must still be read. Here the failed run
     (the first) ends after a later successful one; the rule fires for it (it used to be skipped: the later
     run had moved the cursor past it)."""
-    workspace.pipeline("flaky", GATED_FLAKY + """
-[[on]]
-name = "too_many_failures"
-signal = "failure_rate"
-threshold = 0.4
-[[on.do]]
-trigger = "retrain"
-params = { why = "{rule}:{value}:{run_id}" }
-""")
+    workspace.pipeline("flaky", rule(base=GATED_FLAKY, threshold=0.4))
     workspace.pipeline("retrain", RETRAIN)
     daemon.start()
     gate = workspace.root / "go"
