@@ -184,7 +184,7 @@ class Inputs:
         """The newest inputs first. An unknown ``state`` is a :class:`UsageError` (a typo must not read as
         "nothing matches")."""
         if state and state not in InputState.__members__.values():
-            raise UsageError("unknown input state", field="state", value=state,
+            raise UsageError("is not an input state", field="state", value=state,
                              expected=", ".join(s.value for s in InputState))
         clause, args = where(pipeline=pipeline, state=state)
         return self._db.all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])

@@ -22,8 +22,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..model import RunState
 from .db import Database
 from .events import write_event
+
+_FINISHED = "(" + ", ".join(f"'{s.value}'" for s in RunState if s.finished) + ")"
+"""The finished run states as an SQL list (``RunState.finished``, the one definition)."""
 
 _STATE_COLS = ("state", "consecutive", "holding_since", "episode", "responded", "last_value", "last_evaluated_at",
                "last_fired_at")
@@ -138,9 +142,9 @@ class Rules:
         """
         rows = self._db.all(
             "SELECT id, pipeline, state, params, finished_at FROM runs WHERE pipeline = ? AND id > ?"
-            " AND state IN ('succeeded', 'failed', 'cancelled')"
+            f" AND state IN {_FINISHED}"
             " AND id < COALESCE((SELECT MIN(id) FROM runs WHERE pipeline = ? AND id > ?"
-            " AND state NOT IN ('succeeded', 'failed', 'cancelled')), 9223372036854775807)"
+            f" AND state NOT IN {_FINISHED}), 9223372036854775807)"
             " ORDER BY id LIMIT ?",
             (pipeline, after, pipeline, after, limit))
         for r in rows:

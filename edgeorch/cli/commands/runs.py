@@ -106,8 +106,8 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
 
     def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
         def on_queued(q: Any) -> None:
+            say_queued(q)  # first: a Ctrl-C held until the run is known is raised by queued()
             queued(q)
-            say_queued(q)
 
         # Client.run subscribes to the events before it queues the run: a task that ends at once is shown too.
         return backend.api.run(args.pipeline, params, label="cli", on_event=printer, on_queued=on_queued)

@@ -99,18 +99,26 @@ def test_async_client_run_also_subscribes_before_it_queues(workspace, daemon):
         assert [e["state"] for e in seen if e.get("kind") == "task" and e.get("task") == task] == ["running", "succeeded"]
 
 
-def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daemon):
-    import signal
+def follow_a_started_run(workspace, daemon, command: str):
+    """`edgeorch run long` through a started daemon, returned once its one task (``command``, which must
+    touch ``{pipeline_dir}/started`` first) has started."""
     import subprocess
 
-    workspace.pipeline("long", """
+    workspace.pipeline("long", f"""
         [tasks.work]
-        command = ["sh", "-c", "touch {pipeline_dir}/started; exec sleep 300"]
+        command = ["sh", "-c", "{command}"]
     """)
     daemon.start()
     proc = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workspace.wait_file(workspace.pipelines / "started")
+    return proc
+
+
+def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daemon):
+    import signal
+
+    proc = follow_a_started_run(workspace, daemon, "touch {pipeline_dir}/started; exec sleep 300")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -119,16 +127,8 @@ def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daem
 
 
 def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daemon):
-    import subprocess
-
-    workspace.pipeline("long", """
-        [tasks.work]
-        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
-    """)
-    daemon.start()
-    proc = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workspace.wait_file(workspace.pipelines / "started")
+    proc = follow_a_started_run(workspace, daemon,
+                                "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done")
     daemon.kill9()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "closed the connection" in err, out + err
