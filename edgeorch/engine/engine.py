@@ -136,6 +136,11 @@ class RunCtx:
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
+    @functools.cached_property
+    def task_names(self) -> dict[int, tuple[int, str]]:
+        """Task id -> ``(run_id, name)``: what the audit records of task changes name (no lookup per change)."""
+        return {tid: (self.run_id, name) for name, tid in self.task_ids.items()}
+
 
 Activation = tuple[RunCtx, settlement.Settlement, bool]
 """A run's start as recorded (:meth:`Engine._record_activation`): its context, its first settlement, and whether
@@ -335,7 +340,9 @@ class Engine:
         version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
         runs_dir = self.config.runs_dir
         # The run, its tasks, its start and its first ready tasks in one transaction: one durable commit per
-        # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record.
+        # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record once
+        # it is committed: at once, or when a caller's transaction around this one commits (a claim group's
+        # runs); never for a run whose creation rolled back.
         with self.store.transaction():
             run_id = self.store.runs.create(
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
@@ -344,10 +351,16 @@ class Engine:
                 within=within, env=env,
             )
             activation = self._record_activation(run_id, pipeline)
-        self._announce(RunQueued(self.clock(), run_id, pipeline.name))
+            self.store.after_commit(functools.partial(self._hold_new_run, activation))
+        return run_id
+
+    @_fail_stop
+    def _hold_new_run(self, activation: Activation) -> None:
+        """A submitted run's creation is committed: announce it, hold it in memory, dispatch its ready tasks."""
+        ctx = activation[0]
+        self._announce(RunQueued(self.clock(), ctx.run_id, ctx.pipeline.name))
         self._install(*activation)
         self._schedule_dispatch()
-        return run_id
 
     def check_resources(self, pipeline: Pipeline) -> None:
         """Raise :class:`UnsatisfiableError` naming each task whose request no state of this machine grants."""
@@ -522,7 +535,8 @@ class Engine:
         )
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
-        ctx.uncharged = self.store.attempts.uncharged(run_id)
+        # A run that never started has no attempts to count (every new run: spares a query per submit).
+        ctx.uncharged = self.store.attempts.uncharged(run_id) if run["started_at"] is not None else {}
         ctx.retries_from = {r["name"]: r["retries_from"] for r in rows if r["retries_from"]}
         assert self.res is not None
         ctx.requests = {n: request_of(t) for n, t in pipeline.tasks.items()}
@@ -1360,7 +1374,7 @@ class Engine:
         the attempt's outcome, or a cache hit's record).
         """
         changes = decided.changes[1:] if skip_task and decided.task is not None else decided.changes
-        self.store.runs.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes])
+        self.store.runs.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes], names=ctx.task_names)
         if decided.run_finished is not None:
             if not RunState.can_transition(RunState.RUNNING, decided.run_finished):  # pragma: no cover - a bug
                 raise AssertionError(f"run {ctx.run_id}: running -> {decided.run_finished} is not a run transition")

@@ -133,17 +133,16 @@ class Attempts:
         against the task's retries (:meth:`uncharged`).
         """
         now = self._db.clock()
-        row = self._db.one("SELECT run_id, task FROM attempts WHERE id = ?", (attempt_id,))
-        if row is None:
-            raise NotFoundError("no such attempt", value=attempt_id)
-        run_id, task = row
         task_id, tstate, treason, next_at = task_change
         with self._db.transaction():
-            self._db.conn.execute(
+            row = self._db.conn.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, signal = ?, reason = ?, finished_at = ?, verdict = ?,"
-                " charged = ? WHERE id = ?",
+                " charged = ? WHERE id = ? RETURNING run_id, task",
                 (state, exit_code, signal, reason, finished_at or now, verdict, int(charged), attempt_id),
-            )
+            ).fetchone()
+            if row is None:
+                raise NotFoundError("no such attempt", value=attempt_id)
+            run_id, task = row
             self._db.conn.execute(
                 "UPDATE tasks SET state = ?, reason = ?, next_attempt_at = ?, finished_at = ? WHERE id = ?",
                 (tstate, treason, next_at, now if tstate.finished else None, task_id),

@@ -27,6 +27,8 @@ from ..errors import ConflictError
 from .db import Database
 
 _COLUMNS = "seq, ts, actor, uid, action, subject, details, prev_hash, hash"
+_HEAD = "audit_head"
+"""The key of the head ``(seq, hash)`` in :attr:`Database.memo`."""
 
 
 def _head(db: Database) -> tuple[int, str]:
@@ -49,11 +51,15 @@ def write_audit(db: Database, actor: str | None, action: str, subject: str, deta
     name, uid = actor_fields(actor)
     when = iso_ts(db.clock() if ts is None else ts)
     text = encode_details(details)
-    seq, prev = _head(db)
+    # The head written last in this transaction spares the lookup (a claim group writes thousands of records
+    # in one); the memo empties when the transaction ends or a savepoint rolls back (Database.memo).
+    seq, prev = db.memo.get(_HEAD) or _head(db)
     seq += 1
     digest = record_hash(seq=seq, ts=when, actor=name, uid=uid, action=action, subject=subject, details=text, prev=prev)
     db.conn.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (seq, when, name, uid, action, subject, text, prev, digest))
+    if db.in_transaction:
+        db.memo[_HEAD] = (seq, digest)
     return seq
 
 
@@ -177,6 +183,7 @@ class AuditLog:
             self._db.conn.execute("INSERT INTO audit_checkpoints (seq, hash, epoch, ts) VALUES (?, ?, ?, ?)",
                                   (through, seal["hash"], seal["epoch"], iso_ts(self._db.clock())))
             removed = self._db.conn.execute("DELETE FROM audit_log WHERE seq <= ?", (through,)).rowcount
+            self._db.memo.pop(_HEAD, None)  # the head may now be the checkpoint's: read again
             outcome = {"through_seq": through, "records": removed, "epoch": int(seal["epoch"]),
                        "checkpoint_hash": seal["hash"], "before": cut}
             write_audit(self._db, actor, "audit_pruned", "audit", outcome)

@@ -37,6 +37,11 @@ class Database:
         self.clock = clock
         self.readonly = readonly
         self._depth = 0
+        self.memo: dict[str, Any] = {}
+        """Facts read or written inside the open transaction, kept to spare a query (the audit log's head):
+        empty outside a transaction, emptied when it ends and when a savepoint rolls back, so what it holds
+        is always what the state file holds for this connection (which holds the write lock meanwhile)."""
+        self._after: list[Callable[[], None]] = []
         if readonly and not self.path.exists():
             raise StateError("no state file yet (nothing has run)", file=str(self.path))
         self.conn, version = self._open()
@@ -106,9 +111,12 @@ class Database:
             name = f"sp{self._depth}"
             self.conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
+            mark = len(self._after)
             try:
                 yield self.conn
             except BaseException:
+                self.memo.clear()
+                del self._after[mark:]  # what the rolled-back writes would have announced
                 self.conn.execute(f"ROLLBACK TO {name}")
                 self.conn.execute(f"RELEASE {name}")
                 raise
@@ -125,9 +133,12 @@ class Database:
             except sqlite3.OperationalError as exc:
                 raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
             self._depth = 1
+            self.memo.clear()
+            self._after.clear()
             try:
                 yield self.conn
             except BaseException as exc:
+                self._after.clear()
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
@@ -137,14 +148,48 @@ class Database:
                 try:
                     self.conn.execute("COMMIT")
                 except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
+                    self._after.clear()
                     if self.conn.in_transaction:
                         self.conn.execute("ROLLBACK")
                     raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
             finally:
                 self._depth = 0
+                self.memo.clear()
         finally:
             if not durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
+        self._run_after_commit()
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the open transaction has committed; never if the transaction, or the savepoint
+        it was registered in, rolls back. Outside a transaction it is called at once.
+
+        For what follows a record and must not precede it: memory that mirrors the rows, events on the bus.
+        A caller's transaction may hold many such records (a claim group starts hundreds of runs in one);
+        each is announced only once it is durable, in the order registered. The callbacks run outside any
+        transaction (one may open its own); when one raises, the rest still run and the first error is
+        raised to the code that closed the transaction.
+        """
+        if self._depth == 0:
+            fn()
+        else:
+            self._after.append(fn)
+
+    def _run_after_commit(self) -> None:
+        todo, self._after = self._after, []
+        first: BaseException | None = None
+        for fn in todo:
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - the others still run; the first is raised
+                first = first or exc
+        if first is not None:
+            raise first
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` is open (its writes, and :attr:`memo`, are this connection's)."""
+        return self._depth > 0
 
     def close(self) -> None:
         self.conn.close()

@@ -19,7 +19,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import NotFoundError
 from ..model import RunState, TaskState
@@ -140,13 +140,18 @@ class Runs:
     def tasks_of(self, run_id: int) -> list[dict[str, Any]]:
         return self._db.all("SELECT * FROM tasks WHERE run_id = ? ORDER BY id", (run_id,))
 
-    def set_task_states(self, changes: list[tuple[int, TaskState, str | None]], *, run_id: int | None = None) -> None:
-        """Apply ``[(task_id, state, reason)]`` in one transaction (a failure cascades atomically)."""
+    def set_task_states(self, changes: list[tuple[int, TaskState, str | None]], *,
+                        names: Mapping[int, tuple[int, str]] | None = None) -> None:
+        """Apply ``[(task_id, state, reason)]`` in one transaction (a failure cascades atomically).
+
+        ``names``: task id -> ``(run_id, name)`` for every changed task, when the caller holds them
+        (the engine does); else they are looked up for the audit record.
+        """
         if not changes:
             return
         now = self._db.clock()
         with self._db.transaction():
-            self._audit_tasks("task_states", [(t, {"state": str(s), "reason": r}) for t, s, r in changes], now)
+            self._audit_tasks("task_states", [(t, {"state": str(s), "reason": r}) for t, s, r in changes], now, names)
             for task_id, state, reason in changes:
                 if state.finished:
                     self._db.conn.execute(
@@ -170,16 +175,22 @@ class Runs:
                 [(t,) for t in task_ids],
             )
 
-    def _audit_tasks(self, action: str, changes: list[tuple[int, dict[str, Any]]], now: float) -> None:
-        """One audit record per run for task changes given by task id (names looked up: one indexed query)."""
+    def _audit_tasks(self, action: str, changes: list[tuple[int, dict[str, Any]]], now: float,
+                     known: Mapping[int, tuple[int, str]] | None = None) -> None:
+        """One audit record per run for task changes given by task id (names from ``known`` when it holds
+        them all, else looked up: one indexed query)."""
         if not changes:
             return
         ids = [t for t, _ in changes]
-        names: dict[int, tuple[int, str]] = {}
-        for i in range(0, len(ids), 500):  # under SQLite's limit on bound variables, however large the cascade
-            chunk = ids[i:i + 500]
-            names.update((r[0], (r[1], r[2])) for r in self._db.conn.execute(
-                f"SELECT id, run_id, name FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        names: Mapping[int, tuple[int, str]]
+        if known is not None and all(t in known for t in ids):
+            names = known
+        else:
+            names = {}
+            for i in range(0, len(ids), 500):  # under SQLite's limit on bound variables, however large the cascade
+                chunk = ids[i:i + 500]
+                names.update((r[0], (r[1], r[2])) for r in self._db.conn.execute(
+                    f"SELECT id, run_id, name FROM tasks WHERE id IN ({','.join('?' * len(chunk))})", chunk))
         per_run: dict[int | None, dict[str, dict[str, Any]]] = {}
         for task_id, change in changes:
             run_id, name = names.get(task_id, (None, f"task#{task_id}"))

@@ -92,6 +92,10 @@ class Store:
         """One atomic unit across every aggregate (see :meth:`Database.transaction`)."""
         return self.db.transaction(durable=durable)
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the open transaction commits, never if it rolls back (:meth:`Database.after_commit`)."""
+        self.db.after_commit(fn)
+
     def close(self) -> None:
         self.db.close()
 

@@ -11,6 +11,7 @@ in one transaction); a finished run settles its input (``done``, or ``quarantine
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import EdgeorchError
+from ...errors import EdgeorchError, StateError
 from ...events import DatasetVersioned, Event, InputChanged
 from ...model import InputState, TaskState
 from .claim import (
@@ -136,8 +137,13 @@ class DropFolders:
         self._versions: list[int] = []  # inputs whose data version the current transaction records
 
     def _publish(self, state: str, **fields: Any) -> None:
-        """Publish an :class:`InputChanged` stamped by the engine's clock."""
-        self.publish(InputChanged(self.engine.clock(), state, **fields))
+        """Publish an :class:`InputChanged` stamped by the engine's clock (see :meth:`_emit`)."""
+        self._emit(InputChanged(self.engine.clock(), state, **fields))
+
+    def _emit(self, event: Any) -> None:
+        """Publish ``event`` once the change it reports is committed: at once outside a transaction, at the
+        commit of a claim group's transaction inside one, never when the change rolls back."""
+        self.store.after_commit(functools.partial(self.publish, event))
 
     # -- paths -----------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ class DropFolders:
         else:
             why = f"run {rec['run_id']} of {rec['pipeline']} failed" + self._failed_tasks(rec["run_id"], reason)
         try:
-            quarantine_input(store, rec, self.quarantine_dir, why, clock=self.engine.clock, publish=self.publish)
+            quarantine_input(store, rec, self.quarantine_dir, why, clock=self.engine.clock, publish=self._emit)
         except OSError as exc:
             log.error("input %s: cannot quarantine %s: %s", rec["id"], rec.get("inbox_path"), exc)
 
@@ -299,7 +305,7 @@ class DropFolders:
     def quarantine_run_inputs(self, run_id: int, why: str, details: dict[str, Any] | None = None) -> list[str]:
         """A rule's ``quarantine`` response: :func:`quarantine_run_inputs` with this service's folder and bus."""
         return quarantine_run_inputs(self.store, run_id, self.quarantine_dir, why, clock=self.engine.clock,
-                                     publish=self.publish, details=details)
+                                     publish=self._emit, details=details)
 
     # -- drop folders: configuration ----------------------------------------------------------
 
@@ -536,24 +542,38 @@ class DropFolders:
                     refused.append((item.spec, verdict))
                 continue
             checked.append((item.spec, verdict))
-        with store.transaction():
-            for spec, ref in refused:
-                self._isolated(ref.path, self._record_refusal, spec, ref)
-            for spec, acc in checked:
-                p = self._isolated(acc.path, self._record_intent, spec, acc)
-                if p is not None:
-                    pendings.append(p)
+        try:
+            with store.transaction():
+                for spec, ref in refused:
+                    self._isolated(ref.path, self._record_refusal, spec, ref,
+                                   retry=functools.partial(self._retry_path, spec, ref.path))
+                for spec, acc in checked:
+                    p = self._isolated(acc.path, self._record_intent, spec, acc,
+                                       retry=functools.partial(self._retry_path, spec, acc.path))
+                    if p is not None:
+                        pendings.append(p)
+        except StateError as exc:  # the group's commit failed (a full disk): nothing of it is recorded
+            for spec, found in [*refused, *checked]:
+                self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
+            return
         if pendings:
             await self._finish_claims(pendings)
 
-    def _isolated(self, path: Path, fn: Any, *args: Any) -> Any:
-        """Run one file's records in its own savepoint: its failure never drops the other files' records."""
+    def _isolated(self, path: Path, fn: Any, *args: Any, retry: Callable[[str], None] | None = None) -> Any:
+        """Run one file's records in its own savepoint: its failure never drops the other files' records.
+
+        A failure to write the state file (:class:`StateError`: a full disk, an I/O error) is transient:
+        ``retry(why)`` hands the file's step over again later, when given. Anything else is logged.
+        """
         try:
             with self.store.transaction():
                 return fn(*args)
         except Exception as exc:  # noqa: BLE001 - this file only; logged, the group goes on
-            log.error("input %s not recorded: %s", display_path(path),
-                      exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}")
+            why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
+            if retry is not None and isinstance(exc, StateError):
+                retry(f"not recorded: {why}")
+            else:
+                log.error("input %s not recorded: %s", display_path(path), why)
             return None
 
     def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
@@ -621,10 +641,15 @@ class DropFolders:
         # input's data version when its watch names a dataset. A crash before the commit leaves
         # ``claiming`` records whose files are in the inbox: recovery's ``finish`` hashes them again
         # and starts them.
+        by_id = {p.iid: p for p in pendings}
         try:
             with store.transaction():
                 for rec, res in started:
-                    self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256))
+                    self._isolated(res.path, self._start_input, rec, res.path, (res.size, res.sha256),
+                                   retry=functools.partial(self._retry_claim, by_id[rec["id"]]))
+        except StateError as exc:  # the group's commit failed (a full disk): each claim is tried again later
+            for rec, _ in started:
+                self._retry_claim(by_id[rec["id"]], f"its start was not recorded: {exc.render()}")
         finally:
             for rec, _ in started:
                 if rec.get("snapshot") is not None:
@@ -745,9 +770,8 @@ class DropFolders:
             self._wait(iid, rec, paused, claimed_path)
             return None
         if spec is not None and spec.mode == "batch":
-            full = self._batcher(spec).add((iid, claimed_path), self.loop.time())
-            if full:
-                self._start_batch(spec, full)
+            # Into the open batch once its claim is committed (a rolled-back claim never joins one).
+            self.store.after_commit(functools.partial(self._join_batch, spec, iid, claimed_path))
             return None
         try:  # the front door checks paused, shutting down, params and resources
             param = spec.param if spec is not None else "input"
@@ -755,6 +779,8 @@ class DropFolders:
                 rec["pipeline"], {param: str(claimed_path)}, trigger=f"input:{iid}", actor="watch", source="watch",
                 within=lambda rid: store.inputs.record_started(iid, rid),
                 env={spec.env if spec is not None else DEFAULT_ENV: str(claimed_path)})).run_id
+        except StateError:
+            raise  # not recorded (a full disk): transient, the claim is tried again (_isolated's retry)
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, unsatisfiable params or resources): quarantine with the reason.
             self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
@@ -800,6 +826,15 @@ class DropFolders:
         if b is None:
             b = self._batchers[spec.folder] = Batcher(spec.batch_size, spec.batch_window)
         return b
+
+    def _join_batch(self, spec: WatchSpec, iid: int, path: Path) -> None:
+        """Add claimed input ``iid`` to its watch's open batch; start the batch's run when that fills it."""
+        full = self._batcher(spec).add((iid, path), self.loop.time())
+        if full:
+            try:
+                self._start_batch(spec, full)
+            except EdgeorchError as exc:
+                log.error("batch of %s not started: %s", spec.folder, exc.render())
 
     def _arm_batches(self) -> None:
         """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""
@@ -862,6 +897,10 @@ class DropFolders:
             run_id = self.requests.start(RunRequest(
                 spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
                 source="watch", within=within, env={spec.env: str(listing)})).run_id
+        except StateError as exc:  # not recorded (a full disk): the batch is tried again, its files kept
+            log.warning("batch of %s: its run was not recorded: %s; retrying", spec.folder, exc.render())
+            self._later(retry_delay(1), self._start_batch, spec, items)
+            return None
         except EdgeorchError as exc:
             for iid in ids:
                 self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")

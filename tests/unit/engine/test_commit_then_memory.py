@@ -98,3 +98,38 @@ def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
             store.close()
 
     asyncio.run(main())
+
+
+def test_a_run_submitted_in_a_callers_transaction_is_held_only_once_that_commits(workspace):
+    """A claim group starts its runs inside its own transaction: a run whose creation rolls back (the
+    group's commit fails, or its file's savepoint) is never announced, held or dispatched; one that
+    commits is held at the commit, not before."""
+    workspace.pipeline("two", PIPELINE)
+    cfg = workspace.config()
+    pipeline = validate_path(cfg.pipelines_dir).pipelines["two"]
+    from edgeorch.events import RunQueued
+
+    async def main() -> None:
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        queued: list[int] = []
+        engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
+        try:
+            with pytest.raises(RuntimeError):
+                with store.transaction():
+                    lost = engine.submit(pipeline, resolve_params(pipeline, {}))
+                    raise RuntimeError("the group's commit fails")
+            assert lost not in engine.runs and queued == []
+            assert store.runs.list(limit=10) == []
+            with store.transaction():
+                kept = engine.submit(pipeline, resolve_params(pipeline, {}))
+                assert kept not in engine.runs and queued == []  # not yet durable
+            assert kept in engine.runs and queued == [kept]
+            assert await asyncio.wait_for(engine.wait_run(kept), 30) == RunState.SUCCEEDED
+            assert engine.fatal_error is None
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())

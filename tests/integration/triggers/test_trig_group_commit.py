@@ -1,0 +1,144 @@
+"""A claim group whose commit fails (a full disk) starts nothing it did not record, and tries again.
+
+In process, with the daemon's parts: a real engine, the front door, the drop folders watching a real
+folder (inotify), a real state file. The group's transaction is made to fail as a full disk fails a
+commit (it rolls back); the files are real and are dropped for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from edgeorch.engine.engine import Engine
+from edgeorch.engine.requests import RunRequests
+from edgeorch.errors import StateError
+from edgeorch.events import InputChanged, RunFinished, RunQueued
+from edgeorch.pipelines.registry import PipelineRegistry
+from edgeorch.store import Store
+from edgeorch.triggers.drop.service import DropFolders
+
+FILES = 3
+
+
+async def _until(cond: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
+    """The first outermost transaction that has created runs rolls back with a full disk's error."""
+    real = store.db.transaction
+    left = {"failures": 1}
+
+    @contextmanager
+    def transaction(*, durable: bool = True) -> Iterator[Any]:
+        outermost = not store.db.in_transaction
+        with real(durable=durable) as conn:
+            yield conn
+            if outermost and left["failures"] and conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
+                left["failures"] -= 1
+                raise StateError("cannot write the state file: database or disk is full")
+
+    store.db.transaction = transaction  # type: ignore[method-assign]
+    return left
+
+
+def _drop_and_settle(workspace, arrange: Any) -> None:
+    """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store)`` set up
+    the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
+    that every announced run is a recorded one. ``arrange`` returns a check called at the end."""
+    drop = workspace.root / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "ingest"
+        settle = "0.1s"
+        """)
+    workspace.pipeline("ingest", """
+        [params]
+        input = { type = "path", default = "" }
+        [tasks.check]
+        command = ["test", "-f", "{input}"]
+        """)
+    cfg = workspace.config()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        await engine.start()
+        registry = PipelineRegistry(cfg.pipelines_dir)
+        registry.reload()
+        drops = DropFolders(store=store, requests=RunRequests(engine, registry.get), engine=engine,
+                            registry=registry, config=cfg, loop=loop, publish=engine.bus.publish)
+        queued: list[int] = []
+        retries: list[InputChanged] = []
+        engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
+        engine.bus.subscribe(retries.append, lambda e: isinstance(e, InputChanged) and e.state == "claim_retry")
+        engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
+        check = arrange(store)
+        drops.recover_and_collect()
+        drops.watch()
+        try:
+            stage = workspace.root / "stage"
+            stage.mkdir()
+            for i in range(FILES):  # one rename each: the group sees them together or one by one
+                (stage / f"f{i}.csv").write_text(f"{i}\n")
+                (stage / f"f{i}.csv").rename(drop / f"f{i}.csv")
+
+            def inputs() -> list[Any]:
+                return store.db.conn.execute("SELECT state, run_id FROM inputs ORDER BY id").fetchall()
+
+            await _until(lambda: len(inputs()) == FILES and all(r[0] == "done" for r in inputs()))
+            check()
+            assert retries, "the files whose start was not recorded were claimed again"
+            assert all("not recorded" in (e.reason or "") for e in retries)
+            runs = [r[0] for r in store.db.conn.execute("SELECT id FROM runs ORDER BY id")]
+            assert len(runs) == FILES and sorted(r[1] for r in inputs()) == runs  # one run per file
+            assert sorted(queued) == runs, "a run whose creation rolled back was announced"
+            assert engine.fatal_error is None
+            assert set(engine.runs) <= set(runs)
+        finally:
+            drops.stop()
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace):
+    def arrange(store: Store) -> Any:
+        left = _fail_first_commit_with_runs(store)
+
+        def check() -> None:
+            assert left["failures"] == 0, "the group's commit was made to fail"
+        return check
+
+    _drop_and_settle(workspace, arrange)
+
+
+def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
+    """One file's records fail (a full disk inside its savepoint): the others start; it is tried again."""
+    def arrange(store: Store) -> Any:
+        real = store.inputs.record_started
+        failed: list[int] = []
+
+        def record_started(iid: int, run_id: int) -> None:
+            if not failed:
+                failed.append(iid)
+                raise StateError("cannot write the state file: database or disk is full")
+            real(iid, run_id)
+
+        store.inputs.record_started = record_started  # type: ignore[method-assign]
+
+        def check() -> None:
+            assert len(failed) == 1
+        return check
+
+    _drop_and_settle(workspace, arrange)
