@@ -338,8 +338,9 @@ class ScheduleFired(Event):
 class InputChanged(Event):
     """A drop-folder input (or a watched folder) changed state; a field that does not apply is None and not sent.
 
-    ``state``: done, refused, duplicate, claim_retry, or watch_missing /
-    watch_restored (a watched folder, ``file``, vanished or came back).
+    ``state``: done, refused, duplicate, claim_retry, waiting (its pipeline is paused), batched (it joined
+    an open batch; ``reason`` says until when), lost, file_removed, or watch_missing / watch_restored (a
+    watched folder, ``file``, vanished or came back).
     """
 
     state: str

@@ -86,7 +86,7 @@ class EventCounters:
         self.drop_inputs = Counts(
             "edgeorch_drop_input_events",
             "Drop-folder inputs that reached a state since the daemon started (done, duplicate, refused, "
-            "claim_retry, quarantined, watch_missing, watch_restored).", ["pipeline", "state"])
+            "claim_retry, waiting, batched, quarantined, watch_missing, watch_restored).", ["pipeline", "state"])
         self.schedule_fires = Counts("edgeorch_schedule_fires",
                                      "Schedule fires handled, by action (start, skip, missed, paused, wait).",
                                      ["pipeline", "action"])

@@ -828,13 +828,21 @@ class DropFolders:
         return b
 
     def _join_batch(self, spec: WatchSpec, iid: int, path: Path) -> None:
-        """Add claimed input ``iid`` to its watch's open batch; start the batch's run when that fills it."""
-        full = self._batcher(spec).add((iid, path), self.loop.time())
+        """Add claimed input ``iid`` to its watch's open batch; start the batch's run when that fills it, else
+        say (event ``batched``) where it waits and until when: a follower sees why it has not started yet."""
+        batcher = self._batcher(spec)
+        full = batcher.add((iid, path), self.loop.time())
         if full:
             try:
                 self._start_batch(spec, full)
             except EdgeorchError as exc:
                 log.error("batch of %s not started: %s", spec.folder, exc.render())
+            return
+        deadline = batcher.next_deadline()
+        left = max(0.0, deadline - self.loop.time()) if deadline is not None else spec.batch_window
+        self._publish(input_id=iid, state="batched", pipeline=spec.pipeline, file=str(path),
+                      reason=f"file {len(batcher)} of {spec.batch_size} of the open batch of {spec.folder}; its run "
+                             f"starts when the batch is full or in {left:.1f}s (batch_window), whichever comes first")
 
     def _arm_batches(self) -> None:
         """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""

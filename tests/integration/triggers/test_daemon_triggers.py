@@ -464,11 +464,11 @@ def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_
         workspace, daemon, tmp_path):
     drop = setup_batch_watch(workspace, BATCH, window="1.5s", settle="0.1s")
     daemon.start()
-    drop_by_rename(tmp_path / "stage", drop, "x0.csv", b"0\n")
-    deadline = time.monotonic() + 30  # claimed into the open batch: no event says so, a condition polled
-    while n_inputs(workspace, "claimed") != 1:
-        assert time.monotonic() < deadline, "x0 was not claimed into an open batch"
-        time.sleep(0.01)
+    batched = next_input_event(daemon, "batched",  # claimed into the open batch, which says so
+                               after=lambda: drop_by_rename(tmp_path / "stage", drop, "x0.csv", b"0\n"))
+    assert batched["file"].endswith("x0.csv") and n_inputs(workspace, "claimed") == 1
+    assert batched["reason"].startswith(f"file 1 of 3 of the open batch of {drop}; its run starts when the batch"
+                                        " is full or in "), batched
     daemon.call("pipelines.pause", {"name": "batch"})  # that batch closes (its window) during the pause
     for i in (1, 2):
         drop_by_rename(tmp_path / "stage", drop, f"x{i}.csv", f"{i}\n".encode())
@@ -478,6 +478,18 @@ def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_
     wait_until(daemon, lambda: n_inputs(workspace, "done") == 3, what="the batch processed after the resume")
     runs = q(workspace, "SELECT * FROM runs")
     assert len(runs) == 1 and len(json.loads(json.loads(runs[0]["params"])["files"])) == 3
+
+
+def next_input_event(daemon, state: str, *, after, timeout: float = 30) -> dict:
+    """The first ``input`` event in ``state`` on the daemon's events stream once ``after()`` (called when the
+    stream is subscribed, so nothing it causes can be missed) has run."""
+    with daemon.client(timeout=timeout) as c:
+        for ev in c.stream("events", {}, timeout=timeout):
+            if ev.get("kind") == "subscribed":
+                after()
+            elif ev.get("kind") == "input" and ev.get("state") == state:
+                return ev
+    raise AssertionError(f"the events stream ended before an input event {state!r}")
 
 
 def daemon_inbox(workspace) -> Path:
