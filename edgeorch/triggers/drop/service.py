@@ -489,6 +489,7 @@ class DropFolders:
         n = self._path_attempts[path] = self._path_attempts.get(path, 0) + 1
         delay = retry_delay(n)
         log.warning("input %s: %s; retry %d in %.1fs", display_path(path), why, n, delay)
+        self._publish(state="claim_retry", pipeline=spec.pipeline, file=display_path(path), reason=why)
         self._later(delay, self._on_ready, spec, path)
 
     def _retry_claim(self, pending: _Pending, why: str) -> None:
@@ -536,26 +537,34 @@ class DropFolders:
             if isinstance(verdict, Refuse) and verdict.code == "transient":
                 self._retry_path(item.spec, item.path, verdict.reason)
                 continue
-            self._path_attempts.pop(item.path, None)
             if isinstance(verdict, Refuse):
                 if verdict.final:
                     refused.append((item.spec, verdict))
                 continue
             checked.append((item.spec, verdict))
+        retried: set[Path] = set()
+
+        def retry(spec: WatchSpec, path: Path, why: str) -> None:
+            retried.add(path)
+            self._retry_path(spec, path, why)
+
         try:
             with store.transaction():
                 for spec, ref in refused:
                     self._isolated(ref.path, self._record_refusal, spec, ref,
-                                   retry=functools.partial(self._retry_path, spec, ref.path))
+                                   retry=functools.partial(retry, spec, ref.path))
                 for spec, acc in checked:
                     p = self._isolated(acc.path, self._record_intent, spec, acc,
-                                       retry=functools.partial(self._retry_path, spec, acc.path))
+                                       retry=functools.partial(retry, spec, acc.path))
                     if p is not None:
                         pendings.append(p)
         except StateError as exc:  # the group's commit failed (a full disk): nothing of it is recorded
             for spec, found in [*refused, *checked]:
                 self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
             return
+        for _, found in [*refused, *checked]:  # recorded: its next transient error backs off from the start
+            if found.path not in retried:
+                self._path_attempts.pop(found.path, None)
         if pendings:
             await self._finish_claims(pendings)
 

@@ -142,3 +142,28 @@ def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
         return check
 
     _drop_and_settle(workspace, arrange)
+
+
+def test_a_file_whose_intent_cannot_be_recorded_backs_off_and_is_claimed_once(workspace, caplog):
+    """The intent of one file fails twice (a full disk): it is inspected again after 0.5 s, then 1 s (the
+    backoff grows: it is not reset by the inspection that succeeds each time), then claimed once."""
+    def arrange(store: Store) -> Any:
+        real = store.inputs.record_intent
+        failures: list[str] = []
+
+        def record_intent(**kw: Any) -> int:
+            if kw["source"].endswith("f0.csv") and len(failures) < 2:
+                failures.append(kw["source"])
+                raise StateError("cannot write the state file: database or disk is full")
+            return real(**kw)
+
+        store.inputs.record_intent = record_intent  # type: ignore[method-assign]
+
+        def check() -> None:
+            assert len(failures) == 2
+            retries = [r.getMessage() for r in caplog.records if "f0.csv" in r.getMessage() and "retry" in r.getMessage()]
+            assert [m.rsplit(";", 1)[1] for m in retries] == [" retry 1 in 0.5s", " retry 2 in 1.0s"], retries
+        return check
+
+    caplog.set_level("WARNING", logger="edgeorch.triggers")
+    _drop_and_settle(workspace, arrange)
