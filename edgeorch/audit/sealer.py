@@ -147,8 +147,9 @@ class SealService:
         self._arm(loop)
 
     def on_event(self, event: object) -> None:
-        """A bus subscriber: seal once ``every`` records were appended since the last seal."""
-        head = self.sealer.audit.head()
+        """A bus subscriber: seal once ``every`` records were appended since the last seal (the head this
+        daemon committed last: no query per event; :meth:`Sealer.seal` reads the head itself)."""
+        head = self.sealer.audit.written_head()
         if head is not None and head[0] - self._sealed_seq >= self.every:
             self.seal_now("count")
 

@@ -493,7 +493,10 @@ class Engine:
         """Wait until the run finishes; returns its final state."""
         ctx = self.runs.get(run_id)
         if ctx is None:
-            return RunState(self.store.runs.get(run_id)["state"])
+            state = RunState(self.store.runs.get(run_id)["state"])
+            if not state.finished and self.fatal_error is not None:  # stopped before it held the run
+                raise self.fatal_error
+            return state
         assert ctx.done is not None
         return await asyncio.shield(ctx.done)
 

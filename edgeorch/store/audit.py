@@ -87,6 +87,13 @@ class AuditLog:
         seq, digest = _head(self._db)
         return None if seq == 0 else (seq, digest)
 
+    def written_head(self) -> tuple[int, str] | None:
+        """The head as this connection last committed it, without a query (the daemon is the one writer
+        while it runs); :meth:`head` when it has written none yet. For a check that may lag (when to seal
+        next), never for a record's ``prev``."""
+        head = self._db.committed.get(_HEAD)
+        return head if head is not None else self.head()
+
     def records(self, *, after: int = 0, limit: int = 1000, through: int | None = None, since: str | None = None,
                 actor: str | None = None, action: str | None = None, newest: bool = False) -> list[dict[str, Any]]:
         """Records in seq order after seq ``after`` (up to ``through``), at most ``limit``; raw columns.

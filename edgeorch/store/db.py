@@ -41,6 +41,9 @@ class Database:
         """Facts read or written inside the open transaction, kept to spare a query (the audit log's head):
         empty outside a transaction, emptied when it ends and when a savepoint rolls back, so what it holds
         is always what the state file holds for this connection (which holds the write lock meanwhile)."""
+        self.committed: dict[str, Any] = {}
+        """What :attr:`memo` held at this connection's last commit (the audit head it wrote last): a hint
+        for readers that may lag (another connection's later writes are not in it), never for writers."""
         self._after: list[Callable[[], None]] = []
         if readonly and not self.path.exists():
             raise StateError("no state file yet (nothing has run)", file=str(self.path))
@@ -152,6 +155,7 @@ class Database:
                     if self.conn.in_transaction:
                         self.conn.execute("ROLLBACK")
                     raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+                self.committed.update(self.memo)
             finally:
                 self._depth = 0
                 self.memo.clear()

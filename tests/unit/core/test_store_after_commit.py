@@ -107,3 +107,22 @@ def test_the_audit_chain_links_across_rolled_back_savepoints(store):
     assert _chain_ok(store) == [1, 2, 3]
     assert [r["action"] for r in store.audit.records()] == ["a", "b", "c"]
     assert store.db.memo == {}  # nothing kept between transactions
+
+
+def test_written_head_is_the_head_this_connection_committed(store, tmp_path):
+    assert store.audit.written_head() is None  # an empty log, nothing written yet: read
+    store.audit.record(None, "a", "test")
+    assert store.audit.written_head() == store.audit.head()
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.audit.record(None, "rolled_back", "test")
+            raise RuntimeError("boom")
+    assert store.audit.written_head() == store.audit.head()  # a rolled-back record is not kept
+    other = Store(tmp_path / "state.db", clock=lambda: 1000.0)
+    try:
+        other.audit.record(None, "b", "test")  # another writer: a hint may lag, never a record's prev
+        assert store.audit.written_head()[0] == 1 and store.audit.head()[0] == 2
+        store.audit.record(None, "c", "test")  # links to the real head
+    finally:
+        other.close()
+    assert _chain_ok(store) == [1, 2, 3]
