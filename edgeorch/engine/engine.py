@@ -47,7 +47,8 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
-from .files import FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, read_json, with_dataset
+from .files import (FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, last_log_line, read_json,
+                    with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
 if TYPE_CHECKING:
@@ -1278,7 +1279,10 @@ class Engine:
         else:
             astate = AttemptState.EXITED
             if info.exit_code != 0:
-                reason = info.error or f"exited with code {info.exit_code}"
+                # The log's last line says why, most of the time (a traceback's last line, a tool's error):
+                # where the person reading `edgeorch show`, a quarantine reason or a retry line looks first.
+                said = None if info.log_truncated else last_log_line(la.attempt_dir / "output.log")
+                reason = info.error or f"exited with code {info.exit_code}" + (f": {said}" if said else "")
         was = AttemptState.STARTING if la.pgid is None else AttemptState.RUNNING
         if not AttemptState.can_transition(was, astate):  # pragma: no cover - a bug in the lines above
             raise AssertionError(f"attempt {attempt_id}: {was} -> {astate} is not an attempt transition")

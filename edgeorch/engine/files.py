@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,34 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
         if sha256_file(p) != a["sha256"]:
             return False
     return True
+
+
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|[@-Z\\-_])")
+"""Terminal escape sequences (colours, cursor moves, titles): a task's output may hold them."""
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | None:
+    """The last non-blank line of a task's log, as a reason may quote it (``exited with code 2: <line>``).
+
+    Read from the last ``window`` bytes only (a log may be gigabytes). What a terminal would act on is
+    taken out (escape sequences) or made a space (other control characters), so the line is safe to
+    print and to record; longer than ``limit`` characters, it is cut and ends with ``...``. None when the
+    log is missing, unreadable or blank.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - window))
+            tail = f.read(window)
+    except OSError:
+        return None
+    text = tail.decode("utf-8", "replace").replace("\r", "\n")
+    for line in reversed(text.split("\n")):
+        line = " ".join(_CONTROLS.sub(" ", _ESCAPES.sub("", line)).split())
+        if line:
+            return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+    return None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

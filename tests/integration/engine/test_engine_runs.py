@@ -72,6 +72,30 @@ def test_failed_task_marks_dependents_upstream_failed(workspace, harness):
     assert tasks["other"]["state"] == "succeeded"
 
 
+def test_a_failed_tasks_reason_quotes_the_last_line_of_its_log(workspace, harness):
+    """What the person reading `edgeorch show` needs first: why, in the task's own words (its log's last
+    line, terminal escapes taken out); not quoted from a log cut at its cap (its last line is dropped)."""
+    workspace.write_config(extra="")
+    workspace.config_path.write_text(workspace.config_path.read_text().replace(
+        "parallelism = 2", 'parallelism = 2\nlog_max_bytes = "4K"'))
+    script = workspace.root / "fails.py"
+    script.write_text("import sys\nprint('loading')\n"
+                      "print('\\x1b[31mValueError: column price\\x1b[0m is empty', file=sys.stderr)\nsys.exit(4)\n")
+    workspace.pipeline("says", f"""
+        [tasks.py]
+        command = ["python3", "{script}"]
+        [tasks.quiet]
+        command = ["sh", "-c", "exit 5"]
+        [tasks.loud]
+        command = ["sh", "-c", 'head -c 8192 /dev/zero | tr "\\\\0" x; echo; echo the real cause; exit 6']
+    """)
+    run_id, state = harness.run("says")
+    assert state == RunState.FAILED
+    reasons = {t["name"]: t["reason"] for t in harness.store().runs.tasks_of(run_id)}
+    assert reasons == {"py": "exited with code 4: ValueError: column price is empty",
+                       "quiet": "exited with code 5", "loud": "exited with code 6"}, reasons
+
+
 def test_retry_waits_with_exponential_backoff(workspace, harness):
     workspace.pipeline("flaky", """
         [tasks.f]

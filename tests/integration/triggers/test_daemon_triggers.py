@@ -256,7 +256,7 @@ def test_bad_file_is_quarantined_with_its_reason_and_requeue_runs_it_again(works
     doc = json.loads((qdir / "bad.csv.reason.json").read_text())
     assert doc["pipeline"] == "ingest" and doc["source_name"] == "bad.csv"
     # Why, not only which task: the failed task's own reason.
-    assert doc["reason"] == "run 1 of ingest failed (check: exited with code 3)", doc["reason"]
+    assert doc["reason"] == "run 1 of ingest failed (check: exited with code 3: bad input)", doc["reason"]
     assert (qdir / "bad.csv").read_bytes() == b"BAD row\n"
     listed = json.loads(subprocess.run([*workspace.cli(), "inputs", "--json"], env=workspace.cli_env(),
                                        capture_output=True, text=True, check=True).stdout)
