@@ -53,6 +53,7 @@ def log_attempt(store: Any, run_id: int, task: str, number: int | None = None) -
 def run_document(store: Any, run_id: int) -> dict[str, Any]:
     """Raises NotFoundError for an unknown run."""
     run = store.runs.get(run_id)
+    run["resumed_at"] = store.runs.resumed_at([run_id]).get(run_id)
     # What the run executes: the pipeline file and the hash of the content it was started from
     # (an ad-hoc file sent to the daemon is recorded by content, not by path).
     version = store.pipelines.version(run["pipeline_version_id"])

@@ -235,7 +235,10 @@ class RunSummary:
     run_dir: Path
     created_at: float
     started_at: float | None
+    """When it first started running (a resume does not move it: see ``resumed_at``)."""
     finished_at: float | None
+    resumed_at: float | None
+    """When it last started running again after ``edgeorch retry`` (None: never resumed)."""
     reason: str | None
     """Why it ended as it did (None for a success)."""
     task_counts: dict[str, int]
@@ -248,7 +251,8 @@ class RunSummary:
         return dict(id=doc["id"], pipeline=doc["pipeline"], state=_state(RunState, doc["state"]),
                     params=copy.deepcopy(doc.get("params") or {}), trigger=doc.get("trigger", ""),
                     actor=doc.get("actor"), run_dir=Path(doc.get("run_dir", "")), created_at=doc["created_at"],
-                    started_at=doc.get("started_at"), finished_at=doc.get("finished_at"), reason=doc.get("reason"),
+                    started_at=doc.get("started_at"), finished_at=doc.get("finished_at"),
+                    resumed_at=doc.get("resumed_at"), reason=doc.get("reason"),
                     _doc=copy.deepcopy(doc))
 
     @classmethod
@@ -270,8 +274,9 @@ class RunSummary:
 
     @property
     def duration(self) -> float | None:
-        """Seconds from start to end; None until it has started and ended."""
-        return _took(self.started_at, self.finished_at)
+        """Seconds from its last start (its resume, when it was resumed) to its end; None until it has
+        started and ended (a run retried a day later did not take a day)."""
+        return _took(self.resumed_at or self.started_at, self.finished_at)
 
     def to_dict(self) -> dict[str, Any]:
         """The daemon's document this record was built from (a deep copy: change it freely)."""

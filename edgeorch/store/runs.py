@@ -97,7 +97,20 @@ class Runs:
                     "SELECT run_id, state, COUNT(*) FROM tasks WHERE run_id IN (SELECT value FROM json_each(?))"
                     " GROUP BY run_id, state", (json.dumps(list(by_id)),)):
                 by_id[run_id][task_state] = n
+            resumed = self.resumed_at(list(by_id))
+            for r in rows:
+                r["resumed_at"] = resumed.get(r["id"])
         return rows
+
+    def resumed_at(self, run_ids: list[int]) -> dict[int, float]:
+        """Run id -> when it last started running again after a resume (``edgeorch retry``), for the runs
+        of ``run_ids`` that were resumed (each start is a ``run_running`` event; the first is not a
+        resume). One query through the events' run index."""
+        if not run_ids:
+            return {}
+        return {r[0]: r[1] for r in self._db.conn.execute(
+            "SELECT run_id, MAX(ts) FROM events WHERE run_id IN (SELECT value FROM json_each(?)) AND kind = ?"
+            " GROUP BY run_id HAVING COUNT(*) > 1", (json.dumps(run_ids), f"run_{RunState.RUNNING}"))}
 
     def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
         """Move a run to ``state``; sets started_at/finished_at as the state implies."""

@@ -412,9 +412,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = []
     for r in runs:
-        took = (r["finished_at"] or time.time()) - r["started_at"] if r["started_at"] else None
         counts = ", ".join(f"{n} {s}" for s, n in sorted(r["tasks"].items()))
-        rows.append([r["id"], r["pipeline"], r["state"], format_timestamp(r["created_at"]), format_duration(took), r["trigger"], counts])
+        rows.append([r["id"], r["pipeline"], r["state"], format_timestamp(r["created_at"]), _run_duration(r),
+                     r["trigger"], counts])
     filtered = args.pipeline or args.state
     print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows,
                 empty="no runs match" if filtered else "no runs yet (`edgeorch run PIPELINE` starts one)")
@@ -436,13 +436,25 @@ def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:
         store.close()
 
 
+def _run_duration(run: dict[str, Any]) -> str:
+    """A run's DURATION: from its last start (its resume, ``resumed_at``, when it was retried) to its end or
+    now; a resumed run says so (its first start may be hours before)."""
+    start = run.get("resumed_at") or run["started_at"]
+    if not start:
+        return format_duration(None)
+    took = format_duration((run["finished_at"] or time.time()) - start)
+    return f"{took} (resumed)" if run.get("resumed_at") else took
+
+
 def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
-    took = (run["finished_at"] or time.time()) - run["started_at"] if run["started_at"] else None
-    print(f"\nrun {run['id']}  {run['pipeline']}  {run['state'].upper()}  {format_duration(took)}"
+    print(f"\nrun {run['id']}  {run['pipeline']}  {run['state'].upper()}  {_run_duration(run)}"
           + (f"  ({run['reason']})" if run["reason"] else ""))
     if not summary:
         print(f"created {format_timestamp(run['created_at'])} by {run['trigger']}"
               + (f" ({run['actor']})" if run["actor"] else "") + f"; params {json.dumps(run['params'])}")
+        if run.get("resumed_at"):
+            print(f"resumed at {format_timestamp(run['resumed_at'])} (first started "
+                  f"{format_timestamp(run['started_at'])})")
         print(f"run folder {run['run_dir']}")
     rows = []
     for t in run["tasks"]:

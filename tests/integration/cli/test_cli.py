@@ -142,6 +142,37 @@ def test_retry_resumes_a_failed_run(workspace):
     assert again.returncode == 5 and "nothing to retry" in again.stderr
 
 
+def test_a_retried_runs_duration_counts_from_its_resume(workspace):
+    """A run that failed in the night and was retried in the morning did not take all night: `runs` and
+    `show` count its DURATION from the resume and say it was resumed; `--json` has ``resumed_at``."""
+    import json as _json
+    import sqlite3
+
+    workspace.pipeline("fix", """
+        [tasks.a]
+        command = ["sh", "-c", "test -f {pipeline_dir}/fixed"]
+    """)
+    assert run(workspace, "run", "fix").returncode == 1
+    db = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:  # as if it had failed an hour ago
+        with db:
+            db.execute("UPDATE runs SET created_at = created_at - 3600, started_at = started_at - 3600,"
+                       " finished_at = finished_at - 3600")
+            db.execute("UPDATE events SET ts = ts - 3600 WHERE run_id = 1")
+    finally:
+        db.close()
+    (workspace.pipelines / "fixed").touch()
+    assert run(workspace, "retry", "1").returncode == 0
+    (doc,) = _json.loads(run(workspace, "runs", "--json").stdout)
+    assert doc["resumed_at"] - doc["started_at"] > 3000 and doc["finished_at"] - doc["resumed_at"] < 60
+    line = run(workspace, "runs").stdout.splitlines()[1]
+    assert " (resumed) " in line and "h" not in line.split("succeeded")[1].split("(resumed)")[0], line
+    shown = run(workspace, "show", "1").stdout
+    assert "(resumed)" in shown.splitlines()[1] and "resumed at " in shown and "(first started " in shown, shown
+    from edgeorch.client.records import RunSummary
+    assert RunSummary.from_dict(doc).duration < 60
+
+
 def test_a_retried_run_gives_each_task_its_retries_again_and_attempt_numbers_go_on(workspace):
     """A flaky task that used up its retries overnight gets all of them again at `edgeorch retry`."""
     import sqlite3
