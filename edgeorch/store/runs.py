@@ -108,9 +108,10 @@ class Runs:
         resume). One query through the events' run index."""
         if not run_ids:
             return {}
+        # The kind written as a literal: only then can SQLite use the partial index events_run_starts.
         return {r[0]: r[1] for r in self._db.conn.execute(
-            "SELECT run_id, MAX(ts) FROM events WHERE run_id IN (SELECT value FROM json_each(?)) AND kind = ?"
-            " GROUP BY run_id HAVING COUNT(*) > 1", (json.dumps(run_ids), f"run_{RunState.RUNNING}"))}
+            "SELECT run_id, MAX(ts) FROM events WHERE run_id IN (SELECT value FROM json_each(?))"
+            " AND kind = 'run_running' GROUP BY run_id HAVING COUNT(*) > 1", (json.dumps(run_ids),))}
 
     def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
         """Move a run to ``state``; sets started_at/finished_at as the state implies."""

@@ -593,6 +593,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN retries_from INTEGER NOT NULL DEFAULT 0;
     """,
+    # 20: each start of a run (its `run_running` events), so `runs.list` finds the page's resumed runs
+    # without reading every event of a run of 10,000 tasks.
+    """
+    CREATE INDEX events_run_starts ON events (run_id, ts) WHERE kind = 'run_running';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
