@@ -69,6 +69,10 @@ class Triggers:
     def watch_errors(self) -> list[EdgeorchError]:
         return self.drops.watch_errors
 
+    def batched(self) -> dict[int, str]:
+        """Input id -> where it waits, for the files held in open batches (:meth:`DropFolders.batched`)."""
+        return self.drops.batched()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -847,11 +847,27 @@ class DropFolders:
             except EdgeorchError as exc:
                 log.error("batch of %s not started: %s", spec.folder, exc.render())
             return
+        self._publish(input_id=iid, state="batched", pipeline=spec.pipeline, file=str(path),
+                      reason=self._batch_reason(spec, batcher, len(batcher)))
+
+    def _batch_reason(self, spec: WatchSpec, batcher: Batcher, position: int) -> str:
+        """Where a file of an open batch waits and until when (its ``batched`` event; ``edgeorch inputs``)."""
         deadline = batcher.next_deadline()
         left = max(0.0, deadline - self.loop.time()) if deadline is not None else spec.batch_window
-        self._publish(input_id=iid, state="batched", pipeline=spec.pipeline, file=str(path),
-                      reason=f"file {len(batcher)} of {spec.batch_size} of the open batch of {spec.folder}; its run "
-                             f"starts when the batch is full or in {left:.1f}s (batch_window), whichever comes first")
+        return (f"file {position} of {spec.batch_size} of the open batch of {spec.folder}; its run starts when "
+                f"the batch is full or in {left:.1f}s (batch_window), whichever comes first")
+
+    def batched(self) -> dict[int, str]:
+        """Input id -> why it has not started yet, for each file held in an open batch (in memory only:
+        what ``edgeorch inputs`` shows as the reason of a ``claimed`` input)."""
+        out: dict[int, str] = {}
+        for spec in self.watches:
+            batcher = self._batchers.get(spec.folder)
+            if batcher is None:
+                continue
+            for position, (iid, _) in enumerate(batcher.items(), 1):
+                out[iid] = self._batch_reason(spec, batcher, position)
+        return out
 
     def _arm_batches(self) -> None:
         """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""

@@ -199,6 +199,10 @@ class Batcher:
         """How many items the open batch holds (0: none is open)."""
         return len(self._items)
 
+    def items(self) -> tuple[Any, ...]:
+        """The open batch's items, in the order they joined it."""
+        return tuple(self._items)
+
     def _take(self) -> list[Any]:
         items, self._items, self._opened = self._items, [], None
         return items

@@ -469,6 +469,8 @@ def test_a_batch_that_closes_while_its_pipeline_is_paused_waits_and_runs_as_one_
     assert batched["file"].endswith("x0.csv") and n_inputs(workspace, "claimed") == 1
     assert batched["reason"].startswith(f"file 1 of 3 of the open batch of {drop}; its run starts when the batch"
                                         " is full or in "), batched
+    (listed,) = daemon.call("inputs.list", {})["inputs"]  # `edgeorch inputs` says it too, while it waits
+    assert listed["state"] == "claimed" and listed["reason"].startswith(f"file 1 of 3 of the open batch of {drop};")
     daemon.call("pipelines.pause", {"name": "batch"})  # that batch closes (its window) during the pause
     for i in (1, 2):
         drop_by_rename(tmp_path / "stage", drop, f"x{i}.csv", f"{i}\n".encode())
