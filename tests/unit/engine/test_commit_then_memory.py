@@ -10,6 +10,8 @@ process, real SQLite; the store's write is made to fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -39,16 +41,26 @@ needs = ["a"]
 """
 
 
-def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspace):
-    workspace.pipeline("two", PIPELINE)
+@contextlib.asynccontextmanager
+async def running_engine(workspace: Any, name: str, text: str) -> AsyncIterator[Any]:
+    """An engine started on ``workspace`` with pipeline ``name`` (``text``): yields ``(engine, store, pipeline,
+    config)`` and closes both at the end."""
+    workspace.pipeline(name, text)
     cfg = workspace.config()
-    pipeline = validate_path(cfg.pipelines_dir).pipelines["two"]
+    pipeline = validate_path(cfg.pipelines_dir).pipelines[name]
+    store = Store(cfg.state_file)
+    engine = Engine(cfg, store)
+    await engine.start()
+    try:
+        yield engine, store, pipeline, cfg
+    finally:
+        await engine.close()
+        store.close()
 
+
+def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspace):
     async def main() -> None:
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        try:
+        async with running_engine(workspace, "two", PIPELINE) as (engine, store, pipeline, _):
             store.attempts.finish = disk_full  # type: ignore[method-assign]
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             with pytest.raises(StateError):
@@ -61,23 +73,13 @@ def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspac
             live = [la for la in engine.live.values() if la.task == "a"]
             assert len(live) == 1, "the attempt stays live until its end is recorded"
             assert engine.res is not None and live[0].attempt_id in engine.res.held  # its lease too
-        finally:
-            await engine.close()
-            store.close()
 
     asyncio.run(main())
 
 
 def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
-    workspace.pipeline("slow", SLOW)
-    cfg = workspace.config()
-    pipeline = validate_path(cfg.pipelines_dir).pipelines["slow"]
-
     async def main() -> None:
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        try:
+        async with running_engine(workspace, "slow", SLOW) as (engine, store, pipeline, cfg):
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
             ctx = engine.runs[run_id]
             await until(lambda: ctx.states["a"] == TaskState.RUNNING)
@@ -93,9 +95,6 @@ def test_a_cancel_that_cannot_be_recorded_changes_nothing(workspace):
             engine.cancel(run_id, reason="cancelled by a test")
             assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.CANCELLED
             assert ctx.states["b"] == TaskState.CANCELLED
-        finally:
-            await engine.close()
-            store.close()
 
     asyncio.run(main())
 
@@ -104,18 +103,12 @@ def test_a_run_submitted_in_a_callers_transaction_is_held_only_once_that_commits
     """A claim group starts its runs inside its own transaction: a run whose creation rolls back (the
     group's commit fails, or its file's savepoint) is never announced, held or dispatched; one that
     commits is held at the commit, not before."""
-    workspace.pipeline("two", PIPELINE)
-    cfg = workspace.config()
-    pipeline = validate_path(cfg.pipelines_dir).pipelines["two"]
     from edgeorch.events import RunQueued
 
     async def main() -> None:
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        queued: list[int] = []
-        engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
-        try:
+        async with running_engine(workspace, "two", PIPELINE) as (engine, store, pipeline, _):
+            queued: list[int] = []
+            engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
             with pytest.raises(RuntimeError):
                 with store.transaction():
                     lost = engine.submit(pipeline, resolve_params(pipeline, {}))
@@ -128,8 +121,5 @@ def test_a_run_submitted_in_a_callers_transaction_is_held_only_once_that_commits
             assert kept in engine.runs and queued == [kept]
             assert await asyncio.wait_for(engine.wait_run(kept), 30) == RunState.SUCCEEDED
             assert engine.fatal_error is None
-        finally:
-            await engine.close()
-            store.close()
 
     asyncio.run(main())
