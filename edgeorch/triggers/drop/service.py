@@ -559,6 +559,8 @@ class DropFolders:
                     if p is not None:
                         pendings.append(p)
         except StateError as exc:  # the group's commit failed (a full disk): nothing of it is recorded
+            for p in pendings:
+                _remove_claim_folder(p.intent.dest)
             for spec, found in [*refused, *checked]:
                 self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
             return
@@ -603,8 +605,14 @@ class DropFolders:
             holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
             return str(holder["d"])
 
-        iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder), source=str(acc.path),
-                                               dev=acc.dev, ino=acc.ino, size=acc.size, inbox_for=inbox_for)
+        try:
+            iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder),
+                                                   source=str(acc.path), dev=acc.dev, ino=acc.ino, size=acc.size,
+                                                   inbox_for=inbox_for)
+        except BaseException:
+            if "d" in holder:
+                _remove_claim_folder(holder["d"])  # made for a record that rolls back
+            raise
         dest = holder["d"]
         return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
                                                acc.dev, acc.ino))
@@ -940,6 +948,15 @@ class DropFolders:
             return None
         log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
         return run_id
+
+
+def _remove_claim_folder(dest: Path) -> None:
+    """Remove the (empty) claim folder made for an intent whose record rolled back; left as it is when
+    anything is in it or it is gone (``rmdir`` never removes a non-empty folder nor follows a link)."""
+    try:
+        os.rmdir(dest.parent)
+    except OSError:
+        pass
 
 
 def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:

@@ -154,13 +154,21 @@ def test_a_file_whose_intent_cannot_be_recorded_backs_off_and_is_claimed_once(wo
         def record_intent(**kw: Any) -> int:
             if kw["source"].endswith("f0.csv") and len(failures) < 2:
                 failures.append(kw["source"])
-                raise StateError("cannot write the state file: database or disk is full")
+                made = kw["inbox_for"]
+
+                def inbox_for(iid: int) -> str:  # its claim folder is made, then the record fails
+                    made(iid)
+                    raise StateError("cannot write the state file: database or disk is full")
+
+                return real(**{**kw, "inbox_for": inbox_for})
             return real(**kw)
 
         store.inputs.record_intent = record_intent  # type: ignore[method-assign]
 
         def check() -> None:
             assert len(failures) == 2
+            inbox = store.db.path.parent / "inbox"  # no claim folder left behind by the rolled-back intents
+            assert sorted(p.name for p in inbox.iterdir() if p.is_dir() and not any(p.iterdir())) == []
             retries = [r.getMessage() for r in caplog.records if "f0.csv" in r.getMessage() and "retry" in r.getMessage()]
             assert [m.rsplit(";", 1)[1] for m in retries] == [" retry 1 in 0.5s", " retry 2 in 1.0s"], retries
         return check
