@@ -23,7 +23,8 @@ def inputs_doc(store: Any, quarantine_dir: Path, *, pipeline: str | None = None,
     ``args.limit``), filtered by pipeline and state, each with its run's state (``removed`` once
     ``edgeorch gc`` took the run; None before it has one), the counts by state, and the quarantined files
     with their ``<name>.reason.json`` (an unreadable reason file is skipped). ``store`` None (no state file
-    yet): nothing arrived. ``watches`` and ``watch_errors`` are empty: only a running daemon knows them.
+    yet): nothing arrived. ``watches``, ``watch_errors`` and ``retrying`` (dropped files not recorded yet,
+    tried again later) are empty: only a running daemon knows them.
     """
     limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
@@ -52,4 +53,5 @@ def inputs_doc(store: Any, quarantine_dir: Path, *, pipeline: str | None = None,
                 continue
             doc["path"] = str(f.with_name(f.name[: -len(".reason.json")]))
             quarantined.append(doc)
-    return {"inputs": inputs, "counts": counts, "quarantine": quarantined, "watches": [], "watch_errors": []}
+    return {"inputs": inputs, "counts": counts, "quarantine": quarantined, "watches": [], "watch_errors": [],
+            "retrying": []}

@@ -73,6 +73,10 @@ class Triggers:
         """Input id -> where it waits, for the files held in open batches (:meth:`DropFolders.batched`)."""
         return self.drops.batched()
 
+    def retrying(self) -> list[dict[str, Any]]:
+        """The dropped files not recorded yet that are tried again later (:meth:`DropFolders.retrying`)."""
+        return self.drops.retrying()
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -53,6 +53,9 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     if res["quarantine"]:
         print(f"quarantine: {len(res['quarantine'])} file(s) in {cfg.state_dir / 'quarantine'} "
               "(`edgeorch inputs --quarantine`; `edgeorch requeue FILE` sends one back)")
+    for r in res.get("retrying", []):  # dropped, not recorded yet: no row above says so
+        print(f"retrying  {r['file']} ({r['pipeline']}): {r['reason']}; attempt {r['attempts']}, "
+              f"next in {r['next_in_s']:g}s")
     for e in res.get("watch_errors", []):
         print(f"error  {e}")
     return EXIT_OK

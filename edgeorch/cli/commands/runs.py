@@ -317,10 +317,27 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     ids: list[int] = [] if run_id is None else [run_id]
     run = None
     cancelled = False
+    cancel_sent: list[bool] = []
+
+    def request_cancel() -> None:
+        if not cancel_sent:
+            cancel_sent.append(True)
+            try:
+                api.cancel(ids[0], reason="interrupted by the user (Ctrl-C)")
+            except EdgeorchError as exc:
+                print(f"edgeorch: {exc.render()}", file=sys.stderr)
+
+    def cancel_once_subscribed(item: dict[str, Any]) -> None:
+        # The cancel is sent once the new stream is subscribed: it opens with the attempts running then,
+        # so the ones the interrupted stream had not shown yet are still said to have started.
+        printer(item)
+        if item.get("kind") == "subscribed":
+            request_cancel()
+
     while run is None:
         try:
             if ids:
-                run = api.wait(ids[0], on_event=printer)
+                run = api.wait(ids[0], on_event=cancel_once_subscribed if cancelled else printer)
             else:
                 assert submit is not None
                 run = _submit_then_interruptible(submit, printer, ids)
@@ -334,16 +351,12 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
                 print("\ninterrupted before the daemon said the run was queued; `edgeorch runs` shows whether it was",
                       file=sys.stderr)
                 return EXIT_INTERRUPTED
-            run_id = ids[0]
             if cancelled:
+                request_cancel()  # not sent yet when the new stream had not subscribed
                 print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
                 return EXIT_INTERRUPTED
             cancelled = True
             print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
-            try:
-                api.cancel(run_id, reason="interrupted by the user (Ctrl-C)")
-            except EdgeorchError as exc:
-                print(f"edgeorch: {exc.render()}", file=sys.stderr)
     doc = run.to_dict()
     print_json(doc) if json_out else _print_run(doc, summary=True)
     return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)

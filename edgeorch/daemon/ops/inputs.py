@@ -25,6 +25,8 @@ class Watches(Protocol):
 
     def batched(self) -> dict[int, str]: ...
 
+    def retrying(self) -> list[dict[str, Any]]: ...
+
 
 class InputOps:
     """Drop-folder inputs: ``store`` holds their records; ``quarantine_dir`` the files set aside (with a
@@ -54,6 +56,7 @@ class InputOps:
         doc["watches"] = [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
                            "mode": w.mode, "param": w.param} for w in self.watches.watches]
         doc["watch_errors"] = [e.render() for e in self.watches.watch_errors]
+        doc["retrying"] = self.watches.retrying()
         return doc
 
     async def inputs_requeue(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

@@ -94,6 +94,16 @@ class _Ready:
 
 
 @dataclass
+class _PathRetry:
+    """A dropped file whose inspection or record met a transient error: how often, the last why, when next."""
+
+    attempts: int
+    pipeline: str
+    reason: str
+    due: float
+
+
+@dataclass
 class _Pending:
     """A recorded intent (``claiming``) whose rename/hash must be done or tried again."""
 
@@ -124,7 +134,7 @@ class DropFolders:
         self.arrivals: Any = None
         self._queue: list[_Ready] = []
         self._pending: list[_Pending] = []  # intents due for (another) claim attempt
-        self._path_attempts: dict[Path, int] = {}  # drop files whose inspection met a transient error
+        self._path_attempts: dict[Path, _PathRetry] = {}  # drop files not recorded yet, handed on again later
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self.missing_folders: dict[Path, EdgeorchError] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -486,11 +496,21 @@ class DropFolders:
 
     def _retry_path(self, spec: WatchSpec, path: Path, why: str) -> None:
         """A drop file could not be inspected now (transient): hand it over again after a backoff."""
-        n = self._path_attempts[path] = self._path_attempts.get(path, 0) + 1
+        prev = self._path_attempts.get(path)
+        n = prev.attempts + 1 if prev is not None else 1
         delay = retry_delay(n)
+        self._path_attempts[path] = _PathRetry(n, spec.pipeline, why, self.loop.time() + delay)
         log.warning("input %s: %s; retry %d in %.1fs", display_path(path), why, n, delay)
         self._publish(state="claim_retry", pipeline=spec.pipeline, file=display_path(path), reason=why)
         self._later(delay, self._on_ready, spec, path)
+
+    def retrying(self) -> list[dict[str, Any]]:
+        """The dropped files not recorded yet that wait to be handed on again (a transient error: a full
+        disk, too many open files), oldest first: what ``edgeorch inputs`` shows of them (they have no
+        input record yet). ``next_in_s``: seconds to the next try."""
+        now = self.loop.time()
+        return [{"file": display_path(path), "pipeline": r.pipeline, "attempts": r.attempts, "reason": r.reason,
+                 "next_in_s": round(max(0.0, r.due - now), 1)} for path, r in self._path_attempts.items()]
 
     def _retry_claim(self, pending: _Pending, why: str) -> None:
         """A recorded claim met a transient error: it stays ``claiming``; try the step again later."""

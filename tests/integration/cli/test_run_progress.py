@@ -192,3 +192,43 @@ def test_a_ctrl_c_while_the_run_is_being_queued_is_held_until_its_id_is_known():
         _submit_then_interruptible(submit(2), None, ids)
     assert ids == []  # the second Ctrl-C did not wait for an answer
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_ctrl_c_held_while_queueing_cancels_once_the_new_stream_shows_the_running_attempt(capsys):
+    """The CI race behind a missing "started" line: the task had started before the CLI read the daemon's
+    answer, the held Ctrl-C dropped the stream that carried the start, and the cancel (sent at once) ended
+    the attempt before the new stream listed the running ones. The cancel now goes once the new stream is
+    subscribed (it opens with the attempts running then), so the start is still said."""
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from edgeorch.cli.commands.runs import _follow_remote
+
+    calls: list[str] = []
+    doc = {"id": 7, "pipeline": "long", "state": "cancelled", "reason": None, "started_at": 1.0, "finished_at": 2.0,
+           "tasks": [], "results": []}
+
+    class Api:
+        def wait(self, run_id, on_event):
+            calls.append(f"wait {run_id}")
+            for item in ({"kind": "subscribed"},
+                         {"kind": "task", "run_id": 7, "task": "work", "state": "running", "attempt": 1, "ts": 1.5},
+                         {"kind": "run", "run_id": 7, "state": "cancelled", "ts": 2.0}):
+                on_event(item)
+                calls.append(item["kind"])
+            return SimpleNamespace(state="cancelled", to_dict=lambda: dict(doc))
+
+        def cancel(self, run_id, reason):
+            calls.append(f"cancel {run_id}")
+
+    def submit(printer, on_queued):
+        os.kill(os.getpid(), signal.SIGINT)  # before the answer: held until the run's id is known
+        on_queued(SimpleNamespace(run_id=7))
+
+    before = signal.getsignal(signal.SIGINT)
+    code = _follow_remote(SimpleNamespace(api=Api()), None, json_out=False, submit=submit)
+    assert code == 130 and signal.getsignal(signal.SIGINT) is before
+    assert calls == ["wait 7", "cancel 7", "subscribed", "task", "run"], calls  # cancelled once subscribed
+    out, err = capsys.readouterr()
+    assert "work                     started (attempt 1)" in out and "asking the daemon to cancel the run" in err

@@ -49,7 +49,7 @@ def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
 
 
 def _drop_and_settle(workspace, arrange: Any) -> None:
-    """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store)`` set up
+    """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
     that every announced run is a recorded one. ``arrange`` returns a check called at the end."""
     drop = workspace.root / "drop"
@@ -82,7 +82,7 @@ def _drop_and_settle(workspace, arrange: Any) -> None:
         engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
         engine.bus.subscribe(retries.append, lambda e: isinstance(e, InputChanged) and e.state == "claim_retry")
         engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
-        check = arrange(store)
+        check = arrange(store, drops)
         drops.recover_and_collect()
         drops.watch()
         try:
@@ -113,7 +113,7 @@ def _drop_and_settle(workspace, arrange: Any) -> None:
 
 
 def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace):
-    def arrange(store: Store) -> Any:
+    def arrange(store: Store, drops: DropFolders) -> Any:
         left = _fail_first_commit_with_runs(store)
 
         def check() -> None:
@@ -125,7 +125,7 @@ def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace
 
 def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
     """One file's records fail (a full disk inside its savepoint): the others start; it is tried again."""
-    def arrange(store: Store) -> Any:
+    def arrange(store: Store, drops: DropFolders) -> Any:
         real = store.inputs.record_started
         failed: list[int] = []
 
@@ -147,13 +147,15 @@ def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
 def test_a_file_whose_intent_cannot_be_recorded_backs_off_and_is_claimed_once(workspace, caplog):
     """The intent of one file fails twice (a full disk): it is inspected again after 0.5 s, then 1 s (the
     backoff grows: it is not reset by the inspection that succeeds each time), then claimed once."""
-    def arrange(store: Store) -> Any:
+    def arrange(store: Store, drops: DropFolders) -> Any:
         real = store.inputs.record_intent
         failures: list[str] = []
+        seen: list[list[dict[str, Any]]] = []
 
         def record_intent(**kw: Any) -> int:
             if kw["source"].endswith("f0.csv") and len(failures) < 2:
                 failures.append(kw["source"])
+                seen.append(drops.retrying())  # what `edgeorch inputs` shows meanwhile
                 made = kw["inbox_for"]
 
                 def inbox_for(iid: int) -> str:  # its claim folder is made, then the record fails
@@ -167,6 +169,11 @@ def test_a_file_whose_intent_cannot_be_recorded_backs_off_and_is_claimed_once(wo
 
         def check() -> None:
             assert len(failures) == 2
+            assert seen[0] == []
+            (waiting,) = seen[1]
+            assert waiting["file"].endswith("f0.csv") and waiting["pipeline"] == "ingest" and waiting["attempts"] == 1
+            assert waiting["reason"].startswith("not recorded: ") and 0 <= waiting["next_in_s"] <= 0.5
+            assert drops.retrying() == []  # recorded at last
             inbox = store.db.path.parent / "inbox"  # no claim folder left behind by the rolled-back intents
             assert sorted(p.name for p in inbox.iterdir() if p.is_dir() and not any(p.iterdir())) == []
             retries = [r.getMessage() for r in caplog.records if "f0.csv" in r.getMessage() and "retry" in r.getMessage()]
