@@ -59,9 +59,14 @@ def warm(shared: Path | None = None) -> Path:
     """
     shared = shared or shared_dir()
     with _locked(shared):
-        if not is_warm(shared):  # the marker is written by the warm-up, once everything compiled
-            _compile(shared)
+        _warm_locked(shared)
     return shared
+
+
+def _warm_locked(shared: Path) -> None:
+    """:func:`warm`'s body; the caller holds ``shared``'s lock."""
+    if not is_warm(shared):  # the marker is written by the warm-up, once everything compiled
+        _compile(shared)
 
 
 def _compile(shared: Path) -> None:
@@ -101,9 +106,15 @@ def _compile(shared: Path) -> None:
 
 
 def private_copy(dest: Path, shared: Path | None = None) -> Path:
-    """Warm the shared cache if needed (:func:`warm`), then copy it to ``dest`` (created); returns ``dest``."""
-    shared = warm(shared)
-    with _locked(shared):  # never copy a warm-up half written
+    """Warm the shared cache if needed (:func:`warm`), then copy it to ``dest`` (created); returns ``dest``.
+
+    Both under one hold of the lock: the shared folder keeps one marker (the warm-up's, for one checkout
+    and Python), so a suite of another checkout or Python warming it in between would leave this copy
+    without this suite's marker (seen once: a test daemon then found its cache cold).
+    """
+    shared = shared or shared_dir()
+    with _locked(shared):  # never copy a warm-up half written, nor another suite's
+        _warm_locked(shared)
         shutil.copytree(shared, dest, ignore=shutil.ignore_patterns(".lock", ".parallel-*"), dirs_exist_ok=True)
     return dest
 
