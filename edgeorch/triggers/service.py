@@ -69,9 +69,9 @@ class Triggers:
     def watch_errors(self) -> list[EdgeorchError]:
         return self.drops.watch_errors
 
-    def batched(self) -> dict[int, str]:
-        """Input id -> where it waits, for the files held in open batches (:meth:`DropFolders.batched`)."""
-        return self.drops.batched()
+    def held(self) -> dict[int, str]:
+        """Input id -> why it has not started yet, for the inputs held in memory (:meth:`DropFolders.held`)."""
+        return self.drops.held()
 
     def retrying(self) -> list[dict[str, Any]]:
         """The dropped files not recorded yet that are tried again later (:meth:`DropFolders.retrying`)."""

@@ -23,7 +23,7 @@ class Watches(Protocol):
     watches: Sequence[Any]
     watch_errors: Sequence["EdgeorchError"]
 
-    def batched(self) -> dict[int, str]: ...
+    def held(self) -> dict[int, str]: ...
 
     def retrying(self) -> list[dict[str, Any]]: ...
 
@@ -49,10 +49,10 @@ class InputOps:
         doc = inputs_doc(self.store, self.quarantine_dir, pipeline=arg(args, "pipeline", str, required=False),
                          state=arg(args, "state", str, required=False),
                          limit=arg(args, "limit", int, required=False))
-        batched = self.watches.batched()
-        for r in doc["inputs"]:  # a claimed file held in an open batch: say where it waits and until when
-            if r["state"] == InputState.CLAIMED and r["id"] in batched and not r.get("reason"):
-                r["reason"] = batched[r["id"]]
+        held = self.watches.held()
+        for r in doc["inputs"]:  # held in memory (an open batch, a claim tried again): why, and until when
+            if r["id"] in held and r["state"] in (InputState.CLAIMED, InputState.CLAIMING) and not r.get("reason"):
+                r["reason"] = held[r["id"]]
         doc["watches"] = [{"folder": str(w.folder), "pipeline": w.pipeline, "patterns": list(w.patterns),
                            "mode": w.mode, "param": w.param} for w in self.watches.watches]
         doc["watch_errors"] = [e.render() for e in self.watches.watch_errors]

@@ -135,6 +135,7 @@ class DropFolders:
         self._queue: list[_Ready] = []
         self._pending: list[_Pending] = []  # intents due for (another) claim attempt
         self._path_attempts: dict[Path, _PathRetry] = {}  # drop files not recorded yet, handed on again later
+        self._claim_retries: dict[int, _PathRetry] = {}  # recorded intents (claiming) whose claim is tried again
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self.missing_folders: dict[Path, EdgeorchError] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -516,6 +517,8 @@ class DropFolders:
         """A recorded claim met a transient error: it stays ``claiming``; try the step again later."""
         pending.attempts += 1
         delay = retry_delay(pending.attempts)
+        self._claim_retries[pending.iid] = _PathRetry(pending.attempts, pending.spec.pipeline, why,
+                                                      self.loop.time() + delay)
         log.warning("input %s (%s): %s; retry %d in %.1fs", pending.iid, display_path(pending.intent.source), why,
                     pending.attempts, delay)
         self._publish(input_id=pending.iid, state="claim_retry", pipeline=pending.spec.pipeline,
@@ -645,6 +648,8 @@ class DropFolders:
         vanished file (``vanished``) or a refused one (``refused``) is final.
         """
         store = self.store
+        for p in pendings:  # being tried now: held again below only if this try meets a transient error too
+            self._claim_retries.pop(p.iid, None)
         results = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings])
         started: list[tuple[dict[str, Any], ClaimedFile]] = []
         for pending, res in zip(pendings, results):
@@ -885,10 +890,13 @@ class DropFolders:
         return (f"file {position} of {spec.batch_size} of the open batch of {spec.folder}; its run starts when "
                 f"the batch is full or in {left:.1f}s (batch_window), whichever comes first")
 
-    def batched(self) -> dict[int, str]:
-        """Input id -> why it has not started yet, for each file held in an open batch (in memory only:
-        what ``edgeorch inputs`` shows as the reason of a ``claimed`` input)."""
-        out: dict[int, str] = {}
+    def held(self) -> dict[int, str]:
+        """Input id -> why it has not started yet, for each recorded input this service holds in memory:
+        a ``claiming`` one whose claim is tried again later, a ``claimed`` one in an open batch (what
+        ``edgeorch inputs`` shows as its reason; none of it is in the state file)."""
+        now = self.loop.time()
+        out: dict[int, str] = {iid: f"{r.reason}; claim attempt {r.attempts + 1} in {max(0.0, r.due - now):.1f}s"
+                               for iid, r in self._claim_retries.items()}
         for spec in self.watches:
             batcher = self._batchers.get(spec.folder)
             if batcher is None:

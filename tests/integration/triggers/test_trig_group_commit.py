@@ -48,10 +48,11 @@ def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
     return left
 
 
-def _drop_and_settle(workspace, arrange: Any) -> None:
+def _drop_and_settle(workspace, arrange: Any) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
-    that every announced run is a recorded one. ``arrange`` returns a check called at the end."""
+    that every announced run is a recorded one. ``arrange`` returns a check called at the end. Returns what
+    ``drops.held()`` (what `edgeorch inputs` shows of inputs held in memory) said at each look meanwhile."""
     drop = workspace.root / "drop"
     drop.mkdir()
     workspace.write_config(f"""
@@ -67,6 +68,7 @@ def _drop_and_settle(workspace, arrange: Any) -> None:
         command = ["test", "-f", "{input}"]
         """)
     cfg = workspace.config()
+    held: list[dict[int, str]] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -95,7 +97,8 @@ def _drop_and_settle(workspace, arrange: Any) -> None:
             def inputs() -> list[Any]:
                 return store.db.conn.execute("SELECT state, run_id FROM inputs ORDER BY id").fetchall()
 
-            await _until(lambda: len(inputs()) == FILES and all(r[0] == "done" for r in inputs()))
+            await _until(lambda: not held.append(drops.held()) and len(inputs()) == FILES
+                         and all(r[0] == "done" for r in inputs()))
             check()
             assert retries, "the files whose start was not recorded were claimed again"
             assert all("not recorded" in (e.reason or "") for e in retries)
@@ -110,6 +113,7 @@ def _drop_and_settle(workspace, arrange: Any) -> None:
             store.close()
 
     asyncio.run(main())
+    return held
 
 
 def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace):
@@ -120,7 +124,11 @@ def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace
             assert left["failures"] == 0, "the group's commit was made to fail"
         return check
 
-    _drop_and_settle(workspace, arrange)
+    held = _drop_and_settle(workspace, arrange)
+    said = {why for seen in held for why in seen.values()}  # `edgeorch inputs` meanwhile: the claims' reason
+    assert said and all(w.startswith("its start was not recorded: ") and "; claim attempt 2 in " in w
+                        for w in said), said
+    assert held[-1] == {}  # nothing held once every claim went through
 
 
 def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
