@@ -136,6 +136,7 @@ class DropFolders:
         self._pending: list[_Pending] = []  # intents due for (another) claim attempt
         self._path_attempts: dict[Path, _PathRetry] = {}  # drop files not recorded yet, handed on again later
         self._claim_retries: dict[int, _PathRetry] = {}  # recorded intents (claiming) whose claim is tried again
+        self._waiting_retries: dict[str | None, int] = {}  # resumes whose waiting inputs could not all be started
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self.missing_folders: dict[Path, EdgeorchError] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -845,20 +846,37 @@ class DropFolders:
         whose claimed file left the inbox meanwhile is ``lost``. Returns the ids handed on."""
         rows = [r for r in self.store.inputs.waiting(pipeline) if self.requests.paused_reason(r["pipeline"]) is None]
         if not rows:
+            self._waiting_retries.pop(pipeline, None)
             return []
-        with self.store.transaction():
-            for r in rows:
-                path = Path(r["inbox_path"] or "")
-                if not r["inbox_path"] or not path.is_file():
-                    why = "its claimed file left the inbox while it waited"
-                    self.store.inputs.record_state(r["id"], InputState.LOST, reason=why)
-                    self._publish(input_id=r["id"], state="lost", pipeline=r["pipeline"], file=str(path), reason=why)
-                    continue
-                self._isolated(path, self._start_input, r, path)
-        log.info("%d waiting input(s) handed on: %s resumed", len(rows), pipeline or "their pipelines")
+        failed: dict[int, str] = {}
+        try:
+            with self.store.transaction():
+                for r in rows:
+                    path = Path(r["inbox_path"] or "")
+                    if not r["inbox_path"] or not path.is_file():
+                        why = "its claimed file left the inbox while it waited"
+                        self.store.inputs.record_state(r["id"], InputState.LOST, reason=why)
+                        self._publish(input_id=r["id"], state="lost", pipeline=r["pipeline"], file=str(path),
+                                      reason=why)
+                        continue
+                    self._isolated(path, self._start_input, r, path,
+                                   retry=functools.partial(failed.__setitem__, int(r["id"])))
+        except StateError as exc:  # the commit failed (a full disk): every one of them waits on
+            failed = {int(r["id"]): exc.render() for r in rows}
+        handed = [int(r["id"]) for r in rows if int(r["id"]) not in failed]
+        if failed:  # not recorded (a full disk): they still wait; handed on again after a backoff
+            n = self._waiting_retries[pipeline] = self._waiting_retries.get(pipeline, 0) + 1
+            delay = retry_delay(n)
+            log.warning("%d waiting input(s) of %s not handed on: %s; retry %d in %.1fs", len(failed),
+                        pipeline or "their pipelines", next(iter(failed.values())), n, delay)
+            self._later(delay, self.start_waiting, pipeline)
+        else:
+            self._waiting_retries.pop(pipeline, None)
+        if handed:
+            log.info("%d waiting input(s) handed on: %s resumed", len(handed), pipeline or "their pipelines")
         self._publish_versions()
         self._arm_batches()
-        return [int(r["id"]) for r in rows]
+        return handed
 
 
     # -- batch mode ------------------------------------------------------------------------------

@@ -48,11 +48,12 @@ def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
     return left
 
 
-def _drop_and_settle(workspace, arrange: Any) -> list[dict[int, str]]:
+def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
     that every announced run is a recorded one. ``arrange`` returns a check called at the end. Returns what
-    ``drops.held()`` (what `edgeorch inputs` shows of inputs held in memory) said at each look meanwhile."""
+    ``drops.held()`` (what `edgeorch inputs` shows of inputs held in memory) said at each look meanwhile.
+    ``paused``: the files are dropped while the pipeline is paused (they wait), then it is resumed."""
     drop = workspace.root / "drop"
     drop.mkdir()
     workspace.write_config(f"""
@@ -88,6 +89,8 @@ def _drop_and_settle(workspace, arrange: Any) -> list[dict[int, str]]:
         drops.recover_and_collect()
         drops.watch()
         try:
+            if paused:
+                store.pipelines.set_paused("ingest", True, reason="a test", actor=None)
             stage = workspace.root / "stage"
             stage.mkdir()
             for i in range(FILES):  # one rename each: the group sees them together or one by one
@@ -97,10 +100,15 @@ def _drop_and_settle(workspace, arrange: Any) -> list[dict[int, str]]:
             def inputs() -> list[Any]:
                 return store.db.conn.execute("SELECT state, run_id FROM inputs ORDER BY id").fetchall()
 
+            if paused:  # they wait; the resume hands them on (as the daemon does on PipelinePaused)
+                await _until(lambda: len(inputs()) == FILES and all(r[0] == "waiting" for r in inputs()))
+                store.pipelines.set_paused("ingest", False, reason=None, actor=None)
+                drops.start_waiting("ingest")
             await _until(lambda: not held.append(drops.held()) and len(inputs()) == FILES
                          and all(r[0] == "done" for r in inputs()))
             check()
-            assert retries, "the files whose start was not recorded were claimed again"
+            if not paused:
+                assert retries, "the files whose start was not recorded were claimed again"
             assert all("not recorded" in (e.reason or "") for e in retries)
             runs = [r[0] for r in store.db.conn.execute("SELECT id FROM runs ORDER BY id")]
             assert len(runs) == FILES and sorted(r[1] for r in inputs()) == runs  # one run per file
@@ -190,3 +198,29 @@ def test_a_file_whose_intent_cannot_be_recorded_backs_off_and_is_claimed_once(wo
 
     caplog.set_level("WARNING", logger="edgeorch.triggers")
     _drop_and_settle(workspace, arrange)
+
+
+def test_waiting_inputs_whose_start_cannot_be_recorded_at_the_resume_are_handed_on_again(workspace, caplog):
+    """A full disk at `pipelines resume`: the input whose run could not be recorded waits on (not
+    quarantined, not forgotten until a restart) and is handed on again after a backoff."""
+    def arrange(store: Store, drops: DropFolders) -> Any:
+        real = store.inputs.record_started
+        failed: list[int] = []
+
+        def record_started(iid: int, run_id: int) -> None:
+            if not failed:
+                failed.append(iid)
+                raise StateError("cannot write the state file: database or disk is full")
+            real(iid, run_id)
+
+        store.inputs.record_started = record_started  # type: ignore[method-assign]
+
+        def check() -> None:
+            assert len(failed) == 1
+            said = [r.getMessage() for r in caplog.records if "not handed on" in r.getMessage()]
+            assert said == ["1 waiting input(s) of ingest not handed on: not recorded: cannot write the state file: "
+                            "database or disk is full; retry 1 in 0.5s"], said
+        return check
+
+    caplog.set_level("WARNING", logger="edgeorch.triggers")
+    _drop_and_settle(workspace, arrange, paused=True)
