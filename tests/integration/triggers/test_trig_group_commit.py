@@ -48,6 +48,21 @@ def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
     return left
 
 
+def _fail_first_record_started(store: Store) -> list[int]:
+    """The first input's ``started`` record fails as on a full disk; returns the ids it failed for."""
+    real = store.inputs.record_started
+    failed: list[int] = []
+
+    def record_started(iid: int, run_id: int) -> None:
+        if not failed:
+            failed.append(iid)
+            raise StateError("cannot write the state file: database or disk is full")
+        real(iid, run_id)
+
+    store.inputs.record_started = record_started  # type: ignore[method-assign]
+    return failed
+
+
 def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
@@ -142,16 +157,7 @@ def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace
 def test_a_file_whose_start_cannot_be_recorded_is_claimed_again(workspace):
     """One file's records fail (a full disk inside its savepoint): the others start; it is tried again."""
     def arrange(store: Store, drops: DropFolders) -> Any:
-        real = store.inputs.record_started
-        failed: list[int] = []
-
-        def record_started(iid: int, run_id: int) -> None:
-            if not failed:
-                failed.append(iid)
-                raise StateError("cannot write the state file: database or disk is full")
-            real(iid, run_id)
-
-        store.inputs.record_started = record_started  # type: ignore[method-assign]
+        failed = _fail_first_record_started(store)
 
         def check() -> None:
             assert len(failed) == 1
@@ -204,16 +210,7 @@ def test_waiting_inputs_whose_start_cannot_be_recorded_at_the_resume_are_handed_
     """A full disk at `pipelines resume`: the input whose run could not be recorded waits on (not
     quarantined, not forgotten until a restart) and is handed on again after a backoff."""
     def arrange(store: Store, drops: DropFolders) -> Any:
-        real = store.inputs.record_started
-        failed: list[int] = []
-
-        def record_started(iid: int, run_id: int) -> None:
-            if not failed:
-                failed.append(iid)
-                raise StateError("cannot write the state file: database or disk is full")
-            real(iid, run_id)
-
-        store.inputs.record_started = record_started  # type: ignore[method-assign]
+        failed = _fail_first_record_started(store)
 
         def check() -> None:
             assert len(failed) == 1
