@@ -118,6 +118,15 @@ class Workspace:
             """) + textwrap.dedent(extra))
         return self.config_path
 
+    def watch_folder(self, pipeline: str, *, settle: str = "0.2s", extra: str = "") -> Path:
+        """Write the config with one ``[[watch]]`` of ``<root>/drop`` (created) for ``pipeline``; ``extra``: more keys
+        of that table (``mode = "batch"``, ...). Returns the folder."""
+        drop = self.root / "drop"
+        drop.mkdir(exist_ok=True)
+        keys = "".join(f"{line.strip()}\n" for line in textwrap.dedent(extra).splitlines() if line.strip())
+        self.write_config(f'[[watch]]\nfolder = "{drop}"\npipeline = "{pipeline}"\nsettle = "{settle}"\n{keys}')
+        return drop
+
     def pipeline(self, name: str, text: str) -> Path:
         path = self.pipelines / f"{name}.toml"
         path.write_text(textwrap.dedent(text))

@@ -317,11 +317,12 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     ids: list[int] = [] if run_id is None else [run_id]
     run = None
     cancelled = False
-    cancel_sent: list[bool] = []
+    cancel_sent = False
 
     def request_cancel() -> None:
+        nonlocal cancel_sent
         if not cancel_sent:
-            cancel_sent.append(True)
+            cancel_sent = True
             try:
                 api.cancel(ids[0], reason="interrupted by the user (Ctrl-C)")
             except EdgeorchError as exc:

@@ -95,7 +95,8 @@ class _Ready:
 
 @dataclass
 class _PathRetry:
-    """A dropped file whose inspection or record met a transient error: how often, the last why, when next."""
+    """A step that met a transient error and is tried again later (a dropped file's inspection or record, or a
+    recorded intent's claim): how often so far, the last why, and when next (loop time)."""
 
     attempts: int
     pipeline: str

@@ -46,14 +46,7 @@ def poll(cond, timeout: float = 30, what: str = "") -> None:
 
 
 def test_a_paused_pipeline_is_refused_on_every_path(workspace, daemon):
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "tick"
-        settle = "0.1s"
-        """)
+    drop = workspace.watch_folder("tick", settle="0.1s")
     workspace.pipeline("tick", TICK)
     daemon.start()
     daemon.call("pipelines.pause", {"name": "tick", "reason": "maintenance"})

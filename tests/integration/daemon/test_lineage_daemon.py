@@ -50,15 +50,7 @@ def _reach(doc, direction):
 def drop_one(workspace, daemon, tmp_path, pipeline: str, watch_extra: str = ""):
     """Start a daemon watching a drop folder for ``pipeline`` (named houses), drop one file by rename and wait
     (events stream) until its run succeeded: ``(run id, the input's row, the drop folder)``."""
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "houses"
-        settle = "0.2s"
-        {watch_extra}
-        """)
+    drop = workspace.watch_folder("houses", extra=watch_extra)
     workspace.pipeline("houses", pipeline)
     daemon.start()
     staging = tmp_path / "staging"

@@ -134,32 +134,18 @@ command = ["sh", "-c", "if grep -q BAD {input}; then echo bad input >&2; exit 3;
 
 def setup_batch_watch(workspace, body: str, *, window: str, settle: str = "0.2s", size: int = 3) -> Path:
     """A batch-mode watch of ``<root>/drop`` for pipeline ``batch`` (``body``), its paths in param ``files``."""
-    drop = workspace.root / "drop"
-    drop.mkdir(exist_ok=True)
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "batch"
+    drop = workspace.watch_folder("batch", settle=settle, extra=f"""
         mode = "batch"
         batch_size = {size}
         batch_window = "{window}"
         param = "files"
-        settle = "{settle}"
         """)
     workspace.pipeline("batch", body)
     return drop
 
 
 def setup_watch(workspace, *, settle: str = "0.2s", extra: str = "") -> Path:
-    drop = workspace.root / "drop"
-    drop.mkdir(exist_ok=True)
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "ingest"
-        settle = "{settle}"
-        {extra}
-        """)
+    drop = workspace.watch_folder("ingest", settle=settle, extra=extra)
     workspace.pipeline("ingest", INGEST)
     return drop
 

@@ -69,14 +69,7 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[d
     that every announced run is a recorded one. ``arrange`` returns a check called at the end. Returns what
     ``drops.held()`` (what `edgeorch inputs` shows of inputs held in memory) said at each look meanwhile.
     ``paused``: the files are dropped while the pipeline is paused (they wait), then it is resumed."""
-    drop = workspace.root / "drop"
-    drop.mkdir()
-    workspace.write_config(f"""
-        [[watch]]
-        folder = "{drop}"
-        pipeline = "ingest"
-        settle = "0.1s"
-        """)
+    drop = workspace.watch_folder("ingest", settle="0.1s")
     workspace.pipeline("ingest", """
         [params]
         input = { type = "path", default = "" }
