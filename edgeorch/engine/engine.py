@@ -47,7 +47,7 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
-from .files import (FileOutcome, claim_run_dir, has_entries, hash_outcome, intact, last_log_line, read_json,
+from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, read_json,
                     with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
@@ -211,6 +211,7 @@ class Engine:
         self._inputs_hashing: set[str] = set()
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
+        self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, off the loop
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -218,6 +219,7 @@ class Engine:
         """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
         self.loop = asyncio.get_running_loop()
         self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        RunFolders.sweep_left(self.config.runs_dir, self.store.runs.next_id() - 1)
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:
             # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
@@ -291,6 +293,7 @@ class Engine:
         self._fail_resumes(ConflictError("the engine stopped before the retry was applied; nothing was recorded",
                                          hint="retry the run again"))
         self._hasher.shutdown(wait=False, cancel_futures=True)
+        self.run_folders.release()
         if self.res is not None:
             self.res.close()
 
@@ -347,7 +350,7 @@ class Engine:
         with self.store.transaction():
             run_id = self.store.runs.create(
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
-                run_dir_for=lambda rid: str(claim_run_dir(runs_dir, rid)),
+                run_dir_for=lambda rid: str(self.run_folders.take(runs_dir, rid)),
                 tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
                 within=within, env=env,
             )

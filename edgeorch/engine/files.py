@@ -265,3 +265,76 @@ def claim_run_dir(runs_dir: Path, run_id: int) -> Path:
             # The runs folder itself is gone (removed by hand): make it once, not on every run
             # (this runs on the engine's loop for every new run).
             runs_dir.mkdir(parents=True, exist_ok=True)
+
+
+AHEAD_MAX = 1000
+"""At most this many run folders are held made ahead (:class:`RunFolders`; a claim group needs at most
+500); also how many ids past the newest run a start checks for an empty folder a killed engine left."""
+
+
+def make_run_dirs(runs_dir: Path, run_ids: list[int]) -> dict[int, Path]:
+    """:func:`claim_run_dir` for each of ``run_ids``: ``{run id: folder}`` of those made.
+
+    For a worker thread: never raises; at the first folder that cannot be made now (a full disk, an
+    unusable runs folder) it stops: those runs make their folders when they are created and meet the
+    error there, where it is reported.
+    """
+    made: dict[int, Path] = {}
+    for run_id in run_ids:
+        try:
+            made[run_id] = claim_run_dir(runs_dir, run_id)
+        except OSError:
+            break
+    return made
+
+
+class RunFolders:
+    """The folder of each new run, made exclusively for it (:func:`claim_run_dir`); for a group of runs
+    about to be created (a claim group's), made ahead in a worker thread instead of on the loop.
+
+    A folder made ahead for run id N was made exclusively by this engine and is still empty: whichever
+    run gets id N takes it (:meth:`take`). The caller that made folders ahead :meth:`release` s the ones
+    no run took once its runs are created (a few seconds later: a gc never sees them as strays, which it
+    removes only past its age bound); :meth:`sweep_left` removes, at a start, the empty ones a killed
+    engine left past the newest run (else each such run would be named ``<id>-2``). Not thread-safe: the
+    worker thread runs :func:`make_run_dirs` for the ids of :meth:`plan`; :meth:`keep` takes its result
+    on the loop.
+    """
+
+    def __init__(self) -> None:
+        self._ahead: dict[int, Path] = {}
+
+    def plan(self, next_id: int, count: int) -> list[int]:
+        """The ids of the next ``count`` runs (from ``next_id``) with no folder made ahead yet."""
+        room = max(0, AHEAD_MAX - len(self._ahead))
+        return [i for i in range(next_id, next_id + count) if i not in self._ahead][:room]
+
+    def keep(self, made: dict[int, Path]) -> None:
+        """Hold the folders a worker thread made (:func:`make_run_dirs`) for their runs."""
+        self._ahead.update(made)
+
+    def take(self, runs_dir: Path, run_id: int) -> Path:
+        """The folder of new run ``run_id``: the one made ahead for it, else one made now."""
+        path = self._ahead.pop(run_id, None)
+        if path is not None and path.parent == runs_dir:
+            return path
+        return claim_run_dir(runs_dir, run_id)
+
+    def release(self) -> None:
+        """Remove the folders made ahead that no run took (empty: ``rmdir`` removes nothing else)."""
+        ahead, self._ahead = self._ahead, {}
+        for path in ahead.values():
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+    @staticmethod
+    def sweep_left(runs_dir: Path, newest_id: int) -> None:
+        """Remove the empty folders ``<id>`` past run ``newest_id`` that an engine killed before it
+        released them left (at most :data:`AHEAD_MAX` ids; a folder with anything in it stays)."""
+        for run_id in range(newest_id + 1, newest_id + 1 + AHEAD_MAX):
+            try:
+                os.rmdir(runs_dir / str(run_id))
+            except OSError:
+                pass

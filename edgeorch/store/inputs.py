@@ -15,6 +15,7 @@ Contract:
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -34,19 +35,36 @@ class Inputs:
         self._db = db
 
     def record_intent(self, *, pipeline: str, folder: str, source: str, dev: int | None, ino: int | None,
-                            size: int | None, inbox_for: Callable[[int], str]) -> int:
-        """Step 1 of a claim: the ``claiming`` row (committed before the rename); returns its id."""
+                            size: int | None, inbox_for: Callable[[int], str], input_id: int | None = None) -> int:
+        """Step 1 of a claim: the ``claiming`` row (committed before the rename); returns its id.
+
+        ``inbox_for(id)`` names the input's inbox path (its claim folder, made for that id). ``input_id``:
+        the id to give the row, when it is free (a claim folder was made for it ahead, off the loop: one
+        insert, no update); when it is taken, the row gets a new id and ``inbox_for`` is asked again.
+        """
         now = self._db.clock()
+        columns = ("INSERT INTO inputs (id, pipeline, watch_folder, source_name, source_path, dev, ino, size, state,"
+                   " arrived_at, updated_at, inbox_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claiming', ?, ?, ?)")
+        values = (pipeline, folder, Path(source).name, source, dev, ino, size, now, now)
         with self._db.transaction():
-            cur = self._db.conn.execute(
-                "INSERT INTO inputs (pipeline, watch_folder, source_name, source_path, dev, ino, size, state,"
-                " arrived_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'claiming', ?, ?)",
-                (pipeline, folder, Path(source).name, source, dev, ino, size, now, now))
-            iid = int(cur.lastrowid)  # type: ignore[arg-type]
-            self._db.conn.execute("UPDATE inputs SET inbox_path = ? WHERE id = ?", (inbox_for(iid), iid))
+            iid: int | None = None
+            if input_id is not None:
+                try:
+                    self._db.conn.execute(columns, (input_id, *values, inbox_for(input_id)))
+                    iid = input_id
+                except sqlite3.IntegrityError:  # the id was taken meanwhile (only this statement is undone)
+                    pass
+            if iid is None:
+                cur = self._db.conn.execute(columns, (None, *values, None))
+                iid = int(cur.lastrowid)  # type: ignore[arg-type]
+                self._db.conn.execute("UPDATE inputs SET inbox_path = ? WHERE id = ?", (inbox_for(iid), iid))
             write_audit(self._db, ACTOR, "input_claiming", f"input:{iid}",
                         {"pipeline": pipeline, "folder": folder, "source": source, "size": size}, ts=now)
         return iid
+
+    def next_id(self) -> int:
+        """The id the next input recorded will get, unless another is recorded first (rows are never deleted)."""
+        return int(self._db.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM inputs").fetchone()[0])
 
     def record_adopted(self, *, pipeline: str, folder: str, inbox_path: str, size: int, sha256: str) -> int:
         """An inbox file no record named (crash between its rename and... never in practice): claimed now."""

@@ -71,6 +71,10 @@ class Runs:
                 within(run_id)
         return run_id
 
+    def next_id(self) -> int:
+        """The id the next run created will get (ids only grow: the newest run is never deleted)."""
+        return int(self._db.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM runs").fetchone()[0])
+
     def get(self, run_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
         if row is None:

@@ -36,6 +36,7 @@ from .claim import (
     perform_claim,
 )
 from ...durable import sync_dirs, write_atomic
+from ...engine.files import make_run_dirs
 from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
@@ -573,19 +574,24 @@ class DropFolders:
             retried.add(path)
             self._retry_path(spec, path, why)
 
+        # The claim folders of the ids the intents will get, made ahead in a worker thread (a mkdir each, off
+        # the loop); the intents take those ids, then the refusals new ones.
+        first = store.inputs.next_id()
+        ahead = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox,
+                                                list(range(first, first + len(checked)))) if checked else []
         try:
             with store.transaction():
-                for spec, ref in refused:
-                    self._isolated(ref.path, self._record_refusal, spec, ref,
-                                   retry=functools.partial(retry, spec, ref.path))
-                for spec, acc in checked:
-                    p = self._isolated(acc.path, self._record_intent, spec, acc,
+                for (spec, acc), made in zip(checked, ahead):
+                    p = self._isolated(acc.path, self._record_intent, spec, acc, made,
                                        retry=functools.partial(retry, spec, acc.path))
                     if p is not None:
                         pendings.append(p)
+                for spec, ref in refused:
+                    self._isolated(ref.path, self._record_refusal, spec, ref,
+                                   retry=functools.partial(retry, spec, ref.path))
         except StateError as exc:  # the group's commit failed (a full disk): nothing of it is recorded
-            for p in pendings:
-                _remove_claim_folder(p.intent.dest)
+            for folder in [p.intent.dest.parent for p in pendings] + [f for _, f in ahead if isinstance(f, Path)]:
+                _remove_claim_folder(folder)
             for spec, found in [*refused, *checked]:
                 self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
             return
@@ -619,25 +625,32 @@ class DropFolders:
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
 
-    def _record_intent(self, spec: WatchSpec, acc: Any) -> _Pending:
-        """Record the intent; its claim folder is created exclusively inside that transaction
-        (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored backup reused the id)
-        and its real path recorded."""
+    def _record_intent(self, spec: WatchSpec, acc: Any, made: tuple[int, Path | BaseException]) -> _Pending:
+        """Record the intent, under the id its claim folder was made for ahead (``made``: that id and the
+        folder, or why it could not be made) when that id is still free; else its claim folder is made
+        now, inside that transaction. Either way the folder was made exclusively for this record
+        (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored backup reused the id), and its
+        real path is what is recorded. A folder no committed record names is removed."""
         holder: dict[str, Path] = {}
+        ahead_id, ahead = made
 
         def inbox_for(iid: int) -> str:
-            folder = make_claim_folder(self.inbox, iid)
+            folder = ahead if iid == ahead_id and isinstance(ahead, Path) else make_claim_folder(self.inbox, iid)
             holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
             return str(holder["d"])
 
         try:
             iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder),
                                                    source=str(acc.path), dev=acc.dev, ino=acc.ino, size=acc.size,
-                                                   inbox_for=inbox_for)
+                                                   inbox_for=inbox_for,
+                                                   input_id=ahead_id if isinstance(ahead, Path) else None)
         except BaseException:
-            if "d" in holder:
-                _remove_claim_folder(holder["d"])  # made for a record that rolls back
+            for folder in (holder["d"].parent if "d" in holder else None, ahead):
+                if isinstance(folder, Path):
+                    _remove_claim_folder(folder)  # made for a record that rolls back
             raise
+        if iid != ahead_id and isinstance(ahead, Path):
+            _remove_claim_folder(ahead)  # its id was taken meanwhile: not used
         dest = holder["d"]
         return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
                                                acc.dev, acc.ino))
@@ -652,7 +665,22 @@ class DropFolders:
         store = self.store
         for p in pendings:  # being tried now: held again below only if this try meets a transient error too
             self._claim_retries.pop(p.iid, None)
-        results = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings])
+        # The folders of the runs these claims will start (one per file not batched) are made in the same
+        # worker call, off the loop; those no run took are released once the group's runs are recorded.
+        folders = self.engine.run_folders
+        run_ids = folders.plan(store.runs.next_id(), sum(p.spec.mode != "batch" for p in pendings))
+        results, made = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings],
+                                                        self.engine.config.runs_dir, run_ids)
+        folders.keep(made)
+        try:
+            await self._start_claimed(pendings, results)
+        finally:
+            folders.release()
+
+    async def _start_claimed(self, pendings: list[_Pending], results: list[ClaimedFile | BaseException]) -> None:
+        """Settle each claim's outcome (``results``, in the order of ``pendings``), then start a run for each
+        claimed file: one transaction for the group."""
+        store = self.store
         started: list[tuple[dict[str, Any], ClaimedFile]] = []
         for pending, res in zip(pendings, results):
             try:
@@ -997,17 +1025,33 @@ class DropFolders:
         return run_id
 
 
-def _remove_claim_folder(dest: Path) -> None:
-    """Remove the (empty) claim folder made for an intent whose record rolled back; left as it is when
-    anything is in it or it is gone (``rmdir`` never removes a non-empty folder nor follows a link)."""
+def _remove_claim_folder(folder: Path) -> None:
+    """Remove the (empty) claim folder made for an intent whose record rolled back or was never made; left
+    as it is when anything is in it or it is gone (``rmdir`` never removes a non-empty folder nor follows a
+    link)."""
     try:
-        os.rmdir(dest.parent)
+        os.rmdir(folder)
     except OSError:
         pass
 
 
-def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
-    """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder.
+def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:
+    """:func:`make_claim_folder` for each input id, in a worker thread: ``(id, folder)``, or ``(id, why
+    not)``; never raises (an intent whose folder was not made makes it on the loop, and meets the error
+    there)."""
+    out: list[tuple[int, Path | BaseException]] = []
+    for iid in ids:
+        try:
+            out.append((iid, make_claim_folder(inbox, iid)))
+        except Exception as exc:  # noqa: BLE001 - this intent's own outcome
+            out.append((iid, exc))
+    return out
+
+
+def _claim_all(intents: list[ClaimIntent], runs_dir: Path,
+               run_ids: list[int]) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
+    """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder; then the folders
+    of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the claims are about to start).
 
     Runs in a worker thread; never raises: each intent's outcome is its result or its
     exception. When the folder fsyncs fail, every claimed file of the group becomes a
@@ -1028,7 +1072,7 @@ def _claim_all(intents: list[ClaimIntent]) -> list[ClaimedFile | BaseException]:
     except OSError as exc:
         why = ClaimDeferred(f"cannot make the claims durable now: {exc.strerror} (will retry)")
         out = [why if isinstance(r, ClaimedFile) else r for r in out]
-    return out
+    return out, make_run_dirs(runs_dir, run_ids)
 
 
 def _snapshot_all(objects: Any, files: list[tuple[Path, bool, str]]) -> list[Any]:

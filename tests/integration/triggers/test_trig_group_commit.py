@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -63,12 +64,16 @@ def _fail_first_record_started(store: Store) -> list[int]:
     return failed
 
 
-def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[dict[int, str]]:
+def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False, fault: bool = True) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
     that every announced run is a recorded one. ``arrange`` returns a check called at the end. Returns what
     ``drops.held()`` (what `edgeorch inputs` shows of inputs held in memory) said at each look meanwhile.
-    ``paused``: the files are dropped while the pipeline is paused (they wait), then it is resumed."""
+    ``paused``: the files are dropped while the pipeline is paused (they wait), then it is resumed. ``fault``:
+    ``arrange`` makes a record fail (a run's creation rolls back at least once).
+
+    Each run's folder is its own: the runs folder holds the recorded runs' folders, and besides them only
+    the empty ones of runs whose creation rolled back (none without a fault); no claim folder is empty."""
     drop = workspace.watch_folder("ingest", settle="0.1s")
     workspace.pipeline("ingest", """
         [params]
@@ -106,7 +111,8 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[d
                 (stage / f"f{i}.csv").rename(drop / f"f{i}.csv")
 
             def inputs() -> list[Any]:
-                return store.db.conn.execute("SELECT state, run_id FROM inputs ORDER BY id").fetchall()
+                return store.db.conn.execute("SELECT state, run_id FROM inputs WHERE pipeline = 'ingest'"
+                                             " ORDER BY id").fetchall()
 
             if paused:  # they wait; the resume hands them on (as the daemon does on PipelinePaused)
                 await _until(lambda: len(inputs()) == FILES and all(r[0] == "waiting" for r in inputs()))
@@ -115,7 +121,7 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[d
             await _until(lambda: not held.append(drops.held()) and len(inputs()) == FILES
                          and all(r[0] == "done" for r in inputs()))
             check()
-            if not paused:
+            if fault and not paused:
                 assert retries, "the files whose start was not recorded were claimed again"
             assert all("not recorded" in (e.reason or "") for e in retries)
             runs = [r[0] for r in store.db.conn.execute("SELECT id FROM runs ORDER BY id")]
@@ -123,6 +129,13 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False) -> list[d
             assert sorted(queued) == runs, "a run whose creation rolled back was announced"
             assert engine.fatal_error is None
             assert set(engine.runs) <= set(runs)
+            recorded = {Path(r[0]).name for r in store.db.conn.execute("SELECT run_dir FROM runs")}
+            on_disk = {p.name: any(p.iterdir()) for p in cfg.runs_dir.iterdir()}
+            assert recorded <= set(on_disk)
+            left = {name for name in on_disk if name not in recorded}
+            assert not any(on_disk[name] for name in left) and (fault or not left), left
+            inbox = cfg.state_dir / "inbox"
+            assert [p.name for p in inbox.iterdir() if p.is_dir() and not any(p.iterdir())] == []
         finally:
             drops.stop()
             await engine.close()
@@ -214,3 +227,37 @@ def test_waiting_inputs_whose_start_cannot_be_recorded_at_the_resume_are_handed_
 
     caplog.set_level("WARNING", logger="edgeorch.triggers")
     _drop_and_settle(workspace, arrange, paused=True)
+
+
+def test_a_burst_leaves_each_run_its_own_folder_and_no_folder_behind(workspace):
+    """No fault: the claim and run folders made ahead (off the loop) are each taken by their own record."""
+    _drop_and_settle(workspace, lambda store, drops: lambda: None, fault=False)
+
+
+def test_an_input_recorded_while_the_claim_folders_are_made_takes_nothing_of_theirs(workspace):
+    """Another input is recorded while a group's claim folders are made ahead for the ids its intents would
+    get: those ids are taken, so the intents get new ids and folders made for them; the folders made ahead
+    are removed (the harness checks that no claim folder is left empty)."""
+    def arrange(store: Store, drops: DropFolders) -> Any:
+        real = store.inputs.next_id
+        meddled: list[int] = []
+
+        def next_id() -> int:
+            n = real()
+            if not meddled:  # recorded on the loop while the worker thread makes the group's folders
+                meddled.append(n)
+                asyncio.get_running_loop().call_soon(lambda: store.inputs.record_refused(
+                    pipeline="other", folder="/elsewhere", source="/elsewhere/x.csv", reason="a test"))
+            return n
+
+        store.inputs.next_id = next_id  # type: ignore[method-assign]
+
+        def check() -> None:
+            (first,) = meddled
+            rows = store.db.conn.execute("SELECT id, pipeline, inbox_path FROM inputs ORDER BY id").fetchall()
+            assert rows[0][:2] == (first, "other")  # took the first id the group's folders were made for
+            for iid, pipeline, inbox_path in rows[1:]:  # each of the others in the folder made for its own id
+                assert pipeline == "ingest" and Path(inbox_path).parent.name == f"in-{iid}"
+        return check
+
+    _drop_and_settle(workspace, arrange, fault=False)

@@ -121,3 +121,26 @@ def test_a_quarantined_input_may_be_requeued_and_then_nothing_else(tmp_path):
     store.inputs.record_state(iid, InputState.REQUEUED)
     with pytest.raises(ConflictError):
         store.inputs.record_state(iid, InputState.STARTED)
+
+
+def test_an_intent_takes_the_id_its_claim_folder_was_made_for_while_that_id_is_free(tmp_path):
+    """A claim group's folders are made ahead for ids 1.. (off the loop): the intent takes that id with its
+    inbox path in one insert; when the id was taken meanwhile, it gets a new id and its path is asked again."""
+    from edgeorch.store import Store
+
+    store = Store(tmp_path / "s.db")
+    asked: list[int] = []
+
+    def intent(source: str, input_id: int | None) -> int:
+        return store.inputs.record_intent(pipeline="p", folder="/d", source=source, dev=1, ino=2, size=3,
+                                          inbox_for=lambda i: asked.append(i) or f"/inbox/in-{i}/a.csv",
+                                          input_id=input_id)
+
+    assert store.inputs.next_id() == 1
+    assert intent("/d/a.csv", 1) == 1 and asked == [1]
+    assert intent("/d/b.csv", 1) == 2 and asked == [1, 1, 2]  # 1 taken: a new id, its own path
+    assert [(r["id"], r["inbox_path"], r["source_path"]) for r in store.inputs.list()] == [
+        (2, "/inbox/in-2/a.csv", "/d/b.csv"), (1, "/inbox/in-1/a.csv", "/d/a.csv")]
+    assert store.inputs.next_id() == 3
+    actions = [r[0] for r in store.db.conn.execute("SELECT action FROM audit_log ORDER BY seq")]
+    assert actions.count("input_claiming") == 2

@@ -1,8 +1,8 @@
-"""Run folders are created exclusively, with one mkdir per new run on the engine's loop."""
+"""Run folders are created exclusively: one mkdir per new run, on the engine's loop or made ahead for a group."""
 
 from __future__ import annotations
 
-from edgeorch.engine.files import claim_run_dir
+from edgeorch.engine.files import AHEAD_MAX, RunFolders, claim_run_dir, make_run_dirs
 
 
 def test_a_taken_run_folder_name_gets_a_suffix_never_shared(tmp_path):
@@ -19,3 +19,51 @@ def test_a_runs_folder_removed_by_hand_is_made_again(tmp_path):
     runs = tmp_path / "state" / "runs"
     assert claim_run_dir(runs, 1) == runs / "1"
     assert (runs / "1").is_dir()
+
+
+def test_folders_made_ahead_are_taken_by_their_runs_and_the_rest_released(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "8").mkdir()  # a lost future's folder: the run with id 8 must not share it
+    folders = RunFolders()
+    ids = folders.plan(7, 3)
+    assert ids == [7, 8, 9]
+    made = make_run_dirs(runs, ids)
+    assert made == {7: runs / "7", 8: runs / "8-2", 9: runs / "9"}
+    folders.keep(made)
+    assert folders.plan(7, 4) == [10]  # those made and not taken are not made twice
+    assert folders.take(runs, 7) == runs / "7"
+    assert folders.take(runs, 8) == runs / "8-2"
+    assert folders.take(runs, 7) == runs / "7-2"  # taken once only: another run 7 (a rolled-back one) gets its own
+    (runs / "9" / "x").write_text("")  # not empty: never removed
+    folders.keep(make_run_dirs(runs, [10]))
+    folders.release()
+    assert sorted(p.name for p in runs.iterdir()) == ["7", "7-2", "8", "8-2", "9"]
+    assert folders.take(runs, 10) == runs / "10"  # released: made now
+
+
+def test_a_folder_made_ahead_in_another_runs_folder_is_not_used(tmp_path):
+    folders = RunFolders()
+    folders.keep(make_run_dirs(tmp_path / "old", [1]))
+    assert folders.take(tmp_path / "new", 1) == tmp_path / "new" / "1"
+
+
+def test_making_ahead_stops_at_the_first_folder_that_cannot_be_made(tmp_path):
+    runs = tmp_path / "runs"
+    runs.write_text("not a folder")
+    assert make_run_dirs(runs, [1, 2]) == {}
+
+
+def test_at_most_ahead_max_folders_are_held(tmp_path):
+    folders = RunFolders()
+    folders.keep({i: tmp_path / str(i) for i in range(1, AHEAD_MAX)})
+    assert folders.plan(AHEAD_MAX - 1, 5) == [AHEAD_MAX]  # room for one more
+
+
+def test_a_start_removes_the_empty_folders_a_killed_engine_made_ahead(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("3", "4", "5", "6-2", str(3 + AHEAD_MAX + 1)):
+        (runs / name).mkdir(parents=True)
+    (runs / "5" / "attempts").mkdir()  # something in it: kept
+    RunFolders.sweep_left(runs, 3)
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["3", "5", "6-2", str(3 + AHEAD_MAX + 1)])
