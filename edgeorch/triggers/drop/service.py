@@ -575,14 +575,15 @@ class DropFolders:
             self._retry_path(spec, path, why)
 
         # The claim folders of the ids the intents will get, made ahead in a worker thread (a mkdir each, off
-        # the loop); the intents take those ids, then the refusals new ones.
+        # the loop); the intents take those ids, then the refusals new ones. Those no record took are removed.
         first = store.inputs.next_id()
-        ahead = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox,
-                                                list(range(first, first + len(checked)))) if checked else []
+        planned = list(range(first, first + len(checked)))
+        made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, planned) if checked else []
+        ahead = {iid: folder for iid, folder in made if isinstance(folder, Path)}
         try:
             with store.transaction():
-                for (spec, acc), made in zip(checked, ahead):
-                    p = self._isolated(acc.path, self._record_intent, spec, acc, made,
+                for (spec, acc), iid in zip(checked, planned):
+                    p = self._isolated(acc.path, self._record_intent, spec, acc, iid, ahead,
                                        retry=functools.partial(retry, spec, acc.path))
                     if p is not None:
                         pendings.append(p)
@@ -590,11 +591,14 @@ class DropFolders:
                     self._isolated(ref.path, self._record_refusal, spec, ref,
                                    retry=functools.partial(retry, spec, ref.path))
         except StateError as exc:  # the group's commit failed (a full disk): nothing of it is recorded
-            for folder in [p.intent.dest.parent for p in pendings] + [f for _, f in ahead if isinstance(f, Path)]:
-                _remove_claim_folder(folder)
+            for p in pendings:
+                _remove_claim_folder(p.intent.dest.parent)
             for spec, found in [*refused, *checked]:
                 self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
             return
+        finally:
+            for folder in ahead.values():
+                _remove_claim_folder(folder)
         for _, found in [*refused, *checked]:  # recorded: its next transient error backs off from the start
             if found.path not in retried:
                 self._path_attempts.pop(found.path, None)
@@ -625,33 +629,31 @@ class DropFolders:
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
 
-    def _record_intent(self, spec: WatchSpec, acc: Any, made: tuple[int, Path | BaseException]) -> _Pending:
-        """Record the intent, under the id its claim folder was made for ahead (``made``: that id and the
-        folder, or why it could not be made) when that id is still free; else its claim folder is made
-        now, inside that transaction. Either way the folder was made exclusively for this record
-        (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored backup reused the id), and its
-        real path is what is recorded. A folder no committed record names is removed."""
-        holder: dict[str, Path] = {}
-        ahead_id, ahead = made
+    def _record_intent(self, spec: WatchSpec, acc: Any, planned: int, ahead: dict[int, Path]) -> _Pending:
+        """Record the intent, under id ``planned`` when that id is still free and its claim folder was made
+        ahead (``ahead``: id -> folder, made off the loop for the group's ids); the id the record gets takes
+        its folder from ``ahead``, or has it made now, inside the transaction. Either way the folder was
+        made exclusively for this id (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored
+        backup reused the id), and its real path is what is recorded. A folder taken here for a record
+        that does not keep it (its id was taken meanwhile, or it rolls back) is removed."""
+        taken: list[Path] = []  # the inbox path given for each id asked (a second one: the first id was taken)
 
         def inbox_for(iid: int) -> str:
-            folder = ahead if iid == ahead_id and isinstance(ahead, Path) else make_claim_folder(self.inbox, iid)
-            holder["d"] = claim_dest(folder.parent, folder.name, acc.path.name)
-            return str(holder["d"])
+            folder = ahead.pop(iid, None) or make_claim_folder(self.inbox, iid)
+            taken.append(claim_dest(folder.parent, folder.name, acc.path.name))
+            return str(taken[-1])
 
         try:
             iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder),
                                                    source=str(acc.path), dev=acc.dev, ino=acc.ino, size=acc.size,
-                                                   inbox_for=inbox_for,
-                                                   input_id=ahead_id if isinstance(ahead, Path) else None)
+                                                   inbox_for=inbox_for, input_id=planned if planned in ahead else None)
         except BaseException:
-            for folder in (holder["d"].parent if "d" in holder else None, ahead):
-                if isinstance(folder, Path):
-                    _remove_claim_folder(folder)  # made for a record that rolls back
+            for dest in taken:
+                _remove_claim_folder(dest.parent)  # made for a record that rolls back
             raise
-        if iid != ahead_id and isinstance(ahead, Path):
-            _remove_claim_folder(ahead)  # its id was taken meanwhile: not used
-        dest = holder["d"]
+        for unused in taken[:-1]:  # asked for an id that was taken meanwhile
+            _remove_claim_folder(unused.parent)
+        dest = taken[-1]
         return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
                                                acc.dev, acc.ino))
 
