@@ -59,8 +59,23 @@ def a_or_an(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeio' else 'a'} {word}"
 
 
+SYNONYMS = {
+    "after": "needs", "depends_on": "needs", "depends": "needs", "dependencies": "needs", "deps": "needs",
+    "upstream": "needs", "requires": "needs", "wait_for": "needs",
+    "cmd": "command", "exec": "command", "args": "command",
+    "max_retries": "retries", "retry": "retries", "attempts": "retries",
+    "environment": "env", "env_vars": "env",
+}
+"""Names other tools give a key (Airflow, Dagster, Prefect, CI files): the key a reader meant, when it is one
+of the keys allowed where it was written."""
+
+
 def suggest(name: str, choices: list[str] | set[str]) -> str | None:
-    """The closest of ``choices`` to ``name``, or ``None`` when nothing is close."""
+    """The closest of ``choices`` to ``name`` (or the key it is another tool's name for, :data:`SYNONYMS`), or
+    ``None`` when nothing is close."""
+    meant = SYNONYMS.get(name)
+    if meant is not None and meant in choices:
+        return meant
     found = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

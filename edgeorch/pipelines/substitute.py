@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any, Iterable
 
@@ -9,6 +10,10 @@ from ..tomlcheck import suggest
 
 BUILTIN_PLACEHOLDERS = ("run_id", "task", "attempt", "output_dir", "checkpoint_dir", "run_dir", "pipeline_dir")
 """Names usable as ``{name}`` besides the params."""
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What a placeholder's name looks like (a param's or a built-in's)."""
 
 
 def strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
@@ -30,6 +35,10 @@ def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
     except ValueError as exc:
         return f"malformed placeholder: {exc}", "'{name}' placeholders, with '{{' and '}}' for literal braces"
     for f, spec, conv in parsed:
+        if not _NAME.fullmatch(f):  # shell braces, awk, JSON: literal braces the writer did not double
+            shown = f"{{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+            return (f"{shown} is not a placeholder", "'{name}' placeholders, and literal braces doubled:"
+                    f" {{{shown}}}")
         if spec or conv:
             # Values are substituted as text; a format spec would fail (or mislead) at run time.
             return (f"placeholder {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a format spec or conversion",

@@ -50,6 +50,15 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('[tasks.a]\ncommand=["true"]\ngpus=1\ngpu_memory="2G"\n', ["tasks.a.gpu_memory: cannot be combined with gpus"]),
     ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n:03d}"]\n', ["tasks.a.command[1]", "has a format spec or conversion"]),
     ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n!r}"]\n', ["has a format spec or conversion"]),
+    # Another tool's name for a key: the key meant.
+    ('[tasks.b]\ncommand=["true"]\n[tasks.a]\ncommand=["true"]\nafter=["b"]\n', ["tasks.a.after: unknown key", "did you mean 'needs'"]),
+    ('[tasks.a]\ncommand=["true"]\nmax_retries=3\n', ["tasks.a.max_retries: unknown key", "did you mean 'retries'"]),
+    # Braces of a shell group, an awk program or find's {}: not placeholders; the message shows them doubled.
+    ('[tasks.a]\nshell=true\ncommand="test -f x || { echo \'no x: stop\' >&2; exit 3; }"\n',
+     ["tasks.a.command: { echo 'no x: stop' >&2; exit 3; } is not a placeholder",
+      "literal braces doubled: {{ echo 'no x: stop' >&2; exit 3; }}"]),
+    ('[tasks.a]\ncommand=["awk", "{print $1}", "f"]\n', ["tasks.a.command[1]: {print $1} is not a placeholder", "{{print $1}}"]),
+    ('[tasks.a]\ncommand=["find", ".", "-exec", "rm", "{}", ";"]\n', ["tasks.a.command[4]: {} is not a placeholder", "{{}}"]),
 ])
 def test_each_mistake_is_reported_with_its_field(tmp_path, text, expected):
     errors = _errors(tmp_path, text)
