@@ -7,6 +7,7 @@ document and refuse the same arguments.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import NotFoundError, UsageError
@@ -14,6 +15,13 @@ from .model import RunState
 
 MAX_RUNS_LIMIT = 10_000
 """The most runs one ``runs.list`` page holds."""
+
+
+def last_start(run: Mapping[str, Any]) -> float | None:
+    """When a run (its document or row) last started: its resume (``resumed_at``, set when it was retried),
+    else its first start; None before it started. What its duration counts from: a run retried a day later
+    did not take a day."""
+    return run.get("resumed_at") or run.get("started_at")
 
 
 def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:

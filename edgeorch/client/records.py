@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from ..errors import EdgeorchError, NotFoundError, UsageError
 from ..model import AttemptState, RunState, TaskState
 from ..records import frozen
+from ..rundoc import last_start
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -276,7 +277,7 @@ class RunSummary:
     def duration(self) -> float | None:
         """Seconds from its last start (its resume, when it was resumed) to its end; None until it has
         started and ended (a run retried a day later did not take a day)."""
-        return _took(self.resumed_at or self.started_at, self.finished_at)
+        return _took(last_start(self._doc), self.finished_at)
 
     def to_dict(self) -> dict[str, Any]:
         """The daemon's document this record was built from (a deep copy: change it freely)."""

@@ -453,7 +453,9 @@ def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:
 def _run_duration(run: dict[str, Any]) -> str:
     """A run's DURATION: from its last start (its resume, ``resumed_at``, when it was retried) to its end or
     now; a resumed run says so (its first start may be hours before)."""
-    start = run.get("resumed_at") or run["started_at"]
+    from ...rundoc import last_start
+
+    start = last_start(run)
     if not start:
         return format_duration(None)
     took = format_duration((run["finished_at"] or time.time()) - start)
