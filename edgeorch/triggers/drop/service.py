@@ -30,6 +30,7 @@ from .claim import (
     ClaimRefused,
     changed_since,
     claim_dest,
+    claim_folder_name,
     hash_file,
     is_transient,
     make_claim_folder,
@@ -399,6 +400,7 @@ class DropFolders:
         recovery goes on with the next.
         """
         store = self.store
+        _remove_left_claim_folders(self.inbox, store.inputs.next_id())
         active = {r["id"]: r for r in store.inputs.to_reconcile()}  # whole rows: what the actions need
         records = [_record_of(row) for row in store.inputs.records()]  # every state, just reconcile's columns
         drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
@@ -1035,6 +1037,18 @@ def _remove_claim_folder(folder: Path) -> None:
         os.rmdir(folder)
     except OSError:
         pass
+
+
+def _remove_left_claim_folders(inbox: Path, next_id: int) -> None:
+    """Remove the empty claim folders ``in-<id>`` of the ids from ``next_id`` on (one group's worth: no record
+    has such an id) that a daemon killed between making a group's folders and committing its intents left;
+    else the next inputs would get those ids with folders named ``in-<id>-1``. A folder with anything in
+    it stays (``rmdir``)."""
+    for iid in range(next_id, next_id + CLAIM_GROUP):
+        try:
+            os.rmdir(inbox / claim_folder_name(iid))
+        except OSError:
+            pass
 
 
 def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:

@@ -51,3 +51,31 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
         assert (inbox / f"in-{done}" / "a.csv").is_file()
     finally:
         store.close()
+
+
+def test_recovery_removes_the_empty_claim_folders_a_killed_group_left_past_the_last_input(tmp_path):
+    """A daemon killed between making a group's claim folders (ahead, for the next ids) and committing its
+    intents leaves them empty: recovery removes them, so the next inputs get ``in-<id>``, not ``in-<id>-1``;
+    a folder with anything in it, or named by a record, stays."""
+    inbox = tmp_path / "inbox"
+    store = Store(tmp_path / "state.db")
+    try:
+        first = _claim(store, inbox, "a.csv")  # its folder is named by its record: kept even while empty
+        (inbox / f"in-{first}").mkdir(parents=True)
+        for iid in (first + 1, first + 2, first + 3):
+            (inbox / f"in-{iid}").mkdir()
+        (inbox / f"in-{first + 3}" / "sub").mkdir()  # something in it (not a claimed file): left as it is
+        loop = asyncio.new_event_loop()
+        try:
+            drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
+                                registry=SimpleNamespace(pipelines={}),
+                                config=SimpleNamespace(inbox_dir=inbox, state_dir=tmp_path, watches=[], source=None),
+                                loop=loop, publish=lambda event: None)
+            drops.recover()
+        finally:
+            loop.close()
+        assert not (inbox / f"in-{first + 1}").exists() and not (inbox / f"in-{first + 2}").exists()
+        assert (inbox / f"in-{first}").is_dir()
+        assert (inbox / f"in-{first + 3}").is_dir()
+    finally:
+        store.close()
