@@ -72,6 +72,9 @@ STRAY_REASON = ("found in the inbox with no input record (not run by this state 
 CLAIM_GROUP = 500
 """Ready files claimed per group (one intent transaction, one fsync per folder)."""
 
+FOLDERS_AHEAD_FROM = 8
+"""From this many files in a group on, their claim folders are made ahead in a worker thread."""
+
 RETRY_BASE = 0.5
 RETRY_MAX = 60.0
 """Backoff of a claim step that met a transient error (disk full, out of descriptors, EIO):
@@ -577,11 +580,15 @@ class DropFolders:
             self._retry_path(spec, path, why)
 
         # The claim folders of the ids the intents will get, made ahead in a worker thread (a mkdir each, off
-        # the loop); the intents take those ids, then the refusals new ones. Those no record took are removed.
+        # the loop) for a group of a burst; the intents take those ids, then the refusals new ones. Those no
+        # record took are removed. A few files make theirs on the loop: the thread's round trip would cost
+        # a single drop more than its mkdir.
         first = store.inputs.next_id()
         planned = list(range(first, first + len(checked)))
-        made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, planned) if checked else []
-        ahead = {iid: folder for iid, folder in made if isinstance(folder, Path)}
+        ahead: dict[int, Path] = {}
+        if len(checked) >= FOLDERS_AHEAD_FROM:
+            made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, planned)
+            ahead = {iid: folder for iid, folder in made if isinstance(folder, Path)}
         try:
             with store.transaction():
                 for (spec, acc), iid in zip(checked, planned):
