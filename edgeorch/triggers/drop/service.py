@@ -583,12 +583,13 @@ class DropFolders:
         # the loop) for a group of a burst; the intents take those ids, then the refusals new ones. Those no
         # record took are removed. A few files make theirs on the loop: the thread's round trip would cost
         # a single drop more than its mkdir.
-        first = store.inputs.next_id()
-        planned = list(range(first, first + len(checked)))
+        planned: list[int | None] = [None] * len(checked)
         ahead: dict[int, Path] = {}
         if len(checked) >= FOLDERS_AHEAD_FROM:
-            made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, planned)
-            ahead = {iid: folder for iid, folder in made if isinstance(folder, Path)}
+            first = store.inputs.next_id()
+            ids = list(range(first, first + len(checked)))
+            made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, ids)
+            planned, ahead = [*ids], {iid: folder for iid, folder in made if isinstance(folder, Path)}
         try:
             with store.transaction():
                 for (spec, acc), iid in zip(checked, planned):
@@ -638,7 +639,7 @@ class DropFolders:
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
 
-    def _record_intent(self, spec: WatchSpec, acc: Any, planned: int, ahead: dict[int, Path]) -> _Pending:
+    def _record_intent(self, spec: WatchSpec, acc: Any, planned: int | None, ahead: dict[int, Path]) -> _Pending:
         """Record the intent, under id ``planned`` when that id is still free and its claim folder was made
         ahead (``ahead``: id -> folder, made off the loop for the group's ids); the id the record gets takes
         its folder from ``ahead``, or has it made now, inside the transaction. Either way the folder was
