@@ -314,9 +314,10 @@ class RunFolders:
         self._ahead.update(made)
 
     def take(self, runs_dir: Path, run_id: int) -> Path:
-        """The folder of new run ``run_id``: the one made ahead for it, else one made now."""
+        """The folder of new run ``run_id``: the one made ahead for it, while it is still there (a gc
+        with a bound of seconds removes a folder no row names yet), else one made now."""
         path = self._ahead.pop(run_id, None)
-        if path is not None and path.parent == runs_dir:
+        if path is not None and path.parent == runs_dir and os.path.isdir(path):
             return path
         return claim_run_dir(runs_dir, run_id)
 
@@ -332,9 +333,19 @@ class RunFolders:
     @staticmethod
     def sweep_left(runs_dir: Path, newest_id: int) -> None:
         """Remove the empty folders ``<id>`` past run ``newest_id`` that an engine killed before it
-        released them left (at most :data:`AHEAD_MAX` ids; a folder with anything in it stays)."""
-        for run_id in range(newest_id + 1, newest_id + 1 + AHEAD_MAX):
-            try:
-                os.rmdir(runs_dir / str(run_id))
-            except OSError:
-                pass
+        released them left: ids in a row from ``newest_id + 1`` (folders are made ahead for consecutive
+        ids), up to the first missing one, at most :data:`AHEAD_MAX`; a folder with anything in it stays.
+        Usually one ``rmdir`` that finds nothing."""
+        remove_empty_in_a_row([runs_dir / str(i) for i in range(newest_id + 1, newest_id + 1 + AHEAD_MAX)])
+
+
+def remove_empty_in_a_row(folders: list[Path]) -> None:
+    """``rmdir`` each of ``folders`` in turn until one is missing (a folder with anything in it, or that
+    cannot be removed, is left and the next one tried)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass

@@ -37,7 +37,7 @@ from .claim import (
     perform_claim,
 )
 from ...durable import sync_dirs, write_atomic
-from ...engine.files import make_run_dirs
+from ...engine.files import make_run_dirs, remove_empty_in_a_row
 from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
@@ -1048,15 +1048,11 @@ def _remove_claim_folder(folder: Path) -> None:
 
 
 def _remove_left_claim_folders(inbox: Path, next_id: int) -> None:
-    """Remove the empty claim folders ``in-<id>`` of the ids from ``next_id`` on (one group's worth: no record
-    has such an id) that a daemon killed between making a group's folders and committing its intents left;
-    else the next inputs would get those ids with folders named ``in-<id>-1``. A folder with anything in
-    it stays (``rmdir``)."""
-    for iid in range(next_id, next_id + CLAIM_GROUP):
-        try:
-            os.rmdir(inbox / claim_folder_name(iid))
-        except OSError:
-            pass
+    """Remove the empty claim folders ``in-<id>`` of the ids from ``next_id`` on (no record has such an id)
+    that a daemon killed between making a group's folders and committing its intents left; else the next
+    inputs would get those ids with folders named ``in-<id>-1``. The ids of a group are consecutive: up to
+    the first missing folder, at most a group's worth; a folder with anything in it stays."""
+    remove_empty_in_a_row([inbox / claim_folder_name(i) for i in range(next_id, next_id + CLAIM_GROUP)])
 
 
 def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:

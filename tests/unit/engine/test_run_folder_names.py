@@ -67,3 +67,13 @@ def test_a_start_removes_the_empty_folders_a_killed_engine_made_ahead(tmp_path):
     (runs / "5" / "attempts").mkdir()  # something in it: kept
     RunFolders.sweep_left(runs, 3)
     assert sorted(p.name for p in runs.iterdir()) == sorted(["3", "5", "6-2", str(3 + AHEAD_MAX + 1)])
+
+
+def test_a_folder_made_ahead_and_removed_since_is_made_again(tmp_path):
+    """A gc with a bound of seconds may remove a folder made ahead (no run row names it yet)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    folders = RunFolders()
+    folders.keep(make_run_dirs(runs, [4]))
+    (runs / "4").rmdir()
+    assert folders.take(runs, 4) == runs / "4" and (runs / "4").is_dir()
