@@ -37,6 +37,8 @@ def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
     for f, spec, conv in parsed:
         if not _NAME.fullmatch(f):  # shell braces, awk, JSON: literal braces the writer did not double
             shown = f"{{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+            if f.strip() in known and not (spec or conv):  # "{ epochs }": the placeholder, spaced
+                return f"{shown} is not a placeholder (did you mean {{{f.strip()}}}?)", "'{name}' with no spaces"
             return (f"{shown} is not a placeholder", "'{name}' placeholders, and literal braces doubled:"
                     f" {{{shown}}}")
         if spec or conv:

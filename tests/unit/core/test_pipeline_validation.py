@@ -59,6 +59,7 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
       "literal braces doubled: {{ echo 'no x: stop' >&2; exit 3; }}"]),
     ('[tasks.a]\ncommand=["awk", "{print $1}", "f"]\n', ["tasks.a.command[1]: {print $1} is not a placeholder", "{{print $1}}"]),
     ('[tasks.a]\ncommand=["find", ".", "-exec", "rm", "{}", ";"]\n', ["tasks.a.command[4]: {} is not a placeholder", "{{}}"]),
+    ('[params]\nepochs=3\n[tasks.a]\ncommand=["train", "{ epochs }"]\n', ["{ epochs } is not a placeholder (did you mean {epochs}?)"]),
 ])
 def test_each_mistake_is_reported_with_its_field(tmp_path, text, expected):
     errors = _errors(tmp_path, text)
