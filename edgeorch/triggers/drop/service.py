@@ -450,9 +450,7 @@ class DropFolders:
             self._wake.set()
         elif a.kind == "submit":
             assert rec is not None and rec.inbox_path is not None
-            self._start_input(active[rec.id], rec.inbox_path)
-            self._publish_versions()
-            self._arm_batches()
+            self._submit_recovered(active[rec.id], rec.inbox_path)
         elif a.kind == "link_run":
             assert rec is not None and a.run_id is not None
             store.inputs.record_started(rec.id, int(a.run_id))
@@ -466,6 +464,25 @@ class DropFolders:
                 os.rmdir(a.path.parent)
             except OSError:
                 pass
+
+    def _submit_recovered(self, row: dict[str, Any], path: Path, attempt: int = 0) -> None:
+        """Start the run of a claimed input recovery found without one. When it cannot be recorded now (a
+        full disk: :class:`StateError`) it is tried again after a backoff, shown by ``edgeorch inputs`` as
+        the input's reason meanwhile (it waited for the next restart before)."""
+        iid = int(row["id"])
+        try:
+            self._start_input(row, path)
+        except StateError as exc:
+            attempt += 1
+            delay = retry_delay(attempt)
+            why = f"its start was not recorded: {exc.render()}"
+            self._claim_retries[iid] = _PathRetry(attempt, row["pipeline"], why, self.loop.time() + delay)
+            log.warning("input %s (%s): %s; retry %d in %.1fs", iid, display_path(path), why, attempt, delay)
+            self._later(delay, self._submit_recovered, row, path, attempt)
+            return
+        self._claim_retries.pop(iid, None)
+        self._publish_versions()
+        self._arm_batches()
 
     def _recovery_failed(self, kind: str, input_id: int | None, path: str | None, exc: BaseException) -> None:
         """Log and record one failed recovery step (the others go on)."""

@@ -8,6 +8,7 @@ commit (it rolls back); the files are real and are dropped for real.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,30 @@ def _fail_first_record_started(store: Store) -> list[int]:
     return failed
 
 
+def _watch_ingest(workspace) -> tuple[Path, Any]:
+    """``<root>/drop`` watched for pipeline ``ingest`` (a task that checks its file exists); the config."""
+    drop = workspace.watch_folder("ingest", settle="0.1s")
+    workspace.pipeline("ingest", """
+        [params]
+        input = { type = "path", default = "" }
+        [tasks.check]
+        command = ["test", "-f", "{input}"]
+        """)
+    return drop, workspace.config()
+
+
+async def _daemon_parts(cfg: Any) -> tuple[Store, Engine, DropFolders]:
+    """The daemon's parts in this process: the store, a started engine, the front door and the drop folders."""
+    store = Store(cfg.state_file)
+    engine = Engine(cfg, store)
+    await engine.start()
+    registry = PipelineRegistry(cfg.pipelines_dir)
+    registry.reload()
+    drops = DropFolders(store=store, requests=RunRequests(engine, registry.get), engine=engine,
+                        registry=registry, config=cfg, loop=asyncio.get_running_loop(), publish=engine.bus.publish)
+    return store, engine, drops
+
+
 def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False, fault: bool = True) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
@@ -84,25 +109,11 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False, fault: bo
 
     Each run's folder is its own: the runs folder holds the recorded runs' folders, and besides them only
     the empty ones of runs whose creation rolled back (none without a fault); no claim folder is empty."""
-    drop = workspace.watch_folder("ingest", settle="0.1s")
-    workspace.pipeline("ingest", """
-        [params]
-        input = { type = "path", default = "" }
-        [tasks.check]
-        command = ["test", "-f", "{input}"]
-        """)
-    cfg = workspace.config()
+    drop, cfg = _watch_ingest(workspace)
     held: list[dict[int, str]] = []
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        registry = PipelineRegistry(cfg.pipelines_dir)
-        registry.reload()
-        drops = DropFolders(store=store, requests=RunRequests(engine, registry.get), engine=engine,
-                            registry=registry, config=cfg, loop=loop, publish=engine.bus.publish)
+        store, engine, drops = await _daemon_parts(cfg)
         queued: list[int] = []
         retries: list[InputChanged] = []
         engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
@@ -271,3 +282,40 @@ def test_an_input_recorded_while_the_claim_folders_are_made_takes_nothing_of_the
         return check
 
     _drop_and_settle(workspace, arrange, fault=False)
+
+
+def test_a_recovered_input_whose_start_cannot_be_recorded_is_started_after_a_backoff(workspace, caplog):
+    """Recovery finds a claimed input with no run (a crash after its claim) and its run cannot be recorded
+    (a full disk): it is tried again after a backoff, and `edgeorch inputs` says why meanwhile (it waited
+    for the next restart before)."""
+    drop, cfg = _watch_ingest(workspace)
+    store = Store(cfg.state_file)
+    folder = cfg.inbox_dir / "in-1"
+    iid = store.inputs.record_intent(pipeline="ingest", folder=str(drop), source=str(drop / "a.csv"), dev=1, ino=2,
+                                     size=2, inbox_for=lambda i: str(folder / "a.csv"))
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("1\n")
+    store.inputs.record_claimed(iid, 2, hashlib.sha256(b"1\n").hexdigest())
+    store.close()
+
+    async def main() -> None:
+        store, engine, drops = await _daemon_parts(cfg)
+        engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
+        failed = _fail_first_record_started(store)
+        try:
+            drops.recover_and_collect()
+            assert failed == [iid]
+            assert drops.held()[iid].startswith("its start was not recorded: ")
+            assert store.inputs.get(iid)["state"] == "claimed"
+            await _until(lambda: store.inputs.get(iid)["state"] == "done")
+            assert drops.held() == {}
+            assert [r[0] for r in store.db.conn.execute("SELECT state FROM runs")] == ["succeeded"]
+        finally:
+            drops.stop()
+            await engine.close()
+            store.close()
+
+    caplog.set_level("WARNING", logger="edgeorch.triggers")
+    asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("; retry 1 in 0.5s"), said
