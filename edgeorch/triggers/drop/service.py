@@ -477,7 +477,9 @@ class DropFolders:
             delay = retry_delay(attempt)
             why = f"its start was not recorded: {exc.render()}"
             self._claim_retries[iid] = _PathRetry(attempt, row["pipeline"], why, self.loop.time() + delay)
-            log.warning("input %s (%s): %s; retry %d in %.1fs", iid, display_path(path), why, attempt, delay)
+            shown = display_path(row["source_path"])
+            log.warning("input %s (%s): %s; retry %d in %.1fs", iid, shown, why, attempt, delay)
+            self._publish(input_id=iid, state="claim_retry", pipeline=row["pipeline"], file=shown, reason=why)
             self._later(delay, self._submit_recovered, row, path, attempt)
             return
         self._claim_retries.pop(iid, None)

@@ -301,10 +301,14 @@ def test_a_recovered_input_whose_start_cannot_be_recorded_is_started_after_a_bac
     async def main() -> None:
         store, engine, drops = await _daemon_parts(cfg)
         engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
+        retries: list[InputChanged] = []
+        engine.bus.subscribe(retries.append, lambda e: isinstance(e, InputChanged) and e.state == "claim_retry")
         failed = _fail_first_record_started(store)
         try:
             drops.recover_and_collect()
             assert failed == [iid]
+            (retry,) = retries  # what `edgeorch events` shows
+            assert retry.input_id == iid and retry.reason.startswith("its start was not recorded: ")
             assert drops.held()[iid].startswith("its start was not recorded: ")
             assert store.inputs.get(iid)["state"] == "claimed"
             await _until(lambda: store.inputs.get(iid)["state"] == "done")
