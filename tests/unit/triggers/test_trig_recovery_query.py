@@ -15,6 +15,19 @@ def _claim(store: Store, inbox: Path, name: str) -> int:
                                       inbox_for=lambda iid: str(inbox / f"in-{iid}" / name))
 
 
+def _recover(store: Store, inbox: Path, state_dir: Path) -> list[str]:
+    """Run the drop folders' recovery alone (no engine, no watches) over ``store`` and ``inbox``."""
+    loop = asyncio.new_event_loop()
+    try:
+        drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
+                            registry=SimpleNamespace(pipelines={}),
+                            config=SimpleNamespace(inbox_dir=inbox, state_dir=state_dir, watches=[], source=None),
+                            loop=loop, publish=lambda event: None)
+        return drops.recover()
+    finally:
+        loop.close()
+
+
 def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(tmp_path, monkeypatch):
     inbox = tmp_path / "inbox"
     store = Store(tmp_path / "state.db")
@@ -37,15 +50,7 @@ def test_recovery_reads_every_input_through_the_dedicated_query_not_list_inputs(
             raise AssertionError("recovery must not list whole input rows")
 
         monkeypatch.setattr(store.inputs, "list", no_full_listing)
-        loop = asyncio.new_event_loop()
-        try:
-            drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
-                                registry=SimpleNamespace(pipelines={}),
-                                config=SimpleNamespace(inbox_dir=inbox, state_dir=tmp_path, watches=[], source=None),
-                                loop=loop, publish=lambda event: None)
-            kinds = drops.recover()
-        finally:
-            loop.close()
+        kinds = _recover(store, inbox, tmp_path)
         assert kinds == ["forget"]  # the done input's inbox file is known, not a stray to quarantine
         assert store.inputs.get(claiming)["state"] == "vanished"
         assert (inbox / f"in-{done}" / "a.csv").is_file()
@@ -65,15 +70,7 @@ def test_recovery_removes_the_empty_claim_folders_a_killed_group_left_past_the_l
         for iid in (first + 1, first + 2, first + 3):
             (inbox / f"in-{iid}").mkdir()
         (inbox / f"in-{first + 3}" / "sub").mkdir()  # something in it (not a claimed file): left as it is
-        loop = asyncio.new_event_loop()
-        try:
-            drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
-                                registry=SimpleNamespace(pipelines={}),
-                                config=SimpleNamespace(inbox_dir=inbox, state_dir=tmp_path, watches=[], source=None),
-                                loop=loop, publish=lambda event: None)
-            drops.recover()
-        finally:
-            loop.close()
+        _recover(store, inbox, tmp_path)
         assert not (inbox / f"in-{first + 1}").exists() and not (inbox / f"in-{first + 2}").exists()
         assert (inbox / f"in-{first}").is_dir()
         assert (inbox / f"in-{first + 3}").is_dir()
