@@ -861,7 +861,7 @@ class DropFolders:
             prior = store.inputs.processed_sha(rec["pipeline"], sha, exclude=iid)
             if prior is not None:
                 # Said as it is: a copy dropped while the first one's run is still going was not "processed" yet.
-                how = (f"which {rec['pipeline']} is processing now (run {prior['run_id']})" if prior["state"] == "started"
+                how = (f"which {rec['pipeline']} was processing when it arrived (run {prior['run_id']})" if prior["state"] == "started"
                        else f"already processed by {rec['pipeline']} (run {prior['run_id']})")
                 store.inputs.record_state(iid, "duplicate", reason=f"same content (sha256 {sha[:12]}) as input "
                                           f"{prior['id']}, {how}; skip_duplicates = true")

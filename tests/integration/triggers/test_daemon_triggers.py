@@ -283,7 +283,7 @@ def test_a_copy_dropped_while_the_first_runs_says_it_is_being_processed(workspac
     drop_by_rename(tmp_path / "stage", drop, "b.csv", b"same\n")
     wait_until(daemon, lambda: n_inputs(workspace, "duplicate") >= 1)
     reason = inputs(workspace, "duplicate")[0]["reason"]
-    assert "as input 1, which ingest is processing now (run 1)" in reason and "already processed" not in reason
+    assert "as input 1, which ingest was processing when it arrived (run 1)" in reason and "already processed" not in reason
     (workspace.pipelines / "go").touch()
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1)
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
