@@ -473,14 +473,8 @@ class DropFolders:
         try:
             self._start_input(row, path)
         except StateError as exc:
-            attempt += 1
-            delay = retry_delay(attempt)
-            why = f"its start was not recorded: {exc.render()}"
-            self._claim_retries[iid] = _PathRetry(attempt, row["pipeline"], why, self.loop.time() + delay)
-            shown = display_path(row["source_path"])
-            log.warning("input %s (%s): %s; retry %d in %.1fs", iid, shown, why, attempt, delay)
-            self._publish(input_id=iid, state="claim_retry", pipeline=row["pipeline"], file=shown, reason=why)
-            self._later(delay, self._submit_recovered, row, path, attempt)
+            self._hold_input(iid, row["pipeline"], row["source_path"], f"its start was not recorded: {exc.render()}",
+                             attempt + 1, functools.partial(self._submit_recovered, row, path, attempt + 1))
             return
         self._claim_retries.pop(iid, None)
         self._publish_versions()
@@ -543,19 +537,23 @@ class DropFolders:
     def _retry_claim(self, pending: _Pending, why: str) -> None:
         """A recorded claim met a transient error: it stays ``claiming``; try the step again later."""
         pending.attempts += 1
-        delay = retry_delay(pending.attempts)
-        self._claim_retries[pending.iid] = _PathRetry(pending.attempts, pending.spec.pipeline, why,
-                                                      self.loop.time() + delay)
-        log.warning("input %s (%s): %s; retry %d in %.1fs", pending.iid, display_path(pending.intent.source), why,
-                    pending.attempts, delay)
-        self._publish(input_id=pending.iid, state="claim_retry", pipeline=pending.spec.pipeline,
-                      file=display_path(pending.intent.source), reason=why)
 
         def due() -> None:
             self._pending.append(pending)
             self._wake.set()
 
-        self._later(delay, due)
+        self._hold_input(pending.iid, pending.spec.pipeline, pending.intent.source, why, pending.attempts, due)
+
+    def _hold_input(self, iid: int, pipeline: str, source: Path | str, why: str, attempt: int,
+                    again: Callable[[], None]) -> None:
+        """A recorded input's step met a transient error (try ``attempt``): held, said (a warning, a
+        ``claim_retry`` event, its reason in ``edgeorch inputs``), and ``again()`` after the backoff."""
+        delay = retry_delay(attempt)
+        self._claim_retries[iid] = _PathRetry(attempt, pipeline, why, self.loop.time() + delay)
+        shown = display_path(source)
+        log.warning("input %s (%s): %s; retry %d in %.1fs", iid, shown, why, attempt, delay)
+        self._publish(input_id=iid, state="claim_retry", pipeline=pipeline, file=shown, reason=why)
+        self._later(delay, again)
 
     async def _claim_worker(self) -> None:
         while not self.stopped:
