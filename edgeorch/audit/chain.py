@@ -100,7 +100,9 @@ def seal_message(*, epoch: int, seq: int, hash: str, ts: str) -> bytes:
 
 def iso_ts(t: float) -> str:
     """``t`` (Unix seconds) as the audit log writes times: ``2024-05-01T12:00:00.123456Z`` (fixed width, UTC)."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is strftime's text for any Unix time (a test compares them) at two thirds of its cost, and every
+    # transition writes one or two.
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str) -> float:

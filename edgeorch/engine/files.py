@@ -235,10 +235,23 @@ def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | 
     return None
 
 
+def read_small(path: str | Path) -> bytes:
+    """The whole of a small file, read raw (open, reads to EOF, close: no buffered text layer and its extra
+    system calls; an attempt's end reads two such files). Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A small JSON object written by a task or a supervisor (``result.json``, …); None when absent or not one."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_small(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

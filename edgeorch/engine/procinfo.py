@@ -23,37 +23,44 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return data[data.rfind(b")") + 2 :].split()
 
 
+def _start_and_state(pid: int) -> tuple[int | None, str | None]:
+    """Start time and one-letter state of ``pid`` from one read of its stat file; ``(None, None)`` when gone."""
+    fields = _stat_fields(pid)
+    if not fields:
+        return None, None
+    try:
+        return int(fields[19]), fields[0].decode()
+    except (IndexError, ValueError):
+        return None, None
+
+
 def process_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot, or None when no such process."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
+    return _start_and_state(pid)[0]
 
 
 def process_state(pid: int) -> str | None:
     """One-letter state (R, S, Z, ...) of ``pid``, or None when gone."""
-    fields = _stat_fields(pid)
-    return fields[0].decode() if fields else None
+    return _start_and_state(pid)[1]
 
 
 def is_same_process(pid: int | None, start_time: int | None) -> bool:
-    """True when ``pid`` is alive (not a zombie) and started at ``start_time``."""
+    """True when ``pid`` is alive (not a zombie) and started at ``start_time`` (one read of its stat file)."""
     if not pid or start_time is None:
         return False
-    if process_start_time(pid) != start_time:
-        return False
-    return process_state(pid) not in (None, "Z", "X")
+    started, state = _start_and_state(pid)
+    return started == start_time and state not in (None, "Z", "X")
 
 
 def open_pidfd(pid: int, start_time: int | None) -> int | None:
-    """A pidfd for ``pid`` if it is still the process started at ``start_time``, else None.
+    """A pidfd for ``pid`` if it is still the live process started at ``start_time``, else None.
 
-    The start time is checked again after opening, closing the race where the
+    A zombie is refused (it has ended: there is nothing to follow). The
+    start time is checked again after opening, closing the race where the
     process exits and the pid is reused between the check and the open.
+    ``start_time`` None opens whatever ``pid`` is now, unchecked.
     """
-    if start_time is not None and process_start_time(pid) != start_time:
+    if start_time is not None and not is_same_process(pid, start_time):
         return None
     try:
         fd = os.pidfd_open(pid)

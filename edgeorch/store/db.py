@@ -37,6 +37,7 @@ class Database:
         self.clock = clock
         self.readonly = readonly
         self._depth = 0
+        self._relaxed = False  # the connection's synchronous level is NORMAL (else FULL, as _open sets it)
         self.memo: dict[str, Any] = {}
         """Facts read or written inside the open transaction, kept to spare a query (the audit log's head):
         empty outside a transaction, emptied when it ends and when a savepoint rolls back, so what it holds
@@ -103,7 +104,7 @@ class Database:
         """One atomic unit: ``BEGIN IMMEDIATE``/``COMMIT``, or a SAVEPOINT when nested.
 
         ``durable=False`` commits without waiting for fsync (``synchronous=NORMAL``
-        for this one commit): still atomic and crash-safe for the process, but the
+        for this commit; a durable one sets ``FULL`` again): still atomic and crash-safe for the process, but the
         last such commits may be lost on power loss. Only for facts that are
         recorded durably elsewhere too (the shim's proc.json), to keep the
         per-task overhead low; the next durable commit syncs them as well.
@@ -128,40 +129,40 @@ class Database:
             finally:
                 self._depth -= 1
             return
-        if not durable:
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-        try:  # the relaxed setting is for this one commit, whatever happens (a failed BEGIN included)
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
-            self._depth = 1
-            self.memo.clear()
+        if durable == self._relaxed:
+            # Set only when this commit's level differs from the connection's last one: on an engine's hot path
+            # relaxed and durable commits alternate, and each switch is a statement (no write happens outside
+            # a transaction, so the level a commit gets is always its own transaction's).
+            self.conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+            self._relaxed = not durable
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+        self._depth = 1
+        self.memo.clear()
+        self._after.clear()
+        try:
+            yield self.conn
+        except BaseException as exc:
             self._after.clear()
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            raise
+        else:
             try:
-                yield self.conn
-            except BaseException as exc:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
                 self._after.clear()
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
-                    raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
-                raise
-            else:
-                try:
-                    self.conn.execute("COMMIT")
-                except sqlite3.OperationalError as exc:  # disk full, I/O error: the transition did not happen
-                    self._after.clear()
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
-                    raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
-                self.committed.update(self.memo)
-            finally:
-                self._depth = 0
-                self.memo.clear()
+                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            self.committed.update(self.memo)
         finally:
-            if not durable:
-                self.conn.execute("PRAGMA synchronous = FULL")
+            self._depth = 0
+            self.memo.clear()
         self._run_after_commit()
 
     def after_commit(self, fn: Callable[[], None]) -> None:

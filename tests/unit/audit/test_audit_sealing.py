@@ -217,6 +217,17 @@ def test_subjects_and_times():
     assert event_subject(None, None, {"pipeline": "p"}) == "pipeline:p"
     assert event_subject(None, None, None) == "daemon"
     assert iso_ts(0.5) == "1970-01-01T00:00:00.500000Z" and parse_ts(iso_ts(1.25)) == 1.25
+    assert iso_ts(1e9) == "2001-09-09T01:46:40.000000Z"  # whole seconds keep their six digits
+
+
+def test_a_time_is_written_as_it_always_was():
+    """Records written by earlier versions used strftime: a new record's time has the same text."""
+    import random
+    from datetime import datetime, timezone
+
+    rng = random.Random(7)
+    for t in [0.0, 1e9 + 0.9999996, 1700000000.0000005, *(rng.uniform(0, 4e9) for _ in range(2000))]:
+        assert iso_ts(t) == datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t
 
 
 def test_a_verification_key_round_trips_and_a_bad_one_is_named():

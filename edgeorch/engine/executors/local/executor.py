@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...files import read_json
+from ...files import read_json, read_small
 from ...procinfo import children_map, descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
@@ -51,7 +51,7 @@ from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
 def read_exit(attempt_dir: str) -> ExitInfo | None:
     """The durable exit record of an attempt, or None when the shim has not written one."""
     try:
-        data = json.loads(Path(attempt_dir, EXIT).read_text())
+        data = json.loads(read_small(os.path.join(attempt_dir, EXIT)))
     except (OSError, ValueError):
         return None
     return ExitInfo(data.get("exit_code"), data.get("signal"), data.get("finished_at"),
@@ -317,10 +317,8 @@ class LocalExecutor(Executor):
     def _follow(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
                 stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
         """Start watching a shim through a pidfd; False (nothing kept) when it is no longer running."""
-        # A zombie shim has ended (exit.json is written before it exits): settled, not followed.
-        if not shim_pid or (shim_start_time is not None and not is_same_process(shim_pid, shim_start_time)):
-            return False
-        fd = open_pidfd(shim_pid, shim_start_time)
+        # A zombie shim has ended (exit.json is written before it exits): settled, not followed (open_pidfd).
+        fd = open_pidfd(shim_pid, shim_start_time) if shim_pid else None
         if fd is None:
             return False
         if stops_tree:

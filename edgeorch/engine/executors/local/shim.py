@@ -201,7 +201,7 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     try:
         # Folders are made here, off the engine's loop (metadata writes are slow on some disks).
         for folder in (attempt_dir, *req.get("mkdirs", ())):
-            os.makedirs(folder, exist_ok=True)
+            _make_folder(folder)
     except OSError as exc:
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot create {exc.filename}: {exc.strerror}"})
         return False
@@ -255,6 +255,18 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     os.close(log_fd)
     write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
     return reuse
+
+
+def _make_folder(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)`` in one ``mkdir`` when its parent exists (every attempt's folders but a
+    run's first): makedirs looks at each parent first. Raises OSError as makedirs does (a file in the way)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
 
 
 CLEANUP_TIMEOUT_S = 60.0
