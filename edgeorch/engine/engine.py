@@ -183,8 +183,10 @@ class Engine:
         self.runs: dict[int, RunCtx] = {}
         self.live: dict[int, LiveAttempt] = {}
         # Ready tasks wait in the resources policy's queue (``self.res.queue``), keyed
-        # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held``.
+        # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held`` until its process tree has
+        # ended: from then until its outcome is recorded it is in ``self._ended`` (live, holding nothing).
         self.res: Admission | None = None
+        self._ended: set[int] = set()
         self.watch_interval = WATCH_INTERVAL_S
         self._watch_timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
@@ -741,7 +743,7 @@ class Engine:
         if not self.accepting or res is None or not len(res.queue):
             return
         parallelism = self.config.engine.parallelism
-        if len(self.live) >= parallelism:
+        if len(self.live) - len(self._ended) >= parallelism:
             return  # cheap exit: no decision can start anything
         self._sync_cluster()
         # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
@@ -1142,6 +1144,8 @@ class Engine:
         spec = ctx.pipeline.tasks[la.task]
         if not info.lost:  # an OOM kill is reported as one (resources/oom.py), read before the cgroup goes
             info = self._explain_exit(la, spec, info)
+            if spec.container is None:
+                self._free_slot(la)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir = ctx.run_dir / "outputs" / la.task
         names: list[str] = []
@@ -1174,6 +1178,21 @@ class Engine:
         # Nothing to hash: no thread hop on the hot path of small tasks.
         self._in_order(job, apply, inline=not names and dataset is None and model is None
                        and not has_entries(ctx.run_dir / "checkpoints" / la.task))
+
+    def _free_slot(self, la: LiveAttempt) -> None:
+        """An attempt whose exit record says nothing of it runs any more gives back its slot and lease now.
+
+        So the next ready task starts while this outcome is hashed and committed (the durable commit is the
+        longest step of a short task's end: a slot left idle meanwhile was a tenth of a short task's wall time).
+        Its dependents still wait for the commit; the outcome is still announced only once durable. The lease's
+        row is released with the outcome, as before: a restart in between holds both leases again until this
+        outcome is settled (a moment of double counting, never a double grant of what runs). Not for a lost
+        attempt (its group may still be dying from the SIGKILL) nor a container's (its runtime cleans up after).
+        """
+        assert self.res is not None
+        self.res.release(la.attempt_id)
+        self._ended.add(la.attempt_id)
+        self._schedule_dispatch()  # queued before the outcome's own drain: the start goes first
 
     def _explain_exit(self, la: LiveAttempt, spec: TaskSpec, info: ExitInfo) -> ExitInfo:
         """``info`` with a container's exit read as a host task's and an OOM kill's reason (docs/containers.md).
@@ -1340,6 +1359,7 @@ class Engine:
                 snap.release()  # committed (or not): its chunks need no pins any more
         # Memory follows the commit: the attempt is over, its lease free (its row was released with the outcome).
         del self.live[attempt_id]
+        self._ended.discard(attempt_id)
         if not self.live and self._all_stopped is not None:
             self._all_stopped.set()
         self.res.release(attempt_id)

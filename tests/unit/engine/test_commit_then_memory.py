@@ -1,9 +1,11 @@
 """The engine changes its memory only after the commit that records a decision.
 
 A decision that cannot be recorded (disk full, I/O error) must leave the
-engine's memory as the store has it: the attempt still live, its lease
-held, its task running and its dependents pending (the engine fail-stops
-and the next one settles the attempt from the store). Real engine, real
+engine's memory as the store has it: the attempt still live, its task
+running and its dependents pending (the engine fail-stops and the next one
+settles the attempt from the store). Its slot and lease are the exception:
+given back once its exit record is read, before the commit (nothing of it
+runs; a restart holds the lease again from its row). Real engine, real
 process, real SQLite; the store's write is made to fail.
 """
 
@@ -72,7 +74,9 @@ def test_an_attempt_end_that_cannot_be_recorded_leaves_memory_untouched(workspac
             assert ctx.unmet["b"] == 1
             live = [la for la in engine.live.values() if la.task == "a"]
             assert len(live) == 1, "the attempt stays live until its end is recorded"
-            assert engine.res is not None and live[0].attempt_id in engine.res.held  # its lease too
+            # Its process tree has ended: the slot and lease were given back before the commit was tried.
+            assert engine.res is not None and live[0].attempt_id not in engine.res.held
+            assert live[0].attempt_id in engine._ended
 
     asyncio.run(main())
 
@@ -121,5 +125,49 @@ def test_a_run_submitted_in_a_callers_transaction_is_held_only_once_that_commits
             assert kept in engine.runs and queued == [kept]
             assert await asyncio.wait_for(engine.wait_run(kept), 30) == RunState.SUCCEEDED
             assert engine.fatal_error is None
+
+    asyncio.run(main())
+
+
+INDEPENDENT = """
+[tasks.a]
+command = ["true"]
+
+[tasks.c]
+command = ["true"]
+
+[tasks.b]
+command = ["true"]
+needs = ["a"]
+"""
+
+
+def test_the_next_ready_task_starts_before_an_outcome_is_committed(workspace):
+    """At parallelism 1, a's end frees the slot at once: c (independent, ready) is started before a's outcome
+    is committed; b (a's dependent) only after it; the run still ends with every task succeeded."""
+    workspace.write_config(parallelism=1)
+
+    async def main() -> None:
+        async with running_engine(workspace, "three", INDEPENDENT) as (engine, store, pipeline, _):
+            order: list[str] = []
+            real_start, real_finish = store.attempts.start, store.attempts.finish
+
+            def start(new, *a, **k):  # type: ignore[no-untyped-def]
+                order.append(f"start {new.task}")
+                return real_start(new, *a, **k)
+
+            def finish(attempt_id, **k):  # type: ignore[no-untyped-def]
+                order.append(f"finish {engine.live[attempt_id].task}")
+                return real_finish(attempt_id, **k)
+
+            store.attempts.start, store.attempts.finish = start, finish  # type: ignore[method-assign]
+            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))
+            assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.SUCCEEDED
+            first = order[0].split()[1]
+            other = "c" if first == "a" else "a"
+            # The second independent task starts before the first one's outcome is written.
+            assert order[:3] == [f"start {first}", f"start {other}", f"finish {first}"], order
+            assert order.index("start b") > order.index("finish a"), order
+            assert not engine._ended and not engine.live
 
     asyncio.run(main())
