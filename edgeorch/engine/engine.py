@@ -59,6 +59,11 @@ log = logging.getLogger("edgeorch.engine")
 KILL_NET_S = 1.0
 """After the grace period, how long the engine waits for the shim's own SIGKILLs before sending its own."""
 
+RUNNING_MARK_DELAY_S = 0.05
+"""How long a started attempt's processes (pid, pgid, shim) may wait to be written to the state file: the marks
+of the attempts started meanwhile go in one transaction, and an attempt that ends sooner has its mark written
+with its outcome. Recovery never needs the mark (the shim's proc.json has the same facts)."""
+
 _DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                               "LISTEN_FDNAMES"})
 
@@ -187,6 +192,8 @@ class Engine:
         # ended: from then until its outcome is recorded it is in ``self._ended`` (live, holding nothing).
         self.res: Admission | None = None
         self._ended: set[int] = set()
+        self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
+        self._marks_timer: asyncio.TimerHandle | None = None
         self.watch_interval = WATCH_INTERVAL_S
         self._watch_timer: asyncio.TimerHandle | None = None
         self._dispatch_scheduled = False
@@ -278,6 +285,11 @@ class Engine:
                 await self._all_stopped.wait()
         for h in self._retry_timers.values():
             h.cancel()
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
+        if self._running_marks and self.fatal_error is None:
+            self._write_running_marks()  # for whoever reads the state file before the next engine adopts them
         if self._watch_timer is not None:
             self._watch_timer.cancel()
             self._watch_timer = None
@@ -1114,11 +1126,23 @@ class Engine:
         if la is None:
             return
         la.pgid = info.pgid
-        self._record_running(attempt_id, info)
+        self._running_marks[attempt_id] = info
+        if self._marks_timer is None and self.loop is not None:
+            self._marks_timer = self.loop.call_later(RUNNING_MARK_DELAY_S, self._write_running_marks)
         if la.timer is None and la.stop_reason is None:
             # The timeout counts the task's own run, from here: waiting for a Ray node to place it
             # (or for a busy launcher) is not the task's time.
             self._arm_timeout(la)
+
+    @_fail_stop
+    def _write_running_marks(self) -> None:
+        """Write the running marks waiting (:data:`RUNNING_MARK_DELAY_S`), all in one relaxed transaction."""
+        self._marks_timer = None
+        marks, self._running_marks = self._running_marks, {}
+        if marks:
+            with self.store.transaction(durable=False):  # as each mark alone was (see Attempts.set_running)
+                for attempt_id, info in marks.items():
+                    self._record_running(attempt_id, info)
 
     def _record_running(self, attempt_id: int, info: StartedInfo) -> None:
         self.store.attempts.set_running(attempt_id, pid=info.pid, pid_start_time=info.pid_start_time or 0, pgid=info.pgid,
@@ -1336,6 +1360,9 @@ class Engine:
         snap, version, registered = files.dataset, None, None
         try:
             with self.store.transaction():
+                started = self._running_marks.pop(attempt_id, None)
+                if started is not None:  # it ended before its running mark was written: written with the outcome
+                    self._record_running(attempt_id, started)
                 self.store.attempts.finish(
                     attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
                     task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at),
