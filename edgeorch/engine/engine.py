@@ -1216,7 +1216,7 @@ class Engine:
         assert self.res is not None
         self.res.release(la.attempt_id)
         self._ended.add(la.attempt_id)
-        self._schedule_dispatch()  # queued before the outcome's own drain: the start goes first
+        self._dispatch()  # now, before this outcome is even queued: the next start goes first
 
     def _explain_exit(self, la: LiveAttempt, spec: TaskSpec, info: ExitInfo) -> ExitInfo:
         """``info`` with a container's exit read as a host task's and an OOM kill's reason (docs/containers.md).
@@ -1300,9 +1300,8 @@ class Engine:
         assert self.res is not None
         ctx = self.runs[la.run_id]
         spec = ctx.pipeline.tasks[la.task]
-        result = read_json(la.attempt_dir / "result.json")
-        # Only built-in kinds return a check-result document; a call's return value is free-form.
-        check = result if (spec.kind and result) else None
+        # Only built-in kinds return a check-result document; a call's return value is free-form (not read).
+        check = (read_json(la.attempt_dir / "result.json") or None) if spec.kind else None
         verdict = check.get("verdict") if check else None
         artifacts: list[dict[str, Any]] = []
         reason: str | None = None

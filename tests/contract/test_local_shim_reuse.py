@@ -282,3 +282,41 @@ def test_a_shim_exits_after_its_last_allowed_attempt_instead_of_saying_it_waits(
     assert [(r["attempt_id"], "ended" in r) for r in replies] == [(1, False), (1, True), (2, False)]
     assert not (tmp_path / "attempt-3").exists()  # never taken
     assert json.loads((tmp_path / "attempt-2" / "exit.json").read_text())["exit_code"] == 0
+
+
+def test_a_reused_shim_is_followed_through_one_pidfd_and_its_death_settles_only_what_it_runs(tmp_path, monkeypatch):
+    """One pidfd per shim, not per attempt; a shim killed while idle settles nothing, and its next attempt (run
+    by another shim) is followed through a pidfd of its own; a shim killed during an attempt settles that one."""
+    import edgeorch.engine.executors.local.executor as executor_module
+
+    opened: list[int] = []
+    real_open = executor_module.open_pidfd
+
+    def counting_open(pid, start_time):  # type: ignore[no-untyped-def]
+        opened.append(pid)
+        return real_open(pid, start_time)
+
+    monkeypatch.setattr(executor_module, "open_pidfd", counting_open)
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            for attempt_id in (1, 2, 3):
+                p.ex.spawn(request(tmp_path, attempt_id, "true"))
+                assert (await p.exit_of(attempt_id)).exit_code == 0
+            shim = p.started[1].shim_pid
+            assert {p.started[a].shim_pid for a in (1, 2, 3)} == {shim} and opened == [shim]
+            os.kill(shim, signal.SIGKILL)  # idle: nothing of it to settle
+            await until(lambda: shim not in p.ex._shims, what="the idle shim's pidfd closed")
+            assert [e for e in p.order if e[0] == "exited"] == [("exited", 1), ("exited", 2), ("exited", 3)]
+            p.ex.spawn(request(tmp_path, 4, "sleep 30"))
+            await until(lambda: 4 in p.started, what="start")
+            other = p.started[4].shim_pid
+            assert other != shim and opened == [shim, other]
+            os.kill(other, signal.SIGKILL)  # while it runs attempt 4: settled (no exit record: lost)
+            assert (await p.exit_of(4)).lost  # and its task's group killed by settle (no orphan left)
+            await until(lambda: not is_same_process(p.started[4].pid, p.started[4].pid_start_time), what="task gone")
+        finally:
+            p.ex.close()
+
+    run(body)

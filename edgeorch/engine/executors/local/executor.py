@@ -96,7 +96,11 @@ class LocalExecutor(Executor):
         self.on_health = on_health or (lambda message: None)
         self._zygote: _Zygote | None = None
         self._old: list[_Zygote] = []  # dead generations whose reply pipe may still carry shims' replies
-        self._watched: dict[int, tuple[int, str]] = {}  # attempt_id -> (pidfd, attempt_dir)
+        self._watched: dict[int, tuple[int, str]] = {}  # attempt_id -> (its shim's pidfd, attempt_dir)
+        # Every shim followed: pid -> (pidfd, start time), opened once and kept while the shim lives, across the
+        # attempts it runs in turn (idle between them), and the attempt it runs now.
+        self._shims: dict[int, tuple[int, int | None]] = {}
+        self._running_on: dict[int, int] = {}  # shim pid -> attempt_id
         self._dirs: dict[int, str] = {}
         self._in_flight: dict[int, SpawnRequest] = {}  # written to a zygote, no reply yet
         self._orphaned: dict[int, SpawnRequest] = {}  # written to a zygote that died; not settled yet
@@ -316,19 +320,44 @@ class LocalExecutor(Executor):
 
     def _follow(self, attempt_id: int, attempt_dir: str, shim_pid: int, shim_start_time: int | None, *,
                 stops_tree: bool = False, proc: ProcInfo | None = None) -> bool:
-        """Start watching a shim through a pidfd; False (nothing kept) when it is no longer running."""
-        # A zombie shim has ended (exit.json is written before it exits): settled, not followed (open_pidfd).
-        fd = open_pidfd(shim_pid, shim_start_time) if shim_pid else None
-        if fd is None:
+        """Start watching a shim through a pidfd; False (nothing kept) when it is no longer running.
+
+        A reused shim's pidfd is the one opened for its first attempt (its identity checked then; a pidfd
+        cannot follow another process): one ``pidfd_open`` and two reads of /proc per shim, not per attempt.
+        """
+        if not shim_pid:
             return False
+        known = self._shims.get(shim_pid)
+        if known is not None and known[1] != shim_start_time:  # that shim is gone; this pid is another process
+            self._on_shim_gone(shim_pid)
+            known = None
+        if known is None:
+            # A zombie shim has ended (exit.json is written before it exits): settled, not followed (open_pidfd).
+            fd = open_pidfd(shim_pid, shim_start_time)
+            if fd is None:
+                return False
+            self._shims[shim_pid] = (fd, shim_start_time)
+            self.loop.add_reader(fd, self._on_shim_gone, shim_pid)
+        else:
+            fd = known[0]  # if it exits meanwhile, its pidfd fires and settles this attempt
         if stops_tree:
             self._tree.add(attempt_id)
         if proc is not None:
             self._procs[attempt_id] = proc
         self._dirs[attempt_id] = attempt_dir
         self._watched[attempt_id] = (fd, attempt_dir)
-        self.loop.add_reader(fd, self._on_shim_exit, attempt_id)
+        self._running_on[shim_pid] = attempt_id
         return True
+
+    def _on_shim_gone(self, shim_pid: int) -> None:
+        """A followed shim exited: stop following it; settle the attempt it ran, if any (exit.json, else lost)."""
+        fd, _ = self._shims.pop(shim_pid)
+        self.loop.remove_reader(fd)
+        attempt_id = self._running_on.pop(shim_pid, None)
+        watched = self._watched.pop(attempt_id, None) if attempt_id is not None else None
+        os.close(fd)
+        if watched is not None:
+            self._settle(attempt_id, watched[1])  # type: ignore[arg-type]
 
     # -- adopting and settling (after a restart of the engine) ---------------------------
 
@@ -374,9 +403,12 @@ class LocalExecutor(Executor):
     def _on_ended(self, attempt_id: int, shim_pid: Any, z: _Zygote | None) -> None:
         """A shim ended its attempt (``exit.json`` is written) and waits for another: settle the attempt,
         then let the zygote reuse the shim. Only now: a stop for that attempt can no longer be sent to it."""
-        if attempt_id not in self._watched:
+        watched = self._watched.pop(attempt_id, None)
+        if watched is None:
             return  # settled already (the shim's exit was seen first): it is not waiting
-        self._on_shim_exit(attempt_id)
+        if isinstance(shim_pid, int) and self._running_on.get(shim_pid) == attempt_id:
+            del self._running_on[shim_pid]  # idle now, still followed: a pidfd that fires settles nothing
+        self._settle(attempt_id, watched[1])
         if z is not None and z is self._zygote and isinstance(shim_pid, int) and z.popen.stdin is not None:
             # A shim of an older zygote is not reused: its zygote is gone, so it exits. The line is buffered
             # and goes out with the next request (the settlement above often starts one) or at the end of
@@ -397,12 +429,6 @@ class LocalExecutor(Executor):
                 z.popen.stdin.flush()
             except OSError:
                 pass  # the zygote is dying: its pidfd fires (a release needs no settling)
-
-    def _on_shim_exit(self, attempt_id: int) -> None:
-        fd, attempt_dir = self._watched.pop(attempt_id)
-        self.loop.remove_reader(fd)
-        os.close(fd)
-        self._settle(attempt_id, attempt_dir)
 
     def _settle(self, attempt_id: int, attempt_dir: str) -> None:
         self._dirs.pop(attempt_id, None)
@@ -467,9 +493,11 @@ class LocalExecutor(Executor):
             self._restart_timer.cancel()
         if self._orphan_timer is not None:
             self._orphan_timer.cancel()
-        for attempt_id, (fd, _) in list(self._watched.items()):
+        for fd, _ in self._shims.values():
             self.loop.remove_reader(fd)
             os.close(fd)
+        self._shims.clear()
+        self._running_on.clear()
         self._watched.clear()
         for z in [*self._old, *([self._zygote] if self._zygote else [])]:
             if z.pidfd is not None:
