@@ -139,6 +139,9 @@ class RunCtx:
     """Per task, attempts lost to edgeorch's own machinery: they do not count against ``retries``."""
     retries_from: dict[str, int] = field(default_factory=dict)
     """Per task, its charged attempts before the run was last resumed: they do not count against ``retries``."""
+    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per task, its latest outcome's artifacts as read from the store (each dependent's start and cache
+    check read them): forgotten when the engine records a new outcome of that task, the only writer."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
 
@@ -169,6 +172,7 @@ class LiveAttempt:
     exited: bool = False  # the executor reported its end: nothing left to stop, its outcome is being settled
     started_at: float | None = None  # engine clock at start (None: adopted), for predicted durations
     stop_detail: str | None = None  # the watcher's sentence when it stopped the attempt
+    leased: bool = True  # a lease row was recorded with it (adopted: not known, so assumed)
 
 
 @dataclass
@@ -788,7 +792,13 @@ class Engine:
                 "pipeline_dir": str(Path(ctx.pipeline.source_file).parent)}
 
     def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
-        return {up: self.store.outputs.latest_artifacts(ctx.run_id, up) for up in spec.needs}
+        out = {}
+        for up in spec.needs:
+            arts = ctx.outputs.get(up)
+            if arts is None:
+                arts = ctx.outputs[up] = self.store.outputs.latest_artifacts(ctx.run_id, up)
+            out[up] = arts
+        return out
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -853,7 +863,7 @@ class Engine:
                   now + res.durations.predict(f"{ctx.pipeline.name}/{name}"), now, cgroup)
         ctx.attempts[name] = number
         ctx.states[name] = TaskState.RUNNING
-        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now)
+        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now, leased=recorded)
         self.live[attempt_id] = la
         assert self.executor is not None
         self.executor.spawn(SpawnRequest(
@@ -1068,6 +1078,7 @@ class Engine:
         snapshot = self._inputs.pop(tid, None)
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()),
                                          *upstream_items(self._upstream_outputs(ctx, ctx.pipeline.tasks[name])))]
+        ctx.outputs.pop(name, None)
         with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
             self.store.outputs.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
             if consumed:  # what the hit stands for: the same inputs its key was computed from
@@ -1357,6 +1368,7 @@ class Engine:
         change = decided.task
         assert change is not None
         snap, version, registered = files.dataset, None, None
+        ctx.outputs.pop(la.task, None)  # its artifacts are about to change (an outcome records them)
         try:
             with self.store.transaction():
                 started = self._running_marks.pop(attempt_id, None)
@@ -1366,7 +1378,7 @@ class Engine:
                     attempt_id, state=astate, exit_code=info.exit_code, signal=info.signal, reason=reason,
                     task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at),
                     artifacts=artifacts, checkpoints=checkpoints, results=rows, verdict=verdict,
-                    finished_at=info.finished_at, charged=not free,
+                    finished_at=info.finished_at, charged=not free, leased=la.leased,
                 )
                 if ok and claim is not None:  # the release's spend, with the rows it recorded
                     privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)

@@ -125,12 +125,14 @@ class Attempts:
         verdict: str | None = None,
         finished_at: float | None = None,
         charged: bool = True,
+        leased: bool = True,
     ) -> None:
         """One transaction: the attempt's outcome, its task's next state, dependents, files recorded.
 
         ``task_change`` is ``(task_id, state, reason, next_attempt_at)``. ``charged=False``
         records a failure of edgeorch's own machinery, which does not count
-        against the task's retries (:meth:`uncharged`).
+        against the task's retries (:meth:`uncharged`). ``leased=False``: :meth:`start` recorded no lease
+        row for it (it held nothing), so there is none to release.
         """
         now = self._db.clock()
         task_id, tstate, treason, next_at = task_change
@@ -147,9 +149,9 @@ class Attempts:
                 "UPDATE tasks SET state = ?, reason = ?, next_attempt_at = ?, finished_at = ? WHERE id = ?",
                 (tstate, treason, next_at, now if tstate.finished else None, task_id),
             )
-            # Released with the outcome: the hardware is free exactly when the attempt is over.
-            self._db.conn.execute("UPDATE leases SET released_at = ? WHERE attempt_id = ? AND released_at IS NULL",
-                              (now, attempt_id))
+            if leased:  # released with the outcome: the hardware is free exactly when the attempt is over
+                self._db.conn.execute("UPDATE leases SET released_at = ? WHERE attempt_id = ? AND released_at IS NULL",
+                                      (now, attempt_id))
             write_audit(self._db, None, "attempt_ended", f"run:{run_id}/{task}",
                         {"attempt_id": attempt_id, "state": str(state), "exit_code": exit_code, "signal": signal,
                          "reason": reason, "task_state": str(tstate), "artifacts": len(artifacts),
