@@ -68,6 +68,11 @@ _DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", 
                               "LISTEN_FDNAMES"})
 
 
+def _no_files() -> FileOutcome:
+    """The files of an attempt with no outputs to hash and an empty (or absent) checkpoint folder."""
+    return FileOutcome([], [])
+
+
 def _fail_stop(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run an event-loop callback; an exception escaping it stops the engine (fail-stop).
 
@@ -1183,21 +1188,25 @@ class Engine:
                 self._free_slot(la)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir = ctx.run_dir / "outputs" / la.task
+        ckpt_dir = ctx.run_dir / "checkpoints" / la.task
         names: list[str] = []
         dataset = spec.dataset if exit_ok else None
+        model = spec.model if exit_ok else None
         workdir = None
-        if exit_ok:
+        if exit_ok and (spec.outputs or dataset is not None or model is not None):
             # Output names take the same placeholders as the command (params and built-ins).
-            values = self._placeholders(ctx, la.task, la.number, out_dir, ctx.run_dir / "checkpoints" / la.task)
+            values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir)
             names = [substitute(o, values) for o in spec.outputs]
             workdir = self._workdir(ctx, spec, values) if names else None
-        job = functools.partial(hash_outcome, out_dir, names if exit_ok else None, ctx.run_dir / "checkpoints" / la.task,
-                                workdir)
+        # Nothing to hash and no checkpoint (the usual short task): its files are known without a thread hop
+        # or a walk of its (empty) checkpoint folder.
+        nothing = not names and dataset is None and model is None and not has_entries(ckpt_dir)
+        job = _no_files if nothing else functools.partial(hash_outcome, out_dir, names if exit_ok else None,
+                                                             ckpt_dir, workdir)
         if dataset is not None:  # the declared dataset output is snapshotted by the same worker, after the hashes
             hashed, rel = job, substitute(dataset.path, values) if dataset.path else ""
             job = lambda: with_dataset(hashed(), out_dir, rel, dataset.name, self.config.state_dir,  # noqa: E731
                                        dataset.compress)
-        model = spec.model if exit_ok else None
         if model is not None:  # the declared model output is described by the same worker, after the hashes
             from ..models.register import with_model
 
@@ -1210,9 +1219,7 @@ class Engine:
                 files = FileOutcome([], [], f"cannot record the task's files: {exc}")
             self._apply_exit(attempt_id, info, files)
 
-        # Nothing to hash: no thread hop on the hot path of small tasks.
-        self._in_order(job, apply, inline=not names and dataset is None and model is None
-                       and not has_entries(ctx.run_dir / "checkpoints" / la.task))
+        self._in_order(job, apply, inline=nothing)
 
     def _free_slot(self, la: LiveAttempt) -> None:
         """An attempt whose exit record says nothing of it runs any more gives back its slot and lease now.
