@@ -408,18 +408,20 @@ class LocalExecutor(Executor):
             return  # settled already (the shim's exit was seen first): it is not waiting
         if isinstance(shim_pid, int) and self._running_on.get(shim_pid) == attempt_id:
             del self._running_on[shim_pid]  # idle now, still followed: a pidfd that fires settles nothing
-        self._settle(attempt_id, watched[1])
         if z is not None and z is self._zygote and isinstance(shim_pid, int) and z.popen.stdin is not None:
             # A shim of an older zygote is not reused: its zygote is gone, so it exits. The line is buffered
-            # and goes out with the next request (the settlement above often starts one) or at the end of
-            # this turn of the loop: one write and one wake-up of the zygote instead of two.
+            # before the settlement below, which often starts the next attempt: its request follows in the
+            # same write (one wake-up of the zygote, not two), and the zygote can hand it to this very shim
+            # instead of a spare. Nothing can reach the shim for this attempt any more: it is not watched.
             try:
                 z.popen.stdin.write(b'{"release": %d}\n' % shim_pid)
             except OSError:
-                return  # the zygote is dying: the shim reads EOF and exits
-            if not self._flush_armed:
-                self._flush_armed = True
-                self.loop.call_soon(self._flush_requests)
+                pass  # the zygote is dying: the shim reads EOF and exits
+            else:
+                if not self._flush_armed:
+                    self._flush_armed = True
+                    self.loop.call_soon(self._flush_requests)
+        self._settle(attempt_id, watched[1])
 
     def _flush_requests(self) -> None:
         self._flush_armed = False
