@@ -320,3 +320,25 @@ def test_a_reused_shim_is_followed_through_one_pidfd_and_its_death_settles_only_
             p.ex.close()
 
     run(body)
+
+
+def test_shims_run_as_batch_and_their_tasks_with_the_engines_policy(tmp_path):
+    """A woken shim must not preempt the engine's loop (SCHED_BATCH); the task it starts is SCHED_OTHER again."""
+    out = tmp_path / "policy"
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(request(tmp_path, 1, f"{sys.executable} -c 'import os; print(os.sched_getscheduler(0))' > {out}"
+                                            f"; sleep 30"))
+            await until(lambda: 1 in p.started and out.exists() and out.read_text().strip(), what="the policy")
+            assert int(out.read_text()) == os.SCHED_OTHER, "the task inherited the shim's policy"
+            assert os.sched_getscheduler(p.started[1].shim_pid) == os.SCHED_BATCH
+            assert os.sched_getscheduler(p.ex.zygote_pid) == os.SCHED_BATCH
+            assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the engine's own is untouched
+            p.ex.stop(1)
+            await p.exit_of(1)
+        finally:
+            p.ex.close()
+
+    run(body)

@@ -118,6 +118,10 @@ def claim(attempt_dir: str, content: dict[str, Any]) -> bool:
     return True
 
 
+TASK_SCHEDULER: tuple[int, os.sched_param] | None = None
+"""The scheduling policy a task is spawned with, when its shim's differs from it (set by the zygote before it
+forks shims: they run ``SCHED_BATCH``, their tasks ``SCHED_OTHER``, see ``zygote._batch_scheduling``)."""
+
 MAX_ATTEMPTS = 1000
 """Attempts one shim runs before it exits (bounds what a long-lived Python process may accumulate)."""
 
@@ -315,7 +319,8 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
       back at their defaults (signals the shim handles are reset by exec).
 
     Pinning is applied to the shim itself first and inherited by the task and
-    all its descendants; so is the cgroup.
+    all its descendants; so is the cgroup. The scheduling policy is not: the
+    task gets :data:`TASK_SCHEDULER` back (the shim runs ``SCHED_BATCH``).
     """
     cpus = req.get("cpus")
     if cpus:
@@ -331,8 +336,10 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
     # The dup2s first: wfd itself may be a low number (the shim's fd 0 is closed).
     actions = [(os.POSIX_SPAWN_DUP2, wfd, 1), (os.POSIX_SPAWN_DUP2, wfd, 2),
                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    # (``scheduler=None`` is refused by Python 3.11's posix_spawn: the argument is passed only when set.)
+    policy = {"scheduler": TASK_SCHEDULER} if TASK_SCHEDULER is not None else {}
     return os.posix_spawn(_find_program(argv[0], req["env"]), argv, req["env"], file_actions=actions, setsid=True,
-                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), **policy)
 
 
 def _find_program(program: str, env: dict[str, str]) -> str:
