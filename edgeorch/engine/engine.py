@@ -198,9 +198,9 @@ class Engine:
         self.live: dict[int, LiveAttempt] = {}
         # Ready tasks wait in the resources policy's queue (``self.res.queue``), keyed
         # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held`` until its process tree has
-        # ended: from then until its outcome is recorded it is in ``self._ended`` (live, holding nothing).
+        # ended (``_free_slot``): from then until its outcome is recorded it is live and holds nothing, so the
+        # attempts that occupy a slot are exactly those in ``self.res.held``.
         self.res: Admission | None = None
-        self._ended: set[int] = set()
         self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
         self._marks_timer: asyncio.TimerHandle | None = None
         self.watch_interval = WATCH_INTERVAL_S
@@ -764,7 +764,7 @@ class Engine:
         if not self.accepting or res is None or not len(res.queue):
             return
         parallelism = self.config.engine.parallelism
-        if len(self.live) - len(self._ended) >= parallelism:
+        if len(res.held) >= parallelism:
             return  # cheap exit: no decision can start anything
         self._sync_cluster()
         # One decision per pass over the whole queue (cost O(buckets + running), not O(ready tasks)).
@@ -1233,7 +1233,6 @@ class Engine:
         """
         assert self.res is not None
         self.res.release(la.attempt_id)
-        self._ended.add(la.attempt_id)
         self._dispatch()  # now, before this outcome is even queued: the next start goes first
 
     def _explain_exit(self, la: LiveAttempt, spec: TaskSpec, info: ExitInfo) -> ExitInfo:
@@ -1404,7 +1403,6 @@ class Engine:
                 snap.release()  # committed (or not): its chunks need no pins any more
         # Memory follows the commit: the attempt is over, its lease free (its row was released with the outcome).
         del self.live[attempt_id]
-        self._ended.discard(attempt_id)
         if not self.live and self._all_stopped is not None:
             self._all_stopped.set()
         self.res.release(attempt_id)

@@ -248,8 +248,9 @@ def read_small(path: str | Path) -> bytes:
         os.close(fd)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON object written by a task or a supervisor (``result.json``, …); None when absent or not one."""
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """A small JSON object written by a task or a supervisor (``result.json``, ``exit.json``, …); None when absent
+    or not one."""
     try:
         data = json.loads(read_small(path))
     except (OSError, ValueError):

@@ -58,7 +58,6 @@ def test_a_running_attempt_is_marked_soon_and_a_waiting_mark_is_written_at_close
             engine.cancel(run_id, reason="done")
             assert await asyncio.wait_for(engine.wait_run(run_id), 30) == RunState.CANCELLED
 
-        workspace.pipeline("slow", SLOW)
         monkeypatch.setattr(engine_module, "RUNNING_MARK_DELAY_S", 60.0)
         async with running_engine(workspace, "slow2", SLOW) as (engine, store, pipeline, cfg):
             run_id = engine.submit(pipeline, resolve_params(pipeline, {}))

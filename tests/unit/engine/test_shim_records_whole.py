@@ -27,3 +27,21 @@ def test_a_short_write_never_renames_half_a_record_into_place(tmp_path):
     if target.exists():
         json.loads(target.read_text())  # whole, or not there: never a truncated document
     assert out.stdout.startswith("refused")
+
+
+def test_an_exit_record_that_is_not_an_object_is_read_as_none(tmp_path):
+    """A damaged ``exit.json`` (garbage, a JSON list, a folder) is no exit record: the attempt is settled as its
+    shim left it (lost when the shim is gone), never with an error that would stop the engine."""
+    from edgeorch.engine.executors.local.executor import read_exit
+
+    exit_file = tmp_path / "exit.json"
+    for content in (b"\x00garbage", b"[1, 2]", b'{"exit_code": 0'):
+        exit_file.write_bytes(content)
+        assert read_exit(str(tmp_path)) is None, content
+    exit_file.unlink()
+    exit_file.mkdir()
+    assert read_exit(str(tmp_path)) is None
+    exit_file.rmdir()
+    exit_file.write_text('{"exit_code": 3, "signal": null, "finished_at": 1.5, "log_truncated": true}')
+    info = read_exit(str(tmp_path))
+    assert info is not None and (info.exit_code, info.finished_at, info.log_truncated) == (3, 1.5, True)

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...files import read_json, read_small
+from ...files import read_json
 from ...procinfo import children_map, descendants, is_same_process, open_pidfd
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
@@ -50,9 +50,8 @@ from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
 
 def read_exit(attempt_dir: str) -> ExitInfo | None:
     """The durable exit record of an attempt, or None when the shim has not written one."""
-    try:
-        data = json.loads(read_small(os.path.join(attempt_dir, EXIT)))
-    except (OSError, ValueError):
+    data = read_json(os.path.join(attempt_dir, EXIT))
+    if data is None:
         return None
     return ExitInfo(data.get("exit_code"), data.get("signal"), data.get("finished_at"),
                     bool(data.get("log_truncated")), error=data.get("error"))
