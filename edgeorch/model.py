@@ -21,6 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models.spec import ModelDecl, ModelPolicy
 
 
+STREAM_KINDS = frozenset({"run", "task", "task_warning", "task_stopping", "gpu", "executor", "fatal", "pipeline",
+                          "reload", "gc", "schedule", "input", "dataset", "model"})
+"""The ``kind`` of every item the bus's events become on the ``events`` stream (docs/protocol.md): what the
+stream's ``kinds`` argument picks from (``edgeorch events --kind``). ``subscribed`` and ``overflow`` are the
+stream's own items and always sent. Each event class of :mod:`edgeorch.events` says one of these in its
+``to_wire()`` (tested)."""
+
+
 class RunState(StrEnum):
     """``queued → running → succeeded | failed | cancelled``."""
 

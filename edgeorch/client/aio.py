@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, TypeVar
@@ -81,7 +81,7 @@ class AsyncClient:
                   on_queued: Callable[[Queued], None] | None = None) -> Run:
         """See :meth:`edgeorch.Client.run` (the events stream is opened before the run is queued)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        async with aclosing(self._transport.stream("events", {}, deadline=deadline)) as items:
+        async with aclosing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = await anext(items, None)  # "subscribed": from here on nothing is missed
             queued = await self.submit(pipeline, params, label=label)
             if on_queued is not None:
@@ -95,7 +95,7 @@ class AsyncClient:
         """See :meth:`edgeorch.Client.wait`. Cancelling the awaiting task stops the wait (not the run)."""
         run_id = calls.run_id_of(run)
         deadline = None if timeout is None else time.monotonic() + timeout
-        async with aclosing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
+        async with aclosing(self._transport.stream("events", calls.follow(run_id, on_event), deadline=deadline)) as items:
             return await self._follow(items, run_id, timeout, deadline, on_event)
 
     async def _follow(self, items: AsyncIterator[Any], run_id: int, timeout: float | None, deadline: float | None,
@@ -138,10 +138,10 @@ class AsyncClient:
         stream to be closed when asyncio collects it; ``contextlib.aclosing`` closes it at once."""
         return self._stream(calls.logs(run, task, attempt, follow))
 
-    def events(self, run: int | RunSummary | Queued | None = None, *,
+    def events(self, run: int | RunSummary | Queued | None = None, *, kinds: Iterable[str] | None = None,
                timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """See :meth:`edgeorch.Client.events`; ``async for event in client.events(...)``."""
-        return self._stream(calls.events(run), timeout=timeout)
+        return self._stream(calls.events(run, kinds), timeout=timeout)
 
     # -- the daemon -----------------------------------------------------------------------------
 

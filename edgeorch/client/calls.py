@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 from ..control import protocol as P
@@ -167,9 +167,21 @@ def logs(run: Any, task: str, attempt: int | None, follow: bool) -> Call[str]:
     return Call("logs", args, lambda item, client: item["data"], bounded=not follow)
 
 
-def events(run: Any | None) -> Call[dict[str, Any]]:
+def events(run: Any | None, kinds: Iterable[str] | None = None) -> Call[dict[str, Any]]:
     args = {} if run is None else {"run_id": run_id_of(run)}
+    if kinds is not None:
+        args["kinds"] = sorted(set(kinds))
     return Call("events", args, lambda item, client: item, bounded=False)
+
+
+def follow(run: Any | None, on_event: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """The ``events`` stream's args for a caller waiting for ``run`` (None: one it is about to queue) to finish.
+
+    Without ``on_event`` nothing but the run's own items is looked at (:class:`Follower` needs its end, and the
+    overflow notice every stream gets), so only ``run`` items are asked for: a run of many short tasks then costs
+    the daemon and the waiter no item per task. With ``on_event`` every item is sent, as it is shown.
+    """
+    return events(run, None if on_event is not None else ("run",)).args
 
 
 # -- waiting --------------------------------------------------------------------------------------

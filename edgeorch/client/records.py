@@ -46,6 +46,18 @@ def _took(started: float | None, finished: float | None) -> float | None:
     return finished - started if started is not None and finished is not None else None
 
 
+
+def _copy(value: Any) -> Any:
+    """A deep copy of a daemon's document: its dicts and lists rebuilt, its strings and numbers shared (immutable);
+    anything else through :func:`copy.deepcopy`. Half of ``deepcopy``'s time on a run of 200 tasks (the CLI
+    copies the run it waited for twice)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float)) else copy.deepcopy(value)
+
+
 @frozen(kw_only=True)
 class Artifact:
     """A file a task declared in ``outputs``, as recorded when its attempt (or cache hit) succeeded."""
@@ -250,11 +262,11 @@ class RunSummary:
     @classmethod
     def _fields(cls, doc: dict[str, Any]) -> dict[str, Any]:
         return dict(id=doc["id"], pipeline=doc["pipeline"], state=_state(RunState, doc["state"]),
-                    params=copy.deepcopy(doc.get("params") or {}), trigger=doc.get("trigger", ""),
+                    params=_copy(doc.get("params") or {}), trigger=doc.get("trigger", ""),
                     actor=doc.get("actor"), run_dir=Path(doc.get("run_dir", "")), created_at=doc["created_at"],
                     started_at=doc.get("started_at"), finished_at=doc.get("finished_at"),
                     resumed_at=doc.get("resumed_at"), reason=doc.get("reason"),
-                    _doc=copy.deepcopy(doc))
+                    _doc=_copy(doc))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], client: Any = None) -> RunSummary:
@@ -281,7 +293,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """The daemon's document this record was built from (a deep copy: change it freely)."""
-        return copy.deepcopy(self._doc)
+        return _copy(self._doc)
 
     def refresh(self) -> Any:
         """The run as it is now: a new :class:`Run` (an awaitable of one with an ``AsyncClient``)."""
@@ -326,7 +338,7 @@ class Run(RunSummary):
                 counts[str(t.state)] = counts.get(str(t.state), 0) + 1
             return cls(**cls._fields(doc), task_counts=dict(sorted(counts.items())),
                        pipeline_file=_path(doc.get("pipeline_file")), content_hash=doc.get("content_hash"),
-                       env=copy.deepcopy(doc.get("env") or {}), tasks=tasks,
+                       env=_copy(doc.get("env") or {}), tasks=tasks,
                        results=tuple(CheckResult.from_dict(r) for r in doc.get("results") or ()),
                        checkpoints=tuple(Checkpoint.from_dict(c) for c in doc.get("checkpoints") or ()),
                        _client=client)
@@ -366,9 +378,9 @@ class Queued:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Queued:
-        return cls(run_id=doc["run_id"], pipeline=doc["pipeline"], params=copy.deepcopy(doc.get("params") or {}),
-                   content_hash=doc.get("content_hash"), file=_path(doc.get("file")), _doc=copy.deepcopy(doc))
+        return cls(run_id=doc["run_id"], pipeline=doc["pipeline"], params=_copy(doc.get("params") or {}),
+                   content_hash=doc.get("content_hash"), file=_path(doc.get("file")), _doc=_copy(doc))
 
     def to_dict(self) -> dict[str, Any]:
         """The daemon's answer, unchanged (a deep copy)."""
-        return copy.deepcopy(self._doc)
+        return _copy(self._doc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from types import TracebackType
 from typing import Any, TypeVar
@@ -119,7 +119,7 @@ class Client:
         ``on_queued`` is called with the queued run as soon as it is.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with closing(self._transport.stream("events", {}, deadline=deadline)) as items:
+        with closing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = next(items, None)  # "subscribed": from here on nothing is missed
             queued = self.submit(pipeline, params, label=label)
             if on_queued is not None:
@@ -141,7 +141,7 @@ class Client:
         """
         run_id = calls.run_id_of(run)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with closing(self._transport.stream("events", {"run_id": run_id}, deadline=deadline)) as items:
+        with closing(self._transport.stream("events", calls.follow(run_id, on_event), deadline=deadline)) as items:
             return self._follow(items, run_id, timeout, deadline, on_event)
 
     def _follow(self, items: Iterator[Any], run_id: int, timeout: float | None, deadline: float | None,
@@ -192,15 +192,19 @@ class Client:
         """
         return self._stream(calls.logs(run, task, attempt, follow))
 
-    def events(self, run: int | RunSummary | Queued | None = None, *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def events(self, run: int | RunSummary | Queued | None = None, *, kinds: Iterable[str] | None = None,
+               timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """The daemon's state changes as they happen, each as a dict (docs/protocol.md, ``events``).
 
         First a ``{"kind": "subscribed"}`` item (from then on nothing is
         missed), then one item per change, forever: stop by closing the
         iterator. ``run``: only that run's events (and those of no run).
+        ``kinds``: only items of these kinds (``"run"``, ``"task"``,
+        ``"input"``, ...: :data:`edgeorch.model.STREAM_KINDS`; an unknown
+        one is a ``UsageError``); overflow notices are always sent.
         ``timeout``: the longest wait for one item (``Timeout`` after it).
         """
-        return self._stream(calls.events(run), timeout=timeout)
+        return self._stream(calls.events(run, kinds), timeout=timeout)
 
     # -- the daemon -----------------------------------------------------------------------------
 

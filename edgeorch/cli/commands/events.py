@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from ...model import STREAM_KINDS
 from ...textui import format_duration, print_json
 from ..backend import connect, load
 from ..exits import EXIT_OK
@@ -17,6 +18,8 @@ def register(add: AddCommand) -> None:
 
     p = add("events", cmd_events, "stream the daemon's state changes (one line each; --json: JSON lines)")
     p.add_argument("--run", type=int, metavar="RUN_ID", help="only this run's events")
+    p.add_argument("--kind", action="append", choices=sorted(STREAM_KINDS), metavar="KIND",
+                   help="only events of this kind (repeat for several): " + ", ".join(sorted(STREAM_KINDS)))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -38,7 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
-        for ev in backend.api.events(args.run or None):
+        for ev in backend.api.events(args.run or None, kinds=args.kind):
             if args.json:
                 print(json.dumps(ev), flush=True)
             else:

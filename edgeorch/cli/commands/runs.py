@@ -110,7 +110,7 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
             queued(q)
 
         # Client.run subscribes to the events before it queues the run: a task that ends at once is shown too.
-        return backend.api.run(args.pipeline, params, label="cli", on_event=printer, on_queued=on_queued)
+        return backend.api.run(args.pipeline, params, label="cli", on_event=printer.shown, on_queued=on_queued)
 
     return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
@@ -179,6 +179,12 @@ class _ProgressPrinter:
         self.enabled = enabled
         self.started: dict[str, float] = {}
         self._seen: set[tuple[str, int | None]] = set()  # (task, attempt) already said to be running
+
+    @property
+    def shown(self) -> Callable[[dict[str, Any]], None] | None:
+        """What a daemon's follower hands each stream item to: this printer, or None when it prints nothing
+        (``-q``, ``--json``), so the stream carries only the run's own items (``Client.wait``)."""
+        return self if self.enabled else None
 
     def __call__(self, ev: dict[str, Any]) -> None:
         if self.enabled and ev.get("kind") == "model":
@@ -252,7 +258,8 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         from ...events import ModelRegistered
 
         engine = Engine(cfg, store, early_zygote=zygote)
-        engine.bus.subscribe(lambda event: printer(event.to_wire()))  # the same items a daemon's stream sends
+        if printer.enabled:  # the same items a daemon's stream sends (none made for -q, --json)
+            engine.bus.subscribe(lambda event: printer(event.to_wire()))
         # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
         # The service is imported once the engine has started; a registration published before it exists
         # is handed to it then.
@@ -338,7 +345,7 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     while run is None:
         try:
             if ids:
-                run = api.wait(ids[0], on_event=cancel_once_subscribed if cancelled else printer)
+                run = api.wait(ids[0], on_event=cancel_once_subscribed if cancelled else printer.shown)
             else:
                 assert submit is not None
                 run = _submit_then_interruptible(submit, printer, ids)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
+from ...errors import UsageError
 from ...events import Bus, Event, Overflow, PipelinePaused, RunFinished, Subscribed, TaskStarted
-from ...model import RunState
+from ...model import STREAM_KINDS, RunState
 from .base import OpSpec, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,6 +26,21 @@ def _follows(run_id: int | None, event: Event) -> bool:
     GPU drain, ...), but not pauses (they are about a pipeline, not the run).
     """
     return run_id is None or event.run in (None, run_id) and not isinstance(event, PipelinePaused)
+
+
+def _kinds(args: dict[str, Any]) -> frozenset[str] | None:
+    """The ``kinds`` argument: the item kinds a stream carries (None: all), each one of :data:`STREAM_KINDS`.
+
+    An empty list carries none of the bus's items (the ``subscribed`` item and overflow notices only).
+    """
+    kinds = arg(args, "kinds", list, required=False)
+    if kinds is None:
+        return None
+    for kind in kinds:
+        if not isinstance(kind, str) or kind not in STREAM_KINDS:
+            raise UsageError("is not an event kind", field="args.kinds", value=kind,
+                             expected="one of " + ", ".join(sorted(STREAM_KINDS)))
+    return frozenset(kinds)
 
 
 def _enqueue(queue: asyncio.Queue[dict[str, Any]], item: dict[str, Any]) -> None:
@@ -51,17 +67,23 @@ class EventOps:
 
     async def events(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
         run_id = arg(args, "run_id", int, required=False)
+        kinds = _kinds(args)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=EVENT_QUEUE)
-        # Turned into its wire item at once: the client sees the event as it was when published.
-        unsubscribe = self.bus.subscribe(lambda event: _enqueue(queue, event.to_wire()),
-                                         lambda event: _follows(run_id, event))
+
+        def deliver(event: Event) -> None:
+            # Turned into its wire item at once: the client sees the event as it was when published.
+            item = event.to_wire()
+            if kinds is None or item["kind"] in kinds:
+                _enqueue(queue, item)
+
+        unsubscribe = self.bus.subscribe(deliver, lambda event: _follows(run_id, event))
         # Read in the same loop step as the subscription: what started before it, the queue holds the rest.
-        running = self._running_attempts(run_id)
+        running = self._running_attempts(run_id) if kinds is None or "task" in kinds else []
         try:
             yield Subscribed(self.engine.clock(), run_id).to_wire()
             for item in running:
                 yield item
-            if run_id is not None:
+            if run_id is not None and (kinds is None or "run" in kinds):
                 # The run may already be over: say so, so a follower never waits forever.
                 run = self.store.runs.get(run_id)
                 if RunState(run["state"]).finished and run_id not in self.engine.runs:

@@ -82,6 +82,41 @@ def test_edgeorch_run_through_a_daemon_shows_each_task_start_and_end_once(worksp
         assert sum(ln.split()[1:4] == [task, "ok", "in"] for ln in lines if len(ln.split()) > 3) == 1, lines
 
 
+def test_a_quiet_run_asks_for_its_runs_items_only_and_events_kind_shows_only_that_kind(workspace, daemon, monkeypatch):
+    import json
+    import subprocess
+
+    workspace.pipeline("fan", FAN)
+    daemon.start()
+    shown: list = []
+    original_run = edgeorch.Client.run
+
+    def spying_run(self, *args, on_event=None, **kw):
+        shown.append(on_event)
+        return original_run(self, *args, on_event=on_event, **kw)
+
+    monkeypatch.setattr(edgeorch.Client, "run", spying_run)
+    quiet, loud = workspace.invoke("run", "-q", "fan"), workspace.invoke("run", "fan")
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert shown[0] is None and shown[1] is not None  # -q shows no task: none is sent to it (calls.follow)
+    assert "a                        started" not in quiet.stdout and "a                        started" in loud.stdout
+    proc = subprocess.Popen([*workspace.cli(), "events", "--kind", "run", "--json"], env=workspace.cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["kind"] == "subscribed"
+        run_id = daemon.call("trigger", {"pipeline": "fan"})["run_id"]
+        items = [json.loads(proc.stdout.readline())]
+        while items[-1].get("state") != "succeeded":
+            items.append(json.loads(proc.stdout.readline()))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert [(i["kind"], i["run_id"], i["state"]) for i in items] == [
+        ("run", run_id, "queued"), ("run", run_id, "running"), ("run", run_id, "succeeded")]
+    bad = workspace.invoke("events", "--kind", "tasks")
+    assert bad.returncode == 2 and "invalid choice: 'tasks'" in bad.stderr, bad.stderr
+
+
 def test_async_client_run_also_subscribes_before_it_queues(workspace, daemon):
     import asyncio
 

@@ -105,6 +105,36 @@ def test_trigger_wait_and_read_what_the_run_made(workspace, demo):
     assert "Run(id=1, pipeline='demo', state='succeeded'" in repr(run)
 
 
+def test_a_stream_carries_only_the_kinds_asked_for(workspace, demo):
+    def until_the_end(stream):
+        items = []
+        for item in stream:
+            items.append(item)
+            if item["kind"] == "run" and item["state"] == "succeeded":
+                return items
+
+    with _client(workspace) as client:
+        every, runs_only = client.events(), client.events(kinds=["run"])
+        assert next(every)["kind"] == next(runs_only)["kind"] == "subscribed"
+        asked: list[dict] = []
+        stream = client._transport.stream
+        client._transport.stream = lambda op, args, **kw: asked.append(args) or stream(op, args, **kw)
+        run = client.run("demo", timeout=60)  # nothing to show: its own stream asks for the run's items only
+        assert run.succeeded and asked == [{"kinds": ["run"]}]
+        client._transport.stream = stream
+        everything, runs = until_the_end(every), until_the_end(runs_only)
+        assert {i["kind"] for i in everything} == {"run", "task"}
+        assert runs == [i for i in everything if i["kind"] == "run"] and len(runs) == 3  # queued, running, succeeded
+        # A finished run followed for its run items still gets its end at once.
+        again = client.events(run, kinds=["run"])
+        assert next(again)["kind"] == "subscribed" and next(again)["state"] == "succeeded"
+        for s in (every, runs_only, again):
+            s.close()
+        with pytest.raises(UsageError, match="args.kinds: is not an event kind") as err:
+            next(client.events(kinds=["run", "tasks"]))
+        assert "'tasks'" in str(err.value) and "one of dataset, executor, fatal" in str(err.value)
+
+
 def test_wait_follows_the_events_and_times_out_with_a_clear_error(workspace, demo):
     with _client(workspace) as client:
         run = client.trigger("gated")

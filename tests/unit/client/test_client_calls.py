@@ -73,6 +73,14 @@ def test_optional_args_are_left_out_and_streams_say_whether_they_wait_for_the_fu
     assert calls.logs(3, "t", None, False).bounded and not calls.logs(3, "t", 2, True).bounded
     assert calls.events(None).args == {} and not calls.events(3).bounded
     assert calls.retry(3).read({"run_id": 3, "tasks": ["a", "b"]}, None) == ["a", "b"]
+    assert calls.events(3, ["task", "run", "task"]).args == {"run_id": 3, "kinds": ["run", "task"]}
+
+
+def test_a_waiter_with_nothing_to_show_asks_only_for_the_runs_items():
+    # Client.run / Client.wait without on_event: a run of many short tasks sends that waiter no item per task.
+    assert calls.follow(None, None) == {"kinds": ["run"]}
+    assert calls.follow(3, None) == {"run_id": 3, "kinds": ["run"]}
+    assert calls.follow(3, print) == {"run_id": 3} and calls.follow(None, print) == {}
 
 
 @pytest.mark.parametrize("item, step", [

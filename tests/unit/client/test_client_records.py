@@ -70,6 +70,7 @@ def test_to_dict_gives_the_document_back_and_is_a_copy(tmp_path):
     run = Run.from_dict(copy.deepcopy(doc))
     assert run.to_dict() == doc
     run.to_dict()["tasks"].clear()
+    run.to_dict()["tasks"][0]["attempt_list"][0]["exit_code"] = 99  # nested too
     run.params["n"] = 99
     assert run.to_dict() == doc
 

@@ -94,6 +94,14 @@ def test_every_event_class_has_a_wire_shape_test():
     assert classes <= {type(e) for e, _ in WIRE}
 
 
+def test_every_kind_a_stream_can_be_asked_for_is_a_kind_the_bus_sends():
+    # The events op's `kinds` argument and `edgeorch events --kind` accept exactly these.
+    from edgeorch.model import STREAM_KINDS
+
+    sent = {wire["kind"] for e, wire in WIRE if not isinstance(e, (ev.Subscribed, ev.Overflow))}
+    assert sent == STREAM_KINDS
+
+
 def test_events_are_frozen():
     with pytest.raises(AttributeError):
         ev.RunStarted(TS, 1, "p").run_id = 2  # type: ignore[misc]
