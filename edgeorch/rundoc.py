@@ -67,10 +67,14 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
     version = store.pipelines.version(run["pipeline_version_id"])
     run["pipeline_file"], run["content_hash"] = version["source_file"], version["content_hash"]
     run["tasks"] = store.runs.tasks_of(run_id)
-    attempts = store.attempts.of_run(run_id)
+    # Read once for the whole run and grouped here: the document's cost grows with the run, not its square.
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for a in store.attempts.of_run(run_id):
+        attempts.setdefault(a["task"], []).append(a)
+    artifacts = store.outputs.latest_artifacts_of_run(run_id)
     for t in run["tasks"]:
-        t["attempt_list"] = [a for a in attempts if a["task"] == t["name"]]
-        t["artifacts"] = store.outputs.latest_artifacts(run_id, t["name"])
+        t["attempt_list"] = attempts.get(t["name"], [])
+        t["artifacts"] = artifacts.get(t["name"], [])
     run["results"] = store.outputs.results_of(run_id)
     run["checkpoints"] = store.outputs.checkpoints_of(run_id)
     return run

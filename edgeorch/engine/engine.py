@@ -422,7 +422,8 @@ class Engine:
         self._check_resumable(run_id, run["state"])
         pipeline = self._stored_pipeline(run["pipeline_version_id"])
         states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}
-        recorded = {n: self.store.outputs.latest_artifacts(run_id, n) for n, s in states.items() if s.done_ok}
+        outputs = self.store.outputs.latest_artifacts_of_run(run_id)
+        recorded = {n: outputs.get(n, []) for n, s in states.items() if s.done_ok}
         assert self.loop is not None, "start() the engine first"
         if self._closed:
             raise ConflictError("the engine is stopping and resumes no runs")

@@ -84,11 +84,11 @@ def run_events(store: "Store", run_id: int, *, namespace: str = DEFAULT_NAMESPAC
     for row in lin.inputs_of_run(run_id):
         if row["inbox_path"] and row["sha256"]:
             run_inputs[row["inbox_path"]] = _dataset(row["inbox_path"], row["sha256"], row["size"], "input")
+    produced = store.outputs.latest_artifacts_of_run(run_id)
     for task in store.runs.tasks_of(run_id):
         consumed = lin.consumed_by(run_id, task["name"])
         inputs = [_dataset(c["path"], c["sha256"], c["size"], c["kind"], c["files"]) for c in consumed]
-        outputs = [_dataset(a["path"], a["sha256"], a["size"], "output")
-                   for a in store.outputs.latest_artifacts(run_id, task["name"])]
+        outputs = [_dataset(a["path"], a["sha256"], a["size"], "output") for a in produced.get(task["name"], [])]
         for c, d in zip(consumed, inputs):
             if c["kind"] != "upstream":
                 run_inputs.setdefault(d["name"], d)

@@ -72,15 +72,15 @@ class Outputs:
 
     def latest_artifacts(self, run_id: int, task: str) -> list[dict[str, Any]]:
         """The artifacts of the task's latest successful outcome in this run (an attempt or a cache hit)."""
-        row = self._db.one("SELECT MAX(id) FROM artifacts WHERE run_id = ? AND task = ?", (run_id, task))
-        if row is None or row[0] is None:
-            return []
-        last = self._db.one("SELECT attempt_id, created_at FROM artifacts WHERE id = ?", (row[0],))
-        assert last is not None
-        return self._db.all(
-            "SELECT * FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ? AND created_at = ? ORDER BY id",
-            (run_id, task, last[0], last[1]),
-        )
+        return latest_outcome(self.artifacts_of(run_id, task))
+
+    def latest_artifacts_of_run(self, run_id: int) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`latest_artifacts` of every task of the run that has any, by task name, in one query (a run
+        document of 10,000 tasks reads them once, not once per task)."""
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for row in self.artifacts_of(run_id):
+            by_task.setdefault(row["task"], []).append(row)
+        return {task: latest_outcome(rows) for task, rows in by_task.items()}
 
     def checkpoints_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
         if task is None:
@@ -130,3 +130,11 @@ class Outputs:
             r["details"] = json.loads(r["details"]) if r["details"] else None
         return rows
 
+
+def latest_outcome(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of one task's artifact rows in id order, those its latest outcome recorded: the rows of the newest row's
+    attempt and time (an outcome records its files at once; a cache hit records the source attempt's anew)."""
+    if not rows:
+        return []
+    last = rows[-1]
+    return [r for r in rows if r["attempt_id"] == last["attempt_id"] and r["created_at"] == last["created_at"]]
