@@ -48,7 +48,7 @@ from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, Sta
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
 from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, read_json,
-                    with_dataset)
+                    remove_if_empty, with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
 if TYPE_CHECKING:
@@ -370,10 +370,16 @@ class Engine:
         # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record once
         # it is committed: at once, or when a caller's transaction around this one commits (a claim group's
         # runs); never for a run whose creation rolled back.
+        def run_dir_for(rid: int) -> str:
+            path = self.run_folders.take(runs_dir, rid)
+            # A run whose creation rolls back leaves no folder: the run that gets its id next takes ``<id>``.
+            self.store.on_rollback(functools.partial(remove_if_empty, path))
+            return str(path)
+
         with self.store.transaction():
             run_id = self.store.runs.create(
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
-                run_dir_for=lambda rid: str(self.run_folders.take(runs_dir, rid)),
+                run_dir_for=run_dir_for,
                 tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
                 within=within, env=env,
             )

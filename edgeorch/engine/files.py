@@ -339,10 +339,7 @@ class RunFolders:
         """Remove the folders made ahead that no run took (empty: ``rmdir`` removes nothing else)."""
         ahead, self._ahead = self._ahead, {}
         for path in ahead.values():
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+            remove_if_empty(path)
 
     @staticmethod
     def sweep_left(runs_dir: Path, newest_id: int) -> None:
@@ -351,6 +348,14 @@ class RunFolders:
         ids), up to the first missing one, at most :data:`AHEAD_MAX`; a folder with anything in it stays.
         Usually one ``rmdir`` that finds nothing."""
         remove_empty_in_a_row([runs_dir / str(i) for i in range(newest_id + 1, newest_id + 1 + AHEAD_MAX)])
+
+
+def remove_if_empty(folder: Path) -> None:
+    """``rmdir`` ``folder``: a folder with anything in it (or one that is gone, or cannot be removed) is left."""
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def remove_empty_in_a_row(folders: list[Path]) -> None:

@@ -46,6 +46,7 @@ class Database:
         """What :attr:`memo` held at this connection's last commit (the audit head it wrote last): a hint
         for readers that may lag (another connection's later writes are not in it), never for writers."""
         self._after: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], None]] = []  # what the open transaction did outside the file (on_rollback)
         if readonly and not self.path.exists():
             raise StateError("no state file yet (nothing has run)", file=str(self.path))
         self.conn, version = self._open()
@@ -115,7 +116,7 @@ class Database:
             name = f"sp{self._depth}"
             self.conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
-            mark = len(self._after)
+            mark, undo_mark = len(self._after), len(self._undo)
             try:
                 yield self.conn
             except BaseException:
@@ -123,6 +124,7 @@ class Database:
                 del self._after[mark:]  # what the rolled-back writes would have announced
                 self.conn.execute(f"ROLLBACK TO {name}")
                 self.conn.execute(f"RELEASE {name}")
+                self._run_undo(undo_mark)
                 raise
             else:
                 self.conn.execute(f"RELEASE {name}")
@@ -142,12 +144,14 @@ class Database:
         self._depth = 1
         self.memo.clear()
         self._after.clear()
+        self._undo.clear()
         try:
             yield self.conn
         except BaseException as exc:
             self._after.clear()
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self._run_undo(0)
             if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
                 raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
             raise
@@ -158,11 +162,13 @@ class Database:
                 self._after.clear()
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
+                self._run_undo(0)
                 raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
             self.committed.update(self.memo)
         finally:
             self._depth = 0
             self.memo.clear()
+            self._undo.clear()
         self._run_after_commit()
 
     def after_commit(self, fn: Callable[[], None]) -> None:
@@ -179,6 +185,26 @@ class Database:
             fn()
         else:
             self._after.append(fn)
+
+    def on_rollback(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` if the open transaction, or the savepoint it was registered in, rolls back; never once it
+        has committed. Outside a transaction nothing is registered (there is nothing to roll back).
+
+        For what a transaction made outside the state file that must not outlive its rows: the folder made for a
+        run whose row rolled back (else the run that gets its id next would find it taken). Called right after
+        the rollback, newest first; ``fn`` must not raise (an exception it raises is dropped, so that the
+        transaction's own error is the one its caller sees).
+        """
+        if self._depth:
+            self._undo.append(fn)
+
+    def _run_undo(self, mark: int) -> None:
+        todo, self._undo[mark:] = self._undo[mark:], []
+        for fn in reversed(todo):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - see on_rollback: the rollback's cause is what is raised
+                pass
 
     def _run_after_commit(self) -> None:
         todo, self._after = self._after, []

@@ -58,6 +58,35 @@ def test_a_rolled_back_savepoint_drops_only_its_own_callbacks(store):
     assert seen == ["outer", "later"]
 
 
+def test_rollback_callbacks_run_only_for_what_rolled_back_newest_first(store):
+    undone: list[str] = []
+    with store.transaction():  # committed: none runs, not even at a later rollback
+        store.on_rollback(lambda: undone.append("committed"))
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.on_rollback(lambda: undone.append("outer"))
+            with store.transaction():  # a savepoint that was released belongs to the transaction
+                store.on_rollback(lambda: undone.append("released"))
+            raise RuntimeError("boom")
+    assert undone == ["released", "outer"]
+    undone.clear()
+    with store.transaction():
+        store.on_rollback(lambda: undone.append("kept"))
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.on_rollback(lambda: undone.append("savepoint"))
+                raise RuntimeError("this file only")
+        assert undone == ["savepoint"]
+    assert undone == ["savepoint"]  # the outer one committed
+    store.on_rollback(lambda: undone.append("outside"))  # no transaction: nothing to undo, nothing kept
+    with pytest.raises(RuntimeError, match="the cause"):
+        with store.transaction():
+            store.on_rollback(lambda: 1 / 0)  # dropped: the caller sees why the transaction failed
+            store.on_rollback(lambda: undone.append("still"))
+            raise RuntimeError("the cause")
+    assert undone == ["savepoint", "still"]
+
+
 def test_a_failing_callback_does_not_stop_the_others_and_is_raised(store):
     seen: list[str] = []
 
