@@ -46,7 +46,6 @@ def _took(started: float | None, finished: float | None) -> float | None:
     return finished - started if started is not None and finished is not None else None
 
 
-
 def _copy(value: Any) -> Any:
     """A deep copy of a daemon's document: its dicts and lists rebuilt, its strings and numbers shared (immutable);
     anything else through :func:`copy.deepcopy`. Half of ``deepcopy``'s time on a run of 200 tasks (the CLI

@@ -366,16 +366,17 @@ class Engine:
             self.check_resources(pipeline)
         version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash, pipeline.source_file, pipeline.source_text)
         runs_dir = self.config.runs_dir
-        # The run, its tasks, its start and its first ready tasks in one transaction: one durable commit per
-        # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record once
-        # it is committed: at once, or when a caller's transaction around this one commits (a claim group's
-        # runs); never for a run whose creation rolled back.
+
         def run_dir_for(rid: int) -> str:
             path = self.run_folders.take(runs_dir, rid)
             # A run whose creation rolls back leaves no folder: the run that gets its id next takes ``<id>``.
             self.store.on_rollback(functools.partial(remove_if_empty, path))
             return str(path)
 
+        # The run, its tasks, its start and its first ready tasks in one transaction: one durable commit per
+        # run (two before; an fsync is most of a run's start on slow flash). Memory follows the record once
+        # it is committed: at once, or when a caller's transaction around this one commits (a claim group's
+        # runs); never for a run whose creation rolled back.
         with self.store.transaction():
             run_id = self.store.runs.create(
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
