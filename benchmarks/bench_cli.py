@@ -37,17 +37,18 @@ import argparse
 import os
 import random
 import resource
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import scratch  # noqa: E402
 
 
 def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
@@ -103,11 +104,12 @@ def start_daemon(tree: Tree, root: Path) -> subprocess.Popen[bytes]:
 
 
 def stop_daemon(daemon: subprocess.Popen[bytes] | None, root: Path) -> None:
-    """Stop a daemon :func:`start_daemon` started (SIGTERM, then wait) and remove the scratch folder ``root``."""
+    """Stop a daemon :func:`start_daemon` started (SIGTERM, then wait). Its scratch folder ``root`` (from
+    :func:`scratch.scratch`) is removed when the benchmark exits, not here: a removal slows the file creations of
+    whatever is measured next on a journal-less ext4 (scratch.py), and ``EDGEORCH_BENCH_KEEP`` keeps it."""
     if daemon is not None and daemon.poll() is None:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -115,7 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--before", type=Path, help="another checkout to measure in the same run, interleaved")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="edgeorch-bench-cli-"))
+    root = scratch("cli-")
     daemon = None
     try:
         (root / "p").mkdir()

@@ -19,23 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import edgeorch.config  # noqa: E402
 from edgeorch.control import Client  # noqa: E402
 from edgeorch.store import Store  # noqa: E402
+from scratch import scratch  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--adopt", type=int, default=100, help="tasks to re-adopt after kill -9 (0: skip that part)")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="edgeorch-bench-"))
+    root = scratch("daemon-")
     d: Daemon | None = None
     try:
         (root / "p").mkdir()
@@ -201,8 +201,7 @@ def main() -> None:
         if d is not None and d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
-        kill_tasks(root / "var" / "edgeorch.db")
-        shutil.rmtree(root, ignore_errors=True)
+        kill_tasks(root / "var" / "edgeorch.db")  # the folder goes when the benchmark exits (scratch.py)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 # bench_cli: the whole-process timing and the daemon start; bench_engine: the fan-in pipeline file.
 from bench_cli import Tree, measure, start_daemon, stop_daemon
+from scratch import scratch
 from bench_engine import write_pipeline
 
 
@@ -166,7 +167,7 @@ def main() -> None:
         ap.error(f"--only: unknown section(s) {sorted(unknown)}; expected fan, one, kernels")
     skip = {s.strip().lower() for s in args.skip.split(",") if s.strip()}
     print(f"python {sys.version.split()[0]} ({sys.executable}), {os.cpu_count()} CPUs, load {load()}")
-    root = Path(tempfile.mkdtemp(prefix="edgeorch-peers-"))
+    root = scratch("peers-")
     daemon = None
     try:
         if only & {"fan", "one"}:
