@@ -8,7 +8,6 @@ per run) and flags unknown keys with a did-you-mean suggestion.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -76,6 +75,8 @@ def suggest(name: str, choices: list[str] | set[str]) -> str | None:
     meant = SYNONYMS.get(name)
     if meant is not None and meant in choices:
         return meant
+    import difflib  # here: only a mistake pays for it, not every command's start-up (issue 11)
+
     found = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +324,8 @@ def when(text: str, field: str, *, now: float | None = None) -> float:
     except ValueError:
         pass
     try:
+        from datetime import datetime  # here: not on every command's start-up (issue 11)
+
         moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise UsageError("is neither a duration nor a date/time", field=field, value=text,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from ...errors import UsageError
@@ -38,10 +37,12 @@ def until_time(text: str, now: float) -> float:
     except ValueError:
         pass
     try:
+        from datetime import datetime, timezone  # here: not on every command's start-up (issue 11)
+
         t = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError("is not a time", field="--until", value=text, expected=UNTIL_EXPECTED) from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def cmd_monitors(args: argparse.Namespace) -> int:
