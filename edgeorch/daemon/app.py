@@ -154,7 +154,8 @@ class Daemon:
                                 bus=self.bus, triggers=self.triggers, monitors=self.monitors,
                                 clients=lambda: server.clients,
                                 started_at=self.started_at)
-            register(self.server, self._op_groups(self.server, self.triggers))
+            # An answer never reads an outcome that is not durable yet (Engine.sync_outcomes).
+            register(self.server, self._op_groups(self.server, self.triggers), before=self.engine.sync_outcomes)
             await self.server.start()
             self.metrics.start_textfile()
             self._watch_pipelines()

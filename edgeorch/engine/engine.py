@@ -64,6 +64,12 @@ RUNNING_MARK_DELAY_S = 0.05
 of the attempts started meanwhile go in one transaction, and an attempt that ends sooner has its mark written
 with its outcome. Recovery never needs the mark (the shim's proc.json has the same facts)."""
 
+OUTCOME_SYNC_DELAY_S = 0.005
+"""How long an attempt's outcome that nothing waits for (no task made ready, the run not over, no model or
+dataset version, a success) may stay committed without a sync: the outcomes of that window share one
+``fdatasync`` of the state file (:meth:`Engine.sync_outcomes`), and each one's event is published once it is
+durable. An outcome something waits for is committed durably at once, and syncs those before it."""
+
 _DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                               "LISTEN_FDNAMES"})
 
@@ -202,6 +208,8 @@ class Engine:
         # attempts that occupy a slot are exactly those in ``self.res.held``.
         self.res: Admission | None = None
         self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
+        self._unsynced: list[Event] = []  # events of outcomes committed without a sync, in order (sync_outcomes)
+        self._sync_timer: asyncio.TimerHandle | None = None
         self._marks_timer: asyncio.TimerHandle | None = None
         self.watch_interval = WATCH_INTERVAL_S
         self._watch_timer: asyncio.TimerHandle | None = None
@@ -306,6 +314,11 @@ class Engine:
             for t in (la.timer, la.kill_timer):
                 if t:
                     t.cancel()
+        if self._unsynced and self.fatal_error is None:
+            self.sync_outcomes()  # for whoever follows the runs: their last outcomes told, once durable
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
         if self.executor:
             self.executor.close()
         # Attempts still being hashed (or hashed but not yet applied) stay unsettled in the state
@@ -337,6 +350,34 @@ class Engine:
             self._all_stopped.set()  # close(stop_tasks=True) waits for ends that will no longer be recorded
         self._announce(EngineFatal(self.clock(), error.render()))
         self.fatal_event.set()
+
+    def _hold_until_synced(self, event: Event) -> None:
+        """Publish ``event`` (of an outcome committed without a sync) once it is durable: at the latest
+        :data:`OUTCOME_SYNC_DELAY_S` from the first one held, sooner when a durable commit or a reader comes."""
+        self._unsynced.append(event)
+        if self._sync_timer is None and self.loop is not None:
+            self._sync_timer = self.loop.call_later(OUTCOME_SYNC_DELAY_S, self._sync_due)
+
+    @_fail_stop
+    def _sync_due(self) -> None:
+        self._sync_timer = None
+        self.sync_outcomes()
+
+    def sync_outcomes(self) -> None:
+        """Make the outcomes committed without a sync durable (one ``fdatasync``), then publish their events in
+        order. Called by their timer, by a reader of the state (the daemon's control ops: nothing they report
+        may precede its durability), at close. Nothing to do, nothing done. A sync the disk refuses raises
+        ``StateError`` (fail-stop: what is not durable is not announced)."""
+        if not self._unsynced:
+            return
+        self.store.sync()
+        self._synced()
+
+    def _synced(self) -> None:
+        """Every commit so far is durable (a sync, or a durable commit): publish the events that waited for it."""
+        held, self._unsynced = self._unsynced, []
+        for event in held:
+            self._announce(event)
 
     def _announce(self, event: Event) -> None:
         """Record ``event``'s own row if it has one (:func:`edgeorch.events.record`), then publish it on the bus.
@@ -1383,8 +1424,12 @@ class Engine:
         assert change is not None
         snap, version, registered = files.dataset, None, None
         ctx.outputs.pop(la.task, None)  # its artifacts are about to change (an outcome records them)
+        # An outcome nothing waits for is committed without a sync (OUTCOME_SYNC_DELAY_S); any other is durable
+        # at once. Not before start() (no loop to sync later) and not for a failure (retries, cascades).
+        later = (self.loop is not None and ok and decided.run_finished is None and files.model is None
+                 and snap is None and claim is None and all(c.state != TaskState.READY for c in decided.changes))
         try:
-            with self.store.transaction():
+            with self.store.transaction(durable=not later):
                 started = self._running_marks.pop(attempt_id, None)
                 if started is not None:  # it ended before its running mark was written: written with the outcome
                     self._record_running(attempt_id, started)
@@ -1419,6 +1464,8 @@ class Engine:
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)
         if free:
             ctx.uncharged[la.task] = ctx.uncharged.get(la.task, 0) + 1
+        if not later:
+            self._synced()  # this commit synced the outcomes committed before it: theirs are told first
         if registered is not None and registered["unchanged"]:  # the same artifact and metrics: no version added
             v = registered["version"]
             self.bus.publish(ModelUnchanged(self.clock(), v["model"], v["version"], run_id=ctx.run_id, task=la.task))
@@ -1427,9 +1474,9 @@ class Engine:
             self.bus.publish(ModelRegistered(self.clock(), v["model"], v["version"], v["gate_verdict"],
                                              run_id=ctx.run_id, task=la.task, deployment_id=dep["id"] if dep else None,
                                              summary=dec["summary"] if dec else None))
-        self._apply(ctx, decided, lambda: self._announce(AttemptEnded(
-            self.clock(), ctx.run_id, la.task, str(change.state), la.number, info.exit_code, info.signal,
-            change.reason, info.log_truncated)))
+        ended = AttemptEnded(self.clock(), ctx.run_id, la.task, str(change.state), la.number, info.exit_code,
+                             info.signal, change.reason, info.log_truncated)
+        self._apply(ctx, decided, lambda: self._hold_until_synced(ended) if later else self._announce(ended))
         if version is not None:
             self.bus.publish(DatasetVersioned(self.clock(), version["dataset"], version["version"], "task",
                                               version["files"], version["size"], version["new_bytes"],
@@ -1543,6 +1590,8 @@ class Engine:
 
     def _finish_run(self, ctx: RunCtx, outcome: RunState, reason: str | None) -> None:
         """The run's end, once recorded: forget the run, announce it, wake its waiters."""
+        # A run ends in a durable commit, which synced the outcomes held before it: theirs are told first.
+        self._synced()
         del self.runs[ctx.run_id]
         self._announce(RunFinished(self.clock(), ctx.run_id, str(outcome), reason, ctx.pipeline.name))
         if ctx.done is not None and not ctx.done.done():

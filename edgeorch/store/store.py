@@ -96,6 +96,10 @@ class Store:
         """Call ``fn()`` once the open transaction commits, never if it rolls back (:meth:`Database.after_commit`)."""
         self.db.after_commit(fn)
 
+    def sync(self) -> None:
+        """Make every commit so far durable, relaxed ones included (:meth:`Database.sync`)."""
+        self.db.sync()
+
     def on_rollback(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` if the open transaction rolls back, never once it commits (:meth:`Database.on_rollback`)."""
         self.db.on_rollback(fn)

@@ -25,6 +25,7 @@ the wiring (:mod:`edgeorch.daemon.app`) builds the groups and passes them in.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .audit import AuditOps
@@ -47,12 +48,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...control import ControlServer
 
 
-def register(server: "ControlServer", groups: Iterable[Any]) -> None:
-    """Serve every op of every group's ``OPS`` table on ``server`` (a name registered twice raises ValueError)."""
+def register(server: "ControlServer", groups: Iterable[Any], *, before: Callable[[], None] | None = None) -> None:
+    """Serve every op of every group's ``OPS`` table on ``server`` (a name registered twice raises ValueError).
+
+    ``before()`` runs ahead of each plain (not streaming) op's handler: the engine's
+    :meth:`~edgeorch.engine.engine.Engine.sync_outcomes`, so that no answer reads an outcome that is not
+    durable yet (a stream gets such an outcome's event once it is).
+    """
     for group in groups:
         for spec in group.OPS:
-            server.register(spec.name, getattr(group, spec.method), access=spec.access,
-                            streaming=spec.streaming, help=spec.help)
+            handler = getattr(group, spec.method)
+            if before is not None and not spec.streaming:
+                handler = _after(before, handler)
+            server.register(spec.name, handler, access=spec.access, streaming=spec.streaming, help=spec.help)
+
+
+def _after(before: Callable[[], None], handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def handle(args: dict[str, Any], peer: Any) -> Any:
+        before()
+        return await handler(args, peer)
+
+    return handle
 
 
 __all__ = ["AuditOps", "BaselineOps", "DatasetOps", "EventOps", "GcOps", "InputOps", "LineageOps", "MetricsOps", "ModelOps", "MonitorOps", "OpSpec", "PipelineOps", "PrivacyOps",

@@ -39,7 +39,8 @@ def _public_methods(cls: type) -> set[str]:
 
 
 def test_store_has_no_data_methods_of_its_own():
-    assert _public_methods(Store) == {"transaction", "after_commit", "on_rollback", "close", "integrity_check"}
+    assert _public_methods(Store) == {"transaction", "after_commit", "on_rollback", "sync", "close",
+                                      "integrity_check"}
 
 
 def test_each_aggregate_is_an_attribute_of_the_store_sharing_one_connection(store):

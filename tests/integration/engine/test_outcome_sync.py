@@ -1,0 +1,230 @@
+"""An outcome nothing waits for is committed without a sync, and told once durable (issue 11, group commit).
+
+``a`` ends while ``b`` still runs, so nothing waits for ``a``'s outcome: it is committed relaxed and its event
+is held. ``b``'s outcome makes ``sink`` ready: it is committed durably, which syncs ``a``'s too, and ``a``'s event
+is told first. A reader (the daemon's control ops), the timer and the engine's close sync held outcomes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import edgeorch.engine.engine as engine_mod
+from edgeorch.engine.engine import Engine
+from edgeorch.errors import StateError
+from edgeorch.events import AttemptEnded, TaskStarted
+from edgeorch.model import RunState, TaskState
+from edgeorch.pipelines import validate_path
+from edgeorch.store import Store
+
+PIPE = """
+[tasks.a]
+command = ["true"]
+[tasks.b]
+command = ["sh", "-c", "for i in $(seq 3000); do [ -f {pipeline_dir}/go ] && exit 0; sleep 0.01; done; exit 1"]
+[tasks.sink]
+command = ["true"]
+needs = ["a", "b"]
+"""
+
+
+class Spy:
+    """What the engine published, each with the number of syncs done before it; the outcomes' commit levels."""
+
+    def __init__(self, engine: Engine, store: Store, monkeypatch) -> None:
+        self.seen: list[tuple[str, str, int]] = []
+        self.syncs = 0
+        self.levels: list[bool] = []
+        real_sync, real_tx = store.sync, store.attempts.finish
+
+        def sync() -> None:
+            self.syncs += 1
+            real_sync()
+
+        def finish(*args, **kw):
+            self.levels.append(store.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2)  # FULL
+            return real_tx(*args, **kw)
+
+        monkeypatch.setattr(store, "sync", sync)
+        monkeypatch.setattr(store.attempts, "finish", finish)
+        engine.bus.subscribe(self._on, (AttemptEnded, TaskStarted))
+
+    def _on(self, event) -> None:
+        self.seen.append((type(event).__name__, event.task, self.syncs))
+
+
+async def _until(cond, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():  # the engine runs on this loop: yielding lets it go on
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+def _setup(workspace):
+    workspace.pipeline("p", PIPE)
+    cfg = workspace.config()
+    return cfg, validate_path(cfg.pipelines_dir).pipelines["p"]
+
+
+def test_a_held_outcome_is_told_after_the_durable_commit_that_synced_it(workspace, monkeypatch):
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)  # only the durable commit can tell it
+    cfg, pipeline = _setup(workspace)
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        spy = Spy(engine, store, monkeypatch)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, {})
+            ctx = engine.runs[run_id]
+            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+            # Recorded (another reader sees it), but not told: nothing waits for it, it is not synced yet.
+            assert store.attempts.of_run(run_id, "a")[0]["state"] == "exited"
+            assert not [s for s in spy.seen if s[0] == "AttemptEnded"] and spy.syncs == 0
+            (workspace.pipelines / "go").touch()
+            assert await engine.wait_run(run_id) == RunState.SUCCEEDED
+        finally:
+            await engine.close()
+            store.close()
+        return spy
+
+    spy = asyncio.run(main())
+    ended = [task for kind, task, _ in spy.seen if kind == "AttemptEnded"]
+    assert ended == ["a", "b", "sink"]  # a's told first, right after b's durable commit synced it
+    assert spy.levels == [False, True, True]  # a relaxed; b (sink made ready) and sink (the run's end) durable
+    assert spy.syncs == 0  # no sync of its own: b's commit made it durable
+
+
+def test_a_reader_the_timer_and_close_each_sync_what_is_held(workspace, monkeypatch):
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)
+    cfg, pipeline = _setup(workspace)
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        spy = Spy(engine, store, monkeypatch)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, {})
+            ctx = engine.runs[run_id]
+            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+            engine.sync_outcomes()  # what a control op does before it reads
+            assert spy.syncs == 1 and [s for s in spy.seen if s[0] == "AttemptEnded"] == [("AttemptEnded", "a", 1)]
+            engine.sync_outcomes()  # nothing held: nothing done
+            assert spy.syncs == 1
+            engine.cancel(run_id)
+            await engine.wait_run(run_id)
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
+    (workspace.pipelines / "go").unlink(missing_ok=True)
+
+    async def closing():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        spy = Spy(engine, store, monkeypatch)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, {})
+            ctx = engine.runs[run_id]
+            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+            assert spy.syncs == 0
+        finally:
+            await engine.close()  # b goes on (live restore); a's outcome is synced and told before the engine stops
+            store.close()
+        return spy
+
+    spy = asyncio.run(closing())
+    assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
+    # The timer: a short delay tells the held outcome by itself.
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 0.01)
+    (workspace.pipelines / "go").touch()  # the b the last engine left running ends (adopted by the next)
+    workspace.pipeline("q", PIPE.replace("/go ]", "/go2 ]"))
+    second = validate_path(cfg.pipelines_dir).pipelines["q"]
+
+    async def timer():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        spy = Spy(engine, store, monkeypatch)
+        await engine.start()
+        try:
+            await _until(lambda: not engine.runs)  # the adopted run is over: nothing else syncs meanwhile
+            run_id = engine.submit(second, {})
+            await _until(lambda: any(s[:2] == ("AttemptEnded", "a") for s in spy.seen))
+            assert spy.syncs == 1
+            (workspace.pipelines / "go2").touch()
+            assert await engine.wait_run(run_id) == RunState.SUCCEEDED
+        finally:
+            await engine.close()
+            store.close()
+
+    asyncio.run(timer())
+
+
+def test_a_held_outcome_whose_sync_fails_stops_the_engine_untold(workspace, monkeypatch):
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 0.01)
+    cfg, pipeline = _setup(workspace)
+
+    async def main():
+        store = Store(cfg.state_file)
+        engine = Engine(cfg, store)
+        told: list[str] = []
+        engine.bus.subscribe(lambda e: told.append(e.task), AttemptEnded)
+
+        def refuse() -> None:
+            raise StateError("cannot sync the state file: Input/output error", file=str(cfg.state_file))
+
+        monkeypatch.setattr(store, "sync", refuse)
+        await engine.start()
+        try:
+            run_id = engine.submit(pipeline, {})
+            await asyncio.wait_for(engine.fatal_event.wait(), 30)
+            with pytest.raises(StateError, match="Input/output error"):
+                await engine.wait_run(run_id)
+            assert told == []  # never told what may not be durable
+        finally:
+            await engine.close()
+            store.close()
+            (workspace.pipelines / "go").touch()  # b ends (live restore would collect it)
+
+    asyncio.run(main())
+
+
+def test_control_ops_sync_held_outcomes_before_they_answer():
+    from edgeorch.daemon.ops import OpSpec, register
+
+    calls: list[str] = []
+
+    class Group:
+        OPS = (OpSpec("plain", "plain", "read", "h"), OpSpec("stream", "stream", "read", "h", streaming=True))
+
+        async def plain(self, args, peer):
+            calls.append("plain")
+            return {}
+
+        async def stream(self, args, peer):
+            calls.append("stream")
+            yield {}
+
+    class Server:
+        def __init__(self):
+            self.ops = {}
+
+        def register(self, name, handler, **kw):
+            self.ops[name] = handler
+
+    server = Server()
+    register(server, [Group()], before=lambda: calls.append("sync"))
+
+    async def main():
+        await server.ops["plain"]({}, None)
+        async for _ in server.ops["stream"]({}, None):
+            pass
+
+    asyncio.run(main())
+    assert calls == ["sync", "plain", "stream"]  # a stream gets held events once they are told
