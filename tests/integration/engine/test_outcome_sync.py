@@ -8,6 +8,7 @@ is told first. A reader (the daemon's control ops), the timer and the engine's c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -68,27 +69,40 @@ def _setup(workspace):
     return cfg, validate_path(cfg.pipelines_dir).pipelines["p"]
 
 
+@contextlib.asynccontextmanager
+async def _engine(cfg, monkeypatch):
+    """A started engine on the workspace's state file, with a :class:`Spy`; closed (then its store) at the end."""
+    store = Store(cfg.state_file)
+    engine = Engine(cfg, store)
+    spy = Spy(engine, store, monkeypatch)
+    await engine.start()
+    try:
+        yield engine, store, spy
+    finally:
+        await engine.close()
+        store.close()
+
+
+async def _until_a_ended(engine: Engine, pipeline) -> int:
+    """Submit ``pipeline``; its run's id once ``a`` has succeeded (in memory: its outcome is committed)."""
+    run_id = engine.submit(pipeline, {})
+    ctx = engine.runs[run_id]
+    await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+    return run_id
+
+
 def test_a_held_outcome_is_told_after_the_durable_commit_that_synced_it(workspace, monkeypatch):
     monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)  # only the durable commit can tell it
     cfg, pipeline = _setup(workspace)
 
     async def main():
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        spy = Spy(engine, store, monkeypatch)
-        await engine.start()
-        try:
-            run_id = engine.submit(pipeline, {})
-            ctx = engine.runs[run_id]
-            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
+            run_id = await _until_a_ended(engine, pipeline)
             # Recorded (another reader sees it), but not told: nothing waits for it, it is not synced yet.
             assert store.attempts.of_run(run_id, "a")[0]["state"] == "exited"
             assert not [s for s in spy.seen if s[0] == "AttemptEnded"] and spy.syncs == 0
             (workspace.pipelines / "go").touch()
             assert await engine.wait_run(run_id) == RunState.SUCCEEDED
-        finally:
-            await engine.close()
-            store.close()
         return spy
 
     spy = asyncio.run(main())
@@ -102,45 +116,25 @@ def test_a_reader_the_timer_and_close_each_sync_what_is_held(workspace, monkeypa
     monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)
     cfg, pipeline = _setup(workspace)
 
-    async def main():
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        spy = Spy(engine, store, monkeypatch)
-        await engine.start()
-        try:
-            run_id = engine.submit(pipeline, {})
-            ctx = engine.runs[run_id]
-            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+    async def reader():
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
+            run_id = await _until_a_ended(engine, pipeline)
             engine.sync_outcomes()  # what a control op does before it reads
             assert spy.syncs == 1 and [s for s in spy.seen if s[0] == "AttemptEnded"] == [("AttemptEnded", "a", 1)]
             engine.sync_outcomes()  # nothing held: nothing done
             assert spy.syncs == 1
             engine.cancel(run_id)
             await engine.wait_run(run_id)
-        finally:
-            await engine.close()
-            store.close()
-
-    asyncio.run(main())
-    (workspace.pipelines / "go").unlink(missing_ok=True)
 
     async def closing():
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        spy = Spy(engine, store, monkeypatch)
-        await engine.start()
-        try:
-            run_id = engine.submit(pipeline, {})
-            ctx = engine.runs[run_id]
-            await _until(lambda: ctx.states.get("a") == TaskState.SUCCEEDED)
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
+            await _until_a_ended(engine, pipeline)
             assert spy.syncs == 0
-        finally:
-            await engine.close()  # b goes on (live restore); a's outcome is synced and told before the engine stops
-            store.close()
-        return spy
+        # closed: b goes on (live restore); a's outcome was synced and told before the engine stopped
+        assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
 
-    spy = asyncio.run(closing())
-    assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
+    asyncio.run(reader())
+    asyncio.run(closing())
     # The timer: a short delay tells the held outcome by itself.
     monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 0.01)
     (workspace.pipelines / "go").touch()  # the b the last engine left running ends (adopted by the next)
@@ -148,20 +142,13 @@ def test_a_reader_the_timer_and_close_each_sync_what_is_held(workspace, monkeypa
     second = validate_path(cfg.pipelines_dir).pipelines["q"]
 
     async def timer():
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        spy = Spy(engine, store, monkeypatch)
-        await engine.start()
-        try:
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
             await _until(lambda: not engine.runs)  # the adopted run is over: nothing else syncs meanwhile
             run_id = engine.submit(second, {})
             await _until(lambda: any(s[:2] == ("AttemptEnded", "a") for s in spy.seen))
             assert spy.syncs == 1
             (workspace.pipelines / "go2").touch()
             assert await engine.wait_run(run_id) == RunState.SUCCEEDED
-        finally:
-            await engine.close()
-            store.close()
 
     asyncio.run(timer())
 
