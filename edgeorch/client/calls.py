@@ -168,7 +168,7 @@ def logs(run: Any, task: str, attempt: int | None, follow: bool) -> Call[str]:
 
 
 def events(run: Any | None, kinds: Iterable[str] | None = None) -> Call[dict[str, Any]]:
-    args = {} if run is None else {"run_id": run_id_of(run)}
+    args: dict[str, Any] = {} if run is None else {"run_id": run_id_of(run)}
     if kinds is not None:
         args["kinds"] = sorted(set(kinds))
     return Call("events", args, lambda item, client: item, bounded=False)
