@@ -171,6 +171,9 @@ class MetricsService:
             return starting()
         src.loop_lag_s = max(0.0, time.monotonic() - t0)
         self.scrapes.inc((output,))
+        # A reader of the state, as the control ops are: outcomes committed without a sync are made durable
+        # (and their events counted) before anything is read (Engine.sync_outcomes).
+        src.engine.sync_outcomes()
         return collect(src, self.collectors)
 
     def _own(self, src: Sources) -> list[Metric]:

@@ -215,3 +215,26 @@ def test_control_ops_sync_held_outcomes_before_they_answer():
 
     asyncio.run(main())
     assert calls == ["sync", "plain", "stream"]  # a stream gets held events once they are told
+
+
+def test_a_metrics_scrape_syncs_held_outcomes_before_it_reads(workspace, monkeypatch):
+    """The other way the state is read from outside (an HTTP scrape, the textfile): it syncs first, as the ops do."""
+    from edgeorch.observe.collect import Sources
+    from edgeorch.observe.service import MetricsService
+
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)
+    cfg, pipeline = _setup(workspace)
+
+    async def main():
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
+            run_id = await _until_a_ended(engine, pipeline)
+            metrics = MetricsService(cfg.metrics, collectors=[])
+            metrics.sources = Sources(config=cfg, store=store, engine=engine, registry=None,  # type: ignore[arg-type]
+                                      counters=None, clients=lambda: 0, started_at=0.0)  # type: ignore[arg-type]
+            assert spy.syncs == 0
+            await metrics.snapshot("http")
+            assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
+            engine.cancel(run_id)
+            await engine.wait_run(run_id)
+
+    asyncio.run(main())
