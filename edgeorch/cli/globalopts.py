@@ -30,7 +30,7 @@ from ..errors import UsageError
 from ..loglevel import LOG_LEVELS, shift_log_level
 from ..records import frozen
 from .exits import exit_codes_text
-from .parsing import walk
+from .parsing import LineFormatter, walk
 
 CLI_LOG_LEVEL = "warning"
 """The CLI's own log level without ``-v``, ``-q`` or ``--log-level``: only what went wrong."""
@@ -118,7 +118,7 @@ def _reference_action(opt: GlobalOption) -> argparse.Action:
     """An action built from ``opt`` alone, to compare a command's own copy against (built once per option)."""
     action = _REFERENCE_ACTIONS.get(opt.flags)
     if action is None:
-        probe = argparse.ArgumentParser(add_help=False)
+        probe = argparse.ArgumentParser(add_help=False, formatter_class=LineFormatter)  # LineFormatter: no shutil
         action = _REFERENCE_ACTIONS[opt.flags] = probe.add_argument(*opt.flags, dest=opt.dest, **opt.kwargs)
     return action
 

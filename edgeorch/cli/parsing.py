@@ -11,7 +11,9 @@ from it.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from typing import Any, Iterator, NoReturn
 
 from ..errors import UsageError
@@ -35,6 +37,26 @@ class ParserError(UsageError):
         """argparse's own wording, printed as it always was in text mode."""
 
 
+def terminal_columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` reads it: ``COLUMNS`` when it is a positive number,
+    else the width of the terminal on standard output, else 80.
+
+    Here rather than ``shutil``'s: argparse builds a formatter for every argument it adds (it checks the
+    metavar), and its own width lookup imports ``shutil`` (with ``bz2`` and ``lzma``), which every command's
+    start paid for.
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # no stdout, a closed one, not a terminal
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 class LineFormatter(argparse.HelpFormatter):
     """Help whose description and epilog keep their line breaks, each line wrapped to the terminal.
 
@@ -42,6 +64,12 @@ class LineFormatter(argparse.HelpFormatter):
     codes becomes a run-on sentence); its raw formatter never wraps (a long
     description runs off the screen). Blank lines stay paragraph breaks.
     """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        # argparse's own default, less its 2 columns of margin (see terminal_columns)
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_columns() - 2 if width is None else width)
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         import textwrap

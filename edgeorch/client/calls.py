@@ -138,12 +138,12 @@ def _names_a_file(ref: str) -> bool:
 
 
 def get_run(run: Any) -> Call[Run]:
-    return Call("runs.show", {"run_id": run_id_of(run)}, Run.from_dict)
+    return Call("runs.show", {"run_id": run_id_of(run)}, Run.adopt)  # a decoded answer: no copy
 
 
 def runs(pipeline: str | None, state: RunState | str | None, limit: int) -> Call[list[RunSummary]]:
     return Call("runs.list", _args(limit=limit, pipeline=pipeline, state=state),
-                lambda result, client: [RunSummary.from_dict(r, client) for r in result["runs"]])
+                lambda result, client: [RunSummary.adopt(r, client) for r in result["runs"]])
 
 
 def cancel(run: Any, reason: str | None) -> Call[dict[str, Any]]:

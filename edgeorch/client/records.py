@@ -260,16 +260,25 @@ class RunSummary:
 
     @classmethod
     def _fields(cls, doc: dict[str, Any]) -> dict[str, Any]:
+        """The summary's fields of ``doc``, which the record keeps as it is (the caller copied it, or owns it)."""
         return dict(id=doc["id"], pipeline=doc["pipeline"], state=_state(RunState, doc["state"]),
                     params=_copy(doc.get("params") or {}), trigger=doc.get("trigger", ""),
                     actor=doc.get("actor"), run_dir=Path(doc.get("run_dir", "")), created_at=doc["created_at"],
                     started_at=doc.get("started_at"), finished_at=doc.get("finished_at"),
                     resumed_at=doc.get("resumed_at"), reason=doc.get("reason"),
-                    _doc=_copy(doc))
+                    _doc=doc)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], client: Any = None) -> RunSummary:
-        """A summary from a ``runs.list`` item (or ``edgeorch runs --json``); ``client``: for refresh/wait."""
+        """A summary from a ``runs.list`` item (or ``edgeorch runs --json``); ``client``: for refresh/wait.
+
+        The record keeps a copy of ``doc``: the caller may change ``doc`` afterwards."""
+        return cls.adopt(_copy(doc), client)
+
+    @classmethod
+    def adopt(cls, doc: dict[str, Any], client: Any = None) -> RunSummary:
+        """As :meth:`from_dict`, keeping ``doc`` itself: for a document nobody else holds or changes (a
+        client's freshly decoded answer; a copy of a run of 200 tasks is ~15,000 objects)."""
         try:
             return cls(**cls._fields(doc), task_counts=dict(doc.get("tasks") or {}), _client=client)
         except (KeyError, TypeError) as exc:
@@ -329,7 +338,14 @@ class Run(RunSummary):
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], client: Any = None) -> Run:
-        """A run from a ``runs.show`` document (or ``edgeorch show --json``); ``client``: for refresh/wait/logs."""
+        """A run from a ``runs.show`` document (or ``edgeorch show --json``); ``client``: for refresh/wait/logs.
+
+        The record keeps a copy of ``doc``: the caller may change ``doc`` afterwards."""
+        return cls.adopt(_copy(doc), client)
+
+    @classmethod
+    def adopt(cls, doc: dict[str, Any], client: Any = None) -> Run:
+        """As :meth:`from_dict`, keeping ``doc`` itself: for a document nobody else holds or changes."""
         try:
             tasks = tuple(Task.from_dict(t) for t in doc["tasks"])
             counts: dict[str, int] = {}
@@ -383,3 +399,9 @@ class Queued:
     def to_dict(self) -> dict[str, Any]:
         """The daemon's answer, unchanged (a deep copy)."""
         return _copy(self._doc)
+
+
+def shared_document(record: RunSummary) -> dict[str, Any]:
+    """The document ``record`` keeps, not copied: for a caller that only reads it (the CLI prints the run it
+    waited for). Changing it would change the record; :meth:`RunSummary.to_dict` gives a copy to change."""
+    return record._doc

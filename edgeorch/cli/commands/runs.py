@@ -365,7 +365,9 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
                 return EXIT_INTERRUPTED
             cancelled = True
             print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
-    doc = run.to_dict()
+    from ...client.records import shared_document  # loaded with the client already
+
+    doc = shared_document(run)  # only read here: not copied
     print_json(doc) if json_out else _print_run(doc, summary=True)
     return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
 
@@ -414,7 +416,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
-            runs = [r.to_dict() for r in backend.api.runs(limit=args.limit, pipeline=args.pipeline, state=args.state)]
+            from ...client.records import shared_document  # loaded with the client already
+
+            runs = [shared_document(r) for r in backend.api.runs(limit=args.limit, pipeline=args.pipeline,
+                                                                  state=args.state)]
         else:
             from ...rundoc import runs_page
 
@@ -445,7 +450,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:
     """The run's document from the daemon when one answers, else from the state file."""
     if backend.online:
-        return backend.api.get_run(run_id).to_dict()
+        from ...client.records import shared_document  # loaded with the client already
+
+        return shared_document(backend.api.get_run(run_id))
     from ...rundoc import run_document
 
     store = backend.open_store(readonly=True)

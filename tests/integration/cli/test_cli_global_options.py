@@ -226,3 +226,20 @@ def test_quiet_kernel_commands_draw_no_progress_line(monkeypatch):
     assert kernels_cli._progress(quiet=True).enabled is False
     args = finish_args(build_parser().parse_args(["profile", "data.csv", "-q"]))
     assert kernels_cli._quiet(args) is True
+
+
+@pytest.mark.parametrize("columns, width", [("60", 60), ("200", 200), ("0", None), ("wide", None), (None, None)])
+def test_help_is_wrapped_to_columns_as_shutil_reads_it(monkeypatch, columns, width):
+    """The help's width comes from ``COLUMNS`` when it is a positive number, else the terminal's (none here: 80),
+    as argparse's own lookup through shutil did; a line of help is never wider."""
+    import shutil
+
+    from edgeorch.cli.parsing import terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns == (width or 80)
+    text = build_parser("show").format_help()
+    assert max(len(line) for line in text.splitlines()) <= (width or 80) - 2

@@ -239,10 +239,11 @@ def test_a_ctrl_c_held_while_queueing_cancels_once_the_new_stream_shows_the_runn
     from types import SimpleNamespace
 
     from edgeorch.cli.commands.runs import _follow_remote
+    from edgeorch.client import Run
 
     calls: list[str] = []
-    doc = {"id": 7, "pipeline": "long", "state": "cancelled", "reason": None, "started_at": 1.0, "finished_at": 2.0,
-           "tasks": [], "results": []}
+    doc = {"id": 7, "pipeline": "long", "state": "cancelled", "reason": None, "created_at": 0.5, "started_at": 1.0,
+           "finished_at": 2.0, "tasks": [], "results": []}
 
     class Api:
         def wait(self, run_id, on_event):
@@ -252,7 +253,7 @@ def test_a_ctrl_c_held_while_queueing_cancels_once_the_new_stream_shows_the_runn
                          {"kind": "run", "run_id": 7, "state": "cancelled", "ts": 2.0}):
                 on_event(item)
                 calls.append(item["kind"])
-            return SimpleNamespace(state="cancelled", to_dict=lambda: dict(doc))
+            return Run.adopt(dict(doc))
 
         def cancel(self, run_id, reason):
             calls.append(f"cancel {run_id}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeorch.client import Artifact, CheckResult, Queued, Run, RunSummary
+from edgeorch.client.records import shared_document
 from edgeorch.errors import EdgeorchError, NotFoundError, UsageError
 from edgeorch.model import AttemptState, RunState, TaskState
 
@@ -73,6 +74,24 @@ def test_to_dict_gives_the_document_back_and_is_a_copy(tmp_path):
     run.to_dict()["tasks"][0]["attempt_list"][0]["exit_code"] = 99  # nested too
     run.params["n"] = 99
     assert run.to_dict() == doc
+
+
+def test_from_dict_keeps_a_copy_of_the_document_and_adopt_keeps_the_document_itself(tmp_path):
+    """from_dict: the caller may change its document afterwards. adopt (a client's decoded answer, which
+    nobody else holds): no copy of a run's ~15,000 objects; shared_document reads it without one either."""
+    doc = _doc(tmp_path)
+    mine = copy.deepcopy(doc)
+    run = Run.from_dict(mine)
+    mine["tasks"][0]["attempt_list"][0]["exit_code"] = 99
+    mine["state"] = "cancelled"
+    assert run.to_dict() == doc and shared_document(run) == doc
+    adopted = Run.adopt(mine)
+    assert shared_document(adopted) is mine and adopted.to_dict() == mine and adopted.to_dict() is not mine
+    assert adopted.tasks[0].attempts[0].exit_code == 99
+    item = {k: v for k, v in doc.items() if k != "tasks"} | {"tasks": {"failed": 1}}
+    assert shared_document(RunSummary.adopt(item)) is item
+    with pytest.raises(UsageError, match="is not a run document"):
+        Run.adopt({"id": 1})
 
 
 def test_a_summary_has_counts_not_tasks(tmp_path):

@@ -81,3 +81,11 @@ def test_a_plain_pipeline_is_parsed_without_the_modules_of_keys_it_does_not_have
     assert out.returncode == 1
     for field in ("every", "tasks.a.model", "tasks.a.container.image", "tasks.a.dataset.name"):
         assert field in out.stdout + out.stderr, field
+
+
+@pytest.mark.parametrize("only", ["run", "status", "show"])
+def test_building_a_command_line_does_not_import_shutil(only: str | None) -> None:
+    """argparse makes a formatter for each argument it adds, and its own width lookup imports shutil (with bz2
+    and lzma, ~2.5 ms of every command's start): edgeorch's formatter reads the width itself."""
+    mods = _modules_after(f"from edgeorch.cli.main import build_parser\nbuild_parser({only!r})")
+    assert "shutil" not in mods
