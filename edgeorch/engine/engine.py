@@ -125,6 +125,31 @@ class TaskStates(dict):  # type: ignore[type-arg]
         super().__setitem__(key, value)
 
 
+class PipelineCaps:
+    """The ``max_parallel`` of the pipelines that have active runs, kept as runs become active and finish.
+
+    What the resources policy reads at every dispatch; recomputing it over every active run there cost
+    O(active runs) per dispatch (a drop folder's burst holds thousands). Per pipeline name the value
+    is that of its run made active last that has one (a run of an edited file may carry a new cap).
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[int, int]] = {}  # name -> {run_id: max_parallel}, in activation order
+
+    def add(self, run_id: int, pipeline: Pipeline) -> None:
+        if pipeline.max_parallel:
+            self._by_name.setdefault(pipeline.name, {})[run_id] = pipeline.max_parallel
+
+    def remove(self, run_id: int, pipeline: Pipeline) -> None:
+        runs = self._by_name.get(pipeline.name)
+        if runs is not None and runs.pop(run_id, None) is not None and not runs:
+            del self._by_name[pipeline.name]
+
+    def current(self) -> dict[str, int]:
+        """Pipeline name -> its cap, for the pipelines with an active run that has one."""
+        return {name: next(reversed(runs.values())) for name, runs in self._by_name.items()}
+
+
 @dataclass
 class RunCtx:
     """In-memory view of one active run (the store holds the truth)."""
@@ -201,6 +226,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.runs: dict[int, RunCtx] = {}
+        self._caps = PipelineCaps()  # the active runs' max_parallel (kept with self.runs)
         self.live: dict[int, LiveAttempt] = {}
         # Ready tasks wait in the resources policy's queue (``self.res.queue``), keyed
         # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held`` until its process tree has
@@ -632,6 +658,7 @@ class Engine:
     def _install(self, ctx: RunCtx, decided: settlement.Settlement, starting: bool) -> RunCtx:
         """Hold a run whose activation is recorded: in :attr:`runs`, ``RunStarted`` announced, its ready tasks queued."""
         self.runs[ctx.run_id] = ctx
+        self._caps.add(ctx.run_id, ctx.pipeline)
         if starting:
             self._announce(RunStarted(self.clock(), ctx.run_id, ctx.pipeline.name))
         self._apply(ctx, decided)
@@ -776,14 +803,23 @@ class Engine:
             self._fail_without_attempt(ctx, name, f"cannot be scheduled: {why}")
 
     def _max_parallel(self) -> dict[str, int]:
-        return {c.pipeline.name: c.pipeline.max_parallel for c in self.runs.values() if c.pipeline.max_parallel}
+        return self._caps.current()
 
-    def resources_report(self) -> dict[str, Any]:
-        """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready)."""
+    def waiting(self) -> int:
+        """How many tasks wait for resources or a slot (the length of :meth:`ready_tasks`, without its sort)."""
+        assert self.res is not None
+        return len(self.res.queue)
+
+    def resources_report(self, *, queue: bool = True) -> dict[str, Any]:
+        """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready).
+
+        ``queue`` False leaves the queue out (``"queue": None``): its reasons are the policy's whole decision
+        and a sort of every waiting task, which a summary (``status``) does not show.
+        """
         assert self.res is not None
         self._sync_cluster()
         rep = self.res.report(self.clock(), parallelism=self.config.engine.parallelism,
-                              max_parallel=self._max_parallel(),
+                              max_parallel=self._max_parallel(), queue=queue,
                               placements=self.executor.placements() if self.executor is not None else None)
         rep["parallelism"] = self.config.engine.parallelism
         rep["running"] = len(self.live)
@@ -1593,6 +1629,7 @@ class Engine:
         # A run ends in a durable commit, which synced the outcomes held before it: theirs are told first.
         self._synced()
         del self.runs[ctx.run_id]
+        self._caps.remove(ctx.run_id, ctx.pipeline)
         self._announce(RunFinished(self.clock(), ctx.run_id, str(outcome), reason, ctx.pipeline.name))
         if ctx.done is not None and not ctx.done.done():
             ctx.done.set_result(outcome)

@@ -526,16 +526,22 @@ class Admission:
         return out
 
     def report(self, now: float, *, parallelism: int, max_parallel: Mapping[str, int],
-               placements: Mapping[int, str] | None = None) -> dict[str, Any]:
+               placements: Mapping[int, str] | None = None, queue: bool = True) -> dict[str, Any]:
         """JSON-ready state for ``edgeorch resources``: cores, memory, GPUs, leases, queue with reasons.
 
         With a cluster, also ``cluster``: its nodes with their totals and what
         edgeorch's attempts hold on each (``placements``: attempt id → node id,
         known once an attempt started there; the others are ``unplaced``).
+        ``queue`` False: ``"queue"`` is None (no decision taken, no waiting task sorted).
         """
         cap = Capacity(self.inventory, (h.running.lease for h in self.held.values()), drained=self.drained,
                        pools=self.cfg.pools)
         leased = {c: h for h in self.held.values() for c in h.running.lease.cpus}
+        return self._resources(cap, leased, placements,
+                               self._queue_report(now, parallelism, max_parallel) if queue else None)
+
+    def _queue_report(self, now: float, parallelism: int, max_parallel: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Every waiting task in the policy's order, with the reason its decision gives now."""
         # The reasons the engine's own decision would give: the same GPU view (never waiting for NVML).
         live = self.reader is not None and self.queued_live > 0
         gpu_free, lease_used, unreadable = self._gpu_view() if live else (None, None, None)
@@ -554,6 +560,11 @@ class Admission:
                           "request": request_dict(t.request),
                           "reason": unsat or (why.message if why else "starting now"),
                           "reason_kind": "unsatisfiable" if unsat else (why.kind if why else "starting")})
+        return queue
+
+    def _resources(self, cap: Capacity, leased: dict[int, Any], placements: Mapping[int, str] | None,
+                   queue: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The report: cores, memory, GPUs, pools, leases, ``queue`` (and the cluster's nodes)."""
         return {
             "cpus": {"usable": format_cpu_list(self.all_cores), "reserved": list(self.cfg.reserved_cpus),
                      "free": format_cpu_list(cap.free_cores),

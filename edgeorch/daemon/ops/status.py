@@ -19,17 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def status_line(engine: "Engine") -> str:
     """The one-line status systemd shows (``STATUS=``)."""
-    return f"{len(engine.live)} running, {len(engine.ready_tasks())} waiting, {len(engine.runs)} active run(s)"
+    return f"{len(engine.live)} running, {engine.waiting()} waiting, {len(engine.runs)} active run(s)"
 
 
 def resources_summary(engine: "Engine", config: "Config") -> dict[str, Any]:
     """The short form of the ``resources`` op for ``status`` (counts, not the per-task lists)."""
-    rep = engine.resources_report()
+    rep = engine.resources_report(queue=False)  # counts only: not every waiting task's reason
     return {"parallelism": config.engine.parallelism, "slots_in_use": len(engine.live),
             "cpus": len(rep["cpus"]["cores"]), "cpus_free": rep["cpus"]["free"],
             "gpus": len(rep["gpus"]), "gpu_backend": rep["gpu_backend"],
             "drained": {g["uuid"]: g["drained"] for g in rep["gpus"] if g["drained"]},
-            "leases": len(rep["leases"]), "waiting": len(rep["queue"]),
+            "leases": len(rep["leases"]), "waiting": engine.waiting(),
             "memory_enforcement": rep["memory"]["enforcement"]}
 
 
@@ -64,7 +64,7 @@ class StatusOps:
             "uptime_s": round(time.time() - self.started_at, 3), "state_file": str(config.state_file),
             "socket": str(config.socket_path), "config": str(config.source) if config.source else None,
             "runs": {"active": len(engine.runs), "total_by_state": counts},
-            "tasks": {"running": len(engine.live), "ready": sum(1 for _ in engine.ready_tasks())},
+            "tasks": {"running": len(engine.live), "ready": engine.waiting()},
             "parallelism": config.engine.parallelism,
             "pipelines": len(self.registry.by_file), "paused": sorted(self.store.pipelines.paused()),
             "pipeline_errors": [e.render() for e in self.registry.errors],

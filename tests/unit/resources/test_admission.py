@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgeorch.config import ResourcesConfig
 from edgeorch.model import TaskSpec
 from edgeorch.resources import CpuCore, FakeBackend, Inventory, Lease, ResourceRequest
@@ -83,6 +85,21 @@ def test_shares_fill_the_gpu_then_wait_for_gpu_memory():
     assert q["reason_kind"] == "gpu_memory" and len(rep["leases"]) == 2
     # Nothing runs yet: free is the total less the driver's reservation.
     assert rep["gpus"][0]["uuid"] == GPU and rep["gpus"][0]["memory_free"] == 10 * G - default_reserved(10 * G)
+
+
+def test_a_report_without_its_queue_takes_no_decision_and_is_the_rest_of_the_report(monkeypatch):
+    """What ``status`` asks for: counts, not every waiting task's reason (a decision and a sort of the queue)."""
+    import edgeorch.resources.admission as admission
+
+    adm = _adm()
+    for i in range(3):
+        adm.push(f"1/s{i}", ResourceRequest(gpu_memory=4 * G), "p", 0, 60.0, 60.0)
+    full = adm.report(0.0, parallelism=8, max_parallel={})
+    monkeypatch.setattr(admission, "decide", lambda *a, **k: pytest.fail("a decision for a report without a queue"))
+    light = adm.report(0.0, parallelism=8, max_parallel={}, queue=False)
+    assert light["queue"] is None and len(full["queue"]) == 3
+    assert list(light) == list(full) and {k: v for k, v in light.items() if k != "queue"} == \
+        {k: v for k, v in full.items() if k != "queue"}
 
 
 def test_shared_affinity_only_restricts_when_cores_are_taken():
