@@ -180,6 +180,22 @@ class RunCtx:
     check read them): forgotten when the engine records a new outcome of that task, the only writer."""
     cancel_requested: bool = False
     done: asyncio.Future[RunState] | None = None
+    task_env: dict[str, str] | None = None
+    """What every task's environment of this run has alike (:meth:`Engine._run_env`), made at its first start."""
+    _folders: dict[str, tuple[Path, Path]] = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def pipeline_dir(self) -> Path:
+        """The folder of the pipeline's file: ``{pipeline_dir}``, and a task's working folder unless it names one."""
+        return Path(self.pipeline.source_file).parent
+
+    def task_folders(self, name: str) -> tuple[Path, Path]:
+        """Task ``name``'s ``outputs/<task>`` and ``checkpoints/<task>`` folders in the run's folder (every attempt
+        of the task shares them), made once per task: its start and its end both need them."""
+        folders = self._folders.get(name)
+        if folders is None:
+            folders = self._folders[name] = (self.run_dir / "outputs" / name, self.run_dir / "checkpoints" / name)
+        return folders
 
     @functools.cached_property
     def task_names(self) -> dict[int, tuple[int, str]]:
@@ -763,7 +779,7 @@ class Engine:
         if tid in self._inputs_hashing:
             return
         number = ctx.attempts[name] + 1
-        values = self._placeholders(ctx, name, number, ctx.run_dir / "outputs" / name, ctx.run_dir / "checkpoints" / name)
+        values = self._placeholders(ctx, name, number, *ctx.task_folders(name))
         declared = [(text, substitute(text, values)) for text in spec.inputs]
         self._inputs_hashing.add(tid)
         job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
@@ -878,17 +894,19 @@ class Engine:
 
     def _placeholders(self, ctx: RunCtx, name: str, number: int, out_dir: Path, ckpt_dir: Path) -> dict[str, Any]:
         return {**ctx.params, "run_id": ctx.run_id, "task": name, "attempt": number, "output_dir": str(out_dir),
-                "checkpoint_dir": str(ckpt_dir), "run_dir": str(ctx.run_dir),
-                "pipeline_dir": str(Path(ctx.pipeline.source_file).parent)}
+                "checkpoint_dir": str(ckpt_dir), "run_dir": str(ctx.run_dir), "pipeline_dir": str(ctx.pipeline_dir)}
 
     def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
-        out = {}
-        for up in spec.needs:
-            arts = ctx.outputs.get(up)
-            if arts is None:
-                arts = ctx.outputs[up] = self.store.outputs.latest_artifacts(ctx.run_id, up)
-            out[up] = arts
-        return out
+        """Each upstream's latest artifacts, read from the store once per outcome (:attr:`RunCtx.outputs`): one
+        query for one upstream not read yet, one for the whole run when there are more (a fan's sink)."""
+        missing = [up for up in spec.needs if up not in ctx.outputs]
+        if len(missing) == 1:
+            ctx.outputs[missing[0]] = self.store.outputs.latest_artifacts(ctx.run_id, missing[0])
+        elif missing:
+            of_run = self.store.outputs.latest_artifacts_of_run(ctx.run_id)
+            for up in missing:
+                ctx.outputs[up] = of_run.get(up, [])
+        return {up: ctx.outputs[up] for up in spec.needs}
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -904,8 +922,7 @@ class Engine:
                 self._push_ready(ctx, name)
                 return
         number = ctx.attempts[name] + 1
-        out_dir = ctx.run_dir / "outputs" / name
-        ckpt_dir = ctx.run_dir / "checkpoints" / name
+        out_dir, ckpt_dir = ctx.task_folders(name)
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
         input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec))
@@ -990,29 +1007,19 @@ class Engine:
                  attempt_dir: Path) -> tuple[list[str], dict[str, str], str, set[str]]:
         """argv, environment and working directory of an attempt (placeholders substituted), and the names of the
         task's own variables (what edgeorch, the run and ``env`` set over the daemon's environment)."""
-        pipeline_dir = Path(ctx.pipeline.source_file).parent
         cwd = self._workdir(ctx, spec, values)
-        # The daemon's own service plumbing is not the task's: a task must not speak
-        # sd_notify for the daemon, nor inherit its socket-activation fds.
-        env: dict[str, str] = {}  # the task's own variables; the daemon's environment goes under them at the end
+        # The task's own variables; the daemon's environment goes under them at the end (without its own service
+        # plumbing: a task must not speak sd_notify for the daemon, nor inherit its socket-activation fds).
+        env = dict(self._run_env(ctx))
         env.update({
-            "EDGEORCH_RUN_ID": str(ctx.run_id), "EDGEORCH_PIPELINE": ctx.pipeline.name, "EDGEORCH_TASK": spec.name,
-            "EDGEORCH_ATTEMPT": str(values["attempt"]), "EDGEORCH_OUTPUT_DIR": values["output_dir"],
-            "EDGEORCH_CHECKPOINT_DIR": values["checkpoint_dir"], "EDGEORCH_RUN_DIR": str(ctx.run_dir),
+            "EDGEORCH_TASK": spec.name, "EDGEORCH_ATTEMPT": str(values["attempt"]),
+            "EDGEORCH_OUTPUT_DIR": values["output_dir"], "EDGEORCH_CHECKPOINT_DIR": values["checkpoint_dir"],
             "EDGEORCH_RESULT_FILE": str(attempt_dir / "result.json"),
-            # Read-only, for a drift task's reference = "baseline:NAME" / "model:NAME" (docs/monitoring.md).
-            "EDGEORCH_STATE_FILE": str(self.config.state_file),
-            "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
-            # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
-            # (never numba's fallback into the package: edgeorch/kernels/cache.py).
-            "NUMBA_CACHE_DIR": self._numba_cache(),
         })
-        for k, v in ctx.params.items():
-            env[f"EDGEORCH_PARAM_{_env_name(k)}"] = "true" if v is True else "false" if v is False else str(v)
         for up, arts in upstream.items():
             env[f"EDGEORCH_UPSTREAM_{_env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
-        python_path = [str(pipeline_dir), PACKAGE_ROOT]
+        python_path = [str(ctx.pipeline_dir), PACKAGE_ROOT]
         if spec.call or spec.kind:
             base = self._base_env.get("PYTHONPATH")
             env["PYTHONPATH"] = os.pathsep.join(python_path + ([base] if base else []))
@@ -1038,6 +1045,23 @@ class Engine:
             assert spec.command is not None
             argv = [substitute(a, values) for a in spec.command]
         return argv, {**self._base_env, **env}, str(cwd), set(env)
+
+    def _run_env(self, ctx: RunCtx) -> dict[str, str]:
+        """The variables edgeorch gives every task of ``ctx``'s run alike (made at its first start, then kept:
+        the run's params never change): its id, pipeline, folder and params, the state file, numba's cache."""
+        if ctx.task_env is None:
+            ctx.task_env = {
+                "EDGEORCH_RUN_ID": str(ctx.run_id), "EDGEORCH_PIPELINE": ctx.pipeline.name,
+                "EDGEORCH_RUN_DIR": str(ctx.run_dir),
+                # Read-only, for a drift task's reference = "baseline:NAME" / "model:NAME" (docs/monitoring.md).
+                "EDGEORCH_STATE_FILE": str(self.config.state_file),
+                "EDGEORCH_PARAMS": json.dumps(ctx.params, sort_keys=True),
+                # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
+                # (never numba's fallback into the package: edgeorch/kernels/cache.py).
+                "NUMBA_CACHE_DIR": self._numba_cache(),
+            } | {f"EDGEORCH_PARAM_{_env_name(k)}": "true" if v is True else "false" if v is False else str(v)
+                 for k, v in ctx.params.items()}
+        return ctx.task_env
 
     def _numba_cache(self) -> str:
         """The numba cache folder of every task: chosen once per engine (it creates and checks folders)."""
@@ -1072,7 +1096,7 @@ class Engine:
             env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(lease.gpus)
             env.pop("CUDA_DEVICE_ORDER", None)
         c = container_command.substitute_container(spec.container, values)
-        pipeline_dir = str(Path(ctx.pipeline.source_file).parent)
+        pipeline_dir = str(ctx.pipeline_dir)
         read = [str(Path(a["path"]).parent) for arts in self._upstream_outputs(ctx, spec).values() for a in arts]
         read += [item.path if item.kind != "glob" else glob_base(item.path) or "/" for item in snapshot.items
                  if item.kind in ("file", "folder", "glob")]
@@ -1099,9 +1123,10 @@ class Engine:
     @staticmethod
     def _workdir(ctx: RunCtx, spec: TaskSpec, values: dict[str, Any]) -> Path:
         """An attempt's working directory: ``workdir`` (substituted; relative to the pipeline's folder), else that folder."""
-        pipeline_dir = Path(ctx.pipeline.source_file).parent
-        cwd = Path(substitute(spec.workdir, values)) if spec.workdir else pipeline_dir
-        return cwd if cwd.is_absolute() else pipeline_dir / cwd
+        if not spec.workdir:
+            return ctx.pipeline_dir
+        cwd = Path(substitute(spec.workdir, values))
+        return cwd if cwd.is_absolute() else ctx.pipeline_dir / cwd
 
     def _references(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, str] | None:
         """A kind task's options that are ``baseline:``/``model:`` references (after the run's params), each
@@ -1272,8 +1297,7 @@ class Engine:
             if spec.container is None:
                 self._free_slot(la)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
-        out_dir = ctx.run_dir / "outputs" / la.task
-        ckpt_dir = ctx.run_dir / "checkpoints" / la.task
+        out_dir, ckpt_dir = ctx.task_folders(la.task)
         names: list[str] = []
         dataset = spec.dataset if exit_ok else None
         model = spec.model if exit_ok else None
