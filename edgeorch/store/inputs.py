@@ -197,16 +197,6 @@ class Inputs:
             raise NotFoundError("no such input", value=input_id)
         return dict(row)
 
-    def list(self, *, pipeline: str | None = None, state: str | None = None,
-                    limit: int = 100) -> list[dict[str, Any]]:
-        """The newest inputs first. An unknown ``state`` is a :class:`UsageError` (a typo must not read as
-        "nothing matches")."""
-        if state and state not in InputState.__members__.values():
-            raise UsageError("is not an input state", field="state", value=state,
-                             expected=", ".join(s.value for s in InputState))
-        clause, args = where(pipeline=pipeline, state=state)
-        return self._db.all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
-
     def counts(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in self._db.all("SELECT state, COUNT(*) AS n FROM inputs GROUP BY state")}
 
@@ -222,6 +212,16 @@ class Inputs:
             f"SELECT pipeline, state, COUNT(*) FROM inputs WHERE state IN ({marks})"
             " GROUP BY pipeline, state ORDER BY pipeline, state", unfinished)]
 
+    # Last in the class: a method named ``list`` would stand for ``list`` in the annotations after it.
+    def list(self, *, pipeline: str | None = None, state: str | None = None,
+                    limit: int = 100) -> list[dict[str, Any]]:
+        """The newest inputs first. An unknown ``state`` is a :class:`UsageError` (a typo must not read as
+        "nothing matches")."""
+        if state and state not in InputState.__members__.values():
+            raise UsageError("is not an input state", field="state", value=state,
+                             expected=", ".join(s.value for s in InputState))
+        clause, args = where(pipeline=pipeline, state=state)
+        return self._db.all(f"SELECT * FROM inputs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
 
 
 def _allowed(old: InputState) -> frozenset[InputState]:

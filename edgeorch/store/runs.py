@@ -84,28 +84,6 @@ class Runs:
         out["env"] = json.loads(out["env"]) if out.get("env") else {}
         return out
 
-    def list(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """Most recent first, with per-state task counts (``tasks``: state -> count).
-
-        Two queries whatever ``limit`` is: the page of runs, then the task
-        counts of all its runs at once (by the ``(run_id, name)`` index).
-        """
-        clause, args = where(pipeline=pipeline, state=state)
-        rows = self._db.all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
-        by_id: dict[int, dict[str, int]] = {}
-        for r in rows:
-            r["params"] = json.loads(r["params"])
-            r["tasks"] = by_id[r["id"]] = {}
-        if rows:
-            for run_id, task_state, n in self._db.conn.execute(
-                    "SELECT run_id, state, COUNT(*) FROM tasks WHERE run_id IN (SELECT value FROM json_each(?))"
-                    " GROUP BY run_id, state", (json.dumps(list(by_id)),)):
-                by_id[run_id][task_state] = n
-            resumed = self.resumed_at(list(by_id))
-            for r in rows:
-                r["resumed_at"] = resumed.get(r["id"])
-        return rows
-
     def resumed_at(self, run_ids: list[int]) -> dict[int, float]:
         """Run id -> when it last started running again after a resume (``edgeorch retry``), for the runs
         of ``run_ids`` that were resumed (each start is a ``run_running`` event; the first is not a
@@ -216,3 +194,26 @@ class Runs:
         for run_id, tasks in per_run.items():
             write_audit(self._db, None, action, f"run:{run_id}" if run_id is not None else "tasks", {"tasks": tasks},
                         ts=now)
+
+    # Last in the class: a method named ``list`` would stand for ``list`` in the annotations after it.
+    def list(self, *, limit: int = 20, pipeline: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Most recent first, with per-state task counts (``tasks``: state -> count).
+
+        Two queries whatever ``limit`` is: the page of runs, then the task
+        counts of all its runs at once (by the ``(run_id, name)`` index).
+        """
+        clause, args = where(pipeline=pipeline, state=state)
+        rows = self._db.all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
+        by_id: dict[int, dict[str, int]] = {}
+        for r in rows:
+            r["params"] = json.loads(r["params"])
+            r["tasks"] = by_id[r["id"]] = {}
+        if rows:
+            for run_id, task_state, n in self._db.conn.execute(
+                    "SELECT run_id, state, COUNT(*) FROM tasks WHERE run_id IN (SELECT value FROM json_each(?))"
+                    " GROUP BY run_id, state", (json.dumps(list(by_id)),)):
+                by_id[run_id][task_state] = n
+            resumed = self.resumed_at(list(by_id))
+            for r in rows:
+                r["resumed_at"] = resumed.get(r["id"])
+        return rows

@@ -156,10 +156,6 @@ def _show_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _num(v: Any) -> str:
-    return "-" if v is None else f"{v:.4g}"
-
-
 def cmd_versions(args: argparse.Namespace) -> int:
     from ...models import views
 
