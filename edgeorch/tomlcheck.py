@@ -8,6 +8,7 @@ per run) and flags unknown keys with a did-you-mean suggestion.
 
 from __future__ import annotations
 
+import builtins
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -153,42 +154,6 @@ class TableReader:
             return default
         return value
 
-    def str(self, key: str, default: Any = None, *, required: bool = False, nonempty: bool = True) -> Any:
-        value = self._get(key, _MISSING, required, lambda v: isinstance(v, str), "a string")
-        if value is _MISSING:
-            return default
-        if nonempty and not value.strip():
-            self.fail(key, "must not be empty", value=value, expected="a non-empty string")
-            return default
-        return value
-
-    def int(self, key: str, default: Any = None, *, required: bool = False, minimum: int | None = None, maximum: int | None = None) -> Any:
-        rng = _range_text(minimum, maximum)
-        value = self._get(
-            key, _MISSING, required, lambda v: isinstance(v, int) and not isinstance(v, bool), f"an integer{rng}"
-        )
-        if value is _MISSING:
-            return default
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            self.fail(key, "is out of range", value=value, expected=f"an integer{rng}")
-            return default
-        return value
-
-    def number(self, key: str, default: Any = None, *, minimum: float | None = None) -> Any:
-        value = self._get(
-            key, _MISSING, False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
-        )
-        if value is _MISSING:
-            return default
-        if minimum is not None and value < minimum:
-            self.fail(key, "is out of range", value=value, expected=f"a number >= {minimum}")
-            return default
-        return float(value)
-
-    def bool(self, key: str, default: Any = None) -> Any:
-        value = self._get(key, _MISSING, False, lambda v: isinstance(v, bool), "true or false")
-        return default if value is _MISSING else value
-
     def choice(self, key: str, choices: list[str] | tuple[str, ...], default: Any = None) -> Any:
         value = self._get(key, _MISSING, False, lambda v: isinstance(v, str), f"one of {', '.join(choices)}")
         if value is _MISSING:
@@ -276,6 +241,44 @@ class TableReader:
                     key, "unknown key", expected=f"one of {', '.join(sorted(known))}" if known else None,
                     hint=f"did you mean {close!r}?" if close else None,
                 )
+
+    # The readers named after builtins come last: in the class, each stands for its builtin in the annotations
+    # after it (``builtins.str`` where one must be meant).
+    def str(self, key: str, default: Any = None, *, required: bool = False, nonempty: bool = True) -> Any:
+        value = self._get(key, _MISSING, required, lambda v: isinstance(v, str), "a string")
+        if value is _MISSING:
+            return default
+        if nonempty and not value.strip():
+            self.fail(key, "must not be empty", value=value, expected="a non-empty string")
+            return default
+        return value
+
+    def int(self, key: builtins.str, default: Any = None, *, required: bool = False, minimum: int | None = None, maximum: int | None = None) -> Any:
+        rng = _range_text(minimum, maximum)
+        value = self._get(
+            key, _MISSING, required, lambda v: isinstance(v, int) and not isinstance(v, bool), f"an integer{rng}"
+        )
+        if value is _MISSING:
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.fail(key, "is out of range", value=value, expected=f"an integer{rng}")
+            return default
+        return value
+
+    def number(self, key: builtins.str, default: Any = None, *, minimum: float | None = None) -> Any:
+        value = self._get(
+            key, _MISSING, False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        )
+        if value is _MISSING:
+            return default
+        if minimum is not None and value < minimum:
+            self.fail(key, "is out of range", value=value, expected=f"a number >= {minimum}")
+            return default
+        return float(value)
+
+    def bool(self, key: builtins.str, default: Any = None) -> Any:
+        value = self._get(key, _MISSING, False, lambda v: isinstance(v, bool), "true or false")
+        return default if value is _MISSING else value
 
 
 def _range_text(minimum: int | None, maximum: int | None) -> str:
