@@ -31,7 +31,8 @@ import signal
 import sys
 import time
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import Config, load_config
@@ -62,12 +63,20 @@ from .ops.audit import record_refused
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..triggers.watcher import WatchEvent
+
 log = logging.getLogger("edgeorch.daemon")
 
 STATUS_DEBOUNCE_S = 0.5
 RELOAD_DEBOUNCE_S = 0.2
-CONTENT_EVENTS = frozenset({"created", "closed", "moved", "deleted"})
-"""watchdog event types that can change a pipeline file's content (close-write, create, move, delete)."""
+CONTENT_EVENTS = frozenset({"created", "closed", "moved_to", "deleted"})
+"""The folder watcher's events that can change a pipeline file's content (create, close-write, move in,
+delete or move out); an ``overflow`` (events lost) reloads too."""
+FOLDER_CHECK_S = 2.0
+"""How often the daemon checks that the pipelines and rules folders it watches are still the folders at their
+paths (one ``stat`` each): a folder replaced (a deployment's rename, ``rm -rf`` and a fresh checkout) or
+created after the start is watched, and reloaded, within this time."""
 
 
 class Daemon:
@@ -88,7 +97,8 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
-        self._observer: Any = None
+        self._folders: Any = None  # the pipelines and rules folders' FolderWatcher (edgeorch/triggers/watcher.py)
+        self._folder_check: asyncio.TimerHandle | None = None
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
@@ -189,8 +199,7 @@ class Daemon:
                 await self.server.close()
                 await self.models.close()
                 await self.engine.close()
-                if self._observer is not None:
-                    self._observer.stop()
+                self._stop_watching_pipelines()
                 self.seals.close()  # most likely fails (logged): the state file may be unwritable
                 return 4
             notify("STOPPING=1")
@@ -206,8 +215,7 @@ class Daemon:
             await self.server.close()
             await self.models.close()  # a deployment in progress stops at its recorded step; the next start ends it
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
-            if self._observer is not None:
-                self._observer.stop()
+            self._stop_watching_pipelines()
             self._audit_stop()
             return 0
         finally:
@@ -327,34 +335,57 @@ class Daemon:
                 log.warning("pipeline %s: task %s %s: its runs will be refused", name, task, why)
 
     def _watch_pipelines(self) -> None:
-        """Reload when a pipeline file or a rules-folder file changes (watchdog thread -> loop, debounced)."""
-        folder = self.config.pipelines_dir
-        if not folder.is_dir():
-            return
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
+        """Reload when a pipeline file or a rules-folder file changes (inotify -> loop, debounced), and when either
+        folder is replaced or first appears (:data:`FOLDER_CHECK_S`).
 
-        daemon = self
-        loop = self.loop
-        assert loop is not None
+        A watch follows its folder's inode: a folder moved away and replaced by another at its path (a
+        deployment's atomic rename, a fresh checkout) would be watched no more, and one missing at the start
+        never; the same check as the drop folders' (``FolderWatcher.watching``) finds both. A folder that is
+        gone keeps its pipelines loaded until one is there again (as a file that no longer parses keeps its
+        last valid version); ``edgeorch reload`` says it is missing.
+        """
+        from ..triggers.watcher import FolderWatcher
 
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                # Only content changes: opens and closes without a write (``cat``, ``validate``,
-                # the reload's own reads) and attribute changes (atime) never reload.
-                if event.event_type not in CONTENT_EVENTS:
-                    return
-                paths = [getattr(event, "src_path", ""), getattr(event, "dest_path", "")]
-                if any(str(p).endswith(".toml") for p in paths):
-                    loop.call_soon_threadsafe(daemon._schedule_reload)
+        assert self.loop is not None
+        self._folders = FolderWatcher(self.loop, self._on_pipeline_file)
+        for folder in self._pipeline_folders():
+            if folder.is_dir():
+                self._folders.add(folder)
+        self._folders.start()
+        self._folder_check = self.loop.call_later(FOLDER_CHECK_S, self._check_pipeline_folders)
 
-        self._observer = Observer()
-        self._observer.daemon = True
-        self._observer.schedule(Handler(), str(folder), recursive=False)
-        rules = self.config.rules_dir  # [monitor] rules_dir: its files reload the same way
-        if rules.is_dir() and rules.resolve() != folder.resolve():
-            self._observer.schedule(Handler(), str(rules), recursive=False)
-        self._observer.start()
+    def _pipeline_folders(self) -> list[Path]:
+        """The pipelines folder, and the rules folder when it is another one (``[monitor] rules_dir``)."""
+        folder, rules = self.config.pipelines_dir, self.config.rules_dir
+        return [folder] if rules.resolve() == folder.resolve() else [folder, rules]
+
+    def _on_pipeline_file(self, event: WatchEvent) -> None:
+        # Only content changes: opens and closes without a write (``cat``, ``validate``, the reload's own reads)
+        # and attribute changes (atime) never reload.
+        if event.kind == "overflow" or (event.kind in CONTENT_EVENTS and str(event.path).endswith(".toml")):
+            self._schedule_reload()
+
+    def _check_pipeline_folders(self) -> None:
+        """Watch, and reload, a pipelines or rules folder that is not the one watched (see :meth:`_watch_pipelines`)."""
+        assert self.loop is not None
+        for folder in self._pipeline_folders():
+            if self._folders.watching(folder) or not folder.is_dir():
+                continue
+            try:
+                self._folders.rearm(folder)
+            except OSError:  # gone again meanwhile: the next check
+                continue
+            log.info("%s is another folder than the one watched (replaced, or created since): watching it, reloading",
+                     folder)
+            self._schedule_reload()
+        self._folder_check = self.loop.call_later(FOLDER_CHECK_S, self._check_pipeline_folders)
+
+    def _stop_watching_pipelines(self) -> None:
+        if self._folder_check is not None:
+            self._folder_check.cancel()
+            self._folder_check = None
+        if self._folders is not None:
+            self._folders.stop()
 
     def _schedule_reload(self) -> None:
         """Debounce: one reload RELOAD_DEBOUNCE_S after the last content event."""

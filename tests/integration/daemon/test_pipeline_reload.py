@@ -84,3 +84,30 @@ def test_an_oversized_pipeline_file_is_an_error_naming_file_size_and_limit(works
     assert "too large" in errors[0]["message"] and "2000000 bytes" in errors[0]["message"]
     assert "at most 1048576 bytes" in errors[0]["message"]
     assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
+
+
+def test_a_pipelines_folder_replaced_by_another_is_watched_and_reloaded(workspace, daemon):
+    """A deployment's atomic swap (the new folder renamed over the old one's path): the watch followed the old
+    folder's inode and saw nothing more, so every later edit was ignored until `edgeorch reload`."""
+    path = workspace.pipeline("two", TWO)
+    daemon.start()
+    new = workspace.pipelines.with_name("pipelines.new")
+    new.mkdir()
+    (new / path.name).write_text(TWO + "[tasks.b]\ncommand = [\"true\"]\n")
+    workspace.pipelines.rename(workspace.pipelines.with_name("pipelines.old"))
+    new.rename(workspace.pipelines)
+    poll(lambda: daemon.call("pipelines.show", {"name": "two"})["order"] == ["a", "b"])
+    # Watched again: an edit of the new folder's file reloads it like any other.
+    path.write_text(TWO + "[tasks.c]\ncommand = [\"true\"]\n")
+    poll(lambda: daemon.call("pipelines.show", {"name": "two"})["order"] == ["a", "c"])
+    assert "changed" in reloads(workspace)[-1]["message"]
+
+
+def test_a_pipelines_folder_created_after_the_start_is_watched(workspace, daemon):
+    workspace.pipelines.rmdir()
+    daemon.start()
+    assert "does not exist" in daemon.call("pipelines.list")["errors"][0]["message"]
+    workspace.pipelines.mkdir()
+    poll(lambda: daemon.call("pipelines.list")["errors"] == [])  # the folder is there: watched, reloaded
+    workspace.pipeline("two", TWO)
+    poll(lambda: [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"])
