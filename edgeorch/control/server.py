@@ -353,6 +353,38 @@ class ControlServer:
             raise
         return sock
 
+    def rebind_if_gone(self) -> bool:
+        """Listen again at :attr:`path` when the socket file this server bound is gone; True when it did.
+
+        A removed socket file (a clean-up script, ``rm`` in the state folder, the socket's folder removed)
+        leaves the listening socket bound to nothing: no client can reach this daemon, and the CLI says no
+        daemon runs while this one holds the state folder. Connections already open are kept; the new socket
+        gets the same folder, mode and group as at the start. Nothing is done for a socket systemd passed
+        (its unit owns the path), when the path holds another file (someone else's: left alone, as at the
+        start), or before :meth:`start`. Raises :class:`StateError` when binding fails.
+        """
+        if self._listener is None or self.activated:
+            return False
+        try:
+            os.lstat(self.path)
+            return False  # ours, or another file that :meth:`_bind` would refuse to replace
+        except FileNotFoundError:
+            pass
+        sock = self._bind()
+        try:
+            sock.listen(max(128, min(self.max_clients, 4096)))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        old, self._listener = self._listener, sock
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(sock), name="control:accept")
+        old.close()
+        log.warning("the control socket %s was removed: listening there again", self.path)
+        return True
+
     async def close(self) -> None:
         """Stop accepting, end every connection (streams are cancelled), remove the socket.
 

@@ -73,10 +73,11 @@ RELOAD_DEBOUNCE_S = 0.2
 CONTENT_EVENTS = frozenset({"created", "closed", "moved_to", "deleted"})
 """The folder watcher's events that can change a pipeline file's content (create, close-write, move in,
 delete or move out); an ``overflow`` (events lost) reloads too."""
-FOLDER_CHECK_S = 2.0
-"""How often the daemon checks that the pipelines and rules folders it watches are still the folders at their
-paths (one ``stat`` each): a folder replaced (a deployment's rename, ``rm -rf`` and a fresh checkout) or
-created after the start is watched, and reloaded, within this time."""
+PATHS_CHECK_S = 2.0
+"""How often the daemon checks the paths it serves from (one ``stat`` each): the pipelines and rules folders it
+watches must still be the folders at their paths (a folder replaced by a deployment's rename or a fresh checkout,
+or created after the start, is watched and reloaded), and its control socket must still be there (a removed one
+is bound again: :meth:`ControlServer.rebind_if_gone`)."""
 
 
 class Daemon:
@@ -98,7 +99,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
         self._folders: Any = None  # the pipelines and rules folders' FolderWatcher (edgeorch/triggers/watcher.py)
-        self._folder_check: asyncio.TimerHandle | None = None
+        self._paths_check: asyncio.TimerHandle | None = None  # PATHS_CHECK_S
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
@@ -168,7 +169,7 @@ class Daemon:
             register(self.server, self._op_groups(self.server, self.triggers), before=self.engine.sync_outcomes)
             await self.server.start()
             self.metrics.start_textfile()
-            self._watch_pipelines()
+            self._watch_paths()
             self.retention.start()  # the [retention] sweep, when set: off the start-up path
             for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
                                (signal.SIGHUP, self.reload_requested)):
@@ -199,7 +200,7 @@ class Daemon:
                 await self.server.close()
                 await self.models.close()
                 await self.engine.close()
-                self._stop_watching_pipelines()
+                self._stop_watching_paths()
                 self.seals.close()  # most likely fails (logged): the state file may be unwritable
                 return 4
             notify("STOPPING=1")
@@ -215,7 +216,7 @@ class Daemon:
             await self.server.close()
             await self.models.close()  # a deployment in progress stops at its recorded step; the next start ends it
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
-            self._stop_watching_pipelines()
+            self._stop_watching_paths()
             self._audit_stop()
             return 0
         finally:
@@ -334,9 +335,10 @@ class Daemon:
             for task, why in refusals(self.engine, p):
                 log.warning("pipeline %s: task %s %s: its runs will be refused", name, task, why)
 
-    def _watch_pipelines(self) -> None:
+    def _watch_paths(self) -> None:
         """Reload when a pipeline file or a rules-folder file changes (inotify -> loop, debounced), and when either
-        folder is replaced or first appears (:data:`FOLDER_CHECK_S`).
+        folder is replaced or first appears; bind the control socket again when it is removed (both checked every
+        :data:`PATHS_CHECK_S`).
 
         A watch follows its folder's inode: a folder moved away and replaced by another at its path (a
         deployment's atomic rename, a fresh checkout) would be watched no more, and one missing at the start
@@ -352,7 +354,7 @@ class Daemon:
             if folder.is_dir():
                 self._folders.add(folder)
         self._folders.start()
-        self._folder_check = self.loop.call_later(FOLDER_CHECK_S, self._check_pipeline_folders)
+        self._paths_check = self.loop.call_later(PATHS_CHECK_S, self._check_paths)
 
     def _pipeline_folders(self) -> list[Path]:
         """The pipelines folder, and the rules folder when it is another one (``[monitor] rules_dir``)."""
@@ -365,9 +367,16 @@ class Daemon:
         if event.kind == "overflow" or (event.kind in CONTENT_EVENTS and str(event.path).endswith(".toml")):
             self._schedule_reload()
 
-    def _check_pipeline_folders(self) -> None:
-        """Watch, and reload, a pipelines or rules folder that is not the one watched (see :meth:`_watch_pipelines`)."""
+    def _check_paths(self) -> None:
+        """Every :data:`PATHS_CHECK_S`: the control socket bound again if it was removed; a pipelines or rules
+        folder that is not the one watched watched, and reloaded (see :meth:`_watch_paths`)."""
         assert self.loop is not None
+        if self.server is not None:
+            try:
+                self.server.rebind_if_gone()
+            except (EdgeorchError, OSError) as exc:  # its folder cannot be made, say: the next check tries again
+                log.error("cannot listen at %s again: %s", self.server.path,
+                          exc.render() if isinstance(exc, EdgeorchError) else exc)
         for folder in self._pipeline_folders():
             if self._folders.watching(folder) or not folder.is_dir():
                 continue
@@ -378,12 +387,12 @@ class Daemon:
             log.info("%s is another folder than the one watched (replaced, or created since): watching it, reloading",
                      folder)
             self._schedule_reload()
-        self._folder_check = self.loop.call_later(FOLDER_CHECK_S, self._check_pipeline_folders)
+        self._paths_check = self.loop.call_later(PATHS_CHECK_S, self._check_paths)
 
-    def _stop_watching_pipelines(self) -> None:
-        if self._folder_check is not None:
-            self._folder_check.cancel()
-            self._folder_check = None
+    def _stop_watching_paths(self) -> None:
+        if self._paths_check is not None:
+            self._paths_check.cancel()
+            self._paths_check = None
         if self._folders is not None:
             self._folders.stop()
 

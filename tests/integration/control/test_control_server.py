@@ -322,6 +322,30 @@ def test_stale_socket_is_replaced(sock_dir: Path, make_server: MakeServer) -> No
     ping_ok(st.path)
 
 
+def test_a_removed_socket_is_bound_again_and_open_connections_are_kept(server: ServerThread) -> None:
+    """A clean-up that removes the socket file (or its folder) left the daemon unreachable for good."""
+    assert server.server is not None
+    with Client(server.path) as kept:
+        kept.call("ping")
+        assert server.run(_rebind(server.server)) is False  # there, ours: nothing to do
+        shutil.rmtree(server.path.parent)  # the file and its folder
+        with pytest.raises(DaemonNotRunning):
+            Client(server.path).call("ping")
+        assert server.run(_rebind(server.server)) is True
+        ping_ok(server.path)
+        kept.call("ping")  # a connection made before is served as before
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+    assert stat.S_IMODE(os.stat(server.path.parent).st_mode) == 0o750
+    server.path.unlink()
+    server.path.write_text("someone else's")  # another file at the path: left alone, as at a start
+    assert server.run(_rebind(server.server)) is False and server.path.read_text() == "someone else's"
+    server.path.unlink()
+
+
+async def _rebind(server: ControlServer) -> bool:
+    return server.rebind_if_gone()  # on the server's loop: it starts an accept task there
+
+
 def test_live_socket_is_not_taken_over(server: ServerThread) -> None:
     second = ControlServer(server.path, ControlConfig())
     with pytest.raises(StateError, match="already listening"):
