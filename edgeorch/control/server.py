@@ -271,16 +271,7 @@ class ControlServer:
                         self.max_clients, self.control.max_clients, nofile)
         sock = inherited_socket(self.path)
         self.activated = sock is not None
-        if sock is None:
-            sock = self._bind()
-        try:
-            sock.listen(max(128, min(self.max_clients, 4096)))
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._listener = sock
-        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(sock), name="control:accept")
+        self._listen(sock if sock is not None else self._bind())
         self.started_at = time.time()
         log.info("control socket %s on %s", "passed by systemd" if self.activated else "listening", self.path)
 
@@ -370,20 +361,25 @@ class ControlServer:
             return False  # ours, or another file that :meth:`_bind` would refuse to replace
         except FileNotFoundError:
             pass
-        sock = self._bind()
+        old = self._listener
+        self._listen(self._bind())
+        old.close()
+        log.warning("the control socket %s was removed: listening there again", self.path)
+        return True
+
+    def _listen(self, sock: socket.socket) -> None:
+        """Listen on ``sock`` and accept from it from now on (the accept loop of a former socket cancelled);
+        ``sock`` is closed when it cannot listen."""
         try:
             sock.listen(max(128, min(self.max_clients, 4096)))
             sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
-        old, self._listener = self._listener, sock
         if self._acceptor is not None:
             self._acceptor.cancel()
+        self._listener = sock
         self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(sock), name="control:accept")
-        old.close()
-        log.warning("the control socket %s was removed: listening there again", self.path)
-        return True
 
     async def close(self) -> None:
         """Stop accepting, end every connection (streams are cancelled), remove the socket.
