@@ -64,6 +64,26 @@ from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
 log = logging.getLogger("edgeorch.control")
 
 SD_LISTEN_FDS_START = 3
+
+LISTENING = (0, errno.EAGAIN, errno.EINPROGRESS)
+"""What :func:`connect_errno` gives for a path where a server listens (EAGAIN: its backlog is full)."""
+
+
+def connect_errno(path: Path) -> int:
+    """The errno of a non-blocking connect to the Unix socket at ``path``, at once: 0 (or one of
+    :data:`LISTENING`) when a server listens there, ``ECONNREFUSED`` for a socket file nobody listens on,
+    ``ENOENT`` when nothing is there. Nothing is sent: the connection is closed unused."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    probe.setblocking(False)
+    try:
+        return probe.connect_ex(str(path))
+    finally:
+        probe.close()
+
+
+def activated_here() -> bool:
+    """Whether systemd passed this process its sockets (``LISTEN_PID`` is our pid): they are its unit's."""
+    return os.environ.get("LISTEN_PID") == str(os.getpid())
 """The first descriptor systemd passes (sd_listen_fds(3))."""
 MIN_RESERVED_FDS = 64
 FDS_PER_CLIENT = 2
@@ -99,10 +119,10 @@ def inherited_socket(path: Path) -> socket.socket | None:
     :class:`StateError` when the passed socket is not a Unix stream socket
     listening on ``path`` (the CLI would look elsewhere).
     """
-    pid, count = os.environ.get("LISTEN_PID", ""), os.environ.get("LISTEN_FDS", "")
+    ours, count = activated_here(), os.environ.get("LISTEN_FDS", "")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    if not (pid.isdigit() and int(pid) == os.getpid() and count.isdigit() and int(count) >= 1):
+    if not (ours and count.isdigit() and int(count) >= 1):
         return None
     fd = SD_LISTEN_FDS_START
     try:
@@ -433,14 +453,7 @@ class ControlServer:
                 "the control socket path exists and is not a socket; refusing to replace it",
                 file=str(self.path),
             )
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        probe.setblocking(False)
-        try:
-            code = probe.connect_ex(str(self.path))
-        finally:
-            probe.close()
-        # Unix sockets connect (or fail) at once; EAGAIN means a full backlog
-        # of a live server, so only "refused" and "gone" mean stale.
+        code = connect_errno(self.path)
         if code == errno.ENOENT:
             return
         if code == errno.ECONNREFUSED:
@@ -448,7 +461,7 @@ class ControlServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             return
-        if code in (0, errno.EAGAIN, errno.EINPROGRESS):
+        if code in LISTENING:
             raise StateError(
                 "another edgeorch daemon is already listening on this socket",
                 file=str(self.path),

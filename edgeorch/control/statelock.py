@@ -46,6 +46,37 @@ class StateLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def relock_if_replaced(self) -> bool:
+        """Lock the file now at :attr:`path` when it is not the file this lock holds; True when it did.
+
+        A removed lock file (a "stale lock" clean-up, ``rm`` in the state folder) let another daemon create and
+        lock a new one, and run beside this one on the same state. The file at the path (a new one when there
+        is none, or one a refused daemon left) is locked and holds this pid from then on. When another process
+        holds it, nothing is taken and False is returned: that daemon refuses to start while this one's socket
+        answers (the daemon's start-up). Nothing is done after :meth:`release`. Raises OSError when the file
+        cannot be made.
+        """
+        if self._fd is None:
+            return False
+        held = os.fstat(self._fd)
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return False  # ours (opening it again, then closing it, would drop the lock: not done)
+        except FileNotFoundError:
+            pass
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        old, self._fd = self._fd, fd
+        os.close(old)  # the removed file's descriptor: this process's lock on the new file is not affected
+        return True
+
     def release(self) -> None:
         """Drop the lock. Idempotent. The file stays (unlinking lock files races)."""
         if self._fd is None:

@@ -7,7 +7,8 @@ imports it back.
 
 Start-up order (systemd sees READY=1 only at the end):
 
-1. load the config, take the state dir's lock (a second daemon is refused);
+1. load the config, take the state dir's lock (a second daemon is refused, also when another one answers on
+   the socket: its lock file was removed);
 2. open the state file (migrating it), load the pipelines folder;
 3. start the engine: adopt live attempts, collect those that ended while we
    were away, abandon the rest, resume unfinished runs;
@@ -37,13 +38,14 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..config import Config, load_config
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
+from ..control.statelock import StateLock
 from ..control.notify import notify
 from ..audit.keyfile import key_path
 from ..audit.sealer import Sealer, SealService
 from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
-from ..errors import EdgeorchError
+from ..errors import EdgeorchError, StateError
 from ..events import (Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, PipelinePaused, Reloaded, RunFinished,
                       record)
 from ..kernels.cache import numba_cache_dir
@@ -80,6 +82,22 @@ or created after the start, is watched and reloaded), and its control socket mus
 is bound again: :meth:`ControlServer.rebind_if_gone`)."""
 
 
+
+def _refuse_beside_another(cfg: Config) -> None:
+    """Refuse to start when a daemon already serves this config's socket, although the state lock was free.
+
+    That daemon's lock file was removed (a "stale lock" clean-up): two daemons on one state would each run the
+    same runs. Checked before anything is read or started; the other daemon locks a new file itself within
+    :data:`PATHS_CHECK_S`. Not for a socket systemd passed (its unit starts one daemon).
+    """
+    from ..control.server import LISTENING, activated_here, connect_errno
+
+    if not activated_here() and connect_errno(cfg.socket_path) in LISTENING:
+        raise StateError(
+            f"another edgeorch daemon answers on {cfg.socket_path}, though the state folder's lock was free "
+            "(its lock file was removed?)", file=str(cfg.state_dir),
+            hint="stop that daemon first; it makes its lock file again by itself")
+
 class Daemon:
     """Owns the engine, the socket server and the folder watcher for one state dir."""
 
@@ -100,6 +118,7 @@ class Daemon:
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
         self._folders: Any = None  # the pipelines and rules folders' FolderWatcher (edgeorch/triggers/watcher.py)
         self._paths_check: asyncio.TimerHandle | None = None  # PATHS_CHECK_S
+        self._lock: StateLock | None = None  # the state folder's lock, held from the start to the exit
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
@@ -115,8 +134,10 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         cfg = self.config
         lock = acquire_state_lock(cfg.state_dir)
+        self._lock = lock
         self.metrics = MetricsService(cfg.metrics)
         try:
+            _refuse_beside_another(cfg)
             # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start.
             self.metrics.open(self.loop)
             self.store = Store(cfg.state_file)
@@ -368,9 +389,17 @@ class Daemon:
             self._schedule_reload()
 
     def _check_paths(self) -> None:
-        """Every :data:`PATHS_CHECK_S`: the control socket bound again if it was removed; a pipelines or rules
-        folder that is not the one watched watched, and reloaded (see :meth:`_watch_paths`)."""
+        """Every :data:`PATHS_CHECK_S`: the state lock's file and the control socket made again if they were
+        removed; a pipelines or rules folder that is not the one watched watched, and reloaded (see
+        :meth:`_watch_paths`)."""
         assert self.loop is not None
+        if self._lock is not None:
+            try:
+                if self._lock.relock_if_replaced():
+                    log.warning("the state folder's lock file %s was removed or replaced: locked the one there now",
+                                self._lock.path)
+            except OSError as exc:
+                log.error("cannot lock a new state lock file %s: %s", self._lock.path, exc)
         if self.server is not None:
             try:
                 self.server.rebind_if_gone()

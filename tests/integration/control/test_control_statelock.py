@@ -72,3 +72,45 @@ def test_forked_child_does_not_inherit_the_lock(tmp_path: Path) -> None:
             pass
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+RESTORER = r"""
+import os, sys
+from edgeorch.control.statelock import acquire_state_lock
+lock = acquire_state_lock(sys.argv[1])
+print("held", flush=True)
+for line in sys.stdin:  # "restore": relock_if_replaced(), its answer printed
+    print(lock.relock_if_replaced(), flush=True)
+"""
+
+
+def test_a_removed_lock_file_is_made_and_locked_again_by_its_holder(tmp_path: Path) -> None:
+    """A removed lock file let a second daemon lock a new one beside the first; the holder now locks a new
+    file itself (its daemon checks every 2 s), and leaves alone a file someone else made first."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    proc = subprocess.Popen([sys.executable, "-c", RESTORER, str(tmp_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdin is not None
+
+    def restore() -> str:
+        proc.stdin.write("restore\n")
+        proc.stdin.flush()
+        return proc.stdout.readline().strip()
+
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        lock_file = tmp_path / "edgeorch.lock"
+        assert restore() == "False"  # there, its own: nothing to do
+        lock_file.unlink()
+        assert restore() == "True"  # gone: a new one, locked
+        assert lock_file.read_text() == f"{proc.pid}\n"
+        with pytest.raises(StateError, match=f"pid {proc.pid}"):
+            acquire_state_lock(tmp_path)  # the holder's again
+        lock_file.unlink()
+        acquire_state_lock(tmp_path).release()  # a second daemon's, refused: the file it left stays
+        assert restore() == "True" and lock_file.read_text() == f"{proc.pid}\n"
+        lock_file.unlink()
+        with acquire_state_lock(tmp_path):  # held by another process (this test): not taken over
+            assert restore() == "False"
+    finally:
+        kill9(proc)  # type: ignore[arg-type]

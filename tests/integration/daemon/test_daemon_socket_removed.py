@@ -27,3 +27,30 @@ def test_a_removed_control_socket_is_bound_again(workspace, daemon):
     proc = workspace.invoke("status")
     assert proc.returncode == 0 and "edgeorch" in proc.stdout, proc.stdout + proc.stderr
     assert "was removed: listening there again" in daemon.log.read_text()
+
+
+def test_a_second_daemon_is_refused_after_the_lock_file_was_removed_and_the_first_locks_a_new_one(workspace,
+                                                                                                  daemon):
+    """A removed lock file ("stale lock" clean-up) let a second daemon start on the same state beside the
+    first: each would run the same runs. It is refused before it reads anything; the first locks a new file."""
+    import subprocess
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    lock = workspace.state / "edgeorch.lock"
+    lock.unlink()
+    second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert second.returncode == 4, second.stdout + second.stderr
+    assert "another edgeorch daemon answers on" in second.stderr and "lock file was removed" in second.stderr
+    assert "Traceback" not in second.stderr
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid}\n"):  # the first's next check
+        assert time.monotonic() < deadline, "the lock file was not made again"
+        time.sleep(0.05)
+    third = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                           timeout=60)
+    assert third.returncode == 4 and f"in use by another edgeorch daemon (pid {daemon.proc.pid})" in third.stderr
+    assert daemon.call("ping")["pong"] is True  # the first one serves on, untouched
+    runs = [r["id"] for r in daemon.call("runs.list")["runs"]]
+    assert runs == []  # the refused ones started nothing
