@@ -90,10 +90,11 @@ class Backend:
         return Store(self.cfg.state_file, readonly=readonly)
 
     def state_lock(self) -> StateLock:
-        """Hold the state dir's lock while this process writes state (one writer at a time)."""
+        """Hold the state dir's lock while this process writes state (one writer at a time; refused beside a
+        daemon that answers on the config's socket, even when its lock file was removed)."""
         from ..control.statelock import acquire_state_lock
 
-        return acquire_state_lock(self.cfg.state_dir)
+        return acquire_state_lock(self.cfg.state_dir, socket=self.cfg.socket_path)
 
     def close(self) -> None:
         if self._client is not None:

@@ -60,30 +60,12 @@ from ..errors import ConfigError, EdgeorchError, StateError
 from ..records import frozen
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
+from .listening import LISTENING, activated_here, connect_errno
 
 log = logging.getLogger("edgeorch.control")
 
 SD_LISTEN_FDS_START = 3
 
-LISTENING = (0, errno.EAGAIN, errno.EINPROGRESS)
-"""What :func:`connect_errno` gives for a path where a server listens (EAGAIN: its backlog is full)."""
-
-
-def connect_errno(path: Path) -> int:
-    """The errno of a non-blocking connect to the Unix socket at ``path``, at once: 0 (or one of
-    :data:`LISTENING`) when a server listens there, ``ECONNREFUSED`` for a socket file nobody listens on,
-    ``ENOENT`` when nothing is there. Nothing is sent: the connection is closed unused."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    probe.setblocking(False)
-    try:
-        return probe.connect_ex(str(path))
-    finally:
-        probe.close()
-
-
-def activated_here() -> bool:
-    """Whether systemd passed this process its sockets (``LISTEN_PID`` is our pid): they are its unit's."""
-    return os.environ.get("LISTEN_PID") == str(os.getpid())
 """The first descriptor systemd passes (sd_listen_fds(3))."""
 MIN_RESERVED_FDS = 64
 FDS_PER_CLIENT = 2

@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 
 from ..errors import StateError
+from .listening import LISTENING, activated_here, connect_errno
 
 LOCK_NAME = "edgeorch.lock"
 
@@ -106,13 +107,18 @@ def _holder(fd: int) -> str:
     return f"pid {text}" if text.isdigit() else "a process whose pid is not recorded yet"
 
 
-def acquire_state_lock(state_dir: str | os.PathLike[str]) -> StateLock:
+def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None) -> StateLock:
     """Lock ``state_dir`` for this process, without waiting.
 
     Creates the directory (0750) and the lock file (0640) when missing.
     Raises :class:`StateError` naming the directory and the holder's pid when
     another process (or this one, through an earlier handle) holds it, and
-    when the lock file cannot be opened.
+    when the lock file cannot be opened. With ``socket`` (the daemon's control
+    socket for this state) it also refuses, and lets the lock go, while a daemon
+    listens there: its lock file was removed (a "stale lock" clean-up), and two
+    writers would run the same runs (that daemon locks a new file itself:
+    :meth:`StateLock.relock_if_replaced`). A socket systemd passed this process
+    is not probed.
     """
     directory = Path(state_dir).absolute()
     path = directory / LOCK_NAME
@@ -138,4 +144,11 @@ def acquire_state_lock(state_dir: str | os.PathLike[str]) -> StateLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _held.add(path)
-    return StateLock(path, fd)
+    lock = StateLock(path, fd)
+    if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:
+        lock.release()
+        raise StateError(
+            f"another edgeorch daemon answers on {socket}, though the lock of state directory {directory} was free "
+            "(its lock file was removed?)",
+            hint="stop that daemon first, or ask it (it makes its lock file again by itself)")
+    return lock

@@ -45,7 +45,7 @@ from ..audit.sealer import Sealer, SealService
 from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
-from ..errors import EdgeorchError, StateError
+from ..errors import EdgeorchError
 from ..events import (Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, PipelinePaused, Reloaded, RunFinished,
                       record)
 from ..kernels.cache import numba_cache_dir
@@ -83,20 +83,6 @@ is bound again: :meth:`ControlServer.rebind_if_gone`)."""
 
 
 
-def _refuse_beside_another(cfg: Config) -> None:
-    """Refuse to start when a daemon already serves this config's socket, although the state lock was free.
-
-    That daemon's lock file was removed (a "stale lock" clean-up): two daemons on one state would each run the
-    same runs. Checked before anything is read or started; the other daemon locks a new file itself within
-    :data:`PATHS_CHECK_S`. Not for a socket systemd passed (its unit starts one daemon).
-    """
-    from ..control.server import LISTENING, activated_here, connect_errno
-
-    if not activated_here() and connect_errno(cfg.socket_path) in LISTENING:
-        raise StateError(
-            f"another edgeorch daemon answers on {cfg.socket_path}, though the state folder's lock was free "
-            "(its lock file was removed?)", file=str(cfg.state_dir),
-            hint="stop that daemon first; it makes its lock file again by itself")
 
 class Daemon:
     """Owns the engine, the socket server and the folder watcher for one state dir."""
@@ -133,11 +119,10 @@ class Daemon:
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         cfg = self.config
-        lock = acquire_state_lock(cfg.state_dir)
+        lock = acquire_state_lock(cfg.state_dir, socket=cfg.socket_path)  # before anything is read or started
         self._lock = lock
         self.metrics = MetricsService(cfg.metrics)
         try:
-            _refuse_beside_another(cfg)
             # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start.
             self.metrics.open(self.loop)
             self.store = Store(cfg.state_file)

@@ -54,3 +54,13 @@ def test_a_second_daemon_is_refused_after_the_lock_file_was_removed_and_the_firs
     assert daemon.call("ping")["pong"] is True  # the first one serves on, untouched
     runs = [r["id"] for r in daemon.call("runs.list")["runs"]]
     assert runs == []  # the refused ones started nothing
+
+
+def test_an_offline_writer_is_refused_beside_a_daemon_whose_lock_file_was_removed(workspace, daemon):
+    """`edgeorch run --here` never asks the daemon, but must not write beside it either."""
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    (workspace.state / "edgeorch.lock").unlink()
+    proc = workspace.invoke("run", "p", "--here")
+    assert proc.returncode == 4 and "another edgeorch daemon answers on" in proc.stderr, proc.stdout + proc.stderr
+    assert daemon.call("runs.list")["runs"] == []

@@ -39,3 +39,25 @@ def test_unwritable_location_is_a_state_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StateError, match="lock file"):
         acquire_state_lock(blocker / "state")
+
+
+def test_a_lock_given_the_socket_is_refused_while_something_listens_there(tmp_path: Path) -> None:
+    """The daemon's and the offline writers' second guard: a daemon whose lock file was removed still answers
+    on its socket. A socket file nobody listens on (a crashed daemon's) does not refuse the lock."""
+    import socket
+
+    path = tmp_path / "edgeorch.sock"
+    with acquire_state_lock(tmp_path / "state", socket=path):  # nothing there
+        pass
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    try:
+        with acquire_state_lock(tmp_path / "state", socket=path):  # bound, not listening: stale
+            pass
+        server.listen(1)
+        with pytest.raises(StateError, match="another edgeorch daemon answers on .*lock file was removed"):
+            acquire_state_lock(tmp_path / "state", socket=path)
+    finally:
+        server.close()
+    with acquire_state_lock(tmp_path / "state") as lock:  # the refused one let the lock go
+        assert lock.held
