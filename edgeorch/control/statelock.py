@@ -53,9 +53,9 @@ class StateLock:
         A removed lock file (a "stale lock" clean-up, ``rm`` in the state folder) let another daemon create and
         lock a new one, and run beside this one on the same state. The file at the path (a new one when there
         is none, or one a refused daemon left) is locked and holds this pid from then on. When another process
-        holds it, nothing is taken and False is returned: that daemon refuses to start while this one's socket
-        answers (the daemon's start-up). Nothing is done after :meth:`release`. Raises OSError when the file
-        cannot be made.
+        holds it, nothing is taken and :class:`StateError` is raised naming it: another writer runs on this
+        state (a daemon started while both the lock file and the socket were gone; with the socket there it is
+        refused). Nothing is done after :meth:`release`. Raises OSError when the file cannot be made.
         """
         if self._fd is None:
             return False
@@ -70,8 +70,11 @@ class StateLock:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            holder = _holder(fd)
             os.close(fd)
-            return False
+            raise StateError(f"another process ({holder}) holds the lock of state directory {self.path.parent} now: "
+                             "it started on this state after the lock file was removed", file=str(self.path),
+                             hint="one of the two must stop: this one does") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         old, self._fd = self._fd, fd

@@ -45,7 +45,7 @@ from ..audit.sealer import Sealer, SealService
 from ..datasets.service import object_store
 from ..engine.engine import Engine
 from ..engine.requests import RunRequests
-from ..errors import EdgeorchError
+from ..errors import EdgeorchError, StateError
 from ..events import (Bus, Event, ModelDeployment, ModelObserved, ModelRegistered, PipelinePaused, Reloaded, RunFinished,
                       record)
 from ..kernels.cache import numba_cache_dir
@@ -105,6 +105,7 @@ class Daemon:
         self._folders: Any = None  # the pipelines and rules folders' FolderWatcher (edgeorch/triggers/watcher.py)
         self._paths_check: asyncio.TimerHandle | None = None  # PATHS_CHECK_S
         self._lock: StateLock | None = None  # the state folder's lock, held from the start to the exit
+        self._displaced: StateError | None = None  # another process locked this state: stop, exit 4
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
@@ -224,7 +225,7 @@ class Daemon:
             await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             self._stop_watching_paths()
             self._audit_stop()
-            return 0
+            return 4 if self._displaced is not None else 0
         finally:
             if self.warmer is not None:
                 await self.warmer.close()  # killed, never waited for: a stop does not wait for a compile
@@ -385,6 +386,11 @@ class Daemon:
                                 self._lock.path)
             except OSError as exc:
                 log.error("cannot lock a new state lock file %s: %s", self._lock.path, exc)
+            except StateError as exc:  # another writer on this state: two would run the same runs
+                log.error("stopping: %s", exc.render())
+                self._displaced = exc
+                self.stop_requested.set()
+                return
         if self.server is not None:
             try:
                 self.server.rebind_if_gone()

@@ -79,8 +79,12 @@ import os, sys
 from edgeorch.control.statelock import acquire_state_lock
 lock = acquire_state_lock(sys.argv[1])
 print("held", flush=True)
+from edgeorch.errors import StateError
 for line in sys.stdin:  # "restore": relock_if_replaced(), its answer printed
-    print(lock.relock_if_replaced(), flush=True)
+    try:
+        print(lock.relock_if_replaced(), flush=True)
+    except StateError as exc:
+        print("refused:", exc.render().replace("\n", " "), flush=True)
 """
 
 
@@ -110,7 +114,8 @@ def test_a_removed_lock_file_is_made_and_locked_again_by_its_holder(tmp_path: Pa
         acquire_state_lock(tmp_path).release()  # a second daemon's, refused: the file it left stays
         assert restore() == "True" and lock_file.read_text() == f"{proc.pid}\n"
         lock_file.unlink()
-        with acquire_state_lock(tmp_path):  # held by another process (this test): not taken over
-            assert restore() == "False"
+        with acquire_state_lock(tmp_path):  # held by another process (this test): another writer, said
+            answer = restore()
+        assert answer.startswith("refused:") and f"another process (pid {os.getpid()}) holds the lock" in answer, answer
     finally:
         kill9(proc)  # type: ignore[arg-type]

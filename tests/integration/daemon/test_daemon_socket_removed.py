@@ -64,3 +64,25 @@ def test_an_offline_writer_is_refused_beside_a_daemon_whose_lock_file_was_remove
     proc = workspace.invoke("run", "p", "--here")
     assert proc.returncode == 4 and "another edgeorch daemon answers on" in proc.stderr, proc.stdout + proc.stderr
     assert daemon.call("runs.list")["runs"] == []
+
+
+def test_a_daemon_that_finds_another_holding_its_state_lock_stops(workspace, daemon, tmp_path):
+    """Lock file and socket both removed: a second daemon cannot see the first and starts. The first finds its
+    lock held by another process at its next check and stops (exit 4): one writer is left, not two."""
+    import subprocess
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    (workspace.state / "edgeorch.lock").unlink()
+    daemon.socket_path.unlink()
+    with open(tmp_path / "second.log", "w") as log:
+        second = subprocess.Popen([*workspace.cli(), "daemon"], env=workspace.cli_env(), stdout=log,
+                                  stderr=subprocess.STDOUT, text=True)
+    try:
+        assert daemon.proc.wait(timeout=30) == 4  # the first, within its next check
+        assert "another process (pid" in daemon.log.read_text() and "holds the lock" in daemon.log.read_text()
+        assert second.poll() is None  # the second goes on, alone
+        assert (workspace.state / "edgeorch.lock").read_text() == f"{second.pid}\n"
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
