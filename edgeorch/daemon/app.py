@@ -79,9 +79,8 @@ PATHS_CHECK_S = 2.0
 """How often the daemon checks the paths it serves from (one ``stat`` each): the pipelines and rules folders it
 watches must still be the folders at their paths (a folder replaced by a deployment's rename or a fresh checkout,
 or created after the start, is watched and reloaded), and its control socket must still be there (a removed one
-is bound again: :meth:`ControlServer.rebind_if_gone`)."""
-
-
+is bound again: :meth:`ControlServer.rebind_if_gone`), and so must the state lock's file (a removed one is
+locked again: :meth:`StateLock.relock_if_replaced`; one another process holds stops this daemon)."""
 
 
 class Daemon:
