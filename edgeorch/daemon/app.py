@@ -66,7 +66,7 @@ from .ops.pipelines import refusals
 from .ops.status import status_line
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..triggers.watcher import WatchEvent
+    from ..triggers.watcher import FolderWatcher, WatchEvent
 
 log = logging.getLogger("edgeorch.daemon")
 
@@ -101,7 +101,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
-        self._folders: Any = None  # the pipelines and rules folders' FolderWatcher (edgeorch/triggers/watcher.py)
+        self._folders: FolderWatcher | None = None  # the pipelines and rules folders' watch (triggers/watcher.py)
         self._paths_check: asyncio.TimerHandle | None = None  # PATHS_CHECK_S
         self._lock: StateLock | None = None  # the state folder's lock, held from the start to the exit
         self._displaced: StateError | None = None  # another process locked this state: stop, exit 4
@@ -396,6 +396,7 @@ class Daemon:
             except (EdgeorchError, OSError) as exc:  # its folder cannot be made, say: the next check tries again
                 log.error("cannot listen at %s again: %s", self.server.path,
                           exc.render() if isinstance(exc, EdgeorchError) else exc)
+        assert self._folders is not None
         for folder in self._pipeline_folders():
             if self._folders.watching(folder) or not folder.is_dir():
                 continue
