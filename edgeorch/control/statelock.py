@@ -151,7 +151,8 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
     if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:
         lock.release()
         raise StateError(
-            f"another edgeorch daemon answers on {socket}, though the lock of state directory {directory} was free "
-            "(its lock file was removed?)",
-            hint="stop that daemon first, or ask it (it makes its lock file again by itself)")
+            f"another edgeorch daemon answers on {socket}, though the lock of state directory {directory} was free: "
+            "this state's daemon whose lock file was removed, or one of another state directory given the same "
+            "socket", hint="stop that daemon first (this state's makes its lock file again by itself), or give "
+            "each state directory its own control.socket")
     return lock
