@@ -735,17 +735,6 @@ class Engine:
 
     # -- scheduling --------------------------------------------------------------------
 
-    def ready_tasks(self) -> list[tuple[int, str]]:
-        """(run_id, task) of tasks waiting for resources or a slot, in the policy's order."""
-        assert self.res is not None
-        q = self.res.queue
-        tasks = [q.get(tid) for group in q.shape_groups().values() for b in group for _, tid in b.entries]
-        out = []
-        for t in sorted(tasks, key=lambda t: (-t.priority, -t.critical_path, t.seq)):  # type: ignore[union-attr]
-            run_id, name = _split_id(t.id)  # type: ignore[union-attr]
-            out.append((run_id, name))
-        return out
-
     def _push_ready(self, ctx: RunCtx, name: str) -> None:
         assert self.res is not None
         tid = f"{ctx.run_id}/{name}"
@@ -822,7 +811,8 @@ class Engine:
         return self._caps.current()
 
     def waiting(self) -> int:
-        """How many tasks wait for resources or a slot (the length of :meth:`ready_tasks`, without its sort)."""
+        """How many tasks wait for resources or a slot (the resources policy's queue; its order and each one's
+        reason are :meth:`resources_report`'s)."""
         assert self.res is not None
         return len(self.res.queue)
 

@@ -91,6 +91,17 @@ async def _until_a_ended(engine: Engine, pipeline) -> int:
     return run_id
 
 
+@contextlib.asynccontextmanager
+async def _a_held(cfg, pipeline, monkeypatch):
+    """A started engine whose run's ``a`` has ended with its outcome held (``b`` still runs: nothing waits for
+    ``a``); the run is cancelled before the engine closes."""
+    async with _engine(cfg, monkeypatch) as (engine, store, spy):
+        run_id = await _until_a_ended(engine, pipeline)
+        yield engine, store, spy
+        engine.cancel(run_id)
+        await engine.wait_run(run_id)
+
+
 def test_a_held_outcome_is_told_after_the_durable_commit_that_synced_it(workspace, monkeypatch):
     monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 3600.0)  # only the durable commit can tell it
     cfg, pipeline = _setup(workspace)
@@ -117,14 +128,11 @@ def test_a_reader_the_timer_and_close_each_sync_what_is_held(workspace, monkeypa
     cfg, pipeline = _setup(workspace)
 
     async def reader():
-        async with _engine(cfg, monkeypatch) as (engine, store, spy):
-            run_id = await _until_a_ended(engine, pipeline)
+        async with _a_held(cfg, pipeline, monkeypatch) as (engine, store, spy):
             engine.sync_outcomes()  # what a control op does before it reads
             assert spy.syncs == 1 and [s for s in spy.seen if s[0] == "AttemptEnded"] == [("AttemptEnded", "a", 1)]
             engine.sync_outcomes()  # nothing held: nothing done
             assert spy.syncs == 1
-            engine.cancel(run_id)
-            await engine.wait_run(run_id)
 
     async def closing():
         async with _engine(cfg, monkeypatch) as (engine, store, spy):
@@ -226,15 +234,12 @@ def test_a_metrics_scrape_syncs_held_outcomes_before_it_reads(workspace, monkeyp
     cfg, pipeline = _setup(workspace)
 
     async def main():
-        async with _engine(cfg, monkeypatch) as (engine, store, spy):
-            run_id = await _until_a_ended(engine, pipeline)
+        async with _a_held(cfg, pipeline, monkeypatch) as (engine, store, spy):
             metrics = MetricsService(cfg.metrics, collectors=[])
             metrics.sources = Sources(config=cfg, store=store, engine=engine, registry=None,  # type: ignore[arg-type]
                                       counters=None, clients=lambda: 0, started_at=0.0)  # type: ignore[arg-type]
             assert spy.syncs == 0
             await metrics.snapshot("http")
             assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
-            engine.cancel(run_id)
-            await engine.wait_run(run_id)
 
     asyncio.run(main())
