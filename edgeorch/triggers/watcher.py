@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from watchdog.events import (
     DirDeletedEvent,
@@ -44,6 +44,7 @@ from watchdog.observers.inotify import InotifyObserver
 
 from ..records import frozen
 
+_T = TypeVar("_T")
 WatchKind = Literal["created", "modified", "closed", "moved_to", "deleted", "overflow", "folder_gone"]
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,16 @@ class _OverflowHook(logging.Handler):
             self.watcher._send("overflow", None)
 
 
+def _unpaired(to_event: _T) -> _T:
+    """A move in, as it is: never paired with a move out (see :meth:`FolderWatcher._no_move_pairing`)."""
+    return to_event
+
+
+def _no_source(cookie: int) -> None:
+    """No move out is looked up for a move in (see :meth:`FolderWatcher._no_move_pairing`)."""
+    return None
+
+
 def _text(path: str | bytes) -> str:
     return os.fsdecode(path)
 
@@ -148,7 +159,7 @@ class FolderWatcher:
         watch = self.observer.schedule(_Handler(self, f), str(f), recursive=False, event_filter=_EVENT_FILTER)
         self._watches[f] = (watch, (st.st_dev, st.st_ino))
         if self._started:
-            self._no_move_delay()
+            self._no_move_pairing()
 
     def watching(self, folder: Path) -> bool:
         """Is ``folder``'s watch alive: the folder exists and is the very folder (inode) that was watched?
@@ -180,23 +191,32 @@ class FolderWatcher:
         logging.getLogger(_OVERFLOW_LOGGER).addHandler(self._hook)
         self.observer.start()
         self._started = True
-        self._no_move_delay()
+        self._no_move_pairing()
 
-    def _no_move_delay(self) -> None:
-        """Stop watchdog holding ``IN_MOVED_FROM`` events for 0.5 s to pair them with ``IN_MOVED_TO``.
+    def _no_move_pairing(self) -> None:
+        """Stop watchdog holding and pairing ``IN_MOVED_FROM`` events (internal attributes, checked).
 
         Its queue is FIFO, so every claim (a rename out of the folder) would
-        delay the events behind it by half a second. We do not need the
-        pairing: a move out is a ``deleted`` and a move in a ``moved_to``
-        either way. Internal attributes: if they change, only latency suffers.
+        delay the events behind it by half a second; and each ``IN_MOVED_TO``
+        looks for its ``IN_MOVED_FROM`` by scanning the whole queue twice,
+        which in a burst (the claims' moves out queue behind the arrivals)
+        grows with the square of the burst. We need neither: a move out is a
+        ``deleted`` and a move in a ``moved_to``, paired or not (the handler
+        sends both for a pair), and the watches are not recursive, so no
+        watched folder moves with its pair. If the internals change, only
+        latency and CPU suffer (a warning says so).
         """
         for emitter in self.observer.emitters:
             group = getattr(emitter, "_inotify", None)
-            queue = getattr(getattr(group, "_move_event_grouper", None), "_queue", None)
-            if queue is not None and hasattr(queue, "delay"):
+            grouper = getattr(group, "_move_event_grouper", None)
+            queue = getattr(grouper, "_queue", None)
+            if (queue is not None and hasattr(queue, "delay") and hasattr(grouper, "_group_moved_to_event")
+                    and hasattr(grouper, "get_queued_moved_from_event")):
                 queue.delay = 0.0
+                grouper._group_moved_to_event = _unpaired
+                grouper.get_queued_moved_from_event = _no_source
             else:  # pragma: no cover - watchdog internals changed
-                log.warning("cannot disable watchdog's move-pairing delay: arrivals may lag by 0.5 s")
+                log.warning("cannot disable watchdog's move pairing: arrivals may lag by 0.5 s")
 
     def stop(self) -> None:
         logging.getLogger(_OVERFLOW_LOGGER).removeHandler(self._hook)

@@ -157,3 +157,65 @@ def test_a_claimed_file_is_forgotten_and_a_new_file_of_that_name_is_handed_over(
             assert h.claimed["x.csv"] == 2
 
     asyncio.run(main())
+
+
+def test_moves_are_delivered_unpaired_in_inotifys_order_and_the_pairing_is_off_on_every_folder(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Watchdog pairs a move in with its move out by scanning its whole queue twice (quadratic in a burst,
+    where the claims' moves out queue behind the arrivals). The watcher turns the pairing off on every
+    folder's emitter, one added after the start included; a move is then its move out (``deleted``)
+    and its move in (``moved_to``), in inotify's order, as the pair was before."""
+    # watchdog's internals, imported here: a watchdog without them fails this test only
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
+    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
+
+    a, b, outside = tmp_path / "a", tmp_path / "b", tmp_path / "outside"
+    for d in (a, b, outside):
+        d.mkdir()
+    (outside / "in.csv").write_text("1")
+    (a / "x.tmp").write_text("2")
+    (a / "across.csv").write_text("3")
+    (a / "out.csv").write_text("4")
+    expected = [("deleted", a / "x.tmp"), ("moved_to", a / "x.csv"), ("moved_to", a / "in.csv"),
+                ("deleted", a / "out.csv"), ("deleted", a / "across.csv"), ("moved_to", b / "across.csv")]
+
+    async def main() -> list[tuple[str, Path]]:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, Path]] = []
+        done = asyncio.Event()
+
+        def post(ev: WatchEvent) -> None:
+            if ev.kind in ("deleted", "moved_to") and ev.path is not None:
+                seen.append((ev.kind, ev.path))
+            if len(seen) == len(expected):
+                done.set()
+
+        w = FolderWatcher(loop, post)
+        w.add(a)
+        w.start()
+        w.add(b)  # after the start: its emitter is tuned as it is scheduled
+        try:
+            for emitter in w.observer.emitters:  # a move out queued: no move in looks for it
+                grouper = emitter._inotify._move_event_grouper  # type: ignore[attr-defined]
+                assert grouper._queue.delay == 0.0
+                gone = InotifyEvent(-1, InotifyConstants.IN_MOVED_FROM, 7, b"gone.csv")
+                grouper.put_event(PathedInotifyEvent(gone, os.fsencode(outside / "gone.csv")))
+                assert grouper.get_queued_moved_from_event(7) is None
+                moved_in = PathedInotifyEvent(InotifyEvent(-1, InotifyConstants.IN_MOVED_TO, 7, b"gone.csv"), b"")
+                assert grouper._group_moved_to_event(moved_in) is moved_in
+            os.rename(a / "x.tmp", a / "x.csv")  # within one folder
+            os.rename(outside / "in.csv", a / "in.csv")  # in from an unwatched folder
+            os.rename(a / "out.csv", outside / "out.csv")  # out to an unwatched folder
+            os.rename(a / "across.csv", b / "across.csv")  # from one watched folder to another
+            await asyncio.wait_for(done.wait(), 30)
+        finally:
+            w.stop()
+        return seen
+
+    with caplog.at_level(logging.WARNING, logger="edgeorch.triggers.watcher"):
+        seen = asyncio.run(main())
+    assert sorted(seen, key=expected.index) == expected
+    # Each folder's own events keep inotify's order (two folders' emitters are two threads).
+    for folder in (a, b):
+        assert [e for e in seen if e[1].parent == folder] == [e for e in expected if e[1].parent == folder]
+    assert not [r for r in caplog.records if "move pairing" in r.getMessage()]
