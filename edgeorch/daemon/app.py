@@ -376,7 +376,7 @@ class Daemon:
     def _check_paths(self) -> None:
         """Every :data:`PATHS_CHECK_S`: the state lock's file and the control socket made again if they were
         removed; a pipelines or rules folder that is not the one watched watched, and reloaded (see
-        :meth:`_watch_paths`)."""
+        :meth:`_watch_paths`); a drop folder replaced at its path watched and scanned (``Triggers.check_folders``)."""
         assert self.loop is not None
         if self._lock is not None:
             try:
@@ -407,6 +407,8 @@ class Daemon:
             log.info("%s is another folder than the one watched (replaced, or created since): watching it, reloading",
                      folder)
             self._schedule_reload()
+        if self.triggers is not None:
+            self.triggers.check_folders()
         self._paths_check = self.loop.call_later(PATHS_CHECK_S, self._check_paths)
 
     def _stop_watching_paths(self) -> None:

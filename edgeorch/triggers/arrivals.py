@@ -91,8 +91,12 @@ class ArrivalLoop:
     # -- the folders themselves -------------------------------------------------------
 
     def check_folders(self) -> None:
-        """Find folders whose watch is dead (missing, or another inode) and re-arm those that are back."""
-        self._poll = None
+        """Find folders whose watch is dead (missing, or another inode) and re-arm those that are back.
+
+        One ``stat`` per folder: called at every rescan, every :data:`FOLDER_POLL` while a folder is
+        missing, and by the daemon's periodic path check (a folder moved away and another made at its path
+        is watched within seconds, not at the next rescan).
+        """
         if self.watcher is None:
             return
         for folder in self.specs:
@@ -104,7 +108,11 @@ class ArrivalLoop:
             if os.path.isdir(folder):
                 self._rearm(folder)
         if self.missing and self._poll is None:
-            self._poll = self.loop.call_later(FOLDER_POLL, self.check_folders)
+            self._poll = self.loop.call_later(FOLDER_POLL, self._poll_folders)
+
+    def _poll_folders(self) -> None:
+        self._poll = None  # this poll has fired: check_folders arms the next one while a folder is missing
+        self.check_folders()
 
     def _lost(self, folder: Path, how: str) -> None:
         if folder in self.missing:
@@ -114,7 +122,7 @@ class ArrivalLoop:
         log.warning("watched folder %s is gone (%s): watching for it to come back", folder, how)
         self._notify(folder, True)
         if self._poll is None:
-            self._poll = self.loop.call_later(FOLDER_POLL, self.check_folders)
+            self._poll = self.loop.call_later(FOLDER_POLL, self._poll_folders)
 
     def _rearm(self, folder: Path) -> None:
         assert self.watcher is not None

@@ -89,6 +89,10 @@ class Triggers:
         self.schedules.stop()
         self.drops.stop()
 
+    def check_folders(self) -> None:
+        """The drop folders' periodic check (the daemon's path check): one replaced or back is watched again."""
+        self.drops.check_folders()
+
     def reload(self, config: Config | None = None) -> None:
         """After the pipelines (or config) changed: re-sync schedules, rebuild the folder watch if it changed.
 

@@ -203,6 +203,11 @@ class DropFolders:
             h.cancel()
         self._retry_handles.clear()
 
+    def check_folders(self) -> None:
+        """Watch again a drop folder replaced at its path or back (``ArrivalLoop.check_folders``); none: nothing."""
+        if self.arrivals is not None:
+            self.arrivals.check_folders()
+
     def reload(self, config: Config | None = None) -> None:
         """After the pipelines (or config) changed: rebuild the folder watch if it changed."""
         if config is not None:

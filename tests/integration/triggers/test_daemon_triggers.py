@@ -216,6 +216,24 @@ def test_files_dropped_while_the_daemon_is_down_are_processed_after_start(worksp
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 20
 
 
+def test_a_drop_folder_moved_away_and_made_again_is_watched_within_seconds(workspace, daemon, tmp_path):
+    """``mv drop drop.old; mkdir drop`` (an operator's clean-up): the watch followed the moved folder, and files
+    dropped into the new one waited for the minute's rescan. The daemon's 2 s path check watches the new
+    folder (and scans it); the moved one's files are no longer the watch's."""
+    drop = setup_watch(workspace)
+    daemon.start()
+    drop_by_rename(tmp_path / "staging", drop, "first.csv", b"first\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") == 1, what="the first file processed")
+    drop.rename(drop.with_name("drop.old"))
+    drop.mkdir()
+    (drop.with_name("drop.old") / "left.csv").write_text("not watched any more\n")
+    drop_by_rename(tmp_path / "staging", drop, "second.csv", b"second\n")
+    # Well before the 60 s rescan: at most a path check (2 s) and the settle time.
+    wait_until(daemon, lambda: n_inputs(workspace, "done") == 2, timeout=20, what="the second file processed")
+    assert [r["source_name"] for r in inputs(workspace)] == ["first.csv", "second.csv"]
+    assert os.listdir(drop) == [] and os.listdir(drop.with_name("drop.old")) == ["left.csv"]
+
+
 def test_symlink_and_hard_link_are_refused_with_a_reason(workspace, daemon, tmp_path):
     drop = setup_watch(workspace)
     outside = tmp_path / "outside.csv"
