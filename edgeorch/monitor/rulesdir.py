@@ -18,10 +18,13 @@ from .spec import RuleSpec, check_rules_file, pipeline_rules
 
 
 def rules_files(folder: Path | None) -> list[Path]:
-    """The folder's ``*.toml`` files, sorted (hidden ones skipped); none when the folder does not exist."""
+    """The folder's ``*.toml`` entries (``pipelines.load.toml_entries``: an entry that is no readable file is an
+    error of its read, not skipped); none when the folder does not exist."""
     if folder is None or not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.toml") if p.is_file() and not p.name.startswith("."))
+    from ..pipelines.load import toml_entries
+
+    return toml_entries(folder)
 
 
 def load_rules_dir(folder: Path | None, pipelines: Mapping[str, Any]) -> tuple[list[RuleSpec], list[EdgeorchError]]:
@@ -77,11 +80,13 @@ def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[di
 def folder_digest(folder: Path | None) -> str:
     """A hash of the folder's rules files (names and contents): equal while nothing in it changed. Opening or
     reading a file is no change; an unreadable file counts by its name and error."""
+    from ..pipelines.load import read_pipeline_bytes  # bounded, and never blocks on a FIFO
+
     h = hashlib.sha256()
     for f in rules_files(folder):
         h.update(f.name.encode() + b"\0")
         try:
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-        except OSError as exc:
-            h.update(str(exc.errno).encode())
+            h.update(hashlib.sha256(read_pipeline_bytes(f)).digest())
+        except EdgeorchError as exc:
+            h.update(exc.render().encode())
     return h.hexdigest()

@@ -30,10 +30,21 @@ class ValidationReport:
 
 
 def pipeline_files(path: Path) -> list[Path]:
-    """The ``*.toml`` files of a folder (sorted), or ``[path]`` for a file."""
+    """The ``*.toml`` entries of a folder (:func:`toml_entries`), or ``[path]`` for a file."""
     if path.is_dir():
-        return sorted(p for p in path.glob("*.toml") if p.is_file() and not p.name.startswith("."))
+        return toml_entries(path)
     return [path]
+
+
+def toml_entries(folder: Path) -> list[Path]:
+    """A folder's ``*.toml`` entries, sorted, hidden ones left out: the pipelines folder's and the rules folder's.
+
+    Every entry, whatever it is: one that is not a regular file it can read (a dangling symlink left by a
+    deployment, a FIFO, a folder) is an error of :func:`read_pipeline_bytes` naming it, never skipped in
+    silence (its pipeline or rules would vanish with no word of why; the daemon keeps the last valid
+    version of a pipeline meanwhile).
+    """
+    return sorted(p for p in folder.glob("*.toml") if not p.name.startswith("."))
 
 
 def validate_path(path: Path) -> ValidationReport:
@@ -76,17 +87,22 @@ description, and reading an unbounded file would stall whoever parses it (the da
 
 def read_pipeline_bytes(file: Path) -> bytes:
     """The content of one pipeline file, read once; PipelineError when unreadable, not a regular file, or too big."""
+    import errno
     import os
     import stat
 
     try:
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.islink(file):
+            raise PipelineError("is a symlink to a file that does not exist", file=str(file),
+                                value=os.readlink(file), expected="a pipeline .toml file") from None
         raise PipelineError(f"cannot read file: {exc.strerror}", file=str(file)) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise PipelineError("is not a regular file", file=str(file), expected="a pipeline .toml file")
+            raise PipelineError("is not a regular file", file=str(file), value=_file_kind(st.st_mode),
+                                expected="a pipeline .toml file")
         if st.st_size > MAX_PIPELINE_BYTES:
             raise PipelineError("the pipeline file is too large", file=str(file), value=f"{st.st_size} bytes",
                                 expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
@@ -100,6 +116,15 @@ def read_pipeline_bytes(file: Path) -> bytes:
         raise PipelineError("the pipeline file is too large", file=str(file), value=f"more than {MAX_PIPELINE_BYTES} bytes",
                             expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")
     return raw
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words (for an error)."""
+    import stat
+
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
 
 
 def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchError | None:

@@ -48,6 +48,27 @@ def test_an_oversized_pipeline_file_is_invalid_with_file_size_and_limit(workspac
     assert f"{big}: the pipeline file is too large (found '2000000 bytes'); expected at most 1048576 bytes" in proc.stdout
 
 
+def test_toml_entries_that_are_not_regular_files_are_errors_naming_them_not_skipped(workspace):
+    """A dangling symlink left by a deployment, a FIFO, a folder named ``*.toml``: each was skipped in
+    silence (its pipeline vanished with no word); each is an error naming the file and what it is, and
+    reading the FIFO never blocks."""
+    import os
+
+    workspace.pipeline("ok", "[tasks.a]\ncommand = [\"true\"]\n")
+    (workspace.pipelines / "prod.toml").symlink_to(workspace.root / "gone" / "prod.toml")
+    os.mkfifo(workspace.pipelines / "fifo.toml")
+    (workspace.pipelines / "dir.toml").mkdir()
+    (workspace.pipelines / ".hidden.toml").symlink_to(workspace.root / "gone.toml")  # hidden: not a pipeline file
+    proc = run(workspace, "validate")
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert (f"{workspace.pipelines / 'prod.toml'}: is a symlink to a file that does not exist "
+            f"(found '{workspace.root / 'gone' / 'prod.toml'}'); expected a pipeline .toml file") in out, out
+    assert f"{workspace.pipelines / 'fifo.toml'}: is not a regular file (found 'a FIFO')" in out, out
+    assert f"{workspace.pipelines / 'dir.toml'}: is not a regular file (found 'a folder')" in out, out
+    assert "hidden" not in out and "1 valid, 3 error(s)" in out, out
+
+
 def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):
     path = workspace.pipeline("broken", "[tasks.a]\ncommand = [\"true\"]\nretries = \"x\"\n")
     proc = run(workspace, "run", "broken")

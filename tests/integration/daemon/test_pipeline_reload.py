@@ -86,6 +86,22 @@ def test_an_oversized_pipeline_file_is_an_error_naming_file_size_and_limit(works
     assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
 
 
+def test_a_pipeline_whose_symlink_target_is_removed_keeps_its_last_version_and_says_why(workspace, daemon):
+    """A deployment's symlinked pipeline file whose target goes away: the pipeline vanished with no error."""
+    target = workspace.root / "deploy" / "two.toml"
+    target.parent.mkdir()
+    target.write_text(TWO)
+    (workspace.pipelines / "two.toml").symlink_to(target)
+    daemon.start()
+    assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
+    target.unlink()
+    cli(workspace, "reload")
+    listed = daemon.call("pipelines.list")
+    assert [p["name"] for p in listed["pipelines"]] == ["two"]  # its last valid version keeps serving
+    assert [e["file"] for e in listed["errors"]] == [str(workspace.pipelines / "two.toml")]
+    assert "is a symlink to a file that does not exist" in listed["errors"][0]["message"]
+
+
 def test_a_pipelines_folder_replaced_by_another_is_watched_and_reloaded(workspace, daemon):
     """A deployment's atomic swap (the new folder renamed over the old one's path): the watch followed the old
     folder's inode and saw nothing more, so every later edit was ignored until `edgeorch reload`."""

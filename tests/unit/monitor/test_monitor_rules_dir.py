@@ -97,6 +97,26 @@ def test_bad_toml_is_reported_with_the_file(pipelines) -> None:
     assert err.file == str(rules_dir / "broken.toml") and "not valid TOML" in err.message and "line 1" in err.message
 
 
+def test_a_fifo_or_a_dangling_symlink_in_the_rules_folder_is_an_error_and_never_blocks(pipelines, tmp_path) -> None:
+    """Entries that are no readable file were skipped in silence; reading a FIFO would block whoever reads
+    the folder (the daemon's change check hashes every file)."""
+    import os
+
+    loaded, rules_dir = pipelines
+    (rules_dir / "good.toml").write_text(textwrap.dedent(GOOD))
+    os.mkfifo(rules_dir / "pipe.toml")
+    (rules_dir / "linked.toml").symlink_to(tmp_path / "gone.toml")
+    rules, errors = load_rules_dir(rules_dir, loaded)
+    assert [r.name for r in rules] == ["retrain_on_drift", "champion_degraded"]
+    assert sorted((e.file, e.message) for e in errors) == [
+        (str(rules_dir / "linked.toml"), "is a symlink to a file that does not exist"),
+        (str(rules_dir / "pipe.toml"), "is not a regular file")]
+    first = folder_digest(rules_dir)  # returns: the FIFO is never opened for a blocking read
+    assert folder_digest(rules_dir) == first
+    (tmp_path / "gone.toml").write_text(textwrap.dedent(GOOD))  # the link's target appears: a change
+    assert folder_digest(rules_dir) != first
+
+
 def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_changes(pipelines, tmp_path) -> None:
     loaded, rules_dir = pipelines
     bad = rules_dir / "retrain.toml"
