@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import PurePath
 from typing import Any, Final
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -49,6 +50,7 @@ def configure_logging(level: str, fmt: str, *, handler: logging.Handler | None =
     handler = handler if handler is not None else StderrHandler()
     if handler.formatter is None:
         handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(PrintableArgs())
     setattr(handler, _INSTALLED, True)
     root.addHandler(handler)
     root.setLevel(max(numeric, logging.WARNING))
@@ -57,6 +59,31 @@ def configure_logging(level: str, fmt: str, *, handler: logging.Handler | None =
 
 _INSTALLED = "_edgeorch_installed"
 """Set on the handler :func:`configure_logging` installed (the one the next call replaces)."""
+
+
+class PrintableArgs(logging.Filter):
+    """Makes a record's text arguments printable (:func:`edgeorch.textui.printable`) before it is formatted.
+
+    Log messages are format strings with arguments everywhere in edgeorch; the arguments carry what
+    others chose (a dropped file's name, a task's message). A newline there would forge a record of
+    the journal, an escape sequence would rewrite the terminal of whoever reads the log. Only ``str``
+    and path arguments that need it are replaced; the rest (numbers for ``%d``) is left as it is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_printable_arg(a) for a in record.args)
+        return True
+
+
+def _printable_arg(arg: Any) -> Any:
+    if not isinstance(arg, (str, PurePath)):
+        return arg
+    from .textui import printable
+
+    text = str(arg)
+    shown = printable(text)
+    return arg if shown == text else shown
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -8,16 +8,40 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from typing import Any, Iterable, Sequence, TextIO
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal or in a log: each control character (C0, DEL, C1) and bidi
+    override (which would show a name reversed) as its escape (``\\n``, ``\\x1b``, ``\\u202e``), each lone surrogate (a byte of a file name that is not UTF-8, as
+    ``os.fsdecode`` leaves it) as ``\\xNN``; everything else, other scripts included, as it is.
+
+    Untrusted text (a file name a local user dropped, a task's message) can then neither move the
+    cursor, recolour or clear the operator's terminal, nor forge a line of a table or of the journal.
+    """
+    if text.isprintable():  # the common case, no scan (isprintable is stricter: some spaces need the regex)
+        return text
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's byte
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(m.group())[1:-1]  # \n, \t, \x1b, \x85, \ud800
+
+
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Return ``rows`` as a left-aligned text table under ``headers``.
 
-    Cells are converted with ``str``; ``None`` renders as ``-``. Numbers are
-    right-aligned. An empty ``rows`` gives just the header line.
+    Cells are converted with ``str`` and made :func:`printable` (a newline in a value cannot forge a row);
+    ``None`` renders as ``-``. Numbers are right-aligned. An empty ``rows`` gives just the header line.
     """
     raw = [list(row) for row in rows]
     cells = [[_cell(v) for v in row] for row in raw]
@@ -47,7 +71,7 @@ def _cell(value: Any) -> str:
         if math.isnan(value):
             return "nan"
         return f"{value:.6g}"
-    return str(value)
+    return printable(str(value))
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None, *,

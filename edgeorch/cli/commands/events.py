@@ -7,7 +7,7 @@ import json
 import time
 
 from ...model import STREAM_KINDS
-from ...textui import format_duration, print_json
+from ...textui import format_duration, print_json, printable
 from ..backend import connect, load
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -54,16 +54,19 @@ def event_fields(ev: dict[str, object]) -> str:
     """An event's fields as ``key=value`` words (``ts`` and ``kind`` are said apart).
 
     Unset fields (None) and flags that are off (False) are left out; a value
-    with a space, a quote or an ``=`` is quoted (JSON), so a reason like
-    ``exited with code 7; retry 2/3 in 0.2s`` reads as one value.
+    with a space, a quote, an ``=`` or anything unprintable is quoted (JSON), so
+    a reason like ``exited with code 7; retry 2/3 in 0.2s`` reads as one value;
+    what JSON leaves raw is made :func:`~edgeorch.textui.printable` (a dropped
+    file's name cannot rewrite the terminal or forge a line).
     """
     words = []
     for k, v in ev.items():
         if k in ("ts", "kind") or v is None or v is False:
             continue
         if isinstance(v, str):
-            text = json.dumps(v) if not v or any(c in v for c in ' "=\t\n') else v
+            quote = not v or not v.isprintable() or any(c in v for c in ' "=')
+            text = json.dumps(v, ensure_ascii=False) if quote else v
         else:
-            text = json.dumps(v, separators=(",", ":"))
-        words.append(f"{k}={text}")
+            text = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+        words.append(f"{k}={printable(text)}")
     return " ".join(words)

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ...resources.cpus import core_groups
-from ...textui import format_bytes, format_duration
+from ...textui import format_bytes, format_duration, printable
 from .keys import HELP, ViewState
 from .model import Item, Snapshot, short_uuid
 
@@ -47,7 +47,7 @@ def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str |
         return root
     if state.logs is not None:
         fits = max(1, height - 3 - 2)  # header, footer, the panel's borders
-        root["body"].update(Panel(Text("\n".join(log_lines[-fits:]) or "(no output yet)", no_wrap=True,
+        root["body"].update(Panel(Text("\n".join(map(printable, log_lines[-fits:])) or "(no output yet)", no_wrap=True,
                                        overflow="ellipsis"),
                                   title=log_title, subtitle="q or Esc closes the log"))
         return root
@@ -92,7 +92,7 @@ def _tasks(snap: Snapshot, cursor: Item | None) -> Panel:
             when = ""
         selected = cursor == Item(row.run_id, row.pipeline, row.task)
         t.add_row(str(row.run_id), row.pipeline, row.task, _styled(row.state),
-                  str(row.attempt) if row.attempt else "", when, row.detail, style="reverse" if selected else None)
+                  str(row.attempt) if row.attempt else "", when, printable(row.detail), style="reverse" if selected else None)
     if not snap.tasks:
         t.add_row("", "", Text("nothing running or waiting", style="dim"), "", "", "", "")
     return Panel(t, title=f"Tasks: {snap.running} running, {snap.waiting} waiting")
@@ -127,7 +127,7 @@ def _runs(snap: Snapshot, cursor: Item | None) -> Panel:
     for r in snap.runs:
         took = format_duration((r.finished_at or snap.taken_at) - r.created_at)
         paused = " (paused)" if r.pipeline in snap.paused else ""
-        t.add_row(str(r.run_id), r.pipeline + paused, _styled(r.state), r.trigger, took, r.reason or "",
+        t.add_row(str(r.run_id), r.pipeline + paused, _styled(r.state), r.trigger, took, printable(r.reason or ""),
                   style="reverse" if cursor == Item(r.run_id, r.pipeline) else None)
     return Panel(t, title="Recent runs")
 
@@ -138,7 +138,7 @@ def _inputs(snap: Snapshot) -> Panel:
         t.add_column(col, no_wrap=True)
     t.add_column("FILE", ratio=1, overflow="ellipsis", no_wrap=True)
     for i in snap.inputs:
-        t.add_row(str(i.input_id), i.pipeline, _styled(i.state), str(i.run_id or ""), i.name)
+        t.add_row(str(i.input_id), i.pipeline, _styled(i.state), str(i.run_id or ""), printable(i.name))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(snap.input_counts.items())) or "none yet"
     return Panel(t, title="Drop folders", subtitle=counts)
 
@@ -150,7 +150,7 @@ def _rules(snap: Snapshot) -> Panel:
     t.add_column("NOTE", ratio=1, overflow="ellipsis", no_wrap=True)  # the condition is in `edgeorch monitors`
     for r in snap.rules:
         value = "-" if r.last_value is None else f"{r.last_value:.4g}"
-        t.add_row(r.name, _styled(r.state), value, r.note)
+        t.add_row(r.name, _styled(r.state), value, printable(r.note))
     if not snap.rules:
         t.add_row(Text("every rule ok", style="dim"), "", "", "")
     firing = sum(r.state == "firing" for r in snap.rules)

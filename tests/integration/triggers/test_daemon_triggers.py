@@ -234,6 +234,25 @@ def test_a_drop_folder_moved_away_and_made_again_is_watched_within_seconds(works
     assert os.listdir(drop) == [] and os.listdir(drop.with_name("drop.old")) == ["left.csv"]
 
 
+def test_a_hostile_name_is_refused_and_shown_escaped_in_the_table_the_events_and_the_log(workspace, daemon, tmp_path):
+    """A name that would rewrite the operator's terminal (erase a line, move up) or forge a table row: refused,
+    and wherever the refusal is shown the name is escaped; ``--json`` keeps it exactly."""
+    drop = setup_watch(workspace)
+    daemon.start()
+    hostile = ["\x1b[2K\x1b[1Aok.csv", "x.csv\n 9  fine.csv"]
+    for name in hostile:
+        drop_by_rename(tmp_path / "staging", drop, name, b"data\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") == 2, what="both names refused")
+    table = workspace.invoke("inputs")
+    assert table.returncode == 0 and "\x1b" not in table.stdout, table.stdout
+    assert len(table.stdout.splitlines()) == 3  # the header and one line per input: no forged row
+    assert "\\x1b[2K\\x1b[1Aok.csv" in table.stdout and "x.csv\\n 9  fine.csv" in table.stdout
+    listed = json.loads(workspace.invoke("inputs", "--json").stdout)
+    assert sorted(i["source_name"] for i in listed["inputs"]) == sorted(hostile)
+    assert "\x1b" not in daemon.output() and "\\x1b[2K" in daemon.output()
+    assert "\n 9  fine.csv" not in daemon.output()  # no forged journal line
+
+
 def test_symlink_and_hard_link_are_refused_with_a_reason(workspace, daemon, tmp_path):
     drop = setup_watch(workspace)
     outside = tmp_path / "outside.csv"

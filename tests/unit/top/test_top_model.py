@@ -120,3 +120,18 @@ def test_the_screen_shows_every_panel():
                      "l logs", "Rules: 1 firing", "too_many_failures", "0.6667", "fire -> run 7", "7200",
                      "maintenance"):
         assert expected in text, expected
+
+
+def test_a_hostile_file_name_or_reason_is_shown_escaped_never_written_raw_to_the_terminal():
+    """A dropped file's name (an escape sequence that erases lines, a newline) reached the live view raw."""
+    name, reason = "\x1b[2J\x1b[Hclean.csv", "failed: fit\nforged line"
+    inputs = {"inputs": [dict(INPUTS["inputs"][0], source_name=name)], "counts": {"refused": 1}}
+    recent = [dict(RECENT[1], reason=reason)]
+    snap = snapshot_of(STATUS, RESOURCES, recent, ACTIVE, inputs, now=1000.0, monitors=MONITORS)
+    state = ViewState()
+    reconcile(state, selectable(snap))
+    console = Console(width=160, height=30, record=True, color_system=None)
+    console.print(screen(snap, state, height=30))
+    text = console.export_text()
+    assert "\x1b" not in text and "\\x1b[2J\\x1b[Hclean.csv" in text
+    assert "failed: fit\\nforged line" in text

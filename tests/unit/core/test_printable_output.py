@@ -1,0 +1,64 @@
+"""Untrusted text on the operator's screen and in the journal: a dropped file's name is shown escaped.
+
+A local user who may drop files chooses their names. Names with control characters are refused, and the
+refusal is shown: in `edgeorch inputs`, on the `events` stream, in the daemon's log. Each showed the name
+raw: an escape sequence recoloured or cleared the operator's terminal, a newline forged a table row or a
+journal record. `textui.printable` is the one rule; tables, event lines and log records use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from edgeorch.cli.commands.events import event_fields
+from edgeorch.loglevel import PrintableArgs
+from edgeorch.textui import printable, render_table
+
+ESC_NAME = "\x1b[2K\x1b[1Agood.csv"  # erase the line, move up: would hide a line of what is shown
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("plain.csv", "plain.csv"),
+    ("café 中文 ü.csv", "café 中文 ü.csv"),  # other scripts are text, not escapes
+    ("a\nb.csv", "a\\nb.csv"),
+    ("tab\t.csv", "tab\\t.csv"),
+    (ESC_NAME, "\\x1b[2K\\x1b[1Agood.csv"),
+    ("del\x7f", "del\\x7f"),
+    ("c1\x85\x9b", "c1\\x85\\x9b"),  # C1 controls: \x9b is a CSI on some terminals
+    ("evil\u202egpj.exe", "evil\\u202egpj.exe"),  # a bidi override shows the name reversed
+    ("\udcff\udcfe.csv", "\\xff\\xfe.csv"),  # bytes that are not UTF-8, as os.fsdecode leaves them
+])
+def test_printable_escapes_controls_overrides_and_stray_bytes_and_keeps_text(text: str, shown: str) -> None:
+    assert printable(text) == shown
+    assert printable(shown) == shown  # what it gives is printable as it is
+
+
+def test_a_newline_in_a_cell_cannot_forge_a_table_row() -> None:
+    out = render_table(["id", "file", "reason"], [[1, "a\n 2  forged.csv  done", "refused"], [3, ESC_NAME, "refused"]])
+    lines = out.splitlines()
+    assert len(lines) == 3 and "\x1b" not in out
+    assert lines[1].split()[:2] == ["1", "a\\n"] and "\\x1b[2K" in lines[2]
+
+
+def test_an_event_line_shows_an_unprintable_name_quoted_and_escaped() -> None:
+    line = event_fields({"kind": "input", "state": "refused", "file": f"/drop/{ESC_NAME}",
+                         "reason": "the name contains control characters"})
+    assert "\x1b" not in line
+    assert line.startswith('state=refused file="/drop/\\u001b[2K\\u001b[1Agood.csv" reason=')
+    assert event_fields({"kind": "input", "file": "/drop/café.csv"}) == "file=/drop/café.csv"
+    assert event_fields({"kind": "input", "file": "/drop/a\u202eb", "n": [ESC_NAME]}) == \
+        'file="/drop/a\\u202eb" n=["\\u001b[2K\\u001b[1Agood.csv"]'
+
+
+def test_a_log_record_shows_its_text_arguments_escaped_and_leaves_the_others() -> None:
+    record = logging.LogRecord("edgeorch.triggers", logging.WARNING, __file__, 1,
+                               "input refused: %s: %s (%d bytes, %r)", (Path(f"/drop/a\nINFO forged {ESC_NAME}"),
+                                                                        "the name contains control characters", 12,
+                                                                        Path("/drop/plain.csv")), None)
+    assert PrintableArgs().filter(record) is True
+    message = logging.Formatter("%(message)s").format(record)
+    assert message == ("input refused: /drop/a\\nINFO forged \\x1b[2K\\x1b[1Agood.csv: the name contains control "
+                       "characters (12 bytes, PosixPath('/drop/plain.csv'))")  # a printable path keeps its type
