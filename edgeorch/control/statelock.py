@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 
 from ..errors import StateError
+from ..store.db import make_state_folder
 from .listening import LISTENING, activated_here, connect_errno
 
 LOCK_NAME = "edgeorch.lock"
@@ -130,8 +131,8 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
             raise StateError(
                 f"state directory {directory} is already locked by this process (pid {os.getpid()})"
             )
+        make_state_folder(directory)
         try:
-            directory.mkdir(mode=0o750, parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             raise StateError(f"cannot open the lock file: {exc.strerror}", file=str(path)) from None

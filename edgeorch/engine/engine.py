@@ -42,6 +42,7 @@ from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
 from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_dict, request_of
 from ..store import NewAttempt, Store
+from ..store.db import make_state_folder
 from . import privacy, scheduler, settlement
 from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
@@ -286,7 +287,8 @@ class Engine:
     async def start(self) -> None:
         """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
         self.loop = asyncio.get_running_loop()
-        self.config.runs_dir.mkdir(parents=True, exist_ok=True)
+        make_state_folder(self.config.runs_dir, what="the runs folder",
+                          hint="move what is at that path away: edgeorch keeps its runs' folders there")
         RunFolders.sweep_left(self.config.runs_dir, self.store.runs.next_id() - 1)
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:

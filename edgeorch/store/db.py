@@ -30,6 +30,23 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 BUSY_TIMEOUT_MS = 10_000
 
 
+def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the state folder",
+                      hint: str = "set [state] dir in the config to a folder") -> None:
+    """Make a folder of the state (and its parents) when missing; a :class:`StateError` naming it when it cannot be.
+
+    The one rule for the daemon's lock, the state file, the runs folder and every offline writer: a file at
+    the path (a ``[state] dir`` that names one), a parent that is a file, no permission, a read-only file
+    system is said as such (``what``, ``hint``), never an internal error.
+    """
+    try:
+        directory.mkdir(mode=mode, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # the path, or a parent of it, is not a folder
+        raise StateError(f"{what}'s path is not a folder", file=str(directory),
+                         expected="a folder, or a path where one can be made", hint=hint) from None
+    except OSError as exc:
+        raise StateError(f"cannot make {what}: {exc.strerror}", file=str(directory), hint=hint) from None
+
+
 class Database:
     """The shared connection; the aggregates' only way to the SQL."""
 
@@ -71,9 +88,9 @@ class Database:
 
     def _open(self) -> tuple[sqlite3.Connection, int]:
         """Connect with the pragmas (the one place they are set); returns the connection and ``user_version``."""
+        if not self.readonly:
+            make_state_folder(self.path.parent)
         try:
-            if not self.readonly:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
             uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgeorch.cli.commands.resources import _size
 
 
@@ -67,6 +69,23 @@ def test_toml_entries_that_are_not_regular_files_are_errors_naming_them_not_skip
     assert f"{workspace.pipelines / 'fifo.toml'}: is not a regular file (found 'a FIFO')" in out, out
     assert f"{workspace.pipelines / 'dir.toml'}: is not a regular file (found 'a folder')" in out, out
     assert "hidden" not in out and "1 valid, 3 error(s)" in out, out
+
+
+@pytest.mark.parametrize("blocked, what", [("", "the state folder"), ("runs", "the runs folder")])
+def test_a_state_or_runs_folder_path_that_is_a_file_is_a_state_error_naming_it(workspace, blocked, what):
+    """``[state] dir`` (or its ``runs`` folder) naming a file: `run --here` died with an internal error
+    (FileExistsError, exit 70) and the daemon said its lock file "exists" (or died the same way); both now
+    say which path is not a folder (exit 4) and leave the file as it is."""
+    path = workspace.state / blocked if blocked else workspace.state
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("not a folder\n")
+    workspace.pipeline("p", "[tasks.a]\ncommand = [\"true\"]\n")
+    for args in (("run", "p", "--here"), ("daemon",)):
+        proc = run(workspace, *args)
+        assert proc.returncode == 4, (args, proc.stderr)
+        assert (f"{path}: {what}'s path is not a folder; expected a folder, or a path where one can be "
+                "made") in proc.stderr, (args, proc.stderr)
+    assert path.read_text() == "not a folder\n"
 
 
 def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):

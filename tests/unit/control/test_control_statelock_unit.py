@@ -37,7 +37,7 @@ def test_release_is_idempotent_and_allows_relocking(tmp_path: Path) -> None:
 def test_unwritable_location_is_a_state_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StateError, match="lock file"):
+    with pytest.raises(StateError, match="the state folder's path is not a folder"):
         acquire_state_lock(blocker / "state")
 
 
@@ -61,3 +61,16 @@ def test_a_lock_given_the_socket_is_refused_while_something_listens_there(tmp_pa
         server.close()
     with acquire_state_lock(tmp_path / "state") as lock:  # the refused one let the lock go
         assert lock.held
+
+
+def test_a_state_dir_under_a_file_is_a_state_error_naming_it(tmp_path: Path) -> None:
+    from edgeorch.store import Store
+
+    (tmp_path / "file").write_text("x")
+    for state in (tmp_path / "file", tmp_path / "file" / "state"):
+        with pytest.raises(StateError) as lock_err:
+            acquire_state_lock(state)
+        with pytest.raises(StateError) as store_err:
+            Store(state / "edgeorch.db")
+        for err in (lock_err.value, store_err.value):
+            assert err.file == str(state) and err.message == "the state folder's path is not a folder"
