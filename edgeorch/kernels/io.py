@@ -14,6 +14,7 @@ that does not fit the inferred type is reported with its row.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,9 +66,9 @@ def checked_format(path: Path) -> str:
 
 
 def _open_check(path: Path) -> None:
-    if not path.exists():
+    if not os.path.exists(path):  # False for any OSError (a name too long, too), where Path.exists raises
         raise DataNotFoundError("file not found", file=str(path))
-    if path.is_dir():
+    if os.path.isdir(path):
         raise DataError("is a directory, not a data file", file=str(path))
 
 

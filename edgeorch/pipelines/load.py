@@ -8,6 +8,7 @@ expected. Parsing itself is :mod:`edgeorch.pipelines.parse`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -55,7 +56,7 @@ def validate_path(path: Path) -> ValidationReport:
     """
     errors: list[EdgeorchError] = []
     pipelines: dict[str, Pipeline] = {}
-    if not path.exists():
+    if not os.path.exists(path):  # False for any OSError (a name too long, too), where Path.exists raises
         errors.append(PipelineError("no such file or folder", file=str(path), expected="a pipeline .toml file or a folder of them"))
         return ValidationReport({}, errors, [])
     files = pipeline_files(path)
@@ -77,7 +78,7 @@ def validate_path(path: Path) -> ValidationReport:
 def names_a_file(ref: str) -> bool:
     """Whether a pipeline reference (``edgeorch run REF``, ``Client.trigger(REF)``) is a pipeline file, not a name:
     it ends in ``.toml`` or names an existing file."""
-    return ref.endswith(".toml") or Path(ref).is_file()
+    return ref.endswith(".toml") or os.path.isfile(ref)  # False for any OSError (a name too long, too)
 
 
 MAX_PIPELINE_BYTES = 1 << 20

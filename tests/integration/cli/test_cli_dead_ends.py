@@ -88,6 +88,16 @@ def test_a_state_or_runs_folder_path_that_is_a_file_is_a_state_error_naming_it(w
     assert path.read_text() == "not a folder\n"
 
 
+@pytest.mark.parametrize("args, code", [(("validate",), 1), (("pipelines", "validate"), 1), (("run",), 3),
+                                         (("profile",), 3)])
+def test_a_name_too_long_for_the_file_system_is_an_error_not_a_crash(workspace, args, code):
+    """A path of 5,000 characters (ENAMETOOLONG, which pathlib's exists() and is_file() raise) was an internal
+    error (exit 70); it is a file or pipeline that is not there."""
+    proc = run(workspace, *args, "x" * 5000)
+    assert proc.returncode == code, proc.stderr
+    assert "internal error" not in proc.stderr + proc.stdout
+
+
 def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):
     path = workspace.pipeline("broken", "[tasks.a]\ncommand = [\"true\"]\nretries = \"x\"\n")
     proc = run(workspace, "run", "broken")
