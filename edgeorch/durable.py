@@ -22,16 +22,20 @@ audit key file and model slots call them):
   synced itself (a dataset restore's many files); Linux reports write-back
   errors to it since 5.8, raised here as ``OSError``. False (nothing done)
   where libc has none: callers fall back to fsyncs.
-- :func:`write_atomic`: temp file + fsync + rename + folder fsync.
+- :func:`write_atomic`: temp file + fsync + rename + folder fsync; :func:`replacing`, the same for a file
+  written in parts (an export), or without the syncs (a metrics text file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 MANY = 16
 """From this many distinct folders on, :func:`sync_dirs` syncs them together (``syncfs`` or parallel fsyncs)."""
@@ -160,22 +164,61 @@ def _libc_syncfs() -> Callable[[int], int] | None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` by temp file + fsync + rename (+ fsync of the folder): old or new, never half."""
-    # A short temporary name: one derived from ``path.name`` could pass NAME_MAX.
+    """Write ``data`` to ``path`` by temp file + fsync + rename (+ fsync of the folder): old or new, never half.
+
+    Raises ``OSError`` naming ``path`` (see :func:`replacing`); ``path`` is then left as it was.
+    """
+    with replacing(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def replacing(path: Path | str, *, text: bool = False, durable: bool = True,
+              chmod: int | None = None) -> Iterator[IO[Any]]:
+    """Write a new version of ``path`` and put it in place with one rename: a reader sees the old file or the
+    new one, never half of it. The one rule for every file edgeorch replaces whole.
+
+    Yields a file (bytes, or UTF-8 text with ``text``) open on a short temporary name beside ``path`` (a
+    name derived from ``path``'s own could pass NAME_MAX): ``.tmp-<pid>-<hex>``, which a sweep can
+    recognise after a kill -9. When the block, the write, the sync or the rename fails, the temporary
+    file is removed, ``path`` is left as it was, and the error is raised again; an ``OSError`` of the
+    file itself (the temporary one, or none named: a write to a full disk) names ``path`` then (the
+    temporary name means nothing to whoever named ``path``). ``durable``: the file is fsynced before the
+    rename and its folder after (a power cut leaves the old file or the new one). ``chmod``: the new
+    file's mode whatever the umask (else 0644 less the umask).
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise IsADirectoryError(errno.EISDIR, "names a folder, not a file", str(path))
     tmp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:  # write() may take only part (a nearly full disk): the rest, or its error, follows
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    try:
+        if chmod is not None:
+            os.fchmod(fd, chmod)
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as f:
+            yield f
+            f.flush()  # a full disk says so here, or at the fsync
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
         try:
             os.unlink(tmp)  # nothing half-written is ever renamed into place, nor left behind
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):  # not another file's error of the block
+            raise _naming(exc, path) from exc
         raise
-    os.close(fd)
-    os.rename(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        try:
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise _naming(exc, path) from exc
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` as an error about ``path`` (same errno, so the same subclass: ``FileNotFoundError``, ...)."""
+    return OSError(exc.errno, exc.strerror, str(path)) if exc.errno else exc

@@ -14,6 +14,8 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECA
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 DURATION_EXPECTED = "a number of seconds or a string like '500ms', '30s', '15m', '2h', '1d'"
+MAX_DURATION_S = 100 * 365 * 86400.0
+"""The longest duration taken (100 years): a longer one is a typo, and as a time back from now it has no date."""
 SIZE_EXPECTED = "a number of bytes or a string like '512M', '8G', '1.5GiB'"
 
 
@@ -21,19 +23,25 @@ def parse_duration(value: object) -> float:
     """Seconds for ``value``: a non-negative number, or ``'<n><unit>'``.
 
     Units: ms, s, m, h, d; no unit means seconds. Booleans are refused (TOML
-    ``true`` is not a duration).
+    ``true`` is not a duration), and so is more than :data:`MAX_DURATION_S` (100 years).
     """
     if isinstance(value, bool):
         raise ValueError("not a duration")
     if isinstance(value, (int, float)):
         if value < 0 or value != value:
             raise ValueError("negative or NaN duration")
-        return float(value)
+        return _bounded(float(value))
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            return _bounded(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
     raise ValueError("not a duration")
+
+
+def _bounded(seconds: float) -> float:
+    if seconds > MAX_DURATION_S:
+        raise ValueError("longer than 100 years")
+    return seconds
 
 
 def parse_size(value: object) -> int:

@@ -19,6 +19,7 @@ An exception that is not an ``EdgeorchError`` is a bug: one line saying so
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from typing import Any, Sequence
@@ -107,6 +108,18 @@ def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argp
             err.args = (err.render(),)
             break
     return err
+
+
+def report_file_error(exc: OSError, *, json_out: bool, verbose: bool) -> int:
+    """An ``OSError`` on a named file (a name too long, no such folder, a full disk, no permission: a file a
+    person named, or the file system under it, refused) said as the shell says it, ``PATH: File name too
+    long``, never as a bug: exit 1, or 77 when permission was denied; ``verbose`` adds the traceback."""
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    err = EdgeorchError(exc.strerror or type(exc).__name__, file=os.fsdecode(exc.filename))
+    if isinstance(exc, PermissionError):
+        err.exit_code = 77
+    return report_error(err, json_out=json_out)
 
 
 def report_bug(exc: BaseException, *, json_out: bool, verbose: bool) -> int:

@@ -20,7 +20,7 @@ from ..loglevel import configure_logging
 from .commands import (audit, baseline, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
                        pipelines, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from .failures import in_cli_terms, report_bug, report_error, wants_json
+from .failures import in_cli_terms, report_bug, report_error, report_file_error, wants_json
 from .globalopts import VALUE_FLAGS, cli_log_level, finish_args, finish_parser
 from .parsing import OneCommand, Parser, ParserError, command_word, subcommands
 
@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except OSError as exc:
+        if exc.filename is None:
+            return report_bug(exc, json_out=json_out, verbose=verbose)
+        return report_file_error(exc, json_out=json_out, verbose=verbose)
     except Exception as exc:  # anything else is a bug: say so, traceback with -v
         return report_bug(exc, json_out=json_out, verbose=verbose)
 

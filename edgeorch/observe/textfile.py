@@ -16,39 +16,18 @@ leaves the old file or the new one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..durable import replacing
 
 TEXTFILE_MODE = 0o644
 
 
 def write_textfile(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (see the module docstring).
+    """Replace ``path`` with ``data`` atomically (see the module docstring; :func:`edgeorch.durable.replacing`).
 
-    Raises ``OSError`` (the folder is missing, not writable, the disk is
-    full); the temporary file is then removed and ``path`` is left as it was.
+    Raises ``OSError`` naming ``path`` (the folder is missing, not writable, the disk is full); the
+    temporary file is then removed and ``path`` is left as it was.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, TEXTFILE_MODE)
-    try:
-        os.fchmod(fd, TEXTFILE_MODE)  # the mode given to open() is cut by the umask
-        view = memoryview(data)
-        while view:  # a write may take only part (a nearly full disk): the rest, or its error, follows
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        _unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    with replacing(path, durable=False, chmod=TEXTFILE_MODE) as f:
+        f.write(data)

@@ -110,7 +110,7 @@ class AuditLog:
             clauses.append("ts >= ?")
             args.append(since)
         if actor is not None:
-            if actor.isdigit():
+            if actor.isdigit() and int(actor) < 2**63:  # a uid; larger digits are no uid, only a name
                 clauses.append("(actor = ? OR uid = ?)")
                 args += [actor, int(actor)]
             else:

@@ -181,6 +181,7 @@ def _print_verdict(r: dict[str, Any], *, quiet: bool) -> None:
 def _export(args: argparse.Namespace) -> int:
     from ...audit.chain import iso_ts
     from ...audit.source import export_source
+    from ...durable import replacing
 
     cfg = load(args)
     with connect(cfg) as backend:
@@ -189,15 +190,10 @@ def _export(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             return EXIT_OK
         out = Path(args.output)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with replacing(out, text=True) as f:  # a reader never sees half an export
                 header = _local(backend, lambda source: export_source(source, f, exported_at=iso_ts(time.time())))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)  # a reader never sees half an export
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise UsageError(f"cannot write the export: {exc.strerror or exc}", field="--output",
                              value=args.output) from None
     if args.json:
@@ -330,7 +326,11 @@ def when(text: str, field: str, *, now: float | None = None) -> float:
     except ValueError:
         raise UsageError("is neither a duration nor a date/time", field=field, value=text,
                          expected=WHEN_EXPECTED) from None
-    return moment.timestamp()
+    try:
+        return moment.timestamp()
+    except (OverflowError, OSError, ValueError):  # a date the platform's local time cannot convert
+        raise UsageError("is out of range", field=field, value=text,
+                         expected="a date/time from 1970 to 9999") from None
 
 
 def _iso(t: float) -> str:

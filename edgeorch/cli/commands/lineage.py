@@ -161,26 +161,15 @@ def _write(events: Iterator[dict[str, Any]], args: argparse.Namespace) -> tuple[
         return counts
     if args.openlineage == "-":
         return _lines(events, sys.stdout)
-    tmp = f"{args.openlineage}.tmp"
+    from ...durable import replacing
+
     try:
-        with open(tmp, "w") as out:
+        with replacing(args.openlineage, text=True, durable=False) as out:  # a reader never sees half an export
             counts = _lines(events, out)
-        os.replace(tmp, args.openlineage)  # a reader never sees half an export
     except OSError as exc:
-        _remove(tmp)
         raise UsageError(f"cannot write the export: {exc.strerror or exc}", field="--openlineage",
                          value=args.openlineage) from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return counts
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _lines(events: Iterator[dict[str, Any]], out: TextIO) -> tuple[int, int]:

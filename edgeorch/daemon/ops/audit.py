@@ -27,7 +27,7 @@ from ...audit.keys import format_key, key_id
 from ...audit.sealer import SealService
 from ...audit.source import StoreSource, audit_state, verify_source
 from ...errors import EdgeorchError, UsageError
-from .base import OpSpec, actor_of, arg
+from .base import OpSpec, actor_of, arg, time_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
@@ -102,8 +102,9 @@ class AuditOps:
         return {"sealed": sealed}
 
     async def audit_prune(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        before = arg(args, "before", (int, float))
-        return {"pruned": self.store.audit.prune(float(before), actor=actor_of(peer))}
+        before = time_arg(args, "before")
+        assert before is not None
+        return {"pruned": self.store.audit.prune(before, actor=actor_of(peer))}
 
 def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: dict[str, Any],
                    error: EdgeorchError) -> None:

@@ -33,6 +33,12 @@ class OpSpec:
     streaming: bool = False
 
 
+INT64_MAX = 2**63 - 1
+"""The largest number an op takes: what the state file's integers hold."""
+LATEST_TIME = 253402300799.0
+"""The end of year 9999 (UTC), in Unix seconds: the latest time a date can be written for."""
+
+
 def actor_of(peer: "Peer") -> str:
     """How a peer is recorded as the actor of what it asked for."""
     return f"{peer.user} (uid {peer.uid})"
@@ -53,7 +59,21 @@ def arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], *, requi
         raise UsageError("has the wrong type", field=f"args.{name}", value=value, expected=_kind_name(kind))
     if not isinstance(value, kind):
         raise UsageError("has the wrong type", field=f"args.{name}", value=value, expected=_kind_name(kind))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        # The state file stores 64-bit integers; a larger id, count or time would fail deep in a query.
+        raise UsageError("is out of range", field=f"args.{name}", value=str(value),
+                         expected=f"a number from {-INT64_MAX} to {INT64_MAX}")
     return value
+
+
+def time_arg(args: dict[str, Any], name: str, *, required: bool = True) -> float | None:
+    """``args[name]``, a Unix time (seconds) edgeorch can show and store: 0 to :data:`LATEST_TIME` (the end of
+    year 9999). Raises :class:`UsageError` naming ``args.<name>`` otherwise (see :func:`arg`)."""
+    value = arg(args, name, (int, float), required=required)
+    if value is not None and not 0 <= value <= LATEST_TIME:
+        raise UsageError("is out of range", field=f"args.{name}", value=value,
+                         expected=f"a Unix time from 0 to {LATEST_TIME:.0f} (the end of year 9999)")
+    return None if value is None else float(value)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...monitor.views import monitors_doc, why_doc
-from .base import OpSpec, actor_of, arg
+from .base import OpSpec, actor_of, arg, time_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
@@ -35,7 +35,7 @@ class MonitorOps:
 
     async def monitors_silence(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         rule = arg(args, "rule", str)
-        until = arg(args, "until", (int, float), required=False)
+        until = time_arg(args, "until", required=False)
         reason = arg(args, "reason", str, required=False)
         if until is not None and until <= self.monitors.clock():
             raise UsageError("is not in the future", field="args.until", value=until,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -54,8 +55,6 @@ def test_toml_entries_that_are_not_regular_files_are_errors_naming_them_not_skip
     """A dangling symlink left by a deployment, a FIFO, a folder named ``*.toml``: each was skipped in
     silence (its pipeline vanished with no word); each is an error naming the file and what it is, and
     reading the FIFO never blocks."""
-    import os
-
     workspace.pipeline("ok", "[tasks.a]\ncommand = [\"true\"]\n")
     (workspace.pipelines / "prod.toml").symlink_to(workspace.root / "gone" / "prod.toml")
     os.mkfifo(workspace.pipelines / "fifo.toml")
@@ -96,6 +95,22 @@ def test_a_name_too_long_for_the_file_system_is_an_error_not_a_crash(workspace, 
     proc = run(workspace, *args, "x" * 5000)
     assert proc.returncode == code, proc.stderr
     assert "internal error" not in proc.stderr + proc.stdout
+
+
+def test_an_output_file_the_file_system_refuses_is_an_error_naming_it_and_leaves_no_temporary(workspace, tmp_path):
+    """``--save``/``--output`` naming a file the file system refuses: an internal error (exit 70) that named a
+    temporary file (and left it behind), or a ValueError for an empty name; now the file named, as the shell
+    says it."""
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    too_long = tmp_path / ("r" * 300)
+    proc = run(workspace, "profile", str(data), "--save", str(too_long))
+    assert proc.returncode == 1 and f"edgeorch: error: {too_long}: File name too long" in proc.stderr, proc.stderr
+    proc = run(workspace, "audit", "export", "--output", "")
+    assert proc.returncode == 2 and "--output: cannot write the export: names a folder, not a file" in proc.stderr
+    proc = run(workspace, "audit", "export", "--output", str(too_long))
+    assert proc.returncode == 2 and "cannot write the export: File name too long" in proc.stderr, proc.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] and not os.path.exists(too_long)
 
 
 def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):

@@ -46,6 +46,31 @@ def test_a_short_write_never_leaves_half_a_file(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")], "the temporary file is left behind"
 
 
+def test_replacing_names_the_target_and_leaves_no_temporary_when_the_rename_or_the_block_fails(tmp_path):
+    """A rename into place that fails (a name too long for the file system) left its temporary file behind and
+    the error named it (`.tmp-<pid>-<hex>`, meaningless to whoever named the file); a failing block leaves
+    the old file; a folder's path is refused before anything is made."""
+    long_name = tmp_path / ("y" * 300)
+    with pytest.raises(OSError) as err:
+        durable.write_atomic(long_name, b"x")
+    assert err.value.errno == errno.ENAMETOOLONG and err.value.filename == str(long_name)
+    old = tmp_path / "report.json"
+    old.write_text("old")
+    with pytest.raises(RuntimeError):
+        with durable.replacing(old, text=True) as f:
+            f.write("half of the new")
+            raise RuntimeError("the export failed half way")
+    with pytest.raises(FileNotFoundError) as missing:
+        durable.write_atomic(tmp_path / "no" / "such" / "folder.json", b"x")
+    assert missing.value.filename == str(tmp_path / "no" / "such" / "folder.json")
+    with pytest.raises(IsADirectoryError):
+        durable.write_atomic(tmp_path / ".", b"x")
+    assert old.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    with durable.replacing(old, text=True, durable=False, chmod=0o640) as f:
+        f.write("new")
+    assert old.read_text() == "new" and old.stat().st_mode & 0o777 == 0o640
+
+
 def _fsyncs(monkeypatch):
     """Record ``(thread id, path)`` of every ``os.fsync`` made through :func:`durable.fsync_dir`, still syncing."""
     calls: list[tuple[int, str]] = []

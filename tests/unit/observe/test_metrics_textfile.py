@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -59,20 +63,23 @@ def test_a_missing_folder_raises_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    """A real process under a file-size limit (SIGXFSZ ignored): part of the text goes to disk, then the write
+    fails, as on a full disk."""
     path = tmp_path / "edgeorch.prom"
     write_textfile(path, b"edgeorch_old 1\n")
-    real_write = os.write
-
-    def disk_full(fd: int, data: bytes) -> int:
-        if len(data) > 1000:
-            real_write(fd, bytes(data[:100]))  # part of it went to disk, then the disk filled up
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        write_textfile(path, b"edgeorch_new 1\n" * 500)
-    monkeypatch.undo()
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from pathlib import Path
+        from edgeorch.observe.textfile import write_textfile
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+        try:
+            write_textfile(Path({str(path)!r}), b"edgeorch_new 1\\n" * 500)
+        except OSError as exc:
+            print("refused", exc.errno, exc.filename)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["refused", str(errno.EFBIG), str(path)], out.stderr
     assert path.read_bytes() == b"edgeorch_old 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["edgeorch.prom"]
