@@ -32,7 +32,7 @@ import json
 import os
 import stat as stat_mod
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -144,7 +144,7 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
         elif stat_mod.S_ISDIR(st.st_mode):
             job.total = _tree_size(src)
             root = Path(os.path.realpath(src))
-            for dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False, onerror=_unreadable):
+            for dirpath, dirs, files, dir_fd in _walk(root):
                 dirs.sort()
                 rel = Path(dirpath).relative_to(root)
                 for d in dirs:  # fwalk lists a link to a folder among the folders and never enters it
@@ -258,15 +258,37 @@ def _unreadable(exc: OSError) -> None:
     raise SourceError(f"cannot read: {exc.strerror}", file=exc.filename) from None
 
 
+def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str], int]]:
+    """``os.fwalk`` of ``root`` (links not followed, top down); a folder that cannot be read is a
+    :class:`SourceError`. fwalk hands a folder it cannot open to ``onerror`` but raises the error of one it
+    opened and cannot list (``/proc`` has such folders): that one names the folder last walked, under which
+    it lies (fwalk's error names only a descriptor)."""
+    walk = os.fwalk(root, follow_symlinks=False, onerror=_unreadable)
+    last = str(root)
+    while True:
+        try:
+            item = next(walk)
+        except StopIteration:
+            return
+        except OSError as exc:
+            raise SourceError(f"cannot read a folder at or under this one: {exc.strerror}", file=last) from None
+        last = item[0]
+        yield item
+
+
 def _tree_size(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (for progress; links not followed)."""
+    """Bytes of the regular files under ``root`` (for progress; links not followed). Never raises: a part
+    that cannot be read counts nothing here, and the snapshot's own walk refuses it, naming it."""
     total = 0
-    for dirpath, _, files, dir_fd in os.fwalk(root, follow_symlinks=False):
-        for f in files:
-            try:
-                st = os.stat(f, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError:
-                continue
-            if stat_mod.S_ISREG(st.st_mode):
-                total += st.st_size
+    try:
+        for _dirpath, _, files, dir_fd in os.fwalk(root, follow_symlinks=False, onerror=lambda exc: None):
+            for f in files:
+                try:
+                    st = os.stat(f, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat_mod.S_ISREG(st.st_mode):
+                    total += st.st_size
+    except OSError:  # fwalk raises some errors of a folder it enters despite onerror (a stat of the folder)
+        pass
     return total

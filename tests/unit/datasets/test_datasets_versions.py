@@ -206,6 +206,31 @@ def test_links_and_special_files_inside_a_folder_are_refused(store, objects, tmp
     assert objects.pinned() == frozenset()  # a failed snapshot holds nothing
 
 
+UNLISTABLE = "/proc/1/map_files"
+
+
+def _a_folder_that_opens_but_cannot_be_listed() -> str | None:
+    """/proc/1/map_files on Linux opens but refuses a listing, even to root (which no permission bits of a
+    folder a test makes can do); None where the walk reads it whole."""
+    try:
+        for _ in os.fwalk(UNLISTABLE, follow_symlinks=False, onerror=lambda exc: None):
+            pass
+    except OSError:
+        return UNLISTABLE
+    return None
+
+
+@pytest.mark.skipif(_a_folder_that_opens_but_cannot_be_listed() is None,
+                    reason=f"no folder here opens and then refuses its listing ({UNLISTABLE} is read whole)")
+def test_a_folder_that_opens_but_cannot_be_listed_is_refused_naming_where(objects):
+    """os.fwalk raises such a folder's error whatever its onerror, naming only a descriptor: the daemon's
+    datasets.add answered an internal error (found by a protocol fuzz adding "/")."""
+    with pytest.raises(SourceError, match="cannot read a folder at or under this one") as err:
+        take_snapshot(UNLISTABLE, objects)
+    assert err.value.file == UNLISTABLE
+    assert objects.pinned() == frozenset()
+
+
 def test_a_missing_path_is_not_found(objects, tmp_path):
     with pytest.raises(NotFoundError, match="no such file or folder") as err:
         take_snapshot(tmp_path / "nope", objects)
