@@ -55,7 +55,7 @@ def parse_size(value: object) -> int:
         if value < 0:
             raise ValueError("negative size")
         return value
-    if isinstance(value, float) and value >= 0 and value == value:
+    if isinstance(value, float) and 0 <= value < float("inf"):  # not NaN, not TOML's inf
         return int(value)
     if isinstance(value, str):
         m = _SIZE_RE.match(value)

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import protocol as P
 from .client import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, connect_error, connection_lost, item_timeout
+from .listening import socket_address
 
 _REQUEST_ID = 1
 """Each connection carries one request, so one id serves."""
@@ -48,7 +49,8 @@ class AsyncClient:
         try:
             async with asyncio.timeout(self.timeout):
                 # limit: one response line may be this long before it is refused as too large
-                return await asyncio.open_unix_connection(str(self.socket_path), limit=MAX_RESPONSE_BYTES + 1)
+                with socket_address(self.socket_path) as address:
+                    return await asyncio.open_unix_connection(address, limit=MAX_RESPONSE_BYTES + 1)
         except TimeoutError:
             raise P.Timeout(f"the daemon at {self.socket_path} does not accept connections (timed out)") from None
         except OSError as exc:

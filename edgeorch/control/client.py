@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import EdgeorchError
 from . import protocol as P
+from .listening import socket_address
 
 DEFAULT_TIMEOUT = 30.0
 MAX_RESPONSE_BYTES = P.MAX_RESPONSE_BYTES
@@ -148,7 +149,8 @@ class _Line:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
-            sock.connect(str(path))
+            with socket_address(path) as address:
+                sock.connect(address)
         except OSError as exc:
             sock.close()
             raise connect_error(path, exc) from None

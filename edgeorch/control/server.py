@@ -60,7 +60,7 @@ from ..errors import ConfigError, EdgeorchError, StateError
 from ..records import frozen
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
-from .listening import LISTENING, activated_here, connect_errno
+from .listening import LISTENING, activated_here, connect_errno, socket_address
 
 log = logging.getLogger("edgeorch.control")
 
@@ -331,7 +331,8 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             try:
-                sock.bind(str(self.path))
+                with socket_address(self.path) as address:
+                    sock.bind(address)
             except OSError as exc:
                 raise StateError(f"cannot create the control socket: {exc.strerror or exc}", file=str(self.path)) from None
             # Permissions are set between bind and listen: no one can connect

@@ -43,3 +43,23 @@ def test_a_bad_value_is_a_config_error_naming_file_field_value_and_expected(tabl
     assert "config.toml" in text and field in text and expected in text and err.value.exit_code == 2
     value = next(iter(table.values()))
     assert repr(value) in text or field.endswith(".run")
+
+
+@pytest.mark.parametrize("value", [101 * 365 * 86400, "99999999999999999999", "99999999999999999999d", 1e300])
+def test_a_duration_over_a_hundred_years_is_refused_not_an_overflow_later(value):
+    """A 20-digit duration was taken, then overflowed where it became a date (`gc --older-than`, an internal
+    error); a duration is at most 100 years."""
+    from edgeorch.units import parse_duration
+
+    with pytest.raises(ValueError, match="longer than 100 years"):
+        parse_duration(value)
+    assert parse_duration("36500d") == 36500 * 86400.0
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0])
+def test_a_size_that_is_no_finite_count_of_bytes_is_refused(value):
+    """TOML's `inf` as `log_max_bytes` was an OverflowError (an internal error of `validate`)."""
+    from edgeorch.units import parse_size
+
+    with pytest.raises(ValueError):
+        parse_size(value)
