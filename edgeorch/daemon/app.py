@@ -276,6 +276,8 @@ class Daemon:
                                     "after a restart")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")
+            for warning in warnings:  # said in the journal too: SIGHUP (`systemctl reload`) has no one to answer
+                log.warning("reload (%s): %s", actor, warning)
             scan = await asyncio.to_thread(self.registry.scan)
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches

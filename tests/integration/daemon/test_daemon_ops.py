@@ -173,6 +173,27 @@ def test_sighup_reloads_pipelines(workspace, daemon):
     assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["three", "two"]
 
 
+def test_sighup_says_in_the_log_when_the_config_is_broken_or_changed_beyond_a_reload(workspace, daemon):
+    """`systemctl reload` (SIGHUP) of a broken config logged "reloaded (SIGHUP): unchanged" and nothing else: the
+    config's error (and "takes effect after a restart") went only to an `edgeorch reload` client."""
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    good = workspace.config_path.read_text()
+    workspace.config_path.write_text(good + "oops = [\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.notify.wait_for("RELOADING", "1")
+    daemon.notify.wait_for("READY", "1")
+    assert f"reload (SIGHUP): config not reloaded: {workspace.config_path}:" in daemon.output()
+    assert "malformed TOML" in daemon.output()
+    workspace.write_config(parallelism=3)  # [engine]: applies at the next start only
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.notify.wait_for("RELOADING", "1")
+    daemon.notify.wait_for("READY", "1")
+    assert "reload (SIGHUP): state dir, socket, [engine], [resources] and [metrics] changes take effect after a " \
+           "restart" in daemon.output()
+    assert daemon.call("status")["parallelism"] == 2
+
+
 def test_an_invalid_edit_keeps_the_previous_version(workspace, daemon):
     workspace.pipeline("two", TWO)
     daemon.start()
