@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
+
+from size_limit import write_under_a_size_limit
 
 
 def test_a_short_write_never_renames_half_a_record_into_place(tmp_path):
     target = tmp_path / "exit.json"
-    script = textwrap.dedent(f"""
-        import resource, signal
-        from edgeorch.engine.executors.local.shim import write_json_atomically
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
-        try:
-            write_json_atomically({str(target)!r}, {{"exit_code": 0, "error": "x" * 500}}, sync=False)
-        except OSError as exc:
-            print("refused", exc.errno)
-        else:
-            print("written")
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    out = write_under_a_size_limit("from edgeorch.engine.executors.local.shim import write_json_atomically",
+                                   f"write_json_atomically({str(target)!r}, {{'exit_code': 0, 'error': 'x' * 500}}, "
+                                   "sync=False)", 100)
     if target.exists():
         json.loads(target.read_text())  # whole, or not there: never a truncated document
-    assert out.stdout.startswith("refused")
+    assert out.startswith("refused")
 
 
 def test_an_exit_record_that_is_not_an_object_is_read_as_none(tmp_path):

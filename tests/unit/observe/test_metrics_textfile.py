@@ -5,12 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
+from size_limit import write_under_a_size_limit
 
 from edgeorch.observe.textfile import write_textfile
 
@@ -68,18 +66,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     fails, as on a full disk."""
     path = tmp_path / "edgeorch.prom"
     write_textfile(path, b"edgeorch_old 1\n")
-    script = textwrap.dedent(f"""
-        import resource, signal
-        from pathlib import Path
-        from edgeorch.observe.textfile import write_textfile
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
-        try:
-            write_textfile(Path({str(path)!r}), b"edgeorch_new 1\\n" * 500)
-        except OSError as exc:
-            print("refused", exc.errno, exc.filename)
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["refused", str(errno.EFBIG), str(path)], out.stderr
+    out = write_under_a_size_limit("from pathlib import Path\nfrom edgeorch.observe.textfile import write_textfile",
+                                   f"write_textfile(Path({str(path)!r}), b'edgeorch_new 1\\n' * 500)", 1000)
+    assert out == f"refused {errno.EFBIG} {path}"
     assert path.read_bytes() == b"edgeorch_old 1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["edgeorch.prom"]
