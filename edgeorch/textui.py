@@ -19,8 +19,9 @@ _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\
 
 def printable(text: str) -> str:
     """``text`` safe to show on a terminal or in a log: each control character (C0, DEL, C1) and bidi
-    override (which would show a name reversed) as its escape (``\\n``, ``\\x1b``, ``\\u202e``), each lone surrogate (a byte of a file name that is not UTF-8, as
-    ``os.fsdecode`` leaves it) as ``\\xNN``; everything else, other scripts included, as it is.
+    override (which would show a name reversed) as its escape (``\\n``, ``\\x1b``, ``\\u202e``), each
+    lone surrogate (a byte of a file name that is not UTF-8, as ``os.fsdecode`` leaves it) as ``\\xNN``;
+    everything else, other scripts included, as it is.
 
     Untrusted text (a file name a local user dropped, a task's message) can then neither move the
     cursor, recolour or clear the operator's terminal, nor forge a line of a table or of the journal.

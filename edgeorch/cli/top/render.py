@@ -47,8 +47,8 @@ def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str |
         return root
     if state.logs is not None:
         fits = max(1, height - 3 - 2)  # header, footer, the panel's borders
-        root["body"].update(Panel(Text("\n".join(map(printable, log_lines[-fits:])) or "(no output yet)", no_wrap=True,
-                                       overflow="ellipsis"),
+        shown = "\n".join(map(printable, log_lines[-fits:])) or "(no output yet)"
+        root["body"].update(Panel(Text(shown, no_wrap=True, overflow="ellipsis"),
                                   title=log_title, subtitle="q or Esc closes the log"))
         return root
     cursor = state.cursor
@@ -91,8 +91,8 @@ def _tasks(snap: Snapshot, cursor: Item | None) -> Panel:
         else:
             when = ""
         selected = cursor == Item(row.run_id, row.pipeline, row.task)
-        t.add_row(str(row.run_id), row.pipeline, row.task, _styled(row.state),
-                  str(row.attempt) if row.attempt else "", when, printable(row.detail), style="reverse" if selected else None)
+        t.add_row(str(row.run_id), row.pipeline, row.task, _styled(row.state), str(row.attempt) if row.attempt else "",
+                  when, printable(row.detail), style="reverse" if selected else None)
     if not snap.tasks:
         t.add_row("", "", Text("nothing running or waiting", style="dim"), "", "", "", "")
     return Panel(t, title=f"Tasks: {snap.running} running, {snap.waiting} waiting")
