@@ -130,7 +130,14 @@ def run_command() -> int:
     collections are skipped: what is left moves to the collector's permanent
     generation (``gc.freeze``). Exit handlers still run and objects are still
     freed as their references go. Not for a caller that goes on (tests call :func:`main`).
+    Standard output and error show a character their encoding lacks as an escape (``\\xe9``).
     """
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or pipe whose encoding cannot show a character (a Latin-1 locale, PYTHONIOENCODING=ascii)
+        # shows it as an escape instead of ending the command with a UnicodeEncodeError; JSON is ASCII anyway.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     code = main()
     garbage_collector.freeze()
     return code

@@ -113,6 +113,20 @@ def test_an_output_file_the_file_system_refuses_is_an_error_naming_it_and_leaves
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] and not os.path.exists(too_long)
 
 
+def test_a_terminal_that_cannot_encode_a_name_shows_it_escaped_instead_of_failing(workspace):
+    """A Latin-1 or ASCII locale (here PYTHONIOENCODING=ascii) and a name in another script: every human
+    output ended with an internal error (UnicodeEncodeError, exit 70). A real process: the streams are set
+    up where the program starts."""
+    import subprocess
+
+    workspace.pipeline("café_中", '[tasks.a]\ncommand = ["true"]\n')
+    env = dict(workspace.cli_env(), PYTHONIOENCODING="ascii")
+    proc = subprocess.run([*workspace.cli(), "validate"], env=env, capture_output=True, text=True,
+                          encoding="ascii", timeout=60)
+    assert proc.returncode == 1, proc.stderr  # the name is no valid pipeline name: an error, said in ASCII
+    assert "caf\\xe9_\\u4e2d.toml" in proc.stdout and "internal error" not in proc.stderr, proc.stdout + proc.stderr
+
+
 def test_run_of_a_pipeline_whose_file_is_broken_names_the_file(workspace):
     path = workspace.pipeline("broken", "[tasks.a]\ncommand = [\"true\"]\nretries = \"x\"\n")
     proc = run(workspace, "run", "broken")
