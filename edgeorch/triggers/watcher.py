@@ -210,8 +210,8 @@ class FolderWatcher:
             group = getattr(emitter, "_inotify", None)
             grouper = getattr(group, "_move_event_grouper", None)
             queue = getattr(grouper, "_queue", None)
-            if (queue is not None and hasattr(queue, "delay") and hasattr(grouper, "_group_moved_to_event")
-                    and hasattr(grouper, "get_queued_moved_from_event")):
+            if (grouper is not None and queue is not None and hasattr(queue, "delay")
+                    and hasattr(grouper, "_group_moved_to_event") and hasattr(grouper, "get_queued_moved_from_event")):
                 queue.delay = 0.0
                 grouper._group_moved_to_event = _unpaired
                 grouper.get_queued_moved_from_event = _no_source

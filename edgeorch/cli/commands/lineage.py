@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import IO, Any, Iterator, TextIO
 
 from ...errors import EdgeorchError, NotFoundError, UsageError
 from ...textui import dumps, print_json
@@ -172,7 +172,7 @@ def _write(events: Iterator[dict[str, Any]], args: argparse.Namespace) -> tuple[
     return counts
 
 
-def _lines(events: Iterator[dict[str, Any]], out: TextIO) -> tuple[int, int]:
+def _lines(events: Iterator[dict[str, Any]], out: TextIO | IO[Any]) -> tuple[int, int]:
     count, runs = 0, set()
     for event in events:
         out.write(dumps(event, indent=None) + "\n")
