@@ -7,7 +7,7 @@ import argparse
 import os
 
 from ...model import InputState
-from ...textui import format_bytes, print_json, print_table
+from ...textui import format_bytes, print_json, print_table, printable
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -54,7 +54,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
         print(f"quarantine: {len(res['quarantine'])} file(s) in {cfg.state_dir / 'quarantine'} "
               "(`edgeorch inputs --quarantine`; `edgeorch requeue FILE` sends one back)")
     for r in res.get("retrying", []):  # dropped, not recorded yet: no row above says so
-        print(f"retrying  {r['file']} ({r['pipeline']}): {r['reason']}; attempt {r['attempts']}, "
+        print(f"retrying  {printable(r['file'])} ({r['pipeline']}): {r['reason']}; attempt {r['attempts']}, "
               f"next in {r['next_in_s']:g}s")
     for e in res.get("watch_errors", []):
         print(f"error  {e}")
@@ -67,5 +67,5 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
     elif not args.quiet:
-        print(f"{res['file']} -> {res['requeued_to']}")
+        print(f"{printable(res['file'])} -> {printable(res['requeued_to'])}")
     return EXIT_OK

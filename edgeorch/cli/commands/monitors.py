@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ...errors import UsageError
-from ...textui import format_timestamp, print_json, print_table
+from ...textui import format_timestamp, print_json, print_table, printable
 from ...units import parse_duration
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
@@ -130,11 +130,11 @@ def cmd_why(args: argparse.Namespace) -> int:
         print(f"  started by its schedule: the fire of {s['fire_time']}")
     elif s["kind"] == "drop":
         for f in s["files"]:
-            print(f"  started by a dropped file: {f['file']} (sha256 {f['sha256']}) in {f['folder']}")
+            print(f"  started by a dropped file: {printable(f['file'])} (sha256 {f['sha256']}) in {f['folder']}")
     elif s["kind"] == "rule":
         print(f"  started by rule {s['rule']}: {s.get('condition')}, value {s.get('value')}"
               + (f", from run {s['source_run']}" if s.get("source_run") else "")
-              + (f" (input {s['input_path']}, sha256 {s['input_sha256']})" if s.get("input_path") else ""))
+              + (f" (input {printable(s['input_path'])}, sha256 {s['input_sha256']})" if s.get("input_path") else ""))
     else:
         print(f"  started by {s.get('actor') or 'an unknown caller'} ({s.get('trigger')})")
     for r in doc["resumed_by"]:

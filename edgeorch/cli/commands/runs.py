@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
-from ...textui import format_duration, format_timestamp, print_json, print_table
+from ...textui import format_duration, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from . import AddCommand
@@ -508,8 +508,8 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
             print(f"\n{t['name']} wrote nothing to its log (edgeorch logs {run['id']} {t['name']})")
             continue
         print(f"\nlast lines of {t['name']} (edgeorch logs {run['id']} {t['name']}):")
-        for line in lines:
-            print(f"  {line}")
+        for line in lines:  # text the task may have copied from its input: escaped (`logs` shows it exactly)
+            print(f"  {printable(line)}")
 
 
 def _tail(path: Path, n: int) -> list[str]:

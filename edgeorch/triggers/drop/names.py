@@ -78,7 +78,7 @@ def name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid input name (None when it is).
 
     Refused: undecodable bytes (not UTF-8), control characters (newline, tab,
-    ...), a leading ``-`` (a task's command would read it as an option), more
+    C1 such as U+0085, which ``str.splitlines`` takes for a line end, ...), a leading ``-`` (a task's command would read it as an option), more
     than 255 bytes, ``/``.
     """
     try:
@@ -89,7 +89,7 @@ def name_problem(name: str) -> str | None:
         return f"the name is longer than {MAX_NAME_BYTES} bytes"
     if "/" in name or name in (".", ".."):
         return "the name is not a plain file name"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):  # C0, DEL, C1 (U+0085 ends a line)
         return "the name contains control characters"
     if name.startswith("-"):
         return "the name starts with '-' (a command would take it for an option)"

@@ -195,6 +195,26 @@ def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be
     assert not any(ln.startswith("last lines of c") for ln in lines), lines
 
 
+def test_a_failed_tasks_last_lines_reach_the_terminal_escaped(workspace):
+    """The summary of a failed run shows the task's last lines: text the task may have copied from its input
+    (a dropped file's bad row). An escape sequence there cleared or recoloured the operator's terminal; it is
+    shown escaped, as every other text others chose (`edgeorch logs` keeps the exact bytes)."""
+    import subprocess
+
+    workspace.pipeline("loud", r"""
+        [tasks.c]
+        command = ["sh", "-c", "printf 'bad row: \\033[2J\\033]0;owned\\007 here\\n'; exit 3"]
+    """)
+    out = subprocess.run([*workspace.cli(), "run", "loud"], env=workspace.cli_env(), capture_output=True, text=True,
+                         check=False)
+    assert out.returncode != 0
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout, out.stdout
+    assert "  bad row: \\x1b[2J\\x1b]0;owned\\x07 here" in out.stdout.splitlines(), out.stdout
+    logs = subprocess.run([*workspace.cli(), "logs", "1", "c"], env=workspace.cli_env(), capture_output=True,
+                          check=False)
+    assert b"\x1b[2J" in logs.stdout, logs.stdout
+
+
 def test_a_ctrl_c_while_the_run_is_being_queued_is_held_until_its_id_is_known():
     """The race the Ctrl-C test met under load: SIGINT before the daemon answered `trigger`. The first one
     waits for the run's id (then interrupts, so the caller cancels that run); a second one interrupts at once."""

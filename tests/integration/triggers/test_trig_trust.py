@@ -215,3 +215,28 @@ def test_a_full_inbox_disk_keeps_the_file_claiming_and_claims_it_once_space_is_f
         assert daemon.stop() == 0
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_refused_file_left_in_the_folder_is_recorded_once_across_restarts(workspace, daemon, tmp_path):
+    """A refused file stays where it was dropped; a start's rescan sees it again. It must not be recorded (and
+    logged, and audited) again at each start, or a daemon restarted nightly lists it once a night. The same file,
+    untouched, is recorded once; the same name dropped again is a new arrival and recorded again."""
+    drop = setup_watch(workspace)
+    bad = drop / "bad name\x1b[2J.csv"  # a name edgeorch refuses (a control character)
+    bad.write_text("x\n")
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 1, what="the bad name refused")
+    assert daemon.stop() == 0
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "ok.csv", b"ok\n")  # the start's rescan is over once this is done
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, what="ok.csv done")
+    daemon.kill9()
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "ok2.csv", b"ok 2\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 2, what="ok2.csv done")
+    assert n_inputs(workspace, "refused") == 1, "the same refused file was recorded again at a start"
+    assert daemon.output().count("input refused") == 1
+    bad.unlink()
+    drop_by_rename(tmp_path / "stage", drop, bad.name, b"again\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 2, what="the same name dropped again refused")
+    assert daemon.stop() == 0

@@ -117,6 +117,8 @@ def test_patterns_match_the_file_name(name, patterns, expected):
 @pytest.mark.parametrize("name, fragment", [
     ("a\nb.csv", "control characters"),
     ("tab\t.csv", "control characters"),
+    ("nel\x85.csv", "control characters"),  # C1: str.splitlines ends a line there (a batch's list of paths)
+    ("csi\x9b2J.csv", "control characters"),
     ("-rf.csv", "starts with '-'"),
     ("x" * 256, "longer than 255 bytes"),
     ("bad\udcff.csv", "not valid UTF-8"),
