@@ -168,6 +168,9 @@ class KernelsConfig:
     warm_up: bool = True
     """After start, the daemon compiles every kernel into the cache in the background, at idle priority, unless
     the cache is warm already (:mod:`edgeorch.kernels.warmer`); False: kernels compile on first use."""
+    keep_warm: float = 600.0
+    """Seconds a kernel server stays after its last request, serving the user's next ``edgeorch profile | drift |
+    fairness`` without their ~0.6 s of imports (:mod:`edgeorch.kernels.keepwarm`); 0: none is started."""
 
 
 @frozen
@@ -460,7 +463,8 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     dmn.finish()
 
     ker = top.sub("kernels")
-    kernels = KernelsConfig(warm_up=ker.bool("warm_up", KernelsConfig.warm_up))
+    kernels = KernelsConfig(warm_up=ker.bool("warm_up", KernelsConfig.warm_up),
+                            keep_warm=ker.duration("keep_warm", KernelsConfig.keep_warm))
     ker.finish()
 
     mon = top.sub("monitor")

@@ -36,6 +36,11 @@ pytest_plugins = ("rayhead_plugin",)
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 
+# A kernel command leaves a kernel server behind for the user's next one (edgeorch/kernels/keepwarm.py),
+# one per numba cache, for 10 minutes. The suite's commands run their kernels themselves; the servers
+# are tested on their own, in private folders (tests/integration/cli/test_kernel_keepwarm.py).
+os.environ["EDGEORCH_KEEP_WARM"] = "0"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point this process's numba cache (and so every process it starts) at a private warm copy.

@@ -128,21 +128,24 @@ def _use_numba_cache(args: argparse.Namespace) -> None:
 
     Before the kernels are imported (see :mod:`edgeorch.kernels.cache`). A
     kernel command does not need a config, so a broken one that was merely
-    found (not named with ``--config``) does not stop it.
+    found (not named with ``--config``) does not stop it. Also notes the
+    config's ``[kernels] keep_warm`` for :func:`_run` (``args.keep_warm``).
     """
     from ..config import load_config
     from .cache import use_numba_cache_dir
 
     explicit = getattr(args, "config", None)
     preferred = None
+    args.keep_warm = None
     try:
         cfg = load_config(explicit)
         if cfg.source is not None:
             preferred = cfg.numba_cache_dir
+            args.keep_warm = cfg.kernels.keep_warm
     except ConfigError:
         if explicit is not None:
             raise
-    use_numba_cache_dir(preferred)
+    args.numba_cache = str(use_numba_cache_dir(preferred))
 
 
 # Task option -> the command-line argument that sets it, so an error names what the user typed.
@@ -156,12 +159,16 @@ _FLAGS = {"input": "FILE", "reference": "REFERENCE", "current": "CURRENT", "refe
           "categories": "--categories", "contributions": "--contributions"}
 
 
-def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, Any]:
+def _run(kind: str, opts: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Check ``opts`` by the tasks' own rules (:func:`check_options`), naming CLI flags; then run the kind.
 
     A bad option is a usage error (exit 2) that names the flag (``--method``),
-    never the task-option path a pipeline file would use.
+    never the task-option path a pipeline file would use. The kind runs in
+    this user's kernel server when one is warm and takes the request, else
+    here, after which a server is started for the next command
+    (:mod:`.keepwarm`; the same document, files and errors either way).
     """
+    from . import keepwarm
     from .kinds import check_options, run_task
 
     errors = check_options(kind, opts, file="", prefix="")
@@ -169,12 +176,24 @@ def _run(kind: str, opts: dict[str, Any], *, quiet: bool = False) -> dict[str, A
         e = errors[0]
         key = (e.field or "").split(".")[0]
         raise UsageError(e.message, field=_FLAGS.get(key, e.field), value=e.value, expected=e.expected, hint=e.hint)
-    progress = _progress(quiet)
+    keep_warm = keepwarm.keep_warm_seconds(getattr(args, "keep_warm", None))
+    server = None
+    if keep_warm > 0 and keepwarm.served(kind, opts):
+        folder = keepwarm.server_folder()
+        if folder is not None:
+            server = (folder, keepwarm.server_key(args.numba_cache))
+            doc = keepwarm.ask(kind, opts, folder=server[0], key=server[1])
+            if doc is not None:
+                return doc
+    progress = _progress(_quiet(args))
     from .cache import compiled_before
 
     if progress.enabled and not compiled_before():
         progress.note("edgeorch: compiling the kernels for their first use here (10-20 s, once; cached after)")
-    return run_task(kind, opts, progress=progress)
+    doc = run_task(kind, opts, progress=progress)
+    if server is not None:
+        keepwarm.start_server(server[0], server[1], args.numba_cache, keep_warm)
+    return doc
 
 
 def _quiet(args: argparse.Namespace) -> bool:
@@ -236,7 +255,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         opts["save"] = args.save
     if args.html:
         opts["report"] = args.html
-    _print(_run("profile", opts, quiet=_quiet(args)), args)
+    _print(_run("profile", opts, args), args)
     return 0
 
 
@@ -252,12 +271,11 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if args.method is not None and args.method not in ("ks", "psi", "jensenshannon", "hellinger", "chisquare"):
             raise UsageError("this method needs reference data, not a profile", field="--method", value=args.method,
                              expected="ks, psi, jensenshannon, hellinger or chisquare")
-        doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common},
-                   quiet=_quiet(args))
+        doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common}, args)
         doc["kind"] = "drift"
     else:
         doc = _run("drift", {"reference": args.reference, "current": args.current,
-                             "correction": args.correction, **common}, quiet=_quiet(args))
+                             "correction": args.correction, **common}, args)
     _print(doc, args)
     return 1 if doc["summary"].get("dataset_drift") else 0
 
@@ -279,7 +297,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
         opts["weight"] = args.weight
     if args.html:
         opts["report"] = args.html
-    doc = _run("fairness", opts, quiet=_quiet(args))
+    doc = _run("fairness", opts, args)
     _print(doc, args)
     return 1 if doc["verdict"] == "violation" else 0
 
@@ -328,7 +346,7 @@ def _dp_profile(args: argparse.Namespace) -> int:
             opts[key] = getattr(args, key)
     if args.columns:
         opts["columns"] = _csv_list(args.columns)
-    doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}}, quiet=_quiet(args))  # computed, not shown
+    doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}}, args)  # computed, not shown
     claim = doc.pop("privacy")
     ledger = args.spend(args, claim)  # a refusal raises (exit 5) and the release is dropped unseen
     doc["message"] += (f"; dataset {claim['dataset']!r}: epsilon {ledger['remaining_epsilon']:g} of "

@@ -1,0 +1,286 @@
+"""A kernel process kept warm between ``edgeorch profile | drift | fairness`` commands: the client side.
+
+A kernel command pays ~0.6 s before its first result on a warm numba cache:
+importing numba, numpy, pyarrow and scipy, and numba's target set-up when it
+loads the first compiled function. That is the floor of any process that
+runs the kernels (``benchmarks/bench_floor.py``). So, after a command has run
+its kernels itself, it leaves a server behind (:mod:`edgeorch.kernels.server`)
+that has all of that done and serves the next commands of the same user for
+``keep_warm`` (``[kernels] keep_warm``, default 10 minutes; ``0`` turns it
+off; ``$EDGEORCH_KEEP_WARM`` overrides the config, for scripts and test
+suites). What a user sees is the same document, output files, message and
+exit code either way: only where the work is done changes.
+
+**Which commands are served**: the three kernel commands on files (no
+differentially private release: it writes a privacy ledger; no reference
+``baseline:`` or ``model:``: it reads a state file), whose files add up to at
+most :data:`SERVED_MAX_BYTES` (a long job shows its progress line, which only
+its own process can draw; the import is a small part of it anyway).
+
+**Trust.** The server runs as the user who ran the command and serves only
+that user: its socket lies in a folder of theirs that nobody else may enter
+(``$XDG_RUNTIME_DIR/edgeorch``, else ``<tmp>/edgeorch-<uid>``, mode 0700,
+checked), and each side checks the other's uid with ``SO_PEERCRED``. A
+server is keyed (:func:`server_key`) by everything that could make its
+answer differ from the command's own: the Python, the edgeorch code (every
+module's size and mtime), the numba cache folder, the ``NUMBA_*`` and
+``EDGEORCH_*`` environment, the uid. A server with another key is another
+server; one that finds its code changed answers ``stale`` and exits.
+
+**Faults.** Anything but a served answer (no server, a refused connection, a
+server that does not start the request within :data:`START_TIMEOUT_S`, a
+stale or broken server, an unexpected exception inside it) makes the command
+run the kernels itself, as it always did: an exception of edgeorch's own
+(bad data, a missing file, an unknown column) is the one answer passed back
+as it is (:func:`~edgeorch.control.protocol.error_from_dict`, with its exit
+code). At most :data:`MAX_SERVERS` servers per user: starting another
+retires the least recently used (its socket removed; it exits within
+seconds). A lock file held for a server's life keeps two commands from
+starting the same server twice.
+
+Light: imports nothing of numpy or numba (the served command never does).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeorchError
+
+ENV = "EDGEORCH_KEEP_WARM"
+"""Overrides ``[kernels] keep_warm`` (a duration; ``0`` is off)."""
+
+DEFAULT_KEEP_WARM_S = 600.0
+SERVED_KINDS = frozenset({"profile", "drift", "fairness"})
+SERVED_MAX_BYTES = 64 << 20
+"""Files larger than this in all are worked on by the command itself (its progress line shows)."""
+PATH_OPTIONS = ("input", "reference", "current", "reference_profile")
+STORE_REFERENCES = ("baseline:", "model:")
+START_TIMEOUT_S = 2.0
+"""How long a command waits for a server to start its request (it serves one at a time) before doing it itself."""
+MAX_SERVERS = 2
+MAX_LINE = 64 << 20
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+# -- where, and which ---------------------------------------------------------------------------------------------
+
+def server_folder(environ: dict[str, str] | None = None) -> Path | None:
+    """This user's private folder for the servers' sockets, made when missing; None when it is not private.
+
+    ``$XDG_RUNTIME_DIR/edgeorch`` when that variable names a folder, else
+    ``<tempdir>/edgeorch-<uid>``. Private means: a folder (not a link),
+    owned by this uid, with no access for group or others; anything else
+    (another user made it first in a shared /tmp) turns the servers off.
+    """
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_RUNTIME_DIR", "")
+    folder = (Path(base) / "edgeorch" if base and os.path.isdir(base)
+              else Path(tempfile.gettempdir()) / f"edgeorch-{os.getuid()}")
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return folder
+
+
+def server_key(cache_dir: str, environ: dict[str, str] | None = None) -> str:
+    """The hex key of the server whose answers are this process's own (see the module's doc)."""
+    env = os.environ if environ is None else environ
+    h = hashlib.sha256()
+    for part in (sys.executable, sys.version, str(PACKAGE), str(os.getuid()), cache_dir):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    for name, value in sorted(env.items()):
+        if name.startswith(("NUMBA_", "EDGEORCH_")) and name != ENV:
+            h.update(f"{name}={value}".encode("utf-8", "surrogateescape") + b"\0")
+    for root, dirs, files in os.walk(PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                h.update(f"{root}/{name}:{st.st_size}:{st.st_mtime_ns}".encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()[:24]
+
+
+def socket_path(folder: Path, key: str) -> Path:
+    return folder / f"kernels-{key}.sock"
+
+
+def lock_path(folder: Path, key: str) -> Path:
+    return folder / f"kernels-{key}.lock"
+
+
+def served(kind: str, opts: dict[str, Any]) -> bool:
+    """Whether a server may do this request (see the module's doc): the kind, no store reference, small files."""
+    if kind not in SERVED_KINDS:
+        return False
+    total = 0
+    for key in PATH_OPTIONS:
+        value = opts.get(key)
+        if not isinstance(value, str):
+            continue
+        if value.startswith(STORE_REFERENCES):
+            return False
+        try:
+            total += os.stat(value).st_size
+        except (OSError, ValueError):
+            pass  # the server says what is missing, as the command would
+    return total <= SERVED_MAX_BYTES
+
+
+def keep_warm_seconds(configured: float | None, environ: dict[str, str] | None = None) -> float:
+    """``$EDGEORCH_KEEP_WARM`` when set and valid, else ``configured``, else the default (10 minutes)."""
+    from ..units import parse_duration
+
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV)
+    if raw is not None:
+        try:
+            return parse_duration(raw.strip())
+        except ValueError:
+            pass  # a bad override is ignored rather than failing a kernel command
+    return DEFAULT_KEEP_WARM_S if configured is None else configured
+
+
+# -- the wire: one JSON line each way, then the answer --------------------------------------------------------------
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected Unix socket (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def send_line(sock: socket.socket, doc: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(doc, allow_nan=False).encode() + b"\n")
+
+
+def read_line(stream: Any) -> dict[str, Any]:
+    """One JSON object line from ``stream`` (a socket's ``makefile("rb")``); ValueError for anything else."""
+    line = stream.readline(MAX_LINE + 1)
+    if not line or len(line) > MAX_LINE:
+        raise ValueError("no line")
+    doc = json.loads(line)
+    if not isinstance(doc, dict):
+        raise ValueError("not an object")
+    return doc
+
+
+def ask(kind: str, opts: dict[str, Any], *, folder: Path, key: str) -> dict[str, Any] | None:
+    """The result document from the server for ``key``, or None when it did not serve this request.
+
+    Raises the edgeorch error the kernels raised there (exit code kept).
+    """
+    path = socket_path(folder, key)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(START_TIMEOUT_S)
+        try:
+            sock.connect(str(path))
+            if peer_uid(sock) != os.getuid():
+                return None
+            umask = os.umask(0o022)
+            os.umask(umask)
+            send_line(sock, {"key": key, "kind": kind, "opts": opts, "cwd": os.getcwd(), "umask": umask})
+            stream = sock.makefile("rb")
+            if read_line(stream).get("started") is not True:
+                return None
+            sock.settimeout(None)  # working: the kernels take what they take (Ctrl-C still interrupts)
+            answer = read_line(stream)
+        except (OSError, ValueError):
+            return None
+    finally:
+        sock.close()
+    if isinstance(answer.get("doc"), dict):
+        return answer["doc"]
+    err = answer.get("error")
+    if isinstance(err, dict) and isinstance(answer.get("exit_code"), int):
+        from ..control.protocol import error_from_dict
+
+        exc = error_from_dict(err)
+        exc.exit_code = answer["exit_code"]
+        raise exc
+    return None
+
+
+def error_answer(exc: EdgeorchError) -> dict[str, Any]:
+    """What a server sends for an edgeorch error: the protocol's error body and the exit code."""
+    return {"error": exc.to_dict(), "exit_code": exc.exit_code}
+
+
+# -- starting one -------------------------------------------------------------------------------------------------
+
+def held(lock: Path) -> bool:
+    """Whether a process holds ``lock`` (a server starting or serving under that key)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def retire_extra(folder: Path, *, keep: int = MAX_SERVERS - 1) -> None:
+    """Remove the sockets of all but the ``keep`` most recently used servers (each exits once it sees it)."""
+    socks = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("kernels-") and entry.name.endswith(".sock"):
+            try:
+                socks.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+            except OSError:
+                continue
+    for _, path in sorted(socks, reverse=True)[keep:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def start_server(folder: Path, key: str, cache_dir: str, idle_s: float) -> bool:
+    """Start the server for ``key`` in the background unless one holds its lock; True when one was started.
+
+    Detached (a session of its own, no terminal, stdin/stdout closed); its
+    messages go to ``kernels-<key>.log`` in ``folder``.
+    """
+    if held(lock_path(folder, key)):
+        return False
+    retire_extra(folder)
+    try:
+        log = open(folder / f"kernels-{key}.log", "wb")
+    except OSError:
+        return False
+    try:
+        subprocess.Popen([sys.executable, "-m", "edgeorch.kernels.server", str(folder), key, cache_dir, repr(idle_s)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                         cwd="/")
+    except OSError:
+        return False
+    finally:
+        log.close()
+    return True
