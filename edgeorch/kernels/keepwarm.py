@@ -12,7 +12,7 @@ suites). What a user sees is the same document, output files, message and
 exit code either way: only where the work is done changes.
 
 **Which commands are served**: the three kernel commands on files (no
-differentially private release: it writes a privacy ledger; no reference
+differentially private release: it writes a privacy ledger, ``Kind.served``; no reference
 ``baseline:`` or ``model:``: it reads a state file), whose files add up to at
 most :data:`SERVED_MAX_BYTES` (a long job shows its progress line, which only
 its own process can draw; the import is a small part of it anyway).
@@ -62,7 +62,6 @@ ENV = "EDGEORCH_KEEP_WARM"
 """Overrides ``[kernels] keep_warm`` (a duration; ``0`` is off)."""
 
 DEFAULT_KEEP_WARM_S = 600.0
-SERVED_KINDS = frozenset({"profile", "drift", "fairness"})
 SERVED_MAX_BYTES = 64 << 20
 """Files larger than this in all are worked on by the command itself (its progress line shows)."""
 PATH_OPTIONS = ("input", "reference", "current", "reference_profile")
@@ -79,14 +78,14 @@ PACKAGE = Path(__file__).resolve().parents[1]
 def server_folder(environ: dict[str, str] | None = None) -> Path | None:
     """This user's private folder for the servers' sockets, made when missing; None when it is not private.
 
-    ``$XDG_RUNTIME_DIR/edgeorch`` when that variable names a folder, else
-    ``<tempdir>/edgeorch-<uid>``. Private means: a folder (not a link),
+    ``$XDG_RUNTIME_DIR/edgeorch`` when that variable names a folder of this
+    uid's, else ``<tempdir>/edgeorch-<uid>``. Private means: a folder (not a link),
     owned by this uid, with no access for group or others; anything else
     (another user made it first in a shared /tmp) turns the servers off.
     """
     env = os.environ if environ is None else environ
     base = env.get("XDG_RUNTIME_DIR", "")
-    folder = (Path(base) / "edgeorch" if base and os.path.isdir(base)
+    folder = (Path(base) / "edgeorch" if base and _owned_folder(base)  # not another user's (sudo keeps it)
               else Path(tempfile.gettempdir()) / f"edgeorch-{os.getuid()}")
     try:
         os.mkdir(folder, 0o700)
@@ -101,6 +100,14 @@ def server_folder(environ: dict[str, str] | None = None) -> Path | None:
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
     return folder
+
+
+def _owned_folder(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
 
 
 def server_key(cache_dir: str, environ: dict[str, str] | None = None) -> str:
@@ -133,8 +140,14 @@ def lock_path(folder: Path, key: str) -> Path:
 
 
 def served(kind: str, opts: dict[str, Any]) -> bool:
-    """Whether a server may do this request (see the module's doc): the kind, no store reference, small files."""
-    if kind not in SERVED_KINDS:
+    """Whether a server may do this request (see the module's doc): a kind that may be served (``Kind.served``),
+    no store reference, small files."""
+    from .kinds import get_kind
+
+    try:
+        if not get_kind(kind).served:
+            return False
+    except EdgeorchError:  # not a kind at all
         return False
     total = 0
     for key in PATH_OPTIONS:
@@ -213,15 +226,43 @@ def ask(kind: str, opts: dict[str, Any], *, folder: Path, key: str) -> dict[str,
     finally:
         sock.close()
     if isinstance(answer.get("doc"), dict):
+        _warn(answer.get("warnings"))
         return answer["doc"]
     err = answer.get("error")
     if isinstance(err, dict) and isinstance(answer.get("exit_code"), int):
         from ..control.protocol import error_from_dict
 
+        _warn(answer.get("warnings"))
+
         exc = error_from_dict(err)
         exc.exit_code = answer["exit_code"]
         raise exc
     return None
+
+
+def caught_warnings(caught: list[Any]) -> list[dict[str, Any]]:
+    """The warnings the kernels raised in a server (``warnings.catch_warnings(record=True)``), to send."""
+    return [{"category": w.category.__name__, "message": str(w.message), "filename": str(w.filename),
+             "lineno": int(w.lineno or 0)} for w in caught]
+
+
+def _warn(items: Any) -> None:
+    """Raise again, in the command, the warnings the kernels raised in the server: the command's own warning
+    filters decide what shows (``-W``, ``PYTHONWARNINGS``), as when the kernels ran in it. A category that is
+    not a builtin warning is shown as a ``UserWarning``."""
+    import builtins
+    import warnings
+
+    registry: dict[Any, Any] = {}  # a fresh process's: each warning once per place, as the default filter does
+    for w in items if isinstance(items, list) else []:
+        try:
+            category = getattr(builtins, str(w["category"]), UserWarning)
+            if not (isinstance(category, type) and issubclass(category, Warning)):
+                category = UserWarning
+            warnings.warn_explicit(str(w["message"]), category, str(w["filename"]), int(w["lineno"]),
+                                   registry=registry)
+        except (KeyError, TypeError, ValueError):
+            continue
 
 
 def error_answer(exc: EdgeorchError) -> dict[str, Any]:

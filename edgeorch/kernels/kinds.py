@@ -46,6 +46,9 @@ class Kind:
     checked and coerced; it raises an :class:`EdgeorchError` on bad data.
     ``numbers`` names the options that take a number (``int`` or ``float``):
     a placeholder filled with ``"0.2"`` becomes ``0.2`` before the check.
+    ``served``: a kernel server may run it for a command (:mod:`.keepwarm`);
+    False for a kind that reads or writes the state file (a privacy ledger),
+    which only the command's own process, holding its config, may do.
     """
 
     name: str
@@ -54,6 +57,7 @@ class Kind:
     check: Callable[[TableReader], None]
     run: Callable[[dict[str, Any], Any], dict[str, Any]] = field(repr=False)
     numbers: Mapping[str, type] = field(default_factory=dict)
+    served: bool = True
 
 
 _REGISTRY: dict[str, Kind] = {}
@@ -270,6 +274,7 @@ register_kind(Kind(
     run=tasks.run_dp_profile,
     numbers={"epsilon": float, "budget": float, "delta": float, "budget_delta": float, "contributions": int,
              "bins": int},
+    served=False,  # charges the ledger in the state file
 ))
 
 

@@ -33,6 +33,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +119,21 @@ def _serve_one(conn: socket.socket, key: str, cache_dir: str) -> tuple[bool, str
         return True, f"not served: {kind!r}"
     keepwarm.send_line(conn, {"started": True})
     conn.settimeout(None)
-    try:
-        from .kinds import run_task
+    with warnings.catch_warnings(record=True) as caught:  # shown by the command, under its own filters
+        warnings.simplefilter("always")
+        try:
+            from .kinds import run_task
 
-        answer: dict[str, Any] = {"doc": run_task(kind, opts)}  # type: ignore[arg-type]
-        what = f"served {kind}"
-    except EdgeorchError as exc:
-        answer, what = keepwarm.error_answer(exc), f"served {kind}: exit {exc.exit_code}"
-    except Exception:  # noqa: BLE001 - the command redoes it and meets the fault itself
-        traceback.print_exc()
-        answer, what = {"internal": True}, f"{kind}: internal error, left to the command"
-    finally:
-        os.chdir("/")
+            answer: dict[str, Any] = {"doc": run_task(kind, opts)}  # type: ignore[arg-type]
+            what = f"served {kind}"
+        except EdgeorchError as exc:
+            answer, what = keepwarm.error_answer(exc), f"served {kind}: exit {exc.exit_code}"
+        except Exception:  # noqa: BLE001 - the command redoes it and meets the fault itself
+            traceback.print_exc()
+            answer, what = {"internal": True}, f"{kind}: internal error, left to the command"
+        finally:
+            os.chdir("/")
+    answer["warnings"] = keepwarm.caught_warnings(caught)
     try:
         keepwarm.send_line(conn, answer)
     except (OSError, ValueError):

@@ -1,0 +1,126 @@
+"""The kernel server's client-side rules (edgeorch/kernels/keepwarm.py): where, which key, what is served."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeorch.kernels import keepwarm
+
+
+def test_the_server_folder_is_made_private_and_refused_when_it_is_not(tmp_path: Path) -> None:
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    folder = keepwarm.server_folder(env)
+    assert folder == tmp_path / "edgeorch" and folder.stat().st_mode & 0o777 == 0o700
+    os.chmod(folder, 0o755)  # others may enter: a socket there could be replaced or listed
+    assert keepwarm.server_folder(env) is None
+    os.chmod(folder, 0o700)
+    folder.rmdir()
+    folder.symlink_to(tmp_path)  # a link, even to a folder of ours
+    assert keepwarm.server_folder(env) is None
+
+
+def test_a_runtime_folder_of_another_user_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo edgeorch profile` keeps the user's XDG_RUNTIME_DIR: root's folder made there would shut the user's
+    own servers out (not private to them). Another uid's runtime folder is passed over for the temp folder."""
+    monkeypatch.setattr(keepwarm.os, "getuid", lambda: os.geteuid() + 1)
+    monkeypatch.setattr(keepwarm.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert keepwarm._owned_folder(str(tmp_path)) is False
+    keepwarm.server_folder({"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert not (tmp_path / "edgeorch").exists()
+
+
+def test_the_key_changes_with_the_code_the_cache_and_the_environment(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "edgeorch"
+    (pkg / "kernels").mkdir(parents=True)
+    (pkg / "kernels" / "stats.py").write_text("x = 1\n")
+    monkeypatch.setattr(keepwarm, "PACKAGE", pkg)
+    env = {"NUMBA_NUM_THREADS": "2", "HOME": "/h"}
+    key = keepwarm.server_key("/cache", env)
+    assert keepwarm.server_key("/cache", env) == key
+    assert keepwarm.server_key("/cache", {**env, "HOME": "/other", "EDGEORCH_KEEP_WARM": "1s"}) == key
+    assert keepwarm.server_key("/other-cache", env) != key
+    assert keepwarm.server_key("/cache", {**env, "NUMBA_NUM_THREADS": "1"}) != key
+    assert keepwarm.server_key("/cache", {**env, "EDGEORCH_OUTPUT_DIR": "/o"}) != key
+    st = (pkg / "kernels" / "stats.py").stat()
+    os.utime(pkg / "kernels" / "stats.py", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # an upgrade, an edit
+    assert keepwarm.server_key("/cache", env) != key
+
+
+def test_only_small_file_requests_of_the_three_commands_are_served(tmp_path: Path) -> None:
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    small.write_text("a\n1\n")
+    with open(big, "wb") as f:
+        f.truncate(keepwarm.SERVED_MAX_BYTES + 1)
+    assert keepwarm.served("profile", {"input": str(small)})
+    assert keepwarm.served("drift", {"reference": str(small), "current": str(tmp_path / "missing.csv")})
+    assert not keepwarm.served("profile", {"input": str(big)})
+    assert not keepwarm.served("drift", {"reference": "baseline:nightly", "current": str(small)})
+    assert not keepwarm.served("drift", {"reference": "model:houses@champion", "current": str(small)})
+    assert not keepwarm.served("dp_profile", {"input": str(small)})
+    assert keepwarm.served("profile", {"input": "bad\0path"})  # stat raises ValueError: the server says what is wrong
+
+
+@pytest.mark.parametrize("env, configured, expected", [
+    ({}, None, keepwarm.DEFAULT_KEEP_WARM_S),
+    ({}, 30.0, 30.0),
+    ({"EDGEORCH_KEEP_WARM": "0"}, 30.0, 0.0),
+    ({"EDGEORCH_KEEP_WARM": "2m"}, None, 120.0),
+    ({"EDGEORCH_KEEP_WARM": "soon"}, 30.0, 30.0),  # a bad override never fails a kernel command
+])
+def test_keep_warm_comes_from_the_environment_then_the_config(env, configured, expected) -> None:
+    assert keepwarm.keep_warm_seconds(configured, env) == expected
+
+
+def test_starting_a_server_retires_all_but_the_most_recently_used(tmp_path: Path) -> None:
+    now = time.time()
+    for i, name in enumerate(["kernels-a.sock", "kernels-b.sock", "kernels-c.sock"]):
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (now - 100 + i, now - 100 + i))
+    (tmp_path / "kernels-a.log").touch()
+    keepwarm.retire_extra(tmp_path, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels-a.log", "kernels-c.sock"]
+
+
+def test_a_held_lock_is_seen_and_a_free_one_is_not(tmp_path: Path) -> None:
+    import fcntl
+
+    lock = tmp_path / "kernels-k.lock"
+    assert not keepwarm.held(lock)  # missing
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        assert not keepwarm.held(lock)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert keepwarm.held(lock)
+    finally:
+        os.close(fd)
+    assert not keepwarm.held(lock)
+
+
+def test_a_warning_raised_in_the_server_is_raised_again_in_the_command() -> None:
+    """A kernel's warning (ks_2samp falling back to asymp) shows on the command's stderr when it runs the kernels
+    itself; a served command raises it again, once per place, under the command's own filters."""
+    import json
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            warnings.warn("ks_2samp: Exact calculation unsuccessful. Switching to method=asymp.", RuntimeWarning)
+        warnings.warn("custom", type("KernelWarning", (UserWarning,), {}))
+    sent = json.loads(json.dumps(keepwarm.caught_warnings(caught)))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")  # Python's own: each warning once per place
+        keepwarm._warn(sent)
+    assert [(type(w.message), str(w.message)) for w in shown] == [
+        (RuntimeWarning, "ks_2samp: Exact calculation unsuccessful. Switching to method=asymp."), (UserWarning, "custom")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the command's filters apply: -W error makes it an error there too
+        with pytest.raises(RuntimeWarning):
+            keepwarm._warn(sent)
+    keepwarm._warn([{"category": "SystemExit", "message": "x"}, "junk", None])  # a bad item is skipped
