@@ -128,6 +128,8 @@ def _serve_one(conn: socket.socket, key: str, cache_dir: str) -> tuple[bool, str
             what = f"served {kind}"
         except EdgeorchError as exc:
             answer, what = keepwarm.error_answer(exc), f"served {kind}: exit {exc.exit_code}"
+        except OSError as exc:  # a file the command reports itself (its path, its exit code)
+            answer, what = {"internal": True}, f"{kind}: {exc}; left to the command"
         except Exception:  # noqa: BLE001 - the command redoes it and meets the fault itself
             traceback.print_exc()
             answer, what = {"internal": True}, f"{kind}: internal error, left to the command"
