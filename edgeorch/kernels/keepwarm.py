@@ -164,10 +164,16 @@ def served(kind: str, opts: dict[str, Any]) -> bool:
 
 
 def keep_warm_seconds(configured: float | None, environ: dict[str, str] | None = None) -> float:
-    """``$EDGEORCH_KEEP_WARM`` when set and valid, else ``configured``, else the default (10 minutes)."""
+    """``$EDGEORCH_KEEP_WARM`` when set and valid, else ``configured``, else the default (10 minutes).
+
+    0 inside a task of edgeorch's (``$EDGEORCH_RUN_ID`` set): a kernel command there runs its kernels
+    itself, on the task's leased cores, under its timeout and its memory bound, and leaves nothing behind.
+    """
     from ..units import parse_duration
 
     env = os.environ if environ is None else environ
+    if env.get("EDGEORCH_RUN_ID"):
+        return 0.0
     raw = env.get(ENV)
     if raw is not None:
         try:

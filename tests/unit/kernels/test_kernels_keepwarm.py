@@ -72,6 +72,8 @@ def test_only_small_file_requests_of_the_three_commands_are_served(tmp_path: Pat
     ({"EDGEORCH_KEEP_WARM": "0"}, 30.0, 0.0),
     ({"EDGEORCH_KEEP_WARM": "2m"}, None, 120.0),
     ({"EDGEORCH_KEEP_WARM": "soon"}, 30.0, 30.0),  # a bad override never fails a kernel command
+    # In a task: never served (the task's leased cores, timeout and memory bound), nothing left behind.
+    ({"EDGEORCH_RUN_ID": "7", "EDGEORCH_KEEP_WARM": "10m"}, 30.0, 0.0),
 ])
 def test_keep_warm_comes_from_the_environment_then_the_config(env, configured, expected) -> None:
     assert keepwarm.keep_warm_seconds(configured, env) == expected
