@@ -35,7 +35,7 @@ run the kernels itself, as it always did: an exception of edgeorch's own
 as it is (:func:`~edgeorch.control.protocol.error_from_dict`, with its exit
 code). At most :data:`MAX_SERVERS` servers per user: starting another
 retires the least recently used (its socket removed; it exits within
-seconds). A lock file held for a server's life keeps two commands from
+seconds), unless that one served in the last minute (then none starts). A lock file held for a server's life keeps two commands from
 starting the same server twice.
 
 Light: imports nothing of numpy or numba (the served command never does).
@@ -53,6 +53,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ STORE_REFERENCES = ("baseline:", "model:")
 START_TIMEOUT_S = 2.0
 """How long a command waits for a server to start its request (it serves one at a time) before doing it itself."""
 MAX_SERVERS = 2
+BUSY_S = 60.0
+"""A server used this recently is not retired to make room for another (:func:`make_room`)."""
 MAX_LINE = 64 << 20
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -293,20 +296,30 @@ def held(lock: Path) -> bool:
         os.close(fd)
 
 
-def retire_extra(folder: Path, *, keep: int = MAX_SERVERS - 1) -> None:
-    """Remove the sockets of all but the ``keep`` most recently used servers (each exits once it sees it)."""
+def make_room(folder: Path, *, keep: int = MAX_SERVERS - 1, now: float | None = None) -> bool:
+    """Retire all but the ``keep`` most recently used servers (their sockets removed: each exits once it sees
+    it); False, retiring none, when one of those to retire served in the last :data:`BUSY_S` seconds.
+
+    So commands alternating between more caches than :data:`MAX_SERVERS` never start and retire a server at
+    every command (each start loads every kernel: seconds of CPU): the later ones do their kernels themselves.
+    """
     socks = []
     for entry in os.scandir(folder):
         if entry.name.startswith("kernels-") and entry.name.endswith(".sock"):
             try:
-                socks.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+                socks.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
             except OSError:
                 continue
-    for _, path in sorted(socks, reverse=True)[keep:]:
+    retire = sorted(socks, reverse=True)[keep:]
+    limit = (time.time() if now is None else now) - BUSY_S
+    if any(used > limit for used, _ in retire):
+        return False
+    for _, path in retire:
         try:
             os.unlink(path)
         except OSError:
             pass
+    return True
 
 
 def start_server(folder: Path, key: str, cache_dir: str, idle_s: float) -> bool:
@@ -315,9 +328,8 @@ def start_server(folder: Path, key: str, cache_dir: str, idle_s: float) -> bool:
     Detached (a session of its own, no terminal, stdin/stdout closed); its
     messages go to ``kernels-<key>.log`` in ``folder``.
     """
-    if held(lock_path(folder, key)):
+    if held(lock_path(folder, key)) or not make_room(folder):
         return False
-    retire_extra(folder)
     try:
         log = open(folder / f"kernels-{key}.log", "wb")
     except OSError:

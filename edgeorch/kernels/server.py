@@ -17,7 +17,7 @@ in the background by a kernel command (:func:`.keepwarm.start_server`):
    (:func:`.kinds.run_task`);
 5. exits after ``IDLE_S`` seconds without a request, at SIGTERM or SIGINT,
    or within :data:`CHECK_S` seconds of its socket being removed or replaced
-   (another server took the name, or :func:`.keepwarm.retire_extra`).
+   (another server took the name, or :func:`.keepwarm.make_room`).
 
 A request whose kernels raise anything but an edgeorch error is answered
 ``internal`` (the traceback goes to the log): the command then does the work
@@ -166,7 +166,7 @@ def serve(folder: Path, key: str, cache_dir: str, idle_s: float) -> int:
             t0 = time.monotonic()
             with conn:
                 try:
-                    os.utime(path, follow_symlinks=False)  # most recently used (keepwarm.retire_extra)
+                    os.utime(path, follow_symlinks=False)  # most recently used (keepwarm.make_room)
                 except (OSError, NotImplementedError):
                     pass
                 try:

@@ -79,13 +79,16 @@ def test_keep_warm_comes_from_the_environment_then_the_config(env, configured, e
     assert keepwarm.keep_warm_seconds(configured, env) == expected
 
 
-def test_starting_a_server_retires_all_but_the_most_recently_used(tmp_path: Path) -> None:
+def test_starting_a_server_retires_all_but_the_most_recently_used_unless_one_is_busy(tmp_path: Path) -> None:
     now = time.time()
     for i, name in enumerate(["kernels-a.sock", "kernels-b.sock", "kernels-c.sock"]):
         (tmp_path / name).touch()
         os.utime(tmp_path / name, (now - 100 + i, now - 100 + i))
     (tmp_path / "kernels-a.log").touch()
-    keepwarm.retire_extra(tmp_path, keep=1)
+    # b served 40 s ago: commands alternate between three caches; none is retired, none started.
+    assert keepwarm.make_room(tmp_path, keep=1, now=now - 100 + 1 + 40) is False
+    assert len(list(tmp_path.glob("*.sock"))) == 3
+    assert keepwarm.make_room(tmp_path, keep=1, now=now) is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels-a.log", "kernels-c.sock"]
 
 
