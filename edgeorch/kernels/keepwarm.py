@@ -49,7 +49,6 @@ import json
 import os
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
@@ -189,9 +188,10 @@ def keep_warm_seconds(configured: float | None, environ: dict[str, str] | None =
 # -- the wire: one JSON line each way, then the answer --------------------------------------------------------------
 
 def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a connected Unix socket (``SO_PEERCRED``)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
+    """The uid of the process at the other end of a connected Unix socket (the control socket's rule)."""
+    from ..control.auth import peer_of
+
+    return peer_of(sock).uid
 
 
 def send_line(sock: socket.socket, doc: dict[str, Any]) -> None:
