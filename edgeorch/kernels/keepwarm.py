@@ -71,6 +71,7 @@ START_TIMEOUT_S = 2.0
 MAX_SERVERS = 2
 BUSY_S = 60.0
 """A server used this recently is not retired to make room for another (:func:`make_room`)."""
+OLD_S = 86400.0
 MAX_LINE = 64 << 20
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -311,15 +312,28 @@ def make_room(folder: Path, *, keep: int = MAX_SERVERS - 1, now: float | None = 
             except OSError:
                 continue
     retire = sorted(socks, reverse=True)[keep:]
-    limit = (time.time() if now is None else now) - BUSY_S
-    if any(used > limit for used, _ in retire):
+    now = time.time() if now is None else now
+    if any(used > now - BUSY_S for used, _ in retire):
         return False
     for _, path in retire:
         try:
             os.unlink(path)
         except OSError:
             pass
+    _forget_old(folder, now)
     return True
+
+
+def _forget_old(folder: Path, now: float) -> None:
+    """Remove the lock and log of servers gone for a day (each edgeorch upgrade or edit makes a new key)."""
+    for lock in folder.glob("kernels-*.lock"):
+        try:
+            if lock.stat().st_mtime > now - OLD_S or held(lock):
+                continue
+            lock.unlink()
+            lock.with_suffix(".log").unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def start_server(folder: Path, key: str, cache_dir: str, idle_s: float) -> bool:

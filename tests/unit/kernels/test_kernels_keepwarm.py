@@ -90,6 +90,14 @@ def test_starting_a_server_retires_all_but_the_most_recently_used_unless_one_is_
     assert len(list(tmp_path.glob("*.sock"))) == 3
     assert keepwarm.make_room(tmp_path, keep=1, now=now) is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels-a.log", "kernels-c.sock"]
+    # The lock and log of a server gone for a day go too; a recent one's stay.
+    for name, age in (("kernels-old", 2 * keepwarm.OLD_S), ("kernels-new", 60)):
+        for suffix in (".lock", ".log"):
+            (tmp_path / (name + suffix)).touch()
+            os.utime(tmp_path / (name + suffix), (now - age, now - age))
+    assert keepwarm.make_room(tmp_path, keep=1, now=now) is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels-a.log", "kernels-c.sock", "kernels-new.lock",
+                                                          "kernels-new.log"]
 
 
 def test_a_held_lock_is_seen_and_a_free_one_is_not(tmp_path: Path) -> None:
