@@ -30,6 +30,11 @@ def _csv_list(text: str | None) -> list[str] | None:
     return items or None
 
 
+_KEEP_WARM_NOTE = ("\n\nThe kernels' imports take ~0.6 s: the first such command leaves a kernel server that does\n"
+                   "the next ones of this user without them, the same output either way ([kernels] keep_warm,\n"
+                   "default 10m; EDGEORCH_KEEP_WARM=0 for none; docs/kernels.md).")
+
+
 def register(subparsers: Any, *, spend: Any = None) -> None:
     """Add ``profile``, ``drift`` and ``fairness`` to an argparse subparsers object.
 
@@ -49,7 +54,7 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                "examples:\n  edgeorch profile data.parquet\n  edgeorch profile data.csv --save ref.profile.json\n"
                "  edgeorch profile data.csv --columns age,income --html profile.html\n"
                "  edgeorch profile people.csv --epsilon 0.5 --dataset people --budget 3 --bounds age=0:100 \\\n"
-               "      --categories city=Paris,Lyon")
+               "      --categories city=Paris,Lyon" + _KEEP_WARM_NOTE)
     p.add_argument("file", metavar="FILE", help="data file to profile")
     p.add_argument("--columns", metavar="A,B", help="comma-separated columns to profile (default: all)")
     p.add_argument("--save", metavar="PATH", help="write the profile as JSON (a drift reference)")
@@ -82,7 +87,7 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                "3 file not found.\n\n"
                "examples:\n  edgeorch drift ref.parquet today.parquet\n"
                "  edgeorch drift ref.profile.json today.csv --json\n"
-               "  edgeorch drift ref.csv cur.csv --method psi --threshold 0.2 --html drift.html")
+               "  edgeorch drift ref.csv cur.csv --method psi --threshold 0.2 --html drift.html" + _KEEP_WARM_NOTE)
     d.add_argument("reference", metavar="REFERENCE", help="reference data file or saved profile (.json)")
     d.add_argument("current", metavar="CURRENT", help="current data file")
     d.add_argument("--columns", metavar="A,B", help="comma-separated columns (default: those in both)")
@@ -104,7 +109,8 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                     "--min-group-size are flagged and left out.",
         epilog="exit status: 0 within limits, 1 a limit is broken, 2 bad usage (unknown column, bad option),\n"
                "3 file not found.\n\n"
-               "example:\n  edgeorch fairness scored.parquet --group sex --group race --label y --prediction y_hat")
+               "example:\n  edgeorch fairness scored.parquet --group sex --group race --label y --prediction y_hat"
+               + _KEEP_WARM_NOTE)
     f.add_argument("file", metavar="FILE", help="data file with group, label and prediction columns")
     f.add_argument("--group", action="append", required=True, metavar="COL",
                    help="sensitive column (repeat, or A,B, for intersections)")
