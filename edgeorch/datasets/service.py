@@ -39,8 +39,12 @@ def take_snapshot(*args: Any, **kwargs: Any) -> Snapshot:
 def record(store: Store, name: str, snap: Snapshot, **origin: Any) -> dict[str, Any]:
     """Record ``snap`` as the next version of ``name`` (``origin``: source, source_path, run_id, task,
     input_id, actor; see ``store.datasets.record_version``). The caller releases the snapshot's pins
-    after its transaction commits."""
-    return version_doc(store.datasets.record_version(name, snap, **origin))
+    after its transaction commits. ``left_out`` in the document: the folders the snapshot did not read
+    (edgeorch's own state below the source; absent when none)."""
+    doc = version_doc(store.datasets.record_version(name, snap, **origin))
+    if snap.left_out:
+        doc["left_out"] = list(snap.left_out)
+    return doc
 
 
 def add(store: Store, objects: ObjectStore, name: str, path: Path, *, compress: bool = False,

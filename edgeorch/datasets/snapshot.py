@@ -18,6 +18,11 @@ Contract:
 - Every object is written atomically (temp + fsync + rename) and the folders
   that received new objects are fsynced before this returns: a version
   committed from the snapshot never names an object a power cut could undo.
+- A folder's own state folder (the object store's ``<state dir>``, or the
+  store itself) below it is left out, never read: ``edgeorch datasets add
+  NAME .`` in a project whose state is ``./var`` would otherwise store the
+  live database (torn while the daemon writes it), its socket (refused) and
+  the store's own objects. :attr:`Snapshot.left_out` names what was.
 - On any error (or ``cancel``), the pins are released and the error raised;
   objects already written are garbage for the next prune. A chunk the store
   cannot take (a full disk) is a :class:`~edgeorch.errors.StateError` naming
@@ -91,6 +96,8 @@ class Snapshot:
     chunks: dict[str, ChunkEntry]
     objects: ObjectStore
     _pinned: list[str] = field(default_factory=list, repr=False)
+    left_out: list[str] = field(default_factory=list)
+    """Folders below the source that were not read (relative, ``/``-separated): edgeorch's own state."""
 
     @property
     def size(self) -> int:
@@ -142,11 +149,14 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
             finally:
                 os.close(dir_fd)
         elif stat_mod.S_ISDIR(st.st_mode):
-            job.total = _tree_size(src)
+            own = _folder_ids([objects.root.parent, objects.root])
+            job.total = _tree_size(src, own)
             root = Path(os.path.realpath(src))
             for dirpath, dirs, files, dir_fd in _walk(root):
-                dirs.sort()
                 rel = Path(dirpath).relative_to(root)
+                for d in _prune(dirs, dir_fd, own):
+                    snap.left_out.append((rel / d).as_posix())
+                dirs.sort()
                 for d in dirs:  # fwalk lists a link to a folder among the folders and never enters it
                     if os.path.islink(os.path.join(dirpath, d)):
                         raise SourceError("is a symbolic link; a dataset holds regular files only and never "
@@ -276,12 +286,42 @@ def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str], int]]:
         yield item
 
 
-def _tree_size(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (for progress; links not followed). Never raises: a part
-    that cannot be read counts nothing here, and the snapshot's own walk refuses it, naming it."""
+def _folder_ids(paths: list[Path]) -> frozenset[tuple[int, int]]:
+    """The (device, inode) of each of ``paths`` that is a folder now."""
+    ids = set()
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        if stat_mod.S_ISDIR(st.st_mode):
+            ids.add((st.st_dev, st.st_ino))
+    return frozenset(ids)
+
+
+def _prune(dirs: list[str], dir_fd: int, skip: frozenset[tuple[int, int]]) -> list[str]:
+    """Take the folders that are one of ``skip`` out of ``dirs`` (in place: a top-down walk then does not enter
+    them); return their names."""
+    out = []
+    for d in list(dirs):
+        try:
+            st = os.stat(d, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in skip:
+            dirs.remove(d)
+            out.append(d)
+    return sorted(out)
+
+
+def _tree_size(root: Path, skip: frozenset[tuple[int, int]] = frozenset()) -> int:
+    """Bytes of the regular files under ``root`` but the folders ``skip`` (for progress; links not followed).
+    Never raises: a part that cannot be read counts nothing here, and the snapshot's own walk refuses it,
+    naming it."""
     total = 0
     try:
-        for _dirpath, _, files, dir_fd in os.fwalk(root, follow_symlinks=False, onerror=lambda exc: None):
+        for _dirpath, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False, onerror=lambda exc: None):
+            _prune(dirs, dir_fd, skip)
             for f in files:
                 try:
                     st = os.stat(f, dir_fd=dir_fd, follow_symlinks=False)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...textui import Progress, format_bytes, format_timestamp, print_json, print_table
+from ...textui import Progress, format_bytes, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
 from . import AddCommand, subcommand_adder
@@ -145,6 +145,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{doc['ref']}: {doc['files']} file(s), {format_bytes(doc['size'])}; "
           f"{format_bytes(doc['new_bytes'])} new on disk{_dedupe_text(doc)}")
+    for folder in doc.get("left_out", []):
+        print(f"left out {printable(folder)}/: edgeorch's own state folder (its database, socket and stored data)")
     return EXIT_OK
 
 

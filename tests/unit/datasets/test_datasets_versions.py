@@ -206,6 +206,28 @@ def test_links_and_special_files_inside_a_folder_are_refused(store, objects, tmp
     assert objects.pinned() == frozenset()  # a failed snapshot holds nothing
 
 
+def test_the_state_folder_below_a_folder_is_left_out_and_said(store, objects, tmp_path):
+    """`edgeorch datasets add NAME .` in a project whose state is ./var read the live database (torn while a
+    daemon writes it), its socket (refused: no snapshot at all) and the store's own objects into the version."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("a\n1\n")
+    add(store, objects, "first", tmp_path / "data")  # the store's objects exist now, below tmp_path/var
+    os.mkfifo(tmp_path / "var" / "a.fifo")  # as a socket would: refused were the folder read
+    doc = add(store, objects, "project", tmp_path)
+    assert doc["left_out"] == ["var"]
+    assert doc["files"] == 1 and doc["size"] == 4
+    # The store's own folder is left out too where no state folder holds it.
+    own = service.object_store(tmp_path / "data" / "state")
+    own.objects.mkdir(parents=True)
+    (own.objects / "ab").write_bytes(b"an object")
+    snap = take_snapshot(tmp_path / "data", own)
+    try:
+        assert snap.left_out == ["state"] and [f.path for f in snap.files] == ["x.csv"]
+    finally:
+        snap.release()
+    assert "left_out" not in add(store, objects, "plain", tmp_path / "data")
+
+
 UNLISTABLE = "/proc/1/map_files"
 
 
