@@ -96,7 +96,7 @@ class Tree:
         return dict(self.env, EDGEORCH_CONFIG=str(self.config_daemon if daemon else self.config), **(extra or {}))
 
     def servers(self) -> list[Path]:
-        folder = self.runtime / "edgeorch"
+        folder = self.runtime / "edgeorch-kernels"
         return sorted(folder.glob("kernels-*.sock")) if folder.is_dir() else []
 
 

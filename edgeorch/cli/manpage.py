@@ -51,6 +51,9 @@ def man_page(parser: argparse.ArgumentParser) -> str:
                  "[control] socket says otherwise."),
             ".TP", ".B XDG_RUNTIME_DIR",
             _esc(f"With a per-user config, the socket is $XDG_RUNTIME_DIR/edgeorch/{SOCKET_NAME}."),
+            ".TP", ".B EDGEORCH_KEEP_WARM",
+            _esc("How long the kernel server that profile, drift and fairness leave behind waits for the next "
+                 "such command (a duration; 0: none); overrides [kernels] keep_warm."),
             ".TP", ".B NOTIFY_SOCKET",
             _esc("Set by systemd (Type=notify): the daemon reports READY, STATUS and the watchdog on it."),
             ".SH FILES",

@@ -19,7 +19,7 @@ its own process can draw; the import is a small part of it anyway).
 
 **Trust.** The server runs as the user who ran the command and serves only
 that user: its socket lies in a folder of theirs that nobody else may enter
-(``$XDG_RUNTIME_DIR/edgeorch``, else ``<tmp>/edgeorch-<uid>``, mode 0700,
+(``$XDG_RUNTIME_DIR/edgeorch-kernels``, else ``<tmp>/edgeorch-kernels-<uid>``, mode 0700,
 checked), and each side checks the other's uid with ``SO_PEERCRED``. A
 server is keyed (:func:`server_key`) by everything that could make its
 answer differ from the command's own: the Python, the edgeorch code (every
@@ -81,15 +81,16 @@ PACKAGE = Path(__file__).resolve().parents[1]
 def server_folder(environ: dict[str, str] | None = None) -> Path | None:
     """This user's private folder for the servers' sockets, made when missing; None when it is not private.
 
-    ``$XDG_RUNTIME_DIR/edgeorch`` when that variable names a folder of this
-    uid's, else ``<tempdir>/edgeorch-<uid>``. Private means: a folder (not a link),
+    ``$XDG_RUNTIME_DIR/edgeorch-kernels`` when that variable names a folder of
+    this uid's, else ``<tempdir>/edgeorch-kernels-<uid>`` (not the daemon's
+    ``$XDG_RUNTIME_DIR/edgeorch``, whose mode is the socket's). Private means: a folder (not a link),
     owned by this uid, with no access for group or others; anything else
     (another user made it first in a shared /tmp) turns the servers off.
     """
     env = os.environ if environ is None else environ
     base = env.get("XDG_RUNTIME_DIR", "")
-    folder = (Path(base) / "edgeorch" if base and _owned_folder(base)  # not another user's (sudo keeps it)
-              else Path(tempfile.gettempdir()) / f"edgeorch-{os.getuid()}")
+    folder = (Path(base) / "edgeorch-kernels" if base and _owned_folder(base)  # not another user's (sudo keeps it)
+              else Path(tempfile.gettempdir()) / f"edgeorch-kernels-{os.getuid()}")
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:

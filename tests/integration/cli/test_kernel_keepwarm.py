@@ -27,7 +27,7 @@ class Servers:
 
     def __init__(self, runtime: Path, work: Path) -> None:
         self.runtime, self.work = runtime, work
-        self.folder = runtime / "edgeorch"
+        self.folder = runtime / "edgeorch-kernels"
         self.env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "EDGEORCH_KEEP_WARM": "60s",
                     "PYTHONPATH": str(REPO)}
         self.env.pop("EDGEORCH_CONFIG", None)

@@ -14,7 +14,7 @@ from edgeorch.kernels import keepwarm
 def test_the_server_folder_is_made_private_and_refused_when_it_is_not(tmp_path: Path) -> None:
     env = {"XDG_RUNTIME_DIR": str(tmp_path)}
     folder = keepwarm.server_folder(env)
-    assert folder == tmp_path / "edgeorch" and folder.stat().st_mode & 0o777 == 0o700
+    assert folder == tmp_path / "edgeorch-kernels" and folder.stat().st_mode & 0o777 == 0o700
     os.chmod(folder, 0o755)  # others may enter: a socket there could be replaced or listed
     assert keepwarm.server_folder(env) is None
     os.chmod(folder, 0o700)
@@ -31,7 +31,7 @@ def test_a_runtime_folder_of_another_user_is_not_used(tmp_path: Path, monkeypatc
     (tmp_path / "tmp").mkdir()
     assert keepwarm._owned_folder(str(tmp_path)) is False
     keepwarm.server_folder({"XDG_RUNTIME_DIR": str(tmp_path)})
-    assert not (tmp_path / "edgeorch").exists()
+    assert not (tmp_path / "edgeorch-kernels").exists()
 
 
 def test_the_key_changes_with_the_code_the_cache_and_the_environment(tmp_path: Path,
