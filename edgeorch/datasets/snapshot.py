@@ -150,6 +150,10 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
                 os.close(dir_fd)
         elif stat_mod.S_ISDIR(st.st_mode):
             own = _folder_ids([objects.root.parent, objects.root])
+            if (st.st_dev, st.st_ino) in own:
+                raise SourceError("is edgeorch's own state folder (its live database, socket and stored data), "
+                                  "not data", file=str(src), expected="a file or folder of data",
+                                  hint="back the state up with sqlite3's .backup (docs/operations.md)")
             job.total = _tree_size(src, own)
             root = Path(os.path.realpath(src))
             for dirpath, dirs, files, dir_fd in _walk(root):

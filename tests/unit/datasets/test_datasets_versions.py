@@ -226,6 +226,10 @@ def test_the_state_folder_below_a_folder_is_left_out_and_said(store, objects, tm
     finally:
         snap.release()
     assert "left_out" not in add(store, objects, "plain", tmp_path / "data")
+    for folder in (tmp_path / "var", tmp_path / "var" / "datasets"):  # the state itself: refused, naming it
+        with pytest.raises(SourceError, match="edgeorch's own state folder") as err:
+            take_snapshot(folder, objects)
+        assert err.value.file == str(folder)
 
 
 UNLISTABLE = "/proc/1/map_files"
