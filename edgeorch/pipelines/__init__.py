@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "pipeline_document": "document", "pipeline_summary": "document",
     "find_cycle": "graph", "topological_order": "graph",
     "MAX_PIPELINE_BYTES": "load", "ValidationReport": "load", "load_pipeline_bytes": "load",
-    "load_pipeline_file": "load", "names_a_file": "load", "not_loaded_error": "load", "pipeline_files": "load",
+    "load_named": "load", "load_pipeline_file": "load", "names_a_file": "load", "not_loaded_error": "load", "pipeline_files": "load",
     "read_pipeline_bytes": "load", "validate_path": "load",
     "coerce_param": "params", "parse_param_args": "params", "resolve_params": "params",
     "PIPELINE_KEYS": "parse", "TASK_KEYS": "parse", "definition_hash": "parse", "parse_pipeline": "parse",
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .load import (
         MAX_PIPELINE_BYTES,
         ValidationReport,
+        load_named,
         load_pipeline_bytes,
         load_pipeline_file,
         names_a_file,
@@ -57,7 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BUILTIN_PLACEHOLDERS", "MAX_PIPELINE_BYTES", "PIPELINE_KEYS", "TASK_KEYS", "FileScan", "FolderScan",
     "PipelineRegistry", "ReloadResult", "ValidationReport", "coerce_param", "definition_hash", "find_cycle",
-    "load_pipeline_bytes", "load_pipeline_file", "names_a_file", "not_loaded_error", "parse_param_args", "parse_pipeline",
+    "load_named", "load_pipeline_bytes", "load_pipeline_file", "names_a_file", "not_loaded_error", "parse_param_args",
+    "parse_pipeline",
     "pipeline_document", "pipeline_summary",
     "pipeline_files", "pipeline_triggers", "placeholder_problem", "read_pipeline_bytes", "resolve_params",
     "substitute", "substitute_deep", "topological_order", "validate_path",

@@ -75,6 +75,41 @@ def validate_path(path: Path) -> ValidationReport:
     return ValidationReport(pipelines, errors, files)
 
 
+def load_named(folder: Path, name: str) -> Pipeline | None:
+    """Pipeline ``name`` of ``folder`` read from its own file alone, when that is sure to be what
+    :func:`validate_path` of the whole folder gives for it; None otherwise (the caller then validates them all).
+
+    ``edgeorch run NAME`` without a daemon parsed and validated every file of the folder to run one (40
+    scheduled pipelines: +75 ms, half of a one-task run). Sure means: ``<folder>/<name>.toml`` loads without
+    an error and is named ``name`` (its stem, the default), and no other entry could also declare that name
+    (which would make the first in file order win): none holds the text ``name``, nor a way TOML has to
+    spell it otherwise (a unicode escape ``\\u``/``\\U``, a line-ending backslash that joins the lines of
+    a multi-line string). Reading the others' bytes costs far less than parsing them; one that cannot be read
+    (a FIFO, a dangling link) leaves the decision to the whole folder's validation, as does a ``name`` that
+    is not a plain file name (``../x`` names no pipeline of the folder).
+    """
+    import re
+
+    if not name or "/" in name or "\0" in name or name.startswith("."):
+        return None
+    own = folder / f"{name}.toml"
+    if not os.path.isfile(own):  # False for any OSError (a name too long), where Path.is_file raises
+        return None
+    needle = name.encode("utf-8", "surrogateescape")
+    spelled_otherwise = re.compile(rb"\\[uU]|\\[ \t]*\r?\n")
+    for file in toml_entries(folder):
+        if file == own:
+            continue
+        try:
+            raw = read_pipeline_bytes(file)
+        except EdgeorchError:
+            return None
+        if needle in raw or spelled_otherwise.search(raw):
+            return None
+    pipe, errors = load_pipeline_file(own)
+    return pipe if pipe is not None and not errors and pipe.name == name else None
+
+
 def names_a_file(ref: str) -> bool:
     """Whether a pipeline reference (``edgeorch run REF``, ``Client.trigger(REF)``) is a pipeline file, not a name:
     it ends in ``.toml`` or names an existing file."""

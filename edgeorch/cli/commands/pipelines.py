@@ -33,12 +33,15 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
     Raises the file's own error when the named pipeline's file is invalid, and
     ``NotFoundError`` (with a close match when there is one) when no file defines it.
     """
-    from ...pipelines import names_a_file, not_loaded_error, validate_path
+    from ...pipelines import load_named, names_a_file, not_loaded_error, validate_path
 
     p = Path(ref)
     if names_a_file(ref):
         report = validate_path(p)
     else:
+        named = load_named(cfg.pipelines_dir, ref)  # its own file alone, when that is sure to be the answer
+        if named is not None:
+            return named
         report = validate_path(cfg.pipelines_dir)
         if ref not in report.pipelines:
             bad = [e for e in report.errors]
