@@ -25,11 +25,12 @@ server is keyed (:func:`server_key`) by everything that could make its
 answer differ from the command's own: the Python, the edgeorch code (every
 module's size and mtime), the numba cache folder, the ``NUMBA_*`` and
 ``EDGEORCH_*`` environment, the uid. A server with another key is another
-server; one that finds its code changed answers ``stale`` and exits.
+server: after an upgrade or an edit the next command asks (and starts) a new
+one, and the old one idles out or is retired.
 
 **Faults.** Anything but a served answer (no server, a refused connection, a
 server that does not start the request within :data:`START_TIMEOUT_S`, a
-stale or broken server, an unexpected exception inside it) makes the command
+broken or refusing server, an unexpected exception inside it) makes the command
 run the kernels itself, as it always did: an exception of edgeorch's own
 (bad data, a missing file, an unknown column) is the one answer passed back
 as it is (:func:`~edgeorch.control.protocol.error_from_dict`, with its exit
@@ -298,16 +299,19 @@ def held(lock: Path) -> bool:
         os.close(fd)
 
 
-def make_room(folder: Path, *, keep: int = MAX_SERVERS - 1, now: float | None = None) -> bool:
-    """Retire all but the ``keep`` most recently used servers (their sockets removed: each exits once it sees
-    it); False, retiring none, when one of those to retire served in the last :data:`BUSY_S` seconds.
+def make_room(folder: Path, key: str = "", *, keep: int = MAX_SERVERS - 1, now: float | None = None) -> bool:
+    """Before the server for ``key`` starts: retire all but the ``keep`` most recently used other servers (their
+    sockets removed: each exits once it sees it); False, retiring none, when one of those to retire served in
+    the last :data:`BUSY_S` seconds. ``key``'s own socket (left by a server that was killed) is not counted:
+    the new server takes its place.
 
     So commands alternating between more caches than :data:`MAX_SERVERS` never start and retire a server at
     every command (each start loads every kernel: seconds of CPU): the later ones do their kernels themselves.
     """
+    own = socket_path(folder, key).name if key else None
     socks = []
     for entry in os.scandir(folder):
-        if entry.name.startswith("kernels-") and entry.name.endswith(".sock"):
+        if entry.name.startswith("kernels-") and entry.name.endswith(".sock") and entry.name != own:
             try:
                 socks.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
             except OSError:
@@ -343,7 +347,7 @@ def start_server(folder: Path, key: str, cache_dir: str, idle_s: float) -> bool:
     Detached (a session of its own, no terminal, stdin/stdout closed); its
     messages go to ``kernels-<key>.log`` in ``folder``.
     """
-    if held(lock_path(folder, key)) or not make_room(folder):
+    if held(lock_path(folder, key)) or not make_room(folder, key):
         return False
     try:
         log = open(folder / f"kernels-{key}.log", "wb")

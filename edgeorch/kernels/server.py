@@ -10,11 +10,11 @@ in the background by a kernel command (:func:`.keepwarm.start_server`):
    first request pays nothing;
 3. listens on ``kernels-KEY.sock`` (bound under a temporary name, listening,
    then renamed into place: a command never meets a socket nobody serves);
-4. serves one request at a time: the requester's uid must be its own; the
-   request's key must be its own and still what the code on disk gives
-   (else it answers ``stale`` and exits); it enters the requester's working
-   folder and umask and runs the task kind as the command would
-   (:func:`.kinds.run_task`);
+4. serves one request at a time: the requester's uid and the request's key
+   must be its own (the command computed the key from the code on disk:
+   after an upgrade or an edit it asks another server, and this one idles
+   out); it enters the requester's working folder and umask and runs the
+   task kind as the command would (:func:`.kinds.run_task`);
 5. exits after ``IDLE_S`` seconds without a request, at SIGTERM or SIGINT,
    or within :data:`CHECK_S` seconds of its socket being removed or replaced
    (another server took the name, or :func:`.keepwarm.make_room`).
@@ -91,21 +91,18 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _serve_one(conn: socket.socket, key: str, cache_dir: str) -> tuple[bool, str]:
-    """Answer one connection: whether to go on (False: the code changed on disk), and what happened (the log's)."""
+def _serve_one(conn: socket.socket, key: str) -> str:
+    """Answer one connection; returns what happened (the log's line)."""
     conn.settimeout(keepwarm.START_TIMEOUT_S)
     if keepwarm.peer_uid(conn) != os.getuid():
-        return True, "refused another user"
+        return "refused another user"
     try:
         req = keepwarm.read_line(conn.makefile("rb"))
     except (OSError, ValueError):
-        return True, "no request"
+        return "no request"
     if req.get("key") != key:
-        keepwarm.send_line(conn, {"stale": True})
-        return True, "another key"
-    if keepwarm.server_key(cache_dir) != key:
-        keepwarm.send_line(conn, {"stale": True})
-        return False, "stale: the code or the environment changed; exiting"
+        keepwarm.send_line(conn, {"refused": True})
+        return "refused another key"
     kind, opts = req.get("kind"), req.get("opts")
     try:
         os.chdir(req["cwd"])  # the command's relative paths, as it would read and write them
@@ -116,7 +113,7 @@ def _serve_one(conn: socket.socket, key: str, cache_dir: str) -> tuple[bool, str
     if not ok:
         os.chdir("/")
         keepwarm.send_line(conn, {"refused": True})
-        return True, f"not served: {kind!r}"
+        return f"not served: {kind!r}"
     keepwarm.send_line(conn, {"started": True})
     conn.settimeout(None)
     with warnings.catch_warnings(record=True) as caught:  # shown by the command, under its own filters
@@ -140,7 +137,7 @@ def _serve_one(conn: socket.socket, key: str, cache_dir: str) -> tuple[bool, str
         keepwarm.send_line(conn, answer)
     except (OSError, ValueError):
         what += " (not sent: the command went away or the document is not JSON)"
-    return True, what
+    return what
 
 
 def serve(folder: Path, key: str, cache_dir: str, idle_s: float) -> int:
@@ -170,13 +167,11 @@ def serve(folder: Path, key: str, cache_dir: str, idle_s: float) -> int:
                 except (OSError, NotImplementedError):
                     pass
                 try:
-                    going, what = _serve_one(conn, key, cache_dir)
+                    what = _serve_one(conn, key)
                 except OSError as exc:
-                    going, what = True, f"connection lost: {exc}"
+                    what = f"connection lost: {exc}"
             last = time.monotonic()
             print(f"{what} ({last - t0:.3f}s)", flush=True)
-            if not going:
-                return 0
             if _identity(path) != mine:
                 return 0
     finally:

@@ -100,6 +100,18 @@ def test_starting_a_server_retires_all_but_the_most_recently_used_unless_one_is_
                                                           "kernels-new.log"]
 
 
+def test_a_killed_servers_own_socket_does_not_keep_its_restart_from_making_room(tmp_path: Path) -> None:
+    """b was killed 30 s ago (kill -9 leaves its socket): its next start must not count that socket as a busy
+    server that may not be retired, or b never comes back while c is used."""
+    now = time.time()
+    for name, used in (("kernels-a.sock", now - 1000), ("kernels-b.sock", now - 30), ("kernels-c.sock", now - 20)):
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (used, used))
+    assert keepwarm.make_room(tmp_path, "a-new", keep=1, now=now) is False  # another key: b and c count, b busy
+    assert keepwarm.make_room(tmp_path, "b", keep=1, now=now) is True  # b's own: a retired, b's taken over
+    assert sorted(p.name for p in tmp_path.glob("*.sock")) == ["kernels-b.sock", "kernels-c.sock"]
+
+
 def test_a_held_lock_is_seen_and_a_free_one_is_not(tmp_path: Path) -> None:
     import fcntl
 
