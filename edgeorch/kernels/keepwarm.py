@@ -36,8 +36,9 @@ run the kernels itself, as it always did: an exception of edgeorch's own
 as it is (:func:`~edgeorch.control.protocol.error_from_dict`, with its exit
 code). At most :data:`MAX_SERVERS` servers per user: starting another
 retires the least recently used (its socket removed; it exits within
-seconds), unless that one served in the last minute (then none starts). A lock file held for a server's life keeps two commands from
-starting the same server twice.
+seconds), unless that one served in the last minute (then none starts). A
+lock file held for a server's life keeps two commands from starting the
+same server twice.
 
 Light: imports nothing of numpy or numba (the served command never does).
 """
@@ -198,7 +199,10 @@ def peer_uid(sock: socket.socket) -> int:
 
 
 def send_line(sock: socket.socket, doc: dict[str, Any]) -> None:
-    sock.sendall(json.dumps(doc, allow_nan=False).encode() + b"\n")
+    """``doc`` as one line, written as the control protocol writes its messages (ValueError on non-JSON content)."""
+    from ..control.protocol import encode
+
+    sock.sendall(encode(doc))
 
 
 def read_line(stream: Any) -> dict[str, Any]:

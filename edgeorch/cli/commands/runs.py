@@ -123,7 +123,8 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     raw_params = parse_param_args(args.param or [])
     pipeline = find_pipeline(backend.cfg, args.pipeline)
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-        print(f"running {pipeline.name} ({len(pipeline.tasks)} task(s)) with state in {backend.cfg.state_dir}", flush=True)
+        print(f"running {pipeline.name} ({len(pipeline.tasks)} task(s)) with state in {backend.cfg.state_dir}",
+              flush=True)
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequest, RunRequests

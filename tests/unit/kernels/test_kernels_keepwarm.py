@@ -143,7 +143,8 @@ def test_a_warning_raised_in_the_server_is_raised_again_in_the_command() -> None
         warnings.simplefilter("default")  # Python's own: each warning once per place
         keepwarm._warn(sent)
     assert [(type(w.message), str(w.message)) for w in shown] == [
-        (RuntimeWarning, "ks_2samp: Exact calculation unsuccessful. Switching to method=asymp."), (UserWarning, "custom")]
+        (RuntimeWarning, "ks_2samp: Exact calculation unsuccessful. Switching to method=asymp."),
+        (UserWarning, "custom")]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the command's filters apply: -W error makes it an error there too
         with pytest.raises(RuntimeWarning):
