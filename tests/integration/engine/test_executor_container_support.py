@@ -142,9 +142,10 @@ def test_a_stop_of_a_forwarding_leader_signals_the_leader_alone(tmp_path):
         try:
             # The leader passes the stop on (as USR1, to tell it from a SIGTERM of the shim's) and ends with its code.
             script = _CHILDREN.format(up=up) + ("trap 'echo leader TERM; kill -USR1 $a $b; wait $a; wait $b; exit 5' TERM;"
-                                                " while true; do sleep 0.05; done")
+                                                " echo > {up}.0; while true; do sleep 0.05; done").format(up=up)
             p.ex.spawn(_forwarding(tmp_path, 1, script))
-            await until(lambda: 1 in p.started and Path(f"{up}.1").exists() and Path(f"{up}.2").exists(),
+            # Stopped once all three are up, the leader's trap included (a stop before it would kill the leader).
+            await until(lambda: 1 in p.started and all(Path(f"{up}.{i}").exists() for i in range(3)),
                         what="the start")
             p.ex.stop(1)
             await until(lambda: 1 in p.exited, what="the end")
@@ -164,9 +165,11 @@ def test_what_a_forwarding_leader_leaves_behind_gets_sigterm_when_it_ends(tmp_pa
         p = Probe(asyncio.get_running_loop())
         try:
             # The leader ends on the stop without passing it on: its children then get the SIGTERM from the shim.
-            script = _CHILDREN.format(up=up) + "trap 'echo leader TERM; exit 6' TERM; while true; do sleep 0.05; done"
+            script = _CHILDREN.format(up=up) + (f"trap 'echo leader TERM; exit 6' TERM; echo > {up}.0;"
+                                                " while true; do sleep 0.05; done")
             p.ex.spawn(_forwarding(tmp_path, 1, script))
-            await until(lambda: 1 in p.started and Path(f"{up}.1").exists() and Path(f"{up}.2").exists(),
+            # Stopped once all three are up, the leader's trap included (a stop before it would kill the leader).
+            await until(lambda: 1 in p.started and all(Path(f"{up}.{i}").exists() for i in range(3)),
                         what="the start")
             p.ex.stop(1)
             await until(lambda: 1 in p.exited, what="the end")
