@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..textui import format_bytes
+from ..textui import format_bytes, printable
 
 
 def label(fields: dict[str, Any]) -> str:
-    """One line naming a node: what it is, its hashes, its state."""
+    """One line naming a node: what it is, its hashes, its state; made :func:`~edgeorch.textui.printable`
+    (a path is a task's or a dropped file's name: a control character or a bidi override in it comes
+    escaped, and cannot forge a line of the tree)."""
+    return printable(_describe(fields))
+
+
+def _describe(fields: dict[str, Any]) -> str:
     kind = fields["kind"]
     if kind == "run":
         params = json.dumps(fields["params"], sort_keys=True) if fields["params"] else "{}"

@@ -191,7 +191,7 @@ class _ProgressPrinter:
         if self.enabled and ev.get("kind") == "model":
             from ...models.views import event_line
 
-            print(f"{time.strftime('%H:%M:%S', time.localtime(ev['ts']))}  {event_line(ev)}", flush=True)
+            print(f"{time.strftime('%H:%M:%S', time.localtime(ev['ts']))}  {printable(event_line(ev))}", flush=True)
             return
         if not self.enabled or ev.get("kind") != "task":
             return
@@ -206,7 +206,7 @@ class _ProgressPrinter:
             return
         took = ev["ts"] - self.started[name] if name in self.started else None
         detail = f" in {format_duration(took)}" if took is not None else ""
-        reason = f": {ev['reason']}" if ev.get("reason") else ""
+        reason = f": {printable(ev['reason'])}" if ev.get("reason") else ""  # a task's last line: its own text
         trunc = " (log truncated at cap)" if ev.get("log_truncated") else ""
         mark = STATE_MARKS.get(state, state)
         if state == "retry_wait":  # the attempt failed and another follows: "retry wait in 0.0s" read as the wait
