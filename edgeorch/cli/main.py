@@ -13,6 +13,7 @@ import argparse
 import gc as garbage_collector  # `gc` is the command module below
 import os
 import sys
+from collections.abc import Callable
 
 from .. import __version__
 from ..errors import EdgeorchError, UsageError
@@ -40,13 +41,14 @@ def build_parser(only: str | None = None) -> Parser:
     """
     parser = Parser(prog="edgeorch", description="A single-machine orchestrator for ML and data pipelines.")
     parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub: argparse._SubParsersAction[Parser] | OneCommand = parser.add_subparsers(dest="command", metavar="COMMAND")
     if only is not None:
         sub = OneCommand(sub, only)
 
     add = subcommand_adder(sub)
     for group in GROUPS:
         group.register(add)
+    register_kernels: Callable[..., None] | None
     try:
         from ..kernels.cli import register as register_kernels
     except ImportError:

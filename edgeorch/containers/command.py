@@ -223,7 +223,8 @@ def exit_as_host(exit_code: int | None, signal: int | None, *, memory: int = 0, 
     an OOM kill reads ``killed: out of memory (memory bound N)``.
     """
     if signal is None and exit_code is not None and SIGNAL_BASE < exit_code <= SIGNAL_BASE + 64:
-        exit_code, signal = None, exit_code - SIGNAL_BASE
+        signal = exit_code - SIGNAL_BASE  # two statements: mypy checks a tuple assignment item by item
+        exit_code = None
     why = oom_reason(exit_code, signal, memory=memory, killed=oom, stopped=stopped)
     if why is not None or signal is not None or exit_code is None:
         return exit_code, signal, why

@@ -194,8 +194,8 @@ class Daemon:
                 watchdog.cancel()
             if self.engine.fatal_error is not None:
                 # Fail-stop: nothing more can be recorded. Tasks go on; the next start collects them.
-                err = self.engine.fatal_error
-                message = err.render() if isinstance(err, EdgeorchError) else repr(err)
+                fatal = self.engine.fatal_error
+                message = fatal.render() if isinstance(fatal, EdgeorchError) else repr(fatal)
                 notify({"STOPPING": 1, "STATUS": f"stopped: {message}"})
                 log.error("stopping after a fatal engine error: %s", message)
                 print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
@@ -298,6 +298,7 @@ class Daemon:
             self._warn_unsatisfiable()
             if self.triggers is not None:
                 if watches_changed:
+                    assert new_watches is not None  # watches_changed says so
                     self.config = replace(self.config, watches=new_watches)
                 self.triggers.reload(self.config)
             if self.monitors is not None:

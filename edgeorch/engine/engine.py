@@ -714,6 +714,7 @@ class Engine:
                 self._arm_timeout(la)
             else:
                 assert adoption.exit is not None
+                assert self.loop is not None  # start() set it before recovering
                 self.loop.call_soon(self._on_exited, a["id"], adoption.exit)
 
     def _restore_lease(self, a: dict[str, Any]) -> None:

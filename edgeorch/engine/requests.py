@@ -62,8 +62,11 @@ class RunRows(Protocol):
 class StoredRuns(Protocol):
     """The part of the store the front door reads: pauses, and a run's pipeline (for resume)."""
 
-    pipelines: PausedPipelines
-    runs: RunRows
+    @property
+    def pipelines(self) -> PausedPipelines: ...  # read-only: the front door never sets them
+
+    @property
+    def runs(self) -> RunRows: ...
 
 
 class Submitter(Protocol):
@@ -75,7 +78,9 @@ class Submitter(Protocol):
     """
 
     accepting: bool
-    store: StoredRuns
+
+    @property
+    def store(self) -> StoredRuns: ...  # read-only: the front door never sets it
 
     def check_resources(self, pipeline: Pipeline) -> None: ...
 

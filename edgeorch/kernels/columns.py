@@ -114,7 +114,9 @@ def numeric_from_numpy(arr: np.ndarray, nulls: int = 0) -> NumericBatch:
 
 
 def categorical_from_strings(values: list[str], nulls: int = 0, dtype: str = "string") -> CategoricalBatch:
-    uniq, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True) if values else ([], [])
+    if not values:
+        return CategoricalBatch([], np.asarray([], dtype=np.int64), nulls, dtype)
+    uniq, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True)
     return CategoricalBatch([str(u) for u in uniq], np.asarray(counts, dtype=np.int64), nulls, dtype)
 
 

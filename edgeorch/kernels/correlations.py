@@ -20,7 +20,7 @@ Inputs are a mapping of column name to values; results are
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,7 @@ def _codes(values: Sequence[Any]) -> tuple[np.ndarray, int]:
     return np.fromiter((pos[k] if k is not None else -1 for k in keys), dtype=np.int64, count=len(keys)), len(uniq)
 
 
-def cramers_v(columns: Mapping[str, Sequence[Any]]) -> Correlations:
+def cramers_v(columns: Mapping[str, Iterable[Any]]) -> Correlations:
     """Cramér's V between categorical columns (see the module docstring)."""
     names = list(columns)
     coded = [_codes(list(columns[n])) for n in names]

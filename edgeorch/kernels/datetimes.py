@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -176,6 +176,7 @@ def iso(ns: int | float | None, tz: str | None = None, *, date: bool = False) ->
         return str(np.datetime64(ns, "ns").astype("datetime64[D]"))
     off, suffix = _offset_ns(ns, tz)
     local = ns + off
+    unit: Literal["s", "ms", "us", "ns"]
     unit = "s" if local % NS_PER_S == 0 else "ms" if local % 1_000_000 == 0 else "us" if local % 1000 == 0 else "ns"
     return str(np.datetime_as_string(np.datetime64(local, "ns"), unit=unit)) + suffix
 

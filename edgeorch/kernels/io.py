@@ -384,13 +384,15 @@ def _concat(parts: list[Batch]) -> Batch:
                        for p in parts):  # chunks of one datetime column (all-null chunks have no type)
         return DatetimeBatch.of(np.concatenate([p.ns for p in stamped]), nulls, stamped[0].tz,
                                 all(p.dtype == "date" for p in stamped))
-    if all(isinstance(p, NumericBatch) for p in parts):
-        ints = [p for p in parts if p.int_min is not None]
+    numeric = [p for p in parts if isinstance(p, NumericBatch)]
+    if len(numeric) == len(parts):
+        ints = [p for p in numeric if p.int_min is not None]
         dtype = parts[0].dtype if len({p.dtype for p in parts if p.dtype != "empty"}) <= 1 else "float"
-        out = NumericBatch(np.concatenate([p.values for p in parts]), nulls, dtype)
-        if ints and len(ints) == len([p for p in parts if len(p.values)]):
-            out.int_min = min(p.int_min for p in ints)  # type: ignore[type-var]
-            out.int_max = max(p.int_max for p in ints)  # type: ignore[type-var]
+        out = NumericBatch(np.concatenate([p.values for p in numeric]), nulls, dtype)
+        if ints and len(ints) == len([p for p in numeric if len(p.values)]):
+            # a batch's int_min and int_max are set together (numeric_from_numpy, DatetimeBatch.of)
+            out.int_min = min(p.int_min for p in ints if p.int_min is not None)
+            out.int_max = max(p.int_max for p in ints if p.int_max is not None)
             if any(p.ints is not None for p in ints):  # keep every exact value (small ones are exact as floats)
                 exact = [p.ints if p.ints is not None else p.values.astype(np.int64) for p in ints]
                 kinds = {e.dtype.kind for e in exact}

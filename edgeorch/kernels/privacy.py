@@ -144,12 +144,12 @@ def _measure(make: Callable[[float], Any], data: Any, epsilon: float, contributi
     certifies ``(epsilon, delta)`` directly.
     """
     dp = _opendp()
+    build: Callable[[float], Any] = make
+    d_out: Any = epsilon
     if delta > 0:
-        def build(s: float) -> Any:
+        def approx_dp(s: float) -> Any:
             return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(make(s)), delta)
-        d_out: Any = (epsilon, delta)
-    else:
-        build, d_out = make, epsilon
+        build, d_out = approx_dp, (epsilon, delta)
     scale = dp.binary_search_param(build, d_in=contributions, d_out=d_out)
     meas = build(scale)
     got = meas.map(contributions)

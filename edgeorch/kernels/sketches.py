@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -187,7 +187,7 @@ class QuantileSketch:
         rng.shuffle(vals)
         return QuantileSketch(size, n, vals)
 
-    def quantiles(self, qs: np.ndarray | list[float]) -> list[float | None]:
+    def quantiles(self, qs: np.ndarray | Sequence[float]) -> list[float | None]:
         """Quantiles (numpy ``linear`` method) of the sample; ``None`` when empty."""
         if len(self.values) == 0:
             return [None for _ in qs]

@@ -97,6 +97,7 @@ def _range_row(c: ColumnProfile, bounds: Any) -> dict[str, Any]:
     mx = float("inf") if c.pos_inf else c.max
     below = lo is not None and mn is not None and mn < lo
     above = hi is not None and mx is not None and mx > hi
+    value: float | int | list[float | int | None] | str | None  # an infinite bound reads as text
     value = mn if below else mx if above else [mn, mx]
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         value = str(value)

@@ -187,9 +187,9 @@ def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task
     checks = check_results(store, run_id, upstream_checks(pipeline, task))
     holders: dict[str, Holder] = {}
     if store.models.model(name) is not None:
-        for alias, version in store.models.aliases(name).items():
-            row = store.models.version(name, version)
-            holders[alias] = Holder(version, row["metrics"])
+        for alias, held in store.models.aliases(name).items():
+            row = store.models.version(name, held)
+            holders[alias] = Holder(held, row["metrics"])
     outcomes = evaluate(policy.gates, GateInputs(candidate.metrics, holders, checks))
     verdict = verdict_of(outcomes) if policy.gates else "none"
     inputs = [{"kind": c["kind"], "path": c["path"], "sha256": c["sha256"]}
@@ -201,7 +201,7 @@ def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task
             source={"run_id": run_id, "task": task, "attempt_id": attempt_id, "pipeline": pipeline.name,
                     "content_hash": pipeline.content_hash, "params": dict(params), "inputs": inputs},
             policy=policy.to_dict(), gate_verdict=verdict, actor=actor)
-        decision = None
+        decision: dict[str, Any] | None = None
         against = holders.get(policy.alias)
         if policy.gates:
             summary = gate_summary(name, version["version"], verdict, outcomes, policy.alias, against)

@@ -41,7 +41,7 @@ import re
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..durable import fsync_dir, write_atomic
 from ..errors import EdgeorchError
@@ -133,7 +133,7 @@ class Target(ABC):
                 for p in (*folder.glob(".*.tmp-*"), *folder.glob(".tmp-*")):
                     p.unlink(missing_ok=True)
 
-    def write_weights(self, routes: list[Mapping[str, Any]] | None) -> None:
+    def write_weights(self, routes: Sequence[Mapping[str, Any]] | None) -> None:
         """Write ``weights.json`` (``{"model", "routes": [{alias, version, path, weight}]}``) or remove it (None)."""
         path = self.root / "weights.json"
         if routes is None:

@@ -57,6 +57,7 @@ def why_doc(store: Any, run_id: int) -> dict[str, Any]:
     trigger = run["trigger"] or ""
     started: dict[str, Any]
     if trigger == "schedule":
+        fire: dict[str, Any]
         fire = next((json.loads(e["data"]) for e in events if e["kind"] == "schedule_fire" and e.get("data")), {})
         started = {"kind": "schedule", "fire_time": fire.get("fire_time"), "missed": fire.get("missed")}
     elif trigger.startswith("input:"):

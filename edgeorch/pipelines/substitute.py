@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..tomlcheck import suggest
 
@@ -54,12 +54,12 @@ def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def substitute(text: str, values: dict[str, Any]) -> str:
+def substitute(text: str, values: Mapping[str, Any]) -> str:
     """Replace ``{name}`` placeholders (validated beforehand) with ``values``."""
     return string.Formatter().vformat(text, (), {k: _fmt(v) for k, v in values.items()})
 
 
-def substitute_deep(value: Any, values: dict[str, Any]) -> Any:
+def substitute_deep(value: Any, values: Mapping[str, Any]) -> Any:
     """:func:`substitute` through nested lists and tables (kind options)."""
     if isinstance(value, str):
         return substitute(value, values)

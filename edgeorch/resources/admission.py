@@ -194,7 +194,7 @@ class Admission:
         if self.reader is not None:
             self.reader.close()
 
-    def on_gpu_update(self, callback: Callable[[], None]) -> None:
+    def on_gpu_update(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` (from the GPU worker thread) whenever new GPU readings arrived.
 
         The engine passes ``lambda: loop.call_soon_threadsafe(dispatch)``: a

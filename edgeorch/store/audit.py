@@ -102,7 +102,8 @@ class AuditLog:
         name, or a uid in decimal), ``action`` (exact, or a prefix ending in
         ``*``). ``newest``: the last ``limit`` matching records (still returned in seq order).
         """
-        clauses, args = ["seq > ?"], [after]
+        clauses: list[str] = ["seq > ?"]
+        args: list[Any] = [after]
         if through is not None:
             clauses.append("seq <= ?")
             args.append(through)

@@ -14,6 +14,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, Mapping, Sequence
 
 from ..errors import NotFoundError
@@ -23,7 +24,7 @@ from .events import write_event
 _LIGHT = "id, name, version, created_at, actor, source, sha256, rows, columns, description"
 
 
-def _decode(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _decode(row: Mapping[str, Any] | sqlite3.Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
     d = dict(row)

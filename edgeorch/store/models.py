@@ -48,7 +48,7 @@ OPEN_CANARY_STATES = ("running", "deciding")
 _JSON_COLUMNS = ("metrics", "checks", "params", "inputs", "conditions", "target", "policy", "spec")
 
 
-def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
+def _decode(row: Mapping[str, Any] | sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     for key in _JSON_COLUMNS:
         if key in d and isinstance(d[key], str):
@@ -206,7 +206,8 @@ class Models:
         now = self._db.clock()
         with self._db.transaction():
             dep = self.deployment(deployment_id)
-            sets, args = ["updated_at = ?"], [now]
+            sets: list[str] = ["updated_at = ?"]
+            args: list[Any] = [now]
             if step is not None:
                 sets.append("step = ?")
                 args.append(step)

@@ -111,8 +111,9 @@ class Schedules:
     def _on_fire(self, fire: Fire) -> None:
         store = self.store
         name = fire.pipeline
-        data = {"pipeline": name, "fire_time": iso(fire.fire_time), "action": fire.action, "missed": fire.missed}
-        self.publish(ScheduleFired(self.engine.clock(), name, data["fire_time"], fire.action, fire.missed, fire.reason))
+        fire_time = iso(fire.fire_time)
+        data = {"pipeline": name, "fire_time": fire_time, "action": fire.action, "missed": fire.missed}
+        self.publish(ScheduleFired(self.engine.clock(), name, fire_time, fire.action, fire.missed, fire.reason))
         if fire.action == "start":
             from ..engine.requests import RunRequest  # at call time: the engine package imports triggers
 

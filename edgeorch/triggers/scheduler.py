@@ -200,7 +200,8 @@ class Scheduler:
         finishes, not by the timer. Paused pipelines count (their fires move
         the watermark); failing ones do not. None when nothing is scheduled.
         """
-        times = [self._guard(e, lambda e=e: start_time(e.spec, next_fire(e.spec, e.last_fire)))
+        # _guard calls the lambda at once, in its own iteration: no default argument needed to bind ``e``
+        times = [self._guard(e, lambda: start_time(e.spec, next_fire(e.spec, e.last_fire)))
                  for e in self._entries.values() if e.waiting is None and e.error is None]
         found = [t for t in times if t is not None]
         return min(found) if found else None

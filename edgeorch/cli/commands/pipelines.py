@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 def register(add: AddCommand) -> None:
     p = add("pipelines", cmd_pipelines, "list, show, validate, pause or resume pipelines")
     p.add_argument("action", nargs="?", choices=["list", "show", "validate", "pause", "resume"], help="default: list")
-    p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)"
-                   ).completion = "pipelines"  # edgeorch/cli/cmdtree.py: completed with the pipelines' names
+    name = p.add_argument("name", nargs="?", metavar="NAME", help="pipeline name (validate: a file or folder)")
+    # edgeorch/cli/cmdtree.py: completed with the pipelines' names (an attribute of our own on the Action)
+    setattr(name, "completion", "pipelines")
     p.add_argument("--reason", help="why (recorded with pause)")
 
 

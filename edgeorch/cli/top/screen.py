@@ -21,7 +21,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -144,7 +144,8 @@ class Top:
     def draw(self) -> Any:
         from .render import screen
 
-        lines, title = (), ""
+        lines: Sequence[str] = ()
+        title = ""
         if self.follower is not None:
             lines = self.follower.snapshot()
             f = self.follower

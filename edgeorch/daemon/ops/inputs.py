@@ -20,8 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
 class Watches(Protocol):
     """What the list shows of the trigger service: the drop folders it watches and the ``[[watch]]`` errors."""
 
-    watches: Sequence[Any]
-    watch_errors: Sequence["EdgeorchError"]
+    @property
+    def watches(self) -> Sequence[Any]: ...  # read-only: the ops only read them
+
+    @property
+    def watch_errors(self) -> Sequence["EdgeorchError"]: ...
 
     def held(self) -> dict[int, str]: ...
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 class Schedules(Protocol):
     """What the list shows of the trigger service: each pipeline's schedule and next fire."""
 
-    specs: Mapping[str, Any]
+    @property
+    def specs(self) -> Mapping[str, Any]: ...  # read-only: the ops only read it
 
     def next_fire(self, pipeline: str) -> datetime | None: ...
 

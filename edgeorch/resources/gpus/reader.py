@@ -132,7 +132,7 @@ class GpuReader:
         self._worker = worker
         self._clock = clock
         self.call_timeout = call_timeout
-        self.on_update: Callable[[], None] | None = None
+        self.on_update: Callable[[], object] | None = None  # its return value is ignored
         self._lock = threading.Lock()
         self._latest: GpuSnapshot | None = None
         self._events: list[HealthEvent] = []

@@ -336,10 +336,13 @@ def _spawn_task(req: dict[str, Any], wfd: int) -> int:
     # The dup2s first: wfd itself may be a low number (the shim's fd 0 is closed).
     actions = [(os.POSIX_SPAWN_DUP2, wfd, 1), (os.POSIX_SPAWN_DUP2, wfd, 2),
                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    program = _find_program(argv[0], req["env"])
+    sigdef = (signal.SIGPIPE, signal.SIGXFSZ)
     # (``scheduler=None`` is refused by Python 3.11's posix_spawn: the argument is passed only when set.)
-    policy = {"scheduler": TASK_SCHEDULER} if TASK_SCHEDULER is not None else {}
-    return os.posix_spawn(_find_program(argv[0], req["env"]), argv, req["env"], file_actions=actions, setsid=True,
-                          setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), **policy)
+    if TASK_SCHEDULER is None:
+        return os.posix_spawn(program, argv, req["env"], file_actions=actions, setsid=True, setsigdef=sigdef)
+    return os.posix_spawn(program, argv, req["env"], file_actions=actions, setsid=True, setsigdef=sigdef,
+                          scheduler=TASK_SCHEDULER)
 
 
 def _find_program(program: str, env: dict[str, str]) -> str:

@@ -88,14 +88,16 @@ class AttemptActor:
             won = claim(req["attempt_dir"], {"ray_actor": ctx.get_actor_name() if hasattr(ctx, "get_actor_name") else None,
                                              **where, "stops_tree": True})
         except OSError as exc:
-            return self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(),
-                                "error": f"cannot create {exc.filename}: {exc.strerror}"})
+            self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(),
+                         "error": f"cannot create {exc.filename}: {exc.strerror}"})
+            return None
         if not won:
             owner = read_json(Path(req["attempt_dir"], OWNER)) or {}
             why = "attempt already settled (abandoned by recovery)" if owner.get(ABANDONED) else \
                 "attempt folder already claimed by another supervisor"
-            return self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(), "error": why,
-                                "uncharged": True})
+            self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(), "error": why,
+                         "uncharged": True})
+            return None
         os.makedirs(self.spool, exist_ok=True)
         env = dict(req["env"])
         if wants_gpu(req.get("resources") or {}):
@@ -110,8 +112,9 @@ class AttemptActor:
                 *module_argv("edgeorch.engine.executors.ray.runshim"), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, env=module_env(), close_fds=True)
         except OSError as exc:
-            return self._ended({"exit_code": None, "signal": None, "finished_at": time.time(), "lost": True,
-                                "uncharged": True, "error": f"cannot start the attempt's supervisor: {exc}"})
+            self._ended({"exit_code": None, "signal": None, "finished_at": time.time(), "lost": True,
+                         "uncharged": True, "error": f"cannot start the attempt's supervisor: {exc}"})
+            return None
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(shim_req).encode())
         await self.proc.stdin.drain()

@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ....config import ExecutorConfig
 from ....errors import ConfigError, EdgeorchError
@@ -56,6 +56,11 @@ from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExite
 from ..local.executor import read_exit, settle_unowned
 from ..local.shim import ABANDONED, EXIT, OWNER, write_json_atomically
 from .mapping import actor_name, ray_options
+
+if TYPE_CHECKING:
+    from ray.actor import ActorClass
+
+    from .actor import AttemptActor
 
 log = logging.getLogger("edgeorch.engine.ray")
 
@@ -237,10 +242,12 @@ class RayExecutor(Executor):
         """Create the attempt's actor and follow it; ``on_started`` / ``on_exited`` come on the loop."""
         from .actor import AttemptActor
 
+        # @ray.remote made the class an ActorClass; mypy keeps a decorated class's own type
+        actor_class = cast("ActorClass[AttemptActor]", AttemptActor)
         att = _Attempt(req.attempt_id, req.attempt_dir, req.log_path, None)
         self._atts[req.attempt_id] = att
         try:
-            att.handle = AttemptActor.options(
+            att.handle = actor_class.options(
                 name=actor_name(req.attempt_id), namespace=self.namespace, lifetime="detached", max_restarts=0,
                 max_task_retries=0, **ray_options(req.resources, self._nodes),
             ).remote(_plain(req), self.namespace)
