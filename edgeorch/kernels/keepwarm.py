@@ -147,7 +147,12 @@ def lock_path(folder: Path, key: str) -> Path:
 
 def served(kind: str, opts: dict[str, Any]) -> bool:
     """Whether a server may do this request (see the module's doc): a kind that may be served (``Kind.served``),
-    no store reference, small files."""
+    no store reference, small regular files.
+
+    A path that is neither a regular file nor a folder (a FIFO, a device such as ``/dev/zero``, through a
+    link or not) is left to the command: such a read may never end, or never stop growing, and a server
+    is shared by the user's later commands. (A folder is refused by the kernels' reader at once.)
+    """
     from .kinds import get_kind
 
     try:
@@ -163,9 +168,12 @@ def served(kind: str, opts: dict[str, Any]) -> bool:
         if value.startswith(STORE_REFERENCES):
             return False
         try:
-            total += os.stat(value).st_size
+            st = os.stat(value)
         except (OSError, ValueError):
-            pass  # the server says what is missing, as the command would
+            continue  # the server says what is missing, as the command would
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return False
+        total += st.st_size
     return total <= SERVED_MAX_BYTES
 
 

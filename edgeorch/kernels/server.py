@@ -15,9 +15,12 @@ in the background by a kernel command (:func:`.keepwarm.start_server`):
    after an upgrade or an edit it asks another server, and this one idles
    out); it enters the requester's working folder and umask and runs the
    task kind as the command would (:func:`.kinds.run_task`);
-5. exits after ``IDLE_S`` seconds without a request, at SIGTERM or SIGINT,
-   or within :data:`CHECK_S` seconds of its socket being removed or replaced
-   (another server took the name, or :func:`.keepwarm.make_room`).
+5. exits after ``IDLE_S`` seconds without a request, at SIGTERM or SIGINT
+   (their default action: a handler of Python's would wait for a read
+   stuck in C), within :data:`CHECK_S` seconds of its socket being removed
+   or replaced (another server took the name, or :func:`.keepwarm.make_room`),
+   and at once when the command of the request it is doing goes away
+   (killed, interrupted, timed out: :func:`_end_at_hangup`).
 
 A request whose kernels raise anything but an edgeorch error is answered
 ``internal`` (the traceback goes to the log): the command then does the work
@@ -28,14 +31,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import EdgeorchError
 from . import keepwarm
@@ -91,8 +96,35 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _serve_one(conn: socket.socket, key: str) -> str:
-    """Answer one connection; returns what happened (the log's line)."""
+def _exit_now() -> None:
+    print("the command went away during its request: exiting (the next command starts a fresh server)", flush=True)
+    os._exit(0)
+
+
+def _end_at_hangup(conn: socket.socket, done: threading.Event, on_hangup: Callable[[], None]) -> None:
+    """Call ``on_hangup`` (the server's end) if ``conn``'s command goes away before ``done`` is set.
+
+    The request's work is nobody's then, and it may never end: a path the command checked as a regular file
+    can be a FIFO or a device by the time the server opens it (another user may rename into a shared
+    folder). A server stuck so would hold its lock, and make every later command wait for it before doing
+    its work itself. A thread, because the request runs in C most of the time (pyarrow, numba) where no
+    signal handler of Python's runs.
+    """
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+
+    def watch() -> None:
+        while not done.is_set():
+            if poller.poll(CHECK_S * 250) and not done.is_set():  # milliseconds: a quarter of CHECK_S
+                on_hangup()
+                return
+
+    threading.Thread(target=watch, name="hangup", daemon=True).start()
+
+
+def _serve_one(conn: socket.socket, key: str, on_hangup: Callable[[], None] = _exit_now) -> str:
+    """Answer one connection; returns what happened (the log's line). ``on_hangup``: what ends the server
+    when the command goes away during its request (:func:`_end_at_hangup`; a test passes its own)."""
     conn.settimeout(keepwarm.START_TIMEOUT_S)
     if keepwarm.peer_uid(conn) != os.getuid():
         return "refused another user"
@@ -116,6 +148,8 @@ def _serve_one(conn: socket.socket, key: str) -> str:
         return f"not served: {kind!r}"
     keepwarm.send_line(conn, {"started": True})
     conn.settimeout(None)
+    done = threading.Event()
+    _end_at_hangup(conn, done, on_hangup)
     with warnings.catch_warnings(record=True) as caught:  # shown by the command, under its own filters
         warnings.simplefilter("always")
         try:
@@ -131,6 +165,7 @@ def _serve_one(conn: socket.socket, key: str) -> str:
             traceback.print_exc()
             answer, what = {"internal": True}, f"{kind}: internal error, left to the command"
         finally:
+            done.set()
             os.chdir("/")
     answer["warnings"] = keepwarm.caught_warnings(caught)
     try:
@@ -191,11 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folder, key, cache_dir, idle = Path(args[0]), args[1], args[2], float(args[3])
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # The default actions: the process ends even inside a read in C. Its socket may be left behind: a
+    # command meets a refused connection there and starts another server (keepwarm.make_room removes it).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     return serve(folder, key, cache_dir, idle)
 
 

@@ -153,9 +153,10 @@ def test_a_server_lives_only_while_it_is_wanted_and_a_broken_one_is_never_waited
     assert again.returncode == 0 and json.loads(again.stdout)["kind"] == "profile", again.stderr
     servers.wait_socket()
 
-    # Idle for keep_warm: it exits and removes its socket.
+    # SIGTERM (systemd's stop of a user session, a kill): it ends. Then idle for keep_warm: it exits and
+    # removes its socket.
     [pid] = servers.pids()
-    servers.stop_all()
+    os.kill(pid, signal.SIGTERM)
     servers.wait_gone(pid)
     for s in servers.sockets():
         s.unlink()

@@ -64,6 +64,18 @@ def test_only_small_file_requests_of_the_three_commands_are_served(tmp_path: Pat
     assert not keepwarm.served("drift", {"reference": "model:houses@champion", "current": str(small)})
     assert not keepwarm.served("dp_profile", {"input": str(small)})
     assert keepwarm.served("profile", {"input": "bad\0path"})  # stat raises ValueError: the server says what is wrong
+    assert keepwarm.served("profile", {"input": str(tmp_path)})  # a folder: the reader refuses it at once
+
+
+def test_a_fifo_or_a_device_is_never_served_even_through_a_link(tmp_path: Path) -> None:
+    """Such a read may never end (a FIFO nobody writes) or never stop growing (``/dev/zero``): the command
+    does it itself, and a server shared by the user's later commands is never stuck in it."""
+    fifo, zero = tmp_path / "report.csv", tmp_path / "zero.csv"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    assert not keepwarm.served("profile", {"input": str(fifo)})
+    assert not keepwarm.served("profile", {"input": str(zero)})
+    assert not keepwarm.served("drift", {"reference": "/dev/null", "current": str(zero)})
 
 
 @pytest.mark.parametrize("env, configured, expected", [
@@ -150,3 +162,43 @@ def test_a_warning_raised_in_the_server_is_raised_again_in_the_command() -> None
         with pytest.raises(RuntimeWarning):
             keepwarm._warn(sent)
     keepwarm._warn([{"category": "SystemExit", "message": "x"}, "junk", None])  # a bad item is skipped
+
+
+def test_a_server_ends_when_the_command_of_its_request_goes_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request stuck in C (a file swapped for a FIFO after the command's check) is nobody's once its command
+    is killed: the server ends (and frees its lock) instead of holding up every later command."""
+    import socket
+    import threading
+
+    from edgeorch.kernels import kinds, server
+
+    data = tmp_path / "small.csv"
+    data.write_text("a\n1\n")
+    stuck, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def run_task(kind, opts):  # the kernels' read, blocked
+        stuck.set()
+        release.wait(60)
+        return {}
+
+    monkeypatch.setattr(kinds, "run_task", run_task)
+    here = os.getcwd()
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    try:
+        result: list[str] = []
+        t = threading.Thread(target=lambda: result.append(server._serve_one(ours, "k", on_hangup=ended.set)))
+        t.start()
+        keepwarm.send_line(theirs, {"key": "k", "kind": "profile", "opts": {"input": str(data)}, "cwd": str(tmp_path),
+                                    "umask": 0o022})
+        assert keepwarm.read_line(theirs.makefile("rb")) == {"started": True}
+        assert stuck.wait(30)
+        assert not ended.wait(0.3)  # working, its command waiting: nothing ends
+        theirs.close()  # the command is killed
+        assert ended.wait(30), "the server did not see its command go away"
+        release.set()
+        t.join(30)
+        assert result and result[0].startswith("served profile")
+    finally:
+        release.set()
+        ours.close()
+        os.chdir(here)
