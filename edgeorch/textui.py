@@ -14,12 +14,16 @@ import time
 from typing import Any, Iterable, Sequence, TextIO
 
 
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Controls (C0, DEL, C1), the line and paragraph separators (str.splitlines ends a line there), bidi marks,
+# embeddings, overrides and isolates, lone surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                          "\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
-    """``text`` safe to show on a terminal or in a log: each control character (C0, DEL, C1) and bidi
-    override (which would show a name reversed) as its escape (``\\n``, ``\\x1b``, ``\\u202e``), each
+    """``text`` safe to show on a terminal or in a log: each control character (C0, DEL, C1), line or
+    paragraph separator (U+2028, U+2029) and bidi mark or override (which would show a name reversed) as its
+    escape (``\\n``, ``\\x1b``, ``\\u2028``, ``\\u202e``), each
     lone surrogate (a byte of a file name that is not UTF-8, as ``os.fsdecode`` leaves it) as ``\\xNN``;
     everything else, other scripts included, as it is.
 

@@ -78,8 +78,10 @@ def name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid input name (None when it is).
 
     Refused: undecodable bytes (not UTF-8), control characters (newline, tab,
-    C1 such as U+0085, which ``str.splitlines`` takes for a line end, ...), a leading ``-`` (a task's command would read it as an option), more
-    than 255 bytes, ``/``.
+    C1 such as U+0085, which ``str.splitlines`` takes for a line end, ...), the
+    line and paragraph separators U+2028 and U+2029 (line ends for
+    ``str.splitlines`` too: a batch's list of paths is read with it), a leading
+    ``-`` (a task's command would read it as an option), more than 255 bytes, ``/``.
     """
     try:
         raw = name.encode("utf-8")
@@ -91,6 +93,8 @@ def name_problem(name: str) -> str | None:
         return "the name is not a plain file name"
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):  # C0, DEL, C1 (U+0085 ends a line)
         return "the name contains control characters"
+    if "\u2028" in name or "\u2029" in name:  # str.splitlines ends a line there too: a batch's list of paths
+        return "the name contains a line or paragraph separator (U+2028, U+2029)"
     if name.startswith("-"):
         return "the name starts with '-' (a command would take it for an option)"
     return None

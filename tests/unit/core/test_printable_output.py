@@ -29,6 +29,9 @@ ESC_NAME = "\x1b[2K\x1b[1Agood.csv"  # erase the line, move up: would hide a lin
     ("del\x7f", "del\\x7f"),
     ("c1\x85\x9b", "c1\\x85\\x9b"),  # C1 controls: \x9b is a CSI on some terminals
     ("evil\u202egpj.exe", "evil\\u202egpj.exe"),  # a bidi override shows the name reversed
+    ("rlm\u200f.csv", "rlm\\u200f.csv"),  # a bidi mark too
+    ("a\u2028b\u2029c.csv", "a\\u2028b\\u2029c.csv"),  # line and paragraph separators: splitlines ends lines there
+    *[(t, t) for t in ["\U0001f468\u200d\U0001f469", "\u0645\u06cc\u200c\u0634\u0648\u062f"]],  # joiners are text
     ("\udcff\udcfe.csv", "\\xff\\xfe.csv"),  # bytes that are not UTF-8, as os.fsdecode leaves them
 ])
 def test_printable_escapes_controls_overrides_and_stray_bytes_and_keeps_text(text: str, shown: str) -> None:

@@ -119,6 +119,8 @@ def test_patterns_match_the_file_name(name, patterns, expected):
     ("tab\t.csv", "control characters"),
     ("nel\x85.csv", "control characters"),  # C1: str.splitlines ends a line there (a batch's list of paths)
     ("csi\x9b2J.csv", "control characters"),
+    ("a\u2028..", "line or paragraph separator"),  # splitlines: "a" and "..", two paths of a batch's list
+    ("p\u2029aragraph.csv", "line or paragraph separator"),
     ("-rf.csv", "starts with '-'"),
     ("x" * 256, "longer than 255 bytes"),
     ("bad\udcff.csv", "not valid UTF-8"),
@@ -130,6 +132,7 @@ def test_invalid_names(name, fragment):
 
 def test_valid_names():
     assert name_problem("données 2024-01 (v2).csv") is None
+    assert name_problem("report\u202efdp.csv") is None  # a bidi override is valid in a name: it is shown escaped
 
 
 # -- settling ---------------------------------------------------------------------
