@@ -41,6 +41,8 @@ CONFIG_ENV = "EDGEORCH_CONFIG"
 ROOT_ENV = "EDGEORCH_ROOT"
 """Test-only prefix of the system paths (/etc/edgeorch, /run/edgeorch); unset in production."""
 SOCKET_NAME = "edgeorch.sock"
+FOUND_HERE = "./config.toml"
+"""How :func:`find_config` names a config it found in the working folder (checked: :func:`_read_found_here`)."""
 
 
 @frozen
@@ -307,7 +309,7 @@ def config_candidates() -> list[tuple[Path, str]]:
     Each is ``(path, name)``: the path on this machine now, and how messages,
     ``--help`` and the man page name it.
     """
-    return [(Path("config.toml"), "./config.toml"),
+    return [(Path("config.toml"), FOUND_HERE),
             (user_config_dir() / "config.toml", "$XDG_CONFIG_HOME/edgeorch/config.toml"),
             (system_config_dir() / "config.toml", "/etc/edgeorch/config.toml")]
 
@@ -384,12 +386,48 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if found is None:
         import tomllib
 
-        return parse_config(tomllib.loads(EMBEDDED_DEFAULTS), base=Path.cwd(), file="<embedded defaults>", source=None)
+        cwd = Path.cwd()
+        cfg = parse_config(tomllib.loads(EMBEDDED_DEFAULTS), base=cwd, file="<embedded defaults>", source=None)
+        _check_found_here(cfg, cwd)
+        return cfg
     if not found.exists():
         raise ConfigError(f"config file not found (from {how})", file=str(found))
-    data = load_toml(found, ConfigError)
+    data = _read_found_here(found) if how == FOUND_HERE else load_toml(found, ConfigError)
     cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
     return replace(cfg, runtime_dir=layout_runtime_dir(found))
+
+
+_UNTRUSTED_HINT = ("whoever can write it could run commands as you: run edgeorch from a folder of your own, or name "
+                   "a config you trust with --config (or $EDGEORCH_CONFIG)")
+
+
+def _read_found_here(found: Path) -> dict[str, Any]:
+    """``./config.toml``, parsed, when it may be trusted (:mod:`edgeorch.trust`): found in the working folder, it may
+    be another user's (``/tmp``, a shared folder); ConfigError naming it and why, else."""
+    from .tomlcheck import parse_toml_bytes
+    from .trust import read_trusted
+
+    try:
+        raw = read_trusted(found)
+    except PermissionError as exc:
+        raise ConfigError(f"refusing to use this config file: {exc.strerror}", file=str(found),
+                          hint=_UNTRUSTED_HINT) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", file=str(found)) from None
+    return parse_toml_bytes(raw, found, ConfigError)
+
+
+def _check_found_here(cfg: "Config", cwd: Path) -> None:
+    """The embedded defaults' folders under the working folder (its state, its pipelines) are used only when they
+    may be trusted (:mod:`edgeorch.trust`): run in ``/tmp``, ``./examples/pipelines`` could be another user's."""
+    from .trust import path_problem
+
+    for what, folder in (("state folder", cfg.state_dir), ("pipelines folder", cfg.pipelines_dir)):
+        found = path_problem(folder, cwd)
+        if found is not None:
+            bad, why = found
+            raise ConfigError(f"refusing the embedded defaults' {what} here ({folder}): {why}", file=str(bad),
+                              hint=_UNTRUSTED_HINT)
 
 
 def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | None) -> Config:

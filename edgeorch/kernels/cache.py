@@ -13,6 +13,9 @@ Resolution order (the first writable one wins):
 2. the preferred folder a caller passes: ``<state dir>/numba-cache`` when a
    configuration is known;
 3. ``$XDG_CACHE_HOME/edgeorch/numba``, else ``~/.cache/edgeorch/numba``;
+
+   (2 and 3 only when that folder, and a link to it, is this user's or root's
+   and not writable by every user: :mod:`edgeorch.trust`);
 4. ``<temp dir>/edgeorch-numba-<uid>`` (a home that cannot be written),
    used only when this user owns it (numba's cache files are pickles: a
    folder planted by someone else must never be read), else a fresh private
@@ -24,6 +27,7 @@ This module imports neither numba nor numpy.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,13 +42,17 @@ def user_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return base / "edgeorch" / "numba"
 
 
-def _writable(path: Path) -> bool:
-    """True when ``path`` exists (created here if needed) as a folder this process can write."""
+def _usable(path: Path) -> bool:
+    """True when ``path`` exists (created here if needed) as a folder this process can write and may trust
+    (:func:`edgeorch.trust.ownership_problem`: numba's index files are pickles, a folder another user can write
+    would let them run code in every kernel command)."""
+    from ..trust import path_problem
+
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK) and path_problem(path) is None
 
 
 def numba_cache_dir(preferred: Path | None = None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -59,7 +67,7 @@ def numba_cache_dir(preferred: Path | None = None, environ: Mapping[str, str] = 
         return Path(explicit)
     candidates = [p for p in (preferred, user_cache_dir(environ)) if p is not None]
     for path in candidates:
-        if _writable(path):
+        if _usable(path):
             return path
     return _private_temp_dir()
 
@@ -72,7 +80,8 @@ def _private_temp_dir() -> Path:
     try:
         path.mkdir(mode=0o700, exist_ok=True)
         st = path.lstat()
-        if path.is_dir() and not path.is_symlink() and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0:
+        # In the shared temp folder, stricter than _usable: this user's own real folder, nobody else writing.
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0:
             return path
     except OSError:
         pass

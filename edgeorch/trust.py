@@ -1,0 +1,93 @@
+"""Whose files edgeorch may take code or state from when it finds them by itself: one rule.
+
+A config found in the working folder, the embedded defaults' folders under it
+(``./var``, ``./examples/pipelines``) and numba's cache folders hold what
+becomes commands run as the user (a pipeline's task, a config's paths, numba's
+pickled index files). Found in a folder another user can write (``/tmp``, a
+shared inbox, a colleague's project), they would let that user run code as
+whoever runs ``edgeorch`` there. So such a file or folder is used only when it
+belongs to the user running edgeorch or to root, and not every user may write
+it (a folder with the sticky bit, as ``/tmp``, excepted: others may add to it,
+not replace what is yours in it). Group-writable is allowed: a team's shared
+project is the group's choice, as a umask of 002 is.
+
+What a user names (``--config``, ``$EDGEORCH_CONFIG``) and what lies in their
+own config home or in ``/etc`` is theirs to trust, and is not checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def owner_name(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` when the user database has no name for it."""
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def ownership_problem(st: os.stat_result, uid: int | None = None) -> str | None:
+    """Why a file or folder with status ``st`` may not be trusted by ``uid`` (default: this process's), or None.
+
+    Trusted: owned by ``uid`` or by root, and not writable by every user unless it is a folder with the sticky bit.
+    """
+    me = os.getuid() if uid is None else uid
+    if st.st_uid not in (me, 0):
+        return f"it belongs to {owner_name(st.st_uid)}, not to you or root"
+    if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+        return "every user may write it"
+    return None
+
+
+def path_problem(path: Path, base: Path | None = None) -> tuple[Path, str] | None:
+    """The first of ``base`` and each folder and link from it down to ``path`` (those that exist) that may not be
+    trusted, with why; None when every one may (or none exists yet: what edgeorch creates is the user's).
+
+    ``path`` must lie under ``base`` when ``base`` is given (else only ``path`` itself is checked). A link is
+    checked itself and then what it points to: whoever owns a link chooses where it leads.
+    """
+    chain = [path]
+    if base is not None:
+        try:
+            rel = path.relative_to(base).parts
+            chain = [base.joinpath(*rel[:i]) for i in range(len(rel) + 1)]
+        except ValueError:
+            pass
+    for p in chain:
+        try:
+            lst = os.lstat(p)
+        except OSError:
+            return None  # not there yet: the rest of the chain is what edgeorch makes
+        problem = ownership_problem(lst) if stat.S_ISLNK(lst.st_mode) else None
+        if problem is None:
+            try:
+                problem = ownership_problem(os.stat(p))
+            except OSError:
+                return None
+        if problem is not None:
+            return p, problem
+    return None
+
+
+def read_trusted(path: Path) -> bytes:
+    """The bytes of the regular file ``path``, checked on the descriptor they are read from (no window between the
+    check and the read: a link flipped between two targets cannot pass one and give the other).
+
+    Raises PermissionError (its ``strerror`` the reason) when the file may not be trusted, OSError when it cannot
+    be read or is not a regular file (a FIFO planted there never blocks: it is opened non-blocking).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(0, "not a regular file")
+        problem = ownership_problem(st)
+        if problem is not None:
+            raise PermissionError(0, problem)
+        return f.read()
