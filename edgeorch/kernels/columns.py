@@ -113,6 +113,55 @@ def numeric_from_numpy(arr: np.ndarray, nulls: int = 0) -> NumericBatch:
     raise TypeError(f"not a numeric array: {arr.dtype}")
 
 
+# Numeric types widen in this order when two parts of one column meet.
+_NUMERIC_ORDER = {"boolean": 1, "integer": 2, "float": 3}
+
+
+def merged_dtype(a: str, b: str) -> str:
+    """The type of a column whose values have type ``a`` in one part and ``b`` in another.
+
+    The one rule for a column's type across parts, used both where a file's
+    chunks are joined (``io._concat``) and where profiles merge
+    (``profiling.merge_columns``), so a column has the same type whichever way
+    it was read and in whichever order its parts come:
+
+    - ``empty`` (a part with no value, all nulls) has no type: the other's wins;
+    - numeric types widen: ``boolean`` < ``integer`` < ``float``;
+    - ``date`` with ``datetime`` is ``datetime``;
+    - anything else (numbers with text, text or numbers with instants,
+      ``string`` with ``mixed``) is ``mixed``.
+
+    Symmetric and associative, so folding it over any number of parts gives
+    one answer.
+    """
+    if a == b or b == "empty":
+        return a
+    if a == "empty":
+        return b
+    if a in _NUMERIC_ORDER and b in _NUMERIC_ORDER:
+        return a if _NUMERIC_ORDER[a] > _NUMERIC_ORDER[b] else b
+    if {a, b} == {"date", "datetime"}:
+        return "datetime"
+    return "mixed"
+
+
+def numeric_texts(batch: NumericBatch) -> list[str]:
+    """A numeric batch's values as the text they have in a ``mixed`` column.
+
+    The text :func:`from_python` gives the same values within one chunk
+    (``str`` of the Python value: ``1``, ``2.5``, ``True``, ``nan``), so a
+    number reads the same whichever chunk of a file it came from; integers
+    beyond 2**53 come from the exact ``ints``. Instants are ISO 8601 text.
+    """
+    if isinstance(batch, DatetimeBatch):
+        return [str(datetimes.iso(int(v), batch.tz, date=batch.dtype == "date")) for v in batch.ns]
+    if batch.dtype == "boolean":
+        return [str(bool(v)) for v in batch.values]
+    if batch.dtype == "integer":
+        return [str(int(v)) for v in (batch.ints if batch.ints is not None else batch.values)]
+    return [str(float(v)) for v in batch.values]
+
+
 def categorical_from_strings(values: list[str], nulls: int = 0, dtype: str = "string") -> CategoricalBatch:
     if not values:
         return CategoricalBatch([], np.asarray([], dtype=np.int64), nulls, dtype)

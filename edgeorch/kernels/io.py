@@ -17,6 +17,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -374,21 +375,34 @@ def load_table(src: Any, columns: list[str] | None = None, progress: Any = None)
 
 
 def _concat(parts: list[Batch]) -> Batch:
-    from .columns import CategoricalBatch, DatetimeBatch, NumericBatch, categorical_from_strings
+    """One batch of a column from the batches of its chunks, in file order (JSON lines, ``.npy``).
+
+    The column's type is :func:`.columns.merged_dtype` folded over the
+    chunks' types, the rule merged profiles follow, so neither the chunk
+    order nor the way the file was read changes it: a chunk with no value
+    (``empty``, all nulls) takes the type of the others (all chunks empty:
+    ``empty``); integers with floats are ``float``; numbers with text are a
+    ``mixed`` categorical batch whose numbers read as within one chunk
+    (:func:`.columns.numeric_texts`: ``1``, not ``1.0``).
+    """
+    from .columns import CategoricalBatch, DatetimeBatch, NumericBatch, categorical_from_strings, merged_dtype
+    from .columns import numeric_texts
 
     if len(parts) == 1:
         return parts[0]
     nulls = sum(p.nulls for p in parts)
-    stamped = [p for p in parts if isinstance(p, DatetimeBatch)]
-    if stamped and all(isinstance(p, DatetimeBatch) or (isinstance(p, NumericBatch) and not len(p.values))
-                       for p in parts):  # chunks of one datetime column (all-null chunks have no type)
-        return DatetimeBatch.of(np.concatenate([p.ns for p in stamped]), nulls, stamped[0].tz,
-                                all(p.dtype == "date" for p in stamped))
-    numeric = [p for p in parts if isinstance(p, NumericBatch)]
-    if len(numeric) == len(parts):
-        ints = [p for p in numeric if p.int_min is not None]
-        dtype = parts[0].dtype if len({p.dtype for p in parts if p.dtype != "empty"}) <= 1 else "float"
+    dtype = reduce(merged_dtype, (p.dtype for p in parts))
+    # All-null chunks have no type (an empty NumericBatch): they add nulls, never decide the batch's shape.
+    typed = [p for p in parts if p.dtype != "empty"]
+    if not typed:
+        return NumericBatch(np.zeros(0), nulls, "empty")
+    if all(isinstance(p, DatetimeBatch) for p in typed):  # chunks of one datetime column
+        return DatetimeBatch.of(np.concatenate([p.ns for p in typed]), nulls, typed[0].tz,  # type: ignore[union-attr]
+                                dtype == "date")
+    if all(isinstance(p, NumericBatch) and not isinstance(p, DatetimeBatch) for p in typed):
+        numeric = [p for p in typed if isinstance(p, NumericBatch)]
         out = NumericBatch(np.concatenate([p.values for p in numeric]), nulls, dtype)
+        ints = [p for p in numeric if p.int_min is not None]
         if ints and len(ints) == len([p for p in numeric if len(p.values)]):
             # a batch's int_min and int_max are set together (numeric_from_numpy, DatetimeBatch.of)
             out.int_min = min(p.int_min for p in ints if p.int_min is not None)
@@ -400,14 +414,14 @@ def _concat(parts: list[Batch]) -> Batch:
                     [e.astype(object) for e in exact])  # int64 with uint64 would become float64
         return out
     counts: dict[str, int] = {}
-    for p in parts:
+    for p in typed:
         if isinstance(p, CategoricalBatch):
             for v, c in zip(p.values, p.counts):
                 counts[v] = counts.get(v, 0) + int(c)
         else:
-            for v in p.values:
-                counts[repr(float(v))] = counts.get(repr(float(v)), 0) + 1
-    cb = categorical_from_strings([], nulls, "mixed")
+            for v in numeric_texts(p):
+                counts[v] = counts.get(v, 0) + 1
+    cb = categorical_from_strings([], nulls, dtype)  # "string", or "mixed" when numbers or instants met text
     cb.values = list(counts)
     cb.counts = np.asarray(list(counts.values()), dtype=np.int64)
     return cb

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from . import _jit
-from .columns import FLOAT_EXACT_INT, CategoricalBatch, DatetimeBatch, NumericBatch, columns_of
+from .columns import FLOAT_EXACT_INT, CategoricalBatch, DatetimeBatch, NumericBatch, columns_of, merged_dtype
 from .datetimes import iso, seconds
 from .results import ResultView, Table, doc_tables, strict, summary_tables
 from .sketches import (
@@ -429,21 +429,6 @@ def _cap(cp: ColumnProfile) -> None:
         cp.counts_exact = False
 
 
-_TYPE_ORDER = {"empty": 0, "boolean": 1, "integer": 2, "float": 3}
-
-
-def _merged_dtype(a: str, b: str) -> str:
-    if a == b or b == "empty":
-        return a
-    if a == "empty":
-        return b
-    if a in _TYPE_ORDER and b in _TYPE_ORDER:
-        return a if _TYPE_ORDER[a] > _TYPE_ORDER[b] else b
-    if {a, b} == {"date", "datetime"}:
-        return "datetime"
-    return "mixed"
-
-
 def _merged_tz(a: ColumnProfile, b: ColumnProfile) -> str | None:
     """The zone of two merged datetime profiles: the same, or UTC for instants of two zones.
 
@@ -498,7 +483,7 @@ def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT
         else:
             raise DataError(f"cannot merge a {a.kind} and a {b.kind} profile", field=a.name,
                             value=f"{a.dtype} + {b.dtype}", expected="the same column type in both profiles")
-    out = ColumnProfile(a.name, a.kind, _merged_dtype(a.dtype, b.dtype), a.count + b.count, a.nulls + b.nulls)
+    out = ColumnProfile(a.name, a.kind, merged_dtype(a.dtype, b.dtype), a.count + b.count, a.nulls + b.nulls)
     out.hll = a.hll.merge(b.hll)
     out.ints_beyond_float = a.ints_beyond_float or b.ints_beyond_float
     out.sketch = a.sketch.merge(b.sketch)
