@@ -18,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from ..errors import StateError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger(__name__)
 
 
 def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the state folder",
@@ -45,6 +47,25 @@ def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the st
                          expected="a folder, or a path where one can be made", hint=hint) from None
     except OSError as exc:
         raise StateError(f"cannot make {what}: {exc.strerror}", file=str(directory), hint=hint) from None
+    _closed_to_others(directory, what)
+
+
+def _closed_to_others(path: Path, what: str) -> None:
+    """Take read and write from "others" on ``path`` (a state folder or file of this user's), keeping the rest.
+
+    The state holds every run's parameters, the audit log, dataset versions: a user with no access on the control
+    socket must not read them past it. A folder made by a parent's ``mkdir`` (numba's cache under ``./var``),
+    or under a umask of 022, or before this rule, is ``0755``; the state file ``0644``. Execute stays, on a
+    folder: a group's member reaches a socket inside through it, and nothing is listed. Another user's file
+    (a state in a shared folder, root's) is left as it is.
+    """
+    try:
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o006:
+            os.chmod(path, st.st_mode & 0o7771)
+            log.info("%s %s was readable by every user: made it %o", what, path, st.st_mode & 0o7771)
+    except OSError:
+        pass  # read-only file system, gone meanwhile: the next open says what matters
 
 
 class Database:
@@ -90,6 +111,12 @@ class Database:
         """Connect with the pragmas (the one place they are set); returns the connection and ``user_version``."""
         if not self.readonly:
             make_state_folder(self.path.parent)
+            try:  # made here, not by SQLite (0644): its -wal and -shm take the same mode
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640))
+            except OSError:
+                pass  # there already (checked below), or not makeable: SQLite says why
+            for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                _closed_to_others(path, "the state file")
         try:
             uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
