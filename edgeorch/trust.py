@@ -13,6 +13,11 @@ project is the group's choice, as a umask of 002 is.
 
 What a user names (``--config``, ``$EDGEORCH_CONFIG``) and what lies in their
 own config home or in ``/etc`` is theirs to trust, and is not checked here.
+
+A folder edgeorch keeps in a shared place for itself (``/tmp/edgeorch-*``: the
+kernel servers' sockets, numba's fallback cache, a Ray node's spool) is made
+private and used only when it is this user's own real folder
+(:func:`private_folder`): another user who made the name first gets nothing.
 """
 
 from __future__ import annotations
@@ -91,3 +96,23 @@ def read_trusted(path: Path) -> bytes:
         if problem is not None:
             raise PermissionError(0, problem)
         return f.read()
+
+
+def private_folder(path: Path, closed: int = 0o077) -> bool:
+    """Make ``path`` (mode 0700) unless it exists; True when it is then this user's own folder, not a link, with
+    none of the ``closed`` mode bits (default: nobody else may enter; ``0o022``: nobody else may write).
+
+    For a name in a shared folder (``/tmp``): one another user made first, or a link they planted, is refused, and
+    the caller does without it (or uses a fresh ``mkdtemp``). A parent that is missing is not made.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & closed

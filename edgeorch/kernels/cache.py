@@ -27,7 +27,6 @@ This module imports neither numba nor numpy.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,16 +75,11 @@ def _private_temp_dir() -> Path:
     """``<temp dir>/edgeorch-numba-<uid>`` when this user owns it (mode 0700), else a new private folder."""
     import tempfile  # here: the common case (a writable cache folder) never needs it
 
+    from ..trust import private_folder
+
     path = Path(tempfile.gettempdir()) / f"edgeorch-numba-{os.getuid()}"
-    try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        st = path.lstat()
-        # In the shared temp folder, stricter than _usable: this user's own real folder, nobody else writing.
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o022 == 0:
-            return path
-    except OSError:
-        pass
-    return Path(tempfile.mkdtemp(prefix="edgeorch-numba-"))
+    # In the shared temp folder, stricter than _usable: this user's own real folder, nobody else writing.
+    return path if private_folder(path, closed=0o022) else Path(tempfile.mkdtemp(prefix="edgeorch-numba-"))
 
 
 def use_numba_cache_dir(preferred: Path | None = None) -> Path:

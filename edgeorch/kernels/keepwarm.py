@@ -93,19 +93,9 @@ def server_folder(environ: dict[str, str] | None = None) -> Path | None:
     base = env.get("XDG_RUNTIME_DIR", "")
     folder = (Path(base) / "edgeorch-kernels" if base and _owned_folder(base)  # not another user's (sudo keeps it)
               else Path(tempfile.gettempdir()) / f"edgeorch-kernels-{os.getuid()}")
-    try:
-        os.mkdir(folder, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    try:
-        st = os.lstat(folder)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return None
-    return folder
+    from ..trust import private_folder
+
+    return folder if private_folder(folder) else None
 
 
 def _owned_folder(path: str) -> bool:

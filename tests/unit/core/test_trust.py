@@ -128,3 +128,25 @@ def test_a_numba_cache_folder_every_user_may_write_is_passed_over(tmp_path: Path
     assert cache.numba_cache_dir(planted, environ={"XDG_CACHE_HOME": str(home)}) == home / "edgeorch" / "numba"
     os.chmod(planted, 0o755)
     assert cache.numba_cache_dir(planted, environ={"XDG_CACHE_HOME": str(home)}) == planted
+
+
+def test_a_private_folder_is_made_or_accepted_only_as_this_users_own(tmp_path: Path) -> None:
+    made = tmp_path / "edgeorch-x"
+    assert trust.private_folder(made) and _mode(made) == 0o700
+    assert trust.private_folder(made)  # again: there, and ours
+    os.chmod(made, 0o755)
+    assert not trust.private_folder(made)  # others may enter
+    assert trust.private_folder(made, closed=0o022)  # ... but not write: enough for a cache
+    link = tmp_path / "edgeorch-link"
+    link.symlink_to(made)
+    assert not trust.private_folder(link)  # a link another user planted leads where they chose
+    assert not trust.private_folder(tmp_path / "missing" / "x")  # a missing parent is not made
+    if os.geteuid() == 0:
+        theirs = tmp_path / "edgeorch-theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, OTHER, -1)
+        assert not trust.private_folder(theirs)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)

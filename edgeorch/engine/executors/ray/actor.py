@@ -12,7 +12,9 @@ task runs):
   the local shim does: an attempt that recovery already abandoned never
   runs), then start the supervisor (:mod:`.runshim`: the local shim) with the
   same command, environment and working folder, its log and records in a
-  spool folder on the node. Returns where the task runs (None when it could
+  spool folder on the node (``<tmp>/edgeorch-ray-<uid>/<namespace>/...``,
+  under a folder private to the worker's user: :func:`edgeorch.trust.private_folder`;
+  one another user made first fails the attempt with that reason). Returns where the task runs (None when it could
   not start: its exit says why).
 - :meth:`read`: the next bytes of the log from an offset, waiting up to
   ``wait_s`` for some; with the exit record once the supervisor has ended
@@ -41,6 +43,7 @@ from typing import Any
 import ray
 
 from ....selfexec import module_argv, module_env
+from ....trust import private_folder
 from ...files import read_json
 from ...procinfo import descendants
 from ..local.shim import ABANDONED, EXIT, OWNER, PROC, claim
@@ -59,8 +62,8 @@ class AttemptActor:
     def __init__(self, req: dict[str, Any], namespace: str) -> None:
         self.req = req
         actor_id = ray.get_runtime_context().get_actor_id() or f"pid{os.getpid()}"
-        self.spool = os.path.join(tempfile.gettempdir(), "edgeorch-ray", namespace,
-                                  f"attempt-{req['attempt_id']}-{actor_id[:12]}")
+        self.spool_base = os.path.join(tempfile.gettempdir(), f"edgeorch-ray-{os.getuid()}")
+        self.spool = os.path.join(self.spool_base, namespace, f"attempt-{req['attempt_id']}-{actor_id[:12]}")
         self.log = os.path.join(self.spool, "output.log")
         self.started: dict[str, Any] | None = None
         self.exit: dict[str, Any] | None = None
@@ -97,6 +100,11 @@ class AttemptActor:
                 "attempt folder already claimed by another supervisor"
             self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(), "error": why,
                          "uncharged": True})
+            return None
+        if not private_folder(Path(self.spool_base)):  # the task's log and records: nobody else's to read or swap
+            self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(),
+                         "error": f"cannot use the spool folder {self.spool_base} on node {where['node_ip']}: it is not "
+                                  "a private folder of this user's (another user made that name first?)"})
             return None
         os.makedirs(self.spool, exist_ok=True)
         env = dict(req["env"])
