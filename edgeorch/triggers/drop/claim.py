@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import stat as stat_mod
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ...errors import EdgeorchError
 from ...records import frozen
 from ...durable import sync_dirs
-from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, inspect
+from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem
 from .names import display_path
 from .spec import check_same_filesystem
 
@@ -85,6 +86,20 @@ class ClaimDeferred(EdgeorchError, OSError):
     again for the same intent later (it is idempotent)."""
 
     code = "claim_deferred"
+
+
+class ClaimInterrupted(ClaimDeferred):
+    """The hash was stopped between two chunks (``cancel`` was set: the daemon is stopping). Nothing final
+    happened: the record stays ``claiming`` and the next start's recovery (``finish``) hashes it again."""
+
+    code = "claim_interrupted"
+
+
+class ClaimNotPermitted(EdgeorchError, OSError):
+    """The rename into the inbox was refused by the system (EPERM, EACCES: a sticky folder, an immutable
+    file); nothing moved, the file stays in the drop folder. The message says why and what to do."""
+
+    code = "claim_not_permitted"
 
 
 class ClaimRefused(EdgeorchError, OSError):
@@ -155,21 +170,21 @@ def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
 
 
 def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
-                  max_size: int | None = None) -> ClaimIntent | Refuse:
+                  max_size: int | None = None, allow_sparse: bool = False) -> ClaimIntent | Refuse:
     """Inspect ``path`` and name its inbox destination; no change on disk.
 
     Raises :class:`ConfigError` (both paths named) when the inbox is on
     another filesystem than ``folder``.
     """
     check_same_filesystem(Path(folder), Path(inbox_dir))
-    verdict = inspect(path, folder, max_size=max_size)
+    verdict = inspect(path, folder, max_size=max_size, allow_sparse=allow_sparse)
     if isinstance(verdict, Refuse):
         return verdict
     return ClaimIntent(claim_id, verdict.path, claim_dest(Path(inbox_dir), claim_id, verdict.path.name),
                        verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino)
 
 
-def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
+def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.Event | None = None) -> ClaimedFile:
     """Move the intended file into its claim folder by ``os.rename``, fsync, verify, hash it.
 
     ``fsync=False`` leaves the two folder fsyncs to the caller, who may group
@@ -186,7 +201,9 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
     :class:`ClaimError` when the source vanished (and ``dest`` does not
     exist) or was replaced by another file (other inode): nothing moves
     then; :class:`ClaimRefused` when the moved file is not the inspected one;
-    :class:`ClaimDeferred` for transient errors (try again later).
+    :class:`ClaimDeferred` for transient errors (try again later);
+    :class:`ClaimInterrupted` when ``cancel`` is set during the hash (checked between chunks, so a stop
+    never waits for a long hash); :class:`ClaimNotPermitted` when the system refuses the rename.
     """
     dest = intent.dest
     try:
@@ -198,12 +215,15 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
             if (st.st_dev, st.st_ino) != (intent.dev, intent.ino):
                 raise ClaimError("the file was replaced before it was claimed", value=display_path(intent.source))
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(intent.source, dest)
+            try:
+                os.rename(intent.source, dest)
+            except PermissionError as exc:
+                raise ClaimNotPermitted(_rename_refused(intent.source, exc), value=display_path(intent.source)) from exc
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
-        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino))
+        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino), cancel)
     except OSError as exc:
-        if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused)):
+        if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused, ClaimNotPermitted)):
             raise
         if exc.errno in TRANSIENT_ERRNOS:
             raise ClaimDeferred(f"cannot claim now: {exc.strerror} (will retry)",
@@ -212,7 +232,19 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True) -> ClaimedFile:
     return ClaimedFile(intent.claim_id, intent.source, dest, size, digest, stamp)
 
 
-def verify_and_hash(path: Path, identity: tuple[int, int] | None) -> tuple[FileStamp, int, str]:
+def _rename_refused(source: Path, exc: OSError) -> str:
+    """Why the system refused to move ``source`` out of its folder: the sticky rule when it applies, else
+    the error itself."""
+    try:
+        why = move_problem(os.stat(source.parent), os.lstat(source), os.geteuid(), has_cap_fowner())
+    except OSError:
+        why = None
+    return why or (f"cannot be claimed: the system refused to move it into the inbox ({exc.strerror}); "
+                   "the daemon's user needs write permission on the watched folder and an ordinary file")
+
+
+def verify_and_hash(path: Path, identity: tuple[int, int] | None,
+                    cancel: threading.Event | None = None) -> tuple[FileStamp, int, str]:
     """Open ``path`` without following links; check the descriptor; hash through it.
 
     Checked on the open descriptor (``fstat``), so nothing can be swapped in
@@ -240,7 +272,7 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None) -> tuple[FileS
                 os.unlink(path)  # its other names keep the content: nothing is lost
                 removed = True
             raise ClaimRefused(problem, removed=removed, value=display_path(path))
-        size, digest = _hash_fd(fd)
+        size, digest = _hash_fd(fd, cancel)
         after = os.fstat(fd)
     finally:
         os.close(fd)
@@ -278,7 +310,7 @@ def changed_since(path: Path | str, stamp: FileStamp) -> str | None:
 
 def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id: str, *,
           record_intent: Callable[[ClaimIntent], None] | None = None,
-          max_size: int | None = None, fsync: bool = True) -> ClaimedFile | Refuse:
+          max_size: int | None = None, allow_sparse: bool = False, fsync: bool = True) -> ClaimedFile | Refuse:
     """Claim one ready file: inspect, ``record_intent(intent)``, rename, hash.
 
     ``record_intent`` must durably record the intent (commit) before it
@@ -287,7 +319,7 @@ def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id:
     same transaction as the run it starts. Returns a :class:`Refuse` for
     files that must not be claimed (record it when ``verdict.final``).
     """
-    intent = prepare_claim(path, folder, inbox_dir, claim_id, max_size=max_size)
+    intent = prepare_claim(path, folder, inbox_dir, claim_id, max_size=max_size, allow_sparse=allow_sparse)
     if isinstance(intent, Refuse):
         return intent
     if record_intent is not None:
@@ -295,20 +327,29 @@ def claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, claim_id:
     return perform_claim(intent, fsync=fsync)
 
 
-def hash_file(path: Path) -> tuple[int, str]:
-    """``(size, sha256 hex)`` of ``path``, read through an ``O_NOFOLLOW`` descriptor."""
+def hash_file(path: Path, cancel: threading.Event | None = None) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of ``path``, read through an ``O_NOFOLLOW`` descriptor (``cancel``: see
+    :func:`_hash_fd`)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        return _hash_fd(fd)
+        return _hash_fd(fd, cancel)
     finally:
         os.close(fd)
 
 
-def _hash_fd(fd: int) -> tuple[int, str]:
+def _hash_fd(fd: int, cancel: threading.Event | None = None) -> tuple[int, str]:
+    """Read and hash the whole file; raises :class:`ClaimInterrupted` as soon as ``cancel`` is set (checked
+    before each 1 MiB chunk: a stop waits milliseconds, not the rest of a 300 GB file)."""
     h = hashlib.sha256()
     size = 0
     with os.fdopen(fd, "rb", closefd=False) as f:
-        while chunk := f.read(_HASH_CHUNK):
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise ClaimInterrupted(f"the hash was interrupted after {size} bytes (the daemon is stopping); "
+                                       "the next start finishes it")
+            chunk = f.read(_HASH_CHUNK)
+            if not chunk:
+                break
             h.update(chunk)
             size += len(chunk)
     return size, h.hexdigest()

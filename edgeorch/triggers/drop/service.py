@@ -14,7 +14,9 @@ import asyncio
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,8 @@ from .claim import (
     ClaimedFile,
     ClaimError,
     ClaimIntent,
+    ClaimInterrupted,
+    ClaimNotPermitted,
     ClaimRefused,
     changed_since,
     claim_dest,
@@ -42,6 +46,7 @@ from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
 from .reconcile import InputRecord, file_ids, list_inbox, reconcile
+from .refusals import Refusal, RefusedFiles
 from .retention import FINISHED_STATES, remove_kept_file, sweep_interval
 from .settle import Batcher
 from .spec import (
@@ -63,8 +68,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("edgeorch.triggers")
 
-log = logging.getLogger("edgeorch.triggers")
-
 STRAY_REASON = ("found in the inbox with no input record (not run by this state file: claimed in the lost future "
                 "of a state file restored from a backup, or left by hand); requeue it to run it")
 """The reason document of an inbox file that no record names (recovery's ``adopt``)."""
@@ -80,6 +83,14 @@ RETRY_MAX = 60.0
 """Backoff of a claim step that met a transient error (disk full, out of descriptors, EIO):
 ``RETRY_BASE * 2**n`` seconds, at most ``RETRY_MAX``; retried until it succeeds or the file goes."""
 
+
+LONG_CLAIM_BYTES = 64 << 20
+"""A file of this size or more is claimed (renamed, hashed) in a long-file lane, not by the claim worker:
+its hash takes long (a second per GB or so), and the other files, of its folder and of every other, must
+not wait for it. One lane per watched folder, one file at a time, on :data:`LONG_CLAIM_LANES` threads."""
+
+LONG_CLAIM_LANES = 2
+"""Threads that hash long files: a folder flooded with huge files holds one of them, never every one."""
 
 SWEEP_BATCH = 500
 """Retention candidates read per query; a sweep reads batch after batch until none is left."""
@@ -153,6 +164,13 @@ class DropFolders:
         self._batch_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._versions: list[int] = []  # inputs whose data version the current transaction records
+        self._refused = RefusedFiles()  # refusals of files still in the folders: recorded once (refusals.py)
+        self._cancel = threading.Event()  # set by stop(): a hash in progress ends at its next chunk
+        self._long: dict[Path, list[_Pending]] = {}  # long files waiting for their folder's lane
+        self._long_now: dict[Path, _Pending] = {}  # the file each lane hashes now
+        self._long_tasks: dict[Path, asyncio.Task[None]] = {}
+        self._long_pool: ThreadPoolExecutor | None = None
+        self._hashed: list[tuple[_Pending, ClaimedFile | BaseException]] = []  # lanes' results, for the worker
 
     def _publish(self, state: str, **fields: Any) -> None:
         """Publish an :class:`InputChanged` stamped by the engine's clock (see :meth:`_emit`)."""
@@ -188,7 +206,14 @@ class DropFolders:
         self._arm_sweep(0.0)
 
     def stop(self) -> None:
+        """Stop watching and claiming now. A hash in progress ends at its next 1 MiB chunk (its input stays
+        ``claiming``; the next start's recovery finishes it): a stop never waits for a long file."""
         self.stopped = True
+        self._cancel.set()
+        for task in self._long_tasks.values():
+            task.cancel()
+        if self._long_pool is not None:
+            self._long_pool.shutdown(wait=False, cancel_futures=True)
         if self.arrivals is not None:
             self.arrivals.stop()
             self.arrivals = None
@@ -412,6 +437,7 @@ class DropFolders:
         active = {r["id"]: r for r in store.inputs.to_reconcile()}  # whole rows: what the actions need
         records = [_record_of(row) for row in store.inputs.records()]  # every state, just reconcile's columns
         drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
+        self._refused.load(self._refusals_of(records, drop), drop)
         runs = store.runs.by_input()
         actions = reconcile(records, drop, list_inbox(self.inbox), {k: str(v) for k, v in runs.items()})
         kinds: list[str] = []
@@ -440,6 +466,13 @@ class DropFolders:
             log.info("inputs recovered: %s", ", ".join(f"{k} x{n}" for k, n in Counter(kinds).items()))
         return kinds
 
+    def _refusals_of(self, records: list[InputRecord], drop: dict[Path, Any]) -> list[tuple[str, Refusal]]:
+        """The recorded refusals of the files now in the folders (a whole row read for those only)."""
+        here = {display_path(p) for p in drop}
+        return [(row["source_path"], Refusal.of_row(row)) for r in records
+                if r.state == InputState.REFUSED and str(r.source) in here
+                for row in (self.store.inputs.get(r.id),)]
+
     def _recover_one(self, a: Any, active: dict[int, dict[str, Any]]) -> None:
         store = self.store
         rec = a.record
@@ -447,8 +480,8 @@ class DropFolders:
             assert rec is not None and rec.inbox_path is not None
             row = active[rec.id]
             spec = self._spec_for(row["watch_folder"], row["pipeline"])
-            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, 0, 0,
-                                 rec.dev or 0, rec.ino or 0)
+            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, int(row.get("size") or 0),
+                                 0, rec.dev or 0, rec.ino or 0)  # its size picks its lane (LONG_CLAIM_BYTES)
             if spec is None:  # the watch is gone: claim anyway (the file is ours), the run reports the rest
                 spec = WatchSpec(folder=Path(row["watch_folder"]), pipeline=row["pipeline"])
             self._pending.append(_Pending(rec.id, spec, intent))
@@ -564,9 +597,12 @@ class DropFolders:
         while not self.stopped:
             await self._wake.wait()
             self._wake.clear()
-            while (self._queue or self._pending) and not self.stopped:
+            while (self._queue or self._pending or self._hashed) and not self.stopped:
                 try:
-                    if self._pending:
+                    if self._hashed:  # long files a lane claimed: their runs are started here
+                        done, self._hashed = self._hashed[:CLAIM_GROUP], self._hashed[CLAIM_GROUP:]
+                        await self._start_hashed(done)
+                    elif self._pending:
                         batch, self._pending = self._pending[:CLAIM_GROUP], self._pending[CLAIM_GROUP:]
                         await self._finish_claims(batch)
                     else:
@@ -586,12 +622,16 @@ class DropFolders:
         refused: list[tuple[WatchSpec, Refuse]] = []
         checked: list[tuple[WatchSpec, Any]] = []
         for item in group:
-            verdict = inspect(item.path, item.spec.folder, max_size=item.spec.max_size)
+            verdict = inspect(item.path, item.spec.folder, max_size=item.spec.max_size,
+                              allow_sparse=item.spec.allow_sparse)
             if isinstance(verdict, Refuse) and verdict.code == "transient":
                 self._retry_path(item.spec, item.path, verdict.reason)
                 continue
             if isinstance(verdict, Refuse):
-                if verdict.final:
+                if verdict.final and self._refused.recorded(item.path):
+                    log.debug("input %s: refused already, unchanged since: not recorded again",
+                              display_path(item.path))
+                elif verdict.final:
                     refused.append((item.spec, verdict))
                 continue
             checked.append((item.spec, verdict))
@@ -660,6 +700,8 @@ class DropFolders:
                                           reason=ref.reason)
         log.warning("input refused: %s: %s", shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
+        refusal = Refusal(self.store.clock())  # not earlier than the record's time: the rule holds for both
+        self.store.after_commit(functools.partial(self._refused.note, ref.path, refusal))
 
     def _record_intent(self, spec: WatchSpec, acc: Any, planned: int | None, ahead: dict[int, Path]) -> _Pending:
         """Record the intent, under id ``planned`` when that id is still free and its claim folder was made
@@ -699,15 +741,57 @@ class DropFolders:
         store = self.store
         for p in pendings:  # being tried now: held again below only if this try meets a transient error too
             self._claim_retries.pop(p.iid, None)
+        pendings = [p for p in pendings if not self._to_long_lane(p)]
+        if not pendings:
+            return
         # The folders of the runs these claims will start (one per file not batched) are made in the same
         # worker call, off the loop; those no run took are released once the group's runs are recorded.
         folders = self.engine.run_folders
         run_ids = folders.plan(store.runs.next_id(), sum(p.spec.mode != "batch" for p in pendings))
         results, made = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings],
-                                                        self.engine.config.runs_dir, run_ids)
+                                                        self.engine.config.runs_dir, run_ids, self._cancel)
         folders.keep(made)
         try:
             await self._start_claimed(pendings, results)
+        finally:
+            folders.release()
+
+    def _to_long_lane(self, p: _Pending) -> bool:
+        """Hand a long file (:data:`LONG_CLAIM_BYTES`) to its folder's lane; False for another file."""
+        if p.intent.size < LONG_CLAIM_BYTES or self.stopped:
+            return False
+        folder = p.spec.folder
+        self._long.setdefault(folder, []).append(p)
+        if folder not in self._long_tasks:
+            self._long_tasks[folder] = self.loop.create_task(self._long_lane(folder))
+        return True
+
+    async def _long_lane(self, folder: Path) -> None:
+        """Claim the long files of ``folder`` one after another on the long-file threads; each result goes
+        to the claim worker (:meth:`_start_hashed`), which records it and starts its run."""
+        try:
+            while (queue := self._long.get(folder)) and not self.stopped:
+                p = self._long_now[folder] = queue.pop(0)
+                if self._long_pool is None:
+                    self._long_pool = ThreadPoolExecutor(LONG_CLAIM_LANES, thread_name_prefix="edgeorch-long-claim")
+                res = await self.loop.run_in_executor(self._long_pool, _claim_one, p.intent, self._cancel)
+                self._hashed.append((p, res))
+                self._wake.set()
+        finally:
+            self._long_now.pop(folder, None)
+            self._long_tasks.pop(folder, None)
+            if not self._long.get(folder):
+                self._long.pop(folder, None)
+
+    async def _start_hashed(self, done: list[tuple[_Pending, ClaimedFile | BaseException]]) -> None:
+        """Start the runs of long files their lane claimed (run folders made off the loop, as for a group)."""
+        pendings = [p for p, _ in done]
+        folders = self.engine.run_folders
+        run_ids = folders.plan(self.store.runs.next_id(), sum(p.spec.mode != "batch" for p in pendings))
+        made = await self.loop.run_in_executor(None, make_run_dirs, self.engine.config.runs_dir, run_ids)
+        folders.keep(made)
+        try:
+            await self._start_claimed(pendings, [r for _, r in done])
         finally:
             folders.release()
 
@@ -731,12 +815,15 @@ class DropFolders:
                     self._retry_claim(pending, res.render() if isinstance(res, EdgeorchError) else str(res))
                 elif isinstance(res, ClaimRefused):
                     self._refuse_claimed(pending, res)
+                elif isinstance(res, ClaimNotPermitted):
+                    self._refuse_unmovable(pending, res)
                 elif isinstance(res, ClaimError):
                     store.inputs.record_state(pending.iid, "vanished", reason=res.render())
                 else:
                     why = f"cannot claim: {res}"
                     log.error("input %s: %s", pending.iid, why)
                     store.inputs.record_state(pending.iid, "refused", reason=why)
+                    _remove_claim_folder(pending.intent.dest.parent)  # left empty: the file was not moved
             except Exception as exc:  # noqa: BLE001 - this input only
                 log.error("input %s: settling its claim failed: %s", pending.iid, exc)
         if not started:
@@ -842,6 +929,19 @@ class DropFolders:
             os.rmdir(pending.intent.dest.parent)
         except OSError:
             pass
+
+    def _refuse_unmovable(self, pending: _Pending, exc: ClaimNotPermitted) -> None:
+        """The system refused the move into the inbox (a sticky folder the inspection could not foresee, an
+        immutable file): refused with the reason, the file left where it is, its empty claim folder removed;
+        recorded once while the file stays unchanged (:mod:`.refusals`)."""
+        why = exc.message if hasattr(exc, "message") else str(exc)
+        intent = pending.intent
+        self.store.inputs.record_state(pending.iid, "refused", reason=why)
+        _remove_claim_folder(intent.dest.parent)
+        shown = display_path(intent.source)
+        log.warning("input refused: %s: %s", shown, why)
+        self._publish(input_id=pending.iid, state="refused", pipeline=pending.spec.pipeline, file=shown, reason=why)
+        self._refused.note(intent.source, Refusal(self.store.clock(), intent.dev, intent.ino, intent.size))
 
     def _start_input(self, rec: dict[str, Any], claimed_path: Path,
                      claimed: tuple[int, str] | None = None) -> int | None:
@@ -973,11 +1073,17 @@ class DropFolders:
 
     def held(self) -> dict[int, str]:
         """Input id -> why it has not started yet, for each recorded input this service holds in memory:
-        a ``claiming`` one whose claim is tried again later, a ``claimed`` one in an open batch (what
-        ``edgeorch inputs`` shows as its reason; none of it is in the state file)."""
+        a ``claiming`` one whose claim is tried again later or that waits for (or is in) its long-file lane, a
+        ``claimed`` one in an open batch (what ``edgeorch inputs`` shows as its reason; none of it is in the
+        state file)."""
         now = self.loop.time()
         out: dict[int, str] = {iid: f"{r.reason}; claim attempt {r.attempts + 1} in {max(0.0, r.due - now):.1f}s"
                                for iid, r in self._claim_retries.items()}
+        for folder, p in self._long_now.items():
+            out[p.iid] = f"being hashed ({p.intent.size} bytes) in the long-file lane of {folder}"
+        for folder, queue in self._long.items():
+            for ahead, p in enumerate(queue, 1 if folder in self._long_now else 0):
+                out[p.iid] = f"waits for the long-file lane of {folder} ({ahead} long file(s) before it)"
         for spec in self.watches:
             batcher = self._batchers.get(spec.folder)
             if batcher is None:
@@ -1090,8 +1196,17 @@ def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | B
     return out
 
 
-def _claim_all(intents: list[ClaimIntent], runs_dir: Path,
-               run_ids: list[int]) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
+def _claim_one(intent: ClaimIntent, cancel: threading.Event) -> ClaimedFile | BaseException:
+    """:func:`perform_claim` of one long file (with its own fsyncs), in a long-file lane's thread; never
+    raises: the outcome is the claimed file or the exception."""
+    try:
+        return perform_claim(intent, cancel=cancel)
+    except Exception as exc:  # noqa: BLE001 - the file's own outcome
+        return exc
+
+
+def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[int],
+               cancel: threading.Event | None = None) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
     """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder; then the folders
     of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the claims are about to start).
 
@@ -1101,8 +1216,11 @@ def _claim_all(intents: list[ClaimIntent], runs_dir: Path,
     """
     out: list[ClaimedFile | BaseException] = []
     for intent in intents:
+        if cancel is not None and cancel.is_set():  # stopping: the rest stay claiming, for the next start
+            out.append(ClaimInterrupted("not claimed: the daemon is stopping; the next start claims it"))
+            continue
         try:
-            out.append(perform_claim(intent, fsync=False))
+            out.append(perform_claim(intent, fsync=False, cancel=cancel))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
             out.append(exc)
     dirs: set[Path] = set()

@@ -19,7 +19,7 @@ from ...records import frozen
 from ...tomlcheck import TableReader
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
-              "param", "env", "skip_duplicates", "dataset")
+              "param", "env", "skip_duplicates", "dataset", "allow_sparse")
 MODES = ("per_file", "batch")
 DEFAULT_PARAM = "input"
 DEFAULT_ENV = "EDGEORCH_INPUT"
@@ -52,6 +52,9 @@ class WatchSpec:
     dataset: DatasetDecl | None = None
     """Each claimed file becomes the next version of this dataset (docs/datasets.md), in the transaction
     that records its claim."""
+    allow_sparse: bool = False
+    """Claim sparse files too (mostly holes: ``inspection.sparse_problem``); refused by default, since hashing
+    one reads its whole size."""
     source: str = field(default="", compare=False)
     """The file the table came from (config.toml or a pipeline file): errors about it name that file.
     Provenance only: two specs that watch alike are equal wherever they were declared."""
@@ -86,6 +89,7 @@ def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | No
     param = r.str("param", DEFAULT_PARAM)
     env = r.str("env", DEFAULT_ENV)
     skip_dup = r.bool("skip_duplicates", True)
+    allow_sparse = r.bool("allow_sparse", False)
     dataset = check_decl(r, "dataset", with_path=False)
     r.finish(list(WATCH_KEYS))
 
@@ -118,7 +122,7 @@ def check_watch(table: Any, file: str, prefix: str = "watch", *, base: Path | No
     return WatchSpec(
         folder=folder, pipeline=target, patterns=tuple(patterns), mode=mode, batch_size=batch_size,
         batch_window=batch_window, settle=settle, max_size=max_size, param=param, env=env,
-        skip_duplicates=skip_dup, dataset=dataset, source=file,
+        skip_duplicates=skip_dup, dataset=dataset, allow_sparse=bool(allow_sparse), source=file,
     ), errors
 
 

@@ -1,0 +1,146 @@
+"""A hostile local user who can write into a shared drop folder (issue: security test of /srv/open, mode 0777,
+and /srv/shared, mode 1777), through a real daemon process.
+
+Synchronisation: the daemon's events stream, and conditions on the state file polled at 10 ms where the
+daemon announces nothing (an intent being recorded); never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_daemon_triggers import INGEST, drop_by_rename, inputs, n_inputs, wait_until
+
+HUGE = 300 << 30  # `truncate -s 300G`: no disk, 80 minutes of hashing zeros at the reported 63 MB/s
+
+
+def poll_until(cond, timeout: float = 30.0, what: str = "") -> None:
+    """Block until ``cond()`` holds (a state the daemon publishes no event for), checked every 10 ms."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {what or cond}"
+        time.sleep(0.01)
+
+
+def sparse(path: Path, size: int = HUGE) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def two_watches(workspace, open_keys: str = "", *, more: str = "") -> tuple[Path, Path]:
+    """``open`` (everyone drops there) and ``private`` (the victim's own), both for pipeline ``ingest``."""
+    folders = workspace.root / "open", workspace.root / "private"
+    for f in folders:
+        f.mkdir(exist_ok=True)
+    workspace.write_config("".join(f'[[watch]]\nfolder = "{f}"\npipeline = "ingest"\nsettle = "0.2s"\n{keys}\n'
+                                   for f, keys in zip(folders, (open_keys, ""))) + more)
+    workspace.pipeline("ingest", INGEST)
+    return folders
+
+
+def state_of(workspace, name: str) -> str | None:
+    rows = [r for r in inputs(workspace) if r["source_name"] == name]
+    return rows[-1]["state"] if rows else None
+
+
+def test_a_sparse_file_is_refused_with_its_reason_and_the_next_files_are_claimed(workspace, daemon, tmp_path):
+    open_, private = two_watches(workspace)
+    daemon.start()
+    sparse(tmp_path / "huge.csv")
+    os.rename(tmp_path / "huge.csv", open_ / "huge.csv")
+    drop_by_rename(tmp_path / "stage", open_, "next.csv", b"row\n")
+    drop_by_rename(tmp_path / "stage", private, "mine.csv", b"mine\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 2 and n_inputs(workspace, "refused") >= 1,
+               timeout=30, what="the sparse file refused, the others done")
+    [refused] = inputs(workspace, "refused")
+    assert refused["source_name"] == "huge.csv"
+    assert "sparse file" in refused["reason"] and "allow_sparse = true" in refused["reason"]
+    assert (open_ / "huge.csv").exists(), "a refused file stays where it was dropped"
+    assert daemon.stop(timeout=15) == 0
+
+
+def test_a_huge_file_being_hashed_holds_up_no_other_file_and_a_stop_interrupts_its_hash(workspace, daemon, tmp_path):
+    """The worst case the watch allows (allow_sparse = true): the huge file is claimed in its folder's long-file
+    lane while every other file, of its folder and of the other, is claimed at once; SIGTERM ends the hash at once
+    (the input stays claiming) and the next start's recovery finishes it."""
+    open_, private = two_watches(workspace, "allow_sparse = true")
+    daemon.start()
+    sparse(tmp_path / "huge.csv")
+    os.rename(tmp_path / "huge.csv", open_ / "huge.csv")
+    poll_until(lambda: state_of(workspace, "huge.csv") == "claiming", what="the huge file's intent recorded")
+    drop_by_rename(tmp_path / "stage", open_, "next.csv", b"row\n")
+    drop_by_rename(tmp_path / "stage", private, "mine.csv", b"mine\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 2, timeout=30, what="the small files done meanwhile")
+    assert state_of(workspace, "huge.csv") == "claiming", "the huge file was hashed already (no test)"
+    reason = {r["id"]: r for r in daemon.call("inputs.list", {})["inputs"]}
+    huge = next(r for r in reason.values() if r["source_name"] == "huge.csv")
+    assert "long-file lane" in (huge.get("reason") or ""), huge
+
+    t0 = time.monotonic()
+    assert daemon.stop(timeout=15) == 0
+    assert time.monotonic() - t0 < 10, "the stop waited for the hash"
+    assert state_of(workspace, "huge.csv") == "claiming"
+    [row] = [r for r in inputs(workspace) if r["source_name"] == "huge.csv"]
+    where = Path(row["inbox_path"]) if os.path.exists(row["inbox_path"]) else open_ / "huge.csv"
+    os.truncate(where, 1 << 20)  # what the next start hashes: quick, same inode
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 3, timeout=30, what="the recovered claim finished")
+    assert "inputs recovered:" in daemon.output()
+    assert daemon.stop(timeout=15) == 0
+
+
+def _no_fowner(workspace) -> None:
+    """Run the daemon as root WITHOUT CAP_FOWNER (setpriv): the kernel's sticky check then applies to it as to any
+    user, so the rename of another user's file out of a 1777 folder really fails with EPERM (root would pass)."""
+    workspace.cli = lambda: ["setpriv", "--inh-caps=-fowner", "--bounding-set=-fowner", sys.executable, "-m",
+                             "edgeorch.cli"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root (to chown a file to another user) and setpriv (to drop CAP_FOWNER)")
+def test_a_file_of_another_user_in_a_sticky_folder_is_refused_once_with_why_across_restarts_and_reloads(
+        workspace, daemon, tmp_path):
+    shared, private = two_watches(workspace)
+    os.chown(shared, 65533, 65533)  # someone else's folder, like /srv/shared: the daemon is neither its owner
+    os.chmod(shared, 0o1777)  # nor the file's
+    theirs = shared / "theirs.csv"
+    theirs.write_text("a,b\n")
+    os.chown(theirs, 65534, 65534)
+    (shared / "mine.csv").write_text("mine\n")  # the daemon's own file: handed over with theirs (same rescan)
+    _no_fowner(workspace)
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1 and n_inputs(workspace, "refused") >= 1,
+               what="mine done, theirs refused")
+    [refused] = inputs(workspace, "refused")
+    assert refused["source_name"] == "theirs.csv"
+    assert "sticky" in refused["reason"] and "uid 65534" in refused["reason"], refused["reason"]
+    assert "without the sticky bit" in refused["reason"]
+    assert "Operation not permitted" not in daemon.output() and " ERROR " not in daemon.output()
+    assert theirs.exists()
+    inbox = workspace.state / "inbox"
+    assert all(os.listdir(d) for d in inbox.iterdir() if d.name.startswith("in-")), "an empty claim folder was left"
+
+    assert daemon.stop() == 0
+    (shared / "mine2.csv").write_text("mine 2\n")  # scanned at the start with theirs: done means theirs was seen
+    daemon.start()
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 2, what="mine2 done")
+    # A reload that rebuilds the watch (a third folder): its first rescan hands theirs.csv over again.
+    third = workspace.root / "third"
+    third.mkdir()
+    (third / "mine3.csv").write_text("mine 3\n")
+    two_watches(workspace, more=f'[[watch]]\nfolder = "{third}"\npipeline = "ingest"\nsettle = "0.2s"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 3, what="mine3 done after the reload")
+    assert n_inputs(workspace, "refused") == 1, "the same file was recorded again"
+    assert daemon.output().count("input refused") == 1
+    assert len(inputs(workspace)) == 4
+    assert all(os.listdir(d) for d in inbox.iterdir() if d.name.startswith("in-")), "an empty claim folder was left"
+    assert daemon.stop() == 0

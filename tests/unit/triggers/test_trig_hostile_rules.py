@@ -1,0 +1,81 @@
+"""The pure rules against hostile drops: sparse files, sticky folders, a refused file recorded once, and a hash
+that a stop interrupts (real files, no daemon)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeorch.triggers.drop.claim import ClaimInterrupted, ClaimIntent, hash_file, perform_claim
+from edgeorch.triggers.drop.inspection import (SPARSE_MIN_SIZE, Accept, Refuse, inspect, move_problem,
+                                               sparse_problem)
+from edgeorch.triggers.drop.refusals import Refusal, RefusedFiles, same_refused_file
+
+
+def test_a_file_mostly_holes_is_sparse_but_a_small_or_compressed_one_is_not():
+    assert sparse_problem(300 << 30, 0) is not None and "allow_sparse = true" in sparse_problem(300 << 30, 0)
+    assert sparse_problem(SPARSE_MIN_SIZE - 1, 0) is None  # hashes in a second or two
+    assert sparse_problem(10 << 30, (10 << 30) // 512 // 20) is None  # 20:1, as compression may give
+    assert sparse_problem(10 << 30, (10 << 30) // 512 // 100) is not None
+
+
+def _st(mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, uid, uid, 0, 0, 0, 0))
+
+
+def test_only_the_owner_of_the_file_or_folder_or_cap_fowner_may_move_it_out_of_a_sticky_folder():
+    sticky, plain, theirs = _st(stat.S_IFDIR | 0o1777, 0), _st(stat.S_IFDIR | 0o777, 0), _st(stat.S_IFREG | 0o644, 7)
+    why = move_problem(sticky, theirs, 1000, fowner=False)
+    assert why is not None and "sticky" in why and "uid 7" in why and "uid 1000" in why
+    assert move_problem(plain, theirs, 1000, fowner=False) is None
+    assert move_problem(sticky, theirs, 7, fowner=False) is None  # its owner
+    assert move_problem(_st(stat.S_IFDIR | 0o1777, 1000), theirs, 1000, fowner=False) is None  # the folder's owner
+    assert move_problem(sticky, theirs, 1000, fowner=True) is None  # root, in effect
+
+
+def test_a_sparse_file_is_refused_by_inspect_unless_allowed(tmp_path):
+    p = tmp_path / "huge.csv"
+    with open(p, "wb") as f:
+        f.truncate(300 << 30)
+    v = inspect(p, tmp_path)
+    assert isinstance(v, Refuse) and v.code == "sparse" and v.final
+    assert isinstance(inspect(p, tmp_path, allow_sparse=True), Accept)
+
+
+def test_a_refused_file_is_the_same_until_its_ctime_passes_the_record(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("x\n")
+    refused = Refusal(time.time() + 0.001)
+    st = os.lstat(p)
+    assert same_refused_file(st, refused)
+    assert same_refused_file(st, Refusal(refused.recorded_at, st.st_dev, st.st_ino, st.st_size))
+    assert not same_refused_file(st, Refusal(refused.recorded_at, st.st_dev, st.st_ino + 1, st.st_size))
+    assert not same_refused_file(st, Refusal(st.st_ctime - 1))  # changed (or replaced) after the record
+    files = RefusedFiles()
+    files.load([(str(p), refused), (str(tmp_path / "gone.csv"), refused)], [p])
+    assert len(files) == 1 and files.recorded(p) and files.recorded(p)
+    files.note(p, Refusal(st.st_ctime - 1))  # the file changed after this record: a new arrival
+    assert not files.recorded(p) and len(files) == 0
+
+
+def test_a_set_cancel_interrupts_the_hash_and_a_claim_stays_retryable(tmp_path):
+    p = tmp_path / "big.bin"
+    p.write_bytes(b"x" * (3 << 20))
+    cancel = threading.Event()
+    assert hash_file(p, cancel)[0] == 3 << 20
+    cancel.set()
+    with pytest.raises(ClaimInterrupted):
+        hash_file(p, cancel)
+    st = os.lstat(p)
+    dest = tmp_path / "inbox" / "in-1" / "big.bin"
+    intent = ClaimIntent("in-1", p, dest, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    with pytest.raises(ClaimInterrupted):
+        perform_claim(intent, cancel=cancel)
+    assert dest.exists() and not p.exists()  # renamed, not hashed: the next try (recovery's finish) hashes it
+    assert perform_claim(intent).size == 3 << 20
+    assert Path(dest).exists()
