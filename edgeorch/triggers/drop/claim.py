@@ -130,6 +130,11 @@ def claim_folder_name(input_id: int, k: int = 0) -> str:
     return f"{CLAIM_PREFIX}{input_id}" if k == 0 else f"{CLAIM_PREFIX}{input_id}-{k}"
 
 
+CLAIM_FOLDER_MODE = 0o700
+"""A claim folder is the daemon user's alone: a claimed file keeps its owner (whoever dropped it), who could
+otherwise rewrite it through its new path after its sha256 was recorded. The daemon's tasks, its own user, read it."""
+
+
 def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
     """Create the claim folder of ``input_id`` EXCLUSIVELY and return it: ``<inbox>/in-<id>``, or
     ``in-<id>-1``, ``in-<id>-2``, ... when the name is taken.
@@ -148,7 +153,7 @@ def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
         # name's existence is the mkdir's EEXIST, and the inbox is made only when it is missing.
         for _ in range(2):
             try:
-                os.mkdir(folder, 0o755)
+                os.mkdir(folder, CLAIM_FOLDER_MODE)
             except FileExistsError:
                 break  # taken (any kind of entry, a dangling link too): the next name
             except FileNotFoundError:  # no inbox yet (first claim, or removed by hand): make it, once
@@ -214,7 +219,7 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 raise ClaimError("the file vanished before it was claimed", value=display_path(intent.source)) from None
             if (st.st_dev, st.st_ino) != (intent.dev, intent.ino):
                 raise ClaimError("the file was replaced before it was claimed", value=display_path(intent.source))
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(mode=CLAIM_FOLDER_MODE, parents=True, exist_ok=True)
             try:
                 os.rename(intent.source, dest)
             except PermissionError as exc:

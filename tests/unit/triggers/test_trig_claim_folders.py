@@ -81,3 +81,31 @@ def test_reconcile_finishes_a_claim_into_a_suffixed_folder():
     dest = INBOX / "in-4-1" / "a.csv"
     rec = InputRecord(4, "p", "claiming", DROP / "a.csv", dest, dev=1, ino=2)
     assert [a.kind for a in reconcile([rec], {}, {dest}, {})] == ["finish"]
+
+
+def test_a_claimed_file_cannot_be_rewritten_through_its_new_path_by_whoever_dropped_it(tmp_path):
+    """It keeps its owner when moved in: only the claim folder's mode (0700, whatever the umask) keeps that owner
+    from rewriting it after its sha256 was recorded."""
+    import os
+    import stat
+    import subprocess
+
+    import pytest
+
+    old = os.umask(0o022)
+    try:
+        folder = make_claim_folder(tmp_path / "inbox", 7)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    claimed = folder / "theirs.csv"
+    claimed.write_text("a\n1\n")
+    if os.geteuid() != 0:
+        pytest.skip("giving the file to another user needs root")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "inbox", 0o755)
+    os.chown(claimed, 65534, -1)  # nobody dropped it
+    res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "sh", "-c",
+                          f"echo forged > '{claimed}'"], capture_output=True, text=True)
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    assert claimed.read_text() == "a\n1\n"
