@@ -122,11 +122,13 @@ class Prepared:
 
 
 def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int | None = None,
-            limit: int | None = None) -> Prepared:
+            limit: int | None = None, gone: frozenset[int] = frozenset()) -> Prepared:
     """Step 1 (see the module docstring): plan; with ``request.apply``, remove the rows in one transaction.
 
     ``before``/``limit``: one page of the candidates (ids below ``before``, newest first, at
-    most ``limit``; see :func:`pages`). Raises what a hold rule or the store raises
+    most ``limit``; see :func:`pages`). ``gone``: the runs the earlier pages removed (or, in a
+    dry run, would remove): a hold while one of them stays holds nothing, so a dry run plans
+    what ``--apply`` does (whose earlier pages' rows are gone from the state file). Raises what a hold rule or the store raises
     (``StateError`` on a full disk): nothing is then removed.
     """
     now = store.clock()
@@ -135,7 +137,7 @@ def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int |
     candidates = [Candidate(r["id"], r["pipeline"], r["state"], r["created_at"], r["finished_at"], r["run_dir"])
                   for r in reversed(page)]
     holds = collect_holds(HoldQuery(store, frozenset(c.run_id for c in candidates), now, request.keep_last))
-    plan = decide(candidates, holds)
+    plan = decide(candidates, holds, gone)
     planned = [c.run_id for c in plan.remove]
     if not request.apply:
         removed, rows = planned, store.retention.count_rows(planned)
@@ -223,12 +225,13 @@ def collect(store: "Store", runs_dir: Path, request: GcRequest) -> dict[str, Any
     """Every page, both steps, in this thread (``edgeorch gc`` without a daemon, under the state lock)."""
     reports = []
     before: int | None = None
+    gone: frozenset[int] = frozenset()
     while True:
-        prepared = prepare(store, runs_dir, request, before=before, limit=PAGE_RUNS)
+        prepared = prepare(store, runs_dir, request, before=before, limit=PAGE_RUNS, gone=gone)
         reports.append(finish(prepared, strays=prepared.complete))
         if prepared.complete:
             return merge(reports)
-        before = prepared.last_id
+        before, gone = prepared.last_id, gone | prepared.removed
 
 
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:

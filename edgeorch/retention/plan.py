@@ -7,7 +7,7 @@ No I/O: the candidates (runs past the bound) and the holds (from the rules of
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 from ..records import frozen
 from .holds import Hold
@@ -33,12 +33,14 @@ class Plan:
     held: tuple[tuple[Candidate, tuple[Hold, ...]], ...]
 
 
-def decide(candidates: Sequence[Candidate], holds: Iterable[Hold]) -> Plan:
+def decide(candidates: Sequence[Candidate], holds: Iterable[Hold], gone: Collection[int] = ()) -> Plan:
     """Remove every candidate that no hold keeps.
 
     - An unconditional hold keeps its run.
     - A conditional hold (``while_kept = K``) keeps its run when run ``K`` stays: ``K``
-      is not a candidate, or is a candidate kept by some hold. Chains resolve
+      is not a candidate and not in ``gone`` (removed, or to be removed by a dry run, by
+      an earlier page of the same gc: newer runs are decided first), or is a candidate
+      kept by some hold. Chains resolve
       transitively (a kept run keeps the source of its cache hit, which keeps the
       source of its own, ...); a cycle of conditional holds among candidates with
       no kept member holds nothing, since every run in it goes.
@@ -59,7 +61,7 @@ def decide(candidates: Sequence[Candidate], holds: Iterable[Hold]) -> Plan:
         else:
             needs[h.while_kept].append(h)
     kept = set(applied)
-    queue = [k for k in needs if k not in ids or k in kept]
+    queue = [k for k in needs if (k not in ids and k not in gone) or k in kept]
     seen = set(queue)
     while queue:
         keeper = queue.pop()

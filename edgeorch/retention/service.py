@@ -67,15 +67,16 @@ class RunRetention:
         async with self._lock:
             reports = []
             before: int | None = None
+            gone: frozenset[int] = frozenset()
             while True:
-                prepared = prepare(self.store, self.runs_dir, request, before=before, limit=PAGE_RUNS)
+                prepared = prepare(self.store, self.runs_dir, request, before=before, limit=PAGE_RUNS, gone=gone)
                 if request.apply and prepared.removed:
                     self.publish(RunsRemoved(prepared.now, tuple(sorted(prepared.removed)),
                                              request.actor or SWEEP_ACTOR))
                 reports.append(await asyncio.to_thread(finish, prepared, strays=prepared.complete))
                 if prepared.complete:
                     return merge(reports)
-                before = prepared.last_id
+                before, gone = prepared.last_id, gone | prepared.removed
 
     # -- the periodic sweep ---------------------------------------------------------------------
 

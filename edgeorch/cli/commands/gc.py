@@ -95,7 +95,7 @@ def _print_report(r: dict[str, Any]) -> None:
         print(f"\nkept {len(r['held'])} run(s) past the bound:")
         print_table(["run", "pipeline", "state", "finished", "why"],
                     [[x["run_id"], x["pipeline"], x["state"], format_timestamp(x["finished_at"]),
-                      "; ".join(h["reason"] for h in x["holds"])] for x in r["held"]])
+                      _why(x["holds"])] for x in r["held"]])
     if r["strays"]:
         print("\nfolders no run names (left by an interrupted removal, or by a restored older state file):")
         print_table(["path", "kind", "size", "folder"],
@@ -107,6 +107,17 @@ def _print_report(r: dict[str, Any]) -> None:
         print("\nnothing to remove")
     print(f"\n{'freed' if r['apply'] else 'would free'} {format_bytes(r['bytes'])}"
           + ("" if r["apply"] else "; a dry run: nothing was changed (--apply removes)"))
+
+
+SHOWN_HOLDS = 3
+"""Reasons shown per held run: a cache source reused by 500 runs has 1,000 (every one is in --json)."""
+
+
+def _why(holds: list[dict[str, Any]]) -> str:
+    """A held run's reasons, the first :data:`SHOWN_HOLDS` and how many more."""
+    shown = "; ".join(h["reason"] for h in holds[:SHOWN_HOLDS])
+    more = len(holds) - SHOWN_HOLDS
+    return shown + (f"; and {more} more (--json lists them)" if more > 0 else "")
 
 
 def _actor() -> str:

@@ -88,3 +88,18 @@ def test_a_bad_older_than_names_the_field_the_value_and_what_was_expected(value)
 @pytest.mark.parametrize("seconds,text", [(90 * 86400.0, "90d"), (36 * 3600.0, "1.5d"), (7200.0, "2h"), (5.0, "5s")])
 def test_durations_are_reported_in_the_largest_unit(seconds, text):
     assert human_duration(seconds) == text
+
+
+def test_a_conditional_hold_whose_keeper_an_earlier_page_removes_holds_nothing():
+    assert _ids(decide(_c(1), [Hold(1, "reused by 5", while_kept=5)], gone={5}).remove) == [1]
+    assert decide(_c(1), [Hold(1, "reused by 5", while_kept=5)], gone={6}).remove == ()
+
+
+def test_a_held_runs_reasons_are_shown_three_and_counted_beyond():
+    """A cache source reused by 520 runs had a 56 KB WHY cell; --json keeps every hold."""
+    from edgeorch.cli.commands.gc import _why
+
+    holds = [{"reason": f"outputs reused by run {i}"} for i in range(520)]
+    assert _why(holds) == ("outputs reused by run 0; outputs reused by run 1; outputs reused by run 2; "
+                           "and 517 more (--json lists them)")
+    assert _why(holds[:2]) == "outputs reused by run 0; outputs reused by run 1"

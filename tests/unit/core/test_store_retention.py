@@ -190,3 +190,20 @@ def test_a_gc_page_by_page_decides_a_run_before_the_source_of_its_cache_hit(stor
     assert [r["run_id"] for r in report["runs"]] == [source, user] and report["held"] == []
     assert report["rows"]["runs"] == 2
     assert [r["folder"] for r in report["runs"]] == ["left in place: not in the runs folder"] * 2
+
+
+def test_a_dry_run_page_by_page_plans_what_apply_removes(store, clock, tmp_path, monkeypatch):
+    """A dry run removes nothing, so a later page still saw the user of a cache hit (planned for removal by an
+    earlier page) and reported its source kept; --apply then removed it. With more than PAGE_RUNS runs the dry run
+    said "kept" for runs apply removed."""
+    import edgeorch.retention.gc as gc
+
+    source, attempt = _run(store)
+    user, _ = _run(store, reuse=attempt)
+    clock.now = 1e6
+    _run(store, pipeline="q")
+    monkeypatch.setattr(gc, "PAGE_RUNS", 1)
+    dry = gc.collect(store, tmp_path / "runs", gc.GcRequest(older_than=1000.0))
+    assert [r["run_id"] for r in dry["runs"]] == [source, user] and dry["held"] == []
+    applied = gc.collect(store, tmp_path / "runs", gc.GcRequest(older_than=1000.0, apply=True, actor="t"))
+    assert [r["run_id"] for r in applied["runs"]] == [r["run_id"] for r in dry["runs"]]
