@@ -64,7 +64,9 @@ class EventCounters:
         self._pipeline_of = pipeline_of
         self._kind_of = kind_of
         self._started: dict[AttemptKey, float] = dict(seed)
-        self._checks_ended: set[tuple[int, str]] = set()
+        # (pipeline, task) -> the newest run whose check ended an attempt since the last scrape: only a check's
+        # latest attempt is shown, and a daemon nobody scrapes (metrics off) must not keep one entry per attempt.
+        self._checks_ended: dict[tuple[str, str], int] = {}
         self.events = Counts("edgeorch_events", "Changes published on the daemon's event bus, by event class.",
                              ["event"])
         self.runs_finished = Counts("edgeorch_runs_finished", "Runs that ended since the daemon started.",
@@ -119,7 +121,8 @@ class EventCounters:
 
     def _attempt_ended(self, e: AttemptEnded) -> None:
         if self._kind_of(e.run_id, e.task) is not None:
-            self._checks_ended.add((e.run_id, e.task))
+            key = (self._pipeline(e.run_id), e.task)
+            self._checks_ended[key] = max(e.run_id, self._checks_ended.get(key, e.run_id))
         started = self._started.pop((e.run_id, e.task, e.attempt), None)
         if started is not None:
             self.attempt_duration.observe((self._pipeline(e.run_id), e.state), e.ts - started)
@@ -157,9 +160,10 @@ class EventCounters:
     # -- a scrape -------------------------------------------------------------------------------
 
     def take_checks_ended(self) -> set[tuple[int, str]]:
-        """``(run_id, task)`` of the check tasks that ended an attempt since the last call (then forgotten)."""
-        ended, self._checks_ended = self._checks_ended, set()
-        return ended
+        """``(run_id, task)`` of the check tasks that ended an attempt since the last call (then forgotten): the
+        newest run of each pipeline's check task, at most one per (pipeline, task) however long since a scrape."""
+        ended, self._checks_ended = self._checks_ended, {}
+        return {(run_id, task) for (_, task), run_id in ended.items()}
 
     def families(self) -> list[Metric]:
         """Every counter and histogram as Prometheus families (a series appears once it has counted)."""

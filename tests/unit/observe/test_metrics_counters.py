@@ -66,6 +66,16 @@ def test_check_tasks_that_ended_an_attempt_are_noted_once_until_taken():
     assert c.take_checks_ended() == set()
 
 
+def test_checks_ended_while_nobody_scrapes_keep_one_entry_per_pipeline_task():
+    """Metrics off: nothing takes them. A check every minute for a month must not keep 43,200 entries: only the
+    newest run of each (pipeline, task) is read at the next scrape (the latest attempt is what is shown)."""
+    c = EventCounters(lambda run_id: "p" if run_id % 2 else "q", kind_of=lambda run_id, task: "drift")
+    for run_id in range(1, 5001):
+        c.on_event(_ended(float(run_id), run_id, "drift", 1))
+    assert len(c._checks_ended) == 2
+    assert c.take_checks_ended() == {(4999, "drift"), (5000, "drift")}
+
+
 def test_runs_inputs_schedules_caches_and_gpus_are_counted_by_their_labels():
     c = EventCounters({1: "p"}.get)
     for e in (RunFinished(1.0, 1, "failed", "b failed", "p"), RunFinished(2.0, 2, "succeeded", None, "p"),
