@@ -274,7 +274,9 @@ def _prune(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"pruned": pruned})
     elif not args.quiet:
-        print(f"nothing to prune: no sealed record is older than {_iso(before)}" if pruned is None else
+        print(f"nothing to prune: no sealed record is older than {_iso(before)}\n  hint: records go only up to a "
+              "seal, so that what remains verifies; `edgeorch audit seal` seals now (a log never sealed needs "
+              "`edgeorch audit init` first, once)" if pruned is None else
               f"pruned {pruned['records']} record(s) through seq {pruned['through_seq']}; the checkpoint (seal "
               f"{pruned['epoch']}) keeps what remains verifiable")
     return EXIT_OK

@@ -83,6 +83,15 @@ def test_prune_offline_keeps_the_log_verifiable(workspace, ran):
     assert out.returncode == 0 and report["checkpoint"] == pruned["through_seq"]
 
 
+def test_prune_of_a_log_never_sealed_says_how_to_make_it_prunable(workspace):
+    """A default install never seals: `prune` then removes nothing, and said only "no sealed record"."""
+    workspace.pipeline("small", PIPE)
+    assert run(workspace, "run", "small").returncode == 0
+    out = run(workspace, "audit", "prune", "--before", "0s")
+    assert out.returncode == 0
+    assert "nothing to prune" in out.stdout and "`edgeorch audit init` first" in out.stdout
+
+
 def test_init_twice_is_a_conflict(workspace, ran):
     out = run(workspace, "audit", "init")
     assert out.returncode == 5 and "already initialized" in out.stderr
