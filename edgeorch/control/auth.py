@@ -10,7 +10,8 @@ Root and the daemon's own uid may do everything. ``control.operators`` may
 act, ``control.readers`` may read; entries are user names (``alice``) or group
 names prefixed with ``@`` (``@ml``). Group membership is the user database's
 (``grp``/``pwd``: primary group and supplementary groups), plus the effective
-gid the client connected with. Everyone else is refused.
+gid the client connected with. Everyone else has no access: the server
+answers its connection with one ``permission_denied`` line and closes it.
 """
 
 from __future__ import annotations
@@ -169,9 +170,15 @@ class AccessPolicy:
             groups = self._cache[key] = self._groups_of(peer)
         return not gids.isdisjoint(groups)
 
+    def is_owner(self, peer: Peer) -> bool:
+        """Whether ``peer`` is root or the daemon's own uid: always ``act``, and the only peers that may use
+        the client slots the server keeps back (:func:`edgeorch.control.server.owner_slots`)."""
+        return peer.uid == 0 or peer.uid == self.daemon_uid
+
     def level(self, peer: Peer) -> Access | None:
-        """The highest access ``peer`` has: ``"act"``, ``"read"`` or None (refused)."""
-        if peer.uid == 0 or peer.uid == self.daemon_uid or self._matches(peer, self._act):
+        """The highest access ``peer`` has: ``"act"``, ``"read"`` or None (no access: the server refuses the
+        connection itself, see :mod:`edgeorch.control.server`)."""
+        if self.is_owner(peer) or self._matches(peer, self._act):
             return "act"
         if self._matches(peer, self._read):
             return "read"

@@ -17,7 +17,27 @@ When a connection is closed
       error, then close;
     - the client closed its side (EOF): streams stop at once, plain requests
       already read are still answered, then close;
+    - the peer has no access at all (neither root, nor the daemon's uid, nor
+      in ``control.readers``/``operators``): a ``permission_denied`` error
+      (``id`` null) as soon as it connects, then close; also a connected peer
+      whose access a reload took away, at its next request;
     - the server is at its client limit: a ``busy`` error, then close.
+
+Who gets a slot: the peer is known at accept (``SO_PEERCRED``), so a peer
+with no access never holds a slot, nor a descriptor past its one refusal: it
+cannot lock anybody out however many connections it opens. Of
+:attr:`ControlServer.max_clients`, :func:`owner_slots` (at most
+:data:`OWNER_SLOTS`) are kept for root and the daemon's own uid, as
+PostgreSQL keeps ``superuser_reserved_connections``: readers and operators
+share the rest, so even they cannot fill every slot, while the daemon's user
+can always run ``edgeorch status``. The owners are served within the limit,
+not past it, because the limit is what keeps the daemon's own descriptors
+(below) safe.
+
+Refusals for lack of access are logged and handed to the ``on_denied`` hook
+(the daemon's audit record) at most :data:`~edgeorch.control.refusals.AUDITED_PER_WINDOW`
+times per uid a window; the rest are counted, and each count reaches the
+``on_suppressed`` hook once (:mod:`edgeorch.control.refusals`).
 
 Descriptors: at start the server raises the soft ``RLIMIT_NOFILE`` to the
 hard limit and serves at most ``min(control.max_clients, (soft - reserve) //
@@ -61,6 +81,7 @@ from ..records import frozen
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
 from .listening import LISTENING, activated_here, connect_errno, socket_address
+from .refusals import RefusalLimiter, Suppressed
 
 log = logging.getLogger("edgeorch.control")
 
@@ -70,6 +91,10 @@ SD_LISTEN_FDS_START = 3
 MIN_RESERVED_FDS = 64
 FDS_PER_CLIENT = 2
 """A connection's socket plus the file a stream (``logs``) may hold open."""
+OWNER_SLOTS = 8
+"""The most client slots kept for root and the daemon's uid (:func:`owner_slots`)."""
+FLUSH_MIN_DELAY_S = 1.0
+"""The shortest wait of the timer that hands ended windows' refusal counts to ``on_suppressed``."""
 
 
 def raise_nofile_limit() -> int:
@@ -91,6 +116,12 @@ def client_limit(configured: int, nofile: int) -> int:
     """How many clients may be connected at once with ``nofile`` descriptors (see module docstring)."""
     reserve = max(MIN_RESERVED_FDS, nofile // 4)
     return max(1, min(configured, (nofile - reserve) // FDS_PER_CLIENT))
+
+
+def owner_slots(max_clients: int) -> int:
+    """Of ``max_clients`` slots, how many only root and the daemon's uid may use: :data:`OWNER_SLOTS`, but
+    never more than half (``max_clients = 1`` keeps none: that one slot is everybody's)."""
+    return min(OWNER_SLOTS, max_clients // 2)
 
 
 def inherited_socket(path: Path) -> socket.socket | None:
@@ -128,8 +159,11 @@ Handler = Callable[[dict[str, Any], Peer], Awaitable[Any]]
 """``async def h(args, peer) -> dict``: the result of a plain op."""
 StreamHandler = Callable[[dict[str, Any], Peer], AsyncIterator[Any]]
 """``async def h(args, peer): yield item ...``: the items of a streaming op."""
-DeniedHook = Callable[[Peer, str], "Awaitable[None] | None"]
-"""Called with the peer and the op of every refused request (sync or async)."""
+DeniedHook = Callable[[Peer, "str | None"], "Awaitable[None] | None"]
+"""Called with the peer and the op of a request refused for lack of access, or None for a connection refused
+because its peer has no access at all (sync or async); at most ``AUDITED_PER_WINDOW`` times per uid a window."""
+SuppressedHook = Callable[[Suppressed], "Awaitable[None] | None"]
+"""Called once with the count of a uid's refusals that ``on_denied`` did not see in one window (sync or async)."""
 RefusedHook = Callable[[Peer, str, str, dict[str, Any], EdgeorchError], "Awaitable[None] | None"]
 """Called with the peer, the op, its access, its args and the error of every request its handler refused
 (an :class:`EdgeorchError`: bad arguments, not found, conflict...), before the error is answered (sync or async)."""
@@ -154,7 +188,9 @@ class ControlServer:
 
     Life cycle: build, :meth:`register` the ops, ``await start()`` (the
     socket accepts connections when it returns), ``await close()``. Built-in
-    ops: ``ping``, ``version`` and ``ops`` (all ``read``).
+    ops: ``ping``, ``version`` and ``ops`` (all ``read``). ``on_denied``,
+    ``on_suppressed`` and ``on_refused`` are the hooks of refusals (the daemon
+    records them); ``clock`` (seconds) times the windows of their rate limit.
 
     Must be used from one event loop; handlers run on it.
     """
@@ -167,6 +203,8 @@ class ControlServer:
         policy: AccessPolicy | None = None,
         on_denied: DeniedHook | None = None,
         on_refused: RefusedHook | None = None,
+        on_suppressed: SuppressedHook | None = None,
+        clock: Callable[[], float] = time.time,
         version: str = __version__,
     ) -> None:
         self.path = Path(socket_path)
@@ -174,12 +212,18 @@ class ControlServer:
         self.policy = policy or AccessPolicy.from_config(self.control)
         self.on_denied = on_denied
         self.on_refused = on_refused
+        self.on_suppressed = on_suppressed
+        self.refusals = RefusalLimiter(clock=clock)
+        """Which refusals reach ``on_denied`` (the rule: :mod:`edgeorch.control.refusals`); ``clock`` is its time."""
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.version = version
         self.started_at: float | None = None
         self._ops: dict[str, Operation] = {}
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._shared: set[asyncio.Task[None]] = set()  # connections of peers other than root and the daemon's uid
         self._ident: tuple[int, int] | None = None
         self.max_clients = self.control.max_clients
         """Clients served at once; lowered at start to fit the descriptor limit."""
@@ -294,30 +338,66 @@ class ControlServer:
                 log.warning("cannot accept a control connection: %s", exc.strerror)
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._conns) >= self.max_clients:
-                self._refuse_busy(conn)
+            try:
+                peer = peer_of(conn)
+            except OSError as exc:  # not a connected Unix socket any more: nobody to answer
+                log.info("dropping a control connection without credentials: %s", exc.strerror or exc)
+                conn.close()
                 continue
-            task = loop.create_task(self._open(conn), name="control:connection")
+            if self.policy.level(peer) is None:
+                try:
+                    await self._denied(peer, None)  # recorded before the answer, as a request's refusal is
+                finally:
+                    self._refuse(conn, self._no_access(peer))
+                continue
+            owner = self.policy.is_owner(peer)
+            if len(self._conns) >= self.max_clients or (not owner and len(self._shared) >= self.shared_slots):
+                self._refuse(conn, self._busy(owner))
+                continue
+            task = loop.create_task(self._open(conn, peer), name="control:connection")
             self._conns.add(task)
             task.add_done_callback(self._conns.discard)
+            if not owner:
+                self._shared.add(task)
+                task.add_done_callback(self._shared.discard)
 
-    def _refuse_busy(self, conn: socket.socket) -> None:
+    @property
+    def shared_slots(self) -> int:
+        """The slots of peers other than root and the daemon's uid: :attr:`max_clients` less :func:`owner_slots`."""
+        return self.max_clients - owner_slots(self.max_clients)
+
+    def _busy(self, owner: bool) -> P.Busy:
+        kept = owner_slots(self.max_clients)
+        if owner or not kept:
+            return P.Busy(f"too many clients (max {self.max_clients})")
+        return P.Busy(f"too many clients (max {self.max_clients}, {kept} of them kept for root and the daemon's user)")
+
+    @staticmethod
+    def _no_access(peer: Peer) -> P.PermissionDenied:
+        return P.PermissionDenied(
+            f"user {peer.user} (uid {peer.uid}) has no access to this daemon: every op is refused; closing",
+            hint="control.readers / control.operators in the daemon's config say who may",
+        )
+
+    @staticmethod
+    def _refuse(conn: socket.socket, error: EdgeorchError) -> None:
+        """Send ``error`` (``id`` null) on a just-accepted connection and close it."""
         # A fresh socket's send buffer is empty, so the one short line always fits.
         try:
             conn.setblocking(False)
-            conn.send(P.encode_error(None, P.Busy(f"too many clients (max {self.max_clients})")))
+            conn.send(P.encode_error(None, error))
         except OSError:
             pass
         finally:
             conn.close()
 
-    async def _open(self, conn: socket.socket) -> None:
+    async def _open(self, conn: socket.socket, peer: Peer) -> None:
         try:
             reader, writer = await asyncio.open_unix_connection(sock=conn, limit=self.control.max_line_bytes)
         except BaseException:
             conn.close()
             raise
-        await self._serve(reader, writer)
+        await self._serve(reader, writer, peer)
 
     def _bind(self) -> socket.socket:
         gid = self._group_id()
@@ -403,12 +483,24 @@ class ControlServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_refusal_counts()
         if self._ident is not None:
             with contextlib.suppress(OSError):
                 st = os.stat(self.path)
                 if (st.st_dev, st.st_ino) == self._ident:
                     os.unlink(self.path)
             self._ident = None
+
+    async def _close_refusal_counts(self) -> None:
+        """Report every pending count of suppressed refusals, ended or not: the log must say they happened."""
+        timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            with contextlib.suppress(BaseException):
+                await flusher
+        await self._report_suppressed(self.refusals.drain())
 
     async def __aenter__(self) -> ControlServer:
         await self.start()
@@ -454,10 +546,9 @@ class ControlServer:
 
     # -- connections ------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         conn: _Connection | None = None
         try:
-            peer = peer_of(writer.get_extra_info("socket"))
             conn = _Connection(self, reader, writer, peer)
             await conn.run()
         except asyncio.CancelledError:
@@ -471,16 +562,57 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _denied(self, peer: Peer, op: str) -> None:
-        log.info("refused op %r for %s (uid %d, pid %d)", op, peer.user, peer.uid, peer.pid)
-        if self.on_denied is None:
+    async def _denied(self, peer: Peer, op: str | None) -> None:
+        """Log a refusal for lack of access and hand it to ``on_denied``, within the rate rule
+        (:mod:`edgeorch.control.refusals`): the counts of ended windows go first, a refusal past the
+        limit is only counted. A failing hook is logged; the peer still gets its error."""
+        ended, recorded = self.refusals.admit(peer.uid, peer.user)
+        await self._report_suppressed(ended)
+        if not recorded:
+            self._arm_flush()
+            return
+        what = "its connection (no access)" if op is None else f"op {op!r}"
+        log.info("refused %s for %s (uid %d, pid %d)", what, peer.user, peer.uid, peer.pid)
+        await self._call_hook("on_denied", self.on_denied, peer, op)
+
+    async def _report_suppressed(self, summaries: list[Suppressed]) -> None:
+        for summary in summaries:
+            log.warning("%s (in %g s)", summary.message(), summary.until - summary.since)
+            await self._call_hook("on_suppressed", self.on_suppressed, summary)
+
+    @staticmethod
+    async def _call_hook(name: str, hook: Callable[..., Any] | None, *args: Any) -> None:
+        if hook is None:
             return
         try:
-            outcome = self.on_denied(peer, op)
+            outcome = hook(*args)
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception:
-            log.exception("on_denied hook failed")
+            log.exception("%s hook failed", name)
+
+    def _arm_flush(self) -> None:
+        """Make sure the counts of windows with suppressed refusals are reported when they end, even if the
+        peer never comes back (the next refusal of its uid would report them too)."""
+        end = self.refusals.next_end()
+        if end is None or self._flush_timer is not None or self._listener is None:
+            return
+        delay = max(FLUSH_MIN_DELAY_S, end - self.refusals.clock())
+        self._flush_timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
+
+    def _flush_due(self) -> None:
+        """The flush timer: hand the counts of ended windows to ``on_suppressed`` (in a task: hooks may await)."""
+        timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.cancel()  # called early (a test): its own timer is not needed any more
+        if self._flusher is not None and not self._flusher.done():
+            return
+
+        async def flush() -> None:
+            await self._report_suppressed(self.refusals.due())
+            self._arm_flush()  # windows that have not ended yet (a clock behind the loop's)
+
+        self._flusher = asyncio.get_running_loop().create_task(flush(), name="control:refusal-counts")
 
     async def _refused(self, peer: Peer, op: Operation, args: dict[str, Any], error: EdgeorchError) -> None:
         """Hand a handler's refusal to ``on_refused``; a failing hook is logged, the client still gets its error."""
@@ -554,9 +686,14 @@ class _Connection:
             return False
         op = self.server._ops.get(req.op)
         level = self.server.policy.level(self.peer)
-        if level is None or (op is not None and not (level == "act" or op.access == "read")):
+        if level is None:
+            # Access taken away by a reload since it connected: as at connect, one refusal, then close.
             await self.server._denied(self.peer, req.op)
-            need = op.access if op is not None else "read"
+            await self._send_error(req.id, self.server._no_access(self.peer))
+            return False
+        if op is not None and not (level == "act" or op.access == "read"):
+            await self.server._denied(self.peer, req.op)
+            need = op.access
             await self._send_error(
                 req.id,
                 P.PermissionDenied(

@@ -61,7 +61,7 @@ from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import (AuditOps, BaselineOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps,
                   MonitorOps, PipelineOps, PrivacyOps, RunOps, StatusOps, register)
-from .ops.audit import record_refused
+from .ops.audit import record_denied, record_refused, record_suppressed
 from .ops.pipelines import refusals
 from .ops.status import status_line
 
@@ -164,8 +164,10 @@ class Daemon:
             self.seals.start(self.loop)
             self.bus.subscribe(self.seals.on_event)
             adopted = len(self.engine.live)
+            # Refusals are recorded within one rate rule, timed by the engine's clock (edgeorch/control/refusals.py).
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
-                                        on_refused=self._on_refused)
+                                        on_refused=self._on_refused, on_suppressed=self._on_suppressed,
+                                        clock=self.engine.clock)
             server = self.server
             self.metrics.attach(config=cfg, store=self.store, engine=self.engine, registry=self.registry,
                                 bus=self.bus, triggers=self.triggers, monitors=self.monitors,
@@ -462,10 +464,15 @@ class Daemon:
         assert self.store is not None
         record_refused(self.store.audit, peer, op, access, args, error)
 
-    async def _on_denied(self, peer: Any, op: str) -> None:
+    def _on_denied(self, peer: Any, op: str | None) -> None:
+        """A refusal for lack of access, of a request or (``op`` None) a connection (see ops/audit.py)."""
         assert self.store is not None
-        self.store.events.add("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {op}",
-                              actor=f"{peer.user} (uid {peer.uid})", data={"op": op})
+        record_denied(self.store.events, peer, op)
+
+    def _on_suppressed(self, summary: Any) -> None:
+        """How many refusals of one uid the rate rule kept out of the log in one window (see ops/audit.py)."""
+        assert self.store is not None
+        record_suppressed(self.store.events, summary)
 
 
 def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosity: int = 0) -> int:

@@ -12,9 +12,14 @@ head now), ``audit.prune`` (remove old records, keeping a sealed checkpoint).
 :func:`record_refused` is what the daemon's ``on_refused`` hook of the control server calls: a
 request for an ``act`` op that its handler refused (bad arguments, a paused
 pipeline, a conflict, an unknown id) becomes a ``request_refused`` record
-naming the peer, the op, its arguments (shortened) and the error. Requests
-refused for lack of access are recorded by the daemon's ``on_denied`` hook
-(the ``permission_denied`` events row, an audit record like every row).
+naming the peer, the op, its arguments (shortened) and the error.
+:func:`record_denied` (the ``on_denied`` hook) records a refusal for lack of
+access, of one request or of a whole connection (a peer with no access at
+all): a ``permission_denied`` events row, an audit record like every row.
+The control server hands it a bounded number of refusals per uid a window
+(:mod:`edgeorch.control.refusals`, the one rate rule); the count of the rest
+reaches :func:`record_suppressed` (``on_suppressed``) once per window: one
+``permission_denied_suppressed`` row, so the log still says they happened.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from .base import OpSpec, actor_of, arg, time_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...control import Peer
+    from ...control.refusals import Suppressed
     from ...store import Store
     from ...store.audit import AuditLog
+    from ...store.events import Events
 
 MAX_PAGE = 5000
 """The most records one ``audit.list`` answer holds."""
@@ -116,6 +123,20 @@ def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: 
         return
     audit.record(actor_of(peer), "request_refused", f"op:{op}",
                  {"code": error.code, "error": error.render(), "args": _shortened(args), "pid": peer.pid})
+
+
+def record_denied(events: "Events", peer: "Peer", op: str | None) -> None:
+    """Record a refusal for lack of access (the control server's ``on_denied``): of ``op``, or of the
+    connection itself when ``op`` is None (the peer has no access at all)."""
+    what = "its connection (no access)" if op is None else op
+    events.add("permission_denied", f"{peer.user} (uid {peer.uid}, pid {peer.pid}) refused: {what}",
+               actor=actor_of(peer), data={"op": op} if op is not None else {"connection": True, "pid": peer.pid})
+
+
+def record_suppressed(events: "Events", summary: "Suppressed") -> None:
+    """Record the refusals of one uid that were counted, not recorded, in one window (``on_suppressed``)."""
+    events.add("permission_denied_suppressed", summary.message(), actor=f"{summary.user} (uid {summary.uid})",
+               data={"count": summary.count, "since": summary.since, "until": summary.until})
 
 
 def verify_file(state_file: Path, key_file: Path | None) -> dict[str, Any]:

@@ -28,9 +28,10 @@ def make_server(sock_dir: Path) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def make(
-        control: ControlConfig | None = None, policy: AccessPolicy | None = None, name: str = "run/edgeorch.sock"
+        control: ControlConfig | None = None, policy: AccessPolicy | None = None, name: str = "run/edgeorch.sock",
+        clock: Callable[[], float] | None = None,
     ) -> ServerThread:
-        st = ServerThread(sock_dir / name, control or ControlConfig(idle_timeout=5.0), policy)
+        st = ServerThread(sock_dir / name, control or ControlConfig(idle_timeout=5.0), policy, clock)
         st.start()
         started.append(st)
         return st

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from edgeorch.config import ControlConfig
 from edgeorch.control.auth import AccessPolicy, Peer
+from edgeorch.control.refusals import Suppressed
 from edgeorch.control.server import ControlServer
 from edgeorch.errors import NotFoundError
 
@@ -21,15 +25,23 @@ from edgeorch.errors import NotFoundError
 class ServerThread:
     """Runs a ControlServer on its own loop in a daemon thread.
 
-    ``denied`` collects ``(peer, op)`` of refused requests; ``stream_closed``
-    is set when the ``forever`` stream's generator is finalised.
+    ``denied`` collects ``(peer, op)`` of refused requests (``op`` None: a
+    refused connection), ``suppressed`` the counts of refusals kept out of
+    ``denied``, ``hooks`` both in the order they came; ``stream_closed``
+    is set when the ``forever`` stream's generator is finalised. ``clock``:
+    the server's (None: its default).
     """
 
-    def __init__(self, path: Path, control: ControlConfig, policy: AccessPolicy | None = None) -> None:
+    def __init__(self, path: Path, control: ControlConfig, policy: AccessPolicy | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.path = path
         self.control = control
         self.policy = policy
-        self.denied: list[tuple[Peer, str]] = []
+        self.clock = clock
+        self.denied: list[tuple[Peer, str | None]] = []
+        self.suppressed: list[Suppressed] = []
+        self.hooks: list[tuple[str, object]] = []
+        self.suppressed_event = threading.Event()
         self.denied_event = threading.Event()
         self.stream_closed = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -44,11 +56,19 @@ class ServerThread:
 
     def start(self) -> ControlServer:
         async def build() -> ControlServer:
-            def on_denied(peer: Peer, op: str) -> None:
+            def on_denied(peer: Peer, op: str | None) -> None:
                 self.denied.append((peer, op))
+                self.hooks.append(("denied", op))
                 self.denied_event.set()
 
-            server = ControlServer(self.path, self.control, policy=self.policy, on_denied=on_denied)
+            def on_suppressed(summary: Suppressed) -> None:
+                self.suppressed.append(summary)
+                self.hooks.append(("suppressed", summary.count))
+                self.suppressed_event.set()
+
+            extra = {} if self.clock is None else {"clock": self.clock}
+            server = ControlServer(self.path, self.control, policy=self.policy, on_denied=on_denied,
+                                   on_suppressed=on_suppressed, **extra)
             register_test_ops(server, self)
             await server.start()
             return server
@@ -142,3 +162,86 @@ def req(op: str, rid: int | str = 1, args: dict[str, Any] | None = None, **extra
         doc["args"] = args
     doc.update(extra)
     return doc
+
+
+STRANGER = textwrap.dedent("""\
+    import json, select, socket, sys, time
+    path, count, line = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode() + b"\\n"
+    held, out, rest = [], [], {}
+    for i in range(count):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        held.append(s)
+        try:
+            s.sendall(line)
+        except OSError:
+            pass  # refused and closed already: its answer is still there to read
+        buf = b""
+        try:
+            while b"\\n" not in buf and (chunk := s.recv(65536)):
+                buf += chunk
+        except OSError:
+            pass
+        reply = json.loads(buf.split(b"\\n", 1)[0]) if b"\\n" in buf else None
+        out.append({"reply": reply, "closed": None})
+        if reply is None or not reply["ok"]:
+            rest[s.fileno()] = i
+    # After an error, did the daemon close? One deadline for all (it bounds the wait where one stays open).
+    socks = {s.fileno(): s for s in held}
+    deadline = time.monotonic() + 2
+    while rest and (left := deadline - time.monotonic()) > 0:
+        for fd in select.select(list(rest), [], [], left)[0]:
+            try:
+                data = socks[fd].recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                out[rest.pop(fd)]["closed"] = True
+    for i in rest.values():
+        out[i]["closed"] = False
+    print(json.dumps(out), flush=True)
+    sys.stdin.read()  # hold every connection until told to go
+    """)
+
+
+class Stranger:
+    """A real process running as ``nobody`` (``setpriv``, so the kernel reports its uid) that opens ``count``
+    connections one after another, sends ``line`` on each and reads the first reply and, after an error,
+    whether the daemon closed the connection; it holds every connection until :meth:`close`.
+
+    ``replies``: per connection ``{"reply": <doc or None>, "closed": <bool, None after an ok>}``.
+    """
+
+    def __init__(self, path: Path, count: int, line: dict[str, Any] | None = None) -> None:
+        doc = json.dumps(line or req("ping", 1))
+        self.proc = subprocess.Popen(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", STRANGER,
+             str(path), str(count), doc],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.readline()
+        if not out:
+            self.close()
+            raise AssertionError(f"the stranger failed: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+        self.replies: list[dict[str, Any]] = json.loads(out)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        self.proc.wait(20)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> Stranger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def strangers(path: Path, count: int, line: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """:class:`Stranger`'s replies, its connections closed again at once."""
+    with Stranger(path, count, line) as s:
+        return s.replies

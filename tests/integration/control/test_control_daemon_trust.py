@@ -310,3 +310,46 @@ def test_idle_clients_beyond_the_descriptor_budget_get_busy_and_drop_folder_clai
         except Busy:
             assert time.monotonic() < deadline, "client slots never freed"
     assert "Too many open files" not in daemon.output()
+
+
+# -- a stranger's flood: no slot taken, its refusals audited within a bound ---------------------------
+
+
+@needs_nobody
+def test_a_stranger_with_200_connections_locks_nobody_out_and_its_refusals_are_audited_within_a_bound(
+        workspace, daemon, public_dir) -> None:
+    from control_helpers import Stranger
+
+    from edgeorch.control.refusals import AUDITED_PER_WINDOW
+
+    sock = public_dir / "edgeorch.sock"
+    workspace.write_config(f'[control]\nsocket = "{sock}"\nmax_clients = 64\nidle_timeout = "20s"\n')
+    daemon.socket_override = str(sock)
+    daemon.start()
+    os.chmod(sock, 0o666)
+    with Stranger(sock, 200, {"v": 1, "id": 1, "op": "status"}) as mallory:
+        # While the stranger holds its 200 connections, the daemon's own user is served.
+        for command in ("status", "runs"):
+            out = workspace.invoke(command)
+            assert out.returncode == 0, out.stderr
+        # Because each of them was refused at once and closed.
+        assert len(mallory.replies) == 200
+        assert all(r["reply"]["error"]["code"] == "permission_denied" and r["closed"] for r in mallory.replies)
+    # The stranger's own CLI says what happened: no access at all.
+    config = public_dir / "config.toml"
+    shutil.copy(workspace.config_path, config)
+    os.chmod(config, 0o644)
+    env = {**workspace.cli_env(), "EDGEORCH_CONFIG": str(config)}
+    out = subprocess.run([*AS_NOBODY, *workspace.cli(), "status"], env=env, cwd=str(public_dir),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 77, out.stderr
+    assert "has no access to this daemon" in out.stderr and "Traceback" not in out.stderr
+    assert daemon.stop() == 0
+    with sqlite3.connect(workspace.state / "edgeorch.db") as db:
+        denied = db.execute("SELECT count(*) FROM events WHERE kind = 'permission_denied'").fetchone()[0]
+        counts = [json.loads(d)["count"] for (d,) in
+                  db.execute("SELECT data FROM events WHERE kind = 'permission_denied_suppressed'")]
+        audited = db.execute("SELECT count(*) FROM audit_log WHERE action LIKE 'permission_denied%'").fetchone()[0]
+    # 201 refusals (200 connections and the CLI's one), within one window: the bound, then one count at the stop.
+    assert denied == AUDITED_PER_WINDOW and counts == [201 - AUDITED_PER_WINDOW]
+    assert audited == AUDITED_PER_WINDOW + 1

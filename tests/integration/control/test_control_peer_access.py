@@ -1,9 +1,10 @@
 """Peer credentials: a client running as another user (``nobody``) is refused.
 
 The client is a real process started through ``setpriv`` (so the kernel
-reports its uid), speaking the protocol with socat. The socket and its folder
-are opened up for the test so that ``nobody`` can reach them at all: what is
-tested is the daemon's policy, not file permissions.
+reports its uid), speaking the protocol with socat or a small Python script
+(:class:`control_helpers.Stranger`). The socket and its folder are opened up
+for the test so that ``nobody`` can reach them at all: what is tested is the
+daemon's policy, not file permissions.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import select
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_helpers import ServerThread, req
+from control_helpers import Raw, ServerThread, Stranger, req, strangers
 
 from edgeorch.config import ControlConfig
+from edgeorch.control import Client
 from edgeorch.control.auth import AccessPolicy
+from edgeorch.control.refusals import AUDITED_PER_WINDOW, WINDOW_S, Suppressed
+from edgeorch.control.server import owner_slots
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root"),
@@ -53,16 +58,23 @@ def as_nobody(path: Path, *requests: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted((json.loads(line) for line in out.stdout.splitlines()), key=lambda r: r["id"])
 
 
-def test_stranger_is_refused_and_the_refusal_recorded(make_server: MakeServer) -> None:
-    st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(daemon_uid=0))
+def test_a_stranger_is_refused_once_at_connect_closed_and_holds_no_slot(make_server: MakeServer) -> None:
+    # The report: 200 connections of a user with no access filled max_clients, and the daemon's own user got busy.
+    st = make_server(ControlConfig(idle_timeout=5.0, max_clients=4), policy=AccessPolicy(daemon_uid=0))
     open_up(st)
-    replies = as_nobody(st.path, req("ping", 1), req("act", 2))
-    assert [r["error"]["code"] for r in replies] == ["permission_denied", "permission_denied"]
-    assert "nobody" in replies[0]["error"]["message"]
-    assert st.denied_event.wait(5)
-    peer, op = st.denied[0]
-    assert (peer.uid, peer.user) == (NOBODY, "nobody")
-    assert {op for _, op in st.denied} == {"ping", "act"}
+    with Stranger(st.path, 200) as mallory:
+        # Every one of the 200 is still open on its side: none of them holds a slot of ours.
+        with Client(st.path) as c:
+            assert c.call("clients")["clients"] == 1
+        assert len(mallory.replies) == 200
+        for got in mallory.replies:
+            reply = got["reply"]
+            assert reply is not None and reply["id"] is None and reply["error"]["code"] == "permission_denied", got
+            assert "nobody" in reply["error"]["message"] and "no access" in reply["error"]["message"]
+            assert got["closed"] is True
+    assert st.denied, "the refusals were not recorded"
+    assert {(peer.uid, peer.user, op) for peer, op in st.denied} == {(NOBODY, "nobody", None)}
+    assert len(st.denied) <= AUDITED_PER_WINDOW
 
 
 def test_reader_may_read_but_not_act(make_server: MakeServer) -> None:
@@ -81,3 +93,118 @@ def test_operator_group_may_act(make_server: MakeServer) -> None:
     open_up(st)
     (act,) = as_nobody(st.path, req("act", 1))
     assert act["ok"] is True
+
+
+def test_readers_share_the_slots_but_some_are_kept_for_root_and_the_daemon_user(make_server: MakeServer) -> None:
+    st = make_server(ControlConfig(idle_timeout=5.0, max_clients=4),
+                     policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    kept = owner_slots(4)
+    assert kept == 2
+    with Stranger(st.path, 4) as reader:
+        codes = [r["reply"]["ok"] or r["reply"]["error"]["code"] for r in reader.replies]
+        assert codes == [True, True, "busy", "busy"]
+        busy = reader.replies[-1]
+        assert busy["closed"] is True and "2 of them kept for root" in busy["reply"]["error"]["message"]
+        # The reader holds every slot it may have; root still gets the two kept ones, and no more.
+        with Client(st.path) as a, Client(st.path) as b:
+            assert a.call("ping")["pong"] and b.call("ping")["pong"]
+            with Raw(st.path) as c:
+                reply = c.recv()
+                assert reply["error"]["code"] == "busy" and "kept" not in reply["error"]["message"]
+
+
+def test_a_reader_whose_access_a_reload_took_away_is_refused_and_closed(make_server: MakeServer) -> None:
+    st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "1", "-",
+         f"UNIX-CONNECT:{st.path}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def ask(rid: int) -> bytes:
+        proc.stdin.write((json.dumps(req("ping", rid)) + "\n").encode())
+        proc.stdin.flush()
+        return read_line()
+
+    def read_line() -> bytes:
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        assert ready, "no answer and no close within 10 s"
+        return proc.stdout.readline()
+
+    try:
+        assert json.loads(ask(1))["ok"] is True
+
+        async def revoke() -> None:
+            assert st.server is not None
+            st.server.set_policy(AccessPolicy(daemon_uid=0))
+
+        st.run(revoke())
+        refused = json.loads(ask(2))
+        assert refused["id"] == 2 and refused["error"]["code"] == "permission_denied"
+        assert "no access" in refused["error"]["message"]
+        assert read_line() == b"", "the connection was kept open"
+        assert [op for _, op in st.denied] == ["ping"]
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def close(st: ServerThread) -> None:
+    """Close the server now (idempotent: the fixture closes it again)."""
+    assert st.server is not None
+    st.run(st.server.close())
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_refusals_of_one_uid_are_recorded_up_to_a_bound_per_window_and_the_rest_counted(
+        make_server: MakeServer) -> None:
+    clock = FakeClock()
+    start = clock.now
+    st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(daemon_uid=0), clock=clock)
+    open_up(st)
+    n = AUDITED_PER_WINDOW
+    strangers(st.path, n + 5)
+    assert len(st.denied) == n and st.suppressed == []
+    # The window is over: the next refusal writes the count of the last one first.
+    clock.now += WINDOW_S
+    strangers(st.path, 1)
+    assert st.suppressed == [Suppressed(uid=NOBODY, user="nobody", count=5, since=start, until=start + WINDOW_S)]
+    assert st.hooks[n:] == [("suppressed", 5), ("denied", None)]
+    # A window that ends with no refusal after it: the server's flush timer writes its count.
+    strangers(st.path, n + 1)
+    assert len(st.denied) == 2 * n and len(st.suppressed) == 1
+    clock.now += WINDOW_S
+    st.suppressed_event.clear()
+    assert st.server is not None
+    st.loop.call_soon_threadsafe(st.server._flush_due)  # what its timer calls (the clock is not the loop's)
+    assert st.suppressed_event.wait(10)
+    assert st.suppressed[1].count == 2 and st.suppressed[1].until == start + 2 * WINDOW_S
+    # Closing writes the count of a window that has not ended.
+    strangers(st.path, n + 3)
+    clock.now += 1
+    close(st)
+    assert len(st.denied) == 3 * n
+    assert st.suppressed[2] == Suppressed(uid=NOBODY, user="nobody", count=3, since=start + 2 * WINDOW_S,
+                                          until=start + 2 * WINDOW_S + 1)
+
+
+def test_a_readers_refused_acts_share_the_same_bound(make_server: MakeServer) -> None:
+    st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0),
+                     clock=FakeClock())
+    open_up(st)
+    replies = as_nobody(st.path, *(req("act", i) for i in range(AUDITED_PER_WINDOW + 4)))
+    assert [r["error"]["code"] for r in replies] == ["permission_denied"] * (AUDITED_PER_WINDOW + 4)
+    assert [op for _, op in st.denied] == ["act"] * AUDITED_PER_WINDOW
+    close(st)
+    assert [s.count for s in st.suppressed] == [4]
