@@ -56,6 +56,10 @@ class CategoricalBatch:
     counts: np.ndarray  # int64, same length
     nulls: int = 0
     dtype: str = "string"
+    numbers_only: bool = False
+    """Every value is a number's text in a column typed as text (a CSV chunk of a text column holding only
+    numbers): its type is ``string``, but beside text from another chunk it makes the column ``mixed``, as
+    one chunk of both would be (:func:`merged_text_dtype`)."""
 
 
 @dataclass
@@ -145,6 +149,27 @@ def merged_dtype(a: str, b: str) -> str:
     return "mixed"
 
 
+def merged_text_dtype(a: str, a_numbers: bool, b: str, b_numbers: bool) -> tuple[str, bool]:
+    """Type and ``numbers_only`` of a text column whose parts have types ``a``, ``b`` (``empty``: no value).
+
+    :func:`merged_dtype` for text parts (a file's chunks of one column): a
+    part holding only numbers' text (``numbers_only``, see
+    :class:`CategoricalBatch`) is ``string`` on its own and with another such
+    part, but beside any other text the column mixes numbers and text:
+    ``mixed``, what :func:`from_arrow` says of one chunk holding both.
+    Symmetric and associative (a join: empty < numbers-only, string < mixed).
+    """
+    if b == "empty":
+        return a, a_numbers
+    if a == "empty":
+        return b, b_numbers
+    if a_numbers and b_numbers:
+        return "string", True
+    if a_numbers or b_numbers:
+        return "mixed", False
+    return merged_dtype(a, b), False
+
+
 def numeric_texts(batch: NumericBatch) -> list[str]:
     """A numeric batch's values as the text they have in a ``mixed`` column.
 
@@ -191,7 +216,27 @@ def from_python(values: list[Any], name: str) -> Batch:
         return NumericBatch(np.asarray(nonnull, dtype=np.float64), nulls, "float")
     if kinds == {"str"}:
         return categorical_from_strings(nonnull, nulls, "string")
-    return categorical_from_strings([str(v) for v in nonnull], nulls, "mixed")
+    return categorical_from_strings(_python_texts(nonnull), nulls, "mixed")
+
+
+def _python_texts(nonnull: list[Any]) -> list[str]:
+    """Python values as the text they have in a ``mixed`` column: ``str`` (``1``, ``2.5``, ``True``)."""
+    return [str(v) for v in nonnull]
+
+
+def text_from_python(values: list[Any], name: str) -> Batch:
+    """Python values as text, as in a ``mixed`` column (:func:`from_python` of a chunk mixing them with text).
+
+    For a column whose chunks hold numbers in one and text in another: every
+    chunk read this way gives the categories one chunk of all of them gives
+    (``1``, not ``1.0``). A chunk with numbers is typed ``mixed`` (its
+    numbers are text beside the other chunks' text), a chunk of text keeps
+    its type; one with no value stays ``empty``.
+    """
+    batch = from_python(values, name)
+    if isinstance(batch, CategoricalBatch) or batch.dtype == "empty":
+        return batch
+    return categorical_from_strings(_python_texts([v for v in values if v is not None]), batch.nulls, "mixed")
 
 
 def from_arrow(arr: Any, name: str) -> Batch:
@@ -223,13 +268,13 @@ def from_arrow(arr: Any, name: str) -> Batch:
     vc = pc.value_counts(arr.drop_null() if nulls else arr)
     values = vc.field("values").to_pylist()
     counts = arrownp.to_numpy(vc.field("counts")).astype(np.int64)
-    dtype = "string"
+    dtype, n_num = "string", 0
     if values:
         looks_numeric = pc.match_substring_regex(vc.field("values"), _NUMBER_RE, ignore_case=True)
         n_num = pc.sum(looks_numeric).as_py() or 0
         if 0 < n_num < len(values):
             dtype = "mixed"
-    return CategoricalBatch(values, counts, nulls, dtype)
+    return CategoricalBatch(values, counts, nulls, dtype, numbers_only=bool(values) and n_num == len(values))
 
 
 def column_of(values: Any, name: str) -> Batch:

@@ -8,7 +8,11 @@ read by row group batches and CSV by blocks (pyarrow's streaming readers),
 Every failure is a :class:`DataError` naming the file, and the column and
 row (1-based, data rows after a CSV header; lines for JSON) where known.
 CSV column types are inferred from the first block (16 MiB): a later value
-that does not fit the inferred type is reported with its row.
+that does not fit the inferred type is reported with its row. A column with
+no value in the first block (pyarrow types it null) takes the type pyarrow
+infers from its values over the whole file instead (:func:`_late_csv_types`:
+one more pass, reading only those columns), so a sparse column filled only
+in later rows reads as it would in one block.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, DataNotFoundError, UnknownColumnError
-from .columns import Batch, columns_of, from_arrow, from_python
+from .columns import Batch, columns_of, from_arrow, from_python, text_from_python
 
 BATCH_ROWS = 1 << 20
 CSV_BLOCK = 16 << 20
@@ -96,11 +100,16 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
         from pyarrow import csv
 
         parse = csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-        # Empty cells are nulls in text columns too (pyarrow's default keeps "").
-        convert = csv.ConvertOptions(strings_can_be_null=True)
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK), parse_options=parse,
-                              convert_options=convert)
+        read = csv.ReadOptions(block_size=CSV_BLOCK)
+        reader = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=_csv_convert())
         names = _check_columns(path, reader.schema.names, columns)
+        late = [n for n in names if pa.types.is_null(reader.schema.field(n).type)]
+        if late or set(names) != set(reader.schema.names):
+            # Convert only the selected columns (a column left out cannot fail the read), the late ones
+            # with the type their values have over the whole file, not the first block's null.
+            types = _late_csv_types(path, read, parse, late) if late else {}
+            reader = csv.open_csv(path, read_options=read, parse_options=parse,
+                                  convert_options=_csv_convert(include_columns=names, column_types=types))
         rows = 0
         while True:
             try:
@@ -114,6 +123,113 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             yield rb.select(names)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise _arrow_error(path, exc, columns) from None
+
+
+def _csv_convert(**options: Any) -> Any:
+    """The conversion options of every CSV read (and of the type inference of :func:`_late_csv_types`)."""
+    from pyarrow import csv
+
+    # Empty cells are nulls in text columns too (pyarrow's default keeps "").
+    return csv.ConvertOptions(strings_can_be_null=True, **options)
+
+
+def _late_csv_types(path: Path, read: Any, parse: Any, late: list[str]) -> dict[str, Any]:
+    """The types pyarrow infers for the ``late`` columns (null in the first block) over the whole file.
+
+    pyarrow's readers, streaming or not, fix a column's type from the first
+    block; a column with no value there is null and its first later value
+    fails the read. One pass reads only these columns, as text, and keeps
+    per column a few *witness* values (:func:`_add_witnesses`) for which
+    pyarrow infers the type it would for every value of the column. Memory:
+    one block of these columns and at most one witness per type pyarrow tries;
+    time: one more parse of the file and a few conversions of each block's
+    distinct values. A column null in the whole file is left out (it stays
+    null).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    reader = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=_csv_convert(
+        include_columns=late, column_types={c: pa.string() for c in late}))
+    kept: dict[str, dict[Any, str]] = {c: {} for c in late}
+    for rb in reader:
+        for c in late:
+            _add_witnesses(kept[c], pc.unique(rb.column(c).drop_null()))
+    return {c: _csv_type(pa.array(list(dict.fromkeys(w.values())), pa.string())) for c, w in kept.items() if w}
+
+
+def _csv_types() -> list[Any]:
+    """The types pyarrow's CSV type inference tries, less text (which every value converts to)."""
+    import pyarrow as pa
+
+    return [pa.null(), pa.int64(), pa.bool_(), pa.float64(), pa.date32(), pa.time32("s"), pa.timestamp("s"),
+            pa.timestamp("ns"), pa.timestamp("s", "UTC"), pa.timestamp("ns", "UTC")]
+
+
+def _add_witnesses(kept: dict[Any, str], values: Any) -> None:
+    """Add to ``kept`` (type -> a value that does not convert to it) one of ``values`` for each type that
+    one of them does not convert to (``values``: text, non-null).
+
+    pyarrow infers the first type, in a fixed order, that every value of a
+    column converts to. For each type it tries, the witnesses convert to it
+    exactly when every value seen does (one failing value is kept), so
+    pyarrow infers the same type for them as for all the values, blocks
+    apart or not. A type pyarrow infers that is not in :func:`_csv_types`
+    (a newer pyarrow's) is tried from the block it is met in on.
+    """
+    import pyarrow as pa
+
+    if not len(values):
+        return
+    types = _csv_types()
+    found = _csv_type(values)
+    if found not in types and not pa.types.is_string(found):
+        types.append(found)
+    for t in types:
+        if t in kept or _csv_converts(values, t):
+            continue
+        bad = values
+        while len(bad) > 1:  # bisect to one value that does not convert
+            half = bad.slice(0, len(bad) // 2)
+            bad = half if not _csv_converts(half, t) else bad.slice(len(bad) // 2)
+        kept[t] = bad[0].as_py()
+
+
+def _csv_text(values: Any) -> bytes:
+    """``values`` (text) as a one-column CSV (quoted, so any text reads back as itself)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    sink = pa.BufferOutputStream()
+    csv.write_csv(pa.table({"v": values}), sink, csv.WriteOptions(quoting_style="all_valid"))
+    return sink.getvalue().to_pybytes()
+
+
+def _csv_read(values: Any, types: dict[str, Any] | None = None) -> Any:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    data = _csv_text(values)
+    # One block holds all of it: the type is inferred from every value, not the first block's.
+    return csv.read_csv(pa.BufferReader(data), read_options=csv.ReadOptions(block_size=len(data) + 1),
+                        convert_options=_csv_convert(column_types=types or {}))
+
+
+def _csv_type(values: Any) -> Any:
+    """The type pyarrow's CSV reader infers for a column holding ``values`` (text, non-null)."""
+    return _csv_read(values).schema.field(0).type
+
+
+def _csv_converts(values: Any, type_: Any) -> bool:
+    """Whether pyarrow's CSV reader converts every one of ``values`` (text, non-null) to ``type_``."""
+    import pyarrow as pa
+
+    try:
+        _csv_read(values, {"v": type_})
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def _arrow_error(path: Path, exc: Exception, columns: list[str] | None) -> DataError:
@@ -179,8 +295,16 @@ def _find_value_row(path: Path, col: int, value: str) -> int | None:
     return None
 
 
-def read_batches(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[dict[str, Batch]]:
-    """Column batches of a data file, chunk by chunk (see the module docstring)."""
+def read_batches(path: str | Path, columns: list[str] | None = None, progress: Any = None, *,
+                 as_text: Collection[str] = ()) -> Iterator[dict[str, Batch]]:
+    """Column batches of a data file, chunk by chunk (see the module docstring).
+
+    ``as_text``: columns of a JSON-lines file read as text in every chunk
+    (:func:`.columns.text_from_python`), for a column with numbers in one
+    chunk and text in another (the profile reads it again so). Only JSON
+    lines can differ in kind between chunks: the other formats fix a
+    column's type for the whole file, and ignore ``as_text``.
+    """
     path = Path(path)
     fmt = checked_format(path)
     try:
@@ -192,7 +316,7 @@ def read_batches(path: str | Path, columns: list[str] | None = None, progress: A
         elif fmt == "npz":
             yield _npz_columns(path, columns)
         else:
-            yield from _jsonl_batches(path, columns, progress)
+            yield from _jsonl_batches(path, columns, progress, frozenset(as_text))
     finally:
         if progress is not None:
             progress.close()
@@ -266,8 +390,13 @@ def _json_objects(path: Path, fh: Any) -> Iterator[tuple[int, bytes, dict[str, A
         yield lineno, raw, obj
 
 
-def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterator[dict[str, Batch]]:
+def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any,
+                   as_text: frozenset[str] = frozenset()) -> Iterator[dict[str, Batch]]:
     _open_check(path)
+
+    def batch(values: list[Any], name: str) -> Batch:
+        return text_from_python(values, name) if name in as_text else from_python(values, name)
+
     names: list[str] | None = None
     rows: dict[str, list[Any]] = {}
     count = 0
@@ -289,7 +418,7 @@ def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iter
                 rows[n].append(v)
             count += 1
             if count == JSON_LINES_PER_BATCH:
-                yield {n: from_python(rows[n], n) for n in names}
+                yield {n: batch(rows[n], n) for n in names}
                 rows = {n: [] for n in names}
                 count = 0
                 if progress is not None:
@@ -299,7 +428,7 @@ def _jsonl_batches(path: Path, columns: list[str] | None, progress: Any) -> Iter
             _check_columns(path, [], columns)
         return
     if count or not rows:
-        yield {n: from_python(rows[n], n) for n in names}
+        yield {n: batch(rows[n], n) for n in names}
 
 
 def read_table(src: Any, columns: list[str] | None = None, progress: Any = None) -> Any:

@@ -41,7 +41,15 @@ import numpy as np
 
 from ..errors import DataError, DataNotFoundError
 from . import _jit
-from .columns import FLOAT_EXACT_INT, CategoricalBatch, DatetimeBatch, NumericBatch, columns_of, merged_dtype
+from .columns import (
+    FLOAT_EXACT_INT,
+    CategoricalBatch,
+    DatetimeBatch,
+    NumericBatch,
+    columns_of,
+    merged_dtype,
+    merged_text_dtype,
+)
 from .datetimes import iso, seconds
 from .results import ResultView, Table, doc_tables, strict, summary_tables
 from .sketches import (
@@ -96,6 +104,8 @@ class ColumnProfile(ResultView):
     # categorical state
     value_counts: dict[str, int] = field(default_factory=dict)
     counts_exact: bool = True
+    # every value is a number's text in a text column (CategoricalBatch.numbers_only): mixed beside other text
+    numbers_only: bool = False
     # integers beyond ±2**53 were seen: the float64 sketch cannot tell them apart,
     # so the distinct count comes from the HLL (fed with the exact integers)
     ints_beyond_float: bool = False
@@ -238,6 +248,8 @@ class ColumnProfile(ResultView):
                           "max_gap": self.max_gap})
         else:
             d.update({"value_counts": self.value_counts, "counts_exact": self.counts_exact})
+            if self.numbers_only:
+                d["numbers_only"] = True
         return d
 
     @classmethod
@@ -260,6 +272,7 @@ class ColumnProfile(ResultView):
         else:
             cp.value_counts = {str(k): int(v) for k, v in d["value_counts"].items()}
             cp.counts_exact = bool(d["counts_exact"])
+            cp.numbers_only = bool(d.get("numbers_only", False))
         return cp
 
 
@@ -418,6 +431,7 @@ def profile_categorical(name: str, batch: CategoricalBatch, *, sketch_size: int 
     cp = ColumnProfile(name, "categorical", batch.dtype, count=batch.nulls + int(sum(batch.counts)), nulls=batch.nulls)
     cp.sketch = QuantileSketch(sketch_size)
     cp.value_counts = dict(zip(batch.values, (int(c) for c in batch.counts)))
+    cp.numbers_only = batch.numbers_only
     cp.hll.add_hashes(hash_strings(batch.values))
     _cap(cp)
     return cp
@@ -472,18 +486,43 @@ def _merged_gaps(a: ColumnProfile, b: ColumnProfile) -> tuple[QuantileSketch | N
     return merged, max(largest) if largest else None
 
 
+def _same_kind(a: ColumnProfile, b: ColumnProfile) -> tuple[ColumnProfile, ColumnProfile] | None:
+    """``a`` and ``b`` as profiles of one kind (a side with no value takes the other's), or None when
+    their kinds differ: numbers or instants on one side, text on the other."""
+    if a.kind == b.kind:
+        return a, b
+    # An all-null or empty batch is "numeric" by default: let the other win.
+    if a.n == 0 and not a.value_counts and a.dtype == "empty":
+        return ColumnProfile(a.name, b.kind, "empty", a.count, a.nulls), b
+    if b.n == 0 and not b.value_counts and b.dtype == "empty":
+        return a, ColumnProfile(b.name, a.kind, "empty", b.count, b.nulls)
+    return None
+
+
 def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT_MAX_BINS) -> ColumnProfile:
-    """Merge two profiles of the same column (see :func:`merge_profiles`)."""
-    if a.kind != b.kind:
-        # An all-null or empty batch is "numeric" by default: let the other win.
-        if a.n == 0 and not a.value_counts and a.dtype == "empty":
-            a = ColumnProfile(a.name, b.kind, "empty", a.count, a.nulls)
-        elif b.n == 0 and not b.value_counts and b.dtype == "empty":
-            b = ColumnProfile(b.name, a.kind, "empty", b.count, b.nulls)
-        else:
-            raise DataError(f"cannot merge a {a.kind} and a {b.kind} profile", field=a.name,
-                            value=f"{a.dtype} + {b.dtype}", expected="the same column type in both profiles")
-    out = ColumnProfile(a.name, a.kind, merged_dtype(a.dtype, b.dtype), a.count + b.count, a.nulls + b.nulls)
+    """Merge two profiles of the same column (see :func:`merge_profiles`).
+
+    Profiles of different kinds (numbers or instants in one, text in the
+    other) are a DataError: a numeric profile keeps a sample of its values,
+    not the values, so it cannot become the text categories one chunk of
+    both would count (:func:`profile` of a file reads such a column again as
+    text instead). Two text profiles merge their types by
+    :func:`.columns.merged_text_dtype`, others by :func:`.columns.merged_dtype`.
+    """
+    pair = _same_kind(a, b)
+    if pair is None:
+        raise DataError(f"cannot merge a {a.kind} and a {b.kind} profile", field=a.name,
+                        value=f"{a.dtype} + {b.dtype}", expected="the same column type in both profiles")
+    a, b = pair
+    if a.kind == "categorical":
+        # A side with no value has no type of its own (its dtype may be the file's: an all-null "string").
+        dtype, numbers_only = merged_text_dtype(a.dtype if a.count > a.nulls else "empty", a.numbers_only,
+                                                b.dtype if b.count > b.nulls else "empty", b.numbers_only)
+        if dtype == "empty":  # no value on either side: an all-null text column keeps its type
+            dtype = merged_dtype(a.dtype, b.dtype)
+    else:
+        dtype, numbers_only = merged_dtype(a.dtype, b.dtype), False
+    out = ColumnProfile(a.name, a.kind, dtype, a.count + b.count, a.nulls + b.nulls, numbers_only=numbers_only)
     out.hll = a.hll.merge(b.hll)
     out.ints_beyond_float = a.ints_beyond_float or b.ints_beyond_float
     out.sketch = a.sketch.merge(b.sketch)
@@ -511,18 +550,26 @@ def merge_columns(a: ColumnProfile, b: ColumnProfile, *, max_bins: int = DEFAULT
     return out
 
 
-def merge_profiles(a: Profile, b: Profile) -> Profile:
+def merge_profiles(a: Profile, b: Profile, *, clashes: set[str] | None = None) -> Profile:
     """Profile of the concatenation of the data behind ``a`` and ``b``.
 
     Counts, min, max, moments and histograms are exact (moments to
     floating-point rounding); quantile sketches and HLL merge within their
     stated error. Columns present in only one profile are kept as they are
     (their rows from the other side count as missing: not added).
+
+    ``clashes``: where given, a column whose two profiles cannot merge (numbers
+    on one side, text on the other: :func:`merge_columns`) is added to it and
+    keeps ``a``'s profile, instead of a DataError.
     """
     cols: dict[str, ColumnProfile] = {}
     for name in list(a.columns) + [c for c in b.columns if c not in a.columns]:
         if name in a.columns and name in b.columns:
-            cols[name] = merge_columns(a.columns[name], b.columns[name])
+            if clashes is not None and (name in clashes or _same_kind(a.columns[name], b.columns[name]) is None):
+                clashes.add(name)
+                cols[name] = a.columns[name]
+            else:
+                cols[name] = merge_columns(a.columns[name], b.columns[name])
         else:
             cols[name] = a.columns.get(name) or b.columns[name]
     return Profile(cols, a.rows + b.rows, a.source if a.source == b.source else None)
@@ -531,7 +578,25 @@ def merge_profiles(a: Profile, b: Profile) -> Profile:
 def profile_batches(batches: Iterable[dict[str, NumericBatch | CategoricalBatch]], *,
                     sketch_size: int = DEFAULT_SKETCH_SIZE, max_bins: int = DEFAULT_MAX_BINS,
                     source: str | None = None) -> Profile:
-    """Profile a stream of column batches (chunks of a file), merging as it goes."""
+    """Profile a stream of column batches (chunks of a file), merging as it goes.
+
+    A column with numbers in one chunk and text in another is a DataError
+    here (the stream cannot be read again); :func:`profile` of a file reads
+    such a column again as text.
+    """
+    clashes: set[str] = set()
+    result = _profile_stream(batches, clashes, sketch_size=sketch_size, max_bins=max_bins, source=source)
+    for name in result.columns:
+        if name in clashes:  # the error merge_columns gives
+            raise DataError("cannot merge a numeric and a categorical profile", field=name,
+                            expected="the same column type in both profiles")
+    return result
+
+
+def _profile_stream(batches: Iterable[dict[str, NumericBatch | CategoricalBatch]], clashes: set[str], *,
+                    sketch_size: int, max_bins: int, source: str | None) -> Profile:
+    """:func:`profile_batches`, adding to ``clashes`` the columns whose chunks' kinds differ (their profile
+    is then the first chunks' only, to be replaced)."""
     result: Profile | None = None
     for i, batch in enumerate(batches):
         cols: dict[str, ColumnProfile] = {}
@@ -545,7 +610,7 @@ def profile_batches(batches: Iterable[dict[str, NumericBatch | CategoricalBatch]
                 cols[name] = profile_categorical(name, col, sketch_size=sketch_size)
             rows = cols[name].count
         part = Profile(cols, rows, source)
-        result = part if result is None else merge_profiles(result, part)
+        result = part if result is None else merge_profiles(result, part, clashes=clashes)
     return result if result is not None else Profile({}, 0, source)
 
 
@@ -556,14 +621,27 @@ def profile(data: Any, *, columns: list[str] | None = None, sketch_size: int = D
     named Series (its name is the column's), or one 1-D array (column ``value``).
 
     Files are read in chunks (Parquet row groups, CSV blocks), so files larger
-    than memory work. Raises :class:`DataError` naming file/column/row for
+    than memory work. A JSON-lines column with numbers in one chunk and text
+    in another is read a second time, as text in every chunk, so it is the
+    ``mixed`` column one chunk of all of it gives (statistics included). Raises :class:`DataError` naming file/column/row for
     unreadable data and unknown ``columns``.
     """
     if isinstance(data, (str, Path)):
         from .io import read_batches
 
-        return profile_batches(read_batches(data, columns=columns, progress=progress), sketch_size=sketch_size,
-                               max_bins=max_bins, source=str(data))
+        clashes: set[str] = set()
+        out = _profile_stream(read_batches(data, columns=columns, progress=progress), clashes,
+                              sketch_size=sketch_size, max_bins=max_bins, source=str(data))
+        if clashes:
+            # Numbers in one chunk, text in another (JSON lines): one chunk of both would be a "mixed" column of
+            # their texts, and a numeric chunk's profile keeps only a sample. Read these columns again, as text
+            # in every chunk (io.read_batches as_text): the statistics are exactly one chunk's. Costs one more
+            # pass over the file, only for such files.
+            names = [n for n in out.columns if n in clashes]
+            again = profile_batches(read_batches(data, columns=names, as_text=names), sketch_size=sketch_size,
+                                    max_bins=max_bins, source=str(data))
+            out.columns.update(again.columns)
+        return out
     return profile_batches([columns_of(data, columns)], sketch_size=sketch_size, max_bins=max_bins)
 
 
