@@ -408,7 +408,7 @@ def _read_found_here(found: Path) -> dict[str, Any]:
     from .trust import read_trusted
 
     try:
-        raw = read_trusted(found)
+        raw = read_trusted(found, chosen=True)
     except PermissionError as exc:
         raise ConfigError(f"refusing to use this config file: {exc.strerror}", file=str(found),
                           hint=_UNTRUSTED_HINT) from None
@@ -423,7 +423,7 @@ def _check_found_here(cfg: "Config", cwd: Path) -> None:
     from .trust import path_problem
 
     for what, folder in (("state folder", cfg.state_dir), ("pipelines folder", cfg.pipelines_dir)):
-        found = path_problem(folder, cwd)
+        found = path_problem(folder, cwd, chosen=True)
         if found is not None:
             bad, why = found
             raise ConfigError(f"refusing the embedded defaults' {what} here ({folder}): {why}", file=str(bad),

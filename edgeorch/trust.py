@@ -37,25 +37,29 @@ def owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def ownership_problem(st: os.stat_result, uid: int | None = None) -> str | None:
+def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: bool = False) -> str | None:
     """Why a file or folder with status ``st`` may not be trusted by ``uid`` (default: this process's), or None.
 
     Trusted: owned by ``uid`` or by root, and not writable by every user unless it is a folder with the sticky bit.
+    ``chosen``: it lies in a folder the user chose to work in that not every user may write; root then trusts
+    another user's file too (an administrator in a user's project, a CI checkout owned by another uid: root could
+    write it anyway), but never one in ``/tmp`` or another folder everyone writes to.
     """
     me = os.getuid() if uid is None else uid
-    if st.st_uid not in (me, 0):
+    if st.st_uid not in (me, 0) and not (chosen and me == 0):
         return f"it belongs to {owner_name(st.st_uid)}, not to you or root"
     if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
         return "every user may write it"
     return None
 
 
-def path_problem(path: Path, base: Path | None = None) -> tuple[Path, str] | None:
+def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False) -> tuple[Path, str] | None:
     """The first of ``base`` and each folder and link from it down to ``path`` (those that exist) that may not be
     trusted, with why; None when every one may (or none exists yet: what edgeorch creates is the user's).
 
     ``path`` must lie under ``base`` when ``base`` is given (else only ``path`` itself is checked). A link is
-    checked itself and then what it points to: whoever owns a link chooses where it leads.
+    checked itself and then what it points to: whoever owns a link chooses where it leads. ``chosen``: the
+    working folder's case (:func:`ownership_problem`), judged for each entry by the folder that holds it.
     """
     chain = [path]
     if base is not None:
@@ -69,10 +73,11 @@ def path_problem(path: Path, base: Path | None = None) -> tuple[Path, str] | Non
             lst = os.lstat(p)
         except OSError:
             return None  # not there yet: the rest of the chain is what edgeorch makes
-        problem = ownership_problem(lst) if stat.S_ISLNK(lst.st_mode) else None
+        mine = chosen and _in_private_folder(p)
+        problem = ownership_problem(lst, chosen=mine) if stat.S_ISLNK(lst.st_mode) else None
         if problem is None:
             try:
-                problem = ownership_problem(os.stat(p))
+                problem = ownership_problem(os.stat(p), chosen=mine)
             except OSError:
                 return None
         if problem is not None:
@@ -80,7 +85,15 @@ def path_problem(path: Path, base: Path | None = None) -> tuple[Path, str] | Non
     return None
 
 
-def read_trusted(path: Path) -> bytes:
+def _in_private_folder(path: Path) -> bool:
+    """Whether the folder holding ``path`` is one not every user may write (``/tmp`` is not)."""
+    try:
+        return not os.stat(os.path.dirname(os.path.abspath(path))).st_mode & stat.S_IWOTH
+    except OSError:
+        return False
+
+
+def read_trusted(path: Path, *, chosen: bool = False) -> bytes:
     """The bytes of the regular file ``path``, checked on the descriptor they are read from (no window between the
     check and the read: a link flipped between two targets cannot pass one and give the other).
 
@@ -92,7 +105,7 @@ def read_trusted(path: Path) -> bytes:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise OSError(0, "not a regular file")
-        problem = ownership_problem(st)
+        problem = ownership_problem(st, chosen=chosen and _in_private_folder(path))
         if problem is not None:
             raise PermissionError(0, problem)
         return f.read()

@@ -85,7 +85,8 @@ def test_a_config_every_user_may_write_in_the_working_folder_is_refused_but_one_
 def test_another_users_config_or_default_pipelines_in_the_working_folder_are_refused(
         tmp_path: Path, cli) -> None:
     here = tmp_path / "shared"
-    here.mkdir(mode=0o1777)
+    here.mkdir()
+    os.chmod(here, 0o1777)  # as /tmp: everyone may add files
     config = here / "config.toml"
     config.write_text('[state]\ndir = "/tmp/theirs"\n')
     os.chown(config, OTHER, -1)
@@ -109,6 +110,26 @@ def test_another_users_config_or_default_pipelines_in_the_working_folder_are_ref
     (here / "t.csv").write_text("a\n1\n")
     res = cli(here, "profile", "t.csv", "--json")
     assert res.returncode == 0, res.stderr
+
+
+@as_root
+def test_root_trusts_another_users_project_folder_that_not_everyone_may_write(tmp_path: Path, cli) -> None:
+    """An administrator in a user's project, a CI checkout owned by another uid: root could write it anyway."""
+    project = tmp_path / "alice"
+    project.mkdir()
+    config = project / "config.toml"
+    config.write_text(f'[state]\ndir = "{project / "var"}"\n')
+    pipes = project / "examples" / "pipelines"
+    pipes.mkdir(parents=True)
+    for p in (project, config, project / "examples", pipes):
+        os.chown(p, OTHER, -1)
+    assert cli(project, "runs").returncode == 0
+    config.unlink()
+    assert cli(project, "pipelines").returncode == 0  # the embedded defaults' folders too
+    os.chmod(project, 0o777)  # ... but not in a folder every user writes to
+    res = cli(project, "pipelines")
+    assert res.returncode == 2
+    assert "refusing the embedded defaults'" in res.stderr and "every user may write" in res.stderr
 
 
 @as_root
