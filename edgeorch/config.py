@@ -388,12 +388,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
         cwd = Path.cwd()
         cfg = parse_config(tomllib.loads(EMBEDDED_DEFAULTS), base=cwd, file="<embedded defaults>", source=None)
-        _check_found_here(cfg, cwd)
+        _check_found_here(cfg, cwd, "the embedded defaults'")
         return cfg
     if not found.exists():
         raise ConfigError(f"config file not found (from {how})", file=str(found))
     data = _read_found_here(found) if how == FOUND_HERE else load_toml(found, ConfigError)
     cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
+    if how == FOUND_HERE:  # its own file is the user's; what its relative paths name in this folder may not be
+        _check_found_here(cfg, Path.cwd(), f"{found}'s")
     return replace(cfg, runtime_dir=layout_runtime_dir(found))
 
 
@@ -417,16 +419,19 @@ def _read_found_here(found: Path) -> dict[str, Any]:
     return parse_toml_bytes(raw, found, ConfigError)
 
 
-def _check_found_here(cfg: "Config", cwd: Path) -> None:
-    """The embedded defaults' folders under the working folder (its state, its pipelines) are used only when they
-    may be trusted (:mod:`edgeorch.trust`): run in ``/tmp``, ``./examples/pipelines`` could be another user's."""
+def _check_found_here(cfg: "Config", cwd: Path, whose: str) -> None:
+    """The working folder, and the folders a config found there names under it (its state, pipelines and inbox:
+    the embedded defaults' ``./var``, ``./examples/pipelines``), are used only when they may be trusted
+    (:mod:`edgeorch.trust`): in ``/tmp`` or another user's folder, ``./examples/pipelines`` could be theirs, even
+    next to a config of the user's own. A folder the config names outside the working folder is its choice."""
     from .trust import path_problem
 
-    for what, folder in (("state folder", cfg.state_dir), ("pipelines folder", cfg.pipelines_dir)):
-        found = path_problem(folder, cwd, chosen=True)
+    for what, folder in (("state folder", cfg.state_dir), ("pipelines folder", cfg.pipelines_dir),
+                         ("inbox folder", cfg.inbox_dir)):
+        found = path_problem(folder if folder.is_relative_to(cwd) else cwd, cwd, chosen=True)
         if found is not None:
             bad, why = found
-            raise ConfigError(f"refusing the embedded defaults' {what} here ({folder}): {why}", file=str(bad),
+            raise ConfigError(f"refusing {whose} {what} here ({folder}): {why}", file=str(bad),
                               hint=_UNTRUSTED_HINT)
 
 

@@ -100,6 +100,11 @@ def read_trusted(path: Path, *, chosen: bool = False) -> bytes:
     Raises PermissionError (its ``strerror`` the reason) when the file may not be trusted, OSError when it cannot
     be read or is not a regular file (a FIFO planted there never blocks: it is opened non-blocking).
     """
+    lst = os.lstat(path)
+    if stat.S_ISLNK(lst.st_mode):  # whoever owns a link chooses where it leads
+        problem = ownership_problem(lst, chosen=chosen and _in_private_folder(path))
+        if problem is not None:
+            raise PermissionError(0, f"a link: {problem}")
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())

@@ -171,3 +171,27 @@ def test_a_private_folder_is_made_or_accepted_only_as_this_users_own(tmp_path: P
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@as_root
+def test_a_config_of_ones_own_in_a_shared_folder_does_not_make_its_relative_folders_trusted(
+        tmp_path: Path, cli) -> None:
+    """Your config.toml in /tmp: its ./examples/pipelines and ./var may still be another user's (they ran their
+    task as you, and answered on a fake ./var/edgeorch.sock)."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "config.toml").write_text('[pipelines]\ndir = "./examples/pipelines"\n')  # yours
+    pipes = shared / "examples" / "pipelines"
+    pipes.mkdir(parents=True)
+    os.chown(shared / "examples", OTHER, -1)
+    res = cli(shared, "pipelines")
+    assert res.returncode == 2
+    assert "config.toml's pipelines folder here" in res.stderr and "65534" in res.stderr
+    link_home = tmp_path / "lnk"
+    link_home.mkdir()
+    os.chmod(link_home, 0o1777)
+    (link_home / "config.toml").symlink_to(shared / "config.toml")
+    os.lchown(link_home / "config.toml", OTHER, -1)
+    res = cli(link_home, "pipelines")
+    assert res.returncode == 2 and "refusing to use this config file: a link: it belongs to" in res.stderr
