@@ -134,3 +134,17 @@ def private_folder(path: Path, closed: int = 0o077) -> bool:
     except OSError:
         return False
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & closed
+
+
+def close_folder(path: Path) -> None:
+    """Make the folder ``path`` (and its parents) when missing, then take every access of group and others from
+    it when it is this user's (a folder made by an older edgeorch, or under a umask of 022, was ``0755``).
+
+    For the inbox and the quarantine: a file there keeps the owner who dropped it, who could otherwise rewrite
+    it through its path after its sha256 was recorded, and nobody else is to read it. The daemon's tasks run as
+    its own user. Raises OSError as ``mkdir`` does.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o7700)

@@ -19,6 +19,7 @@ from typing import Any
 from ...errors import EdgeorchError
 from ...records import frozen
 from ...durable import sync_dirs
+from ...trust import close_folder
 from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem
 from .names import display_path
 from .spec import check_same_filesystem
@@ -158,7 +159,7 @@ def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
                 break  # taken (any kind of entry, a dangling link too): the next name
             except FileNotFoundError:  # no inbox yet (first claim, or removed by hand): make it, once
                 try:
-                    base.mkdir(parents=True, exist_ok=True)
+                    close_folder(base)
                 except OSError as exc:
                     if is_transient(exc):
                         return folder

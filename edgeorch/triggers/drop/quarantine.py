@@ -14,6 +14,7 @@ from typing import Any
 from ...records import frozen
 from .claim import ClaimError
 from ...durable import fsync_dir, write_atomic
+from ...trust import close_folder
 from .names import display_path, fit_name
 
 
@@ -45,7 +46,7 @@ def quarantine(path: Path | str, quarantine_dir: Path | str, reason: str, *, sou
     """
     src = Path(path)
     qdir = Path(quarantine_dir)
-    qdir.mkdir(parents=True, exist_ok=True)
+    close_folder(qdir)  # the dropper still owns the file: nobody but the daemon's user may reach it here
     name = _free_name(qdir, source_name or src.name)
     dest = qdir / name
     doc = {"file": display_path(name), "source_name": display_path(source_name or src.name), "reason": reason,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError, StateError
+from ...trust import close_folder
 from ...events import DatasetVersioned, Event, InputChanged
 from ...model import InputState, TaskState
 from .claim import (
@@ -433,6 +434,12 @@ class DropFolders:
         recovery goes on with the next.
         """
         store = self.store
+        for folder in (self.inbox, self.quarantine_dir):  # an older edgeorch's, 0755
+            if folder.is_dir():
+                try:
+                    close_folder(folder)
+                except OSError as exc:
+                    log.warning("cannot close %s to other users: %s", folder, exc.strerror)
         _remove_left_claim_folders(self.inbox, store.inputs.next_id())
         active = {r["id"]: r for r in store.inputs.to_reconcile()}  # whole rows: what the actions need
         records = [_record_of(row) for row in store.inputs.records()]  # every state, just reconcile's columns

@@ -109,3 +109,28 @@ def test_a_claimed_file_cannot_be_rewritten_through_its_new_path_by_whoever_drop
                           f"echo forged > '{claimed}'"], capture_output=True, text=True)
     assert res.returncode != 0 and "Permission denied" in res.stderr
     assert claimed.read_text() == "a\n1\n"
+
+
+def test_the_inbox_and_the_quarantine_are_closed_to_other_users_old_ones_too(tmp_path):
+    """A claimed or quarantined file keeps its dropper as owner; the folders around it are the daemon user's
+    alone (a fresh quarantine was 0755 with the dropper's 0644 files in it, readable and rewritable by path)."""
+    import os
+    import stat
+
+    from edgeorch.triggers.drop.quarantine import quarantine
+
+    old = os.umask(0o022)
+    try:
+        make_claim_folder(tmp_path / "inbox", 1)
+        dropped = tmp_path / "x.csv"
+        dropped.write_text("a\n")
+        quarantine(dropped, tmp_path / "quarantine", "failed")
+        older = tmp_path / "older-quarantine"
+        older.mkdir(mode=0o755)
+        (older / "y.csv").write_text("b\n")
+        dropped.write_text("a\n")
+        quarantine(dropped, older, "failed")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "inbox", tmp_path / "quarantine", older):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
