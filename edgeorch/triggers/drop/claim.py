@@ -20,7 +20,8 @@ from ...errors import EdgeorchError
 from ...records import frozen
 from ...durable import sync_dirs
 from ...trust import close_folder
-from .inspection import TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem
+from .inspection import (TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem,
+                         sparse_problem)
 from .names import display_path
 from .spec import check_same_filesystem
 
@@ -43,6 +44,10 @@ class ClaimIntent:
     mtime_ns: int
     dev: int
     ino: int
+    max_size: int | None = None
+    """The watch's ``max_size`` and ``allow_sparse``: applied again when the file's size changed after it was
+    inspected (:func:`verify_and_hash`), so nothing that grows after the look escapes them."""
+    allow_sparse: bool = False
 
 
 @frozen
@@ -187,7 +192,7 @@ def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, c
     if isinstance(verdict, Refuse):
         return verdict
     return ClaimIntent(claim_id, verdict.path, claim_dest(Path(inbox_dir), claim_id, verdict.path.name),
-                       verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino)
+                       verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino, max_size, allow_sparse)
 
 
 def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.Event | None = None) -> ClaimedFile:
@@ -227,7 +232,7 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 raise ClaimNotPermitted(_rename_refused(intent.source, exc), value=display_path(intent.source)) from exc
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
-        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino), cancel)
+        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino), cancel, intent)
     except OSError as exc:
         if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused, ClaimNotPermitted)):
             raise
@@ -249,8 +254,8 @@ def _rename_refused(source: Path, exc: OSError) -> str:
                    "the daemon's user needs write permission on the watched folder and an ordinary file")
 
 
-def verify_and_hash(path: Path, identity: tuple[int, int] | None,
-                    cancel: threading.Event | None = None) -> tuple[FileStamp, int, str]:
+def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: threading.Event | None = None,
+                    intent: ClaimIntent | None = None) -> tuple[FileStamp, int, str]:
     """Open ``path`` without following links; check the descriptor; hash through it.
 
     Checked on the open descriptor (``fstat``), so nothing can be swapped in
@@ -260,7 +265,12 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None,
     Failing that, raises :class:`ClaimRefused` (a file with more names is
     unlinked from the inbox first: nothing is lost, its other names keep it).
     The stat is taken again after hashing: a change meanwhile (someone
-    writing through another handle) raises :class:`ClaimDeferred`.
+    writing through another handle) raises :class:`ClaimDeferred`, and the
+    hash never reads past the size checked before it (a file grown to 1 TiB
+    meanwhile costs nothing more). With ``intent``, a file whose size is not
+    the inspected one (it grew after the look: a writer's handle still open)
+    meets the watch's ``max_size`` and sparse rule again, on the descriptor,
+    before any byte is read: failing them raises :class:`ClaimRefused`.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -278,7 +288,12 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None,
                 os.unlink(path)  # its other names keep the content: nothing is lost
                 removed = True
             raise ClaimRefused(problem, removed=removed, value=display_path(path))
-        size, digest = _hash_fd(fd, cancel)
+        if intent is not None and st.st_size != intent.size:
+            problem = _size_problem(st, intent)
+            if problem:
+                raise ClaimRefused(f"it changed after it was inspected ({intent.size} -> {st.st_size} bytes): "
+                                   f"{problem}", removed=False, value=display_path(path))
+        size, digest = _hash_fd(fd, cancel, st.st_size)
         after = os.fstat(fd)
     finally:
         os.close(fd)
@@ -287,6 +302,13 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None,
         raise ClaimDeferred("the file changed while it was hashed (someone still writes to it); will retry",
                             value=display_path(path))
     return after_stamp, size, digest
+
+
+def _size_problem(st: os.stat_result, intent: ClaimIntent) -> str | None:
+    """The inspection's size rules (``max_size``, :func:`~.inspection.sparse_problem`) for the file as it is now."""
+    if intent.max_size is not None and st.st_size > intent.max_size:
+        return f"{st.st_size} bytes is over max_size ({intent.max_size} bytes)"
+    return None if intent.allow_sparse else sparse_problem(st.st_size, st.st_blocks)
 
 
 def _identity_problem(st: os.stat_result, identity: tuple[int, int] | None) -> str | None:
@@ -343,17 +365,18 @@ def hash_file(path: Path, cancel: threading.Event | None = None) -> tuple[int, s
         os.close(fd)
 
 
-def _hash_fd(fd: int, cancel: threading.Event | None = None) -> tuple[int, str]:
-    """Read and hash the whole file; raises :class:`ClaimInterrupted` as soon as ``cancel`` is set (checked
-    before each 1 MiB chunk: a stop waits milliseconds, not the rest of a 300 GB file)."""
+def _hash_fd(fd: int, cancel: threading.Event | None = None, limit: int | None = None) -> tuple[int, str]:
+    """Read and hash the whole file, or its first ``limit`` bytes; raises :class:`ClaimInterrupted` as soon as
+    ``cancel`` is set (checked before each 1 MiB chunk: a stop waits milliseconds, not the rest of a 300 GB
+    file)."""
     h = hashlib.sha256()
     size = 0
     with os.fdopen(fd, "rb", closefd=False) as f:
-        while True:
+        while limit is None or size < limit:
             if cancel is not None and cancel.is_set():
                 raise ClaimInterrupted(f"the hash was interrupted after {size} bytes (the daemon is stopping); "
                                        "the next start finishes it")
-            chunk = f.read(_HASH_CHUNK)
+            chunk = f.read(_HASH_CHUNK if limit is None else min(_HASH_CHUNK, limit - size))
             if not chunk:
                 break
             h.update(chunk)

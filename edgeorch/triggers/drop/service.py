@@ -487,10 +487,11 @@ class DropFolders:
             assert rec is not None and rec.inbox_path is not None
             row = active[rec.id]
             spec = self._spec_for(row["watch_folder"], row["pipeline"])
-            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, int(row.get("size") or 0),
-                                 0, rec.dev or 0, rec.ino or 0)  # its size picks its lane (LONG_CLAIM_BYTES)
             if spec is None:  # the watch is gone: claim anyway (the file is ours), the run reports the rest
                 spec = WatchSpec(folder=Path(row["watch_folder"]), pipeline=row["pipeline"])
+            intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, int(row.get("size") or 0),
+                                 0, rec.dev or 0, rec.ino or 0,  # its size picks its lane (LONG_CLAIM_BYTES)
+                                 spec.max_size, spec.allow_sparse)
             self._pending.append(_Pending(rec.id, spec, intent))
             self._wake.set()
         elif a.kind == "submit":
@@ -736,7 +737,7 @@ class DropFolders:
             _remove_claim_folder(unused.parent)
         dest = taken[-1]
         return _Pending(iid, spec, ClaimIntent(dest.parent.name, acc.path, dest, acc.size, acc.mtime_ns,
-                                               acc.dev, acc.ino))
+                                               acc.dev, acc.ino, spec.max_size, spec.allow_sparse))
 
     async def _finish_claims(self, pendings: list[_Pending]) -> None:
         """Rename + verify + hash each recorded intent (in a worker thread, one fsync per folder),

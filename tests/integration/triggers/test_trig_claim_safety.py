@@ -132,8 +132,8 @@ def test_content_written_through_a_second_handle_while_hashing_defers_the_claim(
     writer = open(drop / "report.csv", "r+b")  # the writer keeps a handle across the rename
     real = claim_module._hash_fd
 
-    def hash_while_written(fd, cancel=None):
-        out = real(fd, cancel)
+    def hash_while_written(fd, cancel=None, limit=None):
+        out = real(fd, cancel, limit)
         writer.seek(0)
         writer.write(b"v2")
         writer.flush()

@@ -79,3 +79,51 @@ def test_a_set_cancel_interrupts_the_hash_and_a_claim_stays_retryable(tmp_path):
     assert dest.exists() and not p.exists()  # renamed, not hashed: the next try (recovery's finish) hashes it
     assert perform_claim(intent).size == 3 << 20
     assert Path(dest).exists()
+
+
+def test_a_file_that_grew_after_its_inspection_meets_the_size_rules_again_before_a_byte_is_hashed(tmp_path):
+    """The dropper kept a handle open and made the file 1 TiB of holes once it was claimed: the worker hashed
+    it for hours (and the sparse rule, met only at inspection, never saw it)."""
+    import time
+
+    from edgeorch.triggers.drop.claim import ClaimRefused, perform_claim, prepare_claim
+
+    folder, inbox = tmp_path / "drop", tmp_path / "inbox"
+    folder.mkdir()
+    f = folder / "grows.csv"
+    f.write_text("a\n1\n")
+    intent = prepare_claim(f, folder, inbox, "in-1", max_size=None, allow_sparse=False)
+    assert intent.size == 4
+    with open(f, "r+b") as h:
+        h.truncate(1 << 40)  # after the look, through a handle the dropper kept
+    t0 = time.monotonic()
+    with pytest.raises(ClaimRefused) as exc:
+        perform_claim(intent)
+    assert time.monotonic() - t0 < 5
+    assert "changed after it was inspected (4 -> 1099511627776 bytes): sparse file" in exc.value.message
+    capped = prepare_claim(_fresh(folder, "capped.csv"), folder, inbox, "in-2", max_size=100)
+    with open(capped.source, "ab") as h:
+        h.write(b"x" * 200)
+    with pytest.raises(ClaimRefused, match="over max_size"):
+        perform_claim(capped)
+
+
+def _fresh(folder, name):
+    p = folder / name
+    p.write_text("a\n1\n")
+    return p
+
+
+def test_a_hash_never_reads_past_the_size_checked_before_it(tmp_path):
+    import hashlib
+    import os
+
+    from edgeorch.triggers.drop.claim import _hash_fd
+
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * (3 << 20))
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert _hash_fd(fd, None, 1 << 20) == (1 << 20, hashlib.sha256(b"x" * (1 << 20)).hexdigest())
+    finally:
+        os.close(fd)
