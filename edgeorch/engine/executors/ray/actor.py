@@ -14,7 +14,7 @@ task runs):
   same command, environment and working folder, its log and records in a
   spool folder on the node (``<tmp>/edgeorch-ray-<uid>/<namespace>/...``,
   under a folder private to the worker's user: :func:`edgeorch.trust.private_folder`;
-  one another user made first fails the attempt with that reason). Returns where the task runs (None when it could
+  when another user made that name first, a fresh private ``mkdtemp`` folder). Returns where the task runs (None when it could
   not start: its exit says why).
 - :meth:`read`: the next bytes of the log from an offset, waiting up to
   ``wait_s`` for some; with the exit record once the supervisor has ended
@@ -63,7 +63,8 @@ class AttemptActor:
         self.req = req
         actor_id = ray.get_runtime_context().get_actor_id() or f"pid{os.getpid()}"
         self.spool_base = os.path.join(tempfile.gettempdir(), f"edgeorch-ray-{os.getuid()}")
-        self.spool = os.path.join(self.spool_base, namespace, f"attempt-{req['attempt_id']}-{actor_id[:12]}")
+        self.spool_tail = os.path.join(namespace, f"attempt-{req['attempt_id']}-{actor_id[:12]}")
+        self.spool = os.path.join(self.spool_base, self.spool_tail)
         self.log = os.path.join(self.spool, "output.log")
         self.started: dict[str, Any] | None = None
         self.exit: dict[str, Any] | None = None
@@ -102,10 +103,11 @@ class AttemptActor:
                          "uncharged": True})
             return None
         if not private_folder(Path(self.spool_base)):  # the task's log and records: nobody else's to read or swap
-            self._ended({"exit_code": 127, "signal": None, "finished_at": time.time(),
-                         "error": f"cannot use the spool folder {self.spool_base} on node {where['node_ip']}: it is not "
-                                  "a private folder of this user's (another user made that name first?)"})
-            return None
+            # Another user made that name first: a fresh private folder instead (as numba's fallback cache does),
+            # so a squatter cannot fail every attempt on this node. Its path is this actor's to remember.
+            self.spool_base = tempfile.mkdtemp(prefix=f"edgeorch-ray-{os.getuid()}-")
+            self.spool = os.path.join(self.spool_base, self.spool_tail)
+            self.log = os.path.join(self.spool, "output.log")
         os.makedirs(self.spool, exist_ok=True)
         env = dict(req["env"])
         if wants_gpu(req.get("resources") or {}):
@@ -238,6 +240,8 @@ class AttemptActor:
     async def release(self) -> None:
         """The daemon has collected the attempt: remove the spool and end this actor."""
         shutil.rmtree(self.spool, ignore_errors=True)
+        if os.path.basename(self.spool_base) != f"edgeorch-ray-{os.getuid()}":  # a mkdtemp of its own: all of it
+            shutil.rmtree(self.spool_base, ignore_errors=True)
         ray.actor.exit_actor()
 
     def _signal_shim(self, sig: int) -> None:
