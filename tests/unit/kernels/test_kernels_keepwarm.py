@@ -202,3 +202,17 @@ def test_a_server_ends_when_the_command_of_its_request_goes_away(tmp_path: Path,
         release.set()
         ours.close()
         os.chdir(here)
+
+
+def test_a_kernel_command_refuses_a_fifo_or_a_device_as_its_input(tmp_path: Path) -> None:
+    """Done by the command itself too: such a read may never end (6.8 GB in 15 s on a /dev/zero link)."""
+    from edgeorch.errors import DataError
+    from edgeorch.kernels.io import checked_format
+
+    fifo, zero = tmp_path / "report.csv", tmp_path / "zero.csv"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="is a FIFO, not a data file"):
+        checked_format(fifo)
+    with pytest.raises(DataError, match="is a character device, not a data file"):
+        checked_format(zero)
