@@ -13,6 +13,7 @@ same way (:func:`connect_error`).
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import select
@@ -58,10 +59,14 @@ def connect_error(path: Path, exc: OSError) -> EdgeorchError:
 
     Nothing there or nobody listening: :class:`DaemonNotRunning` (exit 69);
     not allowed: ``PermissionDenied`` (exit 77); a full backlog that never
-    accepts: ``Timeout`` (exit 75).
+    accepts: ``Timeout`` (exit 75), as is a full backlog's ``EAGAIN`` (a daemon
+    runs there: saying none does would send its user looking for the wrong fault).
     """
     if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
         return DaemonNotRunning(path, exc.strerror or "")
+    if isinstance(exc, BlockingIOError) or exc.errno == errno.EAGAIN:
+        return P.Timeout(f"the daemon at {path} does not accept connections now: its queue of new connections "
+                         "is full (a flood of connections?); try again")
     if isinstance(exc, PermissionError):
         return _cannot_reach(path, "permission denied")
     if isinstance(exc, TimeoutError):
@@ -146,14 +151,24 @@ class _Line:
 
     def __init__(self, path: Path, timeout: float | None) -> None:
         self.path = path
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(timeout)
-        try:
-            with socket_address(path) as address:
-                sock.connect(address)
-        except OSError as exc:
-            sock.close()
-            raise connect_error(path, exc) from None
+        deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
+        pause = 0.002
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            sock.settimeout(timeout)
+            try:
+                with socket_address(path) as address:
+                    sock.connect(address)
+                break
+            except BlockingIOError as exc:  # the daemon's backlog is full (EAGAIN): it runs; wait for a place
+                sock.close()
+                if time.monotonic() + pause > deadline:
+                    raise connect_error(path, exc) from None
+                time.sleep(pause)  # nothing to wait on: the kernel tells no one when the backlog has room
+                pause = min(pause * 2, 0.1)
+            except OSError as exc:
+                sock.close()
+                raise connect_error(path, exc) from None
         self.sock = sock
         self.file = sock.makefile("rb")
 
