@@ -63,7 +63,9 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 def cmd_requeue(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend:
-        res = backend.client.call("inputs.requeue", {"file": os.path.abspath(args.file)})
+        # A bare name not in this folder is one in the quarantine (the daemon's folder, as `inputs --quarantine`).
+        bare = os.sep not in args.file and not os.path.lexists(args.file)
+        res = backend.client.call("inputs.requeue", {"file": args.file if bare else os.path.abspath(args.file)})
     if args.json:
         print_json(res)
     elif not args.quiet:

@@ -67,7 +67,8 @@ class InputOps:
 
         raw = arg(args, "file", str)
         qdir = self.quarantine_dir.resolve()
-        path = Path(os.path.abspath(raw))
+        # A bare name is one in the quarantine folder (as `edgeorch inputs --quarantine` lists them).
+        path = qdir / raw if os.sep not in raw and raw not in ("", ".", "..") else Path(os.path.abspath(raw))
         if path.parent.resolve() != qdir:
             raise UsageError("is not a file in the quarantine folder", field="args.file", value=raw,
                              expected=f"a file directly inside {qdir}")

@@ -284,9 +284,10 @@ def test_bad_file_is_quarantined_with_its_reason_and_requeue_runs_it_again(works
     listed = json.loads(subprocess.run([*workspace.cli(), "inputs", "--json"], env=workspace.cli_env(),
                                        capture_output=True, text=True, check=True).stdout)
     assert listed["quarantine"][0]["path"] == str(qdir / "bad.csv")
-    # Fix the file in quarantine, then send it back: it arrives again and runs (not a duplicate).
+    # Fix the file in quarantine, then send it back by the name the listing shows: it arrives again and runs
+    # (not a duplicate).
     (qdir / "bad.csv").write_bytes(b"good row\n")
-    out = subprocess.run([*workspace.cli(), "requeue", str(qdir / "bad.csv")], env=workspace.cli_env(),
+    out = subprocess.run([*workspace.cli(), "requeue", "bad.csv"], env=workspace.cli_env(), cwd=tmp_path,
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, what="the requeued file processed")
