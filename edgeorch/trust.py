@@ -145,6 +145,17 @@ def close_folder(path: Path) -> None:
     its own user. Raises OSError as ``mkdir`` does.
     """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(path)
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
-        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o7700)
+    withdraw(path, 0o077)
+
+
+def withdraw(path: Path, bits: int) -> int | None:
+    """Take the permission ``bits`` from ``path`` (through a link: a state folder linked to a bigger disk is
+    closed where it is) when it is this user's and has any of them, keeping the rest; returns the new mode, or
+    None when nothing changed (another user's, none of them set). The one rule behind :func:`close_folder` and the
+    state file's modes (``store.db``). Raises OSError as ``stat``/``chmod`` do."""
+    st = os.stat(path)
+    if st.st_uid != os.getuid() or not st.st_mode & bits:
+        return None
+    mode = stat.S_IMODE(st.st_mode) & ~bits
+    os.chmod(path, mode)
+    return mode

@@ -59,13 +59,14 @@ def _closed_to_others(path: Path, what: str) -> None:
     folder: a group's member reaches a socket inside through it, and nothing is listed. Another user's file
     (a state in a shared folder, root's) is left as it is.
     """
+    from ..trust import withdraw
+
     try:
-        st = os.stat(path)
-        if st.st_uid == os.getuid() and st.st_mode & 0o006:
-            os.chmod(path, st.st_mode & 0o7771)
-            log.info("%s %s was readable by every user: made it %o", what, path, st.st_mode & 0o7771)
+        mode = withdraw(path, 0o006)
     except OSError:
-        pass  # read-only file system, gone meanwhile: the next open says what matters
+        return  # read-only file system, gone meanwhile: the next open says what matters
+    if mode is not None:
+        log.info("%s %s was readable by every user: made it %o", what, path, mode)
 
 
 class Database:
