@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Collection, Iterator
 from functools import reduce
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, DataNotFoundError, UnknownColumnError
+from ..filekinds import file_kind
 from .columns import Batch, columns_of, from_arrow, from_python, text_from_python
 
 BATCH_ROWS = 1 << 20
@@ -71,10 +71,6 @@ def checked_format(path: Path) -> str:
     return file_format(path)
 
 
-_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
 def _open_check(path: Path) -> None:
     """A data file must exist and be a regular file (through links): a FIFO may never end and a device such
     as ``/dev/zero`` never stops growing, so neither is read (another user may rename one into a shared
@@ -83,9 +79,9 @@ def _open_check(path: Path) -> None:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):  # a name too long, a NUL: missing, as os.path.exists says
         raise DataNotFoundError("file not found", file=str(path)) from None
-    for test, what in _NOT_FILES:
-        if test(mode):
-            raise DataError(f"is {what}, not a data file", file=str(path), expected="a regular file")
+    kind = file_kind(mode)
+    if kind is not None:
+        raise DataError(f"is {kind}, not a data file", file=str(path), expected="a regular file")
 
 
 def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[Any]:

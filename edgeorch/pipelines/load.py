@@ -156,11 +156,9 @@ def read_pipeline_bytes(file: Path) -> bytes:
 
 def _file_kind(mode: int) -> str:
     """What a file that is not a regular one is, in words (for an error)."""
-    import stat
+    from ..filekinds import file_kind
 
-    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((word for test, word in kinds if test(mode)), "not a regular file")
+    return file_kind(mode) or "a regular file"
 
 
 def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchError | None:

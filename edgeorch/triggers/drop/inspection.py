@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from ...filekinds import file_kind
 from ...records import frozen
 from .names import is_candidate, name_problem
 
@@ -186,14 +187,6 @@ def inspect(path: Path | str, folder: Path | str, *, max_size: int | None = None
     if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
         return Refuse(p, "gone", "the file was replaced while being inspected")
     return Accept(p, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
-
-
-def file_kind(mode: int) -> str:
-    for test, name in ((stat_mod.S_ISDIR, "directory"), (stat_mod.S_ISFIFO, "FIFO"), (stat_mod.S_ISSOCK, "socket"),
-                       (stat_mod.S_ISCHR, "character device"), (stat_mod.S_ISBLK, "block device")):
-        if test(mode):
-            return name
-    return "unknown type"
 
 
 def scan(folder: Path | str, patterns: Iterable[str]) -> list[Path]:
