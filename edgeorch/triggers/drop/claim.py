@@ -24,6 +24,7 @@ from .inspection import (TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, in
                          sparse_problem)
 from .names import display_path
 from .spec import check_same_filesystem
+from .writers import open_for_writing
 
 _HASH_CHUNK = 1 << 20
 
@@ -265,7 +266,10 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: thread
     Failing that, raises :class:`ClaimRefused` (a file with more names is
     unlinked from the inbox first: nothing is lost, its other names keep it).
     The stat is taken again after hashing: a change meanwhile (someone
-    writing through another handle) raises :class:`ClaimDeferred`, and the
+    writing through another handle) raises :class:`ClaimDeferred`, as does a
+    file some process still holds open for writing when the hash ends (asked
+    of the kernel, :func:`~.writers.open_for_writing`: such a writer could
+    change it after the claim, through the descriptor it has), and the
     hash never reads past the size checked before it (a file grown to 1 TiB
     meanwhile costs nothing more). With ``intent``, a file whose size is not
     the inspected one (it grew after the look: a writer's handle still open)
@@ -295,13 +299,22 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: thread
                                    f"{problem}", removed=False, value=display_path(path))
         size, digest = _hash_fd(fd, cancel, st.st_size)
         after = os.fstat(fd)
+        writing = open_for_writing(fd)
     finally:
         os.close(fd)
     before_stamp, after_stamp = FileStamp.of(st), FileStamp.of(after)
     if before_stamp != after_stamp or size != after.st_size:
         raise ClaimDeferred("the file changed while it was hashed (someone still writes to it); will retry",
                             value=display_path(path))
+    if writing:
+        raise ClaimDeferred(STILL_OPEN, value=display_path(path))
     return after_stamp, size, digest
+
+
+STILL_OPEN = ("another process still holds the file open for writing (`fuser -v` on it names the process); "
+              "it is claimed once that process closes it; will retry")
+"""Why a claim waits: the sha256 recorded must be of the content the run reads, and a writer's open
+descriptor could change it after the hash (:mod:`.writers`)."""
 
 
 def _size_problem(st: os.stat_result, intent: ClaimIntent) -> str | None:

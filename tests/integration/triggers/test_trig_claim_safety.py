@@ -143,16 +143,64 @@ def test_content_written_through_a_second_handle_while_hashing_defers_the_claim(
     with pytest.raises(ClaimDeferred, match="changed while it was hashed"):
         perform_claim(intent)
     monkeypatch.setattr(claim_module, "_hash_fd", real)
+    with pytest.raises(ClaimDeferred, match="still holds the file open for writing"):
+        perform_claim(intent)  # the writer could change it after a hash: not claimed while it may
+    writer.close()
     claimed = perform_claim(intent)  # idempotent: the retry hashes what is there now
     assert claimed.sha256 == hashlib.sha256(intent.dest.read_bytes()).hexdigest()
-    writer.close()
+    assert intent.dest.read_bytes().startswith(b"v2")
+
+
+def test_a_handle_kept_open_for_writing_defers_the_claim_until_it_is_closed(drop, inbox):
+    """A dropper (or a logger) that keeps the file open could write through that descriptor after the claim
+    recorded its sha256, where no stat taken by the claim would see it: it is not claimed while the handle
+    lives, in another process or a writable mapping alike; a reader's handle does not count."""
+    import mmap
+
+    intent = intent_for(drop, inbox, "report.csv", b"v1\n" * 1000)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        f = open(sys.argv[1], "ab")
+        print("open", flush=True)
+        sys.stdin.read()
+        f.write(b"written after the claim would have been recorded\\n")
+        """), str(drop / "report.csv")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"open\n"
+        with pytest.raises(ClaimDeferred, match="still holds the file open for writing") as exc:
+            perform_claim(intent)
+        assert exc.value.value == display_path(intent.dest)
+        assert intent.dest.exists() and not (drop / "report.csv").exists()  # moved: safe in the inbox meanwhile
+        child.stdin.close()  # the writer writes its last line and exits
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+    claimed = perform_claim(intent)
+    assert claimed.sha256 == hashlib.sha256(intent.dest.read_bytes()).hexdigest()
+    assert intent.dest.read_bytes().endswith(b"recorded\n")
+
+    mapped = intent_for(drop, inbox, "mapped.csv")
+    mapped = ClaimIntent(mapped.claim_id, mapped.source, inbox / "in-2" / "mapped.csv", mapped.size, mapped.mtime_ns,
+                         mapped.dev, mapped.ino)
+    fd = os.open(mapped.source, os.O_RDWR)
+    view = mmap.mmap(fd, 0)
+    os.close(fd)  # the mapping alone can still write
+    try:
+        with pytest.raises(ClaimDeferred, match="open for writing"):
+            perform_claim(mapped)
+    finally:
+        view.close()
+    with open(mapped.dest, "rb"):  # a reader does not hold a claim back
+        assert perform_claim(mapped).size == mapped.size
 
 
 def test_a_write_after_the_hash_is_detected_before_the_run_starts(drop, inbox):
+    """No handle was open at the claim (else it waits, above); the daemon's own user may still write by the new
+    path: the stamp taken with the hash says so before the run starts."""
     intent = intent_for(drop, inbox, "report.csv")
-    with open(drop / "report.csv", "r+b") as writer:
-        claimed = perform_claim(intent)
-        assert claimed.stamp is not None and changed_since(claimed.path, claimed.stamp) is None
+    claimed = perform_claim(intent)
+    assert claimed.stamp is not None and changed_since(claimed.path, claimed.stamp) is None
+    with open(claimed.path, "r+b") as writer:
         writer.write(b"rewritten after the claim\n")
         writer.flush()
         os.fsync(writer.fileno())

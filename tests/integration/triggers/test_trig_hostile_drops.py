@@ -144,3 +144,48 @@ def test_a_file_of_another_user_in_a_sticky_folder_is_refused_once_with_why_acro
     assert len(inputs(workspace)) == 4
     assert all(os.listdir(d) for d in inbox.iterdir() if d.name.startswith("in-")), "an empty claim folder was left"
     assert daemon.stop() == 0
+
+
+def test_a_file_still_open_for_writing_waits_in_the_inbox_and_its_run_reads_what_was_hashed(
+        workspace, daemon, tmp_path):
+    """The dropper renamed the file in but kept a descriptor open for writing: a run started now could read
+    content written after its sha256 was recorded. The claim waits, saying why (``edgeorch inputs``), with the file
+    already safe in the inbox; once the writer closes it the claim hashes what is there, and the run reads that."""
+    import hashlib
+    import subprocess
+
+    folder = workspace.watch_folder("ingest", settle="0.2s")
+    workspace.pipeline("ingest", INGEST + "\n[tasks.tail]\nneeds = [\"check\"]\n"
+                       "command = [\"sh\", \"-c\", \"grep -q second {input}\"]\n")
+    daemon.start()
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    staged = stage / "log.csv"
+    staged.write_text("first\n")
+    writer = subprocess.Popen([sys.executable, "-c", "import sys\nf = open(sys.argv[1], 'a')\nprint('open', flush=True)\n"
+                               "sys.stdin.readline()\nf.write('second\\n')\n", str(staged)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "open\n"
+        os.rename(staged, folder / "log.csv")
+        poll_until(lambda: "open for writing" in (_reason_of(daemon, "log.csv") or ""),
+                   what="the claim waiting for the writer, with its reason")
+        [row] = [r for r in inputs(workspace) if r["source_name"] == "log.csv"]
+        assert row["state"] == "claiming" and row["run_id"] is None
+        assert os.path.exists(row["inbox_path"]) and not (folder / "log.csv").exists()
+        writer.stdin.write("go\n")
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+    finally:
+        writer.kill()
+    wait_until(daemon, lambda: n_inputs(workspace, "done", "quarantined") >= 1, what="the claim finished, its run ended")
+    [row] = inputs(workspace)
+    assert row["state"] == "done", row["reason"]
+    assert row["sha256"] == hashlib.sha256(b"first\nsecond\n").hexdigest()
+    assert " ERROR " not in daemon.output()
+    assert daemon.stop(timeout=15) == 0
+
+
+def _reason_of(daemon, name: str) -> str | None:
+    rows = [r for r in daemon.call("inputs.list", {})["inputs"] if r["source_name"] == name]
+    return rows[-1].get("reason") if rows else None

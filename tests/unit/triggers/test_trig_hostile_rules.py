@@ -127,3 +127,29 @@ def test_a_hash_never_reads_past_the_size_checked_before_it(tmp_path):
         assert _hash_fd(fd, None, 1 << 20) == (1 << 20, hashlib.sha256(b"x" * (1 << 20)).hexdigest())
     finally:
         os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a probe as another user")
+def test_the_kernel_that_will_not_say_whether_a_file_has_writers_gives_none_not_an_error(tmp_path):
+    """Leases are granted to the file's owner or CAP_LEASE alone: a daemon running as its own user asking about
+    a file another user dropped learns nothing (None), and its claim goes on with the stat checks alone."""
+    from edgeorch.triggers.drop.writers import open_for_writing
+
+    p = tmp_path / "theirs.csv"
+    p.write_text("a\n1\n")
+    fd = os.open(p, os.O_RDONLY)
+    assert open_for_writing(fd) is False  # root may ask (CAP_LEASE)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: the same descriptor, asked as another user
+        try:
+            os.setresuid(65534, 65534, 65534)
+            os.write(w, repr((open_for_writing(fd), open_for_writing(fd))).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    answer = os.read(r, 100).decode()
+    os.waitpid(pid, 0)
+    os.close(r)
+    os.close(fd)
+    assert answer == "(None, None)"
