@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UsageError
@@ -95,3 +96,18 @@ def parse_param_args(items: list[str]) -> dict[str, str]:
             raise UsageError("parameter must be key=value", field="-p", value=item, expected="key=value")
         out[key.strip()] = value
     return out
+
+
+def watch_param_problem(param: str, params: Mapping[str, Any], pipeline: str) -> dict[str, Any] | None:
+    """Why a watch's ``param`` cannot receive the claimed path in ``pipeline``, whose ``[params]`` are ``params``
+    (name -> a declaration with a ``type``), as an error's fields (message, field, value, expected, hint), or
+    None. Every file dropped into such a watch's folder would fail to start and go to quarantine."""
+    p = params.get(param)
+    if p is None:
+        return {"message": f"names no param of pipeline {pipeline!r}", "field": "watch.param", "value": param,
+                "expected": f"one of {', '.join(params) or '(none)'}",
+                "hint": f"declare it in the pipeline: [params] {param} = {{ type = \"path\" }}, or set the watch's param"}
+    if p.type not in ("path", "str"):
+        return {"message": f"must be a path or str param of pipeline {pipeline!r} to receive the claimed file", "field": f"params.{param}",
+                "value": p.type, "expected": "type = \"path\" or \"str\"", "hint": None}
+    return None

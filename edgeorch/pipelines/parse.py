@@ -37,7 +37,7 @@ from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec
 from ..tomlcheck import TableReader, a_or_an, suggest
 from .graph import find_cycle, topological_order
 from .inputs import input_problem
-from .params import coerce_param, infer_param_type
+from .params import coerce_param, infer_param_type, watch_param_problem
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
@@ -89,14 +89,9 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         _sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
         errors.extend(trig_errors)
         for w in watches:
-            p = params.get(w.param)
-            if p is None:
-                errors.append(PipelineError("names no param of this pipeline", file=fname, field="watch.param",
-                                            value=w.param, expected=f"one of {', '.join(params) or '(none)'}",
-                                            hint=f"declare it: [params] {w.param} = {{ type = \"path\" }}"))
-            elif p.type not in ("path", "str"):
-                errors.append(PipelineError("must be a path or str param to receive the claimed file", file=fname,
-                                            field=f"params.{w.param}", value=p.type, expected="type = \"path\" or \"str\""))
+            problem = watch_param_problem(w.param, params, name)
+            if problem is not None:
+                errors.append(PipelineError(file=fname, **problem))
 
         if "on" in data:  # [[on]]: monitoring rules (docs/monitoring.md); their checker loads only for them
             from ..monitor.spec import check_rules

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ...datasets.names import DatasetDecl, check_decl
 from ...errors import ConfigError, EdgeorchError, PipelineError
+from ...pipelines.params import watch_param_problem
 from ...records import frozen
-from ...tomlcheck import TableReader
+from ...tomlcheck import TableReader, suggest
 
 WATCH_KEYS = ("folder", "patterns", "pipeline", "mode", "batch_size", "batch_window", "settle", "max_size",
               "param", "env", "skip_duplicates", "dataset", "allow_sparse")
@@ -140,8 +141,14 @@ def check_watches(tables: Iterable[Any], file: str, *, base: Path | None = None,
 
 
 def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, state_dir: Path | None = None,
-                    pipelines: Iterable[str] | None = None, file: str = "") -> list[EdgeorchError]:
-    """Cross-checks over watches: known pipelines, one watch per folder, folders outside edgeorch's own.
+                    pipelines: Iterable[str] | None = None, file: str = "",
+                    not_loaded: Callable[[str], EdgeorchError | None] | None = None,
+                    params: Mapping[str, Mapping[str, Any]] | None = None) -> list[EdgeorchError]:
+    """Cross-checks over watches: known pipelines, one watch per folder, folders outside edgeorch's own, and
+    (``params``: pipeline name -> its params) a param that can receive the claimed path (:func:`~edgeorch.pipelines.params.watch_param_problem`).
+
+    A watch of a pipeline that is not loaded because its file is broken says so, naming that file and its first
+    problem (``not_loaded(name)``: that error, or None; the registry's ``not_loaded_error``), not "unknown pipeline".
 
     Each error names the file the offending table came from (``spec.source``): a
     :class:`PipelineError` for a pipeline file, a :class:`ConfigError` for ``file``
@@ -153,12 +160,26 @@ def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, st
     known = set(pipelines) if pipelines is not None else None
     seen: dict[Path, str] = {}
     for spec in specs:
-        def fail(message: str, field: str, value: str, expected: str, spec: WatchSpec = spec) -> None:
-            errors.append(watch_error(spec, message, field=field, value=value, expected=expected, config_file=file))
+        def fail(message: str, field: str, value: str, expected: str, spec: WatchSpec = spec,
+                 hint: str | None = None) -> None:
+            errors.append(watch_error(spec, message, field=field, value=value, expected=expected, config_file=file,
+                                      hint=hint))
 
         if known is not None and spec.pipeline not in known:
-            fail("names an unknown pipeline", "watch.pipeline", spec.pipeline,
-                 f"one of {', '.join(sorted(known)) or '(none)'}")
+            broken = not_loaded(spec.pipeline) if not_loaded is not None else None
+            if broken is not None:
+                fail(f"names pipeline {spec.pipeline!r}, which is not loaded: its file {broken.file} has an error "
+                     f"({broken.field + ': ' if broken.field else ''}{broken.message})", "watch.pipeline",
+                     spec.pipeline, "a pipeline that loads", hint="fix that file (`edgeorch validate` lists its "
+                     "problems); the watch starts at the next reload")
+            else:
+                close = suggest(spec.pipeline, sorted(known))
+                fail("names an unknown pipeline", "watch.pipeline", spec.pipeline,
+                     f"one of {', '.join(sorted(known)) or '(none)'}", hint=f"did you mean {close!r}?" if close else None)
+        elif params is not None and spec.pipeline in params:
+            problem = watch_param_problem(spec.param, params[spec.pipeline], spec.pipeline)
+            if problem is not None:
+                errors.append(watch_error(spec, config_file=file, **problem))
         if spec.folder in seen:
             fail("is watched twice", "watch.folder", str(spec.folder),
                  f"one [[watch]] per folder (also used by pipeline {seen[spec.folder]})")

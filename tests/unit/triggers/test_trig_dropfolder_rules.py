@@ -92,6 +92,33 @@ def test_watch_set_cross_checks():
     assert "overlaps edgeorch's own folders" in text
 
 
+def test_a_watch_says_why_its_pipeline_is_not_loaded_and_whether_its_param_can_take_the_path():
+    """A config watch of a pipeline whose file has an error said "unknown pipeline ... expected one of (none)"; one
+    whose pipeline has no such param started, and every dropped file went to quarantine ("not started")."""
+    from types import SimpleNamespace
+
+    from edgeorch.errors import PipelineError
+
+    broken = PipelineError("unknown key", file="/p/ingest.toml", pipeline="ingest", field="tasks.b.depends_on")
+    a = WatchSpec(folder=Path("/srv/a"), pipeline="ingest")
+    b = WatchSpec(folder=Path("/srv/b"), pipeline="ingets")
+    c = WatchSpec(folder=Path("/srv/c"), pipeline="plain")
+    d = WatchSpec(folder=Path("/srv/d"), pipeline="counted", param="n")
+    ok = WatchSpec(folder=Path("/srv/e"), pipeline="fine", param="batch")
+    params = {"plain": {}, "counted": {"n": SimpleNamespace(type="int")}, "fine": {"batch": SimpleNamespace(type="path")},
+              "ingest2": {}}
+    errors = check_watch_set([a, b, c, d, ok], pipelines=set(params), file="config.toml", not_loaded={"ingest": broken}.get,
+                             params=params)
+    text = [e.render() for e in errors]
+    assert len(text) == 4, text
+    assert "names pipeline 'ingest', which is not loaded: its file /p/ingest.toml has an error " \
+           "(tasks.b.depends_on: unknown key)" in text[0] and "next reload" in text[0]
+    assert "unknown pipeline" in text[1] and "did you mean 'ingest2'?" in text[1]
+    assert "names no param of pipeline 'plain'" in text[2] and "[params] input = { type = \"path\" }" in text[2]
+    assert "must be a path or str param" in text[3] and "int" in text[3]
+    assert all(e.file == "config.toml" for e in errors)
+
+
 # -- names ----------------------------------------------------------------------
 
 
