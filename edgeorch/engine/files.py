@@ -216,9 +216,9 @@ def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | 
     """The last non-blank line of a task's log, as a reason may quote it (``exited with code 2: <line>``).
 
     Read from the last ``window`` bytes only (a log may be gigabytes). What a terminal would act on is
-    taken out (escape sequences) or made a space (other control characters), so the line is safe to
-    print and to record; longer than ``limit`` characters, it is cut and ends with ``...``. None when the
-    log is missing, unreadable or blank.
+    taken out (escape sequences) or made a space (other control characters), a byte that is not UTF-8
+    is written ``\\xNN``, so the line is safe to print and to record; longer than ``limit`` characters,
+    it is cut and ends with ``...``. None when the log is missing, unreadable or blank.
     """
     try:
         with open(path, "rb") as f:
@@ -227,7 +227,8 @@ def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | 
             tail = f.read(window)
     except OSError:
         return None
-    text = tail.decode("utf-8", "replace").replace("\r", "\n")
+    text = tail.decode("utf-8", "backslashreplace").replace("\r", "\n")  # a byte that is not UTF-8 as \xNN: it says
+    # which byte it was (U+FFFD said nothing), and stays ASCII (a lone surrogate could not be stored)
     for line in reversed(text.split("\n")):
         line = " ".join(_CONTROLS.sub(" ", _ESCAPES.sub("", line)).split())
         if line:

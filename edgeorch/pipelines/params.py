@@ -106,8 +106,9 @@ def watch_param_problem(param: str, params: Mapping[str, Any], pipeline: str) ->
     if p is None:
         return {"message": f"names no param of pipeline {pipeline!r}", "field": "watch.param", "value": param,
                 "expected": f"one of {', '.join(params) or '(none)'}",
-                "hint": f"declare it in the pipeline: [params] {param} = {{ type = \"path\" }}, or set the watch's param"}
+                "hint": f"declare it in the pipeline: [params] {param} = {{ type = \"path\" }}, "
+                        "or set the watch's param"}
     if p.type not in ("path", "str"):
-        return {"message": f"must be a path or str param of pipeline {pipeline!r} to receive the claimed file", "field": f"params.{param}",
-                "value": p.type, "expected": "type = \"path\" or \"str\"", "hint": None}
+        return {"message": f"must be a path or str param of pipeline {pipeline!r} to receive the claimed file",
+                "field": f"params.{param}", "value": p.type, "expected": "type = \"path\" or \"str\"", "hint": None}
     return None

@@ -519,7 +519,7 @@ def _tail(path: Path, n: int) -> list[str]:
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(size - 8192, 0))
-            return f.read().decode(errors="replace").splitlines()[-n:]
+            return f.read().decode(errors="surrogateescape").splitlines()[-n:]  # printable() shows a bad byte as \xNN
     except OSError:
         return ["(no log)"]
 

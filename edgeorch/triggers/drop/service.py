@@ -370,7 +370,8 @@ class DropFolders:
         for p in self.registry.pipelines.values():
             specs.extend(pipeline_triggers(p)[1])
         errors.extend(check_watch_set(specs, inbox_dir=cfg.inbox_dir, state_dir=cfg.state_dir,
-                                      pipelines=self.registry.pipelines, file=src, not_loaded=functools.partial(not_loaded_error, errors=self.registry.errors),
+                                      pipelines=self.registry.pipelines, file=src,
+                                      not_loaded=functools.partial(not_loaded_error, errors=self.registry.errors),
                                       params={n: p.params for n, p in self.registry.pipelines.items()}))
         bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
         out: list[WatchSpec] = []

@@ -145,7 +145,8 @@ def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, st
                     not_loaded: Callable[[str], EdgeorchError | None] | None = None,
                     params: Mapping[str, Mapping[str, Any]] | None = None) -> list[EdgeorchError]:
     """Cross-checks over watches: known pipelines, one watch per folder, folders outside edgeorch's own, and
-    (``params``: pipeline name -> its params) a param that can receive the claimed path (:func:`~edgeorch.pipelines.params.watch_param_problem`).
+    (``params``: pipeline name -> its params) a param that can receive the claimed path
+    (:func:`~edgeorch.pipelines.params.watch_param_problem`).
 
     A watch of a pipeline that is not loaded because its file is broken says so, naming that file and its first
     problem (``not_loaded(name)``: that error, or None; the registry's ``not_loaded_error``), not "unknown pipeline".
@@ -175,7 +176,8 @@ def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, st
             else:
                 close = suggest(spec.pipeline, sorted(known))
                 fail("names an unknown pipeline", "watch.pipeline", spec.pipeline,
-                     f"one of {', '.join(sorted(known)) or '(none)'}", hint=f"did you mean {close!r}?" if close else None)
+                     f"one of {', '.join(sorted(known)) or '(none)'}",
+                     hint=f"did you mean {close!r}?" if close else None)
         elif params is not None and spec.pipeline in params:
             problem = watch_param_problem(spec.param, params[spec.pipeline], spec.pipeline)
             if problem is not None:

@@ -15,7 +15,7 @@ from edgeorch.engine.files import last_log_line
     (b"x\r\nTraceback (most recent call last):\r\nValueError: bad\r\n", "ValueError: bad"),
     (b"\x1b]0;a title\x07ok line\x00with\x07controls\n", "ok line with controls"),
     (b"progress 10%\rprogress 100%\rdone", "done"),
-    (b"\xff\xfe not utf-8\n", "\ufffd\ufffd not utf-8"),
+    (b"\xff\xfe not utf-8: \xe9t\xe9\n", "\\xff\\xfe not utf-8: \\xe9t\\xe9"),  # which bytes (was U+FFFD)
     (b"\xc2\x9b31m C1 control\n", "31m C1 control"),
 ], ids=["empty", "blank", "plain", "colours", "crlf-traceback", "title-and-controls", "carriage-returns",
         "not-utf8", "c1-csi"])
