@@ -596,6 +596,7 @@ class Engine:
         decided = settlement.settle_cancel(self._view(ctx), reason)
         with self.store.transaction():
             self.store.events.add("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
+            self.store.runs.request_cancel(run_id, reason)
             self._record(ctx, decided)
         ctx.cancel_requested = True
         assert self.res is not None
@@ -655,6 +656,8 @@ class Engine:
             attempts={r["name"]: r["attempts"] for r in rows}, dependents=pipeline.dependents(),
             order_index={n: i for i, n in enumerate(pipeline.order)},
             done=self.loop.create_future(),
+            # Cancelled before a restart, its attempts still stopping: nothing more starts, and recovery stops them.
+            cancel_requested=run.get("cancel_reason") is not None,
         )
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
@@ -712,6 +715,8 @@ class Engine:
                 self.store.events.add("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
                                       run_id=a["run_id"], task=a["task"])
                 self._arm_timeout(la)
+                if self.runs[a["run_id"]].cancel_requested:  # its run was cancelled before the restart: stop it
+                    self._stop_attempt(la, "cancelled")
             else:
                 assert adoption.exit is not None
                 assert self.loop is not None  # start() set it before recovering

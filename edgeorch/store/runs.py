@@ -106,9 +106,15 @@ class Runs:
                 )
             elif state.finished:
                 self._db.conn.execute("UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE id = ?", (state, now, reason, run_id))
-            else:
-                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = NULL, reason = ? WHERE id = ?", (state, reason, run_id))
+            else:  # queued again (a resume): a cancel of its last start is over
+                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = NULL, reason = ?, cancel_reason = NULL"
+                                      " WHERE id = ?", (state, reason, run_id))
             write_event(self._db, run_id, None, f"run_{state}", reason or f"run {run_id} {state}", actor, now)
+
+    def request_cancel(self, run_id: int, reason: str) -> None:
+        """Keep run ``run_id``'s cancel (``cancel_reason``) until it is queued again: an engine that activates
+        the run (a restart while its attempts were still stopping) stops them and starts nothing more."""
+        self._db.conn.execute("UPDATE runs SET cancel_reason = ? WHERE id = ?", (reason, run_id))
 
     def active(self) -> list[dict[str, Any]]:
         """Runs that are queued or running (the engine resumes them at start)."""

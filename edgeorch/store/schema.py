@@ -598,6 +598,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX events_run_starts ON events (run_id, ts) WHERE kind = 'run_running';
     """,
+    # 21: a run's cancel, kept until it ends (or is resumed): a daemon that restarts while a cancelled run's
+    # attempts are still stopping stops them again and starts nothing more (it forgot the cancel: the run
+    # retried, or ended failed).
+    """
+    ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

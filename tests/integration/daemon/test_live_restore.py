@@ -95,3 +95,61 @@ retry_delay = "0.05s"
         # The task's own ledger: exactly one completed execution.
         lines = (ledger / name).read_text().split("\n")
         assert sum(1 for line in lines if line.endswith(" end")) == 1, f"{name} ran to completion more than once"
+
+
+SLOW_TO_STOP = """
+    [tasks.train]
+    retries = 2
+    retry_delay = "0.1s"
+    shell = true
+    command = '''
+    trap 'echo saving a checkpoint; touch {pipeline_dir}/stopping; while [ ! -f {pipeline_dir}/saved ]; do sleep 0.02; done; exit 143' TERM
+    touch {pipeline_dir}/started
+    while :; do sleep 0.05; done
+    '''
+    [tasks.evaluate]
+    command = ["true"]
+    needs = ["train"]
+"""
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_a_cancel_holds_across_a_restart_while_the_cancelled_task_is_still_stopping(workspace, daemon, how):
+    """A training task that saves a checkpoint on SIGTERM was still stopping when the daemon restarted (a crash, a
+    `systemctl restart`): the new daemon forgot the cancel, so the task's exit 143 was a failure to retry (attempt 2
+    started) or, with no retries left, the run's end as failed. The cancel is kept with the run: the adopted attempt
+    is stopped again, nothing more starts, the run ends cancelled."""
+    workspace.write_config(kill_grace="60s")  # the task's own save decides when it ends, not the grace period
+    workspace.pipeline("nightly", SLOW_TO_STOP)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "nightly"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "started")
+    deadline = time.monotonic() + 30
+    while _attempt_with_pid(workspace, "train") is None:  # recorded, so the next daemon adopts it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    daemon.call("cancel", {"run_id": run_id, "reason": "operator says stop"})
+    workspace.wait_file(workspace.pipelines / "stopping")
+    if how == "kill -9":
+        daemon.kill9()
+    else:
+        assert daemon.stop() == 0
+    daemon.start()
+    (workspace.pipelines / "saved").touch()
+    assert daemon.wait_run(run_id) == "cancelled"
+    doc = daemon.call("runs.show", {"run_id": run_id})
+    train, evaluate = doc["tasks"]
+    assert train["state"] == "cancelled" and train["attempts"] == 1, train
+    assert evaluate["state"] == "cancelled" and evaluate["attempts"] == 0
+    assert "saving a checkpoint" in Path(train["attempt_list"][0]["log_path"]).read_text()
+    retried = daemon.call("retry", {"run_id": run_id})  # a retry starts it anew: the cancel is over
+    assert retried["tasks"] == ["train", "evaluate"], retried
+    deadline = time.monotonic() + 30
+    while len(daemon.call("runs.show", {"run_id": run_id})["tasks"][0]["attempt_list"]) < 2:
+        assert time.monotonic() < deadline, "the retried run started nothing"
+        time.sleep(0.01)
+    daemon.call("cancel", {"run_id": run_id})
+    assert daemon.wait_run(run_id) == "cancelled"
