@@ -262,7 +262,7 @@ class Follower:
         return WaitTimeout(self.run_id, self.timeout, self.last) if past(self.deadline) else exc
 
     def ended_early(self) -> BaseException:
-        return P.BadResponse(f"the daemon ended the events stream before run {self.run_id} finished")
+        return P.ConnectionClosed(f"the daemon ended the events stream before run {self.run_id} finished")
 
 
 def seen_state(item: Any, run_id: int, last: str | None) -> str | None:

@@ -76,7 +76,7 @@ def connect_error(path: Path, exc: OSError) -> EdgeorchError:
 
 def connection_lost(path: Path, exc: OSError) -> EdgeorchError:
     """A connection to the daemon at ``path`` broke while sending or receiving (both clients)."""
-    return P.BadResponse(f"connection to the daemon at {path} lost: {exc.strerror or exc}")
+    return P.ConnectionClosed(f"connection to the daemon at {path} lost: {exc.strerror or exc}")
 
 
 def hung_up(path: Path, exc: OSError, goodbye: bytes) -> EdgeorchError:

@@ -143,6 +143,15 @@ class BadResponse(ProtocolError):
     code = "bad_response"
 
 
+class ConnectionClosed(BadResponse):
+    """The daemon closed the connection without answering: it stopped, crashed or restarted meanwhile. What was
+    asked may or may not have happened (a run it was following goes on when the daemon is back): exit 75, "try
+    again" (look first), never 1, which a script reads as "the run failed"."""
+
+    code = "connection_closed"
+    exit_code = 75
+
+
 class RemoteError(ProtocolError):
     """An error whose code this client does not know; ``code`` is set per instance."""
 
@@ -415,7 +424,7 @@ def decode_response(line: bytes, where: str | PurePath) -> dict[str, Any]:
     not JSON, or not a response object (``ok`` missing or not a boolean).
     """
     if not line:
-        raise BadResponse(f"the daemon at {where} closed the connection without answering")
+        raise ConnectionClosed(f"the daemon at {where} closed the connection without answering")
     if len(line) > MAX_RESPONSE_BYTES:
         raise BadResponse(f"response from the daemon at {where} is too large")
     try:

@@ -166,7 +166,8 @@ def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daem
                                 "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done")
     daemon.kill9()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "closed the connection" in err, out + err
+    # 75, "try again": never 1, which a script (`edgeorch run nightly || page`) reads as "the run failed"
+    assert proc.returncode == 75 and "closed the connection" in err, out + err
     assert "hint: run 1 goes on when the daemon is back" in err and "`edgeorch show 1`" in err, err
     daemon.start()  # live restore: the task still runs, and the run ends once it does
     (workspace.pipelines / "go").touch()
