@@ -257,6 +257,13 @@ class TaskSpec:
     definition_hash: str = ""
 
 
+def text_hash(text: str) -> str:
+    """:attr:`Pipeline.content_hash` of a pipeline file whose text is ``text``: sha256 of its UTF-8 (hex)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @frozen
 class Pipeline:
     """A validated pipeline. ``tasks`` keeps declaration order; ``order`` is a topological order."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeorchError, PipelineError
-from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec
+from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec, text_hash
 from ..tomlcheck import TableReader, a_or_an, suggest
 from .graph import find_cycle, topological_order
 from .inputs import input_problem
@@ -125,7 +125,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
 
     if errors or name is None:
         return None, [e.in_pipeline(name) for e in errors]
-    content_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    content_hash = text_hash(text)
     return Pipeline(
         name=name, description=description, params=params, tasks=tasks, order=order,
         source_file=str(file.resolve()), content_hash=content_hash, source_text=text,

@@ -139,9 +139,12 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
+            run = backend.api.get_run(args.run_id)
             tasks = backend.api.retry(args.run_id)
             if not (args.json or args.quiet):  # -q: no progress, only the run's summary
                 print(f"resuming run {args.run_id}: {', '.join(tasks)}", flush=True)
+            if not args.quiet:
+                _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
             return _follow_remote(backend, args.run_id, json_out=args.json, quiet=args.quiet)
 
     async def action(engine: Any) -> int:
@@ -154,9 +157,35 @@ def cmd_retry(args: argparse.Namespace) -> int:
         redo = await door.resume(args.run_id, actor=_actor())
         if not (args.json or args.quiet):  # -q: no progress, only the run's summary
             print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
+        if not args.quiet:
+            run = engine.store.runs.get(args.run_id)
+            version = engine.store.pipelines.version(run["pipeline_version_id"])
+            _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
         return args.run_id
 
     return _drive(backend, action, json_out=args.json, quiet=args.quiet)
+
+
+def _note_definition(run_id: int, pipeline: str, file: str | Path | None, content_hash: str | None) -> None:
+    """Say on stderr when a retry reruns a definition that is no longer its pipeline file's (an operator fixed a
+    timeout in the file and retried: the retry ran the old one, silently). A retry always reruns the run's own
+    definition (what its finished tasks' outputs were made with); the edited file takes effect in a new run."""
+    from ...model import text_hash
+    from ...pipelines.load import read_pipeline_bytes
+
+    if file is None or content_hash is None:
+        return
+    shown = printable(str(file))
+    try:
+        now = text_hash(read_pipeline_bytes(Path(file)).decode("utf-8"))
+    except (EdgeorchError, UnicodeDecodeError):
+        now = None
+    if now == content_hash:
+        return
+    what = "cannot be read now" if now is None else "changed since the run was created"
+    print(f"note: {shown} {what}; the retry reruns run {run_id}'s own definition, not the file as it is now. "
+          f"The file takes effect in a new run (`edgeorch run {printable(pipeline)}`), which starts from scratch "
+          "(this run's checkpoints and finished tasks stay with it)", file=sys.stderr, flush=True)
 
 
 def _no_lookup(name: str) -> Any:

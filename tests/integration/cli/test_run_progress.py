@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import edgeorch
 from edgeorch.cli.commands.runs import _ProgressPrinter
 
@@ -306,3 +308,36 @@ def test_a_failed_task_that_wrote_bytes_that_are_not_utf8_shows_which_bytes(work
     assert "exited with code 3: caf\\xe9 failed" in out.stdout, out.stdout
     assert "  caf\\xe9 failed" in out.stdout.splitlines(), out.stdout
     assert "\ufffd" not in out.stdout
+
+
+@pytest.mark.parametrize("through", ["no daemon", "daemon"])
+def test_a_retry_after_the_pipeline_file_was_edited_says_it_reruns_the_runs_own_definition(workspace, daemon,
+                                                                                            through):
+    """The operator raised a timeout in the file and retried: the retry ran the old definition (a retry reruns the
+    run's own), timed out again, and said nothing. It now says so, and where the edit takes effect."""
+    import subprocess
+
+    workspace.pipeline("nightly", """
+        [tasks.train]
+        command = ["sh", "-c", "exit 4"]
+    """)
+    if through == "daemon":
+        daemon.start()
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
+                              check=False)
+
+    assert cli("run", "nightly").returncode == 1
+    same = cli("retry", "1")
+    assert same.returncode == 1 and "note:" not in same.stderr, same.stderr  # the file is as the run has it
+    workspace.pipeline("nightly", """
+        [tasks.train]
+        command = ["sh", "-c", "exit 0"]
+    """)
+    edited = cli("retry", "1")
+    assert edited.returncode == 1, edited.stdout  # the run's own definition: exit 4 again
+    assert "nightly.toml changed since the run was created; the retry reruns run 1's own definition" in edited.stderr
+    assert "`edgeorch run nightly`" in edited.stderr
+    assert "note:" not in cli("retry", "1", "-q").stderr
+    assert cli("run", "nightly", "-q").returncode == 0
