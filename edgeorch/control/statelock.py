@@ -71,9 +71,9 @@ class StateLock:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _holder(fd)
+            holder = _holder(fd)[0]
             os.close(fd)
-            raise StateError(f"another process ({holder}) holds the lock of state directory {self.path.parent} now: "
+            raise StateError(f"{holder} holds the lock of state directory {self.path.parent} now: "
                              "it started on this state after the lock file was removed", file=str(self.path),
                              hint="one of the two must stop: this one does") from None
         os.ftruncate(fd, 0)
@@ -103,12 +103,29 @@ class StateLock:
         return f"StateLock({str(self.path)!r}, held={self.held})"
 
 
-def _holder(fd: int) -> str:
+def _holder(fd: int) -> tuple[str, str]:
+    """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``) and what to do."""
     try:
         text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError:
         text = ""
-    return f"pid {text}" if text.isdigit() else "a process whose pid is not recorded yet"
+    daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
+    if not text.isdigit():
+        return "another edgeorch process (its pid is not recorded yet)", daemon_hint
+    try:
+        with open(f"/proc/{text}/cmdline", "rb") as f:
+            argv = [a.decode("utf-8", "replace") for a in f.read(4096).split(b"\0") if a]
+    except OSError:
+        argv = []
+    if not argv or "daemon" in argv[1:]:
+        return f"another edgeorch daemon (pid {text})", daemon_hint
+    from ..textui import printable
+
+    shown = printable(" ".join(["edgeorch", *argv[argv.index("run"):]] if "run" in argv else argv))
+    shown = shown if len(shown) <= 100 else shown[:97] + "..."
+    return (f"another edgeorch process (pid {text}: `{shown}`)",
+            "a command that runs pipelines without a daemon holds the state while its run lasts: wait for it "
+            "to end (or stop it: the next daemon's start settles its run), then try again")
 
 
 def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None) -> StateLock:
@@ -139,12 +156,9 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _holder(fd)
+            holder, hint = _holder(fd)
             os.close(fd)
-            raise StateError(
-                f"state directory {directory} is in use by another edgeorch daemon ({holder})",
-                hint="stop that daemon first (systemctl stop edgeorch), or use another state dir",
-            ) from None
+            raise StateError(f"state directory {directory} is in use by {holder}", hint=hint) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _held.add(path)

@@ -113,6 +113,7 @@ class Daemon:
         self.monitors: Monitors | None = None  # rules and their responses (docs/monitoring.md)
         self.warmer: Warmer | None = None  # the numba cache's background warm-up ([kernels] warm_up)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.banner: str | None = None  # printed on stderr once the state is locked (run_daemon sets it)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class Daemon:
         cfg = self.config
         lock = acquire_state_lock(cfg.state_dir, socket=cfg.socket_path)  # before anything is read or started
         self._lock = lock
+        if self.banner:
+            print(self.banner, file=sys.stderr, flush=True)
         self.metrics = MetricsService(cfg.metrics)
         try:
             # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start.
@@ -494,10 +497,12 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     from ..kernels.cache import use_numba_cache_dir
 
     use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
-    # The banner is information: `-q` (warning) leaves it out, and JSON lines stay JSON lines only.
+    daemon = Daemon(cfg)
+    # The banner is information: `-q` (warning) leaves it out, and JSON lines stay JSON lines only. Said once the
+    # state is locked: a start refused because another process holds it says that alone.
     if log.isEnabledFor(logging.INFO) and cfg.daemon.log_format != "json":
-        print(f"edgeorch daemon {__version__} (log level {level})\n  state:     {cfg.state_file}\n"
-              f"  socket:    {cfg.socket_path}\n  pipelines: {cfg.pipelines_dir}\n  talk to it: edgeorch status | "
-              f"edgeorch pipelines | edgeorch run <pipeline> (or socat - UNIX-CONNECT:{cfg.socket_path})",
-              file=sys.stderr, flush=True)
-    return asyncio.run(Daemon(cfg).run())
+        daemon.banner = (f"edgeorch daemon {__version__} (log level {level})\n  state:     {cfg.state_file}\n"
+                         f"  socket:    {cfg.socket_path}\n  pipelines: {cfg.pipelines_dir}\n  talk to it: "
+                         f"edgeorch status | edgeorch pipelines | edgeorch run <pipeline> (or socat - "
+                         f"UNIX-CONNECT:{cfg.socket_path})")
+    return asyncio.run(daemon.run())

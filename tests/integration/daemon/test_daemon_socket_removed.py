@@ -80,9 +80,34 @@ def test_a_daemon_that_finds_another_holding_its_state_lock_stops(workspace, dae
                                   stderr=subprocess.STDOUT, text=True)
     try:
         assert daemon.proc.wait(timeout=30) == 4  # the first, within its next check
-        assert "another process (pid" in daemon.log.read_text() and "holds the lock" in daemon.log.read_text()
+        assert "another edgeorch daemon (pid" in daemon.log.read_text() and "holds the lock" in daemon.log.read_text()
         assert second.poll() is None  # the second goes on, alone
         assert (workspace.state / "edgeorch.lock").read_text() == f"{second.pid}\n"
     finally:
         second.terminate()
         second.wait(timeout=30)
+
+
+def test_a_daemon_refused_because_an_edgeorch_run_holds_the_state_names_that_command_and_prints_no_banner(workspace):
+    """It said "in use by another edgeorch daemon (pid N)" where N was an `edgeorch run` without a daemon, after
+    printing its whole start-up banner ("talk to it: ...") as if it had started."""
+    import subprocess
+
+    workspace.pipeline("nightly", """
+        [tasks.train]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+    """)
+    run = subprocess.Popen([*workspace.cli(), "run", "nightly", "-q"], env=workspace.cli_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        workspace.wait_file(workspace.pipelines / "started")
+        refused = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 4, refused.stderr
+        assert f"in use by another edgeorch process (pid {run.pid}: `edgeorch run nightly -q`)" in refused.stderr
+        assert "wait for it to end" in refused.stderr and "another edgeorch daemon" not in refused.stderr
+        assert "talk to it" not in refused.stderr, refused.stderr
+    finally:
+        (workspace.pipelines / "go").touch()
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err
