@@ -51,6 +51,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import ConflictError
 from ..events import Event, ModelDeployment
 from .commands import CommandResult, health_within, run_command
 from .spec import ModelPolicy
@@ -102,11 +103,30 @@ class Deployer:
                 return await self._recover(dep)
             if dep["state"] != "pending":
                 return dep
-            refused = self._blocked(dep)
+            refused = self._blocked(dep) or self._canary_open(dep)
             if refused is not None:
                 return refused
             self._hook(deployment_id, "intent")
-            return await self._run(dep)
+            try:
+                return await self._run(dep)
+            except Exception as exc:
+                now = self.store.models.deployment(deployment_id)
+                if now["state"] == "pending" and isinstance(exc, ConflictError):
+                    # Another deployment of the model holds the state file's "one running" index (not one of
+                    # this process's: they take the lock above). Said to the caller, and recorded as not started:
+                    # a refused request must not stay queued to run at the next start.
+                    self._finish(now, "undone", f"not started: {exc.message}; {dep['alias']} stays on "
+                                 f"{_v(now['from_version'])}")
+                    raise
+                if now["state"] != "running":
+                    raise
+                # A step that failed unexpectedly (a bug, or a rule it broke) must not leave the deployment
+                # ``running``: that refuses every later deployment of the model, automatic rollbacks included,
+                # until a restart. What a restart would do is done now: undone before the switch, finished or
+                # rolled back after it.
+                log.exception("model %s: deployment %s failed unexpectedly; recovering it now", dep["model"],
+                              deployment_id)
+                return await self._recover(now, why="a step failed unexpectedly: the daemon's log has the error")
 
     def _blocked(self, dep: dict[str, Any]) -> dict[str, Any] | None:
         """A forward move of a model whose promotions are blocked (:mod:`.blocks`): the deployment is undone before
@@ -128,6 +148,27 @@ class Deployer:
             return self._finish(dep, "undone", f"not started: {why}; {dep['alias']} stays on "
                                 f"{_v(dep['from_version'])}")
         return None
+
+    def _canary_open(self, dep: dict[str, Any]) -> dict[str, Any] | None:
+        """A canary start while another version's canary is still open: the deployment is undone before it starts
+        (one canary at a time; the open one's decision comes first), the version gets a ``canary`` decision
+        ``not_started`` that says how to start it later; None when it may go on."""
+        if dep["action"] != "canary_start" or dep["to_version"] is None:
+            return None
+        open_ = self.store.models.canary(dep["model"])
+        if open_ is None or open_["version"] == dep["to_version"]:
+            return None
+        why = (f"the canary of version {open_['version']} is still open (its decision comes first: one canary at a "
+               f"time)")
+        hint = f"`edgeorch models promote {dep['model']} {dep['to_version']} --alias canary` once it is decided"
+        v = self.store.models.version(dep["model"], dep["to_version"])
+        self.store.models.record_decision(
+            v["id"], kind="canary", verdict="not_started", alias=dep["alias"], against=open_["version"],
+            conditions=[{"condition": "no other canary open", "canary": open_["id"], "verdict": "failed",
+                         "why": why}],
+            summary=f"{dep['model']} version {dep['to_version']} passed its gates but its canary did not start: "
+                    f"{why}; {hint}", deployment_id=dep["id"], actor="edgeorch")
+        return self._finish(dep, "undone", f"not started: {why}; {hint}")
 
     async def settle(self) -> list[dict[str, Any]]:
         """Recover running deployments, make every target agree with the aliases, then run the pending ones."""
@@ -287,16 +328,17 @@ class Deployer:
             note += "" if result.ok else f"; the reload after the rollback failed too: {result.describe()}"
         return self._finish(dep, "rolled_back", f"{why}; rolled back: {alias} -> {_v(frm)}{note}")
 
-    async def _recover(self, dep: dict[str, Any]) -> dict[str, Any]:
-        """Finish or undo a deployment a stop interrupted (see the module docstring)."""
+    async def _recover(self, dep: dict[str, Any], why: str = "edgeorch stopped") -> dict[str, Any]:
+        """Finish or undo a deployment a stop interrupted, or one whose step failed unexpectedly (``why``: what
+        happened, said in its outcome; see the module docstring)."""
         policy = ModelPolicy.from_dict(dep["target"])
         target = self.target(dep["model"], policy)
         step = dep["step"]
-        log.warning("model %s: deployment %s was interrupted at step %s; %s", dep["model"], dep["id"], step,
-                    "undoing it" if step in BEFORE_SWITCH else "finishing it")
+        log.warning("model %s: deployment %s was interrupted at step %s (%s); %s", dep["model"], dep["id"], step,
+                    why, "undoing it" if step in BEFORE_SWITCH else "finishing it")
         if step in BEFORE_SWITCH:
             await self.reconcile(dep["model"])
-            return self._finish(dep, "undone", f"interrupted at step {step} (edgeorch stopped before the switch); "
+            return self._finish(dep, "undone", f"interrupted at step {step}, before the switch ({why}); "
                                 f"undone: {dep['alias']} stays on {_v(dep['from_version'])}")
         if step == "rolling_back":
             return await self._finish_rollback(dep, policy, target, dep.get("outcome") or "interrupted rollback")

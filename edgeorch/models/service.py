@@ -40,6 +40,10 @@ CANARY_TICK_S = 5.0
 """How often open canaries with a time window are looked at."""
 
 
+ROLLBACK_ACTIONS = ("rollback", "auto_rollback")
+"""Alias moves that leave a version because it was judged worse: never a rollback's own target afterwards."""
+
+
 class ModelService:
     """See the module docstring. ``serving_dir``: the default target folder (``<state dir>/serving``)."""
 
@@ -159,11 +163,15 @@ class ModelService:
         return self.store.models.lift_blocks(name, rule=rule, by=actor, reason=reason or "unblocked by hand")
 
     def previous(self, name: str, alias: str) -> int:
-        """The version ``alias`` pointed at before its current one, newest first, that passed its gates and
-        never failed a health check or a canary. :class:`ConflictError` when there is none."""
+        """The version ``alias`` pointed at before its current one, newest first, that passed its gates, never
+        failed a health check or a canary, and was never rolled back from (by hand, a rule or a failed check):
+        two rollbacks walk back two versions, never back and forth between two. :class:`ConflictError` when there
+        is none (``--to VERSION`` still names any version that passed its gates)."""
         current = self.store.models.aliases(name).get(alias)
-        seen: set[int] = set()
-        for h in self.store.models.alias_history(name, alias, limit=10_000):
+        history = self.store.models.alias_history(name, alias, limit=10_000)
+        seen: set[int] = {h["from_version"] for h in history
+                          if h["action"] in ROLLBACK_ACTIONS and h["from_version"] is not None}
+        for h in history:
             for candidate in (h["to_version"], h["from_version"]):
                 if candidate is None or candidate == current or candidate in seen:
                     continue

@@ -229,7 +229,11 @@ class Models:
                 self._db.conn.execute(f"UPDATE model_deployments SET {', '.join(sets)} WHERE id = ?",
                                       [*args, deployment_id])
             except sqlite3.IntegrityError:  # the unique index: one running deployment per model
-                raise ConflictError(f"another deployment of {dep['model']} is running", value=deployment_id) from None
+                other = self._db.one("SELECT id, action, alias FROM model_deployments WHERE model_id = ?"
+                                     " AND state = 'running'", (dep["model_id"],))
+                raise ConflictError(f"another deployment of {dep['model']} is running"
+                                    + (f" (deployment {other[0]}: {other[1]} of {other[2]})" if other else ""),
+                                    value=deployment_id) from None
             after = self.deployment(deployment_id)
             write_audit(self._db, dep["actor"], "model_deployment", subject(dep["model"], dep["to_version"]),
                         {"deployment_id": deployment_id, "state": after["state"], "step": after["step"],

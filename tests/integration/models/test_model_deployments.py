@@ -257,3 +257,115 @@ def test_a_served_version_below_its_floor_after_deployment_is_rolled_back(worksp
         assert (last["to_version"], last["actor"], last["reason"]) == (1, "edgeorch", floor["summary"])
     finally:
         store.close()
+
+
+def test_a_second_candidate_while_a_canary_is_open_is_not_started_and_the_model_is_not_wedged(
+        workspace, harness, model_pipeline) -> None:
+    """A second version passing its gates during a canary tried to open a second canary inside the switch's
+    transaction: the ConflictError left its deployment `running` for the daemon's life, and every later deployment
+    of the model (the canary's own decision, automatic rollbacks, promote and rollback by hand) was refused."""
+    model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"\n'
+                   'share = 0.25\ntolerance = 0.5')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})  # version 2: the canary
+    harness.run("trainer", {"rmse": 28.0})  # version 3 passes its gates while version 2's canary is open
+    root = _serving(workspace)
+    assert os.readlink(root / "canary") == "versions/2"
+    store = harness.store()
+    try:
+        deps = store.models.deployments("house")
+        assert not [d for d in deps if d["state"] in ("pending", "running")], deps
+        third = next(d for d in deps if d["to_version"] == 3)
+        assert third["state"] == "undone" and "the canary of version 2 is still open" in third["outcome"]
+        assert "`edgeorch models promote house 3 --alias canary` once it is decided" in third["outcome"]
+        [d] = [d for d in store.models.decisions(store.models.version("house", 3)["id"]) if d["kind"] == "canary"]
+        assert d["verdict"] == "not_started" and "its canary did not start" in d["summary"]
+    finally:
+        store.close()
+
+    async def observe_then_promote_the_third(service):
+        for champion, canary in ((30.0, 29.0), (30.0, 29.1)):  # the canary wins: its decision is carried out
+            service.observe("house", {"champion": {"rmse": champion}, "canary": {"rmse": canary}})
+            await service.drain()
+        return await service.promote("house", 3, alias="canary", actor="alice (uid 1000)")
+
+    dep = harness.models(observe_then_promote_the_third)
+    assert dep["state"] == "succeeded", dep
+    assert os.readlink(root / "current") == "versions/2" and os.readlink(root / "canary") == "versions/3"
+
+
+def test_a_step_that_fails_unexpectedly_is_recovered_at_once_not_left_running(workspace, harness, model_pipeline,
+                                                                               monkeypatch) -> None:
+    """Whatever a step raises, the deployment ends as a restart would end it (undone before the switch) and the
+    model's next deployment runs."""
+    from edgeorch.models import deploy
+
+    model_pipeline(workspace)
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+
+    def broken_switch_hook(self, dep, policy):
+        raise RuntimeError("a bug in a step")
+
+    monkeypatch.setattr(deploy.Deployer, "_on_switched", broken_switch_hook)
+    dep = harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)"))
+    assert dep["state"] == "undone" and "a step failed unexpectedly" in dep["outcome"], dep
+    monkeypatch.undo()
+    assert os.readlink(_serving(workspace) / "current") == "versions/2"
+    dep = harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)"))
+    assert dep["state"] == "succeeded" and dep["to_version"] == 1
+
+
+def test_two_rollbacks_walk_back_two_versions_never_back_and_forth(workspace, harness, model_pipeline) -> None:
+    """Champion 3, rollback -> 2, rollback -> 3 (the version just rolled away from), rollback -> 2, ...: a second
+    rollback, a rule's included, went back to what the first one left. It walks on to 1."""
+    model_pipeline(workspace)
+    for rmse in (30.0, 29.0, 28.0):
+        harness.run("trainer", {"rmse": rmse})
+    first = harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)", reason="complaints"))
+    assert (first["from_version"], first["to_version"]) == (3, 2)
+    second = harness.models(lambda s: s.auto_rollback("house", rule="champion_degraded", reason="rmse up"))
+    assert (second["from_version"], second["to_version"]) == (2, 1)
+    with pytest.raises(ConflictError, match="no earlier version"):
+        harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)"))
+    dep = harness.models(lambda s: s.rollback("house", to=3, actor="alice (uid 1000)"))  # named: still allowed
+    assert dep["state"] == "succeeded" and dep["to_version"] == 3
+
+
+def test_a_promote_refused_because_another_deployment_runs_is_not_left_queued_to_run_at_the_next_start(
+        workspace, harness, model_pipeline) -> None:
+    """The refused request (exit 5, "another deployment ... is running") stayed `pending` and ran at the next start,
+    recorded as the operator's, though the operator was told it failed."""
+    model_pipeline(workspace)
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    store = harness.store()
+    try:  # a deployment of another process, running (the state file's one-running index holds it)
+        other = store.models.add_deployment("house", alias="champion", to_version=1, action="rollback",
+                                            strategy="direct", target={}, actor="bob (uid 1001)", reason=None)
+        store.db.conn.execute("UPDATE model_deployments SET state = 'running', step = 'staged' WHERE id = ?",
+                              (other["id"],))
+        store.db.conn.commit()
+    finally:
+        store.close()
+    cfg = workspace.config()
+
+    async def refused():
+        from edgeorch.models.service import ModelService
+        from edgeorch.store import Store
+
+        s = Store(cfg.state_file)  # no start(): the other process's deployment is not ours to recover
+        service = ModelService(s, serving_dir=cfg.state_dir / "serving", publish=lambda e: None, clock=s.clock)
+        try:
+            with pytest.raises(ConflictError, match=rf"is running \(deployment {other['id']}: rollback of champion\)"):
+                await service.promote("house", 1, alias="champion", actor="alice (uid 1000)")
+            return s.models.deployments("house")[0]
+        finally:
+            await service.close()
+            s.close()
+
+    import asyncio
+
+    mine = asyncio.run(refused())
+    assert mine["id"] != other["id"] and mine["state"] == "undone", mine
+    assert mine["outcome"].startswith("not started: another deployment of house is running")
