@@ -115,6 +115,17 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.banner: str | None = None  # printed on stderr once the state is locked (run_daemon sets it)
 
+    def _last_stored_version(self, file: Path) -> Any:
+        """The last version of a pipeline the state file holds from ``file`` (parsed), or None."""
+        from ..pipelines.load import load_pipeline_bytes
+
+        assert self.store is not None
+        row = self.store.pipelines.latest_of_file(str(file.resolve()))
+        if row is None:
+            return None
+        pipe, _errors = load_pipeline_bytes(row["source_text"].encode("utf-8"), Path(row["source_file"]))
+        return pipe
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -133,6 +144,9 @@ class Daemon:
             result = self.registry.reload()
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
+            for name in self.registry.keep_last_valid(self._last_stored_version):
+                log.warning("pipeline %s: its file has errors; serving its last valid version from the state file "
+                            "until it is fixed (as before this start)", name)
             log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
             self.engine = Engine(cfg, self.store, bus=self.bus)
             self.requests = RunRequests(self.engine, self.registry.get)
@@ -328,7 +342,7 @@ class Daemon:
                       clients=lambda: server.clients),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
                         pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
-            RunOps(requests=self.requests, store=store, engine=engine),
+            RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),

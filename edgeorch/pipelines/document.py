@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from ..errors import EdgeorchError
 from ..model import Pipeline
 
 
 def pipeline_summary(p: Pipeline, *, pauses: Mapping[str, Mapping[str, Any]] | None, next_fire: str | None,
-                     schedule: str | None, refusals: Iterable[tuple[str, str]]) -> dict[str, Any]:
+                     schedule: str | None, refusals: Iterable[tuple[str, str]],
+                     stale: EdgeorchError | None = None) -> dict[str, Any]:
     """One item of the pipelines list.
 
     ``pauses``: the store's paused pipelines (name -> its pause record with
     ``reason``), or None when they cannot be read (no state file yet):
     ``paused`` is then None, not False. ``next_fire``: ISO 8601, None when
     unscheduled or paused. ``refusals``: ``(task, why)`` for each task this
-    machine can never serve (the front door refuses the pipeline's runs).
+    machine can never serve (the front door refuses the pipeline's runs). ``stale``: the error of its file
+    when the daemon serves its last valid version (the file has errors now).
     """
     pause = pauses.get(p.name) if pauses is not None else None
     return {"name": p.name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
@@ -30,7 +33,15 @@ def pipeline_summary(p: Pipeline, *, pauses: Mapping[str, Mapping[str, Any]] | N
             "paused": None if pauses is None else pause is not None,
             "paused_reason": (pause or {}).get("reason"),
             "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()},
-            "warnings": [f"task {task} {why}: its runs will be refused" for task, why in refusals]}
+            "warnings": [f"task {task} {why}: its runs will be refused" for task, why in refusals]
+            + ([stale_warning(p, stale)] if stale is not None else [])}
+
+
+def stale_warning(p: Pipeline, error: EdgeorchError) -> str:
+    """What to say of pipeline ``p`` served from its last valid version while its file has ``error``."""
+    where = f"{error.field}: " if error.field else ""
+    return (f"its file has errors ({where}{error.message}; `edgeorch validate` lists them): runs start from its "
+            f"last valid version (content hash {p.content_hash[:12]}) until the file is fixed")
 
 
 def pipeline_document(p: Pipeline) -> dict[str, Any]:

@@ -6,7 +6,10 @@ parses the folder and touches no registry state, so it runs in a worker thread
 change since the last scan is not parsed again. :meth:`PipelineRegistry.apply`
 then installs the outcome on the event loop. A file that became invalid keeps
 serving its previous valid pipeline (runs keep starting from it) and its
-errors are reported; a deleted file's pipeline goes away. A pipeline's
+errors are reported (:meth:`PipelineRegistry.stale` says so for each such pipeline, listings show it); a
+daemon started while a file has errors keeps serving the last version stored from it
+(:meth:`PipelineRegistry.keep_last_valid`), so a restart does not change what runs; a deleted file's pipeline
+goes away. A pipeline's
 identity for runs is its content hash, stored with each run, so reloading
 never changes what a running run executes. ``ReloadResult.unchanged`` is true
 when no file's content changed: the daemon then records no reload.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
@@ -70,8 +74,33 @@ class PipelineRegistry:
         self.folder = folder
         self.by_file: dict[Path, Pipeline] = {}
         self.errors: list[EdgeorchError] = []
+        self._stale: dict[str, EdgeorchError] = {}
         self._scanned: dict[Path, FileScan] = {}
         self._loaded = False
+
+    def stale(self, name: str) -> EdgeorchError | None:
+        """The first error of the file of pipeline ``name`` when it is served from its last valid version (the
+        file has errors now), else None."""
+        return self._stale.get(name)
+
+    def keep_last_valid(self, stored: Callable[[Path], Pipeline | None]) -> list[str]:
+        """At start: for each file of the folder that has errors and serves nothing, serve ``stored(file)`` (the
+        last version the state file holds from it, or None), as a running registry keeps the previous version of
+        a file that breaks. Returns the names kept. A name another file already serves is not kept."""
+        kept: list[str] = []
+        names = {p.name for p in self.by_file.values()}
+        for f, fs in self._scanned.items():
+            if fs.pipeline is not None or f in self.by_file:
+                continue
+            pipe = stored(f)
+            if pipe is None or pipe.name in names:
+                continue
+            self.by_file[f] = pipe
+            names.add(pipe.name)
+            if fs.errors:
+                self._stale[pipe.name] = fs.errors[0]
+            kept.append(pipe.name)
+        return kept
 
     @property
     def pipelines(self) -> dict[str, Pipeline]:
@@ -118,6 +147,7 @@ class PipelineRegistry:
     def apply(self, scan: FolderScan) -> ReloadResult:
         """Install a scan (on the event loop): the new pipelines, the errors, and what changed."""
         result = ReloadResult()
+        stale: dict[str, EdgeorchError] = {}
         new: dict[Path, Pipeline] = {}
         names: dict[str, Path] = {}
         for f, fs in scan.files.items():
@@ -129,6 +159,8 @@ class PipelineRegistry:
                     continue
                 pipe = old
                 result.kept.append(old.name)
+                if fs.errors:
+                    stale[old.name] = fs.errors[0]
             if pipe.name in names:
                 result.errors.append(EdgeorchError("duplicate pipeline name", file=str(f), field="name", value=pipe.name,
                                                    expected=f"a name not already used by {names[pipe.name]}"))
@@ -150,6 +182,7 @@ class PipelineRegistry:
             and not result.changed
         self.by_file = new
         self.errors = result.errors
+        self._stale = stale
         self._scanned = dict(scan.files)
         self._loaded = True
         return result

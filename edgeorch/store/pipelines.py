@@ -41,6 +41,13 @@ class Pipelines:
                         {"version_id": version_id, "content_hash": content_hash, "source_file": source_file})
             return version_id
 
+    def latest_of_file(self, source_file: str) -> dict[str, Any] | None:
+        """The newest version stored from ``source_file`` (an absolute path), or None: what a daemon started while
+        that file has errors keeps serving, as one that was running when the file broke does."""
+        row = self._db.one("SELECT * FROM pipeline_versions WHERE source_file = ? ORDER BY id DESC LIMIT 1",
+                           (source_file,))
+        return dict(row) if row else None
+
     def version(self, version_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))
         if row is None:

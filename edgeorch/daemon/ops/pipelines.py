@@ -72,7 +72,7 @@ class PipelineOps:
             sched = self.schedules.specs.get(name)
             items.append(pipeline_summary(p, pauses=paused, next_fire=nf.isoformat() if nf is not None else None,
                                           schedule=sched.describe() if sched is not None else None,
-                                          refusals=refusals(self.engine, p)))
+                                          refusals=refusals(self.engine, p), stale=self.registry.stale(name)))
         return {"pipelines": items, "errors": [e.to_dict() for e in self.registry.errors]}
 
     async def pipelines_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ...engine.requests import RunRequest
-from ...errors import NotFoundError, PipelineError
+from ...errors import EdgeorchError, NotFoundError, PipelineError
 from ...model import Pipeline
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
+from ...pipelines.document import stale_warning
 from ...rundoc import log_attempt, run_document, runs_page
 from .base import OpSpec, actor_of, arg
 
@@ -50,10 +51,12 @@ class RunOps:
         OpSpec("retry", "retry", "act", "resume a finished run"),
     )
 
-    def __init__(self, *, requests: "RunRequests", store: "Store", engine: "Engine") -> None:
+    def __init__(self, *, requests: "RunRequests", store: "Store", engine: "Engine",
+                 stale: Callable[[str], EdgeorchError | None] = lambda name: None) -> None:
         self.requests = requests
         self.store = store
         self.engine = engine
+        self.stale = stale  # the registry's: a pipeline served from its last valid version, its file's error
 
     async def trigger(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         """Start a run through the front door (:mod:`edgeorch.engine.requests`).
@@ -72,8 +75,10 @@ class RunOps:
             ref = arg(args, "pipeline", str)
         started = self.requests.start(RunRequest(ref, raw, trigger=str(args.get("trigger") or "socket"),
                                                  actor=actor_of(peer), source="params"))
+        stale = self.stale(started.pipeline.name) if source is None else None
         return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,
-                "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file}
+                "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file,
+                "warnings": [stale_warning(started.pipeline, stale)] if stale is not None else []}
 
     async def runs_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return {"runs": runs_page(self.store, limit=arg(args, "limit", int, required=False, default=20),
