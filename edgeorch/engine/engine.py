@@ -592,7 +592,7 @@ class Engine:
         ctx = self.runs.get(run_id)
         if ctx is None:
             run = self.store.runs.get(run_id)
-            raise ConflictError(f"run {run_id} is already {run['state']}")
+            raise ConflictError(f"run {run_id} has already finished ({run['state']}): there is nothing to cancel")
         decided = settlement.settle_cancel(self._view(ctx), reason)
         with self.store.transaction():
             self.store.events.add("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)

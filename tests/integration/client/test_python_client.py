@@ -163,7 +163,7 @@ def test_a_failed_run_is_returned_then_retried_and_cancel_is_refused_when_over(w
         assert sorted(client.retry(run)) == ["after", "bad"]
         again = client.wait(run, timeout=60)
         assert again.id == run.id and again.state == RunState.FAILED and again.task("bad").attempt_count == 2
-        with pytest.raises(ConflictError, match=f"run {run.id} is already failed"):
+        with pytest.raises(ConflictError, match=rf"run {run.id} has already finished \(failed\)"):
             client.cancel(run)
 
 
