@@ -201,6 +201,8 @@ class ModelService:
         """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``),
         publish :class:`~edgeorch.events.ModelObserved` (monitoring rules over realized metrics), then decide a
         canary whose window is over. Returns how many values were recorded."""
+        import math
+
         self.store.models.require(name)
         aliases = self.store.models.aliases(name)
         rows = []
@@ -209,9 +211,16 @@ class ModelService:
                 raise UsageError("no version has this alias", field="alias", value=alias,
                                  expected=f"one of {', '.join(sorted(aliases)) or '(none)'}")
             for metric, value in metrics.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise UsageError("is not a number", field=f"{alias}.{metric}", value=value, expected="a number")
-                rows.append((aliases[alias], alias, metric, float(value)))
+                number = None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    try:
+                        number = float(value)
+                    except OverflowError:  # an integer no float holds
+                        pass
+                if number is None or not math.isfinite(number):  # NaN or infinity: no JSON, no comparison
+                    raise UsageError("is not a finite number", field=f"{alias}.{metric}",
+                                     value=value if isinstance(value, str) else repr(value), expected="a finite number")
+                rows.append((aliases[alias], alias, metric, number))
         n = self.store.models.observe(name, rows, run_id=run_id, task=task)
         self.publish(ModelObserved(self.clock(), name, {a: dict(m) for a, m in by_alias.items()}, run_id=run_id))
         if not self._closed:

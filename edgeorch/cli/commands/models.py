@@ -254,15 +254,18 @@ def cmd_observe(args: argparse.Namespace) -> int:
     metrics: dict[str, float] = {}
     if not args.values:
         raise UsageError("needs at least one value", field="METRIC=VALUE", expected="e.g. rmse=31.2")
+    import math
+
     for item in args.values:
         key, sep, value = item.partition("=")
         try:
-            metrics[key] = float(value)
+            number = float(value)
         except ValueError:
+            number = math.nan
+        if not sep or not key or not math.isfinite(number):  # nan, inf: no JSON number, no comparison
             raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item,
-                             expected="e.g. rmse=31.2") from None
-        if not sep or not key:
-            raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item, expected="e.g. rmse=31.2")
+                             expected="a finite number, e.g. rmse=31.2")
+        metrics[key] = number
 
     async def observe(service: Any, actor: str) -> dict[str, Any]:
         n = service.observe(args.name, {args.alias: metrics})
