@@ -180,7 +180,7 @@ class Daemon:
                                      every=cfg.audit.seal_every, interval=cfg.audit.seal_interval)
             self.seals.start(self.loop)
             self.bus.subscribe(self.seals.on_event)
-            adopted = len(self.engine.live)
+            found = self.engine.recovered
             # Refusals are recorded within one rate rule, timed by the engine's clock (edgeorch/control/refusals.py).
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
                                         on_refused=self._on_refused, on_suppressed=self._on_suppressed,
@@ -201,8 +201,9 @@ class Daemon:
                 # The handler only sets a flag; the loop does the work.
                 self.loop.add_signal_handler(sig, event.set)
             notify({"READY": 1, "STATUS": self.status_line(), "MAINPID": os.getpid()})
-            log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted",
-                     __version__, cfg.socket_path, cfg.state_file, adopted)
+            log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted (still running), %d collected "
+                     "(ended while it was away), %d abandoned (no exit record)", __version__, cfg.socket_path,
+                     cfg.state_file, found.get("live", 0), found.get("finished", 0), found.get("lost", 0))
             # After READY, at idle priority: the first kernel task on a new machine finds compiled code.
             self.warmer = Warmer(numba_cache_dir(cfg.numba_cache_dir), enabled=cfg.kernels.warm_up)
             self.warmer.start()

@@ -245,6 +245,9 @@ class Engine:
         self.runs: dict[int, RunCtx] = {}
         self._caps = PipelineCaps()  # the active runs' max_parallel (kept with self.runs)
         self.live: dict[int, LiveAttempt] = {}
+        self.recovered: dict[str, int] = {}
+        """What :meth:`start` found of the attempts recorded as live, by verdict: ``live`` (adopted: still running),
+        ``finished`` (ended while edgeorch was away: collected), ``lost`` (no exit record: abandoned)."""
         # Ready tasks wait in the resources policy's queue (``self.res.queue``), keyed
         # "<run_id>/<task>"; every live attempt holds a lease in ``self.res.held`` until its process tree has
         # ended (``_free_slot``): from then until its outcome is recorded it is live and holds nothing, so the
@@ -697,7 +700,8 @@ class Engine:
             self._settle(ctx, decided)
 
     def _recover_attempts(self) -> None:
-        """Adopt live shims, collect attempts that ended while we were away, abandon the rest."""
+        """Adopt live shims, collect attempts that ended while we were away, abandon the rest (counted by verdict
+        in :attr:`recovered`)."""
         assert self.executor is not None
         for a in self.store.attempts.live():
             adir = a["attempt_dir"]
@@ -707,6 +711,7 @@ class Engine:
             self.live[a["id"]] = la
             self._restore_lease(a)
             adoption = self.executor.adopt(AttemptRecord(a["id"], adir, a["pgid"]))
+            self.recovered[adoption.verdict.value] = self.recovered.get(adoption.verdict.value, 0) + 1
             started = adoption.started
             if started is not None and la.pgid is None:
                 la.pgid = started.pgid

@@ -153,3 +153,29 @@ def test_a_cancel_holds_across_a_restart_while_the_cancelled_task_is_still_stopp
         time.sleep(0.01)
     daemon.call("cancel", {"run_id": run_id})
     assert daemon.wait_run(run_id) == "cancelled"
+
+
+def test_the_ready_line_counts_adopted_collected_and_abandoned_attempts_apart(workspace, daemon):
+    """It said "1 attempt(s) adopted" for an attempt that had ended while the daemon was away (collected)."""
+    workspace.pipeline("gated", """
+        [tasks.wait]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "started")
+    deadline = time.monotonic() + 30
+    while _attempt_with_pid(workspace, "wait") is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert daemon.stop() == 0
+    (workspace.pipelines / "go").touch()  # it ends while no daemon runs
+    a = _attempt_with_pid(workspace, "wait")
+    deadline = time.monotonic() + 30
+    while is_same_process(a["pid"], a["pid_start_time"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    daemon.start()
+    assert daemon.wait_run(run_id) == "succeeded"
+    assert "0 attempt(s) adopted (still running), 1 collected (ended while it was away), 0 abandoned" \
+        in daemon.output(), daemon.output()
