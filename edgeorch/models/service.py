@@ -203,14 +203,22 @@ class ModelService:
         canary whose window is over. Returns how many values were recorded."""
         import math
 
+        from ..tomlcheck import suggest
+
         self.store.models.require(name)
         aliases = self.store.models.aliases(name)
+        declared = self._policy(name).metrics  # none declared: any name (nothing reads them by a declared name)
         rows = []
         for alias, metrics in by_alias.items():
             if alias not in aliases:
                 raise UsageError("no version has this alias", field="alias", value=alias,
                                  expected=f"one of {', '.join(sorted(aliases)) or '(none)'}")
             for metric, value in metrics.items():
+                if declared and metric not in declared:  # a typo would be stored and silently read by nothing
+                    close = suggest(metric, list(declared))
+                    raise UsageError(f"is not a metric of model {name}", field=f"{alias}.{metric}", value=metric,
+                                     expected=f"one of {', '.join(declared)} (its [models.{name}] metrics)",
+                                     hint=f"did you mean {close!r}?" if close else None)
                 number = None
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     try:
