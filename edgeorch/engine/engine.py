@@ -180,6 +180,7 @@ class RunCtx:
     """Per task, its latest outcome's artifacts as read from the store (each dependent's start and cache
     check read them): forgotten when the engine records a new outcome of that task, the only writer."""
     cancel_requested: bool = False
+    cancel_reason: str | None = None  # the cancel's reason (a cancelled task's reason starts with it)
     done: asyncio.Future[RunState] | None = None
     task_env: dict[str, str] | None = None
     """What every task's environment of this run has alike (:meth:`Engine._run_env`), made at its first start."""
@@ -601,7 +602,7 @@ class Engine:
             self.store.events.add("cancel_requested", f"run {run_id}: {reason}", run_id=run_id, actor=actor)
             self.store.runs.request_cancel(run_id, reason)
             self._record(ctx, decided)
-        ctx.cancel_requested = True
+        ctx.cancel_requested, ctx.cancel_reason = True, reason
         assert self.res is not None
 
         def stop_the_rest() -> None:
@@ -660,7 +661,7 @@ class Engine:
             order_index={n: i for i, n in enumerate(pipeline.order)},
             done=self.loop.create_future(),
             # Cancelled before a restart, its attempts still stopping: nothing more starts, and recovery stops them.
-            cancel_requested=run.get("cancel_reason") is not None,
+            cancel_requested=run.get("cancel_reason") is not None, cancel_reason=run.get("cancel_reason"),
         )
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
@@ -1550,7 +1551,7 @@ class Engine:
     def _view(self, ctx: RunCtx) -> settlement.RunView:
         """The run's state as settlement reads it (the engine's own maps, not copies: O(1))."""
         return settlement.RunView(ctx.needs, ctx.dependents, ctx.states, ctx.unmet, ctx.states.unfinished,
-                                  ctx.cancel_requested, ctx.uncharged, ctx.retries_from)
+                                  ctx.cancel_requested, ctx.uncharged, ctx.retries_from, ctx.cancel_reason)
 
     def _settle(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
         """Record ``decided`` in one transaction, then apply it to memory (see :meth:`_apply`)."""

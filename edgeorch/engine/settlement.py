@@ -77,6 +77,8 @@ class RunView:
     uncharged: Mapping[str, int] = field(default_factory=dict)
     retries_from: Mapping[str, int] = field(default_factory=dict)
     """Per task, its charged attempts before the run was last resumed: a resume gives ``retries`` afresh."""
+    cancel_reason: str | None = None
+    """Why the run was cancelled (``cancelled by alice``): a cancelled task's reason says it first."""
 
     @classmethod
     def of(cls, needs: Mapping[str, Sequence[str]], states: Mapping[str, TaskState], *,
@@ -224,7 +226,8 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
     charged = (end.number - view.uncharged.get(end.task, 0) - (1 if end.uncharged else 0)
                - view.retries_from.get(end.task, 0))
     if end.stopped_for_cancel or (view.cancel_requested and not end.ok):
-        change = Change(end.task, TaskState.CANCELLED, end.reason or "cancelled")
+        why = view.cancel_reason or "cancelled"
+        change = Change(end.task, TaskState.CANCELLED, f"{why}: stopped ({end.reason})" if end.reason else why)
     elif end.ok:
         change = Change(end.task, TaskState.SUCCEEDED)
     elif end.uncharged:

@@ -32,6 +32,7 @@ class FakeRun:
     uncharged: dict[str, int] = field(default_factory=dict)
     unmet: dict[str, int] = field(default_factory=dict)
     ended: RunState | None = None
+    cancel_reason: str | None = None
 
     def __post_init__(self) -> None:
         self.unmet = st.unmet_upstreams(self.needs, self.states)
@@ -41,7 +42,7 @@ class FakeRun:
         # The engine's incrementally kept counts must equal the from-scratch ones at every step.
         assert self.unmet == full.unmet
         return RunView(full.needs, full.dependents, self.states, self.unmet, full.unfinished, self.cancel_requested,
-                       self.uncharged)
+                       self.uncharged, cancel_reason=self.cancel_reason)
 
     def apply(self, s: st.Settlement) -> st.Settlement:
         for c in s.changes:
@@ -219,10 +220,11 @@ def test_cancel_ends_every_waiting_task_and_the_run_ends_with_its_last_attempt()
     assert s.task is None
     assert s.cascade == tuple(Change(t, T.CANCELLED, "cancelled by alice") for t in ("c", "d", "e"))
     assert s.run_finished is None  # b is still running
-    run.cancel_requested = True
+    run.cancel_requested, run.cancel_reason = True, "cancelled by alice"
     end = AttemptEnd("b", 1, ok=False, reason="killed by signal SIGTERM", stopped_for_cancel=True)
     s = run.apply(st.settle_attempt(run.view(), end, policy(3), now=0.0, rand=0.0))
-    assert s.task == Change("b", T.CANCELLED, "killed by signal SIGTERM")
+    # Said as the waiting ones are (it read "killed by signal SIGTERM" alone, as if something had killed it).
+    assert s.task == Change("b", T.CANCELLED, "cancelled by alice: stopped (killed by signal SIGTERM)")
     assert s.run_finished == RunState.CANCELLED
 
 
