@@ -720,7 +720,8 @@ class Engine:
             if adoption.verdict is Verdict.LIVE:
                 self.store.events.add("attempt_adopted", f"{a['task']}: attempt {a['number']} adopted after restart",
                                       run_id=a["run_id"], task=a["task"])
-                self._arm_timeout(la)
+                # Its timeout counts from its start (recorded), not from this adoption.
+                self._arm_timeout(la, elapsed=max(0.0, self.clock() - (a["started_at"] or self.clock())))
                 if self.runs[a["run_id"]].cancel_requested:  # its run was cancelled before the restart: stop it
                     self._stop_attempt(la, "cancelled")
             else:
@@ -1212,13 +1213,15 @@ class Engine:
 
     # -- timeouts and stopping ------------------------------------------------------------
 
-    def _arm_timeout(self, la: LiveAttempt) -> None:
+    def _arm_timeout(self, la: LiveAttempt, elapsed: float = 0.0) -> None:
+        """Stop the attempt when its task's timeout is up; ``elapsed``: seconds it already ran (an adopted one: a
+        daemon that restarts, even in a loop, never gives a hung task a new timeout)."""
         ctx = self.runs.get(la.run_id)
         if ctx is None or self.loop is None:
             return
         timeout = ctx.pipeline.tasks[la.task].timeout or self.config.engine.default_timeout
         if timeout:
-            la.timer = self.loop.call_later(timeout, self._stop_attempt, la, "timeout")
+            la.timer = self.loop.call_later(max(0.0, timeout - elapsed), self._stop_attempt, la, "timeout")
 
     @_fail_stop
     def _stop_attempt(self, la: LiveAttempt, reason: str) -> None:

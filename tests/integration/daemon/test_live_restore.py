@@ -179,3 +179,35 @@ def test_the_ready_line_counts_adopted_collected_and_abandoned_attempts_apart(wo
     assert daemon.wait_run(run_id) == "succeeded"
     assert "0 attempt(s) adopted (still running), 1 collected (ended while it was away), 0 abandoned" \
         in daemon.output(), daemon.output()
+
+
+def test_an_adopted_attempt_keeps_the_timeout_it_had_a_restart_gives_no_fresh_one(workspace, daemon):
+    """A hung task with `timeout = "3s"`: each restart armed a new 3 s from the adoption, so a daemon restarting
+    every 2 s (a crash loop) never stopped it. Its timeout counts from its recorded start."""
+    workspace.pipeline("hung", """
+        [tasks.wait]
+        timeout = "3s"
+        command = ["sh", "-c", "touch {pipeline_dir}/started; exec sleep 600"]
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "hung"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "started")
+    deadline = time.monotonic() + 30
+    while (a := _attempt_with_pid(workspace, "wait")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    daemon.kill9()
+    while time.time() < a["started_at"] + 3.5:  # its time runs out while no daemon is there
+        time.sleep(0.05)
+    daemon.start()
+    assert daemon.wait_run(run_id, timeout=30) == "failed"
+    conn = _db(workspace)
+    try:
+        adopted = conn.execute("SELECT ts FROM events WHERE kind = 'attempt_adopted'").fetchone()[0]
+        ended = conn.execute("SELECT finished_at FROM attempts WHERE id = ?", (a["id"],)).fetchone()[0]
+    finally:
+        conn.close()
+    # A fresh timeout would end it 3 s after the adoption at the earliest; its own ends it at once.
+    assert ended - adopted < 3.0, f"stopped {ended - adopted:.2f}s after the adoption: a fresh timeout was armed"
+    doc = daemon.call("runs.show", {"run_id": run_id})
+    assert "timed out after 3s" in doc["tasks"][0]["reason"], doc["tasks"][0]
