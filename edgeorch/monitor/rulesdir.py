@@ -29,52 +29,89 @@ def rules_files(folder: Path | None) -> list[Path]:
 
 def load_rules_dir(folder: Path | None, pipelines: Mapping[str, Any]) -> tuple[list[RuleSpec], list[EdgeorchError]]:
     """Every rule of the folder's files, validated against ``pipelines`` (name -> loaded pipeline)."""
-    from ..pipelines.load import read_pipeline_bytes  # the same bounded read as a pipeline file
-
     rules: list[RuleSpec] = []
     errors: list[EdgeorchError] = []
     for f in rules_files(folder):
-        try:
-            data = tomllib.loads(read_pipeline_bytes(f).decode("utf-8"))
-        except EdgeorchError as exc:
-            errors.append(exc)
-            continue
-        except UnicodeDecodeError:
-            errors.append(PipelineError("is not UTF-8 text", file=str(f), expected="a TOML file of [[on]] rules"))
-            continue
-        except tomllib.TOMLDecodeError as exc:
-            errors.append(PipelineError(f"is not valid TOML: {exc}", file=str(f), expected="a TOML file of [[on]] rules"))
-            continue
-        found, problems = check_rules_file(data, str(f), pipelines=pipelines)
+        found, problems = load_rules_file(f, pipelines)
         rules.extend(found)
         errors.extend(problems)
     return rules, errors
 
 
+def load_rules_file(f: Path, pipelines: Mapping[str, Any]) -> tuple[list[RuleSpec], list[EdgeorchError]]:
+    """The rules of one rules file, validated against ``pipelines``; never raises for a bad file."""
+    from ..pipelines.load import read_pipeline_bytes  # the same bounded read as a pipeline file
+
+    try:
+        data = tomllib.loads(read_pipeline_bytes(f).decode("utf-8"))
+    except EdgeorchError as exc:
+        return [], [exc]
+    except UnicodeDecodeError:
+        return [], [PipelineError("is not UTF-8 text", file=str(f), expected="a TOML file of [[on]] rules")]
+    except tomllib.TOMLDecodeError as exc:
+        return [], [PipelineError(f"is not valid TOML: {exc}", file=str(f), expected="a TOML file of [[on]] rules")]
+    return check_rules_file(data, str(f), pipelines=pipelines)
+
+
+def is_rules_file(path: Path, folder: Path | None) -> bool:
+    """Whether ``path`` is read as a rules file, not a pipeline: a file in the rules folder ``folder``, or one that
+    holds ``[[on]]`` tables and nothing else (a pipeline has tasks). A file that cannot be read or parsed is not
+    (its pipeline validation says why)."""
+    from ..pipelines.load import read_pipeline_bytes
+
+    if not path.is_file():
+        return False
+    if folder is not None and path.absolute().parent.resolve() == folder.resolve():  # the entry, not a link's target
+        return True
+    try:
+        data = tomllib.loads(read_pipeline_bytes(path).decode("utf-8"))
+    except (EdgeorchError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return set(data) == {"on"}
+
+
 def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[dict[str, RuleSpec], list[str]]:
     """Every rule in force: the pipelines' own (by pipeline name) then the rules folder's, name -> rule, and a
-    sentence per problem (a bad rules file; a name declared twice: the first declaration wins, the other is
-    ignored and said). The daemon's monitors and ``edgeorch monitors`` without a daemon both read rules this way.
+    sentence per problem (a bad rules file; a name declared twice: :func:`in_force`). The daemon's monitors and
+    ``edgeorch monitors`` without a daemon both read rules this way; ``edgeorch validate`` fails on the same
+    problems.
     """
-    rules: dict[str, RuleSpec] = {}
-    problems: list[str] = []
-    for name in sorted(pipelines):
-        for spec in pipeline_rules(pipelines[name]):
-            if spec.name in rules:
-                problems.append(f"rule {spec.name} of pipeline {name} is ignored: pipeline "
-                                f"{rules[spec.name].pipeline} declares a rule with that name")
-                continue
-            rules[spec.name] = spec
     folder_rules, errors = load_rules_dir(folder, pipelines)
-    problems.extend(e.render() for e in errors)
-    for spec in folder_rules:
-        if spec.name in rules:
-            first = rules[spec.name]
-            problems.append(f"rule {spec.name} of {spec.source_file} is ignored: "
-                            f"{first.source_file or 'pipeline ' + first.pipeline} declares a rule with that name")
+    rules, duplicates = in_force(pipelines, folder_rules)
+    return rules, [e.render() for e in (*errors, *duplicates)]
+
+
+def in_force(pipelines: Mapping[str, Any], folder_rules: list[RuleSpec]) -> tuple[dict[str, RuleSpec],
+                                                                                  list[EdgeorchError]]:
+    """Which declaration of each rule name is in force: the pipelines' own rules (pipelines by name, rules in file
+    order) come first, then ``folder_rules`` (files in name order); the first to declare a name wins. Every later
+    declaration is ignored and is an error naming both places (the daemon logs it, ``edgeorch validate`` fails on
+    it): the one rule for a name declared twice."""
+    rules: dict[str, RuleSpec] = {}
+    errors: list[EdgeorchError] = []
+
+    def file_of(spec: RuleSpec) -> str | None:
+        if spec.source_file:
+            return spec.source_file
+        p = pipelines.get(spec.pipeline)
+        return getattr(p, "source_file", None)
+
+    def where(spec: RuleSpec) -> str:
+        if spec.source_file:
+            return spec.source_file
+        file = file_of(spec)
+        return f"pipeline {spec.pipeline}" + (f" ({file})" if file else "")
+
+    own = [spec for name in sorted(pipelines) for spec in pipeline_rules(pipelines[name])]
+    for spec in [*own, *folder_rules]:
+        first = rules.get(spec.name)
+        if first is None:
+            rules[spec.name] = spec
             continue
-        rules[spec.name] = spec
-    return rules, problems
+        errors.append(PipelineError(f"rule {spec.name!r} is ignored: {where(first)} declares a rule with that name",
+                                    file=file_of(spec), field=f"{spec.field_prefix}.name", value=spec.name,
+                                    expected="a rule name declared once across the pipelines and the rules folder"))
+    return rules, errors
 
 
 def folder_digest(folder: Path | None) -> str:

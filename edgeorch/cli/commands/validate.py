@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ...textui import print_json
 from ..backend import load
@@ -14,22 +15,41 @@ from . import AddCommand
 def register(add: AddCommand) -> None:
     p = add("validate", cmd_validate, "check pipeline files (and the rules folder) without running anything "
                                       "(exit 0 valid, 1 invalid)")
-    p.add_argument("path", nargs="?", help="a pipeline file or folder (default: the configured pipelines folder and "
+    p.add_argument("path", nargs="?", help="a pipeline file or folder, or a rules file (one in the rules folder, or "
+                                           "one of [[on]] rules only) (default: the configured pipelines folder and "
                                            "its rules folder, [monitor] rules_dir)")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Exit 0 when every file under ``args.path`` (or the pipelines folder and the rules folder) is valid, else 1."""
-    from ...monitor.rulesdir import load_rules_dir
+    """Exit 0 when every file under ``args.path`` (or the pipelines folder and the rules folder) is valid, else 1.
+
+    A rules file given as the path (one in the rules folder, or one holding only ``[[on]]`` rules) is read as the
+    daemon reads it: against the configured pipelines, and a rule whose name another declaration holds first is
+    an error (:func:`~edgeorch.monitor.rulesdir.in_force`, the daemon's own rule for it)."""
+    from ...errors import EdgeorchError
+    from ...monitor.rulesdir import in_force, is_rules_file, load_rules_dir
     from ...pipelines import validate_path
 
-    cfg = None if args.path else load(args)
+    if args.path is None:
+        cfg = load(args)
+    else:
+        try:
+            cfg = load(args)  # for the rules folder and the pipelines a rules file reads
+        except EdgeorchError:
+            cfg = None  # a pipeline file given by path needs no config
     path = Path(args.path) if args.path else cfg.pipelines_dir  # type: ignore[union-attr]
+    rules_dir = cfg.rules_dir if cfg is not None else None
+    if args.path is not None and is_rules_file(path, rules_dir):
+        return _validate_rules_file(args, path, cfg)
     report = validate_path(path)
-    # The configured rules folder is read against the pipelines just validated, as the daemon reads it.
-    rules, rule_errors = load_rules_dir(cfg.rules_dir, report.pipelines) if cfg is not None else ([], [])
-    errors = [*report.errors, *rule_errors]
-    ok = report.ok and not rule_errors
+    # The configured rules folder is read against the pipelines just validated, as the daemon reads it: with
+    # the configured pipelines folder (no path, or that folder by name).
+    with_folder = cfg is not None and (args.path is None or _same(path, cfg.pipelines_dir))
+    folder_rules, rule_errors = load_rules_dir(rules_dir, report.pipelines) if with_folder else ([], [])
+    in_use, duplicates = in_force(report.pipelines, folder_rules)  # the daemon's rule for a name declared twice
+    rules = [r for r in folder_rules if in_use.get(r.name) is r]
+    errors = [*report.errors, *rule_errors, *duplicates]
+    ok = not errors
     if args.json:
         print_json({"ok": ok, "files": [str(f) for f in report.files],
                     "pipelines": {n: {"file": p.source_file, "tasks": list(p.order), "content_hash": p.content_hash}
@@ -46,6 +66,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not args.quiet:
             if not report.files and report.ok:
                 print(f"no pipeline files in {path}")
-            print(f"{len(report.pipelines)} valid" + (f", {len(rules)} rule(s) in {cfg.rules_dir}" if rules else "")  # type: ignore[union-attr]
+            print(f"{len(report.pipelines)} valid" + (f", {len(rules)} rule(s) in {rules_dir}" if rules else "")
                   + f", {len(errors)} error(s)")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _validate_rules_file(args: argparse.Namespace, path: Path, cfg: Any) -> int:
+    """One rules file: its rules against the configured pipelines. A name another declaration holds first (a
+    pipeline's rule, or an earlier file of the rules folder when it is in that folder) is an error: the daemon
+    would ignore that rule."""
+    from ...monitor.rulesdir import in_force, load_rules_dir, load_rules_file
+    from ...pipelines import validate_path
+
+    pipelines = validate_path(cfg.pipelines_dir).pipelines if cfg is not None else {}
+    mine, errors = load_rules_file(path, pipelines)
+    declared = mine
+    if cfg is not None and _same(path.absolute().parent, cfg.rules_dir):  # with the folder, as the daemon reads it
+        declared = [r for r in load_rules_dir(cfg.rules_dir, pipelines)[0]
+                    if not (r.source_file is not None and _same(Path(r.source_file), path))]
+        declared = sorted([*declared, *mine], key=lambda r: Path(r.source_file or "").name)  # stable: file order
+    in_use, duplicates = in_force(pipelines, declared)
+    errors = [*errors, *(e for e in duplicates if e.file is not None and _same(Path(e.file), path))]
+    rules = [r for r in mine if in_use.get(r.name) is r]
+    ok = not errors
+    if args.json:
+        print_json({"ok": ok, "files": [str(path)], "pipelines": {},
+                    "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
+                    "errors": [e.to_dict() for e in errors]})
+    else:
+        for r in rules if not args.quiet else ():
+            print(f"ok     rule {r.name} ({r.source_file})")
+        for e in errors:
+            print(f"error  {e.render()}")
+        if not args.quiet:
+            print(f"{len(rules)} rule(s) in {path}, {len(errors)} error(s)")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name the same folder entry (a link as itself, not its target)."""
+    a, b = a.absolute(), b.absolute()
+    return a.parent.resolve() / a.name == b.parent.resolve() / b.name

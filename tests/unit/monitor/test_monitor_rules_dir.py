@@ -140,8 +140,9 @@ def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_chang
         (rules_dir / "again.toml").write_text(textwrap.dedent(GOOD).split("[[on]]")[0] + "[[on]]" +
                                               textwrap.dedent(GOOD).split("[[on]]")[1])
         monitors.reload()
-        assert any("retrain.toml is ignored" in p and p.endswith("again.toml declares a rule with that name")
-                   for p in monitors.problems)  # files in name order: the first one declaring a name wins
+        assert any(p.startswith(f"{rules_dir / 'retrain.toml'}: on[0].name: rule 'retrain_on_drift' is ignored: "
+                                f"{rules_dir / 'again.toml'} declares a rule with that name")
+                   for p in monitors.problems), monitors.problems  # files in name order: the first one wins
         monitors.stop()
         store.close()
 
@@ -163,3 +164,72 @@ def test_validate_checks_the_rules_folder_against_the_pipelines(workspace) -> No
 
     (err,) = json.loads(bad.stdout)["errors"]
     assert err["file"] == str(rules / "bad.toml") and err["field"] == "on[0].pipeline" and err["value"] == "nope"
+
+
+def test_validate_fails_on_a_rule_name_two_files_declare_as_the_daemon_ignores_the_second(workspace) -> None:
+    """validate passed (``ok rule retrain_on_drift (.../zz_dup.toml)``) a folder whose second declaration of a
+    name the daemon ignores with a warning: both read :func:`in_force`, the one rule for it."""
+    workspace.pipeline("checks", CHECKS)
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "retrain.toml").write_text(textwrap.dedent(GOOD))
+    (rules / "zz_dup.toml").write_text(textwrap.dedent(GOOD).split("[[on]]\nname = \"champion")[0])
+    r = workspace.invoke("validate")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (f"error  {rules / 'zz_dup.toml'}: on[0].name: rule 'retrain_on_drift' is ignored: "
+            f"{rules / 'retrain.toml'} declares a rule with that name; expected a rule name declared once" in r.stdout)
+    assert "zz_dup.toml)" not in r.stdout  # no "ok rule ..." line for the ignored declaration
+    assert "ok     rule retrain_on_drift (" + str(rules / "retrain.toml") + ")" in r.stdout
+    import json
+
+    doc = json.loads(workspace.invoke("validate", "--json").stdout)
+    (err,) = doc["errors"]
+    assert (err["file"], err["field"], err["value"]) == (str(rules / "zz_dup.toml"), "on[0].name", "retrain_on_drift")
+    assert doc["rules"]["retrain_on_drift"]["file"] == str(rules / "retrain.toml")
+    # The same verdict for the file given by path; the first declaration stays valid.
+    r = workspace.invoke("validate", str(rules / "zz_dup.toml"))
+    assert r.returncode == 1 and str(rules / "retrain.toml") + " declares a rule with that name" in r.stdout, r.stdout
+    r = workspace.invoke("validate", str(rules / "retrain.toml"))
+    assert r.returncode == 0 and "ok     rule champion_degraded" in r.stdout, r.stdout + r.stderr
+    (rules / "zz_dup.toml").unlink()
+    assert workspace.invoke("validate").returncode == 0
+
+
+def test_a_pipelines_own_rule_and_a_rules_file_declaring_one_name_is_an_error_too(workspace) -> None:
+    workspace.pipeline("checks", CHECKS + textwrap.dedent(GOOD).split("[[on]]\nname = \"champion")[0]
+                       .replace('pipeline = "checks"\n', ""))
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "retrain.toml").write_text(textwrap.dedent(GOOD))
+    r = workspace.invoke("validate")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (f"error  {rules / 'retrain.toml'}: on[0].name: rule 'retrain_on_drift' is ignored: pipeline checks "
+            f"({workspace.pipelines / 'checks.toml'}) declares a rule with that name" in r.stdout), r.stdout
+
+
+def test_validate_of_a_rules_file_by_path_reads_it_as_rules_not_as_a_pipeline(workspace, tmp_path) -> None:
+    """``edgeorch validate rules/x.toml`` said "pipeline x: tasks: the pipeline has no tasks"."""
+    workspace.pipeline("checks", CHECKS)
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "x.toml").write_text(textwrap.dedent(GOOD))
+    r = workspace.invoke("validate", str(rules / "x.toml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "has no tasks" not in r.stdout and "ok     rule retrain_on_drift" in r.stdout
+    assert f"2 rule(s) in {rules / 'x.toml'}, 0 error(s)" in r.stdout
+    # Checked against the configured pipelines, as the daemon reads it.
+    (rules / "x.toml").write_text(textwrap.dedent(GOOD).replace('pipeline = "checks"', 'pipeline = "chekcs"'))
+    r = workspace.invoke("validate", str(rules / "x.toml"), "--json")
+    assert r.returncode == 1
+    import json
+
+    (err,) = json.loads(r.stdout)["errors"]
+    assert (err["field"], err["value"]) == ("on[0].pipeline", "chekcs") and "checks" in err["expected"]
+    # Outside the rules folder, a file of [[on]] rules only is a rules file too.
+    elsewhere = tmp_path / "draft.toml"
+    elsewhere.write_text(textwrap.dedent(GOOD))
+    r = workspace.invoke("validate", str(elsewhere))
+    assert r.returncode == 0 and "ok     rule champion_degraded" in r.stdout, r.stdout + r.stderr
+    # A pipeline file is still a pipeline file.
+    r = workspace.invoke("validate", str(workspace.pipelines / "checks.toml"))
+    assert r.returncode == 0 and "ok     checks: 1 task(s)" in r.stdout, r.stdout + r.stderr
