@@ -297,6 +297,8 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: thread
             if problem:
                 raise ClaimRefused(f"it changed after it was inspected ({intent.size} -> {st.st_size} bytes): "
                                    f"{problem}", removed=False, value=display_path(path))
+        if open_for_writing(fd):  # asked first too: a file kept open is not hashed again at every retry
+            raise ClaimDeferred(STILL_OPEN, value=display_path(path))
         size, digest = _hash_fd(fd, cancel, st.st_size)
         after = os.fstat(fd)
         writing = open_for_writing(fd)

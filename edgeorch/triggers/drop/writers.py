@@ -5,9 +5,12 @@ open it by name any more; but a process that opened it for writing BEFORE the cl
 busy, a program that keeps its log open, a dropper who means harm) can still write through that
 descriptor after the sha256 was recorded. The kernel knows: it refuses a read lease (``F_SETLEASE``,
 ``F_RDLCK``) with ``EAGAIN`` while any descriptor anywhere is open for writing on the file, or a writable
-shared mapping of it exists. So the claim asks once, after hashing: a file with a writer is not claimed
-yet (the claim is deferred and retried, the file kept safe in the inbox), and one without cannot get
-one any more (no new open by name, see above).
+shared mapping of it exists. So the claim asks before hashing (a file kept open is not hashed again at every
+retry) and after: a file with a writer is not claimed yet (the claim is deferred and retried, the file kept
+safe in the inbox). Without one, a new writer needs the file's path (closed to others) or a process that
+kept some other descriptor of it (even read-only, or ``O_PATH``) and may write the file (its owner): such a
+process can reopen it for writing through ``/proc/<pid>/fd``. That case is not covered: edgeorch neither
+copies nor chowns a claimed file.
 
 The lease is taken and given back at once; it only asks. While it is held (microseconds) a writer's
 ``open`` would make the kernel signal the lease's owner, so the descriptor is first told to use

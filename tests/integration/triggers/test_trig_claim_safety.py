@@ -128,23 +128,27 @@ def test_a_symlink_swapped_into_the_claim_is_refused(drop, inbox):
 
 
 def test_content_written_through_a_second_handle_while_hashing_defers_the_claim(drop, inbox, monkeypatch):
+    """A write during the hash by a handle opened after the first look (by the daemon's own user, through the new
+    path; or reopened through /proc/<pid>/fd) and closed before the second: the stat taken around the hash sees it."""
     intent = intent_for(drop, inbox, "report.csv", b"v1\n" * 1000)
-    writer = open(drop / "report.csv", "r+b")  # the writer keeps a handle across the rename
     real = claim_module._hash_fd
 
     def hash_while_written(fd, cancel=None, limit=None):
         out = real(fd, cancel, limit)
-        writer.seek(0)
-        writer.write(b"v2")
-        writer.flush()
+        with open(intent.dest, "r+b") as writer:
+            writer.write(b"v2")
         return out
 
     monkeypatch.setattr(claim_module, "_hash_fd", hash_while_written)
     with pytest.raises(ClaimDeferred, match="changed while it was hashed"):
         perform_claim(intent)
     monkeypatch.setattr(claim_module, "_hash_fd", real)
+    writer = open(intent.dest, "r+b")  # kept open: not claimed while it may write, and not hashed meanwhile
+    hashed = []
+    monkeypatch.setattr(claim_module, "_hash_fd", lambda *a: hashed.append(1) or real(*a))
     with pytest.raises(ClaimDeferred, match="still holds the file open for writing"):
-        perform_claim(intent)  # the writer could change it after a hash: not claimed while it may
+        perform_claim(intent)
+    assert hashed == []
     writer.close()
     claimed = perform_claim(intent)  # idempotent: the retry hashes what is there now
     assert claimed.sha256 == hashlib.sha256(intent.dest.read_bytes()).hexdigest()
