@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import NotFoundError, UsageError
-from .model import RunState
+from .model import RunState, TaskState
 
 MAX_RUNS_LIMIT = 10_000
 """The most runs one ``runs.list`` page holds."""
@@ -41,21 +41,41 @@ def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state
 def log_attempt(store: Any, run_id: int, task: str, number: int | None = None) -> dict[str, Any]:
     """The attempt of ``task`` in run ``run_id`` whose log ``edgeorch logs`` shows: ``number``, or the latest.
 
-    :class:`NotFoundError` for an unknown run, a task with no attempt (naming the run's tasks that have
-    some) or an attempt number it does not have (naming the range).
+    :class:`NotFoundError` for an unknown run; a task of the run that has no attempt (it did not run: its state
+    and reason, ``upstream train failed``); a name that is no task of the run (naming the run's tasks, with a
+    did-you-mean); or an attempt number it does not have (naming the range).
     """
-    store.runs.get(run_id)
+    run = store.runs.get(run_id)
     attempts = store.attempts.of_run(run_id, task)
     if not attempts:
-        tried = sorted({a["task"] for a in store.attempts.of_run(run_id)})
-        raise NotFoundError(f"run {run_id} has no attempts of task {task!r}", value=task,
-                            expected=f"one of {', '.join(tried)}" if tried else "a task that has started (none has yet)")
+        raise _no_attempt(run, store.runs.tasks_of(run_id), task)
     if number is None:
         return attempts[-1]
     for a in attempts:
         if a["number"] == number:
             return a
     raise NotFoundError(f"task {task} has no attempt {number}", value=number, expected=f"1..{attempts[-1]['number']}")
+
+
+def _no_attempt(run: Mapping[str, Any], tasks: list[dict[str, Any]], task: str) -> NotFoundError:
+    """Why ``task`` has no attempt in ``run``: it did not run (its state and reason), or no task of the run has
+    that name (a typo: the run's tasks, the closest named)."""
+    from .textui import printable
+    from .tomlcheck import suggest
+
+    run_id = run["id"]
+    row = next((t for t in tasks if t["name"] == task), None)
+    if row is not None:
+        state, reason = row["state"], row.get("reason")
+        why = state + (f" ({printable(reason)})" if reason else "")
+        if TaskState(state).finished:
+            return NotFoundError(f"task {task} of run {run_id} did not run: {why}")
+        return NotFoundError(f"task {task} of run {run_id} has not started yet: {why}")
+    names = [t["name"] for t in tasks]
+    close = next((n for n in names if n.casefold() == task.casefold()), None) or suggest(task, names)
+    return NotFoundError(f"no task {task!r} in run {run_id} (pipeline {printable(run['pipeline'])})", value=task,
+                         expected=f"one of {', '.join(names)}" if names else "a task of the run (it has none)",
+                         hint=f"did you mean {close!r}?" if close else None)
 
 
 def run_document(store: Any, run_id: int) -> dict[str, Any]:

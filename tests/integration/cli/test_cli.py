@@ -122,7 +122,38 @@ def test_logs_of_an_attempt_that_does_not_exist(workspace):
     proc = run(workspace, "logs", "1", "a", "--attempt", "7")
     assert proc.returncode == 3 and "task a has no attempt 7; expected 1..1" in proc.stderr
     proc = run(workspace, "logs", "1", "zz")  # the same sentences as the daemon's (rundoc.log_attempt)
-    assert proc.returncode == 3 and "run 1 has no attempts of task 'zz'; expected one of a" in proc.stderr, proc.stderr
+    assert proc.returncode == 3 and "no task 'zz' in run 1 (pipeline ok); expected one of a, b" in proc.stderr, \
+        proc.stderr
+
+
+NIGHTLY = """
+[tasks.prepare]
+command = ["sh", "-c", "echo prepared"]
+[tasks.train]
+command = ["sh", "-c", "echo training; exit 1"]
+needs = ["prepare"]
+[tasks.evaluate]
+command = ["sh", "-c", "echo evaluated"]
+needs = ["train"]
+"""
+
+
+def test_logs_of_a_task_that_did_not_run_says_why_and_a_typo_gets_a_did_you_mean(workspace):
+    """Both said "run 1 has no attempts of task 'evaluate'; expected one of prepare, train": a task of the run
+    that never ran read as a typo, and a typo got no suggestion."""
+    workspace.pipeline("nightly", NIGHTLY)
+    assert run(workspace, "run", "nightly").returncode == 1
+    proc = run(workspace, "logs", "1", "evaluate")
+    assert proc.returncode == 3, proc.stderr
+    assert ("edgeorch: error: task evaluate of run 1 did not run: upstream_failed (upstream train failed)"
+            in proc.stderr), proc.stderr
+    proc = run(workspace, "logs", "1", "evalute")
+    assert proc.returncode == 3, proc.stderr
+    assert ("no task 'evalute' in run 1 (pipeline nightly); expected one of prepare, train, evaluate\n"
+            "  hint: did you mean 'evaluate'?" in proc.stderr), proc.stderr
+    proc = run(workspace, "logs", "1", "Train")
+    assert proc.returncode == 3 and "did you mean 'train'?" in proc.stderr, proc.stderr
+    assert run(workspace, "logs", "1", "train").stdout == "training\n"
 
 
 def test_retry_resumes_a_failed_run(workspace):
