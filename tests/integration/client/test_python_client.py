@@ -221,7 +221,7 @@ def test_bad_arguments_and_unknown_things_are_clear_errors(workspace, demo):
         with pytest.raises(UsageError, match="args.state: is not a run state"):
             client.runs(state="done")
         run = client.run("demo", timeout=60)
-        with pytest.raises(NotFoundError, match="has no attempts of task 'nope'"):
+        with pytest.raises(NotFoundError, match=r"no task 'nope' in run 1 \(pipeline demo\); expected one of make, double"):
             list(client.logs(run, "nope"))
         with pytest.raises(NotFoundError, match="has no attempt 7"):
             list(client.logs(run, "make", attempt=7))
