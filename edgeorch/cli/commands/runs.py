@@ -459,6 +459,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             finally:
                 if store is not None:
                     store.close()
+        if not runs and args.pipeline:  # a typo must not read as "no runs match"
+            _require_known_pipeline(backend, args.pipeline)
     if args.json:
         print_json(runs)
         return EXIT_OK
@@ -475,6 +477,49 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows,
                 empty="no runs match" if filtered else "no runs yet (`edgeorch run PIPELINE` starts one)")
     return EXIT_OK
+
+
+KNOWN_FROM_RUNS = 1000
+"""How many of the newest runs name the pipelines with runs a did-you-mean offers (besides the loaded ones)."""
+
+
+def _require_known_pipeline(backend: Backend, name: str) -> None:
+    """``runs --pipeline NAME`` that matched nothing: fine when ``name`` is loaded or has runs (none in the
+    filter); else :class:`NotFoundError` with a did-you-mean over the known names (the loaded pipelines, and
+    those of the newest :data:`KNOWN_FROM_RUNS` runs)."""
+    from ...rundoc import runs_page
+
+    if backend.online:
+        api = backend.api
+        if api.runs(limit=1, pipeline=name):
+            return
+        loaded = [p["name"] for p in api.pipelines()]
+        with_runs = [r.pipeline for r in api.runs(limit=KNOWN_FROM_RUNS)]
+    else:
+        from ...pipelines import not_loaded_error, validate_path
+
+        store = backend.open_store(readonly=True)
+        try:
+            if runs_page(store, limit=1, pipeline=name):
+                return
+            with_runs = [r["pipeline"] for r in runs_page(store, limit=KNOWN_FROM_RUNS)]
+        finally:
+            if store is not None:
+                store.close()
+        report = validate_path(backend.cfg.pipelines_dir)
+        if not_loaded_error(name, report.errors) is not None:  # its file is there, broken: a pipeline all the same
+            return
+        loaded = list(report.pipelines)
+    if name in loaded:
+        return
+    from ...tomlcheck import suggest
+
+    known = sorted({*loaded, *with_runs})
+    close = next((n for n in known if n.casefold() == name.casefold()), None) or suggest(name, known)
+    raise NotFoundError(f"no pipeline named {name!r}: none is loaded and no run has that name", value=name,
+                        expected=f"one of {', '.join(printable(n) for n in known)}" if known else
+                        "a pipeline name (none is loaded and nothing has run yet)",
+                        hint=f"did you mean {close!r}?" if close else None)
 
 
 def _run_document(backend: Backend, run_id: int) -> dict[str, Any]:

@@ -261,3 +261,31 @@ def test_ctrl_c_cancels_the_run_and_records_it(workspace, tmp_path):
     assert "cancelling the run" in err and "CANCELLED" in out
     runs = json.loads(run(workspace, "runs", "--json").stdout)
     assert runs[0]["state"] == "cancelled"
+
+
+def test_runs_of_a_pipeline_name_nothing_knows_is_not_found_with_a_did_you_mean(workspace):
+    """`runs --pipeline nightyl` said "no runs match" (exit 0): a typo read as an empty history."""
+    workspace.pipeline("nightly", OK)
+    proc = run(workspace, "runs", "--pipeline", "nightly")  # loaded, no run yet: an empty answer
+    assert proc.returncode == 0 and "no runs match" in proc.stdout, proc.stdout + proc.stderr
+    proc = run(workspace, "runs", "--pipeline", "nightyl")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert ("edgeorch: error: no pipeline named 'nightyl': none is loaded and no run has that name; expected one "
+            "of nightly\n  hint: did you mean 'nightly'?" in proc.stderr), proc.stderr
+    assert json.loads(run(workspace, "runs", "--pipeline", "nightly", "--json").stdout) == []
+    assert run(workspace, "run", "nightly").returncode == 0
+    (workspace.pipelines / "nightly.toml").unlink()  # no longer loaded; its runs are still in the state file
+    proc = run(workspace, "runs", "--pipeline", "nightly", "--state", "failed")
+    assert proc.returncode == 0 and "no runs match" in proc.stdout, proc.stdout + proc.stderr
+    proc = run(workspace, "runs", "--pipeline", "Nightly")
+    assert proc.returncode == 3 and "did you mean 'nightly'?" in proc.stderr, proc.stderr
+    assert run(workspace, "runs", "--pipeline", "nightly").stdout.count("nightly") == 1
+
+
+def test_runs_of_an_unknown_pipeline_through_the_daemon(workspace, daemon):
+    workspace.pipeline("nightly", OK)
+    daemon.start()
+    proc = run(workspace, "runs", "--pipeline", "nightly", "--state", "failed")
+    assert proc.returncode == 0 and "no runs match" in proc.stdout, proc.stdout + proc.stderr
+    proc = run(workspace, "runs", "--pipeline", "nightyl", "--json")
+    assert proc.returncode == 3 and "did you mean 'nightly'?" in proc.stderr, proc.stdout + proc.stderr
