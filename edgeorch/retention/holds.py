@@ -22,6 +22,8 @@ Built-in rules:
 - ``lineage``: another run recorded consuming its outputs (``consumed``), conditional on
   that run staying;
 - ``datasets``: a dataset version was made from its outputs (``dataset_versions.run_id``);
+- ``models``: a model version made by it is on an alias, in an open deployment, or one an alias left in its
+  last three moves (a rollback's target: its files are the run's outputs);
 - ``keep_last``: one of the latest ``keep_last`` runs of its pipeline (``[retention] keep_last``);
 - ``inputs``: a drop-folder input of the run is not settled yet (the trigger service
   settles it from the run's outcome, possibly at the next daemon start);
@@ -135,7 +137,10 @@ def _models(query: HoldQuery) -> Iterable[Hold]:
     # A model version's files are its run's outputs until a deployment copied them into the serving folder.
     for r in query.store.models.held_runs():
         if r["run_id"] in query.candidates:
-            what = "is being deployed" if r["why"] == "deployment" else f"is {r['why']}"
+            why = r["why"]
+            what = ("is being deployed" if why == "deployment" else
+                    f"is what a rollback of {why.split(':', 1)[1]} returns to" if why.startswith("rollback:")
+                    else f"is {why}")
             yield Hold(r["run_id"], f"model {r['model']} version {r['version']}, made by it, {what}")
 
 

@@ -56,6 +56,10 @@ def _decode(row: Mapping[str, Any] | sqlite3.Row) -> dict[str, Any]:
     return d
 
 
+ROLLBACK_DEPTH = 3
+"""How many versions each alias left (its last moves) keep their runs from retention: the rollback targets."""
+
+
 def subject(name: str, version: int | None = None) -> str:
     """The audit subject of a model or one of its versions: ``model:NAME`` or ``model:NAME/V``."""
     return f"model:{name}" if version is None else f"model:{name}/{version}"
@@ -515,9 +519,11 @@ class Models:
         return [_decode(r) for r in self._db.all("SELECT * FROM model_decisions WHERE version_id = ? ORDER BY id",
                                                  (version_id,))]
 
-    def held_runs(self) -> list[dict[str, Any]]:
-        """Runs whose model versions an alias points at (``why``: the alias) or an open deployment uses
-        (``why``: ``deployment``): retention keeps them (``run_id``, ``model``, ``version``, ``why``)."""
+    def held_runs(self, rollback_depth: int = ROLLBACK_DEPTH) -> list[dict[str, Any]]:
+        """Runs whose model versions an alias points at (``why``: the alias), an open deployment uses (``why``:
+        ``deployment``), or an alias left in one of its last ``rollback_depth`` moves (``why``: ``rollback:<alias>``:
+        what a rollback would return to, whose files are its run's outputs): retention keeps them (``run_id``,
+        ``model``, ``version``, ``why``)."""
         return self._db.all(
             "SELECT v.run_id, m.name AS model, v.version, a.alias AS why FROM model_aliases a"
             " JOIN model_versions v ON v.model_id = a.model_id AND v.version = a.version"
@@ -525,7 +531,12 @@ class Models:
             " UNION SELECT v.run_id, m.name, v.version, 'deployment' FROM model_deployments d"
             " JOIN model_versions v ON v.model_id = d.model_id AND v.version IN (d.to_version, d.from_version)"
             " JOIN models m ON m.id = d.model_id WHERE d.state IN ('pending', 'running') AND v.run_id IS NOT NULL"
-            " ORDER BY 1")
+            " UNION SELECT v.run_id, m.name, v.version, 'rollback:' || h.alias FROM"
+            " (SELECT model_id, alias, from_version, ROW_NUMBER() OVER (PARTITION BY model_id, alias ORDER BY id DESC)"
+            " AS nth FROM model_alias_history WHERE from_version IS NOT NULL) h"
+            " JOIN model_versions v ON v.model_id = h.model_id AND v.version = h.from_version"
+            " JOIN models m ON m.id = h.model_id WHERE h.nth <= ? AND v.run_id IS NOT NULL"
+            " ORDER BY 1", (rollback_depth,))
 
     # -- helpers --------------------------------------------------------------------------------------
 

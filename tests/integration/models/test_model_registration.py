@@ -88,3 +88,23 @@ def test_the_same_artifact_and_metrics_again_add_no_version_and_say_which_it_is(
         assert [v["version"] for v in store.models.versions("house")] == [1, 2]
     finally:
         store.close()
+
+
+def test_retention_keeps_the_runs_of_the_versions_a_rollback_would_return_to(workspace, harness,
+                                                                              model_pipeline) -> None:
+    """`gc` removed the run of the champion's previous version (no alias pointed at it): a rollback then chose it
+    and could not stage its files. The versions an alias left in its last three moves keep their runs."""
+    from edgeorch.retention.holds import HoldQuery, collect_holds
+
+    model_pipeline(workspace)
+    runs = [harness.run("trainer", {"rmse": rmse})[0] for rmse in (30.0, 29.0, 28.0, 27.0, 26.0)]
+    store = harness.store()
+    try:
+        holds = {h.run_id: h.reason for h in collect_holds(HoldQuery(store, frozenset(runs), store.clock()))
+                 if h.rule == "models"}
+    finally:
+        store.close()
+    assert runs[0] not in holds  # left four moves ago
+    assert holds[runs[1]] == "model house version 2, made by it, is what a rollback of champion returns to"
+    assert runs[2] in holds and runs[3] in holds
+    assert holds[runs[4]] == "model house version 5, made by it, is champion"
