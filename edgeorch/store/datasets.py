@@ -251,8 +251,13 @@ class Datasets:
         if row is None:
             have = [r["version"] for r in self._db.all(
                 "SELECT version FROM dataset_versions WHERE dataset_id = ? ORDER BY version", (dataset_id,))]
-            raise NotFoundError(f"dataset {name} has no version {version}", value=f"{name}@{version}",
-                                expected="one of " + (", ".join(f"{name}@{v}" for v in have[-10:]) or "(none)"),
+            # Versions are numbered in order and never reused: one below the newest existed and was pruned.
+            gone = version is not None and bool(have) and version < have[-1]
+            shown = ", ".join(f"{name}@{v}" for v in have[-10:]) or "(none)"
+            if len(have) > 10:
+                shown = f"{len(have)} versions, {name}@{have[0]} to {name}@{have[-1]}; the latest: {shown}"
+            raise NotFoundError(f"dataset {name} has no version {version}" + (" any more: it was pruned" if gone else ""),
+                                value=f"{name}@{version}", expected="one of " + shown,
                                 hint="`edgeorch datasets show NAME` lists its versions")
         return self._version_row(int(row[0]))
 

@@ -367,6 +367,22 @@ def test_version_numbers_are_never_reused_after_a_prune(store, objects, tmp_path
     assert add(store, objects, "daily", tmp_path / "x")["version"] == 4
 
 
+def test_a_pruned_version_is_said_to_be_pruned_and_a_long_list_says_how_many_there_are(store, objects, tmp_path,
+                                                                                       clock):
+    """`datasets show arrivals@1` after prunes listed ten versions as if they were all, and did not say that @1 had
+    existed."""
+    daily_versions(store, objects, tmp_path, clock, 14)
+    service.prune(store, objects, Rule(keep_last=12))
+    with pytest.raises(NotFoundError) as exc:
+        store.datasets.version("daily", 1)
+    text = exc.value.render()
+    assert "dataset daily has no version 1 any more: it was pruned" in text
+    assert "12 versions, daily@3 to daily@14; the latest: daily@5, " in text
+    with pytest.raises(NotFoundError) as exc:
+        store.datasets.version("daily", 99)
+    assert "pruned" not in exc.value.render()
+
+
 # -- garbage -----------------------------------------------------------------------------------
 
 
