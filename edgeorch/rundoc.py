@@ -38,6 +38,16 @@ def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state
     return store.runs.list(limit=limit, pipeline=pipeline, state=state) if store is not None else []
 
 
+def attempt_outcome(state: str, reason: str | None) -> str:
+    """How an attempt ended, in words, the state said once: its reason when that already says it (``exited with
+    code 1``, ``timed out after 5s``), else the state before the reason (``signalled: killed by signal 9``,
+    ``abandoned: ...``), or the state alone."""
+    said = state.replace("_", " ")
+    if not reason:
+        return said
+    return reason if reason.startswith(said) else f"{said}: {reason}"
+
+
 def log_attempt(store: Any, run_id: int, task: str, number: int | None = None) -> dict[str, Any]:
     """The attempt of ``task`` in run ``run_id`` whose log ``edgeorch logs`` shows: ``number``, or the latest.
 

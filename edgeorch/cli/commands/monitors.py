@@ -105,6 +105,8 @@ def _firing(f: dict | None) -> str:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
+    from ...rundoc import attempt_outcome
+
     cfg = load(args)
     with connect(cfg, "prefer") as backend:
         if backend.online:
@@ -147,6 +149,7 @@ def cmd_why(args: argparse.Namespace) -> int:
             waits.append(f"{t['waited_for_turn']:g}s for its turn" + (f" ({t['lease']})" if t["lease"] else ""))
         if t["retries"]:
             waits.append(f"{len(t['retries'])} earlier attempt(s): "
-                         + "; ".join(f"#{a['attempt']} {a['state']} {a['reason'] or ''}".strip() for a in t["retries"]))
+                         + "; ".join(f"#{a['attempt']} {printable(attempt_outcome(a['state'], a['reason']))}"
+                                     for a in t["retries"]))
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
     return EXIT_OK

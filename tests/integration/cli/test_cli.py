@@ -289,3 +289,34 @@ def test_runs_of_an_unknown_pipeline_through_the_daemon(workspace, daemon):
     assert proc.returncode == 0 and "no runs match" in proc.stdout, proc.stdout + proc.stderr
     proc = run(workspace, "runs", "--pipeline", "nightyl", "--json")
     assert proc.returncode == 3 and "did you mean 'nightly'?" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_why_says_each_earlier_attempt_state_once(workspace):
+    """`edgeorch why 1` printed "#1 exited exited with code 1": the state, then a reason that says it again."""
+    workspace.pipeline("flaky", """
+        [tasks.a]
+        command = ["sh", "-c", "echo nope; exit 1"]
+        retries = 1
+        retry_delay = "0s"
+        [tasks.b]
+        command = ["sh", "-c", "sleep 30"]
+        timeout = "0.3s"
+        retries = 1
+        retry_delay = "0s"
+    """)
+    assert run(workspace, "run", "flaky").returncode == 1
+    proc = run(workspace, "why", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 earlier attempt(s): #1 exited with code 1: nope\n" in proc.stdout, proc.stdout
+    assert "1 earlier attempt(s): #1 timed out after 0.3s\n" in proc.stdout, proc.stdout
+    assert "exited exited" not in proc.stdout and "timed_out" not in proc.stdout
+
+
+def test_attempt_outcome_names_the_state_once():
+    from edgeorch.rundoc import attempt_outcome
+
+    assert attempt_outcome("exited", "exited with code 1") == "exited with code 1"
+    assert attempt_outcome("timed_out", "timed out after 5s") == "timed out after 5s"
+    assert attempt_outcome("signalled", "killed by signal 9 (SIGKILL)") == "signalled: killed by signal 9 (SIGKILL)"
+    assert attempt_outcome("abandoned", "the process was lost") == "abandoned: the process was lost"
+    assert attempt_outcome("exited", None) == "exited"

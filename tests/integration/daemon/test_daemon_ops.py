@@ -63,7 +63,7 @@ def test_every_op_round_trips(workspace, daemon):
         assert logs == "yo\n"
         with pytest.raises(ConflictError, match="nothing to retry"):
             c.call("retry", {"run_id": run_id})
-        with pytest.raises(ConflictError, match="already succeeded"):
+        with pytest.raises(ConflictError, match=r"has already finished \(succeeded\)"):
             c.call("cancel", {"run_id": run_id})
         assert c.call("pipelines.pause", {"name": "two", "reason": "maintenance"})["paused"] is True
         with pytest.raises(ConflictError, match="paused"):
