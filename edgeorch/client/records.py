@@ -390,11 +390,14 @@ class Queued:
     file: Path | None
     """The pipeline file the run executes (for an ad-hoc file: the path it was sent from)."""
     _doc: dict[str, Any] = field(repr=False, compare=False)
+    warnings: tuple[str, ...] = ()
+    """What the caller should know (the pipeline's file has errors: the run starts from its last valid version)."""
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Queued:
         return cls(run_id=doc["run_id"], pipeline=doc["pipeline"], params=_copy(doc.get("params") or {}),
-                   content_hash=doc.get("content_hash"), file=_path(doc.get("file")), _doc=_copy(doc))
+                   content_hash=doc.get("content_hash"), file=_path(doc.get("file")), _doc=_copy(doc),
+                   warnings=tuple(str(w) for w in doc.get("warnings") or ()))
 
     def to_dict(self) -> dict[str, Any]:
         """The daemon's answer, unchanged (a deep copy)."""

@@ -94,6 +94,9 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
     def say_queued(queued: Any) -> None:
         if not (args.json or args.quiet):  # -q: no progress, only the run's summary
             print(f"run {queued.run_id} of {queued.pipeline} queued on the daemon at {backend.cfg.socket_path}", flush=True)
+        if not args.quiet:  # what the caller should know (a stale pipeline): on stderr, --json too
+            for w in queued.warnings:
+                print(f"warning: pipeline {printable(queued.pipeline)}: {printable(w)}", file=sys.stderr, flush=True)
 
     if args.detach:
         queued = backend.api.submit(args.pipeline, params, label="cli")

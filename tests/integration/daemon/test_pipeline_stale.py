@@ -35,3 +35,21 @@ def test_a_broken_file_serves_its_last_valid_version_with_a_warning_before_and_a
     daemon.call("reload")
     [item] = daemon.call("pipelines.list")["pipelines"]
     assert item["warnings"] == [] and item["content_hash"] != first["content_hash"]
+
+
+def test_trigger_and_run_say_on_stderr_that_the_pipeline_runs_its_last_valid_version(workspace, daemon):
+    import subprocess
+
+    path = workspace.pipeline("nightly", GOOD)
+    daemon.start()
+    path.write_text(path.read_text() + "[tasks.broken\n")
+    daemon.call("reload")
+    for argv in (["trigger", "nightly"], ["run", "nightly"], ["trigger", "nightly", "--json"]):
+        out = subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "warning: pipeline nightly: its file has errors (" in out.stderr, (argv, out.stderr)
+        assert "runs start from its last valid version" in out.stderr
+    quiet = subprocess.run([*workspace.cli(), "trigger", "nightly", "-q"], env=workspace.cli_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
