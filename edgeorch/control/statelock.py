@@ -103,6 +103,18 @@ class StateLock:
         return f"StateLock({str(self.path)!r}, held={self.held})"
 
 
+def state_in_use(state_dir: str | os.PathLike[str]) -> bool:
+    """Whether some edgeorch process (a daemon, an ``edgeorch run`` without one) seems to hold ``state_dir``: its
+    lock file names a live process running edgeorch. For what a read-only command says, not for deciding who
+    writes (:func:`acquire_state_lock` does that); never takes the lock."""
+    try:
+        text = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
+        with open(f"/proc/{int(text)}/cmdline", "rb") as f:
+            return b"edgeorch" in f.read(4096)
+    except (OSError, ValueError):
+        return False
+
+
 def _holder(fd: int) -> tuple[str, str]:
     """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``) and what to do."""
     try:

@@ -46,7 +46,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("pipeline", help="a pipeline name")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
 
-    p = add("cancel", cmd_cancel, "cancel an active run on the daemon")
+    p = add("cancel", cmd_cancel, "cancel an active run (without a daemon: stop its tasks here and wait)")
     p.add_argument("run_id", type=int, metavar="RUN_ID")
     p.add_argument("--reason", help="recorded with the cancellation")
 
@@ -438,10 +438,24 @@ def _submit_then_interruptible(submit: Callable[[_ProgressPrinter, Callable[[Any
 # -- cancel ---------------------------------------------------------------------------------
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with connect(load(args), "daemon") as backend:
-        res = backend.api.cancel(args.run_id, reason=args.reason or None)
-    print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
-    return EXIT_OK
+    """Through the daemon: ask it (at once). Without one (a run an ``edgeorch run`` left when it was killed): an
+    engine in this process adopts the run's attempts, stops them, and waits until the run ends cancelled."""
+    with connect(load(args)) as backend:
+        if backend.online:
+            res = backend.api.cancel(args.run_id, reason=args.reason or None)
+            print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
+            return EXIT_OK
+
+    async def action(engine: Any) -> int:
+        who = _actor()
+        engine.cancel(args.run_id, actor=who, reason=args.reason or f"cancelled by {who}")
+        if not (args.json or args.quiet):
+            print(f"run {args.run_id}: cancelling (no daemon runs: this command stops its tasks and waits)",
+                  flush=True)
+        return args.run_id
+
+    rc = _drive(backend, action, json_out=args.json, quiet=args.quiet)
+    return EXIT_OK if rc == EXIT_INTERRUPTED else rc  # the run ended cancelled: what was asked
 
 
 # -- read-only views ------------------------------------------------------------------------
@@ -608,6 +622,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(run)
         return EXIT_OK
     _print_run(run)
+    if not backend.online and run["state"] in (RunState.QUEUED, RunState.RUNNING):
+        from ...control.statelock import state_in_use
+
+        if not state_in_use(backend.cfg.state_dir):
+            # What the state file says is what the last process left: nobody settles the run until one starts.
+            print(f"\nnote: no daemon and no `edgeorch run` follows this run: the states above are as last "
+                  f"recorded (its tasks may have ended since). The next daemon start settles it, or "
+                  f"`edgeorch cancel {run['id']}` stops it.")
     attempts = [a for t in run["tasks"] for a in t["attempt_list"]]
     print("\nattempts:")
     print_table(["task", "#", "state", "pid", "started", "duration", "exit", "log"], [

@@ -341,3 +341,36 @@ def test_a_retry_after_the_pipeline_file_was_edited_says_it_reruns_the_runs_own_
     assert "`edgeorch run nightly`" in edited.stderr
     assert "note:" not in cli("retry", "1", "-q").stderr
     assert cli("run", "nightly", "-q").returncode == 0
+
+
+def test_a_run_whose_edgeorch_run_was_killed_is_said_unfollowed_and_cancel_stops_it_without_a_daemon(workspace):
+    """`edgeorch run` killed (an ssh session dropped): `show` said RUNNING as if someone followed it, `retry` said
+    "cancel it first" and `cancel` said "no daemon" (exit 69), in a circle. `show` now says nobody follows it, and
+    `cancel` without a daemon adopts its attempt, stops it and waits."""
+    import signal
+    import subprocess
+
+    workspace.pipeline("nightly", """
+        [tasks.train]
+        command = ["sh", "-c", "trap 'echo saving; exit 143' TERM; touch {pipeline_dir}/started; while :; do sleep 0.05; done"]
+    """)
+    run = subprocess.Popen([*workspace.cli(), "run", "nightly"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    workspace.wait_file(workspace.pipelines / "started")
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
+                              timeout=60)
+
+    shown = cli("show", "1")
+    assert "RUNNING" in shown.stdout and "no daemon and no `edgeorch run` follows this run" in shown.stdout
+    cancelled = cli("cancel", "1")
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert "run 1  nightly  CANCELLED" in cancelled.stdout
+    assert "cancelled by" in cancelled.stdout and "saving" in cancelled.stdout  # its own SIGTERM handler ran
+    after = cli("show", "1")
+    assert "CANCELLED" in after.stdout and "no daemon and no" not in after.stdout
+    again = cli("cancel", "1")
+    assert again.returncode == 5 and "has already finished (cancelled)" in again.stderr
