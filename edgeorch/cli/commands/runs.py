@@ -62,7 +62,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("run_id", type=int, metavar="RUN_ID")
     p.add_argument("task", metavar="TASK")
     p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the latest)")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs (needs the daemon)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs, then the task's retries (waits for a task "
+                   "that has not started; needs the daemon)")
 
     p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
     p.add_argument("run_id", type=int, metavar="RUN_ID")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ...engine.requests import RunRequest
 from ...errors import EdgeorchError, NotFoundError, PipelineError
-from ...model import Pipeline
+from ...model import Pipeline, TaskState
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
 from ...pipelines.document import stale_warning
 from ...rundoc import log_attempt, run_document, runs_page
@@ -89,11 +89,60 @@ class RunOps:
         return run_document(self.store, arg(args, "run_id", int))
 
     async def logs(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
+        """An attempt's log. ``follow`` without ``attempt``: the task's attempts one after another while its run is
+        active (a task that has not started yet is waited for, a retry is followed), each headed by a
+        ``==> ... <==`` line, as ``tail -f`` heads each file; the stream ends when the task has finished."""
         run_id = arg(args, "run_id", int)
         task = arg(args, "task", str)
         number = arg(args, "attempt", int, required=False)
         follow = arg(args, "follow", bool, required=False, default=False)
-        attempt = log_attempt(self.store, run_id, task, number)
+        chained = follow and number is None
+        attempt = None
+        while attempt is None:
+            try:
+                attempt = log_attempt(self.store, run_id, task, number)
+            except NotFoundError:
+                waiting = self._waiting_state(run_id, task) if chained else None
+                if waiting is None:
+                    raise
+                yield {"data": f"==> {task} of run {run_id} has not started yet ({waiting}): waiting <==\n"}
+                attempt = await self._next_attempt(run_id, task, 0)
+                if attempt is None:  # it ended without running (a cascade, a cancel): say so as before
+                    log_attempt(self.store, run_id, task, number)
+                    return
+        while True:
+            async for item in self._log_of(attempt, follow):
+                yield item
+            if not chained:
+                return
+            following = await self._next_attempt(run_id, task, attempt["number"])
+            if following is None:
+                return
+            attempt = following
+            yield {"data": f"\n==> attempt {attempt['number']} of {task} (run {run_id}) <==\n"}
+
+    def _waiting_state(self, run_id: int, task: str) -> str | None:
+        """The state of ``task`` while its active run may still start an attempt of it (pending, ready, waiting
+        for a retry), else None."""
+        ctx = self.engine.runs.get(run_id)
+        state = ctx.states.get(task) if ctx is not None else None
+        return None if state is None or state.finished or state == TaskState.RUNNING else str(state)
+
+    async def _next_attempt(self, run_id: int, task: str, after: int) -> dict[str, Any] | None:
+        """The attempt of ``task`` numbered above ``after`` once it exists; None when the task finished (or its run
+        ended) without one. Polled while a client follows."""
+        while True:
+            later = [a for a in self.store.attempts.of_run(run_id, task) if a["number"] > after]
+            if later:
+                return later[0]
+            ctx = self.engine.runs.get(run_id)
+            state = ctx.states.get(task) if ctx is not None else None
+            if state is None or state.finished:
+                return None
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def _log_of(self, attempt: dict[str, Any], follow: bool) -> AsyncIterator[dict[str, Any]]:
+        """One attempt's log, from its start; with ``follow``, until the attempt has ended and its log is read."""
         path = Path(attempt["log_path"])
         offset = 0
         while True:

@@ -335,3 +335,31 @@ def test_the_daemon_does_not_load_numba_at_start(workspace, daemon):
     daemon.start()
     maps = open(f"/proc/{daemon.proc.pid}/maps").read()
     assert "llvmlite" not in maps and "/numba/" not in maps
+
+
+def test_following_a_tasks_log_waits_for_its_first_attempt_and_follows_its_retries(workspace, daemon):
+    """`logs RUN train -f` while `prepare` ran said "no attempts of task 'train'" (exit 3), and on a task that failed
+    and was retried it printed attempt 1 and ended. It now waits, then follows each attempt until the task ends."""
+    workspace.pipeline("flaky", """
+        [tasks.prepare]
+        command = ["sh", "-c", "while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+        [tasks.train]
+        needs = ["prepare"]
+        retries = 1
+        retry_delay = "0.3s"
+        command = ["sh", "-c", "if [ -f {pipeline_dir}/second ]; then echo second try; else touch {pipeline_dir}/second; echo first try; exit 1; fi"]
+    """)
+    daemon.start()
+    with daemon.client() as c:
+        run_id = c.call("trigger", {"pipeline": "flaky"})["run_id"]
+        follow = c.stream("logs", {"run_id": run_id, "task": "train", "follow": True}, timeout=60)
+        first = next(follow)["data"]
+        assert first == f"==> train of run {run_id} has not started yet (pending): waiting <==\n", first
+        (workspace.pipelines / "go").touch()
+        rest = "".join(item["data"] for item in follow)  # ends when the task has finished
+    assert rest == f"first try\n\n==> attempt 2 of train (run {run_id}) <==\nsecond try\n", rest
+    assert daemon.wait_run(run_id) == "succeeded"
+    with daemon.client() as c:  # one attempt named, or a finished run: as before, no headers
+        text = "".join(i["data"] for i in c.stream("logs", {"run_id": run_id, "task": "train", "follow": True},
+                                                   timeout=30))
+    assert text == "second try\n"
