@@ -503,6 +503,27 @@ class ModelObserved(Event):
                 "values": {a: dict(m) for a, m in self.values.items()}, "run_id": self.run_id, "ts": self.ts}
 
 
+# -- monitoring rules (docs/monitoring.md) --------------------------------------------------------
+
+
+@frozen
+class RuleEvent(Event):
+    """A monitoring rule's evaluation said something, or its responses ended (``action``: ``fire``, ``held``,
+    ``deduped``, ``still_firing``, ``pending``, ``resolve``, ``reset``, ``responded``): the ``rule_<action>``
+    event row, recorded (committed) before this is published. ``run_id``: the run whose result it read."""
+
+    rule: str
+    action: str
+    message: str
+    pipeline: str | None = None
+    value: float | None = None
+    run_id: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "rule", "rule": self.rule, "action": self.action, "pipeline": self.pipeline,
+                "value": self.value, "run_id": self.run_id, "message": self.message, "ts": self.ts}
+
+
 # -- items of one client's stream (never published on the bus) -------------------------------
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 STREAM_KINDS = frozenset({"run", "task", "task_warning", "task_stopping", "gpu", "executor", "fatal", "pipeline",
-                          "reload", "gc", "schedule", "input", "dataset", "model"})
+                          "reload", "gc", "schedule", "input", "dataset", "model", "rule"})
 """The ``kind`` of every item the bus's events become on the ``events`` stream (docs/protocol.md): what the
 stream's ``kinds`` argument picks from (``edgeorch events --kind``). ``subscribed`` and ``overflow`` are the
 stream's own items and always sent. Each event class of :mod:`edgeorch.events` says one of these in its

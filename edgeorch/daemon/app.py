@@ -168,7 +168,7 @@ class Daemon:
             # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
                                      quarantine_inputs=self.triggers.drops.quarantine_run_inputs, models=self.models,
-                                     rules_dir=cfg.rules_dir)
+                                     rules_dir=cfg.rules_dir, publish=self.bus.publish)
             self.bus.subscribe(self.monitors.on_run_finished, RunFinished)
             self.bus.subscribe(self.monitors.on_model_event, (ModelObserved, ModelDeployment))  # model_metric rules
             self.monitors.start()

@@ -34,6 +34,7 @@ Time comes from the injected ``clock`` (Unix seconds).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -68,11 +69,13 @@ class Monitors:
                  loop: asyncio.AbstractEventLoop,
                  quarantine_inputs: Callable[[int, str, dict[str, Any]], list[str]] | None = None,
                  models: Any = None,
-                 rules_dir: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+                 rules_dir: Path | None = None, clock: Callable[[], float] = time.time,
+                 publish: Callable[[Any], None] | None = None) -> None:
         """``quarantine_inputs(run_id, reason, details)``: the drop folders' way to set a run's inputs aside
         (quarantine responses; None: no drop folders here); ``models``: the
         :class:`~edgeorch.models.service.ModelService` (rollback responses); ``rules_dir``: the rules folder
-        (``[monitor] rules_dir``; None: none); ``clock``: Unix seconds."""
+        (``[monitor] rules_dir``; None: none); ``clock``: Unix seconds; ``publish``: the bus's (each ``rule_*``
+        event row, once committed, as a :class:`~edgeorch.events.RuleEvent` on the ``events`` stream)."""
         self.store = store
         self.requests = requests
         self.registry = registry
@@ -81,6 +84,7 @@ class Monitors:
         self.models = models
         self.rules_dir = rules_dir
         self.clock = clock
+        self.publish = publish
         self.started_at = clock()
         self.rules: dict[str, RuleSpec] = {}
         self.problems: list[str] = []
@@ -196,9 +200,10 @@ class Monitors:
             # Run- and model-based: every evaluation that says something is recorded with the run it read (why a
             # second drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
             if d.changed or ((run is not None or spec.on_model) and d.action not in ("none",)):
-                store.events.add(f"rule_{d.action}", f"rule {spec.name}: {d.action}: {d.reason} "
-                                 f"(value {_num(doc.get('value'))}, {spec.describe()})",
-                                 run_id=source_run, actor=actor, data=data, ts=now)
+                said = (f"rule {spec.name}: {d.action}: {d.reason} (value {_num(doc.get('value'))}, "
+                        f"{spec.describe()})")
+                store.events.add(f"rule_{d.action}", said, run_id=source_run, actor=actor, data=data, ts=now)
+                self._announce(spec.name, d.action, said, spec.pipeline, doc.get("value"), source_run)
             if d.action == "deduped" or (d.action == "held" and d.changed):
                 store.rules.add_firing(rule=spec.name, pipeline=spec.pipeline, episode=d.state.episode, fired_at=now,
                                        outcome=d.action, dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"),
@@ -235,8 +240,10 @@ class Monitors:
                 dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"), threshold=doc.get("threshold"),
                 signal=doc, responses=planned, run_id=run_id, state="pending" if later else "done")
             what = ", ".join(_describe(p) for p in planned)
-            store.events.add("rule_fired", f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: "
-                             f"{spec.describe()}, value {_num(doc.get('value'))}; {what}",
+            said = (f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: {spec.describe()}, value "
+                    f"{_num(doc.get('value'))}; {what}")
+            self._announce(spec.name, "fire", said, spec.pipeline, doc.get("value"), run_id)
+            store.events.add("rule_fired", said,
                              run_id=run_id, actor=actor, ts=now,
                              data={"rule": spec.name, "pipeline": spec.pipeline, "value": doc.get("value"),
                                    "threshold": doc.get("threshold"), "episode": new.episode,
@@ -308,9 +315,24 @@ class Monitors:
                 p["error"] = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
                 log.warning("rule %s: %s response failed: %s", name, p["action"], p["error"])
         self.store.rules.set_firing(firing_id, state="done" if ok else "failed", responses=planned)
-        self.store.events.add("rule_responded", f"rule {name}: responses {'done' if ok else 'failed'}: "
-                              + ", ".join(_describe(p) for p in planned), actor=f"rule:{name}",
+        said = f"rule {name}: responses {'done' if ok else 'failed'}: " + ", ".join(_describe(p) for p in planned)
+        self.store.events.add("rule_responded", said, actor=f"rule:{name}",
                               data={"rule": name, "firing": firing_id, "responses": planned, "ok": ok})
+        self._announce(name, "responded", said, spec.pipeline if spec is not None else None, doc.get("value"),
+                       doc.get("run_id"))
+
+    def _announce(self, rule: str, action: str, message: str, pipeline: str | None, value: Any,
+                  run_id: Any) -> None:
+        """Publish a ``rule_<action>`` row on the bus (``edgeorch events --kind rule``) once its transaction has
+        committed (at once outside one; never if it rolls back)."""
+        if self.publish is None:
+            return
+        from ..events import RuleEvent
+
+        event = RuleEvent(self.clock(), rule, action, message, pipeline,
+                          float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+                          run_id if isinstance(run_id, int) else None)
+        self.store.after_commit(functools.partial(self.publish, event))
 
     def _quarantine(self, doc: dict[str, Any], name: str) -> dict[str, Any]:
         """Set the signal run's drop-folder inputs aside: moved into quarantine with a reason file, their

@@ -283,3 +283,30 @@ def cursor(ws, rule_name: str = "too_many_failures") -> int:
         return db.execute("SELECT cursor FROM rule_state WHERE rule = ?", (rule_name,)).fetchone()[0]
     finally:
         db.close()
+
+
+def test_a_rules_decisions_are_on_the_events_stream(workspace, daemon) -> None:
+    """`edgeorch events` showed runs, tasks and models but no rule: `rule_fired` and `rule_still_firing` were rows
+    of the state file only, and `--kind rule` was refused."""
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    seen: list[dict] = []
+    with daemon.client(timeout=60) as c:
+        stream = c.stream("events", {"kinds": ["rule"]}, timeout=60)
+        assert next(stream)["kind"] == "subscribed"
+        run(daemon, "flaky", fail=True)
+        for item in stream:
+            seen.append(item)
+            if item.get("action") == "fire":
+                break
+        run(daemon, "flaky", fail=True)  # answered already: still firing, nothing more starts
+        for item in stream:
+            seen.append(item)
+            if item.get("action") == "still_firing":
+                break
+    assert {i["kind"] for i in seen} == {"rule"}
+    fired = next(i for i in seen if i["action"] == "fire")
+    assert fired["rule"] == "too_many_failures" and fired["value"] == 1.0 and "trigger retrain" in fired["message"]
+    still = next(i for i in seen if i["action"] == "still_firing")
+    assert still["pipeline"] == "flaky" and "still_firing" in still["message"]

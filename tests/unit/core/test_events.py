@@ -78,6 +78,10 @@ WIRE: list[tuple[ev.Event | ev.Overflow, dict[str, Any]]] = [
     (ev.ModelObserved(TS, "house", {"champion": {"rmse": 52.0}}, run_id=7),
      {"kind": "model", "state": "observed", "model": "house", "values": {"champion": {"rmse": 52.0}}, "run_id": 7,
       "ts": TS}),
+    (ev.RuleEvent(TS, "retrain_on_drift", "still_firing", "rule retrain_on_drift: still_firing: ...", "house_prices",
+                  1.0, 7),
+     {"kind": "rule", "rule": "retrain_on_drift", "action": "still_firing", "pipeline": "house_prices", "value": 1.0,
+      "run_id": 7, "message": "rule retrain_on_drift: still_firing: ...", "ts": TS}),
     (ev.Subscribed(TS, None), {"kind": "subscribed", "run_id": None, "ts": TS}),
     (ev.Overflow(), {"kind": "overflow", "message": "events were dropped: the client reads too slowly"}),
 ]
