@@ -235,7 +235,10 @@ class _ProgressPrinter:
                 return  # a daemon's catch-up of a run already under way and the bus can both carry it
             self._seen.add((name, ev.get("attempt")))
             self.started[name] = ev["ts"]
-            print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})", flush=True)
+            # A limit the task asked for and this machine does not enforce is said where the task is watched.
+            unenforced = [part for part in str(ev.get("resources") or "").split("; ") if "not enforced" in part]
+            print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})"
+                  + "".join(f"; warning: {printable(u)}" for u in unenforced), flush=True)
             return
         took = ev["ts"] - self.started[name] if name in self.started else None
         detail = f" in {format_duration(took)}" if took is not None else ""

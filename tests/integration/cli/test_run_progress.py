@@ -374,3 +374,25 @@ def test_a_run_whose_edgeorch_run_was_killed_is_said_unfollowed_and_cancel_stops
     assert "CANCELLED" in after.stdout and "no daemon and no" not in after.stdout
     again = cli("cancel", "1")
     assert again.returncode == 5 and "has already finished (cancelled)" in again.stderr
+
+
+def test_a_memory_limit_this_machine_does_not_enforce_is_said_where_the_run_is_watched(workspace):
+    """`memory = "50M"` on a machine without cgroup v2 ran a 200 MB task to success; only `edgeorch resources` and an
+    audit record said the limit was not enforced. `run` says it on the task's start line."""
+    import subprocess
+
+    from edgeorch.resources.memory import detect
+
+    workspace.pipeline("capped", """
+        [tasks.train]
+        memory = "50M"
+        command = ["true"]
+    """)
+    out = subprocess.run([*workspace.cli(), "run", "capped"], env=workspace.cli_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [line] = [ln for ln in out.stdout.splitlines() if "started (attempt 1)" in ln]
+    if detect().enforced:
+        assert "warning" not in line, line
+    else:
+        assert "; warning: memory 50M admission-checked, not enforced" in line, line
