@@ -392,7 +392,7 @@ def test_a_memory_limit_this_machine_does_not_enforce_is_said_where_the_run_is_w
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     [line] = [ln for ln in out.stdout.splitlines() if "started (attempt 1)" in ln]
-    if detect().enforced:
-        assert "warning" not in line, line
+    if detect().enforced:  # enforced, or the cgroup could not be made here: then that is what it says
+        assert "warning" not in line or "not enforced (cgroup:" in line, line
     else:
         assert "; warning: memory 50M admission-checked, not enforced" in line, line
