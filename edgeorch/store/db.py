@@ -50,6 +50,11 @@ def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the st
     _closed_to_others(directory, what)
 
 
+WAL_SIZE_LIMIT = 64 << 20
+"""Bytes the WAL file is truncated to once a checkpoint resets it (``journal_size_limit``): far above what the
+automatic checkpoints (1,000 pages, ~4 MB) leave, so everyday commits never pay for a truncation."""
+
+
 def _closed_to_others(path: Path, what: str) -> None:
     """Take read and write from "others" on ``path`` (a state folder or file of this user's), keeping the rest.
 
@@ -127,6 +132,9 @@ class Database:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("PRAGMA foreign_keys = ON")
+                # A big transaction (a burst's claim group) grows the WAL; without a limit the file kept that size
+                # until the next start. Truncated to this at the next checkpoint that resets it.
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StateError(

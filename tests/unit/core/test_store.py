@@ -148,3 +148,35 @@ def test_migration_7_repairs_artifact_rows_multiplied_by_cache_hits(tmp_path):
     conn.close()
     store = Store(path)
     assert [(a["run_id"], a["created_at"]) for a in store.outputs.artifacts_of(1) + store.outputs.artifacts_of(2)] == [(1, 1.0), (2, 5.0)]
+
+
+def test_the_wal_a_big_transaction_grew_is_truncated_at_the_next_checkpoint_not_kept(tmp_path, monkeypatch):
+    """A 10,000-file burst's claim group grew the WAL to tens of MB, and it stayed that size until the next start."""
+    import os
+
+    from edgeorch.store import db
+
+    monkeypatch.setattr(db, "WAL_SIZE_LIMIT", 256 << 10)
+    store = Store(tmp_path / "edgeorch.db")
+    try:
+        conn = store.db.conn
+        assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 256 << 10
+        conn.execute("CREATE TABLE scratch (x BLOB)")
+        conn.execute("CREATE TABLE small (x INTEGER)")
+        with store.transaction():
+            for _ in range(40):
+                conn.execute("INSERT INTO scratch VALUES (?)", (os.urandom(100_000),))
+        wal = tmp_path / "edgeorch.db-wal"
+        assert wal.stat().st_size > 3_000_000
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with store.transaction():  # the next write after a complete checkpoint resets the WAL: truncated then
+            conn.execute("INSERT INTO small VALUES (1)")
+        assert wal.stat().st_size <= 256 << 10, wal.stat().st_size
+    finally:
+        store.close()
+    monkeypatch.undo()
+    again = Store(tmp_path / "edgeorch.db")
+    try:
+        assert again.db.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 << 20
+    finally:
+        again.close()
