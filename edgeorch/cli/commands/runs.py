@@ -450,6 +450,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
             return EXIT_OK
 
+    _run_document(backend, args.run_id)  # an unknown run (or no state file yet): not found, nothing made or locked
+
     async def action(engine: Any) -> int:
         who = _actor()
         engine.cancel(args.run_id, actor=who, reason=args.reason or f"cancelled by {who}")

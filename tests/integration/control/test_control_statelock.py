@@ -116,6 +116,6 @@ def test_a_removed_lock_file_is_made_and_locked_again_by_its_holder(tmp_path: Pa
         lock_file.unlink()
         with acquire_state_lock(tmp_path):  # held by another process (this test): another writer, said
             answer = restore()
-        assert answer.startswith("refused:") and f"another process (pid {os.getpid()}) holds the lock" in answer, answer
+        assert answer.startswith("refused:") and f"another edgeorch process (pid {os.getpid()}: `" in answer and "holds the lock" in answer, answer
     finally:
         kill9(proc)  # type: ignore[arg-type]
