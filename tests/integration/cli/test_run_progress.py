@@ -324,9 +324,7 @@ def test_a_retry_after_the_pipeline_file_was_edited_says_it_reruns_the_runs_own_
     if through == "daemon":
         daemon.start()
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
-                              check=False)
+    cli = workspace.invoke
 
     assert cli("run", "nightly").returncode == 1
     same = cli("retry", "1")
@@ -360,9 +358,7 @@ def test_a_run_whose_edgeorch_run_was_killed_is_said_unfollowed_and_cancel_stops
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
 
-    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*workspace.cli(), *argv], env=workspace.cli_env(), capture_output=True, text=True,
-                              timeout=60)
+    cli = workspace.invoke
 
     shown = cli("show", "1")
     assert "RUNNING" in shown.stdout and "no daemon and no `edgeorch run` follows this run" in shown.stdout
