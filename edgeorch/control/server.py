@@ -30,7 +30,9 @@ cannot lock anybody out however many connections it opens. Of
 :data:`OWNER_SLOTS`) are kept for root and the daemon's own uid, as
 PostgreSQL keeps ``superuser_reserved_connections``: readers and operators
 share the rest, so even they cannot fill every slot, while the daemon's user
-can always run ``edgeorch status``. The owners are served within the limit,
+can always run ``edgeorch status``; and one such user holds at most
+:func:`per_user_slots` of them (half, at least 2), so a reader who opens
+connections in a loop leaves the other readers and operators theirs. The owners are served within the limit,
 not past it, because the limit is what keeps the daemon's own descriptors
 (below) safe.
 
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import errno
 import grp
 import inspect
@@ -116,6 +119,12 @@ def client_limit(configured: int, nofile: int) -> int:
     """How many clients may be connected at once with ``nofile`` descriptors (see module docstring)."""
     reserve = max(MIN_RESERVED_FDS, nofile // 4)
     return max(1, min(configured, (nofile - reserve) // FDS_PER_CLIENT))
+
+
+def per_user_slots(shared: int) -> int:
+    """How many of the ``shared`` slots (those not kept for the owners) one other user may hold: half, at least 2
+    (a person runs a follower, a ``top`` and a command at once), never more than ``shared``."""
+    return min(shared, max(2, shared // 2))
 
 
 def owner_slots(max_clients: int) -> int:
@@ -224,6 +233,7 @@ class ControlServer:
         self._acceptor: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._shared: set[asyncio.Task[None]] = set()  # connections of peers other than root and the daemon's uid
+        self._per_uid: dict[int, int] = {}  # of those, how many each uid holds (per_user_slots)
         self._ident: tuple[int, int] | None = None
         self.max_clients = self.control.max_clients
         """Clients served at once; lowered at start to fit the descriptor limit."""
@@ -354,12 +364,27 @@ class ControlServer:
             if len(self._conns) >= self.max_clients or (not owner and len(self._shared) >= self.shared_slots):
                 self._refuse(conn, self._busy(owner))
                 continue
+            mine = self._per_uid.get(peer.uid, 0)
+            if not owner and mine >= per_user_slots(self.shared_slots):
+                self._refuse(conn, P.Busy(f"user {peer.user} (uid {peer.uid}) holds {mine} connections, the most one "
+                                          f"user may (max {self.max_clients} in all)",
+                                          hint="close some (an idle `edgeorch events` or `top`?) and try again"))
+                continue
             task = loop.create_task(self._open(conn, peer), name="control:connection")
             self._conns.add(task)
             task.add_done_callback(self._conns.discard)
             if not owner:
                 self._shared.add(task)
-                task.add_done_callback(self._shared.discard)
+                self._per_uid[peer.uid] = mine + 1
+                task.add_done_callback(functools.partial(self._release_shared, peer.uid))
+
+    def _release_shared(self, uid: int, task: asyncio.Task[None]) -> None:
+        self._shared.discard(task)
+        left = self._per_uid.get(uid, 1) - 1
+        if left > 0:
+            self._per_uid[uid] = left
+        else:
+            self._per_uid.pop(uid, None)
 
     @property
     def shared_slots(self) -> int:

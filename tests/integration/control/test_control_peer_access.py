@@ -208,3 +208,23 @@ def test_a_readers_refused_acts_share_the_same_bound(make_server: MakeServer) ->
     assert [op for _, op in st.denied] == ["act"] * AUDITED_PER_WINDOW
     close(st)
     assert [s.count for s in st.suppressed] == [4]
+
+
+def test_one_reader_holds_at_most_half_of_the_shared_slots(make_server: MakeServer) -> None:
+    """A reader opening connections in a loop filled every shared slot: the other readers and operators got busy."""
+    from edgeorch.control.server import per_user_slots
+
+    st = make_server(ControlConfig(idle_timeout=5.0, max_clients=12),
+                     policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    shared = 12 - owner_slots(12)
+    assert (shared, per_user_slots(shared)) == (6, 3)
+    with Stranger(st.path, 5) as reader:
+        codes = [r["reply"]["ok"] or r["reply"]["error"]["code"] for r in reader.replies]
+        assert codes == [True, True, True, "busy", "busy"], codes
+        message = reader.replies[-1]["reply"]["error"]["message"]
+        assert "user nobody" in message and "holds 3 connections, the most one user may" in message, message
+        with Client(st.path) as c:  # the owners are not counted against it
+            assert c.call("clients")["clients"] == 4
+    with Stranger(st.path, 3) as again:  # its slots came back when it closed them
+        assert [r["reply"]["ok"] for r in again.replies] == [True, True, True]
