@@ -338,6 +338,8 @@ def test_a_retry_after_the_pipeline_file_was_edited_says_it_reruns_the_runs_own_
     assert "nightly.toml changed since the run was created; the retry reruns run 1's own definition" in edited.stderr
     assert "`edgeorch run nightly`" in edited.stderr
     assert "note:" not in cli("retry", "1", "-q").stderr
+    if through == "daemon":
+        daemon.call("reload")  # not left to the file watcher's timing
     assert cli("run", "nightly", "-q").returncode == 0
 
 
