@@ -188,6 +188,14 @@ class UnknownColumnError(UsageError, DataError):
     exit_code = 2
 
 
+class ColumnRoleError(UsageError, DataError):
+    """A column the caller chose for a role it cannot play (a score given as the predictions, a label column
+    whose values do not include the positive label): a usage error (exit 2), not bad data."""
+
+    code = "usage"
+    exit_code = 2
+
+
 def _quotes(message: str, value: object) -> bool:
     """Whether ``message`` already says ``value`` as its repr, standing alone (``attempt 7``, ``'nosuch'``):
     never a number inside another (``at least 10`` does not quote ``1``)."""

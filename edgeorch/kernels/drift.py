@@ -180,6 +180,15 @@ def _edge_label(b: Batch) -> Any:
     return lambda v: f"{v:.6g}"
 
 
+NUMERIC_ONLY_METHODS = ("ks", "wasserstein")
+
+
+def fits(method: str | None, batch: Any) -> bool:
+    """Whether ``method`` (None: the rule's choice) can measure a column like ``batch``: the numbers-only methods
+    (:data:`NUMERIC_ONLY_METHODS`) need a numeric one."""
+    return method not in NUMERIC_ONLY_METHODS or isinstance(batch, NumericBatch)
+
+
 def _datetime_pair(rb: Batch, cb: Batch, column: str) -> bool:
     """True when both sides are datetimes that can be compared; DataError when only one is, or naive vs zoned."""
     r_dt, c_dt = isinstance(rb, DatetimeBatch), isinstance(cb, DatetimeBatch)
@@ -262,6 +271,12 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
         m = method or "none"
         return ColumnDrift(column, m, None, None, threshold if threshold is not None else DEFAULT_THRESHOLDS.get(m, 0.0),
                            False, "no_data", n_ref, n_cur, details)
+    if isinstance(rb, DatetimeBatch) != isinstance(cb, DatetimeBatch):
+        if method is None:  # not asked to test it (datetimes are skipped by default): said, never the whole check's end
+            return ColumnDrift(column, "none", None, None, 0.0, False, "skipped", n_ref, n_cur,
+                               {**details, "reason": f"{SKIPPED_DATETIME}; and its types differ ({rb.dtype} in the "
+                                                     f"reference, {cb.dtype} in the current data)"})
+        _datetime_pair(rb, cb, column)  # raises, naming both types (datetimes on one side only)
     if isinstance(rb, NumericBatch) != isinstance(cb, NumericBatch):
         raise DataError("the column is numeric on one side and categorical on the other", field=column,
                         value=f"{rb.dtype} vs {cb.dtype}", expected="the same type in reference and current")
@@ -384,10 +399,20 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
                 raise UnknownColumnError(f"column missing from the {label} data", file=_src(src), field=name)
     methods = methods or {}
     thresholds = thresholds or {}
+    for what, keyed in (("methods", methods), ("thresholds", thresholds)):
+        for key in keyed:  # a typo in a key would quietly test that column another way
+            if key not in names:
+                from ..tomlcheck import suggest
+
+                close = suggest(key, names)
+                raise UnknownColumnError(f"{what} names a column that is not compared", field=f"{what}.{key}",
+                                         value=key, expected=f"one of {_listed(dict.fromkeys(names))}",
+                                         hint=f"did you mean {close!r}?" if close else None)
     results = []
     for i, name in enumerate(names):
-        # `method` is for every column, but a datetime column is tested only when named itself.
-        default = None if isinstance(rt[name], DatetimeBatch) else method
+        # `method` is for every column it can measure: a datetime column is tested only when named itself, and a
+        # numbers-only method leaves text columns to the default rule (a method of their own is still checked).
+        default = None if isinstance(rt[name], DatetimeBatch) or not fits(method, rt[name]) else method
         results.append(column_drift(rt[name], ct[name], methods.get(name, default),
                                     thresholds.get(name, threshold), column=name))
         if progress is not None:
@@ -471,9 +496,8 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
         if numeric != isinstance(cb, NumericBatch):
             raise DataError("the column is numeric on one side and categorical on the other", field=name,
                             value=f"{cp.dtype} vs {cb.dtype}")
-        m = method or (("ks" if numeric else "chisquare") if n_ref <= SMALL_SAMPLE else "jensenshannon")
-        if m == "ks" and not numeric:
-            raise DataError("method ks needs a numeric column", field=name, value=cp.dtype)
+        given = method if method not in NUMERIC_ONLY_METHODS or numeric else None  # as dataset_drift: text to the rule
+        m = given or (("ks" if numeric else "chisquare") if n_ref <= SMALL_SAMPLE else "jensenshannon")
         th = DEFAULT_THRESHOLDS[m] if threshold is None else float(threshold)
         p: float | None = None
         if m == "ks":

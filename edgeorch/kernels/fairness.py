@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ColumnRoleError, DataError
 from .columns import series_name, unmasked
 from .results import ResultView, Table, doc_tables, strict
 
@@ -590,9 +590,41 @@ class FairnessReport(ResultView):
         return f"edgeorch fairness by {'+'.join(self.group_columns)}", doc["verdict"], doc["message"], doc_tables(doc)
 
 
+def binary_problem(y: Any, field: str, pos_label: Any) -> ColumnRoleError | None:
+    """Why ``y`` cannot be predictions or labels for rates (None: it can): more than two distinct values (a score,
+    a weight: only values equal to ``pos_label`` would count, and every rate would quietly be about 0), or two
+    values of which none is ``pos_label`` (``yes``/``no`` measured with the default 1: every rate 0). Missing
+    values (None, NaN) are not counted as values. One value is fine (a model that selects nobody)."""
+    arr = _values(y, field)
+    if arr.dtype == object:
+        present = [v for v in arr if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        vals = np.unique(np.asarray([str(v) for v in present], dtype=object)) if present else np.asarray([])
+        pos = str(pos_label)
+    else:
+        vals = np.unique(arr[~np.isnan(arr)] if arr.dtype.kind == "f" else arr)
+        pos = pos_label
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in vals[:4])
+    shown += ", ..." if len(vals) > 4 else ""
+    if len(vals) > 2:
+        return ColumnRoleError("must hold two values (a decision or a label), not a score or a weight", field=field,
+                               value=f"{len(vals)} distinct values: {shown}",
+                               expected=f"two values, one of them the positive label {pos_label!r} (threshold a "
+                                        "score into 0/1 first)")
+    try:
+        present_pos = bool(np.any(vals == pos))
+    except (TypeError, ValueError):  # values of a type the label does not compare with
+        present_pos = False
+    if len(vals) == 2 and not present_pos:
+        return ColumnRoleError(f"the positive label {pos_label!r} is not one of its two values", field=field,
+                               value=shown, expected="the positive label set to one of them (pos_label; the CLI's "
+                                                     "--pos-label)")
+    return None
+
+
 def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_label: Any = 1,
                     privileged: Any = None, min_group_size: int = 30, metrics: Sequence[str] | None = None,
-                    thresholds: dict[str, float] | None = None, sample_weight: Any = None) -> FairnessReport:
+                    thresholds: dict[str, float] | None = None, sample_weight: Any = None,
+                    names: tuple[str, str] = ("y_true", "y_pred")) -> FairnessReport:
     """Per-group rates and fairness metrics with verdicts (the task's and CLI's content).
 
     Groups are the values of one sensitive column, or the intersections
@@ -602,8 +634,16 @@ def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_la
     is a ``violation``; a metric that cannot be computed (NaN) is
     ``undefined``. ``sample_weight`` weighs every rate (Fairlearn's
     meaning); group sizes stay row counts. Returns a :class:`FairnessReport`.
+
+    Raises :class:`DataError` for predictions (or labels) that are not binary, or whose two values do not include
+    ``pos_label`` (:func:`binary_problem`; ``names``: how the errors name the label and prediction columns).
     """
     from .options import FAIRNESS_DEFAULTS
+
+    for y, field in ((y_pred, names[1]), (y_true, names[0])):
+        problem = None if y is None else binary_problem(y, field, pos_label)
+        if problem is not None:
+            raise problem
 
     th = {**FAIRNESS_DEFAULTS, **(thresholds or {})}
     has_truth = y_true is not None

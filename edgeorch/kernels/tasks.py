@@ -226,9 +226,14 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     sens = {g: table.column(g).to_numpy(zero_copy_only=False) for g in groups}
     # The group rows name their group in `column` (`sex=f`) and carry the
     # minimum group size in their details: FairnessReport.to_dict.
-    rep = fairness_report(truth, pred, sens, pos_label=pos, privileged=o.get("privileged"),
-                          min_group_size=o.get("min_group_size", 30), metrics=o.get("metrics"),
-                          thresholds=o.get("thresholds"), sample_weight=_weights(table, o))
+    try:
+        rep = fairness_report(truth, pred, sens, pos_label=pos, privileged=o.get("privileged"),
+                              min_group_size=o.get("min_group_size", 30), metrics=o.get("metrics"),
+                              thresholds=o.get("thresholds"), sample_weight=_weights(table, o),
+                              names=(o.get("label") or "label", o["prediction"]))
+    except DataError as exc:
+        exc.file = exc.file or str(o["input"])
+        raise
     outputs: list[str] = []
     doc = _result_doc(rep, outputs)
     if o.get("report"):

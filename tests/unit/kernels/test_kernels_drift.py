@@ -198,3 +198,44 @@ def test_two_series_with_different_names_are_compared_not_skipped() -> None:
 def test_tables_with_no_column_in_common_are_an_error_not_no_drift() -> None:
     with pytest.raises(DataError, match=r"no column in common \(reference: a; current: b\)"):
         dataset_drift({"a": [1.0, 2.0, 3.0]}, {"b": [1.0, 2.0, 3.0]})
+
+
+def test_one_method_for_every_column_leaves_text_columns_to_the_rule_and_a_named_one_is_still_checked() -> None:
+    """`edgeorch drift ref cur --method ks` failed on the first text column ("method ks needs a numeric column",
+    exit 1): the one method now tests the columns it can measure; a column given ks by name is still refused."""
+    from edgeorch.kernels.drift import dataset_drift
+
+    ref = {"age": np.arange(200.0), "region": ["n", "s"] * 100}
+    cur = {"age": np.arange(200.0) + 50, "region": ["n"] * 150 + ["s"] * 50}
+    res = dataset_drift(ref, cur, method="ks")
+    assert [(c.column, c.method) for c in res.columns] == [("age", "ks"), ("region", "z")]  # the rule's, for 2 values
+    with pytest.raises(DataError, match="needs a numeric column"):
+        dataset_drift(ref, cur, methods={"region": "ks"})
+
+
+def test_methods_or_thresholds_for_a_column_not_compared_are_refused_with_a_did_you_mean() -> None:
+    """`methods = { incme = "ks" }` was ignored: income was tested with the rule's method, and nothing said so."""
+    from edgeorch.errors import UnknownColumnError
+    from edgeorch.kernels.drift import dataset_drift
+
+    ref = {"age": np.arange(50.0), "income": np.arange(50.0)}
+    for kw, field in (({"methods": {"incme": "ks"}}, "methods.incme"), ({"thresholds": {"agee": 0.9}}, "thresholds.agee")):
+        with pytest.raises(UnknownColumnError) as e:
+            dataset_drift(ref, ref, **kw)
+        assert e.value.field == field and e.value.exit_code == 2
+        assert e.value.hint in ("did you mean 'income'?", "did you mean 'age'?")
+
+
+def test_a_datetime_column_with_text_on_the_other_side_is_skipped_unless_named() -> None:
+    """A JSON-lines batch keeps timestamps as text: its datetime column (skipped by default) ended the whole check."""
+    import pyarrow as pa
+
+    from edgeorch.kernels.drift import dataset_drift
+
+    stamps = pa.array(np.arange(6, dtype="int64") * 10**9).cast(pa.timestamp("ns"))
+    ref = {"t": stamps, "x": np.arange(6.0)}
+    cur = {"t": [f"2024-01-0{i + 1}" for i in range(6)], "x": np.arange(6.0)}
+    t = dataset_drift(ref, cur).columns[0]
+    assert t.verdict == "skipped" and "datetime in the reference, string in the current data" in t.details["reason"]
+    with pytest.raises(DataError, match="datetimes on one side"):
+        dataset_drift(ref, cur, methods={"t": "ks"})

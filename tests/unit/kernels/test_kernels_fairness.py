@@ -272,3 +272,24 @@ def test_report_with_labels_includes_equal_opportunity_and_weights_rates(rng: np
 def test_equal_opportunity_without_labels_is_a_data_error() -> None:
     with pytest.raises(DataError, match="needs the true labels"):
         fairness_report(None, [1, 0], ["a", "b"], metrics=["equal_opportunity_ratio"])
+
+
+def test_a_report_refuses_a_score_as_predictions_and_labels_without_the_positive_label() -> None:
+    """The report (CLI and task kind) took a 0..1 score, a weight or yes/no text as the predictions: only values
+    equal to 1 counted, and every rate came out near 0 with verdicts, exit 0. The metric functions already refused."""
+    from edgeorch.errors import ColumnRoleError
+    from edgeorch.kernels.fairness import fairness_report
+
+    groups = np.array(["a", "b"] * 50)
+    truth = np.array([0, 1] * 50)
+    with pytest.raises(ColumnRoleError) as e:
+        fairness_report(truth, np.linspace(0, 1, 100), groups, min_group_size=1, names=("y", "proba"))
+    assert e.value.field == "proba" and e.value.exit_code == 2 and "100 distinct values" in e.value.render()
+    with pytest.raises(ColumnRoleError, match="positive label 1 is not one of its two values"):
+        fairness_report(None, np.array(["yes", "no"] * 50, dtype=object), groups, min_group_size=1)
+    ok = fairness_report(None, np.array(["yes", "no"] * 50, dtype=object), groups, min_group_size=1, pos_label="yes")
+    assert [g["selection_rate"] for g in ok.groups] == [1.0, 0.0]
+    nobody = fairness_report(truth, np.zeros(100), groups, min_group_size=1)  # a model that selects nobody: fine
+    assert [g["selection_rate"] for g in nobody.groups] == [0.0, 0.0]
+    with_gaps = np.array([1.0, 0.0, np.nan] * 33 + [1.0])  # missing predictions are not a third value
+    assert fairness_report(None, with_gaps, groups, min_group_size=1).groups
