@@ -213,7 +213,8 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | None:
-    """The last non-blank line of a task's log, as a reason may quote it (``exited with code 2: <line>``).
+    """The last non-blank line of a task's log, as a reason may quote it (``exited with code 2: <line>``); a last
+    line ``hint: ...`` comes after the line above it (the error it is the hint of).
 
     Read from the last ``window`` bytes only (a log may be gigabytes). What a terminal would act on is
     taken out (escape sequences) or made a space (other control characters), a byte that is not UTF-8
@@ -229,11 +230,15 @@ def last_log_line(path: Path, *, limit: int = 160, window: int = 4096) -> str | 
         return None
     text = tail.decode("utf-8", "backslashreplace").replace("\r", "\n")  # a byte that is not UTF-8 as \xNN: it says
     # which byte it was (U+FFFD said nothing), and stays ASCII (a lone surrogate could not be stored)
-    for line in reversed(text.split("\n")):
-        line = " ".join(_CONTROLS.sub(" ", _ESCAPES.sub("", line)).split())
-        if line:
-            return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
-    return None
+    lines = [shown for raw in text.split("\n")
+             if (shown := " ".join(_CONTROLS.sub(" ", _ESCAPES.sub("", raw)).split()))]
+    if not lines:
+        return None
+    line = lines[-1]
+    if line.startswith("hint:") and len(lines) > 1:
+        # An error with a hint under it (edgeorch's own, a kernel task's): the error first, then the hint.
+        line = f"{lines[-2]} ({line})"
+    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
 
 
 def read_small(path: str | Path) -> bytes:

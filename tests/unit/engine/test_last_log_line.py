@@ -17,8 +17,10 @@ from edgeorch.engine.files import last_log_line
     (b"progress 10%\rprogress 100%\rdone", "done"),
     (b"\xff\xfe not utf-8: \xe9t\xe9\n", "\\xff\\xfe not utf-8: \\xe9t\\xe9"),  # which bytes (was U+FFFD)
     (b"\xc2\x9b31m C1 control\n", "31m C1 control"),
+    (b"edgeorch: error: agee: no such column\n  hint: did you mean 'age'?\n",
+     "edgeorch: error: agee: no such column (hint: did you mean 'age'?)"),  # the error, not its hint alone
 ], ids=["empty", "blank", "plain", "colours", "crlf-traceback", "title-and-controls", "carriage-returns",
-        "not-utf8", "c1-csi"])
+        "not-utf8", "c1-csi", "error-and-hint"])
 def test_last_line(tmp_path, content, expected):
     path = tmp_path / "output.log"
     path.write_bytes(content)
