@@ -28,7 +28,8 @@ class Outputs:
 
     def mark_cached(self, task_id: int, run_id: int, task: str, input_hash: str, source_attempt: int,
                     artifacts: list[dict[str, Any]]) -> None:
-        """Record a cache hit: task ``skipped``, the earlier attempt's artifacts recorded for this run.
+        """Record a cache hit: task ``skipped``, the earlier attempt's artifacts and check results (a built-in
+        check task's ``task_results`` rows) recorded for this run.
 
         The only place that records a cache hit's artifacts. Idempotent per
         (run, task, source attempt): a repeated hit in the same run (a resume)
@@ -48,6 +49,15 @@ class Outputs:
                 "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, task, source_attempt, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],
             )
+            # Its check results too (a built-in check task's rows): the run shows and rules read what it reuses.
+            self._db.conn.execute("DELETE FROM task_results WHERE run_id = ? AND task = ? AND attempt_id = ?",
+                                  (run_id, task, source_attempt))
+            self._db.conn.execute(
+                "INSERT INTO task_results (run_id, task, attempt_id, kind, column_name, metric, value, p_value,"
+                " threshold, verdict, details) SELECT ?, task, attempt_id, kind, column_name, metric, value, p_value,"
+                " threshold, verdict, details FROM task_results WHERE attempt_id = ?"
+                " AND run_id = (SELECT run_id FROM attempts WHERE id = ?) ORDER BY id",
+                (run_id, source_attempt, source_attempt))
             write_event(self._db, run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
 
     def find_cache_hit(self, pipeline: str, task: str, definition_hash: str, input_hash: str) -> dict[str, Any] | None:

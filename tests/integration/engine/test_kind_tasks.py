@@ -102,3 +102,30 @@ def test_bad_kind_options_are_validation_errors(workspace):
     errors = "\n".join(e.render() for e in validate_path(workspace.pipelines).errors)
     assert "tasks.d.options.referense: unknown key" in errors and "did you mean 'reference'" in errors
     assert "tasks.d.kind: is not a built-in task kind" in errors and "did you mean 'drift'" in errors
+
+
+def test_a_cached_check_task_keeps_its_results_in_the_run_that_reuses_it(workspace, harness):
+    """A `profile` task with `cache = true` hit the cache on the second run, and that run had no result rows: `show`
+    listed nothing for it, `Run.results` was empty, and rules read no value."""
+    _csv(workspace.pipelines / "data.csv", v=[1, 2, 3, 4], c=["a", "b", "a", "b"])
+    workspace.pipeline("prof", """
+        [tasks.profile]
+        kind = "profile"
+        cache = true
+        inputs = ["data.csv"]
+        [tasks.profile.options]
+        input = "data.csv"
+    """)
+    first, _ = harness.run("prof")
+    second, state = harness.run("prof")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    [task] = store.runs.tasks_of(second)
+    assert task["state"] == "skipped" and "cache hit" in task["reason"]
+
+    def rows(run_id):
+        return [(r["column_name"], r["metric"], r["value"]) for r in store.outputs.results_of(run_id, "profile")]
+
+    assert rows(first) and rows(second) == rows(first)
+    third, _ = harness.run("prof")  # hit again: one copy of the rows per run, not one more per hit
+    assert rows(third) == rows(first) and rows(second) == rows(first)
