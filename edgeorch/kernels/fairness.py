@@ -432,10 +432,13 @@ def _select(keys: list[Any], wanted: Any, name: str) -> np.ndarray:
     mask = np.array([k in norm or (isinstance(k, tuple) and list(k) in wanted_list) for k in keys])
     # Values given as text (from TOML or the CLI) match groups by their text.
     if not mask.any():
-        text = {str(w) for w in norm}
+        # An intersection as text: "A,f", "A, f" (as the report labels it) or "A f" after a shell's word split.
+        text = {",".join(part.strip() for part in str(w).split(",")) for w in norm}
         mask = np.array([str(k) in text or (isinstance(k, tuple) and ",".join(map(str, k)) in text) for k in keys])
     if not mask.any():
-        raise DataError("no such group", field=name, value=wanted, expected=f"one of {', '.join(map(str, keys))}")
+        shown = "; ".join(",".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in keys)
+        raise ColumnRoleError("no such group", field=name, value=wanted,
+                              expected=f"one of {shown} (an intersection: its values joined by commas)")
     return mask
 
 

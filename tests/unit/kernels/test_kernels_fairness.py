@@ -293,3 +293,17 @@ def test_a_report_refuses_a_score_as_predictions_and_labels_without_the_positive
     assert [g["selection_rate"] for g in nobody.groups] == [0.0, 0.0]
     with_gaps = np.array([1.0, 0.0, np.nan] * 33 + [1.0])  # missing predictions are not a third value
     assert fairness_report(None, with_gaps, groups, min_group_size=1).groups
+
+
+def test_an_intersection_is_named_as_the_report_labels_it_and_an_unknown_group_is_a_usage_error() -> None:
+    """`--privileged "A, f"` (as the report labels the group) was "no such group", exit 1; only "A,f" worked."""
+    from edgeorch.errors import ColumnRoleError
+    from edgeorch.kernels.fairness import disparate_impact
+
+    pred = np.array([1, 0, 1, 1, 0, 0, 1, 0] * 10)
+    groups = {"grp": np.array(["A", "A", "B", "B"] * 20), "sex": np.array(["f", "m"] * 40)}
+    assert disparate_impact(pred, groups, privileged="A, f") == \
+        disparate_impact(pred, groups, privileged="A,f")
+    with pytest.raises(ColumnRoleError) as e:
+        disparate_impact(pred, groups, privileged="Z")
+    assert e.value.exit_code == 2 and "A,f; A,m; B,f; B,m" in e.value.render()
