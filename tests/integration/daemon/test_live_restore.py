@@ -105,7 +105,7 @@ SLOW_TO_STOP = """
     command = '''
     trap 'echo saving a checkpoint; touch {pipeline_dir}/stopping; while [ ! -f {pipeline_dir}/saved ]; do sleep 0.02; done; exit 143' TERM
     touch {pipeline_dir}/started
-    while :; do sleep 0.05; done
+    while [ ! -f {pipeline_dir}/quit ]; do sleep 0.05; done
     '''
     [tasks.evaluate]
     command = ["true"]
@@ -124,6 +124,14 @@ def test_a_cancel_holds_across_a_restart_while_the_cancelled_task_is_still_stopp
     is stopped again, nothing more starts, the run ends cancelled."""
     workspace.write_config(kill_grace="60s")  # the task's own save decides when it ends, not the grace period
     workspace.pipeline("nightly", SLOW_TO_STOP)
+    try:
+        _cancel_across_a_restart(workspace, daemon, how)
+    finally:  # whatever failed, no attempt outlives the test (they ignore SIGTERM until told, and survive the daemon)
+        for name in ("saved", "quit"):
+            (workspace.pipelines / name).touch()
+
+
+def _cancel_across_a_restart(workspace, daemon, how: str) -> None:
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "nightly"})["run_id"]
     workspace.wait_file(workspace.pipelines / "started")
