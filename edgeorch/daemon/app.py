@@ -347,7 +347,7 @@ class Daemon:
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
-            ModelOps(store=store, service=self.models),
+            ModelOps(store=store, service=self.models, pipelines=lambda: self.registry.pipelines),
             MonitorOps(store=store, monitors=self.monitors),
             PrivacyOps(store=store),
             BaselineOps(store=store),

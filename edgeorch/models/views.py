@@ -48,17 +48,31 @@ def show_version(store: "Store", name: str, version: int) -> dict[str, Any]:
     return doc
 
 
-def show(store: "Store", name: str, *, history: int = 20) -> dict[str, Any]:
+def show(store: "Store", name: str, *, history: int = 20, declared: Any = None) -> dict[str, Any]:
     """A model: its policy (gates, target, strategy), aliases, recent alias moves, deployments, canary, and the
-    promotion ``blocks`` in force (:mod:`edgeorch.models.blocks`)."""
+    promotion ``blocks`` in force (:mod:`edgeorch.models.blocks`).
+
+    ``policy`` is the one recorded at the last registration (what a promotion by hand deploys with). ``declared``:
+    the ``[models.NAME]`` the loaded pipelines declare now (a ``ModelPolicy``, or None); ``policy_changed`` lists
+    the keys where it differs (an edited strategy or canary window takes effect at the next registration)."""
     m = store.models.require(name)
     policy = ModelPolicy.from_dict(m["policy"]) if m.get("policy") else ModelPolicy(name=name)
     vs = store.models.versions(name)
+    recorded = policy.to_dict()
+    now = declared.to_dict() if declared is not None else None
+    changed = sorted(k for k in set(recorded) | set(now or {}) if now is not None and recorded.get(k) != now.get(k))
     return {"model": name, "created_at": m["created_at"], "versions": len(vs),
             "latest": vs[-1]["version"] if vs else None, "aliases": store.models.aliases(name),
-            "policy": policy.to_dict(), "history": store.models.alias_history(name, limit=history),
+            "policy": recorded, "policy_changed": changed, "history": store.models.alias_history(name, limit=history),
             "deployments": store.models.deployments(name, limit=history), "canary": store.models.canary(name),
             "blocks": store.models.blocks(name)}
+
+
+def declared_policy(pipelines: Any, name: str) -> Any:
+    """The ``[models.NAME]`` policy the loaded ``pipelines`` (name -> Pipeline) declare for model ``name``: the one
+    declaration, or None when none declares it or several do (which one applies depends on which registers)."""
+    found = [p.models[name] for p in pipelines.values() if name in p.models]
+    return found[0] if len(found) == 1 else None
 
 
 def diff(store: "Store", name: str, a: int, b: int) -> dict[str, Any]:

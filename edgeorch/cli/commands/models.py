@@ -16,6 +16,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from ...errors import EdgeorchError
 from ...textui import format_timestamp, print_json, print_table
 from ..backend import Backend, connect, load, read
 from ..exits import EXIT_FAILED, EXIT_OK
@@ -91,12 +92,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _loaded_pipelines(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipelines folder's valid pipelines by name (offline: what a daemon would load), {} when unreadable."""
+    from ...pipelines import validate_path
+
+    try:
+        return dict(validate_path(load(args).pipelines_dir).pipelines)
+    except EdgeorchError:  # no folder, unreadable: nothing declared
+        return {}
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from ...models import views
 
     if args.version is not None:
         return _show_version(args)
-    res = read(args, "models.show", {"name": args.name}, lambda store: views.show(_need(store, args.name), args.name))
+    res = read(args, "models.show", {"name": args.name},
+               lambda store: views.show(_need(store, args.name), args.name,
+                                        declared=views.declared_policy(_loaded_pipelines(args), args.name)))
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -109,6 +122,9 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{dep['dir'] or '<state dir>/serving'} (current follows {dep['serve']})"
           + (f"; reload {' '.join(dep['reload'])}" if dep["reload"] else "")
           + (f"; health {' '.join(dep['health'])}" if dep["health"] else ""))
+    if res.get("policy_changed"):
+        print(f"note: this is the policy recorded with the latest registration; the pipelines now declare another "
+              f"({', '.join(res['policy_changed'])} changed), which applies from the next version registered")
     for b in res.get("blocks") or []:
         from ...models.blocks import describe
 

@@ -47,9 +47,10 @@ class ModelOps:
                "record metrics observed for the versions aliases point at (a canary's evidence)"),
     )
 
-    def __init__(self, *, store: "Store", service: "ModelService") -> None:
+    def __init__(self, *, store: "Store", service: "ModelService", pipelines: Any = None) -> None:
         self.store = store
         self.service = service
+        self.pipelines = pipelines  # () -> the loaded pipelines by name: what [models.NAME] declares now
 
     async def models_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return views.listing(self.store)
@@ -57,7 +58,9 @@ class ModelOps:
     async def models_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         if args.get("version") is not None:  # one version: its metrics, checks and explanations
             return views.show_version(self.store, _name(args), _version(args, "version"))
-        return views.show(self.store, _name(args))
+        name = _name(args)
+        declared = views.declared_policy(self.pipelines(), name) if self.pipelines is not None else None
+        return views.show(self.store, name, declared=declared)
 
     async def models_versions(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return views.versions(self.store, _name(args))

@@ -108,3 +108,24 @@ def test_retention_keeps_the_runs_of_the_versions_a_rollback_would_return_to(wor
     assert holds[runs[1]] == "model house version 2, made by it, is what a rollback of champion returns to"
     assert runs[2] in holds and runs[3] in holds
     assert holds[runs[4]] == "model house version 5, made by it, is champion"
+
+
+def test_models_show_says_when_the_pipelines_now_declare_another_policy(workspace, harness, model_pipeline,
+                                                                        daemon) -> None:
+    """The strategy changed to canary in the file, and `models show` went on saying blue_green (the policy of the
+    last registration) without a word until a version registered."""
+    import json
+
+    model_pipeline(workspace)
+    harness.run("trainer")
+    shown = workspace.invoke("models", "show", "house")
+    assert shown.returncode == 0 and "note:" not in shown.stdout
+    model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"')
+    for through in ("no daemon", "daemon"):
+        if through == "daemon":
+            daemon.start()
+        shown = workspace.invoke("models", "show", "house")
+        assert "note: this is the policy recorded with the latest registration; the pipelines now declare another " \
+               "(canary, strategy changed), which applies from the next version registered" in shown.stdout, shown.stdout
+        doc = json.loads(workspace.invoke("models", "show", "house", "--json").stdout)
+        assert doc["policy_changed"] == ["canary", "strategy"], (through, doc["policy_changed"])
