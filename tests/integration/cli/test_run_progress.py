@@ -296,15 +296,12 @@ def test_a_ctrl_c_held_while_queueing_cancels_once_the_new_stream_shows_the_runn
 def test_a_failed_task_that_wrote_bytes_that_are_not_utf8_shows_which_bytes(workspace):
     """A task printing Latin-1 (`caf\\xe9`) failed with a reason and last lines of U+FFFD marks, which say nothing
     of what was written: each such byte is shown as ``\\xNN``, in the reason and in the last lines alike."""
-    import subprocess
-
     workspace.pipeline("latin", r"""
         [tasks.c]
         command = ["sh", "-c", "printf 'first\\n'; printf 'caf\\351 failed\\n' >&2; exit 3"]
     """)
-    out = subprocess.run([*workspace.cli(), "run", "latin"], env=workspace.cli_env(), capture_output=True, text=True,
-                         check=False)
-    assert out.returncode != 0
+    out = workspace.invoke("run", "latin")
+    assert out.returncode == 1
     assert "exited with code 3: caf\\xe9 failed" in out.stdout, out.stdout
     assert "  caf\\xe9 failed" in out.stdout.splitlines(), out.stdout
     assert "\ufffd" not in out.stdout
