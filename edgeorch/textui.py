@@ -56,17 +56,30 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
         )
         for i in range(len(headers))
     ]
-    widths = [len(h) for h in headers]
+    widths = [display_width(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+            widths[i] = max(widths[i], display_width(cell))
+    lines = ["  ".join(_pad(h.upper(), widths[i], False) for i, h in enumerate(headers)).rstrip()]
     for row in cells:
-        parts = []
-        for i, cell in enumerate(row):
-            parts.append(cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]))
-        lines.append("  ".join(parts).rstrip())
+        lines.append("  ".join(_pad(cell, widths[i], numeric[i]) for i, cell in enumerate(row)).rstrip())
     return "\n".join(lines)
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: a wide or full-width character (CJK, ``名``) takes two, a combining
+    mark none, others one (``len`` counted characters, and a table with ``名前`` in it went out of line)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def _pad(cell: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(cell))
+    return fill + cell if right else cell + fill
 
 
 def _cell(value: Any) -> str:

@@ -65,3 +65,15 @@ def test_a_log_record_shows_its_text_arguments_escaped_and_leaves_the_others() -
     message = logging.Formatter("%(message)s").format(record)
     assert message == ("input refused: /drop/a\\nINFO forged \\x1b[2K\\x1b[1Agood.csv: the name contains control "
                        "characters (12 bytes, PosixPath('/drop/plain.csv'))")  # a printable path keeps its type
+
+
+def test_a_table_lines_up_wide_characters_and_combining_marks_by_terminal_columns():
+    """A column named `名前` (two columns each on a terminal) or `é` written as e + U+0301 pushed its row out of line:
+    widths were counted in characters."""
+    from edgeorch.textui import display_width
+
+    out = render_table(["column", "n"], [["名前", 1], ["e\u0301t\u00e9", 22], ["plain", 333]]).splitlines()
+    # The first column is 6 terminal columns wide (COLUMN), the second 3: every row ends at column 11.
+    assert [display_width(line) for line in out[1:]] == [11, 11, 11], out
+    assert [line[-3:] for line in out[1:]] == ["  1", " 22", "333"]
+    assert display_width("名前") == 4 and display_width("e\u0301") == 1 and display_width("abc") == 3
