@@ -8,8 +8,8 @@ and returns one alert per finding, most severe first:
 | ``constant`` | one distinct value (and at least one value) |
 | ``high_missing`` | missing (nulls + NaN) share of rows above ``max_missing`` (default 0.2) |
 | ``high_cardinality`` | a text column whose distinct values exceed ``max_distinct`` (50) and half its values: an id rather than a category |
-| ``heavy_skew`` | numeric with abs(skewness) above ``max_skew`` (3) |
-| ``many_zeros`` | numeric with zeros above ``max_zeros`` (0.5) of its values |
+| ``heavy_skew`` | numeric with abs(skewness) above ``max_skew`` (3); not a two-valued column (a 0/1 flag) |
+| ``many_zeros`` | numeric with zeros above ``max_zeros`` (0.5) of its values; not a two-valued column |
 | ``unexpected_negatives`` | negatives in a column whose declared range starts at >= 0 |
 | ``out_of_range`` | min or max outside a declared range (``ranges``: column -> [min, max], either may be None) |
 | ``duplicates`` | duplicate rows (from :func:`.duplicates.duplicate_rows`), when given |
@@ -44,15 +44,18 @@ def profile_alerts(summaries: Sequence[Mapping[str, Any]], *, ranges: Mapping[st
         if s.get("distinct") == 1 and count > missing:
             out.append(_alert("constant", col, "one distinct value", 1))
         numeric = s.get("type") in ("integer", "float", "boolean")
+        # A two-valued column (0/1, a flag) is mostly zeros and skewed whenever its event is rare: that is what it
+        # is, not news (the report raised both on every flag and label column).
+        indicator = s.get("distinct") == 2
         if s.get("type") in ("string", "mixed") and (s.get("distinct") or 0) > max_distinct \
                 and (s.get("distinct") or 0) > 0.5 * max(count - missing, 1):
             out.append(_alert("high_cardinality", col, f"{s['distinct']} distinct values in {count - missing}: "
                                                       "an identifier rather than a category?", s["distinct"]))
         skew = s.get("skewness")
-        if numeric and skew is not None and abs(skew) > max_skew:
+        if numeric and not indicator and skew is not None and abs(skew) > max_skew:
             out.append(_alert("heavy_skew", col, f"skewness {skew:.3g}", skew))
         finite = s.get("finite") or 0
-        if numeric and finite and (s.get("zeros") or 0) / finite > max_zeros:
+        if numeric and not indicator and finite and (s.get("zeros") or 0) / finite > max_zeros:
             out.append(_alert("many_zeros", col, f"{s['zeros'] / finite:.0%} of the values are 0",
                               s["zeros"] / finite))
         if col in ranges and numeric:

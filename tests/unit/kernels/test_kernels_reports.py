@@ -59,6 +59,9 @@ def test_alerts_and_duplicates_are_found() -> None:
     kinds = {(a["alert"], a["column"]) for a in profile_alerts(summaries, ranges={"v": [0, 100]})}
     assert kinds == {("high_missing", "k"), ("constant", "k"), ("many_zeros", "k"), ("heavy_skew", "v"),
                      ("unexpected_negatives", "v")}
+    flag = {"column": "churned", "type": "integer", "count": 1000, "nulls": 0, "distinct": 2, "finite": 1000,
+            "zeros": 990, "negatives": 0, "min": 0, "max": 1, "skewness": 9.8}  # a rare event's 0/1 flag
+    assert profile_alerts([flag]) == []  # many zeros and skewed is what a flag is: no alert (there were two)
     d = duplicate_rows({"a": [1, 1, 2, None, None], "b": ["x", "x", "y", None, None]})
     assert d["duplicate_rows"] == 2 and d["top"][0]["count"] == 2
 
