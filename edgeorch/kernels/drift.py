@@ -183,10 +183,10 @@ def _edge_label(b: Batch) -> Any:
 NUMERIC_ONLY_METHODS = ("ks", "wasserstein")
 
 
-def fits(method: str | None, batch: Any) -> bool:
-    """Whether ``method`` (None: the rule's choice) can measure a column like ``batch``: the numbers-only methods
-    (:data:`NUMERIC_ONLY_METHODS`) need a numeric one."""
-    return method not in NUMERIC_ONLY_METHODS or isinstance(batch, NumericBatch)
+def fits(method: str | None, numeric: bool) -> bool:
+    """Whether ``method`` (None: the rule's choice) can measure a column (``numeric`` or not): the numbers-only
+    methods (:data:`NUMERIC_ONLY_METHODS`) need a numeric one. The one `method` for every column skips the others."""
+    return method not in NUMERIC_ONLY_METHODS or numeric
 
 
 def _datetime_pair(rb: Batch, cb: Batch, column: str) -> bool:
@@ -412,7 +412,7 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
     for i, name in enumerate(names):
         # `method` is for every column it can measure: a datetime column is tested only when named itself, and a
         # numbers-only method leaves text columns to the default rule (a method of their own is still checked).
-        default = None if isinstance(rt[name], DatetimeBatch) or not fits(method, rt[name]) else method
+        default = None if isinstance(rt[name], DatetimeBatch) or not fits(method, isinstance(rt[name], NumericBatch)) else method
         results.append(column_drift(rt[name], ct[name], methods.get(name, default),
                                     thresholds.get(name, threshold), column=name))
         if progress is not None:
@@ -496,7 +496,7 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
         if numeric != isinstance(cb, NumericBatch):
             raise DataError("the column is numeric on one side and categorical on the other", field=name,
                             value=f"{cp.dtype} vs {cb.dtype}")
-        given = method if method not in NUMERIC_ONLY_METHODS or numeric else None  # as dataset_drift: text to the rule
+        given = method if fits(method, numeric) else None  # as dataset_drift: text to the rule
         m = given or (("ks" if numeric else "chisquare") if n_ref <= SMALL_SAMPLE else "jensenshannon")
         th = DEFAULT_THRESHOLDS[m] if threshold is None else float(threshold)
         p: float | None = None

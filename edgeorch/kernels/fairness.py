@@ -310,7 +310,7 @@ def demographic_parity_ratio(y_true: Any, y_pred: Any, *, sensitive_features: An
 
 
 def _check_binary(y: Any, name: str) -> None:
-    vals = np.unique(_values(y, name).astype(str) if _values(y, name).dtype == object else _values(y, name))
+    vals, _ = _distinct(y, name, None)
     if len(vals) > 2:
         raise DataError("equalized odds and equal opportunity need binary labels", field=name,
                         value=f"{len(vals)} distinct values", expected="two values (the positive label and one other)")
@@ -593,19 +593,23 @@ class FairnessReport(ResultView):
         return f"edgeorch fairness by {'+'.join(self.group_columns)}", doc["verdict"], doc["message"], doc_tables(doc)
 
 
+def _distinct(y: Any, name: str, pos_label: Any) -> tuple[np.ndarray, Any]:
+    """The distinct present values of ``y`` (None and NaN left out; text compared as text) and ``pos_label`` in
+    the same terms: the one count behind every "binary?" check."""
+    arr = _values(y, name)
+    if arr.dtype == object:
+        present = [v for v in arr if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        vals = np.unique(np.asarray([str(v) for v in present], dtype=object)) if present else np.asarray([])
+        return vals, str(pos_label)
+    return np.unique(arr[~np.isnan(arr)] if arr.dtype.kind == "f" else arr), pos_label
+
+
 def binary_problem(y: Any, field: str, pos_label: Any) -> ColumnRoleError | None:
     """Why ``y`` cannot be predictions or labels for rates (None: it can): more than two distinct values (a score,
     a weight: only values equal to ``pos_label`` would count, and every rate would quietly be about 0), or two
     values of which none is ``pos_label`` (``yes``/``no`` measured with the default 1: every rate 0). Missing
     values (None, NaN) are not counted as values. One value is fine (a model that selects nobody)."""
-    arr = _values(y, field)
-    if arr.dtype == object:
-        present = [v for v in arr if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        vals = np.unique(np.asarray([str(v) for v in present], dtype=object)) if present else np.asarray([])
-        pos = str(pos_label)
-    else:
-        vals = np.unique(arr[~np.isnan(arr)] if arr.dtype.kind == "f" else arr)
-        pos = pos_label
+    vals, pos = _distinct(y, field, pos_label)
     shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in vals[:4])
     shown += ", ..." if len(vals) > 4 else ""
     if len(vals) > 2:
