@@ -48,6 +48,15 @@ class Servers:
             time.sleep(0.02)
         return self.sockets()[0]
 
+    def logged(self, text: str, count: int = 1, timeout: float = 30) -> str:
+        """The logs once ``text`` is in them ``count`` times: the server answers first and logs after (a test that
+        read the log right after the command's end read it before the line)."""
+        deadline = time.monotonic() + timeout
+        while self.logs().count(text) < count:
+            assert time.monotonic() < deadline, f"{text!r} not logged {count} time(s): {self.logs()}"
+            time.sleep(0.02)
+        return self.logs()
+
     def logs(self) -> str:
         return "".join(p.read_text() for p in sorted(self.folder.glob("kernels-*.log"))) if self.folder.is_dir() else ""
 
@@ -108,7 +117,7 @@ def test_the_second_command_is_served_warm_with_the_same_output_files_errors_and
     saved = {n: json.loads((servers.work / n).read_text()) for n in ("cold.json", "warm.json")}
     assert saved["warm.json"] == saved["cold.json"]
     assert (servers.work / "warm.json").stat().st_mode & 0o777 == 0o600, "the command's umask was not used"
-    assert "served profile" in servers.logs()
+    assert "served profile" in servers.logged("served profile")
 
     # Drift exits 1, a missing file 3, an unknown column 2: the same message and code as without a server.
     for args, code in ((("drift", "ref.csv", "moved.csv"), 1), (("profile", "nosuch.csv"), 3),
@@ -118,7 +127,7 @@ def test_the_second_command_is_served_warm_with_the_same_output_files_errors_and
         alone = servers.cli(*args, env={"EDGEORCH_KEEP_WARM": "0"})
         assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
         assert served.returncode == code, served.stderr
-    log = servers.logs()
+    log = servers.logged("served fairness")
     assert "served drift" in log and "served profile: exit 3" in log and "served fairness" in log, log
     assert len(servers.pids()) == 1
 
@@ -136,7 +145,7 @@ def test_a_server_lives_only_while_it_is_wanted_and_a_broken_one_is_never_waited
     with socket.socket(socket.AF_UNIX) as c:
         c.connect(str(sock))
     assert servers.cli("profile", "ref.csv").returncode == 0
-    assert servers.logs().count("served profile") == 1
+    assert servers.logged("served profile").count("served profile") == 1
 
     # Its socket removed (a second server retired it, or a clean-up): it exits by itself.
     sock.unlink()
