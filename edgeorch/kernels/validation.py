@@ -12,7 +12,10 @@ details}``; ``verdict`` is ``ok`` or ``violation``. Definitions:
   any type.
 - ``range``: every value lies in ``[min, max]``; NaN does not count, ±inf
   does (it is outside any finite range). The value reported is the column's
-  extreme that breaks the bound (or its min/max when none does).
+  extreme that breaks the bound (or its min/max when none does);
+  ``details.out_of_range`` counts the rows outside, exactly while the
+  column's quantile sample holds every value (``out_of_range_exact``), else
+  estimated from that sample (± its rank error, ~1 % of the rows).
 - ``null_rate``: (nulls + NaN) / rows, at most the limit. An empty table has
   rate 0.
 - ``allowed``: every non-null value is one of the allowed ones (compared as
@@ -101,7 +104,21 @@ def _range_row(c: ColumnProfile, bounds: Any) -> dict[str, Any]:
     value = mn if below else mx if above else [mn, mx]
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         value = str(value)
-    return _row(c.name, "range", value, [lo, hi], not (below or above), min=_finite(mn), max=_finite(mx))
+    return _row(c.name, "range", value, [lo, hi], not (below or above), min=_finite(mn), max=_finite(mx),
+                out_of_range=_rows_outside(c, lo, hi) if below or above else 0,
+                out_of_range_exact=c.sketch.exact or not (below or above))
+
+
+def _rows_outside(c: ColumnProfile, lo: float | None, hi: float | None) -> int:
+    """How many of the column's values lie outside ``[lo, hi]``: the infinities, and the finite values counted in
+    its quantile sample (every value while it is exact; else the sample's share of them times the finite count)."""
+    import numpy as np
+
+    kept = c.sketch.values
+    outside = (int(np.count_nonzero(kept < lo)) if lo is not None else 0) + \
+        (int(np.count_nonzero(kept > hi)) if hi is not None else 0)
+    finite = outside if c.sketch.exact or not len(kept) else round(outside / len(kept) * c.n)
+    return finite + (c.neg_inf if lo is not None else 0) + (c.pos_inf if hi is not None else 0)
 
 
 def _finite(v: Any) -> Any:

@@ -173,8 +173,8 @@ class Attempts:
                     "INSERT INTO task_results (run_id, task, attempt_id, kind, column_name, metric, value, p_value, threshold, verdict, details)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, task, attempt_id, r.get("kind", ""), r.get("column"), r.get("metric"), _num(r.get("value")),
-                      _num(r.get("p_value")), _num(r.get("threshold")), r.get("verdict"),
-                      json.dumps(r.get("details")) if r.get("details") is not None else None) for r in results],
+                      _num(r.get("p_value")), _num(r.get("threshold")), r.get("verdict"), _details_text(r))
+                     for r in results],
                 )
 
     def exists(self, attempt_id: int) -> bool:
@@ -223,6 +223,17 @@ class Attempts:
         ).fetchall()
         return [(p, t, float(d)) for _, p, t, d in rows]
 
+
+
+def _details_text(row: dict[str, Any]) -> str | None:
+    """A result row's ``details`` as stored: JSON, with its ``value`` and ``threshold`` added when they are not
+    numbers (a type check's ``"float"``, a range's ``[0, 100]``): the numeric columns hold NULL for those, and
+    ``show`` prints them from here. None when there is nothing to keep."""
+    details = dict(row.get("details") or {})
+    for key in ("value", "threshold"):
+        if row.get(key) is not None and _num(row[key]) is None and key not in details:
+            details[key] = row[key]
+    return json.dumps(details) if details or row.get("details") is not None else None
 
 
 def _num(v: Any) -> float | None:

@@ -596,8 +596,8 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
     if run["results"]:
         print()
         print_table(["task", "column", "metric", "value", "p-value", "threshold", "verdict"],
-                    [[r["task"], r["column_name"], r["metric"], r["value"], r["p_value"], r["threshold"], r["verdict"]]
-                     for r in run["results"]])
+                    [[r["task"], r["column_name"], r["metric"], _result_cell(r, "value"), r["p_value"],
+                      _result_cell(r, "threshold"), r["verdict"]] for r in run["results"]])
     for t in run["tasks"]:
         if t["state"] != "failed" or not t["attempt_list"]:
             continue
@@ -608,6 +608,15 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
         print(f"\nlast lines of {t['name']} (edgeorch logs {run['id']} {t['name']}):")
         for line in lines:  # text the task may have copied from its input: escaped (`logs` shows it exactly)
             print(f"  {printable(line)}")
+
+
+def _result_cell(row: dict[str, Any], key: str) -> Any:
+    """A check result's ``value`` or ``threshold``: the number, else what the row said when it was no number
+    (kept in its details: a type's ``float``, a range's ``[0, 100]``, ``store.attempts``), else None."""
+    if row[key] is not None:
+        return row[key]
+    kept = (row.get("details") or {}).get(key)
+    return None if kept is None else json.dumps(kept) if isinstance(kept, (list, dict)) else kept
 
 
 def _tail(path: Path, n: int) -> list[str]:

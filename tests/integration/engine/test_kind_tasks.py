@@ -70,6 +70,33 @@ def test_warn_policy_records_the_violation_and_goes_on(workspace, harness):
     assert state == RunState.FAILED
 
 
+def test_show_prints_what_a_check_said_that_is_no_number_and_how_many_rows_are_out_of_range(workspace, harness):
+    """A type check's value and expected type, a range's bounds: stored as NULL in the numeric columns,
+    they used to show as '-' in `show`; a broken range said its extreme value, not how many rows broke it."""
+    _csv(workspace.pipelines / "data.csv", v=[1, 2, 3, -5, -7, 20], w=[0.5, 1, 2, 3, 4, 5])
+    workspace.pipeline("schema", """
+        [tasks.schema]
+        kind = "validate"
+        [tasks.schema.options]
+        input = "data.csv"
+        types = { v = "integer" }
+        ranges = { v = [0, 10], w = [0, 100] }
+        on_violation = "warn"
+    """)
+    run_id, state = harness.run("schema")
+    assert state == RunState.SUCCEEDED
+    rows = {(r["column_name"], r["metric"]): r for r in harness.store().outputs.results_of(run_id, "schema")}
+    assert rows[("v", "range")]["details"]["out_of_range"] == 3  # -5, -7 and 20
+    assert rows[("v", "range")]["details"]["out_of_range_exact"] is True
+    assert rows[("w", "range")]["details"]["out_of_range"] == 0
+    show = workspace.invoke("show", str(run_id))
+    assert show.returncode == 0, show.stderr
+    lines = {tuple(line.split()[1:3]): line for line in show.stdout.splitlines() if line.startswith("schema ")}
+    assert "integer" in lines[("v", "type")].split()  # value and threshold both text: 'integer' / 'integer'
+    assert "[0, 10]" in lines[("v", "range")] and "-7" in lines[("v", "range")]
+    assert "[0.5, 5.0]" in lines[("w", "range")] and "[0, 100]" in lines[("w", "range")]
+
+
 def test_bad_input_file_fails_with_a_clear_message(workspace, harness):
     workspace.pipeline("missing", """
         [tasks.profile]

@@ -64,3 +64,28 @@ def test_checks_on_a_missing_column_are_required_violations() -> None:
 
 def test_empty_table_passes_null_rate() -> None:
     assert verdicts({"c": []}, max_null_rate=0.0)[("c", "null_rate")] == "ok"
+
+
+def test_a_broken_range_counts_the_rows_outside_exactly_while_the_sample_holds_every_value() -> None:
+    from edgeorch.kernels.validation import validate
+
+    values = np.array([-1.0, 0.0, 5.0, 11.0, 12.0, np.inf, -np.inf, np.nan])
+    (row,) = [r for r in validate({"c": values}, ranges={"c": [0, 10]})["rows"] if r["metric"] == "range"]
+    assert row["verdict"] == "violation"
+    assert row["details"]["out_of_range"] == 5  # -1, 11, 12 and both infinities; NaN is no value
+    assert row["details"]["out_of_range_exact"] is True
+    (upper,) = [r for r in validate({"c": values}, ranges={"c": {"max": 10}})["rows"] if r["metric"] == "range"]
+    assert upper["details"]["out_of_range"] == 3  # 11, 12, +inf
+
+
+def test_a_broken_range_of_a_long_column_estimates_the_rows_outside_from_its_sample() -> None:
+    from edgeorch.kernels.profiling import profile
+    from edgeorch.kernels.validation import validate
+
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 1, 400_000)
+    prof = profile({"c": values}, sketch_size=20_000)
+    (row,) = [r for r in validate({"c": values}, ranges={"c": [0, 0.9]}, profile=prof)["rows"]
+              if r["metric"] == "range"]
+    assert row["details"]["out_of_range_exact"] is False
+    assert abs(row["details"]["out_of_range"] - int((values > 0.9).sum())) < 0.01 * len(values)
