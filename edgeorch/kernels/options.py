@@ -53,6 +53,25 @@ def has_placeholder(value: Any) -> bool:
     return isinstance(value, str) and bool(_PLACEHOLDER.search(value))
 
 
+def _data_file(r: TableReader, key: str, *, required: bool = False) -> str | None:
+    """A data file option (``input``, ``current``, ``reference_profile``): a path, placeholders allowed.
+
+    A value naming one of edgeorch's stored things (``dataset:sales@3``, ``baseline:...``, ``model:...``) is
+    refused here, naming what works instead: the task would read it as a file name and fail when it runs.
+    """
+    value = r.str(key, required=required)
+    if isinstance(value, str) and not has_placeholder(value):
+        scheme, sep, _ = value.partition(":")
+        if sep and scheme == "dataset":
+            r.fail(key, "names a data version, which a kind task cannot read by name yet", value=value,
+                   expected="a data file's path: restore the version first (edgeorch datasets restore NAME@V "
+                   "FOLDER) and name the file in it")
+        elif sep and scheme in ("baseline", "model"):
+            r.fail(key, f"is a {scheme}: reference, which only a drift task's reference option takes", value=value,
+                   expected="a data file's path")
+    return value
+
+
 def _common(r: TableReader) -> None:
     r.choice("on_violation", ON_VIOLATION)
     r.str("report")
@@ -79,10 +98,10 @@ def _is_number(v: Any) -> bool:
 
 def check_profile(r: TableReader) -> None:
     """The options of a ``profile`` task (see its declaration in :mod:`.kinds`)."""
-    r.str("input", required=True)
+    _data_file(r, "input", required=True)
     r.str_list("columns")
     r.str("save")
-    r.str("reference_profile")
+    _data_file(r, "reference_profile")
     method = r.choice("method", ("psi", "jensenshannon", "hellinger", "ks", "chisquare"))
     r.number("threshold", minimum=0.0)
     _share(r, "drift_share")
@@ -105,7 +124,7 @@ def check_drift(r: TableReader) -> None:
             parse_reference(ref)
         except DataError as exc:
             r.fail("reference", exc.message, value=ref, expected=exc.expected)
-    r.str("current", required=True)
+    _data_file(r, "current", required=True)
     r.str_list("columns")
     r.choice("method", DRIFT_METHODS)
     _column_table(r, "methods", lambda v: v in DRIFT_METHODS, f"one of {', '.join(DRIFT_METHODS)}")
@@ -118,7 +137,7 @@ def check_drift(r: TableReader) -> None:
 
 def check_fairness(r: TableReader) -> None:
     """The options of a ``fairness`` task (see its declaration in :mod:`.kinds`)."""
-    r.str("input", required=True)
+    _data_file(r, "input", required=True)
     group = r.raw("group")
     if group is None:
         r.fail("group", "is required", expected="a column name or an array of column names")
@@ -165,7 +184,7 @@ def check_explain(r: TableReader) -> None:
             and not model.endswith((".pkl", ".pickle", ".joblib")):
         r.fail("model", "is not a model reference", value=model,
                expected="module:function, module:object (with predict) or a .pkl/.pickle/.joblib file")
-    r.str("input", required=True)
+    _data_file(r, "input", required=True)
     r.str("target", required=True)
     features = r.str_list("features")
     if features is not None and not features:
@@ -184,7 +203,7 @@ def check_explain(r: TableReader) -> None:
 
 def check_dp_profile(r: TableReader) -> None:
     """The options of a ``dp_profile`` task (see its declaration in :mod:`.kinds`)."""
-    r.str("input", required=True)
+    _data_file(r, "input", required=True)
     r.str("dataset")
     eps = r.raw("epsilon")
     if eps is None:
@@ -222,7 +241,7 @@ def _valid_range(v: Any) -> bool:
 
 def check_validate(r: TableReader) -> None:
     """The options of a ``validate`` task (see its declaration in :mod:`.kinds`)."""
-    r.str("input", required=True)
+    _data_file(r, "input", required=True)
     r.str_list("required_columns")
     _column_table(r, "types", lambda v: v in VALIDATE_TYPES, f"one of {', '.join(VALIDATE_TYPES)}")
     _column_table(r, "ranges", _valid_range, "[min, max] with min <= max, or { min = .., max = .. }")

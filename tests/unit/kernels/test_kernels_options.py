@@ -60,6 +60,13 @@ INVALID = [
     ("validate", {"input": "d", "ranges": {"a": [5, 1]}}, "tasks.t.options.ranges.a", "wrong value"),
     ("validate", {"input": "d", "max_null_rate": 2}, "tasks.t.options.max_null_rate", "out of range"),
     ("profile", {"input": "d", "method": "psi"}, "tasks.t.options.method", "needs reference_profile"),
+    # A stored thing named where a data file goes passed validate and failed at run time as a missing file.
+    ("validate", {"input": "dataset:sales@3"}, "tasks.t.options.input", "names a data version"),
+    ("drift", {"reference": "baseline:ref", "current": "dataset:sales"}, "tasks.t.options.current",
+     "names a data version"),
+    ("profile", {"input": "baseline:ref"}, "tasks.t.options.input", "only a drift task's reference"),
+    ("fairness", {"input": "model:m@champion", "group": "g", "prediction": "p"}, "tasks.t.options.input",
+     "only a drift task's reference"),
 ]
 
 
