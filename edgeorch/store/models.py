@@ -498,6 +498,18 @@ class Models:
             "SELECT a.alias, a.version FROM model_aliases a JOIN models m ON m.id = a.model_id WHERE m.name = ?"
             " ORDER BY a.alias", (name,))}
 
+    def made_by_runs(self, run_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Run id -> the model versions its tasks registered, as ``"NAME VERSION"`` (runs that made none: absent)."""
+        ids = list(run_ids)
+        out: dict[int, list[str]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's bound on a statement's parameters
+            chunk = ids[start:start + 500]
+            for row in self._db.all(
+                    "SELECT v.run_id, m.name, v.version FROM model_versions v JOIN models m ON m.id = v.model_id"
+                    f" WHERE v.run_id IN ({', '.join('?' * len(chunk))}) ORDER BY m.name, v.version", chunk):
+                out.setdefault(int(row["run_id"]), []).append(f"{row['name']} {row['version']}")
+        return out
+
     def holder(self, name: str, alias: str) -> dict[str, Any] | None:
         """The version ``alias`` points at, or None."""
         row = self._db.one("SELECT v.id FROM model_aliases a JOIN models m ON m.id = a.model_id JOIN model_versions v"

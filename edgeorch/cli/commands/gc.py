@@ -91,6 +91,14 @@ def _print_report(r: dict[str, Any]) -> None:
         print_table(["run", "pipeline", "state", "finished", "size", "folder"],
                     [[x["run_id"], x["pipeline"], x["state"], format_timestamp(x["finished_at"]),
                       format_bytes(x["bytes"]), x["folder"]] for x in r["runs"]])
+    made = [f"{v} (run {x['run_id']})" for x in r["runs"] for v in x.get("models", [])]
+    if made:
+        shown = ", ".join(made[:SHOWN_MADE]) + (f" and {len(made) - SHOWN_MADE} more" if len(made) > SHOWN_MADE else "")
+        print(f"\nmodel versions made by {'these' if r['apply'] else 'those'} runs: {shown}. Their registry records "
+              f"stay (metrics, sha256, gates); their files and lineage {'went' if r['apply'] else 'go'} with the "
+              "runs: `lineage` no longer finds what made them, and one can be promoted or rolled back to only "
+              "while a deployment target still holds its staged copy. An alias's version, and the versions it "
+              "left in its last three moves, are always held.")
     if r["held"]:
         print(f"\nkept {len(r['held'])} run(s) past the bound:")
         print_table(["run", "pipeline", "state", "finished", "why"],
@@ -108,6 +116,9 @@ def _print_report(r: dict[str, Any]) -> None:
     print(f"\n{'freed' if r['apply'] else 'would free'} {format_bytes(r['bytes'])}"
           + ("" if r["apply"] else "; a dry run: nothing was changed (--apply removes)"))
 
+
+SHOWN_MADE = 10
+"""Model versions named in the note on what a gc's runs made (every one is in --json)."""
 
 SHOWN_HOLDS = 3
 """Reasons shown per held run: a cache source reused by 500 runs has 1,000 (every one is in --json)."""

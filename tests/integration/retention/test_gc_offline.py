@@ -183,3 +183,31 @@ def test_apply_is_refused_while_another_process_writes_the_state(old_runs, gc, w
 def test_no_state_file_yet_means_nothing_to_remove(gc):
     report = _report(gc("--older-than", "1d", "--json"))
     assert report["runs"] == [] and report["bytes"] == 0
+
+
+def test_gc_names_the_model_versions_its_runs_made_and_what_goes_with_them(old_runs, gc, workspace):
+    """A run that made a model version (one no alias holds) went without a word: its version's record stayed in
+    the registry, but its files and lineage went with the run."""
+    from edgeorch.store import Store
+
+    old = old_runs.make("plain", 2, days_ago=100)
+    old_runs.make("plain", 1, days_ago=0)  # the newest run of a pipeline is always kept
+    store = Store(workspace.config().state_file)
+    try:
+        for version_run in (old[0], old[0], old[1]):
+            store.models.register("churn", artifact={"kind": "file", "path": "/nowhere/m.pkl", "sha256": "0" * 64,
+                                                     "size": 1, "files": 1},
+                                  metrics={"auc": 0.9}, source={"run_id": version_run, "task": "a"},
+                                  gate_verdict="failed")  # blocked by its gates: no alias holds its run
+    finally:
+        store.close()
+    report = _report(gc("--older-than", "30d", "--json"))
+    assert {r["run_id"]: r["models"] for r in report["runs"]} == {old[0]: ["churn 1", "churn 2"], old[1]: ["churn 3"]}
+    human = gc("--older-than", "30d")
+    assert human.returncode == 0
+    text = " ".join(human.stdout.split())
+    assert f"model versions made by those runs: churn 1 (run {old[0]}), churn 2 (run {old[0]}), churn 3 (run " \
+           f"{old[1]})" in text
+    assert "lineage" in text and "staged copy" in text
+    applied = gc("--older-than", "30d", "--apply")
+    assert applied.returncode == 0 and "model versions made by these runs" in applied.stdout
