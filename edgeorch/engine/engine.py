@@ -254,6 +254,7 @@ class Engine:
         # ended (``_free_slot``): from then until its outcome is recorded it is live and holds nothing, so the
         # attempts that occupy a slot are exactly those in ``self.res.held``.
         self.res: Admission | None = None
+        self._pin_at_start: dict[int, tuple[int, ...]] = {}  # attempt -> cores, moved before its task started
         self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
         self._unsynced: list[Event] = []  # events of outcomes committed without a sync, in order (sync_outcomes)
         self._sync_timer: asyncio.TimerHandle | None = None
@@ -880,12 +881,14 @@ class Engine:
         for task, why in decision.unsatisfiable:  # normally caught at push; kept as the policy's safety net
             res.remove(task.id)
             self._fail_unsatisfiable(*_split_id(task.id), why)
+        dedicated = False
         for task, lease in decision.start:
             res.remove(task.id)
             run_id, name = _split_id(task.id)
             ctx = self.runs.get(run_id)
             if ctx is None or ctx.states.get(name) != TaskState.READY:
                 continue
+            dedicated = dedicated or bool(lease.cpus)
             try:
                 self._start_task(ctx, name, lease)
             except StateError:
@@ -894,6 +897,25 @@ class Engine:
                 self._fail_without_attempt(ctx, name, exc.render())
             except OSError as exc:
                 self._fail_without_attempt(ctx, name, f"cannot prepare the attempt: {exc}")
+        if dedicated and res.cluster is None:
+            self._squeeze_shared(res)
+
+    def _squeeze_shared(self, res: Admission) -> None:
+        """Move running tasks that asked for no cores off the cores just leased (docs/resources.md): dedicated
+        cores are never shared with them. On this machine only (a cluster's tasks run on its nodes)."""
+        moved = res.squeeze_shared()
+        if not moved:
+            return
+        from ..resources.cpus import format_cpu_list, pin_processes
+
+        assert self.executor is not None
+        pids = self.executor.pids([aid for aid, _ in moved])
+        for aid, cores in moved:
+            if aid not in pids:  # its shim has not started the task yet: moved when it says it has
+                self._pin_at_start[aid] = cores
+                continue
+            n = pin_processes(pids[aid], cores)
+            log.debug("attempt %s: %d thread(s) moved to the unleased cores %s", aid, n, format_cpu_list(cores))
 
     # -- starting an attempt -------------------------------------------------------------
 
@@ -1260,6 +1282,13 @@ class Engine:
             return
         la.pgid = info.pgid
         self._running_marks[attempt_id] = info
+        if self._pin_at_start:
+            cores = self._pin_at_start.pop(attempt_id, None)
+            if cores is not None:  # its shared cores were leased while its shim started it (_squeeze_shared)
+                from ..resources.cpus import pin_processes
+
+                assert self.executor is not None
+                pin_processes(self.executor.pids([attempt_id]).get(attempt_id, [info.pid]), cores)
         if self._marks_timer is None and self.loop is not None:
             self._marks_timer = self.loop.call_later(RUNNING_MARK_DELAY_S, self._write_running_marks)
         if la.timer is None and la.stop_reason is None:
@@ -1290,6 +1319,8 @@ class Engine:
         applied strictly in the order the ends were reported
         (:meth:`_drain_settlements`), each after its own hashes.
         """
+        if self._pin_at_start:
+            self._pin_at_start.pop(attempt_id, None)
         la = self.live.get(attempt_id)
         if la is None or la.exited:
             return

@@ -179,3 +179,23 @@ def read_inventory(reserved: tuple[int, ...] | list[int] = (), gpus: tuple[GpuDe
     nodes = numa_nodes(root)
     cores = tuple(CpuCore(c, nodes.get(c, -1)) for c in usable_cpus(reserved, affinity=affinity, root=root))
     return Inventory(cpus=cores, memory_available=available_memory(root), gpus=tuple(gpus))
+
+
+def pin_processes(pids: Iterable[int], cores: Iterable[int]) -> int:
+    """Pin every thread of each of ``pids`` to ``cores`` (a running task moved off cores leased since it
+    started); returns how many threads were moved. A process or thread gone meanwhile, or one this user may
+    not move, is skipped: the move is best effort, never an error of the task."""
+    mask = set(cores)
+    moved = 0
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except (OSError, ValueError):
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, mask)
+                moved += 1
+            except OSError:  # gone (ProcessLookupError), not ours (PermissionError), or outside its cpuset
+                continue
+    return moved

@@ -30,7 +30,7 @@ import math
 from bisect import bisect_left, insort
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..records import frozen
 from .allocator import Capacity, never_satisfiable
@@ -313,6 +313,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
 
     reasons: dict[_Bucket, WaitReason] = {}
     start: list[tuple[ReadyTask, Lease]] = []
+    buckets: dict[str, _Bucket] = {}  # a started task's bucket (for the reason of one _pin_shared holds back)
     unsat: list[tuple[ReadyTask, str]] = []
     reserved: ReadyTask | None = None
     reserved_req: ResourceRequest | None = None
@@ -385,6 +386,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
             task = b.tasks[b.entries[chosen][1]]
             cap.take(lease)
             start.append((task, lease))
+            buckets[task.id] = b
             total += 1
             per_pipe[pipeline] += 1
             ends.append((now + task.duration, len(ends), lease))
@@ -392,8 +394,29 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
                 heapq.heappush(h, (b.entries[chosen + 1][0], k, chosen + 1, b))
         if h:
             heapq.heappush(top, (h[0][0], shape))
+    start = _pin_shared(start, cap.free_cores, reasons, buckets)
     return Decision(tuple(start), tuple(unsat), reserved, None if reserved is None else shadow,
                     reasons, failed, default)
+
+
+def _pin_shared(start: list[tuple[ReadyTask, Lease]], free: set[int], reasons: dict[_Bucket, WaitReason],
+                buckets: dict[str, _Bucket]) -> list[tuple[ReadyTask, Lease]]:
+    """The decision's starts, each task that asked for no cores pinned to the cores nobody leased once the whole
+    decision is taken: :meth:`Capacity.fit` gave it the cores free when it was chosen, and a task with dedicated
+    cores chosen after it in the same decision could take some of those (both ran on them). A shared task left
+    no core at all waits (its bucket says why)."""
+    if not any(not lease.cpus for _, lease in start):
+        return start
+    cores = tuple(sorted(free))
+    out: list[tuple[ReadyTask, Lease]] = []
+    for task, lease in start:
+        if lease.cpus or lease.affinity == cores:
+            out.append((task, lease))
+        elif cores:
+            out.append((task, replace(lease, affinity=cores)))
+        else:
+            reasons[buckets[task.id]] = WaitReason("cpus", "waits for an unleased core (every core is leased)")
+    return out
 
 
 def _shadow(cap: Capacity, req: ResourceRequest,

@@ -326,3 +326,37 @@ def test_longest_critical_path_starts_first(workspace):
     order = [t for t, _ in sorted(_spans(workspace, run_id).items(), key=lambda kv: kv[1][0])]
     # chain1 heads 3 predicted durations, short only 1: the chain goes first although declared second.
     assert order[0] == "chain1"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores: one leased, one shared")
+def test_a_running_task_that_asked_for_no_cores_is_moved_off_cores_leased_after_it_started(workspace):
+    """A task with no `cpus` shares the cores nobody leased. Started while every core was free it ran on all of
+    them, and a task given dedicated cores later shared them with it (both pinned to the same core)."""
+    flag = workspace.root / "go"
+    workspace.write_config("", parallelism=3)
+    workspace.pipeline("shared", f"""
+        [tasks.s]
+        command = ["sh", "-c", "while [ ! -e {flag} ]; do sleep 0.02; done; grep Cpus_allowed_list /proc/self/status > {{pipeline_dir}}/s.out"]
+    """)
+    workspace.pipeline("dedicated", f"""
+        [tasks.d]
+        command = ["sh", "-c", "touch {flag}"]
+        cpus = 1
+    """)
+
+    async def body(engine, pipelines):
+        shared = engine.submit(pipelines["shared"], {})
+        await until(lambda: any(la.pgid for la in engine.live.values()), what="the shared task running")
+        dedicated = engine.submit(pipelines["dedicated"], {})
+        return shared, dedicated, [await engine.wait_run(i) for i in (shared, dedicated)]
+
+    shared, dedicated, states = run_engine(workspace, body)
+    assert states == [RunState.SUCCEEDED] * 2
+    with _db(workspace) as conn:
+        (lease,) = conn.execute("SELECT cores FROM leases WHERE run_id = ?", (dedicated,)).fetchall()
+    (core,) = eval(lease["cores"])
+    from edgeorch.resources.cpus import format_cpu_list, parse_cpu_list
+
+    seen = parse_cpu_list(_out(workspace, "s")["Cpus_allowed_list"])
+    assert core not in seen, f"the shared task ran on {format_cpu_list(seen)}, with core {core} leased to another"
+    assert seen == set(os.sched_getaffinity(0)) - {core}

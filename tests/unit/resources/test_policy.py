@@ -165,3 +165,22 @@ def test_unsatisfiable_shape_is_reported_for_every_pipeline() -> None:
     d = decide(q, machine(gpus=0), cpu_only_reason="no NVML library: running CPU-only")
     assert sorted(t.id for t, _ in d.unsatisfiable) == ["a", "b"]
     assert "no NVML library" in d.unsatisfiable[0][1]
+
+
+def test_a_shared_task_is_pinned_to_the_cores_left_after_the_whole_decision() -> None:
+    """A task that asks for no cores shares the cores nobody leased. Chosen before a task with dedicated cores in
+    the same decision, it was pinned to every core that was free then, dedicated ones included (both ran on them)."""
+    q = ReadyQueue([rt("shared", cpus=0, seq=0, priority=1), rt("dedicated", cpus=2, seq=1)])
+    d = decide(q, machine(cores=4, gpus=0))
+    leases = {t.id: lease for t, lease in d.start}
+    assert set(leases) == {"shared", "dedicated"}
+    assert not set(leases["shared"].affinity) & set(leases["dedicated"].cpus)
+    assert set(leases["shared"].affinity) | set(leases["dedicated"].cpus) == {0, 1, 2, 3}
+
+
+def test_a_shared_task_waits_when_the_same_decision_leases_every_core() -> None:
+    q = ReadyQueue([rt("shared", cpus=0, seq=0, priority=1), rt("wide", cpus=4, seq=1)])
+    d = decide(q, machine(cores=4, gpus=0))
+    assert started(d) == ["wide"]
+    why = d.reason(q, "shared")
+    assert why is not None and why.kind == "cpus" and "unleased core" in why.message
