@@ -9,8 +9,10 @@ Contract:
   when that makes it smaller.
 - :meth:`ObjectStore.put` is atomic and idempotent: the bytes go to a
   temporary file under ``tmp/`` (named with this process's pid), are fsynced,
-  and renamed into place; a chunk already present (under either name) is not
-  written again. The folders that received renames are fsynced by
+  and renamed into place; a chunk already present (under either name) is
+  read back and checked first, and written again only when it is corrupted
+  (a damaged object never passes for the chunk: adding the data again heals
+  it, as :meth:`ObjectStore.read`'s hint says). The folders that received renames are fsynced by
   :meth:`ObjectStore.sync` once per snapshot, before the version's rows are
   committed: a committed version never names an object a power cut undid.
 - :meth:`ObjectStore.read` checks the sha256 of what it decoded and raises
@@ -30,6 +32,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -40,6 +43,11 @@ from pathlib import Path
 from ..durable import sync_dirs
 from ..errors import EdgeorchError
 from ..records import frozen
+
+log = logging.getLogger(__name__)
+
+_HEAL = ("adding the same data again (edgeorch datasets add NAME PATH) writes the object anew, which repairs every "
+         "version that names it; an older version restores only if it does not share this chunk")
 
 CODECS = ("raw", "zstd")
 """How an object's bytes are stored: as they are, or one zstd frame."""
@@ -130,7 +138,11 @@ class ObjectStore:
         """
         found = self.find(sha256)
         if found is not None:
-            return found
+            try:
+                self.read(sha256, found.codec, len(data))
+                return found
+            except CorruptObject as exc:  # replaced below by these bytes, which hash to its name
+                log.warning("%s: written again from the data being added", exc.message)
         codec, payload = "raw", data
         if compress is not None:
             packed = compress(data)
@@ -152,6 +164,8 @@ class ObjectStore:
             raise
         os.close(fd)
         os.rename(tmp, final)
+        if found is not None and found.codec != codec:  # the corrupted one, under the other name
+            _unlink_quietly(self.path(sha256, found.codec))
         return StoredObject(sha256, codec, len(payload), written=True)
 
     def folder_of(self, sha256: str) -> Path:
@@ -178,7 +192,7 @@ class ObjectStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             raise CorruptObject(f"object {path} is missing{where}", file=str(path),
-                                hint="the store lost an object: restore an older version, or add the data again")
+                                hint=_HEAL)
         except OSError as exc:
             raise CorruptObject(f"object {path} cannot be read: {exc.strerror}{where}", file=str(path)) from None
         data = raw
@@ -192,7 +206,7 @@ class ObjectStore:
                                     file=str(path)) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
             raise CorruptObject(f"object {path} is corrupted: its content does not hash to its name{where}",
-                                file=str(path), hint="restore an older version, or add the data again")
+                                file=str(path), hint=_HEAL)
         return data
 
     # -- garbage -------------------------------------------------------------------------------

@@ -157,6 +157,25 @@ def test_a_corrupted_object_is_named_and_nothing_is_restored(store, objects, tmp
     assert not dest.exists() and list(tmp_path.glob(".out.*")) == []
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_adding_the_data_again_heals_a_corrupted_object_instead_of_trusting_it(store, objects, tmp_path, compress):
+    """A damaged object passed for its chunk (only its file's existence was checked): adding the same data again,
+    as the restore's hint says, made another version that could not be restored either."""
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"line of text\n" * 5_000)
+    add(store, objects, "demo", f, compress=compress)
+    (sha, path, _), = list(objects.list_objects())
+    path.write_bytes(b"" if compress else path.read_bytes()[:-1] + b"!")  # truncated zst / one byte flipped
+    with pytest.raises(CorruptObject):
+        restore_ref(store, objects, "demo", 1, tmp_path / "broken")
+    again = add(store, objects, "demo", f, compress=compress)
+    assert again["version"] == 2
+    for version in (1, 2):  # the one object both versions name is whole again
+        restore_ref(store, objects, "demo", version, tmp_path / f"v{version}")
+        assert (tmp_path / f"v{version}" / "a.txt").read_bytes() == f.read_bytes()
+    assert len(list(objects.list_objects())) == 1
+
+
 def test_a_missing_or_undecodable_object_is_named(store, objects, tmp_path):
     f = tmp_path / "a.txt"
     f.write_bytes(b"line\n" * 10_000)
