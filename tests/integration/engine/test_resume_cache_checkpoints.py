@@ -153,3 +153,42 @@ def test_checkpoint_dir_is_shared_by_attempts_and_recorded(workspace, harness):
     assert [(c["attempt_id"], c["name"], c["size"]) for c in ckpts] == [
         (attempts[0]["id"], "step", 2), (attempts[1]["id"], "step", 2)]
     assert ckpts[0]["sha256"] != ckpts[1]["sha256"]  # "1\n" then "2\n"
+
+
+def test_a_failed_attempts_partial_output_never_passes_for_the_next_attempts(workspace, harness):
+    """Every attempt of a task shared its output folder: attempt 2 exited 0 without writing its output and
+    "succeeded" on the partial file attempt 1 left before it crashed; the next run took it from the cache."""
+    workspace.pipeline("stale", """
+        [tasks.gen]
+        shell = true
+        command = "if [ $EDGEORCH_ATTEMPT = 1 ]; then echo partial > $EDGEORCH_OUTPUT_DIR/out.txt; exit 1; fi; [ -e $EDGEORCH_OUTPUT_DIR/out.txt ] || echo 'nothing to do'"
+        outputs = ["out.txt"]
+        retries = 1
+        retry_delay = "0s"
+        cache = true
+    """)
+    run_id, state = harness.run("stale")
+    assert state == RunState.FAILED  # attempt 2 wrote no out.txt: its promised output is missing
+    store = harness.store()
+    first, second = store.attempts.of_run(run_id, "gen")
+    assert second["exit_code"] == 0 and "out.txt" in (second["reason"] or "")
+    kept = Path(first["attempt_dir"]) / "outputs" / "out.txt"  # what the crashed attempt wrote, to be read
+    assert kept.read_text() == "partial\n"
+    assert store.outputs.latest_artifacts(run_id, "gen") == []
+    again, state = harness.run("stale")
+    assert state == RunState.FAILED  # no cache hit on the partial file: both attempts ran again
+    assert [a["number"] for a in store.attempts.of_run(again, "gen")] == [1, 2]
+
+
+def test_a_rerun_after_success_keeps_the_outputs_other_runs_reuse(workspace, harness):
+    """Only an attempt that did not succeed has its outputs set aside: a succeeded one's stay in place (a
+    rerun of it, here because its output changed, rewrites them; another run's cache hit may name them)."""
+    workspace.pipeline("resumable", COUNTING)
+    (workspace.pipelines / "fixed").touch()
+    run_id, _ = harness.run("resumable")
+    (prep,) = harness.store().outputs.latest_artifacts(run_id, "prep")
+    Path(prep["path"]).write_text("tampered")
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED and "prep" in redo
+    first = harness.store().attempts.of_run(run_id, "prep")[0]
+    assert first["reason"] is None and not (Path(first["attempt_dir"]) / "outputs").exists()
