@@ -9,6 +9,7 @@ per run) and flags unknown keys with a did-you-mean suggestion.
 from __future__ import annotations
 
 import builtins
+import math
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -270,6 +271,10 @@ class TableReader:
             key, _MISSING, False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
         )
         if value is _MISSING:
+            return default
+        if not math.isfinite(value):  # TOML's nan and inf: no setting means either (a backoff of inf waited nan s)
+            self.fail(key, "is not a finite number", value=value,
+                      expected="a number" + (f" >= {minimum}" if minimum is not None else ""))
             return default
         if minimum is not None and value < minimum:
             self.fail(key, "is out of range", value=value, expected=f"a number >= {minimum}")

@@ -115,6 +115,9 @@ def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path) -> In
     items = []
     for i, (written, text) in enumerate(declared):
         where = f"tasks.{task}.inputs[{i}] = {written!r}"
+        if not text.strip():  # an empty param: joined to the working folder it named all of it, hashed whole
+            raise InputError(f"declared input {where}: is empty once its placeholders are filled in (a parameter "
+                             "given as ''?); expected a file, folder or glob path")
         path = text if os.path.isabs(text) else os.path.join(cwd, text)
         path = os.path.normpath(path) if not is_glob(text) else path
         try:

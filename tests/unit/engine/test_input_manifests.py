@@ -99,3 +99,12 @@ def test_stamps_notice_a_rewritten_file_and_a_file_added_to_a_folder_or_glob(dat
     snap = hash_inputs("t", [("d", str(data))], data)
     (data / "sub" / "more.json").write_bytes(b"[]")
     assert changed_since(snap) == str(data / "sub")
+
+
+@pytest.mark.parametrize("text", ["", "  "])
+def test_an_entry_empty_once_filled_in_is_refused_not_the_whole_working_folder_hashed(tmp_path, text):
+    """`inputs = ["{data}"]` run with `-p data=` named the working folder itself: every file below it was hashed
+    and recorded as consumed, and the task then failed on its empty argument."""
+    (tmp_path / "big.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(InputError, match=r"inputs\[0\] = '\{data\}': is empty once its placeholders are filled"):
+        hash_inputs("train", [("{data}", text)], tmp_path)
