@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import ConflictError, EdgeorchError
+from ..errors import ConflictError, EdgeorchError, UsageError
 from . import keyfile
 from .chain import iso_ts
 from .keyfile import KeyState
@@ -81,6 +81,35 @@ class Sealer:
         sealed = self.seal()
         assert sealed is not None and sealed["epoch"] == 0
         return key0
+
+    def restore(self, actor: str | None, state: KeyState) -> dict[str, Any]:
+        """Put a missing or damaged key file back, at the epoch after the last seal, and seal on with it.
+
+        ``state``: that epoch and its key, which the caller derived from ``key_0`` after verifying the log
+        with it (``edgeorch audit init --key``): the verification key itself never reaches this process. An
+        ``audit_key_restored`` record says so in the chain, for whoever verifies it later. Raises
+        :class:`ConflictError` when the log has no seal (``audit init`` starts one) or the key file is
+        whole (nothing to restore), :class:`UsageError` when ``state`` is not at the next epoch.
+        """
+        last = self.audit.last_seal()
+        if last is None:
+            raise ConflictError("the audit log has no seal: there is no key file to restore",
+                                hint="`edgeorch audit init` (without --key) starts sealing it")
+        try:
+            was = "missing" if keyfile.read(self.key_file) is None else None
+        except EdgeorchError:
+            was = "damaged"
+        if was is None:
+            raise ConflictError("the audit key file is in place and whole: there is nothing to restore",
+                                hint="`edgeorch audit verify --key -` checks the log with the verification key")
+        expected = int(last["epoch"]) + 1
+        if state.epoch != expected:
+            raise UsageError("is not the epoch after the last seal", field="epoch", value=state.epoch,
+                             expected=str(expected))
+        keyfile.create(self.key_file, state)
+        self.audit.record(actor, "audit_key_restored", "audit",
+                          {"epoch": state.epoch, "key_file": was, "last_seal_seq": int(last["seq"])})
+        return {"epoch": state.epoch, "was": was, "key_file": str(self.key_file), "sealed": self.seal()}
 
     def repair(self, state: KeyState) -> KeyState:
         """Evolve the key file past the last seal when a crash came between a seal and the evolution."""

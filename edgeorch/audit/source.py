@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Protocol
 from ..errors import EdgeorchError
 from . import keyfile
 from .chain import FORMAT, RECORD_KEYS
+from .keys import key_id
 from .verify import Report, Verifier
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,19 +54,21 @@ def audit_state(audit: "AuditLog", key_file: Path | None) -> dict[str, Any]:
     seals = audit.seals()
     checkpoints = audit.checkpoints()
     head = audit.head()
-    key_epoch = None
+    key_epoch = key_file_id = key_file_problem = None
     if key_file is not None:
         try:
             state = keyfile.read(key_file)
-            key_epoch = None if state is None else state.epoch
+            if state is not None:
+                key_epoch, key_file_id = state.epoch, key_id(state.key)  # the public id only: never the key
         except EdgeorchError as exc:
-            warnings.append(exc.render())
-        if key_epoch is None and seals and not warnings:
-            warnings.append(f"the audit key file {key_file} is missing: sealing has stopped")
+            key_file_problem = exc.render()
+        if key_epoch is None and key_file_problem is None:
+            key_file_problem = f"the audit key file {key_file} is missing"
     if not seals:
         warnings.append("the audit log was never sealed: `edgeorch audit init` starts sealing it")
     return {"seals": seals, "checkpoints": checkpoints, "head": head[0] if head else None,
-            "key_epoch": key_epoch, "warnings": warnings}
+            "key_epoch": key_epoch, "key_file_id": key_file_id, "key_file_problem": key_file_problem,
+            "warnings": warnings}
 
 
 class StoreSource:
@@ -110,13 +113,23 @@ def _pages(source: AuditSource, through: int | None) -> Iterator[list[dict[str, 
         after = int(page[-1]["seq"])
 
 
-def verify_source(source: AuditSource, *, key0: bytes | None = None) -> tuple[Report, dict[str, Any]]:
-    """Verify a whole log page by page; the report and the state it was checked against (with its warnings)."""
+def verify_source(source: AuditSource, *, key0: bytes | None = None,
+                  key_file: bool = True) -> tuple[Report, dict[str, Any]]:
+    """Verify a whole log page by page; the report and the state it was checked against (with its warnings).
+
+    ``key_file=False``: a missing or damaged key file is no problem (``audit init --key`` is about to put it
+    back, on a log the verification key vouches for)."""
     state = source.state()
-    v = Verifier(state["seals"], state["checkpoints"], key0=key0, key_epoch=state.get("key_epoch"))
+    v = _verifier(state if key_file else {**state, "key_file_problem": None}, key0)
     for page in _pages(source, state["head"]):
         v.feed(page)
     return v.finish(), state
+
+
+def _verifier(state: dict[str, Any], key0: bytes | None = None) -> Verifier:
+    """A verifier of the log ``state`` describes (its seals, checkpoints and, on the machine, its key file)."""
+    return Verifier(state["seals"], state["checkpoints"], key0=key0, key_epoch=state.get("key_epoch"),
+                    key_file_id=state.get("key_file_id"), key_file_problem=state.get("key_file_problem"))
 
 
 def export_source(source: AuditSource, out: IO[str], *, exported_at: str) -> dict[str, Any]:
@@ -135,12 +148,17 @@ def export_source(source: AuditSource, out: IO[str], *, exported_at: str) -> dic
     for seal in state["seals"]:
         out.write(_line({"type": "seal", **seal}))
     count = 0
+    check = _verifier(state)  # what is exported is checked on the way (its hashes, links and seals), as verify does
     for page in _pages(source, state["head"]):
+        check.feed(page)
         for row in page:
             rec = {k: row["prev_hash"] if k == "prev" else row[k] for k in RECORD_KEYS}
             out.write(_line({"type": "record", **rec, "hash": row["hash"]}))
             count += 1
     header["records"] = count
+    report = check.finish()
+    header["verified"] = report.ok  # not written into the file: the header line went out first
+    header["first_bad_seq"] = report.first_bad
     return header
 
 

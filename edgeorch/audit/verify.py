@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..records import frozen
 from .chain import GENESIS, hash_of_row
-from .keys import evolve, key_id, mac_ok
+from .keys import evolve, key_at, key_id, mac_ok
 
 MAX_PROBLEMS = 50
 """Problems kept in a report (the one naming the first bad seq always among them)."""
@@ -113,7 +113,8 @@ class Verifier:
     """
 
     def __init__(self, seals: Sequence[Mapping[str, Any]], checkpoints: Sequence[Mapping[str, Any]] = (), *,
-                 key0: bytes | None = None, key_epoch: int | None = None) -> None:
+                 key0: bytes | None = None, key_epoch: int | None = None, key_file_id: str | None = None,
+                 key_file_problem: str | None = None) -> None:
         self.report = Report(seals=len(seals), key_checked=key0 is not None, key_epoch=key_epoch)
         self._key_id = key_id(key0) if key0 is not None else None
         self._seals = sorted(seals, key=lambda s: int(s["epoch"]))
@@ -130,6 +131,7 @@ class Verifier:
         self._before_prev_hash: str | None = None
         self._check_seals(key0)
         self._check_key_epoch(key_epoch)
+        self._check_key_file(key0, key_epoch, key_file_id, key_file_problem)
         self._check_checkpoints()
 
     # -- the seals, before any record ------------------------------------------------------------
@@ -158,7 +160,15 @@ class Verifier:
                     key, key_epoch = evolve(key), key_epoch + 1
                 if not mac_ok(key, seal["mac"], epoch=epoch, seq=seq, hash=str(seal["hash"]), ts=str(seal["ts"])):
                     self._coarse.append((i, start, f"seal {epoch} (records {start}-{seq}) does not verify with the "
-                                                   f"verification key: those records or the seal were rewritten"))
+                                                   f"verification key: some of those records or the seal were "
+                                                   f"rewritten"))
+        self._key_vouched = key0 is not None and len(self._coarse) < len(self._seals)  # some seal verifies
+        if key0 is not None and len(self._seals) > 1 and len(self._coarse) == len(self._seals):
+            # Not one seal verifies: a wrong key, far more likely than every seal forged. Said once (with the
+            # audit_init record pruned there is no recorded key id to compare), naming no record.
+            self._coarse.clear()
+            self._add(None, f"none of the {len(self._seals)} seals verifies with the key given: it is most likely "
+                            f"not this log's verification key (id {key_id(key0)}), else every seal was rewritten")
 
     def _check_key_epoch(self, key_epoch: int | None) -> None:
         """The key file's epoch is one past the last seal's (or equal: a crash between a seal and the key's evolution)."""
@@ -173,6 +183,21 @@ class Verifier:
             index = next(i for i, s in enumerate(self._seals) if int(s["epoch"]) > key_epoch)
             self._add(self._start_of(index), f"seal {self._seals[index]['epoch']} is later than the key file's "
                                              f"epoch {key_epoch}: it was not made by this machine's sealer")
+
+    def _check_key_file(self, key0: bytes | None, key_epoch: int | None, key_file_id: str | None,
+                        problem: str | None) -> None:
+        """On the machine, the key file is what shows that no sealed record after the last seal left was cut:
+        missing or damaged on a sealed log, nothing does (a problem, not a note); with the verification key, its
+        key must be ``key_0`` evolved to its epoch (a forged key file at the right epoch hid a cut tail)."""
+        start = int(self._seals[-1]["seq"]) + 1 if self._seals else 1
+        if problem is not None and self._seals:
+            self._add(start, f"{problem}: sealing has stopped, and nothing shows whether sealed records after "
+                             f"record {start - 1} were removed (seal {self._seals[-1]['epoch']} is the last left)")
+        if self._key_vouched and key0 is not None and key_epoch is not None and key_file_id is not None \
+                and key_id(key_at(key0, key_epoch)) != key_file_id:  # (a wrong key is said once, above)
+            self._add(start, f"the key file's key (epoch {key_epoch}) is not the verification key evolved "
+                             f"{key_epoch} times: the key file was replaced, so seals after record {start - 1} "
+                             "may have been removed with their records")
 
     def _check_checkpoints(self) -> None:
         by_epoch = {int(s["epoch"]): s for s in self._seals}
@@ -202,8 +227,8 @@ class Verifier:
             if seal is not None and seal["hash"] != stored:
                 index = self._seals.index(seal)
                 self._coarse.append((index, self._start_of(index), f"seal {seal['epoch']} vouches for another record "
-                                                                   f"{seq}: records {self._start_of(index)}-{seq} were "
-                                                                   f"rewritten"))
+                                                                   f"{seq}: some of records {self._start_of(index)}-{seq} "
+                                                                   f"were rewritten"))
             if self._key_id is not None and row["action"] == "audit_init":
                 self._check_key_id(seq, str(row["details"]))
             rep.records += 1

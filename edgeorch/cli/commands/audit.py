@@ -41,7 +41,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--action", help="list: records of this action (exact, or a prefix ending in *: 'run_*')")
     p.add_argument("--limit", "-n", type=int, default=50, help="list: how many of the newest records (default 50)")
     p.add_argument("--key", metavar="KEY",
-                   help="verify: also check every seal with the verification key `audit init` showed "
+                   help="verify: also check every seal with the verification key `audit init` showed; init: "
+                        "put back a missing or damaged key file, from that key "
                         "('-' reads it from stdin, keeping it out of the shell history)")
     p.add_argument("--output", "-o", metavar="FILE", help="export: write the JSON lines to FILE (default: stdout)")
     p.add_argument("--before", metavar="WHEN", help=f"prune: remove records older than WHEN ({WHEN_EXPECTED})")
@@ -54,15 +55,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
             "prune": _prune}[sub](args)
 
 
-_OPTIONS_OF = {"since": "list", "actor": "list", "action": "list", "key": "verify", "output": "export",
-               "before": "prune"}
+_OPTIONS_OF = {"since": ("list",), "actor": ("list",), "action": ("list",), "key": ("verify", "init"),
+               "output": ("export",), "before": ("prune",)}
 
 
 def _refuse_foreign_options(args: argparse.Namespace, sub: str) -> None:
     """An option of another action is a mistake (``audit verify --since``), never silently ignored."""
-    for name, owner in _OPTIONS_OF.items():
-        if getattr(args, name) is not None and owner != sub:
-            raise UsageError(f"--{name} is an option of `edgeorch audit {owner}`, not of `audit {sub}`",
+    for name, owners in _OPTIONS_OF.items():
+        if getattr(args, name) is not None and sub not in owners:
+            owner = " and ".join(f"`edgeorch audit {o}`" for o in owners)
+            raise UsageError(f"--{name} is an option of {owner}, not of `audit {sub}`",
                              field=f"--{name}")
     if sub == "prune" and args.before is None:
         raise UsageError("prune needs --before", field="--before", expected=WHEN_EXPECTED,
@@ -103,12 +105,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ...audit.keys import parse_key
-
-    key0 = None
-    if args.key is not None:
-        key0 = parse_key(sys.stdin.readline().strip() if args.key == "-" else args.key,
-                         field="--key (from stdin)" if args.key == "-" else "--key")
+    key0 = _read_key(args)
     cfg = load(args)
     with connect(cfg) as backend:
         if backend.online and key0 is None:
@@ -188,6 +185,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.output is None:
             header = _local(backend, lambda source: export_source(source, sys.stdout, exported_at=iso_ts(time.time())))
             sys.stdout.flush()
+            _warn_unverified(header)
             return EXIT_OK
         out = Path(args.output)
         try:
@@ -196,6 +194,7 @@ def _export(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write the export: {exc.strerror or exc}", field="--output",
                              value=args.output) from None
+    _warn_unverified(header)
     if args.json:
         print_json({**header, "file": str(out)})
     elif not args.quiet:
@@ -204,12 +203,34 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_unverified(header: dict[str, Any]) -> None:
+    """Say on stderr when what was exported does not verify (the file is written all the same: evidence)."""
+    if not header.get("verified", True):
+        bad = header.get("first_bad_seq")
+        print("edgeorch: warning: the exported log does not verify"
+              + (f": first bad record: seq {bad}" if bad is not None else "")
+              + " (`edgeorch audit verify` says why)", file=sys.stderr)
+
+
 # -- writing ------------------------------------------------------------------------------------------
+
+
+def _read_key(args: argparse.Namespace) -> bytes | None:
+    """The verification key ``--key`` gives (``-``: one line of stdin), or None."""
+    from ...audit.keys import parse_key
+
+    if args.key is None:
+        return None
+    return parse_key(sys.stdin.readline().strip() if args.key == "-" else args.key,
+                     field="--key (from stdin)" if args.key == "-" else "--key")
 
 
 def _init(args: argparse.Namespace) -> int:
     from ...audit.keys import format_key, key_id
 
+    key0 = _read_key(args)
+    if key0 is not None:
+        return _restore_key(args, key0)
     cfg = load(args)
     with connect(cfg) as backend:
         if backend.online:
@@ -229,6 +250,46 @@ def _init(args: argparse.Namespace) -> int:
           "It is shown ONCE: keep it off this machine (a password manager, paper in a safe).\n\n"
           f"    {res['key']}\n\n"
           f"key id {res['key_id']}; `edgeorch audit verify --key -` (the key on stdin) checks every seal with it.")
+    return EXIT_OK
+
+
+def _restore_key(args: argparse.Namespace, key0: bytes) -> int:
+    """``audit init --key``: put back a missing or damaged key file (docs/audit.md, "A lost key file").
+
+    The log is verified with ``key_0`` first (here, where the key was typed); only the key of the next epoch,
+    derived from it, goes to the daemon or the offline sealer."""
+    from ...audit.keyfile import KeyState
+    from ...audit.keys import key_at
+    from ...audit.source import verify_source
+    from ...errors import ConflictError
+
+    cfg = load(args)
+    with connect(cfg) as backend:
+        report, state = _local(backend, lambda source: verify_source(source, key0=key0, key_file=False))
+        if not state["seals"]:
+            raise ConflictError("the audit log has no seal: there is no key file to restore",
+                                hint="`edgeorch audit init` (without --key) starts sealing it")
+        if not report.ok:
+            raise ConflictError(f"the audit log does not verify with this key (first bad record: seq "
+                                f"{report.first_bad}): a key file is put back only on a log the key vouches for",
+                                hint="`edgeorch audit verify --key -` lists every problem")
+        epoch = int(state["seals"][-1]["epoch"]) + 1
+        key = key_at(key0, epoch)
+        if backend.online:
+            res = backend.client.call("audit.restore_key", {"epoch": epoch, "key": key.hex()})
+        else:
+            with backend.state_lock():
+                sealer, store = _offline_sealer(backend)
+                try:
+                    res = sealer.restore(_actor(), KeyState(epoch, key))
+                finally:
+                    store.close()
+    if args.json:
+        print_json(res)
+    elif not args.quiet:
+        print(f"audit key file restored at epoch {res['epoch']} (it was {res['was']}): sealing goes on"
+              + (f"; sealed through record {res['sealed']['seq']}" if res.get("sealed") else "")
+              + ". The chain records it (audit_key_restored).")
     return EXIT_OK
 
 

@@ -61,6 +61,9 @@ class AuditOps:
         OpSpec("audit.verify", "audit_verify", "read", "verify the audit chain and its seals (no key)"),
         OpSpec("audit.init", "audit_init", "act", "start sealing the audit log; shows the verification key once"),
         OpSpec("audit.seal", "audit_seal", "act", "seal the audit log's head now"),
+        OpSpec("audit.restore_key", "audit_restore_key", "act",
+               "put back a missing or damaged audit key file at the next epoch (its key derived from key_0 by the "
+               "client)"),
         OpSpec("audit.prune", "audit_prune", "act", "remove audit records older than a time, keeping a sealed checkpoint"),
     )
 
@@ -98,6 +101,23 @@ class AuditOps:
         self.seals.seal_now("init")
         return {"key": format_key(key0), "key_id": key_id(key0), "key_file": str(self.seals.sealer.key_file)}
 
+    async def audit_restore_key(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """``epoch`` and ``key`` (64 hex digits): what ``edgeorch audit init --key`` derived after verifying the
+        log with the verification key, which stays with the client (see :meth:`Sealer.restore`)."""
+        from ...audit.keyfile import KeyState
+
+        epoch = arg(args, "epoch", int)
+        text = arg(args, "key", str)
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise UsageError("is not a key", field="args.key", expected="64 hex digits (32 bytes)")
+        res = self.seals.sealer.restore(actor_of(peer), KeyState(epoch, key))
+        self.seals.seal_now("restore")  # the service counts from the new seal
+        return res
+
     async def audit_seal(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         if not self.seals.sealer.initialized:
             from ...errors import ConflictError
@@ -121,8 +141,14 @@ def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: 
     """
     if access != "act":
         return
+    shown = {k: "(secret, not recorded)" if k in SECRET_ARGS else v for k, v in args.items()}
     audit.record(actor_of(peer), "request_refused", f"op:{op}",
-                 {"code": error.code, "error": error.render(), "args": _shortened(args), "pid": peer.pid})
+                 {"code": error.code, "error": error.render(), "args": _shortened(shown), "pid": peer.pid})
+
+
+SECRET_ARGS = frozenset({"key"})
+"""Arguments never written into a refusal's record: ``audit.restore_key``'s ``key`` is the next sealing key (in a
+record every reader sees, it would let anyone forge the next seal)."""
 
 
 def record_denied(events: "Events", peer: "Peer", op: str | None) -> None:

@@ -242,3 +242,61 @@ def test_verify_exits_1_naming_the_first_bad_seq_after_an_edit_with_the_sqlite3_
     out = cli(workspace, "verify")
     assert out.returncode == 1
     assert "first bad record: seq 6" in out.stdout and "record 6 does not match its hash" in out.stdout
+
+
+# -- a lost key file ----------------------------------------------------------------------------------
+
+
+def test_a_lost_key_file_fails_verify_and_is_put_back_from_the_verification_key(workspace, daemon):
+    """A deleted key file left a sealed log saying OK (a cut tail hides behind it); the only way back was none.
+    Now verify fails naming it, and `audit init --key -` puts it back at the next epoch, through the daemon and
+    without one, the verification key never sent; a refused request never records the key it carried."""
+    workspace.write_config(audit_config())
+    workspace.pipeline("busy", FANOUT)
+    daemon.start()
+    key = init(workspace)
+    key_file = workspace.state / "audit.key"
+    key_file.unlink()
+    rc, report = verify(workspace)
+    assert rc == 1 and "audit.key is missing: sealing has stopped" in report["problems"][0]["message"]
+    wrong = cli(workspace, "init", "--key", "-", stdin="00" * 32 + "\n")
+    assert wrong.returncode != 0 and "does not verify with this key" in wrong.stderr
+    out = cli(workspace, "init", "--key", "-", stdin=key + "\n")
+    assert out.returncode == 0, out.stderr
+    assert "restored at epoch" in out.stdout and key_file.exists()
+    again = cli(workspace, "init", "--key", "-", stdin=key + "\n")
+    assert again.returncode != 0 and "in place and whole" in again.stderr
+    refused = [r for r in records(daemon) if r["action"] == "request_refused"]
+    assert refused and all(key.replace("-", "") not in json.dumps(r) for r in refused)
+    assert "(secret, not recorded)" in refused[-1]["details"]
+    assert [r["action"] for r in records(daemon, action="audit_key_restored")] == ["audit_key_restored"]
+    assert verify(workspace, key)[0] == 0
+    assert daemon.stop() == 0
+    key_file.write_text("torn")  # damaged, without a daemon this time
+    assert verify(workspace)[0] == 1
+    out = cli(workspace, "init", "--key", "-", stdin=key + "\n")
+    assert out.returncode == 0, out.stderr
+    rc, report = verify(workspace, key)
+    assert rc == 0, report
+
+
+def test_an_export_of_a_log_that_does_not_verify_says_so(workspace, daemon):
+    workspace.write_config(audit_config())
+    workspace.pipeline("busy", FANOUT)
+    daemon.start()
+    init(workspace)
+    follow_until(daemon, count=13, trigger_runs=1)
+    daemon.call("audit.seal", {})
+    assert daemon.stop() == 0
+    last = _all_records(workspace)[-1]["seq"]
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DELETE FROM audit_log WHERE seq > ?", (last - 3,))  # sealed records cut, their seal left
+    conn.commit()
+    conn.close()
+    export = workspace.root / "cut.jsonl"
+    out = cli(workspace, "export", "-o", str(export), "--json")
+    assert out.returncode == 0 and export.exists()
+    assert json.loads(out.stdout)["verified"] is False
+    assert f"the exported log does not verify: first bad record: seq {last - 2}" in out.stderr

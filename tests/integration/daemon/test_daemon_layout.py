@@ -23,7 +23,7 @@ OPS_SERVED = {
     "status", "resources", "pipelines.list", "pipelines.show", "pipelines.validate", "pipelines.pause",
     "pipelines.resume", "reload", "trigger", "runs.list", "runs.show", "logs", "cancel", "retry", "events",
     "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
-    "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune",
+    "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune", "audit.restore_key",
     "models.list", "models.show", "models.versions", "models.diff", "models.why", "models.promote", "models.rollback",
     "models.observe", "models.unblock", "privacy.show", "privacy.spend",
 }

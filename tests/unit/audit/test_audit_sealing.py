@@ -112,8 +112,36 @@ def test_a_damaged_key_file_stops_sealing_with_a_clear_error_and_the_chain_goes_
     with caplog.at_level(logging.ERROR, logger="edgeorch.audit"):
         assert service.seal_now("test") is None
     assert "damaged" in caplog.text
-    rep = report_of(store, key_file=path)
-    assert rep.ok and rep.key_epoch is None
+    rep = report_of(store, key_file=path)  # the chain still verifies, but nothing vouches for the tail now
+    assert not rep.ok and rep.key_epoch is None
+    (problem,) = rep.problems
+    assert "damaged" in problem.message and "sealing has stopped" in problem.message
+    assert problem.seq == store.audit.last_seal()["seq"] + 1
+
+
+def _sealed_log(sealer, store, records: int = 12):
+    key0 = sealer.init(None)
+    for i in range(records):
+        store.audit.record(None, "x", f"r{i}")
+        if i % 3 == 2:
+            sealer.seal()
+    return key0
+
+
+def test_a_lost_key_file_is_put_back_from_the_verification_key_and_sealing_goes_on(sealer, store, tmp_path):
+    key0 = _sealed_log(sealer, store)
+    last = store.audit.last_seal()
+    key_path(tmp_path).unlink()
+    store.audit.record(None, "x", "while the key file was gone")
+    with pytest.raises(UsageError, match="not the epoch after the last seal"):
+        sealer.restore("root", KeyState(int(last["epoch"]), key_at(key0, int(last["epoch"]))))
+    epoch = int(last["epoch"]) + 1
+    res = sealer.restore("root", KeyState(epoch, key_at(key0, epoch)))
+    assert res["was"] == "missing" and res["epoch"] == epoch and res["sealed"]["epoch"] == epoch
+    assert [r["action"] for r in store.audit.records()][-1] == "audit_key_restored"
+    assert report_of(store, key0, key_path(tmp_path)).ok  # every seal, the new ones too, verifies with key_0
+    with pytest.raises(ConflictError, match="in place and whole"):
+        sealer.restore("root", KeyState(epoch + 1, key_at(key0, epoch + 1)))
 
 
 def test_the_seal_service_seals_after_every_n_records_and_at_close(sealer, store):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +17,9 @@ from edgeorch.audit.keyfile import key_path
 from edgeorch.audit.sealer import Sealer
 from edgeorch.audit.source import StoreSource, verify_source
 from edgeorch.audit.verify import verify
+from edgeorch.audit import keyfile
+from edgeorch.audit.keyfile import KeyState
+from edgeorch.audit.keys import key_at
 from edgeorch.store import Store
 
 
@@ -153,6 +158,48 @@ def test_a_truncated_tail_with_its_seal_removed_is_named_by_the_key_files_epoch(
     assert check(db).ok  # the chain alone cannot tell: its unsealed tail is simply shorter
     report = check(db, key_file=key_file)
     assert report.first_bad == 11 and "key file is at epoch 3" in report.problems[0].message
+
+
+def test_a_cut_tail_with_the_key_file_removed_is_named(log):
+    """Records and seals cut after a seal, and the key file (which tells how far sealing went) deleted: verify
+    said OK, with the verification key too, and only a warning on stderr."""
+    db, key0, key_file = log
+    conn = attacker(db)
+    conn.execute("DELETE FROM audit_log WHERE seq > 10")
+    conn.execute("DELETE FROM audit_seals WHERE epoch = 2")
+    key_file.unlink()
+    for key in (None, key0):
+        report = check(db, key, key_file)
+        assert report.first_bad == 11 and "missing: sealing has stopped" in report.problems[0].message
+
+
+def test_a_cut_tail_with_a_forged_key_file_at_the_right_epoch_is_named_with_the_key(log):
+    """A made-up key written into the key file at the epoch after the last seal left (its check recomputed) hid
+    the cut from `verify --key`: the key file's key must be key_0 evolved to its epoch."""
+    db, key0, key_file = log
+    conn = attacker(db)
+    conn.execute("DELETE FROM audit_log WHERE seq > 10")
+    conn.execute("DELETE FROM audit_seals WHERE epoch = 2")
+    keyfile.create(key_file, KeyState(2, os.urandom(32)))
+    assert check(db, key_file=key_file).ok  # without the verification key a forged file cannot be told
+    report = check(db, key0, key_file)
+    assert report.first_bad == 11 and "key file was replaced" in report.problems[0].message
+    keyfile.create(key_file, KeyState(2, key_at(key0, 2)))  # the true key of that epoch: the cut stays hidden
+    assert check(db, key0, key_file).ok  # (only a key file that had moved on tells: see the threat model)
+
+
+def test_a_wrong_key_after_a_prune_is_said_once_naming_no_record(log, tmp_path):
+    """With the audit_init record (and its key id) pruned, a wrong key gave one 'were rewritten' line per seal,
+    the first bad seq a pruned record."""
+    db, _, key_file = log
+    store = Store(db)
+    try:
+        assert store.audit.prune(time.time() + 3600, actor="root") is not None
+    finally:
+        store.close()
+    report = check(db, os.urandom(32), key_file)
+    (problem,) = report.problems
+    assert problem.seq is None and "not this log's verification key" in problem.message
 
 
 def test_a_recomputed_chain_that_leaves_the_seals_is_named_without_the_key(log):
