@@ -52,7 +52,7 @@ class EngineConfig:
     parallelism: int = 2
     """At most this many attempts run at once (before resource limits)."""
     log_max_bytes: int = 64 * 1024 * 1024
-    """Per-attempt log cap; output past it is dropped and a marker written."""
+    """Per-attempt log cap: a longer log keeps its start and its end (the shim's ``_LogCopy``), with markers."""
     kill_grace: float = 10.0
     """Seconds between SIGTERM and SIGKILL when stopping a process group."""
     default_timeout: float | None = None

@@ -1521,7 +1521,7 @@ class Engine:
             if info.exit_code != 0:
                 # The log's last line says why, most of the time (a traceback's last line, a tool's error):
                 # where the person reading `edgeorch show`, a quarantine reason or a retry line looks first.
-                said = None if info.log_truncated else last_log_line(la.attempt_dir / "output.log")
+                said = last_log_line(la.attempt_dir / "output.log")  # a capped log keeps its end (the shim)
                 reason = info.error or f"exited with code {info.exit_code}" + (f": {said}" if said else "")
         was = AttemptState.STARTING if la.pgid is None else AttemptState.RUNNING
         if not AttemptState.can_transition(was, astate):  # pragma: no cover - a bug in the lines above

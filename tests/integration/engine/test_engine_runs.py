@@ -74,7 +74,7 @@ def test_failed_task_marks_dependents_upstream_failed(workspace, harness):
 
 def test_a_failed_tasks_reason_quotes_the_last_line_of_its_log(workspace, harness):
     """What the person reading `edgeorch show` needs first: why, in the task's own words (its log's last
-    line, terminal escapes taken out); not quoted from a log cut at its cap (its last line is dropped)."""
+    line, terminal escapes taken out); also from a log cut at its cap, which keeps its end."""
     workspace.write_config(extra="")
     workspace.config_path.write_text(workspace.config_path.read_text().replace(
         "parallelism = 2", 'parallelism = 2\nlog_max_bytes = "4K"'))
@@ -93,7 +93,7 @@ def test_a_failed_tasks_reason_quotes_the_last_line_of_its_log(workspace, harnes
     assert state == RunState.FAILED
     reasons = {t["name"]: t["reason"] for t in harness.store().runs.tasks_of(run_id)}
     assert reasons == {"py": "exited with code 4: ValueError: column price is empty",
-                       "quiet": "exited with code 5", "loud": "exited with code 6"}, reasons
+                       "quiet": "exited with code 5", "loud": "exited with code 6: the real cause"}, reasons
 
 
 def test_retry_waits_with_exponential_backoff(workspace, harness):
@@ -241,11 +241,36 @@ def test_large_output_is_capped_with_a_marker(workspace, harness):
     (a,) = harness.store().attempts.of_run(run_id)
     log = Path(a["log_path"])
     size = log.stat().st_size
-    assert 10 * 1024 * 1024 <= size < 10 * 1024 * 1024 + 200
+    assert 10 * 1024 * 1024 <= size < 10 * 1024 * 1024 + 400
     with open(log, "rb") as f:
-        f.seek(-120, os.SEEK_END)
-        assert b"log cap of 10485760 bytes reached" in f.read()
+        head = f.read(10 * 1024 * 1024 - 64 * 1024 + 200)
+        assert b"log cap of 10485760 bytes reached; the output's last 65536 bytes are kept" in head
+        f.seek(-(64 * 1024 + 100), os.SEEK_END)
+        end = f.read()
+    assert b"bytes of output dropped here; its last 65536 bytes follow]\n" in end
+    assert end.endswith(b"x" * 1000 + b"done-writing\n")  # the output's end is what a crash says why in
     assert any(e.get("log_truncated") for e in harness.events if e.get("task") == "loud")
+
+
+def test_a_capped_log_keeps_the_error_a_task_died_with(workspace, harness):
+    """The cap kept the start of a log and dropped the rest: a training job printing 2 MB and then dying with
+    its error showed only 'exited with code 1 (log truncated at cap)'; the error was nowhere."""
+    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "1M"')
+    workspace.config_path.write_text(cfg_text)
+    workspace.pipeline("dies", """
+        [tasks.train]
+        command = ["sh", "-c", "seq 1 400000; echo 'real error: disk full' >&2; exit 1"]
+    """)
+    run_id, state = harness.run("dies")
+    assert state == RunState.FAILED
+    (a,) = harness.store().attempts.of_run(run_id)
+    text = Path(a["log_path"]).read_text()
+    assert text.startswith("1\n2\n3\n") and text.endswith("400000\nreal error: disk full\n")
+    assert "\n[edgeorch: " in text and len(text.encode()) < 1024 * 1024 + 400
+    dropped = text[text.index("bytes of output dropped here") - 12:]
+    kept_from = dropped.split("follow]\n", 1)[1]
+    assert kept_from.split("\n", 1)[0].isdigit()  # the kept end starts at a whole line
+    assert a["reason"] == "exited with code 1: real error: disk full"
 
 
 def test_call_task_gets_params_as_keyword_arguments(workspace, harness):

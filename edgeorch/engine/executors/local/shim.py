@@ -529,20 +529,35 @@ def _supervise(rfd: int, wake_r: int, log_fd: int, cap: int, tree: _Tree) -> tup
         os.set_blocking(rfd, False)
         while log.copy_once(rfd):
             pass
+    log.finish()
     os.close(rfd)
     os.close(wake_r)
     assert tree.status is not None
     return log.truncated, tree.status
 
 
+TAIL_MAX = 64 * 1024
+"""At most this much of a capped log's end is kept (a quarter of the cap when that is less)."""
+
+
 class _LogCopy:
-    """The task's output into the log file up to ``cap`` bytes (0: no cap), then one marker line."""
+    """The task's output into the log file, within ``cap`` bytes (0: no cap): its start, and its end.
+
+    Past ``cap - tail`` bytes the output goes to a ring of the last ``tail`` bytes instead (``tail`` is
+    :data:`TAIL_MAX`, or a quarter of the cap when that is less), after one marker line said where it was
+    cut; :meth:`finish` writes that end after a second marker counting what was dropped. The end of a log is
+    where a crash says why (a traceback's last line, ``disk full``): a cap that kept only the start lost it.
+    """
 
     def __init__(self, log_fd: int, cap: int) -> None:
         self.log_fd = log_fd
         self.cap = cap
+        self.tail_max = min(TAIL_MAX, cap // 4) if cap else 0
+        self.head_max = cap - self.tail_max
         self.written = 0
         self.truncated = False
+        self.tail = bytearray()
+        self.dropped = 0  # bytes past the head that are not in ``tail`` any more
 
     def copy_once(self, rfd: int) -> bool:
         """Copy one chunk; False at EOF (or nothing more buffered on a non-blocking pipe)."""
@@ -554,17 +569,36 @@ class _LogCopy:
             return True
         if not chunk:
             return False
-        if self.cap and self.written + len(chunk) > self.cap:
+        if self.cap and (self.truncated or self.written + len(chunk) > self.head_max):
             if not self.truncated:
-                keep = max(self.cap - self.written, 0)
+                keep = max(self.head_max - self.written, 0)
                 _write_all(self.log_fd, chunk[:keep])
                 self.written += keep
-                _write_all(self.log_fd, f"\n[edgeorch: log cap of {self.cap} bytes reached; further output dropped]\n".encode())
+                chunk = chunk[keep:]
+                _write_all(self.log_fd, f"\n[edgeorch: log cap of {self.cap} bytes reached; the output's last "
+                                        f"{self.tail_max} bytes are kept and written when the task ends]\n".encode())
                 self.truncated = True
+            self.tail += chunk
+            if len(self.tail) > self.tail_max:
+                cut = len(self.tail) - self.tail_max
+                self.dropped += cut
+                del self.tail[:cut]
             return True
         _write_all(self.log_fd, chunk)
         self.written += len(chunk)
         return True
+
+    def finish(self) -> None:
+        """After the last output: a capped log's kept end, from its first whole line, after a count of the rest."""
+        if not self.truncated:
+            return
+        tail = bytes(self.tail)
+        if self.dropped and b"\n" in tail[:-1]:
+            start = tail.index(b"\n") + 1  # from a line's start: a cut line reads as garbage
+            self.dropped += start
+            tail = tail[start:]
+        _write_all(self.log_fd, f"[edgeorch: {self.dropped} bytes of output dropped here; its last {len(tail)} "
+                                f"bytes follow]\n".encode() + tail)
 
 
 def _write_all(fd: int, data: bytes) -> None:
