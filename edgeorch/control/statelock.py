@@ -171,8 +171,13 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
             holder, hint = _holder(fd)
             os.close(fd)
             raise StateError(f"state directory {directory} is in use by {holder}", hint=hint) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the holder's pid (what the next one names); a full disk refuses even these few bytes
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)  # the lock goes with it
+            raise StateError(f"cannot write the lock file: {exc.strerror or exc}", file=str(path),
+                             hint="free space in the state directory (df -h), then start again") from None
         _held.add(path)
     lock = StateLock(path, fd)
     if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:

@@ -77,3 +77,23 @@ def test_a_garbage_owner_record_does_not_crash_recovery(workspace, daemon):
     # Without a readable owner the shim cannot be adopted: the attempt is settled as lost, not left hanging.
     assert state in ("failed", "succeeded")
     assert daemon.call("status")["pid"] == daemon.proc.pid
+
+
+def test_a_daemon_started_on_a_full_disk_says_so_naming_the_lock_file(workspace, small_disk):
+    """Its lock file's pid could not be written: exit 70, 'internal error (a bug, please report it)', no path; under
+    Restart=on-failure the journal filled with reports of a bug."""
+    workspace.state = small_disk / "var"
+    workspace.write_config()
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    proc = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "cannot write the lock file" in proc.stderr and "edgeorch.lock" in proc.stderr
