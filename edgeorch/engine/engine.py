@@ -65,6 +65,11 @@ RUNNING_MARK_DELAY_S = 0.05
 of the attempts started meanwhile go in one transaction, and an attempt that ends sooner has its mark written
 with its outcome. Recovery never needs the mark (the shim's proc.json has the same facts)."""
 
+COLLECT_WAIT_S = 60.0
+"""How long :meth:`Engine.start` waits for the attempts that ended while no engine ran to be settled (their
+outputs hashed, their outcomes recorded) before it returns anyway, saying so: triggers armed after it must see
+those runs as they are now (a finished run does not hold a schedule's fire back)."""
+
 OUTCOME_SYNC_DELAY_S = 0.005
 """How long an attempt's outcome that nothing waits for (no task made ready, the run not over, no model or
 dataset version, a success) may stay committed without a sync: the outcomes of that window share one
@@ -255,6 +260,8 @@ class Engine:
         # attempts that occupy a slot are exactly those in ``self.res.held``.
         self.res: Admission | None = None
         self._pin_at_start: dict[int, tuple[int, ...]] = {}  # attempt -> cores, moved before its task started
+        self._collecting: set[int] = set()  # attempts that ended while no engine ran, not settled yet
+        self._collected = asyncio.Event()
         self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
         self._unsynced: list[Event] = []  # events of outcomes committed without a sync, in order (sync_outcomes)
         self._sync_timer: asyncio.TimerHandle | None = None
@@ -315,6 +322,14 @@ class Engine:
             self._requeue_after_restart(ctx)
         self._arm_watch()
         self._schedule_dispatch()
+        if self._collecting:
+            # What ended while no engine ran is settled before start() returns: a schedule armed next counts the
+            # runs still active, and one whose last task ended meanwhile must not hold back (skip) a fire.
+            try:
+                await asyncio.wait_for(self._collected.wait(), COLLECT_WAIT_S)
+            except asyncio.TimeoutError:
+                log.warning("%d attempt(s) that ended while no engine ran are still being settled after %.0f s; "
+                            "starting anyway", len(self._collecting), COLLECT_WAIT_S)
 
     def _make_executor(self, loop: asyncio.AbstractEventLoop) -> Executor:
         """The executor ``[executor] kind`` names; the engine uses only its contract.
@@ -728,6 +743,7 @@ class Engine:
             else:
                 assert adoption.exit is not None
                 assert self.loop is not None  # start() set it before recovering
+                self._collecting.add(a["id"])
                 self.loop.call_soon(self._on_exited, a["id"], adoption.exit)
 
     def _restore_lease(self, a: dict[str, Any]) -> None:
@@ -1587,6 +1603,10 @@ class Engine:
         del self.live[attempt_id]
         if not self.live and self._all_stopped is not None:
             self._all_stopped.set()
+        if self._collecting:
+            self._collecting.discard(attempt_id)
+            if not self._collecting:
+                self._collected.set()
         self.res.release(attempt_id)
         if ran_ok and la.started_at is not None:
             finished = info.finished_at if info.finished_at is not None else self.clock()

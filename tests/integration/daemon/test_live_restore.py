@@ -219,3 +219,36 @@ def test_an_adopted_attempt_keeps_the_timeout_it_had_a_restart_gives_no_fresh_on
     assert ended - adopted < 3.0, f"stopped {ended - adopted:.2f}s after the adoption: a fresh timeout was armed"
     doc = daemon.call("runs.show", {"run_id": run_id})
     assert "timed out after 3s" in doc["tasks"][0]["reason"], doc["tasks"][0]
+
+
+def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules_fire(workspace, daemon):
+    """Schedules were armed before the runs that ended while no daemon ran were settled: with max_active_runs = 1
+    and on_max_active = "skip", the fire due at the restart was skipped for '1 active run(s)', the run counted
+    being one that had already ended (collected a moment later)."""
+    workspace.pipeline("guard", """
+        every = "2s"
+        catchup = "latest"
+        max_active_runs = 1
+        on_max_active = "skip"
+        [tasks.wait]
+        command = ["sh", "-c", "touch {pipeline_dir}/started-$EDGEORCH_RUN_ID; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+    """)
+    daemon.start()
+    workspace.wait_file(workspace.pipelines / "started-1")
+    deadline = time.monotonic() + 30
+    while _attempt_with_pid(workspace, "wait") is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert daemon.stop() == 0
+    (workspace.pipelines / "go").touch()  # run 1 ends while no daemon runs
+    a = _attempt_with_pid(workspace, "wait")
+    while is_same_process(a["pid"], a["pid_start_time"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(2.5)  # a fire falls due while no daemon runs (the schedule's grid is wall-clock time)
+    before = len(daemon.output())
+    daemon.start()
+    assert daemon.wait_run(1) == "succeeded"
+    workspace.wait_file(workspace.pipelines / "started-2")  # the fire due at the restart started run 2
+    after = daemon.output()[before:]
+    assert "skip fire" not in after, after
