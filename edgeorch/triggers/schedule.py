@@ -94,6 +94,10 @@ class ScheduleSpec:
         if (self.cron is None) == (self.every is None):
             raise ValueError("ScheduleSpec needs exactly one of cron and every")
 
+    def grid(self) -> tuple[str | None, float | None, str, float]:
+        """What sets the fire times (not what happens at them: catch-up and overlap rules)."""
+        return self.cron, self.every, self.timezone, self.jitter
+
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
@@ -400,3 +404,8 @@ def _aware(t: datetime) -> datetime:
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"naive datetime {t!r}: pass timezone-aware times")
     return t
+
+
+def same_grid(a: ScheduleSpec, b: ScheduleSpec) -> bool:
+    """Whether two specs fire at the same times (an edit of only its catch-up or overlap rules keeps them)."""
+    return a.grid() == b.grid()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError
 from ..events import Event, ScheduleFired
-from .schedule import ScheduleSpec
+from .schedule import ScheduleSpec, same_grid
 from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,10 +92,17 @@ class Schedules:
         for name in set(self.specs) - set(want):
             self.scheduler.remove(name)
         for name, spec in want.items():
-            if self.specs.get(name) == spec:
+            old = self.specs.get(name)
+            if old == spec:
                 continue
             stored = parse_iso(store.schedules.last_fire(name))
             keep = self.scheduler.last_fire(name)
+            if old is not None and not same_grid(old, spec):
+                # Edited while the daemon runs: the new times count from the edit, as a new schedule's do. Kept,
+                # the old watermark made every fire of the new grid since the last fire "missed" (catchup = "all"
+                # started catchup_max runs on save, "2 fire(s) missed while the daemon was away").
+                keep = self.scheduler.clock.now()
+                store.schedules.set_last_fire(name, iso(keep))
             wm = self.scheduler.set(spec, stored if keep is None else keep)
             if stored is None:
                 store.schedules.set_last_fire(name, iso(wm))

@@ -13,7 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,21 @@ def test_every_fires_and_a_restart_neither_loses_nor_repeats_a_fire(workspace, d
     assert set(gaps) == {timedelta(seconds=1)}, f"a fire was lost: {fires}"
     n_runs = q(workspace, "SELECT COUNT(*) FROM runs WHERE trigger = 'schedule'")[0][0]
     assert n_runs == len(fires)
+
+
+def test_a_schedule_edited_while_the_daemon_runs_counts_its_new_times_from_the_edit(workspace, daemon):
+    """every = "1h" edited to every = "1s" with catchup = "all": the old watermark made each second since the
+    last fire a fire "missed while the daemon was away", all started at once on save."""
+    workspace.pipeline("tick", TICK.replace('every = "1s"', 'every = "1h"'))
+    daemon.start()
+    time.sleep(2.5)  # the schedule's watermark (its start) is 2.5 s old: wall-clock time, what the grid is made of
+    edited = datetime.now(UTC)
+    workspace.pipeline("tick", TICK)
+    daemon.call("reload", {})
+    wait_until(daemon, lambda: len(fire_times(workspace)) >= 2, what="fires of the edited schedule")
+    rows = [json.loads(r["data"]) for r in q(workspace, "SELECT data FROM events WHERE kind = 'schedule_fire'")]
+    assert all(datetime.fromisoformat(r["fire_time"]) >= edited - timedelta(seconds=1) for r in rows), rows
+    assert all(r["missed"] == 0 for r in rows), rows
 
 
 GATED_TICK = """
