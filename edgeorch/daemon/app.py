@@ -115,6 +115,12 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.banner: str | None = None  # printed on stderr once the state is locked (run_daemon sets it)
 
+    def _note_loaded(self, pipelines: dict[str, Any]) -> None:
+        """Record the versions now served from valid files (``store.pipelines.note_loaded``): after a restart
+        with a broken file, the one served before it is the one kept. A stale one (its file broken) is not."""
+        assert self.store is not None and self.registry is not None
+        self.store.pipelines.note_loaded(p for n, p in pipelines.items() if self.registry.stale(n) is None)
+
     def _last_stored_version(self, file: Path) -> Any:
         """The last version of a pipeline the state file holds from ``file`` (parsed), or None."""
         from ..pipelines.load import load_pipeline_bytes
@@ -147,6 +153,7 @@ class Daemon:
             for name in self.registry.keep_last_valid(self._last_stored_version):
                 log.warning("pipeline %s: its file has errors; serving its last valid version from the state file "
                             "until it is fixed (as before this start)", name)
+            self._note_loaded(self.registry.pipelines)
             log.info("pipelines: %s from %s", ", ".join(self.registry.pipelines) or "(none)", cfg.pipelines_dir)
             self.engine = Engine(cfg, self.store, bus=self.bus)
             self.requests = RunRequests(self.engine, self.registry.get)
@@ -313,6 +320,8 @@ class Daemon:
             reloaded = Reloaded(self.engine.clock(), result.summary(), result.unchanged, actor,
                                 tuple(e.render() for e in result.errors))
             record(self.store.events, reloaded)
+            self._note_loaded({n: self.registry.pipelines[n] for n in (*result.added, *result.changed)
+                               if n in self.registry.pipelines})
             for err in result.errors:
                 log.warning("pipeline error: %s", err.render())
             self._warn_unsatisfiable()

@@ -12,6 +12,7 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import NotFoundError
@@ -41,11 +42,28 @@ class Pipelines:
                         {"version_id": version_id, "content_hash": content_hash, "source_file": source_file})
             return version_id
 
+    def note_loaded(self, pipelines: Iterable[Any]) -> None:
+        """The versions a daemon serves now, each as loaded valid from its file (``name``, ``content_hash``,
+        ``source_file``, ``source_text``): recorded once per content, stamped ``loaded_at``, one transaction.
+
+        What :meth:`latest_of_file` returns after a restart: the version in force when the file broke, not the
+        last one a run happened to record (an edit never run, or a return to an earlier text, was forgotten).
+        """
+        items = list(pipelines)
+        if not items:
+            return
+        now = self._db.clock()
+        with self._db.transaction():
+            for p in items:
+                version_id = self.record_version(p.name, p.content_hash, str(p.source_file), p.source_text)
+                self._db.conn.execute("UPDATE pipeline_versions SET loaded_at = ? WHERE id = ?", (now, version_id))
+
     def latest_of_file(self, source_file: str) -> dict[str, Any] | None:
-        """The newest version stored from ``source_file`` (an absolute path), or None: what a daemon started while
-        that file has errors keeps serving, as one that was running when the file broke does."""
-        row = self._db.one("SELECT * FROM pipeline_versions WHERE source_file = ? ORDER BY id DESC LIMIT 1",
-                           (source_file,))
+        """The version last loaded from ``source_file`` (an absolute path), or None: what a daemon started while
+        that file has errors keeps serving, as one that was running when the file broke does. Last loaded: by
+        :meth:`note_loaded`'s stamp, else (a version only a run recorded) by when it was stored."""
+        row = self._db.one("SELECT * FROM pipeline_versions WHERE source_file = ?"
+                           " ORDER BY COALESCE(loaded_at, created_at) DESC, id DESC LIMIT 1", (source_file,))
         return dict(row) if row else None
 
     def version(self, version_id: int) -> dict[str, Any]:

@@ -604,6 +604,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
     """,
+    # 22: when a daemon last loaded each pipeline version from its file (valid), run or not: a daemon started
+    # while the file has errors serves that one, not the last version a run happened to record.
+    """
+    ALTER TABLE pipeline_versions ADD COLUMN loaded_at REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -53,3 +53,32 @@ def test_trigger_and_run_say_on_stderr_that_the_pipeline_runs_its_last_valid_ver
     quiet = subprocess.run([*workspace.cli(), "trigger", "nightly", "-q"], env=workspace.cli_env(),
                            capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_a_restart_with_a_broken_file_serves_the_version_in_force_before_it_even_one_never_run(workspace, daemon):
+    """Versions were stored only when a run was created: an edit loaded but never run (a schedule made hourly),
+    or a return to an earlier text, was forgotten, and a restart with the file broken served an older version
+    than the one in force before it (runs every 10 s again)."""
+    path = workspace.pipeline("nightly", GOOD)
+    original = path.read_text()
+    daemon.start()
+    first = daemon.call("trigger", {"pipeline": "nightly"})
+    assert daemon.wait_run(first["run_id"]) == "succeeded"
+    path.write_text(original.replace("true", "echo edited"))  # loaded, never run
+    daemon.call("reload")
+    [edited] = daemon.call("pipelines.list")["pipelines"]
+    assert edited["content_hash"] != first["content_hash"]
+    path.write_text(path.read_text() + "oops = 1\n")
+    daemon.call("reload")
+    daemon.kill9()
+    daemon.start()
+    [item] = daemon.call("pipelines.list")["pipelines"]
+    assert item["content_hash"] == edited["content_hash"] and item["warnings"], item
+    path.write_text(original)  # back to the first text (its stored row is the older one)
+    daemon.call("reload")
+    path.write_text(path.read_text() + "oops = 1\n")
+    daemon.call("reload")
+    daemon.kill9()
+    daemon.start()
+    [item] = daemon.call("pipelines.list")["pipelines"]
+    assert item["content_hash"] == first["content_hash"], item
