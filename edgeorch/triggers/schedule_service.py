@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EdgeorchError
+from ..errors import EdgeorchError, StateError
 from ..events import Event, ScheduleFired
 from .schedule import ScheduleSpec, same_grid
-from .scheduler import Fire, Scheduler, ScheduleTimer, SystemClock
+from .scheduler import Fire, RetryLater, Scheduler, ScheduleTimer, SystemClock
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.engine import Engine
@@ -116,11 +116,21 @@ class Schedules:
         return sum(1 for ctx in self.engine.runs.values() if ctx.pipeline.name == pipeline)
 
     def _on_fire(self, fire: Fire) -> None:
+        """Record ``fire`` (a run, or why none), then announce it. When the state file cannot be written (a full
+        disk) nothing is announced and :class:`RetryLater` tells the scheduler to keep the fire and come back:
+        its watermark never moved, so the fire is not lost (it was, with a traceback in the log)."""
+        try:
+            self._record_fire(fire)
+        except StateError as exc:
+            raise RetryLater(exc.render()) from None
+        self.publish(ScheduleFired(self.engine.clock(), fire.pipeline, iso(fire.fire_time), fire.action, fire.missed,
+                                   fire.reason))
+
+    def _record_fire(self, fire: Fire) -> None:
         store = self.store
         name = fire.pipeline
         fire_time = iso(fire.fire_time)
         data = {"pipeline": name, "fire_time": fire_time, "action": fire.action, "missed": fire.missed}
-        self.publish(ScheduleFired(self.engine.clock(), name, fire_time, fire.action, fire.missed, fire.reason))
         if fire.action == "start":
             from ..engine.requests import RunRequest  # at call time: the engine package imports triggers
 
@@ -134,6 +144,8 @@ class Schedules:
                                                           source="schedule", within=within)).run_id
                 log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
                 return
+            except StateError:
+                raise  # not recorded (a full disk): the fire is tried again (_on_fire)
             except EdgeorchError as exc:
                 why = exc.render()
             # Not started: the fire is handled (skipped) so it is not retried forever.

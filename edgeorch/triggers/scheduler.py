@@ -89,6 +89,15 @@ class ManualClock:
         return self._now
 
 
+FIRE_RETRY_S = 5.0
+"""After ``on_fire`` raised :class:`RetryLater`, how long the pipeline's schedule waits before trying that fire
+again (its watermark kept: the fire is late, not lost; the catch-up policy applies to it then)."""
+
+
+class RetryLater(Exception):
+    """Raised by ``on_fire``: the fire could not be recorded now (the state file cannot be written); keep it."""
+
+
 @frozen
 class Fire:
     """One scheduling outcome reported to ``on_fire``.
@@ -122,6 +131,8 @@ class _Entry:
     wait_reported: bool = field(default=False)
     error: str | None = None
     pause_reported: bool = False
+    retry_at: datetime | None = None
+    """A fire ``on_fire`` could not record: nothing of this schedule is tried before this time."""
 
 
 class Scheduler:
@@ -131,9 +142,11 @@ class Scheduler:
     order. ``active_runs(pipeline)`` returns the pipeline's queued + running
     runs and is asked before every start, so ``on_fire`` must have created
     the run (``Engine.submit``) before it returns for ``max_active_runs`` to
-    count it. An exception from ``on_fire`` is logged and does not stop other
-    pipelines; the watermark still advances in memory (a restart recomputes
-    from the stored one). ``paused()`` returns the names of the paused
+    count it. :class:`RetryLater` from ``on_fire`` (nothing recorded: a full
+    disk) keeps the fire due and that schedule idle for :data:`FIRE_RETRY_S`;
+    another exception is logged and does not stop other pipelines (the
+    watermark still advances in memory; a restart recomputes from the stored
+    one). ``paused()`` returns the names of the paused
     pipelines (asked once per tick): their fires are reported as ``paused``
     and they have no next fire.
     """
@@ -201,7 +214,8 @@ class Scheduler:
         the watermark); failing ones do not. None when nothing is scheduled.
         """
         # _guard calls the lambda at once, in its own iteration: no default argument needed to bind ``e``
-        times = [self._guard(e, lambda: start_time(e.spec, next_fire(e.spec, e.last_fire)))
+        times = [e.retry_at if e.retry_at is not None else
+                 self._guard(e, lambda: start_time(e.spec, next_fire(e.spec, e.last_fire)))
                  for e in self._entries.values() if e.waiting is None and e.error is None]
         found = [t for t in times if t is not None]
         return min(found) if found else None
@@ -218,6 +232,10 @@ class Scheduler:
         out: list[Fire] = []
         for name in sorted(self._entries):
             entry = self._entries[name]
+            if entry.retry_at is not None:
+                if entry.retry_at > now:
+                    continue
+                entry.retry_at = None
             if entry.error is None:
                 self._guard(entry, lambda: self._tick_one(entry, now, name in paused, out))
         return out
@@ -238,7 +256,7 @@ class Scheduler:
             self._skip_paused(entry, now, out)
             return
         entry.pause_reported = False
-        if entry.waiting is not None and not self._try_start(entry, entry.waiting, out):
+        if entry.waiting is not None and not self._try_start(entry, entry.waiting, out, now):
             return
         plan = plan_fires(spec, entry.last_fire, now)
         if plan.last_fire is None or plan.last_fire == entry.last_fire:
@@ -247,12 +265,13 @@ class Scheduler:
             # Pass the dropped fires (all older than the ones to start), stop before those.
             wm = plan.fires[0] - timedelta(microseconds=1) if plan.fires else plan.last_fire
             wm = max(entry.last_fire, wm)
-            self._emit(out, Fire(spec.pipeline, "missed", plan.last_fire, start_time(spec, plan.last_fire), wm,
-                                 f"{plan.missed} fire(s) missed while the daemon was away; catchup = {spec.catchup}",
-                                 missed=plan.missed))
+            if not self._emit(out, Fire(spec.pipeline, "missed", plan.last_fire, start_time(spec, plan.last_fire), wm,
+                                        f"{plan.missed} fire(s) missed while the daemon was away; catchup = "
+                                        f"{spec.catchup}", missed=plan.missed), entry, now):
+                return
             entry.last_fire = wm
         for f in plan.fires:
-            if not self._try_start(entry, f, out):
+            if not self._try_start(entry, f, out, now):
                 return
         entry.last_fire = plan.last_fire
 
@@ -263,35 +282,52 @@ class Scheduler:
         plan = plan_fires(spec, entry.last_fire, now)
         if plan.last_fire is None or plan.last_fire == entry.last_fire:
             return
+        before = entry.last_fire
         entry.last_fire = plan.last_fire
-        self._emit(out, Fire(spec.pipeline, "paused", plan.last_fire, start_time(spec, plan.last_fire),
-                             plan.last_fire, f"pipeline {spec.pipeline} is paused: its fires are skipped until it is "
-                             "resumed, and not caught up then", missed=plan.missed + len(plan.fires),
-                             quiet=entry.pause_reported))
+        if not self._emit(out, Fire(spec.pipeline, "paused", plan.last_fire, start_time(spec, plan.last_fire),
+                                    plan.last_fire, f"pipeline {spec.pipeline} is paused: its fires are skipped "
+                                    "until it is resumed, and not caught up then", missed=plan.missed + len(plan.fires),
+                                    quiet=entry.pause_reported), entry, now):
+            entry.last_fire = before
+            return
         entry.pause_reported = True
 
-    def _try_start(self, entry: _Entry, fire: datetime, out: list[Fire]) -> bool:
-        """Admit one fire; False when it must wait (stop processing this pipeline)."""
+    def _try_start(self, entry: _Entry, fire: datetime, out: list[Fire], now: datetime | None = None) -> bool:
+        """Admit one fire; False when it must wait, or was not recorded (stop processing this pipeline)."""
         spec = entry.spec
         decision = admit(spec, self.active_runs(spec.pipeline))
         if decision.action == "wait":
             if entry.waiting != fire or not entry.wait_reported:
-                self._emit(out, Fire(spec.pipeline, "wait", fire, start_time(spec, fire), entry.last_fire,
-                                     decision.reason))
+                if not self._emit(out, Fire(spec.pipeline, "wait", fire, start_time(spec, fire), entry.last_fire,
+                                            decision.reason), entry, now):
+                    return False
             entry.waiting, entry.wait_reported = fire, True
             return False
+        before = entry.last_fire
         entry.waiting, entry.wait_reported = None, False
         entry.last_fire = max(entry.last_fire, fire)
-        self._emit(out, Fire(spec.pipeline, decision.action, fire, start_time(spec, fire), entry.last_fire,
-                             decision.reason))
+        if not self._emit(out, Fire(spec.pipeline, decision.action, fire, start_time(spec, fire), entry.last_fire,
+                                    decision.reason), entry, now):
+            entry.last_fire = before  # not recorded: the fire stays due
+            return False
         return True
 
-    def _emit(self, out: list[Fire], fire: Fire) -> None:
+    def _emit(self, out: list[Fire], fire: Fire, entry: _Entry | None = None, now: datetime | None = None) -> bool:
+        """Report ``fire``; False when ``on_fire`` raised :class:`RetryLater` (then nothing more of this schedule
+        is tried for :data:`FIRE_RETRY_S`)."""
         out.append(fire)
         try:
             self.on_fire(fire)
+        except RetryLater as exc:
+            if entry is not None:
+                entry.retry_at = (now or self.clock.now()) + timedelta(seconds=FIRE_RETRY_S)
+            log.warning("schedule %s: fire %s not recorded, tried again in %.0f s: %s", fire.pipeline,
+                        fire.fire_time.isoformat(), FIRE_RETRY_S, exc)
+            out.pop()
+            return False
         except Exception:  # one failing pipeline must not stop the others
             log.exception("on_fire failed for %s at %s", fire.pipeline, fire.fire_time)
+        return True
 
 
 class ScheduleTimer:

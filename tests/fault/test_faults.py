@@ -97,3 +97,47 @@ def test_a_daemon_started_on_a_full_disk_says_so_naming_the_lock_file(workspace,
     assert proc.returncode == 4, proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
     assert "cannot write the lock file" in proc.stderr and "edgeorch.lock" in proc.stderr
+
+
+def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(workspace, daemon, small_disk):
+    """The fire failed with a traceback ('on_fire failed'), nothing recorded it, and it was never run, even with
+    catchup = "all": its watermark had moved on in memory."""
+    import json
+    import time
+
+    workspace.state = small_disk / "var"
+    workspace.write_config()
+    workspace.pipeline("tiny", """
+        every = "1s"
+        catchup = "all"
+        [tasks.a]
+        command = ["true"]
+    """)
+    daemon.start()
+    filler = small_disk / "filler"
+    deadline = time.monotonic() + 60
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    while "not recorded, tried again in" not in daemon.output():
+        assert time.monotonic() < deadline, daemon.output()[-3000:]
+        assert daemon.proc.poll() is None, daemon.output()[-3000:]
+        time.sleep(0.05)
+    failed_at = daemon.output().split("not recorded, tried again in")[0].rsplit("fire ", 1)[1].split()[0]
+    filler.unlink()
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        while True:
+            rows = [json.loads(r[0])["fire_time"] for r in
+                    conn.execute("SELECT data FROM events WHERE kind = 'schedule_fire'")]
+            if any(r.replace("Z", "+00:00") == failed_at or r == failed_at for r in rows):
+                break
+            assert time.monotonic() < deadline, (failed_at, rows[-5:])
+            time.sleep(0.1)
+    finally:
+        conn.close()
+    assert "on_fire failed" not in daemon.output()

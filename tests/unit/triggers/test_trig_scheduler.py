@@ -252,3 +252,31 @@ def test_a_waiting_fire_is_dropped_when_the_pipeline_is_paused():
     h.paused.clear()
     h.active["p"] = 0
     assert h.s.tick() == [] and h.s.next_fire("p") == utc(2026, 1, 1, 11)
+
+
+def test_a_fire_that_could_not_be_recorded_is_kept_and_tried_again_later_not_lost():
+    """A full disk made on_fire fail: the watermark had already moved in memory, so the fire was lost until a
+    restart (catchup = "all" or not), with a traceback in the log. Now the fire stays due, the schedule waits
+    FIRE_RETRY_S, and the fire starts once it can be recorded."""
+    from edgeorch.triggers.scheduler import FIRE_RETRY_S, RetryLater
+
+    h = Harness(utc(2026, 1, 1, 9, 59))
+    full = [True]
+
+    def on_fire(fire: Fire) -> None:
+        if full[0]:
+            raise RetryLater("cannot write the state file: database or disk is full")
+        h.on_fire(fire)
+
+    h.s.on_fire = on_fire
+    h.s.set(ScheduleSpec("p", cron="0 * * * *"), None)
+    h.clock.set(utc(2026, 1, 1, 10, 0, 1))
+    assert h.s.tick() == []
+    assert h.s.next_fire("p") == utc(2026, 1, 1, 10)  # still due
+    assert h.s.next_wakeup() == utc(2026, 1, 1, 10, 0, 1) + timedelta(seconds=FIRE_RETRY_S)
+    assert h.s.tick() == []  # not before the retry time: no busy loop on a full disk
+    full[0] = False
+    h.clock.advance(FIRE_RETRY_S)
+    h.s.tick()
+    assert h.actions() == [("p", "start", "10:00")]
+    assert h.stored["p"] == utc(2026, 1, 1, 10)
