@@ -141,3 +141,38 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
     finally:
         conn.close()
     assert "on_fire failed" not in daemon.output()
+
+
+def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folder(workspace, small_disk):
+    """The shim could not write the attempt's records: the attempt 'exited 127' (no process ran), counted against
+    the task's retries, and the reason said only "shim failed: OSError(28, 'No space left on device')"."""
+    workspace.write_config(f"""
+        [executor]
+        storage = "{small_disk}"
+    """)
+    workspace.pipeline("writer", """
+        [tasks.w]
+        command = ["true"]
+        retries = 1
+        retry_delay = "0s"
+    """)
+    with open(small_disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    out = workspace.invoke("run", "writer")
+    assert out.returncode == 1, out.stderr
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        attempts = conn.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert attempts and all(a["exit_code"] is None and a["state"] == "abandoned" for a in attempts)
+    first = attempts[0]
+    assert first["charged"] == 0 and "relaunched (not counted as a retry)" in first["reason"]
+    assert "No space left on device" in first["reason"] and str(small_disk) in first["reason"], first["reason"]
+    assert "shim failed" not in first["reason"]

@@ -291,7 +291,14 @@ class LocalExecutor(Executor):
         if "error" in msg:
             if in_flight:
                 self._dirs.pop(attempt_id, None)
-                self.on_exited(attempt_id, ExitInfo(127, None, None, error=msg["error"]))
+                if msg.get("exit_code") is not None:  # the task's own program could not start (127, as a shell)
+                    self.on_exited(attempt_id, ExitInfo(int(msg["exit_code"]), None, None, error=msg["error"]))
+                else:
+                    # edgeorch's own machinery failed (its folders, its log file: a full disk), not the task: no exit
+                    # status (127 was made up), not charged (relaunched free a few times:
+                    # settlement.FREE_RELAUNCHES), the shim's words as the reason.
+                    self.on_exited(attempt_id, ExitInfo(None, None, None, lost=True, uncharged=True,
+                                                        error=msg["error"]))
             # else: settled already (the launcher died and we claimed it first, or it is watched)
             return
         if attempt_id in self._procs:

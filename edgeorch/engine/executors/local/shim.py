@@ -158,10 +158,19 @@ def serve(rfd: int, reply_fd: int) -> int:
             os.chdir(home)
             os.sched_setaffinity(0, cpus)
         except BaseException as exc:  # a shim must never unwind into the zygote's code
-            _reply(reply_fd, {"attempt_id": req.get("attempt_id"), "error": f"shim failed: {exc!r}"})
+            _reply(reply_fd, {"attempt_id": req.get("attempt_id"), "error": _failure(exc, req)})
             return 1
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "ended": True, "shim_pid": me})
     return 0  # pragma: no cover - the last attempt returns above
+
+
+def _failure(exc: BaseException, req: dict[str, Any]) -> str:
+    """Why this shim failed, in words: an OS error's own text and the path it names, else the attempt's folder (a
+    full disk under the runs folder said ``shim failed: OSError(28, 'No space left on device')``, no path)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename or req.get("attempt_dir")
+        return f"the attempt's supervisor failed: {exc.strerror}" + (f" ({where})" if where else "")
+    return f"the attempt's supervisor failed: {exc!r}"
 
 
 class _Lines:
@@ -231,7 +240,7 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
         os.close(log_fd)
         result = {"exit_code": 127, "signal": None, "finished_at": time.time(), "error": f"{what}: {exc.strerror}"}
         write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=True)
-        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": result["error"]})
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": result["error"], "exit_code": 127})
         return False
     os.close(wfd)
     start = process_start_time(pid)
