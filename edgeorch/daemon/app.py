@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import Config, load_config
+from ..textui import printable
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
 from ..control.statelock import StateLock
 from ..control.notify import notify
@@ -289,6 +290,7 @@ class Daemon:
         async with self._reload_lock:
             warnings = []
             new_watches = None
+            new: Config | None = None
             try:
                 new = load_config(self.config.source) if self.config.source else self.config
                 new_watches = new.watches
@@ -296,11 +298,10 @@ class Daemon:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
                 if self.retention is not None:  # a changed [retention] applies from now on
                     self.retention.reconfigure(new.retention)
-                if (new.state_dir, new.socket_path, new.engine, new.resources, new.metrics) != (
-                        self.config.state_dir, self.config.socket_path, self.config.engine, self.config.resources,
-                        self.config.metrics):
-                    warnings.append("state dir, socket, [engine], [resources] and [metrics] changes take effect "
-                                    "after a restart")
+                later = restart_only_changes(self.config, new)
+                if later:
+                    warnings.append(f"{', '.join(later)} changed: taken at the next start (a reload applies "
+                                    "[control] access lists, [retention], [inbox] keep and [[watch]] tables)")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")
             for warning in warnings:  # said in the journal too: SIGHUP (`systemctl reload`) has no one to answer
@@ -308,6 +309,7 @@ class Daemon:
             scan = await asyncio.to_thread(self.registry.scan)
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches
+            watch_note = _watch_changes(self.config.watches, new_watches) if watches_changed else None
             if not explicit and result.unchanged and not watches_changed:
                 if self.monitors is not None and self.monitors.rules_folder_changed():
                     self.monitors.reload()  # a rules-folder file changed: only the rules are read again
@@ -315,10 +317,10 @@ class Daemon:
                              len(self.monitors.problems))
                 else:
                     log.debug("pipelines folder event without a content change: nothing reloaded")
-                return self._reload_answer(result, warnings)
+                return self._reload_answer(result, warnings, watch_note)
             assert self.store is not None
-            reloaded = Reloaded(self.engine.clock(), result.summary(), result.unchanged, actor,
-                                tuple(e.render() for e in result.errors))
+            reloaded = Reloaded(self.engine.clock(), _summary(result, watch_note), result.unchanged and not watch_note,
+                                actor, tuple(e.render() for e in result.errors))
             record(self.store.events, reloaded)
             self._note_loaded({n: self.registry.pipelines[n] for n in (*result.added, *result.changed)
                                if n in self.registry.pipelines})
@@ -329,16 +331,20 @@ class Daemon:
                 if watches_changed:
                     assert new_watches is not None  # watches_changed says so
                     self.config = replace(self.config, watches=new_watches)
+                if new is not None and new.inbox_keep != self.config.inbox_keep:
+                    self.config = replace(self.config, inbox_keep=new.inbox_keep)
                 self.triggers.reload(self.config)
             if self.monitors is not None:
                 self.monitors.reload()
-            log.info("reloaded (%s): %s", actor, result.summary())
+            log.info("reloaded (%s): %s", actor, reloaded.summary)
             self.bus.publish(reloaded)
-            return self._reload_answer(result, warnings)
+            return self._reload_answer(result, warnings, watch_note)
 
-    def _reload_answer(self, result: Any, warnings: list[str]) -> dict[str, Any]:
-        return {"summary": result.summary(), "unchanged": result.unchanged, "added": result.added,
-                "changed": result.changed, "removed": result.removed, "kept": result.kept,
+    def _reload_answer(self, result: Any, warnings: list[str], watches: str | None = None) -> dict[str, Any]:
+        """The reload op's answer; ``summary`` also says what changed in the ``[[watch]]`` tables (``watches``:
+        the pipelines "unchanged" while a watch was added read as nothing done)."""
+        return {"summary": _summary(result, watches), "unchanged": result.unchanged and watches is None,
+                "added": result.added, "changed": result.changed, "removed": result.removed, "kept": result.kept,
                 "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
                 "pipelines": sorted(self.registry.pipelines)}
 
@@ -530,3 +536,42 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
                          f"edgeorch status | edgeorch pipelines | edgeorch run <pipeline> (or socat - "
                          f"UNIX-CONNECT:{cfg.socket_path})")
     return asyncio.run(daemon.run())
+
+
+RELOADED_FIELDS = frozenset({"control", "retention", "watches", "inbox_keep", "source", "runtime_dir"})
+"""The config fields a reload applies (``[control]``'s access lists only: its socket needs a restart)."""
+
+_SECTION = {"state_dir": "[state] dir", "pipelines_dir": "[pipelines] dir", "inbox_dir": "[inbox] dir"}
+
+
+
+def _summary(result: Any, watches: str | None) -> str:
+    """A reload's summary: the pipelines', and what changed in the ``[[watch]]`` tables."""
+    if watches is None:
+        return str(result.summary())
+    return watches if result.unchanged else f"{result.summary()}; {watches}"
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The config sections changed in ``new`` that only a restart applies, as the file names them."""
+    import dataclasses
+
+    out = [_SECTION.get(f.name, f"[{f.name}]") for f in dataclasses.fields(Config)
+           if f.name not in RELOADED_FIELDS and getattr(old, f.name) != getattr(new, f.name)]
+    if old.socket_path != new.socket_path:
+        out.append("[control] socket")
+    return out
+
+
+def _watch_changes(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...] | None) -> str | None:
+    """``[[watch]]: 1 added (FOLDER), 1 removed (FOLDER)``: what a reload did to the watched folders."""
+    if new is None:
+        return None
+    key = lambda w: (str(w.get("folder")), str(w.get("pipeline")))  # noqa: E731
+    before, after = {key(w): w for w in old}, {key(w): w for w in new}
+    added = [f for f, _ in after if (f, _) not in before]
+    removed = [f for f, _ in before if (f, _) not in after]
+    changed = [f for k, w in after.items() if k in before and before[k] != w for f in (k[0],)]
+    parts = [f"{len(v)} {what} ({', '.join(printable(x) for x in v)})"
+             for what, v in (("added", added), ("removed", removed), ("changed", changed)) if v]
+    return "[[watch]]: " + ("; ".join(parts) or "changed")

@@ -195,8 +195,7 @@ def test_sighup_says_in_the_log_when_the_config_is_broken_or_changed_beyond_a_re
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.notify.wait_for("RELOADING", "1")
     daemon.notify.wait_for("READY", "1")
-    assert "reload (SIGHUP): state dir, socket, [engine], [resources] and [metrics] changes take effect after a " \
-           "restart" in daemon.output()
+    assert "reload (SIGHUP): [engine] changed: taken at the next start" in daemon.output()
     assert daemon.call("status")["parallelism"] == 2
 
 
@@ -369,3 +368,25 @@ def test_following_a_tasks_log_waits_for_its_first_attempt_and_follows_its_retri
         text = "".join(i["data"] for i in c.stream("logs", {"run_id": run_id, "task": "train", "follow": True},
                                                    timeout=30))
     assert text == "second try\n"
+
+
+
+def test_a_reload_says_what_it_applied_and_names_what_waits_for_a_restart(workspace, daemon, tmp_path):
+    """A [[watch]] added said "reloaded: unchanged" though the folder was watched from then on; [pipelines] dir and
+    [daemon] log_level changes were ignored without a word (only five sections were named)."""
+    drop = tmp_path / "drop2"
+    drop.mkdir()
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    workspace.write_config(f"""
+        [daemon]
+        log_level = "debug"
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "p"
+    """)
+    res = daemon.call("reload")
+    assert res["summary"] == f"[[watch]]: 1 added ({drop})" and res["unchanged"] is False, res
+    assert any("[daemon] changed: taken at the next start" in w for w in res["warnings"]), res["warnings"]
+    out = workspace.invoke("reload")
+    assert out.returncode == 0 and "reloaded: unchanged" in out.stdout  # the same config again: nothing new
