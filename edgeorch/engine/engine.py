@@ -951,34 +951,46 @@ class Engine:
                 ctx.outputs[up] = of_run.get(up, [])
         return {up: ctx.outputs[up] for up in spec.needs}
 
-    def _set_aside_outputs(self, ctx: RunCtx, name: str, out_dir: Path) -> None:
-        """Before a later attempt of task ``name``: what an attempt that did not succeed left in the task's output
-        folder moves into that attempt's own folder (``attempts/<task>.<n>/outputs``), so the new attempt starts
-        with an empty one. Left there, a partial file of a crashed attempt passed for the output of the next
-        attempt that wrote nothing (a "skip if it exists" script), and was cached. A succeeded attempt's outputs
-        stay (a rerun after an upstream changed: other runs' cache hits may name them; the rerun rewrites them).
-        A rename in the run's folder: no copy, nothing lost (what the failed attempt wrote stays to be read)."""
+    def _set_aside(self, ctx: RunCtx, name: str, out_dir: Path, ckpt_dir: Path, input_hash: str) -> None:
+        """Before a later attempt of task ``name``: what the last attempt left that the new one must not take as
+        its own moves into that attempt's folder (``attempts/<task>.<n>/outputs``, ``.../checkpoints``), kept
+        for reading: a rename in the run's folder, no copy.
+
+        - **Outputs** of an attempt that did not succeed: a partial file of a crashed attempt passed for the
+          output of the next attempt that wrote nothing (a "skip if it exists" script), and was cached. A
+          succeeded attempt's outputs stay (a rerun after an upstream changed: other runs' cache hits may name
+          them; the rerun rewrites them).
+        - **Checkpoints** made from other inputs (the new attempt's input hash differs: a rerun after an
+          upstream changed): a training task resumed "from epoch 5" of the old features and skipped its work.
+          A retry of the same inputs resumes from them, as checkpoints are for.
+        """
         last = self.store.attempts.of_run(ctx.run_id, name)
         if not last:
             return
         prev = last[-1]
-        if prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None:
-            return
+        if not (prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None):
+            self._move_aside(ctx, name, prev, out_dir, "outputs")
+        if prev["input_hash"] != input_hash:
+            self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints")
+
+    @staticmethod
+    def _move_aside(ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> None:
+        """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``."""
         try:
-            with os.scandir(out_dir) as entries:
+            with os.scandir(folder) as entries:
                 if next(entries, None) is None:
                     return
             keep = Path(prev["attempt_dir"])
             keep.mkdir(parents=True, exist_ok=True)
-            os.rename(out_dir, keep / "outputs")
+            os.rename(folder, keep / what)
         except FileNotFoundError:
             return  # nothing written (or its attempt folder is gone): nothing to set aside
         except OSError as exc:  # the task starts on what is there, as before, and the log says why
-            log.warning("run %s: task %s: cannot set attempt %s's outputs aside: %s", ctx.run_id, name,
-                        prev["number"], exc)
+            log.warning("run %s: task %s: cannot set attempt %s's %s aside: %s", ctx.run_id, name, prev["number"],
+                        what, exc)
             return
-        log.info("run %s: task %s: attempt %s's outputs moved to %s/outputs", ctx.run_id, name, prev["number"],
-                 prev["attempt_dir"])
+        log.info("run %s: task %s: attempt %s's %s moved to %s/%s", ctx.run_id, name, prev["number"], what,
+                 prev["attempt_dir"], what)
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -995,11 +1007,11 @@ class Engine:
                 return
         number = ctx.attempts[name] + 1
         out_dir, ckpt_dir = ctx.task_folders(name)
-        if number > 1:
-            self._set_aside_outputs(ctx, name, out_dir)
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
         input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec))
+        if number > 1:
+            self._set_aside(ctx, name, out_dir, ckpt_dir, input_hash)
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
         self._cache_missed.discard(tid)
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).

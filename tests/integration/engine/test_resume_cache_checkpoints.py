@@ -192,3 +192,37 @@ def test_a_rerun_after_success_keeps_the_outputs_other_runs_reuse(workspace, har
     assert state == RunState.SUCCEEDED and "prep" in redo
     first = harness.store().attempts.of_run(run_id, "prep")[0]
     assert first["reason"] is None and not (Path(first["attempt_dir"]) / "outputs").exists()
+
+
+TRAINING = """
+[tasks.prep]
+command = ["sh", "-c", "echo features-$EDGEORCH_ATTEMPT > $EDGEORCH_OUTPUT_DIR/features.txt"]
+outputs = ["features.txt"]
+[tasks.train]
+shell = true
+command = "if [ -f $EDGEORCH_CHECKPOINT_DIR/epoch ]; then echo resumed > $EDGEORCH_OUTPUT_DIR/model.txt; else cat $EDGEORCH_UPSTREAM_PREP > $EDGEORCH_OUTPUT_DIR/model.txt; fi; echo 5 > $EDGEORCH_CHECKPOINT_DIR/epoch; [ -f {pipeline_dir}/crash-once ] && rm {pipeline_dir}/crash-once && exit 1; true"
+needs = ["prep"]
+outputs = ["model.txt"]
+retries = 1
+retry_delay = "0s"
+"""
+
+
+def test_a_rerun_on_changed_inputs_starts_without_the_old_checkpoint_a_retry_resumes_from_it(workspace, harness):
+    """A retry that reran train because its upstream changed kept the checkpoint made from the old features: the
+    task resumed 'from epoch 5' and skipped its work, so the "new" model was the old one."""
+    workspace.pipeline("training", TRAINING)
+    (workspace.pipelines / "crash-once").touch()
+    run_id, state = harness.run("training")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    (model,) = store.outputs.latest_artifacts(run_id, "train")
+    assert Path(model["path"]).read_text() == "resumed\n"  # attempt 2, same inputs: resumed from attempt 1's
+    (prep,) = store.outputs.latest_artifacts(run_id, "prep")
+    Path(prep["path"]).write_text("tampered")  # prep reruns, and makes other features (features-2)
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED and redo == ["prep", "train"]
+    (model,) = harness.store().outputs.latest_artifacts(run_id, "train")
+    assert Path(model["path"]).read_text() == "features-2\n"  # trained on the new features, from scratch
+    second = harness.store().attempts.of_run(run_id, "train")[1]
+    assert (Path(second["attempt_dir"]) / "checkpoints" / "epoch").read_text() == "5\n"  # the old one, kept
