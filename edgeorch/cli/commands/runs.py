@@ -211,8 +211,13 @@ class _ProgressPrinter:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.started: dict[str, float] = {}
-        self._seen: set[tuple[str, int | None]] = set()  # (task, attempt) already said to be running
+        self.started: dict[tuple[Any, str], float] = {}  # (run, task) -> when its attempt started
+        self._seen: set[tuple[Any, str, int | None]] = set()  # (run, task, attempt) already said to be running
+        self.others: set[Any] = set()
+        """Runs an engine in this process found active when it started (a killed `edgeorch run` left them, it goes
+        on with them): their lines say whose they are, as every line while ``starting`` (none is this run's)."""
+        self.starting = False
+        self.pipelines: dict[Any, str] = {}
 
     @property
     def shown(self) -> Callable[[dict[str, Any]], None] | None:
@@ -228,19 +233,21 @@ class _ProgressPrinter:
             return
         if not self.enabled or ev.get("kind") != "task":
             return
-        name, state = ev["task"], ev["state"]
+        name, state, run = ev["task"], ev["state"], ev.get("run_id")
         stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+        if self.starting or run in self.others:  # another run this engine went on with: said whose
+            stamp += f"  run {run} {printable(self.pipelines.get(run, ''))}".rstrip() + ":"
         if state == "running":
-            if (name, ev.get("attempt")) in self._seen:
+            if (run, name, ev.get("attempt")) in self._seen:
                 return  # a daemon's catch-up of a run already under way and the bus can both carry it
-            self._seen.add((name, ev.get("attempt")))
-            self.started[name] = ev["ts"]
+            self._seen.add((run, name, ev.get("attempt")))
+            self.started[(run, name)] = ev["ts"]
             # A limit the task asked for and this machine does not enforce is said where the task is watched.
             unenforced = [part for part in str(ev.get("resources") or "").split("; ") if "not enforced" in part]
             print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})"
                   + "".join(f"; warning: {printable(u)}" for u in unenforced), flush=True)
             return
-        took = ev["ts"] - self.started[name] if name in self.started else None
+        took = ev["ts"] - self.started[(run, name)] if (run, name) in self.started else None
         detail = f" in {format_duration(took)}" if took is not None else ""
         reason = f": {printable(ev['reason'])}" if ev.get("reason") else ""  # a task's last line: its own text
         trunc = " (log truncated at cap)" if ev.get("log_truncated") else ""
@@ -303,7 +310,15 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         early: list[Any] = []
         to_models: list[Callable[[Any], None]] = [early.append]
         engine.bus.subscribe(lambda event: to_models[0](event), ModelRegistered)
+        printer.starting = True
         await engine.start()
+        printer.starting = False
+        printer.others = set(engine.runs)  # what it went on with: runs a killed `edgeorch run` left
+        printer.pipelines = {rid: ctx.pipeline.name for rid, ctx in engine.runs.items()}
+        if printer.enabled and printer.others:
+            shown = ", ".join(f"{rid} ({printable(name)})" for rid, name in sorted(printer.pipelines.items()))
+            print(f"note: this process also goes on with run(s) {shown}, left unfinished by a process that "
+                  "stopped (a daemon, or an `edgeorch run` that was killed): their lines say so", flush=True)
         from ...models.service import ModelService
 
         models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,

@@ -397,3 +397,41 @@ def test_a_memory_limit_this_machine_does_not_enforce_is_said_where_the_run_is_w
         assert "warning" not in line or "not enforced (cgroup:" in line, line
     else:
         assert "; warning: memory 50M admission-checked, not enforced" in line, line
+
+
+def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_are_whose(workspace):
+    """`edgeorch run nap` after a killed `edgeorch run long` finished long's tasks too, and its progress mixed
+    their lines in unlabelled ("eval ok" in the middle of nap's), durations shared by task name."""
+    import signal
+    import subprocess
+    import time
+
+    workspace.pipeline("long", """
+        [tasks.train]
+        command = ["sh", "-c", "touch {pipeline_dir}/train.started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+        [tasks.nap]
+        command = ["sh", "-c", "touch {pipeline_dir}/long-done"]
+        needs = ["train"]
+    """)
+    workspace.pipeline("nap", """
+        [tasks.nap]
+        command = ["sh", "-c", "touch {pipeline_dir}/go; while [ ! -f {pipeline_dir}/long-done ]; do sleep 0.02; done"]
+    """)
+    first = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    workspace.wait_file(workspace.pipelines / "train.started")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # its lock goes with it; then the next `edgeorch run` may take the state
+        out = workspace.invoke("run", "nap")
+        if out.returncode != 4:
+            break
+        assert time.monotonic() < deadline, out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any("also goes on with run(s) 1 (long)" in ln for ln in lines), lines
+    theirs = [ln for ln in lines if "run 1 long:" in ln]
+    assert any(" nap " in ln and "ok" in ln for ln in theirs), lines  # long's own `nap` task, labelled
+    ours = [ln for ln in lines if " nap " in ln and "run 1 long:" not in ln and ":  " not in ln.split("nap")[0][10:]]
+    assert any("started (attempt 1)" in ln for ln in ours) and any(" ok in " in ln for ln in ours), lines
