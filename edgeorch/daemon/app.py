@@ -300,7 +300,7 @@ class Daemon:
                     self.retention.reconfigure(new.retention)
                 later = restart_only_changes(self.config, new)
                 if later:
-                    warnings.append(f"{', '.join(later)} changed: taken at the next start (a reload applies "
+                    warnings.append(f"{', '.join(later)} changed: applied at the next restart (a reload applies "
                                     "[control] access lists, [retention], [inbox] keep and [[watch]] tables)")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")

@@ -38,6 +38,20 @@ class Servers:
                               text=True, env={**self.env, **(env or {})}, check=False,
                               preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
 
+    def served(self, *args: str, umask: int | None = None, tries: int = 5) -> subprocess.CompletedProcess[str]:
+        """``cli(*args)`` until the server served it (its log gains a ``served`` line). A command whose request the
+        server has not started within keepwarm.START_TIMEOUT_S (a machine loaded by the rest of the suite) does
+        the work itself, by design: the same output, and nothing this test is about."""
+        for _ in range(tries):
+            before = self.logs().count("served ")
+            out = self.cli(*args, umask=umask)
+            deadline = time.monotonic() + 10
+            while self.logs().count("served ") == before and time.monotonic() < deadline:
+                time.sleep(0.02)  # the server answers first and logs after
+            if self.logs().count("served ") > before:
+                return out
+        raise AssertionError(f"{args} never served in {tries} tries: {self.logs()}")
+
     def sockets(self) -> list[Path]:
         return sorted(self.folder.glob("kernels-*.sock")) if self.folder.is_dir() else []
 
@@ -107,7 +121,7 @@ def test_the_second_command_is_served_warm_with_the_same_output_files_errors_and
     assert cold.returncode == 0, cold.stderr
     sock = servers.wait_socket()
     assert sock.parent.stat().st_mode & 0o777 == 0o700
-    warm = servers.cli("profile", "ref.csv", "--save", "warm.json", "--json", umask=0o077)
+    warm = servers.served("profile", "ref.csv", "--save", "warm.json", "--json", umask=0o077)
     assert warm.returncode == 0, warm.stderr
     cold_doc, warm_doc = json.loads(cold.stdout), json.loads(warm.stdout)
     for doc in (cold_doc, warm_doc):
@@ -123,7 +137,7 @@ def test_the_second_command_is_served_warm_with_the_same_output_files_errors_and
     for args, code in ((("drift", "ref.csv", "moved.csv"), 1), (("profile", "nosuch.csv"), 3),
                        (("profile", "ref.csv", "--columns", "zz"), 2), (("fairness", "ref.csv", "--group", "g",
                                                                           "--prediction", "p", "--label", "y"), 0)):
-        served = servers.cli(*args)
+        served = servers.served(*args)
         alone = servers.cli(*args, env={"EDGEORCH_KEEP_WARM": "0"})
         assert (served.returncode, served.stdout, served.stderr) == (alone.returncode, alone.stdout, alone.stderr)
         assert served.returncode == code, served.stderr
@@ -144,8 +158,7 @@ def test_a_server_lives_only_while_it_is_wanted_and_a_broken_one_is_never_waited
         assert c.recv(100) == b""
     with socket.socket(socket.AF_UNIX) as c:
         c.connect(str(sock))
-    assert servers.cli("profile", "ref.csv").returncode == 0
-    assert servers.logged("served profile").count("served profile") == 1
+    assert servers.served("profile", "ref.csv").returncode == 0  # it goes on serving
 
     # Its socket removed (a second server retired it, or a clean-up): it exits by itself.
     sock.unlink()

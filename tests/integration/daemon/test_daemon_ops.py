@@ -195,7 +195,7 @@ def test_sighup_says_in_the_log_when_the_config_is_broken_or_changed_beyond_a_re
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.notify.wait_for("RELOADING", "1")
     daemon.notify.wait_for("READY", "1")
-    assert "reload (SIGHUP): [engine] changed: taken at the next start" in daemon.output()
+    assert "reload (SIGHUP): [engine] changed: applied at the next restart" in daemon.output()
     assert daemon.call("status")["parallelism"] == 2
 
 
@@ -387,6 +387,6 @@ def test_a_reload_says_what_it_applied_and_names_what_waits_for_a_restart(worksp
     """)
     res = daemon.call("reload")
     assert res["summary"] == f"[[watch]]: 1 added ({drop})" and res["unchanged"] is False, res
-    assert any("[daemon] changed: taken at the next start" in w for w in res["warnings"]), res["warnings"]
+    assert any("[daemon] changed: applied at the next restart" in w for w in res["warnings"]), res["warnings"]
     out = workspace.invoke("reload")
     assert out.returncode == 0 and "reloaded: unchanged" in out.stdout  # the same config again: nothing new
