@@ -110,7 +110,7 @@ def dataset_node(lineage: "Lineage", name: str, version: int | None) -> tuple[st
     if row is None:
         raise NotFoundError("no such data version", value=f"dataset:{name}@{version or 'latest'}",
                             hint="`edgeorch datasets list` lists the datasets and their versions")
-    return _dataset(row)
+    return _with_run_gone(lineage, _dataset(row))
 
 
 def model_node(lineage: "Lineage", name: str, version: int | None) -> tuple[str, dict[str, Any]]:
@@ -119,7 +119,17 @@ def model_node(lineage: "Lineage", name: str, version: int | None) -> tuple[str,
     if row is None:
         raise NotFoundError("no such model version", value=f"model:{name}@{version or 'latest'}",
                             hint="`edgeorch models list` lists the models and their versions")
-    return _model(row)
+    return _with_run_gone(lineage, _model(row))
+
+
+def _with_run_gone(lineage: "Lineage", node: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """A version's node, with ``run_gone`` (its run's id) when the run that made it is no longer in the state file
+    (``edgeorch gc`` removed it, and its lineage with it): the tree says so instead of "nothing recorded"."""
+    node_id, fields = node
+    run_id = fields.get("run_id")
+    if run_id is not None and lineage.run(int(run_id)) is None:
+        fields = {**fields, "run_gone": run_id}
+    return node_id, fields
 
 
 def _dataset(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -62,7 +62,14 @@ def tree(doc: dict[str, Any]) -> str:
         if direction not in doc:
             continue
         children = doc[direction]
-        lines.append(f"{direction}:" if children.get(doc["root"]) else f"{direction}: (nothing recorded)")
+        gone = nodes[doc["root"]].get("run_gone")
+        if children.get(doc["root"]):
+            lines.append(f"{direction}:")
+        elif gone is not None and direction == "upstream":  # recorded once, removed with its run
+            lines.append(f"{direction}: (run {gone}, which made it, was removed from the state file by `edgeorch gc`, "
+                         "and what it was made from with it)")
+        else:
+            lines.append(f"{direction}: (nothing recorded)")
         shown = {doc["root"]}
 
         def walk(node: str, prefix: str) -> None:

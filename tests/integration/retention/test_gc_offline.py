@@ -211,3 +211,9 @@ def test_gc_names_the_model_versions_its_runs_made_and_what_goes_with_them(old_r
     assert "lineage" in text and "staged copy" in text
     applied = gc("--older-than", "30d", "--apply")
     assert applied.returncode == 0 and "model versions made by these runs" in applied.stdout
+    # The lineage of such a version says where it went, not "(nothing recorded)".
+    tree = workspace.invoke("lineage", "model:churn@1", "--upstream")
+    assert tree.returncode == 0, tree.stderr
+    assert f"upstream: (run {old[0]}, which made it, was removed from the state file by `edgeorch gc`" in tree.stdout
+    doc = json.loads(workspace.invoke("lineage", "model:churn@3", "--json").stdout)
+    assert doc["nodes"]["model:churn@3"]["run_gone"] == old[1]
