@@ -270,17 +270,23 @@ class Admission:
             out[key] = out.get(key, 0) + used
         return out
 
-    def _gpu_view(self) -> tuple[dict[str, int] | None, dict[str, int] | None, dict[str, str] | None]:
+    def _gpu_view(self, *, explain: bool = False) -> tuple[dict[str, int] | None, dict[str, int] | None,
+                                                           dict[str, str] | None]:
         """(free, leased use, unreadable) for a decision, from a snapshot at most READ_MAX_AGE_S old.
 
         Without one, a refresh is asked for and every GPU is unreadable for
         this decision (GPU requests wait, saying why); lost GPUs are drained.
+        ``explain``: the decision only explains waits (``edgeorch resources``, ``top``) and grants nothing, so
+        the latest snapshot of any age serves while the reader is healthy: a reading merely older than
+        READ_MAX_AGE_S made the reason flip to "waits for a GPU reading" between two true ones.
         """
         assert self.reader is not None
         snap = self.reader.latest(READ_MAX_AGE_S)
         if snap is None:
             self.reader.request(self._share_gpus())
             snap = self.reader.latest(READ_MAX_AGE_S)  # inline readers have it now
+            if snap is None and explain and self.reader.stall() is None:
+                snap = self.reader.latest()
         self._absorb_health(snap)
         if snap is None:
             why = self.reader.stall() or "a fresh reading was asked for"
@@ -570,7 +576,7 @@ class Admission:
         """Every waiting task in the policy's order, with the reason its decision gives now."""
         # The reasons the engine's own decision would give: the same GPU view (never waiting for NVML).
         live = self.reader is not None and self.queued_live > 0
-        gpu_free, lease_used, unreadable = self._gpu_view() if live else (None, None, None)
+        gpu_free, lease_used, unreadable = self._gpu_view(explain=True) if live else (None, None, None)
         decision = decide(self.queue, self.inventory, [h.running for h in self.held.values()], now=now,
                           gpu_free=gpu_free, gpu_lease_used=lease_used, gpu_unreadable=unreadable,
                           drained=self.drained, pools=self.cfg.pools, max_parallel=max_parallel,
@@ -602,7 +608,7 @@ class Admission:
                        "enforcement": self.cgroup.message},
             "gpu_backend": self.backend_message,
             "gpu_backend_broken": self.backend_broken,
-            "gpus": self.readings(),
+            "gpus": self._with_leases(self.readings()),
             "pools": {name: {"size": size, "free": cap.pool_free.get(name, size)} for name, size in self.cfg.pools.items()},
             "leases": [{"attempt_id": h.attempt_id, "run_id": h.run_id, "task": h.task, "holder": h.running.lease.holder,
                         "cores": list(h.running.lease.cpus), "affinity": format_cpu_list(h.running.lease.affinity),
@@ -615,6 +621,19 @@ class Admission:
             "running_unleased": sum(1 for h in self.held.values() if not holds_anything(h.running.lease)),
             "queue": queue,
         } | ({"cluster": self._cluster_report(placements or {})} if self.cluster is not None else {})
+
+    def _with_leases(self, gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each GPU's reading with what edgeorch holds on it: ``leased_memory`` (its memory shares' budgets,
+        promised whether or not used yet), ``shares``, ``held_whole_by`` (an exclusive lease's holder). NVML's
+        free memory alone said "free 79.5G" beside a task waiting because 60G of it was promised."""
+        out = []
+        for g in gpus:
+            mine = [h.running.lease for h in self.held.values() if g["uuid"] in h.running.lease.gpus]
+            shares = [lease for lease in mine if not lease.gpu_exclusive]
+            whole = next((lease.holder for lease in mine if lease.gpu_exclusive), None)
+            out.append(g | {"leased_memory": sum(lease.gpu_memory for lease in shares), "shares": len(shares),
+                            "held_whole_by": whole})
+        return out
 
     def _cluster_report(self, placements: Mapping[int, str]) -> dict[str, Any]:
         """Per node: address, alive, totals, and the attempts of edgeorch placed there with what they hold."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ...textui import format_bytes, print_json
+from ...textui import format_bytes, print_json, printable
 from ..backend import connect, load
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -66,7 +66,12 @@ def _resources_lines(rep: dict[str, Any]) -> list[str]:
         elif g.get("error"):
             live = f", reading failed: {g['error']}"
         drained = f"  DRAINED: {g['drained']}" if g.get("drained") else ""
-        out.append(f"  {g['uuid']} {g['name']} {_size(g['memory_total'])}{live}{drained}")
+        held = ""
+        if g.get("held_whole_by"):
+            held = f", held whole by {printable(g['held_whole_by'])}"
+        elif g.get("shares"):
+            held = f", leased {_size(g['leased_memory'])} in {g['shares']} share(s)"
+        out.append(f"  {g['uuid']} {g['name']} {_size(g['memory_total'])}{live}{held}{drained}")
     return out + _daemon_lines(rep)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 
@@ -109,6 +110,15 @@ def test_gpu_memory_shares_fill_one_gpu_and_no_more(workspace):
         (waiting,) = rep["queue"]
         assert waiting["reason_kind"] == "gpu_memory", waiting
         assert "4.0G of GPU memory" in waiting["reason"]
+        (gpu,) = rep["gpus"]  # what edgeorch promised on it, beside NVML's free memory
+        assert (gpu["leased_memory"], gpu["shares"], gpu["held_whole_by"]) == (8 * 1024 ** 3, 2, None), gpu
+        # A reading older than READ_MAX_AGE_S explains the wait as well: the reason flipped to "waits for a GPU
+        # reading" every time the report came between two readings.
+        from edgeorch.resources.gpus.reader import READ_MAX_AGE_S
+
+        await asyncio.sleep(READ_MAX_AGE_S + 0.5)  # wall-clock age of the reading is what is tested
+        (waiting,) = engine.resources_report()["queue"]
+        assert waiting["reason_kind"] == "gpu_memory", waiting
         (workspace.pipelines / "go").touch()
         return run_id, await engine.wait_run(run_id)
 
