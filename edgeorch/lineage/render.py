@@ -53,6 +53,14 @@ def _describe(fields: dict[str, Any]) -> str:
     return f"{kind} {fields}"
 
 
+DOWNSTREAM_WORDS = {
+    "output of": "wrote", "consumed": "consumed by", "contains": "in", "in run": "has task", "started by": "started",
+    "claimed from": "claimed as", "cached from": "reused by", "made by": "made", "versioned from": "versioned as",
+}
+"""How a relation reads walking it backwards (``--downstream``): "input 1 started: run 9", not "started by: run 9"
+(which read as the input started by the run). The JSON keeps each edge's one name."""
+
+
 def tree(doc: dict[str, Any]) -> str:
     """The root, then an ``upstream:`` and a ``downstream:`` tree (those the document has); a node met again
     says ``(see above)`` instead of repeating its subtree."""
@@ -77,7 +85,8 @@ def tree(doc: dict[str, Any]) -> str:
             for i, (rel, child) in enumerate(kids):
                 last = i == len(kids) - 1
                 again = child in shown
-                lines.append(f"{prefix}{'└─' if last else '├─'} {rel}: {label(nodes[child])}"
+                word = DOWNSTREAM_WORDS.get(rel, rel) if direction == "downstream" else rel
+                lines.append(f"{prefix}{'└─' if last else '├─'} {word}: {label(nodes[child])}"
                              + (" (see above)" if again else ""))
                 if not again:
                     shown.add(child)

@@ -125,7 +125,9 @@ def resolve(lineage: "Lineage", thing: Thing, *, sha256: str | None = None) -> t
     A ``file`` THING takes the version recorded last under its path, or the
     one with ``sha256`` (the CLI passes the content of the file on disk when
     it exists); a path that is only a drop-folder input's (the file moved to
-    the inbox) resolves to that input. Raises :class:`NotFoundError`.
+    the inbox) resolves to that input; a file whose content is recorded only
+    under other paths (a copy) resolves to that content (``sha256:``).
+    Raises :class:`NotFoundError`.
     """
     from .graph import (dataset_node, file_id, input_node, member_path, model_node,  # the node shapes live with
                         run_node, task_node)  # the walk
@@ -161,6 +163,9 @@ def resolve(lineage: "Lineage", thing: Thing, *, sha256: str | None = None) -> t
                 return input_node(lineage, int(inputs[0]["id"]))
             if any(member_path(r["kind"], r["path"], r["member"]) == path for r in lineage.manifests_with(sha256)):
                 return file_id(path, sha256), {"kind": "file", "path": path, "sha256": sha256}  # in a folder input
+            elsewhere = lineage.paths_of_sha256(sha256)
+            if elsewhere:  # a copy (cp of a dropped file, an output moved): its content is what was recorded
+                return f"sha256:{sha256}", {"kind": "content", "sha256": sha256, "paths": elsewhere}
             known = ", ".join(v["sha256"][:12] for v in versions[:5]) or "none"
             raise NotFoundError(f"no recorded version of {path} has sha256 {sha256}", value=path,
                                 hint=f"recorded versions (newest first): {known}")

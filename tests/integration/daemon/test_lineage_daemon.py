@@ -106,6 +106,21 @@ def test_the_dropped_file_path_resolves_to_its_input_and_downstream_reaches_the_
     down = _reach(doc, "downstream")
     assert f"run:{run_id}" in down and f"task:{run_id}/train" in down
     assert any(n.startswith("file:") and n.endswith("/outputs/train/model.txt") for n in down)
+    text = _cli(workspace, str(drop / "houses.csv"), "--downstream").stdout
+    # Read downstream, each relation the other way round: the input started the run, the task wrote the file.
+    assert f"started: run {run_id}" in text and "wrote: file" in text, text
+    assert "started by:" not in text and "output of:" not in text, text
+
+
+def test_a_copy_of_a_recorded_file_resolves_to_its_content(workspace, daemon, dropped, tmp_path):
+    """A copy kept elsewhere (`cp` of the dropped file before it went) said "no recorded version ... recorded
+    versions: none", though its exact content was recorded."""
+    copy = tmp_path / "copy_of_dropped.csv"
+    copy.write_bytes(DROPPED)
+    out = _cli(workspace, str(copy), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["root"] == f"sha256:{_sha(DROPPED)}" and doc["nodes"][doc["root"]]["paths"], doc
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot's own use of pyparsing
