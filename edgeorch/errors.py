@@ -73,6 +73,11 @@ class EdgeorchError(Exception):
             text += f"\n  hint: {self.hint}"
         return text
 
+    def one_line(self) -> str:
+        """:meth:`render` on one line (``...; hint: ...``): for a reason kept in a record and shown in a table or a
+        log line, where the hint's line break came out as a literal ``\n``."""
+        return self.render().replace("\n  hint: ", "; hint: ")
+
     def in_pipeline(self, name: str | None) -> "EdgeorchError":
         """Name the pipeline this error belongs to (re-renders the message)."""
         if name and not self.pipeline:

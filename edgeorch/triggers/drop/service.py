@@ -522,7 +522,7 @@ class DropFolders:
         try:
             self._start_input(row, path)
         except StateError as exc:
-            self._hold_input(iid, row["pipeline"], row["source_path"], f"its start was not recorded: {exc.render()}",
+            self._hold_input(iid, row["pipeline"], row["source_path"], f"its start was not recorded: {exc.one_line()}",
                              attempt + 1, functools.partial(self._submit_recovered, row, path, attempt + 1))
             return
         self._claim_retries.pop(iid, None)
@@ -677,7 +677,7 @@ class DropFolders:
             for p in pendings:
                 _remove_claim_folder(p.intent.dest.parent)
             for spec, found in [*refused, *checked]:
-                self._retry_path(spec, found.path, f"not recorded: {exc.render()}")
+                self._retry_path(spec, found.path, f"not recorded: {exc.one_line()}")
             return
         finally:
             for folder in ahead.values():
@@ -829,7 +829,7 @@ class DropFolders:
                 elif isinstance(res, ClaimNotPermitted):
                     self._refuse_unmovable(pending, res)
                 elif isinstance(res, ClaimError):
-                    store.inputs.record_state(pending.iid, "vanished", reason=res.render())
+                    store.inputs.record_state(pending.iid, "vanished", reason=res.one_line())
                 else:
                     why = f"cannot claim: {res}"
                     log.error("input %s: %s", pending.iid, why)
@@ -853,7 +853,7 @@ class DropFolders:
                                    retry=functools.partial(self._retry_claim, by_id[rec["id"]]))
         except StateError as exc:  # the group's commit failed (a full disk): each claim is tried again later
             for rec, _ in started:
-                self._retry_claim(by_id[rec["id"]], f"its start was not recorded: {exc.render()}")
+                self._retry_claim(by_id[rec["id"]], f"its start was not recorded: {exc.one_line()}")
         finally:
             for rec, _ in started:
                 if rec.get("snapshot") is not None:
@@ -1000,7 +1000,7 @@ class DropFolders:
             raise  # not recorded (a full disk): transient, the claim is tried again (_isolated's retry)
         except EdgeorchError as exc:
             # The run cannot be created (pipeline gone, unsatisfiable params or resources): quarantine with the reason.
-            self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+            self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.one_line()}")
             return None
         return run_id
 
@@ -1036,7 +1036,7 @@ class DropFolders:
                     self._isolated(path, self._start_input, r, path,
                                    retry=functools.partial(failed.__setitem__, int(r["id"])))
         except StateError as exc:  # the commit failed (a full disk): every one of them waits on
-            failed = {int(r["id"]): exc.render() for r in rows}
+            failed = {int(r["id"]): exc.one_line() for r in rows}
         handed = [int(r["id"]) for r in rows if int(r["id"]) not in failed]
         if failed:  # not recorded (a full disk): they still wait; handed on again after a backoff
             n = self._waiting_retries[pipeline] = self._waiting_retries.get(pipeline, 0) + 1
@@ -1170,7 +1170,7 @@ class DropFolders:
             return None
         except EdgeorchError as exc:
             for iid in ids:
-                self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.render()}")
+                self._settle_input(store.inputs.get(iid) | {"run_id": None}, "failed", f"not started: {exc.one_line()}")
             return None
         log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
         return run_id

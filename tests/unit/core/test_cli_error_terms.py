@@ -45,3 +45,13 @@ def test_the_value_is_said_once_not_again_when_the_message_already_quotes_it() -
     assert NotFoundError("task a has no attempt 7", value=7).render() == "task a has no attempt 7"
     # A number inside another is not the value said: it is given.
     assert UsageError("must be at least 10", field="--n", value=1).render() == "--n: must be at least 10 (found 1)"
+
+
+def test_a_reason_kept_in_a_record_is_one_line_with_its_hint():
+    """An input's 'not started: ...' reason held the hint's line break: the daemon's log line showed a literal
+    '\\n  hint' and a table cell broke."""
+    from edgeorch.errors import UsageError
+
+    err = UsageError("is out of range", field="epochs", value=0, expected="1..1000", hint="edgeorch run -p epochs=10")
+    assert "\n" in err.render()
+    assert err.one_line() == ("epochs: is out of range (found 0); expected 1..1000; hint: edgeorch run -p epochs=10")
