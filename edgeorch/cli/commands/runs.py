@@ -679,10 +679,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Print an attempt's log: ``--follow`` streams it from the daemon; otherwise the file named in the state."""
     cfg = load(args)
     if args.follow:
+        from ...control.protocol import BadResponse
+
         with connect(cfg, "daemon") as backend:
-            for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
-                sys.stdout.write(text)
-                sys.stdout.flush()
+            try:
+                for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+            except BadResponse as exc:  # the daemon went away mid-stream (a restart): say how to go on
+                if not exc.hint:
+                    again = f"edgeorch logs {args.run_id} {args.task or ''}".rstrip() + " -f"
+                    exc.hint = (f"the task goes on while the daemon is away (live restore); `{again}` follows it "
+                                "again once the daemon is back")
+                raise
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
     store = connect(cfg, "offline").open_store(readonly=True)

@@ -435,3 +435,20 @@ def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_ar
     assert any(" nap " in ln and "ok" in ln for ln in theirs), lines  # long's own `nap` task, labelled
     ours = [ln for ln in lines if " nap " in ln and "run 1 long:" not in ln and ":  " not in ln.split("nap")[0][10:]]
     assert any("started (attempt 1)" in ln for ln in ours) and any(" ok in " in ln for ln in ours), lines
+
+
+def test_logs_follow_that_loses_its_daemon_says_how_to_go_on(workspace, daemon):
+    """It exited 75 with only "closed the connection": nothing said the task goes on, or how to follow it again."""
+    import subprocess
+
+    proc = follow_a_started_run(workspace, daemon, "echo first-line; touch {pipeline_dir}/started; "
+                                "while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done")
+    logs = subprocess.Popen([*workspace.cli(), "logs", "1", "work", "-f"], env=workspace.cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert logs.stdout is not None and logs.stdout.readline() == "first-line\n"  # following now
+    daemon.kill9()
+    out, err = logs.communicate(timeout=60)
+    assert logs.returncode == 75 and "closed the connection" in err, out + err
+    assert "the task goes on while the daemon is away" in err and "`edgeorch logs 1 work -f`" in err, err
+    (workspace.pipelines / "go").touch()
+    proc.communicate(timeout=60)
