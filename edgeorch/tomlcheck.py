@@ -79,7 +79,9 @@ def suggest(name: str, choices: list[str] | set[str]) -> str | None:
         return meant
     import difflib  # here: only a mistake pays for it, not every command's start-up (issue 11)
 
-    found = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    # A typo of a key (retrys, nmae, drfit: 0.75 or more), not any word sharing two letters (bogus -> gpus: 0.67);
+    # a name of three letters or fewer moves the ratio in big steps (aeg -> age, cc -> c: 0.67), so 0.6 there.
+    found = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6 if len(name) <= 3 else 0.7)
     return found[0] if found else None
 
 

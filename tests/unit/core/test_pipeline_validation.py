@@ -138,3 +138,12 @@ def test_params_from_the_command_line_are_typed_and_checked(tmp_path):
         resolve_params(p, {})
     with pytest.raises(UsageError, match="key=value"):
         parse_param_args(["novalue"])
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_did_you_mean(tmp_path):
+    """`bogus = 1` was asked "did you mean 'gpus'?": two shared letters are not a typo."""
+    from edgeorch.tomlcheck import suggest
+
+    assert suggest("bogus", ["gpus", "cpus", "needs"]) is None
+    assert suggest("gpu", ["gpus", "cpus"]) == "gpus" and suggest("aeg", ["age"]) == "age"
+    assert suggest("retrys", ["retries"]) == "retries" and suggest("nmae", ["name"]) == "name"
