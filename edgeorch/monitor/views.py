@@ -7,6 +7,7 @@ import tomllib
 from typing import Any, Mapping
 
 from ..errors import NotFoundError
+from ..textui import printable
 from .rules import RuleState
 from .spec import RuleSpec
 
@@ -84,9 +85,11 @@ def why_doc(store: Any, run_id: int) -> dict[str, Any]:
 def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     try:
         text = store.pipelines.version(run["pipeline_version_id"])["source_text"]
-        needs = {t: list(d.get("needs", [])) for t, d in tomllib.loads(text).get("tasks", {}).items()}
+        declared = tomllib.loads(text).get("tasks", {})
+        needs = {t: list(d.get("needs", [])) for t, d in declared.items()}
+        cached = {t for t, d in declared.items() if d.get("cache") is True}
     except (NotFoundError, tomllib.TOMLDecodeError, KeyError, AttributeError):
-        needs = {}
+        needs, cached = {}, set()
     tasks = {t["name"]: t for t in store.runs.tasks_of(run["id"])}
     attempts: dict[str, list[dict[str, Any]]] = {}
     for a in store.attempts.of_run(run["id"]):
@@ -104,5 +107,36 @@ def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]]) -> lis
                                "lease": leases.get(name),
                                "retries": [{"attempt": a["number"], "state": a["state"], "exit_code": a["exit_code"],
                                             "reason": a["reason"]} for a in atts[:-1]]}
+        if name in cached:
+            doc["cache"] = cache_miss(store, run["pipeline"], first)
         out.append(doc)
     return out
+
+
+def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
+    """Why a ``cache = true`` task ran instead of reusing a result: against the last success of the same task
+    before ``attempt`` (the first attempt of this run), what differs. A run's hits need no words (``show`` says
+    "cache hit"); a miss looked like any run."""
+    prev = store.outputs.last_success_before(pipeline, attempt["task"], attempt["id"])
+    if prev is None:
+        return "no earlier success of this task to reuse"
+    where = f"run {prev['run_id']} (the last success before)"
+    if prev["definition_hash"] != attempt["definition_hash"]:
+        return f"its definition differs from {where}'s: the task's table in the pipeline file changed"
+    if prev["input_hash"] == attempt["input_hash"]:
+        return (f"{where} had the same definition and inputs, but its recorded outputs were changed or removed "
+                "since (every reuse re-hashes them first)")
+    changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),
+                                store.lineage.consumed_by_attempt(attempt["id"]))
+    return (f"its inputs differ from {where}'s: " +
+            (", ".join(changes) if changes else "its params, or what an upstream task made, differ"))
+
+
+def _consumed_changes(before: list[dict[str, Any]], now: list[dict[str, Any]], shown: int = 3) -> list[str]:
+    """The consumed paths whose content differs between two attempts: changed, new, gone (at most ``shown``)."""
+    old = {r["path"]: r["sha256"] for r in before}
+    new = {r["path"]: r["sha256"] for r in now}
+    out = [f"{printable(p)} changed (sha256 {old[p][:12]} -> {new[p][:12]})" for p in new if p in old and old[p] != new[p]]
+    out += [f"{printable(p)} is new" for p in new if p not in old]
+    out += [f"{printable(p)} is no longer read" for p in old if p not in new]
+    return out[:shown] + ([f"and {len(out) - shown} more"] if len(out) > shown else [])

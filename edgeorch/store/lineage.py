@@ -82,6 +82,10 @@ class Lineage:
         return self._db.all("SELECT * FROM consumed WHERE run_id = ? AND task = ? AND attempt_id = ? ORDER BY id",
                             (run_id, task, last[0]))
 
+    def consumed_by_attempt(self, attempt_id: int) -> list[dict[str, Any]]:
+        """What one attempt recorded as consumed (its declared inputs and upstream outputs), in recording order."""
+        return self._db.all("SELECT * FROM consumed WHERE attempt_id = ? ORDER BY id", (attempt_id,))
+
     def members(self, manifest: str, limit: int = -1) -> list[dict[str, Any]]:
         """A folder's or glob's files (``name``, ``sha256``, ``size``), sorted by name."""
         return self._db.all("SELECT name, sha256, size FROM manifest_files WHERE manifest = ? ORDER BY name LIMIT ?",

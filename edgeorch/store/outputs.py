@@ -60,6 +60,15 @@ class Outputs:
                 (run_id, source_attempt, source_attempt))
             write_event(self._db, run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
 
+    def last_success_before(self, pipeline: str, task: str, attempt_id: int) -> dict[str, Any] | None:
+        """The newest successful attempt of ``pipeline``/``task`` older than ``attempt_id`` (what a cache lookup
+        at that attempt's start could have reused, were its hashes the same), or None."""
+        row = self._db.one(
+            "SELECT a.* FROM attempts a JOIN runs r ON r.id = a.run_id WHERE r.pipeline = ? AND a.task = ?"
+            " AND a.id < ? AND a.state = 'exited' AND a.exit_code = 0 ORDER BY a.id DESC LIMIT 1",
+            (pipeline, task, attempt_id))
+        return dict(row) if row else None
+
     def find_cache_hit(self, pipeline: str, task: str, definition_hash: str, input_hash: str) -> dict[str, Any] | None:
         """The newest successful attempt of ``pipeline``/``task`` with the same hashes, or None."""
         row = self._db.one(

@@ -152,4 +152,6 @@ def cmd_why(args: argparse.Namespace) -> int:
                          + "; ".join(f"#{a['attempt']} {printable(attempt_outcome(a['state'], a['reason']))}"
                                      for a in t["retries"]))
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
+        if t.get("cache"):
+            print(f"    ran instead of a cache hit: {t['cache']}")
     return EXIT_OK

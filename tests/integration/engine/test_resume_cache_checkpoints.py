@@ -226,3 +226,35 @@ def test_a_rerun_on_changed_inputs_starts_without_the_old_checkpoint_a_retry_res
     assert Path(model["path"]).read_text() == "features-2\n"  # trained on the new features, from scratch
     second = harness.store().attempts.of_run(run_id, "train")[1]
     assert (Path(second["attempt_dir"]) / "checkpoints" / "epoch").read_text() == "5\n"  # the old one, kept
+
+
+def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, harness):
+    """A miss looked like any run: a task rerunning every night said nothing of why its cache never hit."""
+    from edgeorch.monitor.views import why_doc
+
+    data = workspace.pipelines / "data.csv"
+    data.write_text("a\n1\n")
+    workspace.pipeline("cached", CACHED.replace('outputs = ["out.txt"]', 'outputs = ["out.txt"]\ninputs = ["data.csv"]'))
+
+    def said(run_id: int) -> str:
+        (task,) = [t for t in why_doc(harness.store(), run_id)["tasks"] if t["task"] == "expensive"]
+        return task["cache"]
+
+    first, _ = harness.run("cached")
+    assert said(first) == "no earlier success of this task to reuse"
+    data.write_text("a\n2\n")
+    second, _ = harness.run("cached")
+    assert said(second).startswith(f"its inputs differ from run {first} (the last success before)'s: ")
+    assert f"{data} changed (sha256 " in said(second)
+    again, _ = harness.run("cached", {"n": "2"})
+    assert "its params, or what an upstream task made, differ" in said(again)
+    (art,) = harness.store().outputs.latest_artifacts(again, "expensive")
+    Path(art["path"]).write_text("tampered\n")
+    third, _ = harness.run("cached", {"n": "2"})
+    assert "had the same definition and inputs, but its recorded outputs were changed or removed" in said(third)
+    workspace.pipeline("cached", CACHED.replace("echo {n}", "echo n={n}").replace(
+        'outputs = ["out.txt"]', 'outputs = ["out.txt"]\ninputs = ["data.csv"]'))
+    fourth, _ = harness.run("cached", {"n": "2"})
+    assert said(fourth).startswith(f"its definition differs from run {third}")
+    out = workspace.invoke("why", str(fourth))
+    assert "ran instead of a cache hit: its definition differs" in out.stdout, out.stdout + out.stderr
