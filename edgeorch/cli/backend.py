@@ -40,8 +40,16 @@ log = logging.getLogger("edgeorch.cli")
 def load(args: argparse.Namespace) -> Config:
     """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder set from it."""
     from ..config import load_config
+    from ..errors import ConfigError
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        if not exc.hint:  # every command reads the same file: say what it means for a running daemon
+            exc.hint = ("every edgeorch command reads this file, so none runs until it is fixed; a running daemon "
+                        "goes on with the config it loaded (a reload refuses this one). To reach it meanwhile, name "
+                        "a copy of the good file: edgeorch --config GOOD.toml status")
+        raise
     log.debug("config: %s", cfg.source or "the embedded defaults")
     from ..kernels.cache import use_numba_cache_dir
 

@@ -241,6 +241,9 @@ def test_a_bad_config_file_is_a_clear_error(workspace):
     proc = run(workspace, "runs")
     assert proc.returncode == 2
     assert "engine.parallelism: has the wrong type (string)" in proc.stderr
+    # Every command reads it: what that means while a daemon runs, and how to reach it meanwhile.
+    assert "a running daemon goes on with the config it loaded" in proc.stderr
+    assert "edgeorch --config GOOD.toml status" in proc.stderr
 
 
 def test_ctrl_c_cancels_the_run_and_records_it(workspace, tmp_path):
