@@ -38,10 +38,13 @@ def runs_page(store: Any, *, limit: int = 20, pipeline: str | None = None, state
     return store.runs.list(limit=limit, pipeline=pipeline, state=state) if store is not None else []
 
 
-def attempt_outcome(state: str, reason: str | None) -> str:
+def attempt_outcome(state: str, reason: str | None, exit_code: int | None = None) -> str:
     """How an attempt ended, in words, the state said once: its reason when that already says it (``exited with
     code 1``, ``timed out after 5s``), else the state before the reason (``signalled: killed by signal 9``,
-    ``abandoned: ...``), or the state alone."""
+    ``abandoned: ...``), or the state alone; ``succeeded`` for one that exited 0 with nothing against it (a rerun
+    of a succeeded task: "#1 exited" read as a failure)."""
+    if state == "exited" and exit_code == 0 and not reason:
+        return "succeeded"
     said = state.replace("_", " ")
     if not reason:
         return said

@@ -77,7 +77,9 @@ def why_doc(store: Any, run_id: int) -> dict[str, Any]:
                        "input_path": sig.get("input_path"), "input_sha256": sig.get("input_sha256"), "signal": sig}
     else:
         started = {"kind": "person", "trigger": trigger, "actor": run["actor"]}
-    resumed = [{"actor": e["actor"], "at": e["ts"]} for e in events if e["kind"] == "run_resumed"]
+    # A resume (`edgeorch retry`) queues the run again: a run_queued event whose message says "resumed".
+    resumed = [{"actor": e["actor"], "at": e["ts"]} for e in events
+               if e["kind"] == "run_queued" and str(e.get("message") or "").startswith("resumed")]
     return {"run": run_id, "pipeline": run["pipeline"], "state": run["state"], "created_at": run["created_at"],
             "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events)}
 
@@ -95,13 +97,19 @@ def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]]) -> lis
     for a in store.attempts.of_run(run["id"]):
         attempts.setdefault(a["task"], []).append(a)
     leases = {e["task"]: e["message"] for e in events if e["kind"] == "lease_granted"}
+    # Each start of the run: its first, then each resume (`edgeorch retry`). A task's waits count from the start
+    # its attempts belong to: after a resume, the hours between the first run and the retry are nobody's wait.
+    starts = sorted({run["started_at"] or run["created_at"], *(e["ts"] for e in events if e["kind"] == "run_running")})
     out = []
     for name, atts in attempts.items():
-        first = atts[0]
-        ups = [(u, max((a["finished_at"] or 0) for a in attempts.get(u, [{"finished_at": 0}]))) for u in needs.get(name, [])]
-        ready = max([run["started_at"] or run["created_at"]] + [t for _, t in ups])
+        last_start = atts[-1]["started_at"] or starts[-1]
+        since = max((t for t in starts if t <= last_start), default=starts[0])
+        first = next((a for a in atts if (a["started_at"] or since) >= since), atts[-1])
+        ups = [(u, max([(a["finished_at"] or 0) for a in attempts.get(u, []) if (a["finished_at"] or 0) <= last_start]
+                       or [0])) for u in needs.get(name, [])]
+        ready = max([since] + [t for _, t in ups])
         doc: dict[str, Any] = {"task": name, "state": (tasks.get(name) or {}).get("state"),
-                               "waited_for_needs": round(max(0.0, ready - (run["started_at"] or run["created_at"])), 3),
+                               "waited_for_needs": round(max(0.0, ready - since), 3),
                                "needs": [u for u, _ in ups],
                                "waited_for_turn": round(max(0.0, (first["started_at"] or ready) - ready), 3),
                                "lease": leases.get(name),

@@ -149,7 +149,7 @@ def cmd_why(args: argparse.Namespace) -> int:
             waits.append(f"{t['waited_for_turn']:g}s for its turn" + (f" ({t['lease']})" if t["lease"] else ""))
         if t["retries"]:
             waits.append(f"{len(t['retries'])} earlier attempt(s): "
-                         + "; ".join(f"#{a['attempt']} {printable(attempt_outcome(a['state'], a['reason']))}"
+                         + "; ".join(f"#{a['attempt']} {printable(attempt_outcome(a['state'], a['reason'], a['exit_code']))}"
                                      for a in t["retries"]))
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
         if t.get("cache"):

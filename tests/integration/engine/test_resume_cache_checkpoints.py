@@ -258,3 +258,28 @@ def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, h
     assert said(fourth).startswith(f"its definition differs from run {third}")
     out = workspace.invoke("why", str(fourth))
     assert "ran instead of a cache hit: its definition differs" in out.stdout, out.stdout + out.stderr
+
+
+def test_why_counts_a_resumed_tasks_waits_from_the_resume_and_says_a_succeeded_attempt_succeeded(workspace, harness):
+    """After `edgeorch retry`, why said "train: 15.4s for prep" (the time between the run and the retry, which
+    nobody waited) and listed a rerun's earlier successful attempt as "#1 exited"."""
+    import time
+
+    from edgeorch.monitor.views import why_doc
+
+    workspace.pipeline("resumable", COUNTING)
+    run_id, state = harness.run("resumable")
+    assert state == RunState.FAILED
+    time.sleep(1.5)  # wall-clock time between the run and its retry, which the store's timestamps measure
+    (workspace.pipelines / "fixed").touch()
+    (prep,) = harness.store().outputs.latest_artifacts(run_id, "prep")
+    Path(prep["path"]).write_text("tampered")  # prep reruns too: its first attempt had succeeded
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED and {"prep", "train"} <= set(redo)
+    doc = why_doc(harness.store(), run_id)
+    assert len(doc["resumed_by"]) == 1, doc["resumed_by"]  # it looked for an event kind the store never writes
+    tasks = {t["task"]: t for t in doc["tasks"]}
+    assert tasks["train"]["waited_for_needs"] < 1.0, tasks["train"]
+    assert tasks["prep"]["waited_for_needs"] == 0 and tasks["prep"]["waited_for_turn"] < 1.0, tasks["prep"]
+    out = workspace.invoke("why", str(run_id))
+    assert "task prep: " in out.stdout and "#1 succeeded" in out.stdout, out.stdout
