@@ -112,6 +112,9 @@ class Schedules:
     def next_fire(self, pipeline: str) -> datetime | None:
         return self.scheduler.next_fire(pipeline)
 
+    def fire_held(self, pipeline: str) -> bool:
+        return self.scheduler.held(pipeline)
+
     def _active_runs(self, pipeline: str) -> int:
         return sum(1 for ctx in self.engine.runs.values() if ctx.pipeline.name == pipeline)
 

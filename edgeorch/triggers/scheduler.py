@@ -206,6 +206,12 @@ class Scheduler:
             return entry.waiting
         return self._guard(entry, lambda: next_fire(entry.spec, entry.last_fire))
 
+    def held(self, pipeline: str) -> bool:
+        """Whether ``pipeline``'s next fire is one held back (``on_max_active = "wait"``): due already, it starts
+        when a run of the pipeline finishes (so :meth:`next_fire`, its time, may be in the past)."""
+        entry = self._entries.get(pipeline)
+        return entry is not None and entry.waiting is not None
+
     def next_wakeup(self) -> datetime | None:
         """Earliest start time (fire + jitter) over pipelines not holding a waiting fire.
 

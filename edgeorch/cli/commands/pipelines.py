@@ -98,7 +98,9 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["pipeline", "tasks", "paused", "next fire", "description"],
                 [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
-                  "paused" if i["paused"] else _fire_text(i.get("next_fire")), i["description"]] for i in items])
+                  "paused" if i["paused"] else _fire_text(i.get("next_fire"))
+                  + (" (held: starts when a run ends, max_active_runs)" if i.get("fire_held") else ""),
+                  i["description"]] for i in items])
     for i in items:
         for w in i.get("warnings") or []:
             print(f"warning  pipeline {i['name']}: {w}")
@@ -134,6 +136,7 @@ def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
     refusals = _refusals(backend, list(report.pipelines.values()))
     items = [pipeline_summary(p, pauses=pauses, refusals=refusals.get(n, ()),
                               **_offline_next_fire(p, watermarks.get(n), paused=bool(pauses and n in pauses)))
+             | {"fire_held": False}  # held fires live in a daemon's memory only
              for n, p in report.pipelines.items()]
     return items, [e.render() for e in report.errors]
 

@@ -27,6 +27,8 @@ class Schedules(Protocol):
 
     def next_fire(self, pipeline: str) -> datetime | None: ...
 
+    def fire_held(self, pipeline: str) -> bool: ...
+
 
 def refusals(engine: "Engine", pipeline: "Pipeline") -> list[tuple[str, str]]:
     """``(task, why)`` for each task of ``pipeline`` this machine can never serve (the front door refuses its runs)."""
@@ -70,9 +72,12 @@ class PipelineOps:
             # A paused pipeline fires nothing: it has no next fire to show.
             nf = self.schedules.next_fire(name) if name not in paused else None
             sched = self.schedules.specs.get(name)
-            items.append(pipeline_summary(p, pauses=paused, next_fire=nf.isoformat() if nf is not None else None,
-                                          schedule=sched.describe() if sched is not None else None,
-                                          refusals=refusals(self.engine, p), stale=self.registry.stale(name)))
+            item = pipeline_summary(p, pauses=paused, next_fire=nf.isoformat() if nf is not None else None,
+                                    schedule=sched.describe() if sched is not None else None,
+                                    refusals=refusals(self.engine, p), stale=self.registry.stale(name))
+            # A fire held by on_max_active = "wait": due (its time may be past), it starts when a run ends.
+            item["fire_held"] = nf is not None and self.schedules.fire_held(name)
+            items.append(item)
         return {"pipelines": items, "errors": [e.to_dict() for e in self.registry.errors]}
 
     async def pipelines_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

@@ -437,6 +437,11 @@ def test_max_active_runs_wait_holds_the_fire_until_a_run_finishes(workspace, dae
     assert "max_active_runs = 1" in reason and "wait" in reason
     held = json.loads(q(workspace, "SELECT data FROM events WHERE kind = 'schedule_wait'")[0]["data"])["fire_time"]
     assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1
+    # `pipelines` said a next fire in the past, with no word that it was held.
+    [item] = daemon.call("pipelines.list")["pipelines"]
+    assert item["fire_held"] is True and item["next_fire"] is not None
+    listed = workspace.invoke("pipelines")
+    assert "(held: starts when a run ends, max_active_runs)" in listed.stdout, listed.stdout
     (workspace.pipelines / "go").write_text("")
     # The first run finishing releases the held fire: it starts as the next run (late, not lost).
     wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM runs WHERE state = 'succeeded'")[0][0] >= 2)
