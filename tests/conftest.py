@@ -84,8 +84,12 @@ def short_tmp_path() -> Iterator[Path]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> "Workspace":
-    return Workspace(tmp_path)
+def workspace(tmp_path: Path) -> Iterator["Workspace"]:
+    ws = Workspace(tmp_path)
+    yield ws
+    # A test that failed before it let its tasks end (the `go` file never written) left them looping, under live
+    # restore, after its engine or in-process run closed: minutes of CPU that made later tests slow and flaky.
+    _kill_leftover_tasks(ws.state / "edgeorch.db")
 
 
 @pytest.fixture
