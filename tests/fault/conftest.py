@@ -20,3 +20,4 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+

@@ -6,6 +6,8 @@ import signal
 import sqlite3
 import subprocess
 
+from fault_helpers import fill_up
+
 
 def test_disk_full_stops_the_daemon_cleanly_and_a_restart_recovers(workspace, daemon, small_disk):
     workspace.state = small_disk / "var"
@@ -84,14 +86,7 @@ def test_a_daemon_started_on_a_full_disk_says_so_naming_the_lock_file(workspace,
     Restart=on-failure the journal filled with reports of a bug."""
     workspace.state = small_disk / "var"
     workspace.write_config()
-    filler = small_disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 16))
-                f.flush()
-        except OSError:
-            pass
+    fill_up(small_disk)
     proc = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 4, proc.stderr
@@ -116,13 +111,7 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
     daemon.start()
     filler = small_disk / "filler"
     deadline = time.monotonic() + 60
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 16))
-                f.flush()
-        except OSError:
-            pass
+    fill_up(small_disk)
     while "not recorded, tried again in" not in daemon.output():
         assert time.monotonic() < deadline, daemon.output()[-3000:]
         assert daemon.proc.poll() is None, daemon.output()[-3000:]
@@ -156,13 +145,7 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
         retries = 1
         retry_delay = "0s"
     """)
-    with open(small_disk / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 16))
-                f.flush()
-        except OSError:
-            pass
+    fill_up(small_disk)
     out = workspace.invoke("run", "writer")
     assert out.returncode == 1, out.stderr
     conn = sqlite3.connect(workspace.state / "edgeorch.db")

@@ -25,6 +25,20 @@ def _attempt_with_pid(ws, task: str) -> sqlite3.Row | None:
         conn.close()
 
 
+def _end_while_away(ws, daemon, task: str) -> None:
+    """Once ``task``'s pid is recorded: stop the daemon, let the task end (its ``go`` file), wait until it has."""
+    deadline = time.monotonic() + 30
+    while _attempt_with_pid(ws, task) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert daemon.stop() == 0
+    (ws.pipelines / "go").touch()
+    a = _attempt_with_pid(ws, task)
+    while is_same_process(a["pid"], a["pid_start_time"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def test_sigterm_leaves_running_tasks_alive_and_a_restart_adopts_them(workspace, daemon):
     workspace.pipeline("gated", """
         [tasks.wait]
@@ -172,17 +186,7 @@ def test_the_ready_line_counts_adopted_collected_and_abandoned_attempts_apart(wo
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
     workspace.wait_file(workspace.pipelines / "started")
-    deadline = time.monotonic() + 30
-    while _attempt_with_pid(workspace, "wait") is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert daemon.stop() == 0
-    (workspace.pipelines / "go").touch()  # it ends while no daemon runs
-    a = _attempt_with_pid(workspace, "wait")
-    deadline = time.monotonic() + 30
-    while is_same_process(a["pid"], a["pid_start_time"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _end_while_away(workspace, daemon, "wait")
     daemon.start()
     assert daemon.wait_run(run_id) == "succeeded"
     assert "0 attempt(s) adopted (still running), 1 collected (ended while it was away), 0 abandoned" \
@@ -235,16 +239,7 @@ def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules
     """)
     daemon.start()
     workspace.wait_file(workspace.pipelines / "started-1")
-    deadline = time.monotonic() + 30
-    while _attempt_with_pid(workspace, "wait") is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert daemon.stop() == 0
-    (workspace.pipelines / "go").touch()  # run 1 ends while no daemon runs
-    a = _attempt_with_pid(workspace, "wait")
-    while is_same_process(a["pid"], a["pid_start_time"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _end_while_away(workspace, daemon, "wait")  # run 1 ends while no daemon runs
     time.sleep(2.5)  # a fire falls due while no daemon runs (the schedule's grid is wall-clock time)
     before = len(daemon.output())
     daemon.start()
