@@ -323,3 +323,20 @@ def test_attempt_outcome_names_the_state_once():
     assert attempt_outcome("signalled", "killed by signal 9 (SIGKILL)") == "signalled: killed by signal 9 (SIGKILL)"
     assert attempt_outcome("abandoned", "the process was lost") == "abandoned: the process was lost"
     assert attempt_outcome("exited", None) == "exited"
+
+
+def test_pipelines_without_a_daemon_says_when_the_state_file_cannot_tell_what_is_paused(workspace):
+    """On a state file of an older schema (the package upgraded, the daemon not started yet), PAUSED showed '-'
+    for a paused pipeline, exit 0, without a word."""
+    import sqlite3
+
+    from edgeorch.store import Store
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    Store(workspace.state / "edgeorch.db").close()
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    conn.execute("PRAGMA user_version = 18")
+    conn.close()
+    out = workspace.invoke("pipelines")
+    assert out.returncode == 0
+    assert "note: paused states and schedule watermarks unknown" in out.stderr and "schema" in out.stderr, out.stderr
