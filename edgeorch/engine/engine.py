@@ -1607,7 +1607,9 @@ class Engine:
 
                     registered = register_model(self.store, files.model, pipeline=ctx.pipeline, task=la.task,
                                                 run_id=ctx.run_id, attempt_id=attempt_id, params=ctx.params)
-                self._record(ctx, decided, skip_task=True)
+                # Collected after a restart: the run ended when its task did, not when this engine saw it.
+                run_ended = info.finished_at if self._collecting and attempt_id in self._collecting else None
+                self._record(ctx, decided, skip_task=True, ended_at=run_ended)
         finally:
             if snap is not None:
                 snap.release()  # committed (or not): its chunks need no pins any more
@@ -1656,18 +1658,20 @@ class Engine:
             self._record(ctx, decided)
         self._apply(ctx, decided, then)
 
-    def _record(self, ctx: RunCtx, decided: settlement.Settlement, *, skip_task: bool = False) -> None:
+    def _record(self, ctx: RunCtx, decided: settlement.Settlement, *, skip_task: bool = False,
+                ended_at: float | None = None) -> None:
         """Write ``decided``'s task changes and the run's end (in the caller's transaction, or one of its own).
 
         ``skip_task``: the caller writes the task's own change itself (with
-        the attempt's outcome, or a cache hit's record).
+        the attempt's outcome, or a cache hit's record). ``ended_at``: when the run ended, if not now (its last
+        attempt ended while no engine ran: a run collected a minute after a restart did not take that minute).
         """
         changes = decided.changes[1:] if skip_task and decided.task is not None else decided.changes
         self.store.runs.set_task_states([(ctx.task_ids[c.task], c.state, c.reason) for c in changes], names=ctx.task_names)
         if decided.run_finished is not None:
             if not RunState.can_transition(RunState.RUNNING, decided.run_finished):  # pragma: no cover - a bug
                 raise AssertionError(f"run {ctx.run_id}: running -> {decided.run_finished} is not a run transition")
-            self.store.runs.set_state(ctx.run_id, decided.run_finished, reason=decided.run_reason)
+            self.store.runs.set_state(ctx.run_id, decided.run_finished, reason=decided.run_reason, at=ended_at)
 
     def _apply(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
         """Memory follows a recorded settlement, then acts on it.

@@ -95,8 +95,10 @@ class Runs:
             "SELECT run_id, MAX(ts) FROM events WHERE run_id IN (SELECT value FROM json_each(?))"
             " AND kind = 'run_running' GROUP BY run_id HAVING COUNT(*) > 1", (json.dumps(run_ids),))}
 
-    def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None) -> None:
-        """Move a run to ``state``; sets started_at/finished_at as the state implies."""
+    def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None,
+                  at: float | None = None) -> None:
+        """Move a run to ``state``; sets started_at/finished_at as the state implies. ``at``: when a finished run
+        really ended, if earlier than now (its last task ended while no engine ran); never before it started."""
         now = self._db.clock()
         with self._db.transaction():
             if state == RunState.RUNNING:
@@ -105,7 +107,9 @@ class Runs:
                     (state, now, run_id),
                 )
             elif state.finished:
-                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = ?, reason = ? WHERE id = ?", (state, now, reason, run_id))
+                ended = now if at is None or at > now else at
+                self._db.conn.execute("UPDATE runs SET state = ?, finished_at = MAX(COALESCE(started_at, ?), ?),"
+                                      " reason = ? WHERE id = ?", (state, ended, ended, reason, run_id))
             else:  # queued again (a resume): a cancel of its last start is over
                 self._db.conn.execute("UPDATE runs SET state = ?, finished_at = NULL, reason = ?, cancel_reason = NULL"
                                       " WHERE id = ?", (state, reason, run_id))

@@ -242,8 +242,13 @@ def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules
     _end_while_away(workspace, daemon, "wait")  # run 1 ends while no daemon runs
     time.sleep(2.5)  # a fire falls due while no daemon runs (the schedule's grid is wall-clock time)
     before = len(daemon.output())
+    restarted = time.time()
     daemon.start()
     assert daemon.wait_run(1) == "succeeded"
+    # It ended when its task did, not when the new daemon collected it (its duration took no downtime).
+    with _db(workspace) as conn:
+        finished = conn.execute("SELECT finished_at FROM runs WHERE id = 1").fetchone()[0]
+    assert finished < restarted - 2, (finished, restarted)
     workspace.wait_file(workspace.pipelines / "started-2")  # the fire due at the restart started run 2
     after = daemon.output()[before:]
     assert "skip fire" not in after, after
