@@ -133,13 +133,15 @@ def actor_fields(actor: str | None, default: str = DEFAULT_ACTOR) -> tuple[str, 
 def event_subject(run_id: int | None, task: str | None, data: Mapping[str, Any] | None) -> str:
     """The subject of a record made from an ``events`` row: its run (and task), else what its data names.
 
-    ``run:12/train``, ``run:12``, ``pipeline:nightly``, ``input:7``, ``gpu:<uuid>``,
-    ``op:<op>``; ``daemon`` when the row names none of these.
+    ``run:12/train``, ``run:12``, ``pipeline:nightly``, ``input:7``, ``dataset:sales``, ``model:churn``,
+    ``gpu:<uuid>``, ``op:<op>``; ``daemon`` when the row names none of these (a data version added by
+    ``edgeorch datasets add`` was "daemon").
     """
     if run_id is not None:
         return f"run:{run_id}/{task}" if task else f"run:{run_id}"
     data = data or {}
-    for key, prefix in (("pipeline", "pipeline"), ("input_id", "input"), ("uuid", "gpu"), ("op", "op")):
+    for key, prefix in (("pipeline", "pipeline"), ("input_id", "input"), ("dataset", "dataset"), ("model", "model"),
+                        ("uuid", "gpu"), ("op", "op")):
         if data.get(key) is not None:
             return f"{prefix}:{data[key]}"
     return "daemon"

@@ -244,6 +244,9 @@ def test_subjects_and_times():
     assert event_subject(3, "train", None) == "run:3/train"
     assert event_subject(None, None, {"pipeline": "p"}) == "pipeline:p"
     assert event_subject(None, None, None) == "daemon"
+    # A data version added by `edgeorch datasets add` was recorded about "daemon".
+    assert event_subject(None, None, {"dataset": "sales", "version": 3}) == "dataset:sales"
+    assert event_subject(None, None, {"model": "churn"}) == "model:churn"
     assert iso_ts(0.5) == "1970-01-01T00:00:00.500000Z" and parse_ts(iso_ts(1.25)) == 1.25
     assert iso_ts(1e9) == "2001-09-09T01:46:40.000000Z"  # whole seconds keep their six digits
 
