@@ -914,12 +914,13 @@ class Engine:
             except OSError as exc:
                 self._fail_without_attempt(ctx, name, f"cannot prepare the attempt: {exc}")
         if dedicated and res.cluster is None:
-            self._squeeze_shared(res)
+            self._rebalance_shared(res)
 
-    def _squeeze_shared(self, res: Admission) -> None:
-        """Move running tasks that asked for no cores off the cores just leased (docs/resources.md): dedicated
-        cores are never shared with them. On this machine only (a cluster's tasks run on its nodes)."""
-        moved = res.squeeze_shared()
+    def _rebalance_shared(self, res: Admission) -> None:
+        """Move running tasks that asked for no cores onto the cores nobody leased now (docs/resources.md): off
+        cores just leased (dedicated cores are never shared with them), onto those a lease gave back. On this
+        machine only (a cluster's tasks run on its nodes)."""
+        moved = res.rebalance_shared()
         if not moved:
             return
         from ..resources.cpus import format_cpu_list, pin_processes
@@ -1343,7 +1344,7 @@ class Engine:
         self._running_marks[attempt_id] = info
         if self._pin_at_start:
             cores = self._pin_at_start.pop(attempt_id, None)
-            if cores is not None:  # its shared cores were leased while its shim started it (_squeeze_shared)
+            if cores is not None:  # its shared cores were leased while its shim started it (_rebalance_shared)
                 from ..resources.cpus import pin_processes
 
                 assert self.executor is not None
@@ -1438,8 +1439,10 @@ class Engine:
         attempt (its group may still be dying from the SIGKILL) nor a container's (its runtime cleans up after).
         """
         assert self.res is not None
-        self.res.release(la.attempt_id)
+        held = self.res.release(la.attempt_id)
         self._dispatch()  # now, before this outcome is even queued: the next start goes first
+        if held is not None and held.running.lease.cpus and self.res.cluster is None:
+            self._rebalance_shared(self.res)  # its cores are free: the shared tasks take them back
 
     def _explain_exit(self, la: LiveAttempt, spec: TaskSpec, info: ExitInfo) -> ExitInfo:
         """``info`` with a container's exit read as a host task's and an OOM kill's reason (docs/containers.md).
@@ -1621,7 +1624,9 @@ class Engine:
             self._collecting.discard(attempt_id)
             if not self._collecting:
                 self._collected.set()
-        self.res.release(attempt_id)
+        held = self.res.release(attempt_id)
+        if held is not None and held.running.lease.cpus and self.res.cluster is None:
+            self._rebalance_shared(self.res)  # its cores are free: the shared tasks take them back
         if ran_ok and la.started_at is not None:
             finished = info.finished_at if info.finished_at is not None else self.clock()
             self.res.durations.observe(f"{ctx.pipeline.name}/{la.task}", finished - la.started_at)

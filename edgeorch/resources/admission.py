@@ -358,30 +358,27 @@ class Admission:
         self.held[attempt_id] = Held(attempt_id, run_id, task, Running(lease, pipeline, expected_end), granted_at,
                                      cgroup)
 
-    def squeeze_shared(self) -> list[tuple[int, tuple[int, ...]]]:
-        """Running attempts that asked for no cores and are pinned to cores leased since: each one's new affinity.
+    def rebalance_shared(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Running attempts that asked for no cores, each given the cores nobody leased now: their new affinity.
 
-        A task with no ``cpus`` shares the cores nobody leased; one started while every core was free runs on
-        all of them, and a later lease of dedicated cores must not share those with it. Each such attempt's
-        affinity becomes the cores it had that are still unleased, else every unleased core; with no unleased
-        core left it keeps its own (it cannot be moved anywhere: it shares until it ends). The held leases are
-        updated; the caller moves the attempts' processes (:func:`~.cpus.pin_processes`). Empty when nothing
-        moved.
+        A task with no ``cpus`` shares the cores nobody leased. One started while every core was free ran on all
+        of them, and a later lease of dedicated cores must not share those with it; one squeezed onto the core a
+        big lease left gets the rest back when that lease ends. With no unleased core at all, each keeps its own
+        (it cannot be moved anywhere: it shares until it ends). An attempt whose shared cores are not known (one
+        adopted after a restart: shared tasks hold no recorded lease) is left alone. The held leases are updated;
+        the caller moves the processes (:func:`~.cpus.pin_processes`). Empty when nothing moved.
         """
         leased = {c for h in self.held.values() for c in h.running.lease.cpus}
-        if not leased:
-            return []
         unleased = tuple(c for c in self.all_cores if c not in leased)
+        if not unleased:
+            return []
         moved: list[tuple[int, tuple[int, ...]]] = []
         for h in self.held.values():
             lease = h.running.lease
-            if lease.cpus or not lease.affinity or not leased.intersection(lease.affinity):
+            if lease.cpus or not lease.affinity or lease.affinity == unleased:
                 continue
-            kept = tuple(c for c in lease.affinity if c not in leased)
-            new = kept or unleased
-            if new:
-                h.running = replace(h.running, lease=replace(lease, affinity=new))
-                moved.append((h.attempt_id, new))
+            h.running = replace(h.running, lease=replace(lease, affinity=unleased))
+            moved.append((h.attempt_id, unleased))
         return moved
 
     def release(self, attempt_id: int) -> Held | None:

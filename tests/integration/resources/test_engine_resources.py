@@ -341,16 +341,21 @@ def test_longest_critical_path_starts_first(workspace):
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores: one leased, one shared")
 def test_a_running_task_that_asked_for_no_cores_is_moved_off_cores_leased_after_it_started(workspace):
     """A task with no `cpus` shares the cores nobody leased. Started while every core was free it ran on all of
-    them, and a task given dedicated cores later shared them with it (both pinned to the same core)."""
-    flag = workspace.root / "go"
+    them, and a task given dedicated cores later shared them with it (both pinned to the same core); once that
+    lease ends, the shared task gets the core back."""
+    from edgeorch.resources.cpus import format_cpu_list, parse_cpu_list
+
+    every = format_cpu_list(os.sched_getaffinity(0))
+    d = workspace.root
     workspace.write_config("", parallelism=3)
     workspace.pipeline("shared", f"""
         [tasks.s]
-        command = ["sh", "-c", "while [ ! -e {flag} ]; do sleep 0.02; done; grep Cpus_allowed_list /proc/self/status > {{pipeline_dir}}/s.out"]
+        shell = true
+        command = "while [ ! -f {d}/flag ]; do sleep 0.02; done; grep Cpus_allowed_list /proc/self/status > {d}/s.out; touch {d}/shared-done; n=0; while [ $n -lt 500 ] && ! grep -qE 'Cpus_allowed_list:[[:space:]]+{every}$' /proc/self/status; do n=$((n+1)); sleep 0.02; done; grep Cpus_allowed_list /proc/self/status > {d}/s2.out"
     """)
     workspace.pipeline("dedicated", f"""
         [tasks.d]
-        command = ["sh", "-c", "touch {flag}"]
+        command = ["sh", "-c", "touch {d}/flag; while [ ! -f {d}/shared-done ]; do sleep 0.02; done"]
         cpus = 1
     """)
 
@@ -365,8 +370,8 @@ def test_a_running_task_that_asked_for_no_cores_is_moved_off_cores_leased_after_
     with _db(workspace) as conn:
         (lease,) = conn.execute("SELECT cores FROM leases WHERE run_id = ?", (dedicated,)).fetchall()
     (core,) = eval(lease["cores"])
-    from edgeorch.resources.cpus import format_cpu_list, parse_cpu_list
-
-    seen = parse_cpu_list(_out(workspace, "s")["Cpus_allowed_list"])
+    seen = parse_cpu_list((d / "s.out").read_text().split(":", 1)[1].strip())
     assert core not in seen, f"the shared task ran on {format_cpu_list(seen)}, with core {core} leased to another"
     assert seen == set(os.sched_getaffinity(0)) - {core}
+    after = parse_cpu_list((d / "s2.out").read_text().split(":", 1)[1].strip())
+    assert after == set(os.sched_getaffinity(0)), "the lease ended: its core goes back to the shared task"
