@@ -59,6 +59,11 @@ from .watcher import (
 
 log = logging.getLogger("edgeorch.resources")
 
+EXPLAIN_MAX_AGE_S = 30.0
+"""How old a GPU reading may be to explain a wait in ``edgeorch resources`` and ``top`` (never to grant: a
+decision takes readings at most READ_MAX_AGE_S old); older, or invalidated, the wait reads "waits for a GPU
+reading"."""
+
 WATCH_INTERVAL_S = 5.0
 """Seconds between two GPU watcher checks while GPU leases are held."""
 
@@ -277,8 +282,9 @@ class Admission:
         Without one, a refresh is asked for and every GPU is unreadable for
         this decision (GPU requests wait, saying why); lost GPUs are drained.
         ``explain``: the decision only explains waits (``edgeorch resources``, ``top``) and grants nothing, so
-        the latest snapshot of any age serves while the reader is healthy: a reading merely older than
-        READ_MAX_AGE_S made the reason flip to "waits for a GPU reading" between two true ones.
+        a snapshot up to EXPLAIN_MAX_AGE_S old (not invalidated) serves while the reader is healthy: a reading
+        merely older than READ_MAX_AGE_S made the reason flip to "waits for a GPU reading" between two true
+        ones.
         """
         assert self.reader is not None
         snap = self.reader.latest(READ_MAX_AGE_S)
@@ -286,7 +292,7 @@ class Admission:
             self.reader.request(self._share_gpus())
             snap = self.reader.latest(READ_MAX_AGE_S)  # inline readers have it now
             if snap is None and explain and self.reader.stall() is None:
-                snap = self.reader.latest()
+                snap = self.reader.latest(EXPLAIN_MAX_AGE_S)  # not an invalidated one (its age reads as infinite)
         self._absorb_health(snap)
         if snap is None:
             why = self.reader.stall() or "a fresh reading was asked for"
