@@ -25,6 +25,7 @@ reaches :func:`record_suppressed` (``on_suppressed``) once per window: one
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,17 +104,28 @@ class AuditOps:
 
     async def audit_restore_key(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         """``epoch`` and ``key`` (64 hex digits): what ``edgeorch audit init --key`` derived after verifying the
-        log with the verification key, which stays with the client (see :meth:`Sealer.restore`)."""
-        from ...audit.keyfile import KeyState
+        log with the verification key, which stays with the client (see :meth:`Sealer.restore`).
 
+        Only root or the daemon's own user: the daemon cannot tell a key derived from ``key_0`` from a made-up one,
+        and a made-up one sealed in would make every later seal unverifiable, the real key unable to restore the
+        file again (an operator could plant one; root and the daemon's user can rewrite the state file anyway).
+        The key's value is never repeated in an error (a refused request's record is readable by every reader).
+        """
+        from ...audit.keyfile import KeyState
+        from ...control.protocol import PermissionDenied
+
+        if peer.uid not in (0, os.getuid()):
+            raise PermissionDenied(f"{peer.user} may not restore the audit key file: only root or the daemon's own "
+                                   "user may (an operator's made-up key would poison the chain)",
+                                   hint="run `edgeorch audit init --key -` as root, or as the daemon's user")
         epoch = arg(args, "epoch", int)
-        text = arg(args, "key", str)
+        text = args.get("key")
         try:
-            key = bytes.fromhex(text)
+            key = bytes.fromhex(text) if isinstance(text, str) else b""
         except ValueError:
             key = b""
         if len(key) != 32:
-            raise UsageError("is not a key", field="args.key", expected="64 hex digits (32 bytes)")
+            raise UsageError("is not a key", field="args.key", expected="a string of 64 hex digits (32 bytes)")
         res = self.seals.sealer.restore(actor_of(peer), KeyState(epoch, key))
         self.seals.seal_now("restore")  # the service counts from the new seal
         return res
@@ -142,8 +154,13 @@ def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: 
     if access != "act":
         return
     shown = {k: "(secret, not recorded)" if k in SECRET_ARGS else v for k, v in args.items()}
+    said = error.render()
+    for k in SECRET_ARGS & set(args):  # an error that quoted a secret argument (another op's own checks) says less
+        for text in {repr(args[k]), str(args[k])}:
+            if len(text) >= 8:
+                said = said.replace(text, "(secret)")
     audit.record(actor_of(peer), "request_refused", f"op:{op}",
-                 {"code": error.code, "error": error.render(), "args": _shortened(shown), "pid": peer.pid})
+                 {"code": error.code, "error": said, "args": _shortened(shown), "pid": peer.pid})
 
 
 SECRET_ARGS = frozenset({"key"})

@@ -300,3 +300,43 @@ def test_an_export_of_a_log_that_does_not_verify_says_so(workspace, daemon):
     assert out.returncode == 0 and export.exists()
     assert json.loads(out.stdout)["verified"] is False
     assert f"the exported log does not verify: first bad record: seq {last - 2}" in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("socat") is None, reason="needs setpriv and socat")
+def test_an_operator_who_is_not_root_cannot_plant_an_audit_key_nor_read_one_back(workspace, daemon):
+    """With the key file lost, an operator sent a made-up key through audit.restore_key: the daemon sealed with
+    it, and the real verification key could never put the file back (the chain no longer verified with it). A
+    key of the wrong type was quoted in the refusal's record, which every reader can list."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="edgeorch-audit-", dir="/tmp"))
+    try:
+        os.chmod(sock_dir, 0o755)
+        sock = sock_dir / "edgeorch.sock"
+        workspace.write_config(audit_config() + f'[control]\nsocket = "{sock}"\noperators = ["nobody"]\n')
+        workspace.pipeline("busy", FANOUT)
+        daemon.socket_override = str(sock)
+        daemon.start()
+        key = init(workspace)
+        os.chmod(sock, 0o666)
+        (workspace.state / "audit.key").unlink()
+        epoch = daemon.call("audit.state", {})["seals"][-1]["epoch"] + 1
+
+        def as_nobody(args: dict) -> dict:
+            line = json.dumps({"v": 1, "id": 1, "op": "audit.restore_key", "args": args}) + "\n"
+            out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t",
+                                  "5", "-", f"UNIX-CONNECT:{sock}"], input=line.encode(), capture_output=True,
+                                 timeout=15)
+            return json.loads(out.stdout)
+
+        made_up = "ab" * 32
+        assert as_nobody({"epoch": epoch, "key": made_up})["error"]["code"] == "permission_denied"
+        assert not (workspace.state / "audit.key").exists()
+        with daemon.client() as c, pytest.raises(Exception) as err:  # root, a key of the wrong type
+            c.call("audit.restore_key", {"epoch": epoch, "key": ["cd" * 32]})
+        assert "cd" * 32 not in str(err.value)
+        assert all("cd" * 32 not in json.dumps(r) and made_up not in json.dumps(r) for r in records(daemon))
+        out = cli(workspace, "init", "--key", "-", stdin=key + "\n")  # the real key still restores it
+        assert out.returncode == 0, out.stderr
+        assert verify(workspace, key)[0] == 0
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
