@@ -60,8 +60,8 @@ def audit_state(audit: "AuditLog", key_file: Path | None) -> dict[str, Any]:
             state = keyfile.read(key_file)
             if state is not None:
                 key_epoch, key_file_id = state.epoch, key_id(state.key)  # the public id only: never the key
-        except EdgeorchError as exc:
-            key_file_problem = exc.render()
+        except EdgeorchError as exc:  # its message and file, not its hint: the problem's own words follow it
+            key_file_problem = exc.render().split("\n  hint:", 1)[0]
         if key_epoch is None and key_file_problem is None:
             key_file_problem = f"the audit key file {key_file} is missing"
     if not seals:

@@ -191,11 +191,12 @@ class Verifier:
         key must be ``key_0`` evolved to its epoch (a forged key file at the right epoch hid a cut tail)."""
         start = int(self._seals[-1]["seq"]) + 1 if self._seals else 1
         if problem is not None and self._seals:
-            self._add(start, f"{problem}: sealing has stopped, and nothing shows whether sealed records after "
-                             f"record {start - 1} were removed (seal {self._seals[-1]['epoch']} is the last left)")
+            # No record is known to be bad: what is in doubt is whether any followed the last seal and was cut.
+            self._add(None, f"{problem}: sealing has stopped, and nothing shows whether sealed records after "
+                            f"record {start - 1} were removed (seal {self._seals[-1]['epoch']} is the last left)")
         if self._key_vouched and key0 is not None and key_epoch is not None and key_file_id is not None \
                 and key_id(key_at(key0, key_epoch)) != key_file_id:  # (a wrong key is said once, above)
-            self._add(start, f"the key file's key (epoch {key_epoch}) is not the verification key evolved "
+            self._add(None, f"the key file's key (epoch {key_epoch}) is not the verification key evolved "
                              f"{key_epoch} times: the key file was replaced, so seals after record {start - 1} "
                              "may have been removed with their records")
 
