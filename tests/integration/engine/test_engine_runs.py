@@ -252,6 +252,22 @@ def test_large_output_is_capped_with_a_marker(workspace, harness):
     assert any(e.get("log_truncated") for e in harness.events if e.get("task") == "loud")
 
 
+def test_a_capped_log_of_binary_output_keeps_its_whole_tail(workspace, harness):
+    """The kept end starts at a line's start when one starts early in it: binary output (a newline anywhere, or
+    none) kept 8 bytes of a 256-byte tail."""
+    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "1K"')
+    workspace.config_path.write_text(cfg_text)
+    workspace.pipeline("binary", """
+        [tasks.b]
+        command = ["sh", "-c", "head -c 20000 /dev/zero | tr '\\\\0' 'x'; printf 'NL\\\\n'; head -c 250 /dev/zero | tr '\\\\0' 'y'; echo; echo BIN-END"]
+    """)
+    run_id, state = harness.run("binary")
+    assert state == RunState.SUCCEEDED
+    (a,) = harness.store().attempts.of_run(run_id)
+    text = Path(a["log_path"]).read_text()
+    assert "its last 256 bytes follow]" in text and text.endswith("y" * 200 + "\nBIN-END\n"), text[-400:]
+
+
 def test_a_capped_log_keeps_the_error_a_task_died_with(workspace, harness):
     """The cap kept the start of a log and dropped the rest: a training job printing 2 MB and then dying with
     its error showed only 'exited with code 1 (log truncated at cap)'; the error was nowhere."""

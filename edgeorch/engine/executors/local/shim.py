@@ -602,10 +602,10 @@ class _LogCopy:
         if not self.truncated:
             return
         tail = bytes(self.tail)
-        if self.dropped and b"\n" in tail[:-1]:
-            start = tail.index(b"\n") + 1  # from a line's start: a cut line reads as garbage
-            self.dropped += start
-            tail = tail[start:]
+        cut = tail.find(b"\n", 0, max(len(tail) // 4, 1)) if self.dropped else -1
+        if 0 <= cut < len(tail) - 1:  # from a line's start (a cut line reads as garbage), if one starts early on:
+            self.dropped += cut + 1  # binary output or one long line keeps its whole tail
+            tail = tail[cut + 1:]
         _write_all(self.log_fd, f"[edgeorch: {self.dropped} bytes of output dropped here; its last {len(tail)} "
                                 f"bytes follow]\n".encode() + tail)
 
