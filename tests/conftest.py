@@ -339,6 +339,8 @@ def _kill_leftover_tasks(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
         rows = conn.execute("SELECT pid, pid_start_time, pgid, shim_pid, shim_start_time FROM attempts").fetchall()
+    except sqlite3.Error:  # a test that made it garbage, or a state file with no attempts yet: nothing it ran
+        return
     finally:
         conn.close()
     for pid, start, pgid, shim, shim_start in rows:
