@@ -291,6 +291,7 @@ class Daemon:
             warnings = []
             new_watches = None
             new: Config | None = None
+            applied: list[str] = []
             try:
                 new = load_config(self.config.source) if self.config.source else self.config
                 new_watches = new.watches
@@ -298,7 +299,12 @@ class Daemon:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
                 if self.retention is not None:  # a changed [retention] applies from now on
                     self.retention.reconfigure(new.retention)
+                applied = applied_changes(self.config, new)
                 later = restart_only_changes(self.config, new)
+                # What was applied is the config in force now (the next reload compares with it); the rest waits.
+                self.config = replace(self.config, retention=new.retention, inbox_keep=new.inbox_keep,
+                                      control=replace(self.config.control, readers=new.control.readers,
+                                                      operators=new.control.operators))
                 if later:
                     warnings.append(f"{', '.join(later)} changed: applied at the next restart (a reload applies "
                                     "[control] access lists, [retention], [inbox] keep and [[watch]] tables)")
@@ -310,6 +316,8 @@ class Daemon:
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches
             watch_note = _watch_changes(self.config.watches, new_watches) if watches_changed else None
+            if applied:  # applied by the lines above: said with the pipelines' summary
+                watch_note = "; ".join([*([watch_note] if watch_note else []), f"applied {', '.join(applied)}"])
             if not explicit and result.unchanged and not watches_changed:
                 if self.monitors is not None and self.monitors.rules_folder_changed():
                     self.monitors.reload()  # a rules-folder file changed: only the rules are read again
@@ -331,9 +339,9 @@ class Daemon:
                 if watches_changed:
                     assert new_watches is not None  # watches_changed says so
                     self.config = replace(self.config, watches=new_watches)
-                if new is not None and new.inbox_keep != self.config.inbox_keep:
-                    self.config = replace(self.config, inbox_keep=new.inbox_keep)
                 self.triggers.reload(self.config)
+                # A watch the config names but that could not start: said in the answer, not only in `inputs`.
+                warnings += [f"[[watch]] not watched: {e.one_line()}" for e in self.triggers.watch_errors]
             if self.monitors is not None:
                 self.monitors.reload()
             log.info("reloaded (%s): %s", actor, reloaded.summary)
@@ -552,14 +560,33 @@ def _summary(result: Any, watches: str | None) -> str:
     return watches if result.unchanged else f"{result.summary()}; {watches}"
 
 
+CONTROL_RELOADED = frozenset({"readers", "operators"})
+"""Of ``[control]``, what a reload applies: the access lists (the socket, its group and the limits are the
+listening socket's, made at the start)."""
+
+
 def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """The config sections changed in ``new`` that only a restart applies, as the file names them."""
+    """The config sections (or keys) changed in ``new`` that only a restart applies, as the file names them."""
     import dataclasses
 
     out = [_SECTION.get(f.name, f"[{f.name}]") for f in dataclasses.fields(Config)
            if f.name not in RELOADED_FIELDS and getattr(old, f.name) != getattr(new, f.name)]
-    if old.socket_path != new.socket_path:
+    out += [f"[control] {f.name}" for f in dataclasses.fields(old.control)
+            if f.name not in CONTROL_RELOADED and getattr(old.control, f.name) != getattr(new.control, f.name)]
+    if old.socket_path != new.socket_path and "[control] socket" not in out:
         out.append("[control] socket")
+    return out
+
+
+def applied_changes(old: Config, new: Config) -> list[str]:
+    """What of ``new`` a reload applies that differs from ``old`` (said in its answer: "unchanged" read as none)."""
+    out = []
+    if (old.control.readers, old.control.operators) != (new.control.readers, new.control.operators):
+        out.append("[control] access lists")
+    if old.retention != new.retention:
+        out.append("[retention]")
+    if old.inbox_keep != new.inbox_keep:
+        out.append("[inbox] keep")
     return out
 
 

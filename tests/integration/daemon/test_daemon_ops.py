@@ -390,3 +390,21 @@ def test_a_reload_says_what_it_applied_and_names_what_waits_for_a_restart(worksp
     assert any("[daemon] changed: applied at the next restart" in w for w in res["warnings"]), res["warnings"]
     out = workspace.invoke("reload")
     assert out.returncode == 0 and "reloaded: unchanged" in out.stdout  # the same config again: nothing new
+    # [control]: its access lists are applied (and said so), the rest of it waits for a restart (and is named);
+    # a watch that cannot start is said in the answer, not only in `inputs`.
+    workspace.write_config(f"""
+        [daemon]
+        log_level = "debug"
+        [control]
+        readers = ["root"]
+        idle_timeout = "10m"
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "nosuch"
+    """)
+    res = daemon.call("reload")
+    assert "applied [control] access lists" in res["summary"], res
+    assert any("[control] idle_timeout" in w for w in res["warnings"]), res["warnings"]
+    assert any(w.startswith("[[watch]] not watched:") and "nosuch" in w for w in res["warnings"]), res["warnings"]
+    again = daemon.call("reload")
+    assert "applied" not in again["summary"], again  # applied once: the next reload compares with it
