@@ -163,9 +163,11 @@ class ObjectStore:
             _unlink_quietly(tmp)
             raise
         os.close(fd)
+        if found is not None:  # the corrupted one: under the other name it would be found first; a folder at
+            bad = self.path(sha256, found.codec)  # the same name would refuse the rename (a file is replaced by it)
+            if found.codec != codec or (bad.is_dir() and not bad.is_symlink()):
+                _remove_tree_at(bad)
         os.rename(tmp, final)
-        if found is not None and found.codec != codec:  # the corrupted one, under the other name
-            _unlink_quietly(self.path(sha256, found.codec))
         return StoredObject(sha256, codec, len(payload), written=True)
 
     def folder_of(self, sha256: str) -> Path:
@@ -292,4 +294,17 @@ def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
     except OSError:
+        pass
+
+
+def _remove_tree_at(path: Path) -> None:
+    """Remove whatever is at ``path`` (a file, a link, a folder made there by mistake); nothing there is fine."""
+    import shutil
+
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
         pass

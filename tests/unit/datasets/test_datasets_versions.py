@@ -176,6 +176,24 @@ def test_adding_the_data_again_heals_a_corrupted_object_instead_of_trusting_it(s
     assert len(list(objects.list_objects())) == 1
 
 
+def test_adding_the_data_again_replaces_a_folder_made_where_an_object_belongs(store, objects, tmp_path):
+    """A folder at an object's path made the add fail with 'Is a directory' and a hint to free disk space."""
+    import shutil
+
+    f = tmp_path / "a.txt"
+    f.write_bytes(random_bytes(30_000))
+    add(store, objects, "demo", f)
+    (sha, path, _), = list(objects.list_objects())
+    path.unlink()
+    path.mkdir()
+    (path / "junk").write_text("x")
+    again = add(store, objects, "demo", f)
+    assert again["version"] == 2 and path.is_file()
+    restore_ref(store, objects, "demo", 1, tmp_path / "v1")
+    assert (tmp_path / "v1" / "a.txt").read_bytes() == f.read_bytes()
+    shutil.rmtree(tmp_path / "v1")
+
+
 def test_a_missing_or_undecodable_object_is_named(store, objects, tmp_path):
     f = tmp_path / "a.txt"
     f.write_bytes(b"line\n" * 10_000)
