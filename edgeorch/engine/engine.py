@@ -325,9 +325,11 @@ class Engine:
         if self._collecting:
             # What ended while no engine ran is settled before start() returns: a schedule armed next counts the
             # runs still active, and one whose last task ended meanwhile must not hold back (skip) a fire.
-            try:
-                await asyncio.wait_for(self._collected.wait(), COLLECT_WAIT_S)
-            except asyncio.TimeoutError:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._collected, self.fatal_event)]
+            done, _ = await asyncio.wait(waits, timeout=COLLECT_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            if not done:
                 log.warning("%d attempt(s) that ended while no engine ran are still being settled after %.0f s; "
                             "starting anyway", len(self._collecting), COLLECT_WAIT_S)
 
