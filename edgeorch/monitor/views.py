@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from typing import Any, Mapping
 
@@ -136,15 +137,32 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
                 "since (every reuse re-hashes them first)")
     changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),
                                 store.lineage.consumed_by_attempt(attempt["id"]))
+    changes += _param_changes(store.runs.get(prev["run_id"])["params"], store.runs.get(attempt["run_id"])["params"])
     return (f"its inputs differ from {where}'s: " +
-            (", ".join(changes) if changes else "its params, or what an upstream task made, differ"))
+            (", ".join(changes) if changes else "what an upstream task made, or what an input names, differs"))
 
 
 def _consumed_changes(before: list[dict[str, Any]], now: list[dict[str, Any]], shown: int = 3) -> list[str]:
-    """The consumed paths whose content differs between two attempts: changed, new, gone (at most ``shown``)."""
-    old = {r["path"]: r["sha256"] for r in before}
-    new = {r["path"]: r["sha256"] for r in now}
+    """What an attempt read that differs from another's: changed, new, gone (at most ``shown``).
+
+    An upstream task's output is known by that task and the file's name (each run writes it under its own
+    folder: by path, every one read as new); a declared input by its path."""
+    def key(r: dict[str, Any]) -> str:
+        if r.get("source_task"):
+            return f"{r['source_task']}'s {os.path.basename(r['path'])}"
+        return str(r["path"])
+
+    old = {key(r): r["sha256"] for r in before}
+    new = {key(r): r["sha256"] for r in now}
     out = [f"{printable(p)} changed (sha256 {old[p][:12]} -> {new[p][:12]})" for p in new if p in old and old[p] != new[p]]
     out += [f"{printable(p)} is new" for p in new if p not in old]
     out += [f"{printable(p)} is no longer read" for p in old if p not in new]
     return out[:shown] + ([f"and {len(out) - shown} more"] if len(out) > shown else [])
+
+
+def _param_changes(before: Any, now: Any) -> list[str]:
+    """The run params that differ (``epochs 41 -> 42``): every param is part of every task's cache key."""
+    old = json.loads(before) if isinstance(before, str) else dict(before or {})
+    new = json.loads(now) if isinstance(now, str) else dict(now or {})
+    return [f"param {printable(k)} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
