@@ -87,6 +87,20 @@ class Inputs:
                                   " updated_at = ? WHERE id = ?", (size, sha256, now, now, input_id))
             write_audit(self._db, ACTOR, "input_claimed", f"input:{input_id}", {"size": size, "sha256": sha256}, ts=now)
 
+    def record_content(self, input_id: int, size: int, sha256: str, reason: str) -> None:
+        """The input's file now holds other bytes (repaired in quarantine, then retried): its size and sha256
+        follow, with a record of the change (the duplicate check and lineage read the content that ran)."""
+        now = self._db.clock()
+        with self._db.transaction():
+            row = self._db.conn.execute("SELECT size, sha256 FROM inputs WHERE id = ?", (input_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no input {input_id}")
+            self._db.conn.execute("UPDATE inputs SET size = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+                                  (size, sha256, now, input_id))
+            write_audit(self._db, ACTOR, "input_content_changed", f"input:{input_id}",
+                        {"size": size, "sha256": sha256, "was_size": row[0], "was_sha256": row[1], "reason": reason},
+                        ts=now)
+
     def record_started(self, input_id: int, run_id: int) -> None:
         """Step 4: called inside the run's transaction (``store.runs.create(within=...)``)."""
         with self._db.transaction():

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...errors import EdgeorchError, NotFoundError
 from ...durable import sync_dirs
+from .claim import hash_file
 from .quarantine import REASON_SUFFIX
 
 log = logging.getLogger("edgeorch.triggers")
@@ -84,6 +85,14 @@ def _restore_one(store: Any, run_id: int, rec: dict[str, Any]) -> Path:
         os.unlink(reason_path)
     except FileNotFoundError:
         pass
+    # Repaired in quarantine (docs/triggers.md): the retry runs on these bytes, so the record says them. Kept as
+    # it was, the bad content's sha256 counted as processed once the retry succeeded (a copy of the bad file
+    # dropped later was skipped as a duplicate) and lineage could not find the file that ran.
+    size, sha = hash_file(dest)
+    if sha != rec["sha256"]:
+        store.inputs.record_content(rec["id"], size, sha, f"changed in quarantine before the retry of run {run_id}")
+        log.info("input %s: its file changed in quarantine (sha256 %s -> %s); the retry runs on it", rec["id"],
+                 (rec["sha256"] or "")[:12], sha[:12])
     store.inputs.record_state(rec["id"], "started", reason=f"back from quarantine for the retry of run {run_id}",
                               inbox_path=str(dest))
     store.events.add("input_restored", f"input {rec['id']} ({rec['source_name']}) back from quarantine for the retry "

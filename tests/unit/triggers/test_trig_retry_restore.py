@@ -39,5 +39,12 @@ def test_an_input_quarantined_without_its_path_in_the_reason_is_found_through_th
         assert restore_inputs_for_retry(store, run_id) == [claimed]
         assert claimed.read_text() == "content\n"
         assert store.inputs.get(iid)["state"] == "started"
+        # The file differs from what was recorded (repaired in quarantine): the record follows the bytes that run.
+        import hashlib
+
+        rec = store.inputs.get(iid)
+        assert (rec["size"], rec["sha256"]) == (8, hashlib.sha256(b"content\n").hexdigest())
+        (changed,) = [r for r in store.audit.records() if r["action"] == "input_content_changed"]
+        assert '"was_sha256":"' + "ab" * 32 in changed["details"]
     finally:
         store.close()
