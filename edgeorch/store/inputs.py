@@ -185,9 +185,11 @@ class Inputs:
 
     def processed_sha(self, pipeline: str, sha256: str, *, exclude: int | None = None) -> dict[str, Any] | None:
         """The first input of ``pipeline`` with this content that is running (``started``) or ran (``done``);
-        not a quarantined one. Its ``id``, ``state`` and ``run_id``; None if there is none."""
-        row = self._db.one("SELECT id, state, run_id FROM inputs WHERE pipeline = ? AND sha256 = ?"
-                           " AND state IN ('started', 'done') AND id != ? ORDER BY id LIMIT 1",
+        not a quarantined one, nor one whose run was cancelled (nothing processed it: a copy dropped later was
+        skipped as "already processed"). Its ``id``, ``state`` and ``run_id``; None if there is none."""
+        row = self._db.one("SELECT i.id, i.state, i.run_id FROM inputs i LEFT JOIN runs r ON r.id = i.run_id"
+                           " WHERE i.pipeline = ? AND i.sha256 = ? AND i.state IN ('started', 'done') AND i.id != ?"
+                           " AND (r.state IS NULL OR r.state != 'cancelled') ORDER BY i.id LIMIT 1",
                            (pipeline, sha256, exclude or -1))
         return dict(row) if row else None
 

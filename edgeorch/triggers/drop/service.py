@@ -325,8 +325,8 @@ class DropFolders:
 
     def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
         store = self.store
-        if state == "succeeded":
-            store.inputs.record_state(rec["id"], "done")
+        if state == "succeeded":  # a reason left by an earlier end of its run (cancelled, then retried) goes
+            store.inputs.record_state(rec["id"], "done", reason="" if rec.get("reason") else None)
             self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
             return
         if state == "cancelled":

@@ -48,3 +48,26 @@ def test_an_input_quarantined_without_its_path_in_the_reason_is_found_through_th
         assert '"was_sha256":"' + "ab" * 32 in changed["details"]
     finally:
         store.close()
+
+
+def test_an_input_whose_run_was_cancelled_is_not_processed_content(tmp_path):
+    """A cancelled drop run counted as processed: a copy of its file dropped later was skipped as a duplicate
+    ("already processed by ... (run 299)"), though nothing had processed it."""
+    from edgeorch.model import RunState
+
+    store = Store(tmp_path / "state.db", clock=lambda: 1000.0)
+    try:
+        iid = store.inputs.record_intent(pipeline="p", folder="/drop", source="/drop/x.csv", dev=1, ino=2, size=3,
+                                         inbox_for=lambda i: str(tmp_path / f"in-{i}" / "x.csv"))
+        store.inputs.record_claimed(iid, 3, "cd" * 32)
+        version = store.pipelines.record_version("p", "h", "/p.toml", "")
+        run_id = store.runs.create(pipeline="p", version_id=version, params={}, trigger=f"input:{iid}", actor="watch",
+                                   run_dir_for=lambda r: str(tmp_path / "runs" / str(r)), tasks=[("a", "h")])
+        store.inputs.record_started(iid, run_id)
+        assert store.inputs.processed_sha("p", "cd" * 32)["id"] == iid  # running: a copy now is a duplicate
+        store.runs.set_state(run_id, RunState.RUNNING)
+        store.runs.set_state(run_id, RunState.CANCELLED, reason="cancelled by root")
+        store.inputs.record_state(iid, "done", reason=f"run {run_id} was cancelled")
+        assert store.inputs.processed_sha("p", "cd" * 32) is None
+    finally:
+        store.close()
