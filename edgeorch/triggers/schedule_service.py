@@ -58,6 +58,7 @@ class Schedules:
                                    paused=lambda: self.store.pipelines.paused())
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
+        self._gone: set[str] = set()  # schedules removed while this daemon runs (a file moved away): none caught up
 
     def start(self) -> None:
         """Sync the schedules with the pipelines and arm the timer."""
@@ -91,16 +92,18 @@ class Schedules:
                 want[name] = spec
         for name in set(self.specs) - set(want):
             self.scheduler.remove(name)
+            self._gone.add(name)  # its file (or its schedule) went while this daemon ran
         for name, spec in want.items():
             old = self.specs.get(name)
             if old == spec:
                 continue
             stored = parse_iso(store.schedules.last_fire(name))
             keep = self.scheduler.last_fire(name)
-            if old is not None and not same_grid(old, spec):
-                # Edited while the daemon runs: the new times count from the edit, as a new schedule's do. Kept,
-                # the old watermark made every fire of the new grid since the last fire "missed" (catchup = "all"
-                # started catchup_max runs on save, "2 fire(s) missed while the daemon was away").
+            if (old is not None and not same_grid(old, spec)) or name in self._gone:
+                self._gone.discard(name)
+                # Edited, or back after its file went, while the daemon runs: the times count from now, as a new
+                # schedule's do. Kept, the old watermark made every fire since the last one "missed" (catchup =
+                # "all" started catchup_max runs on save, "2 fire(s) missed while the daemon was away").
                 keep = self.scheduler.clock.now()
                 store.schedules.set_last_fire(name, iso(keep))
             wm = self.scheduler.set(spec, stored if keep is None else keep)

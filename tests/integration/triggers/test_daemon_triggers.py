@@ -112,6 +112,24 @@ def test_a_schedule_edited_while_the_daemon_runs_counts_its_new_times_from_the_e
     assert all(r["missed"] == 0 for r in rows), rows
 
 
+def test_a_schedule_whose_file_went_and_came_back_catches_up_nothing_of_its_absence(workspace, daemon):
+    """Its file moved away for a minute and back: catchup = "all" started a run for every fire of the minute it
+    was gone, as if the daemon had been down."""
+    path = workspace.pipeline("tick", TICK)
+    text = path.read_text()
+    daemon.start()
+    wait_until(daemon, lambda: len(fire_times(workspace)) >= 1, what="a first fire")
+    path.unlink()
+    daemon.call("reload", {})
+    time.sleep(2.5)  # fires of a 1 s schedule fall due while its file is away: wall-clock time is the grid
+    back = datetime.now(UTC)
+    path.write_text(text)
+    before = len(fire_times(workspace))
+    daemon.call("reload", {})
+    wait_until(daemon, lambda: len(fire_times(workspace)) >= before + 1, what="a fire after it came back")
+    assert all(t >= back - timedelta(seconds=1) for t in fire_times(workspace)[before:]), fire_times(workspace)
+
+
 GATED_TICK = """
 every = "1s"
 max_active_runs = 1
