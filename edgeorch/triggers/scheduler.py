@@ -262,6 +262,7 @@ class Scheduler:
             self._skip_paused(entry, now, out)
             return
         entry.pause_reported = False
+        held = entry.waiting is not None  # a fire held by max_active_runs (on_max_active = "wait") until now
         if entry.waiting is not None and not self._try_start(entry, entry.waiting, out, now):
             return
         plan = plan_fires(spec, entry.last_fire, now)
@@ -271,8 +272,10 @@ class Scheduler:
             # Pass the dropped fires (all older than the ones to start), stop before those.
             wm = plan.fires[0] - timedelta(microseconds=1) if plan.fires else plan.last_fire
             wm = max(entry.last_fire, wm)
+            why = ("they fell due while an earlier fire was held by max_active_runs" if held
+                   else "the daemon was away")
             if not self._emit(out, Fire(spec.pipeline, "missed", plan.last_fire, start_time(spec, plan.last_fire), wm,
-                                        f"{plan.missed} fire(s) missed while the daemon was away; catchup = "
+                                        f"{plan.missed} earlier fire(s) passed without a run ({why}); catchup = "
                                         f"{spec.catchup}", missed=plan.missed), entry, now):
                 return
             entry.last_fire = wm

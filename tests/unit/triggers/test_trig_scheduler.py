@@ -280,3 +280,19 @@ def test_a_fire_that_could_not_be_recorded_is_kept_and_tried_again_later_not_los
     h.s.tick()
     assert h.actions() == [("p", "start", "10:00")]
     assert h.stored["p"] == utc(2026, 1, 1, 10)
+
+
+def test_fires_passed_while_one_was_held_are_not_blamed_on_the_daemon_being_away():
+    """A fire held by max_active_runs, released after later fires fell due: "N fire(s) missed while the daemon was
+    away", though the daemon never stopped."""
+    h = Harness(utc(2026, 1, 1, 9, 59, 30))
+    h.s.set(ScheduleSpec("p", cron="* * * * *", catchup="latest", max_active_runs=1, on_max_active="wait"), None)
+    h.active["p"] = 1  # a run of the pipeline is going on
+    h.clock.set(utc(2026, 1, 1, 10, 0, 1))
+    h.s.tick()
+    assert h.actions() == [("p", "wait", "10:00")]
+    h.clock.set(utc(2026, 1, 1, 10, 3, 5))  # three more fires fell due meanwhile
+    h.active["p"] = 0
+    h.s.tick()
+    (missed,) = [f for f in h.fires if f.action == "missed"]
+    assert "held by max_active_runs" in missed.reason and "daemon was away" not in missed.reason, missed.reason
