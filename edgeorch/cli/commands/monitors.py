@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -76,7 +77,7 @@ def cmd_monitors(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["rule", "pipeline", "state", "condition", "last value", "evaluated", "last firing", "responses"],
                 [[r["name"], r["pipeline"], r["state"] + (f" ({r['silence_reason']})" if r["silence_reason"] else ""),
-                  r["condition"], "-" if r["last_value"] is None else f"{r['last_value']:.4g}",
+                  r["condition"], _value_text(r),
                   format_timestamp(r["last_evaluated_at"]) if r["last_evaluated_at"] else "-",
                   _firing(r["last_firing"]), ", ".join(x["action"] for x in r["responses"])
                   + (" (dry run)" if r["dry_run"] else "")] for r in res["rules"]],
@@ -84,6 +85,21 @@ def cmd_monitors(args: argparse.Namespace) -> int:
     for p in res.get("problems", []):
         print(f"warning  {p}")
     return EXIT_OK
+
+
+def _value_text(rule: dict[str, Any]) -> str:
+    """A rule's last value; a model metric's says whose (after a rollback the alias's version is another one:
+    "72" read as the current champion's)."""
+    if rule["last_value"] is None:
+        return "-"
+    sig = rule.get("last_signal")
+    if isinstance(sig, str):
+        try:
+            sig = json.loads(sig)
+        except ValueError:
+            sig = None
+    version = sig.get("version") if isinstance(sig, dict) else None
+    return f"{rule['last_value']:.4g}" + (f" (version {version})" if version is not None else "")
 
 
 def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:

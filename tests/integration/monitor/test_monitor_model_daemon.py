@@ -72,6 +72,8 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
 
     out = workspace.invoke("monitors")
     assert out.returncode == 0 and "champion_degraded" in out.stdout and "firing" in out.stdout
+    # The champion is version 1 now: the value shown is version 2's, and says so.
+    assert "52 (version 2)" in out.stdout, out.stdout
     db = sqlite3.connect(workspace.state / "edgeorch.db")
     fired = db.execute("SELECT message, data FROM events WHERE kind = 'rule_fired'").fetchall()
     db.close()
