@@ -13,8 +13,9 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -73,6 +74,32 @@ def follow_until(daemon, count: int, trigger_runs: int) -> None:
     raise AssertionError("the events stream ended")
 
 
+@contextmanager
+def socket_nobody_reaches(workspace, daemon, control: str) -> Iterator[Path]:
+    """A daemon (audit config, ``control`` lines in its [control]) whose socket, in a folder of /tmp every user
+    may enter, user nobody may connect to; yields the socket's path."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="edgeorch-audit-", dir="/tmp"))
+    try:
+        os.chmod(sock_dir, 0o755)
+        sock = sock_dir / "edgeorch.sock"
+        workspace.write_config(audit_config() + f'[control]\nsocket = "{sock}"\n{control}\n')
+        workspace.pipeline("busy", FANOUT)
+        daemon.socket_override = str(sock)
+        daemon.start()
+        os.chmod(sock, 0o666)
+        yield sock
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def as_nobody(sock: Path, op: str, args: dict) -> dict:
+    """One request to ``sock`` from user nobody (setpriv, socat): its answer."""
+    line = json.dumps({"v": 1, "id": 1, "op": op, "args": args}) + "\n"
+    out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5",
+                          "-", f"UNIX-CONNECT:{sock}"], input=line.encode(), capture_output=True, timeout=15)
+    return json.loads(out.stdout)
+
+
 # -- refused requests ---------------------------------------------------------------------------------
 
 
@@ -109,24 +136,11 @@ def test_refused_requests_are_recorded_with_the_peers_uid_and_user(workspace, da
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root")
 @pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("socat") is None, reason="needs setpriv and socat")
 def test_a_request_refused_for_lack_of_access_is_recorded_with_the_strangers_uid(workspace, daemon):
-    sock_dir = Path(tempfile.mkdtemp(prefix="edgeorch-audit-", dir="/tmp"))
-    try:
-        os.chmod(sock_dir, 0o755)
-        sock = sock_dir / "edgeorch.sock"
-        workspace.write_config(audit_config() + f'[control]\nsocket = "{sock}"\nreaders = ["nobody"]\n')
-        workspace.pipeline("busy", FANOUT)
-        daemon.socket_override = str(sock)
-        daemon.start()
-        os.chmod(sock, 0o666)
-        line = json.dumps({"v": 1, "id": 1, "op": "trigger", "args": {"pipeline": "busy"}}) + "\n"
-        out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5",
-                              "-", f"UNIX-CONNECT:{sock}"], input=line.encode(), capture_output=True, timeout=15)
-        assert json.loads(out.stdout)["error"]["code"] == "permission_denied"
+    with socket_nobody_reaches(workspace, daemon, 'readers = ["nobody"]') as sock:
+        assert as_nobody(sock, "trigger", {"pipeline": "busy"})["error"]["code"] == "permission_denied"
         denied = records(daemon, action="permission_denied")
         nobody = pwd.getpwnam("nobody").pw_uid
         assert [(r["actor"], r["uid"], r["subject"]) for r in denied] == [("nobody", nobody, "op:trigger")]
-    finally:
-        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------
@@ -308,28 +322,13 @@ def test_an_operator_who_is_not_root_cannot_plant_an_audit_key_nor_read_one_back
     """With the key file lost, an operator sent a made-up key through audit.restore_key: the daemon sealed with
     it, and the real verification key could never put the file back (the chain no longer verified with it). A
     key of the wrong type was quoted in the refusal's record, which every reader can list."""
-    sock_dir = Path(tempfile.mkdtemp(prefix="edgeorch-audit-", dir="/tmp"))
-    try:
-        os.chmod(sock_dir, 0o755)
-        sock = sock_dir / "edgeorch.sock"
-        workspace.write_config(audit_config() + f'[control]\nsocket = "{sock}"\noperators = ["nobody"]\n')
-        workspace.pipeline("busy", FANOUT)
-        daemon.socket_override = str(sock)
-        daemon.start()
+    with socket_nobody_reaches(workspace, daemon, 'operators = ["nobody"]') as sock:
         key = init(workspace)
-        os.chmod(sock, 0o666)
         (workspace.state / "audit.key").unlink()
         epoch = daemon.call("audit.state", {})["seals"][-1]["epoch"] + 1
-
-        def as_nobody(args: dict) -> dict:
-            line = json.dumps({"v": 1, "id": 1, "op": "audit.restore_key", "args": args}) + "\n"
-            out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t",
-                                  "5", "-", f"UNIX-CONNECT:{sock}"], input=line.encode(), capture_output=True,
-                                 timeout=15)
-            return json.loads(out.stdout)
-
         made_up = "ab" * 32
-        assert as_nobody({"epoch": epoch, "key": made_up})["error"]["code"] == "permission_denied"
+        assert as_nobody(sock, "audit.restore_key", {"epoch": epoch, "key": made_up})["error"]["code"] == \
+            "permission_denied"
         assert not (workspace.state / "audit.key").exists()
         with daemon.client() as c, pytest.raises(Exception) as err:  # root, a key of the wrong type
             c.call("audit.restore_key", {"epoch": epoch, "key": ["cd" * 32]})
@@ -338,5 +337,3 @@ def test_an_operator_who_is_not_root_cannot_plant_an_audit_key_nor_read_one_back
         out = cli(workspace, "init", "--key", "-", stdin=key + "\n")  # the real key still restores it
         assert out.returncode == 0, out.stderr
         assert verify(workspace, key)[0] == 0
-    finally:
-        shutil.rmtree(sock_dir, ignore_errors=True)

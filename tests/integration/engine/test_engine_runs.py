@@ -14,6 +14,12 @@ from edgeorch.engine.procinfo import process_start_time
 from edgeorch.model import RunState
 
 
+
+def _cap_logs(workspace, size: str) -> None:
+    """``[engine] log_max_bytes = size`` in the workspace's config."""
+    workspace.config_path.write_text(workspace.config_path.read_text().replace(
+        "parallelism = 2", f'parallelism = 2\nlog_max_bytes = "{size}"'))
+
 def _intervals(store, run_id):
     return {a["task"]: (a["started_at"], a["finished_at"]) for a in store.attempts.of_run(run_id)}
 
@@ -76,8 +82,7 @@ def test_a_failed_tasks_reason_quotes_the_last_line_of_its_log(workspace, harnes
     """What the person reading `edgeorch show` needs first: why, in the task's own words (its log's last
     line, terminal escapes taken out); also from a log cut at its cap, which keeps its end."""
     workspace.write_config(extra="")
-    workspace.config_path.write_text(workspace.config_path.read_text().replace(
-        "parallelism = 2", 'parallelism = 2\nlog_max_bytes = "4K"'))
+    _cap_logs(workspace, "4K")
     script = workspace.root / "fails.py"
     script.write_text("import sys\nprint('loading')\n"
                       "print('\\x1b[31mValueError: column price\\x1b[0m is empty', file=sys.stderr)\nsys.exit(4)\n")
@@ -230,8 +235,7 @@ def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harne
 
 def test_large_output_is_capped_with_a_marker(workspace, harness):
     workspace.write_config(extra="")
-    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "10M"')
-    workspace.config_path.write_text(cfg_text)
+    _cap_logs(workspace, "10M")
     workspace.pipeline("loud", """
         [tasks.loud]
         command = ["sh", "-c", "head -c 104857600 /dev/zero | tr '\\\\0' 'x'; echo done-writing"]
@@ -255,8 +259,7 @@ def test_large_output_is_capped_with_a_marker(workspace, harness):
 def test_a_capped_log_of_binary_output_keeps_its_whole_tail(workspace, harness):
     """The kept end starts at a line's start when one starts early in it: binary output (a newline anywhere, or
     none) kept 8 bytes of a 256-byte tail."""
-    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "1K"')
-    workspace.config_path.write_text(cfg_text)
+    _cap_logs(workspace, "1K")
     workspace.pipeline("binary", """
         [tasks.b]
         command = ["sh", "-c", "head -c 20000 /dev/zero | tr '\\\\0' 'x'; printf 'NL\\\\n'; head -c 250 /dev/zero | tr '\\\\0' 'y'; echo; echo BIN-END"]
@@ -271,8 +274,7 @@ def test_a_capped_log_of_binary_output_keeps_its_whole_tail(workspace, harness):
 def test_a_capped_log_keeps_the_error_a_task_died_with(workspace, harness):
     """The cap kept the start of a log and dropped the rest: a training job printing 2 MB and then dying with
     its error showed only 'exited with code 1 (log truncated at cap)'; the error was nowhere."""
-    cfg_text = workspace.config_path.read_text().replace('parallelism = 2', 'parallelism = 2\nlog_max_bytes = "1M"')
-    workspace.config_path.write_text(cfg_text)
+    _cap_logs(workspace, "1M")
     workspace.pipeline("dies", """
         [tasks.train]
         command = ["sh", "-c", "seq 1 400000; echo 'real error: disk full' >&2; exit 1"]
