@@ -16,11 +16,13 @@ daemon and an in-process engine never write the same state.
 
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import logging
 from types import TracebackType
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
     from ..config import Config
@@ -155,3 +157,17 @@ def read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Ca
         finally:
             if store is not None:
                 store.close()
+
+
+@contextlib.contextmanager
+def if_the_daemon_goes(hint: str) -> Iterator[None]:
+    """Around a stream from the daemon (``logs -f``, ``events``): a daemon that goes away mid-stream (a restart)
+    ends it with exit 75 and ``hint`` (how to go on), unless the error says one already."""
+    from ..control.protocol import BadResponse
+
+    try:
+        yield
+    except BadResponse as exc:
+        if not exc.hint:
+            exc.hint = hint
+        raise

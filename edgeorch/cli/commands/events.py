@@ -8,7 +8,7 @@ import time
 
 from ...model import STREAM_KINDS
 from ...textui import format_duration, print_json, printable
-from ..backend import connect, load
+from ..backend import connect, if_the_daemon_goes, load
 from ..exits import EXIT_OK
 from . import AddCommand
 
@@ -40,7 +40,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    with connect(load(args), "daemon") as backend:
+    with connect(load(args), "daemon") as backend, if_the_daemon_goes(
+            "the daemon stopped (a restart?): `edgeorch events` follows it again once it is back; what happened "
+            "meanwhile is in the state file (`edgeorch runs`, `edgeorch show RUN`)"):
         for ev in backend.api.events(args.run or None, kinds=args.kind):
             if args.json:
                 print(json.dumps(ev), flush=True)

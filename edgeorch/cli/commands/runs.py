@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ...errors import EdgeorchError, NotFoundError
 from ...model import RunState
 from ...textui import format_duration, format_timestamp, print_json, print_table, printable
-from ..backend import Backend, connect, load
+from ..backend import Backend, connect, if_the_daemon_goes, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from . import AddCommand
 
@@ -679,19 +679,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Print an attempt's log: ``--follow`` streams it from the daemon; otherwise the file named in the state."""
     cfg = load(args)
     if args.follow:
-        from ...control.protocol import BadResponse
-
-        with connect(cfg, "daemon") as backend:
-            try:
-                for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-            except BadResponse as exc:  # the daemon went away mid-stream (a restart): say how to go on
-                if not exc.hint:
-                    again = f"edgeorch logs {args.run_id} {args.task or ''}".rstrip() + " -f"
-                    exc.hint = (f"the task goes on while the daemon is away (live restore); `{again}` follows it "
-                                "again once the daemon is back")
-                raise
+        again = f"edgeorch logs {args.run_id} {args.task or ''}".rstrip() + " -f"
+        with connect(cfg, "daemon") as backend, if_the_daemon_goes(
+                f"the task goes on while the daemon is away (live restore); `{again}` follows it again once the "
+                "daemon is back"):
+            for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
+                sys.stdout.write(text)
+                sys.stdout.flush()
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
     store = connect(cfg, "offline").open_store(readonly=True)

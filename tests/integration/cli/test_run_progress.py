@@ -452,3 +452,18 @@ def test_logs_follow_that_loses_its_daemon_says_how_to_go_on(workspace, daemon):
     assert "the task goes on while the daemon is away" in err and "`edgeorch logs 1 work -f`" in err, err
     (workspace.pipelines / "go").touch()
     proc.communicate(timeout=60)
+
+
+def test_events_that_loses_its_daemon_says_how_to_go_on(workspace, daemon):
+    """It exited 75 with only "closed the connection": a script watching the stream had nothing to go on."""
+    import subprocess
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    events = subprocess.Popen([*workspace.cli(), "events"], env=workspace.cli_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert events.stdout is not None and events.stdout.readline().endswith("subscribed\n")  # following now
+    daemon.kill9()
+    out, err = events.communicate(timeout=60)
+    assert events.returncode == 75 and "closed the connection" in err, out + err
+    assert "`edgeorch events` follows it again once it is back" in err, err
