@@ -299,15 +299,11 @@ class Daemon:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
                 if self.retention is not None:  # a changed [retention] applies from now on
                     self.retention.reconfigure(new.retention)
-                applied = applied_changes(self.config, new)
-                later = restart_only_changes(self.config, new)
                 # What was applied is the config in force now (the next reload compares with it); the rest waits.
-                self.config = replace(self.config, retention=new.retention, inbox_keep=new.inbox_keep,
-                                      control=replace(self.config.control, readers=new.control.readers,
-                                                      operators=new.control.operators))
+                self.config, applied, later = reload_config(self.config, new)
                 if later:
                     warnings.append(f"{', '.join(later)} changed: applied at the next restart (a reload applies "
-                                    "[control] access lists, [retention], [inbox] keep and [[watch]] tables)")
+                                    f"{', '.join(APPLIED_NAMES)})")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")
             for warning in warnings:  # said in the journal too: SIGHUP (`systemctl reload`) has no one to answer
@@ -315,9 +311,9 @@ class Daemon:
             scan = await asyncio.to_thread(self.registry.scan)
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches
-            watch_note = _watch_changes(self.config.watches, new_watches) if watches_changed else None
-            if applied:  # applied by the lines above: said with the pipelines' summary
-                watch_note = "; ".join([*([watch_note] if watch_note else []), f"applied {', '.join(applied)}"])
+            # What the reload did to the config, said with the pipelines' summary ("unchanged" read as nothing done).
+            config_note = "; ".join([*([_watch_changes(self.config.watches, new_watches or ())] if watches_changed else []),
+                                     *([f"applied {', '.join(applied)}"] if applied else [])]) or None
             if not explicit and result.unchanged and not watches_changed:
                 if self.monitors is not None and self.monitors.rules_folder_changed():
                     self.monitors.reload()  # a rules-folder file changed: only the rules are read again
@@ -325,9 +321,9 @@ class Daemon:
                              len(self.monitors.problems))
                 else:
                     log.debug("pipelines folder event without a content change: nothing reloaded")
-                return self._reload_answer(result, warnings, watch_note)
+                return self._reload_answer(result, warnings, config_note)
             assert self.store is not None
-            reloaded = Reloaded(self.engine.clock(), _summary(result, watch_note), result.unchanged and not watch_note,
+            reloaded = Reloaded(self.engine.clock(), _summary(result, config_note), result.unchanged and not config_note,
                                 actor, tuple(e.render() for e in result.errors))
             record(self.store.events, reloaded)
             self._note_loaded({n: self.registry.pipelines[n] for n in (*result.added, *result.changed)
@@ -346,12 +342,12 @@ class Daemon:
                 self.monitors.reload()
             log.info("reloaded (%s): %s", actor, reloaded.summary)
             self.bus.publish(reloaded)
-            return self._reload_answer(result, warnings, watch_note)
+            return self._reload_answer(result, warnings, config_note)
 
-    def _reload_answer(self, result: Any, warnings: list[str], watches: str | None = None) -> dict[str, Any]:
-        """The reload op's answer; ``summary`` also says what changed in the ``[[watch]]`` tables (``watches``:
-        the pipelines "unchanged" while a watch was added read as nothing done)."""
-        return {"summary": _summary(result, watches), "unchanged": result.unchanged and watches is None,
+    def _reload_answer(self, result: Any, warnings: list[str], config_note: str | None = None) -> dict[str, Any]:
+        """The reload op's answer; ``summary`` also says what the reload did to the config (``config_note``: the
+        ``[[watch]]`` tables, what it applied; the pipelines "unchanged" while a watch was added read as nothing)."""
+        return {"summary": _summary(result, config_note), "unchanged": result.unchanged and config_note is None,
                 "added": result.added, "changed": result.changed, "removed": result.removed, "kept": result.kept,
                 "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
                 "pipelines": sorted(self.registry.pipelines)}
@@ -546,54 +542,47 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     return asyncio.run(daemon.run())
 
 
-RELOADED_FIELDS = frozenset({"control", "retention", "watches", "inbox_keep", "source", "runtime_dir"})
-"""The config fields a reload applies (``[control]``'s access lists only: its socket needs a restart)."""
+RELOADED = {"retention": "[retention]", "inbox_keep": "[inbox] keep"}
+"""The config fields a reload puts in force at once, by the name the file gives them; with them the
+``[control]`` access lists (:data:`CONTROL_RELOADED`) and the ``[[watch]]`` tables, which the drop folders take
+on. Everything else waits for a restart (:func:`reload_config` names it)."""
 
-_SECTION = {"state_dir": "[state] dir", "pipelines_dir": "[pipelines] dir", "inbox_dir": "[inbox] dir"}
-
-
-
-def _summary(result: Any, watches: str | None) -> str:
-    """A reload's summary: the pipelines', and what changed in the ``[[watch]]`` tables."""
-    if watches is None:
-        return str(result.summary())
-    return watches if result.unchanged else f"{result.summary()}; {watches}"
-
-
-CONTROL_RELOADED = frozenset({"readers", "operators"})
+CONTROL_RELOADED = ("readers", "operators")
 """Of ``[control]``, what a reload applies: the access lists (the socket, its group and the limits are the
 listening socket's, made at the start)."""
 
+APPLIED_NAMES = (*RELOADED.values(), "[control] access lists", "[[watch]] tables")
 
-def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """The config sections (or keys) changed in ``new`` that only a restart applies, as the file names them."""
+_SECTION = {"state_dir": "[state] dir", "pipelines_dir": "[pipelines] dir", "inbox_dir": "[inbox] dir"}
+_NOT_COMPARED = frozenset({*RELOADED, "control", "watches", "source", "runtime_dir"})
+
+
+def _summary(result: Any, note: str | None) -> str:
+    """A reload's summary: the pipelines', and what it did to the config."""
+    if note is None:
+        return str(result.summary())
+    return note if result.unchanged else f"{result.summary()}; {note}"
+
+
+def reload_config(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """``(in force, applied, later)``: ``old`` with what a reload applies taken from ``new``; the names of those
+    that changed; the sections (or ``[control]`` keys) that changed and only a restart applies."""
     import dataclasses
 
-    out = [_SECTION.get(f.name, f"[{f.name}]") for f in dataclasses.fields(Config)
-           if f.name not in RELOADED_FIELDS and getattr(old, f.name) != getattr(new, f.name)]
-    out += [f"[control] {f.name}" for f in dataclasses.fields(old.control)
-            if f.name not in CONTROL_RELOADED and getattr(old.control, f.name) != getattr(new.control, f.name)]
-    if old.socket_path != new.socket_path and "[control] socket" not in out:
-        out.append("[control] socket")
-    return out
+    applied = [name for f, name in RELOADED.items() if getattr(old, f) != getattr(new, f)]
+    if any(getattr(old.control, k) != getattr(new.control, k) for k in CONTROL_RELOADED):
+        applied.append("[control] access lists")
+    later = [_SECTION.get(f.name, f"[{f.name}]") for f in dataclasses.fields(Config)
+             if f.name not in _NOT_COMPARED and getattr(old, f.name) != getattr(new, f.name)]
+    later += [f"[control] {f.name}" for f in dataclasses.fields(old.control)
+              if f.name not in CONTROL_RELOADED and getattr(old.control, f.name) != getattr(new.control, f.name)]
+    in_force = replace(old, **{f: getattr(new, f) for f in RELOADED},
+                       control=replace(old.control, **{k: getattr(new.control, k) for k in CONTROL_RELOADED}))
+    return in_force, applied, later
 
 
-def applied_changes(old: Config, new: Config) -> list[str]:
-    """What of ``new`` a reload applies that differs from ``old`` (said in its answer: "unchanged" read as none)."""
-    out = []
-    if (old.control.readers, old.control.operators) != (new.control.readers, new.control.operators):
-        out.append("[control] access lists")
-    if old.retention != new.retention:
-        out.append("[retention]")
-    if old.inbox_keep != new.inbox_keep:
-        out.append("[inbox] keep")
-    return out
-
-
-def _watch_changes(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...] | None) -> str | None:
+def _watch_changes(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...]) -> str:
     """``[[watch]]: 1 added (FOLDER), 1 removed (FOLDER)``: what a reload did to the watched folders."""
-    if new is None:
-        return None
     key = lambda w: (str(w.get("folder")), str(w.get("pipeline")))  # noqa: E731
     before, after = {key(w): w for w in old}, {key(w): w for w in new}
     added = [f for f, _ in after if (f, _) not in before]

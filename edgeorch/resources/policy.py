@@ -405,7 +405,8 @@ def _pin_shared(start: list[tuple[ReadyTask, Lease]], free: set[int], reasons: d
     decision is taken: :meth:`Capacity.fit` gave it the cores free when it was chosen, and a task with dedicated
     cores chosen after it in the same decision could take some of those (both ran on them). A shared task left
     no core at all waits (its bucket says why)."""
-    if not any(not lease.cpus for _, lease in start):
+    dedicated = sum(1 for _, lease in start if lease.cpus)
+    if dedicated == 0 or dedicated == len(start):  # no core was leased under a shared task's feet (the usual case)
         return start
     cores = tuple(sorted(free))
     out: list[tuple[ReadyTask, Lease]] = []
