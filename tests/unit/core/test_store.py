@@ -180,3 +180,38 @@ def test_the_wal_a_big_transaction_grew_is_truncated_at_the_next_checkpoint_not_
         assert again.db.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 << 20
     finally:
         again.close()
+
+
+def test_a_savepoints_undo_pages_stay_in_memory_not_in_a_temp_file(tmp_path):
+    """A claim group gives each file a savepoint touching ~35 pages; past 64 KiB SQLite spilled its undo pages
+    to a temp file in /var/tmp: ~85 writes (175 KB) per claimed file, and a full or read-only temp folder
+    failed a transaction the state folder had room for."""
+    import os
+
+    def temp_files() -> list[str]:
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if "etilqs_" in target:  # SQLite's temp files (unlinked at once, open while used)
+                out.append(target)
+        return out
+
+    store = Store(tmp_path / "edgeorch.db")
+    try:
+        conn = store.db.conn
+        conn.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY, v BLOB)")
+        with store.transaction():
+            for i in range(200):
+                conn.execute("INSERT INTO scratch VALUES (?, ?)", (f"{i:05d}", os.urandom(1000)))
+        before = temp_files()
+        with store.transaction():
+            for _ in range(3):
+                with store.transaction():  # a savepoint: every row's page is touched again (~200 KB)
+                    conn.execute("UPDATE scratch SET v = randomblob(1000)")
+                    assert temp_files() == before
+        assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+    finally:
+        store.close()
