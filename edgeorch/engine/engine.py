@@ -48,8 +48,8 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
-from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, read_json,
-                    remove_if_empty, with_dataset)
+from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
+                    read_json, remove_if_empty, with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
 
 if TYPE_CHECKING:
@@ -597,6 +597,12 @@ class Engine:
             self.store.runs.set_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
                                       actor=actor)
             activation = self._record_activation(run_id, pipeline)
+        run_dir = Path(self.store.runs.get(run_id)["run_dir"])
+        for name in sorted(n for n in redo if states[n] == TaskState.SKIPPED):
+            # A cache hit's links (link_cached_outputs) share the earlier run's files: the rerun must not write
+            # into them. Set aside like a failed attempt's outputs, kept for reading.
+            self._move_aside_folder(run_id, name, run_dir / "outputs" / name,
+                                    run_dir / "attempts" / f"{name}.cached" / "outputs", "the cache hit's outputs")
         return redo, activation
 
     def _fail_resumes(self, error: BaseException) -> None:
@@ -976,24 +982,27 @@ class Engine:
         if prev["input_hash"] != input_hash:
             self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints")
 
-    @staticmethod
-    def _move_aside(ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> None:
+    @classmethod
+    def _move_aside(cls, ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> None:
         """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``."""
+        cls._move_aside_folder(ctx.run_id, name, folder, Path(prev["attempt_dir"]) / what,
+                               f"attempt {prev['number']}'s {what}")
+
+    @staticmethod
+    def _move_aside_folder(run_id: int, name: str, folder: Path, dest: Path, what: str) -> None:
+        """``folder`` (when not empty) renamed to ``dest`` (its parents made); ``what`` names it in the log."""
         try:
             with os.scandir(folder) as entries:
                 if next(entries, None) is None:
                     return
-            keep = Path(prev["attempt_dir"])
-            keep.mkdir(parents=True, exist_ok=True)
-            os.rename(folder, keep / what)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, dest)
         except FileNotFoundError:
             return  # nothing written (or its attempt folder is gone): nothing to set aside
         except OSError as exc:  # the task starts on what is there, as before, and the log says why
-            log.warning("run %s: task %s: cannot set attempt %s's %s aside: %s", ctx.run_id, name, prev["number"],
-                        what, exc)
+            log.warning("run %s: task %s: cannot set %s aside: %s", run_id, name, what, exc)
             return
-        log.info("run %s: task %s: attempt %s's %s moved to %s/%s", ctx.run_id, name, prev["number"], what,
-                 prev["attempt_dir"], what)
+        log.info("run %s: task %s: %s moved to %s", run_id, name, what, dest)
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -1278,6 +1287,12 @@ class Engine:
             self._push_ready(ctx, name)
             self._schedule_dispatch()
             return
+        out_dir = ctx.task_folders(name)[0]
+        problem = link_cached_outputs(arts, out_dir)  # where `{run_dir}/outputs/<task>` readers look
+        if problem is not None:  # the hit stands (its records name the files); path readers will not find them
+            log.warning("run %s: task %s: cache hit: its outputs are not linked into %s: %s (tasks that read "
+                        "them there fail; $EDGEORCH_UPSTREAM_%s names the files)", run_id, name, out_dir, problem,
+                        _env_name(name))
         decided = settlement.settle_cached(self._view(ctx), name)
         snapshot = self._inputs.pop(tid, None)
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()),

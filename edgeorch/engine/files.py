@@ -193,6 +193,29 @@ def has_entries(folder: Path) -> bool:
         return False
 
 
+def link_cached_outputs(artifacts: list[dict[str, Any]], out_dir: Path) -> str | None:
+    """Hard-link a cache hit's recorded outputs (``artifacts`` of the earlier attempt) into ``out_dir``, the
+    task's output folder in this run, each under its recorded name: a downstream task (or a kind's option)
+    that reads ``{run_dir}/outputs/<task>/<file>`` finds it after a hit as after a real run. No data is
+    copied (the files are the earlier run's, shared); a file already there as the same file is kept.
+
+    Returns None when every file is linked, else why not (the first failure: another file at that name, a
+    file system that refuses hard links, a full disk); the links made before it stay (correct files).
+    """
+    try:
+        for a in artifacts:
+            dest = out_dir / a["name"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(a["path"], dest, follow_symlinks=False)
+            except FileExistsError:
+                if not os.path.samefile(a["path"], dest):
+                    return f"{dest} is there already, and is another file"
+    except OSError as exc:
+        return f"{exc.filename or out_dir}: {exc.strerror or exc}"
+    return None
+
+
 def intact(artifacts: list[dict[str, Any]]) -> bool:
     """True when every recorded file still exists with the recorded size and sha256."""
     for a in artifacts:

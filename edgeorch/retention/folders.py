@@ -65,7 +65,9 @@ def folder_name(runs_root: Path, run_dir: str) -> str | None:
 
 
 def measure(path: Path) -> int:
-    """Bytes of the files under ``path`` (apparent sizes), links counted as themselves, never followed; 0 if absent."""
+    """Bytes that removing ``path`` frees (apparent sizes), links counted as themselves, never followed; 0 if
+    absent. A file with other hard links (a cache hit's outputs share the earlier run's files) is not counted:
+    removing this folder frees nothing of it; the last folder that holds it counts it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -76,9 +78,11 @@ def measure(path: Path) -> int:
     for root, dirs, files in os.walk(path, followlinks=False):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                st = os.lstat(os.path.join(root, name))
             except OSError:
                 continue  # gone meanwhile, or unreadable: not counted
+            if st.st_nlink == 1 or stat.S_ISDIR(st.st_mode):
+                total += st.st_size
     return total
 
 

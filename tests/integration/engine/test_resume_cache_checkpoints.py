@@ -283,3 +283,55 @@ def test_why_counts_a_resumed_tasks_waits_from_the_resume_and_says_a_succeeded_a
     assert tasks["prep"]["waited_for_needs"] == 0 and tasks["prep"]["waited_for_turn"] < 1.0, tasks["prep"]
     out = workspace.invoke("why", str(run_id))
     assert "task prep: " in out.stdout and "#1 succeeded" in out.stdout, out.stdout
+
+
+BY_PATH = """
+[tasks.expensive]
+command = ["sh", "-c", "echo run >> {pipeline_dir}/ran.log; echo '{{\\"rmse\\": 1.5}}' > $EDGEORCH_OUTPUT_DIR/m.json"]
+outputs = ["m.json"]
+cache = true
+[tasks.read]
+command = ["sh", "-c", "cat {run_dir}/outputs/expensive/m.json > $EDGEORCH_OUTPUT_DIR/copy.json"]
+needs = ["expensive"]
+outputs = ["copy.json"]
+[tasks.gate]
+kind = "gate"
+needs = ["expensive"]
+[tasks.gate.options]
+metrics = "{run_dir}/outputs/expensive/m.json"
+conditions = ["rmse <= 2"]
+"""
+
+
+def test_after_a_cache_hit_a_task_reading_the_upstreams_file_in_its_run_folder_finds_it(workspace, harness):
+    """A cached nightly pipeline failed from its second run on: a task (or a kind's option) reading
+    ``{run_dir}/outputs/<cached task>/...`` found nothing, the hit's files being in the earlier run's folder.
+    They are hard-linked there now: the same file, nothing copied."""
+    workspace.pipeline("bypath", BY_PATH)
+    first, state = harness.run("bypath")
+    assert state == RunState.SUCCEEDED
+    second, state = harness.run("bypath")
+    assert state == RunState.SUCCEEDED, harness.store().runs.tasks_of(second)
+    assert _ran(workspace) == ["run"]
+    store = harness.store()
+    (orig,) = store.outputs.latest_artifacts(first, "expensive")
+    (copy,) = store.outputs.latest_artifacts(second, "read")
+    assert Path(copy["path"]).read_text() == Path(orig["path"]).read_text()
+    linked = Path(store.runs.get(second)["run_dir"]) / "outputs" / "expensive" / "m.json"
+    assert linked.stat().st_ino == Path(orig["path"]).stat().st_ino
+
+
+def test_a_resumed_cached_task_writes_new_files_never_into_the_earlier_runs(workspace, harness):
+    """A cache hit's links share the earlier run's files: a rerun of that task (its outputs changed) must not
+    truncate them in place. They are set aside first (``attempts/<task>.cached/outputs``), kept for reading."""
+    workspace.pipeline("cached", CACHED)
+    first, _ = harness.run("cached")
+    second, _ = harness.run("cached")
+    (orig,) = harness.store().outputs.latest_artifacts(first, "expensive")
+    Path(orig["path"]).write_text("tampered\n")  # the hit's recorded file changed: a resume reruns the task
+    redo, state = harness.resume(second)
+    assert state == RunState.SUCCEEDED and "expensive" in redo
+    assert Path(orig["path"]).read_text() == "tampered\n"  # the earlier run's file: untouched by the rerun
+    run_dir = Path(harness.store().runs.get(second)["run_dir"])
+    assert (run_dir / "outputs" / "expensive" / "out.txt").read_text() == "1\n"
+    assert (run_dir / "attempts" / "expensive.cached" / "outputs" / "out.txt").read_text() == "tampered\n"

@@ -217,3 +217,22 @@ def test_gc_names_the_model_versions_its_runs_made_and_what_goes_with_them(old_r
     assert f"upstream: (run {old[0]}, which made it, was removed from the state file by `edgeorch gc`" in tree.stdout
     doc = json.loads(workspace.invoke("lineage", "model:churn@3", "--json").stdout)
     assert doc["nodes"]["model:churn@3"]["run_gone"] == old[1]
+
+
+def test_a_file_two_runs_share_is_counted_once_in_the_bytes_freed(old_runs, gc):
+    """A cache hit hard-links the earlier run's outputs into its own folder: removing one of the two folders
+    frees nothing of such a file, and a gc that removes both counts it once."""
+    runs = old_runs.make("cached", 2, days_ago=100)  # the second is a cache hit on the first: shared files
+    old_runs.make("plain", 1, days_ago=0)
+    inodes: dict[tuple[int, int], int] = {}
+    holders: dict[tuple[int, int], set[int]] = {}
+    for run_id in runs:
+        for root, _dirs, files in os.walk(old_runs.row(run_id)["run_dir"]):
+            for name in files:
+                st = os.lstat(os.path.join(root, name))
+                inodes[(st.st_dev, st.st_ino)] = st.st_size
+                holders.setdefault((st.st_dev, st.st_ino), set()).add(run_id)
+    assert any(len(h) == 2 and inodes[k] for k, h in holders.items())  # a file in both folders
+    report = _report(gc("--older-than", "30d", "--apply", "--json"))
+    assert [r["run_id"] for r in report["runs"]] == runs
+    assert report["bytes"] == sum(inodes.values())
