@@ -7,6 +7,8 @@ document and refuse the same arguments.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,4 +112,23 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
         t["artifacts"] = artifacts.get(t["name"], [])
     run["results"] = store.outputs.results_of(run_id)
     run["checkpoints"] = store.outputs.checkpoints_of(run_id)
+    run["models"] = models_of_run(store, run_id)
     return run
+
+
+def models_of_run(store: Any, run_id: int) -> list[dict[str, Any]]:
+    """What the run's model outputs did, in order: ``{"state": "registered", "model", "version", "task",
+    "gate_verdict"}`` for a version it added, ``{"state": "unchanged", ...}`` (``gate_verdict`` None) when it
+    produced a version's artifact and metrics again and added none (the shape of the events stream's ``model``
+    items: :func:`edgeorch.models.views.event_line` says each)."""
+    verdicts = {(v["model"], v["version"]): v["gate_verdict"] for v in store.models.versions_of_run(run_id)}
+    out = []
+    for e in store.events.of_run(run_id, ("model_registered", "model_unchanged")):
+        data = json.loads(e["data"]) if e.get("data") else {}
+        if "model" not in data:
+            continue
+        key = (data["model"], data.get("version"))
+        out.append({"state": "registered" if e["kind"] == "model_registered" else "unchanged", "model": key[0],
+                    "version": key[1], "task": e["task"], "gate_verdict": verdicts.get(key)
+                    if e["kind"] == "model_registered" else None})
+    return out

@@ -4,7 +4,7 @@
   (``edgeorch.AsyncClient``): the same methods for asyncio;
 - records (:mod:`.records`): :class:`Run` and :class:`RunSummary` with their
   :class:`Task`, :class:`Attempt`, :class:`Artifact`, :class:`CheckResult`,
-  :class:`Checkpoint`; :class:`Queued`, the receipt of a queued run;
+  :class:`Checkpoint`, :class:`ModelOutcome`; :class:`Queued`, the receipt of a queued run;
 - errors: :class:`WaitTimeout`, :class:`DaemonNotRunning`, and the
   daemon's own as their :class:`~edgeorch.errors.EdgeorchError` classes;
 - :func:`find_socket`: where the daemon listens, by the CLI's rule.
@@ -23,7 +23,7 @@ from ..control.client import DaemonNotRunning
 from ..lazyexports import lazy_exports
 from .calls import WaitTimeout
 from .locate import find_socket
-from .records import Artifact, Attempt, Checkpoint, CheckResult, Queued, Run, RunSummary, Task
+from .records import Artifact, Attempt, Checkpoint, CheckResult, ModelOutcome, Queued, Run, RunSummary, Task
 from .sync import Client
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __getattr__, __dir__ = lazy_exports(__name__, {"AsyncClient": "aio"})
 
 __all__ = [
-    "Artifact", "AsyncClient", "Attempt", "CheckResult", "Checkpoint", "Client", "DaemonNotRunning", "Queued",
-    "Run", "RunSummary", "Task", "WaitTimeout", "find_socket",
+    "Artifact", "AsyncClient", "Attempt", "CheckResult", "Checkpoint", "Client", "DaemonNotRunning", "ModelOutcome",
+    "Queued", "Run", "RunSummary", "Task", "WaitTimeout", "find_socket",
 ]

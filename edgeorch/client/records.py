@@ -95,6 +95,24 @@ class Checkpoint:
 
 
 @frozen(kw_only=True)
+class ModelOutcome:
+    """What one of the run's model outputs did (docs/models.md): ``state`` ``registered`` (it added
+    ``version``, judged ``gate_verdict``: ``passed``, ``failed`` or ``none``) or ``unchanged`` (the same artifact
+    and metrics as ``version``: none added, ``gate_verdict`` None)."""
+
+    state: str
+    model: str
+    version: int | None
+    task: str | None
+    gate_verdict: str | None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ModelOutcome:
+        return cls(state=doc["state"], model=doc["model"], version=doc.get("version"), task=doc.get("task"),
+                   gate_verdict=doc.get("gate_verdict"))
+
+
+@frozen(kw_only=True)
 class CheckResult:
     """One row of a built-in check task's result (profile, drift, fairness, validate; docs/kernels.md).
 
@@ -335,6 +353,8 @@ class Run(RunSummary):
     results: tuple[CheckResult, ...]
     """The result rows of the run's built-in check tasks (latest attempt of each)."""
     checkpoints: tuple[Checkpoint, ...]
+    models: tuple[ModelOutcome, ...] = ()
+    """What the run's model outputs did, in order (empty from a daemon older than this field)."""
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], client: Any = None) -> Run:
@@ -356,7 +376,7 @@ class Run(RunSummary):
                        env=_copy(doc.get("env") or {}), tasks=tasks,
                        results=tuple(CheckResult.from_dict(r) for r in doc.get("results") or ()),
                        checkpoints=tuple(Checkpoint.from_dict(c) for c in doc.get("checkpoints") or ()),
-                       _client=client)
+                       models=tuple(ModelOutcome.from_dict(m) for m in doc.get("models") or ()), _client=client)
         except (KeyError, TypeError) as exc:
             raise UsageError("is not a run document", field=str(exc), expected="a runs.show document") from None
 

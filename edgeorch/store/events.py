@@ -53,8 +53,12 @@ class Events:
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._db.all("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
 
-    def of_run(self, run_id: int) -> list[dict[str, Any]]:
-        return self._db.all("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+    def of_run(self, run_id: int, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The run's events, oldest first; only those of ``kinds`` when given."""
+        if kinds is None:
+            return self._db.all("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+        return self._db.all(f"SELECT * FROM events WHERE run_id = ? AND kind IN ({', '.join('?' * len(kinds))})"
+                            " ORDER BY id", (run_id, *kinds))
 
     def daemon_rows(self, kind: str, since: float) -> list[dict[str, Any]]:
         """Rows of ``kind`` tied to no run, written at or after ``since``, oldest first, ``data`` decoded.

@@ -613,6 +613,12 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
         print_table(["task", "column", "metric", "value", "p-value", "threshold", "verdict"],
                     [[r["task"], r["column_name"], r["metric"], _result_cell(r, "value"), r["p_value"],
                       _result_cell(r, "threshold"), r["verdict"]] for r in run["results"]])
+    if run.get("models") and not summary:  # (an older daemon's document has none; a run's progress said them)
+        from ...models.views import event_line
+
+        print()
+        for m in run["models"]:
+            print(f"{m['task']}: {event_line(m)}")
     for t in run["tasks"]:
         if t["state"] != "failed" or not t["attempt_list"]:
             continue

@@ -82,12 +82,23 @@ def test_the_same_artifact_and_metrics_again_add_no_version_and_say_which_it_is(
     [unchanged] = [e for e in harness.events if e.get("kind") == "model" and e["state"] == "unchanged"]
     assert unchanged["version"] == 1 and unchanged["run_id"] == run_id
 
-    harness.run("trainer", {"rmse": 29.0})  # other bytes: a new version
+    newer, _ = harness.run("trainer", {"rmse": 29.0})  # other bytes: a new version
     store = harness.store()
     try:
         assert [v["version"] for v in store.models.versions("house")] == [1, 2]
+        # What `edgeorch show` and `runs.show` say of each run's model output (it said nothing of an unchanged one).
+        from edgeorch.rundoc import run_document
+
+        assert run_document(store, run_id)["models"] == [
+            {"state": "unchanged", "model": "house", "version": 1, "task": "train", "gate_verdict": None}]
+        [added] = run_document(store, newer)["models"]
+        assert (added["state"], added["version"], added["task"]) == ("registered", 2, "train")
+        assert added["gate_verdict"] in ("passed", "failed", "none")
     finally:
         store.close()
+    shown = workspace.invoke("show", str(run_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "train: model house: unchanged, the same artifact and metrics as version 1 (no new version)" in shown.stdout
 
 
 def test_retention_keeps_the_runs_of_the_versions_a_rollback_would_return_to(workspace, harness,

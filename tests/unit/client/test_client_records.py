@@ -166,3 +166,16 @@ def test_queued_is_the_trigger_answer():
     answer = {"run_id": 7, "pipeline": "demo", "params": {"n": 1}, "content_hash": "abc", "file": "/p/demo.toml"}
     queued = Queued.from_dict(answer)
     assert (queued.run_id, queued.file) == (7, Path("/p/demo.toml")) and queued.to_dict() == answer
+
+
+def test_what_the_runs_model_outputs_did_is_typed_and_an_older_daemons_document_has_none(tmp_path):
+    from edgeorch.client import ModelOutcome
+
+    doc = _doc(tmp_path) | {"models": [
+        {"state": "registered", "model": "house", "version": 2, "task": "train", "gate_verdict": "failed"},
+        {"state": "unchanged", "model": "price", "version": 1, "task": "fit", "gate_verdict": None}]}
+    run = Run.from_dict(doc)
+    assert run.models == (
+        ModelOutcome(state="registered", model="house", version=2, task="train", gate_verdict="failed"),
+        ModelOutcome(state="unchanged", model="price", version=1, task="fit", gate_verdict=None))
+    assert Run.from_dict(_doc(tmp_path)).models == ()  # no "models" key: a daemon older than the field
