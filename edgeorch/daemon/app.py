@@ -359,7 +359,7 @@ class Daemon:
         store, engine, cfg = self.store, self.engine, self.config
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
-                      clients=lambda: server.clients),
+                      clients=lambda: server.clients, watch_errors=lambda: triggers.watch_errors),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
                         pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
             RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale),

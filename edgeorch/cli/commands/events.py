@@ -36,6 +36,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
     for err in st["pipeline_errors"]:
         print(f"  error      {err}")
+    for err in st.get("watch_errors", ()):  # (an older daemon's answer has none)
+        print(f"  error      not watched: {err} (edgeorch inputs)")
     return EXIT_OK
 
 

@@ -13,8 +13,8 @@ from . import AddCommand
 
 
 def register(add: AddCommand) -> None:
-    p = add("validate", cmd_validate, "check pipeline files (and the rules folder) without running anything "
-                                      "(exit 0 valid, 1 invalid)")
+    p = add("validate", cmd_validate, "check pipeline files (and the rules folder and the config's [[watch]] "
+                                      "tables) without running anything (exit 0 valid, 1 invalid)")
     p.add_argument("path", nargs="?", help="a pipeline file or folder, or a rules file (one in the rules folder, or "
                                            "one of [[on]] rules only) (default: the configured pipelines folder and "
                                            "its rules folder, [monitor] rules_dir)")
@@ -49,6 +49,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     in_use, duplicates = in_force(report.pipelines, folder_rules)  # the daemon's rule for a name declared twice
     rules = [r for r in folder_rules if in_use.get(r.name) is r]
     errors = [*report.errors, *rule_errors, *duplicates]
+    if with_folder:  # the config's [[watch]] tables, as the daemon checks them (it would not watch a bad one)
+        from ...triggers.drop.configured import configured_watches
+
+        errors += configured_watches(cfg, report.pipelines, report.errors)[1]
     ok = not errors
     if args.json:
         print_json({"ok": ok, "files": [str(f) for f in report.files],

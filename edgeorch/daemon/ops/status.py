@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ... import __version__
@@ -13,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...config import Config
     from ...control import Peer
     from ...engine.engine import Engine
+    from ...errors import EdgeorchError
     from ...pipelines import PipelineRegistry
     from ...store import Store
 
@@ -38,7 +40,8 @@ class StatusOps:
 
     ``config``: paths and ``[engine]`` (fixed for the daemon's life); ``store``: run counts and pauses;
     ``engine``: live work and the resource report; ``registry``: loaded pipelines and their errors;
-    ``started_at``: the daemon's start (epoch seconds); ``clients``: how many clients are connected now.
+    ``started_at``: the daemon's start (epoch seconds); ``clients``: how many clients are connected now;
+    ``watch_errors``: the drop folders that are not watched and why (a bad ``[[watch]]`` table, a folder gone).
     """
 
     OPS = (
@@ -48,8 +51,10 @@ class StatusOps:
     )
 
     def __init__(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
-                 started_at: float, clients: Callable[[], int]) -> None:
+                 started_at: float, clients: Callable[[], int],
+                 watch_errors: Callable[[], Sequence["EdgeorchError"]] = tuple) -> None:
         self.config = config
+        self.watch_errors = watch_errors
         self.store = store
         self.engine = engine
         self.registry = registry
@@ -68,6 +73,8 @@ class StatusOps:
             "parallelism": config.engine.parallelism,
             "pipelines": len(self.registry.by_file), "paused": sorted(self.store.pipelines.paused()),
             "pipeline_errors": [e.render() for e in self.registry.errors],
+            # Why a drop folder is not watched: a file dropped there waits for nothing (only `inputs` said it).
+            "watch_errors": [e.one_line() for e in self.watch_errors()],
             "resources": resources_summary(engine, config),
             "clients": self.clients(),
         }

@@ -3,7 +3,9 @@
 One module per job:
 
 * :mod:`.spec`: ``[[watch]]`` tables (:class:`WatchSpec`, :func:`check_watch`,
-  the checks across all watches);
+  the checks across all watches); :mod:`.configured`: the watches a daemon
+  would start from its config and pipelines, checked (the daemon's and
+  ``edgeorch validate``'s one function);
 * :mod:`.names`: which names may trigger and are valid (:func:`is_candidate`,
   :func:`name_problem`), printable and NAME_MAX-safe names
   (:func:`display_path`, :func:`fit_name`);

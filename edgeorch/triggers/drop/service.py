@@ -25,7 +25,6 @@ from ...errors import EdgeorchError, StateError
 from ...trust import close_folder
 from ...events import DatasetVersioned, Event, InputChanged
 from ...model import InputState, TaskState
-from ...pipelines.load import not_loaded_error
 from .claim import (
     ClaimDeferred,
     ClaimedFile,
@@ -51,12 +50,11 @@ from .reconcile import InputRecord, file_ids, list_inbox, reconcile
 from .refusals import Refusal, RefusedFiles
 from .retention import FINISHED_STATES, remove_kept_file, sweep_interval
 from .settle import Batcher
+from .configured import configured_watches
 from .spec import (
     DEFAULT_ENV,
     WatchSpec,
     check_same_filesystem,
-    check_watch_set,
-    check_watches,
     folder_problem,
     watch_error,
 )
@@ -360,19 +358,9 @@ class DropFolders:
     # -- drop folders: configuration ----------------------------------------------------------
 
     def _collect_watches(self) -> list[WatchSpec]:
-        from ...pipelines import pipeline_triggers
-
         cfg = self.config
-        errors: list[EdgeorchError] = []
         src = str(cfg.source or "<embedded defaults>")
-        specs, errs = check_watches(cfg.watches, src, base=cfg.source.parent if cfg.source else None)
-        errors.extend(errs)
-        for p in self.registry.pipelines.values():
-            specs.extend(pipeline_triggers(p)[1])
-        errors.extend(check_watch_set(specs, inbox_dir=cfg.inbox_dir, state_dir=cfg.state_dir,
-                                      pipelines=self.registry.pipelines, file=src,
-                                      not_loaded=functools.partial(not_loaded_error, errors=self.registry.errors),
-                                      params={n: p.params for n, p in self.registry.pipelines.items()}))
+        specs, errors = configured_watches(cfg, self.registry.pipelines, self.registry.errors)
         bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
         out: list[WatchSpec] = []
         seen: set[Path] = set()

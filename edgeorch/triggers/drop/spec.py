@@ -248,3 +248,4 @@ def _is_ident(text: str) -> bool:
 def _within(inner: Path, outer: Path) -> bool:
     a, b = os.path.abspath(inner), os.path.abspath(outer)
     return a == b or a.startswith(b.rstrip("/") + "/")
+

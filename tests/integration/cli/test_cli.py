@@ -64,6 +64,24 @@ def test_validate_exit_codes(workspace):
     assert js["ok"] is False and js["errors"][0]["field"] == "tasks.x.needs" and js["errors"][0]["file"].endswith("bad.toml")
 
 
+def test_validate_checks_the_configs_watch_tables_as_the_daemon_does(workspace):
+    """A bad [[watch]] table passed `validate` (exit 0) while the daemon watched nothing and said so in its log."""
+    workspace.pipeline("good", OK)
+    drop = workspace.watch_folder("good", settle="soon")
+    proc = run(workspace, "validate")
+    assert proc.returncode == 1, proc.stdout
+    assert "watch[0].settle: is not a valid duration (found 'soon')" in proc.stdout
+    workspace.watch_folder("nope")
+    js = json.loads(run(workspace, "validate", "--json").stdout)
+    assert js["ok"] is False and [(e["field"], e["value"]) for e in js["errors"]] == [("watch.pipeline", "nope")]
+    workspace.watch_folder("good", extra='param = "word"')  # a param that takes the claimed path: valid
+    assert run(workspace, "validate").returncode == 0, run(workspace, "validate").stdout
+    assert drop.is_dir()
+    # A pipeline file given by path is checked alone (the config's watches are not about it).
+    workspace.watch_folder("nope")
+    assert run(workspace, "validate", str(workspace.pipelines / "good.toml")).returncode == 0
+
+
 def test_validate_a_missing_path(workspace):
     proc = run(workspace, "validate", "/no/such/dir")
     assert proc.returncode == 1 and "no such file or folder" in proc.stdout

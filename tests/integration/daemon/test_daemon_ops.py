@@ -237,7 +237,9 @@ def test_another_user_is_refused_and_recorded(workspace, daemon):
     daemon.start()
     os.chmod(sock, 0o777)
     req = json.dumps({"v": 1, "id": 1, "op": "trigger", "args": {"pipeline": "two"}}) + "\n"
-    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-",
+    # -t 5: socat waits that long for the answer after its input ends (its default, 0.5 s, lost the answer of a
+    # daemon slowed by a loaded machine: the test was flaky).
+    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5", "-",
                            f"UNIX-CONNECT:{sock}"], input=req, capture_output=True, text=True, timeout=30)
     reply = json.loads(proc.stdout.splitlines()[0])
     assert reply["ok"] is False and reply["error"]["code"] == "permission_denied"

@@ -30,6 +30,16 @@ def test_a_watch_error_in_a_pipeline_file_is_reported_against_that_pipeline_file
     assert len(errors) == 1, errors
     assert str(pfile) in errors[0] and "overlaps edgeorch's own folders" in errors[0]
     assert str(workspace.config_path) not in errors[0]
+    # `status`, where a person looks first, says it too (only `inputs` did: files dropped there waited unseen).
+    [said] = daemon.call("status")["watch_errors"]
+    assert str(pfile) in said and "overlaps edgeorch's own folders" in said
+    shown = subprocess.run([*workspace.cli(), "status"], env=workspace.cli_env(), capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0 and f"error      not watched: {said} (edgeorch inputs)" in shown.stdout
+    # `validate` of the whole pipelines folder says it as well, before any daemon starts.
+    out = subprocess.run([*workspace.cli(), "validate"], env=workspace.cli_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and "overlaps edgeorch's own folders" in out.stdout, out.stdout
     assert daemon.stop() == 0
 
 
