@@ -21,6 +21,10 @@ from .db import Database
 from .events import write_event
 
 
+_PAUSED = "pipelines.paused"
+"""The key of :meth:`Pipelines.paused`'s rows in :attr:`Database.memo`."""
+
+
 class Pipelines:
     """``store.pipelines``: see the module docstring."""
 
@@ -28,9 +32,15 @@ class Pipelines:
         self._db = db
 
     def record_version(self, name: str, content_hash: str, source_file: str, source_text: str) -> int:
-        """Id of the stored version with this content hash, inserting it when new."""
+        """Id of the stored version with this content hash, inserting it when new. Remembered for the rest of the
+        transaction (:attr:`Database.memo`: a claim group creates hundreds of runs of one version in one)."""
+        key = f"pipelines.version:{name}:{content_hash}"
+        if self._db.conn.in_transaction and key in self._db.memo:
+            return int(self._db.memo[key])
         row = self._db.one("SELECT id FROM pipeline_versions WHERE name = ? AND content_hash = ?", (name, content_hash))
         if row:
+            if self._db.conn.in_transaction:
+                self._db.memo[key] = int(row[0])
             return int(row[0])
         with self._db.transaction():
             cur = self._db.conn.execute(
@@ -40,6 +50,7 @@ class Pipelines:
             version_id = int(cur.lastrowid)  # type: ignore[arg-type]
             write_audit(self._db, None, "pipeline_version", f"pipeline:{name}",
                         {"version_id": version_id, "content_hash": content_hash, "source_file": source_file})
+            self._db.memo[key] = version_id  # forgotten with the memo if this savepoint or transaction rolls back
             return version_id
 
     def note_loaded(self, pipelines: Iterable[Any]) -> None:
@@ -76,6 +87,7 @@ class Pipelines:
         """Pause or resume a pipeline (new runs refused / schedules skipped while paused)."""
         now = self._db.clock()
         with self._db.transaction():
+            self._db.memo.pop(_PAUSED, None)
             self._db.conn.execute(
                 "INSERT INTO pipeline_state (name, paused, reason, actor, changed_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
@@ -87,5 +99,12 @@ class Pipelines:
                         {"pipeline": name})
 
     def paused(self) -> dict[str, dict[str, Any]]:
-        """Name -> {reason, actor, changed_at} of every paused pipeline."""
-        return {r["name"]: r for r in self._db.all("SELECT * FROM pipeline_state WHERE paused = 1")}
+        """Name -> {reason, actor, changed_at} of every paused pipeline (a new dict each call). Read once per
+        transaction (:attr:`Database.memo`; :meth:`set_paused` forgets it): a claim group asks for each file."""
+        memo = self._db.memo if self._db.conn.in_transaction else None
+        rows = memo.get(_PAUSED) if memo is not None else None
+        if rows is None:
+            rows = {r["name"]: r for r in self._db.all("SELECT * FROM pipeline_state WHERE paused = 1")}
+            if memo is not None:
+                memo[_PAUSED] = rows
+        return {name: dict(row) for name, row in rows.items()}
