@@ -134,6 +134,14 @@ class StateError(EdgeorchError):
     exit_code = 4
 
 
+class StateBusyError(StateError):
+    """The state folder is held by another edgeorch process that runs pipelines without a daemon (an ``edgeorch
+    run`` in progress): nothing is wrong with it, try again when that process ends (EX_TEMPFAIL)."""
+
+    code = "state_busy"
+    exit_code = 75
+
+
 class ConflictError(EdgeorchError):
     """The request contradicts the current state (retry a running run, ...)."""
 

@@ -9,7 +9,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (2, "usage or config error (also a request this machine can never serve)"), (3, "not found"),
     (4, "state file unusable"), (5, "conflict (paused pipeline, run still active)"),
     (69, "no daemon running"), (70, "internal error: a bug, please report it (-v shows the traceback)"),
-    (75, "daemon busy, timed out or gone meanwhile: try again (a run it followed goes on)"), (77, "permission denied"),
+    (75, "daemon busy, timed out or gone meanwhile, or the state folder held by a run without a daemon: "
+           "try again (a run it followed goes on)"), (77, "permission denied"),
     (130, "interrupted"),
 )
 """Every exit code the CLI uses, with its meaning: the one list ``--help`` prints (errors carry theirs)."""

@@ -27,7 +27,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import StateError
+from ..errors import StateBusyError, StateError
 from ..store.db import make_state_folder
 from .listening import LISTENING, activated_here, connect_errno
 
@@ -107,37 +107,47 @@ def state_in_use(state_dir: str | os.PathLike[str]) -> bool:
     """Whether some edgeorch process (a daemon, an ``edgeorch run`` without one) seems to hold ``state_dir``: its
     lock file names a live process running edgeorch. For what a read-only command says, not for deciding who
     writes (:func:`acquire_state_lock` does that); never takes the lock."""
+    return state_holder(state_dir) is not None
+
+
+def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
+    """``(pid, is_daemon)`` of the edgeorch process the lock file of ``state_dir`` names, when that process lives
+    and runs edgeorch; else None. A hint for what to say (see :func:`state_in_use`), never a decision."""
     try:
         text = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
         with open(f"/proc/{int(text)}/cmdline", "rb") as f:
-            return b"edgeorch" in f.read(4096)
+            argv = f.read(4096).split(b"\0")
     except (OSError, ValueError):
-        return False
+        return None
+    if not any(b"edgeorch" in a for a in argv):
+        return None
+    return int(text), b"daemon" in argv[1:]
 
 
-def _holder(fd: int) -> tuple[str, str]:
-    """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``) and what to do."""
+def _holder(fd: int) -> tuple[str, str, bool]:
+    """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``), what to do, and
+    whether it is busy for a while only (a process that is not a daemon: its run ends, then the lock is free)."""
     try:
         text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError:
         text = ""
     daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
-    if not text.isdigit():
-        return "another edgeorch process (its pid is not recorded yet)", daemon_hint
+    if not text.isdigit():  # a process that has just taken the lock: what it is cannot be told yet
+        return "another edgeorch process (its pid is not recorded yet)", daemon_hint, False
     try:
         with open(f"/proc/{text}/cmdline", "rb") as f:
             argv = [a.decode("utf-8", "replace") for a in f.read(4096).split(b"\0") if a]
     except OSError:
         argv = []
     if not argv or "daemon" in argv[1:]:
-        return f"another edgeorch daemon (pid {text})", daemon_hint
+        return f"another edgeorch daemon (pid {text})", daemon_hint, False
     from ..textui import printable
 
     shown = printable(" ".join(["edgeorch", *argv[argv.index("run"):]] if "run" in argv else argv))
     shown = shown if len(shown) <= 100 else shown[:97] + "..."
     return (f"another edgeorch process (pid {text}: `{shown}`)",
             "a command that runs pipelines without a daemon holds the state while its run lasts: wait for it "
-            "to end (or stop it: the next daemon's start settles its run), then try again")
+            "to end (or stop it: the next daemon's start settles its run), then try again", True)
 
 
 def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None) -> StateLock:
@@ -168,9 +178,11 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder, hint = _holder(fd)
+            holder, hint, busy = _holder(fd)
             os.close(fd)
-            raise StateError(f"state directory {directory} is in use by {holder}", hint=hint) from None
+            # Held by a run without a daemon: busy (75), try again; by a daemon: go through it or stop it (4).
+            raise (StateBusyError if busy else StateError)(f"state directory {directory} is in use by {holder}",
+                                                            hint=hint) from None
         try:  # the holder's pid (what the next one names); a full disk refuses even these few bytes
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

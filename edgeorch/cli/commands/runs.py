@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from ...errors import EdgeorchError, NotFoundError
+from ...errors import EdgeorchError, NotFoundError, StateError, UsageError
 from ...model import RunState
 from ...textui import format_duration, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, connect, if_the_daemon_goes, load
@@ -39,8 +39,10 @@ def register(add: AddCommand) -> None:
                             "through the daemon when one runs, else in this process")
     p.add_argument("pipeline", help="a pipeline name from the pipelines folder, or a path to a pipeline .toml file")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
-    p.add_argument("--detach", "-d", action="store_true", help="with a daemon: queue the run and return its id at once")
-    p.add_argument("--here", action="store_true", help="run in this process even if a daemon runs (needs the state lock)")
+    p.add_argument("--detach", "-d", action="store_true", help="queue the run on the daemon and return its id at once "
+                                                                   "(like trigger: exit 69 when no daemon runs)")
+    p.add_argument("--here", action="store_true", help="run in this process, never through a daemon (it needs the "
+                                                        "state folder to itself: refused while a daemon uses it)")
 
     p = add("trigger", cmd_trigger, "queue a run on the daemon and print its id (like run --detach)")
     p.add_argument("pipeline", help="a pipeline name")
@@ -72,11 +74,30 @@ def register(add: AddCommand) -> None:
 # -- run / retry / trigger ------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.detach and args.here:
+        raise UsageError("--detach and --here exclude each other", field="--detach",
+                         expected="--detach (queue it on the daemon) or --here (run it in this process), not both")
+    if args.detach:  # nothing can run a detached run but a daemon: never in this process (a script waits for an id)
+        return cmd_trigger(args)
     cfg = load(args)
+    if args.here:
+        _refuse_here_beside_a_daemon(cfg)
     with connect(cfg, "offline" if args.here else "prefer") as backend:
         if backend.online:
             return _run_on_daemon(args, backend)
     return _run_here(args, backend)
+
+
+def _refuse_here_beside_a_daemon(cfg: Any) -> None:
+    """``run --here`` needs the state folder's lock, which a running daemon always holds: say so before anything
+    is printed or parsed, with what to do instead (the lock itself is still what decides, later)."""
+    from ...control.statelock import state_holder
+
+    holder = state_holder(cfg.state_dir)
+    if holder is not None and holder[1]:
+        raise StateError(f"--here runs in this process, but the state folder {cfg.state_dir} is in use by the "
+                         f"edgeorch daemon (pid {holder[0]})", hint="run it through the daemon (leave out --here), or "
+                                                                   "stop the daemon first")
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:

@@ -168,6 +168,17 @@ def test_quiet_trigger_prints_the_run_id_alone(workspace, daemon):
     assert daemon.wait_run(2) == "succeeded"
 
 
+def test_run_detach_without_a_daemon_is_refused_not_run_here(workspace):
+    """It ran the whole pipeline in this process: a script's `id=$(edgeorch run p -d -q)` waited for the run and
+    got its summary table instead of an id."""
+    workspace.pipeline("p", OK)
+    proc = run(workspace, "run", "p", "--detach", "-q")
+    assert proc.returncode == 69 and proc.stdout == "" and "no edgeorch daemon is running" in proc.stderr
+    both = run(workspace, "run", "p", "--detach", "--here")
+    assert both.returncode == 2 and "--detach and --here exclude each other" in both.stderr
+    assert not (workspace.state / "runs").exists() or not any((workspace.state / "runs").iterdir())
+
+
 def test_the_daemon_logs_at_the_configured_level_and_the_command_line_overrides_it(workspace, daemon):
     workspace.write_config('[daemon]\nlog_level = "warning"\n')
     daemon.start()

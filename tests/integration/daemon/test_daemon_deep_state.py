@@ -20,5 +20,6 @@ def test_a_state_folder_too_deep_for_a_socket_address_still_serves_the_cli(works
     assert run.returncode == 0 and "queued on the daemon" in run.stdout, run.stdout + run.stderr
     here = workspace.invoke("run", "p", "--here")  # the state lock's probe finds the daemon listening
     assert here.returncode == 4 and "in use" in here.stderr, here.stderr
+    assert "leave out --here" in here.stderr and "running p" not in here.stdout  # said before anything else
     assert daemon.stop() == 0
     assert workspace.invoke("run", "p", "--here").returncode == 0  # nothing listens: the offline run goes on
