@@ -422,14 +422,22 @@ class _Tree:
                 self.status = status
 
     def signal_all(self, sig: int) -> None:
-        """Send ``sig`` to every descendant of the shim (and the task's group while its leader is unreaped)."""
+        """Send ``sig`` once to every descendant of the shim (and the task's group while its leader is unreaped).
+
+        Once each: a process of the group the ``killpg`` reached is not signalled again (a task counting its
+        SIGTERMs, a shell trap, took a second one for "force quit" and skipped its checkpoint); a descendant that
+        left the group (``setsid``, its own ``setpgid``) gets its own ``kill``."""
+        grouped = False
         if self.status is None:
             try:
                 os.killpg(self.leader, sig)  # the pgid cannot be reused while the leader is unreaped
+                grouped = True
             except OSError:
                 pass
         for pid in descendants(self.shim):
             try:
+                if grouped and os.getpgid(pid) == self.leader:
+                    continue
                 os.kill(pid, sig)
             except OSError:
                 pass
