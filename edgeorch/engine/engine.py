@@ -795,7 +795,7 @@ class Engine:
             if tid in self._cache_checks or self._check_cache(ctx, name, spec):
                 return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
-                      self.res.durations.predict(f"{ctx.pipeline.name}/{name}"))
+                      self.res.durations.predict(f"{ctx.pipeline.name}/{name}"), self.clock())
 
     def _hash_declared_inputs(self, ctx: RunCtx, name: str, spec: TaskSpec) -> None:
         """Hash a ready task's declared ``inputs`` in the hashing worker (a folder can hold gigabytes).

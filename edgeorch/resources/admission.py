@@ -47,7 +47,7 @@ from .gpus import GpuBackend
 from .gpus.detect import detect_gpus
 from .gpus.reader import READ_MAX_AGE_S, GpuReader, GpuSnapshot, GpuWorker
 from .model import GpuProcess, Inventory, Lease, ResourceRequest
-from .policy import Decision, DurationModel, ReadyQueue, ReadyTask, Running, decide
+from .policy import Decision, DurationModel, ReadyQueue, ReadyTask, Running, decide, order_key
 from .watcher import (
     BudgetAction,
     check_budgets,
@@ -243,9 +243,10 @@ class Admission:
     # -- queue -------------------------------------------------------------------------
 
     def push(self, task_id: str, req: ResourceRequest, pipeline: str, priority: int, critical_path: float,
-             duration: float) -> None:
+             duration: float, ready_at: float = 0.0) -> None:
+        """Queue a ready task (``ready_at``: now, by the engine's clock: see :func:`~.policy.order_key`)."""
         self.seq += 1
-        self.queue.add(ReadyTask(task_id, req, pipeline, priority, critical_path, duration, self.seq))
+        self.queue.add(ReadyTask(task_id, req, pipeline, priority, critical_path, duration, self.seq, ready_at))
         if req.memory or req.wants_gpu:
             self.queued_live += 1
 
@@ -586,7 +587,7 @@ class Admission:
                           parallelism=parallelism, cpu_only_reason=self.cpu_only_reason)
         queue = []
         for t in sorted((self.queue.get(tid) for b in self._buckets() for _, tid in b.entries),
-                        key=lambda t: (-t.priority, -t.critical_path, t.seq)):  # type: ignore[union-attr]
+                        key=order_key):  # type: ignore[arg-type]
             assert t is not None
             why = decision.reason(self.queue, t.id)
             unsat = next((r for u, r in decision.unsatisfiable if u.id == t.id), None)

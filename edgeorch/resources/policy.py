@@ -1,7 +1,10 @@
 """Pure scheduling policy: which ready tasks start now, with which leases, and why the rest wait.
 
-Order: pipeline priority (higher first), then critical-path length (longer
-first: the chain that decides when the run ends starts first), then arrival.
+Order: pipeline priority (higher first), then the time a task became ready
+less its critical-path length (earlier first: among tasks ready together, the
+chain that decides when its run ends starts first; a task that has waited as
+long as another's chain is longer than its own goes before it, so a stream of
+longer tasks never starves a short one), then arrival.
 
 EASY backfilling, as HPC batch schedulers do it: when the first task in that
 order does not fit, it becomes the *reserved head*: its start time is
@@ -121,7 +124,8 @@ class ReadyTask:
     """A task whose dependencies are done, waiting for resources.
 
     ``critical_path`` and ``duration`` are in seconds, computed when the task
-    became ready (from :class:`DurationModel` and :func:`critical_paths`).
+    became ready (from :class:`DurationModel` and :func:`critical_paths`);
+    ``ready_at``: when it became ready (seconds, the engine's clock).
     ``seq`` breaks ties in arrival order (FIFO among equals).
     """
 
@@ -132,6 +136,7 @@ class ReadyTask:
     critical_path: float = 0.0
     duration: float = DEFAULT_DURATION
     seq: int = 0
+    ready_at: float = 0.0
 
 
 @frozen
@@ -163,8 +168,12 @@ class _Bucket:
         self.tasks: dict[str, ReadyTask] = {}
 
 
-def _order_key(t: ReadyTask) -> tuple[int, float, int]:
-    return (-t.priority, -t.critical_path, t.seq)
+def order_key(t: ReadyTask) -> tuple[int, float, int]:
+    """Where ``t`` stands in the queue (smaller first; see the module docstring): ``(-priority, ready_at -
+    critical_path, seq)``. Waiting counts like a longer chain: the key is fixed when the task is queued, and a task
+    queued later with a chain longer by less than the time between them goes after it. Identical tasks of
+    runs created one after another keep their arrival order even when their predicted paths differ by noise."""
+    return (-t.priority, t.ready_at - t.critical_path, t.seq)
 
 
 class ReadyQueue:
@@ -199,7 +208,7 @@ class ReadyQueue:
             shape = self._shapes.setdefault(task.request, len(self._shapes))
             b = self._buckets[key] = _Bucket(key, shape)
             self._groups.setdefault(shape, {})[key] = b
-        insort(b.entries, (_order_key(task), task.id))
+        insort(b.entries, (order_key(task), task.id))
         b.tasks[task.id] = task
         self._where[task.id] = b
 
@@ -207,7 +216,7 @@ class ReadyQueue:
         """Take ``task_id`` out; raises KeyError when it is not queued."""
         b = self._where.pop(task_id)
         task = b.tasks.pop(task_id)
-        i = bisect_left(b.entries, (_order_key(task), task_id))
+        i = bisect_left(b.entries, (order_key(task), task_id))
         del b.entries[i]
         if not b.entries:
             del self._buckets[b.key]
@@ -322,6 +331,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     default = _QUEUED
     failed: dict[int, WaitReason] = {}  # by shape
     possible: set[int] = set()          # shapes checked by never_satisfiable
+    shared_chosen = False  # a task that asked for no cores starts: it keeps one unleased core (see below)
 
     while top:
         if parallelism is not None and total >= parallelism:
@@ -349,6 +359,12 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
         # Within one decision capacity only shrinks (leases are taken, never given
         # back), so a shape that did not fit will not fit later either: drop it.
         why = cap.check(req)
+        if why is None and shared_chosen and req.cpus and len(cap.free_cores) - req.cpus < 1:
+            # A task before this one in order (higher priority, longer path, earlier) asked for no cores and
+            # starts on the unleased ones: leasing the last of them would leave it none (_pin_shared would hold
+            # it back: a stream of one-core tasks starved a priority-100 shared task).
+            why = WaitReason("cpus", "waits for a core: the last unleased one is kept for the tasks before it "
+                                     "that asked for no cores")
         if why is not None:
             failed[shape] = why
             if reserved is None:
@@ -385,6 +401,7 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
         else:
             task = b.tasks[b.entries[chosen][1]]
             cap.take(lease)
+            shared_chosen = shared_chosen or not req.cpus
             start.append((task, lease))
             buckets[task.id] = b
             total += 1

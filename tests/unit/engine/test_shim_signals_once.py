@@ -15,13 +15,23 @@ def test_the_group_gets_the_signal_once_and_a_process_that_left_it_gets_its_own(
     second one as "force quit" (common in training scripts) skipped its checkpoint."""
     leader = subprocess.Popen(["sh", "-c", "setsid sleep 30 & sleep 30 & wait"], process_group=0)
     try:
+        def outside() -> list[int]:
+            out = []
+            for p in descendants(leader.pid):
+                try:
+                    if os.getpgid(p) != leader.pid:
+                        out.append(p)
+                except ProcessLookupError:
+                    pass
+            return out
+
         deadline = time.monotonic() + 10
-        while len(descendants(leader.pid)) < 2:  # both sleeps started (a condition, not a fixed sleep)
+        # Both sleeps started, and the setsid one has left the group (a condition, not a fixed sleep: it is
+        # forked in the group first, and leaves it only when setsid runs).
+        while len(descendants(leader.pid)) < 2 or len(outside()) != 1:
             assert time.monotonic() < deadline, "the task's children did not start"
             time.sleep(0.01)
-        kids = descendants(leader.pid)
-        left = [p for p in kids if os.getpgid(p) != leader.pid]
-        assert len(left) == 1  # the setsid one
+        left = outside()
         sent: list[tuple[str, int, int]] = []
         real_kill, real_killpg = os.kill, os.killpg
         monkeypatch.setattr(os, "kill", lambda pid, sig: (sent.append(("kill", pid, sig)), real_kill(pid, sig))[1])

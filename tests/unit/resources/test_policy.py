@@ -49,9 +49,10 @@ def test_critical_path_rejects_cycles_and_unknown_deps() -> None:
 
 
 def rt(i: str, cpus: int = 1, *, gpus: int = 0, gpu_memory: int = 0, pipeline: str = "p", priority: int = 0,
-       cp: float = 0.0, duration: float = 10.0, seq: int = 0, pool: str | None = None) -> ReadyTask:
+       cp: float = 0.0, duration: float = 10.0, seq: int = 0, pool: str | None = None,
+       ready_at: float = 0.0) -> ReadyTask:
     return ReadyTask(i, ResourceRequest(cpus=cpus, gpus=gpus, gpu_memory=gpu_memory, pool=pool), pipeline,
-                     priority, cp, duration, seq)
+                     priority, cp, duration, seq, ready_at)
 
 
 def started(d) -> list[str]:  # type: ignore[no-untyped-def]
@@ -178,9 +179,49 @@ def test_a_shared_task_is_pinned_to_the_cores_left_after_the_whole_decision() ->
     assert set(leases["shared"].affinity) | set(leases["dedicated"].cpus) == {0, 1, 2, 3}
 
 
-def test_a_shared_task_waits_when_the_same_decision_leases_every_core() -> None:
+def test_a_task_after_a_shared_one_in_order_never_leases_its_last_unleased_core() -> None:
+    """Chosen first (priority 1), the shared task lost the decision's cores to a later task that leased them all,
+    and waited: a stream of such tasks starved it. The later task waits instead, for a core it may lease."""
     q = ReadyQueue([rt("shared", cpus=0, seq=0, priority=1), rt("wide", cpus=4, seq=1)])
     d = decide(q, machine(cores=4, gpus=0))
-    assert started(d) == ["wide"]
-    why = d.reason(q, "shared")
-    assert why is not None and why.kind == "cpus" and "unleased core" in why.message
+    assert started(d) == ["shared"]
+    why = d.reason(q, "wide")
+    assert why is not None and why.kind == "cpus" and "kept for the tasks before it" in why.message
+    three = decide(ReadyQueue([rt("shared", cpus=0, seq=0, priority=1), rt("three", cpus=3, seq=1)]),
+                   machine(cores=4, gpus=0))
+    leases = {t.id: lease for t, lease in three.start}  # one core is left unleased: both start
+    assert set(leases) == {"shared", "three"} and leases["shared"].affinity == tuple(set(range(4)) - set(leases["three"].cpus))
+
+
+def test_a_high_priority_shared_task_takes_a_freed_core_before_a_stream_of_one_core_tasks() -> None:
+    """The lab's case: two cores, one still leased by a one-core task; a priority-100 task asking for no cores
+    and the next priority-0 one-core task are ready when the other core frees."""
+    q = ReadyQueue([rt("hi", cpus=0, seq=5, priority=100), rt("c1", cpus=1, seq=6)])
+    running = [Running(Lease("r", cpus=(0,)), "r", expected_end=3.0)]
+    d = decide(q, machine(cores=2, gpus=0), running)
+    assert started(d) == ["hi"]
+    assert dict((t.id, lease.affinity) for t, lease in d.start) == {"hi": (1,)}
+    assert d.reason(q, "c1").kind == "cpus"  # type: ignore[union-attr]
+    alone = decide(ReadyQueue([rt("c1", cpus=1, seq=6)]), machine(cores=2, gpus=0), running)
+    assert started(alone) == ["c1"]  # nothing before it asked for no cores: it leases the free core
+
+
+def test_waiting_counts_like_a_longer_chain_so_a_stream_of_longer_tasks_never_starves_a_short_one() -> None:
+    """A 1 s task (sb) waited 42 s behind twenty 2 s tasks (sa) queued one every 1.5 s after it: each later sa had
+    the longer critical path, so sb was never first. Now an sa queued more than 1 s after sb (the difference of
+    their paths) goes after it; one queued with it still goes first (its chain decides when its run ends)."""
+    with_it = rt("sa0", cpus=2, cp=2.0, seq=1, ready_at=100.0)
+    sb = rt("sb", cpus=2, cp=1.0, seq=2, ready_at=100.0)
+    later = [rt(f"sa{k}", cpus=2, cp=2.0, seq=2 + k, ready_at=100.0 + 1.5 * k) for k in range(1, 4)]
+    q = ReadyQueue([with_it, sb, *later])
+    one_slot = decide(q, machine(cores=2, gpus=0))
+    assert started(one_slot) == ["sa0"]
+    q.remove("sa0")
+    assert started(decide(q, machine(cores=2, gpus=0))) == ["sb"]
+
+
+def test_identical_tasks_keep_their_arrival_order_when_their_predicted_paths_differ_by_noise() -> None:
+    """Runs of one pipeline created a second apart snapshot the duration model at different moments: 2.003 s and
+    2.011 s decided the order (later runs went first)."""
+    q = ReadyQueue([rt("first", cp=2.003, seq=1, ready_at=10.0), rt("second", cp=2.011, seq=2, ready_at=11.0)])
+    assert started(decide(q, machine(cores=1, gpus=0))) == ["first"]
