@@ -390,21 +390,22 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     callback for the queued run), after the stream was opened. Ctrl-C asks the daemon to cancel the run and
     keeps following until it has.
     """
-    from ...control.protocol import BadResponse  # here: loaded with the daemon's client, not for `--help`
-
     api = backend.api
     printer = _ProgressPrinter(enabled=not (json_out or quiet))
     ids: list[int] = [] if run_id is None else [run_id]
-    run = None
-    cancelled = False
     cancel_sent = False
+    # SIGTERM (`timeout 600 edgeorch run ...`, a CI job stopped) as Ctrl-C: the run is cancelled, not left going
+    # with nobody following it (as the run without a daemon does).
+    signals: list[str] = []
+    previous_term = signal.signal(signal.SIGTERM, functools.partial(_interrupted_by, signals, "SIGTERM"))
 
     def request_cancel() -> None:
         nonlocal cancel_sent
         if not cancel_sent:
             cancel_sent = True
+            how = signals[0] if signals else "Ctrl-C"
             try:
-                api.cancel(ids[0], reason="interrupted by the user (Ctrl-C)")
+                api.cancel(ids[0], reason=f"interrupted by the user ({how})")
             except EdgeorchError as exc:
                 print(f"edgeorch: {exc.render()}", file=sys.stderr)
 
@@ -415,17 +416,46 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
         if item.get("kind") == "subscribed":
             request_cancel()
 
+    try:
+        run = _follow_until_done(api, ids, printer, submit, cancel_once_subscribed, request_cancel, signals)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    if isinstance(run, int):
+        return run
+    from ...client.records import shared_document  # loaded with the client already
+
+    doc = shared_document(run)  # only read here: not copied
+    print_json(doc) if json_out else _print_run(doc, summary=True)
+    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
+
+
+def _interrupted_by(signals: list[str], name: str, signum: int, frame: Any) -> None:
+    """A signal handler that interrupts as Ctrl-C does, noting which signal it was (the cancel's reason)."""
+    signals.append(name)
+    raise KeyboardInterrupt
+
+
+def _follow_until_done(api: Any, ids: list[int], printer: "_ProgressPrinter", submit: Any,
+                       cancel_once_subscribed: Callable[[dict[str, Any]], None], request_cancel: Callable[[], None],
+                       signals: list[str]) -> Any:
+    """:func:`_follow_remote`'s loop: the finished run, or the exit code when it stops waiting first."""
+    from ...control.protocol import BadResponse  # here: loaded with the daemon's client, not for `--help`
+
+    run = None
+    cancelled = False
     while run is None:
         try:
             if ids:
                 run = api.wait(ids[0], on_event=cancel_once_subscribed if cancelled else printer.shown)
             else:
                 assert submit is not None
-                run = _submit_then_interruptible(submit, printer, ids)
+                run = _submit_then_interruptible(submit, printer, ids, signals)
         except BadResponse as exc:  # the daemon went away while we followed: the run is not lost with it
             if ids and not exc.hint:
                 exc.hint = (f"run {ids[0]} goes on when the daemon is back (its tasks keep running meanwhile): "
                             f"`edgeorch show {ids[0]}`")
+            if ids and exc.value is None:  # the run a script waits on again (`--json`: the error's field/value)
+                exc.field, exc.value = exc.field or "run_id", ids[0]
             raise
         except KeyboardInterrupt:
             if not ids:
@@ -437,16 +467,14 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
                 print("\nstopped waiting; the daemon goes on cancelling the run", file=sys.stderr)
                 return EXIT_INTERRUPTED
             cancelled = True
-            print("\ninterrupted: asking the daemon to cancel the run (Ctrl-C again to stop waiting)", file=sys.stderr, flush=True)
-    from ...client.records import shared_document  # loaded with the client already
-
-    doc = shared_document(run)  # only read here: not copied
-    print_json(doc) if json_out else _print_run(doc, summary=True)
-    return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
+            how = signals[-1] if signals else "Ctrl-C"
+            print(f"\ninterrupted ({how}): asking the daemon to cancel the run (Ctrl-C again to stop waiting)",
+                  file=sys.stderr, flush=True)
+    return run
 
 
 def _submit_then_interruptible(submit: Callable[[_ProgressPrinter, Callable[[Any], None]], Any],
-                               printer: _ProgressPrinter, ids: list[int]) -> Any:
+                               printer: _ProgressPrinter, ids: list[int], signals: list[str]) -> Any:
     """``submit(printer, on_queued)`` with a first Ctrl-C held until the daemon has said which run it queued.
 
     A Ctrl-C while the request is on its way would otherwise leave a run the
@@ -457,22 +485,29 @@ def _submit_then_interruptible(submit: Callable[[_ProgressPrinter, Callable[[Any
     """
     held: list[bool] = []
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM:
+            signals.append("SIGTERM")  # the cancel's reason says which
         if held:
             raise KeyboardInterrupt
         held.append(True)
 
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
     def queued(q: Any) -> None:
         ids.append(q.run_id)
-        signal.signal(signal.SIGINT, previous)
+        restore()
         if held:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, on_signal)
+    previous_term = signal.signal(signal.SIGTERM, on_signal)  # (SIGTERM is Ctrl-C's twin while following)
     try:
         return submit(printer, queued)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 # -- cancel ---------------------------------------------------------------------------------

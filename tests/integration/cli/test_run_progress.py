@@ -163,6 +163,21 @@ def test_ctrl_c_of_edgeorch_run_through_a_daemon_cancels_its_run(workspace, daem
     assert "CANCELLED" in out and daemon.call("runs.list", {})["runs"][0]["state"] == "cancelled"
 
 
+def test_sigterm_of_edgeorch_run_through_a_daemon_cancels_its_run_as_ctrl_c_does(workspace, daemon):
+    """`timeout 600 edgeorch run nightly` in a cron job or CI: the CLI died of the SIGTERM and its run went on,
+    followed by nobody (without a daemon the same signal cancelled it)."""
+    import signal
+
+    proc = follow_a_started_run(workspace, daemon, "touch {pipeline_dir}/started; exec sleep 300")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted (SIGTERM): asking the daemon to cancel the run" in err, err
+    run = daemon.call("runs.list", {})["runs"][0]
+    assert run["state"] == "cancelled"
+    assert daemon.call("runs.show", {"run_id": run["id"]})["cancel_reason"] == "interrupted by the user (SIGTERM)"
+
+
 def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daemon):
     proc = follow_a_started_run(workspace, daemon,
                                 "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done")
@@ -171,6 +186,7 @@ def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daem
     # 75, "try again": never 1, which a script (`edgeorch run nightly || page`) reads as "the run failed"
     assert proc.returncode == 75 and "closed the connection" in err, out + err
     assert "hint: run 1 goes on when the daemon is back" in err and "`edgeorch show 1`" in err, err
+    assert "(found 1)" in err  # the run id as the error's value: `--json` gives it to a script as a field
     daemon.start()  # live restore: the task still runs, and the run ends once it does
     (workspace.pipelines / "go").touch()
     assert daemon.wait_run(1) == "succeeded"
@@ -239,17 +255,18 @@ def test_a_ctrl_c_while_the_run_is_being_queued_is_held_until_its_id_is_known():
             return "followed"
         return go
 
+    before_term = signal.getsignal(signal.SIGTERM)
     ids: list[int] = []
-    assert _submit_then_interruptible(submit(0), None, ids) == "followed" and ids == [7]
+    assert _submit_then_interruptible(submit(0), None, ids, []) == "followed" and ids == [7]
     ids = []
     with pytest.raises(KeyboardInterrupt):
-        _submit_then_interruptible(submit(1), None, ids)
+        _submit_then_interruptible(submit(1), None, ids, [])
     assert ids == [7]  # known before the interrupt: the run can be cancelled
     ids = []
     with pytest.raises(KeyboardInterrupt):
-        _submit_then_interruptible(submit(2), None, ids)
+        _submit_then_interruptible(submit(2), None, ids, [])
     assert ids == []  # the second Ctrl-C did not wait for an answer
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is before and signal.getsignal(signal.SIGTERM) is before_term
 
 
 def test_a_ctrl_c_held_while_queueing_cancels_once_the_new_stream_shows_the_running_attempt(capsys):
