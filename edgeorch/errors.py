@@ -47,10 +47,15 @@ class EdgeorchError(Exception):
         self.hint = hint
         self.line = line
         self.column = column
+        self.rendered: str | None = None
+        """The text as another process rendered it (an error the daemon sent: its fields are set too, for a
+        script to read; the text stays the daemon's). None: rendered from the fields."""
         super().__init__(self.render())
 
     def render(self) -> str:
         """One human line (plus an optional hint line) naming where and what."""
+        if self.rendered is not None:
+            return self.rendered
         where = ""
         if self.file:
             where = str(self.file)

@@ -411,6 +411,12 @@ def error_from_dict(body: Any) -> EdgeorchError:
         err = RemoteError(code if isinstance(code, str) else "error", message)
     else:
         err = cls(message)
+    # The fields as the daemon sent them, for a script (`except NotFoundError as e: e.value`); the text stays the
+    # daemon's rendering of them (rendered again here, it would say each twice).
+    for key in ("file", "pipeline", "field", "value", "expected", "hint", "line", "column"):
+        if body.get(key) is not None:
+            setattr(err, key, body[key])
+    err.rendered = message
     err.detail = body  # type: ignore[attr-defined]
     return err
 

@@ -104,3 +104,17 @@ def test_round_trip_through_the_wire_keeps_class_and_message() -> None:
     body = json.loads(P.encode(P.error(1, original)))["error"]
     back = P.error_from_dict(body)
     assert isinstance(back, NotFoundError) and str(back) == str(original)
+
+
+def test_a_rebuilt_error_keeps_the_daemons_fields_for_a_script_and_its_text_as_said() -> None:
+    """`except NotFoundError as e: e.value` was None for every error the daemon sent (the fields were only in the
+    undocumented ``e.detail``); the text must not say the value or the hint twice either."""
+    body = {"code": "usage", "message": "params secs: is not an integer (found 'abc'); expected an integer\n  hint: h",
+            "field": "params secs", "value": "abc", "expected": "an integer", "hint": "h", "pipeline": "slow"}
+    err = P.error_from_dict(body)
+    assert isinstance(err, UsageError)
+    assert (err.field, err.value, err.expected, err.hint, err.pipeline) == ("params secs", "abc", "an integer", "h",
+                                                                             "slow")
+    assert str(err) == err.render() == body["message"]
+    assert err.to_dict() == body
+    assert err.one_line() == body["message"].replace("\n  hint: ", "; hint: ")
