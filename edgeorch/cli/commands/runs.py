@@ -278,11 +278,14 @@ class _ProgressPrinter:
         print(f"{stamp}  {name:<24} {mark}{detail}{reason}{trunc}", flush=True)
 
 
-def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False) -> int:
+def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False,
+           start_nothing: bool = False) -> int:
     """Run an engine in this process until the run started (or resumed) by ``await action(engine)`` finishes.
 
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
-    the grace period, the cancellation is recorded, exit code 130.
+    the grace period, the cancellation is recorded, exit code 130. ``start_nothing``: the engine starts no
+    attempt at all (``cancel``: it only stops the run's tasks; other runs' queued tasks must not start under an
+    engine that is about to exit, unsupervised).
     """
     cfg = backend.cfg
     store = backend.open_store(readonly=False)
@@ -295,7 +298,8 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
 
         zygote = EarlyZygote.start()
     try:
-        run_id, state = _drive_engine(backend, store, action, zygote, progress=not (json_out or quiet))
+        run_id, state = _drive_engine(backend, store, action, zygote, progress=not (json_out or quiet),
+                                      start_nothing=start_nothing)
     finally:
         if zygote is not None:
             zygote.discard()  # a no-op once the engine took it (its close let it exit)
@@ -309,7 +313,7 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
 
 
 def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaitable[int]],
-                  zygote: EarlyZygote | None, *, progress: bool) -> tuple[int, RunState]:
+                  zygote: EarlyZygote | None, *, progress: bool, start_nothing: bool = False) -> tuple[int, RunState]:
     """:func:`_drive`'s engine in this process, the state file open and locked (closed by the caller):
     the run's id and final state."""
     import asyncio
@@ -323,6 +327,8 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         from ...events import ModelRegistered
 
         engine = Engine(cfg, store, early_zygote=zygote)
+        if start_nothing:
+            engine.accepting = False  # before start(): its recovery queues other runs' tasks, and nothing starts them
         if printer.enabled:  # the same items a daemon's stream sends (none made for -q, --json)
             engine.bus.subscribe(lambda event: printer(event.to_wire()))
         # A registered model's promotion runs here too, as in a daemon (docs/models.md); the run waits for it.
@@ -338,8 +344,9 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         printer.pipelines = {rid: ctx.pipeline.name for rid, ctx in engine.runs.items()}
         if printer.enabled and printer.others:
             shown = ", ".join(f"{rid} ({printable(name)})" for rid, name in sorted(printer.pipelines.items()))
-            print(f"note: this process also goes on with run(s) {shown}, left unfinished by a process that "
-                  "stopped (a daemon, or an `edgeorch run` that was killed): their lines say so", flush=True)
+            if not start_nothing:  # (cancel starts nothing of theirs: they wait for the next daemon or run)
+                print(f"note: this process also goes on with run(s) {shown}, left unfinished by a process that "
+                      "stopped (a daemon, or an `edgeorch run` that was killed): their lines say so", flush=True)
         from ...models.service import ModelService
 
         models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,
@@ -531,7 +538,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                   flush=True)
         return args.run_id
 
-    rc = _drive(backend, action, json_out=args.json, quiet=args.quiet)
+    rc = _drive(backend, action, json_out=args.json, quiet=args.quiet, start_nothing=True)
     return EXIT_OK if rc == EXIT_INTERRUPTED else rc  # the run ended cancelled: what was asked
 
 

@@ -380,6 +380,53 @@ def test_a_run_whose_edgeorch_run_was_killed_is_said_unfollowed_and_cancel_stops
         (workspace.pipelines / "quit").touch()
 
 
+def test_cancel_without_a_daemon_starts_nothing_of_other_runs(workspace):
+    """`edgeorch cancel` without a daemon adopted every unfinished run and, once the cancelled task freed its slot,
+    started another run's queued task, then exited and left it running with no engine."""
+    import signal
+    import subprocess
+
+    workspace.write_config(parallelism=1)
+    workspace.pipeline("blocker", """
+        [tasks.x]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/quit ]; do sleep 0.05; done"]
+    """)
+    workspace.pipeline("other", """
+        [tasks.y]
+        command = ["sh", "-c", "touch {pipeline_dir}/ran-y"]
+    """)
+    try:
+        first = subprocess.Popen([*workspace.cli(), "run", "blocker"], env=workspace.cli_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workspace.wait_file(workspace.pipelines / "started")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        # A second `edgeorch run` adopts x (it holds the only slot) and queues run 2's y behind it; killed too.
+        second = subprocess.Popen([*workspace.cli(), "run", "other"], env=workspace.cli_env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import sqlite3
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:  # run 2 recorded (a condition on the state file, not a fixed sleep)
+            with sqlite3.connect(f"file:{workspace.state / 'edgeorch.db'}?mode=ro", uri=True, timeout=10) as db:
+                if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2:
+                    break
+            assert time.monotonic() < deadline, "run 2 was not recorded"
+            time.sleep(0.02)
+        second.send_signal(signal.SIGKILL)
+        second.wait(timeout=30)
+        cancelled = workspace.invoke("cancel", "1")
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        assert not (workspace.pipelines / "ran-y").exists()
+        assert "also goes on with" not in cancelled.stdout
+        import json
+
+        assert [t["attempts"] for t in json.loads(workspace.invoke("show", "2", "--json").stdout)["tasks"]] == [0]
+    finally:
+        (workspace.pipelines / "quit").touch()
+
+
 def _cancel_without_a_daemon(workspace) -> None:
     cli = workspace.invoke
     shown = cli("show", "1")
