@@ -40,7 +40,8 @@ log = logging.getLogger("edgeorch.cli")
 
 
 def load(args: argparse.Namespace) -> Config:
-    """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder set from it."""
+    """The config the parsed ``--config`` (or the lookup order) names, with numba's cache folder named from it
+    (made only if numba is needed)."""
     from ..config import load_config
     from ..errors import ConfigError
 
@@ -53,9 +54,11 @@ def load(args: argparse.Namespace) -> Config:
                         "a copy of the good file: edgeorch --config GOOD.toml status")
         raise
     log.debug("config: %s", cfg.source or "the embedded defaults")
-    from ..kernels.cache import use_numba_cache_dir
+    from ..kernels.cache import prefer_numba_cache_dir
 
-    use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
+    # The folder numba will use if this command needs it (one rule for every path: edgeorch/kernels/cache.py);
+    # made only then, not by every command.
+    prefer_numba_cache_dir(cfg.numba_cache_dir)
     return cfg
 
 

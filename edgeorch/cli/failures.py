@@ -97,14 +97,14 @@ def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argp
     for action in command._actions:
         if action.dest == dest and not isinstance(action, argparse._SubParsersAction):
             name = "/".join(action.option_strings) if action.option_strings else str(action.metavar or dest)
-            if err.field is not None:
-                err.field = name
-            else:
-                assert isinstance(detail, dict)
+            err.field = name
+            if isinstance(detail, dict):  # the daemon's text names its field first: the option instead
                 detail["field"] = name
                 if err.message.startswith(f"{field}: "):
                     err.message = f"{name}: " + err.message.removeprefix(f"{field}: ")
                 detail["message"] = err.message
+                if err.rendered is not None:
+                    err.rendered = err.message
             err.args = (err.render(),)
             break
     return err

@@ -82,15 +82,28 @@ def _private_temp_dir() -> Path:
     return path if private_folder(path, closed=0o022) else Path(tempfile.mkdtemp(prefix="edgeorch-numba-"))
 
 
+_preferred: Path | None = None
+"""The folder :func:`prefer_numba_cache_dir` named (the config's), used when numba is first needed."""
+
+
+def prefer_numba_cache_dir(path: Path | None) -> None:
+    """Name the folder this process's numba cache should use (the config's) without touching the file system:
+    :func:`use_numba_cache_dir` takes it when numba is first needed. A command that never imports numba (``status``,
+    ``runs``) made ``<state>/numba-cache``, and its parents, for a state folder that a typo named."""
+    global _preferred
+    _preferred = path
+
+
 def use_numba_cache_dir(preferred: Path | None = None) -> Path:
     """Point this process's numba cache at :func:`numba_cache_dir` and return the folder.
 
-    Sets ``$NUMBA_CACHE_DIR`` (inherited by child processes) unless it is
+    ``preferred``: the config's folder (default: the one :func:`prefer_numba_cache_dir` named). Sets
+    ``$NUMBA_CACHE_DIR`` (inherited by child processes) unless it is
     already set. When numba was imported before (by the caller's own code),
     its configuration is reloaded so that functions compiled from now on use
     the folder.
     """
-    path = numba_cache_dir(preferred)
+    path = numba_cache_dir(preferred if preferred is not None else _preferred)
     if os.environ.get(ENV) != str(path):
         os.environ[ENV] = str(path)
         config = sys.modules.get("numba.core.config")

@@ -92,3 +92,20 @@ def test_the_kernel_cli_never_writes_numba_files_into_the_package(tmp_path: Path
     after = {p: p.stat().st_mtime_ns for p in _numba_files(PACKAGE)}
     assert {p for p in after if before.get(p) != after[p]} == set(), "numba wrote into the package"
     assert _numba_files(xdg / "edgeorch" / "numba"), "the cache went to $XDG_CACHE_HOME/edgeorch/numba"
+
+
+def test_a_command_that_needs_no_numba_makes_no_cache_folder(tmp_path):
+    """`edgeorch --config typo.toml status` made `<state>/numba-cache` (and the state folder) for a path that
+    was a typo, though it then failed (no daemon there) and never imported numba."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "typo" / "state"
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text(f'[state]\ndir = "{state}"\n')
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"}
+    for argv in (["status"], ["runs"]):
+        proc = subprocess.run([sys.executable, "-m", "edgeorch", "--config", str(cfg), *argv], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "typo").exists()
