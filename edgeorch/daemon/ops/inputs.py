@@ -72,6 +72,14 @@ class InputOps:
         if path.parent.resolve() != qdir:
             raise UsageError("is not a file in the quarantine folder", field="args.file", value=raw,
                              expected=f"a file directly inside {qdir}")
+        if not os.path.lexists(path):  # a typo, or requeued already: not "its drop folder is unknown"
+            names = sorted(p.name for p in qdir.iterdir() if not p.name.endswith(".reason.json")) if qdir.is_dir() else []
+            from ...tomlcheck import suggest
+
+            close = suggest(path.name, names)
+            raise NotFoundError("no such file in the quarantine folder", field="args.file", value=raw,
+                                expected=f"a file in {qdir}" + (f" (did you mean {close!r}?)" if close else ""),
+                                hint="`edgeorch inputs --quarantine` lists them")
         store = self.store
         rec = next((r for r in store.inputs.list(state="quarantined", limit=1_000_000)
                     if r["inbox_path"] and Path(r["inbox_path"]).resolve() == path.resolve()), None)

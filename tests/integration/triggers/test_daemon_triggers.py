@@ -330,6 +330,11 @@ def test_bad_file_is_quarantined_with_its_reason_and_requeue_runs_it_again(works
     bad = subprocess.run([*workspace.cli(), "requeue", "/etc/passwd"], env=workspace.cli_env(), capture_output=True,
                          text=True, check=False)
     assert bad.returncode != 0 and "quarantine" in bad.stderr
+    # Requeued already (or a typo): said as it is, not "its drop folder is unknown, move it by hand".
+    again = subprocess.run([*workspace.cli(), "requeue", "bad.csv"], env=workspace.cli_env(), capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 3 and "no such file in the quarantine folder" in again.stderr, again.stderr
+    assert "by hand" not in again.stderr and "edgeorch inputs --quarantine" in again.stderr
 
 
 def test_same_content_is_skipped_as_a_duplicate(workspace, daemon, tmp_path):
