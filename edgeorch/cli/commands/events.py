@@ -43,7 +43,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend, if_the_daemon_goes(
-            "the daemon stopped (a restart?): `edgeorch events` follows it again once it is back; what happened "
+            "the daemon stopped (a restart?): this stream ended; run `edgeorch events` again once it is back; what happened "
             "meanwhile is in the state file (`edgeorch runs`, `edgeorch show RUN`)"):
         for ev in backend.api.events(args.run or None, kinds=args.kind):
             if args.json:

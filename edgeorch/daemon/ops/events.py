@@ -76,6 +76,9 @@ class EventOps:
             if kinds is None or item["kind"] in kinds:
                 _enqueue(queue, item)
 
+        # An unknown run is refused before anything is streamed (a `subscribed` item, then an error, was two
+        # answers to one question); read in the same loop step as the subscription below.
+        run = self.store.runs.get(run_id) if run_id is not None else None
         unsubscribe = self.bus.subscribe(deliver, lambda event: _follows(run_id, event))
         # Read in the same loop step as the subscription: what started before it, the queue holds the rest.
         running = self._running_attempts(run_id) if kinds is None or "task" in kinds else []
@@ -83,9 +86,8 @@ class EventOps:
             yield Subscribed(self.engine.clock(), run_id).to_wire()
             for item in running:
                 yield item
-            if run_id is not None and (kinds is None or "run" in kinds):
+            if run is not None and run_id is not None and (kinds is None or "run" in kinds):
                 # The run may already be over: say so, so a follower never waits forever.
-                run = self.store.runs.get(run_id)
                 if RunState(run["state"]).finished and run_id not in self.engine.runs:
                     yield RunFinished(self.engine.clock(), run_id, run["state"], run["reason"]).to_wire()
             while True:

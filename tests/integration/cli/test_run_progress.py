@@ -530,4 +530,14 @@ def test_events_that_loses_its_daemon_says_how_to_go_on(workspace, daemon):
     daemon.kill9()
     out, err = events.communicate(timeout=60)
     assert events.returncode == 75 and "closed the connection" in err, out + err
-    assert "`edgeorch events` follows it again once it is back" in err, err
+    assert "this stream ended; run `edgeorch events` again once it is back" in err, err
+
+
+def test_events_of_an_unknown_run_is_refused_before_anything_is_streamed(workspace, daemon):
+    """`events --run 99999 --json` printed a `subscribed` item on stdout, then failed (exit 3)."""
+    import subprocess
+
+    daemon.start()
+    out = subprocess.run([*workspace.cli(), "events", "--run", "99999", "--json"], env=workspace.cli_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and out.stdout == "" and "no such run" in out.stderr, out.stdout + out.stderr
