@@ -106,11 +106,13 @@ def never_satisfiable(request: ResourceRequest, inventory: Inventory, pools: Map
             if g.memory_usable > big.memory_usable:
                 big = g
         if need > big.memory_usable:
+            # The largest of those its gpu_model matches, said so (the machine's largest may be another model).
+            which = f"GPU matching gpu_model {request.gpu_model!r} ({big.name})" if request.gpu_model else "GPU"
             if big.memory_reserved:
                 return (f"asks for {_fmt(need)} of GPU memory but at most {_fmt(big.memory_usable)} can ever be free "
-                        f"on the largest GPU ({_fmt(big.memory_total)}, of which the driver reserves "
+                        f"on the largest {which} ({_fmt(big.memory_total)}, of which the driver reserves "
                         f"{_fmt(big.memory_reserved)})")
-            return f"asks for {_fmt(need)} of GPU memory but the largest GPU has {_fmt(big.memory_total)}"
+            return f"asks for {_fmt(need)} of GPU memory but the largest {which} has {_fmt(big.memory_total)}"
     if request.gpus:
         whole = [g for g in usable if g.memory_usable >= need] if need else usable
         if request.gpus > 1:

@@ -252,7 +252,7 @@ class Decision:
     - ``unsatisfiable``: tasks no state of the machine could ever serve, with
       the reason: the engine fails them with a clear error.
     - ``reserved``: the reserved head (or None) and ``shadow_time``, when it is
-      predicted to start (absolute seconds).
+      predicted to start (absolute seconds; ``now``: the decision's time).
     - :meth:`reason` says why any other queued task waits.
     """
 
@@ -263,6 +263,7 @@ class Decision:
     bucket_reasons: Mapping[_Bucket, WaitReason] = field(default_factory=dict)
     shape_reasons: Mapping[int, WaitReason] = field(default_factory=dict)
     default_reason: WaitReason = _QUEUED
+    now: float = 0.0
 
     def reason(self, queue: ReadyQueue, task_id: str) -> WaitReason | None:
         """Why ``task_id`` (still in ``queue``, unchanged since) waits; None if it starts or is unknown.
@@ -278,7 +279,7 @@ class Decision:
             return None
         base = self.bucket_reasons.get(b) or self.shape_reasons.get(b.shape)
         if self.reserved is not None and self.reserved.id == task_id:
-            when = "" if self.shadow_time is None else f" (reserved: predicted to start at t={self.shadow_time:.0f}s)"
+            when = "" if self.shadow_time is None else f" (reserved: {_predicted(self.shadow_time - self.now)})"
             return WaitReason(base.kind if base else "reserved", (base.message if base else "reserved") + when)
         return base or self.default_reason
 
@@ -413,7 +414,15 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
             heapq.heappush(top, (h[0][0], shape))
     start = _pin_shared(start, cap.free_cores, reasons, buckets)
     return Decision(tuple(start), tuple(unsat), reserved, None if reserved is None else shadow,
-                    reasons, failed, default)
+                    reasons, failed, default, now)
+
+
+def _predicted(seconds: float) -> str:
+    """When a reserved task should start, said from now (a clock reading meant nothing to a person; a start
+    already due is a running task outliving its predicted duration)."""
+    if seconds < 1:
+        return "its turn is next, as soon as a running task ends (they run past their predicted durations)"
+    return f"predicted to start in about {seconds:.0f}s, as running tasks end"
 
 
 def _pin_shared(start: list[tuple[ReadyTask, Lease]], free: set[int], reasons: dict[_Bucket, WaitReason],

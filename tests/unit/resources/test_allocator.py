@@ -139,3 +139,16 @@ def test_summary_is_json_ready() -> None:
     assert s["cpus_free"] == "1-3"
     gpu = s["gpus"][0]  # type: ignore[index]
     assert (gpu["shares"], gpu["drained"], gpu["share_room"]) == (1, "XID 79", 0)
+
+
+def test_a_memory_refusal_with_a_model_names_the_largest_matching_gpu_not_the_machines() -> None:
+    """`gpu_memory = "9.6G"`, `gpu_model = "A100"` on a 10G A100 and a 16G T4 was refused "on the largest GPU
+    (10.0G ...)": the largest GPU is the T4."""
+    from dataclasses import replace as _replace
+
+    inv = machine(gpus=2, gpu_mem=10 * G)
+    t4 = _replace(inv.gpus[1], name="Tesla T4", memory_total=16 * G)
+    inv = _replace(inv, gpus=(inv.gpus[0], t4))
+    why = never_satisfiable(ResourceRequest(gpu_memory=12 * G, gpu_model="A100"), inv, {})
+    assert why is not None and "the largest GPU matching gpu_model 'A100' (NVIDIA A100-SXM4-80GB)" in why, why
+    assert never_satisfiable(ResourceRequest(gpu_memory=12 * G), inv, {}) is None  # the T4 can serve it

@@ -95,7 +95,9 @@ def test_backfill_short_task_but_hold_back_long_one() -> None:
     assert d.reserved is not None and d.reserved.id == "big" and d.shadow_time == 100.0
     why = d.reason(q, "slow")
     assert why is not None and why.kind == "reserved" and "'big'" in why.message
-    assert "predicted to start" in str(d.reason(q, "big"))
+    assert "predicted to start in about 100s" in str(d.reason(q, "big"))  # from now, not a clock reading
+    late = decide(q, inv, running, now=130.0)  # the running tasks outlived their predictions
+    assert "t=" not in str(late.reason(q, "big")) and "as soon as a running task ends" in str(late.reason(q, "big"))
 
 
 def test_backfill_long_task_on_resources_the_head_does_not_need() -> None:
