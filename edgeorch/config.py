@@ -377,12 +377,15 @@ param = "batch"
 """
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load the configuration found by :func:`find_config` (``path`` is ``--config``).
+def load_config(path: str | os.PathLike[str] | None = None, *, named_by: str = "--config") -> Config:
+    """Load the configuration found by :func:`find_config` (``path`` is ``--config``; ``named_by``: what named it,
+    for the error when it is missing: the Python client says ``config=``).
 
     Raises :class:`ConfigError` naming the file, field and value on any problem.
     """
     found, how = find_config(path)
+    if how == "--config":
+        how = named_by
     if found is None:
         import tomllib
 
@@ -391,7 +394,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         _check_found_here(cfg, cwd, "the embedded defaults'")
         return cfg
     if not found.exists():
-        raise ConfigError(f"config file not found (from {how})", file=str(found))
+        raise ConfigError(f"config file not found (from {how})", file=str(found),
+                          hint="check the path (a typo?), or name none to use the usual lookup "
+                               "(./config.toml, $XDG_CONFIG_HOME/edgeorch/config.toml, /etc/edgeorch/config.toml)")
     data = _read_found_here(found) if how == FOUND_HERE else load_toml(found, ConfigError)
     cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
     if how == FOUND_HERE:  # its own file is the user's; what its relative paths name in this folder may not be

@@ -27,5 +27,5 @@ def find_socket(config: Config | str | os.PathLike[str] | None = None,
     """
     if socket is not None:
         return Path(os.fsdecode(socket))
-    cfg = config if isinstance(config, Config) else load_config(config)
+    cfg = config if isinstance(config, Config) else load_config(config, named_by="config=")
     return cfg.socket_path

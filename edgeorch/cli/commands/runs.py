@@ -662,6 +662,9 @@ def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
             print(f"resumed at {format_timestamp(run['resumed_at'])} (first started "
                   f"{format_timestamp(run['started_at'])})")
         print(f"run folder {run['run_dir']}")
+        if run.get("content_hash"):  # what it executes: the file and the content it was started from
+            print(f"pipeline file {run.get('pipeline_file') or '(sent by content)'} (content_hash "
+                  f"{run['content_hash'][:12]}; `edgeorch show {run['id']} --json` has it whole)")
     rows = []
     for t in run["tasks"]:
         last = t["attempt_list"][-1] if t["attempt_list"] else None
