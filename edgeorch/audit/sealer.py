@@ -187,7 +187,7 @@ class SealService:
         try:
             sealed = self.sealer.seal()
         except EdgeorchError as exc:
-            log.error("audit log not sealed (%s): %s", why, exc.render())
+            log.error("audit log not sealed (%s): %s", why, exc.one_line())
             return None
         except OSError as exc:
             log.error("audit log not sealed (%s): %s", why, exc)

@@ -58,7 +58,7 @@ def error_document(err: EdgeorchError) -> dict[str, Any]:
     return {"error": doc}
 
 
-def report_error(err: EdgeorchError, *, json_out: bool) -> int:
+def report_error(err: EdgeorchError, *, json_out: bool, quiet: bool = False) -> int:
     """Print ``err`` on stderr (text, or its :func:`error_document` on one line) and return its exit code.
 
     A usage error argparse found is printed as argparse always printed it:
@@ -72,7 +72,10 @@ def report_error(err: EdgeorchError, *, json_out: bool) -> int:
         sys.stderr.write(err.usage)
         print(f"{err.prog}: error: {err.argparse_message}", file=sys.stderr)
     else:
-        print(f"edgeorch: error: {err.render()}", file=sys.stderr)
+        text = err.render()
+        if quiet:  # -q: "results and errors only: no progress, notes or hints" (--json keeps its hint field)
+            text = text.split("\n  hint: ", 1)[0]
+        print(f"edgeorch: error: {text}", file=sys.stderr)
     return err.exit_code
 
 

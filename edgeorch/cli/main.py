@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeorchError as exc:
         if args is not None:
             exc = in_cli_terms(exc, parser, args)
-        return report_error(exc, json_out=json_out)
+        return report_error(exc, json_out=json_out, quiet=bool(getattr(args, "quiet", False)))
     except KeyboardInterrupt:
         print("edgeorch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -150,7 +150,7 @@ class Daemon:
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             result = self.registry.reload()
             for err in result.errors:
-                log.warning("pipeline error: %s", err.render())
+                log.warning("pipeline error: %s", err.one_line())
             for name in self.registry.keep_last_valid(self._last_stored_version):
                 log.warning("pipeline %s: its file has errors; serving its last valid version from the state file "
                             "until it is fixed (as before this start)", name)
@@ -329,7 +329,7 @@ class Daemon:
             self._note_loaded({n: self.registry.pipelines[n] for n in (*result.added, *result.changed)
                                if n in self.registry.pipelines})
             for err in result.errors:
-                log.warning("pipeline error: %s", err.render())
+                log.warning("pipeline error: %s", err.one_line())
             self._warn_unsatisfiable()
             if self.triggers is not None:
                 if watches_changed:
@@ -428,7 +428,7 @@ class Daemon:
             except OSError as exc:
                 log.error("cannot lock a new state lock file %s: %s", self._lock.path, exc)
             except StateError as exc:  # another writer on this state: two would run the same runs
-                log.error("stopping: %s", exc.render())
+                log.error("stopping: %s", exc.one_line())
                 self._displaced = exc
                 self.stop_requested.set()
                 return
@@ -493,7 +493,7 @@ class Daemon:
         try:
             self.store.audit.record(None, "daemon_stopped", "daemon", {"tasks_left_running": len(self.engine.live)})
         except EdgeorchError as exc:
-            log.error("cannot record the stop in the audit log: %s", exc.render())
+            log.error("cannot record the stop in the audit log: %s", exc.one_line())
         self.seals.close()
 
     def _on_refused(self, peer: Any, op: str, access: str, args: dict[str, Any], error: EdgeorchError) -> None:

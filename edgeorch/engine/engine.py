@@ -404,7 +404,7 @@ class Engine:
         self.fatal_error = exc
         self.accepting = False
         if isinstance(exc, EdgeorchError):
-            log.error("engine stopped: %s", exc.render())
+            log.error("engine stopped: %s", exc.one_line())
         else:
             log.exception("engine stopped by an internal error", exc_info=exc)
         error = exc if isinstance(exc, EdgeorchError) else EdgeorchError(f"internal error: {exc!r}")

@@ -30,6 +30,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ENV = "NUMBA_CACHE_DIR"
 
@@ -94,16 +95,21 @@ def prefer_numba_cache_dir(path: Path | None) -> None:
     _preferred = path
 
 
-def use_numba_cache_dir(preferred: Path | None = None) -> Path:
+_NAMED: Any = object()
+"""``use_numba_cache_dir``'s default: the folder :func:`prefer_numba_cache_dir` named (None: no config's)."""
+
+
+def use_numba_cache_dir(preferred: Path | None = _NAMED) -> Path:
     """Point this process's numba cache at :func:`numba_cache_dir` and return the folder.
 
-    ``preferred``: the config's folder (default: the one :func:`prefer_numba_cache_dir` named). Sets
+    ``preferred``: the config's folder; None: none (the user's cache); left out: the one
+    :func:`prefer_numba_cache_dir` named, if any. Sets
     ``$NUMBA_CACHE_DIR`` (inherited by child processes) unless it is
     already set. When numba was imported before (by the caller's own code),
     its configuration is reloaded so that functions compiled from now on use
     the folder.
     """
-    path = numba_cache_dir(preferred if preferred is not None else _preferred)
+    path = numba_cache_dir(_preferred if preferred is _NAMED else preferred)
     if os.environ.get(ENV) != str(path):
         os.environ[ENV] = str(path)
         config = sys.modules.get("numba.core.config")

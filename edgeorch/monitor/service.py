@@ -361,7 +361,7 @@ class Monitors:
         try:
             self.evaluate(spec)
         except EdgeorchError as exc:
-            log.warning("rule %s: evaluation failed: %s", name, exc.render())
+            log.warning("rule %s: evaluation failed: %s", name, exc.one_line())
         self._arm(spec)
 
     # -- operator requests -------------------------------------------------------------------------

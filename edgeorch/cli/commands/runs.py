@@ -306,7 +306,7 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
         store.close()
         lock.release()
     run = _run_document(backend, run_id)  # offline: the state file this engine just wrote
-    print_json(run) if json_out else _print_run(run, summary=True)
+    print_json(run) if json_out else _print_run(run, summary=True, after_progress=not quiet)
     if state == RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_INTERRUPTED if state == RunState.CANCELLED else EXIT_FAILED
@@ -432,7 +432,7 @@ def _follow_remote(backend: Backend, run_id: int | None, *, json_out: bool, quie
     from ...client.records import shared_document  # loaded with the client already
 
     doc = shared_document(run)  # only read here: not copied
-    print_json(doc) if json_out else _print_run(doc, summary=True)
+    print_json(doc) if json_out else _print_run(doc, summary=True, after_progress=not quiet)
     return {"succeeded": EXIT_OK, "cancelled": EXIT_INTERRUPTED}.get(run.state, EXIT_FAILED)
 
 
@@ -525,7 +525,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
             res = backend.api.cancel(args.run_id, reason=args.reason or None)
-            print_json(res) if args.json else print(f"run {args.run_id}: cancel requested")
+            if args.json:
+                print_json(res)
+            elif not args.quiet:  # -q: the exit code says it
+                print(f"run {args.run_id}: cancel requested")
             return EXIT_OK
 
     _run_document(backend, args.run_id)  # an unknown run (or no state file yet): not found, nothing made or locked
@@ -652,8 +655,12 @@ def _run_duration(run: dict[str, Any]) -> str:
     return f"{took} (resumed)" if run.get("resumed_at") else took
 
 
-def _print_run(run: dict[str, Any], *, summary: bool = False) -> None:
-    print(f"\nrun {run['id']}  {run['pipeline']}  {run['state'].upper()}  {_run_duration(run)}"
+def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bool = False) -> None:
+    """The run as a person reads it; ``after_progress``: a blank line first, after the progress lines (never the
+    first line of `show` or of a quiet run's output)."""
+    if after_progress:
+        print()
+    print(f"run {run['id']}  {run['pipeline']}  {run['state'].upper()}  {_run_duration(run)}"
           + (f"  ({run['reason']})" if run["reason"] else ""))
     if not summary:
         print(f"created {format_timestamp(run['created_at'])} by {run['trigger']}"

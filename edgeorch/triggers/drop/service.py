@@ -384,7 +384,7 @@ class DropFolders:
             seen.add(s.folder)
             out.append(s)
         for e in errors:
-            log.error("watch not started: %s", e.render())
+            log.error("watch not started: %s", e.one_line())
         self._config_watch_errors = errors
         self.watch_errors = errors + list(self.missing_folders.values())
         return out
@@ -608,7 +608,7 @@ class DropFolders:
                         group, self._queue = self._queue[:CLAIM_GROUP], self._queue[CLAIM_GROUP:]
                         await self._claim_group(group)
                 except EdgeorchError as exc:
-                    log.error("claiming failed: %s", exc.render())
+                    log.error("claiming failed: %s", exc.one_line())
                     if self.engine.fatal_error is not None:
                         return
                 except Exception:
@@ -1058,7 +1058,7 @@ class DropFolders:
             try:
                 self._start_batch(spec, full)
             except EdgeorchError as exc:
-                log.error("batch of %s not started: %s", spec.folder, exc.render())
+                log.error("batch of %s not started: %s", spec.folder, exc.one_line())
             return
         self._publish(input_id=iid, state="batched", pipeline=spec.pipeline, file=str(path),
                       reason=self._batch_reason(spec, batcher, len(batcher)))
@@ -1110,7 +1110,7 @@ class DropFolders:
                 try:
                     self._start_batch(spec, items)
                 except EdgeorchError as exc:
-                    log.error("batch of %s not started: %s", folder, exc.render())
+                    log.error("batch of %s not started: %s", folder, exc.one_line())
         self._arm_batches()
 
     def _start_batch(self, spec: WatchSpec, items: list[tuple[int, Path]]) -> int | None:
@@ -1153,7 +1153,7 @@ class DropFolders:
                 spec.pipeline, {spec.param: json.dumps(paths)}, trigger=f"input:{ids[0]}", actor="watch",
                 source="watch", within=within, env={spec.env: str(listing)})).run_id
         except StateError as exc:  # not recorded (a full disk): the batch is tried again, its files kept
-            log.warning("batch of %s: its run was not recorded: %s; retrying", spec.folder, exc.render())
+            log.warning("batch of %s: its run was not recorded: %s; retrying", spec.folder, exc.one_line())
             self._later(retry_delay(1), self._start_batch, spec, items)
             return None
         except EdgeorchError as exc:

@@ -217,7 +217,7 @@ def test_a_retried_runs_duration_counts_from_its_resume(workspace):
     line = run(workspace, "runs").stdout.splitlines()[1]
     assert " (resumed) " in line and "h" not in line.split("succeeded")[1].split("(resumed)")[0], line
     shown = run(workspace, "show", "1").stdout
-    assert "(resumed)" in shown.splitlines()[1] and "resumed at " in shown and "(first started " in shown, shown
+    assert "(resumed)" in shown.splitlines()[0] and "resumed at " in shown and "(first started " in shown, shown
     from edgeorch.client.records import RunSummary
     assert RunSummary.from_dict(doc).duration < 60
 
