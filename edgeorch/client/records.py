@@ -271,6 +271,8 @@ class RunSummary:
     """When it last started running again after ``edgeorch retry`` (None: never resumed)."""
     reason: str | None
     """Why it ended as it did (None for a success)."""
+    cancel_reason: str | None
+    """Why it was cancelled, as the cancel said (``edgeorch cancel --reason``; None: never cancelled)."""
     task_counts: dict[str, int]
     """Tasks per state, e.g. ``{"succeeded": 3, "skipped": 1}``."""
     _doc: dict[str, Any] = field(compare=False)
@@ -284,7 +286,7 @@ class RunSummary:
                     actor=doc.get("actor"), run_dir=Path(doc.get("run_dir", "")), created_at=doc["created_at"],
                     started_at=doc.get("started_at"), finished_at=doc.get("finished_at"),
                     resumed_at=doc.get("resumed_at"), reason=doc.get("reason"),
-                    _doc=doc)
+                    cancel_reason=doc.get("cancel_reason"), _doc=doc)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], client: Any = None) -> RunSummary:

@@ -79,10 +79,7 @@ class Runs:
         row = self._db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
-        out = dict(row)
-        out["params"] = json.loads(out["params"])
-        out["env"] = json.loads(out["env"]) if out.get("env") else {}
-        return out
+        return _decoded(dict(row))
 
     def resumed_at(self, run_ids: list[int]) -> dict[int, float]:
         """Run id -> when it last started running again after a resume (``edgeorch retry``), for the runs
@@ -216,7 +213,7 @@ class Runs:
         rows = self._db.all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ?", [*args, limit])
         by_id: dict[int, dict[str, int]] = {}
         for r in rows:
-            r["params"] = json.loads(r["params"])
+            _decoded(r)  # as get() gives a run: `runs --json` had env as a JSON string (or null), `show` a table
             r["tasks"] = by_id[r["id"]] = {}
         if rows:
             for run_id, task_state, n in self._db.conn.execute(
@@ -227,3 +224,10 @@ class Runs:
             for r in rows:
                 r["resumed_at"] = resumed.get(r["id"])
         return rows
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``runs`` row as every reader gets it: ``params`` and ``env`` decoded (``env`` ``{}`` when none)."""
+    row["params"] = json.loads(row["params"])
+    row["env"] = json.loads(row["env"]) if row.get("env") else {}
+    return row

@@ -179,3 +179,10 @@ def test_what_the_runs_model_outputs_did_is_typed_and_an_older_daemons_document_
         ModelOutcome(state="registered", model="house", version=2, task="train", gate_verdict="failed"),
         ModelOutcome(state="unchanged", model="price", version=1, task="fit", gate_verdict=None))
     assert Run.from_dict(_doc(tmp_path)).models == ()  # no "models" key: a daemon older than the field
+
+
+def test_a_cancelled_runs_reason_is_an_attribute(tmp_path):
+    """The reason given to `cancel` was only in `to_dict()["cancel_reason"]`."""
+    run = Run.from_dict(_doc(tmp_path) | {"state": "cancelled", "cancel_reason": "took too long"})
+    assert run.cancel_reason == "took too long"
+    assert Run.from_dict(_doc(tmp_path)).cancel_reason is None

@@ -215,3 +215,18 @@ def test_a_savepoints_undo_pages_stay_in_memory_not_in_a_temp_file(tmp_path):
         assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
     finally:
         store.close()
+
+
+def test_a_listed_run_has_the_same_decoded_env_and_params_as_a_shown_one(store):
+    """`runs --json` gave a drop-folder run's env as a JSON string (or null); `show --json` gave a table."""
+    version = store.pipelines.record_version("p", "h", "/p.toml", "")
+    with_env = store.runs.create(pipeline="p", version_id=version, params={"n": 1}, trigger="t", actor=None,
+                                 run_dir_for=lambda r: f"/runs/{r}", tasks=[("a", "h")],
+                                 env={"EDGEORCH_INPUT": "/in/x.csv"})
+    plain = store.runs.create(pipeline="p", version_id=version, params={}, trigger="t", actor=None,
+                              run_dir_for=lambda r: f"/runs/{r}", tasks=[("a", "h")])
+    listed = {r["id"]: r for r in store.runs.list()}
+    for run_id in (with_env, plain):
+        shown = store.runs.get(run_id)
+        assert (listed[run_id]["env"], listed[run_id]["params"]) == (shown["env"], shown["params"])
+    assert listed[with_env]["env"] == {"EDGEORCH_INPUT": "/in/x.csv"} and listed[plain]["env"] == {}
