@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
@@ -43,8 +43,15 @@ class ReloadResult:
     """No file was added, removed or changed in content since the previous reload."""
 
     def summary(self) -> str:
-        parts = [f"{len(v)} {k}" for k, v in (("added", self.added), ("changed", self.changed),
-                                               ("removed", self.removed), ("kept after errors", self.kept)) if v]
+        """``2 added (a, b), 1 removed (c)``: what a reload did, each pipeline named (the first five)."""
+        def named(names: Any) -> str:
+            shown = sorted(names)
+            more = f", and {len(shown) - 5} more" if len(shown) > 5 else ""
+            return f" ({', '.join(shown[:5])}{more})"
+
+        parts = [f"{len(v)} {k}{named(v)}" for k, v in (("added", self.added), ("changed", self.changed),
+                                                         ("removed", self.removed), ("kept after errors", self.kept))
+                 if v]
         if self.unchanged:
             return "unchanged"
         return ", ".join(parts) or "no changes"

@@ -61,6 +61,22 @@ def test_an_explicit_reload_without_a_change_is_one_unchanged_reload(workspace, 
     assert len(rows) == 1 and "unchanged" in rows[0]["message"]
 
 
+def test_a_reload_names_the_pipelines_it_added_and_removed(workspace, daemon):
+    """It said "reloaded: 2 removed": which two, the operator had to find out."""
+    workspace.pipeline("two", TWO)
+    gone = [workspace.pipeline(n, TWO) for n in ("old_a", "old_b")]
+    daemon.start()
+    for path in gone:
+        path.unlink()
+    workspace.pipeline("fresh", TWO)
+    # The folder's own watch may reload first (0.2 s after the last change): what each reload said, together.
+    said = cli(workspace, "reload").stdout
+    poll(lambda: "old_b" in said + " ".join(r["message"] for r in reloads(workspace)))
+    told = said + " ".join(r["message"] for r in reloads(workspace))
+    assert "added (fresh)" in told and "removed (old_a, old_b)" in told or (
+        "removed (old_a)" in told and "removed (old_b)" in told), told
+
+
 def test_an_edit_reloads_once_and_a_rewrite_with_the_same_content_not_at_all(workspace, daemon):
     path = workspace.pipeline("two", TWO)
     daemon.start()
