@@ -367,7 +367,7 @@ class Daemon:
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
             ModelOps(store=store, service=self.models, pipelines=lambda: self.registry.pipelines),
-            MonitorOps(store=store, monitors=self.monitors),
+            MonitorOps(store=store, monitors=self.monitors, waiting=engine.waiting_reasons),
             PrivacyOps(store=store),
             BaselineOps(store=store),
             LineageOps(store=store),

@@ -856,6 +856,16 @@ class Engine:
         assert self.res is not None
         return len(self.res.queue)
 
+    def waiting_reasons(self, run_id: int) -> dict[str, str]:
+        """Task -> why it waits now, for run ``run_id``'s tasks in the resources queue (``edgeorch why``); {} when
+        the run is not active here or none of its tasks is queued."""
+        ctx = self.runs.get(run_id)
+        if ctx is None or self.res is None or not any(f"{run_id}/{n}" in self.res.queue for n in ctx.states):
+            return {}
+        prefix = f"{run_id}/"
+        return {q["task"].removeprefix(prefix): q["reason"] for q in self.resources_report()["queue"] or ()
+                if q["task"].startswith(prefix)}
+
     def resources_report(self, *, queue: bool = True) -> dict[str, Any]:
         """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready).
 

@@ -45,14 +45,16 @@ def orphan_blocks(store: Any, rules: Mapping[str, Any], now: float) -> list[str]
             for b in store.models.open_blocks(now=now) if b["rule"] and b["rule"] not in rules]
 
 
-def why_doc(store: Any, run_id: int) -> dict[str, Any]:
+def why_doc(store: Any, run_id: int, waiting: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What started run ``run_id`` and, for each task that waited, what it waited for (what the store records).
 
     ``started_by``: ``{"kind": "schedule", "fire_time"}``, ``{"kind": "drop", "files": [...]}`` (name, sha256,
     folder), ``{"kind": "rule", "rule", "signal", "value", "threshold", "condition", "source_run"}``, or
     ``{"kind": "person", "actor"}`` (the name and uid the daemon saw). A task's wait is split into waiting for
     its needs (the upstream tasks' ends) and waiting for its turn (queue, cores, GPUs: the lease it got), plus
-    its retries (each earlier attempt's outcome).
+    its retries (each earlier attempt's outcome). A task that has not started has ``not_started``: what it
+    waits for now (``waiting``: task -> the resources queue's reason, from a running daemon), or its recorded
+    reason (``upstream_failed``, cancelled); its needs that have not ended.
     """
     run = store.runs.get(run_id)  # NotFoundError names the run
     events = store.events.of_run(run_id)
@@ -82,10 +84,11 @@ def why_doc(store: Any, run_id: int) -> dict[str, Any]:
     resumed = [{"actor": e["actor"], "at": e["ts"]} for e in events
                if e["kind"] == "run_queued" and str(e.get("message") or "").startswith("resumed")]
     return {"run": run_id, "pipeline": run["pipeline"], "state": run["state"], "created_at": run["created_at"],
-            "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events)}
+            "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events, waiting or {})}
 
 
-def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]],
+           waiting: Mapping[str, str]) -> list[dict[str, Any]]:
     try:
         text = store.pipelines.version(run["pipeline_version_id"])["source_text"]
         declared = tomllib.loads(text).get("tasks", {})
@@ -119,6 +122,16 @@ def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]]) -> lis
         if name in cached:
             doc["cache"] = cache_miss(store, run["pipeline"], first)
         out.append(doc)
+    # The tasks with no attempt: what each waits for now (a live daemon's queue), or why it never ran.
+    for name, t in tasks.items():
+        if name in attempts or t["state"] in ("skipped", "succeeded"):
+            continue
+        open_needs = [u for u in needs.get(name, []) if (tasks.get(u) or {}).get("state") not in ("succeeded",
+                                                                                                 "skipped")]
+        why = waiting.get(name) or t.get("reason") or (
+            f"waits for {', '.join(open_needs)}" if open_needs else "waits for its turn in the queue")
+        out.append({"task": name, "state": t["state"], "waited_for_needs": 0.0, "needs": open_needs,
+                    "waited_for_turn": 0.0, "lease": None, "retries": [], "not_started": why})
     return out
 
 

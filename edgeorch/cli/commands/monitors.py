@@ -167,6 +167,9 @@ def cmd_why(args: argparse.Namespace) -> int:
             waits.append(f"{len(t['retries'])} earlier attempt(s): "
                          + "; ".join(f"#{a['attempt']} {printable(attempt_outcome(a['state'], a['reason'], a['exit_code']))}"
                                      for a in t["retries"]))
+        if t.get("not_started"):  # no attempt yet (or never: upstream failed, cancelled)
+            print(f"  task {t['task']} ({t['state']}): {printable(t['not_started'])}")
+            continue
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
         if t.get("cache"):
             print(f"    ran instead of a cache hit: {t['cache']}")

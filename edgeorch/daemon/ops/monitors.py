@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import UsageError
 from ...monitor.views import monitors_doc, why_doc
@@ -25,8 +25,10 @@ class MonitorOps:
         OpSpec("why", "why", "read", "what started a run (schedule, drop, rule, person) and what its tasks waited for"),
     )
 
-    def __init__(self, *, store: "Store", monitors: "Monitors") -> None:
+    def __init__(self, *, store: "Store", monitors: "Monitors",
+                 waiting: Callable[[int], dict[str, str]] | None = None) -> None:
         self.store = store
+        self.waiting = waiting  # run id -> task -> why it waits now (the engine's queue)
         self.monitors = monitors
 
     async def monitors_list(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
@@ -45,4 +47,5 @@ class MonitorOps:
         return {"rule": self.monitors.silence(rule, until, reason=reason, actor=actor_of(peer))}
 
     async def why(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        return why_doc(self.store, arg(args, "run", int))
+        run_id = arg(args, "run", int)
+        return why_doc(self.store, run_id, self.waiting(run_id) if self.waiting is not None else None)

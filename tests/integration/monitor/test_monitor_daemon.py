@@ -310,3 +310,30 @@ def test_a_rules_decisions_are_on_the_events_stream(workspace, daemon) -> None:
     assert fired["rule"] == "too_many_failures" and fired["value"] == 1.0 and "trigger retrain" in fired["message"]
     still = next(i for i in seen if i["action"] == "still_firing")
     assert still["pipeline"] == "flaky" and "still_firing" in still["message"]
+
+
+def test_why_of_a_live_run_says_what_each_task_that_has_not_started_waits_for(workspace, daemon) -> None:
+    """`why RUN` listed only the tasks that had attempts: of a task still waiting it said nothing."""
+    workspace.write_config(parallelism=1)
+    workspace.pipeline("three", """
+        [tasks.a]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done"]
+        [tasks.b]
+        command = ["true"]
+        [tasks.c]
+        command = ["true"]
+        needs = ["a"]
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "three"})["run_id"]
+    try:
+        workspace.wait_file(workspace.pipelines / "started")
+        doc = daemon.call("why", {"run": run_id})
+        waits = {t["task"]: t.get("not_started") for t in doc["tasks"]}
+        assert "engine.parallelism = 1" in (waits["b"] or ""), doc["tasks"]
+        assert waits["c"] == "waits for a" and waits["a"] is None
+        shown = workspace.invoke("why", str(run_id))
+        assert "task c (pending): waits for a" in shown.stdout, shown.stdout
+    finally:
+        (workspace.pipelines / "go").touch()
+    assert daemon.wait_run(run_id) == "succeeded"
