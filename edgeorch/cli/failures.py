@@ -79,6 +79,19 @@ def report_error(err: EdgeorchError, *, json_out: bool, quiet: bool = False) -> 
     return err.exit_code
 
 
+def _renamed(err: EdgeorchError, detail: Any, field: str, name: str) -> EdgeorchError:
+    """``err`` with its field ``field`` named ``name`` (the daemon's text, which names it first, too)."""
+    err.field = name
+    if isinstance(detail, dict):
+        detail["field"] = name
+        err.message = err.message.replace(f"{field}: ", f"{name}: ", 1)  # after a file or pipeline, if any
+        detail["message"] = err.message
+        if err.rendered is not None:
+            err.rendered = err.message
+    err.args = (err.render(),)
+    return err
+
+
 def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argparse.Namespace) -> EdgeorchError:
     """``err`` with a daemon op's argument name (field ``args.to``) replaced by the command's own option.
 
@@ -87,6 +100,10 @@ def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argp
     """
     detail = getattr(err, "detail", None)  # an error the daemon sent: its message is rendered already
     field = err.field if err.field is not None else (detail.get("field") if isinstance(detail, dict) else None)
+    if isinstance(field, str) and field.startswith("params ") and getattr(args, "param", None):
+        # A param the person gave with `-p NAME=VALUE` (the daemon says `params NAME`, as without one it says
+        # `-p NAME`: the same error either way).
+        return _renamed(err, detail, field, "-p " + field.removeprefix("params "))
     if not (isinstance(field, str) and field.startswith("args.")):
         return err
     dest = field.removeprefix("args.")
@@ -100,16 +117,7 @@ def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argp
     for action in command._actions:
         if action.dest == dest and not isinstance(action, argparse._SubParsersAction):
             name = "/".join(action.option_strings) if action.option_strings else str(action.metavar or dest)
-            err.field = name
-            if isinstance(detail, dict):  # the daemon's text names its field first: the option instead
-                detail["field"] = name
-                if err.message.startswith(f"{field}: "):
-                    err.message = f"{name}: " + err.message.removeprefix(f"{field}: ")
-                detail["message"] = err.message
-                if err.rendered is not None:
-                    err.rendered = err.message
-            err.args = (err.render(),)
-            break
+            return _renamed(err, detail, field, name)
     return err
 
 

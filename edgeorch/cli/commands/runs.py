@@ -147,6 +147,9 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 
     raw_params = parse_param_args(args.param or [])
     pipeline = find_pipeline(backend.cfg, args.pipeline)
+    from ...pipelines import resolve_params
+
+    resolve_params(pipeline, dict(raw_params), source="-p")  # a bad -p is said before "running ...", as a daemon does
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
         print(f"running {pipeline.name} ({len(pipeline.tasks)} task(s)) with state in {backend.cfg.state_dir}",
               flush=True)

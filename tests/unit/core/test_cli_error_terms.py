@@ -55,3 +55,13 @@ def test_a_reason_kept_in_a_record_is_one_line_with_its_hint():
     err = UsageError("is out of range", field="epochs", value=0, expected="1..1000", hint="edgeorch run -p epochs=10")
     assert "\n" in err.render()
     assert err.one_line() == ("epochs: is out of range (found 0); expected 1..1000; hint: edgeorch run -p epochs=10")
+
+
+def test_a_daemon_error_about_a_param_names_it_as_the_person_typed_it() -> None:
+    """Through a daemon `run p -p secs=abc` said `params secs: ...`; without one `-p secs: ...`: the same error."""
+    parser = build_parser()
+    err = error_from_dict({"code": "usage", "message": "params secs: parameter secs is not an integer (found 'abc')",
+                           "field": "params secs", "value": "abc"})
+    named = in_cli_terms(err, parser, parser.parse_args(["run", "slow", "-p", "secs=abc"]))
+    assert named.render() == "-p secs: parameter secs is not an integer (found 'abc')"
+    assert error_document(named)["error"]["field"] == "-p secs"
