@@ -1269,7 +1269,10 @@ class Engine:
         if hit is None:
             return False
         arts = self.store.outputs.artifacts_of_attempt(hit["id"])
-        if len({a["name"] for a in arts}) < len(spec.outputs):
+        # The names this run's outputs have (they take placeholders: `m-{run_id}.txt` differs in every run): the
+        # hit must have recorded exactly those, or a reader of `{run_dir}/outputs/<task>/<name>` finds nothing.
+        values = self._placeholders(ctx, name, 1, *ctx.task_folders(name))
+        if {a["name"] for a in arts} != {substitute(o, values) for o in spec.outputs}:
             return False
         tid = f"{ctx.run_id}/{name}"
         self._cache_checks.add(tid)

@@ -64,10 +64,12 @@ def folder_name(runs_root: Path, run_dir: str) -> str | None:
     return p.name if parent == runs_root else None
 
 
-def measure(path: Path) -> int:
+def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) -> int:
     """Bytes that removing ``path`` frees (apparent sizes), links counted as themselves, never followed; 0 if
     absent. A file with other hard links (a cache hit's outputs share the earlier run's files) is not counted:
-    removing this folder frees nothing of it; the last folder that holds it counts it."""
+    removing this folder frees nothing of it; the last folder that holds it counts it. ``shared``: where such
+    files are tallied across several folders measured for one removal (``(dev, ino)`` -> ``[size, links,
+    links seen]``): :func:`freed_together` says what their removal together frees."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -83,7 +85,15 @@ def measure(path: Path) -> int:
                 continue  # gone meanwhile, or unreadable: not counted
             if st.st_nlink == 1 or stat.S_ISDIR(st.st_mode):
                 total += st.st_size
+            elif shared is not None:
+                tally = shared.setdefault((st.st_dev, st.st_ino), [st.st_size, st.st_nlink, 0])
+                tally[2] += 1
     return total
+
+
+def freed_together(shared: dict[tuple[int, int], list[int]]) -> int:
+    """Bytes of the multi-link files :func:`measure` tallied whose every link was in the folders measured."""
+    return sum(size for size, links, seen in shared.values() if seen >= links)
 
 
 def remove(runs_root: Path, name: str) -> int:

@@ -179,12 +179,13 @@ def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
     errors: list[str] = []
     total = 0
     done: set[str] = set()
+    shared: dict[tuple[int, int], list[int]] = {}  # a dry run: files several of these folders hold (cache hits)
 
     def handle(name: str) -> tuple[str, int | None]:
         nonlocal total
         done.add(name)
         if not req.apply:
-            size = folders.measure(root / name)
+            size = folders.measure(root / name, shared)
             total += size
             return ("would be removed" if _exists(root / name) else "missing"), size
         try:
@@ -210,6 +211,8 @@ def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
             continue  # a run folder of no run has no pipeline: only a gc of every pipeline removes it
         state, size = handle(s.name)
         stray_items.append({"path": str(root / s.name), "kind": s.kind, "folder": state, "bytes": size})
+    if not req.apply:  # a file every link of which is in these folders goes too: counted once in the total
+        total += folders.freed_together(shared)
     if req.apply and (runs or stray_items):
         log.info("gc by %s: removed %d run(s) and %d stray folder(s), %d bytes freed; %d run(s) held",
                  req.actor, len(runs), len(stray_items), total, len(p.plan.held))

@@ -142,17 +142,15 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
 
 def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     """Run the pipeline with an engine in this process (the offline path)."""
-    from ...pipelines import parse_param_args
+    from ...pipelines import parse_param_args, resolve_params
     from .pipelines import find_pipeline
 
     raw_params = parse_param_args(args.param or [])
     pipeline = find_pipeline(backend.cfg, args.pipeline)
-    from ...pipelines import resolve_params
-
     resolve_params(pipeline, dict(raw_params), source="-p")  # a bad -p is said before "running ...", as a daemon does
+    banner = None
     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-        print(f"running {pipeline.name} ({len(pipeline.tasks)} task(s)) with state in {backend.cfg.state_dir}",
-              flush=True)
+        banner = f"running {pipeline.name} ({len(pipeline.tasks)} task(s)) with state in {backend.cfg.state_dir}"
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequest, RunRequests
@@ -161,7 +159,7 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
         door = RunRequests(engine, lambda name: pipeline)
         return door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
 
-    return _drive(backend, action, json_out=args.json, quiet=args.quiet)
+    return _drive(backend, action, json_out=args.json, quiet=args.quiet, banner=banner)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -282,18 +280,21 @@ class _ProgressPrinter:
 
 
 def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False,
-           start_nothing: bool = False) -> int:
+           start_nothing: bool = False, banner: str | None = None) -> int:
     """Run an engine in this process until the run started (or resumed) by ``await action(engine)`` finishes.
 
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
     the grace period, the cancellation is recorded, exit code 130. ``start_nothing``: the engine starts no
     attempt at all (``cancel``: it only stops the run's tasks; other runs' queued tasks must not start under an
-    engine that is about to exit, unsupervised).
+    engine that is about to exit, unsupervised). ``banner``: printed once the state is this process's (a state
+    another run holds is refused first, with nothing said to be running).
     """
     cfg = backend.cfg
     store = backend.open_store(readonly=False)
     assert store is not None  # a writer's store is created when missing
     lock = backend.state_lock()
+    if banner is not None:
+        print(banner, flush=True)
     # The zygote boots on another core while this process imports the engine (most of a short run's time).
     zygote = None
     if cfg.executor.kind == "local":
@@ -464,7 +465,8 @@ def _follow_until_done(api: Any, ids: list[int], printer: "_ProgressPrinter", su
             if ids and not exc.hint:
                 exc.hint = (f"run {ids[0]} goes on when the daemon is back (its tasks keep running meanwhile): "
                             f"`edgeorch show {ids[0]}`")
-            if ids and exc.value is None:  # the run a script waits on again (`--json`: the error's field/value)
+            if ids and exc.value is None:  # the run a script waits on again (`--json`: the error's field/value);
+                exc.rendered = exc.render()  # the text a person reads stays as it was
                 exc.field, exc.value = exc.field or "run_id", ids[0]
             raise
         except KeyboardInterrupt:
@@ -478,7 +480,8 @@ def _follow_until_done(api: Any, ids: list[int], printer: "_ProgressPrinter", su
                 return EXIT_INTERRUPTED
             cancelled = True
             how = signals[-1] if signals else "Ctrl-C"
-            print(f"\ninterrupted ({how}): asking the daemon to cancel the run (Ctrl-C again to stop waiting)",
+            again = "Ctrl-C" if how == "Ctrl-C" else "the same signal"
+            print(f"\ninterrupted ({how}): asking the daemon to cancel the run ({again} again to stop waiting)",
                   file=sys.stderr, flush=True)
     return run
 
@@ -672,6 +675,8 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
             print(f"resumed at {format_timestamp(run['resumed_at'])} (first started "
                   f"{format_timestamp(run['started_at'])})")
         print(f"run folder {run['run_dir']}")
+        if run.get("cancel_reason"):  # who and why, as the cancel said it
+            print(f"cancel requested: {printable(run['cancel_reason'])}")
         if run.get("content_hash"):  # what it executes: the file and the content it was started from
             print(f"pipeline file {run.get('pipeline_file') or '(sent by content)'} (content_hash "
                   f"{run['content_hash'][:12]}; `edgeorch show {run['id']} --json` has it whole)")

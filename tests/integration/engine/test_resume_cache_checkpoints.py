@@ -335,3 +335,21 @@ def test_a_resumed_cached_task_writes_new_files_never_into_the_earlier_runs(work
     run_dir = Path(harness.store().runs.get(second)["run_dir"])
     assert (run_dir / "outputs" / "expensive" / "out.txt").read_text() == "1\n"
     assert (run_dir / "attempts" / "expensive.cached" / "outputs" / "out.txt").read_text() == "tampered\n"
+
+
+def test_outputs_named_after_the_run_never_hit_the_cache(workspace, harness):
+    """`outputs = ["m-{run_id}.txt"]` took the earlier run's `m-8.txt` for this run's `m-9.txt` (only the count of
+    names was compared): the downstream's `cat {run_dir}/outputs/up/m-9.txt` failed after the "hit"."""
+    workspace.pipeline("named", """
+        [tasks.up]
+        command = ["sh", "-c", "echo run >> {pipeline_dir}/ran.log; echo r > $EDGEORCH_OUTPUT_DIR/m-{run_id}.txt"]
+        outputs = ["m-{run_id}.txt"]
+        cache = true
+        [tasks.down]
+        command = ["cat", "{run_dir}/outputs/up/m-{run_id}.txt"]
+        needs = ["up"]
+    """)
+    harness.run("named")
+    _, state = harness.run("named")
+    assert state == RunState.SUCCEEDED
+    assert _ran(workspace) == ["run", "run"]  # a miss: the names differ

@@ -233,6 +233,8 @@ def test_a_file_two_runs_share_is_counted_once_in_the_bytes_freed(old_runs, gc):
                 inodes[(st.st_dev, st.st_ino)] = st.st_size
                 holders.setdefault((st.st_dev, st.st_ino), set()).add(run_id)
     assert any(len(h) == 2 and inodes[k] for k, h in holders.items())  # a file in both folders
+    dry = _report(gc("--older-than", "30d", "--json"))
+    assert dry["bytes"] == sum(inodes.values())  # counted once, not in neither run (each frees it only with the other)
     report = _report(gc("--older-than", "30d", "--apply", "--json"))
     assert [r["run_id"] for r in report["runs"]] == runs
     assert report["bytes"] == sum(inodes.values())

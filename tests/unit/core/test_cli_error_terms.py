@@ -65,3 +65,16 @@ def test_a_daemon_error_about_a_param_names_it_as_the_person_typed_it() -> None:
     named = in_cli_terms(err, parser, parser.parse_args(["run", "slow", "-p", "secs=abc"]))
     assert named.render() == "-p secs: parameter secs is not an integer (found 'abc')"
     assert error_document(named)["error"]["field"] == "-p secs"
+
+
+def test_a_field_added_for_scripts_leaves_the_text_a_person_reads_as_it_was() -> None:
+    """The daemon went away mid-run: the run id is the `--json` error's field/value, and the message stays
+    "... closed the connection" (it read "run_id: ... (found 52)")."""
+    from edgeorch.control.protocol import BadResponse
+
+    err = BadResponse("the daemon at /s closed the connection without answering")
+    err.rendered = err.render()
+    err.field, err.value = "run_id", 52
+    doc = error_document(err)["error"]
+    assert (doc["field"], doc["value"]) == ("run_id", 52)
+    assert doc["message"] == "the daemon at /s closed the connection without answering" == err.render()
