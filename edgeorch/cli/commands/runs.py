@@ -541,7 +541,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     async def action(engine: Any) -> int:
         who = _actor()
-        engine.cancel(args.run_id, actor=who, reason=args.reason or f"cancelled by {who}")
+        # The reason names the user as the daemon's does (`cancelled by alice`); the actor keeps the uid.
+        engine.cancel(args.run_id, actor=who, reason=args.reason or f"cancelled by {who.split(' (uid ', 1)[0]}")
         if not (args.json or args.quiet):
             print(f"run {args.run_id}: cancelling (no daemon runs: this command stops its tasks and waits)",
                   flush=True)

@@ -435,6 +435,11 @@ def _cancel_without_a_daemon(workspace) -> None:
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     assert "run 1  nightly  CANCELLED" in cancelled.stdout
     assert "cancelled by" in cancelled.stdout and "saving" in cancelled.stdout  # its own SIGTERM handler ran
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert f"cancelled by {me}:" in cancelled.stdout and f"cancelled by {me} (uid" not in cancelled.stdout  # as a daemon says
     after = cli("show", "1")
     assert "CANCELLED" in after.stdout and "no daemon and no" not in after.stdout
     again = cli("cancel", "1")
