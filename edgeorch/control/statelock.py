@@ -115,13 +115,28 @@ def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
     and runs edgeorch; else None. A hint for what to say (see :func:`state_in_use`), never a decision."""
     try:
         text = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
-        with open(f"/proc/{int(text)}/cmdline", "rb") as f:
-            argv = f.read(4096).split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return None
-    if not any(b"edgeorch" in a for a in argv):
+    argv = _command_line(text)
+    if not text.isdigit() or not any("edgeorch" in a for a in argv):
         return None
-    return int(text), b"daemon" in argv[1:]
+    return int(text), _is_daemon(argv)
+
+
+def _command_line(pid: str) -> list[str]:
+    """The command line of process ``pid`` (from ``/proc``), [] when it is gone or cannot be read."""
+    if not pid.isdigit():
+        return []
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read(4096).split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _is_daemon(argv: list[str]) -> bool:
+    """Whether a command line is an edgeorch daemon's (``edgeorch daemon``, ``python -m edgeorch daemon``)."""
+    return "daemon" in argv[1:]
 
 
 def _holder(fd: int) -> tuple[str, str, bool]:
@@ -134,12 +149,8 @@ def _holder(fd: int) -> tuple[str, str, bool]:
     daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
     if not text.isdigit():  # a process that has just taken the lock: what it is cannot be told yet
         return "another edgeorch process (its pid is not recorded yet)", daemon_hint, False
-    try:
-        with open(f"/proc/{text}/cmdline", "rb") as f:
-            argv = [a.decode("utf-8", "replace") for a in f.read(4096).split(b"\0") if a]
-    except OSError:
-        argv = []
-    if not argv or "daemon" in argv[1:]:
+    argv = _command_line(text)
+    if not argv or _is_daemon(argv):
         return f"another edgeorch daemon (pid {text})", daemon_hint, False
     from ..textui import printable
 

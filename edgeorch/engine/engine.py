@@ -597,7 +597,7 @@ class Engine:
             self.store.runs.set_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
                                       actor=actor)
             activation = self._record_activation(run_id, pipeline)
-        run_dir = Path(self.store.runs.get(run_id)["run_dir"])
+        run_dir = activation[0].run_dir
         for name in sorted(n for n in redo if states[n] == TaskState.SKIPPED):
             # A cache hit's links (link_cached_outputs) share the earlier run's files: the rerun must not write
             # into them. Set aside like a failed attempt's outputs, kept for reading.

@@ -20,6 +20,17 @@ def _cap_logs(workspace, size: str) -> None:
     workspace.config_path.write_text(workspace.config_path.read_text().replace(
         "parallelism = 2", f'parallelism = 2\nlog_max_bytes = "{size}"'))
 
+def _capped_attempt(workspace, harness, cap: str, name: str, task: str, command: str, state: RunState) -> dict:
+    """Run pipeline ``name`` (one ``task`` running ``sh -c command``) with logs capped at ``cap``; it must end in
+    ``state``. Its one attempt (``log_path``: its log)."""
+    _cap_logs(workspace, cap)
+    workspace.pipeline(name, f"[tasks.{task}]\ncommand = [\"sh\", \"-c\", {json.dumps(command)}]\n")
+    run_id, ended = harness.run(name)
+    assert ended == state
+    (a,) = harness.store().attempts.of_run(run_id)
+    return a
+
+
 def _intervals(store, run_id):
     return {a["task"]: (a["started_at"], a["finished_at"]) for a in store.attempts.of_run(run_id)}
 
@@ -235,15 +246,9 @@ def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harne
 
 def test_large_output_is_capped_with_a_marker(workspace, harness):
     workspace.write_config(extra="")
-    _cap_logs(workspace, "10M")
-    workspace.pipeline("loud", """
-        [tasks.loud]
-        command = ["sh", "-c", "head -c 104857600 /dev/zero | tr '\\\\0' 'x'; echo done-writing"]
-    """)
-    run_id, state = harness.run("loud")
-    assert state == RunState.SUCCEEDED
-    (a,) = harness.store().attempts.of_run(run_id)
-    log = Path(a["log_path"])
+    log = Path(_capped_attempt(workspace, harness, "10M", "loud", "loud",
+                               "head -c 104857600 /dev/zero | tr '\\0' 'x'; echo done-writing",
+                               RunState.SUCCEEDED)["log_path"])
     size = log.stat().st_size
     assert 10 * 1024 * 1024 <= size < 10 * 1024 * 1024 + 400
     with open(log, "rb") as f:
@@ -259,14 +264,9 @@ def test_large_output_is_capped_with_a_marker(workspace, harness):
 def test_a_capped_log_of_binary_output_keeps_its_whole_tail(workspace, harness):
     """The kept end starts at a line's start when one starts early in it: binary output (a newline anywhere, or
     none) kept 8 bytes of a 256-byte tail."""
-    _cap_logs(workspace, "1K")
-    workspace.pipeline("binary", """
-        [tasks.b]
-        command = ["sh", "-c", "head -c 20000 /dev/zero | tr '\\\\0' 'x'; printf 'NL\\\\n'; head -c 250 /dev/zero | tr '\\\\0' 'y'; echo; echo BIN-END"]
-    """)
-    run_id, state = harness.run("binary")
-    assert state == RunState.SUCCEEDED
-    (a,) = harness.store().attempts.of_run(run_id)
+    a = _capped_attempt(workspace, harness, "1K", "binary", "b",
+                        "head -c 20000 /dev/zero | tr '\\0' 'x'; printf 'NL\\n'; head -c 250 /dev/zero | tr '\\0' 'y'; "
+                        "echo; echo BIN-END", RunState.SUCCEEDED)
     text = Path(a["log_path"]).read_text()
     assert "its last 256 bytes follow]" in text and text.endswith("y" * 200 + "\nBIN-END\n"), text[-400:]
 
@@ -274,14 +274,8 @@ def test_a_capped_log_of_binary_output_keeps_its_whole_tail(workspace, harness):
 def test_a_capped_log_keeps_the_error_a_task_died_with(workspace, harness):
     """The cap kept the start of a log and dropped the rest: a training job printing 2 MB and then dying with
     its error showed only 'exited with code 1 (log truncated at cap)'; the error was nowhere."""
-    _cap_logs(workspace, "1M")
-    workspace.pipeline("dies", """
-        [tasks.train]
-        command = ["sh", "-c", "seq 1 400000; echo 'real error: disk full' >&2; exit 1"]
-    """)
-    run_id, state = harness.run("dies")
-    assert state == RunState.FAILED
-    (a,) = harness.store().attempts.of_run(run_id)
+    a = _capped_attempt(workspace, harness, "1M", "dies", "train",
+                        "seq 1 400000; echo 'real error: disk full' >&2; exit 1", RunState.FAILED)
     text = Path(a["log_path"]).read_text()
     assert text.startswith("1\n2\n3\n") and text.endswith("400000\nreal error: disk full\n")
     assert "\n[edgeorch: " in text and len(text.encode()) < 1024 * 1024 + 400
