@@ -68,8 +68,9 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
     for key in PIPELINE_KEYS:
         top.seen.add(key)
 
+    _refuse_other_tools_layout(top, data)
     params = _parse_params(top.sub("params"), errors)
-    tasks_table = top.table("tasks", None)
+    tasks_table = None if isinstance(data.get("tasks"), list) else top.table("tasks", None)
     if tasks_table is None:
         if "tasks" not in data:
             top.fail("tasks", "the pipeline has no tasks", expected="at least one [tasks.NAME] table")
@@ -185,6 +186,24 @@ def pipeline_triggers(pipeline: Pipeline) -> tuple[Any, list[Any]]:
 
 
 _TRIGGERS: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
+
+
+def _refuse_other_tools_layout(top: TableReader, data: dict[str, Any]) -> None:
+    """Say how to write what another tool's layout put where edgeorch reads nothing: tasks as an array of tables
+    (``[[tasks]]`` with a ``name`` key, as CI files and some orchestrators have them), and a pipeline's own keys
+    under a ``[pipeline]`` table. A plain "wrong type" or "unknown key" left the reader guessing."""
+    tasks = data.get("tasks")
+    if isinstance(tasks, list):
+        first = next((t.get("name") for t in tasks if isinstance(t, dict) and isinstance(t.get("name"), str)), None)
+        example = first if first and _NAME_RE.match(first) else "NAME"
+        top.fail("tasks", f"is an array of {len(tasks)} tables ([[tasks]])",
+                 expected="one table per task, named by its key: [tasks.NAME]",
+                 hint=f"write [tasks.{example}] in place of each [[tasks]] and drop its name key")
+    if isinstance(data.get("pipeline"), dict):
+        top.seen.add("pipeline")
+        top.fail("pipeline", "is not a table of a pipeline file", expected="the pipeline's own keys at the top level",
+                 hint="write name, schedule, params, ... at the top of the file, before the first [tasks.NAME], "
+                      "and remove the [pipeline] line")
 
 
 def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str, Param]:

@@ -53,6 +53,11 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('[tasks.a]\ncommand=["true"]\ngpus=1\ngpu_memory="2G"\n', ["tasks.a.gpu_memory: cannot be combined with gpus"]),
     ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n:03d}"]\n', ["tasks.a.command[1]", "has a format spec or conversion"]),
     ('[params]\nn=1\n[tasks.a]\ncommand=["echo", "{n!r}"]\n', ["has a format spec or conversion"]),
+    # Another tool's layout: tasks as an array of tables, the pipeline's keys under [pipeline].
+    ('[[tasks]]\nname="extract"\ncommand=["true"]\n[[tasks]]\nname="load"\ncommand=["true"]\n',
+     ["tasks: is an array of 2 tables ([[tasks]])", "[tasks.NAME]", "write [tasks.extract] in place of each [[tasks]]"]),
+    ('[pipeline]\nname="p"\n[tasks.a]\ncommand=["true"]\n',
+     ["pipeline: is not a table of a pipeline file", "at the top of the file", "remove the [pipeline] line"]),
     # Another tool's name for a key: the key meant.
     ('[tasks.b]\ncommand=["true"]\n[tasks.a]\ncommand=["true"]\nafter=["b"]\n', ["tasks.a.after: unknown key", "did you mean 'needs'"]),
     ('[tasks.a]\ncommand=["true"]\nmax_retries=3\n', ["tasks.a.max_retries: unknown key", "did you mean 'retries'"]),
