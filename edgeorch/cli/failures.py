@@ -100,9 +100,9 @@ def in_cli_terms(err: EdgeorchError, parser: argparse.ArgumentParser, args: argp
     """
     detail = getattr(err, "detail", None)  # an error the daemon sent: its message is rendered already
     field = err.field if err.field is not None else (detail.get("field") if isinstance(detail, dict) else None)
-    if isinstance(field, str) and field.startswith("params ") and getattr(args, "param", None):
-        # A param the person gave with `-p NAME=VALUE` (the daemon says `params NAME`, as without one it says
-        # `-p NAME`: the same error either way).
+    if isinstance(field, str) and field.startswith("params ") and hasattr(args, "param"):
+        # A param of a command that takes `-p NAME=VALUE`, given or required (the daemon says `params NAME`, as
+        # without one it says `-p NAME`: the same error either way).
         return _renamed(err, detail, field, "-p " + field.removeprefix("params "))
     if not (isinstance(field, str) and field.startswith("args.")):
         return err

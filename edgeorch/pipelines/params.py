@@ -71,18 +71,20 @@ def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: s
         if key not in pipeline.params:
             close = suggest(key, list(pipeline.params))
             raise UsageError(
-                f"pipeline {pipeline.name!r} has no parameter {key!r}", field=f"{source} {key}",
+                f"has no parameter {key!r}", pipeline=pipeline.name, field=f"{source} {key}",
                 expected=f"one of {', '.join(pipeline.params) or '(no params)'}", hint=f"did you mean {close!r}?" if close else None,
             )
         p = pipeline.params[key]
         try:
             out[key] = coerce_param(p.type, value)
         except ValueError as exc:
-            raise UsageError(f"parameter {key} {exc}", field=f"{source} {key}", value=value, expected=a_or_an(p.type)) from None
+            raise UsageError(f"parameter {key} {exc}", pipeline=pipeline.name, field=f"{source} {key}", value=value,
+                             expected=a_or_an(p.type)) from None
     for name, p in pipeline.params.items():
         if name not in out:
             if p.required:
-                raise UsageError(f"parameter {name} is required", field=f"{source} {name}", expected=f"-p {name}=<{p.type}>")
+                raise UsageError(f"parameter {name} is required", pipeline=pipeline.name, field=f"{source} {name}",
+                                 expected=f"-p {name}=<{p.type}>")
             out[name] = p.default
     return out
 

@@ -67,6 +67,18 @@ def test_a_daemon_error_about_a_param_names_it_as_the_person_typed_it() -> None:
     assert error_document(named)["error"]["field"] == "-p secs"
 
 
+def test_a_required_param_left_out_is_named_as_the_option_that_sets_it() -> None:
+    """`run p` through a daemon, its required param not given: `pipeline p: params n: ... is required`; without a
+    daemon `-p n: ...`. The command takes -p even when none was typed."""
+    parser = build_parser()
+    err = error_from_dict({"code": "usage", "message": "pipeline p: params n: parameter n is required; expected -p n=<int>",
+                           "pipeline": "p", "field": "params n"})
+    named = in_cli_terms(err, parser, parser.parse_args(["run", "p"]))
+    assert named.render() == "pipeline p: -p n: parameter n is required; expected -p n=<int>"
+    status = error_from_dict({"code": "usage", "message": "params n: x", "field": "params n"})
+    assert in_cli_terms(status, parser, parser.parse_args(["status"])).render() == "params n: x"
+
+
 def test_a_field_added_for_scripts_leaves_the_text_a_person_reads_as_it_was() -> None:
     """The daemon went away mid-run: the run id is the `--json` error's field/value, and the message stays
     "... closed the connection" (it read "run_id: ... (found 52)")."""

@@ -135,12 +135,16 @@ def test_params_from_the_command_line_are_typed_and_checked(tmp_path):
     p = validate_path(f).pipelines["p"]
     got = resolve_params(p, parse_param_args(["epochs=5", "fast=yes", "name=a=b"]))
     assert got == {"epochs": 5, "rate": 0.1, "fast": True, "name": "a=b"}
-    with pytest.raises(UsageError, match="is not an integer"):
+    # Each names its pipeline (a script starting many pipelines read `"pipeline": null`).
+    with pytest.raises(UsageError, match="is not an integer") as err:
         resolve_params(p, {"epochs": "many", "name": "x"})
-    with pytest.raises(UsageError, match="did you mean 'epochs'"):
+    assert err.value.pipeline == "p" and err.value.render().startswith("pipeline p: -p epochs: ")
+    with pytest.raises(UsageError, match="did you mean 'epochs'") as err:
         resolve_params(p, {"epoch": "1", "name": "x"})
-    with pytest.raises(UsageError, match="parameter name is required"):
+    assert err.value.render().startswith("pipeline p: -p epoch: has no parameter 'epoch'")
+    with pytest.raises(UsageError, match="parameter name is required") as err:
         resolve_params(p, {})
+    assert err.value.pipeline == "p"
     with pytest.raises(UsageError, match="key=value"):
         parse_param_args(["novalue"])
 
