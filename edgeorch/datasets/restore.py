@@ -62,8 +62,11 @@ def check_dest(dest: Path, *, force: bool) -> None:
 
 
 def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Rebuild ``manifest``'s files as the folder ``dest`` (see the module docstring); returns a summary."""
+            progress: Callable[[int, int], None] | None = None, durable: bool = True) -> dict[str, Any]:
+    """Rebuild ``manifest``'s files as the folder ``dest`` (see the module docstring); returns a summary.
+
+    ``durable`` False leaves out the sync before the rename (a run's copy of a version, verified file by file
+    whenever it is used: :mod:`edgeorch.engine.datasetinputs`)."""
     dest = Path(os.path.abspath(dest))
     check_dest(dest, force=force)
     for f in manifest.files:
@@ -104,16 +107,17 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
                 os.fchmod(fd, int(f["mode"]) & 0o7777)
             finally:
                 os.close(fd)
-        _make_durable(tmp, [tmp / str(f["path"]) for f in manifest.files],
-                      [d for d in folders if d == tmp or tmp in d.parents])
-        _swap_into_place(tmp, dest, force=force)
+        if durable:
+            _make_durable(tmp, [tmp / str(f["path"]) for f in manifest.files],
+                          [d for d in folders if d == tmp or tmp in d.parents])
+        _swap_into_place(tmp, dest, force=force, durable=durable)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"dataset": manifest.ref, "dest": str(dest), "files": len(manifest.files), "bytes": total}
 
 
-def _swap_into_place(tmp: Path, dest: Path, *, force: bool) -> None:
+def _swap_into_place(tmp: Path, dest: Path, *, force: bool, durable: bool = True) -> None:
     """Rename ``tmp`` onto ``dest``: in one rename when ``dest`` is absent or empty; else (``force``) via an aside."""
     try:
         os.rename(tmp, dest)  # replaces an empty folder atomically
@@ -124,7 +128,8 @@ def _swap_into_place(tmp: Path, dest: Path, *, force: bool) -> None:
         os.rename(dest, aside)
         os.rename(tmp, dest)
         shutil.rmtree(aside, ignore_errors=True)
-    fsync_dir(dest.parent)
+    if durable:
+        fsync_dir(dest.parent)
 
 
 def _make_durable(tmp: Path, files: list[Path], folders: list[Path]) -> None:

@@ -39,6 +39,7 @@ from ..kernels.cache import numba_cache_dir
 from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
+from ..pipelines.inputs import is_dataset
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
 from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_dict, request_of
 from ..store import NewAttempt, Store
@@ -78,6 +79,11 @@ durable. An outcome something waits for is committed durably at once, and syncs 
 
 _DAEMON_ONLY_ENV = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                               "LISTEN_FDNAMES"})
+
+
+def _raise(exc: BaseException) -> Any:
+    """A job for :meth:`Engine._in_order` that fails with ``exc`` (an outcome known before any hashing)."""
+    raise exc
 
 
 def _no_files() -> FileOutcome:
@@ -189,6 +195,9 @@ class RunCtx:
     done: asyncio.Future[RunState] | None = None
     task_env: dict[str, str] | None = None
     """What every task's environment of this run has alike (:meth:`Engine._run_env`), made at its first start."""
+    datasets: dict[str, int] = field(default_factory=dict)
+    """Dataset name -> the version this run reads (``dataset:`` inputs: one version per run, see
+    :mod:`edgeorch.engine.datasetinputs`); filled from the state file at the run's first such input."""
     _folders: dict[str, tuple[Path, Path]] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
@@ -811,8 +820,20 @@ class Engine:
         values = self._placeholders(ctx, name, number, *ctx.task_folders(name))
         declared = [(text, substitute(text, values)) for text in spec.inputs]
         self._inputs_hashing.add(tid)
+        datasets: dict[int, Any] = {}
+        if any(is_dataset(text) for _written, text in declared):
+            # Imported here (tasks that read a data version only): not on a plain run's start-up.
+            from .datasetinputs import resolve as resolve_datasets
+
+            try:  # on the loop: the versions are read from the state file (docs/lineage.md, "Data versions")
+                datasets = resolve_datasets(self.store, self.config.state_dir, ctx.run_id, ctx.run_dir,
+                                            ctx.datasets, name, declared)
+            except InputError as exc:
+                self._in_order(functools.partial(_raise, exc), functools.partial(self._apply_inputs, ctx.run_id, name),
+                               inline=True)
+                return
         job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
-                                                              self._workdir(ctx, spec, values))
+                                                              self._workdir(ctx, spec, values), datasets)
         if spec.container is not None:  # its image, resolved to a digest, is one more input (docs/containers.md)
             # Imported here (container tasks only): not on a plain run's start-up.
             from ..containers.image import snapshot_with_image

@@ -35,7 +35,7 @@ import os
 import stat
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..pipelines.inputs import glob_base, is_glob
 from ..records import frozen
@@ -104,9 +104,13 @@ def upstream_items(upstream: dict[str, list[dict[str, Any]]]) -> list[ConsumedIt
             for up, arts in sorted(upstream.items()) for a in arts]
 
 
-def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path) -> InputsSnapshot:
+def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path,
+                datasets: Mapping[int, Any] | None = None) -> InputsSnapshot:
     """Hash each declared entry ``(as written, substituted)`` of ``task``; relative paths are relative to ``cwd``.
 
+    ``datasets``: the ``dataset:`` entries, by index, as resolved on the loop
+    (:class:`~edgeorch.engine.datasetinputs.DatasetInput`): each is put in its
+    folder in the run, verified or restored (:func:`_place_dataset`).
     Raises :class:`InputError` naming ``tasks.<task>.inputs[i]``, the entry and
     the path for an input that is missing, matches nothing, is not a file or
     folder, or cannot be read. Runs in a worker thread (reads every byte).
@@ -115,6 +119,12 @@ def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path) -> In
     items = []
     for i, (written, text) in enumerate(declared):
         where = f"tasks.{task}.inputs[{i}] = {written!r}"
+        if datasets and i in datasets:
+            try:
+                items.append(_place_dataset(written, datasets[i], stamps))
+            except InputError as exc:
+                raise InputError(f"declared input {where}: {exc}") from None
+            continue
         if not text.strip():  # an empty param: joined to the working folder it named all of it, hashed whole
             raise InputError(f"declared input {where}: is empty once its placeholders are filled in (a parameter "
                              "given as ''?); expected a file, folder or glob path")
@@ -154,6 +164,67 @@ def manifest_hash(members: Iterable[tuple[str, str, int]]) -> str:
     for name, sha, _size in members:
         h.update(sha.encode("ascii") + b"  " + os.fsencode(name) + b"\n")
     return h.hexdigest()
+
+
+def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedItem:
+    """Make ``d.dest`` hold exactly the files of data version ``d`` (a ``DatasetInput``) and stamp them.
+
+    Kept as it is when every file's sha256 and size match the version's and nothing else is there (an earlier
+    task or attempt of the run put it there); else rebuilt from the object store beside it and renamed into
+    place (a link or file in its place is removed first: a task may have put one there). Not made durable: a
+    folder cut short by a crash differs from its version, and is rebuilt the next time. Recorded as consumed
+    with the version's reference as its path and its manifest sha256 as its hash (the cache key's part).
+    """
+    from ..datasets.restore import restore
+    from ..errors import EdgeorchError
+
+    want = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in d.manifest.files}
+    found = _files_at(d.dest)
+    if found is None or found[0] != want:
+        if os.path.islink(d.dest) or (os.path.lexists(d.dest) and not os.path.isdir(d.dest)):
+            os.unlink(d.dest)
+        shas = [sha for f in d.manifest.files for sha in f["chunks"]]
+        d.objects.pin(shas)  # kept from a prune's garbage sweep while they are read
+        try:
+            restore(d.manifest, d.objects, Path(d.dest), force=True, durable=False)
+        except EdgeorchError as exc:  # a missing or corrupted object (CorruptObject), a tampered file list
+            raise InputError(f"{d.ref} cannot be restored: {exc.one_line()}") from None
+        except OSError as exc:
+            raise InputError(f"{d.ref} cannot be put in {d.dest}: {exc.strerror or exc}") from None
+        finally:
+            d.objects.unpin(shas)
+        found = _files_at(d.dest)
+        if found is None or found[0] != want:
+            raise InputError(f"{d.dest} does not hold {d.ref} after it was restored (changed meanwhile?)")
+    stamps.update(found[1])
+    return ConsumedItem("dataset", d.ref, d.manifest_sha256, sum(size for _sha, size in want.values()),
+                        spec=written, files=len(want))
+
+
+def _files_at(folder: str) -> tuple[dict[str, tuple[str, int]], dict[str, Stamp]] | None:
+    """Every entry below ``folder`` as ``{relative path: (sha256, size)}`` with the stamps taken, or None when it
+    is no folder or holds something that is not a regular file (a link, a FIFO: never a version's)."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return None
+    files: dict[str, tuple[str, int]] = {}
+    stamps: dict[str, Stamp] = {}
+    try:
+        for dirpath, dirs, names in os.walk(folder, followlinks=False):
+            stamps[dirpath] = _stamp(os.stat(dirpath))
+            for name in dirs:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    return None
+            for name in names:
+                full = os.path.join(dirpath, name)
+                st = os.lstat(full)
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                sha, fst = hash_regular_file(Path(full))
+                stamps[full] = _stamp(fst)
+                files[os.path.relpath(full, folder).replace(os.sep, "/")] = (sha, fst.st_size)
+    except (OSError, Refused):
+        return None
+    return files, stamps
 
 
 def _stamp(st: os.stat_result) -> Stamp:

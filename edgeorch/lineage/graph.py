@@ -244,7 +244,9 @@ class Walk:
             return self._files_up(node_id, fields) if up else self._files_down(node_id, fields)
         if kind == "input":
             return self._input_up(node_id, fields) if up else self._input_down(node_id, fields)
-        if kind in ("dataset", "model"):  # nothing reads a version by name yet: upstream only
+        if kind == "dataset":  # downstream: the tasks that read it as a declared input (dataset:NAME@V)
+            return self._version_up(node_id, fields) if up else self._dataset_readers(node_id, fields)
+        if kind == "model":  # nothing reads a model version by name yet: upstream only
             return self._version_up(node_id, fields) if up else []
         if kind == "image":  # downstream: the tasks that ran in it (its reference and digest both match)
             return [] if up else [("ran in", other, task, (other, node_id)) for other, task in
@@ -280,6 +282,8 @@ class Walk:
                 other, fields = _image(row)
                 steps.append(("ran in", other, fields, (node_id, other)))
                 continue
+            elif row["kind"] == "dataset":  # a data version it read (path: dataset:NAME@V)
+                other, fields = self._read_version(row)
             else:
                 other, fields = _file(row["path"], row["sha256"], row["size"])
                 if row["kind"] == "upstream":
@@ -294,6 +298,27 @@ class Walk:
                 steps.append(("cached from", other, fields, (node_id, other)))
         rid, fields = run_node(self.lineage, task["run_id"])
         steps.append(("in run", rid, fields, (node_id, rid)))
+        return steps
+
+    def _read_version(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The node of the data version a consumed row names; one that was pruned since keeps its reference and
+        hash, marked ``pruned``."""
+        name, _, version = str(row["path"]).removeprefix("dataset:").rpartition("@")
+        found = self.lineage.dataset_version(name, int(version)) if version.isdigit() else None
+        if found is not None:
+            return _with_run_gone(self.lineage, _dataset(found))
+        return str(row["path"]), {"kind": "dataset", "name": name, "version": int(version) if version.isdigit() else None,
+                                  "manifest_sha256": row["sha256"], "files": row["files"], "size": row["size"],
+                                  "pruned": True}
+
+    def _dataset_readers(self, node_id: str, version: dict[str, Any]) -> list[Step]:
+        steps: list[Step] = []
+        for row in self.lineage.dataset_readers(version["name"], version["version"], self.max_nodes):
+            try:
+                other, fields = task_node(self.lineage, row["run_id"], row["task"])
+            except NotFoundError:  # its run was removed by gc meanwhile
+                continue
+            steps.append(("consumed", other, fields, (other, node_id)))
         return steps
 
     def _version_up(self, node_id: str, version: dict[str, Any]) -> list[Step]:

@@ -14,7 +14,8 @@ For every run that started, in run id order:
 
 Datasets are files: namespace ``file``, name the absolute path (a glob's
 pattern for a glob input), with an ``edgeorch_file`` facet holding the sha256
-and size. ``run.runId`` is a UUID derived (uuid5) from the namespace, the run
+and size; a data version a task read (``dataset:NAME@V`` inputs) is namespace
+``edgeorch-dataset``, name ``NAME@V``, its sha256 the version's manifest hash. ``run.runId`` is a UUID derived (uuid5) from the namespace, the run
 id and the run's creation time (and the task's name), so exporting twice
 gives the same ids and a restored older state file never reuses one.
 Pure over the store: :func:`run_events` reads, returns dicts.
@@ -36,6 +37,8 @@ PRODUCER = f"https://github.com/edgeorch/edgeorch/tree/v{__version__}"
 FACET_URL = "https://github.com/edgeorch/edgeorch/blob/main/docs/lineage.md#openlineage"
 DEFAULT_NAMESPACE = "edgeorch"
 DATASET_NAMESPACE = "file"
+VERSION_NAMESPACE = "edgeorch-dataset"
+"""The namespace of a data version a task read by name (``dataset:NAME@V`` inputs): name ``NAME@V``."""
 
 _RUN_END = {"succeeded": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
 _TASK_END = {"succeeded": "COMPLETE", "skipped": "COMPLETE", "failed": "FAIL", "cancelled": "ABORT"}
@@ -131,4 +134,7 @@ def _dataset(path: str, sha256: str, size: int | None, kind: str, files: int | N
     facet = _facet(sha256=sha256, size=size, kind=kind)
     if files is not None:
         facet["files"] = files
+    if kind == "dataset":  # a data version read by name (path: dataset:NAME@V): edgeorch's, not a file's
+        return {"namespace": VERSION_NAMESPACE, "name": path.removeprefix("dataset:"),
+                "facets": {"edgeorch_file": facet}}
     return {"namespace": DATASET_NAMESPACE, "name": path, "facets": {"edgeorch_file": facet}}

@@ -45,6 +45,9 @@ def _describe(fields: dict[str, Any]) -> str:
     if kind == "content":
         return f"sha256:{fields['sha256']} ({len(fields['paths'])} path(s))"
     if kind == "dataset":
+        if fields.get("pruned"):  # read by a task, removed by retention since
+            return (f"dataset {fields['name']}@{fields['version']} manifest sha256:{fields['manifest_sha256']} "
+                    f"({fields['files']} files, {format_bytes(fields['size'] or 0)}; pruned since)")
         return (f"dataset {fields['name']}@{fields['version']} manifest sha256:{fields['manifest_sha256']} "
                 f"({fields['files']} files, {format_bytes(fields['size'])}, from {fields['source']})")
     if kind == "model":

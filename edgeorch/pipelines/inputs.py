@@ -15,10 +15,16 @@ to start (the engine hashes it then: :mod:`edgeorch.engine.inputs`), so
 existence is a run-time check, never a parse error: a pipeline validates
 before its data exists.
 
-``NAME:...`` entries with a name in :data:`RESERVED_SCHEMES` (datasets and
-model versions) are reserved for the kinds of input edgeorch will resolve
-itself; today they are refused with a clear message. Upstream outputs need
-no entry: the outputs of every task in ``needs`` are recorded as consumed.
+- a **data version**: ``"dataset:NAME@VERSION"``, ``"dataset:NAME"`` or
+  ``"dataset:NAME@latest"`` (the newest version when the task becomes ready;
+  one run reads one version of a dataset). The engine puts the version's
+  files in ``{run_dir}/datasets/NAME`` before the attempt starts
+  (:mod:`edgeorch.datasets.checkout`).
+
+``NAME:...`` entries with a name in :data:`RESERVED_SCHEMES` (model versions)
+are reserved for the kinds of input edgeorch will resolve itself; today they
+are refused with a clear message. Upstream outputs need no entry: the
+outputs of every task in ``needs`` are recorded as consumed.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from __future__ import annotations
 import re
 
 RESERVED_SCHEMES: dict[str, str] = {
-    "dataset": "datasets (dataset:NAME@VERSION) are not supported as task inputs yet",
     "model": "model versions (model:NAME@VERSION) are not supported as task inputs yet",
     "upstream": "upstream outputs need no entry: the outputs of every task in needs are recorded as consumed",
 }
 """Scheme -> why an ``inputs`` entry starting with ``<scheme>:`` is refused (for now)."""
 
 INPUT_EXPECTED = "a file, folder or glob path (relative to the task's working directory), placeholders allowed"
+
+
+DATASET_SCHEME = "dataset:"
+DATASET_EXPECTED = "dataset:NAME, dataset:NAME@VERSION (a version number) or dataset:NAME@latest"
 
 
 def input_problem(text: str) -> tuple[str, str] | None:
@@ -42,8 +51,55 @@ def input_problem(text: str) -> tuple[str, str] | None:
     scheme, sep, _rest = text.partition(":")
     if sep and scheme in RESERVED_SCHEMES:
         return RESERVED_SCHEMES[scheme], INPUT_EXPECTED
+    if text.startswith(DATASET_SCHEME) and "{" not in text:  # with a placeholder: checked once substituted
+        problem = dataset_ref_problem(text)
+        if problem is not None:
+            return problem
     if "\0" in text:
         return "contains a NUL character", INPUT_EXPECTED
+    return None
+
+
+def is_dataset(text: str) -> bool:
+    """Whether an entry (as written or substituted) names a data version rather than a path."""
+    return text.startswith(DATASET_SCHEME)
+
+
+def parse_dataset_input(text: str) -> tuple[str, int | None]:
+    """``"dataset:sales@3"`` -> ``("sales", 3)``; ``"dataset:sales"`` and ``"dataset:sales@latest"`` ->
+    ``("sales", None)``. Raises :class:`~edgeorch.errors.UsageError` naming the rule for anything else."""
+    from ..datasets.names import parse_ref
+
+    return parse_ref(text[len(DATASET_SCHEME):], field="inputs")
+
+
+def dataset_ref_problem(text: str) -> tuple[str, str] | None:
+    """``(message, expected)`` when a ``dataset:`` entry names no data version (a bad name or version), or None."""
+    from ..datasets.names import NAME_EXPECTED
+    from ..errors import UsageError
+
+    try:
+        parse_dataset_input(text)
+    except UsageError as exc:
+        bad_name = "name" in exc.message
+        return exc.message, DATASET_EXPECTED + (f"; NAME: {NAME_EXPECTED}" if bad_name else "")
+    return None
+
+
+def dataset_conflicts(entries: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """``(field, why)`` when ``dataset:`` entries of one pipeline, ``(field, text)`` each, name two versions of one
+    dataset (a run reads one, in ``{run_dir}/datasets/NAME``), or None. Entries with placeholders are left to the
+    run (checked when their task becomes ready)."""
+    seen: dict[str, str] = {}
+    for field, text in entries:
+        if not is_dataset(text) or "{" in text or dataset_ref_problem(text) is not None:
+            continue
+        name, version = parse_dataset_input(text)
+        key = f"@{version}" if version is not None else "@latest"
+        if seen.setdefault(name, key) != key:
+            return field, (f"names another version of dataset {name} ({name}{key}) than an entry before it "
+                           f"({name}{seen[name]}); one run reads one version of a dataset, in "
+                           f"{{run_dir}}/datasets/{name}")
     return None
 
 

@@ -36,7 +36,7 @@ from ..errors import EdgeorchError, PipelineError
 from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec, text_hash
 from ..tomlcheck import TableReader, a_or_an, suggest
 from .graph import find_cycle, topological_order
-from .inputs import input_problem
+from .inputs import dataset_conflicts, input_problem
 from .params import coerce_param, infer_param_type, watch_param_problem
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
@@ -83,6 +83,10 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         if spec is not None:
             tasks[tname] = spec
     models = _parse_models(top, tasks_table, tasks)
+    conflict = dataset_conflicts([(f"tasks.{t}.inputs", text) for t, spec in tasks.items() for text in spec.inputs])
+    if conflict is not None:
+        errors.append(PipelineError(conflict[1], file=fname, field=conflict[0],
+                                    expected="one version of each dataset in a pipeline (dataset:NAME@latest is one)"))
     top.finish()
     if name is not None:
         from ..triggers.checks import check_pipeline_triggers

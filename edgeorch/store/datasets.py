@@ -214,7 +214,8 @@ class Datasets:
 
     def held(self) -> dict[int, str]:
         """Version id -> why it may not be removed: a hold row, or a run that is queued or running and
-        was started for it (a drop-folder input's version) or is producing it (a task's output)."""
+        was started for it (a drop-folder input's version), is producing it (a task's output) or reads it (a
+        task's ``dataset:NAME@V`` input, once an attempt recorded it)."""
         out: dict[int, str] = {}
         active = ",".join("?" * len(ACTIVE_RUN_STATES))
         for vid, run_id, state in self._db.conn.execute(
@@ -222,6 +223,12 @@ class Datasets:
                 f" JOIN runs r ON r.id = COALESCE(v.run_id, i.run_id) WHERE r.state IN ({active})",
                 ACTIVE_RUN_STATES):
             out[int(vid)] = f"run {run_id} is {state}"
+        for vid, run_id, state in self._db.conn.execute(
+                "SELECT DISTINCT v.id, r.id, r.state FROM runs r JOIN consumed c ON c.run_id = r.id"
+                " JOIN datasets d JOIN dataset_versions v ON v.dataset_id = d.id"
+                f" WHERE r.state IN ({active}) AND c.kind = 'dataset'"
+                " AND c.path = 'dataset:' || d.name || '@' || v.version", ACTIVE_RUN_STATES):
+            out.setdefault(int(vid), f"run {run_id} is {state} and reads it")
         for vid, holder, reason in self._db.conn.execute("SELECT version_id, holder, reason FROM dataset_holds"
                                                           " ORDER BY created_at"):
             out[int(vid)] = f"held by {holder}" + (f" ({reason})" if reason else "")

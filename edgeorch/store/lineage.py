@@ -86,6 +86,21 @@ class Lineage:
         """What one attempt recorded as consumed (its declared inputs and upstream outputs), in recording order."""
         return self._db.all("SELECT * FROM consumed WHERE attempt_id = ? ORDER BY id", (attempt_id,))
 
+    def datasets_read_by_run(self, run_id: int) -> dict[str, int]:
+        """Dataset name -> the version this run's attempts recorded as consumed (``dataset:NAME@V`` entries)."""
+        out: dict[str, int] = {}
+        for (path,) in self._db.conn.execute("SELECT path FROM consumed WHERE run_id = ? AND kind = 'dataset'"
+                                             " ORDER BY id", (run_id,)):
+            name, _, version = str(path).removeprefix("dataset:").rpartition("@")
+            if name and version.isdigit():
+                out.setdefault(name, int(version))
+        return out
+
+    def dataset_readers(self, name: str, version: int, limit: int = -1) -> list[dict[str, Any]]:
+        """The tasks that read ``name@version`` as a declared input (``run_id``, ``task``), each once, oldest first."""
+        return self._db.all("SELECT run_id, task FROM consumed WHERE path = ? AND kind = 'dataset'"
+                            " GROUP BY run_id, task ORDER BY MIN(id) LIMIT ?", (f"dataset:{name}@{version}", limit))
+
     def members(self, manifest: str, limit: int = -1) -> list[dict[str, Any]]:
         """A folder's or glob's files (``name``, ``sha256``, ``size``), sorted by name."""
         return self._db.all("SELECT name, sha256, size FROM manifest_files WHERE manifest = ? ORDER BY name LIMIT ?",

@@ -31,8 +31,10 @@ def test_inputs_are_kept_as_written_with_placeholders(tmp_path):
 
 
 @pytest.mark.parametrize("entry,expected", [
-    ('["dataset:sales@3"]', ["tasks.a.inputs[0]: datasets (dataset:NAME@VERSION) are not supported as task inputs yet",
-                           "found 'dataset:sales@3'", "expected a file, folder or glob path"]),
+    ('["dataset:sales@0"]', ["tasks.a.inputs[0]: has a bad version", "found 'dataset:sales@0'",
+                           "expected dataset:NAME, dataset:NAME@VERSION (a version number) or dataset:NAME@latest"]),
+    ('["dataset:no/such"]', ["tasks.a.inputs[0]: is not a valid dataset name", "NAME: 1 to 64 letters"]),
+    ('["dataset:"]', ["tasks.a.inputs[0]: is not a valid dataset name"]),
     ('["model:churn@2"]', ["tasks.a.inputs[0]: model versions (model:NAME@VERSION) are not supported"]),
     ('["upstream:prep"]', ["tasks.a.inputs[0]: upstream outputs need no entry"]),
     ('["  "]', ["tasks.a.inputs[0]: is empty"]),
@@ -86,3 +88,30 @@ def test_what_counts_as_a_glob():
     assert is_glob("a/*.csv") and is_glob("a/b?.txt") and is_glob("a/[ab].txt")
     assert not is_glob("a/b.csv") and not is_glob("data:v2/x.csv")
     assert input_problem("data:v2/x.csv") is None  # only the reserved schemes are special
+
+
+def test_a_data_version_is_an_input_and_a_pipeline_reads_one_version_of_each_dataset(tmp_path):
+    """``dataset:NAME[@V]`` entries are inputs (put in {run_dir}/datasets/NAME); two versions of one dataset in a
+    pipeline would share that folder in a run, and are refused naming the second entry."""
+    report = _load(tmp_path, """
+        [params]
+        v = 2
+        [tasks.a]
+        command = ["true"]
+        inputs = ["dataset:sales@2", "dataset:calendar", "dataset:prices@{v}"]
+        [tasks.b]
+        command = ["true"]
+        inputs = ["dataset:calendar@latest", "dataset:sales@2"]
+    """)
+    assert report.ok, [e.render() for e in report.errors]
+    report = _load(tmp_path, """
+        [tasks.a]
+        command = ["true"]
+        inputs = ["dataset:sales@2"]
+        [tasks.b]
+        command = ["true"]
+        inputs = ["dataset:sales"]
+    """)
+    (err,) = report.errors
+    assert err.field == "tasks.b.inputs"
+    assert "names another version of dataset sales (sales@latest) than an entry before it (sales@2)" in err.render()

@@ -187,7 +187,7 @@ def test_examples_exist() -> None:
     {"watch": {"folder": "in", "mod": "batch"}, "tasks": {"a": {"command": ["true"]}}},
     {"params": {"p": {"type": "string"}}, "tasks": {"a": {"command": ["true"]}}},
     {"params": {"task": "x"}, "tasks": {"a": {"command": ["true"]}}},
-    {"tasks": {"a": {"command": ["true"], "inputs": ["dataset:sales@3"]}}},
+    {"tasks": {"a": {"command": ["true"], "inputs": ["model:churn@3"]}}},
     {"tasks": {"a": {"command": ["true"], "inputs": ["data.csv", "data.csv"]}}},
     {"tasks": {"a": {"command": ["true"], "inputs": [" "]}}},
     {"tasks": {"a": {"command": ["true"], "inputs": "data.csv"}}},
