@@ -206,6 +206,14 @@ class UnknownColumnError(UsageError, DataError):
     exit_code = 2
 
 
+class NoCommonColumnsError(UsageError, DataError):
+    """Two tables to compare that share no column (the wrong pair of files): a usage error (exit 2), so that
+    ``edgeorch drift A B || alert`` (exit 1: drift) never alerts on it."""
+
+    code = "usage"
+    exit_code = 2
+
+
 class ColumnRoleError(UsageError, DataError):
     """A column the caller chose for a role it cannot play (a score given as the predictions, a label column
     whose values do not include the positive label): a usage error (exit 2), not bad data."""

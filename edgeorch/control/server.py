@@ -72,6 +72,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -215,8 +216,12 @@ class ControlServer:
         on_suppressed: SuppressedHook | None = None,
         clock: Callable[[], float] = time.time,
         version: str = __version__,
+        on_failure: Callable[[BaseException], EdgeorchError | None] | None = None,
     ) -> None:
         self.path = Path(socket_path)
+        self.on_failure = on_failure
+        """Asked about an op's unexpected exception: an error to answer with instead of "internal error" (the daemon
+        says a corrupt state file so, and stops), or None."""
         self.control = control or ControlConfig()
         self.policy = policy or AccessPolicy.from_config(self.control)
         self.on_denied = on_denied
@@ -793,7 +798,14 @@ class _Connection:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    def _internal(self, req: P.Request) -> P.InternalError:
+    def _internal(self, req: P.Request) -> EdgeorchError:
+        """The answer to the exception being handled: the daemon's own (:attr:`ControlServer.on_failure`), else
+        "internal error" (the traceback goes to the log)."""
+        exc = sys.exc_info()[1]
+        if exc is not None and self.server.on_failure is not None:
+            answer = self.server.on_failure(exc)
+            if answer is not None:
+                return answer
         log.exception("op %r (request %r) failed", req.op, req.id)
         return P.InternalError(f"internal error in op {req.op!r}; details are in the daemon's log")
 

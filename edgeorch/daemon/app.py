@@ -58,6 +58,7 @@ from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
 from ..retention.service import RunRetention
 from ..store import Store
+from ..store.db import REMOVED, REPLACED, WAL_REMOVED, is_corruption
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import (AuditOps, BaselineOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps,
@@ -192,7 +193,7 @@ class Daemon:
             # Refusals are recorded within one rate rule, timed by the engine's clock (edgeorch/control/refusals.py).
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
                                         on_refused=self._on_refused, on_suppressed=self._on_suppressed,
-                                        clock=self.engine.clock)
+                                        clock=self.engine.clock, on_failure=self._on_op_failure)
             server = self.server
             self.metrics.attach(config=cfg, store=self.store, engine=self.engine, registry=self.registry,
                                 bus=self.bus, triggers=self.triggers, monitors=self.monitors,
@@ -225,7 +226,8 @@ class Daemon:
                 fatal = self.engine.fatal_error
                 message = fatal.render() if isinstance(fatal, EdgeorchError) else repr(fatal)
                 notify({"STOPPING": 1, "STATUS": f"stopped: {message}"})
-                log.error("stopping after a fatal engine error: %s", message)
+                log.error("stopping after a fatal engine error: %s",
+                          fatal.one_line() if isinstance(fatal, EdgeorchError) else message)
                 print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
                 if self.triggers is not None:
                     self.triggers.stop()
@@ -344,6 +346,34 @@ class Daemon:
             self.bus.publish(reloaded)
             return self._reload_answer(result, warnings, config_note)
 
+    def _on_op_failure(self, exc: BaseException) -> StateError | None:
+        """An op met a corrupt state file (SQLite: malformed, not a database, an I/O error): the daemon stops,
+        and the client is told why instead of "internal error". Anything else: None (an internal error)."""
+        if not is_corruption(exc):
+            return None
+        self.state_lost(f"cannot be read ({exc})")
+        return self._displaced
+
+    def state_lost(self, problem: str) -> None:
+        """The state file cannot be the daemon's any more (``problem``: it was removed, replaced, truncated, or
+        SQLite found it corrupt): stop at once, exit 4, and never close it (SQLite's close would remove the
+        ``-wal`` file at its path, which may be another file's now). Running tasks go on under live restore; a
+        daemon started on the right file collects them."""
+        if self._displaced is not None or self.store is None:
+            return
+        self.store.db.displaced = True
+        saved = problem == WAL_REMOVED and self.store.db.rescue_wal()
+        note = " (its commits were copied into the state file first: nothing is lost)" if saved else ""
+        if problem in (REPLACED, REMOVED) and self.store.db.drop_own_wal():
+            note = " (and its -wal file removed: the next start would have replayed it into the file there now)"
+        self._displaced = StateError(
+            f"the state file {problem} while the daemon ran: stopping, so that nothing more is written to it{note}",
+            file=str(self.store.db.path),
+            hint="start the daemon again: running tasks go on and are collected then" if saved else
+                 "put the daemon's state file back, or restore a backup (docs/operations.md, \"Backups\"), then "
+                 "start the daemon again; running tasks go on and are collected then")
+        self.engine.fail_stop(self._displaced)  # the fail-stop path: logged, said on stderr, exit 4
+
     def _reload_answer(self, result: Any, warnings: list[str], config_note: str | None = None) -> dict[str, Any]:
         """The reload op's answer; ``summary`` also says what the reload did to the config (``config_note``: the
         ``[[watch]]`` tables, what it applied; the pipelines "unchanged" while a watch was added read as nothing)."""
@@ -420,6 +450,11 @@ class Daemon:
         removed; a pipelines or rules folder that is not the one watched watched, and reloaded (see
         :meth:`_watch_paths`); a drop folder replaced at its path watched and scanned (``Triggers.check_folders``)."""
         assert self.loop is not None
+        if self.store is not None and self._displaced is None:
+            problem = self.store.db.check_in_place()
+            if problem is not None:
+                self.state_lost(problem)
+                return
         if self._lock is not None:
             try:
                 if self._lock.relock_if_replaced():
@@ -539,7 +574,12 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
                          f"  socket:    {cfg.socket_path}\n  pipelines: {cfg.pipelines_dir}\n  talk to it: "
                          f"edgeorch status | edgeorch pipelines | edgeorch run <pipeline> (or socat - "
                          f"UNIX-CONNECT:{cfg.socket_path})")
-    return asyncio.run(daemon.run())
+    code = asyncio.run(daemon.run())
+    if daemon.store is not None and daemon.store.db.displaced:
+        # Its connection is left open (Database.close): ending the interpreter would close it. Leave now.
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 RELOADED = {"retention": "[retention]", "inbox_keep": "[inbox] keep"}

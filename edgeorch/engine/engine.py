@@ -295,6 +295,11 @@ class Engine:
         self._closed = False  # set by close(): nothing more is recorded through this engine
         self._cache_checks: set[str] = set()  # "<run_id>/<task>" whose cache hit is being verified
         self._cache_missed: set[str] = set()  # verified as no usable hit: queued for a real start
+        # Successes of each cache = true task (pipeline, task), counted; and, per queued task, the count when its
+        # cache was asked: a task that waited for its turn (a backlog of runs of one pipeline) while a run with
+        # the same inputs recorded a result asks again at its start instead of running for nothing.
+        self._cache_epoch: dict[tuple[str, str], int] = {}
+        self._cache_asked: dict[str, int] = {}
         # Declared inputs hashed for a ready task ("<run_id>/<task>"), used by its cache check and its
         # start; and those being hashed. A task that leaves ``ready`` forgets its snapshot.
         self._inputs: dict[str, InputsSnapshot] = {}
@@ -310,7 +315,16 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         make_state_folder(self.config.runs_dir, what="the runs folder",
                           hint="move what is at that path away: edgeorch keeps its runs' folders there")
-        RunFolders.sweep_left(self.config.runs_dir, self.store.runs.next_id() - 1)
+        newest = self.store.runs.next_id() - 1
+        RunFolders.sweep_left(self.config.runs_dir, newest)
+        unknown = RunFolders.newer_than(self.config.runs_dir, newest)
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            log.warning("the runs folder %s holds %d run folder(s) newer than the state file's last run (%s): %s; "
+                        "the state file is older than its runs folder (a restored backup, or a copy made without "
+                        "its -wal file?) and knows nothing of them: what they did may be done again (docs/"
+                        "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
+                        newest or "none", shown)
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:
             # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
@@ -407,6 +421,12 @@ class Engine:
         self.run_folders.release()
         if self.res is not None:
             self.res.close()
+
+    def fail_stop(self, exc: EdgeorchError) -> None:
+        """Stop taking decisions because of ``exc`` (the daemon found its state file gone): what a transition that
+        cannot be recorded does (:func:`_fail_stop`); running tasks go on under live restore."""
+        if self.fatal_error is None:
+            self._fatal(exc)
 
     def _fatal(self, exc: BaseException) -> None:
         """Stop taking decisions: see :func:`_fail_stop`."""
@@ -801,6 +821,7 @@ class Engine:
             self._hash_declared_inputs(ctx, name, spec)
             return  # queued (or failed) once its inputs are hashed, in order with other outcomes
         if spec.cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
+            self._cache_asked[tid] = self._cache_epoch.get((ctx.pipeline.name, name), 0)
             if tid in self._cache_checks or self._check_cache(ctx, name, spec):
                 return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
@@ -1038,6 +1059,15 @@ class Engine:
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
         tid = f"{ctx.run_id}/{name}"
+        asked = self._cache_asked.pop(tid, None)
+        if asked is not None and asked != self._cache_epoch.get((ctx.pipeline.name, name), 0):
+            # A run of this pipeline recorded a result of this task while this one waited for its turn: it may be
+            # this task's own (same inputs). Ask the cache again (its inputs stay hashed), then start or skip.
+            log.info("run %s: task %s: a result of %s was recorded while it waited; asking the cache again",
+                     ctx.run_id, name, name)
+            self._cache_missed.discard(tid)
+            self._push_ready(ctx, name)
+            return
         snapshot = self._inputs.pop(tid, None)
         if spec.inputs or spec.container is not None:
             moved = changed_since(snapshot) if snapshot is not None else "(not hashed yet)"
@@ -1443,7 +1473,7 @@ class Engine:
         spec = ctx.pipeline.tasks[la.task]
         if not info.lost:  # an OOM kill is reported as one (resources/oom.py), read before the cgroup goes
             info = self._explain_exit(la, spec, info)
-            if spec.container is None:
+            if spec.container is None and not spec.cache:
                 self._free_slot(la)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
         out_dir, ckpt_dir = ctx.task_folders(la.task)
@@ -1487,7 +1517,9 @@ class Engine:
         Its dependents still wait for the commit; the outcome is still announced only once durable. The lease's
         row is released with the outcome, as before: a restart in between holds both leases again until this
         outcome is settled (a moment of double counting, never a double grant of what runs). Not for a lost
-        attempt (its group may still be dying from the SIGKILL) nor a container's (its runtime cleans up after).
+        attempt (its group may still be dying from the SIGKILL) nor a container's (its runtime cleans up after),
+        nor a ``cache = true`` task's: a run of the same pipeline waiting for the slot would start its own copy of
+        the task before this result is recorded, and run what it could have reused (:meth:`_start_task`).
         """
         assert self.res is not None
         held = self.res.release(la.attempt_id)
@@ -1738,7 +1770,11 @@ class Engine:
         """
         for c in decided.changes:
             ctx.states[c.task] = c.state
+            if c.state == TaskState.SUCCEEDED and ctx.pipeline.tasks[c.task].cache:
+                key = (ctx.pipeline.name, c.task)
+                self._cache_epoch[key] = self._cache_epoch.get(key, 0) + 1
             if c.state != TaskState.READY:
+                self._cache_asked.pop(f"{ctx.run_id}/{c.task}", None)
                 # A verified cache miss holds only while the task waits to start; one that leaves
                 # ``ready`` otherwise (cancel, cascade) must not outlive it (nor skip a later check);
                 # nor its hashed inputs (the next time it is ready, they are hashed again).

@@ -371,6 +371,22 @@ class RunFolders:
             remove_if_empty(path)
 
     @staticmethod
+    def newer_than(runs_dir: Path, newest_id: int) -> list[str]:
+        """The run folders (``<id>`` or ``<id>-N``) of ids past run ``newest_id``, sorted by id: runs the state file
+        does not know (it is older than its runs folder: a restored backup, a copy made without its ``-wal``).
+        One listing of the folder (at a start)."""
+        found: list[tuple[int, str]] = []
+        try:
+            with os.scandir(runs_dir) as entries:
+                for entry in entries:
+                    head = entry.name.split("-", 1)[0]
+                    if head.isdigit() and int(head) > newest_id and entry.is_dir(follow_symlinks=False):
+                        found.append((int(head), entry.name))
+        except OSError:
+            return []
+        return [name for _id, name in sorted(found)]
+
+    @staticmethod
     def sweep_left(runs_dir: Path, newest_id: int) -> None:
         """Remove the empty folders ``<id>`` past run ``newest_id`` that an engine killed before it
         released them left: ids in a row from ``newest_id + 1`` (folders are made ahead for consecutive

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, UnknownColumnError
+from ..errors import DataError, NoCommonColumnsError, UnknownColumnError
 from . import _jit
 from . import stats as S
 from .columns import Batch, CategoricalBatch, DatetimeBatch, NumericBatch, column_of, series_name
@@ -390,7 +390,7 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
             names = [name]
         else:
             # Nothing in common would otherwise read as "0 of 0 columns drifted: no drift".
-            raise DataError(f"the reference and the current data have no column in common (reference: "
+            raise NoCommonColumnsError(f"the reference and the current data have no column in common (reference: "
                             f"{_listed(rt)}; current: {_listed(ct)})", file=_src(cur),
                             expected="tables with the same column names, or columns= naming the ones to compare")
     for name in names:

@@ -143,7 +143,7 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         return _drift_from_profile(o, reference, against, progress)
     ref_t = load_table(against or o["reference"], o.get("columns"), progress=progress)
     cur_t = load_table(o["current"], o.get("columns"), progress=progress)
-    result = dataset_drift(ref_t, cur_t, columns=o.get("columns") or [c for c in ref_t if c in cur_t],
+    result = dataset_drift(ref_t, cur_t, columns=o.get("columns"),  # None: those in common (or an error naming both)
                            method=o.get("method"), methods=o.get("methods"), threshold=o.get("threshold"),
                            thresholds=o.get("thresholds"), drift_share=o.get("drift_share", 0.5),
                            correction=o.get("correction", "bh"), progress=progress)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -45,6 +46,9 @@ from typing import Any, Mapping, Sequence
 
 from ..durable import fsync_dir, write_atomic
 from ..errors import EdgeorchError
+
+
+log = logging.getLogger(__name__)
 
 
 class StagingError(EdgeorchError):
@@ -94,10 +98,18 @@ class Target(ABC):
         registration, or cannot be copied (a full disk).
         """
         slot = self.slot(version)
-        if slot.is_dir():
-            return slot
         source = Path(artifact["path"])
+        damaged = None
+        if slot.is_dir():
+            damaged = _slot_problem(slot, source, artifact)
+            if damaged is None:
+                return slot
+            log.warning("model slot %s (version %s) %s: staging it again from %s", slot, version, damaged, source)
         if not source.exists():
+            if damaged is not None:
+                raise StagingError(f"version {version}'s copy in {slot} {damaged}, and its registered files are "
+                                   f"gone ({source}): it cannot be served",
+                                   hint="deploy another version; register the model again to serve this one")
             raise StagingError(f"version {version}'s files are gone: {source}",
                                hint="its run's outputs were removed; register the model again")
         slot.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +127,13 @@ class Target(ABC):
                 raise StagingError(f"version {version}'s files changed since it was registered ({source}: sha256 "
                                    f"{digest[:12]}, registered {artifact['sha256'][:12]})",
                                    hint="a model file must not be rewritten after its task ended")
-            os.rename(tmp, slot)
+            if damaged is not None:  # a pointer may name the slot: the new copy replaces it in two renames
+                aside = slot.parent / f".staging-damaged-{slot.name}-{os.getpid()}"
+                os.rename(slot, aside)
+                os.rename(tmp, slot)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(tmp, slot)
             _fsync_dir(slot.parent)
         except OSError as exc:
             raise StagingError(f"cannot stage version {version} in {slot}: {exc.strerror or exc}") from None
@@ -281,6 +299,21 @@ def replace_link(link: Path, target: str) -> None:
 def atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path``: old or new, never half (:func:`~edgeorch.durable.write_atomic`)."""
     write_atomic(path, text.encode("utf-8"))
+
+
+def _slot_problem(slot: Path, source: Path, artifact: Mapping[str, Any]) -> str | None:
+    """What is wrong with a staged copy (its content is not the registered sha256), or None: a slot is checked
+    before it is switched to, so a file changed in it (or removed) is never served."""
+    content = slot if artifact["kind"] == "folder" else slot / source.name
+    if not content.exists():
+        return f"lacks {content.name}"
+    try:
+        digest = content_hash(content, artifact["kind"])
+    except Exception as exc:  # noqa: BLE001 - an unreadable copy (a folder's InputError, an OSError) is damaged
+        return f"cannot be read ({exc})"
+    if digest != artifact["sha256"]:
+        return f"changed since it was staged (sha256 {digest[:12]}, registered {str(artifact['sha256'])[:12]})"
+    return None
 
 
 def content_hash(path: Path, kind: str) -> str:

@@ -74,6 +74,39 @@ def _closed_to_others(path: Path, what: str) -> None:
         log.info("%s %s was readable by every user: made it %o", what, path, mode)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of ``path``, or None when there is nothing there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:
+        return False
+
+
+REPLACED = "was replaced by another file"
+REMOVED = "was removed"
+WAL_REMOVED = "lost its -wal file (removed)"
+""":meth:`Database.check_in_place`'s answer when the ``-wal`` file was removed: the commits since the last checkpoint
+live in the deleted file this connection still holds open; :meth:`Database.rescue_wal` copies them into the state
+file."""
+
+CORRUPTION_MARKS = ("malformed", "file is not a database", "disk i/o error")
+"""What SQLite's message says when the state file itself cannot be read (not a busy or full disk)."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """Whether ``exc`` says the state file is corrupt or unreadable (a truncated file, a replayed foreign WAL, a
+    removed ``-wal``): nothing a retry fixes; the daemon stops on it (docs/operations.md)."""
+    return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in CORRUPTION_MARKS)
+
+
 class Database:
     """The shared connection; the aggregates' only way to the SQL."""
 
@@ -94,7 +127,21 @@ class Database:
         self._undo: list[Callable[[], None]] = []  # what the open transaction did outside the file (on_rollback)
         if readonly and not self.path.exists():
             raise StateError("no state file yet (nothing has run)", file=str(self.path))
+        self.displaced = False
+        """The file at :attr:`path` is not the one this connection writes any more (:meth:`check_in_place`): it
+        is never closed by :meth:`close` (SQLite's close removes the ``-wal`` file by its name, which may be
+        the WAL of the file now there)."""
+        unclean = not readonly and _nonempty(Path(f"{self.path}-wal"))  # the last writer did not close it
+        if unclean and self.path.exists() and self.path.stat().st_size == 0:
+            # SQLite would take it for a new, empty state (its WAL replayed onto nothing): every run forgotten.
+            raise StateError("the state file is empty but its -wal file is not: it was truncated",
+                             file=str(self.path), hint="restore it from a backup (docs/operations.md, \"Backups\"); "
+                                                       "to start with empty state, move the file and its -wal away")
         self.conn, version = self._open()
+        self._identity = _identity(self.path)
+        self._wal_identity = _identity(Path(f"{self.path}-wal"))  # made by the open's first read, in WAL mode
+        if unclean and version:
+            self._refuse_if_corrupt()
         if version == 0 and not readonly:
             foreign = _table_names(self.conn)
             if foreign:
@@ -304,7 +351,79 @@ class Database:
         return self._depth > 0
 
     def close(self) -> None:
-        self.conn.close()
+        if not self.displaced:
+            self.conn.close()
+
+    def _refuse_if_corrupt(self) -> None:
+        """After a writer that did not close the file (kill -9, a crash, a power cut), SQLite recovers its WAL into
+        the file at open; a WAL that is not this file's (a state file moved over the live one, its old ``-wal``
+        left beside it) is replayed too and corrupts it. ``PRAGMA quick_check`` finds that (~0.3 s for 100,000
+        runs; a clean close leaves no WAL and pays nothing): a :class:`StateError` naming the first problem."""
+        try:
+            verdict = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            verdict = str(exc)
+        if verdict != "ok":
+            self.conn.close()
+            lines = [line for line in str(verdict).splitlines() if line.strip() and not line.startswith("***")]
+            raise StateError(f"the state file is corrupt: {(lines or [verdict])[0]}", file=str(self.path),
+                             hint="restore it from a backup (docs/operations.md, \"Backups\"); `sqlite3 FILE "
+                                  "'.recover'` may save what is left. The last writer did not close it: was the "
+                                  "file replaced while a daemon ran?")
+
+    def rescue_wal(self) -> bool:
+        """Copy every commit of the (removed) WAL this connection holds open into the state file, which is still
+        in place: a checkpoint, synced (``synchronous`` is FULL for it). True when it copied everything."""
+        try:
+            if self._relaxed:
+                self.conn.execute("PRAGMA synchronous = FULL")
+                self._relaxed = False
+            busy, _frames, _copied = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.DatabaseError as exc:
+            log.error("could not copy the removed -wal file's commits into the state file: %s", exc)
+            return False
+        return busy == 0
+
+    def drop_own_wal(self) -> bool:
+        """Remove the ``-wal`` file at the state file's path when it is this connection's (what SQLite's close does;
+        the daemon does not close a displaced file): after the file was replaced or removed, this WAL belongs to
+        no file there, and the next open would replay it into whatever file is there (a corrupt state). True when
+        removed; a WAL that is not this connection's (moved there with its file) is left alone."""
+        wal = Path(f"{self.path}-wal")
+        if self._wal_identity is None or _identity(wal) != self._wal_identity:
+            return False
+        try:
+            wal.unlink()
+        except OSError:
+            return False
+        return True
+
+    def check_in_place(self) -> str | None:
+        """Why the state file at :attr:`path` is not the one this connection writes (removed, replaced by another
+        file, truncated, its ``-wal`` file removed or replaced), or None. Two ``stat`` calls: the daemon asks every
+        few seconds, and stops on an answer (its commits would go to a file nobody reads, or its ``-wal`` be
+        replayed into another file at the next start)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return REMOVED
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return REPLACED
+        if st.st_size < 100:
+            return f"was truncated ({st.st_size} bytes)"
+        # Never opened here: closing any descriptor of the file drops every POSIX lock this process holds on it
+        # (SQLite's among them), and another process's close then takes the daemon's WAL for its own and
+        # deletes it. A file overwritten in place is found by the first query that reads it (is_corruption).
+        wal = _identity(Path(f"{self.path}-wal"))
+        if self._wal_identity is None:
+            self._wal_identity = wal  # not there at the open (a read-only one): from the first check on
+        elif wal is None:
+            return WAL_REMOVED
+        elif wal != self._wal_identity:
+            return "had its -wal file replaced"
+        return None
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``'ok'`` or the first problem."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -159,3 +160,46 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
     assert first["charged"] == 0 and "relaunched (not counted as a retry)" in first["reason"]
     assert "No space left on device" in first["reason"] and str(small_disk) in first["reason"], first["reason"]
     assert "shim failed" not in first["reason"]
+
+
+def test_a_removed_wal_stops_the_daemon_after_its_commits_are_saved_into_the_state_file(workspace, daemon):
+    """`rm edgeorch.db-wal` under a running daemon: its later commits went to a deleted file (lost at a crash).
+    It copies them into the state file, stops (exit 4, saying why) and a restart has every run."""
+    workspace.pipeline("one", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    ids = [daemon.call("trigger", {"pipeline": "one"})["run_id"] for _ in range(3)]
+    for rid in ids:
+        assert daemon.wait_run(rid) == "succeeded"
+    (workspace.state / "edgeorch.db-wal").unlink()
+    assert daemon.proc.wait(timeout=30) == 4
+    out = daemon.output()
+    assert "the state file lost its -wal file (removed) while the daemon ran: stopping" in out
+    assert "its commits were copied into the state file first: nothing is lost" in out
+    daemon.start()
+    assert [r["id"] for r in daemon.call("runs.list", {})["runs"]][:3] == sorted(ids, reverse=True)
+
+
+def test_a_state_file_replaced_under_the_daemon_stops_it_and_the_next_start_is_not_corrupted(workspace, daemon):
+    """A backup moved over the live state file: the daemon wrote on into the file nobody reads, and its -wal was
+    replayed into the backup at the next start (a corrupt state, served). Now it stops, drops its own -wal, and
+    the next start opens the backup as it is."""
+    workspace.pipeline("one", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    first = daemon.call("trigger", {"pipeline": "one"})["run_id"]
+    assert daemon.wait_run(first) == "succeeded"
+    backup = workspace.root / "backup.db"
+    src = sqlite3.connect(workspace.state / "edgeorch.db")
+    dst = sqlite3.connect(backup)
+    src.backup(dst)
+    dst.close()
+    src.close()
+    for _ in range(3):
+        assert daemon.wait_run(daemon.call("trigger", {"pipeline": "one"})["run_id"]) == "succeeded"
+    os.replace(backup, workspace.state / "edgeorch.db")
+    assert daemon.proc.wait(timeout=30) == 4
+    assert "the state file was replaced by another file while the daemon ran: stopping" in daemon.output()
+    daemon.start()
+    assert [r["id"] for r in daemon.call("runs.list", {})["runs"]] == [first]
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()

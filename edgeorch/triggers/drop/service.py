@@ -69,7 +69,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("edgeorch.triggers")
 
 STRAY_REASON = ("found in the inbox with no input record (not run by this state file: claimed in the lost future "
-                "of a state file restored from a backup, or left by hand); requeue it to run it")
+                "of a state file restored from a backup, or left by hand); it may have run already (a run folder "
+                "newer than the state file's last run names it): requeue it only if it did not")
 """The reason document of an inbox file that no record names (recovery's ``adopt``)."""
 
 CLAIM_GROUP = 500

@@ -153,3 +153,30 @@ def test_an_input_changed_while_the_task_waits_for_a_slot_is_hashed_again_before
     (row,) = harness.store().lineage.consumed_by(run_id, "read")
     assert row["sha256"] == _sha(b"new content")
     assert f"input {folder / 'in.txt'} changed since it was hashed; hashing again" in caplog.text
+
+
+def test_a_task_that_waited_for_its_turn_asks_the_cache_again_when_a_result_came_meanwhile(workspace, harness):
+    """Four runs of one pipeline triggered at once, one slot: each `extract` asked the cache when it became ready
+    (nothing yet) and ran, though the first run's result had the same inputs by the time the others started."""
+    workspace.write_config(parallelism=1)
+    workspace.pipeline("backlog", """
+        [tasks.extract]
+        command = ["sh", "-c", "echo x > $EDGEORCH_OUTPUT_DIR/x.txt"]
+        outputs = ["x.txt"]
+        cache = true
+    """)
+    from edgeorch.pipelines import resolve_params, validate_path
+
+    others: list[int] = []
+
+    async def during(engine, run_id: int) -> None:
+        pipeline = validate_path(workspace.pipelines).pipelines["backlog"]
+        others.extend(engine.submit(pipeline, resolve_params(pipeline, {})) for _ in range(3))
+        for rid in others:
+            await asyncio.wait_for(engine.wait_run(rid), 60)
+
+    first, state = harness.run("backlog", during=during)
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    states = [_task(store, rid, "extract")["state"] for rid in (first, *others)]
+    assert states == ["succeeded", "skipped", "skipped", "skipped"], states

@@ -69,6 +69,18 @@ def test_a_start_removes_the_empty_folders_a_killed_engine_made_ahead(tmp_path):
     assert sorted(p.name for p in runs.iterdir()) == sorted(["3", "5", "6-2", str(3 + AHEAD_MAX + 1)])
 
 
+def test_run_folders_newer_than_the_state_files_last_run_are_listed_by_id(tmp_path):
+    """A state file older than its runs folder (a restored backup, a copy without its -wal) knows nothing of the
+    runs past its last one: a start warns, naming them (their work may be done again)."""
+    runs = tmp_path / "runs"
+    for name in ("2", "3", "10", "3-2", "12-2", "notes", "9x"):
+        (runs / name).mkdir(parents=True)
+    (runs / "11").write_text("a file, not a run's folder")
+    assert RunFolders.newer_than(runs, 2) == ["3", "3-2", "10", "12-2"]
+    assert RunFolders.newer_than(runs, 12) == []
+    assert RunFolders.newer_than(tmp_path / "missing", 0) == []
+
+
 def test_a_folder_made_ahead_and_removed_since_is_made_again(tmp_path):
     """A gc with a bound of seconds may remove a folder made ahead (no run row names it yet)."""
     runs = tmp_path / "runs"

@@ -196,8 +196,21 @@ def test_two_series_with_different_names_are_compared_not_skipped() -> None:
 
 
 def test_tables_with_no_column_in_common_are_an_error_not_no_drift() -> None:
-    with pytest.raises(DataError, match=r"no column in common \(reference: a; current: b\)"):
+    with pytest.raises(DataError, match=r"no column in common \(reference: a; current: b\)") as err:
         dataset_drift({"a": [1.0, 2.0, 3.0]}, {"b": [1.0, 2.0, 3.0]})
+    assert err.value.exit_code == 2  # usage, not 1: `edgeorch drift A B || alert` read the wrong pair as drift
+
+
+def test_files_with_no_column_in_common_name_their_columns(tmp_path) -> None:
+    """`edgeorch drift houses.csv loans.csv` said "(reference: none; current: none)": the task passed the empty
+    intersection as the columns to load."""
+    from edgeorch.kernels.tasks import run_drift
+
+    (tmp_path / "a.csv").write_text("area,rooms\n1,2\n3,4\n")
+    (tmp_path / "b.csv").write_text("group,label\nx,1\ny,0\n")
+    with pytest.raises(DataError) as err:
+        run_drift({"reference": str(tmp_path / "a.csv"), "current": str(tmp_path / "b.csv")}, None)
+    assert "(reference: area, rooms; current: group, label)" in str(err.value) and err.value.exit_code == 2
 
 
 def test_one_method_for_every_column_leaves_text_columns_to_the_rule_and_a_named_one_is_still_checked() -> None:

@@ -50,6 +50,35 @@ def test_a_file_changed_since_registration_is_never_staged(tmp_path) -> None:
     assert not target.slot(1).exists() and not list((target.root / "versions").iterdir())  # nothing half-made
 
 
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_staged_copy_changed_since_is_staged_again_before_it_is_served(tmp_path, kind) -> None:
+    """`echo garbage > versions/9/model.npz`, then a rollback to 9 served the garbage: a slot that exists was
+    taken as it was. It is checked against the registered hash and staged again from the registered files."""
+    src = tmp_path / ("out" if kind == "folder" else "model.npz")
+    if kind == "folder":
+        src.mkdir()
+        (src / "model.npz").write_bytes(b"weights")
+    else:
+        src.write_bytes(b"weights")
+    artifact = _artifact(src, kind)
+    target = PathTarget(tmp_path / "serving" / "m")
+    slot = target.stage(9, artifact)
+    (slot / "model.npz").write_bytes(b"garbage")
+    assert target.stage(9, artifact) == slot
+    assert (slot / "model.npz").read_bytes() == b"weights"
+    assert [p.name for p in (target.root / "versions").iterdir()] == ["9"]  # nothing left aside
+    # Damaged, and its registered files gone: refused, never served.
+    (slot / "model.npz").unlink()
+    if kind == "folder":
+        (src / "model.npz").unlink()
+        src.rmdir()
+    else:
+        src.unlink()
+    with pytest.raises(StagingError, match="lacks|changed since it was staged") as err:
+        target.stage(9, artifact)
+    assert "its registered files are gone" in str(err.value)
+
+
 def test_a_version_whose_files_are_gone_is_refused_with_a_hint(tmp_path) -> None:
     target = PathTarget(tmp_path / "serving" / "m")
     with pytest.raises(StagingError, match="files are gone") as err:
