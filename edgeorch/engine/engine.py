@@ -28,7 +28,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
@@ -40,6 +40,8 @@ from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..pipelines.inputs import is_dataset
+from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
+                                    fire_of_created, strings_in)
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
 from ..resources.admission import WATCH_INTERVAL_S, Admission, boot_time, holds_anything, request_dict, request_of
 from ..store import NewAttempt, Store
@@ -708,7 +710,8 @@ class Engine:
         rows = self.store.runs.tasks_of(run_id)
         assert self.loop is not None
         ctx = RunCtx(
-            run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]), env=run["env"],
+            run_id=run_id, pipeline=pipeline, params=run["params"], run_dir=Path(run["run_dir"]),
+            env={**fire_of_created(run["created_at"]), **(run["env"] or {})},  # a schedule's fire, else its creation
             task_ids={r["name"]: r["id"] for r in rows}, states=TaskStates((r["name"], TaskState(r["state"])) for r in rows),
             attempts={r["name"]: r["attempts"] for r in rows}, dependents=pipeline.dependents(),
             order_index={n: i for i, n in enumerate(pipeline.order)},
@@ -998,7 +1001,8 @@ class Engine:
 
     def _placeholders(self, ctx: RunCtx, name: str, number: int, out_dir: Path, ckpt_dir: Path) -> dict[str, Any]:
         return {**ctx.params, "run_id": ctx.run_id, "task": name, "attempt": number, "output_dir": str(out_dir),
-                "checkpoint_dir": str(ckpt_dir), "run_dir": str(ctx.run_dir), "pipeline_dir": str(ctx.pipeline_dir)}
+                "checkpoint_dir": str(ckpt_dir), "run_dir": str(ctx.run_dir), "pipeline_dir": str(ctx.pipeline_dir),
+                "fire_time": ctx.env.get(FIRE_TIME_ENV, ""), "fire_date": ctx.env.get(FIRE_DATE_ENV, "")}
 
     def _upstream_outputs(self, ctx: RunCtx, spec: TaskSpec) -> dict[str, list[dict[str, Any]]]:
         """Each upstream's latest artifacts, read from the store once per outcome (:attr:`RunCtx.outputs`): one
@@ -1082,7 +1086,7 @@ class Engine:
         out_dir, ckpt_dir = ctx.task_folders(name)
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
-        input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec))
+        input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec), ctx.env)
         if number > 1:
             self._set_aside(ctx, name, out_dir, ckpt_dir, input_hash)
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
@@ -1315,7 +1319,7 @@ class Engine:
         task or queues it for a real start, in order with other outcomes.
         """
         input_hash = _input_hash(spec, ctx.params, self._upstream_outputs(ctx, spec),
-                                 self._inputs.get(f"{ctx.run_id}/{name}"), self._references(ctx, spec))
+                                 self._inputs.get(f"{ctx.run_id}/{name}"), self._references(ctx, spec), ctx.env)
         hit = self.store.outputs.find_cache_hit(ctx.pipeline.name, name, spec.definition_hash, input_hash)
         if hit is None:
             return False
@@ -1905,15 +1909,31 @@ def _signal_name(num: int) -> str:
         return str(num)
 
 
+_FIRE_NAMES: dict[str, tuple[str, ...]] = {}
+
+
+def _fire_names(spec: TaskSpec) -> tuple[str, ...]:
+    """``fire_time``/``fire_date`` as the task's strings name them (remembered per definition)."""
+    found = _FIRE_NAMES.get(spec.definition_hash)
+    if found is None:
+        texts = [t for _p, t in strings_in([spec.command, spec.env, spec.options, list(spec.inputs),
+                                            list(spec.outputs), spec.workdir])]
+        found = _FIRE_NAMES[spec.definition_hash] = fire_names_used(texts)
+    return found
+
+
 def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list[dict[str, Any]]],
-                inputs: InputsSnapshot | None = None, references: dict[str, str] | None = None) -> str:
+                inputs: InputsSnapshot | None = None, references: dict[str, str] | None = None,
+                run_env: Mapping[str, str] | None = None) -> str:
     """What a task's result depends on besides its definition: params, upstream file contents, declared inputs,
-    and what its stored references resolve to now.
+    what its stored references resolve to now, and the fire it processes when it names one.
 
     ``inputs`` counts only for a task that declares some or runs in a
-    container (its image digest), and ``references`` only for a kind task
-    with a ``baseline:``/``model:`` option (:meth:`Engine._references`), so
-    the key of any other task is the one it had before those existed.
+    container (its image digest), ``references`` only for a kind task
+    with a ``baseline:``/``model:`` option (:meth:`Engine._references`), and
+    the fire (``run_env``'s) only for a task whose strings name
+    ``{fire_time}`` or ``{fire_date}``, so the key of any other task is the
+    one it had before those existed.
     """
     import hashlib
 
@@ -1926,4 +1946,7 @@ def _input_hash(spec: TaskSpec, params: dict[str, Any], upstream: dict[str, list
         doc["inputs"] = inputs.key() if inputs is not None else None
     if references:
         doc["references"] = references
+    fire = _fire_names(spec)
+    if fire and run_env is not None:
+        doc["fire"] = {n: run_env.get(FIRE_PLACEHOLDERS[n], "") for n in fire}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()

@@ -8,8 +8,38 @@ from typing import Any, Iterable, Mapping
 
 from ..tomlcheck import suggest
 
-BUILTIN_PLACEHOLDERS = ("run_id", "task", "attempt", "output_dir", "checkpoint_dir", "run_dir", "pipeline_dir")
+BUILTIN_PLACEHOLDERS = ("run_id", "task", "attempt", "output_dir", "checkpoint_dir", "run_dir", "pipeline_dir",
+                        "fire_time", "fire_date")
 """Names usable as ``{name}`` besides the params."""
+
+FIRE_TIME_ENV = "EDGEORCH_FIRE_TIME"
+FIRE_DATE_ENV = "EDGEORCH_FIRE_DATE"
+"""The fire a run processes (a nightly job's "logical date"): a scheduled run's fire time in its schedule's timezone
+(ISO 8601, with the offset) and that day (``YYYY-MM-DD``); any other run's creation time, in the machine's local
+time. In every task's environment and as ``{fire_time}`` and ``{fire_date}``; part of the cache key of a task that
+names one (two nights' runs of a cached extract of ``{fire_date}`` are two results)."""
+
+FIRE_PLACEHOLDERS = {"fire_time": FIRE_TIME_ENV, "fire_date": FIRE_DATE_ENV}
+
+
+def fire_of_created(created_at: float) -> dict[str, str]:
+    """The fire variables of a run no schedule started: its creation time, local, to the second."""
+    from datetime import datetime
+
+    local = datetime.fromtimestamp(int(created_at)).astimezone()
+    return {FIRE_TIME_ENV: local.isoformat(), FIRE_DATE_ENV: local.date().isoformat()}
+
+
+def fire_names_used(texts: Iterable[str]) -> tuple[str, ...]:
+    """Which of ``fire_time``/``fire_date`` the strings name as placeholders (sorted)."""
+    used: set[str] = set()
+    for text in texts:
+        if "{fire_" in text:
+            try:
+                used.update(f for _, f, _, _ in string.Formatter().parse(text) if f in FIRE_PLACEHOLDERS)
+            except ValueError:
+                continue
+    return tuple(sorted(used))
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -23,7 +53,7 @@ def strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from strings_in(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):  # a TOML array, or a record's tuple of them
         for i, v in enumerate(value):
             yield from strings_in(v, f"{prefix}[{i}]")
 

@@ -167,9 +167,11 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
         return None, errors
     if "schedule" not in data and "every" not in data:
         for key in SCHEDULE_KEYS[2:]:
-            if key in data and key != "max_active_runs":
+            if key in data:  # max_active_runs too: it holds back a schedule's fires, never a trigger or a drop
                 r.fail(key, "has no effect without a schedule", value=data[key],
-                       expected="schedule = \"<cron>\" or every = \"<duration>\" beside it")
+                       expected="schedule = \"<cron>\" or every = \"<duration>\" beside it"
+                       + (" (it limits the schedule's own fires; manual runs and drops are never held back)"
+                          if key in ("max_active_runs", "on_max_active") else ""))
         return None, errors
 
     tz: tzinfo = _UTC

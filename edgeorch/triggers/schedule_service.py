@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgeorchError, StateError
 from ..events import Event, ScheduleFired
+from ..pipelines.substitute import FIRE_DATE_ENV, FIRE_TIME_ENV
 from .schedule import ScheduleSpec, same_grid
 from .scheduler import Fire, RetryLater, Scheduler, ScheduleTimer, SystemClock
 
@@ -31,6 +32,14 @@ log = logging.getLogger("edgeorch.triggers")
 
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
+
+
+def fire_env(fire_time: datetime, spec: ScheduleSpec | None) -> dict[str, str]:
+    """What a scheduled run's tasks learn of the fire they process (a nightly job's "logical date"; each run of a
+    catch-up its own): ``EDGEORCH_FIRE_TIME`` (ISO 8601 in the schedule's timezone, with its offset) and
+    ``EDGEORCH_FIRE_DATE`` (that day, ``YYYY-MM-DD``); also the ``{fire_time}``/``{fire_date}`` placeholders."""
+    local = fire_time.astimezone(spec.tz) if spec is not None else fire_time
+    return {FIRE_TIME_ENV: local.isoformat(), FIRE_DATE_ENV: local.date().isoformat()}
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -147,7 +156,8 @@ class Schedules:
 
             try:  # the front door checks paused, shutting down, params and resources
                 run_id = self.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
-                                                          source="schedule", within=within)).run_id
+                                                          source="schedule", within=within,
+                                                          env=fire_env(fire.fire_time, self.specs.get(name)))).run_id
                 log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
                 return
             except StateError:

@@ -578,3 +578,23 @@ def test_an_unknown_input_state_is_a_usage_error_not_an_empty_list(workspace, da
     out = subprocess.run([*workspace.cli(), "inputs", "--state", "waitin"], env=workspace.cli_env(),
                          capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "invalid choice: 'waitin'" in out.stderr, out.stderr
+
+
+def test_a_scheduled_runs_tasks_know_the_fire_they_process(workspace, daemon):
+    """Runs of a catch-up were identical to their tasks (only EDGEORCH_RUN_ID differed): a backfill could not tell
+    which night it was doing. The fire time and date are in each scheduled run's environment."""
+    workspace.pipeline("tick", TICK.replace('command = ["true"]',
+                                            'command = ["sh", "-c", "echo {fire_time} > $EDGEORCH_OUTPUT_DIR/f"]\n'
+                                            'outputs = ["f"]'))
+    daemon.start()
+    wait_until(daemon, lambda: len(q(workspace, "SELECT id FROM runs WHERE state = 'succeeded'")) >= 1,
+               what="a scheduled run")
+    row = q(workspace, "SELECT e.run_id, e.data, r.env FROM events e JOIN runs r ON r.id = e.run_id"
+                       " WHERE e.kind = 'schedule_fire' AND r.state = 'succeeded' ORDER BY e.id LIMIT 1")[0]
+    fired = datetime.fromisoformat(json.loads(row["data"])["fire_time"])
+    env = json.loads(row["env"])
+    assert datetime.fromisoformat(env["EDGEORCH_FIRE_TIME"]) == fired  # UTC: an `every` schedule's zone
+    assert env["EDGEORCH_FIRE_DATE"] == fired.date().isoformat()
+    (art,) = q(workspace, "SELECT path FROM artifacts a JOIN attempts t ON t.id = a.attempt_id WHERE t.run_id = ?",
+               (row["run_id"],))
+    assert Path(art["path"]).read_text().strip() == env["EDGEORCH_FIRE_TIME"]
