@@ -17,7 +17,7 @@ def register(add: AddCommand) -> None:
     add("status", cmd_status, "the daemon's state: uptime, runs, running tasks, pipelines")
 
     p = add("events", cmd_events, "stream the daemon's state changes (one line each; --json: JSON lines)")
-    p.add_argument("--run", type=int, metavar="RUN_ID", help="only this run's events")
+    p.add_argument("--run", type=int, metavar="RUN_ID", help="only this run's events, until it is over (its final state is the last line)")
     p.add_argument("--kind", action="append", choices=sorted(STREAM_KINDS), metavar="KIND",
                    help="only events of this kind (repeat for several): " + ", ".join(sorted(STREAM_KINDS)))
 
@@ -51,7 +51,21 @@ def cmd_events(args: argparse.Namespace) -> int:
             else:
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
                 print(f"{stamp}  {ev.get('kind', '?'):<10} {event_fields(ev)}".rstrip(), flush=True)
+            if args.run is not None and _run_over(ev, args.run):
+                break  # following one run: it is over (its state is the stream's first line when it already was)
     return EXIT_OK
+
+
+def _run_over(ev: dict[str, object], run_id: int) -> bool:
+    """Whether ``ev`` says run ``run_id`` finished (succeeded, failed, cancelled)."""
+    from ...model import RunState
+
+    if ev.get("kind") != "run" or ev.get("run_id") != run_id:
+        return False
+    try:
+        return RunState(str(ev.get("state"))).finished
+    except ValueError:
+        return False
 
 
 def event_fields(ev: dict[str, object]) -> str:

@@ -547,3 +547,28 @@ def test_events_of_an_unknown_run_is_refused_before_anything_is_streamed(workspa
         out = subprocess.run([*workspace.cli(), "events", "--run", run_id, "--json"], env=workspace.cli_env(),
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 3 and out.stdout == "" and "no such run" in out.stderr, out.stdout + out.stderr
+
+
+def test_events_of_one_run_end_when_the_run_is_over(workspace, daemon):
+    """`events --run 3` of a finished run printed its final state and never exited (a script waited forever);
+    of a running run it ends with the run."""
+    import json
+    import subprocess
+
+    workspace.pipeline("gated", """
+        [tasks.a]
+        command = ["sh", "-c", "while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done"]
+    """)
+    daemon.start()
+    rid = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
+    follow = subprocess.Popen([*workspace.cli(), "events", "--run", str(rid), "--json"], env=workspace.cli_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "subscribed" in follow.stdout.readline()  # following before the run ends
+    (workspace.pipelines / "go").touch()
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert (last["kind"], last["run_id"], last["state"]) == ("run", rid, "succeeded")
+    again = subprocess.run([*workspace.cli(), "events", "--run", str(rid)], env=workspace.cli_env(),
+                           capture_output=True, text=True, timeout=60)  # over already: its state, then the end
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1].endswith("state=succeeded"), again.stdout
