@@ -323,7 +323,11 @@ class Deployer:
         except (StagingError, OSError) as exc:
             note = f"; switching the target back failed: {exc}"
         if self._served(alias, target) and policy.deploy.reload:
-            env = self._env(dep, target, target.alias_path(alias))
+            # What is served now is the version rolled back to, and the one it replaces is the failed one: the
+            # reload said v=<the failed version> prev=<the version back in place> (a serving process trusting
+            # EDGEORCH_MODEL_VERSION reported the wrong model).
+            back = {**dep, "to_version": frm, "from_version": dep["to_version"]}
+            env = self._env(back, target, target.alias_path(alias))
             result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
             note += "" if result.ok else f"; the reload after the rollback failed too: {result.describe()}"
         return self._finish(dep, "rolled_back", f"{why}; rolled back: {alias} -> {_v(frm)}{note}")

@@ -154,3 +154,20 @@ def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(work
         assert store.models.canary("house") is None
     finally:
         store.close()
+
+
+def test_the_reload_after_an_automatic_rollback_names_the_version_served_again(workspace, harness,
+                                                                              model_pipeline) -> None:
+    """A health check failed after the switch to 2: the rollback's reload got v=2 prev=1, the failed version, though
+    version 1 was served again (a serving process trusting EDGEORCH_MODEL_VERSION reported the wrong model)."""
+    reloads = workspace.root / "reloads.txt"
+    model_pipeline(workspace, extra='promote = "manual"', deploy=f'''
+        health = ["sh", "-c", "test $EDGEORCH_MODEL_VERSION != 2"]
+        reload = ["sh", "-c", "echo $EDGEORCH_MODEL_VERSION $EDGEORCH_MODEL_PREVIOUS >> {reloads}"]''')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    harness.models(lambda s: s.promote("house", 1, actor="test"))
+    reloads.write_text("")
+    harness.models(lambda s: s.promote("house", 2, actor="test"))
+    assert _consistent(workspace, harness) == {"champion": 1}
+    assert reloads.read_text().splitlines() == ["2 1", "1 2"]
