@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import EdgeorchError, PipelineError
 from .spec import RuleSpec, check_rules_file, pipeline_rules
+from ..models.spec import STANDARD_ALIASES
+from ..tomlcheck import suggest
 
 
 def rules_files(folder: Path | None) -> list[Path]:
@@ -78,7 +80,17 @@ def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[di
     """
     folder_rules, errors = load_rules_dir(folder, pipelines)
     rules, duplicates = in_force(pipelines, folder_rules)
-    return rules, [e.render() for e in (*errors, *duplicates)]
+    return rules, [e.render() for e in (*errors, *duplicates, *unknown_names_of(rules.values(), pipelines))]
+
+
+def unknown_names_of(rules: Iterable[RuleSpec], pipelines: Mapping[str, Any]) -> list[EdgeorchError]:
+    """:func:`unknown_names` of every rule, each naming its file: warnings (``edgeorch validate`` prints them, the
+    daemon logs them, ``edgeorch monitors`` lists them), not errors: the rule works but for what they name."""
+    out: list[EdgeorchError] = []
+    for spec in rules:
+        p = pipelines.get(spec.pipeline)
+        out += unknown_names(spec, pipelines, spec.source_file or getattr(p, "source_file", None))
+    return out
 
 
 def in_force(pipelines: Mapping[str, Any], folder_rules: list[RuleSpec]) -> tuple[dict[str, RuleSpec],
@@ -112,6 +124,49 @@ def in_force(pipelines: Mapping[str, Any], folder_rules: list[RuleSpec]) -> tupl
                                     file=file_of(spec), field=f"{spec.field_prefix}.name", value=spec.name,
                                     expected="a rule name declared once across the pipelines and the rules folder"))
     return rules, errors
+
+
+def unknown_names(spec: RuleSpec, pipelines: Mapping[str, Any], file: str | None) -> list[EdgeorchError]:
+    """A rule's responses and model signal checked against the pipelines: a ``trigger``/``pause`` of a pipeline,
+    a ``rollback``/``block_promotions`` of a model (and a rollback's alias), a ``model_metric`` signal's model and
+    alias, that none of them declares (a typo passed validation and showed only when the rule fired: "trigger
+    house_price refused"). The rule stays in force (its signal and other responses work); the error says what
+    will fail, with the nearest name. A warning, not an error (a pipeline that failed to load is unknown too)."""
+    models: dict[str, tuple[str, ...]] = {}
+    for p in pipelines.values():
+        for task in getattr(p, "tasks", {}).values():
+            decl = getattr(task, "model", None)
+            if decl is not None:
+                models.setdefault(decl.name, STANDARD_ALIASES)
+        for name, policy in (getattr(p, "models", None) or {}).items():
+            models[name] = tuple(policy.aliases)
+    out: list[EdgeorchError] = []
+
+    def fail(field: str, what: str, value: str, known: list[str] | tuple[str, ...]) -> None:
+        close = suggest(value, list(known))
+        out.append(PipelineError(f"rule {spec.name!r}: {what}", file=file,
+                                 field=field, value=value, expected=f"one of {', '.join(sorted(known)) or '(none)'}",
+                                 hint=f"did you mean {close!r}?" if close else "it fails each time the rule fires"))
+
+    for i, r in enumerate(spec.responses):
+        field = f"{spec.field_prefix}.do[{i}].{r.action}"
+        if r.target is None or "{" in r.target:
+            continue
+        if r.action in ("trigger", "pause") and r.target not in pipelines:
+            fail(field, f"{r.action} names an unknown pipeline", r.target, list(pipelines))
+        elif r.action in ("rollback", "block_promotions"):
+            if r.target not in models:
+                fail(field, f"{r.action} names a model no pipeline declares", r.target, list(models))
+            elif r.action == "rollback" and r.alias not in models[r.target]:
+                fail(f"{spec.field_prefix}.do[{i}].alias", f"the rollback names an alias {r.target} does not have",
+                     r.alias, models[r.target])
+    if spec.on_model and spec.model is not None:
+        if spec.model not in models:
+            fail(f"{spec.field_prefix}.model", "reads a model no pipeline declares", spec.model, list(models))
+        elif spec.alias not in models[spec.model]:
+            fail(f"{spec.field_prefix}.alias", f"reads an alias {spec.model} does not have", spec.alias,
+                 models[spec.model])
+    return out
 
 
 def folder_digest(folder: Path | None) -> str:

@@ -27,7 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     daemon reads it: against the configured pipelines, and a rule whose name another declaration holds first is
     an error (:func:`~edgeorch.monitor.rulesdir.in_force`, the daemon's own rule for it)."""
     from ...errors import EdgeorchError
-    from ...monitor.rulesdir import in_force, is_rules_file, load_rules_dir
+    from ...monitor.rulesdir import in_force, is_rules_file, load_rules_dir, unknown_names_of
     from ...pipelines import validate_path
 
     if args.path is None:
@@ -49,6 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     in_use, duplicates = in_force(report.pipelines, folder_rules)  # the daemon's rule for a name declared twice
     rules = [r for r in folder_rules if in_use.get(r.name) is r]
     errors = [*report.errors, *rule_errors, *duplicates]
+    warnings = unknown_names_of(in_use.values(), report.pipelines)
     if with_folder:  # the config's [[watch]] tables, as the daemon checks them (it would not watch a bad one)
         from ...triggers.drop.configured import configured_watches
 
@@ -59,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "pipelines": {n: {"file": p.source_file, "tasks": list(p.order), "content_hash": p.content_hash}
                                   for n, p in report.pipelines.items()},
                     "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
-                    "errors": [e.to_dict() for e in errors]})
+                    "errors": [e.to_dict() for e in errors], "warnings": [w.to_dict() for w in warnings]})
     else:
         for name, p in report.pipelines.items() if not args.quiet else ():  # -q: the errors alone
             print(f"ok     {name}: {len(p.tasks)} task(s) ({p.source_file})")
@@ -67,6 +68,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok     rule {r.name} ({r.source_file})")
         for e in errors:
             print(f"error  {e.render()}")
+        for w in warnings if not args.quiet else ():
+            print(f"warning {w.render()}")
         if not args.quiet:
             if not report.files and report.ok:
                 print(f"no pipeline files in {path}")
@@ -79,7 +82,7 @@ def _validate_rules_file(args: argparse.Namespace, path: Path, cfg: Any) -> int:
     """One rules file: its rules against the configured pipelines. A name another declaration holds first (a
     pipeline's rule, or an earlier file of the rules folder when it is in that folder) is an error: the daemon
     would ignore that rule."""
-    from ...monitor.rulesdir import in_force, load_rules_dir, load_rules_file
+    from ...monitor.rulesdir import in_force, load_rules_dir, load_rules_file, unknown_names_of
     from ...pipelines import validate_path
 
     pipelines = validate_path(cfg.pipelines_dir).pipelines if cfg is not None else {}
@@ -92,16 +95,19 @@ def _validate_rules_file(args: argparse.Namespace, path: Path, cfg: Any) -> int:
     in_use, duplicates = in_force(pipelines, declared)
     errors = [*errors, *(e for e in duplicates if e.file is not None and _same(Path(e.file), path))]
     rules = [r for r in mine if in_use.get(r.name) is r]
+    warnings = unknown_names_of(rules, pipelines) if cfg is not None else []
     ok = not errors
     if args.json:
         print_json({"ok": ok, "files": [str(path)], "pipelines": {},
                     "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
-                    "errors": [e.to_dict() for e in errors]})
+                    "errors": [e.to_dict() for e in errors], "warnings": [w.to_dict() for w in warnings]})
     else:
         for r in rules if not args.quiet else ():
             print(f"ok     rule {r.name} ({r.source_file})")
         for e in errors:
             print(f"error  {e.render()}")
+        for w in warnings if not args.quiet else ():
+            print(f"warning {w.render()}")
         if not args.quiet:
             print(f"{len(rules)} rule(s) in {path}, {len(errors)} error(s)")
     return EXIT_OK if ok else EXIT_FAILED

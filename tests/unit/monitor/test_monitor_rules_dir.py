@@ -136,7 +136,13 @@ def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_chang
         bad.write_text(textwrap.dedent(GOOD))
         assert monitors.rules_folder_changed()
         monitors.reload()
-        assert sorted(monitors.rules) == ["champion_degraded", "retrain_on_drift"] and monitors.problems == []
+        assert sorted(monitors.rules) == ["champion_degraded", "retrain_on_drift"]
+        # The rollback of a model these pipelines do not declare is said (it would fail when the rule fires).
+        assert [p.split(": ", 1)[1] for p in monitors.problems] == [
+            "on[1].do[0].rollback: rule 'champion_degraded': rollback names a model no pipeline declares (found "
+            "'house'); expected one of (none)\n  hint: it fails each time the rule fires",
+            "on[1].model: rule 'champion_degraded': reads a model no pipeline declares (found 'house'); expected one "
+            "of (none)\n  hint: it fails each time the rule fires"]
         (rules_dir / "again.toml").write_text(textwrap.dedent(GOOD).split("[[on]]")[0] + "[[on]]" +
                                               textwrap.dedent(GOOD).split("[[on]]")[1])
         monitors.reload()
@@ -233,3 +239,31 @@ def test_validate_of_a_rules_file_by_path_reads_it_as_rules_not_as_a_pipeline(wo
     # A pipeline file is still a pipeline file.
     r = workspace.invoke("validate", str(workspace.pipelines / "checks.toml"))
     assert r.returncode == 0 and "ok     checks: 1 task(s)" in r.stdout, r.stdout + r.stderr
+
+
+def test_validate_warns_of_a_response_naming_a_pipeline_or_model_nothing_declares(workspace) -> None:
+    """`trigger = "hose_prices"`, `rollback = "house_price"` passed validate: the typo showed only when the rule
+    fired ("trigger house_price refused"). A warning (the rule works but for that), with the nearest name."""
+    workspace.pipeline("house_prices", '[tasks.t]\ncommand = ["true"]\noutputs = ["m.bin"]\n'
+                                       'model = { name = "house_prices", path = "m.bin" }\n')
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "r.toml").write_text('[[on]]\nname = "r"\npipeline = "house_prices"\nsignal = "failure_rate"\n'
+                                  'threshold = 0.5\n[[on.do]]\ntrigger = "hose_prices"\n[[on.do]]\n'
+                                  'rollback = "house_price"\n[[on.do]]\nrollback = "house_prices"\nalias = "champoin"\n')
+    out = workspace.invoke("validate")
+    assert out.returncode == 0, out.stdout
+    lines = [line for line in out.stdout.splitlines() if line.startswith("warning")]
+    assert [line.split(": ", 2)[1:] for line in lines] == [
+        ["on[0].do[0].trigger", "rule 'r': trigger names an unknown pipeline (found 'hose_prices'); expected one of "
+                                "house_prices"],
+        ["on[0].do[1].rollback", "rule 'r': rollback names a model no pipeline declares (found 'house_price'); "
+                                 "expected one of house_prices"],
+        ["on[0].do[2].alias", "rule 'r': the rollback names an alias house_prices does not have (found 'champoin'); "
+                              "expected one of canary, challenger, champion"]]
+    assert "did you mean 'house_prices'?" in out.stdout and "did you mean 'champion'?" in out.stdout
+    import json
+
+    doc = json.loads(workspace.invoke("validate", "--json").stdout)
+    assert doc["ok"] and [w["field"] for w in doc["warnings"]] == ["on[0].do[0].trigger", "on[0].do[1].rollback",
+                                                                    "on[0].do[2].alias"]
