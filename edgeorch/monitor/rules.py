@@ -98,11 +98,24 @@ def holds(spec: RuleSpec, value: float) -> bool:
 
 
 def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, key: str | None = None,
-             history: History = History()) -> Decision:
+             history: History = History(), subject_since: float | None = None,
+             subject: str = "the subject") -> Decision:
     """One evaluation at time ``at`` (seconds) of ``value`` (None: no signal yet, nothing changes).
 
     ``key``: this observation's dedupe key (the rule's ``dedupe`` template filled), None without one.
+    ``subject_since``: when what the value measures began (a ``model_metric`` rule: the alias's last move,
+    ``subject`` naming it): a condition that held since before it held for something else, so its episode is
+    over (a rollback to a new champion that is bad too was "still firing" and never answered).
     """
+    if (value is not None and subject_since is not None and old.state != "ok" and old.holding_since is not None
+            and old.holding_since < subject_since):
+        # The first value of the new subject (none yet: the episode stands, its blocks too) starts afresh.
+        over = replace(old, state="ok", consecutive=0, holding_since=None, responded=False)
+        if not holds(spec, value):
+            return Decision(replace(over, last_value=value, last_evaluated_at=at),
+                            "resolve" if old.state != "pending" else "reset",
+                            f"{subject}: the condition does not hold (it held for the one before)", True)
+        old = over
     if value is None:
         return Decision(replace(old, last_evaluated_at=at), "none", "no signal yet", False)
     base = replace(old, last_value=value, last_evaluated_at=at)

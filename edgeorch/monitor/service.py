@@ -180,7 +180,9 @@ class Monitors:
         values = template_values(doc)
         key = fill(spec.dedupe, values) if spec.dedupe else None
         fired, keys = store.rules.history(spec.name, now - DAY)
-        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys))
+        moved = doc.get("moved_at") if spec.on_model else None  # a new version at the alias: a new episode
+        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys), subject_since=moved,
+                     subject=f"{spec.model}@{spec.alias} (now version {doc.get('version')})")
         # The cursor: the newest run (run-based) or model fact (observation, alias move) evaluated.
         cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None
         source_run = doc.get("run_id")  # the run the signal came from (a model's: the observed batch's, if any)

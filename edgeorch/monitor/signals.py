@@ -90,6 +90,7 @@ def model_signal(store: Any, spec: RuleSpec) -> dict[str, Any]:
     if holder is None or not moves:
         return out
     out["version"] = holder["version"]
+    out["moved_at"] = moves[0]["moved_at"]  # what the value is of begins here (an episode of another ends)
     if spec.source == "registered":
         value = (holder.get("metrics") or {}).get(spec.metric)
         out.update(value=None if value is None else float(value), mark=moves[0]["id"],

@@ -120,3 +120,47 @@ def test_a_rule_seen_first_does_not_evaluate_older_observations(tmp_path: Path) 
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_new_champion_as_bad_as_the_one_rolled_back_is_answered_again(tmp_path: Path) -> None:
+    """The rule fired for champion 2 and rolled back to 1; before any observation of 1, the block was lifted and
+    version 3 promoted, as bad: its observations read "still firing: episode 1 was answered" and nothing guarded
+    it. Its first values start a new episode: the rule answers again."""
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE))
+    report = validate_path(tmp_path / "pipelines")
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        bus = Bus()
+        models = ModelService(store, serving_dir=tmp_path / "serving", publish=bus.publish, clock=store.clock)
+        for n, rmse in ((1, 30.0), (2, 29.0), (3, 28.0)):
+            _version(store, tmp_path, n, rmse)
+        for v in (1, 2):
+            store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
+        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
+                            loop=asyncio.get_running_loop(), models=models)
+        bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
+        monitors.start()
+
+        async def observe(value: float) -> None:
+            models.observe("house", {"champion": {"rmse": value}})
+            while monitors._tasks:
+                await asyncio.gather(*list(monitors._tasks))
+            await models.drain()
+
+        for value in (52.0, 55.0):
+            await observe(value)
+        assert store.models.aliases("house") == {"champion": 1}
+        store.models.lift_blocks(rule="champion_degraded", by="alice", reason="a fix is ready")
+        store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="the fix")
+        for value in (80.0, 81.0):
+            await observe(value)
+        doc = monitors_doc(store, monitors.rules, monitors.problems, store.clock())["rules"][0]
+        assert doc["state"] == "firing" and doc["episode"] == 2, doc
+        assert store.models.aliases("house")["champion"] != 3  # rolled back again
+        await models.close()
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())

@@ -89,3 +89,21 @@ def test_state_round_trips_from_a_row() -> None:
     row = {k: getattr(st, k) for k in st.__dataclass_fields__}
     assert RuleState.from_row(row) == st
     assert replace(st, state="ok").shown(0) == "ok"
+
+
+def test_a_new_subject_starts_a_new_episode_on_its_first_value() -> None:
+    """A model_metric rule fired for champion 12 (and rolled back); the champion moved on to 15, bad too: its
+    observations were "still firing: episode 2 was answered" and nothing guarded the new champion. An episode is
+    about the subject it began with: a value of a new one (the alias moved since it held) starts afresh."""
+    s = spec(signal="model_metric", op=">", threshold=60.0)
+    fired = evaluate(s, RuleState(), 72.0, 1000.0).state
+    assert fired.state == "firing" and fired.episode == 1
+    # No value of the new version yet: the episode stands (a block it holds stays).
+    assert evaluate(s, fired, None, 1010.0, subject_since=1005.0).action == "none"
+    again = evaluate(s, fired, 80.0, 1020.0, subject_since=1005.0, subject="m@champion (now version 15)")
+    assert (again.action, again.state.episode, again.state.holding_since) == ("fire", 2, 1020.0)
+    # The same version, still bad: still firing, as before.
+    assert evaluate(s, again.state, 81.0, 1030.0, subject_since=1005.0).action == "still_firing"
+    good = evaluate(s, fired, 50.0, 1020.0, subject_since=1005.0, subject="m@champion (now version 15)")
+    assert (good.action, good.state.state) == ("resolve", "ok")
+    assert good.reason == "m@champion (now version 15): the condition does not hold (it held for the one before)"
