@@ -71,7 +71,7 @@ class EdgeorchError(Exception):
             text += f"{self.field}: "
         text += self.message
         if self.value is not None and not _quotes(self.message, self.value):  # said once
-            text += f" (found {self.value!r})"
+            text += f" (found {shown(self.value)})"
         if self.expected:
             text += f"; expected {self.expected}"
         if self.hint:
@@ -223,6 +223,18 @@ class ColumnRoleError(UsageError, DataError):
 
 
 def _quotes(message: str, value: object) -> bool:
-    """Whether ``message`` already says ``value`` as its repr, standing alone (``attempt 7``, ``'nosuch'``):
+    """Whether ``message`` already says ``value`` as :func:`shown`, standing alone (``attempt 7``, ``'nosuch'``):
     never a number inside another (``at least 10`` does not quote ``1``)."""
-    return re.search(rf"(?<![\w.]){re.escape(repr(value))}(?![\w.])", message) is not None
+    return re.search(rf"(?<![\w.]){re.escape(shown(value))}(?![\w.])", message) is not None
+
+
+def shown(value: object) -> str:
+    """A value as a message says it: Python's repr, but booleans as TOML and JSON write them (``true``, not
+    ``True``: a pipeline author wrote ``true``), in arrays and tables too (``[true, 'x']``, ``{a = false}``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {shown(v)}" for k, v in value.items()) + "}"
+    return repr(value)

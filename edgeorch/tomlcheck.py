@@ -13,7 +13,7 @@ import math
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import EdgeorchError
 from .units import DURATION_EXPECTED, SIZE_EXPECTED, parse_duration, parse_size
@@ -52,6 +52,10 @@ def parse_toml_bytes(raw: bytes, path: Path | str, error_cls: type[E]) -> dict[s
         elif "(at end of document)" in msg:
             line = text.count("\n") + (0 if text.endswith("\n") else 1)
             msg = msg.replace("(at end of document)", "at the end of the file").strip()
+        if msg.startswith("Cannot overwrite a value") and line is not None:  # which key, tomllib does not say
+            key = text.splitlines()[line - 1].split("=", 1)[0].strip() if line <= len(text.splitlines()) else ""
+            if key:
+                msg = f"{key} is set twice in one table (Cannot overwrite a value)"
         raise error_cls(f"malformed TOML: {msg}", file=str(path), line=line, column=col) from None
 
 
@@ -66,6 +70,10 @@ SYNONYMS = {
     "cmd": "command", "exec": "command", "args": "command",
     "max_retries": "retries", "retry": "retries", "attempts": "retries",
     "environment": "env", "env_vars": "env",
+    "dag_id": "name", "pipeline_name": "name", "job_name": "name",
+    "schedule_interval": "schedule", "cron": "schedule", "crontab": "schedule",
+    "execution_timeout": "timeout", "timeout_seconds": "timeout",
+    "tz": "timezone", "directory": "dir", "path": "dir",
 }
 """Names other tools give a key (Airflow, Dagster, Prefect, CI files): the key a reader meant, when it is one
 of the keys allowed where it was written."""
@@ -234,15 +242,16 @@ class TableReader:
             return ""
         return path or ""
 
-    def finish(self, allowed: list[str] | None = None) -> None:
-        """Report every key that no getter asked for (unknown keys, with did-you-mean)."""
+    def finish(self, allowed: list[str] | None = None, *, elsewhere: Mapping[str, str] | None = None) -> None:
+        """Report every key that no getter asked for (unknown keys, with did-you-mean; ``elsewhere``: key -> a
+        hint saying where it belongs, for a key without a near name)."""
         known = set(allowed) if allowed is not None else self.seen
         for key in self.data:
             if key not in known:
                 close = suggest(key, known)
                 self.fail(
                     key, "unknown key", expected=f"one of {', '.join(sorted(known))}" if known else None,
-                    hint=f"did you mean {close!r}?" if close else None,
+                    hint=f"did you mean {close!r}?" if close else (elsewhere or {}).get(key),
                 )
 
     # The readers named after builtins come last: in the class, each stands for its builtin in the annotations

@@ -207,8 +207,9 @@ class Daemon:
             self.retention.start()  # the [retention] sweep, when set: off the start-up path
             for sig, event in ((signal.SIGTERM, self.stop_requested), (signal.SIGINT, self.stop_requested),
                                (signal.SIGHUP, self.reload_requested)):
-                # The handler only sets a flag; the loop does the work.
-                self.loop.add_signal_handler(sig, event.set)
+                # The handler only sets a flag (and says which signal: a stop nobody remembers asking for is
+                # then explained in the log); the loop does the work.
+                self.loop.add_signal_handler(sig, self._on_signal, sig, event)
             notify({"READY": 1, "STATUS": self.status_line(), "MAINPID": os.getpid()})
             log.info("edgeorch %s ready: socket %s, state %s, %d attempt(s) adopted (still running), %d collected "
                      "(ended while it was away), %d abandoned (no exit record)", __version__, cfg.socket_path,
@@ -353,6 +354,11 @@ class Daemon:
             return None
         self.state_lost(f"cannot be read ({exc})")
         return self._displaced
+
+    def _on_signal(self, sig: int, event: asyncio.Event) -> None:
+        if event is self.stop_requested and not event.is_set():
+            log.info("%s received: stopping (systemctl stop, kill, Ctrl-C)", signal.Signals(sig).name)
+        event.set()
 
     def state_lost(self, problem: str) -> None:
         """The state file cannot be the daemon's any more (``problem``: it was removed, replaced, truncated, or

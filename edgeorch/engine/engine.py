@@ -327,6 +327,7 @@ class Engine:
                         "its -wal file?) and knows nothing of them: what they did may be done again (docs/"
                         "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
                         newest or "none", shown)
+        self._refuse_moved_runs()
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:
             # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
@@ -423,6 +424,23 @@ class Engine:
         self.run_folders.release()
         if self.res is not None:
             self.res.close()
+
+    def _refuse_moved_runs(self) -> None:
+        """A :class:`StateError` when an active run's recorded folder is gone and the runs folder holds one of its
+        name: the state folder was moved (or ``[state] dir`` changed) while runs were active. Started anyway, the
+        engine took their attempts for abandoned and ran them again beside the ones still running, writing to
+        the old path (made anew); their logs read "gone"."""
+        runs_dir = self.config.runs_dir
+        for run in self.store.runs.active():
+            recorded = Path(run["run_dir"])
+            if recorded.parent != runs_dir and not recorded.exists() and (runs_dir / recorded.name).is_dir():
+                raise StateError(
+                    f"run {run['id']} is {run['state']} and its folder is recorded as {recorded}, which is gone, "
+                    f"while {runs_dir / recorded.name} is here: the state folder was moved (or [state] dir changed) "
+                    "while runs were active; started here, their tasks would run a second time beside the running "
+                    "ones", file=str(self.store.db.path),
+                    hint=f"move the state folder back to {recorded.parent.parent} (or point [state] dir there) until "
+                         "its runs have ended (`edgeorch runs --state running`), then move it")
 
     def fail_stop(self, exc: EdgeorchError) -> None:
         """Stop taking decisions because of ``exc`` (the daemon found its state file gone): what a transition that

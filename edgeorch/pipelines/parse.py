@@ -49,6 +49,16 @@ TASK_KEYS = ["command", "shell", "call", "kind", "options", "needs", "retries", 
              "retry_max_delay", "retry_jitter", "timeout", "env", "workdir", "outputs", "inputs", "cache", "cpus",
              "memory", "gpus", "gpu_memory", "gpu_model", "pool", "dataset", "model", "container", "description"]
 
+TOP_LEVEL_ELSEWHERE = {
+    "retries": "retries is a task's key: write it in each [tasks.NAME] that should retry",
+    "retry_delay": "retry_delay is a task's key: write it in each [tasks.NAME]",
+    "timeout": "timeout is a task's key: write it in each [tasks.NAME]",
+    "default_args": "edgeorch has no defaults table: write each key in the [tasks.NAME] tables that need it",
+    "env": "env is a task's key: write it in each [tasks.NAME] (or declare [params] every task can read)",
+    "command": "a pipeline's commands belong to its tasks: [tasks.NAME] command = [...]",
+}
+"""Top-level keys of a pipeline file that belong to its tasks (another tool's habit): where to write them."""
+
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -83,11 +93,11 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         if spec is not None:
             tasks[tname] = spec
     models = _parse_models(top, tasks_table, tasks)
+    top.finish(elsewhere=TOP_LEVEL_ELSEWHERE)
     conflict = dataset_conflicts([(f"tasks.{t}.inputs", text) for t, spec in tasks.items() for text in spec.inputs])
     if conflict is not None:
         errors.append(PipelineError(conflict[1], file=fname, field=conflict[0],
                                     expected="one version of each dataset in a pipeline (dataset:NAME@latest is one)"))
-    top.finish()
     if name is not None:
         from ..triggers.checks import check_pipeline_triggers
 
@@ -305,7 +315,8 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
             r.fail(f"env.{k}", "is not a valid environment variable name", value=k, expected="[A-Za-z_][A-Za-z0-9_]*")
         elif isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            r.fail(f"env.{k}", "must be a string or number", value=v, expected="a string")
+            r.fail(f"env.{k}", "must be a string or number", value=v,
+                   expected='a string or a number (a flag as a string: "true")')
         else:
             env[k] = str(v)
     workdir = r.str("workdir", None)

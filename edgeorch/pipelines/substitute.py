@@ -58,8 +58,17 @@ def strings_in(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
             yield from strings_in(v, f"{prefix}[{i}]")
 
 
+_JINJA = re.compile(r"\{\{\s+([A-Za-z_][\w.]*)\s+\}\}")
+"""``{{ ds }}``: another tool's template (Airflow's Jinja), which would stay as the literal text ``{ ds }``."""
+
+
 def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
     """``(message, expected)`` if ``text`` has a malformed or unknown ``{placeholder}``."""
+    jinja = _JINJA.search(text)
+    if jinja is not None:
+        return (f"{jinja.group(0)} is a Jinja template, which edgeorch does not fill in (it would stay the literal "
+                f"text {{ {jinja.group(1)} }})", "'{name}' placeholders: a param or a built-in such as {fire_date} "
+                "(write {{ and }} for literal braces)")
     try:
         parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
@@ -80,6 +89,8 @@ def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
         if f not in known:
             close = suggest(f, known)
             hint = f" (did you mean {{{close}}}?)" if close else ""
+            if not close and f.isupper():  # ${DATA_DIR} in a shell command: an environment variable, not ours
+                hint = f" (an environment variable? write ${f}, or ${{{{{f}}}}} for the braces)"
             return f"unknown placeholder {{{f}}}{hint}", f"a param or one of {', '.join(sorted(known))}"
     return None
 

@@ -195,6 +195,9 @@ def parse_cron(expr: str) -> Cron:
     every fire computation.
     """
     text = expr.strip()
+    if text.split("=", 1)[0] in ("CRON_TZ", "TZ") and "=" in text.split()[0]:
+        raise CronError("sets a timezone with CRON_TZ=, which edgeorch does not read: write the five fields alone "
+                        "and timezone = \"Area/City\" beside schedule")
     if text.startswith("@"):
         macro = MACROS.get(text.lower())
         if macro is None:

@@ -203,3 +203,34 @@ def test_a_state_file_replaced_under_the_daemon_stops_it_and_the_next_start_is_n
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_state_folder_moved_while_a_run_is_active_is_refused_and_its_task_runs_once(workspace, daemon):
+    """`mv state state_moved` (config changed) with a task running under live restore: the start took the attempt
+    for abandoned (its folder was not where recorded), ran it again beside the running one and wrote to the old
+    path, made anew. The start is refused naming the run and both paths; moved back, the run ends once."""
+    workspace.pipeline("gated", """
+        [tasks.a]
+        command = ["sh", "-c", "echo started >> {pipeline_dir}/starts; while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done"]
+    """)
+    daemon.start()
+    rid = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "starts")
+    assert daemon.stop() == 0  # the task goes on (live restore)
+    old, moved = workspace.state, workspace.root / "moved"
+    os.rename(old, moved)
+    workspace.state = moved
+    workspace.write_config()
+    daemon.start(wait_ready=False)
+    assert daemon.proc.wait(timeout=60) == 4
+    out = daemon.output()
+    assert f"run {rid} is running and its folder is recorded as {old / 'runs' / str(rid)}, which is gone" in out
+    assert f"move the state folder back to {old}" in out
+    assert not old.exists()  # nothing made at the old path
+    os.rename(moved, old)
+    workspace.state = old
+    workspace.write_config()
+    daemon.start()
+    (workspace.pipelines / "go").touch()
+    assert daemon.wait_run(rid) == "succeeded"
+    assert (workspace.pipelines / "starts").read_text() == "started\n"

@@ -58,6 +58,17 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
      ["tasks: is an array of 2 tables ([[tasks]])", "[tasks.NAME]", "write [tasks.extract] in place of each [[tasks]]"]),
     ('[pipeline]\nname="p"\n[tasks.a]\ncommand=["true"]\n',
      ["pipeline: is not a table of a pipeline file", "at the top of the file", "remove the [pipeline] line"]),
+    # Airflow's names and layout: the key meant, or where it belongs.
+    ('dag_id="x"\n[tasks.a]\ncommand=["true"]\n', ["dag_id: unknown key", "did you mean 'name'?"]),
+    ('schedule_interval="@daily"\n[tasks.a]\ncommand=["true"]\n', ["did you mean 'schedule'?"]),
+    ('retries=3\n[tasks.a]\ncommand=["true"]\n', ["retries: unknown key", "retries is a task's key: write it in each"]),
+    ('[tasks.a]\ncommand=["true"]\nexecution_timeout=5\n', ["did you mean 'timeout'?"]),
+    ('schedule="CRON_TZ=America/New_York 0 3 * * *"\n[tasks.a]\ncommand=["true"]\n',
+     ["sets a timezone with CRON_TZ=, which edgeorch does not read", 'timezone = "Area/City"']),
+    ('[tasks.a]\nshell=true\ncommand="cat ${DATA_DIR}/x.csv"\n',
+     ["unknown placeholder {DATA_DIR} (an environment variable? write $DATA_DIR, or ${{DATA_DIR}} for the braces)"]),
+    ('[tasks.a]\ncommand=["echo", "{{ ds }}"]\n', ["{{ ds }} is a Jinja template, which edgeorch does not fill in"]),
+    ('[tasks.a]\ncommand=["true"]\nenv={DEBUG=true}\n', ["tasks.a.env.DEBUG: must be a string or number (found true)"]),
     # Another tool's name for a key: the key meant.
     ('[tasks.b]\ncommand=["true"]\n[tasks.a]\ncommand=["true"]\nafter=["b"]\n', ["tasks.a.after: unknown key", "did you mean 'needs'"]),
     ('[tasks.a]\ncommand=["true"]\nmax_retries=3\n', ["tasks.a.max_retries: unknown key", "did you mean 'retries'"]),
@@ -156,3 +167,11 @@ def test_an_unknown_key_like_no_known_one_gets_no_did_you_mean(tmp_path):
     assert suggest("bogus", ["gpus", "cpus", "needs"]) is None
     assert suggest("gpu", ["gpus", "cpus"]) == "gpus" and suggest("aeg", ["age"]) == "age"
     assert suggest("retrys", ["retries"]) == "retries" and suggest("nmae", ["name"]) == "name"
+
+
+def test_a_key_set_twice_is_named(tmp_path):
+    """tomllib says only "Cannot overwrite a value": the message names the key from the line it points at."""
+    f = tmp_path / "p.toml"
+    f.write_text('[tasks.a]\ncommand = ["true"]\ncommand = ["false"]\n')
+    (err,) = validate_path(f).errors
+    assert err.render() == f"{f}:3:20: malformed TOML: command is set twice in one table (Cannot overwrite a value)"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeorch.errors import shown
 from edgeorch.config import RetentionConfig, parse_config
 from edgeorch.errors import ConfigError
 
@@ -42,7 +43,7 @@ def test_a_bad_value_is_a_config_error_naming_file_field_value_and_expected(tabl
     text = err.value.render()
     assert "config.toml" in text and field in text and expected in text and err.value.exit_code == 2
     value = next(iter(table.values()))
-    assert repr(value) in text or field.endswith(".run")
+    assert shown(value) in text or field.endswith(".run")
 
 
 @pytest.mark.parametrize("value", [101 * 365 * 86400, "99999999999999999999", "99999999999999999999d", 1e300])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgeorch.errors import shown
 from edgeorch.retention import Candidate, Hold, decide
 from edgeorch.retention.gc import human_duration, parse_older_than
 from edgeorch.errors import UsageError
@@ -81,7 +82,7 @@ def test_a_bad_older_than_names_the_field_the_value_and_what_was_expected(value)
     with pytest.raises(UsageError) as err:
         parse_older_than(value, field="--older-than")
     text = err.value.render()
-    assert "--older-than" in text and repr(value) in text and "a duration of at least 1s" in text
+    assert "--older-than" in text and shown(value) in text and "a duration of at least 1s" in text
     assert err.value.exit_code == 2
 
 
