@@ -149,9 +149,15 @@ class Verifier:
         for i, seal in enumerate(self._seals):
             epoch, seq = int(seal["epoch"]), int(seal["seq"])
             start = self._start_of(i)
-            if epoch != i:
-                self._add(start, f"the seal(s) of epoch {i}" + (f" to {epoch - 1}" if epoch - 1 > i else "")
-                          + f" are missing (seal {epoch} follows seal {i - 1 if i else 'none'})")
+            # Against the seal before it, not its index: one gap (a restored backup's seals 4-7) is said once,
+            # not again at every later seal ("4 to 7 missing", then "5 to 8", "6 to 9", ...).
+            prev = int(self._seals[i - 1]["epoch"]) if i else -1
+            if epoch > prev + 1:
+                self._add(start, f"the seal(s) of epoch {prev + 1}" + (f" to {epoch - 1}" if epoch - 1 > prev + 1
+                                                                       else "")
+                          + f" are missing (seal {epoch} follows seal {prev if i else 'none'})")
+            elif epoch <= prev:
+                self._add(start, f"seal {epoch} is there twice (or out of order after seal {prev})")
             if i and seq <= int(self._seals[i - 1]["seq"]):
                 self._add(seq, f"seal {epoch} covers record {seq}, not a record after seal "
                                f"{self._seals[i - 1]['epoch']}'s {self._seals[i - 1]['seq']}")

@@ -200,7 +200,10 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
         except OSError as exc:
             os.close(fd)  # the lock goes with it
             raise StateError(f"cannot write the lock file: {exc.strerror or exc}", file=str(path),
-                             hint="free space in the state directory (df -h), then start again") from None
+                             hint=f"free space in the state directory by hand (df -h {directory}; "
+                                  f"du -sh {directory}/runs/* | sort -h | tail names the largest run folders): every "
+                                  "command that changes the state, gc --apply too, records what it does first, "
+                                  "and a full disk takes no record; then try again") from None
         _held.add(path)
     lock = StateLock(path, fd)
     if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:

@@ -246,7 +246,7 @@ class Database:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+            raise self._write_error(exc) from None
         self._depth = 1
         self.memo.clear()
         self._after.clear()
@@ -259,7 +259,7 @@ class Database:
                 self.conn.execute("ROLLBACK")
             self._run_undo(0)
             if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error inside the transition
-                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+                raise self._write_error(exc) from None
             raise
         else:
             try:
@@ -269,13 +269,29 @@ class Database:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 self._run_undo(0)
-                raise StateError(f"cannot write the state file: {exc}", file=str(self.path)) from None
+                raise self._write_error(exc) from None
             self.committed.update(self.memo)
         finally:
             self._depth = 0
             self.memo.clear()
             self._undo.clear()
         self._run_after_commit()
+
+    def _write_error(self, exc: BaseException) -> StateError:
+        """A write that failed, as a :class:`StateError`: a full disk says how much is free where, and what to do."""
+        text = str(exc)
+        if "full" not in text.lower():
+            return StateError(f"cannot write the state file: {text}", file=str(self.path))
+        try:
+            import shutil
+
+            free = shutil.disk_usage(self.path.parent).free
+            room = f" ({free // 1024} KiB free in {self.path.parent})"
+        except OSError:
+            room = ""
+        return StateError(f"cannot write the state file: {text}{room}", file=str(self.path),
+                          hint="free space on that file system (`edgeorch gc --apply` removes old runs' folders, "
+                               "by [retention]), then start the daemon again: running tasks are collected then")
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the open transaction has committed; never if the transaction, or the savepoint

@@ -38,10 +38,14 @@ class Outputs:
         copies other runs made of them.
         """
         now = self._db.clock()
+        # Named as the tables name it: run 59's extract, attempt #1 (an attempt's internal id matched nothing shown).
+        src = self._db.one("SELECT run_id, task, number FROM attempts WHERE id = ?", (source_attempt,))
+        reason = (f"cache hit: outputs of run {src['run_id']} ({src['task']} #{src['number']})" if src is not None
+                  else f"cache hit: outputs of attempt {source_attempt}")
         with self._db.transaction():
             self._db.conn.execute(
                 "UPDATE tasks SET state = 'skipped', input_hash = ?, cached_from = ?, started_at = ?, finished_at = ?, reason = ? WHERE id = ?",
-                (input_hash, source_attempt, now, now, f"cache hit: outputs of attempt {source_attempt}", task_id),
+                (input_hash, source_attempt, now, now, reason, task_id),
             )
             self._db.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ?",
                               (run_id, task, source_attempt))

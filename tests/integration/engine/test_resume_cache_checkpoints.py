@@ -105,7 +105,7 @@ def test_cache_hit_skips_the_task_and_reuses_its_outputs(workspace, harness):
     assert _ran(workspace) == ["run"]
     store = harness.store()
     task = next(t for t in store.runs.tasks_of(second) if t["name"] == "expensive")
-    assert task["state"] == "skipped" and "cache hit" in task["reason"]
+    assert task["state"] == "skipped" and task["reason"] == f"cache hit: outputs of run {first} (expensive #1)"
     (art,) = store.outputs.latest_artifacts(second, "expensive")
     (orig,) = store.outputs.latest_artifacts(first, "expensive")
     assert art["sha256"] == orig["sha256"] and art["path"] == orig["path"]

@@ -263,3 +263,23 @@ def test_the_hash_is_the_documented_encoding():
 def test_an_empty_log_verifies_and_a_key_for_it_does_not():
     assert verify([], []).ok
     assert verify([], [], key0=bytes(32)).first_bad == 1
+
+
+def test_one_gap_in_the_seals_is_said_once(tmp_path: Path):
+    """A restored backup's seals 0-3 and 8-10 printed "epoch 4 to 7 are missing (seal 8 follows seal 3)", then
+    "epoch 5 to 8 ... (seal 9 follows seal 4)" and more, seals that do not exist: each later seal was compared with
+    its position, not with the seal before it."""
+    clock = Clock()
+    store = Store(tmp_path / "edgeorch.db", clock=clock)
+    sealer = Sealer(store.audit, key_path(tmp_path), clock=clock)
+    key0 = sealer.init("alice (uid 1000)", {"seal_every": 10})
+    for epoch in range(1, 6):
+        store.audit.record("scheduler", "test_action", f"thing:{epoch}", {"i": epoch})
+        assert sealer.seal() is not None
+    store.close()
+    db = tmp_path / "edgeorch.db"
+    attacker(db).execute("DELETE FROM audit_seals WHERE epoch IN (1, 2)")
+    for key in (None, key0):
+        report = check(db, key)
+        missing = [p.message for p in report.problems if "are missing" in p.message]
+        assert missing == ["the seal(s) of epoch 1 to 2 are missing (seal 3 follows seal 0)"], report.problems
