@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ConflictError, UsageError
+from ..tomlcheck import suggest
 from ..events import Event, ModelObserved, ModelRegistered
 from .deploy import Deployer, StepHook
 from .spec import ModelPolicy, alias_problem
@@ -110,6 +111,14 @@ class ModelService:
         v = self.store.models.version(name, version)
         alias = alias or policy.alias
         self._check_alias(alias, policy)
+        held = self.store.models.aliases(name)
+        if held.get(alias) == version:  # nothing to move: no deployment, no reload, no move in the history
+            raise ConflictError(f"{alias} of {name} is version {version} already", value=version,
+                                hint="nothing to do")
+        if alias == "canary" and version in held.values():
+            served = next(a for a, v_ in held.items() if v_ == version)
+            raise ConflictError(f"{name} version {version} is {served} already: a canary of it would be compared "
+                                "with itself", value=version, hint="a canary is a newer version than the one served")
         from .blocks import check
 
         check(self.store, name, action="canary_start" if alias == "canary" else "promote")  # a rule's block
@@ -125,11 +134,13 @@ class ModelService:
             strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)
         return await self.deployer.run(dep["id"])
 
-    async def rollback(self, name: str, *, alias: str = "champion", to: int | None = None, actor: str | None,
+    async def rollback(self, name: str, *, alias: str | None = None, to: int | None = None, actor: str | None,
                        reason: str | None = None) -> dict[str, Any]:
-        """Move ``alias`` back: to ``to``, or to the previous version it pointed at that passed its gates and
-        never failed a check. On ``canary``: abort the canary (the alias is removed). Returns the final row."""
+        """Move ``alias`` (default: the model's promotion alias, as :meth:`promote`'s) back: to ``to``, or to the
+        previous version it pointed at that passed its gates and never failed a check. On ``canary``: abort the
+        canary (the alias is removed). Returns the final row."""
         policy = self._policy(name)
+        alias = alias or policy.alias
         self._check_alias(alias, policy)
         current = self.store.models.aliases(name).get(alias)
         if alias == "canary" and to is None:
@@ -181,7 +192,7 @@ class ModelService:
                 if not failed:
                     return candidate
         raise ConflictError(f"{alias} of {name} has no earlier version that passed its gates to return to",
-                            value=name, hint="name one: --to VERSION")
+                            hint="name one: --to VERSION")
 
     def _policy(self, name: str) -> ModelPolicy:
         m = self.store.models.require(name)
@@ -190,9 +201,10 @@ class ModelService:
     def _check_alias(self, alias: str, policy: ModelPolicy) -> None:
         problem = alias_problem(alias)
         if problem or alias not in policy.aliases:
+            close = suggest(alias, list(policy.aliases))
             raise UsageError(problem or "is not an alias of this model", field="alias", value=alias,
                              expected=f"one of {', '.join(policy.aliases)}",
-                             hint="declare more in [models.NAME] aliases = [...]")
+                             hint=f"did you mean {close!r}?" if close else "declare more in [models.NAME] aliases = [...]")
 
     # -- canaries -------------------------------------------------------------------------------------
 
@@ -333,7 +345,7 @@ class ModelService:
             if c is not None:
                 self.store.models.set_canary(c["id"], state="aborted", outcome=reason, actor=actor)
             if "canary" not in self.store.models.aliases(name):
-                raise ConflictError(f"{name} has no canary", value=name)
+                raise ConflictError(f"{name} has no canary")
             dep = self.store.models.add_deployment(name, alias="canary", to_version=None, action="canary_end",
                                                    strategy="direct", target=policy.to_dict(), actor=actor,
                                                    reason=reason)

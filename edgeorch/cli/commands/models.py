@@ -48,8 +48,8 @@ def register(add: AddCommand) -> None:
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
     a = action("rollback", cmd_rollback, "move an alias back to the previous version that passed its gates")
     a.add_argument("name", metavar="NAME")
-    a.add_argument("--alias", metavar="ALIAS", default="champion", help="the alias (default champion; canary: "
-                   "abort the canary)")
+    a.add_argument("--alias", metavar="ALIAS", help="the alias to move back (default: the model's, as promote's; "
+                   "usually champion; canary: abort the canary)")
     a.add_argument("--to", metavar="VERSION", type=_version, help="this version instead of the previous one")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
     a = action("unblock", cmd_unblock, "lift the blocks monitoring rules set on a model's promotions "

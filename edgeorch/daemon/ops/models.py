@@ -81,8 +81,7 @@ class ModelOps:
         to = arg(args, "to", int, required=False)
         if to is not None and to < 1:
             raise UsageError("is not a version number", field="args.to", value=to, expected="an integer >= 1")
-        dep = await self.service.rollback(_name(args), alias=arg(args, "alias", str, required=False,
-                                                                 default="champion"),
+        dep = await self.service.rollback(_name(args), alias=arg(args, "alias", str, required=False),
                                           to=to, actor=actor_of(peer), reason=arg(args, "reason", str, required=False))
         return {"deployment": dep}
 

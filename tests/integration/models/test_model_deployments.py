@@ -369,3 +369,43 @@ def test_a_promote_refused_because_another_deployment_runs_is_not_left_queued_to
     mine = asyncio.run(refused())
     assert mine["id"] != other["id"] and mine["state"] == "undone", mine
     assert mine["outcome"].startswith("not started: another deployment of house is running")
+
+
+def test_a_promotion_that_moves_nothing_is_refused_and_records_nothing(workspace, harness, model_pipeline) -> None:
+    """`promote house 2` while 2 is champion said "champion -> version 2 (was version 2)", recorded a move and a
+    deployment (reload, health) and counted in gc's last moves; a canary of the champion compared it with itself."""
+    import pytest
+
+    from edgeorch.errors import ConflictError, UsageError
+
+    model_pipeline(workspace, extra='promote = "manual"')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    harness.models(lambda s: s.promote("house", 2, actor="test"))
+    store = harness.store()
+    before = (len(store.models.deployments("house")), len(store.models.alias_history("house", "champion")))
+    store.close()
+    with pytest.raises(ConflictError, match="champion of house is version 2 already"):
+        harness.models(lambda s: s.promote("house", 2, actor="test"))
+    with pytest.raises(ConflictError, match="house version 2 is champion already: a canary of it"):
+        harness.models(lambda s: s.promote("house", 2, alias="canary", actor="test"))
+    with pytest.raises(UsageError) as err:
+        harness.models(lambda s: s.promote("house", 1, alias="champoin", actor="test"))
+    assert err.value.hint == "did you mean 'champion'?"
+    store = harness.store()
+    assert (len(store.models.deployments("house")), len(store.models.alias_history("house", "champion"))) == before
+    store.close()
+
+
+def test_rollback_moves_back_the_alias_promote_moves(workspace, harness, model_pipeline) -> None:
+    """With `alias = "staging"`, `promote` moved staging and `rollback` (no --alias) looked at champion, never set."""
+    model_pipeline(workspace, extra='promote = "manual"\nalias = "staging"\naliases = ["staging", "production"]')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    harness.models(lambda s: s.promote("house", 1, actor="test"))
+    harness.models(lambda s: s.promote("house", 2, actor="test"))
+    dep = harness.models(lambda s: s.rollback("house", actor="test"))
+    assert dep["alias"] == "staging" and dep["state"] == "succeeded"
+    store = harness.store()
+    assert store.models.aliases("house") == {"staging": 1}
+    store.close()
