@@ -128,7 +128,12 @@ def models_of_run(store: Any, run_id: int) -> list[dict[str, Any]]:
         if "model" not in data:
             continue
         key = (data["model"], data.get("version"))
-        out.append({"state": "registered" if e["kind"] == "model_registered" else "unchanged", "model": key[0],
-                    "version": key[1], "task": e["task"], "gate_verdict": verdicts.get(key)
-                    if e["kind"] == "model_registered" else None})
+        item = {"state": "registered" if e["kind"] == "model_registered" else "unchanged", "model": key[0],
+                "version": key[1], "task": e["task"], "gate_verdict": verdicts.get(key)
+                if e["kind"] == "model_registered" else None}
+        if item["gate_verdict"] == "passed" and key[1] is not None:
+            dep = store.models.first_deployment_to(key[0], int(key[1]))
+            if dep is not None:  # "passed its gates" did not say whether it was served (a rule's block undid it)
+                item["deployment"] = {k: dep.get(k) for k in ("id", "alias", "state", "outcome")}
+        out.append(item)
     return out

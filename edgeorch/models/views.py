@@ -154,6 +154,14 @@ def event_line(ev: dict[str, Any]) -> str:
         line = f"model {ev['model']} version {ev['version']}: {verdict}"
         if ev["gate_verdict"] == "failed":
             line += f" (edgeorch models why {ev['model']} {ev['version']})"
+        dep = ev.get("deployment")  # a run's document: what its promotion did
+        if dep:
+            if dep["state"] == "succeeded":
+                line += f"; promoted: {dep['alias']} -> version {ev['version']}"
+            elif dep["state"] in ("pending", "running"):
+                line += f"; its promotion to {dep['alias']} is {dep['state']}"
+            else:
+                line += f"; NOT promoted ({dep['state']}: {dep.get('outcome') or 'see edgeorch models show'})"
         return line
     if ev["state"] == "unchanged":
         return (f"model {ev['model']}: unchanged, the same artifact and metrics as version {ev['version']} "

@@ -252,6 +252,14 @@ class Models:
             raise NotFoundError("no such deployment", value=deployment_id)
         return _decode(row)
 
+    def first_deployment_to(self, name: str, version: int) -> dict[str, Any] | None:
+        """The first deployment that moved (or tried to move) an alias to ``name@version``, or None: what became of
+        a version a run registered (promoted, undone by a block, rolled back)."""
+        row = self._db.one("SELECT d.*, m.name AS model FROM model_deployments d JOIN models m ON m.id = d.model_id"
+                           " WHERE m.name = ? AND d.to_version = ? AND d.action IN ('promote', 'canary_start')"
+                           " ORDER BY d.id LIMIT 1", (name, version))
+        return _decode(dict(row)) if row else None
+
     def deployments(self, name: str | None = None, *, open_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
         """Deployments, newest first (``open_only``: pending and running, oldest first: the order to run them)."""
         clauses, args = [], []

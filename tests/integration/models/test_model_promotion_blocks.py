@@ -19,9 +19,14 @@ def test_a_block_stops_every_forward_move_until_unblocked(workspace, harness, mo
                        actor="rule:champion_degraded")
     store.close()
 
-    harness.run("trainer", {"rmse": 29.0})  # version 2 passes its gates, but its promotion is undone
+    run2, _ = harness.run("trainer", {"rmse": 29.0})  # version 2 passes its gates, but its promotion is undone
     store = harness.store()
     assert store.models.aliases("house") == {"champion": 1}
+    # `show` of the run said "passed its gates" as if it were served: it says what its promotion did.
+    shown = workspace.invoke("show", str(run2)).stdout
+    assert "model house version 2: passed its gates; NOT promoted (undone: " in shown, shown
+    assert "model house version 1: passed its gates; promoted: champion -> version 1" in workspace.invoke(
+        "show", "1").stdout
     dep = store.models.deployments("house", limit=1)[0]
     assert dep["state"] == "undone" and "blocked by rule champion_degraded" in dep["outcome"]
     block = [d for d in store.models.decisions(store.models.version("house", 2)["id"]) if d["kind"] == "block"]
