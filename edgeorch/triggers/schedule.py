@@ -123,6 +123,8 @@ class FirePlan:
     fires: list[datetime]
     missed: int
     last_fire: datetime | None
+    latest_missed: datetime | None = None
+    """The newest of the ``missed`` fires (what a "missed" report names), None when none was."""
 
 
 @frozen
@@ -368,7 +370,9 @@ def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
         fires = [newest]
     else:
         fires = due[-spec.catchup_max:]
-    return FirePlan(fires, total_due - len(fires), newest)
+    dropped = [f for f in due if f not in fires]
+    missed = total_due - len(fires)
+    return FirePlan(fires, missed, newest, (dropped[-1] if dropped else None) if missed else None)
 
 
 def _count_due(spec: ScheduleSpec, last_fire: datetime, newest: datetime,

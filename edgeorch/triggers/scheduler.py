@@ -274,9 +274,10 @@ class Scheduler:
             wm = max(entry.last_fire, wm)
             why = ("they fell due while an earlier fire was held by max_active_runs" if held
                    else "the daemon was away")
-            if not self._emit(out, Fire(spec.pipeline, "missed", plan.last_fire, start_time(spec, plan.last_fire), wm,
-                                        f"{plan.missed} earlier fire(s) passed without a run ({why}); catchup = "
-                                        f"{spec.catchup}", missed=plan.missed), entry, now):
+            missed_at = plan.latest_missed or plan.last_fire  # the newest dropped fire, not one that starts
+            if not self._emit(out, Fire(spec.pipeline, "missed", missed_at, start_time(spec, missed_at), wm,
+                                        f"{plan.missed} fire(s) up to this one passed without a run ({why}); "
+                                        f"catchup = {spec.catchup}", missed=plan.missed), entry, now):
                 return
             entry.last_fire = wm
         for f in plan.fires:

@@ -289,3 +289,19 @@ def test_missed_count_for_intervals_is_exact_on_and_off_the_grid(last):
     now = utc(2026, 1, 2, 10, 20)
     p = plan_fires(spec, last, now)
     assert p.missed + len(p.fires) == len(fires_between(spec, last, p.last_fire))
+
+
+def test_a_plan_names_its_newest_missed_fire() -> None:
+    """The "missed" report named the newest due fire, which may be the one that starts (or count it among the
+    missed, "2 earlier fires" of two in all)."""
+    hourly = dict(cron="0 * * * *")
+    late = plan_fires(ScheduleSpec("p", catchup="skip", **hourly), utc(2026, 1, 1, 10), utc(2026, 1, 1, 12, 30))
+    assert (late.fires, late.missed, late.latest_missed) == ([], 2, utc(2026, 1, 1, 12))  # 11:00 and 12:00, late
+    latest = plan_fires(ScheduleSpec("p", catchup="latest", **hourly), utc(2026, 1, 1, 10), utc(2026, 1, 1, 12, 30))
+    assert (latest.fires, latest.missed, latest.latest_missed) == ([utc(2026, 1, 1, 12)], 1, utc(2026, 1, 1, 11))
+    capped = plan_fires(ScheduleSpec("p", catchup="all", catchup_max=2, **hourly), utc(2026, 1, 1, 10),
+                        utc(2026, 1, 1, 14, 0, 1))
+    assert capped.fires == [utc(2026, 1, 1, 13), utc(2026, 1, 1, 14)]
+    assert (capped.missed, capped.latest_missed) == (2, utc(2026, 1, 1, 12))
+    none = plan_fires(ScheduleSpec("p", catchup="all", **hourly), utc(2026, 1, 1, 10), utc(2026, 1, 1, 12, 0, 1))
+    assert (none.missed, none.latest_missed) == (0, None)
