@@ -175,6 +175,27 @@ class Client:
         :meth:`wait` for it to end ``cancelled``."""
         return self._do(calls.cancel(run, reason))
 
+    def rerun(self, run: int | RunSummary | Queued, *, timeout: float | None = None,
+              on_event: Callable[[dict[str, Any]], None] | None = None,
+              on_resumed: Callable[[list[str]], None] | None = None) -> Run:
+        """:meth:`retry` a finished run and wait until it has finished again; returns it then.
+
+        The events stream is opened before the retry is asked for (as :meth:`run` opens it before it queues),
+        so ``on_event`` sees every item of the rerun, a task that ends at once included (:meth:`retry` then
+        :meth:`wait` missed those, and a rerun over before the wait began showed no progress at all).
+        ``on_resumed`` is called with the tasks that run again as soon as the daemon said them.
+        """
+        run_id = calls.run_id_of(run)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with closing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
+            first = next(items, None)  # "subscribed": from here on nothing is missed
+            tasks = self.retry(run_id)
+            if on_resumed is not None:
+                on_resumed(tasks)
+            if on_event is not None and first is not None:
+                on_event(first)
+            return self._follow(items, run_id, timeout, deadline, on_event, unfiltered=True)
+
     def retry(self, run: int | RunSummary | Queued) -> list[str]:
         """Resume a finished run (failed tasks, and those whose outputs changed, plus everything downstream);
         returns the names of the tasks that will run again. ``ConflictError`` when the run is active or has

@@ -166,12 +166,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         if backend.online:
             run = backend.api.get_run(args.run_id)
-            tasks = backend.api.retry(args.run_id)
-            if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-                print(f"resuming run {args.run_id}: {', '.join(tasks)}", flush=True)
-            if not args.quiet:
-                _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
-            return _follow_remote(backend, args.run_id, json_out=args.json, quiet=args.quiet)
+
+            def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
+                def on_resumed(tasks: list[str]) -> None:
+                    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
+                        print(f"resuming run {args.run_id}: {', '.join(tasks)}", flush=True)
+                    if not args.quiet:
+                        _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
+                    from types import SimpleNamespace
+
+                    queued(SimpleNamespace(run_id=args.run_id))  # its id: a Ctrl-C from here on cancels it
+
+                # Subscribed before the retry is asked for: a rerun task that ends at once is shown too.
+                return backend.api.rerun(args.run_id, on_event=printer.shown, on_resumed=on_resumed)
+
+            return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests

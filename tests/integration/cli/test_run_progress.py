@@ -572,3 +572,42 @@ def test_events_of_one_run_end_when_the_run_is_over(workspace, daemon):
     again = subprocess.run([*workspace.cli(), "events", "--run", str(rid)], env=workspace.cli_env(),
                            capture_output=True, text=True, timeout=60)  # over already: its state, then the end
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1].endswith("state=succeeded"), again.stdout
+
+
+def test_a_retry_through_a_daemon_shows_every_rerun_task(workspace, daemon):
+    """`retry` asked for the rerun, then subscribed to its events: tasks that ended meanwhile (at once) showed no
+    progress line, and a rerun over before the subscription none at all. The stream is opened first now
+    (`Client.rerun`), as `run` opens it before it queues."""
+    import subprocess
+
+    flag = workspace.root / "ok"
+    workspace.pipeline("ff", f"""
+        [tasks.a]
+        command = ["sh", "-c", "test -f {flag}"]
+        [tasks.b]
+        command = ["true"]
+        needs = ["a"]
+    """)
+    daemon.start()
+    rid = daemon.call("trigger", {"pipeline": "ff"})["run_id"]
+    assert daemon.wait_run(rid) == "failed"
+    flag.touch()
+    out = subprocess.run([*workspace.cli(), "retry", str(rid)], env=workspace.cli_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"resuming run {rid}: a, b"
+    assert [line.split(None, 1)[1] for line in lines[1:5]] == [
+        "a                        started (attempt 2)", "a                        ok in 0.0s",
+        "b                        started (attempt 1)", "b                        ok in 0.0s"], out.stdout
+    from edgeorch import Client
+
+    with Client(config=workspace.config_path) as client:
+        flag.unlink()
+        assert client.wait(client.submit("ff")).state == "failed"
+        seen: list[dict] = []
+        flag.touch()
+        again = client.rerun(rid + 1, on_event=seen.append, on_resumed=lambda tasks: seen.append({"tasks": tasks}))
+    assert again.succeeded and seen[0] == {"tasks": ["a", "b"]}
+    assert [(e["task"], e["state"]) for e in seen if e.get("kind") == "task" and e.get("run_id") == rid + 1][:1] == [
+        ("a", "running")]
