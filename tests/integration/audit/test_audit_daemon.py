@@ -95,9 +95,9 @@ def socket_nobody_reaches(workspace, daemon, control: str) -> Iterator[Path]:
 def as_nobody(sock: Path, op: str, args: dict) -> dict:
     """One request to ``sock`` from user nobody (setpriv, socat): its answer."""
     line = json.dumps({"v": 1, "id": 1, "op": op, "args": args}) + "\n"
-    out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5",
-                          "-", f"UNIX-CONNECT:{sock}"], input=line.encode(), capture_output=True, timeout=15)
-    return json.loads(out.stdout)
+    from socat import socat_request
+
+    return json.loads(socat_request(sock, line.encode(), as_nobody=True).stdout)
 
 
 # -- refused requests ---------------------------------------------------------------------------------

@@ -48,12 +48,9 @@ def open_up(st: ServerThread) -> None:
 def as_nobody(path: Path, *requests: dict[str, Any]) -> list[dict[str, Any]]:
     """Send ``requests`` from a process running as nobody; the parsed replies."""
     lines = "".join(json.dumps(r) + "\n" for r in requests).encode()
-    out = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"],
-        input=lines,
-        capture_output=True,
-        timeout=15,
-    )
+    from socat import socat_request
+
+    out = socat_request(path, lines, as_nobody=True)
     assert out.returncode == 0, out.stderr.decode()
     return sorted((json.loads(line) for line in out.stdout.splitlines()), key=lambda r: r["id"])
 

@@ -143,13 +143,11 @@ def test_last_line_without_newline_is_a_request(server: ServerThread) -> None:
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
 def test_socat_can_drive_the_protocol(server: ServerThread) -> None:
-    out = subprocess.run(
-        ["socat", "-t", "5", "-", f"UNIX-CONNECT:{server.path}"],
-        input=b'{"v":1,"id":1,"op":"version"}\n',
-        capture_output=True,
-        timeout=10,
-        check=True,
-    ).stdout
+    from socat import socat_request
+
+    done = socat_request(server.path, b'{"v":1,"id":1,"op":"version"}\n')
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert json.loads(out) == {"id": 1, "ok": True, "result": {"protocol": 1, "edgeorch": __version__}}
 
 

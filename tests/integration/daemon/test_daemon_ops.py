@@ -239,9 +239,10 @@ def test_another_user_is_refused_and_recorded(workspace, daemon):
     req = json.dumps({"v": 1, "id": 1, "op": "trigger", "args": {"pipeline": "two"}}) + "\n"
     # -t 5: socat waits that long for the answer after its input ends (its default, 0.5 s, lost the answer of a
     # daemon slowed by a loaded machine: the test was flaky).
-    proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "5", "-",
-                           f"UNIX-CONNECT:{sock}"], input=req, capture_output=True, text=True, timeout=30)
-    reply = json.loads(proc.stdout.splitlines()[0])
+    from socat import socat_request
+
+    proc = socat_request(sock, req.encode(), as_nobody=True)
+    reply = json.loads(proc.stdout.decode().splitlines()[0])
     assert reply["ok"] is False and reply["error"]["code"] == "permission_denied"
     assert daemon.call("runs.list")["runs"] == []
     import sqlite3
