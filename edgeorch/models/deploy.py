@@ -280,7 +280,8 @@ class Deployer:
         if served and policy.deploy.reload:
             result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
             if not result.ok:
-                return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result)
+                return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result,
+                                             check="reload command")
             dep = self._step(dep, step="reloaded")
         if served and policy.deploy.health and dep["to_version"] is not None:
             if dep["strategy"] == "blue_green":  # the served process may still be loading it: its window
@@ -297,11 +298,12 @@ class Deployer:
         return self._finish(dep, "succeeded", f"{what} (was {_v(dep['from_version'])})")
 
     async def _roll_back(self, dep: dict[str, Any], policy: ModelPolicy, target: Target, why: str,
-                         result: CommandResult | None) -> dict[str, Any]:
-        """A check after the switch failed: the alias back to where it was, the target switched back, reloaded."""
+                         result: CommandResult | None, *, check: str = "health check") -> dict[str, Any]:
+        """A check after the switch failed (``check``: the health check, or the reload command): the alias back to
+        where it was, the target switched back, reloaded."""
         name, alias, frm, to = dep["model"], dep["alias"], dep["from_version"], dep["to_version"]
         if result is not None:
-            self._health_decision(dep, result, "after the switch")
+            self._health_decision(dep, result, "after the switch", check=check)
         if dep["action"] == "rollback":  # a rollback that fails its own checks: nothing further back to go to
             return self._finish(dep, "failed", f"{why}; this was a rollback, so {alias} stays on {_v(to)}")
         with self.store.transaction():
@@ -383,15 +385,19 @@ class Deployer:
                 "EDGEORCH_MODEL_ALIAS": dep["alias"], "EDGEORCH_MODEL_PATH": str(path),
                 "EDGEORCH_MODEL_DIR": str(target.root), "EDGEORCH_MODEL_PREVIOUS": str(dep["from_version"] or "")}
 
-    def _health_decision(self, dep: dict[str, Any], result: CommandResult, when: str) -> None:
+    def _health_decision(self, dep: dict[str, Any], result: CommandResult, when: str, *,
+                         check: str = "health check") -> None:
+        """A deployment check that failed, recorded with the version (kind ``health``: the checks a deployment
+        runs; ``check`` says which: the health check, or the reload command, which a failure was labelled as a
+        health check)."""
         if dep["to_version"] is None:
             return
         v = self.store.models.version(dep["model"], dep["to_version"])
         self.store.models.record_decision(
             v["id"], kind="health", verdict="failed", alias=dep["alias"], against=dep["from_version"],
-            conditions=[{"condition": f"health {when}", "value": result.exit_code, "threshold": 0,
+            conditions=[{"condition": f"{check.split()[0]} {when}", "value": result.exit_code, "threshold": 0,
                          "verdict": "failed", "why": result.describe(), "command": result.to_dict()}],
-            summary=f"{dep['model']} version {dep['to_version']} failed its health check {when}: {result.describe()}",
+            summary=f"{dep['model']} version {dep['to_version']} failed its {check} {when}: {result.describe()}",
             deployment_id=dep["id"], actor="edgeorch")
 
     def _step(self, dep: dict[str, Any], *, step: str | None = None, state: str | None = None,

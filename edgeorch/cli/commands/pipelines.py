@@ -106,6 +106,11 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
             print(f"warning  pipeline {i['name']}: {w}")
     for e in errors:
         print(f"error  {e}")
+    if not backend.online and any(i.get("next_fire") and not i["paused"] for i in items):
+        # The times are the schedules' own; without a daemon nothing starts at them (a reader took them for
+        # what would happen).
+        print("note   no daemon runs: no schedule fires until one does (`edgeorch daemon`, or systemctl start "
+              "edgeorch); the next fires are when it would")
     return EXIT_OK
 
 

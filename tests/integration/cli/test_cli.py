@@ -358,3 +358,14 @@ def test_pipelines_without_a_daemon_says_when_the_state_file_cannot_tell_what_is
     out = workspace.invoke("pipelines")
     assert out.returncode == 0
     assert "note: paused states and schedule watermarks unknown" in out.stderr and "schema" in out.stderr, out.stderr
+
+
+def test_pipelines_without_a_daemon_says_its_next_fires_start_nothing(workspace):
+    """NEXT FIRE times were shown as if something would fire them, with no daemon running."""
+    workspace.pipeline("nightly", 'schedule = "0 3 * * *"\n[tasks.a]\ncommand = ["true"]\n')
+    workspace.pipeline("plain", '[tasks.a]\ncommand = ["true"]\n')
+    out = workspace.invoke("pipelines")
+    assert out.returncode == 0
+    assert "note   no daemon runs: no schedule fires until one does" in out.stdout, out.stdout
+    workspace.pipelines.joinpath("nightly.toml").unlink()
+    assert "no daemon runs" not in workspace.invoke("pipelines").stdout  # nothing scheduled: nothing to say

@@ -171,3 +171,22 @@ def test_the_reload_after_an_automatic_rollback_names_the_version_served_again(w
     harness.models(lambda s: s.promote("house", 2, actor="test"))
     assert _consistent(workspace, harness) == {"champion": 1}
     assert reloads.read_text().splitlines() == ["2 1", "1 2"]
+
+
+def test_a_reload_that_fails_is_recorded_as_the_reload_not_a_health_check(workspace, harness, model_pipeline) -> None:
+    """`models why` said "Health (failed): ... failed its health check after the switch: 'sh -c echo reload ...'
+    exited with code 1" for a failed reload command."""
+    model_pipeline(workspace, extra='promote = "manual"', deploy='''
+        reload = ["sh", "-c", "test $EDGEORCH_MODEL_VERSION != 2"]''')
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    harness.models(lambda s: s.promote("house", 1, actor="test"))
+    dep = harness.models(lambda s: s.promote("house", 2, actor="test"))
+    assert dep["state"] == "rolled_back" and dep["outcome"].startswith("the reload failed")
+    store = harness.store()
+    try:
+        (decision,) = [d for d in store.models.decisions(store.models.version("house", 2)["id"]) if d["kind"] == "health"]
+        assert "failed its reload command after the switch" in decision["summary"], decision["summary"]
+        assert decision["conditions"][0]["condition"] == "reload after the switch"
+    finally:
+        store.close()
