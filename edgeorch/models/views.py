@@ -105,7 +105,12 @@ def why(store: "Store", name: str, version: int) -> dict[str, Any]:
     doc = {"model": name, "version": version, "gate_verdict": v["gate_verdict"], "run_id": v["run_id"],
            "task": v["task"], "created_at": v["created_at"], "metrics": v["metrics"],
            "aliases": sorted(a for a, n in aliases.items() if n == version), "current_aliases": aliases,
-           "decisions": decisions, "alias_moves": list(reversed(moves))}
+           "decisions": decisions, "alias_moves": list(reversed(moves)),
+           # The deployments that tried to move an alias to it and did not (undone by a block or a restart,
+           # failed, rolled back, or still going): a version that passed its gates and is served nowhere says why.
+           "deployments": [{k: d.get(k) for k in ("id", "alias", "action", "state", "step", "outcome")}
+                           for d in reversed(store.models.deployments(name, limit=1000))
+                           if d["to_version"] == version and d["state"] != "succeeded"]}
     doc["text"] = why_text(doc)
     return doc
 
@@ -138,6 +143,11 @@ def why_text(doc: dict[str, Any]) -> str:
         else:
             to = "no version" if h["to_version"] is None else f"version {h['to_version']}"
             lines.append(f"  {h['alias']} moved away from it to {to} ({h['action']}{who}){why}")
+    for d in doc.get("deployments") or []:
+        again = (f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
+                 if d["state"] in ("undone", "failed") else "")
+        lines.append(f"  Deployment {d['id']} ({d['action']} to {d['alias']}) {d['state']}: "
+                     f"{d.get('outcome') or 'at step ' + str(d.get('step'))}{again}")
     held = doc["aliases"]
     lines.append(f"  Now: {', '.join(held)} {'points' if len(held) == 1 else 'point'} at it." if held else
                  "  Now: no alias points at it" + (

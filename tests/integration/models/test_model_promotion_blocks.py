@@ -43,6 +43,9 @@ def test_a_block_stops_every_forward_move_until_unblocked(workspace, harness, mo
         "champion_degraded"
     why = workspace.invoke("models", "why", "house", "2")
     assert "Block (blocked)" in why.stdout and "champion_degraded" in why.stdout
+    # The deployment that did not happen is named, with how to try again (it ended "Now: no alias points at it").
+    assert "(promote to champion) undone: " in why.stdout and "edgeorch models promote house 2 --alias champion " \
+        "tries again" in why.stdout, why.stdout
 
     lifted = workspace.invoke("models", "unblock", "house", "--reason", "checked by hand", "--json")
     assert lifted.returncode == 0 and json.loads(lifted.stdout)["lifted"][0]["lift_reason"] == "checked by hand"
