@@ -122,9 +122,10 @@ def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]],
         if name in cached:
             doc["cache"] = cache_miss(store, run["pipeline"], first)
         out.append(doc)
-    # The tasks with no attempt: what each waits for now (a live daemon's queue), or why it never ran.
+    # The tasks with no attempt: what each waits for now (a live daemon's queue), or why it never ran (a cache
+    # hit among them: which run's result it reused; `why` said nothing of them).
     for name, t in tasks.items():
-        if name in attempts or t["state"] in ("skipped", "succeeded"):
+        if name in attempts or t["state"] == "succeeded" or (t["state"] == "skipped" and not t.get("reason")):
             continue
         open_needs = [u for u in needs.get(name, []) if (tasks.get(u) or {}).get("state") not in ("succeeded",
                                                                                                  "skipped")]

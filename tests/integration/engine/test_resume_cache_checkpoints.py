@@ -258,6 +258,9 @@ def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, h
     assert said(fourth).startswith(f"its definition differs from run {third}")
     out = workspace.invoke("why", str(fourth))
     assert "ran instead of a cache hit: its definition differs" in out.stdout, out.stdout + out.stderr
+    hit, _ = harness.run("cached", {"n": "2"})  # a hit: why says which run's result it reused (it said nothing)
+    out = workspace.invoke("why", str(hit))
+    assert f"task expensive (skipped): cache hit: outputs of run {fourth} (expensive #1)" in out.stdout, out.stdout
 
 
 def test_why_counts_a_resumed_tasks_waits_from_the_resume_and_says_a_succeeded_attempt_succeeded(workspace, harness):
