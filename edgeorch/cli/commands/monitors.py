@@ -145,7 +145,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     s = doc["started_by"]
     print(f"run {doc['run']} ({doc['pipeline']}, {doc['state']}), created {format_timestamp(doc['created_at'])}")
     if s["kind"] == "schedule":
-        print(f"  started by its schedule: the fire of {s['fire_time']}")
+        print(f"  started by its schedule: the fire of {_fire_shown(s['fire_time'])}")
     elif s["kind"] == "drop":
         for f in s["files"]:
             print(f"  started by a dropped file: {printable(f['file'])} (sha256 {f['sha256']}) in {f['folder']}")
@@ -174,3 +174,15 @@ def cmd_why(args: argparse.Namespace) -> int:
         if t.get("cache"):
             print(f"    ran instead of a cache hit: {t['cache']}")
     return EXIT_OK
+
+
+def _fire_shown(text: str | None) -> str:
+    """A recorded fire time (ISO 8601, UTC) in local time as the tables show times, its UTC form beside it: `why`
+    said 11:30:00+00:00 beside a CREATED of 03:30:00 under TZ=America/Los_Angeles."""
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    return f"{format_timestamp(at.timestamp())} ({text})"
