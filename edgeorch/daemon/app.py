@@ -376,7 +376,7 @@ class Daemon:
             f"the state file {problem} while the daemon ran: stopping, so that nothing more is written to it{note}",
             file=str(self.store.db.path),
             hint="start the daemon again: running tasks go on and are collected then" if saved else
-                 "put the daemon's state file back, or restore a backup (docs/operations.md, \"Backups\"), then "
+                 "put the daemon's state file back, or restore a backup (docs/operations.md, \"Back up the state file\"), then "
                  "start the daemon again; running tasks go on and are collected then")
         self.engine.fail_stop(self._displaced)  # the fail-stop path: logged, said on stderr, exit 4
 

@@ -193,10 +193,10 @@ class ObjectStore:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise CorruptObject(f"object {path} is missing{where}", file=str(path),
+            raise CorruptObject(f"the object is missing{where}", file=str(path),
                                 hint=_HEAL)
         except OSError as exc:
-            raise CorruptObject(f"object {path} cannot be read: {exc.strerror}{where}", file=str(path)) from None
+            raise CorruptObject(f"the object cannot be read: {exc.strerror}{where}", file=str(path)) from None
         data = raw
         if codec == "zstd":
             import zstandard
@@ -204,10 +204,10 @@ class ObjectStore:
             try:
                 data = zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
             except zstandard.ZstdError as exc:
-                raise CorruptObject(f"object {path} is not a valid zstd frame ({exc}){where}",
+                raise CorruptObject(f"the object is not a valid zstd frame ({exc}){where}",
                                     file=str(path)) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-            raise CorruptObject(f"object {path} is corrupted: its content does not hash to its name{where}",
+            raise CorruptObject(f"the object is corrupted: its content does not hash to its name{where}",
                                 file=str(path), hint=_HEAL)
         return data
 

@@ -77,8 +77,8 @@ def resolve(store: Store, state_dir: Path, run_id: int, run_dir: Path, pins: dic
             pinned = pins.get(name)
             if pinned is not None and version is not None and version != pinned:
                 raise InputError(f"{where}: this run reads {name}@{pinned} already (one run reads one version of a "
-                                 f"dataset, in {{run_dir}}/{DATASETS_FOLDER}/{name}); expected dataset:{name}@{pinned} "
-                                 f"or dataset:{name}@latest, or another run")
+                                 f"dataset, in {{run_dir}}/{DATASETS_FOLDER}/{name}); expected the same version in "
+                                 f"every task of a run (dataset:{name}@{pinned}), or another run for another")
             doc = show(store, name, pinned if pinned is not None else version, with_files=True)
         except EdgeorchError as exc:
             raise InputError(f"{where}: {exc.one_line()}") from None

@@ -39,7 +39,7 @@ from ..kernels.cache import numba_cache_dir
 from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
-from ..pipelines.inputs import is_dataset
+from ..pipelines.inputs import is_dataset, parse_dataset_input
 from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
                                     fire_of_created, strings_in)
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -309,6 +309,7 @@ class Engine:
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
         self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, off the loop
+        self._unhold_datasets: Callable[[], None] = lambda: None  # the prune holder registered by start()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -328,6 +329,9 @@ class Engine:
                         "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
                         newest or "none", shown)
         self._refuse_moved_runs()
+        from ..datasets.holders import register_holder  # a small module: no chunker, no numba
+
+        self._unhold_datasets = register_holder(self._dataset_holds)
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:
             # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
@@ -384,6 +388,7 @@ class Engine:
     async def close(self, *, stop_tasks: bool = False) -> None:
         """Stop the engine. Running tasks go on (live restore) unless ``stop_tasks``."""
         self.accepting = False
+        self._unhold_datasets()
         if stop_tasks:
             for la in list(self.live.values()):
                 self._stop_attempt(la, "cancelled")
@@ -424,6 +429,29 @@ class Engine:
         self.run_folders.release()
         if self.res is not None:
             self.res.close()
+
+    def _dataset_holds(self, store: Store) -> dict[int, str]:
+        """The data versions the active runs read or will read (a prune's holder, :mod:`edgeorch.datasets.holders`):
+        each run's pinned versions and the ones its tasks name by number. A task that became ready after a prune
+        removed the version it names failed "it was pruned". Called on the prune's thread: reads copies."""
+        out: dict[int, str] = {}
+        for ctx in list(self.runs.values()):
+            refs = dict(ctx.datasets)
+            for spec in ctx.pipeline.tasks.values():
+                for text in spec.inputs:
+                    if is_dataset(text) and "{" not in text:
+                        try:
+                            name, version = parse_dataset_input(text)
+                        except EdgeorchError:
+                            continue
+                        if version is not None:
+                            refs.setdefault(name, version)
+            for name, version in refs.items():
+                try:
+                    out[int(store.datasets.version(name, version)["id"])] = f"run {ctx.run_id} reads it"
+                except EdgeorchError:
+                    continue  # gone already: its task fails saying so
+        return out
 
     def _refuse_moved_runs(self) -> None:
         """A :class:`StateError` when an active run's recorded folder is gone and the runs folder holds one of its

@@ -179,10 +179,12 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
     from ..errors import EdgeorchError
 
     want = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in d.manifest.files}
+    _real_folder(os.path.dirname(d.dest))  # {run_dir}/datasets: never through a link a task put there
     found = _files_at(d.dest)
     if found is None or found[0] != want:
         if os.path.islink(d.dest) or (os.path.lexists(d.dest) and not os.path.isdir(d.dest)):
             os.unlink(d.dest)
+        _remove_leftovers(d.dest)
         shas = [sha for f in d.manifest.files for sha in f["chunks"]]
         d.objects.pin(shas)  # kept from a prune's garbage sweep while they are read
         try:
@@ -199,6 +201,29 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
     stamps.update(found[1])
     return ConsumedItem("dataset", d.ref, d.manifest_sha256, sum(size for _sha, size in want.values()),
                         spec=written, files=len(want))
+
+
+def _real_folder(path: str) -> None:
+    """Make ``path`` a folder of its own: a link or a file a task put in its place is removed first (a link
+    there sent a restore's writes and removals into the folder it named, outside the run's)."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    os.makedirs(path, exist_ok=True)
+
+
+def _remove_leftovers(dest: str) -> None:
+    """Remove what an interrupted restore of ``dest`` left beside it (``.NAME.restore-*``, ``.NAME.old-*``: a
+    kill -9 mid-placement), which the run's tasks would see in its datasets folder."""
+    import shutil
+
+    parent, name = os.path.split(dest)
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith((f".{name}.restore-", f".{name}.old-")):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def _files_at(folder: str) -> tuple[dict[str, tuple[str, int]], dict[str, Stamp]] | None:

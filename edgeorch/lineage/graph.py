@@ -307,9 +307,12 @@ class Walk:
         found = self.lineage.dataset_version(name, int(version)) if version.isdigit() else None
         if found is not None:
             return _with_run_gone(self.lineage, _dataset(found))
+        # What was recorded of it, and no origin: its row (which said who made it) is gone. Walked like any
+        # version's node (it crashed `lineage task:...` once its version was pruned).
         return str(row["path"]), {"kind": "dataset", "name": name, "version": int(version) if version.isdigit() else None,
                                   "manifest_sha256": row["sha256"], "files": row["files"], "size": row["size"],
-                                  "pruned": True}
+                                  "source": None, "source_path": None, "run_id": None, "task": None,
+                                  "input_id": None, "created_at": None, "pruned": True}
 
     def _dataset_readers(self, node_id: str, version: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []

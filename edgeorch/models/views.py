@@ -145,7 +145,9 @@ def why_text(doc: dict[str, Any]) -> str:
             lines.append(f"  {h['alias']} moved away from it to {to} ({h['action']}{who}){why}")
     for d in doc.get("deployments") or []:
         again = (f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
-                 if d["state"] in ("undone", "failed") else "")
+                 if d["state"] in ("undone", "failed") else
+                 f" (fix what failed, then edgeorch models promote {name} {version} --alias {d['alias']})"
+                 if d["state"] == "rolled_back" else "")
         lines.append(f"  Deployment {d['id']} ({d['action']} to {d['alias']}) {d['state']}: "
                      f"{d.get('outcome') or 'at step ' + str(d.get('step'))}{again}")
     held = doc["aliases"]

@@ -80,7 +80,8 @@ def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[di
     """
     folder_rules, errors = load_rules_dir(folder, pipelines)
     rules, duplicates = in_force(pipelines, folder_rules)
-    return rules, [e.render() for e in (*errors, *duplicates, *unknown_names_of(rules.values(), pipelines))]
+    # One line each (a log line, a cell of `monitors`): a hint's line break came out as a literal "\n" in the log.
+    return rules, [e.one_line() for e in (*errors, *duplicates, *unknown_names_of(rules.values(), pipelines))]
 
 
 def unknown_names_of(rules: Iterable[RuleSpec], pipelines: Mapping[str, Any]) -> list[EdgeorchError]:

@@ -63,7 +63,9 @@ def why_doc(store: Any, run_id: int, waiting: Mapping[str, str] | None = None) -
     if trigger == "schedule":
         fire: dict[str, Any]
         fire = next((json.loads(e["data"]) for e in events if e["kind"] == "schedule_fire" and e.get("data")), {})
-        started = {"kind": "schedule", "fire_time": fire.get("fire_time"), "missed": fire.get("missed")}
+        started = {"kind": "schedule", "fire_time": fire.get("fire_time"), "missed": fire.get("missed"),
+                   # The fire as its tasks got it: in the schedule's timezone (EDGEORCH_FIRE_TIME).
+                   "fire_time_local": (run.get("env") or {}).get("EDGEORCH_FIRE_TIME")}
     elif trigger.startswith("input:"):
         files = [{"file": i["source_name"], "sha256": i["sha256"], "folder": i["watch_folder"], "input": i["id"],
                   "arrived_at": i["arrived_at"]} for i in store.inputs.all_of_run(run_id)]

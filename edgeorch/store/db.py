@@ -135,7 +135,7 @@ class Database:
         if unclean and self.path.exists() and self.path.stat().st_size == 0:
             # SQLite would take it for a new, empty state (its WAL replayed onto nothing): every run forgotten.
             raise StateError("the state file is empty but its -wal file is not: it was truncated",
-                             file=str(self.path), hint="restore it from a backup (docs/operations.md, \"Backups\"); "
+                             file=str(self.path), hint="restore it from a backup (docs/operations.md, \"Back up the state file\"); "
                                                        "to start with empty state, move the file and its -wal away")
         self.conn, version = self._open()
         self._identity = _identity(self.path)
@@ -383,7 +383,7 @@ class Database:
             self.conn.close()
             lines = [line for line in str(verdict).splitlines() if line.strip() and not line.startswith("***")]
             raise StateError(f"the state file is corrupt: {(lines or [verdict])[0]}", file=str(self.path),
-                             hint="restore it from a backup (docs/operations.md, \"Backups\"); `sqlite3 FILE "
+                             hint="restore it from a backup (docs/operations.md, \"Back up the state file\"); `sqlite3 FILE "
                                   "'.recover'` may save what is left. The last writer did not close it: was the "
                                   "file replaced while a daemon ran?")
 

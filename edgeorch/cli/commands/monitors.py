@@ -145,7 +145,9 @@ def cmd_why(args: argparse.Namespace) -> int:
     s = doc["started_by"]
     print(f"run {doc['run']} ({doc['pipeline']}, {doc['state']}), created {format_timestamp(doc['created_at'])}")
     if s["kind"] == "schedule":
-        print(f"  started by its schedule: the fire of {_fire_shown(s['fire_time'])}")
+        local = s.get("fire_time_local")  # in the schedule's timezone, as its tasks got it
+        print(f"  started by its schedule: the fire of {local} ({_fire_shown(s['fire_time']).split(' (')[0]} here)"
+              if local else f"  started by its schedule: the fire of {_fire_shown(s['fire_time'])}")
     elif s["kind"] == "drop":
         for f in s["files"]:
             print(f"  started by a dropped file: {printable(f['file'])} (sha256 {f['sha256']}) in {f['folder']}")

@@ -118,7 +118,7 @@ def test_restore_names_a_corrupted_object_and_leaves_dest_alone(workspace, src, 
     victim.write_bytes(b"\0" + victim.read_bytes()[1:])
     proc = cli(workspace, "restore", "sales@1", str(tmp_path / "out"))
     assert proc.returncode == 1
-    assert f"object {victim} is corrupted" in proc.stderr and "dataset sales@1, file a.png" in proc.stderr
+    assert f"{victim}: the object is corrupted" in proc.stderr and "dataset sales@1, file a.png" in proc.stderr
     assert not (tmp_path / "out").exists()
     err = json.loads(cli(workspace, "restore", "sales@1", str(tmp_path / "out"), "--json").stderr)
     assert err["error"]["code"] == "corrupt"

@@ -204,3 +204,71 @@ def test_a_version_read_by_an_active_run_is_held_from_retention(workspace, harne
     vid = store.datasets.version("sales", 1)["id"]
     assert seen[vid] == f"run {run_id} is running and reads it"
     assert vid not in store.datasets.held()  # the run is over: nothing holds it any more
+
+
+
+def test_a_pruned_version_stays_in_a_tasks_lineage_and_a_planted_link_is_never_followed(workspace, harness):
+    """`lineage task:RUN/TASK` crashed (KeyError) once the version the task read was pruned; a task that replaced
+    {run_dir}/datasets by a link to another folder had the next placement delete and write there."""
+    from edgeorch.datasets.retention import Rule
+    from edgeorch.datasets.service import prune
+
+    outside = workspace.root / "outside" / "sales"
+    outside.mkdir(parents=True)
+    (outside / "precious.txt").write_text("keep me")
+    workspace.pipeline("plant", f"""
+        [tasks.a]
+        shell = true
+        command = "rm -rf {{run_dir}}/datasets; ln -s {outside.parent} {{run_dir}}/datasets"
+        inputs = ["dataset:sales"]
+        [tasks.b]
+        command = ["cat", "{{run_dir}}/datasets/sales/day.csv"]
+        inputs = ["dataset:sales"]
+        needs = ["a"]
+    """)
+    _version(workspace, {"day.csv": b"one\n"})
+    run_id, state = harness.run("plant")
+    assert state == RunState.SUCCEEDED
+    assert (outside / "precious.txt").read_text() == "keep me" and not (outside / "day.csv").exists()
+    run_dir = Path(harness.store().runs.get(run_id)["run_dir"])
+    assert not (run_dir / "datasets").is_symlink() and (run_dir / "datasets" / "sales" / "day.csv").is_file()
+
+    _version(workspace, {"day.csv": b"two\n"})
+    store = harness.store()
+    prune(store, object_store(workspace.config().state_dir), Rule.parse(keep=1))
+    assert [v["version"] for v in store.datasets.versions("sales")] == [2]
+    up = lineage_graph.Walk(store).run(lineage_graph.task_node(store.lineage, run_id, "b"), ["upstream"])
+    node = up["nodes"]["dataset:sales@1"]
+    assert node["pruned"] is True and node["kind"] == "dataset"
+    store.close()
+
+
+def test_a_version_a_run_names_is_held_from_prune_before_its_task_is_ready(workspace, harness):
+    """`b` (after a slow `a`) names sales@1: a prune meanwhile removed it, and `b` failed "it was pruned"."""
+    from edgeorch.datasets.retention import Rule
+    from edgeorch.datasets.service import prune
+
+    workspace.pipeline("later", """
+        [tasks.a]
+        command = ["sh", "-c", "while [ ! -e {run_dir}/go ]; do sleep 0.01; done"]
+        [tasks.b]
+        command = ["cat", "{run_dir}/datasets/sales/day.csv"]
+        inputs = ["dataset:sales@1"]
+        needs = ["a"]
+    """)
+    _version(workspace, {"day.csv": b"one\n"})
+    _version(workspace, {"day.csv": b"two\n"})
+    pruned: list[int] = []
+
+    async def during(engine, run_id: int) -> None:
+        import asyncio
+
+        store = engine.store
+        while _task(store, run_id, "a")["state"] != "running":
+            await asyncio.sleep(0.01)
+        pruned.append(prune(store, object_store(engine.config.state_dir), Rule.parse(keep=1))["removed"])
+        (Path(store.runs.get(run_id)["run_dir"]) / "go").touch()
+
+    run_id, state = harness.run("later", during=during)
+    assert state == RunState.SUCCEEDED, _task(harness.store(), run_id, "b")["reason"]
+    assert pruned == [[]]  # nothing removed: the run holds version 1

@@ -190,3 +190,6 @@ def test_a_reload_that_fails_is_recorded_as_the_reload_not_a_health_check(worksp
         assert decision["conditions"][0]["condition"] == "reload after the switch"
     finally:
         store.close()
+    why = workspace.invoke("models", "why", "house", "2").stdout
+    assert "rolled_back: the reload failed" in why and "(fix what failed, then edgeorch models promote house 2 " \
+        "--alias champion)" in why, why

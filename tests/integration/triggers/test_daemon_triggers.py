@@ -598,3 +598,6 @@ def test_a_scheduled_runs_tasks_know_the_fire_they_process(workspace, daemon):
     (art,) = q(workspace, "SELECT path FROM artifacts a JOIN attempts t ON t.id = a.attempt_id WHERE t.run_id = ?",
                (row["run_id"],))
     assert Path(art["path"]).read_text().strip() == env["EDGEORCH_FIRE_TIME"]
+    # `why` says the fire as the tasks got it (in the schedule's timezone), and when that was here.
+    why = workspace.invoke("why", str(row["run_id"]))
+    assert f"started by its schedule: the fire of {env['EDGEORCH_FIRE_TIME']} (" in why.stdout, why.stdout

@@ -203,7 +203,7 @@ def test_a_missing_or_undecodable_object_is_named(store, objects, tmp_path):
     with pytest.raises(CorruptObject, match="not a valid zstd frame"):
         restore_ref(store, objects, "demo", 1, tmp_path / "out")
     path.unlink()
-    with pytest.raises(CorruptObject, match=f"object {path} is missing .dataset demo@1, file a.txt"):
+    with pytest.raises(CorruptObject, match=f"{path}: the object is missing .dataset demo@1, file a.txt"):
         restore_ref(store, objects, "demo", 1, tmp_path / "out")
 
 

@@ -140,9 +140,9 @@ def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_chang
         # The rollback of a model these pipelines do not declare is said (it would fail when the rule fires).
         assert [p.split(": ", 1)[1] for p in monitors.problems] == [
             "on[1].do[0].rollback: rule 'champion_degraded': rollback names a model no pipeline declares (found "
-            "'house'); expected one of (none)\n  hint: it fails each time the rule fires",
+            "'house'); expected one of (none); hint: it fails each time the rule fires",
             "on[1].model: rule 'champion_degraded': reads a model no pipeline declares (found 'house'); expected one "
-            "of (none)\n  hint: it fails each time the rule fires"]
+            "of (none); hint: it fails each time the rule fires"]
         (rules_dir / "again.toml").write_text(textwrap.dedent(GOOD).split("[[on]]")[0] + "[[on]]" +
                                               textwrap.dedent(GOOD).split("[[on]]")[1])
         monitors.reload()
