@@ -132,9 +132,11 @@ class Timeout(ProtocolError, TimeoutError):
 
 
 class InternalError(ProtocolError):
-    """A bug in a handler; details are in the daemon's log, not on the wire."""
+    """A bug in a handler; details are in the daemon's log, not on the wire. Exit 70, as a bug of the CLI's own
+    (``--help``: "internal error: a bug, please report it"); it exited 1, what a failed run exits."""
 
     code = INTERNAL
+    exit_code = 70
 
 
 class BadResponse(ProtocolError):

@@ -118,3 +118,11 @@ def test_a_rebuilt_error_keeps_the_daemons_fields_for_a_script_and_its_text_as_s
     assert str(err) == err.render() == body["message"]
     assert err.to_dict() == body
     assert err.one_line() == body["message"].replace("\n  hint: ", "; hint: ")
+
+
+def test_an_internal_error_of_the_daemon_exits_70_as_the_clis_own() -> None:
+    """`internal error in op 'lineage'` exited 1 (a failed run's code) where `--help` says 70: a bug to report."""
+    from edgeorch.control.protocol import InternalError, error_from_dict
+
+    err = error_from_dict({"code": "internal", "message": "internal error in op 'lineage'; details are in the log"})
+    assert isinstance(err, InternalError) and err.exit_code == 70
