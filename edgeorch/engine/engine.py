@@ -1006,14 +1006,12 @@ class Engine:
         for task, why in decision.unsatisfiable:  # normally caught at push; kept as the policy's safety net
             res.remove(task.id)
             self._fail_unsatisfiable(*_split_id(task.id), why)
-        dedicated = False
         for task, lease in decision.start:
             res.remove(task.id)
             run_id, name = _split_id(task.id)
             ctx = self.runs.get(run_id)
             if ctx is None or ctx.states.get(name) != TaskState.READY:
                 continue
-            dedicated = dedicated or bool(lease.cpus)
             try:
                 self._start_task(ctx, name, lease)
             except StateError:
@@ -1022,8 +1020,6 @@ class Engine:
                 self._fail_without_attempt(ctx, name, exc.render())
             except OSError as exc:
                 self._fail_without_attempt(ctx, name, f"cannot prepare the attempt: {exc}")
-        if dedicated and res.cluster is None:
-            self._rebalance_shared(res)
 
     def _rebalance_shared(self, res: Admission) -> None:
         """Move running tasks that asked for no cores onto the cores nobody leased now (docs/resources.md): off
@@ -1177,6 +1173,11 @@ class Engine:
         now = self.clock()
         res.grant(attempt_id, ctx.run_id, name, lease, ctx.pipeline.name,
                   now + res.durations.predict(f"{ctx.pipeline.name}/{name}"), now, cgroup)
+        if lease.cpus and res.cluster is None:
+            # The running tasks that asked for no cores leave this lease's cores before its task is asked to
+            # start: moved after the dispatch pass (a loaded machine delays the rest of it), they shared the cores
+            # with the task for a moment, the task having started first.
+            self._rebalance_shared(res)
         ctx.attempts[name] = number
         ctx.states[name] = TaskState.RUNNING
         la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now, leased=recorded)
