@@ -328,7 +328,8 @@ class Engine:
                         "its -wal file?) and knows nothing of them: what they did may be done again (docs/"
                         "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
                         newest or "none", shown)
-        self._refuse_moved_runs()
+        active = self.store.runs.active()  # read once: checked here, activated below
+        self._refuse_moved_runs(active)
         from ..datasets.holders import register_holder  # a small module: no chunker, no numba
 
         self._unhold_datasets = register_holder(self._dataset_holds)
@@ -345,7 +346,7 @@ class Engine:
         self.res.on_gpu_update(lambda: loop.call_soon_threadsafe(self._schedule_dispatch))
         self.res.restore_drains(self.store.events.daemon_rows("gpu_drained", since=boot_time()))
         self.res.seed_durations(self.store.attempts.successful_durations())
-        for run in self.store.runs.active():
+        for run in active:
             self._activate(run["id"])
         self._recover_attempts()
         for ctx in list(self.runs.values()):
@@ -453,13 +454,13 @@ class Engine:
                     continue  # gone already: its task fails saying so
         return out
 
-    def _refuse_moved_runs(self) -> None:
+    def _refuse_moved_runs(self, active: list[dict[str, Any]]) -> None:
         """A :class:`StateError` when an active run's recorded folder is gone and the runs folder holds one of its
         name: the state folder was moved (or ``[state] dir`` changed) while runs were active. Started anyway, the
         engine took their attempts for abandoned and ran them again beside the ones still running, writing to
         the old path (made anew); their logs read "gone"."""
         runs_dir = self.config.runs_dir
-        for run in self.store.runs.active():
+        for run in active:
             recorded = Path(run["run_dir"])
             if recorded.parent != runs_dir and not recorded.exists() and (runs_dir / recorded.name).is_dir():
                 raise StateError(

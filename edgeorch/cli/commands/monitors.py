@@ -146,7 +146,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     print(f"run {doc['run']} ({doc['pipeline']}, {doc['state']}), created {format_timestamp(doc['created_at'])}")
     if s["kind"] == "schedule":
         local = s.get("fire_time_local")  # in the schedule's timezone, as its tasks got it
-        print(f"  started by its schedule: the fire of {local} ({_fire_shown(s['fire_time']).split(' (')[0]} here)"
+        print(f"  started by its schedule: the fire of {local} ({_fire_shown(s['fire_time'], utc=False)} here)"
               if local else f"  started by its schedule: the fire of {_fire_shown(s['fire_time'])}")
     elif s["kind"] == "drop":
         for f in s["files"]:
@@ -178,13 +178,14 @@ def cmd_why(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fire_shown(text: str | None) -> str:
-    """A recorded fire time (ISO 8601, UTC) in local time as the tables show times, its UTC form beside it: `why`
-    said 11:30:00+00:00 beside a CREATED of 03:30:00 under TZ=America/Los_Angeles."""
+def _fire_shown(text: str | None, *, utc: bool = True) -> str:
+    """A recorded fire time (ISO 8601, UTC) in local time as the tables show times, its UTC form beside it (``utc``
+    False: the local time alone): `why` said 11:30:00+00:00 beside a CREATED of 03:30:00 under
+    TZ=America/Los_Angeles."""
     from datetime import datetime
 
     try:
         at = datetime.fromisoformat(str(text))
     except ValueError:
         return str(text)
-    return f"{format_timestamp(at.timestamp())} ({text})"
+    return f"{format_timestamp(at.timestamp())} ({text})" if utc else format_timestamp(at.timestamp())
