@@ -8,22 +8,38 @@ from __future__ import annotations
 
 import re
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_UNIT_WORDS: dict[float, tuple[str, ...]] = {
+    0.001: ("milliseconds", "millisecond", "msec", "ms"),
+    1.0: ("seconds", "second", "secs", "sec", "s"),
+    60.0: ("minutes", "minute", "mins", "min", "m"),
+    3600.0: ("hours", "hour", "hrs", "hr", "h"),
+    86400.0: ("days", "day", "d"),
+    604800.0: ("weeks", "week", "w"),
+}
+_DURATION_UNITS = {word: seconds for seconds, words in _UNIT_WORDS.items() for word in words}
+_NUMBER = r"\d+(?:\.\d+)?"
+_UNIT = "(?:" + "|".join(sorted(_DURATION_UNITS, key=len, reverse=True)) + ")(?![a-z])"
+DURATION_PATTERN = rf"^\s*(?:{_NUMBER}|(?:{_NUMBER}\s*{_UNIT}\s*)+)\s*$"
+"""The strings :func:`parse_duration` takes, as a regular expression both Python and JSON Schema read (the
+published pipeline schema carries it verbatim; a test holds them equal)."""
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_PART_RE = re.compile(rf"({_NUMBER})\s*({_UNIT})")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
-DURATION_EXPECTED = "a number of seconds or a string like '500ms', '30s', '15m', '2h', '1d'"
+DURATION_EXPECTED = "a number of seconds or a string like '500ms', '30s', '15m', '1h30m', '2 hours', '1d'"
 MAX_DURATION_S = 100 * 365 * 86400.0
 """The longest duration taken (100 years): a longer one is a typo, and as a time back from now it has no date."""
 SIZE_EXPECTED = "a number of bytes or a string like '512M', '8G', '1.5GiB'"
 
 
 def parse_duration(value: object) -> float:
-    """Seconds for ``value``: a non-negative number, or ``'<n><unit>'``.
+    """Seconds for ``value``: a non-negative number, a number as a string (seconds), or parts
+    ``'<n><unit>'`` written one after another and summed (``'1h30m'``, ``'1h 30m'``, ``'2 min'``).
 
-    Units: ms, s, m, h, d; no unit means seconds. Booleans are refused (TOML
-    ``true`` is not a duration), and so is more than :data:`MAX_DURATION_S` (100 years).
+    Units, lower case: ms/msec/millisecond(s), s/sec(s)/second(s), m/min(s)/minute(s), h/hr(s)/hour(s),
+    d/day(s), w/week(s) (as systemd's time spans; ``M`` is not a minute, nor a month). Booleans are refused
+    (TOML ``true`` is not a duration), and so is more than :data:`MAX_DURATION_S` (100 years).
     """
     if isinstance(value, bool):
         raise ValueError("not a duration")
@@ -32,9 +48,11 @@ def parse_duration(value: object) -> float:
             raise ValueError("negative or NaN duration")
         return _bounded(float(value))
     if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m:
-            return _bounded(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
+        if _DURATION_RE.match(value):
+            parts = _PART_RE.findall(value)
+            if not parts:  # a bare number: seconds
+                return _bounded(float(value))
+            return _bounded(sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts))
     raise ValueError("not a duration")
 
 
