@@ -182,11 +182,15 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
             r.fail("timezone", "applies to cron schedules only", value=tzname,
                    expected="no timezone with every (intervals are absolute durations)")
         else:
-            try:
-                tz = ZoneInfo(tzname)
-            except (ZoneInfoNotFoundError, ValueError):
-                r.fail("timezone", "is not a known timezone", value=tzname,
-                       expected="an IANA timezone name such as 'UTC' or 'Europe/Berlin'")
+            problem = abbreviation_problem(tzname)
+            if problem is not None:
+                r.fail("timezone", problem[0], value=tzname, expected=problem[1])
+            else:
+                try:
+                    tz = ZoneInfo(tzname)
+                except (ZoneInfoNotFoundError, ValueError):
+                    r.fail("timezone", "is not a known timezone", value=tzname,
+                           expected="an IANA timezone name such as 'UTC' or 'Europe/Berlin'")
     if cron is not None:
         try:
             parse_cron(cron)
@@ -210,6 +214,32 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
         on_max_active=on_max,
     )
     return spec, errors
+
+
+_FIXED_ABBREVIATIONS = {"EST": ("-05:00", "America/New_York", "Etc/GMT+5"),
+                        "MST": ("-07:00", "America/Denver' or 'America/Phoenix", "Etc/GMT+7")}
+"""Names tzdata keeps as FIXED offsets that people write meaning the region's local time, daylight saving
+included: a schedule at 02:00 "EST" fires at 03:00 New York time all summer. Refused with both readings."""
+_REGION_ABBREVIATIONS = {"PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "EDT": "America/New_York",
+                         "CST": "America/Chicago", "CDT": "America/Chicago", "MDT": "America/Denver",
+                         "AKST": "America/Anchorage", "BST": "Europe/London", "CEST": "Europe/Berlin",
+                         "AEST": "Australia/Sydney", "AEDT": "Australia/Sydney", "JST": "Asia/Tokyo"}
+"""Abbreviations that are no timezone name at all: the message names the zone most people mean by them."""
+
+
+def abbreviation_problem(name: str) -> tuple[str, str] | None:
+    """``(what, expected)`` when ``name`` is a timezone abbreviation rather than a zone (case as written: tzdata's
+    names are case-sensitive), else None. ``EST``/``MST`` are valid tzdata names, but fixed offsets without
+    daylight saving; the others are not in tzdata."""
+    if name in _FIXED_ABBREVIATIONS:
+        offset, region, fixed = _FIXED_ABBREVIATIONS[name]
+        return (f"is a fixed UTC{offset} offset without daylight saving time, not a region's local time",
+                f"'{region}' for local time with daylight saving, or '{fixed}' for the fixed offset")
+    if name.upper() in _REGION_ABBREVIATIONS:
+        return ("is an abbreviation, not a timezone name",
+                f"an IANA timezone name such as '{_REGION_ABBREVIATIONS[name.upper()]}' (daylight saving "
+                "included: the schedule keeps its local hour all year)")
+    return None
 
 
 def _stem(file: str) -> str:

@@ -70,6 +70,10 @@ def test_no_schedule_is_not_an_error():
     ({"schedule": "0 0 30 2 *"}, "schedule", "never fires"),
     ({"schedule": 5}, "schedule", "wrong type"),
     ({"schedule": "0 2 * * *", "timezone": "Mars/Olympus"}, "timezone", "not a known timezone"),
+    ({"schedule": "0 2 * * *", "timezone": "EST"}, "timezone", "fixed UTC-05:00 offset without daylight saving"),
+    ({"schedule": "0 2 * * *", "timezone": "MST"}, "timezone", "'America/Denver' or 'America/Phoenix'"),
+    ({"schedule": "0 2 * * *", "timezone": "PST"}, "timezone", "'America/Los_Angeles'"),
+    ({"schedule": "0 2 * * *", "timezone": "cest"}, "timezone", "'Europe/Berlin'"),
     ({"schedule": "0 2 * * *", "every": "5m"}, "every", "cannot be combined with schedule"),
     ({"every": "soon"}, "every", "not a valid duration"),
     ({"every": "100ms"}, "every", "too short"),
@@ -86,6 +90,14 @@ def test_bad_schedule_keys_name_field_value_and_expectation(data, field, fragmen
     assert spec is None
     assert any(f"{field}: " in e and fragment in e for e in errors), errors
     assert all("expected" in e for e in errors)
+
+
+def test_a_fixed_offset_is_taken_when_named_as_one():
+    """``EST`` is refused (people mean New York's local time); the fixed offset itself stays available, by its
+    unambiguous name; ``HST`` (Hawaii keeps no daylight saving) is a zone like any other."""
+    for name in ("Etc/GMT+5", "HST", "America/New_York"):
+        spec, errors = check({"schedule": "0 2 * * *", "timezone": name})
+        assert errors == [] and spec is not None and spec.timezone == name
 
 
 def test_every_problem_is_reported_at_once():
