@@ -53,7 +53,7 @@ from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
 from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
                     read_json, remove_if_empty, with_dataset)
-from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, upstream_items
+from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, place_datasets, upstream_items
 
 if TYPE_CHECKING:
     from .executors.local.launch import EarlyZygote
@@ -903,8 +903,11 @@ class Engine:
                 self._in_order(functools.partial(_raise, exc), functools.partial(self._apply_inputs, ctx.run_id, name),
                                inline=True)
                 return
+        # A cached task's data versions are named now (the key needs their hashes only) and put in the run's
+        # folder once the cache missed (_start_task): a hit never restores them.
+        place = not (spec.cache and ctx.attempts[name] == 0)
         job: Callable[[], InputsSnapshot] = functools.partial(hash_inputs, name, declared,
-                                                              self._workdir(ctx, spec, values), datasets)
+                                                              self._workdir(ctx, spec, values), datasets, place=place)
         if spec.container is not None:  # its image, resolved to a digest, is one more input (docs/containers.md)
             # Imported here (container tasks only): not on a plain run's start-up.
             from ..containers.image import snapshot_with_image
@@ -1116,6 +1119,13 @@ class Engine:
             self._push_ready(ctx, name)
             return
         snapshot = self._inputs.pop(tid, None)
+        if snapshot is not None and snapshot.unplaced:
+            # Its cache missed: its data versions go into the run's folder first (hashing worker), then it is
+            # queued again, keeping its verified miss.
+            self._inputs_hashing.add(tid)
+            self._in_order(functools.partial(place_datasets, snapshot),
+                           functools.partial(self._apply_inputs, ctx.run_id, name))
+            return
         if spec.inputs or spec.container is not None:
             moved = changed_since(snapshot) if snapshot is not None else "(not hashed yet)"
             if moved is not None:

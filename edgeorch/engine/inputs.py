@@ -33,7 +33,7 @@ import glob
 import hashlib
 import os
 import stat
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -87,6 +87,10 @@ class InputsSnapshot:
     image: Any = None
     """A container task's image as resolved with its inputs (``containers.image.ResolvedImage``, also the last
     of ``items``); None for a host task."""
+    unplaced: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    """The data versions hashed but not put in the run's folder yet (``(entry as written, DatasetInput)``):
+    a cached task's versions are placed only once its cache missed (:func:`place_datasets`), never for a hit.
+    Their items are in ``items`` already (a version's hash is its manifest's: nothing to read)."""
 
     def key(self) -> list[list[str]]:
         """What the cache key takes from the inputs: ``[entry as written, kind, sha256]`` per entry."""
@@ -105,20 +109,27 @@ def upstream_items(upstream: dict[str, list[dict[str, Any]]]) -> list[ConsumedIt
 
 
 def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path,
-                datasets: Mapping[int, Any] | None = None) -> InputsSnapshot:
+                datasets: Mapping[int, Any] | None = None, *, place: bool = True) -> InputsSnapshot:
     """Hash each declared entry ``(as written, substituted)`` of ``task``; relative paths are relative to ``cwd``.
 
     ``datasets``: the ``dataset:`` entries, by index, as resolved on the loop
     (:class:`~edgeorch.engine.datasetinputs.DatasetInput`): each is put in its
-    folder in the run, verified or restored (:func:`_place_dataset`).
+    folder in the run, verified or restored (:func:`_place_dataset`); with
+    ``place=False`` only named (its manifest's hash is the item's), and left
+    in :attr:`InputsSnapshot.unplaced` for :func:`place_datasets`.
     Raises :class:`InputError` naming ``tasks.<task>.inputs[i]``, the entry and
     the path for an input that is missing, matches nothing, is not a file or
     folder, or cannot be read. Runs in a worker thread (reads every byte).
     """
     stamps: dict[str, Stamp] = {}
     items = []
+    unplaced: list[tuple[str, Any]] = []
     for i, (written, text) in enumerate(declared):
         where = f"tasks.{task}.inputs[{i}] = {written!r}"
+        if datasets and i in datasets and not place:
+            items.append(_dataset_item(written, datasets[i]))
+            unplaced.append((where, datasets[i]))
+            continue
         if datasets and i in datasets:
             try:
                 items.append(_place_dataset(written, datasets[i], stamps))
@@ -141,7 +152,20 @@ def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path,
         except OSError as exc:
             raise InputError(f"declared input {where}: cannot read {exc.filename or path}: "
                              f"{exc.strerror or exc}") from None
-    return InputsSnapshot(tuple(items), tuple(stamps.items()))
+    return InputsSnapshot(tuple(items), tuple(stamps.items()), unplaced=tuple(unplaced))
+
+
+def place_datasets(snapshot: InputsSnapshot) -> InputsSnapshot:
+    """``snapshot`` with its :attr:`~InputsSnapshot.unplaced` data versions put in the run's folder and stamped
+    (:func:`_place_dataset`), in the hashing worker, once the task is to start. Raises :class:`InputError` as
+    :func:`hash_inputs` does (a version that cannot be restored)."""
+    stamps = dict(snapshot.stamps)
+    for where, d in snapshot.unplaced:
+        try:
+            _place_dataset(where, d, stamps)
+        except InputError as exc:
+            raise InputError(f"declared input {where}: {exc}") from None
+    return replace(snapshot, stamps=tuple(stamps.items()), unplaced=())
 
 
 def changed_since(snapshot: InputsSnapshot) -> str | None:
@@ -199,8 +223,13 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
         if found is None or found[0] != want:
             raise InputError(f"{d.dest} does not hold {d.ref} after it was restored (changed meanwhile?)")
     stamps.update(found[1])
-    return ConsumedItem("dataset", d.ref, d.manifest_sha256, sum(size for _sha, size in want.values()),
-                        spec=written, files=len(want))
+    return _dataset_item(written, d)
+
+
+def _dataset_item(written: str, d: Any) -> ConsumedItem:
+    """Data version ``d`` as a consumed item: its reference as the path, its manifest's sha256 as the hash."""
+    return ConsumedItem("dataset", d.ref, d.manifest_sha256, sum(int(f["size"]) for f in d.manifest.files),
+                        spec=written, files=len(d.manifest.files))
 
 
 def _real_folder(path: str) -> None:

@@ -272,3 +272,39 @@ def test_a_version_a_run_names_is_held_from_prune_before_its_task_is_ready(works
     run_id, state = harness.run("later", during=during)
     assert state == RunState.SUCCEEDED, _task(harness.store(), run_id, "b")["reason"]
     assert pruned == [[]]  # nothing removed: the run holds version 1
+
+
+def test_a_cache_hit_never_restores_its_version_and_a_miss_restores_it_before_the_attempt(workspace, harness):
+    """A cached task's version is placed only once its cache missed: a nightly run that hits restores nothing
+    (a version can be gigabytes); a miss finds the files in place; one that can no longer be restored fails
+    before any attempt, as an uncached task's does."""
+    workspace.pipeline("only", """
+        [tasks.read]
+        command = ["sh", "-c", "cat {run_dir}/datasets/sales/day.csv > $EDGEORCH_OUTPUT_DIR/seen.txt"]
+        inputs = ["dataset:sales"]
+        outputs = ["seen.txt"]
+        cache = true
+    """)
+    _version(workspace, {"day.csv": b"a,1\n"})
+    first, state = harness.run("only")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    assert _out(store, first, "read") == b"a,1\n"
+
+    again, state = harness.run("only")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    assert _task(store, again, "read")["state"] == "skipped"
+    assert not (Path(store.runs.get(again)["run_dir"]) / "datasets" / "sales").exists()
+    (row,) = store.lineage.consumed_by(again, "read")  # what the hit stands for, all the same
+    assert (row["kind"], row["path"]) == ("dataset", "dataset:sales@1")
+
+    assert _version(workspace, {"day.csv": b"b,2\n"}) == 2
+    objects = workspace.config().state_dir / "datasets" / "objects"
+    for p in [p for p in objects.rglob("*") if p.is_file()]:
+        p.unlink()
+    broken, state = harness.run("only")
+    assert state == RunState.FAILED
+    read = _task(harness.store(), broken, "read")
+    assert read["attempts"] == 0
+    assert "declared input tasks.read.inputs[0] = 'dataset:sales': dataset:sales@2 cannot be restored" in read["reason"]
