@@ -377,6 +377,14 @@ param = "batch"
 """
 
 
+def one_error(errors: list[EdgeorchError], file: str | None) -> EdgeorchError:
+    """The error to raise for ``errors`` (not empty) found in config file ``file``: the one, or one listing every
+    problem (a user fixes them all in one edit)."""
+    if len(errors) == 1:
+        return errors[0]
+    return ConfigError(f"{len(errors)} problems:\n  " + "\n  ".join(e.render() for e in errors), file=file)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, *, named_by: str = "--config") -> Config:
     """Load the configuration found by :func:`find_config` (``path`` is ``--config``; ``named_by``: what named it,
     for the error when it is missing: the Python client says ``config=``).
@@ -558,11 +566,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     top.finish()
 
     if errors:
-        if len(errors) == 1:
-            raise errors[0]
-        raise ConfigError(
-            f"{len(errors)} problems:\n  " + "\n  ".join(e.render() for e in errors), file=file
-        )
+        raise one_error(errors, file)
     assert state_dir is not None and pipelines_dir is not None and inbox_dir is not None
     return Config(
         state_dir=state_dir,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..config import Config, load_config
+from ..config import Config, load_config, one_error
 from ..textui import printable
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
 from ..control.statelock import StateLock
@@ -296,7 +296,7 @@ class Daemon:
             new: Config | None = None
             applied: list[str] = []
             try:
-                new = load_config(self.config.source) if self.config.source else self.config
+                new = load_daemon_config(self.config.source) if self.config.source else self.config
                 new_watches = new.watches
                 if self.server is not None:
                     self.server.set_policy(AccessPolicy.from_config(new.control))
@@ -553,6 +553,27 @@ class Daemon:
         record_suppressed(self.store.events, summary)
 
 
+def load_daemon_config(path: str | os.PathLike[str] | None) -> Config:
+    """:func:`load_config`, then what of the file would stop or cripple a daemon, checked before the state folder
+    is touched: each ``[[watch]]`` table's own fields (a typo such as ``setle`` left the watch unstarted while
+    the daemon ran on; the checks that need the pipelines stay the drop folders', as a pipeline can be fixed
+    later) and ``[metrics] textfile``'s folder. Raises one :class:`ConfigError` naming the file and every
+    problem: a start stops, a reload keeps the config in force (docs/config.md)."""
+    from ..observe.service import textfile_problem
+    from ..triggers.drop.spec import check_watches
+
+    cfg = load_config(path)
+    src = str(cfg.source) if cfg.source else None
+    errors = check_watches(cfg.watches, src or "<embedded defaults>",
+                           base=cfg.source.parent if cfg.source else None)[1]
+    problem = textfile_problem(cfg.metrics.textfile, src)
+    if problem is not None:
+        errors.append(problem)
+    if errors:
+        raise one_error(errors, src)
+    return cfg
+
+
 def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosity: int = 0) -> int:
     """Entry point of ``edgeorch daemon``; returns the exit code.
 
@@ -564,7 +585,7 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     from ..loglevel import configure_logging, shift_log_level
     from ..observe.logsetup import log_handler
 
-    cfg = load_config(config_path)
+    cfg = load_daemon_config(config_path)
     level = log_level or shift_log_level(cfg.daemon.log_level, verbosity)
     # [daemon] log_format: the journal with fields under systemd, JSON lines, or text (docs/operations.md).
     configure_logging(level, "%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -60,6 +60,22 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("edgeorch.observe")
 
 
+def textfile_problem(textfile: Path | None, file: str | None = None) -> ConfigError | None:
+    """Why ``[metrics] textfile`` cannot be written (its folder missing, or not writable by this process), as the
+    error naming ``metrics.textfile`` (and config file ``file``); None when it can, or when none is set. The
+    daemon asks before it touches its state folder, and again when the metrics open."""
+    if textfile is None:
+        return None
+    if not textfile.parent.is_dir():
+        return ConfigError("the textfile's folder does not exist", field="metrics.textfile", value=str(textfile),
+                           file=file, hint="create it, or use node_exporter's --collector.textfile.directory")
+    if not os.access(textfile.parent, os.W_OK | os.X_OK):
+        return ConfigError("the textfile's folder is not writable by the daemon", field="metrics.textfile",
+                           value=str(textfile), file=file,
+                           hint=f"give the daemon's user write access to {textfile.parent}")
+    return None
+
+
 class MetricsService:
     """See the module docstring. ``settings``: the config's ``[metrics]``."""
 
@@ -91,15 +107,10 @@ class MetricsService:
         writable: the daemon stops rather than run without the metrics it was
         told to export.
         """
-        listen, textfile = self.settings.listen, self.settings.textfile
-        if textfile is not None:
-            if not textfile.parent.is_dir():
-                raise ConfigError("the textfile's folder does not exist", field="metrics.textfile",
-                                  value=str(textfile),
-                                  hint="create it, or use node_exporter's --collector.textfile.directory")
-            if not os.access(textfile.parent, os.W_OK | os.X_OK):
-                raise ConfigError("the textfile's folder is not writable by the daemon", field="metrics.textfile",
-                                  value=str(textfile), hint=f"give the daemon's user write access to {textfile.parent}")
+        listen = self.settings.listen
+        problem = textfile_problem(self.settings.textfile)
+        if problem is not None:
+            raise problem
         if listen is not None:
             from .collectors.daemon import unresponsive
             from .http import MetricsEndpoint

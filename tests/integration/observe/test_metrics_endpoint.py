@@ -257,7 +257,9 @@ def test_a_missing_textfile_folder_stops_the_daemon_naming_the_setting(workspace
     assert daemon.proc.wait(timeout=60) == 2
     out = daemon.output()
     assert "metrics.textfile: the textfile's folder does not exist" in out and "nope/edgeorch.prom" in out
+    assert f"{workspace.config_path}: metrics.textfile" in out  # the file, as every config error names it
     assert "Traceback" not in out
+    assert not workspace.state.exists()  # said before the state folder was made, locked or re-permissioned
 
 
 GATE = textwrap.dedent("""\

@@ -1,0 +1,52 @@
+"""A ``[[watch]]`` table with a bad field stops a daemon's start and is refused by a reload, like any other config
+error: a typo (``setle``) used to leave the watch unstarted while the daemon ran on, its files piling up."""
+
+from __future__ import annotations
+
+BAD_WATCH = """
+[[watch]]
+folder = "{folder}"
+pipeline = "p"
+mode = "bulk"
+setle = "1s"
+"""
+
+GOOD_WATCH = """
+[[watch]]
+folder = "{folder}"
+pipeline = "p"
+"""
+
+TASK = """
+[params]
+input = { type = "path" }
+[tasks.a]
+command = ["true"]
+"""
+
+
+def test_a_bad_watch_table_stops_the_start_naming_the_file_and_every_field(workspace, daemon, tmp_path):
+    workspace.pipeline("p", TASK)
+    workspace.write_config(BAD_WATCH.format(folder=tmp_path / "drop"))
+    daemon.start(wait_ready=False)
+    assert daemon.proc.wait(timeout=60) == 2
+    out = daemon.output()
+    assert "watch[0].mode: has an unknown value (found 'bulk')" in out, out
+    assert "watch[0].setle: unknown key" in out and "did you mean 'settle'" in out, out
+    assert str(workspace.config_path) in out and "2 problems" in out
+    assert "Traceback" not in out
+    assert not workspace.state.exists()  # refused before the state folder was made
+
+
+def test_a_reload_refuses_a_bad_watch_table_and_keeps_the_watch_in_force(workspace, daemon, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    workspace.pipeline("p", TASK)
+    workspace.write_config(GOOD_WATCH.format(folder=drop))
+    daemon.start()
+    workspace.write_config(BAD_WATCH.format(folder=drop))
+    proc = workspace.invoke("reload")
+    assert "config not reloaded" in proc.stdout + proc.stderr and "watch[0].setle" in proc.stdout + proc.stderr
+    doc = daemon.call("inputs.list")
+    assert [w["folder"] for w in doc["watches"]] == [str(drop)], doc["watches"]
+    assert doc["watch_errors"] == []
