@@ -162,6 +162,44 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
     assert "shim failed" not in first["reason"]
 
 
+def test_a_file_where_an_attempts_folder_goes_fails_the_attempt_with_its_retries_not_ten_free_relaunches(workspace):
+    """A file stood where a run's checkpoint folder goes (replaced by hand before a retry): each attempt was taken
+    for one the launcher lost and relaunched at once, free, ten times in 0.3 s, the last reason blaming the
+    launcher. It stays until someone acts: the attempt's own failure, retried with backoff, then the task fails
+    saying which folder and why."""
+    workspace.pipeline("ck", """
+        [tasks.t]
+        command = ["true"]
+        retries = 1
+        retry_delay = "0s"
+    """)
+    first = workspace.invoke("run", "ck")
+    assert first.returncode == 0, first.stderr
+    folder = workspace.state / "runs" / "1" / "checkpoints" / "t"
+    folder.rmdir()
+    folder.write_text("not a folder\n")
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:  # the run as failed, so that `retry` takes it up again (its only task's outcome made a failure)
+        conn.execute("UPDATE runs SET state = 'failed'")
+        conn.execute("UPDATE tasks SET state = 'failed'")
+        conn.commit()
+    finally:
+        conn.close()
+    out = workspace.invoke("retry", "1")
+    assert out.returncode == 1, out.stdout + out.stderr
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        later = conn.execute("SELECT * FROM attempts WHERE number > 1 ORDER BY id").fetchall()
+        task = conn.execute("SELECT * FROM tasks").fetchone()
+    finally:
+        conn.close()
+    assert len(later) == 2 and all(a["charged"] == 1 and a["state"] == "abandoned" for a in later), [dict(a) for a in later]
+    assert task["state"] == "failed"
+    assert f"cannot prepare the attempt: cannot create {folder}: File exists" in task["reason"], task["reason"]
+    assert "not a folder stands where" in task["reason"] and "launcher" not in task["reason"]
+
+
 def test_a_removed_wal_stops_the_daemon_after_its_commits_are_saved_into_the_state_file(workspace, daemon):
     """`rm edgeorch.db-wal` under a running daemon: its later commits went to a deleted file (lost at a crash).
     It copies them into the state file, stops (exit 4, saying why) and a restart has every run."""

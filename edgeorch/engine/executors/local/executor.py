@@ -293,6 +293,8 @@ class LocalExecutor(Executor):
                 self._dirs.pop(attempt_id, None)
                 if msg.get("exit_code") is not None:  # the task's own program could not start (127, as a shell)
                     self.on_exited(attempt_id, ExitInfo(int(msg["exit_code"]), None, None, error=msg["error"]))
+                elif msg.get("charged"):  # its folders cannot be made until someone acts: the attempt's failure
+                    self.on_exited(attempt_id, ExitInfo(None, None, None, lost=True, error=msg["error"]))
                 else:
                     # edgeorch's own machinery failed (its folders, its log file: a full disk), not the task: no exit
                     # status (127 was made up), not charged (relaunched free a few times:

@@ -216,7 +216,7 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
         for folder in (attempt_dir, *req.get("mkdirs", ())):
             _make_folder(folder)
     except OSError as exc:
-        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot create {exc.filename}: {exc.strerror}"})
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], **_prepare_error(f"cannot create {exc.filename}", exc)})
         return False
     if not claim(attempt_dir, {**identity, "attempt_id": req["attempt_id"], "stops_tree": True}):
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": "attempt already settled (abandoned by recovery)"})
@@ -226,7 +226,7 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     except OSError as exc:
         write_json_atomically(os.path.join(attempt_dir, EXIT), {"exit_code": 127, "signal": None, "finished_at": time.time(),
                                                                 "error": f"cannot open log file: {exc}"}, sync=True)
-        _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": f"cannot open log file: {exc}"})
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], **_prepare_error(f"cannot open the log file {exc.filename}", exc)})
         return False
     rfd, wfd = os.pipe()
     try:
@@ -268,6 +268,25 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     os.close(log_fd)
     write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
     return reuse
+
+
+PASSING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                            errno.EAGAIN, errno.EINTR})
+"""Errors preparing an attempt that may pass by themselves (a full disk, descriptors or memory short): the attempt is
+lost to edgeorch's machinery and relaunched free. Any other (a file where a folder goes, a folder it may not
+write) stays until someone acts, and is charged as the attempt's failure (retries with backoff, then the task
+fails saying why): relaunched at once, it was ten "lost" attempts in 0.3 s blaming the launcher."""
+
+
+def _prepare_error(what: str, exc: OSError) -> dict[str, Any]:
+    """The reply for an attempt the shim could not prepare: ``error`` (what, and the system's words) and, for an
+    error that does not pass by itself (:data:`PASSING_ERRNOS`), ``charged``."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        why += " (something that is not a folder stands where a folder of the attempt goes)"
+    if exc.errno in PASSING_ERRNOS:
+        return {"error": f"{what}: {why}"}
+    return {"error": f"cannot prepare the attempt: {what}: {why}", "charged": True}
 
 
 def _make_folder(path: str) -> None:
