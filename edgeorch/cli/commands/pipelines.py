@@ -72,17 +72,23 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     action = args.action or "list"
     if action == "validate":
         return cmd_validate(argparse.Namespace(**{**vars(args), "path": args.name}))
-    with connect(cfg, "daemon" if action in ("pause", "resume") and args.name else "prefer") as backend:
+    with connect(cfg, "prefer") as backend:
         if action in ("pause", "resume", "show") and not args.name:
             raise UsageError(f"`edgeorch pipelines {action}` needs a pipeline name", field="NAME")
         if action in ("pause", "resume"):
-            res = backend.client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
+            if backend.online:
+                res = backend.client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
+            else:
+                res = _pause_here(backend, args.name, action == "pause", args.reason)
             if args.json:
                 print_json(res)
             elif not args.quiet:
                 started = res.get("inputs_started") or 0
                 print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}"
-                      + (f"; {started} waiting input(s) handed on (`edgeorch inputs`)" if started else ""))
+                      + (f"; {started} waiting input(s) handed on (`edgeorch inputs`)" if started else "")
+                      + ("" if backend.online else " (no daemon runs: recorded in the state file"
+                         + (f"; {res['inputs_waiting']} waiting input(s) start when a daemon does)"
+                            if res.get("inputs_waiting") else ")")))
             return EXIT_OK
         if action == "show":
             return _show(args, backend)
@@ -125,6 +131,31 @@ def _show(args: argparse.Namespace, backend: Backend) -> int:
     p = find_pipeline(backend.cfg, args.name)
     print_json(pipeline_document(p)) if args.json else print(p.source_text, end="")
     return EXIT_OK
+
+
+def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -> dict[str, Any]:
+    """``pipelines pause|resume`` without a daemon: the pause recorded in the state file under its lock, as the
+    daemon's op records it (a pipeline paused while a daemon ran, that daemon gone: `edgeorch run` refused it, and
+    the hint to resume it needed a daemon). Pausing needs a pipeline of the folder; resuming, a paused one (its
+    file may be broken or gone). Waiting inputs start when a daemon does (its start submits them)."""
+    from ...pipelines import validate_path
+    from .runs import _actor
+
+    lock = backend.state_lock()
+    try:
+        store = backend.open_store(readonly=False)
+        try:
+            known = store.pipelines.paused()
+            if not (name in known and not paused) and name not in validate_path(backend.cfg.pipelines_dir).pipelines:
+                raise NotFoundError(f"no pipeline named {name!r}", value=name,
+                                    hint="`edgeorch pipelines` lists them" + ("" if paused else " (and which are paused)"))
+            store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=_actor())
+            waiting = 0 if paused else len(store.inputs.waiting(name))
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    return {"name": name, "paused": paused, "inputs_started": 0, "inputs_waiting": waiting, "daemon": False}
 
 
 def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:

@@ -157,9 +157,12 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 
         # The same front door as the daemon's: paused, params and resources are checked there.
         door = RunRequests(engine, lambda name: pipeline)
-        return door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
+        run_id = door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
+        if banner is not None:  # once the run exists: a refused one (paused, resources) says that alone
+            print(banner, flush=True)
+        return run_id
 
-    return _drive(backend, action, json_out=args.json, quiet=args.quiet, banner=banner)
+    return _drive(backend, action, json_out=args.json, quiet=args.quiet)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

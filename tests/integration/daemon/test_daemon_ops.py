@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -132,7 +133,7 @@ def test_cli_against_the_daemon(workspace, daemon):
 
 def test_commands_that_change_state_need_a_daemon(workspace):
     workspace.pipeline("two", TWO)
-    for args in (["status"], ["pipelines", "pause", "two"], ["reload"]):
+    for args in (["status"], ["reload"]):
         proc = subprocess.run([*workspace.cli(), *args], env=workspace.cli_env(), capture_output=True, text=True, timeout=30)
         assert proc.returncode == 69, proc.stderr
         assert "no edgeorch daemon is running at" in proc.stderr
@@ -142,6 +143,38 @@ def test_commands_that_change_state_need_a_daemon(workspace):
                           timeout=30)
     assert proc.returncode == 3 and "no such run" in proc.stderr, proc.stderr
     assert not (workspace.state / "edgeorch.db").exists()
+
+
+def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(workspace, daemon):
+    """`edgeorch run` refused it ("resume it with `edgeorch pipelines resume two`") and that command needed a
+    daemon: nothing could run it. Pause and resume are recorded in the state file under its lock."""
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    assert daemon.call("pipelines.pause", {"name": "two", "reason": "bad upstream data"})["paused"] is True
+    daemon.stop()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*workspace.cli(), *args], env=workspace.cli_env(), capture_output=True, text=True,
+                              timeout=60)
+
+    refused = cli("run", "two")
+    assert refused.returncode == 5 and "pipeline two is paused (bad upstream data)" in refused.stderr
+    assert "running two" not in refused.stdout  # a refused run says that alone
+    resumed = cli("pipelines", "resume", "two")
+    assert resumed.returncode == 0 and resumed.stdout.startswith("two resumed (no daemon runs"), resumed.stdout
+    assert cli("run", "-q", "two").returncode == 0
+    assert cli("pipelines", "pause", "two", "--reason", "again").returncode == 0
+    assert cli("run", "two").returncode == 5
+    missing = cli("pipelines", "pause", "nope")
+    assert missing.returncode == 3 and "no pipeline named 'nope'" in missing.stderr
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        kinds = [r[0] for r in conn.execute("SELECT kind FROM events WHERE kind LIKE 'pipeline_%' ORDER BY id")]
+        actor = conn.execute("SELECT actor FROM pipeline_state WHERE name = 'two'").fetchone()[0]
+    finally:
+        conn.close()
+    assert kinds == ["pipeline_paused", "pipeline_resumed", "pipeline_paused"], kinds
+    assert "(uid " in actor
 
 
 def test_cancel_and_follow_a_live_log(workspace, daemon):
