@@ -945,6 +945,15 @@ class Engine:
     def _max_parallel(self) -> dict[str, int]:
         return self._caps.current()
 
+    def retry_waits(self) -> list[float]:
+        """When each task in ``retry_wait`` tries again, on :attr:`clock` (earliest first): a task between attempts is
+        neither running nor waiting for a slot, and a summary that counted only those looked idle."""
+        assert self.loop is not None or not self._retry_timers
+        if not self._retry_timers:
+            return []
+        now, mono = self.clock(), self.loop.time()  # type: ignore[union-attr]
+        return sorted(now + max(h.when() - mono, 0.0) for h in self._retry_timers.values())
+
     def waiting(self) -> int:
         """How many tasks wait for resources or a slot (the resources policy's queue; its order and each one's
         reason are :meth:`resources_report`'s)."""

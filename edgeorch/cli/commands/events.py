@@ -32,7 +32,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
     totals = ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items()))
     print(f"  runs       {st['runs']['active']} active" + (f"; {totals}" if totals else ""))
-    print(f"  tasks      {st['tasks']['running']} running, {st['tasks']['ready']} waiting (parallelism {st['parallelism']})")
+    tasks = st["tasks"]
+    retrying = ""
+    if tasks.get("retry_wait"):  # (an older daemon's answer has none)
+        due = max((tasks.get("next_retry_at") or time.time()) - time.time(), 0.0)
+        retrying = f", {tasks['retry_wait']} between attempts (the next in {format_duration(due)})"
+    print(f"  tasks      {tasks['running']} running, {tasks['ready']} waiting{retrying} (parallelism {st['parallelism']})")
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
     for err in st["pipeline_errors"]:
         print(f"  error      {err}")

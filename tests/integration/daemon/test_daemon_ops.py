@@ -177,6 +177,30 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     assert "(uid " in actor
 
 
+def test_status_counts_a_task_between_attempts(workspace, daemon):
+    """A task in retry_wait is neither running nor waiting for a slot: `status` said "0 running, 0 waiting" with
+    a retry due in minutes, a box that looked idle."""
+    workspace.pipeline("flaky", """
+        [tasks.t]
+        command = ["false"]
+        retries = 1
+        retry_delay = "10m"
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "flaky"})["run_id"]
+    deadline = time.monotonic() + 60
+    while daemon.call("status")["tasks"]["retry_wait"] != 1:
+        assert time.monotonic() < deadline, daemon.call("status")
+        time.sleep(0.05)
+    tasks = daemon.call("status")["tasks"]
+    assert tasks["running"] == 0 and 60 < tasks["next_retry_at"] - time.time() <= 10 * 60 + 1, tasks  # jittered
+    out = workspace.invoke("status").stdout
+    assert "0 running, 0 waiting, 1 between attempts (the next in " in out, out
+    daemon.call("cancel", {"run_id": run_id})
+    assert daemon.wait_run(run_id) == "cancelled"
+    assert daemon.call("status")["tasks"]["retry_wait"] == 0
+
+
 def test_cancel_and_follow_a_live_log(workspace, daemon):
     workspace.pipeline("gated", GATED)
     daemon.start()
