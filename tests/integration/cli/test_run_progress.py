@@ -214,6 +214,34 @@ def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be
     assert not any(ln.startswith("last lines of c") for ln in lines), lines
 
 
+def test_a_failed_run_ends_with_what_to_do_next_and_the_checkpoints_a_retry_finds(workspace):
+    """3 a.m., a training run died: is it resumable? The end of `run` and `show` says the command, what it runs
+    again, what stays done and the checkpoints the failed task will find."""
+    import subprocess
+
+    workspace.pipeline("train", """
+        [tasks.prep]
+        command = ["true"]
+        [tasks.fit]
+        needs = ["prep"]
+        command = ["sh", "-c", "touch $EDGEORCH_CHECKPOINT_DIR/epoch-1 $EDGEORCH_CHECKPOINT_DIR/epoch-2; exit 1"]
+        [tasks.eval]
+        needs = ["fit"]
+        command = ["true"]
+    """)
+    out = subprocess.run([*workspace.cli(), "run", "train"], env=workspace.cli_env(), capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 1
+    hint = ("next: `edgeorch retry 1` runs fit, eval again, with this run's definition; prep stays done; fit finds its "
+            "checkpoints (2 file(s), the last recorded epoch-2)")
+    assert hint in out.stdout.splitlines(), out.stdout
+    shown = subprocess.run([*workspace.cli(), "show", "1"], env=workspace.cli_env(), capture_output=True, text=True)
+    assert hint in shown.stdout.splitlines(), shown.stdout
+    workspace.pipeline("fine", '[tasks.a]\ncommand = ["true"]\n')
+    ok = subprocess.run([*workspace.cli(), "run", "fine"], env=workspace.cli_env(), capture_output=True, text=True)
+    assert ok.returncode == 0 and "SUCCEEDED" in ok.stdout and "next:" not in ok.stdout
+
+
 def test_a_failed_tasks_last_lines_reach_the_terminal_escaped(workspace):
     """The summary of a failed run shows the task's last lines: text the task may have copied from its input
     (a dropped file's bad row). An escape sequence there cleared or recoloured the operator's terminal; it is
