@@ -140,13 +140,16 @@ class RunFinished(Event):
 
 @frozen
 class TaskStarted(Event):
-    """An attempt of ``task`` was spawned; ``lease``/``resources``: what it holds, when it holds anything."""
+    """An attempt of ``task`` was spawned; ``lease``/``resources``: what it holds, when it holds anything.
+    ``set_aside``: what the engine moved out of the attempt's way before it (a previous attempt's checkpoints made
+    from other inputs: the attempt starts without them), said where its start is watched."""
 
     run_id: int
     task: str
     attempt: int
     lease: Mapping[str, Any] | None = None
     resources: str | None = None
+    set_aside: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"kind": "task", "run_id": self.run_id, "task": self.task, "state": "running",
@@ -154,6 +157,8 @@ class TaskStarted(Event):
         if self.lease is not None:
             wire["lease"] = dict(self.lease)
             wire["resources"] = self.resources
+        if self.set_aside:
+            wire["set_aside"] = list(self.set_aside)
         wire["ts"] = self.ts
         return wire
 

@@ -1071,7 +1071,7 @@ class Engine:
                 ctx.outputs[up] = of_run.get(up, [])
         return {up: ctx.outputs[up] for up in spec.needs}
 
-    def _set_aside(self, ctx: RunCtx, name: str, out_dir: Path, ckpt_dir: Path, input_hash: str) -> None:
+    def _set_aside(self, ctx: RunCtx, name: str, out_dir: Path, ckpt_dir: Path, input_hash: str) -> tuple[str, ...]:
         """Before a later attempt of task ``name``: what the last attempt left that the new one must not take as
         its own moves into that attempt's folder (``attempts/<task>.<n>/outputs``, ``.../checkpoints``), kept
         for reading: a rename in the run's folder, no copy.
@@ -1086,34 +1086,40 @@ class Engine:
         """
         last = self.store.attempts.of_run(ctx.run_id, name)
         if not last:
-            return
+            return ()
         prev = last[-1]
+        said: list[str] = []
         if not (prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None):
             self._move_aside(ctx, name, prev, out_dir, "outputs")
-        if prev["input_hash"] != input_hash:
-            self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints")
+        if prev["input_hash"] != input_hash and self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints"):
+            said.append(f"attempt {prev['number']}'s checkpoints were made from other inputs (an upstream's outputs "
+                        f"changed): moved to {Path(prev['attempt_dir']) / 'checkpoints'}, this attempt starts "
+                        "without them")
+        return tuple(said)
 
     @classmethod
-    def _move_aside(cls, ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> None:
-        """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``."""
-        cls._move_aside_folder(ctx.run_id, name, folder, Path(prev["attempt_dir"]) / what,
-                               f"attempt {prev['number']}'s {what}")
+    def _move_aside(cls, ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> bool:
+        """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``; whether it was."""
+        return cls._move_aside_folder(ctx.run_id, name, folder, Path(prev["attempt_dir"]) / what,
+                                      f"attempt {prev['number']}'s {what}")
 
     @staticmethod
-    def _move_aside_folder(run_id: int, name: str, folder: Path, dest: Path, what: str) -> None:
-        """``folder`` (when not empty) renamed to ``dest`` (its parents made); ``what`` names it in the log."""
+    def _move_aside_folder(run_id: int, name: str, folder: Path, dest: Path, what: str) -> bool:
+        """``folder`` (when not empty) renamed to ``dest`` (its parents made); ``what`` names it in the log.
+        Whether anything moved."""
         try:
             with os.scandir(folder) as entries:
                 if next(entries, None) is None:
-                    return
+                    return False
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.rename(folder, dest)
         except FileNotFoundError:
-            return  # nothing written (or its attempt folder is gone): nothing to set aside
+            return False  # nothing written (or its attempt folder is gone): nothing to set aside
         except OSError as exc:  # the task starts on what is there, as before, and the log says why
             log.warning("run %s: task %s: cannot set %s aside: %s", run_id, name, what, exc)
-            return
+            return False
         log.info("run %s: task %s: %s moved to %s", run_id, name, what, dest)
+        return True
 
     def _start_task(self, ctx: RunCtx, name: str, lease: Lease) -> None:
         spec = ctx.pipeline.tasks[name]
@@ -1149,8 +1155,7 @@ class Engine:
         values = self._placeholders(ctx, name, number, out_dir, ckpt_dir)
         upstream = self._upstream_outputs(ctx, spec)
         input_hash = _input_hash(spec, ctx.params, upstream, snapshot, self._references(ctx, spec), ctx.env)
-        if number > 1:
-            self._set_aside(ctx, name, out_dir, ckpt_dir, input_hash)
+        set_aside = self._set_aside(ctx, name, out_dir, ckpt_dir, input_hash) if number > 1 else ()
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
         self._cache_missed.discard(tid)
         # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
@@ -1215,7 +1220,7 @@ class Engine:
         if recorded and lease.gpus:
             self._arm_watch()
         self._announce(TaskStarted(self.clock(), ctx.run_id, name, number, lease.to_dict() if recorded else None,
-                                   note if recorded else None))
+                                   note if recorded else None, set_aside))
 
     def _lease_env(self, lease: Lease) -> dict[str, str]:
         """Thread counts and visible GPUs for an attempt.

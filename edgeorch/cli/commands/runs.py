@@ -280,6 +280,8 @@ class _ProgressPrinter:
             unenforced = [part for part in str(ev.get("resources") or "").split("; ") if "not enforced" in part]
             print(f"{stamp}  {name:<24} started (attempt {ev.get('attempt')})"
                   + "".join(f"; warning: {printable(u)}" for u in unenforced), flush=True)
+            for note in ev.get("set_aside") or ():  # a retry that starts over: said where the retry is watched
+                print(f"{stamp}  {name:<24} note: {printable(note)}", flush=True)
             return
         took = ev["ts"] - self.started[(run, name)] if (run, name) in self.started else None
         detail = f" in {format_duration(took)}" if took is not None else ""

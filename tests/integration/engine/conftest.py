@@ -74,6 +74,7 @@ class EngineHarness:
         async def main():
             store = Store(cfg.state_file)
             engine = Engine(cfg, store)
+            engine.bus.subscribe(lambda event: self.events.append(event.to_wire()))
             await engine.start()
             try:
                 redo = await engine.resume(run_id)

@@ -226,6 +226,13 @@ def test_a_rerun_on_changed_inputs_starts_without_the_old_checkpoint_a_retry_res
     assert Path(model["path"]).read_text() == "features-2\n"  # trained on the new features, from scratch
     second = harness.store().attempts.of_run(run_id, "train")[1]
     assert (Path(second["attempt_dir"]) / "checkpoints" / "epoch").read_text() == "5\n"  # the old one, kept
+    # Said where the retry is watched (it was in the daemon's log alone): the third attempt's start carries it.
+    (start,) = [e for e in harness.events if e.get("task") == "train" and e.get("state") == "running"
+                and e.get("attempt") == 3]
+    assert start["set_aside"] == [f"attempt 2's checkpoints were made from other inputs (an upstream's outputs "
+                                  f"changed): moved to {second['attempt_dir']}/checkpoints, this attempt starts "
+                                  "without them"]
+    assert not [e for e in harness.events if e.get("set_aside") and e.get("task") != "train"]
 
 
 def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, harness):
