@@ -62,6 +62,19 @@ def load(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def local_actor() -> str:
+    """Who acts when a command changes the state file itself (no daemon to ask the peer's credentials): this
+    process's user, as ``alice (uid 1000)`` (the daemon's actor for a peer), or ``uid N`` when unnamed."""
+    import os
+    import pwd
+
+    uid = os.getuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 class Backend:
     """Where a command's requests go: :attr:`client` when a daemon answers, else the offline path.
 

@@ -139,7 +139,7 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
     the hint to resume it needed a daemon). Pausing needs a pipeline of the folder; resuming, a paused one (its
     file may be broken or gone). Waiting inputs start when a daemon does (its start submits them)."""
     from ...pipelines import validate_path
-    from .runs import _actor
+    from ..backend import local_actor
 
     lock = backend.state_lock()
     try:
@@ -149,7 +149,7 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
             if not (name in known and not paused) and name not in validate_path(backend.cfg.pipelines_dir).pipelines:
                 raise NotFoundError(f"no pipeline named {name!r}", value=name,
                                     hint="`edgeorch pipelines` lists them" + ("" if paused else " (and which are paused)"))
-            store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=_actor())
+            store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=local_actor())
             waiting = 0 if paused else len(store.inputs.waiting(name))
         finally:
             store.close()

@@ -231,13 +231,9 @@ def _no_lookup(name: str) -> Any:
 
 
 def _actor() -> str:
-    import pwd
+    from ..backend import local_actor
 
-    uid = os.getuid()
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
+    return local_actor()
 
 
 class _ProgressPrinter:
