@@ -144,6 +144,7 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
     lock = backend.state_lock()
     try:
         store = backend.open_store(readonly=False)
+        assert store is not None  # a writer's store is created when missing
         try:
             known = store.pipelines.paused()
             if not (name in known and not paused) and name not in validate_path(backend.cfg.pipelines_dir).pipelines:
