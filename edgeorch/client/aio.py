@@ -130,22 +130,22 @@ class AsyncClient:
 
     async def rerun(self, run: int | RunSummary | Queued, *, timeout: float | None = None,
                     on_event: Callable[[dict[str, Any]], None] | None = None,
-                    on_resumed: Callable[[list[str]], None] | None = None) -> Run:
+                    on_resumed: Callable[[list[str]], None] | None = None, current: bool = False) -> Run:
         """See :meth:`edgeorch.Client.rerun` (the events stream is opened before the retry is asked for)."""
         run_id = calls.run_id_of(run)
         deadline = None if timeout is None else time.monotonic() + timeout
         async with aclosing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = await anext(items, None)  # "subscribed": from here on nothing is missed
-            tasks = await self.retry(run_id)
+            tasks = await self.retry(run_id, current=current)
             if on_resumed is not None:
                 on_resumed(tasks)
             if on_event is not None and first is not None:
                 on_event(first)
             return await self._follow(items, run_id, timeout, deadline, on_event, unfiltered=True)
 
-    async def retry(self, run: int | RunSummary | Queued) -> list[str]:
+    async def retry(self, run: int | RunSummary | Queued, *, current: bool = False) -> list[str]:
         """See :meth:`edgeorch.Client.retry`."""
-        return await self._do(calls.retry(run))
+        return await self._do(calls.retry(run, current))
 
     def logs(self, run: int | RunSummary | Queued, task: str, attempt: int | None = None, *,
              follow: bool = False) -> AsyncIterator[str]:

@@ -150,8 +150,9 @@ def cancel(run: Any, reason: str | None) -> Call[dict[str, Any]]:
     return Call("cancel", {"run_id": run_id_of(run)} | _args(reason=reason), lambda result, client: result)
 
 
-def retry(run: Any) -> Call[list[str]]:
-    return Call("retry", {"run_id": run_id_of(run)}, lambda result, client: list(result["tasks"]))
+def retry(run: Any, current: bool = False) -> Call[list[str]]:
+    return Call("retry", {"run_id": run_id_of(run), **({"current": True} if current else {})},
+                lambda result, client: list(result["tasks"]))
 
 
 def status() -> Call[dict[str, Any]]:

@@ -177,7 +177,7 @@ class Client:
 
     def rerun(self, run: int | RunSummary | Queued, *, timeout: float | None = None,
               on_event: Callable[[dict[str, Any]], None] | None = None,
-              on_resumed: Callable[[list[str]], None] | None = None) -> Run:
+              on_resumed: Callable[[list[str]], None] | None = None, current: bool = False) -> Run:
         """:meth:`retry` a finished run and wait until it has finished again; returns it then.
 
         The events stream is opened before the retry is asked for (as :meth:`run` opens it before it queues),
@@ -189,18 +189,20 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with closing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = next(items, None)  # "subscribed": from here on nothing is missed
-            tasks = self.retry(run_id)
+            tasks = self.retry(run_id, current=current)
             if on_resumed is not None:
                 on_resumed(tasks)
             if on_event is not None and first is not None:
                 on_event(first)
             return self._follow(items, run_id, timeout, deadline, on_event, unfiltered=True)
 
-    def retry(self, run: int | RunSummary | Queued) -> list[str]:
+    def retry(self, run: int | RunSummary | Queued, *, current: bool = False) -> list[str]:
         """Resume a finished run (failed tasks, and those whose outputs changed, plus everything downstream);
         returns the names of the tasks that will run again. ``ConflictError`` when the run is active or has
-        nothing to retry. :meth:`wait` for it."""
-        return self._do(calls.retry(run))
+        nothing to retry. :meth:`wait` for it. ``current``: they run under the pipeline file as it is now (a longer
+        timeout, a fixed command), recorded as the run's definition from then on; its tasks, needs and params
+        must be the run's (else ``ConflictError``). Default: the run's own definition."""
+        return self._do(calls.retry(run, current))
 
     def logs(self, run: int | RunSummary | Queued, task: str, attempt: int | None = None, *,
              follow: bool = False) -> Iterator[str]:

@@ -595,7 +595,7 @@ class Engine:
                 hint="lower the request or change [resources] in the daemon's config")
 
     async def resume(self, run_id: int, *, actor: str | None = None,
-                     before: Callable[[int], None] | None = None) -> list[str]:
+                     before: Callable[[int], None] | None = None, pipeline: Pipeline | None = None) -> list[str]:
         """Resume a finished run: rerun what failed and what lost its outputs (see ``tasks_to_resume``).
 
         Returns the tasks to run again, in pipeline order. The recorded outputs of
@@ -606,13 +606,25 @@ class Engine:
         preparations, e.g. inputs brought back; it may raise to refuse), and the
         tasks are reset and the run queued in one transaction.
 
+        ``pipeline``: the tasks run again under this definition of the run's pipeline (its file as it is now:
+        a longer timeout, more retries, a fixed command), recorded as the run's own from then on; it must keep
+        the run's tasks, needs and params (:func:`~.scheduler.definition_change_problem`). None: the run's own.
+
         Raises :class:`ConflictError` when the run is not finished, has nothing to
-        retry, or the engine stops before the retry is applied; whatever
+        retry, or the engine stops before the retry is applied, or ``pipeline`` does not fit it; whatever
         ``before`` raises. Nothing is recorded when it raises.
         """
         run = self.store.runs.get(run_id)
         self._check_resumable(run_id, run["state"])
-        pipeline = self._stored_pipeline(run["pipeline_version_id"])
+        own = self._stored_pipeline(run["pipeline_version_id"])
+        if pipeline is not None and pipeline.content_hash != own.content_hash:
+            problem = scheduler.definition_change_problem(own, pipeline)
+            if problem is not None:
+                raise ConflictError(f"run {run_id} cannot go on under {pipeline.source_file or 'the new definition'}: "
+                                    f"{problem}", hint=f"start a new run (`edgeorch run {pipeline.name}`), or "
+                                    f"retry without --current (the run's own definition)")
+        else:
+            pipeline = own
         states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}
         outputs = self.store.outputs.latest_artifacts_of_run(run_id)
         recorded = {n: outputs.get(n, []) for n, s in states.items() if s.done_ok}
@@ -672,8 +684,16 @@ class Engine:
             before(run_id)
         with self.store.transaction():
             self.store.runs.reset_tasks([r["id"] for r in rows if r["name"] in redo])
-            self.store.runs.set_state(run_id, RunState.QUEUED, reason=f"resumed: {len(redo)} task(s) to run",
-                                      actor=actor)
+            changed = ""
+            if pipeline.content_hash != self.store.pipelines.version(
+                    self.store.runs.get(run_id)["pipeline_version_id"])["content_hash"]:
+                # The run's definition from now on (a restart reloads it, `show` prints it): the file as it is.
+                version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash,
+                                                                 pipeline.source_file, pipeline.source_text)
+                self.store.runs.set_pipeline_version(run_id, version_id)
+                changed = f" under the pipeline file as it is now (content_hash {pipeline.content_hash[:12]})"
+            self.store.runs.set_state(run_id, RunState.QUEUED,
+                                      reason=f"resumed: {len(redo)} task(s) to run{changed}", actor=actor)
             activation = self._record_activation(run_id, pipeline)
         run_dir = activation[0].run_dir
         for name in sorted(n for n in redo if states[n] == TaskState.SKIPPED):
@@ -1092,9 +1112,11 @@ class Engine:
         if not (prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None):
             self._move_aside(ctx, name, prev, out_dir, "outputs")
         if prev["input_hash"] != input_hash and self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints"):
-            said.append(f"attempt {prev['number']}'s checkpoints were made from other inputs (an upstream's outputs "
-                        f"changed): moved to {Path(prev['attempt_dir']) / 'checkpoints'}, this attempt starts "
-                        "without them")
+            how = ("by another definition of the task (its command, options or env changed)"
+                   if prev["definition_hash"] != ctx.pipeline.tasks[name].definition_hash
+                   else "from other inputs (an upstream's outputs changed)")
+            said.append(f"attempt {prev['number']}'s checkpoints were made {how}: moved to "
+                        f"{Path(prev['attempt_dir']) / 'checkpoints'}, this attempt starts without them")
         return tuple(said)
 
     @classmethod

@@ -89,7 +89,7 @@ class Submitter(Protocol):
                env: dict[str, str] | None = ...) -> int: ...
 
     async def resume(self, run_id: int, *, actor: str | None = ...,
-                     before: Callable[[int], None] | None = ...) -> list[str]: ...
+                     before: Callable[[int], None] | None = ..., pipeline: Pipeline | None = ...) -> list[str]: ...
 
 
 Lookup = Callable[[str], Pipeline]
@@ -170,17 +170,20 @@ class RunRequests:
             after(started)
         return started
 
-    async def resume(self, run_id: int, *, actor: str | None = None) -> list[str]:
+    async def resume(self, run_id: int, *, actor: str | None = None, current: bool = False) -> list[str]:
         """Resume a finished run (``edgeorch retry``) under rules 2 and 3; returns the tasks to run again.
 
         The ``before_resume`` hooks run (in order) once the engine has decided to
         resume the run, before anything is recorded; see the module docstring.
+        ``current``: its tasks run again under the pipeline as ``lookup`` finds it now (its file), not the run's
+        own definition (``edgeorch retry --current``: a longer timeout, a fixed command).
         """
         run = self.engine.store.runs.get(run_id)
         self._check_paused(run["pipeline"])
         if not self.engine.accepting:
             raise ConflictError("the daemon is shutting down and accepts no new runs")
-        return await self.engine.resume(run_id, actor=actor, before=self._before_resume)
+        pipeline = self.lookup(run["pipeline"]) if current else None
+        return await self.engine.resume(run_id, actor=actor, before=self._before_resume, pipeline=pipeline)
 
     def _before_resume(self, run_id: int) -> None:
         for hook in self.before_resume:

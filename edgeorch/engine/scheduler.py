@@ -7,7 +7,7 @@ builds on these; tests: tests/unit/engine/test_scheduler.py.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..model import TaskState
 
@@ -54,3 +54,21 @@ def tasks_to_resume(
     redo = {n for n, s in states.items() if not s.done_ok}
     redo |= {n for n, s in states.items() if s.done_ok and not outputs_intact.get(n, True)}
     return redo | downstream(dependents, list(redo))
+
+
+def definition_change_problem(old: Any, new: Any) -> str | None:
+    """Why run tasks of pipeline ``old`` (a run's own definition) cannot go on under ``new`` (its file as it is now,
+    ``edgeorch retry --current``), or None when they can: the same tasks, each needing the same upstreams, and the
+    same params (the run's params were resolved against the old ones; its finished tasks' outputs stand as they
+    are). Any other change (a timeout, retries, a command, resources) is what such a retry is for."""
+    added, removed = sorted(set(new.tasks) - set(old.tasks)), sorted(set(old.tasks) - set(new.tasks))
+    if added or removed:
+        return ("its tasks differ from the run's (" + "; ".join(
+            [*([f"added {', '.join(added)}"] if added else []), *([f"removed {', '.join(removed)}"] if removed else [])])
+            + ")")
+    moved = [n for n in old.order if tuple(old.tasks[n].needs) != tuple(new.tasks[n].needs)]
+    if moved:
+        return f"the needs of {', '.join(moved)} differ from the run's"
+    if set(old.params) != set(new.params):
+        return "its params differ from the run's (" + ", ".join(sorted(set(old.params) ^ set(new.params))) + ")"
+    return None

@@ -69,6 +69,10 @@ def register(add: AddCommand) -> None:
 
     p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
     p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("--current", action="store_true",
+                   help="run them under the pipeline file as it is now, not the run's own definition (a longer "
+                        "timeout, more retries, a fixed command; its tasks, needs and params must be the run's); "
+                        "the run keeps its checkpoints and finished tasks")
 
 
 # -- run / retry / trigger ------------------------------------------------------------------
@@ -173,15 +177,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
             def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
                 def on_resumed(tasks: list[str]) -> None:
                     if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-                        print(f"resuming run {args.run_id}: {', '.join(tasks)}", flush=True)
-                    if not args.quiet:
+                        print(f"resuming run {args.run_id}: {', '.join(tasks)}"
+                              + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
+                    if not args.quiet and not args.current:
                         _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
                     from types import SimpleNamespace
 
                     queued(SimpleNamespace(run_id=args.run_id))  # its id: a Ctrl-C from here on cancels it
 
                 # Subscribed before the retry is asked for: a rerun task that ends at once is shown too.
-                return backend.api.rerun(args.run_id, on_event=printer.shown, on_resumed=on_resumed)
+                return backend.api.rerun(args.run_id, on_event=printer.shown, on_resumed=on_resumed,
+                                         current=args.current)
 
             return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
@@ -189,13 +195,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
         from ...engine.requests import RunRequests
         from ...triggers.drop.retry import restore_inputs_for_retry
 
-        door = RunRequests(engine, _no_lookup)
+        from .pipelines import find_pipeline
+
+        door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg) if args.current else _no_lookup)
         # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
         door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
-        redo = await door.resume(args.run_id, actor=_actor())
+        redo = await door.resume(args.run_id, actor=_actor(), current=args.current)
         if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-            print(f"resuming run {args.run_id}: {', '.join(redo)}", flush=True)
-        if not args.quiet:
+            print(f"resuming run {args.run_id}: {', '.join(redo)}"
+                  + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
+        if not args.quiet and not args.current:
             run = engine.store.runs.get(args.run_id)
             version = engine.store.pipelines.version(run["pipeline_version_id"])
             _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
@@ -222,8 +231,11 @@ def _note_definition(run_id: int, pipeline: str, file: str | Path | None, conten
         return
     what = "cannot be read now" if now is None else "changed since the run was created"
     print(f"note: {shown} {what}; the retry reruns run {run_id}'s own definition, not the file as it is now. "
-          f"The file takes effect in a new run (`edgeorch run {printable(pipeline)}`), which starts from scratch "
-          "(this run's checkpoints and finished tasks stay with it)", file=sys.stderr, flush=True)
+          + (f"`edgeorch retry {run_id} --current` runs them under the file as it is (a longer timeout, a fixed "
+             f"command), keeping this run's checkpoints and finished tasks; a new run (`edgeorch run "
+             f"{printable(pipeline)}`) starts from scratch" if now is not None else
+             f"The file takes effect in a new run (`edgeorch run {printable(pipeline)}`), which starts from scratch "
+             "(this run's checkpoints and finished tasks stay with it)"), file=sys.stderr, flush=True)
 
 
 def _no_lookup(name: str) -> Any:

@@ -1,0 +1,94 @@
+"""``edgeorch retry RUN --current``: the run's failed tasks again under the pipeline file as it is now (a longer
+timeout, more retries, a fixed command), keeping the run's finished tasks, and its checkpoints unless the task's
+definition changed. A retry reran the run's own definition only, so the most common overnight fix (a timeout too
+short) could not be applied to the run that needed it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+
+import pytest
+
+from edgeorch.model import text_hash
+
+# Each attempt leaves one more checkpoint; the fourth succeeds. With no retries each try is one attempt.
+TRAIN = """
+[tasks.prep]
+command = ["true"]
+[tasks.train]
+needs = ["prep"]
+command = ["sh", "-c", "n=$(ls $EDGEORCH_CHECKPOINT_DIR | wc -l); touch $EDGEORCH_CHECKPOINT_DIR/ep$n; test $n -ge 3"]
+retries = {retries}
+retry_delay = "0s"
+"""
+
+
+def _cli(workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*workspace.cli(), *args], env=workspace.cli_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def _attempts(workspace, run_id: int) -> dict[str, int]:
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        return dict(conn.execute("SELECT name, attempts FROM tasks WHERE run_id = ?", (run_id,)).fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("with_daemon", [False, True], ids=["no-daemon", "daemon"])
+def test_a_retry_runs_the_edited_file_only_when_asked_and_keeps_the_runs_checkpoints(workspace, daemon, with_daemon):
+    path = workspace.pipeline("fit", TRAIN.format(retries=0))
+
+    def edit(text: str) -> None:
+        path.write_text(text)
+        if with_daemon:
+            assert workspace.invoke("reload").returncode == 0
+
+    if with_daemon:
+        daemon.start()
+    assert _cli(workspace, "run", "fit").returncode == 1
+    edit(TRAIN.format(retries=5))
+    again = _cli(workspace, "retry", "1")  # the run's own definition: one attempt, fails; says how to use the file
+    assert again.returncode == 1
+    assert "`edgeorch retry 1 --current` runs them under the file as it is" in again.stderr, again.stderr
+    fixed = _cli(workspace, "retry", "1", "--current")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "resuming run 1: train (under the pipeline file as it is now)" in fixed.stdout
+    assert "note:" not in fixed.stdout + fixed.stderr  # retries are no part of the definition: checkpoints kept
+    assert _attempts(workspace, 1) == {"prep": 1, "train": 4}  # prep stayed done; train went on from ep1
+    doc = json.loads(_cli(workspace, "show", "1", "--json").stdout)
+    assert doc["content_hash"] == text_hash(TRAIN.format(retries=5))  # the run's definition from now on
+
+    # A changed command is another definition: the retry starts without the old checkpoints, and says why.
+    edit(TRAIN.format(retries=0))
+    assert _cli(workspace, "run", "fit", "-q").returncode == 1  # run 2
+    edit(TRAIN.format(retries=5).replace("test $n -ge 3", "test $n -ge 1"))
+    redone = _cli(workspace, "retry", "2", "--current")
+    assert redone.returncode == 0, redone.stdout + redone.stderr
+    assert "attempt 1's checkpoints were made by another definition of the task" in redone.stdout, redone.stdout
+    assert _attempts(workspace, 2) == {"prep": 1, "train": 3}  # from an empty folder: ep0 fails, ep1 succeeds
+
+    # A file whose tasks are not the run's cannot carry it on: said, nothing recorded.
+    edit(TRAIN.format(retries=0))
+    assert _cli(workspace, "run", "fit", "-q").returncode == 1  # run 3
+    edit(TRAIN.format(retries=5) + '[tasks.extra]\ncommand = ["true"]\n')
+    refused = _cli(workspace, "retry", "3", "--current")
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "run 3 cannot go on under" in refused.stderr and "its tasks differ from the run's (added extra)" in refused.stderr
+    assert _attempts(workspace, 3) == {"prep": 1, "train": 1}
+
+
+def test_a_daemon_refuses_current_while_the_file_is_broken(workspace, daemon):
+    """The daemon serves a broken file's last valid version, which is not what the operator edited: refused."""
+    path = workspace.pipeline("fit", TRAIN.format(retries=0))
+    daemon.start()
+    assert _cli(workspace, "run", "fit").returncode == 1
+    path.write_text(TRAIN.format(retries=5) + "[tasks.bad\n")
+    workspace.invoke("reload")
+    refused = _cli(workspace, "retry", "1", "--current")
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "the file of pipeline fit has errors now" in refused.stderr, refused.stderr
+    assert _attempts(workspace, 1) == {"prep": 1, "train": 1}
