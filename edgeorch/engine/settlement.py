@@ -236,7 +236,7 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
         delay = retry_delay(charged, base=policy.delay, backoff=policy.backoff, max_delay=policy.max_delay,
                             jitter=policy.jitter, rand=rand)
         change = Change(end.task, TaskState.RETRY_WAIT,
-                        f"{end.reason}; retry {charged + 1}/{policy.retries + 1} in {delay:.1f}s", now + delay)
+                        f"{end.reason}; retry {charged} of {policy.retries} in {delay:.1f}s", now + delay)
     else:
         change = Change(end.task, TaskState.FAILED, end.reason)
     return _settle(view, change)

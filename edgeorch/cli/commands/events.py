@@ -78,7 +78,7 @@ def event_fields(ev: dict[str, object]) -> str:
 
     Unset fields (None) and flags that are off (False) are left out; a value
     with a space, a quote, an ``=`` or anything unprintable is quoted (JSON), so
-    a reason like ``exited with code 7; retry 2/3 in 0.2s`` reads as one value;
+    a reason like ``exited with code 7; retry 1 of 2 in 0.2s`` reads as one value;
     what JSON leaves raw is made :func:`~edgeorch.textui.printable` (a dropped
     file's name cannot rewrite the terminal or forge a line).
     """

@@ -235,7 +235,7 @@ def test_a_retried_run_gives_each_task_its_retries_again_and_attempt_numbers_go_
     assert run(workspace, "run", "flaky").returncode == 1  # attempts 1, 2
     proc = run(workspace, "retry", "1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "attempt 3 failed in" in proc.stdout and "retry 2/2 in" in proc.stdout, proc.stdout  # not FAILED at once
+    assert "attempt 3 failed in" in proc.stdout and "retry 1 of 1 in" in proc.stdout, proc.stdout  # not FAILED at once
     db = sqlite3.connect(workspace.state / "edgeorch.db")
     try:
         assert [r[0] for r in db.execute("SELECT number FROM attempts ORDER BY id")] == [1, 2, 3, 4]

@@ -193,7 +193,7 @@ def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daem
 
 
 def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be_empty(workspace):
-    """`edgeorch run` (no daemon): "attempt 1 failed in 0.0s: ...; retry 2/2 in ...", never "retry wait in 0.0s"
+    """`edgeorch run` (no daemon): "attempt 1 failed in 0.0s: ...; retry 1 of 1 in ...", never "retry wait in 0.0s"
     (read as the wait); the failed task's empty log is said to be empty, not a header over nothing."""
     import subprocess
 
@@ -207,7 +207,7 @@ def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be
                          check=False)
     assert out.returncode != 0
     lines = out.stdout.splitlines()
-    assert any(" c " in f" {ln} " and "attempt 1 failed in " in ln and ": exited with code 7; retry 2/2 in " in ln
+    assert any(" c " in f" {ln} " and "attempt 1 failed in " in ln and ": exited with code 7; retry 1 of 1 in " in ln
                for ln in lines), lines
     assert not any("retry wait" in ln for ln in lines), lines
     assert "c wrote nothing to its log (edgeorch logs 1 c)" in lines, lines

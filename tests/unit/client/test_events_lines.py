@@ -9,11 +9,11 @@ from edgeorch.cli.commands.events import event_fields
 
 def test_a_reason_with_spaces_is_one_quoted_value_and_unset_fields_and_off_flags_are_left_out():
     ev = {"ts": 1.0, "kind": "task", "run_id": 21, "task": "c", "state": "retry_wait", "attempt": 1,
-          "exit_code": 7, "reason": "exited with code 7; retry 2/3 in 0.2s", "log_truncated": False, "signal": None}
+          "exit_code": 7, "reason": "exited with code 7; retry 1 of 2 in 0.2s", "log_truncated": False, "signal": None}
     line = event_fields(ev)
-    assert line == 'run_id=21 task=c state=retry_wait attempt=1 exit_code=7 reason="exited with code 7; retry 2/3 in 0.2s"'
+    assert line == 'run_id=21 task=c state=retry_wait attempt=1 exit_code=7 reason="exited with code 7; retry 1 of 2 in 0.2s"'
     words = dict(w.split("=", 1) for w in shlex.split(line))  # a shell (or a human) splits it back the same
-    assert words["reason"] == "exited with code 7; retry 2/3 in 0.2s"
+    assert words["reason"] == "exited with code 7; retry 1 of 2 in 0.2s"
 
 
 def test_flags_that_are_on_lists_empty_and_tricky_texts():

@@ -33,7 +33,7 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('nmae="x"\n[tasks.a]\ncommand=["true"]\n', ["nmae: unknown key", "did you mean 'name'"]),
     ('[tasks.a]\ncommand=["true"]\nretries="two"\n', ["tasks.a.retries: has the wrong type (string)", "found 'two'", "expected an integer"]),
     ('[tasks.a]\ncommand=["true"]\nretries=-1\n', ["tasks.a.retries: is out of range", "found -1"]),
-    # TOML's nan and inf passed: "retry 3/4 in nans", a wait nobody asked for.
+    # TOML's nan and inf passed: "retry 2 of 3 in nans", a wait nobody asked for.
     ('[tasks.a]\ncommand=["true"]\nretry_jitter=nan\n', ["tasks.a.retry_jitter: is not a finite number", "found nan"]),
     ('[tasks.a]\ncommand=["true"]\nretry_backoff=inf\n', ["tasks.a.retry_backoff: is not a finite number"]),
     ('[tasks.a]\ncommand=["true"]\ntimeout="soon"\n', ["tasks.a.timeout: is not a valid duration", "found 'soon'", "'15m'"]),

@@ -80,7 +80,7 @@ def test_a_failed_attempt_with_retries_left_waits_the_backoff_from_the_injected_
                           now=1000.0, rand=rand)
     assert s.task is not None and s.task.state == T.RETRY_WAIT
     assert s.task.retry_at == pytest.approx(1000.0 + expected, rel=1e-5)
-    assert s.task.reason.startswith(f"exited with code 1; retry {number + 1}/4 in ")
+    assert s.task.reason.startswith(f"exited with code 1; retry {number} of 3 in ")
     assert s.cascade == () and s.newly_ready == () and s.run_finished is None
 
 
@@ -126,7 +126,7 @@ def test_uncharged_attempts_do_not_consume_retries():
     run = FakeRun({"t": ()}, {"t": T.RUNNING}, uncharged={"t": 1})
     s = st.settle_attempt(run.view(), fail("t", 2), policy(1, delay=1.0, jitter=0.0), now=10.0, rand=0.3)
     assert s.task is not None and (s.task.state, s.task.retry_at) == (T.RETRY_WAIT, 11.0)
-    assert "retry 2/2" in (s.task.reason or "")
+    assert "retry 1 of 1" in (s.task.reason or "")
     # The same failure charged twice (no uncharged attempt before it) has used its retry.
     run = FakeRun({"t": ()}, {"t": T.RUNNING})
     assert st.settle_attempt(run.view(), fail("t", 2), policy(1), now=10.0, rand=0.3).task.state == T.FAILED
@@ -136,7 +136,7 @@ def test_a_resumed_task_gets_its_retries_again_counted_from_the_resume():
     # retries = 1: attempts 1 and 2 failed before the resume (retries_from 2); attempt 3 fails: a retry, 2/2.
     view = dataclasses.replace(FakeRun({"t": ()}, {"t": T.RUNNING}).view(), retries_from={"t": 2})
     s = st.settle_attempt(view, fail("t", 3), policy(1, delay=1.0, jitter=0.0), now=10.0, rand=0.3)
-    assert s.task is not None and s.task.state == T.RETRY_WAIT and "retry 2/2" in (s.task.reason or "")
+    assert s.task is not None and s.task.state == T.RETRY_WAIT and "retry 1 of 1" in (s.task.reason or "")
     assert st.settle_attempt(view, fail("t", 4), policy(1), now=10.0, rand=0.3).task.state == T.FAILED
     # Without the resume's count, attempt 3 of a task with one retry has none left.
     plain = FakeRun({"t": ()}, {"t": T.RUNNING}).view()
@@ -169,7 +169,7 @@ def test_lost_attempts_beyond_the_free_relaunches_count_as_retries_so_a_repeatin
         run.uncharged["t"] = run.uncharged.get("t", 0) + 1
         run.states["t"] = T.RUNNING
     assert number == st.FREE_RELAUNCHES + 1
-    assert (s.task.state, "retry 2/2" in (s.task.reason or "")) == (T.RETRY_WAIT, True)  # the one retry, with its delay
+    assert (s.task.state, "retry 1 of 1" in (s.task.reason or "")) == (T.RETRY_WAIT, True)  # the one retry, with its delay
     run.states["t"] = T.RUNNING
     s = run.apply(st.settle_attempt(run.view(), fail("t", number + 1, uncharged=st.relaunch_is_free(10)),
                                     policy(1), now=0.0, rand=0.0))
