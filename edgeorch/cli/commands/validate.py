@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from . import AddCommand
 
 def register(add: AddCommand) -> None:
     p = add("validate", cmd_validate, "check pipeline files (and the rules folder and the config's [[watch]] "
-                                      "tables) without running anything (exit 0 valid, 1 invalid)")
+                                      "tables) without running anything (exit 0 valid, 1 invalid, 3 no such path)")
     p.add_argument("path", nargs="?", help="a pipeline file or folder, or a rules file (one in the rules folder, or "
                                            "one of [[on]] rules only) (default: the configured pipelines folder and "
                                            "its rules folder, [monitor] rules_dir)")
@@ -26,7 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     A rules file given as the path (one in the rules folder, or one holding only ``[[on]]`` rules) is read as the
     daemon reads it: against the configured pipelines, and a rule whose name another declaration holds first is
     an error (:func:`~edgeorch.monitor.rulesdir.in_force`, the daemon's own rule for it)."""
-    from ...errors import EdgeorchError
+    from ...errors import EdgeorchError, NotFoundError
     from ...monitor.rulesdir import in_force, is_rules_file, load_rules_dir, unknown_names_of
     from ...pipelines import validate_path
 
@@ -41,6 +42,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rules_dir = cfg.rules_dir if cfg is not None else None
     if args.path is not None and is_rules_file(path, rules_dir):
         return _validate_rules_file(args, path, cfg)
+    if args.path is not None and not os.path.lexists(path):  # the argument names nothing: exit 3, as elsewhere
+        raise NotFoundError("no such file or folder", file=str(path),
+                            expected="a pipeline .toml file or a folder of them")
     report = validate_path(path)
     # The configured rules folder is read against the pipelines just validated, as the daemon reads it: with
     # the configured pipelines folder (no path, or that folder by name).

@@ -83,8 +83,9 @@ def test_validate_checks_the_configs_watch_tables_as_the_daemon_does(workspace):
 
 
 def test_validate_a_missing_path(workspace):
+    """Not found, as every command says it (exit 3; 1 is for files that are there and invalid)."""
     proc = run(workspace, "validate", "/no/such/dir")
-    assert proc.returncode == 1 and "no such file or folder" in proc.stdout
+    assert proc.returncode == 3 and "/no/such/dir: no such file or folder" in proc.stderr
 
 
 @pytest.mark.parametrize("runner", [run_process, run], ids=["subprocess", "in-process"])
