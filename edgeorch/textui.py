@@ -157,10 +157,12 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_timestamp(ts: float | None) -> str:
-    """Local time ``YYYY-MM-DD HH:MM:SS`` for a Unix timestamp; ``-`` for ``None``."""
+    """Local time ``YYYY-MM-DD HH:MM:SS ZONE`` for a Unix timestamp (``2026-12-06 15:17:46 CET``: a time read off a
+    table at 3 a.m. must say which clock it is; the zone as the system names it, ``UTC`` on most servers); ``-`` for
+    ``None``."""
     if ts is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
 
 
 def format_bytes(n: int | None) -> str:

@@ -218,12 +218,15 @@ def _stored_pauses_and_fires(backend: Backend, names: list[str]) -> tuple[dict[s
 
 
 def _fire_text(iso_text: str | None) -> str:
-    """A next fire time in local time, as ``2026-11-27 14:00:00`` (``-`` when unscheduled)."""
+    """A next fire time in local time, as every table says a time (``2026-11-27 14:00:00 UTC``; ``-`` when
+    unscheduled)."""
     if not iso_text:
         return "-"
     from datetime import datetime
 
-    return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    from ...textui import format_timestamp
+
+    return format_timestamp(datetime.fromisoformat(iso_text).timestamp())
 
 
 def _offline_next_fire(pipeline: Any, stored: str | None, *, paused: bool) -> dict[str, Any]:
