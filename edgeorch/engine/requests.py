@@ -175,14 +175,22 @@ class RunRequests:
 
         The ``before_resume`` hooks run (in order) once the engine has decided to
         resume the run, before anything is recorded; see the module docstring.
-        ``current``: its tasks run again under the pipeline as ``lookup`` finds it now (its file), not the run's
-        own definition (``edgeorch retry --current``: a longer timeout, a fixed command).
+        ``current``: its tasks run again under the run's own pipeline file as it is now, read again here
+        (:func:`~edgeorch.pipelines.load.load_again`), not the run's recorded definition (``edgeorch retry
+        --current``: a longer timeout, a fixed command).
         """
         run = self.engine.store.runs.get(run_id)
         self._check_paused(run["pipeline"])
         if not self.engine.accepting:
             raise ConflictError("the daemon is shutting down and accepts no new runs")
-        pipeline = self.lookup(run["pipeline"]) if current else None
+        pipeline = None
+        if current:
+            import asyncio
+
+            from ..pipelines.load import load_again
+
+            file = self.engine.store.pipelines.version(run["pipeline_version_id"])["source_file"]
+            pipeline = await asyncio.to_thread(load_again, file, run["pipeline"], run_id)
         return await self.engine.resume(run_id, actor=actor, before=self._before_resume, pipeline=pipeline)
 
     def _before_resume(self, run_id: int) -> None:

@@ -59,8 +59,8 @@ def tasks_to_resume(
 def definition_change_problem(old: Any, new: Any) -> str | None:
     """Why run tasks of pipeline ``old`` (a run's own definition) cannot go on under ``new`` (its file as it is now,
     ``edgeorch retry --current``), or None when they can: the same tasks, each needing the same upstreams, and the
-    same params (the run's params were resolved against the old ones; its finished tasks' outputs stand as they
-    are). Any other change (a timeout, retries, a command, resources) is what such a retry is for."""
+    same params with the same types (the run's values were converted by the old ones; a changed default is
+    nothing to it, its values are recorded; its finished tasks' outputs stand as they are). Any other change (a timeout, retries, a command, resources) is what such a retry is for."""
     added, removed = sorted(set(new.tasks) - set(old.tasks)), sorted(set(old.tasks) - set(new.tasks))
     if added or removed:
         return ("its tasks differ from the run's (" + "; ".join(
@@ -69,6 +69,13 @@ def definition_change_problem(old: Any, new: Any) -> str | None:
     moved = [n for n in old.order if tuple(old.tasks[n].needs) != tuple(new.tasks[n].needs)]
     if moved:
         return f"the needs of {', '.join(moved)} differ from the run's"
-    if set(old.params) != set(new.params):
-        return "its params differ from the run's (" + ", ".join(sorted(set(old.params) ^ set(new.params))) + ")"
+    added, removed = sorted(set(new.params) - set(old.params)), sorted(set(old.params) - set(new.params))
+    if added or removed:
+        return ("its params differ from the run's (" + "; ".join(
+            [*([f"added {', '.join(added)}"] if added else []), *([f"removed {', '.join(removed)}"] if removed else [])])
+            + ")")
+    retyped = [n for n in old.params if old.params[n].type != new.params[n].type]
+    if retyped:  # the run's values were converted by the old types: under the new ones they may mean nothing
+        return "the type of param " + ", ".join(f"{n} ({old.params[n].type} -> {new.params[n].type})"
+                                                 for n in retyped) + " differs from the run's"
     return None

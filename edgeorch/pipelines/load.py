@@ -179,6 +179,29 @@ def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchErro
                          value=first.value, expected=first.expected, hint=hint, pipeline=first.pipeline)
 
 
+def load_again(file: str | None, name: str, run_id: int) -> Pipeline:
+    """Pipeline ``name`` as its own file ``file`` declares it now, for ``edgeorch retry RUN --current``: the file the
+    run was made from (its recorded ``source_file``), read again here and now, never a pipeline of the same name
+    found elsewhere (an ad-hoc run's file, a folder where another file took the name) nor a daemon's copy loaded
+    before the last edit. Raises :class:`~edgeorch.errors.ConflictError` naming the file when the run has none (sent
+    by content), it cannot be read or has errors, or it declares another pipeline now."""
+    from ..errors import ConflictError
+
+    if not file:
+        raise ConflictError(f"run {run_id} was sent by content, not read from a file: there is no file to read again",
+                            hint="start a new run from the edited file (`edgeorch run FILE`)")
+    pipeline, errors = load_pipeline_file(Path(file))
+    if errors or pipeline is None:
+        first = errors[0] if errors else None
+        raise ConflictError(f"run {run_id}'s pipeline file {file} cannot be used now: "
+                            f"{first.one_line() if first is not None else 'it declares no pipeline'}",
+                            hint=f"fix it (`edgeorch validate {file}`), then retry again")
+    if pipeline.name != name:
+        raise ConflictError(f"run {run_id}'s pipeline file {file} declares pipeline {pipeline.name!r} now, not "
+                            f"{name!r}", hint=f"start a new run (`edgeorch run {pipeline.name}`)")
+    return pipeline
+
+
 def load_pipeline_file(file: Path) -> tuple[Pipeline | None, list[EdgeorchError]]:
     """Parse and validate one file, read once (the hash is of what was parsed); ``(pipeline, [])`` or ``(None, errors)``."""
     try:

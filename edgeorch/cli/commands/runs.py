@@ -195,9 +195,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         from ...engine.requests import RunRequests
         from ...triggers.drop.retry import restore_inputs_for_retry
 
-        from .pipelines import find_pipeline
-
-        door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg) if args.current else _no_lookup)
+        door = RunRequests(engine, _no_lookup)
         # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
         door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
         redo = await door.resume(args.run_id, actor=_actor(), current=args.current)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ...engine.requests import RunRequest
-from ...errors import ConflictError, EdgeorchError, NotFoundError, PipelineError
+from ...errors import EdgeorchError, NotFoundError, PipelineError
 from ...model import Pipeline, TaskState
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
 from ...pipelines.document import stale_warning
@@ -168,15 +168,9 @@ class RunOps:
         return {"run_id": run_id, "cancel_requested": True}
 
     async def retry(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        """``current``: under the pipeline as loaded from its file now (refused while that file has errors: the daemon
-        serves its last valid version then, which is not what the caller edited)."""
+        """``current``: under the run's own pipeline file as it is now, read again (never the copy this daemon loaded
+        before an edit its reload has not seen yet: :meth:`~edgeorch.engine.requests.RunRequests.resume`)."""
         run_id = arg(args, "run_id", int)
         current = arg(args, "current", bool, required=False, default=False)
-        if current:
-            name = self.store.runs.get(run_id)["pipeline"]
-            broken = self.stale(name)
-            if broken is not None:
-                raise ConflictError(f"the file of pipeline {name} has errors now: {broken.one_line()}",
-                                    hint="fix it (`edgeorch validate`), then retry again")
         tasks = await self.requests.resume(run_id, actor=actor_of(peer), current=current)
         return {"run_id": run_id, "tasks": tasks}

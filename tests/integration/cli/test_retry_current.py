@@ -81,14 +81,43 @@ def test_a_retry_runs_the_edited_file_only_when_asked_and_keeps_the_runs_checkpo
     assert _attempts(workspace, 3) == {"prep": 1, "train": 1}
 
 
-def test_a_daemon_refuses_current_while_the_file_is_broken(workspace, daemon):
-    """The daemon serves a broken file's last valid version, which is not what the operator edited: refused."""
+def test_a_daemon_reads_the_runs_own_file_again_never_its_loaded_copy(workspace, daemon):
+    """Through a daemon, `edit && retry --current` ran the copy loaded before the edit (its reload came after),
+    saying it used the file; a broken file was served from its last valid version. The file is read again."""
     path = workspace.pipeline("fit", TRAIN.format(retries=0))
     daemon.start()
     assert _cli(workspace, "run", "fit").returncode == 1
     path.write_text(TRAIN.format(retries=5) + "[tasks.bad\n")
-    workspace.invoke("reload")
     refused = _cli(workspace, "retry", "1", "--current")
     assert refused.returncode == 5, refused.stdout + refused.stderr
-    assert "the file of pipeline fit has errors now" in refused.stderr, refused.stderr
+    assert f"run 1's pipeline file {path} cannot be used now: {path}:" in refused.stderr, refused.stderr
     assert _attempts(workspace, 1) == {"prep": 1, "train": 1}
+    path.write_text(TRAIN.format(retries=5))  # no reload asked for: the retry reads the file itself
+    fixed = _cli(workspace, "retry", "1", "--current")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert _attempts(workspace, 1) == {"prep": 1, "train": 4}
+
+
+@pytest.mark.parametrize("with_daemon", [False, True], ids=["no-daemon", "daemon"])
+def test_current_is_the_runs_own_file_not_a_pipeline_of_the_same_name(workspace, daemon, tmp_path, with_daemon):
+    """An ad-hoc run's file, and a folder where another file declares the name: the run's own file is read, and
+    one that declares another pipeline now is refused."""
+    impostor = workspace.pipeline("fit", TRAIN.format(retries=5).replace("test $n -ge 3", "echo IMPOSTOR"))
+    own = tmp_path / "mine.toml"
+    own.write_text('name = "fit"\n' + TRAIN.format(retries=0))
+    if with_daemon:
+        daemon.start()
+    assert _cli(workspace, "run", str(own)).returncode == 1
+    own.write_text('name = "fit"\n' + TRAIN.format(retries=5))
+    fixed = _cli(workspace, "retry", "1", "--current")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert _attempts(workspace, 1) == {"prep": 1, "train": 4}  # its own file's retries, not the impostor's command
+    assert json.loads(_cli(workspace, "show", "1", "--json").stdout)["pipeline_file"] == str(own)
+    assert impostor.exists()
+    own.write_text('name = "other"\n' + TRAIN.format(retries=0))
+    assert _cli(workspace, "run", "-q", "fit").returncode == 0  # run 2 (the folder's file)
+    own.write_text('name = "fit"\n' + TRAIN.format(retries=0))
+    assert _cli(workspace, "run", "-q", str(own)).returncode == 1  # run 3
+    own.write_text('name = "renamed"\n' + TRAIN.format(retries=5))
+    refused = _cli(workspace, "retry", "3", "--current")
+    assert refused.returncode == 5 and f"declares pipeline 'renamed' now, not 'fit'" in refused.stderr, refused.stderr

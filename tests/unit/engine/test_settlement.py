@@ -324,3 +324,29 @@ def test_finished_states_only_leave_for_a_resume_or_a_retry():
     # a retry brings it back; `edgeorch requeue` sends its file back to the drop folder (a new input)
     assert INPUT_TRANSITIONS[InputState.QUARANTINED] == {InputState.STARTED, InputState.REQUEUED}
     assert not InputState.can_transition("done", "claimed")
+
+
+def test_a_definition_change_a_run_can_go_on_under_and_those_it_cannot() -> None:
+    """``retry --current``: timeouts, retries and commands may change; tasks, needs and params' names and types not."""
+    from pathlib import Path
+
+    from edgeorch.engine.scheduler import definition_change_problem
+    from edgeorch.pipelines.load import load_pipeline_bytes
+
+    def p(text: str):
+        pipeline, errors = load_pipeline_bytes(text.encode(), Path("p.toml"))
+        assert not errors, errors
+        return pipeline
+
+    base = '[params]\nn = 3\n[tasks.a]\ncommand = ["true"]\n[tasks.b]\nneeds = ["a"]\ncommand = ["true"]\n'
+    assert definition_change_problem(p(base), p(base.replace('command = ["true"]\n[tasks.b]',
+                                                            'command = ["false"]\ntimeout = "1h"\n[tasks.b]'))) is None
+    assert definition_change_problem(p(base), p(base.replace("n = 3", "n = 4"))) is None  # a default
+    assert definition_change_problem(p(base), p(base + '[tasks.c]\ncommand = ["true"]\n')) == (
+        "its tasks differ from the run's (added c)")
+    assert definition_change_problem(p(base), p(base.replace('needs = ["a"]\n', ""))) == (
+        "the needs of b differ from the run's")
+    assert definition_change_problem(p(base), p(base.replace("n = 3", "m = 3"))) == (
+        "its params differ from the run's (added m; removed n)")
+    assert definition_change_problem(p(base), p(base.replace("n = 3", 'n = { type = "bool", default = true }'))) == (
+        "the type of param n (int -> bool) differs from the run's")
