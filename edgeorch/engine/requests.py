@@ -48,9 +48,11 @@ from ..records import frozen
 
 
 class PausedPipelines(Protocol):
-    """``store.pipelines``: which pipelines are paused."""
+    """``store.pipelines``: which pipelines are paused, and a stored version (its file, for ``retry --current``)."""
 
     def paused(self) -> dict[str, dict[str, Any]]: ...
+
+    def version(self, version_id: int) -> dict[str, Any]: ...
 
 
 class RunRows(Protocol):
