@@ -75,7 +75,11 @@ def report_error(err: EdgeorchError, *, json_out: bool, quiet: bool = False) -> 
         text = err.render()
         if quiet:  # -q: "results and errors only: no progress, notes or hints" (--json keeps its hint field)
             text = text.split("\n  hint: ", 1)[0]
-        print(f"edgeorch: error: {text}", file=sys.stderr)
+        # An error can quote what someone else wrote (a pause's reason, a file's name): no escape code of theirs
+        # reaches the terminal. The lines the error itself has (its hint, a list of problems) stay lines.
+        from ..textui import printable
+
+        print("edgeorch: error: " + "\n".join(printable(line) for line in text.split("\n")), file=sys.stderr)
     return err.exit_code
 
 

@@ -205,6 +205,10 @@ class RunRequests:
         if name not in paused:
             return None
         why = paused[name].get("reason")
+        if why:  # whoever paused it wrote this: one line, no escape codes, wherever it is shown
+            from ..textui import printable
+
+            why = printable(why)
         return f"pipeline {name} is paused" + (f" ({why})" if why else "")
 
     def _check_paused(self, name: str) -> None:

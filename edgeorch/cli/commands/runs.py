@@ -738,25 +738,23 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
 
 def retry_hint(run: dict[str, Any]) -> str | None:
     """What to do next about a failed or cancelled run, said where the person reading its end looks (3 a.m.: "can
-    I resume it?"): ``edgeorch retry`` and what it keeps, with the checkpoints the unfinished tasks would resume
-    from (the files the last attempt that recorded any left). None for a run in any other state."""
+    I resume it?"): ``edgeorch retry`` and the tasks it runs again, with how many checkpoint files each finds (those
+    its latest attempt recorded: the folder as that attempt left it; a set-aside folder is no attempt's). Tasks
+    that finished stay done unless their outputs changed since (the retry checks, this cannot). None for a run in
+    any other state."""
     if run["state"] not in ("failed", "cancelled"):
         return None
-    redo = [t["name"] for t in run["tasks"] if t["state"] not in ("succeeded", "skipped")]
+    redo = [t for t in run["tasks"] if t["state"] not in ("succeeded", "skipped")]
     if not redo:
         return None
-    last: dict[str, tuple[int, list[str]]] = {}  # task -> (attempt id, its checkpoint files)
+    files: dict[int, int] = {}  # attempt id -> checkpoint files it recorded
     for c in run.get("checkpoints") or ():
-        aid, names = last.get(c["task"], (-1, []))
-        if c["attempt_id"] > aid:
-            last[c["task"]] = (c["attempt_id"], [c["name"]])
-        elif c["attempt_id"] == aid:
-            names.append(c["name"])
-    done = [t["name"] for t in run["tasks"] if t["state"] in ("succeeded", "skipped")]
-    kept = [f"{name} finds its checkpoints ({len(files)} file(s), the last recorded {files[-1]})"
-            for name in redo if (files := last.get(name, (0, []))[1])]
-    return "; ".join([f"next: `edgeorch retry {run['id']}` runs {', '.join(redo)} again, with this run's definition",
-                      *([f"{', '.join(done)} stay{'s' if len(done) == 1 else ''} done"] if done else []), *kept])
+        files[c["attempt_id"]] = files.get(c["attempt_id"], 0) + 1
+    kept = [f"{printable(t['name'])} finds its checkpoints ({n} file(s))" for t in redo
+            if t["attempt_list"] and (n := files.get(t["attempt_list"][-1]["id"], 0))]
+    names = ", ".join(printable(t["name"]) for t in redo)
+    return "; ".join([f"next: `edgeorch retry {run['id']}` runs {names} again (and any finished task whose outputs "
+                      "changed since), with this run's definition", *kept])
 
 
 def _result_cell(row: dict[str, Any], key: str) -> Any:

@@ -216,7 +216,7 @@ def test_a_failed_attempt_that_is_retried_says_so_and_an_empty_log_is_said_to_be
 
 def test_a_failed_run_ends_with_what_to_do_next_and_the_checkpoints_a_retry_finds(workspace):
     """3 a.m., a training run died: is it resumable? The end of `run` and `show` says the command, what it runs
-    again, what stays done and the checkpoints the failed task will find."""
+    again and the checkpoints the failed task will find (its latest attempt's: none once they were set aside)."""
     import subprocess
 
     workspace.pipeline("train", """
@@ -232,11 +232,19 @@ def test_a_failed_run_ends_with_what_to_do_next_and_the_checkpoints_a_retry_find
     out = subprocess.run([*workspace.cli(), "run", "train"], env=workspace.cli_env(), capture_output=True, text=True,
                          check=False)
     assert out.returncode == 1
-    hint = ("next: `edgeorch retry 1` runs fit, eval again, with this run's definition; prep stays done; fit finds its "
-            "checkpoints (2 file(s), the last recorded epoch-2)")
+    hint = ("next: `edgeorch retry 1` runs fit, eval again (and any finished task whose outputs changed since), with "
+            "this run's definition; fit finds its checkpoints (2 file(s))")
     assert hint in out.stdout.splitlines(), out.stdout
     shown = subprocess.run([*workspace.cli(), "show", "1"], env=workspace.cli_env(), capture_output=True, text=True)
     assert hint in shown.stdout.splitlines(), shown.stdout
+    # A checkpoint's name is the task's to choose: it never writes a line or an escape code of its own there.
+    workspace.pipeline("odd", """
+        [tasks.w]
+        command = ["python3", "-c", 'import os; open(os.path.join(os.environ["EDGEORCH_CHECKPOINT_DIR"], "a\\nnext: forged\\x1b[31m"), "w"); raise SystemExit(1)']
+    """)
+    odd = subprocess.run([*workspace.cli(), "run", "odd"], env=workspace.cli_env(), capture_output=True, text=True)
+    assert "\x1b" not in odd.stdout and "next: forged" not in odd.stdout.splitlines(), odd.stdout
+    assert "w finds its checkpoints (1 file(s))" in odd.stdout
     workspace.pipeline("fine", '[tasks.a]\ncommand = ["true"]\n')
     ok = subprocess.run([*workspace.cli(), "run", "fine"], env=workspace.cli_env(), capture_output=True, text=True)
     assert ok.returncode == 0 and "SUCCEEDED" in ok.stdout and "next:" not in ok.stdout

@@ -163,8 +163,10 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     resumed = cli("pipelines", "resume", "two")
     assert resumed.returncode == 0 and resumed.stdout.startswith("two resumed (no daemon runs"), resumed.stdout
     assert cli("run", "-q", "two").returncode == 0
-    assert cli("pipelines", "pause", "two", "--reason", "again").returncode == 0
-    assert cli("run", "two").returncode == 5
+    assert cli("pipelines", "pause", "two", "--reason", "again\nnext: forged \x1b[31mred").returncode == 0
+    again = cli("run", "two")  # whoever paused it wrote the reason: no line or escape code of theirs is shown
+    assert again.returncode == 5 and "\x1b" not in again.stderr and "\nnext: forged" not in again.stderr
+    assert "pipeline two is paused (again\\nnext: forged \\x1b[31mred)" in again.stderr, again.stderr
     missing = cli("pipelines", "pause", "nope")
     assert missing.returncode == 3 and "no pipeline named 'nope'" in missing.stderr
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
