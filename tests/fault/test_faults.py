@@ -200,6 +200,38 @@ def test_a_file_where_an_attempts_folder_goes_fails_the_attempt_with_its_retries
     assert "not a folder stands where" in task["reason"] and "launcher" not in task["reason"]
 
 
+def test_a_link_where_an_attempts_folder_goes_is_never_followed(workspace, tmp_path):
+    """The checkpoint folder replaced by a link to a folder elsewhere: the task wrote through it. The attempt fails
+    (charged), naming the link; nothing is written where it points."""
+    workspace.pipeline("ck", """
+        [tasks.t]
+        command = ["sh", "-c", "echo written > $EDGEORCH_CHECKPOINT_DIR/x"]
+    """)
+    assert workspace.invoke("run", "ck").returncode == 0
+    folder = workspace.state / "runs" / "1" / "checkpoints" / "t"
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder.symlink_to(elsewhere)
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        conn.execute("UPDATE runs SET state = 'failed'")
+        conn.execute("UPDATE tasks SET state = 'failed'")
+        conn.commit()
+    finally:
+        conn.close()
+    assert workspace.invoke("retry", "1").returncode == 1
+    assert list(elsewhere.iterdir()) == []
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        reason = conn.execute("SELECT reason FROM tasks").fetchone()[0]
+    finally:
+        conn.close()
+    assert f"cannot prepare the attempt: cannot create {folder}: a symbolic link stands where a folder" in reason, reason
+
+
 def test_a_removed_wal_stops_the_daemon_after_its_commits_are_saved_into_the_state_file(workspace, daemon):
     """`rm edgeorch.db-wal` under a running daemon: its later commits went to a deleted file (lost at a crash).
     It copies them into the state file, stops (exit 4, saying why) and a restart has every run."""

@@ -282,7 +282,7 @@ def _prepare_error(what: str, exc: OSError) -> dict[str, Any]:
     """The reply for an attempt the shim could not prepare: ``error`` (what, and the system's words) and, for an
     error that does not pass by itself (:data:`PASSING_ERRNOS`), ``charged``."""
     why = exc.strerror or str(exc)
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and why == os.strerror(exc.errno):
         why += " (something that is not a folder stands where a folder of the attempt goes)"
     if exc.errno in PASSING_ERRNOS:
         return {"error": f"{what}: {why}"}
@@ -291,10 +291,14 @@ def _prepare_error(what: str, exc: OSError) -> dict[str, Any]:
 
 def _make_folder(path: str) -> None:
     """``os.makedirs(path, exist_ok=True)`` in one ``mkdir`` when its parent exists (every attempt's folders but a
-    run's first): makedirs looks at each parent first. Raises OSError as makedirs does (a file in the way)."""
+    run's first): makedirs looks at each parent first. Raises OSError as makedirs does (a file in the way), and for
+    a symbolic link in the folder's place (makedirs takes one to a folder as the folder)."""
     try:
         os.mkdir(path)
     except FileExistsError:
+        if os.path.islink(path):  # the task would write through it, wherever it points: never followed
+            raise FileExistsError(errno.EEXIST, "a symbolic link stands where a folder of the attempt goes (links "
+                                  "there are never followed)", path) from None
         if not os.path.isdir(path):
             raise
     except FileNotFoundError:
