@@ -35,7 +35,7 @@ from .errors import ConfigError, EdgeorchError
 from .loglevel import LOG_FORMATS, LOG_LEVELS
 from .records import frozen
 from .tomlcheck import TableReader, load_toml
-from .units import parse_duration
+from .units import TOO_LONG, parse_duration
 
 CONFIG_ENV = "EDGEORCH_CONFIG"
 ROOT_ENV = "EDGEORCH_ROOT"
@@ -725,8 +725,8 @@ def parse_keep(value: object) -> float | None:
         return None
     try:
         keep = parse_duration(value)
-    except ValueError:
-        raise ValueError("is not a valid retention") from None
+    except ValueError as exc:
+        raise ValueError(f"is {exc}" if str(exc) == TOO_LONG else "is not a valid retention") from None
     if keep < KEEP_MIN:
         raise ValueError("is too short")
     return keep

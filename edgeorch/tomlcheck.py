@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import EdgeorchError
-from .units import DURATION_EXPECTED, SIZE_EXPECTED, parse_duration, parse_size
+from .units import DURATION_EXPECTED, SIZE_EXPECTED, TOO_LONG, parse_duration, parse_size
 
 E = TypeVar("E", bound=EdgeorchError)
 T = TypeVar("T")
@@ -191,8 +191,11 @@ class TableReader:
             return default
         try:
             return parse_duration(self.data[key])
-        except ValueError:
-            self.fail(key, "is not a valid duration", value=self.data[key], expected=DURATION_EXPECTED)
+        except ValueError as exc:
+            if str(exc) == TOO_LONG:  # a duration, just beyond what is taken: said as such
+                self.fail(key, f"is {TOO_LONG}", value=self.data[key], expected="a duration of at most 100 years")
+            else:
+                self.fail(key, "is not a valid duration", value=self.data[key], expected=DURATION_EXPECTED)
             return default
 
     def size(self, key: str, default: Any = None) -> Any:

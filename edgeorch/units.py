@@ -17,13 +17,14 @@ _UNIT_WORDS: dict[float, tuple[str, ...]] = {
     604800.0: ("weeks", "week", "w"),
 }
 _DURATION_UNITS = {word: seconds for seconds, words in _UNIT_WORDS.items() for word in words}
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"  # ASCII digits: Python's \d takes '٣٠' too, a JSON Schema's does not
 _UNIT = "(?:" + "|".join(sorted(_DURATION_UNITS, key=len, reverse=True)) + ")(?![a-z])"
-DURATION_PATTERN = rf"^\s*(?:{_NUMBER}|(?:{_NUMBER}\s*{_UNIT}\s*)+)\s*$"
+_SPACE = "[ \t]*"  # spaces and tabs only: \s means other characters in Python and in ECMA-262
+DURATION_PATTERN = rf"^{_SPACE}(?:{_NUMBER}|(?:{_NUMBER}{_SPACE}{_UNIT}{_SPACE})+){_SPACE}$"
 """The strings :func:`parse_duration` takes, as a regular expression both Python and JSON Schema read (the
 published pipeline schema carries it verbatim; a test holds them equal)."""
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_PART_RE = re.compile(rf"({_NUMBER})\s*({_UNIT})")
+_PART_RE = re.compile(rf"({_NUMBER}){_SPACE}({_UNIT})")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
@@ -48,7 +49,7 @@ def parse_duration(value: object) -> float:
             raise ValueError("negative or NaN duration")
         return _bounded(float(value))
     if isinstance(value, str):
-        if _DURATION_RE.match(value):
+        if _DURATION_RE.fullmatch(value):
             parts = _PART_RE.findall(value)
             if not parts:  # a bare number: seconds
                 return _bounded(float(value))
@@ -56,9 +57,13 @@ def parse_duration(value: object) -> float:
     raise ValueError("not a duration")
 
 
+TOO_LONG = "longer than 100 years"
+"""The ``ValueError`` text of a duration over :data:`MAX_DURATION_S`: callers say it rather than "not a duration"."""
+
+
 def _bounded(seconds: float) -> float:
     if seconds > MAX_DURATION_S:
-        raise ValueError("longer than 100 years")
+        raise ValueError(TOO_LONG)
     return seconds
 
 

@@ -377,11 +377,14 @@ def when(text: str, field: str, *, now: float | None = None) -> float:
     """
     from ...units import parse_duration
 
+    from ...units import TOO_LONG
+
     now = time.time() if now is None else now
     try:
         return now - parse_duration(text)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if str(exc) == TOO_LONG:  # a duration, just too long: said so, not "neither a duration nor a date"
+            raise UsageError(f"is {TOO_LONG}", field=field, value=text, expected=WHEN_EXPECTED) from None
     try:
         from datetime import datetime  # here: not on every command's start-up (issue 11)
 

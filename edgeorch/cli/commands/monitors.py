@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...textui import format_timestamp, print_json, print_table, printable
-from ...units import parse_duration
+from ...units import TOO_LONG, parse_duration
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -35,8 +35,9 @@ def until_time(text: str, now: float) -> float:
     """Unix seconds of a ``--until`` value: a duration ahead of ``now``, or a date/time (UTC when no zone)."""
     try:
         return now + parse_duration(text)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if str(exc) == TOO_LONG:
+            raise UsageError(f"is {TOO_LONG}", field="--until", value=text, expected=UNTIL_EXPECTED) from None
     try:
         from datetime import datetime, timezone  # here: not on every command's start-up (issue 11)
 

@@ -22,6 +22,7 @@ def test_a_duration_in_parts_and_words_is_their_sum(text: str, seconds: float) -
     "1h30",  # 30 what: refused rather than guessed
     "1M", "2H",  # upper case: M is neither a minute nor a month
     "2 months", "1 year", "1msx", "30 s s", "1h,30m",
+    "٣٠s", "𝟓s", "5m\x1c", "\ufeff5m", "5m\n",  # ASCII digits, spaces and tabs only (the schema's reading too)
 ])
 def test_a_duration_that_is_not_one_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):

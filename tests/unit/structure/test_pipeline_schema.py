@@ -136,7 +136,8 @@ def test_schema_reserved_input_schemes_are_the_parsers(schema: dict[str, Any]) -
 
 @pytest.mark.parametrize("text", ["0", "30", "1.5", "500ms", "30s", " 15m ", "2h", "1d", "1 s", "1w", "1sec",
                                   "1h30m", "1h 30m", "2 min", "10 minutes", "1.5 hours",
-                                  "", "-1s", "1.s", "ten", "1 h m", "1h30", "1M", "2 months", "1msx", "s"])
+                                  "", "-1s", "1.s", "ten", "1 h m", "1h30", "1M", "2 months", "1msx", "s",
+                                  "\t5m ", "٣٠s", "5m\x1c", "\ufeff5m", "\u00a05m"])
 def test_schema_duration_pattern_agrees_with_parse_duration(validator: jsonschema.Draft7Validator, text: str) -> None:
     try:
         parse_duration(text)
