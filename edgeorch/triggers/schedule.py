@@ -216,29 +216,41 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
     return spec, errors
 
 
-_FIXED_ABBREVIATIONS = {"EST": ("-05:00", "America/New_York", "Etc/GMT+5"),
-                        "MST": ("-07:00", "America/Denver' or 'America/Phoenix", "Etc/GMT+7")}
-"""Names tzdata keeps as FIXED offsets that people write meaning the region's local time, daylight saving
-included: a schedule at 02:00 "EST" fires at 03:00 New York time all summer. Refused with both readings."""
-_REGION_ABBREVIATIONS = {"PST": "America/Los_Angeles", "PDT": "America/Los_Angeles", "EDT": "America/New_York",
-                         "CST": "America/Chicago", "CDT": "America/Chicago", "MDT": "America/Denver",
-                         "AKST": "America/Anchorage", "BST": "Europe/London", "CEST": "Europe/Berlin",
-                         "AEST": "Australia/Sydney", "AEDT": "Australia/Sydney", "JST": "Asia/Tokyo"}
-"""Abbreviations that are no timezone name at all: the message names the zone most people mean by them."""
+_FIXED_ABBREVIATIONS = {
+    "EST": ("-05:00", "'America/New_York' for its local time with daylight saving, or 'Etc/GMT+5' for the fixed offset"),
+    "MST": ("-07:00", "'America/Denver' for mountain time with daylight saving, or 'America/Phoenix' for Arizona's "
+                      "(no daylight saving)"),
+}
+"""Names tzdata keeps as FIXED offsets that people write meaning a region's local time, daylight saving included:
+a schedule at 02:00 "EST" fires at 03:00 New York time all summer. Refused, naming the zones to write instead."""
+_REGION_ABBREVIATIONS = {
+    "PST": ("America/Los_Angeles",), "PDT": ("America/Los_Angeles",), "EDT": ("America/New_York",),
+    "CST": ("America/Chicago", "Asia/Shanghai", "America/Havana"), "CDT": ("America/Chicago",),
+    "MDT": ("America/Denver",), "AKST": ("America/Anchorage",), "BST": ("Europe/London",),
+    "CEST": ("Europe/Berlin",), "IST": ("Asia/Kolkata", "Europe/Dublin", "Asia/Jerusalem"),
+    "MSK": ("Europe/Moscow",), "HKT": ("Asia/Hong_Kong",), "SGT": ("Asia/Singapore",), "KST": ("Asia/Seoul",),
+    "JST": ("Asia/Tokyo",), "AEST": ("Australia/Sydney",), "AEDT": ("Australia/Sydney",),
+    "NZST": ("Pacific/Auckland",), "NZDT": ("Pacific/Auckland",),
+}
+"""Abbreviations that are no tzdata name: the message names the zone (or zones: ``CST``, ``IST`` stand for
+several) people mean by them."""
 
 
 def abbreviation_problem(name: str) -> tuple[str, str] | None:
     """``(what, expected)`` when ``name`` is a timezone abbreviation rather than a zone (case as written: tzdata's
-    names are case-sensitive), else None. ``EST``/``MST`` are valid tzdata names, but fixed offsets without
-    daylight saving; the others are not in tzdata."""
+    names are case-sensitive), or a name with spaces around it; else None. ``EST``/``MST`` are valid tzdata names,
+    but fixed offsets without daylight saving; the others are not in tzdata."""
+    if name != name.strip():
+        return ("has spaces around it", f"the zone's name alone, {name.strip()!r}")
     if name in _FIXED_ABBREVIATIONS:
-        offset, region, fixed = _FIXED_ABBREVIATIONS[name]
-        return (f"is a fixed UTC{offset} offset without daylight saving time, not a region's local time",
-                f"'{region}' for local time with daylight saving, or '{fixed}' for the fixed offset")
-    if name.upper() in _REGION_ABBREVIATIONS:
-        return ("is an abbreviation, not a timezone name",
-                f"an IANA timezone name such as '{_REGION_ABBREVIATIONS[name.upper()]}' (daylight saving "
-                "included: the schedule keeps its local hour all year)")
+        offset, instead = _FIXED_ABBREVIATIONS[name]
+        return (f"is a fixed UTC{offset} offset without daylight saving time, not a region's local time", instead)
+    zones = _REGION_ABBREVIATIONS.get(name.upper())
+    if zones:
+        named = " or ".join(f"'{z}'" for z in zones)
+        return ("is an abbreviation, not a timezone name" + (" (it stands for several)" if len(zones) > 1 else ""),
+                f"an IANA timezone name such as {named} (daylight saving included: the schedule keeps its local "
+                "hour all year)")
     return None
 
 
