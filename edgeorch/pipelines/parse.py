@@ -302,7 +302,14 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     retries = r.int("retries", 0, minimum=0, maximum=100)
     retry_delay = r.duration("retry_delay", 1.0)
     retry_backoff = r.number("retry_backoff", 2.0, minimum=1.0)
-    retry_max_delay = r.duration("retry_max_delay", 300.0)
+    retry_max_delay = r.duration("retry_max_delay", None)
+    if retry_max_delay is None and "retry_max_delay" not in r.data:
+        # The default cap never shortens a delay written out ("1h" waited 300 s, silently): it is at least that.
+        retry_max_delay = max(300.0, retry_delay or 0.0)
+    elif retry_max_delay is not None and retry_delay is not None and retry_delay > retry_max_delay:
+        r.fail("retry_delay", "is longer than retry_max_delay", value=r.data.get("retry_delay"),
+               expected=f"a delay up to retry_max_delay ({retry_max_delay:g}s), the cap of every retry's wait; "
+                        "or a longer retry_max_delay")
     retry_jitter = r.number("retry_jitter", 0.1, minimum=0.0)
     if retry_jitter is not None and retry_jitter > 1:
         r.fail("retry_jitter", "is out of range", value=retry_jitter, expected="a fraction from 0 to 1")

@@ -37,6 +37,10 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('[tasks.a]\ncommand=["true"]\nretry_jitter=nan\n', ["tasks.a.retry_jitter: is not a finite number", "found nan"]),
     ('[tasks.a]\ncommand=["true"]\nretry_backoff=inf\n', ["tasks.a.retry_backoff: is not a finite number"]),
     ('[tasks.a]\ncommand=["true"]\ntimeout="soon"\n', ["tasks.a.timeout: is not a valid duration", "found 'soon'", "'15m'"]),
+    ('[tasks.a]\ncommand=["true"]\ntimeout="5300w"\n', ["tasks.a.timeout: is longer than 100 years", "found '5300w'"]),
+    # A cap below the delay itself made every retry wait the cap, silently.
+    ('[tasks.a]\ncommand=["true"]\nretry_delay="1h"\nretry_max_delay="10m"\n',
+     ["tasks.a.retry_delay: is longer than retry_max_delay", "found '1h'", "(600s)"]),
     ('[tasks.a]\ncommand=["true"]\ngpu_memory="lots"\n', ["tasks.a.gpu_memory: is not a valid size", "'8G'"]),
     ('[tasks.a]\ncommand="echo hi"\n', ["tasks.a.command: is a string but shell is not true", "argv array"]),
     ('[tasks.a]\ncommand=["true"]\ncall="m:f"\n', ["tasks.a: must set exactly one of command, call or kind", "found 'command, call'"]),
@@ -175,3 +179,13 @@ def test_a_key_set_twice_is_named(tmp_path):
     f.write_text('[tasks.a]\ncommand = ["true"]\ncommand = ["false"]\n')
     (err,) = validate_path(f).errors
     assert err.render() == f"{f}:3:20: malformed TOML: command is set twice in one table (Cannot overwrite a value)"
+
+
+def test_the_default_cap_never_shortens_a_retry_delay_written_out(tmp_path):
+    from edgeorch.pipelines.load import load_pipeline_file
+
+    path = tmp_path / "p.toml"
+    path.write_text('[tasks.a]\ncommand = ["true"]\nretry_delay = "1h 30m"\n[tasks.b]\ncommand = ["true"]\n')
+    pipeline, errors = load_pipeline_file(path)
+    assert not errors and pipeline is not None
+    assert (pipeline.tasks["a"].retry_max_delay, pipeline.tasks["b"].retry_max_delay) == (5400.0, 300.0)
