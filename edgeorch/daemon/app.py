@@ -292,6 +292,7 @@ class Daemon:
         """
         async with self._reload_lock:
             warnings = []
+            self._config_refused: str | None = None
             new_watches = None
             new: Config | None = None
             applied: list[str] = []
@@ -309,6 +310,7 @@ class Daemon:
                                     f"{', '.join(APPLIED_NAMES)})")
             except EdgeorchError as exc:
                 warnings.append(f"config not reloaded: {exc.render()}")
+                self._config_refused = exc.render()
             for warning in warnings:  # said in the journal too: SIGHUP (`systemctl reload`) has no one to answer
                 log.warning("reload (%s): %s", actor, warning)
             scan = await asyncio.to_thread(self.registry.scan)
@@ -386,7 +388,9 @@ class Daemon:
         return {"summary": _summary(result, config_note), "unchanged": result.unchanged and config_note is None,
                 "added": result.added, "changed": result.changed, "removed": result.removed, "kept": result.kept,
                 "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
-                "pipelines": sorted(self.registry.pipelines)}
+                "pipelines": sorted(self.registry.pipelines),
+                # The config file was refused (the one in force stays): `edgeorch reload` exits 2 on it.
+                "config_error": getattr(self, "_config_refused", None)}
 
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
@@ -559,7 +563,7 @@ def load_daemon_config(path: str | os.PathLike[str] | None) -> Config:
     the daemon ran on; the checks that need the pipelines stay the drop folders', as a pipeline can be fixed
     later) and ``[metrics] textfile``'s folder. Raises one :class:`ConfigError` naming the file and every
     problem: a start stops, a reload keeps the config in force (docs/config.md)."""
-    from ..observe.service import textfile_problem
+    from ..observe.textfile import textfile_problem
     from ..triggers.drop.spec import check_watches
 
     cfg = load_config(path)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from .collect import Collector, Sources, collect
 from .counters import EventCounters
 from .exposition import to_text
 from .tally import Counts
-from .textfile import write_textfile
+from .textfile import textfile_problem, write_textfile
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config, MetricsConfig
@@ -58,22 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .http import MetricsEndpoint
 
 log = logging.getLogger("edgeorch.observe")
-
-
-def textfile_problem(textfile: Path | None, file: str | None = None) -> ConfigError | None:
-    """Why ``[metrics] textfile`` cannot be written (its folder missing, or not writable by this process), as the
-    error naming ``metrics.textfile`` (and config file ``file``); None when it can, or when none is set. The
-    daemon asks before it touches its state folder, and again when the metrics open."""
-    if textfile is None:
-        return None
-    if not textfile.parent.is_dir():
-        return ConfigError("the textfile's folder does not exist", field="metrics.textfile", value=str(textfile),
-                           file=file, hint="create it, or use node_exporter's --collector.textfile.directory")
-    if not os.access(textfile.parent, os.W_OK | os.X_OK):
-        return ConfigError("the textfile's folder is not writable by the daemon", field="metrics.textfile",
-                           value=str(textfile), file=file,
-                           hint=f"give the daemon's user write access to {textfile.parent}")
-    return None
 
 
 class MetricsService:

@@ -16,9 +16,11 @@ leaves the old file or the new one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..durable import replacing
+from ..errors import ConfigError
 
 TEXTFILE_MODE = 0o644
 
@@ -31,3 +33,19 @@ def write_textfile(path: Path, data: bytes) -> None:
     """
     with replacing(path, durable=False, chmod=TEXTFILE_MODE) as f:
         f.write(data)
+
+
+def textfile_problem(textfile: Path | None, file: str | None = None) -> ConfigError | None:
+    """Why ``[metrics] textfile`` cannot be written (its folder missing, or not writable by this process), as the
+    error naming ``metrics.textfile`` (and config file ``file``); None when it can, or when none is set. The
+    daemon asks before it touches its state folder, and again when the metrics open."""
+    if textfile is None:
+        return None
+    if not textfile.parent.is_dir():
+        return ConfigError("the textfile's folder does not exist", field="metrics.textfile", value=str(textfile),
+                           file=file, hint="create it, or use node_exporter's --collector.textfile.directory")
+    if not os.access(textfile.parent, os.W_OK | os.X_OK):
+        return ConfigError("the textfile's folder is not writable by the daemon", field="metrics.textfile",
+                           value=str(textfile), file=file,
+                           hint=f"give the daemon's user write access to {textfile.parent}")
+    return None

@@ -6,7 +6,7 @@ import argparse
 
 from ...textui import print_json
 from ..backend import connect, load
-from ..exits import EXIT_FAILED, EXIT_OK
+from ..exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..globalopts import verbosity
 from . import AddCommand
 
@@ -30,9 +30,15 @@ def cmd_reload(args: argparse.Namespace) -> int:
         print_json(res)
     else:
         if not args.quiet:
-            print(f"reloaded: {res['summary']}")
+            print(f"reloaded: {res['summary']}" + (" (pipelines only: the config file was refused)"
+                                                    if res.get("config_error") else ""))
         for e in res["errors"]:
             print(f"error  {e['message']}")
+        if res.get("config_error"):  # (an older daemon's answer has no such key: its note below says it)
+            print(f"error  config not reloaded, the one in force stays: {res['config_error']}")
         for w in res["warnings"] if not args.quiet else []:
-            print(f"note   {w}")
+            if not (res.get("config_error") and w.startswith("config not reloaded: ")):
+                print(f"note   {w}")
+    if res.get("config_error"):
+        return EXIT_USAGE  # a config error, as every command says one (2)
     return EXIT_OK if not res["errors"] else EXIT_FAILED

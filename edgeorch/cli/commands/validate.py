@@ -58,6 +58,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from ...triggers.drop.configured import configured_watches
 
         errors += configured_watches(cfg, report.pipelines, report.errors)[1]
+        from ...observe.textfile import textfile_problem  # the daemon's start checks it too: one rule
+
+        assert cfg is not None  # with_folder: a config was loaded
+        problem = textfile_problem(cfg.metrics.textfile, str(cfg.source) if cfg.source else None)
+        errors += [problem] if problem is not None else []
     ok = not errors
     if args.json:
         print_json({"ok": ok, "files": [str(f) for f in report.files],

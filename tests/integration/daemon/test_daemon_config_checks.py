@@ -46,7 +46,18 @@ def test_a_reload_refuses_a_bad_watch_table_and_keeps_the_watch_in_force(workspa
     daemon.start()
     workspace.write_config(BAD_WATCH.format(folder=drop))
     proc = workspace.invoke("reload")
-    assert "config not reloaded" in proc.stdout + proc.stderr and "watch[0].setle" in proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # a config error, as every command says one
+    assert "error  config not reloaded, the one in force stays: " in proc.stdout and "watch[0].setle" in proc.stdout
+    assert "(pipelines only: the config file was refused)" in proc.stdout
     doc = daemon.call("inputs.list")
     assert [w["folder"] for w in doc["watches"]] == [str(drop)], doc["watches"]
     assert doc["watch_errors"] == []
+
+
+def test_validate_reports_what_would_stop_the_daemons_start(workspace, tmp_path):
+    """Fixing what `validate` listed left a daemon that would not start (a textfile folder it did not check)."""
+    workspace.pipeline("p", TASK)
+    workspace.write_config(f'[metrics]\ntextfile = "{tmp_path}/nope/edgeorch.prom"\n')
+    proc = workspace.invoke("validate")
+    assert proc.returncode == 1
+    assert "metrics.textfile: the textfile's folder does not exist" in proc.stdout, proc.stdout
