@@ -20,6 +20,7 @@ import contextlib
 
 import argparse
 import logging
+import sys
 from types import TracebackType
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Iterator, Literal
@@ -133,8 +134,13 @@ class Backend:
         self.close()
 
 
-def connect(cfg: Config, need: Need = "prefer") -> Backend:
+def connect(cfg: Config, need: Need = "prefer", *, runs_here: bool = False) -> Backend:
     """Make the daemon/no-daemon choice for one command (see the module's docstring for ``need``).
+
+    ``runs_here``: without a daemon the command runs pipelines in this process, holding the state for as long
+    (``run``, ``retry``). When the daemon that held the state last was killed or crashed (a service manager is
+    starting it again: its restart window), such a command waits up to :data:`DAEMON_RETURN_WAIT_S` for it to
+    answer rather than take the state over (the daemon would then wait for the whole run).
 
     Raises ``PermissionDenied`` when the socket may not be used by this user,
     ``DaemonNotRunning`` when ``need`` is ``"daemon"`` and none answers, and
@@ -146,6 +152,8 @@ def connect(cfg: Config, need: Need = "prefer") -> Backend:
     from ..control.client import connect_if_running
 
     backend = Backend(cfg, connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S))
+    if not backend.online and runs_here:
+        backend = Backend(cfg, _await_restart(cfg))
     if backend.online:  # -v says which of the two a command used
         log.info("using the daemon at %s", cfg.socket_path)
     else:
@@ -156,6 +164,33 @@ def connect(cfg: Config, need: Need = "prefer") -> Backend:
         raise DaemonNotRunning(cfg.socket_path)
     return backend
 
+
+
+DAEMON_RETURN_WAIT_S = 5.0
+"""How long a command that would run pipelines itself waits for a killed daemon to come back (systemd restarts
+it within seconds: ``RestartSec=2s`` in the shipped unit)."""
+
+
+def _await_restart(cfg: Config) -> Any:
+    """A connection to the daemon when the one that held the state last is gone without letting it go and a new
+    one answers within :data:`DAEMON_RETURN_WAIT_S`; else None (the command goes on without one)."""
+    import time
+
+    from ..control.client import connect_if_running
+    from ..control.statelock import crashed_daemon
+
+    pid = crashed_daemon(cfg.state_dir)
+    if pid is None:
+        return None
+    print(f"note: the daemon of this state (pid {pid}) stopped without letting it go (killed?): waiting up to "
+          f"{DAEMON_RETURN_WAIT_S:g}s for it to come back before running here", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + DAEMON_RETURN_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)  # polled: a daemon's socket has no event a client can wait on before it exists
+        client = connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S)
+        if client is not None:
+            return client
+    return None
 
 
 def read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:

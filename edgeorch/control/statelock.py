@@ -40,9 +40,10 @@ _held_guard = threading.Lock()
 class StateLock:
     """A held lock; :meth:`release` (or leaving the ``with`` block, or exiting) frees it."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, stamp: str = "") -> None:
         self.path = path
         self._fd: int | None = fd
+        self._stamp = stamp or f"{os.getpid()}\n"  # what the lock file says while this process holds it
 
     @property
     def held(self) -> bool:
@@ -77,7 +78,7 @@ class StateLock:
                              "it started on this state after the lock file was removed", file=str(self.path),
                              hint="one of the two must stop: this one does") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, self._stamp.encode(), 0)
         old, self._fd = self._fd, fd
         os.close(old)  # the removed file's descriptor: this process's lock on the new file is not affected
         return True
@@ -114,13 +115,36 @@ def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
     """``(pid, is_daemon)`` of the edgeorch process the lock file of ``state_dir`` names, when that process lives
     and runs edgeorch; else None. A hint for what to say (see :func:`state_in_use`), never a decision."""
     try:
-        text = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").strip()
+        text = _pid_of((Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace"))
     except OSError:
         return None
     argv = _command_line(text)
     if not text.isdigit() or not any("edgeorch" in a for a in argv):
         return None
     return int(text), _is_daemon(argv)
+
+
+DAEMON_MARK = "daemon"
+"""Written after a daemon's pid in the lock file (``1234 daemon``): once that process is gone without letting the
+lock go (``kill -9``, a crash: a clean exit empties the file), :func:`crashed_daemon` can tell."""
+
+
+def _pid_of(text: str) -> str:
+    """The pid a lock file's text names (its first word; '' when none)."""
+    words = text.split()
+    return words[0] if words else ""
+
+
+def crashed_daemon(state_dir: str | os.PathLike[str]) -> int | None:
+    """The pid of the daemon that held ``state_dir`` last and is gone without letting it go (killed, crashed: a
+    service manager is likely starting it again), else None. Read from the lock file; never takes the lock."""
+    try:
+        words = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").split()
+    except OSError:
+        return None
+    if len(words) < 2 or words[1] != DAEMON_MARK or not words[0].isdigit():
+        return None
+    return int(words[0]) if not _command_line(words[0]) else None
 
 
 def _command_line(pid: str) -> list[str]:
@@ -143,7 +167,7 @@ def _holder(fd: int) -> tuple[str, str, bool]:
     """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``), what to do, and
     whether it is busy for a while only (a process that is not a daemon: its run ends, then the lock is free)."""
     try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        text = _pid_of(os.pread(fd, 64, 0).decode("ascii", "replace"))
     except OSError:
         text = ""
     daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
@@ -161,8 +185,10 @@ def _holder(fd: int) -> tuple[str, str, bool]:
             "to end (or stop it: the next daemon's start settles its run), then try again", True)
 
 
-def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None) -> StateLock:
-    """Lock ``state_dir`` for this process, without waiting.
+def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None,
+                       daemon: bool = False) -> StateLock:
+    """Lock ``state_dir`` for this process, without waiting; ``daemon``: the holder is a daemon (said in the lock
+    file, :data:`DAEMON_MARK`).
 
     Creates the directory (0750) and the lock file (0640) when missing.
     Raises :class:`StateError` naming the directory and the holder's pid when
@@ -194,9 +220,10 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
             # Held by a run without a daemon: busy (75), try again; by a daemon: go through it or stop it (4).
             raise (StateBusyError if busy else StateError)(f"state directory {directory} is in use by {holder}",
                                                             hint=hint) from None
+        stamp = f"{os.getpid()} {DAEMON_MARK}\n" if daemon else f"{os.getpid()}\n"
         try:  # the holder's pid (what the next one names); a full disk refuses even these few bytes
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, stamp.encode(), 0)
         except OSError as exc:
             os.close(fd)  # the lock goes with it
             raise StateError(f"cannot write the lock file: {exc.strerror or exc}", file=str(path),
@@ -205,7 +232,7 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
                                   "command that changes the state, gc --apply too, records what it does first, "
                                   "and a full disk takes no record; then try again") from None
         _held.add(path)
-    lock = StateLock(path, fd)
+    lock = StateLock(path, fd, stamp)
     if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:
         lock.release()
         raise StateError(

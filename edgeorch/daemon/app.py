@@ -136,10 +136,31 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    async def _lock_state(self) -> StateLock:
+        """The state folder's lock. While an ``edgeorch run`` without a daemon holds it (a script's run that began
+        while this daemon was down: its restart window), wait for that run to end instead of exiting 75: a service
+        manager that restarts a daemon exiting at once gives up after a few tries (systemd's start limit), and the
+        box would stay without its daemon for good. Said once in the log and in systemd's status; the start
+        timeout is extended meanwhile. Another daemon holding it still refuses the start (exit 4)."""
+        from ..errors import StateBusyError
+
+        cfg, said = self.config, False
+        while True:
+            try:
+                return acquire_state_lock(cfg.state_dir, socket=cfg.socket_path, daemon=True)
+            except StateBusyError as exc:
+                if not said:
+                    log.warning("%s: waiting for it to end before starting (its run goes on as it would; this "
+                                "daemon's schedules, drop folders and commands wait until then)", exc.message)
+                    said = True
+                notify({"STATUS": f"waiting for the state folder: {exc.message}",
+                        "EXTEND_TIMEOUT_USEC": int(STATE_WAIT_EXTEND_S * 1e6)})
+                await asyncio.sleep(STATE_WAIT_POLL_S)
+
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         cfg = self.config
-        lock = acquire_state_lock(cfg.state_dir, socket=cfg.socket_path)  # before anything is read or started
+        lock = await self._lock_state()  # before anything is read or started
         self._lock = lock
         if self.banner:
             print(self.banner, file=sys.stderr, flush=True)
@@ -555,6 +576,12 @@ class Daemon:
         """How many refusals of one uid the rate rule kept out of the log in one window (see ops/audit.py)."""
         assert self.store is not None
         record_suppressed(self.store.events, summary)
+
+
+STATE_WAIT_POLL_S = 0.5
+"""How often a starting daemon asks again for a state folder an ``edgeorch run`` holds."""
+STATE_WAIT_EXTEND_S = 30.0
+"""How far each ask pushes systemd's start timeout (``EXTEND_TIMEOUT_USEC``) while the daemon waits."""
 
 
 def load_daemon_config(path: str | os.PathLike[str] | None) -> Config:

@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load(args)
     if args.here:
         _refuse_here_beside_a_daemon(cfg)
-    with connect(cfg, "offline" if args.here else "prefer") as backend:
+    with connect(cfg, "offline" if args.here else "prefer", runs_here=True) as backend:
         if backend.online:
             return _run_on_daemon(args, backend)
     return _run_here(args, backend)
@@ -170,7 +170,7 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with connect(load(args)) as backend:
+    with connect(load(args), runs_here=True) as backend:
         if backend.online:
             run = backend.api.get_run(args.run_id)
 

@@ -195,7 +195,7 @@ def test_status_counts_a_task_between_attempts(workspace, daemon):
         assert time.monotonic() < deadline, daemon.call("status")
         time.sleep(0.05)
     tasks = daemon.call("status")["tasks"]
-    assert tasks["running"] == 0 and 60 < tasks["next_retry_at"] - time.time() <= 10 * 60 + 1, tasks  # jittered
+    assert tasks["running"] == 0 and 60 < tasks["next_retry_at"] - time.time() <= 11 * 60 + 1, tasks  # 10m +-10%
     out = workspace.invoke("status").stdout
     assert "0 running, 0 waiting, 1 between attempts (the next in " in out, out
     daemon.call("cancel", {"run_id": run_id})

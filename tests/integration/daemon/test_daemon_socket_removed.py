@@ -45,7 +45,7 @@ def test_a_second_daemon_is_refused_after_the_lock_file_was_removed_and_the_firs
     assert "another edgeorch daemon answers on" in second.stderr and "lock file was removed" in second.stderr
     assert "Traceback" not in second.stderr
     deadline = time.monotonic() + 30
-    while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid}\n"):  # the first's next check
+    while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid} daemon\n"):  # the first's next check
         assert time.monotonic() < deadline, "the lock file was not made again"
         time.sleep(0.05)
     third = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
@@ -82,15 +82,17 @@ def test_a_daemon_that_finds_another_holding_its_state_lock_stops(workspace, dae
         assert daemon.proc.wait(timeout=30) == 4  # the first, within its next check
         assert "another edgeorch daemon (pid" in daemon.log.read_text() and "holds the lock" in daemon.log.read_text()
         assert second.poll() is None  # the second goes on, alone
-        assert (workspace.state / "edgeorch.lock").read_text() == f"{second.pid}\n"
+        assert (workspace.state / "edgeorch.lock").read_text() == f"{second.pid} daemon\n"
     finally:
         second.terminate()
         second.wait(timeout=30)
 
 
-def test_a_daemon_refused_because_an_edgeorch_run_holds_the_state_names_that_command_and_prints_no_banner(workspace):
-    """It said "in use by another edgeorch daemon (pid N)" where N was an `edgeorch run` without a daemon, after
-    printing its whole start-up banner ("talk to it: ...") as if it had started."""
+def test_a_daemon_waits_for_an_edgeorch_run_that_holds_the_state_then_starts(workspace, daemon):
+    """A script's `edgeorch run` that began in the daemon's restart window held the state: the daemon exited 75 at
+    once, and a service manager restarting it gives up after a few tries (systemd's start limit): no daemon for
+    good. It waits, naming that command (not "another edgeorch daemon"), prints no banner meanwhile, and starts
+    once the run ends."""
     import subprocess
 
     workspace.pipeline("nightly", """
@@ -101,13 +103,43 @@ def test_a_daemon_refused_because_an_edgeorch_run_holds_the_state_names_that_com
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         workspace.wait_file(workspace.pipelines / "started")
-        refused = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
-                                 timeout=60)
-        assert refused.returncode == 75, refused.stderr  # busy while that run lasts: try again (not "unusable")
-        assert f"in use by another edgeorch process (pid {run.pid}: `edgeorch run nightly -q`)" in refused.stderr
-        assert "wait for it to end" in refused.stderr and "another edgeorch daemon" not in refused.stderr
-        assert "talk to it" not in refused.stderr, refused.stderr
+        daemon.start(wait_ready=False)
+        daemon.notify.wait_for("EXTEND_TIMEOUT_USEC", "30000000")  # systemd's start timeout pushed while it waits
+        said = daemon.output()
+        assert "waiting for it to end before starting" in said and daemon.proc.poll() is None, said
+        assert f"in use by another edgeorch process (pid {run.pid}: `edgeorch run nightly -q`)" in said
+        assert "another edgeorch daemon" not in said and "talk to it" not in said, said
     finally:
         (workspace.pipelines / "go").touch()
         out, err = run.communicate(timeout=60)
     assert run.returncode == 0, out + err
+    daemon.notify.wait_for("READY", "1")
+    assert daemon.call("ping")["pong"] is True
+
+
+def test_a_run_in_a_killed_daemons_restart_window_waits_for_it_to_come_back(workspace, daemon, monkeypatch):
+    """`edgeorch run` from a script while the killed daemon was being restarted took the state over (in this
+    process, for the whole run) and kept the daemon out. It waits a few seconds for the daemon first; with none
+    coming back it runs here, as before."""
+    import threading
+
+    from edgeorch.cli import backend
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    daemon.kill9()
+    restarted = threading.Timer(0.5, daemon.start, kwargs={"wait_ready": False})
+    restarted.start()
+    try:
+        through = workspace.invoke("run", "p")
+    finally:
+        restarted.join()
+    assert through.returncode == 0, through.stdout + through.stderr
+    assert "stopped without letting it go (killed?): waiting up to 5s" in through.stderr
+    assert "queued on the daemon" in through.stdout, through.stdout
+    daemon.kill9()
+    monkeypatch.setattr(backend, "DAEMON_RETURN_WAIT_S", 0.3)
+    here = workspace.invoke("run", "p")  # none comes back: it runs in this process
+    assert here.returncode == 0 and "running p (1 task(s)) with state in" in here.stdout, here.stdout + here.stderr
+    again = workspace.invoke("run", "p")  # a clean exit (this process's) leaves no crashed daemon behind: no wait
+    assert again.returncode == 0 and "waiting up to" not in again.stderr
