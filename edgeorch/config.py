@@ -126,6 +126,10 @@ class RetentionConfig:
     """Seconds after a run finished before the daemon removes it; None (``"forever"``, the default): never."""
     keep_last: int = 0
     """The latest this many runs of each pipeline are always kept, whatever their age (0: no such hold)."""
+    audit: float | None = None
+    """Seconds the audit log's records are kept; older ones are pruned by the same sweep, up to the newest seal
+    among them (what remains verifies from its checkpoint: docs/audit.md "Pruning"). None (``"forever"``, the
+    default): never (the log then grows with every run, ~10 records each)."""
 
 
 @frozen
@@ -475,7 +479,8 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
 
     ret = top.sub("retention")
     retention = RetentionConfig(runs=_keep(ret, "runs", None),
-                                keep_last=ret.int("keep_last", 0, minimum=0, maximum=1_000_000))
+                                keep_last=ret.int("keep_last", 0, minimum=0, maximum=1_000_000),
+                                audit=_keep(ret, "audit", None))
     ret.finish()
 
     aud = top.sub("audit")

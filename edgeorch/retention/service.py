@@ -56,6 +56,7 @@ class RunRetention:
         self._timer: asyncio.TimerHandle | None = None
         self._sweep: asyncio.Task[None] | None = None
         self._started = False
+        self._said_unsealed = False
 
     async def collect(self, request: GcRequest) -> dict[str, Any]:
         """One gc (a dry run unless ``request.apply``); its report (:func:`edgeorch.retention.gc.finish`).
@@ -103,11 +104,16 @@ class RunRetention:
         if self._started:
             self._arm(0.0)
 
+    def _bound(self) -> float | None:
+        """The shortest retention bound in force (runs, audit records), which paces the sweep; None: no sweep."""
+        bounds = [b for b in (self.config.runs, self.config.audit) if b is not None]
+        return min(bounds) if bounds else None
+
     def _arm(self, delay: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._started and self.config.runs is not None:
+        if self._started and self._bound() is not None:
             self._timer = self.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -116,15 +122,32 @@ class RunRetention:
             self._sweep = self.loop.create_task(self._run_sweep())
 
     async def _run_sweep(self) -> None:
-        runs = self.config.runs
-        if runs is None:
-            return
+        runs, audit = self.config.runs, self.config.audit
         try:
-            await self.collect(GcRequest(older_than=runs, keep_last=self.config.keep_last, apply=True,
-                                         actor=SWEEP_ACTOR))
+            if runs is not None:
+                await self.collect(GcRequest(older_than=runs, keep_last=self.config.keep_last, apply=True,
+                                             actor=SWEEP_ACTOR))
+            if audit is not None:
+                self.prune_audit(audit)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - housekeeping: never fatal, tried again at the next sweep
             log.exception("retention sweep failed (tried again at the next one)")
-        if self.config.runs is not None:  # the bound now in force (a reload may have changed it meanwhile)
-            self._arm(sweep_interval(self.config.runs))
+        bound = self._bound()  # the bounds now in force (a reload may have changed them meanwhile)
+        if bound is not None:
+            self._arm(sweep_interval(bound))
+
+    def prune_audit(self, keep: float) -> dict[str, Any] | None:
+        """``[retention] audit``: the audit records older than ``keep`` seconds go, up to the newest seal among them
+        (:meth:`~edgeorch.store.audit.AuditLog.prune`: one transaction, what remains verifies); its outcome, None
+        when nothing was old enough and sealed. Logged when it removed anything."""
+        pruned = self.store.audit.prune(self.store.clock() - keep, actor=SWEEP_ACTOR)
+        if pruned is not None:
+            log.info("audit retention: pruned %d record(s) through seq %d (sealed in epoch %d)", pruned["records"],
+                     pruned["through_seq"], pruned["epoch"])
+        elif not self._said_unsealed and not self.store.audit.seals():
+            self._said_unsealed = True  # once per daemon: it holds until someone acts
+            log.warning("[retention] audit is set, but the audit log was never sealed: records go only up to a seal "
+                        "(so that what remains verifies), and none exists; `edgeorch audit init` starts sealing "
+                        "(docs/audit.md)")
+        return pruned

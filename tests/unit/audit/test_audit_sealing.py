@@ -277,3 +277,32 @@ def test_updates_and_deletes_are_refused_by_triggers(store):
                 "DELETE FROM audit_checkpoints"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             store.db.conn.execute(sql)
+
+
+def test_retention_prunes_old_sealed_records_and_says_once_when_none_was_ever_sealed(store, tmp_path, clock, caplog):
+    """``[retention] audit``: the log grew with every run (~10 records each) though runs were removed; the sweep
+    prunes records older than the bound, up to a seal, and what remains verifies. An unsealed log is said once."""
+    from edgeorch.config import RetentionConfig
+    from edgeorch.retention.service import RunRetention
+
+    loop = asyncio.new_event_loop()
+    try:
+        service = RunRetention(store=store, runs_dir=tmp_path / "runs", config=RetentionConfig(audit=3600.0),
+                               loop=loop, publish=lambda event: None)
+        for i in range(4):
+            store.audit.record(None, "old", f"s{i}")
+        with caplog.at_level(logging.WARNING, logger="edgeorch"):
+            assert service.prune_audit(3600.0) is None and service.prune_audit(3600.0) is None
+        assert [r.message for r in caplog.records].count(
+            next(r.message for r in caplog.records if "never sealed" in r.message)) == 1
+        sealer = Sealer(store.audit, key_path(tmp_path), clock=clock)
+        key0 = sealer.init(None)
+        sealer.seal()
+        clock.t += 7200
+        store.audit.record(None, "new", "s")
+        pruned = service.prune_audit(3600.0)
+        assert pruned is not None and pruned["records"] >= 5
+        assert report_of(store, key0, key_path(tmp_path)).ok
+        assert store.audit.records()[-1]["action"] == "audit_pruned" and store.audit.records()[-1]["actor"] == "retention"
+    finally:
+        loop.close()
