@@ -65,8 +65,9 @@ def folder_name(runs_root: Path, run_dir: str) -> str | None:
 
 
 def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) -> int:
-    """Bytes that removing ``path`` frees (apparent sizes), links counted as themselves, never followed; 0 if
-    absent. A file with other hard links (a cache hit's outputs share the earlier run's files) is not counted:
+    """Bytes that removing ``path`` frees on the disk (allocated blocks, as ``du`` counts them: its folders and
+    files; apparent sizes said a one-task run of a few hundred bytes, where its ~10 folders hold ~40 KB), links
+    counted as themselves, never followed; 0 if absent. A file with other hard links (a cache hit's outputs share the earlier run's files) is not counted:
     removing this folder frees nothing of it; the last folder that holds it counts it. ``shared``: where such
     files are tallied across several folders measured for one removal (``(dev, ino)`` -> ``[size, links,
     links seen]``): :func:`freed_together` says what their removal together frees."""
@@ -75,20 +76,25 @@ def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) 
     except FileNotFoundError:
         return 0
     if not stat.S_ISDIR(st.st_mode):
-        return st.st_size
-    total = 0
+        return _on_disk(st)
+    total = _on_disk(st)
     for root, dirs, files in os.walk(path, followlinks=False):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+        for name in files + dirs:
             try:
                 st = os.lstat(os.path.join(root, name))
             except OSError:
                 continue  # gone meanwhile, or unreadable: not counted
-            if st.st_nlink == 1 or stat.S_ISDIR(st.st_mode):
-                total += st.st_size
+            if st.st_nlink == 1 or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                total += _on_disk(st)
             elif shared is not None:
-                tally = shared.setdefault((st.st_dev, st.st_ino), [st.st_size, st.st_nlink, 0])
+                tally = shared.setdefault((st.st_dev, st.st_ino), [_on_disk(st), st.st_nlink, 0])
                 tally[2] += 1
     return total
+
+
+def _on_disk(st: os.stat_result) -> int:
+    """The bytes an entry holds on its disk (its allocated blocks: a folder's 4 KiB, a sparse file's real part)."""
+    return st.st_blocks * 512
 
 
 def freed_together(shared: dict[tuple[int, int], list[int]]) -> int:

@@ -224,14 +224,18 @@ def test_a_file_two_runs_share_is_counted_once_in_the_bytes_freed(old_runs, gc):
     frees nothing of such a file, and a gc that removes both counts it once."""
     runs = old_runs.make("cached", 2, days_ago=100)  # the second is a cache hit on the first: shared files
     old_runs.make("plain", 1, days_ago=0)
-    inodes: dict[tuple[int, int], int] = {}
+    inodes: dict[tuple[int, int], int] = {}  # every file and folder of both runs, once: what `du` counts
     holders: dict[tuple[int, int], set[int]] = {}
     for run_id in runs:
-        for root, _dirs, files in os.walk(old_runs.row(run_id)["run_dir"]):
-            for name in files:
+        top = old_runs.row(run_id)["run_dir"]
+        st = os.lstat(top)
+        inodes[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+        for root, dirs, files in os.walk(top):
+            for name in files + dirs:
                 st = os.lstat(os.path.join(root, name))
-                inodes[(st.st_dev, st.st_ino)] = st.st_size
-                holders.setdefault((st.st_dev, st.st_ino), set()).add(run_id)
+                inodes[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+                if name in files:
+                    holders.setdefault((st.st_dev, st.st_ino), set()).add(run_id)
     assert any(len(h) == 2 and inodes[k] for k, h in holders.items())  # a file in both folders
     dry = _report(gc("--older-than", "30d", "--json"))
     assert dry["bytes"] == sum(inodes.values())  # counted once, not in neither run (each frees it only with the other)
