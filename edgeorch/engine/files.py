@@ -346,27 +346,50 @@ class RunFolders:
 
     def __init__(self) -> None:
         self._ahead: dict[int, Path] = {}
+        self._planned: set[int] = set()  # ids whose folders a worker thread may be making right now
+        self._taken_early: set[int] = set()  # of those, the ids a run took before the worker's result came
 
     def plan(self, next_id: int, count: int) -> list[int]:
         """The ids of the next ``count`` runs (from ``next_id``) with no folder made ahead yet."""
         room = max(0, AHEAD_MAX - len(self._ahead))
-        return [i for i in range(next_id, next_id + count) if i not in self._ahead][:room]
+        ids = [i for i in range(next_id, next_id + count) if i not in self._ahead][:room]
+        self._planned.update(ids)
+        return ids
 
     def keep(self, made: dict[int, Path]) -> None:
-        """Hold the folders a worker thread made (:func:`make_run_dirs`) for their runs."""
-        self._ahead.update(made)
+        """Hold the folders a worker thread made (:func:`make_run_dirs`) for their runs (but those a run took
+        already: :meth:`take`)."""
+        self._ahead.update({i: p for i, p in made.items() if i not in self._taken_early})
+        self._planned.difference_update(made)
+        self._taken_early.difference_update(made)
 
     def take(self, runs_dir: Path, run_id: int) -> Path:
         """The folder of new run ``run_id``: the one made ahead for it, while it is still there (a gc
-        with a bound of seconds removes a folder no row names yet), else one made now."""
+        with a bound of seconds removes a folder no row names yet), else one made now. An id planned for a
+        worker that has not answered yet (a schedule's or a command's run created while a drop group's folders
+        are made) takes the empty folder the worker may have made already, rather than naming its own
+        ``<id>-2``; the worker's result then leaves it to this run."""
         path = self._ahead.pop(run_id, None)
         if path is not None and path.parent == runs_dir and os.path.isdir(path):
             return path
+        if run_id in self._planned:
+            made = runs_dir / str(run_id)
+            try:
+                os.mkdir(made)
+            except FileExistsError:
+                if not _empty_folder(made):
+                    return claim_run_dir(runs_dir, run_id)
+            except FileNotFoundError:
+                return claim_run_dir(runs_dir, run_id)
+            self._taken_early.add(run_id)
+            return made
         return claim_run_dir(runs_dir, run_id)
 
     def release(self) -> None:
         """Remove the folders made ahead that no run took (empty: ``rmdir`` removes nothing else)."""
         ahead, self._ahead = self._ahead, {}
+        self._planned.clear()
+        self._taken_early.clear()
         for path in ahead.values():
             remove_if_empty(path)
 
@@ -393,6 +416,17 @@ class RunFolders:
         ids), up to the first missing one, at most :data:`AHEAD_MAX`; a folder with anything in it stays.
         Usually one ``rmdir`` that finds nothing."""
         remove_empty_in_a_row([runs_dir / str(i) for i in range(newest_id + 1, newest_id + 1 + AHEAD_MAX)])
+
+
+def _empty_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder (not a link to one) with nothing in it."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -89,3 +89,24 @@ def test_a_folder_made_ahead_and_removed_since_is_made_again(tmp_path):
     folders.keep(make_run_dirs(runs, [4]))
     (runs / "4").rmdir()
     assert folders.take(runs, 4) == runs / "4" and (runs / "4").is_dir()
+
+
+def test_a_run_created_while_a_worker_makes_its_folder_takes_it_not_a_suffixed_one(tmp_path):
+    """A schedule's run created on the loop while a drop group's folders were being made in the worker thread
+    got id N, found `N` just made for the group, and was named `N-2` (two in 4,150 runs of a soak). It takes the
+    folder; the worker's result leaves it to that run (the group's release never removes it)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    folders = RunFolders()
+    ids = folders.plan(5, 2)
+    assert ids == [5, 6]
+    made = make_run_dirs(runs, ids)  # the worker thread's call, done before its result reaches the loop
+    assert folders.take(runs, 5) == runs / "5"  # the schedule's run, on the loop, meanwhile
+    folders.keep(made)
+    assert folders.take(runs, 7) == runs / "7"  # an id nobody planned: made now
+    folders.release()  # the group's runs took other ids: the folder of 6 goes, 5 is the schedule run's
+    assert sorted(p.name for p in runs.iterdir()) == ["5", "7"]
+    ids = folders.plan(8, 1)
+    (runs / "8").mkdir()
+    (runs / "8" / "old").touch()  # a folder of a lost future (a restored backup): never shared
+    assert folders.take(runs, 8) == runs / "8-2"
