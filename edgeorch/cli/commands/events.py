@@ -73,6 +73,10 @@ def _run_over(ev: dict[str, object], run_id: int) -> bool:
         return False
 
 
+LIST_SHOWN = 10
+"""The longest list of numbers an event's line shows whole."""
+
+
 def event_fields(ev: dict[str, object]) -> str:
     """An event's fields as ``key=value`` words (``ts`` and ``kind`` are said apart).
 
@@ -80,11 +84,17 @@ def event_fields(ev: dict[str, object]) -> str:
     with a space, a quote, an ``=`` or anything unprintable is quoted (JSON), so
     a reason like ``exited with code 7; retry 1 of 2 in 0.2s`` reads as one value;
     what JSON leaves raw is made :func:`~edgeorch.textui.printable` (a dropped
-    file's name cannot rewrite the terminal or forge a line).
+    file's name cannot rewrite the terminal or forge a line). A list of more than :data:`LIST_SHOWN` numbers (a
+    retention sweep's removed runs, hundreds) is said as its count and range (``runs=497 (56..555)``); ``--json``
+    has every one.
     """
     words = []
     for k, v in ev.items():
         if k in ("ts", "kind") or v is None or v is False:
+            continue
+        if (isinstance(v, list) and len(v) > LIST_SHOWN
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            words.append(f"{k}={len(v)} ({min(v)}..{max(v)})")
             continue
         if isinstance(v, str):
             quote = not v or not v.isprintable() or any(c in v for c in ' "=')

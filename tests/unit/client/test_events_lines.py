@@ -20,3 +20,12 @@ def test_flags_that_are_on_lists_empty_and_tricky_texts():
     line = event_fields({"kind": "x", "log_truncated": True, "gpus": [0, 1], "note": "", "path": 'a"b=c'})
     assert line == 'log_truncated=true gpus=[0,1] note="" path="a\\"b=c"'
     assert event_fields({"ts": 1.0, "kind": "subscribed"}) == ""
+
+
+def test_a_long_list_of_run_ids_is_said_as_its_count_and_range() -> None:
+    """A retention sweep's event listed ~500 removed run ids on one line; `--json` keeps them all."""
+    from edgeorch.cli.commands.events import event_fields
+
+    assert event_fields({"kind": "gc", "runs": list(range(56, 556)), "actor": "retention"}) == (
+        "runs=500 (56..555) actor=retention")
+    assert event_fields({"kind": "gc", "runs": [3, 4]}) == "runs=[3,4]"
