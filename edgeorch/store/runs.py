@@ -76,10 +76,26 @@ class Runs:
         return int(self._db.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM runs").fetchone()[0])
 
     def get(self, run_id: int) -> dict[str, Any]:
+        """Run ``run_id``'s row. :class:`NotFoundError` when there is none; for a run a gc or the retention sweep
+        removed, it says so, when and by whom (its ``runs_removed`` event), not only "no such run"."""
         row = self._db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
         if row is None:
+            removed = self._removal_of(run_id)
+            if removed is not None:
+                raise NotFoundError(f"run {run_id} was removed by {removed[1] or 'gc'} at {removed[0]}", value=run_id,
+                                    hint="[retention] runs and `edgeorch gc` remove finished runs with their "
+                                         "folders; `edgeorch runs` lists those there are")
             raise NotFoundError("no such run", value=run_id, hint="`edgeorch runs` lists the runs")
         return _decoded(dict(row))
+
+    def _removal_of(self, run_id: int) -> tuple[str, str | None] | None:
+        """``(when (UTC), actor)`` of the ``runs_removed`` event that names ``run_id``, newest first; None when none
+        does. Read only on the not-found path (it looks through the removals' JSON)."""
+        if run_id >= self.next_id():
+            return None  # never created: no need to look
+        row = self._db.one("SELECT datetime(e.ts, 'unixepoch') AS at, e.actor FROM events e, json_each(e.data, '$.runs') r "
+                           "WHERE e.kind = 'runs_removed' AND r.value = ? ORDER BY e.id DESC LIMIT 1", (run_id,))
+        return (f"{row[0]} UTC", row[1]) if row is not None else None
 
     def resumed_at(self, run_ids: list[int]) -> dict[int, float]:
         """Run id -> when it last started running again after a resume (``edgeorch retry``), for the runs

@@ -54,6 +54,19 @@ def test_apply_removes_exactly_the_old_runs_their_rows_and_their_folders(old_run
     assert again["runs"] == [] and again["strays"] == []  # nothing left to do: no stray of the first pass
 
 
+def test_a_removed_run_is_said_removed_when_and_by_whom_not_unknown(old_runs, gc, workspace):
+    """`show` of a run retention removed said "no such run", as for an id never used."""
+    old = old_runs.make("plain", 1, days_ago=100)
+    old_runs.make("plain", 1, days_ago=0)
+    assert gc("--older-than", "30d", "--apply").returncode == 0
+    shown = workspace.invoke("show", str(old[0]))
+    assert shown.returncode == 3
+    assert f"run {old[0]} was removed by " in shown.stderr and f"(uid {os.getuid()}) at " in shown.stderr, shown.stderr
+    assert " UTC" in shown.stderr and "edgeorch gc" in shown.stderr
+    never = workspace.invoke("show", "999")
+    assert never.returncode == 3 and "no such run (found 999)" in never.stderr
+
+
 def test_only_the_given_pipeline_is_collected(old_runs, gc):
     plain = old_runs.make("plain", 1, days_ago=100)
     cached = old_runs.make("cached", 1, days_ago=100)
