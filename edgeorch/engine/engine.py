@@ -690,7 +690,7 @@ class Engine:
                 # The run's definition from now on (a restart reloads it, `show` prints it): the file as it is.
                 version_id = self.store.pipelines.record_version(pipeline.name, pipeline.content_hash,
                                                                  pipeline.source_file, pipeline.source_text)
-                self.store.runs.set_pipeline_version(run_id, version_id)
+                self.store.runs.set_pipeline_version(run_id, version_id, actor=actor)
                 changed = f" under the pipeline file as it is now (content_hash {pipeline.content_hash[:12]})"
             self.store.runs.set_state(run_id, RunState.QUEUED,
                                       reason=f"resumed: {len(redo)} task(s) to run{changed}", actor=actor)

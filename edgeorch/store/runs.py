@@ -108,12 +108,12 @@ class Runs:
             "SELECT run_id, MAX(ts) FROM events WHERE run_id IN (SELECT value FROM json_each(?))"
             " AND kind = 'run_running' GROUP BY run_id HAVING COUNT(*) > 1", (json.dumps(run_ids),))}
 
-    def set_pipeline_version(self, run_id: int, version_id: int) -> None:
+    def set_pipeline_version(self, run_id: int, version_id: int, *, actor: str | None = None) -> None:
         """Make ``version_id`` the run's definition (a retry under the pipeline file as it is now), in the caller's
-        transaction, with an audit record naming both versions."""
+        transaction, with an audit record naming both versions and who asked (``actor``)."""
         old = self._db.one("SELECT pipeline_version_id FROM runs WHERE id = ?", (run_id,))
         self._db.conn.execute("UPDATE runs SET pipeline_version_id = ? WHERE id = ?", (version_id, run_id))
-        write_audit(self._db, None, "run_definition", f"run:{run_id}",
+        write_audit(self._db, actor, "run_definition", f"run:{run_id}",
                     {"from_version": old[0] if old else None, "to_version": version_id})
 
     def set_state(self, run_id: int, state: RunState, *, reason: str | None = None, actor: str | None = None,

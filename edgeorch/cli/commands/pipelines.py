@@ -133,12 +133,20 @@ def _show(args: argparse.Namespace, backend: Backend) -> int:
     return EXIT_OK
 
 
+def _declared(folder: Path, name: str) -> bool:
+    """Whether a file of ``folder`` declares pipeline ``name``, loaded or not (a broken file's pipeline may be
+    paused: that is when one wants to, and a daemon pauses it too)."""
+    from ...pipelines import not_loaded_error, validate_path
+
+    report = validate_path(folder)
+    return name in report.pipelines or not_loaded_error(name, report.errors) is not None
+
+
 def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -> dict[str, Any]:
     """``pipelines pause|resume`` without a daemon: the pause recorded in the state file under its lock, as the
     daemon's op records it (a pipeline paused while a daemon ran, that daemon gone: `edgeorch run` refused it, and
     the hint to resume it needed a daemon). Pausing needs a pipeline of the folder; resuming, a paused one (its
     file may be broken or gone). Waiting inputs start when a daemon does (its start submits them)."""
-    from ...pipelines import validate_path
     from ..backend import local_actor
 
     lock = backend.state_lock()
@@ -147,7 +155,7 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
         assert store is not None  # a writer's store is created when missing
         try:
             known = store.pipelines.paused()
-            if not (name in known and not paused) and name not in validate_path(backend.cfg.pipelines_dir).pipelines:
+            if not (name in known and not paused) and not _declared(backend.cfg.pipelines_dir, name):
                 raise NotFoundError(f"no pipeline named {name!r}", value=name,
                                     hint="`edgeorch pipelines` lists them" + ("" if paused else " (and which are paused)"))
             store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=local_actor())

@@ -704,11 +704,17 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
     rows = []
     for t in run["tasks"]:
         last = t["attempt_list"][-1] if t["attempt_list"] else None
+        if last is not None and t["state"] == "failed" and last["state"] == "exited" and last["exit_code"] == 0 \
+                and not last.get("reason"):
+            last = None  # it failed before an attempt of its own (a retry's version pruned): not that success's
         took_t = (last["finished_at"] or time.time()) - last["started_at"] if last else None
         code = None
         if last:
             code = last["exit_code"] if last["signal"] is None else f"sig {last['signal']}"
-        rows.append([t["name"], t["state"], t["attempts"], format_duration(took_t), code, t["reason"] or ""])
+        reason = t["reason"] or ""
+        if t["state"] == "running" and run.get("cancel_reason"):  # SIGTERM sent, SIGKILL after the grace
+            reason = f"stopping: {run['cancel_reason']}"
+        rows.append([t["name"], t["state"], t["attempts"], format_duration(took_t), code, printable(reason)])
     print_table(["task", "state", "attempts", "duration", "exit", "reason"], rows)
     if run["results"]:
         print()

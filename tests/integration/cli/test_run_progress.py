@@ -647,3 +647,24 @@ def test_a_retry_through_a_daemon_shows_every_rerun_task(workspace, daemon):
     assert again.succeeded and seen[0] == {"tasks": ["a", "b"]}
     assert [(e["task"], e["state"]) for e in seen if e.get("kind") == "task" and e.get("run_id") == rid + 1][:1] == [
         ("a", "running")]
+
+
+def test_show_says_a_running_task_of_a_cancelled_run_is_stopping_and_no_old_exit_for_a_task_without_attempt(capsys):
+    """During the kill grace `show` said `running` with nothing else; a task that failed before an attempt of its
+    own (after a retry) showed the exit 0 and duration of the earlier attempt that had succeeded."""
+    from edgeorch.cli.commands.runs import _print_run
+
+    attempt = {"id": 1, "state": "exited", "exit_code": 0, "signal": None, "reason": None, "started_at": 1.0,
+               "finished_at": 3.0, "log_path": "/nonexistent/output.log"}
+    run = {"id": 7, "pipeline": "p", "state": "running", "reason": None, "cancel_reason": "cancelled by alice",
+           "created_at": 0.0, "started_at": 1.0, "finished_at": None, "resumed_at": None, "trigger": "cli",
+           "actor": None, "params": {}, "run_dir": "/x", "results": [], "checkpoints": [],
+           "tasks": [{"name": "train", "state": "running", "attempts": 1, "reason": None, "attempt_list": [attempt]},
+                     {"name": "read", "state": "failed", "attempts": 1, "reason": "declared input ...: pruned",
+                      "attempt_list": [attempt]}]}
+    _print_run(run, summary=True)
+    lines = capsys.readouterr().out.splitlines()
+    train = next(ln for ln in lines if ln.startswith("train"))
+    read = next(ln for ln in lines if ln.startswith("read"))
+    assert train.endswith("stopping: cancelled by alice"), train
+    assert read.split()[:5] == ["read", "failed", "1", "-", "-"], read

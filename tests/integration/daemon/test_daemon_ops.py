@@ -169,13 +169,17 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     assert "pipeline two is paused (again\\nnext: forged \\x1b[31mred)" in again.stderr, again.stderr
     missing = cli("pipelines", "pause", "nope")
     assert missing.returncode == 3 and "no pipeline named 'nope'" in missing.stderr
+    (workspace.pipelines / "broken.toml").write_text('[tasks.a]\ncommand = ["true"\n')
+    assert cli("pipelines", "pause", "broken").returncode == 0  # a broken file's pipeline, as a daemon pauses it
+    assert cli("pipelines", "resume", "broken").returncode == 0
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
     try:
         kinds = [r[0] for r in conn.execute("SELECT kind FROM events WHERE kind LIKE 'pipeline_%' ORDER BY id")]
         actor = conn.execute("SELECT actor FROM pipeline_state WHERE name = 'two'").fetchone()[0]
     finally:
         conn.close()
-    assert kinds == ["pipeline_paused", "pipeline_resumed", "pipeline_paused"], kinds
+    assert kinds == ["pipeline_paused", "pipeline_resumed", "pipeline_paused", "pipeline_paused",
+                     "pipeline_resumed"], kinds
     assert "(uid " in actor
 
 
