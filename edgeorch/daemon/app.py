@@ -91,6 +91,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started_at = time.time()
+        self._config_refused: str | None = None  # the last reload's config error (its answer says it)
         self.store: Store | None = None  # type: ignore[assignment]
         self.engine: Engine = None  # type: ignore[assignment]
         self.server: ControlServer | None = None
@@ -313,7 +314,7 @@ class Daemon:
         """
         async with self._reload_lock:
             warnings = []
-            self._config_refused: str | None = None
+            self._config_refused = None
             new_watches = None
             new: Config | None = None
             applied: list[str] = []
@@ -411,7 +412,7 @@ class Daemon:
                 "errors": [e.to_dict() for e in result.errors], "warnings": warnings,
                 "pipelines": sorted(self.registry.pipelines),
                 # The config file was refused (the one in force stays): `edgeorch reload` exits 2 on it.
-                "config_error": getattr(self, "_config_refused", None)}
+                "config_error": self._config_refused}
 
     def _op_groups(self, server: ControlServer, triggers: Triggers) -> list[Any]:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
