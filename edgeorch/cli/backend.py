@@ -76,6 +76,10 @@ def local_actor() -> str:
         return f"uid {uid}"
 
 
+BUSY_WAIT_S = 2.0
+"""How long a command that writes the state without a daemon asks again for a lock another such command holds."""
+
+
 class Backend:
     """Where a command's requests go: :attr:`client` when a daemon answers, else the offline path.
 
@@ -118,10 +122,22 @@ class Backend:
 
     def state_lock(self) -> StateLock:
         """Hold the state dir's lock while this process writes state (one writer at a time; refused beside a
-        daemon that answers on the config's socket, even when its lock file was removed)."""
-        from ..control.statelock import acquire_state_lock
+        daemon that answers on the config's socket, even when its lock file was removed). Held by another
+        command without a daemon, it is asked again for up to :data:`BUSY_WAIT_S` (a `pipelines pause` holds it
+        for milliseconds: a cron job's `run` beside it failed, exit 75), then refused as busy."""
+        import time
 
-        return acquire_state_lock(self.cfg.state_dir, socket=self.cfg.socket_path)
+        from ..control.statelock import acquire_state_lock
+        from ..errors import StateBusyError
+
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            try:
+                return acquire_state_lock(self.cfg.state_dir, socket=self.cfg.socket_path)
+            except StateBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)  # polled: a POSIX record lock has no wait with a timeout
 
     def close(self) -> None:
         if self._client is not None:

@@ -180,9 +180,11 @@ def _holder(fd: int) -> tuple[str, str, bool]:
 
     shown = printable(" ".join(["edgeorch", *argv[argv.index("run"):]] if "run" in argv else argv))
     shown = shown if len(shown) <= 100 else shown[:97] + "..."
+    runs = any(a in ("run", "retry", "cancel") for a in argv)
     return (f"another edgeorch process (pid {text}: `{shown}`)",
             "a command that runs pipelines without a daemon holds the state while its run lasts: wait for it "
-            "to end (or stop it: the next daemon's start settles its run), then try again", True)
+            "to end (or stop it: the next daemon's start settles its run), then try again" if runs else
+            "a command that changes the state without a daemon holds it for a moment: try again", True)
 
 
 def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.PathLike[str] | None = None,

@@ -119,3 +119,22 @@ def test_a_removed_lock_file_is_made_and_locked_again_by_its_holder(tmp_path: Pa
         assert answer.startswith("refused:") and f"another edgeorch process (pid {os.getpid()}: `" in answer and "holds the lock" in answer, answer
     finally:
         kill9(proc)  # type: ignore[arg-type]
+
+
+def test_a_writer_waits_a_moment_for_a_short_holder_then_goes_on(workspace):
+    """A cron job's `run` beside an offline `pipelines pause` (which holds the lock for milliseconds) failed with
+    exit 75 and a hint about runs. It asks again for up to two seconds."""
+    import subprocess
+    import sys
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    ready = workspace.root / "held"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib; from edgeorch.control.statelock import acquire_state_lock; "
+        f"lock = acquire_state_lock({str(workspace.state)!r}); pathlib.Path({str(ready)!r}).touch(); time.sleep(0.7)")])
+    try:
+        workspace.wait_file(ready)
+        proc = workspace.invoke("run", "p")
+    finally:
+        holder.wait(timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
