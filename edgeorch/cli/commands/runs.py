@@ -232,8 +232,7 @@ def _note_definition(run_id: int, pipeline: str, file: str | Path | None, conten
           + (f"`edgeorch retry {run_id} --current` runs them under the file as it is (a longer timeout, a fixed "
              f"command), keeping this run's checkpoints and finished tasks; a new run (`edgeorch run "
              f"{printable(pipeline)}`) starts from scratch" if now is not None else
-             f"The file takes effect in a new run (`edgeorch run {printable(pipeline)}`), which starts from scratch "
-             "(this run's checkpoints and finished tasks stay with it)"), file=sys.stderr, flush=True)
+             "It is stored with the run: the retry needs no file"), file=sys.stderr, flush=True)
 
 
 def _no_lookup(name: str) -> Any:
