@@ -141,7 +141,7 @@ class RunRetention:
         """``[retention] audit``: the audit records older than ``keep`` seconds go, up to the newest seal among them
         (:meth:`~edgeorch.store.audit.AuditLog.prune`: one transaction, what remains verifies); its outcome, None
         when nothing was old enough and sealed. Logged when it removed anything."""
-        pruned = self.store.audit.prune(self.store.clock() - keep, actor=SWEEP_ACTOR)
+        pruned = self.store.audit.prune(self.store.clock() - keep, actor=SWEEP_ACTOR, idle=True)
         if pruned is not None:
             log.info("audit retention: pruned %d record(s) through seq %d (sealed in epoch %d)", pruned["records"],
                      pruned["through_seq"], pruned["epoch"])

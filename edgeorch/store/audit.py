@@ -171,13 +171,16 @@ class AuditLog:
             self._db.conn.execute("INSERT INTO audit_seals (epoch, seq, hash, ts, mac) VALUES (?, ?, ?, ?, ?)",
                                   (epoch, seq, digest, ts, mac))
 
-    def prune(self, before: float, *, actor: str | None) -> dict[str, Any] | None:
+    def prune(self, before: float, *, actor: str | None, idle: bool = False) -> dict[str, Any] | None:
         """Remove the records older than ``before`` (Unix seconds) up to the newest seal among them.
 
         One transaction: the checkpoint (the sealed last pruned record), the
         deletion, and an ``audit_pruned`` record, so what remains verifies from
         the checkpoint. Returns ``{"through_seq", "records", "epoch"}``, or None
         when nothing can be pruned (no sealed record is older than ``before``).
+        ``idle``: also None when every record it would remove is an earlier prune's own ``audit_pruned`` (a
+        periodic prune would otherwise remove its last record and write the next, a seal and a checkpoint each
+        time, forever on an idle box).
         """
         cut = iso_ts(before)
         with self._db.transaction():
@@ -188,6 +191,9 @@ class AuditLog:
             if seal is None or first is None or first[0] is None or int(seal["seq"]) < int(first[0]):
                 return None
             through = int(seal["seq"])
+            if idle and self._db.one("SELECT 1 FROM audit_log WHERE seq <= ? AND action != 'audit_pruned' LIMIT 1",
+                                     (through,)) is None:
+                return None
             self._db.conn.execute("INSERT INTO audit_checkpoints (seq, hash, epoch, ts) VALUES (?, ?, ?, ?)",
                                   (through, seal["hash"], seal["epoch"], iso_ts(self._db.clock())))
             removed = self._db.conn.execute("DELETE FROM audit_log WHERE seq <= ?", (through,)).rowcount

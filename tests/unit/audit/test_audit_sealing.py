@@ -304,5 +304,16 @@ def test_retention_prunes_old_sealed_records_and_says_once_when_none_was_ever_se
         assert pruned is not None and pruned["records"] >= 5
         assert report_of(store, key0, key_path(tmp_path)).ok
         assert store.audit.records()[-1]["action"] == "audit_pruned" and store.audit.records()[-1]["actor"] == "retention"
+        # Idle from here: the prune's own record, sealed and old, is no reason for another prune (each wrote the
+        # next record, a seal and a checkpoint: one of each a sweep, forever).
+        outcomes, seals = [], []
+        for _ in range(4):  # the daemon's rhythm: a seal when records arrived, a sweep past the bound
+            sealer.seal()
+            clock.t += 7200
+            outcomes.append(service.prune_audit(3600.0))
+            seals.append(len(store.audit.seals()))
+        assert outcomes[-2:] == [None, None] and seals[-1] == seals[-2] == seals[-3], (outcomes, seals)
+        assert store.audit.records()[-1]["action"] == "audit_pruned"
+        assert report_of(store, key0, key_path(tmp_path)).ok
     finally:
         loop.close()
