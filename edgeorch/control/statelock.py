@@ -22,8 +22,10 @@ therefore refuses a second acquisition in the same process itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -68,7 +70,7 @@ class StateLock:
                 return False  # ours (opening it again, then closing it, would drop the lock: not done)
         except FileNotFoundError:
             pass
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -210,10 +212,15 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
                 f"state directory {directory} is already locked by this process (pid {os.getpid()})"
             )
         make_state_folder(directory)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:  # never through a link: it is truncated and written (a link to any file, and that file is emptied)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         except OSError as exc:
-            raise StateError(f"cannot open the lock file: {exc.strerror}", file=str(path)) from None
+            why = ("it is a symbolic link (never followed: the lock file is written); remove it"
+                   if exc.errno == errno.ELOOP else exc.strerror)
+            raise StateError(f"cannot open the lock file: {why}", file=str(path)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device opened for writing
+            os.close(fd)
+            raise StateError("cannot use the lock file: it is not a regular file", file=str(path))
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

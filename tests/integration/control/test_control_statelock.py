@@ -138,3 +138,20 @@ def test_a_writer_waits_a_moment_for_a_short_holder_then_goes_on(workspace):
     finally:
         holder.wait(timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_lock_file_that_is_a_link_is_refused_never_written_through(tmp_path):
+    """The lock file is truncated and written with the holder's pid: a link there (anyone who may write the state
+    folder can plant one) emptied the file it named, as the daemon's user (often root)."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "edgeorch.lock").symlink_to(precious)
+    with pytest.raises(StateError, match="the lock file: it is a symbolic link"):
+        acquire_state_lock(state)
+    assert precious.read_text() == "precious data\n"
+    (state / "edgeorch.lock").unlink()
+    os.mkfifo(state / "edgeorch.lock")
+    with pytest.raises(StateError, match="not a regular file"):
+        acquire_state_lock(state)
