@@ -156,7 +156,9 @@ def connect(cfg: Config, need: Need = "prefer", *, runs_here: bool = False) -> B
     ``runs_here``: without a daemon the command runs pipelines in this process, holding the state for as long
     (``run``, ``retry``). When the daemon that held the state last was killed or crashed (a service manager is
     starting it again: its restart window), such a command waits up to :data:`DAEMON_RETURN_WAIT_S` for it to
-    answer rather than take the state over (the daemon would then wait for the whole run).
+    answer rather than take the state over (the daemon would then wait for the whole run). Such a command, and
+    one that needs a daemon, also waits up to :data:`DAEMON_START_WAIT_S` for a daemon that holds the state but
+    does not answer yet (it is starting: its lock comes before its socket), rather than be refused.
 
     Raises ``PermissionDenied`` when the socket may not be used by this user,
     ``DaemonNotRunning`` when ``need`` is ``"daemon"`` and none answers, and
@@ -168,8 +170,8 @@ def connect(cfg: Config, need: Need = "prefer", *, runs_here: bool = False) -> B
     from ..control.client import connect_if_running
 
     backend = Backend(cfg, connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S))
-    if not backend.online and runs_here:
-        backend = Backend(cfg, _await_restart(cfg))
+    if not backend.online and (runs_here or need == "daemon"):
+        backend = Backend(cfg, _await_daemon(cfg, restart=runs_here))
     if backend.online:  # -v says which of the two a command used
         log.info("using the daemon at %s", cfg.socket_path)
     else:
@@ -187,20 +189,34 @@ DAEMON_RETURN_WAIT_S = 5.0
 it within seconds: ``RestartSec=2s`` in the shipped unit)."""
 
 
-def _await_restart(cfg: Config) -> Any:
-    """A connection to the daemon when the one that held the state last is gone without letting it go and a new
-    one answers within :data:`DAEMON_RETURN_WAIT_S`; else None (the command goes on without one)."""
+DAEMON_START_WAIT_S = 30.0
+"""How long a command waits for a daemon that holds the state and does not answer yet (starting: it opens the
+state file, reads the pipelines and starts its engine before its socket listens)."""
+
+
+def _await_daemon(cfg: Config, *, restart: bool) -> Any:
+    """A connection to the daemon when one is on its way: the state's live holder is a daemon that does not answer
+    yet (:data:`DAEMON_START_WAIT_S`), or, with ``restart``, the one that held it last is gone without letting it
+    go and a new one answers within :data:`DAEMON_RETURN_WAIT_S`; else None (no daemon: the command goes on as
+    it does without one)."""
     import time
 
     from ..control.client import connect_if_running
-    from ..control.statelock import crashed_daemon
+    from ..control.statelock import crashed_daemon, state_holder
 
-    pid = crashed_daemon(cfg.state_dir)
-    if pid is None:
-        return None
-    print(f"note: the daemon of this state (pid {pid}) stopped without letting it go (killed?): waiting up to "
-          f"{DAEMON_RETURN_WAIT_S:g}s for it to come back before running here", file=sys.stderr, flush=True)
-    deadline = time.monotonic() + DAEMON_RETURN_WAIT_S
+    holder = state_holder(cfg.state_dir)
+    if holder is not None and holder[1]:
+        wait = DAEMON_START_WAIT_S
+        print(f"note: the daemon of this state (pid {holder[0]}) does not answer yet (starting?): waiting up to "
+              f"{wait:g}s for it", file=sys.stderr, flush=True)
+    else:
+        pid = crashed_daemon(cfg.state_dir) if restart else None
+        if pid is None:
+            return None
+        wait = DAEMON_RETURN_WAIT_S
+        print(f"note: the daemon of this state (pid {pid}) stopped without letting it go (killed?): waiting up to "
+              f"{wait:g}s for it to come back before running here", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.2)  # polled: a daemon's socket has no event a client can wait on before it exists
         client = connect_if_running(cfg.socket_path, timeout=DAEMON_TIMEOUT_S)

@@ -621,8 +621,8 @@ class Engine:
             problem = scheduler.definition_change_problem(own, pipeline)
             if problem is not None:
                 raise ConflictError(f"run {run_id} cannot go on under {pipeline.source_file or 'the new definition'}: "
-                                    f"{problem}", hint=f"start a new run (`edgeorch run {pipeline.name}`), or "
-                                    f"retry without --current (the run's own definition)")
+                                    f"{problem}", hint=f"start a new run (`edgeorch run {pipeline.source_file or pipeline.name}`), "
+                                    "or retry without --current (the run's own definition)")
         else:
             pipeline = own
         states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}

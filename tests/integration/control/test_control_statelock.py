@@ -155,3 +155,29 @@ def test_a_lock_file_that_is_a_link_is_refused_never_written_through(tmp_path):
     os.mkfifo(state / "edgeorch.lock")
     with pytest.raises(StateError, match="not a regular file"):
         acquire_state_lock(state)
+
+
+def test_a_command_waits_for_a_daemon_that_holds_the_state_but_does_not_answer_yet(workspace, monkeypatch, capsys):
+    """A daemon takes the lock, then opens the state, reads its pipelines and starts its engine before its socket
+    listens: a script's `run` or `status` in that second was refused (exit 4, "stop that daemon first"; exit 69).
+    It waits for that daemon's socket instead."""
+    import sys as _sys
+
+    from edgeorch.cli import backend
+    from edgeorch.control import client as control_client
+
+    ready = workspace.root / "held"
+    holder = subprocess.Popen([_sys.executable, "-c", (
+        "import sys, time, pathlib; from edgeorch.control.statelock import acquire_state_lock; "
+        f"lock = acquire_state_lock({str(workspace.state)!r}, daemon=True); pathlib.Path({str(ready)!r}).touch(); "
+        "time.sleep(60)"), "daemon"])  # "daemon" on its command line: taken for a daemon, as the real one is
+    try:
+        workspace.wait_file(ready)
+        answers = iter([None, None, "connected"])  # its socket answers at the third ask
+        monkeypatch.setattr(control_client, "connect_if_running", lambda *a, **k: next(answers))
+        got = backend.connect(workspace.config(), "daemon")
+        assert got.online and got._client == "connected"
+        assert f"the daemon of this state (pid {holder.pid}) does not answer yet (starting?)" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
