@@ -162,7 +162,12 @@ def format_timestamp(ts: float | None) -> str:
     ``None``."""
     if ts is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+    moment = time.localtime(ts)
+    zone = time.strftime("%Z", moment).strip()
+    offset = time.strftime("%z", moment)
+    if not zone or (zone in ("UTC", "GMT", "UCT") and offset not in ("+0000", "-0000")):
+        zone = offset  # a TZ with no name, or a POSIX one named UTC that is not (TZ=UTC+5): the offset says it
+    return time.strftime("%Y-%m-%d %H:%M:%S ", moment) + zone
 
 
 def format_bytes(n: int | None) -> str:
