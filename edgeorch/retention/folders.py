@@ -78,6 +78,7 @@ def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) 
     if not stat.S_ISDIR(st.st_mode):
         return _on_disk(st)
     total = _on_disk(st)
+    linked: dict[tuple[int, int], list[int]] = {}  # files with more names: [bytes, names, names found here]
     for root, dirs, files in os.walk(path, followlinks=False):
         for name in files + dirs:
             try:
@@ -86,9 +87,13 @@ def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) 
                 continue  # gone meanwhile, or unreadable: not counted
             if st.st_nlink == 1 or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
                 total += _on_disk(st)
-            elif shared is not None:
-                tally = shared.setdefault((st.st_dev, st.st_ino), [_on_disk(st), st.st_nlink, 0])
-                tally[2] += 1
+            else:
+                linked.setdefault((st.st_dev, st.st_ino), [_on_disk(st), st.st_nlink, 0])[2] += 1
+    for key, (size, links, seen) in linked.items():
+        if seen >= links:  # every name of it is in this folder: its removal frees it
+            total += size
+        elif shared is not None:
+            shared.setdefault(key, [size, links, 0])[2] += seen
     return total
 
 

@@ -255,3 +255,22 @@ def test_a_file_two_runs_share_is_counted_once_in_the_bytes_freed(old_runs, gc):
     report = _report(gc("--older-than", "30d", "--apply", "--json"))
     assert [r["run_id"] for r in report["runs"]] == runs
     assert report["bytes"] == sum(inodes.values())
+
+
+def test_a_file_with_all_its_names_in_one_run_is_counted_in_that_runs_row(tmp_path):
+    """A file hard-linked twice inside one run folder was left out of that run's size (only the total had it)."""
+    from edgeorch.retention.folders import freed_together, measure
+
+    run = tmp_path / "7"
+    (run / "outputs").mkdir(parents=True)
+    (run / "outputs" / "twice").write_bytes(b"x" * 65536)
+    os.link(run / "outputs" / "twice", run / "outputs" / "twice2")
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"y" * 65536)
+    os.link(outside, run / "outputs" / "borrowed")
+    shared: dict = {}
+    size = measure(run, shared)
+    blocks = os.lstat(run / "outputs" / "twice").st_blocks * 512
+    assert size >= blocks + 2 * 4096  # the twice-named file, and the two folders
+    assert freed_together(shared) == 0  # the borrowed file has a name outside: removing the run frees none of it
+    assert size + freed_together(shared) == sum(os.lstat(p).st_blocks * 512 for p in (run, run / "outputs")) + blocks
