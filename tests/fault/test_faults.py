@@ -162,6 +162,18 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
     assert "shim failed" not in first["reason"]
 
 
+def _mark_failed(workspace) -> None:
+    """Run 1 and its tasks as failed in the state file, so that `retry` takes them up again (a task that
+    succeeded is given a cause to run once more, here: what stands in its folder's way)."""
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        conn.execute("UPDATE runs SET state = 'failed'")
+        conn.execute("UPDATE tasks SET state = 'failed'")
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def test_a_file_where_an_attempts_folder_goes_fails_the_attempt_with_its_retries_not_ten_free_relaunches(workspace):
     """A file stood where a run's checkpoint folder goes (replaced by hand before a retry): each attempt was taken
     for one the launcher lost and relaunched at once, free, ten times in 0.3 s, the last reason blaming the
@@ -178,13 +190,7 @@ def test_a_file_where_an_attempts_folder_goes_fails_the_attempt_with_its_retries
     folder = workspace.state / "runs" / "1" / "checkpoints" / "t"
     folder.rmdir()
     folder.write_text("not a folder\n")
-    conn = sqlite3.connect(workspace.state / "edgeorch.db")
-    try:  # the run as failed, so that `retry` takes it up again (its only task's outcome made a failure)
-        conn.execute("UPDATE runs SET state = 'failed'")
-        conn.execute("UPDATE tasks SET state = 'failed'")
-        conn.commit()
-    finally:
-        conn.close()
+    _mark_failed(workspace)
     out = workspace.invoke("retry", "1")
     assert out.returncode == 1, out.stdout + out.stderr
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
@@ -215,13 +221,7 @@ def test_a_link_where_an_attempts_folder_goes_is_never_followed(workspace, tmp_p
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     folder.symlink_to(elsewhere)
-    conn = sqlite3.connect(workspace.state / "edgeorch.db")
-    try:
-        conn.execute("UPDATE runs SET state = 'failed'")
-        conn.execute("UPDATE tasks SET state = 'failed'")
-        conn.commit()
-    finally:
-        conn.close()
+    _mark_failed(workspace)
     assert workspace.invoke("retry", "1").returncode == 1
     assert list(elsewhere.iterdir()) == []
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
