@@ -620,9 +620,10 @@ class Engine:
         if pipeline is not None and pipeline.content_hash != own.content_hash:
             problem = scheduler.definition_change_problem(own, pipeline)
             if problem is not None:
-                raise ConflictError(f"run {run_id} cannot go on under {pipeline.source_file or 'the new definition'}: "
-                                    f"{problem}", hint=f"start a new run (`edgeorch run {pipeline.source_file or pipeline.name}`), "
-                                    "or retry without --current (the run's own definition)")
+                where = pipeline.source_file or pipeline.name
+                raise ConflictError(f"run {run_id} cannot go on under {where}: {problem}",
+                                    hint=f"start a new run (`edgeorch run {where}`), or retry without --current "
+                                         "(the run's own definition)")
         else:
             pipeline = own
         states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}

@@ -59,23 +59,27 @@ def tasks_to_resume(
 def definition_change_problem(old: Any, new: Any) -> str | None:
     """Why run tasks of pipeline ``old`` (a run's own definition) cannot go on under ``new`` (its file as it is now,
     ``edgeorch retry --current``), or None when they can: the same tasks, each needing the same upstreams, and the
-    same params with the same types (the run's values were converted by the old ones; a changed default is
-    nothing to it, its values are recorded; its finished tasks' outputs stand as they are). Any other change (a timeout, retries, a command, resources) is what such a retry is for."""
-    added, removed = sorted(set(new.tasks) - set(old.tasks)), sorted(set(old.tasks) - set(new.tasks))
-    if added or removed:
-        return ("its tasks differ from the run's (" + "; ".join(
-            [*([f"added {', '.join(added)}"] if added else []), *([f"removed {', '.join(removed)}"] if removed else [])])
-            + ")")
+    same params with the same types (the run's values were converted by the old ones; a changed default is nothing
+    to it, its values are recorded; its finished tasks' outputs stand as they are). Any other change (a timeout,
+    retries, a command, resources) is what such a retry is for."""
+    tasks = _names_differ(old.tasks, new.tasks)
+    if tasks:
+        return f"its tasks differ from the run's ({tasks})"
     moved = [n for n in old.order if tuple(old.tasks[n].needs) != tuple(new.tasks[n].needs)]
     if moved:
         return f"the needs of {', '.join(moved)} differ from the run's"
-    added, removed = sorted(set(new.params) - set(old.params)), sorted(set(old.params) - set(new.params))
-    if added or removed:
-        return ("its params differ from the run's (" + "; ".join(
-            [*([f"added {', '.join(added)}"] if added else []), *([f"removed {', '.join(removed)}"] if removed else [])])
-            + ")")
+    params = _names_differ(old.params, new.params)
+    if params:
+        return f"its params differ from the run's ({params})"
     retyped = [n for n in old.params if old.params[n].type != new.params[n].type]
     if retyped:  # the run's values were converted by the old types: under the new ones they may mean nothing
         return "the type of param " + ", ".join(f"{n} ({old.params[n].type} -> {new.params[n].type})"
                                                  for n in retyped) + " differs from the run's"
     return None
+
+
+def _names_differ(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``added a, b; removed c`` for the keys of ``new`` not in ``old`` and the other way round ('' when none)."""
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    return "; ".join([*([f"added {', '.join(added)}"] if added else []),
+                      *([f"removed {', '.join(removed)}"] if removed else [])])

@@ -198,7 +198,7 @@ def load_again(file: str | None, name: str, run_id: int) -> Pipeline:
                             hint=f"fix it (`edgeorch validate {file}`), then retry again")
     if pipeline.name != name:
         raise ConflictError(f"run {run_id}'s pipeline file {file} declares pipeline {pipeline.name!r} now, not "
-                            f"{name!r}", hint=f"start a new run (`edgeorch run {pipeline.name}`)")
+                            f"{name!r}", hint=f"start a new run from it (`edgeorch run {file}`)")
     return pipeline
 
 

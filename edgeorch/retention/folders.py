@@ -67,7 +67,8 @@ def folder_name(runs_root: Path, run_dir: str) -> str | None:
 def measure(path: Path, shared: dict[tuple[int, int], list[int]] | None = None) -> int:
     """Bytes that removing ``path`` frees on the disk (allocated blocks, as ``du`` counts them: its folders and
     files; apparent sizes said a one-task run of a few hundred bytes, where its ~10 folders hold ~40 KB), links
-    counted as themselves, never followed; 0 if absent. A file with other hard links (a cache hit's outputs share the earlier run's files) is not counted:
+    counted as themselves, never followed; 0 if absent. A file with other hard links (a cache hit's outputs share
+    the earlier run's files) is not counted:
     removing this folder frees nothing of it; the last folder that holds it counts it. ``shared``: where such
     files are tallied across several folders measured for one removal (``(dev, ino)`` -> ``[size, links,
     links seen]``): :func:`freed_together` says what their removal together frees."""

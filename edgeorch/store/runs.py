@@ -93,8 +93,9 @@ class Runs:
         does. Read only on the not-found path (it looks through the removals' JSON)."""
         if run_id >= self.next_id():
             return None  # never created: no need to look
-        row = self._db.one("SELECT datetime(e.ts, 'unixepoch') AS at, e.actor FROM events e, json_each(e.data, '$.runs') r "
-                           "WHERE e.kind = 'runs_removed' AND r.value = ? ORDER BY e.id DESC LIMIT 1", (run_id,))
+        row = self._db.one("SELECT datetime(e.ts, 'unixepoch') AS at, e.actor"
+                           " FROM events e, json_each(e.data, '$.runs') r"
+                           " WHERE e.kind = 'runs_removed' AND r.value = ? ORDER BY e.id DESC LIMIT 1", (run_id,))
         return (f"{row[0]} UTC", row[1]) if row is not None else None
 
     def resumed_at(self, run_ids: list[int]) -> dict[int, float]:

@@ -37,7 +37,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if tasks.get("retry_wait"):  # (an older daemon's answer has none)
         due = max((tasks.get("next_retry_at") or time.time()) - time.time(), 0.0)
         retrying = f", {tasks['retry_wait']} between attempts (the next in {format_duration(due)})"
-    print(f"  tasks      {tasks['running']} running, {tasks['ready']} waiting{retrying} (parallelism {st['parallelism']})")
+    print(f"  tasks      {tasks['running']} running, {tasks['ready']} waiting{retrying} "
+          f"(parallelism {st['parallelism']})")
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
     for err in st["pipeline_errors"]:
         print(f"  error      {err}")

@@ -157,7 +157,8 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
             known = store.pipelines.paused()
             if not (name in known and not paused) and not _declared(backend.cfg.pipelines_dir, name):
                 raise NotFoundError(f"no pipeline named {name!r}", value=name,
-                                    hint="`edgeorch pipelines` lists them" + ("" if paused else " (and which are paused)"))
+                                    hint="`edgeorch pipelines` lists them"
+                                         + ("" if paused else " (and which are paused)"))
             store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=local_actor())
             waiting = 0 if paused else len(store.inputs.waiting(name))
         finally:

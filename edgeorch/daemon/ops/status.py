@@ -64,12 +64,13 @@ class StatusOps:
     async def status(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         engine, config = self.engine, self.config
         counts = self.store.runs.counts()
+        retries = engine.retry_waits()  # tasks between attempts: neither running nor waiting for a slot
         return {
             "version": __version__, "pid": os.getpid(), "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 3), "state_file": str(config.state_file),
             "socket": str(config.socket_path), "config": str(config.source) if config.source else None,
             "runs": {"active": len(engine.runs), "total_by_state": counts},
-            "tasks": {"running": len(engine.live), "ready": engine.waiting(), "retry_wait": len(retries := engine.retry_waits()),
+            "tasks": {"running": len(engine.live), "ready": engine.waiting(), "retry_wait": len(retries),
                       "next_retry_at": retries[0] if retries else None},
             "parallelism": config.engine.parallelism,
             "pipelines": len(self.registry.by_file), "paused": sorted(self.store.pipelines.paused()),

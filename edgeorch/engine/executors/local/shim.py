@@ -226,7 +226,8 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     except OSError as exc:
         write_json_atomically(os.path.join(attempt_dir, EXIT), {"exit_code": 127, "signal": None, "finished_at": time.time(),
                                                                 "error": f"cannot open log file: {exc}"}, sync=True)
-        _reply(reply_fd, {"attempt_id": req["attempt_id"], **_prepare_error(f"cannot open the log file {exc.filename}", exc)})
+        _reply(reply_fd, {"attempt_id": req["attempt_id"],
+                          **_prepare_error(f"cannot open the log file {exc.filename}", exc)})
         return False
     rfd, wfd = os.pipe()
     try:
