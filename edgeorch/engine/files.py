@@ -377,7 +377,7 @@ class RunFolders:
             try:
                 os.mkdir(made)
             except FileExistsError:
-                if not _empty_folder(made):
+                if has_entries(made) or not made.is_dir():  # a link or anything in it: never shared
                     return claim_run_dir(runs_dir, run_id)
             except FileNotFoundError:
                 return claim_run_dir(runs_dir, run_id)
@@ -416,17 +416,6 @@ class RunFolders:
         ids), up to the first missing one, at most :data:`AHEAD_MAX`; a folder with anything in it stays.
         Usually one ``rmdir`` that finds nothing."""
         remove_empty_in_a_row([runs_dir / str(i) for i in range(newest_id + 1, newest_id + 1 + AHEAD_MAX)])
-
-
-def _empty_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder (not a link to one) with nothing in it."""
-    try:
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            return False
-        with os.scandir(path) as entries:
-            return next(entries, None) is None
-    except OSError:
-        return False
 
 
 def remove_if_empty(folder: Path) -> None:
