@@ -110,3 +110,7 @@ def test_a_run_created_while_a_worker_makes_its_folder_takes_it_not_a_suffixed_o
     (runs / "8").mkdir()
     (runs / "8" / "old").touch()  # a folder of a lost future (a restored backup): never shared
     assert folders.take(runs, 8) == runs / "8-2"
+    folders.plan(9, 1)
+    (tmp_path / "elsewhere").mkdir()
+    (runs / "9").symlink_to(tmp_path / "elsewhere")  # a link in its place: never taken, never followed
+    assert folders.take(runs, 9) == runs / "9-2"
