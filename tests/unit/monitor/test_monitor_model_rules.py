@@ -44,24 +44,30 @@ def _version(store: Store, tmp: Path, n: int, rmse: float) -> None:
                           metrics={"rmse": rmse})
 
 
-def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_resolves(tmp_path: Path) -> None:
-    (tmp_path / "pipelines").mkdir()
-    (tmp_path / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE))
-    report = validate_path(tmp_path / "pipelines")
+def _served(store: Store, tmp: Path, versions: dict[int, float]) -> tuple[Bus, ModelService, Monitors]:
+    """The RULE pipeline loaded, model versions ``{n: rmse}`` registered, champion moved to 1 then 2, and a
+    started Monitors on a bus whose model events it hears (call on a running loop)."""
+    (tmp / "pipelines").mkdir()
+    (tmp / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE))
+    report = validate_path(tmp / "pipelines")
     assert report.ok, [e.render() for e in report.errors]
+    bus = Bus()
+    models = ModelService(store, serving_dir=tmp / "serving", publish=bus.publish, clock=store.clock)
+    for n, rmse in versions.items():
+        _version(store, tmp, n, rmse)
+    for v in (1, 2):
+        store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
+    monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
+                        loop=asyncio.get_running_loop(), models=models)
+    bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
+    monitors.start()
+    return bus, models, monitors
 
+
+def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_resolves(tmp_path: Path) -> None:
     async def main() -> None:
         store = Store(tmp_path / "state.db")
-        bus = Bus()
-        models = ModelService(store, serving_dir=tmp_path / "serving", publish=bus.publish, clock=store.clock)
-        _version(store, tmp_path, 1, 30.0)
-        _version(store, tmp_path, 2, 29.0)
-        for v in (1, 2):
-            store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
-        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
-                            loop=asyncio.get_running_loop(), models=models)
-        bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
-        monitors.start()
+        bus, models, monitors = _served(store, tmp_path, {1: 30.0, 2: 29.0})
 
         def rule() -> dict:
             return monitors_doc(store, monitors.rules, monitors.problems, store.clock())["rules"][0]
@@ -126,22 +132,9 @@ def test_a_new_champion_as_bad_as_the_one_rolled_back_is_answered_again(tmp_path
     """The rule fired for champion 2 and rolled back to 1; before any observation of 1, the block was lifted and
     version 3 promoted, as bad: its observations read "still firing: episode 1 was answered" and nothing guarded
     it. Its first values start a new episode: the rule answers again."""
-    (tmp_path / "pipelines").mkdir()
-    (tmp_path / "pipelines" / "serving.toml").write_text(textwrap.dedent(RULE))
-    report = validate_path(tmp_path / "pipelines")
-
     async def main() -> None:
         store = Store(tmp_path / "state.db")
-        bus = Bus()
-        models = ModelService(store, serving_dir=tmp_path / "serving", publish=bus.publish, clock=store.clock)
-        for n, rmse in ((1, 30.0), (2, 29.0), (3, 28.0)):
-            _version(store, tmp_path, n, rmse)
-        for v in (1, 2):
-            store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
-        monitors = Monitors(store=store, requests=None, registry=SimpleNamespace(pipelines=report.pipelines),  # type: ignore[arg-type]
-                            loop=asyncio.get_running_loop(), models=models)
-        bus.subscribe(monitors.on_model_event, (ModelObserved, ModelDeployment))
-        monitors.start()
+        bus, models, monitors = _served(store, tmp_path, {1: 30.0, 2: 29.0, 3: 28.0})
 
         async def observe(value: float) -> None:
             models.observe("house", {"champion": {"rmse": value}})
