@@ -177,10 +177,30 @@ def connect(cfg: Config, need: Need = "prefer", *, runs_here: bool = False) -> B
     else:
         log.info("no daemon answers at %s: using the state file %s", cfg.socket_path, cfg.state_file)
     if need == "daemon" and not backend.online:  # refuse now, before the command does any work
-        from ..control import DaemonNotRunning
-
-        raise DaemonNotRunning(cfg.socket_path)
+        raise _no_daemon(cfg)
     return backend
+
+
+def _no_daemon(cfg: Config) -> Exception:
+    """The error of a command that needs a daemon and finds none answering: ``DaemonNotRunning``, saying so when
+    an ``edgeorch run`` holds the state (a daemon started now waits for it); ``StateBusyError`` (75: try again)
+    when a daemon already waits for that run to end (it answers then: starting another is not the fix)."""
+    from ..control import DaemonNotRunning
+    from ..control.statelock import holder_description, state_holder, waiting_daemon
+    from ..errors import StateBusyError
+
+    holder = state_holder(cfg.state_dir)
+    if holder is None or holder[1]:
+        return DaemonNotRunning(cfg.socket_path)
+    run = f"`{holder_description(holder[0])}` (pid {holder[0]})"
+    waiting = waiting_daemon(cfg.state_dir)
+    if waiting is None:
+        return DaemonNotRunning(cfg.socket_path, f"{run} runs pipelines without one and holds the state: a daemon "
+                                                 "started now waits for it to end")
+    return StateBusyError(f"no daemon answers yet: the daemon of this state (pid {waiting}) waits for {run}, which "
+                          "runs pipelines without a daemon, to end before it starts",
+                          hint="it starts by itself once that run is over; meanwhile `edgeorch runs` and `edgeorch "
+                               "show RUN` read the state file")
 
 
 

@@ -126,6 +126,64 @@ def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
     return int(text), _is_daemon(argv)
 
 
+WAITING_NAME = "edgeorch.lock.waiting"
+"""Where a daemon that waits for an ``edgeorch run`` to let the state go says so (its pid), so that a command
+finding neither an answer nor a daemon in the lock file can tell the user a daemon is on its way
+(:func:`waiting_daemon`), and a second daemon does not wait beside it."""
+
+
+def announce_waiting(state_dir: str | os.PathLike[str]) -> None:
+    """Say in :data:`WAITING_NAME` that this process, a daemon, waits for the state folder. Best effort (a hint
+    for what commands say, never a decision): an error leaves nothing said. Never through a link."""
+    path = Path(state_dir) / WAITING_NAME
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo left there is never written (nor waited on)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {DAEMON_MARK}\n".encode(), 0)
+        finally:
+            os.close(fd)
+
+
+def stop_waiting(state_dir: str | os.PathLike[str]) -> None:
+    """Take back :func:`announce_waiting` (the state is ours now, or this daemon gives up): the file is removed
+    when it names this process (another daemon's, written since, stays)."""
+    path = Path(state_dir) / WAITING_NAME
+    with contextlib.suppress(OSError):
+        if _live_daemon_named(path) == os.getpid():
+            path.unlink()
+
+
+def waiting_daemon(state_dir: str | os.PathLike[str]) -> int | None:
+    """The pid of a live edgeorch daemon waiting for ``state_dir`` (:func:`announce_waiting`), else None. Read
+    only; a file left by a daemon killed while it waited names a process that is gone (or not a daemon)."""
+    return _live_daemon_named(Path(state_dir) / WAITING_NAME)
+
+
+def _live_daemon_named(path: Path) -> int | None:
+    """The pid a lock-style file (``1234 daemon``) names when that process lives and is an edgeorch daemon."""
+    try:
+        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
+            pid = _pid_of(f.read(64).decode("ascii", "replace"))
+    except OSError:
+        return None
+    argv = _command_line(pid)
+    return int(pid) if argv and any("edgeorch" in a for a in argv) and _is_daemon(argv) else None
+
+
+def holder_description(pid: int) -> str:
+    """What a lock file's holder is, for a message: ``edgeorch run nightly`` (its command line from ``/proc``,
+    printable and at most 100 characters) or ``an edgeorch process`` when it cannot be read."""
+    argv = _command_line(str(pid))
+    if not argv:
+        return "an edgeorch process"
+    from ..textui import printable
+
+    shown = printable(" ".join(["edgeorch", *argv[argv.index("run"):]] if "run" in argv else argv))
+    return shown if len(shown) <= 100 else shown[:97] + "..."
+
+
 DAEMON_MARK = "daemon"
 """Written after a daemon's pid in the lock file (``1234 daemon``): once that process is gone without letting the
 lock go (``kill -9``, a crash: a clean exit empties the file), :func:`crashed_daemon` can tell."""
@@ -178,10 +236,7 @@ def _holder(fd: int) -> tuple[str, str, bool]:
     argv = _command_line(text)
     if not argv or _is_daemon(argv):
         return f"another edgeorch daemon (pid {text})", daemon_hint, False
-    from ..textui import printable
-
-    shown = printable(" ".join(["edgeorch", *argv[argv.index("run"):]] if "run" in argv else argv))
-    shown = shown if len(shown) <= 100 else shown[:97] + "..."
+    shown = holder_description(int(text))
     runs = any(a in ("run", "retry", "cancel") for a in argv)
     return (f"another edgeorch process (pid {text}: `{shown}`)",
             "a command that runs pipelines without a daemon holds the state while its run lasts: wait for it "

@@ -141,22 +141,35 @@ class Daemon:
         """The state folder's lock. While an ``edgeorch run`` without a daemon holds it (a script's run that began
         while this daemon was down: its restart window), wait for that run to end instead of exiting 75: a service
         manager that restarts a daemon exiting at once gives up after a few tries (systemd's start limit), and the
-        box would stay without its daemon for good. Said once in the log and in systemd's status; the start
-        timeout is extended meanwhile. Another daemon holding it still refuses the start (exit 4)."""
-        from ..errors import StateBusyError
+        box would stay without its daemon for good. Said once in the log and in systemd's status, and in the state
+        folder (:func:`~edgeorch.control.statelock.announce_waiting`: a command then says a daemon is on its way,
+        not that none runs); the start timeout is extended meanwhile. Another daemon holding it, or already
+        waiting for it, still refuses the start (exit 4)."""
+        from ..control.statelock import announce_waiting, stop_waiting, waiting_daemon
+        from ..errors import StateBusyError, StateError
 
         cfg, said = self.config, False
-        while True:
-            try:
-                return acquire_state_lock(cfg.state_dir, socket=cfg.socket_path, daemon=True)
-            except StateBusyError as exc:
-                if not said:
-                    log.warning("%s: waiting for it to end before starting (its run goes on as it would; this "
-                                "daemon's schedules, drop folders and commands wait until then)", exc.message)
-                    said = True
-                notify({"STATUS": f"waiting for the state folder: {exc.message}",
-                        "EXTEND_TIMEOUT_USEC": int(STATE_WAIT_EXTEND_S * 1e6)})
-                await asyncio.sleep(STATE_WAIT_POLL_S)
+        try:
+            while True:
+                try:
+                    return acquire_state_lock(cfg.state_dir, socket=cfg.socket_path, daemon=True)
+                except StateBusyError as exc:
+                    if not said:
+                        other = waiting_daemon(cfg.state_dir)
+                        if other is not None and other != os.getpid():
+                            raise StateError(f"{exc.message}, and another edgeorch daemon (pid {other}) already "
+                                             "waits for it", hint="that daemon starts once the run is over: "
+                                             "this one is not needed") from None
+                        announce_waiting(cfg.state_dir)
+                        log.warning("%s: waiting for it to end before starting (its run goes on as it would; this "
+                                    "daemon's schedules, drop folders and commands wait until then)", exc.message)
+                        said = True
+                    notify({"STATUS": f"waiting for the state folder: {exc.message}",
+                            "EXTEND_TIMEOUT_USEC": int(STATE_WAIT_EXTEND_S * 1e6)})
+                    await asyncio.sleep(STATE_WAIT_POLL_S)
+        finally:
+            if said:
+                stop_waiting(cfg.state_dir)
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()

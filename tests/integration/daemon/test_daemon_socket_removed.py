@@ -103,18 +103,32 @@ def test_a_daemon_waits_for_an_edgeorch_run_that_holds_the_state_then_starts(wor
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         workspace.wait_file(workspace.pipelines / "started")
+        before = workspace.invoke("status")  # no daemon yet: says what holds the state, and what starting one does
+        assert before.returncode == 69, before.stderr
+        assert f"`edgeorch run nightly -q` (pid {run.pid}) runs pipelines without one" in before.stderr
+        assert "a daemon started now waits for it to end" in before.stderr
         daemon.start(wait_ready=False)
         daemon.notify.wait_for("EXTEND_TIMEOUT_USEC", "30000000")  # systemd's start timeout pushed while it waits
         said = daemon.output()
         assert "waiting for it to end before starting" in said and daemon.proc.poll() is None, said
         assert f"in use by another edgeorch process (pid {run.pid}: `edgeorch run nightly -q`)" in said
         assert "another edgeorch daemon" not in said and "talk to it" not in said, said
+        # A command needing the daemon says one is on its way (75: try again), not "no daemon: start one".
+        meanwhile = workspace.invoke("status")
+        assert meanwhile.returncode == 75, meanwhile.stderr
+        assert f"the daemon of this state (pid {daemon.proc.pid}) waits for `edgeorch run nightly -q`" in meanwhile.stderr
+        # A second daemon does not wait beside it (two waiters: one would win, the other fail later).
+        second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 4, second.stderr
+        assert f"another edgeorch daemon (pid {daemon.proc.pid}) already waits for it" in second.stderr
     finally:
         (workspace.pipelines / "go").touch()
         out, err = run.communicate(timeout=60)
     assert run.returncode == 0, out + err
     daemon.notify.wait_for("READY", "1")
     assert daemon.call("ping")["pong"] is True
+    assert not (workspace.state / "edgeorch.lock.waiting").exists()  # taken back once the state is its own
 
 
 def test_a_run_in_a_killed_daemons_restart_window_waits_for_it_to_come_back(workspace, daemon, monkeypatch):
