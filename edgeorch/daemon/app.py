@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import Config, load_config, one_error
+from ..repeats import Repeats
 from ..textui import printable
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
 from ..control.statelock import StateLock
@@ -108,6 +109,7 @@ class Daemon:
         self._paths_check: asyncio.TimerHandle | None = None  # PATHS_CHECK_S
         self._lock: StateLock | None = None  # the state folder's lock, held from the start to the exit
         self._displaced: StateError | None = None  # another process locked this state: stop, exit 4
+        self._repeats = Repeats(log)  # the path check's standing problems, said once each
         self.triggers: Triggers | None = None
         self.seals: SealService | None = None  # seals the audit log (docs/audit.md)
         self.retention: RunRetention | None = None  # gc ops and the [retention] sweep
@@ -505,8 +507,9 @@ class Daemon:
                 if self._lock.relock_if_replaced():
                     log.warning("the state folder's lock file %s was removed or replaced: locked the one there now",
                                 self._lock.path)
+                self._repeats.over("lock", f"the state folder's lock file {self._lock.path} is locked again")
             except OSError as exc:
-                log.error("cannot lock a new state lock file %s: %s", self._lock.path, exc)
+                self._repeats.problem("lock", f"cannot lock a new state lock file {self._lock.path}: {exc}")
             except StateError as exc:  # another writer on this state: two would run the same runs
                 log.error("stopping: %s", exc.one_line())
                 self._displaced = exc
@@ -515,9 +518,10 @@ class Daemon:
         if self.server is not None:
             try:
                 self.server.rebind_if_gone()
+                self._repeats.over("socket", f"listening at {self.server.path} again")
             except (EdgeorchError, OSError) as exc:  # its folder cannot be made, say: the next check tries again
-                log.error("cannot listen at %s again: %s", self.server.path,
-                          exc.render() if isinstance(exc, EdgeorchError) else exc)
+                self._repeats.problem("socket", f"cannot listen at {self.server.path} again: "
+                                      + (exc.render() if isinstance(exc, EdgeorchError) else str(exc)))
         assert self._folders is not None
         for folder in self._pipeline_folders():
             if self._folders.watching(folder) or not folder.is_dir():

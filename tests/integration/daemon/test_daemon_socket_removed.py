@@ -157,3 +157,28 @@ def test_a_run_in_a_killed_daemons_restart_window_waits_for_it_to_come_back(work
     assert here.returncode == 0 and "running p (1 task(s)) with state in" in here.stdout, here.stdout + here.stderr
     again = workspace.invoke("run", "p")  # a clean exit (this process's) leaves no crashed daemon behind: no wait
     assert again.returncode == 0 and "waiting up to" not in again.stderr
+
+
+def _wait_logged(daemon, text: str, timeout: float = 30.0) -> None:
+    """Until the daemon's log has ``text`` (polled: a log file has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while text not in daemon.output():
+        assert time.monotonic() < deadline, f"not logged within {timeout:g}s: {text!r}\n{daemon.output()}"
+        time.sleep(0.05)
+
+
+def test_a_lock_file_that_cannot_be_made_again_is_logged_once_and_its_end_too(workspace, daemon, tmp_path):
+    """A link put at the lock file's place (never followed) was logged as an error at every 2-second check, 43,200
+    lines a day burying the journal. It is said once, and once when it is over."""
+    daemon.start()
+    lock = workspace.state / "edgeorch.lock"
+    lock.unlink()
+    lock.symlink_to(tmp_path / "elsewhere")
+    _wait_logged(daemon, "cannot lock a new state lock file")
+    daemon.socket_path.unlink()  # a later check binds it again, and has tried the lock file again before
+    _wait_logged(daemon, "was removed: listening there again")
+    assert daemon.output().count("cannot lock a new state lock file") == 1, daemon.output()
+    lock.unlink()
+    _wait_logged(daemon, f"the state folder's lock file {lock} is locked again")
+    assert lock.read_text() == f"{daemon.proc.pid} daemon\n"
+    assert not (tmp_path / "elsewhere").exists()  # the link was never followed
