@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from ...model import STREAM_KINDS
@@ -58,6 +59,10 @@ def cmd_events(args: argparse.Namespace) -> int:
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
                 print(f"{stamp}  {ev.get('kind', '?'):<10} {event_fields(ev)}".rstrip(), flush=True)
             if args.run is not None and _run_over(ev, args.run):
+                if "pipeline" not in ev and not (args.json or args.quiet):  # the daemon's item: over already
+                    print(f"note: run {args.run} was over before this stream began: `edgeorch show {args.run}` has "
+                          f"its tasks and attempts, `edgeorch why {args.run}` what happened and why", file=sys.stderr,
+                          flush=True)
                 break  # following one run: it is over (its state is the stream's first line when it already was)
     return EXIT_OK
 

@@ -88,8 +88,9 @@ class EventOps:
                 yield item
             if run is not None and run_id is not None and (kinds is None or "run" in kinds):
                 # The run may already be over: say so, so a follower never waits forever.
-                if RunState(run["state"]).finished and run_id not in self.engine.runs:
-                    yield RunFinished(self.engine.clock(), run_id, run["state"], run["reason"]).to_wire()
+                if RunState(run["state"]).finished and run_id not in self.engine.runs:  # stamped when it ended
+                    yield RunFinished(run["finished_at"] or self.engine.clock(), run_id, run["state"],
+                                      run["reason"]).to_wire()
             while True:
                 yield await queue.get()
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import edgeorch
@@ -608,6 +610,11 @@ def test_events_of_one_run_end_when_the_run_is_over(workspace, daemon):
     again = subprocess.run([*workspace.cli(), "events", "--run", str(rid)], env=workspace.cli_env(),
                            capture_output=True, text=True, timeout=60)  # over already: its state, then the end
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1].endswith("state=succeeded"), again.stdout
+    # Said when it ended, not when asked; and where its history is (the stream has only what happens from now on).
+    ended = daemon.call("runs.show", {"run_id": rid})["finished_at"]
+    assert again.stdout.strip().splitlines()[-1].startswith(time.strftime("%H:%M:%S", time.localtime(ended)))
+    assert f"run {rid} was over before this stream began: `edgeorch show {rid}`" in again.stderr, again.stderr
+    assert "was over before" not in err  # the live follower saw it end
 
 
 def test_a_retry_through_a_daemon_shows_every_rerun_task(workspace, daemon):
