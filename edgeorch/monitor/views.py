@@ -82,9 +82,10 @@ def why_doc(store: Any, run_id: int, waiting: Mapping[str, str] | None = None) -
                        "input_path": sig.get("input_path"), "input_sha256": sig.get("input_sha256"), "signal": sig}
     else:
         started = {"kind": "person", "trigger": trigger, "actor": run["actor"]}
-    # A resume (`edgeorch retry`) queues the run again: a run_queued event whose message says "resumed".
-    resumed = [{"actor": e["actor"], "at": e["ts"]} for e in events
-               if e["kind"] == "run_queued" and str(e.get("message") or "").startswith("resumed")]
+    # A resume (`edgeorch retry`) queues the run again: a run_queued event whose message says "resumed", how many
+    # tasks, and whether under the pipeline file as it was then (`retry --current`: its definition replaced).
+    resumed = [{"actor": e["actor"], "at": e["ts"], "what": str(e["message"]).removeprefix("resumed").lstrip(": ")}
+               for e in events if e["kind"] == "run_queued" and str(e.get("message") or "").startswith("resumed")]
     return {"run": run_id, "pipeline": run["pipeline"], "state": run["state"], "created_at": run["created_at"],
             "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events, waiting or {})}
 

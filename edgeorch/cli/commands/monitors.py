@@ -159,7 +159,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     else:
         print(f"  started by {s.get('actor') or 'an unknown caller'} ({s.get('trigger')})")
     for r in doc["resumed_by"]:
-        print(f"  resumed by {r['actor']} at {format_timestamp(r['at'])}")
+        print(f"  resumed by {r['actor']} at {format_timestamp(r['at'])}" + (f": {r['what']}" if r.get("what") else ""))
     for t in doc["tasks"]:
         waits = []
         if t["waited_for_needs"]:

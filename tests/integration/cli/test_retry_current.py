@@ -61,6 +61,9 @@ def test_a_retry_runs_the_edited_file_only_when_asked_and_keeps_the_runs_checkpo
     assert _attempts(workspace, 1) == {"prep": 1, "train": 4}  # prep stayed done; train went on from ep1
     doc = json.loads(_cli(workspace, "show", "1", "--json").stdout)
     assert doc["content_hash"] == text_hash(TRAIN.format(retries=5))  # the run's definition from now on
+    why = _cli(workspace, "why", "1").stdout  # each retry, and which one changed the run's definition
+    assert "resumed by" in why and ": 1 task(s) to run\n" in why, why
+    assert f"1 task(s) to run under the pipeline file as it is now (content_hash {doc['content_hash'][:12]})" in why
 
     # A changed command is another definition: the retry starts without the old checkpoints, and says why.
     edit(TRAIN.format(retries=0))
