@@ -71,7 +71,7 @@ class EdgeorchError(Exception):
             text += f"{self.field}: "
         text += self.message
         if self.value is not None and not _quotes(self.message, self.value):  # said once
-            text += f" (found {shown(self.value)})"
+            text += f" (found {_cut(shown(self.value))})"
         if self.expected:
             text += f"; expected {self.expected}"
         if self.hint:
@@ -226,6 +226,15 @@ def _quotes(message: str, value: object) -> bool:
     """Whether ``message`` already says ``value`` as :func:`shown`, standing alone (``attempt 7``, ``'nosuch'``):
     never a number inside another (``at least 10`` does not quote ``1``)."""
     return re.search(rf"(?<![\w.]){re.escape(shown(value))}(?![\w.])", message) is not None
+
+
+SHOWN_MAX = 200
+"""The most characters of a found value an error line says (a 400-digit size, a 400 KB name): its start, an
+ellipsis and its length; ``--json`` errors keep the value whole."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_MAX else f"{text[:SHOWN_MAX - 40]}... ({len(text):,} characters)"
 
 
 def shown(value: object) -> str:

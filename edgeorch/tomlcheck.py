@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, TypeVar
 
 from .errors import EdgeorchError
-from .units import DURATION_EXPECTED, SIZE_EXPECTED, TOO_LONG, parse_duration, parse_size
+from .units import DURATION_EXPECTED, TOO_LONG, parse_duration, parse_size, size_refusal
 
 E = TypeVar("E", bound=EdgeorchError)
 T = TypeVar("T")
@@ -204,8 +204,9 @@ class TableReader:
             return default
         try:
             return parse_size(self.data[key])
-        except ValueError:
-            self.fail(key, "is not a valid size", value=self.data[key], expected=SIZE_EXPECTED)
+        except ValueError as exc:
+            problem, expected = size_refusal(exc)
+            self.fail(key, problem, value=self.data[key], expected=expected)
             return default
 
     def table(self, key: str, default: Any = None) -> Any:

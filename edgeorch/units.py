@@ -25,13 +25,18 @@ DURATION_PATTERN = rf"^{_SPACE}(?:{_NUMBER}|(?:{_NUMBER}{_SPACE}{_UNIT}{_SPACE})
 published pipeline schema carries it verbatim; a test holds them equal)."""
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _PART_RE = re.compile(rf"({_NUMBER}){_SPACE}({_UNIT})")
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(rf"^{_SPACE}({_NUMBER}){_SPACE}([kmgtp]?)(i?b?){_SPACE}$", re.IGNORECASE)  # ASCII, as durations
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 DURATION_EXPECTED = "a number of seconds or a string like '500ms', '30s', '15m', '1h30m', '2 hours', '1d'"
 MAX_DURATION_S = 100 * 365 * 86400.0
 """The longest duration taken (100 years): a longer one is a typo, and as a time back from now it has no date."""
 SIZE_EXPECTED = "a number of bytes or a string like '512M', '8G', '1.5GiB'"
+MAX_SIZE = 1024**6
+"""The largest size taken (1 EiB): a larger one is a typo (``"1<400 zeros>G"`` was infinity, and every reload,
+``validate`` and daemon start met an OverflowError), and beyond SQLite's integers."""
+SIZE_TOO_LARGE = "larger than 1 EiB"
+"""The ``ValueError`` text of a size over :data:`MAX_SIZE`: callers say it rather than "not a size"."""
 
 
 def parse_duration(value: object) -> float:
@@ -77,11 +82,25 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("negative size")
-        return value
-    if isinstance(value, float) and 0 <= value < float("inf"):  # not NaN, not TOML's inf
-        return int(value)
+        return _bounded_size(value)
+    if isinstance(value, float) and 0 <= value:  # not NaN (nor negative); TOML's inf is too large below
+        return _bounded_size(value)
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
         if m and (m.group(3) == "" or m.group(3).lower() in ("b", "ib")):
-            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+            return _bounded_size(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
     raise ValueError("not a size")
+
+
+def size_refusal(exc: ValueError) -> tuple[str, str]:
+    """What an error says of a size :func:`parse_size` refused (its ``ValueError``): the problem and what is
+    expected, for the callers that name the file and field."""
+    if str(exc) == SIZE_TOO_LARGE:  # a size, just beyond what is taken: said as such
+        return f"is {SIZE_TOO_LARGE}", "a size of at most 1 EiB"
+    return "is not a valid size", SIZE_EXPECTED
+
+
+def _bounded_size(size: float) -> int:
+    if size > MAX_SIZE:  # inf included
+        raise ValueError(SIZE_TOO_LARGE)
+    return int(size)

@@ -8,6 +8,7 @@ expected. Parsing itself is :mod:`edgeorch.pipelines.parse`.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterable
@@ -15,6 +16,8 @@ from typing import Iterable
 from ..errors import EdgeorchError, PipelineError
 from ..model import Pipeline
 from ..records import frozen
+
+log = logging.getLogger("edgeorch.pipelines")
 
 
 @frozen
@@ -223,6 +226,10 @@ def load_pipeline_bytes(raw: bytes, file: Path) -> tuple[Pipeline | None, list[E
                                     expected=f"at most {MAX_PIPELINE_BYTES} bytes (1 MiB)")]
     try:
         data = parse_toml_bytes(raw, file, PipelineError)
+        return parse_pipeline(data, file=file, text=raw.decode("utf-8"))
     except EdgeorchError as exc:
         return None, [exc]
-    return parse_pipeline(data, file=file, text=raw.decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - a bug met by one file: that file's error, never a daemon that cannot start
+        log.exception("internal error reading pipeline file %s", file)
+        return None, [PipelineError(f"internal error reading this file ({type(exc).__name__}: {exc}): a bug, please "
+                                    "report it; the other pipeline files are served", file=str(file))]

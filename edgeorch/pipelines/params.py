@@ -30,6 +30,8 @@ def coerce_param(ptype: str, value: Any) -> Any:
     yes/no, 1/0 (case-insensitive) from strings.
     """
     if ptype in ("str", "path"):
+        if isinstance(value, str) and "\0" in value:  # no task could get it: an argument, EDGEORCH_PARAM_*
+            raise ValueError("contains a NUL character")
         if isinstance(value, str):
             return value
         raise ValueError(f"is {a_or_an(type_name(value))}, not a string")

@@ -257,6 +257,9 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
     return params
 
 
+NUL_EXPECTED = "text without a NUL character (\\u0000): the system cannot pass one to a program"
+
+
 def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: dict[str, Param]) -> TaskSpec | None:
     before = len(errors)
     r = TableReader(data, file=file, prefix=f"tasks.{name}", errors=errors, error_cls=PipelineError)
@@ -268,12 +271,17 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     if r.has("command"):
         raw = r.raw("command")
         if shell:
-            if isinstance(raw, str) and raw.strip():
+            if isinstance(raw, str) and raw.strip() and "\0" in raw:
+                r.fail("command", "contains a NUL character", value=raw, expected=NUL_EXPECTED)
+            elif isinstance(raw, str) and raw.strip():
                 command = raw
             else:
                 r.fail("command", "must be a non-empty string when shell = true", value=raw, expected="a shell command line")
         elif isinstance(raw, list) and raw and all(isinstance(a, str) for a in raw):
             command = tuple(raw)
+            for i, arg in enumerate(raw):
+                if "\0" in arg:
+                    r.fail(f"command[{i}]", "contains a NUL character", value=arg, expected=NUL_EXPECTED)
         elif isinstance(raw, str):
             r.fail("command", "is a string but shell is not true", value=raw,
                    expected="an argv array like [\"python\", \"train.py\"] (or set shell = true)")
@@ -324,9 +332,13 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         elif isinstance(v, bool) or not isinstance(v, (str, int, float)):
             r.fail(f"env.{k}", "must be a string or number", value=v,
                    expected='a string or a number (a flag as a string: "true")')
+        elif "\0" in str(v):
+            r.fail(f"env.{k}", "contains a NUL character", value=v, expected=NUL_EXPECTED)
         else:
             env[k] = str(v)
     workdir = r.str("workdir", None)
+    if workdir is not None and "\0" in workdir:
+        r.fail("workdir", "contains a NUL character", value=workdir, expected=NUL_EXPECTED)
     outputs = r.str_list("outputs", [])
     inputs = r.str_list("inputs", [])
     for i, text in enumerate(inputs or []):

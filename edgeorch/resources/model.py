@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import EdgeorchError
 from ..errors import UnsatisfiableError as UnsatisfiableError  # defined with every error; the client maps it back
 from ..records import frozen
-from ..units import SIZE_EXPECTED, parse_size
+from ..units import parse_size, size_refusal
 
 
 class ResourceError(EdgeorchError, ValueError):
@@ -139,9 +139,9 @@ class ResourceRequest:
             if key in data:
                 try:
                     kw[key] = parse_size(data[key])
-                except ValueError:
-                    raise ResourceError("is not a valid size", file=file, field=fld(key), value=data[key],
-                                        expected=SIZE_EXPECTED) from None
+                except ValueError as exc:
+                    problem, expected = size_refusal(exc)
+                    raise ResourceError(problem, file=file, field=fld(key), value=data[key], expected=expected) from None
         for key in ("gpu_model", "pool"):
             if key in data:
                 v = data[key]

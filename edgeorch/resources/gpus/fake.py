@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from ...tomlcheck import load_toml
-from ...units import SIZE_EXPECTED, parse_size
+from ...units import SIZE_EXPECTED, parse_size, size_refusal
 from ..cpus import parse_cpu_list
 from ..model import (
     COMPUTE_MODES,
@@ -161,8 +161,9 @@ class FakeBackend(GpuBackend):
             return default
         try:
             return parse_size(d[key])
-        except ValueError:
-            raise self._fail(f"{fld}.{key}", "is not a valid size", d[key], SIZE_EXPECTED) from None
+        except ValueError as exc:
+            problem, expected = size_refusal(exc)
+            raise self._fail(f"{fld}.{key}", problem, d[key], expected) from None
 
     def _int(self, d: Mapping[str, Any], key: str, fld: str, default: int | None) -> int | None:
         v = d.get(key, default)

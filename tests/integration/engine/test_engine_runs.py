@@ -389,3 +389,37 @@ def test_closing_with_stop_tasks_ends_running_attempts_and_records_them(workspac
     asyncio.run(main())
     (attempt,) = Store(cfg.state_file).attempts.of_run(1)
     assert attempt["signal"] == signal.SIGTERM and attempt["finished_at"] is not None
+
+
+def test_a_nul_in_a_tasks_command_or_environment_fails_the_attempt_once_never_lost(workspace, harness, monkeypatch):
+    """A NUL character cannot be passed to a program: the supervisor's `ValueError('embedded null byte')` was taken
+    for a launcher failure and relaunched ten times ("lost"). Params and pipeline files refuse it now; should one
+    reach a supervisor anyway, the attempt fails once (exit 127), saying why, charged as a program that cannot run."""
+    workspace.pipeline("nul", """
+        [params]
+        x = { type = "str", default = "" }
+        [tasks.a]
+        command = ["echo", "{x}"]
+    """)
+    # Past the params' own check (the harness's module, whatever name pytest imported it under).
+    monkeypatch.setitem(type(harness).run.__globals__, "resolve_params", lambda pipeline, given: dict(given))
+    run_id, state = harness.run("nul", {"x": "a\0b"})
+    assert state == RunState.FAILED
+    (a,) = harness.store().attempts.of_run(run_id)
+    assert a["exit_code"] == 127 and "a NUL character in its command or environment" in a["reason"], a
+
+
+def test_a_nul_in_a_param_or_a_pipeline_file_is_refused_naming_it(tmp_path):
+    from edgeorch.errors import UsageError
+    from edgeorch.pipelines import resolve_params, validate_path
+
+    (tmp_path / "p.toml").write_text('[params]\nx = { type = "str", default = "" }\n'
+                                     '[tasks.a]\ncommand = ["echo", "{x}"]\nenv = { V = "a\\u0000b" }\n'
+                                     '[tasks.b]\nshell = true\ncommand = "echo a\\u0000b"\n')
+    report = validate_path(tmp_path)
+    said = "\n".join(e.render() for e in report.errors)
+    assert "tasks.a.env.V: contains a NUL character" in said and "tasks.b.command: contains a NUL character" in said
+    (tmp_path / "p.toml").write_text('[params]\nx = { type = "str", default = "" }\n[tasks.a]\ncommand = ["echo", "{x}"]\n')
+    pipeline = validate_path(tmp_path).pipelines["p"]
+    with pytest.raises(UsageError, match="parameter x contains a NUL character"):
+        resolve_params(pipeline, {"x": "a\0b"})

@@ -232,14 +232,19 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     rfd, wfd = os.pipe()
     try:
         pid = _spawn_task(req, wfd)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in an argument or a value of the environment (a param)
         os.close(wfd)
         os.close(rfd)
         argv0 = req["argv"][0] if req.get("argv") else "?"
-        what = f"cannot enter workdir {req['cwd']}" if exc.filename == req.get("cwd") else f"cannot execute {argv0!r}"
-        _write_all(log_fd, f"edgeorch: {what}: {exc.strerror}\n".encode())
+        if isinstance(exc, ValueError):  # charged like a program that cannot run: relaunched, it fails the same
+            what, why = f"cannot execute {argv0!r}", f"{exc} (a NUL character in its command or environment)"
+        else:
+            what = (f"cannot enter workdir {req['cwd']}" if exc.filename == req.get("cwd")
+                    else f"cannot execute {argv0!r}")
+            why = exc.strerror or str(exc)
+        _write_all(log_fd, f"edgeorch: {what}: {why}\n".encode())
         os.close(log_fd)
-        result = {"exit_code": 127, "signal": None, "finished_at": time.time(), "error": f"{what}: {exc.strerror}"}
+        result = {"exit_code": 127, "signal": None, "finished_at": time.time(), "error": f"{what}: {why}"}
         write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=True)
         _reply(reply_fd, {"attempt_id": req["attempt_id"], "error": result["error"], "exit_code": 127})
         return False
