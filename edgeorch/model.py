@@ -288,3 +288,21 @@ class Pipeline:
             for up in spec.needs:
                 out[up].append(spec.name)
         return out
+
+
+RESERVED_TRIGGERS = ("schedule", "rule")
+"""Trigger labels only edgeorch gives (with ``input:<id>``, a drop-folder input's): a run a client labels so would
+be taken for one (a drop folder's recovery marked input N done by an operator's unrelated run labelled
+``input:N``; `why` and `runs` would say a schedule or a rule started it)."""
+LABEL_MAX = 100
+"""The longest trigger label a client may give (it is shown in `edgeorch runs`)."""
+
+
+def label_problem(label: object) -> str | None:
+    """Why ``label`` cannot be a client's trigger label (:data:`RESERVED_TRIGGERS`, ``input:...``, not a short
+    printable string), else None. For the requests that come from outside (the ``trigger`` op)."""
+    if not isinstance(label, str) or not label or len(label) > LABEL_MAX or not label.isprintable():
+        return f"is not a label: a non-empty printable string of at most {LABEL_MAX} characters"
+    if label in RESERVED_TRIGGERS or label.startswith("input:"):
+        return "is a trigger only edgeorch gives (its schedules, rules and drop folders' runs)"
+    return None

@@ -112,8 +112,11 @@ def submit(pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None, l
     if params is not None and not isinstance(params, Mapping):
         raise UsageError("is not a mapping of param names to values", field="params", value=type(params).__name__,
                          expected='a dict such as {"epochs": 3}')
-    if not isinstance(label, str) or not label:
-        raise UsageError("is not a label", field="label", value=label, expected="a non-empty string")
+    from ..model import label_problem
+
+    problem = label_problem(label)
+    if problem is not None:  # the daemon's own rule, said before anything is sent
+        raise UsageError(problem, field="label", value=label, expected="a label of your own, such as 'backfill'")
     args: dict[str, Any] = {"params": plain(dict(params or {}), "params"), "trigger": label}
     if isinstance(pipeline, os.PathLike) or (isinstance(pipeline, str) and _names_a_file(pipeline)):
         from pathlib import Path

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from ...engine.requests import RunRequest
-from ...errors import EdgeorchError, NotFoundError, PipelineError
-from ...model import Pipeline, TaskState
+from ...errors import EdgeorchError, NotFoundError, PipelineError, UsageError
+from ...model import Pipeline, TaskState, label_problem
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
 from ...pipelines.document import stale_warning
 from ...rundoc import log_attempt, run_document, runs_page
@@ -66,6 +66,11 @@ class RunOps:
         ad-hoc pipeline file, recorded with the content hash of that text.
         """
         raw = arg(args, "params", dict, required=False, default={})
+        label = args.get("trigger") or "socket"
+        problem = label_problem(label)
+        if problem is not None:
+            raise UsageError(problem, field="args.trigger", value=label,
+                             expected="a label of your own, such as 'cli', 'socket' or 'backfill'")
         source = arg(args, "source", str, required=False)
         ref: str | Pipeline
         if source is not None:
@@ -73,7 +78,7 @@ class RunOps:
             ref = await asyncio.to_thread(adhoc_pipeline, source, file)
         else:
             ref = arg(args, "pipeline", str)
-        started = self.requests.start(RunRequest(ref, raw, trigger=str(args.get("trigger") or "socket"),
+        started = self.requests.start(RunRequest(ref, raw, trigger=label,
                                                  actor=actor_of(peer), source="params"))
         stale = self.stale(started.pipeline.name) if source is None else None
         return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,

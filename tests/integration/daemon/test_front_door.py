@@ -144,3 +144,32 @@ def test_run_name_of_a_broken_file_points_at_the_file_with_and_without_a_daemon(
         assert proc.returncode == 1, proc.stderr
         assert "no pipeline named" not in proc.stderr
         assert f"{path}:1" in proc.stderr and "malformed TOML" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("label", ["input:1", "schedule", "rule", "x" * 101, "\x1b[2Jforged", ""])
+def test_a_client_cannot_give_a_run_a_trigger_only_edgeorch_gives(workspace, daemon, label):
+    """An operator's run labelled `input:N` was taken by the drop folder's recovery for input N's run: after a
+    restart, input N (waiting while its pipeline was paused) was marked done and never ran. `schedule` and
+    `rule` would pass for a schedule's or a rule's run in `why` and `runs`. Refused, nothing recorded."""
+    from edgeorch.errors import UsageError
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    with daemon.client() as c:
+        if label:
+            with pytest.raises(UsageError) as err:
+                c.call("trigger", {"pipeline": "p", "trigger": label})
+            assert err.value.field == "args.trigger"
+        else:  # no label: the default one
+            assert c.call("trigger", {"pipeline": "p", "trigger": label})["run_id"] == 1
+    assert [r["trigger"] for r in rows(workspace, "SELECT trigger FROM runs")] == ([] if label else ["socket"])
+
+
+def test_the_python_client_refuses_a_reserved_label_before_sending_it(workspace, daemon):
+    from edgeorch.client import Client as PyClient
+    from edgeorch.errors import UsageError
+
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    with PyClient(socket=daemon.socket_path) as client, pytest.raises(UsageError, match="only edgeorch gives"):
+        client.submit("p", label="input:7")
