@@ -70,17 +70,21 @@ class StateLock:
                 return False  # ours (opening it again, then closing it, would drop the lock: not done)
         except FileNotFoundError:
             pass
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = _holder(fd)[0]
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
+        try:  # every way out but the last closes it: a failure each 2 s leaked one descriptor each time
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo put there: never locked, written or waited on
+                raise OSError(errno.EINVAL, "it is not a regular file (remove it: a new one is made)")
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise StateError(f"{_holder(fd)[0]} holds the lock of state directory {self.path.parent} now: "
+                                 "it started on this state after the lock file was removed", file=str(self.path),
+                                 hint="one of the two must stop: this one does") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self._stamp.encode(), 0)
+        except BaseException:
             os.close(fd)
-            raise StateError(f"{holder} holds the lock of state directory {self.path.parent} now: "
-                             "it started on this state after the lock file was removed", file=str(self.path),
-                             hint="one of the two must stop: this one does") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self._stamp.encode(), 0)
+            raise
         old, self._fd = self._fd, fd
         os.close(old)  # the removed file's descriptor: this process's lock on the new file is not affected
         return True
@@ -114,16 +118,55 @@ def state_in_use(state_dir: str | os.PathLike[str]) -> bool:
 
 
 def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
-    """``(pid, is_daemon)`` of the edgeorch process the lock file of ``state_dir`` names, when that process lives
-    and runs edgeorch; else None. A hint for what to say (see :func:`state_in_use`), never a decision."""
+    """``(pid, is_daemon)`` of the edgeorch process that holds the lock of ``state_dir`` now, else None. The
+    holder is the kernel's answer (``F_GETLK``), not the file's text alone: a stale or forged ``1234 daemon``
+    naming a live daemon of another state made commands wait 30 s for it. A hint for what to say (see
+    :func:`state_in_use`), never a decision. Call it only from a process that does not hold that lock (opening
+    the file and closing it would drop a POSIX lock this process holds on it)."""
+    fd = _open_lock_file(Path(state_dir) / LOCK_NAME)
+    if fd is None:
+        return None
     try:
-        text = _pid_of((Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace"))
+        held_by = _lock_owner(fd)
+    finally:
+        os.close(fd)
+    argv = _command_line(str(held_by)) if held_by is not None else []
+    if held_by is None or not any("edgeorch" in a for a in argv):
+        return None
+    return held_by, _is_daemon(argv)
+
+
+def _open_lock_file(path: Path) -> int | None:
+    """A read-only descriptor of the lock file at ``path``, or None: never through a link, never a fifo or a device
+    (a fifo hung `edgeorch run` for good; a link to /dev/zero read without end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    argv = _command_line(text)
-    if not text.isdigit() or not any("edgeorch" in a for a in argv):
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+_FLOCK = "hhqqi4x"
+"""``struct flock`` on Linux's LP64 ABIs (x86-64, arm64): type, whence, start, len, pid, padding."""
+
+
+def _lock_owner(fd: int) -> int | None:
+    """The pid of the process holding a POSIX lock on the file of ``fd`` (``F_GETLK``: tests, takes nothing),
+    None when no one does (or the kernel cannot tell)."""
+    import struct
+
+    try:
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    except OSError:
         return None
-    return int(text), _is_daemon(argv)
+    kind, _whence, _start, _len, pid = struct.unpack(_FLOCK, answer)
+    return pid if kind != fcntl.F_UNLCK and pid > 0 else None
 
 
 WAITING_NAME = "edgeorch.lock.waiting"
@@ -163,11 +206,15 @@ def waiting_daemon(state_dir: str | os.PathLike[str]) -> int | None:
 
 def _live_daemon_named(path: Path) -> int | None:
     """The pid a lock-style file (``1234 daemon``) names when that process lives and is an edgeorch daemon."""
+    fd = _open_lock_file(path)
+    if fd is None:
+        return None
     try:
-        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW | os.O_NONBLOCK)) as f:
-            pid = _pid_of(f.read(64).decode("ascii", "replace"))
+        pid = _pid_of(os.pread(fd, 64, 0).decode("ascii", "replace"))
     except OSError:
         return None
+    finally:
+        os.close(fd)
     argv = _command_line(pid)
     return int(pid) if argv and any("edgeorch" in a for a in argv) and _is_daemon(argv) else None
 
@@ -198,10 +245,15 @@ def _pid_of(text: str) -> str:
 def crashed_daemon(state_dir: str | os.PathLike[str]) -> int | None:
     """The pid of the daemon that held ``state_dir`` last and is gone without letting it go (killed, crashed: a
     service manager is likely starting it again), else None. Read from the lock file; never takes the lock."""
+    fd = _open_lock_file(Path(state_dir) / LOCK_NAME)
+    if fd is None:
+        return None
     try:
-        words = (Path(state_dir) / LOCK_NAME).read_text(encoding="ascii", errors="replace").split()
+        words = os.pread(fd, 64, 0).decode("ascii", "replace").split()
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if len(words) < 2 or words[1] != DAEMON_MARK or not words[0].isdigit():
         return None
     return int(words[0]) if not _command_line(words[0]) else None
@@ -275,7 +327,9 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
             raise StateError(f"cannot open the lock file: {why}", file=str(path)) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device opened for writing
             os.close(fd)
-            raise StateError("cannot use the lock file: it is not a regular file", file=str(path))
+            raise StateError("cannot use the lock file: it is not a regular file", file=str(path),
+                             hint="remove it (edgeorch makes a new one); no edgeorch process holds the state through "
+                                  "it")
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
