@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -53,13 +54,15 @@ def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: boo
     return None
 
 
-def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False) -> tuple[Path, str] | None:
+def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False,
+                 uid: int | None = None) -> tuple[Path, str] | None:
     """The first of ``base`` and each folder and link from it down to ``path`` (those that exist) that may not be
     trusted, with why; None when every one may (or none exists yet: what edgeorch creates is the user's).
 
     ``path`` must lie under ``base`` when ``base`` is given (else only ``path`` itself is checked). A link is
     checked itself and then what it points to: whoever owns a link chooses where it leads. ``chosen``: the
-    working folder's case (:func:`ownership_problem`), judged for each entry by the folder that holds it.
+    working folder's case (:func:`ownership_problem`), judged for each entry by the folder that holds it. ``uid``:
+    whose trust (default: this process's user).
     """
     chain = [path]
     if base is not None:
@@ -74,15 +77,28 @@ def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False) 
         except OSError:
             return None  # not there yet: the rest of the chain is what edgeorch makes
         mine = chosen and _in_private_folder(p)
-        problem = ownership_problem(lst, chosen=mine) if stat.S_ISLNK(lst.st_mode) else None
+        problem = ownership_problem(lst, uid, chosen=mine) if stat.S_ISLNK(lst.st_mode) else None
         if problem is None:
             try:
-                problem = ownership_problem(os.stat(p), chosen=mine)
+                problem = ownership_problem(os.stat(p), uid, chosen=mine)
             except OSError:
                 return None
         if problem is not None:
             return p, problem
     return None
+
+
+def command_file_problem(path: Path, uids: Iterable[int]) -> str | None:
+    """Why the daemon may not read the pipeline file ``path`` again to run its commands (``retry --current`` of a
+    run from a file outside its pipelines folder), or None: the file, or its folder, or a link on the way, belongs
+    to someone other than one of ``uids`` (the daemon's user, the user who asks) and root, or every user may write
+    it. An operator's run of a file in a shared folder, retried, ran what another user had written there since,
+    as the daemon's user."""
+    problems = [path_problem(path, path.parent, uid=uid) for uid in dict.fromkeys(uids)]
+    if any(p is None for p in problems):
+        return None
+    where, why = next(p for p in problems if p is not None)
+    return f"{where}: {why}"
 
 
 def _in_private_folder(path: Path) -> bool:

@@ -84,6 +84,9 @@ class Submitter(Protocol):
     @property
     def store(self) -> StoredRuns: ...  # read-only: the front door never sets it
 
+    @property
+    def config(self) -> Any: ...  # its pipelines folder: the files `retry --current` reads again without a check
+
     def check_resources(self, pipeline: Pipeline) -> None: ...
 
     def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = ..., actor: str | None = ...,
@@ -172,14 +175,16 @@ class RunRequests:
             after(started)
         return started
 
-    async def resume(self, run_id: int, *, actor: str | None = None, current: bool = False) -> list[str]:
+    async def resume(self, run_id: int, *, actor: str | None = None, current: bool = False,
+                     requester: int | None = None) -> list[str]:
         """Resume a finished run (``edgeorch retry``) under rules 2 and 3; returns the tasks to run again.
 
         The ``before_resume`` hooks run (in order) once the engine has decided to
         resume the run, before anything is recorded; see the module docstring.
         ``current``: its tasks run again under the run's own pipeline file as it is now, read again here
         (:func:`~edgeorch.pipelines.load.load_again`), not the run's recorded definition (``edgeorch retry
-        --current``: a longer timeout, a fixed command).
+        --current``: a longer timeout, a fixed command); ``requester``: the uid of who asks (whose files outside the
+        pipelines folder may be read again, with the daemon's user's and root's).
         """
         run = self.engine.store.runs.get(run_id)
         self._check_paused(run["pipeline"])
@@ -192,7 +197,8 @@ class RunRequests:
             from ..pipelines.load import load_again
 
             file = self.engine.store.pipelines.version(run["pipeline_version_id"])["source_file"]
-            pipeline = await asyncio.to_thread(load_again, file, run["pipeline"], run_id)
+            pipeline = await asyncio.to_thread(load_again, file, run["pipeline"], run_id,
+                                               own_folder=self.engine.config.pipelines_dir, requester=requester)
         return await self.engine.resume(run_id, actor=actor, before=self._before_resume, pipeline=pipeline)
 
     def _before_resume(self, run_id: int) -> None:

@@ -182,17 +182,30 @@ def not_loaded_error(name: str, errors: Iterable[EdgeorchError]) -> EdgeorchErro
                          value=first.value, expected=first.expected, hint=hint, pipeline=first.pipeline)
 
 
-def load_again(file: str | None, name: str, run_id: int) -> Pipeline:
+def load_again(file: str | None, name: str, run_id: int, *, own_folder: Path | None = None,
+               requester: int | None = None) -> Pipeline:
     """Pipeline ``name`` as its own file ``file`` declares it now, for ``edgeorch retry RUN --current``: the file the
     run was made from (its recorded ``source_file``), read again here and now, never a pipeline of the same name
     found elsewhere (an ad-hoc run's file, a folder where another file took the name) nor a daemon's copy loaded
     before the last edit. Raises :class:`~edgeorch.errors.ConflictError` naming the file when the run has none (sent
-    by content), it cannot be read or has errors, or it declares another pipeline now."""
+    by content), it cannot be read or has errors, or it declares another pipeline now.
+
+    A file outside ``own_folder`` (the pipelines folder, read at every reload anyway: an ad-hoc run's file) is read
+    only when this process's user, the ``requester`` (the uid of who asks) or root owns it and its folder and not
+    every user may write them (:func:`~edgeorch.trust.command_file_problem`): else ConflictError saying why."""
     from ..errors import ConflictError
+    from ..trust import command_file_problem
 
     if not file:
         raise ConflictError(f"run {run_id} was sent by content, not read from a file: there is no file to read again",
                             hint="start a new run from the edited file (`edgeorch run FILE`)")
+    path = Path(file)
+    if own_folder is None or not path.resolve().is_relative_to(own_folder.resolve()):
+        problem = command_file_problem(path, (os.getuid(), os.getuid() if requester is None else requester))
+        if problem is not None:
+            raise ConflictError(f"run {run_id}'s pipeline file {file} is not read again to run its commands: "
+                                f"{problem}", hint=f"copy it somewhere only you may write, and run that copy "
+                                                   f"(`edgeorch run COPY`); or retry without --current")
     pipeline, errors = load_pipeline_file(Path(file))
     if errors or pipeline is None:
         first = errors[0] if errors else None

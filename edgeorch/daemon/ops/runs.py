@@ -177,5 +177,5 @@ class RunOps:
         before an edit its reload has not seen yet: :meth:`~edgeorch.engine.requests.RunRequests.resume`)."""
         run_id = arg(args, "run_id", int)
         current = arg(args, "current", bool, required=False, default=False)
-        tasks = await self.requests.resume(run_id, actor=actor_of(peer), current=current)
+        tasks = await self.requests.resume(run_id, actor=actor_of(peer), current=current, requester=peer.uid)
         return {"run_id": run_id, "tasks": tasks}

@@ -124,3 +124,37 @@ def test_current_is_the_runs_own_file_not_a_pipeline_of_the_same_name(workspace,
     own.write_text('name = "renamed"\n' + TRAIN.format(retries=5))
     refused = _cli(workspace, "retry", "3", "--current")
     assert refused.returncode == 5 and f"declares pipeline 'renamed' now, not 'fit'" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("with_daemon", [False, True], ids=["no-daemon", "daemon"])
+def test_a_file_another_user_may_write_is_not_read_again_to_run_its_commands(workspace, daemon, tmp_path,
+                                                                             with_daemon):
+    """An operator ran a pipeline file from a shared folder; another user rewrote its command; `retry --current`
+    read it again and ran that as the daemon's user. A file outside the pipelines folder is read again only when
+    it and its folder belong to the daemon's user, the user who asks or root, and not every user may write them."""
+    import os
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    job = shared / "job.toml"
+    job.write_text('name = "fit"\n' + TRAIN.format(retries=0))
+    if with_daemon:
+        daemon.start()
+    assert _cli(workspace, "run", str(job)).returncode == 1
+    job.write_text('name = "fit"\n' + TRAIN.format(retries=5).replace("test $n -ge 3", "touch PWNED"))
+    job.chmod(0o666)
+    refused = _cli(workspace, "retry", "1", "--current")
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert f"{job}: every user may write it" in refused.stderr and "is not read again" in refused.stderr
+    job.chmod(0o644)
+    shared.chmod(0o777)  # a folder everyone writes to: the file can be replaced there
+    refused = _cli(workspace, "retry", "1", "--current")
+    assert refused.returncode == 5 and f"{shared}: every user may write it" in refused.stderr, refused.stderr
+    shared.chmod(0o755)
+    if os.getuid() == 0:  # another user's file (root can give it away)
+        os.chown(job, 65534, 65534)
+        refused = _cli(workspace, "retry", "1", "--current")
+        assert refused.returncode == 5 and "not to you or root" in refused.stderr, refused.stderr
+        os.chown(job, 0, 0)
+    assert _attempts(workspace, 1) == {"prep": 1, "train": 1}  # nothing ran meanwhile
+    assert _cli(workspace, "retry", "1", "--current").returncode == 0  # one's own file, in one's own folder
