@@ -42,6 +42,23 @@ def _escape(m: re.Match[str]) -> str:
     return repr(m.group())[1:-1]  # \n, \t, \x1b, \x85, \ud800
 
 
+_SGR = re.compile(r"\x1b\[[0-9;:]{0,32}m")
+"""A colour or weight (Select Graphic Rendition): what a task's own output may keep on a terminal."""
+_LINE_SAFE = re.compile(r"\x1b\[[0-9;:]{0,32}m|[^\t\n\r\x1b]+|[\t\n\r\x1b]")
+
+
+def terminal_safe(text: str) -> str:
+    """A task's log as a terminal may show it: its lines, tabs, carriage returns (a progress bar) and colours kept,
+    every other control (a screen clear, a cursor move, a window title, OSC 52's clipboard write) made
+    :func:`printable`. ``edgeorch logs`` on a terminal; a pipe gets the bytes as written."""
+    if text.isprintable():
+        return text
+    out = []
+    for piece in _LINE_SAFE.findall(text):
+        out.append(piece if piece in "\t\n\r" or _SGR.fullmatch(piece) else printable(piece))
+    return "".join(out)
+
+
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Return ``rows`` as a left-aligned text table under ``headers``.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,12 +190,35 @@ class Database:
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            denied = self._access_problem()
+            if denied is not None:  # not a damaged file: the advice to move it away would lose a good one
+                raise StateError(f"cannot read the state file: {denied}", file=str(self.path),
+                                 hint="ask through the daemon (a running one answers the users of its socket's "
+                                      "group: control.group), or run this as the daemon's user") from None
             raise StateError(
                 f"cannot open the state file: {exc}", file=str(self.path),
                 expected="an edgeorch SQLite state file",
                 hint="restore it from a backup, or move it away to start with empty state",
             ) from None
         return conn, version
+
+    def _access_problem(self) -> str | None:
+        """Why this user may not read the state file (its folder, or the file, or its -wal for a reader), else None:
+        SQLite says only "unable to open database file" for a permission, as for a damaged file."""
+        for path in (self.path.parent, self.path, Path(f"{self.path}-wal")):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                return f"{path}: {exc.strerror}"
+            need = os.R_OK | os.X_OK if path == self.path.parent else os.R_OK
+            if not os.access(path, need):
+                from ..trust import owner_name
+
+                return (f"{path} is not open to you (mode {stat.S_IMODE(st.st_mode):04o}, owned by "
+                        f"{owner_name(st.st_uid)})")
+        return None
 
     def _migrate(self, version: int) -> None:
         try:

@@ -10,6 +10,7 @@ With a daemon every command goes through the Python client
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import os
@@ -66,6 +67,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the latest)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs, then the task's retries (waits for a task "
                    "that has not started; needs the daemon)")
+    p.add_argument("--raw", action="store_true", help="the bytes as the task wrote them, control sequences too (on "
+                   "a terminal, only colours are kept by default; a pipe always gets the bytes)")
 
     p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
     p.add_argument("run_id", type=int, metavar="RUN_ID")
@@ -813,18 +816,42 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    """Print an attempt's log: ``--follow`` streams it from the daemon; otherwise the file named in the state."""
+    """Print an attempt's log: ``--follow`` streams it from the daemon; otherwise the file named in the state, read
+    here, or through the daemon when this user may not read the state folder (a member of the socket's group).
+
+    On a terminal, what the task wrote is shown with its colours but no other control sequence
+    (:func:`~edgeorch.textui.terminal_safe`: a dropped file echoed by a task cleared the screen, set the window
+    title, wrote the clipboard); ``--raw``, or a pipe, gets the bytes as written."""
     cfg = load(args)
+    write = _log_writer(raw=args.raw or not sys.stdout.isatty())
     if args.follow:
         again = f"edgeorch logs {args.run_id} {args.task or ''}".rstrip() + " -f"
         with connect(cfg, "daemon") as backend, if_the_daemon_goes(
                 f"the task goes on while the daemon is away (live restore); `{again}` follows it again once the "
                 "daemon is back"):
             for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
-                sys.stdout.write(text)
-                sys.stdout.flush()
+                write(text.encode("utf-8", "surrogateescape"))
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
+    try:
+        path = _log_path(cfg, args)
+    except (StateError, PermissionError):  # this user may not read the state or the log: the daemon may answer
+        with connect(cfg, "prefer") as backend:
+            if not backend.online:
+                raise
+            for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=False):
+                write(text.encode("utf-8", "surrogateescape"))
+        return EXIT_OK
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            write(chunk)
+    write(b"", final=True)
+    return EXIT_OK
+
+
+def _log_path(cfg: Any, args: argparse.Namespace) -> Path:
+    """The attempt's log file, from the state file read here; raises StateError or PermissionError when this user
+    may not read them, NotFoundError when there is none."""
     store = connect(cfg, "offline").open_store(readonly=True)
     if store is None:
         raise NotFoundError("no such run (no state file yet)", value=args.run_id)
@@ -836,9 +863,28 @@ def cmd_logs(args: argparse.Namespace) -> int:
         store.close()
     path = Path(attempt["log_path"])
     if not path.exists():
+        if not os.access(path.parent, os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot reach the log file", str(path))
         raise NotFoundError("the log file is gone", file=str(path))
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 16):
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, "cannot read the log file", str(path))
+    return path
+
+
+def _log_writer(*, raw: bool) -> Callable[..., None]:
+    """``write(chunk, final=False)``: a log's bytes to stdout, as they are (``raw``) or made
+    :func:`~edgeorch.textui.terminal_safe` (decoded as UTF-8 across chunks, undecodable bytes replaced)."""
+    import codecs
+
+    from ...textui import terminal_safe
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(chunk: bytes, final: bool = False) -> None:
+        if raw:
             sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
-    return EXIT_OK
+        else:
+            sys.stdout.write(terminal_safe(decoder.decode(chunk, final)))
+        sys.stdout.flush()
+
+    return write

@@ -77,3 +77,36 @@ def test_a_table_lines_up_wide_characters_and_combining_marks_by_terminal_column
     assert [display_width(line) for line in out[1:]] == [11, 11, 11], out
     assert [line[-3:] for line in out[1:]] == ["  1", " 22", "333"]
     assert display_width("名前") == 4 and display_width("e\u0301") == 1 and display_width("abc") == 3
+
+
+def test_a_log_on_a_terminal_keeps_lines_tabs_progress_and_colours_and_nothing_else() -> None:
+    """A dropped file echoed by a task cleared the operator's screen, set the window title and wrote the
+    clipboard (OSC 52) through `edgeorch logs`."""
+    from edgeorch.textui import terminal_safe
+
+    shown = terminal_safe("a\x1b[31mred\x1b[0m\tb\r\n\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;Zm9v\x07 ok\x9b\n")
+    assert shown == "a\x1b[31mred\x1b[0m\tb\r\n\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07\\x1b]52;c;Zm9v\\x07 ok\\x9b\n"
+    assert terminal_safe("plain\n") == "plain\n"
+
+
+def test_an_unreadable_state_file_says_so_never_to_move_it_away(tmp_path, monkeypatch) -> None:
+    """A reader without access to the state folder was told "restore it from a backup, or move it away to start
+    with empty state": advice that loses a good state file, for a permission problem."""
+    import os
+
+    import pytest
+
+    from edgeorch.errors import StateError
+    from edgeorch.store import Store
+    from edgeorch.store import db
+
+    folder = tmp_path / "var"
+    folder.mkdir()
+    (folder / "edgeorch.db").write_bytes(b"not opened: SQLite fails as it does for a permission")
+    real = os.access
+    monkeypatch.setattr(db.os, "access", lambda p, mode: False if str(p) == str(folder) else real(p, mode))
+    with pytest.raises(StateError) as err:
+        Store(folder / "edgeorch.db", readonly=True)
+    said = err.value.render()
+    assert f"cannot read the state file: {folder} is not open to you (mode" in said, said
+    assert "move it away" not in said and "ask through the daemon" in said
