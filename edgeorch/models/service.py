@@ -159,12 +159,21 @@ class ModelService:
                                                target=policy.to_dict(), actor=actor, reason=reason)
         return await self.deployer.run(dep["id"])
 
-    async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str) -> dict[str, Any]:
+    async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str,
+                            from_version: int | None = None) -> dict[str, Any]:
         """The automatic rollback a response calls (a monitoring rule firing): recorded with actor ``rule:<rule>``.
 
         Returns the deployment's final row; raises like :meth:`rollback` (a
         model with nothing earlier to return to is a :class:`ConflictError`).
+        ``from_version``: the version ``alias`` served when the rule fired. When it serves another one now (the
+        response is redone after a restart and its first rollback was finished by recovery; or someone moved it
+        meanwhile), nothing is rolled back: ``{"state": "skipped", "version": now, "reason": ...}``.
         """
+        now = self.store.models.aliases(name).get(alias)
+        if from_version is not None and now != from_version:
+            return {"state": "skipped", "version": now,
+                    "reason": f"{alias} of {name} serves version {now} now, not version {from_version} the rule fired "
+                              "on: rolled back already (a restart redid this response), or moved meanwhile"}
         return await self.rollback(name, alias=alias, actor=f"rule:{rule}", reason=reason)
 
     def unblock(self, name: str, *, rule: str | None = None, actor: str | None,

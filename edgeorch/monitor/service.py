@@ -279,6 +279,10 @@ class Monitors:
             p["params"] = {k: fill(v, values) for k, v in r.params}
         elif r.action == "notify":
             p["argv"] = [fill(a, values) for a in r.argv]
+        elif r.action == "rollback" and self.store.models.model(r.target) is not None:
+            # What it rolls back from, recorded with the firing: redone after a restart (responses run at least
+            # once), it must not roll back again from the version the first rollback left (two versions back).
+            p["from_version"] = self.store.models.aliases(r.target).get(r.alias)
         if spec.dry_run:
             p["dry_run"] = True
         return p
@@ -307,8 +311,10 @@ class Monitors:
                         raise NotFoundError("no model service in this process")
                     row = await self.models.auto_rollback(p["target"], alias=p.get("alias", "champion"), rule=name,
                                                           reason=f"rule {name}: {doc.get('condition')}, value "
-                                                                 f"{_num(doc.get('value'))}")
-                    p["result"] = {k: row.get(k) for k in ("id", "state", "version")} if isinstance(row, dict) else None
+                                                                 f"{_num(doc.get('value'))}",
+                                                          from_version=p.get("from_version"))
+                    p["result"] = ({k: row.get(k) for k in ("id", "state", "version", "reason") if row.get(k) is not None}
+                                   if isinstance(row, dict) else None)
                 else:
                     p.update(self._quarantine(doc, name))
                 p["done"] = True
@@ -405,6 +411,8 @@ def _describe(p: dict[str, Any]) -> str:
         return f"{what} refused: {p['refused']}"
     if p.get("error"):
         return f"{what} failed: {p['error']}"
+    if (p.get("result") or {}).get("state") == "skipped":
+        return f"{what}: not needed, {p['result'].get('reason')}"
     return what
 
 

@@ -157,3 +157,42 @@ def test_a_new_champion_as_bad_as_the_one_rolled_back_is_answered_again(tmp_path
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Path) -> None:
+    """A daemon killed during the rule's rollback: the next start finished that deployment (champion 3 -> 2), then
+    redid the firing's pending responses (at least once), and rolled back again, from 2 to 1: two versions back,
+    the second never measured. The response records the version it rolls back from; redone, it does nothing when
+    the alias serves another version now, and says so."""
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        bus, models, monitors = _served(store, tmp_path, {1: 30.0, 2: 29.0, 3: 28.0})
+        store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="test")
+        for value in (52.0, 55.0):
+            models.observe("house", {"champion": {"rmse": value}})
+        while monitors._tasks:
+            await asyncio.gather(*list(monitors._tasks))
+        await models.drain()
+        assert store.models.aliases("house") == {"champion": 2}
+        (firing,) = store.rules.firings("champion_degraded")
+        rollback = next(p for p in firing["responses"] if p["action"] == "rollback")
+        assert rollback["from_version"] == 3 and rollback["result"]["state"] == "succeeded"
+        # As a kill -9 left it: the deployment done (by recovery), the firing's response not marked done yet.
+        undone = [{k: v for k, v in p.items() if k not in ("done", "result")} for p in firing["responses"]]
+        store.rules.set_firing(firing["id"], state="pending", responses=undone)
+        monitors.stop()
+        again = Monitors(store=store, requests=None, registry=monitors.registry, loop=asyncio.get_running_loop(),
+                         models=models)
+        again.start()  # redoes the pending responses, as a daemon's start does
+        while again._tasks:
+            await asyncio.gather(*list(again._tasks))
+        await models.drain()
+        assert store.models.aliases("house") == {"champion": 2}  # not rolled back a second time
+        (firing,) = store.rules.firings("champion_degraded")
+        redone = next(p for p in firing["responses"] if p["action"] == "rollback")
+        assert redone["result"]["state"] == "skipped" and firing["state"] == "done"
+        await models.close()
+        again.stop()
+        store.close()
+
+    asyncio.run(main())
