@@ -134,6 +134,7 @@ def unknown_names(spec: RuleSpec, pipelines: Mapping[str, Any], file: str | None
     house_price refused"). The rule stays in force (its signal and other responses work); the error says what
     will fail, with the nearest name. A warning, not an error (a pipeline that failed to load is unknown too)."""
     models: dict[str, tuple[str, ...]] = {}
+    metrics: dict[str, tuple[str, ...]] = {}  # a model's declared metrics (none declared: any name is taken)
     for p in pipelines.values():
         for task in getattr(p, "tasks", {}).values():
             decl = getattr(task, "model", None)
@@ -141,6 +142,7 @@ def unknown_names(spec: RuleSpec, pipelines: Mapping[str, Any], file: str | None
                 models.setdefault(decl.name, STANDARD_ALIASES)
         for name, policy in (getattr(p, "models", None) or {}).items():
             models[name] = tuple(policy.aliases)
+            metrics[name] = tuple(policy.metrics)
     out: list[EdgeorchError] = []
 
     def fail(field: str, what: str, value: str, known: list[str] | tuple[str, ...]) -> None:
@@ -167,6 +169,10 @@ def unknown_names(spec: RuleSpec, pipelines: Mapping[str, Any], file: str | None
         elif spec.alias not in models[spec.model]:
             fail(f"{spec.field_prefix}.alias", f"reads an alias {spec.model} does not have", spec.alias,
                  models[spec.model])
+        if spec.metric and metrics.get(spec.model) and spec.metric not in metrics[spec.model]:
+            # `models observe` refuses such a name, so the rule would never get a value: a safety rule inert.
+            fail(f"{spec.field_prefix}.metric", f"reads a metric model {spec.model} does not declare (its "
+                 f"[models.{spec.model}] metrics): it never gets a value", spec.metric, metrics[spec.model])
     return out
 
 

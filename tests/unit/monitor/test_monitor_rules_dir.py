@@ -267,3 +267,30 @@ def test_validate_warns_of_a_response_naming_a_pipeline_or_model_nothing_declare
     doc = json.loads(workspace.invoke("validate", "--json").stdout)
     assert doc["ok"] and [w["field"] for w in doc["warnings"]] == ["on[0].do[0].trigger", "on[0].do[1].rollback",
                                                                     "on[0].do[2].alias"]
+
+
+def test_a_model_rule_reading_a_metric_the_model_does_not_declare_is_said(workspace) -> None:
+    """`metric = "rmsee"` passed validate and showed `ok` in `monitors`, while `models observe` refuses that name:
+    the rollback rule could never get a value."""
+    workspace.pipeline("serving", """
+        name = "serving"
+        [tasks.train]
+        command = ["true"]
+        outputs = ["m.bin"]
+        model = { name = "house", path = "m.bin" }
+        [models.house]
+        metrics = ["rmse", "r2"]
+        [[on]]
+        name = "champion_degraded"
+        signal = "model_metric"
+        model = "house"
+        metric = "rmsee"
+        threshold = 2
+        [[on.do]]
+        rollback = "house"
+    """)
+    out = workspace.invoke("validate")
+    said = out.stdout + out.stderr
+    assert "on[0].metric: rule 'champion_degraded': reads a metric model house does not declare" in said, said
+    assert "it never gets a value (found 'rmsee'); expected one of r2, rmse" in said
+    assert "did you mean 'rmse'?" in said
