@@ -218,16 +218,35 @@ class ModelService:
     # -- canaries -------------------------------------------------------------------------------------
 
     def observe(self, name: str, by_alias: Mapping[str, Mapping[str, float]], *, run_id: int | None = None,
-                task: str | None = None) -> int:
+                task: str | None = None, versions: Mapping[str, int] | None = None) -> int:
         """Record metrics observed for the versions the aliases point at now (``{"champion": {"rmse": 31}, ...}``),
         publish :class:`~edgeorch.events.ModelObserved` (monitoring rules over realized metrics), then decide a
-        canary whose window is over. Returns how many values were recorded."""
+        canary whose window is over. Returns how many values were recorded.
+
+        ``versions``: the version each alias's values were measured on (``{"champion": 18}``). A scoring job's
+        value that arrives after the alias moved (a rollback, a promotion) is then recorded for the version it
+        measured, and judges nothing the alias serves now (no floor, no rule, no canary window): without it, a
+        value of version 18 arriving after a floor rolled 18 back was taken for version 17's, and rolled 17 back
+        too. A version the alias never pointed at is refused (a typo)."""
         import math
 
         from ..tomlcheck import suggest
 
         self.store.models.require(name)
-        aliases = self.store.models.aliases(name)
+        aliases = dict(self.store.models.aliases(name))
+        stale: set[str] = set()
+        for alias, version in (versions or {}).items():
+            if alias not in by_alias:
+                raise UsageError("names a version for an alias with no values", field=f"versions.{alias}",
+                                 value=version, expected=f"one of the aliases observed: {', '.join(by_alias)}")
+            if aliases.get(alias) != version:
+                served = {h["to_version"] for h in self.store.models.alias_history(name, alias, limit=10_000)}
+                if version not in served:
+                    raise UsageError(f"{alias} of {name} never pointed at this version", field=f"versions.{alias}",
+                                     value=version, expected=f"a version {alias} served: "
+                                     f"{', '.join(str(v) for v in sorted(x for x in served if x)) or '(none)'}")
+                aliases[alias] = version
+                stale.add(alias)
         declared = self._policy(name).metrics  # none declared: any name (nothing reads them by a declared name)
         rows = []
         for alias, metrics in by_alias.items():
@@ -251,13 +270,15 @@ class ModelService:
                                      value=value if isinstance(value, str) else repr(value), expected="a finite number")
                 rows.append((aliases[alias], alias, metric, number))
         n = self.store.models.observe(name, rows, run_id=run_id, task=task)
-        self.publish(ModelObserved(self.clock(), name, {a: dict(m) for a, m in by_alias.items()}, run_id=run_id))
-        if not self._closed:
+        current = {a: dict(m) for a, m in by_alias.items() if a not in stale}
+        if current:  # values of versions an alias has left judge nothing it serves now
+            self.publish(ModelObserved(self.clock(), name, current, run_id=run_id))
+        if not self._closed and current:
             self._spawn(self.decide_canaries(name))
             policy = self._policy(name)
             serve = policy.deploy.serve
-            if policy.floors and serve in by_alias:
-                self._check_floors(name, policy, aliases[serve], by_alias[serve])
+            if policy.floors and serve in current:
+                self._check_floors(name, policy, aliases[serve], current[serve])
         return n
 
     def _check_floors(self, name: str, policy: ModelPolicy, version: int, observed: Mapping[str, float]) -> None:

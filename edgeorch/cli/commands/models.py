@@ -61,6 +61,8 @@ def register(add: AddCommand) -> None:
     a.add_argument("name", metavar="NAME")
     a.add_argument("alias", metavar="ALIAS")
     a.add_argument("values", metavar="METRIC=VALUE", nargs="*", help="one or more, e.g. rmse=31.2")
+    a.add_argument("--version", type=_version, metavar="N", help="the version the values were measured on: recorded "
+                   "for it even when ALIAS has moved since (a rollback), judging nothing ALIAS serves now")
 
 
 def _version(text: str) -> int:
@@ -283,16 +285,20 @@ def cmd_observe(args: argparse.Namespace) -> int:
                              expected="a finite number, e.g. rmse=31.2")
         metrics[key] = number
 
+    versions = {args.alias: args.version} if args.version is not None else None
+
     async def observe(service: Any, actor: str) -> dict[str, Any]:
-        n = service.observe(args.name, {args.alias: metrics})
+        n = service.observe(args.name, {args.alias: metrics}, versions=versions)
         await service.drain()  # a canary decided by this observation runs its deployment here
         return {"recorded": n}
 
-    res = _act(args, "models.observe", {"name": args.name, "metrics": {args.alias: metrics}}, observe)
+    res = _act(args, "models.observe", {"name": args.name, "metrics": {args.alias: metrics},
+                                        **({"versions": versions} if versions else {})}, observe)
     if args.json:
         print_json(res)
     elif not getattr(args, "quiet", False):
-        print(f"recorded {res['recorded']} value(s) for {args.name} {args.alias}")
+        print(f"recorded {res['recorded']} value(s) for {args.name} {args.alias}"
+              + (f" (version {args.version})" if args.version is not None else ""))
     return EXIT_OK
 
 

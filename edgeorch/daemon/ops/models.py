@@ -95,7 +95,12 @@ class ModelOps:
         if not all(isinstance(v, dict) for v in metrics.values()):
             raise UsageError("has the wrong shape", field="args.metrics", value=metrics,
                              expected='{"ALIAS": {"METRIC": number, ...}, ...}')
-        n = self.service.observe(_name(args), metrics, run_id=arg(args, "run_id", int, required=False))
+        versions = arg(args, "versions", dict, required=False)
+        if versions is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in versions.values()):
+            raise UsageError("has the wrong shape", field="args.versions", value=versions,
+                             expected='{"ALIAS": VERSION, ...}: the version each alias\'s values were measured on')
+        n = self.service.observe(_name(args), metrics, run_id=arg(args, "run_id", int, required=False),
+                                 versions=versions)
         return {"recorded": n}
 
 

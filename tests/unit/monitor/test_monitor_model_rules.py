@@ -196,3 +196,31 @@ def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Pa
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_value_measured_on_a_version_the_alias_has_left_judges_nothing_it_serves_now(tmp_path: Path) -> None:
+    """A scoring job's values of version 3 arrived after the rule had rolled 3 back: taken for version 2's, they
+    rolled 2 back too. Said with the version they measured (`--version`), they are recorded for it alone."""
+    import pytest
+
+    from edgeorch.errors import UsageError
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        bus, models, monitors = _served(store, tmp_path, {1: 30.0, 2: 29.0, 3: 28.0})
+        store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="test")
+        for value in (52.0, 55.0, 57.0, 58.0):  # the first two fire the rule; the last two arrive after its rollback
+            models.observe("house", {"champion": {"rmse": value}}, versions={"champion": 3})
+            while monitors._tasks:
+                await asyncio.gather(*list(monitors._tasks))
+            await models.drain()
+        assert store.models.aliases("house") == {"champion": 2}  # rolled back once, from 3
+        assert [o["value"] for o in store.models.observations("house", 3, "rmse")] == [52.0, 55.0, 57.0, 58.0]
+        assert store.models.observations("house", 2, "rmse") == []
+        with pytest.raises(UsageError, match="never pointed at this version"):
+            models.observe("house", {"champion": {"rmse": 1.0}}, versions={"champion": 9})
+        await models.close()
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())
