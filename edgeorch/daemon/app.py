@@ -204,7 +204,7 @@ class Daemon:
                                        clock=self.engine.clock)
             self.bus.subscribe(self.models.on_event, ModelRegistered)  # a passing candidate's deployment
             await self.engine.start()
-            await self.models.start()  # interrupted deployments finished or undone, targets repaired
+            self.models.start_in_background()  # interrupted deployments finished, redone or undone; targets repaired
             self._warn_unsatisfiable()
             # Inputs recovered (reconcile), schedules armed, drop folders watched: docs/triggers.md "Wiring".
             self.triggers = Triggers(store=self.store, requests=self.requests, engine=self.engine,

@@ -63,6 +63,15 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("edgeorch.models")
 
 BEFORE_SWITCH = ("intent", "staging", "staged", "checked")
+STOPPED = "edgeorch stopped"
+"""Why :meth:`Deployer._recover` recovers a deployment at a start (the other reason: a step that failed)."""
+
+
+def decided_by_edgeorch(dep: dict[str, Any]) -> bool:
+    """Whether edgeorch itself asked for deployment ``dep`` (a canary's verdict, a floor, a monitoring rule, a
+    version that passed its gates), not a person: no one would ask again for one undone by a restart."""
+    actor = str(dep.get("actor") or "")
+    return actor == "edgeorch" or actor.startswith(("rule:", "pipeline:"))
 StepHook = Callable[[int, str], None]
 """Called as ``hook(deployment_id, step)`` after each step is recorded (and ``linked`` after the rename):
 tests kill the process there."""
@@ -103,6 +112,13 @@ class Deployer:
                 return await self._recover(dep)
             if dep["state"] != "pending":
                 return dep
+            now = self.store.models.aliases(dep["model"]).get(dep["alias"])
+            if dep["action"] == "rollback" and now != dep["from_version"]:
+                # Decided against the version the alias served then; it serves another now (an earlier deployment
+                # moved it: a rollback redone after a restart, then a rule's response asking again). Rolled back
+                # a second time, it went two versions back.
+                return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(now)} now, not "
+                                    f"{_v(dep['from_version'])} this rollback was decided against")
             refused = self._blocked(dep) or self._canary_open(dep)
             if refused is not None:
                 return refused
@@ -334,16 +350,23 @@ class Deployer:
             note += "" if result.ok else f"; the reload after the rollback failed too: {result.describe()}"
         return self._finish(dep, "rolled_back", f"{why}; rolled back: {alias} -> {_v(frm)}{note}")
 
-    async def _recover(self, dep: dict[str, Any], why: str = "edgeorch stopped") -> dict[str, Any]:
+    async def _recover(self, dep: dict[str, Any], why: str = STOPPED) -> dict[str, Any]:
         """Finish or undo a deployment a stop interrupted, or one whose step failed unexpectedly (``why``: what
-        happened, said in its outcome; see the module docstring)."""
+        happened, said in its outcome; see the module docstring). One that edgeorch decided itself
+        (:func:`decided_by_edgeorch`) and a stop interrupted before the switch is run again from its start instead
+        of undone: a canary that won, killed during its promotion's health check, lost its promotion for good (its
+        decision stayed "passed", the canary alias was removed, the champion stayed)."""
         policy = ModelPolicy.from_dict(dep["target"])
         target = self.target(dep["model"], policy)
         step = dep["step"]
+        again = step in BEFORE_SWITCH and why == STOPPED and decided_by_edgeorch(dep)
         log.warning("model %s: deployment %s was interrupted at step %s (%s); %s", dep["model"], dep["id"], step,
-                    why, "undoing it" if step in BEFORE_SWITCH else "finishing it")
+                    why, "starting it again (edgeorch decided it: nobody else would ask again)" if again
+                    else "undoing it" if step in BEFORE_SWITCH else "finishing it")
         if step in BEFORE_SWITCH:
             await self.reconcile(dep["model"])
+            if again:  # a canary's won promotion, a floor's or a rule's rollback, a passing version's promotion
+                return await self._run(dep)
             return self._finish(dep, "undone", f"interrupted at step {step}, before the switch ({why}); "
                                 f"undone: {dep['alias']} stays on {_v(dep['from_version'])}")
         if step == "rolling_back":

@@ -73,6 +73,13 @@ class ModelService:
         if isinstance(event, ModelRegistered) and event.deployment_id is not None and not self._closed:
             self._spawn(self.deployer.run(event.deployment_id))
 
+    def start_in_background(self) -> None:
+        """:meth:`start` as a task of this service (a daemon's start): its health checks and reloads, up to a
+        deployment's window each, do not hold the daemon's READY (a window of minutes would pass systemd's start
+        timeout: a restart loop); :meth:`close` cancels it where it is, and the next start goes on from there.
+        Deployments asked for meanwhile wait for it (one at a time per model)."""
+        self._spawn(self.start())
+
     async def drain(self) -> None:
         """Wait until every deployment started here has finished (an in-process run waits before it exits)."""
         while self._tasks:

@@ -142,10 +142,9 @@ def test_kill_9_during_a_canary_decision_leaves_alias_and_target_consistent(work
     proc = _child(workspace, step, {"op": "observe", "batches": [batch, batch]})
     assert proc.returncode == -9, proc.stderr
     harness.models(lambda s: s.start())  # recovery: finish the decision's deployments
-    # The canary won; its promotion is finished when the crash came at or after the switch, undone before it
-    # (then champion stays: promote it by hand). Either way the canary is gone and the target agrees.
-    expected = 1 if step == "staged" else 2
-    assert _consistent(workspace, harness) == {"champion": expected}
+    # The canary won; its promotion is finished when the crash came at or after the switch, and done again when
+    # it came before (edgeorch decided it: undone, it was lost for good). The canary is gone and the target agrees.
+    assert _consistent(workspace, harness) == {"champion": 2}
     assert not (workspace.root / "serving" / "house" / "weights.json").exists()
     store = harness.store()
     try:

@@ -80,11 +80,12 @@ def test_the_readme_session_register_block_why_promote_rollback(workspace, daemo
     assert missing.returncode == 3 and "house_prices has no version 9" in missing.stderr
 
 
-def test_a_daemon_killed_during_a_blue_green_health_check_undoes_the_switch_at_restart(workspace, daemon) -> None:
+def _gated_model(workspace, promote: str) -> tuple[Path, Path]:
+    """A model whose version 2's blue-green health check waits until the test writes the returned ``release`` file
+    (``checking`` appears when it has started); ``promote``: the model's promote policy."""
     gate = workspace.root / "release"
     started = workspace.root / "checking"
     check = workspace.root / "health.sh"
-    # Version 2's check waits until the test releases it: the daemon is killed meanwhile.
     check.write_text(f'#!/bin/sh\n[ "$EDGEORCH_MODEL_VERSION" = 2 ] || exit 0\ntouch {started}\n'
                      f'while [ ! -e {gate} ]; do sleep 0.05; done\n')
     check.chmod(0o755)
@@ -102,11 +103,50 @@ def test_a_daemon_killed_during_a_blue_green_health_check_undoes_the_switch_at_r
         metrics = ["rmse"]
         gates = ["rmse <= champion.rmse"]
         strategy = "blue_green"
+        promote = "{promote}"
         [models.m.deploy]
         health = ["{check}"]
         health_timeout = "60s"
         window = "60s"
         ''')
+    return gate, started
+
+
+def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_switch_at_restart(workspace,
+                                                                                             daemon) -> None:
+    gate, started = _gated_model(workspace, "manual")
+    daemon.start()
+    assert _cli(workspace, "run", "trainer").returncode == 0
+    assert _cli(workspace, "models", "promote", "m", "1").returncode == 0
+    current = workspace.state / "serving" / "m" / "current"
+    _wait(lambda: os.path.islink(current) and os.readlink(current) == "versions/1")
+    assert _cli(workspace, "run", "trainer", "-p", "rmse=29").returncode == 0
+    asked = subprocess.Popen([*workspace.cli(), "models", "promote", "m", "2"], env=workspace.cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait(started.exists)
+    daemon.kill9()
+    asked.communicate(timeout=60)  # told the daemon went away
+    daemon.start()  # recovery: the deployment a person asked for, stopped before its switch, is undone
+
+    def last() -> dict:
+        return json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)["deployments"][0]
+
+    _wait(lambda: last()["state"] == "undone")
+    gate.write_text("")
+    assert os.readlink(current) == "versions/1" and current.is_dir()
+    show = json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)
+    assert show["aliases"] == {"champion": 1}
+    assert "interrupted at step staged" in show["deployments"][0]["outcome"]
+    r = _cli(workspace, "models", "promote", "m", "2")  # asked again, it goes through
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(current) == "versions/2"
+
+
+def test_a_promotion_edgeorch_decided_killed_before_its_switch_is_done_again_at_restart(workspace, daemon) -> None:
+    """A passing version's automatic promotion (or a canary's won one), killed during its blue-green health check,
+    was undone at the restart: no one would ask for it again, and the better version was never served. It runs
+    again, after the daemon is ready (its health check, up to its window, does not hold the start)."""
+    gate, started = _gated_model(workspace, "auto")
     daemon.start()
     assert _cli(workspace, "run", "trainer").returncode == 0
     current = workspace.state / "serving" / "m" / "current"
@@ -114,16 +154,15 @@ def test_a_daemon_killed_during_a_blue_green_health_check_undoes_the_switch_at_r
     assert _cli(workspace, "run", "trainer", "-p", "rmse=29").returncode == 0
     _wait(started.exists)
     daemon.kill9()
-    daemon.start()  # recovery: the deployment stopped before its switch is undone
+    started.unlink()
+    daemon.start()  # ready while the redone deployment's check waits
+    _wait(started.exists)
+    assert os.readlink(current) == "versions/1"
     gate.write_text("")
-    assert os.readlink(current) == "versions/1" and current.is_dir()
+    _wait(lambda: os.readlink(current) == "versions/2")
     show = json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)
-    assert show["aliases"] == {"champion": 1}
-    assert show["deployments"][0]["state"] == "undone"
-    assert "interrupted at step staged" in show["deployments"][0]["outcome"]
-    r = _cli(workspace, "models", "promote", "m", "2")  # asked again, it goes through
-    assert r.returncode == 0, r.stderr
-    assert os.readlink(current) == "versions/2"
+    assert show["aliases"] == {"champion": 2} and show["deployments"][0]["state"] == "succeeded"
+    assert "starting it again (edgeorch decided it" in daemon.output()
 
 
 def _wait(cond, timeout: float = 60.0) -> None:

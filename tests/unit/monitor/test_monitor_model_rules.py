@@ -224,3 +224,26 @@ def test_a_value_measured_on_a_version_the_alias_has_left_judges_nothing_it_serv
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_rollback_whose_alias_moved_before_it_started_is_not_run(tmp_path: Path) -> None:
+    """Two rollbacks decided against version 3 (a recovered one and a rule's response asking again): the second,
+    run after the first, went from 2 to 1. It starts only while the alias serves the version it was decided
+    against."""
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        bus, models, monitors = _served(store, tmp_path, {1: 30.0, 2: 29.0, 3: 28.0})
+        store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="test")
+        target = models._policy("house").to_dict()
+        first, second = (store.models.add_deployment("house", alias="champion", to_version=2, action="rollback",
+                                                     strategy="direct", target=target, actor="rule:x", reason="t")
+                         for _ in range(2))
+        assert (await models.deployer.run(first["id"]))["state"] == "succeeded"
+        again = await models.deployer.run(second["id"])
+        assert again["state"] == "undone" and "serves version 2 now, not version 3" in again["outcome"]
+        assert store.models.aliases("house") == {"champion": 2}
+        await models.close()
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())
