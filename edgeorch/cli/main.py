@@ -14,6 +14,7 @@ import gc as garbage_collector  # `gc` is the command module below
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from .. import __version__
 from ..errors import EdgeorchError, UsageError
@@ -33,6 +34,18 @@ CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"
 
 
 
+class _Version(argparse.Action):
+    """``--version``: the package's version and the state-file schema this edgeorch writes (two checkouts of one
+    release differ by the schema: after an upgrade, which code runs can be told). Read only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from ..store.schema import SCHEMA_VERSION
+
+        print(f"edgeorch {__version__} (state file schema {SCHEMA_VERSION})")
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> Parser:
     """The whole command line: every group's subcommands, the kernels', and the global options on each.
 
@@ -40,7 +53,8 @@ def build_parser(only: str | None = None) -> Parser:
     most of a short command's start-up); parsing a line that names another command then fails.
     """
     parser = Parser(prog="edgeorch", description="A single-machine orchestrator for ML and data pipelines.")
-    parser.add_argument("--version", action="version", version=f"edgeorch {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show edgeorch's version and the state-file "
+                        "schema it writes, and exit")
     sub: argparse._SubParsersAction[Parser] | OneCommand = parser.add_subparsers(dest="command", metavar="COMMAND")
     if only is not None:
         sub = OneCommand(sub, only)

@@ -112,12 +112,12 @@ class Deployer:
                 return await self._recover(dep)
             if dep["state"] != "pending":
                 return dep
-            now = self.store.models.aliases(dep["model"]).get(dep["alias"])
-            if dep["action"] == "rollback" and now != dep["from_version"]:
+            serves = self.store.models.aliases(dep["model"]).get(dep["alias"])
+            if dep["action"] == "rollback" and serves != dep["from_version"]:
                 # Decided against the version the alias served then; it serves another now (an earlier deployment
                 # moved it: a rollback redone after a restart, then a rule's response asking again). Rolled back
                 # a second time, it went two versions back.
-                return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(now)} now, not "
+                return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(serves)} now, not "
                                     f"{_v(dep['from_version'])} this rollback was decided against")
             refused = self._blocked(dep) or self._canary_open(dep)
             if refused is not None:

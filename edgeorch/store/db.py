@@ -157,8 +157,10 @@ class Database:
             )
         if version < SCHEMA_VERSION:
             if readonly:
-                raise StateError(f"the state file has an old schema version {version}; start the daemon once to migrate it",
-                                 file=str(self.path))
+                raise StateError(f"the state file has an old schema version {version} (this edgeorch writes "
+                                 f"{SCHEMA_VERSION})", file=str(self.path),
+                                 hint="start the daemon once to migrate it; after an upgrade, restart it "
+                                      "(systemctl restart edgeorch): the one running is the older edgeorch")
             self._migrate(version)
 
     def _open(self) -> tuple[sqlite3.Connection, int]:
@@ -229,6 +231,9 @@ class Database:
                     self.conn.execute(f"PRAGMA user_version = {number + 1}")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot migrate the state file: {exc}", file=str(self.path)) from None
+        if version:  # an upgrade: said once (a new file is made at the newest version, nothing to say)
+            log.warning("state file %s migrated from schema version %d to %d (an upgrade of edgeorch; an older "
+                        "edgeorch refuses it from now on)", self.path, version, SCHEMA_VERSION)
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:

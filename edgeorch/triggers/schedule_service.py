@@ -118,7 +118,10 @@ class Schedules:
             wm = self.scheduler.set(spec, stored if keep is None else keep)
             if stored is None:
                 store.schedules.set_last_fire(name, iso(wm))
-            log.info("schedule %s: %s, next fire %s", name, spec.describe(), self.scheduler.next_fire(name))
+            due = self.scheduler.next_fire(name)
+            past = due is not None and due < self.scheduler.clock.now()
+            log.info("schedule %s: %s, next fire %s%s", name, spec.describe(), due,
+                     " (passed while the daemon was away: its catch-up policy decides, below)" if past else "")
         self.specs = want
 
     def next_fire(self, pipeline: str) -> datetime | None:

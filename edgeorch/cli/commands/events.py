@@ -29,7 +29,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(st)
         return EXIT_OK
-    print(f"edgeorch {st['version']} (pid {st['pid']}), up {format_duration(st['uptime_s'])}")
+    schema = f", state file schema {st['schema']}" if st.get("schema") else ""  # (an older daemon's answer has none)
+    print(f"edgeorch {st['version']} (pid {st['pid']}{schema}), up {format_duration(st['uptime_s'])}")
     print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
     totals = ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items()))
     print(f"  runs       {st['runs']['active']} active" + (f"; {totals}" if totals else ""))

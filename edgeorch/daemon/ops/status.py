@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ... import __version__
+from ...store.schema import SCHEMA_VERSION
 from .base import OpSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,7 +67,7 @@ class StatusOps:
         counts = self.store.runs.counts()
         retries = engine.retry_waits()  # tasks between attempts: neither running nor waiting for a slot
         return {
-            "version": __version__, "pid": os.getpid(), "started_at": self.started_at,
+            "version": __version__, "schema": SCHEMA_VERSION, "pid": os.getpid(), "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 3), "state_file": str(config.state_file),
             "socket": str(config.socket_path), "config": str(config.source) if config.source else None,
             "runs": {"active": len(engine.runs), "total_by_state": counts},

@@ -3,6 +3,8 @@ choice made in one place (edgeorch/cli/backend.py), checked against a real socke
 
 from __future__ import annotations
 
+import edgeorch
+
 import ast
 import importlib
 import socket
@@ -35,6 +37,10 @@ def test_python_dash_m_edgeorch_is_the_edgeorch_command(workspace):
         assert via_package.returncode == via_cli.returncode == 0, (argv, via_package.stderr)
         assert via_package.stdout == via_cli.stdout, argv
     assert _run(workspace, sys.executable, "-m", "edgeorch", "status").returncode == 69  # exit codes pass through
+    from edgeorch.store import SCHEMA_VERSION
+
+    assert _run(workspace, sys.executable, "-m", "edgeorch", "--version").stdout == (
+        f"edgeorch {edgeorch.__version__} (state file schema {SCHEMA_VERSION})\n")
 
 
 def test_the_script_entry_in_pyproject_runs_main_and_skips_the_collections_at_exit(workspace):

@@ -68,3 +68,24 @@ def test_the_lineage_migration_creates_its_tables_and_lookup_indexes(tmp_path):
         "EXPLAIN QUERY PLAN SELECT * FROM consumed WHERE path = ? AND sha256 = ?", ("/x", "y")))
     assert "USING INDEX" in plan
     store.close()
+
+
+def test_an_upgrade_says_which_schema_it_migrated_from_and_a_new_file_says_nothing(tmp_path, caplog):
+    """An upgrade left no trace in the log, and both checkouts called themselves 0.1.0: which code ran, and when
+    the file was migrated, could not be told. `--version` and `status` name the schema too."""
+    import logging
+
+    from edgeorch.store import SCHEMA_VERSION, Store
+
+    caplog.set_level(logging.WARNING, logger="edgeorch.store.db")
+    Store(tmp_path / "new.db").close()
+    assert "migrated" not in caplog.text  # made at the newest version
+    conn = sqlite3.connect(tmp_path / "old.db")
+    for number in range(SCHEMA_VERSION - 1):
+        for statement in _statements(MIGRATIONS[number]):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.commit()
+    conn.close()
+    Store(tmp_path / "old.db").close()
+    assert f"migrated from schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in caplog.text
