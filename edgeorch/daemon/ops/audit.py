@@ -159,10 +159,14 @@ def record_refused(audit: "AuditLog", peer: "Peer", op: str, access: str, args: 
         for text in {repr(args[k]), str(args[k])}:
             if len(text) >= 8:
                 said = said.replace(text, "(secret)")
+    if len(said) > ERROR_TEXT_MAX:  # an error quoting a huge argument: 20 refusals grew the state by 12 MB
+        said = said[:ERROR_TEXT_MAX] + f"... ({len(said)} chars)"
     audit.record(actor_of(peer), "request_refused", f"op:{op}",
                  {"code": error.code, "error": said, "args": _shortened(shown), "pid": peer.pid})
 
 
+ERROR_TEXT_MAX = 2000
+"""The most characters of a refused request's error its audit record keeps."""
 SECRET_ARGS = frozenset({"key"})
 """Arguments never written into a refusal's record: ``audit.restore_key``'s ``key`` is the next sealing key (in a
 record every reader sees, it would let anyone forge the next seal)."""

@@ -131,6 +131,12 @@ def test_refused_requests_are_recorded_with_the_peers_uid_and_user(workspace, da
     with daemon.client() as c, pytest.raises(Exception):
         c.call("runs.show", {"run_id": 999})
     assert len(records(daemon, action="request_refused")) == 4
+    # A huge argument, quoted by the error too: the record keeps a bounded part of each (20 such grew the state
+    # file by 12 MB).
+    with daemon.client() as c, pytest.raises(Exception):
+        c.call("trigger", {"pipeline": "x" * 400_000, "params": {"k": "y" * 400_000}})
+    (huge,) = [r for r in records(daemon, action="request_refused")][-1:]
+    assert len(huge["details"]) < 5_000, len(huge["details"])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root")
