@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError, StateError
-from ...trust import close_folder
+from ...control.refusals import RefusalLimiter
+from ...textui import format_timestamp
+from ...trust import close_folder, owner_name
 from ...events import DatasetVersioned, Event, InputChanged
 from ...model import InputState, TaskState
 from .claim import (
@@ -166,6 +168,9 @@ class DropFolders:
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._versions: list[int] = []  # inputs whose data version the current transaction records
         self._refused = RefusedFiles()  # refusals of files still in the folders: recorded once (refusals.py)
+        # Which refusals get a log line: the socket's rate rule, per owner of the refused file (2,000 links dropped
+        # at once were 2,000 warnings); every refusal is still an input record (`edgeorch inputs`).
+        self._refusal_lines = RefusalLimiter(clock=self.store.clock)
         self._cancel = threading.Event()  # set by stop(): a hash in progress ends at its next chunk
         self._long: dict[Path, list[_Pending]] = {}  # long files waiting for their folder's lane
         self._long_now: dict[Path, _Pending] = {}  # the file each lane hashes now
@@ -694,11 +699,27 @@ class DropFolders:
                 log.error("input %s not recorded: %s", display_path(path), why)
             return None
 
+    def _log_refusal(self, path: Path, shown: str, why: str) -> None:
+        """The warning of a refused file, unless its owner's refusals passed the rate rule's limit in this window
+        (:class:`~edgeorch.control.refusals.RefusalLimiter`); the count of those left out is said at the owner's
+        next refusal after the window."""
+        try:
+            uid = os.lstat(path).st_uid
+        except OSError:
+            uid = -1
+        user = owner_name(uid) if uid >= 0 else "an unknown user"
+        ended, logged = self._refusal_lines.admit(uid, user)
+        for s in ended:
+            log.warning("%d more refused file(s) of %s not logged in the minute after %s (`edgeorch inputs --state "
+                        "refused` lists them)", s.count, s.user, format_timestamp(s.since))
+        if logged:
+            log.warning("input refused: %s: %s", shown, why)
+
     def _record_refusal(self, spec: WatchSpec, ref: Refuse) -> None:
         shown = display_path(ref.path)
         self.store.inputs.record_refused(pipeline=spec.pipeline, folder=str(spec.folder), source=shown,
                                           reason=ref.reason)
-        log.warning("input refused: %s: %s", shown, ref.reason)
+        self._log_refusal(ref.path, shown, ref.reason)
         self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
         refusal = Refusal(self.store.clock())  # not earlier than the record's time: the rule holds for both
         self.store.after_commit(functools.partial(self._refused.note, ref.path, refusal))
@@ -939,7 +960,7 @@ class DropFolders:
         self.store.inputs.record_state(pending.iid, "refused", reason=why)
         _remove_claim_folder(intent.dest.parent)
         shown = display_path(intent.source)
-        log.warning("input refused: %s: %s", shown, why)
+        self._log_refusal(intent.source, shown, why)
         self._publish(input_id=pending.iid, state="refused", pipeline=pending.spec.pipeline, file=shown, reason=why)
         self._refused.note(intent.source, Refusal(self.store.clock(), intent.dev, intent.ino, intent.size))
 

@@ -189,3 +189,19 @@ def test_a_file_still_open_for_writing_waits_in_the_inbox_and_its_run_reads_what
 def _reason_of(daemon, name: str) -> str | None:
     rows = [r for r in daemon.call("inputs.list", {})["inputs"] if r["source_name"] == name]
     return rows[-1].get("reason") if rows else None
+
+
+def test_a_flood_of_refused_files_is_recorded_whole_and_logged_within_the_rate_rule(workspace, daemon, tmp_path):
+    """2,000 links dropped at once were 2,000 warnings in the journal. Each refused file is still an input record
+    (`edgeorch inputs`); the log says at most the rate rule's number a minute per owner of the files."""
+    from edgeorch.control.refusals import AUDITED_PER_WINDOW
+
+    open_, _private = two_watches(workspace)
+    daemon.start()
+    target = tmp_path / "target.csv"
+    target.write_text("x\n")
+    for i in range(40):
+        (open_ / f"link{i:02d}.csv").symlink_to(target)
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 40, timeout=60, what="40 links refused")
+    assert daemon.output().count("input refused:") == AUDITED_PER_WINDOW
+    assert daemon.stop(timeout=15) == 0
