@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..config import Config, load_config, one_error
+from ..capabilities import can_lease_any_file, keep_from_children
 from ..repeats import Repeats
 from ..textui import printable
 from ..control import AccessPolicy, ControlServer, acquire_state_lock, watchdog_loop
@@ -176,6 +177,7 @@ class Daemon:
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
         cfg = self.config
+        keep_from_children()  # CAP_LEASE (the shipped unit's) is the daemon's, never its tasks' or commands'
         lock = await self._lock_state()  # before anything is read or started
         self._lock = lock
         if self.banner:
@@ -211,6 +213,7 @@ class Daemon:
                                      registry=self.registry, config=cfg, loop=self.loop, publish=self.bus.publish)
             self.bus.subscribe(self.triggers.on_engine_event, (RunFinished, PipelinePaused, Reloaded))
             self.triggers.start()
+            self._warn_unleasable_drops()
             # Rules: firings whose responses never finished redone, runs that ended meanwhile evaluated.
             self.monitors = Monitors(store=self.store, requests=self.requests, registry=self.registry, loop=self.loop,
                                      quarantine_inputs=self.triggers.drops.quarantine_run_inputs, models=self.models,
@@ -453,6 +456,24 @@ class Daemon:
             AuditOps(store=store, seals=self.seals, state_file=cfg.state_file,
                      settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval}),
         ]
+
+    def _warn_unleasable_drops(self) -> None:
+        """Say once, at start, which drop folders other users may write to while this daemon cannot ask the kernel
+        whether a file another user dropped is still open for writing (not root, no ``CAP_LEASE``): such a file
+        can be changed after its sha256 was recorded, through a descriptor its dropper kept open."""
+        if can_lease_any_file() or self.triggers is None:
+            return
+        for spec in self.triggers.drops.watches:
+            try:
+                shared = os.stat(spec.folder).st_mode & 0o022
+            except OSError:
+                continue
+            if shared:
+                log.warning("drop folder %s: other users may write to it, and this daemon (not root, without "
+                            "CAP_LEASE) cannot tell whether a file they drop is still open for writing: it could "
+                            "change after its sha256 is recorded. Give the daemon CAP_LEASE (the shipped unit "
+                            "does: AmbientCapabilities=CAP_LEASE), or let only trusted users write there",
+                            printable(str(spec.folder)))
 
     def _warn_unsatisfiable(self) -> None:
         """Log tasks of loaded pipelines this machine can never serve (a trigger is refused with the same text)."""

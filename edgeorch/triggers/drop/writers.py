@@ -16,8 +16,10 @@ The lease is taken and given back at once; it only asks. While it is held (micro
 ``open`` would make the kernel signal the lease's owner, so the descriptor is first told to use
 ``SIGURG`` for that, whose default action is to ignore it (``SIGIO``'s would end the daemon).
 
-Edge cases: the kernel grants a lease only to the file's owner or a process with ``CAP_LEASE`` (root),
-so a daemon running as its own user cannot ask about a file another user dropped (``EACCES``); some
+Edge cases: the kernel grants a lease only to the file's owner or a process with ``CAP_LEASE`` (root;
+the shipped unit gives it to the daemon alone: :mod:`edgeorch.capabilities`), so a daemon running as its own
+user without it cannot ask about a file another user dropped (``EACCES``: said at start for a drop folder
+others may write to); some
 filesystems (NFS, FUSE) and ``fs.leases-enable = 0`` refuse leases (``EINVAL``, ``ENOLCK``). The answer
 is then "not known" (None) and the claim relies on the stat taken before and after the hash, as before.
 """
