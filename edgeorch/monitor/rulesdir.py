@@ -81,7 +81,14 @@ def collect_rules(pipelines: Mapping[str, Any], folder: Path | None) -> tuple[di
     folder_rules, errors = load_rules_dir(folder, pipelines)
     rules, duplicates = in_force(pipelines, folder_rules)
     # One line each (a log line, a cell of `monitors`): a hint's line break came out as a literal "\n" in the log.
-    return rules, [e.one_line() for e in (*errors, *duplicates, *unknown_names_of(rules.values(), pipelines))]
+    # A rule with an error is not in force (said first, as such); the others' problems are warnings.
+    return rules, [f"{NOT_LOADED}{e.one_line()}" for e in errors] + [
+        e.one_line() for e in (*duplicates, *unknown_names_of(rules.values(), pipelines))]
+
+
+NOT_LOADED = "not loaded: "
+"""How a problem that keeps a rule out of force begins (a bad rules file's): `edgeorch monitors` calls it an error,
+not a warning (an inert safety rule read as merely warned about)."""
 
 
 def unknown_names_of(rules: Iterable[RuleSpec], pipelines: Mapping[str, Any]) -> list[EdgeorchError]:

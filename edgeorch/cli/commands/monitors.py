@@ -83,8 +83,10 @@ def cmd_monitors(args: argparse.Namespace) -> int:
                   _firing(r["last_firing"]), ", ".join(x["action"] for x in r["responses"])
                   + (" (dry run)" if r["dry_run"] else "")] for r in res["rules"]],
                 empty="no monitoring rules ([[on]] in a pipeline file or the rules folder: docs/monitoring.md)")
+    from ...monitor.rulesdir import NOT_LOADED  # here: the command's start-up needs none of the rules' code
+
     for p in res.get("problems", []):
-        print(f"warning  {p}")
+        print(f"{'error' if p.startswith(NOT_LOADED) else 'warning':<8} {p}")
     return EXIT_OK
 
 

@@ -294,3 +294,15 @@ def test_a_model_rule_reading_a_metric_the_model_does_not_declare_is_said(worksp
     assert "on[0].metric: rule 'champion_degraded': reads a metric model house does not declare" in said, said
     assert "it never gets a value (found 'rmsee'); expected one of r2, rmse" in said
     assert "did you mean 'rmse'?" in said
+
+
+def test_a_rule_that_is_not_in_force_is_an_error_in_monitors_not_a_warning(workspace) -> None:
+    """An invalid rule in the rules folder was listed as `warning ...`, though it is skipped whole: at 3 a.m. an
+    inert safety rule read as a mere warning."""
+    workspace.pipeline("checks", CHECKS)
+    rules = workspace.pipelines / "rules"
+    rules.mkdir()
+    (rules / "zz_bad.toml").write_text('[[on]]\nname = "x"\nsignal = "nosuch"\nthreshold = 1\n[[on.do]]\ntrigger = "checks"\n')
+    out = workspace.invoke("monitors")
+    line = next(x for x in out.stdout.splitlines() if "zz_bad.toml" in x)
+    assert line.startswith("error    not loaded: "), out.stdout
