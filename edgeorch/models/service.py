@@ -109,19 +109,25 @@ class ModelService:
     # -- promote and roll back ------------------------------------------------------------------------
 
     async def promote(self, name: str, version: int, *, alias: str | None = None, actor: str | None,
-                      reason: str | None = None) -> dict[str, Any]:
+                      reason: str | None = None, again: bool = False) -> dict[str, Any]:
         """Move ``alias`` (default: the model's promotion alias) to ``version`` through a deployment; returns its
         final row (``state``: succeeded, undone, rolled_back or failed, ``outcome`` says why). Refused before
         anything is recorded: a version that failed its gates (:class:`ConflictError`), promotions blocked by a rule
-        (:class:`~edgeorch.models.blocks.PromotionBlocked`, a ConflictError naming the rule), an unknown alias."""
+        (:class:`~edgeorch.models.blocks.PromotionBlocked`, a ConflictError naming the rule), an unknown alias.
+
+        ``again``: deploy the version ``alias`` serves already anew (its slot checked against the registered
+        sha256 and staged again when damaged, the switch, the reload and health commands): what a served file
+        corrupted on disk, or a serving process restarted by hand, needs. Without it that is refused (nothing to
+        do)."""
         policy = self._policy(name)
         v = self.store.models.version(name, version)
         alias = alias or policy.alias
         self._check_alias(alias, policy)
         held = self.store.models.aliases(name)
-        if held.get(alias) == version:  # nothing to move: no deployment, no reload, no move in the history
+        if held.get(alias) == version and not again:  # nothing to move: no deployment, no reload, no history
             raise ConflictError(f"{alias} of {name} is version {version} already", value=version,
-                                hint="nothing to do")
+                                hint=f"nothing to do; `edgeorch models promote {name} {version} --again` deploys it "
+                                     "anew (its files checked and staged again, the reload and health commands)")
         if alias == "canary" and version in held.values():
             served = next(a for a, v_ in held.items() if v_ == version)
             raise ConflictError(f"{name} version {version} is {served} already: a canary of it would be compared "
@@ -136,6 +142,8 @@ class ModelService:
                                 hint=f"see edgeorch models why {name} {version}")
         strategy = policy.strategy if policy.strategy != "canary" or alias == "canary" else (
             "blue_green" if policy.deploy.health else "direct")
+        if again and held.get(alias) == version:
+            reason = reason or "deployed again (--again)"
         dep = self.store.models.add_deployment(
             name, alias=alias, to_version=version, action="canary_start" if alias == "canary" else "promote",
             strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)

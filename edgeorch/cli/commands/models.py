@@ -46,6 +46,8 @@ def register(add: AddCommand) -> None:
     a.add_argument("version", metavar="VERSION", type=_version)
     a.add_argument("--alias", metavar="ALIAS", help="the alias to move (default: the model's, usually champion)")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
+    a.add_argument("--again", action="store_true", help="deploy the version the alias serves already anew: its "
+                   "files checked against their sha256 (staged again when changed), the reload and health commands")
     a = action("rollback", cmd_rollback, "move an alias back to the previous version that passed its gates")
     a.add_argument("name", metavar="NAME")
     a.add_argument("--alias", metavar="ALIAS", help="the alias to move back (default: the model's, as promote's; "
@@ -235,9 +237,9 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     res = _act(args, "models.promote", {"name": args.name, "version": args.version, "alias": args.alias,
-                                        "reason": args.reason},
+                                        "reason": args.reason, **({"again": True} if args.again else {})},
                lambda service, actor: service.promote(args.name, args.version, alias=args.alias, actor=actor,
-                                                      reason=args.reason))
+                                                      reason=args.reason, again=args.again))
     return _deployment_result(args, res["deployment"])
 
 

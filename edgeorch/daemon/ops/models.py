@@ -74,7 +74,8 @@ class ModelOps:
     async def models_promote(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         dep = await self.service.promote(_name(args), _version(args, "version"),
                                          alias=arg(args, "alias", str, required=False), actor=actor_of(peer),
-                                         reason=arg(args, "reason", str, required=False))
+                                         reason=arg(args, "reason", str, required=False),
+                                         again=arg(args, "again", bool, required=False, default=False))
         return {"deployment": dep}
 
     async def models_rollback(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

@@ -192,3 +192,30 @@ def test_a_reload_that_fails_is_recorded_as_the_reload_not_a_health_check(worksp
     why = workspace.invoke("models", "why", "house", "2").stdout
     assert "rolled_back: the reload failed" in why and "(fix what failed, then edgeorch models promote house 2 " \
         "--alias champion)" in why, why
+
+
+def test_the_served_version_is_deployed_again_on_request_its_damaged_files_staged_anew(workspace, harness,
+                                                                                       model_pipeline) -> None:
+    """A served file corrupted on disk: `promote` of the served version said "nothing to do" (exit 5) and a
+    restart did not check the slot; only promoting another version and rolling back repaired it. `--again`
+    deploys it anew: the slot checked against the registered sha256 and staged again, the reload run."""
+    import pytest
+
+    from edgeorch.errors import ConflictError
+
+    reloads = workspace.root / "reloads.txt"
+    model_pipeline(workspace, deploy=f'''
+        reload = ["sh", "-c", "echo $EDGEORCH_MODEL_VERSION >> {reloads}"]''')
+    harness.run("trainer")
+    assert _consistent(workspace, harness) == {"champion": 1}
+    served = workspace.root / "serving" / "house" / "current" / "model.bin"
+    good = served.read_text()
+    served.write_text("corrupted\n")
+    with pytest.raises(ConflictError) as err:
+        harness.models(lambda s: s.promote("house", 1, actor="test"))
+    assert "--again" in (err.value.hint or "")
+    dep = harness.models(lambda s: s.promote("house", 1, actor="test", again=True))
+    assert dep["state"] == "succeeded", dep
+    assert served.read_text() == good
+    assert reloads.read_text().splitlines()[-1] == "1"
+    assert _consistent(workspace, harness) == {"champion": 1}
