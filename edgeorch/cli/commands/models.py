@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ...errors import EdgeorchError
 from ...textui import format_timestamp, print_json, print_table
-from ..backend import Backend, connect, load, read
+from ..backend import Backend, connect, if_the_daemon_goes, load, read
 from ..exits import EXIT_FAILED, EXIT_OK
 from . import AddCommand, subcommand_adder
 
@@ -323,7 +323,10 @@ def _act(args: argparse.Namespace, op: str, op_args: dict[str, Any],
          offline: Callable[[Any, str], Any]) -> dict[str, Any]:
     """Through the daemon (no answer timeout: a deployment waits for its health window), or here under the lock."""
     cfg = load(args)
-    with connect(cfg, "prefer") as backend:
+    name = op_args.get("name") or "NAME"
+    with connect(cfg, "prefer") as backend, if_the_daemon_goes(
+            f"what was asked is recorded: once the daemon is back, `edgeorch models show {name}` says how it "
+            "ended (a deployment the stop interrupted is finished, or undone before its switch, at the start)"):
         if backend.online:
             client = backend.client
             client.close()

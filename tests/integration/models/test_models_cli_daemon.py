@@ -125,7 +125,8 @@ def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_swi
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait(started.exists)
     daemon.kill9()
-    asked.communicate(timeout=60)  # told the daemon went away
+    _out, err = asked.communicate(timeout=60)  # told the daemon went away, and where to see how it ended
+    assert asked.returncode == 75 and "`edgeorch models show m` says how it ended" in err, err
     daemon.start()  # recovery: the deployment a person asked for, stopped before its switch, is undone
 
     def last() -> dict:
