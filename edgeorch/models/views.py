@@ -167,6 +167,9 @@ def event_line(ev: dict[str, Any]) -> str:
         if ev["gate_verdict"] == "failed":
             line += f" (edgeorch models why {ev['model']} {ev['version']})"
         dep = ev.get("deployment")  # a run's document: what its promotion did
+        if not dep and ev.get("deployment_id"):  # the live item: its promotion is queued, and ends after the run
+            line += (f"; its deployment follows (a health window may outlast the run): `edgeorch models show "
+                     f"{ev['model']}` says how it ends")
         if dep:
             if dep["state"] == "succeeded":
                 line += f"; promoted: {dep['alias']} -> version {ev['version']}"

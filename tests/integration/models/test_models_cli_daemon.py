@@ -33,6 +33,8 @@ def test_the_readme_session_register_block_why_promote_rollback(workspace, daemo
     r = _cli(workspace, "run", "house_prices")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "model house_prices version 1: passed its gates" in r.stdout
+    # The run ends before its model's deployment may: said where the run is watched (it read as "served").
+    assert "its deployment follows (a health window may outlast the run): `edgeorch models show house_prices`" in r.stdout
     _wait(lambda: os.path.islink(current) and os.readlink(current) == "versions/1")
     assert (current / "model.npz").stat().st_size > 0
 
