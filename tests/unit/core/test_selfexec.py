@@ -24,7 +24,7 @@ def test_a_helper_started_in_a_folder_with_another_edgeorch_runs_this_one(tmp_pa
     ours = subprocess.run([*module_argv("edgeorch"), "--version"], cwd=tmp_path, capture_output=True, text=True,
                           env=module_env())
     assert ours.returncode == 0, ours.stderr
-    assert ours.stdout.strip() == f"edgeorch {edgeorch.__version__}"
+    assert ours.stdout.strip().startswith(f"edgeorch {edgeorch.__version__} ")
 
 
 def test_the_package_folder_comes_first_and_the_callers_pythonpath_is_kept() -> None:
@@ -40,4 +40,4 @@ def test_a_helper_without_site_still_runs_this_package(tmp_path: Path) -> None:
     assert argv[:3] == [sys.executable, "-S", "-P"]
     out = subprocess.run(argv, check=False, cwd=tmp_path, capture_output=True, text=True, env=module_env())
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"edgeorch {edgeorch.__version__}"
+    assert out.stdout.strip().startswith(f"edgeorch {edgeorch.__version__} ")

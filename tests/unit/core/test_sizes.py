@@ -40,11 +40,12 @@ def test_a_pipeline_with_a_huge_size_is_that_files_error_naming_the_field(tmp_pa
 def test_a_bug_met_reading_one_pipeline_file_is_that_files_error(tmp_path: Path, monkeypatch) -> None:
     """An unexpected exception in the parser stopped the reload, `validate` and the daemon's start (exit 70) for
     as long as the file was there: it is that file's error now, and the others are served."""
-    from edgeorch.pipelines import parse
+    import importlib
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OverflowError("cannot convert float infinity to integer")
 
-    monkeypatch.setattr(parse, "parse_pipeline", broken)
+    # The parser module itself (load_pipeline_bytes imports its function at call time).
+    monkeypatch.setattr(importlib.import_module("edgeorch.pipelines.parse"), "parse_pipeline", broken)
     pipe, errors = load_pipeline_bytes(b'[tasks.a]\ncommand = ["true"]\n', tmp_path / "p.toml")
     assert pipe is None and "internal error reading this file (OverflowError" in errors[0].render()
