@@ -297,7 +297,7 @@ def parse_request(line: bytes | str) -> Request:
     if bad is not None and bad[0] == "unicode":
         raise RequestError(BadRequest("a string is not valid Unicode (lone surrogate)", field=bad[1]), rid)
     v = doc.get("v")
-    if v != PROTOCOL_VERSION:
+    if type(v) is not int or v != PROTOCOL_VERSION:  # JSON's true and 1.0 equal 1 in Python: not a version
         raise RequestError(
             UnsupportedVersion(
                 "unsupported protocol version", field="v", value=v, expected=str(PROTOCOL_VERSION)

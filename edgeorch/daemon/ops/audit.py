@@ -80,6 +80,14 @@ class AuditOps:
         if not 1 <= limit <= MAX_PAGE:
             raise UsageError("is out of range", field="args.limit", value=limit, expected=f"1 to {MAX_PAGE}")
         since = arg(args, "since", str, required=False)
+        if since is not None:  # compared as text with the records' times: "yesterday" matched nothing, silently
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise UsageError("is not a time", field="args.since", value=since,
+                                 expected="an ISO 8601 time such as 2026-12-01T00:00:00Z") from None
         rows = self.store.audit.records(
             after=arg(args, "after", int, required=False, default=0), limit=limit,
             through=arg(args, "through", int, required=False), since=since,

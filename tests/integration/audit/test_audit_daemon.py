@@ -137,6 +137,9 @@ def test_refused_requests_are_recorded_with_the_peers_uid_and_user(workspace, da
         c.call("trigger", {"pipeline": "x" * 400_000, "params": {"k": "y" * 400_000}})
     (huge,) = [r for r in records(daemon, action="request_refused")][-1:]
     assert len(huge["details"]) < 5_000, len(huge["details"])
+    # A `since` that is no time matched nothing, silently: refused, naming it.
+    with daemon.client() as c, pytest.raises(Exception, match="is not a time"):
+        c.call("audit.list", {"since": "yesterday"})
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root")

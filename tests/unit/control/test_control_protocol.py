@@ -126,3 +126,11 @@ def test_an_internal_error_of_the_daemon_exits_70_as_the_clis_own() -> None:
 
     err = error_from_dict({"code": "internal", "message": "internal error in op 'lineage'; details are in the log"})
     assert isinstance(err, InternalError) and err.exit_code == 70
+
+
+@pytest.mark.parametrize("v", [True, 1.0, "1", 2, None])
+def test_only_the_integer_1_is_protocol_version_1(v) -> None:
+    """JSON's `true` and `1.0` equal 1 in Python and were taken for version 1."""
+    with pytest.raises(P.RequestError) as err:
+        P.parse_request(json.dumps({"v": v, "id": 1, "op": "ping"}))
+    assert err.value.error.code == "unsupported_version"
