@@ -85,6 +85,8 @@ def suggest(name: str, choices: list[str] | set[str]) -> str | None:
     meant = SYNONYMS.get(name)
     if meant is not None and meant in choices:
         return meant
+    if len(name) > 1 and name[::-1] in choices:  # written the other way round: '=>' is '>=' (difflib said '>')
+        return name[::-1]
     import difflib  # here: only a mistake pays for it, not every command's start-up (issue 11)
 
     # A typo of a key (retrys, nmae, drfit: 0.75 or more), not any word sharing two letters (bogus -> gpus: 0.67);

@@ -189,3 +189,11 @@ def test_the_default_cap_never_shortens_a_retry_delay_written_out(tmp_path):
     pipeline, errors = load_pipeline_file(path)
     assert not errors and pipeline is not None
     assert (pipeline.tasks["a"].retry_max_delay, pipeline.tasks["b"].retry_max_delay) == (5400.0, 300.0)
+
+
+def test_an_operator_written_the_other_way_round_gets_the_one_meant():
+    """A rule's `op = "=>"` got "did you mean '>'?" (the gate parser says '>=')."""
+    from edgeorch.tomlcheck import suggest
+
+    assert suggest("=>", [">", ">=", "<", "<="]) == ">="
+    assert suggest("=<", [">", ">=", "<", "<="]) == "<="
