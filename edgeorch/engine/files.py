@@ -358,7 +358,11 @@ class RunFolders:
 
     def keep(self, made: dict[int, Path]) -> None:
         """Hold the folders a worker thread made (:func:`make_run_dirs`) for their runs (but those a run took
-        already: :meth:`take`)."""
+        already: :meth:`take`). A run that took its id first made ``<id>`` itself, and the worker, finding it,
+        made ``<id>-2``: that one is removed (it was left behind, empty, for good under ``runs = "forever"``)."""
+        for i, path in made.items():
+            if i in self._taken_early and path.name != str(i):
+                remove_if_empty(path)
         self._ahead.update({i: p for i, p in made.items() if i not in self._taken_early})
         self._planned.difference_update(made)
         self._taken_early.difference_update(made)

@@ -114,3 +114,16 @@ def test_a_run_created_while_a_worker_makes_its_folder_takes_it_not_a_suffixed_o
     (tmp_path / "elsewhere").mkdir()
     (runs / "9").symlink_to(tmp_path / "elsewhere")  # a link in its place: never taken, never followed
     assert folders.take(runs, 9) == runs / "9-2"
+
+
+def test_a_run_that_takes_its_id_before_the_worker_leaves_no_second_folder(tmp_path):
+    """A schedule's run took id 7 while a drop group's worker was making folders ahead: it made `7` itself, the
+    worker then made `7-2`, and that empty folder was left for good (no row names it)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    folders = RunFolders()
+    ids = folders.plan(7, 2)
+    assert folders.take(runs, 7) == runs / "7"  # first: the worker has not made it yet
+    folders.keep(make_run_dirs(runs, ids))  # the worker finds 7 there and makes 7-2
+    assert sorted(p.name for p in runs.iterdir()) == ["7", "8"]
+    assert folders.take(runs, 8) == runs / "8"
