@@ -570,6 +570,8 @@ def test_events_that_loses_its_daemon_says_how_to_go_on(workspace, daemon):
     events = subprocess.Popen([*workspace.cli(), "events"], env=workspace.cli_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     assert events.stdout is not None and events.stdout.readline().endswith("subscribed\n")  # following now
+    # One connection: the stream's (its first, for requests, sat idle until the daemon closed it, holding a slot).
+    assert daemon.call("status")["clients"] == 2  # the stream and this call
     daemon.kill9()
     out, err = events.communicate(timeout=60)
     assert events.returncode == 75 and "closed the connection" in err, out + err
