@@ -82,10 +82,12 @@ class Event:
 
 @frozen
 class RunQueued(Event):
-    """A run was created (its row, and its ``run_created`` event row, by ``store.runs.create``)."""
+    """A run was created (its row, and its ``run_created`` event row, by ``store.runs.create``); ``trigger``: what
+    started it (``schedule``, ``input:<id>``, ``cli``...: the log line says it; not on the wire, as before)."""
 
     run_id: int
     pipeline: str
+    trigger: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": "run", "run_id": self.run_id, "pipeline": self.pipeline, "state": "queued", "ts": self.ts}

@@ -672,6 +672,8 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
                          f"edgeorch status | edgeorch pipelines | edgeorch run <pipeline> (or socat - "
                          f"UNIX-CONNECT:{cfg.socket_path})")
     code = asyncio.run(daemon.run())
+    # The last line: a clean stop's log ended at "stopping: ...", which read the same as a hang or a kill.
+    log.info("stopped (exit %d)", code)
     if daemon.store is not None and daemon.store.db.displaced:
         # Its connection is left open (Database.close): ending the interpreter would close it. Leave now.
         logging.shutdown()

@@ -570,14 +570,14 @@ class Engine:
                 within=within, env=env,
             )
             activation = self._record_activation(run_id, pipeline)
-            self.store.after_commit(functools.partial(self._hold_new_run, activation))
+            self.store.after_commit(functools.partial(self._hold_new_run, activation, trigger))
         return run_id
 
     @_fail_stop
-    def _hold_new_run(self, activation: Activation) -> None:
+    def _hold_new_run(self, activation: Activation, trigger: str | None = None) -> None:
         """A submitted run's creation is committed: announce it, hold it in memory, dispatch its ready tasks."""
         ctx = activation[0]
-        self._announce(RunQueued(self.clock(), ctx.run_id, ctx.pipeline.name))
+        self._announce(RunQueued(self.clock(), ctx.run_id, ctx.pipeline.name, trigger))
         self._install(*activation)
         self._schedule_dispatch()
 

@@ -78,7 +78,8 @@ class EventLog:
             handler(event)
 
     def _run_queued(self, e: RunQueued) -> None:
-        log.info("run %s of %s queued", e.run_id, e.pipeline, extra=log_fields(run=e.run_id, pipeline=e.pipeline))
+        log.info("run %s of %s queued%s", e.run_id, e.pipeline, f" ({e.trigger})" if e.trigger else "",
+                 extra=log_fields(run=e.run_id, pipeline=e.pipeline))
 
     def _run_started(self, e: RunStarted) -> None:
         log.debug("run %s of %s running", e.run_id, e.pipeline, extra=log_fields(run=e.run_id, pipeline=e.pipeline))
@@ -118,7 +119,8 @@ class EventLog:
 
     def _input_changed(self, e: InputChanged) -> None:
         level = logging.DEBUG if e.state in QUIET_INPUT_STATES else logging.INFO
-        what = f"input {e.input_id}" if e.input_id is not None else f"watched folder {e.file}"
+        what = (f"watched folder {e.file}" if e.input_id is None
+                else f"input {e.input_id} ({e.file})" if e.file and e.state == "done" else f"input {e.input_id}")
         log.log(level, "%s %s%s%s", what, e.state, f" (run {e.run_id})" if e.run_id is not None else "",
                 f": {e.reason}" if e.reason else "",
                 extra=log_fields(input=e.input_id, run=e.run_id, pipeline=e.pipeline))

@@ -161,7 +161,8 @@ class Schedules:
                 run_id = self.requests.start(RunRequest(name, {}, trigger="schedule", actor="scheduler",
                                                           source="schedule", within=within,
                                                           env=fire_env(fire.fire_time, self.specs.get(name)))).run_id
-                log.info("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
+                # Debug: the run's "queued (schedule)" line says it (two lines per scheduled run before).
+                log.debug("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
                 return
             except StateError:
                 raise  # not recorded (a full disk): the fire is tried again (_on_fire)

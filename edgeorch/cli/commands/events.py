@@ -33,7 +33,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"edgeorch {st['version']} (pid {st['pid']}{schema}), up {format_duration(st['uptime_s'])}")
     print(f"  state      {st['state_file']}\n  socket     {st['socket']}")
     totals = ", ".join(f"{n} {s}" for s, n in sorted(st['runs']['total_by_state'].items()))
-    print(f"  runs       {st['runs']['active']} active" + (f"; {totals}" if totals else ""))
+    # Counts of the runs the state file holds: retention removes older ones (read as lifetime totals, they fell).
+    print(f"  runs       {st['runs']['active']} active" + (f"; in the state file: {totals}" if totals else ""))
     tasks = st["tasks"]
     retrying = ""
     if tasks.get("retry_wait"):  # (an older daemon's answer has none)

@@ -331,11 +331,13 @@ class DropFolders:
         store = self.store
         if state == "succeeded":  # a reason left by an earlier end of its run (cancelled, then retried) goes
             store.inputs.record_state(rec["id"], "done", reason="" if rec.get("reason") else None)
-            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"],
+                          file=display_path(rec["source_name"]))
             return
         if state == "cancelled":
             store.inputs.record_state(rec["id"], "done", reason=f"run {rec['run_id']} was cancelled")
-            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"])
+            self._publish(input_id=rec["id"], state="done", run_id=rec["run_id"], pipeline=rec["pipeline"],
+                          file=display_path(rec["source_name"]))
             return
         if rec.get("run_id") is None:
             why = reason or "no run could be started"

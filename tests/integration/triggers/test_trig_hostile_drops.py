@@ -65,6 +65,9 @@ def test_a_sparse_file_is_refused_with_its_reason_and_the_next_files_are_claimed
     assert "sparse file" in refused["reason"] and "allow_sparse = true" in refused["reason"]
     assert (open_ / "huge.csv").exists(), "a refused file stays where it was dropped"
     assert daemon.stop(timeout=15) == 0
+    said = daemon.output()  # the log names what it did: a file by its name, a run by what started it, the end
+    assert "(next.csv) done (run" in said and "of ingest queued (input:" in said, said
+    assert said.rstrip().endswith("stopped (exit 0)"), said[-300:]
 
 
 def test_a_huge_file_being_hashed_holds_up_no_other_file_and_a_stop_interrupts_its_hash(workspace, daemon, tmp_path):
