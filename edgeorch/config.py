@@ -130,6 +130,10 @@ class RetentionConfig:
     """Seconds the audit log's records are kept; older ones are pruned by the same sweep, up to the newest seal
     among them (what remains verifies from its checkpoint: docs/audit.md "Pruning"). None (``"forever"``, the
     default): never (the log then grows with every run, ~10 records each)."""
+    inputs: float | None = None
+    """Seconds a settled drop-folder input's record is kept once its run was removed and no file of it is left in
+    the inbox or quarantine (``store.inputs.prune``); its content is then forgotten by duplicate detection too. None
+    (``"forever"``, the default): never (each dropped file's record, ~650 bytes, stays)."""
 
 
 @frozen
@@ -480,7 +484,7 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     ret = top.sub("retention")
     retention = RetentionConfig(runs=_keep(ret, "runs", None),
                                 keep_last=ret.int("keep_last", 0, minimum=0, maximum=1_000_000),
-                                audit=_keep(ret, "audit", None))
+                                audit=_keep(ret, "audit", None), inputs=_keep(ret, "inputs", None))
     ret.finish()
 
     aud = top.sub("audit")

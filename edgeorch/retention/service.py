@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import Event, RunsRemoved
-from .gc import PAGE_RUNS, GcRequest, finish, merge, prepare
+from .gc import PAGE_RUNS, GcRequest, finish, human_duration, merge, prepare
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import RetentionConfig
@@ -106,7 +106,7 @@ class RunRetention:
 
     def _bound(self) -> float | None:
         """The shortest retention bound in force (runs, audit records), which paces the sweep; None: no sweep."""
-        bounds = [b for b in (self.config.runs, self.config.audit) if b is not None]
+        bounds = [b for b in (self.config.runs, self.config.audit, self.config.inputs) if b is not None]
         return min(bounds) if bounds else None
 
     def _arm(self, delay: float) -> None:
@@ -129,6 +129,11 @@ class RunRetention:
                                              actor=SWEEP_ACTOR))
             if audit is not None:
                 self.prune_audit(audit)
+            if self.config.inputs is not None:
+                removed = self.store.inputs.prune(self.store.clock() - self.config.inputs, actor=SWEEP_ACTOR)
+                if removed:
+                    log.info("input retention: removed the records of %d settled input(s) older than %s whose run "
+                             "and files are gone", removed, human_duration(self.config.inputs))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - housekeeping: never fatal, tried again at the next sweep

@@ -151,6 +151,24 @@ class Inputs:
         raise ConflictError(f"input {input_id} cannot move from {old.value} to {new.value}",
                             expected=", ".join(sorted(s.value for s in _allowed(old))) or "nothing (a final state)")
 
+    def prune(self, before: float, *, actor: str) -> int:
+        """``[retention] inputs``: remove the records of settled inputs last changed before ``before`` whose run is
+        gone (removed by retention, or never made) and of which no file is left (never claimed into the inbox,
+        sent back to the drop folder, or its kept file removed: ``removed_at``); one audit record says how many.
+        An input still holding a file in the inbox or quarantine is kept (a start would find that file with no
+        record); so is one whose run is kept. Returns how many were removed."""
+        with self._db.transaction():
+            cur = self._db.conn.execute(
+                "DELETE FROM inputs WHERE updated_at < ? AND state IN ('done', 'duplicate', 'quarantined', 'refused',"
+                " 'vanished', 'lost', 'requeued')"
+                " AND (run_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = inputs.run_id))"
+                " AND (inbox_path IS NULL OR removed_at IS NOT NULL OR state IN ('refused', 'vanished', 'lost',"
+                " 'requeued'))", (before,))
+            removed = cur.rowcount
+            if removed:
+                write_audit(self._db, actor, "inputs_pruned", "inputs", {"count": removed, "before": before})
+            return removed
+
     def record_removed(self, input_id: int) -> None:
         """The retention rule removed the input's file: ``removed_at`` (state and path stay, for lineage)."""
         with self._db.transaction():

@@ -101,3 +101,29 @@ def test_inputs_of_a_removed_run_are_still_listed(old_runs, daemon, workspace):
     daemon.call("gc.apply", {"older_than": "30d"})
     (row,) = [i for i in daemon.call("inputs.list", {})["inputs"] if i["id"] == iid]
     assert row["run_id"] == old and row["run_state"] == "removed"
+
+
+def test_the_retention_sweep_removes_old_settled_inputs_whose_run_and_file_are_gone(old_runs, daemon, workspace):
+    """`[retention] inputs`: the one table that grew without bound in an unattended soak (a record per file)."""
+    (old,) = old_runs.make("plain", 1, days_ago=100)
+    (kept,) = old_runs.make("plain", 1, days_ago=0)
+    store = Store(workspace.config().state_file)
+    ids = []
+    try:
+        for run_id, name in ((old, "a.csv"), (kept, "b.csv")):
+            iid = store.inputs.record_intent(pipeline="plain", folder="/drop", source=f"/drop/{name}", dev=1, ino=2,
+                                             size=3, inbox_for=lambda i, n=name: f"/gone/in-{i}/{n}")
+            store.inputs.record_claimed(iid, 3, "0" * 64)
+            store.inputs.record_started(iid, run_id)
+            store.inputs.record_state(iid, InputState.DONE)
+            store.inputs.record_removed(iid)  # [inbox] keep removed its file
+            ids.append(iid)
+    finally:
+        store.close()
+    workspace.write_config(extra='[retention]\nruns = "30d"\ninputs = "1s"\n')
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while [i["id"] for i in daemon.call("inputs.list", {})["inputs"]] != [ids[1]]:  # b's run is kept
+        assert time.monotonic() < deadline, daemon.output()
+        time.sleep(0.05)
+    assert "input retention: removed the records of 1 settled input(s)" in daemon.output()
