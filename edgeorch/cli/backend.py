@@ -112,6 +112,12 @@ class Backend:
 
         return Api.from_transport(self.client)
 
+    def streams_only(self) -> None:
+        """Close the request connection before a stream that is all this command does (``events``, ``logs -f``):
+        the stream has its own, and this one sat idle until the daemon closed it, holding a client slot."""
+        if self._client is not None:
+            self._client.close()
+
     def open_store(self, *, readonly: bool) -> Store | None:
         """The state file, opened directly (offline path); None when reading and no state file exists yet."""
         from ..store import Store

@@ -54,7 +54,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     with connect(load(args), "daemon") as backend, if_the_daemon_goes(
             "the daemon stopped (a restart?): this stream ended; run `edgeorch events` again once it is back; what happened "
             "meanwhile is in the state file (`edgeorch runs`, `edgeorch show RUN`)"):
-        backend.client.close()  # the stream has its own connection: the first one sat idle until the daemon closed it
+        backend.streams_only()
         for ev in backend.api.events(args.run, kinds=args.kind):
             if args.json:
                 print(json.dumps(ev), flush=True)

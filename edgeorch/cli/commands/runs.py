@@ -829,7 +829,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         with connect(cfg, "daemon") as backend, if_the_daemon_goes(
                 f"the task goes on while the daemon is away (live restore); `{again}` follows it again once the "
                 "daemon is back"):
-            backend.client.close()  # the stream has its own connection (this one would sit idle, holding a slot)
+            backend.streams_only()
             for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
                 write(text.encode("utf-8", "surrogateescape"))
         return EXIT_OK

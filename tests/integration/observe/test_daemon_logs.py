@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import tempfile
+import threading
 from pathlib import Path
 
 PIPELINE = '[tasks.a]\ncommand = ["true"]\n[tasks.b]\ncommand = ["sh", "-c", "exit 3"]\nneeds = ["a"]\n'
@@ -29,7 +30,7 @@ def test_json_lines_carry_run_task_attempt_and_pipeline(workspace, daemon):
     lines = [json.loads(line) for line in daemon.output().splitlines()]  # every line is JSON, the banner too
     of_run = [d for d in lines if d.get("run_id") == run_id]
     assert [(d["level"], d["message"]) for d in of_run] == [
-        ("info", f"run {run_id} of nightly queued"),
+        ("info", f"run {run_id} of nightly queued (socket)"),
         ("info", f"run {run_id}: a attempt 1 succeeded"),
         ("warning", f"run {run_id}: b attempt 1 failed: exited with code 3"),
         ("warning", f"run {run_id} of nightly failed (failed: b)"),
@@ -40,15 +41,10 @@ def test_json_lines_carry_run_task_attempt_and_pipeline(workspace, daemon):
     assert any(d["message"].startswith("edgeorch 0.1") and "ready" in d["message"] for d in lines)
 
 
-def _entries(sock: socket.socket) -> list[dict[str, str]]:
-    """Every datagram waiting on ``sock``, decoded (the journal's native protocol)."""
+def _entries(datagrams: list[bytes]) -> list[dict[str, str]]:
+    """The datagrams a journal socket received, decoded (the journal's native protocol)."""
     out = []
-    sock.setblocking(False)
-    while True:
-        try:
-            data = sock.recv(1 << 20)
-        except BlockingIOError:
-            return out
+    for data in datagrams:
         entry: dict[str, str] = {}
         i = 0
         while i < len(data):
@@ -62,6 +58,7 @@ def _entries(sock: socket.socket) -> list[dict[str, str]]:
                 entry[data[i:nl].decode()] = data[nl + 9:nl + 9 + size].decode()
                 i = nl + 10 + size
         out.append(entry)
+    return out
 
 
 def test_under_systemd_the_lines_go_to_the_journal_with_run_id_fields(workspace, daemon, monkeypatch):
@@ -70,6 +67,19 @@ def test_under_systemd_the_lines_go_to_the_journal_with_run_id_fields(workspace,
     path.parent.mkdir(parents=True)
     journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     journal.bind(str(path))
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:  # as journald does: a full socket buffer would block the daemon's logging
+        journal.settimeout(0.1)
+        while not done.is_set():
+            try:
+                received.append(journal.recv(1 << 20))
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         workspace.pipeline("nightly", PIPELINE)
         daemon.log.touch()  # the daemon's stderr: systemd names it in $JOURNAL_STREAM
@@ -80,12 +90,14 @@ def test_under_systemd_the_lines_go_to_the_journal_with_run_id_fields(workspace,
         run_id = daemon.call("trigger", {"pipeline": "nightly"})["run_id"]
         assert daemon.wait_run(run_id) == "failed"
         assert daemon.stop() == 0
-        entries = _entries(journal)
     finally:
+        done.set()
+        reader.join(timeout=10)
         journal.close()
         path.unlink()
+    entries = _entries(received)
     of_run = [e for e in entries if e.get("RUN_ID") == str(run_id)]  # journalctl -u edgeorch RUN_ID=<run>
-    assert [e["MESSAGE"] for e in of_run] == [f"run {run_id} of nightly queued", f"run {run_id}: a attempt 1 succeeded",
+    assert [e["MESSAGE"] for e in of_run] == [f"run {run_id} of nightly queued (socket)", f"run {run_id}: a attempt 1 succeeded",
                                               f"run {run_id}: b attempt 1 failed: exited with code 3",
                                               f"run {run_id} of nightly failed (failed: b)"]
     failed = of_run[2]

@@ -35,7 +35,7 @@ def test_keep_last_is_a_count_per_pipeline():
     ({"runs": True}, "retention.runs", "a duration of at least 1s"),
     ({"keep_last": -1}, "retention.keep_last", "an integer from 0"),
     ({"keep_last": "10"}, "retention.keep_last", "an integer"),
-    ({"run": "90d"}, "retention.run", "one of audit, keep_last, runs"),
+    ({"run": "90d"}, "retention.run", "one of audit, inputs, keep_last, runs"),
 ])
 def test_a_bad_value_is_a_config_error_naming_file_field_value_and_expected(table, field, expected):
     with pytest.raises(ConfigError) as err:
