@@ -414,7 +414,14 @@ def load_config(path: str | os.PathLike[str] | None = None, *, named_by: str = "
                           hint="check the path (a typo?), or name none to use the usual lookup "
                                "(./config.toml, $XDG_CONFIG_HOME/edgeorch/config.toml, /etc/edgeorch/config.toml)")
     data = _read_found_here(found) if how == FOUND_HERE else load_toml(found, ConfigError)
-    cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
+    try:
+        cfg = parse_config(data, base=found.resolve().parent, file=str(found), source=found.resolve())
+    except EdgeorchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug met by one value: this file's error (a reload refuses it), never
+        # a crash: an OverflowError in a SIGHUP's reload ended the daemon, and every command exited 70.
+        raise ConfigError(f"cannot read this config ({type(exc).__name__}: {exc}): a bug, please report it; a "
+                          "running daemon goes on with the config it has", file=str(found)) from exc
     if how == FOUND_HERE:  # its own file is the user's; what its relative paths name in this folder may not be
         _check_found_here(cfg, Path.cwd(), f"{found}'s")
     return replace(cfg, runtime_dir=layout_runtime_dir(found))

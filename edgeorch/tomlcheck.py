@@ -42,7 +42,10 @@ def parse_toml_bytes(raw: bytes, path: Path | str, error_cls: type[E]) -> dict[s
         raise error_cls(f"not UTF-8 text (byte {exc.start})", file=str(path), expected="a UTF-8 TOML file") from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:
+        if not isinstance(exc, tomllib.TOMLDecodeError):  # Python's limit on an integer's digits (4,300)
+            raise error_cls(f"malformed TOML: {exc}", file=str(path),
+                            expected="numbers of a sensible size (no setting takes one of thousands of digits)") from None
         msg = str(exc)
         m = _TOML_POS.search(msg)
         line = col = None
@@ -289,7 +292,11 @@ class TableReader:
         )
         if value is _MISSING:
             return default
-        if not math.isfinite(value):  # TOML's nan and inf: no setting means either (a backoff of inf waited nan s)
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer no float holds (1 and 400 zeros): as infinite, for a setting
+            finite = False
+        if not finite:  # TOML's nan and inf: no setting means either (a backoff of inf waited nan s)
             self.fail(key, "is not a finite number", value=value,
                       expected="a number" + (f" >= {minimum}" if minimum is not None else ""))
             return default

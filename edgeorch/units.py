@@ -52,6 +52,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         if value < 0 or value != value:
             raise ValueError("negative or NaN duration")
+        if value > MAX_DURATION_S:  # before float(): an integer of 400 digits is an OverflowError there
+            raise ValueError(TOO_LONG)
         return _bounded(float(value))
     if isinstance(value, str):
         if _DURATION_RE.fullmatch(value):

@@ -52,7 +52,10 @@ def coerce_param(ptype: str, value: Any) -> Any:
         raise ValueError("is not an integer")
     if ptype == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer no float holds
+                raise ValueError("is too large for a float") from None
         if isinstance(value, str):
             try:
                 return float(value.strip())

@@ -49,3 +49,43 @@ def test_a_bug_met_reading_one_pipeline_file_is_that_files_error(tmp_path: Path,
     monkeypatch.setattr(importlib.import_module("edgeorch.pipelines.parse"), "parse_pipeline", broken)
     pipe, errors = load_pipeline_bytes(b'[tasks.a]\ncommand = ["true"]\n', tmp_path / "p.toml")
     assert pipe is None and "internal error reading this file (OverflowError" in errors[0].render()
+
+
+BIG = "1" + "0" * 400
+HUGE = "1" + "0" * 5000
+
+
+@pytest.mark.parametrize("text", [
+    f'[tasks.a]\ncommand = ["true"]\ntimeout = {BIG}\n',
+    f'[tasks.a]\ncommand = ["true"]\nretry_backoff = {BIG}\n',
+    f'[tasks.a]\ncommand = ["true"]\nretries = {HUGE}\n',
+    f'every = {BIG}\n[tasks.a]\ncommand = ["true"]\n',
+    f'[params]\nx = {{ type = "float", default = {BIG} }}\n[tasks.a]\ncommand = ["true"]\n',
+], ids=["duration", "number", "digits-limit", "schedule", "float-param"])
+def test_a_number_too_large_for_any_field_is_that_fields_error(tmp_path: Path, text: str) -> None:
+    """An integer of 400 digits was an OverflowError (`float()`), one of 5,000 a ValueError of Python's digit limit:
+    `validate` exited 70 and a reload of the config ended the daemon."""
+    pipe, errors = load_pipeline_bytes(text.encode(), tmp_path / "p.toml")
+    assert pipe is None and errors and "internal error" not in errors[0].render(), errors[0].render()
+
+
+@pytest.mark.parametrize("table", [f"[engine]\nkill_grace = {BIG}\n", f"[inbox]\nkeep = {BIG}\n",
+                                   f"[metrics]\ninterval = {BIG}\n", f"[retention]\nkeep_last = {HUGE}\n"])
+def test_a_number_too_large_in_the_config_is_a_config_error(tmp_path: Path, table: str) -> None:
+    from edgeorch.config import load_config
+    from edgeorch.errors import ConfigError
+
+    (tmp_path / "config.toml").write_text(table)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "config.toml")
+    assert "a bug" not in err.value.render()
+
+
+def test_a_bug_met_reading_the_config_is_a_config_error_a_reload_refuses(tmp_path: Path, monkeypatch) -> None:
+    from edgeorch import config
+    from edgeorch.errors import ConfigError
+
+    (tmp_path / "config.toml").write_text("[engine]\nparallelism = 2\n")
+    monkeypatch.setattr(config, "parse_config", lambda *a, **k: (_ for _ in ()).throw(OverflowError("boom")))
+    with pytest.raises(ConfigError, match="cannot read this config .OverflowError: boom."):
+        config.load_config(tmp_path / "config.toml")
