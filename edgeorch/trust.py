@@ -38,7 +38,8 @@ def owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: bool = False) -> str | None:
+def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: bool = False,
+                      group_too: bool = False) -> str | None:
     """Why a file or folder with status ``st`` may not be trusted by ``uid`` (default: this process's), or None.
 
     Trusted: owned by ``uid`` or by root, and not writable by every user unless it is a folder with the sticky bit.
@@ -49,20 +50,24 @@ def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: boo
     me = os.getuid() if uid is None else uid
     if st.st_uid not in (me, 0) and not (chosen and me == 0):
         return f"it belongs to {owner_name(st.st_uid)}, not to you or root"
-    if st.st_mode & stat.S_IWOTH and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+    if st.st_mode & stat.S_IWOTH and not sticky:
         return "every user may write it"
+    if group_too and st.st_mode & stat.S_IWGRP and not sticky:  # what runs as the daemon: no group's choice
+        return "the users of its group may write it"
     return None
 
 
-def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False,
-                 uid: int | None = None) -> tuple[Path, str] | None:
+def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False, uid: int | None = None,
+                 group_too: bool = False) -> tuple[Path, str] | None:
     """The first of ``base`` and each folder and link from it down to ``path`` (those that exist) that may not be
     trusted, with why; None when every one may (or none exists yet: what edgeorch creates is the user's).
 
     ``path`` must lie under ``base`` when ``base`` is given (else only ``path`` itself is checked). A link is
     checked itself and then what it points to: whoever owns a link chooses where it leads. ``chosen``: the
     working folder's case (:func:`ownership_problem`), judged for each entry by the folder that holds it. ``uid``:
-    whose trust (default: this process's user).
+    whose trust (default: this process's user); ``group_too``: a group's write counts as another user's
+    (:func:`ownership_problem`).
     """
     chain = [path]
     if base is not None:
@@ -77,10 +82,10 @@ def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False,
         except OSError:
             return None  # not there yet: the rest of the chain is what edgeorch makes
         mine = chosen and _in_private_folder(p)
-        problem = ownership_problem(lst, uid, chosen=mine) if stat.S_ISLNK(lst.st_mode) else None
+        problem = ownership_problem(lst, uid, chosen=mine, group_too=group_too) if stat.S_ISLNK(lst.st_mode) else None
         if problem is None:
             try:
-                problem = ownership_problem(os.stat(p), uid, chosen=mine)
+                problem = ownership_problem(os.stat(p), uid, chosen=mine, group_too=group_too)
             except OSError:
                 return None
         if problem is not None:
@@ -91,13 +96,14 @@ def path_problem(path: Path, base: Path | None = None, *, chosen: bool = False,
 def command_file_problem(path: Path, uids: Iterable[int]) -> str | None:
     """Why the daemon may not read the pipeline file ``path`` again to run its commands (``retry --current`` of a
     run from a file outside its pipelines folder), or None: the file, or its folder, or a link on the way, belongs
-    to someone other than one of ``uids`` (the daemon's user, the user who asks) and root, or every user may write
-    it. An operator's run of a file in a shared folder, retried, ran what another user had written there since,
-    as the daemon's user."""
-    problems = [path_problem(path, path.parent, uid=uid) for uid in dict.fromkeys(uids)]
+    to someone other than one of ``uids`` (the daemon's user, the user who asks) and root, or users other than its
+    owner may write it (its group's too: a group member without access to the daemon rewrote a team's file, and
+    the operator's retry ran it as the daemon's user). An operator's run of a file in a shared folder, retried,
+    ran what another user had written there since. The problem said is the last uid's (the one who asks)."""
+    problems = [path_problem(path, path.parent, uid=uid, group_too=True) for uid in dict.fromkeys(uids)]
     if any(p is None for p in problems):
         return None
-    where, why = next(p for p in problems if p is not None)
+    where, why = next(p for p in reversed(problems) if p is not None)
     return f"{where}: {why}"
 
 

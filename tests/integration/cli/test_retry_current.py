@@ -146,6 +146,9 @@ def test_a_file_another_user_may_write_is_not_read_again_to_run_its_commands(wor
     refused = _cli(workspace, "retry", "1", "--current")
     assert refused.returncode == 5, refused.stdout + refused.stderr
     assert f"{job}: every user may write it" in refused.stderr and "is not read again" in refused.stderr
+    job.chmod(0o664)  # its group's members may rewrite it too (they need no access to the daemon)
+    refused = _cli(workspace, "retry", "1", "--current")
+    assert refused.returncode == 5 and f"{job}: the users of its group may write it" in refused.stderr, refused.stderr
     job.chmod(0o644)
     shared.chmod(0o777)  # a folder everyone writes to: the file can be replaced there
     refused = _cli(workspace, "retry", "1", "--current")
