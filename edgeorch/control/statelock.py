@@ -170,53 +170,64 @@ def _lock_owner(fd: int) -> int | None:
 
 
 WAITING_NAME = "edgeorch.lock.waiting"
-"""Where a daemon that waits for an ``edgeorch run`` to let the state go says so (its pid), so that a command
-finding neither an answer nor a daemon in the lock file can tell the user a daemon is on its way
+"""Where a daemon that waits for an ``edgeorch run`` to let the state go says so: it holds a POSIX lock on this
+file while it waits (the kernel's answer, as for the state lock: a forged or stale pid in it means nothing), so
+that a command finding neither an answer nor a daemon holding the state can tell the user a daemon is on its way
 (:func:`waiting_daemon`), and a second daemon does not wait beside it."""
 
 
-def announce_waiting(state_dir: str | os.PathLike[str]) -> None:
-    """Say in :data:`WAITING_NAME` that this process, a daemon, waits for the state folder. Best effort (a hint
-    for what commands say, never a decision): an error leaves nothing said. Never through a link."""
+def announce_waiting(state_dir: str | os.PathLike[str]) -> tuple[int | None, int | None]:
+    """Take the waiting mark (:data:`WAITING_NAME`) for this daemon: ``(fd, None)`` while it holds it (give it to
+    :func:`stop_waiting`), ``(None, pid)`` when another process holds it (another daemon waits already),
+    ``(None, None)`` when it cannot be taken (a fifo or a link put there, an unwritable folder: a hint not given,
+    nothing else changes). Never through a link, never blocking on a fifo."""
     path = Path(state_dir) / WAITING_NAME
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo left there is never written (nor waited on)
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()} {DAEMON_MARK}\n".encode(), 0)
-        finally:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
+    except OSError:
+        return None, None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
+            return None, None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = _lock_owner(fd)
+            os.close(fd)
+            return None, other if other is not None else -1
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {DAEMON_MARK}\n".encode(), 0)  # for a person looking; the lock is the fact
+    except OSError:
+        os.close(fd)
+        return None, None
+    return fd, None
 
 
-def stop_waiting(state_dir: str | os.PathLike[str]) -> None:
-    """Take back :func:`announce_waiting` (the state is ours now, or this daemon gives up): the file is removed
-    when it names this process (another daemon's, written since, stays)."""
+def stop_waiting(state_dir: str | os.PathLike[str], fd: int) -> None:
+    """Give the waiting mark back (the state is this daemon's now, or it gives up): the file is removed while
+    it is still the one locked, then the lock goes with the descriptor."""
     path = Path(state_dir) / WAITING_NAME
     with contextlib.suppress(OSError):
-        if _live_daemon_named(path) == os.getpid():
+        held, there = os.fstat(fd), os.lstat(path)
+        if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
             path.unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def waiting_daemon(state_dir: str | os.PathLike[str]) -> int | None:
-    """The pid of a live edgeorch daemon waiting for ``state_dir`` (:func:`announce_waiting`), else None. Read
-    only; a file left by a daemon killed while it waited names a process that is gone (or not a daemon)."""
-    return _live_daemon_named(Path(state_dir) / WAITING_NAME)
-
-
-def _live_daemon_named(path: Path) -> int | None:
-    """The pid a lock-style file (``1234 daemon``) names when that process lives and is an edgeorch daemon."""
-    fd = _open_lock_file(path)
+    """The pid of the edgeorch daemon that holds the waiting mark of ``state_dir`` now, else None. Read only,
+    through ``F_GETLK``; call it only from a process that does not hold that mark."""
+    fd = _open_lock_file(Path(state_dir) / WAITING_NAME)
     if fd is None:
         return None
     try:
-        pid = _pid_of(os.pread(fd, 64, 0).decode("ascii", "replace"))
-    except OSError:
-        return None
+        pid = _lock_owner(fd)
     finally:
         os.close(fd)
-    argv = _command_line(pid)
-    return int(pid) if argv and any("edgeorch" in a for a in argv) and _is_daemon(argv) else None
+    argv = _command_line(str(pid)) if pid is not None else []
+    return pid if pid is not None and any("edgeorch" in a for a in argv) and _is_daemon(argv) else None
 
 
 def holder_description(pid: int) -> str:

@@ -148,22 +148,22 @@ class Daemon:
         folder (:func:`~edgeorch.control.statelock.announce_waiting`: a command then says a daemon is on its way,
         not that none runs); the start timeout is extended meanwhile. Another daemon holding it, or already
         waiting for it, still refuses the start (exit 4)."""
-        from ..control.statelock import announce_waiting, stop_waiting, waiting_daemon
+        from ..control.statelock import announce_waiting, stop_waiting
         from ..errors import StateBusyError, StateError
 
-        cfg, said = self.config, False
+        cfg, said, mark = self.config, False, None
         try:
             while True:
                 try:
                     return acquire_state_lock(cfg.state_dir, socket=cfg.socket_path, daemon=True)
                 except StateBusyError as exc:
                     if not said:
-                        other = waiting_daemon(cfg.state_dir)
-                        if other is not None and other != os.getpid():
-                            raise StateError(f"{exc.message}, and another edgeorch daemon (pid {other}) already "
-                                             "waits for it", hint="that daemon starts once the run is over: "
-                                             "this one is not needed") from None
-                        announce_waiting(cfg.state_dir)
+                        mark, other = announce_waiting(cfg.state_dir)  # taken at once, or held by another
+                        if other is not None:
+                            who = f"another edgeorch daemon (pid {other})" if other > 0 else "another process"
+                            raise StateError(f"{exc.message}, and {who} already waits for it",
+                                             hint="that daemon starts once the run is over: this one is not "
+                                                  "needed") from None
                         log.warning("%s: waiting for it to end before starting (its run goes on as it would; this "
                                     "daemon's schedules, drop folders and commands wait until then)", exc.message)
                         said = True
@@ -171,8 +171,8 @@ class Daemon:
                             "EXTEND_TIMEOUT_USEC": int(STATE_WAIT_EXTEND_S * 1e6)})
                     await asyncio.sleep(STATE_WAIT_POLL_S)
         finally:
-            if said:
-                stop_waiting(cfg.state_dir)
+            if mark is not None:
+                stop_waiting(cfg.state_dir, mark)
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()

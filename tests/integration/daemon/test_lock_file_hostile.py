@@ -85,3 +85,33 @@ def test_a_fifo_put_at_the_lock_files_place_under_a_daemon_leaks_no_descriptor(w
     while not (lock.is_file() and lock.read_text() == f"{daemon.proc.pid} daemon\n"):
         assert time.monotonic() < deadline + 60, daemon.output()
         time.sleep(0.05)
+
+
+def test_a_forged_waiting_mark_is_not_taken_for_a_waiting_daemon(workspace, daemon):
+    """`edgeorch.lock.waiting` naming a live daemon of another state: `status` said a daemon waits (75) and a real
+    daemon refused to wait (4). The mark is the lock its daemon holds, not the file's text."""
+    workspace.pipeline("slow", """
+        [tasks.a]
+        command = ["sh", "-c", "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done"]
+    """)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "edgeorch", "daemon"],
+                             stdin=subprocess.PIPE)
+    run = subprocess.Popen([*workspace.cli(), "run", "slow", "-q"], env=workspace.cli_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        workspace.wait_file(workspace.pipelines / "started")
+        (workspace.state / "edgeorch.lock.waiting").write_text(f"{other.pid} daemon\n")
+        status = workspace.invoke("status")
+        assert status.returncode == 69 and "a daemon started now waits for it to end" in status.stderr, status.stderr
+        daemon.start(wait_ready=False)  # waits, not refused
+        daemon.notify.wait_for("EXTEND_TIMEOUT_USEC", "30000000")
+        assert daemon.proc.poll() is None and "waiting for it to end before starting" in daemon.output()
+        waiting = workspace.invoke("status")
+        assert waiting.returncode == 75 and f"(pid {daemon.proc.pid}) waits for" in waiting.stderr, waiting.stderr
+    finally:
+        (workspace.pipelines / "go").touch()
+        run.communicate(timeout=60)
+        other.stdin.close()
+        other.wait(timeout=30)
+    daemon.notify.wait_for("READY", "1")
+    assert not (workspace.state / "edgeorch.lock.waiting").exists()
