@@ -301,8 +301,14 @@ LABEL_MAX = 100
 def label_problem(label: object) -> str | None:
     """Why ``label`` cannot be a client's trigger label (:data:`RESERVED_TRIGGERS`, ``input:...``, not a short
     printable string), else None. For the requests that come from outside (the ``trigger`` op)."""
-    if not isinstance(label, str) or not label or len(label) > LABEL_MAX or not label.isprintable():
-        return f"is not a label: a non-empty printable string of at most {LABEL_MAX} characters"
-    if label in RESERVED_TRIGGERS or label.startswith("input:"):
-        return "is a trigger only edgeorch gives (its schedules, rules and drop folders' runs)"
+    if (not isinstance(label, str) or not label or len(label) > LABEL_MAX or not label.isprintable()
+            or label != label.strip()):
+        return (f"is not a label: a non-empty printable string of at most {LABEL_MAX} characters, no space at either "
+                "end")
+    import unicodedata
+
+    # As a person reads it: `Schedule`, full-width `ｓｃｈｅｄｕｌｅ` and `input :1` pass for edgeorch's own in a table.
+    folded = unicodedata.normalize("NFKC", label).casefold().replace(" ", "")
+    if folded in RESERVED_TRIGGERS or folded.startswith("input:"):
+        return "is a trigger only edgeorch gives (its schedules, rules and drop folders' runs), or looks like one"
     return None

@@ -42,9 +42,10 @@ def _escape(m: re.Match[str]) -> str:
     return repr(m.group())[1:-1]  # \n, \t, \x1b, \x85, \ud800
 
 
-_SGR = re.compile(r"\x1b\[[0-9;:]{0,32}m")
-"""A colour or weight (Select Graphic Rendition): what a task's own output may keep on a terminal."""
-_LINE_SAFE = re.compile(r"\x1b\[[0-9;:]{0,32}m|[^\t\n\r\x1b]+|[\t\n\r\x1b]")
+_SGR = re.compile(r"\x1b\[(?:[0-9]{1,3}[;:]){0,15}[0-9]{0,3}m")
+"""A colour or weight (Select Graphic Rendition): what a task's own output may keep on a terminal (parameters of
+at most 3 digits; one that conceals text, 8, is escaped: :func:`terminal_safe`)."""
+_LINE_SAFE = re.compile(r"\x1b\[(?:[0-9]{1,3}[;:]){0,15}[0-9]{0,3}m|[^\t\n\r\x1b]+|[\t\n\r\x1b]")
 
 
 def terminal_safe(text: str) -> str:
@@ -55,7 +56,8 @@ def terminal_safe(text: str) -> str:
         return text
     out = []
     for piece in _LINE_SAFE.findall(text):
-        out.append(piece if piece in "\t\n\r" or _SGR.fullmatch(piece) else printable(piece))
+        kept = piece in "\t\n\r" or (_SGR.fullmatch(piece) is not None and "8" not in re.split("[;:]", piece[2:-1]))
+        out.append(piece if kept else printable(piece))
     return "".join(out)
 
 

@@ -146,7 +146,8 @@ def test_run_name_of_a_broken_file_points_at_the_file_with_and_without_a_daemon(
         assert f"{path}:1" in proc.stderr and "malformed TOML" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("label", ["input:1", "schedule", "rule", "x" * 101, "\x1b[2Jforged", ""])
+@pytest.mark.parametrize("label", ["input:1", "schedule", "rule", "x" * 101, "\x1b[2Jforged", "",
+                                   "Schedule", "schedule ", "INPUT :1", "ｓｃｈｅｄｕｌｅ"])
 def test_a_client_cannot_give_a_run_a_trigger_only_edgeorch_gives(workspace, daemon, label):
     """An operator's run labelled `input:N` was taken by the drop folder's recovery for input N's run: after a
     restart, input N (waiting while its pipeline was paused) was marked done and never ran. `schedule` and

@@ -87,6 +87,10 @@ def test_a_log_on_a_terminal_keeps_lines_tabs_progress_and_colours_and_nothing_e
     shown = terminal_safe("a\x1b[31mred\x1b[0m\tb\r\n\x1b[2J\x1b[H\x1b]0;pwned\x07\x1b]52;c;Zm9v\x07 ok\x9b\n")
     assert shown == "a\x1b[31mred\x1b[0m\tb\r\n\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07\\x1b]52;c;Zm9v\\x07 ok\\x9b\n"
     assert terminal_safe("plain\n") == "plain\n"
+    # A colour is kept; text concealed (8) or a parameter no terminal needs (21 digits) is not.
+    assert terminal_safe("\x1b[38;5;208mo\x1b[0m") == "\x1b[38;5;208mo\x1b[0m"
+    assert terminal_safe("\x1b[8mhidden") == "\\x1b[8mhidden"
+    assert terminal_safe("\x1b[999999999999999999999m") == "\\x1b[999999999999999999999m"
 
 
 def test_an_unreadable_state_file_says_so_never_to_move_it_away(tmp_path, monkeypatch) -> None:
