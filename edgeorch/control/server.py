@@ -470,10 +470,17 @@ class ControlServer:
         if self._listener is None or self.activated:
             return False
         try:
-            os.lstat(self.path)
-            return False  # ours, or another file that :meth:`_bind` would refuse to replace
+            st = os.lstat(self.path)
         except FileNotFoundError:
-            pass
+            st = None
+        if st is not None:
+            if (st.st_dev, st.st_ino) == self._ident:
+                return False  # ours
+            # Another file (a folder made there, another socket): left alone, as at the start, but said: no client
+            # reaches this daemon meanwhile (`status` waited, then said none runs), and nothing told why.
+            raise StateError("something else stands at the control socket's path (not the socket this daemon "
+                             "listens on): no client can reach this daemon", file=str(self.path),
+                             hint="remove it: the daemon listens there again within 2 s")
         old = self._listener
         self._listen(self._bind())
         old.close()

@@ -335,8 +335,10 @@ def test_a_removed_socket_is_bound_again_and_open_connections_are_kept(server: S
     assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
     assert stat.S_IMODE(os.stat(server.path.parent).st_mode) == 0o750
     server.path.unlink()
-    server.path.write_text("someone else's")  # another file at the path: left alone, as at a start
-    assert server.run(_rebind(server.server)) is False and server.path.read_text() == "someone else's"
+    server.path.write_text("someone else's")  # another file at the path: left alone, as at a start, and said
+    with pytest.raises(StateError, match="something else stands at the control socket's path"):
+        server.run(_rebind(server.server))
+    assert server.path.read_text() == "someone else's"
     server.path.unlink()
 
 

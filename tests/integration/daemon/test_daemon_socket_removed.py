@@ -182,3 +182,15 @@ def test_a_lock_file_that_cannot_be_made_again_is_logged_once_and_its_end_too(wo
     _wait_logged(daemon, f"the state folder's lock file {lock} is locked again")
     assert lock.read_text() == f"{daemon.proc.pid} daemon\n"
     assert not (tmp_path / "elsewhere").exists()  # the link was never followed
+
+
+def test_a_folder_made_at_the_sockets_place_is_said_once_and_the_socket_comes_back_when_it_goes(workspace, daemon):
+    """Nothing was logged: `status` waited 30 s, then said no daemon runs, while this one held the state."""
+    daemon.start()
+    daemon.socket_path.unlink()
+    daemon.socket_path.mkdir()
+    _wait_logged(daemon, "something else stands at the control socket's path")
+    daemon.socket_path.rmdir()
+    _wait_logged(daemon, "was removed: listening there again")
+    assert daemon.output().count("something else stands") == 1
+    assert daemon.call("ping")["pong"] is True
