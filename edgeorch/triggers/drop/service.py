@@ -370,10 +370,14 @@ class DropFolders:
         src = str(cfg.source or "<embedded defaults>")
         specs, errors = configured_watches(cfg, self.registry.pipelines, self.registry.errors)
         bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
+        # A watch an error names is not started (one whose pipeline has no param for the path was said "not
+        # watched", yet took files and quarantined each: "has no parameter 'input'").
+        refused = {getattr(e, "watch", None) for e in errors} - {None}
         out: list[WatchSpec] = []
         seen: set[Path] = set()
         for s in specs:
-            if s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines:
+            if (s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines
+                    or (s.folder, s.pipeline) in refused):
                 continue
             problem = folder_problem(s.folder)
             if problem:

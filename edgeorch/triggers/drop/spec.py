@@ -185,6 +185,7 @@ def check_watch_set(specs: list[WatchSpec], *, inbox_dir: Path | None = None, st
         if spec.folder in seen:
             fail("is watched twice", "watch.folder", str(spec.folder),
                  f"one [[watch]] per folder (also used by pipeline {seen[spec.folder]})")
+            errors[-1].watch = None  # type: ignore[attr-defined]  # the first of the two still starts
         seen[spec.folder] = spec.pipeline
         for inner in (inbox_dir, state_dir):
             if inner is not None and (_within(spec.folder, inner) or _within(inner, spec.folder)):
@@ -200,8 +201,11 @@ def watch_error(spec: WatchSpec, message: str, *, config_file: str = "", **field
     """
     source = spec.source or config_file
     if spec.source and spec.source != config_file:
-        return PipelineError(message, file=source, pipeline=spec.pipeline, **fields)
-    return ConfigError(message, file=source, **fields)
+        error: EdgeorchError = PipelineError(message, file=source, pipeline=spec.pipeline, **fields)
+    else:
+        error = ConfigError(message, file=source, **fields)
+    error.watch = (spec.folder, spec.pipeline)  # type: ignore[attr-defined]  # which watch it keeps from starting
+    return error
 
 
 def folder_problem(folder: Path) -> str | None:

@@ -208,3 +208,21 @@ def test_a_flood_of_refused_files_is_recorded_whole_and_logged_within_the_rate_r
     wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 40, timeout=60, what="40 links refused")
     assert daemon.output().count("input refused:") == AUDITED_PER_WINDOW
     assert daemon.stop(timeout=15) == 0
+
+
+def test_a_watch_said_not_watched_takes_no_file(workspace, daemon, tmp_path):
+    """A [[watch]] of a pipeline with no param for the path was reported "not watched", yet its files were claimed
+    and each quarantined ("has no parameter 'input'"): a file dropped there stays where it is."""
+    bad, good = workspace.root / "bad", workspace.root / "good"
+    for f in (bad, good):
+        f.mkdir()
+    workspace.write_config(f'[[watch]]\nfolder = "{bad}"\npipeline = "noparam"\nsettle = "0.2s"\n'
+                           f'[[watch]]\nfolder = "{good}"\npipeline = "ingest"\nsettle = "0.2s"\n')
+    workspace.pipeline("noparam", '[tasks.a]\ncommand = ["true"]\n')
+    workspace.pipeline("ingest", INGEST)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", bad, "left.csv", b"row\n")
+    drop_by_rename(tmp_path / "stage", good, "taken.csv", b"row\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=30, what="the good watch's file done")
+    assert (bad / "left.csv").exists() and [r["source_name"] for r in inputs(workspace)] == ["taken.csv"]
+    assert "watch not started" in daemon.output()
