@@ -124,6 +124,10 @@ class ModelService:
         alias = alias or policy.alias
         self._check_alias(alias, policy)
         held = self.store.models.aliases(name)
+        if again and alias == "canary":
+            raise UsageError("--again deploys anew what an alias serves; a canary is started or ended, not deployed "
+                             "again", field="again", value=alias,
+                             hint=f"`edgeorch models rollback {name} --alias canary` ends it")
         if held.get(alias) == version and not again:  # nothing to move: no deployment, no reload, no history
             raise ConflictError(f"{alias} of {name} is version {version} already", value=version,
                                 hint=f"nothing to do; `edgeorch models promote {name} {version} --again` deploys it "
