@@ -123,17 +123,22 @@ def state_holder(state_dir: str | os.PathLike[str]) -> tuple[int, bool] | None:
     naming a live daemon of another state made commands wait 30 s for it. A hint for what to say (see
     :func:`state_in_use`), never a decision. Call it only from a process that does not hold that lock (opening
     the file and closing it would drop a POSIX lock this process holds on it)."""
-    fd = _open_lock_file(Path(state_dir) / LOCK_NAME)
+    found = _edgeorch_holder(Path(state_dir) / LOCK_NAME)
+    return None if found is None else (found[0], _is_daemon(found[1]))
+
+
+def _edgeorch_holder(path: Path) -> tuple[int, list[str]] | None:
+    """The pid and command line of the edgeorch process holding a POSIX lock on the lock file at ``path`` now
+    (``F_GETLK``: it takes nothing), else None (no such file, not a regular one, no holder, not edgeorch)."""
+    fd = _open_lock_file(path)
     if fd is None:
         return None
     try:
-        held_by = _lock_owner(fd)
+        pid = _lock_owner(fd)
     finally:
         os.close(fd)
-    argv = _command_line(str(held_by)) if held_by is not None else []
-    if held_by is None or not any("edgeorch" in a for a in argv):
-        return None
-    return held_by, _is_daemon(argv)
+    argv = _command_line(str(pid)) if pid is not None else []
+    return (pid, argv) if pid is not None and any("edgeorch" in a for a in argv) else None
 
 
 def _open_lock_file(path: Path) -> int | None:
@@ -219,15 +224,8 @@ def stop_waiting(state_dir: str | os.PathLike[str], fd: int) -> None:
 def waiting_daemon(state_dir: str | os.PathLike[str]) -> int | None:
     """The pid of the edgeorch daemon that holds the waiting mark of ``state_dir`` now, else None. Read only,
     through ``F_GETLK``; call it only from a process that does not hold that mark."""
-    fd = _open_lock_file(Path(state_dir) / WAITING_NAME)
-    if fd is None:
-        return None
-    try:
-        pid = _lock_owner(fd)
-    finally:
-        os.close(fd)
-    argv = _command_line(str(pid)) if pid is not None else []
-    return pid if pid is not None and any("edgeorch" in a for a in argv) and _is_daemon(argv) else None
+    found = _edgeorch_holder(Path(state_dir) / WAITING_NAME)
+    return found[0] if found is not None and _is_daemon(found[1]) else None
 
 
 def holder_description(pid: int) -> str:
