@@ -82,6 +82,14 @@ def test_the_readme_session_register_block_why_promote_rollback(workspace, daemo
     assert missing.returncode == 3 and "house_prices has no version 9" in missing.stderr
 
 
+@pytest.fixture
+def released(workspace):
+    """The gate of :func:`_gated_model` opened whatever the test's outcome: a health check left waiting for it
+    would loop on after the test."""
+    yield
+    (workspace.root / "release").write_text("")
+
+
 def _gated_model(workspace, promote: str) -> tuple[Path, Path]:
     """A model whose version 2's blue-green health check waits until the test writes the returned ``release`` file
     (``checking`` appears when it has started); ``promote``: the model's promote policy."""
@@ -114,8 +122,8 @@ def _gated_model(workspace, promote: str) -> tuple[Path, Path]:
     return gate, started
 
 
-def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_switch_at_restart(workspace,
-                                                                                             daemon) -> None:
+def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_switch_at_restart(workspace, daemon,
+                                                                                             released) -> None:
     gate, started = _gated_model(workspace, "manual")
     daemon.start()
     assert _cli(workspace, "run", "trainer").returncode == 0
@@ -145,7 +153,8 @@ def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_swi
     assert os.readlink(current) == "versions/2"
 
 
-def test_a_promotion_edgeorch_decided_killed_before_its_switch_is_done_again_at_restart(workspace, daemon) -> None:
+def test_a_promotion_edgeorch_decided_killed_before_its_switch_is_done_again_at_restart(workspace, daemon,
+                                                                                        released) -> None:
     """A passing version's automatic promotion (or a canary's won one), killed during its blue-green health check,
     was undone at the restart: no one would ask for it again, and the better version was never served. It runs
     again, after the daemon is ready (its health check, up to its window, does not hold the start)."""
