@@ -158,6 +158,13 @@ def _parse_models(top: TableReader, tasks_table: dict[str, Any], tasks: dict[str
     for spec in tasks.values():
         if spec.model is not None:
             registering.setdefault(spec.model.name, []).append(spec.name)
+    for tname, tdata in tasks_table.items():  # a task with an error (said already) still names its model: else
+        if tname in tasks or not isinstance(tdata, dict):  # "no task registers this model" too, which is false
+            continue
+        raw = tdata.get("model")
+        named = raw if isinstance(raw, str) else raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(named, str):
+            registering.setdefault(named, []).append(tname)
     needs = _declared_needs(tasks_table, tasks)
     checks: dict[str, list[str]] = {}
     for owners in registering.values():

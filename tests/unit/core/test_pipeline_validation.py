@@ -197,3 +197,11 @@ def test_an_operator_written_the_other_way_round_gets_the_one_meant():
 
     assert suggest("=>", [">", ">=", "<", "<="]) == ">="
     assert suggest("=<", [">", ">=", "<", "<="]) == "<="
+
+
+def test_a_task_whose_model_key_has_an_error_still_registers_its_model(tmp_path):
+    """An invalid `model.path` also said "models.m: no task of this pipeline registers this model": false."""
+    errors = _errors(tmp_path, '[tasks.t]\ncommand = ["true"]\nmodel = { name = "m", path = "/abs/x" }\n'
+                               '[models.m]\nmetrics = ["rmse"]\n')
+    joined = "\n".join(errors)
+    assert "tasks.t.model.path: must be relative" in joined and "no task of this pipeline registers" not in joined
