@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..records import frozen
+from ..textui import format_duration, format_timestamp
 from .spec import RuleSpec
 
 STATES = ("ok", "pending", "firing", "cooling")
@@ -151,27 +152,30 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
         new = replace(base, state="firing", responded=True)
         return Decision(new, "deduped", f"dedupe key {key!r} already answered within a day", True)
     new = replace(base, state="firing", responded=True, last_fired_at=at)
-    return Decision(new, "fire", f"condition held for {consecutive} evaluation(s), {held_for:g}s", True)
+    return Decision(new, "fire", f"condition held for {consecutive} evaluation(s), {format_duration(held_for)}", True)
 
 
 def _still_firing(spec: RuleSpec, old: RuleState, at: float) -> str:
     """Why a holding condition does nothing more: its episode was answered; what a new response needs."""
-    ago = f" {at - old.last_fired_at:g}s ago" if old.last_fired_at is not None else ""
+    ago = f" {format_duration(at - old.last_fired_at)} ago" if old.last_fired_at is not None else ""
     text = f"still firing: episode {old.episode} was answered{ago}; nothing more is done until the condition clears"
     if spec.cooldown and old.last_fired_at is not None:
         left = spec.cooldown - (at - old.last_fired_at)
         if left > 0:
-            text += f", and the cooldown of {spec.cooldown:g}s holds a new response for {left:g}s more"
+            text += (f", and the cooldown of {format_duration(spec.cooldown)} holds a new response for "
+                     f"{format_duration(left)} more")
     return text
 
 
 def _held_back(spec: RuleSpec, old: RuleState, at: float, history: History) -> str | None:
     """Why a ready firing may not answer now (silence, cooldown, daily maximum), or None."""
     if old.silenced(at):
-        return f"silenced until {old.silenced_until:.0f}" + (f" ({old.silence_reason})" if old.silence_reason else "")
+        return (f"silenced until {format_timestamp(old.silenced_until)}"
+                + (f" ({old.silence_reason})" if old.silence_reason else ""))
     if spec.cooldown and old.last_fired_at is not None and at - old.last_fired_at < spec.cooldown:
-        return (f"cooldown: last response {at - old.last_fired_at:g}s ago, the cooldown is {spec.cooldown:g}s "
-                f"(next allowed in {spec.cooldown - (at - old.last_fired_at):g}s)")
+        return (f"cooldown: last response {format_duration(at - old.last_fired_at)} ago, the cooldown is "
+                f"{format_duration(spec.cooldown)} (next allowed in "
+                f"{format_duration(spec.cooldown - (at - old.last_fired_at))})")
     if spec.max_per_day is not None and history.fired_last_day >= spec.max_per_day:
         return f"max_per_day: {history.fired_last_day} response(s) in the last day (at most {spec.max_per_day})"
     return None

@@ -123,7 +123,7 @@ def test_a_drifted_drop_retrains_once_and_the_new_model_is_gated_and_promoted(wo
         what="the second check")
     (message,), = until(lambda: rows(workspace, "SELECT message FROM events WHERE run_id = ? AND kind = "
                                                 "'rule_still_firing'", checks[-1][0]), what="the explanation")
-    assert "episode 1 was answered" in message and "cooldown of 3600s" in message
+    assert "episode 1 was answered" in message and "cooldown of 1h00m" in message  # durations as people read them
     assert len(rows(workspace, "SELECT id FROM runs WHERE trigger = 'rule'")) == 1
     rule = next(r for r in daemon.call("monitors.list")["rules"] if r["name"] == "retrain_on_drift")
     assert rule["state"] == "firing" and rule["last_firing"]["run_id"] == retrain
