@@ -144,7 +144,11 @@ def why_text(doc: dict[str, Any]) -> str:
             to = "no version" if h["to_version"] is None else f"version {h['to_version']}"
             lines.append(f"  {h['alias']} moved away from it to {to} ({h['action']}{who}){why}")
     for d in doc.get("deployments") or []:
-        again = (f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
+        outcome = str(d.get("outcome") or "")
+        gone = "files changed since it was registered" in outcome or "files are gone" in outcome
+        again = (f" (its registered files are not what was registered: register the model again, from a run of "
+                 f"its pipeline; promoting this version again fails the same way)" if gone else
+                 f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
                  if d["state"] in ("undone", "failed") else
                  f" (fix what failed, then edgeorch models promote {name} {version} --alias {d['alias']})"
                  if d["state"] == "rolled_back" else "")

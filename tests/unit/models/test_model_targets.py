@@ -136,3 +136,17 @@ def test_a_crash_s_temporary_files_are_cleaned_and_nothing_else(tmp_path) -> Non
     target.clean_stale()
     assert sorted(p.name for p in target.root.iterdir()) == ["champion", "current", "versions"]
     assert target.points_at("champion") == 1 and target.slot(1).is_dir()
+
+
+def test_why_says_a_version_whose_files_changed_needs_registering_again_not_promoting() -> None:
+    """After a sha256 mismatch `models why` said "(... promote lsq 8 --alias champion tries again)": it cannot."""
+    from edgeorch.models.views import why_text
+
+    doc = {"model": "lsq", "version": 8, "decisions": [], "alias_moves": [], "aliases": [], "current_aliases": {},
+           "deployments": [{"id": 3, "action": "promote", "alias": "champion", "state": "failed", "step": "staging",
+                            "outcome": "not deployed: version 8's files changed since it was registered (x: sha256 "
+                                       "10daacaa9a65, registered d760a1baaa21)"}]}
+    text = why_text(doc)
+    assert "register the model again" in text and "tries again" not in text
+    doc["deployments"][0]["outcome"] = "the health check failed before the switch"
+    assert "edgeorch models promote lsq 8 --alias champion tries again" in why_text(doc)
