@@ -147,7 +147,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_table(["id", "when", "alias", "to", "action", "state", "outcome"],
                     [[d["id"], format_timestamp(d["created_at"]), d["alias"], d["to_version"] or "-", d["action"],
                       d["state"], d["outcome"] or ""] for d in res["deployments"]])
+        open_now = [d["id"] for d in res["deployments"] if d["state"] in ("pending", "running")]
+        if open_now and not _daemon_answers(args):  # read from the state file: nobody is carrying them on
+            print(f"\nnote: no daemon runs: deployment(s) {', '.join(map(str, open_now))} stopped where the table "
+                  "says; the daemon's next start finishes them, or undoes one a person asked for that had not "
+                  "switched yet")
     return EXIT_OK
+
+
+def _daemon_answers(args: argparse.Namespace) -> bool:
+    """Whether a daemon answers on the config's socket now (one cheap connection attempt)."""
+    from ...control.client import connect_if_running
+
+    client = connect_if_running(load(args).socket_path, timeout=1.0)
+    if client is None:
+        return False
+    client.close()
+    return True
 
 
 def _show_version(args: argparse.Namespace) -> int:

@@ -219,3 +219,21 @@ def test_the_served_version_is_deployed_again_on_request_its_damaged_files_stage
     assert served.read_text() == good
     assert reloads.read_text().splitlines()[-1] == "1"
     assert _consistent(workspace, harness) == {"champion": 1}
+
+
+def test_models_show_without_a_daemon_says_an_open_deployment_waits_for_the_next_start(workspace, harness,
+                                                                                       model_pipeline) -> None:
+    """A deployment a kill -9 left `running` was listed as running, as if something carried it on."""
+    model_pipeline(workspace)
+    harness.run("trainer")
+    harness.run("trainer", {"rmse": 29.0})
+    store = harness.store()
+    try:
+        dep = store.models.add_deployment("house", alias="champion", to_version=1, action="rollback",
+                                          strategy="direct", target={"name": "house"}, actor="alice", reason="t")
+        store.models.set_deployment(dep["id"], state="running", step="staged")
+    finally:
+        store.close()
+    out = workspace.invoke("models", "show", "house")
+    assert out.returncode == 0, out.stderr
+    assert f"note: no daemon runs: deployment(s) {dep['id']} stopped where the table says" in out.stdout, out.stdout
