@@ -156,14 +156,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _daemon_answers(args: argparse.Namespace) -> bool:
-    """Whether a daemon answers on the config's socket now (one cheap connection attempt)."""
-    from ...control.client import connect_if_running
-
-    client = connect_if_running(load(args).socket_path, timeout=1.0)
-    if client is None:
-        return False
-    client.close()
-    return True
+    """Whether a daemon answers on the config's socket now."""
+    with connect(load(args), "prefer") as backend:
+        return backend.online
 
 
 def _show_version(args: argparse.Namespace) -> int:
