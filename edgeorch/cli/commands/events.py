@@ -43,6 +43,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  tasks      {tasks['running']} running, {tasks['ready']} waiting{retrying} "
           f"(parallelism {st['parallelism']})")
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
+    seen = st.get("attention") or {}  # (an older daemon's answer has none)
+    if seen.get("rules_firing"):
+        print(f"  rules      firing: {', '.join(seen['rules_firing'])} (edgeorch monitors)")
+    for b in seen.get("promotions_blocked") or ():
+        print(f"  models     promotions of {b['model']} blocked" + (f" by rule {b['rule']}" if b.get("rule") else "")
+              + f" (edgeorch models show {b['model']})")
+    for d in seen.get("deployments_open") or ():
+        print(f"  models     deployment {d['id']} of {d['model']} ({d['alias']}) {d['state']}")
     for err in st["pipeline_errors"]:
         print(f"  error      {err}")
     for err in st.get("watch_errors", ()):  # (an older daemon's answer has none)

@@ -80,7 +80,18 @@ class StatusOps:
             "watch_errors": [e.one_line() for e in self.watch_errors()],
             "resources": resources_summary(engine, config),
             "clients": self.clients(),
+            "attention": self._attention(),
         }
+
+    def _attention(self) -> dict[str, Any]:
+        """What of the models and rules a person at 3 a.m. needs to know from `status` (it said nothing of a
+        rollback, a firing rule or a promotion block): the rules firing, the blocks in force, the deployments
+        under way. Small tables, read whole."""
+        store = self.store
+        return {"rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"),
+                "promotions_blocked": [{"model": b["model"], "rule": b["rule"]} for b in store.models.open_blocks()],
+                "deployments_open": [{"id": d["id"], "model": d["model"], "alias": d["alias"], "state": d["state"]}
+                                     for d in store.models.deployments(open_only=True, limit=20)]}
 
     async def resources(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         """See :meth:`edgeorch.engine.engine.Engine.resources_report` (``queue`` lists waiting tasks with reasons)."""

@@ -49,6 +49,8 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
         threshold = 40
         [[on.do]]
         rollback = "house"
+        [[on.do]]
+        block_promotions = "house"
         """)
     daemon.start()
 
@@ -70,6 +72,11 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
     moved = daemon.call("models.show", {"name": "house"})["history"][0]
     assert moved["actor"] == "rule:champion_degraded" and "realized rmse of house champion > 40" in moved["reason"]
 
+    # `status`, where an owner looks first, says a rule is firing (it said nothing of models or rules).
+    status = workspace.invoke("status")
+    assert "rules      firing: champion_degraded (edgeorch monitors)" in status.stdout, status.stdout
+    assert "models     promotions of house blocked by rule champion_degraded" in status.stdout, status.stdout
+    assert daemon.call("status")["attention"]["rules_firing"] == ["champion_degraded"]
     out = workspace.invoke("monitors")
     assert out.returncode == 0 and "champion_degraded" in out.stdout and "firing" in out.stdout
     # The champion is version 1 now: the value shown is version 2's, and says so.
