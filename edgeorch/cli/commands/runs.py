@@ -781,8 +781,12 @@ def _tail(path: Path, n: int) -> list[str]:
             size = f.tell()
             f.seek(max(size - 8192, 0))
             return f.read().decode(errors="surrogateescape").splitlines()[-n:]  # printable() shows a bad byte as \xNN
-    except OSError:
-        return ["(no log)"]
+    except PermissionError:  # there, but not this user's to read: "(no log)" read as none written
+        return ["(its log is not readable by you: `edgeorch logs` gets it through the daemon)"]
+    except FileNotFoundError:
+        return ["(no log: the file is gone)"]
+    except OSError as exc:
+        return [f"(cannot read its log: {exc.strerror or exc})"]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -114,3 +114,18 @@ def test_an_unreadable_state_file_says_so_never_to_move_it_away(tmp_path, monkey
     said = err.value.render()
     assert f"cannot read the state file: {folder} is not open to you (mode" in said, said
     assert "move it away" not in said and "ask through the daemon" in said
+
+
+def test_a_log_that_cannot_be_read_is_not_said_to_be_missing(tmp_path) -> None:
+    """`show` said "(no log)" for a log another user could not read: it was there."""
+    import os
+
+    from edgeorch.cli.commands.runs import _tail
+
+    assert _tail(tmp_path / "gone.log", 10) == ["(no log: the file is gone)"]
+    assert _tail(tmp_path, 10)[0].startswith("(cannot read its log: ")
+    if os.geteuid() != 0:  # root reads everything
+        locked = tmp_path / "locked.log"
+        locked.write_text("x\n")
+        locked.chmod(0)
+        assert "not readable by you" in _tail(locked, 10)[0]
