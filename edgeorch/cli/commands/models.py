@@ -111,9 +111,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if args.version is not None:
         return _show_version(args)
-    res = read(args, "models.show", {"name": args.name},
-               lambda store: views.show(_need(store, args.name), args.name,
-                                        declared=views.declared_policy(_loaded_pipelines(args), args.name)))
+    offline: list[bool] = []  # set when the state file was read here: no daemon carries anything on
+
+    def here(store: Any) -> dict[str, Any]:
+        offline.append(True)
+        return views.show(_need(store, args.name), args.name,
+                          declared=views.declared_policy(_loaded_pipelines(args), args.name))
+
+    res = read(args, "models.show", {"name": args.name}, here)
     if args.json:
         print_json(res)
         return EXIT_OK
@@ -148,17 +153,12 @@ def cmd_show(args: argparse.Namespace) -> int:
                     [[d["id"], format_timestamp(d["created_at"]), d["alias"], d["to_version"] or "-", d["action"],
                       d["state"], d["outcome"] or ""] for d in res["deployments"]])
         open_now = [d["id"] for d in res["deployments"] if d["state"] in ("pending", "running")]
-        if open_now and not _daemon_answers(args):  # read from the state file: nobody is carrying them on
+        if open_now and offline:  # read from the state file: nobody is carrying them on
             print(f"\nnote: no daemon runs: deployment(s) {', '.join(map(str, open_now))} stopped where the table "
                   "says; the daemon's next start finishes them, or undoes one a person asked for that had not "
                   "switched yet")
     return EXIT_OK
 
-
-def _daemon_answers(args: argparse.Namespace) -> bool:
-    """Whether a daemon answers on the config's socket now."""
-    with connect(load(args), "prefer") as backend:
-        return backend.online
 
 
 def _show_version(args: argparse.Namespace) -> int:
