@@ -286,15 +286,24 @@ def _is_daemon(argv: list[str]) -> bool:
 
 def _holder(fd: int) -> tuple[str, str, bool]:
     """Who holds the lock (read from the lock file: its pid, its command line from ``/proc``), what to do, and
-    whether it is busy for a while only (a process that is not a daemon: its run ends, then the lock is free)."""
+    whether it is busy for a while only (a process that is not a daemon: its run ends, then the lock is free).
+
+    A holder that cannot be told yet is busy for a moment too, so the caller asks again (a command for
+    :data:`~edgeorch.cli.backend.BUSY_WAIT_S`, a daemon's start each poll): one that has just taken the lock and
+    not written its pid, or one that let the lock go after this process's try (it exited: a gone process, or a
+    zombie, has no command line; said "a daemon", a `run` beside a `pipelines pause` that was just ending failed
+    with exit 4). One still holding it whose command line cannot be read is taken for a daemon, as before."""
     try:
         text = _pid_of(os.pread(fd, 64, 0).decode("ascii", "replace"))
     except OSError:
         text = ""
     daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
+    moment = "it is being taken or let go this moment: try again"
     if not text.isdigit():  # a process that has just taken the lock: what it is cannot be told yet
-        return "another edgeorch process (its pid is not recorded yet)", daemon_hint, False
+        return "another edgeorch process (its pid is not recorded yet)", moment, True
     argv = _command_line(text)
+    if not argv and _lock_owner(fd) is None:  # the holder let go since this process tried
+        return f"another edgeorch process (pid {text}, which has just let it go)", moment, True
     if not argv or _is_daemon(argv):
         return f"another edgeorch daemon (pid {text})", daemon_hint, False
     shown = holder_description(int(text))

@@ -164,6 +164,10 @@ class PipelineCaps:
         return {name: next(reversed(runs.values())) for name, runs in self._by_name.items()}
 
 
+class _NothingMoved(Exception):
+    """Rolls back the records of a move of outputs that did not happen (:meth:`Engine._set_aside`)."""
+
+
 @dataclass
 class RunCtx:
     """In-memory view of one active run (the store holds the truth)."""
@@ -1097,10 +1101,13 @@ class Engine:
         its own moves into that attempt's folder (``attempts/<task>.<n>/outputs``, ``.../checkpoints``), kept
         for reading: a rename in the run's folder, no copy.
 
-        - **Outputs** of an attempt that did not succeed: a partial file of a crashed attempt passed for the
-          output of the next attempt that wrote nothing (a "skip if it exists" script), and was cached. A
-          succeeded attempt's outputs stay (a rerun after an upstream changed: other runs' cache hits may name
-          them; the rerun rewrites them).
+        - **Outputs**, always: a partial file of a crashed attempt passed for the output of the next attempt that
+          wrote nothing (a "skip if it exists" script), and was cached; a rerun by ``edgeorch retry`` that wrote
+          nothing had the succeeded attempt's file recorded as its own; and a rerun that rewrote a succeeded
+          attempt's file in place changed it under the runs whose cache hits hard-linked it (their folders
+          showed the new model beside the old data). A succeeded attempt's records follow its files
+          (:meth:`~edgeorch.store.outputs.Outputs.follow_moved_files`: the cache hits' copies, the model versions
+          and the lineage that name them), in the transaction whose commit stands for the move.
         - **Checkpoints** made from other inputs (the new attempt's input hash differs: a rerun after an
           upstream changed): a training task resumed "from epoch 5" of the old features and skipped its work.
           A retry of the same inputs resumes from them, as checkpoints are for.
@@ -1110,7 +1117,20 @@ class Engine:
             return ()
         prev = last[-1]
         said: list[str] = []
-        if not (prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None):
+        if prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None:
+            dest = Path(prev["attempt_dir"]) / "outputs"
+            try:
+                with self.store.transaction():
+                    followed = self.store.outputs.follow_moved_files(prev["id"], str(out_dir), str(dest))
+                    if not self._move_aside(ctx, name, prev, out_dir, "outputs"):
+                        raise _NothingMoved
+            except _NothingMoved:
+                pass  # nothing there (or it could not move: logged): the records stay as they are
+            else:
+                said.append(f"attempt {prev['number']}'s outputs were moved to {dest} (the records of its {followed} "
+                            "file(s) follow them, in this run and in the runs whose cache hits reuse them); this "
+                            "attempt writes new ones")
+        else:
             self._move_aside(ctx, name, prev, out_dir, "outputs")
         if prev["input_hash"] != input_hash and self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints"):
             how = ("by another definition of the task (its command, options or env changed)"

@@ -9,6 +9,10 @@ Contract:
   task and source attempt) and the ``task_cached`` event row.
 - :meth:`Outputs.find_cache_hit` finds the newest successful attempt with the
   same definition and input hashes.
+- :meth:`Outputs.follow_moved_files`: an attempt's files moved to another
+  folder (set aside before a later attempt of its task) keep true records:
+  every row that names them (artifacts, cache hits' copies, model versions,
+  lineage) names where they are now, in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -63,6 +67,29 @@ class Outputs:
                 " AND run_id = (SELECT run_id FROM attempts WHERE id = ?) ORDER BY id",
                 (run_id, source_attempt, source_attempt))
             write_event(self._db, run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
+
+    def follow_moved_files(self, attempt_id: int, old: str, new: str) -> int:
+        """Rename, in every record that names a file of attempt ``attempt_id`` under folder ``old`` (the folder
+        itself or a path inside it), that part of its path to ``new``: its artifact rows (its own run's and the
+        copies cache hits made in other runs, which keep its id), the model versions registered from it, and
+        the lineage rows of the tasks that consumed them (``source_attempt``). Returns how many artifact rows
+        changed. Call it in the transaction whose commit stands for the move (the caller renames the folder
+        inside it, so that a crash leaves the records and the files together, moved or not)."""
+        def moved(path: str) -> str | None:
+            if path == old:
+                return new
+            return new + path[len(old):] if path.startswith(old + "/") else None
+
+        changed = 0
+        with self._db.transaction():
+            for table, column in (("artifacts", "attempt_id"), ("model_versions", "attempt_id"),
+                                  ("consumed", "source_attempt")):
+                rows = self._db.conn.execute(f"SELECT id, path FROM {table} WHERE {column} = ?", (attempt_id,)).fetchall()
+                updates = [(to, rid) for rid, path in rows if (to := moved(str(path))) is not None]
+                self._db.conn.executemany(f"UPDATE {table} SET path = ? WHERE id = ?", updates)
+                if table == "artifacts":
+                    changed = len(updates)
+        return changed
 
     def last_success_before(self, pipeline: str, task: str, attempt_id: int) -> dict[str, Any] | None:
         """The newest successful attempt of ``pipeline``/``task`` older than ``attempt_id`` (what a cache lookup

@@ -180,18 +180,84 @@ def test_a_failed_attempts_partial_output_never_passes_for_the_next_attempts(wor
     assert [a["number"] for a in store.attempts.of_run(again, "gen")] == [1, 2]
 
 
-def test_a_rerun_after_success_keeps_the_outputs_other_runs_reuse(workspace, harness):
-    """Only an attempt that did not succeed has its outputs set aside: a succeeded one's stay in place (a
-    rerun of it, here because its output changed, rewrites them; another run's cache hit may name them)."""
-    workspace.pipeline("resumable", COUNTING)
-    (workspace.pipelines / "fixed").touch()
-    run_id, _ = harness.run("resumable")
-    (prep,) = harness.store().outputs.latest_artifacts(run_id, "prep")
-    Path(prep["path"]).write_text("tampered")
+SHARED = """
+[tasks.prep]
+command = ["sh", "-c", "cat {pipeline_dir}/in.txt > $EDGEORCH_OUTPUT_DIR/data.txt"]
+outputs = ["data.txt"]
+cache = true
+[tasks.train]
+command = ["sh", "-c", "cat $EDGEORCH_UPSTREAM_PREP > $EDGEORCH_OUTPUT_DIR/model.txt"]
+needs = ["prep"]
+outputs = ["model.txt"]
+cache = true
+"""
+
+
+def test_a_retry_never_rewrites_the_files_other_runs_cache_hits_share_and_their_records_follow_them(workspace,
+                                                                                                   harness):
+    """A retry of run A, whose files run B's cache hits had hard-linked, rewrote them in place: B (succeeded,
+    nothing said) showed a model trained on the new data beside its old data, and its records named A's
+    paths, which held the new content. The succeeded attempt's files are set aside before the rerun; every
+    record naming them follows them."""
+    workspace.pipeline("shared", SHARED)
+    (workspace.pipelines / "in.txt").write_text("v1\n")
+    first, state = harness.run("shared")
+    assert state == RunState.SUCCEEDED
+    second, state = harness.run("shared")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    assert {t["name"]: t["state"] for t in store.runs.tasks_of(second)} == {"prep": "skipped", "train": "skipped"}
+    b_dir = Path(store.runs.get(second)["run_dir"])
+    (data,) = store.outputs.latest_artifacts(first, "prep")
+    (workspace.pipelines / "in.txt").write_text("v2\n")
+    Path(data["path"]).unlink()  # A's output lost: the retry reruns prep, then train on the new data
+    redo, state = harness.resume(first)
+    assert state == RunState.SUCCEEDED and redo == ["prep", "train"]
+    store = harness.store()
+    (model,) = store.outputs.latest_artifacts(first, "train")
+    assert Path(model["path"]).read_text() == "v2\n"
+    assert (b_dir / "outputs" / "train" / "model.txt").read_text() == "v1\n"  # B's own folder: as it was
+    assert (b_dir / "outputs" / "prep" / "data.txt").read_text() == "v1\n"
+    train1 = store.attempts.of_run(first, "train")[0]
+    for row in store.outputs.latest_artifacts(second, "train"):  # B's records name the files it reused, intact
+        assert row["path"] == str(Path(train1["attempt_dir"]) / "outputs" / "model.txt")
+        assert Path(row["path"]).read_text() == "v1\n"
+        assert Path(row["path"]).stat().st_ino == (b_dir / "outputs" / "train" / "model.txt").stat().st_ino
+    (start,) = [e for e in harness.events if e.get("task") == "train" and e.get("attempt") == 2
+                and e.get("state") == "running"]
+    assert start["set_aside"][0].startswith(f"attempt 1's outputs were moved to {train1['attempt_dir']}/outputs")
+    third, state = harness.run("shared")  # the input is v2 now: a hit of A's rerun, never of the old files
+    assert state == RunState.SUCCEEDED
+    third_dir = Path(harness.store().runs.get(third)["run_dir"])
+    assert (third_dir / "outputs" / "train" / "model.txt").read_text() == "v2\n"
+
+
+def test_a_rerun_that_writes_nothing_fails_instead_of_passing_off_the_earlier_file(workspace, harness):
+    """A task rerun by a retry exited 0 without writing its output ("no rows, nothing to write") and succeeded:
+    the succeeded attempt's file, left in place, was recorded as the rerun's."""
+    workspace.pipeline("stale", """
+        [tasks.up]
+        command = ["sh", "-c", "cat {pipeline_dir}/up.txt > $EDGEORCH_OUTPUT_DIR/up.txt"]
+        outputs = ["up.txt"]
+        [tasks.down]
+        shell = true
+        command = "grep -q empty $EDGEORCH_UPSTREAM_UP && exit 0; cp $EDGEORCH_UPSTREAM_UP $EDGEORCH_OUTPUT_DIR/result.txt"
+        needs = ["up"]
+        outputs = ["result.txt"]
+    """)
+    (workspace.pipelines / "up.txt").write_text("v1\n")
+    run_id, state = harness.run("stale")
+    assert state == RunState.SUCCEEDED
+    (up,) = harness.store().outputs.latest_artifacts(run_id, "up")
+    (workspace.pipelines / "up.txt").write_text("empty\n")
+    Path(up["path"]).unlink()
     redo, state = harness.resume(run_id)
-    assert state == RunState.SUCCEEDED and "prep" in redo
-    first = harness.store().attempts.of_run(run_id, "prep")[0]
-    assert first["reason"] is None and not (Path(first["attempt_dir"]) / "outputs").exists()
+    assert sorted(redo) == ["down", "up"]
+    assert state == RunState.FAILED
+    second = harness.store().attempts.of_run(run_id, "down")[1]
+    assert second["exit_code"] == 0 and "promised output missing: result.txt" in second["reason"]
+    first = harness.store().attempts.of_run(run_id, "down")[0]
+    assert (Path(first["attempt_dir"]) / "outputs" / "result.txt").read_text() == "v1\n"  # kept, for reading
 
 
 TRAINING = """
@@ -229,10 +295,15 @@ def test_a_rerun_on_changed_inputs_starts_without_the_old_checkpoint_a_retry_res
     # Said where the retry is watched (it was in the daemon's log alone): the third attempt's start carries it.
     (start,) = [e for e in harness.events if e.get("task") == "train" and e.get("state") == "running"
                 and e.get("attempt") == 3]
-    assert start["set_aside"] == [f"attempt 2's checkpoints were made from other inputs (an upstream's outputs "
+    assert start["set_aside"] == [f"attempt 2's outputs were moved to {second['attempt_dir']}/outputs (the records "
+                                  "of its 1 file(s) follow them, in this run and in the runs whose cache hits reuse "
+                                  "them); this attempt writes new ones",
+                                  f"attempt 2's checkpoints were made from other inputs (an upstream's outputs "
                                   f"changed): moved to {second['attempt_dir']}/checkpoints, this attempt starts "
                                   "without them"]
-    assert not [e for e in harness.events if e.get("set_aside") and e.get("task") != "train"]
+    # prep's rerun set its tampered file aside (the retry wrote new features): outputs only, no checkpoint of its own
+    (prep_note,) = [e["set_aside"] for e in harness.events if e.get("set_aside") and e.get("task") != "train"]
+    assert len(prep_note) == 1 and prep_note[0].startswith("attempt 1's outputs were moved to ")
 
 
 def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, harness):

@@ -74,3 +74,52 @@ def test_a_state_dir_under_a_file_is_a_state_error_naming_it(tmp_path: Path) -> 
             Store(state / "edgeorch.db")
         for err in (lock_err.value, store_err.value):
             assert err.file == str(state) and err.message == "the state folder's path is not a folder"
+
+
+def test_a_holder_that_let_go_after_the_try_is_busy_for_a_moment_not_a_daemon(tmp_path: Path) -> None:
+    """A `run` beside a `pipelines pause` that was just ending failed with exit 4 ("in use by another edgeorch
+    daemon"): the holder exited between the try and the look at its command line, which a gone process (or a
+    zombie) does not have. The holder is asked about as the failed try left it: the file names a pid whose
+    process is gone and nothing holds the lock now."""
+    import os
+    import subprocess
+    import sys
+
+    from edgeorch.control.statelock import _holder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock_file = tmp_path / "edgeorch.lock"
+    lock_file.write_text(f"{gone.pid}\n")
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        holder, hint, busy = _holder(fd)
+        assert busy, holder
+        assert "just let it go" in holder and "try again" in hint
+        lock_file.write_text("")  # one that has just taken it and not written its pid yet: a moment too
+        holder, hint, busy = _holder(fd)
+        assert busy and "not recorded yet" in holder and "try again" in hint
+    finally:
+        os.close(fd)
+
+
+def test_a_daemon_that_holds_the_lock_is_still_named_a_daemon(tmp_path: Path) -> None:
+    """The change above keeps a live holder's verdict: a daemon (its command line says so) is not busy."""
+    import subprocess
+    import sys
+
+    from edgeorch.errors import StateBusyError
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from edgeorch.control.statelock import acquire_state_lock; "
+        f"lock = acquire_state_lock({str(tmp_path / 'var')!r}); print('held', flush=True); sys.stdin.read()"),
+        "daemon"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"  # it holds the lock from here until its stdin closes
+        with pytest.raises(StateError) as err:
+            acquire_state_lock(tmp_path / "var")
+        assert not isinstance(err.value, StateBusyError)
+        assert f"another edgeorch daemon (pid {holder.pid})" in err.value.message
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
