@@ -48,6 +48,8 @@ DISTANCE_METHODS = ("wasserstein", "psi", "jensenshannon", "hellinger")
 METHODS = P_VALUE_METHODS + DISTANCE_METHODS
 DEFAULT_THRESHOLDS = {"ks": 0.05, "chisquare": 0.05, "z": 0.05, "wasserstein": 0.1, "psi": 0.1,
                       "jensenshannon": 0.1, "hellinger": 0.1}
+_NOT_TESTED = ("no_data", "skipped", "undefined")
+"""Row verdicts that do not count towards the drifted share (nothing was measured)."""
 SMALL_SAMPLE = 1000  # reference size up to which a statistical test is used
 FEW_DISTINCT = 5  # numeric columns with at most this many values are treated as categories
 NUMERIC_BINS = 30  # equal-width bins over both samples' range, for binned methods
@@ -60,8 +62,9 @@ SKIPPED_DATETIME = ("a datetime column moves with time, so it always drifts from
 class ColumnDrift(ResultView):
     """Outcome of one column's drift test (``value`` is the statistic or distance).
 
-    ``verdict``: ``ok``, ``drift``, ``no_data`` (nothing left on a side) or
-    ``skipped`` (a datetime column without a method of its own).
+    ``verdict``: ``ok``, ``drift``, ``no_data`` (nothing left on a side),
+    ``skipped`` (a datetime column without a method of its own) or ``undefined`` (the statistic could not be
+    computed: NaN; not counted in the share, never ``ok``).
     """
 
     column: str
@@ -70,7 +73,7 @@ class ColumnDrift(ResultView):
     p_value: float | None
     threshold: float
     drift: bool
-    verdict: str  # ok | drift | no_data
+    verdict: str  # ok | drift | no_data | skipped | undefined
     n_ref: int
     n_cur: int
     details: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +214,34 @@ def _few_values(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(np.concatenate([a, b]))) <= FEW_DISTINCT
 
 
+_HUGE_SHIFT = 600
+"""Binary orders by which huge values are scaled (exactly: a power of two) before binning or a distance: their
+squares (the std) then stay far from float64's limit; only values below ~1e-127 would lose bits, nothing
+beside data of ~1e150 and more."""
+
+
+def _huge(ref: Batch, cur: Batch) -> bool:
+    """Whether two numeric samples hold values whose squares (the std) or range (a bin's width, beyond ~1.8e308)
+    overflow float64: every method but ks said 0, or nothing with the verdict "ok", for data that had moved.
+    Both samples are finite (:func:`_clean`)."""
+    if not (isinstance(ref, NumericBatch) and isinstance(cur, NumericBatch)) or not len(ref.values) \
+            or not len(cur.values):
+        return False
+    top = max(float(np.abs(ref.values).max()), float(np.abs(cur.values).max()))
+    return top > 2.0 ** 500
+
+
+def _exact_pair(ref: NumericBatch, cur: NumericBatch) -> tuple[np.ndarray, np.ndarray]:
+    """The two samples as ks compares them: their exact integers when either holds integers beyond ±2**53
+    (where float64 rounds distinct ones onto one value: 2**60 and 2**60 + 1 tested equal, "no drift" for a
+    column whose every value changed), else their float64 values."""
+    if ref.ints is None and cur.ints is None:
+        return ref.values, cur.values
+    if ref.int_min is None or cur.int_min is None:  # integers on one side only: as floats (documented)
+        return ref.values, cur.values
+    return tuple(b.ints if b.ints is not None else b.values.astype(np.int64) for b in (ref, cur))  # type: ignore[return-value]
+
+
 def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Counts of both samples on common bins: categories, or equal-width bins over both ranges.
 
@@ -224,12 +255,15 @@ def binned(ref: Batch, cur: Batch, bins: int = NUMERIC_BINS) -> tuple[np.ndarray
         if lo == hi:  # one value: its full text (ISO for a datetime)
             one = label(lo) if isinstance(ref, DatetimeBatch) else repr(float(lo))
             return np.array([len(ref.values)], float), np.array([len(cur.values)], float), [one]
-        edges = np.linspace(lo, hi, bins + 1)
+        shift = _HUGE_SHIFT if _huge(ref, cur) else 0  # equal-width bins are the same bins on any scale
+        rv, cv = (np.ldexp(ref.values, -shift), np.ldexp(cur.values, -shift)) if shift else (ref.values, cur.values)
+        edges = np.linspace(np.ldexp(lo, -shift), np.ldexp(hi, -shift), bins + 1)
         # bin_counts puts values >= the last edge in its last slot: fold the
         # maximum into the top bin, as np.histogram does.
-        r = _jit.bin_counts(ref.values, edges[1:-1])
-        c = _jit.bin_counts(cur.values, edges[1:-1])
-        labels = [f"[{label(edges[i])}, {label(edges[i + 1])})" for i in range(bins)]
+        r = _jit.bin_counts(rv, edges[1:-1])
+        c = _jit.bin_counts(cv, edges[1:-1])
+        shown = np.ldexp(edges, shift) if shift else edges
+        labels = [f"[{label(shown[i])}, {label(shown[i + 1])})" for i in range(bins)]
         return r.astype(float), c.astype(float), labels
     rk, rc = _as_categories(ref)
     ck, cc = _as_categories(cur)
@@ -286,6 +320,10 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
     method = method or choose_method(rb, cb)
     threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
     value, p = _measure(method, rb, cb, column, details)
+    if not np.isfinite(value) or (p is not None and not np.isfinite(p)):
+        # Never "ok" for a statistic that could not be computed: said as such, not counted in the share.
+        details["reason"] = f"{method} is not defined for these samples (value {value}, p-value {p})"
+        return ColumnDrift(column, method, value, p, threshold, False, "undefined", n_ref, n_cur, details)
     drift = (p < threshold) if p is not None else (value >= threshold)
     return ColumnDrift(column, method, value, p, threshold, bool(drift), "drift" if drift else "ok",
                        n_ref, n_cur, details)
@@ -298,11 +336,16 @@ def _measure(method: str, rb: Batch, cb: Batch, column: str, details: dict[str, 
             raise DataError(f"method {method} needs a numeric column", field=column, value=rb.dtype,
                             expected="psi, jensenshannon, hellinger, chisquare or z for categorical columns")
         if method == "ks":
-            ks = S.ks_2samp(rb.values, cb.values)
+            ref_values, cur_values = _exact_pair(rb, cb)
+            ks = S.ks_2samp(ref_values, cur_values)
             return ks.statistic, ks.pvalue
-        std = float(np.std(rb.values))  # wasserstein
-        details["reference_std"] = std
-        return S.wasserstein_distance(rb.values, cb.values) / max(std, WASSERSTEIN_STD_FLOOR), None
+        # A distance over the reference's std is the same on any scale: huge values (their squares overflow the
+        # std) are measured scaled by a power of two, exactly (_huge).
+        rv, cv = (np.ldexp(rb.values, -_HUGE_SHIFT), np.ldexp(cb.values, -_HUGE_SHIFT)) if _huge(rb, cb) \
+            else (rb.values, cb.values)
+        std = float(np.std(rv))  # wasserstein
+        details["reference_std"] = std * 2.0 ** _HUGE_SHIFT if _huge(rb, cb) else std
+        return S.wasserstein_distance(rv, cv) / max(std, WASSERSTEIN_STD_FLOOR), None
     r, c, labels = binned(rb, cb)
     if method == "chisquare":
         res = S.chi_square(r, c)
@@ -345,7 +388,7 @@ def adjust_pvalues(p: list[float], correction: str) -> list[float]:
 
 def apply_correction(results: list[ColumnDrift], correction: str) -> None:
     """Re-decide p-value columns on corrected p-values (kept in ``details``)."""
-    tested = [r for r in results if r.p_value is not None and r.verdict not in ("no_data", "skipped")]
+    tested = [r for r in results if r.p_value is not None and r.verdict not in _NOT_TESTED]
     adjusted = adjust_pvalues([r.p_value for r in tested], correction)  # type: ignore[misc]
     for r, adj in zip(tested, adjusted):
         if correction != "none":
@@ -356,7 +399,7 @@ def apply_correction(results: list[ColumnDrift], correction: str) -> None:
 
 
 def summarise(results: list[ColumnDrift], drift_share: float, correction: str) -> DatasetDrift:
-    tested = [r for r in results if r.verdict not in ("no_data", "skipped")]
+    tested = [r for r in results if r.verdict not in _NOT_TESTED]
     drifted = sum(1 for r in tested if r.drift)
     share = drifted / len(tested) if tested else 0.0
     return DatasetDrift(results, drift_share, correction, drifted, len(tested), share,

@@ -52,6 +52,14 @@ def file_format(path: Path) -> str:
 
 
 def _check_columns(path: Path, available: list[str], columns: list[str] | None) -> list[str]:
+    """The columns to read (``columns``, or all), each checked to exist and to be named once in the file: a
+    header naming one twice (``a,a,b``) stopped every command with an internal error. A duplicate that is
+    not read (``--columns b``) does not matter."""
+    twice = sorted({c for c in (available if columns is None else columns) if available.count(c) > 1})
+    if twice:
+        raise DataError("its header names a column more than once", file=str(path), field=twice[0],
+                        value=", ".join(twice), expected="each column named once",
+                        hint="rename the repeated columns in the header (or name the others with --columns)")
     if columns is None:
         return available
     from ..tomlcheck import suggest
@@ -103,6 +111,8 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
                 if progress is not None:
                     progress.update(done, total, path.name, unit="rows")
                 yield rb
+            if not done:  # no rows: its columns still are (see the CSV's header alone, below)
+                yield _no_rows(pf.schema_arrow, names)
             return
         from pyarrow import csv
 
@@ -117,19 +127,30 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             types = _late_csv_types(path, read, parse, late) if late else {}
             reader = csv.open_csv(path, read_options=read, parse_options=parse,
                                   convert_options=_csv_convert(include_columns=names, column_types=types))
-        rows = 0
+        rows, batches = 0, 0
         while True:
             try:
                 rb = reader.read_next_batch()
             except StopIteration:
+                if not batches:  # a header alone: its columns, with no rows (a profile said "0 columns")
+                    yield _no_rows(reader.schema, names)
                 return
             rows += rb.num_rows
+            batches += 1
             if progress is not None:
                 # Uncompressed CSV: rows so far times bytes per row estimates the position.
                 progress.update(rows, None, path.name, unit="rows")
             yield rb.select(names)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise _arrow_error(path, exc, columns) from None
+
+
+def _no_rows(schema: Any, names: list[str]) -> Any:
+    """An empty batch of the columns ``names`` of ``schema``: what a file with columns and no rows holds, so
+    that every reader sees its columns (counts 0, no statistics; a drift's verdict ``no_data``)."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pylist([], schema=pa.schema([schema.field(n) for n in names]))
 
 
 def _csv_convert(**options: Any) -> Any:

@@ -119,7 +119,11 @@ class ColumnProfile(ResultView):
 
     @property
     def variance(self) -> float | None:
-        return self.m2 / (self.n - 1) if self.n >= 2 else None
+        """None below 2 values, and for integers beyond ±2**53 that float64 rounded onto one value though they
+        differ (min < max): a variance of 0 said such a column was constant."""
+        if self.n < 2 or (self.m2 == 0.0 and self.ints_beyond_float and self.min != self.max):
+            return None
+        return self.m2 / (self.n - 1)
 
     @property
     def skewness(self) -> float | None:

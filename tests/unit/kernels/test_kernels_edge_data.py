@@ -1,0 +1,87 @@
+"""Data a data scientist met that gave wrong numbers or an internal error: a header naming a column twice, a
+header alone, integers beyond ±2**53, values whose squares or range overflow float64."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats as st
+
+from edgeorch.errors import DataError
+from edgeorch.kernels import dataset_drift, profile
+from edgeorch.kernels.drift import column_drift
+from edgeorch.kernels.io import read_batches
+
+
+def test_a_header_naming_a_column_twice_is_a_data_error_naming_it(tmp_path: Path) -> None:
+    f = tmp_path / "dup.csv"
+    f.write_text("a,a,b\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError) as err:  # was: KeyError 'Column a does not exist in schema', exit 70
+        profile(f)
+    assert err.value.file == str(f) and err.value.field == "a" and "more than once" in err.value.message
+    assert [c.name for c in profile(f, columns=["b"]).columns.values()] == ["b"]  # a duplicate not read: fine
+
+
+def test_a_header_alone_keeps_its_columns(tmp_path: Path) -> None:
+    """A header-only CSV profiled as "0 rows x 0 columns", and drift said the files had no column in common."""
+    empty, full = tmp_path / "header.csv", tmp_path / "full.csv"
+    empty.write_text("x,s\n")
+    full.write_text("x,s\n" + "7.25,k\n" * 50)
+    prof = profile(empty)
+    assert sorted(prof.columns) == ["s", "x"] and all(c.count == 0 for c in prof.columns.values())
+    res = dataset_drift(empty, full)
+    assert sorted(r.column for r in res.columns) == ["s", "x"]
+    assert {r.verdict for r in res.columns} == {"no_data"} and not res.drift and res.n_tested == 0
+
+
+def test_ks_compares_integers_beyond_2_53_exactly(tmp_path: Path) -> None:
+    """2**60 and 2**60 + 1 are one float64: every value changed and ks said 0, p 1, "ok"."""
+    ref, cur = tmp_path / "a.csv", tmp_path / "b.csv"
+    ref.write_text("x\n" + f"{2**60}\n" * 20)
+    cur.write_text("x\n" + f"{2**60 + 1}\n" * 20)
+    (r,) = dataset_drift(ref, cur, method="ks").columns
+    assert (r.value, r.verdict) == (1.0, "drift")
+    assert r.p_value == pytest.approx(st.ks_2samp(np.zeros(20), np.ones(20)).pvalue)
+
+
+def test_a_variance_float64_cannot_see_is_unknown_not_zero(tmp_path: Path) -> None:
+    f = tmp_path / "big.csv"
+    f.write_text("x\n" + "".join(f"{2**60 + i}\n" for i in range(20)))
+    col = profile(f).columns["x"]
+    assert (col.min, col.max) == (2**60, 2**60 + 19)
+    assert col.variance is None and col.summary()["std"] is None  # was 0.0: "constant"
+
+
+@pytest.mark.parametrize("method", ["psi", "jensenshannon", "hellinger", "chisquare", "wasserstein", "ks"])
+def test_values_near_float64s_limit_drift_as_they_do_scaled(tmp_path: Path, method: str) -> None:
+    """A range beyond ~1.8e308 made every binned method say 0 ("ok") and wasserstein nothing, with the verdict
+    "ok". Scaled by a power of two (exact), the same data gives the same figures as at a small scale."""
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(-1.5, 1.5, 50), rng.uniform(-1.0, 1.7, 50)
+    big = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    small = [tmp_path / "sa.csv", tmp_path / "sb.csv"]
+    for path, values in zip(big, (a * 1e308, b * 1e308)):
+        path.write_text("x\n" + "".join(f"{float(v)!r}\n" for v in values))
+    for path, values in zip(small, (a * 2.0 ** -600 * 1e308, b * 2.0 ** -600 * 1e308)):
+        path.write_text("x\n" + "".join(f"{float(v)!r}\n" for v in values))
+    (huge,) = dataset_drift(*big, method=method).columns
+    (scaled,) = dataset_drift(*small, method=method).columns
+    assert huge.value == pytest.approx(scaled.value, rel=1e-9) and huge.value > 0
+    assert huge.verdict == scaled.verdict
+    if method == "wasserstein":
+        ref = np.loadtxt(big[0], skiprows=1) * 1e-300
+        cur = np.loadtxt(big[1], skiprows=1) * 1e-300
+        assert huge.value == pytest.approx(st.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-9)
+
+
+def test_a_statistic_that_cannot_be_computed_is_undefined_never_ok(tmp_path: Path, monkeypatch) -> None:
+    from edgeorch.kernels import drift as D
+
+    f = tmp_path / "a.csv"
+    f.write_text("x\n" + "".join(f"{i}\n" for i in range(50)))
+    batch = next(read_batches(f))["x"]
+    monkeypatch.setattr(D, "_measure", lambda *a, **k: (float("nan"), None))
+    r = column_drift(batch, batch, "psi")
+    assert (r.verdict, r.drift) == ("undefined", False) and "not defined" in r.details["reason"]
