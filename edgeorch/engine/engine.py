@@ -247,6 +247,8 @@ class LiveAttempt:
     started_at: float | None = None  # engine clock at start (None: adopted), for predicted durations
     stop_detail: str | None = None  # the watcher's sentence when it stopped the attempt
     leased: bool = True  # a lease row was recorded with it (adopted: not known, so assumed)
+    inputs: Any = None  # the declared inputs as hashed for its key (InputsSnapshot; None: none, or adopted)
+    inputs_moved: str | None = None  # the first of them that changed while it ran (checked at its end)
 
 
 @dataclass
@@ -1248,7 +1250,8 @@ class Engine:
             self._rebalance_shared(res)
         ctx.attempts[name] = number
         ctx.states[name] = TaskState.RUNNING
-        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now, leased=recorded)
+        la = LiveAttempt(attempt_id, ctx.run_id, name, number, attempt_dir, started_at=now, leased=recorded,
+                         inputs=snapshot if snapshot is not None and snapshot.stamps else None)
         self.live[attempt_id] = la
         assert self.executor is not None
         self.executor.spawn(SpawnRequest(
@@ -1595,6 +1598,11 @@ class Engine:
             if spec.container is None and not spec.cache:
                 self._free_slot(la)
         exit_ok = (not info.lost and info.signal is None and info.exit_code == 0 and la.stop_reason is None)
+        if exit_ok and la.inputs is not None:
+            # Hashed before it started, stat'ed again at its start: one written while it ran may have been read
+            # in either version, so its outputs are recorded but never reused by the cache (a result built
+            # from v2 was keyed as v1, and served for v1 later). stat calls only: cheap on the loop.
+            la.inputs_moved = changed_since(la.inputs)
         out_dir, ckpt_dir = ctx.task_folders(la.task)
         names: list[str] = []
         dataset = spec.dataset if exit_ok else None
@@ -1800,7 +1808,15 @@ class Engine:
                     task_change=(ctx.task_ids[la.task], change.state, change.reason, change.retry_at),
                     artifacts=artifacts, checkpoints=checkpoints, results=rows, verdict=verdict,
                     finished_at=info.finished_at, charged=not free, leased=la.leased,
+                    inputs_moved=la.inputs_moved if ok else None,
                 )
+                if ok and la.inputs_moved is not None:
+                    log.warning("run %s: task %s: input %s changed while attempt %d ran: its outputs are kept, "
+                                "never reused by the cache", ctx.run_id, la.task, la.inputs_moved, la.number)
+                    self.store.events.add(
+                        "input_changed", f"{la.task}: attempt {la.number}: its input {la.inputs_moved} changed "
+                        "while it ran: its outputs are kept, never reused by the cache", run_id=ctx.run_id,
+                        task=la.task)
                 if ok and claim is not None:  # the release's spend, with the rows it recorded
                     privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)
                 if ok and snap is not None and spec.dataset is not None:  # the output's version, with the outcome

@@ -150,6 +150,9 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
     if prev["definition_hash"] != attempt["definition_hash"]:
         return f"its definition differs from {where}'s: the task's table in the pipeline file changed"
     if prev["input_hash"] == attempt["input_hash"]:
+        if prev.get("inputs_moved"):
+            return (f"{where} had the same definition and inputs, but its input {printable(prev['inputs_moved'])} "
+                    "changed while it ran: what it made may come from either version, so it is never reused")
         return (f"{where} had the same definition and inputs, but its recorded outputs were changed or removed "
                 "since (every reuse re-hashes them first)")
     changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),

@@ -126,21 +126,23 @@ class Attempts:
         finished_at: float | None = None,
         charged: bool = True,
         leased: bool = True,
+        inputs_moved: str | None = None,
     ) -> None:
         """One transaction: the attempt's outcome, its task's next state, dependents, files recorded.
 
         ``task_change`` is ``(task_id, state, reason, next_attempt_at)``. ``charged=False``
         records a failure of edgeorch's own machinery, which does not count
         against the task's retries (:meth:`uncharged`). ``leased=False``: :meth:`start` recorded no lease
-        row for it (it held nothing), so there is none to release.
+        row for it (it held nothing), so there is none to release. ``inputs_moved``: a declared input that changed
+        while it ran (its path): the attempt is never a cache hit (:meth:`~.outputs.Outputs.find_cache_hit`).
         """
         now = self._db.clock()
         task_id, tstate, treason, next_at = task_change
         with self._db.transaction():
             row = self._db.conn.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, signal = ?, reason = ?, finished_at = ?, verdict = ?,"
-                " charged = ? WHERE id = ? RETURNING run_id, task",
-                (state, exit_code, signal, reason, finished_at or now, verdict, int(charged), attempt_id),
+                " charged = ?, inputs_moved = ? WHERE id = ? RETURNING run_id, task",
+                (state, exit_code, signal, reason, finished_at or now, verdict, int(charged), inputs_moved, attempt_id),
             ).fetchone()
             if row is None:
                 raise NotFoundError("no such attempt", value=attempt_id)

@@ -101,11 +101,12 @@ class Outputs:
         return dict(row) if row else None
 
     def find_cache_hit(self, pipeline: str, task: str, definition_hash: str, input_hash: str) -> dict[str, Any] | None:
-        """The newest successful attempt of ``pipeline``/``task`` with the same hashes, or None."""
+        """The newest successful attempt of ``pipeline``/``task`` with the same hashes, or None. Never one whose
+        declared inputs changed while it ran (``inputs_moved``): what it made may come from the other version."""
         row = self._db.one(
             "SELECT a.* FROM attempts a JOIN runs r ON r.id = a.run_id"
             " WHERE r.pipeline = ? AND a.task = ? AND a.definition_hash = ? AND a.input_hash = ?"
-            " AND a.state = 'exited' AND a.exit_code = 0 ORDER BY a.id DESC LIMIT 1",
+            " AND a.state = 'exited' AND a.exit_code = 0 AND a.inputs_moved IS NULL ORDER BY a.id DESC LIMIT 1",
             (pipeline, task, definition_hash, input_hash),
         )
         return dict(row) if row else None

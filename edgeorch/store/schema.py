@@ -609,6 +609,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE pipeline_versions ADD COLUMN loaded_at REAL;
     """,
+    # 23: a declared input that changed while the attempt ran (its path): its outputs may come from either
+    # version, so the attempt is never a cache hit (a result built from v2 was keyed, and later served, as v1).
+    """
+    ALTER TABLE attempts ADD COLUMN inputs_moved TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -180,3 +180,47 @@ def test_a_task_that_waited_for_its_turn_asks_the_cache_again_when_a_result_came
     store = harness.store()
     states = [_task(store, rid, "extract")["state"] for rid in (first, *others)]
     assert states == ["succeeded", "skipped", "skipped", "skipped"], states
+
+
+def test_an_input_changed_while_the_task_ran_keeps_its_outputs_but_is_never_a_cache_hit(workspace, harness,
+                                                                                        wait_for_file):
+    """An input rewritten while the task ran: the result (built from v2) was cached under v1's key and served
+    to the next run of v1. Its outputs stay its run's; the attempt is never a cache source; why says so."""
+    path = workspace.pipeline("race", """
+        [tasks.a]
+        command = ["sh", "-c", "touch started; while [ ! -f go ]; do sleep 0.02; done; cp cfg.txt $EDGEORCH_OUTPUT_DIR/out.txt"]
+        inputs = ["cfg.txt"]
+        outputs = ["out.txt"]
+        cache = true
+    """)
+    folder = path.parent
+    (folder / "cfg.txt").write_text("v1\n")
+
+    async def during(engine, run_id):
+        await wait_for_file(folder / "started")  # running, its input hashed as v1
+        (folder / "cfg.txt").write_text("v2\n")
+        (folder / "go").touch()
+
+    first, state = harness.run("race", during=during)
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    (attempt,) = store.attempts.of_run(first, "a")
+    assert attempt["inputs_moved"] == str(folder / "cfg.txt")
+    (art,) = store.outputs.latest_artifacts(first, "a")
+    assert open(art["path"]).read() == "v2\n"  # kept for its run
+    assert any(e["kind"] == "input_changed" and "cfg.txt changed while it ran" in e["message"]
+               for e in store.events.recent(20))
+    (folder / "cfg.txt").write_text("v1\n")  # back to v1: the v2 result must not be served for it
+    (folder / "started").unlink()
+    second, state = harness.run("race")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    assert _task(store, second, "a")["state"] == "succeeded"  # it ran
+    (art,) = store.outputs.latest_artifacts(second, "a")
+    assert open(art["path"]).read() == "v1\n"
+    from edgeorch.monitor.views import cache_miss
+
+    (ran,) = store.attempts.of_run(second, "a")
+    assert "changed while it ran" in cache_miss(store, "race", ran)
+    third, state = harness.run("race")  # an attempt whose inputs held still is a hit as ever
+    assert _task(harness.store(), third, "a")["state"] == "skipped"
