@@ -52,7 +52,7 @@ from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, Sta
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
 from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
-                    read_json, remove_if_empty, with_dataset)
+                    read_json, remove_if_empty, still_linked, with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, place_datasets, upstream_items
 
 if TYPE_CHECKING:
@@ -635,13 +635,17 @@ class Engine:
         states = {r["name"]: TaskState(r["state"]) for r in self.store.runs.tasks_of(run_id)}
         outputs = self.store.outputs.latest_artifacts_of_run(run_id)
         recorded = {n: outputs.get(n, []) for n, s in states.items() if s.done_ok}
+        # A cache hit's files are the earlier run's, linked into this run's folder, where its downstream tasks
+        # and `{run_dir}/outputs/<task>/...` readers find them: a link removed there is a lost output too (the
+        # retry said "every task succeeded and its outputs are intact").
+        linked = {n: Path(run["run_dir"]) / "outputs" / n for n, s in states.items() if s == TaskState.SKIPPED}
         assert self.loop is not None, "start() the engine first"
         if self._closed:
             raise ConflictError("the engine is stopping and resumes no runs")
         answer: asyncio.Future[list[str]] = self.loop.create_future()
         self._resumes.add(answer)
         answer.add_done_callback(self._resumes.discard)
-        self._in_order(functools.partial(_intact_map, recorded),
+        self._in_order(functools.partial(_intact_map, recorded, linked),
                        functools.partial(self._apply_resume, run_id, pipeline, actor, before, answer),
                        inline=not any(recorded.values()))
         return await answer
@@ -2028,9 +2032,11 @@ def _env_name(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
-def _intact_map(recorded: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
-    """Task -> whether its recorded outputs are all still there, unchanged (hashes them: run in the worker)."""
-    return {name: intact(arts) for name, arts in recorded.items()}
+def _intact_map(recorded: dict[str, list[dict[str, Any]]], linked: dict[str, Path]) -> dict[str, bool]:
+    """Task -> whether its recorded outputs are all still there, unchanged (hashes them: run in the worker); for
+    a cache hit (``linked``: task -> its output folder in this run), also whether each is still linked there."""
+    return {name: intact(arts) and (name not in linked or still_linked(arts, linked[name]))
+            for name, arts in recorded.items()}
 
 
 def _signal_name(num: int) -> str:

@@ -230,6 +230,19 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
     return True
 
 
+def still_linked(artifacts: list[dict[str, Any]], out_dir: Path) -> bool:
+    """Whether each of a cache hit's files (``artifacts``, the earlier attempt's) is still the file at its name in
+    ``out_dir`` (:func:`link_cached_outputs` made the links). A hit whose links could not be made counts as not
+    linked: a retry reruns it, and it asks the cache again."""
+    for a in artifacts:
+        try:
+            if not os.path.samefile(a["path"], out_dir / a["name"]):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|[@-Z\\-_])")
 """Terminal escape sequences (colours, cursor moves, titles): a task's output may hold them."""
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from edgeorch.errors import ConflictError
 from edgeorch.model import RunState
 
 COUNTING = """
@@ -434,3 +437,18 @@ def test_outputs_named_after_the_run_never_hit_the_cache(workspace, harness):
     _, state = harness.run("named")
     assert state == RunState.SUCCEEDED
     assert _ran(workspace) == ["run", "run"]  # a miss: the names differ
+
+
+def test_a_cache_hits_link_removed_from_its_run_folder_is_a_lost_output_a_retry_restores(workspace, harness):
+    """`rm runs/35/outputs/prep/data.json` (run 35 was a cache hit): retry said "nothing to retry: every task
+    succeeded and its outputs are intact", having checked the earlier run's file only."""
+    workspace.pipeline("cached", CACHED)
+    harness.run("cached")
+    second, _ = harness.run("cached")
+    link = Path(harness.store().runs.get(second)["run_dir"]) / "outputs" / "expensive" / "out.txt"
+    link.unlink()
+    redo, state = harness.resume(second)
+    assert state == RunState.SUCCEEDED and "expensive" in redo
+    assert link.read_text() == "1\n"  # back (a hit again: the earlier run's file, linked anew)
+    with pytest.raises(ConflictError, match="nothing to retry"):  # and now it is intact
+        harness.resume(second)
