@@ -158,7 +158,9 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
 def _still_firing(spec: RuleSpec, old: RuleState, at: float) -> str:
     """Why a holding condition does nothing more: its episode was answered; what a new response needs."""
     ago = f" {format_duration(at - old.last_fired_at)} ago" if old.last_fired_at is not None else ""
-    text = f"still firing: episode {old.episode} was answered{ago}; nothing more is done until the condition clears"
+    # A dry run's episode was decided, never answered (its responses were recorded, not run): said as such.
+    how = "was decided in a dry run (nothing was done)" if spec.dry_run else "was answered"
+    text = f"still firing: episode {old.episode} {how}{ago}; nothing more is done until the condition clears"
     if spec.cooldown and old.last_fired_at is not None:
         left = spec.cooldown - (at - old.last_fired_at)
         if left > 0:

@@ -23,7 +23,11 @@ def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], no
         row = store.rules.get(name) if store is not None else None
         st = RuleState.from_row(row)
         last = store.rules.firings(name, limit=1) if store is not None else []
+        # Until when the cooldown holds a new response back (None when it does not now): the README's "`edgeorch
+        # monitors` says until when" was found only in the audit log.
+        cooldown_end = st.last_fired_at + spec.cooldown if spec.cooldown and st.last_fired_at is not None else None
         out.append({**spec.to_dict(), "state": st.shown(now), "stored_state": st.state, "episode": st.episode,
+                    "cooldown_until": cooldown_end if cooldown_end is not None and cooldown_end > now else None,
                     "consecutive": st.consecutive, "last_value": st.last_value,
                     "last_evaluated_at": st.last_evaluated_at, "last_fired_at": st.last_fired_at,
                     "silenced_until": st.silenced_until if st.silenced(now) else None,

@@ -77,7 +77,7 @@ def cmd_monitors(args: argparse.Namespace) -> int:
             print(r["name"])
         return EXIT_OK
     print_table(["rule", "pipeline", "state", "condition", "last value", "evaluated", "last firing", "responses"],
-                [[r["name"], r["pipeline"], r["state"] + (f" ({r['silence_reason']})" if r["silence_reason"] else ""),
+                [[r["name"], r["pipeline"], _state_text(r),
                   r["condition"], _value_text(r),
                   format_timestamp(r["last_evaluated_at"]) if r["last_evaluated_at"] else "-",
                   _firing(r["last_firing"]), ", ".join(x["action"] for x in r["responses"])
@@ -88,6 +88,20 @@ def cmd_monitors(args: argparse.Namespace) -> int:
     for p in res.get("problems", []):
         print(f"{'error' if p.startswith(NOT_LOADED) else 'warning':<8} {p}")
     return EXIT_OK
+
+
+def _state_text(rule: dict[str, Any]) -> str:
+    """A rule's shown state, with what holds it: a silence's reason, the cooldown's end (``cooling`` alone did not
+    say until when, nor that a held episode is answered at the first evaluation after it)."""
+    text = rule["state"]
+    if rule.get("silence_reason"):
+        text += f" ({rule['silence_reason']})"
+    until = rule.get("cooldown_until")
+    if until is not None and rule["state"] in ("cooling", "firing"):
+        text += f" (cooldown until {format_timestamp(until)})"
+    elif rule["state"] == "cooling" and not rule.get("silence_reason"):
+        text += " (held no more: answered at its next evaluation)" if until is None and rule.get("cooldown") else ""
+    return text
 
 
 def _value_text(rule: dict[str, Any]) -> str:
@@ -120,7 +134,19 @@ def _firing(f: dict | None) -> str:
     if not f:
         return "-"
     out = f"{f['outcome']} {format_timestamp(f['fired_at'])}"
-    return out + (f" -> run {f['run_id']}" if f.get("run_id") else "")
+    out += f" -> run {f['run_id']}" if f.get("run_id") else ""
+    if f.get("state") != "failed":
+        return out
+    # A response that failed (a rollback with nothing to roll back to) showed as a plain "fire".
+    responses = f.get("responses")
+    if isinstance(responses, str):
+        try:
+            responses = json.loads(responses)
+        except ValueError:
+            responses = None
+    errors = [r["error"] for r in responses or [] if isinstance(r, dict) and r.get("error")]
+    why = str(errors[0]).splitlines()[0] if errors else "see `edgeorch events --kind rule`"
+    return f"{out}, its response failed: {why[:120]}"
 
 
 def cmd_why(args: argparse.Namespace) -> int:

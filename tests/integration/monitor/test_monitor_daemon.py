@@ -136,6 +136,11 @@ def test_cooldown_holds_a_second_episode_back_and_says_why(workspace, daemon) ->
     run(daemon, "flaky", fail=True)  # 3/5 > 0.5: holds again, within the cooldown
     m = monitor(daemon)
     assert m["state"] == "cooling" and len(rule_runs(workspace)) == 1
+    # Until when, where the README says: the listing (it was only in the audit log).
+    assert m["cooldown_until"] == m["last_fired_at"] + 3600
+    from edgeorch.textui import format_timestamp
+
+    assert f"cooling (cooldown until {format_timestamp(m['cooldown_until'])})" in workspace.invoke("monitors").stdout
     db = sqlite3.connect(workspace.state / "edgeorch.db")
     held = db.execute("SELECT message FROM events WHERE kind = 'rule_held'").fetchall()
     db.close()

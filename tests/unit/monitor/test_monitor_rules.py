@@ -107,3 +107,30 @@ def test_a_new_subject_starts_a_new_episode_on_its_first_value() -> None:
     good = evaluate(s, fired, 50.0, 1020.0, subject_since=1005.0, subject="m@champion (now version 15)")
     assert (good.action, good.state.state) == ("resolve", "ok")
     assert good.reason == "m@champion (now version 15): the condition does not hold (it held for the one before)"
+
+
+def test_a_dry_runs_episode_is_said_decided_never_answered() -> None:
+    """A dry run's later evaluations said "episode 1 was answered 52s ago": nothing had been done."""
+    ds = run(spec(dry_run=True), [0.5, 0.6])
+    assert [d.action for d in ds] == ["fire", "still_firing"]
+    assert "episode 1 was decided in a dry run (nothing was done)" in ds[1].reason
+    assert "answered" not in ds[1].reason
+    assert "episode 1 was answered" in run(spec(), [0.5, 0.6])[1].reason
+
+
+def test_the_listing_says_a_failed_response_and_why() -> None:
+    """A rule's rollback that failed (no earlier version passed its gates) showed as "fire 19:29:27" alone."""
+    import json
+
+    from edgeorch.cli.commands.monitors import _firing, _state_text
+
+    failed = {"outcome": "fire", "fired_at": 0.0, "state": "failed",
+              "responses": json.dumps([{"action": "rollback", "error": "no earlier version that passed its gates\n"
+                                                                         "  hint: name one: --to VERSION"}])}
+    text = _firing(failed)
+    assert text.endswith("its response failed: no earlier version that passed its gates")
+    assert "failed" not in _firing({**failed, "state": "done"})
+    assert _state_text({"state": "cooling", "cooldown_until": 3600.0, "silence_reason": None, "cooldown": 3600.0}) \
+        .startswith("cooling (cooldown until ")
+    assert _state_text({"state": "cooling", "cooldown_until": None, "silence_reason": None, "cooldown": 3600.0}) == \
+        "cooling (held no more: answered at its next evaluation)"
