@@ -91,7 +91,23 @@ def why_doc(store: Any, run_id: int, waiting: Mapping[str, str] | None = None) -
     resumed = [{"actor": e["actor"], "at": e["ts"], "what": str(e["message"]).removeprefix("resumed").lstrip(": ")}
                for e in events if e["kind"] == "run_queued" and str(e.get("message") or "").startswith("resumed")]
     return {"run": run_id, "pipeline": run["pipeline"], "state": run["state"], "created_at": run["created_at"],
-            "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events, waiting or {})}
+            "started_by": started, "resumed_by": resumed, "tasks": _waits(store, run, events, waiting or {}),
+            "rules": _rules_on(store, run_id, events)}
+
+
+def _rules_on(store: Any, run_id: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the monitoring rules decided on this run's outcome: each decision recorded with the run (pending,
+    held by a cooldown, still firing, resolved) and each firing its signal came from (recorded with the run it
+    started). "Why did this batch start nothing?" was answered by the audit log alone."""
+    out = [{"rule": str(e["actor"] or "").removeprefix("rule:"), "action": e["kind"].removeprefix("rule_"),
+            "at": e["ts"], "message": e["message"]}
+           for e in events if e["kind"].startswith("rule_") and e["kind"] != "rule_fired"]
+    for f in store.rules.firings_from_run(run_id):
+        started = f" -> run {f['run_id']}" if f.get("run_id") else ""
+        out.append({"rule": f["rule"], "action": f["outcome"], "at": f["fired_at"], "run_id": f.get("run_id"),
+                    "message": f"rule {f['rule']}: {f['outcome']}{' (dry run)' if f.get('dry_run') else ''}"
+                               f"{started} (value {f.get('value')}, episode {f['episode']}; responses {f['state']})"})
+    return sorted(out, key=lambda r: r["at"])
 
 
 def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]],

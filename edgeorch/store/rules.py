@@ -111,6 +111,13 @@ class Rules:
         rows = self._db.all("SELECT * FROM rule_firings WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,))
         return _decode_firing(rows[0]) if rows else None
 
+    def firings_from_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The firings whose signal came from run ``run_id`` (the run a rule read, not the one it started),
+        oldest first. A scan of the firings (one row per response: a small table)."""
+        rows = self._db.all("SELECT * FROM rule_firings WHERE json_extract(signal, '$.run_id') = ? ORDER BY id",
+                            (run_id,))
+        return [_decode_firing(r) for r in rows]
+
     def pending(self) -> list[dict[str, Any]]:
         """Firings whose after-commit responses never finished (a crash): redone at start."""
         return [_decode_firing(r) for r in self._db.all("SELECT * FROM rule_firings WHERE state = 'pending' ORDER BY id")]

@@ -204,6 +204,8 @@ def cmd_why(args: argparse.Namespace) -> int:
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
         if t.get("cache"):
             print(f"    ran instead of a cache hit: {t['cache']}")
+    for r in doc.get("rules", []):  # what the monitoring rules decided on this run's outcome
+        print(f"  {format_timestamp(r['at'])} {printable(r['message'])}")
     return EXIT_OK
 
 

@@ -100,7 +100,7 @@ def test_a_firing_rule_triggers_once_per_episode_and_why_explains_it(workspace, 
     src = run(daemon, "flaky", fail=True)
     (rid, params, actor), = until(lambda: rule_runs(workspace), what="the retrain run")
     assert actor == "rule:too_many_failures" and f'"too_many_failures:1.0:{src}"' in params
-    run(daemon, "flaky", fail=True)  # still firing: the episode was answered, nothing more starts
+    second = run(daemon, "flaky", fail=True)  # still firing: the episode was answered, nothing more starts
     m = monitor(daemon)
     assert m["state"] == "firing" and m["last_value"] == 1.0 and m["last_firing"]["run_id"] == rid
     assert len(rule_runs(workspace)) == 1
@@ -108,6 +108,14 @@ def test_a_firing_rule_triggers_once_per_episode_and_why_explains_it(workspace, 
     assert why["started_by"]["kind"] == "rule" and why["started_by"]["rule"] == "too_many_failures"
     assert why["started_by"]["value"] == 1.0 and why["started_by"]["source_run"] == src
     assert daemon.call("why", {"run": src})["started_by"]["kind"] == "person"
+    # What the rules decided on each run's outcome, where `why` is asked (it was in the audit log alone).
+    (fired,) = daemon.call("why", {"run": src})["rules"]
+    assert (fired["rule"], fired["action"], fired["run_id"]) == ("too_many_failures", "fire", rid)
+    held = until(lambda: daemon.call("why", {"run": second})["rules"], what="the rule's decision on the second run")
+    assert [(r["rule"], r["action"]) for r in held] == [("too_many_failures", "still_firing")]
+    assert "episode 1 was answered" in held[0]["message"]
+    shown = workspace.invoke("why", str(second)).stdout
+    assert "rule too_many_failures: still_firing: still firing: episode 1 was answered" in shown
     audit = daemon.call("audit.list", {"action": "rule_fired"})
     assert any(r["actor"] == "rule:too_many_failures" for r in audit["records"])
 
