@@ -17,6 +17,7 @@ in later rows reads as it would in one block.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -85,7 +86,14 @@ def _open_check(path: Path) -> None:
     folder under a ``.csv`` name)."""
     try:
         mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # a name too long, a NUL: missing, as os.path.exists says
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # links that lead back to themselves: there, but no file at their end
+            raise DataError("is a symbolic link that leads back to itself (a loop)", file=str(path),
+                            expected="a regular file") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DataError(f"cannot be reached: {exc.strerror}", file=str(path), expected="a readable file") from None
+        raise DataNotFoundError("file not found", file=str(path)) from None
+    except ValueError:  # a NUL in the name: missing, as os.path.exists says
         raise DataNotFoundError("file not found", file=str(path)) from None
     kind = file_kind(mode)
     if kind is not None:

@@ -259,10 +259,16 @@ def _weights(table: Any, o: dict[str, Any]) -> Any:
         raise DataError("sample weights must not be missing", file=str(o["input"]), field=o["weight"],
                         value=f"{col.null_count} missing", expected="a weight >= 0 on every row")
     try:
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        w = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
     except (TypeError, ValueError):
         raise DataError("sample weights must be numbers", file=str(o["input"]), field=o["weight"],
                         value=str(col.type), expected="a numeric column") from None
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():  # said here, naming the file and the column (the kernel's own check names its argument)
+        row = int(np.argmax(bad))
+        raise DataError("sample weights must be finite and non-negative", file=str(o["input"]), field=o["weight"],
+                        value=f"{w[row]:g} (row {row + 1})", expected="a weight >= 0 on every row")
+    return w
 
 
 def _labels(col: Any, pos: Any, file: str, name: str) -> Any:

@@ -85,3 +85,23 @@ def test_a_statistic_that_cannot_be_computed_is_undefined_never_ok(tmp_path: Pat
     monkeypatch.setattr(D, "_measure", lambda *a, **k: (float("nan"), None))
     r = column_drift(batch, batch, "psi")
     assert (r.verdict, r.drift) == ("undefined", False) and "not defined" in r.details["reason"]
+
+
+def test_a_link_loop_is_said_as_such_not_file_not_found(tmp_path: Path) -> None:
+    from edgeorch.errors import DataNotFoundError
+
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    with pytest.raises(DataError) as err:
+        profile(tmp_path / "a.csv")
+    assert not isinstance(err.value, DataNotFoundError) and "leads back to itself" in err.value.message
+
+
+def test_a_negative_weight_names_the_file_column_and_row(tmp_path: Path) -> None:
+    from edgeorch.kernels.kinds import run_task
+
+    f = tmp_path / "w.csv"
+    f.write_text("g,p,w\na,1,1\nb,0,-2\na,0,1\nb,1,1\n")
+    with pytest.raises(DataError) as err:
+        run_task("fairness", {"input": str(f), "group": ["g"], "prediction": "p", "weight": "w"})
+    assert (err.value.file, err.value.field) == (str(f), "w") and "row 2" in str(err.value.value)
