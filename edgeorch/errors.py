@@ -167,6 +167,13 @@ class UnsatisfiableError(EdgeorchError):
     exit_code = 2
 
 
+class Interrupted(EdgeorchError):
+    """The command was interrupted (Ctrl-C, SIGTERM): what ``--json`` prints as its last stderr line."""
+
+    code = "interrupted"
+    exit_code = 130
+
+
 class DataError(EdgeorchError, ValueError):
     """A data file cannot be read as expected (kernels: file, column, row)."""
 

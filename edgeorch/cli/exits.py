@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -19,3 +24,18 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 def exit_codes_text() -> str:
     """:data:`EXIT_CODES` as the block every ``--help`` ends with: a heading, then one code per line."""
     return "exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a command follows a stream (``events``, ``logs -f``), SIGTERM ends it as Ctrl-C does: exit 130 with
+    "interrupted (SIGTERM)" (a JSON line with ``--json``), its connection closed on the way out. It ended with 143
+    and said nothing, where docs and ``--help`` say 130. The previous handler is put back after."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

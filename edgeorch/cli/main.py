@@ -119,8 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         if args is not None:
             exc = in_cli_terms(exc, parser, args)
         return report_error(exc, json_out=json_out, quiet=bool(getattr(args, "quiet", False)))
-    except KeyboardInterrupt:
-        print("edgeorch: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        how = f" ({exc.args[0]})" if exc.args else ""
+        if json_out:  # the last stderr line of a --json command is one JSON object, an interruption's too
+            from ..errors import Interrupted
+
+            return report_error(Interrupted(f"interrupted{how}"), json_out=True)
+        print(f"edgeorch: interrupted{how}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `edgeorch logs ... | head`
         try:

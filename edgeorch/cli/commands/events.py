@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from ...model import STREAM_KINDS
 from ...textui import format_duration, print_json, printable
 from ..backend import connect, if_the_daemon_goes, load
-from ..exits import EXIT_OK
+from ..exits import EXIT_OK, sigterm_as_interrupt
 from . import AddCommand
 
 
@@ -63,19 +64,25 @@ def cmd_events(args: argparse.Namespace) -> int:
             "the daemon stopped (a restart?): this stream ended; run `edgeorch events` again once it is back; what happened "
             "meanwhile is in the state file (`edgeorch runs`, `edgeorch show RUN`)"):
         backend.streams_only()
-        for ev in backend.api.events(args.run, kinds=args.kind):
-            if args.json:
-                print(json.dumps(ev), flush=True)
-            else:
-                stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
-                print(f"{stamp}  {ev.get('kind', '?'):<10} {event_fields(ev)}".rstrip(), flush=True)
-            if args.run is not None and _run_over(ev, args.run):
-                if "pipeline" not in ev and not (args.json or args.quiet):  # the daemon's item: over already
-                    print(f"note: run {args.run} was over before this stream began: `edgeorch show {args.run}` has "
-                          f"its tasks and attempts, `edgeorch why {args.run}` what happened and why", file=sys.stderr,
-                          flush=True)
-                break  # following one run: it is over (its state is the stream's first line when it already was)
+        with sigterm_as_interrupt():
+            _follow(backend, args)
     return EXIT_OK
+
+
+def _follow(backend: Any, args: argparse.Namespace) -> None:
+    """Print the daemon's events as they come, until the followed run is over (or forever)."""
+    for ev in backend.api.events(args.run, kinds=args.kind):
+        if args.json:
+            print(json.dumps(ev), flush=True)
+        else:
+            stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
+            print(f"{stamp}  {ev.get('kind', '?'):<10} {event_fields(ev)}".rstrip(), flush=True)
+        if args.run is not None and _run_over(ev, args.run):
+            if "pipeline" not in ev and not (args.json or args.quiet):  # the daemon's item: over already
+                print(f"note: run {args.run} was over before this stream began: `edgeorch show {args.run}` has "
+                      f"its tasks and attempts, `edgeorch why {args.run}` what happened and why", file=sys.stderr,
+                      flush=True)
+            break  # following one run: it is over (its state is the stream's first line when it already was)
 
 
 def _run_over(ev: dict[str, object], run_id: int) -> bool:

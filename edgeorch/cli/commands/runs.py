@@ -24,7 +24,7 @@ from ...errors import EdgeorchError, NotFoundError, StateError, UsageError
 from ...model import RunState
 from ...textui import format_duration, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, connect, if_the_daemon_goes, load
-from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
 from . import AddCommand
 
 if TYPE_CHECKING:
@@ -834,8 +834,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 f"the task goes on while the daemon is away (live restore); `{again}` follows it again once the "
                 "daemon is back"):
             backend.streams_only()
-            for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
-                write(text.encode("utf-8", "surrogateescape"))
+            with sigterm_as_interrupt():
+                for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
+                    write(text.encode("utf-8", "surrogateescape"))
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
     try:

@@ -677,3 +677,30 @@ def test_show_says_a_running_task_of_a_cancelled_run_is_stopping_and_no_old_exit
     read = next(ln for ln in lines if ln.startswith("read"))
     assert train.endswith("stopping: cancelled by alice"), train
     assert read.split()[:5] == ["read", "failed", "1", "-", "-"], read
+
+
+def test_sigterm_ends_a_following_events_or_logs_with_130_and_a_json_line(workspace, daemon):
+    """`timeout 60 edgeorch events` ended with 143 and said nothing (docs: 130, interrupted); with --json the last
+    stderr line was not the JSON object --json promises."""
+    import signal
+    import subprocess
+
+    import json
+
+    proc = follow_a_started_run(workspace, daemon, "touch {pipeline_dir}/started; echo hello; exec sleep 300")
+    run_id = daemon.call("runs.list", {})["runs"][0]["id"]
+    for argv, first in ((["events", "--run", str(run_id)], "run"), (["events", "--json", "--run", str(run_id)], '"run"'),
+                        (["logs", str(run_id), "work", "-f"], "hello")):
+        follower = subprocess.Popen([*workspace.cli(), *argv], env=workspace.cli_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        assert first in follower.stdout.readline()  # following: its stream has begun (the run's state, its log)
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 130, (argv, out, err)
+        last = err.strip().splitlines()[-1]
+        if "--json" in argv:
+            assert json.loads(last)["error"]["code"] == "interrupted" and json.loads(last)["error"]["exit_code"] == 130
+        else:
+            assert last == "edgeorch: interrupted (SIGTERM)", err
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
