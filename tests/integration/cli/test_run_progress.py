@@ -689,7 +689,7 @@ def test_sigterm_ends_a_following_events_or_logs_with_130_and_a_json_line(worksp
 
     proc = follow_a_started_run(workspace, daemon, "touch {pipeline_dir}/started; echo hello; exec sleep 300")
     run_id = daemon.call("runs.list", {})["runs"][0]["id"]
-    for argv, first in ((["events", "--run", str(run_id)], "run"), (["events", "--json", "--run", str(run_id)], '"run"'),
+    for argv, first in ((["events", "--run", str(run_id)], "run"), (["events", "--json", "--run", str(run_id)], '"run_id"'),
                         (["logs", str(run_id), "work", "-f"], "hello")):
         follower = subprocess.Popen([*workspace.cli(), *argv], env=workspace.cli_env(), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
