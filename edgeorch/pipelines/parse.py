@@ -80,6 +80,9 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
 
     _refuse_other_tools_layout(top, data)
     params = _parse_params(top.sub("params"), errors)
+    # Every name the [params] table declares, a param whose declaration has an error included (its error is said
+    # once: a bad default also made each {epochs} an "unknown placeholder", denying it was declared).
+    declared = set(params) | (set(data["params"]) if isinstance(data.get("params"), dict) else set())
     tasks_table = None if isinstance(data.get("tasks"), list) else top.table("tasks", None)
     if tasks_table is None:
         if "tasks" not in data:
@@ -89,7 +92,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         top.fail("tasks", "the pipeline has no tasks", expected="at least one [tasks.NAME] table")
     tasks: dict[str, TaskSpec] = {}
     for tname, tdata in tasks_table.items():
-        spec = _parse_task(tname, tdata, fname, errors, params)
+        spec = _parse_task(tname, tdata, fname, errors, declared)
         if spec is not None:
             tasks[tname] = spec
     models = _parse_models(top, tasks_table, tasks)
@@ -267,7 +270,8 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
 NUL_EXPECTED = "text without a NUL character (\\u0000): the system cannot pass one to a program"
 
 
-def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: dict[str, Param]) -> TaskSpec | None:
+def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: set[str]) -> TaskSpec | None:
+    """Task ``name``'s table; ``params``: the names the pipeline's [params] declares (placeholders may name them)."""
     before = len(errors)
     r = TableReader(data, file=file, prefix=f"tasks.{name}", errors=errors, error_cls=PipelineError)
     if not _NAME_RE.match(name):

@@ -205,3 +205,12 @@ def test_a_task_whose_model_key_has_an_error_still_registers_its_model(tmp_path)
                                '[models.m]\nmetrics = ["rmse"]\n')
     joined = "\n".join(errors)
     assert "tasks.t.model.path: must be relative" in joined and "no task of this pipeline registers" not in joined
+
+
+def test_a_param_with_a_bad_default_is_one_error_not_also_an_unknown_placeholder(tmp_path):
+    """`epochs = { type = "int", default = "ten" }` was reported twice: its default, and each {epochs} as "unknown
+    placeholder ... expected a param", denying that the param was declared."""
+    f = tmp_path / "p.toml"
+    f.write_text('[params]\nepochs = { type = "int", default = "ten" }\n[tasks.a]\ncommand = ["echo", "{epochs}"]\n')
+    res = validate_path(f)
+    assert [e.field for e in res.errors] == ["params.epochs.default"], [e.render() for e in res.errors]
