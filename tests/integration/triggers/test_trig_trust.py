@@ -141,7 +141,11 @@ def test_a_deleted_and_recreated_watched_folder_is_watched_again_promptly(worksp
         return daemon.call("inputs.list", {})["watch_errors"]
 
     os.rmdir(drop)
-    wait_until(daemon, lambda: any("missing" in e for e in watch_errors()), timeout=20, what="the loss reported")
+    wait_until(daemon, lambda: any("does not exist" in e for e in watch_errors()), timeout=20,
+               what="the loss reported")
+    # Named as every watch error is: the file that declares the watch, and its pipeline.
+    (said,) = watch_errors()
+    assert str(workspace.config_path) in said and "pipeline ingest" in said and str(drop) in said, said
     assert "is gone" in daemon.output()
     drop.mkdir()
     wait_until(daemon, lambda: watch_errors() == [], timeout=20, what="the folder watched again")
