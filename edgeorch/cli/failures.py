@@ -46,16 +46,22 @@ def wants_json(argv: Sequence[str]) -> bool:
     return False
 
 
-def error_document(err: EdgeorchError) -> dict[str, Any]:
-    """``{"error": {...}}`` for ``err``: the protocol's error object (the daemon's, for its errors) plus ``exit_code``."""
+def error_fields(err: EdgeorchError) -> dict[str, Any]:
+    """The protocol's error object for ``err`` (the daemon's, for its errors) with every key of :data:`ERROR_KEYS`
+    but ``exit_code``, null where it does not apply: what ``validate --json`` lists for each problem too (its
+    items had a key set of their own per kind of error)."""
     body = getattr(err, "detail", None)  # an error the daemon sent: its fields as it sent them
     if not isinstance(body, dict):
         body = err.to_dict()
-    doc = {key: body.get(key) for key in ERROR_KEYS}
+    doc = {key: body.get(key) for key in ERROR_KEYS if key != "exit_code"}
     doc["code"] = doc["code"] or err.code
     doc["message"] = doc["message"] or err.render()
-    doc["exit_code"] = err.exit_code
-    return {"error": doc}
+    return doc
+
+
+def error_document(err: EdgeorchError) -> dict[str, Any]:
+    """``{"error": {...}}`` for ``err``: :func:`error_fields` plus ``exit_code``."""
+    return {"error": {**error_fields(err), "exit_code": err.exit_code}}
 
 
 def report_error(err: EdgeorchError, *, json_out: bool, quiet: bool = False) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from ...textui import print_json
 from ..backend import load
 from ..exits import EXIT_FAILED, EXIT_OK
+from ..failures import error_fields
 from . import AddCommand
 
 
@@ -69,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "pipelines": {n: {"file": p.source_file, "tasks": list(p.order), "content_hash": p.content_hash}
                                   for n, p in report.pipelines.items()},
                     "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
-                    "errors": [e.to_dict() for e in errors], "warnings": [w.to_dict() for w in warnings]})
+                    "errors": [error_fields(e) for e in errors], "warnings": [error_fields(w) for w in warnings]})
     else:
         for name, p in report.pipelines.items() if not args.quiet else ():  # -q: the errors alone
             print(f"ok     {name}: {len(p.tasks)} task(s) ({p.source_file})")
@@ -109,7 +110,7 @@ def _validate_rules_file(args: argparse.Namespace, path: Path, cfg: Any) -> int:
     if args.json:
         print_json({"ok": ok, "files": [str(path)], "pipelines": {},
                     "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
-                    "errors": [e.to_dict() for e in errors], "warnings": [w.to_dict() for w in warnings]})
+                    "errors": [error_fields(e) for e in errors], "warnings": [error_fields(w) for w in warnings]})
     else:
         for r in rules if not args.quiet else ():
             print(f"ok     rule {r.name} ({r.source_file})")

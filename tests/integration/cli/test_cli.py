@@ -370,3 +370,17 @@ def test_pipelines_without_a_daemon_says_its_next_fires_start_nothing(workspace)
     assert "note   no daemon runs: no schedule fires until one does" in out.stdout, out.stdout
     workspace.pipelines.joinpath("nightly.toml").unlink()
     assert "no daemon runs" not in workspace.invoke("pipelines").stdout  # nothing scheduled: nothing to say
+
+
+def test_validate_json_lists_every_problem_with_every_key(workspace):
+    """`validate --json` items had a key set of their own per kind of problem (no `value` for a typo, no `hint`,
+    `line` or `column` for a wrong type); the CLI's error objects have every key, null where it does not apply."""
+    from edgeorch.cli.failures import ERROR_KEYS
+
+    workspace.pipeline("typo", '[tasks.a]\ncomand = ["true"]\n')
+    workspace.pipeline("wrongtype", '[tasks.a]\ncommand = ["true"]\nretries = "x"\n')
+    (workspace.pipelines / "broken.toml").write_text("[tasks.a\n")
+    errors = json.loads(run(workspace, "validate", "--json").stdout)["errors"]
+    assert len(errors) >= 3  # (the typo also leaves the task without a command)
+    for e in errors:
+        assert list(e) == [k for k in ERROR_KEYS if k != "exit_code"], e
