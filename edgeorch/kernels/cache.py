@@ -49,10 +49,24 @@ def _usable(path: Path) -> bool:
     from ..trust import path_problem
 
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_folders(path)
     except OSError:
         return False
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK) and path_problem(path) is None
+
+
+def _make_folders(path: Path, mode: int = 0o750) -> None:
+    """``mkdir -p`` whose every new folder gets ``mode``: ``Path.mkdir(parents=True)`` gives the parents it makes
+    the umask's default, so the state folder a first daemon start made for ``<state dir>/numba-cache`` was 0755,
+    and the start then said it "was readable by every user" of a folder it had just made."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=mode, exist_ok=True)
 
 
 def numba_cache_dir(preferred: Path | None = None, environ: Mapping[str, str] = os.environ) -> Path:

@@ -109,3 +109,20 @@ def test_a_command_that_needs_no_numba_makes_no_cache_folder(tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_the_folders_made_for_the_cache_are_closed_to_others_each_one(tmp_path) -> None:
+    """The state folder a first daemon start made for `<state dir>/numba-cache` got the umask's 0755 (a parent
+    `mkdir -p` makes), and the start said it "was readable by every user"."""
+    import os
+    import stat
+
+    from edgeorch.kernels.cache import _usable
+
+    old = os.umask(0o022)
+    try:
+        assert _usable(tmp_path / "var" / "numba-cache")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "var", tmp_path / "var" / "numba-cache"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o750, folder
