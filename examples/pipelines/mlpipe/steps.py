@@ -101,7 +101,7 @@ def train(epochs: int = 40, learning_rate: float = 0.05, fail_at_epoch: int = -1
     if ckpt.exists():
         saved = np.load(ckpt)
         w, b, start = saved["w"], float(saved["b"]), int(saved["epoch"]) + 1
-        print(f"resuming from checkpoint at epoch {start}")
+        print(f"resuming from checkpoint after epoch {start}")
     attempt = int(os.environ.get("EDGEORCH_ATTEMPT", "1"))
     for epoch in range(start, epochs):
         for _ in range(20):
@@ -111,7 +111,7 @@ def train(epochs: int = 40, learning_rate: float = 0.05, fail_at_epoch: int = -1
         loss = float(np.mean((x @ w + b - y) ** 2))
         _atomic_save(ckpt, w=w, b=np.asarray(b), epoch=np.asarray(epoch))
         print(f"epoch {epoch + 1}/{epochs} loss {loss:.2f}", flush=True)
-        if epoch == fail_at_epoch and attempt == 1:
+        if epoch + 1 == fail_at_epoch and attempt == 1:  # after the epoch printed as "epoch N/..." (counted from 1)
             print("simulated crash", file=sys.stderr)
             raise SystemExit(1)
     _atomic_save(_out("model.npz"), w=w, b=np.asarray(b))
