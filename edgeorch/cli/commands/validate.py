@@ -58,15 +58,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if with_folder:  # the config's [[watch]] tables, as the daemon checks them (it would not watch a bad one)
         from ...triggers.drop.configured import configured_watches
 
-        errors += configured_watches(cfg, report.pipelines, report.errors)[1]
+        watch_specs, watch_errors = configured_watches(cfg, report.pipelines, report.errors)
+        failed = {getattr(e, "watch", None) for e in watch_errors}
+        bad = {str(e.value) for e in watch_errors if getattr(e, "field", "") == "watch.folder" and e.value}
+        watches = [w for w in watch_specs if (w.folder, w.pipeline) not in failed and str(w.folder) not in bad
+                   and w.pipeline in report.pipelines]
+        errors += watch_errors
         from ...observe.textfile import textfile_problem  # the daemon's start checks it too: one rule
 
         assert cfg is not None  # with_folder: a config was loaded
         problem = textfile_problem(cfg.metrics.textfile, str(cfg.source) if cfg.source else None)
         errors += [problem] if problem is not None else []
+    else:
+        watches = []
     ok = not errors
     if args.json:
         print_json({"ok": ok, "files": [str(f) for f in report.files],
+                    "watches": [{"folder": str(w.folder), "pipeline": w.pipeline, "file": w.source or
+                                 (str(cfg.source) if cfg is not None and cfg.source else None)} for w in watches],
                     "pipelines": {n: {"file": p.source_file, "tasks": list(p.order), "content_hash": p.content_hash}
                                   for n, p in report.pipelines.items()},
                     "rules": {r.name: {"file": r.source_file, "pipeline": r.pipeline} for r in rules},
@@ -76,6 +85,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok     {name}: {len(p.tasks)} task(s) ({p.source_file})")
         for r in rules if not args.quiet else ():
             print(f"ok     rule {r.name} ({r.source_file})")
+        for w in watches if not args.quiet else ():  # what was checked of the config's (and pipelines') [[watch]]
+            print(f"ok     watch {w.folder} -> {w.pipeline} ({w.source or cfg.source or 'the embedded defaults'})")
         for e in errors:
             print(f"error  {e.render()}")
         for w in warnings if not args.quiet else ():

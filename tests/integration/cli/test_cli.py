@@ -76,6 +76,10 @@ def test_validate_checks_the_configs_watch_tables_as_the_daemon_does(workspace):
     assert js["ok"] is False and [(e["field"], e["value"]) for e in js["errors"]] == [("watch.pipeline", "nope")]
     workspace.watch_folder("good", extra='param = "word"')  # a param that takes the claimed path: valid
     assert run(workspace, "validate").returncode == 0, run(workspace, "validate").stdout
+    # Said as checked (validate listed the pipelines and rules, and nothing of the watch it had checked).
+    assert f"ok     watch {drop} -> good ({workspace.config_path})" in run(workspace, "validate").stdout
+    assert json.loads(run(workspace, "validate", "--json").stdout)["watches"] == [
+        {"folder": str(drop), "pipeline": "good", "file": str(workspace.config_path)}]
     assert drop.is_dir()
     # A pipeline file given by path is checked alone (the config's watches are not about it).
     workspace.watch_folder("nope")
