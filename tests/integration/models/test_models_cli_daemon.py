@@ -205,3 +205,26 @@ def test_bad_requests_get_clear_errors_through_the_socket_and_the_cli(workspace,
     assert r.returncode == 2 and "'x' is not a version number" in r.stderr
     r = _cli(workspace, "models", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == {"models": []}
+
+
+def test_the_examples_training_resumed_from_its_finished_checkpoint_ends_as_it_did(tmp_path, monkeypatch) -> None:
+    """A retry after an upstream's lost file was made again (the same features) found train's checkpoint of the
+    finished training: no epoch was left, and the example's train died of an unbound `loss` three times."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("steps", REPO / "examples" / "pipelines" / "mlpipe" / "steps.py")
+    steps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(steps)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    np.savez(tmp_path / "features.npz", x_train=x, y_train=x @ np.array([1.0, 2.0, 3.0]) + 5)
+    for d in ("out", "ckpt"):
+        (tmp_path / d).mkdir()
+    monkeypatch.setenv("EDGEORCH_UPSTREAM_FEATURES", str(tmp_path / "features.npz"))
+    monkeypatch.setenv("EDGEORCH_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("EDGEORCH_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    first = steps.train(epochs=3)
+    again = steps.train(epochs=3)  # its checkpoint says epoch 3 of 3 is done
+    assert again == first
