@@ -61,7 +61,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         watch_specs, watch_errors = configured_watches(cfg, report.pipelines, report.errors)
         failed = {getattr(e, "watch", None) for e in watch_errors}
         bad = {str(e.value) for e in watch_errors if getattr(e, "field", "") == "watch.folder" and e.value}
-        watches = [w for w in watch_specs if (w.folder, w.pipeline) not in failed and str(w.folder) not in bad
+        watches: list[Any] = [w for w in watch_specs if (w.folder, w.pipeline) not in failed and str(w.folder) not in bad
                    and w.pipeline in report.pipelines]
         errors += watch_errors
         from ...observe.textfile import textfile_problem  # the daemon's start checks it too: one rule
@@ -85,8 +85,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"ok     {name}: {len(p.tasks)} task(s) ({p.source_file})")
         for r in rules if not args.quiet else ():
             print(f"ok     rule {r.name} ({r.source_file})")
-        for w in watches if not args.quiet else ():  # what was checked of the config's (and pipelines') [[watch]]
-            print(f"ok     watch {w.folder} -> {w.pipeline} ({w.source or cfg.source or 'the embedded defaults'})")
+        for spec in watches if not args.quiet else ():  # what was checked of the config's (and pipelines') watches
+            where = spec.source or (cfg.source if cfg is not None else None) or "the embedded defaults"
+            print(f"ok     watch {spec.folder} -> {spec.pipeline} ({where})")
         for e in errors:
             print(f"error  {e.render()}")
         for w in warnings if not args.quiet else ():
