@@ -109,14 +109,20 @@ def _value_text(rule: dict[str, Any]) -> str:
     "72" read as the current champion's)."""
     if rule["last_value"] is None:
         return "-"
-    sig = rule.get("last_signal")
-    if isinstance(sig, str):
-        try:
-            sig = json.loads(sig)
-        except ValueError:
-            sig = None
+    sig = _decoded(rule.get("last_signal"))
     version = sig.get("version") if isinstance(sig, dict) else None
     return f"{rule['last_value']:.4g}" + (f" (version {version})" if version is not None else "")
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON column as the daemon sends it (decoded) or as text (the state file read offline): decoded; None for
+    text that is not JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def _offline_listing(cfg: Any, store: Any) -> dict[str, Any]:
@@ -138,13 +144,9 @@ def _firing(f: dict | None) -> str:
     if f.get("state") != "failed":
         return out
     # A response that failed (a rollback with nothing to roll back to) showed as a plain "fire".
-    responses = f.get("responses")
-    if isinstance(responses, str):
-        try:
-            responses = json.loads(responses)
-        except ValueError:
-            responses = None
-    errors = [r["error"] for r in responses or [] if isinstance(r, dict) and r.get("error")]
+    responses = _decoded(f.get("responses"))
+    errors = [r["error"] for r in responses or [] if isinstance(r, dict) and r.get("error")] \
+        if isinstance(responses, list) else []
     why = str(errors[0]).splitlines()[0] if errors else "see `edgeorch events --kind rule`"
     return f"{out}, its response failed: {why[:120]}"
 
