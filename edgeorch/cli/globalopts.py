@@ -81,6 +81,7 @@ def finish_parser(parser: argparse.ArgumentParser) -> None:
     Raises ``ValueError`` when a subcommand defines a global option's flag
     with another meaning (a different ``dest`` or action): a bug in that command.
     """
+    parser.value_flags = VALUE_FLAGS  # type: ignore[attr-defined]  # (a Parser: the command words it reads)
     for path, p in walk(parser):
         group = None
         for opt in GLOBAL_OPTIONS:

@@ -90,12 +90,32 @@ class Parser(argparse.ArgumentParser):
     command asks for another formatter.
     """
 
+    value_flags: frozenset[str] = frozenset()
+    """The options before a command word that take the next word as their value (``--config PATH``): set by
+    :func:`~edgeorch.cli.globalopts.finish_parser`, read to find the command an unknown word was given to."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", LineFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise ParserError(message, prog=self.prog, usage=self.format_usage())
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """argparse's, except that words no command takes are refused by the command they were given to: argparse
+        refuses them at the top level, so `edgeorch events -f` printed the whole tree's usage line."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner: argparse.ArgumentParser = self
+            words = list(sys.argv[1:] if args is None else args)
+            while True:
+                word = command_word(words, self.value_flags)
+                sub = next((a for a in owner._actions if isinstance(a, argparse._SubParsersAction)), None)
+                if word is None or sub is None or word not in sub.choices:
+                    break
+                owner, words = sub.choices[word], words[words.index(word) + 1:]
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:

@@ -254,3 +254,17 @@ def test_help_is_wrapped_to_columns_as_shutil_reads_it(monkeypatch, columns, wid
     assert terminal_columns() == shutil.get_terminal_size().columns == (width or 80)
     text = build_parser("show").format_help()
     assert max(len(line) for line in text.splitlines()) <= (width or 80) - 2
+
+
+@pytest.mark.parametrize("argv,prog", [
+    (["events", "-f"], "edgeorch events"),
+    (["--config", "x.toml", "runs", "--bogus"], "edgeorch runs"),
+    (["models", "show", "-x", "m"], "edgeorch models show"),
+])
+def test_a_word_no_command_takes_is_refused_by_that_command(argv, prog, capsys):
+    """`edgeorch events -f` printed the whole tree's usage line ("usage: edgeorch [-h] ...")."""
+    from edgeorch.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {prog} ") and f"{prog}: error: unrecognized arguments: " in err, err
