@@ -12,6 +12,7 @@ from dataclasses import field
 from typing import Any
 
 from ...records import frozen
+from ...rundoc import last_start
 from ...textui import format_bytes
 
 ACTIVE_RUNS_SHOWN = 20
@@ -44,6 +45,8 @@ class RunRow:
     created_at: float
     finished_at: float | None
     reason: str | None
+    started_at: float | None = None  # its last start (a resume's, when it was retried): what TOOK counts from
+    resumed: bool = False
 
 
 @frozen
@@ -180,7 +183,7 @@ def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[
         clients=status.get("clients", 0), paused=frozenset(status.get("paused", ())),
         tasks=tuple(tasks),
         runs=tuple(RunRow(r["id"], r["pipeline"], r["state"], r["trigger"], r["created_at"], r.get("finished_at"),
-                          r.get("reason")) for r in recent),
+                          r.get("reason"), last_start(r), bool(r.get("resumed_at"))) for r in recent),
         cores=tuple(CoreRow(c["id"], c["held_by"]) for c in cpus.get("cores", [])),
         gpus=gpus, gpu_backend=resources.get("gpu_backend", ""),
         memory_available=mem.get("available_now"), memory_leased=mem.get("leased", 0),

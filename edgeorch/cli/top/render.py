@@ -125,7 +125,9 @@ def _runs(snap: Snapshot, cursor: Item | None) -> Panel:
         t.add_column(col, no_wrap=True)
     t.add_column("REASON", ratio=1, overflow="ellipsis", no_wrap=True)
     for r in snap.runs:
-        took = format_duration((r.finished_at or snap.taken_at) - r.created_at)
+        # As `edgeorch runs` counts it: from the last start (a retried run did not take the hours before its retry).
+        took = format_duration((r.finished_at or snap.taken_at) - r.started_at) if r.started_at else "-"
+        took += " (resumed)" if r.resumed and r.started_at else ""
         paused = " (paused)" if r.pipeline in snap.paused else ""
         t.add_row(str(r.run_id), r.pipeline + paused, _styled(r.state), r.trigger, took, printable(r.reason or ""),
                   style="reverse" if cursor == Item(r.run_id, r.pipeline) else None)

@@ -135,3 +135,15 @@ def test_a_hostile_file_name_or_reason_is_shown_escaped_never_written_raw_to_the
     text = console.export_text()
     assert "\x1b" not in text and "\\x1b[2J\\x1b[Hclean.csv" in text
     assert "failed: fit\\nforged line" in text
+
+
+def test_a_resumed_runs_took_counts_from_its_resume_as_runs_says():
+    """`top` counted TOOK from the run's creation (2.2s) where `edgeorch runs` said "2.0s (resumed)"."""
+    recent = [{"id": 3, "pipeline": "train", "state": "succeeded", "trigger": "cli", "created_at": 100.0,
+               "started_at": 100.5, "resumed_at": 900.0, "finished_at": 902.0},
+              {"id": 2, "pipeline": "train", "state": "queued", "trigger": "cli", "created_at": 990.0}]
+    snap = snapshot_of(STATUS, RESOURCES, recent, ACTIVE, INPUTS, now=1000.0)
+    console = Console(width=160, height=30, record=True, color_system=None)
+    console.print(screen(snap, ViewState(), height=30))
+    line = next(ln for ln in console.export_text().splitlines() if "│ 3    train" in ln)
+    assert "2.0s (resumed)" in line, line
