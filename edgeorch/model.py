@@ -312,3 +312,8 @@ def label_problem(label: object) -> str | None:
     if folded in RESERVED_TRIGGERS or folded.startswith("input:"):
         return "is a trigger only edgeorch gives (its schedules, rules and drop folders' runs), or looks like one"
     return None
+
+
+INPUTS_UNWATCHED = "(not watched: the daemon restarted while it ran)"
+"""``attempts.inputs_moved`` of an adopted attempt whose task declares inputs: whether one changed while it ran
+cannot be told (its stamps were the engine's before the restart), so it is never a cache hit either."""

@@ -37,7 +37,7 @@ from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, Mode
                       record)
 from ..kernels.cache import numba_cache_dir
 from ..selfexec import PACKAGE_ROOT, module_argv
-from ..model import AttemptState, Pipeline, RunState, TaskSpec, TaskState
+from ..model import INPUTS_UNWATCHED, AttemptState, Pipeline, RunState, TaskSpec, TaskState
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..pipelines.inputs import is_dataset, parse_dataset_input
 from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
@@ -52,7 +52,7 @@ from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, Sta
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
 from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
-                    read_json, remove_if_empty, still_linked, with_dataset)
+                    own_links, read_json, remove_if_empty, still_linked, with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, place_datasets, upstream_items
 
 if TYPE_CHECKING:
@@ -162,6 +162,15 @@ class PipelineCaps:
     def current(self) -> dict[str, int]:
         """Pipeline name -> its cap, for the pipelines with an active run that has one."""
         return {name: next(reversed(runs.values())) for name, runs in self._by_name.items()}
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path.2``, ``path.3``, ... : the first name nothing holds."""
+    candidate, n = path, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 class _NothingMoved(Exception):
@@ -707,11 +716,22 @@ class Engine:
                                       reason=f"resumed: {len(redo)} task(s) to run{changed}", actor=actor)
             activation = self._record_activation(run_id, pipeline)
         run_dir = activation[0].run_dir
+        hits = {r["name"]: r["cached_from"] for r in rows}
         for name in sorted(n for n in redo if states[n] == TaskState.SKIPPED):
             # A cache hit's links (link_cached_outputs) share the earlier run's files: the rerun must not write
-            # into them. Set aside like a failed attempt's outputs, kept for reading.
-            self._move_aside_folder(run_id, name, run_dir / "outputs" / name,
-                                    run_dir / "attempts" / f"{name}.cached" / "outputs", "the cache hit's outputs")
+            # into them. Set aside like a failed attempt's outputs, kept for reading, under a name no earlier
+            # retry of the hit took (a second one failed with "Directory not empty", and left stale links for
+            # good); the hit's records, which name its links, follow them.
+            folder = run_dir / "outputs" / name
+            dest = _unused(run_dir / "attempts" / f"{name}.cached") / "outputs"
+            try:
+                with self.store.transaction():
+                    if hits.get(name) is not None:
+                        self.store.outputs.follow_moved_files(int(hits[name]), str(folder), str(dest))
+                    if self._move_aside_folder(run_id, name, folder, dest, "the cache hit's outputs") is None:
+                        raise _NothingMoved
+            except _NothingMoved:
+                pass
         return redo, activation
 
     def _fail_resumes(self, error: BaseException) -> None:
@@ -1128,14 +1148,22 @@ class Engine:
             try:
                 with self.store.transaction():
                     followed = self.store.outputs.follow_moved_files(prev["id"], str(out_dir), str(dest))
-                    if not self._move_aside(ctx, name, prev, out_dir, "outputs"):
+                    moved = self._move_aside(ctx, name, prev, out_dir, "outputs")
+                    if moved is None:
                         raise _NothingMoved
             except _NothingMoved:
-                pass  # nothing there (or it could not move: logged): the records stay as they are
+                pass  # it could not move (logged): the records stay with the files, where they are
             else:
-                said.append(f"attempt {prev['number']}'s outputs were moved to {dest} (the records of its {followed} "
-                            "file(s) follow them, in this run and in the runs whose cache hits reuse them); this "
-                            "attempt writes new ones")
+                # Nothing there, the records follow all the same: the files were moved before a crash ended the
+                # transaction of their records (they are at ``dest``), or someone removed them (missing is the
+                # truth; the rerun's new file at the old path is not theirs).
+                if moved:
+                    said.append(f"attempt {prev['number']}'s outputs were moved to {dest} (the records of its "
+                                f"{followed} file(s) follow them, in this run and in the runs whose cache hits reuse "
+                                "them); this attempt writes new ones")
+                elif followed:
+                    said.append(f"attempt {prev['number']}'s files were no longer in {out_dir} (set aside before a "
+                                f"restart, or removed): the records of its {followed} file(s) name {dest} now")
         else:
             self._move_aside(ctx, name, prev, out_dir, "outputs")
         if prev["input_hash"] != input_hash and self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints"):
@@ -1147,15 +1175,15 @@ class Engine:
         return tuple(said)
 
     @classmethod
-    def _move_aside(cls, ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> bool:
-        """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``; whether it was."""
+    def _move_aside(cls, ctx: RunCtx, name: str, prev: dict[str, Any], folder: Path, what: str) -> bool | None:
+        """``folder`` (when not empty) renamed to ``<prev attempt's folder>/<what>``: see :meth:`_move_aside_folder`."""
         return cls._move_aside_folder(ctx.run_id, name, folder, Path(prev["attempt_dir"]) / what,
                                       f"attempt {prev['number']}'s {what}")
 
     @staticmethod
-    def _move_aside_folder(run_id: int, name: str, folder: Path, dest: Path, what: str) -> bool:
+    def _move_aside_folder(run_id: int, name: str, folder: Path, dest: Path, what: str) -> bool | None:
         """``folder`` (when not empty) renamed to ``dest`` (its parents made); ``what`` names it in the log.
-        Whether anything moved."""
+        True when it moved, False when there was nothing to move, None when it could not (logged)."""
         try:
             with os.scandir(folder) as entries:
                 if next(entries, None) is None:
@@ -1166,7 +1194,7 @@ class Engine:
             return False  # nothing written (or its attempt folder is gone): nothing to set aside
         except OSError as exc:  # the task starts on what is there, as before, and the log says why
             log.warning("run %s: task %s: cannot set %s aside: %s", run_id, name, what, exc)
-            return False
+            return None
         log.info("run %s: task %s: %s moved to %s", run_id, name, what, dest)
         return True
 
@@ -1483,6 +1511,10 @@ class Engine:
             log.warning("run %s: task %s: cache hit: its outputs are not linked into %s: %s (tasks that read "
                         "them there fail; $EDGEORCH_UPSTREAM_%s names the files)", run_id, name, out_dir, problem,
                         _env_name(name))
+        # The hit's records name its links, where linked: the run's own files, which a retry of the earlier run
+        # never moves or rewrites (named by the earlier run's path, a task of this run read the retry's new file
+        # while its lineage said the old one).
+        arts = own_links(arts, out_dir)
         decided = settlement.settle_cached(self._view(ctx), name)
         snapshot = self._inputs.pop(tid, None)
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()),
@@ -1607,6 +1639,10 @@ class Engine:
             # in either version, so its outputs are recorded but never reused by the cache (a result built
             # from v2 was keyed as v1, and served for v1 later). stat calls only: cheap on the loop.
             la.inputs_moved = changed_since(la.inputs)
+        elif exit_ok and la.started_at is None and (spec.inputs or spec.container is not None):
+            # Adopted after a restart: its inputs' stamps died with the engine that started it, and one changed
+            # while the daemon was down was served later as the old content's result. Never reused either.
+            la.inputs_moved = INPUTS_UNWATCHED
         out_dir, ckpt_dir = ctx.task_folders(la.task)
         names: list[str] = []
         dataset = spec.dataset if exit_ok else None
@@ -1815,12 +1851,14 @@ class Engine:
                     inputs_moved=la.inputs_moved if ok else None,
                 )
                 if ok and la.inputs_moved is not None:
-                    log.warning("run %s: task %s: input %s changed while attempt %d ran: its outputs are kept, "
-                                "never reused by the cache", ctx.run_id, la.task, la.inputs_moved, la.number)
+                    log.warning("run %s: task %s: attempt %d: input %s changed while it ran: its outputs are "
+                                "kept, never reused by the cache", ctx.run_id, la.task, la.number, la.inputs_moved)
+                    what = ("its declared inputs were not watched while it ran (the daemon restarted meanwhile)"
+                            if la.inputs_moved == INPUTS_UNWATCHED else
+                            f"its input {la.inputs_moved} changed while it ran")
                     self.store.events.add(
-                        "input_changed", f"{la.task}: attempt {la.number}: its input {la.inputs_moved} changed "
-                        "while it ran: its outputs are kept, never reused by the cache", run_id=ctx.run_id,
-                        task=la.task)
+                        "input_changed", f"{la.task}: attempt {la.number}: {what}: its outputs are kept, never reused "
+                        "by the cache", run_id=ctx.run_id, task=la.task)
                 if ok and claim is not None:  # the release's spend, with the rows it recorded
                     privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)
                 if ok and snap is not None and spec.dataset is not None:  # the output's version, with the outcome

@@ -230,6 +230,20 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
     return True
 
 
+def own_links(artifacts: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
+    """A cache hit's records (``artifacts``, the earlier attempt's) as this run keeps them: each file that is
+    linked at its name in ``out_dir`` named by that link, the others by the earlier run's path."""
+    out = []
+    for a in artifacts:
+        link = out_dir / a["name"]
+        try:
+            same = os.path.samefile(a["path"], link)
+        except OSError:
+            same = False
+        out.append({**a, "path": str(link)} if same else a)
+    return out
+
+
 def still_linked(artifacts: list[dict[str, Any]], out_dir: Path) -> bool:
     """Whether each of a cache hit's files (``artifacts``, the earlier attempt's) is still the file at its name in
     ``out_dir`` (:func:`link_cached_outputs` made the links). A hit whose links could not be made counts as not

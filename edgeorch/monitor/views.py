@@ -8,6 +8,7 @@ import tomllib
 from typing import Any, Mapping
 
 from ..errors import NotFoundError
+from ..model import INPUTS_UNWATCHED
 from ..textui import printable
 from .rules import RuleState
 from .spec import RuleSpec
@@ -171,8 +172,7 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
         return f"its definition differs from {where}'s: the task's table in the pipeline file changed"
     if prev["input_hash"] == attempt["input_hash"]:
         if prev.get("inputs_moved"):
-            return (f"{where} had the same definition and inputs, but its input {printable(prev['inputs_moved'])} "
-                    "changed while it ran: what it made may come from either version, so it is never reused")
+            return f"{where} had the same definition and inputs, but {_inputs_moved(prev['inputs_moved'])}"
         return (f"{where} had the same definition and inputs, but its recorded outputs were changed or removed "
                 "since (every reuse re-hashes them first)")
     changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),
@@ -180,6 +180,15 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
     changes += _param_changes(store.runs.get(prev["run_id"])["params"], store.runs.get(attempt["run_id"])["params"])
     return (f"its inputs differ from {where}'s: " +
             (", ".join(changes) if changes else "what an upstream task made, or what an input names, differs"))
+
+
+def _inputs_moved(value: str) -> str:
+    """Why an attempt with the same key is never reused (``attempts.inputs_moved``), said whole."""
+    if value == INPUTS_UNWATCHED:
+        return ("its declared inputs were not watched while it ran (the daemon restarted meanwhile): what it made "
+                "may come from another version of them, so it is never reused")
+    return f"its input {printable(value)} changed while it ran: what it made may come from either version, so it " \
+           "is never reused"
 
 
 def _consumed_changes(before: list[dict[str, Any]], now: list[dict[str, Any]], shown: int = 3) -> list[str]:

@@ -39,7 +39,9 @@ class Outputs:
         (run, task, source attempt): a repeated hit in the same run (a resume)
         replaces its rows instead of adding more. ``artifacts`` must be the
         source attempt's own records (:meth:`artifacts_of_attempt`), never the
-        copies other runs made of them.
+        copies other runs made of them; each names the file where this run finds
+        it (its hard link in this run's folder, ``engine.files.own_links``, else
+        the source's path).
         """
         now = self._db.clock()
         # Named as the tables name it: run 59's extract, attempt #1 (an attempt's internal id matched nothing shown).

@@ -252,3 +252,38 @@ def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules
     workspace.wait_file(workspace.pipelines / "started-2")  # the fire due at the restart started run 2
     after = daemon.output()[before:]
     assert "skip fire" not in after, after
+
+
+def test_an_adopted_attempt_with_declared_inputs_is_never_a_cache_hit(workspace, daemon):
+    """kill -9 while a cached task with declared inputs ran, its input rewritten while the daemon was down, put
+    back as it was afterwards: the next run got the adopted attempt's result (made from the rewritten input),
+    its stamps having died with the engine that started it. An adopted attempt with declared inputs is kept
+    for its run and never reused."""
+    from edgeorch.model import INPUTS_UNWATCHED
+
+    workspace.pipeline("adopt", """
+        [tasks.t]
+        command = ["sh", "-c", "touch started; while [ ! -f go ]; do sleep 0.02; done; cp in.txt $EDGEORCH_OUTPUT_DIR/o.txt"]
+        inputs = ["in.txt"]
+        outputs = ["o.txt"]
+        cache = true
+    """)
+    (workspace.pipelines / "in.txt").write_text("v1\n")
+    daemon.start()
+    first = daemon.call("trigger", {"pipeline": "adopt"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "started")
+    daemon.kill9()
+    (workspace.pipelines / "in.txt").write_text("v2\n")  # while nobody watches
+    daemon.start()
+    (workspace.pipelines / "go").touch()
+    assert daemon.wait_run(first) == "succeeded"
+    with _db(workspace) as conn:
+        (moved,) = conn.execute("SELECT inputs_moved FROM attempts WHERE run_id = ?", (first,)).fetchone()
+    assert moved == INPUTS_UNWATCHED
+    (workspace.pipelines / "in.txt").write_text("v1\n")
+    second = daemon.call("trigger", {"pipeline": "adopt"})["run_id"]
+    assert daemon.wait_run(second) == "succeeded"
+    task = daemon.call("runs.show", {"run_id": second})["tasks"][0]
+    assert task["state"] == "succeeded" and task["attempts"] == 1  # it ran: never the adopted attempt's result
+    why = daemon.call("why", {"run": second})
+    assert "not watched while it ran" in why["tasks"][0]["cache"], why

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgeorch.model import RunState
 
 CACHED_WITH_READER = """
@@ -23,10 +25,12 @@ def test_cache_hits_keep_artifact_records_bounded_over_50_runs(workspace, harnes
     first_run = results[0][0]
     (original,) = store.outputs.artifacts_of(first_run, "expensive")
     for run_id, _ in results:
-        # One record per promised output per run, pointing at the one file the first run made.
+        # One record per promised output per run, each naming the one file the first run made: through its own
+        # hard link in its run's folder (a retry of the first run never moves or rewrites it).
         (art,) = store.outputs.artifacts_of(run_id, "expensive")
-        assert art["path"] == original["path"] and art["sha256"] == original["sha256"]
-        assert [a["path"] for a in store.outputs.latest_artifacts(run_id, "expensive")] == [original["path"]]
+        assert Path(art["path"]).samefile(original["path"]) and art["sha256"] == original["sha256"]
+        assert Path(art["path"]).is_relative_to(store.runs.get(run_id)["run_dir"])
+        assert [a["path"] for a in store.outputs.latest_artifacts(run_id, "expensive")] == [art["path"]]
     total = store.db.conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
     assert total == 50
     # Every reader saw exactly one path (the variable was not a ':'-joined repetition).

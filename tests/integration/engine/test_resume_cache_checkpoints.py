@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,9 @@ def test_cache_hit_skips_the_task_and_reuses_its_outputs(workspace, harness):
     assert task["state"] == "skipped" and task["reason"] == f"cache hit: outputs of run {first} (expensive #1)"
     (art,) = store.outputs.latest_artifacts(second, "expensive")
     (orig,) = store.outputs.latest_artifacts(first, "expensive")
-    assert art["sha256"] == orig["sha256"] and art["path"] == orig["path"]
+    assert art["sha256"] == orig["sha256"] and Path(art["path"]).samefile(orig["path"])
+    # named by its own link, in its own run's folder: what a retry of the first run never touches
+    assert art["path"] == str(Path(store.runs.get(second)["run_dir"]) / "outputs" / "expensive" / "out.txt")
 
 
 def test_cache_misses_when_params_change(workspace, harness):
@@ -222,10 +225,13 @@ def test_a_retry_never_rewrites_the_files_other_runs_cache_hits_share_and_their_
     assert (b_dir / "outputs" / "train" / "model.txt").read_text() == "v1\n"  # B's own folder: as it was
     assert (b_dir / "outputs" / "prep" / "data.txt").read_text() == "v1\n"
     train1 = store.attempts.of_run(first, "train")[0]
-    for row in store.outputs.latest_artifacts(second, "train"):  # B's records name the files it reused, intact
-        assert row["path"] == str(Path(train1["attempt_dir"]) / "outputs" / "model.txt")
+    for row in store.outputs.latest_artifacts(second, "train"):  # B's records name its own links, intact
+        assert row["path"] == str(b_dir / "outputs" / "train" / "model.txt")
         assert Path(row["path"]).read_text() == "v1\n"
-        assert Path(row["path"]).stat().st_ino == (b_dir / "outputs" / "train" / "model.txt").stat().st_ino
+    # A's own record of its first attempt follows the file it set aside (the same file as B's link)
+    (a1,) = store.outputs.artifacts_of_attempt(train1["id"])
+    assert a1["path"] == str(Path(train1["attempt_dir"]) / "outputs" / "model.txt")
+    assert Path(a1["path"]).samefile(b_dir / "outputs" / "train" / "model.txt")
     (start,) = [e for e in harness.events if e.get("task") == "train" and e.get("attempt") == 2
                 and e.get("state") == "running"]
     assert start["set_aside"][0].startswith(f"attempt 1's outputs were moved to {train1['attempt_dir']}/outputs")
@@ -452,3 +458,64 @@ def test_a_cache_hits_link_removed_from_its_run_folder_is_a_lost_output_a_retry_
     assert link.read_text() == "1\n"  # back (a hit again: the earlier run's file, linked anew)
     with pytest.raises(ConflictError, match="nothing to retry"):  # and now it is intact
         harness.resume(second)
+
+
+def test_a_cache_hits_readers_read_its_own_links_which_a_retry_of_the_source_never_touches(workspace, harness):
+    """A downstream task of a cache hit read `$EDGEORCH_UPSTREAM_<TASK>`, the earlier run's path: a retry of that
+    run moved the file and wrote a new one there while the reader ran, and the reader read it (its lineage said
+    the old one). The hit's records name its own links now."""
+    workspace.pipeline("cached", CACHED)
+    first, _ = harness.run("cached")
+    second, _ = harness.run("cached")
+    store = harness.store()
+    own = Path(store.runs.get(second)["run_dir"]) / "outputs" / "expensive" / "out.txt"
+    (read,) = [c for c in store.lineage.consumed_by(second, "use") if c["attempt_id"] is not None]
+    assert read["path"] == str(own)
+    (orig,) = store.outputs.latest_artifacts(first, "expensive")
+    assert own.samefile(orig["path"])
+
+
+def test_a_second_retry_of_a_cache_hit_sets_its_links_aside_under_a_new_name(workspace, harness):
+    """The second retry of a cache-hit task failed to set its links aside ("Directory not empty": the first had
+    taken `attempts/<task>.cached`) and left a stale file at the name a reader looks, for good."""
+    workspace.pipeline("cached", CACHED)
+    harness.run("cached")
+    second, _ = harness.run("cached")
+    run_dir = Path(harness.store().runs.get(second)["run_dir"])
+    link = run_dir / "outputs" / "expensive" / "out.txt"
+    for n, name in ((1, "expensive.cached"), (2, "expensive.cached.2")):
+        link.unlink()
+        (run_dir / "outputs" / "expensive" / "stale.txt").write_text("left by someone\n")
+        redo, state = harness.resume(second)
+        assert state == RunState.SUCCEEDED and "expensive" in redo, n
+        assert (run_dir / "attempts" / name / "outputs" / "stale.txt").is_file(), n  # set aside, whole
+        assert not (run_dir / "outputs" / "expensive" / "stale.txt").exists() and link.read_text() == "1\n"
+    with pytest.raises(ConflictError, match="nothing to retry"):
+        harness.resume(second)
+
+
+def test_records_follow_files_set_aside_before_a_crash_or_removed(workspace, harness):
+    """A crash after the rename of a succeeded attempt's outputs and before the commit of its records: the
+    restart's rerun found the folder empty, moved nothing, and the records kept naming the old path, where the
+    rerun then wrote its new file. The same for files someone removed. The records name the set-aside place."""
+    workspace.pipeline("shared", SHARED)
+    (workspace.pipelines / "in.txt").write_text("v1\n")
+    run_id, _ = harness.run("shared")
+    store = harness.store()
+    prep1, train1 = store.attempts.of_run(run_id, "prep")[0], store.attempts.of_run(run_id, "train")[0]
+    run_dir = Path(store.runs.get(run_id)["run_dir"])
+    # train's files set aside as the rename before a crash left them; prep's removed by hand
+    (Path(train1["attempt_dir"]) / "outputs").parent.mkdir(parents=True, exist_ok=True)
+    os.rename(run_dir / "outputs" / "train", Path(train1["attempt_dir"]) / "outputs")
+    (workspace.pipelines / "in.txt").write_text("v2\n")
+    (run_dir / "outputs" / "prep" / "data.txt").unlink()
+    redo, state = harness.resume(run_id)
+    assert state == RunState.SUCCEEDED and redo == ["prep", "train"]
+    store = harness.store()
+    (t1,) = store.outputs.artifacts_of_attempt(train1["id"])
+    assert t1["path"] == str(Path(train1["attempt_dir"]) / "outputs" / "model.txt")
+    assert Path(t1["path"]).read_text() == "v1\n"  # the record and its file, together
+    (p1,) = store.outputs.artifacts_of_attempt(prep1["id"])
+    assert p1["path"] == str(Path(prep1["attempt_dir"]) / "outputs" / "data.txt")  # removed: named missing,
+    assert not Path(p1["path"]).exists()  # never the rerun's new file
+    assert (run_dir / "outputs" / "prep" / "data.txt").read_text() == "v2\n"

@@ -87,9 +87,11 @@ def test_a_cache_source_stays_while_a_newer_run_reuses_its_outputs(old_runs, gc)
     cache = [h for h in held["holds"] if h["rule"] == "cache"]
     assert held["run_id"] == source and cache and all(h["while_kept"] == user for h in cache)
     source_dir = Path(old_runs.row(source)["run_dir"])
-    with old_runs.db() as conn:  # the user's recorded output is the source's file, still there
+    with old_runs.db() as conn:  # the user's recorded output is its link to the source's file, which is still there
         (path,) = [r[0] for r in conn.execute("SELECT path FROM artifacts WHERE run_id = ?", (user,))]
-    assert Path(path).is_relative_to(source_dir) and Path(path).is_file()
+        (own,) = [r[0] for r in conn.execute("SELECT path FROM artifacts WHERE run_id = ?", (source,))]
+    assert Path(path).is_relative_to(Path(old_runs.row(user)["run_dir"])) and Path(path).samefile(own)
+    assert Path(own).is_relative_to(source_dir) and Path(own).is_file()
 
 
 def test_a_cache_source_goes_with_its_user_when_both_are_old(old_runs, gc):
