@@ -68,7 +68,7 @@ def test_a_watched_folder_that_does_not_exist_yet_is_valid_and_watched_when_it_a
     daemon.start()
     watch = daemon.call("inputs.list", {})
     assert [w["folder"] for w in watch["watches"]] == [str(later)]
-    assert any("missing" in e for e in watch["watch_errors"])  # surfaced while missing, as a warning
+    assert any("does not exist" in e for e in watch["watch_errors"])  # surfaced while missing, as a warning
     later.mkdir()
     wait_until(daemon, lambda: daemon.call("inputs.list", {})["watch_errors"] == [], timeout=30,
                what="the folder watched once it appears")
