@@ -178,8 +178,15 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
     changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),
                                 store.lineage.consumed_by_attempt(attempt["id"]))
     changes += _param_changes(store.runs.get(prev["run_id"])["params"], store.runs.get(attempt["run_id"])["params"])
-    return (f"its inputs differ from {where}'s: " +
+    said = (f"its inputs differ from {where}'s: " +
             (", ".join(changes) if changes else "what an upstream task made, or what an input names, differs"))
+    # An older success with this very key that is never reused (its inputs moved while it ran) is the hit the
+    # user expected: said too (why named only the run in between, whose inputs differ).
+    same = store.outputs.same_key_not_reused(pipeline, attempt["task"], attempt["definition_hash"],
+                                             attempt["input_hash"], attempt["id"])
+    if same is not None:
+        said += f"; run {same['run_id']} had this task's very inputs, but {_inputs_moved(same['inputs_moved'])}"
+    return said
 
 
 def _inputs_moved(value: str) -> str:

@@ -113,6 +113,17 @@ class Outputs:
         )
         return dict(row) if row else None
 
+    def same_key_not_reused(self, pipeline: str, task: str, definition_hash: str, input_hash: str,
+                            before: int) -> dict[str, Any] | None:
+        """The newest successful attempt older than attempt ``before`` with these hashes that is never a cache hit
+        (its declared inputs moved while it ran, ``inputs_moved``), or None: what ``why`` names of a miss."""
+        row = self._db.one(
+            "SELECT a.* FROM attempts a JOIN runs r ON r.id = a.run_id"
+            " WHERE r.pipeline = ? AND a.task = ? AND a.definition_hash = ? AND a.input_hash = ? AND a.id < ?"
+            " AND a.state = 'exited' AND a.exit_code = 0 AND a.inputs_moved IS NOT NULL ORDER BY a.id DESC LIMIT 1",
+            (pipeline, task, definition_hash, input_hash, before))
+        return dict(row) if row else None
+
     def artifacts_of(self, run_id: int, task: str | None = None) -> list[dict[str, Any]]:
         if task is None:
             return self._db.all("SELECT * FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))

@@ -210,8 +210,11 @@ def test_an_input_changed_while_the_task_ran_keeps_its_outputs_but_is_never_a_ca
     assert open(art["path"]).read() == "v2\n"  # kept for its run
     assert any(e["kind"] == "input_changed" and "cfg.txt changed while it ran" in e["message"]
                for e in store.events.recent(20))
-    (folder / "cfg.txt").write_text("v1\n")  # back to v1: the v2 result must not be served for it
     (folder / "started").unlink()
+    (folder / "cfg.txt").write_text("v3\n")
+    between, state = harness.run("race")  # other inputs: a run in between
+    assert state == RunState.SUCCEEDED
+    (folder / "cfg.txt").write_text("v1\n")  # back to v1: the v2 result must not be served for it
     second, state = harness.run("race")
     assert state == RunState.SUCCEEDED
     store = harness.store()
@@ -221,6 +224,8 @@ def test_an_input_changed_while_the_task_ran_keeps_its_outputs_but_is_never_a_ca
     from edgeorch.monitor.views import cache_miss
 
     (ran,) = store.attempts.of_run(second, "a")
-    assert "changed while it ran" in cache_miss(store, "race", ran)
+    said = cache_miss(store, "race", ran)  # the run in between differs; the one with these inputs is not reused
+    assert f"its inputs differ from run {between}" in said, said
+    assert f"run {first} had this task's very inputs, but its input {folder / 'cfg.txt'} changed while it ran" in said
     third, state = harness.run("race")  # an attempt whose inputs held still is a hit as ever
     assert _task(harness.store(), third, "a")["state"] == "skipped"
