@@ -342,11 +342,13 @@ def _measure(method: str, rb: Batch, cb: Batch, column: str, details: dict[str, 
             return ks.statistic, ks.pvalue
         # A distance over the reference's std is the same on any scale: huge values (their squares overflow the
         # std) are measured scaled by a power of two, exactly (_huge).
-        rv, cv = (np.ldexp(rb.values, -_HUGE_SHIFT), np.ldexp(cb.values, -_HUGE_SHIFT)) if _huge(rb, cb) \
-            else (rb.values, cb.values)
+        shift = _HUGE_SHIFT if _huge(rb, cb) else 0
+        rv, cv = (np.ldexp(rb.values, -shift), np.ldexp(cb.values, -shift)) if shift else (rb.values, cb.values)
         std = float(np.std(rv))  # wasserstein
-        details["reference_std"] = std * 2.0 ** _HUGE_SHIFT if _huge(rb, cb) else std
-        return S.wasserstein_distance(rv, cv) / max(std, WASSERSTEIN_STD_FLOOR), None
+        details["reference_std"] = float(np.ldexp(std, shift))
+        # The floor is in the data's own units, scaled as the data is (a constant reference of 1e151 against
+        # 2e151 was divided by the unscaled floor: "ok" for a column whose every value doubled).
+        return S.wasserstein_distance(rv, cv) / max(std, float(np.ldexp(WASSERSTEIN_STD_FLOOR, -shift))), None
     r, c, labels = binned(rb, cb)
     if method == "chisquare":
         res = S.chi_square(r, c)

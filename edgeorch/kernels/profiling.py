@@ -128,16 +128,26 @@ class ColumnProfile(ResultView):
     @property
     def skewness(self) -> float | None:
         # None as well when the powers of tiny deviations underflow (data on
-        # the scale of 1e-80 or below): the third and fourth moments are lost.
-        if self.n < 1 or self.m2 <= 0.0 or self.m2 ** 1.5 == 0.0 or self.m4 == 0.0:
+        # the scale of 1e-80 or below): the third and fourth moments are lost;
+        # and when they overflow (deviations of 1e77 and more: ``m2 ** 1.5`` is
+        # an OverflowError in Python, which ended `edgeorch profile` with exit 70).
+        if self.n < 1 or self.m2 <= 0.0 or self.m4 == 0.0 or not math.isfinite(self.m2):
             return None
-        return math.sqrt(self.n) * self.m3 / self.m2 ** 1.5
+        try:
+            spread = self.m2 ** 1.5
+        except OverflowError:
+            return None
+        if spread == 0.0 or not math.isfinite(spread) or not math.isfinite(self.m3):
+            return None
+        return math.sqrt(self.n) * self.m3 / spread
 
     @property
     def kurtosis(self) -> float | None:
-        if self.n < 1 or self.m2 <= 0.0 or self.m2 * self.m2 == 0.0 or self.m4 == 0.0:
+        square = self.m2 * self.m2  # a float product: inf, never an error, when it overflows
+        if self.n < 1 or self.m2 <= 0.0 or square == 0.0 or self.m4 == 0.0 or not math.isfinite(square) \
+                or not math.isfinite(self.m4):
             return None
-        return self.n * self.m4 / (self.m2 * self.m2) - 3.0
+        return self.n * self.m4 / square - 3.0
 
     @property
     def distinct(self) -> int:

@@ -105,3 +105,26 @@ def test_a_negative_weight_names_the_file_column_and_row(tmp_path: Path) -> None
     with pytest.raises(DataError) as err:
         run_task("fairness", {"input": str(f), "group": ["g"], "prediction": "p", "weight": "w"})
     assert (err.value.file, err.value.field) == (str(f), "w") and "row 2" in str(err.value.value)
+
+
+def test_a_constant_huge_reference_floors_its_std_in_its_own_units(tmp_path: Path) -> None:
+    """50 values of 1e160 against 50 of 2e160: the scaled distance was divided by the unscaled 0.001 floor,
+    2.4e-18, "ok", for a column whose every value doubled (at 1e149, unscaled: 1e152, drift)."""
+    for e in (149, 160):
+        ref, cur = tmp_path / f"r{e}.csv", tmp_path / f"c{e}.csv"
+        ref.write_text("x\n" + f"1e{e}\n" * 50)
+        cur.write_text("x\n" + f"2e{e}\n" * 50)
+        (r,) = dataset_drift(ref, cur, method="wasserstein").columns
+        assert r.verdict == "drift" and r.value == pytest.approx(float(f"1e{e}") / 0.001, rel=1e-9)
+
+
+def test_a_profile_of_huge_deviations_has_no_moment_it_cannot_compute_and_never_fails(tmp_path: Path) -> None:
+    """Normal data times 1e140: `m2 ** 1.5` is an OverflowError in Python, and `edgeorch profile` ended with exit
+    70. Its third and fourth moments overflow: None; the rest as numpy says."""
+    x = np.random.default_rng(0).normal(0, 1, 1000) * 1e140
+    f = tmp_path / "n.csv"
+    f.write_text("x\n" + "".join(f"{v!r}\n" for v in x.tolist()))
+    col = profile(f).columns["x"]
+    s = col.summary()
+    assert s["std"] == pytest.approx(float(np.std(x, ddof=1)), rel=1e-9)
+    assert s["skewness"] is None and s["kurtosis"] is None
