@@ -240,7 +240,9 @@ class Monitors:
             holder["id"] = store.rules.add_firing(
                 rule=spec.name, pipeline=spec.pipeline, episode=new.episode, fired_at=now, outcome="fire",
                 dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"), threshold=doc.get("threshold"),
-                signal=doc, responses=planned, run_id=run_id, state="pending" if later else "done")
+                signal=doc, responses=planned, run_id=run_id,
+                # A refused trigger (an unknown or paused pipeline) is a response that failed, said as one.
+                state="pending" if later else "failed" if trigger is not None and trigger.get("refused") else "done")
             what = ", ".join(_describe(p) for p in planned)
             said = (f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: {spec.describe()}, value "
                     f"{_num(doc.get('value'))}; {what}")
@@ -298,7 +300,7 @@ class Monitors:
     async def _respond(self, firing_id: int, spec: RuleSpec | None, doc: dict[str, Any],
                        planned: list[dict[str, Any]]) -> None:
         name = doc.get("rule", "?")
-        ok = True
+        ok = not any(p.get("refused") for p in planned)  # a trigger refused at the firing failed already
         for p in planned:
             if p["action"] not in ("notify", "rollback", "quarantine") or p.get("done") or p.get("dry_run"):
                 continue

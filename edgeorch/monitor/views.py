@@ -27,8 +27,11 @@ def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], no
         # Until when the cooldown holds a new response back (None when it does not now): the README's "`edgeorch
         # monitors` says until when" was found only in the audit log.
         cooldown_end = st.last_fired_at + spec.cooldown if spec.cooldown and st.last_fired_at is not None else None
+        day_end = (store.rules.day_limit_until(name, spec.max_per_day, now)
+                   if store is not None and spec.max_per_day is not None else None)
         out.append({**spec.to_dict(), "state": st.shown(now), "stored_state": st.state, "episode": st.episode,
                     "cooldown_until": cooldown_end if cooldown_end is not None and cooldown_end > now else None,
+                    "max_per_day_until": day_end,
                     "consecutive": st.consecutive, "last_value": st.last_value,
                     "last_evaluated_at": st.last_evaluated_at, "last_fired_at": st.last_fired_at,
                     "silenced_until": st.silenced_until if st.silenced(now) else None,
@@ -101,14 +104,38 @@ def _rules_on(store: Any, run_id: int, events: list[dict[str, Any]]) -> list[dic
     held by a cooldown, still firing, resolved) and each firing its signal came from (recorded with the run it
     started). "Why did this batch start nothing?" was answered by the audit log alone."""
     out = [{"rule": str(e["actor"] or "").removeprefix("rule:"), "action": e["kind"].removeprefix("rule_"),
-            "at": e["ts"], "message": e["message"]}
+            "at": e["ts"], "run_id": None, "message": e["message"]}
            for e in events if e["kind"].startswith("rule_") and e["kind"] != "rule_fired"]
+    # The firings that answered (a held or deduped one is an event of this run already: said once).
     for f in store.rules.firings_from_run(run_id):
+        if f["outcome"] != "fire":
+            continue
         started = f" -> run {f['run_id']}" if f.get("run_id") else ""
+        if f.get("dry_run"):
+            how = "decided in a dry run: nothing was done"
+        elif f["state"] == "failed":
+            whys = [w for r in f.get("responses") or [] if (w := response_failure(r))]
+            how = f"its response failed: {whys[0] if whys else 'see its responses'}"
+        else:
+            how = f"responses {f['state']}"
         out.append({"rule": f["rule"], "action": f["outcome"], "at": f["fired_at"], "run_id": f.get("run_id"),
-                    "message": f"rule {f['rule']}: {f['outcome']}{' (dry run)' if f.get('dry_run') else ''}"
-                               f"{started} (value {f.get('value')}, episode {f['episode']}; responses {f['state']})"})
+                    "message": f"rule {f['rule']}: fired{started} (value {f.get('value')}, episode {f['episode']}; "
+                               f"{how})"})
     return sorted(out, key=lambda r: r["at"])
+
+
+def response_failure(p: Any) -> str | None:
+    """Why one recorded response of a firing did not do its part, or None (done, dry run, not needed)."""
+    if not isinstance(p, dict) or p.get("dry_run"):
+        return None
+    if p.get("refused"):
+        return f"{p.get('action')} refused: {p['refused']}"
+    if p.get("error"):
+        return str(p["error"])
+    if p.get("action") == "notify" and p.get("exit_code") not in (None, 0):
+        said = str(p.get("output") or "").strip().splitlines()
+        return f"notify exited with code {p['exit_code']}" + (f": {said[-1]}" if said else "")
+    return None
 
 
 def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]],

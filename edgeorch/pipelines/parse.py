@@ -115,7 +115,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             from ..monitor.spec import check_rules
 
             kinds = {t: (d.get("kind") if isinstance(d, dict) else None) for t, d in tasks_table.items()}
-            errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=set(params))[1])
+            errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=declared)[1])
 
     order: tuple[str, ...] = ()
     # Every task's needs are checked, also when another task failed to parse: every problem is collected.

@@ -128,6 +128,13 @@ class Rules:
                             (rule, since))
         return len(rows), frozenset(r["dedupe_key"] for r in rows if r["dedupe_key"] is not None)
 
+    def day_limit_until(self, rule: str, limit: int, now: float, day: float = 86400.0) -> float | None:
+        """When ``rule``'s responses in the last ``day`` fall below ``limit`` again (its ``max_per_day``): the
+        time its ``limit``-th newest response leaves the window; None when fewer than ``limit`` are in it."""
+        rows = self._db.all("SELECT fired_at FROM rule_firings WHERE rule = ? AND outcome = 'fire' AND fired_at >= ?"
+                            " ORDER BY fired_at DESC LIMIT ?", (rule, now - day, limit))
+        return rows[-1]["fired_at"] + day if limit > 0 and len(rows) >= limit else None
+
     def counts(self) -> dict[tuple[str, str], int]:
         """``(rule, outcome) -> firings``, for the metrics."""
         return {(r["rule"], r["outcome"]): r["n"] for r in self._db.all(

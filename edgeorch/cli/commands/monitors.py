@@ -95,12 +95,16 @@ def _state_text(rule: dict[str, Any]) -> str:
     say until when, nor that a held episode is answered at the first evaluation after it)."""
     text = rule["state"]
     if rule.get("silence_reason"):
-        text += f" ({rule['silence_reason']})"
-    until = rule.get("cooldown_until")
-    if until is not None and rule["state"] in ("cooling", "firing"):
-        text += f" (cooldown until {format_timestamp(until)})"
-    elif rule["state"] == "cooling" and not rule.get("silence_reason"):
-        text += " (held no more: answered at its next evaluation)" if until is None and rule.get("cooldown") else ""
+        return text + f" ({rule['silence_reason']})"
+    holds = []
+    if rule.get("cooldown_until") is not None and rule["state"] in ("cooling", "firing"):
+        holds.append(f"cooldown until {format_timestamp(rule['cooldown_until'])}")
+    if rule.get("max_per_day_until") is not None and rule["state"] == "cooling":
+        holds.append(f"max_per_day {rule.get('max_per_day')} reached until {format_timestamp(rule['max_per_day_until'])}")
+    if holds:
+        return f"{text} ({'; '.join(holds)})"
+    if rule["state"] == "cooling" and (rule.get("cooldown") or rule.get("max_per_day") is not None):
+        return f"{text} (held no more: answered at its next evaluation)"
     return text
 
 
@@ -143,11 +147,13 @@ def _firing(f: dict | None) -> str:
     out += f" -> run {f['run_id']}" if f.get("run_id") else ""
     if f.get("state") != "failed":
         return out
-    # A response that failed (a rollback with nothing to roll back to) showed as a plain "fire".
+    # A response that failed (a rollback with nothing to roll back to, a refused trigger, a notify that exited 3)
+    # showed as a plain "fire".
+    from ...monitor.views import response_failure
+
     responses = _decoded(f.get("responses"))
-    errors = [r["error"] for r in responses or [] if isinstance(r, dict) and r.get("error")] \
-        if isinstance(responses, list) else []
-    why = str(errors[0]).splitlines()[0] if errors else "see `edgeorch events --kind rule`"
+    whys = [w for r in (responses if isinstance(responses, list) else []) if (w := response_failure(r))]
+    why = whys[0].splitlines()[0] if whys else "`edgeorch monitors --json` has its responses"
     return f"{out}, its response failed: {why[:120]}"
 
 

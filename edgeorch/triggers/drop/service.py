@@ -397,6 +397,9 @@ class DropFolders:
             out.append(s)
         for e in errors:
             log.error("watch not started: %s", e.one_line())
+        # A folder no watch names any more (its [[watch]] changed or went) is nobody's missing folder: its error
+        # stayed in `status` and `inputs` after the reload that replaced it.
+        self.missing_folders = {f: e for f, e in self.missing_folders.items() if f in seen}
         self._config_watch_errors = errors
         self.watch_errors = errors + list(self.missing_folders.values())
         return out

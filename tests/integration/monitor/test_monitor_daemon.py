@@ -141,7 +141,7 @@ def test_cooldown_holds_a_second_episode_back_and_says_why(workspace, daemon) ->
         run(daemon, "flaky")
     assert monitor(daemon)["state"] == "ok"
     run(daemon, "flaky", fail=True)
-    run(daemon, "flaky", fail=True)  # 3/5 > 0.5: holds again, within the cooldown
+    held_run = run(daemon, "flaky", fail=True)  # 3/5 > 0.5: holds again, within the cooldown
     m = monitor(daemon)
     assert m["state"] == "cooling" and len(rule_runs(workspace)) == 1
     # Until when, where the README says: the listing (it was only in the audit log).
@@ -153,6 +153,9 @@ def test_cooldown_holds_a_second_episode_back_and_says_why(workspace, daemon) ->
     held = db.execute("SELECT message FROM events WHERE kind = 'rule_held'").fetchall()
     db.close()
     assert held and "cooldown" in held[-1][0]
+    # `why` of the held run says the hold once (its firing row of outcome "held" is the same decision)
+    rules = until(lambda: daemon.call("why", {"run": held_run})["rules"], what="the hold on the held run")
+    assert [r["action"] for r in rules] == ["held"] and all("run_id" in r for r in rules), rules
 
 
 def test_dry_run_records_what_would_have_happened(workspace, daemon) -> None:

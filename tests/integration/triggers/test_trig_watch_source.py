@@ -75,3 +75,17 @@ def test_a_watched_folder_that_does_not_exist_yet_is_valid_and_watched_when_it_a
     drop_by_rename(tmp_path / "stage", later, "first.csv", b"row\n")
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=30, what="a file in the new folder")
     assert daemon.stop() == 0
+
+
+def test_a_missing_folder_no_watch_names_any_more_is_no_longer_an_error(workspace, daemon, tmp_path):
+    """The [[watch]] of a pipeline file moved from one missing folder to another: after the reload both were
+    listed "not watched", the old one for good (even once it existed and started nothing)."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    pipeline_with_watch(workspace, f'[watch]\nfolder = "{old}"\nsettle = "0.2s"\n')
+    daemon.start()
+    assert any(str(old) in e for e in daemon.call("inputs.list", {})["watch_errors"])
+    pipeline_with_watch(workspace, f'[watch]\nfolder = "{new}"\nsettle = "0.2s"\n')
+    daemon.call("reload")
+    errors = daemon.call("inputs.list", {})["watch_errors"]
+    assert any(str(new) in e for e in errors) and not any(str(old) in e for e in errors), errors
+    assert daemon.stop() == 0

@@ -214,3 +214,12 @@ def test_a_param_with_a_bad_default_is_one_error_not_also_an_unknown_placeholder
     f.write_text('[params]\nepochs = { type = "int", default = "ten" }\n[tasks.a]\ncommand = ["echo", "{epochs}"]\n')
     res = validate_path(f)
     assert [e.field for e in res.errors] == ["params.epochs.default"], [e.render() for e in res.errors]
+
+
+def test_a_param_with_a_bad_default_is_not_also_unknown_to_the_pipelines_rules(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('[params]\nn = { type = "int", default = 1.5 }\n[tasks.a]\ncommand = ["true"]\n'
+                 '[[on]]\nname = "r"\nsignal = "failure_rate"\nthreshold = 0.5\ndedupe = "{params.n}"\n'
+                 '[[on.do]]\ntrigger = "p"\nparams = { n = "{params.n}" }\n')
+    res = validate_path(f)
+    assert [e.field for e in res.errors] == ["params.n.default"], [e.render() for e in res.errors]

@@ -134,3 +134,22 @@ def test_the_listing_says_a_failed_response_and_why() -> None:
         .startswith("cooling (cooldown until ")
     assert _state_text({"state": "cooling", "cooldown_until": None, "silence_reason": None, "cooldown": 3600.0}) == \
         "cooling (held no more: answered at its next evaluation)"
+
+
+def test_the_listing_says_each_kind_of_failed_response_and_what_holds_a_rule() -> None:
+    """A refused trigger showed as done; a notify that exited 3 said "see `edgeorch events --kind rule`" (a live
+    stream); a rule held by max_per_day was shown "held no more"."""
+    import json
+
+    from edgeorch.cli.commands.monitors import _firing, _state_text
+
+    def failed(*responses):
+        return _firing({"outcome": "fire", "fired_at": 0.0, "state": "failed", "responses": json.dumps(list(responses))})
+
+    assert failed({"action": "trigger", "refused": "no pipeline named 'nopipe'"}).endswith(
+        "its response failed: trigger refused: no pipeline named 'nopipe'")
+    assert failed({"action": "notify", "exit_code": 3, "output": "x\nboom\n"}).endswith(
+        "its response failed: notify exited with code 3: boom")
+    held = _state_text({"state": "cooling", "cooldown_until": None, "silence_reason": None, "cooldown": 0.0,
+                        "max_per_day": 3, "max_per_day_until": 7200.0})
+    assert held.startswith("cooling (max_per_day 3 reached until ") and "held no more" not in held
