@@ -98,6 +98,11 @@ def _open_check(path: Path) -> None:
     kind = file_kind(mode)
     if kind is not None:
         raise DataError(f"is {kind}, not a data file", file=str(path), expected="a regular file")
+    try:  # a file this user may not read: said so (pyarrow's "[Errno 13] Failed to open local file ... Detail")
+        os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
+    except OSError as exc:
+        raise DataError(f"cannot be read: {exc.strerror}", file=str(path), expected="a file this user may read") \
+            from None
 
 
 def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[Any]:

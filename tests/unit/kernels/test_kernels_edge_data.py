@@ -128,3 +128,38 @@ def test_a_profile_of_huge_deviations_has_no_moment_it_cannot_compute_and_never_
     s = col.summary()
     assert s["std"] == pytest.approx(float(np.std(x, ddof=1)), rel=1e-9)
     assert s["skewness"] is None and s["kurtosis"] is None
+
+
+def test_a_file_this_user_may_not_read_or_reach_is_said_so(tmp_path: Path) -> None:
+    """As another user: pyarrow's "[Errno 13] Failed to open local file ... Detail: [errno 13]" reached the user."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as user nobody (root reads everything)")
+
+    def as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
+        # every reader of a data file starts with checked_format (no numba: nobody may not write its cache)
+        code = ("from pathlib import Path\nfrom edgeorch.errors import DataError\n"
+                "from edgeorch.kernels.io import checked_format\n"
+                f"try:\n    checked_format(Path({str(path)!r}))\nexcept DataError as e:\n    print(e.message)\n")
+        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                               "-c", code], capture_output=True, text=True, cwd="/", timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as open_folder:
+        os.chmod(open_folder, 0o755)
+        unreadable = Path(open_folder) / "secret.csv"
+        unreadable.write_text("x\n1\n")
+        unreadable.chmod(0o000)
+        proc = as_nobody(unreadable)
+        if not proc.stdout and proc.returncode != 0:
+            pytest.skip(f"user nobody cannot run this Python: {proc.stderr.strip()[-200:]}")
+        assert proc.stdout.strip() == "cannot be read: Permission denied", proc.stdout + proc.stderr
+    hidden = tmp_path / "inside.csv"  # pytest's folders are the root user's alone: nobody cannot reach into them
+    hidden.write_text("x\n1\n")
+    proc = as_nobody(hidden)
+    assert proc.stdout.strip() == "cannot be reached: Permission denied", proc.stdout + proc.stderr
