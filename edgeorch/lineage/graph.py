@@ -353,9 +353,14 @@ class Walk:
 
     def _file_up(self, node_id: str, f: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []
-        for row in self.lineage.producers(f["path"], f["sha256"]):
+        made = self.lineage.producers(f["path"], f["sha256"])
+        for row in made:
             other, fields = task_node(self.lineage, row["run_id"], row["task"])
             steps.append(("output of", other, fields, (node_id, other)))
+        if not made:  # a cache hit's own link: the output of that (skipped) task, whose node says whose result it is
+            for row in self.lineage.cache_hits_of_file(f["path"], f["sha256"]):
+                other, fields = task_node(self.lineage, row["run_id"], row["task"])
+                steps.append(("output of", other, fields, (node_id, other)))
         for row in self.lineage.inputs_claimed_as(f["path"], f["sha256"]):
             other = f"input:{row['id']}"
             steps.append(("claimed from", other, _input_fields(row), (node_id, other)))

@@ -113,6 +113,13 @@ class Lineage:
             "SELECT DISTINCT f.run_id, f.task, f.attempt_id, f.name FROM artifacts f JOIN attempts a ON a.id = f.attempt_id"
             " WHERE f.path = ? AND f.sha256 = ? AND a.run_id = f.run_id ORDER BY f.run_id, f.task", (path, sha256))
 
+    def cache_hits_of_file(self, path: str, sha256: str) -> list[dict[str, Any]]:
+        """The cache hits whose records name this file (its link in their run's folder): ``run_id``, ``task``,
+        ``attempt_id`` (the attempt whose result they reuse)."""
+        return self._db.all(
+            "SELECT DISTINCT f.run_id, f.task, f.attempt_id FROM artifacts f JOIN attempts a ON a.id = f.attempt_id"
+            " WHERE f.path = ? AND f.sha256 = ? AND a.run_id != f.run_id ORDER BY f.run_id, f.task", (path, sha256))
+
     def cache_users(self, attempt_id: int, limit: int = -1) -> list[dict[str, Any]]:
         """The tasks (``run_id``, ``name``) that were cache hits of ``attempt_id`` (at most ``limit``; -1: all)."""
         return self._db.all("SELECT run_id, name FROM tasks WHERE cached_from = ? ORDER BY run_id, name LIMIT ?",

@@ -193,3 +193,19 @@ def test_a_file_inside_a_declared_folder_leads_downstream_to_the_task_that_read_
     # And back: the folder's upstream lists both files with their hashes.
     up = query(store, f"{run_id}/fit", directions=["upstream"])
     assert f"file:{_sha(b'woof')}:{path.parent / 'images' / 'dog.png'}" in _reach(up, "upstream")
+
+
+def test_a_cache_hits_own_link_leads_up_to_the_task_it_reuses_and_the_run_that_made_it(workspace, harness):
+    """A cache hit's records name its own links now: the upstream of such a file was "nothing recorded"."""
+    workspace.pipeline("cached", """
+        [tasks.expensive]
+        command = ["sh", "-c", "echo 1 > $EDGEORCH_OUTPUT_DIR/out.txt"]
+        outputs = ["out.txt"]
+        cache = true
+    """)
+    first, _ = harness.run("cached")
+    second, _ = harness.run("cached")
+    store = harness.store()
+    (link,) = store.outputs.latest_artifacts(second, "expensive")
+    up = _reach(query(store, link["path"], directions=["upstream"]), "upstream")
+    assert f"task:{second}/expensive" in up and f"task:{first}/expensive" in up and f"run:{first}" in up
