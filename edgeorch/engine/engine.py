@@ -726,12 +726,17 @@ class Engine:
             dest = _unused(run_dir / "attempts" / f"{name}.cached") / "outputs"
             try:
                 with self.store.transaction():
-                    if hits.get(name) is not None:
-                        self.store.outputs.follow_moved_files(int(hits[name]), str(folder), str(dest))
-                    if self._move_aside_folder(run_id, name, folder, dest, "the cache hit's outputs") is None:
+                    followed = (self.store.outputs.follow_moved_files(int(hits[name]), str(folder), str(dest))
+                                if hits.get(name) is not None else 0)
+                    moved = self._move_aside_folder(run_id, name, folder, dest, "the cache hit's outputs")
+                    if moved is None:
                         raise _NothingMoved
+                    if not moved and followed:  # its links were removed: the name its records take stays taken
+                        dest.mkdir(parents=True, exist_ok=True)
             except _NothingMoved:
                 pass
+            except OSError as exc:  # the name could not be taken: the records stay where the links were
+                log.warning("run %s: task %s: cannot set the cache hit's records aside: %s", run_id, name, exc)
         return redo, activation
 
     def _fail_resumes(self, error: BaseException) -> None:

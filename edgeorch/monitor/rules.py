@@ -174,10 +174,12 @@ def _held_back(spec: RuleSpec, old: RuleState, at: float, history: History) -> s
     if old.silenced(at):
         return (f"silenced until {format_timestamp(old.silenced_until)}"
                 + (f" ({old.silence_reason})" if old.silence_reason else ""))
+    holds = []  # each that holds it (the cooldown alone was said while max_per_day held it too)
     if spec.cooldown and old.last_fired_at is not None and at - old.last_fired_at < spec.cooldown:
-        return (f"cooldown: last response {format_duration(at - old.last_fired_at)} ago, the cooldown is "
-                f"{format_duration(spec.cooldown)} (next allowed in "
-                f"{format_duration(spec.cooldown - (at - old.last_fired_at))})")
+        holds.append(f"cooldown: last response {format_duration(at - old.last_fired_at)} ago, the cooldown is "
+                     f"{format_duration(spec.cooldown)} (next allowed in "
+                     f"{format_duration(spec.cooldown - (at - old.last_fired_at))})")
     if spec.max_per_day is not None and history.fired_last_day >= spec.max_per_day:
-        return f"max_per_day: {history.fired_last_day} response(s) in the last day (at most {spec.max_per_day})"
-    return None
+        holds.append(f"max_per_day: {history.fired_last_day} response(s) in the last day (at most "
+                     f"{spec.max_per_day})")
+    return "; and ".join(holds) or None

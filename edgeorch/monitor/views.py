@@ -128,10 +128,10 @@ def response_failure(p: Any) -> str | None:
     """Why one recorded response of a firing did not do its part, or None (done, dry run, not needed)."""
     if not isinstance(p, dict) or p.get("dry_run"):
         return None
-    if p.get("refused"):
-        return f"{p.get('action')} refused: {p['refused']}"
+    if p.get("refused"):  # the error's first line (its hint is for a person at a terminal, not for a table)
+        return f"{p.get('action')} refused: {str(p['refused']).splitlines()[0]}"
     if p.get("error"):
-        return str(p["error"])
+        return str(p["error"]).splitlines()[0]
     if p.get("action") == "notify" and p.get("exit_code") not in (None, 0):
         said = str(p.get("output") or "").strip().splitlines()
         return f"notify exited with code {p['exit_code']}" + (f": {said[-1]}" if said else "")

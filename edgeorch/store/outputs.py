@@ -53,8 +53,12 @@ class Outputs:
                 "UPDATE tasks SET state = 'skipped', input_hash = ?, cached_from = ?, started_at = ?, finished_at = ?, reason = ? WHERE id = ?",
                 (input_hash, source_attempt, now, now, reason, task_id),
             )
-            self._db.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ?",
-                              (run_id, task, source_attempt))
+            # The rows of a set-aside earlier hit (under the run's attempts folder: a retry's `<task>.cached`) are
+            # history and stay: a second hit of the same source in this run deleted them too.
+            row = self._db.one("SELECT run_dir FROM runs WHERE id = ?", (run_id,))
+            prefix = f"{row['run_dir']}/attempts/" if row is not None and row["run_dir"] else "\0"
+            self._db.conn.execute("DELETE FROM artifacts WHERE run_id = ? AND task = ? AND attempt_id = ?"
+                                  " AND substr(path, 1, length(?)) != ?", (run_id, task, source_attempt, prefix, prefix))
             self._db.conn.executemany(
                 "INSERT INTO artifacts (run_id, task, attempt_id, name, path, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, task, source_attempt, a["name"], a["path"], a["size"], a["sha256"], now) for a in artifacts],

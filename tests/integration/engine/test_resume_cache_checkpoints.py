@@ -519,3 +519,24 @@ def test_records_follow_files_set_aside_before_a_crash_or_removed(workspace, har
     assert p1["path"] == str(Path(prep1["attempt_dir"]) / "outputs" / "data.txt")  # removed: named missing,
     assert not Path(p1["path"]).exists()  # never the rerun's new file
     assert (run_dir / "outputs" / "prep" / "data.txt").read_text() == "v2\n"
+
+
+def test_each_set_aside_hit_keeps_its_records_when_the_same_source_is_hit_again(workspace, harness):
+    """Three retries of one hit of the same source: the records that had followed the links into `.cached`,
+    `.cached.2` were deleted by the next hit's record (same run, task and source attempt)."""
+    workspace.pipeline("cached", CACHED)
+    harness.run("cached")
+    second, _ = harness.run("cached")
+    run_dir = Path(harness.store().runs.get(second)["run_dir"])
+    for _ in range(3):
+        (run_dir / "outputs" / "expensive" / "out.txt").unlink()
+        redo, state = harness.resume(second)
+        assert state == RunState.SUCCEEDED
+    paths = sorted(a["path"] for a in harness.store().outputs.artifacts_of(second, "expensive"))
+    assert paths == sorted([str(run_dir / "outputs" / "expensive" / "out.txt"),
+                            *(str(run_dir / "attempts" / n / "outputs" / "out.txt")
+                              for n in ("expensive.cached", "expensive.cached.2", "expensive.cached.3"))])
+    # the set-aside ones were removed by hand before each retry: missing, as recorded; the current link is there
+    assert {p: Path(p).exists() for p in paths} == {p: "/outputs/expensive/" in p for p in paths}
+    (latest,) = harness.store().outputs.latest_artifacts(second, "expensive")
+    assert latest["path"] == str(run_dir / "outputs" / "expensive" / "out.txt")

@@ -163,3 +163,15 @@ def test_a_file_this_user_may_not_read_or_reach_is_said_so(tmp_path: Path) -> No
     hidden.write_text("x\n1\n")
     proc = as_nobody(hidden)
     assert proc.stdout.strip() == "cannot be reached: Permission denied", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("value", [3.3, 1.5e308 * 2.0 ** -900, 1e300])
+def test_a_constant_column_has_no_spread_whatever_the_rounding(tmp_path: Path, value: float) -> None:
+    """1,000 values of 3.3: mean 3.299999999999998 (below min = max), variance 3e-30, skewness 1.0, kurtosis
+    -2.0; of 1e300: every moment None (their squares overflow). The edge-case table says variance 0, skew and
+    kurtosis None."""
+    f = tmp_path / "c.npy"
+    np.save(f, np.full(1000, value))
+    s = profile(f).columns["value"].summary()
+    assert (s["min"], s["max"], s["mean"], s["variance"], s["std"]) == (value, value, value, 0.0, 0.0)
+    assert s["skewness"] is None and s["kurtosis"] is None
