@@ -317,3 +317,11 @@ def label_problem(label: object) -> str | None:
 INPUTS_UNWATCHED = "(not watched: the daemon restarted while it ran)"
 """``attempts.inputs_moved`` of an adopted attempt whose task declares inputs: whether one changed while it ran
 cannot be told (its stamps were the engine's before the restart), so it is never a cache hit either."""
+
+
+def inputs_moved_text(value: str) -> str:
+    """``attempts.inputs_moved`` as a clause (the event, the log, ``show`` and ``why`` say it alike): "its input
+    /data/cfg.txt changed while it ran", or that its declared inputs were not watched (:data:`INPUTS_UNWATCHED`)."""
+    if value == INPUTS_UNWATCHED:
+        return "its declared inputs were not watched while it ran (the daemon restarted meanwhile)"
+    return f"its input {value} changed while it ran"

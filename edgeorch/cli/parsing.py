@@ -110,10 +110,10 @@ class Parser(argparse.ArgumentParser):
             words = list(sys.argv[1:] if args is None else args)
             while True:
                 word = command_word(words, self.value_flags)
-                sub = next((a for a in owner._actions if isinstance(a, argparse._SubParsersAction)), None)
-                if word is None or sub is None or word not in sub.choices:
+                sub = next((p for name, p, _ in subcommands(owner) if name == word), None)
+                if sub is None:
                     break
-                owner, words = sub.choices[word], words[words.index(word) + 1:]
+                owner, words = sub, words[words.index(str(word)) + 1:]
             owner.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 

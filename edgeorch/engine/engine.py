@@ -37,7 +37,7 @@ from ..events import (AttemptEnded, Bus, DatasetVersioned, ModelRegistered, Mode
                       record)
 from ..kernels.cache import numba_cache_dir
 from ..selfexec import PACKAGE_ROOT, module_argv
-from ..model import INPUTS_UNWATCHED, AttemptState, Pipeline, RunState, TaskSpec, TaskState
+from ..model import INPUTS_UNWATCHED, AttemptState, Pipeline, RunState, TaskSpec, TaskState, inputs_moved_text
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..pipelines.inputs import is_dataset, parse_dataset_input
 from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
@@ -722,22 +722,35 @@ class Engine:
             # into them. Set aside like a failed attempt's outputs, kept for reading, under a name no earlier
             # retry of the hit took (a second one failed with "Directory not empty", and left stale links for
             # good); the hit's records, which name its links, follow them.
-            folder = run_dir / "outputs" / name
             dest = _unused(run_dir / "attempts" / f"{name}.cached") / "outputs"
-            try:
-                with self.store.transaction():
-                    followed = (self.store.outputs.follow_moved_files(int(hits[name]), str(folder), str(dest))
-                                if hits.get(name) is not None else 0)
-                    moved = self._move_aside_folder(run_id, name, folder, dest, "the cache hit's outputs")
-                    if moved is None:
-                        raise _NothingMoved
-                    if not moved and followed:  # its links were removed: the name its records take stays taken
-                        dest.mkdir(parents=True, exist_ok=True)
-            except _NothingMoved:
-                pass
-            except OSError as exc:  # the name could not be taken: the records stay where the links were
-                log.warning("run %s: task %s: cannot set the cache hit's records aside: %s", run_id, name, exc)
+            self._set_aside_with_records(run_id, name, hits.get(name), run_dir / "outputs" / name, dest,
+                                         "the cache hit's outputs", keep_name=True)
         return redo, activation
+
+    def _set_aside_with_records(self, run_id: int, name: str, attempt_id: int | None, folder: Path, dest: Path,
+                                what: str, *, keep_name: bool = False) -> tuple[bool, int] | None:
+        """Rename ``folder`` to ``dest`` (:meth:`_move_aside_folder`) and, in the transaction whose commit stands
+        for it, make the records of ``attempt_id``'s files under ``folder`` name ``dest``
+        (:meth:`~edgeorch.store.outputs.Outputs.follow_moved_files`). ``(moved, records followed)``; None when
+        it could not move (logged): then the records stay with the files. Nothing to move, the records follow
+        all the same: the files went there before a crash ended the transaction of their records, or someone
+        removed them (missing is the truth; a rerun's new file at the old path is not theirs). ``keep_name``:
+        the name records took stays taken (made, empty) though nothing moved, for the next one to take another."""
+        try:
+            with self.store.transaction():
+                followed = (self.store.outputs.follow_moved_files(int(attempt_id), str(folder), str(dest))
+                            if attempt_id is not None else 0)
+                moved = self._move_aside_folder(run_id, name, folder, dest, what)
+                if moved is None:
+                    raise _NothingMoved
+                if keep_name and not moved and followed:
+                    dest.mkdir(parents=True, exist_ok=True)
+        except _NothingMoved:
+            return None
+        except OSError as exc:  # the name could not be taken: the records stay where the files were
+            log.warning("run %s: task %s: cannot set the records of %s aside: %s", run_id, name, what, exc)
+            return None
+        return moved, followed
 
     def _fail_resumes(self, error: BaseException) -> None:
         """Answer every resume still waiting for its verification: the engine will not apply it."""
@@ -1150,25 +1163,14 @@ class Engine:
         said: list[str] = []
         if prev["state"] == AttemptState.EXITED and prev["exit_code"] == 0 and prev["reason"] is None:
             dest = Path(prev["attempt_dir"]) / "outputs"
-            try:
-                with self.store.transaction():
-                    followed = self.store.outputs.follow_moved_files(prev["id"], str(out_dir), str(dest))
-                    moved = self._move_aside(ctx, name, prev, out_dir, "outputs")
-                    if moved is None:
-                        raise _NothingMoved
-            except _NothingMoved:
-                pass  # it could not move (logged): the records stay with the files, where they are
-            else:
-                # Nothing there, the records follow all the same: the files were moved before a crash ended the
-                # transaction of their records (they are at ``dest``), or someone removed them (missing is the
-                # truth; the rerun's new file at the old path is not theirs).
-                if moved:
-                    said.append(f"attempt {prev['number']}'s outputs were moved to {dest} (the records of its "
-                                f"{followed} file(s) follow them, in this run and in the runs whose cache hits reuse "
-                                "them); this attempt writes new ones")
-                elif followed:
-                    said.append(f"attempt {prev['number']}'s files were no longer in {out_dir} (set aside before a "
-                                f"restart, or removed): the records of its {followed} file(s) name {dest} now")
+            done = self._set_aside_with_records(ctx.run_id, name, prev["id"], out_dir, dest,
+                                                f"attempt {prev['number']}'s outputs")
+            if done is not None and done[0]:
+                said.append(f"attempt {prev['number']}'s outputs were moved to {dest} (the records of its "
+                            f"{done[1]} file(s) follow them); this attempt writes new ones")
+            elif done is not None and done[1]:
+                said.append(f"attempt {prev['number']}'s files were no longer in {out_dir} (set aside before a "
+                            f"restart, or removed): the records of its {done[1]} file(s) name {dest} now")
         else:
             self._move_aside(ctx, name, prev, out_dir, "outputs")
         if prev["input_hash"] != input_hash and self._move_aside(ctx, name, prev, ckpt_dir, "checkpoints"):
@@ -1856,14 +1858,10 @@ class Engine:
                     inputs_moved=la.inputs_moved if ok else None,
                 )
                 if ok and la.inputs_moved is not None:
-                    log.warning("run %s: task %s: attempt %d: input %s changed while it ran: its outputs are "
-                                "kept, never reused by the cache", ctx.run_id, la.task, la.number, la.inputs_moved)
-                    what = ("its declared inputs were not watched while it ran (the daemon restarted meanwhile)"
-                            if la.inputs_moved == INPUTS_UNWATCHED else
-                            f"its input {la.inputs_moved} changed while it ran")
-                    self.store.events.add(
-                        "input_changed", f"{la.task}: attempt {la.number}: {what}: its outputs are kept, never reused "
-                        "by the cache", run_id=ctx.run_id, task=la.task)
+                    said = (f"{la.task}: attempt {la.number}: {inputs_moved_text(la.inputs_moved)}: its outputs are "
+                            "kept, never reused by the cache")
+                    log.warning("run %s: %s", ctx.run_id, said)  # (an unwatched one read "input (not watched...")
+                    self.store.events.add("input_changed", said, run_id=ctx.run_id, task=la.task)
                 if ok and claim is not None:  # the release's spend, with the rows it recorded
                     privacy.charge(self.store, claim, run_id=ctx.run_id, task=la.task)
                 if ok and snap is not None and spec.dataset is not None:  # the output's version, with the outcome

@@ -233,28 +233,22 @@ def intact(artifacts: list[dict[str, Any]]) -> bool:
 def own_links(artifacts: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
     """A cache hit's records (``artifacts``, the earlier attempt's) as this run keeps them: each file that is
     linked at its name in ``out_dir`` named by that link, the others by the earlier run's path."""
-    out = []
-    for a in artifacts:
-        link = out_dir / a["name"]
-        try:
-            same = os.path.samefile(a["path"], link)
-        except OSError:
-            same = False
-        out.append({**a, "path": str(link)} if same else a)
-    return out
+    return [{**a, "path": str(out_dir / a["name"])} if _linked(a, out_dir) else a for a in artifacts]
 
 
 def still_linked(artifacts: list[dict[str, Any]], out_dir: Path) -> bool:
-    """Whether each of a cache hit's files (``artifacts``, the earlier attempt's) is still the file at its name in
-    ``out_dir`` (:func:`link_cached_outputs` made the links). A hit whose links could not be made counts as not
-    linked: a retry reruns it, and it asks the cache again."""
-    for a in artifacts:
-        try:
-            if not os.path.samefile(a["path"], out_dir / a["name"]):
-                return False
-        except OSError:
-            return False
-    return True
+    """Whether each of a cache hit's files (``artifacts``) is still the file at its name in ``out_dir``
+    (:func:`link_cached_outputs` made the links). A hit whose links could not be made counts as not linked: a
+    retry reruns it, and it asks the cache again."""
+    return all(_linked(a, out_dir) for a in artifacts)
+
+
+def _linked(artifact: dict[str, Any], out_dir: Path) -> bool:
+    """Whether the recorded file is the one at its name in ``out_dir`` (the same inode); False when either is gone."""
+    try:
+        return os.path.samefile(artifact["path"], out_dir / artifact["name"])
+    except OSError:
+        return False
 
 
 _ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|[@-Z\\-_])")

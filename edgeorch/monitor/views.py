@@ -8,7 +8,7 @@ import tomllib
 from typing import Any, Mapping
 
 from ..errors import NotFoundError
-from ..model import INPUTS_UNWATCHED
+from ..model import inputs_moved_text
 from ..textui import printable
 from .rules import RuleState
 from .spec import RuleSpec
@@ -218,11 +218,8 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
 
 def _inputs_moved(value: str) -> str:
     """Why an attempt with the same key is never reused (``attempts.inputs_moved``), said whole."""
-    if value == INPUTS_UNWATCHED:
-        return ("its declared inputs were not watched while it ran (the daemon restarted meanwhile): what it made "
-                "may come from another version of them, so it is never reused")
-    return f"its input {printable(value)} changed while it ran: what it made may come from either version, so it " \
-           "is never reused"
+    return (f"{printable(inputs_moved_text(value))}: what it made may come from another version of them, so it is "
+            "never reused")
 
 
 def _consumed_changes(before: list[dict[str, Any]], now: list[dict[str, Any]], shown: int = 3) -> list[str]:

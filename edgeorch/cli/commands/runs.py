@@ -717,11 +717,9 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
         if t["state"] == "running" and run.get("cancel_reason"):  # SIGTERM sent, SIGKILL after the grace
             reason = f"stopping: {run['cancel_reason']}"
         elif not reason and last is not None and last.get("inputs_moved"):  # said in --json and the events alone
-            from ...model import INPUTS_UNWATCHED
+            from ...model import inputs_moved_text
 
-            reason = ("not reused by the cache: its inputs were not watched while it ran (a daemon restart)"
-                      if last["inputs_moved"] == INPUTS_UNWATCHED else
-                      f"not reused by the cache: input {last['inputs_moved']} changed while it ran")
+            reason = f"not reused by the cache: {inputs_moved_text(last['inputs_moved'])}"
         rows.append([t["name"], t["state"], t["attempts"], format_duration(took_t), code, printable(reason)])
     print_table(["task", "state", "attempts", "duration", "exit", "reason"], rows)
     if run["results"]:

@@ -281,7 +281,7 @@ def test_an_adopted_attempt_with_declared_inputs_is_never_a_cache_hit(workspace,
         (moved,) = conn.execute("SELECT inputs_moved FROM attempts WHERE run_id = ?", (first,)).fetchone()
     assert moved == INPUTS_UNWATCHED
     shown = workspace.invoke("show", str(first)).stdout  # said where a run is looked at, not only in --json
-    assert "not reused by the cache: its inputs were not watched while it ran" in shown, shown
+    assert "not reused by the cache: its declared inputs were not watched while it ran" in shown, shown
     (workspace.pipelines / "in.txt").write_text("v1\n")
     second = daemon.call("trigger", {"pipeline": "adopt"})["run_id"]
     assert daemon.wait_run(second) == "succeeded"

@@ -305,8 +305,7 @@ def test_a_rerun_on_changed_inputs_starts_without_the_old_checkpoint_a_retry_res
     (start,) = [e for e in harness.events if e.get("task") == "train" and e.get("state") == "running"
                 and e.get("attempt") == 3]
     assert start["set_aside"] == [f"attempt 2's outputs were moved to {second['attempt_dir']}/outputs (the records "
-                                  "of its 1 file(s) follow them, in this run and in the runs whose cache hits reuse "
-                                  "them); this attempt writes new ones",
+                                  "of its 1 file(s) follow them); this attempt writes new ones",
                                   f"attempt 2's checkpoints were made from other inputs (an upstream's outputs "
                                   f"changed): moved to {second['attempt_dir']}/checkpoints, this attempt starts "
                                   "without them"]
