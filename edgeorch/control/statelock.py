@@ -268,6 +268,16 @@ def crashed_daemon(state_dir: str | os.PathLike[str]) -> int | None:
     return int(words[0]) if not _command_line(words[0]) else None
 
 
+def _exiting(pid: str) -> bool:
+    """Whether process ``pid`` is there and its command line reads empty (a process ending, or a zombie: a kernel
+    thread holds no lock file); False when it cannot be read (gone, or hidden from this user)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read(1) == b""
+    except OSError:
+        return False
+
+
 def _command_line(pid: str) -> list[str]:
     """The command line of process ``pid`` (from ``/proc``), [] when it is gone or cannot be read."""
     if not pid.isdigit():
@@ -302,7 +312,9 @@ def _holder(fd: int) -> tuple[str, str, bool]:
     if not text.isdigit():  # a process that has just taken the lock: what it is cannot be told yet
         return "another edgeorch process (its pid is not recorded yet)", moment, True
     argv = _command_line(text)
-    if not argv and _lock_owner(fd) is None:  # the holder let go since this process tried
+    if not argv and (_lock_owner(fd) is None or _exiting(text)):
+        # It let go since this process tried, or it is ending: an exiting process gives up its memory (its command
+        # line reads empty) before its files (its lock): read as "a daemon" in that window, exit 4 (CI, stop 43).
         return f"another edgeorch process (pid {text}, which has just let it go)", moment, True
     if not argv or _is_daemon(argv):
         return f"another edgeorch daemon (pid {text})", daemon_hint, False

@@ -123,3 +123,35 @@ def test_a_daemon_that_holds_the_lock_is_still_named_a_daemon(tmp_path: Path) ->
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_a_holder_that_is_ending_is_busy_for_a_moment_not_a_daemon(tmp_path: Path) -> None:
+    """The same race a step later (CI, stop 43): an ending process gives up its memory, so its command line reads
+    empty, before its files, so its lock is still held. Reproduced with the two halves in two processes: the lock
+    file names a zombie (its command line empty) while another process still holds the lock."""
+    import os
+    import subprocess
+    import sys
+
+    from edgeorch.control.statelock import _holder
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: a zombie
+    lock_file = tmp_path / "edgeorch.lock"
+    lock_file.write_text(f"{zombie.pid}\n")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX); "
+        "print('held', flush=True); sys.stdin.read()"), str(lock_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        fd = os.open(lock_file, os.O_RDWR)
+        try:
+            holder_text, hint, busy = _holder(fd)
+        finally:
+            os.close(fd)
+        assert busy and "just let it go" in holder_text, holder_text
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        zombie.wait(timeout=30)
