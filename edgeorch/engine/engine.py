@@ -325,6 +325,11 @@ class Engine:
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
         self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, off the loop
         self._unhold_datasets: Callable[[], None] = lambda: None  # the prune holder registered by start()
+        self.run_end_writers: list[Callable[[int, RunState, str | None], None]] = []
+        """Called as ``writer(run_id, state, reason)`` inside the transaction that records a run's end, so what
+        each writes commits with that end or not at all (the drop folders' ``done`` of the run's inputs: one
+        durable commit per run's end, not two). A writer must only write records (and register what follows
+        with ``store.after_commit``): no file moves, no waiting. What it raises rolls the run's end back with it."""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -1940,6 +1945,8 @@ class Engine:
             if not RunState.can_transition(RunState.RUNNING, decided.run_finished):  # pragma: no cover - a bug
                 raise AssertionError(f"run {ctx.run_id}: running -> {decided.run_finished} is not a run transition")
             self.store.runs.set_state(ctx.run_id, decided.run_finished, reason=decided.run_reason, at=ended_at)
+            for write in self.run_end_writers:
+                write(ctx.run_id, decided.run_finished, decided.run_reason)
 
     def _apply(self, ctx: RunCtx, decided: settlement.Settlement, then: Callable[[], None] | None = None) -> None:
         """Memory follows a recorded settlement, then acts on it.

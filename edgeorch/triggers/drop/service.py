@@ -99,6 +99,10 @@ SWEEP_BATCH = 500
 """Retention candidates read per query; a sweep reads batch after batch until none is left."""
 
 
+ENDED_WITH_RUN = frozenset({"succeeded", "cancelled"})
+"""The ends of a run whose inputs are settled (``done``) in the transaction that records that end."""
+
+
 def retry_delay(attempt: int) -> float:
     """Seconds before retry number ``attempt`` (1, 2, ...) of a transient claim failure."""
     return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, min(attempt - 1, 16))))
@@ -139,7 +143,8 @@ class DropFolders:
     def __init__(self, *, store: Store, requests: RunRequests, engine: Engine, registry: PipelineRegistry,
                  config: Config, loop: asyncio.AbstractEventLoop,
                  publish: Callable[[Event], None]) -> None:
-        """``engine`` is asked only which runs are live and whether it stopped on a fatal error;
+        """``engine`` is asked which runs are live and whether it stopped on a fatal error, and records the end
+        of a run with its inputs' (:meth:`record_run_end`, one of its ``run_end_writers`` from here on);
         ``config`` gives the inbox, the state dir and config.toml's ``[[watch]]`` tables."""
         self.store = store
         self.requests = requests
@@ -177,6 +182,7 @@ class DropFolders:
         self._long_tasks: dict[Path, asyncio.Task[None]] = {}
         self._long_pool: ThreadPoolExecutor | None = None
         self._hashed: list[tuple[_Pending, ClaimedFile | BaseException]] = []  # lanes' results, for the worker
+        engine.run_end_writers.append(self.record_run_end)
 
     def _publish(self, state: str, **fields: Any) -> None:
         """Publish an :class:`InputChanged` stamped by the engine's clock (see :meth:`_emit`)."""
@@ -320,12 +326,23 @@ class DropFolders:
 
     # -- run finished -----------------------------------------------------------------------
 
-    def on_run_finished(self, run_id: Any, state: str, reason: str | None) -> None:
-        """A run ended: settle each of its inputs still ``started``."""
-        if isinstance(run_id, int):
-            for rec in self.store.inputs.all_of_run(run_id):
-                if rec["state"] == "started":
-                    self._settle_input(rec, state, reason)
+    def record_run_end(self, run_id: int, state: str, reason: str | None) -> None:
+        """Inside the transaction that records run ``run_id``'s end (the engine's ``run_end_writers``): a run that
+        succeeded or was cancelled has its ``started`` inputs ``done`` in that transaction, their events told
+        once it commits. One durable commit per ingested file's end, not two; and no crash between the run's
+        end and its inputs' (a restart's recovery settled those). A failed run's inputs are quarantined by
+        :meth:`on_run_finished`, after the commit: a file's move is no part of a transaction."""
+        if state in ENDED_WITH_RUN:
+            self.on_run_finished(run_id, state, reason, ended_with_run=True)
+
+    def on_run_finished(self, run_id: Any, state: str, reason: str | None, *, ended_with_run: bool = False) -> None:
+        """A run ended: settle each of its inputs still ``started`` (those of a run that succeeded or was
+        cancelled were, with its end: :meth:`record_run_end`; ``ended_with_run`` is that call)."""
+        if not isinstance(run_id, int) or (state in ENDED_WITH_RUN and not ended_with_run):
+            return
+        for rec in self.store.inputs.all_of_run(run_id):
+            if rec["state"] == "started":
+                self._settle_input(rec, state, reason)
 
     def _settle_input(self, rec: dict[str, Any], state: str, reason: str | None) -> None:
         store = self.store

@@ -36,7 +36,7 @@ def world(tmp_path):
     clock = Clock(1000.0)
     store = Store(tmp_path / "state.db", clock=clock)
     loop = asyncio.new_event_loop()
-    engine = SimpleNamespace(runs={}, fatal_error=None, clock=clock)
+    engine = SimpleNamespace(runs={}, fatal_error=None, clock=clock, run_end_writers=[])
     config = SimpleNamespace(inbox_dir=tmp_path / "inbox", state_dir=tmp_path / "var", watches=[], source=None,
                              inbox_keep=KEEP)
     drops = DropFolders(store=store, requests=None, engine=engine, registry=SimpleNamespace(pipelines={}),

@@ -19,7 +19,7 @@ def _recover(store: Store, inbox: Path, state_dir: Path) -> list[str]:
     """Run the drop folders' recovery alone (no engine, no watches) over ``store`` and ``inbox``."""
     loop = asyncio.new_event_loop()
     try:
-        drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None),
+        drops = DropFolders(store=store, requests=None, engine=SimpleNamespace(runs={}, fatal_error=None, run_end_writers=[]),
                             registry=SimpleNamespace(pipelines={}),
                             config=SimpleNamespace(inbox_dir=inbox, state_dir=state_dir, watches=[], source=None),
                             loop=loop, publish=lambda event: None)
