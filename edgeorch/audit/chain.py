@@ -44,13 +44,18 @@ _PEER_ACTOR = re.compile(r"^(?P<user>.*) \(uid (?P<uid>\d+)\)$")
 _UID_ONLY = re.compile(r"^uid (?P<uid>\d+)$")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""The encoder :func:`canonical` uses: ``json.dumps`` with these arguments builds a new one at every call, and
+every transition writes two or more records (stateless: one instance serves every thread)."""
+
+
 def canonical(obj: Any) -> bytes:
     """The canonical encoding: JSON, sorted keys, no spaces, UTF-8 (see the module docstring).
 
     Raises ``ValueError`` for a NaN or infinity (JSON has none) and
     ``TypeError`` for a value JSON cannot hold.
     """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 def encode_details(details: Mapping[str, Any] | None) -> str:
