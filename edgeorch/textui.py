@@ -145,6 +145,12 @@ def dumps(obj: Any, *, indent: int | None = 2) -> str:
     return json.dumps(_strict(obj), indent=indent, default=_json_default, allow_nan=False)
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity (JSON has none) as None, in dicts, lists and tuples at any depth: what
+    every JSON edgeorch prints or sends writes for them (a command's ``--json`` and the daemon's replies alike)."""
+    return _strict(obj)
+
+
 def _strict(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

@@ -338,8 +338,17 @@ def _json_default(obj: Any) -> Any:
 
 
 def encode(doc: dict[str, Any]) -> bytes:
-    """One message as a line. Raises ``TypeError``/``ValueError`` on non-JSON content."""
-    return (json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default) + "\n").encode()
+    """One message as a line. A NaN or infinity is sent as null, as a command's own ``--json`` prints it
+    (:func:`~edgeorch.textui.finite`: a run recorded with a ``nan`` param failed every ``runs`` listing it, for
+    every user, with "internal error"). Raises ``TypeError`` on other non-JSON content."""
+    try:
+        text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default)
+    except ValueError:  # only a non-finite float: the rare case pays for the walk
+        from ..textui import finite
+
+        text = json.dumps(finite(doc), separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_json_default)
+    return (text + "\n").encode()
 
 
 def request(op: str, args: dict[str, Any] | None = None, request_id: RequestId = 1) -> dict[str, Any]:

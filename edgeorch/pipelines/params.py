@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,17 +52,24 @@ def coerce_param(ptype: str, value: Any) -> Any:
                 pass
         raise ValueError("is not an integer")
     if ptype == "float":
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                return float(value)
+                number = float(value)
             except OverflowError:  # an integer no float holds
                 raise ValueError("is too large for a float") from None
-        if isinstance(value, str):
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 pass
-        raise ValueError("is not a number")
+        if number is None:
+            raise ValueError("is not a number")
+        # nan and inf parse as floats but compare with nothing, and JSON (the runs' records, every reply) has
+        # none: `-p rmse=nan` made a run the daemon could not list.
+        if not math.isfinite(number):
+            raise ValueError("is not a finite number")
+        return number
     raise ValueError(f"unknown type {ptype}")  # pragma: no cover - validated earlier
 
 
@@ -84,7 +92,7 @@ def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: s
             out[key] = coerce_param(p.type, value)
         except ValueError as exc:
             raise UsageError(f"parameter {key} {exc}", pipeline=pipeline.name, field=f"{source} {key}", value=value,
-                             expected=a_or_an(p.type)) from None
+                             expected="a finite float" if "finite" in str(exc) else a_or_an(p.type)) from None
     for name, p in pipeline.params.items():
         if name not in out:
             if p.required:
