@@ -21,6 +21,9 @@ records nothing when one of them refuses (each refusal is an
 5. **resources**: a task this machine can never serve is refused
    (:class:`~edgeorch.errors.UnsatisfiableError`), checked once per
    pipeline version (the machine's inventory is fixed for an engine's life);
+   **models**: a run that would register versions of another pipeline's model,
+   or a client's file whose ``[models.NAME]`` is not its pipeline file's, is
+   refused (:class:`ConflictError`, :mod:`edgeorch.models.owners`);
 6. **hooks** (``before``): each may raise to refuse (cooldown, quotas);
 7. **submission**: :meth:`Engine.submit` in one transaction with the caller's
    ``within`` (a trigger's watermark or input state commit with the run);
@@ -41,7 +44,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any, Callable, Mapping, Protocol
 
-from ..errors import ConflictError
+from ..errors import ConflictError, EdgeorchError
 from ..model import Pipeline
 from ..pipelines import resolve_params
 from ..records import frozen
@@ -159,7 +162,25 @@ class RunRequests:
         if not self.engine.accepting:
             raise ConflictError("the daemon is shutting down and accepts no new runs")
         self._check_resources(pipeline)
+        self._check_models(ref, pipeline)
         return pipeline
+
+    def _check_models(self, ref: str | Pipeline, pipeline: Pipeline) -> None:
+        """Rule 5, models (:func:`~edgeorch.models.owners.ownership_problem`); nothing to read for a pipeline that
+        names no model."""
+        if not pipeline.models and not any(t.model is not None for t in pipeline.tasks.values()):
+            return
+        from ..models.owners import ownership_problem
+
+        folder_copy = None
+        if isinstance(ref, Pipeline):  # a client's file: compared with the folder's pipeline of that name
+            try:
+                folder_copy = self.lookup(pipeline.name)
+            except EdgeorchError:
+                folder_copy = None
+        problem = ownership_problem(self.engine.store.models, pipeline, folder_copy)
+        if problem is not None:
+            raise problem
 
     def start(self, request: RunRequest) -> StartedRun:
         """Apply every rule, then submit; returns the started run or raises (nothing recorded)."""

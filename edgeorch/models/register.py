@@ -184,6 +184,12 @@ def register(store: "Store", candidate: Candidate, *, pipeline: "Pipeline", task
         store.models.record_unchanged(existing, run_id=run_id, task=task, actor=actor)
         return {"version": existing, "decision": None, "deployment": None, "unchanged": True}
     policy = policy_of(pipeline, name)
+    owner = store.models.owner(name)
+    if owner is not None and owner[0] != pipeline.name:
+        # The front door refuses such a run (models/owners.py); one started before the owner's first version was
+        # recorded is judged by the owner's policy all the same, never by its own.
+        stored = (store.models.model(name) or {}).get("policy")
+        policy = ModelPolicy.from_dict(stored) if stored else default_policy(name)
     checks = check_results(store, run_id, upstream_checks(pipeline, task))
     holders: dict[str, Holder] = {}
     if store.models.model(name) is not None:

@@ -68,9 +68,14 @@ def show(store: "Store", name: str, *, history: int = 20, declared: Any = None) 
             "blocks": store.models.blocks(name)}
 
 
-def declared_policy(pipelines: Any, name: str) -> Any:
-    """The ``[models.NAME]`` policy the loaded ``pipelines`` (name -> Pipeline) declare for model ``name``: the one
-    declaration, or None when none declares it or several do (which one applies depends on which registers)."""
+def declared_policy(store: "Store", pipelines: Any, name: str) -> Any:
+    """The ``[models.NAME]`` policy the loaded ``pipelines`` (name -> Pipeline) declare for model ``name``: its
+    owner's (the pipeline that registered its first version: the one whose declaration judges its versions,
+    :mod:`.owners`), else the one declaration when the model has no version yet; None when none applies."""
+    owner = store.models.owner(name)
+    if owner is not None:
+        mine = pipelines.get(owner[0])
+        return mine.models.get(name) if mine is not None else None
     found = [p.models[name] for p in pipelines.values() if name in p.models]
     return found[0] if len(found) == 1 else None
 

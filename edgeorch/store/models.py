@@ -440,6 +440,14 @@ class Models:
         row = self._db.one("SELECT * FROM models WHERE name = ?", (name,))
         return None if row is None else _decode(row)
 
+    def owner(self, name: str) -> tuple[str, int] | None:
+        """``(pipeline, version)``: the pipeline that registered model ``name``'s first version (its owner: its
+        ``[models.NAME]`` judges every version) and that version's number; None for a model with no version.
+        One lookup by the unique ``(model_id, version)`` index."""
+        row = self._db.one("SELECT v.pipeline, v.version FROM model_versions v JOIN models m ON m.id = v.model_id"
+                           " WHERE m.name = ? ORDER BY v.version LIMIT 1", (name,))
+        return None if row is None or row[0] is None else (str(row[0]), int(row[1]))
+
     def require(self, name: str) -> dict[str, Any]:
         """The model row; :class:`NotFoundError` naming the known models when there is none."""
         m = self.model(name)

@@ -116,7 +116,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     def here(store: Any) -> dict[str, Any]:
         offline.append(True)
         return views.show(_need(store, args.name), args.name,
-                          declared=views.declared_policy(_loaded_pipelines(args), args.name))
+                          declared=views.declared_policy(store, _loaded_pipelines(args), args.name))
 
     res = read(args, "models.show", {"name": args.name}, here)
     if args.json:

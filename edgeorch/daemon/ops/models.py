@@ -59,7 +59,7 @@ class ModelOps:
         if args.get("version") is not None:  # one version: its metrics, checks and explanations
             return views.show_version(self.store, _name(args), _version(args, "version"))
         name = _name(args)
-        declared = views.declared_policy(self.pipelines(), name) if self.pipelines is not None else None
+        declared = views.declared_policy(self.store, self.pipelines(), name) if self.pipelines is not None else None
         return views.show(self.store, name, declared=declared)
 
     async def models_versions(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
