@@ -336,11 +336,32 @@ class ModelService:
                 fresh = self.store.models.canary(canary["model"])
                 if fresh is None or fresh["id"] != canary["id"]:
                     continue
-                verdict = self._window_verdict(fresh)
-                if verdict is None:
+                moved = self._against_moved(fresh)
+                verdict = self._window_verdict(fresh) if moved is None else None
+                if moved is None and verdict is None:
                     continue
-            out.append(await self._decide(fresh, *verdict))
+            if moved is not None:
+                out.append(await self._end_canary(fresh["model"], self._policy(fresh["model"]), actor="edgeorch",
+                                                  reason=moved, verdict=None))
+            else:
+                assert verdict is not None
+                out.append(await self._decide(fresh, *verdict))
         return out
+
+    def _against_moved(self, c: dict[str, Any]) -> str | None:
+        """Why canary ``c`` cannot be judged any more, or None: the alias it must beat (``champion``) serves another
+        version than the one it was started against (a rollback or a promotion by hand meanwhile). Its
+        evidence would be compared with a version no longer served: a better challenger lost to an old
+        champion's missing values. Aborted at once, saying so."""
+        alias = c["spec"].get("alias", "champion")
+        now = self.store.models.aliases(c["model"]).get(alias)
+        if c["against_version"] is None or now == c["against_version"]:
+            return None
+        served = f"version {now}" if now is not None else "no version"
+        return (f"the canary of {c['model']} version {c['version']} was aborted: {alias} moved from version "
+                f"{c['against_version']} to {served} while it ran, so its evidence would be compared with a "
+                f"version no longer served (start it again: `edgeorch models promote {c['model']} {c['version']} "
+                "--alias canary`)")
 
     def _window_verdict(self, c: dict[str, Any]) -> tuple[str, list[dict[str, Any]], str] | None:
         """``(passed|failed, conditions, summary)`` when the window is over, else None. Pure over the rows."""
@@ -410,6 +431,7 @@ class ModelService:
         self._timer = loop.call_later(CANARY_TICK_S, self._tick)
 
     def _tick(self) -> None:
-        if any(c["window_seconds"] is not None for c in self.store.models.open_canaries()):
+        # Every open canary: one whose window counts batches is decided here too when its champion moved.
+        if self.store.models.open_canaries():
             self._spawn(self.decide_canaries())
         self._arm()

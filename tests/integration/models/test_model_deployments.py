@@ -172,6 +172,40 @@ def test_rollback_of_the_canary_alias_aborts_the_canary(workspace, harness, mode
         store.close()
 
 
+def test_a_canary_whose_champion_moves_while_it_runs_is_aborted_saying_why_never_judged_against_the_old_one(
+        workspace, harness, model_pipeline) -> None:
+    """Found by a user: the champion rolled back (37 -> 18) while a canary of 38 ran; the observations went to
+    the version served (18), and the canary lost "version 37 reported no rmse during the window": a better
+    challenger judged against a version no longer served."""
+    model_pipeline(workspace, extra='strategy = "canary"\n[models.house.canary]\nbatches = 2\nmetric = "rmse"')
+    harness.run("trainer")  # version 1: champion (nothing to beat)
+    harness.run("trainer", {"rmse": 29.0})  # version 2: a canary against 1
+    harness.models(lambda s: s.rollback("house", alias="canary", actor="alice (uid 1000)", reason="later"))
+    dep = harness.models(lambda s: s.promote("house", 2, actor="alice (uid 1000)"))
+    assert dep["state"] == "succeeded"
+    harness.run("trainer", {"rmse": 28.0})  # version 3: a canary against 2
+    harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)", reason="2 misbehaves"))  # champion -> 1
+
+    async def observe(service):  # what is served now is observed; the service decides its canaries meanwhile
+        service.observe("house", {"champion": {"rmse": 30.0}})
+        await service.drain()
+        await service.decide_canaries("house")
+
+    harness.models(observe)
+    store = harness.store()
+    try:
+        assert store.models.aliases("house") == {"champion": 1}
+        c = store.models.canaries("house")[0]
+        assert c["version"] == 3 and c["state"] == "aborted"
+        assert ("champion moved from version 2 to version 1 while it ran, so its evidence would be compared with "
+                "a version no longer served") in c["outcome"]
+        assert "edgeorch models promote house 3 --alias canary" in c["outcome"]
+        assert not [d for d in store.models.decisions(store.models.version("house", 3)["id"]) if d["kind"] == "canary"]
+    finally:
+        store.close()
+    assert not (_serving(workspace) / "canary").exists()
+
+
 def test_auto_rollback_is_recorded_with_the_rule_that_asked(workspace, harness, model_pipeline) -> None:
     model_pipeline(workspace)
     harness.run("trainer")
