@@ -10,6 +10,8 @@ One module per job:
 - :mod:`.commands`: the reload and health commands, bounded by timeouts, off the loop;
 - :mod:`.deploy`: the Deployer: a deployment's durable steps, undo, rollback, recovery;
 - :mod:`.canary`: a canary's comparison (pure);
+- :mod:`.rollback`: which version a rollback returns to (pure; ``models rollback`` and retention's holds);
+- :mod:`.owners`: the pipeline a model belongs to; runs that may not register its versions (the front door);
 - :mod:`.blocks`: promotion blocks (a monitoring rule's response): the one check every forward move passes;
 - :mod:`.service`: ModelService: promote, rollback, auto_rollback, unblock, observe, canary decisions;
 - :mod:`.views`: the documents the ops and the CLI print.

@@ -30,6 +30,7 @@ from ..errors import ConflictError, UsageError
 from ..tomlcheck import suggest
 from ..events import Event, ModelObserved, ModelRegistered
 from .deploy import Deployer, StepHook
+from .rollback import rollback_targets_of
 from .spec import ModelPolicy, alias_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,10 +40,6 @@ log = logging.getLogger("edgeorch.models")
 
 CANARY_TICK_S = 5.0
 """How often open canaries with a time window are looked at."""
-
-
-ROLLBACK_ACTIONS = ("rollback", "auto_rollback")
-"""Alias moves that leave a version because it was judged worse: never a rollback's own target afterwards."""
 
 
 class ModelService:
@@ -206,19 +203,9 @@ class ModelService:
         failed a health check or a canary, and was never rolled back from (by hand, a rule or a failed check):
         two rollbacks walk back two versions, never back and forth between two. :class:`ConflictError` when there
         is none (``--to VERSION`` still names any version that passed its gates)."""
-        current = self.store.models.aliases(name).get(alias)
-        history = self.store.models.alias_history(name, alias, limit=10_000)
-        seen: set[int] = {h["from_version"] for h in history
-                          if h["action"] in ROLLBACK_ACTIONS and h["from_version"] is not None}
-        for h in history:
-            for candidate in (h["to_version"], h["from_version"]):
-                if candidate is None or candidate == current or candidate in seen:
-                    continue
-                seen.add(candidate)
-                v = self.store.models.version(name, candidate)
-                failed = [d for d in self.store.models.decisions(v["id"]) if d["verdict"] == "failed"]
-                if not failed:
-                    return candidate
+        found = rollback_targets_of(self.store, name, alias)
+        if found:
+            return found[0]
         raise ConflictError(f"{alias} of {name} has no earlier version that passed its gates to return to",
                             hint="name one: --to VERSION")
 

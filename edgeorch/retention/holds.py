@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from ..model import InputState, RunState
 from ..records import frozen
+from ..store.models import ROLLBACK_DEPTH
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import Store
@@ -135,13 +136,23 @@ def _datasets(query: HoldQuery) -> Iterable[Hold]:
 
 def _models(query: HoldQuery) -> Iterable[Hold]:
     # A model version's files are its run's outputs until a deployment copied them into the serving folder.
-    for r in query.store.models.held_runs():
+    from ..models.rollback import rollback_targets_of
+
+    models = query.store.models
+    for r in models.held_runs():
         if r["run_id"] in query.candidates:
-            why = r["why"]
-            what = ("is being deployed" if why == "deployment" else
-                    f"is what a rollback of {why.split(':', 1)[1]} returns to" if why.startswith("rollback:")
-                    else f"is {why}")
+            what = "is being deployed" if r["why"] == "deployment" else f"is {r['why']}"
             yield Hold(r["run_id"], f"model {r['model']} version {r['version']}, made by it, {what}")
+    # What the next rollbacks of each alias return to, by the rule `models rollback` itself follows: the last moves
+    # of an alias kept "what a rollback returns to", and three `promote --again` (3 -> 3) filled them with the
+    # version served, while the real target's run was removed (its files gone when its slot was).
+    for name, alias in models.alias_pairs():
+        for nth, version in enumerate(rollback_targets_of(query.store, name, alias, ROLLBACK_DEPTH)):
+            run_id = models.run_of(name, version)
+            if run_id is not None and run_id in query.candidates:
+                which = "a rollback" if nth == 0 else f"rollback number {nth + 1} in a row"
+                yield Hold(run_id, f"model {name} version {version}, made by it, is what {which} of {alias} "
+                                   "returns to")
 
 
 def _keep_last(query: HoldQuery) -> Iterable[Hold]:

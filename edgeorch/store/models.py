@@ -57,7 +57,7 @@ def _decode(row: Mapping[str, Any] | sqlite3.Row) -> dict[str, Any]:
 
 
 ROLLBACK_DEPTH = 3
-"""How many versions each alias left (its last moves) keep their runs from retention: the rollback targets."""
+"""How many rollbacks in a row of each alias have their targets' runs kept from retention (``retention/holds.py``)."""
 
 
 def subject(name: str, version: int | None = None) -> str:
@@ -547,11 +547,11 @@ class Models:
         return [_decode(r) for r in self._db.all("SELECT * FROM model_decisions WHERE version_id = ? ORDER BY id",
                                                  (version_id,))]
 
-    def held_runs(self, rollback_depth: int = ROLLBACK_DEPTH) -> list[dict[str, Any]]:
-        """Runs whose model versions an alias points at (``why``: the alias), an open deployment uses (``why``:
-        ``deployment``), or an alias left in one of its last ``rollback_depth`` moves (``why``: ``rollback:<alias>``:
-        what a rollback would return to, whose files are its run's outputs): retention keeps them (``run_id``,
-        ``model``, ``version``, ``why``)."""
+    def held_runs(self) -> list[dict[str, Any]]:
+        """Runs whose model versions an alias points at (``why``: the alias) or an open deployment uses (``why``:
+        ``deployment``): retention keeps them (``run_id``, ``model``, ``version``, ``why``). What a rollback would
+        return to is kept too, by the rollback's own rule (:func:`edgeorch.retention.holds` asks
+        :func:`edgeorch.models.rollback.rollback_targets_of` for each alias of :meth:`alias_pairs`)."""
         return self._db.all(
             "SELECT v.run_id, m.name AS model, v.version, a.alias AS why FROM model_aliases a"
             " JOIN model_versions v ON v.model_id = a.model_id AND v.version = a.version"
@@ -559,12 +559,19 @@ class Models:
             " UNION SELECT v.run_id, m.name, v.version, 'deployment' FROM model_deployments d"
             " JOIN model_versions v ON v.model_id = d.model_id AND v.version IN (d.to_version, d.from_version)"
             " JOIN models m ON m.id = d.model_id WHERE d.state IN ('pending', 'running') AND v.run_id IS NOT NULL"
-            " UNION SELECT v.run_id, m.name, v.version, 'rollback:' || h.alias FROM"
-            " (SELECT model_id, alias, from_version, ROW_NUMBER() OVER (PARTITION BY model_id, alias ORDER BY id DESC)"
-            " AS nth FROM model_alias_history WHERE from_version IS NOT NULL) h"
-            " JOIN model_versions v ON v.model_id = h.model_id AND v.version = h.from_version"
-            " JOIN models m ON m.id = h.model_id WHERE h.nth <= ? AND v.run_id IS NOT NULL"
-            " ORDER BY 1", (rollback_depth,))
+            " ORDER BY 1")
+
+    def alias_pairs(self) -> list[tuple[str, str]]:
+        """Every ``(model, alias)`` that has moved at least once (an alias's history is what a rollback walks)."""
+        return [(r["name"], r["alias"]) for r in self._db.all(
+            "SELECT DISTINCT m.name, h.alias FROM model_alias_history h JOIN models m ON m.id = h.model_id"
+            " ORDER BY 1, 2")]
+
+    def run_of(self, name: str, version: int) -> int | None:
+        """The run that made version ``version`` of ``name`` (None: registered by hand, or no such version)."""
+        row = self._db.one("SELECT v.run_id FROM model_versions v JOIN models m ON m.id = v.model_id"
+                           " WHERE m.name = ? AND v.version = ?", (name, version))
+        return None if row is None or row[0] is None else int(row[0])
 
     # -- helpers --------------------------------------------------------------------------------------
 

@@ -104,21 +104,33 @@ def test_the_same_artifact_and_metrics_again_add_no_version_and_say_which_it_is(
 def test_retention_keeps_the_runs_of_the_versions_a_rollback_would_return_to(workspace, harness,
                                                                               model_pipeline) -> None:
     """`gc` removed the run of the champion's previous version (no alias pointed at it): a rollback then chose it
-    and could not stage its files. The versions an alias left in its last three moves keep their runs."""
+    and could not stage its files. The versions the next three rollbacks return to keep their runs, chosen by the
+    rule `models rollback` follows: three `promote --again` of the champion (5 -> 5) filled "the last three moves"
+    with version 5, and gc removed the run of version 4, the real target (and said it kept 5 as "what a rollback
+    returns to")."""
     from edgeorch.retention.holds import HoldQuery, collect_holds
 
     model_pipeline(workspace)
     runs = [harness.run("trainer", {"rmse": rmse})[0] for rmse in (30.0, 29.0, 28.0, 27.0, 26.0)]
+    for _ in range(3):
+        assert harness.models(lambda s: s.promote("house", 5, actor="alice (uid 1000)", again=True))["state"] \
+            == "succeeded"
     store = harness.store()
     try:
         holds = {h.run_id: h.reason for h in collect_holds(HoldQuery(store, frozenset(runs), store.clock()))
                  if h.rule == "models"}
     finally:
         store.close()
-    assert runs[0] not in holds  # left four moves ago
-    assert holds[runs[1]] == "model house version 2, made by it, is what a rollback of champion returns to"
-    assert runs[2] in holds and runs[3] in holds
+    assert runs[0] not in holds  # a fourth rollback in a row
+    assert holds[runs[3]] == "model house version 4, made by it, is what a rollback of champion returns to"
+    assert holds[runs[2]] == "model house version 3, made by it, is what rollback number 2 in a row of champion returns to"
+    assert holds[runs[1]] == "model house version 2, made by it, is what rollback number 3 in a row of champion returns to"
     assert holds[runs[4]] == "model house version 5, made by it, is champion"
+
+    async def previous(service):
+        return service.previous("house", "champion")
+
+    assert harness.models(previous) == 4  # the same rule
 
 
 def test_models_show_says_when_the_pipelines_now_declare_another_policy(workspace, harness, model_pipeline,
