@@ -29,8 +29,9 @@ further back to go to automatically).
 
 **Recovery** (:meth:`Deployer.settle`, at daemon start and after every
 in-process run): a ``running`` deployment stopped before ``switched`` is
-undone; one at ``switched`` or later is finished (reload and health again;
-rolled back if they fail); one at ``rolling_back`` finishes its rollback.
+undone; one at ``switched`` or later is finished (the reload and the health
+check it has not recorded as passed; rolled back if they fail); one at
+``rolling_back`` finishes its rollback.
 Then every target's pointers are made to agree with the state file's
 aliases (the state file is the truth: the only window where they differ is
 between the ``switched`` commit and the rename), and ``pending`` ones run in
@@ -288,18 +289,22 @@ class Deployer:
                                           actor=dep["actor"])
 
     async def _after_switch(self, dep: dict[str, Any], policy: ModelPolicy, target: Target) -> dict[str, Any]:
-        """Weights, reload and health after the switch; a failure rolls back (see the module docstring)."""
+        """Weights, reload and health after the switch; a failure rolls back (see the module docstring). A
+        deployment recovered at ``reloaded`` (or ``verified``) does not run what it recorded as passed again: its
+        reload command ran twice after a kill -9 in its health check, where the steps' table says ``reloaded``
+        goes on with the health check."""
         self.write_weights(dep["model"], target)
         served = self._served(dep["alias"], target)
         env = self._env(dep, target, target.alias_path(dep["alias"]))
+        passed = {"reloaded": ("reloaded",), "verified": ("reloaded", "verified")}.get(dep["step"], ())
         # A step is recorded only when its command ran: without commands a switch is three commits, not five.
-        if served and policy.deploy.reload:
+        if served and policy.deploy.reload and "reloaded" not in passed:
             result = await run_command(policy.deploy.reload, timeout=policy.deploy.reload_timeout, env=env)
             if not result.ok:
                 return await self._roll_back(dep, policy, target, f"the reload failed: {result.describe()}", result,
                                              check="reload command")
             dep = self._step(dep, step="reloaded")
-        if served and policy.deploy.health and dep["to_version"] is not None:
+        if served and policy.deploy.health and dep["to_version"] is not None and "verified" not in passed:
             if dep["strategy"] == "blue_green":  # the served process may still be loading it: its window
                 result = await health_within(policy.deploy.health, timeout=policy.deploy.health_timeout,
                                              window=policy.deploy.window, env=env)

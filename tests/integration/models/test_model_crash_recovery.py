@@ -102,8 +102,9 @@ def test_kill_9_at_every_step_of_a_blue_green_switch_leaves_alias_and_target_con
             assert f"interrupted at step {step}" in dep["outcome"]
         else:  # switched (or only queued: then recovery runs it whole): finished
             assert aliases == {"champion": 2} and dep["state"] == "succeeded", (step, dep)
-            if step != "verified":
-                assert reloads.read_text().split() == ["2"], step  # the serving process was told
+            # The serving process was told, once: a reload recorded as passed (`reloaded`, `verified`) is not run
+            # again (it was, contradicting the steps' table: "reloaded -> finished: health").
+            assert reloads.read_text().split() == ([] if step in ("reloaded", "verified") else ["2"]), step
             harness.models(lambda s: s.rollback("house", actor="test", reason="reset for the next step"))
         assert _consistent(workspace, harness) == {"champion": 1}
 
