@@ -137,8 +137,35 @@ def main(argv: list[str] | None = None) -> int:
         if exc.filename is None:
             return report_bug(exc, json_out=json_out, verbose=verbose)
         return report_file_error(exc, json_out=json_out, verbose=verbose)
-    except Exception as exc:  # anything else is a bug: say so, traceback with -v
+    except Exception as exc:  # anything else is a bug (but a damaged state file): say so, traceback with -v
+        damage = _state_damage(exc, args)
+        if damage is not None:
+            if verbose:
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            return report_error(damage, json_out=json_out)
         return report_bug(exc, json_out=json_out, verbose=verbose)
+
+
+def _state_damage(exc: BaseException, args: argparse.Namespace | None) -> EdgeorchError | None:
+    """A damaged state file met anywhere in a command (a page SQLite finds malformed, read after a clean open:
+    its quick check runs only after an unclean stop) as the :class:`StateError` it is, exit 4, naming the file
+    and what to do; the daemon's start included (it said "internal error (a bug)", exit 70, and systemd
+    restarted it every 2 s on the same file). None for any other exception."""
+    if "sqlite3" not in sys.modules:
+        return None
+    from ..store.db import corruption_error
+
+    path = None
+    try:
+        if args is not None:
+            from ..config import load_config
+
+            path = load_config(args.config).state_file
+    except Exception:  # noqa: BLE001 - the message names the file when the config can still be read
+        path = None
+    return corruption_error(exc, path)
 
 
 def run_command() -> int:

@@ -108,6 +108,17 @@ def is_corruption(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in CORRUPTION_MARKS)
 
 
+def corruption_error(exc: BaseException, path: Path | str | None) -> StateError | None:
+    """``exc`` as the :class:`StateError` of a damaged state file (``path``, when known), or None when it says
+    nothing of the kind (:func:`is_corruption`). The one wording, with what to do."""
+    if not is_corruption(exc):
+        return None
+    return StateError(f"the state file is damaged: {exc}", file=str(path) if path is not None else None,
+                      hint="restore it from a backup (docs/operations.md, \"Back up the state file\"); `sqlite3 FILE "
+                           "'.recover'` may save what is left. Running tasks go on (live restore): a daemon started "
+                           "on a good file collects them")
+
+
 class Database:
     """The shared connection; the aggregates' only way to the SQL."""
 
