@@ -545,7 +545,13 @@ class Daemon:
                                       + (exc.render() if isinstance(exc, EdgeorchError) else str(exc)))
         assert self._folders is not None
         for folder in self._pipeline_folders():
-            if self._folders.watching(folder) or not folder.is_dir():
+            if not folder.is_dir():
+                continue
+            if self._folders.watching(folder):
+                if folder == self.config.pipelines_dir and self.registry.folder_missing:  # back, the same folder
+                    log.info("%s is there again: reloading", folder)
+                    self.registry.folder_missing = False  # one reload asked (it sets it again if gone again)
+                    self._schedule_reload()
                 continue
             try:
                 self._folders.rearm(folder)

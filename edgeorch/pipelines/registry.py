@@ -84,6 +84,10 @@ class PipelineRegistry:
         self._stale: dict[str, EdgeorchError] = {}
         self._scanned: dict[Path, FileScan] = {}
         self._loaded = False
+        self.folder_missing = False
+        """The last scan found no folder at :attr:`folder` (what was loaded before is kept, each pipeline stale):
+        the daemon's path check reloads once a folder is there again, even the same one moved back (its watch
+        follows the inode: no event would say it returned)."""
 
     def stale(self, name: str) -> EdgeorchError | None:
         """The first error of the file of pipeline ``name`` when it is served from its last valid version (the
@@ -152,7 +156,19 @@ class PipelineRegistry:
         return FolderScan(out, True)
 
     def apply(self, scan: FolderScan) -> ReloadResult:
-        """Install a scan (on the event loop): the new pipelines, the errors, and what changed."""
+        """Install a scan (on the event loop): the new pipelines, the errors, and what changed.
+
+        A scan that found no folder (moved away, a mount gone) keeps every pipeline loaded, served from its last
+        version with the folder's error, as a broken file keeps its last valid version: a reload meanwhile
+        (SIGHUP, ``edgeorch reload``) unloaded them all, and every schedule stopped without a word until the next
+        reload by hand (the folder moved back was the one watched: nothing said it was back)."""
+        missing = EdgeorchError("the pipelines folder does not exist", file=str(self.folder))
+        self.folder_missing = not scan.exists
+        if not scan.exists and self.by_file:
+            result = ReloadResult(errors=[missing], kept=sorted(p.name for p in self.by_file.values()))
+            self.errors = result.errors
+            self._stale = {p.name: missing for p in self.by_file.values()}
+            return result
         result = ReloadResult()
         stale: dict[str, EdgeorchError] = {}
         new: dict[Path, Pipeline] = {}
@@ -182,7 +198,7 @@ class PipelineRegistry:
                 result.changed.append(name)
         result.removed = sorted(set(old_by_name) - set(names))
         if not scan.exists:
-            result.errors.append(EdgeorchError("the pipelines folder does not exist", file=str(self.folder)))
+            result.errors.append(missing)
         before = {f: s.digest for f, s in self._scanned.items()}
         after = {f: s.digest for f, s in scan.files.items()}
         result.unchanged = self._loaded and before == after and not result.added and not result.removed \

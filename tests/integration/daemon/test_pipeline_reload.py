@@ -143,3 +143,23 @@ def test_a_pipelines_folder_created_after_the_start_is_watched(workspace, daemon
     poll(lambda: daemon.call("pipelines.list")["errors"] == [])  # the folder is there: watched, reloaded
     workspace.pipeline("two", TWO)
     poll(lambda: [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"])
+
+
+def test_a_reload_while_the_pipelines_folder_is_gone_keeps_every_pipeline_and_the_folder_back_is_read(
+        workspace, daemon):
+    """Found by an operator: `edgeorch reload` (or SIGHUP) while the folder was moved away unloaded every pipeline
+    (`5 removed`), every schedule stopped, and the same folder moved back stayed unread (its watch follows the
+    inode: nothing said it was back) until the next reload by hand."""
+    workspace.pipeline("two", TWO)
+    daemon.start()
+    away = workspace.pipelines.with_name("pipelines.away")
+    workspace.pipelines.rename(away)
+    r = cli(workspace, "reload")
+    assert r.returncode != 0 or "does not exist" in r.stdout + r.stderr, r.stdout + r.stderr
+    listing = daemon.call("pipelines.list")
+    assert [p["name"] for p in listing["pipelines"]] == ["two"]  # still served, from its last version
+    assert "does not exist" in listing["errors"][0]["message"]
+    away.rename(workspace.pipelines)  # the same folder back
+    poll(lambda: daemon.call("pipelines.list")["errors"] == [])
+    assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
+    assert "removed" not in " ".join(e["message"] for e in reloads(workspace))
