@@ -659,6 +659,8 @@ class ControlServer:
             outcome = self.on_refused(peer, op.name, op.access, args, error)
             if inspect.isawaitable(outcome):
                 await outcome
+        except EdgeorchError as exc:  # recording the refusal failed as writes do (a full disk): one line, no traceback
+            log.warning("the refusal of %r was not recorded: %s", op.name, exc.one_line())
         except Exception:
             log.exception("on_refused hook failed")
 

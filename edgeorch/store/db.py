@@ -132,6 +132,10 @@ class Database:
         """Facts read or written inside the open transaction, kept to spare a query (the audit log's head):
         empty outside a transaction, emptied when it ends and when a savepoint rolls back, so what it holds
         is always what the state file holds for this connection (which holds the write lock meanwhile)."""
+        self.write_failing: tuple[float, str] | None = None
+        """``(since, error)`` while writes of the state file fail (a full disk, an I/O error): set by the first
+        failure, cleared by the next commit that succeeds. What ``status`` and the metrics show: the daemon goes on
+        (it was said only in the log, and ``status`` looked healthy)."""
         self.committed: dict[str, Any] = {}
         """What :attr:`memo` held at this connection's last commit (the audit head it wrote last): a hint
         for readers that may lag (another connection's later writes are not in it), never for writers."""
@@ -311,6 +315,7 @@ class Database:
                 self._run_undo(0)
                 raise self._write_error(exc) from None
             self.committed.update(self.memo)
+            self.write_failing = None
         finally:
             self._depth = 0
             self.memo.clear()
@@ -318,8 +323,10 @@ class Database:
         self._run_after_commit()
 
     def _write_error(self, exc: BaseException) -> StateError:
-        """A write that failed, as a :class:`StateError`: a full disk says how much is free where, and what to do."""
+        """A write that failed, as a :class:`StateError` (and :attr:`write_failing` set): a full disk says how much
+        is free where, and what to do."""
         text = str(exc)
+        self.write_failing = (self.write_failing[0] if self.write_failing else self.clock(), text)
         if "full" not in text.lower():
             return StateError(f"cannot write the state file: {text}", file=str(self.path))
         try:
@@ -331,7 +338,8 @@ class Database:
             room = ""
         return StateError(f"cannot write the state file: {text}{room}", file=str(self.path),
                           hint="free space on that file system (`edgeorch gc --apply` removes old runs' folders, "
-                               "by [retention]), then start the daemon again: running tasks are collected then")
+                               "by [retention]): a running daemon goes on by itself once it can write again; one "
+                               "that stopped, start again (running tasks are collected then)")
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the open transaction has committed; never if the transaction, or the savepoint

@@ -159,6 +159,7 @@ class Scheduler:
         self.active_runs = active_runs
         self.paused = paused
         self._entries: dict[str, _Entry] = {}
+        self._since = clock.now()  # fires due after this were missed while the scheduler ran, not while it was away
 
     # -- configuration -----------------------------------------------------
 
@@ -272,9 +273,13 @@ class Scheduler:
             # Pass the dropped fires (all older than the ones to start), stop before those.
             wm = plan.fires[0] - timedelta(microseconds=1) if plan.fires else plan.last_fire
             wm = max(entry.last_fire, wm)
-            why = ("they fell due while an earlier fire was held by max_active_runs" if held
-                   else "the daemon was away")
             missed_at = plan.latest_missed or plan.last_fire  # the newest dropped fire, not one that starts
+            # Said as it happened: fires due while this scheduler ran were missed by a loop that did not tick in
+            # time or could not record them (a full disk), not by a daemon that was away (it said so of both).
+            why = ("they fell due while an earlier fire was held by max_active_runs" if held
+                   else "the daemon was away" if missed_at < self._since
+                   else "the daemon could not start them when due: a stalled daemon, or a state file it could not "
+                        "write")
             if not self._emit(out, Fire(spec.pipeline, "missed", missed_at, start_time(spec, missed_at), wm,
                                         f"{plan.missed} fire(s) up to this one passed without a run ({why}); "
                                         f"catchup = {spec.catchup}", missed=plan.missed), entry, now):

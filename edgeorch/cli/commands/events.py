@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ...model import STREAM_KINDS
-from ...textui import format_duration, print_json, printable
+from ...textui import format_duration, format_timestamp, print_json, printable
 from ..backend import connect, if_the_daemon_goes, load
 from ..exits import EXIT_OK, sigterm_as_interrupt
 from . import AddCommand
@@ -45,6 +45,10 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"(parallelism {st['parallelism']})")
     print(f"  pipelines  {st['pipelines']} loaded" + (f", paused: {', '.join(st['paused'])}" if st["paused"] else ""))
     seen = st.get("attention") or {}  # (an older daemon's answer has none)
+    failing = seen.get("state_writes_failing")
+    if failing:
+        print(f"  error      the state file cannot be written since {format_timestamp(failing['since'])}: "
+              f"{failing['error']} (runs, inputs and fires wait; free space: docs/operations.md)")
     if seen.get("rules_firing"):
         print(f"  rules      firing: {', '.join(seen['rules_firing'])} (edgeorch monitors)")
     for b in seen.get("promotions_blocked") or ():

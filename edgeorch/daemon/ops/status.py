@@ -84,11 +84,13 @@ class StatusOps:
         }
 
     def _attention(self) -> dict[str, Any]:
-        """What of the models and rules a person at 3 a.m. needs to know from `status` (it said nothing of a
-        rollback, a firing rule or a promotion block): the rules firing, the blocks in force, the deployments
-        under way. Small tables, read whole."""
+        """What a person at 3 a.m. needs to know from `status` (it said nothing of a rollback, a firing rule, a
+        promotion block, or a state file it could not write): writes of the state file failing since when (a full
+        disk), the rules firing, the blocks in force, the deployments under way. Small tables, read whole."""
         store = self.store
-        return {"rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"),
+        failing = store.db.write_failing
+        return {"state_writes_failing": {"since": failing[0], "error": failing[1]} if failing else None,
+                "rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"),
                 "promotions_blocked": [{"model": b["model"], "rule": b["rule"]} for b in store.models.open_blocks()],
                 "deployments_open": [{"id": d["id"], "model": d["model"], "alias": d["alias"], "state": d["state"]}
                                      for d in store.models.deployments(open_only=True, limit=20)]}

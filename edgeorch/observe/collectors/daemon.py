@@ -32,7 +32,12 @@ def collect(src: Sources) -> Iterator[Metric]:
                 labels=["pipeline"], rows=[((name,), 1) for name in sorted(src.registry.pipelines)])
     yield gauge("edgeorch_pipeline_file_errors",
                 "Pipeline files that do not validate (the last valid version of each keeps serving).",
-                len(src.registry.errors))
+                len({e.file for e in src.registry.errors}))  # files, not errors (a file with two counted two)
+    failing = src.store.db.write_failing
+    yield gauge("edgeorch_state_write_failing",
+                "1 while writes of the state file fail (a full disk, an I/O error): runs, inputs and schedule fires "
+                "wait; 0 once a write succeeds again (`edgeorch status` says since when and why).",
+                1 if failing else 0)
     yield gauge("edgeorch_pipeline_paused", "1 for each paused pipeline (its runs are refused).",
                 labels=["pipeline"], rows=[([name], 1) for name in sorted(src.store.pipelines.paused())])
     yield _responsive(1)

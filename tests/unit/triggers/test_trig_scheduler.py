@@ -298,3 +298,19 @@ def test_fires_passed_while_one_was_held_are_not_blamed_on_the_daemon_being_away
     h.s.tick()
     (missed,) = [f for f in h.fires if f.action == "missed"]
     assert "held by max_active_runs" in missed.reason and "daemon was away" not in missed.reason, missed.reason
+
+
+def test_fires_missed_while_the_scheduler_ran_are_not_said_to_be_missed_while_the_daemon_was_away():
+    """Found by an operator: a full disk (each fire's run could not be recorded) and an 18 s stall of a loaded
+    machine both logged "passed without a run (the daemon was away)" from a daemon that had run all along."""
+    h = Harness(utc(2026, 1, 1, 15, 20))
+    h.s.set(ScheduleSpec("away", cron="0 * * * *"), utc(2026, 1, 1, 10))  # down from 10:00 to 15:20
+    h.s.set(ScheduleSpec("stalled", cron="* * * * *"), None)
+    h.s.tick()
+    h.clock.set(utc(2026, 1, 1, 15, 30, 30))  # no tick for ten minutes while running
+    h.s.tick()
+    reasons = {f.pipeline: f.reason for f in h.fires if f.action == "missed"}
+    assert "(the daemon was away)" in reasons["away"]
+    assert "daemon was away" not in reasons["stalled"]
+    assert ("passed without a run (the daemon could not start them when due: a stalled daemon, or a state file it "
+            "could not write)") in reasons["stalled"]
