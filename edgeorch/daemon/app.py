@@ -205,6 +205,7 @@ class Daemon:
             self.models = ModelService(self.store, serving_dir=cfg.state_dir / "serving", publish=self.bus.publish,
                                        clock=self.engine.clock)
             self.bus.subscribe(self.models.on_event, ModelRegistered)  # a passing candidate's deployment
+            self.metrics.count(store=self.store, engine=self.engine, bus=self.bus)  # what the start does counts too
             await self.engine.start()
             self.models.start_in_background()  # interrupted deployments finished, redone or undone; targets repaired
             self._warn_unsatisfiable()

@@ -69,6 +69,7 @@ class MetricsService:
             collectors = COLLECTORS
         self.settings = settings
         self.sources: Sources | None = None
+        self._counters: EventCounters | None = None  # the bus counters, subscribed by count() (or attach())
         self.collectors: tuple[tuple[str, Collector], ...] = (*collectors, ("metrics", self._own))
         self.endpoint: MetricsEndpoint | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -111,14 +112,11 @@ class MetricsService:
 
     # -- 2. attach ------------------------------------------------------------------------------------
 
-    def attach(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
-               bus: "Bus", clients: Callable[[], int], started_at: float, triggers: "Triggers | None" = None,
-               monitors: "Monitors | None" = None) -> None:
-        """Give the collectors what they read and subscribe the bus counters to ``bus``.
-
-        Call it once the engine started: attempts already live (adopted) seed
-        the duration histogram with the start the state file recorded.
-        """
+    def count(self, *, store: "Store", engine: "Engine", bus: "Bus") -> EventCounters:
+        """Subscribe the bus counters to ``bus`` now: before the engine starts, so what the start does (attempts
+        collected, runs ended, the schedules' start-up fires and catch-up runs) is counted; subscribed later
+        (when the collectors were attached) ``edgeorch_schedule_fires_total`` left out every fire of the start.
+        The attempts the state file records as live seed the duration histogram with their recorded start."""
         def pipeline_of(run_id: int) -> str | None:
             ctx = engine.runs.get(run_id)
             return ctx.pipeline.name if ctx is not None else None
@@ -130,8 +128,15 @@ class MetricsService:
 
         seed = [((a["run_id"], a["task"], a["number"]), a["started_at"]) for a in store.attempts.live()
                 if a.get("started_at") is not None]
-        counters = EventCounters(pipeline_of, seed, kind_of)
-        bus.subscribe(counters.on_event)
+        self._counters = EventCounters(pipeline_of, seed, kind_of)
+        bus.subscribe(self._counters.on_event)
+        return self._counters
+
+    def attach(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
+               bus: "Bus", clients: Callable[[], int], started_at: float, triggers: "Triggers | None" = None,
+               monitors: "Monitors | None" = None) -> None:
+        """Give the collectors what they read (and subscribe the bus counters, unless :meth:`count` did)."""
+        counters = self._counters or self.count(store=store, engine=engine, bus=bus)
         self.sources = Sources(config=config, store=store, engine=engine, registry=registry, counters=counters,
                                clients=clients, started_at=started_at, triggers=triggers,
                                monitors=monitors)

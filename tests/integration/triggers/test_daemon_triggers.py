@@ -601,3 +601,25 @@ def test_a_scheduled_runs_tasks_know_the_fire_they_process(workspace, daemon):
     # `why` says the fire as the tasks got it (in the schedule's timezone), and when that was here.
     why = workspace.invoke("why", str(row["run_id"]))
     assert f"started by its schedule: the fire of {env['EDGEORCH_FIRE_TIME']} (" in why.stdout, why.stdout
+
+
+def test_the_fires_of_the_daemons_start_are_counted_in_the_metrics(workspace, daemon):
+    """Found by an operator: after three minutes down, a schedule made 20 catch-up runs at the start and
+    `edgeorch_schedule_fires_total{action="start"}` said 3 (the counters were subscribed after the schedules'
+    start-up fires); its `missed` series was absent though its events were written."""
+    workspace.pipeline("hourly", TICK.replace('every = "1s"', 'every = "1h"').replace("catchup_max = 100",
+                                                                                     "catchup_max = 3"))
+    daemon.start()
+    assert daemon.stop() == 0
+    five_hours_ago = (datetime.now(UTC) - timedelta(hours=5, minutes=30)).isoformat()
+    conn = db(workspace)
+    with conn:
+        conn.execute("UPDATE schedule_state SET last_fire = ? WHERE pipeline = 'hourly'", (five_hours_ago,))
+    conn.close()
+    daemon.start()  # five fires missed: catchup = "all" starts the last 3, the rest are missed
+    wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM runs WHERE pipeline = 'hourly'")[0][0] >= 3,
+               what="the catch-up runs")
+    fams = {f["name"]: f for f in daemon.call("metrics", {"format": "json"})["families"]}
+    fires = {s["labels"]["action"]: s["value"] for s in fams["edgeorch_schedule_fires"]["samples"]
+             if s["labels"].get("pipeline") == "hourly" and s["name"].endswith("_total")}
+    assert fires.get("start") == 3 and fires.get("missed") == 1, fires
