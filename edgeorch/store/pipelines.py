@@ -84,13 +84,17 @@ class Pipelines:
         return dict(row)
 
     def set_paused(self, name: str, paused: bool, *, reason: str | None, actor: str | None) -> None:
-        """Pause or resume a pipeline (new runs refused / schedules skipped while paused)."""
+        """Pause or resume a pipeline (new runs refused / schedules skipped while paused). Paused again without a
+        reason, it keeps the reason it was paused for (``pause`` twice, the second time without ``--reason``,
+        erased "hold A" without a word)."""
         now = self._db.clock()
         with self._db.transaction():
             self._db.memo.pop(_PAUSED, None)
             self._db.conn.execute(
                 "INSERT INTO pipeline_state (name, paused, reason, actor, changed_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
+                " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused,"
+                " reason = CASE WHEN excluded.reason IS NULL AND excluded.paused = 1 AND pipeline_state.paused = 1"
+                " THEN pipeline_state.reason ELSE excluded.reason END,"
                 " actor = excluded.actor, changed_at = excluded.changed_at",
                 (name, int(paused), reason, actor, now),
             )
