@@ -354,7 +354,12 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
         except OSError as exc:
             why = ("it is a symbolic link (never followed: the lock file is written); remove it"
                    if exc.errno == errno.ELOOP else exc.strerror)
-            raise StateError(f"cannot open the lock file: {why}", file=str(path)) from None
+            err = StateError(f"cannot open the lock file: {why}", file=str(path))
+            if isinstance(exc, PermissionError):  # another user's state folder: exit 77, as every refusal of access
+                err.exit_code = 77
+                err.hint = ("run this as the user that owns the state folder (the daemon's user), or ask through "
+                            "the daemon (a running one answers its socket's users)")
+            raise err from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a fifo or a device opened for writing
             os.close(fd)
             raise StateError("cannot use the lock file: it is not a regular file", file=str(path),

@@ -353,3 +353,22 @@ def test_a_stranger_with_200_connections_locks_nobody_out_and_its_refusals_are_a
     # 201 refusals (200 connections and the CLI's one), within one window: the bound, then one count at the stop.
     assert denied == AUDITED_PER_WINDOW and counts == [201 - AUDITED_PER_WINDOW]
     assert audited == AUDITED_PER_WINDOW + 1
+
+
+@needs_nobody
+def test_a_daemon_started_by_a_user_who_may_not_open_the_state_lock_exits_77_saying_what_to_do(public_dir) -> None:
+    """Found by an operator: `edgeorch daemon` as another user said "cannot open the lock file: Permission
+    denied", exit 4 (a state problem) with no hint; every other refusal of access is 77."""
+    state = public_dir / "state"
+    state.mkdir(mode=0o755)
+    (state / "edgeorch.lock").touch(mode=0o640)
+    (public_dir / "p").mkdir(mode=0o755)
+    config = public_dir / "config.toml"
+    config.write_text(f'[state]\ndir = "{state}"\n[pipelines]\ndir = "{public_dir / "p"}"\n')
+    os.chmod(config, 0o644)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    out = subprocess.run([*AS_NOBODY, sys.executable, "-m", "edgeorch.cli", "--config", str(config), "daemon"],
+                         env=env, cwd=str(public_dir), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 77, out.stderr
+    assert f"{state / 'edgeorch.lock'}: cannot open the lock file: Permission denied" in out.stderr
+    assert "run this as the user that owns the state folder" in out.stderr and "Traceback" not in out.stderr
