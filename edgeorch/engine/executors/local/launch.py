@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 
+from ....errors import EdgeorchError
 from ....selfexec import module_argv, module_env
 
 
@@ -22,10 +23,33 @@ def spawn_zygote() -> subprocess.Popen[bytes]:
     session of its own (a Ctrl-C at the terminal reaches the engine, which stops tasks
     itself), with no descriptor of ours but its pipes.
     """
-    return subprocess.Popen(
-        module_argv("edgeorch.engine.executors.local.zygote", site=False),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=module_env(), close_fds=True,
-    )
+    argv = module_argv("edgeorch.engine.executors.local.zygote", site=False)
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+                                env=module_env(), close_fds=True)
+    except OSError as exc:
+        raise LaunchError(exc, argv[0]) from None
+
+
+class LaunchError(EdgeorchError, OSError):
+    """The zygote (the process every task is started from) could not start: the program, the system's words, and
+    what to do; exit 77 when the user may not run it. Still an ``OSError`` (what a caller that tries again
+    catches). A daemon started as a user who may not run its Python said only
+    ``/var/tmp/venv/bin/python3.11: Permission denied``."""
+
+    def __init__(self, exc: OSError, program: str) -> None:
+        denied = isinstance(exc, PermissionError)
+        super().__init__(
+            f"cannot start the task launcher (edgeorch's zygote, which starts every task): {exc.strerror}",
+            file=program,
+            hint=("this user may not run that Python: keep the environment and its Python where the daemon's user "
+                  "can read them (/opt, not root's home: docs/operations.md, \"Install\")" if denied
+                  else "is the environment complete? (reinstall edgeorch: docs/operations.md, \"Install\")"))
+        self.errno = exc.errno
+        self.strerror = exc.strerror
+        self.filename = program
+        if denied:
+            self.exit_code = 77
 
 
 class EarlyZygote:
