@@ -67,8 +67,8 @@ class EdgeorchError(Exception):
         text = where
         if self.pipeline:
             text += f"pipeline {self.pipeline}: "
-        if self.field:
-            text += f"{self.field}: "
+        if self.field:  # cut as a value is: a field can hold what was given (a 100,000-character metric name)
+            text += f"{_cut(str(self.field))}: "
         text += self.message
         if self.value is not None and not _quotes(self.message, self.value):  # said once
             text += f" (found {_cut(shown(self.value))})"

@@ -261,7 +261,11 @@ class _Parser:
         kind, value, at = t
         self.pos += 1
         if kind == "number":
-            return Num(float(value))
+            number = float(value)
+            if not math.isfinite(number):  # "rmse <= 1e999" read as infinity: a gate that always passed
+                raise GateSyntaxError(f"the number {value} at character {at + 1} is too large (a float holds up to "
+                                      "about 1.8e308)")
+            return Num(number)
         if kind == "name":
             if value in ("and", "or", "not"):
                 raise GateSyntaxError(f"expected a number or a metric name at character {at + 1}, found {value!r}")
@@ -314,7 +318,10 @@ def check_references(conditions: Iterable[Condition], *, metrics: Iterable[str] 
         for ref in cond.refs():
             if ref.scope == "alias" and ref.alias not in known_aliases:
                 raise GateSyntaxError(f"unknown alias {ref.alias!r} (in {ref.text!r})",
-                                      hint=f"known aliases: {', '.join(known_aliases)}{_close(ref.alias, known_aliases)}")
+                                      hint=(f"known aliases: {', '.join(known_aliases)}"
+                                            f"{_close(ref.alias, known_aliases)}") if known_aliases else
+                                      "no alias can be named here (a floor reads the metrics observed for the "
+                                      "version served)")
             if ref.scope == "check":
                 if tasks is None:
                     raise GateSyntaxError(f"{ref.text!r}: check results cannot be used here",

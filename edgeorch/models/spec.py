@@ -246,7 +246,9 @@ def _check_policy(r: TableReader, name: str, checks: list[str]) -> ModelPolicy |
     for i, a in enumerate(extra):
         if alias_problem(a):
             r.fail(f"aliases[{i}]", alias_problem(a) or "", value=a, expected=ALIAS_EXPECTED)
-    aliases = tuple(dict.fromkeys([*STANDARD_ALIASES, *extra]))
+    # Only the valid ones: one refused above (reserved, say) was then listed among the known aliases by the
+    # next error.
+    aliases = tuple(dict.fromkeys([*STANDARD_ALIASES, *(a for a in extra if not alias_problem(a))]))
     promote = r.choice("promote", PROMOTE, "auto")
     alias = r.str("alias", "champion")
     if alias is not None and alias not in aliases:

@@ -90,3 +90,14 @@ def test_a_field_added_for_scripts_leaves_the_text_a_person_reads_as_it_was() ->
     doc = error_document(err)["error"]
     assert (doc["field"], doc["value"]) == ("run_id", 52)
     assert doc["message"] == "the daemon at /s closed the connection without answering" == err.render()
+
+
+def test_a_field_holding_what_was_given_is_cut_as_a_value_is() -> None:
+    """`models observe toy champion "$(python -c 'print("x"*100000)')=1"` printed an error line of ~100 KB: the
+    metric's name is in the field (``champion.xxxx...``)."""
+    from edgeorch.errors import SHOWN_MAX, UsageError
+
+    name = "x" * 100_000
+    err = UsageError("is not a metric of model toy", field=f"champion.{name}", value=name)
+    line = err.render()
+    assert len(line) < 3 * SHOWN_MAX and "(100,009 characters)" in line and "(100,002 characters)" in line

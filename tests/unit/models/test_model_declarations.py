@@ -113,3 +113,12 @@ def test_floors_use_declared_metrics_only() -> None:
     assert "unknown alias 'champion'" in e.message
     errors = _errors('[models.house]\nfloors = ["rmse <= 1"]')
     assert any(e.field == "models.house.metrics" and "required when floors are declared" in e.message for e in errors)
+
+
+def test_a_refused_alias_is_not_listed_among_the_known_ones_by_the_next_error() -> None:
+    errors = _errors('[models.house]\nmetrics = ["rmse"]\naliases = ["latest"]\n'
+                     'gates = ["rmse <= nope.rmse"]')
+    rendered = [e.render() for e in errors]
+    assert any("aliases[0]" in r and "is reserved" in r for r in rendered), rendered
+    gate = next(r for r in rendered if "gates[0]" in r)
+    assert "known aliases: champion, challenger, canary" in gate and "latest" not in gate.split("known aliases")[1]

@@ -67,6 +67,8 @@ def test_skipped_conditions_do_not_block_but_failed_ones_do() -> None:
     ("x / 2 < 1", "'/' is not supported (at character 3)", "multiply instead: 'x <= y * 0.5'"),
     ("__import__('os') < 1", "unexpected character \"'\" at character 12", None),  # no strings, no calls
     ("", "is empty", "write a condition such as 'rmse <= 30000'"),
+    # It was read as infinity: a gate that always passed.
+    ("rmse <= 1e999", "the number 1e999 at character 9 is too large (a float holds up to about 1.8e308)", None),
 ])
 def test_bad_gates_are_refused_with_the_position_and_a_hint(gate: str, message: str, hint: str | None) -> None:
     with pytest.raises(GateSyntaxError) as err:
@@ -98,3 +100,11 @@ def test_a_misspelt_name_gets_a_did_you_mean() -> None:
 def test_nan_never_passes() -> None:
     [o] = evaluate(["x <= 1"], GateInputs(metrics={"x": float("nan")}))
     assert o.verdict == "failed"
+
+
+def test_a_floor_naming_an_alias_says_none_can_be_named_there_not_an_empty_list() -> None:
+    """It ended with "known aliases: " and nothing after it."""
+    with pytest.raises(GateSyntaxError) as err:
+        check_references(parse_gate("rmse <= champion.rmse"), metrics=["rmse"], aliases=(), check_tasks=None)
+    assert err.value.hint == ("no alias can be named here (a floor reads the metrics observed for the version "
+                              "served)")
