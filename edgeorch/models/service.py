@@ -195,7 +195,9 @@ class ModelService:
     def unblock(self, name: str, *, rule: str | None = None, actor: str | None,
                 reason: str | None = None) -> list[dict[str, Any]]:
         """Lift the promotion blocks of ``name`` (only ``rule``'s when given), recorded with ``actor`` and
-        ``reason``; returns the lifted blocks (empty: none was in force, nothing recorded)."""
+        ``reason``; returns the lifted blocks (empty: none was in force, nothing recorded). :class:`NotFoundError`
+        for a model that does not exist (it said "nosuch: no promotion block in force", exit 0)."""
+        self.store.models.require(name)
         return self.store.models.lift_blocks(name, rule=rule, by=actor, reason=reason or "unblocked by hand")
 
     def previous(self, name: str, alias: str) -> int:

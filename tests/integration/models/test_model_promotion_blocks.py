@@ -66,3 +66,10 @@ def test_a_rollback_is_never_blocked(workspace, harness, model_pipeline) -> None
     store.close()
     dep = harness.models(lambda s: s.auto_rollback("house", rule="r", reason="realized rmse too high"))
     assert dep["state"] == "succeeded" and dep["to_version"] == 1
+
+
+def test_unblocking_a_model_that_does_not_exist_is_not_found_exit_3(workspace) -> None:
+    """It said "nosuch: no promotion block in force" and exited 0, where every other models command says 3."""
+    r = workspace.invoke("models", "unblock", "nosuch")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "no model named 'nosuch'" in r.stderr
