@@ -377,12 +377,23 @@ class Monitors:
     # -- operator requests -------------------------------------------------------------------------
 
     def silence(self, rule: str, until: float | None, *, reason: str | None, actor: str | None) -> dict[str, Any]:
-        """Silence a loaded rule until ``until`` (None: lift it); recorded with its event and audit record."""
+        """Silence a loaded rule until ``until`` (None: lift it); recorded with its event and audit record.
+
+        A model rule held back while silenced (``cooling``) is evaluated at once when the silence is lifted: its
+        condition still holding, it is answered now, not at the next observation (a degraded champion stayed
+        served, unblocked, until another value came in)."""
         spec = self.rules.get(rule)
         if spec is None:
             raise NotFoundError("no such rule", value=rule, hint="`edgeorch monitors` lists the rules")
         self.store.rules.silence(rule, spec.pipeline, until, reason=reason, actor=actor)
-        return self.store.rules.get(rule) or {}
+        row = self.store.rules.get(rule) or {}
+        if until is None and spec.on_model and row.get("state") == "cooling":
+            try:
+                self.evaluate(spec)
+            except EdgeorchError as exc:
+                log.warning("rule %s: evaluation after its silence was lifted failed: %s", rule, exc.one_line())
+            row = self.store.rules.get(rule) or {}
+        return row
 
 
 def _notify(argv: list[str], doc: dict[str, Any], timeout: float) -> dict[str, Any]:

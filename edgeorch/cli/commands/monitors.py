@@ -103,7 +103,7 @@ def _state_text(rule: dict[str, Any]) -> str:
         holds.append(f"max_per_day {rule.get('max_per_day')} reached until {format_timestamp(rule['max_per_day_until'])}")
     if holds:
         return f"{text} ({'; '.join(holds)})"
-    if rule["state"] == "cooling" and (rule.get("cooldown") or rule.get("max_per_day") is not None):
+    if rule["state"] == "cooling":  # a silence lifted, a cooldown or daily maximum over: nothing holds it now
         return f"{text} (held no more: answered at its next evaluation)"
     return text
 

@@ -25,7 +25,9 @@ def until(fn, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, daemon) -> None:
+def _trainer(workspace) -> None:
+    """Pipeline ``trainer`` registering model ``house`` (rmse from its param) and rule ``champion_degraded``: the
+    champion's realized rmse above 40 rolls it back and blocks its promotions."""
     (workspace.root / "train.py").write_text(TRAIN)
     workspace.pipeline("trainer", f"""
         name = "trainer"
@@ -52,6 +54,10 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
         [[on.do]]
         block_promotions = "house"
         """)
+
+
+def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, daemon) -> None:
+    _trainer(workspace)
     daemon.start()
 
     def champion() -> int | None:
@@ -86,3 +92,26 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
     db.close()
     assert len(fired) == 1 and "roll back house champion" in fired[0][0] and "value 52" in fired[0][0]
     assert json.loads(fired[0][1])["value"] == 52.0
+
+
+def test_a_model_rule_held_by_a_silence_is_answered_when_the_silence_is_lifted(workspace, daemon) -> None:
+    """Found by a user: a value over the threshold observed while the rule was silenced; `monitors unsilence`;
+    `monitors` then said only `cooling`, and the degraded champion stayed served, unblocked, until another value
+    came in."""
+    _trainer(workspace)
+    daemon.start()
+    for rmse in (30.0, 29.0):
+        assert daemon.wait_run(daemon.call("trigger", {"pipeline": "trainer", "params": {"rmse": rmse}})["run_id"]) \
+            == "succeeded"
+    until(lambda: daemon.call("models.show", {"name": "house"})["aliases"].get("champion") == 2, what="version 2")
+    assert workspace.invoke("monitors", "silence", "champion_degraded", "--until", "2h", "--reason",
+                            "maintenance").returncode == 0
+    daemon.call("models.observe", {"name": "house", "metrics": {"champion": {"rmse": 99.0}}})
+    rule = until(lambda: next((r for r in daemon.call("monitors.list")["rules"]
+                               if r["name"] == "champion_degraded" and r["state"] == "silenced"), None),
+                 what="the rule held by its silence")
+    assert daemon.call("models.show", {"name": "house"})["aliases"]["champion"] == 2
+    r = workspace.invoke("monitors", "unsilence", "champion_degraded")
+    assert r.returncode == 0, r.stdout + r.stderr
+    until(lambda: daemon.call("models.show", {"name": "house"})["aliases"].get("champion") == 1,
+          what="the rollback once the silence was lifted")
