@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NotFoundError
 from .explanations import explanations_of
 from .spec import ModelPolicy
 
@@ -116,6 +117,11 @@ def why(store: "Store", name: str, version: int) -> dict[str, Any]:
            "deployments": [{k: d.get(k) for k in ("id", "alias", "action", "state", "step", "outcome")}
                            for d in reversed(store.models.deployments(name, limit=1000))
                            if d["to_version"] == version and d["state"] != "succeeded"]}
+    try:
+        run = store.runs.get(v["run_id"]) if v["run_id"] is not None else None
+    except NotFoundError:  # removed by retention: its state is not known any more
+        run = None
+    doc["run_state"], doc["run_reason"] = (run["state"], run.get("reason")) if run else (None, None)
     doc["text"] = why_text(doc)
     return doc
 
@@ -125,6 +131,10 @@ def why_text(doc: dict[str, Any]) -> str:
     name, version = doc["model"], doc["version"]
     origin = f" (from run {doc['run_id']}, task {doc['task']})" if doc.get("run_id") is not None else ""
     lines = [f"{name} version {version}{origin}"]
+    if doc.get("run_state") in ("failed", "cancelled"):  # said: a smoke test after training failed, without a word
+        why = f" ({doc['run_reason']})" if doc.get("run_reason") else ""
+        lines.append(f"  Its run {doc['run_id']} {doc['run_state']}{why} after registering it: a version is judged "
+                     "by its gates when its task ends; later tasks of the run do not hold it back.")
     gates = [d for d in doc["decisions"] if d["kind"] == "gates"]
     if not gates:
         lines.append("  No gates were declared for it: nothing blocked it.")

@@ -152,3 +152,32 @@ def test_models_show_says_when_the_pipelines_now_declare_another_policy(workspac
                "(canary, strategy changed), which applies from the next version registered" in shown.stdout, shown.stdout
         doc = json.loads(workspace.invoke("models", "show", "house", "--json").stdout)
         assert doc["policy_changed"] == ["canary", "strategy"], (through, doc["policy_changed"])
+
+
+def test_why_says_when_the_run_of_a_version_failed_after_registering_it(workspace, harness) -> None:
+    """Found by a user: a smoke test after the training task failed the run; the version was promoted and neither
+    `models versions` nor `models why` said the run had failed."""
+    from edgeorch.models.views import why
+
+    (workspace.root / "train.py").write_text(
+        "import json, os\nout = os.environ['EDGEORCH_OUTPUT_DIR']\nopen(os.path.join(out, 'model.bin'), 'w')"
+        ".write('m')\njson.dump({'rmse': 10}, open(os.path.join(out, 'metrics.json'), 'w'))\n")
+    workspace.pipeline("fr", f'''
+        name = "fr"
+        [tasks.train]
+        command = ["python", "{workspace.root / 'train.py'}"]
+        outputs = ["model.bin", "metrics.json"]
+        model = {{ name = "frm", path = "model.bin", metrics = "metrics.json" }}
+        [tasks.smoke]
+        command = ["sh", "-c", "exit 3"]
+        needs = ["train"]
+        ''')
+    run_id, state = harness.run("fr")
+    assert state == "failed"
+    store = harness.store()
+    try:
+        doc = why(store, "frm", 1)
+    finally:
+        store.close()
+    assert doc["run_state"] == "failed"
+    assert f"Its run {run_id} failed" in doc["text"] and "later tasks of the run do not hold it back" in doc["text"]
