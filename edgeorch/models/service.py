@@ -133,6 +133,11 @@ class ModelService:
             served = next(a for a, v_ in held.items() if v_ == version)
             raise ConflictError(f"{name} version {version} is {served} already: a canary of it would be compared "
                                 "with itself", value=version, hint="a canary is a newer version than the one served")
+        if alias == "canary" and policy.canary is None:  # the alias moved, and nothing ever judged or ended it
+            raise ConflictError(f"{name} declares no canary: the canary alias would point at version {version} with "
+                                "no traffic split, no window and nothing to decide it", field="alias", value=alias,
+                                hint=f"declare [models.{name}.canary] (strategy = \"canary\") in its pipeline "
+                                     f"file, or promote to {policy.alias}")
         from .blocks import check
 
         check(self.store, name, action="canary_start" if alias == "canary" else "promote")  # a rule's block

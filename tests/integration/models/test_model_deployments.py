@@ -426,6 +426,10 @@ def test_a_promotion_that_moves_nothing_is_refused_and_records_nothing(workspace
     with pytest.raises(UsageError) as err:
         harness.models(lambda s: s.promote("house", 1, alias="champoin", actor="test"))
     assert err.value.hint == "did you mean 'champion'?"
+    # No [models.house.canary]: the canary alias moved, with no split, no window, nothing to ever decide it.
+    harness.run("trainer", {"rmse": 28.0})
+    with pytest.raises(ConflictError, match="house declares no canary: the canary alias would point at version 3"):
+        harness.models(lambda s: s.promote("house", 3, alias="canary", actor="test"))
     store = harness.store()
     assert (len(store.models.deployments("house")), len(store.models.alias_history("house", "champion"))) == before
     store.close()
