@@ -358,8 +358,11 @@ class Daemon:
             result = self.registry.apply(scan)
             watches_changed = new_watches is not None and new_watches != self.config.watches
             # What the reload did to the config, said with the pipelines' summary ("unchanged" read as nothing done).
+            # A refused config is said there too: "reloaded (SIGHUP): unchanged" after its warning read as a contradiction.
             config_note = "; ".join([*([_watch_changes(self.config.watches, new_watches or ())] if watches_changed else []),
-                                     *([f"applied {', '.join(applied)}"] if applied else [])]) or None
+                                     *([f"applied {', '.join(applied)}"] if applied else []),
+                                     *(["the config file was refused (the one in force stays)"]
+                                       if self._config_refused else [])]) or None
             if not explicit and result.unchanged and not watches_changed:
                 if self.monitors is not None and self.monitors.rules_folder_changed():
                     self.monitors.reload()  # a rules-folder file changed: only the rules are read again
@@ -666,7 +669,7 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     level = log_level or shift_log_level(cfg.daemon.log_level, verbosity)
     # [daemon] log_format: the journal with fields under systemd, JSON lines, or text (docs/operations.md).
     configure_logging(level, "%(asctime)s %(levelname)s %(name)s: %(message)s",
-                      handler=log_handler(cfg.daemon.log_format))
+                      handler=log_handler(cfg.daemon.log_format, source=cfg.source))
     from ..kernels.cache import use_numba_cache_dir
 
     use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)

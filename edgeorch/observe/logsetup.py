@@ -17,11 +17,11 @@ import logging
 
 from ..errors import ConfigError
 
-def log_handler(log_format: str) -> logging.Handler | None:
+def log_handler(log_format: str, *, source: object = None) -> logging.Handler | None:
     """The handler for ``log_format`` (None: text on stderr, :func:`~edgeorch.loglevel.configure_logging`'s own).
 
-    Raises :class:`~edgeorch.errors.ConfigError` (``daemon.log_format``) for
-    ``journal`` when the journal's socket does not exist.
+    Raises :class:`~edgeorch.errors.ConfigError` (``daemon.log_format``, in ``source``: the config file, when
+    there is one) for ``journal`` when the journal's socket does not exist.
     """
     from .journal import JournalHandler, journal_socket, stderr_is_journal
 
@@ -37,7 +37,8 @@ def log_handler(log_format: str) -> logging.Handler | None:
         sock = journal_socket()
         if log_format == "journal" and not sock.exists():
             raise ConfigError("the journal's socket does not exist (is this machine running systemd?)",
-                              field="daemon.log_format", value=log_format, hint='use "auto", "text" or "json"')
+                              file=str(source) if source else None, field="daemon.log_format", value=log_format,
+                              hint='use "auto", "text" or "json"')
         if log_format == "journal" or (stderr_is_journal() and sock.exists()):
             handler = JournalHandler(sock)
             handler.setFormatter(logging.Formatter("%(message)s"))  # the journal stamps time, level and unit

@@ -120,7 +120,9 @@ class Schedules:
                 store.schedules.set_last_fire(name, iso(wm))
             due = self.scheduler.next_fire(name)
             past = due is not None and due < self.scheduler.clock.now()
-            log.info("schedule %s: %s, next fire %s%s", name, spec.describe(), due,
+            log.info("schedule %s: %s, %s%s", name, spec.describe(),
+                     f"next fire {due}" if due is not None else
+                     f"no next fire ({self.scheduler.error(name) or 'the pipeline is paused'})",
                      " (passed while the daemon was away: its catch-up policy decides, below)" if past else "")
         self.specs = want
 

@@ -254,6 +254,8 @@ def test_sighup_says_in_the_log_when_the_config_is_broken_or_changed_beyond_a_re
     daemon.notify.wait_for("READY", "1")
     assert f"reload (SIGHUP): config not reloaded: {workspace.config_path}:" in daemon.output()
     assert "malformed TOML" in daemon.output()
+    # Said in the summary line too ("reloaded (SIGHUP): unchanged" after the warning read as a contradiction).
+    assert "reloaded (SIGHUP): the config file was refused (the one in force stays)" in daemon.output()
     workspace.write_config(parallelism=3)  # [engine]: applies at the next start only
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.notify.wait_for("RELOADING", "1")

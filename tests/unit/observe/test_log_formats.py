@@ -55,8 +55,8 @@ def test_json_and_text_formats_choose_their_handlers():
 def test_journal_without_a_journal_socket_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEORCH_ROOT", str(tmp_path))  # no run/systemd/journal/socket under it
     with pytest.raises(ConfigError) as err:
-        log_handler("journal")
-    assert "daemon.log_format" in err.value.render()
+        log_handler("journal", source=tmp_path / "config.toml")
+    assert err.value.render().startswith(f"{tmp_path / 'config.toml'}: daemon.log_format: ")  # the file named too
     assert log_handler("auto") is None  # auto falls back to text
 
 
