@@ -64,14 +64,23 @@ class RunRows(Protocol):
     def get(self, run_id: int) -> dict[str, Any]: ...
 
 
+class ModelOwners(Protocol):
+    """``store.models``: the pipeline each model belongs to (:mod:`edgeorch.models.owners`)."""
+
+    def owner(self, name: str) -> tuple[str, int] | None: ...
+
+
 class StoredRuns(Protocol):
-    """The part of the store the front door reads: pauses, and a run's pipeline (for resume)."""
+    """The part of the store the front door reads: pauses, a run's pipeline (for resume), models' owners."""
 
     @property
     def pipelines(self) -> PausedPipelines: ...  # read-only: the front door never sets them
 
     @property
     def runs(self) -> RunRows: ...
+
+    @property
+    def models(self) -> ModelOwners: ...
 
 
 class Submitter(Protocol):

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from ..errors import ConflictError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.requests import ModelOwners
     from ..model import Pipeline
-    from ..store.models import Models
 
 
 def models_of(pipeline: "Pipeline") -> dict[str, str]:
@@ -38,7 +38,7 @@ def models_of(pipeline: "Pipeline") -> dict[str, str]:
     return out
 
 
-def ownership_problem(models: "Models", pipeline: "Pipeline", folder_copy: "Pipeline | None") -> ConflictError | None:
+def ownership_problem(models: "ModelOwners", pipeline: "Pipeline", folder_copy: "Pipeline | None") -> ConflictError | None:
     """Why a run of ``pipeline`` may not start (see the module docstring), or None.
 
     ``folder_copy``: the pipelines folder's pipeline of the same name when ``pipeline`` is a client's file (None:
