@@ -183,19 +183,11 @@ def bench_ingest(n: int, repo: Path = REPO) -> dict[str, float]:
         for i in range(n):
             os.rename(stage / f"b{i:06d}.csv", drop / f"b{i:06d}.csv")
         renamed = time.monotonic() - t0
-        while True:  # a benchmark may poll: it measures, it does not synchronise a test
-            done = db.execute("SELECT COUNT(*) FROM inputs WHERE state IN ('started', 'done')").fetchone()[0]
-            if done >= n:
-                break
-            time.sleep(0.02)
+        _until_inputs(db, ("started", "done"), n)
         wall = time.monotonic() - t0
         cpu = cpu_seconds(proc.pid) - cpu0
         runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        while True:  # then until every file's run has ended and its input is settled: what processing takes
-            done = db.execute("SELECT COUNT(*) FROM inputs WHERE state = 'done'").fetchone()[0]
-            if done >= n:
-                break
-            time.sleep(0.02)
+        _until_inputs(db, ("done",), n)  # then until every file's run has ended: what processing takes
         processed = time.monotonic() - t0
         cpu_processed = cpu_seconds(proc.pid) - cpu0
     finally:
@@ -243,6 +235,14 @@ async def once() -> float:
 
 print(min(asyncio.run(once()) for _ in range(5)) / n)
 """
+
+
+def _until_inputs(db: sqlite3.Connection, states: tuple[str, ...], n: int) -> None:
+    """Until ``n`` inputs are in one of ``states`` (a benchmark may poll: it measures, it does not synchronise a
+    test)."""
+    marks = ", ".join("?" * len(states))
+    while db.execute(f"SELECT COUNT(*) FROM inputs WHERE state IN ({marks})", states).fetchone()[0] < n:
+        time.sleep(0.02)
 
 
 INGEST_FIGURES = ("files_per_s", "daemon_cpu_ms_per_file", "processed_per_s", "daemon_cpu_ms_per_processed_file")

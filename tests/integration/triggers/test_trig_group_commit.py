@@ -16,14 +16,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from edgeorch.engine.engine import Engine
-from edgeorch.engine.requests import RunRequests
 from edgeorch.errors import StateError
 from edgeorch.events import InputChanged, RunFinished, RunQueued
-from edgeorch.pipelines.registry import PipelineRegistry
 from edgeorch.store import Store
 from edgeorch.triggers.drop import service
 from edgeorch.triggers.drop.service import DropFolders
+from trig_daemon_parts import daemon_parts
 
 FILES = 3
 
@@ -87,18 +85,6 @@ def _watch_ingest(workspace) -> tuple[Path, Any]:
     return drop, workspace.config()
 
 
-async def _daemon_parts(cfg: Any) -> tuple[Store, Engine, DropFolders]:
-    """The daemon's parts in this process: the store, a started engine, the front door and the drop folders."""
-    store = Store(cfg.state_file)
-    engine = Engine(cfg, store)
-    await engine.start()
-    registry = PipelineRegistry(cfg.pipelines_dir)
-    registry.reload()
-    drops = DropFolders(store=store, requests=RunRequests(engine, registry.get), engine=engine,
-                        registry=registry, config=cfg, loop=asyncio.get_running_loop(), publish=engine.bus.publish)
-    return store, engine, drops
-
-
 def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False, fault: bool = True) -> list[dict[int, str]]:
     """Watch ``<root>/drop`` for pipeline ``ingest`` with the daemon's parts, let ``arrange(store, drops)`` set up
     the fault, drop FILES files, wait until every input is done; then check that each file ran once, and
@@ -113,7 +99,7 @@ def _drop_and_settle(workspace, arrange: Any, *, paused: bool = False, fault: bo
     held: list[dict[int, str]] = []
 
     async def main() -> None:
-        store, engine, drops = await _daemon_parts(cfg)
+        store, engine, drops = await daemon_parts(cfg)
         queued: list[int] = []
         retries: list[InputChanged] = []
         engine.bus.subscribe(lambda e: queued.append(e.run_id), RunQueued)
@@ -299,7 +285,7 @@ def test_a_recovered_input_whose_start_cannot_be_recorded_is_started_after_a_bac
     store.close()
 
     async def main() -> None:
-        store, engine, drops = await _daemon_parts(cfg)
+        store, engine, drops = await daemon_parts(cfg)
         engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
         retries: list[InputChanged] = []
         engine.bus.subscribe(retries.append, lambda e: isinstance(e, InputChanged) and e.state == "claim_retry")

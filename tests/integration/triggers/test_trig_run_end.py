@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
-from edgeorch.engine.engine import Engine
-from edgeorch.engine.requests import RunRequests
 from edgeorch.events import InputChanged, RunFinished
-from edgeorch.pipelines.registry import PipelineRegistry
-from edgeorch.store import Store
-from edgeorch.triggers.drop.service import DropFolders
+from trig_daemon_parts import daemon_parts
 
 
 async def _until(cond: Any, timeout: float = 30.0) -> None:
@@ -61,14 +56,7 @@ def _ingest(workspace, command: str, *, cancel: bool = False) -> tuple[list[list
     seen: list[Any] = []
 
     async def main() -> str:
-        store = Store(cfg.state_file)
-        engine = Engine(cfg, store)
-        await engine.start()
-        registry = PipelineRegistry(cfg.pipelines_dir)
-        registry.reload()
-        drops = DropFolders(store=store, requests=RunRequests(engine, registry.get), engine=engine,
-                            registry=registry, config=cfg, loop=asyncio.get_running_loop(),
-                            publish=engine.bus.publish)
+        store, engine, drops = await daemon_parts(cfg)
         engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
         engine.bus.subscribe(seen.append, lambda e: isinstance(e, (RunFinished, InputChanged)))
         drops.recover_and_collect()
