@@ -290,7 +290,12 @@ class Engine:
         self._collected = asyncio.Event()
         self._running_marks: dict[int, StartedInfo] = {}  # started attempts whose mark is not written yet
         self._unsynced: list[Event] = []  # events of outcomes committed without a sync, in order (sync_outcomes)
+        self._announced_held = 0  # how many such events were ever told (the first of _unsynced is the next one)
         self._sync_timer: asyncio.TimerHandle | None = None
+        self._syncing = False  # a timer's sync is under way in _syncer
+        # The timer's fdatasync runs here, off the loop: on the loop it held the loop for the disk's sync (a third of
+        # a 200-task fan's loop time), while no task could be started or ended.
+        self._syncer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-sync")
         self._marks_timer: asyncio.TimerHandle | None = None
         self.watch_interval = WATCH_INTERVAL_S
         self._watch_timer: asyncio.TimerHandle | None = None
@@ -447,6 +452,7 @@ class Engine:
         self._fail_resumes(ConflictError("the engine stopped before the retry was applied; nothing was recorded",
                                          hint="retry the run again"))
         self._hasher.shutdown(wait=False, cancel_futures=True)
+        self._syncer.shutdown(wait=False, cancel_futures=True)
         self.run_folders.release()
         if self.res is not None:
             self.res.close()
@@ -524,8 +530,26 @@ class Engine:
 
     @_fail_stop
     def _sync_due(self) -> None:
+        """The timer's sync, in :attr:`_syncer` (a worker thread): the loop goes on meanwhile. The events held when
+        it starts are told once it returns (an outcome committed while it runs waits for the next one: a sync
+        covers only what was written before it began). At most one is under way; the next is armed at its end."""
         self._sync_timer = None
-        self.sync_outcomes()
+        if not self._unsynced or self._syncing or self.loop is None:
+            return
+        upto = self._announced_held + len(self._unsynced)
+        self._syncing = True
+        fut = self.loop.run_in_executor(self._syncer, self.store.sync)
+        fut.add_done_callback(functools.partial(self._sync_done, upto))
+
+    @_fail_stop
+    def _sync_done(self, upto: int, fut: "asyncio.Future[None]") -> None:
+        self._syncing = False
+        if self._closed or fut.cancelled():
+            return
+        fut.result()  # a sync the disk refused raises StateError: fail-stop, nothing more is told
+        self._synced(upto)
+        if self._unsynced and self._sync_timer is None and self.loop is not None:
+            self._sync_timer = self.loop.call_later(OUTCOME_SYNC_DELAY_S, self._sync_due)
 
     def sync_outcomes(self) -> None:
         """Make the outcomes committed without a sync durable (one ``fdatasync``), then publish their events in
@@ -537,9 +561,13 @@ class Engine:
         self.store.sync()
         self._synced()
 
-    def _synced(self) -> None:
-        """Every commit so far is durable (a sync, or a durable commit): publish the events that waited for it."""
-        held, self._unsynced = self._unsynced, []
+    def _synced(self, upto: int | None = None) -> None:
+        """Every commit so far is durable (a sync, or a durable commit): publish the events that waited for it, in
+        order. ``upto``: only the events held before that count (:meth:`_sync_done`: what its sync covered; those
+        a durable commit told meanwhile are not told again)."""
+        n = len(self._unsynced) if upto is None else max(0, upto - self._announced_held)
+        held, self._unsynced = self._unsynced[:n], self._unsynced[n:]
+        self._announced_held += n
         for event in held:
             self._announce(event)
 

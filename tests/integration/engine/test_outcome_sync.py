@@ -243,3 +243,42 @@ def test_a_metrics_scrape_syncs_held_outcomes_before_it_reads(workspace, monkeyp
             assert spy.syncs == 1 and ("AttemptEnded", "a", 1) in spy.seen
 
     asyncio.run(main())
+
+
+def test_the_timers_sync_runs_off_the_loop_and_tells_only_what_it_covered(workspace, monkeypatch):
+    """The timer's fdatasync ran on the loop: a third of a 200-task fan's loop time through a daemon was spent
+    waiting for the disk, while no task could start or end. It runs in a thread now; the loop goes on meanwhile,
+    and the held outcome is told once that sync has returned, not before."""
+    import threading
+
+    monkeypatch.setattr(engine_mod, "OUTCOME_SYNC_DELAY_S", 0.01)
+    cfg, pipeline = _setup(workspace)
+    release, entered = threading.Event(), threading.Event()
+
+    async def main():
+        async with _engine(cfg, monkeypatch) as (engine, store, spy):
+            real = store.sync
+
+            def slow_sync() -> None:  # a slow disk: the sync waits until the test lets it go
+                entered.set()
+                assert threading.current_thread() is not threading.main_thread()
+                release.wait(30)
+                real()
+
+            monkeypatch.setattr(store, "sync", slow_sync)
+            run_id = await _until_a_ended(engine, pipeline)
+            await _until(entered.is_set)
+            ticks = 0
+            for _ in range(20):  # the loop goes on while the sync is under way
+                await asyncio.sleep(0.001)
+                ticks += 1
+            assert ticks == 20 and not [s for s in spy.seen if s[:2] == ("AttemptEnded", "a")]
+            release.set()
+            await _until(lambda: any(s[:2] == ("AttemptEnded", "a") for s in spy.seen))
+            (workspace.pipelines / "go").touch()
+            assert await engine.wait_run(run_id) == RunState.SUCCEEDED
+        return spy
+
+    spy = asyncio.run(main())
+    ended = [task for kind, task, _ in spy.seen if kind == "AttemptEnded"]
+    assert ended == ["a", "b", "sink"]  # each told once, in order
