@@ -87,6 +87,21 @@ class Target(ABC):
     def aliases_on_disk(self) -> dict[str, int]:
         """Every alias the target holds, with its version."""
 
+    def refuse_links(self, path: Path) -> None:
+        """Raise :class:`StagingError` when the model's folder, or a folder between it and ``path``, is a symbolic
+        link: a deployment never writes through one. A model whose ``deploy.dir`` held ``<model>`` as a link to
+        another model's serving folder staged its files over that model's served version, which its owner could
+        not stage again (its files were gone)."""
+        here = self.root
+        parts = path.relative_to(self.root).parts[:-1] if path != self.root and path.is_relative_to(self.root) else ()
+        for part in (None, *parts):
+            if part is not None:
+                here = here / part
+            if os.path.islink(here):
+                raise StagingError(f"{here} is a symbolic link (to {os.readlink(here)}): a model is never deployed "
+                                   "through a link, which could point at another model's or anyone's folder",
+                                   hint="remove the link, or set another deploy.dir")
+
     def agrees(self, alias: str, version: int) -> bool:
         """Whether the target already points ``alias`` (and what follows it) at ``version``."""
         return self.points_at(alias) == version
@@ -98,6 +113,7 @@ class Target(ABC):
         registration, or cannot be copied (a full disk).
         """
         slot = self.slot(version)
+        self.refuse_links(slot)
         source = Path(artifact["path"])
         damaged = None
         if slot.is_dir():
@@ -176,6 +192,7 @@ class PathTarget(Target):
         return self.root / alias
 
     def switch(self, alias: str, version: int | None) -> None:
+        self.refuse_links(self.root / alias if version is None else self.slot(version))
         names = [alias, "current"] if alias == self.serve else [alias]
         for name in names:
             if version is None:
@@ -235,6 +252,7 @@ class TritonTarget(Target):
         return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def switch(self, alias: str, version: int | None) -> None:
+        self.refuse_links(self.root / "aliases.json" if version is None else self.slot(version))
         aliases = self._aliases()
         if version is None:
             aliases.pop(alias, None)

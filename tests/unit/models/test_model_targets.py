@@ -150,3 +150,28 @@ def test_why_says_a_version_whose_files_changed_needs_registering_again_not_prom
     assert "register the model again" in text and "tries again" not in text
     doc["deployments"][0]["outcome"] = "the health check failed before the switch"
     assert "edgeorch models promote lsq 8 --alias champion tries again" in why_text(doc)
+
+
+@pytest.mark.parametrize("link_at", ["root", "versions"])
+def test_a_target_reached_through_a_symbolic_link_is_never_written(tmp_path, link_at) -> None:
+    """Found by a hostile user: a new model whose deploy.dir held ``<model>`` as a link to another model's serving
+    folder staged its file ("EVIL") over that model's served version 1; the owner's `promote --again` then failed
+    (the registered files were gone). The same through a link at ``versions``."""
+    victim = _champion_at_1(tmp_path)
+    served = victim.root / "current" / "model.bin"
+    evil_src = tmp_path / "evil.bin"
+    evil_src.write_text("EVIL\n")
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    if link_at == "root":
+        (trap / "evilm").symlink_to(victim.root)
+    else:
+        (trap / "evilm").mkdir()
+        (trap / "evilm" / "versions").symlink_to(victim.root / "versions")
+    attacker = PathTarget(trap / "evilm")
+    with pytest.raises(StagingError) as err:
+        attacker.stage(1, _artifact(evil_src))
+    assert "is a symbolic link" in err.value.message and "never deployed through a link" in err.value.message
+    with pytest.raises(StagingError):
+        attacker.switch("champion", 1)
+    assert served.read_text() == "weights"  # untouched
