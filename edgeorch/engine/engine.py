@@ -831,6 +831,11 @@ class Engine:
 
     # -- activation and recovery -------------------------------------------------------
 
+    def stored_pipeline(self, version_id: int) -> Pipeline:
+        """The exact definition a run was created with, parsed from the stored text (what its retry runs
+        under, unless ``retry --current``)."""
+        return self._stored_pipeline(version_id)
+
     def _stored_pipeline(self, version_id: int) -> Pipeline:
         """The exact definition a run was created with, parsed from the stored text."""
         v = self.store.pipelines.version(version_id)

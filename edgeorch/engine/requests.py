@@ -65,9 +65,11 @@ class RunRows(Protocol):
 
 
 class ModelOwners(Protocol):
-    """``store.models``: the pipeline each model belongs to (:mod:`edgeorch.models.owners`)."""
+    """``store.models``: the pipeline each model belongs to, and its stored policy (:mod:`edgeorch.models.owners`)."""
 
     def owner(self, name: str) -> tuple[str, int] | None: ...
+
+    def model(self, name: str) -> dict[str, Any] | None: ...
 
 
 class StoredRuns(Protocol):
@@ -107,6 +109,8 @@ class Submitter(Protocol):
 
     async def resume(self, run_id: int, *, actor: str | None = ...,
                      before: Callable[[int], None] | None = ..., pipeline: Pipeline | None = ...) -> list[str]: ...
+
+    def stored_pipeline(self, version_id: int) -> Pipeline: ...  # a run's recorded definition (its retry's)
 
 
 Lookup = Callable[[str], Pipeline]
@@ -176,18 +180,21 @@ class RunRequests:
 
     def _check_models(self, ref: str | Pipeline, pipeline: Pipeline) -> None:
         """Rule 5, models (:func:`~edgeorch.models.owners.ownership_problem`); nothing to read for a pipeline that
-        names no model."""
+        names no model. ``ref`` a name: the pipelines folder's own, as loaded now; a :class:`Pipeline`: any other
+        definition (a client's file, a file run in this process, a retried run's), compared with the folder's
+        pipeline of that name (``lookup``)."""
         if not pipeline.models and not any(t.model is not None for t in pipeline.tasks.values()):
             return
         from ..models.owners import ownership_problem
 
+        authoritative = not isinstance(ref, Pipeline)
         folder_copy = None
-        if isinstance(ref, Pipeline):  # a client's file: compared with the folder's pipeline of that name
+        if not authoritative:
             try:
                 folder_copy = self.lookup(pipeline.name)
             except EdgeorchError:
                 folder_copy = None
-        problem = ownership_problem(self.engine.store.models, pipeline, folder_copy)
+        problem = ownership_problem(self.engine.store.models, pipeline, folder_copy, authoritative=authoritative)
         if problem is not None:
             raise problem
 
@@ -229,6 +236,8 @@ class RunRequests:
             file = self.engine.store.pipelines.version(run["pipeline_version_id"])["source_file"]
             pipeline = await asyncio.to_thread(load_again, file, run["pipeline"], run_id,
                                                own_folder=self.engine.config.pipelines_dir, requester=requester)
+        definition = pipeline if pipeline is not None else self.engine.stored_pipeline(run["pipeline_version_id"])
+        self._check_models(definition, definition)  # a retried run registers models as any other run does
         return await self.engine.resume(run_id, actor=actor, before=self._before_resume, pipeline=pipeline)
 
     def _before_resume(self, run_id: int) -> None:

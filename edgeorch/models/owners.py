@@ -8,16 +8,19 @@ gates, canary and health check. So a run is refused, before anything is recorded
 
 - one of its tasks registers (``model = { name = ... }``) or its file declares (``[models.NAME]``) a model
   that belongs to another pipeline; or
-- it is a client's file (not the pipelines folder's copy of that name) whose ``[models.NAME]`` differs from
-  what the pipelines folder's file of the owner declares: a one-off run may register versions of its own
-  pipeline's model, judged as that pipeline's file says, never under gates of its own.
+- it is not the pipelines folder's file as loaded now (a client's file, a file run in this process, a retry of a
+  recorded definition, ``retry --current`` of a file from elsewhere) and its ``[models.NAME]`` differs from the
+  policy that judges the model: the folder's file of the owner, else the policy stored with the model. A
+  one-off run may register versions of its own pipeline's model, judged as that policy says, never under gates
+  of its own (found: a copy named like the owner while the owner's file was deleted, a retry of a failed run
+  after the file's gates were tightened, a copy whose relative ``deploy.dir`` named a folder of its own).
 
 Pure but for the store's one lookup per model; :class:`~edgeorch.engine.requests.RunRequests` calls it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError
 
@@ -38,29 +41,49 @@ def models_of(pipeline: "Pipeline") -> dict[str, str]:
     return out
 
 
-def ownership_problem(models: "ModelOwners", pipeline: "Pipeline", folder_copy: "Pipeline | None") -> ConflictError | None:
+def ownership_problem(models: "ModelOwners", pipeline: "Pipeline", folder_copy: "Pipeline | None", *,
+                       authoritative: bool) -> ConflictError | None:
     """Why a run of ``pipeline`` may not start (see the module docstring), or None.
 
-    ``folder_copy``: the pipelines folder's pipeline of the same name when ``pipeline`` is a client's file (None:
-    ``pipeline`` is the folder's own, or the folder has none of that name: nothing to compare with).
+    ``authoritative``: ``pipeline`` is the pipelines folder's own, as loaded now (a run by name): its
+    ``[models.NAME]`` is the model's policy. Any other run (a client's file, a file run in this process, a retry of
+    a recorded definition, ``retry --current``) must bring the policy that judges the model: that of the folder's
+    file of the owner (``folder_copy``) when there is one, else the one stored with the model (its last
+    registration's), compared as registration resolves them (a relative ``deploy.dir`` from the file's folder:
+    a copy run from elsewhere deployed to a folder of its own).
     """
+    from .register import policy_of
+
+    where = pipeline.source_file or pipeline.name
     for name, how in models_of(pipeline).items():
         owner = models.owner(name)
-        where = pipeline.source_file or pipeline.name
-        if owner is not None and owner[0] != pipeline.name:
+        if owner is None:
+            continue
+        if owner[0] != pipeline.name:
             return ConflictError(
                 f"pipeline {pipeline.name} may not register versions of model {name}: {how} it, but model {name} "
                 f"belongs to pipeline {owner[0]} (which registered its version {owner[1]}), whose [models.{name}] "
                 "judges every version", file=where,
                 hint=f"give the model another name in {where}, or run pipeline {owner[0]}")
-        if folder_copy is None or folder_copy is pipeline:
+        if authoritative:
             continue
-        mine, theirs = pipeline.models.get(name), folder_copy.models.get(name)
-        if (mine.to_dict() if mine else None) != (theirs.to_dict() if theirs else None):
-            return ConflictError(
-                f"this file's [models.{name}] differs from the one in {folder_copy.source_file}, which judges the "
-                f"versions of model {name}: a run of a file from elsewhere may register versions of its "
-                "pipeline's model only under that file's gates, promotion and deployment", file=where,
-                hint=f"change [models.{name}] in {folder_copy.source_file} (the daemon reloads it), or give the "
-                     "model another name here")
+        mine = policy_of(pipeline, name).to_dict()
+        if folder_copy is not None:
+            theirs: dict[str, Any] | None = policy_of(folder_copy, name).to_dict()
+            judge = f"the one in {folder_copy.source_file}"
+            fix = f"change [models.{name}] in {folder_copy.source_file} (the daemon reloads it)"
+        else:
+            theirs = (models.model(name) or {}).get("policy")
+            judge = (f"the policy stored with model {name} at its last registration (the pipelines folder has no "
+                     f"pipeline {owner[0]} to say another)")
+            fix = f"put pipeline {owner[0]}'s file, with the [models.{name}] you want, in the pipelines folder"
+        if theirs is None or mine == theirs:
+            continue
+        differ = ", ".join(sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)))
+        return ConflictError(
+            f"this run's [models.{name}] differs from {judge} ({differ}): a run that is not the pipelines folder's "
+            f"file as loaded now (a file from elsewhere, a retry of a recorded definition) registers versions of "
+            f"model {name} only under the policy that judges it", file=where,
+            hint=f"{fix}; a retry of an older definition: `edgeorch retry RUN --current`; or give the model another "
+                 "name")
     return None

@@ -263,6 +263,11 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
                 reader.fail(pname, "has an unsupported type", value=pval,
                             expected="a string, integer, float, boolean or a table {type, default, help}")
                 continue
+            try:  # the same rule as a table's default: `rmse = nan` was taken (a run then listed rmse as null)
+                pval = coerce_param(ptype, pval)
+            except ValueError as exc:
+                reader.fail(pname, str(exc), value=pval, expected=a_or_an(ptype))
+                continue
             params[pname] = Param(pname, ptype, pval, "")
     return params
 

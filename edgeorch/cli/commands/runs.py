@@ -163,7 +163,9 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
         from ...engine.requests import RunRequest, RunRequests
 
         # The same front door as the daemon's: paused, params and resources are checked there.
-        door = RunRequests(engine, lambda name: pipeline)
+        # The folder's pipeline of a name is what a file run here is compared with (its models: rule 5), as the
+        # daemon compares a client's file: a copy with `gates = []` registered past the owner's gates here.
+        door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg))
         run_id = door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
         if banner is not None:  # once the run exists: a refused one (paused, resources) says that alone
             print(banner, flush=True)
@@ -198,7 +200,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         from ...engine.requests import RunRequests
         from ...triggers.drop.retry import restore_inputs_for_retry
 
-        door = RunRequests(engine, _no_lookup)
+        from .pipelines import find_pipeline
+
+        door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg))
         # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
         door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
         redo = await door.resume(args.run_id, actor=_actor(), current=args.current)
@@ -236,10 +240,6 @@ def _note_definition(run_id: int, pipeline: str, file: str | Path | None, conten
              f"command), keeping this run's checkpoints and finished tasks; a new run (`edgeorch run "
              f"{printable(pipeline)}`) starts from scratch" if now is not None else
              "It is stored with the run: the retry needs no file"), file=sys.stderr, flush=True)
-
-
-def _no_lookup(name: str) -> Any:
-    raise NotFoundError(f"no pipeline named {name!r}", value=name)  # pragma: no cover - retry looks nothing up
 
 
 def _actor() -> str:

@@ -30,9 +30,10 @@ def test_finite_floats_and_integers_still_pass() -> None:
     assert coerce_param("float", 3) == 3.0
 
 
-def test_a_non_finite_default_in_the_pipeline_file_is_refused_naming_the_file(tmp_path) -> None:
-    (tmp_path / "p.toml").write_text('[params]\nrmse = { type = "float", default = nan }\n'
-                                     '[tasks.t]\ncommand = ["true"]\n')
+@pytest.mark.parametrize("decl", ['rmse = { type = "float", default = nan }', "rmse = nan", "rmse = -inf"])
+def test_a_non_finite_default_in_the_pipeline_file_is_refused_naming_the_file(tmp_path, decl) -> None:
+    """The shorthand form (``rmse = nan``) was taken: `validate` said ok and the run listed rmse as null."""
+    (tmp_path / "p.toml").write_text(f'[params]\n{decl}\n[tasks.t]\ncommand = ["true"]\n')
     report = validate_path(tmp_path)
     assert "p" not in report.pipelines
     text = " ".join(e.render() for e in report.errors)
