@@ -22,8 +22,9 @@ Built-in rules:
 - ``lineage``: another run recorded consuming its outputs (``consumed``), conditional on
   that run staying;
 - ``datasets``: a dataset version was made from its outputs (``dataset_versions.run_id``);
-- ``models``: a model version made by it is on an alias, in an open deployment, or one an alias left in its
-  last three moves (a rollback's target: its files are the run's outputs);
+- ``models``: a model version made by it is on an alias, in an open deployment, or what one of the next three
+  rollbacks of an alias returns to (by ``models rollback``'s own rule, :mod:`edgeorch.models.rollback`: its
+  files are the run's outputs);
 - ``keep_last``: one of the latest ``keep_last`` runs of its pipeline (``[retention] keep_last``);
 - ``inputs``: a drop-folder input of the run is not settled yet (the trigger service
   settles it from the run's outcome, possibly at the next daemon start);

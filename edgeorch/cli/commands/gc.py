@@ -97,8 +97,8 @@ def _print_report(r: dict[str, Any]) -> None:
         print(f"\nmodel versions made by {'these' if r['apply'] else 'those'} runs: {shown}. Their registry records "
               f"stay (metrics, sha256, gates); their files and lineage {'went' if r['apply'] else 'go'} with the "
               "runs: `lineage` no longer finds what made them, and one can be promoted or rolled back to only "
-              "while a deployment target still holds its staged copy. An alias's version, and the versions it "
-              "left in its last three moves, are always held.")
+              "while a deployment target still holds its staged copy. An alias's version, and what the next three "
+              "rollbacks of an alias return to, are always held.")
     if r["held"]:
         print(f"\nkept {len(r['held'])} run(s) past the bound:")
         print_table(["run", "pipeline", "state", "finished", "why"],
