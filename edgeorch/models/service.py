@@ -153,7 +153,7 @@ class ModelService:
         dep = self.store.models.add_deployment(
             name, alias=alias, to_version=version, action="canary_start" if alias == "canary" else "promote",
             strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)
-        return await self.deployer.run(dep["id"])
+        return await self._moved(dep)
 
     async def rollback(self, name: str, *, alias: str | None = None, to: int | None = None, actor: str | None,
                        reason: str | None = None) -> dict[str, Any]:
@@ -178,7 +178,7 @@ class ModelService:
             raise ConflictError(f"{alias} of {name} is version {to} already", value=to)
         dep = self.store.models.add_deployment(name, alias=alias, to_version=to, action="rollback", strategy="direct",
                                                target=policy.to_dict(), actor=actor, reason=reason)
-        return await self.deployer.run(dep["id"])
+        return await self._moved(dep)
 
     async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str,
                             from_version: int | None = None) -> dict[str, Any]:
@@ -204,6 +204,15 @@ class ModelService:
         for a model that does not exist (it said "nosuch: no promotion block in force", exit 0)."""
         self.store.models.require(name)
         return self.store.models.lift_blocks(name, rule=rule, by=actor, reason=reason or "unblocked by hand")
+
+    async def _moved(self, dep: dict[str, Any]) -> dict[str, Any]:
+        """Run deployment ``dep`` (a promotion or rollback); then an open canary whose champion it moved is ended at
+        once (:meth:`decide_canaries`): its abort was seen at the next tick, seconds later, with ``weights.json``
+        still routing to the old champion meanwhile."""
+        done = await self.deployer.run(dep["id"])
+        if done["state"] == "succeeded" and dep["alias"] != "canary" and self.store.models.canary(dep["model"]):
+            await self.decide_canaries(dep["model"])
+        return done
 
     def previous(self, name: str, alias: str) -> int:
         """The version ``alias`` pointed at before its current one, newest first, that passed its gates, never

@@ -185,6 +185,11 @@ def test_a_canary_whose_champion_moves_while_it_runs_is_aborted_saying_why_never
     assert dep["state"] == "succeeded"
     harness.run("trainer", {"rmse": 28.0})  # version 3: a canary against 2
     harness.models(lambda s: s.rollback("house", actor="alice (uid 1000)", reason="2 misbehaves"))  # champion -> 1
+    store = harness.store()
+    try:  # at once, by the rollback itself (it was seen at the next tick, seconds later)
+        assert store.models.canaries("house")[0]["state"] == "aborted"
+    finally:
+        store.close()
 
     async def observe(service):  # what is served now is observed; the service decides its canaries meanwhile
         service.observe("house", {"champion": {"rmse": 30.0}})
