@@ -46,9 +46,15 @@ def parse_ref(ref: object, *, field: str = "NAME[@VERSION]") -> tuple[str, int |
     check_name(name, field=field)
     if not at or version == "latest":
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    # ASCII digits only (``"²".isdigit()`` holds, and int() refuses it), and a number SQLite holds: a version of
+    # 99999999999999999999999 stopped the daemon at the query (OverflowError), and every start after it.
+    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= VERSION_MAX:
         raise UsageError("has a bad version", field=field, value=ref, expected=REF_EXPECTED)
     return name, int(version)
+
+
+VERSION_MAX = 2**63 - 1
+"""The largest version number (SQLite's INTEGER); a larger one names no version."""
 
 
 def format_ref(name: str, version: int) -> str:

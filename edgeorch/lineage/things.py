@@ -62,11 +62,25 @@ class Thing:
     version: int | None = None  # a dataset's or model's; None: the newest
 
 
+ID_MAX = 2**63 - 1
+"""The largest id or version a state file holds (SQLite's INTEGER): a larger one ended `lineage` with "internal
+error" (OverflowError at the query)."""
+
+
 def parse_thing(text: str, *, cwd: str | None = None) -> Thing:
     """Parse a THING (see the module docstring); a relative path is made absolute against ``cwd``.
 
-    Raises :class:`UsageError` (exit 2) naming the value and the expected forms.
+    Raises :class:`UsageError` (exit 2) naming the value and the expected forms, and for an id or version
+    beyond :data:`ID_MAX` (nothing has it).
     """
+    thing = _parse_thing(text, cwd=cwd)
+    for n in (thing.run_id, thing.input_id, thing.version):
+        if n is not None and n > ID_MAX:
+            raise UsageError("is out of range", field="THING", value=text, expected=f"an id or version up to {ID_MAX}")
+    return thing
+
+
+def _parse_thing(text: str, *, cwd: str | None = None) -> Thing:
     raw = text.strip()
     if not raw:
         raise UsageError("is empty", field="THING", value=text, expected=THING_EXPECTED)
@@ -87,7 +101,7 @@ def parse_thing(text: str, *, cwd: str | None = None) -> Thing:
         return _parse_kind(scheme, rest, text, cwd)
     if _SHA.match(raw.lower()):  # before the run id: 64 digits are a hash, not a run
         return Thing("sha256", sha256=raw.lower())
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         return Thing("run", run_id=int(raw))
     if _TASK.match(raw):
         return _parse_kind("task", raw, text, cwd)
@@ -96,7 +110,7 @@ def parse_thing(text: str, *, cwd: str | None = None) -> Thing:
 
 def _parse_kind(kind: str, rest: str, text: str, cwd: str | None) -> Thing:
     if kind == "run":
-        if not rest.isdigit():
+        if not (rest.isascii() and rest.isdigit()):
             raise UsageError("is not a run id", field="THING", value=text, expected="run:ID, e.g. run:5")
         return Thing("run", run_id=int(rest))
     if kind == "task":
@@ -109,7 +123,7 @@ def _parse_kind(kind: str, rest: str, text: str, cwd: str | None) -> Thing:
             raise UsageError("is not a sha256", field="THING", value=text, expected="sha256: and 64 hex digits")
         return Thing("sha256", sha256=rest.lower())
     if kind == "input":
-        if not rest.isdigit():
+        if not (rest.isascii() and rest.isdigit()):
             raise UsageError("is not a drop-folder input id", field="THING", value=text,
                              expected="input:ID (`edgeorch inputs` lists them)")
         return Thing("input", input_id=int(rest))

@@ -308,3 +308,27 @@ def test_a_cache_hit_never_restores_its_version_and_a_miss_restores_it_before_th
     read = _task(harness.store(), broken, "read")
     assert read["attempts"] == 0
     assert "declared input tasks.read.inputs[0] = 'dataset:sales': dataset:sales@2 cannot be restored" in read["reason"]
+
+
+def test_a_version_too_large_for_the_state_file_fails_its_task_never_the_engine(workspace, harness):
+    """Found by a data user: `-p v=99999999999999999999999` into `inputs = ["dataset:clean@{v}"]` stopped the
+    daemon at the query (OverflowError: too large for an SQLite INTEGER), and every start after it (the run was
+    still running); `cancel` of it was exit 70 too. The same version written in the file is refused by validate."""
+    from edgeorch.pipelines import validate_path
+
+    workspace.pipeline("tv", """
+        [params]
+        v = { type = "str", default = "1" }
+        [tasks.fit]
+        command = ["true"]
+        inputs = ["dataset:sales@{v}"]
+    """)
+    _version(workspace, {"day.csv": b"x\n"})
+    run_id, state = harness.run("tv", {"v": "99999999999999999999999"})
+    assert state == RunState.FAILED
+    reason = _task(harness.store(), run_id, "fit")["reason"]
+    assert "sales@99999999999999999999999" in reason and "has a bad version" in reason, reason
+    workspace.pipeline("lit", '[tasks.fit]\ncommand = ["true"]\ninputs = ["dataset:sales@99999999999999999999999"]\n')
+    report = validate_path(workspace.config().pipelines_dir)
+    assert "lit" not in report.pipelines
+    assert any("has a bad version" in e.render() for e in report.errors)

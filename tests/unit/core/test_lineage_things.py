@@ -78,3 +78,22 @@ def test_dot_escapes_labels_and_points_the_way_data_flows():
     assert text.startswith("digraph lineage {") and text.rstrip().endswith("}")
     assert 'label="file /d/\\"q\\".csv sha256:bb [inputs: {data}]"' in text
     assert "n2 -> n1 [label=\"consumed\"];" in text  # the input flows into the task
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999", "run:99999999999999999999999",
+                                  "input:99999999999999999999999", "dataset:clean@99999999999999999999999",
+                                  "model:m@99999999999999999999999", "99999999999999999999999/train"])
+def test_an_id_or_version_no_state_file_can_hold_is_out_of_range_not_an_internal_error(text) -> None:
+    """`lineage 99999999999999999999999` and the rest ended "internal error in op 'lineage'" (OverflowError)."""
+    with pytest.raises(UsageError) as err:
+        parse_thing(text)
+    assert err.value.message == "is out of range" and err.value.exit_code == 2
+
+
+def test_datasets_refs_hold_versions_a_state_file_can_hold() -> None:
+    from edgeorch.datasets.names import VERSION_MAX, parse_ref
+
+    assert parse_ref(f"clean@{VERSION_MAX}") == ("clean", VERSION_MAX)
+    for bad in (f"clean@{VERSION_MAX + 1}", "clean@²", "clean@0"):
+        with pytest.raises(UsageError):
+            parse_ref(bad)
