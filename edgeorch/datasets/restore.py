@@ -104,7 +104,9 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
                 if whole.hexdigest() != f["sha256"]:
                     raise CorruptObject(f"file {f['path']} of dataset {manifest.ref} does not match its recorded "
                                         "sha256 after its chunks were joined; the state file's chunk list is wrong")
-                os.fchmod(fd, int(f["mode"]) & 0o7777)
+                # Permission bits only: setuid, setgid and sticky are never restored. Anyone who may add a version
+                # planted a setuid file that root's restore then recreated, owned by root.
+                os.fchmod(fd, int(f["mode"]) & 0o777)
             finally:
                 os.close(fd)
         if durable:

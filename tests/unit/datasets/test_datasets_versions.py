@@ -468,3 +468,18 @@ def test_a_lost_object_is_written_again_by_the_next_add_of_its_content(store, ob
     assert v2["new_bytes"] == 0  # known chunk: not new, but its object is back, and its row follows it
     assert store.datasets.chunks([sha])[sha]["codec"] == "raw"
     restore_ref(store, objects, "demo", 1, tmp_path / "out")
+
+
+def test_restore_never_recreates_setuid_setgid_or_sticky_bits(store, objects, tmp_path):
+    """Found by a data user: `chmod 4755 f; datasets add ...; datasets restore ...` as root made a setuid file owned
+    by root: anyone who may add a version could plant one."""
+    import stat
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("#!/bin/sh\n")
+    os.chmod(src / "f", 0o4755 | stat.S_ISGID)
+    add(store, objects, "modes", src)
+    restore_ref(store, objects, "modes", None, tmp_path / "out")
+    mode = (tmp_path / "out" / "f").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o755
