@@ -44,7 +44,7 @@ def register(add: AddCommand) -> None:
                    help="verify: also check every seal with the verification key `audit init` showed; init: "
                         "put back a missing or damaged key file, from that key "
                         "('-' reads it from stdin, keeping it out of the shell history)")
-    p.add_argument("--output", "-o", metavar="FILE", help="export: write the JSON lines to FILE (default: stdout)")
+    p.add_argument("--output", "-o", metavar="FILE", help="export: write the JSON lines to FILE (default, or -: stdout)")
     p.add_argument("--before", metavar="WHEN", help=f"prune: remove records older than WHEN ({WHEN_EXPECTED})")
 
 
@@ -182,7 +182,7 @@ def _export(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     with connect(cfg) as backend:
-        if args.output is None:
+        if args.output in (None, "-"):  # "-": standard output, as `lineage export -` (it wrote a file named "-")
             header = _local(backend, lambda source: export_source(source, sys.stdout, exported_at=iso_ts(time.time())))
             sys.stdout.flush()
             _warn_unverified(header)

@@ -346,3 +346,16 @@ def test_an_operator_who_is_not_root_cannot_plant_an_audit_key_nor_read_one_back
         out = cli(workspace, "init", "--key", "-", stdin=key + "\n")  # the real key still restores it
         assert out.returncode == 0, out.stderr
         assert verify(workspace, key)[0] == 0
+
+
+def test_export_to_dash_writes_standard_output_not_a_file_named_dash(workspace):
+    """Found by a data user: `edgeorch audit export -o -` wrote a 445 KB file named `-` and said "to -", where
+    `lineage export ... -` means standard output."""
+    workspace.pipeline("one", '[tasks.a]\ncommand = ["true"]\n')
+    assert workspace.invoke("run", "one", "-q").returncode == 0
+    out = subprocess.run([*workspace.cli(), "audit", "export", "-o", "-"], env=workspace.cli_env(),
+                         cwd=workspace.root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines and lines[0].get("format") == "edgeorch-audit/1", lines[:1]
+    assert not (workspace.root / "-").exists()
