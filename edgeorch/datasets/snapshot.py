@@ -140,6 +140,13 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
     snap = Snapshot(str(src), [], {}, objects)
     job = _Job(snap, compress, params, progress, cancel, may_read)
     try:
+        store_root = Path(os.path.realpath(objects.root))
+        if Path(os.path.realpath(src)).is_relative_to(store_root) and Path(os.path.realpath(src)) != store_root:
+            # Its subfolders and objects were taken (`datasets add folds var/datasets/objects` made a version of
+            # 1,258 chunk files); the store itself, and the state folder, are refused below.
+            raise SourceError("is inside edgeorch's own dataset store (stored chunks, not data)", file=str(src),
+                              expected="a file or folder of data",
+                              hint="`edgeorch datasets restore NAME DEST` rebuilds a version's files")
         if stat_mod.S_ISREG(st.st_mode):
             job.total = st.st_size
             real = Path(os.path.realpath(src))  # the user named this path: a link to a file is followed

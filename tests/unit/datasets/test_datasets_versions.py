@@ -267,6 +267,12 @@ def test_the_state_folder_below_a_folder_is_left_out_and_said(store, objects, tm
         with pytest.raises(SourceError, match="edgeorch's own state folder") as err:
             take_snapshot(folder, objects)
         assert err.value.file == str(folder)
+    # Anything inside the store too (`datasets add folds var/datasets/objects` made a version of its chunks).
+    inside = [objects.root / "objects", next(p for p in (objects.root / "objects").rglob("*") if p.is_file())]
+    for path in inside:
+        with pytest.raises(SourceError, match="inside edgeorch's own dataset store") as err:
+            take_snapshot(path, objects)
+        assert err.value.file == str(path)
 
 
 UNLISTABLE = "/proc/1/map_files"
