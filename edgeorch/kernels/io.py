@@ -351,7 +351,7 @@ def read_batches(path: str | Path, columns: list[str] | None = None, progress: A
     try:
         if fmt in ("csv", "tsv", "parquet"):
             for rb in iter_arrow(path, columns, progress):
-                yield {name: from_arrow(rb.column(name), name) for name in rb.schema.names}
+                yield {name: _column(path, rb, name) for name in rb.schema.names}
         elif fmt == "npy":
             yield from _npy_batches(path, columns, progress)
         elif fmt == "npz":
@@ -361,6 +361,37 @@ def read_batches(path: str | Path, columns: list[str] | None = None, progress: A
     finally:
         if progress is not None:
             progress.close()
+
+
+def _column(path: Path, rb: Any, name: str) -> Batch:
+    """Column ``name`` of an Arrow batch (or table) of ``path`` as a batch. A text column that is not UTF-8 (pyarrow reads it
+    as bytes: a Latin-1 export) is a :class:`DataError` naming the file, the column and the first such row: it
+    ended as "internal error (a bug): ArrowInvalid: Invalid UTF8 payload"."""
+    import pyarrow as pa
+
+    try:
+        return from_arrow(rb.column(name), name)
+    except pa.ArrowInvalid as exc:
+        if "utf8" not in str(exc).lower():
+            raise
+        row = _first_bad_utf8_row(path)
+        raise DataError(f"{'row ' + str(row) + ': ' if row else ''}is not UTF-8 text", file=str(path), field=name,
+                        expected="text encoded as UTF-8",
+                        hint="convert the file first, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8.csv`") from None
+
+
+def _first_bad_utf8_row(path: Path) -> int | None:
+    """The data row (1: the first after the header) of ``path``'s first line that is not UTF-8, or None."""
+    try:
+        with open(path, "rb") as f:
+            for i, line in enumerate(f):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return i or None
+    except OSError:
+        return None
+    return None
 
 
 def _npy_batches(path: Path, columns: list[str] | None, progress: Any) -> Iterator[dict[str, Batch]]:
@@ -536,7 +567,7 @@ def load_table(src: Any, columns: list[str] | None = None, progress: Any = None)
     path = Path(src)
     if checked_format(path) in ("csv", "tsv", "parquet"):
         table = read_table(path, columns, progress)
-        return {name: from_arrow(table.column(name), name) for name in table.column_names}
+        return {name: _column(path, table, name) for name in table.column_names}
     merged: dict[str, list[Batch]] = {}
     for batch in read_batches(path, columns, progress):
         for k, v in batch.items():

@@ -162,3 +162,16 @@ def test_progress_is_reported_per_chunk_and_closed(tmp_path: Path, monkeypatch: 
     profile(str(tmp_path / "d.parquet"), progress=Progress(stream, enabled=True))
     text = stream.getvalue()
     assert "100.0%" in text and text.endswith("\n")
+
+
+def test_a_csv_that_is_not_utf8_is_a_data_error_naming_the_file_column_and_row(tmp_path: Path) -> None:
+    """A Latin-1 export (`caf\\xe9`) ended as "internal error (a bug): ArrowInvalid: Invalid UTF8 payload", exit 70,
+    in `profile` and `drift`."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"ville,prix\nparis,2\ncaf\xe9,3\n")
+    for read in (lambda: profile(str(path)), lambda: load_table(path)):
+        with pytest.raises(DataError) as err:
+            read()
+        e = err.value
+        assert e.file == str(path) and e.field == "ville" and e.message == "row 2: is not UTF-8 text"
+        assert "iconv" in (e.hint or "")
