@@ -35,13 +35,14 @@ tasks' outputs, logs of your own code).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, MissingDependencyError
+from ..errors import DataError, MissingDependencyError, UsageError
 from .results import ResultView, Table, doc_tables, strict
 
 OTHER = "(other)"
@@ -150,15 +151,34 @@ def _measure(make: Callable[[float], Any], data: Any, epsilon: float, contributi
         def approx_dp(s: float) -> Any:
             return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(make(s)), delta)
         build, d_out = approx_dp, (epsilon, delta)
-    scale = dp.binary_search_param(build, d_in=contributions, d_out=d_out)
-    meas = build(scale)
-    got = meas.map(contributions)
+    from opendp.mod import OpenDPException
+
+    try:
+        scale = dp.binary_search_param(build, d_in=contributions, d_out=d_out)
+        meas = build(scale)
+        got = meas.map(contributions)
+    except OpenDPException as exc:
+        # Bounds about 1e15 wide or an epsilon of 1e-300 need a noise scale OpenDP cannot represent; its message
+        # was ~300 digits of an overflowed number, exit 70. Nothing was released or charged.
+        raise UsageError(f"{name}: no noise scale OpenDP can represent gives epsilon {epsilon:g} here: the clamping "
+                         "bounds are too wide for it, or epsilon too small", field="epsilon",
+                         value=epsilon, expected="narrower bounds (--bounds, options.bounds) or a larger epsilon",
+                         hint=_opendp_said(exc)) from None
     certified, cert_delta = (float(got[0]), float(got[1])) if delta > 0 else (float(got), 0.0)
     if certified > epsilon * (1 + 1e-9) or cert_delta > delta * (1 + 1e-9):  # pragma: no cover - binary search
         raise AssertionError(f"{name}: OpenDP certifies ({certified}, {cert_delta}), above ({epsilon}, {delta})")
     if spent is not None:
         spent.append(Measurement(name, certified, float(scale), cert_delta))
     return meas(data)
+
+
+def _opendp_said(exc: BaseException) -> str | None:
+    """OpenDP's own words for ``exc`` on one line, unless they are an overflowed number's hundreds of digits (what
+    it says of too wide bounds); None then, or when it said nothing."""
+    said = " ".join(str(getattr(exc, "message", None) or exc).split())
+    if not said or re.search(r"\d{24}", said):
+        return None
+    return f"OpenDP said: {said[:160]}{'...' if len(said) > 160 else ''}"
 
 
 def _float_space(dp: Any) -> tuple[Any, Any]:

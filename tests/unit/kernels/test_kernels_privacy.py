@@ -12,17 +12,19 @@ import numpy as np
 import pytest
 
 from edgeorch.config import load_config
-from edgeorch.errors import DataError, MissingDependencyError
+from edgeorch.errors import DataError, MissingDependencyError, UsageError
 from edgeorch.store import Store
 
 pytest.importorskip("opendp", reason="the optional dp extra (OpenDP) is not installed")
 
 from edgeorch.kernels.privacy import (  # noqa: E402
     OTHER,
+    dp_count,
     dp_histogram,
     dp_mean,
     dp_profile,
     dp_quantiles,
+    dp_sum,
     quantiles_from_histogram,
 )
 
@@ -104,3 +106,15 @@ def test_cli_charges_each_release_and_refuses_the_one_past_the_budget(tmp_path: 
         assert [r["action"] for r in store.audit.records()][-2:] == ["privacy_budget_set", "privacy_spent"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("call", [lambda x: dp_sum(x, epsilon=0.1, bounds=(0, 1e20)),
+                                  lambda x: dp_count(x, epsilon=1e-300)])
+def test_noise_no_scale_can_represent_is_a_usage_error_not_an_opendp_crash(ages: np.ndarray, call) -> None:
+    """Bounds about 1e15 wide, or epsilon 1e-300, ended with OpenDPException ("scale (-10120112665...[~300
+    digits]) must not be negative"), exit 70."""
+    with pytest.raises(UsageError) as err:
+        call(ages)
+    e = err.value
+    assert e.field == "epsilon" and "no noise scale OpenDP can represent" in e.message
+    assert "narrower bounds" in (e.expected or "") and len(e.render()) < 600
