@@ -213,6 +213,15 @@ class UnknownColumnError(UsageError, DataError):
     exit_code = 2
 
 
+class ColumnKindError(UsageError, DataError):
+    """A column of one kind in one table and another in the other (numbers against text, datetimes against
+    anything else): the wrong pair of files, a usage error (exit 2) as :class:`NoCommonColumnsError` is; it
+    exited 1, the code of "drift found"."""
+
+    code = "usage"
+    exit_code = 2
+
+
 class NoCommonColumnsError(UsageError, DataError):
     """Two tables to compare that share no column (the wrong pair of files): a usage error (exit 2), so that
     ``edgeorch drift A B || alert`` (exit 1: drift) never alerts on it."""

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, NoCommonColumnsError, UnknownColumnError
+from ..errors import ColumnKindError, DataError, NoCommonColumnsError, UnknownColumnError
 from . import _jit
 from . import stats as S
 from .columns import Batch, CategoricalBatch, DatetimeBatch, NumericBatch, column_of, series_name
@@ -198,10 +198,10 @@ def _datetime_pair(rb: Batch, cb: Batch, column: str) -> bool:
     if not (r_dt or c_dt):
         return False
     if r_dt != c_dt:
-        raise DataError("the column holds datetimes on one side and not on the other", field=column,
+        raise ColumnKindError("the column holds datetimes on one side and not on the other", field=column,
                         value=f"{rb.dtype} vs {cb.dtype}", expected="the same type in reference and current")
     if (rb.tz is None) != (cb.tz is None):  # type: ignore[union-attr]
-        raise DataError("naive datetimes on one side and timezone-aware ones on the other", field=column,
+        raise ColumnKindError("naive datetimes on one side and timezone-aware ones on the other", field=column,
                         value=f"{rb.tz or 'naive'} vs {cb.tz or 'naive'}",  # type: ignore[union-attr]
                         expected="the same kind of datetimes in reference and current")
     return True
@@ -313,7 +313,7 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
                                                      f"reference, {cb.dtype} in the current data)"})
         _datetime_pair(rb, cb, column)  # raises, naming both types (datetimes on one side only)
     if isinstance(rb, NumericBatch) != isinstance(cb, NumericBatch):
-        raise DataError("the column is numeric on one side and categorical on the other", field=column,
+        raise ColumnKindError("the column is numeric on one side and categorical on the other", field=column,
                         value=f"{rb.dtype} vs {cb.dtype}", expected="the same type in reference and current")
     if _datetime_pair(rb, cb, column) and method is None:
         return ColumnDrift(column, "none", None, None, 0.0, False, "skipped", n_ref, n_cur,
@@ -533,14 +533,14 @@ def drift_from_profile(reference: Any, cur: Any, *, columns: list[str] | None = 
             continue
         if cp.kind == "datetime" or isinstance(cb, DatetimeBatch):
             if cp.kind != "datetime" or not isinstance(cb, DatetimeBatch):
-                raise DataError("the column holds datetimes on one side and not on the other", field=name,
+                raise ColumnKindError("the column holds datetimes on one side and not on the other", field=name,
                                 value=f"{cp.dtype} vs {cb.dtype}", expected="the same type in reference and current")
             results.append(ColumnDrift(name, "none", None, None, 0.0, False, "skipped", n_ref, n_cur,
                                        {**details, "reason": SKIPPED_DATETIME}))
             continue
         numeric = cp.kind == "numeric"
         if numeric != isinstance(cb, NumericBatch):
-            raise DataError("the column is numeric on one side and categorical on the other", field=name,
+            raise ColumnKindError("the column is numeric on one side and categorical on the other", field=name,
                             value=f"{cp.dtype} vs {cb.dtype}")
         given = method if fits(method, numeric) else None  # as dataset_drift: text to the rule
         m = given or (("ks" if numeric else "chisquare") if n_ref <= SMALL_SAMPLE else "jensenshannon")

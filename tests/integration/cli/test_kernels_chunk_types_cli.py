@@ -37,7 +37,8 @@ def test_drift_error_names_the_type_the_reference_really_holds(workspace, tmp_pa
     ref = leading_empty(tmp_path / "ref.jsonl", list(range(40)))
     cur = write_lines(tmp_path / "cur.jsonl", [{"id": i, "x": f"t{i}"} for i in range(40)])
     proc = workspace.invoke("drift", ref, cur, "--columns", "x")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    # 2: the wrong pair of files, not "drift found" (1: `drift A B || alert` alerted on it).
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "numeric on one side and categorical on the other" in proc.stderr
     assert "'integer vs string'" in proc.stderr  # was 'empty vs string': the 40 integers were not seen
 
