@@ -259,10 +259,14 @@ class _Job:
                     try:
                         stored = objects.put(sha, chunk, compress=self.compress)
                     except OSError as exc:  # a full disk, EIO: the state dir cannot take the chunk
+                        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                        # Said for what happened: a read-only file system was told to free space.
                         raise StateError(f"cannot store a chunk of {shown} in the object store: {exc.strerror}",
                                          file=str(objects.objects),
                                          hint="free space on the state dir's disk; `edgeorch datasets prune` "
-                                              "removes old versions and what a failed add left") from None
+                                              "removes old versions and what a failed add left" if full else
+                                              "the object store must be writable by this user, on a file system "
+                                              "mounted read-write") from None
                     snap.chunks[sha] = ChunkEntry(sha, len(chunk), stored.stored_size, stored.codec, stored.written)
                     if stored.written:
                         self.folders.add(objects.folder_of(sha))
