@@ -42,12 +42,15 @@ to refuse: nothing is recorded then.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from ..errors import ConflictError, EdgeorchError
 from ..model import Pipeline
 from ..pipelines import resolve_params
 from ..records import frozen
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models.owners import ModelOwners
 
 
 class PausedPipelines(Protocol):
@@ -62,14 +65,6 @@ class RunRows(Protocol):
     """``store.runs``: a run's row (its pipeline, for resume)."""
 
     def get(self, run_id: int) -> dict[str, Any]: ...
-
-
-class ModelOwners(Protocol):
-    """``store.models``: the pipeline each model belongs to, and its stored policy (:mod:`edgeorch.models.owners`)."""
-
-    def owner(self, name: str) -> tuple[str, int] | None: ...
-
-    def model(self, name: str) -> dict[str, Any] | None: ...
 
 
 class StoredRuns(Protocol):

@@ -20,13 +20,20 @@ Pure but for the store's one lookup per model; :class:`~edgeorch.engine.requests
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConflictError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.requests import ModelOwners
     from ..model import Pipeline
+
+
+class ModelOwners(Protocol):
+    """``store.models`` as this rule reads it: the pipeline each model belongs to, and its stored policy."""
+
+    def owner(self, name: str) -> tuple[str, int] | None: ...
+
+    def model(self, name: str) -> dict[str, Any] | None: ...
 
 
 def models_of(pipeline: "Pipeline") -> dict[str, str]:
