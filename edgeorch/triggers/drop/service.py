@@ -557,7 +557,7 @@ class DropFolders:
     def _recovery_failed(self, kind: str, input_id: int | None, path: str | None, exc: BaseException) -> None:
         """Log and record one failed recovery step (the others go on)."""
         what = f"input {input_id}" if input_id is not None else (path or "?")
-        why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
+        why = exc.one_line() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
         log.error("input recovery (%s) of %s failed: %s", kind, what, why)
         try:
             self.store.events.add("input_recovery_failed", f"recovery ({kind}) of {what} failed: {why}",
@@ -723,7 +723,7 @@ class DropFolders:
             with self.store.transaction():
                 return fn(*args)
         except Exception as exc:  # noqa: BLE001 - this file only; logged, the group goes on
-            why = exc.render() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
+            why = exc.one_line() if isinstance(exc, EdgeorchError) else f"{type(exc).__name__}: {exc}"
             if retry is not None and isinstance(exc, StateError):
                 retry(f"not recorded: {why}")
             else:
@@ -864,7 +864,7 @@ class DropFolders:
                            "source_path": str(pending.intent.source), "sha256": res.sha256}
                     started.append((rec, res))
                 elif is_transient(res):
-                    self._retry_claim(pending, res.render() if isinstance(res, EdgeorchError) else str(res))
+                    self._retry_claim(pending, res.one_line() if isinstance(res, EdgeorchError) else str(res))
                 elif isinstance(res, ClaimRefused):
                     self._refuse_claimed(pending, res)
                 elif isinstance(res, ClaimNotPermitted):
@@ -924,7 +924,7 @@ class DropFolders:
             rec = started[i][0]
             if isinstance(res, BaseException):
                 failed.add(i)
-                why = res.render() if isinstance(res, EdgeorchError) else str(res)
+                why = res.one_line() if isinstance(res, EdgeorchError) else str(res)
                 self._retry_claim(pendings[rec["id"]], f"cannot store it as a version of dataset {decl.name}: {why}")
             else:
                 rec["snapshot"] = res

@@ -52,7 +52,7 @@ def _fail_first_commit_with_runs(store: Store) -> dict[str, int]:
             yield conn
             if outermost and left["failures"] and conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]:
                 left["failures"] -= 1
-                raise StateError("cannot write the state file: database or disk is full")
+                raise StateError("cannot write the state file: database or disk is full", hint="free space")
 
     store.db.transaction = transaction  # type: ignore[method-assign]
     return left
@@ -164,6 +164,8 @@ def test_a_group_whose_commit_fails_starts_no_run_and_is_claimed_again(workspace
     said = {why for seen in held for why in seen.values()}  # `edgeorch inputs` meanwhile: the claims' reason
     assert said and all(w.startswith("its start was not recorded: ") and "; claim attempt 2 in " in w
                         for w in said), said
+    # On one line, the hint after "; hint:" (its REASON column showed a literal "\n  hint:").
+    assert all("\n" not in w and "; hint: free space" in w for w in said), said
     assert held[-1] == {}  # nothing held once every claim went through
 
 
