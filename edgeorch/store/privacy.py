@@ -71,11 +71,25 @@ def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: 
     for name, want, left, total in (("epsilon", epsilon, ledger["remaining_epsilon"], ledger["epsilon"]),
                                     ("delta", delta, ledger["remaining_delta"], ledger["delta"])):
         # slack relative to the budget: for delta (typically 1e-6 or less) an absolute 1e-9 would be real budget
-        if want > left + TOLERANCE * (max(total, 1.0) if name == "epsilon" else total):
+        slack = TOLERANCE * (max(total, 1.0) if name == "epsilon" else total)
+        if want > left + slack:
+            left = left if left > slack else 0.0  # ten releases of 0.1 left "1.11022e-16 of 1"
             return (f"privacy budget of dataset {dataset!r} exceeded: this release needs {name} {want:g}, "
                     f"{left:g} of {total:g} is left ({ledger['spends']} releases spent "
                     f"{ledger['spent_' + name]:g})")
     return None
+
+
+def refused(why: str, epsilon: float, delta: float, budget: tuple[float, float] | None = None) -> BudgetExceeded:
+    """The error of a :func:`refusal`, naming what is at fault: the declared budget (below what was spent), the
+    delta or the epsilon the release needs (it named ``epsilon`` for all three, with values like
+    0.39999999999999997 for a split's 0.4)."""
+    if why.startswith("the declared privacy budget"):
+        assert budget is not None
+        return BudgetExceeded(why, field="budget", value=f"epsilon {budget[0]:g}, delta {budget[1]:g}")
+    if "needs delta" in why:
+        return BudgetExceeded(why, field="delta", value=float(f"{delta:.12g}"))
+    return BudgetExceeded(why, field="epsilon", value=float(f"{epsilon:.12g}"))
 
 
 class Privacy:
@@ -131,8 +145,7 @@ class Privacy:
         with self._db.transaction():
             why = refusal(self.ledger(dataset), dataset, epsilon, delta)
             if why is not None:
-                raise BudgetExceeded(why, field="delta" if "needs delta" in why else "epsilon",
-                                     value=delta if "needs delta" in why else epsilon)
+                raise refused(why, epsilon, delta)
             now = self._db.clock()
             cur = self._db.conn.execute(
                 "INSERT INTO privacy_spends (dataset, epsilon, delta, release, run_id, task, actor, spent_at)"
@@ -154,7 +167,7 @@ class Privacy:
             if budget is not None:
                 why = refusal(self.ledger(dataset), dataset, epsilon, delta, budget=budget)
                 if why is not None:
-                    raise BudgetExceeded(why, field="epsilon", value=epsilon)
+                    raise refused(why, epsilon, delta, budget)
                 self.set_budget(dataset, budget[0], budget[1], actor=actor)
             self.spend(dataset, epsilon, delta, release, run_id=run_id, task=task, actor=actor)
             ledger = self.ledger(dataset)
