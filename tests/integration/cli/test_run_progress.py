@@ -511,6 +511,7 @@ def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_ar
     their lines in unlabelled ("eval ok" in the middle of nap's), durations shared by task name."""
     import signal
     import subprocess
+    import sys
     import time
 
     workspace.pipeline("long", """
@@ -520,9 +521,16 @@ def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_ar
         command = ["sh", "-c", "touch {pipeline_dir}/long-done"]
         needs = ["train"]
     """)
-    workspace.pipeline("nap", """
+    # `nap` ends only once long's `nap` has succeeded in the state file (its line is then printed: it ends run 1,
+    # a durable commit told at once); waiting for long's file alone raced: this run could end, and this process
+    # close, before long's end was settled, and its line was never printed (CI, once).
+    check = workspace.root / "long_nap_done.py"
+    check.write_text("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=30)\n"
+                     "row = c.execute(\"SELECT state FROM tasks WHERE run_id = 1 AND name = 'nap'\").fetchone()\n"
+                     "sys.exit(0 if row == ('succeeded',) else 1)\n")
+    workspace.pipeline("nap", f"""
         [tasks.nap]
-        command = ["sh", "-c", "touch {pipeline_dir}/go; while [ ! -f {pipeline_dir}/long-done ]; do sleep 0.02; done"]
+        command = ["sh", "-c", "touch {{pipeline_dir}}/go; until {sys.executable} {check} {workspace.state / 'edgeorch.db'}; do sleep 0.02; done"]
     """)
     first = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
