@@ -142,22 +142,18 @@ def _json_default(obj: Any) -> Any:
 
 def dumps(obj: Any, *, indent: int | None = 2) -> str:
     """JSON text for ``obj``; NaN/inf become ``null`` so the output is strict JSON."""
-    return json.dumps(_strict(obj), indent=indent, default=_json_default, allow_nan=False)
+    return json.dumps(finite(obj), indent=indent, default=_json_default, allow_nan=False)
 
 
 def finite(obj: Any) -> Any:
     """``obj`` with every NaN or infinity (JSON has none) as None, in dicts, lists and tuples at any depth: what
     every JSON edgeorch prints or sends writes for them (a command's ``--json`` and the daemon's replies alike)."""
-    return _strict(obj)
-
-
-def _strict(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 

@@ -664,7 +664,7 @@ class Engine:
         """
         run = self.store.runs.get(run_id)
         self._check_resumable(run_id, run["state"])
-        own = self._stored_pipeline(run["pipeline_version_id"])
+        own = self.stored_pipeline(run["pipeline_version_id"])
         if pipeline is not None and pipeline.content_hash != own.content_hash:
             problem = scheduler.definition_change_problem(own, pipeline)
             if problem is not None:
@@ -834,10 +834,6 @@ class Engine:
     def stored_pipeline(self, version_id: int) -> Pipeline:
         """The exact definition a run was created with, parsed from the stored text (what its retry runs
         under, unless ``retry --current``)."""
-        return self._stored_pipeline(version_id)
-
-    def _stored_pipeline(self, version_id: int) -> Pipeline:
-        """The exact definition a run was created with, parsed from the stored text."""
         v = self.store.pipelines.version(version_id)
         try:
             data = tomllib.loads(v["source_text"])
@@ -860,7 +856,7 @@ class Engine:
         transaction; nothing in memory changes. Returns what :meth:`_install` needs once that is recorded."""
         run = self.store.runs.get(run_id)
         if pipeline is None:
-            pipeline = self._stored_pipeline(run["pipeline_version_id"])
+            pipeline = self.stored_pipeline(run["pipeline_version_id"])
         rows = self.store.runs.tasks_of(run_id)
         assert self.loop is not None
         ctx = RunCtx(
