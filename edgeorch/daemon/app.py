@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import __version__
 from ..config import Config, load_config, one_error
@@ -120,6 +121,7 @@ class Daemon:
         self.warmer: Warmer | None = None  # the numba cache's background warm-up ([kernels] warm_up)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.banner: str | None = None  # printed on stderr once the state is locked (run_daemon sets it)
+        self._stopping_started = False  # _stop_started ran (once per daemon)
 
     def _note_loaded(self, pipelines: dict[str, Any]) -> None:
         """Record the versions now served from valid files (``store.pipelines.note_loaded``): after a restart
@@ -271,32 +273,22 @@ class Daemon:
                 log.error("stopping after a fatal engine error: %s",
                           fatal.one_line() if isinstance(fatal, EdgeorchError) else message)
                 print(f"edgeorch: error: {message}", file=sys.stderr, flush=True)
-                if self.triggers is not None:
-                    self.triggers.stop()
-                if self.retention is not None:
-                    self.retention.stop()
-                await self.server.close()
-                await self.models.close()
-                await self.engine.close()
-                self._stop_watching_paths()
+                await self._stop_started(stop_tasks=False)
                 self.seals.close()  # most likely fails (logged): the state file may be unwritable
                 return 4
             notify("STOPPING=1")
             log.info("stopping: %s", "stopping running tasks" if cfg.engine.stop_tasks_on_shutdown
                      else f"{len(self.engine.live)} running task(s) continue under live restore")
             self.engine.accepting = False
-            if self.triggers is not None:
-                self.triggers.stop()
-            if self.monitors is not None:
-                self.monitors.stop()
-            if self.retention is not None:
-                self.retention.stop()
-            await self.server.close()
-            await self.models.close()  # a deployment in progress stops at its recorded step; the next start ends it
-            await self.engine.close(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
-            self._stop_watching_paths()
+            await self._stop_started(stop_tasks=cfg.engine.stop_tasks_on_shutdown)
             self._audit_stop()
             return 4 if self._displaced is not None else 0
+        except BaseException:
+            # A start that failed half-way (a damaged state page met by the rules' start, a socket in use): what
+            # did start is stopped before the state file closes; its timers and background starts ran on a closed
+            # state file and logged tracebacks above the one error the user needs.
+            await self._stop_started(stop_tasks=False, after_failure=True)
+            raise
         finally:
             if self.warmer is not None:
                 await self.warmer.close()  # killed, never waited for: a stop does not wait for a compile
@@ -304,6 +296,37 @@ class Daemon:
             if self.store is not None:
                 self.store.close()
             lock.release()
+
+    async def _stop_started(self, *, stop_tasks: bool, after_failure: bool = False) -> None:
+        """Stop the parts this daemon started, each only when it exists: triggers, rules and the retention sweep
+        (nothing new is asked for), the socket, the deployments (each stops at its recorded step; the next start
+        ends it), the engine (running tasks go on under live restore unless ``stop_tasks``), the paths' watch.
+        The one order for a clean stop, a fatal engine error and a failed start (``after_failure``: a part that
+        fails to stop is logged at debug level, never raised over the error that stopped the start)."""
+        if self._stopping_started:
+            return  # a clean stop that failed part-way is not stopped twice
+        self._stopping_started = True
+        steps: list[tuple[str, Callable[[], Any] | None]] = [
+            ("triggers", self.triggers.stop if self.triggers is not None else None),
+            ("rules", self.monitors.stop if self.monitors is not None else None),
+            ("retention", self.retention.stop if self.retention is not None else None),
+            ("socket", self.server.close if self.server is not None else None),
+            ("models", self.models.close if self.models is not None else None),
+            ("engine", functools.partial(self.engine.close, stop_tasks=stop_tasks) if self.engine is not None
+             else None),
+            ("paths' watch", self._stop_watching_paths),
+        ]
+        for what, step in steps:
+            if step is None:
+                continue
+            try:
+                done = step()
+                if inspect.isawaitable(done):
+                    await done
+            except Exception as exc:  # noqa: BLE001 - only after a failed start, whose error is the one said
+                if not after_failure:
+                    raise
+                log.debug("after the failed start, stopping the %s failed too: %r", what, exc)
 
     async def _serve_until_stopped(self) -> None:
         while not self.stop_requested.is_set() and not self.engine.fatal_event.is_set():

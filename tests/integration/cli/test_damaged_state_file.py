@@ -42,3 +42,45 @@ def test_a_command_and_the_daemons_start_on_a_damaged_state_file_exit_4_naming_i
     assert r.returncode == 4
     err = json.loads(r.stderr.strip().splitlines()[-1])["error"]
     assert err["code"] == "state_error" and err["file"] == db
+
+
+def test_a_start_stopped_by_a_damaged_page_half_way_says_only_that(workspace) -> None:
+    """Found by a user: a damaged page of the model versions, met by the rules' start (after the drop folders'
+    timers and the deployments' recovery had started), printed two tracebacks ("Cannot operate on a closed
+    database": the inbox sweep and the deployments' recovery ran on the state file the failed start had
+    closed) above the one error the user needed. What started is now stopped before the file closes."""
+    (workspace.root / "train.py").write_text(
+        "import json, os\nout = os.environ['EDGEORCH_OUTPUT_DIR']\nopen(os.path.join(out, 'm.bin'), 'w').write('m')\n"
+        "json.dump({'rmse': 1}, open(os.path.join(out, 'metrics.json'), 'w'))\n")
+    workspace.pipeline("t", f'''
+        name = "t"
+        [tasks.train]
+        command = ["python", "{workspace.root / 'train.py'}"]
+        outputs = ["m.bin", "metrics.json"]
+        model = {{ name = "m", path = "m.bin", metrics = "metrics.json" }}
+        [[on]]
+        name = "degraded"
+        signal = "model_metric"
+        model = "m"
+        alias = "champion"
+        metric = "rmse"
+        source = "realized"
+        threshold = 60
+        [[on.do]]
+        rollback = "m"
+        ''')
+    assert workspace.invoke("run", "t", "-q").returncode == 0
+    assert "champion=1" in workspace.invoke("models").stdout  # the rules' start reads the champion's version
+    db = workspace.state / "edgeorch.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'model_versions'").fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xff" * 200)
+    r = _cli(workspace, "daemon")  # the socket never opens: the start stops at the rules
+    assert r.returncode == 4, (r.stdout, r.stderr)
+    assert f"{db}: the state file is damaged: database disk image is malformed" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "closed database" not in r.stderr, r.stderr
