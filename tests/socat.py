@@ -21,3 +21,14 @@ def socat_request(path: str | Path, data: bytes, *, as_nobody: bool = False) -> 
     argv = ["socat", "-t", str(ANSWER_WAIT_S), "-", f"UNIX-CONNECT:{path}"]
     return subprocess.run([*AS_NOBODY, *argv] if as_nobody else argv, input=data, capture_output=True,
                           timeout=ANSWER_WAIT_S + 30)
+
+
+def socat_read(path: str | Path, *, as_nobody: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Connect to the Unix socket ``path`` (as user nobody with ``as_nobody``), send nothing, and return what socat
+    read until the other side closed: a peer refused at connect. :func:`socat_request` would write its request
+    to a daemon that answered and closed already, and socat exits on the write's EPIPE without reading the
+    answer (when its poll finds its input and the socket ready at once, it writes first): the test read nothing,
+    once in CI on a loaded machine."""
+    argv = ["socat", "-t", str(ANSWER_WAIT_S), "-u", f"UNIX-CONNECT:{path}", "-"]
+    return subprocess.run([*AS_NOBODY, *argv] if as_nobody else argv, stdin=subprocess.DEVNULL, capture_output=True,
+                          timeout=ANSWER_WAIT_S + 30)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ConflictError, UsageError
+from ..tasksets import drain as drain_tasks
 from ..tomlcheck import suggest
 from ..events import Event, ModelObserved, ModelRegistered
 from .deploy import Deployer, StepHook
@@ -78,13 +79,8 @@ class ModelService:
         self._spawn(self.start())
 
     async def drain(self) -> None:
-        """Wait until every deployment started here has finished (an in-process run waits before it exits).
-
-        Waits on the unfinished tasks only: a finished one leaves ``_tasks`` by its done callback, a loop step
-        later, and on Python >= 3.12 gathering finished tasks completes at once without yielding, so a loop that
-        gathered them would spin and never let that callback run (an in-process run hung for good)."""
-        while pending := [t for t in self._tasks if not t.done()]:
-            await asyncio.wait(pending)
+        """Wait until every deployment started here has finished (an in-process run waits before it exits)."""
+        await drain_tasks(self._tasks)
 
     async def close(self) -> None:
         """Stop: running deployments are cancelled where they are (their step is recorded; the next start

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
+from ..tasksets import drain as drain_tasks
 from .rules import DAY, History, RuleState, evaluate
 from .rulesdir import collect_rules, folder_digest
 from .signals import model_signal, read, template_values
@@ -290,6 +291,10 @@ class Monitors:
         return p
 
     # -- after the commit --------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Wait until every response started here has finished, those they started included."""
+        await drain_tasks(self._tasks)
 
     def _after_commit(self, firing_id: int, spec: RuleSpec | None, doc: dict[str, Any],
                       planned: list[dict[str, Any]]) -> None:

@@ -221,9 +221,10 @@ class Stranger:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
         assert self.proc.stdout is not None
         out = self.proc.stdout.readline()
-        if not out:
+        if not out:  # its stderr read before close() closes the pipe (that said only "read of closed file")
+            said = self.proc.stderr.read().decode() if self.proc.stderr else ""
             self.close()
-            raise AssertionError(f"the stranger failed: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            raise AssertionError(f"the stranger failed: {said}")
         self.replies: list[dict[str, Any]] = json.loads(out)
 
     def close(self) -> None:

@@ -4,6 +4,8 @@ did)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -39,8 +41,15 @@ def test_a_second_daemon_is_refused_after_the_lock_file_was_removed_and_the_firs
     daemon.start()
     lock = workspace.state / "edgeorch.lock"
     lock.unlink()
-    second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
-                            timeout=60)
+    # Held still while the second starts: its next path check (every PATHS_CHECK_S) makes the lock file again, and
+    # on a loaded machine the second's start took longer (it was refused by the new lock instead; seen in CI). A
+    # stopped process's socket still takes connections (the kernel's backlog): the second sees it answering.
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True,
+                                text=True, timeout=60)
+    finally:
+        os.kill(daemon.proc.pid, signal.SIGCONT)
     assert second.returncode == 4, second.stdout + second.stderr
     assert "another edgeorch daemon answers on" in second.stderr and "lock file was removed" in second.stderr
     assert "Traceback" not in second.stderr
@@ -75,11 +84,28 @@ def test_a_daemon_that_finds_another_holding_its_state_lock_stops(workspace, dae
     daemon.start()
     (workspace.state / "edgeorch.lock").unlink()
     daemon.socket_path.unlink()
-    with open(tmp_path / "second.log", "w") as log:
-        second = subprocess.Popen([*workspace.cli(), "daemon"], env=workspace.cli_env(), stdout=log,
-                                  stderr=subprocess.STDOUT, text=True)
+    # Held still until the second holds the lock: its next path check (every PATHS_CHECK_S) makes the lock file
+    # and the socket again, and on a loaded machine the second's start took longer (the second was refused and the
+    # first never stopped; seen in CI).
+    os.kill(daemon.proc.pid, signal.SIGSTOP)
     try:
-        assert daemon.proc.wait(timeout=30) == 4  # the first, within its next check
+        with open(tmp_path / "second.log", "w") as log:
+            second = subprocess.Popen([*workspace.cli(), "daemon"], env=workspace.cli_env(), stdout=log,
+                                      stderr=subprocess.STDOUT, text=True)
+        lock = workspace.state / "edgeorch.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text() == f"{second.pid} daemon\n"):
+            assert second.poll() is None, (tmp_path / "second.log").read_text()
+            assert time.monotonic() < deadline, "the second never took the lock"
+            time.sleep(0.05)
+    finally:
+        os.kill(daemon.proc.pid, signal.SIGCONT)
+    try:
+        try:
+            assert daemon.proc.wait(timeout=30) == 4  # the first, within its next check
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the first did not stop; the second said: {(tmp_path / 'second.log').read_text()!r}"
+                                 f"; the first: {daemon.log.read_text()[-3000:]!r}") from None
         assert "another edgeorch daemon (pid" in daemon.log.read_text() and "holds the lock" in daemon.log.read_text()
         assert second.poll() is None  # the second goes on, alone
         assert (workspace.state / "edgeorch.lock").read_text() == f"{second.pid} daemon\n"

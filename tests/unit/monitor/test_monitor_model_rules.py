@@ -78,8 +78,7 @@ def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_reso
         bus.publish(ModelDeployment(store.clock(), "house", 0, "canary", "succeeded", None, None, "canary_end"))
         assert rule()["consecutive"] == 1
         models.observe("house", {"champion": {"rmse": 55.0}})
-        while monitors._tasks:  # the rollback runs after the firing's commit
-            await asyncio.gather(*list(monitors._tasks))
+        await monitors.drain()  # the rollback runs after the firing's commit
         await models.drain()
         doc = rule()
         assert doc["state"] == "firing" and doc["last_value"] == 55.0
@@ -138,8 +137,7 @@ def test_a_new_champion_as_bad_as_the_one_rolled_back_is_answered_again(tmp_path
 
         async def observe(value: float) -> None:
             models.observe("house", {"champion": {"rmse": value}})
-            while monitors._tasks:
-                await asyncio.gather(*list(monitors._tasks))
+            await monitors.drain()
             await models.drain()
 
         for value in (52.0, 55.0):
@@ -170,8 +168,7 @@ def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Pa
         store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="test")
         for value in (52.0, 55.0):
             models.observe("house", {"champion": {"rmse": value}})
-        while monitors._tasks:
-            await asyncio.gather(*list(monitors._tasks))
+        await monitors.drain()
         await models.drain()
         assert store.models.aliases("house") == {"champion": 2}
         (firing,) = store.rules.firings("champion_degraded")
@@ -184,8 +181,7 @@ def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Pa
         again = Monitors(store=store, requests=None, registry=monitors.registry, loop=asyncio.get_running_loop(),
                          models=models)
         again.start()  # redoes the pending responses, as a daemon's start does
-        while again._tasks:
-            await asyncio.gather(*list(again._tasks))
+        await again.drain()
         await models.drain()
         assert store.models.aliases("house") == {"champion": 2}  # not rolled back a second time
         (firing,) = store.rules.firings("champion_degraded")
@@ -211,8 +207,7 @@ def test_a_value_measured_on_a_version_the_alias_has_left_judges_nothing_it_serv
         store.models.move_alias("house", "champion", 3, action="promote", actor="alice", reason="test")
         for value in (52.0, 55.0, 57.0, 58.0):  # the first two fire the rule; the last two arrive after its rollback
             models.observe("house", {"champion": {"rmse": value}}, versions={"champion": 3})
-            while monitors._tasks:
-                await asyncio.gather(*list(monitors._tasks))
+            await monitors.drain()
             await models.drain()
         assert store.models.aliases("house") == {"champion": 2}  # rolled back once, from 3
         assert [o["value"] for o in store.models.observations("house", 3, "rmse")] == [52.0, 55.0, 57.0, 58.0]
