@@ -44,7 +44,8 @@ times per uid a window; the rest are counted, and each count reaches the
 Descriptors: at start the server raises the soft ``RLIMIT_NOFILE`` to the
 hard limit and serves at most ``min(control.max_clients, (soft - reserve) //
 2)`` clients, ``reserve`` being a quarter of the limit (at least 64): each
-client may hold a socket and an open log, and the reserve keeps the daemon's
+client may hold a socket and an open log (a log stream opens its file only to read a chunk, never across a
+send, and one user other than the owners holds at most :func:`per_user_slots` streams), and the reserve keeps the daemon's
 own work (claims of dropped files, logs, the state file) from ever meeting
 ``EMFILE`` because of idle clients. Excess clients are accepted, told
 ``busy`` and closed.
@@ -239,6 +240,7 @@ class ControlServer:
         self._conns: set[asyncio.Task[None]] = set()
         self._shared: set[asyncio.Task[None]] = set()  # connections of peers other than root and the daemon's uid
         self._per_uid: dict[int, int] = {}  # of those, how many each uid holds (per_user_slots)
+        self._streams_per_uid: dict[int, int] = {}  # streams (logs, events) open per uid other than the owners'
         self._ident: tuple[int, int] | None = None
         self.max_clients = self.control.max_clients
         """Clients served at once; lowered at start to fit the descriptor limit."""
@@ -390,6 +392,34 @@ class ControlServer:
             self._per_uid[uid] = left
         else:
             self._per_uid.pop(uid, None)
+
+    def stream_allowed(self, peer: Peer) -> bool:
+        """Whether ``peer`` may open one more stream (``logs``, ``events``): root and the daemon's uid always; any
+        other user while it holds fewer than :func:`per_user_slots` of them, in all its connections. Each
+        connection may have MAX_INFLIGHT_PER_CONNECTION requests in flight: without this bound a reader's 190
+        connections held 32 log streams each, and each following one polled its log five times a second (the
+        daemon's CPU went to them; `status` took 10 s)."""
+        return self.policy.is_owner(peer) or \
+            self._streams_per_uid.get(peer.uid, 0) < per_user_slots(self.shared_slots)
+
+    def streams_busy(self, peer: Peer) -> P.Busy:
+        held = self._streams_per_uid.get(peer.uid, 0)
+        return P.Busy(f"user {peer.user} (uid {peer.uid}) has {held} streams open (logs, events), the most one user "
+                      "may", hint="end some (an `edgeorch logs -f` or `events` left running?) and try again")
+
+    def stream_opened(self, peer: Peer, task: asyncio.Task[None]) -> None:
+        """Count a stream of ``peer`` (not of the owners) until its task ends."""
+        if self.policy.is_owner(peer):
+            return
+        self._streams_per_uid[peer.uid] = self._streams_per_uid.get(peer.uid, 0) + 1
+        task.add_done_callback(functools.partial(self._stream_closed, peer.uid))
+
+    def _stream_closed(self, uid: int, _task: asyncio.Task[None]) -> None:
+        left = self._streams_per_uid.get(uid, 1) - 1
+        if left > 0:
+            self._streams_per_uid[uid] = left
+        else:
+            self._streams_per_uid.pop(uid, None)
 
     @property
     def shared_slots(self) -> int:
@@ -749,11 +779,16 @@ class _Connection:
                 req.id, P.Busy(f"more than {P.MAX_INFLIGHT_PER_CONNECTION} requests in flight on one connection")
             )
             return not self.broken
+        if op.streaming and not self.server.stream_allowed(self.peer):
+            await self._send_error(req.id, self.server.streams_busy(self.peer))
+            return not self.broken
         log.debug("op %s (id %r) from %s (uid %d, pid %d)", req.op, req.id, self.peer.user, self.peer.uid, self.peer.pid)
         runner = self._run_stream(req, op) if op.streaming else self._run_plain(req, op)
         task = self.loop.create_task(runner, name=f"control:{req.op}:{req.id}")
         self.tasks[task] = op.streaming
         task.add_done_callback(self._task_done)
+        if op.streaming:
+            self.server.stream_opened(self.peer, task)
         return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:

@@ -153,11 +153,12 @@ class RunOps:
         while True:
             finished = not follow or attempt["id"] not in self.engine.live
             try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    while chunk := f.read(LOG_CHUNK):
-                        offset += len(chunk)
-                        yield {"data": chunk.decode("utf-8", errors="replace")}
+                # The file is open only while a chunk is read, never across a yield: a client that does not
+                # read holds no descriptor of the daemon's (a reader's streams held thousands: EMFILE for the
+                # socket's accepts and the drop folders' claims).
+                while chunk := _read_chunk(path, offset):
+                    offset += len(chunk)
+                    yield {"data": chunk.decode("utf-8", errors="replace")}
             except FileNotFoundError:
                 if finished:
                     raise NotFoundError("the log file does not exist", file=str(path)) from None
@@ -179,3 +180,10 @@ class RunOps:
         current = arg(args, "current", bool, required=False, default=False)
         tasks = await self.requests.resume(run_id, actor=actor_of(peer), current=current, requester=peer.uid)
         return {"run_id": run_id, "tasks": tasks}
+
+
+def _read_chunk(path: Path, offset: int) -> bytes:
+    """Up to LOG_CHUNK bytes of ``path`` from ``offset`` (empty at its end); the file is closed on return."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(LOG_CHUNK)

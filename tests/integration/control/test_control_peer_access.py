@@ -15,6 +15,8 @@ import pwd
 import select
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,67 @@ def test_one_reader_holds_at_most_half_of_the_shared_slots(make_server: MakeServ
             assert c.call("clients")["clients"] == 4
     with Stranger(st.path, 3) as again:  # its slots came back when it closed them
         assert [r["reply"]["ok"] for r in again.replies] == [True, True, True]
+
+
+STREAMS = """\
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(20)
+s.connect(sys.argv[1])
+n = int(sys.argv[2])
+s.sendall(b"".join(json.dumps({"v": 1, "id": i, "op": "forever"}).encode() + b"\\n" for i in range(n)))
+f = s.makefile("rb")
+print(json.dumps(sorted((json.loads(f.readline()) for _ in range(n)), key=lambda r: r["id"])), flush=True)
+sys.stdin.read()  # the streams stay open until the test closes this
+"""
+
+
+def _streams_of_nobody(st: ServerThread, n: int) -> tuple[subprocess.Popen, list[dict[str, Any]]]:
+    proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                             STREAMS, str(st.path), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd="/")
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"the reader's script failed: {proc.stderr.read().decode()}")
+    return proc, json.loads(line)
+
+
+def _close(proc: subprocess.Popen) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(20)
+
+
+def test_one_reader_holds_at_most_its_slots_worth_of_streams_in_all_its_connections(make_server: MakeServer) -> None:
+    """Found by a hostile reader: 190 connections with 32 `logs` streams each, never read, held 1,024 descriptors
+    (every accept and every drop-folder claim then failed with EMFILE), and following ones polled their logs
+    five times a second each (`status` took 10 s). One user other than the owners holds at most per_user_slots
+    streams in all; the owners are not counted; a closed stream gives its place back."""
+    from edgeorch.control.server import per_user_slots
+
+    st = make_server(ControlConfig(idle_timeout=30.0, max_clients=12),
+                     policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    most = per_user_slots(12 - owner_slots(12))
+    assert most == 3
+    proc, replies = _streams_of_nobody(st, 5)
+    try:
+        assert [r.get("result", {}).get("started") for r in replies[:most]] == [True] * most, replies
+        for r in replies[most:]:
+            assert r["error"]["code"] == "busy", r
+            assert "user nobody" in r["error"]["message"] and "has 3 streams open" in r["error"]["message"], r
+        with Client(st.path) as c:  # the owners are not counted against it
+            assert next(iter(c.stream("forever")))["started"] is True
+    finally:
+        _close(proc)
+    deadline = time.monotonic() + 20
+    while st.server._streams_per_uid:  # the server ends its streams once it sees the connection closed
+        assert time.monotonic() < deadline, st.server._streams_per_uid
+        time.sleep(0.02)
+    again, replies = _streams_of_nobody(st, 3)
+    try:
+        assert [r.get("result", {}).get("started") for r in replies] == [True] * 3, replies
+    finally:
+        _close(again)
