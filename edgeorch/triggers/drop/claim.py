@@ -23,6 +23,7 @@ from ...trust import close_folder
 from .inspection import (TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem,
                          sparse_problem)
 from .names import display_path
+from .owncopy import take_ownership
 from .spec import check_same_filesystem
 from .writers import open_for_writing
 
@@ -138,8 +139,9 @@ def claim_folder_name(input_id: int, k: int = 0) -> str:
 
 
 CLAIM_FOLDER_MODE = 0o700
-"""A claim folder is the daemon user's alone: a claimed file keeps its owner (whoever dropped it), who could
-otherwise rewrite it through its new path after its sha256 was recorded. The daemon's tasks, its own user, read it."""
+"""A claim folder is the daemon user's alone: nobody else reaches the claimed file by its path (another user's file
+is also replaced by the daemon's own copy, :mod:`.owncopy`: its owner could reopen a descriptor kept from before
+the drop). The daemon's tasks, its own user, read it."""
 
 
 def make_claim_folder(inbox_dir: Path, input_id: int) -> Path:
@@ -233,7 +235,13 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 raise ClaimNotPermitted(_rename_refused(intent.source, exc), value=display_path(intent.source)) from exc
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
-        stamp, size, digest = verify_and_hash(dest, (intent.dev, intent.ino), cancel, intent)
+        identity = (intent.dev, intent.ino)
+        copied = take_ownership(dest, intent)  # another user's file: the daemon's copy
+        if copied is not None:
+            identity = copied
+            if fsync:
+                sync_dirs([dest.parent])
+        stamp, size, digest = verify_and_hash(dest, identity, cancel, intent)
     except OSError as exc:
         if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused, ClaimNotPermitted)):
             raise

@@ -13,6 +13,7 @@ from ...model import InputState
 from ...records import frozen
 from .claim import CLAIM_PREFIX
 from .names import display_path
+from .owncopy import COPY_PREFIX
 
 _log = logging.getLogger("edgeorch.triggers")
 
@@ -156,7 +157,7 @@ def list_inbox(inbox_dir: Path | str) -> list[Path]:
     """Entries of claim folders (``<inbox>/in-<id>[-<k>]/<name>``), for :func:`reconcile`.
 
     Other names in the inbox (a batch's path list, ``batch-*.paths``) are
-    not claims. Any entry but a folder counts (a symlink swapped in is a
+    not claims, nor a copy being made of a claimed file (:mod:`.owncopy`: the claim's next try replaces it). Any entry but a folder counts (a symlink swapped in is a
     stray too); a claim folder that cannot be read is skipped with a log line.
     """
     out: list[Path] = []
@@ -170,7 +171,8 @@ def list_inbox(inbox_dir: Path | str) -> list[Path]:
             continue
         try:
             with os.scandir(c.path) as it:
-                out.extend(Path(e.path) for e in it if not e.is_dir(follow_symlinks=False))
+                out.extend(Path(e.path) for e in it
+                           if not e.is_dir(follow_symlinks=False) and not e.name.startswith(COPY_PREFIX))
         except OSError as exc:
             _log.error("cannot list claim folder %s: %s", display_path(c.path), exc.strerror)
     return sorted(out)

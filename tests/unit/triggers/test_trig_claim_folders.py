@@ -134,3 +134,55 @@ def test_the_inbox_and_the_quarantine_are_closed_to_other_users_old_ones_too(tmp
         os.umask(old)
     for folder in (tmp_path / "inbox", tmp_path / "quarantine", older):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_another_users_claimed_file_is_the_daemons_own_copy_so_a_kept_descriptor_rewrites_nothing(tmp_path):
+    """Found by a hostile dropper: a descriptor kept open from before the drop (read-only: no writer for the lease
+    check) was reopened for writing through /proc/self/fd after the claim, and the task read bytes other than the
+    recorded sha256's (the claim folder's mode stops paths, not that). Another user's file is replaced by the
+    daemon's own copy before it is hashed; a file of the daemon's own user is not copied; a claim redone after
+    a crash finds the copy and hashes it again."""
+    import hashlib
+    import os
+    import stat
+
+    import pytest
+
+    from edgeorch.triggers.drop.claim import perform_claim, prepare_claim
+    from edgeorch.triggers.drop.owncopy import COPY_PREFIX
+
+    if os.geteuid() != 0:
+        pytest.skip("giving the file to another user needs root")
+    drop, inbox = tmp_path / "drop", tmp_path / "inbox"
+    drop.mkdir()
+    src = drop / "theirs.csv"
+    src.write_bytes(b"a\n1\n")
+    os.chmod(src, 0o4666)  # setuid and world-writable: neither comes with the copy
+    os.chown(src, 65534, 65534)  # nobody dropped it
+    kept = os.open(src, os.O_RDONLY)
+    try:
+        intent = prepare_claim(src, drop, inbox, "in-7")
+        claimed = perform_claim(intent)
+        forged = os.open(f"/proc/self/fd/{kept}", os.O_WRONLY | os.O_TRUNC)  # what its owner could do
+        os.write(forged, b"EVIL")
+        os.close(forged)
+    finally:
+        os.close(kept)
+    st = os.lstat(claimed.path)
+    assert claimed.path.read_bytes() == b"a\n1\n"
+    assert claimed.sha256 == hashlib.sha256(b"a\n1\n").hexdigest()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+    assert (st.st_dev, st.st_ino) != (intent.dev, intent.ino) and st.st_nlink == 1
+    assert [p.name for p in claimed.path.parent.iterdir()] == ["theirs.csv"]  # no copy left beside it
+    again = perform_claim(intent)  # redone after a crash: the copy is this claim's file
+    assert (again.sha256, again.path) == (claimed.sha256, claimed.path)
+    # A leftover of a copy interrupted by a crash is not a claimed file of its own (the next try replaces it).
+    (claimed.path.parent / f"{COPY_PREFIX}theirs.csv").write_bytes(b"half")
+    assert list_inbox(inbox) == [claimed.path]
+
+    mine = drop / "mine.csv"
+    mine.write_bytes(b"b\n2\n")
+    intent = prepare_claim(mine, drop, inbox, "in-8")
+    claimed = perform_claim(intent)
+    st = os.lstat(claimed.path)
+    assert (st.st_dev, st.st_ino) == (intent.dev, intent.ino)  # the daemon's own user's file: never copied
