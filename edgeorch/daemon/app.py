@@ -190,6 +190,7 @@ class Daemon:
             self.metrics.open(self.loop)
             self.store = Store(cfg.state_file)
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
+            self.registry.stored_holders = self.store.pipelines.holders  # a name two files declare stays put
             result = self.registry.reload()
             for err in result.errors:
                 log.warning("pipeline error: %s", err.one_line())

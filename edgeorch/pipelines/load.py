@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import EdgeorchError, PipelineError
 from ..model import Pipeline
@@ -51,31 +51,65 @@ def toml_entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.toml") if not p.name.startswith("."))
 
 
-def validate_path(path: Path) -> ValidationReport:
+def settle_names(candidates: Iterable[tuple[Path, Pipeline]], holders: Mapping[str, str] | None = None,
+                 ) -> tuple[dict[str, tuple[Path, Pipeline]], list[EdgeorchError]]:
+    """One file per pipeline name, in file order: ``(by name: (file, pipeline)), errors``. Pure.
+
+    When several files declare one name, the file that holds it keeps it: the one ``holders`` names for it (the
+    file a running daemon serves it from, else the one the state file last loaded it from), else the file named
+    after it (``<name>.toml``, the default name's file), else the first in file order. Each other file declaring
+    it is an error naming the holder. The first in file order alone let a new ``aa_copy.toml`` left with its
+    original's name take that pipeline over at the next reload: its schedule gone, its runs the copy's command.
+    """
+    by_name: dict[str, list[tuple[Path, Pipeline]]] = {}
+    for f, pipe in candidates:
+        by_name.setdefault(pipe.name, []).append((f, pipe))
+    chosen: dict[str, tuple[Path, Pipeline]] = {}
+    errors: list[EdgeorchError] = []
+    for name, entries in by_name.items():
+        held = (holders or {}).get(name)
+        winner = next((e for e in entries if str(e[0]) == held), None) \
+            or next((e for e in entries if e[0].name == f"{name}.toml"), None) or entries[0]
+        chosen[name] = winner
+        for f, _pipe in entries:
+            if f != winner[0]:
+                errors.append(PipelineError(
+                    "duplicate pipeline name", file=str(f), field="name", value=name,
+                    expected=f"a name not already used by {winner[0]}",
+                    hint=f"{winner[0]} keeps pipeline {name!r} ({_why_held(winner[0], name, held)}); give this "
+                         "file another `name`"))
+    return chosen, errors
+
+
+def _why_held(file: Path, name: str, held: str | None) -> str:
+    if str(file) == held:
+        return "it serves it already"
+    if file.name == f"{name}.toml":
+        return "the file named after it"
+    return "the first file in name order that declares it"
+
+
+def validate_path(path: Path, holders: Mapping[str, str] | None = None) -> ValidationReport:
     """Validate a pipeline file or every ``*.toml`` in a folder.
 
-    Duplicate pipeline names across files are an error (the second is dropped).
+    Duplicate pipeline names across files are an error of each file but the one that keeps the name
+    (:func:`settle_names`; ``holders``: which file served each name last, from the state file).
     A missing path is reported as an error, not raised.
     """
     errors: list[EdgeorchError] = []
-    pipelines: dict[str, Pipeline] = {}
     if not os.path.exists(path):  # False for any OSError (a name too long, too), where Path.exists raises
         errors.append(PipelineError("no such file or folder", file=str(path), expected="a pipeline .toml file or a folder of them"))
         return ValidationReport({}, errors, [])
     files = pipeline_files(path)
+    candidates: list[tuple[Path, Pipeline]] = []
     for file in files:
         pipe, errs = load_pipeline_file(file)
         errors.extend(errs)
-        if pipe is None:
-            continue
-        if pipe.name in pipelines:
-            errors.append(PipelineError(
-                "duplicate pipeline name", file=str(file), field="name", value=pipe.name,
-                expected=f"a name not already used by {pipelines[pipe.name].source_file}",
-            ))
-            continue
-        pipelines[pipe.name] = pipe
-    return ValidationReport(pipelines, errors, files)
+        if pipe is not None:
+            candidates.append((file, pipe))
+    chosen, duplicates = settle_names(candidates, holders)
+    errors.extend(duplicates)
+    return ValidationReport({name: pipe for name, (_f, pipe) in chosen.items()}, errors, files)
 
 
 def load_named(folder: Path, name: str) -> Pipeline | None:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
 from ..records import frozen
 from ..tomlcheck import suggest
-from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes
+from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes, settle_names
 
 
 @dataclass
@@ -85,6 +85,9 @@ class PipelineRegistry:
         self._scanned: dict[Path, FileScan] = {}
         self._loaded = False
         self.folder_missing = False
+        self.stored_holders: Callable[[], Mapping[str, str]] = dict
+        """Which file the state file last loaded each name from (the daemon sets it once its store is open):
+        who keeps a name two files declare at the first load (:func:`~.load.settle_names`)."""
         """The last scan found no folder at :attr:`folder` (what was loaded before is kept, each pipeline stale):
         the daemon's path check reloads once a folder is there again, even the same one moved back (its watch
         follows the inode: no event would say it returned)."""
@@ -170,9 +173,8 @@ class PipelineRegistry:
             self._stale = {p.name: missing for p in self.by_file.values()}
             return result
         result = ReloadResult()
-        stale: dict[str, EdgeorchError] = {}
-        new: dict[Path, Pipeline] = {}
-        names: dict[str, Path] = {}
+        stale_files: dict[Path, tuple[str, EdgeorchError]] = {}
+        candidates: list[tuple[Path, Pipeline]] = []
         for f, fs in scan.files.items():
             pipe = fs.pipeline
             if pipe is None:
@@ -183,13 +185,15 @@ class PipelineRegistry:
                 pipe = old
                 result.kept.append(old.name)
                 if fs.errors:
-                    stale[old.name] = fs.errors[0]
-            if pipe.name in names:
-                result.errors.append(EdgeorchError("duplicate pipeline name", file=str(f), field="name", value=pipe.name,
-                                                   expected=f"a name not already used by {names[pipe.name]}"))
-                continue
-            names[pipe.name] = f
-            new[f] = pipe
+                    stale_files[f] = (old.name, fs.errors[0])
+            candidates.append((f, pipe))
+        # A name stays with the file that serves it now (else the one the state file last loaded it from).
+        holders = {**self.stored_holders(), **{p.name: str(f) for f, p in self.by_file.items()}}
+        chosen, duplicates = settle_names(candidates, holders)
+        result.errors.extend(duplicates)
+        names: dict[str, Path] = {name: f for name, (f, _pipe) in chosen.items()}
+        new: dict[Path, Pipeline] = {f: pipe for f, pipe in chosen.values()}
+        stale = {name: err for f, (name, err) in stale_files.items() if names.get(name) == f}
         old_by_name = {p.name: p for p in self.by_file.values()}
         for name, f in names.items():
             if name not in old_by_name:

@@ -28,6 +28,25 @@ def register(add: AddCommand) -> None:
     p.add_argument("--reason", help="why (recorded with pause)")
 
 
+def name_holders(cfg: Config) -> dict[str, str]:
+    """Which file a daemon last loaded each pipeline name from (the state file's record; empty without one, or
+    when it cannot be read): who keeps a name two files declare, as the daemon decides it."""
+    if not cfg.state_file.exists():
+        return {}
+    from ...store import Store
+
+    try:
+        store = Store(cfg.state_file, readonly=True)
+    except Exception:  # noqa: BLE001 - a damaged or unreadable state file: file order decides, as without one
+        return {}
+    try:
+        return store.pipelines.holders()
+    except Exception:  # noqa: BLE001 - as above
+        return {}
+    finally:
+        store.close()
+
+
 def find_pipeline(cfg: Config, ref: str) -> Any:
     """The pipeline ``ref`` names: a pipeline file, or a name in the pipelines folder (offline path).
 
@@ -43,7 +62,7 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
         named = load_named(cfg.pipelines_dir, ref)  # its own file alone, when that is sure to be the answer
         if named is not None:
             return named
-        report = validate_path(cfg.pipelines_dir)
+        report = validate_path(cfg.pipelines_dir, name_holders(cfg))
         if ref not in report.pipelines:
             bad = [e for e in report.errors]
             broken = not_loaded_error(ref, bad)
@@ -175,7 +194,7 @@ def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
         return res["pipelines"], [e["message"] for e in res["errors"]]
     from ...pipelines import pipeline_summary, validate_path
 
-    report = validate_path(backend.cfg.pipelines_dir)
+    report = validate_path(backend.cfg.pipelines_dir, name_holders(backend.cfg))
     if not report.pipelines:
         return [], [e.render() for e in report.errors]
     pauses, watermarks = _stored_pauses_and_fires(backend, list(report.pipelines))

@@ -223,3 +223,26 @@ def test_a_param_with_a_bad_default_is_not_also_unknown_to_the_pipelines_rules(t
                  '[[on.do]]\ntrigger = "p"\nparams = { n = "{params.n}" }\n')
     res = validate_path(f)
     assert [e.field for e in res.errors] == ["params.n.default"], [e.render() for e in res.errors]
+
+
+def test_a_name_two_files_declare_stays_with_its_holder_then_its_own_file_then_the_first(tmp_path):
+    """Found by an operator: `cp nightly.toml aa_test.toml` (its name left as it was) took `nightly` over at the
+    next reload, first in file order: the copy's command ran, the original's schedule was gone, and the error
+    blamed the original file."""
+    from edgeorch.pipelines.load import settle_names
+
+    (tmp_path / "cached.toml").write_text('[tasks.a]\ncommand=["echo", "real"]\n')  # named by its file: "cached"
+    (tmp_path / "aa_copy.toml").write_text('name="cached"\n[tasks.a]\ncommand=["echo", "impostor"]\n')
+    report = validate_path(tmp_path)
+    assert report.pipelines["cached"].source_file == str(tmp_path / "cached.toml")
+    (err,) = report.errors
+    assert err.file == str(tmp_path / "aa_copy.toml") and err.value == "cached"
+    assert f"{tmp_path / 'cached.toml'} keeps pipeline 'cached' (the file named after it)" in err.render()
+    # The file a daemon serves the name from keeps it, whatever its file name.
+    (tmp_path / "one.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
+    (tmp_path / "two.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
+    assert validate_path(tmp_path).pipelines["same"].source_file == str(tmp_path / "one.toml")  # first in order
+    report = validate_path(tmp_path, {"same": str(tmp_path / "two.toml")})
+    assert report.pipelines["same"].source_file == str(tmp_path / "two.toml")
+    assert any(e.file == str(tmp_path / "one.toml") and "(it serves it already)" in e.render() for e in report.errors)
+    assert settle_names([]) == ({}, [])
