@@ -157,6 +157,12 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` itself when it has at most ``limit`` characters, else its first ``limit`` and how long it was: what
+    a record keeps of a text someone else chose (a refused request's argument, a dropped link's target)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
 def print_json(obj: Any, out: TextIO | None = None) -> None:
     """Print ``obj`` as one indented, strict JSON document."""
     print(dumps(obj), file=out or sys.stdout)

@@ -33,6 +33,7 @@ from ...audit.keys import format_key, key_id
 from ...audit.sealer import SealService
 from ...audit.source import StoreSource, audit_state, verify_source
 from ...errors import EdgeorchError, UsageError
+from ...textui import clip
 from .base import OpSpec, actor_of, arg, time_arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,6 +215,5 @@ def _shortened(args: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, (bool, int, float)) or value is None:
             out[str(key)] = value
         else:
-            text = value if isinstance(value, str) else repr(value)
-            out[str(key)] = text if len(text) <= ARG_TEXT_MAX else text[:ARG_TEXT_MAX] + f"... ({len(text)} chars)"
+            out[str(key)] = clip(value if isinstance(value, str) else repr(value), ARG_TEXT_MAX)
     return out

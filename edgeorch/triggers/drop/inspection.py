@@ -16,7 +16,11 @@ from typing import Literal
 
 from ...filekinds import file_kind
 from ...records import frozen
-from .names import is_candidate, name_problem
+from ...textui import clip
+from .names import display_path, is_candidate, name_problem
+
+LINK_TARGET_SHOWN = 200
+"""How much of a refused link's target its refusal says."""
 
 RefuseCode = Literal["gone", "outside", "bad_name", "symlink", "not_regular", "hardlink", "too_big", "sparse",
                      "not_movable", "unreadable", "transient"]
@@ -155,7 +159,9 @@ def inspect(path: Path | str, folder: Path | str, *, max_size: int | None = None
             target = os.readlink(p)
         except OSError:
             target = "?"
-        return Refuse(p, "symlink", f"symbolic link (to {target}); links are never followed")
+        # Its target is the dropper's text, up to 4 KB: recorded with the refusal, so only its head.
+        shown = clip(display_path(target), LINK_TARGET_SHOWN)
+        return Refuse(p, "symlink", f"symbolic link (to {shown}); links are never followed")
     if not stat_mod.S_ISREG(st.st_mode):
         return Refuse(p, "not_regular", f"not a regular file ({file_kind(st.st_mode)})")
     if st.st_nlink > 1:

@@ -194,20 +194,42 @@ def _reason_of(daemon, name: str) -> str | None:
     return rows[-1].get("reason") if rows else None
 
 
-def test_a_flood_of_refused_files_is_recorded_whole_and_logged_within_the_rate_rule(workspace, daemon, tmp_path):
-    """2,000 links dropped at once were 2,000 warnings in the journal. Each refused file is still an input record
-    (`edgeorch inputs`); the log says at most the rate rule's number a minute per owner of the files."""
+def test_a_flood_of_refused_files_is_recorded_within_the_rate_rule_and_counted_beyond_it(workspace, daemon,
+                                                                                          tmp_path):
+    """2,000 links dropped at once were 2,000 warnings in the journal; then a dropper who made and removed 1,500
+    links with 4 KB targets a round grew the state file by 42 MB a minute (an input row and an audit record
+    each). Per owner of the files, the rate rule's number a minute are recorded (row, audit record, warning),
+    the rest counted and the count recorded once (here at the stop); a link's target is said up to 200
+    characters."""
+    import sqlite3
+
     from edgeorch.control.refusals import AUDITED_PER_WINDOW
 
     open_, _private = two_watches(workspace)
     daemon.start()
-    target = tmp_path / "target.csv"
-    target.write_text("x\n")
+    target = tmp_path / ("t" * 200) / ("x" * 200) / "target.csv"  # a long target: the dropper's text
     for i in range(40):
         (open_ / f"link{i:02d}.csv").symlink_to(target)
-    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 40, timeout=60, what="40 links refused")
-    assert daemon.output().count("input refused:") == AUDITED_PER_WINDOW
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= AUDITED_PER_WINDOW, timeout=60,
+               what="the recorded refusals")
+    # A good file dropped after them is claimed after them: once it is done, every link was looked at.
+    drop_by_rename(tmp_path / "staging", open_, "good.csv", b"a\n1\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") == 1, timeout=60, what="good.csv done")
     assert daemon.stop(timeout=15) == 0
+    refused = inputs(workspace, "refused")
+    assert len(refused) == AUDITED_PER_WINDOW and daemon.output().count("input refused:") == AUDITED_PER_WINDOW
+    reason = refused[0]["reason"]
+    assert reason.startswith("symbolic link (to ") and f"... ({len(str(target))} chars)" in reason, reason
+    assert len(reason) < 300
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        (summary,) = conn.execute("SELECT message, data FROM events WHERE kind = 'inputs_refused_unrecorded'")
+        audited = conn.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'input_refused'").fetchone()[0]
+    finally:
+        conn.close()
+    assert summary[0].startswith(f"{40 - AUDITED_PER_WINDOW} more refused files of root (uid 0) not recorded"), summary
+    assert audited == AUDITED_PER_WINDOW
+    assert f"{40 - AUDITED_PER_WINDOW} more refused files of root" in daemon.output()
 
 
 def test_a_watch_said_not_watched_takes_no_file(workspace, daemon, tmp_path):
