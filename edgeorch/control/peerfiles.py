@@ -10,8 +10,10 @@ read what only the daemon may read, nor stall the daemon. So
 - checks that the peer (uid and groups from ``SO_PEERCRED`` and the user
   database) could read it itself: read permission on the file and search
   permission on every folder above it, by the classic owner/group/other mode
-  bits (ACLs that grant more are not consulted: the check may refuse, never
-  allow, more than the kernel would), applied to the path the kernel actually
+  bits; a file or folder with an access ACL is refused whatever it says (its
+  named entries may deny what the bits allow, and the ACL is not evaluated:
+  the check may refuse, never allow, more than the kernel would; a reader
+  read a file an ACL denied it through the validation's errors), applied to the path the kernel actually
   opened (``/proc/self/fd``), so a symlink in a folder above cannot redirect
   the check;
 - reads at most ``max_bytes`` (one byte more tells "too large").
@@ -61,14 +63,33 @@ READ = (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
 SEARCH = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
 
 
+ACL_XATTR = "system.posix_acl_access"
+
+
+def has_acl(target: str | int) -> bool:
+    """Whether the file or folder ``target`` (a path, not followed if a link, or a descriptor) has a POSIX access
+    ACL, whose named entries may deny a user what its mode bits allow (``setfacl -m u:mallory:--- f``). A file
+    system without extended attributes has none."""
+    try:
+        if isinstance(target, int):
+            os.getxattr(target, ACL_XATTR)
+        else:
+            os.getxattr(target, ACL_XATTR, follow_symlinks=False)
+    except OSError:  # ENODATA: none; ENOTSUP: the file system has no ACLs
+        return False
+    return True
+
+
 def peer_may_read(real_path: str, st: os.stat_result, peer: Peer, gids: frozenset[int]) -> bool:
-    """Whether ``peer`` could open ``real_path`` (whose stat is ``st``) for reading."""
-    if not _may(st, peer.uid, gids, READ):
+    """Whether ``peer`` could open ``real_path`` (whose stat is ``st``) for reading, by the mode bits of it and
+    of every folder above it; False too when one of those has an access ACL (its named entries could deny the
+    peer what the bits allow: the ACL is not evaluated, so a file it guards is never read for a peer)."""
+    if not _may(st, peer.uid, gids, READ) or has_acl(real_path):
         return False
     folder = Path(real_path).parent
     while True:
         try:
-            if not _may(os.stat(folder), peer.uid, gids, SEARCH):
+            if not _may(os.stat(folder), peer.uid, gids, SEARCH) or has_acl(str(folder)):
                 return False
         except OSError:
             return False
@@ -96,9 +117,11 @@ def read_for_peer(path: str, peer: Peer, max_bytes: int, *, daemon_uid: int | No
         st = os.fstat(fd)
         if not trusted:
             real = os.readlink(f"/proc/self/fd/{fd}")
-            if not peer_may_read(real, st, peer, _groups_from_db(peer)):
+            if not peer_may_read(real, st, peer, _groups_from_db(peer)) or has_acl(fd):
                 raise PeerFileError("cannot read: Permission denied", file=path,
-                                    hint="the daemon reads a file for you only if you could read it yourself")
+                                    hint="the daemon reads a file for you only if you could read it yourself, by "
+                                         "its mode bits (a file or folder with an ACL is never read for you: send "
+                                         "its text instead, args.text)")
         if not stat.S_ISREG(st.st_mode):
             raise PeerFileError("is not a regular file", file=path, expected="a pipeline .toml file")
         if st.st_size > max_bytes:
@@ -129,4 +152,4 @@ async def read_for_peer_async(path: str, peer: Peer, max_bytes: int) -> bytes:
     return await loop.run_in_executor(PEER_IO, read_for_peer, path, peer, max_bytes)
 
 
-__all__ = ["PEER_IO", "PeerFileError", "peer_may_read", "read_for_peer", "read_for_peer_async"]
+__all__ = ["PEER_IO", "PeerFileError", "has_acl", "peer_may_read", "read_for_peer", "read_for_peer_async"]

@@ -207,6 +207,45 @@ def test_validate_never_reads_for_a_reader_what_only_the_daemon_may_read(workspa
     assert daemon.call("ping")["pong"] is True
 
 
+def _deny_acl(path: Path, uid: int) -> bool:
+    """Give ``path`` (mode 0644) an access ACL whose named entry denies ``uid`` everything (what ``setfacl -m
+    u:nobody:--- path`` does, written as the kernel's xattr); False where the file system has no ACLs."""
+    import struct
+
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 6, undefined), (0x02, 0, uid), (0x04, 4, undefined), (0x10, 4, undefined), (0x20, 4, undefined)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, who) for tag, perm, who in entries)
+    try:
+        os.setxattr(path, "system.posix_acl_access", blob)
+    except OSError:
+        return False
+    return True
+
+
+@needs_nobody
+def test_validate_never_reads_for_a_reader_a_file_an_acl_denies_it(workspace, daemon, public_dir) -> None:
+    """Found by a hostile reader: the mode bits (0644) said yes, a named ACL entry said no to nobody, and the
+    validation's errors gave back the file's keys and values (`DB_PASSWORD=...`). A file or folder with an
+    access ACL is never read for a peer."""
+    import pwd
+
+    guarded = public_dir / "guarded.toml"
+    guarded.write_text('name = "x"\n[tasks.a]\nretries = "DB_PASSWORD=hunter2"\ncommand = ["true"]\n')
+    os.chmod(guarded, 0o644)
+    if not _deny_acl(guarded, pwd.getpwnam("nobody").pw_uid):
+        pytest.skip("this file system has no POSIX ACLs")
+    denied = subprocess.run([*AS_NOBODY, "cat", str(guarded)], capture_output=True, text=True)
+    assert denied.returncode != 0, "the kernel let nobody read it: the ACL is not in force here"
+    sock = public_dir / "edgeorch.sock"
+    workspace.write_config(extra=f'[control]\nsocket = "{sock}"\nreaders = ["nobody"]\n')
+    daemon.socket_override = str(sock)
+    daemon.start()
+    os.chmod(sock, 0o666)
+    (reply,) = _as_nobody_validate(str(sock), [{"path": str(guarded)}])
+    assert reply["ok"] is False and reply["code"] == "usage" and "Permission denied" in reply["message"], reply
+    assert "hunter2" not in json.dumps(reply)
+
+
 def test_validate_runs_on_its_own_executor_not_the_one_that_claims_files() -> None:
     import asyncio
 
