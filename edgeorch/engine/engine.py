@@ -933,6 +933,8 @@ class Engine:
             else:
                 assert adoption.exit is not None
                 assert self.loop is not None  # start() set it before recovering
+                if self._timed_out_while_away(la, a, adoption.exit):
+                    la.stop_reason = "timeout"
                 self._collecting.add(a["id"])
                 self.loop.call_soon(self._on_exited, a["id"], adoption.exit)
 
@@ -1575,14 +1577,31 @@ class Engine:
 
     # -- timeouts and stopping ------------------------------------------------------------
 
+    def _timeout_of(self, la: LiveAttempt) -> float | None:
+        """The attempt's task's timeout in seconds (its own, else the engine's default); None: none."""
+        ctx = self.runs.get(la.run_id)
+        if ctx is None:
+            return None
+        return ctx.pipeline.tasks[la.task].timeout or self.config.engine.default_timeout or None
+
+    def _timed_out_while_away(self, la: LiveAttempt, row: dict[str, Any], end: ExitInfo) -> bool:
+        """Whether an attempt that ended while no engine of this state held it was stopped by its timeout: ended by
+        SIGTERM or SIGKILL no earlier than its timeout after its recorded start. The engine that stopped it knew
+        why only in memory: an `edgeorch run` without a daemon that adopted it past its timeout stopped it and
+        exited before its end, or a daemon killed after the signal; the next one said "killed by signal SIGTERM"
+        (who sent it, at 3 a.m.?). Its recorded start is no later than the start the timeout counts from, so a
+        signal before the deadline is never taken for it; one after it, from anyone, ended a task that had
+        overrun its time."""
+        timeout = self._timeout_of(la)
+        started = row.get("started_at")
+        return (timeout is not None and started is not None and end.finished_at is not None and not end.lost
+                and end.signal in (signal.SIGTERM, signal.SIGKILL) and end.finished_at - started >= timeout)
+
     def _arm_timeout(self, la: LiveAttempt, elapsed: float = 0.0) -> None:
         """Stop the attempt when its task's timeout is up; ``elapsed``: seconds it already ran (an adopted one: a
         daemon that restarts, even in a loop, never gives a hung task a new timeout)."""
-        ctx = self.runs.get(la.run_id)
-        if ctx is None or self.loop is None:
-            return
-        timeout = ctx.pipeline.tasks[la.task].timeout or self.config.engine.default_timeout
-        if timeout:
+        timeout = self._timeout_of(la)
+        if timeout and self.loop is not None:
             la.timer = self.loop.call_later(max(0.0, timeout - elapsed), self._stop_attempt, la, "timeout")
 
     @_fail_stop
