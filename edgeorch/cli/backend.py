@@ -25,6 +25,8 @@ from types import TracebackType
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
+from ..errors import StateError
+
 if TYPE_CHECKING:  # runtime imports stay lazy: `edgeorch --help` must not pay for them
     from ..config import Config
     from ..client import Client as Api
@@ -74,6 +76,12 @@ def local_actor() -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
+
+
+class DaemonTookState(StateError):
+    """The state's lock is held by a daemon that started after :func:`connect` found none answering: a command
+    that would run pipelines here may ask that daemon instead (``edgeorch run`` does: a cron job's run in the
+    first second of a daemon's start was refused, exit 4, "in use by another edgeorch daemon")."""
 
 
 BUSY_WAIT_S = 2.0
@@ -133,7 +141,7 @@ class Backend:
         for milliseconds: a cron job's `run` beside it failed, exit 75), then refused as busy."""
         import time
 
-        from ..control.statelock import acquire_state_lock
+        from ..control.statelock import acquire_state_lock, state_holder
         from ..errors import StateBusyError
 
         deadline = time.monotonic() + BUSY_WAIT_S
@@ -144,6 +152,11 @@ class Backend:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)  # polled: a POSIX record lock has no wait with a timeout
+            except StateError as exc:
+                holder = state_holder(self.cfg.state_dir)
+                if holder is not None and holder[1]:  # a daemon holds it: one started since connect() looked
+                    raise DaemonTookState(exc.message, hint=exc.hint, file=exc.file) from None
+                raise
 
     def close(self) -> None:
         if self._client is not None:

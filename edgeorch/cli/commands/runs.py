@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from ...errors import EdgeorchError, NotFoundError, StateError, UsageError
 from ...model import RunState
 from ...textui import format_duration, format_timestamp, print_json, print_table, printable
-from ..backend import Backend, connect, if_the_daemon_goes, load
+from ..backend import Backend, DaemonTookState, connect, if_the_daemon_goes, load
 from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
 from . import AddCommand
 
@@ -92,7 +92,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     with connect(cfg, "offline" if args.here else "prefer", runs_here=True) as backend:
         if backend.online:
             return _run_on_daemon(args, backend)
-    return _run_here(args, backend)
+    try:
+        return _run_here(args, backend)
+    except DaemonTookState:
+        if args.here:
+            raise
+    # A daemon took the state between the look for one and this process's lock (it was starting): nothing ran
+    # here; the run goes to it, as it would have a moment later (it said "in use by another daemon", exit 4).
+    with connect(cfg, "daemon", runs_here=True) as backend:
+        return _run_on_daemon(args, backend)
 
 
 def _refuse_here_beside_a_daemon(cfg: Any) -> None:
@@ -312,9 +320,16 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
     another run holds is refused first, with nothing said to be running).
     """
     cfg = backend.cfg
-    store = backend.open_store(readonly=False)
-    assert store is not None  # a writer's store is created when missing
+    # The lock first, then the state file: opened for writing, a new or older file is created or migrated, which
+    # only the lock's holder may do (beside a daemon starting at that moment both made the tables: "table
+    # datasets already exists", exit 4). A refusal here (a daemon took the state meanwhile) left nothing done.
     lock = backend.state_lock()
+    try:
+        store = backend.open_store(readonly=False)
+    except BaseException:
+        lock.release()
+        raise
+    assert store is not None  # a writer's store is created when missing
     if banner is not None:
         print(banner, flush=True)
     # The zygote boots on another core while this process imports the engine (most of a short run's time).

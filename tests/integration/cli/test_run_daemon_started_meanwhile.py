@@ -1,0 +1,38 @@
+"""`edgeorch run` that found no daemon, whose daemon took the state before this process could: the run goes to it."""
+
+from __future__ import annotations
+
+import time
+
+import edgeorch.cli.commands.runs as runs_cmd
+from edgeorch.cli.backend import Backend
+
+
+def test_a_run_whose_daemon_started_between_its_look_and_its_lock_goes_to_that_daemon(workspace, daemon,
+                                                                                        monkeypatch) -> None:
+    """Found by an operator: `edgeorch run` in the first second of a daemon's start (after `systemctl restart`)
+    found no daemon answering and none holding the state, then met the lock the daemon took meanwhile: "in use
+    by another edgeorch daemon", exit 4, the run never made. Nothing had run here: it is asked of the daemon."""
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["sh", "-c", "echo ran"]\n')
+    real_connect = runs_cmd.connect
+    looks = []
+
+    def connect_then_daemon_starts(cfg, need="prefer", **kw):
+        looks.append(need)
+        if len(looks) == 1:  # the look found nobody; right after it the daemon starts and takes the state
+            daemon.start(wait_ready=False)
+            lock = workspace.state / "edgeorch.lock"
+            deadline = time.monotonic() + 60
+            while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid} daemon\n"):
+                assert time.monotonic() < deadline, "the daemon never took the state"
+                time.sleep(0.01)
+            return Backend(cfg, None)
+        return real_connect(cfg, need, **kw)
+
+    monkeypatch.setattr(runs_cmd, "connect", connect_then_daemon_starts)
+    out = workspace.invoke("run", "p")
+    assert out.returncode == 0, out.stderr
+    assert looks == ["prefer", "daemon"]
+    assert "queued on the daemon" in out.stdout, out.stdout
+    runs = daemon.call("runs.list")["runs"]
+    assert [(r["pipeline"], r["state"]) for r in runs] == [("p", "succeeded")]
