@@ -66,24 +66,24 @@ class AsyncClient:
     # -- runs ---------------------------------------------------------------------------------
 
     async def submit(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-                     label: str = calls.DEFAULT_LABEL) -> Queued:
+                     label: str = calls.DEFAULT_LABEL, no_cache: bool = False) -> Queued:
         """See :meth:`edgeorch.Client.submit`."""
-        return await self._do(calls.submit(pipeline, params, label))
+        return await self._do(calls.submit(pipeline, params, label, no_cache))
 
     async def trigger(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-                      label: str = calls.DEFAULT_LABEL) -> Run:
+                      label: str = calls.DEFAULT_LABEL, no_cache: bool = False) -> Run:
         """See :meth:`edgeorch.Client.trigger`."""
-        return await self.get_run((await self.submit(pipeline, params, label=label)).run_id)
+        return await self.get_run((await self.submit(pipeline, params, label=label, no_cache=no_cache)).run_id)
 
     async def run(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
                   timeout: float | None = None, label: str = calls.DEFAULT_LABEL,
                   on_event: Callable[[dict[str, Any]], None] | None = None,
-                  on_queued: Callable[[Queued], None] | None = None) -> Run:
+                  on_queued: Callable[[Queued], None] | None = None, no_cache: bool = False) -> Run:
         """See :meth:`edgeorch.Client.run` (the events stream is opened before the run is queued)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         async with aclosing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = await anext(items, None)  # "subscribed": from here on nothing is missed
-            queued = await self.submit(pipeline, params, label=label)
+            queued = await self.submit(pipeline, params, label=label, no_cache=no_cache)
             if on_queued is not None:
                 on_queued(queued)
             if on_event is not None and first is not None:

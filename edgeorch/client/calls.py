@@ -105,7 +105,8 @@ def _args(**values: Any) -> dict[str, Any]:
 
 # -- calls ----------------------------------------------------------------------------------------
 
-def submit(pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None, label: str) -> Call[Queued]:
+def submit(pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None, label: str,
+           no_cache: bool = False) -> Call[Queued]:
     """Queue a run of ``pipeline``: a loaded pipeline's name, or a pipeline file (a path object, or a string
     that :func:`edgeorch.pipelines.names_a_file` calls a file), whose content is sent and run as an ad-hoc
     pipeline recorded with its content hash, as ``edgeorch run FILE`` does."""
@@ -118,6 +119,8 @@ def submit(pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None, l
     if problem is not None:  # the daemon's own rule, said before anything is sent
         raise UsageError(problem, field="label", value=label, expected="a label of your own, such as 'backfill'")
     args: dict[str, Any] = {"params": plain(dict(params or {}), "params"), "trigger": label}
+    if no_cache:  # sent only when asked: a daemon of an older edgeorch knows no such argument
+        args["no_cache"] = True
     if isinstance(pipeline, os.PathLike) or (isinstance(pipeline, str) and _names_a_file(pipeline)):
         from pathlib import Path
 

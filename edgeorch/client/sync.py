@@ -84,7 +84,7 @@ class Client:
     # -- runs ---------------------------------------------------------------------------------
 
     def submit(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-               label: str = calls.DEFAULT_LABEL) -> Queued:
+               label: str = calls.DEFAULT_LABEL, no_cache: bool = False) -> Queued:
         """Queue a run and return the daemon's receipt at once (no further request; see :meth:`trigger`).
 
         ``pipeline``: a loaded pipeline's name, or a pipeline file (a
@@ -96,19 +96,20 @@ class Client:
         pipeline is ``NotFoundError`` (with a did-you-mean), a bad param
         ``UsageError`` naming it, a paused pipeline ``ConflictError``, a task
         the machine can never serve ``UnsatisfiableError``; nothing is
-        recorded then.
+        recorded then. ``no_cache``: the run uses no recorded result (every task runs; its result is recorded
+        and serves later runs), as ``edgeorch run --no-cache``.
         """
-        return self._do(calls.submit(pipeline, params, label))
+        return self._do(calls.submit(pipeline, params, label, no_cache))
 
     def trigger(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-                label: str = calls.DEFAULT_LABEL) -> Run:
+                label: str = calls.DEFAULT_LABEL, no_cache: bool = False) -> Run:
         """Queue a run (as :meth:`submit`) and return it as the daemon shows it right after (usually ``queued``)."""
-        return self.get_run(self.submit(pipeline, params, label=label).run_id)
+        return self.get_run(self.submit(pipeline, params, label=label, no_cache=no_cache).run_id)
 
     def run(self, pipeline: str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
             timeout: float | None = None, label: str = calls.DEFAULT_LABEL,
             on_event: Callable[[dict[str, Any]], None] | None = None,
-            on_queued: Callable[[Queued], None] | None = None) -> Run:
+            on_queued: Callable[[Queued], None] | None = None, no_cache: bool = False) -> Run:
         """Queue a run and wait until it has finished (:meth:`submit`, then :meth:`wait`).
 
         Returns the finished run whatever its outcome: check ``run.succeeded``.
@@ -121,7 +122,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with closing(self._transport.stream("events", calls.follow(None, on_event), deadline=deadline)) as items:
             first = next(items, None)  # "subscribed": from here on nothing is missed
-            queued = self.submit(pipeline, params, label=label)
+            queued = self.submit(pipeline, params, label=label, no_cache=no_cache)
             if on_queued is not None:
                 on_queued(queued)
             if on_event is not None and first is not None:

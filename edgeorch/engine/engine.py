@@ -207,6 +207,8 @@ class RunCtx:
     check read them): forgotten when the engine records a new outcome of that task, the only writer."""
     cancel_requested: bool = False
     cancel_reason: str | None = None  # the cancel's reason (a cancelled task's reason starts with it)
+    no_cache: bool = False
+    """The run uses no recorded result (``edgeorch run --no-cache``): each task runs, its result recorded."""
     done: asyncio.Future[RunState] | None = None
     task_env: dict[str, str] | None = None
     """What every task's environment of this run has alike (:meth:`Engine._run_env`), made at its first start."""
@@ -583,13 +585,14 @@ class Engine:
 
     def submit(self, pipeline: Pipeline, params: dict[str, Any], *, trigger: str = "manual", actor: str | None = None,
                check_resources: bool = True, within: Callable[[int], None] | None = None,
-               env: dict[str, str] | None = None) -> int:
+               env: dict[str, str] | None = None, no_cache: bool = False) -> int:
         """Queue a run of ``pipeline`` with resolved ``params``; returns the run id.
 
         ``within(run_id)`` is called inside the transaction that creates the run
         (triggers record their watermark / input state with it, or neither).
         ``env`` is recorded with the run and given to every task of it (after
-        the lease's variables, before the task's own ``env``).
+        the lease's variables, before the task's own ``env``). ``no_cache``: no task of the run is served from
+        a recorded result (each runs; its result is recorded as any other).
 
         Raises :class:`UnsatisfiableError` (nothing recorded) when a task asks for
         resources this machine can never grant; ``check_resources=False`` skips
@@ -615,7 +618,7 @@ class Engine:
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
                 run_dir_for=run_dir_for,
                 tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
-                within=within, env=env,
+                within=within, env=env, no_cache=no_cache,
             )
             activation = self._record_activation(run_id, pipeline)
             self.store.after_commit(functools.partial(self._hold_new_run, activation, trigger))
@@ -868,6 +871,7 @@ class Engine:
             done=self.loop.create_future(),
             # Cancelled before a restart, its attempts still stopping: nothing more starts, and recovery stops them.
             cancel_requested=run.get("cancel_reason") is not None, cancel_reason=run.get("cancel_reason"),
+            no_cache=bool(run.get("no_cache")),
         )
         ctx.needs = {n: pipeline.tasks[n].needs for n in pipeline.order}
         ctx.unmet = settlement.unmet_upstreams(ctx.needs, ctx.states)
@@ -975,7 +979,7 @@ class Engine:
         if (spec.inputs or spec.container is not None) and tid not in self._inputs:
             self._hash_declared_inputs(ctx, name, spec)
             return  # queued (or failed) once its inputs are hashed, in order with other outcomes
-        if spec.cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
+        if spec.cache and not ctx.no_cache and ctx.attempts[name] == 0 and tid not in self._cache_missed:
             self._cache_asked[tid] = self._cache_epoch.get((ctx.pipeline.name, name), 0)
             if tid in self._cache_checks or self._check_cache(ctx, name, spec):
                 return  # a recorded result is being verified: skipped or queued once known

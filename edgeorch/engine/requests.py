@@ -128,6 +128,8 @@ class RunRequest:
     source: str = "params"
     within: Callable[[int], None] | None = None
     env: Mapping[str, str] | None = None
+    no_cache: bool = False
+    """Use no recorded result: every task of the run runs (``edgeorch run --no-cache``)."""
 
 
 @frozen
@@ -201,7 +203,8 @@ class RunRequests:
             hook(request, pipeline, params)
         run_id = self.engine.submit(pipeline, params, trigger=request.trigger, actor=request.actor,
                                     check_resources=False, within=request.within,
-                                    env=dict(request.env) if request.env is not None else None)
+                                    env=dict(request.env) if request.env is not None else None,
+                                    no_cache=request.no_cache)
         started = StartedRun(run_id, pipeline, params, request)
         for after in self.after:
             after(started)

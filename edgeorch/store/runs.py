@@ -46,19 +46,21 @@ class Runs:
         tasks: list[tuple[str, str]],
         within: Callable[[int], None] | None = None,
         env: dict[str, str] | None = None,
+        no_cache: bool = False,
     ) -> int:
         """Insert a queued run and its pending tasks ``[(name, definition_hash)]`` atomically.
 
         ``within(run_id)`` runs inside the same transaction (a trigger records the
         schedule watermark or the input's ``started`` state with the run, or neither).
+        ``no_cache``: the run uses no recorded result (every task runs).
         """
         now = self._db.clock()
         with self._db.transaction():
             cur = self._db.conn.execute(
-                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at, env)"
-                " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?)",
+                "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at,"
+                " env, no_cache) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
                 (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now,
-                 json.dumps(env, sort_keys=True) if env else None),
+                 json.dumps(env, sort_keys=True) if env else None, int(no_cache)),
             )
             run_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self._db.conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (run_dir_for(run_id), run_id))
@@ -255,4 +257,6 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     """A ``runs`` row as every reader gets it: ``params`` and ``env`` decoded (``env`` ``{}`` when none)."""
     row["params"] = json.loads(row["params"])
     row["env"] = json.loads(row["env"]) if row.get("env") else {}
+    if "no_cache" in row:
+        row["no_cache"] = bool(row["no_cache"])
     return row

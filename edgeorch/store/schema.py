@@ -614,6 +614,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE attempts ADD COLUMN inputs_moved TEXT;
     """,
+    # 24: a run asked to use no recorded results (`edgeorch run --no-cache`): each of its tasks runs (its result is
+    # recorded, and serves later runs), also when it is resumed after a restart or retried.
+    """
+    ALTER TABLE runs ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

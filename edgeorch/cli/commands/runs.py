@@ -44,10 +44,12 @@ def register(add: AddCommand) -> None:
                                                                    "(like trigger: exit 69 when no daemon runs)")
     p.add_argument("--here", action="store_true", help="run in this process, never through a daemon (it needs the "
                                                         "state folder to itself: refused while a daemon uses it)")
+    _no_cache_option(p)
 
     p = add("trigger", cmd_trigger, "queue a run on the daemon and print its id (like run --detach)")
     p.add_argument("pipeline", help="a pipeline name")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="set a parameter (repeatable)")
+    _no_cache_option(p)
 
     p = add("cancel", cmd_cancel, "cancel an active run (without a daemon: stop its tasks here and wait)")
     p.add_argument("run_id", type=int, metavar="RUN_ID")
@@ -79,6 +81,12 @@ def register(add: AddCommand) -> None:
 
 
 # -- run / retry / trigger ------------------------------------------------------------------
+
+def _no_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true", help="use no recorded result: every task runs (after a fix to "
+                                                            "a script the cache key does not cover); its results are "
+                                                            "recorded and serve later runs")
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.detach and args.here:
@@ -136,7 +144,7 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
                 print(f"warning: pipeline {printable(queued.pipeline)}: {printable(w)}", file=sys.stderr, flush=True)
 
     if args.detach:
-        queued = backend.api.submit(args.pipeline, params, label="cli")
+        queued = backend.api.submit(args.pipeline, params, label="cli", no_cache=args.no_cache)
         say_queued(queued)
         if args.json:
             print_json(queued.to_dict())
@@ -150,7 +158,8 @@ def _run_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
             queued(q)
 
         # Client.run subscribes to the events before it queues the run: a task that ends at once is shown too.
-        return backend.api.run(args.pipeline, params, label="cli", on_event=printer.shown, on_queued=on_queued)
+        return backend.api.run(args.pipeline, params, label="cli", on_event=printer.shown, on_queued=on_queued,
+                               no_cache=args.no_cache)
 
     return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
 
@@ -174,7 +183,8 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
         # The folder's pipeline of a name is what a file run here is compared with (its models: rule 5), as the
         # daemon compares a client's file: a copy with `gates = []` registered past the owner's gates here.
         door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg))
-        run_id = door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p")).run_id
+        run_id = door.start(RunRequest(pipeline, raw_params, trigger="cli", actor=_actor(), source="-p",
+                                       no_cache=args.no_cache)).run_id
         if banner is not None:  # once the run exists: a refused one (paused, resources) says that alone
             print(banner, flush=True)
         return run_id
@@ -713,6 +723,8 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
             print(f"resumed at {format_timestamp(run['resumed_at'])} (first started "
                   f"{format_timestamp(run['started_at'])})")
         print(f"run folder {run['run_dir']}")
+        if run.get("no_cache"):
+            print("cache: not used (--no-cache): every task ran, none was served from a recorded result")
         if run.get("cancel_reason"):  # who and why, as the cancel said it
             print(f"cancel requested: {printable(run['cancel_reason'])}")
         if run.get("content_hash"):  # what it executes: the file and the content it was started from

@@ -63,7 +63,8 @@ class RunOps:
 
         ``pipeline`` names a loaded pipeline; or ``source`` (a pipeline file's
         text) with ``file`` (its path, for messages and the default name) runs an
-        ad-hoc pipeline file, recorded with the content hash of that text.
+        ad-hoc pipeline file, recorded with the content hash of that text. ``no_cache``: the run uses no recorded
+        result (every task runs; its result is recorded).
         """
         raw = arg(args, "params", dict, required=False, default={})
         label = args.get("trigger") or "socket"
@@ -78,8 +79,9 @@ class RunOps:
             ref = await asyncio.to_thread(adhoc_pipeline, source, file)
         else:
             ref = arg(args, "pipeline", str)
-        started = self.requests.start(RunRequest(ref, raw, trigger=label,
-                                                 actor=actor_of(peer), source="params"))
+        no_cache = arg(args, "no_cache", bool, required=False, default=False)
+        started = self.requests.start(RunRequest(ref, raw, trigger=label, actor=actor_of(peer), source="params",
+                                                 no_cache=no_cache))
         stale = self.stale(started.pipeline.name) if source is None else None
         return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,
                 "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file,

@@ -236,7 +236,7 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
         identity = (intent.dev, intent.ino)
-        copied = take_ownership(dest, intent)  # another user's file: the daemon's copy
+        copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size)  # another user's file: the daemon's copy
         if copied is not None:
             identity = copied
             if fsync:

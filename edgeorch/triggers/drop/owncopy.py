@@ -15,12 +15,8 @@ import errno
 import os
 import stat as stat_mod
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .writers import open_for_writing
-
-if TYPE_CHECKING:
-    from .claim import ClaimIntent
 
 COPY_PREFIX = ".own-copy-"
 """The copy's name while it is written, beside the claimed file in its claim folder (which holds nothing else; a
@@ -40,12 +36,14 @@ def own_mode(mode: int) -> int:
     return (stat_mod.S_IMODE(mode) | 0o600) & 0o755
 
 
-def take_ownership(dest: Path, intent: "ClaimIntent") -> tuple[int, int] | None:
+def take_ownership(dest: Path, identity: tuple[int, int], size: int, mtime_ns: int,
+                   max_size: int | None) -> tuple[int, int] | None:
     """Replace the claimed file ``dest`` by a copy the daemon's user owns when another user owns it; returns the
     copy's ``(dev, ino)`` (the identity the hash then checks), or None when nothing was copied: ``dest`` is the
     daemon user's own file, or not one to copy (the hash's checks then refuse or defer it, as for any file).
 
-    The copy keeps the original's modification time, which the intent recorded: a ``dest`` of the daemon's user
+    ``identity`` (device, inode), ``size`` and ``mtime_ns`` are what the claim's intent recorded of the file,
+    ``max_size`` the watch's. The copy keeps the original's modification time: a ``dest`` of the daemon's user
     that is not the intent's inode but has its size and modification time is this function's copy from a claim
     interrupted by a crash (only the daemon's user can write the claim folder), whose identity is returned as is;
     any other file there stays "swapped in". The source is read through one ``O_NOFOLLOW`` descriptor and
@@ -53,7 +51,6 @@ def take_ownership(dest: Path, intent: "ClaimIntent") -> tuple[int, int] | None:
     watch's ``max_size`` is copied (a file grown after the look is refused by the hash's checks, never copied
     whole). Raises OSError for the caller's transient handling.
     """
-    identity = (intent.dev, intent.ino)
     try:
         fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -63,12 +60,12 @@ def take_ownership(dest: Path, intent: "ClaimIntent") -> tuple[int, int] | None:
     try:
         st = os.fstat(fd)
         if st.st_uid == os.geteuid():
-            if (st.st_dev, st.st_ino) != identity and (st.st_size, st.st_mtime_ns) == (intent.size, intent.mtime_ns):
+            if (st.st_dev, st.st_ino) != identity and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
                 return st.st_dev, st.st_ino  # the copy made before a crash
             return None
         if not stat_mod.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != identity or st.st_nlink != 1:
             return None
-        if open_for_writing(fd) or (intent.max_size is not None and st.st_size > intent.max_size):
+        if open_for_writing(fd) or (max_size is not None and st.st_size > max_size):
             return None
         tmp = copy_name(dest)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
