@@ -25,6 +25,7 @@ reaches :func:`record_suppressed` (``on_suppressed``) once per window: one
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,8 +115,11 @@ class AuditOps:
             key_file = self.seals.sealer.key_file
             running = asyncio.get_running_loop().run_in_executor(VERIFY_IO, verify_file, self.state_file, key_file)
             self._verifying[peer.uid] = running
-            running.add_done_callback(lambda _f, uid=peer.uid: self._verifying.pop(uid, None))
+            running.add_done_callback(functools.partial(self._verified, peer.uid))
         return dict(await asyncio.shield(running))  # a request cancelled leaves the others' answer be
+
+    def _verified(self, uid: int, _done: "asyncio.Future[dict[str, Any]]") -> None:
+        self._verifying.pop(uid, None)
 
     async def audit_init(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         key0 = self.seals.sealer.init(actor_of(peer), self.settings)
