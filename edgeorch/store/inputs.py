@@ -35,7 +35,8 @@ class Inputs:
         self._db = db
 
     def record_intent(self, *, pipeline: str, folder: str, source: str, dev: int | None, ino: int | None,
-                            size: int | None, inbox_for: Callable[[int], str], input_id: int | None = None) -> int:
+                      size: int | None, inbox_for: Callable[[int], str], input_id: int | None = None,
+                      mtime_ns: int | None = None) -> int:
         """Step 1 of a claim: the ``claiming`` row (committed before the rename); returns its id.
 
         ``inbox_for(id)`` names the input's inbox path (its claim folder, made for that id). ``input_id``:
@@ -43,9 +44,9 @@ class Inputs:
         insert, no update); when it is taken, the row gets a new id and ``inbox_for`` is asked again.
         """
         now = self._db.clock()
-        columns = ("INSERT INTO inputs (id, pipeline, watch_folder, source_name, source_path, dev, ino, size, state,"
-                   " arrived_at, updated_at, inbox_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claiming', ?, ?, ?)")
-        values = (pipeline, folder, Path(source).name, source, dev, ino, size, now, now)
+        columns = ("INSERT INTO inputs (id, pipeline, watch_folder, source_name, source_path, dev, ino, size, mtime_ns,"
+                   " state, arrived_at, updated_at, inbox_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'claiming', ?, ?, ?)")
+        values = (pipeline, folder, Path(source).name, source, dev, ino, size, mtime_ns, now, now)
         with self._db.transaction():
             iid: int | None = None
             if input_id is not None:

@@ -619,6 +619,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
     """,
+    # 25: a claimed file's modification time as inspected, with its intent: a claim redone after a crash knows
+    # the daemon user's copy of another user's file by it (triggers/drop/owncopy.py).
+    """
+    ALTER TABLE inputs ADD COLUMN mtime_ns INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

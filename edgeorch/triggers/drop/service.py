@@ -523,8 +523,9 @@ class DropFolders:
             spec = self._spec_for(row["watch_folder"], row["pipeline"])
             if spec is None:  # the watch is gone: claim anyway (the file is ours), the run reports the rest
                 spec = WatchSpec(folder=Path(row["watch_folder"]), pipeline=row["pipeline"])
+            # Its size picks its lane (LONG_CLAIM_BYTES); its size and mtime know a copy made of another user's file.
             intent = ClaimIntent(rec.inbox_path.parent.name, rec.source, rec.inbox_path, int(row.get("size") or 0),
-                                 0, rec.dev or 0, rec.ino or 0,  # its size picks its lane (LONG_CLAIM_BYTES)
+                                 int(row.get("mtime_ns") or 0), rec.dev or 0, rec.ino or 0,
                                  spec.max_size, spec.allow_sparse)
             self._pending.append(_Pending(rec.id, spec, intent))
             self._wake.set()
@@ -808,7 +809,8 @@ class DropFolders:
         try:
             iid = self.store.inputs.record_intent(pipeline=spec.pipeline, folder=str(spec.folder),
                                                    source=str(acc.path), dev=acc.dev, ino=acc.ino, size=acc.size,
-                                                   inbox_for=inbox_for, input_id=planned if planned in ahead else None)
+                                                   mtime_ns=acc.mtime_ns, inbox_for=inbox_for,
+                                                   input_id=planned if planned in ahead else None)
         except BaseException:
             for dest in taken:
                 _remove_claim_folder(dest.parent)  # made for a record that rolls back

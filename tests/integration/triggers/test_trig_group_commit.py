@@ -311,3 +311,46 @@ def test_a_recovered_input_whose_start_cannot_be_recorded_is_started_after_a_bac
     asyncio.run(main())
     said = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith("; retry 1 in 0.5s"), said
+
+
+def test_a_claim_of_another_users_file_interrupted_after_its_copy_is_finished_by_recovery(workspace):
+    """Another user's claimed file is replaced by the daemon user's copy (triggers/drop/owncopy.py). A crash after
+    that and before the claim was recorded left a file in the claim folder that is not the intent's inode: the
+    next start must know it for the claim's copy (its size and mtime, recorded with the intent), not refuse it as
+    "swapped in"."""
+    import os
+
+    from edgeorch.triggers.drop.owncopy import take_ownership
+
+    if os.geteuid() != 0:
+        pytest.skip("giving the file to another user needs root")
+    drop, cfg = _watch_ingest(workspace)
+    src = drop / "a.csv"
+    src.write_text("1\n")
+    os.chown(src, 65534, 65534)
+    st = os.lstat(src)
+    store = Store(cfg.state_file)
+    folder = cfg.inbox_dir / "in-1"
+    iid = store.inputs.record_intent(pipeline="ingest", folder=str(drop), source=str(src), dev=st.st_dev,
+                                     ino=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                     inbox_for=lambda i: str(folder / "a.csv"))
+    store.close()
+    folder.mkdir(parents=True, mode=0o700)
+    os.rename(src, folder / "a.csv")  # the claim's rename, then its copy; then the crash
+    assert take_ownership(folder / "a.csv", (st.st_dev, st.st_ino), st.st_size, st.st_mtime_ns, None) is not None
+
+    async def main() -> None:
+        store, engine, drops = await daemon_parts(cfg)
+        engine.bus.subscribe(lambda e: drops.on_run_finished(e.run_id, e.state, e.reason), RunFinished)
+        try:
+            drops.recover_and_collect()
+            drops.watch()  # its claim worker finishes the claim
+            await _until(lambda: store.inputs.get(iid)["state"] in ("done", "refused", "quarantined", "lost", "vanished"))
+            row = store.inputs.get(iid)
+            assert (row["state"], row["sha256"]) == ("done", hashlib.sha256(b"1\n").hexdigest()), row
+        finally:
+            drops.stop()
+            await engine.close()
+            store.close()
+
+    asyncio.run(main())
