@@ -182,12 +182,13 @@ class Daemon:
         keep_from_children()  # CAP_LEASE (the shipped unit's) is the daemon's, never its tasks' or commands'
         lock = await self._lock_state()  # before anything is read or started
         self._lock = lock
-        if self.banner:
-            print(self.banner, file=sys.stderr, flush=True)
         self.metrics = MetricsService(cfg.metrics)
         try:
-            # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start.
+            # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start
+            # (before the banner, which says how to talk to a daemon that then never served).
             self.metrics.open(self.loop)
+            if self.banner:
+                print(self.banner, file=sys.stderr, flush=True)
             self.store = Store(cfg.state_file)
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             self.registry.stored_holders = self.store.pipelines.holders  # a name two files declare stays put
