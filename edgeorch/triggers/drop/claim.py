@@ -23,7 +23,7 @@ from ...trust import close_folder
 from .inspection import (TRANSIENT_ERRNOS, Refuse, file_kind, has_cap_fowner, inspect, move_problem,
                          sparse_problem)
 from .names import display_path
-from .owncopy import take_ownership
+from .owncopy import CopyInterrupted, take_ownership
 from .spec import check_same_filesystem
 from .writers import open_for_writing
 
@@ -236,7 +236,10 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
         identity = (intent.dev, intent.ino)
-        copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size)  # another user's file: the daemon's copy
+        try:
+            copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel)
+        except CopyInterrupted as exc:
+            raise ClaimInterrupted(f"{exc} (the daemon is stopping); the next start finishes it") from None  # another user's file: the daemon's copy
         if copied is not None:
             identity = copied
             if fsync:

@@ -186,3 +186,63 @@ def test_another_users_claimed_file_is_the_daemons_own_copy_so_a_kept_descriptor
     claimed = perform_claim(intent)
     st = os.lstat(claimed.path)
     assert (st.st_dev, st.st_ino) == (intent.dev, intent.ino)  # the daemon's own user's file: never copied
+
+
+def test_a_sparse_file_of_another_user_is_copied_with_its_holes_and_a_stop_interrupts_the_copy(tmp_path):
+    """Found by a hostile dropper: `truncate -s 8G` on a watch that allows sparse files made an 8 GiB copy of real
+    blocks (copy_file_range writes holes out on ext4), and a stop waited 26 s for it."""
+    import os
+    import threading
+
+    import pytest
+
+    from edgeorch.triggers.drop.claim import ClaimInterrupted, perform_claim, prepare_claim
+
+    if os.geteuid() != 0:
+        pytest.skip("giving the file to another user needs root")
+    drop, inbox = tmp_path / "drop", tmp_path / "inbox"
+    drop.mkdir()
+    src = drop / "big.bin"
+    with open(src, "wb") as f:
+        f.write(b"head")
+        f.seek(1 << 28)
+        f.write(b"tail")
+    os.chown(src, 65534, 65534)
+    intent = prepare_claim(src, drop, inbox, "in-1", allow_sparse=True)
+    claimed = perform_claim(intent)
+    st = os.lstat(claimed.path)
+    assert st.st_size == (1 << 28) + 4 and st.st_blocks * 512 < (1 << 20), st  # holes kept: not 256 MiB of blocks
+    with open(claimed.path, "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(1 << 28)
+        assert f.read() == b"tail"
+
+    again = drop / "again.bin"
+    again.write_bytes(os.urandom(1 << 20))
+    os.chown(again, 65534, 65534)
+    stop = threading.Event()
+    stop.set()
+    intent = prepare_claim(again, drop, inbox, "in-2")
+    with pytest.raises(ClaimInterrupted):
+        perform_claim(intent, cancel=stop)
+    assert sorted(p.name for p in (inbox / "in-2").iterdir()) == ["again.bin"]  # no copy left; redone next start
+
+
+def test_a_group_writable_file_of_the_daemons_own_user_loses_group_and_other_write_at_its_claim(tmp_path):
+    """Found by a hostile dropper: in a group-writable drop folder a producer running as the daemon's user (umask
+    002) left files mode 0664; another member kept a read-only descriptor and reopened it for writing through
+    /proc/self/fd after the hash. Such a file loses its group and other write bits at the claim."""
+    import os
+    import stat
+
+    from edgeorch.triggers.drop.claim import perform_claim, prepare_claim
+
+    drop, inbox = tmp_path / "drop", tmp_path / "inbox"
+    drop.mkdir()
+    src = drop / "x.csv"
+    src.write_text("good\n")
+    os.chmod(src, 0o666)
+    intent = prepare_claim(src, drop, inbox, "in-1")
+    claimed = perform_claim(intent)
+    st = os.lstat(claimed.path)
+    assert stat.S_IMODE(st.st_mode) == 0o644 and (st.st_dev, st.st_ino) == (intent.dev, intent.ino)
