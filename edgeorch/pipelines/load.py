@@ -51,45 +51,62 @@ def toml_entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.toml") if not p.name.startswith("."))
 
 
-def settle_names(candidates: Iterable[tuple[Path, Pipeline]], holders: Mapping[str, str] | None = None,
+Holders = Mapping[str, tuple[str, "str | None"]]
+"""Pipeline name -> (the file that holds it, the content hash it was loaded with, when known)."""
+
+
+def settle_names(candidates: Iterable[tuple[Path, Pipeline]], holders: Holders | None = None,
+                 broken: Iterable[Path] = (),
                  ) -> tuple[dict[str, tuple[Path, Pipeline]], list[EdgeorchError]]:
     """One file per pipeline name, in file order: ``(by name: (file, pipeline)), errors``. Pure.
 
-    When several files declare one name, the file that holds it keeps it: the one ``holders`` names for it (the
-    file a running daemon serves it from, else the one the state file last loaded it from), else the file named
-    after it (``<name>.toml``, the default name's file), else the first in file order. Each other file declaring
-    it is an error naming the holder. The first in file order alone let a new ``aa_copy.toml`` left with its
-    original's name take that pipeline over at the next reload: its schedule gone, its runs the copy's command.
+    When several files declare one name, the file that holds it keeps it (``holders``: the file a running daemon
+    serves it from, else the one the state file last loaded it from): that file, else a file with the content it
+    was loaded with (the holder renamed: ``mv nightly.toml zz_nightly.toml``), else the file named after it
+    (``<name>.toml``), else the first in file order. Each other file declaring it is an error naming the one
+    that keeps it. When the holder's file is among ``broken`` (there, with errors), no other file takes the name:
+    each one declaring it is such an error (a daemon serves the holder's last valid version; the name is not
+    loaded elsewhere until the file is fixed). The first in file order alone let a new ``aa_copy.toml`` left
+    with its original's name take that pipeline over: its schedule gone, its runs the copy's command.
     """
     by_name: dict[str, list[tuple[Path, Pipeline]]] = {}
     for f, pipe in candidates:
         by_name.setdefault(pipe.name, []).append((f, pipe))
+    broken_files = {str(b) for b in broken}
     chosen: dict[str, tuple[Path, Pipeline]] = {}
     errors: list[EdgeorchError] = []
     for name, entries in by_name.items():
-        held = (holders or {}).get(name)
-        winner = next((e for e in entries if str(e[0]) == held), None) \
-            or next((e for e in entries if e[0].name == f"{name}.toml"), None) or entries[0]
-        chosen[name] = winner
+        held, held_hash = (holders or {}).get(name, (None, None))
+        if held is not None and held in broken_files and all(str(f) != held for f, _ in entries):
+            keeper, why = Path(held), "it serves it; its file has errors now: fix it"
+            winner = None
+        else:
+            winner = next((e for e in entries if str(e[0]) == held), None) \
+                or next((e for e in entries if held_hash is not None and e[1].content_hash == held_hash), None) \
+                or next((e for e in entries if e[0].name == f"{name}.toml"), None) or entries[0]
+            keeper, why = winner[0], _why_held(winner, name, held, held_hash)
+            chosen[name] = winner
         for f, _pipe in entries:
-            if f != winner[0]:
+            if winner is None or f != winner[0]:
                 errors.append(PipelineError(
                     "duplicate pipeline name", file=str(f), field="name", value=name,
-                    expected=f"a name not already used by {winner[0]}",
-                    hint=f"{winner[0]} keeps pipeline {name!r} ({_why_held(winner[0], name, held)}); give this "
-                         "file another `name`"))
+                    expected=f"a name not already used by {keeper}",
+                    hint=f"{keeper} keeps pipeline {name!r} ({why}); give this file another `name`"))
     return chosen, errors
 
 
-def _why_held(file: Path, name: str, held: str | None) -> str:
+def _why_held(entry: tuple[Path, Pipeline], name: str, held: str | None, held_hash: str | None) -> str:
+    file, pipe = entry
     if str(file) == held:
         return "it serves it already"
+    if held_hash is not None and pipe.content_hash == held_hash:
+        return f"the file that served it, moved from {held}"
     if file.name == f"{name}.toml":
         return "the file named after it"
     return "the first file in name order that declares it"
 
 
-def validate_path(path: Path, holders: Mapping[str, str] | None = None) -> ValidationReport:
+def validate_path(path: Path, holders: Holders | None = None) -> ValidationReport:
     """Validate a pipeline file or every ``*.toml`` in a folder.
 
     Duplicate pipeline names across files are an error of each file but the one that keeps the name
@@ -102,12 +119,15 @@ def validate_path(path: Path, holders: Mapping[str, str] | None = None) -> Valid
         return ValidationReport({}, errors, [])
     files = pipeline_files(path)
     candidates: list[tuple[Path, Pipeline]] = []
+    broken: list[Path] = []
     for file in files:
         pipe, errs = load_pipeline_file(file)
         errors.extend(errs)
         if pipe is not None:
             candidates.append((file, pipe))
-    chosen, duplicates = settle_names(candidates, holders)
+        else:
+            broken.append(file)
+    chosen, duplicates = settle_names(candidates, holders, broken)
     errors.extend(duplicates)
     return ValidationReport({name: pipe for name, (_f, pipe) in chosen.items()}, errors, files)
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from ..errors import EdgeorchError, NotFoundError
 from ..model import Pipeline
 from ..records import frozen
 from ..tomlcheck import suggest
-from .load import load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes, settle_names
+from .load import Holders, load_pipeline_bytes, not_loaded_error, pipeline_files, read_pipeline_bytes, settle_names
 
 
 @dataclass
@@ -85,7 +85,7 @@ class PipelineRegistry:
         self._scanned: dict[Path, FileScan] = {}
         self._loaded = False
         self.folder_missing = False
-        self.stored_holders: Callable[[], Mapping[str, str]] = dict
+        self.stored_holders: Callable[[], Holders] = dict
         """Which file the state file last loaded each name from (the daemon sets it once its store is open):
         who keeps a name two files declare at the first load (:func:`~.load.settle_names`)."""
         """The last scan found no folder at :attr:`folder` (what was loaded before is kept, each pipeline stale):
@@ -188,8 +188,9 @@ class PipelineRegistry:
                     stale_files[f] = (old.name, fs.errors[0])
             candidates.append((f, pipe))
         # A name stays with the file that serves it now (else the one the state file last loaded it from).
-        holders = {**self.stored_holders(), **{p.name: str(f) for f, p in self.by_file.items()}}
-        chosen, duplicates = settle_names(candidates, holders)
+        holders = {**self.stored_holders(), **{p.name: (str(f), p.content_hash) for f, p in self.by_file.items()}}
+        broken = [f for f, fs in scan.files.items() if fs.pipeline is None and f not in self.by_file]
+        chosen, duplicates = settle_names(candidates, holders, broken)
         result.errors.extend(duplicates)
         names: dict[str, Path] = {name: f for name, (f, _pipe) in chosen.items()}
         new: dict[Path, Pipeline] = {f: pipe for f, pipe in chosen.values()}

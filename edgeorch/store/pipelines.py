@@ -77,12 +77,13 @@ class Pipelines:
                            " ORDER BY COALESCE(loaded_at, created_at) DESC, id DESC LIMIT 1", (source_file,))
         return dict(row) if row else None
 
-    def holders(self) -> dict[str, str]:
-        """The file each pipeline name was last loaded from by a daemon (:meth:`note_loaded`): who keeps a name
-        two files declare (:func:`~edgeorch.pipelines.load.settle_names`). Names never loaded are absent."""
-        rows = self._db.all("SELECT name, source_file FROM pipeline_versions WHERE loaded_at IS NOT NULL"
-                            " ORDER BY loaded_at, id")
-        return {r["name"]: r["source_file"] for r in rows}  # the last loaded wins
+    def holders(self) -> dict[str, tuple[str, str]]:
+        """The file each pipeline name was last loaded from by a daemon (:meth:`note_loaded`), with that version's
+        content hash: who keeps a name two files declare (:func:`~edgeorch.pipelines.load.settle_names`). Names
+        never loaded are absent."""
+        rows = self._db.all("SELECT name, source_file, content_hash FROM pipeline_versions WHERE loaded_at IS NOT"
+                            " NULL ORDER BY loaded_at, id")
+        return {r["name"]: (r["source_file"], r["content_hash"]) for r in rows}  # the last loaded wins
 
     def version(self, version_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))

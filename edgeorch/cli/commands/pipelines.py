@@ -28,25 +28,6 @@ def register(add: AddCommand) -> None:
     p.add_argument("--reason", help="why (recorded with pause)")
 
 
-def name_holders(cfg: Config) -> dict[str, str]:
-    """Which file a daemon last loaded each pipeline name from (the state file's record; empty without one, or
-    when it cannot be read): who keeps a name two files declare, as the daemon decides it."""
-    if not cfg.state_file.exists():
-        return {}
-    from ...store import Store
-
-    try:
-        store = Store(cfg.state_file, readonly=True)
-    except Exception:  # noqa: BLE001 - a damaged or unreadable state file: file order decides, as without one
-        return {}
-    try:
-        return store.pipelines.holders()
-    except Exception:  # noqa: BLE001 - as above
-        return {}
-    finally:
-        store.close()
-
-
 def find_pipeline(cfg: Config, ref: str) -> Any:
     """The pipeline ``ref`` names: a pipeline file, or a name in the pipelines folder (offline path).
 
@@ -54,6 +35,7 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
     ``NotFoundError`` (with a close match when there is one) when no file defines it.
     """
     from ...pipelines import load_named, names_a_file, not_loaded_error, validate_path
+    from ..holders import name_holders
 
     p = Path(ref)
     if names_a_file(ref):
@@ -193,6 +175,7 @@ def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
         res = backend.client.call("pipelines.list")
         return res["pipelines"], [e["message"] for e in res["errors"]]
     from ...pipelines import pipeline_summary, validate_path
+    from ..holders import name_holders
 
     report = validate_path(backend.cfg.pipelines_dir, name_holders(backend.cfg))
     if not report.pipelines:

@@ -46,10 +46,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.path is not None and not os.path.lexists(path):  # the argument names nothing: exit 3, as elsewhere
         raise NotFoundError("no such file or folder", file=str(path),
                             expected="a pipeline .toml file or a folder of them")
-    report = validate_path(path)
     # The configured rules folder is read against the pipelines just validated, as the daemon reads it: with
-    # the configured pipelines folder (no path, or that folder by name).
+    # the configured pipelines folder (no path, or that folder by name). A name two files declare goes where the
+    # daemon gives it (the state file says which file served it).
     with_folder = cfg is not None and (args.path is None or _same(path, cfg.pipelines_dir))
+    from ..holders import name_holders
+
+    report = validate_path(path, name_holders(cfg) if with_folder and cfg is not None else None)
     folder_rules, rule_errors = load_rules_dir(rules_dir, report.pipelines) if with_folder else ([], [])
     in_use, duplicates = in_force(report.pipelines, folder_rules)  # the daemon's rule for a name declared twice
     rules = [r for r in folder_rules if in_use.get(r.name) is r]

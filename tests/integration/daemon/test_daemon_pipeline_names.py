@@ -41,3 +41,55 @@ def test_a_copy_left_with_a_served_pipelines_name_takes_nothing_over(workspace, 
     out = workspace.invoke("run", "nightly")  # without a daemon: the same file
     assert out.returncode == 0, out.stderr
     assert "impostor" not in out.stdout + out.stderr
+
+
+def _served(daemon, name: str) -> str:
+    (only,) = [p for p in daemon.call("pipelines.list")["pipelines"] if p["name"] == name]
+    return only["file"]
+
+
+def test_a_copy_takes_nothing_over_while_the_served_file_is_broken_across_a_restart(workspace, daemon) -> None:
+    """Found by a re-test: the served file broken by an edit, then a restart: the fresh registry saw only the
+    copy's valid file, gave it the name and kept it after the original was fixed (its runs the copy's command,
+    offline too). The holder's broken file keeps the name (its last valid version served); the copy is the
+    duplicate, with or without a daemon."""
+    workspace.pipeline("nightly", '[tasks.a]\ncommand = ["sh", "-c", "echo real"]\n')
+    daemon.start()
+    workspace.pipeline("aa_copy", 'name = "nightly"\n[tasks.a]\ncommand = ["sh", "-c", "echo impostor"]\n')
+    daemon.call("reload")
+    served = workspace.pipelines / "nightly.toml"
+    served.write_text(served.read_text() + "oops =\n")
+    daemon.call("reload")
+    assert daemon.stop() == 0
+    daemon.start()
+    assert _served(daemon, "nightly") == str(served)
+    errors = daemon.call("pipelines.list")["errors"]
+    assert any(e["file"] == str(workspace.pipelines / "aa_copy.toml") and "duplicate" in e["message"] for e in errors)
+    assert daemon.stop() == 0
+    out = workspace.invoke("run", "nightly")  # offline: the broken file's error, never the copy's command
+    assert out.returncode != 0 and "impostor" not in out.stdout + out.stderr, out.stdout + out.stderr
+    served.write_text(served.read_text().replace("oops =\n", ""))
+    daemon.start()
+    assert _served(daemon, "nightly") == str(served)
+
+
+def test_a_served_file_renamed_keeps_its_name_against_a_copy(workspace, daemon) -> None:
+    """Found by a re-test: `mv nightly.toml zz_nightly.toml` (its name declared in it) with a copy `aa_copy.toml`
+    declaring it too: the copy, first in order, took the name. The file with the content that was served keeps
+    it, and the daemon and `edgeorch validate` say the same."""
+    workspace.pipeline("nightly", 'name = "nightly"\n[tasks.a]\ncommand = ["sh", "-c", "echo real"]\n')
+    daemon.start()
+    workspace.pipeline("aa_copy", 'name = "nightly"\n[tasks.a]\ncommand = ["sh", "-c", "echo impostor"]\n')
+    daemon.call("reload")
+    moved = workspace.pipelines / "zz_nightly.toml"
+    (workspace.pipelines / "nightly.toml").rename(moved)
+    daemon.call("reload")
+    assert _served(daemon, "nightly") == str(moved)
+    (err,) = [e for e in daemon.call("pipelines.list")["errors"] if "duplicate" in e["message"]]
+    assert err["file"] == str(workspace.pipelines / "aa_copy.toml"), err
+    assert daemon.stop() == 0
+    daemon.start()
+    assert _served(daemon, "nightly") == str(moved)
+    assert daemon.stop() == 0
+    checked = workspace.invoke("validate")
+    assert f"{workspace.pipelines / 'aa_copy.toml'}: name: duplicate pipeline name" in checked.stdout + checked.stderr

@@ -242,7 +242,7 @@ def test_a_name_two_files_declare_stays_with_its_holder_then_its_own_file_then_t
     (tmp_path / "one.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
     (tmp_path / "two.toml").write_text('name="same"\n[tasks.a]\ncommand=["true"]\n')
     assert validate_path(tmp_path).pipelines["same"].source_file == str(tmp_path / "one.toml")  # first in order
-    report = validate_path(tmp_path, {"same": str(tmp_path / "two.toml")})
+    report = validate_path(tmp_path, {"same": (str(tmp_path / "two.toml"), None)})
     assert report.pipelines["same"].source_file == str(tmp_path / "two.toml")
     assert any(e.file == str(tmp_path / "one.toml") and "(it serves it already)" in e.render() for e in report.errors)
     assert settle_names([]) == ({}, [])
