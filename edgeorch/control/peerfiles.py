@@ -10,7 +10,8 @@ read what only the daemon may read, nor stall the daemon. So
 - checks that the peer (uid and groups from ``SO_PEERCRED`` and the user
   database) could read it itself: read permission on the file and search
   permission on every folder above it, by the classic owner/group/other mode
-  bits; a file or folder with an access ACL is refused whatever it says (its
+  bits; nothing under ``/proc`` or ``/sys`` (the kernel's own rules, such as
+  ptrace's, decide there); a file or folder with an access ACL is refused whatever it says (its
   named entries may deny what the bits allow, and the ACL is not evaluated:
   the check may refuse, never allow, more than the kernel would; a reader
   read a file an ACL denied it through the validation's errors), applied to the path the kernel actually
@@ -98,6 +99,15 @@ def peer_may_read(real_path: str, st: os.stat_result, peer: Peer, gids: frozense
         folder = folder.parent
 
 
+KERNEL_VIEWS = ("/proc", "/sys")
+"""Folders whose files the kernel lets a process read by rules other than their mode bits (``/proc/PID/maps``:
+0444, readable by its owner's ptrace peers only): never read for a peer."""
+
+
+def _kernel_view(real_path: str) -> bool:
+    return any(real_path == top or real_path.startswith(top + "/") for top in KERNEL_VIEWS)
+
+
 def read_for_peer(path: str, peer: Peer, max_bytes: int, *, daemon_uid: int | None = None) -> bytes:
     """The content of ``path`` if ``peer`` may read it and it is a regular file of at most ``max_bytes``.
 
@@ -117,7 +127,7 @@ def read_for_peer(path: str, peer: Peer, max_bytes: int, *, daemon_uid: int | No
         st = os.fstat(fd)
         if not trusted:
             real = os.readlink(f"/proc/self/fd/{fd}")
-            if not peer_may_read(real, st, peer, _groups_from_db(peer)) or has_acl(fd):
+            if _kernel_view(real) or not peer_may_read(real, st, peer, _groups_from_db(peer)) or has_acl(fd):
                 raise PeerFileError("cannot read: Permission denied", file=path,
                                     hint="the daemon reads a file for you only if you could read it yourself, by "
                                          "its mode bits (a file or folder with an ACL is never read for you: send "

@@ -192,12 +192,14 @@ def test_validate_never_reads_for_a_reader_what_only_the_daemon_may_read(workspa
     os.chmod(sock, 0o666)
     requests = [{"path": str(secret)}, {"path": str(hidden / "p.toml")}, {"path": "/dev/zero"},
                 *[{"path": str(fifo)} for _ in range(6)], {"path": str(ok_file)},
-                {"text": ECHO, "name": "sent.toml"}]
+                {"text": ECHO, "name": "sent.toml"},
+                # 0444, but the kernel lets only the daemon's ptrace peers read it (a re-test got its parse error)
+                {"path": f"/proc/{daemon.proc.pid}/maps"}]
     started = time.monotonic()
     replies = _as_nobody_validate(str(sock), requests)
     assert time.monotonic() - started < 30  # FIFOs and /dev/zero never block or stream
-    secret_r, hidden_r, zero_r, *fifo_r, own_r, text_r = replies
-    for r in (secret_r, hidden_r):
+    secret_r, hidden_r, zero_r, *fifo_r, own_r, text_r, maps_r = replies
+    for r in (secret_r, hidden_r, maps_r):
         assert r["ok"] is False and r["code"] == "usage" and "Permission denied" in r["message"]
     assert "TOP-SECRET" not in json.dumps(replies)
     assert zero_r["ok"] is False and "not a regular file" in zero_r["message"]

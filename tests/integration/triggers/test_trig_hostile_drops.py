@@ -248,3 +248,29 @@ def test_a_watch_said_not_watched_takes_no_file(workspace, daemon, tmp_path):
     wait_until(daemon, lambda: n_inputs(workspace, "done") >= 1, timeout=30, what="the good watch's file done")
     assert (bad / "left.csv").exists() and [r["source_name"] for r in inputs(workspace)] == ["taken.csv"]
     assert "watch not started" in daemon.output()
+
+
+def test_files_of_owners_the_user_database_does_not_name_share_one_bound():
+    """Found by a re-test: FIFOs chowned in a user namespace to 40 subordinate uids were 40 records at once, each
+    uid with its own 10 a minute (65,536 subordinate uids: 650k records a minute). Every uid the user database
+    does not name counts in one bucket."""
+    import pwd
+
+    from edgeorch.triggers.drop.service import UNNAMED_OWNERS, refusal_owner
+
+    root = pwd.getpwuid(0).pw_name
+    assert refusal_owner(0) == (0, f"{root} (uid 0)")
+    unnamed = next(u for u in range(296_608, 400_000) if not _named(u))
+    assert refusal_owner(unnamed) == refusal_owner(unnamed + 1) == (
+        UNNAMED_OWNERS, "owners not in the user database (subordinate or container uids)")
+    assert refusal_owner(-1)[0] == -1
+
+
+def _named(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
