@@ -220,8 +220,10 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
     never waits for a long hash); :class:`ClaimNotPermitted` when the system refuses the rename.
     """
     dest = intent.dest
+    redo = True  # dest was there already: a claim interrupted after its rename, finished now
     try:
         if not os.path.lexists(dest):
+            redo = False
             try:
                 st = os.lstat(intent.source)
             except FileNotFoundError:
@@ -237,7 +239,8 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
         identity = (intent.dev, intent.ino)
         try:
-            copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel)
+            copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel,
+                                    redo=redo)
         except CopyInterrupted as exc:
             raise ClaimInterrupted(f"{exc} (the daemon is stopping); the next start finishes it") from None  # another user's file: the daemon's copy
         if copied is not None:

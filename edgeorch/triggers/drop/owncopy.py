@@ -45,7 +45,7 @@ class CopyInterrupted(Exception):
 
 
 def take_ownership(dest: Path, identity: tuple[int, int], size: int, mtime_ns: int, max_size: int | None,
-                   cancel: threading.Event | None = None) -> tuple[int, int] | None:
+                   cancel: threading.Event | None = None, *, redo: bool = True) -> tuple[int, int] | None:
     """Make the claimed file ``dest`` one nobody but the daemon's user can write; returns the identity ``(dev,
     ino)`` the hash then checks when it changed (a copy), else None.
 
@@ -59,8 +59,10 @@ def take_ownership(dest: Path, identity: tuple[int, int], size: int, mtime_ns: i
     ``identity`` (device, inode), ``size`` and ``mtime_ns`` are what the claim's intent recorded of the file,
     ``max_size`` the watch's. The copy keeps the original's modification time: a ``dest`` of the daemon's user
     that is not the intent's inode but has its size and modification time is this function's copy from a claim
-    interrupted by a crash (only the daemon's user can write the claim folder), whose identity is returned as is;
-    any other file there stays "swapped in". The source is read through one ``O_NOFOLLOW`` descriptor and
+    interrupted by a crash (only the daemon's user can write the claim folder), whose identity is returned as is,
+    when ``redo`` (``dest`` was there before this try: the claim's rename was done by an earlier one); any other
+    file there stays "swapped in" (a file of the daemon's user renamed into the drop folder under the claimed
+    name between the claim's look and its rename, its size and mtime matched, is never taken for a copy). The source is read through one ``O_NOFOLLOW`` descriptor and
     checked on it first: the intent's inode, a regular file, one name, no writer holding it; at most the
     watch's ``max_size`` is copied (a file grown after the look is refused by the hash's checks, never copied
     whole), and its holes stay holes (a sparse file of 8 GB, where a watch allows them, is not written out).
@@ -77,7 +79,7 @@ def take_ownership(dest: Path, identity: tuple[int, int], size: int, mtime_ns: i
         st = os.fstat(fd)
         if st.st_uid == os.geteuid():
             if (st.st_dev, st.st_ino) != identity:
-                if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                if redo and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
                     return st.st_dev, st.st_ino  # the copy made before a crash
                 return None
             if stat_mod.S_ISREG(st.st_mode) and st.st_mode & 0o022:

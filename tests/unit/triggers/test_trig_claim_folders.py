@@ -246,3 +246,34 @@ def test_a_group_writable_file_of_the_daemons_own_user_loses_group_and_other_wri
     claimed = perform_claim(intent)
     st = os.lstat(claimed.path)
     assert stat.S_IMODE(st.st_mode) == 0o644 and (st.st_dev, st.st_ino) == (intent.dev, intent.ino)
+
+
+def test_a_daemon_users_file_swapped_in_before_the_rename_is_never_taken_for_the_claims_copy(tmp_path, monkeypatch):
+    """Suspected by a re-test: a file of the daemon's user, its size and mtime those of the inspected one, renamed
+    over the claimed name between the claim's look and its rename, would pass for the copy a crash left. Only a
+    claim redone (its destination there before the try) knows a copy by size and mtime."""
+    import os
+
+    import pytest
+
+    from edgeorch.triggers.drop.claim import ClaimRefused, perform_claim, prepare_claim
+
+    drop, inbox = tmp_path / "drop", tmp_path / "inbox"
+    drop.mkdir()
+    src = drop / "x.csv"
+    src.write_text("good\n")
+    intent = prepare_claim(src, drop, inbox, "in-1")
+    st = os.lstat(src)
+    other = tmp_path / "other.csv"
+    other.write_text("EVIL\n")
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    real_rename = os.rename
+
+    def swap_then_rename(a, b, *args, **kw):  # the swap lands in the window between the look and the rename
+        if str(a) == str(src) and other.exists():
+            real_rename(other, src)
+        return real_rename(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "rename", swap_then_rename)
+    with pytest.raises(ClaimRefused, match="swapped in"):
+        perform_claim(intent)
