@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from watchdog.events import (
+    DirCreatedEvent,
     DirDeletedEvent,
+    DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -54,7 +56,7 @@ BATCH_MAX = 1000
 """Events delivered per loop callback at most: a longer queue is delivered over several
 callbacks, so a burst never holds the loop (control requests, the engine) for long."""
 _EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
-                 DirDeletedEvent]
+                 DirDeletedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 @frozen
@@ -79,6 +81,13 @@ class _Handler(FileSystemEventHandler):
             send("folder_gone", self.folder)  # IN_DELETE_SELF: watchdog stops this folder's emitter
             return
         if event.is_directory:
+            # A folder made or moved into the watched folder: handed over as a file is, so one under a
+            # candidate's name is refused ("not a regular file") now, not at the next rescan or start.
+            if isinstance(event, DirMovedEvent) and event.dest_path \
+                    and os.path.dirname(_text(event.dest_path)) == self.folder:
+                send("moved_to", _text(event.dest_path))
+            elif isinstance(event, DirCreatedEvent) and os.path.dirname(_text(event.src_path)) == self.folder:
+                send("created", _text(event.src_path))
             return
         if isinstance(event, FileMovedEvent):
             if event.src_path:

@@ -194,6 +194,21 @@ def _reason_of(daemon, name: str) -> str | None:
     return rows[-1].get("reason") if rows else None
 
 
+def test_a_folder_made_or_moved_in_under_a_candidates_name_is_refused_at_once(workspace, daemon, tmp_path):
+    """Found by an operator: `mkdir drop/sub.csv` was recorded as refused only at the next daemon start (its
+    inotify event, a folder's, was dropped; the periodic rescan is a minute away). Made or moved in, it is
+    refused now: well within the rescan interval (60 s)."""
+    open_, _private = two_watches(workspace)
+    daemon.start()
+    (open_ / "made.csv").mkdir()
+    (tmp_path / "moved.csv").mkdir()
+    (tmp_path / "moved.csv").rename(open_ / "moved.csv")
+    wait_until(daemon, lambda: n_inputs(workspace, "refused") >= 2, timeout=20, what="both folders refused")
+    assert sorted((r["source_name"], r["reason"]) for r in inputs(workspace, "refused")) == [
+        ("made.csv", "not a regular file (a folder)"), ("moved.csv", "not a regular file (a folder)")]
+    assert daemon.stop(timeout=15) == 0
+
+
 def test_a_flood_of_refused_files_is_recorded_within_the_rate_rule_and_counted_beyond_it(workspace, daemon,
                                                                                           tmp_path):
     """2,000 links dropped at once were 2,000 warnings in the journal; then a dropper who made and removed 1,500
