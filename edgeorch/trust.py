@@ -30,12 +30,17 @@ from pathlib import Path
 
 def owner_name(uid: int) -> str:
     """``name (uid N)``, or ``uid N`` when the user database has no name for it."""
+    return named_owner(uid) or f"uid {uid}"
+
+
+def named_owner(uid: int) -> str | None:
+    """``name (uid N)`` when the user database names ``uid``, else None."""
     try:
         import pwd
 
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (KeyError, ImportError):
-        return f"uid {uid}"
+        return None
 
 
 def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: bool = False,

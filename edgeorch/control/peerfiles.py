@@ -83,9 +83,10 @@ def has_acl(target: str | int) -> bool:
 
 def peer_may_read(real_path: str, st: os.stat_result, peer: Peer, gids: frozenset[int]) -> bool:
     """Whether ``peer`` could open ``real_path`` (whose stat is ``st``) for reading, by the mode bits of it and
-    of every folder above it; False too when one of those has an access ACL (its named entries could deny the
-    peer what the bits allow: the ACL is not evaluated, so a file it guards is never read for a peer)."""
-    if not _may(st, peer.uid, gids, READ) or has_acl(real_path):
+    of every folder above it; False too when one of those folders has an access ACL (its named entries could
+    deny the peer what the bits allow: the ACL is not evaluated, so what it guards is never read for a peer).
+    The file's own ACL is asked of its descriptor (:func:`read_for_peer`)."""
+    if not _may(st, peer.uid, gids, READ):
         return False
     folder = Path(real_path).parent
     while True:
@@ -162,4 +163,4 @@ async def read_for_peer_async(path: str, peer: Peer, max_bytes: int) -> bytes:
     return await loop.run_in_executor(PEER_IO, read_for_peer, path, peer, max_bytes)
 
 
-__all__ = ["PEER_IO", "PeerFileError", "has_acl", "peer_may_read", "read_for_peer", "read_for_peer_async"]
+__all__ = ["PEER_IO", "PeerFileError", "peer_may_read", "read_for_peer", "read_for_peer_async"]

@@ -483,7 +483,8 @@ class Daemon:
             GcOps(retention=self.retention),
             MetricsOps(metrics=self.metrics),
             AuditOps(store=store, seals=self.seals, state_file=cfg.state_file,
-                     settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval}),
+                     settings={"seal_every": cfg.audit.seal_every, "seal_interval": cfg.audit.seal_interval},
+                     is_owner=lambda peer: server.policy.is_owner(peer)),  # the policy a reload set
         ]
 
     def _warn_unleasable_drops(self) -> None:

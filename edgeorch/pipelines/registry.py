@@ -85,12 +85,12 @@ class PipelineRegistry:
         self._scanned: dict[Path, FileScan] = {}
         self._loaded = False
         self.folder_missing = False
-        self.stored_holders: Callable[[], Holders] = dict
-        """Which file the state file last loaded each name from (the daemon sets it once its store is open):
-        who keeps a name two files declare at the first load (:func:`~.load.settle_names`)."""
         """The last scan found no folder at :attr:`folder` (what was loaded before is kept, each pipeline stale):
         the daemon's path check reloads once a folder is there again, even the same one moved back (its watch
         follows the inode: no event would say it returned)."""
+        self.stored_holders: Callable[[], Holders] = dict
+        """Which file the state file last loaded each name from (the daemon sets it once its store is open):
+        who keeps a name two files declare at the first load (:func:`~.load.settle_names`)."""
 
     def stale(self, name: str) -> EdgeorchError | None:
         """The first error of the file of pipeline ``name`` when it is served from its last valid version (the

@@ -238,11 +238,11 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
         identity = (intent.dev, intent.ino)
-        try:
+        try:  # another user's file: the daemon's copy; the daemon user's, writable by others: those bits off
             copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel,
                                     redo=redo)
         except CopyInterrupted as exc:
-            raise ClaimInterrupted(f"{exc} (the daemon is stopping); the next start finishes it") from None  # another user's file: the daemon's copy
+            raise ClaimInterrupted(f"{exc} (the daemon is stopping); the next start finishes it") from None
         if copied is not None:
             identity = copied
             if fsync:

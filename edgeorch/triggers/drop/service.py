@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import EdgeorchError, StateError
 from ...control.refusals import RefusalLimiter
 from ...textui import format_timestamp
-from ...trust import close_folder
+from ...trust import close_folder, named_owner
 from ...events import DatasetVersioned, Event, InputChanged
 from ...model import InputState, TaskState
 from .claim import (
@@ -755,10 +755,7 @@ class DropFolders:
             log.warning("input refused: %s: %s", shown, ref.reason)
             self._publish(state="refused", pipeline=spec.pipeline, file=shown, reason=ref.reason)
         elif self._refusals_timer is None:  # the count is recorded when the window ends, more refusals or not
-            end = self._refusals.next_end()
-            if end is not None:
-                self._refusals_timer = self.loop.call_later(max(0.0, end - self.store.clock()) + 0.01,
-                                                            self._on_refusals_timer)
+            self._arm_refusals_timer()
         refusal = Refusal(self.store.clock())  # not earlier than the record's time: the rule holds for both
         self.store.after_commit(functools.partial(self._refused.note, ref.path, refusal))
 
@@ -773,13 +770,17 @@ class DropFolders:
                                   data={"count": s.count, "uid": s.uid, "since": s.since, "until": s.until})
             log.warning("%s", text)
 
-    def _on_refusals_timer(self) -> None:
-        self._refusals_timer = None
-        self._flush_refusals()
-        end = self._refusals.next_end()  # another owner's window, still open
+    def _arm_refusals_timer(self) -> None:
+        """Flush the counts when the earliest window holding one ends (none pending: no timer)."""
+        end = self._refusals.next_end()
         if end is not None and not self.stopped:
             self._refusals_timer = self.loop.call_later(max(0.0, end - self.store.clock()) + 0.01,
                                                         self._on_refusals_timer)
+
+    def _on_refusals_timer(self) -> None:
+        self._refusals_timer = None
+        self._flush_refusals()
+        self._arm_refusals_timer()  # another owner's window, still open
 
     def _flush_refusals(self, *, all_pending: bool = False) -> None:
         """Record the counts of ended windows now (``all_pending``: every window's, ended or not: a stop)."""
@@ -1357,9 +1358,7 @@ def refusal_owner(uid: int) -> tuple[int, str]:
     records a minute."""
     if uid < 0:
         return -1, "an unknown user"
-    try:
-        import pwd
-
-        return uid, f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
+    named = named_owner(uid)
+    if named is None:
         return UNNAMED_OWNERS, "owners not in the user database (subordinate or container uids)"
+    return uid, named
