@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..loopslices import sliced
 from ..records import frozen
 
 
@@ -336,15 +337,15 @@ AHEAD_MAX = 1000
 500); also how many ids past the newest run a start checks for an empty folder a killed engine left."""
 
 
-def make_run_dirs(runs_dir: Path, run_ids: list[int]) -> dict[int, Path]:
-    """:func:`claim_run_dir` for each of ``run_ids``: ``{run id: folder}`` of those made.
+async def make_run_dirs(runs_dir: Path, run_ids: list[int]) -> dict[int, Path]:
+    """:func:`claim_run_dir` for each of ``run_ids``, on the loop in slices (:mod:`edgeorch.loopslices`: a
+    worker thread's ``mkdir`` waits for the GIL while the loop is busy): ``{run id: folder}`` of those made.
 
-    For a worker thread: never raises; at the first folder that cannot be made now (a full disk, an
-    unusable runs folder) it stops: those runs make their folders when they are created and meet the
-    error there, where it is reported.
+    Never raises; at the first folder that cannot be made now (a full disk, an unusable runs folder) it stops:
+    those runs make their folders when they are created and meet the error there, where it is reported.
     """
     made: dict[int, Path] = {}
-    for run_id in run_ids:
+    async for run_id in sliced(run_ids):
         try:
             made[run_id] = claim_run_dir(runs_dir, run_id)
         except OSError:
@@ -354,21 +355,21 @@ def make_run_dirs(runs_dir: Path, run_ids: list[int]) -> dict[int, Path]:
 
 class RunFolders:
     """The folder of each new run, made exclusively for it (:func:`claim_run_dir`); for a group of runs
-    about to be created (a claim group's), made ahead in a worker thread instead of on the loop.
+    about to be created (a claim group's), made ahead, before the group's transaction (:func:`make_run_dirs`).
 
     A folder made ahead for run id N was made exclusively by this engine and is still empty: whichever
     run gets id N takes it (:meth:`take`). The caller that made folders ahead :meth:`release` s the ones
     no run took once its runs are created (a few seconds later: a gc never sees them as strays, which it
     removes only past its age bound); :meth:`sweep_left` removes, at a start, the empty ones a killed
-    engine left past the newest run (else each such run would be named ``<id>-2``). Not thread-safe: the
-    worker thread runs :func:`make_run_dirs` for the ids of :meth:`plan`; :meth:`keep` takes its result
-    on the loop.
+    engine left past the newest run (else each such run would be named ``<id>-2``). Not thread-safe: all on
+    the loop; between :meth:`plan` and :meth:`keep`, :func:`make_run_dirs` yields to it, and another run may be
+    created meanwhile (:meth:`take`).
     """
 
     def __init__(self) -> None:
         self._ahead: dict[int, Path] = {}
-        self._planned: set[int] = set()  # ids whose folders a worker thread may be making right now
-        self._taken_early: set[int] = set()  # of those, the ids a run took before the worker's result came
+        self._planned: set[int] = set()  # ids whose folders make_run_dirs may be making right now
+        self._taken_early: set[int] = set()  # of those, the ids a run took before its result came
 
     def plan(self, next_id: int, count: int) -> list[int]:
         """The ids of the next ``count`` runs (from ``next_id``) with no folder made ahead yet."""
@@ -378,8 +379,8 @@ class RunFolders:
         return ids
 
     def keep(self, made: dict[int, Path]) -> None:
-        """Hold the folders a worker thread made (:func:`make_run_dirs`) for their runs (but those a run took
-        already: :meth:`take`). A run that took its id first made ``<id>`` itself, and the worker, finding it,
+        """Hold the folders :func:`make_run_dirs` made for their runs (but those a run took already:
+        :meth:`take`). A run that took its id first made ``<id>`` itself, and make_run_dirs, finding it,
         made ``<id>-2``: that one is removed (it was left behind, empty, for good under ``runs = "forever"``)."""
         for i, path in made.items():
             if i in self._taken_early and path.name != str(i):
@@ -391,9 +392,9 @@ class RunFolders:
     def take(self, runs_dir: Path, run_id: int) -> Path:
         """The folder of new run ``run_id``: the one made ahead for it, while it is still there (a gc
         with a bound of seconds removes a folder no row names yet), else one made now. An id planned for a
-        worker that has not answered yet (a schedule's or a command's run created while a drop group's folders
-        are made) takes the empty folder the worker may have made already, rather than naming its own
-        ``<id>-2``; the worker's result then leaves it to this run."""
+        :func:`make_run_dirs` still under way (a schedule's or a command's run created while a drop group's
+        folders are made) takes the empty folder it may have made already, rather than naming its own
+        ``<id>-2``; its result then leaves it to this run."""
         path = self._ahead.pop(run_id, None)
         if path is not None and path.parent == runs_dir and os.path.isdir(path):
             return path

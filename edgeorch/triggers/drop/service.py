@@ -45,6 +45,7 @@ from .claim import (
 )
 from ...durable import sync_dirs, write_atomic
 from ...engine.files import make_run_dirs, remove_empty_in_a_row
+from ...loopslices import sliced
 from .inspection import Refuse, inspect, scan
 from .names import display_path
 from .quarantine import quarantine, quarantine_input, quarantine_run_inputs
@@ -79,7 +80,13 @@ CLAIM_GROUP = 500
 """Ready files claimed per group (one intent transaction, one fsync per folder)."""
 
 FOLDERS_AHEAD_FROM = 8
-"""From this many files in a group on, their claim folders are made ahead in a worker thread."""
+"""From this many files in a group on, their claim folders are made ahead, before the intents' transaction (in
+slices on the loop: :mod:`edgeorch.loopslices`), so that the transaction holds the loop for its records only."""
+
+LOOP_CLAIM_BYTES = 1 << 20
+"""A file under this size is claimed (renamed, checked, hashed) on the loop, in slices
+(:mod:`edgeorch.loopslices`: a worker thread's many short system calls each wait for the GIL while the loop is
+busy, which a burst's loop is); a bigger one in a worker thread, where its long reads cost one hand-over each."""
 
 RETRY_BASE = 0.5
 RETRY_MAX = 60.0
@@ -684,16 +691,15 @@ class DropFolders:
             retried.add(path)
             self._retry_path(spec, path, why)
 
-        # The claim folders of the ids the intents will get, made ahead in a worker thread (a mkdir each, off
-        # the loop) for a group of a burst; the intents take those ids, then the refusals new ones. Those no
-        # record took are removed. A few files make theirs on the loop: the thread's round trip would cost
-        # a single drop more than its mkdir.
+        # The claim folders of the ids the intents will get, made ahead for a group of a burst (a mkdir each, in
+        # slices on the loop, outside the transaction); the intents take those ids, then the refusals new ones.
+        # Those no record took are removed. A few files make theirs in the transaction.
         planned: list[int | None] = [None] * len(checked)
         ahead: dict[int, Path] = {}
         if len(checked) >= FOLDERS_AHEAD_FROM:
             first = store.inputs.next_id()
             ids = list(range(first, first + len(checked)))
-            made = await self.loop.run_in_executor(None, _make_claim_folders, self.inbox, ids)
+            made = await _make_claim_folders(self.inbox, ids)
             planned, ahead = [*ids], {iid: folder for iid, folder in made if isinstance(folder, Path)}
         try:
             with store.transaction():
@@ -823,7 +829,7 @@ class DropFolders:
                                                acc.dev, acc.ino, spec.max_size, spec.allow_sparse))
 
     async def _finish_claims(self, pendings: list[_Pending]) -> None:
-        """Rename + verify + hash each recorded intent (in a worker thread, one fsync per folder),
+        """Rename + verify + hash each recorded intent (:func:`_claim_all`: the folders synced together),
         settle what cannot finish, then start a run per claimed file.
 
         Transient errors leave the record ``claiming`` and retry with backoff; only a
@@ -835,12 +841,12 @@ class DropFolders:
         pendings = [p for p in pendings if not self._to_long_lane(p)]
         if not pendings:
             return
-        # The folders of the runs these claims will start (one per file not batched) are made in the same
-        # worker call, off the loop; those no run took are released once the group's runs are recorded.
+        # The folders of the runs these claims will start (one per file not batched) are made with the claims,
+        # before the group's transaction; those no run took are released once the group's runs are recorded.
         folders = self.engine.run_folders
         run_ids = folders.plan(store.runs.next_id(), sum(p.spec.mode != "batch" for p in pendings))
-        results, made = await self.loop.run_in_executor(None, _claim_all, [p.intent for p in pendings],
-                                                        self.engine.config.runs_dir, run_ids, self._cancel)
+        results, made = await _claim_all([p.intent for p in pendings], self.engine.config.runs_dir, run_ids,
+                                         self._cancel)
         folders.keep(made)
         try:
             await self._start_claimed(pendings, results)
@@ -875,11 +881,11 @@ class DropFolders:
                 self._long.pop(folder, None)
 
     async def _start_hashed(self, done: list[tuple[_Pending, ClaimedFile | BaseException]]) -> None:
-        """Start the runs of long files their lane claimed (run folders made off the loop, as for a group)."""
+        """Start the runs of long files their lane claimed (run folders made ahead, as for a group)."""
         pendings = [p for p, _ in done]
         folders = self.engine.run_folders
         run_ids = folders.plan(self.store.runs.next_id(), sum(p.spec.mode != "batch" for p in pendings))
-        made = await self.loop.run_in_executor(None, make_run_dirs, self.engine.config.runs_dir, run_ids)
+        made = await make_run_dirs(self.engine.config.runs_dir, run_ids)
         folders.keep(made)
         try:
             await self._start_claimed(pendings, [r for _, r in done])
@@ -1274,12 +1280,12 @@ def _remove_left_claim_folders(inbox: Path, next_id: int) -> None:
     remove_empty_in_a_row([inbox / claim_folder_name(i) for i in range(next_id, next_id + CLAIM_GROUP)])
 
 
-def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:
-    """:func:`make_claim_folder` for each input id, in a worker thread: ``(id, folder)``, or ``(id, why
-    not)``; never raises (an intent whose folder was not made makes it on the loop, and meets the error
+async def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:
+    """:func:`make_claim_folder` for each input id, in slices on the loop: ``(id, folder)``, or ``(id, why
+    not)``; never raises (an intent whose folder was not made makes it in its transaction, and meets the error
     there)."""
     out: list[tuple[int, Path | BaseException]] = []
-    for iid in ids:
+    async for iid in sliced(ids):
         try:
             out.append((iid, make_claim_folder(inbox, iid)))
         except Exception as exc:  # noqa: BLE001 - this intent's own outcome
@@ -1296,34 +1302,53 @@ def _claim_one(intent: ClaimIntent, cancel: threading.Event) -> ClaimedFile | Ba
         return exc
 
 
-def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[int],
-               cancel: threading.Event | None = None) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
-    """:func:`perform_claim` each intent (no per-file fsync), then one fsync per folder; then the folders
-    of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the claims are about to start).
+async def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[int],
+                     cancel: threading.Event | None = None) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
+    """:func:`perform_claim` each intent (no per-file fsync), then the folders synced together (one call in a
+    worker thread); then the folders of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the
+    claims are about to start).
 
-    Runs in a worker thread; never raises: each intent's outcome is its result or its
-    exception. When the folder fsyncs fail, every claimed file of the group becomes a
-    :class:`ClaimDeferred` (its rename is not known to be durable; the retry syncs again).
+    Files under :data:`LOOP_CLAIM_BYTES` are claimed on the loop in slices, the others meanwhile in a worker
+    thread. Never raises: each intent's outcome is its result or its exception, in the order of ``intents``.
+    When the folders cannot be synced, every claimed file of the group becomes a :class:`ClaimDeferred` (its
+    rename is not known to be durable; the retry syncs again).
     """
-    out: list[ClaimedFile | BaseException] = []
-    for intent in intents:
-        if cancel is not None and cancel.is_set():  # stopping: the rest stay claiming, for the next start
-            out.append(ClaimInterrupted("not claimed: the daemon is stopping; the next start claims it"))
-            continue
-        try:
-            out.append(perform_claim(intent, fsync=False, cancel=cancel))
-        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
-            out.append(exc)
+    loop = asyncio.get_running_loop()
+    big = [i for i, intent in enumerate(intents) if intent.size >= LOOP_CLAIM_BYTES]
+    in_thread = loop.run_in_executor(None, _claim_each, [intents[i] for i in big], cancel) if big else None
+    out: list[ClaimedFile | BaseException] = [ClaimInterrupted("not claimed")] * len(intents)
+    async for i in sliced([i for i, intent in enumerate(intents) if intent.size < LOOP_CLAIM_BYTES]):
+        out[i] = _claim_unsynced(intents[i], cancel)
+    if in_thread is not None:
+        for i, res in zip(big, await in_thread):
+            out[i] = res
     dirs: set[Path] = set()
     for intent, res in zip(intents, out):
         if not isinstance(res, BaseException):  # the inbox too: the claim folder's own entry
             dirs.update((intent.dest.parent, intent.dest.parent.parent, intent.source.parent))
     try:
-        sync_dirs(sorted(dirs))
+        await loop.run_in_executor(None, sync_dirs, sorted(dirs))
     except OSError as exc:
         why = ClaimDeferred(f"cannot make the claims durable now: {exc.strerror} (will retry)")
         out = [why if isinstance(r, ClaimedFile) else r for r in out]
-    return out, make_run_dirs(runs_dir, run_ids)
+    return out, await make_run_dirs(runs_dir, run_ids)
+
+
+def _claim_each(intents: list[ClaimIntent], cancel: threading.Event | None) -> list[ClaimedFile | BaseException]:
+    """:func:`_claim_unsynced` of each intent (the big files of a group, in a worker thread)."""
+    return [_claim_unsynced(intent, cancel) for intent in intents]
+
+
+def _claim_unsynced(intent: ClaimIntent, cancel: threading.Event | None) -> ClaimedFile | BaseException:
+    """:func:`perform_claim` without its folder fsyncs (the caller syncs a group's folders together); never
+    raises: the outcome is the claimed file or the exception (a stop under way: :class:`ClaimInterrupted`, the
+    file left claiming for the next start)."""
+    if cancel is not None and cancel.is_set():
+        return ClaimInterrupted("not claimed: the daemon is stopping; the next start claims it")
+    try:
+        return perform_claim(intent, fsync=False, cancel=cancel)
+    except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
+        return exc
 
 
 def _snapshot_all(objects: Any, files: list[tuple[Path, bool, str]]) -> list[Any]:

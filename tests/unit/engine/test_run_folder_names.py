@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from edgeorch.engine.files import AHEAD_MAX, RunFolders, claim_run_dir, make_run_dirs
 
 
@@ -28,7 +30,7 @@ def test_folders_made_ahead_are_taken_by_their_runs_and_the_rest_released(tmp_pa
     folders = RunFolders()
     ids = folders.plan(7, 3)
     assert ids == [7, 8, 9]
-    made = make_run_dirs(runs, ids)
+    made = asyncio.run(make_run_dirs(runs, ids))
     assert made == {7: runs / "7", 8: runs / "8-2", 9: runs / "9"}
     folders.keep(made)
     assert folders.plan(7, 4) == [10]  # those made and not taken are not made twice
@@ -36,7 +38,7 @@ def test_folders_made_ahead_are_taken_by_their_runs_and_the_rest_released(tmp_pa
     assert folders.take(runs, 8) == runs / "8-2"
     assert folders.take(runs, 7) == runs / "7-2"  # taken once only: another run 7 (a rolled-back one) gets its own
     (runs / "9" / "x").write_text("")  # not empty: never removed
-    folders.keep(make_run_dirs(runs, [10]))
+    folders.keep(asyncio.run(make_run_dirs(runs, [10])))
     folders.release()
     assert sorted(p.name for p in runs.iterdir()) == ["7", "7-2", "8", "8-2", "9"]
     assert folders.take(runs, 10) == runs / "10"  # released: made now
@@ -44,14 +46,14 @@ def test_folders_made_ahead_are_taken_by_their_runs_and_the_rest_released(tmp_pa
 
 def test_a_folder_made_ahead_in_another_runs_folder_is_not_used(tmp_path):
     folders = RunFolders()
-    folders.keep(make_run_dirs(tmp_path / "old", [1]))
+    folders.keep(asyncio.run(make_run_dirs(tmp_path / "old", [1])))
     assert folders.take(tmp_path / "new", 1) == tmp_path / "new" / "1"
 
 
 def test_making_ahead_stops_at_the_first_folder_that_cannot_be_made(tmp_path):
     runs = tmp_path / "runs"
     runs.write_text("not a folder")
-    assert make_run_dirs(runs, [1, 2]) == {}
+    assert asyncio.run(make_run_dirs(runs, [1, 2])) == {}
 
 
 def test_at_most_ahead_max_folders_are_held(tmp_path):
@@ -86,7 +88,7 @@ def test_a_folder_made_ahead_and_removed_since_is_made_again(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     folders = RunFolders()
-    folders.keep(make_run_dirs(runs, [4]))
+    folders.keep(asyncio.run(make_run_dirs(runs, [4])))
     (runs / "4").rmdir()
     assert folders.take(runs, 4) == runs / "4" and (runs / "4").is_dir()
 
@@ -100,7 +102,7 @@ def test_a_run_created_while_a_worker_makes_its_folder_takes_it_not_a_suffixed_o
     folders = RunFolders()
     ids = folders.plan(5, 2)
     assert ids == [5, 6]
-    made = make_run_dirs(runs, ids)  # the worker thread's call, done before its result reaches the loop
+    made = asyncio.run(make_run_dirs(runs, ids))  # the group's call, done before its result is kept
     assert folders.take(runs, 5) == runs / "5"  # the schedule's run, on the loop, meanwhile
     folders.keep(made)
     assert folders.take(runs, 7) == runs / "7"  # an id nobody planned: made now
@@ -124,6 +126,6 @@ def test_a_run_that_takes_its_id_before_the_worker_leaves_no_second_folder(tmp_p
     folders = RunFolders()
     ids = folders.plan(7, 2)
     assert folders.take(runs, 7) == runs / "7"  # first: the worker has not made it yet
-    folders.keep(make_run_dirs(runs, ids))  # the worker finds 7 there and makes 7-2
+    folders.keep(asyncio.run(make_run_dirs(runs, ids)))  # make_run_dirs finds 7 there and makes 7-2
     assert sorted(p.name for p in runs.iterdir()) == ["7", "8"]
     assert folders.take(runs, 8) == runs / "8"
