@@ -100,15 +100,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     with connect(cfg, "offline" if args.here else "prefer", runs_here=True) as backend:
         if backend.online:
             return _run_on_daemon(args, backend)
+    return _here_else_daemon(cfg, functools.partial(_run_here, args, backend),
+                             functools.partial(_run_on_daemon, args), must_be_here=args.here)
+
+
+def _here_else_daemon(cfg: Any, here: Callable[[], int], on_daemon: Callable[[Backend], int], *,
+                      must_be_here: bool = False) -> int:
+    """``here()``, a command's offline path (:func:`connect` found no daemon); when a daemon took the state between
+    that look and this process's lock (it was starting: :class:`DaemonTookState`), nothing ran here, and the
+    request goes to it (``on_daemon``), as it would have a moment later: before, the command said "in use by
+    another edgeorch daemon", exit 4. ``must_be_here`` (``run --here``): the refusal stands."""
     try:
-        return _run_here(args, backend)
+        return here()
     except DaemonTookState:
-        if args.here:
+        if must_be_here:
             raise
-    # A daemon took the state between the look for one and this process's lock (it was starting): nothing ran
-    # here; the run goes to it, as it would have a moment later (it said "in use by another daemon", exit 4).
     with connect(cfg, "daemon", runs_here=True) as backend:
-        return _run_on_daemon(args, backend)
+        return on_daemon(backend)
 
 
 def _refuse_here_beside_a_daemon(cfg: Any) -> None:
@@ -193,26 +201,38 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    with connect(load(args), runs_here=True) as backend:
+    cfg = load(args)
+    with connect(cfg, runs_here=True) as backend:
         if backend.online:
-            run = backend.api.get_run(args.run_id)
+            return _retry_on_daemon(args, backend)
+    return _here_else_daemon(cfg, functools.partial(_retry_here, args, backend),
+                             functools.partial(_retry_on_daemon, args))
 
-            def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
-                def on_resumed(tasks: list[str]) -> None:
-                    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-                        print(f"resuming run {args.run_id}: {', '.join(tasks)}"
-                              + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
-                    if not args.quiet and not args.current:
-                        _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
-                    from types import SimpleNamespace
 
-                    queued(SimpleNamespace(run_id=args.run_id))  # its id: a Ctrl-C from here on cancels it
+def _retry_on_daemon(args: argparse.Namespace, backend: Backend) -> int:
+    """Ask the daemon to resume the run, and follow it as ``run`` does."""
+    run = backend.api.get_run(args.run_id)
 
-                # Subscribed before the retry is asked for: a rerun task that ends at once is shown too.
-                return backend.api.rerun(args.run_id, on_event=printer.shown, on_resumed=on_resumed,
-                                         current=args.current)
+    def submit(printer: _ProgressPrinter, queued: Callable[[Any], None]) -> Any:
+        def on_resumed(tasks: list[str]) -> None:
+            if not (args.json or args.quiet):  # -q: no progress, only the run's summary
+                print(f"resuming run {args.run_id}: {', '.join(tasks)}"
+                      + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
+            if not args.quiet and not args.current:
+                _note_definition(args.run_id, run.pipeline, run.pipeline_file, run.content_hash)
+            from types import SimpleNamespace
 
-            return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
+            queued(SimpleNamespace(run_id=args.run_id))  # its id: a Ctrl-C from here on cancels it
+
+        # Subscribed before the retry is asked for: a rerun task that ends at once is shown too.
+        return backend.api.rerun(args.run_id, on_event=printer.shown, on_resumed=on_resumed,
+                                 current=args.current)
+
+    return _follow_remote(backend, None, json_out=args.json, quiet=args.quiet, submit=submit)
+
+
+def _retry_here(args: argparse.Namespace, backend: Backend) -> int:
+    """Resume the run in this process (no daemon): an engine of its own, as ``run`` without a daemon."""
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests

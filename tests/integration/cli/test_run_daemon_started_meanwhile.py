@@ -36,3 +36,36 @@ def test_a_run_whose_daemon_started_between_its_look_and_its_lock_goes_to_that_d
     assert "queued on the daemon" in out.stdout, out.stdout
     runs = daemon.call("runs.list")["runs"]
     assert [(r["pipeline"], r["state"]) for r in runs] == [("p", "succeeded")]
+
+
+def test_a_retry_whose_daemon_started_between_its_look_and_its_lock_goes_to_that_daemon(workspace, daemon,
+                                                                                          monkeypatch) -> None:
+    """The same race for `edgeorch retry` (noticed at the last stop, not fixed then): it failed "in use by another
+    edgeorch daemon", exit 4, the run not resumed. It is asked of the daemon, which resumes the failed task."""
+    flag = workspace.root / "fixed"
+    workspace.pipeline("p", f'[tasks.a]\ncommand = ["sh", "-c", "test -e {flag}"]\n')
+    first = workspace.invoke("run", "p")
+    assert first.returncode != 0, first.stdout  # no daemon yet: it ran here and failed
+    flag.write_text("")
+    real_connect = runs_cmd.connect
+    looks = []
+
+    def connect_then_daemon_starts(cfg, need="prefer", **kw):
+        looks.append(need)
+        if len(looks) == 1:
+            daemon.start(wait_ready=False)
+            lock = workspace.state / "edgeorch.lock"
+            deadline = time.monotonic() + 60
+            while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid} daemon\n"):
+                assert time.monotonic() < deadline, "the daemon never took the state"
+                time.sleep(0.01)
+            return Backend(cfg, None)
+        return real_connect(cfg, need, **kw)
+
+    monkeypatch.setattr(runs_cmd, "connect", connect_then_daemon_starts)
+    out = workspace.invoke("retry", "1")
+    assert out.returncode == 0, out.stderr
+    assert looks == ["prefer", "daemon"]
+    assert "resuming run 1: a" in out.stdout, out.stdout
+    runs = daemon.call("runs.list")["runs"]
+    assert [(r["id"], r["state"]) for r in runs] == [(1, "succeeded")]
