@@ -12,8 +12,16 @@ Contract of :func:`restore`:
   renamed onto ``dest`` (an empty ``dest`` is replaced in one rename; with
   ``force`` the old one is first renamed aside, then removed). A failure
   (a corrupted or missing object: :class:`~edgeorch.datasets.objects.CorruptObject`
-  naming the object and the version; a full disk) removes the temporary
-  folder and leaves ``dest`` as it was.
+  naming the object and the version; a full disk or a folder it may not write:
+  :class:`RestoreFailed`, naming ``dest``, the version's file and, for a full
+  disk, what it needs and what is free) removes the temporary folder and leaves
+  ``dest`` as it was.
+- A restore killed (``kill -9``, a power cut) leaves its temporary folder:
+  the next restore to the same ``dest`` removes it. Each restore holds an
+  ``flock`` on its own temporary folder while it works, so a leftover is one
+  whose lock can be taken and which is older than :data:`FRESH_S` (a restore
+  makes its folder, then locks it); the folder of a restore still under way
+  is left alone.
 - Paths from the manifest that are absolute or contain ``..`` are refused
   (a tampered state file cannot write outside ``dest``).
 """
@@ -21,16 +29,20 @@ Contract of :func:`restore`:
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
+import re
 import secrets
 import shutil
+import stat as stat_mod
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..durable import fsync_dir, syncfs
-from ..errors import ConflictError, UsageError
+from ..errors import ConflictError, EdgeorchError, UsageError
 from ..records import frozen
 from .objects import CorruptObject, ObjectStore
 
@@ -47,6 +59,18 @@ class Manifest:
     @property
     def size(self) -> int:
         return sum(int(f["size"]) for f in self.files)
+
+
+class RestoreFailed(EdgeorchError):
+    """The version could not be written as ``dest`` (a full disk, a folder this user may not write, an I/O error):
+    nothing of it is left there. Exit 77 when permission was denied, else 1."""
+
+    code = "restore_failed"
+
+    def __init__(self, message: str, *, denied: bool = False, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if denied:
+            self.exit_code = 77
 
 
 def check_dest(dest: Path, *, force: bool) -> None:
@@ -74,14 +98,21 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
         if p.is_absolute() or ".." in p.parts or not p.parts:
             raise UsageError("the version names a file outside its folder; the state file was altered",
                              value=str(f["path"]), field=manifest.ref)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.restore-{secrets.token_hex(6)}"
-    os.mkdir(tmp, 0o755)
     total, done = manifest.size, 0
+    writing: str | None = None  # the version's file being written, for a failure's message
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(dest)
+        tmp = dest.parent / f"{_tmp_prefix(dest)}{secrets.token_hex(6)}"
+        os.mkdir(tmp, 0o755)
+        lock = _hold(tmp)
+    except OSError as exc:
+        raise _failed(exc, dest, manifest, None) from None
     try:
         folders = {tmp}
         for f in manifest.files:
-            target = tmp / str(f["path"])
+            writing = str(f["path"])
+            target = tmp / writing
             if target.parent not in folders:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 folders.update([target.parent, *target.parent.parents])
@@ -109,14 +140,90 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
                 os.fchmod(fd, int(f["mode"]) & 0o777)
             finally:
                 os.close(fd)
+        writing = None
         if durable:
             _make_durable(tmp, [tmp / str(f["path"]) for f in manifest.files],
                           [d for d in folders if d == tmp or tmp in d.parents])
         _swap_into_place(tmp, dest, force=force, durable=durable)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, EdgeorchError):
+            raise _failed(exc, dest, manifest, writing) from None
         raise
+    finally:
+        os.close(lock)
     return {"dataset": manifest.ref, "dest": str(dest), "files": len(manifest.files), "bytes": total}
+
+
+def _failed(exc: OSError, dest: Path, manifest: Manifest, writing: str | None) -> RestoreFailed:
+    """``exc`` as the user sees it: ``dest`` named (never the temporary folder), the version's file being written,
+    and for a full disk what the version needs and what is free there."""
+    what = f"cannot restore {manifest.ref}" + (f" (writing its file {writing})" if writing else "")
+    reason = exc.strerror or str(exc)
+    hint = None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(dest.parent).free
+            reason += f": the version needs {manifest.size} bytes, {free} are free there"
+        except OSError:
+            pass
+        hint = "free space there, or restore into a folder on another file system"
+    denied = exc.errno in (errno.EACCES, errno.EPERM)
+    if denied:
+        hint = "restore into a folder this user may write"
+    return RestoreFailed(f"{what}: {reason}; nothing of it was left there", file=str(dest), hint=hint, denied=denied)
+
+
+FRESH_S = 10.0
+"""A temporary folder younger than this (seconds, by its modification time: a restore adds its files right after making it) is never taken for a killed restore's."""
+
+
+def _tmp_prefix(dest: Path) -> str:
+    """The start of the name of a restore's temporary folder for ``dest``: ``.<dest name>.restore-``."""
+    return f".{dest.name}.restore-"
+
+
+def _hold(folder: Path) -> int:
+    """A descriptor of ``folder`` holding an exclusive ``flock`` on it, for as long as it stays open (a restore's
+    own temporary folder: :func:`remove_abandoned` leaves a held one alone)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> None:
+    """Remove what killed restores to ``dest`` left beside it: their temporary folders (``.<name>.restore-<12
+    hex>``) and the old content a ``force`` had renamed aside (``.<name>.old-<12 hex>``). Only folders of this
+    user that no restore holds locked and that are ``fresh_s`` seconds old or more; others' folders and links are
+    left alone. ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder)."""
+    pattern = re.compile(re.escape(f".{dest.name}.") + r"(restore|old)-[0-9a-f]{12}")
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # a link, gone, or not a folder: not a restore's
+        try:
+            st = os.fstat(fd)
+            # A folder made a moment ago may be one whose restore has not locked it yet (mkdir, then flock).
+            if st.st_uid != os.geteuid() or not stat_mod.S_ISDIR(st.st_mode) or time.time() - st.st_mtime < fresh_s:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a restore under way holds it
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def _swap_into_place(tmp: Path, dest: Path, *, force: bool, durable: bool = True) -> None:

@@ -199,7 +199,7 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
     folder cut short by a crash differs from its version, and is rebuilt the next time. Recorded as consumed
     with the version's reference as its path and its manifest sha256 as its hash (the cache key's part).
     """
-    from ..datasets.restore import restore
+    from ..datasets.restore import remove_abandoned, restore
     from ..errors import EdgeorchError
 
     want = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in d.manifest.files}
@@ -208,7 +208,7 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
     if found is None or found[0] != want:
         if os.path.islink(d.dest) or (os.path.lexists(d.dest) and not os.path.isdir(d.dest)):
             os.unlink(d.dest)
-        _remove_leftovers(d.dest)
+        remove_abandoned(Path(d.dest), fresh_s=0)  # a kill -9 mid-placement: the run's tasks would see them
         shas = [sha for f in d.manifest.files for sha in f["chunks"]]
         d.objects.pin(shas)  # kept from a prune's garbage sweep while they are read
         try:
@@ -238,21 +238,6 @@ def _real_folder(path: str) -> None:
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
         os.unlink(path)
     os.makedirs(path, exist_ok=True)
-
-
-def _remove_leftovers(dest: str) -> None:
-    """Remove what an interrupted restore of ``dest`` left beside it (``.NAME.restore-*``, ``.NAME.old-*``: a
-    kill -9 mid-placement), which the run's tasks would see in its datasets folder."""
-    import shutil
-
-    parent, name = os.path.split(dest)
-    try:
-        entries = os.listdir(parent)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.startswith((f".{name}.restore-", f".{name}.old-")):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def _files_at(folder: str) -> tuple[dict[str, tuple[str, int]], dict[str, Stamp]] | None:

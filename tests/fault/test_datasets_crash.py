@@ -107,3 +107,74 @@ def test_a_full_disk_mid_add_is_a_clear_error_and_records_nothing(workspace, sma
     assert pruned["objects_removed"] >= 1
     cli(workspace, "restore", "keep", str(tmp_path / "out"))
     assert (tmp_path / "out" / "small.bin").read_bytes() == small.read_bytes()
+
+
+def test_a_restore_onto_a_full_disk_names_dest_and_the_room_it_needs_and_leaves_nothing(workspace, small_disk,
+                                                                                          tmp_path):
+    """Found while living with it: `datasets restore` into a folder on a full disk said "internal error (a bug,
+    please report it): OSError: [Errno 28] No space left on device", exit 70."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(random_bytes(5 << 20, seed=3))  # more than the 3 MB disk holds
+    cli(workspace, "add", "big", str(big))
+    dest = small_disk / "out"
+    proc = cli(workspace, "restore", "big", str(dest), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "internal error" not in proc.stderr and ".restore-" not in proc.stderr
+    assert f"{dest}: cannot restore big@1 (writing its file big.bin): No space left on device" in proc.stderr
+    assert f"the version needs {5 << 20} bytes" in proc.stderr and "nothing of it was left there" in proc.stderr
+    assert list(small_disk.iterdir()) == []  # no DEST, no temporary folder
+    err = json.loads(cli(workspace, "restore", "big", str(dest), "--json", check=False).stderr)
+    assert err["error"]["code"] == "restore_failed"
+
+
+RESTORE_KILLED = textwrap.dedent("""
+    import os, sys
+    real_write, seen = os.write, []
+
+    def write(fd, data):
+        seen.append(fd)
+        if len(seen) == 2:  # inside the temporary folder, its first file partly written
+            print("MID-RESTORE", flush=True)
+            sys.stdin.readline()  # killed here
+        return real_write(fd, data)
+
+    os.write = write
+    from edgeorch.cli.main import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_a_killed_restore_leaves_its_folder_and_the_next_restore_removes_it_but_not_one_under_way(workspace,
+                                                                                                   tmp_path):
+    """Noticed at an earlier stop: a restore killed with SIGKILL left `.DEST.restore-*` beside DEST for good. The
+    next restore to that DEST removes it; the locked folder of a restore still running is left alone."""
+    import fcntl
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(random_bytes(3 << 20, seed=4))
+    (src / "b.bin").write_bytes(random_bytes(1 << 20, seed=5))
+    cli(workspace, "add", "d", str(src))
+    dest = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", RESTORE_KILLED, "datasets", "restore", "d", str(dest), "-q"],
+                            env=workspace.cli_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "MID-RESTORE"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    (left,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.restore-")]
+    busy = tmp_path / ".out.restore-0123456789ab"  # as a restore under way holds its own
+    busy.mkdir()
+    held = os.open(busy, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        old = time.time() - 60  # both older than a folder a restore has just made and not locked yet
+        os.utime(left, (old, old))
+        cli(workspace, "restore", "d", str(dest), "-q")
+        young = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out."))
+        assert young == [busy.name], young  # the killed one's left over: gone only if older than FRESH_S
+    finally:
+        os.close(held)
+    assert (dest / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
