@@ -24,15 +24,17 @@ SLICE_S = 0.005
 """Work done on the loop between two yields to it (seconds): what a request arriving meanwhile may wait."""
 
 
-async def sliced(items: Iterable[T], *, slice_s: float = SLICE_S) -> AsyncIterator[T]:
+async def sliced(items: Iterable[T], *, slice_s: float | None = None) -> AsyncIterator[T]:
     """Each of ``items`` in turn, for a loop body run on the calling event loop (``async for item in
     sliced(items)``); between two items it yields to the loop once ``slice_s`` seconds have passed since the last
-    yield (a slice always holds at least one item's work).
+    yield (a slice always holds at least one item's work); ``slice_s`` None: :data:`SLICE_S`, read at the call.
 
     Other coroutines run between slices: what the body relies on must hold across a yield, as it would across
     an ``await`` of a worker thread. The body may ``break``; an exception it raises ends the loop as usual.
     """
     loop = asyncio.get_running_loop()
+    if slice_s is None:
+        slice_s = SLICE_S
     deadline = loop.time() + slice_s
     for item in items:
         yield item

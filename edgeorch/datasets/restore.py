@@ -15,13 +15,19 @@ Contract of :func:`restore`:
   naming the object and the version; a full disk or a folder it may not write:
   :class:`RestoreFailed`, naming ``dest``, the version's file and, for a full
   disk, what it needs and what is free) removes the temporary folder and leaves
-  ``dest`` as it was.
+  ``dest`` as it was (with ``force``, a failed second rename puts the old
+  folder back). Only a failed sync of ``dest``'s parent after the rename
+  leaves the version in place, and its error says so.
 - A restore killed (``kill -9``, a power cut) leaves its temporary folder:
-  the next restore to the same ``dest`` removes it. Each restore holds an
-  ``flock`` on its own temporary folder while it works, so a leftover is one
-  whose lock can be taken and which is older than :data:`FRESH_S` (a restore
-  makes its folder, then locks it); the folder of a restore still under way
-  is left alone.
+  the next restore to the same ``dest`` removes it (:func:`remove_abandoned`).
+  Each restore holds an ``flock`` on its own temporary folder while it works,
+  so a leftover is one whose lock can be taken and which is older than
+  :data:`FRESH_S` (a restore makes its folder, then locks it); the folder of a
+  restore still under way is left alone. The old content a killed ``force``
+  had renamed aside is removed only once ``dest`` is a folder again (before,
+  it may be the only copy). Nothing is removed in a folder others may write
+  to, unless it is sticky (``/tmp``): there another user could rename one of
+  this user's folders to such a name.
 - Paths from the manifest that are absolute or contain ``..`` are refused
   (a tampered state file cannot write outside ``dest``).
 """
@@ -67,8 +73,10 @@ class RestoreFailed(EdgeorchError):
 
     code = "restore_failed"
 
-    def __init__(self, message: str, *, denied: bool = False, **kw: Any) -> None:
+    def __init__(self, message: str, *, reason: str, denied: bool = False, **kw: Any) -> None:
         super().__init__(message, **kw)
+        self.reason = reason
+        """Why, without the version or ``dest`` (for a caller that names them its own way)."""
         if denied:
             self.exit_code = 77
 
@@ -105,7 +113,11 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
         remove_abandoned(dest)
         tmp = dest.parent / f"{_tmp_prefix(dest)}{secrets.token_hex(6)}"
         os.mkdir(tmp, 0o755)
-        lock = _hold(tmp)
+        try:
+            lock = _hold(tmp)
+        except OSError:
+            os.rmdir(tmp)
+            raise
     except OSError as exc:
         raise _failed(exc, dest, manifest, None) from None
     try:
@@ -171,11 +183,13 @@ def _failed(exc: OSError, dest: Path, manifest: Manifest, writing: str | None) -
     denied = exc.errno in (errno.EACCES, errno.EPERM)
     if denied:
         hint = "restore into a folder this user may write"
-    return RestoreFailed(f"{what}: {reason}; nothing of it was left there", file=str(dest), hint=hint, denied=denied)
+    return RestoreFailed(f"{what}: {reason}; nothing of it was left there", file=str(dest), hint=hint, denied=denied,
+                         reason=reason)
 
 
 FRESH_S = 10.0
-"""A temporary folder younger than this (seconds, by its modification time: a restore adds its files right after making it) is never taken for a killed restore's."""
+"""A temporary folder younger than this (seconds, by its modification time: a restore adds its files right after
+making it) is never taken for a killed restore's."""
 
 
 def _tmp_prefix(dest: Path) -> str:
@@ -199,14 +213,20 @@ def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> None:
     """Remove what killed restores to ``dest`` left beside it: their temporary folders (``.<name>.restore-<12
     hex>``) and the old content a ``force`` had renamed aside (``.<name>.old-<12 hex>``). Only folders of this
     user that no restore holds locked and that are ``fresh_s`` seconds old or more; others' folders and links are
-    left alone. ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder)."""
+    left alone, and so is an old content while ``dest`` is not a folder (a ``force`` killed between its two renames:
+    it may be the only copy). Nothing in a folder others may write to unless it is sticky (see the module's doc).
+    ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder)."""
     pattern = re.compile(re.escape(f".{dest.name}.") + r"(restore|old)-[0-9a-f]{12}")
     try:
+        parent = os.stat(dest.parent)
         entries = list(os.scandir(dest.parent))
     except OSError:
         return
+    if parent.st_mode & 0o022 and not parent.st_mode & stat_mod.S_ISVTX:
+        return
+    placed = os.path.isdir(dest) and not os.path.islink(dest)
     for entry in entries:
-        if not pattern.fullmatch(entry.name):
+        if not pattern.fullmatch(entry.name) or (entry.name.startswith(f".{dest.name}.old-") and not placed):
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -235,10 +255,19 @@ def _swap_into_place(tmp: Path, dest: Path, *, force: bool, durable: bool = True
             raise
         aside = dest.parent / f".{dest.name}.old-{secrets.token_hex(6)}"
         os.rename(dest, aside)
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            os.rename(aside, dest)  # the old folder back: dest as it was
+            raise
         shutil.rmtree(aside, ignore_errors=True)
     if durable:
-        fsync_dir(dest.parent)
+        try:
+            fsync_dir(dest.parent)
+        except OSError as exc:  # in place, but maybe not after a power cut: said as it is
+            reason = exc.strerror or str(exc)
+            raise RestoreFailed(f"the version is in place, but its folder could not be synced to disk: {reason}; "
+                                "it may not survive a power cut", file=str(dest), reason=reason) from None
 
 
 def _make_durable(tmp: Path, files: list[Path], folders: list[Path]) -> None:

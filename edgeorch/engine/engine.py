@@ -330,7 +330,7 @@ class Engine:
         self._inputs_hashing: set[str] = set()
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
-        self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, off the loop
+        self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, before its transaction
         self._unhold_datasets: Callable[[], None] = lambda: None  # the prune holder registered by start()
         self.run_end_writers: list[Callable[[int, RunState, str | None], None]] = []
         """Called as ``writer(run_id, state, reason)`` inside the transaction that records a run's end, so what

@@ -199,7 +199,7 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
     folder cut short by a crash differs from its version, and is rebuilt the next time. Recorded as consumed
     with the version's reference as its path and its manifest sha256 as its hash (the cache key's part).
     """
-    from ..datasets.restore import remove_abandoned, restore
+    from ..datasets.restore import RestoreFailed, remove_abandoned, restore
     from ..errors import EdgeorchError
 
     want = {str(f["path"]): (str(f["sha256"]), int(f["size"])) for f in d.manifest.files}
@@ -213,6 +213,8 @@ def _place_dataset(written: str, d: Any, stamps: dict[str, Stamp]) -> ConsumedIt
         d.objects.pin(shas)  # kept from a prune's garbage sweep while they are read
         try:
             restore(d.manifest, d.objects, Path(d.dest), force=True, durable=False)
+        except RestoreFailed as exc:  # a full disk, no permission
+            raise InputError(f"{d.ref} cannot be put in {d.dest}: {exc.reason}") from None
         except EdgeorchError as exc:  # a missing or corrupted object (CorruptObject), a tampered file list
             raise InputError(f"{d.ref} cannot be restored: {exc.one_line()}") from None
         except OSError as exc:

@@ -110,6 +110,12 @@ class ClaimNotPermitted(EdgeorchError, OSError):
     code = "claim_not_permitted"
 
 
+class NotQuick(Exception):
+    """The claim needs more than quick steps (:func:`perform_claim`'s ``quick_max``): a copy of another user's file,
+    or a hash of that many bytes or more. Nothing but the rename was done; :func:`perform_claim` without
+    ``quick_max`` (in a worker thread) does the rest: it is idempotent after the rename."""
+
+
 class ClaimRefused(EdgeorchError, OSError):
     """The file in the claim folder is not the file that was inspected (a hard link or another
     file swapped in between the check and the rename). ``removed``: the inbox name was unlinked
@@ -198,7 +204,8 @@ def prepare_claim(path: Path | str, folder: Path | str, inbox_dir: Path | str, c
                        verdict.size, verdict.mtime_ns, verdict.dev, verdict.ino, max_size, allow_sparse)
 
 
-def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.Event | None = None) -> ClaimedFile:
+def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.Event | None = None,
+                  quick_max: int | None = None) -> ClaimedFile:
     """Move the intended file into its claim folder by ``os.rename``, fsync, verify, hash it.
 
     ``fsync=False`` leaves the two folder fsyncs to the caller, who may group
@@ -218,6 +225,10 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
     :class:`ClaimDeferred` for transient errors (try again later);
     :class:`ClaimInterrupted` when ``cancel`` is set during the hash (checked between chunks, so a stop
     never waits for a long hash); :class:`ClaimNotPermitted` when the system refuses the rename.
+
+    ``quick_max`` (bytes): only quick steps, for a caller on the event loop: a file of another user (a copy, its
+    fsync) or of ``quick_max`` bytes or more as it is after the rename (it may have grown since it was inspected),
+    checked again on the hash's descriptor, raises :class:`NotQuick` before any copy or hash.
     """
     dest = intent.dest
     redo = True  # dest was there already: a claim interrupted after its rename, finished now
@@ -237,6 +248,10 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 raise ClaimNotPermitted(_rename_refused(intent.source, exc), value=display_path(intent.source)) from exc
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
+        if quick_max is not None:
+            now = os.lstat(dest)
+            if now.st_uid != os.geteuid() or now.st_size >= quick_max:
+                raise NotQuick(display_path(intent.source))
         identity = (intent.dev, intent.ino)
         try:  # another user's file: the daemon's copy; the daemon user's, writable by others: those bits off
             copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel,
@@ -247,7 +262,7 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
             identity = copied
             if fsync:
                 sync_dirs([dest.parent])
-        stamp, size, digest = verify_and_hash(dest, identity, cancel, intent)
+        stamp, size, digest = verify_and_hash(dest, identity, cancel, intent, quick_max=quick_max)
     except OSError as exc:
         if isinstance(exc, (ClaimError, ClaimDeferred, ClaimRefused, ClaimNotPermitted)):
             raise
@@ -270,7 +285,7 @@ def _rename_refused(source: Path, exc: OSError) -> str:
 
 
 def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: threading.Event | None = None,
-                    intent: ClaimIntent | None = None) -> tuple[FileStamp, int, str]:
+                    intent: ClaimIntent | None = None, *, quick_max: int | None = None) -> tuple[FileStamp, int, str]:
     """Open ``path`` without following links; check the descriptor; hash through it.
 
     Checked on the open descriptor (``fstat``), so nothing can be swapped in
@@ -288,7 +303,8 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: thread
     meanwhile costs nothing more). With ``intent``, a file whose size is not
     the inspected one (it grew after the look: a writer's handle still open)
     meets the watch's ``max_size`` and sparse rule again, on the descriptor,
-    before any byte is read: failing them raises :class:`ClaimRefused`.
+    before any byte is read: failing them raises :class:`ClaimRefused`. A file of ``quick_max`` bytes or more
+    raises :class:`NotQuick` before any byte is read (see :func:`perform_claim`).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -311,6 +327,8 @@ def verify_and_hash(path: Path, identity: tuple[int, int] | None, cancel: thread
             if problem:
                 raise ClaimRefused(f"it changed after it was inspected ({intent.size} -> {st.st_size} bytes): "
                                    f"{problem}", removed=False, value=display_path(path))
+        if quick_max is not None and st.st_size >= quick_max:
+            raise NotQuick(display_path(path))
         if open_for_writing(fd):  # asked first too: a file kept open is not hashed again at every retry
             raise ClaimDeferred(STILL_OPEN, value=display_path(path))
         size, digest = _hash_fd(fd, cancel, st.st_size)

@@ -35,6 +35,7 @@ from .claim import (
     ClaimInterrupted,
     ClaimNotPermitted,
     ClaimRefused,
+    NotQuick,
     changed_since,
     claim_dest,
     claim_folder_name,
@@ -801,7 +802,7 @@ class DropFolders:
 
     def _record_intent(self, spec: WatchSpec, acc: Any, planned: int | None, ahead: dict[int, Path]) -> _Pending:
         """Record the intent, under id ``planned`` when that id is still free and its claim folder was made
-        ahead (``ahead``: id -> folder, made off the loop for the group's ids); the id the record gets takes
+        ahead (``ahead``: id -> folder, made before the transaction for the group's ids); the id the record gets takes
         its folder from ``ahead``, or has it made now, inside the transaction. Either way the folder was
         made exclusively for this id (:func:`make_claim_folder`: ``in-<id>``, suffixed when a restored
         backup reused the id), and its real path is what is recorded. A folder taken here for a record
@@ -1308,19 +1309,30 @@ async def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[i
     worker thread); then the folders of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the
     claims are about to start).
 
-    Files under :data:`LOOP_CLAIM_BYTES` are claimed on the loop in slices, the others meanwhile in a worker
-    thread. Never raises: each intent's outcome is its result or its exception, in the order of ``intents``.
-    When the folders cannot be synced, every claimed file of the group becomes a :class:`ClaimDeferred` (its
-    rename is not known to be durable; the retry syncs again).
+    A file of the daemon's user under :data:`LOOP_CLAIM_BYTES` is claimed on the loop, in slices; a bigger one in
+    a worker thread, meanwhile; so is one found to need more after its rename on the loop (another user's file,
+    whose copy is fsynced; one grown since it was inspected: :class:`NotQuick`). Never raises: each intent's
+    outcome is its result or its exception, in the order of ``intents``. When the folders cannot be synced, every
+    claimed file of the group becomes a :class:`ClaimDeferred` (its rename is not known to be durable; the retry
+    syncs again).
     """
     loop = asyncio.get_running_loop()
-    big = [i for i, intent in enumerate(intents) if intent.size >= LOOP_CLAIM_BYTES]
-    in_thread = loop.run_in_executor(None, _claim_each, [intents[i] for i in big], cancel) if big else None
+    threaded: list[tuple[list[int], asyncio.Future[list[ClaimedFile | BaseException]]]] = []
+
+    def in_thread(ids: list[int]) -> None:
+        if ids:
+            threaded.append((ids, loop.run_in_executor(None, _claim_each, [intents[i] for i in ids], cancel)))
+
+    in_thread([i for i, intent in enumerate(intents) if intent.size >= LOOP_CLAIM_BYTES])
     out: list[ClaimedFile | BaseException] = [ClaimInterrupted("not claimed")] * len(intents)
+    later: list[int] = []
     async for i in sliced([i for i, intent in enumerate(intents) if intent.size < LOOP_CLAIM_BYTES]):
-        out[i] = _claim_unsynced(intents[i], cancel)
-    if in_thread is not None:
-        for i, res in zip(big, await in_thread):
+        out[i] = _claim_unsynced(intents[i], cancel, quick_max=LOOP_CLAIM_BYTES)
+        if isinstance(out[i], NotQuick):
+            later.append(i)
+    in_thread(later)
+    for ids, fut in threaded:
+        for i, res in zip(ids, await fut):
             out[i] = res
     dirs: set[Path] = set()
     for intent, res in zip(intents, out):
@@ -1335,18 +1347,19 @@ async def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[i
 
 
 def _claim_each(intents: list[ClaimIntent], cancel: threading.Event | None) -> list[ClaimedFile | BaseException]:
-    """:func:`_claim_unsynced` of each intent (the big files of a group, in a worker thread)."""
+    """:func:`_claim_unsynced` of each intent (a group's big files, in a worker thread)."""
     return [_claim_unsynced(intent, cancel) for intent in intents]
 
 
-def _claim_unsynced(intent: ClaimIntent, cancel: threading.Event | None) -> ClaimedFile | BaseException:
+def _claim_unsynced(intent: ClaimIntent, cancel: threading.Event | None,
+                    quick_max: int | None = None) -> ClaimedFile | BaseException:
     """:func:`perform_claim` without its folder fsyncs (the caller syncs a group's folders together); never
     raises: the outcome is the claimed file or the exception (a stop under way: :class:`ClaimInterrupted`, the
-    file left claiming for the next start)."""
+    file left claiming for the next start; ``quick_max`` given: :class:`NotQuick` for a file that needs more)."""
     if cancel is not None and cancel.is_set():
         return ClaimInterrupted("not claimed: the daemon is stopping; the next start claims it")
     try:
-        return perform_claim(intent, fsync=False, cancel=cancel)
+        return perform_claim(intent, fsync=False, cancel=cancel, quick_max=quick_max)
     except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
         return exc
 

@@ -100,3 +100,62 @@ def test_a_stop_during_a_group_leaves_the_rest_claiming(tmp_path) -> None:
     results, _ = asyncio.run(service._claim_all(intents, runs, [], cancel))
     assert all(isinstance(r, ClaimInterrupted) for r in results)
     assert all(i.source.exists() for i in intents)  # nothing moved
+
+
+def _spy_claims(monkeypatch) -> list[tuple[str, str, bool]]:
+    """(file, thread, claimed) for each call of perform_claim from the group (claimed: it returned a file)."""
+    calls: list[tuple[str, str, bool]] = []
+    real = service.perform_claim
+
+    def spy(intent, **kw):  # type: ignore[no-untyped-def]
+        try:
+            res = real(intent, **kw)
+        except Exception:
+            calls.append((intent.source.name, threading.current_thread().name, False))
+            raise
+        calls.append((intent.source.name, threading.current_thread().name, True))
+        return res
+
+    monkeypatch.setattr(service, "perform_claim", spy)
+    return calls
+
+
+def test_another_users_file_is_copied_in_a_worker_not_on_the_loop(tmp_path, monkeypatch) -> None:
+    """Found in review: another user's file is copied and the copy fsynced (owncopy); on the loop, a burst of them
+    held it for a fsync each."""
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    intents, runs = _intents(tmp_path, [10, 20])
+    os.chown(intents[1].source, 65534, 65534)
+    calls = _spy_claims(monkeypatch)
+
+    async def main():  # type: ignore[no-untyped-def]
+        return threading.current_thread().name, await service._claim_all(intents, runs, [], threading.Event())
+
+    loop_thread, (results, _) = asyncio.run(main())
+    assert all(isinstance(r, ClaimedFile) for r in results), results
+    claimed = {name: thread for name, thread, ok in calls if ok}
+    assert claimed["f0.bin"] == loop_thread and claimed["f1.bin"] != loop_thread
+    assert os.stat(results[1].path).st_uid == os.geteuid()  # the daemon's copy
+
+
+def test_a_file_grown_after_its_inspection_is_hashed_in_a_worker(tmp_path, monkeypatch) -> None:
+    """Found in review: the loop's share was chosen by the inspected size; a dropper who appended gigabytes after
+    the look had them hashed on the loop. The size after the rename decides."""
+    monkeypatch.setattr(service, "LOOP_CLAIM_BYTES", 100)
+    intents, runs = _intents(tmp_path, [10])
+    with open(intents[0].source, "ab") as f:
+        f.write(b"y" * 500)
+    calls = _spy_claims(monkeypatch)
+
+    async def main():  # type: ignore[no-untyped-def]
+        return threading.current_thread().name, await service._claim_all(intents, runs, [], threading.Event())
+
+    loop_thread, (results, _) = asyncio.run(main())
+    (result,) = results
+    assert isinstance(result, ClaimedFile) and result.size == 510
+    assert [(thread == loop_thread, ok) for _, thread, ok in calls] == [(True, False), (False, True)]
