@@ -14,22 +14,7 @@ def test_a_run_whose_daemon_started_between_its_look_and_its_lock_goes_to_that_d
     found no daemon answering and none holding the state, then met the lock the daemon took meanwhile: "in use
     by another edgeorch daemon", exit 4, the run never made. Nothing had run here: it is asked of the daemon."""
     workspace.pipeline("p", '[tasks.a]\ncommand = ["sh", "-c", "echo ran"]\n')
-    real_connect = runs_cmd.connect
-    looks = []
-
-    def connect_then_daemon_starts(cfg, need="prefer", **kw):
-        looks.append(need)
-        if len(looks) == 1:  # the look found nobody; right after it the daemon starts and takes the state
-            daemon.start(wait_ready=False)
-            lock = workspace.state / "edgeorch.lock"
-            deadline = time.monotonic() + 60
-            while not (lock.exists() and lock.read_text() == f"{daemon.proc.pid} daemon\n"):
-                assert time.monotonic() < deadline, "the daemon never took the state"
-                time.sleep(0.01)
-            return Backend(cfg, None)
-        return real_connect(cfg, need, **kw)
-
-    monkeypatch.setattr(runs_cmd, "connect", connect_then_daemon_starts)
+    looks = _daemon_starts_after_the_look(workspace, daemon, monkeypatch)
     out = workspace.invoke("run", "p")
     assert out.returncode == 0, out.stderr
     assert looks == ["prefer", "daemon"]
@@ -47,10 +32,22 @@ def test_a_retry_whose_daemon_started_between_its_look_and_its_lock_goes_to_that
     first = workspace.invoke("run", "p")
     assert first.returncode != 0, first.stdout  # no daemon yet: it ran here and failed
     flag.write_text("")
-    real_connect = runs_cmd.connect
-    looks = []
+    looks = _daemon_starts_after_the_look(workspace, daemon, monkeypatch)
+    out = workspace.invoke("retry", "1")
+    assert out.returncode == 0, out.stderr
+    assert looks == ["prefer", "daemon"]
+    assert "resuming run 1: a" in out.stdout, out.stdout
+    runs = daemon.call("runs.list")["runs"]
+    assert [(r["id"], r["state"]) for r in runs] == [(1, "succeeded")]
 
-    def connect_then_daemon_starts(cfg, need="prefer", **kw):
+
+def _daemon_starts_after_the_look(workspace, daemon, monkeypatch) -> list[str]:
+    """The CLI's first look for a daemon finds none; right after it the daemon starts and takes the state (waited
+    for: its lock names it). Returns the list of each look's ``need``, filled as the command looks."""
+    real_connect = runs_cmd.connect
+    looks: list[str] = []
+
+    def connect_then_daemon_starts(cfg, need="prefer", **kw):  # type: ignore[no-untyped-def]
         looks.append(need)
         if len(looks) == 1:
             daemon.start(wait_ready=False)
@@ -63,9 +60,4 @@ def test_a_retry_whose_daemon_started_between_its_look_and_its_lock_goes_to_that
         return real_connect(cfg, need, **kw)
 
     monkeypatch.setattr(runs_cmd, "connect", connect_then_daemon_starts)
-    out = workspace.invoke("retry", "1")
-    assert out.returncode == 0, out.stderr
-    assert looks == ["prefer", "daemon"]
-    assert "resuming run 1: a" in out.stdout, out.stdout
-    runs = daemon.call("runs.list")["runs"]
-    assert [(r["id"], r["state"]) for r in runs] == [(1, "succeeded")]
+    return looks
