@@ -20,14 +20,14 @@ from .. import __version__
 from ..errors import EdgeorchError, UsageError
 from ..loglevel import configure_logging
 from .commands import (audit, baseline, daemon, datasets, describe, events, gc, inputs, lineage, models, monitors,
-                       pipelines, resources, runs, subcommand_adder, top, validate)
+                       pipelines, privacy, resources, runs, subcommand_adder, top, validate)
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .failures import in_cli_terms, report_bug, report_error, report_file_error, wants_json
 from .globalopts import VALUE_FLAGS, cli_log_level, finish_args, finish_parser
 from .parsing import OneCommand, Parser, ParserError, command_word, subcommands
 
-GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, monitors, baseline, lineage, gc, audit,
-          resources, top, describe)
+GROUPS = (validate, daemon, events, runs, pipelines, inputs, datasets, models, monitors, baseline, lineage, privacy, gc,
+          audit, resources, top, describe)
 """The command modules, in the order ``--help`` lists their commands (the kernels' come last)."""
 
 CLI_LOG_FORMAT = "edgeorch: %(levelname)s %(name)s: %(message)s"

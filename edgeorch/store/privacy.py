@@ -198,6 +198,14 @@ class Privacy:
                                 expected=f"one of {', '.join(known)}" if known else "a dataset with a declared budget")
         return ledger
 
+    def show(self, dataset: str | None = None, *, limit: int = 100) -> dict[str, Any]:
+        """What ``edgeorch privacy`` shows (op ``privacy.show``): every ledger (``{"ledgers": [...]}``), or one
+        dataset's with its newest ``limit`` spends (``{"ledger": ..., "spends": [...]}``; NotFoundError naming the
+        datasets that have a budget)."""
+        if dataset is None:
+            return {"ledgers": [self.ledger(d) for d in self.datasets()]}
+        return {"ledger": self.require(dataset), "spends": self.spends(dataset, limit=limit)}
+
     def datasets(self) -> list[str]:
         """Every dataset with a budget, by name."""
         return [r[0] for r in self._db.conn.execute("SELECT dataset FROM privacy_budgets ORDER BY dataset")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...errors import UsageError
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,9 +32,10 @@ class PrivacyOps:
 
     async def privacy_show(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
         dataset = arg(args, "dataset", str, required=False)
-        if dataset is None:
-            return {"ledgers": [self.store.privacy.ledger(d) for d in self.store.privacy.datasets()]}
-        return {"ledger": self.store.privacy.require(dataset), "spends": self.store.privacy.spends(dataset)}
+        limit = arg(args, "limit", int, required=False, default=100)
+        if limit < 1:
+            raise UsageError("must be at least 1", field="args.limit", value=limit, expected="a count of 1 or more")
+        return self.store.privacy.show(dataset, limit=limit)
 
     async def privacy_spend(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
         dataset = arg(args, "dataset", str)

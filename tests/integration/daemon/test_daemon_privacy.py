@@ -23,3 +23,38 @@ def test_cli_releases_spend_through_the_daemon_and_the_op_refuses_past_the_budge
     with pytest.raises(ConflictError, match="exceeded"):
         daemon.call("privacy.spend", {"dataset": "people", "epsilon": 0.7, "release": "too much"})
     assert daemon.call("privacy.show", {})["ledgers"][0]["spends"] == 1
+
+
+def test_edgeorch_privacy_shows_the_ledger_with_and_without_a_daemon(workspace, daemon):
+    """Noticed at earlier stops: the ledger had an op but no command; a person asking "how much of the budget is
+    left?" had to write JSON to the socket or open the state file. The same answer with and without a daemon."""
+    import json
+
+    (workspace.root / "people.csv").write_text("age\n" + "".join(f"{20 + i % 50}\n" for i in range(300)))
+    for eps in ("0.5", "0.25"):
+        proc = workspace.invoke("profile", str(workspace.root / "people.csv"), "--epsilon", eps, "--dataset", "people", "--budget", "2",
+                                "--bounds", "age=0:100", "-q")
+        assert proc.returncode == 0, proc.stderr
+
+    def shown(*args: str) -> subprocess.CompletedProcess[str]:
+        out = workspace.invoke("privacy", *args)
+        assert "Traceback" not in out.stderr, out.stderr
+        return out
+
+    offline = shown()
+    assert offline.returncode == 0, offline.stderr
+    (line,) = [x for x in offline.stdout.splitlines() if x.startswith("people")]
+    assert line.split()[:7] == ["people", "2", "0.75", "1.25", "0", "0", "2"], line
+    one = shown("people", "-n", "1")
+    assert "people: epsilon 0.75 of 2 spent, 1.25 left" in one.stdout
+    assert "(the newest 1 of 2; --limit shows more)" in one.stdout and "0.25" in one.stdout
+    offline_doc = json.loads(shown("people", "--json").stdout)
+    daemon.start()
+    online_doc = json.loads(shown("people", "--json").stdout)
+    assert online_doc == offline_doc and offline_doc["ledger"]["remaining_epsilon"] == pytest.approx(1.25)
+    assert [s["epsilon"] for s in online_doc["spends"]] == [0.25, 0.5]  # newest first
+    missing = shown("nobody")
+    assert missing.returncode == 3 and "expected one of people" in missing.stderr
+    bad = shown("people", "--limit", "0")
+    assert bad.returncode == 2 and "--limit" in bad.stderr
+    assert shown("-q").stdout.split() == ["people"]
