@@ -350,10 +350,13 @@ class DPProfile(ResultView):
         rows = [{"column": c["column"], "metric": "dp_profile", "value": c["count"], "p_value": None,
                  "threshold": None, "verdict": "ok", "details": {k: v for k, v in c.items() if k != "column"}}
                 for c in self.columns]
-        message = (f"differentially private profile of {len(self.columns)} columns at epsilon {self.spent:g} "
+        # The row count is a release too (a measurement, spent for): said, not only kept in the summary ("a profile
+        # of 0 columns" spent budget on a count nobody was shown).
+        message = (f"differentially private profile of {len(self.columns)} columns and the row count (noisy: "
+                   f"{self.rows}) at epsilon {self.spent:g} "
                    f"(delta {self.spent_delta:g}; {len(self.measurements)} measurements; {self.contributions} row(s) per individual)")
         if self.skipped:
-            message += f"; not released: {', '.join(self.skipped)}"
+            message += f"; not released (no bounds or categories declared for them): {', '.join(self.skipped)}"
         return strict({"kind": "dp_profile", "verdict": "ok", "message": message, "rows": rows,
                        "summary": {"rows": self.rows, "epsilon": self.spent, "delta": self.spent_delta,
                                    "contributions": self.contributions, "skipped": self.skipped,

@@ -54,7 +54,8 @@ def test_a_profile_splits_epsilon_over_its_measurements_and_releases_only_declar
     assert 0 <= age["quantiles"]["p25"] <= age["quantiles"]["p50"] <= age["quantiles"]["p75"] <= 100
     doc = p.to_dict()
     assert doc["summary"]["epsilon"] == pytest.approx(1.0) and doc["rows"][0]["metric"] == "dp_profile"
-    assert "not released: secret" in doc["message"]
+    assert "not released (no bounds or categories declared for them): secret" in doc["message"]
+    assert f"the row count (noisy: {doc['summary']['rows']})" in doc["message"]  # a release too: said
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
