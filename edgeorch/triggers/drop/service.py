@@ -1303,8 +1303,8 @@ def _claim_one(intent: ClaimIntent, cancel: threading.Event) -> ClaimedFile | Ba
         return exc
 
 
-async def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[int],
-                     cancel: threading.Event | None = None) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
+async def _claim_all(intents: list[ClaimIntent], runs_dir: Path, run_ids: list[int], cancel: threading.Event | None = None
+                     ) -> tuple[list[ClaimedFile | BaseException], dict[int, Path]]:
     """:func:`perform_claim` each intent (no per-file fsync), then the folders synced together (one call in a
     worker thread); then the folders of ``run_ids`` (:func:`~edgeorch.engine.files.make_run_dirs`, the runs the
     claims are about to start).

@@ -32,8 +32,8 @@ def test_edgeorch_privacy_shows_the_ledger_with_and_without_a_daemon(workspace, 
 
     (workspace.root / "people.csv").write_text("age\n" + "".join(f"{20 + i % 50}\n" for i in range(300)))
     for eps in ("0.5", "0.25"):
-        proc = workspace.invoke("profile", str(workspace.root / "people.csv"), "--epsilon", eps, "--dataset", "people", "--budget", "2",
-                                "--bounds", "age=0:100", "-q")
+        proc = workspace.invoke("profile", str(workspace.root / "people.csv"), "--epsilon", eps, "--dataset", "people",
+                                "--budget", "2", "--bounds", "age=0:100", "-q")
         assert proc.returncode == 0, proc.stderr
 
     def shown(*args: str) -> subprocess.CompletedProcess[str]:
