@@ -23,7 +23,8 @@ Contract of :func:`restore`:
   Each restore holds an ``flock`` on its own temporary folder while it works,
   so a leftover is one whose lock can be taken and which is older than
   :data:`FRESH_S` (a restore makes its folder, then locks it); the folder of a
-  restore still under way is left alone. The old content a killed ``force``
+  restore still under way is left alone. What it leaves is in the result
+  (``left_behind``, each with why), and the command says so. The old content a killed ``force``
   had renamed aside is removed only once ``dest`` is a folder again (before,
   it may be the only copy). Nothing is removed in a folder others may write
   to, unless it is sticky (``/tmp``): there another user could rename one of
@@ -88,6 +89,10 @@ def check_dest(dest: Path, *, force: bool) -> None:
     if os.path.islink(dest) or not os.path.isdir(dest):
         raise ConflictError("exists and is not a folder", file=str(dest), expected="a new or empty folder",
                             hint="restore writes a folder; choose another DEST")
+    if os.path.ismount(dest):  # the final rename cannot replace it (EBUSY), after the whole version was written
+        raise UsageError("is a mount point: a restore puts its folder in place by a rename, which a mount point "
+                         "refuses", file=str(dest), expected="a folder that is not a mount point",
+                         hint=f"restore into a folder inside it: {os.path.join(dest, 'NAME')}")
     if not force and any(True for _ in os.scandir(dest)):
         raise ConflictError("is not empty", file=str(dest), expected="a new or empty folder",
                             hint="--force replaces it (its content is removed)")
@@ -110,7 +115,7 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
     writing: str | None = None  # the version's file being written, for a failure's message
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        remove_abandoned(dest)
+        left = remove_abandoned(dest)
         tmp = dest.parent / f"{_tmp_prefix(dest)}{secrets.token_hex(6)}"
         os.mkdir(tmp, 0o755)
         try:
@@ -164,7 +169,8 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
         raise
     finally:
         os.close(lock)
-    return {"dataset": manifest.ref, "dest": str(dest), "files": len(manifest.files), "bytes": total}
+    return {"dataset": manifest.ref, "dest": str(dest), "files": len(manifest.files), "bytes": total,
+            "left_behind": left}
 
 
 def _failed(exc: OSError, dest: Path, manifest: Manifest, writing: str | None) -> RestoreFailed:
@@ -183,11 +189,13 @@ def _failed(exc: OSError, dest: Path, manifest: Manifest, writing: str | None) -
     denied = exc.errno in (errno.EACCES, errno.EPERM)
     if denied:
         hint = "restore into a folder this user may write"
+    elif exc.errno == errno.EROFS:
+        hint = "that file system is mounted read-only: restore into a folder on another one"
     return RestoreFailed(f"{what}: {reason}; nothing of it was left there", file=str(dest), hint=hint, denied=denied,
                          reason=reason)
 
 
-FRESH_S = 10.0
+FRESH_S = 1.0
 """A temporary folder younger than this (seconds, by its modification time: a restore adds its files right after
 making it) is never taken for a killed restore's."""
 
@@ -209,24 +217,29 @@ def _hold(folder: Path) -> int:
     return fd
 
 
-def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> None:
+def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> list[dict[str, str]]:
     """Remove what killed restores to ``dest`` left beside it: their temporary folders (``.<name>.restore-<12
     hex>``) and the old content a ``force`` had renamed aside (``.<name>.old-<12 hex>``). Only folders of this
     user that no restore holds locked and that are ``fresh_s`` seconds old or more; others' folders and links are
     left alone, and so is an old content while ``dest`` is not a folder (a ``force`` killed between its two renames:
     it may be the only copy). Nothing in a folder others may write to unless it is sticky (see the module's doc).
-    ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder)."""
+    ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder). Returns what it left in
+    place, each ``{"path", "why"}`` (a caller says so: hidden folders of a killed restore can hold gigabytes)."""
     pattern = re.compile(re.escape(f".{dest.name}.") + r"(restore|old)-[0-9a-f]{12}")
     try:
         parent = os.stat(dest.parent)
-        entries = list(os.scandir(dest.parent))
+        entries = [e for e in os.scandir(dest.parent) if pattern.fullmatch(e.name)]
     except OSError:
-        return
+        return []
     if parent.st_mode & 0o022 and not parent.st_mode & stat_mod.S_ISVTX:
-        return
+        why = "its folder is writable by other users (not sticky): another user could have named it so"
+        return [{"path": e.path, "why": why} for e in entries]
     placed = os.path.isdir(dest) and not os.path.islink(dest)
+    left: list[dict[str, str]] = []
     for entry in entries:
-        if not pattern.fullmatch(entry.name) or (entry.name.startswith(f".{dest.name}.old-") and not placed):
+        if entry.name.startswith(f".{dest.name}.old-") and not placed:
+            left.append({"path": entry.path, "why": "the old content a killed --force set aside, while DEST is "
+                                                    "missing: it may be the only copy"})
             continue
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -234,16 +247,21 @@ def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> None:
             continue  # a link, gone, or not a folder: not a restore's
         try:
             st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or not stat_mod.S_ISDIR(st.st_mode):
+                continue  # not this user's: not a restore of this user's
             # A folder made a moment ago may be one whose restore has not locked it yet (mkdir, then flock).
-            if st.st_uid != os.geteuid() or not stat_mod.S_ISDIR(st.st_mode) or time.time() - st.st_mtime < fresh_s:
+            if time.time() - st.st_mtime < fresh_s:
+                left.append({"path": entry.path, "why": f"made less than {FRESH_S:g} s ago: maybe a restore starting"})
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                continue  # a restore under way holds it
+                left.append({"path": entry.path, "why": "a restore under way holds it"})
+                continue
             shutil.rmtree(entry.path, ignore_errors=True)
         finally:
             os.close(fd)
+    return left
 
 
 def _swap_into_place(tmp: Path, dest: Path, *, force: bool, durable: bool = True) -> None:

@@ -172,9 +172,11 @@ def test_a_killed_restore_leaves_its_folder_and_the_next_restore_removes_it_but_
     try:
         old = time.time() - 60  # both older than a folder a restore has just made and not locked yet
         os.utime(left, (old, old))
-        cli(workspace, "restore", "d", str(dest), "-q")
+        os.utime(busy, (old, old))
+        proc = cli(workspace, "restore", "d", str(dest))
         young = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out."))
         assert young == [busy.name], young  # the killed one's left over: gone only if older than FRESH_S
+        assert f"note: left {busy} (what a killed restore left) in place: a restore under way holds it" in proc.stderr
     finally:
         os.close(held)
     assert (dest / "a.bin").read_bytes() == (src / "a.bin").read_bytes()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.quiet:
         return EXIT_OK
     print(f"{res['dataset']} -> {res['dest']} ({res['files']} file(s), {format_bytes(res['bytes'])})")
+    for kept in res["left_behind"]:  # hidden folders of killed restores: they can hold gigabytes
+        print(f"note: left {printable(kept['path'])} (what a killed restore left) in place: {kept['why']}; "
+              "`rm -r` it once no restore uses it", file=sys.stderr)
     return EXIT_OK
 
 

@@ -134,7 +134,8 @@ def test_restore_rebuilds_every_version_byte_for_byte_with_modes(store, objects,
     (src / "a.bin").write_bytes(random_bytes(2_500_000, seed=8))
     add(store, objects, "demo", src, compress=True)
     res = restore_ref(store, objects, "demo", 1, tmp_path / "v1")
-    assert res == {"dataset": "demo@1", "dest": str(tmp_path / "v1"), "files": 3, "bytes": 2_500_006}
+    assert res == {"dataset": "demo@1", "dest": str(tmp_path / "v1"), "files": 3, "bytes": 2_500_006,
+                   "left_behind": []}
     assert tree(tmp_path / "v1") == first
     assert (tmp_path / "v1" / "sub" / "deep" / "b.txt").stat().st_mode & 0o777 == 0o750
     restore_ref(store, objects, "demo", None, tmp_path / "latest")
