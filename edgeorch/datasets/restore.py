@@ -116,7 +116,7 @@ def restore(manifest: Manifest, objects: ObjectStore, dest: Path, *, force: bool
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         left = remove_abandoned(dest)
-        tmp = dest.parent / f"{_tmp_prefix(dest)}{secrets.token_hex(6)}"
+        tmp = _beside(dest, "restore")
         os.mkdir(tmp, 0o755)
         try:
             lock = _hold(tmp)
@@ -200,9 +200,14 @@ FRESH_S = 1.0
 making it) is never taken for a killed restore's."""
 
 
-def _tmp_prefix(dest: Path) -> str:
-    """The start of the name of a restore's temporary folder for ``dest``: ``.<dest name>.restore-``."""
-    return f".{dest.name}.restore-"
+SIDE_KINDS = ("restore", "old")
+"""What a restore names beside ``dest``: its temporary folder, and the old content a ``force`` sets aside."""
+
+
+def _beside(dest: Path, kind: str) -> Path:
+    """A new name beside ``dest`` for a restore's ``kind`` of folder: ``.<dest name>.<kind>-<12 hex>`` (the names
+    :func:`remove_abandoned` recognises)."""
+    return dest.parent / f".{dest.name}.{kind}-{secrets.token_hex(6)}"
 
 
 def _hold(folder: Path) -> int:
@@ -225,19 +230,19 @@ def remove_abandoned(dest: Path, *, fresh_s: float = FRESH_S) -> list[dict[str, 
     it may be the only copy). Nothing in a folder others may write to unless it is sticky (see the module's doc).
     ``fresh_s=0``: a folder no other process restores into (a run's own datasets folder). Returns what it left in
     place, each ``{"path", "why"}`` (a caller says so: hidden folders of a killed restore can hold gigabytes)."""
-    pattern = re.compile(re.escape(f".{dest.name}.") + r"(restore|old)-[0-9a-f]{12}")
+    pattern = re.compile(re.escape(f".{dest.name}.") + f"({'|'.join(SIDE_KINDS)})-[0-9a-f]{{12}}")
     try:
         parent = os.stat(dest.parent)
-        entries = [e for e in os.scandir(dest.parent) if pattern.fullmatch(e.name)]
+        entries = [(e, m.group(1)) for e in os.scandir(dest.parent) if (m := pattern.fullmatch(e.name))]
     except OSError:
         return []
     if parent.st_mode & 0o022 and not parent.st_mode & stat_mod.S_ISVTX:
         why = "its folder is writable by other users (not sticky): another user could have named it so"
-        return [{"path": e.path, "why": why} for e in entries]
+        return [{"path": e.path, "why": why} for e, _ in entries]
     placed = os.path.isdir(dest) and not os.path.islink(dest)
     left: list[dict[str, str]] = []
-    for entry in entries:
-        if entry.name.startswith(f".{dest.name}.old-") and not placed:
+    for entry, kind in entries:
+        if kind == "old" and not placed:
             left.append({"path": entry.path, "why": "the old content a killed --force set aside, while DEST is "
                                                     "missing: it may be the only copy"})
             continue
@@ -271,7 +276,7 @@ def _swap_into_place(tmp: Path, dest: Path, *, force: bool, durable: bool = True
     except OSError as exc:
         if not force or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
-        aside = dest.parent / f".{dest.name}.old-{secrets.token_hex(6)}"
+        aside = _beside(dest, "old")
         os.rename(dest, aside)
         try:
             os.rename(tmp, dest)

@@ -180,3 +180,18 @@ def test_a_killed_restore_leaves_its_folder_and_the_next_restore_removes_it_but_
     finally:
         os.close(held)
     assert (dest / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
+
+
+def test_a_mount_point_as_dest_is_refused_before_anything_is_written(workspace, small_disk, tmp_path):
+    """Found by an operator: restoring into an empty mount point wrote the whole version beside it, on the parent's
+    disk, then failed "Device or resource busy" at the rename."""
+    src = tmp_path / "one.bin"
+    src.write_bytes(random_bytes(1000, seed=6))
+    cli(workspace, "add", "d", str(src))
+    proc = cli(workspace, "restore", "d", str(small_disk), "--force", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{small_disk}: is a mount point" in proc.stderr
+    assert f"hint: restore into a folder inside it: {small_disk / 'NAME'}" in proc.stderr
+    assert [p.name for p in small_disk.parent.iterdir() if p.name.startswith(".small.")] == []  # nothing beside it
+    cli(workspace, "restore", "d", str(small_disk / "inside"))  # a folder in it is fine
+    assert (small_disk / "inside" / "one.bin").read_bytes() == src.read_bytes()

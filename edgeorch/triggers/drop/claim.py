@@ -248,14 +248,16 @@ def perform_claim(intent: ClaimIntent, *, fsync: bool = True, cancel: threading.
                 raise ClaimNotPermitted(_rename_refused(intent.source, exc), value=display_path(intent.source)) from exc
             if fsync:  # the inbox too: the claim folder's own entry must survive a power loss
                 sync_dirs([dest.parent, dest.parent.parent, intent.source.parent])
+        settled = False  # the daemon user's own file, writable by nobody else: take_ownership would do nothing
         if quick_max is not None:
             now = os.lstat(dest)
             if now.st_uid != os.geteuid() or now.st_size >= quick_max:
                 raise NotQuick(display_path(intent.source))
+            settled = not redo and not now.st_mode & 0o022  # its open and fstat saved (the hash's check the inode)
         identity = (intent.dev, intent.ino)
         try:  # another user's file: the daemon's copy; the daemon user's, writable by others: those bits off
-            copied = take_ownership(dest, identity, intent.size, intent.mtime_ns, intent.max_size, cancel,
-                                    redo=redo)
+            copied = None if settled else take_ownership(dest, identity, intent.size, intent.mtime_ns,
+                                                         intent.max_size, cancel, redo=redo)
         except CopyInterrupted as exc:
             raise ClaimInterrupted(f"{exc} (the daemon is stopping); the next start finishes it") from None
         if copied is not None:

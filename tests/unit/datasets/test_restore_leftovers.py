@@ -56,32 +56,6 @@ def test_only_names_of_a_restore_of_this_dest_are_touched(tmp_path) -> None:
     assert all(p.exists() for p in others) and (parent / ".out.restore-aaaaaaaaaaaa").is_symlink()
 
 
-def test_a_mount_point_is_refused_before_anything_is_written(tmp_path) -> None:
-    """Found by an operator: restoring into an empty mount point wrote the whole version beside it, on the parent's
-    disk, then failed "Device or resource busy" at the rename."""
-    import subprocess
-
-    import pytest
-
-    from edgeorch.datasets.restore import check_dest
-    from edgeorch.errors import UsageError
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        with pytest.raises(UsageError, match="is a mount point") as caught:
-            check_dest(mnt, force=True)
-        assert caught.value.hint == f"restore into a folder inside it: {mnt / 'NAME'}"
-        check_dest(mnt / "inside", force=False)  # a folder in it is fine
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_what_is_left_is_said_with_why(tmp_path) -> None:
     parent = tmp_path / "p"
     parent.mkdir(mode=0o755)
