@@ -51,7 +51,7 @@ from .callrunner import EXIT_VIOLATION
 from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, StartedInfo, Verdict
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
-from .files import (FileOutcome, RunFolders, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
+from .files import (FileOutcome, RunFolders, folder_elsewhere, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
                     own_links, read_json, remove_if_empty, still_linked, with_dataset)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, place_datasets, upstream_items
 
@@ -356,7 +356,7 @@ class Engine:
                         "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
                         newest or "none", shown)
         active = self.store.runs.active()  # read once: checked here, activated below
-        self._refuse_moved_runs(active)
+        self._refuse_runs_elsewhere(active)
         from ..datasets.holders import register_holder  # a small module: no chunker, no numba
 
         self._unhold_datasets = register_holder(self._dataset_holds)
@@ -482,15 +482,17 @@ class Engine:
                     continue  # gone already: its task fails saying so
         return out
 
-    def _refuse_moved_runs(self, active: list[dict[str, Any]]) -> None:
-        """A :class:`StateError` when an active run's recorded folder is gone and the runs folder holds one of its
-        name: the state folder was moved (or ``[state] dir`` changed) while runs were active. Started anyway, the
-        engine took their attempts for abandoned and ran them again beside the ones still running, writing to
-        the old path (made anew); their logs read "gone"."""
+    def _refuse_runs_elsewhere(self, active: list[dict[str, Any]]) -> None:
+        """A :class:`StateError` when an active run's recorded folder is not in this runs folder
+        (:func:`~edgeorch.engine.files.folder_elsewhere`). Moved: started anyway, the engine took the attempts for
+        abandoned and ran them again beside the ones still running, writing to the old path (made anew); their
+        logs read "gone". Copied: it adopted the other folder's live attempts, timed them out and stopped them,
+        and started the run's next tasks in that folder's run folder."""
         runs_dir = self.config.runs_dir
         for run in active:
             recorded = Path(run["run_dir"])
-            if recorded.parent != runs_dir and not recorded.exists() and (runs_dir / recorded.name).is_dir():
+            where = folder_elsewhere(recorded, runs_dir)
+            if where == "moved":
                 raise StateError(
                     f"run {run['id']} is {run['state']} and its folder is recorded as {recorded}, which is gone, "
                     f"while {runs_dir / recorded.name} is here: the state folder was moved (or [state] dir changed) "
@@ -498,6 +500,16 @@ class Engine:
                     "ones", file=str(self.store.db.path),
                     hint=f"move the state folder back to {recorded.parent.parent} (or point [state] dir there) until "
                          "its runs have ended (`edgeorch runs --state running`), then move it")
+            if where == "copied":
+                raise StateError(
+                    f"run {run['id']} is {run['state']} and its folder is recorded as {recorded}, outside this "
+                    f"state's runs folder ({runs_dir}): this state file is a copy of that folder's, made "
+                    "while runs were active (or [state] dir points at such a copy); started here, the engine would "
+                    "follow and stop that folder's running tasks and write into its run folders",
+                    file=str(self.store.db.path),
+                    hint=f"use the state folder {recorded.parent.parent} itself (its daemon follows those runs); to "
+                         "have a copy, make it again once no run is active there (`edgeorch runs --state running` "
+                         "lists none), or with its daemon stopped and nothing running")
 
     def fail_stop(self, exc: EdgeorchError) -> None:
         """Stop taking decisions because of ``exc`` (the daemon found its state file gone): what a transition that

@@ -332,6 +332,29 @@ def claim_run_dir(runs_dir: Path, run_id: int) -> Path:
             runs_dir.mkdir(parents=True, exist_ok=True)
 
 
+def folder_elsewhere(recorded: Path, runs_dir: Path) -> str | None:
+    """Where an active run's recorded folder lies against this state's runs folder: None when in it (the same
+    folder by any path: a symbolic link, a bind mount), else ``"moved"`` (gone from its recorded place, and a
+    folder of its name is here: the state folder was moved while the run was active) or ``"copied"`` (it is
+    still there: this state file is a copy of another folder's, made while the run was active; that folder's
+    daemon, or its tasks under live restore, still own it). An engine must not start on either: it would
+    run the tasks a second time, or follow, time out and stop the other folder's own (and write into its run
+    folders). A recorded folder gone with none of its name here is None too: the run's folder was removed,
+    and its attempts are lost as any whose folder is gone.
+    """
+    parent = recorded.parent
+    if parent == runs_dir or not recorded.name:
+        return None
+    try:
+        if os.path.samefile(parent, runs_dir):
+            return None
+    except OSError:
+        pass  # one of them is gone or unreadable: not the same folder
+    if os.path.lexists(recorded):
+        return "copied"
+    return "moved" if (runs_dir / recorded.name).is_dir() else None
+
+
 AHEAD_MAX = 1000
 """At most this many run folders are held made ahead (:class:`RunFolders`; a claim group needs at most
 500); also how many ids past the newest run a start checks for an empty folder a killed engine left."""

@@ -304,3 +304,48 @@ def test_a_state_folder_moved_while_a_run_is_active_is_refused_and_its_task_runs
     (workspace.pipelines / "go").touch()
     assert daemon.wait_run(rid) == "succeeded"
     assert (workspace.pipelines / "starts").read_text() == "started\n"
+
+
+def test_a_state_folder_copied_while_a_run_is_active_is_refused_and_the_originals_task_is_left_alone(
+        workspace, daemon):
+    """`cp -a state state_copy` (config pointed at the copy) with a task running under live restore: the copy's
+    engine adopted the original's live attempt (its folder is recorded by full path, and still there), would
+    time it out and stop it, and started the run's next task in the original's run folder. The start is refused
+    naming both folders; the original's daemon then ends the run once; a copy made afterwards starts."""
+    workspace.pipeline("gated", """
+        [tasks.a]
+        command = ["sh", "-c", "echo started >> {pipeline_dir}/starts; while [ ! -f {pipeline_dir}/go ]; do sleep 0.05; done"]
+        [tasks.b]
+        command = ["sh", "-c", "echo b >> {pipeline_dir}/bs"]
+        needs = ["a"]
+    """)
+    daemon.start()
+    rid = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
+    workspace.wait_file(workspace.pipelines / "starts")
+    assert daemon.stop() == 0  # the task goes on (live restore)
+    original, copy = workspace.state, workspace.root / "copy"
+    subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+    workspace.state = copy
+    workspace.write_config()
+    daemon.start(wait_ready=False)
+    assert daemon.proc.wait(timeout=60) == 4
+    out = daemon.output()
+    assert (f"run {rid} is running and its folder is recorded as {original / 'runs' / str(rid)}, outside this "
+            f"state's runs folder ({copy / 'runs'})") in out
+    assert f"use the state folder {original} itself" in out
+    assert "Traceback" not in out
+    (workspace.pipelines / "go").touch()
+    workspace.state = original
+    workspace.write_config()
+    daemon.start()
+    assert daemon.wait_run(rid) == "succeeded"
+    assert (workspace.pipelines / "starts").read_text() == "started\n"  # never stopped, never run again
+    assert (workspace.pipelines / "bs").read_text() == "b\n"
+    assert daemon.stop() == 0
+    subprocess.run(["rm", "-rf", str(copy)], check=True)
+    subprocess.run(["cp", "-a", str(original), str(copy)], check=True)  # nothing active now: a copy is fine
+    workspace.state = copy
+    workspace.write_config()
+    daemon.start()
+    assert daemon.wait_run(daemon.call("trigger", {"pipeline": "gated"})["run_id"]) == "succeeded"
+    assert (workspace.pipelines / "starts").read_text() == "started\nstarted\n"

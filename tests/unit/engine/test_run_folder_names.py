@@ -129,3 +129,23 @@ def test_a_run_that_takes_its_id_before_the_worker_leaves_no_second_folder(tmp_p
     folders.keep(asyncio.run(make_run_dirs(runs, ids)))  # make_run_dirs finds 7 there and makes 7-2
     assert sorted(p.name for p in runs.iterdir()) == ["7", "8"]
     assert folders.take(runs, 8) == runs / "8"
+
+
+def test_where_an_active_runs_recorded_folder_lies(tmp_path):
+    """The start's check (engine ``_refuse_runs_elsewhere``): in this runs folder by any path, moved, copied."""
+    from edgeorch.engine.files import folder_elsewhere
+
+    here = tmp_path / "state" / "runs"
+    (here / "7").mkdir(parents=True)
+    assert folder_elsewhere(here / "7", here) is None
+    assert folder_elsewhere(here / "8", here) is None  # not made yet, or removed: in this folder still
+    link = tmp_path / "state-link"
+    link.symlink_to(tmp_path / "state")
+    assert folder_elsewhere(link / "runs" / "7", here) is None  # the same folder through a link: not elsewhere
+    old = tmp_path / "old" / "runs"
+    assert folder_elsewhere(old / "7", here) == "moved"  # gone from there, its name here
+    assert folder_elsewhere(old / "9", here) is None  # gone, and none of its name here: just lost
+    (old / "7").mkdir(parents=True)
+    assert folder_elsewhere(old / "7", here) == "copied"  # still there: another state folder's own
+    (old / "9").mkdir()
+    assert folder_elsewhere(old / "9", here) == "copied"  # the state file alone copied: no folder here needed
