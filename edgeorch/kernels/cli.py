@@ -182,6 +182,7 @@ def _run(kind: str, opts: dict[str, Any], args: argparse.Namespace) -> dict[str,
         e = errors[0]
         key = (e.field or "").split(".")[0]
         raise UsageError(e.message, field=_FLAGS.get(key, e.field), value=e.value, expected=e.expected, hint=e.hint)
+    _check_outputs(opts)
     keep_warm = keepwarm.keep_warm_seconds(getattr(args, "keep_warm", None))
     server = None
     if keep_warm > 0 and keepwarm.served(kind, opts):
@@ -200,6 +201,16 @@ def _run(kind: str, opts: dict[str, Any], args: argparse.Namespace) -> dict[str,
     if server is not None:
         keepwarm.start_server(server[0], server[1], args.numba_cache, keep_warm)
     return doc
+
+
+def _check_outputs(opts: dict[str, Any]) -> None:
+    """Refuse, before any work, an output file (``--save``, ``--html``) in edgeorch's state folder
+    (:func:`edgeorch.ownstate.check_output_file`): a report saved over the state file replaced it."""
+    from ..ownstate import check_output_file
+
+    for key in ("save", "report"):
+        if isinstance(opts.get(key), str):
+            check_output_file(opts[key], field=_FLAGS[key])
 
 
 def _quiet(args: argparse.Namespace) -> bool:
@@ -344,6 +355,7 @@ def _dp_profile(args: argparse.Namespace) -> int:
     if args.save:
         raise UsageError("a differentially private release cannot be saved as a drift reference", field="--save",
                          expected="--html PATH or --json for the release")
+    _check_outputs({"report": args.html})  # before the release is charged
     opts: dict[str, Any] = {"input": args.file, "epsilon": args.epsilon, "contributions": args.contributions,
                             "bounds": _pairs(args.bounds, "--bounds", _bound_pair),
                             "categories": _pairs(args.categories, "--categories", _category_list)}

@@ -34,11 +34,15 @@ from typing import Any
 from .results import strict  # noqa: F401  (kinds.run_task makes every document strict through here)
 
 
-def _out_path(path: str) -> str:
-    # A bare file name goes to the task's output directory when there is one.
+def _out_path(path: str, key: str) -> str:
+    """Where option ``key``'s file is written: a bare file name in the task's output folder when there is one.
+    Refused in edgeorch's state folder outside its runs (:func:`edgeorch.ownstate.check_output_file`)."""
+    from ..ownstate import check_output_file
+
     out_dir = os.environ.get("EDGEORCH_OUTPUT_DIR")
     if out_dir and not os.path.isabs(path) and os.path.dirname(path) == "":
-        return os.path.join(out_dir, path)
+        path = os.path.join(out_dir, path)
+    check_output_file(path, field=key)
     return path
 
 
@@ -65,7 +69,7 @@ def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
                    max_bins=o.get("max_bins", 64), progress=progress)
     outputs: list[str] = []
     if o.get("save"):
-        path = _out_path(o["save"])
+        path = _out_path(o["save"], "save")
         prof.save(path)
         outputs.append(path)
     result: Any = prof
@@ -88,7 +92,7 @@ def run_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
 
             sample, sampled = sample_table(o["input"], o.get("columns"))
             sections, _ = profile_sections(prof, sample, sampled, ranges=o.get("ranges"))
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "profile"}, charts, sections=sections,
+        outputs.append(write(_out_path(o["report"], "report"), render({**doc, "kind": "profile"}, charts, sections=sections,
                                                             rows_table=bool(o.get("reference_profile")))))
     return doc
 
@@ -163,7 +167,7 @@ def run_drift(o: dict[str, Any], progress: Any) -> dict[str, Any]:
             if len(rb.values) and len(cb.values) and isinstance(rb, NumericBatch) == isinstance(cb, NumericBatch):
                 r, cu, labels = binned(rb, cb)
                 charts[c.column] = (labels, [("reference", list(r)), ("current", list(cu))])
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "drift"}, charts)))
+        outputs.append(write(_out_path(o["report"], "report"), render({**doc, "kind": "drift"}, charts)))
     return doc
 
 
@@ -203,7 +207,7 @@ def _drift_from_profile(o: dict[str, Any], reference: Any, against: str | None, 
         from .report import render, write
 
         cur = profile(o["current"], columns=o.get("columns"))
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "drift"}, _profile_pair_charts(reference,
+        outputs.append(write(_out_path(o["report"], "report"), render({**doc, "kind": "drift"}, _profile_pair_charts(reference,
                                                                                                          cur))))
     return doc
 
@@ -241,7 +245,7 @@ def run_fairness(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         from .reportparts import fairness_sections
 
         # Rates, not counts: each bar (and its tooltip) is the group's own selection rate.
-        outputs.append(write(_out_path(o["report"]), render(
+        outputs.append(write(_out_path(o["report"], "report"), render(
             {**doc, "kind": "fairness"}, sections=fairness_sections(doc, rep.groups, rep.min_group_size))))
     return doc
 
@@ -300,7 +304,7 @@ def run_validate(o: dict[str, Any], progress: Any) -> dict[str, Any]:
 
         doc = _doc(verdict, message, res["rows"], summary, outputs)
         doc["kind"] = "validate"
-        outputs.append(write(_out_path(o["report"]), render(doc, {c.name: _hist_series(c) for c in prof.columns.values()})))
+        outputs.append(write(_out_path(o["report"], "report"), render(doc, {c.name: _hist_series(c) for c in prof.columns.values()})))
     return _doc(verdict, message, res["rows"], summary, outputs)
 
 
@@ -350,7 +354,7 @@ def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         from .report import render, write
         from .reportparts import explain_sections
 
-        outputs.append(write(_out_path(o["report"]), render({**doc, "kind": "explain"}, sections=explain_sections(doc),
+        outputs.append(write(_out_path(o["report"], "report"), render({**doc, "kind": "explain"}, sections=explain_sections(doc),
                                                             rows_table=False)))
     return doc
 
@@ -379,7 +383,7 @@ def run_dp_profile(o: dict[str, Any], progress: Any) -> dict[str, Any]:
         from .report import render, write
 
         # Absolute: the engine deletes it when the release is refused (engine/privacy.py).
-        outputs.append(os.path.abspath(write(_out_path(o["report"]), render({**doc, "kind": "dp_profile"},
+        outputs.append(os.path.abspath(write(_out_path(o["report"], "report"), render({**doc, "kind": "dp_profile"},
                                                                               dp_charts(doc)))))
     return doc
 

@@ -188,6 +188,9 @@ def _export(args: argparse.Namespace) -> int:
             _warn_unverified(header)
             return EXIT_OK
         out = Path(args.output)
+        from ...ownstate import check_output_file
+
+        check_output_file(out, field="--output")
         try:
             with replacing(out, text=True) as f:  # a reader never sees half an export
                 header = _local(backend, lambda source: export_source(source, f, exported_at=iso_ts(time.time())))

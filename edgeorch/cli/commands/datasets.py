@@ -176,8 +176,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ...datasets.names import parse_ref
     from ...datasets.restore import check_dest, restore
 
+    from ...ownstate import check_replaced_folder
+
     cfg = load(args)
     name, version = parse_ref(args.ref)
+    own = [("the state folder", cfg.state_dir), ("the pipelines folder", cfg.pipelines_dir),
+           *((("the config file", cfg.source),) if cfg.source is not None else ())]
+    check_replaced_folder(args.dest, field="DEST", own=own, cwd=Path.cwd())
     dest = Path(os.path.abspath(args.dest))
     check_dest(dest, force=args.force)  # before any work: a DEST that would be refused anyway
     ref = args.ref if "@" in args.ref else f"{name}@latest"

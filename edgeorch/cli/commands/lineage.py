@@ -111,6 +111,10 @@ def _export(args: argparse.Namespace) -> int:
                          expected="--openlineage FILE (or - for stdout), or --command CMD")
     if args.dot or args.upstream or args.downstream:
         raise UsageError("--dot, --upstream and --downstream are for a lineage query, not export", field="export")
+    if args.openlineage not in (None, "-"):
+        from ...ownstate import check_output_file
+
+        check_output_file(args.openlineage, field="--openlineage")
     cfg = load(args)
     request: dict[str, Any] = {"namespace": args.namespace, "since": args.since}
     if args.run is not None:
