@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .drop import SettleTracker, WatchSpec, is_candidate, scan, stat_of
+from .drop.trust import untrusted_path
 from .watcher import FolderWatcher, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class ArrivalLoop:
         self._poll: asyncio.TimerHandle | None = None
         self.on_folder = on_folder
         self.missing: set[Path] = set()
+        self._untrusted: dict[Path, str] = {}  # folders back but not watched again (trust.py): what was said
         self._handed: dict[Path, tuple[int, int, int, int]] = {}
         self.rescans = 0
         self.overflows = 0
@@ -126,6 +128,13 @@ class ArrivalLoop:
 
     def _rearm(self, folder: Path) -> None:
         assert self.watcher is not None
+        untrusted = untrusted_path(folder)
+        if untrusted:  # a link put in its place by someone else: never followed (it stays missing, and is looked at)
+            if self._untrusted.get(folder) != untrusted:
+                self._untrusted[folder] = untrusted
+                log.error("watched folder %s: not watched again: %s", folder, untrusted)
+            return
+        self._untrusted.pop(folder, None)
         try:
             self.watcher.rearm(folder)
         except OSError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 from ...records import frozen
 from .claim import ClaimError
 from ...durable import fsync_dir, write_atomic
+from .trust import UNTRUSTED_HINT, untrusted_path
 from ...trust import close_folder
 from .names import display_path, fit_name
 
@@ -147,6 +148,10 @@ def requeue(quarantined: Path | str, drop_folder: Path | str) -> Path:
     except (OSError, ValueError):
         pass
     drop = Path(drop_folder)
+    untrusted = untrusted_path(drop)
+    if untrusted:  # the folder's path may lead elsewhere now: the file would land there
+        raise ClaimError(f"its drop folder {drop} is not safe to move a file into: {untrusted}",
+                         value=str(src), hint=UNTRUSTED_HINT)
     dest = drop / _free_name(drop, name, reserve=0)
     os.rename(src, dest)
     fsync_dir(drop)

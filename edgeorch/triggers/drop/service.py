@@ -45,6 +45,7 @@ from .claim import (
     perform_claim,
 )
 from ...durable import sync_dirs, write_atomic
+from .trust import UNTRUSTED_HINT, untrusted_path
 from ...engine.files import make_run_dirs, remove_empty_in_a_row
 from ...loopslices import sliced
 from .inspection import Refuse, inspect, scan
@@ -414,6 +415,12 @@ class DropFolders:
             if problem:
                 errors.append(watch_error(s, problem, config_file=src, field="watch.folder", value=str(s.folder),
                                           expected="a folder (or a path where one will be created)"))
+                continue
+            untrusted = untrusted_path(s.folder)
+            if untrusted:
+                errors.append(watch_error(s, untrusted, config_file=src, field="watch.folder", value=str(s.folder),
+                                          expected="a folder whose path only root and the daemon's user can change",
+                                          hint=UNTRUSTED_HINT))
                 continue
             try:
                 check_same_filesystem(s.folder, cfg.inbox_dir)

@@ -7,9 +7,11 @@ daemon announces nothing (an intent being recorded); never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -289,3 +291,40 @@ def _named(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to give a folder to another user)")
+def test_a_watched_folder_another_user_can_replace_is_never_followed_into_another_folder(workspace, daemon, tmp_path):
+    """Found by a tester: the owner of a watched folder's parent put a link to a root-owned folder in its place;
+    the daemon watched the link's target at its next check and claimed (moved out of there) a root-owned file,
+    and `edgeorch requeue` put a quarantined file into the linked folder. Now a folder whose path another user
+    can change is not watched again, a requeue into it is refused, and such a watch is not started at all."""
+    home = workspace.root / "home"
+    drop = home / "drop"
+    drop.mkdir(parents=True)
+    victim = workspace.root / "victim"
+    victim.mkdir()
+    (victim / "secret.csv").write_text("root's own\n")
+    workspace.write_config(f'[[watch]]\nfolder = "{drop}"\npipeline = "ingest"\nsettle = "0.2s"\n')
+    workspace.pipeline("ingest", INGEST)
+    daemon.start()
+    drop_by_rename(tmp_path / "stage", drop, "bad.csv", b"BAD row\n")
+    wait_until(daemon, lambda: n_inputs(workspace, "quarantined") >= 1, what="the bad file quarantined")
+    os.chown(home, 65534, 65534)  # an administrator hands the folder above it to a user, who then (done here
+    os.rename(drop, home / "drop.old")  # for them: pytest's folders are closed to other users) swaps the folder
+    drop.symlink_to(victim)  # for a link to a root-owned one
+    poll_until(lambda: "not watched again" in daemon.output(), what="the replaced folder found")
+    assert f"{drop} can be replaced by the owner of {home}" in daemon.output()
+    (victim / "later.csv").write_text("root's too\n")
+    requeue = subprocess.run([*workspace.cli(), "requeue", "bad.csv"], env=workspace.cli_env(), capture_output=True,
+                             text=True, check=False)
+    assert requeue.returncode != 0 and "is not safe to move a file into" in requeue.stderr, requeue.stderr
+    assert (workspace.state / "quarantine" / "bad.csv").exists() and not (victim / "bad.csv").exists()
+    assert daemon.stop() == 0
+    daemon.start()  # watched from the start: not started at all, said where a user looks
+    listed = subprocess.run([*workspace.cli(), "inputs", "--json"], env=workspace.cli_env(), capture_output=True,
+                            text=True, check=True)
+    assert any("can be replaced by the owner" in e for e in json.loads(listed.stdout)["watch_errors"])
+    assert (victim / "secret.csv").read_text() == "root's own\n" and (victim / "later.csv").exists()
+    assert [r["source_name"] for r in inputs(workspace)] == ["bad.csv"]
+    assert daemon.stop() == 0
