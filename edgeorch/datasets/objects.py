@@ -88,6 +88,24 @@ class ObjectStore:
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
         self._key = os.path.abspath(self.root)
+        self._closed = False
+
+    def _close_root(self) -> None:
+        """Make the store's folder closed to other users (``0750``; an older one, ``0755``, loses the others'
+        bits) before the first object is written: objects hold whatever was added, a file of mode 0600
+        included, and a folder that others may enter lets them list and read every one. The state folder's
+        group (the control socket's, docs/operations.md) keeps reading them, as it reads the state file."""
+        if self._closed:
+            return
+        from ..trust import withdraw
+
+        self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            if withdraw(self.root, 0o007) is not None:
+                log.info("the data versions' folder %s was open to every user: closed to them", self.root)
+        except OSError:
+            pass  # another user's, or a read-only file system: the write below says what matters
+        self._closed = True
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -149,10 +167,11 @@ class ObjectStore:
             if len(packed) < len(data):
                 codec, payload = "zstd", packed
         final = self.path(sha256, codec)
+        self._close_root()
         final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         try:
             view = memoryview(payload)
             while view:  # a short write (nearly full disk): the rest, or its error, follows

@@ -122,3 +122,21 @@ def test_restore_names_a_corrupted_object_and_leaves_dest_alone(workspace, src, 
     assert not (tmp_path / "out").exists()
     err = json.loads(cli(workspace, "restore", "sales@1", str(tmp_path / "out"), "--json").stderr)
     assert err["error"]["code"] == "corrupt"
+
+
+def test_the_objects_of_a_version_are_closed_to_other_users_in_an_older_open_state_folder(workspace, tmp_path):
+    """Found by a tester: in a state folder made 0755 before edgeorch narrowed it (to 0751), `datasets/` and
+    `objects/` stayed 0755 and every object 0644: any user listed and read what was added, a 0600 file included."""
+    for folder in (workspace.state, workspace.state / "datasets", workspace.state / "datasets" / "objects"):
+        folder.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(folder, 0o755)
+    secret = tmp_path / "salaries.csv"
+    secret.write_text("name,salary\nann,1\n")
+    os.chmod(secret, 0o600)
+    assert cli(workspace, "add", "hr", str(secret), "-q").returncode == 0
+    assert os.stat(workspace.state / "datasets").st_mode & 0o007 == 0  # nobody else may enter it
+    objects = [p for p in (workspace.state / "datasets" / "objects").rglob("*") if p.is_file()]
+    assert objects and all(p.stat().st_mode & 0o007 == 0 for p in objects)
+    restored = tmp_path / "back"
+    assert cli(workspace, "restore", "hr@1", str(restored)).returncode == 0
+    assert (restored / "salaries.csv").stat().st_mode & 0o777 == 0o600  # its own mode, as recorded
