@@ -72,7 +72,9 @@ def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: 
                                     ("delta", delta, ledger["remaining_delta"], ledger["delta"])):
         # slack relative to the budget: for delta (typically 1e-6 or less) an absolute 1e-9 would be real budget
         slack = TOLERANCE * (max(total, 1.0) if name == "epsilon" else total)
-        if want > left + slack:
+        # Against what was spent, not what is left: "left" is floored at 0, so any release under the slack fitted
+        # a spent budget again and again (50 of 1e-10 after the whole budget); the slack is one, not per release.
+        if ledger["spent_" + name] + want > total + slack:
             left = left if left > slack else 0.0  # ten releases of 0.1 left "1.11022e-16 of 1"
             return (f"privacy budget of dataset {dataset!r} exceeded: this release needs {name} {want:g}, "
                     f"{left:g} of {total:g} is left ({ledger['spends']} releases spent "

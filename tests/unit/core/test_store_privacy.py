@@ -59,3 +59,20 @@ def test_refusal_is_pure_and_names_what_is_left() -> None:
     assert "0.25 of 1 is left" in (refusal(ledger, "d", 0.5) or "")
     assert "delta" in (refusal(ledger, "d", 0.1, 1e-5) or "")
     assert "no privacy budget" in (refusal(None, "d", 0.1) or "")
+
+
+def test_releases_under_the_slack_cannot_overspend_a_spent_budget_again_and_again(store: Store) -> None:
+    """Found by a tester: what was left was floored at 0 before the 1e-9 slack was added, so after the whole
+    budget any release of 1e-9 or less was accepted, without end (50 of 1e-10 spent 1.000000005)."""
+    store.privacy.set_budget("fp", 1.0)
+    for i in range(10):
+        store.privacy.spend("fp", 0.1, 0.0, f"release {i}")  # all of it (0.9999999999999999)
+    accepted = 0
+    for i in range(50):
+        try:
+            store.privacy.spend("fp", 1e-10, 0.0, f"tiny {i}")
+        except BudgetExceeded:
+            continue
+        accepted += 1
+    assert accepted <= 10  # the slack once, not per release
+    assert store.privacy.ledger("fp")["spent_epsilon"] <= 1.0 + 1e-9
