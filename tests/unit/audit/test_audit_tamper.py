@@ -283,3 +283,20 @@ def test_one_gap_in_the_seals_is_said_once(tmp_path: Path):
         report = check(db, key)
         missing = [p.message for p in report.problems if "are missing" in p.message]
         assert missing == ["the seal(s) of epoch 1 to 2 are missing (seal 3 follows seal 0)"], report.problems
+
+
+def test_a_value_rewritten_as_bytes_is_named_as_an_edit_not_an_internal_error(log):
+    """Found by a tester: `UPDATE audit_log SET details = X'FF00'` made `audit verify` and `audit list` internal
+    errors (bytes are no JSON); the record is an edited one, and the listing shows what is there."""
+    db, key0, _ = log
+    attacker(db).execute("UPDATE audit_log SET details = X'FF00' WHERE seq = 12")
+    report = check(db)
+    assert not report.ok and report.first_bad == 12
+    assert "record 12 does not match its hash: it was edited" in report.problems[0].message
+    store = Store(db, readonly=True)
+    try:
+        [row] = store.audit.records(after=11, limit=1)
+        assert row["details"] == "<not text: 2 byte(s) ff00>"
+        json.dumps(row)
+    finally:
+        store.close()
