@@ -147,7 +147,9 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
             raise SourceError("is inside edgeorch's own dataset store (stored chunks, not data)", file=str(src),
                               expected="a file or folder of data",
                               hint="`edgeorch datasets restore NAME DEST` rebuilds a version's files")
+        _check_text_name(os.path.dirname(os.path.abspath(src)), os.path.basename(os.path.abspath(src)))
         if stat_mod.S_ISREG(st.st_mode):
+            _check_text_name(str(src.parent), name or src.name)
             job.total = st.st_size
             real = Path(os.path.realpath(src))  # the user named this path: a link to a file is followed
             dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -168,6 +170,8 @@ def take_snapshot(source: Path | str, objects: ObjectStore, *, compress: bool = 
                 for d in _prune(dirs, dir_fd, own):
                     snap.left_out.append((rel / d).as_posix())
                 dirs.sort()
+                for name in (*dirs, *files):
+                    _check_text_name(dirpath, name)
                 for d in dirs:  # fwalk lists a link to a folder among the folders and never enters it
                     if os.path.islink(os.path.join(dirpath, d)):
                         raise SourceError("is a symbolic link; a dataset holds regular files only and never "
@@ -281,6 +285,19 @@ class _Job:
 def _unreadable(exc: OSError) -> None:
     """A folder the walk cannot list: refuse the snapshot (a version silently missing a folder is wrong)."""
     raise SourceError(f"cannot read: {exc.strerror}", file=exc.filename) from None
+
+
+def _check_text_name(folder: str, name: str) -> None:
+    """A :class:`SourceError` for a name that is not UTF-8 (its bytes, as ``os.fsdecode`` leaves them, are lone
+    surrogates): a version records its files' paths (and its source's) as text, and such a name was an internal
+    error at the record, after every chunk was stored. Checked for the source first, then for each folder's
+    entries before they are read (chunks stored before that are unreferenced: the next prune's)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(os.path.join(folder, name)).decode("utf-8", "backslashreplace")
+        raise SourceError("its name is not valid UTF-8; a dataset records its files' names as text", file=shown,
+                          expected="file and folder names in UTF-8", hint="rename it (e.g. with convmv)") from None
 
 
 def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str], int]]:

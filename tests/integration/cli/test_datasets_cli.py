@@ -140,3 +140,18 @@ def test_the_objects_of_a_version_are_closed_to_other_users_in_an_older_open_sta
     restored = tmp_path / "back"
     assert cli(workspace, "restore", "hr@1", str(restored)).returncode == 0
     assert (restored / "salaries.csv").stat().st_mode & 0o777 == 0o600  # its own mode, as recorded
+
+
+def test_a_name_that_is_not_utf8_is_refused_naming_it_not_an_internal_error(workspace, tmp_path):
+    """Found by a tester: `datasets add w8 w8` with a file named b'\\xff\\xfe.csv' inside was exit 70
+    (UnicodeEncodeError at the record, after its chunks were stored)."""
+    folder = tmp_path / "w8"
+    folder.mkdir()
+    (folder / "ok.csv").write_text("a\n")
+    bad = os.fsdecode(bytes(folder) + b"/\xff\xfe.csv")
+    Path(bad).write_text("b\n")
+    for source in (str(folder), bad):
+        proc = cli(workspace, "add", "w8", source)
+        assert proc.returncode == 2, proc.stderr
+        assert "\\xff\\xfe.csv: its name is not valid UTF-8" in proc.stderr
+    assert "no datasets yet" in cli(workspace, "list").stdout
