@@ -238,7 +238,8 @@ def _not_unicode(value: Any) -> bool:
 
 
 def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
-    """The first ``(kind, field)`` in ``doc`` that no reply could carry: ``("unicode", f)`` or ``("range", f)``.
+    """The first ``(kind, field)`` in ``doc`` that no reply could carry, or that no path, name or text may hold:
+    ``("unicode", f)``, ``("range", f)`` or ``("nul", f)``.
 
     Iterative, so a deeply nested (but parseable) document cannot exhaust the stack.
     """
@@ -250,11 +251,15 @@ def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
                 name = f"{where}.{key}" if where else str(key)
                 if _not_unicode(key):
                     return "unicode", where or "<key>"
+                if "\x00" in key:
+                    return "nul", name
                 stack.append((item, name))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
         elif _not_unicode(value):
             return "unicode", where
+        elif isinstance(value, str) and "\x00" in value:
+            return "nul", where
         elif isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
             return "range", where
     return None
@@ -288,8 +293,11 @@ def parse_request(line: bytes | str) -> Request:
     if not isinstance(doc, dict):
         raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))
     rid = doc.get("id")
-    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or _bad_values(rid, "id") is not None:
-        shown = rid if isinstance(rid, (int, str)) and _bad_values(rid, "id") is None else type(rid).__name__
+    rid_bad = _bad_values(rid, "id")
+    if rid_bad is not None and rid_bad[0] == "nul":
+        rid_bad = None  # a reply carries it back as it came; the request itself is refused below
+    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or rid_bad is not None:
+        shown = rid if isinstance(rid, (int, str)) and rid_bad is None else type(rid).__name__
         raise RequestError(BadRequest(
             "bad request id", field="id", value=shown,
             expected=f"an integer in {INT_MIN}..{INT_MAX} or a valid Unicode string"))
@@ -315,6 +323,10 @@ def parse_request(line: bytes | str) -> Request:
     unknown = set(doc) - {"v", "id", "op", "args"}
     if unknown:
         raise RequestError(BadRequest("unknown request field", field=sorted(unknown)[0]), rid)
+    if bad is not None and bad[0] == "nul":  # no path, name or text of edgeorch's can hold one (a path with one
+        # was an internal error, or no reply at all): this request is refused, the stream is fine
+        raise RequestError(UsageError("contains a NUL character", field=bad[1],
+                                      expected="text without NUL (\\u0000) characters"), rid, fatal=False)
     if bad is not None:  # an integer out of range: this request is refused, the stream is fine
         raise RequestError(
             UsageError("is out of range", field=bad[1], expected=f"an integer in {INT_MIN}..{INT_MAX}"),

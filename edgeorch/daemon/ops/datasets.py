@@ -86,8 +86,8 @@ class DatasetOps:
         fut = self._worker.submit(service.take_snapshot, path, self.objects, compress=compress, progress=report,
                                   cancel=cancel, may_read=_may_read_for(peer))
         consumed = False
+        waiting = asyncio.wrap_future(fut)
         try:
-            waiting = asyncio.wrap_future(fut)
             while not waiting.done():
                 await asyncio.wait([waiting], timeout=PROGRESS_EVERY_S)
                 if not waiting.done():
@@ -105,6 +105,9 @@ class DatasetOps:
             cancel.set()  # the client went away (or the add is over): a snapshot still running stops
             if not consumed:
                 fut.add_done_callback(_release_when_done)
+                # Its end (SnapshotCancelled, most often) is nobody's now: taken here, not logged as "Future
+                # exception was never retrieved" with a traceback when the wrapper is collected.
+                waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def datasets_prune(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
         name = arg(args, "name", str, required=False)

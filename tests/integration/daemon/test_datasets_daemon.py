@@ -160,3 +160,26 @@ def test_a_task_output_becomes_a_version_with_its_outcome(workspace, daemon, tmp
     assert "dataset features: the declared output" in reason and "nothing_here is missing" in reason
     assert q(workspace, "SELECT COUNT(*) FROM dataset_versions")[0][0] == 2
     assert daemon.stop() == 0
+
+
+def test_an_add_its_client_leaves_ends_quietly_and_records_nothing(workspace, daemon, tmp_path):
+    """Found by a tester: killing `datasets add` mid-way through the daemon left an ERROR with a traceback in the
+    log ("Future exception was never retrieved ... SnapshotCancelled"), for what is the expected end of it."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        for i in range(24):
+            f.write(random_bytes(16 << 20, seed=i))
+    small = tmp_path / "small.bin"
+    small.write_bytes(random_bytes(1000))
+    daemon.start()
+    with daemon.client() as c:
+        for item in c.stream("datasets.add", {"name": "big", "path": str(big)}, timeout=120):
+            assert "progress" in item  # the first progress line: the add is under way; the client goes now
+            break
+    with daemon.client() as c:  # the next add waits for the abandoned one's end (one worker)
+        items = list(c.stream("datasets.add", {"name": "small", "path": str(small)}, timeout=120))
+    assert items[-1]["version"]["ref"] == "small@1"
+    assert [r["name"] for r in q(workspace, "SELECT name FROM datasets")] == ["small"]
+    assert daemon.stop() == 0
+    out = daemon.output()
+    assert "never retrieved" not in out and "Traceback" not in out and " ERROR " not in out, out[-3000:]

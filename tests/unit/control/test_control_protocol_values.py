@@ -91,3 +91,18 @@ def test_any_line_parses_or_gives_an_encodable_error_echoing_a_valid_id(line: st
     assert valid_id(req.id)
     json.loads(P.encode(P.ok(req.id, req.args)))  # whatever was accepted can be echoed back
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in req.args.values())
+
+
+def test_a_nul_character_in_args_is_a_usage_error_and_the_connection_stays() -> None:
+    """Found by a tester: `datasets.add` with a path holding "\\u0000" got no reply at all (the connection
+    closed, "embedded null byte" in the daemon's log); `baselines.set` and `pipelines.validate` answered
+    `internal`. No path, name or text of edgeorch's can hold one: refused where every request is parsed."""
+    for line, field in (('{"v":1,"id":7,"op":"datasets.add","args":{"name":"x","path":"/x\\u0000y"}}', "args.path"),
+                        ('{"v":1,"id":7,"op":"pipelines.validate","args":{"files":["a\\u0000"]}}', "args.files[0]"),
+                        ('{"v":1,"id":7,"op":"echo","args":{"k\\u0000":1}}', "args.k\x00")):
+        exc = parse_error(line)
+        assert isinstance(exc.error, UsageError) and not exc.fatal and exc.id == 7, line
+        assert exc.error.field == field and "NUL" in exc.error.message
+        assert json.loads(P.encode_error(exc.id, exc.error))["id"] == 7
+    exc = parse_error('{"v":1,"id":"a\\u0000","op":"ping"}')  # even in the id: refused, the id carried back
+    assert not exc.fatal and exc.id == "a\x00" and exc.error.field == "id"
