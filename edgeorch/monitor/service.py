@@ -390,6 +390,10 @@ class Monitors:
         spec = self.rules.get(rule)
         if spec is None:
             raise NotFoundError("no such rule", value=rule, hint="`edgeorch monitors` lists the rules")
+        before = self.store.rules.get(rule) or {}
+        was_silenced = before.get("silenced_until") is not None and before["silenced_until"] > self.clock()
+        if until is None and not was_silenced:  # nothing to lift: said so, and no event or audit record of a no-op
+            return {**before, "was_silenced": False}
         self.store.rules.silence(rule, spec.pipeline, until, reason=reason, actor=actor)
         row = self.store.rules.get(rule) or {}
         if until is None and spec.on_model and row.get("state") == "cooling":
@@ -398,7 +402,7 @@ class Monitors:
             except EdgeorchError as exc:
                 log.warning("rule %s: evaluation after its silence was lifted failed: %s", rule, exc.one_line())
             row = self.store.rules.get(rule) or {}
-        return row
+        return {**row, "was_silenced": was_silenced}
 
 
 def _notify(argv: list[str], doc: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -68,9 +68,13 @@ def cmd_monitors(args: argparse.Namespace) -> int:
         return EXIT_OK
     if sub != "list":
         r = res["rule"]
-        if not args.quiet:
-            print(f"{args.rule}: silenced until {format_timestamp(r['silenced_until'])} ({r['silence_reason']})"
-                  if sub == "silence" else f"{args.rule}: silence lifted")
+        if not args.quiet:  # the reason and the rule's name as typed: printable (a reason's ESC[2J cleared the screen)
+            if sub == "silence":
+                print(printable(f"{args.rule}: silenced until {format_timestamp(r['silenced_until'])} "
+                                f"({r['silence_reason']})"))
+            else:
+                print(printable(f"{args.rule}: " + ("silence lifted" if r.get("was_silenced", True)
+                                                      else "was not silenced: nothing to lift")))
         return EXIT_OK
     if args.quiet:
         for r in res["rules"]:

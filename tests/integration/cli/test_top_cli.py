@@ -21,9 +21,13 @@ def test_top_without_a_terminal_says_so_and_points_at_json(workspace):
     assert "Traceback" not in out.stderr
 
 
-def test_a_too_short_interval_is_refused_naming_the_option(workspace):
-    out = _top(workspace, "--interval", "0.05")
-    assert out.returncode == EXIT_USAGE and "--interval" in out.stderr and "at least 0.2" in out.stderr
+def test_an_interval_out_of_range_is_refused_naming_the_option(workspace):
+    """Too short; and (found by a tester) `inf` or `1e12` were an internal error (a timestamp overflowed), `nan`
+    was taken."""
+    for value in ("0.05", "inf", "1e12", "nan", "-1"):
+        out = workspace.invoke("top", "--interval", value)
+        assert out.returncode == EXIT_USAGE and "--interval: is out of range" in out.stderr, (value, out.stderr)
+        assert "0.2 to 3600 seconds" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_top_needs_a_daemon(workspace):

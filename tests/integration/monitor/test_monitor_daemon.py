@@ -260,7 +260,13 @@ def test_cli_monitors_silence_and_why(workspace, daemon) -> None:
     assert cli("monitors", "silence", "too_many_failures").returncode == 2
     nope = cli("monitors", "silence", "nope", "--until", "1h", "--reason", "x")
     assert nope.returncode != 0 and "no such rule" in nope.stderr
-    assert cli("monitors", "unsilence", "too_many_failures").returncode == 0
+    lifted = cli("monitors", "unsilence", "too_many_failures")
+    assert lifted.returncode == 0 and "too_many_failures: silence lifted" in lifted.stdout
+    again = cli("monitors", "unsilence", "too_many_failures")  # found by a tester: it said "silence lifted" again
+    assert again.returncode == 0 and "was not silenced: nothing to lift" in again.stdout
+    # A reason's control characters are shown escaped in the confirmation (they cleared the tester's screen).
+    odd = cli("monitors", "silence", "too_many_failures", "--until", "1h", "--reason", "\x1b[2Jgone\nnext")
+    assert odd.returncode == 0 and "\x1b" not in odd.stdout and "\\x1b[2Jgone\\nnext" in odd.stdout, odd.stdout
     assert cli("why", "999").returncode != 0
 
 
