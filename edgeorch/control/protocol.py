@@ -286,9 +286,15 @@ def parse_request(line: bytes | str) -> Request:
     :class:`UnsupportedVersion`; its ``id`` is the request's id when it could
     be read, so the error can still be matched by the client.
     """
+    if isinstance(line, (bytes, bytearray)):
+        try:  # UTF-8 only: json.loads takes bytes for UTF-16 or -32 by their first bytes ("'utf-16-le' codec ...")
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(BadRequest(f"not UTF-8: byte {exc.start + 1} is {line[exc.start]:#04x}",
+                                          expected="a JSON object in UTF-8, one per line")) from None
     try:
         doc = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError) as exc:
         raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}"), _lenient_id(line)) from None
     if not isinstance(doc, dict):
         raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))

@@ -13,6 +13,7 @@ list) and checked again, typed, when the task runs (:func:`coerce_numbers`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -208,11 +209,11 @@ def check_dp_profile(r: TableReader) -> None:
     eps = r.raw("epsilon")
     if eps is None:
         r.fail("epsilon", "is required", expected="the privacy loss this release may spend, a number > 0")
-    elif not has_placeholder(eps) and not (_is_number(eps) and eps > 0):
-        r.fail("epsilon", "must be a number > 0", value=eps)
+    elif not has_placeholder(eps) and not (_is_number(eps) and 0 < eps < math.inf):  # inf: exit 1, not usage
+        r.fail("epsilon", "must be a finite number > 0", value=eps)
     budget = r.raw("budget")
-    if budget is not None and not has_placeholder(budget) and not (_is_number(budget) and budget > 0):
-        r.fail("budget", "must be a number > 0", value=budget, expected="the dataset's total epsilon")
+    if budget is not None and not has_placeholder(budget) and not (_is_number(budget) and 0 < budget < math.inf):
+        r.fail("budget", "must be a finite number > 0", value=budget, expected="the dataset's total epsilon")
     for key in ("delta", "budget_delta"):  # the one rule for a delta's range: the ledger's and the kernel's
         d = r.raw(key)
         if d is not None and not has_placeholder(d) and not (_is_number(d) and 0 <= d < 1):

@@ -118,7 +118,7 @@ class ModelService:
         do)."""
         policy = self._policy(name)
         v = self.store.models.version(name, version)
-        alias = alias or policy.alias
+        alias = policy.alias if alias is None else alias  # an empty one is refused, not taken for the default
         self._check_alias(alias, policy)
         held = self.store.models.aliases(name)
         if again and alias == "canary":
@@ -161,7 +161,7 @@ class ModelService:
         previous version it pointed at that passed its gates and never failed a check. On ``canary``: abort the
         canary (the alias is removed). Returns the final row."""
         policy = self._policy(name)
-        alias = alias or policy.alias
+        alias = policy.alias if alias is None else alias
         self._check_alias(alias, policy)
         current = self.store.models.aliases(name).get(alias)
         if alias == "canary" and to is None:

@@ -39,6 +39,8 @@ class PrivacyOps:
 
     async def privacy_spend(self, args: dict[str, Any], peer: Peer) -> dict[str, Any]:
         dataset = arg(args, "dataset", str)
+        if not dataset.strip():  # a ledger named "" (taken before) is no dataset's
+            raise UsageError("is empty", field="args.dataset", expected="the name of the dataset released from")
         epsilon = float(arg(args, "epsilon", (int, float)))
         delta = float(arg(args, "delta", (int, float), required=False, default=0.0))
         budget = arg(args, "budget", (int, float), required=False)

@@ -23,6 +23,12 @@ def test_cli_releases_spend_through_the_daemon_and_the_op_refuses_past_the_budge
     with pytest.raises(ConflictError, match="exceeded"):
         daemon.call("privacy.spend", {"dataset": "people", "epsilon": 0.7, "release": "too much"})
     assert daemon.call("privacy.show", {})["ledgers"][0]["spends"] == 1
+    from edgeorch.errors import UsageError
+
+    for name in ("", "  "):  # found by a tester: a ledger named "" was charged
+        with pytest.raises(UsageError, match="is empty"):
+            daemon.call("privacy.spend", {"dataset": name, "epsilon": 0.1, "budget": 1, "release": "x"})
+    assert len(daemon.call("privacy.show", {})["ledgers"]) == 1
 
 
 def test_edgeorch_privacy_shows_the_ledger_with_and_without_a_daemon(workspace, daemon):

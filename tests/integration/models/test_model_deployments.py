@@ -431,6 +431,10 @@ def test_a_promotion_that_moves_nothing_is_refused_and_records_nothing(workspace
     with pytest.raises(UsageError) as err:
         harness.models(lambda s: s.promote("house", 1, alias="champoin", actor="test"))
     assert err.value.hint == "did you mean 'champion'?"
+    for empty in (lambda s: s.promote("house", 1, alias="", actor="test"), lambda s: s.rollback("house", alias="",
+                                                                                                  actor="test")):
+        with pytest.raises(UsageError):  # found by a tester: `--alias ''` moved the default alias
+            harness.models(empty)
     # No [models.house.canary]: the canary alias moved, with no split, no window, nothing to ever decide it.
     harness.run("trainer", {"rmse": 28.0})
     with pytest.raises(ConflictError, match="house declares no canary: the canary alias would point at version 3"):

@@ -12,7 +12,7 @@ from edgeorch.control import protocol as P
 from edgeorch.errors import UsageError
 
 
-def parse_error(line: str) -> P.RequestError:
+def parse_error(line: str | bytes) -> P.RequestError:
     try:
         P.parse_request(line)
     except P.RequestError as exc:
@@ -106,3 +106,11 @@ def test_a_nul_character_in_args_is_a_usage_error_and_the_connection_stays() -> 
         assert json.loads(P.encode_error(exc.id, exc.error))["id"] == 7
     exc = parse_error('{"v":1,"id":"a\\u0000","op":"ping"}')  # even in the id: refused, the id carried back
     assert not exc.fatal and exc.id == "a\x00" and exc.error.field == "id"
+
+
+def test_bytes_that_are_not_utf8_are_said_so_not_decoded_as_utf16() -> None:
+    """Found by a tester: b"\\xff\\xfe{}" was answered with a 'utf-16-le' codec message (json.loads guesses an
+    encoding from the first bytes); the protocol is UTF-8 only."""
+    exc = parse_error(b"\xff\xfe{}\n")
+    assert exc.error.code == "bad_request" and exc.error.message == "not UTF-8: byte 1 is 0xff"
+    assert "utf-16" not in P.encode_error(exc.id, exc.error).decode()
