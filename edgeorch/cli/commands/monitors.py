@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import UsageError
 from ...textui import format_timestamp, print_json, print_table, printable
-from ...units import TOO_LONG, parse_duration
+from ...units import MAX_DURATION_S, TOO_LONG, parse_duration
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -44,7 +44,10 @@ def until_time(text: str, now: float) -> float:
         t = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError("is not a time", field="--until", value=text, expected=UNTIL_EXPECTED) from None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    at = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    if at - now > MAX_DURATION_S:  # as a duration's bound (9999-12-31 was taken): a silence is not forever
+        raise UsageError(f"is {TOO_LONG} ahead", field="--until", value=text, expected=UNTIL_EXPECTED)
+    return at
 
 
 def cmd_monitors(args: argparse.Namespace) -> int:

@@ -258,6 +258,8 @@ def test_cli_monitors_silence_and_why(workspace, daemon) -> None:
     bad = cli("monitors", "silence", "too_many_failures", "--until", "someday", "--reason", "x")
     assert bad.returncode == 2 and "--until" in bad.stderr and "someday" in bad.stderr and "Traceback" not in bad.stderr
     assert cli("monitors", "silence", "too_many_failures").returncode == 2
+    far = cli("monitors", "silence", "too_many_failures", "--until", "9999-12-31T23:59", "--reason", "x")
+    assert far.returncode == 2 and "longer than 100 years ahead" in far.stderr  # a duration's bound, for a date too
     nope = cli("monitors", "silence", "nope", "--until", "1h", "--reason", "x")
     assert nope.returncode != 0 and "no such rule" in nope.stderr
     lifted = cli("monitors", "unsilence", "too_many_failures")
