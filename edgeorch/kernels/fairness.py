@@ -183,6 +183,10 @@ def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     if bad.any():
         raise DataError("sample weights must be finite and non-negative", field="sample_weight",
                         value=float(w[np.argmax(bad)]), expected="a weight >= 0 per row")
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(w.sum())
+    if overflows:  # weights near 1e308: their sums were inf, the rates nan or 0 (and a warning on stderr); every
+        w = w / w.max()  # rate is a ratio of weighted sums, so the same weights scaled give the same rates
     return w
 
 

@@ -307,3 +307,22 @@ def test_an_intersection_is_named_as_the_report_labels_it_and_an_unknown_group_i
     with pytest.raises(ColumnRoleError) as e:
         disparate_impact(pred, groups, privileged="Z")
     assert e.value.exit_code == 2 and "A,f; A,m; B,f; B,m" in e.value.render()
+
+
+def test_weights_near_the_float_limit_give_the_rates_of_the_same_weights_scaled():
+    """Found by a tester: weights around 1e308 overflowed their sums (a RuntimeWarning on stderr) and group b's
+    rates came out 0 0 0 instead of 1/3, 1/2, 0, with a `violation` verdict."""
+    import warnings
+
+    import numpy as np
+
+    from edgeorch.kernels.fairness import group_rates
+
+    yt, yp = np.array([1, 0, 1, 1, 0, 0]), np.array([1, 0, 0, 1, 1, 0])
+    g = np.array(["a", "a", "a", "b", "b", "b"])
+    plain = group_rates(yt, yp, g, sample_weight=np.ones(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = group_rates(yt, yp, g, sample_weight=np.full(6, 1e308))
+    for rate in ("selection_rate", "tpr", "fpr"):
+        assert np.allclose(getattr(plain, rate)(), getattr(huge, rate)()), rate
