@@ -358,25 +358,29 @@ class Daemon:
         """
         async with self._reload_lock:
             warnings = []
-            self._config_refused = None
+            if explicit:
+                self._config_refused = None  # judged again below; a file event reads no config and keeps the verdict
             new_watches = None
             new: Config | None = None
             applied: list[str] = []
-            try:
-                new = load_daemon_config(self.config.source) if self.config.source else self.config
-                new_watches = new.watches
-                if self.server is not None:
-                    self.server.set_policy(AccessPolicy.from_config(new.control))
-                if self.retention is not None:  # a changed [retention] applies from now on
-                    self.retention.reconfigure(new.retention)
-                # What was applied is the config in force now (the next reload compares with it); the rest waits.
-                self.config, applied, later = reload_config(self.config, new)
-                if later:
-                    warnings.append(f"{', '.join(later)} changed: applied at the next restart (a reload applies "
-                                    f"{', '.join(APPLIED_NAMES)})")
-            except EdgeorchError as exc:
-                warnings.append(f"config not reloaded: {exc.render()}")
-                self._config_refused = exc.render()
+            # A pipeline or rules file changed (explicit False): the config file is read only when asked to (a
+            # half-made edit of config.toml went live at the next save of a pipeline file).
+            if explicit:
+                try:
+                    new = load_daemon_config(self.config.source) if self.config.source else self.config
+                    new_watches = new.watches
+                    if self.server is not None:
+                        self.server.set_policy(AccessPolicy.from_config(new.control))
+                    if self.retention is not None:  # a changed [retention] applies from now on
+                        self.retention.reconfigure(new.retention)
+                    # What was applied is the config in force now (the next reload compares with it); the rest waits.
+                    self.config, applied, later = reload_config(self.config, new)
+                    if later:
+                        warnings.append(f"{', '.join(later)} changed: applied at the next restart (a reload applies "
+                                        f"{', '.join(APPLIED_NAMES)})")
+                except EdgeorchError as exc:
+                    warnings.append(f"config not reloaded: {exc.render()}")
+                    self._config_refused = exc.render()
             for warning in warnings:  # said in the journal too: SIGHUP (`systemctl reload`) has no one to answer
                 log.warning("reload (%s): %s", actor, warning)
             scan = await asyncio.to_thread(self.registry.scan)
@@ -387,7 +391,7 @@ class Daemon:
             config_note = "; ".join([*([_watch_changes(self.config.watches, new_watches or ())] if watches_changed else []),
                                      *([f"applied {', '.join(applied)}"] if applied else []),
                                      *(["the config file was refused (the one in force stays)"]
-                                       if self._config_refused else [])]) or None
+                                       if explicit and self._config_refused else [])]) or None
             if not explicit and result.unchanged and not watches_changed:
                 if self.monitors is not None and self.monitors.rules_folder_changed():
                     self.monitors.reload()  # a rules-folder file changed: only the rules are read again

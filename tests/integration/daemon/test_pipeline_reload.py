@@ -163,3 +163,22 @@ def test_a_reload_while_the_pipelines_folder_is_gone_keeps_every_pipeline_and_th
     poll(lambda: daemon.call("pipelines.list")["errors"] == [])
     assert [p["name"] for p in daemon.call("pipelines.list")["pipelines"]] == ["two"]
     assert "removed" not in " ".join(e["message"] for e in reloads(workspace))
+
+
+def test_a_pipeline_file_change_reloads_pipelines_only_not_a_half_edited_config(workspace, daemon):
+    """Found by a tester: a `[[watch]]` appended to config.toml (not yet reloaded) went live when any pipeline file
+    was saved: the file event's reload read the config too, and `edgeorch reload` then said "unchanged". The
+    config file is read by `edgeorch reload` and SIGHUP only, as docs/config.md says."""
+    takes = '[params]\ninput = { type = "path", default = "" }\n'  # a watch's pipeline takes the file's path
+    workspace.pipeline("two", takes + TWO)
+    daemon.start()
+    drop = workspace.root / "drop4"
+    drop.mkdir()
+    workspace.write_config(f'[[watch]]\nfolder = "{drop}"\npipeline = "two"\n')  # a config edit under way
+    workspace.pipeline("two", takes + TWO + '\n[tasks.b]\ncommand = ["true"]\n')  # a pipeline saved meanwhile
+    poll(lambda: any("1 changed (two)" in (r["message"] or "") for r in reloads(workspace)))
+    assert daemon.call("inputs.list", {})["watches"] == []  # not applied by the file event
+    assert "drop4" not in " ".join(r["message"] or "" for r in reloads(workspace))
+    answer = cli(workspace, "reload")
+    assert answer.returncode == 0 and "[[watch]]: 1 added" in answer.stdout, answer.stdout
+    assert [w["folder"] for w in daemon.call("inputs.list", {})["watches"]] == [str(drop)]
