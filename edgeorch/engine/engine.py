@@ -209,6 +209,8 @@ class RunCtx:
     cancel_reason: str | None = None  # the cancel's reason (a cancelled task's reason starts with it)
     no_cache: bool = False
     """The run uses no recorded result (``edgeorch run --no-cache``): each task runs, its result recorded."""
+    first: bool = False
+    """Its ready tasks go before every other run's (:attr:`Engine.own_runs_first`)."""
     done: asyncio.Future[RunState] | None = None
     task_env: dict[str, str] | None = None
     """What every task's environment of this run has alike (:meth:`Engine._run_env`), made at its first start."""
@@ -333,6 +335,10 @@ class Engine:
         self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, before its transaction
         self._unhold_datasets: Callable[[], None] = lambda: None  # the prune holder registered by start()
         self.run_end_writers: list[Callable[[int, RunState, str | None], None]] = []
+        self.own_runs_first = False
+        """Set by ``edgeorch run``/``retry`` without a daemon once :meth:`start` has taken the runs left active:
+        the runs held from then on (the one it was asked for) start their tasks before those (it waited behind
+        400 runs of a drop folder's burst, 2.5 minutes, for its own 0.1 s)."""
         """Called as ``writer(run_id, state, reason)`` inside the transaction that records a run's end, so what
         each writes commits with that end or not at all (the drop folders' ``done`` of the run's inputs: one
         durable commit per run's end, not two). A writer must only write records (and register what follows
@@ -905,6 +911,7 @@ class Engine:
     def _install(self, ctx: RunCtx, decided: settlement.Settlement, starting: bool) -> RunCtx:
         """Hold a run whose activation is recorded: in :attr:`runs`, ``RunStarted`` announced, its ready tasks queued."""
         self.runs[ctx.run_id] = ctx
+        ctx.first = self.own_runs_first
         self._caps.add(ctx.run_id, ctx.pipeline)
         if starting:
             self._announce(RunStarted(self.clock(), ctx.run_id, ctx.pipeline.name))
@@ -996,7 +1003,7 @@ class Engine:
             if tid in self._cache_checks or self._check_cache(ctx, name, spec):
                 return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
-                      self.res.durations.predict(f"{ctx.pipeline.name}/{name}"), self.clock())
+                      self.res.durations.predict(f"{ctx.pipeline.name}/{name}"), self.clock(), first=ctx.first)
 
     def _hash_declared_inputs(self, ctx: RunCtx, name: str, spec: TaskSpec) -> None:
         """Hash a ready task's declared ``inputs`` in the hashing worker (a folder can hold gigabytes).

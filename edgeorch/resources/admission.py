@@ -243,10 +243,12 @@ class Admission:
     # -- queue -------------------------------------------------------------------------
 
     def push(self, task_id: str, req: ResourceRequest, pipeline: str, priority: int, critical_path: float,
-             duration: float, ready_at: float = 0.0) -> None:
-        """Queue a ready task (``ready_at``: now, by the engine's clock: see :func:`~.policy.order_key`)."""
+             duration: float, ready_at: float = 0.0, *, first: bool = False) -> None:
+        """Queue a ready task (``ready_at``: now, by the engine's clock; ``first``: before any task without it; see
+        :func:`~.policy.order_key`)."""
         self.seq += 1
-        self.queue.add(ReadyTask(task_id, req, pipeline, priority, critical_path, duration, self.seq, ready_at))
+        self.queue.add(ReadyTask(task_id, req, pipeline, priority, critical_path, duration, self.seq, ready_at,
+                                 first))
         if req.memory or req.wants_gpu:
             self.queued_live += 1
 

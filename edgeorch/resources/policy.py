@@ -137,6 +137,9 @@ class ReadyTask:
     duration: float = DEFAULT_DURATION
     seq: int = 0
     ready_at: float = 0.0
+    first: bool = False
+    """A task of a run the process was asked for (``edgeorch run`` without a daemon, beside runs it took over):
+    before every task without it, whatever their priorities."""
 
 
 @frozen
@@ -164,16 +167,16 @@ class _Bucket:
     def __init__(self, key: _BucketKey, shape: int) -> None:
         self.key = key
         self.shape = shape
-        self.entries: list[tuple[tuple[int, float, int], str]] = []
+        self.entries: list[tuple[tuple[int, int, float, int], str]] = []
         self.tasks: dict[str, ReadyTask] = {}
 
 
-def order_key(t: ReadyTask) -> tuple[int, float, int]:
-    """Where ``t`` stands in the queue (smaller first; see the module docstring): ``(-priority, ready_at -
+def order_key(t: ReadyTask) -> tuple[int, int, float, int]:
+    """Where ``t`` stands in the queue (smaller first; see the module docstring): ``(not first, -priority, ready_at -
     critical_path, seq)``. Waiting counts like a longer chain: the key is fixed when the task is queued, and a task
     queued later with a chain longer by less than the time between them goes after it. Identical tasks of
     runs created one after another keep their arrival order even when their predicted paths differ by noise."""
-    return (-t.priority, t.ready_at - t.critical_path, t.seq)
+    return (0 if t.first else 1, -t.priority, t.ready_at - t.critical_path, t.seq)
 
 
 class ReadyQueue:
@@ -312,8 +315,8 @@ def decide(queue: ReadyQueue, inventory: Inventory, running: Iterable[Running] =
     # Two-level heap: ``top`` orders shapes by their best bucket head; each shape
     # has a heap of its buckets. A shape that does not fit is dropped with all its
     # buckets in one pop, so a full machine costs O(shapes), not O(buckets).
-    shape_heaps: dict[int, list[tuple[tuple[int, float, int], int, int, _Bucket]]] = {}
-    top: list[tuple[tuple[int, float, int], int]] = []
+    shape_heaps: dict[int, list[tuple[tuple[int, int, float, int], int, int, _Bucket]]] = {}
+    top: list[tuple[tuple[int, int, float, int], int]] = []
     for shape, group in queue.shape_groups().items():
         h = [(b.entries[0][0], k, 0, b) for k, b in enumerate(group)]
         heapq.heapify(h)

@@ -410,6 +410,7 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         engine.bus.subscribe(lambda event: to_models[0](event), ModelRegistered)
         printer.starting = True
         await engine.start()
+        engine.own_runs_first = True  # the run asked for starts its tasks before those of the runs taken over
         printer.starting = False
         printer.others = set(engine.runs)  # what it went on with: runs a killed `edgeorch run` left
         printer.pipelines = {rid: ctx.pipeline.name for rid, ctx in engine.runs.items()}
@@ -417,7 +418,8 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
             shown = ", ".join(f"{rid} ({printable(name)})" for rid, name in sorted(printer.pipelines.items()))
             if not start_nothing:  # (cancel starts nothing of theirs: they wait for the next daemon or run)
                 print(f"note: this process also goes on with run(s) {shown}, left unfinished by a process that "
-                      "stopped (a daemon, or an `edgeorch run` that was killed): their lines say so", flush=True)
+                      "stopped (a daemon, or an `edgeorch run` that was killed), after its own run's tasks, until "
+                      "its own run ends: their lines say so", flush=True)
         from ...models.service import ModelService
 
         models = ModelService(store, serving_dir=cfg.state_dir / "serving", publish=engine.bus.publish,

@@ -712,3 +712,39 @@ def test_sigterm_ends_a_following_events_or_logs_with_130_and_a_json_line(worksp
             assert last == "edgeorch: interrupted (SIGTERM)", err
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
+
+
+def test_an_edgeorch_run_that_takes_over_a_killed_ones_run_starts_its_own_tasks_first(workspace):
+    """Found by a tester: `edgeorch run nightly` without a daemon after a killed one (a daemon, with 400 drop-folder
+    runs queued) took 2m28s for its 0.1 s: its task waited behind every task of the runs it took over. Its own
+    run's tasks now go first; the others' follow (this process goes on with them until its own run ends)."""
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    workspace.write_config(parallelism=1)
+    workspace.pipeline("wide", "".join(
+        f'[tasks.t{i}]\ncommand = ["sh", "-c", "touch {{pipeline_dir}}/wide.started; sleep 0.2"]\n' for i in range(8)))
+    workspace.pipeline("quick", '[tasks.q]\ncommand = ["true"]\n')
+    first = subprocess.Popen([*workspace.cli(), "run", "wide"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    workspace.wait_file(workspace.pipelines / "wide.started")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # its lock goes with it; then the next `edgeorch run` may take the state
+        out = workspace.invoke("run", "quick", "-q")
+        if out.returncode != 4:
+            break
+        assert time.monotonic() < deadline, out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        starts = conn.execute("SELECT r.pipeline, a.started_at FROM attempts a JOIN runs r ON r.id = a.run_id "
+                              "ORDER BY a.started_at").fetchall()
+    finally:
+        conn.close()
+    quick_at = next(at for pipeline, at in starts if pipeline == "quick")
+    before = [at for pipeline, at in starts if pipeline == "wide" and at <= quick_at]
+    assert len(before) <= 2, starts  # the one running when the first was killed (and one started meanwhile), not 8
