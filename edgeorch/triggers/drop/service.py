@@ -268,6 +268,7 @@ class DropFolders:
                 self._arm_sweep(0.0)
         new = self._collect_watches()
         if new != self.watches:
+            self._close_left_batches(new)
             self.watches = new
             if self.arrivals is not None:
                 self.arrivals.stop()
@@ -1196,6 +1197,29 @@ class DropFolders:
             for position, (iid, _) in enumerate(batcher.items(), 1):
                 out[iid] = self._batch_reason(spec, batcher, position)
         return out
+
+    def _close_left_batches(self, new: list[WatchSpec]) -> None:
+        """Before a reload's watches replace :attr:`watches`: the open batch of a batch watch that goes (or stops
+        being one, or now names another pipeline) starts its run now, under the watch it was opened by. It stayed
+        in memory, its files ``claimed`` with no run (`edgeorch inputs` said nothing), and the next start ran
+        each as a single file, breaking the batch contract (the param a JSON array, the variable a list file)."""
+        for spec in self.watches:
+            batcher = self._batchers.get(spec.folder)
+            if spec.mode != "batch" or batcher is None:
+                continue
+            after = next((s for s in new if s.folder == spec.folder), None)
+            if after is not None and after.mode == "batch" and after.pipeline == spec.pipeline:
+                continue
+            del self._batchers[spec.folder]
+            items = batcher.close()
+            if items:
+                log.info("batch watch of %s %s: its open batch of %d file(s) starts now", spec.folder,
+                         "removed" if after is None else "changed", len(items))
+                try:
+                    self._start_batch(spec, items)
+                except EdgeorchError as exc:
+                    log.error("batch of %s not started: %s", spec.folder, exc.one_line())
+        self._arm_batches()
 
     def _arm_batches(self) -> None:
         """One ``call_at`` for the earliest open batch's window (no timer when none is open)."""

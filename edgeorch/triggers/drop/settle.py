@@ -195,6 +195,10 @@ class Batcher:
     def next_deadline(self) -> float | None:
         return self._opened + self.batch_window if self._items and self._opened is not None else None
 
+    def close(self) -> list[Any]:
+        """The open batch now, whatever its size and age (its watch went: it is not filled any more); [] if none."""
+        return self._take()
+
     def __len__(self) -> int:
         """How many items the open batch holds (0: none is open)."""
         return len(self._items)

@@ -448,6 +448,25 @@ def test_batch_mode_starts_one_run_per_full_batch_and_one_at_the_window(workspac
     assert sum(r["c"] for r in per_run) == 4 and len(per_run) == len(runs)
 
 
+def test_a_batch_open_when_its_watch_is_removed_by_a_reload_runs_as_one_batch_then(workspace, daemon, tmp_path):
+    """Found by a tester: a reload that removed a batch watch left its open batch in memory, its files `claimed`
+    with no run and nothing said; the next start ran each as a single file (the param a path, not a JSON array)."""
+    drop = setup_batch_watch(workspace, BATCH, window="1h", size=10)
+    daemon.start()
+    for i in range(2):
+        drop_by_rename(tmp_path / "stage", drop, f"z{i}.csv", f"{i}\n".encode())
+    wait_until(daemon, lambda: n_inputs(workspace, "claimed") >= 2, what="two files in the open batch")
+    workspace.write_config()  # the [[watch]] table removed
+    assert daemon.call("reload")["summary"].endswith("[[watch]]: 1 removed (" + str(drop) + ")")
+    wait_until(daemon, lambda: n_inputs(workspace, "done") >= 2, what="the batch's run done")
+    [run] = q(workspace, "SELECT * FROM runs")
+    assert sorted(json.loads(json.loads(run["params"])["files"])) == sorted(
+        r["inbox_path"] for r in inputs(workspace))  # one run of both, the param a JSON array
+    assert daemon.stop() == 0
+    daemon.start()
+    assert q(workspace, "SELECT COUNT(*) FROM runs")[0][0] == 1  # nothing left to run after a restart
+
+
 def test_max_active_runs_wait_holds_the_fire_until_a_run_finishes(workspace, daemon):
     workspace.pipeline("gated", GATED_TICK.replace('on_max_active = "skip"', 'on_max_active = "wait"'))
     daemon.start()
