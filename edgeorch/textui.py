@@ -163,6 +163,16 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
+def shorten_middle(text: str, limit: int) -> str:
+    """``text`` itself when it has at most ``limit`` characters, else its head and tail around ``...`` (``limit``
+    characters in all): a long file name in a table keeps its start and its extension, and does not widen every
+    row (one 254-character name padded each line of ``edgeorch inputs`` to ~480 columns). ``--json`` has it whole."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 3) // 2
+    return f"{text[:limit - 3 - tail]}...{text[len(text) - tail:]}"
+
+
 def print_json(obj: Any, out: TextIO | None = None) -> None:
     """Print ``obj`` as one indented, strict JSON document."""
     print(dumps(obj), file=out or sys.stdout)

@@ -7,10 +7,14 @@ import argparse
 import os
 
 from ...model import InputState
-from ...textui import format_bytes, print_json, print_table, printable
+from ...textui import format_bytes, print_json, print_table, printable, shorten_middle
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
 from . import AddCommand
+
+
+FILE_SHOWN = 60
+"""The most characters of a file's name the table shows (`--json` has it whole)."""
 
 
 def register(add: AddCommand) -> None:
@@ -45,7 +49,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
                      for d in res["quarantine"]], empty="the quarantine is empty")
         return EXIT_OK
     print_table(["id", "file", "pipeline", "state", "size", "sha256", "run", "run state", "reason"],
-                [[i["id"], i["source_name"], i["pipeline"], i["state"], "-" if i["size"] is None else format_bytes(i["size"]),
+                [[i["id"], shorten_middle(i["source_name"], FILE_SHOWN), i["pipeline"], i["state"], "-" if i["size"] is None else format_bytes(i["size"]),
                   (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", i["reason"] or ""]
                  for i in res["inputs"]],
                 empty="no inputs match" if args.pipeline or args.state else

@@ -129,3 +129,13 @@ def test_a_log_that_cannot_be_read_is_not_said_to_be_missing(tmp_path) -> None:
         locked.write_text("x\n")
         locked.chmod(0)
         assert "not readable by you" in _tail(locked, 10)[0]
+
+
+def test_a_long_name_is_shortened_in_the_middle_keeping_its_extension():
+    """Found by a tester: one 254-character file name padded every row of `edgeorch inputs` to ~480 columns."""
+    from edgeorch.textui import shorten_middle
+
+    assert shorten_middle("short.csv", 60) == "short.csv"
+    name = "x" * 250 + ".csv"
+    shown = shorten_middle(name, 60)
+    assert len(shown) == 60 and shown.startswith("xxx") and shown.endswith("x.csv") and "..." in shown
