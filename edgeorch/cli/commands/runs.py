@@ -409,6 +409,8 @@ def _drive_engine(backend: Backend, store: Store, action: Callable[[Any], Awaita
         to_models: list[Callable[[Any], None]] = [early.append]
         engine.bus.subscribe(lambda event: to_models[0](event), ModelRegistered)
         printer.starting = True
+        if printer.enabled:  # the lines of its recovery are said whose too ("run 1326:  check" had no pipeline)
+            printer.pipelines = {r["id"]: r["pipeline"] for r in store.runs.active()}
         await engine.start()
         engine.own_runs_first = True  # the run asked for starts its tasks before those of the runs taken over
         printer.starting = False

@@ -546,6 +546,7 @@ def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_ar
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert any("also goes on with run(s) 1 (long)" in ln for ln in lines), lines
+    assert not [ln for ln in lines if "run 1:" in ln], lines  # always said whose, during its start too
     theirs = [ln for ln in lines if "run 1 long:" in ln]
     assert any(" nap " in ln and "ok" in ln for ln in theirs), lines  # long's own `nap` task, labelled
     ours = [ln for ln in lines if " nap " in ln and "run 1 long:" not in ln and ":  " not in ln.split("nap")[0][10:]]
