@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from ...model import InputState
 from ...textui import format_bytes, print_json, print_table, printable, shorten_middle
@@ -50,7 +51,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
         return EXIT_OK
     print_table(["id", "file", "pipeline", "state", "size", "sha256", "run", "run state", "reason"],
                 [[i["id"], shorten_middle(i["source_name"], FILE_SHOWN), i["pipeline"], i["state"], "-" if i["size"] is None else format_bytes(i["size"]),
-                  (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", i["reason"] or ""]
+                  (i["sha256"] or "-")[:12], i["run_id"] or "-", i["run_state"] or "-", _reason(i)]
                  for i in res["inputs"]],
                 empty="no inputs match" if args.pipeline or args.state else
                 "no inputs yet (files dropped into a watched folder appear here)")
@@ -75,3 +76,12 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(f"{printable(res['file'])} -> {printable(res['requeued_to'])}")
     return EXIT_OK
+
+
+def _reason(row: dict[str, Any]) -> str:
+    """An input's reason, and that its kept file is gone when ``[inbox] keep`` removed it (a ``quarantined`` one
+    read as if the file were still in quarantine: only `edgeorch retry` said otherwise)."""
+    reason = row.get("reason") or ""
+    if row.get("removed_at"):
+        reason = (reason + "; " if reason else "") + "its file was removed ([inbox] keep)"
+    return reason

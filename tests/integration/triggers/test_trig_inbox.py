@@ -109,4 +109,6 @@ def test_inbox_retention_removes_finished_inputs_files_through_the_daemon_and_re
     assert out.returncode != 0
     assert f"input {rows['bad.csv']['id']} (bad.csv)" in out.stderr and "[inbox] keep" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+    listed = workspace.invoke("inputs", "--state", "quarantined")  # found by a tester: read as still there
+    assert "bad.csv" in listed.stdout and "its file was removed ([inbox] keep)" in listed.stdout, listed.stdout
     assert daemon.stop() == 0
