@@ -509,10 +509,7 @@ def test_a_memory_limit_this_machine_does_not_enforce_is_said_where_the_run_is_w
 def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_are_whose(workspace):
     """`edgeorch run nap` after a killed `edgeorch run long` finished long's tasks too, and its progress mixed
     their lines in unlabelled ("eval ok" in the middle of nap's), durations shared by task name."""
-    import signal
-    import subprocess
     import sys
-    import time
 
     workspace.pipeline("long", """
         [tasks.train]
@@ -532,17 +529,7 @@ def test_an_edgeorch_run_that_goes_on_with_a_killed_ones_run_says_whose_lines_ar
         [tasks.nap]
         command = ["sh", "-c", "touch {{pipeline_dir}}/go; until {sys.executable} {check} {workspace.state / 'edgeorch.db'}; do sleep 0.02; done"]
     """)
-    first = subprocess.Popen([*workspace.cli(), "run", "long"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    workspace.wait_file(workspace.pipelines / "train.started")
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:  # its lock goes with it; then the next `edgeorch run` may take the state
-        out = workspace.invoke("run", "nap")
-        if out.returncode != 4:
-            break
-        assert time.monotonic() < deadline, out.stderr
+    out = _run_after_a_killed_run(workspace, "long", "train.started", "run", "nap")
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert any("also goes on with run(s) 1 (long)" in ln for ln in lines), lines
@@ -719,26 +706,13 @@ def test_an_edgeorch_run_that_takes_over_a_killed_ones_run_starts_its_own_tasks_
     """Found by a tester: `edgeorch run nightly` without a daemon after a killed one (a daemon, with 400 drop-folder
     runs queued) took 2m28s for its 0.1 s: its task waited behind every task of the runs it took over. Its own
     run's tasks now go first; the others' follow (this process goes on with them until its own run ends)."""
-    import signal
     import sqlite3
-    import subprocess
-    import time
 
     workspace.write_config(parallelism=1)
     workspace.pipeline("wide", "".join(
         f'[tasks.t{i}]\ncommand = ["sh", "-c", "touch {{pipeline_dir}}/wide.started; sleep 0.2"]\n' for i in range(8)))
     workspace.pipeline("quick", '[tasks.q]\ncommand = ["true"]\n')
-    first = subprocess.Popen([*workspace.cli(), "run", "wide"], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    workspace.wait_file(workspace.pipelines / "wide.started")
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:  # its lock goes with it; then the next `edgeorch run` may take the state
-        out = workspace.invoke("run", "quick", "-q")
-        if out.returncode != 4:
-            break
-        assert time.monotonic() < deadline, out.stderr
+    out = _run_after_a_killed_run(workspace, "wide", "wide.started", "run", "quick", "-q")
     assert out.returncode == 0, out.stdout + out.stderr
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
     try:
@@ -749,3 +723,23 @@ def test_an_edgeorch_run_that_takes_over_a_killed_ones_run_starts_its_own_tasks_
     quick_at = next(at for pipeline, at in starts if pipeline == "quick")
     before = [at for pipeline, at in starts if pipeline == "wide" and at <= quick_at]
     assert len(before) <= 2, starts  # the one running when the first was killed (and one started meanwhile), not 8
+
+
+def _run_after_a_killed_run(workspace, killed: str, started: str, *argv: str):
+    """`edgeorch run KILLED` (no daemon) killed with SIGKILL once its task made ``started`` in the pipelines folder;
+    then ``edgeorch ARGV`` in this process, again while the killed one's lock is still held (exit 4)."""
+    import signal
+    import subprocess
+    import time
+
+    first = subprocess.Popen([*workspace.cli(), "run", killed], env=workspace.cli_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    workspace.wait_file(workspace.pipelines / started)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # its lock goes with it; then the next `edgeorch run` may take the state
+        out = workspace.invoke(*argv)
+        if out.returncode != 4:
+            return out
+        assert time.monotonic() < deadline, out.stderr
