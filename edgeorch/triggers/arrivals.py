@@ -16,7 +16,8 @@ A watched folder that is deleted (inotify ``IN_DELETE_SELF``), or found
 missing or replaced by another inode at a rescan, is reported through
 ``on_folder(folder, True)``; while any folder is missing it is looked for
 every ``FOLDER_POLL`` seconds, and once it is back it is watched again
-(:meth:`FolderWatcher.rearm`), rescanned, and ``on_folder(folder, False)``.
+(:meth:`FolderWatcher.rearm`), rescanned, and ``on_folder(folder, False)``; one back whose path another user
+could change (:mod:`.drop.trust`) is not, and ``on_folder(folder, True, why)`` says so.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ArrivalLoop:
     def __init__(self, loop: asyncio.AbstractEventLoop, specs: list[WatchSpec],
                  on_ready: Callable[[WatchSpec, Path], None], *,
                  rescan_interval: float = DEFAULT_RESCAN_INTERVAL, watch: bool = True,
-                 on_folder: Callable[[Path, bool], None] | None = None) -> None:
+                 on_folder: Callable[[Path, bool, str | None], None] | None = None) -> None:
         self.loop = loop
         self.specs = {Path(os.path.abspath(s.folder)): s for s in specs}
         self.on_ready = on_ready
@@ -133,6 +134,7 @@ class ArrivalLoop:
             if self._untrusted.get(folder) != untrusted:
                 self._untrusted[folder] = untrusted
                 log.error("watched folder %s: not watched again: %s", folder, untrusted)
+                self._notify(folder, True, untrusted)  # said where users look, not "does not exist"
             return
         self._untrusted.pop(folder, None)
         try:
@@ -148,10 +150,10 @@ class ArrivalLoop:
         self._scan_folder(folder, self.loop.time())  # files that arrived while it was not watched
         self._drain()
 
-    def _notify(self, folder: Path, missing: bool) -> None:
+    def _notify(self, folder: Path, missing: bool, why: str | None = None) -> None:
         if self.on_folder is not None:
             try:
-                self.on_folder(folder, missing)
+                self.on_folder(folder, missing, why)
             except Exception:
                 log.exception("on_folder failed for %s", folder)
 

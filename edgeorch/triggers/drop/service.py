@@ -457,17 +457,24 @@ class DropFolders:
         self.arrivals = ArrivalLoop(self.loop, self.watches, self._on_ready, on_folder=self._on_folder)
         self.arrivals.start()
 
-    def _on_folder(self, folder: Path, missing: bool) -> None:
-        """A watched folder disappeared (``missing``) or is back and watched again: surface it."""
+    def _on_folder(self, folder: Path, missing: bool, why: str | None = None) -> None:
+        """A watched folder disappeared (``missing``; ``why``: it is there, but its path is one another user could
+        change, :mod:`.trust`) or is back and watched again: surface it."""
         if missing:
             # Named against the file that declares the watch, and its pipeline, as every other watch error is (a
             # watch in a pipeline file was said with neither); and not "deleted" when it never was there.
             spec = next((w for w in self.watches if w.folder == folder), None)
-            self.missing_folders[folder] = EdgeorchError(
-                "the watched folder does not exist (not made yet, or deleted or moved away); it is watched as soon "
-                "as it is there", field="watch.folder", value=str(folder), expected="an existing folder",
-                file=(spec.source if spec is not None and spec.source else str(self.config.source or "") or None),
-                pipeline=spec.pipeline if spec is not None else None)
+            file = spec.source if spec is not None and spec.source else str(self.config.source or "") or None
+            pipeline = spec.pipeline if spec is not None else None
+            if why:
+                self.missing_folders[folder] = EdgeorchError(
+                    f"not watched: {why}", field="watch.folder", value=str(folder), file=file, pipeline=pipeline,
+                    expected="a folder whose path only root and the daemon's user can change", hint=UNTRUSTED_HINT)
+            else:
+                self.missing_folders[folder] = EdgeorchError(
+                    "the watched folder does not exist (not made yet, or deleted or moved away); it is watched as "
+                    "soon as it is there", field="watch.folder", value=str(folder), expected="an existing folder",
+                    file=file, pipeline=pipeline)
         else:
             self.missing_folders.pop(folder, None)
         self.watch_errors = list(getattr(self, "_config_watch_errors", [])) + list(self.missing_folders.values())

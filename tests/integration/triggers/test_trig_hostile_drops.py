@@ -315,6 +315,8 @@ def test_a_watched_folder_another_user_can_replace_is_never_followed_into_anothe
     drop.symlink_to(victim)  # for a link to a root-owned one
     poll_until(lambda: "not watched again" in daemon.output(), what="the replaced folder found")
     assert f"{drop} can be replaced by the owner of {home}" in daemon.output()
+    [said] = daemon.call("inputs.list", {})["watch_errors"]  # where a user looks: why, not "does not exist"
+    assert "not watched: " in said and "can be replaced by the owner" in said and "does not exist" not in said
     (victim / "later.csv").write_text("root's too\n")
     requeue = subprocess.run([*workspace.cli(), "requeue", "bad.csv"], env=workspace.cli_env(), capture_output=True,
                              text=True, check=False)
