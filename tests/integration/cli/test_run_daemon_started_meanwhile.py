@@ -14,12 +14,7 @@ def test_a_run_whose_daemon_started_between_its_look_and_its_lock_goes_to_that_d
     found no daemon answering and none holding the state, then met the lock the daemon took meanwhile: "in use
     by another edgeorch daemon", exit 4, the run never made. Nothing had run here: it is asked of the daemon."""
     workspace.pipeline("p", '[tasks.a]\ncommand = ["sh", "-c", "echo ran"]\n')
-    looks = _daemon_starts_after_the_look(workspace, daemon, monkeypatch)
-    out = workspace.invoke("run", "p")
-    assert out.returncode == 0, out.stderr
-    assert looks == ["prefer", "daemon"]
-    assert "queued on the daemon" in out.stdout, out.stdout
-    runs = daemon.call("runs.list")["runs"]
+    runs = _asked_of_the_daemon_started_meanwhile(workspace, daemon, monkeypatch, ["run", "p"], "queued on the daemon")
     assert [(r["pipeline"], r["state"]) for r in runs] == [("p", "succeeded")]
 
 
@@ -32,13 +27,19 @@ def test_a_retry_whose_daemon_started_between_its_look_and_its_lock_goes_to_that
     first = workspace.invoke("run", "p")
     assert first.returncode != 0, first.stdout  # no daemon yet: it ran here and failed
     flag.write_text("")
+    runs = _asked_of_the_daemon_started_meanwhile(workspace, daemon, monkeypatch, ["retry", "1"], "resuming run 1: a")
+    assert [(r["id"], r["state"]) for r in runs] == [(1, "succeeded")]
+
+
+def _asked_of_the_daemon_started_meanwhile(workspace, daemon, monkeypatch, argv: list[str], said: str) -> list:
+    """``edgeorch ARGV`` whose daemon starts right after its first look (:func:`_daemon_starts_after_the_look`):
+    it succeeds, having looked again for the daemon, and says ``said``. Returns the daemon's runs."""
     looks = _daemon_starts_after_the_look(workspace, daemon, monkeypatch)
-    out = workspace.invoke("retry", "1")
+    out = workspace.invoke(*argv)
     assert out.returncode == 0, out.stderr
     assert looks == ["prefer", "daemon"]
-    assert "resuming run 1: a" in out.stdout, out.stdout
-    runs = daemon.call("runs.list")["runs"]
-    assert [(r["id"], r["state"]) for r in runs] == [(1, "succeeded")]
+    assert said in out.stdout, out.stdout
+    return daemon.call("runs.list")["runs"]
 
 
 def _daemon_starts_after_the_look(workspace, daemon, monkeypatch) -> list[str]:
