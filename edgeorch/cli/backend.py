@@ -246,15 +246,15 @@ def _await_daemon(cfg: Config, *, restart: bool) -> Any:
     holder = state_holder(cfg.state_dir)
     if holder is not None and holder[1]:
         wait = DAEMON_START_WAIT_S
-        print(f"note: the daemon of this state (pid {holder[0]}) does not answer yet (starting?): waiting up to "
-              f"{wait:g}s for it", file=sys.stderr, flush=True)
+        _note(f"the daemon of this state (pid {holder[0]}) does not answer yet (starting?): waiting up to "
+              f"{wait:g}s for it")
     else:
         pid = crashed_daemon(cfg.state_dir) if restart else None
         if pid is None:
             return None
         wait = DAEMON_RETURN_WAIT_S
-        print(f"note: the daemon of this state (pid {pid}) stopped without letting it go (killed?): waiting up to "
-              f"{wait:g}s for it to come back before running here", file=sys.stderr, flush=True)
+        _note(f"the daemon of this state (pid {pid}) stopped without letting it go (killed?): waiting up to "
+              f"{wait:g}s for it to come back before running here")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         time.sleep(0.2)  # polled: a daemon's socket has no event a client can wait on before it exists
@@ -262,6 +262,13 @@ def _await_daemon(cfg: Config, *, restart: bool) -> Any:
         if client is not None:
             return client
     return None
+
+
+def _note(text: str) -> None:
+    """A note on stderr (``note: ...``) unless the CLI's log level hides warnings (``-q``): a wait it says
+    nothing of otherwise; -q promises results and errors only."""
+    if log.isEnabledFor(logging.WARNING):
+        print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def read(args: argparse.Namespace, op: str, op_args: dict[str, Any], offline: Callable[[Any], Any]) -> Any:

@@ -38,6 +38,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
                                           "keep_last": request.keep_last})
         else:
             report = _offline(backend, request)
+        if not report["runs"] and args.pipeline:  # a typo must not read as "nothing to remove"
+            from .runs import require_known_pipeline
+
+            require_known_pipeline(backend, args.pipeline)
     if args.json:
         print_json(report)
     elif getattr(args, "quiet", False):  # -q: the ids of the runs removed (or that would be), one a line

@@ -642,7 +642,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 if store is not None:
                     store.close()
         if not runs and args.pipeline:  # a typo must not read as "no runs match"
-            _require_known_pipeline(backend, args.pipeline)
+            require_known_pipeline(backend, args.pipeline)
     if args.json:
         print_json(runs)
         return EXIT_OK
@@ -665,7 +665,7 @@ KNOWN_FROM_RUNS = 1000
 """How many of the newest runs name the pipelines with runs a did-you-mean offers (besides the loaded ones)."""
 
 
-def _require_known_pipeline(backend: Backend, name: str) -> None:
+def require_known_pipeline(backend: Backend, name: str) -> None:
     """``runs --pipeline NAME`` that matched nothing: fine when ``name`` is loaded or has runs (none in the
     filter); else :class:`NotFoundError` with a did-you-mean over the known names (the loaded pipelines, and
     those of the newest :data:`KNOWN_FROM_RUNS` runs)."""

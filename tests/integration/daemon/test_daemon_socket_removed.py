@@ -183,6 +183,24 @@ def test_a_run_in_a_killed_daemons_restart_window_waits_for_it_to_come_back(work
     assert here.returncode == 0 and "running p (1 task(s)) with state in" in here.stdout, here.stdout + here.stderr
     again = workspace.invoke("run", "p")  # a clean exit (this process's) leaves no crashed daemon behind: no wait
     assert again.returncode == 0 and "waiting up to" not in again.stderr
+    daemon.start()
+    _until_lock_names(workspace, daemon.proc.pid)
+    daemon.kill9()
+    quiet = workspace.invoke("run", "p", "-q")  # -q: results and errors only, the wait's note too
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    daemon.start()
+    _until_lock_names(workspace, daemon.proc.pid)
+    daemon.kill9()
+    said = workspace.invoke("run", "p")
+    assert said.returncode == 0 and "waiting up to 0.3s" in said.stderr, said.stderr
+
+
+def _until_lock_names(workspace, pid: int, timeout: float = 30.0) -> None:
+    """Until the state's lock file names daemon ``pid`` (polled: a file's content has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while (workspace.state / "edgeorch.lock").read_bytes() != f"{pid} daemon\n".encode():
+        assert time.monotonic() < deadline, "the daemon's lock mark was not written"
+        time.sleep(0.02)
 
 
 def _wait_logged(daemon, text: str, timeout: float = 30.0) -> None:

@@ -50,6 +50,13 @@ def test_edgeorch_gc_goes_through_the_daemon_dry_run_first(old_runs, daemon, wor
     assert actor == items[0]["actor"]
 
 
+def test_an_unknown_pipeline_is_an_error_through_the_daemon_too(old_runs, daemon, workspace):
+    old_runs.make("plain", 1, days_ago=100)
+    daemon.start()
+    typo = workspace.invoke("gc", "--older-than", "30d", "--pipeline", "plian", "--apply")
+    assert typo.returncode == 3 and "no pipeline named 'plian'" in typo.stderr, typo.stderr
+
+
 def test_bad_op_arguments_are_usage_errors_naming_the_argument(old_runs, daemon):
     old_runs.make("plain", 1, days_ago=100)
     daemon.start()

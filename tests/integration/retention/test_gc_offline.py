@@ -76,6 +76,17 @@ def test_only_the_given_pipeline_is_collected(old_runs, gc):
     assert plain[0] in old_runs.run_ids()
 
 
+def test_an_unknown_pipeline_is_an_error_not_nothing_to_remove(old_runs, gc):
+    """`gc --pipeline nope` said "nothing to remove", exit 0: a typo read as a clean state."""
+    old_runs.make("plain", 1, days_ago=100)
+    typo = gc("--older-than", "30d", "--pipeline", "plian")
+    assert typo.returncode == 3 and "no pipeline named 'plian'" in typo.stderr, typo.stderr
+    assert "did you mean 'plain'?" in typo.stderr
+    for flags in ((), ("--apply",)):  # a known pipeline with nothing old enough is still "nothing to remove"
+        quiet = gc("--older-than", "300d", "--pipeline", "cached", *flags)
+        assert quiet.returncode == 0 and "nothing to remove" in quiet.stdout, quiet.stderr
+
+
 def test_a_cache_source_stays_while_a_newer_run_reuses_its_outputs(old_runs, gc):
     (source,) = old_runs.make("cached", 1, days_ago=100)
     (user,) = old_runs.make("cached", 1, days_ago=1)  # a cache hit on the source's attempt
