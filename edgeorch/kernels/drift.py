@@ -30,6 +30,7 @@ naive against zoned datetimes, or datetimes against numbers, is a DataError.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +107,21 @@ class DatasetDrift(ResultView):
 
     @property
     def verdict(self) -> str:
-        """``violation`` on dataset drift, ``warn`` when some columns drifted below the share, else ``ok``."""
-        return "violation" if self.drift else ("warn" if self.n_drifted else "ok")
+        """``violation`` on dataset drift, ``warn`` when some columns drifted below the share or no column could be
+        tested (every one ``no_data``, ``skipped`` or ``undefined``: an empty batch is no evidence of "no
+        drift"), else ``ok``."""
+        return "violation" if self.drift else ("warn" if self.n_drifted or self._none_tested else "ok")
+
+    @property
+    def _none_tested(self) -> bool:
+        return bool(self.columns) and self.n_tested == 0
 
     @property
     def message(self) -> str:
+        if self._none_tested:
+            counts = Counter(c.verdict for c in self.columns)
+            why = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            return f"no column could be tested ({why}): no drift verdict"
         rel = ">=" if self.drift else "<"
         what = "dataset drift" if self.drift else "no dataset drift"
         return (f"{self.n_drifted} of {self.n_tested} columns drifted (share {self.share:.3g} {rel} "

@@ -34,6 +34,9 @@ def test_a_header_alone_keeps_its_columns(tmp_path: Path) -> None:
     res = dataset_drift(empty, full)
     assert sorted(r.column for r in res.columns) == ["s", "x"]
     assert {r.verdict for r in res.columns} == {"no_data"} and not res.drift and res.n_tested == 0
+    # Nothing tested is no evidence of "no drift": it said "ok: 0 of 0 columns drifted: no dataset drift".
+    assert res.verdict == "warn" and res.message == "no column could be tested (2 no_data): no drift verdict"
+    assert dataset_drift(full, full).verdict == "ok"
 
 
 def test_ks_compares_integers_beyond_2_53_exactly(tmp_path: Path) -> None:
