@@ -94,8 +94,12 @@ def _human(secs: Any) -> str | None:
 def profile_row(s: Mapping[str, Any]) -> list[Any]:
     """One column's summary (``ColumnProfile.to_dict()``) as a row under :data:`PROFILE_HEADERS`."""
     q = s.get("quantiles") or {}
-    return [s["column"], s["type"], s["count"], s["nulls"] + s.get("nan", 0), s["distinct"], s.get("min"),
-            q.get("p50"), s.get("max"), s.get("mean"), s.get("std"),
+    # The statistics are of the finite values; the column's own bounds say where infinities lie (a column of 5,
+    # inf and -inf read as constant 5).
+    lo = -math.inf if s.get("neg_inf") else s.get("min")
+    hi = math.inf if s.get("pos_inf") else s.get("max")
+    return [s["column"], s["type"], s["count"], s["nulls"] + s.get("nan", 0), s["distinct"], lo,
+            q.get("p50"), hi, s.get("mean"), s.get("std"),
             ", ".join(f"{v}({c})" for v, c in s.get("top", [])[:3]) or None]
 
 

@@ -3,6 +3,7 @@ header alone, integers beyond ±2**53, values whose squares or range overflow fl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,17 @@ def test_a_constant_column_has_no_spread_whatever_the_rounding(tmp_path: Path, v
     s = profile(f).columns["value"].summary()
     assert (s["min"], s["max"], s["mean"], s["variance"], s["std"]) == (value, value, value, 0.0, 0.0)
     assert s["skewness"] is None and s["kurtosis"] is None
+
+
+def test_the_profile_table_shows_where_infinities_lie(tmp_path: Path) -> None:
+    """A column of 5, inf and -inf read as constant 5 in the table (min 5, max 5): its statistics are of the finite
+    values, and nothing said there were infinities but the JSON's counts."""
+    from edgeorch.kernels.results import PROFILE_HEADERS, profile_row
+
+    f = tmp_path / "inf.csv"
+    f.write_text("x,y\n1,inf\n2,-inf\n3,5\n")
+    cols = profile(f).columns
+    rows = {c: dict(zip(PROFILE_HEADERS, profile_row(cols[c].to_dict()))) for c in ("x", "y")}
+    assert (rows["y"]["min"], rows["y"]["median"], rows["y"]["max"]) == (-math.inf, 5, math.inf)
+    assert (rows["x"]["min"], rows["x"]["max"]) == (1, 3)
+    assert cols["y"].to_dict()["min"] == 5  # the document's statistics stay those of the finite values
