@@ -10,7 +10,12 @@ deployment's facts in its environment:
 - ``EDGEORCH_MODEL_PATH``: what to load (the alias's link, or during a
   blue-green check the staged slot not served yet);
 - ``EDGEORCH_MODEL_DIR``: the model's serving folder;
-- ``EDGEORCH_MODEL_PREVIOUS``: the version the alias pointed at before (empty: none).
+- ``EDGEORCH_MODEL_PREVIOUS``: the version the alias pointed at before (empty: none);
+- ``EDGEORCH_DEPLOYMENT``: ``<deployment id>@<state file>``, the command's mark. A daemon killed
+  (``kill -9``) during a command cannot stop it: the command and what it started (its process group,
+  anything that inherited the variable) ran on beside the command the restarted daemon runs for the
+  same deployment. Recovery stops every process of the daemon's user that carries the mark of the
+  deployment it recovers (:func:`stop_left_commands`) before it runs anything again.
 
 The event loop only awaits the child (asyncio's subprocess support); nothing
 blocks it.
@@ -97,6 +102,48 @@ async def health_within(argv: Sequence[str], *, timeout: float, window: float,
         if result.ok or time.monotonic() + HEALTH_RETRY_S >= deadline:
             return result
         await asyncio.sleep(HEALTH_RETRY_S)
+
+
+MARK_VARIABLE = "EDGEORCH_DEPLOYMENT"
+"""The environment variable that marks a deployment's command (see the module docstring)."""
+
+
+def command_mark(deployment_id: int, state_file: str | os.PathLike[str]) -> str:
+    """The value of :data:`MARK_VARIABLE` for the commands of one deployment of one state file."""
+    return f"{deployment_id}@{os.fspath(state_file)}"
+
+
+def stop_left_commands(mark: str) -> list[int]:
+    """Kill (SIGKILL, with their process groups) the processes of this user whose environment carries ``mark`` as
+    :data:`MARK_VARIABLE`: what a killed daemon's command of that deployment left running. Returns their pids,
+    sorted (none: []). This process is never one of them; a process that cannot be read (another user's, gone
+    meanwhile) is skipped. Reads ``/proc`` (a few hundred small files): called at a deployment's recovery only."""
+    want = f"{MARK_VARIABLE}={mark}".encode()
+    me, uid, found = os.getpid(), os.getuid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if want in env.split(b"\0"):
+            found.append(int(name))
+    for pid in found:
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if group != os.getpgrp():  # never this process's own group (a command run in it would be an error)
+            _kill_group(group)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return sorted(found)
 
 
 def _kill_group(pid: int) -> None:

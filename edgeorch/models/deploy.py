@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConflictError
 from ..events import Event, ModelDeployment
-from .commands import CommandResult, health_within, run_command
+from .commands import MARK_VARIABLE, CommandResult, command_mark, health_within, run_command, stop_left_commands
 from .spec import ModelPolicy
 from .targets import StagingError, Target, make_target
 
@@ -364,6 +364,10 @@ class Deployer:
         policy = ModelPolicy.from_dict(dep["target"])
         target = self.target(dep["model"], policy)
         step = dep["step"]
+        left = await asyncio.to_thread(stop_left_commands, self._mark(dep))
+        if left:  # a health check or reload of the killed daemon ran on beside the one recovery runs now
+            log.warning("model %s: deployment %s: stopped %d process(es) its command left running when edgeorch "
+                        "stopped (pids %s)", dep["model"], dep["id"], len(left), ", ".join(map(str, left)))
         again = step in BEFORE_SWITCH and why == STOPPED and decided_by_edgeorch(dep)
         log.warning("model %s: deployment %s was interrupted at step %s (%s); %s", dep["model"], dep["id"], step,
                     why, "starting it again (edgeorch decided it: nobody else would ask again)" if again
@@ -411,7 +415,12 @@ class Deployer:
     def _env(self, dep: dict[str, Any], target: Target, path: Path) -> dict[str, str]:
         return {"EDGEORCH_MODEL": dep["model"], "EDGEORCH_MODEL_VERSION": str(dep["to_version"] or ""),
                 "EDGEORCH_MODEL_ALIAS": dep["alias"], "EDGEORCH_MODEL_PATH": str(path),
-                "EDGEORCH_MODEL_DIR": str(target.root), "EDGEORCH_MODEL_PREVIOUS": str(dep["from_version"] or "")}
+                "EDGEORCH_MODEL_DIR": str(target.root), "EDGEORCH_MODEL_PREVIOUS": str(dep["from_version"] or ""),
+                MARK_VARIABLE: self._mark(dep)}
+
+    def _mark(self, dep: dict[str, Any]) -> str:
+        """The mark of this deployment's commands (:func:`~.commands.command_mark`)."""
+        return command_mark(dep["id"], self.store.db.path)
 
     def _health_decision(self, dep: dict[str, Any], result: CommandResult, when: str, *,
                          check: str = "health check") -> None:

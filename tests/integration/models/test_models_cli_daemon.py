@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -96,8 +97,8 @@ def _gated_model(workspace, promote: str) -> tuple[Path, Path]:
     gate = workspace.root / "release"
     started = workspace.root / "checking"
     check = workspace.root / "health.sh"
-    check.write_text(f'#!/bin/sh\n[ "$EDGEORCH_MODEL_VERSION" = 2 ] || exit 0\ntouch {started}\n'
-                     f'while [ ! -e {gate} ]; do sleep 0.05; done\n')
+    check.write_text(f'#!/bin/sh\n[ "$EDGEORCH_MODEL_VERSION" = 2 ] || exit 0\necho $$ > {started}.tmp\n'
+                     f'mv {started}.tmp {started}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n')
     check.chmod(0o755)
     (workspace.root / "train.py").write_text(
         "import json, os, sys\nout = os.environ['EDGEORCH_OUTPUT_DIR']\n"
@@ -134,15 +135,23 @@ def test_a_daemon_killed_during_a_persons_blue_green_health_check_undoes_the_swi
     asked = subprocess.Popen([*workspace.cli(), "models", "promote", "m", "2"], env=workspace.cli_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait(started.exists)
+    orphan = int(started.read_text())
     daemon.kill9()
     _out, err = asked.communicate(timeout=60)  # told the daemon went away, and where to see how it ended
     assert asked.returncode == 75 and "`edgeorch models show m` says how it ended" in err, err
+    assert _alive(orphan)  # the killed daemon's health check goes on: nothing could stop it
     daemon.start()  # recovery: the deployment a person asked for, stopped before its switch, is undone
 
     def last() -> dict:
         return json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)["deployments"][0]
 
     _wait(lambda: last()["state"] == "undone")
+    assert not _alive(orphan)  # stopped by the recovery (it looped on until the test ended, one more each kill)
+    said = [ln for ln in daemon.output().splitlines() if "left running" in ln]
+    # The script, and its `sleep 0.05` of the moment if there was one: pids listed, sorted.
+    pids = re.search(r"stopped \d process\(es\) its command left running when edgeorch stopped \(pids ([\d, ]+)\)",
+                     said[0] if len(said) == 1 else "")
+    assert pids and str(orphan) in pids.group(1).split(", "), said
     gate.write_text("")
     assert os.readlink(current) == "versions/1" and current.is_dir()
     show = json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)
@@ -165,16 +174,27 @@ def test_a_promotion_edgeorch_decided_killed_before_its_switch_is_done_again_at_
     _wait(lambda: os.path.islink(current) and os.readlink(current) == "versions/1")
     assert _cli(workspace, "run", "trainer", "-p", "rmse=29").returncode == 0
     _wait(started.exists)
+    orphan = int(started.read_text())
     daemon.kill9()
     started.unlink()
     daemon.start()  # ready while the redone deployment's check waits
     _wait(started.exists)
+    assert not _alive(orphan) and int(started.read_text()) != orphan  # one check runs: the redone one
     assert os.readlink(current) == "versions/1"
     gate.write_text("")
     _wait(lambda: os.readlink(current) == "versions/2")
     show = json.loads(_cli(workspace, "models", "show", "m", "--json").stdout)
     assert show["aliases"] == {"champion": 2} and show["deployments"][0]["state"] == "succeeded"
     assert "starting it again (edgeorch decided it" in daemon.output()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by its new parent, is not running)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _wait(cond, timeout: float = 60.0) -> None:
