@@ -150,6 +150,8 @@ def finite(obj: Any) -> Any:
     every JSON edgeorch prints or sends writes for them (a command's ``--json`` and the daemon's replies alike)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if type(obj).__module__ == "numpy" and getattr(obj, "shape", None) == ():  # a numpy scalar (np.float32 is no
+        return finite(obj.item())  # float: its NaN reached json.dumps, which refused the whole document)
     if isinstance(obj, dict):
         return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import traceback
@@ -28,16 +29,51 @@ from typing import Any
 EXIT_OK, EXIT_RAISED, EXIT_BAD_INPUT, EXIT_VIOLATION = 0, 1, 2, 3
 
 
-def _write_result(value: Any) -> None:
+def plain_json(value: Any, where: str = "") -> Any:
+    """``value`` as plain JSON values: numpy scalars and arrays as Python numbers and lists, NaN and infinities
+    (Python's or numpy's) as None, tuples as lists, at any depth.
+
+    Raises :class:`TypeError` naming where the first value JSON has no form for lies (``['model']``, ``[2]``) and
+    its type: an object is never written as its ``str()`` (a ``"<object object at 0x...>"`` in the result read as
+    a value). A NaN inside a numpy scalar made the whole value "not JSON-serialisable", every metric beside it
+    lost.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if type(value).__module__ == "numpy":  # numpy itself is only touched when the value came from it
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return plain_json(value.item(), where)
+        if isinstance(value, np.ndarray):
+            return plain_json(value.tolist(), where)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise TypeError(f"{where or 'the value'}: a key of type {type(k).__name__}")
+            out[k] = plain_json(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{where or 'the value'}: {type(value).__name__}")
+
+
+def _write_result(value: Any, *, strict: bool = True) -> None:
+    """``value`` to ``$EDGEORCH_RESULT_FILE`` (atomic). ``strict`` (a ``call`` task's return value): JSON values
+    only (:func:`plain_json`), else nothing is written and the log says which value and why; a kind's result
+    (edgeorch's own document) goes through the CLI's JSON writer."""
     path = os.environ.get("EDGEORCH_RESULT_FILE")
     if not path or value is None:
         return
     from edgeorch.textui import dumps
 
     try:
-        text = dumps(value)
-    except (TypeError, ValueError):
-        print(f"edgeorch: the return value is not JSON-serialisable; not recorded ({type(value).__name__})", file=sys.stderr)
+        text = dumps(plain_json(value) if strict else value)
+    except (TypeError, ValueError) as exc:
+        print(f"edgeorch: the return value is not JSON-serialisable ({exc}); not recorded", file=sys.stderr)
         return
     from edgeorch.durable import write_atomic
 
@@ -86,13 +122,13 @@ def run_kind(kind: str, options: dict[str, Any]) -> int:
     try:
         result = run_task(kind, options)
     except TaskViolation as exc:
-        _write_result(exc.result)
+        _write_result(exc.result, strict=False)
         print(f"edgeorch: {kind}: violation: {exc.message}", file=sys.stderr)
         return EXIT_VIOLATION
     except EdgeorchError as exc:
         print(f"edgeorch: {kind}: {exc.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _write_result(result)
+    _write_result(result, strict=False)
     print(f"{kind}: {result.get('verdict', 'ok')}: {result.get('message', '')}")
     if result.get("verdict") == "violation" and result.get("on_violation", "fail") == "fail":
         return EXIT_VIOLATION

@@ -306,6 +306,34 @@ def test_call_task_gets_params_as_keyword_arguments(workspace, harness):
     assert Path(art["path"]).read_text() == "x:42"
 
 
+def test_a_call_tasks_numpy_return_value_is_recorded_whole_and_an_object_never_as_its_str(workspace, harness):
+    """A numpy NaN among a function's metrics made the whole value "not JSON-serialisable": nothing was recorded. An
+    object was written as "<object object at 0x...>", read back as a value."""
+    (workspace.pipelines / "metrics_mod.py").write_text(
+        "import numpy as np\n"
+        "def metrics():\n"
+        "    return {'rmse': np.float32(0.25), 'n': np.int64(7), 'w': np.arange(3), 'loss': np.float32('nan'),\n"
+        "            'pair': (1, float('inf'))}\n"
+        "def model():\n"
+        "    return {'ok': 1, 'model': object()}\n"
+    )
+    workspace.pipeline("metrics", """
+        [tasks.m]
+        call = "metrics_mod:metrics"
+        [tasks.o]
+        call = "metrics_mod:model"
+    """)
+    run_id, state = harness.run("metrics")
+    assert state == RunState.SUCCEEDED  # an unrecordable value does not fail the attempt (docs/pipelines.md)
+    (m,) = harness.store().attempts.of_run(run_id, "m")
+    doc = json.loads((Path(m["attempt_dir"]) / "result.json").read_text())
+    assert doc == {"rmse": 0.25, "n": 7, "w": [0, 1, 2], "loss": None, "pair": [1, None]}
+    (o,) = harness.store().attempts.of_run(run_id, "o")
+    assert not (Path(o["attempt_dir"]) / "result.json").exists()
+    said = Path(o["log_path"]).read_text()
+    assert "the return value is not JSON-serialisable (['model']: object); not recorded" in said, said
+
+
 def test_a_folder_named_edgeorch_beside_the_pipeline_cannot_replace_the_call_runner(workspace, harness):
     """A hostile or unlucky pipeline folder holding `edgeorch/` must not run instead of edgeorch; the task still
     sees the path it always did: the pipeline folder first on sys.path and PYTHONPATH."""
