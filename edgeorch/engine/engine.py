@@ -39,6 +39,7 @@ from ..kernels.cache import numba_cache_dir
 from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import INPUTS_UNWATCHED, AttemptState, Pipeline, RunState, TaskSpec, TaskState, inputs_moved_text
 from ..pipelines import parse_pipeline, substitute, substitute_deep
+from ..pipelines.envnames import env_name
 from ..pipelines.inputs import is_dataset, parse_dataset_input
 from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
                                     fire_of_created, strings_in)
@@ -1397,7 +1398,7 @@ class Engine:
             "EDGEORCH_UPSTREAM_OUTPUTS": json.dumps({u: [a["path"] for a in arts] for u, arts in upstream.items()}),
         })
         for up, arts in upstream.items():
-            env[f"EDGEORCH_UPSTREAM_{_env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
+            env[f"EDGEORCH_UPSTREAM_{env_name(up)}"] = os.pathsep.join(a["path"] for a in arts)
         python_path = [str(ctx.pipeline_dir), PACKAGE_ROOT]
         if spec.call or spec.kind:
             base = self._base_env.get("PYTHONPATH")
@@ -1438,7 +1439,7 @@ class Engine:
                 # An operator's NUMBA_CACHE_DIR wins (the unit sets one); else the state dir's
                 # (never numba's fallback into the package: edgeorch/kernels/cache.py).
                 "NUMBA_CACHE_DIR": self._numba_cache(),
-            } | {f"EDGEORCH_PARAM_{_env_name(k)}": "true" if v is True else "false" if v is False else str(v)
+            } | {f"EDGEORCH_PARAM_{env_name(k)}": "true" if v is True else "false" if v is False else str(v)
                  for k, v in ctx.params.items()}
         return ctx.task_env
 
@@ -1576,7 +1577,7 @@ class Engine:
         if problem is not None:  # the hit stands (its records name the files); path readers will not find them
             log.warning("run %s: task %s: cache hit: its outputs are not linked into %s: %s (tasks that read "
                         "them there fail; $EDGEORCH_UPSTREAM_%s names the files)", run_id, name, out_dir, problem,
-                        _env_name(name))
+                        env_name(name))
         # The hit's records name its links, where linked: the run's own files, which a retry of the earlier run
         # never moves or rewrites (named by the earlier run's path, a task of this run read the retry's new file
         # while its lineage said the old one).
@@ -2145,10 +2146,6 @@ def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
     name like ``a;touch X`` or ``$(id)`` is passed literally.
     """
     return {k: shlex.quote(substitute("{v}", {"v": v})) for k, v in values.items()}
-
-
-def _env_name(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
 def _intact_map(recorded: dict[str, list[dict[str, Any]]], linked: dict[str, Path]) -> dict[str, bool]:

@@ -97,6 +97,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             tasks[tname] = spec
     models = _parse_models(top, tasks_table, tasks)
     top.finish(elsewhere=TOP_LEVEL_ELSEWHERE)
+    _refuse_shared_variables(tasks_table, params, fname, errors)
     conflict = dataset_conflicts([(f"tasks.{t}.inputs", text) for t, spec in tasks.items() for text in spec.inputs])
     if conflict is not None:
         errors.append(PipelineError(conflict[1], file=fname, field=conflict[0],
@@ -228,6 +229,26 @@ def _refuse_other_tools_layout(top: TableReader, data: dict[str, Any]) -> None:
         top.fail("pipeline", "is not a table of a pipeline file", expected="the pipeline's own keys at the top level",
                  hint="write name, schedule, params, ... at the top of the file, before the first [tasks.NAME], "
                       "and remove the [pipeline] line")
+
+
+def _refuse_shared_variables(tasks: dict[str, Any], params: dict[str, Param], file: str,
+                             errors: list[EdgeorchError]) -> None:
+    """Two task names, or two param names, that give one environment variable (:mod:`.envnames`), and a task
+    named ``outputs``: an error each, naming both."""
+    from .envnames import RESERVED_UPSTREAM, env_collisions
+
+    for name, other, var in env_collisions(tasks, "EDGEORCH_UPSTREAM_", reserved=[RESERVED_UPSTREAM]):
+        why = (f"would give its outputs as ${var}, the JSON map of every upstream's outputs" if not other
+               else f"would give its outputs as ${var}, as task {other!r} does: one would hide the other")
+        errors.append(PipelineError(why, file=file, field=f"tasks.{name}", value=name,
+                                    expected="a task name whose variable no other task name gives (names differing "
+                                             "only in '-' against '_' or in letter case share one)" if other
+                                    else "another task name (outputs is reserved)"))
+    for name, other, var in env_collisions(params, "EDGEORCH_PARAM_"):
+        errors.append(PipelineError(f"would be passed as ${var}, as param {other!r} is: one would hide the other",
+                                    file=file, field=f"params.{name}", value=name,
+                                    expected="a param name whose variable no other param name gives (names "
+                                             "differing only in '-' against '_' or in letter case share one)"))
 
 
 def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str, Param]:

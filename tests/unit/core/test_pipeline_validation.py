@@ -47,6 +47,16 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
     ('[tasks.a]\ncall="not a ref"\n', ["tasks.a.call: is not a function reference", "'package.module:function'"]),
     ('[tasks.a]\ncommand=["true"]\nneeds=["b"]\n', ["tasks.a.needs: needs an unknown task", "found 'b'"]),
     ('[tasks.a]\ncommand=["true"]\nneeds=["a"]\n', ["tasks.a.needs: a task cannot need itself"]),
+    # Names sharing one variable: the later one's value hid the other's ($EDGEORCH_UPSTREAM_A_B held a_b's
+    # outputs only); a task named outputs replaced the JSON map of every upstream's outputs.
+    ('[tasks.a-b]\ncommand=["true"]\n[tasks.a_b]\ncommand=["true"]\n',
+     ["tasks.a_b: would give its outputs as $EDGEORCH_UPSTREAM_A_B, as task 'a-b' does"]),
+    ('[tasks.Train]\ncommand=["true"]\n[tasks.train]\ncommand=["true"]\n',
+     ["tasks.train: would give its outputs as $EDGEORCH_UPSTREAM_TRAIN, as task 'Train' does"]),
+    ('[tasks.outputs]\ncommand=["true"]\n', ["tasks.outputs: would give its outputs as $EDGEORCH_UPSTREAM_OUTPUTS, "
+                                             "the JSON map", "outputs is reserved"]),
+    ('[params]\nmy-param=1\nmy_param=2\n[tasks.a]\ncommand=["true"]\n',
+     ["params.my_param: would be passed as $EDGEORCH_PARAM_MY_PARAM, as param 'my-param' is"]),
     ('[tasks.a]\ncommand=["echo", "{epoch}"]\n[params]\nepochs=3\n', ["tasks.a.command[0]" if False else "tasks.a.command[1]", "unknown placeholder {epoch}", "did you mean {epochs}"]),
     ('[tasks.a]\ncommand=["true"]\noutputs=["/etc/passwd"]\n', ["tasks.a.outputs: must be relative"]),
     ('[tasks]\n', ["tasks: the pipeline has no tasks"]),
