@@ -40,7 +40,7 @@ from ..selfexec import PACKAGE_ROOT, module_argv
 from ..model import INPUTS_UNWATCHED, AttemptState, Pipeline, RunState, TaskSpec, TaskState, inputs_moved_text
 from ..pipelines import parse_pipeline, substitute, substitute_deep
 from ..pipelines.envnames import env_name
-from ..pipelines.inputs import is_dataset, parse_dataset_input
+from ..pipelines.inputs import is_dataset, parse_dataset_input, substitute_input
 from ..pipelines.substitute import (FIRE_DATE_ENV, FIRE_PLACEHOLDERS, FIRE_TIME_ENV, fire_names_used,
                                     fire_of_created, strings_in)
 from ..resources import Lease, ResourceRequest, UnsatisfiableError, critical_paths, lease_env
@@ -1018,7 +1018,7 @@ class Engine:
             return
         number = ctx.attempts[name] + 1
         values = self._placeholders(ctx, name, number, *ctx.task_folders(name))
-        declared = [(text, substitute(text, values)) for text in spec.inputs]
+        declared = [(text, substitute_input(text, values)) for text in spec.inputs]
         self._inputs_hashing.add(tid)
         datasets: dict[int, Any] = {}
         if any(is_dataset(text) for _written, text in declared):

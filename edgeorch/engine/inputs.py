@@ -37,7 +37,7 @@ from dataclasses import field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..pipelines.inputs import glob_base, is_glob
+from ..pipelines.inputs import glob_base, is_glob, template_is_glob
 from ..records import frozen
 from .files import Refused, hash_regular_file
 
@@ -140,9 +140,10 @@ def hash_inputs(task: str, declared: Sequence[tuple[str, str]], cwd: Path,
             raise InputError(f"declared input {where}: is empty once its placeholders are filled in (a parameter "
                              "given as ''?); expected a file, folder or glob path")
         path = text if os.path.isabs(text) else os.path.join(cwd, text)
-        path = os.path.normpath(path) if not is_glob(text) else path
+        pattern = template_is_glob(written)  # a wildcard a placeholder's value brought in is a name's, not one
+        path = os.path.normpath(path) if not pattern else path
         try:
-            items.append(_hash_glob(written, path, stamps) if is_glob(text) else _hash_path(written, path, stamps))
+            items.append(_hash_glob(written, path, stamps) if pattern else _hash_path(written, path, stamps))
         except InputError as exc:
             raise InputError(f"declared input {where}: {exc}") from None
         except Refused as exc:

@@ -5,8 +5,11 @@ command's):
 
 - a **file** path: ``"data/train.csv"``;
 - a **folder** path: ``"data/images"`` (every file below it);
-- a **glob**: ``"data/*.parquet"``, ``"logs/**/*.json"`` (any of ``*?[``;
-  ``**`` crosses folders).
+- a **glob**: ``"data/*.parquet"``, ``"logs/**/*.json"`` (any of ``*?[``
+  in the entry's own text; ``**`` crosses folders). A placeholder's value is
+  always a name: ``"{data}"`` filled with ``in[1].csv`` is that one path, and
+  in ``"{folder}/*.csv"`` the folder's name is matched as it is
+  (:func:`substitute_input`).
 
 Relative paths are relative to the task's working directory (``workdir``, by
 default the pipeline file's folder), where the task itself reads them.
@@ -29,7 +32,13 @@ outputs of every task in ``needs`` are recorded as consumed.
 
 from __future__ import annotations
 
+import glob
 import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from .substitute import format_value, substitute
 
 RESERVED_SCHEMES: dict[str, str] = {
     "model": "model versions (model:NAME@VERSION) are not supported as task inputs yet",
@@ -120,8 +129,27 @@ def glob_base(pattern: str) -> str:
 
 
 def is_glob(text: str) -> bool:
-    """Whether a (substituted) entry is a glob pattern rather than one path."""
+    """Whether a text has a wildcard (``*``, ``?``, ``[``) the glob module would treat as a pattern."""
     return _MAGIC.search(text) is not None
+
+
+def template_is_glob(written: str) -> bool:
+    """Whether an entry as written is a glob: a wildcard in its own text, outside its placeholders. ``"{data}"``
+    filled with ``in[1].csv`` is one path: it was a pattern matching ``in1.csv``, whose hash keyed the cache (a
+    changed ``in[1].csv`` then reused the old result)."""
+    try:
+        literal = "".join(text for text, _field, _spec, _conv in string.Formatter().parse(written))
+    except ValueError:  # not a valid template (validated before: an entry from elsewhere, taken as written)
+        literal = written
+    return is_glob(literal)
+
+
+def substitute_input(written: str, values: Mapping[str, Any]) -> str:
+    """An ``inputs`` entry with its placeholders filled in. In a glob (:func:`template_is_glob`) each value is
+    escaped (:func:`glob.escape`): a value is a name, matching itself only, never a pattern of its own."""
+    if not template_is_glob(written):
+        return substitute(written, values)
+    return substitute(written, {k: glob.escape(format_value(v)) for k, v in values.items()})
 
 
 _MAGIC = re.compile(r"[*?\[]")  # what the glob module treats as a pattern

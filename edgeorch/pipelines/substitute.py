@@ -97,7 +97,7 @@ def placeholder_problem(text: str, known: set[str]) -> tuple[str, str] | None:
 
 def substitute(text: str, values: Mapping[str, Any]) -> str:
     """Replace ``{name}`` placeholders (validated beforehand) with ``values``."""
-    return string.Formatter().vformat(text, (), {k: _fmt(v) for k, v in values.items()})
+    return string.Formatter().vformat(text, (), {k: format_value(v) for k, v in values.items()})
 
 
 def substitute_deep(value: Any, values: Mapping[str, Any]) -> Any:
@@ -111,7 +111,8 @@ def substitute_deep(value: Any, values: Mapping[str, Any]) -> Any:
     return value
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A param's value as a placeholder writes it: booleans as ``true``/``false``, the rest as ``str``."""
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)

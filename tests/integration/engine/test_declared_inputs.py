@@ -56,6 +56,43 @@ def test_a_changed_input_file_misses_the_cache_and_an_unchanged_one_hits(workspa
     assert _task(store, first, "fit")["input_hash"] != _task(store, changed, "fit")["input_hash"]
 
 
+def test_a_params_wildcard_characters_are_a_name_never_a_pattern(workspace, harness):
+    """`inputs = ["{data}"]` with data = `in[1].csv` was hashed as a glob matching `in1.csv`: a changed `in[1].csv`
+    reused the old result, and lineage named the other file. In a glob, a value is matched as it is."""
+    path = workspace.pipeline("fit", CACHED_READER)
+    data = path.parent / "data"
+    data.mkdir()
+    (data / "in[1].csv").write_bytes(b"x,y\n")
+    (data / "in1.csv").write_bytes(b"other\n")
+    first, state = harness.run("fit", {"data": "data/in[1].csv"})
+    assert state == RunState.SUCCEEDED
+    (data / "in[1].csv").write_bytes(b"CHANGED,DATA\n")
+    changed, state = harness.run("fit", {"data": "data/in[1].csv"})
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    assert _task(store, changed, "fit")["state"] == "succeeded"  # it ran: no stale hit
+    (row,) = store.lineage.consumed_by(changed, "fit")
+    assert (row["kind"], row["path"], row["sha256"]) == ("file", str(data / "in[1].csv"), _sha(b"CHANGED,DATA\n"))
+    (data / "in1.csv").unlink()  # it said "matches no file" while the file named was there
+    assert harness.run("fit", {"data": "data/in[1].csv"})[1] == RunState.SUCCEEDED
+
+    workspace.pipeline("day", """
+        [params]
+        folder = "d[1]"
+        [tasks.read]
+        command = ["true"]
+        inputs = ["data/{folder}/*.csv"]
+    """)
+    (data / "d[1]").mkdir()
+    (data / "d[1]" / "a.csv").write_bytes(b"a\n")
+    (data / "d1").mkdir()
+    (data / "d1" / "b.csv").write_bytes(b"b\n")
+    run_id, state = harness.run("day")
+    assert state == RunState.SUCCEEDED
+    (glob_row,) = harness.store().lineage.consumed_by(run_id, "read")
+    assert glob_row["kind"] == "glob" and glob_row["size"] == 2  # d[1]/a.csv alone, not d1/b.csv
+
+
 def test_folder_and_glob_inputs_are_recorded_as_manifests_with_their_files(workspace, harness):
     path = workspace.pipeline("m", """
         [tasks.read]
