@@ -169,6 +169,17 @@ def relaunch_is_free(lost_free_so_far: int) -> bool:
     return lost_free_so_far < FREE_RELAUNCHES
 
 
+RELAUNCH_DELAY_MAX_S = 30.0
+"""The longest wait before an attempt lost to edgeorch is relaunched (:func:`relaunch_delay`)."""
+
+
+def relaunch_delay(lost_so_far: int) -> float:
+    """Seconds before a free relaunch, after ``lost_so_far`` earlier losses of the task in its run: none for the
+    first (a launcher killed once), then 1, 2, 4, ... up to :data:`RELAUNCH_DELAY_MAX_S`. A full disk failed
+    every attempt's preparation at once: ten relaunches in 5 ms, all lost before anyone could free a byte."""
+    return 0.0 if lost_so_far <= 0 else min(RELAUNCH_DELAY_MAX_S, 2.0 ** (lost_so_far - 1))
+
+
 def unmet_upstreams(needs: Mapping[str, Sequence[str]], states: Mapping[str, TaskState]) -> dict[str, int]:
     """Per task, how many of its upstreams have not finished with usable outputs (ran or cache hit)."""
     return {n: sum(1 for u in ups if not states[u].done_ok) for n, ups in needs.items()}
@@ -218,7 +229,7 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
 
     In order: stopped for a cancel, or failed under a cancel → ``cancelled``;
     succeeded → ``succeeded``; lost to edgeorch's machinery → ``ready`` again
-    (uncharged); a charged failure with retries left (and ``retryable``) →
+    (uncharged; from its second loss in ``retry_wait`` for :func:`relaunch_delay` first); a charged failure with retries left (and ``retryable``) →
     ``retry_wait`` until ``now + retry_delay(...)`` (``rand`` in [0, 1)
     spreads it); else ``failed``.
     """
@@ -230,8 +241,10 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
         change = Change(end.task, TaskState.CANCELLED, f"{why}: stopped ({end.reason})" if end.reason else why)
     elif end.ok:
         change = Change(end.task, TaskState.SUCCEEDED)
-    elif end.uncharged:
+    elif end.uncharged and (wait := relaunch_delay(view.uncharged.get(end.task, 0))) == 0:
         change = Change(end.task, TaskState.READY, end.reason)
+    elif end.uncharged:  # again: what lost it (a full disk, no memory) may not have passed yet
+        change = Change(end.task, TaskState.RETRY_WAIT, f"{end.reason}; relaunched in {wait:g}s", now + wait)
     elif charged <= policy.retries and end.retryable:
         delay = retry_delay(charged, base=policy.delay, backoff=policy.backoff, max_delay=policy.max_delay,
                             jitter=policy.jitter, rand=rand)

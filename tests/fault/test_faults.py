@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 
 from fault_helpers import fill_up
 
@@ -135,7 +136,11 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
 
 def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folder(workspace, small_disk):
     """The shim could not write the attempt's records: the attempt 'exited 127' (no process ran), counted against
-    the task's retries, and the reason said only "shim failed: OSError(28, 'No space left on device')"."""
+    the task's retries, and the reason said only "shim failed: OSError(28, 'No space left on device')". Then each
+    loss was relaunched at once: ten in 5 ms, all lost before anyone could free a byte, and the task failed. From
+    the second loss a relaunch waits (1 s, 2 s, ...): freed meanwhile, the disk lets the task run."""
+    import threading
+
     workspace.write_config(f"""
         [executor]
         storage = "{small_disk}"
@@ -143,23 +148,78 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
     workspace.pipeline("writer", """
         [tasks.w]
         command = ["true"]
-        retries = 1
-        retry_delay = "0s"
     """)
     fill_up(small_disk)
-    out = workspace.invoke("run", "writer")
-    assert out.returncode == 1, out.stderr
-    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    db = workspace.state / "edgeorch.db"
+
+    def free_after_two_losses() -> None:  # polled: the state file has no event a test can wait on
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = sqlite3.connect(db)
+                try:
+                    lost = conn.execute("SELECT COUNT(*) FROM attempts WHERE state = 'abandoned'").fetchone()[0]
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                lost = 0
+            if lost >= 2:
+                break
+            time.sleep(0.05)
+        (small_disk / "filler").unlink()
+
+    freer = threading.Thread(target=free_after_two_losses)
+    freer.start()
+    try:
+        out = workspace.invoke("run", "writer")
+    finally:
+        freer.join()
+    assert out.returncode == 0, out.stdout + out.stderr  # the task ran once the disk had room
+    conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     try:
         attempts = conn.execute("SELECT * FROM attempts ORDER BY id").fetchall()
     finally:
         conn.close()
-    assert attempts and all(a["exit_code"] is None and a["state"] == "abandoned" for a in attempts)
+    assert [a["state"] for a in attempts] == ["abandoned", "abandoned", "exited"], [dict(a) for a in attempts]
     first = attempts[0]
     assert first["charged"] == 0 and "relaunched (not counted as a retry)" in first["reason"]
     assert "No space left on device" in first["reason"] and str(small_disk) in first["reason"], first["reason"]
     assert "shim failed" not in first["reason"]
+    assert attempts[2]["started_at"] - attempts[1]["finished_at"] >= 0.9  # it waited its second relaunch's second
+    assert "relaunched in 1s" in out.stdout, out.stdout
+
+
+def test_a_task_that_ended_while_the_runs_disk_was_full_keeps_its_exit_status(workspace, small_disk):
+    """The shim could not write exit.json: a task that exited 0 (another that never touched the disk too) was
+    "the attempt's supervisor vanished without an exit record". The live engine records the status its shim told
+    it over the pipe."""
+    workspace.write_config(f"""
+        [executor]
+        storage = "{small_disk}"
+    """)
+    workspace.pipeline("filler", f"""
+        [tasks.fill]
+        shell = true
+        command = "cat /dev/zero > {small_disk}/junk 2>/dev/null; exit 0"
+        [tasks.fail]
+        shell = true
+        command = "while [ ! -e {small_disk}/junk ]; do sleep 0.01; done; sleep 0.2; exit 3"
+    """)
+    out = workspace.invoke("run", "filler")
+    (small_disk / "junk").unlink()
+    assert out.returncode == 1, out.stdout + out.stderr  # `fail` failed, as it said: exit 3
+    conn = sqlite3.connect(workspace.state / "edgeorch.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = {a["task"]: a for a in conn.execute("SELECT * FROM attempts ORDER BY id")}
+        tasks = {t["name"]: t["state"] for t in conn.execute("SELECT name, state FROM tasks")}
+    finally:
+        conn.close()
+    assert (rows["fill"]["state"], rows["fill"]["exit_code"]) == ("exited", 0), dict(rows["fill"])
+    assert (rows["fail"]["state"], rows["fail"]["exit_code"]) == ("exited", 3), dict(rows["fail"])
+    assert tasks == {"fill": "succeeded", "fail": "failed"}
+    assert not list(small_disk.rglob("exit.json.tmp.*"))  # no empty temporary record left behind
 
 
 def _mark_failed(workspace) -> None:

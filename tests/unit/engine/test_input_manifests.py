@@ -58,7 +58,7 @@ def test_a_glob_is_the_manifest_of_what_it_matches_named_from_its_leading_folder
     (item,) = hash_inputs("t", [("data/*.csv", "data/*.csv")], data.parent).items
     assert item.kind == "glob" and item.path == str(data.parent / "data" / "*.csv")
     assert [m[0] for m in item.members] == ["a.csv", "b.csv"]
-    (deep,) = hash_inputs("t", [("x", str(data) + "/**/*.json")], data).items
+    (deep,) = hash_inputs("t", [("{d}/**/*.json", str(data) + "/**/*.json")], data).items
     assert [m[0] for m in deep.members] == ["sub/c.json"]
 
 
@@ -87,12 +87,12 @@ def test_a_fifo_declared_as_an_input_is_refused_not_read(data):
 
 
 def test_stamps_notice_a_rewritten_file_and_a_file_added_to_a_folder_or_glob(data):
-    snap = hash_inputs("t", [("a.csv", "a.csv"), ("data", str(data)), ("g", str(data) + "/*.csv")], data)
+    snap = hash_inputs("t", [("a.csv", "a.csv"), ("data", str(data)), ("{d}/*.csv", str(data) + "/*.csv")], data)
     assert changed_since(snap) is None
     (data / "a.csv").write_bytes(b"changed, same folder\n")
     assert changed_since(snap) == str(data / "a.csv")
 
-    snap = hash_inputs("t", [("g", str(data) + "/*.csv")], data)
+    snap = hash_inputs("t", [("{d}/*.csv", str(data) + "/*.csv")], data)
     (data / "new.csv").write_bytes(b"x")
     assert changed_since(snap) == str(data)
 

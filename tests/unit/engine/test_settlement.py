@@ -121,6 +121,21 @@ def test_an_attempt_lost_to_edgeorch_is_relaunched_at_once_without_a_retry_or_wa
     assert s.task == Change("t", T.READY, "launcher died; relaunched")
 
 
+def test_a_task_lost_again_waits_longer_before_each_free_relaunch():
+    """A full disk failed each attempt's preparation at once: ten free relaunches in 5 ms, all lost before anyone
+    could free a byte, then charged failures. From the second loss each waits: 1, 2, 4 ... 30 s."""
+    waits = []
+    for lost in range(1, 9):
+        run = FakeRun({"t": ()}, {"t": T.RUNNING}, uncharged={"t": lost})
+        end = AttemptEnd("t", lost + 1, ok=False, reason="cannot make its folder: No space left on device",
+                         uncharged=True)
+        s = st.settle_attempt(run.view(), end, policy(0), now=100.0, rand=0.0)
+        assert s.task is not None and s.task.state == T.RETRY_WAIT
+        assert s.task.reason == f"{end.reason}; relaunched in {s.task.retry_at - 100.0:g}s"
+        waits.append(s.task.retry_at - 100.0)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
 def test_uncharged_attempts_do_not_consume_retries():
     # retries = 1: attempt 1 lost to edgeorch (uncharged), attempt 2 fails: its first charged failure → a retry.
     run = FakeRun({"t": ()}, {"t": T.RUNNING}, uncharged={"t": 1})
@@ -147,7 +162,7 @@ def test_a_run_of_lost_attempts_never_fails_a_task_without_retries():
     run = FakeRun({"t": ()}, {"t": T.RUNNING})
     for number in range(1, 6):
         s = run.apply(st.settle_attempt(run.view(), fail("t", number, uncharged=True), policy(0), now=0.0, rand=0.0))
-        assert s.task.state == T.READY
+        assert s.task.state == (T.READY if number == 1 else T.RETRY_WAIT)  # relaunched, at once or after a wait
         run.uncharged["t"] = run.uncharged.get("t", 0) + 1  # the engine counts it after the commit
         run.states["t"] = T.RUNNING  # relaunched
     s = run.apply(st.settle_attempt(run.view(), ok("t", 6), policy(0), now=0.0, rand=0.0))
@@ -165,7 +180,7 @@ def test_lost_attempts_beyond_the_free_relaunches_count_as_retries_so_a_repeatin
                                         policy(1, delay=1.0, jitter=0.0), now=0.0, rand=0.0))
         if not free:
             break
-        assert s.task.state == T.READY
+        assert s.task.state == (T.READY if number == 1 else T.RETRY_WAIT)
         run.uncharged["t"] = run.uncharged.get("t", 0) + 1
         run.states["t"] = T.RUNNING
     assert number == st.FREE_RELAUNCHES + 1

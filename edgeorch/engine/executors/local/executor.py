@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -46,6 +47,8 @@ from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExite
                     SpawnRequest, Verdict)
 from .launch import EarlyZygote, spawn_zygote
 from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
+
+log = logging.getLogger("edgeorch.engine")
 
 
 def read_exit(attempt_dir: str) -> ExitInfo | None:
@@ -109,6 +112,7 @@ class LocalExecutor(Executor):
         self._procs: dict[int, ProcInfo] = {}
         self._tree: set[int] = set()  # attempts whose shim carries out stop() itself
         self._stop_asked: set[int] = set()  # stop() before the attempt started: applied at start
+        self._told: dict[int, ExitInfo] = {}  # attempt -> the status its shim could not write to exit.json
         self._deaths: list[float] = []
         self._restarts = 0
         self._restart_timer: asyncio.TimerHandle | None = None
@@ -287,6 +291,15 @@ class LocalExecutor(Executor):
                 self._orphaned[attempt_id] = self._in_flight.pop(attempt_id)
                 self._settle_orphans()
             return
+        if "exit_record" in msg:  # the shim could not write exit.json (a full disk): the status, told instead
+            if attempt_id in self._watched:
+                rec = msg["exit_record"]
+                self._told[attempt_id] = ExitInfo(rec.get("exit_code"), rec.get("signal"), rec.get("finished_at"),
+                                                  bool(rec.get("log_truncated")), error=None)
+                log.warning("attempt %s: %s; its exit status (%s) came over the shim's pipe", attempt_id,
+                            msg.get("error"), rec.get("exit_code") if rec.get("signal") is None
+                            else f"signal {rec.get('signal')}")
+            return  # settled when the shim's exit is seen (it does not wait for another attempt)
         in_flight = (self._in_flight.pop(attempt_id, None) or self._orphaned.pop(attempt_id, None)) is not None
         if "error" in msg:
             if in_flight:
@@ -396,8 +409,10 @@ class LocalExecutor(Executor):
         return Adoption(Verdict.LOST if info.lost else Verdict.FINISHED, started=started, exit=info)
 
     def settle(self, record: AttemptRecord) -> ExitInfo:
-        """See the contract: exit.json, else ``lost`` (after killing the task's group if it still runs)."""
-        info = read_exit(record.attempt_dir)
+        """See the contract: exit.json (or the status its shim told this executor when it could not write it),
+        else ``lost`` (after killing the task's group if it still runs)."""
+        told = self._told.pop(record.attempt_id, None)
+        info = read_exit(record.attempt_dir) or told
         if info is not None:
             return info
         # The shim died without a record (killed, OOM): whatever the task did is unknown.

@@ -50,6 +50,7 @@ The shim outlives the daemon; it never touches the state file.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -94,14 +95,19 @@ def write_json_atomically(path: str, data: dict[str, Any], *, sync: bool) -> Non
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(json.dumps(data).encode())
-        while view:  # write() may take only part (a nearly full disk): the rest, or its error, follows
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            view = memoryview(json.dumps(data).encode())
+            while view:  # write() may take only part (a nearly full disk): the rest, or its error, follows
+                view = view[os.write(fd, view):]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:  # a full disk: no empty temporary file left in the attempt's folder
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def claim(attempt_dir: str, content: dict[str, Any]) -> bool:
@@ -272,7 +278,16 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
         "log_truncated": truncated,
     }
     os.close(log_fd)
-    write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
+    try:
+        write_json_atomically(os.path.join(attempt_dir, EXIT), result, sync=False)
+    except OSError as exc:
+        # A full disk under the runs folder: the task ended, only its record cannot be written. The live engine
+        # records the status from this message (its state file may have room); this shim exits, so that one
+        # that is not heard (an engine away) reads as lost, as before. Without it a task that exited 0 was
+        # "the attempt's supervisor vanished without an exit record".
+        _reply(reply_fd, {"attempt_id": req["attempt_id"], "exit_record": result,
+                          "error": f"cannot write its exit record {exc.filename or EXIT}: {exc.strerror or exc}"})
+        return False
     return reuse
 
 
