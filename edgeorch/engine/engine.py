@@ -716,8 +716,7 @@ class Engine:
 
     def _check_resumable(self, run_id: int, state: str) -> None:
         """Raise :class:`ConflictError` unless run ``run_id`` (in ``state``) is finished and not active here."""
-        if run_id in self.runs or not RunState.can_transition(state, RunState.QUEUED):
-            raise ConflictError(f"run {run_id} is still {state}", hint="wait for it to finish, or cancel it first")
+        check_resumable(run_id, state, active=run_id in self.runs)
 
     def _apply_resume(self, run_id: int, pipeline: Pipeline, actor: str | None, before: Callable[[int], None] | None,
                       answer: asyncio.Future[list[str]], fut: concurrent.futures.Future[dict[str, bool]]) -> None:
@@ -2146,6 +2145,21 @@ def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
     name like ``a;touch X`` or ``$(id)`` is passed literally.
     """
     return {k: shlex.quote(substitute("{v}", {"v": v})) for k, v in values.items()}
+
+
+def check_resumable(run_id: int, state: str, *, active: bool = False, unowned: bool = False) -> None:
+    """Raise :class:`ConflictError` unless run ``run_id`` (in ``state``) is finished and not ``active``: the one
+    rule of a retry's first step. ``unowned``: asked before an engine took the state over (``edgeorch retry``
+    without a daemon), for a run no process drives now: the refusal says who goes on with it (the retry refused
+    after its engine had started had begun the unfinished runs' next tasks, then exited)."""
+    if not active and RunState.can_transition(state, RunState.QUEUED):
+        return
+    if unowned:
+        raise ConflictError(f"run {run_id} is still {state}: a process that stopped (a daemon, or an `edgeorch run` "
+                            "that was killed) left it unfinished, and it has not ended",
+                            hint=f"a daemon, once started, goes on with it (its tasks may still run); or stop it with "
+                                 f"`edgeorch cancel {run_id}`; retry it once it has ended")
+    raise ConflictError(f"run {run_id} is still {state}", hint="wait for it to finish, or cancel it first")
 
 
 def _intact_map(recorded: dict[str, list[dict[str, Any]]], linked: dict[str, Path]) -> dict[str, bool]:

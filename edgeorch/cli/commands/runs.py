@@ -253,7 +253,12 @@ def _retry_here(args: argparse.Namespace, backend: Backend) -> int:
             _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
         return args.run_id
 
-    return _drive(backend, action, json_out=args.json, quiet=args.quiet)
+    def unfinished(store: Store) -> None:  # refused before this process takes any run over (start_nothing's why)
+        from ...engine.engine import check_resumable
+
+        check_resumable(args.run_id, store.runs.get(args.run_id)["state"], unowned=True)
+
+    return _drive(backend, action, json_out=args.json, quiet=args.quiet, check=unfinished)
 
 
 def _note_definition(run_id: int, pipeline: str, file: str | Path | None, content_hash: str | None) -> None:
@@ -340,14 +345,15 @@ class _ProgressPrinter:
 
 
 def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_out: bool, quiet: bool = False,
-           start_nothing: bool = False, banner: str | None = None) -> int:
+           start_nothing: bool = False, banner: str | None = None, check: Callable[[Store], None] | None = None) -> int:
     """Run an engine in this process until the run started (or resumed) by ``await action(engine)`` finishes.
 
     Ctrl-C (or SIGTERM) cancels the run cleanly: running tasks get SIGTERM and
     the grace period, the cancellation is recorded, exit code 130. ``start_nothing``: the engine starts no
     attempt at all (``cancel``: it only stops the run's tasks; other runs' queued tasks must not start under an
     engine that is about to exit, unsupervised). ``banner``: printed once the state is this process's (a state
-    another run holds is refused first, with nothing said to be running).
+    another run holds is refused first, with nothing said to be running). ``check(store)``: raises to refuse the
+    command once the state is this process's, before its engine starts (takes over no run, starts no task).
     """
     cfg = backend.cfg
     # The lock first, then the state file: opened for writing, a new or older file is created or migrated, which
@@ -360,6 +366,13 @@ def _drive(backend: Backend, action: Callable[[Any], Awaitable[int]], *, json_ou
         lock.release()
         raise
     assert store is not None  # a writer's store is created when missing
+    if check is not None:
+        try:
+            check(store)
+        except BaseException:
+            store.close()
+            lock.release()
+            raise
     if banner is not None:
         print(banner, flush=True)
     # The zygote boots on another core while this process imports the engine (most of a short run's time).

@@ -195,6 +195,39 @@ def test_a_run_in_a_killed_daemons_restart_window_waits_for_it_to_come_back(work
     assert said.returncode == 0 and "waiting up to 0.3s" in said.stderr, said.stderr
 
 
+def test_a_retry_refused_without_a_daemon_takes_no_run_over(workspace, daemon, monkeypatch):
+    """`edgeorch retry RUN` of a run a killed daemon left running took every unfinished run over first (it said "this
+    process also goes on with run(s) ...", started their next tasks under shims of its own), then was refused
+    ("still running") and exited. It is refused before any of that, saying who goes on with the run."""
+    import sqlite3
+
+    from edgeorch.cli import backend
+
+    gate = workspace.pipelines / "gate"
+    started = workspace.pipelines / "started"
+    workspace.pipeline("two", f'[tasks.a]\ncommand = ["sh", "-c", "touch {started}; while [ ! -e {gate} ]; do sleep '
+                              '0.05; done"]\n[tasks.b]\ncommand = ["true"]\nneeds = ["a"]\n')
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "two"})["run_id"]
+    workspace.wait_file(started)
+    daemon.kill9()
+    monkeypatch.setattr(backend, "DAEMON_RETURN_WAIT_S", 0.1)
+    try:
+        refused = workspace.invoke("retry", str(run_id))
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert f"run {run_id} is still running: a process that stopped" in refused.stderr, refused.stderr
+        assert "a daemon, once started, goes on with it" in refused.stderr
+        assert "also goes on with" not in refused.stdout, refused.stdout
+        conn = sqlite3.connect(workspace.state / "edgeorch.db")
+        try:
+            attempts = [r[0] for r in conn.execute("SELECT task FROM attempts ORDER BY id")]
+        finally:
+            conn.close()
+        assert attempts == ["a"]  # nothing more started: b waits for a, under the next daemon
+    finally:
+        gate.touch()
+
+
 def _until_lock_names(workspace, pid: int, timeout: float = 30.0) -> None:
     """Until the state's lock file names daemon ``pid`` (polled: a file's content has no event to wait on)."""
     deadline = time.monotonic() + timeout
