@@ -319,6 +319,9 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
             for i, arg in enumerate(raw):
                 if "\0" in arg:
                     r.fail(f"command[{i}]", "contains a NUL character", value=arg, expected=NUL_EXPECTED)
+            if not raw[0].strip():  # it failed at run time only: "cannot execute '': Permission denied", exit 127
+                r.fail("command[0]", "names no program", value=raw[0],
+                       expected="the program to run, e.g. \"python\" or \"/usr/bin/env\"")
         elif isinstance(raw, str):
             r.fail("command", "is a string but shell is not true", value=raw,
                    expected="an argv array like [\"python\", \"train.py\"] (or set shell = true)")

@@ -43,6 +43,8 @@ def test_a_valid_pipeline_has_a_topological_order_and_hashes(tmp_path):
      ["tasks.a.retry_delay: is longer than retry_max_delay", "found '1h'", "(600s)"]),
     ('[tasks.a]\ncommand=["true"]\ngpu_memory="lots"\n', ["tasks.a.gpu_memory: is not a valid size", "'8G'"]),
     ('[tasks.a]\ncommand="echo hi"\n', ["tasks.a.command: is a string but shell is not true", "argv array"]),
+    ('[tasks.a]\ncommand=[""]\n', ["tasks.a.command[0]: names no program", "found ''"]),
+    ('[tasks.a]\ncommand=["  ", "x"]\n', ["tasks.a.command[0]: names no program"]),
     ('[tasks.a]\ncommand=["true"]\ncall="m:f"\n', ["tasks.a: must set exactly one of command, call or kind", "found 'command, call'"]),
     ('[tasks.a]\ncall="not a ref"\n', ["tasks.a.call: is not a function reference", "'package.module:function'"]),
     ('[tasks.a]\ncommand=["true"]\nneeds=["b"]\n', ["tasks.a.needs: needs an unknown task", "found 'b'"]),
