@@ -83,6 +83,8 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
                 res = _pause_here(backend, args.name, action == "pause", args.reason)
             if args.json:
                 print_json(res)
+            elif not args.quiet and res.get("changed") is False:
+                print(f"{res['name']} was not paused: nothing to resume")
             elif not args.quiet:
                 started = res.get("inputs_started") or 0
                 print(f"{res['name']} {'paused' if res['paused'] else 'resumed'}"
@@ -160,13 +162,16 @@ def _pause_here(backend: Backend, name: str, paused: bool, reason: str | None) -
                 raise NotFoundError(f"no pipeline named {name!r}", value=name,
                                     hint="`edgeorch pipelines` lists them"
                                          + ("" if paused else " (and which are paused)"))
-            store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=local_actor())
+            changed = paused or name in known
+            if changed:  # resuming one that is not paused records nothing
+                store.pipelines.set_paused(name, paused, reason=reason if paused else None, actor=local_actor())
             waiting = 0 if paused else len(store.inputs.waiting(name))
         finally:
             store.close()
     finally:
         lock.release()
-    return {"name": name, "paused": paused, "inputs_started": 0, "inputs_waiting": waiting, "daemon": False}
+    return {"name": name, "paused": paused, "inputs_started": 0, "inputs_waiting": waiting, "daemon": False,
+            "changed": changed}
 
 
 def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:

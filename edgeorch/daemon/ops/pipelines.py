@@ -107,14 +107,16 @@ class PipelineOps:
         p = self.registry.get(arg(args, "name", str))
         self.store.pipelines.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, True))
-        return {"name": p.name, "paused": True}
+        return {"name": p.name, "paused": True, "changed": True}
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
+        if p.name not in self.store.pipelines.paused():  # nothing to resume: nothing recorded ("resumed" was said)
+            return {"name": p.name, "paused": False, "inputs_started": 0, "changed": False}
         waiting = len(self.store.inputs.waiting(p.name))  # the drop folders start them on the event below
         self.store.pipelines.set_paused(p.name, False, reason=None, actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, False))
-        return {"name": p.name, "paused": False, "inputs_started": waiting}
+        return {"name": p.name, "paused": False, "inputs_started": waiting, "changed": True}
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         return await self._reload(actor=actor_of(peer))

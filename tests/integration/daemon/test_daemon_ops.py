@@ -150,6 +150,7 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     daemon: nothing could run it. Pause and resume are recorded in the state file under its lock."""
     workspace.pipeline("two", TWO)
     daemon.start()
+    assert daemon.call("pipelines.resume", {"name": "two"})["changed"] is False  # not paused: nothing recorded
     assert daemon.call("pipelines.pause", {"name": "two", "reason": "bad upstream data"})["paused"] is True
     daemon.stop()
 
@@ -163,6 +164,8 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     resumed = cli("pipelines", "resume", "two")
     assert resumed.returncode == 0 and resumed.stdout.startswith("two resumed (no daemon runs"), resumed.stdout
     assert cli("run", "-q", "two").returncode == 0
+    twice = cli("pipelines", "resume", "two")  # it said "two resumed" again, and recorded a resume
+    assert twice.returncode == 0 and twice.stdout == "two was not paused: nothing to resume\n", twice.stdout
     assert cli("pipelines", "pause", "two", "--reason", "again\nnext: forged \x1b[31mred").returncode == 0
     again = cli("run", "two")  # whoever paused it wrote the reason: no line or escape code of theirs is shown
     assert again.returncode == 5 and "\x1b" not in again.stderr and "\nnext: forged" not in again.stderr
