@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..filekinds import file_kind
 from ..loopslices import sliced
 from ..records import frozen
 
@@ -143,6 +144,11 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path,
     if escaping:
         return FileOutcome([], checkpoints, f"output path leaves the task's output folder: {', '.join(escaping)}")
     missing = [n for n in outputs if not (out_dir / n).is_file() and not (out_dir / n).is_symlink()]
+    other = [f"{n} is {kind}" for n in missing if (kind := _not_a_file(out_dir / n)) is not None]
+    if other:  # it is there, as something else: "missing" sent the person looking for a file that exists
+        return FileOutcome([], checkpoints, f"promised output is not a regular file: {', '.join(other)} (under "
+                                               f"{out_dir}; an output is one file: a folder's files are listed "
+                                               "one by one, or the folder packed into one)")
     if missing:
         stray = [n for n in missing if workdir is not None and (workdir / n).is_file()]
         found = f"; {', '.join(stray)} found in the task's working folder {workdir} instead" if stray else ""
@@ -153,6 +159,16 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path,
     except Refused as exc:
         return FileOutcome([], checkpoints, f"output refused: {exc}")
     return FileOutcome(artifacts, checkpoints)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What stands at ``path`` when it is there but not a regular file (``a folder``, ``a FIFO``, ...), else
+    None (nothing there)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return None
+    return file_kind(mode)
 
 
 def with_dataset(outcome: FileOutcome, out_dir: Path, rel: str, name: str, state_dir: Path,

@@ -217,6 +217,19 @@ def test_promised_output_missing_fails_the_task(workspace, harness, command, ast
         assert "working folder" not in t["reason"]
 
 
+def test_an_output_that_is_a_folder_or_a_fifo_is_named_as_what_it_is_not_missing(workspace, harness):
+    workspace.pipeline("odd", """
+        [tasks.x]
+        command = ["sh", "-c", "mkdir $EDGEORCH_OUTPUT_DIR/ckpt && mkfifo $EDGEORCH_OUTPUT_DIR/pipe.out"]
+        outputs = ["ckpt", "pipe.out"]
+    """)
+    run_id, state = harness.run("odd")
+    assert state == RunState.FAILED
+    (t,) = harness.store().runs.tasks_of(run_id)
+    assert t["reason"].startswith("promised output is not a regular file: ckpt is a folder, pipe.out is a FIFO")
+    assert "missing" not in t["reason"], t["reason"]
+
+
 def test_environment_params_and_upstream_outputs_reach_the_task(workspace, harness):
     workspace.pipeline("env", """
         [params]
