@@ -256,7 +256,7 @@ class LiveAttempt:
     pgid: int | None = None
     timer: asyncio.TimerHandle | None = None
     kill_timer: asyncio.TimerHandle | None = None
-    stop_reason: str | None = None  # "timeout" or "cancelled" once we decided to stop it
+    stop_reason: str | None = None  # "timeout", "cancelled", "shutdown", "gpu_memory" once we decided to stop it
     exited: bool = False  # the executor reported its end: nothing left to stop, its outcome is being settled
     started_at: float | None = None  # engine clock at start (None: adopted), for predicted durations
     stop_detail: str | None = None  # the watcher's sentence when it stopped the attempt
@@ -426,7 +426,7 @@ class Engine:
         self._unhold_datasets()
         if stop_tasks:
             for la in list(self.live.values()):
-                self._stop_attempt(la, "cancelled")
+                self._stop_attempt(la, "shutdown")
             if self.live and self.fatal_error is None:
                 self._all_stopped = asyncio.Event()
                 # Set when the last attempt's end is recorded, or by _fatal: after a fail-stop no end
@@ -1909,7 +1909,8 @@ class Engine:
         if violation:
             reason = f"violation: {check.get('message', '')}" if check else "violation"
         end = settlement.AttemptEnd(la.task, la.number, ok, reason, uncharged=free,
-                                    stopped_for_cancel=la.stop_reason == "cancelled",
+                                    stopped_for_cancel=la.stop_reason in ("cancelled", "shutdown"),
+                                    stop_why=SHUTDOWN_STOP if la.stop_reason == "shutdown" else None,
                                     retryable=not violation and budget_refused is None)
         decided = settlement.settle_attempt(self._view(ctx), end, settlement.RetryPolicy.of(spec),
                                             now=self.clock(), rand=self.rand())
@@ -2145,6 +2146,11 @@ def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
     name like ``a;touch X`` or ``$(id)`` is passed literally.
     """
     return {k: shlex.quote(substitute("{v}", {"v": v})) for k, v in values.items()}
+
+
+SHUTDOWN_STOP = "stopped when edgeorch stopped ([engine] stop_tasks_on_shutdown = true)"
+"""A task's reason when the engine's close stopped it (said as a cancel's reason is: a shutdown with
+``stop_tasks_on_shutdown`` read as an unexplained "cancelled", the run failed with no reason)."""
 
 
 def check_resumable(run_id: int, state: str, *, active: bool = False, unowned: bool = False) -> None:

@@ -112,6 +112,9 @@ class AttemptEnd:
     uncharged: bool = False
     stopped_for_cancel: bool = False
     retryable: bool = True
+    stop_why: str | None = None
+    """Why the engine stopped it when not for the run's cancel (its close: a shutdown), said as a cancel's
+    reason is."""
 
 
 # -- plain data out ----------------------------------------------------------------------------
@@ -237,7 +240,7 @@ def settle_attempt(view: RunView, end: AttemptEnd, policy: RetryPolicy, *, now: 
     charged = (end.number - view.uncharged.get(end.task, 0) - (1 if end.uncharged else 0)
                - view.retries_from.get(end.task, 0))
     if end.stopped_for_cancel or (view.cancel_requested and not end.ok):
-        why = view.cancel_reason or "cancelled"
+        why = end.stop_why or view.cancel_reason or "cancelled"
         change = Change(end.task, TaskState.CANCELLED, f"{why}: stopped ({end.reason})" if end.reason else why)
     elif end.ok:
         change = Change(end.task, TaskState.SUCCEEDED)
@@ -344,7 +347,12 @@ def _run_end(view: RunView, after: Mapping[str, TaskState]) -> tuple[RunState | 
     states = {n: after.get(n, s) for n, s in view.states.items()}
     outcome = run_outcome(states.values(), cancel_requested=view.cancel_requested)
     failed = [n for n, s in states.items() if s == TaskState.FAILED]
-    return outcome, (f"failed: {', '.join(failed)}" if failed and outcome is not None else None)
+    if failed and outcome is not None:
+        return outcome, f"failed: {', '.join(failed)}"
+    stopped = [n for n, s in states.items() if s == TaskState.CANCELLED]
+    if outcome == RunState.FAILED and stopped:  # stopped without a cancel of the run (a shutdown): said, not blank
+        return outcome, f"stopped: {', '.join(stopped)}"
+    return outcome, None
 
 
 def _check(view: RunView, change: Change) -> None:

@@ -428,8 +428,15 @@ def test_closing_with_stop_tasks_ends_running_attempts_and_records_them(workspac
         store.close()
 
     asyncio.run(main())
-    (attempt,) = Store(cfg.state_file).attempts.of_run(1)
+    store = Store(cfg.state_file)
+    (attempt,) = store.attempts.of_run(1)
     assert attempt["signal"] == signal.SIGTERM and attempt["finished_at"] is not None
+    # Said as what happened: it read "cancelled: stopped (...)", and the run FAILED with no reason at all.
+    (task,) = store.runs.tasks_of(1)
+    assert task["reason"].startswith("stopped when edgeorch stopped ([engine] stop_tasks_on_shutdown = true): "
+                                     "stopped (killed by signal SIGTERM)"), task["reason"]
+    run = store.runs.get(1)
+    assert (run["state"], run["reason"]) == ("failed", "stopped: work")
 
 
 def test_a_nul_in_a_tasks_command_or_environment_fails_the_attempt_once_never_lost(workspace, harness, monkeypatch):
