@@ -264,7 +264,7 @@ def test_cancelling_a_run_with_nothing_running_ends_it_at_once():
     (T.SKIPPED, False, RunState.SUCCEEDED, None),
     (T.FAILED, False, RunState.FAILED, "failed: x"),
     (T.UPSTREAM_FAILED, False, RunState.FAILED, None),
-    (T.CANCELLED, False, RunState.FAILED, None),
+    (T.CANCELLED, False, RunState.FAILED, "stopped: x"),  # stopped without a cancel of the run (a shutdown)
     (T.SUCCEEDED, True, RunState.CANCELLED, None),
 ])
 def test_the_last_settlement_ends_the_run_in_its_final_state(other, cancel, expected, reason):
