@@ -105,6 +105,10 @@ def _open_check(path: Path) -> None:
             from None
 
 
+ICONV_HINT = "convert the file first, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8.csv`"
+"""What a file that is not UTF-8 text is told (its header or a value)."""
+
+
 def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any = None) -> Iterator[Any]:
     """pyarrow RecordBatches (or Tables) of the file, chunk by chunk (CSV, TSV, Parquet)."""
     import pyarrow as pa
@@ -156,6 +160,10 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             yield rb.select(names)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise _arrow_error(path, exc, columns) from None
+    except UnicodeDecodeError as exc:  # a column name's bytes (pyarrow decodes the header's names when asked)
+        bad = exc.object[exc.start:exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+        raise DataError(f"its header is not UTF-8 text (byte 0x{bad} in a column name): a binary file, or text in "
+                        "another encoding", file=str(path), expected="text encoded as UTF-8", hint=ICONV_HINT) from None
 
 
 def _no_rows(schema: Any, names: list[str]) -> Any:
@@ -376,8 +384,7 @@ def _column(path: Path, rb: Any, name: str) -> Batch:
             raise
         row = _first_bad_utf8_row(path)
         raise DataError(f"{'row ' + str(row) + ': ' if row else ''}is not UTF-8 text", file=str(path), field=name,
-                        expected="text encoded as UTF-8",
-                        hint="convert the file first, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8.csv`") from None
+                        expected="text encoded as UTF-8", hint=ICONV_HINT) from None
 
 
 def _first_bad_utf8_row(path: Path) -> int | None:

@@ -175,3 +175,17 @@ def test_a_csv_that_is_not_utf8_is_a_data_error_naming_the_file_column_and_row(t
         e = err.value
         assert e.file == str(path) and e.field == "ville" and e.message == "row 2: is not UTF-8 text"
         assert "iconv" in (e.hint or "")
+
+
+def test_a_header_that_is_not_utf8_is_a_data_error_not_an_internal_one(tmp_path: Path) -> None:
+    """A binary file dropped as `.csv`, or a Latin-1 header (`caf\\xe9`): pyarrow's UnicodeDecodeError reached the
+    user as "internal error (a bug)", exit 70, and a kind task's log held a traceback."""
+    for name, data in (("binary.csv", b"garbage\x00\xff\n"), ("latin1.csv", b"caf\xe9,b\n1,2\n")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        for read in (lambda: profile(str(path)), lambda: load_table(path)):
+            with pytest.raises(DataError) as err:
+                read()
+            e = err.value
+            assert e.file == str(path) and e.message.startswith("its header is not UTF-8 text (byte 0x"), e.message
+            assert "iconv" in (e.hint or "")
