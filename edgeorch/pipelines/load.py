@@ -169,8 +169,9 @@ def load_named(folder: Path, name: str) -> Pipeline | None:
 
 def names_a_file(ref: str) -> bool:
     """Whether a pipeline reference (``edgeorch run REF``, ``Client.trigger(REF)``) is a pipeline file, not a name:
-    it ends in ``.toml`` or names an existing file."""
-    return ref.endswith(".toml") or os.path.isfile(ref)  # False for any OSError (a name too long, too)
+    it ends in ``.toml``, has a ``/`` (no pipeline name has one: a path, whose error then says what is there, not
+    "no pipeline named '/srv/x'"), or names an existing file."""
+    return ref.endswith(".toml") or "/" in ref or os.path.isfile(ref)  # False for any OSError (a name too long)
 
 
 MAX_PIPELINE_BYTES = 1 << 20

@@ -39,7 +39,10 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
 
     p = Path(ref)
     if names_a_file(ref):
-        report = validate_path(p)
+        report = validate_path(p) if not p.is_dir() else None
+        if report is None:  # validate_path reads a folder of pipelines: one would run, two "expected exactly one"
+            raise UsageError("is a folder, not a pipeline file", file=ref,
+                             expected="a pipeline's name or one .toml file (`edgeorch validate FOLDER` checks a folder)")
     else:
         named = load_named(cfg.pipelines_dir, ref)  # its own file alone, when that is sure to be the answer
         if named is not None:

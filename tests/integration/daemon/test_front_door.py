@@ -146,6 +146,19 @@ def test_run_name_of_a_broken_file_points_at_the_file_with_and_without_a_daemon(
         assert f"{path}:1" in proc.stderr and "malformed TOML" in proc.stderr, proc.stderr
 
 
+def test_run_of_a_folder_says_it_is_a_folder_with_and_without_a_daemon(workspace, daemon):
+    """`edgeorch run /srv/bad` (a folder) said "no pipeline named '/srv/bad'": a path, read as a name."""
+    workspace.pipeline("one", '[tasks.a]\ncommand = ["true"]\n')
+    for with_daemon in (False, True):
+        if with_daemon:
+            daemon.start()
+        for ref in (str(workspace.pipelines), "no/such/thing"):
+            proc = cli(workspace, "run", ref)
+            assert proc.returncode in (1, 2) and "no pipeline named" not in proc.stderr, (with_daemon, proc.stderr)
+            said = "folder" if ref == str(workspace.pipelines) else "no such file"
+            assert f"{ref}: " in proc.stderr and said in proc.stderr.lower(), (with_daemon, proc.stderr)
+
+
 @pytest.mark.parametrize("label", ["input:1", "schedule", "rule", "x" * 101, "\x1b[2Jforged", "",
                                    "Schedule", "schedule ", "INPUT :1", "ｓｃｈｅｄｕｌｅ"])
 def test_a_client_cannot_give_a_run_a_trigger_only_edgeorch_gives(workspace, daemon, label):
