@@ -22,6 +22,7 @@ import os
 import pwd
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable
 from typing import Literal
 
@@ -101,12 +102,18 @@ def _uid_of(name: str) -> int | None:
         return None
 
 
+GROUPS_TTL_S = 30.0
+"""How long a peer's group membership, once read from the user database, is trusted before it is read again."""
+
+
 class AccessPolicy:
     """Decides whether a peer may read or act.
 
     Names in the config are resolved once, when the policy is built (so build
     a new one on reload); a peer's groups are looked up once per (uid, gid)
-    and cached for the life of the policy. Lookups are injectable for tests.
+    and kept :data:`GROUPS_TTL_S` (a user taken out of a group with ``gpasswd
+    -d`` kept its access until the next reload). Lookups and the clock are
+    injectable for tests.
     """
 
     def __init__(
@@ -118,14 +125,16 @@ class AccessPolicy:
         groups_of: Callable[[Peer], frozenset[int]] = _groups_from_db,
         gid_of: Callable[[str], int | None] = _gid_of,
         uid_of: Callable[[str], int | None] = _uid_of,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
         self._groups_of = groups_of
+        self._clock = clock
         self.unknown: list[str] = []
         """Config entries naming no existing user or group (likely typos)."""
         self._read = self._resolve(readers, gid_of, uid_of)
         self._act = self._resolve(operators, gid_of, uid_of)
-        self._cache: dict[tuple[int, int], frozenset[int]] = {}
+        self._cache: dict[tuple[int, int], tuple[frozenset[int], float]] = {}  # (uid, gid) -> groups, when read
 
     @classmethod
     def from_config(cls, control: ControlConfig, *, daemon_uid: int | None = None) -> AccessPolicy:
@@ -164,11 +173,11 @@ class AccessPolicy:
             return True
         if not gids:
             return False
-        key = (peer.uid, peer.gid)
-        groups = self._cache.get(key)
-        if groups is None:
-            groups = self._cache[key] = self._groups_of(peer)
-        return not gids.isdisjoint(groups)
+        key, now = (peer.uid, peer.gid), self._clock()
+        cached = self._cache.get(key)
+        if cached is None or now - cached[1] >= GROUPS_TTL_S:
+            cached = self._cache[key] = (self._groups_of(peer), now)
+        return not gids.isdisjoint(cached[0])
 
     def is_owner(self, peer: Peer) -> bool:
         """Whether ``peer`` is root or the daemon's own uid: always ``act``, and the only peers that may use

@@ -238,6 +238,7 @@ class ControlServer:
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._live: dict[asyncio.Task[Any], _Connection] = {}  # each open connection's task -> the connection
         self._shared: set[asyncio.Task[None]] = set()  # connections of peers other than root and the daemon's uid
         self._per_uid: dict[int, int] = {}  # of those, how many each uid holds (per_user_slots)
         self._streams_per_uid: dict[int, int] = {}  # streams (logs, events) open per uid other than the owners'
@@ -289,8 +290,15 @@ class ControlServer:
         return dict(self._ops)
 
     def set_policy(self, policy: AccessPolicy) -> None:
-        """Replace the access policy (config reload); applies to the next request."""
+        """Replace the access policy (config reload); applies to the next request, and closes now the connections
+        of users it no longer lets in: a stream they held open (``events``, ``logs -f``) went on sending after their
+        access was taken away."""
         self.policy = policy
+        for conn in list(self._live.values()):
+            if policy.level(conn.peer) is None and any(conn.tasks.values()):  # it holds a stream open
+                log.info("closing the control connection of %s (uid %d, pid %d): its access was taken away",
+                         conn.peer.user, conn.peer.uid, conn.peer.pid)
+                conn.revoke()
 
     @property
     def clients(self) -> int:
@@ -380,6 +388,7 @@ class ControlServer:
             task = loop.create_task(self._open(conn, peer), name="control:connection")
             self._conns.add(task)
             task.add_done_callback(self._conns.discard)
+
             if not owner:
                 self._shared.add(task)
                 self._per_uid[peer.uid] = mine + 1
@@ -615,14 +624,19 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
         conn: _Connection | None = None
+        me = asyncio.current_task()
         try:
             conn = _Connection(self, reader, writer, peer)
+            if me is not None:
+                self._live[me] = conn
             await conn.run()
         except asyncio.CancelledError:
             pass  # server closing; the finally below cleans up
         except Exception:
             log.exception("control connection failed")
         finally:
+            if me is not None:
+                self._live.pop(me, None)
             if conn is not None:
                 await conn.stop_all()
             writer.close()
@@ -695,6 +709,11 @@ class ControlServer:
             log.exception("on_refused hook failed")
 
 
+REPLY_BACKLOG_BYTES = 256 * 1024
+"""How many bytes of a connection's replies may wait unread before its next request's work waits for the client
+to read them (:meth:`_Connection._writable`)."""
+
+
 class _Connection:
     """One client connection: the read loop and the request tasks it spawns."""
 
@@ -706,6 +725,7 @@ class _Connection:
         self.idle = server.control.idle_timeout
         self.loop = asyncio.get_running_loop()
         self.tasks: dict[asyncio.Task[None], bool] = {}  # task -> is a stream
+        self.stream_ids: dict[asyncio.Task[None], P.RequestId] = {}  # a stream's task -> its request's id
         self.write_lock = asyncio.Lock()
         self.broken = False
         self._read_timeout: asyncio.Timeout | None = None
@@ -786,6 +806,8 @@ class _Connection:
         runner = self._run_stream(req, op) if op.streaming else self._run_plain(req, op)
         task = self.loop.create_task(runner, name=f"control:{req.op}:{req.id}")
         self.tasks[task] = op.streaming
+        if op.streaming:
+            self.stream_ids[task] = req.id
         task.add_done_callback(self._task_done)
         if op.streaming:
             self.server.stream_opened(self.peer, task)
@@ -793,6 +815,7 @@ class _Connection:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
+        self.stream_ids.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("control request task failed", exc_info=task.exception())
         # Nothing runs any more: the idle clock starts now, also for the read
@@ -801,7 +824,32 @@ class _Connection:
         if not self.tasks and cm is not None and not cm.expired():
             cm.reschedule(self.loop.time() + self.idle)
 
+    async def _writable(self) -> None:
+        """Until the replies already written have mostly left (the transport's buffer below
+        :data:`REPLY_BACKLOG_BYTES`): a request's work waits for a client that reads. A reader pipelining 32
+        large requests on each of many connections, reading none of the answers, had every answer made and held:
+        the daemon grew by gigabytes. Raises ConnectionError as :meth:`_send` does (the client never reads)."""
+        if self.writer.transport.get_write_buffer_size() <= REPLY_BACKLOG_BYTES:
+            return
+        async with self.write_lock:  # the writer that holds it drains first; then it is our turn to wait
+            if self.broken or self.writer.is_closing():
+                raise ConnectionResetError("connection closed")
+            try:
+                async with asyncio.timeout(self.idle):
+                    await self.writer.drain()
+            except TimeoutError:
+                self.broken = True
+                self.writer.transport.abort()
+                raise ConnectionResetError("client stopped reading") from None
+            except (ConnectionError, OSError):
+                self.broken = True
+                raise ConnectionResetError("connection lost") from None
+
     async def _run_plain(self, req: P.Request, op: Operation) -> None:
+        try:
+            await self._writable()
+        except ConnectionError:
+            return
         try:
             result = await op.handler(req.args, self.peer)
             data = P.encode(P.ok(req.id, result))
@@ -894,6 +942,25 @@ class _Connection:
         pending = list(self.tasks)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def revoke(self) -> None:
+        """Access taken away (a reload) while it holds a stream: each stream ends with a refusal (recorded as a
+        request's is), then the connection closes. A stream went on sending after the user's access was gone."""
+        if self.broken:
+            return
+
+        async def refuse() -> None:
+            streams = {t: self.stream_ids.get(t) for t, is_stream in self.tasks.items() if is_stream}
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+            await self.server._denied(self.peer, None)
+            for rid in streams.values():
+                await self._send_error(rid, self.server._no_access(self.peer))
+            self.broken = True
+            self.writer.close()
+
+        self.loop.create_task(refuse(), name="control:revoke")
 
     async def stop_all(self) -> None:
         """Cancel every request of this connection and wait for them to unwind."""

@@ -44,6 +44,7 @@ class ServerThread:
         self.suppressed_event = threading.Event()
         self.denied_event = threading.Event()
         self.stream_closed = threading.Event()
+        self.big_calls = 0  # answers the ``big`` op (1 MB each) has made
         self.loop = asyncio.new_event_loop()
         self.server: ControlServer | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="control-server")
@@ -109,6 +110,11 @@ def register_test_ops(server: ControlServer, owner: ServerThread) -> None:
         finally:
             owner.stream_closed.set()
 
+    async def big(args: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        owner.big_calls += 1
+        return {"blob": "x" * 1_000_000}
+
+    server.register("big", big, access="read")
     server.register("echo", echo, access="read")
     server.register("act", echo, access="act")
     server.register("missing", missing, access="read")

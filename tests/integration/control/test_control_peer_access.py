@@ -152,6 +152,45 @@ def test_a_reader_whose_access_a_reload_took_away_is_refused_and_closed(make_ser
                 stream.close()
 
 
+def test_a_readers_open_stream_ends_when_a_reload_takes_its_access_away(make_server: MakeServer) -> None:
+    """`edgeorch events` and `logs -f` of a user a reload removed from `readers` went on receiving every event and
+    log line: only a next request was refused. The stream ends with the refusal (recorded), and the connection
+    closes."""
+    st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    proc = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "1", "-",
+         f"UNIX-CONNECT:{st.path}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def read_line() -> bytes:
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        assert ready, "no answer and no close within 10 s"
+        return proc.stdout.readline()
+
+    try:
+        proc.stdin.write((json.dumps(req("forever", 7)) + "\n").encode())
+        proc.stdin.flush()
+        assert json.loads(read_line())["result"] == {"started": True}
+
+        async def revoke() -> None:
+            assert st.server is not None
+            st.server.set_policy(AccessPolicy(daemon_uid=0))
+
+        st.run(revoke())
+        ended = json.loads(read_line())
+        assert ended["id"] == 7 and ended["error"]["code"] == "permission_denied", ended
+        assert read_line() == b"", "the connection was kept open"
+        assert st.stream_closed.wait(10)  # the stream's generator was closed, not left waiting
+        assert [op for _, op in st.denied] == [None]
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def close(st: ServerThread) -> None:
     """Close the server now (idempotent: the fixture closes it again)."""
     assert st.server is not None

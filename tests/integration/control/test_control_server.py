@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -105,6 +106,32 @@ def test_stream_sends_items_then_end(server: ServerThread) -> None:
     ]
     with Client(server.path) as client:
         assert list(client.stream("count", {"n": 2})) == [{"i": 0}, {"i": 1}]
+
+
+def test_a_client_that_reads_no_answers_has_no_more_of_them_made(server: ServerThread) -> None:
+    """A reader pipelined 32 large requests on each of 30 connections and read nothing: every answer was made and
+    held (the daemon grew from 373 MB to 3.2 GB in 20 s). A request's work now waits while the connection's
+    earlier answers lie unread; once the client reads, every answer comes, in full."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(str(server.path))
+    try:
+        sock.sendall(b"".join(json.dumps(req("big", i)).encode() + b"\n" for i in range(32)))
+
+        async def settled() -> int:  # until the server has done what it can without the client reading
+            while server.big_calls == 0:
+                await asyncio.sleep(0.01)
+            for _ in range(200):  # loop turns, not time: every runnable request task gets to run
+                await asyncio.sleep(0)
+            return server.big_calls
+
+        assert server.run(settled()) <= 3  # was 32: each one's megabyte made and held
+        sock.settimeout(10)
+        reader = sock.makefile("rb")
+        ids = [json.loads(reader.readline())["id"] for _ in range(32)]
+        assert sorted(ids) == list(range(32)) and server.big_calls == 32
+    finally:
+        sock.close()
 
 
 def test_stream_stops_when_client_goes_away(server: ServerThread) -> None:

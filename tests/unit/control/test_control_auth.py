@@ -78,6 +78,21 @@ def test_group_lookups_are_cached_per_uid_and_gid() -> None:
     assert calls == [1004]
 
 
+def test_a_user_taken_out_of_a_group_loses_its_access_within_the_ttl_without_a_reload() -> None:
+    """The groups were cached for the life of the policy: `gpasswd -d alice ml` changed nothing until a reload."""
+    from edgeorch.control.auth import GROUPS_TTL_S
+
+    member, now = [True], [100.0]
+    p = AccessPolicy(readers=("@ml",), daemon_uid=999, gid_of=GROUPS.get, uid_of=USERS.get,
+                     groups_of=lambda _p: frozenset({500}) if member[0] else frozenset(), clock=lambda: now[0])
+    assert p.level(peer(1004)) == "read"
+    member[0] = False
+    now[0] += GROUPS_TTL_S - 1
+    assert p.level(peer(1004)) == "read"  # within the ttl: the membership read last
+    now[0] += 1
+    assert p.level(peer(1004)) is None
+
+
 def test_peer_of_reports_this_process() -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with a, b:

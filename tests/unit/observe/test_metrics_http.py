@@ -80,3 +80,41 @@ def test_an_address_in_use_raises_oserror(loop):
             second.start()
     finally:
         first.close()
+
+
+def test_connections_held_open_take_a_bounded_number_of_threads_and_are_closed_when_silent(loop):
+    """Any local user reaches 127.0.0.1: 5,000 half-sent requests made the daemon grow to 2,791 threads and 2,805
+    open files. At most MAX_OPEN connections are served at once (more are closed unanswered), and a silent one is
+    closed after the request timeout; a scrape works again once they are gone."""
+    import socket
+    import time
+
+    from edgeorch.observe.http import MAX_OPEN
+
+    async def snapshot(requested_at: float):
+        return [gauge("edgeorch_answered", "A.", 1)]
+
+    endpoint = MetricsEndpoint("127.0.0.1", 0, loop=loop, snapshot=snapshot, fallback=list, request_timeout=1.5)
+    endpoint.start()
+    held: list[socket.socket] = []
+    try:
+        host, port = endpoint.address
+        before = threading.active_count()
+        for _ in range(MAX_OPEN * 4):
+            s = socket.create_connection((host, port), timeout=10)
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")  # the rest never comes
+            held.append(s)
+        server = endpoint._server
+        deadline = time.monotonic() + 10
+        while server.refused < MAX_OPEN * 3:  # polled: the server's accept loop has no event to wait on
+            assert time.monotonic() < deadline, server.refused
+            time.sleep(0.01)
+        assert threading.active_count() - before <= MAX_OPEN
+        for s in held:  # each is closed: the ones over the bound at once, the others after the request timeout
+            while s.recv(1024):
+                pass
+        assert _scrape(f"http://{host}:{port}/metrics") == {"edgeorch_answered": 1}
+    finally:
+        for s in held:
+            s.close()
+        endpoint.close()
