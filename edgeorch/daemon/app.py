@@ -469,10 +469,11 @@ class Daemon:
         """Every group of ops, each given only what it uses (see :mod:`edgeorch.daemon.ops`)."""
         assert self.store is not None and self.retention is not None and self.metrics is not None
         assert self.seals is not None and self.models is not None and self.monitors is not None
-        store, engine, cfg = self.store, self.engine, self.config
+        store, engine, cfg, monitors = self.store, self.engine, self.config, self.monitors
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
-                      clients=lambda: server.clients, watch_errors=lambda: triggers.watch_errors),
+                      clients=lambda: server.clients, watch_errors=lambda: triggers.watch_errors,
+                      rules_loaded=lambda: monitors.rules),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
                         pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
             RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from ... import __version__
@@ -53,9 +53,11 @@ class StatusOps:
 
     def __init__(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
                  started_at: float, clients: Callable[[], int],
-                 watch_errors: Callable[[], Sequence["EdgeorchError"]] = tuple) -> None:
+                 watch_errors: Callable[[], Sequence["EdgeorchError"]] = tuple,
+                 rules_loaded: Callable[[], Collection[str]] | None = None) -> None:
         self.config = config
         self.watch_errors = watch_errors
+        self.rules_loaded = rules_loaded
         self.store = store
         self.engine = engine
         self.registry = registry
@@ -89,8 +91,12 @@ class StatusOps:
         disk), the rules firing, the blocks in force, the deployments under way. Small tables, read whole."""
         store = self.store
         failing = store.db.write_failing
+        loaded = self.rules_loaded() if self.rules_loaded is not None else None
         return {"state_writes_failing": {"since": failing[0], "error": failing[1]} if failing else None,
-                "rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"),
+                # Of the rules loaded now: a removed rule's last state stays in the state file, and `status` said it
+                # fired on, while `edgeorch monitors` (the loaded rules) did not list it.
+                "rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"
+                                       and (loaded is None or r["rule"] in loaded)),
                 "promotions_blocked": [{"model": b["model"], "rule": b["rule"]} for b in store.models.open_blocks()],
                 "deployments_open": [{"id": d["id"], "model": d["model"], "alias": d["alias"], "state": d["state"]}
                                      for d in store.models.deployments(open_only=True, limit=20)]}

@@ -93,6 +93,14 @@ def test_a_bad_realized_metric_rolls_the_champion_back_and_says_why(workspace, d
     assert len(fired) == 1 and "roll back house champion" in fired[0][0] and "value 52" in fired[0][0]
     assert json.loads(fired[0][1])["value"] == 52.0
 
+    # The rule removed from the file: `status` said it was firing on, across restarts, while `monitors` (the rules
+    # loaded) did not list it.
+    path = workspace.pipelines / "trainer.toml"
+    path.write_text(path.read_text().split("[[on]]")[0])
+    daemon.call("reload")
+    assert daemon.call("status")["attention"]["rules_firing"] == []
+    assert "rules      firing" not in workspace.invoke("status").stdout  # (its block stays: lifted by a person)
+
 
 def test_a_model_rule_held_by_a_silence_is_answered_when_the_silence_is_lifted(workspace, daemon) -> None:
     """Found by a user: a value over the threshold observed while the rule was silenced; `monitors unsilence`;
