@@ -24,6 +24,7 @@ blocks it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -46,6 +47,8 @@ class CommandResult:
     timed_out: bool
     seconds: float
     output: str
+    tries: int = 1
+    """How many times a health check ran within its window (:func:`health_within`); this is the last that ended."""
 
     def describe(self) -> str:
         """One line for a record: ``health command [...] exited with code 1: <last output line>``."""
@@ -59,11 +62,12 @@ class CommandResult:
         else:
             head = f"{what!r} exited with code {self.exit_code}"
         last = self.output.strip().splitlines()[-1:] if self.output.strip() else []
-        return head + (f": {last[0][:200]}" if last else "")
+        tail = f" ({self.tries} tries within its window, each failing)" if self.tries > 1 else ""
+        return head + (f": {last[0][:200]}" if last else "") + tail
 
     def to_dict(self) -> dict[str, object]:
         return {"argv": list(self.argv), "ok": self.ok, "exit_code": self.exit_code, "timed_out": self.timed_out,
-                "seconds": round(self.seconds, 3), "output": self.output}
+                "seconds": round(self.seconds, 3), "output": self.output, "tries": self.tries}
 
 
 async def run_command(argv: Sequence[str], *, timeout: float, env: Mapping[str, str]) -> CommandResult:
@@ -97,10 +101,19 @@ async def health_within(argv: Sequence[str], *, timeout: float, window: float,
     """Run the health command until it passes, for at most ``window`` seconds (each run bounded by ``timeout``);
     the last result. A blue-green switch waits for a service that is still starting this way."""
     deadline = time.monotonic() + window
+    tries, ended = 0, None  # the last try that ended by itself (not cut short by the window's end)
     while True:
-        result = await run_command(argv, timeout=min(timeout, max(0.1, deadline - time.monotonic())), env=env)
-        if result.ok or time.monotonic() + HEALTH_RETRY_S >= deadline:
+        budget = min(timeout, max(0.1, deadline - time.monotonic()))
+        result = await run_command(argv, timeout=budget, env=env)
+        tries += 1
+        if result.ok:
             return result
+        if not (result.timed_out and budget < timeout):
+            ended = result
+        if time.monotonic() + HEALTH_RETRY_S >= deadline:
+            # Said by the last try that ended by itself: a last one the window's end cut short read "did not
+            # finish within its timeout (3.0s)" for a check that exited 1 each time, within a timeout of 8 s.
+            return dataclasses.replace(ended or result, tries=tries)
         await asyncio.sleep(HEALTH_RETRY_S)
 
 
@@ -108,7 +121,7 @@ MARK_VARIABLE = "EDGEORCH_DEPLOYMENT"
 """The environment variable that marks a deployment's command (see the module docstring)."""
 
 
-def command_mark(deployment_id: int, state_file: str | os.PathLike[str]) -> str:
+def command_mark(deployment_id: int | str, state_file: str | os.PathLike[str]) -> str:
     """The value of :data:`MARK_VARIABLE` for the commands of one deployment of one state file."""
     return f"{deployment_id}@{os.fspath(state_file)}"
 

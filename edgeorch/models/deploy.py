@@ -420,7 +420,8 @@ class Deployer:
 
     def _mark(self, dep: dict[str, Any]) -> str:
         """The mark of this deployment's commands (:func:`~.commands.command_mark`)."""
-        return command_mark(dep["id"], self.store.db.path)
+        # A start's repair of the serving folder reloads outside any deployment: marked as the model's repair.
+        return command_mark(dep.get("id", f"repair:{dep['model']}"), self.store.db.path)
 
     def _health_decision(self, dep: dict[str, Any], result: CommandResult, when: str, *,
                          check: str = "health check") -> None:

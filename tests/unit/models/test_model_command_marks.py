@@ -61,3 +61,19 @@ def test_a_marked_process_in_this_processs_own_group_is_killed_but_never_the_gro
     _until_child(proc)
     assert proc.pid in stop_left_commands(mark)
     assert _gone(proc)
+
+
+def test_a_health_check_failing_within_its_window_is_said_by_its_last_try_that_ended(tmp_path) -> None:
+    """A check exiting 1 each time, its last try cut short by the window's end, read "did not finish within its
+    timeout (3.0s)": the exit code and output were lost, the 3 s was what was left of the window, not the timeout."""
+    import asyncio
+
+    from edgeorch.models.commands import health_within
+
+    check = tmp_path / "health.sh"
+    check.write_text("#!/bin/sh\nsleep 0.4\necho health rc=1\nexit 1\n")
+    check.chmod(0o755)
+    result = asyncio.run(health_within([str(check)], timeout=5.0, window=1.8, env={}))
+    assert not result.ok and not result.timed_out and result.exit_code == 1 and result.tries >= 2
+    assert result.describe().endswith(f"exited with code 1: health rc=1 ({result.tries} tries within its window, "
+                                      "each failing)"), result.describe()
