@@ -73,8 +73,10 @@ class Sealer:
         seals (an interrupted init) is replaced.
         """
         if self.audit.last_seal() is not None:
-            raise ConflictError("the audit log is already initialized: it has seals",
-                                hint="keep using the verification key shown at the first `edgeorch audit init`")
+            raise ConflictError("the audit log is already initialized: it has seals", hint=(
+                "keep using the verification key shown at the first `edgeorch audit init`" if self.initialized
+                else f"its key file {self.key_file} is missing (a backup restored without it?): `edgeorch audit "
+                     "init --key -` makes it again from the verification key (docs/audit.md)"))
         key0 = new_key()
         keyfile.create(self.key_file, KeyState(0, key0))
         self.audit.record(actor, "audit_init", "audit", {"key_id": key_id(key0), **(settings or {})})
@@ -195,7 +197,12 @@ class SealService:
         if sealed is None:
             if not self.sealer.initialized and not self._warned:
                 self._warned = True
-                log.info("the audit log is not sealed: `edgeorch audit init` starts its sealing key")
+                if self.sealer.audit.last_seal() is not None:  # sealed before: its key file is gone (a restore)
+                    log.warning("the audit log is sealed, but its key file %s is missing (a backup restored without "
+                                "it?): nothing new is sealed until `edgeorch audit init --key -` makes it again from "
+                                "the verification key", self.sealer.key_file)
+                else:
+                    log.info("the audit log is not sealed: `edgeorch audit init` starts its sealing key")
             # Nothing new, or not initialized: count from the head, so on_event tries again only
             # ``every`` records later, not at every event.
             head = self.sealer.audit.head()

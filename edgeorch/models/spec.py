@@ -257,7 +257,7 @@ def _check_policy(r: TableReader, name: str, checks: list[str]) -> ModelPolicy |
     strategy = r.choice("strategy", STRATEGIES, "direct")
     deploy = _check_target(r.sub("deploy"), aliases)
     canary = _check_canary(r.sub("canary"), metrics) if r.has("canary") else None
-    if strategy == "canary" and canary is None and r.has("strategy"):
+    if strategy == "canary" and not r.has("canary") and r.has("strategy"):  # (one with errors said those alone)
         r.fail("canary", "is required with strategy = \"canary\"", expected="a [models.NAME.canary] table "
                "(mode, share, batches or window, metric, better)")
     if canary is not None and strategy != "canary":

@@ -65,8 +65,13 @@ def test_init_shows_key_0_once_and_leaves_only_key_1_on_disk(sealer, store, tmp_
 
 def test_init_is_refused_once_the_log_has_a_seal(sealer):
     sealer.init(None)
-    with pytest.raises(ConflictError, match="already initialized"):
+    with pytest.raises(ConflictError, match="already initialized") as err:
         sealer.init(None)
+    assert "keep using the verification key" in (err.value.hint or "")
+    sealer.key_file.unlink()  # a backup restored without its key file: the hint says how to make it again
+    with pytest.raises(ConflictError, match="already initialized") as err:
+        sealer.init(None)
+    assert "is missing" in (err.value.hint or "") and "audit init --key -" in (err.value.hint or "")
 
 
 def test_an_interrupted_init_without_a_seal_can_be_run_again(sealer, tmp_path):
@@ -317,3 +322,18 @@ def test_retention_prunes_old_sealed_records_and_says_once_when_none_was_ever_se
         assert report_of(store, key0, key_path(tmp_path)).ok
     finally:
         loop.close()
+
+
+def test_a_sealed_log_whose_key_file_is_gone_says_how_to_make_it_again(sealer, store, caplog):
+    """After a backup restored without `audit.key` (as the docs advise), the log said "the audit log is not sealed:
+    `edgeorch audit init` starts its sealing key", a command then refused ("already initialized")."""
+    import logging
+
+    sealer.init(None)
+    sealer.key_file.unlink()
+    store.audit.record(None, "run_created", "run", {})
+    with caplog.at_level(logging.INFO, logger="edgeorch"):
+        assert SealService(sealer, every=1).seal_now("test") is None
+    said = [r.getMessage() for r in caplog.records]
+    assert any("is missing" in m and "audit init --key -" in m for m in said), said
+    assert not any("is not sealed" in m for m in said)

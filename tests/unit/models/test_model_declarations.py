@@ -86,6 +86,14 @@ def test_bad_declarations_name_the_file_field_and_value(extra, field, value, mes
         assert e.value == value
 
 
+def test_a_canary_table_with_a_bad_field_is_said_once_not_said_missing() -> None:
+    """`share = 1.5` gave its own error and `models.mb.canary: is required with strategy = "canary"`, a table that was
+    there."""
+    errors = _errors('[models.house]\nmetrics = ["rmse"]\nstrategy = "canary"\n[models.house.canary]\n'
+                     'share = 1.5\nmetric = "rmse"\nbatches = 3')
+    assert [e.field for e in errors] == ["models.house.canary.share"], [e.render() for e in errors]
+
+
 @pytest.mark.parametrize("decl, field, message", [
     ('{ name = "bad name" }', "tasks.t.model.name", "is not a valid model name"),
     ('{ name = "m", path = "../x" }', "tasks.t.model.path", "must be relative to the task's output folder"),
