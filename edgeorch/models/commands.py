@@ -30,6 +30,7 @@ import signal
 import time
 from typing import Mapping, Sequence
 
+from ..commandmarks import marked_value, stop_marked
 from ..records import frozen
 
 OUTPUT_TAIL = 2000
@@ -123,40 +124,13 @@ MARK_VARIABLE = "EDGEORCH_DEPLOYMENT"
 
 def command_mark(deployment_id: int | str, state_file: str | os.PathLike[str]) -> str:
     """The value of :data:`MARK_VARIABLE` for the commands of one deployment of one state file."""
-    return f"{deployment_id}@{os.fspath(state_file)}"
+    return marked_value(deployment_id, state_file)
 
 
 def stop_left_commands(mark: str) -> list[int]:
-    """Kill (SIGKILL, with their process groups) the processes of this user whose environment carries ``mark`` as
-    :data:`MARK_VARIABLE`: what a killed daemon's command of that deployment left running. Returns their pids,
-    sorted (none: []). This process is never one of them; a process that cannot be read (another user's, gone
-    meanwhile) is skipped. Reads ``/proc`` (a few hundred small files): called at a deployment's recovery only."""
-    want = f"{MARK_VARIABLE}={mark}".encode()
-    me, uid, found = os.getpid(), os.getuid(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            if os.stat(f"/proc/{name}").st_uid != uid:
-                continue
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if want in env.split(b"\0"):
-            found.append(int(name))
-    for pid in found:
-        try:
-            group = os.getpgid(pid)
-        except ProcessLookupError:
-            continue
-        if group != os.getpgrp():  # never this process's own group (a command run in it would be an error)
-            _kill_group(group)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return sorted(found)
+    """What a killed daemon's command of the deployment ``mark`` names left running, stopped
+    (:func:`~edgeorch.commandmarks.stop_marked`): their pids, sorted."""
+    return stop_marked(MARK_VARIABLE, mark)
 
 
 def _kill_group(pid: int) -> None:

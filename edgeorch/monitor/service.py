@@ -45,6 +45,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..commandmarks import marked_value, stop_marked
 from ..errors import EdgeorchError, NotFoundError
 from ..tasksets import drain as drain_tasks
 from .rules import DAY, History, RuleState, evaluate
@@ -101,8 +102,16 @@ class Monitors:
         self.sync()
         for firing in self.store.rules.pending():
             spec = self.rules.get(firing["rule"])
+            left = stop_marked(NOTIFY_MARK, self._mark(firing["id"]))
+            if left:  # a notify of the killed daemon ran on: it would run beside the one redone now
+                log.warning("rule %s: stopped %d process(es) of its notify command left running when edgeorch "
+                            "stopped (pids %s)", firing["rule"], len(left), ", ".join(map(str, left)))
             self._after_commit(firing["id"], spec, firing["signal"], firing["responses"])
         self.catch_up()
+
+    def _mark(self, firing_id: int) -> str:
+        """The mark of firing ``firing_id``'s notify commands (:data:`NOTIFY_MARK`)."""
+        return marked_value(firing_id, self.store.db.path)
 
     def stop(self) -> None:
         for h in self._timers.values():
@@ -311,7 +320,8 @@ class Monitors:
                 continue
             try:
                 if p["action"] == "notify":
-                    p.update(await asyncio.to_thread(_notify, p["argv"], doc, p.get("timeout", 30.0)))
+                    p.update(await asyncio.to_thread(_notify, p["argv"], doc, p.get("timeout", 30.0),
+                                                     {NOTIFY_MARK: self._mark(firing_id)}))
                     ok = ok and p["exit_code"] == 0
                 elif p["action"] == "rollback":
                     if self.models is None:
@@ -405,11 +415,17 @@ class Monitors:
         return {**row, "was_silenced": was_silenced}
 
 
-def _notify(argv: list[str], doc: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run a notify command (own session; the signal as JSON on stdin); a timeout kills its group."""
+NOTIFY_MARK = "EDGEORCH_RULE_FIRING"
+"""The variable marking a notify command (``<firing id>@<state file>``): what a killed daemon's notify left
+running is stopped before the response is redone (:mod:`edgeorch.commandmarks`)."""
+
+
+def _notify(argv: list[str], doc: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
+    """Run a notify command (own session; the signal as JSON on stdin; ``env`` added to the daemon's); a timeout
+    kills its group."""
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **env})
     except OSError as exc:
         return {"exit_code": None, "error": f"cannot run {argv[0]}: {exc.strerror}"}
     try:

@@ -3,6 +3,7 @@ dry runs, silences, freshness, and kill -9 between the decision and the run's cr
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 
@@ -361,3 +362,34 @@ def test_why_of_a_live_run_says_what_each_task_that_has_not_started_waits_for(wo
     finally:
         (workspace.pipelines / "go").touch()
     assert daemon.wait_run(run_id) == "succeeded"
+
+
+def test_a_notify_left_running_by_a_killed_daemon_is_stopped_before_it_is_redone(workspace, daemon, tmp_path) -> None:
+    """A notify command running when the daemon was killed ran on beside the copy the next daemon started to redo
+    the pending response: two pages at once (one more each kill). The next daemon stops it first."""
+    pids = tmp_path / "pids"
+    gate = tmp_path / "gate"
+    workspace.pipeline("flaky", rule(do=f'[[on.do]]\nnotify = ["sh", "-c", "echo $$ >> {pids}; while [ ! -e {gate} ]; '
+                                        'do sleep 0.05; done"]\ntimeout = "60s"\n'))
+    daemon.start()
+    try:
+        run(daemon, "flaky", fail=True)
+        until(lambda: pids.exists() and pids.read_text().strip(), what="the notify command")
+        first = int(pids.read_text().split()[0])
+        daemon.kill9()
+        assert os.path.exists(f"/proc/{first}")  # nothing could stop it
+        daemon.start()
+        until(lambda: len(pids.read_text().split()) == 2, what="the redone notify")
+        assert not _running(first)  # stopped before the redo
+        assert "process(es) of its notify command left running when edgeorch stopped (pids " in daemon.output()
+    finally:
+        gate.touch()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie awaiting its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

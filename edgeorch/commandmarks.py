@@ -1,0 +1,58 @@
+"""Commands the daemon runs and cannot stop once it is killed, marked so that the next one can.
+
+A deployment's ``reload``/``health`` command and a rule's ``notify`` command run in sessions of their own, as
+children of the daemon: a daemon killed (``kill -9``, the OOM killer) leaves them running, and the daemon that
+starts next runs the same step again (a deployment recovered, a pending response redone), the old one beside
+the new. Each such command gets an environment variable naming what it belongs to (:func:`marked_value`: the
+deployment's or firing's id and the state file); before a step is run again, every process of the daemon's user
+whose environment carries that mark is killed with its process group (:func:`stop_marked`). A task's processes
+are never marked: they are the engine's, and outlive the daemon on purpose (live restore).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+
+def marked_value(ident: int | str, state_file: str | os.PathLike[str]) -> str:
+    """The mark of one deployment's or firing's commands of one state file: ``<id>@<state file>``."""
+    return f"{ident}@{os.fspath(state_file)}"
+
+
+def stop_marked(variable: str, value: str) -> list[int]:
+    """Kill (SIGKILL, with their process groups) the processes of this user whose environment has ``variable`` set
+    to ``value``; their pids, sorted (none: []). This process is never one of them, nor its own group; a process
+    that cannot be read (another user's, gone meanwhile) is skipped. Reads ``/proc`` (a few hundred small files):
+    called when a step is recovered, not on a hot path."""
+    want = f"{variable}={value}".encode()
+    me, uid, found = os.getpid(), os.getuid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if want in env.split(b"\0"):
+            found.append(int(name))
+    for pid in found:
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if group != os.getpgrp():  # never this process's own group (a command run in it would be an error)
+            _kill(os.killpg, group)
+        _kill(os.kill, pid)
+    return sorted(found)
+
+
+def _kill(how: Callable[[int, int], None], ident: int) -> None:
+    try:
+        how(ident, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
