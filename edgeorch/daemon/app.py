@@ -473,7 +473,7 @@ class Daemon:
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
                       clients=lambda: server.clients, watch_errors=lambda: triggers.watch_errors,
-                      rules_loaded=lambda: monitors.rules),
+                      rules_loaded=lambda: monitors.rules, refused_fires=triggers.refused_fires),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
                         pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
             RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale),

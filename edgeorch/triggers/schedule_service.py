@@ -68,6 +68,7 @@ class Schedules:
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
         self._gone: set[str] = set()  # schedules removed while this daemon runs (a file moved away): none caught up
+        self._refused: dict[str, dict[str, str]] = {}  # pipeline -> its last fire the front door refused (fire_refused)
 
     def start(self) -> None:
         """Sync the schedules with the pipelines and arm the timer."""
@@ -132,6 +133,16 @@ class Schedules:
     def fire_held(self, pipeline: str) -> bool:
         return self.scheduler.held(pipeline)
 
+    def fire_refused(self, pipeline: str) -> dict[str, str] | None:
+        """The pipeline's last scheduled fire, when the front door refused it (``fire_time``, ``reason``) and no
+        fire has started a run since; else None. A renamed pipeline whose model another pipeline owns had every
+        fire refused, said only in the log, while `status` and `pipelines` looked normal and training stopped."""
+        return self._refused.get(pipeline)
+
+    def refused_fires(self) -> dict[str, dict[str, str]]:
+        """Every pipeline's :meth:`fire_refused` that is not None."""
+        return {name: dict(r) for name, r in self._refused.items() if name in self.specs}
+
     def _active_runs(self, pipeline: str) -> int:
         return sum(1 for ctx in self.engine.runs.values() if ctx.pipeline.name == pipeline)
 
@@ -165,16 +176,18 @@ class Schedules:
                                                           env=fire_env(fire.fire_time, self.specs.get(name)))).run_id
                 # Debug: the run's "queued (schedule)" line says it (two lines per scheduled run before).
                 log.debug("schedule %s: fire %s started run %s", name, iso(fire.fire_time), run_id)
+                self._refused.pop(name, None)
                 return
             except StateError:
                 raise  # not recorded (a full disk): the fire is tried again (_on_fire)
             except EdgeorchError as exc:
-                why = exc.render()
+                why, one_line = exc.render(), exc.one_line()
             # Not started: the fire is handled (skipped) so it is not retried forever.
             store.schedules.set_last_fire(name, iso(fire.last_fire))
             store.events.add("schedule_skip", f"{name}: fire {iso(fire.fire_time)} not started: {why}",
                              actor="scheduler", data=data)
-            log.warning("schedule %s: fire %s not started: %s", name, iso(fire.fire_time), why)
+            log.warning("schedule %s: fire %s not started: %s", name, iso(fire.fire_time), one_line)
+            self._refused[name] = {"fire_time": fire_time, "reason": one_line}
         elif fire.action in ("skip", "missed"):
             store.schedules.set_last_fire(name, iso(fire.last_fire))
             store.events.add(f"schedule_{fire.action}", f"{name}: fire {iso(fire.fire_time)}: {fire.reason}",

@@ -65,6 +65,14 @@ class Triggers:
         """Whether the next fire is held until a run of the pipeline finishes (``on_max_active = "wait"``)."""
         return self.schedules.fire_held(pipeline)
 
+    def fire_refused(self, pipeline: str) -> dict[str, str] | None:
+        """The pipeline's last scheduled fire when the front door refused it and none started since, else None."""
+        return self.schedules.fire_refused(pipeline)
+
+    def refused_fires(self) -> dict[str, dict[str, str]]:
+        """Pipeline -> :meth:`fire_refused`, for each whose last fire was refused."""
+        return self.schedules.refused_fires()
+
     @property
     def watches(self) -> list[WatchSpec]:
         return self.drops.watches

@@ -49,6 +49,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if failing:
         print(f"  error      the state file cannot be written since {format_timestamp(failing['since'])}: "
               f"{failing['error']} (runs, inputs and fires wait; free space: docs/operations.md)")
+    for r in seen.get("schedules_refused") or ():
+        print(f"  error      schedule of {r['pipeline']}: its fire {r['fire_time']} was refused: "
+              f"{printable(r['reason'])} (edgeorch events)")
     if seen.get("rules_firing"):
         print(f"  rules      firing: {', '.join(seen['rules_firing'])} (edgeorch monitors)")
     for b in seen.get("promotions_blocked") or ():

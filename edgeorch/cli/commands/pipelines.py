@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeorchError, NotFoundError, UsageError
-from ...textui import print_json, print_table
+from ...textui import print_json, print_table, printable
 from ..backend import Backend, connect, load
 from ..exits import EXIT_OK
 from . import AddCommand
@@ -116,6 +116,10 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     for i in items:
         for w in i.get("warnings") or []:
             print(f"warning  pipeline {i['name']}: {w}")
+        refused = i.get("fire_refused")
+        if refused:  # every fire refused says so here too, not in the daemon's log alone
+            print(f"error  pipeline {i['name']}: its scheduled fire {refused['fire_time']} was refused: "
+                  f"{printable(refused['reason'])}")
     for e in errors:
         print(f"error  {e}")
     if not backend.online and any(i.get("next_fire") and not i["paused"] for i in items):
@@ -192,7 +196,7 @@ def _listing(backend: Backend) -> tuple[list[dict[str, Any]], list[str]]:
     refusals = _refusals(backend, list(report.pipelines.values()))
     items = [pipeline_summary(p, pauses=pauses, refusals=refusals.get(n, ()),
                               **_offline_next_fire(p, watermarks.get(n), paused=bool(pauses and n in pauses)))
-             | {"fire_held": False}  # held fires live in a daemon's memory only
+             | {"fire_held": False, "fire_refused": None}  # held and refused fires live in a daemon's memory only
              for n, p in report.pipelines.items()]
     return items, [e.render() for e in report.errors]
 

@@ -29,6 +29,8 @@ class Schedules(Protocol):
 
     def fire_held(self, pipeline: str) -> bool: ...
 
+    def fire_refused(self, pipeline: str) -> dict[str, str] | None: ...
+
 
 def refusals(engine: "Engine", pipeline: "Pipeline") -> list[tuple[str, str]]:
     """``(task, why)`` for each task of ``pipeline`` this machine can never serve (the front door refuses its runs)."""
@@ -77,6 +79,7 @@ class PipelineOps:
                                     refusals=refusals(self.engine, p), stale=self.registry.stale(name))
             # A fire held by on_max_active = "wait": due (its time may be past), it starts when a run ends.
             item["fire_held"] = nf is not None and self.schedules.fire_held(name)
+            item["fire_refused"] = self.schedules.fire_refused(name)  # its last fire, refused: none started since
             items.append(item)
         return {"pipelines": items, "errors": [e.to_dict() for e in self.registry.errors]}
 

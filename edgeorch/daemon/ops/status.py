@@ -54,7 +54,9 @@ class StatusOps:
     def __init__(self, *, config: "Config", store: "Store", engine: "Engine", registry: "PipelineRegistry",
                  started_at: float, clients: Callable[[], int],
                  watch_errors: Callable[[], Sequence["EdgeorchError"]] = tuple,
-                 rules_loaded: Callable[[], Collection[str]] | None = None) -> None:
+                 rules_loaded: Callable[[], Collection[str]] | None = None,
+                 refused_fires: Callable[[], dict[str, dict[str, str]]] | None = None) -> None:
+        self.refused_fires = refused_fires
         self.config = config
         self.watch_errors = watch_errors
         self.rules_loaded = rules_loaded
@@ -97,6 +99,8 @@ class StatusOps:
                 # fired on, while `edgeorch monitors` (the loaded rules) did not list it.
                 "rules_firing": sorted(r["rule"] for r in store.rules.all() if r.get("state") == "firing"
                                        and (loaded is None or r["rule"] in loaded)),
+                "schedules_refused": [{"pipeline": name, **r} for name, r in
+                                      sorted((self.refused_fires() if self.refused_fires else {}).items())],
                 "promotions_blocked": [{"model": b["model"], "rule": b["rule"]} for b in store.models.open_blocks()],
                 "deployments_open": [{"id": d["id"], "model": d["model"], "alias": d["alias"], "state": d["state"]}
                                      for d in store.models.deployments(open_only=True, limit=20)]}
