@@ -70,6 +70,9 @@ class History:
 
     fired_last_day: int = 0
     recent_keys: frozenset[str] = frozenset()
+    episode_dry_run: bool | None = None
+    """Whether the episode's firing was decided in a dry run (None: not known; the rule's ``dry_run`` now is
+    used): a rule whose ``dry_run`` was switched off during an episode said that episode "was answered"."""
 
 
 @frozen
@@ -131,7 +134,7 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
     since = old.holding_since if old.holding_since is not None else at
     base = replace(base, consecutive=consecutive, holding_since=since)
     if old.state == "firing" and old.responded:
-        return Decision(base, "still_firing", _still_firing(spec, old, at), False)
+        return Decision(base, "still_firing", _still_firing(spec, old, at, history), False)
     held_for = at - since
     if consecutive < spec.for_evaluations or held_for < spec.for_seconds:
         new = replace(base, state="pending")
@@ -155,11 +158,12 @@ def evaluate(spec: RuleSpec, old: RuleState, value: float | None, at: float, *, 
     return Decision(new, "fire", f"condition held for {consecutive} evaluation(s), {format_duration(held_for)}", True)
 
 
-def _still_firing(spec: RuleSpec, old: RuleState, at: float) -> str:
+def _still_firing(spec: RuleSpec, old: RuleState, at: float, history: History) -> str:
     """Why a holding condition does nothing more: its episode was answered; what a new response needs."""
     ago = f" {format_duration(at - old.last_fired_at)} ago" if old.last_fired_at is not None else ""
     # A dry run's episode was decided, never answered (its responses were recorded, not run): said as such.
-    how = "was decided in a dry run (nothing was done)" if spec.dry_run else "was answered"
+    dry = spec.dry_run if history.episode_dry_run is None else history.episode_dry_run
+    how = "was decided in a dry run (nothing was done)" if dry else "was answered"
     text = f"still firing: episode {old.episode} {how}{ago}; nothing more is done until the condition clears"
     if spec.cooldown and old.last_fired_at is not None:
         left = spec.cooldown - (at - old.last_fired_at)

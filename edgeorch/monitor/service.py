@@ -190,8 +190,10 @@ class Monitors:
         values = template_values(doc)
         key = fill(spec.dedupe, values) if spec.dedupe else None
         fired, keys = store.rules.history(spec.name, now - DAY)
+        last = store.rules.firings(spec.name, limit=1) if old.state == "firing" else []
+        episode_dry = bool(last[0]["dry_run"]) if last and last[0].get("episode") == old.episode else None
         moved = doc.get("moved_at") if spec.on_model else None  # a new version at the alias: a new episode
-        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys), subject_since=moved,
+        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys, episode_dry), subject_since=moved,
                      subject=f"{spec.model}@{spec.alias} (now version {doc.get('version')})")
         # The cursor: the newest run (run-based) or model fact (observation, alias move) evaluated.
         cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None

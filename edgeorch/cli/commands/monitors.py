@@ -152,6 +152,8 @@ def _firing(f: dict | None) -> str:
         return "-"
     out = f"{f['outcome']} {format_timestamp(f['fired_at'])}"
     out += f" -> run {f['run_id']}" if f.get("run_id") else ""
+    if f.get("dry_run"):  # the rule's dry_run may be off now: this firing did nothing all the same
+        return f"{out} (a dry run: nothing done)"
     if f.get("state") != "failed":
         return out
     # A response that failed (a rollback with nothing to roll back to, a refused trigger, a notify that exited 3)

@@ -168,6 +168,16 @@ def test_dry_run_records_what_would_have_happened(workspace, daemon) -> None:
     assert m["state"] == "firing" and m["last_firing"]["dry_run"] is True
     assert m["last_firing"]["responses"][0]["dry_run"] is True and m["last_firing"]["run_id"] is None
     assert rule_runs(workspace) == []
+    # dry_run switched off while it still fires: the episode decided in a dry run is said as such, not "answered",
+    # in `why` and in the table (which said "fire <time>" with no mark).
+    workspace.pipeline("flaky", rule())
+    daemon.call("reload")
+    rid = run(daemon, "flaky", fail=True)
+    said = workspace.invoke("why", str(rid)).stdout
+    assert "was decided in a dry run (nothing was done)" in said and "was answered" not in said, said
+    table = workspace.invoke("monitors").stdout
+    assert "(a dry run: nothing done)" in table, table
+    assert rule_runs(workspace) == []
 
 
 def test_a_silence_holds_back_until_lifted_then_the_rule_answers(workspace, daemon) -> None:

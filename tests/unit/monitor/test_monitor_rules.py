@@ -116,6 +116,10 @@ def test_a_dry_runs_episode_is_said_decided_never_answered() -> None:
     assert "episode 1 was decided in a dry run (nothing was done)" in ds[1].reason
     assert "answered" not in ds[1].reason
     assert "episode 1 was answered" in run(spec(), [0.5, 0.6])[1].reason
+    # dry_run switched off during the episode: the episode's own firing decides how it is said.
+    fired = run(spec(dry_run=True), [0.5])[0].state
+    later = evaluate(spec(), fired, 0.6, fired.last_fired_at + 60, history=History(episode_dry_run=True))
+    assert later.action == "still_firing" and "was decided in a dry run (nothing was done) 1m" in later.reason, later
 
 
 def test_the_listing_says_a_failed_response_and_why() -> None:
