@@ -300,6 +300,8 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
     """Task ``name``'s table; ``params``: the names the pipeline's [params] declares (placeholders may name them)."""
     before = len(errors)
     r = TableReader(data, file=file, prefix=f"tasks.{name}", errors=errors, error_cls=PipelineError)
+    if not isinstance(data, dict):  # "must be a table" said: its keys' errors ("must set exactly one of ...") are noise
+        return None
     if not _NAME_RE.match(name):
         r.fail(None, "is not a valid task name", value=name,
                expected="letters, digits, '_' or '-', starting with a letter or '_', at most 64 characters")

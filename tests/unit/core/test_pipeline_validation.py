@@ -258,3 +258,9 @@ def test_a_name_two_files_declare_stays_with_its_holder_then_its_own_file_then_t
     assert report.pipelines["same"].source_file == str(tmp_path / "two.toml")
     assert any(e.file == str(tmp_path / "one.toml") and "(it serves it already)" in e.render() for e in report.errors)
     assert settle_names([]) == ({}, [])
+
+
+def test_a_task_that_is_not_a_table_is_one_error(tmp_path):
+    """`[tasks] a = "echo hi"` also said "must set exactly one of command, call or kind (found 'none')"."""
+    errors = _errors(tmp_path, '[tasks]\na = "echo hi"\n')
+    assert len(errors) == 1 and "tasks.a: must be a table" in errors[0], errors
