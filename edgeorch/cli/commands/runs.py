@@ -852,7 +852,7 @@ def _tail(path: Path, n: int) -> list[str]:
     except PermissionError:  # there, but not this user's to read: "(no log)" read as none written
         return ["(its log is not readable by you: `edgeorch logs` gets it through the daemon)"]
     except FileNotFoundError:
-        return ["(no log: the file is gone)"]
+        return ["(no log file: removed since, or the attempt never got to make one)"]
     except OSError as exc:
         return [f"(cannot read its log: {exc.strerror or exc})"]
 

@@ -122,7 +122,7 @@ def test_a_log_that_cannot_be_read_is_not_said_to_be_missing(tmp_path) -> None:
 
     from edgeorch.cli.commands.runs import _tail
 
-    assert _tail(tmp_path / "gone.log", 10) == ["(no log: the file is gone)"]
+    assert _tail(tmp_path / "gone.log", 10) == ["(no log file: removed since, or the attempt never got to make one)"]
     assert _tail(tmp_path, 10)[0].startswith("(cannot read its log: ")
     if os.geteuid() != 0:  # root reads everything
         locked = tmp_path / "locked.log"
