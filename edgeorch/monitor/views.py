@@ -200,6 +200,12 @@ def cache_miss(store: Any, pipeline: str, attempt: dict[str, Any]) -> str:
     if prev["input_hash"] == attempt["input_hash"]:
         if prev.get("inputs_moved"):
             return f"{where} had the same definition and inputs, but {_inputs_moved(prev['inputs_moved'])}"
+        before = sorted(a["name"] for a in store.outputs.artifacts_of_attempt(prev["id"]))
+        now = sorted(a["name"] for a in store.outputs.artifacts_of_attempt(attempt["id"]))
+        if now and before != now:  # named by {run_id} or {attempt}: said "changed or removed since", files intact
+            return (f"{where} had the same definition and inputs, but its outputs have other names "
+                    f"({', '.join(before)} against {', '.join(now)}): an output named by {{run_id}} or {{attempt}} "
+                    "never matches another run's, so it is never reused")
         return (f"{where} had the same definition and inputs, but its recorded outputs were changed or removed "
                 "since (every reuse re-hashes them first)")
     changes = _consumed_changes(store.lineage.consumed_by_attempt(prev["id"]),

@@ -347,6 +347,14 @@ def test_why_says_why_a_cached_task_ran_instead_of_reusing_a_result(workspace, h
     hit, _ = harness.run("cached", {"n": "2"})  # a hit: why says which run's result it reused (it said nothing)
     out = workspace.invoke("why", str(hit))
     assert f"task expensive (skipped): cache hit: outputs of run {fourth} (expensive #1)" in out.stdout, out.stdout
+    # Outputs named by {run_id}: never a hit, and why said "its recorded outputs were changed or removed since",
+    # the earlier run's files intact.
+    workspace.pipeline("named", CACHED.replace("out.txt", "out-{run_id}.txt"))
+    one, _ = harness.run("named")
+    two, _ = harness.run("named")
+    (task,) = [t for t in why_doc(harness.store(), two)["tasks"] if t["task"] == "expensive"]
+    assert f"its outputs have other names (out-{one}.txt against out-{two}.txt)" in task["cache"], task["cache"]
+    assert "changed or removed" not in task["cache"]
 
 
 def test_why_counts_a_resumed_tasks_waits_from_the_resume_and_says_a_succeeded_attempt_succeeded(workspace, harness):
