@@ -264,9 +264,11 @@ class ModelService:
             if aliases.get(alias) != version:
                 served = {h["to_version"] for h in self.store.models.alias_history(name, alias, limit=10_000)}
                 if version not in served:
+                    seen = sorted(x for x in served if x)
+                    shown = ", ".join(str(v) for v in seen[-10:]) or "(none)"  # the latest: the list only grows
                     raise UsageError(f"{alias} of {name} never pointed at this version", field=f"versions.{alias}",
                                      value=version, expected=f"a version {alias} served: "
-                                     f"{', '.join(str(v) for v in sorted(x for x in served if x)) or '(none)'}")
+                                     + (f"{len(seen)} of them, the latest {shown}" if len(seen) > 10 else shown))
                 aliases[alias] = version
                 stale.add(alias)
         declared = self._policy(name).metrics  # none declared: any name (nothing reads them by a declared name)

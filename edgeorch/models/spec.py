@@ -240,6 +240,8 @@ def _check_policy(r: TableReader, name: str, checks: list[str]) -> ModelPolicy |
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", m):
             r.fail(f"metrics[{i}]", "is not a metric name a gate can use", value=m,
                    expected="letters, digits and '_', starting with a letter or '_'")
+        elif m in metrics[:i]:
+            r.fail(f"metrics[{i}]", "is named twice", value=m, expected="each metric once")
     gates = r.str_list("gates", [])
     floors = r.str_list("floors", [])
     extra = r.str_list("aliases", [])

@@ -64,6 +64,7 @@ def test_a_valid_declaration_parses_into_a_policy() -> None:
     ('[models.house]\ngates = ["rmse <= 1"]', "models.house.metrics", None, "is required when gates are declared"),
     ('[models.houses]\n', "models.houses", "houses", "no task of this pipeline registers this model"),
     ('[models.house]\nstrategy = "canary"', "models.house.canary", None, "is required with strategy"),
+    ('[models.house]\nmetrics = ["rmse", "rmse"]', "models.house.metrics[1]", "rmse", "is named twice"),
     ('[models.house]\npromote = "sometimes"', "models.house.promote", "sometimes", "has an unknown value"),
     ('[models.house]\naliases = ["current"]', "models.house.aliases[0]", "current", "is reserved"),
     ('[models.house.deploy]\nkind = "s3"', "models.house.deploy.kind", "s3", "has an unknown value"),

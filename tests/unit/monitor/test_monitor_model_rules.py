@@ -242,3 +242,24 @@ def test_a_rollback_whose_alias_moved_before_it_started_is_not_run(tmp_path: Pat
         store.close()
 
     asyncio.run(main())
+
+
+def test_a_version_the_alias_never_served_is_refused_naming_the_latest_it_served(tmp_path: Path) -> None:
+    """The refusal listed every version the champion ever pointed at: 32 numbers by version 46, and growing."""
+    import pytest
+
+    from edgeorch.errors import UsageError
+
+    async def main() -> None:
+        store = Store(tmp_path / "state.db")
+        _bus, models, monitors = _served(store, tmp_path, {n: 30.0 - n / 10 for n in range(1, 15)})
+        for v in range(3, 15):
+            store.models.move_alias("house", "champion", v, action="promote", actor="alice", reason="test")
+        with pytest.raises(UsageError) as err:
+            models.observe("house", {"champion": {"rmse": 1.0}}, versions={"champion": 99})
+        assert err.value.expected == "a version champion served: 14 of them, the latest 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
+        await models.close()
+        monitors.stop()
+        store.close()
+
+    asyncio.run(main())
