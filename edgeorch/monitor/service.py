@@ -52,6 +52,7 @@ from .rules import DAY, History, RuleState, evaluate
 from .rulesdir import collect_rules, folder_digest
 from .signals import model_signal, read, template_values
 from .spec import RuleSpec, fill
+from .views import value_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.requests import RunRequests
@@ -210,11 +211,11 @@ class Monitors:
             if d.action == "resolve" and any(r.action == "block_promotions" for r in spec.responses):
                 # The episode is over: the promotions it blocked may move again (same transaction as the resolve).
                 store.models.lift_blocks(rule=spec.name, by=actor, reason=f"rule {spec.name} resolved: {d.reason} "
-                                         f"(value {_num(doc.get('value'))})")
+                                         f"(value {value_text(doc.get('value'))})")
             # Run- and model-based: every evaluation that says something is recorded with the run it read (why a
             # second drifted batch started nothing); timed: only changes (a freshness check every minute stays quiet).
             if d.changed or ((run is not None or spec.on_model) and d.action not in ("none",)):
-                said = (f"rule {spec.name}: {d.action}: {d.reason} (value {_num(doc.get('value'))}, "
+                said = (f"rule {spec.name}: {d.action}: {d.reason} (value {value_text(doc.get('value'))}, "
                         f"{spec.describe()})")
                 store.events.add(f"rule_{d.action}", said, run_id=source_run, actor=actor, data=data, ts=now)
                 self._announce(spec.name, d.action, said, spec.pipeline, doc.get("value"), source_run)
@@ -245,7 +246,7 @@ class Monitors:
                 elif p["action"] == "block_promotions" and not spec.dry_run:
                     block = store.models.block(
                         p["target"], rule=spec.name, actor=actor,
-                        reason=f"{spec.describe()}, value {_num(doc.get('value'))}",
+                        reason=f"{spec.describe()}, value {value_text(doc.get('value'))}",
                         until=None if p.get("until") is None else now + p["until"])
                     p.update(done=True, block=block["id"])
             store.rules.save(spec.name, spec.pipeline, asdict(new), signal=doc, cursor=cursor)
@@ -257,7 +258,7 @@ class Monitors:
                 state="pending" if later else "failed" if trigger is not None and trigger.get("refused") else "done")
             what = ", ".join(_describe(p) for p in planned)
             said = (f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: {spec.describe()}, value "
-                    f"{_num(doc.get('value'))}; {what}")
+                    f"{value_text(doc.get('value'))}; {what}")
             self._announce(spec.name, "fire", said, spec.pipeline, doc.get("value"), run_id)
             store.events.add("rule_fired", said,
                              run_id=run_id, actor=actor, ts=now,
@@ -330,7 +331,7 @@ class Monitors:
                         raise NotFoundError("no model service in this process")
                     row = await self.models.auto_rollback(p["target"], alias=p.get("alias", "champion"), rule=name,
                                                           reason=f"rule {name}: {doc.get('condition')}, value "
-                                                                 f"{_num(doc.get('value'))}",
+                                                                 f"{value_text(doc.get('value'))}",
                                                           from_version=p.get("from_version"))
                     p["result"] = ({k: row.get(k) for k in ("id", "state", "version", "reason") if row.get(k) is not None}
                                    if isinstance(row, dict) else None)
@@ -456,5 +457,4 @@ def _describe(p: dict[str, Any]) -> str:
     return what
 
 
-def _num(v: Any) -> str:
-    return "none" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+

@@ -119,9 +119,14 @@ def _rules_on(store: Any, run_id: int, events: list[dict[str, Any]]) -> list[dic
         else:
             how = f"responses {f['state']}"
         out.append({"rule": f["rule"], "action": f["outcome"], "at": f["fired_at"], "run_id": f.get("run_id"),
-                    "message": f"rule {f['rule']}: fired{started} (value {f.get('value')}, episode {f['episode']}; "
+                    "message": f"rule {f['rule']}: fired{started} (value {value_text(f.get('value'))}, episode {f['episode']}; "
                                f"{how})"})
     return sorted(out, key=lambda r: r["at"])
+
+
+def value_text(v: Any) -> str:
+    """A signal's value as the rules' own lines write it (4 significant digits: 34.84, not 34.838603258132935)."""
+    return "none" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def response_failure(p: Any) -> str | None:

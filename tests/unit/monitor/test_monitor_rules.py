@@ -157,3 +157,11 @@ def test_the_listing_says_each_kind_of_failed_response_and_what_holds_a_rule() -
     held = _state_text({"state": "cooling", "cooldown_until": None, "silence_reason": None, "cooldown": 0.0,
                         "max_per_day": 3, "max_per_day_until": 7200.0})
     assert held.startswith("cooling (max_per_day 3 reached until ") and "held no more" not in held
+
+
+def test_a_firings_value_is_written_as_the_rules_lines_write_it() -> None:
+    """`why` wrote a firing's value whole (34.838603258132935), beside the rule's own lines' 34.84."""
+    from edgeorch.monitor.views import value_text
+
+    assert (value_text(34.838603258132935), value_text(52.0), value_text(7), value_text(None)) == (
+        "34.84", "52", "7", "none")
