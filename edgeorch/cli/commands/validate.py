@@ -72,6 +72,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         assert cfg is not None  # with_folder: a config was loaded
         problem = textfile_problem(cfg.metrics.textfile, str(cfg.source) if cfg.source else None)
         errors += [problem] if problem is not None else []
+        from ..holders import model_owner_problems
+
+        errors += model_owner_problems(cfg, report.pipelines)  # every run of such a pipeline is refused
     else:
         watches = []
     ok = not errors

@@ -66,6 +66,10 @@ def test_another_pipeline_or_a_file_from_elsewhere_cannot_register_versions_unde
     assert ("pipeline thief may not register versions of model house: its task train registers it, but model "
             "house belongs to pipeline trainer (which registered its version 1)") in r.stderr
     assert "give the model another name in" in r.stderr
+    # `validate` says so too (it said "ok thief", and a renamed pipeline's every scheduled fire was refused).
+    v = _cli(workspace, "validate")
+    assert v.returncode == 1 and "error  " in v.stdout and "pipeline thief may not register versions of model house" \
+        in v.stdout, v.stdout
 
     # A file from elsewhere that takes the owner's name, with gates of its own: refused too.
     adhoc = workspace.root / "adhoc.toml"
