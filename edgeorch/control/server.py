@@ -831,19 +831,7 @@ class _Connection:
         the daemon grew by gigabytes. Raises ConnectionError as :meth:`_send` does (the client never reads)."""
         if self.writer.transport.get_write_buffer_size() <= REPLY_BACKLOG_BYTES:
             return
-        async with self.write_lock:  # the writer that holds it drains first; then it is our turn to wait
-            if self.broken or self.writer.is_closing():
-                raise ConnectionResetError("connection closed")
-            try:
-                async with asyncio.timeout(self.idle):
-                    await self.writer.drain()
-            except TimeoutError:
-                self.broken = True
-                self.writer.transport.abort()
-                raise ConnectionResetError("client stopped reading") from None
-            except (ConnectionError, OSError):
-                self.broken = True
-                raise ConnectionResetError("connection lost") from None
+        await self._send(b"")  # the writer that holds the lock drains first; then it is our turn to wait
 
     async def _run_plain(self, req: P.Request, op: Operation) -> None:
         try:
@@ -902,12 +890,14 @@ class _Connection:
         return P.InternalError(f"internal error in op {req.op!r}; details are in the daemon's log")
 
     async def _send(self, data: bytes) -> None:
-        """Write one line; raises ConnectionError when the client is gone or not reading."""
+        """Write one line (nothing: only wait for what is written to drain); raises ConnectionError when the client
+        is gone or not reading."""
         async with self.write_lock:
             if self.broken or self.writer.is_closing():
                 raise ConnectionResetError("connection closed")
             try:
-                self.writer.write(data)
+                if data:
+                    self.writer.write(data)
                 async with asyncio.timeout(self.idle):
                     await self.writer.drain()
             except TimeoutError:

@@ -9,6 +9,7 @@ daemon's policy, not file permissions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,37 +114,25 @@ def test_readers_share_the_slots_but_some_are_kept_for_root_and_the_daemon_user(
                 assert reply["error"]["code"] == "busy" and "kept" not in reply["error"]["message"]
 
 
-def test_a_reader_whose_access_a_reload_took_away_is_refused_and_closed(make_server: MakeServer) -> None:
-    st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
-    open_up(st)
+@contextlib.contextmanager
+def _nobody_on(st: ServerThread) -> Iterator[tuple[Callable[[dict], None], Callable[[], bytes]]]:
+    """A connection of user nobody (socat under setpriv) to ``st``: ``(send(request), read_line())``, closed after."""
     proc = subprocess.Popen(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "1", "-",
          f"UNIX-CONNECT:{st.path}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
 
-    def ask(rid: int) -> bytes:
-        proc.stdin.write((json.dumps(req("ping", rid)) + "\n").encode())
-        proc.stdin.flush()
-        return read_line()
+    def send(request: dict) -> None:
+        proc.stdin.write((json.dumps(request) + "\n").encode())  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
 
     def read_line() -> bytes:
         ready, _, _ = select.select([proc.stdout], [], [], 10)
         assert ready, "no answer and no close within 10 s"
-        return proc.stdout.readline()
+        return proc.stdout.readline()  # type: ignore[union-attr]
 
     try:
-        assert json.loads(ask(1))["ok"] is True
-
-        async def revoke() -> None:
-            assert st.server is not None
-            st.server.set_policy(AccessPolicy(daemon_uid=0))
-
-        st.run(revoke())
-        refused = json.loads(ask(2))
-        assert refused["id"] == 2 and refused["error"]["code"] == "permission_denied"
-        assert "no access" in refused["error"]["message"]
-        assert read_line() == b"", "the connection was kept open"
-        assert [op for _, op in st.denied] == ["ping"]
+        yield send, read_line
     finally:
         proc.kill()
         proc.wait(10)
@@ -152,25 +141,34 @@ def test_a_reader_whose_access_a_reload_took_away_is_refused_and_closed(make_ser
                 stream.close()
 
 
+def test_a_reader_whose_access_a_reload_took_away_is_refused_and_closed(make_server: MakeServer) -> None:
+    st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    with _nobody_on(st) as (send, read_line):
+        send(req("ping", 1))
+        assert json.loads(read_line())["ok"] is True
+
+        async def revoke() -> None:
+            assert st.server is not None
+            st.server.set_policy(AccessPolicy(daemon_uid=0))
+
+        st.run(revoke())
+        send(req("ping", 2))
+        refused = json.loads(read_line())
+        assert refused["id"] == 2 and refused["error"]["code"] == "permission_denied"
+        assert "no access" in refused["error"]["message"]
+        assert read_line() == b"", "the connection was kept open"
+        assert [op for _, op in st.denied] == ["ping"]
+
+
 def test_a_readers_open_stream_ends_when_a_reload_takes_its_access_away(make_server: MakeServer) -> None:
     """`edgeorch events` and `logs -f` of a user a reload removed from `readers` went on receiving every event and
     log line: only a next request was refused. The stream ends with the refusal (recorded), and the connection
     closes."""
     st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
     open_up(st)
-    proc = subprocess.Popen(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "socat", "-t", "1", "-",
-         f"UNIX-CONNECT:{st.path}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-
-    def read_line() -> bytes:
-        ready, _, _ = select.select([proc.stdout], [], [], 10)
-        assert ready, "no answer and no close within 10 s"
-        return proc.stdout.readline()
-
-    try:
-        proc.stdin.write((json.dumps(req("forever", 7)) + "\n").encode())
-        proc.stdin.flush()
+    with _nobody_on(st) as (send, read_line):
+        send(req("forever", 7))
         assert json.loads(read_line())["result"] == {"started": True}
 
         async def revoke() -> None:
@@ -183,12 +181,6 @@ def test_a_readers_open_stream_ends_when_a_reload_takes_its_access_away(make_ser
         assert read_line() == b"", "the connection was kept open"
         assert st.stream_closed.wait(10)  # the stream's generator was closed, not left waiting
         assert [op for _, op in st.denied] == [None]
-    finally:
-        proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def close(st: ServerThread) -> None:

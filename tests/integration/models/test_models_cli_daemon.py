@@ -189,12 +189,10 @@ def test_a_promotion_edgeorch_decided_killed_before_its_switch_is_done_again_at_
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped by its new parent, is not running)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    """Whether process ``pid`` runs (a zombie awaiting its reaper does not)."""
+    from edgeorch.engine.procinfo import process_state
+
+    return process_state(pid) not in (None, "Z", "X")
 
 
 def _wait(cond, timeout: float = 60.0) -> None:

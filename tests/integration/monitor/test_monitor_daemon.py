@@ -398,8 +398,6 @@ def test_a_notify_left_running_by_a_killed_daemon_is_stopped_before_it_is_redone
 
 def _running(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie awaiting its reaper does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    from edgeorch.engine.procinfo import process_state
+
+    return process_state(pid) not in (None, "Z", "X")
