@@ -1301,8 +1301,10 @@ class Engine:
         set_aside = self._set_aside(ctx, name, out_dir, ckpt_dir, input_hash) if number > 1 else ()
         consumed = [c.to_row() for c in (*(snapshot.items if snapshot else ()), *upstream_items(upstream))]
         self._cache_missed.discard(tid)
-        # The shim creates these folders; the attempt's own folder is new (numbers never repeat).
+        # The shim creates these folders; the attempt's own folder is new (numbers never repeat in one state file).
         attempt_dir = ctx.run_dir / "attempts" / f"{name}.{number}"
+        if os.path.lexists(attempt_dir):  # a restored backup: the folder of an attempt the state file never knew
+            self._move_foreign_attempt(ctx, name, attempt_dir)
         argv, env, cwd, own = self._command(ctx, spec, values, upstream, attempt_dir)
         res = self.res
         assert res is not None
@@ -1628,6 +1630,22 @@ class Engine:
             la.timer = self.loop.call_later(max(0.0, timeout - elapsed), self._stop_attempt, la, "timeout")
 
     @_fail_stop
+    def _move_foreign_attempt(self, ctx: RunCtx, name: str, attempt_dir: Path) -> None:
+        """Move aside the folder of an attempt this state file never recorded under that number (a backup restored in
+        place: the lost timeline's attempt left it). Its ``exit.json`` made the new attempt "abandoned" at once and
+        `show` listed the old run's log as the new attempt's. Logged, and said as an event of the run."""
+        aside = _unused(attempt_dir.with_name(f"{attempt_dir.name}.unrecorded"))
+        try:
+            os.rename(attempt_dir, aside)
+        except OSError as exc:
+            log.error("run %s: %s: cannot move aside %s, an attempt folder the state file does not know: %s",
+                      ctx.run_id, name, attempt_dir, exc.strerror or exc)
+            return
+        said = (f"{name}: the folder of attempt {attempt_dir.name.rsplit('.', 1)[-1]} was there already, not known to "
+                f"the state file (a backup restored?): moved to {aside}")
+        log.warning("run %s: %s", ctx.run_id, said)
+        self.store.events.add("attempt_folder_moved", said, run_id=ctx.run_id, task=name)
+
     def _stop_attempt(self, la: LiveAttempt, reason: str) -> None:
         """Stop every process of the attempt: SIGTERM now, SIGKILL after ``kill_grace`` (the executor's contract)."""
         if la.attempt_id not in self.live or la.exited:

@@ -196,6 +196,35 @@ def test_retry_resumes_a_failed_run(workspace):
     assert again.returncode == 5 and "nothing to retry" in again.stderr
 
 
+def test_an_attempt_folder_the_state_file_never_knew_is_moved_aside_not_taken_for_the_attempt(workspace):
+    """A backup restored in place: the lost timeline's `attempts/a.2/` (its exit.json said 0) was found by the new
+    attempt 2, recorded "abandoned" at once, and `show` listed the old run's log as attempt 2's."""
+    import sqlite3
+
+    workspace.pipeline("fix", """
+        [tasks.a]
+        command = ["sh", "-c", "test -f {pipeline_dir}/fixed && echo new-timeline"]
+    """)
+    assert run(workspace, "run", "fix").returncode == 1
+    foreign = workspace.state / "runs" / "1" / "attempts" / "a.2"
+    foreign.mkdir(parents=True)
+    (foreign / "exit.json").write_text('{"exit_code": 0, "signal": null, "finished_at": 1.0}')
+    (foreign / "output.log").write_text("old timeline\n")
+    (workspace.pipelines / "fixed").touch()
+    proc = run(workspace, "retry", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        states = [r[0] for r in db.execute("SELECT state FROM attempts ORDER BY number")]
+        moved = db.execute("SELECT message FROM events WHERE kind = 'attempt_folder_moved'").fetchall()
+    finally:
+        db.close()
+    assert states == ["exited", "exited"]  # attempt 2 ran: not "abandoned" by the old folder's records
+    assert (workspace.state / "runs" / "1" / "attempts" / "a.2" / "output.log").read_text() == "new-timeline\n"
+    aside = workspace.state / "runs" / "1" / "attempts" / "a.2.unrecorded"
+    assert (aside / "output.log").read_text() == "old timeline\n" and len(moved) == 1
+
+
 def test_a_retried_runs_duration_counts_from_its_resume(workspace):
     """A run that failed in the night and was retried in the morning did not take all night: `runs` and
     `show` count its DURATION from the resume and say it was resumed; `--json` has ``resumed_at``."""
