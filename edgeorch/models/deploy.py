@@ -64,6 +64,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("edgeorch.models")
 
 BEFORE_SWITCH = ("intent", "staging", "staged", "checked")
+SUPERSEDED = "this rollback was decided against"
+"""How the outcome of a rollback that another deployment made needless ends (its alias had moved already): no
+retry is offered for it (`models why` said "promote ... tries again")."""
 STOPPED = "edgeorch stopped"
 """Why :meth:`Deployer._recover` recovers a deployment at a start (the other reason: a step that failed)."""
 
@@ -119,7 +122,7 @@ class Deployer:
                 # moved it: a rollback redone after a restart, then a rule's response asking again). Rolled back
                 # a second time, it went two versions back.
                 return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(serves)} now, not "
-                                    f"{_v(dep['from_version'])} this rollback was decided against")
+                                    f"{_v(dep['from_version'])} {SUPERSEDED}")
             refused = self._blocked(dep) or self._canary_open(dep)
             if refused is not None:
                 return refused

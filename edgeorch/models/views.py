@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
+from .deploy import SUPERSEDED
 from .explanations import explanations_of
 from .spec import ModelPolicy
 
@@ -161,7 +162,8 @@ def why_text(doc: dict[str, Any]) -> str:
     for d in doc.get("deployments") or []:
         outcome = str(d.get("outcome") or "")
         gone = "files changed since it was registered" in outcome or "files are gone" in outcome
-        again = (f" (its registered files are not what was registered: register the model again, from a run of "
+        again = ("" if outcome.endswith(SUPERSEDED) else  # needless, another had moved the alias: nothing to retry
+                 f" (its registered files are not what was registered: register the model again, from a run of "
                  f"its pipeline; promoting this version again fails the same way)" if gone else
                  f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
                  if d["state"] in ("undone", "failed") else

@@ -237,6 +237,13 @@ def test_a_rollback_whose_alias_moved_before_it_started_is_not_run(tmp_path: Pat
         again = await models.deployer.run(second["id"])
         assert again["state"] == "undone" and "serves version 2 now, not version 3" in again["outcome"]
         assert store.models.aliases("house") == {"champion": 2}
+        # `models why` offered to try the needless one again ("promote house 2 --alias champion tries again"),
+        # version 2 being champion already.
+        from edgeorch.models.views import why, why_text
+
+        said = why_text(why(store, "house", 2))
+        assert f"Deployment {again['id']} (rollback to champion) undone: not started" in said
+        assert "tries again" not in said, said
         await models.close()
         monitors.stop()
         store.close()
