@@ -239,6 +239,18 @@ def text_from_python(values: list[Any], name: str) -> Batch:
     return categorical_from_strings(_python_texts([v for v in values if v is not None]), batch.nulls, "mixed")
 
 
+def refuse_nested(name: str, arrow_type: Any, file: str | None = None) -> None:
+    """:class:`DataError` for a list, struct or map column (Parquet's nested types): no kernel reads one, and no
+    cast to text exists (it was "internal error (a bug): ArrowNotImplementedError", exit 70, in profile and drift,
+    and "unhashable type: 'dict'" in fairness). Nothing for any other type."""
+    import pyarrow as pa
+
+    if pa.types.is_nested(arrow_type):
+        raise DataError("nested values are not supported", file=file, field=name, value=str(arrow_type),
+                        expected="a column of numbers, text, booleans or dates (leave it out: --columns, or "
+                                 "columns=[...])")
+
+
 def from_arrow(arr: Any, name: str) -> Batch:
     """A batch from a pyarrow Array or ChunkedArray."""
     import pyarrow as pa
@@ -263,6 +275,7 @@ def from_arrow(arr: Any, name: str) -> Batch:
         if len(vals) == 0:
             b.dtype = "empty"
         return b
+    refuse_nested(name, t)
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         arr = arr.cast(pa.string())  # times of day, durations, binary...: compared as text
     vc = pc.value_counts(arr.drop_null() if nulls else arr)

@@ -121,6 +121,10 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
 
             pf = pq.ParquetFile(path)
             names = _check_columns(path, pf.schema_arrow.names, columns)
+            from .columns import refuse_nested
+
+            for n in names:  # before any row is read: every reader of the file (fairness took them as values)
+                refuse_nested(n, pf.schema_arrow.field(n).type, str(path))
             total = pf.metadata.num_rows
             done = 0
             for rb in pf.iter_batches(batch_size=BATCH_ROWS, columns=names):
@@ -379,12 +383,18 @@ def _column(path: Path, rb: Any, name: str) -> Batch:
 
     try:
         return from_arrow(rb.column(name), name)
+    except DataError as exc:
+        if exc.file is None:  # said of the column alone: this file's
+            exc.file = str(path)
+        raise
     except pa.ArrowInvalid as exc:
         if "utf8" not in str(exc).lower():
             raise
-        row = _first_bad_utf8_row(path)
+        text = path.suffix.lower() in (".csv", ".tsv", ".txt")  # Parquet's bytes are no export to convert
+        row = _first_bad_utf8_row(path) if text else None
         raise DataError(f"{'row ' + str(row) + ': ' if row else ''}is not UTF-8 text", file=str(path), field=name,
-                        expected="text encoded as UTF-8", hint=ICONV_HINT) from None
+                        expected="text encoded as UTF-8" if text else "a string column (this one holds bytes)",
+                        hint=ICONV_HINT if text else None) from None
 
 
 def _first_bad_utf8_row(path: Path) -> int | None:

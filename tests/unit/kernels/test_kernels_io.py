@@ -189,3 +189,29 @@ def test_a_header_that_is_not_utf8_is_a_data_error_not_an_internal_one(tmp_path:
             e = err.value
             assert e.file == str(path) and e.message.startswith("its header is not UTF-8 text (byte 0x"), e.message
             assert "iconv" in (e.hint or "")
+
+
+@pytest.mark.parametrize("column", [pa.array([["x", "y"], ["z"]]), pa.array([{"a": 1}, {"a": 2}]),
+                                    pa.array([[("k", 1)], [("k", 2)]], type=pa.map_(pa.string(), pa.int64()))],
+                         ids=["list", "struct", "map"])
+def test_a_nested_parquet_column_is_a_data_error_naming_it_and_the_others_still_read(tmp_path: Path, column) -> None:
+    """Profile and drift ended "internal error (a bug): ArrowNotImplementedError: Unsupported cast from list<...> to
+    utf8", exit 70; fairness "unhashable type: 'dict'"."""
+    from edgeorch.kernels import dataset_drift
+
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "tags": column}), path)
+    for read in (lambda: profile(str(path)), lambda: read_table(path), lambda: dataset_drift(path, path)):
+        with pytest.raises(DataError) as err:
+            read()
+        e = err.value
+        assert (e.file, e.field, e.message) == (str(path), "tags", "nested values are not supported"), e.render()
+    assert list(profile(str(path), columns=["id"]).columns) == ["id"]
+
+
+def test_a_parquet_bytes_column_gets_no_csv_conversion_hint(tmp_path: Path) -> None:
+    path = tmp_path / "bin.parquet"
+    pq.write_table(pa.table({"b": pa.array([b"x", b"\xff"], pa.binary())}), path)
+    with pytest.raises(DataError) as err:
+        profile(str(path))
+    assert err.value.field == "b" and err.value.hint is None and "bytes" in (err.value.expected or "")
