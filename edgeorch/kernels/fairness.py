@@ -556,6 +556,10 @@ class FairnessReport(ResultView):
             broken = [m["metric"] + (f" ({m['rule']})" if m.get("rule") else "")
                       for m in self.metrics if m["verdict"] == "violation"]
             text = f"{self.violations} of {len(self.metrics)} fairness metrics out of bounds: {', '.join(broken)}"
+        elif any(m["verdict"] == "undefined" for m in self.metrics) and self.small_groups and \
+                len(self.groups) - self.small_groups < 2:
+            text = (f"no fairness metric computed: {len(self.groups) - self.small_groups} group(s) of "
+                    f"{len(self.groups)} have min_group_size ({self.min_group_size}) rows, and a metric compares two")
         elif any(m["verdict"] == "undefined" for m in self.metrics):
             text = "some fairness metrics are undefined (a rate of 0 in the denominator)"
         else:
@@ -676,7 +680,11 @@ def fairness_report(y_true: Any, y_pred: Any, sensitive_features: Any, *, pos_la
             row["fpr"] = float(fpr[i])
         groups.append(row)
     out_metrics = []
-    r = r_all.subset(~small) if (~small).any() else None
+    # Nothing to compare once min_group_size left fewer than two groups out of several: a metric of one group is 0
+    # (or 1), "perfectly fair", while the groups it left out may be treated worst (a single-group file keeps
+    # Fairlearn's 0 and 1: it has no other group).
+    kept = int((~small).sum())
+    r = r_all.subset(~small) if kept >= 2 or (kept == 1 and len(small) == 1) else None
     for m in wanted:
         value = math.nan if r is None else metric_value(m, r, privileged=privileged)
         limit = float(th[m])

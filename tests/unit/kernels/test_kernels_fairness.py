@@ -326,3 +326,18 @@ def test_weights_near_the_float_limit_give_the_rates_of_the_same_weights_scaled(
         huge = group_rates(yt, yp, g, sample_weight=np.full(6, 1e308))
     for rate in ("selection_rate", "tpr", "fpr"):
         assert np.allclose(getattr(plain, rate)(), getattr(huge, rate)()), rate
+
+
+def test_fewer_than_two_groups_left_by_min_group_size_compute_no_metric() -> None:
+    """Group b (29 rows, all refused) fell below min_group_size 30: every metric read 0 or 1, "all within bounds",
+    four_fifths_rule true, a gate on it passed. With one group left there is nothing to compare."""
+    y_pred = np.array([1] * 50 + [0] * 50 + [0] * 29)
+    y_true = np.array([1] * 50 + [0] * 50 + [1] * 29)
+    groups = np.array(["a"] * 100 + ["b"] * 29)
+    rep = fairness_report(y_true, y_pred, groups, min_group_size=30)
+    assert {m["verdict"] for m in rep.metrics} == {"undefined"} and rep.four_fifths_rule is None
+    assert rep.verdict == "warn" and rep.message.startswith("no fairness metric computed: 1 group(s) of 2 have "
+                                                           "min_group_size (30) rows")
+    # A file with one group only keeps Fairlearn's values (nothing was left out): 0 and 1.
+    one = fairness_report(y_true[:100], y_pred[:100], groups[:100], min_group_size=30)
+    assert one.metric("demographic_parity_difference") == 0.0 and one.four_fifths_rule is True
