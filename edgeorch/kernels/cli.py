@@ -279,8 +279,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
 
-    if not 0.0 <= args.drift_share <= 1.0:
-        raise UsageError("must be between 0 and 1", field="--drift-share", value=args.drift_share)
+    if not 0.0 < args.drift_share <= 1.0:  # (the kernel's own rule: drift.check_drift_share)
+        raise UsageError("must be above 0 and at most 1 (0 would call every dataset drifted)", field="--drift-share",
+                         value=args.drift_share)
     cols = _csv_list(args.columns)
     common = {k: v for k, v in {"columns": cols, "method": args.method, "threshold": args.threshold,
                                 "drift_share": args.drift_share, "report": args.html}.items() if v is not None}

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ColumnKindError, DataError, NoCommonColumnsError, UnknownColumnError
+from ..errors import ColumnKindError, DataError, NoCommonColumnsError, UnknownColumnError, UsageError
 from . import _jit
 from . import stats as S
 from .columns import Batch, CategoricalBatch, DatetimeBatch, NumericBatch, column_of, series_name
@@ -82,7 +82,9 @@ class ColumnDrift(ResultView):
     def to_dict(self) -> dict[str, Any]:
         """The result-document row (strict JSON: NaN as None)."""
         return strict({"column": self.column, "metric": self.method, "value": self.value,
-                       "p_value": self.p_value, "threshold": self.threshold, "verdict": self.verdict,
+                       "p_value": self.p_value,
+                       # no method ran (a skipped or empty column): no threshold either, not a "0"
+                       "threshold": None if self.method == "none" else self.threshold, "verdict": self.verdict,
                        "details": {"n_ref": self.n_ref, "n_cur": self.n_cur, **self.details}})
 
     def _frames(self) -> dict[str, tuple[list[dict[str, Any]], str | None]]:
@@ -331,6 +333,7 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
                            {**details, "reason": SKIPPED_DATETIME})
     method = method or choose_method(rb, cb)
     threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+    check_threshold(method, threshold)
     value, p = _measure(method, rb, cb, column, details)
     if not np.isfinite(value) or (p is not None and not np.isfinite(p)):
         # Never "ok" for a statistic that could not be computed: said as such, not counted in the share.
@@ -339,6 +342,23 @@ def column_drift(ref: Any, cur: Any, method: str | None = None, threshold: float
     drift = (p < threshold) if p is not None else (value >= threshold)
     return ColumnDrift(column, method, value, p, threshold, bool(drift), "drift" if drift else "ok",
                        n_ref, n_cur, details)
+
+
+def check_threshold(method: str, threshold: float) -> None:
+    """:class:`UsageError` for a p-value method's threshold above 1: every p-value is below it, so a file compared
+    with itself "drifted" in every column (``--threshold 1.5``)."""
+    if method in P_VALUE_METHODS and threshold > 1.0:
+        raise UsageError(f"is above 1 for {method}, whose threshold is a p-value: every column would drift, the same "
+                         "data too", field="threshold", value=threshold,
+                         expected=f"a p-value from 0 to 1 ({DEFAULT_THRESHOLDS[method]:g} by default)")
+
+
+def check_drift_share(drift_share: float) -> None:
+    """:class:`UsageError` unless ``drift_share`` is above 0 and at most 1: at 0 a dataset with no column drifted
+    "drifted" (0 of 4 >= 0)."""
+    if not 0.0 < drift_share <= 1.0:
+        raise UsageError("is out of range", field="drift_share", value=drift_share,
+                         expected="a share above 0 and at most 1 (0 would call every dataset drifted)")
 
 
 def _measure(method: str, rb: Batch, cb: Batch, column: str, details: dict[str, Any]) -> tuple[float, float | None]:
@@ -413,6 +433,7 @@ def apply_correction(results: list[ColumnDrift], correction: str) -> None:
 
 
 def summarise(results: list[ColumnDrift], drift_share: float, correction: str) -> DatasetDrift:
+    check_drift_share(drift_share)
     tested = [r for r in results if r.verdict not in _NOT_TESTED]
     drifted = sum(1 for r in tested if r.drift)
     share = drifted / len(tested) if tested else 0.0
@@ -430,12 +451,13 @@ def dataset_drift(ref: Any, cur: Any, *, columns: list[str] | None = None, metho
     default to those in both (in reference order); a named column missing on
     either side is a DataError. p-values are corrected across the tested
     columns (``bh`` by default, ``bonferroni`` or ``none``); the dataset
-    drifts when the share of drifted columns is at least ``drift_share``.
+    drifts when the share of drifted columns is at least ``drift_share`` (above 0, at most 1: else UsageError).
     A datetime column is tested only when ``methods`` names a method for it
     (``method`` alone leaves it ``skipped``; see the module docstring).
     """
     from .io import load_table
 
+    check_drift_share(drift_share)  # before any file is read
     rt, ct = load_table(ref, columns, progress=progress), load_table(cur, columns, progress=progress)
     names = columns or [c for c in rt if c in ct]
     if not names:

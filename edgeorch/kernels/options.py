@@ -79,9 +79,10 @@ def _common(r: TableReader) -> None:
 
 
 def _share(r: TableReader, key: str) -> None:
+    """A drift share: above 0 (at 0 a dataset with no column drifted "drifted") and at most 1."""
     v = r.number(key)
-    if v is not None and not 0.0 <= v <= 1.0:
-        r.fail(key, "is out of range", value=v, expected="a number from 0 to 1")
+    if v is not None and not 0.0 < v <= 1.0:
+        r.fail(key, "is out of range", value=v, expected="a share above 0 and at most 1")
 
 
 def _column_table(r: TableReader, key: str, check: Any, expected: str) -> None:
@@ -127,9 +128,17 @@ def check_drift(r: TableReader) -> None:
             r.fail("reference", exc.message, value=ref, expected=exc.expected)
     _data_file(r, "current", required=True)
     r.str_list("columns")
-    r.choice("method", DRIFT_METHODS)
+    method = r.choice("method", DRIFT_METHODS)
     _column_table(r, "methods", lambda v: v in DRIFT_METHODS, f"one of {', '.join(DRIFT_METHODS)}")
-    r.number("threshold", minimum=0.0)
+    threshold = r.number("threshold", minimum=0.0)
+    if method is not None and isinstance(threshold, (int, float)):
+        from ..errors import UsageError
+        from .drift import check_threshold
+
+        try:
+            check_threshold(method, float(threshold))
+        except UsageError as exc:
+            r.fail("threshold", exc.message, value=threshold, expected=exc.expected)
     _column_table(r, "thresholds", lambda v: _is_number(v) and v >= 0, "a number >= 0")
     _share(r, "drift_share")
     r.choice("correction", CORRECTIONS)

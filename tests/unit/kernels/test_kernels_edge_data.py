@@ -193,3 +193,22 @@ def test_the_profile_table_shows_where_infinities_lie(tmp_path: Path) -> None:
     assert (rows["y"]["min"], rows["y"]["median"], rows["y"]["max"]) == (-math.inf, 5, math.inf)
     assert (rows["x"]["min"], rows["x"]["max"]) == (1, 3)
     assert cols["y"].to_dict()["min"] == 5  # the document's statistics stay those of the finite values
+
+
+def test_settings_that_call_a_file_drifted_from_itself_are_usage_errors_and_untested_rows_have_no_threshold(
+        tmp_path: Path) -> None:
+    """`--threshold 1.5` with ks (p = 1 < 1.5) and `--drift-share 0` (0 of 4 >= 0) both said a file compared with
+    itself drifted, exit 1; rows of columns not tested showed a threshold of 0."""
+    from edgeorch.errors import UsageError
+
+    f = tmp_path / "d.csv"
+    f.write_text("x,t\n" + "".join(f"{i},2024-01-0{1 + i % 9}\n" for i in range(40)))
+    with pytest.raises(UsageError) as err:
+        dataset_drift(f, f, method="ks", threshold=1.5)
+    assert err.value.field == "threshold" and "p-value" in err.value.message
+    with pytest.raises(UsageError) as err:
+        dataset_drift(f, f, drift_share=0.0)
+    assert err.value.field == "drift_share"
+    rows = {r["column"]: r for r in dataset_drift(f, f).to_dict()["rows"]}
+    assert rows["t"]["verdict"] == "skipped" and rows["t"]["threshold"] is None
+    assert rows["x"]["threshold"] is not None

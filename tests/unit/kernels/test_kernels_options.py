@@ -44,6 +44,10 @@ INVALID = [
     ("drift", {"reference": "r.csv", "current": "c.csv", "method": "kss"}, "tasks.t.options.method", "unknown value"),
     ("drift", {"reference": "r", "current": "c", "correction": "holm"}, "tasks.t.options.correction", "unknown value"),
     ("drift", {"reference": "r", "current": "c", "drift_share": 1.5}, "tasks.t.options.drift_share", "out of range"),
+    # 0 called a dataset with no column drifted "drifted"; a p-value threshold of 1.5 flagged the same file drifted.
+    ("drift", {"reference": "r", "current": "c", "drift_share": 0}, "tasks.t.options.drift_share", "out of range"),
+    ("drift", {"reference": "r", "current": "c", "method": "ks", "threshold": 1.5}, "tasks.t.options.threshold",
+     "whose threshold is a p-value"),
     ("drift", {"reference": "r", "current": "c", "methods": {"a": "bogus"}}, "tasks.t.options.methods.a", "wrong value"),
     ("drift", {"reference": "r", "current": "c", "threshold": "high"}, "tasks.t.options.threshold", "wrong type"),
     ("drift", {"reference": "r", "current": "c", "on_violation": "explode"}, "tasks.t.options.on_violation",
