@@ -212,3 +212,23 @@ def test_settings_that_call_a_file_drifted_from_itself_are_usage_errors_and_unte
     rows = {r["column"]: r for r in dataset_drift(f, f).to_dict()["rows"]}
     assert rows["t"]["verdict"] == "skipped" and rows["t"]["threshold"] is None
     assert rows["x"]["threshold"] is not None
+
+
+def test_a_ks_warning_inside_a_drift_check_is_said_in_the_columns_details_not_on_stderr(monkeypatch) -> None:
+    """`edgeorch drift ... --method ks` printed scipy's raw RuntimeWarning on stderr, with a path and a source line
+    of edgeorch's own; the check says it in the column's details."""
+    import warnings
+
+    from edgeorch.kernels import drift as D
+
+    real = D.S.ks_2samp
+
+    def warns(a, b):
+        warnings.warn("ks_2samp: Exact calculation unsuccessful. Switching to method=asymp.", RuntimeWarning)
+        return real(a, b)
+
+    monkeypatch.setattr(D.S, "ks_2samp", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escaped would raise here
+        r = column_drift(np.arange(50.0), np.arange(50.0) + 0.5, method="ks")
+    assert r.details["p_value_method"] == "asymp" and "Exact calculation unsuccessful" in r.details["note"]
