@@ -18,6 +18,7 @@ cannot be read (a malformed file).
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ..errors import ConfigError, UsageError
@@ -143,8 +144,10 @@ def _use_numba_cache(args: argparse.Namespace) -> None:
     explicit = getattr(args, "config", None)
     preferred = None
     args.keep_warm = None
+    args.state_file = None
     try:
         cfg = load_config(explicit)
+        args.state_file = str(cfg.state_file)  # where a baseline:/model: reference is read (drift REFERENCE)
         if cfg.source is not None:
             preferred = cfg.numba_cache_dir
             args.keep_warm = cfg.kernels.keep_warm
@@ -292,10 +295,24 @@ def cmd_drift(args: argparse.Namespace) -> int:
         doc = _run("profile", {"input": args.current, "reference_profile": args.reference, **common}, args)
         doc["kind"] = "drift"
     else:
+        from ..monitor.baselines import STATE_FILE_ENV, parse_reference
+
+        if args.state_file and _parses_as_reference(args.reference, parse_reference):
+            # A baseline or a model's reference data: read from the config's state file, as a task reads it from
+            # the one its daemon names (it said "this process was not told where it is", exit 1: "drift found").
+            os.environ.setdefault(STATE_FILE_ENV, args.state_file)
         doc = _run("drift", {"reference": args.reference, "current": args.current,
                              "correction": args.correction, **common}, args)
     _print(doc, args)
     return 1 if doc["summary"].get("dataset_drift") else 0
+
+
+def _parses_as_reference(text: str, parse: Any) -> bool:
+    """Whether ``text`` is a ``baseline:``/``model:`` reference (a malformed one's error comes from the run)."""
+    try:
+        return parse(text) is not None
+    except Exception:  # noqa: BLE001 - malformed: the kind's own check says how
+        return True
 
 
 def cmd_fairness(args: argparse.Namespace) -> int:

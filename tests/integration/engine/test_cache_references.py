@@ -32,3 +32,14 @@ def test_a_cached_drift_task_misses_once_a_newer_baseline_is_set(workspace, harn
         assert [len(store.attempts.of_run(r, "drift")) for r in runs] == [1, 0, 1, 0]
     finally:
         store.close()
+
+
+def test_the_drift_command_reads_a_baseline_from_the_configs_state_file(workspace) -> None:
+    """`edgeorch drift baseline:NAME FILE` said "baseline:houses needs the state file, and this process was not told
+    where it is", exit 1 (which `drift ... || alert` reads as drift found)."""
+    assert workspace.invoke("baseline", "set", "houses", str(DATA / "houses.csv")).returncode == 0
+    same = workspace.invoke("drift", "baseline:houses", str(DATA / "houses.csv"), env={"EDGEORCH_KEEP_WARM": "0"})
+    assert same.returncode == 0 and "(reference: baseline:houses)" in same.stdout, same.stdout + same.stderr
+    moved = workspace.invoke("drift", "baseline:houses", str(DATA / "houses_drifted.csv"),
+                             env={"EDGEORCH_KEEP_WARM": "0"})
+    assert moved.returncode == 1 and "dataset drift" in moved.stdout, moved.stdout + moved.stderr
