@@ -200,7 +200,13 @@ def _run(kind: str, opts: dict[str, Any], args: argparse.Namespace) -> dict[str,
 
     if progress.enabled and not compiled_before():
         progress.note("edgeorch: compiling the kernels for their first use here (10-20 s, once; cached after)")
-    doc = run_task(kind, opts, progress=progress)
+    try:
+        doc = run_task(kind, opts, progress=progress)
+    except UsageError as exc:  # an option's entry named by its flag: "--bounds nope", not "bounds.nope"
+        key, _, rest = (exc.field or "").partition(".")
+        if key in _FLAGS and rest and _FLAGS[key].startswith("--"):
+            exc.field = f"{_FLAGS[key]} {rest}"
+        raise
     if server is not None:
         keepwarm.start_server(server[0], server[1], args.numba_cache, keep_warm)
     return doc

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, MissingDependencyError, UsageError
+from ..errors import ColumnRoleError, DataError, MissingDependencyError, UnknownColumnError, UsageError
 from .results import ResultView, Table, doc_tables, strict
 
 OTHER = "(other)"
@@ -393,9 +393,10 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
     table = _table(data, columns)
     bounds, categories = dict(bounds or {}), dict(categories or {})
     for name in [*bounds, *categories]:
-        if name not in table.column_names:
-            raise DataError("no such column", field=f"bounds.{name}" if name in bounds else f"categories.{name}",
-                            value=name, expected=f"one of {', '.join(table.column_names)}")
+        if name not in table.column_names:  # a usage error (exit 2), as any unknown column named
+            raise UnknownColumnError("no such column", field=f"bounds.{name}" if name in bounds
+                                     else f"categories.{name}", value=name,
+                                     expected=f"one of {', '.join(table.column_names)}")
     plan: list[tuple[str, str]] = []
     skipped: dict[str, str] = {}
     for name in table.column_names:
@@ -405,8 +406,8 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
         elif name in categories:
             plan.append((name, "categorical"))
         elif name in bounds:
-            raise DataError("bounds are for numeric columns", field=f"bounds.{name}", value=str(table.column(name).type),
-                            expected="categories for a text column")
+            raise ColumnRoleError("bounds are for numeric columns", field=f"bounds.{name}",
+                                  value=str(table.column(name).type), expected="categories for a text column")
         else:
             skipped[name] = "no declared bounds" if numeric else "no declared categories"
     k = 1 + sum(3 if kind == "numeric" else 1 for _, kind in plan)

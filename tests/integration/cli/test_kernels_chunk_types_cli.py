@@ -53,3 +53,17 @@ def test_drift_of_the_same_mixed_data_as_csv_and_chunked_jsonl_is_none(workspace
     assert proc.returncode == 0, proc.stdout + proc.stderr  # was 1: a dataset drift between identical data
     doc = json.loads(proc.stdout)
     assert doc["verdict"] == "ok" and doc["rows"][0]["value"] == 0.0
+
+
+def test_a_private_profiles_bounds_for_a_column_not_there_or_not_numeric_is_a_usage_error_naming_the_flag(
+        workspace, tmp_path: Path) -> None:
+    """`--bounds nope=0:1` said "bounds.nope: no such column", exit 1 (a data error), where any other unknown column
+    is a usage error (exit 2) naming the option."""
+    data = tmp_path / "s.csv"
+    data.write_text("a,c\n1,x\n2,y\n3,z\n")
+    base = ["profile", str(data), "--epsilon", "0.5", "--dataset", "p3", "--budget", "1"]
+    for flag, value, said in (("--bounds", "nope=0:1", "--bounds nope: no such column"),
+                              ("--categories", "nope=a,b", "--categories nope: no such column"),
+                              ("--bounds", "c=0:1", "--bounds c: bounds are for numeric columns")):
+        proc = workspace.invoke(*base, flag, value, env={"EDGEORCH_KEEP_WARM": "0"})
+        assert proc.returncode == 2 and said in proc.stderr, (flag, value, proc.stderr)
