@@ -460,6 +460,22 @@ def _npz_columns(path: Path, columns: list[str] | None) -> dict[str, Batch]:
     return columns_of({k: data[k] for k in names})
 
 
+def _refuse_result_document(path: Path) -> None:
+    """A JSON file that is one document, not JSON lines: when it is an edgeorch result (``--json`` of a kernel
+    command: ``kind`` and ``rows``), a :class:`DataError` saying so ("malformed JSON" for valid JSON sent the user
+    looking for a syntax error); anything else returns (the caller's error stands)."""
+    try:
+        if path.stat().st_size > 64 << 20:
+            return
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return
+    if isinstance(doc, dict) and "kind" in doc and "rows" in doc:
+        raise DataError(f"is the result document of a {doc.get('kind')} check (--json), not data nor a saved profile",
+                        file=str(path), expected="a data file, or a profile saved with `edgeorch profile FILE --save "
+                                                 "PROFILE.json`")
+
+
 def _json_objects(path: Path, fh: Any) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
     """``(line number, raw line, object)`` for each non-blank line of a JSON-lines file.
 
@@ -472,6 +488,8 @@ def _json_objects(path: Path, fh: Any) -> Iterator[tuple[int, bytes, dict[str, A
         try:
             obj = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if lineno == 1 and raw.strip() in (b"{", "{"):
+                _refuse_result_document(path)  # a pretty-printed document: read it whole to say what it is
             raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", file=str(path), line=lineno) from None
         if not isinstance(obj, dict):
             raise DataError("each line must be a JSON object", file=str(path), line=lineno,

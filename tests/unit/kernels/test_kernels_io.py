@@ -215,3 +215,17 @@ def test_a_parquet_bytes_column_gets_no_csv_conversion_hint(tmp_path: Path) -> N
     with pytest.raises(DataError) as err:
         profile(str(path))
     assert err.value.field == "b" and err.value.hint is None and "bytes" in (err.value.expected or "")
+
+
+def test_a_kernel_commands_json_result_given_as_data_says_what_it_is(tmp_path: Path) -> None:
+    """`edgeorch profile ref.csv --json > prof.json; edgeorch drift prof.json cur.csv` said "prof.json:1: malformed
+    JSON" of valid JSON (read as JSON lines): it is a result document, not a saved profile."""
+    result = tmp_path / "prof.json"
+    result.write_text(json.dumps({"kind": "profile", "verdict": "ok", "rows": []}, indent=2))
+    with pytest.raises(DataError) as err:
+        load_table(result)
+    assert "is the result document of a profile check (--json)" in err.value.message and "--save" in err.value.expected
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n"a": 1\n')
+    with pytest.raises(DataError, match="malformed JSON"):
+        load_table(broken)
