@@ -104,6 +104,7 @@ class Daemon:
         self.reload_requested = asyncio.Event()
         self._status_handle: asyncio.TimerHandle | None = None
         self._reload_handle: asyncio.TimerHandle | None = None
+        self._scanned_at = 0.0  # when the last reload began reading the pipelines folder (wall clock)
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self.requests: RunRequests = None  # type: ignore[assignment]  # the front door, once the engine exists
@@ -192,6 +193,7 @@ class Daemon:
             self.store = Store(cfg.state_file)
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             self.registry.stored_holders = self.store.pipelines.holders  # a name two files declare stays put
+            self._scanned_at = time.time()
             result = self.registry.reload()
             for err in result.errors:
                 log.warning("pipeline error: %s", err.one_line())
@@ -357,6 +359,7 @@ class Daemon:
         is always recorded, with the summary ``unchanged`` when nothing changed.
         """
         async with self._reload_lock:
+            self._scanned_at = time.time()
             warnings = []
             if explicit:
                 self._config_refused = None  # judged again below; a file event reads no config and keeps the verdict
@@ -476,7 +479,8 @@ class Daemon:
                       rules_loaded=lambda: monitors.rules, refused_fires=triggers.refused_fires),
             PipelineOps(registry=self.registry, store=store, engine=engine, schedules=triggers,
                         pipelines_dir=cfg.pipelines_dir, publish=self.bus.publish, reload=self.reload),
-            RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale),
+            RunOps(requests=self.requests, store=store, engine=engine, stale=self.registry.stale,
+                   reload_pending=self.reload_pending),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
             DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
@@ -612,6 +616,36 @@ class Daemon:
             self._reload_handle.cancel()
         assert self.loop is not None
         self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE_S, self._reload_after_change)
+
+    async def reload_pending(self) -> bool:
+        """Run now the reload a file change has asked for and that waits for its events to settle (True), else
+        nothing (False): a run of a pipeline saved a moment ago is not told "no pipeline named". A file whose change
+        event has not reached the loop yet (written, then run at once) counts too: the folder's files are newer
+        than the last reload's reading of them."""
+        if self._reload_handle is None and not self._folder_newer(self._scanned_at):
+            return False
+        if self._reload_handle is not None:
+            self._reload_handle.cancel()
+            self._reload_handle = None
+        await self.reload(actor="file change", explicit=False)
+        return True
+
+    def _folder_newer(self, since: float) -> bool:
+        """Whether the pipelines folder or one of its ``*.toml`` files changed after ``since`` (its mtime; a folder
+        of more than 1,000 entries is not looked through: the file event will come)."""
+        folder = self.config.pipelines_dir
+        try:
+            if folder.stat().st_mtime > since:
+                return True
+            with os.scandir(folder) as entries:
+                for i, entry in enumerate(entries):
+                    if i >= 1000:
+                        return False
+                    if entry.name.endswith(".toml") and entry.stat().st_mtime > since:
+                        return True
+        except OSError:
+            return False
+        return False
 
     def _reload_after_change(self) -> None:
         self._reload_handle = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from ...engine.requests import RunRequest
 from ...errors import EdgeorchError, NotFoundError, PipelineError, UsageError
@@ -52,8 +52,10 @@ class RunOps:
     )
 
     def __init__(self, *, requests: "RunRequests", store: "Store", engine: "Engine",
-                 stale: Callable[[str], EdgeorchError | None] = lambda name: None) -> None:
+                 stale: Callable[[str], EdgeorchError | None] = lambda name: None,
+                 reload_pending: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.requests = requests
+        self.reload_pending = reload_pending  # runs a reload a file change has asked for; True if there was one
         self.store = store
         self.engine = engine
         self.stale = stale  # the registry's: a pipeline served from its last valid version, its file's error
@@ -80,8 +82,15 @@ class RunOps:
         else:
             ref = arg(args, "pipeline", str)
         no_cache = arg(args, "no_cache", bool, required=False, default=False)
-        started = self.requests.start(RunRequest(ref, raw, trigger=label, actor=actor_of(peer), source="params",
-                                                 no_cache=no_cache))
+        request = RunRequest(ref, raw, trigger=label, actor=actor_of(peer), source="params", no_cache=no_cache)
+        try:
+            started = self.requests.start(request)
+        except NotFoundError:
+            # A file saved a moment ago (`validate new.toml && run new`): its reload was still waiting for the
+            # events to settle, and the run said "no pipeline named". That reload first, then once more.
+            if isinstance(ref, Pipeline) or self.reload_pending is None or not await self.reload_pending():
+                raise
+            started = self.requests.start(request)
         stale = self.stale(started.pipeline.name) if source is None else None
         return {"run_id": started.run_id, "pipeline": started.pipeline.name, "params": started.params,
                 "content_hash": started.pipeline.content_hash, "file": started.pipeline.source_file,

@@ -187,3 +187,17 @@ def test_the_python_client_refuses_a_reserved_label_before_sending_it(workspace,
     daemon.start()
     with PyClient(socket=daemon.socket_path) as client, pytest.raises(UsageError, match="only edgeorch gives"):
         client.submit("p", label="input:7")
+
+
+def test_a_pipeline_saved_a_moment_ago_runs_at_once(workspace, daemon):
+    """`edgeorch validate new.toml && edgeorch run new` said "no pipeline named 'new'" for about two seconds: the
+    reload its file change asked for had not run yet. The run asks for it first."""
+    workspace.pipeline("old", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.start()
+    for i in range(5):  # each one written and run at once, whatever the file events' timing
+        workspace.pipeline(f"new{i}", '[tasks.a]\ncommand = ["true"]\n')
+        assert daemon.call("trigger", {"pipeline": f"new{i}"})["pipeline"] == f"new{i}"
+    from edgeorch.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):  # a name no file declares is refused as before
+        daemon.call("trigger", {"pipeline": "nope"})
