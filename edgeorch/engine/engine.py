@@ -53,7 +53,7 @@ from .executors.base import AttemptRecord, Executor, ExitInfo, SpawnRequest, Sta
 from ..resources.memory import oom_kills
 from ..resources.oom import explain as oom_reason
 from .files import (FileOutcome, RunFolders, folder_elsewhere, has_entries, hash_outcome, intact, last_log_line, link_cached_outputs,
-                    own_links, read_json, remove_if_empty, still_linked, with_dataset)
+                    own_links, read_json, remove_if_empty, still_linked, with_dataset, with_written)
 from .inputs import InputError, InputsSnapshot, changed_since, hash_inputs, place_datasets, upstream_items
 
 if TYPE_CHECKING:
@@ -1749,6 +1749,11 @@ class Engine:
         dataset = spec.dataset if exit_ok else None
         model = spec.model if exit_ok else None
         workdir = None
+        written: list[str] = []  # a kind task's save/report files in its output folder (bare names)
+        if exit_ok and spec.kind and any(isinstance(spec.options.get(k), str) for k in KIND_FILE_OPTIONS):
+            values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir)
+            written = [f for k in KIND_FILE_OPTIONS if isinstance(spec.options.get(k), str)
+                       and (f := substitute(spec.options[k], values)) and os.path.basename(f) == f]
         if exit_ok and (spec.outputs or dataset is not None or model is not None):
             # Output names take the same placeholders as the command (params and built-ins).
             values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir)
@@ -1756,9 +1761,12 @@ class Engine:
             workdir = self._workdir(ctx, spec, values) if names else None
         # Nothing to hash and no checkpoint (the usual short task): its files are known without a thread hop
         # or a walk of its (empty) checkpoint folder.
-        nothing = not names and dataset is None and model is None and not has_entries(ckpt_dir)
+        nothing = not names and not written and dataset is None and model is None and not has_entries(ckpt_dir)
         job = _no_files if nothing else functools.partial(hash_outcome, out_dir, names if exit_ok else None,
                                                              ckpt_dir, workdir)
+        if written:
+            declared = job
+            job = lambda: with_written(declared(), out_dir, written)  # noqa: E731
         if dataset is not None:  # the declared dataset output is snapshotted by the same worker, after the hashes
             hashed, rel = job, substitute(dataset.path, values) if dataset.path else ""
             job = lambda: with_dataset(hashed(), out_dir, rel, dataset.name, self.config.state_dir,  # noqa: E731
@@ -2165,6 +2173,9 @@ def _shell_quoted(values: dict[str, Any]) -> dict[str, str]:
     """
     return {k: shlex.quote(substitute("{v}", {"v": v})) for k, v in values.items()}
 
+
+KIND_FILE_OPTIONS = ("save", "report")
+"""A kind task's options that name a file it writes (a bare name: in its output folder), recorded as its artifacts."""
 
 SHUTDOWN_STOP = "stopped when edgeorch stopped ([engine] stop_tasks_on_shutdown = true)"
 """A task's reason when the engine's close stopped it (said as a cancel's reason is: a shutdown with

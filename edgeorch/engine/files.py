@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,25 @@ def hash_outcome(out_dir: Path, outputs: list[str] | None, ckpt_dir: Path,
     except Refused as exc:
         return FileOutcome([], checkpoints, f"output refused: {exc}")
     return FileOutcome(artifacts, checkpoints)
+
+
+def with_written(outcome: FileOutcome, out_dir: Path, names: list[str]) -> FileOutcome:
+    """``outcome`` plus, as artifacts, those of ``names`` (bare file names in ``out_dir``) that the attempt wrote and
+    ``outcome`` does not list already: a kind task's ``save``/``report`` file, recorded like a declared output
+    (lineage found no version of it, OpenLineage left it out). One that is not there, or not a regular file, is
+    left out without a word: a file the task may or may not write is no promise. Nothing for a refused outcome."""
+    if outcome.refused is not None:
+        return outcome
+    have = {a["name"] for a in outcome.artifacts}
+    extra = []
+    for name in names:
+        if name in have or not (out_dir / name).is_file() or (out_dir / name).is_symlink():
+            continue
+        try:
+            extra.append(describe_file(out_dir / name, name))
+        except (OSError, Refused):
+            continue
+    return replace(outcome, artifacts=[*outcome.artifacts, *extra]) if extra else outcome
 
 
 def _not_a_file(path: Path) -> str | None:

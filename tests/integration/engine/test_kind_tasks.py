@@ -156,3 +156,31 @@ def test_a_cached_check_task_keeps_its_results_in_the_run_that_reuses_it(workspa
     assert rows(first) and rows(second) == rows(first)
     third, _ = harness.run("prof")  # hit again: one copy of the rows per run, not one more per hit
     assert rows(third) == rows(first) and rows(second) == rows(first)
+
+
+def test_a_kind_tasks_save_and_report_files_are_recorded_as_its_artifacts(workspace, harness):
+    """A profile task's `save` and a drift task's `report` were written, listed in the result document, but never
+    recorded: `lineage FILE` found "no recorded version", OpenLineage left them out."""
+    rng = np.random.default_rng(0)
+    _csv(workspace.pipelines / "ref.csv", x=rng.normal(0, 1, 200).round(4))
+    workspace.pipeline("files", """
+        [tasks.prof]
+        kind = "profile"
+        [tasks.prof.options]
+        input = "ref.csv"
+        save = "p.json"
+        [tasks.drift]
+        kind = "drift"
+        [tasks.drift.options]
+        reference = "ref.csv"
+        current = "ref.csv"
+        report = "drift.html"
+    """)
+    run_id, state = harness.run("files")
+    assert state == RunState.SUCCEEDED
+    store = harness.store()
+    (saved,) = store.outputs.latest_artifacts(run_id, "prof")
+    (report,) = store.outputs.latest_artifacts(run_id, "drift")
+    assert saved["name"] == "p.json" and report["name"] == "drift.html" and report["size"] > 0
+    said = workspace.invoke("lineage", saved["path"])
+    assert said.returncode == 0 and "output of: task" in said.stdout, said.stdout + said.stderr
