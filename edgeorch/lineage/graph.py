@@ -412,7 +412,11 @@ class Walk:
         if not inp["sha256"]:
             return []
         steps: list[Step] = []
-        for row in self.lineage.producers_of_content(inp["sha256"], self.max_nodes):
+        # Only what was made before the file arrived: its own run's copy of it (a task that copied it unchanged)
+        # showed the file as made from that output, a loop.
+        row_of = self.lineage.input(inp["input_id"]) if inp.get("input_id") is not None else None
+        arrived = row_of.get("arrived_at") if row_of is not None else None
+        for row in self.lineage.producers_of_content(inp["sha256"], self.max_nodes, before=arrived):
             other, fields = _file(row["path"], inp["sha256"], row["size"])
             steps.append(("same content", other, fields, (node_id, other)))
         return steps

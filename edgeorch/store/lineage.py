@@ -149,12 +149,14 @@ class Lineage:
         row = self._db.one("SELECT run_id, task FROM attempts WHERE id = ?", (attempt_id,))
         return (row[0], row[1]) if row else None
 
-    def producers_of_content(self, sha256: str, limit: int = -1) -> list[dict[str, Any]]:
-        """Outputs (by their producing attempts, not cache copies) with this content, whatever their path."""
+    def producers_of_content(self, sha256: str, limit: int = -1, *, before: float | None = None) -> list[dict[str, Any]]:
+        """Outputs (by their producing attempts, not cache copies) with this content, whatever their path; with
+        ``before``, only those recorded before that time (a file cannot come from what was made after it)."""
         return self._db.all(
             "SELECT DISTINCT f.run_id, f.task, f.attempt_id, f.path, f.size FROM artifacts f"
-            " JOIN attempts a ON a.id = f.attempt_id WHERE f.sha256 = ? AND a.run_id = f.run_id ORDER BY f.run_id LIMIT ?",
-            (sha256, limit))
+            " JOIN attempts a ON a.id = f.attempt_id WHERE f.sha256 = ? AND a.run_id = f.run_id"
+            " AND (? IS NULL OR f.created_at < ?) ORDER BY f.run_id LIMIT ?",
+            (sha256, before, before, limit))
 
     # -- who consumed a file ----------------------------------------------------------------
 

@@ -211,3 +211,14 @@ def test_a_model_version_and_a_data_version_lead_back_to_the_dropped_file_and_it
     assert out.stdout.startswith("model houses@1 ") and _sha(DROPPED) in out.stdout
     missing = _cli(workspace, "model:houses@9")
     assert missing.returncode == 3 and "no such model version" in missing.stderr
+
+
+def test_a_dropped_file_is_never_shown_made_from_its_own_runs_copy_of_it(workspace, daemon, tmp_path):
+    """A task copying its input unchanged to an output: `lineage input:N --upstream` showed the dropped file as made
+    from that output ("same content" -> output of task N/clean -> consumed: the file itself), a loop."""
+    run_id, inp, _drop = drop_one(workspace, daemon, tmp_path, PIPELINE.replace("sort {input}", "cat {input}"))
+    out = _cli(workspace, f"input:{inp['id']}", "--upstream", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["upstream"].get(f"input:{inp['id']}", []) == [], doc["upstream"]
+    assert not any(n.startswith("task:") for n in _reach(doc, "upstream"))
