@@ -14,8 +14,10 @@ For every run that started, in run id order:
 
 Datasets are files: namespace ``file``, name the absolute path (a glob's
 pattern for a glob input), with an ``edgeorch_file`` facet holding the sha256
-and size; a data version a task read (``dataset:NAME@V`` inputs) is namespace
-``edgeorch-dataset``, name ``NAME@V``, its sha256 the version's manifest hash. ``run.runId`` is a UUID derived (uuid5) from the namespace, the run
+and size; a data version (``dataset:NAME@V``: a task read it, or made it as its
+declared ``dataset`` output, or a drop-folder file became it) is namespace
+``edgeorch-dataset``, name ``NAME@V``, its sha256 the version's manifest hash:
+an output of the task that made it, an input of the run a dropped file started. ``run.runId`` is a UUID derived (uuid5) from the namespace, the run
 id and the run's creation time (and the task's name), so exporting twice
 gives the same ids and a restored older state file never reuses one.
 Pure over the store: :func:`run_events` reads, returns dicts.
@@ -88,10 +90,20 @@ def run_events(store: "Store", run_id: int, *, namespace: str = DEFAULT_NAMESPAC
         if row["inbox_path"] and row["sha256"]:
             run_inputs[row["inbox_path"]] = _dataset(row["inbox_path"], row["sha256"], row["size"], "input")
     produced = store.outputs.latest_artifacts_of_run(run_id)
+    # The data versions made here: a task's declared dataset output is among its outputs (a consumer of NAME@V had
+    # no producer in Marquez); the version a drop-folder file became is among the run's inputs.
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for v in lin.versions_made_by_run(run_id):
+        d = _dataset(f"dataset:{v['name']}@{v['version']}", v["manifest_sha256"], v["size"], "dataset", v["files"])
+        if v["task"]:
+            versions.setdefault(v["task"], []).append(d)
+        else:
+            run_inputs.setdefault(d["name"], d)
     for task in store.runs.tasks_of(run_id):
         consumed = lin.consumed_by(run_id, task["name"])
         inputs = [_dataset(c["path"], c["sha256"], c["size"], c["kind"], c["files"]) for c in consumed]
         outputs = [_dataset(a["path"], a["sha256"], a["size"], "output") for a in produced.get(task["name"], [])]
+        outputs += versions.get(task["name"], [])
         for c, d in zip(consumed, inputs):
             if c["kind"] != "upstream":
                 run_inputs.setdefault(d["name"], d)

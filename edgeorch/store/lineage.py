@@ -187,6 +187,14 @@ class Lineage:
         """The drop-folder inputs that started (or were retried with) ``run_id``."""
         return self._db.all("SELECT * FROM inputs WHERE run_id = ? ORDER BY id", (run_id,))
 
+    def versions_made_by_run(self, run_id: int) -> list[dict[str, Any]]:
+        """The data versions run ``run_id`` recorded (a task's declared ``dataset`` output: ``task`` set) or its
+        drop-folder input became (``input_id`` set): ``name``, ``version``, ``task``, ``input_id``, sizes, hash."""
+        return self._db.all(
+            "SELECT d.name, v.version, v.task, v.input_id, v.files, v.size, v.manifest_sha256 FROM dataset_versions v"
+            " JOIN datasets d ON d.id = v.dataset_id WHERE v.run_id = ? OR v.input_id IN"
+            " (SELECT id FROM inputs WHERE run_id = ?) ORDER BY v.id", (run_id, run_id))
+
     def inputs_claimed_as(self, path: str, sha256: str) -> list[dict[str, Any]]:
         """Drop-folder inputs whose claimed file is this one (its inbox path and content)."""
         return self._db.all("SELECT * FROM inputs WHERE inbox_path = ? AND sha256 = ? ORDER BY id", (path, sha256))

@@ -153,6 +153,12 @@ def test_a_task_output_becomes_a_version_with_its_outcome(workspace, daemon, tmp
     assert rows[1]["new_bytes"] == 0 and rows[0]["manifest_sha256"] == rows[1]["manifest_sha256"]
     shown = daemon.call("datasets.show", {"ref": "features@2", "files": True})
     assert [f["path"] for f in shown["entries"]] == ["n.csv", "sub/x.txt"]
+    # OpenLineage: the task that made a version lists it among its outputs (no job produced features@1 before).
+    exported = workspace.invoke("lineage", "export", "--openlineage", "-", "--run", "1")
+    assert exported.returncode == 0, exported.stderr
+    make = next(json.loads(line) for line in exported.stdout.splitlines()
+                if '"features.make"' in line and '"COMPLETE"' in line)
+    assert ("edgeorch-dataset", "features@1") in [(d["namespace"], d["name"]) for d in make["outputs"]]
 
     run_id = daemon.call("trigger", {"pipeline": "missing"})["run_id"]
     assert daemon.wait_run(run_id) == "failed"

@@ -206,6 +206,15 @@ def test_a_model_version_and_a_data_version_lead_back_to_the_dropped_file_and_it
     down = daemon.call("lineage", {"thing": "1/train", "directions": ["downstream"]})
     assert ["made by", "model:houses@1"] in down["downstream"]["task:1/train"]
 
+    # OpenLineage: the version the dropped file became is an input of its run (it was in no event: a consumer of
+    # raw@1 had no producer in Marquez).
+    target = tmp_path / "ol.jsonl"
+    assert _cli(workspace, "export", "--openlineage", str(target)).returncode == 0
+    events = [json.loads(line) for line in target.read_text().splitlines()]
+    run_end = next(e for e in events if e["job"]["name"] == "houses" and e["eventType"] == "COMPLETE")
+    assert {"namespace": "edgeorch-dataset", "name": "raw@1"} in [
+        {k: d[k] for k in ("namespace", "name")} for d in run_end["inputs"]], run_end["inputs"]
+
     out = _cli(workspace, "model:houses", "--upstream")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("model houses@1 ") and _sha(DROPPED) in out.stdout
