@@ -193,6 +193,7 @@ class DropFolders:
         self._long_tasks: dict[Path, asyncio.Task[None]] = {}
         self._long_pool: ThreadPoolExecutor | None = None
         self._hashed: list[tuple[_Pending, ClaimedFile | BaseException]] = []  # lanes' results, for the worker
+        self._stored: dict[int, Any] = {}  # input id -> a long file's version, stored by its lane (or its error)
         engine.run_end_writers.append(self.record_run_end)
 
     def _publish(self, state: str, **fields: Any) -> None:
@@ -251,6 +252,10 @@ class DropFolders:
             self._refusals_timer.cancel()
             self._refusals_timer = None
         self._flush_refusals(all_pending=True)  # the counts of windows still open: said before the stop
+        for snap in self._stored.values():  # stored by a lane, never recorded: its chunks need no pins
+            if hasattr(snap, "release"):
+                snap.release()
+        self._stored.clear()
         for h in self._retry_handles:
             h.cancel()
         self._retry_handles.clear()
@@ -500,6 +505,7 @@ class DropFolders:
         _remove_left_claim_folders(self.inbox, store.inputs.next_id())
         active = {r["id"]: r for r in store.inputs.to_reconcile()}  # whole rows: what the actions need
         records = [_record_of(row) for row in store.inputs.records()]  # every state, just reconcile's columns
+        _remove_emptied_claim_folders(self.inbox, records)
         drop = file_ids(p for s in self.watches for p in self._scan_quietly(s))
         self._refused.load(self._refusals_of(records, drop), drop)
         runs = store.runs.by_input()
@@ -887,7 +893,10 @@ class DropFolders:
                 p = self._long_now[folder] = queue.pop(0)
                 if self._long_pool is None:
                     self._long_pool = ThreadPoolExecutor(LONG_CLAIM_LANES, thread_name_prefix="edgeorch-long-claim")
-                res = await self.loop.run_in_executor(self._long_pool, _claim_one, p.intent, self._cancel)
+                res, snap = await self.loop.run_in_executor(self._long_pool, _claim_and_store, p.intent,
+                                                            self._cancel, self._store_of(p))
+                if snap is not None:
+                    self._stored[p.iid] = snap
                 self._hashed.append((p, res))
                 self._wake.set()
         finally:
@@ -977,9 +986,14 @@ class DropFolders:
         from ...datasets.service import object_store
 
         objects = object_store(self.config.state_dir)
-        results = await self.loop.run_in_executor(
+        stored = {i: self._stored.pop(started[i][0]["id"]) for i, _ in jobs if started[i][0]["id"] in self._stored}
+        todo = [(i, decl) for i, decl in jobs if i not in stored]  # a long file's lane stored it already
+        made = await self.loop.run_in_executor(
             None, _snapshot_all, objects,
-            [(started[i][1].path, decl.compress, started[i][0]["source_name"]) for i, decl in jobs])
+            [(started[i][1].path, decl.compress, started[i][0]["source_name"]) for i, decl in todo],
+            self._cancel) if todo else []
+        by_job = {**stored, **{i: res for (i, _), res in zip(todo, made)}}
+        results = [by_job[i] for i, _ in jobs]
         failed: set[int] = set()
         for (i, decl), res in zip(jobs, results):
             rec = started[i][0]
@@ -990,6 +1004,15 @@ class DropFolders:
             else:
                 rec["snapshot"] = res
         return [item for i, item in enumerate(started) if i not in failed]
+
+    def _store_of(self, p: _Pending) -> tuple[Any, bool, str] | None:
+        """What a long file is stored with, in its lane: ``(object store, compress, the file's name in the
+        version)`` when its watch names a dataset (as :meth:`_snapshot_inputs` stores it), else None."""
+        if p.spec.dataset is None:
+            return None
+        from ...datasets.service import object_store
+
+        return object_store(self.config.state_dir), p.spec.dataset.compress, p.intent.source.name
 
     def _record_version(self, spec: WatchSpec | None, rec: dict[str, Any], claimed_path: Path) -> None:
         """The claimed file as the next version of its watch's dataset, in the caller's transaction (once
@@ -1319,6 +1342,23 @@ def _remove_left_claim_folders(inbox: Path, next_id: int) -> None:
     remove_empty_in_a_row([inbox / claim_folder_name(i) for i in range(next_id, next_id + CLAIM_GROUP)])
 
 
+def _remove_emptied_claim_folders(inbox: Path, records: list[InputRecord]) -> None:
+    """Remove the empty claim folder ``in-<id>`` of each settled input whose file lives elsewhere now (quarantine):
+    a daemon killed between moving the file out and removing its folder left it, and no later start did. A folder
+    with anything in it stays; an input still being claimed keeps its folder. One listing of the inbox."""
+    try:
+        names = set(os.listdir(inbox))
+    except OSError:
+        return
+    for rec in records:
+        name = claim_folder_name(rec.id)
+        if name not in names or rec.state in ("claiming", "claimed", "waiting", "started"):
+            continue
+        if rec.inbox_path is not None and rec.inbox_path.parent == inbox / name:
+            continue  # its file is (or was kept) there
+        _remove_claim_folder(inbox / name)
+
+
 async def _make_claim_folders(inbox: Path, ids: list[int]) -> list[tuple[int, Path | BaseException]]:
     """:func:`make_claim_folder` for each input id, in slices on the loop: ``(id, folder)``, or ``(id, why
     not)``; never raises (an intent whose folder was not made makes it in its transaction, and meets the error
@@ -1402,18 +1442,32 @@ def _claim_unsynced(intent: ClaimIntent, cancel: threading.Event | None,
         return exc
 
 
-def _snapshot_all(objects: Any, files: list[tuple[Path, bool, str]]) -> list[Any]:
+def _snapshot_all(objects: Any, files: list[tuple[Path, bool, str]],
+                  cancel: threading.Event | None = None) -> list[Any]:
     """:func:`~edgeorch.datasets.snapshot.take_snapshot` of each ``(path, compress, name)``; runs in a
-    worker thread and never raises: each file's outcome is its snapshot or its exception."""
+    worker thread and never raises: each file's outcome is its snapshot or its exception (``SnapshotCancelled``
+    once ``cancel`` is set: a stop ends a long file's storing at its next chunk, as a claim's hash)."""
     from ...datasets.snapshot import take_snapshot
 
     out: list[Any] = []
     for path, compress, name in files:
         try:
-            out.append(take_snapshot(path, objects, compress=compress, name=name))
+            out.append(take_snapshot(path, objects, compress=compress, name=name, cancel=cancel))
         except Exception as exc:  # noqa: BLE001 - one file's failure is that file's result
             out.append(exc)
     return out
+
+
+def _claim_and_store(intent: ClaimIntent, cancel: threading.Event, store: tuple[Any, bool, str] | None
+                     ) -> tuple[ClaimedFile | BaseException, Any]:
+    """A long file's claim (:func:`_claim_one`) and, when its watch names a dataset (``store``: the object store,
+    compress, the name), its version's chunks stored too, in the same lane thread: ``(claim result, snapshot or
+    its exception or None)``. Stored by the claim worker, a 600 MB file held up every folder's claims."""
+    res = _claim_one(intent, cancel)
+    if store is None or not isinstance(res, ClaimedFile):
+        return res, None
+    objects, compress, name = store
+    return res, _snapshot_all(objects, [(res.path, compress, name)], cancel)[0]
 
 
 def _record_of(row: tuple[Any, ...]) -> InputRecord:

@@ -189,3 +189,32 @@ def test_an_add_its_client_leaves_ends_quietly_and_records_nothing(workspace, da
     assert daemon.stop() == 0
     out = daemon.output()
     assert "never retrieved" not in out and "Traceback" not in out and " ERROR " not in out, out[-3000:]
+
+
+def test_a_long_file_of_a_dataset_watch_is_stored_by_its_lane_and_restores_whole(workspace, daemon, tmp_path):
+    """A file past the long-file size is claimed in its folder's lane, and its version's chunks are stored there too
+    (stored by the claim worker, a 600 MB file held up every folder's claims for seconds)."""
+    from edgeorch.triggers.drop.service import LONG_CLAIM_BYTES
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    workspace.write_config(f"""
+        [[watch]]
+        folder = "{drop}"
+        pipeline = "ingest"
+        settle = "0.2s"
+        dataset = "arrivals"
+        """)
+    workspace.pipeline("ingest", '[params]\ninput = { type = "path", default = "" }\n[tasks.a]\ncommand = ["true"]\n')
+    data = random_bytes(LONG_CLAIM_BYTES + 4096, seed=7)
+    (tmp_path / "long.bin").write_bytes(data)
+    daemon.start()
+    os.rename(tmp_path / "long.bin", drop / "long.bin")
+    wait_until(daemon, lambda: q(workspace, "SELECT COUNT(*) FROM inputs WHERE state = 'done'")[0][0] == 1,
+               what="the long file's run done")
+    (v,) = q(workspace, "SELECT * FROM dataset_versions")
+    assert v["size"] == len(data) and v["source"] == "input"
+    restored = cli(workspace, "restore", "arrivals", str(tmp_path / "out"))
+    assert restored.returncode == 0, restored.stderr
+    assert (tmp_path / "out" / "long.bin").read_bytes() == data
+    assert daemon.stop() == 0

@@ -277,3 +277,22 @@ def test_a_daemon_users_file_swapped_in_before_the_rename_is_never_taken_for_the
     monkeypatch.setattr(os, "rename", swap_then_rename)
     with pytest.raises(ClaimRefused, match="swapped in"):
         perform_claim(intent)
+
+
+def test_an_emptied_claim_folder_of_a_settled_input_is_removed_at_start(tmp_path: Path) -> None:
+    """Two of ~550 quarantines (a kill -9 between moving the file to quarantine and removing its folder) left an
+    empty `inbox/in-N` that no later start removed."""
+    from edgeorch.triggers.drop.reconcile import InputRecord
+    from edgeorch.triggers.drop.service import _remove_emptied_claim_folders
+
+    inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
+    for d in ("in-5", "in-6", "in-7", "in-8"):
+        (inbox / d).mkdir(parents=True)
+    (inbox / "in-6" / "kept.csv").write_text("x\n")
+    (inbox / "in-8" / "stray").write_text("?\n")
+    records = [InputRecord(5, "p", "quarantined", Path("/drop/a.csv"), quarantine / "a.csv"),
+               InputRecord(6, "p", "done", Path("/drop/b.csv"), inbox / "in-6" / "kept.csv"),
+               InputRecord(7, "p", "claiming", Path("/drop/c.csv"), inbox / "in-7" / "c.csv"),
+               InputRecord(8, "p", "quarantined", Path("/drop/d.csv"), quarantine / "d.csv")]
+    _remove_emptied_claim_folders(inbox, records)
+    assert sorted(p.name for p in inbox.iterdir()) == ["in-6", "in-7", "in-8"]  # in-8 is not empty: it stays
