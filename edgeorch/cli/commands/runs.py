@@ -265,16 +265,10 @@ def _note_definition(run_id: int, pipeline: str, file: str | Path | None, conten
     """Say on stderr when a retry reruns a definition that is no longer its pipeline file's (an operator fixed a
     timeout in the file and retried: the retry ran the old one, silently). A retry always reruns the run's own
     definition (what its finished tasks' outputs were made with); the edited file takes effect in a new run."""
-    from ...model import text_hash
-    from ...pipelines.load import read_pipeline_bytes
-
     if file is None or content_hash is None:
         return
     shown = printable(str(file))
-    try:
-        now = text_hash(read_pipeline_bytes(Path(file)).decode("utf-8"))
-    except (EdgeorchError, UnicodeDecodeError):
-        now = None
+    now = _file_hash(file)
     if now == content_hash:
         return
     what = "cannot be read now" if now is None else "changed since the run was created"
@@ -283,6 +277,17 @@ def _note_definition(run_id: int, pipeline: str, file: str | Path | None, conten
              f"command), keeping this run's checkpoints and finished tasks; a new run (`edgeorch run "
              f"{printable(pipeline)}`) starts from scratch" if now is not None else
              "It is stored with the run: the retry needs no file"), file=sys.stderr, flush=True)
+
+
+def _file_hash(file: str | Path) -> str | None:
+    """The content hash a pipeline file has now (as a run records its definition's), None when it cannot be read."""
+    from ...model import text_hash
+    from ...pipelines.load import read_pipeline_bytes
+
+    try:
+        return text_hash(read_pipeline_bytes(Path(file)).decode("utf-8"))
+    except (EdgeorchError, UnicodeDecodeError):
+        return None
 
 
 def _actor() -> str:
@@ -829,8 +834,13 @@ def retry_hint(run: dict[str, Any]) -> str | None:
     kept = [f"{printable(t['name'])} finds its checkpoints ({n} file(s))" for t in redo
             if t["attempt_list"] and (n := files.get(t["attempt_list"][-1]["id"], 0))]
     names = ", ".join(printable(t["name"]) for t in redo)
+    file, recorded = run.get("pipeline_file"), run.get("content_hash")
+    changed = []  # a timeout fixed in the file: the plain retry runs the old one again (said after it failed too)
+    if file and recorded and (now := _file_hash(file)) is not None and now != recorded:
+        changed = [f"its pipeline file changed since: `edgeorch retry {run['id']} --current` runs them under the "
+                   "file as it is"]
     return "; ".join([f"next: `edgeorch retry {run['id']}` runs {names} again (and any finished task whose outputs "
-                      "changed since), with this run's definition", *kept])
+                      "changed since), with this run's definition", *changed, *kept])
 
 
 def _result_cell(row: dict[str, Any], key: str) -> Any:

@@ -54,6 +54,9 @@ def test_a_retry_runs_the_edited_file_only_when_asked_and_keeps_the_runs_checkpo
     again = _cli(workspace, "retry", "1")  # the run's own definition: one attempt, fails; says how to use the file
     assert again.returncode == 1
     assert "`edgeorch retry 1 --current` runs them under the file as it is" in again.stderr, again.stderr
+    # The failed retry's last line, where the next step is read, said the plain retry again (and -q hid the note).
+    assert "its pipeline file changed since: `edgeorch retry 1 --current` runs them under the file as it is" \
+        in again.stdout, again.stdout
     fixed = _cli(workspace, "retry", "1", "--current")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "resuming run 1: train (under the pipeline file as it is now)" in fixed.stdout
