@@ -190,10 +190,12 @@ def test_a_full_runs_disk_is_edgeorchs_failure_not_the_tasks_and_names_the_folde
     assert "relaunched in 1s" in out.stdout, out.stdout
 
 
-def test_a_task_that_ended_while_the_runs_disk_was_full_keeps_its_exit_status(workspace, small_disk):
+def test_a_task_that_ended_while_the_runs_disk_was_full_keeps_its_exit_status(workspace, small_disk, tmp_path):
     """The shim could not write exit.json: a task that exited 0 (another that never touched the disk too) was
     "the attempt's supervisor vanished without an exit record". The live engine records the status its shim told
-    it over the pipe."""
+    it over the pipe. A disk filled before the shim wrote proc.json (the task fills it at once) made the shim give
+    up on a running task: the task ran on unsupervised while the engine relaunched it. It runs once."""
+    ran, started = tmp_path / "fill.ran", tmp_path / "fail.started"  # the disk fills once `fail` runs (its folders made)
     workspace.write_config(f"""
         [executor]
         storage = "{small_disk}"
@@ -201,10 +203,10 @@ def test_a_task_that_ended_while_the_runs_disk_was_full_keeps_its_exit_status(wo
     workspace.pipeline("filler", f"""
         [tasks.fill]
         shell = true
-        command = "cat /dev/zero > {small_disk}/junk 2>/dev/null; exit 0"
+        command = "while [ ! -e {started} ]; do sleep 0.01; done; echo x >> {ran}; cat /dev/zero > {small_disk}/junk 2>/dev/null; exit 0"
         [tasks.fail]
         shell = true
-        command = "while [ ! -e {small_disk}/junk ]; do sleep 0.01; done; sleep 0.2; exit 3"
+        command = "touch {started}; while [ ! -e {small_disk}/junk ]; do sleep 0.01; done; sleep 0.2; exit 3"
     """)
     out = workspace.invoke("run", "filler")
     (small_disk / "junk").unlink()
@@ -217,6 +219,7 @@ def test_a_task_that_ended_while_the_runs_disk_was_full_keeps_its_exit_status(wo
     finally:
         conn.close()
     assert (rows["fill"]["state"], rows["fill"]["exit_code"]) == ("exited", 0), dict(rows["fill"])
+    assert ran.read_text() == "x\n"  # once: never relaunched beside itself
     assert (rows["fail"]["state"], rows["fail"]["exit_code"]) == ("exited", 3), dict(rows["fail"])
     assert tasks == {"fill": "succeeded", "fail": "failed"}
     assert not list(small_disk.rglob("exit.json.tmp.*"))  # no empty temporary record left behind

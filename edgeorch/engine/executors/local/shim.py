@@ -259,7 +259,16 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     proc: dict[str, Any] = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     if req.get("cleanup"):  # for whoever settles the attempt if this shim vanishes (LocalExecutor.settle)
         proc["cleanup"] = list(req["cleanup"])
-    write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
+    try:
+        write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
+    except OSError as exc:
+        # The task runs already (a full disk, filled by it or beside it): this shim goes on supervising it, and the
+        # engine learns of it from the reply below. Raising here left the task running with no supervisor while
+        # the engine relaunched it: the same task twice. Only a recovery after the shim itself vanished loses the
+        # record of its process (and cannot stop it).
+        with contextlib.suppress(OSError):  # the log's disk may be the full one
+            _write_all(log_fd, f"edgeorch: cannot record the task's process ({exc.strerror or exc}); it runs on\n"
+                       .encode())
     _reply(reply_fd, {"attempt_id": req["attempt_id"], **identity, "stops_tree": True, **proc})
     if not reuse:
         _let_go(reply_fd)
