@@ -38,7 +38,7 @@ def stop_marked(variable: str, value: str) -> list[int]:
                 env = f.read()
         except OSError:
             continue
-        if want in env.split(b"\0"):
+        if want in env.split(b"\0") and _alive(name):
             found.append(int(name))
     for pid in found:
         try:
@@ -49,6 +49,15 @@ def stop_marked(variable: str, value: str) -> list[int]:
             _kill(os.killpg, group)
         _kill(os.kill, pid)
     return sorted(found)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` is not a zombie or dying (``Z``, ``X``: killed already, awaiting its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _kill(how: Callable[[int, int], None], ident: int) -> None:
