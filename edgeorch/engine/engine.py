@@ -1750,13 +1750,14 @@ class Engine:
         model = spec.model if exit_ok else None
         workdir = None
         written: list[str] = []  # a kind task's save/report files in its output folder (bare names)
-        if exit_ok and spec.kind and any(isinstance(spec.options.get(k), str) for k in KIND_FILE_OPTIONS):
-            values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir)
+        kind_files = exit_ok and spec.kind and any(isinstance(spec.options.get(k), str) for k in KIND_FILE_OPTIONS)
+        promised = bool(exit_ok and (spec.outputs or dataset is not None or model is not None))
+        # Output names take the same placeholders as the command (params and built-ins): read once for both.
+        values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir) if kind_files or promised else {}
+        if kind_files:
             written = [f for k in KIND_FILE_OPTIONS if isinstance(spec.options.get(k), str)
                        and (f := substitute(spec.options[k], values)) and os.path.basename(f) == f]
-        if exit_ok and (spec.outputs or dataset is not None or model is not None):
-            # Output names take the same placeholders as the command (params and built-ins).
-            values = self._placeholders(ctx, la.task, la.number, out_dir, ckpt_dir)
+        if promised:
             names = [substitute(o, values) for o in spec.outputs]
             workdir = self._workdir(ctx, spec, values) if names else None
         # Nothing to hash and no checkpoint (the usual short task): its files are known without a thread hop
