@@ -98,6 +98,14 @@ FDS_PER_CLIENT = 2
 """A connection's socket plus the file a stream (``logs``) may hold open."""
 OWNER_SLOTS = 8
 """The most client slots kept for root and the daemon's uid (:func:`owner_slots`)."""
+SHORT_LINE_BYTES = 64 * 1024
+"""A connection reads its lines with this limit (or ``control.max_line_bytes``, when smaller): a longer line is read
+on under one of its user's :data:`LONG_LINES_PER_USER` permits (:meth:`ControlServer.long_line`)."""
+LONG_LINES_PER_USER = 2
+"""Lines longer than :data:`SHORT_LINE_BYTES` one user other than the owners may have half read at once. Without
+the bound a reader's 400 connections, each holding a partial line of up to ``max_line_bytes``, held ~500 MB of the
+daemon's memory; a connection waiting for a permit holds at most twice :data:`SHORT_LINE_BYTES` (asyncio stops
+reading its socket there)."""
 FLUSH_MIN_DELAY_S = 1.0
 """The shortest wait of the timer that hands ended windows' refusal counts to ``on_suppressed``."""
 
@@ -242,6 +250,8 @@ class ControlServer:
         self._shared: set[asyncio.Task[None]] = set()  # connections of peers other than root and the daemon's uid
         self._per_uid: dict[int, int] = {}  # of those, how many each uid holds (per_user_slots)
         self._streams_per_uid: dict[int, int] = {}  # streams (logs, events) open per uid other than the owners'
+        # Per uid other than the owners': its long-line permits, and how many connections hold or wait (long_line).
+        self._long_lines: dict[int, tuple[asyncio.Semaphore, int]] = {}
         self._ident: tuple[int, int] | None = None
         self.max_clients = self.control.max_clients
         """Clients served at once; lowered at start to fit the descriptor limit."""
@@ -402,6 +412,26 @@ class ControlServer:
         else:
             self._per_uid.pop(uid, None)
 
+    @contextlib.asynccontextmanager
+    async def long_line(self, peer: Peer) -> AsyncIterator[None]:
+        """Held while a line longer than :data:`SHORT_LINE_BYTES` of ``peer`` is read: root and the daemon's uid at
+        once, any other user waits while :data:`LONG_LINES_PER_USER` of its lines are being read (its connection's
+        idle timeout still runs)."""
+        if self.policy.is_owner(peer):
+            yield
+            return
+        permits, users = self._long_lines.get(peer.uid, (asyncio.Semaphore(LONG_LINES_PER_USER), 0))
+        self._long_lines[peer.uid] = (permits, users + 1)
+        try:
+            async with permits:
+                yield
+        finally:
+            permits, users = self._long_lines[peer.uid]
+            if users > 1:
+                self._long_lines[peer.uid] = (permits, users - 1)
+            else:  # nobody else holds or waits: forgotten (no entry kept per uid ever seen)
+                del self._long_lines[peer.uid]
+
     def stream_allowed(self, peer: Peer) -> bool:
         """Whether ``peer`` may open one more stream (``logs``, ``events``): root and the daemon's uid always; any
         other user while it holds fewer than :func:`per_user_slots` of them, in all its connections. Each
@@ -462,7 +492,8 @@ class ControlServer:
 
     async def _open(self, conn: socket.socket, peer: Peer) -> None:
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=self.control.max_line_bytes)
+            reader, writer = await asyncio.open_unix_connection(
+                sock=conn, limit=min(SHORT_LINE_BYTES, self.control.max_line_bytes))
         except BaseException:
             conn.close()
             raise
@@ -736,7 +767,7 @@ class _Connection:
             try:
                 async with asyncio.timeout_at(deadline) as cm:
                     self._read_timeout = cm
-                    line = await self.reader.readuntil(b"\n")
+                    line = await self._read_line()
             except asyncio.IncompleteReadError as exc:
                 # EOF. A last line without its newline is still a request
                 # (printf '...' | socat ...).
@@ -760,6 +791,36 @@ class _Connection:
             # cannot keep the loop from serving everybody else.
             await asyncio.sleep(0)
         await self._finish_after_eof()
+
+    async def _read_line(self) -> bytes:
+        """The next line, its ``\\n`` included. A line longer than the reader's limit (:data:`SHORT_LINE_BYTES`) is
+        read on in parts under one of the user's long-line permits, up to ``control.max_line_bytes``. Raises as
+        ``readuntil`` does: ``IncompleteReadError`` at EOF (with all of the line read so far),
+        ``LimitOverrunError`` for a line over the cap."""
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            cap = self.server.control.max_line_bytes
+            if cap <= SHORT_LINE_BYTES:
+                raise
+            consumed = exc.consumed
+        async with self.server.long_line(self.peer):
+            line = bytearray()
+            while True:
+                # readuntil left the bytes it looked at in the buffer: taken, and looked for the newline after them.
+                line += await self.reader.readexactly(consumed)
+                if len(line) > cap:
+                    raise asyncio.LimitOverrunError("request line over the cap", len(line))
+                try:
+                    end = await self.reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError as exc:
+                    consumed = exc.consumed
+                    continue
+                except asyncio.IncompleteReadError as exc:
+                    raise asyncio.IncompleteReadError(bytes(line) + exc.partial, None) from None
+                if len(line) + len(end) - 1 > cap:
+                    raise asyncio.LimitOverrunError("request line over the cap", len(line) + len(end))
+                return bytes(line + end)
 
     async def _handle_line(self, line: bytes) -> bool:
         """Answer or dispatch one line; False when the connection must close."""

@@ -322,3 +322,61 @@ def test_one_reader_holds_at_most_its_slots_worth_of_streams_in_all_its_connecti
         assert [r.get("result", {}).get("started") for r in replies] == [True] * 3, replies
     finally:
         _close(again)
+
+
+LONG_LINES = """\
+import json, socket, sys
+conns = []
+head, tail = b'{"v":1,"id":%d,"op":"echo","args":{"x":"', b'"}}\\n'
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(sys.argv[1])
+    s.sendall(head % i + b"a" * int(sys.argv[3]))  # a line longer than the short limit, not ended
+    conns.append(s)
+print("sent", flush=True)
+sys.stdin.readline()
+for s in conns:
+    s.sendall(tail)
+print(json.dumps([json.loads(s.makefile("rb").readline()) for s in conns]), flush=True)
+"""
+
+
+def test_one_reader_reads_at_most_two_long_lines_at_once(make_server: MakeServer) -> None:
+    """A reader's 400 connections, each holding a partial line of up to max_line_bytes (1 MiB), held ~500 MB of
+    the daemon. A line past SHORT_LINE_BYTES is read on under one of the user's LONG_LINES_PER_USER permits; the
+    others wait with at most twice the short limit buffered, and go on when a permit comes back."""
+    from edgeorch.control.server import LONG_LINES_PER_USER, SHORT_LINE_BYTES
+
+    st = make_server(ControlConfig(idle_timeout=30.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0))
+    open_up(st)
+    assert st.server is not None
+    nobody = pwd.getpwnam("nobody").pw_uid
+    proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                             LONG_LINES, str(st.path), "4", str(SHORT_LINE_BYTES + 40_000)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline() == b"sent\n", proc.stderr.read().decode()
+        deadline = time.monotonic() + 20
+        while st.server._long_lines.get(nobody, (None, 0))[1] < 4:  # all four past the short limit
+            assert time.monotonic() < deadline, st.server._long_lines
+            time.sleep(0.01)
+        permits, users = st.server._long_lines[nobody]
+        assert users == 4 and permits.locked()  # two read on, two wait
+        with Client(st.path) as c:  # the owners never wait for a reader's permits
+            assert c.call("echo", {"x": "a" * (SHORT_LINE_BYTES * 3)})["args"]["x"] == "a" * (SHORT_LINE_BYTES * 3)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        replies = json.loads(proc.stdout.readline() or b"null")
+        assert replies is not None, proc.stderr.read().decode()
+        assert [r["ok"] for r in replies] == [True] * 4, replies
+        assert [len(r["result"]["args"]["x"]) for r in replies] == [SHORT_LINE_BYTES + 40_000] * 4
+    finally:
+        proc.kill()
+        proc.wait(20)
+    deadline = time.monotonic() + 20
+    while st.server._long_lines:  # forgotten once nobody holds or waits
+        assert time.monotonic() < deadline, st.server._long_lines
+        time.sleep(0.01)
+    assert LONG_LINES_PER_USER == 2

@@ -442,3 +442,26 @@ def test_client_reconnects_after_the_daemon_dropped_an_idle_connection(make_serv
         # Wait until the daemon's timeout goodbye is there to be read.
         assert select.select([conn.sock], [], [], 5)[0]
         assert client.call("ping")["pong"]  # not the stale goodbye
+
+
+def test_a_long_line_is_read_in_parts_up_to_the_cap(make_server: MakeServer) -> None:
+    """Past SHORT_LINE_BYTES a line is read on in parts (a long-line permit): at the cap it is accepted, one byte
+    over it is too large, and a long last line without its newline before EOF still counts."""
+    from edgeorch.control.server import SHORT_LINE_BYTES
+
+    cap = 4 * SHORT_LINE_BYTES + 17
+    st = make_server(ControlConfig(max_line_bytes=cap, idle_timeout=5.0))
+    head = b'{"v":1,"id":1,"op":"echo","args":{"x":"'
+    tail = b'"}}'
+    line = head + b"a" * (cap - len(head) - len(tail)) + tail
+    with Raw(st.path) as raw:
+        for i in range(0, len(line), 30_000):  # in pieces, as a slow client sends it
+            raw.sock.sendall(line[i:i + 30_000])
+        raw.send(b"\n")
+        assert raw.recv()["result"]["args"]["x"] == "a" * (cap - len(head) - len(tail))
+        raw.send(line[:-3] + b'a"}}\n')  # one byte over
+        assert raw.recv()["error"]["code"] == "too_large"
+    with Raw(st.path) as raw:
+        raw.sock.sendall(line)
+        raw.sock.shutdown(socket.SHUT_WR)
+        assert raw.recv()["ok"] is True
