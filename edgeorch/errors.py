@@ -263,3 +263,26 @@ def shown(value: object) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {shown(v)}" for k, v in value.items()) + "}"
     return repr(value)
+
+
+ERROR_KEYS = ("code", "message", "file", "pipeline", "field", "value", "expected", "hint", "line", "column",
+              "exit_code")
+"""The keys of every ``{"error": {...}}`` object, in order."""
+
+
+def error_fields(err: EdgeorchError) -> dict[str, Any]:
+    """The protocol's error object for ``err`` (the daemon's, for its errors) with every key of :data:`ERROR_KEYS`
+    but ``exit_code``, null where it does not apply: what ``validate --json`` lists for each problem too (its
+    items had a key set of their own per kind of error)."""
+    body = getattr(err, "detail", None)  # an error the daemon sent: its fields as it sent them
+    if not isinstance(body, dict):
+        body = err.to_dict()
+    doc = {key: body.get(key) for key in ERROR_KEYS if key != "exit_code"}
+    doc["code"] = doc["code"] or err.code
+    doc["message"] = doc["message"] or err.render()
+    return doc
+
+
+def error_document(err: EdgeorchError) -> dict[str, Any]:
+    """``{"error": {...}}`` for ``err``: :func:`error_fields` plus ``exit_code``."""
+    return {"error": {**error_fields(err), "exit_code": err.exit_code}}

@@ -6,7 +6,7 @@ last line of stderr, one object::
   {"error": {"code": "not_found", "message": "...", "file": null, "pipeline": null, "field": null,
              "value": 7, "expected": null, "hint": null, "line": null, "column": null, "exit_code": 3}}
 
-Every key of :data:`ERROR_KEYS` is always there (null when it does not
+Every key of :data:`~edgeorch.errors.ERROR_KEYS` is always there (null when it does not
 apply). The body is :meth:`~edgeorch.errors.EdgeorchError.to_dict`, the
 control protocol's error object, so an error the daemon sent keeps the
 fields it had there; ``message`` is the whole human text (field, value,
@@ -24,13 +24,8 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-from ..errors import EdgeorchError
+from ..errors import EdgeorchError, error_document
 from .exits import EXIT_INTERNAL
-
-ERROR_KEYS = ("code", "message", "file", "pipeline", "field", "value", "expected", "hint", "line", "column",
-              "exit_code")
-"""The keys of every ``{"error": {...}}`` object, in order."""
-
 
 def wants_json(argv: Sequence[str]) -> bool:
     """True when ``argv`` asks for JSON: ``--json`` (or an abbreviation argparse accepts) before any ``--``.
@@ -44,24 +39,6 @@ def wants_json(argv: Sequence[str]) -> bool:
         if len(token) >= 3 and "--json".startswith(token):
             return True
     return False
-
-
-def error_fields(err: EdgeorchError) -> dict[str, Any]:
-    """The protocol's error object for ``err`` (the daemon's, for its errors) with every key of :data:`ERROR_KEYS`
-    but ``exit_code``, null where it does not apply: what ``validate --json`` lists for each problem too (its
-    items had a key set of their own per kind of error)."""
-    body = getattr(err, "detail", None)  # an error the daemon sent: its fields as it sent them
-    if not isinstance(body, dict):
-        body = err.to_dict()
-    doc = {key: body.get(key) for key in ERROR_KEYS if key != "exit_code"}
-    doc["code"] = doc["code"] or err.code
-    doc["message"] = doc["message"] or err.render()
-    return doc
-
-
-def error_document(err: EdgeorchError) -> dict[str, Any]:
-    """``{"error": {...}}`` for ``err``: :func:`error_fields` plus ``exit_code``."""
-    return {"error": {**error_fields(err), "exit_code": err.exit_code}}
 
 
 def report_error(err: EdgeorchError, *, json_out: bool, quiet: bool = False) -> int:

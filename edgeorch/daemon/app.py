@@ -738,6 +738,19 @@ def run_daemon(config_path: str | None, *, log_level: str | None = None, verbosi
     from ..kernels.cache import use_numba_cache_dir
 
     use_numba_cache_dir(cfg.numba_cache_dir)  # one rule for every path (edgeorch/kernels/cache.py)
+    if cfg.daemon.log_format == "json":
+        # A log shipper reading stderr gets every line as JSON, the error that stops a start too (it was the CLI's
+        # plain `edgeorch: error: ...` line).
+        from ..observe.jsonlog import fatal_as_json
+
+        with fatal_as_json(log) as outcome:
+            outcome.code = _run(cfg, level)
+        return outcome.code
+    return _run(cfg, level)
+
+
+def _run(cfg: Config, level: str) -> int:
+    """:func:`run_daemon` once the config is read and logging set up."""
     daemon = Daemon(cfg)
     # The banner is information: `-q` (warning) leaves it out, and JSON lines stay JSON lines only. Said once the
     # state is locked: a start refused because another process holds it says that alone.

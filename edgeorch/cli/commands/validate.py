@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...errors import error_fields
 from ...textui import print_json
 from ..backend import load
 from ..exits import EXIT_FAILED, EXIT_OK
-from ..failures import error_fields
 from . import AddCommand
 
 

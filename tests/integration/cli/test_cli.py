@@ -408,7 +408,7 @@ def test_pipelines_without_a_daemon_says_its_next_fires_start_nothing(workspace)
 def test_validate_json_lists_every_problem_with_every_key(workspace):
     """`validate --json` items had a key set of their own per kind of problem (no `value` for a typo, no `hint`,
     `line` or `column` for a wrong type); the CLI's error objects have every key, null where it does not apply."""
-    from edgeorch.cli.failures import ERROR_KEYS
+    from edgeorch.errors import ERROR_KEYS
 
     workspace.pipeline("typo", '[tasks.a]\ncomand = ["true"]\n')
     workspace.pipeline("wrongtype", '[tasks.a]\ncommand = ["true"]\nretries = "x"\n')

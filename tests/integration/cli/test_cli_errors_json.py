@@ -10,7 +10,8 @@ import json
 import pytest
 
 from edgeorch.cli import main as cli_main
-from edgeorch.cli.failures import ERROR_KEYS, error_document, wants_json
+from edgeorch.cli.failures import wants_json
+from edgeorch.errors import ERROR_KEYS, error_document
 from edgeorch.errors import ConfigError, NotFoundError
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -105,3 +106,21 @@ def test_under_systemd_the_lines_go_to_the_journal_with_run_id_fields(workspace,
     assert all(e["SYSLOG_IDENTIFIER"] == "edgeorch" for e in entries)
     assert any("ready" in e["MESSAGE"] for e in entries)  # the daemon's other lines go there too
     assert "ready" not in daemon.output()  # and not also to stderr
+
+
+def test_json_lines_carry_the_error_that_stops_a_start(workspace, daemon):
+    """With log_format = "json" every line on stderr is JSON: the error that stops a start was the CLI's plain
+    `edgeorch: error: ...` line, which a log shipper reading JSON lines dropped or choked on."""
+    workspace.write_config('[daemon]\nlog_format = "json"\n')
+    daemon.start()
+    second = subprocess.run([*workspace.cli(), "daemon"], env=workspace.cli_env(), capture_output=True, text=True,
+                            timeout=60)  # the state folder is held by the first
+    assert second.returncode == 4, second
+    lines = [json.loads(line) for line in second.stderr.splitlines()]
+    fatal = [d for d in lines if d["level"] == "critical"]
+    assert len(fatal) == 1, lines
+    error = fatal[0]["error"]
+    assert (error["exit_code"], error["code"]) == (4, "state_error"), error
+    assert str(workspace.root / "var") in error["message"] and "stop that daemon first" in error["hint"], error
+    assert fatal[0]["message"].startswith("cannot go on: state directory ")
+    assert daemon.stop() == 0

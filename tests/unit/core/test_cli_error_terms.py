@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgeorch.cli.failures import error_document, in_cli_terms
+from edgeorch.cli.failures import in_cli_terms
+from edgeorch.errors import error_document
 from edgeorch.cli.main import build_parser
 from edgeorch.control.protocol import error_from_dict
 from edgeorch.errors import UsageError
