@@ -116,6 +116,16 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
     return run
 
 
+def with_hashing(run: dict[str, Any], hashing: dict[str, str]) -> dict[str, Any]:
+    """``run`` (:func:`run_document`) with each task whose files the daemon is hashing now given ``hashing``'s
+    words as ``now`` (:meth:`~edgeorch.engine.engine.Engine.hashing`): a task shown ``running`` or ``ready``
+    for minutes while a 20 GB output is hashed said nothing of why."""
+    for t in run["tasks"]:
+        if t["name"] in hashing:
+            t["now"] = hashing[t["name"]]
+    return run
+
+
 def models_of_run(store: Any, run_id: int) -> list[dict[str, Any]]:
     """What the run's model outputs did, in order: ``{"state": "registered", "model", "version", "task",
     "gate_verdict"}`` for a version it added, ``{"state": "unchanged", ...}`` (``gate_verdict`` None) when it

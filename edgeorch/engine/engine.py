@@ -1089,14 +1089,38 @@ class Engine:
         return len(self.res.queue)
 
     def waiting_reasons(self, run_id: int) -> dict[str, str]:
-        """Task -> why it waits now, for run ``run_id``'s tasks in the resources queue (``edgeorch why``); {} when
-        the run is not active here or none of its tasks is queued."""
+        """Task -> why it waits now, for run ``run_id``'s tasks in the resources queue and those whose files are
+        being hashed (:meth:`hashing`) (``edgeorch why``); {} when the run is not active here or none of its tasks
+        waits."""
         ctx = self.runs.get(run_id)
-        if ctx is None or self.res is None or not any(f"{run_id}/{n}" in self.res.queue for n in ctx.states):
+        if ctx is None or self.res is None:
             return {}
-        prefix = f"{run_id}/"
-        return {q["task"].removeprefix(prefix): q["reason"] for q in self.resources_report()["queue"] or ()
-                if q["task"].startswith(prefix)}
+        reasons = self.hashing(run_id)
+        if any(f"{run_id}/{n}" in self.res.queue for n in ctx.states):
+            prefix = f"{run_id}/"
+            reasons.update({q["task"].removeprefix(prefix): q["reason"] for q in self.resources_report()["queue"] or ()
+                            if q["task"].startswith(prefix)})
+        return reasons
+
+    def hashing(self, run_id: int) -> dict[str, str]:
+        """Task -> what of its files the hashing worker reads now or has queued, for run ``run_id``: its declared
+        inputs (before it is queued; its state says ready), a recorded result's files (the cache's check), or
+        its ended attempt's outputs and checkpoints (its state still says running). Gigabytes take seconds to
+        minutes: ``show`` and ``why`` say it rather than a bare state. {} when the run is not active here."""
+        ctx = self.runs.get(run_id)
+        if ctx is None:
+            return {}
+        now: dict[str, str] = {}
+        for name in ctx.states:
+            tid = f"{run_id}/{name}"
+            if tid in self._inputs_hashing:
+                now[name] = "hashing its declared inputs before it is queued"
+            elif tid in self._cache_checks:
+                now[name] = "checking the files of a recorded result (cache) before it is reused"
+        for la in self.live.values():
+            if la.run_id == run_id and la.exited:
+                now[la.task] = f"attempt {la.number} ended: hashing and recording its outputs and checkpoints"
+        return now
 
     def resources_report(self, *, queue: bool = True) -> dict[str, Any]:
         """Cores, memory, GPUs with live readings, who holds what, the queue with reasons (JSON-ready).

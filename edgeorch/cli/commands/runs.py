@@ -782,7 +782,7 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
         code = None
         if last:
             code = last["exit_code"] if last["signal"] is None else f"sig {last['signal']}"
-        reason = t["reason"] or ""
+        reason = t["reason"] or t.get("now") or ""  # now: what the daemon does with its files (with_hashing)
         if t["state"] == "running" and run.get("cancel_reason"):  # SIGTERM sent, SIGKILL after the grace
             reason = f"stopping: {run['cancel_reason']}"
         elif not reason and last is not None and last.get("inputs_moved"):  # said in --json and the events alone

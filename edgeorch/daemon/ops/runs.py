@@ -11,7 +11,7 @@ from ...errors import EdgeorchError, NotFoundError, PipelineError, UsageError
 from ...model import Pipeline, TaskState, label_problem
 from ...pipelines import MAX_PIPELINE_BYTES, load_pipeline_bytes
 from ...pipelines.document import stale_warning
-from ...rundoc import log_attempt, run_document, runs_page
+from ...rundoc import log_attempt, run_document, runs_page, with_hashing
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +102,8 @@ class RunOps:
                                   state=arg(args, "state", str, required=False))}
 
     async def runs_show(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
-        return run_document(self.store, arg(args, "run_id", int))
+        run_id = arg(args, "run_id", int)
+        return with_hashing(run_document(self.store, run_id), self.engine.hashing(run_id))
 
     async def logs(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
         """An attempt's log. ``follow`` without ``attempt``: the task's attempts one after another while its run is

@@ -677,6 +677,29 @@ def test_show_says_a_running_task_of_a_cancelled_run_is_stopping_and_no_old_exit
     assert read.split()[:5] == ["read", "failed", "1", "-", "-"], read
 
 
+def test_show_says_what_the_daemon_does_with_a_tasks_files(capsys):
+    """`show` said `running` (an ended attempt's outputs hashed) or `ready` (declared inputs hashed) with no reason
+    for as long as gigabytes were read; the daemon's words (rundoc.with_hashing) are its reason column now."""
+    from edgeorch.cli.commands.runs import _print_run
+    from edgeorch.rundoc import with_hashing
+
+    attempt = {"id": 1, "state": "running", "exit_code": None, "signal": None, "reason": None, "started_at": 1.0,
+               "finished_at": None, "log_path": "/nonexistent/output.log"}
+    run = {"id": 7, "pipeline": "p", "state": "running", "reason": None, "created_at": 0.0, "started_at": 1.0,
+           "finished_at": None, "resumed_at": None, "trigger": "cli", "actor": None, "params": {}, "run_dir": "/x",
+           "results": [], "checkpoints": [],
+           "tasks": [{"name": "train", "state": "running", "attempts": 1, "reason": None, "attempt_list": [attempt]},
+                     {"name": "score", "state": "ready", "attempts": 0, "reason": None, "attempt_list": []},
+                     {"name": "other", "state": "pending", "attempts": 0, "reason": None, "attempt_list": []}]}
+    with_hashing(run, {"train": "attempt 1 ended: hashing and recording its outputs and checkpoints",
+                       "score": "hashing its declared inputs before it is queued"})
+    _print_run(run, summary=True)
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln}
+    assert lines["train"].endswith("attempt 1 ended: hashing and recording its outputs and checkpoints")
+    assert lines["score"].endswith("hashing its declared inputs before it is queued")
+    assert lines["other"].split()[1:] == ["pending", "0", "-", "-"], lines["other"]
+
+
 def test_sigterm_ends_a_following_events_or_logs_with_130_and_a_json_line(workspace, daemon):
     """`timeout 60 edgeorch events` ended with 143 and said nothing (docs: 130, interrupted); with --json the last
     stderr line was not the JSON object --json promises."""

@@ -47,13 +47,18 @@ def test_the_loop_keeps_answering_while_a_large_output_is_hashed(workspace, harn
     """)
     lags: list[float] = []
 
+    said: list[dict[str, str]] = []  # what `show` and `why` say of the task meanwhile (Engine.hashing)
+
     async def probe(engine, run_id):
         # A ping every 10 ms until the run is over: how late does the loop run it?
-        seen = await measure_lag(lags, lambda: run_id in engine.runs, lambda: bool(engine._settling))
+        seen = await measure_lag(lags, lambda: run_id in engine.runs,
+                                 lambda: bool(engine._settling) and not said.append(engine.hashing(run_id)))
         assert seen, "the run ended without a hashing phase to measure"
 
     run_id, state = harness.run("big", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
+    # Its state said `running` for as long as the gigabyte was hashed, with no word of why.
+    assert {"make": "attempt 1 ended: hashing and recording its outputs and checkpoints"} in said, said
     (art,) = harness.store().outputs.latest_artifacts(run_id, "make")
     assert art["size"] == BIG
     assert art["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"  # sha256 of 1 GiB of zeros
@@ -125,12 +130,16 @@ def test_the_loop_keeps_answering_while_a_large_declared_input_is_hashed(workspa
         f.truncate(BIG)
     lags: list[float] = []
 
+    said: list[dict[str, str]] = []
+
     async def probe(engine, run_id):
-        seen = await measure_lag(lags, lambda: run_id in engine.runs, lambda: bool(engine._inputs_hashing))
+        seen = await measure_lag(lags, lambda: run_id in engine.runs,
+                                 lambda: bool(engine._inputs_hashing) and not said.append(engine.waiting_reasons(run_id)))
         assert seen, "the run ended without an input-hashing phase to measure"
 
     run_id, state = harness.run("biginput", during=probe, timeout=120)
     assert state == RunState.SUCCEEDED
+    assert {"read": "hashing its declared inputs before it is queued"} in said, said  # `why` and `show` say it
     (row,) = harness.store().lineage.consumed_by(run_id, "read")
     assert row["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"
     assert max(lags) < 0.25, f"the loop computed for {max(lags):.2f}s without answering"
