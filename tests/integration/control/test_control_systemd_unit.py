@@ -48,6 +48,9 @@ def test_unit_has_the_settings_the_daemon_relies_on() -> None:
     assert s["ExecStart"] == ["/usr/local/bin/edgeorch daemon --config %E/edgeorch/config.toml"]
     assert s["RuntimeDirectoryPreserve"] == ["yes"]
     assert "WatchdogSec" in s and "StateDirectory" in s
+    # The group reaching the socket (every CLI user is in it) must not read the state folder: the state file, logs
+    # and dropped files would bypass [control] readers (it was 0750).
+    assert s["Group"] == ["edgeorch"] and s["StateDirectoryMode"] == ["0700"]
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
         assert s[key] == ["yes"], key
     assert s["ProtectSystem"] == ["strict"]
