@@ -25,9 +25,14 @@ from ..errors import ConfigError, UsageError
 
 
 def _csv_list(text: str | None) -> list[str] | None:
+    """The names of a comma-separated option (``--columns``, ``--group``, ``--categories``), read as a CSV line:
+    a name that holds a comma is written in double quotes (``'"price, usd",qty'``; a quote inside one doubled),
+    as a CSV header writes it. Blank items are dropped; None when none is left."""
     if text is None:
         return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    import csv
+
+    items = [t.strip() for row in csv.reader([text], skipinitialspace=True) for t in row if t.strip()]
     return items or None
 
 
@@ -57,7 +62,8 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                "  edgeorch profile people.csv --epsilon 0.5 --dataset people --budget 3 --bounds age=0:100 \\\n"
                "      --categories city=Paris,Lyon" + _KEEP_WARM_NOTE)
     p.add_argument("file", metavar="FILE", help="data file to profile")
-    p.add_argument("--columns", metavar="A,B", help="comma-separated columns to profile (default: all)")
+    p.add_argument("--columns", metavar="A,B", help='comma-separated columns to profile (default: all; one '
+                   'holding a comma in double quotes: \'"price, usd",qty\')')
     p.add_argument("--save", metavar="PATH", help="write the profile as JSON (a drift reference)")
     dp = p.add_argument_group("differential privacy (docs/privacy.md; needs the dp extra)")
     dp.add_argument("--epsilon", type=float, metavar="E",
@@ -91,7 +97,8 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
                "  edgeorch drift ref.csv cur.csv --method psi --threshold 0.2 --html drift.html" + _KEEP_WARM_NOTE)
     d.add_argument("reference", metavar="REFERENCE", help="reference data file or saved profile (.json)")
     d.add_argument("current", metavar="CURRENT", help="current data file")
-    d.add_argument("--columns", metavar="A,B", help="comma-separated columns (default: those in both)")
+    d.add_argument("--columns", metavar="A,B", help='comma-separated columns (default: those in both; one '
+                   'holding a comma in double quotes: \'"price, usd",qty\')')
     d.add_argument("--method", help="one method for every column (ks, wasserstein, psi, jensenshannon, "
                                     "hellinger, chisquare, z)")
     d.add_argument("--threshold", type=float, help="threshold of the method (default per method)")

@@ -51,6 +51,17 @@ def test_profile_json_is_one_strict_document(files: Path, capsys: pytest.Capture
     assert doc["kind"] == "profile" and [r["column"] for r in doc["rows"]] == ["a"]
 
 
+def test_columns_holding_a_comma_are_named_in_double_quotes(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--columns` split at every comma: a column `price, usd` (a CSV header may quote one) could not be named."""
+    Path("q.csv").write_text('"price, usd",qty,"say ""hi"""\n1.5,2,x\n2.5,3,y\n')
+    assert run(["profile", "q.csv", "--json", "--columns", '"price, usd", qty']) == 0
+    assert [r["column"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["price, usd", "qty"]
+    assert run(["profile", "q.csv", "--json", "--columns", '"say ""hi"""']) == 0
+    assert [r["column"] for r in json.loads(capsys.readouterr().out)["rows"]] == ['say "hi"']
+    with pytest.raises(UsageError, match="price"):  # unquoted, it is two names, neither a column
+        run(["profile", "q.csv", "--columns", "price, usd"])
+
+
 def test_drift_exits_0_without_dataset_drift(files: Path) -> None:
     assert run(["drift", "ref.csv", "same.csv"]) == 0
 
