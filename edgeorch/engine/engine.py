@@ -331,6 +331,7 @@ class Engine:
         # start; and those being hashed. A task that leaves ``ready`` forgets its snapshot.
         self._inputs: dict[str, InputsSnapshot] = {}
         self._inputs_hashing: set[str] = set()
+        self._tolerated: set[int] = set()  # stored definitions whose problems were logged (stored_pipeline)
         self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeorch-hash")
         self._resumes: set[asyncio.Future[list[str]]] = set()  # resumes whose outputs are being verified
         self.run_folders = RunFolders()  # each new run's folder; a claim group's made ahead, before its transaction
@@ -854,15 +855,27 @@ class Engine:
 
     def stored_pipeline(self, version_id: int) -> Pipeline:
         """The exact definition a run was created with, parsed from the stored text (what its retry runs
-        under, unless ``retry --current``)."""
+        under, unless ``retry --current``).
+
+        A definition an earlier edgeorch recorded may break a rule added since (an upgrade with runs active): it
+        is built anyway, as that edgeorch ran it (``parse_pipeline(stored=True)``), and what this edgeorch
+        refuses in it is logged once per definition. One that broke the start of every later daemon, and every
+        `run` and `cancel` without one, made an upgrade unrecoverable but from a backup. Raises the first problem
+        only when no pipeline can be built from it at all.
+        """
         v = self.store.pipelines.version(version_id)
         try:
             data = tomllib.loads(v["source_text"])
         except tomllib.TOMLDecodeError as exc:  # pragma: no cover - it was valid when stored
             raise PipelineError(f"stored definition no longer parses: {exc}", file=v["source_file"]) from None
-        pipe, errors = parse_pipeline(data, file=Path(v["source_file"]), text=v["source_text"])
+        pipe, errors = parse_pipeline(data, file=Path(v["source_file"]), text=v["source_text"], stored=True)
         if pipe is None:
             raise errors[0]
+        if errors and version_id not in self._tolerated:
+            self._tolerated.add(version_id)
+            log.warning("the definition of pipeline %s recorded by an earlier edgeorch (version %d: what its runs "
+                        "run as, and a retry without --current) breaks %d rule(s) of this one; it runs as recorded: "
+                        "%s", pipe.name, version_id, len(errors), "; ".join(e.one_line() for e in errors))
         return pipe
 
     def _activate(self, run_id: int, pipeline: Pipeline | None = None) -> RunCtx:

@@ -63,8 +63,17 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _CALL_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipeline | None, list[EdgeorchError]]:
-    """Build a :class:`Pipeline` from parsed TOML, collecting every problem."""
+def parse_pipeline(data: dict[str, Any], *, file: Path, text: str,
+                   stored: bool = False) -> tuple[Pipeline | None, list[EdgeorchError]]:
+    """Build a :class:`Pipeline` from parsed TOML, collecting every problem: ``(pipeline, [])``, or
+    ``(None, problems)``.
+
+    ``stored``: the text is a run's recorded definition, valid for the edgeorch that recorded it. A rule added
+    since (two tasks whose outputs share a variable, an empty program name) must not stop that run, nor the
+    daemon that resumes it: the pipeline is built anyway, as that edgeorch ran it, whenever its tasks and their
+    graph can be (each task one of command, call or kind with its numbers read; needs that name its tasks, no
+    cycle), and returned with the problems this edgeorch found: ``(pipeline, problems)``.
+    """
     errors: list[EdgeorchError] = []
     fname = str(file)
     top = TableReader(data, file=fname, prefix="", errors=errors, error_cls=PipelineError)
@@ -92,7 +101,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
         top.fail("tasks", "the pipeline has no tasks", expected="at least one [tasks.NAME] table")
     tasks: dict[str, TaskSpec] = {}
     for tname, tdata in tasks_table.items():
-        spec = _parse_task(tname, tdata, fname, errors, declared)
+        spec = _parse_task(tname, tdata, fname, errors, declared, tolerate=stored)
         if spec is not None:
             tasks[tname] = spec
     models = _parse_models(top, tasks_table, tasks)
@@ -119,6 +128,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             errors.extend(check_rules(data, fname, pipeline=name, tasks=kinds, params=declared)[1])
 
     order: tuple[str, ...] = ()
+    graph_errors = len(errors)
     # Every task's needs are checked, also when another task failed to parse: every problem is collected.
     for tname, needs_of in _declared_needs(tasks_table, tasks).items():
         for up in needs_of:
@@ -131,8 +141,9 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             elif up == tname:
                 errors.append(PipelineError("a task cannot need itself", file=fname,
                                             field=f"tasks.{tname}.needs", value=up))
+    graph_ok = len(errors) == graph_errors  # every need names another task
     if tasks and len(tasks) == len(tasks_table):
-        if not errors:
+        if not errors or (stored and graph_ok):
             cycle = find_cycle({n: list(s.needs) for n, s in tasks.items()})
             if cycle:
                 errors.append(PipelineError(
@@ -142,14 +153,15 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str) -> tuple[Pipe
             else:
                 order = tuple(topological_order({n: list(s.needs) for n, s in tasks.items()}))
 
-    if errors or name is None:
+    tolerated = stored and name is not None and bool(order)
+    if (errors and not tolerated) or name is None:
         return None, [e.in_pipeline(name) for e in errors]
     content_hash = text_hash(text)
     return Pipeline(
         name=name, description=description, params=params, tasks=tasks, order=order,
         source_file=str(file.resolve()), content_hash=content_hash, source_text=text,
         priority=priority, max_parallel=max_parallel, models=models,
-    ), []
+    ), [e.in_pipeline(name) for e in errors]
 
 
 def _parse_models(top: TableReader, tasks_table: dict[str, Any], tasks: dict[str, TaskSpec]) -> dict[str, Any]:
@@ -296,8 +308,11 @@ def _parse_params(reader: TableReader, errors: list[EdgeorchError]) -> dict[str,
 NUL_EXPECTED = "text without a NUL character (\\u0000): the system cannot pass one to a program"
 
 
-def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: set[str]) -> TaskSpec | None:
-    """Task ``name``'s table; ``params``: the names the pipeline's [params] declares (placeholders may name them)."""
+def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], params: set[str], *,
+                tolerate: bool = False) -> TaskSpec | None:
+    """Task ``name``'s table; ``params``: the names the pipeline's [params] declares (placeholders may name them).
+    None when it has a problem, unless ``tolerate`` (a stored definition, :func:`parse_pipeline`) and the spec can
+    still be built: one of command, call or kind, and its retry numbers read."""
     before = len(errors)
     r = TableReader(data, file=file, prefix=f"tasks.{name}", errors=errors, error_cls=PipelineError)
     if not isinstance(data, dict):  # "must be a table" said: its keys' errors ("must set exactly one of ...") are noise
@@ -455,7 +470,9 @@ def _parse_task(name: str, data: Any, file: str, errors: list[EdgeorchError], pa
         r.fail("outputs", "must be relative to the task's output folder", value=bad,
                expected="a relative path without '..' (it lands under $EDGEORCH_OUTPUT_DIR)")
 
-    if len(errors) > before:
+    buildable = (sum(x is not None for x in (command, call, kind)) == 1
+                 and None not in (retries, retry_delay, retry_backoff, retry_jitter))
+    if len(errors) > before and not (tolerate and buildable):
         return None
     spec = TaskSpec(
         name=name, command=command, shell=shell, call=call, kind=kind, options=options, needs=tuple(needs),
