@@ -1312,6 +1312,10 @@ class Engine:
                      ctx.run_id, name, name)
             self._cache_missed.discard(tid)
             self._push_ready(ctx, name)
+            # The slot this pass gave it is free again: a miss queues it back, and that (or the next in the queue)
+            # starts now. Without it the slot stayed idle until some other task ended (a run's 2-second prep
+            # waited for another run's 30-second train).
+            self._schedule_dispatch()
             return
         snapshot = self._inputs.pop(tid, None)
         if snapshot is not None and snapshot.unplaced:
