@@ -105,6 +105,7 @@ def run_call(ref: str, params: dict[str, Any]) -> int:
         print(exc.code, file=sys.stderr)
         return EXIT_RAISED
     except Exception:
+        sys.stdout.flush()  # a partial line printed before it: above the traceback, where it was printed
         traceback.print_exc()
         return EXIT_RAISED
     _write_result(value)
@@ -156,6 +157,9 @@ def restore_task_path() -> None:
 
 
 def main() -> int:
+    # Each line to the task's log as it is printed (and what was printed before the traceback, before it): the log
+    # is a pipe, block-buffered by default (PYTHONUNBUFFERED, which the engine sets, may have been unset by the task).
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     restore_task_path()
     params = json.loads(os.environ.get("EDGEORCH_PARAMS", "{}"))
     kind = os.environ.get("EDGEORCH_KIND")

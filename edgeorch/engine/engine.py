@@ -311,6 +311,10 @@ class Engine:
         self.accepting = True
         # The environment every task starts from, computed once (os.environ does not change under us).
         self._base_env = {k: v for k, v in os.environ.items() if k not in _DAEMON_ONLY_ENV}
+        # A Python task's output reaches its log as it prints, not in 8 KiB blocks: block-buffered under systemd (a
+        # pipe), a training script's log stayed empty live (`logs -f`), and empty after a timeout or kill -9; a
+        # crash's reason quoted its last print, not its traceback. Under the daemon's own value and the task's env.
+        self._base_env.setdefault("PYTHONUNBUFFERED", "1")
         self._numba_dir: str | None = None  # chosen at the first task that needs it (a mkdir and checks), then kept
         self._all_stopped: asyncio.Event | None = None
         self.fatal_error: BaseException | None = None

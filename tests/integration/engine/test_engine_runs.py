@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -471,3 +472,36 @@ def test_a_nul_in_a_param_or_a_pipeline_file_is_refused_naming_it(tmp_path):
     pipeline = validate_path(tmp_path).pipelines["p"]
     with pytest.raises(UsageError, match="parameter x contains a NUL character"):
         resolve_params(pipeline, {"x": "a\0b"})
+
+
+def test_a_python_tasks_lines_reach_its_log_as_printed_and_before_its_traceback(workspace, harness, monkeypatch):
+    """Under systemd (no PYTHONUNBUFFERED in the daemon's environment) a Python task's stdout was block-buffered:
+    a call task's traceback landed above the lines it printed first, so the failure's reason quoted its last print;
+    a task stopped by its timeout (or kill -9) left an empty log."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    (workspace.pipelines / "noisy_mod.py").write_text(
+        "def fit(epochs=3):\n"
+        "    for e in range(epochs):\n"
+        "        print('epoch', e, 'loss', 0.5 / (e + 1))\n"
+        "    raise ValueError('labels have NaN in column y')\n"
+    )
+    workspace.pipeline("noisy", f"""
+        [tasks.fit]
+        call = "noisy_mod:fit"
+        [tasks.fit_buffered]
+        call = "noisy_mod:fit"
+        env = {{ PYTHONUNBUFFERED = "" }}
+        [tasks.slow]
+        command = ["{sys.executable}", "-c", "import time; print('epoch 0', flush=False); time.sleep(60)"]
+        timeout = "2s"
+    """)
+    run_id, state = harness.run("noisy", timeout=60)
+    assert state == RunState.FAILED
+    store = harness.store()
+    for task in ("fit", "fit_buffered"):  # the call runner line-buffers its stdout whatever the variable says
+        (a,) = store.attempts.of_run(run_id, task)
+        log = Path(a["log_path"]).read_text()
+        assert log.index("epoch 2 loss") < log.index("Traceback"), log
+        assert "ValueError: labels have NaN in column y" in a["reason"], a["reason"]
+    (slow,) = store.attempts.of_run(run_id, "slow")
+    assert "epoch 0" in Path(slow["log_path"]).read_text()  # printed before its timeout stopped it
