@@ -473,6 +473,8 @@ class Daemon:
         assert self.store is not None and self.retention is not None and self.metrics is not None
         assert self.seals is not None and self.models is not None and self.monitors is not None
         store, engine, cfg, monitors = self.store, self.engine, self.config, self.monitors
+        objects = object_store(cfg.state_dir)
+        objects.close_existing()  # an older edgeorch's 0755 folder: closed now, not at the next add
         return [
             StatusOps(config=cfg, store=store, engine=engine, registry=self.registry, started_at=self.started_at,
                       clients=lambda: server.clients, watch_errors=lambda: triggers.watch_errors,
@@ -483,7 +485,7 @@ class Daemon:
                    reload_pending=self.reload_pending),
             EventOps(bus=self.bus, store=store, engine=engine),
             InputOps(store=store, quarantine_dir=cfg.state_dir / "quarantine", watches=triggers),
-            DatasetOps(store=store, objects=object_store(cfg.state_dir), publish=self.bus.publish, clock=engine.clock),
+            DatasetOps(store=store, objects=objects, publish=self.bus.publish, clock=engine.clock),
             ModelOps(store=store, service=self.models, pipelines=lambda: self.registry.pipelines),
             MonitorOps(store=store, monitors=self.monitors, waiting=engine.waiting_reasons),
             PrivacyOps(store=store),

@@ -107,6 +107,13 @@ class ObjectStore:
             pass  # another user's, or a read-only file system: the write below says what matters
         self._closed = True
 
+    def close_existing(self) -> None:
+        """At a daemon's start: the store's folder, when there, closed to other users as before a write
+        (:meth:`_close_root`). One an older edgeorch made ``0755`` stayed open, every object readable, until the
+        next ``datasets add``."""
+        if self.root.is_dir():
+            self._close_root()
+
     # -- names ---------------------------------------------------------------------------------
 
     def path(self, sha256: str, codec: str) -> Path:

@@ -355,7 +355,7 @@ class Engine:
     async def start(self) -> None:
         """Start the zygote, settle attempts left by a previous engine, resume unfinished runs."""
         self.loop = asyncio.get_running_loop()
-        make_state_folder(self.config.runs_dir, what="the runs folder",
+        make_state_folder(self.config.runs_dir, what="the runs folder", inner=True,
                           hint="move what is at that path away: edgeorch keeps its runs' folders there")
         newest = self.store.runs.next_id() - 1
         RunFolders.sweep_left(self.config.runs_dir, newest)

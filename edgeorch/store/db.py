@@ -34,12 +34,13 @@ log = logging.getLogger(__name__)
 
 
 def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the state folder",
-                      hint: str = "set [state] dir in the config to a folder") -> None:
+                      hint: str = "set [state] dir in the config to a folder", inner: bool = False) -> None:
     """Make a folder of the state (and its parents) when missing; a :class:`StateError` naming it when it cannot be.
 
     The one rule for the daemon's lock, the state file, the runs folder and every offline writer: a file at
     the path (a ``[state] dir`` that names one), a parent that is a file, no permission, a read-only file
-    system is said as such (``what``, ``hint``), never an internal error.
+    system is said as such (``what``, ``hint``), never an internal error. ``inner``: a folder inside the state
+    folder (the runs folder) that nobody but the owner and its group enters: every access of others is taken.
     """
     try:
         directory.mkdir(mode=mode, parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def make_state_folder(directory: Path, mode: int = 0o750, *, what: str = "the st
                          expected="a folder, or a path where one can be made", hint=hint) from None
     except OSError as exc:
         raise StateError(f"cannot make {what}: {exc.strerror}", file=str(directory), hint=hint) from None
-    _closed_to_others(directory, what)
+    _closed_to_others(directory, what, inner=inner)
 
 
 WAL_SIZE_LIMIT = 64 << 20
@@ -56,23 +57,26 @@ WAL_SIZE_LIMIT = 64 << 20
 automatic checkpoints (1,000 pages, ~4 MB) leave, so everyday commits never pay for a truncation."""
 
 
-def _closed_to_others(path: Path, what: str) -> None:
-    """Take read and write from "others" on ``path`` (a state folder or file of this user's), keeping the rest.
+def _closed_to_others(path: Path, what: str, *, inner: bool = False) -> None:
+    """Take read and write from "others" on ``path`` (a state folder or file of this user's), keeping the rest;
+    ``inner`` (a folder inside the state folder: the runs folder), execute too.
 
     The state holds every run's parameters, the audit log, dataset versions: a user with no access on the control
     socket must not read them past it. A folder made by a parent's ``mkdir`` (numba's cache under ``./var``),
-    or under a umask of 022, or before this rule, is ``0755``; the state file ``0644``. Execute stays, on a
-    folder: a group's member reaches a socket inside through it, and nothing is listed. Another user's file
-    (a state in a shared folder, root's) is left as it is.
+    or under a umask of 022, or before this rule, is ``0755``; the state file ``0644``. Execute stays on the state
+    folder itself (a user named in ``[control] readers`` reaches the socket inside through it, and nothing is
+    listed), never on the runs folder: the run folders in it (``0755`` from an older edgeorch) are numbered, so an
+    open one was read by path, every task's log and output (an upgraded state folder, ``0751`` with the runs
+    folder ``0751``). Another user's file (a state in a shared folder, root's) is left as it is.
     """
     from ..trust import withdraw
 
     try:
-        mode = withdraw(path, 0o006)
+        mode = withdraw(path, 0o007 if inner else 0o006)
     except OSError:
         return  # read-only file system, gone meanwhile: the next open says what matters
     if mode is not None:
-        log.info("%s %s was readable by every user: made it %o", what, path, mode)
+        log.info("%s %s was open to every user: made it %o", what, path, mode)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

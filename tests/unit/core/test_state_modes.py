@@ -54,3 +54,22 @@ def test_an_older_state_readable_by_everyone_is_tightened_when_opened(tmp_path: 
     assert _mode(state) == 0o751
     ro = Database(state / "edgeorch.db", clock=time.time, readonly=True)  # a reader changes nothing
     ro.conn.close()
+
+
+def test_an_upgraded_state_folders_runs_and_data_versions_are_closed_to_others_at_a_start(workspace, daemon) -> None:
+    """An older edgeorch made the state folder, its runs folder and each run's folder 0755: the start made them
+    0751 (read taken, execute kept), so another user still read every task's log and output by path (run ids are
+    numbers), and the data versions' folder stayed 0755 until the next `datasets add`."""
+    workspace.pipeline("p", '[tasks.a]\ncommand = ["sh", "-c", "echo secret > {output_dir}/o.txt"]\noutputs = ["o.txt"]\n')
+    daemon.start()
+    assert daemon.wait_run(daemon.call("trigger", {"pipeline": "p"})["run_id"]) == "succeeded"
+    assert daemon.stop() == 0
+    state = workspace.state
+    (state / "datasets" / "objects").mkdir(parents=True)
+    for folder in (state, state / "runs", state / "runs" / "1", state / "datasets", state / "datasets" / "objects"):
+        os.chmod(folder, 0o755)  # as an older edgeorch left them
+    daemon.start()
+    assert _mode(state) & 0o007 == 0o001  # the socket inside stays reachable for the readers it names
+    assert _mode(state / "runs") & 0o007 == 0  # so no run folder is reached, whatever its own mode
+    assert _mode(state / "datasets") & 0o007 == 0
+    assert daemon.stop() == 0
