@@ -11,6 +11,7 @@ in one transaction); a finished run settles its input (``done``, or ``quarantine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -343,6 +344,10 @@ class DropFolders:
                         row["id"], display_path(row["inbox_path"]), exc.strerror or exc)
             return False
         self.store.inputs.record_removed(row["id"])
+        # A batch's path list (named by its first input, its run's EDGEORCH_INPUT) goes with that input's file:
+        # it stayed forever, one file per batch (the inbox grew without bound).
+        with contextlib.suppress(OSError):
+            os.unlink(self.inbox / batch_listing_name(row["id"]))
         return True
 
     # -- run finished -----------------------------------------------------------------------
@@ -1297,7 +1302,7 @@ class DropFolders:
                     self._isolated(path, lambda i, p: self._wait(i, store.inputs.get(i), paused, p), iid, path)
             return None
         try:
-            listing = self.inbox / f"batch-in-{ids[0]}.paths"
+            listing = self.inbox / batch_listing_name(ids[0])
             write_atomic(listing, "".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"))
         except OSError as exc:  # e.g. the inbox's disk is full: the batch waits and is tried again
             log.warning("batch of %s: cannot write its path list: %s; retrying", spec.folder, exc.strerror)
@@ -1322,6 +1327,11 @@ class DropFolders:
             return None
         log.info("batch of %d file(s) from %s started run %s", len(ids), spec.folder, run_id)
         return run_id
+
+
+def batch_listing_name(first_input: int) -> str:
+    """The name, in the inbox, of the path list of the batch whose first input is ``first_input``."""
+    return f"batch-in-{first_input}.paths"
 
 
 def _remove_claim_folder(folder: Path) -> None:

@@ -190,3 +190,17 @@ def test_files_that_cannot_be_removed_never_starve_the_others(world):
     w.clock.now = 1e9
     assert w.drops.sweep_inbox() == [ok]
     assert not ok_path.exists()
+
+
+def test_a_batchs_path_list_goes_with_its_first_inputs_file(world):
+    """A batch run's path list (`<inbox>/batch-in-<first id>.paths`, its EDGEORCH_INPUT) was never removed: one
+    file per batch, for ever."""
+    w = world
+    first, _ = _input(w, "a.csv", "done")
+    second, _ = _input(w, "b.csv", "done")
+    listing = w.config.inbox_dir / f"batch-in-{first}.paths"
+    listing.write_text("a\nb\n")
+    w.clock.now = 1000.0 + KEEP + 1
+    assert w.drops.sweep_inbox() == [first, second]
+    assert not listing.exists()
+    assert sorted(p.name for p in w.config.inbox_dir.iterdir()) == []
