@@ -484,7 +484,9 @@ def parse_config(data: dict[str, Any], *, base: Path, file: str, source: Path | 
     pipes.finish()
 
     inbox = top.sub("inbox")
-    inbox_dir = path_of(inbox, "dir", "./var/inbox")
+    # Unset: in the state folder, wherever that is (it was ./var/inbox beside the config: a config setting only
+    # [state] dir kept its inbox beside itself, /etc/edgeorch/var/inbox, read-only under the system unit).
+    inbox_dir = path_of(inbox, "dir", None) or (state_dir / "inbox" if state_dir is not None else None)
     inbox_keep = _keep(inbox, "keep", Config.__dataclass_fields__["inbox_keep"].default)
     inbox.finish()
 
