@@ -108,9 +108,13 @@ class PipelineOps:
 
     async def pipelines_pause(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))
-        self.store.pipelines.set_paused(p.name, True, reason=arg(args, "reason", str, required=False), actor=actor_of(peer))
+        reason = arg(args, "reason", str, required=False)
+        before = self.store.pipelines.paused().get(p.name)
+        if before is not None and before["reason"] == reason:  # paused already, for that reason: nothing recorded
+            return {"name": p.name, "paused": True, "changed": False}
+        self.store.pipelines.set_paused(p.name, True, reason=reason, actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, True))
-        return {"name": p.name, "paused": True, "changed": True}
+        return {"name": p.name, "paused": True, "changed": True}  # paused now, or its reason replaced
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))

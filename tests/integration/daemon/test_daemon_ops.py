@@ -152,6 +152,12 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
     daemon.start()
     assert daemon.call("pipelines.resume", {"name": "two"})["changed"] is False  # not paused: nothing recorded
     assert daemon.call("pipelines.pause", {"name": "two", "reason": "bad upstream data"})["paused"] is True
+    # Paused again for the same reason: nothing recorded (it said `changed` true and recorded a pause each time);
+    # for another reason: the reason replaced.
+    again = daemon.call("pipelines.pause", {"name": "two", "reason": "bad upstream data"})
+    assert (again["paused"], again["changed"]) == (True, False)
+    assert daemon.call("pipelines.pause", {"name": "two", "reason": "still bad"})["changed"] is True
+    assert daemon.call("pipelines.pause", {"name": "two", "reason": "bad upstream data"})["changed"] is True
     daemon.stop()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -181,8 +187,8 @@ def test_a_pipeline_paused_under_a_daemon_that_is_gone_is_resumed_without_one(wo
         actor = conn.execute("SELECT actor FROM pipeline_state WHERE name = 'two'").fetchone()[0]
     finally:
         conn.close()
-    assert kinds == ["pipeline_paused", "pipeline_resumed", "pipeline_paused", "pipeline_paused",
-                     "pipeline_resumed"], kinds
+    assert kinds == ["pipeline_paused", "pipeline_paused", "pipeline_paused",  # the same reason again: none
+                     "pipeline_resumed", "pipeline_paused", "pipeline_paused", "pipeline_resumed"], kinds
     assert "(uid " in actor
 
 
