@@ -41,18 +41,27 @@ def restore_inputs_for_retry(store: Any, run_id: int) -> list[Path]:
             value=rec["inbox_path"], hint="drop the file into its watched folder again to start a new run")
     restored: list[Path] = []
     for rec in inputs:
-        if rec["state"] != "quarantined":
-            continue
-        try:
-            dest = _restore_one(store, run_id, rec)
-        except (OSError, EdgeorchError) as exc:
-            why = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
-            log.warning("input %s not restored for the retry of run %s: %s", rec["id"], run_id, why)
-            store.events.add("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
-                             run_id=run_id, actor="watch", data={"input_id": rec["id"]})
-            continue
-        restored.append(dest)
+        why = GONE_BEFORE_THE_RETRY.get(rec["state"])
+        if why is None and rec["state"] == "quarantined":
+            try:
+                restored.append(_restore_one(store, run_id, rec))
+                continue
+            except (OSError, EdgeorchError) as exc:
+                why = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
+        if why is None:
+            continue  # where its run left it (done: a cancelled run's; in its claim folder still)
+        log.warning("input %s not restored for the retry of run %s: %s", rec["id"], run_id, why)
+        store.events.add("input_not_restored", f"input {rec['id']} not restored for the retry of run {run_id}: {why}",
+                         run_id=run_id, actor="watch", data={"input_id": rec["id"]})
     return restored
+
+
+GONE_BEFORE_THE_RETRY = {
+    "requeued": "it was requeued meanwhile (`edgeorch requeue`: its file went back to its drop folder, a new input)",
+    "lost": "its claimed file left the inbox (input state lost)",
+}
+"""The input states of a run's input whose file its retry cannot get back, and why (an ``input_not_restored``
+event each: a requeued input was skipped in silence, and the retry failed on a missing file, unexplained)."""
 
 
 def _iso(ts: float) -> str:

@@ -156,6 +156,17 @@ def test_retry_after_the_retention_rule_removed_the_input_names_the_removed_inpu
     assert f"input {iid} (data.csv)" in text and "[inbox] keep" in text and "run 7 cannot be retried" in text
 
 
+def test_a_retry_says_which_input_was_requeued_meanwhile(world):
+    """A run's input requeued before its retry (`edgeorch requeue`) was skipped in silence: the retried task failed
+    on a missing file, and no `input_not_restored` event said why (docs/triggers.md promised one)."""
+    w = world
+    iid, _ = _input(w, "b9.txt", "quarantined", quarantined=True)
+    w.store.inputs.record_state(iid, "requeued", reason="requeued to /drop/b9.txt by root")
+    assert restore_inputs_for_retry(w.store, 7) == []
+    (event,) = w.store.events.of_run(7, ("input_not_restored",))
+    assert f"input {iid} not restored for the retry of run 7: it was requeued meanwhile" in event["message"], event
+
+
 @pytest.mark.parametrize("value,expected", [
     ("30d", 30 * 86400.0), ("1s", 1.0), ("forever", None), (3600, 3600.0)])
 def test_inbox_keep_accepts_durations_and_forever(value, expected):
