@@ -113,6 +113,8 @@ class AsyncClient:
                 raise f.ended_early()
         except P.Timeout as exc:
             raise f.timed_out(exc) from None
+        except P.ConnectionClosed as exc:
+            raise f.lost(exc) from None
         return await self.get_run(run_id)
 
     async def get_run(self, run: int | RunSummary | Queued) -> Run:

@@ -269,7 +269,15 @@ class Follower:
         return WaitTimeout(self.run_id, self.timeout, self.last) if past(self.deadline) else exc
 
     def ended_early(self) -> BaseException:
-        return P.ConnectionClosed(f"the daemon ended the events stream before run {self.run_id} finished")
+        return self.lost(P.ConnectionClosed(f"the daemon ended the events stream before run {self.run_id} finished"))
+
+    def lost(self, exc: P.ConnectionClosed) -> P.ConnectionClosed:
+        """``exc`` (the daemon went away during the wait) with the run's id as ``run_id`` and what to do as its
+        hint: a notebook's ``client.run(...)`` raised it with no id, and a multi-hour run was started again."""
+        exc.run_id = self.run_id  # type: ignore[attr-defined]
+        exc.hint = exc.hint or (f"run {self.run_id} goes on when the daemon is back (its tasks keep running "
+                                f"meanwhile): wait for it again (client.wait({self.run_id})), do not start it anew")
+        return exc
 
 
 def seen_state(item: Any, run_id: int, last: str | None) -> str | None:

@@ -160,6 +160,8 @@ class Client:
                 raise f.ended_early()
         except P.Timeout as exc:
             raise f.timed_out(exc) from None
+        except P.ConnectionClosed as exc:
+            raise f.lost(exc) from None
         return self.get_run(run_id)
 
     def get_run(self, run: int | RunSummary | Queued) -> Run:

@@ -141,3 +141,30 @@ def test_a_stream_the_daemon_ends_before_the_run_does(stand_in):
     path = stand_in(lambda line: P.encode(P.ok(1, {"kind": "subscribed", "run_id": 3, "ts": 1.0})) + P.encode(P.end(1)))
     for err in _both(path, "wait", 3, timeout=5):
         assert isinstance(err, P.BadResponse) and "ended the events stream before run 3 finished" in str(err)
+
+
+def test_a_wait_whose_daemon_goes_away_says_the_runs_id(tmp_path):
+    """A notebook's `client.run(...)` whose daemon was killed mid-wait raised ConnectionClosed with no run id and
+    no hint (the CLI says the id): the user started the multi-hour run again."""
+    path = tmp_path / "d.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+
+    def subscribe_then_die() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.makefile("rb").readline()
+            conn.sendall(P.encode(P.ok(1, {"kind": "subscribed", "run_id": 3, "ts": 1.0})))
+            conn.close()  # as a daemon killed with -9 mid-stream
+
+    threading.Thread(target=subscribe_then_die, daemon=True).start()
+    try:
+        for err in _both(path, "wait", 3, timeout=5):
+            assert isinstance(err, P.ConnectionClosed) and err.exit_code == 75, err
+            assert err.run_id == 3 and "run 3 goes on when the daemon is back" in err.hint, err
+    finally:
+        server.close()
