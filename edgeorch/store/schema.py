@@ -600,9 +600,14 @@ MIGRATIONS: list[str] = [
     """,
     # 21: a run's cancel, kept until it ends (or is resumed): a daemon that restarts while a cancelled run's
     # attempts are still stopping stops them again and starts nothing more (it forgot the cancel: the run
-    # retried, or ended failed).
+    # retried, or ended failed). An active run cancelled under an older edgeorch (its `cancel_requested` event,
+    # "run N: REASON") keeps its cancel through the upgrade: it ended `failed`, and was retried as a failure.
     """
     ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+    UPDATE runs SET cancel_reason = (
+        SELECT substr(e.message, length('run ' || runs.id || ': ') + 1) FROM events e
+        WHERE e.run_id = runs.id AND e.kind = 'cancel_requested' ORDER BY e.id DESC LIMIT 1)
+    WHERE state IN ('queued', 'running');
     """,
     # 22: when a daemon last loaded each pipeline version from its file (valid), run or not: a daemon started
     # while the file has errors serves that one, not the last version a run happened to record.

@@ -89,3 +89,36 @@ def test_an_upgrade_says_which_schema_it_migrated_from_and_a_new_file_says_nothi
     conn.close()
     Store(tmp_path / "old.db").close()
     assert f"migrated from schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in caplog.text
+
+
+def test_migration_21_keeps_the_cancel_of_a_run_an_older_edgeorch_was_stopping(tmp_path):
+    """A run cancelled under an older edgeorch (its attempts still stopping when it was upgraded) had no
+    `cancel_reason` after migration 21: the new daemon ended it `failed` (and `retry` of failed runs reran it)."""
+    import sqlite3
+
+    from edgeorch.store import Store
+    from edgeorch.store.db import _statements
+    from edgeorch.store.schema import MIGRATIONS
+
+    (script,) = [m for m in MIGRATIONS if "ADD COLUMN cancel_reason" in m]
+    version = MIGRATIONS.index(script) + 1
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    for m in MIGRATIONS[:version - 1]:
+        for stmt in _statements(m):
+            conn.execute(stmt)
+    conn.execute(f"PRAGMA user_version = {version - 1}")
+    conn.execute("INSERT INTO pipeline_versions (id, name, content_hash, source_file, source_text, created_at)"
+                 " VALUES (1, 'p', 'h', '/p', '', 0)")
+    conn.executemany("INSERT INTO runs (id, pipeline, pipeline_version_id, state, params, trigger, run_dir, created_at)"
+                     " VALUES (?, 'p', 1, ?, '{}', 'x', '/x', 0)", [(1, "running"), (2, "running"), (13, "cancelled")])
+    conn.executemany("INSERT INTO events (ts, kind, run_id, message) VALUES (0, 'cancel_requested', ?, ?)",
+                     [(1, "run 1: cancelled by alice (uid 1001): wrong lr"), (13, "run 13: cancelled")])
+    conn.commit()
+    conn.close()
+    store = Store(db)
+    try:
+        reasons = {r["id"]: r["cancel_reason"] for r in store.db.all("SELECT id, cancel_reason FROM runs")}
+        assert reasons == {1: "cancelled by alice (uid 1001): wrong lr", 2: None, 13: None}  # active ones only
+    finally:
+        store.close()
