@@ -51,7 +51,7 @@ from ..tasksets import drain as drain_tasks
 from .rules import DAY, History, RuleState, evaluate
 from .rulesdir import collect_rules, folder_digest
 from .signals import model_signal, read, template_values
-from .spec import RuleSpec, fill
+from .spec import RuleSpec, fill, lacking_input
 from .views import value_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,6 +200,20 @@ class Monitors:
         cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None
         source_run = doc.get("run_id")  # the run the signal came from (a model's: the observed batch's, if any)
         actor = f"rule:{spec.name}"
+        if d.action == "fire" and (lacking := lacking_input(spec, values)):
+            # Its responses need the dropped file this run had none of (a manual run of the watched pipeline):
+            # nothing is done, the rule's state (its cooldown) stays as it was, and the event says why.
+            said = (f"rule {spec.name}: skipped: its responses use {', '.join('{' + n + '}' for n in lacking)}, and "
+                    f"run {source_run} was not started by a dropped file (value {value_text(doc.get('value'))}, "
+                    f"{spec.describe()}); nothing is done, the cooldown is not spent")
+            with store.transaction():
+                store.rules.save(spec.name, spec.pipeline, asdict(old), signal=doc, cursor=cursor)
+                store.events.add("rule_skipped", said, run_id=source_run, actor=actor, ts=now,
+                                 data={"rule": spec.name, "pipeline": spec.pipeline, "action": "skipped",
+                                       "reason": said, "value": doc.get("value"), "source_run": source_run})
+            self._announce(spec.name, "skipped", said, spec.pipeline, doc.get("value"), source_run)
+            log.info("%s", said)
+            return "skipped"
         if d.action == "fire":
             self._fire(spec, d.state, doc, values, key, cursor, d.reason)
             return d.action

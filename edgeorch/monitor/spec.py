@@ -437,6 +437,20 @@ def _check_templates(r: TableReader, texts: list[tuple[str, str]], params: set[s
                             f"(NAME a param of this pipeline)")
 
 
+INPUT_PLACEHOLDERS = ("input_path", "input_sha256")
+"""The placeholders a signal has only when its run was started by a dropped file."""
+
+
+def lacking_input(spec: Any, values: dict[str, Any]) -> list[str]:
+    """The input placeholders (:data:`INPUT_PLACEHOLDERS`) that ``spec``'s responses use (a trigger's params, a
+    notify's argv) and ``values`` (its signal's) lacks: the run the signal came from was not started by a dropped
+    file. Firing then retrained on ``data = ""``, a run that failed before any attempt, and spent the rule's
+    cooldown on it. Empty when nothing is lacking."""
+    used = {m.group(1) for r in spec.responses for text in (*(v for _, v in r.params), *r.argv)
+            for m in _PLACEHOLDER_RE.finditer(text)}
+    return [name for name in INPUT_PLACEHOLDERS if name in used and values.get(name) is None]
+
+
 def fill(template: str, values: dict[str, Any]) -> str:
     """Substitute ``{name}`` placeholders (checked at parse time) from ``values``; a missing one becomes ''."""
     return _PLACEHOLDER_RE.sub(lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template)

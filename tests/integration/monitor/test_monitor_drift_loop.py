@@ -103,6 +103,16 @@ def test_a_drifted_drop_retrains_once_and_the_new_model_is_gated_and_promoted(wo
     champion = lambda: daemon.call("models.show", {"name": "house_prices"})["aliases"].get("champion")  # noqa: E731
     until(lambda: champion() == 1, what="version 1 promoted")
 
+    # A manual check of the drifted batch (no dropped file): the rule's retrain needs {input_path}. It fired anyway,
+    # retrained on `data = ""` (failed before any attempt) and spent its one-hour cooldown: the drop below then
+    # retrained nothing. It is skipped, said why, and its cooldown is left alone.
+    manual = daemon.call("trigger", {"pipeline": "data_checks", "params": {"batch": str(DATA / "houses_drifted.csv")}})
+    assert daemon.wait_run(manual["run_id"]) == "succeeded"
+    (said,), = until(lambda: rows(workspace, "SELECT message FROM events WHERE kind = 'rule_skipped' AND run_id = ?",
+                                  manual["run_id"]), what="the rule's skip of the manual run")
+    assert "its responses use {input_path}" in said and "not started by a dropped file" in said, said
+    assert rows(workspace, "SELECT id FROM runs WHERE trigger = 'rule'") == []
+
     drift = (DATA / "houses_drifted.csv").read_bytes()
     drop(workspace, "houses_drifted.csv", drift)
     (retrain, params), = until(lambda: rows(workspace, "SELECT id, params FROM runs WHERE trigger = 'rule'"),
@@ -118,7 +128,7 @@ def test_a_drifted_drop_retrains_once_and_the_new_model_is_gated_and_promoted(wo
 
     # A second drifted batch (other bytes) while the rule still fires: its check runs, nothing more starts.
     drop(workspace, "houses_drifted_2.csv", drift.rsplit(b"\n", 2)[0] + b"\n")
-    checks = until(lambda: (lambda r: r if len(r) == 2 and r[-1][1] not in ("queued", "running") else None)(
+    checks = until(lambda: (lambda r: r if len(r) == 3 and r[-1][1] not in ("queued", "running") else None)(
         rows(workspace, "SELECT id, state FROM runs WHERE pipeline = 'data_checks' ORDER BY id")),
         what="the second check")
     (message,), = until(lambda: rows(workspace, "SELECT message FROM events WHERE run_id = ? AND kind = "
