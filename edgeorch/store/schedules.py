@@ -7,6 +7,8 @@ Contract:
 - :meth:`Schedules.set_last_fire` is its own durable transaction, or part of a
   caller's: inside the run's ``create`` (``within=``) the watermark moves with
   the run, or neither is recorded.
+- :meth:`Schedules.forget` removes the row (the schedule went away while a
+  daemon ran): back, it is a new schedule, after a restart too.
 """
 
 from __future__ import annotations
@@ -31,3 +33,9 @@ class Schedules:
             self._db.conn.execute(
                 "INSERT INTO schedule_state (pipeline, last_fire) VALUES (?, ?)"
                 " ON CONFLICT(pipeline) DO UPDATE SET last_fire = excluded.last_fire", (pipeline, last_fire))
+
+    def forget(self, pipeline: str) -> None:
+        """Remove the watermark (one durable transaction): the schedule went away while a daemon ran, so when it
+        comes back it counts its fires from then, as a new schedule does, whether or not a daemon restarted."""
+        with self._db.transaction():
+            self._db.conn.execute("DELETE FROM schedule_state WHERE pipeline = ?", (pipeline,))

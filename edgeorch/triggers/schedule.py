@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,7 +53,7 @@ from ..records import frozen
 from ..tomlcheck import TableReader
 from . import SCHEDULE_KEYS  # the pipeline top-level keys read by check_schedule
 from .cron import EXPECTED as CRON_EXPECTED
-from .cron import CronError, NeverFiresError, parse_cron
+from .cron import Cron, CronError, NeverFiresError, parse_cron
 
 CATCHUP_POLICIES = ("skip", "latest", "all")
 ON_MAX_ACTIVE = ("wait", "skip")
@@ -203,9 +204,10 @@ def check_schedule(data: dict[str, Any], file: str, prefix: str = "", *,
     if every is not None and every < MIN_EVERY:
         r.fail("every", "is too short", value=data["every"], expected=f"a duration of at least {MIN_EVERY:g}s")
         every = None
-    if every is not None and jitter and jitter >= every:
-        r.fail("jitter", "must be shorter than the interval", value=data["jitter"],
-               expected=f"a duration under every ({every:g}s)")
+    if jitter and (cron is not None or every is not None):
+        problem = jitter_problem(cron, every, jitter)
+        if problem is not None:
+            r.fail("jitter", problem[0], value=data["jitter"], expected=problem[1])
     if errors or (cron is None and every is None):
         return None, errors
     spec = ScheduleSpec(
@@ -257,6 +259,98 @@ def abbreviation_problem(name: str) -> tuple[str, str] | None:
 def _stem(file: str) -> str:
     base = file.rsplit("/", 1)[-1]
     return base.removesuffix(".toml")
+
+
+def jitter_problem(cron: str | None, every: float | None, jitter: float) -> tuple[str, str] | None:
+    """``(what, expected)`` when ``jitter`` is not shorter than the shortest gap between the fires of ``cron`` or
+    ``every`` (:func:`shortest_gap`), else None: a fire's run must start before the next fire (the rule
+    :func:`jitter_offset` keeps at runtime)."""
+    if not jitter:
+        return None
+    if every is not None:
+        if jitter < every:
+            return None
+        return ("must be shorter than the interval", f"a duration under every ({every:g}s)")
+    gap = _cron_shortest_gap(cron or "")
+    if jitter < gap:
+        return None
+    return ("must be shorter than the shortest gap between the schedule's fires",
+            f"a duration under {_span(gap)} (the closest fires of {cron!r} are {_span(gap)} apart, in its "
+            "timezone's wall-clock time; a fire's run starts before the next fire)")
+
+
+def shortest_gap(spec: ScheduleSpec) -> float:
+    """Seconds between the schedule's two closest fires: ``every``, or for cron the shortest gap between
+    consecutive matching wall-clock times over the 400-year Gregorian cycle (exact: the calendar repeats after
+    it). DST is left out (a spring-forward day can shorten one gap; :func:`jitter_offset` keeps the order there)."""
+    if spec.every is not None:
+        return spec.every
+    return _cron_shortest_gap(spec.cron or "")
+
+
+@lru_cache(maxsize=256)
+def _cron_shortest_gap(expr: str) -> float:
+    """:func:`shortest_gap` of a valid cron expression, in seconds (cached: every pipeline parse asks)."""
+    cron = parse_cron(expr)
+    times = sorted(h * 60 + m for h in cron.hours for m in cron.minutes)  # minutes of the day that fire
+    within_day = min((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
+    # Between the last fire of a matching day and the first of the next one: shortest across one day, and longer
+    # by a day for each day between the two matching days.
+    across = 1440 + times[0] - times[-1]
+    if within_day is None or across < within_day:
+        across += 1440 * (_shortest_day_gap(cron) - 1)
+    return 60.0 * (across if within_day is None else min(within_day, across))
+
+
+_CYCLE_DAYS = 146_097
+"""Days in the 400-year Gregorian cycle (a whole number of weeks: weekdays repeat with it)."""
+
+
+def _shortest_day_gap(cron: Cron) -> int:
+    """Fewest days between two consecutive days that match ``cron``'s day fields, over the whole cycle."""
+    from calendar import monthrange
+    from datetime import date
+
+    days_of: dict[tuple[int, int, int], list[int]] = {}  # (month, length, weekday of the 1st) -> matching days
+    ordinal = date(2000, 1, 1).toordinal()
+    first = prev = None
+    best = _CYCLE_DAYS
+    for year in range(2000, 2400):
+        for month in range(1, 13):
+            length = monthrange(year, month)[1]
+            if month in cron.months:
+                key = (month, length, ordinal % 7)  # ordinal % 7: 0 = Sunday, as cron's day-of-week
+                days = days_of.get(key)
+                if days is None:
+                    days = days_of[key] = [d for d in range(length) if _day_matches(cron, d + 1, (ordinal + d) % 7)]
+                for d in days:
+                    if prev is None:
+                        first = ordinal + d
+                    else:
+                        best = min(best, ordinal + d - prev)
+                        if best == 1:
+                            return 1
+                    prev = ordinal + d
+            ordinal += length
+    assert first is not None and prev is not None  # parse_cron refuses an expression that never fires
+    return min(best, first + _CYCLE_DAYS - prev)
+
+
+def _day_matches(cron: Cron, dom: int, dow: int) -> bool:
+    """crontab(5)'s day rule (the month checked by the caller): OR when both day fields are restricted."""
+    by_dom, by_dow = dom in cron.doms, dow in cron.dows
+    return (by_dom and by_dow) if (cron.dom_star or cron.dow_star) else (by_dom or by_dow)
+
+
+def _span(seconds: float) -> str:
+    """A duration as a pipeline file writes it: ``1m``, ``1h30m``, ``1d``, ``1461d``."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or f"{seconds:g}s"
 
 
 # ---------------------------------------------------------------------------
@@ -354,12 +448,26 @@ def latest_fires(spec: ScheduleSpec, start: datetime, end: datetime, n: int) -> 
 
 
 def jitter_offset(spec: ScheduleSpec, fire: datetime) -> timedelta:
-    """Deterministic delay in ``[0, spec.jitter)`` for this pipeline and fire time."""
+    """Deterministic delay in ``[0, spec.jitter)`` for this pipeline and fire time, always shorter than the gap to
+    the next fire.
+
+    The one rule of jitter: a fire's run starts before the next fire time, so the starts come in the order of the
+    fires (what :func:`plan_fires` and the scheduler's wake-up rely on). :func:`check_schedule` refuses a jitter
+    not shorter than the schedule's :func:`shortest_gap`, so for a valid schedule this is ``frac * jitter`` as
+    ever; the delay is scaled into the gap instead only where the gap is shorter than the jitter: a spring-forward
+    day shortening a cron gap, or a spec stored before the check (``* * * * *`` with ``jitter = "3m"`` made the
+    daemon spin without starting a run).
+    """
     if not spec.jitter:
         return timedelta(0)
     key = f"{spec.pipeline}\0{_aware(fire).astimezone(_UTC).isoformat()}".encode()
     frac = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    return timedelta(seconds=round(frac * spec.jitter, 6))
+    if spec.every is not None and spec.jitter < spec.every:  # every gap of the grid is ``every``: none to compute
+        return timedelta(seconds=round(frac * spec.jitter, 6))
+    gap = next_fire(spec, fire) - _aware(fire)
+    if spec.jitter < gap.total_seconds():
+        return timedelta(seconds=round(frac * spec.jitter, 6))
+    return min(timedelta(seconds=round(frac * gap.total_seconds(), 6)), gap - _US)
 
 
 def start_time(spec: ScheduleSpec, fire: datetime) -> datetime:
@@ -381,6 +489,12 @@ def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
     * ``all``: start every due fire, at most ``catchup_max`` (the most
       recent ones; older ones beyond the cap are dropped and counted).
 
+    Starts come in the order of the fires (:func:`jitter_offset` keeps each
+    one before the next fire time), so of the fires up to ``now`` only the
+    newest can still be ahead of its start: the two newest decide what is
+    due, and the oldest fire after ``last_fire`` is due whenever its start
+    (what the scheduler wakes up for) has passed.
+
     ``last_fire=None`` (never fired, no stored state) has no missed fires:
     nothing is due, and ``FirePlan.last_fire`` stays None; the caller stores
     ``now`` as the first watermark. A fire equal to ``last_fire`` is never
@@ -395,12 +509,9 @@ def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
         window = latest_fires(spec, last_fire, now, spec.catchup_max + 1)
     else:
         window = latest_fires(spec, last_fire, now, 2)
-    # A fire whose jittered start is still ahead is not due; neither is any later one.
-    due: list[datetime] = []
-    for f in window:
-        if start_time(spec, f) > now:
-            break
-        due.append(f)
+    # A fire whose jittered start is still ahead is not due: only the newest can be (each start is before the next
+    # fire, and every fire but the newest has its next one by now).
+    due = window[:-1] if window and start_time(spec, window[-1]) > now else window
     if not due:
         return FirePlan([], 0, last_fire)
     newest = due[-1]

@@ -103,6 +103,12 @@ class Schedules:
         for name in set(self.specs) - set(want):
             self.scheduler.remove(name)
             self._gone.add(name)  # its file (or its schedule) went while this daemon ran
+            # Durably: remembered in memory only, a restart in between made the old watermark count the time the
+            # pipeline did not exist as downtime (catchup = "all" started catchup_max runs for it on its return).
+            try:
+                store.schedules.forget(name)
+            except StateError as exc:  # this daemon still knows (``_gone``); a restart may catch up its absence
+                log.warning("schedule %s: its removal could not be recorded: %s", name, exc.one_line())
         for name, spec in want.items():
             old = self.specs.get(name)
             if old == spec:
@@ -119,16 +125,32 @@ class Schedules:
             wm = self.scheduler.set(spec, stored if keep is None else keep)
             if stored is None:
                 store.schedules.set_last_fire(name, iso(wm))
-            due = self.scheduler.next_fire(name)
-            past = due is not None and due < self.scheduler.clock.now()
-            log.info("schedule %s: %s, %s%s", name, spec.describe(),
-                     f"next fire {due}" if due is not None else
-                     f"no next fire ({self.scheduler.error(name) or 'the pipeline is paused'})",
-                     " (passed while the daemon was away: its catch-up policy decides, below)" if past else "")
+            log.info("schedule %s: %s, %s", name, spec.describe(), self._next_fire_text(name))
         self.specs = want
+
+    def _next_fire_text(self, name: str) -> str:
+        """The next fire as the sync's log line says it, and why it is in the past when it is: a fire held by
+        max_active_runs, or one due before this daemon started (said "passed while the daemon was away" of a held
+        fire too, and of a jittered fire whose start was still ahead)."""
+        due = self.scheduler.next_fire(name)
+        if due is None:
+            return f"no next fire ({self.scheduler.error(name) or 'the pipeline is paused'})"
+        if self.scheduler.held(name):
+            return f"next fire {due} (held by max_active_runs: it starts when a run of the pipeline ends)"
+        start = self.scheduler.next_start(name)
+        if start is None or start > self.scheduler.clock.now():
+            return f"next fire {due}" + (f" (starts {start}, with its jitter)" if start is not None and start != due
+                                         else "")
+        if start < self.scheduler.since:
+            return f"next fire {due} (passed while the daemon was away: its catch-up policy decides, below)"
+        return f"next fire {due} (due: it starts now)"
 
     def next_fire(self, pipeline: str) -> datetime | None:
         return self.scheduler.next_fire(pipeline)
+
+    def next_start(self, pipeline: str) -> datetime | None:
+        """When the run of :meth:`next_fire` starts: that time plus the schedule's jitter (None when no next fire)."""
+        return self.scheduler.next_start(pipeline)
 
     def fire_held(self, pipeline: str) -> bool:
         return self.scheduler.held(pipeline)

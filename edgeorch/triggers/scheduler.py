@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, TypeVar
 
 from ..records import frozen
-from .schedule import ScheduleSpec, admit, next_fire, plan_fires, start_time
+from .schedule import ScheduleSpec, admit, next_fire, plan_fires, same_grid, start_time
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ MAX_SLEEP = 300.0
 """Seconds: the timer re-arms at least this often, so a wall-clock jump (NTP
 step, suspend) delays a fire by at most this much. It only recomputes the
 wake-up; it does not tick."""
+
+STUCK_SLEEP = 1.0
+"""Seconds: the least the timer waits when the wake-up it is given has passed although the tick just before
+acted on nothing (a wake-up no tick acts on: never expected, see :func:`~.schedule.jitter_offset`). Re-armed with
+delay 0 instead, it would tick in a busy loop at 100% CPU."""
 
 
 class Clock(Protocol):
@@ -175,7 +180,13 @@ class Scheduler:
         # A new entry starts without an error: a changed spec gets a fresh chance.
         if last_fire is None:
             last_fire = old.last_fire if old else self.clock.now()
-        self._entries[spec.pipeline] = _Entry(spec, last_fire)
+        entry = self._entries[spec.pipeline] = _Entry(spec, last_fire)
+        if old is not None and old.last_fire == last_fire and same_grid(old.spec, spec):
+            # Only the catch-up or overlap rules changed: the same fires, so what is pending about them stays. A
+            # fire held by max_active_runs was dropped here (and the fires after it reported "missed" by "a
+            # stalled daemon"); now it waits on, and the tick after the edit starts it if the new rules let it.
+            entry.waiting, entry.wait_reported = old.waiting, old.wait_reported
+            entry.pause_reported, entry.retry_at = old.pause_reported, old.retry_at
         return last_fire
 
     def remove(self, pipeline: str) -> None:
@@ -206,6 +217,20 @@ class Scheduler:
         if entry.waiting is not None:
             return entry.waiting
         return self._guard(entry, lambda: next_fire(entry.spec, entry.last_fire))
+
+    def next_start(self, pipeline: str) -> datetime | None:
+        """When the run of :meth:`next_fire` starts (its fire time plus jitter); None when it has none."""
+        entry = self._entries.get(pipeline)
+        fire = self.next_fire(pipeline)
+        if entry is None or fire is None:
+            return None
+        return self._guard(entry, lambda: start_time(entry.spec, fire))
+
+    @property
+    def since(self) -> datetime:
+        """When this scheduler was made (the daemon's start): a fire due before it passed while the daemon was
+        away; one due after it, while the daemon ran."""
+        return self._since
 
     def held(self, pipeline: str) -> bool:
         """Whether ``pipeline``'s next fire is one held back (``on_max_active = "wait"``): due already, it starts
@@ -358,6 +383,7 @@ class ScheduleTimer:
         self.loop = loop or asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self.wakeups = 0
+        self._stuck = False  # said once: a passed wake-up that a tick did not act on
 
     def start(self) -> None:
         self.poke()
@@ -369,19 +395,29 @@ class ScheduleTimer:
 
     def poke(self) -> None:
         """Tick now and re-arm for the next wake-up."""
-        self.scheduler.tick()
-        self._arm()
+        now = self.scheduler.clock.now()
+        acted = self.scheduler.tick(now)
+        self._arm(idle_at=None if acted else now)
 
     def armed_for(self) -> float | None:
         """Loop time (``loop.time()``) the timer fires at; None when disarmed."""
         return self._handle.when() if self._handle is not None else None
 
-    def _arm(self) -> None:
+    def _arm(self, idle_at: datetime | None = None) -> None:
+        """Arm for the next wake-up; ``idle_at``: the time of the tick just before, when it did nothing."""
         self.stop()
         wake = self.scheduler.next_wakeup()
         if wake is None:
             return
         delay = (wake - self.scheduler.clock.now()).total_seconds()
+        if idle_at is not None and wake <= idle_at:  # that tick should have acted on this wake-up
+            if not self._stuck:
+                log.error("schedules: the wake-up at %s has passed but the tick did nothing; waking again in %g s "
+                          "rather than at once (a busy loop)", wake.isoformat(), STUCK_SLEEP)
+            self._stuck = True
+            delay = STUCK_SLEEP
+        elif delay > 0:
+            self._stuck = False
         delay = min(max(delay, 0.0), MAX_SLEEP)
         self._handle = self.loop.call_at(self.loop.time() + delay, self._on_timer)
 
