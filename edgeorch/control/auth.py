@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ..config import ControlConfig
+from ..errors import ConfigError
 from ..records import frozen
 
 log = logging.getLogger("edgeorch.control")
@@ -137,11 +138,13 @@ class AccessPolicy:
         self._cache: dict[tuple[int, int], tuple[frozenset[int], float]] = {}  # (uid, gid) -> groups, when read
 
     @classmethod
-    def from_config(cls, control: ControlConfig, *, daemon_uid: int | None = None) -> AccessPolicy:
-        """Policy for ``control.readers``/``control.operators``; logs unknown names."""
+    def from_config(cls, control: ControlConfig, *, daemon_uid: int | None = None,
+                    file: str | None = None) -> AccessPolicy:
+        """Policy for ``control.readers``/``control.operators``; logs each unknown name (:func:`unknown_names`:
+        the config file, the field, the value)."""
         policy = cls(readers=control.readers, operators=control.operators, daemon_uid=daemon_uid)
-        for name in policy.unknown:
-            log.warning("control config names %r, which is no known user or group; ignored", name)
+        for problem in unknown_names(control, file):
+            log.warning("%s", problem.one_line())
         return policy
 
     def _resolve(
@@ -197,3 +200,27 @@ class AccessPolicy:
         """Whether ``peer`` may use an op registered with ``access``."""
         level = self.level(peer)
         return level == "act" or (level == "read" and access == "read")
+
+
+def unknown_names(control: ControlConfig, file: str | None = None) -> list[ConfigError]:
+    """A warning (a :class:`ConfigError` not raised) for each name of ``control.readers``/``operators`` that no user
+    or group of this machine has: a typo there gives nobody access, said only as a bare log line before. ``edgeorch
+    validate`` lists them; the daemon logs them at start and reload."""
+    out = []
+    for key in ("readers", "operators"):
+        for i, name in enumerate(getattr(control, key)):
+            known = _gid_of(name[1:]) if name.startswith("@") else _uid_of(name)
+            if known is None:
+                out.append(ConfigError("names no user or group of this machine; ignored", file=file,
+                                       field=f"control.{key}[{i}]", value=name,
+                                       expected="a user name, or @group (a group's members)"))
+    return out
+
+
+def group_problem(control: ControlConfig, file: str | None = None) -> ConfigError | None:
+    """The error when ``control.group`` (the socket's group) names no group of this machine: a start refuses it
+    (before the state folder is touched), and ``edgeorch validate`` says it; None when it is unset or exists."""
+    if not control.group or _gid_of(control.group) is not None:
+        return None
+    return ConfigError("no such group", file=file, field="control.group", value=control.group,
+                       expected="a group of this machine (getent group NAME), owning the control socket")

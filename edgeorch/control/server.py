@@ -623,7 +623,11 @@ class ControlServer:
         try:
             return grp.getgrnam(group).gr_gid
         except KeyError:
-            raise ConfigError("no such group", field="control.group", value=group) from None
+            from .auth import group_problem  # the one rule (checked at a daemon's start before this)
+
+            problem = group_problem(self.control)
+            assert problem is not None
+            raise problem from None
 
     def _clear_stale(self) -> None:
         try:

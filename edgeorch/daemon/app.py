@@ -238,7 +238,9 @@ class Daemon:
             self.bus.subscribe(self.seals.on_event)
             found = self.engine.recovered
             # Refusals are recorded within one rate rule, timed by the engine's clock (edgeorch/control/refusals.py).
+            source = str(cfg.source) if cfg.source else None
             self.server = ControlServer(cfg.socket_path, cfg.control, on_denied=self._on_denied,
+                                        policy=AccessPolicy.from_config(cfg.control, file=source),
                                         on_refused=self._on_refused, on_suppressed=self._on_suppressed,
                                         clock=self.engine.clock, on_failure=self._on_op_failure)
             server = self.server
@@ -373,7 +375,8 @@ class Daemon:
                     new = load_daemon_config(self.config.source) if self.config.source else self.config
                     new_watches = new.watches
                     if self.server is not None:
-                        self.server.set_policy(AccessPolicy.from_config(new.control))
+                        self.server.set_policy(AccessPolicy.from_config(
+                            new.control, file=str(new.source) if new.source else None))
                     if self.retention is not None:  # a changed [retention] applies from now on
                         self.retention.reconfigure(new.retention)
                     # What was applied is the config in force now (the next reload compares with it); the rest waits.
@@ -706,6 +709,7 @@ def load_daemon_config(path: str | os.PathLike[str] | None) -> Config:
     the daemon ran on; the checks that need the pipelines stay the drop folders', as a pipeline can be fixed
     later) and ``[metrics] textfile``'s folder. Raises one :class:`ConfigError` naming the file and every
     problem: a start stops, a reload keeps the config in force (docs/config.md)."""
+    from ..control.auth import group_problem
     from ..observe.textfile import textfile_problem
     from ..triggers.drop.spec import check_watches
 
@@ -716,6 +720,9 @@ def load_daemon_config(path: str | os.PathLike[str] | None) -> Config:
     problem = textfile_problem(cfg.metrics.textfile, src)
     if problem is not None:
         errors.append(problem)
+    group = group_problem(cfg.control, src)  # it stopped the start later, naming no file (the socket's bind)
+    if group is not None:
+        errors.append(group)
     if errors:
         raise one_error(errors, src)
     return cfg
