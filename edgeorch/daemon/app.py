@@ -407,9 +407,6 @@ class Daemon:
                     log.debug("pipelines folder event without a content change: nothing reloaded")
                 return self._reload_answer(result, warnings, config_note)
             assert self.store is not None
-            reloaded = Reloaded(self.engine.clock(), _summary(result, config_note), result.unchanged and not config_note,
-                                actor, tuple(e.render() for e in result.errors))
-            record(self.store.events, reloaded)
             self._note_loaded({n: self.registry.pipelines[n] for n in (*result.added, *result.changed)
                                if n in self.registry.pipelines})
             for err in result.errors:
@@ -419,9 +416,18 @@ class Daemon:
                 if watches_changed:
                     assert new_watches is not None  # watches_changed says so
                     self.config = replace(self.config, watches=new_watches)
+                refused = {getattr(e, "watch", None) for e in self.triggers.watch_errors} - {None}
                 self.triggers.reload(self.config)
                 # A watch the config names but that could not start: said in the answer, not only in `inputs`.
                 warnings += [f"[[watch]] not watched: {e.one_line()}" for e in self.triggers.watch_errors]
+                # One refused before and watched now (its folder fixed): the reload did that (it said "unchanged").
+                started = refused - {getattr(e, "watch", None) for e in self.triggers.watch_errors}
+                if started:
+                    config_note = "; ".join([*([config_note] if config_note else []),
+                                             "[[watch]] started: " + ", ".join(sorted(str(w[0]) for w in started))])
+            reloaded = Reloaded(self.engine.clock(), _summary(result, config_note), result.unchanged and not config_note,
+                                actor, tuple(e.render() for e in result.errors))
+            record(self.store.events, reloaded)
             if self.monitors is not None:
                 self.monitors.reload()
             log.info("reloaded (%s): %s", actor, reloaded.summary)

@@ -27,3 +27,24 @@ def test_a_misspelt_reader_is_logged_with_the_file_and_field(workspace, daemon):
     assert (f"{workspace.config_path}: control.readers[1]: names no user or group of this machine; ignored "
             "(found 'nosuchuser_xyz')") in log, log
     assert "control.readers[2]" in log and "'@nosuchgroup_q'" in log
+
+
+def test_a_reload_that_starts_a_refused_watch_says_so(workspace, daemon):
+    """A watch refused at start (its folder's parent writable by the group) and watched after the parent was fixed
+    and the daemon reloaded: the reload answered "unchanged"."""
+    import os
+
+    shared = workspace.root / "shared"
+    shared.mkdir()
+    drop = shared / "drop"
+    drop.mkdir()
+    os.chmod(shared, 0o775)  # another user of the group could replace the drop folder
+    workspace.pipeline("ingest", '[params]\ninput = { type = "path", default = "" }\n[tasks.a]\ncommand = ["true"]\n')
+    workspace.write_config(f'[[watch]]\nfolder = "{drop}"\npipeline = "ingest"\nsettle = "0.2s"\n')
+    daemon.start()
+    assert any("not watched" in w for w in daemon.call("reload")["warnings"])
+    os.chmod(shared, 0o755)
+    answer = daemon.call("reload")
+    assert not any("not watched" in w for w in answer["warnings"]), answer
+    assert f"[[watch]] started: {drop}" in answer["summary"], answer
+    assert daemon.stop() == 0
