@@ -182,8 +182,13 @@ def keep_warm_seconds(configured: float | None, environ: dict[str, str] | None =
     if raw is not None:
         try:
             return parse_duration(raw.strip())
-        except ValueError:
-            pass  # a bad override is ignored rather than failing a kernel command
+        except ValueError:  # ignored rather than failing a kernel command, but said (it was silent)
+            import sys
+
+            from ..textui import printable
+
+            print(f"edgeorch: warning: {ENV}={printable(raw)!s} is not a duration (e.g. 10m; 0 for no kernel "
+                  "server); ignored", file=sys.stderr)
     return DEFAULT_KEEP_WARM_S if configured is None else configured
 
 

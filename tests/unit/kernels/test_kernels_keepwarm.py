@@ -87,8 +87,14 @@ def test_a_fifo_or_a_device_is_never_served_even_through_a_link(tmp_path: Path) 
     # In a task: never served (the task's leased cores, timeout and memory bound), nothing left behind.
     ({"EDGEORCH_RUN_ID": "7", "EDGEORCH_KEEP_WARM": "10m"}, 30.0, 0.0),
 ])
-def test_keep_warm_comes_from_the_environment_then_the_config(env, configured, expected) -> None:
+def test_keep_warm_comes_from_the_environment_then_the_config(env, configured, expected, capsys) -> None:
     assert keepwarm.keep_warm_seconds(configured, env) == expected
+    said = capsys.readouterr().err
+    if env.get("EDGEORCH_KEEP_WARM") == "soon":  # ignored, but said (it was silent)
+        assert said == ("edgeorch: warning: EDGEORCH_KEEP_WARM=soon is not a duration (e.g. 10m; 0 for no kernel "
+                        "server); ignored\n"), said
+    else:
+        assert said == ""
 
 
 def test_starting_a_server_retires_all_but_the_most_recently_used_unless_one_is_busy(tmp_path: Path) -> None:
