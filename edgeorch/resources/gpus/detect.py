@@ -41,6 +41,7 @@ from ..model import (
     NVML_ERROR_LIBRARY_NOT_FOUND,
     NVML_ERROR_TIMEOUT,
     GpuBackendError,
+    ResourceError,
 )
 from .backend import GpuBackend
 from .fake import FakeBackend
@@ -148,6 +149,28 @@ def _start_nvml(make: Callable[[], GpuBackend], timeout: float) -> tuple[GpuBack
 
 def detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path("/"),
                 init_timeout: float = INIT_TIMEOUT_S) -> Detected:
+    """The backend to use and what to say about it (:func:`_detect_gpus`, the contract). A failure of a backend the
+    config asks for by name (``gpu_backend = "nvml"``, ``"fake"`` and its ``fake_gpus`` table unreadable) is a
+    config error (exit 2) naming the field and its value: it stopped a start with exit 1 and NVML's words alone."""
+    try:
+        return _detect_gpus(cfg, nvml=nvml, sys_root=sys_root, init_timeout=init_timeout)
+    except (GpuBackendError, ResourceError) as exc:
+        if cfg.gpu_backend == "nvml" and isinstance(exc, GpuBackendError):
+            exc.field, exc.value = "resources.gpu_backend", "nvml"
+            exc.expected = exc.expected or ("a machine whose NVIDIA driver and NVML work, or gpu_backend = \"auto\" "
+                                            "(CPU-only when they do not)")
+        elif cfg.gpu_backend == "fake" and exc.field is None:
+            exc.field, exc.value = "resources.fake_gpus", str(cfg.fake_gpus)
+        else:
+            raise
+        exc.exit_code = 2
+        exc.rendered = None
+        exc.args = (exc.render(),)
+        raise
+
+
+def _detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path("/"),
+                 init_timeout: float = INIT_TIMEOUT_S) -> Detected:
     """The backend to use and what to say about it (see the module docstring).
 
     ``nvml`` and ``sys_root`` are for tests (a pynvml stand-in, a fake

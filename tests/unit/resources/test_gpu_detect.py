@@ -11,7 +11,7 @@ from edgeorch.config import ResourcesConfig
 from edgeorch.resources import Inventory, ResourceRequest
 from edgeorch.resources.allocator import never_satisfiable
 from edgeorch.resources.gpus.detect import detect_gpus, no_nvidia_here, nvidia_pci_devices
-from edgeorch.resources.model import GpuBackendError
+from edgeorch.resources.model import GpuBackendError, ResourceError
 
 from .nvml_stub import StubNvml
 
@@ -127,3 +127,20 @@ def test_a_healthy_machine_is_not_broken(tmp_path: Path) -> None:
     assert found.worker is not None
     found.worker.submit("close", found.backend.close).result(5)
     found.worker.close()
+
+
+def test_a_backend_the_config_names_that_cannot_start_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    """`gpu_backend = "nvml"` without NVML stopped a start with exit 1 and NVML's words alone; a `fake_gpus` table
+    that cannot be read named neither the field nor exited 2 (docs: a config error is exit 2)."""
+    with pytest.raises(GpuBackendError) as err:
+        detect_gpus(ResourcesConfig(gpu_backend="nvml"), nvml=StubNvml(missing_library=True), sys_root=tmp_path)
+    assert err.value.exit_code == 2 and err.value.field == "resources.gpu_backend"
+    assert err.value.render().startswith("resources.gpu_backend: ") and "gpu_backend = \"auto\"" in err.value.render()
+    missing = tmp_path / "gpus.toml"
+    with pytest.raises(ResourceError) as err2:
+        detect_gpus(ResourcesConfig(gpu_backend="fake", fake_gpus=missing))
+    assert err2.value.exit_code == 2
+    assert err2.value.render() == (f"{missing}: resources.fake_gpus: cannot read file: No such file or directory "
+                                   f"(found '{missing}')")
+    found = detect_gpus(ResourcesConfig(gpu_backend="auto"), nvml=StubNvml(missing_library=True), sys_root=tmp_path)
+    assert found.backend is None  # auto: CPU-only, no error
