@@ -187,7 +187,7 @@ class Daemon:
         try:
             # Before anything else starts: a [metrics] address or textfile folder it cannot use stops the start
             # (before the banner, which says how to talk to a daemon that then never served).
-            self.metrics.open(self.loop)
+            self.metrics.open(self.loop, file=str(cfg.source) if cfg.source else None)
             if self.banner:
                 print(self.banner, file=sys.stderr, flush=True)
             self.store = Store(cfg.state_file)

@@ -82,17 +82,17 @@ class MetricsService:
 
     # -- 1. open --------------------------------------------------------------------------------------
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop, *, file: str | None = None) -> None:
         """Bind ``[metrics] listen`` (serving at once) and check ``[metrics] textfile``'s folder.
 
         Raises :class:`~edgeorch.errors.ConfigError` naming ``metrics.listen``
         when the address cannot be bound (in use, not an address of this
         machine) or ``metrics.textfile`` when its folder is missing or not
-        writable: the daemon stops rather than run without the metrics it was
-        told to export.
+        writable, and ``file`` (the config file): the daemon stops rather than
+        run without the metrics it was told to export.
         """
         listen = self.settings.listen
-        problem = textfile_problem(self.settings.textfile)
+        problem = textfile_problem(self.settings.textfile, file)
         if problem is not None:
             raise problem
         if listen is not None:
@@ -106,7 +106,8 @@ class MetricsService:
             except OSError as exc:
                 where = _hostport(*listen)
                 raise ConfigError(f"cannot serve metrics on {where}: {exc.strerror or exc}", field="metrics.listen",
-                                  value=where, hint="choose a free port, or leave [metrics] listen unset") from None
+                                  value=where, file=file,
+                                  hint="choose a free port, or leave [metrics] listen unset") from None
             self.endpoint = endpoint
             log.info("metrics: serving http://%s/metrics", _hostport(*endpoint.address))
 

@@ -246,7 +246,8 @@ def test_an_address_in_use_stops_the_daemon_before_anything_starts_naming_the_se
         daemon.start(wait_ready=False)
         assert daemon.proc.wait(timeout=60) == 2
     out = daemon.output()
-    assert f"metrics.listen: cannot serve metrics on 127.0.0.1:{port}" in out and "in use" in out
+    assert f"{workspace.config_path}: metrics.listen: cannot serve metrics on 127.0.0.1:{port}" in out  # the file too
+    assert "in use" in out
     assert "Traceback" not in out
     assert not (workspace.state / "edgeorch.db").exists()  # stopped before the state file was opened
     assert "talk to it" not in out  # no banner of a daemon that never served (it came before the error)
