@@ -113,7 +113,20 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
     run["results"] = store.outputs.results_of(run_id)
     run["checkpoints"] = store.outputs.checkpoints_of(run_id)
     run["models"] = models_of_run(store, run_id)
+    run["cancelled_by"] = cancelled_by(store, run)
     return run
+
+
+def cancelled_by(store: Any, run: dict[str, Any]) -> str | None:
+    """Who asked for the cancel ``run``'s ``cancel_reason`` says (``alice (uid 1000)``, ``rule:drift``): the actor of
+    its last ``cancel_requested`` event with that reason; None when it has none or it was recorded with no actor (a
+    Ctrl-C of an ``edgeorch run`` without a daemon). `show` said "cancel requested: wrong lr" and not who."""
+    reason = run.get("cancel_reason")
+    if not reason:
+        return None
+    said = f"run {run['id']}: {reason}"
+    return next((e["actor"] for e in reversed(store.events.of_run(run["id"], ("cancel_requested",)))
+                 if e["message"] == said), None) or None
 
 
 def with_hashing(run: dict[str, Any], hashing: dict[str, str]) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
@@ -39,3 +42,80 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def follows_a_run(command: Callable[[Any], int]) -> Callable[[Any], int]:
+    """``command`` (``run``, ``retry``, ``cancel``: its exit status is how a run ended) with a standard output whose
+    reader may go away: once it has (``edgeorch run x | head -1``), nothing more is printed, the run is followed to its
+    end all the same, and the command exits with the run's own code (0, 1, 130...).
+
+    Before, the first line written to the closed pipe ended the command with exit 0 (a failed or cancelled run's
+    too), and without a daemon the progress printer logged a BrokenPipeError traceback for every task event. The
+    other commands stop at a closed output (``main``: ``logs -f | head -1`` must end, not follow forever).
+    """
+    @functools.wraps(command)
+    def with_output_that_may_close(args: Any) -> int:
+        if sys.stdout is None or isinstance(sys.stdout, _OutputThatMayClose):  # (started with no standard output:
+            return command(args)  # print() writes nothing then; or one such command calling another)
+        saved = sys.stdout
+        guard = sys.stdout = _OutputThatMayClose(saved)
+        try:
+            return command(args)
+        finally:
+            if sys.stdout is guard:
+                sys.stdout = saved
+
+    return with_output_that_may_close
+
+
+class _OutputThatMayClose:
+    """Standard output for :func:`follows_a_run`: the stream's own, until a write or flush finds its reader gone
+    (``BrokenPipeError``); from then on every write is dropped, and the file descriptor itself is pointed at
+    ``/dev/null`` (what the stream still holds, flushed at exit, and anything writing to it directly, go there)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        stdout_to_devnull(self._stream)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, buffer...: the stream's
+        return getattr(self._stream, name)
+
+
+def stdout_to_devnull(stream: Any) -> None:
+    """Point ``stream``'s file descriptor (standard output whose reader went away) at ``/dev/null``, so that what it
+    still buffers, flushed later (at exit), goes nowhere instead of raising ``BrokenPipeError`` again. A stream
+    with no descriptor (a test's capture) is left as it is."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # (io.UnsupportedOperation is both an OSError and a ValueError)
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return report_error(Interrupted(f"interrupted{how}"), json_out=True)
         print(f"edgeorch: interrupted{how}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `edgeorch logs ... | head`
+    except BrokenPipeError:  # `edgeorch logs ... | head`: an output command stops where its reader did (one that
+        # follows a run keeps following it and exits with its outcome: exits.follows_a_run)
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:

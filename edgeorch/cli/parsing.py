@@ -143,6 +143,27 @@ def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterato
         yield from walk(sub, (*path, name))
 
 
+def run_id_type(text: str) -> int:
+    """The ``type=`` of every run id a command takes (``show RUN_ID``, ``why RUN``, ``events --run RUN_ID``...):
+    an integer, within what the control protocol carries and the state file holds (the protocol's rule,
+    ``INT_MIN..INT_MAX`` in edgeorch/control/protocol.py); another is a usage error (exit 2), daemon or not.
+
+    Without it a larger id reached SQLite ("Python int too large to convert to SQLite INTEGER"): an internal
+    error, exit 70, in `logs` always and in `show`, `cancel`, `retry`, `why` without a daemon (the daemon's
+    protocol refused it, exit 2).
+    """
+    value = int(text)  # a ValueError: argparse's "invalid int value: 'x'" (this function is named int below)
+    from ..control.protocol import INT_MAX, INT_MIN  # here: not on every command's start-up
+
+    if not INT_MIN <= value <= INT_MAX:
+        raise argparse.ArgumentTypeError(f"is out of range (found {text}); expected an integer in "
+                                         f"{INT_MIN}..{INT_MAX}")
+    return value
+
+
+run_id_type.__name__ = "int"  # argparse names a value it cannot convert by its type's name: "invalid int value"
+
+
 
 class Unbuilt:
     """Stands in for the parser of a command this invocation does not run: every building call is absorbed.

@@ -16,6 +16,7 @@ from ...errors import UsageError
 from ...textui import format_timestamp, print_json, print_table
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
+from ..parsing import run_id_type
 from . import AddCommand, subcommand_adder
 
 
@@ -27,7 +28,7 @@ def register(add: AddCommand) -> None:
                                "profile .json), or the profile a run's task saved")
     a.add_argument("name", metavar="NAME")
     a.add_argument("file", metavar="FILE", nargs="?", help="a data file (CSV, Parquet, ...) or a saved profile (.json)")
-    a.add_argument("--from-run", metavar="RUN", type=int, help="instead of FILE: the profile this run's --task saved")
+    a.add_argument("--from-run", metavar="RUN", type=run_id_type, help="instead of FILE: the profile this run's --task saved")
     a.add_argument("--task", metavar="TASK", help="with --from-run: the profile task (save = \"NAME.json\")")
     a.add_argument("--description", metavar="TEXT", help="what it is (recorded with the version)")
     action("list", cmd_list, "every baseline: versions, latest, when it was set")

@@ -12,6 +12,7 @@ from ...model import STREAM_KINDS
 from ...textui import format_duration, format_timestamp, print_json, printable
 from ..backend import connect, if_the_daemon_goes, load
 from ..exits import EXIT_OK, sigterm_as_interrupt
+from ..parsing import run_id_type
 from . import AddCommand
 
 
@@ -19,7 +20,7 @@ def register(add: AddCommand) -> None:
     add("status", cmd_status, "the daemon's state: uptime, runs, running tasks, pipelines")
 
     p = add("events", cmd_events, "stream the daemon's state changes (one line each; --json: JSON lines)")
-    p.add_argument("--run", type=int, metavar="RUN_ID", help="this run's events, and those of no run meanwhile (schedules, reloads, a fatal stop), until it is over (its final state is the last line)")
+    p.add_argument("--run", type=run_id_type, metavar="RUN_ID", help="this run's events, and those of no run meanwhile (schedules, reloads, a fatal stop), until it is over (its final state is the last line)")
     p.add_argument("--kind", action="append", choices=sorted(STREAM_KINDS), metavar="KIND",
                    help="only events of this kind (repeat for several): " + ", ".join(sorted(STREAM_KINDS)))
 

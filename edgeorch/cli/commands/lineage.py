@@ -18,6 +18,7 @@ from ...errors import EdgeorchError, NotFoundError, UsageError
 from ...textui import dumps, print_json
 from ..backend import DAEMON_TIMEOUT_S, Backend, connect, load
 from ..exits import EXIT_OK
+from ..parsing import run_id_type
 from . import AddCommand
 
 EXPORT = "export"
@@ -44,8 +45,8 @@ def register(add: AddCommand) -> None:
     ex = p.add_argument_group("export (edgeorch lineage export ...)")
     ex.add_argument("--openlineage", metavar="FILE", help="write the events as JSON lines to FILE ('-': stdout)")
     ex.add_argument("--command", metavar="CMD", help="pipe the JSON lines into CMD's standard input (run by sh)")
-    ex.add_argument("--since", type=int, default=0, metavar="RUN_ID", help="only runs after this id")
-    ex.add_argument("--run", type=int, metavar="RUN_ID", help="only this run")
+    ex.add_argument("--since", type=run_id_type, default=0, metavar="RUN_ID", help="only runs after this id")
+    ex.add_argument("--run", type=run_id_type, metavar="RUN_ID", help="only this run")
     ex.add_argument("--namespace", default=DEFAULT_NAMESPACE,
                     help=f"the OpenLineage job namespace (default {DEFAULT_NAMESPACE!r})")
 

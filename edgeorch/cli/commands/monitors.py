@@ -12,6 +12,7 @@ from ...textui import format_timestamp, print_json, print_table, printable
 from ...units import MAX_DURATION_S, TOO_LONG, parse_duration
 from ..backend import connect, load, read
 from ..exits import EXIT_OK
+from ..parsing import run_id_type
 from . import AddCommand
 
 ACTIONS = ("list", "silence", "unsilence")
@@ -28,7 +29,7 @@ def register(add: AddCommand) -> None:
 
     p = add("why", cmd_why, "what started a run (a schedule's fire, a dropped file, a rule's signal, a person) "
                             "and what its tasks waited for")
-    p.add_argument("run", metavar="RUN", type=int, help="a run id")
+    p.add_argument("run", metavar="RUN", type=run_id_type, help="a run id")
 
 
 def until_time(text: str, now: float) -> float:

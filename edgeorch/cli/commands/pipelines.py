@@ -28,6 +28,20 @@ def register(add: AddCommand) -> None:
     p.add_argument("--reason", help="why (recorded with pause)")
 
 
+def require_pipeline_file(ref: str) -> None:
+    """A pipeline reference that names a file (``edgeorch run nofile.toml``) where there is none: not found, exit 3,
+    said as ``validate`` says it (it said "no such file or folder" with exit 1, and through a daemon "cannot read
+    file: No such file or directory", exit 1, where `validate nofile.toml` and `run nosuch` exit 3). A name, or a
+    file that is there (readable or not), is left to the lookup."""
+    import os
+
+    from ...pipelines import names_a_file
+
+    if names_a_file(ref) and not os.path.lexists(ref):  # validate's test (a dangling link is there: its error)
+        raise NotFoundError("no such file or folder", file=ref,
+                            expected="a pipeline .toml file, or the name of a pipeline in the pipelines folder")
+
+
 def find_pipeline(cfg: Config, ref: str) -> Any:
     """The pipeline ``ref`` names: a pipeline file, or a name in the pipelines folder (offline path).
 
@@ -39,6 +53,7 @@ def find_pipeline(cfg: Config, ref: str) -> Any:
 
     p = Path(ref)
     if names_a_file(ref):
+        require_pipeline_file(ref)
         report = validate_path(p) if not p.is_dir() else None
         if report is None:  # validate_path reads a folder of pipelines: one would run, two "expected exactly one"
             raise UsageError("is a folder, not a pipeline file", file=ref,

@@ -24,8 +24,10 @@ from ...errors import EdgeorchError, NotFoundError, StateError, UsageError
 from ...model import RunState
 from ...textui import format_duration, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, DaemonTookState, connect, if_the_daemon_goes, load
-from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, sigterm_as_interrupt
+from ..exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, follows_a_run, sigterm_as_interrupt
+from ..parsing import run_id_type
 from . import AddCommand
+from .pipelines import require_pipeline_file
 
 if TYPE_CHECKING:
     from ...engine.executors.local.launch import EarlyZygote
@@ -52,7 +54,7 @@ def register(add: AddCommand) -> None:
     _no_cache_option(p)
 
     p = add("cancel", cmd_cancel, "cancel an active run (without a daemon: stop its tasks here and wait)")
-    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("run_id", type=run_id_type, metavar="RUN_ID")
     p.add_argument("--reason", help="recorded with the cancellation")
 
     p = add("runs", cmd_runs, "list recent runs")
@@ -61,10 +63,10 @@ def register(add: AddCommand) -> None:
     p.add_argument("--state", choices=[s.value for s in RunState], help="only runs in this state")
 
     p = add("show", cmd_show, "show a run: tasks, attempts, exit codes, durations, results, artifacts")
-    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("run_id", type=run_id_type, metavar="RUN_ID")
 
     p = add("logs", cmd_logs, "print the log of a task's attempt (the latest by default)", json_flag=False)
-    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("run_id", type=run_id_type, metavar="RUN_ID")
     p.add_argument("task", metavar="TASK")
     p.add_argument("--attempt", type=int, metavar="N", help="attempt number (default: the latest)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing while the attempt runs, then the task's retries (waits for a task "
@@ -73,7 +75,7 @@ def register(add: AddCommand) -> None:
                    "a terminal, only colours are kept by default; a pipe always gets the bytes)")
 
     p = add("retry", cmd_retry, "resume a finished run: rerun failed tasks and those whose outputs changed")
-    p.add_argument("run_id", type=int, metavar="RUN_ID")
+    p.add_argument("run_id", type=run_id_type, metavar="RUN_ID")
     p.add_argument("--current", action="store_true",
                    help="run them under the pipeline file as it is now, not the run's own definition (a longer "
                         "timeout, more retries, a fixed command; its tasks, needs and params must be the run's); "
@@ -88,6 +90,7 @@ def _no_cache_option(p: argparse.ArgumentParser) -> None:
                                                             "recorded and serve later runs")
 
 
+@follows_a_run
 def cmd_run(args: argparse.Namespace) -> int:
     if args.detach and args.here:
         raise UsageError("--detach and --here exclude each other", field="--detach",
@@ -95,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.detach:  # nothing can run a detached run but a daemon: never in this process (a script waits for an id)
         return cmd_trigger(args)
     cfg = load(args)
+    require_pipeline_file(args.pipeline)  # daemon or not: not found (exit 3), as `validate FILE` and `run NAME`
     if args.here:
         _refuse_here_beside_a_daemon(cfg)
     with connect(cfg, "offline" if args.here else "prefer", runs_here=True) as backend:
@@ -134,7 +138,9 @@ def _refuse_here_beside_a_daemon(cfg: Any) -> None:
 def cmd_trigger(args: argparse.Namespace) -> int:
     """``run --detach`` that refuses (exit 69) instead of running in this process when no daemon runs."""
     args.detach, args.here = True, False
-    with connect(load(args), "daemon") as backend:
+    cfg = load(args)
+    require_pipeline_file(args.pipeline)
+    with connect(cfg, "daemon") as backend:
         return _run_on_daemon(args, backend)
 
 
@@ -200,6 +206,7 @@ def _run_here(args: argparse.Namespace, backend: Backend) -> int:
     return _drive(backend, action, json_out=args.json, quiet=args.quiet)
 
 
+@follows_a_run
 def cmd_retry(args: argparse.Namespace) -> int:
     cfg = load(args)
     with connect(cfg, runs_here=True) as backend:
@@ -236,6 +243,7 @@ def _retry_here(args: argparse.Namespace, backend: Backend) -> int:
 
     async def action(engine: Any) -> int:
         from ...engine.requests import RunRequests
+        from ...events import RunResumed
         from ...triggers.drop.retry import restore_inputs_for_retry
 
         from .pipelines import find_pipeline
@@ -243,14 +251,27 @@ def _retry_here(args: argparse.Namespace, backend: Backend) -> int:
         door = RunRequests(engine, functools.partial(find_pipeline, backend.cfg))
         # As the daemon wires its front door: a drop-folder run's quarantined input comes back for the retry.
         door.before_resume.append(functools.partial(restore_inputs_for_retry, engine.store))
-        redo = await door.resume(args.run_id, actor=_actor(), current=args.current)
-        if not (args.json or args.quiet):  # -q: no progress, only the run's summary
-            print(f"resuming run {args.run_id}: {', '.join(redo)}"
-                  + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
-        if not args.quiet and not args.current:
-            run = engine.store.runs.get(args.run_id)
-            version = engine.store.pipelines.version(run["pipeline_version_id"])
-            _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
+        announced: list[bool] = []
+
+        def announce(redo: Any) -> None:
+            if announced:
+                return
+            announced.append(True)
+            order = [t["name"] for t in engine.store.runs.tasks_of(args.run_id)]  # the pipeline's order
+            _announce_retry(args, [n for n in order if n in redo], engine.store)
+
+        def resumed(event: Any) -> None:
+            if event.run_id == args.run_id:
+                announce(event.resumed)
+
+        # Said when the engine has recorded the resume (its RunResumed), before its dispatch starts a task: said
+        # after `door.resume` returned, it came after the first task's "started" line.
+        unsubscribe = engine.bus.subscribe(resumed, RunResumed)
+        try:
+            redo = await door.resume(args.run_id, actor=_actor(), current=args.current)
+        finally:
+            unsubscribe()
+        announce(redo)  # (the event always comes first: this is for a bus that did not deliver it)
         return args.run_id
 
     def unfinished(store: Store) -> None:  # refused before this process takes any run over (start_nothing's why)
@@ -259,6 +280,18 @@ def _retry_here(args: argparse.Namespace, backend: Backend) -> int:
         check_resumable(args.run_id, store.runs.get(args.run_id)["state"], unowned=True)
 
     return _drive(backend, action, json_out=args.json, quiet=args.quiet, check=unfinished)
+
+
+def _announce_retry(args: argparse.Namespace, redo: list[str], store: Store) -> None:
+    """``resuming run N: TASKS`` (not with ``-q``/``--json``) and the note about a changed pipeline file (not with
+    ``-q``), of a retry in this process: before any progress line of the rerun."""
+    if not (args.json or args.quiet):  # -q: no progress, only the run's summary
+        print(f"resuming run {args.run_id}: {', '.join(redo)}"
+              + (" (under the pipeline file as it is now)" if args.current else ""), flush=True)
+    if not args.quiet and not args.current:
+        run = store.runs.get(args.run_id)
+        version = store.pipelines.version(run["pipeline_version_id"])
+        _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
 
 
 def _note_definition(run_id: int, pipeline: str, file: str | Path | None, content_hash: str | None) -> None:
@@ -551,7 +584,8 @@ def _follow_until_done(api: Any, ids: list[int], printer: "_ProgressPrinter", su
                 assert submit is not None
                 run = _submit_then_interruptible(submit, printer, ids, signals)
         except BadResponse as exc:  # the daemon went away while we followed: the run is not lost with it
-            if ids and not exc.hint:
+            # (The client's own hint for this, `client.wait(N)`, is a script's words: a person is told the command.)
+            if ids and (not exc.hint or getattr(exc, "run_id", None) == ids[0]):
                 exc.hint = (f"run {ids[0]} goes on when the daemon is back (its tasks keep running meanwhile): "
                             f"`edgeorch show {ids[0]}`")
             if ids and exc.value is None:  # the run a script waits on again (`--json`: the error's field/value);
@@ -614,6 +648,7 @@ def _submit_then_interruptible(submit: Callable[[_ProgressPrinter, Callable[[Any
 
 # -- cancel ---------------------------------------------------------------------------------
 
+@follows_a_run
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Through the daemon: ask it (at once). Without one (a run an ``edgeorch run`` left when it was killed): an
     engine in this process adopts the run's attempts, stops them, and waits until the run ends cancelled."""
@@ -753,7 +788,8 @@ def _run_duration(run: dict[str, Any]) -> str:
 
 def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bool = False) -> None:
     """The run as a person reads it; ``after_progress``: a blank line first, after the progress lines (never the
-    first line of `show` or of a quiet run's output)."""
+    first line of `show` or of a quiet run's output). Who cancelled it: the document's ``cancelled_by``
+    (:func:`~edgeorch.rundoc.cancelled_by`; an older daemon's document has none)."""
     if after_progress:
         print()
     print(f"run {run['id']}  {run['pipeline']}  {run['state'].upper()}  {_run_duration(run)}"
@@ -768,7 +804,12 @@ def _print_run(run: dict[str, Any], *, summary: bool = False, after_progress: bo
         if run.get("no_cache"):
             print("cache: not used (--no-cache): every task ran, none was served from a recorded result")
         if run.get("cancel_reason"):  # who and why, as the cancel said it
-            print(f"cancel requested: {printable(run['cancel_reason'])}")
+            reason, cancelled_by = run["cancel_reason"], run.get("cancelled_by")
+            if cancelled_by is None:
+                print(f"cancel requested: {printable(reason)}")
+            else:  # the reason given (a cancel without --reason says `cancelled by alice`: said once)
+                plain = reason == f"cancelled by {cancelled_by.split(' (uid ', 1)[0]}"
+                print(f"cancel requested by {printable(cancelled_by)}" + ("" if plain else f": {printable(reason)}"))
         if run.get("content_hash"):  # what it executes: the file and the content it was started from
             print(f"pipeline file {run.get('pipeline_file') or '(sent by content)'} (content_hash "
                   f"{run['content_hash'][:12]}; `edgeorch show {run['id']} --json` has it whole)")
@@ -870,9 +911,9 @@ def _tail(path: Path, n: int) -> list[str]:
 def cmd_show(args: argparse.Namespace) -> int:
     with connect(load(args)) as backend:
         run = _run_document(backend, args.run_id)
-    if args.json:
-        print_json(run)
-        return EXIT_OK
+        if args.json:
+            print_json(run)
+            return EXIT_OK
     _print_run(run)
     if not backend.online and run["state"] in (RunState.QUEUED, RunState.RUNNING):
         from ...control.statelock import state_in_use
