@@ -424,7 +424,7 @@ class Daemon:
                 started = refused - {getattr(e, "watch", None) for e in self.triggers.watch_errors}
                 if started:
                     config_note = "; ".join([*([config_note] if config_note else []),
-                                             "[[watch]] started: " + ", ".join(sorted(str(w[0]) for w in started))])
+                                             "[[watch]] started: " + ", ".join(sorted(str(w[0]) for w in started if w))])
             reloaded = Reloaded(self.engine.clock(), _summary(result, config_note), result.unchanged and not config_note,
                                 actor, tuple(e.render() for e in result.errors))
             record(self.store.events, reloaded)
