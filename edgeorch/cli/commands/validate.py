@@ -58,20 +58,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rules = [r for r in folder_rules if in_use.get(r.name) is r]
     errors = [*report.errors, *rule_errors, *duplicates]
     warnings = unknown_names_of(in_use.values(), report.pipelines)
-    if with_folder:  # the config's [[watch]] tables, as the daemon checks them (it would not watch a bad one)
-        from ...triggers.drop.configured import configured_watches
-
-        watch_specs, watch_errors = configured_watches(cfg, report.pipelines, report.errors)
-        failed = {getattr(e, "watch", None) for e in watch_errors}
-        bad = {str(e.value) for e in watch_errors if getattr(e, "field", "") == "watch.folder" and e.value}
-        watches: list[Any] = [w for w in watch_specs if (w.folder, w.pipeline) not in failed and str(w.folder) not in bad
-                   and w.pipeline in report.pipelines]
-        errors += watch_errors
-        from ...observe.textfile import textfile_problem  # the daemon's start checks it too: one rule
+    if with_folder:  # the config's [[watch]] tables and their folders, as the daemon checks them (one rule)
+        from ...triggers.drop.configured import startable_watches
 
         assert cfg is not None  # with_folder: a config was loaded
-        problem = textfile_problem(cfg.metrics.textfile, str(cfg.source) if cfg.source else None)
-        errors += [problem] if problem is not None else []
+        try:  # the daemon's user (its folders are trusted), when this is another one's
+            daemon_uid: int | None = os.stat(cfg.state_dir).st_uid
+        except OSError:
+            daemon_uid = None
+        watches, watch_errors = startable_watches(cfg, report.pipelines, report.errors, daemon_uid=daemon_uid)
+        errors += watch_errors
+        from ...control.auth import group_problem, unknown_names
+        from ...observe.textfile import textfile_problem  # the daemon's start checks them too: one rule
+
+        src = str(cfg.source) if cfg.source else None
+        errors += [p for p in (textfile_problem(cfg.metrics.textfile, src), group_problem(cfg.control, src)) if p]
+        warnings += unknown_names(cfg.control, src)
         from ..holders import model_owner_problems
 
         errors += model_owner_problems(cfg, report.pipelines)  # every run of such a pipeline is refused

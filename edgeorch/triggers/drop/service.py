@@ -46,7 +46,7 @@ from .claim import (
     perform_claim,
 )
 from ...durable import sync_dirs, write_atomic
-from .trust import UNTRUSTED_HINT, untrusted_path
+from .trust import UNTRUSTED_HINT
 from ...engine.files import make_run_dirs, remove_empty_in_a_row
 from ...loopslices import sliced
 from .inspection import Refuse, inspect, scan
@@ -56,13 +56,10 @@ from .reconcile import InputRecord, file_ids, list_inbox, reconcile
 from .refusals import Refusal, RefusedFiles
 from .retention import FINISHED_STATES, remove_kept_file, sweep_interval
 from .settle import Batcher
-from .configured import configured_watches
+from .configured import startable_watches
 from .spec import (
     DEFAULT_ENV,
     WatchSpec,
-    check_same_filesystem,
-    folder_problem,
-    watch_error,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -410,40 +407,12 @@ class DropFolders:
 
     def _collect_watches(self) -> list[WatchSpec]:
         cfg = self.config
-        src = str(cfg.source or "<embedded defaults>")
-        specs, errors = configured_watches(cfg, self.registry.pipelines, self.registry.errors)
-        bad = {Path(str(e.value)) for e in errors if getattr(e, "field", "") == "watch.folder" and e.value}
-        # A watch an error names is not started (one whose pipeline has no param for the path was said "not
-        # watched", yet took files and quarantined each: "has no parameter 'input'").
-        refused = {getattr(e, "watch", None) for e in errors} - {None}
-        out: list[WatchSpec] = []
-        seen: set[Path] = set()
-        for s in specs:
-            if (s.folder in seen or s.folder in bad or s.pipeline not in self.registry.pipelines
-                    or (s.folder, s.pipeline) in refused):
-                continue
-            problem = folder_problem(s.folder)
-            if problem:
-                errors.append(watch_error(s, problem, config_file=src, field="watch.folder", value=str(s.folder),
-                                          expected="a folder (or a path where one will be created)"))
-                continue
-            untrusted = untrusted_path(s.folder)
-            if untrusted:
-                errors.append(watch_error(s, untrusted, config_file=src, field="watch.folder", value=str(s.folder),
-                                          expected="a folder whose path only root and the daemon's user can change",
-                                          hint=UNTRUSTED_HINT))
-                continue
-            try:
-                check_same_filesystem(s.folder, cfg.inbox_dir)
-            except EdgeorchError as exc:
-                exc.file = exc.file or s.source or src  # reported against the file that declares the watch
-                errors.append(exc)
-                continue
+        out, errors = startable_watches(cfg, self.registry.pipelines, self.registry.errors)
+        seen = {s.folder for s in out}
+        for s in out:
             if not s.folder.is_dir():  # watched as soon as it appears (ArrivalLoop): a warning, not an error
                 log.warning("watched folder %s (%s) does not exist yet: watched as soon as it appears",
-                            s.folder, s.source or src)
-            seen.add(s.folder)
-            out.append(s)
+                            s.folder, s.source or cfg.source or "<embedded defaults>")
         for e in errors:
             log.error("watch not started: %s", e.one_line())
         # A folder no watch names any more (its [[watch]] changed or went) is nobody's missing folder: its error
