@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from types import TracebackType
 from typing import Any, TypeVar
@@ -76,7 +76,8 @@ class Client:
     def _do(self, call: calls.Call[T]) -> T:
         return call.read(self._transport.call(call.op, call.args), self)
 
-    def _stream(self, call: calls.Call[T], timeout: float | None = None, deadline: float | None = None) -> Iterator[T]:
+    def _stream(self, call: calls.Call[T], timeout: float | None = None,
+                deadline: float | None = None) -> Generator[T, None, None]:
         per_item = self.timeout if call.bounded and timeout is None else timeout
         for item in self._transport.stream(call.op, call.args, timeout=per_item, deadline=deadline):
             yield call.read(item, self)
@@ -229,8 +230,13 @@ class Client:
         ``"input"``, ...: :data:`edgeorch.model.STREAM_KINDS`; an unknown
         one is a ``UsageError``); overflow notices are always sent.
         ``timeout``: the longest wait for one item (``Timeout`` after it).
+
+        Subscribed by the call itself, before it returns: a run triggered after ``client.events()`` and before
+        the first ``next()`` is seen from its ``queued`` on (subscribing at the first ``next()``, as a plain
+        generator would, missed those).
         """
-        return self._stream(calls.events(run, kinds), timeout=timeout)
+        stream = self._stream(calls.events(run, kinds), timeout=timeout)
+        return _Subscribed(next(stream), stream)  # the "subscribed" item read: the daemon has subscribed it
 
     # -- the daemon -----------------------------------------------------------------------------
 
@@ -254,3 +260,22 @@ class Client:
 
     def __repr__(self) -> str:
         return f"edgeorch.Client(socket={str(self.socket_path)!r})"
+
+
+class _Subscribed(Iterator[dict[str, Any]]):
+    """:meth:`Client.events`' iterator: its ``subscribed`` item (read already), then the stream's; ``close()`` ends
+    the stream whether or not it was iterated."""
+
+    def __init__(self, first: dict[str, Any], rest: Generator[dict[str, Any], None, None]) -> None:
+        self._first: dict[str, Any] | None = first
+        self._rest = rest
+
+    def __next__(self) -> dict[str, Any]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._first = None
+        self._rest.close()

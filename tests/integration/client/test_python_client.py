@@ -287,3 +287,22 @@ def test_the_async_client_does_the_same(workspace, demo):
             assert (await client.status())["pid"] == demo.proc.pid
 
     asyncio.run(main())
+
+
+def test_events_subscribes_when_called_not_at_the_first_next(workspace, demo):
+    """`ev = client.events(kinds=["run"])`, then a trigger, then the loop: the run's `queued` and `running` were
+    missed (the stream was opened at the first next())."""
+    with _client(workspace) as client:
+        ev = client.events(kinds=["run"])
+        run_id = client.trigger("demo", {"word": "yo", "n": 1}).id
+        states = []
+        for item in ev:
+            if item.get("run_id") == run_id:
+                states.append(item["state"])
+                if item["state"] in ("succeeded", "failed"):
+                    break
+        ev.close()
+        assert states[:2] == ["queued", "running"] and states[-1] == "succeeded", states
+        unused = client.events()
+        unused.close()  # ends its stream though never iterated
+        assert client.status()["clients"] >= 1
