@@ -84,7 +84,7 @@ def resolve_params(pipeline: Pipeline, given: dict[str, str | Any], *, source: s
         if key not in pipeline.params:
             close = suggest(key, list(pipeline.params))
             raise UsageError(
-                f"has no parameter {key!r}", pipeline=pipeline.name, field=f"{source} {key}",
+                f"has no parameter {key!r}", pipeline=pipeline.name, field=f"{source} {key}", value=key,
                 expected=f"one of {', '.join(pipeline.params) or '(no params)'}", hint=f"did you mean {close!r}?" if close else None,
             )
         p = pipeline.params[key]

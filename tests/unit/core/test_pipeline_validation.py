@@ -169,6 +169,7 @@ def test_params_from_the_command_line_are_typed_and_checked(tmp_path):
     with pytest.raises(UsageError, match="did you mean 'epochs'") as err:
         resolve_params(p, {"epoch": "1", "name": "x"})
     assert err.value.render().startswith("pipeline p: -p epoch: has no parameter 'epoch'")
+    assert err.value.value == "epoch" and "(found" not in err.value.render()  # --json's value: the bad name (null)
     with pytest.raises(UsageError, match="parameter name is required") as err:
         resolve_params(p, {})
     assert err.value.pipeline == "p"
