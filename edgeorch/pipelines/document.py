@@ -17,19 +17,20 @@ from ..model import Pipeline
 
 def pipeline_summary(p: Pipeline, *, pauses: Mapping[str, Mapping[str, Any]] | None, next_fire: str | None,
                      schedule: str | None, refusals: Iterable[tuple[str, str]],
-                     stale: EdgeorchError | None = None) -> dict[str, Any]:
+                     stale: EdgeorchError | None = None, next_start: str | None = None) -> dict[str, Any]:
     """One item of the pipelines list.
 
     ``pauses``: the store's paused pipelines (name -> its pause record with
     ``reason``), or None when they cannot be read (no state file yet):
     ``paused`` is then None, not False. ``next_fire``: ISO 8601, None when
-    unscheduled or paused. ``refusals``: ``(task, why)`` for each task this
+    unscheduled or paused; ``next_start``: when its run starts (the fire time plus the schedule's jitter).
+    ``refusals``: ``(task, why)`` for each task this
     machine can never serve (the front door refuses the pipeline's runs). ``stale``: the error of its file
     when the daemon serves its last valid version (the file has errors now).
     """
     pause = pauses.get(p.name) if pauses is not None else None
     return {"name": p.name, "description": p.description, "tasks": len(p.tasks), "file": p.source_file,
-            "next_fire": next_fire, "schedule": schedule, "content_hash": p.content_hash,
+            "next_fire": next_fire, "next_start": next_start, "schedule": schedule, "content_hash": p.content_hash,
             "paused": None if pauses is None else pause is not None,
             "paused_reason": (pause or {}).get("reason"),
             "params": {k: {"type": v.type, "default": v.default} for k, v in p.params.items()},

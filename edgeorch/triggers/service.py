@@ -61,6 +61,10 @@ class Triggers:
     def next_fire(self, pipeline: str) -> datetime | None:
         return self.schedules.next_fire(pipeline)
 
+    def next_start(self, pipeline: str) -> datetime | None:
+        """When the run of :meth:`next_fire` starts (its fire time plus the schedule's jitter)."""
+        return self.schedules.next_start(pipeline)
+
     def fire_held(self, pipeline: str) -> bool:
         """Whether the next fire is held until a run of the pipeline finishes (``on_max_active = "wait"``)."""
         return self.schedules.fire_held(pipeline)

@@ -126,7 +126,9 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     print_table(["pipeline", "tasks", "paused", "next fire", "description"],
                 [[i["name"], i["tasks"], {True: "yes", False: "no", None: "-"}[i["paused"]],
                   "paused" if i["paused"] else _fire_text(i.get("next_fire"))
-                  + (" (held: starts when a run ends, max_active_runs)" if i.get("fire_held") else ""),
+                  + (" (held: starts when a run ends, max_active_runs)" if i.get("fire_held") else
+                     f" (starts {_fire_text(i['next_start']).split(' ')[1]}, its jitter)"
+                     if i.get("next_start") and i["next_start"] != i.get("next_fire") else ""),
                   i["description"]] for i in items])
     for i in items:
         for w in i.get("warnings") or []:
@@ -272,12 +274,14 @@ def _offline_next_fire(pipeline: Any, stored: str | None, *, paused: bool) -> di
     from datetime import UTC, datetime
 
     from ...pipelines import pipeline_triggers
-    from ...triggers.schedule import next_fire
+    from ...triggers.schedule import next_fire, start_time
 
     spec, _ = pipeline_triggers(pipeline)
     if spec is None:
-        return {"next_fire": None, "schedule": None}
+        return {"next_fire": None, "next_start": None, "schedule": None}
     after = datetime.now(UTC)
     if stored:
         after = max(after, datetime.fromisoformat(stored))
-    return {"next_fire": None if paused else next_fire(spec, after).isoformat(), "schedule": spec.describe()}
+    fire = None if paused else next_fire(spec, after)
+    return {"next_fire": fire.isoformat() if fire else None,
+            "next_start": start_time(spec, fire).isoformat() if fire else None, "schedule": spec.describe()}

@@ -27,6 +27,8 @@ class Schedules(Protocol):
 
     def next_fire(self, pipeline: str) -> datetime | None: ...
 
+    def next_start(self, pipeline: str) -> datetime | None: ...
+
     def fire_held(self, pipeline: str) -> bool: ...
 
     def fire_refused(self, pipeline: str) -> dict[str, str] | None: ...
@@ -74,7 +76,11 @@ class PipelineOps:
             # A paused pipeline fires nothing: it has no next fire to show.
             nf = self.schedules.next_fire(name) if name not in paused else None
             sched = self.schedules.specs.get(name)
+            # When its run starts: the fire time plus the schedule's jitter (a jittered fire showed a time passed
+            # minutes before its run started).
+            ns = self.schedules.next_start(name) if nf is not None else None
             item = pipeline_summary(p, pauses=paused, next_fire=nf.isoformat() if nf is not None else None,
+                                    next_start=ns.isoformat() if ns is not None else None,
                                     schedule=sched.describe() if sched is not None else None,
                                     refusals=refusals(self.engine, p), stale=self.registry.stale(name))
             # A fire held by on_max_active = "wait": due (its time may be past), it starts when a run ends.

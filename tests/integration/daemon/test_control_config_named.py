@@ -48,3 +48,22 @@ def test_a_reload_that_starts_a_refused_watch_says_so(workspace, daemon):
     assert not any("not watched" in w for w in answer["warnings"]), answer
     assert f"[[watch]] started: {drop}" in answer["summary"], answer
     assert daemon.stop() == 0
+
+
+def test_pipelines_says_when_a_jittered_fire_starts(workspace, daemon):
+    """NEXT FIRE showed the fire's time alone: with `jitter`, a time already passed while its run had not started."""
+    import json
+    from datetime import datetime
+
+    workspace.pipeline("jit", 'every = "1h"\njitter = "59m"\n[tasks.a]\ncommand = ["true"]\n')
+    for online in (False, True):
+        if online:
+            daemon.start()
+        doc = json.loads(workspace.invoke("pipelines", "--json").stdout)
+        (item,) = doc["pipelines"]
+        fire, start = datetime.fromisoformat(item["next_fire"]), datetime.fromisoformat(item["next_start"])
+        assert 0 <= (start - fire).total_seconds() < 59 * 60, item
+        table = workspace.invoke("pipelines").stdout
+        if start != fire:
+            assert ", its jitter)" in table and "(starts " in table, table
+    assert daemon.stop() == 0
