@@ -185,13 +185,15 @@ def test_edgeorch_run_that_loses_its_daemon_says_the_run_goes_on(workspace, daem
     proc = follow_a_started_run(workspace, daemon,
                                 "touch {pipeline_dir}/started; while [ ! -f {pipeline_dir}/go ]; do sleep 0.02; done")
     daemon.kill9()
-    out, err = proc.communicate(timeout=60)
-    # 75, "try again": never 1, which a script (`edgeorch run nightly || page`) reads as "the run failed"
-    assert proc.returncode == 75 and "closed the connection" in err, out + err
-    assert "hint: run 1 goes on when the daemon is back" in err and "`edgeorch show 1`" in err, err
-    assert "(found" not in err and "run_id:" not in err  # the text as it was; `--json` carries the run id
-    daemon.start()  # live restore: the task still runs, and the run ends once it does
-    (workspace.pipelines / "go").touch()
+    try:
+        out, err = proc.communicate(timeout=60)
+        # 75, "try again": never 1, which a script (`edgeorch run nightly || page`) reads as "the run failed"
+        assert proc.returncode == 75 and "closed the connection" in err, out + err
+        assert "hint: run 1 goes on when the daemon is back" in err and "`edgeorch show 1`" in err, err
+        assert "(found" not in err and "run_id:" not in err  # the text as it was; `--json` carries the run id
+        daemon.start()  # live restore: the task still runs, and the run ends once it does
+    finally:  # a failed assertion above left the task (and its supervisor) waiting for ever
+        (workspace.pipelines / "go").touch()
     assert daemon.wait_run(1) == "succeeded"
 
 
