@@ -37,6 +37,29 @@ RESERVED_ARGS = ("-d", "--detach", "--name", "--rm", "--cidfile", "--replace", "
                  "--pull", "-w", "--workdir", "-u", "--user", "--sig-proxy")
 """``run`` options edgeorch sets itself (supervision, leases, the keys above): refused in ``args``."""
 
+_SHORT_WITH_VALUE = frozenset("acehlmpuvw")
+"""``run``'s one-letter options that take a value (``-e NAME``, ``-u 1000``): in a cluster, what follows one of them
+is its value, not more options (``-edata`` sets ``data``; ``-dt`` is ``-d -t``)."""
+
+
+def reserved_option(arg: str) -> str | None:
+    """The :data:`RESERVED_ARGS` option ``arg`` sets, or None: ``--name=x`` as ``--name``, and a cluster of short
+    options read as the runtime's parser reads it (``-dt`` sets ``-d``; ``-u0``, ``-w/etc``, ``-m1g`` set ``-u``,
+    ``-w``, ``-m`` with a value). Only ``--name=`` was looked at: ``args = ["-dt"]`` detached the container, and the
+    task was recorded a success when its command had not finished."""
+    if arg.startswith("--"):
+        flag = arg.split("=", 1)[0]
+        return flag if flag in RESERVED_ARGS else None
+    if not arg.startswith("-") or arg == "-":
+        return None
+    for letter in arg[1:]:
+        if f"-{letter}" in RESERVED_ARGS:
+            return f"-{letter}"
+        if letter in _SHORT_WITH_VALUE or not letter.isalpha():
+            return None  # the rest is this option's value
+    return None
+
+
 MOUNT_EXPECTED = ('"SOURCE:TARGET" or "SOURCE:TARGET:ro" (TARGET an absolute path inside the container, '
                   'not under /edgeorch; SOURCE relative to the pipeline file\'s folder when not absolute)')
 _IMAGE_RE = re.compile(r"^[^\s\-][^\s]*$")
@@ -126,9 +149,9 @@ def check_task_container(reader: TableReader, key: str = "container") -> Contain
             break
     args = sub.str_list("args", [])
     for i, arg in enumerate(args):
-        flag = arg.split("=", 1)[0]
-        if flag in RESERVED_ARGS:
-            sub.fail(f"args[{i}]", "is an option edgeorch sets itself", value=arg,
+        flag = reserved_option(arg)
+        if flag is not None:
+            sub.fail(f"args[{i}]", f"is an option edgeorch sets itself ({flag})", value=arg,
                      expected=f"other run options (edgeorch sets {', '.join(RESERVED_ARGS)} from the task's "
                               "command, leases and container keys)")
     sub.finish(CONTAINER_KEYS)

@@ -150,8 +150,9 @@ def _start_nvml(make: Callable[[], GpuBackend], timeout: float) -> tuple[GpuBack
 def detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path("/"),
                 init_timeout: float = INIT_TIMEOUT_S) -> Detected:
     """The backend to use and what to say about it (:func:`_detect_gpus`, the contract). A failure of a backend the
-    config asks for by name (``gpu_backend = "nvml"``, ``"fake"`` and its ``fake_gpus`` table unreadable) is a
-    config error (exit 2) naming the field and its value: it stopped a start with exit 1 and NVML's words alone."""
+    config asks for by name (``gpu_backend = "nvml"``; ``"fake"`` and its ``fake_gpus`` table unreadable or wrong)
+    is a config error (exit 2) naming the field and its value: it stopped a start with exit 1 and NVML's words
+    alone."""
     try:
         return _detect_gpus(cfg, nvml=nvml, sys_root=sys_root, init_timeout=init_timeout)
     except (GpuBackendError, ResourceError) as exc:
@@ -159,8 +160,9 @@ def detect_gpus(cfg: ResourcesConfig, *, nvml: Any = None, sys_root: Path = Path
             exc.field, exc.value = "resources.gpu_backend", "nvml"
             exc.expected = exc.expected or ("a machine whose NVIDIA driver and NVML work, or gpu_backend = \"auto\" "
                                             "(CPU-only when they do not)")
-        elif cfg.gpu_backend == "fake" and exc.field is None:
-            exc.field, exc.value = "resources.fake_gpus", str(cfg.fake_gpus)
+        elif cfg.gpu_backend == "fake" and isinstance(exc, ResourceError):  # the device table: the config's file
+            if exc.field is None:
+                exc.field, exc.value = "resources.fake_gpus", str(cfg.fake_gpus)
         else:
             raise
         exc.exit_code = 2

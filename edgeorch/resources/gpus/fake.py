@@ -228,6 +228,9 @@ class FakeBackend(GpuBackend):
             if reserved > total:
                 raise self._fail(f"{fld}.reserved", "is more than the GPU's memory", g.get("reserved"),
                                  f"at most {total} bytes")
+            if self._size(g, "used", fld, 0) > total:  # shown as a card with no memory free, never said
+                raise self._fail(f"{fld}.used", "is more than the GPU's memory", g.get("used"),
+                                 f"at most {total} bytes")
             mode = g.get("compute_mode", "default")
             if mode not in COMPUTE_MODES or mode == "exclusive_thread":
                 raise self._fail(f"{fld}.compute_mode", "is not a compute mode", mode,

@@ -70,6 +70,12 @@ def test_defaults_are_the_configured_runtime_and_pull_missing():
     ({"image": "a", "args": ["--rm"]}, "tasks.t.container.args[0]", "edgeorch sets itself"),
     ({"image": "a", "args": ["--cpuset-cpus=0"]}, "tasks.t.container.args[0]", "edgeorch sets itself"),
     ({"image": "a", "args": ["-d"]}, "tasks.t.container.args[0]", "edgeorch sets itself"),
+    # Short options as the runtime reads them: a cluster, or a value attached (`-dt` detached the container).
+    ({"image": "a", "args": ["-dt"]}, "tasks.t.container.args[0]", "edgeorch sets itself (-d)"),
+    ({"image": "a", "args": ["--init", "-u0"]}, "tasks.t.container.args[1]", "edgeorch sets itself (-u)"),
+    ({"image": "a", "args": ["-w/etc"]}, "tasks.t.container.args[0]", "edgeorch sets itself (-w)"),
+    ({"image": "a", "args": ["-m1g"]}, "tasks.t.container.args[0]", "edgeorch sets itself (-m)"),
+    ({"image": "a", "args": ["-Pit"]}, "tasks.t.container.args[0]", "edgeorch sets itself (-i)"),
     ({"image": "a", "imgae": "b"}, "tasks.t.container.imgae", "unknown key"),
     ({"image": "a:{nope}"}, "tasks.t.container.image", "unknown placeholder {nope}"),
 ])
@@ -134,3 +140,13 @@ def test_the_pipeline_document_shows_a_tasks_container():
     assert errors == []
     assert pipeline_document(pipeline)["tasks"]["t"]["container"] == {"image": "bb:1", "runtime": None,
                                                                       "pull": "never"}
+
+
+def test_short_options_that_set_nothing_reserved_pass():
+    """A value attached to an option that takes one is its value (`-edata=1` sets an variable named data)."""
+    from edgeorch.containers.spec import reserved_option
+
+    for arg in ("-edata=1", "-e", "DEBUG=1", "--env=X", "-P", "--init", "-v/x:/y", "--shm-size=8g", "-", "x-d"):
+        assert reserved_option(arg) is None, arg
+    assert [reserved_option(a) for a in ("--name=x", "-dt", "-td", "-it", "-u0", "--user=1")] == [
+        "--name", "-d", "-t", "-i", "-u", "--user"]

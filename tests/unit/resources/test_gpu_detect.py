@@ -144,3 +144,13 @@ def test_a_backend_the_config_names_that_cannot_start_is_a_config_error_naming_t
                                    f"(found '{missing}')")
     found = detect_gpus(ResourcesConfig(gpu_backend="auto"), nvml=StubNvml(missing_library=True), sys_root=tmp_path)
     assert found.backend is None  # auto: CPU-only, no error
+
+
+def test_a_device_table_that_is_wrong_is_a_config_error_and_used_past_memory_is_refused(tmp_path: Path) -> None:
+    """A broken `fake_gpus` table exited 1 (`bad_resources`), and `used` beyond the card's memory was accepted."""
+    table = tmp_path / "gpus.toml"
+    table.write_text('[[gpu]]\nuuid = "GPU-1"\nname = "X"\nmemory = "8G"\nused = "20G"\n')
+    with pytest.raises(ResourceError) as err:
+        detect_gpus(ResourcesConfig(gpu_backend="fake", fake_gpus=table))
+    assert err.value.exit_code == 2 and err.value.field == "gpu[0].used", err.value.render()
+    assert "is more than the GPU's memory" in err.value.render() and str(table) in err.value.render()
