@@ -1785,9 +1785,11 @@ class Engine:
             # in either version, so its outputs are recorded but never reused by the cache (a result built
             # from v2 was keyed as v1, and served for v1 later). stat calls only: cheap on the loop.
             la.inputs_moved = changed_since(la.inputs)
-        elif exit_ok and la.started_at is None and (spec.inputs or spec.container is not None):
+        elif exit_ok and la.started_at is None and spec.inputs:
             # Adopted after a restart: its inputs' stamps died with the engine that started it, and one changed
-            # while the daemon was down was served later as the old content's result. Never reused either.
+            # while the daemon was down was served later as the old content's result. Never reused either. A
+            # container's image is no such input: it runs by the digest its key holds (`run sha256:...`), which
+            # cannot change under it (an adopted container task without inputs was never reused: hours of training).
             la.inputs_moved = INPUTS_UNWATCHED
         out_dir, ckpt_dir = ctx.task_folders(la.task)
         names: list[str] = []

@@ -43,6 +43,8 @@ def test_kill_9_of_the_daemon_while_a_container_runs_then_restart_adopts_it_once
     doc = daemon.call("runs.show", {"run_id": run_id})
     task = doc["tasks"][0]
     assert task["attempts"] == 1 and task["attempt_list"][0]["exit_code"] == 0
+    # Reusable by the cache: it declares no inputs, and its image ran by digest (it was "inputs not watched").
+    assert task["attempt_list"][0]["inputs_moved"] is None
     assert "finished" in log.read_text()
     assert (ws.state / "runs" / str(run_id) / "outputs" / "wait" / "starts").read_text() == "1\n"  # ran once
     assert podman.containers(ws.state) == []
