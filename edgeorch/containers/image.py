@@ -100,6 +100,11 @@ def resolve(command: Sequence[str], runtime: str, reference: str, pull: str, *, 
     ``nvidia.com/gpu`` must exist there (checked first: it needs no runtime).
     Raises :class:`ContainerError`.
     """
+    from .spec import IMAGE_EXPECTED, is_image_reference
+
+    if not is_image_reference(reference):  # a param substituted into the key: checked as the key is
+        raise ContainerError(f"{where}.image = {reference!r}: is not an image reference once its placeholders are "
+                             f"filled in; expected {IMAGE_EXPECTED}")
     names = None
     if cdi_dirs is not None:
         names = cdi_gpu_names(cdi_dirs)

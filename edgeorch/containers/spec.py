@@ -63,6 +63,15 @@ def reserved_option(arg: str) -> str | None:
 MOUNT_EXPECTED = ('"SOURCE:TARGET" or "SOURCE:TARGET:ro" (TARGET an absolute path inside the container, '
                   'not under /edgeorch; SOURCE relative to the pipeline file\'s folder when not absolute)')
 _IMAGE_RE = re.compile(r"^[^\s\-][^\s]*$")
+IMAGE_EXPECTED = ('a reference like "localhost/trainer:3", "docker.io/library/python:3.11" or '
+                  '"name@sha256:<digest>" (no spaces, not starting with "-")')
+
+
+def is_image_reference(text: str) -> bool:
+    """Whether ``text`` may be handed to the runtime as an image reference: the key as written (placeholders in
+    it), and what they were substituted into before the runtime sees it (``-p img=--help`` ran ``podman image
+    inspect --help``)."""
+    return bool(_IMAGE_RE.match(text))
 _USER_RE = re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
 
 
@@ -122,10 +131,8 @@ def check_task_container(reader: TableReader, key: str = "container") -> Contain
     if not isinstance(reader.data.get(key), dict):
         return None  # sub() reported "must be a table"
     image = sub.str("image", None, required=True)
-    if image is not None and not _IMAGE_RE.match(image):
-        sub.fail("image", "is not an image reference", value=image,
-                 expected='a reference like "localhost/trainer:3", "docker.io/library/python:3.11" or '
-                          '"name@sha256:<digest>" (no spaces, not starting with "-")')
+    if image is not None and not is_image_reference(image):
+        sub.fail("image", "is not an image reference", value=image, expected=IMAGE_EXPECTED)
     runtime = sub.choice("runtime", RUNTIMES, None)
     pull = sub.choice("pull", PULL_POLICIES, "missing")
     user = sub.str("user", None)

@@ -150,3 +150,18 @@ def test_short_options_that_set_nothing_reserved_pass():
         assert reserved_option(arg) is None, arg
     assert [reserved_option(a) for a in ("--name=x", "-dt", "-td", "-it", "-u0", "--user=1")] == [
         "--name", "-d", "-t", "-i", "-u", "--user"]
+
+
+def test_an_image_a_param_filled_in_is_checked_before_the_runtime_sees_it(tmp_path):
+    """`image = "{img}"` with `-p img=--help` ran `podman image inspect --help` ("an unexpected answer"): the
+    substituted reference is checked as the key is, and never reaches the runtime."""
+    from edgeorch.containers.image import ContainerError, resolve
+
+    ran = tmp_path / "ran"
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    fake.chmod(0o755)
+    for reference in ("--help", "-latest", "two words", ""):
+        with pytest.raises(ContainerError, match="is not an image reference once its placeholders are filled in"):
+            resolve([str(fake)], "podman", reference, "never", where="tasks.t.container")
+    assert not ran.exists()
