@@ -38,6 +38,22 @@ CHECKPOINT_ALIAS = f"{EDGEORCH_ROOT}/checkpoints"
 
 HOST_ONLY_VARS = frozenset({"EDGEORCH_STATE_FILE", "EDGEORCH_RESULT_FILE", "NUMBA_CACHE_DIR", "PYTHONPATH"})
 """Task variables naming host files that are not mounted: not passed into a container."""
+CLIENT_VARS = frozenset({"PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                         "REGISTRY_AUTH_FILE", "CONTAINER_HOST", "CONTAINER_CONNECTION", "STORAGE_DRIVER",
+                         "STORAGE_OPTS", "BUILDAH_ISOLATION", "NOTIFY_SOCKET"})
+CLIENT_PREFIXES = ("LD_", "CONTAINERS_", "DOCKER_", "PODMAN_")
+
+
+def client_reads(name: str) -> bool:
+    """Whether the runtime's client on the host (podman and its conmon, docker) reads the variable ``name`` itself.
+
+    A task's value for one is handed to the container as ``--env NAME=VALUE`` and its client keeps the daemon's
+    own: passed by name, the task's ``env = { PATH = "/opt/venv/bin:..." }`` (an image's PATH) made podman miss
+    iptables, ``TMPDIR`` or ``CONTAINERS_CONF`` broke it, and an ``LD_PRELOAD`` meant for the image was loaded into
+    the root runtime on the host."""
+    return name in CLIENT_VARS or name.startswith(CLIENT_PREFIXES)
+
+
 LEASE_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
               "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
@@ -69,12 +85,15 @@ class AttemptPlan:
     cidfile: str
     command: tuple[str, ...]
     env_names: tuple[str, ...]
+    """Variables passed by name (``--env NAME``: the value from the client's environment, never in ``ps``)."""
     mounts: tuple[BindMount, ...]
     workdir: str
     cpus: tuple[int, ...] | None = None
     memory: int = 0
     gpus: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    env_values: tuple[tuple[str, str], ...] = ()
+    """Variables passed with their value (``--env NAME=VALUE``): those the client reads itself (:func:`client_reads`)."""
 
 
 def substitute_container(spec: ContainerSpec, values: dict[str, Any]) -> ContainerSpec:
@@ -101,8 +120,10 @@ def run_argv(plan: AttemptPlan) -> list[str]:
 
     Options edgeorch owns come first (the task's ``args`` cannot set them:
     ``spec.RESERVED_ARGS``); the task's ``args`` come just before the image.
-    Variables are passed by name only (``--env NAME``): values come from the
-    client's environment, so they never show in ``ps``.
+    Variables are passed by name (``--env NAME``): values come from the
+    client's environment, so they never show in ``ps``; but for those the
+    client reads itself (:func:`client_reads`: ``PATH``, ``LD_PRELOAD``...),
+    passed with their value.
     """
     spec = plan.spec
     argv = [*plan.runtime_command, "run", "--rm", "--name", plan.name, "--cidfile", plan.cidfile,
@@ -124,6 +145,8 @@ def run_argv(plan: AttemptPlan) -> list[str]:
         argv += ["--mount", m.option()]
     for name in plan.env_names:
         argv += ["--env", name]
+    for name, value in plan.env_values:
+        argv += ["--env", f"{name}={value}"]
     argv += list(spec.args)
     argv.append(plan.image_ref)
     argv += list(plan.command)

@@ -1532,10 +1532,17 @@ class Engine:
         res = self.res
         assert res is not None
         cpus = res.shared_affinity(lease)
+        names = container_command.env_names(sorted(own), container_command.lease_names(env))
+        given = tuple((n, env[n]) for n in names if container_command.client_reads(n))
+        for n, _ in given:  # the client keeps the daemon's own value (client_reads); the container gets the task's
+            if n in self._base_env:
+                env[n] = self._base_env[n]
+            else:
+                env.pop(n, None)
         plan = container_command.AttemptPlan(
             runtime_command=self.config.containers.command(runtime), runtime=runtime, spec=c,
             image_ref=image.run_ref, name=name, cidfile=str(attempt_dir / "container.id"), command=tuple(argv),
-            env_names=container_command.env_names(sorted(own), container_command.lease_names(env)),
+            env_names=tuple(n for n in names if not container_command.client_reads(n)), env_values=given,
             mounts=container_command.mounts_for(output_dir=values["output_dir"], checkpoint_dir=values["checkpoint_dir"],
                                                 run_dir=str(ctx.run_dir), pipeline_dir=pipeline_dir, read=read,
                                                 asked=asked),

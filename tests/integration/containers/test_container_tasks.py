@@ -31,7 +31,7 @@ def test_a_container_task_writes_an_output_the_next_host_task_reads_pinned_to_it
         outputs = ["out.txt"]
         cpus = 1
         memory = "64M"
-        env = {{ GREETING = "hi" }}
+        env = {{ GREETING = "hi", TMPDIR = "/nonexistent/tmp", PATH = "/bin:/nonexistent/bin" }}
         container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
         [tasks.read]
         command = ["sh", "-c", "cat \\"$EDGEORCH_UPSTREAM_MAKE\\""]
@@ -53,6 +53,9 @@ def test_a_container_task_writes_an_output_the_next_host_task_reads_pinned_to_it
     assert f"{ws.pipelines}\n" in log  # the working folder: the pipeline's folder, at its own path
     assert f"EDGEORCH_OUTPUT_DIR={run_dir / 'outputs' / 'make'}" in log and "OMP_NUM_THREADS=1" in log
     assert "EDGEORCH_CONFIG" not in log and "NUMBA_CACHE_DIR" not in log  # the daemon's environment stays out
+    # Variables the runtime's client reads itself reach the container, not the client on the host (podman with the
+    # task's TMPDIR failed with 125: "open /nonexistent/tmp/...").
+    assert "TMPDIR=/nonexistent/tmp" in log and "PATH=/bin:/nonexistent/bin" in log, log
     assert (run_dir / "attempts" / "make.1" / "container.id").read_text().strip()  # the container's id, recorded
     assert podman.containers(ws.state) == []  # removed when it ended
 

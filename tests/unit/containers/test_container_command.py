@@ -229,3 +229,11 @@ def test_a_runtime_that_is_not_executable_is_an_error(tmp_path):
     os.chmod(script, 0o644)
     with pytest.raises(ContainerError, match="cannot be run"):
         resolve([str(script)], "podman", "img:1", "never", where="w")
+
+
+def test_variables_the_client_reads_go_with_their_value_the_others_by_name():
+    from edgeorch.containers.command import client_reads
+
+    assert [n for n in ("PATH", "LD_PRELOAD", "TMPDIR", "CONTAINERS_CONF", "DOCKER_HOST", "HOME", "MY", "EDGEORCH_RUN_ID",
+                        "OMP_NUM_THREADS") if client_reads(n)] == ["PATH", "LD_PRELOAD", "TMPDIR", "CONTAINERS_CONF",
+                                                                  "DOCKER_HOST", "HOME"]
