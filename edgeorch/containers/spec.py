@@ -149,7 +149,7 @@ def check_task_container(reader: TableReader, key: str = "container") -> Contain
             sub.fail(f"mounts[{i}]", problem, value=text, expected=MOUNT_EXPECTED)
         elif mount is not None:
             mounts.append(mount)
-    targets = [m.target for m in mounts]
+    targets = [m.target.rstrip("/") or "/" for m in mounts]  # `/x` and `/x/` are one target (the first won, unsaid)
     for t in targets:
         if targets.count(t) > 1:
             sub.fail("mounts", "mounts two folders at the same target", value=t, expected="each target once")

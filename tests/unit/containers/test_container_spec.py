@@ -64,6 +64,7 @@ def test_defaults_are_the_configured_runtime_and_pull_missing():
     ({"image": "a", "mounts": ["/x:/y:rx"]}, "tasks.t.container.mounts[0]", "unknown mount option"),
     ({"image": "a", "mounts": ["/x:/edgeorch/output"]}, "tasks.t.container.mounts[0]", "reserves"),
     ({"image": "a", "mounts": ["/x:/y", "/z:/y"]}, "tasks.t.container.mounts", "same target"),
+    ({"image": "a", "mounts": ["/x:/y", "/z:/y/"]}, "tasks.t.container.mounts", "same target"),
     ({"image": "a", "mounts": "/x:/y"}, "tasks.t.container.mounts", "wrong type"),
     ({"image": "a", "user": "a b"}, "tasks.t.container.user", "not a user"),
     ({"image": "a", "workdir": "rel"}, "tasks.t.container.workdir", "absolute path"),
