@@ -1366,7 +1366,7 @@ class Engine:
         recorded = holds_anything(lease)
         note = None
         if recorded:
-            memory_note = res.memory_note(lease)
+            memory_note = res.memory_note(lease, container=spec.container is not None)
             note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
         # The lease (and its event) go into the same transaction as the attempt: nothing held without a record;
         # so does what it consumed (lineage), when it consumes anything.

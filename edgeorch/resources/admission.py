@@ -417,15 +417,18 @@ class Admission:
             return None
         return list(lease.affinity)
 
-    def memory_note(self, lease: Lease) -> str | None:
+    def memory_note(self, lease: Lease, *, container: bool = False) -> str | None:
         """How a lease's memory claims are enforced, for the start event (None: nothing to say).
 
-        Host memory: enforced by cgroup or only admission-checked. GPU
-        memory: a budget so small that a CUDA context alone may break it.
+        Host memory: enforced by cgroup or only admission-checked; a ``container`` task's by its runtime
+        (``--memory``), whatever this daemon's cgroups allow (it was said "not enforced" while the container was
+        OOM-killed at its bound). GPU memory: a budget so small that a CUDA context alone may break it.
         """
         notes = []
         if lease.memory:
-            if not self.cgroup.enforced:
+            if container:
+                notes.append(f"memory {_fmt(lease.memory)} enforced by the container runtime (--memory)")
+            elif not self.cgroup.enforced:
                 notes.append(f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})")
             else:
                 notes.append(f"memory {_fmt(lease.memory)} enforced by cgroup memory.max")

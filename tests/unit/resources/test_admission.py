@@ -117,6 +117,9 @@ def test_memory_not_enforced_is_said():
     assert adm.memory_note(Lease("x", memory=G)) == ("memory 1.0G admission-checked, not enforced "
                                                      "(memory limits not enforced: test)")
     assert adm.memory_note(Lease("x", cpus=(0,))) is None
+    # A container's bound is its runtime's (--memory): it was said "not enforced" while it OOM-killed at it.
+    assert adm.memory_note(Lease("x", memory=G), container=True) == ("memory 1.0G enforced by the container runtime "
+                                                                     "(--memory)")
 
 
 def test_memory_cgroup_where_delegated(tmp_path: Path):
