@@ -149,6 +149,18 @@ class Workspace:
             assert time.monotonic() < deadline, f"{path} did not appear within {timeout:g}s"
             time.sleep(0.01)
 
+    def attempt_with_pid(self, task: str) -> "sqlite3.Row | None":
+        """The attempt row of ``task`` once the daemon recorded its process (pid), else None: a condition to poll
+        (the task may touch its own file before the pid its supervisor reported is written)."""
+        import sqlite3
+
+        conn = sqlite3.connect(self.state / "edgeorch.db")
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM attempts WHERE task = ? AND pid IS NOT NULL", (task,)).fetchone()
+        finally:
+            conn.close()
+
     def config(self):
         from edgeorch.config import load_config
 

@@ -9,15 +9,6 @@ import time
 from container_helpers import pipeline_text
 
 
-def _running_attempt(ws, task: str) -> sqlite3.Row | None:
-    conn = sqlite3.connect(ws.state / "edgeorch.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM attempts WHERE task = ? AND pid IS NOT NULL", (task,)).fetchone()
-    finally:
-        conn.close()
-
-
 def test_kill_9_of_the_daemon_while_a_container_runs_then_restart_adopts_it_once(container_ws, daemon, podman):
     ws = container_ws
     go = ws.pipelines / "go"
@@ -31,7 +22,7 @@ def test_kill_9_of_the_daemon_while_a_container_runs_then_restart_adopts_it_once
     log = ws.state / "runs" / str(run_id) / "attempts" / "wait.1" / "output.log"
     deadline = time.monotonic() + 30
     # Conditions, polled: the container printed, and the daemon recorded the attempt's process.
-    while not (log.exists() and "started" in log.read_text() and _running_attempt(ws, "wait")):
+    while not (log.exists() and "started" in log.read_text() and ws.attempt_with_pid("wait")):
         assert time.monotonic() < deadline, "the container task did not start"
         time.sleep(0.02)
     daemon.kill9()

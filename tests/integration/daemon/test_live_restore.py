@@ -16,24 +16,15 @@ def _db(ws) -> sqlite3.Connection:
     return conn
 
 
-def _attempt_with_pid(ws, task: str) -> sqlite3.Row | None:
-    """The attempt row of ``task`` once its pid is recorded, else None."""
-    conn = _db(ws)
-    try:
-        return conn.execute("SELECT * FROM attempts WHERE task = ? AND pid IS NOT NULL", (task,)).fetchone()
-    finally:
-        conn.close()
-
-
 def _end_while_away(ws, daemon, task: str) -> None:
     """Once ``task``'s pid is recorded: stop the daemon, let the task end (its ``go`` file), wait until it has."""
     deadline = time.monotonic() + 30
-    while _attempt_with_pid(ws, task) is None:
+    while ws.attempt_with_pid(task) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert daemon.stop() == 0
     (ws.pipelines / "go").touch()
-    a = _attempt_with_pid(ws, task)
+    a = ws.attempt_with_pid(task)
     while is_same_process(a["pid"], a["pid_start_time"]):
         assert time.monotonic() < deadline
         time.sleep(0.01)
@@ -52,7 +43,7 @@ def test_sigterm_leaves_running_tasks_alive_and_a_restart_adopts_them(workspace,
     deadline = time.monotonic() + 30
     # A condition: the task runs and the daemon has recorded its process. The task can touch its file
     # before the daemon writes the pid the supervisor reported (on a busy machine it did).
-    while not ((workspace.pipelines / "started").exists() and (a := _attempt_with_pid(workspace, "wait"))):
+    while not ((workspace.pipelines / "started").exists() and (a := workspace.attempt_with_pid("wait"))):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert daemon.stop() == 0
@@ -150,7 +141,7 @@ def _cancel_across_a_restart(workspace, daemon, how: str) -> None:
     run_id = daemon.call("trigger", {"pipeline": "nightly"})["run_id"]
     workspace.wait_file(workspace.pipelines / "started")
     deadline = time.monotonic() + 30
-    while _attempt_with_pid(workspace, "train") is None:  # recorded, so the next daemon adopts it
+    while workspace.attempt_with_pid("train") is None:  # recorded, so the next daemon adopts it
         assert time.monotonic() < deadline
         time.sleep(0.01)
     daemon.call("cancel", {"run_id": run_id, "reason": "operator says stop"})
@@ -205,7 +196,7 @@ def test_an_adopted_attempt_keeps_the_timeout_it_had_a_restart_gives_no_fresh_on
     run_id = daemon.call("trigger", {"pipeline": "hung"})["run_id"]
     workspace.wait_file(workspace.pipelines / "started")
     deadline = time.monotonic() + 30
-    while (a := _attempt_with_pid(workspace, "wait")) is None:
+    while (a := workspace.attempt_with_pid("wait")) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     daemon.kill9()

@@ -16,15 +16,6 @@ from edgeorch.engine.procinfo import is_same_process
 from edgeorch.pipelines.parse import parse_pipeline
 
 
-def _attempt(ws, task: str) -> sqlite3.Row | None:
-    conn = sqlite3.connect(ws.state / "edgeorch.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM attempts WHERE task = ? AND pid IS NOT NULL", (task,)).fetchone()
-    finally:
-        conn.close()
-
-
 def test_a_run_whose_recorded_definition_breaks_a_newer_rule_is_resumed_as_recorded(workspace, daemon):
     workspace.pipeline("gated", """
         [tasks.wait]
@@ -36,7 +27,7 @@ def test_a_run_whose_recorded_definition_breaks_a_newer_rule_is_resumed_as_recor
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
     deadline = time.monotonic() + 30
-    while not ((workspace.pipelines / "started").exists() and (a := _attempt(workspace, "wait"))):
+    while not ((workspace.pipelines / "started").exists() and (a := workspace.attempt_with_pid("wait"))):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert daemon.stop() == 0

@@ -91,23 +91,13 @@ def test_an_upgrade_says_which_schema_it_migrated_from_and_a_new_file_says_nothi
     assert f"migrated from schema version {SCHEMA_VERSION - 1} to {SCHEMA_VERSION}" in caplog.text
 
 
-def test_migration_21_keeps_the_cancel_of_a_run_an_older_edgeorch_was_stopping(tmp_path):
+def test_migration_21_keeps_the_cancel_of_a_run_an_older_edgeorch_was_stopping(tmp_path, state_before):
     """A run cancelled under an older edgeorch (its attempts still stopping when it was upgraded) had no
     `cancel_reason` after migration 21: the new daemon ended it `failed` (and `retry` of failed runs reran it)."""
-    import sqlite3
-
     from edgeorch.store import Store
-    from edgeorch.store.db import _statements
-    from edgeorch.store.schema import MIGRATIONS
 
-    (script,) = [m for m in MIGRATIONS if "ADD COLUMN cancel_reason" in m]
-    version = MIGRATIONS.index(script) + 1
     db = tmp_path / "old.db"
-    conn = sqlite3.connect(db)
-    for m in MIGRATIONS[:version - 1]:
-        for stmt in _statements(m):
-            conn.execute(stmt)
-    conn.execute(f"PRAGMA user_version = {version - 1}")
+    conn = state_before(db, "ADD COLUMN cancel_reason")
     conn.execute("INSERT INTO pipeline_versions (id, name, content_hash, source_file, source_text, created_at)"
                  " VALUES (1, 'p', 'h', '/p', '', 0)")
     conn.executemany("INSERT INTO runs (id, pipeline, pipeline_version_id, state, params, trigger, run_dir, created_at)"

@@ -69,18 +69,9 @@ def test_another_writer_is_counted_too(store: Store, tmp_path: Path) -> None:
     assert sum(store.runs.counts().values()) == 300 - 300 // 7
 
 
-def test_migration_18_counts_the_runs_an_older_file_already_has(tmp_path: Path) -> None:
-    from edgeorch.store.db import _statements
-    from edgeorch.store.schema import MIGRATIONS
-
-    (script,) = [m for m in MIGRATIONS if "CREATE TABLE run_counts" in m]
-    version = MIGRATIONS.index(script) + 1
+def test_migration_18_counts_the_runs_an_older_file_already_has(tmp_path: Path, state_before) -> None:
     db = tmp_path / "old.db"
-    conn = sqlite3.connect(db)
-    for m in MIGRATIONS[:version - 1]:
-        for stmt in _statements(m):
-            conn.execute(stmt)
-    conn.execute(f"PRAGMA user_version = {version - 1}")
+    conn = state_before(db, "CREATE TABLE run_counts")
     conn.execute("INSERT INTO pipeline_versions (id, name, content_hash, source_file, source_text, created_at)"
                  " VALUES (1, 'p', 'h', '/p', '', 0)")
     conn.executemany("INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, run_dir, created_at)"
