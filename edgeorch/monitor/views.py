@@ -177,6 +177,11 @@ def _waits(store: Any, run: dict[str, Any], events: list[dict[str, Any]],
                                             "reason": a["reason"]} for a in atts[:-1]]}
         if name in cached:
             doc["cache"] = cache_miss(store, run["pipeline"], first)
+        if doc["state"] == "retry_wait":  # between attempts: `why` read as if the failed attempt held its lease
+            row = tasks.get(name) or {}
+            doc["next_attempt_at"] = row.get("next_attempt_at")
+            doc["last_attempt"] = {"attempt": atts[-1]["number"], "state": atts[-1]["state"],
+                                   "exit_code": atts[-1]["exit_code"], "reason": atts[-1]["reason"]}
         out.append(doc)
     # The tasks with no attempt: what each waits for now (a live daemon's queue), or why it never ran (a cache
     # hit among them: which run's result it reused; `why` said nothing of them).

@@ -220,6 +220,12 @@ def cmd_why(args: argparse.Namespace) -> int:
             print(f"  task {t['task']} ({t['state']}): {printable(t['not_started'])}")
             continue
         print(f"  task {t['task']}: " + ("; ".join(waits) if waits else "did not wait"))
+        last = t.get("last_attempt")
+        if t.get("state") == "retry_wait" and last:  # it holds nothing now: said, with when it goes on
+            when = f" at {format_timestamp(t['next_attempt_at'])}" if t.get("next_attempt_at") else ""
+            print(f"    waiting to retry: attempt {last['attempt']} "
+                  f"{printable(attempt_outcome(last['state'], last['reason'], last['exit_code']))}; "
+                  f"attempt {last['attempt'] + 1} starts{when} (no lease held meanwhile)")
         if t.get("cache"):
             print(f"    ran instead of a cache hit: {t['cache']}")
     for r in doc.get("rules", []):  # what the monitoring rules decided on this run's outcome

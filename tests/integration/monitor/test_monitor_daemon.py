@@ -401,3 +401,28 @@ def _running(pid: int) -> bool:
     from edgeorch.engine.procinfo import process_state
 
     return process_state(pid) not in (None, "Z", "X")
+
+
+def test_why_says_a_task_between_attempts_holds_nothing_and_when_it_goes_on(workspace, daemon) -> None:
+    """During a retry's delay `why` said "0.01s for its turn (attempt 1: leased cores 0-1)", read as the failed
+    attempt still holding its lease; `show` and `status` said retry_wait. It says the wait and the next start."""
+    workspace.pipeline("flaky", """
+        [tasks.f]
+        command = ["sh", "-c", "exit 3"]
+        retries = 1
+        retry_delay = "60s"
+    """)
+    daemon.start()
+    run_id = daemon.call("trigger", {"pipeline": "flaky"})["run_id"]
+    deadline = time.monotonic() + 30
+    while daemon.call("runs.show", {"run_id": run_id})["tasks"][0]["state"] != "retry_wait":
+        assert time.monotonic() < deadline, "the task never waited to retry"
+        time.sleep(0.02)
+    doc = daemon.call("why", {"run": run_id})
+    (f,) = doc["tasks"]
+    assert f["state"] == "retry_wait" and f["next_attempt_at"] and f["last_attempt"]["exit_code"] == 3, f
+    shown = workspace.invoke("why", str(run_id)).stdout
+    assert "waiting to retry: attempt 1 exited with code 3; attempt 2 starts at " in shown, shown
+    assert "(no lease held meanwhile)" in shown
+    daemon.call("cancel", {"run_id": run_id})
+    assert daemon.wait_run(run_id) == "cancelled"
