@@ -10,6 +10,7 @@ fake ``/sys``/``/proc`` tree.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Hashable, Iterable
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import TypeVar
 
 from ..errors import ConfigError
 from .model import CpuCore, GpuDevice, Inventory
+
+log = logging.getLogger("edgeorch.resources")
 
 K = TypeVar("K", bound=Hashable)
 
@@ -165,6 +168,10 @@ def usable_cpus(reserved: tuple[int, ...] | list[int] = (), *, affinity: set[int
     if cs is not None and allowed & cs:
         allowed &= cs
     usable = allowed - set(reserved)
+    absent = sorted(set(reserved) - allowed)
+    if absent:  # ignored (a config shared by machines), but said: a typo ([1] for [0]) went unnoticed
+        log.warning("resources.reserved_cpus names core(s) %s that the daemon does not have (it has %s): ignored",
+                    format_cpu_list(set(absent)), format_cpu_list(allowed))
     if not usable:
         raise ConfigError(
             "reserved_cpus leaves no core for tasks", field="resources.reserved_cpus", value=list(reserved),

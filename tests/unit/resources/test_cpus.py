@@ -57,6 +57,20 @@ def test_usable_is_affinity_and_cpuset_minus_reserved(tmp_path: Path) -> None:
     assert usable_cpus((2,), affinity=set(range(6)), root=tmp_path) == [3, 4, 5]
 
 
+def test_reserved_cores_the_daemon_does_not_have_are_ignored_but_said(tmp_path: Path, caplog) -> None:
+    """`reserved_cpus = [5, 9]` on a 2-core machine was accepted in silence: a typo went unnoticed."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edgeorch.resources"):
+        assert usable_cpus((1, 5, 9), affinity={0, 1}, root=tmp_path) == [0]
+    assert ["resources.reserved_cpus names core(s) 5,9 that the daemon does not have (it has 0-1): ignored"] == [
+        r.getMessage() for r in caplog.records], caplog.records
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgeorch.resources"):
+        usable_cpus((1,), affinity={0, 1}, root=tmp_path)
+    assert caplog.records == []
+
+
 def test_reserving_every_core_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         usable_cpus((0, 1), affinity={0, 1}, root=tmp_path)
