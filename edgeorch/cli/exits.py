@@ -45,9 +45,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def follows_a_run(command: Callable[[Any], int]) -> Callable[[Any], int]:
-    """``command`` (``run``, ``retry``, ``cancel``: its exit status is how a run ended) with a standard output whose
-    reader may go away: once it has (``edgeorch run x | head -1``), nothing more is printed, the run is followed to its
-    end all the same, and the command exits with the run's own code (0, 1, 130...).
+    """``command`` (``run``, ``retry``, ``cancel``: its exit status is how a run ended; ``validate``, ``audit``,
+    ``drift``, ``fairness``, ``profile``: its verdict) with a standard output whose reader may go away: once it has
+    (``edgeorch run x | head -1``), nothing more is printed, the run is followed to its end (the check done) all the
+    same, and the command exits with its own code (0, 1, 130...): ``validate | head`` said 0 of invalid files.
 
     Before, the first line written to the closed pipe ended the command with exit 0 (a failed or cancelled run's
     too), and without a daemon the progress printer logged a BrokenPipeError traceback for every task event. The

@@ -21,6 +21,7 @@ import argparse
 import os
 from typing import Any
 
+from ..cli.exits import follows_a_run
 from ..errors import ConfigError, UsageError
 
 
@@ -272,6 +273,7 @@ def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+@follows_a_run
 def cmd_profile(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
     if args.epsilon is not None:
@@ -292,6 +294,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+@follows_a_run
 def cmd_drift(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
 
@@ -328,6 +331,7 @@ def _parses_as_reference(text: str, parse: Any) -> bool:
         return True
 
 
+@follows_a_run
 def cmd_fairness(args: argparse.Namespace) -> int:
     _use_numba_cache(args)
 

@@ -24,7 +24,7 @@ from typing import Any
 from ...errors import UsageError
 from ...textui import print_json, print_table
 from ..backend import Backend, connect, load
-from ..exits import EXIT_FAILED, EXIT_OK
+from ..exits import EXIT_FAILED, EXIT_OK, follows_a_run
 from . import AddCommand
 
 ACTIONS = ("list", "verify", "export", "init", "seal", "prune")
@@ -48,6 +48,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--before", metavar="WHEN", help=f"prune: remove records older than WHEN ({WHEN_EXPECTED})")
 
 
+@follows_a_run
 def cmd_audit(args: argparse.Namespace) -> int:
     sub = args.sub or "list"
     _refuse_foreign_options(args, sub)

@@ -10,7 +10,7 @@ from typing import Any
 from ...errors import error_fields
 from ...textui import print_json
 from ..backend import load
-from ..exits import EXIT_FAILED, EXIT_OK
+from ..exits import EXIT_FAILED, EXIT_OK, follows_a_run
 from . import AddCommand
 
 
@@ -22,6 +22,7 @@ def register(add: AddCommand) -> None:
                                            "its rules folder, [monitor] rules_dir)")
 
 
+@follows_a_run
 def cmd_validate(args: argparse.Namespace) -> int:
     """Exit 0 when every file under ``args.path`` (or the pipelines folder and the rules folder) is valid, else 1.
 

@@ -155,3 +155,16 @@ def test_a_run_started_with_its_standard_output_closed_exits_with_its_outcome(wo
     assert proc.returncode == 1, proc.stderr
     _no_traceback(proc.stderr)
     assert proc.stderr == ""
+
+
+def test_a_verdict_command_keeps_its_exit_status_though_its_output_was_closed(workspace):
+    """`edgeorch validate | head -1` said 0 of a folder with an invalid file (its reader gone before its lines): the
+    verdict is the exit status (validate, audit verify, drift, fairness, profile)."""
+    workspace.pipeline("good", '[tasks.a]\ncommand = ["true"]\n')
+    workspace.pipeline("bad", '[tasks.a]\ncommand = "not an argv"\n')
+    proc = _start(workspace, "validate")
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    code, err = _end(proc)
+    assert code == 1, err
+    _no_traceback(err)
