@@ -1021,6 +1021,9 @@ class Engine:
                 return  # a recorded result is being verified: skipped or queued once known
         self.res.push(tid, req, ctx.pipeline.name, ctx.pipeline.priority, ctx.critical[name],
                       self.res.durations.predict(f"{ctx.pipeline.name}/{name}"), self.clock(), first=ctx.first)
+        # Whoever queues a task asks for a decision: a task queued back from its start (its second cache question)
+        # left its slot idle until some other task ended.
+        self._schedule_dispatch()
 
     def _hash_declared_inputs(self, ctx: RunCtx, name: str, spec: TaskSpec) -> None:
         """Hash a ready task's declared ``inputs`` in the hashing worker (a folder can hold gigabytes).
@@ -1079,7 +1082,6 @@ class Engine:
             return
         self._inputs[tid] = snapshot
         self._push_ready(ctx, name)
-        self._schedule_dispatch()
 
     @_fail_stop
     def _fail_unsatisfiable(self, run_id: int, name: str, why: str) -> None:
@@ -1315,11 +1317,7 @@ class Engine:
             log.info("run %s: task %s: a result of %s was recorded while it waited; asking the cache again",
                      ctx.run_id, name, name)
             self._cache_missed.discard(tid)
-            self._push_ready(ctx, name)
-            # The slot this pass gave it is free again: a miss queues it back, and that (or the next in the queue)
-            # starts now. Without it the slot stayed idle until some other task ended (a run's 2-second prep
-            # waited for another run's 30-second train).
-            self._schedule_dispatch()
+            self._push_ready(ctx, name)  # a miss queues it back and asks for a dispatch: its slot is offered again
             return
         snapshot = self._inputs.pop(tid, None)
         if snapshot is not None and snapshot.unplaced:
@@ -1623,7 +1621,6 @@ class Engine:
         if not ok:
             self._cache_missed.add(tid)
             self._push_ready(ctx, name)
-            self._schedule_dispatch()
             return
         out_dir = ctx.task_folders(name)[0]
         problem = link_cached_outputs(arts, out_dir)  # where `{run_dir}/outputs/<task>` readers look
