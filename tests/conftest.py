@@ -161,6 +161,15 @@ class Workspace:
         finally:
             conn.close()
 
+    def wait_running(self, task: str, started: str = "started", timeout: float = 30.0) -> "sqlite3.Row":
+        """Block until ``task`` has touched ``<pipelines>/started`` (its first act) and the daemon has recorded its
+        process; returns its attempt row (:meth:`attempt_with_pid`)."""
+        deadline = time.monotonic() + timeout
+        while not ((self.pipelines / started).exists() and (row := self.attempt_with_pid(task))):
+            assert time.monotonic() < deadline, f"{task} did not start within {timeout:g}s"
+            time.sleep(0.01)
+        return row
+
     def config(self):
         from edgeorch.config import load_config
 

@@ -9,7 +9,6 @@ release refused it: only a backup got the machine back.
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 from edgeorch.engine.procinfo import is_same_process
@@ -26,10 +25,7 @@ def test_a_run_whose_recorded_definition_breaks_a_newer_rule_is_resumed_as_recor
     """)
     daemon.start()
     run_id = daemon.call("trigger", {"pipeline": "gated"})["run_id"]
-    deadline = time.monotonic() + 30
-    while not ((workspace.pipelines / "started").exists() and (a := workspace.attempt_with_pid("wait"))):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    a = workspace.wait_running("wait")
     assert daemon.stop() == 0
     # What an earlier edgeorch recorded: a program named "" (refused since; it ran, and failed with exit 127).
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
