@@ -342,3 +342,66 @@ def test_shims_run_as_batch_and_their_tasks_with_the_engines_policy(tmp_path):
             p.ex.close()
 
     run(body)
+
+
+def test_an_exit_status_told_over_the_pipe_counts_when_the_shim_was_gone_before_its_start_was_read(tmp_path):
+    """A shim that cannot write exit.json (a full disk) tells the status over the pipe and exits. When the engine's
+    loop was busy until the shim had gone, the "started" line and that status are read together: the start found
+    no shim to follow (settled from the files, soon) and the status that came with it was dropped (it was only kept
+    for a followed attempt), so a task that exited 0 was "the attempt's supervisor vanished without an exit record".
+    (Seen under load: tests/fault's full-disk test.)"""
+    fifo = tmp_path / "ran"
+    os.mkfifo(fifo)
+    adir = tmp_path / "attempt-1"
+    # The task makes exit.json a folder: the shim's rename over it fails, as a write to a full disk does.
+    script = f"mkdir {adir}/exit.json && echo done > {fifo}"
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(request(tmp_path, 1, script))
+            # The loop is held (no await) until the shim has exited: its two lines wait in the pipe meanwhile.
+            with open(fifo) as f:
+                assert f.read().strip() == "done"
+            shim_pid = json.loads((adir / "owner.json").read_text())["shim_pid"]
+            try:
+                pidfd = os.pidfd_open(shim_pid)
+            except ProcessLookupError:
+                pidfd = None  # reaped already
+            if pidfd is not None:
+                select.select([pidfd], [], [], 30)
+                os.close(pidfd)
+            info = await p.exit_of(1)
+            assert (info.exit_code, info.lost) == (0, False), info
+        finally:
+            p.ex.close()
+
+    run(body)
+
+
+def test_a_shims_exit_seen_before_its_last_line_is_settled_by_that_line(tmp_path):
+    """The loop may see a shim's pidfd fire before the pipe line it wrote just before exiting (the status it could
+    not write to exit.json): the line is read first, so the task's exit 0 is kept, not "vanished"."""
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    adir = tmp_path / "attempt-1"
+    script = f"read x < {go}; mkdir {adir}/exit.json"
+
+    async def body() -> None:
+        p = Probe(LOCAL, asyncio.get_running_loop())
+        try:
+            p.ex.spawn(request(tmp_path, 1, script))
+            await until(lambda: 1 in p.started, what="start")
+            shim_pid = p.started[1].shim_pid
+            pidfd = os.pidfd_open(shim_pid)
+            with open(go, "w") as f:
+                f.write("go\n")
+            select.select([pidfd], [], [], 30)  # the loop held until the shim has exited, its line in the pipe
+            os.close(pidfd)
+            p.ex._on_shim_gone(shim_pid)  # what the loop does when the pidfd's callback comes first
+            info = await p.exit_of(1)
+            assert (info.exit_code, info.lost) == (0, False), info
+        finally:
+            p.ex.close()
+
+    run(body)

@@ -98,6 +98,7 @@ class LocalExecutor(Executor):
         self.on_health = on_health or (lambda message: None)
         self._zygote: _Zygote | None = None
         self._old: list[_Zygote] = []  # dead generations whose reply pipe may still carry shims' replies
+        self._replying = False  # lines of a reply pipe are being handled (_on_reply)
         self._watched: dict[int, tuple[int, str]] = {}  # attempt_id -> (its shim's pidfd, attempt_dir)
         # Every shim followed: pid -> (pidfd, start time), opened once and kept while the shim lives, across the
         # attempts it runs in turn (idle between them), and the attempt it runs now.
@@ -255,11 +256,12 @@ class LocalExecutor(Executor):
         except (BrokenPipeError, OSError):
             pass  # the zygote is dying: its pidfd fires and _on_zygote_death settles this request
 
-    def _on_reply(self, z: _Zygote) -> None:
+    def _on_reply(self, z: _Zygote) -> bool:
+        """Read and handle what ``z``'s reply pipe holds now (one read); False when it held nothing."""
         try:
             chunk = os.read(z.out_fd, 1 << 16)
         except BlockingIOError:
-            return
+            return False
         if not chunk:
             self.loop.remove_reader(z.out_fd)
             z.eof = True
@@ -269,18 +271,32 @@ class LocalExecutor(Executor):
                     z.popen.stdout.close()
             elif z is self._zygote and z.pidfd is None:  # pragma: no cover - no pidfds: EOF is the death notice
                 self._on_zygote_death(z)
-            return
+            return False
         z.buf += chunk
         *lines, z.buf = z.buf.split(b"\n")
-        for line in lines:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            attempt_id = msg.get("attempt_id")
-            if attempt_id is None:
-                continue
-            self._on_message(attempt_id, msg, z)
+        self._replying = True
+        try:
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                attempt_id = msg.get("attempt_id")
+                if attempt_id is None:
+                    continue
+                self._on_message(attempt_id, msg, z)
+        finally:
+            self._replying = False
+        return True
+
+    def _read_replies(self) -> None:
+        """Handle every line the reply pipes hold now. A shim writes its last line before it exits, so what its exit
+        (a pidfd) is settled by must be read first: the loop may see the pidfd before the pipe."""
+        if self._replying:  # called while lines are handled: read on later, else lines would be handled out of order
+            return
+        for z in [*self._old, *([self._zygote] if self._zygote else [])]:
+            while not z.eof and self._on_reply(z):
+                pass
 
     def _on_message(self, attempt_id: int, msg: dict[str, Any], z: _Zygote | None = None) -> None:
         if msg.get("ended"):
@@ -292,7 +308,9 @@ class LocalExecutor(Executor):
                 self._settle_orphans()
             return
         if "exit_record" in msg:  # the shim could not write exit.json (a full disk): the status, told instead
-            if attempt_id in self._watched:
+            # Kept for any attempt not settled yet: one whose shim had exited before its start was read is not
+            # followed (its settlement is on its way, in this loop turn's callbacks), and it needs this status.
+            if attempt_id in self._watched or attempt_id in self._dirs:
                 rec = msg["exit_record"]
                 self._told[attempt_id] = ExitInfo(rec.get("exit_code"), rec.get("signal"), rec.get("finished_at"),
                                                   bool(rec.get("log_truncated")), error=None)
@@ -374,6 +392,7 @@ class LocalExecutor(Executor):
         """A followed shim exited: stop following it; settle the attempt it ran, if any (exit.json, else lost)."""
         fd, _ = self._shims.pop(shim_pid)
         self.loop.remove_reader(fd)
+        self._read_replies()  # its last line (an end, a status it could not write) is settled by, not lost
         attempt_id = self._running_on.pop(shim_pid, None)
         watched = self._watched.pop(attempt_id, None) if attempt_id is not None else None
         os.close(fd)
