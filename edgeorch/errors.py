@@ -90,6 +90,13 @@ class EdgeorchError(Exception):
             self.args = (self.render(),)
         return self
 
+    def in_file(self, file: str | None) -> "EdgeorchError":
+        """Name the file this error belongs to, unless it names one (re-renders the message)."""
+        if file and not self.file:
+            self.file, self.rendered = file, None
+            self.args = (self.render(),)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``--json`` output and the control protocol."""
         out: dict[str, Any] = {"code": self.code, "message": self.render()}

@@ -375,7 +375,7 @@ class Engine:
         self.executor = self._make_executor(self.loop)
         if self.executor.nodes() is None:
             # This machine: its hardware read (and the daemon moved into its cgroup leaf) before the launcher starts.
-            self.res = Admission.open(self.config.resources)
+            self.res = Admission.open(self.config.resources, config_file=self.config.source)
             self.executor.start()
         else:  # a cluster executor (Ray): connected first, then its nodes are what the admission counts
             self.executor.start()

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ResourcesConfig
+from ..errors import EdgeorchError
 from . import memory as cgroups
 from .allocator import Capacity, _fmt, never_satisfiable
 from .cluster import ClusterNode, cluster_inventory, never_on_cluster
@@ -141,7 +142,8 @@ class Admission:
     # -- start ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, cfg: ResourcesConfig, *, prepare_cgroup: bool = True, threaded: bool = True) -> Admission:
+    def open(cls, cfg: ResourcesConfig, *, prepare_cgroup: bool = True, threaded: bool = True,
+             config_file: Path | None = None) -> Admission:
         """Detect the hardware; raises ConfigError/ResourceError/GpuBackendError on a bad config.
 
         ``prepare_cgroup`` moves this process into its delegated cgroup's
@@ -149,7 +151,18 @@ class Admission:
         ``threaded`` runs the GPU backend on its own worker thread (the
         daemon); without it readings are taken inline, when asked (a CLI).
         NVML's start is bounded either way (:data:`~.gpus.detect.INIT_TIMEOUT_S`).
+        ``config_file``: the file ``cfg`` came from, named by an error about one of its values that only this
+        machine shows (``reserved_cpus`` that leaves no core here, a GPU backend asked for that does not work).
         """
+        try:
+            return cls._open(cfg, prepare_cgroup=prepare_cgroup, threaded=threaded)
+        except EdgeorchError as exc:
+            if config_file is not None and (exc.field or "").startswith("resources."):
+                exc.in_file(str(config_file))
+            raise
+
+    @classmethod
+    def _open(cls, cfg: ResourcesConfig, *, prepare_cgroup: bool, threaded: bool) -> Admission:
         found = detect_gpus(cfg)
         backend, msg = found.backend, found.message
         if found.broken:

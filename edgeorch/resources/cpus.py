@@ -180,6 +180,17 @@ def usable_cpus(reserved: tuple[int, ...] | list[int] = (), *, affinity: set[int
     return sorted(usable)
 
 
+def reserved_cpus_problem(reserved: tuple[int, ...] | list[int], config_file: str | None) -> ConfigError | None:
+    """The error a daemon's start on this machine would stop with for ``reserved_cpus`` (:func:`usable_cpus`: none
+    left for tasks), naming ``config_file``; None when the cores leave one (``edgeorch validate``)."""
+    try:
+        usable_cpus(reserved)
+    except ConfigError as exc:
+        exc.in_file(config_file)
+        return exc
+    return None
+
+
 def read_inventory(reserved: tuple[int, ...] | list[int] = (), gpus: tuple[GpuDevice, ...] = (), *,
                    affinity: set[int] | None = None, root: Path = Path("/")) -> Inventory:
     """The daemon's :class:`Inventory`: usable cores with NUMA nodes, MemAvailable, ``gpus``."""

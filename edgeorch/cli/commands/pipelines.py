@@ -227,7 +227,7 @@ def _refusals(backend: Backend, pipelines: list[Any]) -> dict[str, list[tuple[st
     from ...resources.admission import Admission
 
     try:
-        admission = Admission.open(backend.cfg.resources, prepare_cgroup=False)
+        admission = Admission.open(backend.cfg.resources, prepare_cgroup=False, config_file=backend.cfg.source)
     except EdgeorchError as exc:
         logging.getLogger("edgeorch.cli").warning("cannot check the pipelines against this machine: %s", exc.render())
         return {}

@@ -72,8 +72,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from ...control.auth import group_problem, unknown_names
         from ...observe.textfile import textfile_problem  # the daemon's start checks them too: one rule
 
+        from ...resources.cpus import reserved_cpus_problem
+
         src = str(cfg.source) if cfg.source else None
-        errors += [p for p in (textfile_problem(cfg.metrics.textfile, src), group_problem(cfg.control, src)) if p]
+        errors += [p for p in (textfile_problem(cfg.metrics.textfile, src), group_problem(cfg.control, src),
+                               reserved_cpus_problem(cfg.resources.reserved_cpus, src)) if p]
         warnings += unknown_names(cfg.control, src)
         from ..holders import model_owner_problems
 

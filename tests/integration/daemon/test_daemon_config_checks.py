@@ -3,6 +3,8 @@ error: a typo (``setle``) used to leave the watch unstarted while the daemon ran
 
 from __future__ import annotations
 
+import os
+
 BAD_WATCH = """
 [[watch]]
 folder = "{folder}"
@@ -61,3 +63,18 @@ def test_validate_reports_what_would_stop_the_daemons_start(workspace, tmp_path)
     proc = workspace.invoke("validate")
     assert proc.returncode == 1
     assert "metrics.textfile: the textfile's folder does not exist" in proc.stdout, proc.stdout
+
+
+def test_reserved_cpus_that_leave_no_core_are_said_with_the_config_file_by_start_and_validate(workspace, daemon):
+    """`reserved_cpus` naming every core of this machine stopped the start with an error that named no file, and
+    `validate` said "0 error(s)" of that config."""
+    workspace.pipeline("p", TASK)
+    every = sorted(os.sched_getaffinity(0))
+    workspace.write_config(f"[resources]\nreserved_cpus = {every}\n")
+    said = f"{workspace.config_path}: resources.reserved_cpus: reserved_cpus leaves no core for tasks"
+    proc = workspace.invoke("validate")
+    assert proc.returncode == 1 and f"error  {said}" in proc.stdout, proc
+    daemon.start(wait_ready=False)
+    assert daemon.proc.wait(timeout=60) == 2
+    out = daemon.output()
+    assert said in out and "Traceback" not in out, out
