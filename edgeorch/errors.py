@@ -16,6 +16,11 @@ import re
 from typing import Any
 
 
+EXIT_INTERNAL = 70
+"""The exit code of a bug (an exception that is not an :class:`EdgeorchError`): sysexits' ``EX_SOFTWARE``. Here,
+not in the CLI's list alone: a daemon's JSON log says it too (:func:`edgeorch.observe.jsonlog.fatal_as_json`)."""
+
+
 class EdgeorchError(Exception):
     """Base class of every error edgeorch raises on purpose.
 

@@ -61,8 +61,7 @@ def fatal_as_json(log: logging.Logger) -> Iterator[Outcome]:
     field, value, expected, hint, exit code) under ``error``; anything else is a bug (exit 70) with its traceback
     under ``exception``. A ``KeyboardInterrupt`` passes (the CLI says it).
     """
-    from ..cli.exits import EXIT_INTERNAL
-    from ..errors import EdgeorchError, error_document
+    from ..errors import EXIT_INTERNAL, EdgeorchError, error_document
 
     outcome = Outcome()
     try:
