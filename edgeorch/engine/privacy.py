@@ -54,10 +54,14 @@ def claim_of(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def budget_of(claim: Mapping[str, Any]) -> tuple[float, float] | None:
-    """The ``(epsilon, delta)`` budget a claim declares (``budget``, ``budget_delta`` default 0), or None."""
+def budget_of(claim: Mapping[str, Any]) -> tuple[float, float | None] | None:
+    """The ``(epsilon, delta)`` budget a claim declares (``budget``; ``budget_delta``, None when the claim gives
+    none: the delta declared before is kept, :func:`edgeorch.store.privacy.declared`), or None."""
     b = claim.get("budget")
-    return None if b is None else (float(b), float(claim.get("budget_delta") or 0.0))
+    if b is None:
+        return None
+    d = claim.get("budget_delta")
+    return float(b), None if d is None else float(d)
 
 
 def decide(store: Store, claim: Mapping[str, Any]) -> str | None:

@@ -74,7 +74,8 @@ def register(subparsers: Any, *, spend: Any = None) -> None:
     dp.add_argument("--delta", type=float, metavar="D",
                     help="also spend delta D (0 <= D < 1): Gaussian noise, (epsilon, delta)-DP (default 0: pure DP)")
     dp.add_argument("--budget-delta", type=float, metavar="D", dest="budget_delta",
-                    help="the dataset's total delta, declared with --budget (default 0)")
+                    help="the dataset's total delta, declared with --budget (default: the delta "
+                         "already declared, 0 for a new dataset)")
     dp.add_argument("--bounds", action="append", metavar="COL=LO:HI", default=[],
                     help="declared bounds of a numeric column to release (repeat)")
     dp.add_argument("--categories", action="append", metavar="COL=A,B,...", default=[],
@@ -258,7 +259,7 @@ def _is_profile(path: str) -> bool:
 
 def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:
     """The result document: as JSON (``--json``), else its compact tables (the same a notebook shows) and verdict."""
-    from ..textui import print_json, print_table
+    from ..textui import print_json, print_table, printable
     from .results import doc_tables
 
     if args.json:
@@ -268,9 +269,11 @@ def _print(doc: dict[str, Any], args: argparse.Namespace) -> None:
         if i:
             print(f"\n{caption}:")
         print_table(headers, rows)
-    print(f"\n{doc['verdict']}: {doc['message']}")
+    # The message quotes names from the data (a column's U+202E would reverse the line): escaped like every human
+    # output (a message already escaped stays as it is: printable leaves a backslash alone).
+    print(f"\n{doc['verdict']}: {printable(doc['message'])}")
     for path in doc.get("outputs", []):
-        print(f"wrote {path}")
+        print(f"wrote {printable(path)}")
 
 
 @follows_a_run
@@ -355,17 +358,23 @@ def cmd_fairness(args: argparse.Namespace) -> int:
 
 
 def _pairs(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
-    """``COL=VALUE`` flags as a dict, each value through ``parse``; a UsageError naming the flag otherwise."""
+    """``COL=VALUE`` flags as a dict, each value through ``parse``; a UsageError naming the flag otherwise, and
+    naming the flag and column when a column is given twice (which one counts would be a guess: the last
+    silently won)."""
     out: dict[str, Any] = {}
     for item in items:
         col, sep, value = item.partition("=")
         try:
             if not sep or not col:
                 raise ValueError
-            out[col] = parse(value)
+            parsed = parse(value)
         except ValueError:
             raise UsageError("is not COL=VALUE", field=flag, value=item,
                              expected="COL=LO:HI" if flag == "--bounds" else "COL=A,B,...") from None
+        if col in out:
+            raise UsageError("is given twice for this column", field=f"{flag} {col}", value=item,
+                             expected=f"one {flag} per column")
+        out[col] = parsed
     return out
 
 
@@ -381,6 +390,32 @@ def _category_list(text: str) -> list[str]:
     if not items:
         raise ValueError(text)
     return items
+
+
+def _charge(args: argparse.Namespace, claim: dict[str, Any]) -> dict[str, Any]:
+    """``args.spend(args, claim)``; a refusal (exit 5) that names a budget option names the flag
+    (``--budget-delta``, not ``budget_delta``), as every other error of these commands."""
+    from ..errors import ConflictError
+
+    try:
+        ledger: dict[str, Any] = args.spend(args, claim)
+    except ConflictError as exc:
+        if exc.field in ("budget", "budget_delta"):
+            exc.field = _FLAGS[exc.field]
+            exc.rendered = None  # rendered again from the fields (a daemon's error came rendered)
+        raise
+    return ledger
+
+
+def budget_change(dataset: str, ledger: dict[str, Any]) -> str | None:
+    """``budget of dataset 'people' raised from epsilon 1 to 2`` when the release changed the declared budget
+    (the ledger's ``previous_budget``, :meth:`edgeorch.store.privacy.Privacy.charge`), else None."""
+    old = ledger.get("previous_budget")
+    if not old:
+        return None
+    parts = [f"{'raised' if ledger[k] > old[k] else 'lowered'} from {k} {old[k]:g} to {ledger[k]:g}"
+             for k in ("epsilon", "delta") if ledger[k] != old[k]]
+    return f"budget of dataset {dataset!r} {' and '.join(parts)}" if parts else None
 
 
 def _dp_profile(args: argparse.Namespace) -> int:
@@ -401,7 +436,7 @@ def _dp_profile(args: argparse.Namespace) -> int:
         opts["columns"] = _csv_list(args.columns)
     doc = _run("dp_profile", {k: v for k, v in opts.items() if v != {}}, args)  # computed, not shown
     claim = doc.pop("privacy")
-    ledger = args.spend(args, claim)  # a refusal raises (exit 5) and the release is dropped unseen
+    ledger = _charge(args, claim)  # a refusal raises (exit 5) and the release is dropped unseen
     doc["message"] += (f"; dataset {claim['dataset']!r}: epsilon {ledger['remaining_epsilon']:g} of "
                        f"{ledger['epsilon']:g} left after this release")
     doc["summary"]["dataset"] = claim["dataset"]
@@ -409,6 +444,14 @@ def _dp_profile(args: argparse.Namespace) -> int:
     doc["summary"]["remaining_delta"] = ledger["remaining_delta"]
     if claim.get("delta"):
         doc["message"] += f", delta {ledger['remaining_delta']:g} of {ledger['delta']:g}"
+    change = budget_change(claim["dataset"], ledger)
+    doc["summary"]["budget_changed"] = change
+    if change is not None:  # said on stderr too: with --json a person at the terminal still sees it
+        import sys
+
+        from ..textui import printable
+
+        print(f"edgeorch: {printable(change)}", file=sys.stderr)
     if args.html:
         from .report import render, write
         from .tasks import dp_charts

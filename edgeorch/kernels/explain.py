@@ -242,7 +242,8 @@ class Explanation(ResultView):
 def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric = "r2",
                            greater_is_better: bool = True, n_repeats: int = 5, random_state: int | None = 0,
                            n_jobs: int | None = None, confidence: float = 0.95,
-                           feature_names: Sequence[str] | None = None, progress: Any = None) -> Explanation:
+                           feature_names: Sequence[str] | None = None, progress: Any = None,
+                           source: str | None = None, target_name: str = "y") -> Explanation:
     """Permutation importance of each feature of ``X`` for ``model`` (see the module docstring).
 
     ``model``: a callable, an object with ``predict``, or a reference for
@@ -252,7 +253,12 @@ def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric =
     ``progress`` (a :class:`edgeorch.textui.Progress`) counts features done.
     Raises DataError for bad input (shapes, a metric name, ``n_repeats`` < 1,
     ``confidence`` outside (0, 1)) and for a model whose predictions do not
-    fit ``y``.
+    fit ``y``. Missing values (None, NaN): in ``y`` a DataError naming
+    ``target_name``, their count and first row (a row without a truth cannot
+    be scored); in ``X`` passed to the model as NaN, and when the model
+    fails on them (most of scikit-learn's), a DataError naming the feature,
+    the count and the first row instead of the model's traceback. ``source``:
+    the file these errors name.
     """
     predict = load_model(model) if isinstance(model, str) else predictor(model)
     feats = _features(X, feature_names)
@@ -267,6 +273,7 @@ def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric =
     if not 0.0 < confidence < 1.0:
         raise DataError("must lie strictly between 0 and 1", field="confidence", value=confidence)
     name, fn, sign = _metric(metric, greater_is_better)
+    _refuse_missing(y_arr, target_name, source, "the target: a row without its true value cannot be scored")
 
     def scored(data: Any) -> float:
         pred = np.asarray(predict(data))
@@ -277,7 +284,15 @@ def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric =
                             expected=f"one prediction per row, shape {y_arr.shape}")
         return sign * float(fn(y_arr, pred))
 
-    base = scored(feats.data)
+    try:
+        base = scored(feats.data)
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - the model's own error; ours when missing values explain it
+        for j, feature in enumerate(feats.names):
+            column = feats.data[:, j] if isinstance(feats.data, np.ndarray) else feats.data.iloc[:, j].to_numpy()
+            _refuse_missing(column, feature, source, "a feature, and the model cannot predict from them")
+        raise
     n_feat = len(feats.names)
     seeds = np.random.SeedSequence(random_state).spawn(n_feat)
     done = [0]
@@ -299,6 +314,27 @@ def permutation_importance(model: Any, X: Any, y: Any, *, metric: str | Metric =
         if progress is not None:
             progress.close()
     return _explanation(name, sign * base, imps, feats.names, confidence)
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` (one column, numbers or objects) are missing: None or NaN."""
+    if values.dtype.kind in "fc":
+        return np.isnan(values)
+    if values.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in values], dtype=bool)
+    return np.zeros(len(values), dtype=bool)  # integers, booleans, text: never missing
+
+
+def _refuse_missing(values: np.ndarray, column: str, source: str | None, role: str) -> None:
+    """A DataError naming ``source``, ``column``, how many values are missing and the first row (1: the first
+    data row, as the readers count), when any is; ``role`` says why that matters."""
+    gaps = _missing(np.asarray(values))
+    n = int(gaps.sum())
+    if n:
+        first = int(np.argmax(gaps)) + 1
+        raise DataError(f"{n} missing value(s) (null or NaN; the first in row {first}) in {role}", file=source,
+                        field=column, expected="a value in every row: drop or fill the rows with missing values "
+                        "first")
 
 
 def _explanation(metric: str, baseline: float, imps: np.ndarray, names: list[str], confidence: float) -> Explanation:

@@ -137,6 +137,7 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
             return
         from pyarrow import csv
 
+        _refuse_binary(path)
         parse = csv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
         read = csv.ReadOptions(block_size=CSV_BLOCK)
         reader = csv.open_csv(path, read_options=read, parse_options=parse, convert_options=_csv_convert())
@@ -168,6 +169,30 @@ def iter_arrow(path: str | Path, columns: list[str] | None = None, progress: Any
         bad = exc.object[exc.start:exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
         raise DataError(f"its header is not UTF-8 text (byte 0x{bad} in a column name): a binary file, or text in "
                         "another encoding", file=str(path), expected="text encoded as UTF-8", hint=ICONV_HINT) from None
+
+
+SNIFF_BYTES = 64 << 10
+"""How much of a CSV's start :func:`_refuse_binary` reads: the first block of any text file holds no NUL."""
+
+
+def _refuse_binary(path: Path) -> None:
+    """A DataError (exit 1) when ``path``, named as an uncompressed CSV/TSV, holds a NUL byte in its first
+    :data:`SNIFF_BYTES`: a binary file (or UTF-16 text), which pyarrow misparsed into ragged rows of
+    replacement characters ("row 5: CSV parse error: Expected 1 columns, got 3: <binary>"). Compressed files
+    (``.csv.gz``) are binary on disk and left to pyarrow."""
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return  # pyarrow's own open says what is wrong
+    at = head.find(b"\0")
+    if at >= 0:
+        raise DataError(f"is not a text CSV file (found a NUL byte at offset {at})", file=str(path),
+                        expected="comma-separated text encoded as UTF-8",
+                        hint="a binary file named .csv; or, if it is UTF-16 text, convert it first: "
+                             "`iconv -f utf-16 -t utf-8 FILE > FILE.utf8.csv`")
 
 
 def _no_rows(schema: Any, names: list[str]) -> Any:
@@ -304,10 +329,17 @@ def _arrow_error(path: Path, exc: Exception, columns: list[str] | None) -> DataE
     m_val = _VALUE_RE.search(msg)
     if row is None and m_col and m_val:
         row = _find_value_row(path, int(m_col.group(1)), m_val.group(1))
+    hint = None
+    if "\ufffd" in msg:
+        # pyarrow quotes the row with its bytes that are not UTF-8 already replaced by U+FFFD: they cannot be
+        # shown as the \xNN escapes every other message uses, so the quote is left out and the cause said
+        msg = re.sub(r"(got \d+):.*$", r"\1", msg)  # "Expected 1 columns, got 3: <the row>"
+        msg = msg.split("\ufffd")[0].rstrip(" :") + " (the row holds bytes that are not UTF-8 text)"
+        hint = ICONV_HINT
     text = msg
     if row is not None:
         text = f"row {row}: {msg}"
-    return DataError(f"cannot read: {text}", file=str(path), field=field)
+    return DataError(f"cannot read: {text}", file=str(path), field=field, hint=hint)
 
 
 def _find_ragged_row(path: Path) -> int | None:

@@ -262,7 +262,8 @@ register_kind(Kind(
         "epsilon": "privacy loss this release spends (a number > 0)",
         "budget": "the dataset's total epsilon (declares or changes it in the ledger)",
         "delta": "delta this release spends (default 0: pure epsilon-DP; > 0: Gaussian noise, (epsilon, delta)-DP)",
-        "budget_delta": "the dataset's total delta, declared with budget (default 0)",
+        "budget_delta": "the dataset's total delta, declared with budget (default: the delta declared before, 0 "
+                        "for a new dataset)",
         "bounds": "table of column = [lower, upper]: the numeric columns released",
         "categories": "table of column = array of values: the categorical columns released",
         "columns": "array of column names (default: all)",

@@ -90,6 +90,20 @@ def _bounds(bounds: Any, name: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _categories(categories: Any, name: str) -> list[str]:
+    """Declared ``categories`` as the text labels released: a UsageError naming ``name`` (``categories`` or
+    ``categories.COL``, which the command line names ``--categories COL``) unless they are distinct, non-empty
+    and not ``(other)``. Declared, not data: a bad list is bad usage (exit 2), never bad data."""
+    cats = [str(c) for c in categories] if isinstance(categories, (list, tuple)) else []
+    if not cats or len(set(cats)) != len(cats) or OTHER in cats:
+        dup = sorted({c for c in cats if cats.count(c) > 1})
+        raise UsageError("categories must be distinct, non-empty, and not '(other)'"
+                         + (f" ({', '.join(map(repr, dup))} given twice)" if dup else ""), field=name,
+                         value=list(categories) if isinstance(categories, (list, tuple)) else categories,
+                         expected="a list of different values, none of them '(other)'")
+    return cats
+
+
 def _numbers(values: Any, name: str) -> np.ndarray:
     """The non-missing values of a numeric column as float64 (None and NaN dropped: a row-wise filter)."""
     try:
@@ -246,10 +260,7 @@ def dp_histogram(values: Any, *, epsilon: float, bounds: Sequence[float] | None 
                         expected="bounds=[lower, upper] for numbers, or categories=[...] for text")
     dp = _opendp()
     if categories is not None:
-        cats = [str(c) for c in categories]
-        if not cats or len(set(cats)) != len(cats) or OTHER in cats:
-            raise DataError("categories must be distinct, non-empty, and not '(other)'", field="categories",
-                            value=list(categories))
+        cats = _categories(categories, "categories")
         data = _texts(values)
         labels = [*cats, OTHER]
     else:
@@ -397,10 +408,16 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
             raise UnknownColumnError("no such column", field=f"bounds.{name}" if name in bounds
                                      else f"categories.{name}", value=name,
                                      expected=f"one of {', '.join(table.column_names)}")
+    for name, cats in categories.items():  # before anything is measured: nothing spent on a bad declaration
+        _categories(cats, f"categories.{name}")
     plan: list[tuple[str, str]] = []
     skipped: dict[str, str] = {}
     for name in table.column_names:
-        numeric = _is_numeric(table.column(name).type)
+        # A column with no value in the file (a header alone, or every cell empty) has no type to hold a
+        # declaration against ("bounds are for numeric columns (found 'null')"): it is released as declared,
+        # as noise around nothing (its noisy count near 0; its mean None when that count is 0). Its emptiness is
+        # schema, which is not protected (the module docstring), and the release spends what was asked.
+        numeric = _is_numeric(table.column(name).type) or _is_empty(table.column(name).type)
         if name in bounds and numeric:
             plan.append((name, "numeric"))
         elif name in categories:
@@ -438,6 +455,13 @@ def dp_profile(data: Any, *, epsilon: float, bounds: Mapping[str, Sequence[float
                         "top": [[k_, v] for k_, v in top if v > 0][:20],
                         "histogram": {"labels": labels, "counts": counts}})
     return DPProfile(epsilon, contributions, rows, out, skipped, spent, sum(m.delta for m in spent))
+
+
+def _is_empty(t: Any) -> bool:
+    """Whether a column of type ``t`` holds no value at all (pyarrow's ``null`` type of an empty CSV column)."""
+    import pyarrow.types as pt
+
+    return bool(pt.is_null(t))
 
 
 def _is_numeric(t: Any) -> bool:

@@ -341,7 +341,8 @@ def run_explain(o: dict[str, Any], progress: Any) -> dict[str, Any]:
     y = table.column(o["target"]).to_numpy(zero_copy_only=False)
     result = permutation_importance(predict, X, y, metric=o.get("metric", "r2"), n_repeats=o.get("n_repeats", 5),
                                     random_state=o.get("random_state", 0), n_jobs=o.get("n_jobs"),
-                                    confidence=o.get("confidence", 0.95), feature_names=features, progress=progress)
+                                    confidence=o.get("confidence", 0.95), feature_names=features, progress=progress,
+                                    source=str(o["input"]), target_name=o["target"])
     if o.get("shap"):
         shap = shap_importance(predict, X, samples=o.get("shap_samples", 100), random_state=o.get("random_state", 0),
                                feature_names=features)

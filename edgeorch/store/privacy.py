@@ -30,8 +30,17 @@ from ..errors import ConflictError, DataError, NotFoundError
 from .audit import write_audit
 from .db import Database
 
-TOLERANCE = 1e-9
-"""Relative slack when adding spends up (three releases of a third of the budget fit it exactly)."""
+ROUNDING = 1e-12
+"""Relative slack of :func:`fits`: float rounding of the spends only (each spend is a float a few ulps off the
+decimal a person wrote; 1e-12 of the budget is thousands of ulps, yet no real release: 1e-10 of an epsilon of 1
+is refused once nothing is left)."""
+
+
+def fits(spent: float, want: float, total: float) -> bool:
+    """Whether spending ``want`` on top of ``spent`` stays within ``total``: the sum taken exactly and rounded
+    once (:func:`math.fsum`), over the budget by at most :data:`ROUNDING` of it (ten releases of 0.1, three
+    of a third of the budget fit it). The one rule of what fits (:func:`refusal`, so every spend)."""
+    return math.fsum((spent, want)) <= total + ROUNDING * total
 
 
 class BudgetExceeded(ConflictError):
@@ -46,17 +55,30 @@ def subject(dataset: str) -> str:
     return f"privacy:{dataset}"
 
 
+Budget = tuple[float, float | None]
+"""A budget a release declares: ``(epsilon, delta)``; delta None keeps the delta already declared (0 for a new
+dataset), so restating the epsilon (``--budget`` alone) never drops a delta budget in silence."""
+
+
+def declared(ledger: dict[str, Any] | None, budget: Budget) -> tuple[float, float]:
+    """``budget`` with its delta filled in: the given one, else the ledger's (0 without a ledger)."""
+    delta = budget[1] if budget[1] is not None else (ledger["delta"] if ledger else 0.0)
+    return float(budget[0]), float(delta)
+
+
 def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: float = 0.0,
-            budget: tuple[float, float] | None = None) -> str | None:
+            budget: Budget | None = None) -> str | None:
     """Why a release of ``(epsilon, delta)`` from ``dataset`` must be refused, or None when it fits.
 
     ``ledger`` is :meth:`Privacy.ledger`'s dict (None: no budget declared,
     which refuses every release: the safe default). ``budget``: a total
     ``(epsilon, delta)`` the caller is about to declare with the release
-    (a task's ``budget`` option): the decision is made against it, and a
-    budget below what was already spent is itself a refusal. Pure.
+    (a task's ``budget`` option; its delta None: the declared one, see
+    :func:`declared`): the decision is made against it, and a budget below
+    what was already spent is itself a refusal. Pure.
     """
     if budget is not None:
+        budget = declared(ledger, budget)
         spent_e = ledger["spent_epsilon"] if ledger else 0.0
         spent_d = ledger["spent_delta"] if ledger else 0.0
         if budget[0] < spent_e or budget[1] < spent_d:
@@ -70,25 +92,27 @@ def refusal(ledger: dict[str, Any] | None, dataset: str, epsilon: float, delta: 
                 f"or edgeorch profile --budget) before releasing anything")
     for name, want, left, total in (("epsilon", epsilon, ledger["remaining_epsilon"], ledger["epsilon"]),
                                     ("delta", delta, ledger["remaining_delta"], ledger["delta"])):
-        # slack relative to the budget: for delta (typically 1e-6 or less) an absolute 1e-9 would be real budget
-        slack = TOLERANCE * (max(total, 1.0) if name == "epsilon" else total)
         # Against what was spent, not what is left: "left" is floored at 0, so any release under the slack fitted
         # a spent budget again and again (50 of 1e-10 after the whole budget); the slack is one, not per release.
-        if ledger["spent_" + name] + want > total + slack:
-            left = left if left > slack else 0.0  # ten releases of 0.1 left "1.11022e-16 of 1"
+        if not fits(ledger["spent_" + name], want, total):
+            left = left if left > ROUNDING * total else 0.0  # ten releases of 0.1 left "1.11022e-16 of 1"
             return (f"privacy budget of dataset {dataset!r} exceeded: this release needs {name} {want:g}, "
                     f"{left:g} of {total:g} is left ({ledger['spends']} releases spent "
                     f"{ledger['spent_' + name]:g})")
     return None
 
 
-def refused(why: str, epsilon: float, delta: float, budget: tuple[float, float] | None = None) -> BudgetExceeded:
-    """The error of a :func:`refusal`, naming what is at fault: the declared budget (below what was spent), the
-    delta or the epsilon the release needs (it named ``epsilon`` for all three, with values like
-    0.39999999999999997 for a split's 0.4)."""
+def refused(why: str, epsilon: float, delta: float, budget: tuple[float, float] | None = None,
+            spent: dict[str, Any] | None = None) -> BudgetExceeded:
+    """The error of a :func:`refusal`, naming what is at fault: the declared budget (below what was spent:
+    ``budget``, or ``budget_delta`` when only its delta is short of ``spent``, the ledger), the delta or the
+    epsilon the release needs (it named ``epsilon`` for all three, with values like 0.39999999999999997 for a
+    split's 0.4). ``budget``: as :func:`declared` filled it in."""
     if why.startswith("the declared privacy budget"):
         assert budget is not None
-        return BudgetExceeded(why, field="budget", value=f"epsilon {budget[0]:g}, delta {budget[1]:g}")
+        short_delta = spent is not None and budget[0] >= spent["spent_epsilon"] and budget[1] < spent["spent_delta"]
+        return BudgetExceeded(why, field="budget_delta" if short_delta else "budget",
+                              value=f"epsilon {budget[0]:g}, delta {budget[1]:g}")
     if "needs delta" in why:
         return BudgetExceeded(why, field="delta", value=float(f"{delta:.12g}"))
     return BudgetExceeded(why, field="epsilon", value=float(f"{epsilon:.12g}"))
@@ -160,21 +184,29 @@ class Privacy:
                                               (cur.lastrowid,)).fetchone())
 
     def charge(self, dataset: str, epsilon: float, delta: float, release: str, *,
-               budget: tuple[float, float] | None = None, run_id: int | None = None, task: str | None = None,
+               budget: Budget | None = None, run_id: int | None = None, task: str | None = None,
                actor: str | None = None) -> dict[str, Any]:
-        """Declare ``budget`` (when given) and :meth:`spend`, in one transaction: what every releaser calls
-        (the engine for a task, the daemon's ``privacy.spend`` op, ``edgeorch profile --epsilon`` offline).
-        Returns the ledger after the spend; raises like :meth:`set_budget` and :meth:`spend`, writing nothing."""
+        """Declare ``budget`` (when given; its delta None keeps the declared one, :func:`declared`) and
+        :meth:`spend`, in one transaction: what every releaser calls (the engine for a task, the daemon's
+        ``privacy.spend`` op, ``edgeorch profile --epsilon`` offline). Returns the ledger after the spend, with
+        ``previous_budget``: ``{"epsilon", "delta"}`` the budget was before this release changed it, else None
+        (the releaser says so: a budget raised by one flag on a release went unsaid). Raises like
+        :meth:`set_budget` and :meth:`spend`, writing nothing."""
         with self._db.transaction():
+            old = self.ledger(dataset)
+            previous = None
             if budget is not None:
-                why = refusal(self.ledger(dataset), dataset, epsilon, delta, budget=budget)
+                total = declared(old, budget)
+                why = refusal(old, dataset, epsilon, delta, budget=total)
                 if why is not None:
-                    raise refused(why, epsilon, delta, budget)
-                self.set_budget(dataset, budget[0], budget[1], actor=actor)
+                    raise refused(why, epsilon, delta, total, old)
+                self.set_budget(dataset, total[0], total[1], actor=actor)
+                if old is not None and (old["epsilon"], old["delta"]) != total:
+                    previous = {"epsilon": old["epsilon"], "delta": old["delta"]}
             self.spend(dataset, epsilon, delta, release, run_id=run_id, task=task, actor=actor)
             ledger = self.ledger(dataset)
             assert ledger is not None
-            return ledger
+            return {**ledger, "previous_budget": previous}
 
     def ledger(self, dataset: str) -> dict[str, Any] | None:
         """``dataset``'s budget and what was spent: ``epsilon``, ``delta`` (the budget), ``spent_*``,
@@ -182,9 +214,11 @@ class Privacy:
         row = self._db.conn.execute("SELECT * FROM privacy_budgets WHERE dataset = ?", (dataset,)).fetchone()
         if row is None:
             return None
-        n, eps, dlt = self._db.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM privacy_spends"
-            " WHERE dataset = ?", (dataset,)).fetchone()
+        spends = self._db.conn.execute("SELECT epsilon, delta FROM privacy_spends WHERE dataset = ?",
+                                       (dataset,)).fetchall()
+        # Summed exactly and rounded once (fsum): SQL's SUM rounds at every addition, and what fits is decided
+        # on this sum (fits), to a few ulps.
+        n, eps, dlt = len(spends), math.fsum(r[0] for r in spends), math.fsum(r[1] for r in spends)
         out = dict(row)
         out.update({"spent_epsilon": float(eps), "spent_delta": float(dlt), "spends": int(n),
                     "remaining_epsilon": max(out["epsilon"] - float(eps), 0.0),

@@ -44,8 +44,9 @@ class PrivacyOps:
         epsilon = float(arg(args, "epsilon", (int, float)))
         delta = float(arg(args, "delta", (int, float), required=False, default=0.0))
         budget = arg(args, "budget", (int, float), required=False)
-        budget_delta = float(arg(args, "budget_delta", (int, float), required=False, default=0.0))
+        budget_delta = arg(args, "budget_delta", (int, float), required=False)  # None: the declared one is kept
         release = arg(args, "release", str)
         ledger = self.store.privacy.charge(dataset, epsilon, delta, release, actor=actor_of(peer),
-                                           budget=None if budget is None else (float(budget), budget_delta))
+                                           budget=None if budget is None else (
+                                               float(budget), None if budget_delta is None else float(budget_delta)))
         return {"ledger": ledger}

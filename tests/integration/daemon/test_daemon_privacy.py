@@ -31,6 +31,20 @@ def test_cli_releases_spend_through_the_daemon_and_the_op_refuses_past_the_budge
     assert len(daemon.call("privacy.show", {})["ledgers"]) == 1
 
 
+
+def test_restating_the_budget_through_the_daemon_keeps_its_delta_and_says_what_it_was(workspace, daemon):
+    """`privacy.spend` with `budget` alone set the delta budget to 0 (a restated epsilon refused a release whose
+    delta fitted, or dropped the delta budget in silence); a changed budget is said (`previous_budget`)."""
+    daemon.start()
+    first = daemon.call("privacy.spend", {"dataset": "d", "epsilon": 0.1, "delta": 1e-6, "budget": 1,
+                                          "budget_delta": 1e-5, "release": "one"})["ledger"]
+    assert (first["epsilon"], first["delta"], first["previous_budget"]) == (1, 1e-5, None), first
+    again = daemon.call("privacy.spend", {"dataset": "d", "epsilon": 0.1, "delta": 1e-6, "budget": 1,
+                                          "release": "two"})["ledger"]
+    assert (again["delta"], again["spent_delta"], again["previous_budget"]) == (1e-5, 2e-6, None), again
+    raised = daemon.call("privacy.spend", {"dataset": "d", "epsilon": 0.1, "budget": 2, "release": "three"})["ledger"]
+    assert raised["previous_budget"] == {"epsilon": 1, "delta": 1e-5} and raised["delta"] == 1e-5, raised
+
 def test_edgeorch_privacy_shows_the_ledger_with_and_without_a_daemon(workspace, daemon):
     """Noticed at earlier stops: the ledger had an op but no command; a person asking "how much of the budget is
     left?" had to write JSON to the socket or open the state file. The same answer with and without a daemon."""

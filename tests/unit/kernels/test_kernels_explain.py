@@ -130,3 +130,23 @@ def test_shap_values_when_the_extra_is_installed(scored_model: Path) -> None:
                                "shap_samples": 20})
     shap = {r["column"]: r["details"]["shap"] for r in doc["rows"]}
     assert shap["x0"] > shap["x1"] > shap["x3"] >= 0
+
+
+def test_missing_values_in_a_feature_or_the_target_are_named_not_a_model_traceback(
+        workdir: Path, regression: tuple[Any, np.ndarray, np.ndarray]) -> None:
+    """Found by a tester: a null in a feature column ended in scikit-learn's "ValueError: Input X contains NaN"
+    traceback, naming no column."""
+    model, X, y = regression
+    with open("model.pkl", "wb") as fh:
+        pickle.dump(model, fh)
+    x1 = [None if i in (4, 9) else float(v) for i, v in enumerate(X[:, 1])]
+    pq.write_table(pa.table({"x0": X[:, 0], "x1": x1, "x2": X[:, 2], "x3": X[:, 3], "y": y}), "gaps.parquet")
+    with pytest.raises(DataError) as exc:
+        run_task("explain", {"model": "model.pkl", "input": "gaps.parquet", "target": "y"})
+    assert exc.value.field == "x1" and "2 missing value(s)" in exc.value.message and "row 5" in exc.value.message
+    y_gaps = [None if i == 0 else float(v) for i, v in enumerate(y)]
+    with pytest.raises(DataError) as exc:
+        permutation_importance(model, X, np.array(y_gaps, dtype=object), source="data.csv", target_name="price")
+    assert (exc.value.file, exc.value.field) == ("data.csv", "price") and "row 1" in exc.value.message
+    # a model that takes NaN itself is left to: nothing refused
+    permutation_importance(lambda a: np.nan_to_num(a[:, 0]), np.where(np.isnan(X), np.nan, X), y, n_repeats=1)

@@ -187,7 +187,8 @@ def test_a_header_that_is_not_utf8_is_a_data_error_not_an_internal_one(tmp_path:
             with pytest.raises(DataError) as err:
                 read()
             e = err.value
-            assert e.file == str(path) and e.message.startswith("its header is not UTF-8 text (byte 0x"), e.message
+            said = "is not a text CSV file (found a NUL byte" if name == "binary.csv" else "its header is not UTF-8"
+            assert e.file == str(path) and e.message.startswith(said), e.message
             assert "iconv" in (e.hint or "")
 
 
@@ -229,3 +230,19 @@ def test_a_kernel_commands_json_result_given_as_data_says_what_it_is(tmp_path: P
     broken.write_text('{\n"a": 1\n')
     with pytest.raises(DataError, match="malformed JSON"):
         load_table(broken)
+
+
+def test_a_binary_file_named_csv_is_said_so_not_quoted_as_replacement_characters(tmp_path: Path) -> None:
+    """Found by a tester: random bytes named bin.csv said "row 5: CSV parse error: Expected 1 columns, got 3:
+    <U+FFFD...>", its bytes shown as replacement characters."""
+    rng = np.random.default_rng(5)
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"a,b\n" + bytes(rng.integers(0, 256, 100_000, dtype=np.uint8)))
+    with pytest.raises(DataError) as exc:
+        read_table(binary)
+    assert "is not a text CSV file (found a NUL byte at offset" in exc.value.message and exc.value.exit_code == 1
+    latin = tmp_path / "ragged.csv"  # no NUL, a ragged row of bytes that are not UTF-8: no U+FFFD quoted
+    latin.write_bytes(b"a,b\n1,2\n\xff\xfe,\xe9,\xe8\n")
+    with pytest.raises(DataError) as exc:
+        read_table(latin)
+    assert "\ufffd" not in exc.value.render() and "not UTF-8" in exc.value.message, exc.value.render()

@@ -119,3 +119,60 @@ def test_noise_no_scale_can_represent_is_a_usage_error_not_an_opendp_crash(ages:
     e = err.value
     assert e.field == "epsilon" and "no noise scale OpenDP can represent" in e.message
     assert "narrower bounds" in (e.expected or "") and len(e.render()) < 600
+
+
+@pytest.fixture
+def dp_cli(tmp_path: Path, cli_in_process):
+    """``edgeorch profile FILE --config ... ARGS`` in this process, in a folder with people.csv."""
+    (tmp_path / "config.toml").write_text(f'[state]\ndir = "{tmp_path / "var"}"\n')
+    (tmp_path / "people.csv").write_text("age,city\n" + "".join(f"{20 + i % 50},{'ab'[i % 2]}\n" for i in range(40)))
+
+    def profile(file: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(tmp_path)
+            return cli_in_process(["profile", file, "--config", "config.toml", *extra], dict(os.environ))
+    return profile
+
+
+def test_cli_not_released_column_names_are_escaped(tmp_path: Path, dp_cli) -> None:
+    """Found by a tester: a column named with U+202E was printed raw in "not released (...): ...", reversing
+    the line on a terminal."""
+    (tmp_path / "bidi.csv").write_bytes("age,\u202eevil\n30,1\n40,2\n".encode())
+    out = dp_cli("bidi.csv", "--epsilon", "0.5", "--dataset", "bidi", "--budget", "1", "--bounds", "age=0:100")
+    assert out.returncode == 0, out.stderr
+    assert "\u202e" not in out.stdout and "\\u202eevil" in out.stdout
+
+
+def test_cli_bad_or_repeated_declarations_exit_2_naming_the_flag(dp_cli) -> None:
+    """Found by a tester: `--categories city=Paris,Paris` exited 1 naming `categories`; `--bounds age=0:100
+    --bounds age=0:50` was taken silently (the last won)."""
+    base = ("--epsilon", "0.01", "--dataset", "d3", "--budget", "1")
+    dup = dp_cli("people.csv", *base, "--categories", "city=a,a")
+    assert dup.returncode == 2 and "--categories city:" in dup.stderr and "'a' given twice" in dup.stderr, dup.stderr
+    twice = dp_cli("people.csv", *base, "--bounds", "age=0:100", "--bounds", "age=0:50")
+    assert twice.returncode == 2 and "--bounds age: is given twice" in twice.stderr, twice.stderr
+
+
+def test_cli_an_empty_column_with_bounds_is_released_near_zero(tmp_path: Path, dp_cli) -> None:
+    """Found by a tester: a header-only CSV with --bounds said "bounds are for numeric columns (found 'null');
+    expected categories for a text column". A column with no values is released as declared."""
+    (tmp_path / "header_only.csv").write_text("a,b,c\n")
+    out = dp_cli("header_only.csv", "--epsilon", "0.1", "--dataset", "h", "--budget", "10", "--bounds", "a=0:10",
+                 "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)["rows"][0]
+    assert row["column"] == "a" and row["details"]["type"] == "numeric", row
+    mean = row["details"]["mean"]  # noise: None when the noisy count is 0, else within the declared bounds
+    assert mean is None or 0 <= mean <= 10, row
+
+
+def test_cli_says_when_a_release_changes_the_budget(dp_cli) -> None:
+    """Found by a tester: `--budget 2` on a release of a spent budget of 1 raised it without a word."""
+    base = ("--dataset", "people", "--bounds", "age=0:100")
+    assert dp_cli("people.csv", "--epsilon", "1", "--budget", "1", *base).returncode == 0
+    raised = dp_cli("people.csv", "--epsilon", "0.1", "--budget", "2", "--json", *base)
+    assert raised.returncode == 0, raised.stderr
+    assert "budget of dataset 'people' raised from epsilon 1 to 2" in raised.stderr
+    assert json.loads(raised.stdout)["summary"]["budget_changed"] == "budget of dataset 'people' raised from epsilon 1 to 2"
+    same = dp_cli("people.csv", "--epsilon", "0.1", "--budget", "2", "--json", *base)
+    assert "raised" not in same.stderr and json.loads(same.stdout)["summary"]["budget_changed"] is None
