@@ -62,7 +62,9 @@ def prune_rows(store: Store, rule: Rule, *, name: str | None = None, actor: str 
     """The retention rule's row changes (one transaction): versions removed, chunks no longer used.
 
     Returns ``{"removed": [version docs], "kept": [{"ref", "version", "reason"}], "chunks": [(sha, codec,
-    size)]}``.
+    size)]}``. Each removed version's doc has ``read_by``: the runs still in the state file that read it (they
+    are finished: a queued or running reader holds it), whose lineage then shows it pruned and whose retry
+    that reads it fails; a dry run names them before anything goes.
     """
     now = store.clock()
     kept: list[dict[str, Any]] = []
@@ -76,7 +78,13 @@ def prune_rows(store: Store, rule: Rule, *, name: str | None = None, actor: str 
 
     res = store.datasets.prune(decide, name=name, extra_holds=lambda: extra_holds(store), actor=actor,
                                dry_run=dry_run)
-    return {"removed": [version_doc(v) for v in res["removed"]], "kept": kept, "chunks": res["chunks"]}
+    removed = [version_doc(v) | {"read_by": _reader_runs(store, v)} for v in res["removed"]]
+    return {"removed": removed, "kept": kept, "chunks": res["chunks"]}
+
+
+def _reader_runs(store: Store, version: dict[str, Any]) -> list[int]:
+    """The ids of the runs that read ``version`` (``store.lineage.dataset_readers``), each once, ascending."""
+    return sorted({int(r["run_id"]) for r in store.lineage.dataset_readers(version["dataset"], version["version"])})
 
 
 def list_garbage(objects: ObjectStore) -> list[tuple[str, Path, int]]:
@@ -130,6 +138,8 @@ def version_doc(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("version", "created_at", "source", "source_path", "run_id", "task", "input_id", "actor", "files",
                 "size", "new_chunks", "new_bytes", "manifest_sha256"):
         doc[key] = row.get(key)
+    if row.get("pruned_at") is not None:  # a pruned version's record: its content is gone
+        doc.update(pruned_at=row["pruned_at"], pruned_by=row.get("pruned_by"))
     return doc
 
 
@@ -149,12 +159,14 @@ def show(store: Store, name: str, version: int | None, *, with_files: bool) -> d
 
 
 def overview(store: Store, name: str) -> dict[str, Any]:
-    """A dataset: its versions (oldest first) with their holds, and the bytes it takes on disk."""
+    """A dataset: its live versions (oldest first) with their holds, the bytes it takes on disk, and ``pruned``:
+    the records of its pruned versions (no content; ``pruned_at``, ``pruned_by``), oldest first."""
     versions = store.datasets.versions(name)
     held = {**store.datasets.held(), **extra_holds(store)}  # what a prune would respect
     docs = [version_doc(v) | {"held": held.get(v["id"])} for v in versions]
     return {"dataset": name, "versions": docs, "logical_bytes": sum(v["size"] for v in versions),
-            "stored_bytes": store.datasets.stored_bytes(name)}
+            "stored_bytes": store.datasets.stored_bytes(name),
+            "pruned": [version_doc(v) for v in store.datasets.pruned(name)]}
 
 
 def listing(store: Store) -> dict[str, Any]:

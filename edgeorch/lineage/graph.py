@@ -16,7 +16,11 @@ Nodes (``id``: fields):
   where it was claimed to (``inbox_path``), ``sha256``, ``state``;
 - ``sha256:<hex>``: a content, as a root only: every path recorded with it;
 - ``dataset:NAME@V``: a data version (docs/datasets.md): ``source``,
-  ``manifest_sha256``, ``files``, ``size``;
+  ``manifest_sha256``, ``files``, ``size``; ``pruned`` (with ``pruned_at``,
+  ``pruned_by``) once retention removed its content (its record stays, so its
+  origin is still walked); ``run_gone`` when the run that made it was removed
+  by ``edgeorch gc``; ``readers_gone`` (``run_id``, ``task``, ``removed_at``,
+  ``actor``) for the runs that read it and were removed by ``edgeorch gc``;
 - ``model:NAME@V``: a model version (docs/models.md): ``path``, ``sha256``,
   ``gate_verdict``, ``metrics``.
 
@@ -110,7 +114,7 @@ def dataset_node(lineage: "Lineage", name: str, version: int | None) -> tuple[st
     if row is None:
         raise NotFoundError("no such data version", value=f"dataset:{name}@{version or 'latest'}",
                             hint="`edgeorch datasets list` lists the datasets and their versions")
-    return _with_run_gone(lineage, _dataset(row))
+    return _version_node(lineage, row)
 
 
 def model_node(lineage: "Lineage", name: str, version: int | None) -> tuple[str, dict[str, Any]]:
@@ -132,12 +136,26 @@ def _with_run_gone(lineage: "Lineage", node: tuple[str, dict[str, Any]]) -> tupl
     return node_id, fields
 
 
+def _version_node(lineage: "Lineage", row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A data version's node from its row, with what outlived its neighbours: ``run_gone`` (its maker run) and
+    ``readers_gone`` (the runs that read it), both removed by ``edgeorch gc``; the latter only when there are any."""
+    node_id, fields = _with_run_gone(lineage, _dataset(row))
+    gone = lineage.dataset_readers_gone(int(row["id"]))
+    if gone:
+        fields = {**fields, "readers_gone": gone}
+    return node_id, fields
+
+
 def _dataset(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return f"dataset:{row['name']}@{row['version']}", {
+    """A data version row's fields; ``pruned`` when retention removed its content (the record stays)."""
+    fields = {
         "kind": "dataset", "name": row["name"], "version": row["version"], "source": row["source"],
         "source_path": row["source_path"], "manifest_sha256": row["manifest_sha256"], "files": row["files"],
         "size": row["size"], "run_id": row["run_id"], "task": row["task"], "input_id": row["input_id"],
-        "created_at": row["created_at"]}
+        "created_at": row["created_at"], "actor": row.get("actor")}
+    if row.get("pruned_at") is not None:
+        fields.update(pruned=True, pruned_at=row["pruned_at"], pruned_by=row.get("pruned_by"))
+    return f"dataset:{row['name']}@{row['version']}", fields
 
 
 def _model(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -301,12 +319,12 @@ class Walk:
         return steps
 
     def _read_version(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The node of the data version a consumed row names; one that was pruned since keeps its reference and
-        hash, marked ``pruned``."""
+        """The node of the data version a consumed row names (a pruned one from its kept record, marked
+        ``pruned``); one pruned before records were kept (schema 26) keeps the consumed row's reference and hash."""
         name, _, version = str(row["path"]).removeprefix("dataset:").rpartition("@")
         found = self.lineage.dataset_version(name, int(version)) if version.isdigit() else None
         if found is not None:
-            return _with_run_gone(self.lineage, _dataset(found))
+            return _version_node(self.lineage, found)
         # What was recorded of it, and no origin: its row (which said who made it) is gone. Walked like any
         # version's node (it crashed `lineage task:...` once its version was pruned).
         return str(row["path"]), {"kind": "dataset", "name": name, "version": int(version) if version.isdigit() else None,
@@ -340,7 +358,7 @@ class Walk:
     def _task_down(self, node_id: str, task: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []
         for row in self.lineage.versions_made_by(task["run_id"], task["task"]):
-            other, fields = _dataset(row) if row["what"] == "dataset" else _model(row)
+            other, fields = _version_node(self.lineage, row) if row["what"] == "dataset" else _model(row)
             steps.append(("made by", other, fields, (other, node_id)))
         for art in self.outputs.latest_artifacts(task["run_id"], task["task"]):
             other, fields = _file(art["path"], art["sha256"], art["size"])
@@ -424,7 +442,7 @@ class Walk:
     def _input_down(self, node_id: str, inp: dict[str, Any]) -> list[Step]:
         steps: list[Step] = []
         for row in self.lineage.dataset_versions_of_input(inp["input_id"]):
-            other, fields = _dataset(row)
+            other, fields = _version_node(self.lineage, row)
             steps.append(("versioned from", other, fields, (other, node_id)))
         if inp["inbox_path"] and inp["sha256"]:
             other, fields = _file(inp["inbox_path"], inp["sha256"], inp["size"])

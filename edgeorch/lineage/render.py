@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..textui import format_bytes, printable
+from ..textui import format_bytes, format_timestamp, printable
 
 
 def label(fields: dict[str, Any]) -> str:
@@ -45,9 +45,12 @@ def _describe(fields: dict[str, Any]) -> str:
     if kind == "content":
         return f"sha256:{fields['sha256']} ({len(fields['paths'])} path(s))"
     if kind == "dataset":
-        if fields.get("pruned"):  # read by a task, removed by retention since
+        if fields.get("pruned"):  # its content removed by retention since; its record (if kept) says its origin
+            origin = f", from {_source_text(fields)}" if fields.get("source") else ""
+            when = (f" on {format_timestamp(fields['pruned_at'])} by {fields.get('pruned_by') or 'an unknown actor'}"
+                    if fields.get("pruned_at") is not None else "")
             return (f"dataset {fields['name']}@{fields['version']} manifest sha256:{fields['manifest_sha256']} "
-                    f"({fields['files']} files, {format_bytes(fields['size'] or 0)}; pruned since)")
+                    f"({fields['files']} files, {format_bytes(fields['size'] or 0)}{origin}; pruned since{when})")
         return (f"dataset {fields['name']}@{fields['version']} manifest sha256:{fields['manifest_sha256']} "
                 f"({fields['files']} files, {format_bytes(fields['size'])}, from {fields['source']})")
     if kind == "model":
@@ -64,6 +67,41 @@ DOWNSTREAM_WORDS = {
 (which read as the input started by the run). The JSON keeps each edge's one name."""
 
 
+def _source_text(fields: dict[str, Any]) -> str:
+    """Where a data version came from, as its record says: ``add PATH``, ``input N``, ``task RUN/TASK``."""
+    source = fields["source"]
+    if source == "add" and fields.get("source_path"):
+        return f"add {fields['source_path']}"
+    if source == "input" and fields.get("input_id") is not None:
+        return f"input {fields['input_id']}"
+    if source == "task" and fields.get("run_id") is not None:
+        return f"task {fields['run_id']}/{fields['task']}"
+    return str(source)
+
+
+SHOWN_GONE = 10
+"""Run ids named per removal in the note on a version's removed readers (every one is in --json)."""
+
+
+def readers_gone_note(gone: list[dict[str, Any]]) -> str:
+    """``(runs 1, 2, which read it, were removed from the state file by `edgeorch gc` on DATE)``: the runs of a
+    version's ``readers_gone``, each once, grouped by the day of their removal (a gc done page by page
+    commits several times)."""
+    by_day: dict[str, list[int]] = {}
+    for g in gone:
+        day = format_timestamp(g["removed_at"])[:10]
+        ids = by_day.setdefault(day, [])
+        if g["run_id"] not in ids:
+            ids.append(g["run_id"])
+    parts = []
+    for day, ids in by_day.items():
+        shown = ", ".join(map(str, ids[:SHOWN_GONE])) + (f" and {len(ids) - SHOWN_GONE} more" if len(ids) > SHOWN_GONE
+                                                         else "")
+        parts.append(f"run{'s' if len(ids) > 1 else ''} {shown}, which read it, "
+                     f"{'were' if len(ids) > 1 else 'was'} removed from the state file by `edgeorch gc` on {day}")
+    return "(" + "; ".join(parts) + ")"
+
+
 def tree(doc: dict[str, Any]) -> str:
     """The root, then an ``upstream:`` and a ``downstream:`` tree (those the document has); a node met again
     says ``(see above)`` instead of repeating its subtree."""
@@ -74,7 +112,10 @@ def tree(doc: dict[str, Any]) -> str:
             continue
         children = doc[direction]
         gone = nodes[doc["root"]].get("run_gone")
-        if children.get(doc["root"]):
+        readers_gone = nodes[doc["root"]].get("readers_gone") if direction == "downstream" else None
+        if readers_gone:  # what read it and was removed since: said whether or not live readers follow
+            lines.append(f"{direction}: {readers_gone_note(readers_gone)}")
+        elif children.get(doc["root"]):
             lines.append(f"{direction}:")
         elif gone is not None and direction == "upstream":  # recorded once, removed with its run
             lines.append(f"{direction}: (run {gone}, which made it, was removed from the state file by `edgeorch gc`, "

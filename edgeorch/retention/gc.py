@@ -122,6 +122,9 @@ class Prepared:
     """No candidate is left below this page."""
     made: dict[int, list[str]] = field(default_factory=dict)
     """Run id -> the model versions it made (``"NAME VERSION"``): their records stay, their files and lineage go."""
+    read: dict[int, list[str]] = field(default_factory=dict)
+    """Run id -> the data versions it read (``"NAME@V"``): each keeps a record that this run read it and was
+    removed (``dataset_readers_gone``, written with the removal), which lineage shows."""
 
 
 def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int | None = None,
@@ -143,6 +146,7 @@ def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int |
     plan = decide(candidates, holds, gone)
     planned = [c.run_id for c in plan.remove]
     made = store.models.made_by_runs(planned)  # read before the rows go (model_versions keeps run_id, not the run)
+    read = store.lineage.dataset_reads_of_runs(planned)  # likewise: their consumed rows go with them
     if not request.apply:
         removed, rows = planned, store.retention.count_rows(planned)
     elif planned:
@@ -157,7 +161,7 @@ def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int |
                     removed=frozenset(removed), rows=rows,
                     folders={c.run_id: folders.folder_name(runs_root, c.run_dir) for c in plan.remove},
                     known=frozenset(Path(d).name for d in store.retention.run_dirs()),
-                    made=made,
+                    made=made, read=read,
                     last_id=page[-1]["id"] if page else None, complete=limit is None or len(page) < limit)
 
 
@@ -167,8 +171,9 @@ def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
     The report (the ``gc`` ops' result and ``edgeorch gc --json``): ``apply``, ``older_than``,
     ``cutoff``, ``pipeline``, ``keep_last``; ``runs`` (removed, or to be removed: ``run_id``,
     ``pipeline``, ``state``, ``finished_at``, ``run_dir``, ``folder`` — what happened to it —
-    ``bytes`` and ``models``, the model versions it made: their registry records stay, their files and
-    lineage go); ``held`` (``run_id``, ``pipeline``, ``state``, ``finished_at``, ``holds``:
+    ``bytes``, ``models``, the model versions it made: their registry records stay, their files and
+    lineage go, and ``datasets_read``, the data versions it read, ``NAME@V``: each keeps a record that this
+    run read it and was removed); ``held`` (``run_id``, ``pipeline``, ``state``, ``finished_at``, ``holds``:
     ``rule``, ``reason``, ``while_kept``); ``strays`` (``path``, ``kind``, ``folder``, ``bytes``);
     ``rows`` (per table); ``bytes`` (total freed, or that would be); ``errors`` (folders that
     could not be removed: the next gc tries again). ``strays=False`` leaves the strays for a
@@ -204,7 +209,8 @@ def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
         name = p.folders[c.run_id]
         state, size = handle(name) if name is not None else ("left in place: not in the runs folder", None)
         runs.append({"run_id": c.run_id, "pipeline": c.pipeline, "state": c.state, "finished_at": c.finished_at,
-                     "run_dir": c.run_dir, "folder": state, "bytes": size, "models": p.made.get(c.run_id, [])})
+                     "run_dir": c.run_dir, "folder": state, "bytes": size, "models": p.made.get(c.run_id, []),
+                     "datasets_read": p.read.get(c.run_id, [])})
     stray_items = []
     for s in folders.strays(root, p.known, p.cutoff) if strays else ():
         if s.name in done or (s.kind == "orphan" and req.pipeline is not None):

@@ -11,13 +11,21 @@ Contract:
   version that uses the chunk) and the ``dataset_version`` event row. The
   objects must already be durable (the snapshot syncs them).
 - :meth:`Datasets.prune` is one durable transaction: the versions a
-  ``decide`` function picks (given every version and the holds, read inside
-  the transaction) lose their file and version rows, their chunks' ``refs``
-  drop, and the chunks no version uses any more are deleted and returned;
-  the caller removes their objects afterwards (rows first, then files: a crash
-  in between leaves garbage objects, never a version without its objects).
+  ``decide`` function picks (given every live version and the holds, read
+  inside the transaction) lose their file rows (their content) and are marked
+  pruned (``pruned_at``, ``pruned_by``): the version row stays, so where the
+  version came from (source, path, input, run, manifest hash, size, who made
+  it) stays queryable for lineage. Their chunks' ``refs`` drop, and the chunks
+  no version uses any more are deleted and returned; the caller removes their
+  objects afterwards (rows first, then files: a crash in between leaves
+  garbage objects, never a live version without its objects).
+- A **live** version is one not pruned (:data:`LIVE`): only live versions have
+  content, so :meth:`Datasets.version`, :meth:`Datasets.versions`,
+  :meth:`Datasets.list` and retention see only them; :meth:`Datasets.pruned`
+  lists the others, and :meth:`Datasets.version` names a pruned one in its
+  error. Versions pruned before schema 26 have no row at all.
 - Version numbers of a dataset only grow (the latest version is never
-  removed, so a number is never reused).
+  removed, and a pruned one keeps its row, so a number is never reused).
 - Reads return plain dicts.
 """
 
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..errors import NotFoundError
+from ..textui import format_timestamp
 from .db import Database
 from .events import write_event
 
@@ -67,6 +76,9 @@ Decide = Callable[[list[dict[str, Any]], Mapping[int, str]], Iterable[int]]
 (``id``, ``version``, ``created_at``, ``dataset``); ``held``: version id -> why it is held."""
 
 ACTIVE_RUN_STATES = ("queued", "running")
+
+LIVE = "pruned_at IS NULL"
+"""The one test of a version that still has its content (not pruned): a condition on ``dataset_versions``."""
 
 
 class Datasets:
@@ -143,7 +155,7 @@ class Datasets:
 
         ``extra_holds()``: holds from outside the state file's own
         (``edgeorch/datasets/holders.py``), asked inside the transaction and
-        merged with :meth:`held`. Returns ``{"removed": [version rows],
+        merged with :meth:`held`. Returns ``{"removed": [version rows, as read before the prune],
         "held": {version id: reason}, "chunks": [(sha256, codec, stored_size)
         of the chunks deleted]}``. ``dry_run``: decide and report, change
         nothing.
@@ -158,7 +170,7 @@ class Datasets:
             for ds in self._db.all("SELECT id, name FROM datasets" + (" WHERE name = ?" if name else "")
                                    + " ORDER BY name", (name,) if name else ()):
                 versions = self._db.all("SELECT id, version, created_at, ? AS dataset FROM dataset_versions"
-                                        " WHERE dataset_id = ? ORDER BY version", (ds["name"], ds["id"]))
+                                        f" WHERE dataset_id = ? AND {LIVE} ORDER BY version", (ds["name"], ds["id"]))
                 picked = set(decide(versions, holds))
                 if versions and versions[-1]["id"] in picked:  # pragma: no cover - a decide() bug
                     raise AssertionError(f"dataset {ds['name']}: the latest version may never be removed")
@@ -175,8 +187,11 @@ class Datasets:
                 for (chunk_list,) in conn.execute("SELECT chunks FROM dataset_files WHERE version_id = ?", (vid,)):
                     drops.update(json.loads(chunk_list))
             marks = ",".join("?" * len(ids))
+            now = self._db.clock()
             conn.execute(f"DELETE FROM dataset_files WHERE version_id IN ({marks})", ids)
-            conn.execute(f"DELETE FROM dataset_versions WHERE id IN ({marks})", ids)
+            # The content goes, the record stays: lineage of what read or was made from it still reaches its origin.
+            conn.execute(f"UPDATE dataset_versions SET pruned_at = ?, pruned_by = ? WHERE id IN ({marks})",
+                         [now, actor, *ids])
             conn.executemany("UPDATE dataset_chunks SET refs = refs - ? WHERE sha256 = ?",
                              [(n, sha) for sha, n in drops.items()])
             chunks = [(r[0], r[1], int(r[2])) for r in conn.execute(
@@ -185,8 +200,7 @@ class Datasets:
                         f"{len(removed)} dataset version(s) removed: "
                         + ", ".join(f"{r['dataset']}@{r['version']}" for r in removed[:20])
                         + (" ..." if len(removed) > 20 else "")
-                        + f"; {len(chunks)} chunk(s), {sum(c[2] for c in chunks)} bytes freed", actor,
-                        self._db.clock(),
+                        + f"; {len(chunks)} chunk(s), {sum(c[2] for c in chunks)} bytes freed", actor, now,
                         {"versions": [f"{r['dataset']}@{r['version']}" for r in removed], "chunks": len(chunks),
                          "bytes": sum(c[2] for c in chunks)})
         return {"removed": removed, "held": holds, "chunks": chunks}
@@ -241,35 +255,57 @@ class Datasets:
         return {"chunks": int(row[0]), "chunk_bytes": int(row[1]), "stored_bytes": int(row[2])}
 
     def versions(self, name: str) -> list[dict[str, Any]]:
-        """The versions of ``name``, oldest first; NotFoundError when there is no such dataset."""
+        """The live versions of ``name``, oldest first; NotFoundError when there is no such dataset."""
         dataset_id = self._dataset_id(name)
         return [self._version_row(r["id"]) for r in
-                self._db.all("SELECT id FROM dataset_versions WHERE dataset_id = ? ORDER BY version", (dataset_id,))]
+                self._db.all(f"SELECT id FROM dataset_versions WHERE dataset_id = ? AND {LIVE} ORDER BY version",
+                             (dataset_id,))]
+
+    def pruned(self, name: str) -> list[dict[str, Any]]:
+        """The pruned versions of ``name`` (their records: no files, no content), oldest first; NotFoundError when
+        there is no such dataset."""
+        dataset_id = self._dataset_id(name)
+        return [self._version_row(r["id"]) for r in
+                self._db.all(f"SELECT id FROM dataset_versions WHERE dataset_id = ? AND NOT ({LIVE})"
+                             " ORDER BY version", (dataset_id,))]
 
     def version(self, name: str, version: int | None = None) -> dict[str, Any]:
-        """One version row (``None``: the latest); NotFoundError naming the dataset or version."""
+        """One live version row (``None``: the latest); NotFoundError naming the dataset or version, and saying
+        when and by whom a pruned one was pruned (its content is gone: nothing can read, restore or hold it)."""
         dataset_id = self._dataset_id(name)
         if version is None:
-            row = self._db.one("SELECT id FROM dataset_versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1",
-                               (dataset_id,))
+            row = self._db.one(f"SELECT id FROM dataset_versions WHERE dataset_id = ? AND {LIVE}"
+                               " ORDER BY version DESC LIMIT 1", (dataset_id,))
         else:
-            row = self._db.one("SELECT id FROM dataset_versions WHERE dataset_id = ? AND version = ?",
+            row = self._db.one(f"SELECT id FROM dataset_versions WHERE dataset_id = ? AND version = ? AND {LIVE}",
                                (dataset_id, version))
         if row is None:
             have = [r["version"] for r in self._db.all(
-                "SELECT version FROM dataset_versions WHERE dataset_id = ? ORDER BY version", (dataset_id,))]
-            # Versions are numbered in order and never reused: one below the newest existed and was pruned.
-            gone = version is not None and bool(have) and version < have[-1]
+                f"SELECT version FROM dataset_versions WHERE dataset_id = ? AND {LIVE} ORDER BY version", (dataset_id,))]
             shown = ", ".join(f"{name}@{v}" for v in have[-10:]) or "(none)"
             if len(have) > 10:
                 shown = f"{len(have)} versions, {name}@{have[0]} to {name}@{have[-1]}; the latest: {shown}"
-            raise NotFoundError(f"dataset {name} has no version {version}" + (" any more: it was pruned" if gone else ""),
+            gone = self._why_gone(dataset_id, version, have)
+            raise NotFoundError(f"dataset {name} has no version {version}" + gone,
                                 value=f"{name}@{version}", expected="one of " + shown,
-                                hint="`edgeorch datasets show NAME` lists its versions")
+                                hint=f"`edgeorch datasets show {name}` lists its versions"
+                                     + (f"; `edgeorch lineage dataset:{name}@{version}` shows where it came from"
+                                        if gone else ""))
         return self._version_row(int(row[0]))
 
+    def _why_gone(self, dataset_id: int, version: int | None, have: list[int]) -> str:
+        """The end of the error for a version that is not live: pruned (when, by whom), or pruned before records
+        were kept (one below the newest existed: numbers are never reused); empty when it never existed."""
+        if version is None:
+            return ""
+        row = self._db.one(f"SELECT pruned_at, pruned_by FROM dataset_versions WHERE dataset_id = ? AND version = ?"
+                           f" AND NOT ({LIVE})", (dataset_id, version))
+        if row is not None:
+            return f" any more: it was pruned on {format_timestamp(row[0])} by {row[1] or 'an unknown actor'}"
+        return " any more: it was pruned" if have and version < have[-1] else ""
+
     def of_input(self, input_id: int) -> dict[str, Any] | None:
-        """The version a drop-folder input became, or None."""
+        """The version a drop-folder input became (pruned or not: it was made once, never again), or None."""
         row = self._db.one("SELECT id FROM dataset_versions WHERE input_id = ?", (input_id,))
         return self._version_row(int(row[0])) if row else None
 
@@ -329,11 +365,16 @@ class Datasets:
 
     # Last in the class: below it, `list` in an annotation would name this method.
     def list(self) -> list[dict[str, Any]]:
-        """Every dataset with its version count, latest version and its time and size, and the bytes of
-        all its versions' content (what plain copies would take)."""
+        """Every dataset with its live version count, latest version and its time and size, the bytes of all its
+        live versions' content (what plain copies would take), and ``pruned``: how many of its versions were
+        pruned (their records kept, without content)."""
         return self._db.all(
             "SELECT d.name, d.created_at, COUNT(v.id) AS versions, MAX(v.version) AS latest,"
             " MAX(v.created_at) AS updated_at, COALESCE(SUM(v.size), 0) AS logical_bytes,"
-            " (SELECT size FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_size,"
-            " (SELECT files FROM dataset_versions WHERE dataset_id = d.id ORDER BY version DESC LIMIT 1) AS latest_files"
-            " FROM datasets d LEFT JOIN dataset_versions v ON v.dataset_id = d.id GROUP BY d.id ORDER BY d.name")
+            f" (SELECT size FROM dataset_versions WHERE dataset_id = d.id AND {LIVE} ORDER BY version DESC LIMIT 1)"
+            " AS latest_size,"
+            f" (SELECT files FROM dataset_versions WHERE dataset_id = d.id AND {LIVE} ORDER BY version DESC LIMIT 1)"
+            " AS latest_files,"
+            f" (SELECT COUNT(*) FROM dataset_versions WHERE dataset_id = d.id AND NOT ({LIVE})) AS pruned"
+            f" FROM datasets d LEFT JOIN dataset_versions v ON v.dataset_id = d.id AND v.{LIVE}"
+            " GROUP BY d.id ORDER BY d.name")

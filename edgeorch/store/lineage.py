@@ -12,6 +12,12 @@ Contract:
   sha256, inbox and source path; ``manifest_files`` by sha256; ``tasks`` by
   ``cached_from``), so a lineage query costs the same with 100,000 runs in
   the file as with ten (``benchmarks/bench_lineage.py``).
+- The runs that read a data version (``consumed`` rows ``dataset:NAME@V``)
+  outlive their removal by ``edgeorch gc`` as ``dataset_readers_gone`` rows,
+  written by :func:`note_readers_gone` in the removal's own transaction
+  (:meth:`~edgeorch.store.retention.Retention.remove`): the one rule of which
+  versions a run read is :data:`READS_OF_RUNS`, used both there and by
+  :meth:`Lineage.dataset_reads_of_runs` (what a gc names before it removes).
 - A member of a folder or glob is stored by its name relative to the
   folder (or the glob's leading folder); turning it into an absolute path is
   the caller's (:mod:`edgeorch.lineage`), which knows what a glob's base is.
@@ -19,12 +25,36 @@ Contract:
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from .db import Database
 
 VERSION_SOURCES = ("artifact", "consumed", "input")
 """Where a recorded version of a path comes from (:meth:`Lineage.versions_of_path`)."""
+
+READS_OF_RUNS = (
+    "SELECT v.id AS version_id, d.name AS dataset, v.version AS version, c.run_id AS run_id, c.task AS task"
+    " FROM consumed c"
+    # A consumed data version's path is `dataset:NAME@V` (8 characters of prefix; a dataset name has no `@`):
+    # both joins are then lookups by the unique (name) and (dataset_id, version) indexes.
+    " JOIN datasets d ON d.name = substr(c.path, 9, instr(c.path, '@') - 9)"
+    " JOIN dataset_versions v ON v.dataset_id = d.id AND v.version = CAST(substr(c.path, instr(c.path, '@') + 1)"
+    " AS INTEGER)"
+    " WHERE c.kind = 'dataset' AND c.run_id IN (SELECT value FROM json_each(?))"
+    " GROUP BY v.id, c.run_id, c.task")
+"""The data versions the runs of a JSON array of ids read (their attempts or cache hits recorded them as
+consumed): ``version_id``, ``dataset``, ``version``, ``run_id``, ``task``, each once. A version pruned before its
+record was kept (schema 26) has no row, and is left out."""
+
+
+def note_readers_gone(db: Database, run_ids_json: str, removed_at: float, actor: str | None) -> int:
+    """Record, in the caller's transaction and before it deletes their ``consumed`` rows, that the runs of
+    ``run_ids_json`` (a JSON array), which read data versions, are removed (``dataset_readers_gone``); returns the
+    rows written. Idempotent (a run's reads are noted once)."""
+    return db.conn.execute(
+        "INSERT OR IGNORE INTO dataset_readers_gone (version_id, run_id, task, removed_at, actor)"
+        f" SELECT version_id, run_id, task, ?, ? FROM ({READS_OF_RUNS})", (removed_at, actor, run_ids_json)).rowcount
 
 
 def write_manifest(db: Database, manifest: str, members: Iterable[tuple[str, str, int]]) -> None:
@@ -100,6 +130,21 @@ class Lineage:
         """The tasks that read ``name@version`` as a declared input (``run_id``, ``task``), each once, oldest first."""
         return self._db.all("SELECT run_id, task FROM consumed WHERE path = ? AND kind = 'dataset'"
                             " GROUP BY run_id, task ORDER BY MIN(id) LIMIT ?", (f"dataset:{name}@{version}", limit))
+
+    def dataset_readers_gone(self, version_id: int) -> list[dict[str, Any]]:
+        """The runs that read data version ``version_id`` and were removed by ``edgeorch gc`` since (their
+        ``consumed`` rows went with them): ``run_id``, ``task``, ``removed_at``, ``actor``, by run id."""
+        return self._db.all("SELECT run_id, task, removed_at, actor FROM dataset_readers_gone WHERE version_id = ?"
+                            " ORDER BY run_id, task", (version_id,))
+
+    def dataset_reads_of_runs(self, run_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Run id -> the data versions (``NAME@V``) it read, sorted (:data:`READS_OF_RUNS`); runs that read none
+        are absent."""
+        out: dict[int, set[str]] = {}
+        ids = json.dumps(sorted({int(r) for r in run_ids}))
+        for row in self._db.all(READS_OF_RUNS, (ids,)):
+            out.setdefault(int(row["run_id"]), set()).add(f"{row['dataset']}@{row['version']}")
+        return {run_id: sorted(refs) for run_id, refs in out.items()}
 
     def members(self, manifest: str, limit: int = -1) -> list[dict[str, Any]]:
         """A folder's or glob's files (``name``, ``sha256``, ``size``), sorted by name."""

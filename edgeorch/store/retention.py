@@ -8,12 +8,17 @@ Contract:
   leaves all of them or none. Only runs that are finished *at commit time*
   are removed, whatever the caller planned (a plan made a moment earlier may
   be stale: a ``retry`` queues a finished run again).
+- It also notes, in the same transaction and before the ``consumed`` rows
+  go, which data versions the removed runs read (``dataset_readers_gone``,
+  :func:`edgeorch.store.lineage.note_readers_gone`): lineage then says those
+  readers were removed, not "nothing recorded".
 - Rows that outlive their run on purpose (:data:`KEPT_TABLES`): the
   ``inputs`` history (its ``run_id`` then names a removed run; duplicate
   detection by sha256 needs the record), ``dataset_versions``, ``model_versions``
   and ``model_observations`` (a model's history outlives the runs that made it),
   ``privacy_spends`` (removing a spend would refund privacy budget already spent),
   ``rule_firings`` (a rule's firings count towards its daily maximum and explain its history),
+  ``dataset_readers_gone`` (written by the removal itself: its ``run_id`` names a removed run by design),
   ``pipeline_versions`` and the audit log (the ``runs_removed`` event row
   appends its own audit record).
 - Run id lists are passed to SQLite as one JSON array (``json_each``), so a
@@ -28,17 +33,19 @@ import json
 from typing import Any, Iterable
 
 from ..model import RunState
+from .datasets import LIVE
 from .db import Database
 from .events import write_event
+from .lineage import note_readers_gone
 
 RUN_TABLES: tuple[str, ...] = ("leases", "task_results", "checkpoints", "artifacts", "consumed", "attempts", "tasks",
                                "events")
 """Every table whose rows belong to one run (``run_id``), in deletion order (children before parents)."""
 KEPT_TABLES: tuple[str, ...] = ("inputs", "dataset_versions", "model_versions", "model_observations",
-                                "privacy_spends", "rule_firings")
+                                "privacy_spends", "rule_firings", "dataset_readers_gone")
 """Tables with a ``run_id`` column whose rows stay when their run is removed (see the module docstring); a
-dataset version made from a run's outputs holds that run (``edgeorch/retention/holds.py``), so its row
-never names a removed run."""
+live dataset version made from a run's outputs holds that run (``edgeorch/retention/holds.py``); a pruned one
+holds nothing (its content is gone), and its row may then name a removed run (lineage says ``run_gone``)."""
 FINISHED_STATES: tuple[str, ...] = tuple(s.value for s in RunState if s.finished)
 """The run states a run may be removed in (the model's one rule)."""
 
@@ -133,10 +140,11 @@ class Retention:
             f" ORDER BY 1, 2, 3", (ids, ids))
 
     def dataset_versions_of(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
-        """Dataset versions made from ``run_ids``' outputs: ``run_id``, ``dataset``, ``version``."""
+        """Live (not pruned) dataset versions made from ``run_ids``' outputs: ``run_id``, ``dataset``, ``version``."""
         return self._db.all(
             f"SELECT v.run_id AS run_id, d.name AS dataset, v.version AS version FROM dataset_versions v"
-            f" JOIN datasets d ON d.id = v.dataset_id WHERE v.run_id IN {_IDS} ORDER BY v.run_id, d.name, v.version",
+            f" JOIN datasets d ON d.id = v.dataset_id WHERE v.run_id IN {_IDS} AND v.{LIVE}"
+            f" ORDER BY v.run_id, d.name, v.version",
             (_ids(run_ids),))
 
     def unsettled_inputs(self, run_ids: Iterable[int], finished_states: Iterable[str]) -> list[dict[str, Any]]:
@@ -185,6 +193,7 @@ class Retention:
             if not removed:
                 return [], {}
             ids = _ids(removed)
+            note_readers_gone(self._db, ids, now, actor)  # before their consumed rows go
             counts: dict[str, int] = {}
             for table in RUN_TABLES:
                 counts[table] = self._db.conn.execute(f"DELETE FROM {table} WHERE run_id IN {_IDS}", (ids,)).rowcount

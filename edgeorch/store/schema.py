@@ -629,6 +629,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE inputs ADD COLUMN mtime_ns INTEGER;
     """,
+    # 26: provenance outlives content and readers (docs/lineage.md): a pruned data version keeps its row, marked
+    # pruned (when, by whom; its file rows and chunks go), so lineage still reaches where it came from; and the
+    # runs that read a version, when `edgeorch gc` removes them (their `consumed` rows go), are named per version
+    # in gc's own transaction, so lineage says they were removed instead of "nothing recorded".
+    """
+    ALTER TABLE dataset_versions ADD COLUMN pruned_at REAL;
+    ALTER TABLE dataset_versions ADD COLUMN pruned_by TEXT;
+    CREATE TABLE dataset_readers_gone (
+        version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+        run_id INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        removed_at REAL NOT NULL,
+        actor TEXT,
+        PRIMARY KEY (version_id, run_id, task)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

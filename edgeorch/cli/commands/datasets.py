@@ -98,6 +98,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{res['dataset']}: {len(res['versions'])} version(s), {format_bytes(res['logical_bytes'])} of "
               f"content in {format_bytes(res['stored_bytes'])} on disk"
               f"{_ratio(res['logical_bytes'], res['stored_bytes'])}")
+        _print_pruned(res.get("pruned", []))
         return EXIT_OK
     print(f"{res['ref']}  {format_timestamp(res['created_at'])}  {_source_text(res)}  {res['files']} file(s), "
           f"{format_bytes(res['size'])}, {format_bytes(res['new_bytes'])} new on disk")
@@ -234,6 +235,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return EXIT_OK
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(refs)} version(s)" + (f": {', '.join(refs)}" if refs else ""))
+    _print_readers(res["removed"], args.dry_run)
     if not args.dry_run:
         print(f"freed {format_bytes(res['bytes_freed'])} ({res['objects_removed']} object(s); "
               f"{res['chunks_removed']} chunk(s) no version uses)")
@@ -241,6 +243,33 @@ def cmd_prune(args: argparse.Namespace) -> int:
         for k in res["kept"]:
             print(f"kept {k['ref']}: {k['reason']}")
     return EXIT_OK
+
+
+def _print_pruned(pruned: list[dict[str, Any]]) -> None:
+    """The pruned versions under ``show NAME``'s table: their records stay (lineage shows where they came from)."""
+    if not pruned:
+        return
+    refs = ", ".join(v["ref"] for v in pruned[-SHOWN_PRUNED:])
+    more = f" (the last {SHOWN_PRUNED} of {len(pruned)})" if len(pruned) > SHOWN_PRUNED else ""
+    print(f"pruned{more}: {refs}; their content is gone, their records stay "
+          "(`edgeorch lineage dataset:NAME@V` shows where one came from and what read it)")
+
+
+def _print_readers(removed: list[dict[str, Any]], dry_run: bool) -> None:
+    """Warn, per version a prune removes (or would), of the finished runs that read it (``read_by``)."""
+    for v in removed:
+        ids = v.get("read_by") or []
+        if not ids:
+            continue
+        shown = ", ".join(map(str, ids[:SHOWN_PRUNED])) + (f" and {len(ids) - SHOWN_PRUNED} more"
+                                                           if len(ids) > SHOWN_PRUNED else "")
+        print(f"warning: {v['ref']} was read by finished run(s) {shown}: their "
+              f"lineage {'would show' if dry_run else 'shows'} it pruned (its record stays, its content goes), and a "
+              "retry of them that reads it fails")
+
+
+SHOWN_PRUNED = 10
+"""Versions or run ids named in a line about pruned versions (every one is in --json)."""
 
 
 def _offline_prune(backend: Backend, rule: Any, name: str | None, dry_run: bool) -> dict[str, Any]:

@@ -103,6 +103,7 @@ def _print_report(r: dict[str, Any]) -> None:
               "runs: `lineage` no longer finds what made them, and one can be promoted or rolled back to only "
               "while a deployment target still holds its staged copy. An alias's version, and what the next three "
               "rollbacks of an alias return to, are always held.")
+    _print_datasets_read(r)
     if r["held"]:
         print(f"\nkept {len(r['held'])} run(s) past the bound:")
         print_table(["run", "pipeline", "state", "finished", "why"],
@@ -119,6 +120,27 @@ def _print_report(r: dict[str, Any]) -> None:
         print("\nnothing to remove")
     print(f"\n{'freed' if r['apply'] else 'would free'} {format_bytes(r['bytes'])}"
           + ("" if r["apply"] else "; a dry run: nothing was changed (--apply removes)"))
+
+
+def _print_datasets_read(r: dict[str, Any]) -> None:
+    """The note naming the data versions the gc's runs read (``datasets_read``): lineage keeps that they did."""
+    readers: dict[str, list[int]] = {}
+    for x in r["runs"]:
+        for ref in x.get("datasets_read", []):
+            readers.setdefault(ref, []).append(x["run_id"])
+    if not readers:
+        return
+    items = [f"{ref} (run{'s' if len(ids) > 1 else ''} {_ids_text(ids)})" for ref, ids in sorted(readers.items())]
+    shown = ", ".join(items[:SHOWN_MADE]) + (f" and {len(items) - SHOWN_MADE} more" if len(items) > SHOWN_MADE else "")
+    print(f"\ndata versions read by {'these' if r['apply'] else 'those'} runs: {shown}. Each version "
+          f"{'keeps' if r['apply'] else 'will keep'} a record that these runs read it and were removed by gc "
+          "(`edgeorch lineage dataset:NAME@V --downstream` says so); what the runs made from it goes with them.")
+
+
+def _ids_text(ids: list[int]) -> str:
+    """Run ids, the first :data:`SHOWN_MADE` and how many more."""
+    return ", ".join(map(str, ids[:SHOWN_MADE])) + (f" and {len(ids) - SHOWN_MADE} more" if len(ids) > SHOWN_MADE
+                                                     else "")
 
 
 SHOWN_MADE = 10
