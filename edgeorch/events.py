@@ -95,10 +95,12 @@ class RunQueued(Event):
 
 @frozen
 class RunResumed(Event):
-    """A finished run was queued again (``retry``); ``resumed``: the tasks to run again, sorted."""
+    """A finished run was queued again (``retry``); ``resumed``: the tasks to run again, sorted; ``pipeline``: its
+    pipeline's name (for the log line's field: the run is not active yet when this is told)."""
 
     run_id: int
     resumed: tuple[str, ...]
+    pipeline: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": "run", "run_id": self.run_id, "state": "queued", "resumed": list(self.resumed), "ts": self.ts}

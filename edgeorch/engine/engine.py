@@ -740,7 +740,7 @@ class Engine:
             return
         # Recorded: what follows is the engine's own bookkeeping, and a failure in it is fail-stop
         # (_drain_settlements), which also fails ``answer`` (see _fail_resumes).
-        self._announce(RunResumed(self.clock(), run_id, tuple(sorted(redo))))
+        self._announce(RunResumed(self.clock(), run_id, tuple(sorted(redo)), pipeline.name))
         self._install(*activation)
         self._schedule_dispatch()
         answer.set_result([n for n in pipeline.order if n in redo])

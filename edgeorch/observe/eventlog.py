@@ -85,8 +85,9 @@ class EventLog:
         log.debug("run %s of %s running", e.run_id, e.pipeline, extra=log_fields(run=e.run_id, pipeline=e.pipeline))
 
     def _run_resumed(self, e: RunResumed) -> None:
-        log.info("run %s resumed: %s run again", e.run_id, ", ".join(e.resumed) or "nothing",
-                 extra=log_fields(run=e.run_id, pipeline=self._pipeline_of(e.run_id)))
+        pipeline = e.pipeline or self._pipeline_of(e.run_id)
+        log.info("run %s of %s resumed: %s run again", e.run_id, pipeline, ", ".join(e.resumed) or "nothing",
+                 extra=log_fields(run=e.run_id, pipeline=pipeline))
 
     def _run_finished(self, e: RunFinished) -> None:
         level = logging.INFO if e.state == "succeeded" else logging.WARNING

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edgeorch.errors import ConfigError
-from edgeorch.events import AttemptEnded, InputChanged, InputQuarantined, RunFinished, RunQueued, TaskStarted
+from edgeorch.events import (AttemptEnded, InputChanged, InputQuarantined, RunFinished, RunQueued, RunResumed,
+                             TaskStarted)
 from edgeorch.observe.eventlog import EventLog
 from edgeorch.observe.journal import JournalHandler
 from edgeorch.observe.jsonlog import JsonFormatter
@@ -104,3 +105,13 @@ def test_the_event_log_says_what_happened_to_runs_tasks_and_inputs_with_fields(c
         ("WARNING", "input 8 (b.csv) quarantined as /q/b.csv: its run failed",
          {"input": 8, "run": 43, "pipeline": "checks"}),
     ]
+
+
+def test_a_resumed_run_is_logged_with_its_pipeline_though_it_is_not_active_yet(caplog):
+    """Found by a tester: "run 88 resumed: x run again" had no pipeline field (JSON `pipeline`, journal `PIPELINE=`):
+    the engine tells the resume before the run is active, where the log looked its pipeline up."""
+    ev = EventLog({}.get)  # no active run: as when the engine tells the resume
+    with caplog.at_level(logging.INFO, logger="edgeorch.events"):
+        ev.on_event(RunResumed(1.0, 88, ("x",), "fail"))
+    assert [(r.getMessage(), fields_of(r)) for r in caplog.records] == [
+        ("run 88 of fail resumed: x run again", {"run": 88, "pipeline": "fail"})]
