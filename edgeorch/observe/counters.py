@@ -69,7 +69,8 @@ class EventCounters:
         self._checks_ended: dict[tuple[str, str], int] = {}
         self.events = Counts("edgeorch_events", "Changes published on the daemon's event bus, by event class.",
                              ["event"])
-        self.runs_finished = Counts("edgeorch_runs_finished", "Runs that ended since the daemon started.",
+        self.runs_finished = Counts("edgeorch_runs_finished", "Run ends since the daemon started (a run that is "
+                                    "retried counts each time it ends).",
                                     ["pipeline", "state"])
         self.model_registrations = Counts(
             "edgeorch_model_registrations", "Model versions registered, by the verdict of their gates (passed, "

@@ -1,8 +1,9 @@
 """What ``edgeorch top`` shows, from the ops' answers (pure: no I/O, no clock; ``now`` is given).
 
 :func:`snapshot_of` turns the documents of ``status``, ``resources``,
-``runs.list``, ``runs.show`` (the active runs), ``inputs.list`` and
-``monitors.list`` into one :class:`Snapshot` of plain rows. :func:`selectable` lists what the cursor can
+``runs.list``, ``runs.show`` (the runs with a task running or between attempts), ``inputs.list`` and
+``monitors.list`` into one :class:`Snapshot` of plain rows. :func:`runs_to_read` picks, from the active runs'
+task counts, the runs whose documents those rows need. :func:`selectable` lists what the cursor can
 point at: the task rows, then the recent runs.
 """
 
@@ -15,8 +16,10 @@ from ...records import frozen
 from ...rundoc import last_start
 from ...textui import format_bytes
 
-ACTIVE_RUNS_SHOWN = 20
-"""At most this many active runs are read in detail per refresh (``runs.show`` each): the newest."""
+RETRYING_RUNS_READ = 20
+"""At most this many runs with a task between attempts (and none running) are read per refresh (``runs.show``
+each), the oldest first: their number has no bound (a backlog of flaky runs), unlike the running tasks', which
+``engine.parallelism`` bounds; the runs with a running task are always all read."""
 
 
 @frozen
@@ -110,7 +113,10 @@ class Snapshot:
     version: str
     uptime_s: float
     running: int
+    """The running task rows (``tasks``): the header counts the rows it shows, never ``status``'s count of
+    another moment."""
     waiting: int
+    """The waiting task rows (for resources or a slot)."""
     active_runs: int
     parallelism: int
     clients: int
@@ -127,6 +133,10 @@ class Snapshot:
     pipeline_errors: tuple[str, ...] = ()
     rules: tuple[RuleRow, ...] = ()
     """Rules that are not ok, firing first (see :func:`rules_of`)."""
+    retrying: int = 0
+    """The retry_wait task rows."""
+    retrying_unread: int = 0
+    """Tasks between attempts in runs not read this refresh (past :data:`RETRYING_RUNS_READ`): not in ``tasks``."""
 
 
 @frozen
@@ -140,33 +150,20 @@ class Item:
 
 def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[dict[str, Any]],
                 active: list[dict[str, Any]], inputs: dict[str, Any], now: float,
-                monitors: dict[str, Any] | None = None) -> Snapshot:
+                monitors: dict[str, Any] | None = None, retrying_unread: int = 0) -> Snapshot:
     """Build a snapshot from the ops' documents.
 
     ``recent``: ``runs.list``'s runs (newest first); ``active``: ``runs.show``
-    documents of the active runs (at most :data:`ACTIVE_RUNS_SHOWN`);
+    documents of the runs with a task running or between attempts (see :func:`runs_to_read`; the
+    other active runs' tasks are pending or in ``resources``' queue);
     ``inputs``: ``inputs.list``'s document; ``monitors``: ``monitors.list``'s
-    (None: a daemon without rules). Missing optional keys (an older daemon)
-    give empty sections, never an error.
+    (None: a daemon without rules); ``retrying_unread``: see :attr:`Snapshot.retrying_unread`. Missing
+    optional keys (an older daemon) give empty sections, never an error.
+
+    The task counts are those of the rows (``status``' counts are of another moment: its header said
+    "0 running, 0 waiting" above a retry_wait row, and "2 running" above one running row under load).
     """
-    leases = {(lease["run_id"], lease["task"]): lease for lease in resources.get("leases") or []}
-    tasks: list[TaskRow] = []
-    for run in active:
-        for t in run.get("tasks", []):
-            attempts = t.get("attempt_list") or []
-            last = attempts[-1] if attempts else None
-            if t["state"] == "running":
-                lease = leases.get((run["id"], t["name"]))
-                tasks.append(TaskRow(run["id"], run["pipeline"], t["name"], "running",
-                                     last["number"] if last else None, last["started_at"] if last else None,
-                                     describe_lease(lease) if lease else "shares the free cores"))
-            elif t["state"] == "retry_wait":
-                tasks.append(TaskRow(run["id"], run["pipeline"], t["name"], "retry_wait",
-                                     last["number"] if last else None, t.get("next_attempt_at"),
-                                     t.get("reason") or "waiting to retry"))
-    for q in resources.get("queue") or []:
-        run_id, _, name = str(q["task"]).partition("/")
-        tasks.append(TaskRow(int(run_id), q["pipeline"], name, "waiting", None, None, q["reason"]))
+    tasks = task_rows(resources, active)
     holders: dict[str, list[str]] = {}
     for lease in resources.get("leases") or []:
         for g in lease["gpus"]:
@@ -178,10 +175,11 @@ def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[
     mem = resources.get("memory") or {}
     return Snapshot(
         taken_at=now, version=status.get("version", "?"), uptime_s=status.get("uptime_s", 0.0),
-        running=status.get("tasks", {}).get("running", 0), waiting=status.get("tasks", {}).get("ready", 0),
+        running=sum(t.state == "running" for t in tasks), waiting=sum(t.state == "waiting" for t in tasks),
+        retrying=sum(t.state == "retry_wait" for t in tasks), retrying_unread=retrying_unread,
         active_runs=status.get("runs", {}).get("active", 0), parallelism=status.get("parallelism", 0),
         clients=status.get("clients", 0), paused=frozenset(status.get("paused", ())),
-        tasks=tuple(tasks),
+        tasks=tasks,
         runs=tuple(RunRow(r["id"], r["pipeline"], r["state"], r["trigger"], r["created_at"], r.get("finished_at"),
                           r.get("reason"), last_start(r), bool(r.get("resumed_at"))) for r in recent),
         cores=tuple(CoreRow(c["id"], c["held_by"]) for c in cpus.get("cores", [])),
@@ -193,6 +191,60 @@ def snapshot_of(status: dict[str, Any], resources: dict[str, Any], recent: list[
         pipeline_errors=tuple(status.get("pipeline_errors", ())),
         rules=rules_of(monitors or {}),
     )
+
+
+TASK_ORDER = {"running": 0, "retry_wait": 1, "waiting": 2}
+
+
+def task_rows(resources: dict[str, Any], active: list[dict[str, Any]]) -> tuple[TaskRow, ...]:
+    """The task rows: running ones first (oldest start first: a long training run is the one a backlog hid),
+    then those between attempts (soonest retry first), then the waiting ones in the queue's order.
+
+    ``active``: ``runs.show`` documents; ``resources``: its ``leases`` say what a running task holds, its
+    ``queue`` which tasks wait and why. A task in both (it started between the two ops) is shown running, once.
+    """
+    leases = {(lease["run_id"], lease["task"]): lease for lease in resources.get("leases") or []}
+    rows: list[TaskRow] = []
+    for run in active:
+        for t in run.get("tasks", []):
+            attempts = t.get("attempt_list") or []
+            last = attempts[-1] if attempts else None
+            if t["state"] == "running":
+                lease = leases.get((run["id"], t["name"]))
+                rows.append(TaskRow(run["id"], run["pipeline"], t["name"], "running",
+                                    last["number"] if last else None, last["started_at"] if last else None,
+                                    describe_lease(lease) if lease else "shares the free cores"))
+            elif t["state"] == "retry_wait":
+                rows.append(TaskRow(run["id"], run["pipeline"], t["name"], "retry_wait",
+                                    last["number"] if last else None, t.get("next_attempt_at"),
+                                    t.get("reason") or "waiting to retry"))
+    shown = {(r.run_id, r.task) for r in rows}
+    for q in resources.get("queue") or []:
+        run_id, _, name = str(q["task"]).partition("/")
+        if (int(run_id), name) not in shown:
+            rows.append(TaskRow(int(run_id), q["pipeline"], name, "waiting", None, None, q["reason"]))
+    # sorted() is stable: the queue's order stays among the waiting rows.
+    return tuple(sorted(rows, key=lambda r: (TASK_ORDER[r.state], _when(r) if r.state != "waiting" else 0.0,
+                                             r.run_id if r.state != "waiting" else 0)))
+
+
+def _when(row: TaskRow) -> float:
+    """A running or retrying row's sort time; unknown last."""
+    return row.since if row.since is not None else float("inf")
+
+
+def runs_to_read(active: list[dict[str, Any]], *, retrying_max: int = RETRYING_RUNS_READ) -> tuple[list[int], int]:
+    """Which active runs' documents the task rows need, from ``runs.list``'s runs (any order) with their task
+    counts (``tasks``: state -> count): every run with a running task, and the oldest ``retrying_max`` of those
+    with a task between attempts only. Also returns the tasks between attempts of the runs left out.
+
+    Reading "the 20 newest active runs" left out the oldest, a long training run, behind a backlog.
+    """
+    running = sorted(r["id"] for r in active if (r.get("tasks") or {}).get("running"))
+    retrying = sorted((r["id"], r["tasks"]["retry_wait"]) for r in active
+                      if not (r.get("tasks") or {}).get("running") and (r.get("tasks") or {}).get("retry_wait"))
+    unread = sum(n for _, n in retrying[retrying_max:])
+    return running + [run_id for run_id, _ in retrying[:retrying_max]], unread
 
 
 RULE_ORDER = {"firing": 0, "cooling": 1, "pending": 2, "silenced": 3}

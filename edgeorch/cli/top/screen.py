@@ -27,8 +27,9 @@ from typing import Any
 
 from ...control.protocol import UnknownOp
 from ...errors import EdgeorchError, NotFoundError
+from ...rundoc import MAX_RUNS_LIMIT
 from .keys import Action, ViewState, decode, on_key, reconcile
-from .model import ACTIVE_RUNS_SHOWN, Item, Snapshot, selectable, snapshot_of
+from .model import Item, Snapshot, runs_to_read, selectable, snapshot_of
 
 RECENT_RUNS = 12
 RECENT_INPUTS = 8
@@ -42,23 +43,42 @@ class OpsSource:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def snapshot(self, now: float) -> Snapshot:
+    def snapshot(self, now: float, *, rows: int = 0) -> Snapshot:
+        """Read the ops once. ``rows``: how many rows a list panel can show (the terminal's height): recent runs
+        and drop-folder inputs are read to fill it (at least :data:`RECENT_RUNS` / :data:`RECENT_INPUTS`)."""
         c = self.client
         status = c.call("status")
-        resources = c.call("resources")
-        recent = c.call("runs.list", {"limit": RECENT_RUNS})["runs"]
-        active = []
-        for run in c.call("runs.list", {"state": "running", "limit": ACTIVE_RUNS_SHOWN})["runs"]:
-            try:
-                active.append(c.call("runs.show", {"run_id": run["id"]}))
-            except NotFoundError:  # removed between the two calls
-                continue
-        inputs = c.call("inputs.list", {"limit": RECENT_INPUTS})
+        resources = c.call("resources")  # before the run documents: a task starting meanwhile is in both, kept once
+        active, retrying_unread = self._task_runs(resources)
+        recent = c.call("runs.list", {"limit": max(RECENT_RUNS, rows)})["runs"]
+        inputs = c.call("inputs.list", {"limit": max(RECENT_INPUTS, rows)})
         try:
             monitors = c.call("monitors.list", {})
         except UnknownOp:  # an older daemon: no rules
             monitors = None
-        return snapshot_of(status, resources, recent, active, inputs, now, monitors)
+        return snapshot_of(status, resources, recent, active, inputs, now, monitors, retrying_unread)
+
+    def _task_runs(self, resources: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """The documents of the runs with a task running or between attempts, and the tasks between attempts of
+        those not read (see :func:`~.model.runs_to_read`).
+
+        No op lists the running attempts: ``resources``' leases leave out the tasks that hold nothing (only
+        counted, ``running_unleased``) and ``status`` counts them. So: every active run with its task counts
+        (one ``runs.list``, two queries in the daemon whatever the backlog), then ``runs.show`` of those
+        with a running or retrying task only. The 20 newest active runs missed the oldest, a long training run.
+        """
+        c = self.client
+        listed = c.call("runs.list", {"state": "running", "limit": MAX_RUNS_LIMIT})["runs"]
+        ids, unread = runs_to_read(listed)
+        # A leased attempt's run is read even past MAX_RUNS_LIMIT active runs.
+        ids += sorted({lease["run_id"] for lease in resources.get("leases") or []} - set(ids))
+        docs = []
+        for run_id in ids:
+            try:
+                docs.append(c.call("runs.show", {"run_id": run_id}))
+            except NotFoundError:  # removed between the two calls
+                continue
+        return docs, unread
 
 
 class LogFollower:
@@ -134,7 +154,8 @@ class Top:
 
     def refresh(self) -> None:
         try:
-            self.snap = self.source.snapshot(time.time())
+            rows = self.console.size.height if self.console is not None else 0
+            self.snap = self.source.snapshot(time.time(), rows=rows)
             self.error = None
         except EdgeorchError as exc:
             self.error = exc.render().splitlines()[0]
