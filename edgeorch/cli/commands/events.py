@@ -112,11 +112,12 @@ LIST_SHOWN = 10
 def event_fields(ev: dict[str, object]) -> str:
     """An event's fields as ``key=value`` words (``ts`` and ``kind`` are said apart).
 
-    Unset fields (None) and flags that are off (False) are left out; a value
-    with a space, a quote, an ``=`` or anything unprintable is quoted (JSON), so
+    Unset fields (None) and flags that are off (False) are left out; a text value
+    with a space, a quote, an ``=`` or anything unprintable is quoted (``"..."``, a quote in it as ``\\"``), so
     a reason like ``exited with code 7; retry 1 of 2 in 0.2s`` reads as one value;
-    what JSON leaves raw is made :func:`~edgeorch.textui.printable` (a dropped
-    file's name cannot rewrite the terminal or forge a line). A list of more than :data:`LIST_SHOWN` numbers (a
+    every text is made :func:`~edgeorch.textui.printable` (a dropped file's name cannot rewrite the terminal or
+    forge a line), with the escapes every human output shows (``\\x1b``, ``\\xff``: JSON's ``\\u001b`` and
+    doubled backslashes could not be found in ``edgeorch inputs``' table). A list of more than :data:`LIST_SHOWN` numbers (a
     retention sweep's removed runs, hundreds) is said as its count and range (``runs=497 (56..555)``); ``--json``
     has every one.
     """
@@ -130,8 +131,8 @@ def event_fields(ev: dict[str, object]) -> str:
             continue
         if isinstance(v, str):
             quote = not v or not v.isprintable() or any(c in v for c in ' "=')
-            text = json.dumps(v, ensure_ascii=False) if quote else v
-        else:
-            text = json.dumps(v, separators=(",", ":"), ensure_ascii=False)
-        words.append(f"{k}={printable(text)}")
+            shown = printable(v)
+            words.append(f'{k}="{shown.replace(chr(34), chr(92) + chr(34))}"' if quote else f"{k}={shown}")
+            continue
+        words.append(f"{k}={printable(json.dumps(v, separators=(',', ':'), ensure_ascii=False))}")
     return " ".join(words)

@@ -29,3 +29,11 @@ def test_a_long_list_of_run_ids_is_said_as_its_count_and_range() -> None:
     assert event_fields({"kind": "gc", "runs": list(range(56, 556)), "actor": "retention"}) == (
         "runs=500 (56..555) actor=retention")
     assert event_fields({"kind": "gc", "runs": [3, 4]}) == "runs=[3,4]"
+
+
+def test_unprintable_texts_have_the_escapes_every_human_output_shows():
+    """Found by a tester: `events` printed a dropped name's ESC as `\\u001b` and a byte that is not UTF-8 (`\\xff`
+    as the daemon sends it) as `\\\\xff`, where `edgeorch inputs` shows `\\x1b` and `\\xff`: grepping one for the
+    other failed."""
+    line = event_fields({"kind": "input", "file": "/d/x1\x1b[2J.csv", "other": "line\\xff.csv", "bidi": "\u202eevil"})
+    assert line == 'file="/d/x1\\x1b[2J.csv" other=line\\xff.csv bidi="\\u202eevil"', line
