@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .. import __version__
 from ..config import Config, load_config, one_error
@@ -394,7 +394,12 @@ class Daemon:
             watches_changed = new_watches is not None and new_watches != self.config.watches
             # What the reload did to the config, said with the pipelines' summary ("unchanged" read as nothing done).
             # A refused config is said there too: "reloaded (SIGHUP): unchanged" after its warning read as a contradiction.
-            config_note = "; ".join([*([_watch_changes(self.config.watches, new_watches or ())] if watches_changed else []),
+            old_watches = self.config.watches
+            # The [[watch]] part is said from what the drop folders watch after the reload when there are drop
+            # folders ("1 added" was said of a watch its pipeline's error kept from starting).
+            watch_note = [_watch_changes(old_watches, new_watches or ())] if watches_changed and self.triggers is None \
+                else []
+            config_note = "; ".join([*watch_note,
                                      *([f"applied {', '.join(applied)}"] if applied else []),
                                      *(["the config file was refused (the one in force stays)"]
                                        if explicit and self._config_refused else [])]) or None
@@ -416,15 +421,18 @@ class Daemon:
                 if watches_changed:
                     assert new_watches is not None  # watches_changed says so
                     self.config = replace(self.config, watches=new_watches)
-                refused = {getattr(e, "watch", None) for e in self.triggers.watch_errors} - {None}
+                watched_before = _watched(self.triggers.watches)
+                refused_before = _refused(self.triggers.watch_errors)
                 self.triggers.reload(self.config)
                 # A watch the config names but that could not start: said in the answer, not only in `inputs`.
                 warnings += [f"[[watch]] not watched: {e.one_line()}" for e in self.triggers.watch_errors]
-                # One refused before and watched now (its folder fixed): the reload did that (it said "unchanged").
-                started = refused - {getattr(e, "watch", None) for e in self.triggers.watch_errors}
-                if started:
-                    config_note = "; ".join([*([config_note] if config_note else []),
-                                             "[[watch]] started: " + ", ".join(sorted(str(w[0]) for w in started if w))])
+                # What the drop folders watch now against before (one refused before and watched now, its folder
+                # fixed: "started"), and what the config asks that they do not (its own warning says why).
+                note = _watches_applied(watched_before, _watched(self.triggers.watches), refused_before,
+                                        _refused(self.triggers.watch_errors),
+                                        (old_watches, new_watches or ()) if watches_changed else None)
+                if note:
+                    config_note = "; ".join([*([config_note] if config_note else []), note])
             reloaded = Reloaded(self.engine.clock(), _summary(result, config_note), result.unchanged and not config_note,
                                 actor, tuple(e.render() for e in result.errors))
             record(self.store.events, reloaded)
@@ -823,13 +831,56 @@ def reload_config(old: Config, new: Config) -> tuple[Config, list[str], list[str
     return in_force, applied, later
 
 
+def _watched(specs: Iterable[Any]) -> set[tuple[str, str]]:
+    """``(folder, pipeline)`` of each watch the drop folders run."""
+    return {(str(s.folder), s.pipeline) for s in specs}
+
+
+def _refused(errors: Iterable[Any]) -> set[str]:
+    """The folders of the watches these errors keep from starting."""
+    return {str(e.watch[0]) for e in errors if getattr(e, "watch", None)}
+
+
+def _watches_applied(before: set[tuple[str, str]], after: set[tuple[str, str]], refused_before: set[str],
+                     refused: set[str], tables: tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]] | None
+                     ) -> str | None:
+    """What a reload did to the drop folders, from what they watched before and after it: ``[[watch]]: 1 added
+    (FOLDER), 1 started (FOLDER), 1 removed (FOLDER), 1 changed (FOLDER), 1 not watched (FOLDER)``; None when
+    nothing changed. "started": refused before (``refused_before``) and watched now, its folder or pipeline
+    fixed. ``tables``: the config's ``[[watch]]`` tables before and after, when they changed: a table changed in
+    place, and a watch the config asks for that did not start (``refused``: "not watched", its warning says why;
+    it was "1 added")."""
+    new = after - before
+    added = sorted(f for f, _ in new if f not in refused_before)
+    started = sorted(f for f, _ in new if f in refused_before)
+    removed = sorted(f for f, _ in before - after)
+    changed = [f for f in _tables_changed(*tables) if f not in added] if tables is not None else []
+    not_watched = sorted(refused - refused_before) if tables is None else sorted(refused)
+    parts = _counted((("added", added), ("started", started), ("removed", removed), ("changed", changed),
+                      ("not watched", not_watched)))
+    if not parts:
+        return "[[watch]]: changed" if tables is not None else None
+    return "[[watch]]: " + parts
+
+
+def _tables_changed(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...]) -> list[str]:
+    """The folders (as the config writes them) of the ``[[watch]]`` tables present in both with another content."""
+    key = lambda w: (str(w.get("folder")), str(w.get("pipeline")))  # noqa: E731
+    before = {key(w): w for w in old}
+    return [k[0] for k, w in ((key(w), w) for w in new) if k in before and before[k] != w]
+
+
+def _counted(groups: Iterable[tuple[str, list[str]]]) -> str:
+    """``1 added (A); 2 removed (B, C)``: each non-empty group, its folders made printable."""
+    return "; ".join(f"{len(v)} {what} ({', '.join(printable(x) for x in v)})" for what, v in groups if v)
+
+
 def _watch_changes(old: tuple[dict[str, Any], ...], new: tuple[dict[str, Any], ...]) -> str:
-    """``[[watch]]: 1 added (FOLDER), 1 removed (FOLDER)``: what a reload did to the watched folders."""
+    """``[[watch]]: 1 added (FOLDER), 1 removed (FOLDER)``: what a reload did to the config's tables (a daemon without
+    drop folders: :func:`_watches_applied` says what they watch)."""
     key = lambda w: (str(w.get("folder")), str(w.get("pipeline")))  # noqa: E731
     before, after = {key(w): w for w in old}, {key(w): w for w in new}
     added = [f for f, _ in after if (f, _) not in before]
     removed = [f for f, _ in before if (f, _) not in after]
-    changed = [f for k, w in after.items() if k in before and before[k] != w for f in (k[0],)]
-    parts = [f"{len(v)} {what} ({', '.join(printable(x) for x in v)})"
-             for what, v in (("added", added), ("removed", removed), ("changed", changed)) if v]
-    return "[[watch]]: " + ("; ".join(parts) or "changed")
+    return "[[watch]]: " + (_counted((("added", added), ("removed", removed), ("changed", _tables_changed(old, new))))
+                            or "changed")

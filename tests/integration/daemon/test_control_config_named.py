@@ -46,7 +46,7 @@ def test_a_reload_that_starts_a_refused_watch_says_so(workspace, daemon):
     os.chmod(shared, 0o755)
     answer = daemon.call("reload")
     assert not any("not watched" in w for w in answer["warnings"]), answer
-    assert f"[[watch]] started: {drop}" in answer["summary"], answer
+    assert f"[[watch]]: 1 started ({drop})" in answer["summary"], answer
     assert daemon.stop() == 0
 
 

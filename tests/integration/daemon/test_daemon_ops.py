@@ -454,7 +454,7 @@ def test_a_reload_says_what_it_applied_and_names_what_waits_for_a_restart(worksp
     [daemon] log_level changes were ignored without a word (only five sections were named)."""
     drop = tmp_path / "drop2"
     drop.mkdir()
-    workspace.pipeline("p", '[tasks.a]\ncommand = ["true"]\n')
+    workspace.pipeline("p", '[params]\ninput = { type = "path", default = "" }\n[tasks.a]\ncommand = ["true"]\n')
     daemon.start()
     workspace.write_config(f"""
         [daemon]
