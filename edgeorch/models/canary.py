@@ -39,5 +39,22 @@ def judge(name: str, version: int, against: int | None, metric: str, better: str
     return verdict, [_cond(text, a, limit, verdict, why)], summary
 
 
+WON = "the canary was promoted"
+"""The reason a won canary's end (``canary_end``) is queued with; what its alias move says is :func:`end_reason`."""
+
+
+def end_reason(promotion: dict[str, Any] | None) -> str:
+    """What the end of a canary that won says, from its promotion's deployment (``canary_promote``, None: not
+    found) as it stands when the canary alias is removed: :data:`WON` when the promotion succeeded (or cannot be
+    found), else what became of it: ``the canary won; its promotion was rolled back (the health check failed after
+    the switch)``. Said by the promotion's outcome up to its first ':' (the failed step, without the command)."""
+    if promotion is None or promotion["state"] == "succeeded":
+        return WON
+    became = {"rolled_back": "was rolled back", "undone": "was undone", "failed": "failed"}.get(
+        promotion["state"], f"is {promotion['state']}")
+    why = str(promotion.get("outcome") or "").split(":", 1)[0].split(";", 1)[0].strip()
+    return f"the canary won; its promotion {became}" + (f" ({why})" if why else "")
+
+
 def _cond(text: str, value: float | None, threshold: float | None, verdict: str, why: str) -> dict[str, Any]:
     return {"condition": text, "value": value, "threshold": threshold, "verdict": verdict, "why": why}

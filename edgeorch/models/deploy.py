@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConflictError
 from ..events import Event, ModelDeployment
+from .canary import WON, end_reason
 from .commands import MARK_VARIABLE, CommandResult, command_mark, health_within, run_command, stop_left_commands
 from .spec import ModelPolicy
 from .targets import StagingError, Target, make_target
@@ -111,42 +112,47 @@ class Deployer:
         """Run (or finish) one deployment; returns its final row. Serialised per model."""
         dep = self.store.models.deployment(deployment_id)
         async with self.lock(dep["model"]):
-            dep = self.store.models.deployment(deployment_id)
-            if dep["state"] == "running":
-                return await self._recover(dep)
-            if dep["state"] != "pending":
-                return dep
-            serves = self.store.models.aliases(dep["model"]).get(dep["alias"])
-            if dep["action"] == "rollback" and serves != dep["from_version"]:
-                # Decided against the version the alias served then; it serves another now (an earlier deployment
-                # moved it: a rollback redone after a restart, then a rule's response asking again). Rolled back
-                # a second time, it went two versions back.
-                return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(serves)} now, not "
-                                    f"{_v(dep['from_version'])} {SUPERSEDED}")
-            refused = self._blocked(dep) or self._canary_open(dep)
-            if refused is not None:
-                return refused
-            self._hook(deployment_id, "intent")
-            try:
-                return await self._run(dep)
-            except Exception as exc:
-                now = self.store.models.deployment(deployment_id)
-                if now["state"] == "pending" and isinstance(exc, ConflictError):
-                    # Another deployment of the model holds the state file's "one running" index (not one of
-                    # this process's: they take the lock above). Said to the caller, and recorded as not started:
-                    # a refused request must not stay queued to run at the next start.
-                    self._finish(now, "undone", f"not started: {exc.message}; {dep['alias']} stays on "
-                                 f"{_v(now['from_version'])}")
-                    raise
-                if now["state"] != "running":
-                    raise
-                # A step that failed unexpectedly (a bug, or a rule it broke) must not leave the deployment
-                # ``running``: that refuses every later deployment of the model, automatic rollbacks included,
-                # until a restart. What a restart would do is done now: undone before the switch, finished or
-                # rolled back after it.
-                log.exception("model %s: deployment %s failed unexpectedly; recovering it now", dep["model"],
-                              deployment_id)
-                return await self._recover(now, why="a step failed unexpectedly: the daemon's log has the error")
+            return await self.run_locked(deployment_id)
+
+    async def run_locked(self, deployment_id: int) -> dict[str, Any]:
+        """:meth:`run` for a caller that holds the model's :meth:`lock` (a promotion checks the alias and records its
+        intent under it: :meth:`.service.ModelService.promote`)."""
+        dep = self.store.models.deployment(deployment_id)
+        if dep["state"] == "running":
+            return await self._recover(dep)
+        if dep["state"] != "pending":
+            return dep
+        serves = self.store.models.aliases(dep["model"]).get(dep["alias"])
+        if dep["action"] == "rollback" and serves != dep["from_version"]:
+            # Decided against the version the alias served then; it serves another now (an earlier deployment
+            # moved it: a rollback redone after a restart, then a rule's response asking again). Rolled back
+            # a second time, it went two versions back.
+            return self._finish(dep, "undone", f"not started: {dep['alias']} serves {_v(serves)} now, not "
+                                f"{_v(dep['from_version'])} {SUPERSEDED}")
+        refused = self._blocked(dep) or self._canary_open(dep)
+        if refused is not None:
+            return refused
+        self._hook(deployment_id, "intent")
+        try:
+            return await self._run(dep)
+        except Exception as exc:
+            now = self.store.models.deployment(deployment_id)
+            if now["state"] == "pending" and isinstance(exc, ConflictError):
+                # Another deployment of the model holds the state file's "one running" index (not one of
+                # this process's: they hold the model's lock). Said to the caller, and recorded as not started:
+                # a refused request must not stay queued to run at the next start.
+                self._finish(now, "undone", f"not started: {exc.message}; {dep['alias']} stays on "
+                             f"{_v(now['from_version'])}")
+                raise
+            if now["state"] != "running":
+                raise
+            # A step that failed unexpectedly (a bug, or a rule it broke) must not leave the deployment
+            # ``running``: that refuses every later deployment of the model, automatic rollbacks included,
+            # until a restart. What a restart would do is done now: undone before the switch, finished or
+            # rolled back after it.
+            log.exception("model %s: deployment %s failed unexpectedly; recovering it now", dep["model"],
+                          deployment_id)
+            return await self._recover(now, why="a step failed unexpectedly: the daemon's log has the error")
 
     def _blocked(self, dep: dict[str, Any]) -> dict[str, Any] | None:
         """A forward move of a model whose promotions are blocked (:mod:`.blocks`): the deployment is undone before
@@ -253,6 +259,7 @@ class Deployer:
         frm = dep["from_version"]
         self._announce(dep, "running")
         slot: Path | None = None
+        note = ""  # what the outcome adds: a slot staged again before the switch
         if to is not None:
             try:
                 slot = await asyncio.to_thread(target.stage, to, self.store.models.version(name, to))
@@ -268,15 +275,47 @@ class Deployer:
                                     f"the switch, so nothing was switched: {result.describe()}; {alias} stays on "
                                     f"{_v(frm)}")
             dep = self._step(dep, step="checked")
+            try:
+                note = await self._recheck_slot(dep, target)
+            except StagingError as exc:
+                return self._finish(dep, "failed", f"not deployed: {exc.message}; nothing was switched, {alias} "
+                                    f"stays on {_v(frm)}")
         with self.store.transaction():
             self.store.models.move_alias(name, alias, to, action=dep["action"], actor=dep["actor"],
-                                         reason=dep["reason"], deployment_id=dep["id"])
+                                         reason=self._move_reason(dep), deployment_id=dep["id"])
             self._on_switched(dep, policy)
             dep = self._step(dep, step="switched", hook=False)
         self._hook(dep["id"], "switched")
         target.switch(alias, to)
         self._hook(dep["id"], "linked")
-        return await self._after_switch(dep, policy, target)
+        return await self._after_switch(dep, policy, target, note=note)
+
+    async def _recheck_slot(self, dep: dict[str, Any], target: Target) -> str:
+        """The staged slot checked again against the registered sha256 right before the switch to it (after a
+        blue-green check: anything may have written it during the window, and it was served as it stood). A copy
+        changed since is staged again from the registered files (:meth:`Target.stage`); returns a note for the
+        outcome then ('' when it was intact). :class:`StagingError` when it changed and its registered files are
+        gone too: the switch is refused."""
+        to = dep["to_version"]
+        artifact = self.store.models.version(dep["model"], to)
+        problem = await asyncio.to_thread(target.slot_problem, to, artifact)
+        if problem is None:
+            return ""
+        log.warning("model %s: deployment %s: version %s's slot %s during its health check", dep["model"],
+                    dep["id"], to, problem)
+        await asyncio.to_thread(target.stage, to, artifact)
+        return (f"; its slot {problem} during the health check, so it was staged again from the registered files "
+                "before the switch")
+
+    def _move_reason(self, dep: dict[str, Any]) -> str | None:
+        """The reason the alias move records: the deployment's, except for the end of a canary that won, which
+        says what became of its promotion (:func:`.canary.end_reason`), decided as it stands at the move (also
+        when recovery runs it after a restart)."""
+        if dep["action"] != "canary_end" or dep["reason"] != WON:
+            return dep["reason"]
+        promotion = next((d for d in self.store.models.deployments(dep["model"], limit=20)
+                          if d["action"] == "canary_promote" and d["id"] < dep["id"]), None)
+        return end_reason(promotion)
 
     def _on_switched(self, dep: dict[str, Any], policy: ModelPolicy) -> None:
         """What a switch records besides the alias (in its transaction): a canary's row opens with its alias."""
@@ -291,7 +330,8 @@ class Deployer:
                                                                          "alias": policy.alias},
                                           actor=dep["actor"])
 
-    async def _after_switch(self, dep: dict[str, Any], policy: ModelPolicy, target: Target) -> dict[str, Any]:
+    async def _after_switch(self, dep: dict[str, Any], policy: ModelPolicy, target: Target, *,
+                            note: str = "") -> dict[str, Any]:
         """Weights, reload and health after the switch; a failure rolls back (see the module docstring). A
         deployment recovered at ``reloaded`` (or ``verified``) does not run what it recorded as passed again: its
         reload command ran twice after a kill -9 in its health check, where the steps' table says ``reloaded``
@@ -319,7 +359,7 @@ class Deployer:
             dep = self._step(dep, step="verified")
         what = (f"{dep['alias']} removed" if dep["to_version"] is None else
                 f"{dep['alias']} -> version {dep['to_version']}")
-        return self._finish(dep, "succeeded", f"{what} (was {_v(dep['from_version'])})")
+        return self._finish(dep, "succeeded", f"{what} (was {_v(dep['from_version'])}){note}")
 
     async def _roll_back(self, dep: dict[str, Any], policy: ModelPolicy, target: Target, why: str,
                          result: CommandResult | None, *, check: str = "health check") -> dict[str, Any]:

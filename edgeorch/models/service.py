@@ -30,6 +30,7 @@ from ..errors import ConflictError, UsageError
 from ..tasksets import drain as drain_tasks
 from ..tomlcheck import suggest
 from ..events import Event, ModelObserved, ModelRegistered
+from .canary import WON
 from .deploy import Deployer, StepHook
 from .rollback import rollback_targets_of
 from .spec import ModelPolicy, alias_problem
@@ -115,7 +116,20 @@ class ModelService:
         ``again``: deploy the version ``alias`` serves already anew (its slot checked against the registered
         sha256 and staged again when damaged, the switch, the reload and health commands): what a served file
         corrupted on disk, or a serving process restarted by hand, needs. Without it that is refused (nothing to
-        do)."""
+        do).
+
+        Checked and recorded under the model's deployment lock, against the alias as it stands once the lock is
+        taken: a promotion asked while another deployment of the model runs (two people, or scripts, promoting the
+        same version at once) was checked against the alias before that one moved it, and redeployed the version
+        the alias had reached meanwhile, recording a move from it to itself."""
+        async with self.deployer.lock(name):
+            dep = self._promotion(name, version, alias=alias, actor=actor, reason=reason, again=again)
+            done = await self.deployer.run_locked(dep["id"])
+        return await self._after_move(done)
+
+    def _promotion(self, name: str, version: int, *, alias: str | None, actor: str | None, reason: str | None,
+                   again: bool) -> dict[str, Any]:
+        """:meth:`promote`'s checks and its recorded intent (``pending``); the caller holds the model's lock."""
         policy = self._policy(name)
         v = self.store.models.version(name, version)
         alias = policy.alias if alias is None else alias  # an empty one is refused, not taken for the default
@@ -150,10 +164,9 @@ class ModelService:
             "blue_green" if policy.deploy.health else "direct")
         if again and held.get(alias) == version:
             reason = reason or "deployed again (--again)"
-        dep = self.store.models.add_deployment(
+        return self.store.models.add_deployment(
             name, alias=alias, to_version=version, action="canary_start" if alias == "canary" else "promote",
             strategy=strategy, target=policy.to_dict(), actor=actor, reason=reason)
-        return await self._moved(dep)
 
     async def rollback(self, name: str, *, alias: str | None = None, to: int | None = None, actor: str | None,
                        reason: str | None = None) -> dict[str, Any]:
@@ -178,7 +191,7 @@ class ModelService:
             raise ConflictError(f"{alias} of {name} is version {to} already", value=to)
         dep = self.store.models.add_deployment(name, alias=alias, to_version=to, action="rollback", strategy="direct",
                                                target=policy.to_dict(), actor=actor, reason=reason)
-        return await self._moved(dep)
+        return await self._after_move(await self.deployer.run(dep["id"]))
 
     async def auto_rollback(self, name: str, *, alias: str = "champion", rule: str, reason: str,
                             from_version: int | None = None) -> dict[str, Any]:
@@ -205,13 +218,12 @@ class ModelService:
         self.store.models.require(name)
         return self.store.models.lift_blocks(name, rule=rule, by=actor, reason=reason or "unblocked by hand")
 
-    async def _moved(self, dep: dict[str, Any]) -> dict[str, Any]:
-        """Run deployment ``dep`` (a promotion or rollback); then an open canary whose champion it moved is ended at
-        once (:meth:`decide_canaries`): its abort was seen at the next tick, seconds later, with ``weights.json``
-        still routing to the old champion meanwhile."""
-        done = await self.deployer.run(dep["id"])
-        if done["state"] == "succeeded" and dep["alias"] != "canary" and self.store.models.canary(dep["model"]):
-            await self.decide_canaries(dep["model"])
+    async def _after_move(self, done: dict[str, Any]) -> dict[str, Any]:
+        """After deployment ``done`` (a promotion or rollback, its final row; the model's lock released): an open
+        canary whose champion it moved is ended at once (:meth:`decide_canaries`): its abort was seen at the next
+        tick, seconds later, with ``weights.json`` still routing to the old champion meanwhile. Returns ``done``."""
+        if done["state"] == "succeeded" and done["alias"] != "canary" and self.store.models.canary(done["model"]):
+            await self.decide_canaries(done["model"])
         return done
 
     def previous(self, name: str, alias: str) -> int:
@@ -409,7 +421,7 @@ class ModelService:
             deps.append(self.store.models.add_deployment(
                 name, alias="canary", to_version=None, action="canary_end", strategy="direct",
                 target=policy.to_dict(), actor="edgeorch",
-                reason="the canary was promoted" if verdict == "passed" else summary))
+                reason=WON if verdict == "passed" else summary))  # what became of the promotion: at the move
         results = [await self.deployer.run(d["id"]) for d in deps]
         return results[0]
 

@@ -106,6 +106,17 @@ class Target(ABC):
         """Whether the target already points ``alias`` (and what follows it) at ``version``."""
         return self.points_at(alias) == version
 
+    def slot_problem(self, version: int, artifact: Mapping[str, Any]) -> str | None:
+        """What is wrong with ``version``'s staged copy of the registered ``artifact`` (its content is not the
+        registered sha256, a file is missing, the slot is gone), or None when it is intact: the check
+        :meth:`stage` makes of a slot staged earlier, for a caller that must know (it says so in its record).
+        :class:`StagingError` when the slot is reached through a symbolic link."""
+        slot = self.slot(version)
+        self.refuse_links(slot)
+        if not slot.is_dir():
+            return "is gone"
+        return _slot_problem(slot, Path(artifact["path"]), artifact)
+
     def stage(self, version: int, artifact: Mapping[str, Any]) -> Path:
         """Copy the registered ``artifact`` (``kind``, ``path``, ``sha256``) into :meth:`slot`; idempotent.
 
