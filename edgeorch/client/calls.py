@@ -169,9 +169,16 @@ def pipelines() -> Call[list[dict[str, Any]]]:
     return Call("pipelines.list", {}, lambda result, client: result["pipelines"])
 
 
+class LogNote(str):
+    """A chunk of a followed log that is edgeorch's, not the task's (``==> attempt 2 of train (run 7) <==``, a task
+    not started yet): a ``str`` like the others, told apart by its type (``edgeorch logs -f`` writes it to stderr
+    when stdout takes the task's bytes)."""
+
+
 def logs(run: Any, task: str, attempt: int | None, follow: bool) -> Call[str]:
     args = {"run_id": run_id_of(run)} | _args(task=task, attempt=attempt, follow=follow)
-    return Call("logs", args, lambda item, client: item["data"], bounded=not follow)
+    return Call("logs", args, lambda item, client: LogNote(item["data"]) if item.get("note") else item["data"],
+                bounded=not follow)
 
 
 def events(run: Any | None, kinds: Iterable[str] | None = None) -> Call[dict[str, Any]]:

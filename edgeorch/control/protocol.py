@@ -15,11 +15,13 @@ Values
     Numbers must be finite (``NaN``/``Infinity`` are refused, though
     Python's parser would accept them) and integers must fit in 64 bits
     (signed); strings must be valid Unicode (no lone surrogates, which
-    ``\\ud800`` escapes could smuggle in). A bad ``id`` or a string that is
-    not Unicode is a ``bad_request`` (the connection closes); an integer out
-    of range in ``args`` is a ``usage`` error naming the argument, and the
-    connection stays open. Every request line gets exactly one reply line
-    (a streaming op: items, then its end or error).
+    ``\\ud800`` escapes could smuggle in); arrays and objects nest at most
+    :data:`MAX_NESTING` levels. A bad ``id``, a string that is not Unicode or
+    deeper nesting is a ``bad_request`` (the connection closes); an integer
+    out of range in ``args`` is a ``usage`` error naming the argument, and the
+    connection stays open. Each refusal is said in the protocol's terms, never
+    Python's (its digit limit, its recursion limit). Every request line gets
+    exactly one reply line (a streaming op: items, then its end or error).
 
 Responses
     ``{"id": 7, "ok": true, "result": {...}}`` or
@@ -38,7 +40,7 @@ from __future__ import annotations
 import json
 from dataclasses import field
 from pathlib import PurePath
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ..errors import (
     ConfigError,
@@ -199,6 +201,32 @@ class Request:
 INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**63 - 1
 """Integers a request may carry (SQLite's INTEGER, and what other languages' JSON readers keep exact)."""
+INT_EXPECTED: Final = f"an integer in {INT_MIN}..{INT_MAX}"
+MAX_READ_DIGITS: Final = 40
+"""An integer with more digits is not converted at all (Python's own limit, 4300 digits, made json.loads fail
+with "use sys.set_int_max_str_digits()"; converting is quadratic): it is refused as "a number with N digits"."""
+MAX_NESTING: Final = 100
+"""How deep arrays and objects may nest in a request. Deeper is refused as "nesting deeper than 100 levels",
+whether Python's parser could read it or ran out of stack ("maximum recursion depth exceeded")."""
+
+
+_E = TypeVar("_E", bound=EdgeorchError)
+
+
+@frozen
+class _LongNumber:
+    """Stands for an integer of more than :data:`MAX_READ_DIGITS` digits in a parsed request (never handed on)."""
+
+    digits: int
+
+    def describe(self) -> str:
+        return f"a number with {self.digits} digits"
+
+
+def _read_int(text: str) -> int | _LongNumber:
+    """json's ``parse_int``: the integer, or a :class:`_LongNumber` when it is too long to convert."""
+    digits = len(text) - text.startswith("-")
+    return int(text) if digits <= MAX_READ_DIGITS else _LongNumber(digits)
 
 
 class RequestError(Exception):
@@ -237,9 +265,10 @@ def _not_unicode(value: Any) -> bool:
     return False
 
 
-def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
-    """The first ``(kind, field)`` in ``doc`` that no reply could carry, or that no path, name or text may hold:
-    ``("unicode", f)``, ``("range", f)`` or ``("nul", f)``.
+def _bad_values(doc: Any, prefix: str) -> tuple[str, str, Any] | None:
+    """The first ``(kind, field, value)`` in ``doc`` that no reply could carry, or that no path, name or text may
+    hold: ``("unicode", f, text)``, ``("range", f, number)`` (an int, or a :class:`_LongNumber`) or
+    ``("nul", f, text)``.
 
     Iterative, so a deeply nested (but parseable) document cannot exhaust the stack.
     """
@@ -250,26 +279,67 @@ def _bad_values(doc: Any, prefix: str) -> tuple[str, str] | None:
             for key, item in value.items():
                 name = f"{where}.{key}" if where else str(key)
                 if _not_unicode(key):
-                    return "unicode", where or "<key>"
+                    return "unicode", where or "<key>", key
                 if "\x00" in key:
-                    return "nul", name
+                    return "nul", name, key
                 stack.append((item, name))
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
         elif _not_unicode(value):
-            return "unicode", where
+            return "unicode", where, value
         elif isinstance(value, str) and "\x00" in value:
-            return "nul", where
-        elif isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
-            return "range", where
+            return "nul", where, value
+        elif isinstance(value, _LongNumber) or (
+                isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX):
+            return "range", where, value
     return None
+
+
+def _too_deep(doc: Any) -> bool:
+    """True when arrays and objects in ``doc`` nest deeper than :data:`MAX_NESTING` (iterative)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_NESTING:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return False
+
+
+def _range_error(cls: type[_E], where: str, value: Any) -> _E:
+    """The refusal (``cls``) of an integer out of range at ``where``: its value when short enough to show, else
+    its length (a 5000-digit number is not repeated back)."""
+    if isinstance(value, _LongNumber):
+        return cls(value.describe(), field=where, expected=f"at most {len(str(INT_MAX))} digits: {INT_EXPECTED}")
+    return cls("is out of range", field=where, value=value, expected=INT_EXPECTED)
+
+
+def _id_error(rid: Any) -> BadRequest | None:
+    """Why ``rid`` cannot be a request id, or None (an id holding a NUL is carried back; the request is refused
+    later). Each problem in the protocol's terms, the id itself as ``value`` when it can be shown."""
+    if isinstance(rid, str):
+        if _not_unicode(rid):
+            return BadRequest("a string with an unpaired surrogate", field="id", value=rid,
+                              expected="a valid Unicode string")
+        return None
+    if isinstance(rid, _LongNumber) or (isinstance(rid, int) and not isinstance(rid, bool)):
+        in_range = isinstance(rid, int) and INT_MIN <= rid <= INT_MAX
+        return None if in_range else _range_error(BadRequest, "id", rid)
+    if rid is None:
+        return BadRequest("is missing", field="id", expected=f"{INT_EXPECTED} or a string")
+    expected = f"{INT_EXPECTED} or a string"
+    if isinstance(rid, (bool, float)):
+        return BadRequest("has the wrong type", field="id", value=rid, expected=expected)
+    return BadRequest(f"is {'an array' if isinstance(rid, list) else 'an object'}", field="id", expected=expected)
 
 
 def _lenient_id(line: bytes | str) -> int | str | None:
     """The ``id`` of a line refused only for a number JSON does not allow (``NaN``, ``Infinity``, ``1e999``),
     read as Python's parser would, so the refusal can still be matched by its client; None otherwise."""
     try:
-        doc = json.loads(line)
+        doc = json.loads(line, parse_int=_read_int)
     except (ValueError, RecursionError):
         return None
     rid = doc.get("id") if isinstance(doc, dict) else None
@@ -293,23 +363,26 @@ def parse_request(line: bytes | str) -> Request:
             raise RequestError(BadRequest(f"not UTF-8: byte {exc.start + 1} is {line[exc.start]:#04x}",
                                           expected="a JSON object in UTF-8, one per line")) from None
     try:
-        doc = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:
+        doc = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_read_int)
+    except RecursionError:  # Python's parser ran out of stack: said in the protocol's terms, as a deep one is below
+        raise RequestError(BadRequest(f"nesting deeper than {MAX_NESTING} levels",
+                                      expected=f"arrays and objects nested at most {MAX_NESTING} deep")) from None
+    except ValueError as exc:
         raise RequestError(BadRequest(f"not a JSON line: {_short(exc)}"), _lenient_id(line)) from None
     if not isinstance(doc, dict):
         raise RequestError(BadRequest("a request must be a JSON object", value=type(doc).__name__))
     rid = doc.get("id")
-    rid_bad = _bad_values(rid, "id")
-    if rid_bad is not None and rid_bad[0] == "nul":
-        rid_bad = None  # a reply carries it back as it came; the request itself is refused below
-    if not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or rid_bad is not None:
-        shown = rid if isinstance(rid, (int, str)) and rid_bad is None else type(rid).__name__
-        raise RequestError(BadRequest(
-            "bad request id", field="id", value=shown,
-            expected=f"an integer in {INT_MIN}..{INT_MAX} or a valid Unicode string"))
+    rid_error = _id_error(rid)
+    if rid_error is not None:
+        raise RequestError(rid_error)
+    assert isinstance(rid, (int, str))
+    if _too_deep(doc):
+        raise RequestError(BadRequest(f"nesting deeper than {MAX_NESTING} levels",
+                                      expected=f"arrays and objects nested at most {MAX_NESTING} deep"), rid)
     bad = _bad_values(doc, "")
     if bad is not None and bad[0] == "unicode":
-        raise RequestError(BadRequest("a string is not valid Unicode (lone surrogate)", field=bad[1]), rid)
+        raise RequestError(BadRequest("a string with an unpaired surrogate", field=bad[1], value=bad[2],
+                                      expected="valid Unicode text"), rid)
     v = doc.get("v")
     if type(v) is not int or v != PROTOCOL_VERSION:  # JSON's true and 1.0 equal 1 in Python: not a version
         raise RequestError(
@@ -334,9 +407,7 @@ def parse_request(line: bytes | str) -> Request:
         raise RequestError(UsageError("contains a NUL character", field=bad[1],
                                       expected="text without NUL (\\u0000) characters"), rid, fatal=False)
     if bad is not None:  # an integer out of range: this request is refused, the stream is fine
-        raise RequestError(
-            UsageError("is out of range", field=bad[1], expected=f"an integer in {INT_MIN}..{INT_MAX}"),
-            rid, fatal=False)
+        raise RequestError(_range_error(UsageError, bad[1], bad[2]), rid, fatal=False)
     return Request(id=rid, op=op, args=args, v=v)
 
 

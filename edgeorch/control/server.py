@@ -75,13 +75,13 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..config import ControlConfig
-from ..errors import ConfigError, EdgeorchError, StateError
+from ..errors import ConfigError, EdgeorchError, StateError, UsageError
 from ..records import frozen
 from . import protocol as P
 from .auth import ACCESS_LEVELS, Access, AccessPolicy, Peer, peer_of
@@ -190,16 +190,41 @@ RefusedHook = Callable[[Peer, str, str, dict[str, Any], EdgeorchError], "Awaitab
 
 @frozen
 class Operation:
-    """A registered op."""
+    """A registered op; ``args``: the argument names it takes (None: not declared, any are passed on)."""
 
     name: str
     handler: Callable[..., Any]
     access: Access
     streaming: bool
     help: str
+    args: frozenset[str] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"op": self.name, "access": self.access, "streaming": self.streaming, "help": self.help}
+        doc = {"op": self.name, "access": self.access, "streaming": self.streaming, "help": self.help}
+        if self.args is not None:
+            doc["args"] = sorted(self.args)
+        return doc
+
+    def check_args(self, args: dict[str, Any]) -> None:
+        """Raise :class:`UsageError` naming the first unknown key of ``args`` (sorted), with the keys the op takes
+        and the closest of them; nothing when the op declared no list (``args`` None).
+
+        Called before the handler runs (nothing has happened yet): a misspelled key was ignored, so a ``param``
+        meant as ``params`` queued a run with the default params, and a ``sate`` filter listed every run.
+        """
+        if self.args is None:
+            return
+        unknown = sorted(set(args) - self.args)
+        if not unknown:
+            return
+        from ..tomlcheck import suggest  # the did-you-mean of the pipeline and config files' unknown keys
+
+        key = unknown[0]
+        close = suggest(key, sorted(self.args))
+        raise UsageError("unknown argument", field=f"args.{key}",
+                         expected=f"one of {', '.join(sorted(self.args))}" if self.args
+                         else f"no arguments (op {self.name!r} takes none)",
+                         hint=f"did you mean {close!r}?" if close else "op 'ops' lists each op's arguments")
 
 
 class ControlServer:
@@ -257,11 +282,11 @@ class ControlServer:
         """Clients served at once; lowered at start to fit the descriptor limit."""
         self.activated = False
         """True when serving a socket systemd passed (socket activation)."""
-        self.register("ping", self._ping, access="read", help="Liveness check: {} -> {pong: true, time}.")
+        self.register("ping", self._ping, access="read", help="Liveness check: {} -> {pong: true, time}.", args=())
         self.register(
-            "version", self._version, access="read", help="Versions: {} -> {protocol, edgeorch}."
+            "version", self._version, access="read", help="Versions: {} -> {protocol, edgeorch}.", args=()
         )
-        self.register("ops", self._list_ops, access="read", help="The ops this daemon serves.")
+        self.register("ops", self._list_ops, access="read", help="The ops this daemon serves.", args=())
 
     # -- registry ---------------------------------------------------------
 
@@ -273,6 +298,7 @@ class ControlServer:
         access: Access,
         streaming: bool = False,
         help: str = "",
+        args: Iterable[str] | None = None,
     ) -> None:
         """Serve ``op`` with ``handler``.
 
@@ -281,8 +307,11 @@ class ControlServer:
         (``streaming=True``) is an async generator ``async def h(args, peer):
         yield ...``, closed (``GeneratorExit``/``CancelledError`` at its await
         point, then its ``finally``) as soon as the client goes away. Results
-        must be JSON-ready (``Path`` and sets are converted). Raises
-        ``ValueError`` for a name already taken or a bad ``access``.
+        must be JSON-ready (``Path`` and sets are converted). ``args``: the
+        argument names the op takes; a request with any other key is refused
+        (``usage``, naming it) before the handler runs. None (embedding code,
+        tests) passes every key on. Raises ``ValueError`` for a name already
+        taken or a bad ``access``.
         """
         if op in self._ops:
             raise ValueError(f"op {op!r} is already registered")
@@ -292,7 +321,7 @@ class ControlServer:
         # common slip of registering a plain coroutine as streaming.
         if streaming and inspect.iscoroutinefunction(handler):
             raise ValueError(f"op {op!r}: a streaming handler must be an async generator")
-        self._ops[op] = Operation(op, handler, access, streaming, help)
+        self._ops[op] = Operation(op, handler, access, streaming, help, None if args is None else frozenset(args))
 
     @property
     def ops(self) -> dict[str, Operation]:
@@ -904,6 +933,7 @@ class _Connection:
         except ConnectionError:
             return
         try:
+            op.check_args(req.args)
             result = await op.handler(req.args, self.peer)
             data = P.encode(P.ok(req.id, result))
         except EdgeorchError as exc:
@@ -918,6 +948,7 @@ class _Connection:
     async def _run_stream(self, req: P.Request, op: Operation) -> None:
         stream: Any = None
         try:
+            op.check_args(req.args)
             stream = op.handler(req.args, self.peer)
             async for item in stream:
                 try:

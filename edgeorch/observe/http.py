@@ -8,6 +8,12 @@ gets a scrape that still succeeds with ``fallback()``'s families, read in
 this thread (``edgeorch_event_loop_responsive 0`` and the process metrics),
 so an alert can say so instead of Prometheus seeing only a failed scrape.
 
+What is served (the app is edgeorch's, :func:`metrics_app`, not ``prometheus_client``'s, which answered
+``HEAD`` with 405, served every path, and filtered ``name[]`` through collectors' descriptions, which a live
+snapshot has none of, so the filter found nothing): ``GET`` and ``HEAD`` (headers only) of :data:`METRICS_PATH`;
+``?name[]=NAME`` (repeatable) keeps the families of that name and the samples of that name; ``OPTIONS``
+says what is allowed; another method is 405, another path 404.
+
 Between scrapes the thread sleeps in ``select`` (``socketserver`` wakes it
 twice a second to check for shutdown: a few microseconds of CPU).
 
@@ -22,18 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
+import gzip
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 import socket
 import socketserver
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 log = logging.getLogger("edgeorch.observe")
 
@@ -65,6 +74,70 @@ class _Bridge:
 
     def _unresponsive(self) -> list[Metric]:
         return list(self.fallback())
+
+
+METRICS_PATH = "/metrics"
+"""The one path served; any other is 404 (a browser's ``/favicon.ico`` got the metrics, as every path did)."""
+ALLOWED_METHODS = "GET, HEAD, OPTIONS"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _Only:
+    """A collector of ``source``'s families restricted to ``names`` (the ``name[]`` parameters): a family whose
+    name is one of them whole, else its samples whose name is (``edgeorch_events_total`` of ``edgeorch_events``)."""
+
+    def __init__(self, source: Any, names: Iterable[str]) -> None:
+        self.source = source
+        self.names = frozenset(names)
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            if family.name in self.names:
+                yield family
+                continue
+            samples = [s for s in family.samples if s.name in self.names]
+            if samples:
+                kept = copy.copy(family)  # the family's own object stays as the snapshot made it
+                kept.samples = samples
+                yield kept
+
+
+def metrics_app(source: Any) -> WsgiApp:
+    """The WSGI app serving ``source``'s families (an object with ``collect()``) at :data:`METRICS_PATH`; what it
+    answers to each method and path is in the module docstring. Content negotiation (the text format, or
+    OpenMetrics when asked) and gzip are ``prometheus_client``'s."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if environ.get("PATH_INFO", "") != METRICS_PATH:
+            return _plain(start_response, "404 Not Found", f"not found: the metrics are at {METRICS_PATH}\n", method)
+        if method == "OPTIONS":
+            return _plain(start_response, "200 OK", "", method)
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", f"method {method} not allowed; use GET or HEAD\n",
+                          method)
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        # HEAD collects as GET does: its status and Content-Length say what a scrape would get (an uptime check).
+        output = encoder(source if names is None else _Only(source, names))
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            output = gzip.compress(output)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(output))))
+        start_response("200 OK", headers)
+        return [b"" if method == "HEAD" else output]
+
+    return app
+
+
+def _plain(start_response: Callable[..., Any], status: str, text: str, method: str) -> list[bytes]:
+    """A short text answer (``Allow`` on each: what this endpoint takes); no body to a ``HEAD``."""
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Allow", ALLOWED_METHODS),
+                            ("Content-Length", str(len(body)))])
+    return [b"" if method == "HEAD" else body]
 
 
 MAX_OPEN = 8
@@ -143,9 +216,7 @@ class MetricsEndpoint:
 
     def start(self) -> None:
         """Listen and serve in a daemon thread; raises ``OSError`` when the address cannot be bound."""
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self._bridge)  # type: ignore[arg-type]
-        self._server = _server_for(self.host, self.port, make_wsgi_app(registry), self.request_timeout)
+        self._server = _server_for(self.host, self.port, metrics_app(self._bridge), self.request_timeout)
         self._thread = threading.Thread(target=self._server.serve_forever, name="edgeorch-metrics-http", daemon=True)
         self._thread.start()
 

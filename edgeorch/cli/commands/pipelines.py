@@ -97,6 +97,9 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
         if action in ("pause", "resume"):
             if backend.online:
                 res = backend.client.call(f"pipelines.{action}", {"name": args.name, "reason": args.reason})
+                # The keys of the answer without a daemon too (a script reads one shape): a daemon starts the
+                # waiting inputs at once, so none is left waiting.
+                res = {"inputs_started": 0, **res, "inputs_waiting": 0, "daemon": True}
             else:
                 res = _pause_here(backend, args.name, action == "pause", args.reason)
             if args.json:

@@ -946,8 +946,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     (:func:`~edgeorch.textui.terminal_safe`: a dropped file echoed by a task cleared the screen, set the window
     title, wrote the clipboard); ``--raw``, or a pipe, gets the bytes as written."""
     cfg = load(args)
-    write = _log_writer(raw=args.raw or not sys.stdout.isatty())
+    raw = args.raw or not sys.stdout.isatty()
+    write = _log_writer(raw=raw)
     if args.follow:
+        from ...client.calls import LogNote
+
         again = f"edgeorch logs {args.run_id} {args.task or ''}".rstrip() + " -f"
         with connect(cfg, "daemon") as backend, if_the_daemon_goes(
                 f"the task goes on while the daemon is away (live restore); `{again}` follows it again once the "
@@ -955,7 +958,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
             backend.streams_only()
             with sigterm_as_interrupt():
                 for text in backend.api.logs(args.run_id, args.task, args.attempt, follow=True):
-                    write(text.encode("utf-8", "surrogateescape"))
+                    if isinstance(text, LogNote) and raw:  # edgeorch's line: stdout takes the task's bytes alone
+                        print(printable(text.strip("\n")), file=sys.stderr, flush=True)
+                    else:
+                        write(text.encode("utf-8", "surrogateescape"))
         return EXIT_OK
     # A finished log is a file: read the state directly (WAL readers do not disturb a running daemon).
     try:
@@ -998,12 +1004,13 @@ def _log_path(cfg: Any, args: argparse.Namespace) -> Path:
 
 def _log_writer(*, raw: bool) -> Callable[..., None]:
     """``write(chunk, final=False)``: a log's bytes to stdout, as they are (``raw``) or made
-    :func:`~edgeorch.textui.terminal_safe` (decoded as UTF-8 across chunks, undecodable bytes replaced)."""
+    :func:`~edgeorch.textui.terminal_safe` (decoded as UTF-8 across chunks, a byte that is not UTF-8 shown as its
+    ``\\xNN`` escape, as every human output shows one: U+FFFD lost its value)."""
     import codecs
 
     from ...textui import terminal_safe
 
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
 
     def write(chunk: bytes, final: bool = False) -> None:
         if raw:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def register(server: "ControlServer", groups: Iterable[Any], *, before: Callable[[], None] | None = None) -> None:
     """Serve every op of every group's ``OPS`` table on ``server`` (a name registered twice raises ValueError).
 
+    Each op takes the arguments its row's ``args`` lists, no others (the server refuses the rest).
     ``before()`` runs ahead of each plain (not streaming) op's handler: the engine's
     :meth:`~edgeorch.engine.engine.Engine.sync_outcomes`, so that no answer reads an outcome that is not
     durable yet (a stream gets such an outcome's event once it is).
@@ -60,7 +61,8 @@ def register(server: "ControlServer", groups: Iterable[Any], *, before: Callable
             handler = getattr(group, spec.method)
             if before is not None and not spec.streaming:
                 handler = _after(before, handler)
-            server.register(spec.name, handler, access=spec.access, streaming=spec.streaming, help=spec.help)
+            server.register(spec.name, handler, access=spec.access, streaming=spec.streaming, help=spec.help,
+                            args=spec.args)
 
 
 def _after(before: Callable[[], None], handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -64,15 +64,17 @@ class AuditOps:
     """
 
     OPS = (
-        OpSpec("audit.list", "audit_list", "read", "audit records (filters: since, actor, action; paging: after, limit)"),
+        OpSpec("audit.list", "audit_list", "read", "audit records (filters: since, actor, action; paging: after, limit)",
+               args=("limit", "since", "after", "through", "actor", "action", "newest")),
         OpSpec("audit.state", "audit_state", "read", "the audit log's seals, checkpoints, head and key epoch"),
         OpSpec("audit.verify", "audit_verify", "read", "verify the audit chain and its seals (no key)"),
         OpSpec("audit.init", "audit_init", "act", "start sealing the audit log; shows the verification key once"),
         OpSpec("audit.seal", "audit_seal", "act", "seal the audit log's head now"),
         OpSpec("audit.restore_key", "audit_restore_key", "act",
                "put back a missing or damaged audit key file at the next epoch (its key derived from key_0 by the "
-               "client)"),
-        OpSpec("audit.prune", "audit_prune", "act", "remove audit records older than a time, keeping a sealed checkpoint"),
+               "client)", args=("epoch", "key")),
+        OpSpec("audit.prune", "audit_prune", "act", "remove audit records older than a time, keeping a sealed checkpoint",
+               args=("before",)),
     )
 
     def __init__(self, *, store: "Store", seals: SealService, state_file: Path,

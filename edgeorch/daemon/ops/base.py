@@ -24,13 +24,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @frozen
 class OpSpec:
-    """One row of a group's registration table: the op's name, the method serving it, its access and help."""
+    """One row of a group's registration table: the op's name, the method serving it, its access and help, and
+    ``args``: every argument name its handler reads (none by default).
+
+    ``args`` is the one list of what an op takes: the control server refuses a request naming any other key
+    (a ``usage`` error, before the handler runs), so a misspelled ``param`` cannot start a run with the
+    default params. A handler that reads an argument must list it here (and a shipped client's key with it).
+    """
 
     name: str
     method: str
     access: Literal["read", "act"]
     help: str
     streaming: bool = False
+    args: tuple[str, ...] = ()
 
 
 LATEST_TIME = 253402300799.0

@@ -30,9 +30,11 @@ class BaselineOps:
     OPS = (
         OpSpec("baselines.list", "baselines_list", "read", "every baseline: versions, latest, when it was set"),
         OpSpec("baselines.show", "baselines_show", "read",
-               "a baseline's version (newest by default): source, columns' summary; and its versions"),
+               "a baseline's version (newest by default): source, columns' summary; and its versions",
+               args=("name", "version")),
         OpSpec("baselines.set", "baselines_set", "act",
-               "record the next version of a baseline from a data file, a saved profile, or a run's task's profile"),
+               "record the next version of a baseline from a data file, a saved profile, or a run's task's profile",
+               args=("name", "path", "run", "task", "description")),
     )
 
     def __init__(self, *, store: "Store") -> None:

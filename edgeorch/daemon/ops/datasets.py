@@ -44,11 +44,13 @@ class DatasetOps:
     OPS = (
         OpSpec("datasets.list", "datasets_list", "read", "every dataset: versions, latest, sizes; the store's totals"),
         OpSpec("datasets.show", "datasets_show", "read",
-               "a dataset's versions, or one version (ref NAME@VERSION) with its files when files = true"),
+               "a dataset's versions, or one version (ref NAME@VERSION) with its files when files = true",
+               args=("ref", "files")),
         OpSpec("datasets.add", "datasets_add", "act", "snapshot a file or folder as a new version (progress items,"
-               " then the version)", streaming=True),
+               " then the version)", streaming=True, args=("name", "path", "compress")),
         OpSpec("datasets.prune", "datasets_prune", "act",
-               "apply a retention rule (keep, max_age); held and latest versions stay; unused chunks removed"),
+               "apply a retention rule (keep, max_age); held and latest versions stay; unused chunks removed",
+               args=("name", "keep", "max_age", "dry_run")),
     )
 
     def __init__(self, *, store: Store, objects: ObjectStore, publish: Callable[[Event], None],

@@ -58,7 +58,8 @@ class EventOps:
     """``events``: subscribes each stream to ``bus``; ``store`` says whether a followed run is already over;
     ``engine`` whether it is live, and its clock stamps the stream's own items."""
 
-    OPS = (OpSpec("events", "events", "read", "a stream of state changes", streaming=True),)
+    OPS = (OpSpec("events", "events", "read", "a stream of state changes", streaming=True,
+                  args=("run_id", "kinds")),)
 
     def __init__(self, *, bus: Bus, store: "Store", engine: "Engine") -> None:
         self.bus = bus

@@ -19,9 +19,11 @@ class GcOps:
 
     OPS = (
         OpSpec("gc", "gc_plan", "read",
-               "what gc.apply would remove: old runs, rows, folders, bytes; what is held and why (changes nothing)"),
+               "what gc.apply would remove: old runs, rows, folders, bytes; what is held and why (changes nothing)",
+               args=("older_than", "pipeline", "keep_last")),
         OpSpec("gc.apply", "gc_apply", "act",
-               "remove runs finished before a bound (rows in one transaction, then folders), except those held"),
+               "remove runs finished before a bound (rows in one transaction, then folders), except those held",
+               args=("older_than", "pipeline", "keep_last")),
     )
 
     def __init__(self, *, retention: "RunRetention") -> None:

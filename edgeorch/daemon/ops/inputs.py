@@ -37,8 +37,10 @@ class InputOps:
 
     OPS = (
         OpSpec("inputs.list", "inputs_list", "read",
-               "files that arrived in drop folders: state, size, sha256, run, reason; and the quarantine"),
-        OpSpec("inputs.requeue", "inputs_requeue", "act", "send a quarantined file back to its drop folder"),
+               "files that arrived in drop folders: state, size, sha256, run, reason; and the quarantine",
+               args=("pipeline", "state", "limit")),
+        OpSpec("inputs.requeue", "inputs_requeue", "act", "send a quarantined file back to its drop folder",
+               args=("file",)),
     )
 
     def __init__(self, *, store: "Store", quarantine_dir: Path, watches: Watches) -> None:

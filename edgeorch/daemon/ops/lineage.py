@@ -19,9 +19,10 @@ class LineageOps:
 
     OPS = (
         OpSpec("lineage", "lineage", "read",
-               "upstream and downstream of a run, task, file path, sha256 or drop-folder input"),
+               "upstream and downstream of a run, task, file path, sha256 or drop-folder input",
+               args=("thing", "cwd", "sha256", "directions", "depth", "max_nodes")),
         OpSpec("lineage.export", "lineage_export", "read", "OpenLineage run events of the recorded runs",
-               streaming=True),
+               streaming=True, args=("namespace", "run_id", "since")),
     )
 
     def __init__(self, *, store: "Store") -> None:

@@ -19,7 +19,8 @@ class MetricsOps:
 
     OPS = (
         OpSpec("metrics", "metrics", "read",
-               "Prometheus metrics of the daemon's state: families as JSON, or the text exposition format"),
+               "Prometheus metrics of the daemon's state: families as JSON, or the text exposition format",
+               args=("format",)),
     )
 
     def __init__(self, *, metrics: "MetricsService") -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UsageError
 from ...models import views
-from ...models.spec import name_problem
+from ...models.spec import NAME_EXPECTED, name_problem
 from .base import OpSpec, actor_of, arg
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,19 +32,26 @@ class ModelOps:
         OpSpec("models.list", "models_list", "read", "every model: versions, latest, aliases"),
         OpSpec("models.show", "models_show", "read",
                "a model: its gates and target, aliases, alias history, deployments, canary; with a version, that "
-               "version: metrics, checks, explanations"),
-        OpSpec("models.versions", "models_versions", "read", "a model's versions with metrics and gate verdicts"),
-        OpSpec("models.diff", "models_diff", "read", "two versions side by side: metrics, content, params, inputs"),
+               "version: metrics, checks, explanations", args=("name", "version")),
+        OpSpec("models.versions", "models_versions", "read", "a model's versions with metrics and gate verdicts",
+               args=("name",)),
+        OpSpec("models.diff", "models_diff", "read", "two versions side by side: metrics, content, params, inputs",
+               args=("name", "a", "b")),
         OpSpec("models.why", "models_why", "read",
-               "every decision about a version (each gate condition, health, canary), in plain words too"),
+               "every decision about a version (each gate condition, health, canary), in plain words too",
+               args=("name", "version")),
         OpSpec("models.promote", "models_promote", "act",
-               "move an alias (default: the model's promotion alias) to a version, through a deployment"),
+               "move an alias (default: the model's promotion alias) to a version, through a deployment",
+               args=("name", "version", "alias", "reason", "again")),
         OpSpec("models.rollback", "models_rollback", "act",
-               "move an alias back to the previous version that passed its gates (or to a given one)"),
+               "move an alias back to the previous version that passed its gates (or to a given one)",
+               args=("name", "alias", "to", "reason")),
         OpSpec("models.unblock", "models_unblock", "act",
-               "lift the blocks on a model's promotions (all, or one rule's) that monitoring rules set"),
+               "lift the blocks on a model's promotions (all, or one rule's) that monitoring rules set",
+               args=("name", "rule", "reason")),
         OpSpec("models.observe", "models_observe", "act",
-               "record metrics observed for the versions aliases point at (a canary's evidence)"),
+               "record metrics observed for the versions aliases point at (a canary's evidence)",
+               args=("name", "metrics", "versions", "run_id")),
     )
 
     def __init__(self, *, store: "Store", service: "ModelService", pipelines: Any = None) -> None:
@@ -108,7 +115,7 @@ class ModelOps:
 def _name(args: dict[str, Any]) -> str:
     name = arg(args, "name", str)
     if name_problem(name):
-        raise UsageError(name_problem(name) or "", field="args.name", value=name)
+        raise UsageError(name_problem(name) or "", field="args.name", value=name, expected=NAME_EXPECTED)
     return name
 
 

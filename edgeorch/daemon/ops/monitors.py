@@ -21,8 +21,10 @@ class MonitorOps:
         OpSpec("monitors.list", "monitors_list", "read",
                "monitoring rules: state (ok, pending, firing, cooling, silenced), last value, last firing"),
         OpSpec("monitors.silence", "monitors_silence", "act",
-               "silence a rule until a time (Unix seconds) with a reason; until null lifts the silence"),
-        OpSpec("why", "why", "read", "what started a run (schedule, drop, rule, person) and what its tasks waited for"),
+               "silence a rule until a time (Unix seconds) with a reason; until null lifts the silence",
+               args=("rule", "until", "reason")),
+        OpSpec("why", "why", "read", "what started a run (schedule, drop, rule, person) and what its tasks waited for",
+               args=("run",)),
     )
 
     def __init__(self, *, store: "Store", monitors: "Monitors",

@@ -51,10 +51,12 @@ class PipelineOps:
 
     OPS = (
         OpSpec("pipelines.list", "pipelines_list", "read", "pipelines with their state"),
-        OpSpec("pipelines.show", "pipelines_show", "read", "one pipeline's definition"),
-        OpSpec("pipelines.validate", "pipelines_validate", "read", "validate a file or the folder"),
-        OpSpec("pipelines.pause", "pipelines_pause", "act", "refuse new runs of a pipeline"),
-        OpSpec("pipelines.resume", "pipelines_resume", "act", "accept runs of a paused pipeline again"),
+        OpSpec("pipelines.show", "pipelines_show", "read", "one pipeline's definition", args=("name",)),
+        OpSpec("pipelines.validate", "pipelines_validate", "read", "validate a file or the folder",
+               args=("text", "path", "name")),
+        OpSpec("pipelines.pause", "pipelines_pause", "act", "refuse new runs of a pipeline", args=("name", "reason")),
+        OpSpec("pipelines.resume", "pipelines_resume", "act", "accept runs of a paused pipeline again",
+               args=("name", "reason")),
         OpSpec("reload", "reload", "act", "reload config access lists and pipelines"),
     )
 
@@ -117,10 +119,10 @@ class PipelineOps:
         reason = arg(args, "reason", str, required=False)
         before = self.store.pipelines.paused().get(p.name)
         if before is not None and before["reason"] == reason:  # paused already, for that reason: nothing recorded
-            return {"name": p.name, "paused": True, "changed": False}
+            return {"name": p.name, "paused": True, "inputs_started": 0, "changed": False}
         self.store.pipelines.set_paused(p.name, True, reason=reason, actor=actor_of(peer))
         self.publish(PipelinePaused(self.engine.clock(), p.name, True))
-        return {"name": p.name, "paused": True, "changed": True}  # paused now, or its reason replaced
+        return {"name": p.name, "paused": True, "inputs_started": 0, "changed": True}  # paused now, or reason replaced
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
         p = self.registry.get(arg(args, "name", str))

@@ -22,9 +22,11 @@ if TYPE_CHECKING:  # pragma: no cover
 class PrivacyOps:
     OPS = (
         OpSpec("privacy.show", "privacy_show", "read",
-               "a dataset's privacy budget, what was spent and the newest spends; without a dataset, every ledger"),
+               "a dataset's privacy budget, what was spent and the newest spends; without a dataset, every ledger",
+               args=("dataset", "limit")),
         OpSpec("privacy.spend", "privacy_spend", "act",
-               "charge a release to a dataset's privacy budget (declaring the budget when given); refused past it"),
+               "charge a release to a dataset's privacy budget (declaring the budget when given); refused past it",
+               args=("dataset", "epsilon", "delta", "budget", "budget_delta", "release")),
     )
 
     def __init__(self, *, store: Store) -> None:

@@ -43,12 +43,15 @@ class RunOps:
     ``engine`` cancels them and says which attempts are live (a followed log ends with its attempt)."""
 
     OPS = (
-        OpSpec("trigger", "trigger", "act", "start a run with params"),
-        OpSpec("runs.list", "runs_list", "read", "recent runs, with filters"),
-        OpSpec("runs.show", "runs_show", "read", "one run with tasks, attempts, results"),
-        OpSpec("logs", "logs", "read", "an attempt's log; follow=true streams until it ends", streaming=True),
-        OpSpec("cancel", "cancel", "act", "cancel an active run"),
-        OpSpec("retry", "retry", "act", "resume a finished run"),
+        OpSpec("trigger", "trigger", "act", "start a run with params",
+               args=("pipeline", "params", "trigger", "source", "file", "no_cache")),
+        OpSpec("runs.list", "runs_list", "read", "recent runs, with filters",
+               args=("limit", "pipeline", "state")),
+        OpSpec("runs.show", "runs_show", "read", "one run with tasks, attempts, results", args=("run_id",)),
+        OpSpec("logs", "logs", "read", "an attempt's log; follow=true streams until it ends", streaming=True,
+               args=("run_id", "task", "attempt", "follow")),
+        OpSpec("cancel", "cancel", "act", "cancel an active run", args=("run_id", "reason")),
+        OpSpec("retry", "retry", "act", "resume a finished run", args=("run_id", "current")),
     )
 
     def __init__(self, *, requests: "RunRequests", store: "Store", engine: "Engine",
@@ -108,7 +111,9 @@ class RunOps:
     async def logs(self, args: dict[str, Any], peer: "Peer") -> AsyncIterator[dict[str, Any]]:
         """An attempt's log. ``follow`` without ``attempt``: the task's attempts one after another while its run is
         active (a task that has not started yet is waited for, a retry is followed), each headed by a
-        ``==> ... <==`` line, as ``tail -f`` heads each file; the stream ends when the task has finished."""
+        ``==> ... <==`` line, as ``tail -f`` heads each file; the stream ends when the task has finished. Those
+        lines are edgeorch's, not the task's: their items carry ``"note": true`` (the CLI writes them to stderr when
+        stdout is a pipe or ``--raw``: a script gets the task's bytes alone)."""
         run_id = arg(args, "run_id", int)
         task = arg(args, "task", str)
         number = arg(args, "attempt", int, required=False)
@@ -122,7 +127,8 @@ class RunOps:
                 waiting = self._waiting_state(run_id, task) if chained else None
                 if waiting is None:
                     raise
-                yield {"data": f"==> {task} of run {run_id} has not started yet ({waiting}): waiting <==\n"}
+                yield {"data": f"==> {task} of run {run_id} has not started yet ({waiting}): waiting <==\n",
+                       "note": True}
                 attempt = await self._next_attempt(run_id, task, 0)
                 if attempt is None:  # it ended without running (a cascade, a cancel): say so as before
                     log_attempt(self.store, run_id, task, number)
@@ -136,7 +142,7 @@ class RunOps:
             if following is None:
                 return
             attempt = following
-            yield {"data": f"\n==> attempt {attempt['number']} of {task} (run {run_id}) <==\n"}
+            yield {"data": f"\n==> attempt {attempt['number']} of {task} (run {run_id}) <==\n", "note": True}
 
     def _waiting_state(self, run_id: int, task: str) -> str | None:
         """The state of ``task`` while its active run may still start an attempt of it (pending, ready, waiting

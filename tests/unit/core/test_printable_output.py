@@ -50,7 +50,7 @@ def test_an_event_line_shows_an_unprintable_name_quoted_and_escaped() -> None:
     line = event_fields({"kind": "input", "state": "refused", "file": f"/drop/{ESC_NAME}",
                          "reason": "the name contains control characters"})
     assert "\x1b" not in line
-    assert line.startswith('state=refused file="/drop/\\u001b[2K\\u001b[1Agood.csv" reason=')
+    assert line.startswith('state=refused file="/drop/\\x1b[2K\\x1b[1Agood.csv" reason=')  # as `inputs` shows it
     assert event_fields({"kind": "input", "file": "/drop/café.csv"}) == "file=/drop/café.csv"
     assert event_fields({"kind": "input", "file": "/drop/a\u202eb", "n": [ESC_NAME]}) == \
         'file="/drop/a\\u202eb" n=["\\u001b[2K\\u001b[1Agood.csv"]'
