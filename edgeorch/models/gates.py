@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import field
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from ..records import frozen
 
@@ -57,14 +57,21 @@ CHECK_VALUES = ("passed", "flagged_share")
 EXPECTED = ("conditions like 'rmse <= 30000' or 'auc >= champion.auc - 0.005', joined by 'and' "
             "(operators < <= > >= == !=; + - * and parentheses on either side)")
 
+MAX_DEPTH = 64
+"""The deepest a gate's expression may nest: each parenthesis, minus sign and ``+ - *`` operator of a chain is a
+level. Parsing, reading and evaluating a gate recurse once per level, so without a bound a hostile pipeline file
+(2,000 parentheses, 5,000 minus signs) ran out of Python's stack: an internal error instead of a refusal. Every
+place that parses a gate or a floor goes through :func:`parse_gate`, so this one rule holds for all of them."""
+
+# ASCII digits only (re.ASCII): ``\d`` also matched other scripts' digits ('rmse <= ٣'), which float() reads.
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
-  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
   | (?P<op><=|>=|==|!=|<|>)
   | (?P<arith>[-+*])
   | (?P<paren>[()])
-""", re.VERBOSE)
+""", re.VERBOSE | re.ASCII)
 
 
 class GateSyntaxError(ValueError):
@@ -145,7 +152,8 @@ def _refs(e: Expr) -> list[Ref]:
 
 
 def parse_gate(text: str) -> list[Condition]:
-    """The conditions of one gate string; raises :class:`GateSyntaxError` naming the position and the problem."""
+    """The conditions of one gate string; raises :class:`GateSyntaxError` naming the position and the problem,
+    and for an expression nested deeper than :data:`MAX_DEPTH` levels (so no caller meets a RecursionError)."""
     if not isinstance(text, str) or not text.strip():
         raise GateSyntaxError("is empty", hint="write a condition such as 'rmse <= 30000'")
     tokens = _tokenize(text)
@@ -195,6 +203,7 @@ class _Parser:
         self.text = text
         self.tokens = tokens
         self.pos = 0
+        self.open = 0  # the '(' and minus signs the parser is inside of now (its recursion depth, bounded)
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -205,7 +214,7 @@ class _Parser:
 
     def condition(self) -> Condition:
         start = self.pos
-        left = self.sum()
+        left, _ = self.sum()
         t = self.peek()
         if t is None or t[0] != "op":
             shown = self._source(start, self.pos)
@@ -214,7 +223,7 @@ class _Parser:
             raise GateSyntaxError(f"expected a comparison ({', '.join(OPERATORS)}){after}{found}")
         self.pos += 1
         mid = self.pos
-        right = self.sum()
+        right, _ = self.sum()
         t = self.peek()
         if t is not None and t[0] == "op":
             raise GateSyntaxError(f"comparisons cannot be chained ({t[1]!r} at character {t[2] + 1})",
@@ -233,28 +242,44 @@ class _Parser:
                 parts.append(value)
         return "".join(parts).replace("( ", "(").strip()
 
-    def sum(self) -> Expr:
-        left = self.product()
+    # Each rule returns its expression with its depth (levels of nesting below and including it), so that a
+    # tree deeper than MAX_DEPTH is refused where it is built. A chain 'a + b + ...' is built left-deep: each
+    # operator is a level. Parentheses and minus signs are also counted on the way down (``self.open``): the
+    # parser's own recursion stops at MAX_DEPTH too, before Python's stack does.
+
+    def sum(self) -> tuple[Expr, int]:
+        left, depth = self.product()
         while (t := self.peek()) is not None and t[0] == "arith" and t[1] in "+-":
             self.pos += 1
-            left = BinOp(t[1], left, self.product())
-        return left
+            right, right_depth = self.product()
+            left, depth = BinOp(t[1], left, right), _deeper(max(depth, right_depth), t)
+        return left, depth
 
-    def product(self) -> Expr:
-        left = self.unary()
+    def product(self) -> tuple[Expr, int]:
+        left, depth = self.unary()
         while (t := self.peek()) is not None and t[0] == "arith" and t[1] == "*":
             self.pos += 1
-            left = BinOp("*", left, self.unary())
-        return left
+            right, right_depth = self.unary()
+            left, depth = BinOp("*", left, right), _deeper(max(depth, right_depth), t)
+        return left, depth
 
-    def unary(self) -> Expr:
+    def unary(self) -> tuple[Expr, int]:
         t = self.peek()
         if t is not None and t[0] == "arith" and t[1] == "-":
             self.pos += 1
-            return Neg(self.unary())
+            operand, depth = self._nested(t, self.unary)
+            return Neg(operand), _deeper(depth, t)
         return self.atom()
 
-    def atom(self) -> Expr:
+    def _nested(self, token: tuple[str, str, int], rule: Callable[[], tuple[Expr, int]]) -> tuple[Expr, int]:
+        """``rule()`` one level further down (after ``token``, a '(' or a minus sign), refused past MAX_DEPTH."""
+        self.open = _deeper(self.open, token)
+        try:
+            return rule()
+        finally:
+            self.open -= 1
+
+    def atom(self) -> tuple[Expr, int]:
         t = self.peek()
         if t is None:
             raise GateSyntaxError("ends too early: a number or a metric name is missing")
@@ -265,19 +290,29 @@ class _Parser:
             if not math.isfinite(number):  # "rmse <= 1e999" read as infinity: a gate that always passed
                 raise GateSyntaxError(f"the number {value} at character {at + 1} is too large (a float holds up to "
                                       "about 1.8e308)")
-            return Num(number)
+            return Num(number), 0
         if kind == "name":
             if value in ("and", "or", "not"):
                 raise GateSyntaxError(f"expected a number or a metric name at character {at + 1}, found {value!r}")
-            return _reference(value)
+            return _reference(value), 0
         if value == "(":
-            inner = self.sum()
+            inner, depth = self._nested(t, self.sum)
             close = self.peek()
             if close is None or close[1] != ")":
                 raise GateSyntaxError(f"the '(' at character {at + 1} is never closed")
             self.pos += 1
-            return inner
+            return inner, _deeper(depth, t)
         raise GateSyntaxError(f"expected a number or a metric name at character {at + 1}, found {value!r}")
+
+
+def _deeper(depth: int, token: tuple[str, str, int]) -> int:
+    """``depth + 1``: one more level, at ``token`` (a '(', a minus sign or an operator); past :data:`MAX_DEPTH`, a
+    :class:`GateSyntaxError` naming the limit and where it was passed."""
+    if depth + 1 > MAX_DEPTH:
+        raise GateSyntaxError(f"is nested too deeply: more than {MAX_DEPTH} levels at {token[1]!r} (character "
+                              f"{token[2] + 1}; each parenthesis, minus sign and + - * of a chain is a level)",
+                              hint="split it into simpler conditions joined by 'and'")
+    return depth + 1
 
 
 def t_op(token: tuple[str, str, int]) -> str:

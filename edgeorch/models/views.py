@@ -3,6 +3,13 @@
 One function per document, over a store (the daemon's, or the state file
 opened read-only by the CLI without a daemon), so both paths answer with
 the same keys. :func:`why_text` turns a ``why`` document into plain words.
+
+Text others chose (a promotion's ``--reason``, an actor, the output of a
+health or reload command in an outcome, a condition's words) goes into the
+plain words made :func:`~edgeorch.textui.printable`, as ``models show``'s
+tables show it: a terminal escape or a bidi override in it can neither
+rewrite the operator's terminal nor forge a line (docs/cli.md). The other
+JSON fields keep the text as recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError
+from ..textui import printable
 from .deploy import SUPERSEDED
 from .explanations import explanations_of
 from .spec import ModelPolicy
@@ -128,12 +136,13 @@ def why(store: "Store", name: str, version: int) -> dict[str, Any]:
 
 
 def why_text(doc: dict[str, Any]) -> str:
-    """A ``why`` document in plain words (what ``edgeorch models why`` prints)."""
+    """A ``why`` document in plain words (what ``edgeorch models why`` prints); every recorded text in it made
+    :func:`~edgeorch.textui.printable` (one line per fact, whatever a reason or a health check's output holds)."""
     name, version = doc["model"], doc["version"]
-    origin = f" (from run {doc['run_id']}, task {doc['task']})" if doc.get("run_id") is not None else ""
+    origin = f" (from run {doc['run_id']}, task {_p(doc['task'])})" if doc.get("run_id") is not None else ""
     lines = [f"{name} version {version}{origin}"]
     if doc.get("run_state") in ("failed", "cancelled"):  # said: a smoke test after training failed, without a word
-        why = f" ({doc['run_reason']})" if doc.get("run_reason") else ""
+        why = f" ({_p(doc['run_reason'])})" if doc.get("run_reason") else ""
         lines.append(f"  Its run {doc['run_id']} {doc['run_state']}{why} after registering it: a version is judged "
                      "by its gates when its task ends; later tasks of the run do not hold it back.")
     gates = [d for d in doc["decisions"] if d["kind"] == "gates"]
@@ -147,13 +156,13 @@ def why_text(doc: dict[str, Any]) -> str:
             lines.append(f"  Passed its gates{against}.")
         for c in d["conditions"]:
             mark = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}.get(c["verdict"], c["verdict"])
-            lines.append(f"    {mark:8} {c['condition']}: {c['why']}")
+            lines.append(f"    {mark:8} {_p(c['condition'])}: {_p(c['why'])}")
     for d in doc["decisions"]:
         if d["kind"] != "gates":
-            lines.append(f"  {d['kind'].capitalize()} ({d['verdict']}): {d['summary']}")
+            lines.append(f"  {_p(d['kind'].capitalize())} ({_p(d['verdict'])}): {_p(d['summary'])}")
     for h in doc["alias_moves"]:
-        who = f" by {h['actor']}" if h.get("actor") else ""
-        why = f": {h['reason']}" if h.get("reason") else ""
+        who = f" by {_p(h['actor'])}" if h.get("actor") else ""
+        why = f": {_p(h['reason'])}" if h.get("reason") else ""
         if h["to_version"] == version:
             lines.append(f"  {h['alias']} moved to it ({h['action']}{who}){why}")
         else:
@@ -162,15 +171,15 @@ def why_text(doc: dict[str, Any]) -> str:
     for d in doc.get("deployments") or []:
         outcome = str(d.get("outcome") or "")
         gone = "files changed since it was registered" in outcome or "files are gone" in outcome
+        retry = f"edgeorch models promote {name} {version} --alias {d['alias']}"
         again = ("" if outcome.endswith(SUPERSEDED) else  # needless, another had moved the alias: nothing to retry
+                 "" if retry in outcome else  # said by the outcome already (a canary start left undone): once
                  f" (its registered files are not what was registered: register the model again, from a run of "
                  f"its pipeline; promoting this version again fails the same way)" if gone else
-                 f" (edgeorch models promote {name} {version} --alias {d['alias']} tries again)"
-                 if d["state"] in ("undone", "failed") else
-                 f" (fix what failed, then edgeorch models promote {name} {version} --alias {d['alias']})"
-                 if d["state"] == "rolled_back" else "")
+                 f" ({retry} tries again)" if d["state"] in ("undone", "failed") else
+                 f" (fix what failed, then {retry})" if d["state"] == "rolled_back" else "")
         lines.append(f"  Deployment {d['id']} ({d['action']} to {d['alias']}) {d['state']}: "
-                     f"{d.get('outcome') or 'at step ' + str(d.get('step'))}{again}")
+                     f"{_p(outcome) or 'at step ' + str(d.get('step'))}{again}")
     held = doc["aliases"]
     lines.append(f"  Now: {', '.join(held)} {'points' if len(held) == 1 else 'point'} at it." if held else
                  "  Now: no alias points at it" + (
@@ -179,8 +188,14 @@ def why_text(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _p(text: Any) -> str:
+    """A recorded text as plain words show it: :func:`~edgeorch.textui.printable` (None as '')."""
+    return "" if text is None else printable(str(text))
+
+
 def event_line(ev: dict[str, Any]) -> str:
-    """A ``model`` item of the events stream as one line (the CLI's run progress)."""
+    """A ``model`` item of the events stream as one line (the CLI's run progress); a deployment's outcome (a
+    health check's output) made :func:`~edgeorch.textui.printable`."""
     if ev["state"] == "registered":
         verdict = {"passed": "passed its gates", "failed": "BLOCKED by its gates", "none": "registered"}.get(
             ev["gate_verdict"], ev["gate_verdict"])
@@ -197,7 +212,7 @@ def event_line(ev: dict[str, Any]) -> str:
             elif dep["state"] in ("pending", "running"):
                 line += f"; its promotion to {dep['alias']} is {dep['state']}"
             else:
-                line += f"; NOT promoted ({dep['state']}: {dep.get('outcome') or 'see edgeorch models show'})"
+                line += f"; NOT promoted ({dep['state']}: {_p(dep.get('outcome')) or 'see edgeorch models show'})"
         return line
     if ev["state"] == "unchanged":
         return (f"model {ev['model']}: unchanged, the same artifact and metrics as version {ev['version']} "
@@ -207,4 +222,4 @@ def event_line(ev: dict[str, Any]) -> str:
             f"{alias} " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())) for alias, m in sorted(ev["values"].items()))
     target = "removed" if ev.get("to_version") is None else f"-> version {ev['to_version']}"
     line = f"model {ev['model']}: {ev['alias']} {target}: {ev['state']}"
-    return line + (f": {ev['outcome']}" if ev.get("outcome") and ev["state"] != "running" else "")
+    return line + (f": {_p(ev['outcome'])}" if ev.get("outcome") and ev["state"] != "running" else "")

@@ -8,16 +8,21 @@ under the state-dir lock, exactly as the daemon would (recovery of an
 interrupted deployment first). ``promote`` and ``rollback`` exit 0 only when
 the deployment succeeded; undone, rolled back or failed is exit 1 with the
 reason, a version blocked by its gates is refused (exit 5).
+
+Every human line goes through :func:`~edgeorch.textui.printable` (tables through ``print_table``, which does
+it): reasons, actors, health and reload output, commands and conditions are text others chose, and a terminal
+escape or a bidi override in them must neither rewrite the terminal nor forge a line (docs/cli.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, Callable
 
 from ...errors import EdgeorchError
-from ...textui import format_timestamp, print_json, print_table
+from ...textui import clip, format_timestamp, print_json, print_table, printable
 from ..backend import Backend, connect, if_the_daemon_goes, load, read
 from ..exits import EXIT_FAILED, EXIT_OK
 from . import AddCommand, subcommand_adder
@@ -30,49 +35,101 @@ def register(add: AddCommand) -> None:
     action("list", cmd_list, "every model: versions, latest, aliases")
     a = action("show", cmd_show, "a model: gates, deployment target, aliases, alias history, deployments; with "
                "VERSION, that version: metrics, checks and the feature importances of its explain tasks")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("version", metavar="VERSION", type=_version, nargs="?", help="show this version instead")
     a = action("versions", cmd_versions, "a model's versions: metrics, gate verdicts, aliases")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a = action("diff", cmd_diff, "two versions side by side: metrics, content, params, changed inputs, checks")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("a", metavar="V1", type=_version)
     a.add_argument("b", metavar="V2", type=_version)
     a = action("why", cmd_why, "why a version was promoted, blocked or rolled back, condition by condition")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("version", metavar="VERSION", type=_version)
     a = action("promote", cmd_promote, "move an alias to a version (switching the deployment target)")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("version", metavar="VERSION", type=_version)
     a.add_argument("--alias", metavar="ALIAS", help="the alias to move (default: the model's, usually champion)")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
     a.add_argument("--again", action="store_true", help="deploy the version the alias serves already anew: its "
                    "files checked against their sha256 (staged again when changed), the reload and health commands")
     a = action("rollback", cmd_rollback, "move an alias back to the previous version that passed its gates")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("--alias", metavar="ALIAS", help="the alias to move back (default: the model's, as promote's; "
                    "usually champion; canary: abort the canary)")
     a.add_argument("--to", metavar="VERSION", type=_version, help="this version instead of the previous one")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the move)")
     a = action("unblock", cmd_unblock, "lift the blocks monitoring rules set on a model's promotions "
                "(docs/monitoring.md)")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("--rule", metavar="RULE", help="only the block this rule set (default: every block)")
     a.add_argument("--reason", metavar="TEXT", help="why (recorded with the lift)")
     a = action("observe", cmd_observe, "record metrics observed for the version an alias points at (canary evidence)")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", type=_model_name)
     a.add_argument("alias", metavar="ALIAS")
     a.add_argument("values", metavar="METRIC=VALUE", nargs="*", help="one or more, e.g. rmse=31.2")
     a.add_argument("--version", type=_version, metavar="N", help="the version the values were measured on: recorded "
                    "for it even when ALIAS has moved since (a rollback), judging nothing ALIAS serves now")
 
 
+VERSION_MAX = 2**63 - 1
+"""The largest version number: what the state file's INTEGER holds (a larger one was an internal error)."""
+
+
 def _version(text: str) -> int:
-    """A version number; its range (1..latest) is checked where the versions are known (not found: exit 3)."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number (expected an integer >= 1)") from None
+    """A version number: ASCII digits, 1 to :data:`VERSION_MAX` (``int`` alone took '٣', '1_000' and ' 3', and 0);
+    its range (1..latest) is checked where the versions are known (not found: exit 3)."""
+    digits = text.isascii() and text.isdigit()
+    # More than 19 significant digits is past VERSION_MAX (and int() refuses 4,300 of them with a ValueError).
+    value = int(text) if digits and len(text.lstrip("0")) <= 19 else None
+    if value is None or not 1 <= value <= VERSION_MAX:
+        too_large = digits and (value is None or value > VERSION_MAX)
+        raise argparse.ArgumentTypeError(
+            f"{clip(text, 40)!r} is not a version number (expected an integer >= 1"
+            + (f", at most {VERSION_MAX})" if too_large else ")"))
+    return value
+
+
+def _model_name(text: str) -> str:
+    """A model name as ``validate`` wants it (:func:`edgeorch.models.spec.name_problem`, its words
+    ``NAME_EXPECTED``), refused here as a usage error with what is expected (offline, '../../etc' read as
+    'no model named ...'; through the daemon, without what a name may be)."""
+    from ...models.spec import NAME_EXPECTED, name_problem
+
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{clip(text, 80)!r} {problem} (expected {NAME_EXPECTED})")
+    return text
+
+
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A number as ``observe`` takes it: ASCII decimal or scientific notation, as a metrics file's JSON writes it
+(float() also read '1_000', 'nan', '٣' and ' 3 ')."""
+OBSERVED_EXPECTED = ("a finite number, in ASCII decimal or scientific notation as JSON writes it, e.g. rmse=31.2 or "
+                     "loss=1e-3")
+
+
+def observed_values(items: list[str]) -> dict[str, float]:
+    """``METRIC=NUMBER`` arguments as metric -> value; a :class:`UsageError` (exit 2) naming the argument for one
+    that is not that (a number in other digits, with '_', infinite) or for a metric given twice (a second value
+    silently replaced the first)."""
+    import math
+
+    from ...errors import UsageError
+
+    if not items:
+        raise UsageError("needs at least one value", field="METRIC=VALUE", expected="e.g. rmse=31.2")
+    metrics: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        number = float(value) if _NUMBER.fullmatch(value) else math.nan
+        if not sep or not key or not math.isfinite(number):  # 1e999: no JSON number, no comparison
+            raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item, expected=OBSERVED_EXPECTED)
+        if key in metrics:
+            raise UsageError(f"gives metric {key!r} a second time", field="METRIC=VALUE", value=item,
+                             expected="each metric once (one observation per command)")
+        metrics[key] = number
+    return metrics
 
 
 # -- reads -----------------------------------------------------------------------------------------
@@ -124,24 +181,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     pol = res["policy"]
     dep = pol["deploy"]
-    print(f"{res['model']}: {res['versions']} version(s), latest {res['latest']}; aliases: "
-          f"{_aliases(res['aliases']) or '(none)'}")
-    print(f"gates ({len(pol['gates'])}): " + ("; ".join(pol["gates"]) if pol["gates"] else "none"))
-    print(f"promotion: {pol['promote']} to {pol['alias']}, strategy {pol['strategy']}; target {dep['kind']} "
-          f"{dep['dir'] or '<state dir>/serving'} (current follows {dep['serve']})"
-          + (f"; reload {' '.join(dep['reload'])}" if dep["reload"] else "")
-          + (f"; health {' '.join(dep['health'])}" if dep["health"] else ""))
+    _say(f"{res['model']}: {res['versions']} version(s), latest {res['latest']}; aliases: "
+         f"{_aliases(res['aliases']) or '(none)'}")
+    _say(f"gates ({len(pol['gates'])}): " + ("; ".join(pol["gates"]) if pol["gates"] else "none"))
+    _say(f"promotion: {pol['promote']} to {pol['alias']}, strategy {pol['strategy']}; target {dep['kind']} "
+         f"{dep['dir'] or '<state dir>/serving'} (current follows {dep['serve']})"
+         + (f"; reload {' '.join(dep['reload'])}" if dep["reload"] else "")
+         + (f"; health {' '.join(dep['health'])}" if dep["health"] else ""))
     if res.get("policy_changed"):
         print(f"note: this is the policy recorded with the latest registration; the pipelines now declare another "
               f"({', '.join(res['policy_changed'])} changed), which applies from the next version registered")
     for b in res.get("blocks") or []:
         from ...models.blocks import describe
 
-        print(f"promotions BLOCKED {describe(b)} since {format_timestamp(b['blocked_at'])} "
-              f"(edgeorch models unblock {res['model']})")
+        _say(f"promotions BLOCKED {describe(b)} since {format_timestamp(b['blocked_at'])} "
+             f"(edgeorch models unblock {res['model']})")
     if res["canary"]:
         c = res["canary"]
-        print(f"canary: version {c['version']} against {c['against_version']} ({c['mode']}), {c['state']}")
+        _say(f"canary: version {c['version']} against {c['against_version']} ({c['mode']}), {c['state']}")
     if res["history"]:
         print("\nalias moves (newest first):")
         print_table(["when", "alias", "from", "to", "action", "by", "reason"],
@@ -171,16 +228,17 @@ def _show_version(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
-    print(f"{res['model']} version {res['version']}: made by run {res['run_id']} task {res['task']} "
-          f"({format_timestamp(res['created_at'])}); gates {res['gate_verdict']}; aliases: "
-          f"{', '.join(res.get('aliases') or []) or '(none)'}")
-    print("metrics: " + (", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                                    for k, v in sorted(res["metrics"].items())) or "none"))
+    _say(f"{res['model']} version {res['version']}: made by run {res['run_id']} task {res['task']} "
+         f"({format_timestamp(res['created_at'])}); gates {res['gate_verdict']}; aliases: "
+         f"{', '.join(res.get('aliases') or []) or '(none)'}")
+    _say("metrics: " + (", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                   for k, v in sorted(res["metrics"].items())) or "none"))
     if res["checks"]:
-        print("checks: " + ", ".join(f"{t} {c.get('verdict') or '-'}" for t, c in sorted(res["checks"].items())))
+        _say("checks: " + ", ".join(f"{t} {c.get('verdict') or '-'}" for t, c in sorted(res["checks"].items())))
     for task, ex in res["explanations"].items():
         feats = ex["features"]
-        print(f"\nfeature importances from {task} ({ex['metric']}; top {min(TOP, len(feats))} of {len(feats)}):")
+        print()
+        _say(f"feature importances from {task} ({ex['metric']}; top {min(TOP, len(feats))} of {len(feats)}):")
         print_table(["rank", "feature", "importance", "ci_low", "ci_high"],
                     [[f["rank"] or "", f["feature"], _num(f["importance"]), _num(f["ci_low"]), _num(f["ci_high"])]
                      for f in feats[:TOP]])
@@ -216,9 +274,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print_json(res)
         return EXIT_OK
     a, b = res["a"]["version"], res["b"]["version"]
-    print(f"{res['model']} version {a} -> {b}: content {'identical' if res['same_content'] else 'differs'}; "
-          f"pipeline {'the same' if res['same_pipeline'] else 'changed'}; gates {res['a']['gate_verdict']} -> "
-          f"{res['b']['gate_verdict']}")
+    _say(f"{res['model']} version {a} -> {b}: content {'identical' if res['same_content'] else 'differs'}; "
+         f"pipeline {'the same' if res['same_pipeline'] else 'changed'}; gates {res['a']['gate_verdict']} -> "
+         f"{res['b']['gate_verdict']}")
     print_table(["metric", f"v{a}", f"v{b}", "change"],
                 [[m["metric"], _num(m["a"]), _num(m["b"]), _num(m["delta"], signed=True)] for m in res["metrics"]])
     if res["params"]:
@@ -239,7 +297,8 @@ def cmd_why(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res)
         return EXIT_OK
-    print(res["text"])
+    for line in res["text"].split("\n"):  # made printable field by field already (views.why_text): idempotent
+        _say(line)
     return EXIT_OK
 
 
@@ -272,32 +331,15 @@ def cmd_unblock(args: argparse.Namespace) -> int:
     elif not getattr(args, "quiet", False):
         lifted = res["lifted"]
         if not lifted:
-            print(f"{args.name}: no promotion block in force" + (f" from rule {args.rule}" if args.rule else ""))
+            _say(f"{args.name}: no promotion block in force" + (f" from rule {args.rule}" if args.rule else ""))
         for b in lifted:
-            print(f"{args.name}: lifted block {b['id']}" + (f" of rule {b['rule']}" if b["rule"] else "")
-                  + f" ({b['reason']})")
+            _say(f"{args.name}: lifted block {b['id']}" + (f" of rule {b['rule']}" if b["rule"] else "")
+                 + f" ({b['reason']})")
     return EXIT_OK
 
 
 def cmd_observe(args: argparse.Namespace) -> int:
-    from ...errors import UsageError
-
-    metrics: dict[str, float] = {}
-    if not args.values:
-        raise UsageError("needs at least one value", field="METRIC=VALUE", expected="e.g. rmse=31.2")
-    import math
-
-    for item in args.values:
-        key, sep, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not sep or not key or not math.isfinite(number):  # nan, inf: no JSON number, no comparison
-            raise UsageError("is not METRIC=NUMBER", field="METRIC=VALUE", value=item,
-                             expected="a finite number, e.g. rmse=31.2")
-        metrics[key] = number
-
+    metrics = observed_values(args.values)
     versions = {args.alias: args.version} if args.version is not None else None
 
     async def observe(service: Any, actor: str) -> dict[str, Any]:
@@ -320,13 +362,13 @@ def _deployment_result(args: argparse.Namespace, dep: dict[str, Any]) -> int:
         print_json({"deployment": dep})
     elif getattr(args, "quiet", False):
         if dep["state"] != "succeeded":
-            print(f"{dep['model']}: {dep['state']}: {dep['outcome']}", file=sys.stderr)
+            _say(f"{dep['model']}: {dep['state']}: {dep['outcome']}", file=sys.stderr)
     else:
         was = "no version" if dep["from_version"] is None else f"version {dep['from_version']}"
         if dep["state"] == "succeeded":
-            print(f"{dep['model']}: {dep['alias']} {_target(dep)} (was {was})")
-        else:
-            print(f"{dep['model']}: {dep['alias']} {_target(dep)}: {dep['state']}: {dep['outcome']}")
+            _say(f"{dep['model']}: {dep['alias']} {_target(dep)} (was {was})")
+        else:  # the outcome holds the health or reload command's output
+            _say(f"{dep['model']}: {dep['alias']} {_target(dep)}: {dep['state']}: {dep['outcome']}")
     return EXIT_OK if dep["state"] == "succeeded" else EXIT_FAILED
 
 
@@ -374,6 +416,11 @@ def _offline(backend: Backend, action: Callable[[Any, str], Any]) -> dict[str, A
     finally:
         lock.release()
     return result if "recorded" in result or "lifted" in result else {"deployment": result}
+
+
+def _say(line: str, file: Any = None) -> None:
+    """Print one line of human output made :func:`~edgeorch.textui.printable` (it holds text others chose)."""
+    print(printable(line), file=file)
 
 
 def _need(store: Any, name: str) -> Any:

@@ -69,7 +69,7 @@ def _minimal_arguments(p) -> list[str]:
     """What a command needs to parse: a value for each required positional and required option."""
     out = []
     for a in p._actions:
-        value = str(next(iter(a.choices))) if a.choices else "0"
+        value = str(next(iter(a.choices))) if a.choices else "1"  # a number >= 1 where one is asked (a version)
         if a.option_strings and a.required:
             out += [a.option_strings[0], value]
         elif not a.option_strings and a.nargs is None:
