@@ -16,6 +16,19 @@ import signal
 from collections.abc import Callable
 
 
+def stop_left(pid: int, variable: str, value: str | None) -> None:
+    """Kill what a marked command that has ended (or timed out) left running: the process group it leads
+    (``pid``: it ran in a session of its own) and every process carrying ``variable=value`` (one it started in
+    another session, ``setsid`` or a daemonising script, which the group kill cannot reach: it held the command's
+    output open, and the command's end was waited for until it was gone). ``value`` None: the group only."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if value:
+        stop_marked(variable, value)
+
+
 def marked_value(ident: int | str, state_file: str | os.PathLike[str]) -> str:
     """The mark of one deployment's or firing's commands of one state file: ``<id>@<state file>``."""
     return f"{ident}@{os.fspath(state_file)}"

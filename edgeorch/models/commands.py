@@ -28,11 +28,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
 import time
 from typing import Mapping, Sequence
 
-from ..commandmarks import marked_value, stop_marked
+from ..commandmarks import marked_value, stop_left, stop_marked
 from ..records import frozen
 
 OUTPUT_TAIL = 2000
@@ -143,12 +142,9 @@ async def _until_exit(proc: asyncio.subprocess.Process, tail: "_Tail", argv: Seq
 
 
 def _stop_left(pid: int, mark: str | None) -> None:
-    """Kill the process group of the command ``pid`` and every process carrying its ``mark`` (in another session:
-    ``setsid``, a daemonising script; the group kill cannot reach those). Reads ``/proc`` (milliseconds, once per
-    command)."""
-    _kill_group(pid)
-    if mark:
-        stop_marked(MARK_VARIABLE, mark)
+    """Kill the process group of the command ``pid`` and every process carrying its ``mark``
+    (:func:`~edgeorch.commandmarks.stop_left`). Reads ``/proc`` (milliseconds, once per command)."""
+    stop_left(pid, MARK_VARIABLE, mark)
 
 
 class _Tail(asyncio.Protocol):
@@ -220,9 +216,3 @@ def stop_left_commands(mark: str) -> list[int]:
     (:func:`~edgeorch.commandmarks.stop_marked`): their pids, sorted."""
     return stop_marked(MARK_VARIABLE, mark)
 
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
