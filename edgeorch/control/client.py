@@ -234,8 +234,19 @@ class Client:
         self._conn: _Line | None = None
         self._ids = itertools.count(1)
 
-    def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
-        """Run a plain op and return its ``result`` (a dict for every built-in op)."""
+    def call(self, op: str, args: dict[str, Any] | None = None, *, unbounded: bool = False) -> Any:
+        """Run a plain op and return its ``result`` (a dict for every built-in op).
+
+        ``unbounded``: the answer is waited for as long as the daemon works on it, not :attr:`timeout` (an op whose
+        work grows with the history, ``gc.apply`` of months of runs: it answered after 84 s, while the CLI had said
+        "timed out" at 30 s, exit 75, and the operator never saw the report). On a connection of its own."""
+        if unbounded:
+            self.close()
+            self._conn = _Line(self.socket_path, None)
+            try:
+                return self.call(op, args)
+            finally:
+                self.close()
         conn = self._conn
         if conn is not None and conn.stale():
             self.close()

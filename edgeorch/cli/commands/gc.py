@@ -33,9 +33,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
                           apply=args.apply, actor=_actor(), config_file=str(cfg.source or "<embedded defaults>"))
     with connect(cfg, "prefer") as backend:
         if backend.online:
+            # As long as it takes: the daemon removes a long history page by page (minutes for months of runs).
             report = backend.client.call("gc.apply" if request.apply else "gc",
                                          {"older_than": request.older_than, "pipeline": request.pipeline,
-                                          "keep_last": request.keep_last})
+                                          "keep_last": request.keep_last}, unbounded=True)
         else:
             report = _offline(backend, request)
         if not report["runs"] and args.pipeline:  # a typo must not read as "nothing to remove"
