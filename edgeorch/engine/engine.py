@@ -363,8 +363,9 @@ class Engine:
         if unknown:
             shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             log.warning("the runs folder %s holds %d run folder(s) newer than the state file's last run (%s): %s; "
-                        "the state file is older than its runs folder (a restored backup, or a copy made without "
-                        "its -wal file?) and knows nothing of them: what they did may be done again (docs/"
+                        "the state file is older than its runs folder (a restored backup, a copy made without "
+                        "its -wal file, or a -wal file damaged or cut short, whose last commits SQLite dropped?) "
+                        "and knows nothing of them: what they did may be done again (docs/"
                         "operations.md, \"Back up the state file\")", self.config.runs_dir, len(unknown),
                         newest or "none", shown)
         active = self.store.runs.active()  # read once: checked here, activated below

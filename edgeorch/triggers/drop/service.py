@@ -508,6 +508,10 @@ class DropFolders:
             from collections import Counter
 
             log.info("inputs recovered: %s", ", ".join(f"{k} x{n}" for k, n in Counter(kinds).items()))
+        if adopted := kinds.count("adopt"):  # files no record names: a restored older state file, most often
+            log.warning("%d file(s) in the inbox that no input record names (the state file is older than the inbox: "
+                        "a restored backup?) moved to quarantine, not run: `edgeorch inputs --quarantine` lists "
+                        "them; drop a file again to run it", adopted)
         return kinds
 
     def _refusals_of(self, records: list[InputRecord], drop: dict[Path, Any]) -> list[tuple[str, Refusal]]:

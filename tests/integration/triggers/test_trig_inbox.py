@@ -82,6 +82,9 @@ def test_after_a_restored_backup_every_new_file_is_claimed_and_processed_once(wo
     assert "no input record" in doc["reason"] and "restored from a backup" in doc["reason"]
     assert all(not p.exists() for p in lost)
     assert "collision" not in daemon.output() and "swapped in" not in daemon.output()
+    # Said as a warning (it was "inputs recovered: adopt x2" at INFO): files were set aside, not run.
+    assert ("WARNING edgeorch.triggers: 2 file(s) in the inbox that no input record names" in daemon.output()
+            and "edgeorch inputs --quarantine" in daemon.output()), daemon.output()
     assert daemon.stop() == 0
 
 
