@@ -18,7 +18,9 @@ in-process ``edgeorch run`` appended meanwhile), after ``every`` new records
 (checked on each published event), every ``interval`` seconds when the head
 moved, and at stop. A seal that fails (a damaged key file, a full disk) is
 logged and retried at the next occasion; it never stops the daemon, and the
-chain keeps being written.
+chain keeps being written. At start it first says, as a WARNING, seals the
+state file lacks while the key file evolved past them (a restored backup, or
+seals removed: :mod:`.restore`), unless a restore acknowledgement names them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from . import keyfile
 from .chain import iso_ts
 from .keyfile import KeyState
 from .keys import evolve, key_id, new_key, seal_mac
+from .restore import ACTION as RESTORED, HOW, Gap, ack_details, gaps
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store.audit import AuditLog
@@ -147,6 +150,44 @@ class Sealer:
         keyfile.overwrite(self.key_file, KeyState(state.epoch + 1, evolve(state.key)))
         return {"epoch": state.epoch, "seq": seq, "hash": digest, "ts": ts}
 
+    def unacknowledged_gaps(self) -> list[Gap]:
+        """The gaps in the seals, with the key file's epoch, that no acknowledgement in the chain names.
+
+        Empty when not initialized or the key file cannot be read (that is said elsewhere). The acknowledgements
+        are read only when there is a gap (a scan of the records).
+        """
+        try:
+            epoch = self.key_epoch()
+        except EdgeorchError:
+            epoch = None
+        found = gaps(self.audit.seals(), epoch)
+        if not found:
+            return []
+        acked = {gap.ident for _, gap, _ in self.audit.acknowledgements()}
+        return [g for g in found if g.ident not in acked]
+
+    def acknowledge_restore(self, actor: str | None, gap: Gap, mac: str) -> dict[str, Any]:
+        """Record that ``gap`` is a restored backup's (an ``audit_restored`` record), then seal.
+
+        ``mac``: the acknowledgement's MAC, which the caller computed from ``key_0`` after verifying the log with
+        it (``edgeorch audit acknowledge-restore --key``); it cannot be checked here (the key it needs was erased)
+        and is checked by ``verify --key``. Raises :class:`ConflictError` when no unacknowledged gap is exactly
+        ``gap`` (none, or the log changed since it was verified), :class:`UsageError` for a MAC that is not 64
+        hex digits. Returns ``{"record": seq, "gap": {...}, "sealed": seal or None}``.
+        """
+        if len(mac) != 64 or any(c not in "0123456789abcdef" for c in mac):
+            raise UsageError("is not an acknowledgement MAC", field="mac", expected="64 lowercase hex digits")
+        open_gaps = self.unacknowledged_gaps()
+        if gap.ident not in {g.ident for g in open_gaps}:
+            raise ConflictError(f"the audit log has no unacknowledged gap of the seal(s) of epoch {gap.epochs()} "
+                                f"({gap.after()})" + (f" (its gaps: {', '.join(g.epochs() for g in open_gaps)})"
+                                                                  if open_gaps else ""),
+                                hint="`edgeorch audit verify` says which seals are missing")
+        seq = self.audit.record(actor, RESTORED, "audit", ack_details(gap, mac))
+        log.info("audit log: the missing seal(s) of epoch %s acknowledged as a restored backup (record %d)",
+                    gap.epochs(), seq)
+        return {"record": seq, "gap": gap.to_dict(), "sealed": self.seal()}
+
     def key_epoch(self) -> int | None:
         """The key file's epoch (None: not initialized). Raises StateError for a damaged file."""
         state = keyfile.read(self.key_file)
@@ -166,9 +207,25 @@ class SealService:
         self._warned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Seal what is new (records appended while no daemon ran) and arm the interval timer."""
+        """Say missing seals (:meth:`warn_gaps`), seal what is new (records appended while no daemon ran) and arm
+        the interval timer."""
+        self.warn_gaps()
         self.seal_now("start")
         self._arm(loop)
+
+    def warn_gaps(self) -> list[Gap]:
+        """Log a WARNING for each gap in the seals no acknowledgement names (a restored backup, or seals removed);
+        the gaps. Never raises: a failure to read is logged (this is a start's check, not its condition)."""
+        try:
+            found = self.sealer.unacknowledged_gaps()
+        except (EdgeorchError, OSError) as exc:
+            log.error("cannot check the audit log's seals for a restored backup: %s", exc)
+            return []
+        for gap in found:
+            log.warning("restored state file? the audit log lacks the seal(s) of epoch %s (%s; the key file is past "
+                        "them): a backup of the state file was restored, or seals were removed (`edgeorch audit "
+                        "verify` fails until a restore is acknowledged): %s", gap.epochs(), gap.after(), HOW)
+        return found
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = loop.call_later(self.interval, self._tick, loop)

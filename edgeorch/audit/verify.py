@@ -15,7 +15,11 @@ What it checks (docs/audit.md "Verifying"):
   exactly that hash; with the verification key, each seal's MAC with its
   epoch's key; with the key file's epoch (on the machine), that no seal after
   the last one was removed;
-- **checkpoints**: each matches the seal of its epoch.
+- **checkpoints**: each matches the seal of its epoch;
+- **restores**: a gap in the seals' epochs (or a key file ahead of the last
+  seal) is a problem unless an acknowledgement (:mod:`.restore`) names exactly
+  that gap; then it is reported in :attr:`Report.acknowledged`. With the key,
+  every acknowledgement's MAC is checked too.
 
 Without the key an attacker who recomputes the whole chain *and* the seals'
 hashes is not detected: that is what the offline key is for.
@@ -36,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..records import frozen
 from .chain import GENESIS, hash_of_row
 from .keys import evolve, key_at, key_id, mac_ok
+from .restore import HOW, Gap, ack_ok, acks_of, gap_after
 
 MAX_PROBLEMS = 50
 """Problems kept in a report (the one naming the first bad seq always among them)."""
@@ -72,6 +77,14 @@ class Report:
     problem_count: int = 0
     """All problems found (only the first :data:`MAX_PROBLEMS` are kept, the first bad one always)."""
     lowest: int | None = None
+    seals_verified: list[int] | None = None
+    """With the key: the epochs of the seals whose MAC verified (None: the key was not given)."""
+    gaps: list[Gap] = field(default_factory=list)
+    """Missing seals no acknowledgement names (each is a problem too)."""
+    acknowledged: list[dict[str, Any]] = field(default_factory=list)
+    """Missing seals acknowledged as a restore: the gap's fields and ``record``, the acknowledgement's seq."""
+    hints: list[str] = field(default_factory=list)
+    """What to do about the problems, when known (a gap: how to acknowledge a restore)."""
 
     @property
     def ok(self) -> bool:
@@ -96,7 +109,9 @@ class Report:
                 "head_seq": self.head_seq, "head_hash": self.head_hash, "seals": self.seals,
                 "sealed_through": self.sealed_through, "unsealed": self.unsealed, "key_checked": self.key_checked,
                 "checkpoint": self.checkpoint, "key_epoch": self.key_epoch,
-                "problem_count": self.problem_count, "problems": [p.to_dict() for p in sorted(self.problems, key=_order)]}
+                "problem_count": self.problem_count, "problems": [p.to_dict() for p in sorted(self.problems, key=_order)],
+                "seals_verified": self.seals_verified, "gaps": [g.to_dict() for g in self.gaps],
+                "acknowledged": self.acknowledged, "hints": self.hints}
 
 
 def _order(p: Problem) -> tuple[int, int]:
@@ -115,7 +130,11 @@ class Verifier:
     def __init__(self, seals: Sequence[Mapping[str, Any]], checkpoints: Sequence[Mapping[str, Any]] = (), *,
                  key0: bytes | None = None, key_epoch: int | None = None, key_file_id: str | None = None,
                  key_file_problem: str | None = None) -> None:
-        self.report = Report(seals=len(seals), key_checked=key0 is not None, key_epoch=key_epoch)
+        self.report = Report(seals=len(seals), key_checked=key0 is not None, key_epoch=key_epoch,
+                             seals_verified=[] if key0 is not None else None)
+        self._key0 = key0
+        self._gaps: list[tuple[Gap, str]] = []  # found before the records; acknowledged or not once all were read
+        self._acks: list[tuple[int, Gap, str]] = []  # (the seq holding it, the gap it names, its MAC)
         self._key_id = key_id(key0) if key0 is not None else None
         self._seals = sorted(seals, key=lambda s: int(s["epoch"]))
         self._by_seq = {int(s["seq"]): s for s in self._seals}
@@ -152,10 +171,11 @@ class Verifier:
             # Against the seal before it, not its index: one gap (a restored backup's seals 4-7) is said once,
             # not again at every later seal ("4 to 7 missing", then "5 to 8", "6 to 9", ...).
             prev = int(self._seals[i - 1]["epoch"]) if i else -1
-            if epoch > prev + 1:
-                self._add(start, f"the seal(s) of epoch {prev + 1}" + (f" to {epoch - 1}" if epoch - 1 > prev + 1
-                                                                       else "")
-                          + f" are missing (seal {epoch} follows seal {prev if i else 'none'})")
+            if epoch > prev + 1:  # a problem at finish() unless a restore's acknowledgement names it
+                self._gaps.append((gap_after(self._seals[i - 1] if i else None, epoch - 1),
+                                   f"the seal(s) of epoch {prev + 1}" + (f" to {epoch - 1}" if epoch - 1 > prev + 1
+                                                                         else "")
+                                   + f" are missing (seal {epoch} follows seal {prev if i else 'none'})"))
             elif epoch <= prev:
                 self._add(start, f"seal {epoch} is there twice (or out of order after seal {prev})")
             if i and seq <= int(self._seals[i - 1]["seq"]):
@@ -164,7 +184,9 @@ class Verifier:
             if key is not None:
                 while key_epoch < epoch:
                     key, key_epoch = evolve(key), key_epoch + 1
-                if not mac_ok(key, seal["mac"], epoch=epoch, seq=seq, hash=str(seal["hash"]), ts=str(seal["ts"])):
+                if mac_ok(key, seal["mac"], epoch=epoch, seq=seq, hash=str(seal["hash"]), ts=str(seal["ts"])):
+                    self.report.seals_verified.append(epoch)  # type: ignore[union-attr]  # a list with a key
+                else:
                     self._coarse.append((i, start, f"seal {epoch} (records {start}-{seq}) does not verify with the "
                                                    f"verification key: some of those records or the seal were "
                                                    f"rewritten"))
@@ -181,10 +203,9 @@ class Verifier:
         if key_epoch is None:
             return
         last = int(self._seals[-1]["epoch"]) if self._seals else -1
-        if key_epoch > last + 1:
-            start = int(self._seals[-1]["seq"]) + 1 if self._seals else 1
-            self._add(start, f"the seal(s) of epoch {last + 1}" + (f" to {key_epoch - 1}" if key_epoch - 1 > last + 1
-                      else "") + f" are missing: the key file is at epoch {key_epoch}")
+        if key_epoch > last + 1:  # a problem at finish() unless a restore's acknowledgement names it
+            self._gaps.append((gap_after(self._seals[-1] if self._seals else None, key_epoch - 1), f"the seal(s) of epoch {last + 1}" + (f" to {key_epoch - 1}" if key_epoch - 1 > last + 1
+                      else "") + f" are missing: the key file is at epoch {key_epoch}"))
         elif key_epoch < last:
             index = next(i for i, s in enumerate(self._seals) if int(s["epoch"]) > key_epoch)
             self._add(self._start_of(index), f"seal {self._seals[index]['epoch']} is later than the key file's "
@@ -238,6 +259,8 @@ class Verifier:
                                                                    f"were rewritten"))
             if self._key_id is not None and row["action"] == "audit_init":
                 self._check_key_id(seq, str(row["details"]))
+            for gap, mac in acks_of(str(row["action"]), str(row["details"])):
+                self._acks.append((seq, gap, mac))
             rep.records += 1
             self._before_prev_hash = self._prev_hash
             self._prev_seq, self._prev_hash = seq, stored
@@ -288,6 +311,7 @@ class Verifier:
     def finish(self) -> Report:
         """The report, after the last record: seals that name records past the head mean a truncated tail."""
         rep = self.report
+        self._resolve_gaps()
         head = rep.head_seq if rep.head_seq is not None else (int(self._cp["seq"]) if self._cp else 0)
         beyond = [s for s in self._seals if int(s["seq"]) > head]
         if beyond:
@@ -296,6 +320,30 @@ class Verifier:
         for index, start, message in self._coarse:
             self._add(self._fine_in.get(index, start), message, coarse=True)
         return rep
+
+    def _resolve_gaps(self) -> None:
+        """Each gap in the seals is acknowledged (an acknowledgement in the chain names exactly it) or a problem.
+
+        With the key, an acknowledgement whose MAC does not verify is a problem of its own record and
+        acknowledges nothing (one made without the key: an attacker hiding a cut tail). With a key that no seal
+        verifies with (said once already), their MACs are not checked: they would only repeat it.
+        """
+        acked: dict[tuple[int, int, int, int, str], int] = {}
+        for seq, gap, mac in self._acks:
+            if self._key0 is not None and self._key_vouched and not ack_ok(self._key0, gap, mac):
+                self._add(seq, f"the acknowledgement of a restore at record {seq} (the seal(s) of epoch "
+                               f"{gap.epochs()}) does not verify with the verification key: it was not made with it")
+                continue
+            acked.setdefault(gap.ident, seq)
+        for gap, message in self._gaps:
+            record = acked.get(gap.ident)
+            if record is not None:
+                self.report.acknowledged.append({**gap.to_dict(), "record": record})
+                continue
+            self.report.gaps.append(gap)
+            self._add(gap.start, message)
+        if self.report.gaps:
+            self.report.hints.append(f"missing seals: {HOW}")
 
     def _add(self, seq: int | None, message: str, *, coarse: bool = False) -> None:
         if seq is not None and not coarse and self._seal_seqs:

@@ -14,6 +14,9 @@ Contract:
 - Records, seals and checkpoints are only appended; SQLite triggers refuse
   UPDATE and DELETE, except the DELETE of records up to the newest
   checkpoint, which :meth:`AuditLog.prune` writes first, in the same transaction.
+- A prune carries the restore acknowledgements (``audit_restored``) of the
+  records it removes into its ``audit_pruned`` record (``restores``): a gap
+  in the seals that was acknowledged stays so (docs/audit.md "A restored backup").
 - Hashing is :mod:`edgeorch.audit.chain`'s; nothing here decides what verifies.
 """
 
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
 from ..audit.chain import GENESIS, actor_fields, encode_details, iso_ts, prune_point, record_hash
+from ..audit.restore import ACTION as RESTORED, PRUNED, Gap, ack_details, acks_of
 from ..errors import ConflictError
 from .db import Database
 
@@ -161,6 +165,15 @@ class AuditLog:
         """Every checkpoint pruning left, by seq."""
         return self._db.all("SELECT seq, hash, epoch, ts FROM audit_checkpoints ORDER BY seq")
 
+    def acknowledgements(self, *, through: int | None = None) -> list[tuple[int, Gap, str]]:
+        """Every restore acknowledgement in the records (up to ``through``): ``(seq, gap, mac)``, by seq; those a
+        prune carried come with its ``audit_pruned`` record's seq. Unreadable ones are left out (verify names
+        an edited record). Reads the records of two actions: a scan, for a start that found a gap and a prune."""
+        bound, args = ("AND seq <= ?", [through]) if through is not None else ("", [])
+        rows = self._db.all(f"SELECT seq, action, details FROM audit_log WHERE action IN (?, ?) {bound} ORDER BY seq",
+                            [RESTORED, PRUNED, *args])
+        return [(int(r["seq"]), gap, mac) for r in rows for gap, mac in acks_of(str(r["action"]), str(r["details"]))]
+
     def count(self) -> int:
         return int(self._db.one("SELECT COUNT(*) FROM audit_log")[0])  # type: ignore[index]
 
@@ -198,11 +211,14 @@ class AuditLog:
             if idle and self._db.one("SELECT 1 FROM audit_log WHERE seq <= ? AND action != 'audit_pruned' LIMIT 1",
                                      (through,)) is None:
                 return None
+            carried = [ack_details(gap, mac) for _, gap, mac in self.acknowledgements(through=through)]
             self._db.conn.execute("INSERT INTO audit_checkpoints (seq, hash, epoch, ts) VALUES (?, ?, ?, ?)",
                                   (through, seal["hash"], seal["epoch"], iso_ts(self._db.clock())))
             removed = self._db.conn.execute("DELETE FROM audit_log WHERE seq <= ?", (through,)).rowcount
             self._db.memo.pop(_HEAD, None)  # the head may now be the checkpoint's: read again
-            outcome = {"through_seq": through, "records": removed, "epoch": int(seal["epoch"]),
-                       "checkpoint_hash": seal["hash"], "before": cut}
+            outcome: dict[str, Any] = {"through_seq": through, "records": removed, "epoch": int(seal["epoch"]),
+                                       "checkpoint_hash": seal["hash"], "before": cut}
+            if carried:  # the removed acknowledgements live on in this record (only then: older records unchanged)
+                outcome["restores"] = carried
             write_audit(self._db, actor, "audit_pruned", "audit", outcome)
         return outcome

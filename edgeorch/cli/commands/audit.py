@@ -1,4 +1,4 @@
-"""``edgeorch audit [list|verify|export|init|seal|prune]``: the tamper-evident audit log (docs/audit.md).
+"""``edgeorch audit [list|verify|export|init|seal|prune|acknowledge-restore]``: the tamper-evident audit log (docs/audit.md).
 
 Reads (``list``, ``verify``, ``export``) go to the daemon when one answers,
 else read the state file directly. ``verify --key`` and ``export`` always
@@ -8,7 +8,8 @@ so the verification key never reaches the daemon. Writes (``init``, ``seal``,
 dir's lock.
 
 ``verify`` exits 0 when the log verifies and 1 when it does not, naming the
-first bad sequence number.
+first bad sequence number. ``acknowledge-restore --key`` records that the
+seals the log lacks are a restored backup's (docs/audit.md "A restored backup").
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from ..backend import Backend, connect, load
 from ..exits import EXIT_FAILED, EXIT_OK, follows_a_run
 from . import AddCommand
 
-ACTIONS = ("list", "verify", "export", "init", "seal", "prune")
+ACTIONS = ("list", "verify", "export", "init", "seal", "prune", "acknowledge-restore")
 WHEN_EXPECTED = "a duration back from now (30m, 12h, 90d) or a date/time (2024-05-01, 2024-05-01T12:00, UTC with Z)"
 
 
 def register(add: AddCommand) -> None:
     p = add("audit", cmd_audit, "the tamper-evident audit log: list records, verify the chain and its seals, "
-                                "export, initialize sealing, seal now, prune old records")
+                                "export, initialize sealing, seal now, prune old records, "
+                                "acknowledge a restored backup's missing seals")
     p.add_argument("sub", nargs="?", choices=ACTIONS, metavar="{" + ",".join(ACTIONS) + "}",
                    help="default: list (newest records last)")
     p.add_argument("--since", metavar="WHEN", help=f"list: records at or after WHEN ({WHEN_EXPECTED})")
@@ -42,7 +44,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--limit", "-n", type=int, default=50, help="list: how many of the newest records (default 50)")
     p.add_argument("--key", metavar="KEY",
                    help="verify: also check every seal with the verification key `audit init` showed; init: "
-                        "put back a missing or damaged key file, from that key "
+                        "put back a missing or damaged key file, from that key; acknowledge-restore: required "
                         "('-' reads it from stdin, keeping it out of the shell history)")
     p.add_argument("--output", "-o", metavar="FILE", help="export: write the JSON lines to FILE (default, or -: stdout)")
     p.add_argument("--before", metavar="WHEN", help=f"prune: remove records older than WHEN ({WHEN_EXPECTED})")
@@ -53,10 +55,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     sub = args.sub or "list"
     _refuse_foreign_options(args, sub)
     return {"list": _list, "verify": _verify, "export": _export, "init": _init, "seal": _seal,
-            "prune": _prune}[sub](args)
+            "prune": _prune, "acknowledge-restore": _acknowledge_restore}[sub](args)
 
 
-_OPTIONS_OF = {"since": ("list",), "actor": ("list",), "action": ("list",), "key": ("verify", "init"),
+_OPTIONS_OF = {"since": ("list",), "actor": ("list",), "action": ("list",), "key": ("verify", "init", "acknowledge-restore"),
                "output": ("export",), "before": ("prune",)}
 
 
@@ -67,6 +69,10 @@ def _refuse_foreign_options(args: argparse.Namespace, sub: str) -> None:
             owner = " and ".join(f"`edgeorch audit {o}`" for o in owners)
             raise UsageError(f"--{name} is an option of {owner}, not of `audit {sub}`",
                              field=f"--{name}")
+    if sub == "acknowledge-restore" and args.key is None:
+        raise UsageError("acknowledge-restore needs --key", field="--key",
+                         expected="the verification key `edgeorch audit init` showed ('-': read from stdin)",
+                         hint="only the key's holder can acknowledge a restore: the log is checked with it first")
     if sub == "prune" and args.before is None:
         raise UsageError("prune needs --before", field="--before", expected=WHEN_EXPECTED,
                          hint="edgeorch audit prune --before 365d removes records older than a year")
@@ -171,9 +177,38 @@ def _print_verdict(r: dict[str, Any], *, quiet: bool) -> None:
             print(f"  seq {p['seq'] if p['seq'] is not None else '-'}: {p['message']}")
         if r.get("problem_count", 0) > len(r["problems"]):
             print(f"  ... and {r['problem_count'] - len(r['problems'])} more")
+        for hint in r.get("hints", []):
+            print(f"  hint: {hint}")
+    _print_seals_and_restores(r)
     if not quiet:
         for w in r.get("warnings", []):
             print(f"edgeorch: warning: {w}", file=sys.stderr)
+
+
+def _print_seals_and_restores(r: dict[str, Any]) -> None:
+    """With the key, which seals' MACs verified (a failed verdict still says what of the log held); and every
+    gap in the seals acknowledged as a restore (the log is OK, the gap stays on record)."""
+    verified = r.get("seals_verified")
+    if verified is not None:
+        failed = r["seals"] - len(verified)
+        print(f"  with the verification key: {len(verified)} of {r['seals']} seal(s) verify"
+              + (f" (epoch(s) {epoch_ranges(verified)})" if verified else "")
+              + (f"; {failed} do(es) not" if failed else ""))
+    for ack in r.get("acknowledged", []):
+        epochs = f"{ack['first_epoch']}" + (f" to {ack['last_epoch']}" if ack["last_epoch"] > ack["first_epoch"] else "")
+        print(f"  note: the seal(s) of epoch {epochs} are missing (after record {ack['after_seq']}): a restored "
+              f"backup, acknowledged at record {ack['record']}")
+
+
+def epoch_ranges(epochs: list[int]) -> str:
+    """``[0, 1, 2, 4, 7, 8]`` as ``0-2, 4, 7-8`` (epochs in increasing order; empty: an empty text)."""
+    runs: list[list[int]] = []
+    for e in epochs:
+        if runs and e == runs[-1][1] + 1:
+            runs[-1][1] = e
+        else:
+            runs.append([e, e])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -294,6 +329,59 @@ def _restore_key(args: argparse.Namespace, key0: bytes) -> int:
         print(f"audit key file restored at epoch {res['epoch']} (it was {res['was']}): sealing goes on"
               + (f"; sealed through record {res['sealed']['seq']}" if res.get("sealed") else "")
               + ". The chain records it (audit_key_restored).")
+    return EXIT_OK
+
+
+def _acknowledge_restore(args: argparse.Namespace) -> int:
+    """``audit acknowledge-restore --key``: record that the seals the log lacks are a restored backup's
+    (docs/audit.md "A restored backup").
+
+    The log is verified with ``key_0`` here first and must hold nothing wrong but those gaps (every seal present
+    verifies, the key file is the key's); then, per gap, only its acknowledgement MAC (keyed with the key of its
+    first missing epoch, derived here) goes to the daemon or the offline sealer, which appends an
+    ``audit_restored`` record and seals. Refused (a conflict, exit 5) when no seal is missing or the log holds any
+    other problem."""
+    from ...audit.restore import ack_mac
+    from ...audit.source import verify_source
+    from ...errors import ConflictError
+
+    key0 = _read_key(args)
+    assert key0 is not None  # _refuse_foreign_options requires --key
+    cfg = load(args)
+    done: list[dict[str, Any]] = []
+    with connect(cfg) as backend:
+        report, _ = _local(backend, lambda source: verify_source(source, key0=key0))
+        if not report.gaps:
+            raise ConflictError("no seal is missing from the audit log" + (" but the acknowledged ones" if
+                                                                          report.acknowledged else "")
+                                + ": there is no restore to acknowledge",
+                                hint="`edgeorch audit verify --key -` checks the log")
+        others = report.problem_count - len(report.gaps)
+        if others:
+            raise ConflictError(f"the audit log does not verify with this key apart from its missing seals ({others} "
+                                f"other problem(s), first bad record: seq {report.first_bad}): a restore is "
+                                "acknowledged only on a log the key vouches for",
+                                hint="`edgeorch audit verify --key -` lists every problem")
+        for gap in report.gaps:
+            mac = ack_mac(key0, gap)
+            if backend.online:
+                done.append(backend.client.call("audit.acknowledge_restore", {**gap.to_dict(), "mac": mac}))
+            else:
+                with backend.state_lock():
+                    sealer, store = _offline_sealer(backend)
+                    try:
+                        done.append(sealer.acknowledge_restore(_actor(), gap, mac))
+                    finally:
+                        store.close()
+    if args.json:
+        print_json({"acknowledged": done})
+    elif not args.quiet:
+        for res in done:
+            gap = res["gap"]
+            epochs = f"{gap['first_epoch']}" + (f" to {gap['last_epoch']}" if gap["last_epoch"] > gap["first_epoch"]
+                                                 else "")
+            print(f"the missing seal(s) of epoch {epochs} recorded as a restored backup's (audit_restored, record "
+                  f"{res['record']})" + (f"; sealed through record {res['sealed']['seq']}" if res.get("sealed") else ""))
     return EXIT_OK
 
 

@@ -7,7 +7,9 @@ chain and the seals' structure; never with the offline key, which must not
 reach this machine's daemon: ``edgeorch audit verify --key`` checks locally).
 Acts (``act`` access): ``audit.init`` (start the sealing key; the answer is
 the only place the verification key is ever shown), ``audit.seal`` (seal the
-head now), ``audit.prune`` (remove old records, keeping a sealed checkpoint).
+head now), ``audit.prune`` (remove old records, keeping a sealed checkpoint),
+``audit.restore_key`` and ``audit.acknowledge_restore`` (root or the daemon's
+own user: what they carry was derived from the verification key by the CLI).
 
 :func:`record_refused` is what the daemon's ``on_refused`` hook of the control server calls: a
 request for an ``act`` op that its handler refused (bad arguments, a paused
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...audit.keys import format_key, key_id
+from ...audit.restore import GAP_FIELDS, Gap
 from ...audit.sealer import SealService
 from ...audit.source import StoreSource, audit_state, verify_source
 from ...errors import EdgeorchError, UsageError
@@ -73,6 +76,9 @@ class AuditOps:
         OpSpec("audit.restore_key", "audit_restore_key", "act",
                "put back a missing or damaged audit key file at the next epoch (its key derived from key_0 by the "
                "client)", args=("epoch", "key")),
+        OpSpec("audit.acknowledge_restore", "audit_acknowledge_restore", "act",
+               "record that the audit log's missing seals are a restored backup's (the acknowledgement's MAC "
+               "computed from key_0 by the client)", args=(*GAP_FIELDS, "mac")),
         OpSpec("audit.prune", "audit_prune", "act", "remove audit records older than a time, keeping a sealed checkpoint",
                args=("before",)),
     )
@@ -170,6 +176,25 @@ class AuditOps:
             raise UsageError("is not a key", field="args.key", expected="a string of 64 hex digits (32 bytes)")
         res = self.seals.sealer.restore(actor_of(peer), KeyState(epoch, key))
         self.seals.seal_now("restore")  # the service counts from the new seal
+        return res
+
+    async def audit_acknowledge_restore(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
+        """The gap (its five fields, as ``audit verify --json``'s ``gaps`` names them) and ``mac``: what ``edgeorch
+        audit acknowledge-restore --key`` computed after verifying the log with the verification key (see
+        :meth:`Sealer.acknowledge_restore`). Only root or the daemon's own user, as ``audit.restore_key``: the
+        daemon cannot check the MAC, and an acknowledgement made up by an operator would turn a cut tail's
+        ``verify`` (without the key) green."""
+        from ...control.protocol import PermissionDenied
+
+        if peer.uid not in (0, os.getuid()):
+            raise PermissionDenied(f"{peer.user} may not acknowledge a restore of the audit log: only root or the "
+                                   "daemon's own user may (without the key, verify trusts an acknowledgement)",
+                                   hint="run `edgeorch audit acknowledge-restore --key -` as root, or as the "
+                                        "daemon's user")
+        gap = Gap(arg(args, "first_epoch", int), arg(args, "last_epoch", int), arg(args, "after_epoch", int),
+                  arg(args, "after_seq", int), arg(args, "after_hash", str))
+        res = self.seals.sealer.acknowledge_restore(actor_of(peer), gap, arg(args, "mac", str))
+        self.seals.seal_now("acknowledge")  # the service counts from the new seal
         return res
 
     async def audit_seal(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

@@ -24,6 +24,7 @@ OPS_SERVED = {
     "pipelines.resume", "reload", "trigger", "runs.list", "runs.show", "logs", "cancel", "retry", "events",
     "inputs.list", "inputs.requeue", "gc", "gc.apply", "metrics", "datasets.list", "datasets.show", "datasets.add",
     "datasets.prune", "audit.list", "audit.state", "audit.verify", "audit.init", "audit.seal", "audit.prune", "audit.restore_key",
+    "audit.acknowledge_restore",
     "models.list", "models.show", "models.versions", "models.diff", "models.why", "models.promote", "models.rollback",
     "models.observe", "models.unblock", "privacy.show", "privacy.spend",
 }
