@@ -378,12 +378,15 @@ def acquire_state_lock(state_dir: str | os.PathLike[str], *, socket: str | os.Pa
             os.ftruncate(fd, 0)
             os.pwrite(fd, stamp.encode(), 0)
         except OSError as exc:
-            os.close(fd)  # the lock goes with it
-            raise StateError(f"cannot write the lock file: {exc.strerror or exc}", file=str(path),
-                             hint=f"free space in the state directory by hand (df -h {directory}; "
-                                  f"du -sh {directory}/runs/* | sort -h | tail names the largest run folders): every "
-                                  "command that changes the state, gc --apply too, records what it does first, "
-                                  "and a full disk takes no record; then try again") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk: the POSIX lock is held all the same; the pid is for a person and for who waits (an
+                # empty file reads "being taken this moment": they try again). gc --apply must get through here: it
+                # is what frees that disk (its folders first, docs/state.md "Retention").
+                stamp = ""
+            else:
+                os.close(fd)  # the lock goes with it
+                raise StateError(f"cannot write the lock file: {exc.strerror or exc}", file=str(path),
+                                 hint="free space on that file system, then try again") from None
         _held.add(path)
     lock = StateLock(path, fd, stamp)
     if socket is not None and not activated_here() and connect_errno(Path(socket)) in LISTENING:

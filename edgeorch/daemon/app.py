@@ -61,7 +61,7 @@ from ..observe.service import MetricsService
 from ..pipelines import PipelineRegistry
 from ..retention.service import RunRetention
 from ..store import Store
-from ..store.db import REMOVED, REPLACED, WAL_REMOVED, is_corruption
+from ..store.db import REMOVED, REPLACED, WAL_REMOVED, damaged_while_running, is_corruption
 from ..triggers.drop.retry import restore_inputs_for_retry
 from ..triggers.service import Triggers
 from .ops import (AuditOps, BaselineOps, DatasetOps, EventOps, GcOps, InputOps, LineageOps, MetricsOps, ModelOps,
@@ -190,7 +190,7 @@ class Daemon:
             self.metrics.open(self.loop, file=str(cfg.source) if cfg.source else None)
             if self.banner:
                 print(self.banner, file=sys.stderr, flush=True)
-            self.store = Store(cfg.state_file)
+            self.store = Store(cfg.state_file, check=True)  # a file damaged since its clean close is refused
             self.store.audit.record(None, "daemon_started", "daemon", {"version": __version__, "pid": os.getpid()})
             self.registry.stored_holders = self.store.pipelines.holders  # a name two files declare stays put
             self._scanned_at = time.time()
@@ -447,7 +447,7 @@ class Daemon:
         and the client is told why instead of "internal error". Anything else: None (an internal error)."""
         if not is_corruption(exc):
             return None
-        self.state_lost(f"cannot be read ({exc})")
+        self.state_lost(f"cannot be read ({exc})", damaged=exc)
         return self._displaced
 
     def _on_signal(self, sig: int, event: asyncio.Event) -> None:
@@ -455,7 +455,7 @@ class Daemon:
             log.info("%s received: stopping (systemctl stop, kill, Ctrl-C)", signal.Signals(sig).name)
         event.set()
 
-    def state_lost(self, problem: str) -> None:
+    def state_lost(self, problem: str, *, damaged: BaseException | None = None) -> None:
         """The state file cannot be the daemon's any more (``problem``: it was removed, replaced, truncated, or
         SQLite found it corrupt): stop at once, exit 4, and never close it (SQLite's close would remove the
         ``-wal`` file at its path, which may be another file's now). Running tasks go on under live restore; a
@@ -463,6 +463,10 @@ class Daemon:
         if self._displaced is not None or self.store is None:
             return
         self.store.db.displaced = True
+        if damaged is not None:  # a malformed page, not a file changed under the daemon: said as such
+            self._displaced = damaged_while_running(damaged, self.store.db.path)
+            self.engine.fail_stop(self._displaced)
+            return
         saved = problem == WAL_REMOVED and self.store.db.rescue_wal()
         note = " (its commits were copied into the state file first: nothing is lost)" if saved else ""
         if problem in (REPLACED, REMOVED) and self.store.db.drop_own_wal():

@@ -22,6 +22,16 @@ next gc removes them as strays (``edgeorch/retention/folders.py``). A folder
 outside the runs folder (``runs.run_dir`` edited, or a state dir moved) is
 never removed; its rows are, and the report says the folder was left.
 
+**A full disk.** SQLite cannot write the rows' transaction on a full disk,
+and freeing that disk is what an operator runs gc for. When the commit fails
+for lack of space (:class:`~edgeorch.store.db.StateFullError`), the folders of
+exactly the runs the plan removes, and still finished at that moment, are
+removed first (:func:`_folders_first`), then the commit is tried once more.
+A crash, or a disk still too full, between the two leaves rows naming
+missing folders: the next gc removes those rows (their folders count 0
+bytes). In the daemon this happens on the loop, with no ``await`` from the
+plan to the commit, so nothing can queue one of these runs again meanwhile.
+
 Deleting a run that a newer run's cache hit points into would leave that run's
 artifacts naming deleted files; the ``cache`` hold keeps such a source as long
 as the run using it stays. A cache hit being verified while its source is
@@ -39,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import parse_keep
 from ..errors import UsageError
 from ..records import frozen
+from ..store.db import StateFullError
+from ..textui import format_bytes
 from . import folders
 from .holds import HoldQuery, collect_holds
 from .plan import Candidate, Plan, decide
@@ -125,6 +137,9 @@ class Prepared:
     read: dict[int, list[str]] = field(default_factory=dict)
     """Run id -> the data versions it read (``"NAME@V"``): each keeps a record that this run read it and was
     removed (``dataset_readers_gone``, written with the removal), which lineage shows."""
+    freed_first: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    """Run id -> what happened to its folder (the report's ``folder``, bytes) when it was removed before the rows,
+    the disk being full (:func:`_folders_first`); :func:`finish` does not touch these again."""
 
 
 def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int | None = None,
@@ -147,22 +162,74 @@ def prepare(store: "Store", runs_dir: Path, request: GcRequest, *, before: int |
     planned = [c.run_id for c in plan.remove]
     made = store.models.made_by_runs(planned)  # read before the rows go (model_versions keeps run_id, not the run)
     read = store.lineage.dataset_reads_of_runs(planned)  # likewise: their consumed rows go with them
+    runs_root = Path(runs_dir).resolve()
+    names = {c.run_id: folders.folder_name(runs_root, c.run_dir) for c in plan.remove}
+    freed_first: dict[int, tuple[str, int | None]] = {}
     if not request.apply:
         removed, rows = planned, store.retention.count_rows(planned)
     elif planned:
-        removed, rows = store.retention.remove(
-            planned, actor=request.actor, message=_event_message(request),
-            data={"older_than": request.older_than, "pipeline": request.pipeline, "keep_last": request.keep_last,
-                  "held": len(plan.held)})
+        removed, rows, freed_first = _remove_rows(store, request, plan, runs_root, names)
     else:
         removed, rows = [], {}
-    runs_root = Path(runs_dir).resolve()
     return Prepared(request=request, now=now, cutoff=cutoff, runs_root=runs_root, plan=plan,
-                    removed=frozenset(removed), rows=rows,
-                    folders={c.run_id: folders.folder_name(runs_root, c.run_dir) for c in plan.remove},
+                    removed=frozenset(removed), rows=rows, folders=names,
                     known=frozenset(Path(d).name for d in store.retention.run_dirs()),
-                    made=made, read=read,
+                    made=made, read=read, freed_first=freed_first,
                     last_id=page[-1]["id"] if page else None, complete=limit is None or len(page) < limit)
+
+
+def _remove_rows(store: "Store", request: GcRequest, plan: Plan, runs_root: Path, names: dict[int, str | None]
+                 ) -> tuple[list[int], dict[str, int], dict[int, tuple[str, int | None]]]:
+    """The rows of the planned runs removed (``store.retention.remove``): the ids removed, the rows per table, and
+    the folders removed ahead of them (empty unless the disk was full, see the module docstring).
+
+    Raises :class:`StateFullError` when even the folders freed no room for the commit (those folders are gone
+    then: the error says so, and the next gc removes the rows); any other error as the store raises it.
+    """
+    def remove() -> tuple[list[int], dict[str, int]]:
+        return store.retention.remove(
+            [c.run_id for c in plan.remove], actor=request.actor, message=_event_message(request),
+            data={"older_than": request.older_than, "pipeline": request.pipeline, "keep_last": request.keep_last,
+                  "held": len(plan.held)})
+
+    try:
+        return (*remove(), {})
+    except StateFullError:
+        early = _folders_first(store, plan, runs_root, names)
+    freed = sum(size or 0 for _state, size in early.values())
+    log.warning("gc: the state file's disk is full: removed the folders of %d run(s) (%s) before their rows, so "
+                "that their removal can be recorded", len(early), format_bytes(freed))
+    try:
+        return (*remove(), early)
+    except StateFullError as exc:
+        raise StateFullError(
+            f"{exc.message}; the folders of {len(early)} old run(s) were removed first ({format_bytes(freed)}), "
+            "which left too little room to record their removal", file=exc.file,
+            hint="free more space on that file system (files outside the state folder, or a gc with a shorter "
+                 "--older-than, which removes more runs' folders first); the next `edgeorch gc --apply` removes "
+                 "these runs' rows (their folders are gone)") from None
+
+
+def _folders_first(store: "Store", plan: Plan, runs_root: Path, names: dict[int, str | None]
+                   ) -> dict[int, tuple[str, int | None]]:
+    """Remove the folders of the runs ``plan`` removes that are finished now, before their rows (the disk is full);
+    run id -> (the report's ``folder``, bytes freed or None). Blocking file work, on the daemon's loop on
+    purpose (see the module docstring); only on a full disk.
+
+    Only those runs: a held run, one queued again since the plan (a ``retry``) and a folder outside the runs
+    folder are never touched. A folder that cannot be removed is reported as an error (the next gc tries again).
+    """
+    out: dict[int, tuple[str, int | None]] = {}
+    for run_id in store.retention.finished(c.run_id for c in plan.remove):
+        name = names.get(run_id)
+        if name is None:
+            continue  # not in the runs folder: never removed (finish reports it left in place)
+        try:
+            out[run_id] = ("removed (before its rows: the disk was full)", folders.remove(runs_root, name))
+        except (OSError, ValueError) as exc:
+            log.warning("gc: cannot remove %s: %s (tried again by the next gc)", runs_root / name, exc)
+            out[run_id] = (f"error: {exc}", None)
+    return out
 
 
 def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
@@ -202,12 +269,27 @@ def finish(prepared: Prepared, *, strays: bool = True) -> dict[str, Any]:
         total += size
         return "removed", size
 
+    def early(run_id: int, name: str) -> tuple[str, int | None]:
+        """A folder removed before the rows (:func:`_folders_first`): counted and said, not handled again."""
+        nonlocal total
+        done.add(name)
+        state, size = p.freed_first[run_id]
+        if size is None:
+            errors.append(f"{root / name}: {state.removeprefix('error: ')}")
+        total += size or 0
+        return state, size
+
     runs = []
     for c in p.plan.remove:
         if c.run_id not in p.removed:
             continue  # apply: queued again before the commit (left out by store.retention.remove)
         name = p.folders[c.run_id]
-        state, size = handle(name) if name is not None else ("left in place: not in the runs folder", None)
+        if name is None:
+            state, size = "left in place: not in the runs folder", None
+        elif c.run_id in p.freed_first:
+            state, size = early(c.run_id, name)
+        else:
+            state, size = handle(name)
         runs.append({"run_id": c.run_id, "pipeline": c.pipeline, "state": c.state, "finished_at": c.finished_at,
                      "run_dir": c.run_dir, "folder": state, "bytes": size, "models": p.made.get(c.run_id, []),
                      "datasets_read": p.read.get(c.run_id, [])})

@@ -112,21 +112,59 @@ def is_corruption(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in CORRUPTION_MARKS)
 
 
+class StateFullError(StateError):
+    """A write of the state file refused for lack of space (SQLite's ``SQLITE_FULL``: the disk, or a
+    ``max_page_count``). Same code and exit as any :class:`StateError`; told apart only by what can react to it:
+    ``edgeorch gc`` then removes the planned runs' folders before their rows (edgeorch/retention/gc.py)."""
+
+
+FULL_HINT = ("free space on that file system: `edgeorch gc --apply` removes old runs (by [retention], or give "
+             "--older-than), and on a full disk it removes their folders first. The daemon stops on a write it cannot "
+             "make (exit 4): start it again once there is room (running tasks go on meanwhile and are collected "
+             "then); a refused request can be sent again")
+"""The one hint of a full state disk (:meth:`Database._write_error`): what works on a full disk, and what really
+happens to the daemon (it stopped; nothing goes on by itself)."""
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether SQLite refused a write for lack of space (``SQLITE_FULL``: "database or disk is full")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL if code is not None else "full" in str(exc).lower()
+
+
+DAMAGED_HINT = ("restore it from a backup, with the daemon stopped (docs/operations.md, \"Back up the state file\"); "
+                "`sqlite3 FILE 'PRAGMA integrity_check'` lists the damage, `sqlite3 FILE '.recover'` may save what is "
+                "left. Running tasks go on (live restore): a daemon started on a good file collects them")
+"""The one hint of a damaged state file, wherever it is found (:func:`corruption_error`, the check at open,
+:func:`damaged_while_running`)."""
+
+
 def corruption_error(exc: BaseException, path: Path | str | None) -> StateError | None:
     """``exc`` as the :class:`StateError` of a damaged state file (``path``, when known), or None when it says
     nothing of the kind (:func:`is_corruption`). The one wording, with what to do."""
     if not is_corruption(exc):
         return None
     return StateError(f"the state file is damaged: {exc}", file=str(path) if path is not None else None,
-                      hint="restore it from a backup (docs/operations.md, \"Back up the state file\"); `sqlite3 FILE "
-                           "'.recover'` may save what is left. Running tasks go on (live restore): a daemon started "
-                           "on a good file collects them")
+                      hint=DAMAGED_HINT)
+
+
+def damaged_while_running(exc: BaseException, path: Path | str) -> StateError:
+    """The daemon's fail-stop when a request met a damaged page (``exc``, :func:`is_corruption`): the file is
+    malformed, which is not the same as the file changed under the daemon (replaced, removed: ``check_in_place``).
+    A page damaged before the start is refused by the check at open; one damaged since (disk trouble) lands
+    here, found by whatever query reads it first."""
+    return StateError(f"the state file is damaged: {exc} (found by a request while the daemon ran): stopping, so "
+                      "that nothing more is written to it", file=str(path), hint=DAMAGED_HINT)
 
 
 class Database:
     """The shared connection; the aggregates' only way to the SQL."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float], readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float], readonly: bool = False,
+                 check: bool = False) -> None:
+        """``check``: refuse a damaged file even after a clean close (the daemon's start: one read of the whole
+        file, :meth:`_refuse_if_corrupt`); any writer refuses one after an unclean close, when SQLite replayed a
+        WAL into it."""
         self.path = Path(path)
         self.clock = clock
         self.readonly = readonly
@@ -160,8 +198,8 @@ class Database:
         self.conn, version = self._open()
         self._identity = _identity(self.path)
         self._wal_identity = _identity(Path(f"{self.path}-wal"))  # made by the open's first read, in WAL mode
-        if unclean and version:
-            self._refuse_if_corrupt()
+        if version and not readonly and (unclean or check):
+            self._refuse_if_corrupt(unclean=unclean)
         if version == 0 and not readonly:
             foreign = _table_names(self.conn)
             if foreign:
@@ -216,6 +254,9 @@ class Database:
                 raise StateError(f"cannot read the state file: {denied}", file=str(self.path),
                                  hint="ask through the daemon (a running one answers the users of its socket's "
                                       "group: control.group), or run this as the daemon's user") from None
+            if is_full(exc):  # a good (or new) file on a full disk: the advice to move it away would lose it
+                raise StateFullError(f"cannot open the state file: {exc}{self._room()}", file=str(self.path),
+                                     hint=FULL_HINT) from None
             raise StateError(
                 f"cannot open the state file: {exc}", file=str(self.path),
                 expected="an edgeorch SQLite state file",
@@ -327,23 +368,23 @@ class Database:
         self._run_after_commit()
 
     def _write_error(self, exc: BaseException) -> StateError:
-        """A write that failed, as a :class:`StateError` (and :attr:`write_failing` set): a full disk says how much
-        is free where, and what to do."""
+        """A write that failed, as a :class:`StateError` (and :attr:`write_failing` set): a full disk is a
+        :class:`StateFullError` that says how much is free where, and what to do (:data:`FULL_HINT`)."""
         text = str(exc)
         self.write_failing = (self.write_failing[0] if self.write_failing else self.clock(), text)
-        if "full" not in text.lower():
+        if not is_full(exc):
             return StateError(f"cannot write the state file: {text}", file=str(self.path))
+        return StateFullError(f"cannot write the state file: {text}{self._room()}", file=str(self.path),
+                              hint=FULL_HINT)
+
+    def _room(self) -> str:
+        """`` (N KiB free in FOLDER)``: what a full disk's message says; empty when it cannot be read."""
         try:
             import shutil
 
-            free = shutil.disk_usage(self.path.parent).free
-            room = f" ({free // 1024} KiB free in {self.path.parent})"
+            return f" ({shutil.disk_usage(self.path.parent).free // 1024} KiB free in {self.path.parent})"
         except OSError:
-            room = ""
-        return StateError(f"cannot write the state file: {text}{room}", file=str(self.path),
-                          hint="free space on that file system (`edgeorch gc --apply` removes old runs' folders, "
-                               "by [retention]): a running daemon goes on by itself once it can write again; one "
-                               "that stopped, start again (running tasks are collected then)")
+            return ""
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the open transaction has committed; never if the transaction, or the savepoint
@@ -422,22 +463,36 @@ class Database:
         if not self.displaced:
             self.conn.close()
 
-    def _refuse_if_corrupt(self) -> None:
-        """After a writer that did not close the file (kill -9, a crash, a power cut), SQLite recovers its WAL into
-        the file at open; a WAL that is not this file's (a state file moved over the live one, its old ``-wal``
-        left beside it) is replayed too and corrupts it. ``PRAGMA quick_check`` finds that (~0.3 s for 100,000
-        runs; a clean close leaves no WAL and pays nothing): a :class:`StateError` naming the first problem."""
+    def _refuse_if_corrupt(self, *, unclean: bool) -> None:
+        """Refuse a damaged state file (``PRAGMA quick_check``): a :class:`StateError` naming the first problem. At
+        the daemon's start whatever the last close (``check``), at any writer's open after an unclean one.
+
+        The daemon checks after a clean stop too: a file damaged while no writer had it open (disk trouble, a copy
+        cut short, a bad sector) was accepted, and the daemon then stopped on the first request that read the bad
+        page, minutes later, any reader's. An offline writer (`edgeorch run` without a daemon) does not pay it after
+        a clean close: a one-task run would read the whole file first. Cost: it reads every page, so it is the time to read the file: ~0.26 s warm and
+        3-4 s cold (~60 MB/s) for a file of 50,000 runs at 4.7 KB each (240 MB), ~0.1 s warm for the tester's 130 MB.
+        Kept whole on purpose: a check of some tables (``quick_check(TABLE)``) misses a page of the others, which
+        is the case this check is for; it skips what ``integrity_check`` adds (index contents against their
+        tables, UNIQUE constraints), which costs about as much again warm.
+        ``unclean``: the last writer did not close the file (kill -9, a crash, a power cut), so SQLite has just
+        replayed its WAL into it; a WAL that was not this file's (a state file moved over the live one, its old
+        ``-wal`` left beside it) corrupts it, which the hint then names as the likely cause.
+        """
+        found: str | None = None  # SQLite's own error, when the check could not even read the file
         try:
             verdict = self.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            verdict = str(exc)
-        if verdict != "ok":
-            self.conn.close()
+            verdict, found = str(exc), str(exc)
+        if verdict == "ok":
+            return
+        self.conn.close()
+        if found is None:  # quick_check's own report: its first line names the page (On tree page 5 cell 2: ...)
             lines = [line for line in str(verdict).splitlines() if line.strip() and not line.startswith("***")]
-            raise StateError(f"the state file is corrupt: {(lines or [verdict])[0]}", file=str(self.path),
-                             hint="restore it from a backup (docs/operations.md, \"Back up the state file\"); `sqlite3 FILE "
-                                  "'.recover'` may save what is left. The last writer did not close it: was the "
-                                  "file replaced while a daemon ran?")
+            found = f"database disk image is malformed (PRAGMA quick_check: {(lines or [verdict])[0]})"
+        cause = ("The last writer did not close it: was the file replaced while a daemon ran? " if unclean else
+                 "It was closed cleanly, so it was damaged on the disk since (disk trouble, a copy cut short). ")
+        raise StateError(f"the state file is damaged: {found}", file=str(self.path), hint=cause + DAMAGED_HINT)
 
     def rescue_wal(self) -> bool:
         """Copy every commit of the (removed) WAL this connection holds open into the state file, which is still

@@ -176,6 +176,13 @@ class Retention:
         out["runs"] = self._db.one(f"SELECT COUNT(*) FROM runs WHERE id IN {_IDS}", (ids,))[0]  # type: ignore[index]
         return out
 
+    def finished(self, run_ids: Iterable[int]) -> list[int]:
+        """Of ``run_ids``, those finished now (:data:`FINISHED_STATES`), ascending: the one test of what may go,
+        made again by :meth:`remove` at commit time and by gc before it removes folders ahead of the rows."""
+        return [r[0] for r in self._db.conn.execute(
+            f"SELECT id FROM runs WHERE id IN {_IDS} AND state IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (_ids(run_ids), json.dumps(FINISHED_STATES)))]
+
     def remove(self, run_ids: Iterable[int], *, actor: str | None, message: str,
                data: dict[str, Any] | None = None) -> tuple[list[int], dict[str, int]]:
         """Delete every row of the runs of ``run_ids`` still finished, with a ``runs_removed`` event; one transaction.
@@ -187,9 +194,7 @@ class Retention:
         """
         now = self._db.clock()
         with self._db.transaction():
-            removed = [r[0] for r in self._db.conn.execute(
-                f"SELECT id FROM runs WHERE id IN {_IDS} AND state IN (SELECT value FROM json_each(?)) ORDER BY id",
-                (_ids(run_ids), json.dumps(FINISHED_STATES)))]
+            removed = self.finished(run_ids)
             if not removed:
                 return [], {}
             ids = _ids(removed)

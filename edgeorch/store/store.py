@@ -58,8 +58,10 @@ __all__ = ["NewAttempt", "Store"]
 class Store:
     """The state file's aggregates over one :class:`Database`. See the module docstring."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, readonly: bool = False) -> None:
-        self.db = Database(path, clock=clock, readonly=readonly)
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, readonly: bool = False,
+                 check: bool = False) -> None:
+        """``check``: a damaged file is refused whatever its last close (the daemon's start; :class:`Database`)."""
+        self.db = Database(path, clock=clock, readonly=readonly, check=check)
         self.audit = AuditLog(self.db)
         self.events = Events(self.db)
         self.pipelines = Pipelines(self.db)

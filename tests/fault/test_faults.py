@@ -83,9 +83,11 @@ def test_a_garbage_owner_record_does_not_crash_recovery(workspace, daemon):
     assert daemon.call("status")["pid"] == daemon.proc.pid
 
 
-def test_a_daemon_started_on_a_full_disk_says_so_naming_the_lock_file(workspace, small_disk):
+def test_a_daemon_started_on_a_full_disk_says_so_naming_the_file(workspace, small_disk):
     """Its lock file's pid could not be written: exit 70, 'internal error (a bug, please report it)', no path; under
-    Restart=on-failure the journal filled with reports of a bug."""
+    Restart=on-failure the journal filled with reports of a bug. The lock is taken on a full disk (gc --apply must
+    get through it: it frees the disk), and the state file that cannot be made says the disk is full, not "restore
+    it from a backup, or move it away" (a good file moved away on a full disk is a good file lost)."""
     workspace.state = small_disk / "var"
     workspace.write_config()
     fill_up(small_disk)
@@ -93,7 +95,8 @@ def test_a_daemon_started_on_a_full_disk_says_so_naming_the_lock_file(workspace,
                           timeout=60)
     assert proc.returncode == 4, proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
-    assert "cannot write the lock file" in proc.stderr and "edgeorch.lock" in proc.stderr
+    assert "cannot open the state file: database or disk is full (" in proc.stderr, proc.stderr
+    assert "edgeorch.db" in proc.stderr and "move it away" not in proc.stderr and "gc --apply" in proc.stderr
 
 
 def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(workspace, daemon, small_disk):

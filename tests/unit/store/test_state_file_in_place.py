@@ -114,7 +114,8 @@ def test_a_file_left_corrupt_by_a_writer_that_did_not_close_it_is_refused_at_ope
     db.displaced = True
     with pytest.raises(StateError) as err:
         Database(crashed / "edgeorch.db", clock=time.time)
-    assert err.value.render().startswith(f"{crashed / 'edgeorch.db'}: the state file is corrupt: On tree page ")
+    assert err.value.render().startswith(f"{crashed / 'edgeorch.db'}: the state file is damaged: database disk image is malformed "
+                                            "(PRAGMA quick_check: On tree page ")
     assert "restore it from a backup" in err.value.render()
 
 

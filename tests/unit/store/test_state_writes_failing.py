@@ -28,7 +28,7 @@ def test_a_failing_write_is_held_with_its_start_and_cleared_by_the_next_commit(t
             with pytest.raises(StateError) as err:
                 with db.transaction():
                     db.conn.execute("INSERT INTO t SELECT hex(randomblob(2000)) FROM (SELECT 1 UNION SELECT 2)")
-            assert "full" in err.value.message and "a running daemon goes on by itself" in (err.value.hint or "")
+            assert "full" in err.value.message and "start it again once there is room" in (err.value.hint or "")
             since, text = db.write_failing or (None, None)
             assert "full" in str(text)
             if attempt == 0:
