@@ -15,34 +15,8 @@ from edgeorch.datasets.restore import restore
 from edgeorch.datasets.retention import Rule
 from edgeorch.datasets.snapshot import SourceError, take_snapshot
 from edgeorch.errors import ConflictError, NotFoundError
-from edgeorch.store import Store
 
 DAY = 86400.0
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock):
-    s = Store(tmp_path / "var" / "edgeorch.db", clock=clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def objects(tmp_path: Path):
-    return service.object_store(tmp_path / "var")
 
 
 def random_bytes(n: int, seed: int = 1) -> bytes:

@@ -20,32 +20,7 @@ INPUT_COLUMNS = ("(id, pipeline, watch_folder, source_name, source_path, inbox_p
                  " arrived_at, updated_at)")
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock):
-    s = Store(tmp_path / "var" / "edgeorch.db", clock=clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def objects(tmp_path: Path):
-    return service.object_store(tmp_path / "var")
-
-
-def two_versions(store: Store, objects, tmp_path: Path, clock: Clock) -> None:
+def two_versions(store: Store, objects, tmp_path: Path, clock) -> None:
     """sales@1 (its own content) and sales@2, a day apart."""
     for day, text in ((1, "a,b\n1,2\n"), (2, "a,b\n3,4\n")):
         path = tmp_path / f"day{day}.csv"
