@@ -8,7 +8,6 @@ must beat, loses: a canary is promoted on evidence, never for lack of it.
 
 from __future__ import annotations
 
-from statistics import fmean
 from typing import Any, Sequence
 
 
@@ -16,6 +15,8 @@ def judge(name: str, version: int, against: int | None, metric: str, better: str
           mine: Sequence[float], theirs: Sequence[float], *, batches: int, elapsed: float
           ) -> tuple[str, list[dict[str, Any]], str]:
     """``(passed | failed, conditions, summary)`` of a canary of ``version`` against ``against``."""
+    from statistics import fmean  # here: this module's names are read by every deployment, `statistics` by a canary
+
     window = f"after {batches} batch(es) in {elapsed:.0f}s"
     op = "<=" if better == "lower" else ">="
     text = (f"mean {metric} of version {version} {op} mean {metric} of version {against}"

@@ -23,12 +23,15 @@ Contract:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..audit.chain import GENESIS, actor_fields, encode_details, iso_ts, prune_point, record_hash
-from ..audit.restore import ACTION as RESTORED, PRUNED, Gap, ack_details, acks_of
 from ..errors import ConflictError
 from .db import Database
+
+if TYPE_CHECKING:  # the restore module (and its key derivation) is loaded when a restore is looked for, not by
+    # every command that opens the state file
+    from ..audit.restore import Gap
 
 _COLUMNS = "seq, ts, actor, uid, action, subject, details, prev_hash, hash"
 _HEAD = "audit_head"
@@ -169,6 +172,8 @@ class AuditLog:
         """Every restore acknowledgement in the records (up to ``through``): ``(seq, gap, mac)``, by seq; those a
         prune carried come with its ``audit_pruned`` record's seq. Unreadable ones are left out (verify names
         an edited record). Reads the records of two actions: a scan, for a start that found a gap and a prune."""
+        from ..audit.restore import ACTION as RESTORED, PRUNED, acks_of
+
         bound, args = ("AND seq <= ?", [through]) if through is not None else ("", [])
         rows = self._db.all(f"SELECT seq, action, details FROM audit_log WHERE action IN (?, ?) {bound} ORDER BY seq",
                             [RESTORED, PRUNED, *args])
@@ -211,6 +216,8 @@ class AuditLog:
             if idle and self._db.one("SELECT 1 FROM audit_log WHERE seq <= ? AND action != 'audit_pruned' LIMIT 1",
                                      (through,)) is None:
                 return None
+            from ..audit.restore import ack_details
+
             carried = [ack_details(gap, mac) for _, gap, mac in self.acknowledgements(through=through)]
             self._db.conn.execute("INSERT INTO audit_checkpoints (seq, hash, epoch, ts) VALUES (?, ?, ?, ?)",
                                   (through, seal["hash"], seal["epoch"], iso_ts(self._db.clock())))

@@ -89,3 +89,11 @@ def test_building_a_command_line_does_not_import_shutil(only: str | None) -> Non
     and lzma, ~2.5 ms of every command's start): edgeorch's formatter reads the width itself."""
     mods = _modules_after(f"from edgeorch.cli.main import build_parser\nbuild_parser({only!r})")
     assert "shutil" not in mods
+
+
+def test_opening_the_state_file_and_the_model_service_load_no_restore_or_statistics() -> None:
+    """A restore's acknowledgement (its key derivation) and a canary's statistics load when used: every command
+    that opens the state file, and every run's model service, loaded them (an offline `run` of one task imported
+    `statistics`, `fractions` and `decimal` for nothing)."""
+    mods = _modules_after("import edgeorch.store.audit, edgeorch.models.deploy, edgeorch.models.service")
+    assert sorted(m for m in ("edgeorch.audit.restore", "statistics", "fractions", "decimal") if m in mods) == []
