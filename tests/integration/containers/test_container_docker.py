@@ -76,6 +76,9 @@ def docker() -> Iterator[Docker]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+        # dockerd makes its data root a mount of its own; one it could not undo (killed) would keep the folder and
+        # a mount of the disk behind (`rmtree` cannot remove a mount point): undone here, lazily, before the removal.
+        subprocess.run(["umount", "-R", "-l", str(root / "data")], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
