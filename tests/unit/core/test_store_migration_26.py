@@ -3,29 +3,12 @@ older edgeorch wrote opens with its versions live and nothing said gone."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 from edgeorch.store import Store
-from edgeorch.store.db import _statements
-from edgeorch.store.schema import MIGRATIONS
 
 
-def _before(path: Path) -> sqlite3.Connection:
-    """A state file as an edgeorch before migration 26 left it (found by content: others may be appended)."""
-    (script,) = [m for m in MIGRATIONS if "CREATE TABLE dataset_readers_gone" in m]
-    version = MIGRATIONS.index(script) + 1
-    conn = sqlite3.connect(path)
-    for m in MIGRATIONS[:version - 1]:
-        for stmt in _statements(m):
-            conn.execute(stmt)
-    conn.execute(f"PRAGMA user_version = {version - 1}")
-    return conn
-
-
-def test_migration_26_keeps_existing_versions_live_and_adds_the_readers_gone_table(tmp_path):
+def test_migration_26_keeps_existing_versions_live_and_adds_the_readers_gone_table(tmp_path, state_before):
     db = tmp_path / "old.db"
-    conn = _before(db)
+    conn = state_before(db, "CREATE TABLE dataset_readers_gone")
     conn.execute("INSERT INTO datasets (id, name, created_at) VALUES (1, 'sales', 0)")
     conn.execute("INSERT INTO dataset_versions (dataset_id, version, created_at, source, source_path, files, size,"
                  " new_chunks, new_bytes, manifest_sha256) VALUES (1, 1, 0, 'add', '/d/day1.csv', 1, 8, 1, 8, 'm')")
