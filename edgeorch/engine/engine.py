@@ -28,7 +28,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from ..config import Config
 from ..errors import StateError, ConflictError, EdgeorchError, PipelineError
@@ -116,6 +116,19 @@ def _fail_stop(method: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return guarded
+
+
+def _fail_waiters(futures: Iterable["asyncio.Future[Any]"], error: BaseException) -> None:
+    """Fail each of ``futures`` not done yet with ``error``.
+
+    A waiter still there gets the error; a future nobody waits on (a run started by a trigger, a resume whose
+    client went away) is marked retrieved, so that asyncio does not log "Future exception was never retrieved"
+    with a traceback when it is collected (after a full disk, once per run; formatting that traceback inside
+    another thread's ``ast.parse`` also broke it on Python 3.11)."""
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(error)
+            fut.exception()
 
 
 class TaskStates(dict):  # type: ignore[type-arg]
@@ -539,14 +552,17 @@ class Engine:
         else:
             log.exception("engine stopped by an internal error", exc_info=exc)
         error = exc if isinstance(exc, EdgeorchError) else EdgeorchError(f"internal error: {exc!r}")
-        for ctx in self.runs.values():
-            if ctx.done is not None and not ctx.done.done():
-                ctx.done.set_exception(error)
+        _fail_waiters((ctx.done for ctx in self.runs.values() if ctx.done is not None), error)
         self._fail_resumes(error)
         if self._all_stopped is not None:
             self._all_stopped.set()  # close(stop_tasks=True) waits for ends that will no longer be recorded
         self._announce(EngineFatal(self.clock(), error.render()))
         self.fatal_event.set()
+
+    def _fail_resumes(self, error: BaseException) -> None:
+        """Answer every resume still waiting for its verification: the engine will not apply it."""
+        _fail_waiters(list(self._resumes), error)
+        self._resumes.clear()
 
     def _hold_until_synced(self, event: Event) -> None:
         """Publish ``event`` (of an outcome committed without a sync) once it is durable: at the latest
@@ -811,16 +827,6 @@ class Engine:
             log.warning("run %s: task %s: cannot set the records of %s aside: %s", run_id, name, what, exc)
             return None
         return moved, followed
-
-    def _fail_resumes(self, error: BaseException) -> None:
-        """Answer every resume still waiting for its verification: the engine will not apply it."""
-        for answer in list(self._resumes):
-            if not answer.done():
-                answer.set_exception(error)
-                # A caller that is still waiting gets the error; one that went away (its client
-                # disconnected) must not make asyncio log "exception was never retrieved".
-                answer.exception()
-        self._resumes.clear()
 
     def cancel(self, run_id: int, *, actor: str | None = None, reason: str = "cancelled") -> None:
         """Cancel an active run: nothing new starts, running attempts are stopped."""

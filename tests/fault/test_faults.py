@@ -101,7 +101,12 @@ def test_a_daemon_started_on_a_full_disk_says_so_naming_the_file(workspace, smal
 
 def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(workspace, daemon, small_disk):
     """The fire failed with a traceback ('on_fire failed'), nothing recorded it, and it was never run, even with
-    catchup = "all": its watermark had moved on in memory."""
+    catchup = "all": its watermark had moved on in memory.
+
+    The disk is filled while the daemon's only writes are fires: the first run's task holds the pipeline's one
+    slot (``max_parallel = 1``) and later runs wait for it, so no attempt starts or ends meanwhile (a write an
+    attempt cannot make stops the daemon, exit 4, as meant: filling the disk while a run of `true` ended made
+    this test fail under load)."""
     import json
     import time
 
@@ -110,27 +115,33 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
     workspace.pipeline("tiny", """
         every = "1s"
         catchup = "all"
+        max_parallel = 1
         [tasks.a]
-        command = ["true"]
+        command = ["sleep", "600"]
     """)
     daemon.start()
     filler = small_disk / "filler"
     deadline = time.monotonic() + 60
-    fill_up(small_disk)
-    while "not recorded, tried again in" not in daemon.output():
-        assert time.monotonic() < deadline, daemon.output()[-3000:]
-        assert daemon.proc.poll() is None, daemon.output()[-3000:]
-        time.sleep(0.05)
-    failed_at = daemon.output().split("not recorded, tried again in")[0].rsplit("fire ", 1)[1].split()[0]
-    filler.unlink()
     conn = sqlite3.connect(workspace.state / "edgeorch.db")
     try:
+        while not conn.execute("SELECT 1 FROM attempts WHERE state = 'running' AND pid IS NOT NULL").fetchone():
+            assert time.monotonic() < deadline, daemon.output()[-3000:]
+            assert daemon.proc.poll() is None, daemon.output()[-3000:]
+            time.sleep(0.05)  # polled: the state file has no event a test can wait on
+        fill_up(small_disk)
+        while "not recorded, tried again in" not in daemon.output():
+            assert time.monotonic() < deadline, daemon.output()[-3000:]
+            assert daemon.proc.poll() is None, daemon.output()[-3000:]
+            time.sleep(0.05)
+        failed_at = daemon.output().split("not recorded, tried again in")[0].rsplit("fire ", 1)[1].split()[0]
+        filler.unlink()
         while True:
             rows = [json.loads(r[0])["fire_time"] for r in
                     conn.execute("SELECT data FROM events WHERE kind = 'schedule_fire'")]
             if any(r.replace("Z", "+00:00") == failed_at or r == failed_at for r in rows):
                 break
             assert time.monotonic() < deadline, (failed_at, rows[-5:])
+            assert daemon.proc.poll() is None, daemon.output()[-3000:]
             time.sleep(0.1)
     finally:
         conn.close()

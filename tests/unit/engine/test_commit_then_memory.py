@@ -171,3 +171,32 @@ def test_the_next_ready_task_starts_before_an_outcome_is_committed(workspace):
             assert engine.res is not None and not engine.res.held and not engine.live
 
     asyncio.run(main())
+
+
+def test_a_run_nobody_waits_for_is_failed_without_a_never_retrieved_traceback(workspace, caplog):
+    """A fail-stop failed every run's done future; one nobody awaited (a trigger's run) made asyncio log "Future
+    exception was never retrieved" with a traceback when it was collected, once per run, after the daemon's own
+    error line. Formatting that traceback inside another ``ast.parse`` (a collection can happen anywhere) broke the
+    parse on Python 3.11 ("AST constructor recursion depth mismatch")."""
+    import gc
+    import logging
+
+    async def main() -> None:
+        async with running_engine(workspace, "two", PIPELINE) as (engine, store, pipeline, _):
+            store.attempts.finish = disk_full  # type: ignore[method-assign]
+            run_id = engine.submit(pipeline, resolve_params(pipeline, {}))  # nobody waits for it
+            await asyncio.wait_for(engine.fatal_event.wait(), 30)
+            with pytest.raises(StateError):  # a waiter that comes now still gets the error
+                await engine.wait_run(run_id)
+
+    async def unwaited() -> None:
+        async with running_engine(workspace, "again", PIPELINE) as (engine, store, pipeline, _):
+            store.attempts.finish = disk_full  # type: ignore[method-assign]
+            engine.submit(pipeline, resolve_params(pipeline, {}))
+            await asyncio.wait_for(engine.fatal_event.wait(), 30)
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    asyncio.run(main())
+    asyncio.run(unwaited())
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
