@@ -10,7 +10,11 @@ watched (and a file requeued into it) only while its path is one nobody else can
 
 A path can be changed by whoever may replace one of its parts: the owner of the folder holding it, and,
 when that folder is writable by its group or others, they too, unless it is sticky (``/tmp``) and the part is
-owned by root or the daemon's user. The watched folder itself may be anyone's (droppers write into it): only
+owned by root or the daemon's user. A folder writable by its group is changed by no one else when every member
+of that group is root or the daemon's user (:func:`group_members`): a user's private group under a umask of
+``002`` (the default of many distributions), or root's group in a tarball unpacked by root, where sshd's rule
+refused the README's own example folder. A group with no member at all is not such a group (setgid programs use
+those). The watched folder itself may be anyone's (droppers write into it): only
 its replacement matters. A part that is a symbolic link is judged as a part, then where it leads is judged
 too (the resolved path's own parts).
 """
@@ -31,6 +35,41 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+def group_members(gid: int) -> set[int] | None:
+    """The uids of the users in group ``gid``: those whose primary group it is and those it lists; None when the
+    group has no name on this system. Reads the user database (``/etc/passwd``, or what NSS enumerates: a
+    directory service that does not enumerate its users hides their primary groups)."""
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return None
+    members = {u.pw_uid for u in pwd.getpwall() if u.pw_gid == gid}
+    for name in group.gr_mem:
+        try:
+            members.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            members.add(-1)  # a member the user database does not know: not a trusted one
+    return members
+
+
+def _group_only_trusted(gid: int, trusted: set[int]) -> bool:
+    """Whether every member of group ``gid`` is trusted (and it has one): its write permission lets no one else in."""
+    members = group_members(gid)
+    return members is not None and bool(members) and members <= trusted
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except (KeyError, ImportError):
+        return f"gid {gid}"
+
+
 def _who_can_replace(parent: os.stat_result, child: os.stat_result | None, trusted: set[int]) -> str | None:
     """Who, besides root and the daemon's user, may replace (or create) an entry ``child`` of a folder
     ``parent`` (``child`` None: it does not exist yet), or None."""
@@ -41,7 +80,9 @@ def _who_can_replace(parent: os.stat_result, child: os.stat_result | None, trust
         return None
     if parent.st_mode & stat_mod.S_ISVTX and child is not None and child.st_uid in trusted:
         return None  # sticky: only an entry's owner (or the folder's) may rename or remove it
-    return "the group" if writable == 0o020 else "every user"
+    if writable == 0o020:
+        return None if _group_only_trusted(parent.st_gid, trusted) else "the group"
+    return "every user"
 
 
 def _chain_problem(path: Path, trusted: set[int], *, stop_at_links: bool) -> str | None:
@@ -60,8 +101,10 @@ def _chain_problem(path: Path, trusted: set[int], *, stop_at_links: bool) -> str
             return f"cannot look at {child}: {exc.strerror}"
         who = _who_can_replace(parent_st, child_st, trusted)
         if who is not None:
+            group = (f", group {_group(parent_st.st_gid)} with users besides root and the daemon's"
+                     if who == "the group" else "")
             return (f"{child} can be {'replaced' if child_st is not None else 'made'} by {who} of {parent} "
-                    f"(owner {_owner(parent_st.st_uid)}, mode {stat_mod.S_IMODE(parent_st.st_mode):04o})")
+                    f"(owner {_owner(parent_st.st_uid)}{group}, mode {stat_mod.S_IMODE(parent_st.st_mode):04o})")
         if child_st is None or (stop_at_links and stat_mod.S_ISLNK(child_st.st_mode)):
             return None  # nothing further exists yet, or a link: what it leads to is the resolved path's to judge
         parent, parent_st = child, child_st
@@ -86,5 +129,5 @@ def untrusted_path(folder: Path | str, *, euid: int | None = None) -> str | None
 
 
 UNTRUSTED_HINT = ("watch a folder whose path only root and the daemon's user can change: its parent folders "
-                  "owned by one of them and not writable by group or others (a sticky folder such as /tmp may "
-                  "hold it if one of them owns it)")
+                  "owned by one of them and not writable by others, nor by a group with other users in it (a "
+                  "sticky folder such as /tmp may hold it if one of them owns it)")

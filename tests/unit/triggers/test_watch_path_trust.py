@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from edgeorch.triggers.drop.trust import untrusted_path
+from edgeorch.triggers.drop.trust import group_members, untrusted_path
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to give a folder to another user)")
 
@@ -27,7 +27,12 @@ def test_a_folder_writable_by_others_above_it_is_not(tmp_path):
     assert why is not None and why.startswith(f"{srv / 'drop'} can be replaced by every user of {srv}")
     assert "mode 0777" in why and "a link put in its place" in why
     os.chmod(srv, 0o775)
-    assert f"can be replaced by the group of {srv}" in (untrusted_path(srv / "drop") or "")
+    if os.geteuid() == 0:  # a group with another user in it (nogroup: nobody's)
+        os.chown(srv, 0, 65534)
+    elif (group_members(os.getegid()) or set()) <= {0, os.geteuid()}:
+        pytest.skip("needs root, or a group of this user's with other users in it")
+    why = untrusted_path(srv / "drop") or ""
+    assert f"can be replaced by the group of {srv}" in why and "with users besides root and the daemon's" in why
     os.chmod(srv, 0o1777)  # sticky: only the entry's owner (the daemon's user here) may replace it
     assert untrusted_path(srv / "drop") is None
     assert "can be made by every user" in (untrusted_path(srv / "missing") or "")  # anyone could make it a link
@@ -59,3 +64,44 @@ def test_a_link_is_judged_where_it_lies_and_where_it_leads(tmp_path):
     os.chmod(tmp_path / "data", 0o755)
     os.chmod(tmp_path / "srv", 0o777)  # nor where it lies
     assert f"{tmp_path / 'srv' / 'drop'} can be replaced" in (untrusted_path(tmp_path / "srv" / "drop") or "")
+
+
+def test_a_folder_writable_only_by_a_group_of_trusted_users_is_trusted(tmp_path):
+    """A user's private group under umask 002 (many distributions' default), or root's group in a tarball unpacked
+    by root: sshd's rule refused the README's own example drop folder (`examples/` mode 0775, group root), so the
+    first session's drops were never watched. A group whose members are all root or the daemon's user lets no
+    one else in; one with any other member, or none at all (setgid programs use those), does."""
+    srv = tmp_path / "srv"
+    (srv / "drop").mkdir(parents=True)
+    os.chmod(srv, 0o775)
+    gid = os.stat(srv).st_gid
+    members = group_members(gid)
+    if not members or not members <= {0, os.geteuid()}:
+        pytest.skip(f"this folder's group (gid {gid}) has other users in it: {members}")
+    assert untrusted_path(srv / "drop") is None
+
+
+@root_only
+def test_a_group_with_no_member_or_an_unknown_one_is_not_trusted(tmp_path):
+    import grp
+
+    srv = tmp_path / "srv"
+    (srv / "drop").mkdir(parents=True)
+    os.chmod(srv, 0o775)
+    unnamed = next(g for g in range(40000, 50000) if _no_group(g))
+    os.chown(srv, 0, unnamed)  # a gid with no name: who is in it cannot be told
+    assert "can be replaced by the group of" in (untrusted_path(srv / "drop") or "")
+    empty = [g.gr_gid for g in grp.getgrall() if group_members(g.gr_gid) == set()]
+    if empty:  # a group nobody is in (setgid programs' groups): not trusted either
+        os.chown(srv, 0, empty[0])
+        assert "can be replaced by the group of" in (untrusted_path(srv / "drop") or "")
+
+
+def _no_group(gid: int) -> bool:
+    import grp
+
+    try:
+        grp.getgrgid(gid)
+    except KeyError:
+        return True
+    return False
