@@ -38,16 +38,14 @@ import functools
 import json
 import logging
 import os
-import select
 import signal
-import subprocess
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..commandmarks import marked_value, stop_left, stop_marked
+from ..commandmarks import marked_value, stop_marked
+from ..commandrun import run_command
 from ..errors import EdgeorchError, NotFoundError
 from ..tasksets import drain as drain_tasks
 from .rules import DAY, History, RuleState, evaluate
@@ -447,72 +445,25 @@ NOTIFY_DRAIN_S = 0.5
 
 def _notify(argv: list[str], doc: dict[str, Any], timeout: float, env: dict[str, str]) -> dict[str, Any]:
     """Run a notify command (own session; the signal as JSON on stdin; ``env`` added to the daemon's, its mark
-    included). In a worker thread.
+    included). In a worker thread: it runs its own event loop there (:func:`asyncio.run`).
 
-    Its verdict is its exit status within ``timeout``, not the end of its output: a child it left holding the
-    pipe (``(setsid pager &)``) kept the response waiting for the child's lifetime. At its exit (or timeout) what
-    it left running is killed (its group, every process carrying its mark:
-    :func:`~edgeorch.commandmarks.stop_left`); its output is read through a buffer of its last bytes (a chatty
-    command does not grow the daemon), for at most :data:`NOTIFY_DRAIN_S` after that."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **env})
-    except OSError as exc:
-        return {"exit_code": None, "error": f"cannot run {argv[0]}: {exc.strerror}"}
-    assert proc.stdin is not None and proc.stdout is not None
-    tail = _OutputTail(proc.stdout.fileno(), 4 * NOTIFY_OUTPUT)
+    The runner is :func:`edgeorch.commandrun.run_command`, a deployment's commands' too: its verdict is its exit
+    status within ``timeout``, not the end of its output (a child it left holding the pipe, ``(setsid pager &)``,
+    kept the response waiting for the child's lifetime); at its exit (or timeout) what it left running is killed
+    (its group, every process carrying its mark :data:`NOTIFY_MARK`); its output is read through a buffer of its
+    last bytes (a chatty command does not grow the daemon), for at most :data:`NOTIFY_DRAIN_S` after that. A
+    command that does not read its stdin, or exits before it has, is not an error.
+
+    The record: ``{"exit_code", "output"}`` (its last :data:`NOTIFY_OUTPUT` characters) when it exited in time;
+    ``{"exit_code": None, "error": ...}`` when it could not be started or timed out."""
     data = json.dumps(doc, sort_keys=True, default=str).encode()
-    threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True, name="edgeorch-notify-in").start()
-    try:
-        proc.wait(timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    stop_left(proc.pid, NOTIFY_MARK, env.get(NOTIFY_MARK))
-    proc.wait()
-    out = tail.finish(NOTIFY_DRAIN_S)
-    proc.stdout.close()
-    if timed_out:
+    result = asyncio.run(run_command(argv, timeout=timeout, env=env, stdin=data, mark_variable=NOTIFY_MARK,
+                                     output_chars=NOTIFY_OUTPUT, drain_s=NOTIFY_DRAIN_S))
+    if result.start_error is not None:
+        return {"exit_code": None, "error": f"cannot run {argv[0]}: {result.start_error}"}
+    if result.timed_out:
         return {"exit_code": None, "error": f"timed out after {timeout:g}s (its process group was killed)"}
-    return {"exit_code": proc.returncode, "output": out.decode(errors="replace")[-NOTIFY_OUTPUT:]}
-
-
-def _feed(pipe: Any, data: bytes) -> None:
-    """Write ``data`` to a command's stdin and close it; a command that does not read it (or is gone) is left be."""
-    try:
-        with pipe:
-            pipe.write(data)
-    except OSError:
-        pass
-
-
-class _OutputTail:
-    """A thread reading a pipe to its end, keeping only its last ``limit`` bytes; :meth:`finish` stops it."""
-
-    def __init__(self, fd: int, limit: int) -> None:
-        self.fd, self.limit = fd, limit
-        self.data = bytearray()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True, name="edgeorch-notify-out")
-        self.thread.start()
-
-    def _read(self) -> None:
-        while not self.stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.1)  # the stop flag is seen within 0.1 s
-            if not ready:
-                continue
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return
-            self.data += chunk
-            del self.data[:-self.limit]
-
-    def finish(self, grace: float) -> bytes:
-        """What was read, once the pipe ended or ``grace`` seconds passed (a holder not killed keeps it open)."""
-        self.thread.join(grace)
-        self.stop.set()
-        self.thread.join()
-        return bytes(self.data)
+    return {"exit_code": result.exit_code, "output": result.output}
 
 
 def _describe(p: dict[str, Any]) -> str:
