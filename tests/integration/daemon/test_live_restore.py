@@ -228,7 +228,11 @@ def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules
     daemon.start()
     workspace.wait_file(workspace.pipelines / "started-1")
     _end_while_away(workspace, daemon, "wait")  # run 1 ends while no daemon runs
-    time.sleep(2.5)  # a fire falls due while no daemon runs (the schedule's grid is wall-clock time)
+    # A fire falls due while no daemon runs: `every` is a grid anchored at the Unix epoch, so the wall clock
+    # passing its next point at least 0.5 s after the run's end is that condition.
+    fire = (int((time.time() + 0.5) // 2) + 1) * 2
+    while time.time() < fire + 0.1:
+        time.sleep(0.02)
     before = len(daemon.output())
     restarted = time.time()
     daemon.start()
@@ -236,7 +240,7 @@ def test_a_run_that_ended_while_the_daemon_was_away_never_holds_back_a_schedules
     # It ended when its task did, not when the new daemon collected it (its duration took no downtime).
     with _db(workspace) as conn:
         finished = conn.execute("SELECT finished_at FROM runs WHERE id = 1").fetchone()[0]
-    assert finished < restarted - 2, (finished, restarted)
+    assert finished < fire < restarted, (finished, fire, restarted)  # fire: over 0.5 s after the run's end
     workspace.wait_file(workspace.pipelines / "started-2")  # the fire due at the restart started run 2
     after = daemon.output()[before:]
     assert "skip fire" not in after, after

@@ -5,9 +5,9 @@ case (flushed) before calling the kernels, so the parent can name the input
 that hung. Exits 0 when every call returned or raised an EdgeorchError (a
 clear error); prints the traceback and exits 1 on any other exception.
 
-:func:`warm_up` calls every kernel once on benign inputs of every dtype the
-sweep uses, so that the parent can compile them into the shared numba cache
-(where the other kernel tests need them anyway) and the child only loads them.
+The kernels load from the session's warm numba cache (tests/numba_warmup.py
+compiles every signature the sweep calls); one it missed compiles inside the
+case that needs it, well within the parent's per-case deadline.
 """
 
 from __future__ import annotations
@@ -82,29 +82,6 @@ def kernel_calls(a: np.ndarray, b: np.ndarray, p: np.ndarray, q: np.ndarray, wa:
         ("equalized_odds_ratio", lambda: k.equalized_odds_ratio(yt, yp, sensitive_features=g, agg="mean")),
         ("fairness_report", lambda: k.fairness_report(yt, yp, g, min_group_size=0)),
     ]
-
-
-def warm_up() -> None:
-    """Compile every kernel the sweep calls, for every dtype it draws (float64, int64), on benign inputs.
-
-    numba compiles once per argument type, not per value: the hostile values
-    of the sweep then run on code already in the cache.
-    """
-    rng = np.random.default_rng(0)
-    p = np.array([3.0, 1.0, 2.0, 4.0])
-    yt, yp = np.array([0, 1, 1, 0, 1, 0]), np.array([1, 1, 0, 0, 1, 0])
-    g = np.array(["a", "b", "a", "b", "a", "b"], dtype=object)
-    # Small and large (the large take other paths), with ties, as float64 and int64
-    # (also beyond 2**53: exact distinct counts); each against a shifted sample of the
-    # same size and of another size (the two exact-KS recursions).
-    inputs = (rng.normal(size=40), rng.normal(size=2000), np.arange(-20, 20, dtype=np.int64),
-              rng.integers(-3, 4, 2000), rng.integers(-3, 4, 2000) + 2**60,
-              rng.integers(-3, 4, 2000).astype(np.float64), rng.integers(0, 3, 40).astype(np.float64))
-    for a in inputs:
-        # (+ 0.5: a few-valued column against values it lacks is binned on equal widths)
-        for b in (a + 1, a[: a.size // 2] - 1, a + 0.5):
-            for name, call in kernel_calls(a, b, p, p[::-1].copy(), np.ones(a.size), yt, yp, g):
-                call()
 
 
 def main(cases: int, seeds: list[int]) -> int:
