@@ -6,14 +6,16 @@ starts next runs the same step again (a deployment recovered, a pending response
 the new. Each such command gets an environment variable naming what it belongs to (:func:`marked_value`: the
 deployment's or firing's id and the state file); before a step is run again, every process of the daemon's user
 whose environment carries that mark is killed with its process group (:func:`stop_marked`). A task's processes
-are never marked: they are the engine's, and outlive the daemon on purpose (live restore).
+are never marked: they are the engine's, and outlive the daemon on purpose (live restore). Only when an
+attempt's supervisor has vanished does recovery kill a container attempt's processes, by the task variables that
+name the attempt (:func:`stop_carrying`, from ``engine/executors/local``).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def stop_left(pid: int, variable: str, value: str | None) -> None:
@@ -39,19 +41,26 @@ def stop_marked(variable: str, value: str) -> list[int]:
     to ``value``; their pids, sorted (none: []). This process is never one of them, nor its own group; a process
     that cannot be read (another user's, gone meanwhile) is skipped. Reads ``/proc`` (a few hundred small files):
     called when a step is recovered, not on a hot path."""
-    want = f"{variable}={value}".encode()
+    return stop_carrying({variable: value})
+
+
+def stop_carrying(marks: Mapping[str, str], *, only: Callable[[int], object] | None = None) -> list[int]:
+    """:func:`stop_marked` for every one of ``marks`` at once (each ``variable=value`` in the environment).
+    ``only``: of those, the pids it is true of (a container's processes, not its runtime's that carry the marks
+    too). Root's call reaches every user's processes (a container's may run as another uid)."""
+    want = {f"{k}={v}".encode() for k, v in marks.items()}
     me, uid, found = os.getpid(), os.getuid(), []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
         try:
-            if os.stat(f"/proc/{name}").st_uid != uid:
+            if uid != 0 and os.stat(f"/proc/{name}").st_uid != uid:
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 env = f.read()
         except OSError:
             continue
-        if want in env.split(b"\0") and _alive(name):
+        if want <= set(env.split(b"\0")) and _alive(name) and (only is None or only(int(name))):
             found.append(int(name))
     for pid in found:
         try:

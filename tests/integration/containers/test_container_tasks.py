@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from container_helpers import TRAPS_TERM, cancel_once_started, pipeline_text, run_pipeline
+from container_helpers import TRAPS_TERM, cancel_once_started, pipeline_text, run_pipeline, until
 
 from edgeorch.model import RunState
 from edgeorch.store import Store
@@ -116,6 +116,42 @@ def test_a_timeout_stops_the_container_and_removes_it(container_ws, podman):
     assert a["state"] == "timed_out"
     assert "started" in (ws.state / "runs" / str(run_id) / "attempts" / "slow.1" / "output.log").read_text()
     assert podman.containers(ws.state) == []  # the cleanup removed what the kill left in podman's records
+
+
+def test_a_container_killed_at_its_timeout_leaves_nothing_in_the_runtimes_records(container_ws, podman):
+    """A container that ignores SIGTERM is killed at the end of kill_grace. The SIGKILL went to everything below
+    the shim, the runtime's monitor (conmon) with the container, and a monitor killed before it cleaned up left
+    runc's state folder and cgroups of each such attempt behind (`runc list`: "stopped", forever), which `rm
+    --force` did not remove (a tester's find: one set per timed-out nightly). The container's processes are
+    killed first; the runtime's end by themselves and remove it."""
+    import os
+    from pathlib import Path
+
+    if os.geteuid() != 0:
+        pytest.skip("reads the runtime's state folders under /run (root's)")
+    ws = container_ws
+    ws.pipeline("stubborn", pipeline_text(f"""
+        [tasks.hang]
+        command = ["sh", "-c", "trap 'echo got TERM, ignored' TERM; echo started; while true; do sleep 0.1; done"]
+        timeout = "1s"
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+    ids: list[str] = []
+
+    async def note_the_container(engine, run_id: int) -> None:
+        log = ws.state / "runs" / str(run_id) / "attempts" / "hang.1" / "output.log"
+        await until(lambda: log.exists() and "started" in log.read_text(), what="hang to start")
+        out = podman.run("ps", "--filter", f"label=edgeorch.state_dir={ws.state}", "--format", "{{.ID}}",
+                         "--no-trunc")
+        ids.extend(out.stdout.split())
+
+    run_id, state = run_pipeline(ws, "stubborn", during=note_the_container)
+    assert state == RunState.FAILED and _attempts(ws, "hang")[0]["state"] == "timed_out"
+    log = (ws.state / "runs" / str(run_id) / "attempts" / "hang.1" / "output.log").read_text()
+    assert "got TERM, ignored" in log, log  # it had its SIGTERM, and ignored it: the kill came at the deadline
+    assert len(ids) == 1 and podman.containers(ws.state) == []
+    left = [str(d / ids[0]) for d in (Path("/run/runc"), Path("/run/crun")) if (d / ids[0]).exists()]
+    assert left == [], f"the runtime keeps a record of the killed container: {left}"
 
 
 def test_cancel_stops_the_container(container_ws, podman):

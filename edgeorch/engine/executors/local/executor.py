@@ -41,12 +41,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ....commandmarks import stop_carrying
 from ...files import read_json
-from ...procinfo import children_map, descendants, is_same_process, open_pidfd
+from ...procinfo import children_map, descendants, in_nested_namespace, is_same_process, open_pidfd, pid_namespace_ids
 from ..base import (Adoption, AttemptRecord, ExitInfo, Executor, Health, OnExited, OnHealth, OnStarted, ProcInfo,
                     SpawnRequest, Verdict)
 from .launch import EarlyZygote, spawn_zygote
-from .shim import ABANDONED, EXIT, OWNER, PROC, claim, run_cleanup
+from .shim import ABANDONED, ATTEMPT_MARKS, EXIT, OWNER, PROC, claim, run_cleanup
 
 log = logging.getLogger("edgeorch.engine")
 
@@ -439,7 +440,13 @@ class LocalExecutor(Executor):
         if proc and is_same_process(proc.get("pid"), proc.get("pid_start_time")):
             kill_group(proc["pgid"], signal.SIGKILL)  # an orphan nobody would collect
         if proc and isinstance(proc.get("cleanup"), list) and proc["cleanup"]:
-            run_cleanup([str(a) for a in proc["cleanup"]], wait=False)  # e.g. a container left running
+            # A container left running: its processes are no members of the task's group (the runtime's client).
+            # Killed here, before the attempt is settled, so none runs beside the attempt's retry: the cleanup
+            # (`rm --force`) alone stopped it in the background, the runtime's stop timeout later (10 s), after
+            # the retry had started and both wrote the same outputs. The runtime's own processes are spared: they
+            # end by themselves once the container has, and remove what the runtime holds of it.
+            stop_container_processes(proc.get("marks"))
+            run_cleanup([str(a) for a in proc["cleanup"]], wait=False)
         return ExitInfo(None, None, None, lost=True, error="the attempt's supervisor vanished without an exit record")
 
     def _on_ended(self, attempt_id: int, shim_pid: Any, z: _Zygote | None) -> None:
@@ -569,6 +576,17 @@ class LocalExecutor(Executor):
 
 def _describe_status(code: int) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def stop_container_processes(marks: Any) -> list[int]:
+    """SIGKILL the processes of a container attempt: those carrying its ``marks`` (``proc.json``'s: the attempt's
+    run folder, task and number, see :data:`~.shim.ATTEMPT_MARKS`) in a PID namespace below this process's; their
+    pids. None or incomplete marks (a ``proc.json`` of an older shim): nothing is done."""
+    own = pid_namespace_ids("self")
+    if not own or not isinstance(marks, dict) or set(marks) != set(ATTEMPT_MARKS):
+        return []
+    return stop_carrying({str(k): str(v) for k, v in marks.items()},
+                         only=lambda pid: in_nested_namespace(pid, len(own)))
 
 
 def kill_group(pgid: int | None, sig: int) -> bool:

@@ -36,8 +36,11 @@ still alive ``kill_grace`` seconds later, whatever the task's leader did
 child that ignores it). A request with ``forwards_stop`` (a container
 attempt) has the SIGTERM sent to the container's own processes (a PID
 namespace below the shim's), not to the runtime's, while the leader runs,
-and to the rest of the tree once the leader has ended (``_Tree.stop``); the
-SIGKILL after the grace is the same. ``owner.json`` says ``"stops_tree": true`` so a
+and to the rest of the tree once the leader has ended (``_Tree.stop``). The
+SIGKILL after the grace goes to the container's processes first, and the
+runtime's own (client, monitor) get one more grace to end by themselves once
+the container has: a monitor killed with it leaves the runtime's record of the
+container behind (``_Tree.tick``). ``owner.json`` says ``"stops_tree": true`` so a
 newer engine knows it may stop this shim by signal.
 
 8. If it can (see :func:`run_shim`), report the attempt's end on the reply
@@ -259,6 +262,8 @@ def run_shim(req: dict[str, Any], reply_fd: int, identity: dict[str, Any] | None
     proc: dict[str, Any] = {"pid": pid, "pid_start_time": start, "pgid": pid, "started_at": time.time()}
     if req.get("cleanup"):  # for whoever settles the attempt if this shim vanishes (LocalExecutor.settle)
         proc["cleanup"] = list(req["cleanup"])
+        # What the container's processes carry, to find them then: they are no descendants of the task's group.
+        proc["marks"] = {k: req["env"][k] for k in ATTEMPT_MARKS if k in req.get("env", {})}
     try:
         write_json_atomically(os.path.join(attempt_dir, PROC), proc, sync=False)
     except OSError as exc:
@@ -333,6 +338,11 @@ def _make_folder(path: str) -> None:
             raise
     except FileNotFoundError:
         os.makedirs(path, exist_ok=True)
+
+
+ATTEMPT_MARKS = ("EDGEORCH_RUN_DIR", "EDGEORCH_TASK", "EDGEORCH_ATTEMPT")
+"""The task variables that together name one attempt (its run's folder, task and number), inherited by each of
+its processes, a container's included (``proc.json``'s ``marks``)."""
 
 
 CLEANUP_TIMEOUT_S = 60.0
@@ -459,6 +469,7 @@ class _Tree:
         self.deadline: float | None = None  # when the SIGKILLs start
         self.termed: str | None = None  # who has had the stop's SIGTERM: None, "leader" or "all"
         self.killing = False
+        self.spare_until: float | None = None  # a container's: its runtime's processes are not killed before
 
     def reap(self) -> bool:
         """Collect exited children (the leader's status kept); True when the shim has no child left."""
@@ -537,6 +548,11 @@ class _Tree:
         other process of the container too, as a host task's whole tree: ``sh -c "python train.py"`` stops
         as on the host, python getting the SIGTERM its checkpoint handler waits for.
         """
+        return self._signal_container(signal.SIGTERM)
+
+    def _signal_container(self, sig: int) -> bool:
+        """Send ``sig`` to every process of the container (those in a PID namespace nested below the shim's);
+        False when there is none."""
         own = pid_namespace_ids("self")
         if not own:
             return False
@@ -544,7 +560,7 @@ class _Tree:
         for pid in descendants(self.shim):
             if in_nested_namespace(pid, len(own)):
                 try:
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, sig)
                     sent = True
                 except OSError:
                     pass
@@ -553,16 +569,30 @@ class _Tree:
     def timeout(self) -> float | None:
         """How long the loop may wait for an event; None: until one comes."""
         if self.killing:
+            if self.spare_until is not None and time.monotonic() < self.spare_until:
+                return 0.1  # the runtime ending by itself: its children's exits wake the loop (SIGCHLD)
             return 0.02  # keep killing what re-parenting brings up until nothing is left
         if self.deadline is None:
             return None
         return max(self.deadline - time.monotonic(), 0.0)
 
     def tick(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        """At and after the deadline: SIGKILL. A container attempt's first go to the container's processes, and
+        the runtime's own (client, monitor) are spared one more grace period to end by themselves once the
+        container has (a monitor killed with the container leaves the runtime's record of it behind, which its
+        ``rm --force`` does not remove); then, or at once when the container has no process to kill (never
+        started, ``--pid=host``), everything below the shim."""
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
             self.killing = True
-        if self.killing:
-            self.signal_all(signal.SIGKILL)
+        if not self.killing:
+            return
+        if self.forwards:
+            if self._signal_container(signal.SIGKILL) and self.spare_until is None:
+                self.spare_until = now + self.grace
+            if self.spare_until is not None and now < self.spare_until:
+                return
+        self.signal_all(signal.SIGKILL)
 
 
 def _supervise(rfd: int, wake_r: int, log_fd: int, cap: int, tree: _Tree) -> tuple[bool, int]:
