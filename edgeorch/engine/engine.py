@@ -1706,9 +1706,16 @@ class Engine:
         """Stop every process of the attempt: SIGTERM now, SIGKILL after ``kill_grace`` (the executor's contract)."""
         if la.attempt_id not in self.live or la.exited:
             return
+        assert self.executor is not None
+        if reason == "timeout" and la.stop_reason is None and self.executor.task_ended(la.attempt_id):
+            # The task ended in time; its shim is stopping what it left running (a helper that ignores SIGTERM
+            # takes kill_grace), and the task's own exit decides: that clean-up made a task that had exited 0
+            # "timed out" (failed, retried).
+            log.info("run %s: %s attempt %s: its timeout passed while the processes its task left running were "
+                     "being stopped; the task's own exit decides", la.run_id, la.task, la.number)
+            return
         if la.stop_reason is None:
             la.stop_reason = reason
-        assert self.executor is not None
         self.executor.stop(la.attempt_id)
         if la.kill_timer is None and self.loop is not None:
             # The shim SIGKILLs at the end of the grace period itself; this is the net for a shim that cannot.

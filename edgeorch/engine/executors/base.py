@@ -221,6 +221,12 @@ class Executor(abc.ABC):
     def kill(self, attempt_id: int) -> None:
         """SIGKILL everything of the attempt that can still be found (the engine's safety net after a stop)."""
 
+    def task_ended(self, attempt_id: int) -> bool:
+        """Whether the attempt's task (its leader) has ended, while what it left running is being stopped before
+        the attempt's end is reported: its timeout then no longer applies. False when not known (the default: an
+        executor that cannot tell keeps the timeout)."""
+        return False
+
     @abc.abstractmethod
     def adopt(self, record: AttemptRecord) -> Adoption:
         """Decide what became of an attempt started by an earlier engine (after a daemon restart).

@@ -65,3 +65,19 @@ def test_what_a_finished_task_leaves_running_is_ended_with_it(workspace, harness
     assert state == RunState.SUCCEEDED
     pids = _pids(tmp_path)
     assert len(pids) == 2 and [p for p in pids if _alive(p)] == []
+
+
+def test_a_task_that_ended_in_time_is_not_timed_out_while_what_it_left_is_stopped(workspace, harness, tmp_path):
+    """A task exited 0 at once leaving a child that ignores SIGTERM; its shim stopped the child (SIGTERM, SIGKILL
+    after kill_grace), and the task's timeout, shorter than that grace, passed meanwhile: the attempt was
+    "timed out after 1s", the run failed (retried, with `retries`), although the task's exit record said 0 (a
+    tester's find: a nightly job starting a helper that is slow to stop). The task's own exit decides."""
+    workspace.write_config(kill_grace="3s")
+    _pipeline(workspace, tmp_path, finish="exit 0", timeout="1s")
+    run_id, state = harness.run("p")
+    assert state == RunState.SUCCEEDED
+    pids = _pids(tmp_path)
+    assert len(pids) == 2 and [p for p in pids if _alive(p)] == []  # what it left was stopped all the same
+    (attempt,) = harness.store().attempts.of_run(run_id, "t")
+    assert (attempt["state"], attempt["exit_code"]) == ("exited", 0)
+    assert attempt["finished_at"] - attempt["started_at"] >= 3.0  # the stubborn child took the whole grace

@@ -519,6 +519,12 @@ class LocalExecutor(Executor):
             if watched is not None:
                 kill_group(proc.pgid, signal.SIGKILL)
 
+    def task_ended(self, attempt_id: int) -> bool:
+        """The leader (pid and start time from its start) is gone, reaped by its shim, which is stopping what it
+        left (SIGTERM, SIGKILL after the grace) before it writes the exit record."""
+        proc = self._procs.get(attempt_id)
+        return proc is not None and bool(proc.pid) and not is_same_process(proc.pid, proc.pid_start_time)
+
     def pids(self, attempt_ids: list[int]) -> dict[int, list[int]]:
         """Pids of each attempt: every process below its shim (the task's group, what left it, a container's
         processes under its runtime's monitor) from one scan of /proc; the group's leader when none is found."""
