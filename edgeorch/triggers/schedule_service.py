@@ -68,6 +68,7 @@ class Schedules:
         self.timer: ScheduleTimer | None = None
         self.specs: dict[str, ScheduleSpec] = {}
         self._gone: set[str] = set()  # schedules removed while this daemon runs (a file moved away): none caught up
+        self._synced = False  # the first sync (the start) is done: a schedule that appears later is a new one
         self._refused: dict[str, dict[str, str]] = {}  # pipeline -> its last fire the front door refused (fire_refused)
 
     def start(self) -> None:
@@ -115,11 +116,12 @@ class Schedules:
                 continue
             stored = parse_iso(store.schedules.last_fire(name))
             keep = self.scheduler.last_fire(name)
-            if (old is not None and not same_grid(old, spec)) or name in self._gone:
+            if (old is not None and not same_grid(old, spec)) or name in self._gone or (old is None and self._synced):
                 self._gone.discard(name)
-                # Edited, or back after its file went, while the daemon runs: the times count from now, as a new
-                # schedule's do. Kept, the old watermark made every fire since the last one "missed" (catchup =
-                # "all" started catchup_max runs on save, "2 fire(s) missed while the daemon was away").
+                # Edited, back after its file went, or appearing at all while the daemon runs (its file was away
+                # at the start and is put back): the times count from now, as a new schedule's do. Kept, the old
+                # watermark made every fire since the last one "missed" (catchup = "all" started catchup_max runs
+                # on save, "2 fire(s) missed while the daemon was away", of fires due while this daemon ran).
                 keep = self.scheduler.clock.now()
                 store.schedules.set_last_fire(name, iso(keep))
             wm = self.scheduler.set(spec, stored if keep is None else keep)
@@ -127,6 +129,7 @@ class Schedules:
                 store.schedules.set_last_fire(name, iso(wm))
             log.info("schedule %s: %s, %s", name, spec.describe(), self._next_fire_text(name))
         self.specs = want
+        self._synced = True
 
     def _next_fire_text(self, name: str) -> str:
         """The next fire as the sync's log line says it, and why it is in the past when it is: a fire held by

@@ -135,6 +135,30 @@ def test_a_schedule_back_after_it_went_while_a_daemon_ran_catches_up_nothing_of_
     b.close()
 
 
+def test_a_schedule_whose_file_was_away_at_the_start_and_put_back_catches_up_nothing_of_this_daemons_time(
+        folder, tmp_path):
+    """A tester's find: the file moved away while no daemon ran, the daemon started without it, and the file came
+    back half an hour later: the old watermark counted the half hour this daemon ran without the pipeline as
+    downtime ("missed ... the daemon could not start them"), and catchup = "all" started catchup_max runs."""
+    db = tmp_path / "state.db"
+    head = 'schedule = "*/10 * * * *"\ncatchup = "all"\n'
+    path = write(folder, "nightly", head)
+    a = Daemon(folder, db, ManualClock(utc(2026, 1, 1, 9, 55)))
+    a.at(utc(2026, 1, 1, 10, 0, 1))
+    a.close()
+    path.unlink()  # while no daemon runs
+    b = Daemon(folder, db, ManualClock(utc(2026, 1, 1, 10, 5)))  # starts without it
+    b.at(utc(2026, 1, 1, 10, 5, 1))
+    b.clock.set(utc(2026, 1, 1, 10, 42))
+    write(folder, "nightly", head)
+    b.load()  # the file is back: a reload
+    assert [f for f in b.at(utc(2026, 1, 1, 10, 42, 1)) if f.pipeline == "nightly"] == []
+    assert b.requests.started == []  # nothing of 10:10 .. 10:40, fires due while this daemon ran without it
+    assert not b.events("schedule_missed")
+    assert b.schedules.next_fire("nightly") == utc(2026, 1, 1, 10, 50)
+    b.close()
+
+
 def test_a_schedule_present_across_a_restart_still_catches_up_its_downtime(folder, tmp_path):
     """The removal mark is for a schedule that went away while a daemon ran, not for downtime."""
     db = tmp_path / "state.db"
