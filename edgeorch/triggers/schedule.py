@@ -126,6 +126,12 @@ class FirePlan:
     last_fire: datetime | None
     latest_missed: datetime | None = None
     """The newest of the ``missed`` fires (what a "missed" report names), None when none was."""
+    missed_at_least: bool = False
+    """``missed`` is a lower bound (a cron schedule's count stopped at :data:`MISSED_COUNT_CAP`): say "at least"."""
+
+    def missed_text(self) -> str:
+        """``missed`` as a report says it: ``"12"``, or ``"at least 999"`` when counting stopped."""
+        return f"at least {self.missed}" if self.missed_at_least else str(self.missed)
 
 
 @frozen
@@ -515,7 +521,7 @@ def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
     if not due:
         return FirePlan([], 0, last_fire)
     newest = due[-1]
-    total_due = _count_due(spec, last_fire, newest, window, due)
+    total_due, capped = _count_due(spec, last_fire, newest, window, due)
     on_time = (now - start_time(spec, newest)).total_seconds() <= grace
     if spec.catchup == "skip":
         fires = [newest] if on_time else []
@@ -525,17 +531,25 @@ def plan_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,
         fires = due[-spec.catchup_max:]
     dropped = [f for f in due if f not in fires]
     missed = total_due - len(fires)
-    return FirePlan(fires, missed, newest, (dropped[-1] if dropped else None) if missed else None)
+    latest_missed = None
+    if missed:
+        # The newest fire not started: a dropped one of the window, or else the fire before the oldest started (the
+        # window held only fires that start, one of them behind its jitter: the report named a started fire).
+        before = dropped[-1:] or (latest_fires(spec, last_fire, fires[0] - timedelta(microseconds=1), 1) if fires else [])
+        latest_missed = before[-1] if before else None
+    return FirePlan(fires, missed, newest, latest_missed, capped)
 
 
 def _count_due(spec: ScheduleSpec, last_fire: datetime, newest: datetime,
-               window: list[datetime], due: list[datetime]) -> int:
-    """Number of fires in ``(last_fire, newest]``; for cron at most ``MISSED_COUNT_CAP`` (a lower bound)."""
+               window: list[datetime], due: list[datetime]) -> tuple[int, bool]:
+    """Number of fires in ``(last_fire, newest]``, and whether it is a lower bound (for cron, counting stops at
+    ``MISSED_COUNT_CAP``)."""
     if window and window[0] > last_fire and next_fire(spec, last_fire) == window[0]:
-        return len(due)
+        return len(due), False
     if spec.every is not None:
-        return math.ceil((newest - last_fire).total_seconds() / spec.every - 1e-9)
-    return len(fires_between(spec, last_fire, newest, limit=MISSED_COUNT_CAP))
+        return math.ceil((newest - last_fire).total_seconds() / spec.every - 1e-9), False
+    counted = len(fires_between(spec, last_fire, newest, limit=MISSED_COUNT_CAP))
+    return counted, counted >= MISSED_COUNT_CAP
 
 
 def due_fires(spec: ScheduleSpec, last_fire: datetime | None, now: datetime, *,

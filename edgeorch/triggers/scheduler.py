@@ -306,7 +306,7 @@ class Scheduler:
                    else "the daemon could not start them when due: a stalled daemon, or a state file it could not "
                         "write")
             if not self._emit(out, Fire(spec.pipeline, "missed", missed_at, start_time(spec, missed_at), wm,
-                                        f"{plan.missed} fire(s) up to this one passed without a run ({why}); "
+                                        f"{plan.missed_text()} fire(s) up to this one passed without a run ({why}); "
                                         f"catchup = {spec.catchup}", missed=plan.missed), entry, now):
                 return
             entry.last_fire = wm

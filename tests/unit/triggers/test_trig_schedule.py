@@ -319,3 +319,34 @@ def test_a_plan_names_its_newest_missed_fire() -> None:
     assert (capped.missed, capped.latest_missed) == (2, utc(2026, 1, 1, 12))
     none = plan_fires(ScheduleSpec("p", catchup="all", **hourly), utc(2026, 1, 1, 10), utc(2026, 1, 1, 12, 0, 1))
     assert (none.missed, none.latest_missed) == (0, None)
+
+
+def test_a_missed_report_names_a_fire_that_was_not_started_when_the_newest_waits_for_its_jitter():
+    """A tester's find: after a downtime, the newest fire still behind its jitter left the window holding only the
+    fire that starts; the "missed" report fell back to naming that very fire ("fire 18:28:30: 20 fire(s) ... passed
+    without a run", then "fire 18:28:30 started run 273"). It names the fire before it."""
+    from edgeorch.triggers.schedule import jitter_offset, plan_fires
+
+    spec = ScheduleSpec("jit", every=10, jitter=6.0)
+    last = datetime(2026, 12, 7, 18, 25, 0, tzinfo=UTC)
+    # A "now" just after a fire whose jittered start is still ahead (its offset is fixed per pipeline and fire).
+    newest = next(datetime(2026, 12, 7, 18, 28, s, tzinfo=UTC) for s in range(0, 60, 10)
+                  if jitter_offset(spec, datetime(2026, 12, 7, 18, 28, s, tzinfo=UTC)) > timedelta(seconds=1))
+    now = newest + timedelta(seconds=0.5)
+    plan = plan_fires(spec, last, now)
+    assert plan.fires == [newest - timedelta(seconds=10)]
+    assert plan.missed > 0 and plan.latest_missed == newest - timedelta(seconds=20)
+    assert plan.latest_missed not in plan.fires
+
+
+def test_a_cron_schedules_missed_count_past_its_counting_cap_is_said_as_a_lower_bound():
+    """"990 fire(s) up to this one passed without a run" after three weeks of a `* * * * *` schedule (~31,000):
+    counting cron fires stops at MISSED_COUNT_CAP, and the report said the bound as the count."""
+    from edgeorch.triggers.schedule import MISSED_COUNT_CAP, plan_fires
+
+    spec = ScheduleSpec("minute", cron="* * * * *", catchup="all", catchup_max=10)
+    plan = plan_fires(spec, datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 12, 7, 18, 23, 30, tzinfo=UTC))
+    assert plan.missed_at_least and plan.missed == MISSED_COUNT_CAP - 10
+    assert plan.missed_text() == f"at least {MISSED_COUNT_CAP - 10}"
+    short = plan_fires(spec, datetime(2026, 12, 7, 17, 0, tzinfo=UTC), datetime(2026, 12, 7, 18, 23, 30, tzinfo=UTC))
+    assert not short.missed_at_least and short.missed_text() == str(83 - 10)
