@@ -289,6 +289,11 @@ class Scheduler:
             return
         entry.pause_reported = False
         held = entry.waiting is not None  # a fire held by max_active_runs (on_max_active = "wait") until now
+        if held and spec.catchup != "all" and plan_fires(spec, entry.waiting, now).last_fire != entry.waiting:
+            # A newer fire fell due while it was held: "latest" (and "skip") run the most recent fire, and the
+            # held one is counted with the missed below. Started first, the held fire made each run one for the
+            # oldest pending fire, a pipeline slower than its interval always an interval behind.
+            entry.waiting, entry.wait_reported = None, False
         if entry.waiting is not None and not self._try_start(entry, entry.waiting, out, now):
             return
         plan = plan_fires(spec, entry.last_fire, now)

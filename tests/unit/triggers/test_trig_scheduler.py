@@ -314,3 +314,24 @@ def test_fires_missed_while_the_scheduler_ran_are_not_said_to_be_missed_while_th
     assert "daemon was away" not in reasons["stalled"]
     assert ("passed without a run (the daemon could not start them when due: a stalled daemon, or a state file it "
             "could not write)") in reasons["stalled"]
+
+
+def test_a_held_fire_overtaken_by_a_newer_one_is_not_started_under_catchup_latest():
+    """A tester's find: `on_max_active = "wait"` with `catchup = "latest"` started the held (oldest) fire when the
+    run ended, though a newer one was due: every run was one for a stale fire. "latest" runs the most recent fire;
+    the held one is counted as missed. With catchup = "all", the held fire runs first, as documented."""
+    for catchup, expected in (("latest", [("p", "missed", "10:10"), ("p", "start", "10:15")]),
+                              ("all", [("p", "start", "10:05")])):  # then 10:10 waits for it (max_active_runs)
+        h = Harness(utc(2026, 1, 1, 10, 5, 1))
+        h.s.set(ScheduleSpec("p", every=300, catchup=catchup, max_active_runs=1, on_max_active="wait"),
+                utc(2026, 1, 1, 10, 0))
+        h.active["p"] = 1  # a run of the pipeline is going on
+        h.s.tick()
+        assert h.actions() == [("p", "wait", "10:05")]
+        h.clock.set(utc(2026, 1, 1, 10, 15, 2))  # it ends after two more fires fell due
+        h.active["p"] = 0
+        h.s.tick()
+        got = [a for a in h.actions()[1:] if a[1] != "wait"]
+        assert got == expected, (catchup, h.actions())
+        if catchup == "latest":
+            assert h.fires[1].missed == 2  # 10:05 (the held one) and 10:10
