@@ -113,6 +113,21 @@ def parse_param_args(items: list[str]) -> dict[str, str]:
     return out
 
 
+def schedule_params_problem(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Why a scheduled pipeline's fires cannot start, whose ``[params]`` are ``params`` (name -> a declaration with
+    ``required``), as an error's fields, or None: a fire passes no params, so a required one (no default) refuses
+    every fire; the daemon said so at each fire, and ``validate`` said ok."""
+    required = [n for n, p in params.items() if p.required]
+    if not required:
+        return None
+    return {"message": "a schedule's fires pass no params: every fire would be refused",
+            "field": f"params.{required[0]}", "value": None,
+            "expected": "a default for every param of a scheduled pipeline"
+                        + (f" (also {', '.join(required[1:])})" if required[1:] else ""),
+            "hint": f"give it one: [params] {required[0]} = {{ type = \"...\", default = ... }}; a run started by "
+                    "hand or by a drop sets it with -p or the dropped file"}
+
+
 def watch_param_problem(param: str, params: Mapping[str, Any], pipeline: str) -> dict[str, Any] | None:
     """Why a watch's ``param`` cannot receive the claimed path in ``pipeline``, whose ``[params]`` are ``params``
     (name -> a declaration with a ``type``), as an error's fields (message, field, value, expected, hint), or

@@ -37,7 +37,7 @@ from ..model import PARAM_TYPES, Param, Pipeline, TaskSpec, text_hash
 from ..tomlcheck import TableReader, a_or_an, suggest
 from .graph import find_cycle, topological_order
 from .inputs import dataset_conflicts, input_problem
-from .params import coerce_param, infer_param_type, watch_param_problem
+from .params import coerce_param, infer_param_type, schedule_params_problem, watch_param_problem
 from .substitute import BUILTIN_PLACEHOLDERS, placeholder_problem, strings_in
 
 PIPELINE_KEYS = ["name", "description", "priority", "max_parallel", "params", "tasks",
@@ -114,8 +114,12 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str,
     if name is not None:
         from ..triggers.checks import check_pipeline_triggers
 
-        _sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
+        sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
         errors.extend(trig_errors)
+        if sched is not None:
+            problem = schedule_params_problem(params)
+            if problem is not None:
+                errors.append(PipelineError(file=fname, **problem))
         for w in watches:
             problem = watch_param_problem(w.param, params, name)
             if problem is not None:

@@ -289,10 +289,12 @@ class Scheduler:
             return
         entry.pause_reported = False
         held = entry.waiting is not None  # a fire held by max_active_runs (on_max_active = "wait") until now
-        if held and spec.catchup != "all" and plan_fires(spec, entry.waiting, now).last_fire != entry.waiting:
-            # A newer fire fell due while it was held: "latest" (and "skip") run the most recent fire, and the
-            # held one is counted with the missed below. Started first, the held fire made each run one for the
-            # oldest pending fire, a pipeline slower than its interval always an interval behind.
+        if (held and spec.catchup != "all" and admit(spec, self.active_runs(spec.pipeline)).action != "wait"
+                and plan_fires(spec, entry.waiting, now).last_fire != entry.waiting):
+            # Released, and a newer fire fell due while it was held: "latest" (and "skip") run the most recent
+            # fire, and the held one is counted with the missed below. Started first, the held fire made each run
+            # one for the oldest pending fire, a pipeline slower than its interval always an interval behind.
+            # (Decided at the release only: while the limit holds, the held fire waits on, said once.)
             entry.waiting, entry.wait_reported = None, False
         if entry.waiting is not None and not self._try_start(entry, entry.waiting, out, now):
             return

@@ -350,3 +350,21 @@ def test_a_cron_schedules_missed_count_past_its_counting_cap_is_said_as_a_lower_
     assert plan.missed_text() == f"at least {MISSED_COUNT_CAP - 10}"
     short = plan_fires(spec, datetime(2026, 12, 7, 17, 0, tzinfo=UTC), datetime(2026, 12, 7, 18, 23, 30, tzinfo=UTC))
     assert not short.missed_at_least and short.missed_text() == str(83 - 10)
+
+
+def test_a_scheduled_pipeline_with_a_param_without_default_is_refused_by_validation(tmp_path):
+    """A tester's find: `validate` said ok, and the daemon refused every fire ("parameter day is required"): a
+    schedule's fire passes no params."""
+    from edgeorch.pipelines import validate_path
+
+    (tmp_path / "needparam.toml").write_text('every = "3s"\n[params]\nday = { type = "str" }\nhour = { type = "int" }\n'
+                                             '[tasks.t]\ncommand = ["echo", "{day}", "{hour}"]\n')
+    (tmp_path / "fine.toml").write_text('every = "3s"\n[params]\nday = { type = "str", default = "mon" }\n'
+                                        '[tasks.t]\ncommand = ["echo", "{day}"]\n')
+    (tmp_path / "manual.toml").write_text('[params]\nday = { type = "str" }\n[tasks.t]\ncommand = ["echo", "{day}"]\n')
+    report = validate_path(tmp_path)
+    assert sorted(report.pipelines) == ["fine", "manual"]
+    (error,) = report.errors
+    text = error.render()
+    assert "needparam.toml" in text and "params.day" in text and "every fire would be refused" in text, text
+    assert "(also hour)" in text and "default" in text, text

@@ -205,7 +205,8 @@ def test_editing_only_catchup_keeps_the_held_fire_and_raising_max_active_runs_re
     write(folder, "nightly", 'schedule = "* * * * *"\nmax_active_runs = 2\ncatchup = "latest"\n')
     d.load()  # a reload ticks at once (the timer's poke): the held fire needs no run to end
     d.at(utc(2026, 1, 1, 10, 5, 30))
-    assert d.requests.started[0] == ("nightly", "2026-01-01T10:01:00+00:00")
+    # Released with newer fires due: catchup = "latest" runs the most recent one, the held one counted missed.
+    assert d.requests.started == [("nightly", "2026-01-01T10:05:00+00:00")]
     (missed,) = d.events("schedule_missed")  # the fires that fell due meanwhile, said as what happened
     assert "held by max_active_runs" in missed["message"], missed["message"]
     assert "daemon was away" not in caplog.text and "stalled" not in caplog.text, caplog.text
