@@ -169,15 +169,17 @@ class TaskStarted(Event):
 
 @frozen
 class TaskCached(Event):
-    """``task`` was skipped: a verified cache hit from attempt ``cached_from``."""
+    """``task`` was skipped: a verified cache hit from attempt ``cached_from`` (its id), ``reason`` as the run's task
+    says it (``cache hit: outputs of run 92 (train #1)``)."""
 
     run_id: int
     task: str
     cached_from: int
+    reason: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": "task", "run_id": self.run_id, "task": self.task, "state": "skipped",
-                "cached_from": self.cached_from, "ts": self.ts}
+                "cached_from": self.cached_from, "reason": self.reason, "ts": self.ts}
 
 
 @frozen

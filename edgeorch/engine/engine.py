@@ -1645,11 +1645,11 @@ class Engine:
                                          *upstream_items(self._upstream_outputs(ctx, ctx.pipeline.tasks[name])))]
         ctx.outputs.pop(name, None)
         with self.store.transaction():  # skipped (mark_cached writes the row), dependents ready, maybe the run's end
-            self.store.outputs.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
+            said = self.store.outputs.mark_cached(ctx.task_ids[name], ctx.run_id, name, input_hash, hit_id, arts)
             if consumed:  # what the hit stands for: the same inputs its key was computed from
                 self.store.lineage.record_consumed(ctx.run_id, name, None, consumed)
             self._record(ctx, decided, skip_task=True)
-        self._apply(ctx, decided, lambda: self._announce(TaskCached(self.clock(), ctx.run_id, name, hit_id)))
+        self._apply(ctx, decided, lambda: self._announce(TaskCached(self.clock(), ctx.run_id, name, hit_id, said)))
 
     def _fail_without_attempt(self, ctx: RunCtx, name: str, reason: str) -> None:
         """``name`` fails before any attempt (cannot be scheduled or prepared): no retry; the cascade follows."""

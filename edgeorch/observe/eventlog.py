@@ -111,7 +111,8 @@ class EventLog:
                 extra=log_fields(run=e.run_id, task=e.task, attempt=e.attempt, pipeline=self._pipeline_of(e.run_id)))
 
     def _task_cached(self, e: TaskCached) -> None:
-        log.info("run %s: %s skipped: a verified cache hit from attempt %s", e.run_id, e.task, e.cached_from,
+        # Said as `show` says it: "attempt 96" (an attempt's internal id) read as a run that reused itself.
+        log.info("run %s: %s skipped: a verified %s", e.run_id, e.task, e.reason or f"cache hit (attempt id {e.cached_from})",
                  extra=log_fields(run=e.run_id, task=e.task, pipeline=self._pipeline_of(e.run_id)))
 
     def _task_failed(self, e: TaskFailed) -> None:

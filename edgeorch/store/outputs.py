@@ -31,7 +31,7 @@ class Outputs:
         self._db = db
 
     def mark_cached(self, task_id: int, run_id: int, task: str, input_hash: str, source_attempt: int,
-                    artifacts: list[dict[str, Any]]) -> None:
+                    artifacts: list[dict[str, Any]]) -> str:
         """Record a cache hit: task ``skipped``, the earlier attempt's artifacts and check results (a built-in
         check task's ``task_results`` rows) recorded for this run.
 
@@ -41,7 +41,8 @@ class Outputs:
         source attempt's own records (:meth:`artifacts_of_attempt`), never the
         copies other runs made of them; each names the file where this run finds
         it (its hard link in this run's folder, ``engine.files.own_links``, else
-        the source's path).
+        the source's path). Returns the task's reason, ``cache hit: outputs of run 92 (train #1)``: the source
+        named as the tables name it (an attempt's internal id, said before, looked like a run id).
         """
         now = self._db.clock()
         # Named as the tables name it: run 59's extract, attempt #1 (an attempt's internal id matched nothing shown).
@@ -72,7 +73,8 @@ class Outputs:
                 " threshold, verdict, details FROM task_results WHERE attempt_id = ?"
                 " AND run_id = (SELECT run_id FROM attempts WHERE id = ?) ORDER BY id",
                 (run_id, source_attempt, source_attempt))
-            write_event(self._db, run_id, task, "task_cached", f"{task}: cache hit (attempt {source_attempt})", None, now)
+            write_event(self._db, run_id, task, "task_cached", f"{task}: {reason}", None, now)
+        return reason
 
     def follow_moved_files(self, attempt_id: int, old: str, new: str) -> int:
         """Rename, in every record that names a file of attempt ``attempt_id`` under folder ``old`` (the folder

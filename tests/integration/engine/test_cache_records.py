@@ -51,3 +51,27 @@ def test_a_repeated_cache_hit_in_one_run_replaces_its_records(tmp_path):
     for _ in range(3):
         store.outputs.mark_cached(task["id"], run_ids[1], "t", "ih", 7, art)
     assert len(store.outputs.artifacts_of(run_ids[1], "t")) == 1
+
+
+def test_a_cache_hit_is_said_by_the_run_and_task_it_reuses_not_by_an_attempt_id(workspace, harness, caplog):
+    """A tester's find: the log said "run 96: train skipped: a verified cache hit from attempt 96" (an attempt's
+    internal id, here equal to the run's), and `show 96` said "outputs of run 92 (train #1)": the log, the events
+    table and `show` say the same now."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edgeorch")
+    workspace.pipeline("nightly", CACHED_WITH_READER)
+    (first, _), (second, _) = harness.run_many("nightly", 2)
+    from edgeorch.events import TaskCached
+    from edgeorch.observe.eventlog import EventLog
+
+    store = harness.store()
+    said = f"cache hit: outputs of run {first} (expensive #1)"
+    task = next(t for t in store.runs.tasks_of(second) if t["name"] == "expensive")
+    assert task["reason"] == said
+    (event,) = [e for e in store.events.recent(200) if e["kind"] == "task_cached"]
+    assert event["message"] == f"expensive: {said}"
+    cached = [e for e in harness.events if e.get("state") == "skipped"]
+    assert len(cached) == 1 and cached[0]["run_id"] == second and cached[0]["reason"] == said
+    EventLog({}.get).on_event(TaskCached(0.0, second, "expensive", 7, said))
+    assert f"run {second}: expensive skipped: a verified {said}" in caplog.text, caplog.text
