@@ -244,6 +244,15 @@ _REGION_ABBREVIATIONS = {
 several) people mean by them."""
 
 
+_NOT_REGIONS = {
+    "localtime": "is this machine's configured zone, whatever it is set to later, not a region: the schedule's hour "
+                 "would move with a change of the host's setting",
+    "Factory": "is tzdata's placeholder zone ('-00'), not a region",
+    "posixrules": "is tzdata's template of rules for POSIX TZ strings, not a region",
+}
+"""Names ``zoneinfo`` loads that name no region's civil time (``right/...`` too: leap-second clocks)."""
+
+
 def abbreviation_problem(name: str) -> tuple[str, str] | None:
     """``(what, expected)`` when ``name`` is a timezone abbreviation rather than a zone (case as written: tzdata's
     names are case-sensitive), or a name with spaces around it; else None. ``EST``/``MST`` are valid tzdata names,
@@ -253,6 +262,10 @@ def abbreviation_problem(name: str) -> tuple[str, str] | None:
     if name in _FIXED_ABBREVIATIONS:
         offset, instead = _FIXED_ABBREVIATIONS[name]
         return (f"is a fixed UTC{offset} offset without daylight saving time, not a region's local time", instead)
+    if name in _NOT_REGIONS or name.startswith("right/"):
+        return (_NOT_REGIONS.get(name, "counts leap seconds: its clock runs 27 s behind UTC's (the tzdata 'right/' "
+                                       "zones are not for civil time)"),
+                "an IANA timezone name of a region such as 'Europe/Berlin', or 'UTC'")
     zones = _REGION_ABBREVIATIONS.get(name.upper())
     if zones:
         named = " or ".join(f"'{z}'" for z in zones)

@@ -368,3 +368,17 @@ def test_a_scheduled_pipeline_with_a_param_without_default_is_refused_by_validat
     text = error.render()
     assert "needparam.toml" in text and "params.day" in text and "every fire would be refused" in text, text
     assert "(also hour)" in text and "default" in text, text
+
+
+@pytest.mark.parametrize("tz, said", [("localtime", "this machine's configured zone"), ("Factory", "placeholder"),
+                                      ("posixrules", "template"), ("right/Europe/Berlin", "leap seconds")])
+def test_zone_names_that_name_no_regions_civil_time_are_refused(tz, said):
+    """A tester's find: `localtime`, `Factory`, `posixrules` and `right/UTC` passed validation, though the docs say a
+    timezone is a region's: `localtime` follows whatever the host is set to later, `right/` clocks count leap
+    seconds (27 s off)."""
+    from edgeorch.triggers.schedule import check_schedule
+
+    spec, errors = check_schedule({"name": "n", "schedule": "0 2 * * *", "timezone": tz}, "p.toml")
+    assert spec is None and len(errors) == 1
+    text = str(errors[0])
+    assert said in text and "timezone" in text and repr(tz) in text, text
