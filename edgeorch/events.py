@@ -281,10 +281,13 @@ class EngineFatal(Event):
 
 @frozen
 class PipelinePaused(Event):
-    """``pipeline`` was paused (``paused``) or resumed; its row is written by ``store.pipelines.set_paused`` with the state."""
+    """``pipeline`` was paused (``paused``) or resumed by ``actor`` (``reason``: the pause's); its row is written by
+    ``store.pipelines.set_paused`` with the state."""
 
     pipeline: str
     paused: bool
+    actor: str | None = None
+    reason: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": "pipeline", "pipeline": self.pipeline, "state": "paused" if self.paused else "resumed",

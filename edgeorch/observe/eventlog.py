@@ -28,6 +28,7 @@ from ..events import (
     GpuDrained,
     InputChanged,
     InputQuarantined,
+    PipelinePaused,
     RunFinished,
     RunQueued,
     RunResumed,
@@ -60,7 +61,7 @@ class EventLog:
             RunFinished: self._run_finished, TaskStarted: self._task_started, AttemptEnded: self._attempt_ended,
             TaskCached: self._task_cached, TaskFailed: self._task_failed, InputChanged: self._input_changed,
             InputQuarantined: self._input_quarantined, GpuDrained: self._gpu_drained,
-            GpuBudgetAction: self._gpu_budget,
+            GpuBudgetAction: self._gpu_budget, PipelinePaused: self._pipeline_paused,
         }
 
     @classmethod
@@ -109,6 +110,15 @@ class EventLog:
         log.log(level, "run %s: %s attempt %s %s%s", e.run_id, e.task, e.attempt, outcome,
                 f": {e.reason}" if e.reason else "",
                 extra=log_fields(run=e.run_id, task=e.task, attempt=e.attempt, pipeline=self._pipeline_of(e.run_id)))
+
+    def _pipeline_paused(self, e: PipelinePaused) -> None:
+        # In the log too: "skipped: pipeline nightly is paused" at each fire said neither who paused it nor why.
+        if e.paused:
+            log.info("pipeline %s paused by %s%s: new runs are refused, its schedule's fires skipped until it is "
+                     "resumed", e.pipeline, e.actor or "?", f" ({e.reason})" if e.reason else "",
+                     extra=log_fields(pipeline=e.pipeline))
+        else:
+            log.info("pipeline %s resumed by %s", e.pipeline, e.actor or "?", extra=log_fields(pipeline=e.pipeline))
 
     def _task_cached(self, e: TaskCached) -> None:
         # Said as `show` says it: "attempt 96" (an attempt's internal id) read as a run that reused itself.

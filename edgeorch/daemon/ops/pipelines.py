@@ -121,7 +121,7 @@ class PipelineOps:
         if before is not None and before["reason"] == reason:  # paused already, for that reason: nothing recorded
             return {"name": p.name, "paused": True, "inputs_started": 0, "changed": False}
         self.store.pipelines.set_paused(p.name, True, reason=reason, actor=actor_of(peer))
-        self.publish(PipelinePaused(self.engine.clock(), p.name, True))
+        self.publish(PipelinePaused(self.engine.clock(), p.name, True, actor_of(peer), reason))
         return {"name": p.name, "paused": True, "inputs_started": 0, "changed": True}  # paused now, or reason replaced
 
     async def pipelines_resume(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:
@@ -130,7 +130,7 @@ class PipelineOps:
             return {"name": p.name, "paused": False, "inputs_started": 0, "changed": False}
         waiting = len(self.store.inputs.waiting(p.name))  # the drop folders start them on the event below
         self.store.pipelines.set_paused(p.name, False, reason=None, actor=actor_of(peer))
-        self.publish(PipelinePaused(self.engine.clock(), p.name, False))
+        self.publish(PipelinePaused(self.engine.clock(), p.name, False, actor_of(peer)))
         return {"name": p.name, "paused": False, "inputs_started": waiting, "changed": True}
 
     async def reload(self, args: dict[str, Any], peer: "Peer") -> dict[str, Any]:

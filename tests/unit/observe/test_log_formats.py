@@ -115,3 +115,18 @@ def test_a_resumed_run_is_logged_with_its_pipeline_though_it_is_not_active_yet(c
         ev.on_event(RunResumed(1.0, 88, ("x",), "fail"))
     assert [(r.getMessage(), fields_of(r)) for r in caplog.records] == [
         ("run 88 of fail resumed: x run again", {"run": 88, "pipeline": "fail"})]
+
+
+def test_a_pause_and_a_resume_are_logged_with_who_and_why(caplog):
+    """A tester's find: the daemon's log said only "skipped: pipeline nightly is paused" at each fire, neither who
+    paused it nor the --reason given (the events table and the audit log had both)."""
+    from edgeorch.events import PipelinePaused
+
+    ev = EventLog({}.get)
+    with caplog.at_level(logging.INFO, logger="edgeorch.events"):
+        ev.on_event(PipelinePaused(1.0, "nightly", True, "alice (uid 1000)", "disk replacement"))
+        ev.on_event(PipelinePaused(2.0, "nightly", False, "bob (uid 1001)"))
+    got = [(r.getMessage(), fields_of(r)) for r in caplog.records]
+    assert got[0][0].startswith("pipeline nightly paused by alice (uid 1000) (disk replacement): ")
+    assert got[1][0] == "pipeline nightly resumed by bob (uid 1001)"
+    assert got[0][1] == got[1][1] == {"pipeline": "nightly"}
