@@ -679,23 +679,29 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 # -- read-only views ------------------------------------------------------------------------
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from ...rundoc import MAX_RUNS_LIMIT
+
+    # One more than shown, to say that more match (20 rows of 52 read as all there were).
+    asked = min(args.limit + 1, MAX_RUNS_LIMIT) if args.limit > 0 else args.limit
     with connect(load(args)) as backend:
         if backend.online:
             from ...client.records import shared_document  # loaded with the client already
 
-            runs = [shared_document(r) for r in backend.api.runs(limit=args.limit, pipeline=args.pipeline,
+            runs = [shared_document(r) for r in backend.api.runs(limit=asked, pipeline=args.pipeline,
                                                                   state=args.state)]
         else:
             from ...rundoc import runs_page
 
             store = backend.open_store(readonly=True)
             try:
-                runs = runs_page(store, limit=args.limit, pipeline=args.pipeline, state=args.state)
+                runs = runs_page(store, limit=asked, pipeline=args.pipeline, state=args.state)
             finally:
                 if store is not None:
                     store.close()
         if not runs and args.pipeline:  # a typo must not read as "no runs match"
             require_known_pipeline(backend, args.pipeline)
+    more = len(runs) > args.limit > 0
+    runs = runs[:args.limit] if more else runs
     if args.json:
         print_json(runs)
         return EXIT_OK
@@ -711,6 +717,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     filtered = args.pipeline or args.state
     print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows,
                 empty="no runs match" if filtered else "no runs yet (`edgeorch run PIPELINE` starts one)")
+    if more:
+        sys.stdout.flush()
+        print(f"note: the newest {args.limit} shown; more match (--limit N shows more)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -925,11 +934,15 @@ def cmd_show(args: argparse.Namespace) -> int:
                   f"`edgeorch cancel {run['id']}` stops it.")
     attempts = [a for t in run["tasks"] for a in t["attempt_list"]]
     print("\nattempts:")
+    # Every task a cache hit (or none started yet): said, not an empty table's bare header.
     print_table(["task", "#", "state", "pid", "started", "duration", "exit", "log"], [
         [a["task"], a["number"], a["state"], a["pid"], format_timestamp(a["started_at"]),
          format_duration((a["finished_at"] or time.time()) - a["started_at"]),
          a["exit_code"] if a["signal"] is None else f"sig {a['signal']}", a["log_path"]]
-        for a in sorted(attempts, key=lambda a: a["id"])])
+        for a in sorted(attempts, key=lambda a: a["id"])],
+        empty="  none: " + ("every task was a cache hit (their reasons above name the runs reused)"
+                            if run["tasks"] and all(t["state"] == "skipped" for t in run["tasks"])
+                            else "no task has started an attempt yet"))
     arts = [a for t in run["tasks"] for a in t["artifacts"]]
     if arts:
         print("\nartifacts:")
