@@ -682,7 +682,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from ...rundoc import MAX_RUNS_LIMIT
 
     # One more than shown, to say that more match (20 rows of 52 read as all there were).
-    asked = min(args.limit + 1, MAX_RUNS_LIMIT) if args.limit > 0 else args.limit
+    asked = args.limit + 1 if 0 < args.limit < MAX_RUNS_LIMIT else args.limit  # out of range: refused as asked
     with connect(load(args)) as backend:
         if backend.online:
             from ...client.records import shared_document  # loaded with the client already
