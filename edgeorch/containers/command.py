@@ -234,16 +234,23 @@ def oom_recorded(attempt_dir: str | os.PathLike[str]) -> bool | None:
     return True if os.path.exists(os.path.join(attempt_dir, OOM_MARKER)) else None
 
 
+_RUNTIME_CODES = {125: "a container it could not run", 126: "a command it could not invoke in the image",
+                  127: "a command not found in the image"}
+"""What the runtime means by 125-127 (``podman run``, ``docker run``); a command inside may exit with them too."""
+
+
 def exit_as_host(exit_code: int | None, signal: int | None, *, memory: int = 0, oom: bool | None = None,
-                 stopped: bool = False) -> tuple[int | None, int | None, str | None]:
+                 stopped: bool = False, last_line: str | None = None,
+                 created: bool | None = None) -> tuple[int | None, int | None, str | None]:
     """A container attempt's ``(exit_code, signal)`` read as a host task's, with a reason where one helps.
 
     ``128 + N`` (N ≤ 64) becomes "killed by signal N" (the runtime's way to
-    say it); 125-127 are the runtime's own failures, explained (its message is
-    in the attempt's log). ``memory`` (the bound, bytes), ``oom`` (the
-    container's OOM record: :func:`oom_recorded`) and ``stopped`` (edgeorch
-    stopped it) go to the one rule of OOM reasons, :func:`edgeorch.resources.oom.explain`:
-    an OOM kill reads ``killed: out of memory (memory bound N)``.
+    say it). 125-127 are the runtime's codes for its own failures, and a command inside may exit with them too:
+    the reason quotes the log's ``last_line`` (the runtime's message, or the command's own last words) and names
+    both readings; a 125 before the container was ``created`` (no ``container.id``: a bad option, an image it
+    could not use) is the runtime's alone. ``memory`` (the bound, bytes), ``oom`` (the container's OOM record:
+    :func:`oom_recorded`) and ``stopped`` (edgeorch stopped it) go to the one rule of OOM reasons,
+    :func:`edgeorch.resources.oom.explain`: an OOM kill reads ``killed: out of memory (memory bound N)``.
     """
     if signal is None and exit_code is not None and SIGNAL_BASE < exit_code <= SIGNAL_BASE + 64:
         signal = exit_code - SIGNAL_BASE  # two statements: mypy checks a tuple assignment item by item
@@ -251,13 +258,13 @@ def exit_as_host(exit_code: int | None, signal: int | None, *, memory: int = 0, 
     why = oom_reason(exit_code, signal, memory=memory, killed=oom, stopped=stopped)
     if why is not None or signal is not None or exit_code is None:
         return exit_code, signal, why
-    if exit_code == 125:
-        return 125, None, "the container runtime could not run the container (exit code 125; its message is in the log)"
-    if exit_code == 126:
-        return 126, None, "the command cannot be invoked in the container (exit code 126; see the log)"
-    if exit_code == 127:
-        return 127, None, "the command was not found in the image (exit code 127; see the log)"
-    return exit_code, None, None
+    if exit_code not in _RUNTIME_CODES:
+        return exit_code, None, None
+    said = f": {last_line}" if last_line else " (see the log)"
+    if exit_code == 125 and created is False:
+        return 125, None, f"the container runtime could not create the container (exit code 125){said}"
+    return exit_code, None, (f"exited with code {exit_code}{said} (the container runtime's code for "
+                             f"{_RUNTIME_CODES[exit_code]}, or the command's own)")
 
 
 def labels_of(run_id: int, task: str, number: int, pipeline: str, state_dir: str) -> tuple[tuple[str, str], ...]:

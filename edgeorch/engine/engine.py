@@ -1883,9 +1883,11 @@ class Engine:
             # Imported here (container tasks only): not on a plain run's start-up.
             from ..containers import command as container_command
 
+            runtime_code = info.signal is None and info.exit_code in (125, 126, 127)
             code, sig, why = container_command.exit_as_host(
                 info.exit_code, info.signal, memory=memory, oom=container_command.oom_recorded(la.attempt_dir),
-                stopped=stopped)
+                stopped=stopped, last_line=last_log_line(la.attempt_dir / "output.log") if runtime_code else None,
+                created=(la.attempt_dir / "container.id").exists() if runtime_code else None)
             return dataclasses.replace(info, exit_code=code, signal=sig, error=info.error or why)
         if held is None or not held.cgroup or (info.signal is None and info.exit_code == 0):
             return info

@@ -220,3 +220,25 @@ def test_a_container_over_its_memory_bound_is_reported_as_out_of_memory(containe
     assert show.returncode == 0, show.stderr
     assert "out of memory (memory bound 32M" in show.stdout
     assert not (ws.pipelines / "oom").exists()  # the monitor's marker stays in the attempt folder
+
+
+def test_a_command_that_exits_with_a_runtime_code_itself_is_said_with_its_last_line(container_ws, podman):
+    """A tester's find: a command exiting 125 or 127 itself was "the container runtime could not run the container
+    (exit code 125; its message is in the log)", without the log's last line host tasks get."""
+    ws = container_ws
+    ws.pipeline("own", pipeline_text(f"""
+        [tasks.self125]
+        command = ["sh", "-c", "echo I exit 125 myself; exit 125"]
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+        [tasks.missing]
+        command = ["no-such-program-here"]
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+    """))
+    run_id, state = run_pipeline(ws, "own")
+    assert state == RunState.FAILED
+    (own,) = _attempts(ws, "self125")
+    assert own["exit_code"] == 125
+    assert own["reason"].startswith("exited with code 125: I exit 125 myself (the container runtime's code"), own["reason"]
+    (missing,) = _attempts(ws, "missing")
+    assert missing["exit_code"] in (126, 127)  # runc says 127, crun may say 126
+    assert "no-such-program-here" in missing["reason"] and "the container runtime's code for" in missing["reason"]

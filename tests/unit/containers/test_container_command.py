@@ -126,11 +126,23 @@ def test_the_oom_record_is_the_monitors_marker_in_the_attempt_folder(tmp_path):
     assert oom_recorded(tmp_path) is True
 
 
-@pytest.mark.parametrize("code, words", [(125, "runtime could not run"), (126, "cannot be invoked"),
+@pytest.mark.parametrize("code, words", [(125, "a container it could not run"), (126, "could not invoke"),
                                          (127, "not found in the image")])
-def test_the_runtimes_own_exit_codes_are_explained(code, words):
-    got_code, got_signal, why = exit_as_host(code, None)
-    assert (got_code, got_signal) == (code, None) and words in why
+def test_the_runtimes_codes_quote_the_log_and_name_both_readings(code, words):
+    """A tester's find: a command that exited 125 or 127 itself (`python: not found` from a script inside) was
+    said to be the runtime's failure, without the log's last line that host tasks get: at 3 a.m. that sends one
+    after podman when the script failed. Both readings are named, after the log's last line."""
+    got_code, got_signal, why = exit_as_host(code, None, last_line="I exit myself", created=True)
+    assert (got_code, got_signal) == (code, None)
+    assert why.startswith(f"exited with code {code}: I exit myself (the container runtime's code for ")
+    assert words in why and why.endswith("or the command's own)")
+    assert "(see the log)" in exit_as_host(code, None)[2]  # no line to quote
+
+
+def test_a_125_before_the_container_was_created_is_the_runtimes_alone():
+    why = exit_as_host(125, None, last_line="Error: unknown flag: --no-such-flag", created=False)[2]
+    assert why == ("the container runtime could not create the container (exit code 125): "
+                   "Error: unknown flag: --no-such-flag")
 
 
 def test_placeholders_are_substituted_in_every_container_string():
