@@ -1371,7 +1371,8 @@ class Engine:
         recorded = holds_anything(lease)
         note = None
         if recorded:
-            memory_note = res.memory_note(lease, container=spec.container is not None)
+            image = snapshot.image if snapshot is not None and spec.container is not None else None
+            memory_note = res.memory_note(lease, container=image.runtime if image is not None else None)
             note = _describe_lease(lease) + (f"; {memory_note}" if memory_note else "")
         # The lease (and its event) go into the same transaction as the attempt: nothing held without a record;
         # so does what it consumed (lineage), when it consumes anything.

@@ -430,16 +430,21 @@ class Admission:
             return None
         return list(lease.affinity)
 
-    def memory_note(self, lease: Lease, *, container: bool = False) -> str | None:
+    def memory_note(self, lease: Lease, *, container: str | None = None) -> str | None:
         """How a lease's memory claims are enforced, for the start event (None: nothing to say).
 
-        Host memory: enforced by cgroup or only admission-checked; a ``container`` task's by its runtime
-        (``--memory``), whatever this daemon's cgroups allow (it was said "not enforced" while the container was
-        OOM-killed at its bound). GPU memory: a budget so small that a CUDA context alone may break it.
+        Host memory: enforced by cgroup or only admission-checked; a ``container`` task's (its runtime's name) by
+        its runtime (``--memory``), whatever this daemon's cgroups allow (it was said "not enforced" while the
+        container was OOM-killed at its bound), unless that runtime ignores limits here (rootless podman on cgroup
+        v1: it was said "enforced" while the container used three times its bound). GPU memory: a budget so small
+        that a CUDA context alone may break it.
         """
         notes = []
         if lease.memory:
-            if container:
+            ignored = cgroups.rootless_limits_problem(container, os.geteuid()) if container else None
+            if ignored:
+                notes.append(f"memory {_fmt(lease.memory)} admission-checked, not enforced ({ignored})")
+            elif container:
                 notes.append(f"memory {_fmt(lease.memory)} enforced by the container runtime (--memory)")
             elif not self.cgroup.enforced:
                 notes.append(f"memory {_fmt(lease.memory)} admission-checked, not enforced ({self.cgroup.message})")

@@ -63,6 +63,27 @@ def detect(root: Path = Path("/")) -> CgroupSupport:
     return CgroupSupport(True, path, f"memory limits enforced with cgroup v2 memory.max under {path}")
 
 
+def rootless_limits_problem(runtime: str, euid: int, root: Path = Path("/")) -> str | None:
+    """Why a container runtime run by ``euid`` ignores ``--memory`` here, or None (it applies it, as far as can be
+    told). Rootless podman ignores resource limits on cgroup v1 ("Resource limits are not supported and ignored on
+    cgroups V1 rootless systems", in the attempt's log only) and, on cgroup v2, without the memory controller
+    delegated to the user's systemd service. Root's runtimes, and Docker's daemon (root), apply them."""
+    if euid == 0 or runtime != "podman":
+        return None
+    fs = root / "sys/fs/cgroup"
+    if not (fs / "cgroup.controllers").exists():
+        return "rootless podman ignores resource limits on cgroup v1"
+    service = fs / f"user.slice/user-{euid}.slice/user@{euid}.service/cgroup.controllers"
+    try:
+        controllers = service.read_text().split()
+    except OSError:
+        return None  # no systemd user service to judge by: podman's own message, if any, is in the log
+    if "memory" not in controllers:
+        return (f"the memory controller is not delegated to user {euid}'s systemd service, so rootless podman "
+                "ignores --memory (systemd: Delegate=memory for user@.service)")
+    return None
+
+
 def prepare(support: CgroupSupport, pid: int | None = None) -> None:
     """Move the daemon (``pid``, default this process) into ``<cgroup>/daemon`` and enable ``+memory``.
 

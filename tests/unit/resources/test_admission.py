@@ -118,7 +118,7 @@ def test_memory_not_enforced_is_said():
                                                      "(memory limits not enforced: test)")
     assert adm.memory_note(Lease("x", cpus=(0,))) is None
     # A container's bound is its runtime's (--memory): it was said "not enforced" while it OOM-killed at it.
-    assert adm.memory_note(Lease("x", memory=G), container=True) == ("memory 1.0G enforced by the container runtime "
+    assert adm.memory_note(Lease("x", memory=G), container="docker") == ("memory 1.0G enforced by the container runtime "
                                                                      "(--memory)")
 
 
@@ -153,3 +153,25 @@ def test_durations_seeded_in_order():
     adm.seed_durations([("p", "a", 10.0), ("p", "a", 20.0)])
     assert adm.durations.predict("p/a") == 0.3 * 20 + 0.7 * 10
     assert adm.durations.predict("p/never") == 60.0
+
+
+def test_a_rootless_podman_that_ignores_limits_is_said_not_to_enforce_them(tmp_path: Path):
+    """A tester's find: rootless podman on cgroup v1 ignored `--memory` ("Resource limits are not supported and
+    ignored on cgroups V1 rootless systems", in the task's log) while the start event said "enforced by the
+    container runtime"; the task used three times its bound."""
+    from edgeorch.resources.memory import rootless_limits_problem
+
+    v1 = tmp_path / "v1"
+    (v1 / "sys/fs/cgroup/memory").mkdir(parents=True)
+    assert rootless_limits_problem("podman", 1001, v1) == "rootless podman ignores resource limits on cgroup v1"
+    assert rootless_limits_problem("podman", 0, v1) is None  # root's podman applies them
+    assert rootless_limits_problem("docker", 1001, v1) is None  # Docker's daemon (root) applies them
+    v2 = tmp_path / "v2"
+    service = v2 / "sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service"
+    service.mkdir(parents=True)
+    (v2 / "sys/fs/cgroup/cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert rootless_limits_problem("podman", 1001, v2) is None  # no delegation file to judge by: not said
+    (service / "cgroup.controllers").write_text("cpu pids\n")
+    assert "not delegated to user 1001" in (rootless_limits_problem("podman", 1001, v2) or "")
+    (service / "cgroup.controllers").write_text("cpu memory pids\n")
+    assert rootless_limits_problem("podman", 1001, v2) is None
