@@ -107,8 +107,11 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
     for a in store.attempts.of_run(run_id):
         attempts.setdefault(a["task"], []).append(a)
     artifacts = store.outputs.latest_artifacts_of_run(run_id)
+    images = store.lineage.images_of_run(run_id)  # a container attempt's image: what a rebuild changed, in `show`
     for t in run["tasks"]:
         t["attempt_list"] = attempts.get(t["name"], [])
+        for a in t["attempt_list"]:
+            a["image"] = images.get(a["id"])
         t["artifacts"] = artifacts.get(t["name"], [])
     run["results"] = store.outputs.results_of(run_id)
     run["checkpoints"] = store.outputs.checkpoints_of(run_id)

@@ -112,6 +112,13 @@ class Lineage:
         return self._db.all("SELECT * FROM consumed WHERE run_id = ? AND task = ? AND attempt_id = ? ORDER BY id",
                             (run_id, task, last[0]))
 
+    def images_of_run(self, run_id: int) -> dict[int, dict[str, str]]:
+        """Attempt id -> the container image it ran in (``reference``, ``digest``: the image's id, what ran), for
+        the run's container attempts (a cache hit's record, with no attempt, is left out: its source has it)."""
+        return {r["attempt_id"]: {"reference": r["path"], "digest": r["sha256"]}
+                for r in self._db.all("SELECT attempt_id, path, sha256 FROM consumed WHERE run_id = ? AND kind = 'image'"
+                                      " AND attempt_id IS NOT NULL ORDER BY id", (run_id,))}
+
     def consumed_by_attempt(self, attempt_id: int) -> list[dict[str, Any]]:
         """What one attempt recorded as consumed (its declared inputs and upstream outputs), in recording order."""
         return self._db.all("SELECT * FROM consumed WHERE attempt_id = ? ORDER BY id", (attempt_id,))

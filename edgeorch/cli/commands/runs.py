@@ -943,6 +943,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         empty="  none: " + ("every task was a cache hit (their reasons above name the runs reused)"
                             if run["tasks"] and all(t["state"] == "skipped" for t in run["tasks"])
                             else "no task has started an attempt yet"))
+    ran_in = [a for a in sorted(attempts, key=lambda a: a["id"]) if a.get("image")]
+    if ran_in:  # a container's: the image by reference and by what ran (a retag to new content changes the digest)
+        print("\nimages:")
+        print_table(["task", "#", "image", "digest"],
+                    [[a["task"], a["number"], a["image"]["reference"], a["image"]["digest"][:19]] for a in ran_in])
     arts = [a for t in run["tasks"] for a in t["artifacts"]]
     if arts:
         print("\nartifacts:")

@@ -242,3 +242,31 @@ def test_a_command_that_exits_with_a_runtime_code_itself_is_said_with_its_last_l
     (missing,) = _attempts(ws, "missing")
     assert missing["exit_code"] in (126, 127)  # runc says 127, crun may say 126
     assert "no-such-program-here" in missing["reason"] and "the container runtime's code for" in missing["reason"]
+
+
+def test_show_names_the_image_and_digest_each_container_attempt_ran_in(container_ws, podman):
+    """A tester's find: neither `show` nor its JSON said which image (digest) ran; only `lineage` did, and `show`
+    is where one looks first when a nightly result changed after an image rebuild."""
+    import subprocess
+    import sys
+
+    ws = container_ws
+    ws.pipeline("img", pipeline_text(f"""
+        [tasks.c]
+        command = ["true"]
+        container = {{ image = "{podman.image}", pull = "never", {NO_NET} }}
+        [tasks.h]
+        command = ["true"]
+    """))
+    run_id, state = run_pipeline(ws, "img")
+    assert state == RunState.SUCCEEDED
+    digest = podman.digest(podman.image)
+    env = {**__import__("os").environ, "EDGEORCH_CONFIG": str(ws.config_path)}
+    doc = json.loads(subprocess.run([sys.executable, "-m", "edgeorch.cli", "show", str(run_id), "--json"], env=env,
+                                    capture_output=True, text=True, check=True).stdout)
+    by_task = {t["name"]: t["attempt_list"][0] for t in doc["tasks"]}
+    assert by_task["c"]["image"] == {"reference": podman.image, "digest": digest}
+    assert by_task["h"]["image"] is None
+    out = subprocess.run([sys.executable, "-m", "edgeorch.cli", "show", str(run_id)], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "\nimages:\n" in out and podman.image in out and digest[:19] in out, out
