@@ -42,7 +42,7 @@ def test_a_run_document_reads_the_same_few_statements_whatever_the_number_of_tas
     for doc, run_id in ((doc_small, small), (doc_large, large)):
         for t in doc["tasks"]:
             # The same attempts and latest artifacts as the per-task reads give.
-            assert t["attempt_list"] == store.attempts.of_run(run_id, t["name"])
+            assert t["attempt_list"] == [{**a, "image": None} for a in store.attempts.of_run(run_id, t["name"])]
             assert t["artifacts"] == store.outputs.latest_artifacts(run_id, t["name"]) != []
     flaky = next(t for t in doc_large["tasks"] if t["name"] == "flaky")
     assert [a["exit_code"] for a in flaky["attempt_list"]] == [3, 0] and len(flaky["artifacts"]) == 1
