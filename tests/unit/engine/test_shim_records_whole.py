@@ -33,3 +33,23 @@ def test_an_exit_record_that_is_not_an_object_is_read_as_none(tmp_path):
     exit_file.write_text('{"exit_code": 3, "signal": null, "finished_at": 1.5, "log_truncated": true}')
     info = read_exit(str(tmp_path))
     assert info is not None and (info.exit_code, info.finished_at, info.log_truncated) == (3, 1.5, True)
+
+
+def test_a_cleanup_started_without_waiting_is_reaped_when_it_ends():
+    """A tester saw recovery's `podman rm` linger as the daemon's `[podman] <defunct>` child: started without
+    waiting (the engine's loop goes on), it was reaped only by a later Popen."""
+    import os
+    import time
+
+    from edgeorch.engine.executors.local.shim import run_cleanup
+    from edgeorch.engine.procinfo import children_map, process_state
+
+    before = set(children_map().get(os.getpid(), ()))
+    run_cleanup(["sh", "-c", "exit 0"], wait=False)
+    deadline = time.monotonic() + 10
+    while True:
+        mine = set(children_map().get(os.getpid(), ())) - before  # a zombie stays a child until reaped
+        if not mine:
+            break
+        assert time.monotonic() < deadline, [(p, process_state(p)) for p in mine]
+        time.sleep(0.02)

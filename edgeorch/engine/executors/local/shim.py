@@ -363,11 +363,24 @@ def run_cleanup(argv: list[str], *, wait: bool = True) -> None:
     except OSError:
         return
     if not wait:
-        return  # reaped by subprocess's own bookkeeping at a later Popen, or by init
+        # Waited for in a thread of its own: the caller's loop goes on, and the command is reaped when it ends (it
+        # lingered as the daemon's zombie until a later Popen) and bounded like a waited one.
+        import threading
+
+        threading.Thread(target=_wait_cleanup, args=(proc,), daemon=True, name="edgeorch-cleanup").start()
+        return
+    _wait_cleanup(proc)
+
+
+def _wait_cleanup(proc: Any) -> None:
+    """Wait for a cleanup command at most :data:`CLEANUP_TIMEOUT_S`, then kill it."""
+    import subprocess
+
     try:
         proc.wait(timeout=CLEANUP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
         proc.wait()
 
 
