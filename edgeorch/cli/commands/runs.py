@@ -700,6 +700,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                     store.close()
         if not runs and args.pipeline:  # a typo must not read as "no runs match"
             require_known_pipeline(backend, args.pipeline)
+        stale = not (args.json or args.quiet) and _unfollowed(backend, runs)
     more = len(runs) > args.limit > 0
     runs = runs[:args.limit] if more else runs
     if args.json:
@@ -717,10 +718,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     filtered = args.pipeline or args.state
     print_table(["run", "pipeline", "state", "created", "duration", "trigger", "tasks"], rows,
                 empty="no runs match" if filtered else "no runs yet (`edgeorch run PIPELINE` starts one)")
-    if more:
+    if more or stale:
         sys.stdout.flush()
+    if more:
         print(f"note: the newest {args.limit} shown; more match (--limit N shows more)", file=sys.stderr)
+    if stale:  # their durations grew with the clock, as if they still ran
+        print("note: no daemon and no `edgeorch run` follows the queued and running runs above: their states and "
+              "durations are as last recorded (their tasks may have ended since); the next daemon start settles "
+              "them", file=sys.stderr)
     return EXIT_OK
+
+
+def _unfollowed(backend: Backend, runs: list[dict[str, Any]]) -> bool:
+    """Whether ``runs`` include a queued or running one that no process follows: read without a daemon, while no
+    daemon and no ``edgeorch run`` holds the state (what the file says is what the last process left)."""
+    if backend.online or not any(r["state"] in (RunState.QUEUED, RunState.RUNNING) for r in runs):
+        return False
+    from ...control.statelock import state_in_use
+
+    return not state_in_use(backend.cfg.state_dir)
 
 
 KNOWN_FROM_RUNS = 1000
@@ -924,14 +940,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             print_json(run)
             return EXIT_OK
     _print_run(run)
-    if not backend.online and run["state"] in (RunState.QUEUED, RunState.RUNNING):
-        from ...control.statelock import state_in_use
-
-        if not state_in_use(backend.cfg.state_dir):
-            # What the state file says is what the last process left: nobody settles the run until one starts.
-            print(f"\nnote: no daemon and no `edgeorch run` follows this run: the states above are as last "
-                  f"recorded (its tasks may have ended since). The next daemon start settles it, or "
-                  f"`edgeorch cancel {run['id']}` stops it.")
+    if _unfollowed(backend, [run]):
+        # What the state file says is what the last process left: nobody settles the run until one starts.
+        print(f"\nnote: no daemon and no `edgeorch run` follows this run: the states above are as last "
+              f"recorded (its tasks may have ended since). The next daemon start settles it, or "
+              f"`edgeorch cancel {run['id']}` stops it.")
     attempts = [a for t in run["tasks"] for a in t["attempt_list"]]
     print("\nattempts:")
     # Every task a cache hit (or none started yet): said, not an empty table's bare header.

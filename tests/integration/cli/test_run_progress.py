@@ -472,6 +472,10 @@ def _cancel_without_a_daemon(workspace) -> None:
     cli = workspace.invoke
     shown = cli("show", "1")
     assert "RUNNING" in shown.stdout and "no daemon and no `edgeorch run` follows this run" in shown.stdout
+    # `runs` too: its duration grew with the clock as if the run still ran (a tester's find).
+    listed = cli("runs")
+    assert "running" in listed.stdout and "no daemon and no `edgeorch run` follows the queued and running runs" \
+        in listed.stderr, listed.stderr
     cancelled = cli("cancel", "1")
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     assert "run 1  nightly  CANCELLED" in cancelled.stdout
