@@ -100,7 +100,7 @@ def run_document(store: Any, run_id: int) -> dict[str, Any]:
     # What the run executes: the pipeline file and the hash of the content it was started from
     # (an ad-hoc file sent to the daemon is recorded by content, not by path).
     version = store.pipelines.version(run["pipeline_version_id"])
-    run["pipeline_file"], run["content_hash"] = version["source_file"], version["content_hash"]
+    run["pipeline_file"], run["content_hash"] = store.pipelines.file_of_run(run), version["content_hash"]
     run["tasks"] = store.runs.tasks_of(run_id)
     # Read once for the whole run and grouped here: the document's cost grows with the run, not its square.
     attempts: dict[str, list[dict[str, Any]]] = {}

@@ -659,7 +659,7 @@ class Engine:
                 pipeline=pipeline.name, version_id=version_id, params=params, trigger=trigger, actor=actor,
                 run_dir_for=run_dir_for,
                 tasks=[(name, pipeline.tasks[name].definition_hash) for name in pipeline.order],
-                within=within, env=env, no_cache=no_cache,
+                within=within, env=env, no_cache=no_cache, pipeline_file=pipeline.source_file,
             )
             activation = self._record_activation(run_id, pipeline)
             self.store.after_commit(functools.partial(self._hold_new_run, activation, trigger))

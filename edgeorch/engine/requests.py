@@ -54,11 +54,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class PausedPipelines(Protocol):
-    """``store.pipelines``: which pipelines are paused, and a stored version (its file, for ``retry --current``)."""
+    """``store.pipelines``: which pipelines are paused, and the file a run was started from (``retry --current``)."""
 
     def paused(self) -> dict[str, dict[str, Any]]: ...
 
-    def version(self, version_id: int) -> dict[str, Any]: ...
+    def file_of_run(self, run: Mapping[str, Any]) -> str: ...
 
 
 class RunRows(Protocol):
@@ -231,7 +231,7 @@ class RunRequests:
 
             from ..pipelines.load import load_again
 
-            file = self.engine.store.pipelines.version(run["pipeline_version_id"])["source_file"]
+            file = self.engine.store.pipelines.file_of_run(run)
             pipeline = await asyncio.to_thread(load_again, file, run["pipeline"], run_id,
                                                own_folder=self.engine.config.pipelines_dir, requester=requester)
         definition = pipeline if pipeline is not None else self.engine.stored_pipeline(run["pipeline_version_id"])

@@ -12,7 +12,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import NotFoundError
@@ -84,6 +84,12 @@ class Pipelines:
         rows = self._db.all("SELECT name, source_file, content_hash FROM pipeline_versions WHERE loaded_at IS NOT"
                             " NULL ORDER BY loaded_at, id")
         return {r["name"]: (r["source_file"], r["content_hash"]) for r in rows}  # the last loaded wins
+
+    def file_of_run(self, run: Mapping[str, Any]) -> str:
+        """The pipeline file ``run`` (a ``runs`` row) was started from: its own record, or for a run recorded before
+        schema 27 its version's (the first file that content was run from). What `show` names and `retry --current`
+        reads again."""
+        return run.get("pipeline_file") or self.version(run["pipeline_version_id"])["source_file"]
 
     def version(self, version_id: int) -> dict[str, Any]:
         row = self._db.one("SELECT * FROM pipeline_versions WHERE id = ?", (version_id,))

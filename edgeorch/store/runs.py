@@ -47,20 +47,22 @@ class Runs:
         within: Callable[[int], None] | None = None,
         env: dict[str, str] | None = None,
         no_cache: bool = False,
+        pipeline_file: str | None = None,
     ) -> int:
         """Insert a queued run and its pending tasks ``[(name, definition_hash)]`` atomically.
 
         ``within(run_id)`` runs inside the same transaction (a trigger records the
         schedule watermark or the input's ``started`` state with the run, or neither).
-        ``no_cache``: the run uses no recorded result (every task runs).
+        ``no_cache``: the run uses no recorded result (every task runs). ``pipeline_file``: the file it was started
+        from (None: its version's, :meth:`~.pipelines.PipelineStore.file_of_run`).
         """
         now = self._db.clock()
         with self._db.transaction():
             cur = self._db.conn.execute(
                 "INSERT INTO runs (pipeline, pipeline_version_id, state, params, trigger, actor, run_dir, created_at,"
-                " env, no_cache) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
+                " env, no_cache, pipeline_file) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
                 (pipeline, version_id, RunState.QUEUED, json.dumps(params, sort_keys=True), trigger, actor, now,
-                 json.dumps(env, sort_keys=True) if env else None, int(no_cache)),
+                 json.dumps(env, sort_keys=True) if env else None, int(no_cache), pipeline_file),
             )
             run_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self._db.conn.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (run_dir_for(run_id), run_id))

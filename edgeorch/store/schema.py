@@ -645,6 +645,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (version_id, run_id, task)
     ) WITHOUT ROWID;
     """,
+    # 27: the pipeline file a run was started from: a version is content (name and hash), and a run of a copy of
+    # that content at another path recorded the first path that content had (`show` named another file, and
+    # `retry --current` reran it, ignoring the edit of the file that was run). NULL for older runs: their
+    # version's file.
+    """
+    ALTER TABLE runs ADD COLUMN pipeline_file TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

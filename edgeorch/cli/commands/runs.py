@@ -291,7 +291,7 @@ def _announce_retry(args: argparse.Namespace, redo: list[str], store: Store) -> 
     if not args.quiet and not args.current:
         run = store.runs.get(args.run_id)
         version = store.pipelines.version(run["pipeline_version_id"])
-        _note_definition(args.run_id, run["pipeline"], version["source_file"], version["content_hash"])
+        _note_definition(args.run_id, run["pipeline"], store.pipelines.file_of_run(run), version["content_hash"])
 
 
 def _note_definition(run_id: int, pipeline: str, file: str | Path | None, content_hash: str | None) -> None:

@@ -164,3 +164,29 @@ def test_a_file_another_user_may_write_is_not_read_again_to_run_its_commands(wor
         os.chown(job, 0, 0)
     assert _attempts(workspace, 1) == {"prep": 1, "train": 1}  # nothing ran meanwhile
     assert _cli(workspace, "retry", "1", "--current").returncode == 0  # one's own file, in one's own folder
+
+
+FAILS = '[tasks.prepare]\ncommand = ["sh", "-c", "exit 3"]\n'
+
+
+@pytest.mark.parametrize("with_daemon", [False, True], ids=["no-daemon", "daemon"])
+def test_a_run_of_a_copy_names_and_retries_the_file_it_ran_not_the_first_one_with_that_content(
+        workspace, daemon, tmp_path, with_daemon):
+    """A new user's find: the same text in the pipelines folder and in ~/p3/nightly.toml. `edgeorch run
+    ~/p3/nightly.toml` was recorded under the folder's file (a version is content, and it kept the first path):
+    `show` named the folder's file, and `retry --current` reread it, ignoring the fix made to the file that ran."""
+    workspace.pipeline("nightly", FAILS)
+    copy = tmp_path / "p3" / "nightly.toml"
+    copy.parent.mkdir(mode=0o755)
+    copy.write_text(FAILS)
+    if with_daemon:
+        daemon.start()
+    assert _cli(workspace, "run", "nightly").returncode == 1  # the folder's file, first
+    assert _cli(workspace, "run", str(copy)).returncode == 1  # the same content, from the copy
+    doc = json.loads(_cli(workspace, "show", "2", "--json").stdout)
+    assert doc["pipeline_file"] == str(copy), doc["pipeline_file"]
+    assert json.loads(_cli(workspace, "show", "1", "--json").stdout)["pipeline_file"] == str(
+        workspace.pipelines / "nightly.toml")
+    copy.write_text('[tasks.prepare]\ncommand = ["true"]\n')  # fixed, in the file that ran
+    fixed = _cli(workspace, "retry", "2", "--current")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
