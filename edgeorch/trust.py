@@ -43,6 +43,35 @@ def named_owner(uid: int) -> str | None:
         return None
 
 
+def group_members(gid: int) -> set[int] | None:
+    """The uids of the users in group ``gid``: those whose primary group it is and those it lists; None when the
+    group has no name on this system. Reads the user database (``/etc/passwd``, or what NSS enumerates: a
+    directory service that does not enumerate its users hides their primary groups)."""
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(gid)
+    except KeyError:
+        return None
+    members = {u.pw_uid for u in pwd.getpwall() if u.pw_gid == gid}
+    for name in group.gr_mem:
+        try:
+            members.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            members.add(-1)  # a member the user database does not know: not a trusted one
+    return members
+
+
+def group_only(gid: int, uids: Iterable[int]) -> bool:
+    """Whether every member of group ``gid`` is one of ``uids`` (and it has a member): its write permission then
+    lets no one else in. A user's private group under a umask of ``002`` (the default of many distributions),
+    root's group in a tarball unpacked by root. A group with no member at all is not such a group (setgid programs
+    use those); nor is one whose name or members the user database does not know."""
+    members = group_members(gid)
+    return members is not None and bool(members) and members <= set(uids)
+
+
 def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: bool = False,
                       group_too: bool = False) -> str | None:
     """Why a file or folder with status ``st`` may not be trusted by ``uid`` (default: this process's), or None.
@@ -58,7 +87,8 @@ def ownership_problem(st: os.stat_result, uid: int | None = None, *, chosen: boo
     sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
     if st.st_mode & stat.S_IWOTH and not sticky:
         return "every user may write it"
-    if group_too and st.st_mode & stat.S_IWGRP and not sticky:  # what runs as the daemon: no group's choice
+    if (group_too and st.st_mode & stat.S_IWGRP and not sticky  # what runs as the daemon: no group's choice
+            and not group_only(st.st_gid, (me, 0, st.st_uid))):  # ... unless the group is its owner's alone
         return "the users of its group may write it"
     return None
 

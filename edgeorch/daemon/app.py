@@ -525,12 +525,16 @@ class Daemon:
         can be changed after its sha256 was recorded, through a descriptor its dropper kept open."""
         if can_lease_any_file() or self.triggers is None:
             return
+        from ..trust import group_only
+
         for spec in self.triggers.drops.watches:
             try:
-                shared = os.stat(spec.folder).st_mode & 0o022
+                st = os.stat(spec.folder)
             except OSError:
                 continue
-            if shared:
+            # A group whose members are this daemon's user (its private group under umask 002) and root is no other
+            # user: said of it, the warning was false, and its remedy (the system unit's CAP_LEASE) out of reach.
+            if st.st_mode & 0o002 or (st.st_mode & 0o020 and not group_only(st.st_gid, (os.geteuid(), 0))):
                 log.warning("drop folder %s: other users may write to it, and this daemon (not root, without "
                             "CAP_LEASE) cannot tell whether a file they drop is still open for writing: it could "
                             "change after its sha256 is recorded. Give the daemon CAP_LEASE (the shipped unit "

@@ -11,7 +11,7 @@ watched (and a file requeued into it) only while its path is one nobody else can
 A path can be changed by whoever may replace one of its parts: the owner of the folder holding it, and,
 when that folder is writable by its group or others, they too, unless it is sticky (``/tmp``) and the part is
 owned by root or the daemon's user. A folder writable by its group is changed by no one else when every member
-of that group is root or the daemon's user (:func:`group_members`): a user's private group under a umask of
+of that group is root or the daemon's user (:func:`edgeorch.trust.group_only`): a user's private group under a umask of
 ``002`` (the default of many distributions), or root's group in a tarball unpacked by root, where sshd's rule
 refused the README's own example folder. A group with no member at all is not such a group (setgid programs use
 those). The watched folder itself may be anyone's (droppers write into it): only
@@ -25,6 +25,8 @@ import os
 import stat as stat_mod
 from pathlib import Path
 
+from ...trust import group_only
+
 
 def _owner(uid: int) -> str:
     try:
@@ -33,32 +35,6 @@ def _owner(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (KeyError, ImportError):
         return f"uid {uid}"
-
-
-def group_members(gid: int) -> set[int] | None:
-    """The uids of the users in group ``gid``: those whose primary group it is and those it lists; None when the
-    group has no name on this system. Reads the user database (``/etc/passwd``, or what NSS enumerates: a
-    directory service that does not enumerate its users hides their primary groups)."""
-    import grp
-    import pwd
-
-    try:
-        group = grp.getgrgid(gid)
-    except KeyError:
-        return None
-    members = {u.pw_uid for u in pwd.getpwall() if u.pw_gid == gid}
-    for name in group.gr_mem:
-        try:
-            members.add(pwd.getpwnam(name).pw_uid)
-        except KeyError:
-            members.add(-1)  # a member the user database does not know: not a trusted one
-    return members
-
-
-def _group_only_trusted(gid: int, trusted: set[int]) -> bool:
-    """Whether every member of group ``gid`` is trusted (and it has one): its write permission lets no one else in."""
-    members = group_members(gid)
-    return members is not None and bool(members) and members <= trusted
 
 
 def _group(gid: int) -> str:
@@ -81,7 +57,7 @@ def _who_can_replace(parent: os.stat_result, child: os.stat_result | None, trust
     if parent.st_mode & stat_mod.S_ISVTX and child is not None and child.st_uid in trusted:
         return None  # sticky: only an entry's owner (or the folder's) may rename or remove it
     if writable == 0o020:
-        return None if _group_only_trusted(parent.st_gid, trusted) else "the group"
+        return None if group_only(parent.st_gid, trusted) else "the group"
     return "every user"
 
 

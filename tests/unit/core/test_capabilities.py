@@ -43,13 +43,19 @@ def test_a_drop_folder_others_may_write_is_said_when_the_daemon_cannot_ask_about
 
     from edgeorch.daemon import app
 
-    shared, private = tmp_path / "shared", tmp_path / "private"
-    shared.mkdir()
-    private.mkdir()
-    shared.chmod(0o777)
-    private.chmod(0o755)
+    import os
+
+    from edgeorch.trust import group_members
+
+    shared, private, own_group = tmp_path / "shared", tmp_path / "private", tmp_path / "own-group"
+    for folder, mode in ((shared, 0o777), (private, 0o755), (own_group, 0o775)):
+        folder.mkdir()
+        folder.chmod(mode)
+    # Group-writable by a group of this user's alone (a user's private group, umask 002): no other user writes
+    # there; the warning said so of it (a new user's find), pointing at a capability the user unit cannot grant.
+    alone = (group_members(own_group.stat().st_gid) or {-1}) <= {os.geteuid(), 0}
     daemon = SimpleNamespace(triggers=SimpleNamespace(drops=SimpleNamespace(
-        watches=[SimpleNamespace(folder=shared), SimpleNamespace(folder=private)])))
+        watches=[SimpleNamespace(folder=f) for f in (shared, private, own_group)])))
     caplog.set_level(logging.WARNING)
     monkeypatch.setattr(app, "can_lease_any_file", lambda: True)
     app.Daemon._warn_unleasable_drops(daemon)  # type: ignore[arg-type]
@@ -58,3 +64,9 @@ def test_a_drop_folder_others_may_write_is_said_when_the_daemon_cannot_ask_about
     app.Daemon._warn_unleasable_drops(daemon)  # type: ignore[arg-type]
     assert f"drop folder {shared}: other users may write to it" in caplog.text and str(private) not in caplog.text
     assert "CAP_LEASE" in caplog.text
+    assert (str(own_group) in caplog.text) == (not alone), caplog.text
+    if os.geteuid() == 0:  # a group with another user in it: said
+        caplog.clear()
+        os.chown(own_group, 0, 65534)
+        app.Daemon._warn_unleasable_drops(daemon)  # type: ignore[arg-type]
+        assert f"drop folder {own_group}: other users may write to it" in caplog.text

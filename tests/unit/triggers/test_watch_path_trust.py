@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from edgeorch.triggers.drop.trust import group_members, untrusted_path
+from edgeorch.triggers.drop.trust import untrusted_path
+from edgeorch.trust import group_members
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (to give a folder to another user)")
 
