@@ -109,7 +109,7 @@ class Backend:
         if self._client is None:
             from ..control import DaemonNotRunning
 
-            raise DaemonNotRunning(self.cfg.socket_path)
+            raise DaemonNotRunning(self.cfg.socket_path, config=str(self.cfg.source or ""))
         return self._client
 
     @property
@@ -210,12 +210,12 @@ def _no_daemon(cfg: Config) -> Exception:
 
     holder = state_holder(cfg.state_dir)
     if holder is None or holder[1]:
-        return DaemonNotRunning(cfg.socket_path)
+        return DaemonNotRunning(cfg.socket_path, config=str(cfg.source or ""))
     run = f"`{holder_description(holder[0])}` (pid {holder[0]})"
     waiting = waiting_daemon(cfg.state_dir)
     if waiting is None:
         return DaemonNotRunning(cfg.socket_path, f"{run} runs pipelines without one and holds the state: a daemon "
-                                                 "started now waits for it to end")
+                                                 "started now waits for it to end", config=str(cfg.source or ""))
     return StateBusyError(f"no daemon answers yet: the daemon of this state (pid {waiting}) waits for {run}, which "
                           "runs pipelines without a daemon, to end before it starts",
                           hint="it starts by itself once that run is over; meanwhile `edgeorch runs` and `edgeorch "

@@ -38,12 +38,19 @@ class DaemonNotRunning(EdgeorchError):
     code = "daemon_not_running"
     exit_code = 69  # EX_UNAVAILABLE
 
-    def __init__(self, socket_path: str | os.PathLike[str], reason: str = "") -> None:
+    def __init__(self, socket_path: str | os.PathLike[str], reason: str = "", *, config: str | None = None) -> None:
+        """``config``: the config file the caller read the socket's path from ("" for the embedded defaults; None:
+        not said). A daemon of another config (a per-user install's, beside a checkout's ``./config.toml``)
+        listens elsewhere: the message names the config, so that a user sees which one was read."""
         self.socket_path = str(socket_path)
         text = f"no edgeorch daemon is running at {self.socket_path}"
         if reason:
             text += f" ({reason})"
-        super().__init__(text, hint="start it with `edgeorch daemon` or `systemctl start edgeorch`")
+        if config is not None:
+            text += f"; the socket of {config or 'the embedded defaults (no config file found)'}"
+        super().__init__(text, hint="start it with `edgeorch daemon`, `systemctl start edgeorch`, or `systemctl --user "
+                                    "start edgeorch` for a per-user install; a daemon started with another config "
+                                    "listens where that config says: give it with --config or $EDGEORCH_CONFIG")
 
 
 def _cannot_reach(path: Path, why: str) -> P.PermissionDenied:

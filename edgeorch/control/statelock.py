@@ -307,7 +307,8 @@ def _holder(fd: int) -> tuple[str, str, bool]:
         text = _pid_of(os.pread(fd, 64, 0).decode("ascii", "replace"))
     except OSError:
         text = ""
-    daemon_hint = "stop that daemon first (systemctl stop edgeorch), or use another state dir"
+    daemon_hint = ("stop that daemon first (`systemctl stop edgeorch`, or `systemctl --user stop edgeorch` for a "
+                   "per-user install), or use another state dir")
     moment = "it is being taken or let go this moment: try again"
     if not text.isdigit():  # a process that has just taken the lock: what it is cannot be told yet
         return "another edgeorch process (its pid is not recorded yet)", moment, True

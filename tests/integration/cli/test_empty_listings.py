@@ -52,3 +52,15 @@ def test_show_of_a_run_whose_tasks_were_all_cache_hits_says_so_instead_of_an_emp
     out = workspace.invoke("show", "2").stdout
     assert "attempts:\n  none: every task was a cache hit" in out, out
     assert "TASK  #  STATE" not in out, out
+
+
+def test_no_daemon_names_the_config_whose_socket_was_asked(workspace) -> None:
+    """A new user's find: with a per-user daemon running, `edgeorch status` inside the checkout read its
+    ./config.toml and said "no edgeorch daemon is running at ~/edgeorch/var/edgeorch.sock", not which config
+    it had read, and its hint named `systemctl start edgeorch` only."""
+    out = workspace.invoke("status")
+    assert out.returncode == 69
+    assert f"; the socket of {workspace.config_path}" in out.stderr, out.stderr
+    assert "systemctl --user start edgeorch" in out.stderr and "--config" in out.stderr, out.stderr
+    err = json.loads(workspace.invoke("--json", "status").stderr)["error"]
+    assert err["code"] == "daemon_not_running" and str(workspace.config_path) in err["message"]
