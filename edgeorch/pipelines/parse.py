@@ -116,7 +116,7 @@ def parse_pipeline(data: dict[str, Any], *, file: Path, text: str,
 
         sched, watches, trig_errors = check_pipeline_triggers(data, fname, pipeline=name)
         errors.extend(trig_errors)
-        if sched is not None:
+        if sched is not None or "schedule" in data or "every" in data:  # also beside the schedule's own errors
             problem = schedule_params_problem(params)
             if problem is not None:
                 errors.append(PipelineError(file=fname, **problem))

@@ -368,6 +368,13 @@ def test_a_scheduled_pipeline_with_a_param_without_default_is_refused_by_validat
     text = error.render()
     assert "needparam.toml" in text and "params.day" in text and "every fire would be refused" in text, text
     assert "(also hour)" in text and "default" in text, text
+    # Said beside the schedule's own errors too (a misspelt timezone hid it until it was fixed).
+    (tmp_path / "fine.toml").unlink()
+    (tmp_path / "manual.toml").unlink()
+    (tmp_path / "needparam.toml").write_text('schedule = "0 2 * * *"\ntimezone = "Europe/Berln"\n[params]\n'
+                                             'day = { type = "str" }\n[tasks.t]\ncommand = ["echo", "{day}"]\n')
+    said = [e.render() for e in validate_path(tmp_path).errors]
+    assert len(said) == 2 and any("timezone" in e for e in said) and any("params.day" in e for e in said), said
 
 
 @pytest.mark.parametrize("tz, said", [("localtime", "this machine's configured zone"), ("Factory", "placeholder"),
