@@ -57,7 +57,7 @@ NARROW_RUNS_ROWS = 10
 
 
 def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str | None = None,
-           log_lines: Sequence[str] = (), log_title: str = "") -> Layout:
+           log_lines: Sequence[str] = (), log_title: str = "", log_ended: bool = False) -> Layout:
     """The whole screen for a terminal ``height`` lines high; ``snap`` None (no answer yet) shows ``error``.
 
     While a log is open it fills the body, showing its last lines that fit. The panels are laid out when
@@ -73,7 +73,8 @@ def screen(snap: Snapshot | None, state: ViewState, *, height: int, error: str |
         return root
     if state.logs is not None:
         fits = max(1, height - 3 - 2)  # header, footer, the panel's borders
-        shown = "\n".join(map(printable, log_lines[-fits:])) or "(no output yet)"
+        shown = "\n".join(map(printable, log_lines[-fits:])) or ("(it printed nothing)" if log_ended
+                                                                 else "(no output yet)")
         root["body"].update(Panel(Text(shown, no_wrap=True, overflow="ellipsis"),
                                   title=log_title, subtitle="q or Esc closes the log"))
         return root

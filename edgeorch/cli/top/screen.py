@@ -166,13 +166,13 @@ class Top:
         from .render import screen
 
         lines: Sequence[str] = ()
-        title = ""
+        title, ended = "", False
         if self.follower is not None:
             lines = self.follower.snapshot()
             f = self.follower
-            title = f"log of run {f.run_id} {f.task} ({f.status})"
+            title, ended = f"log of run {f.run_id} {f.task} ({f.status})", f.status != "following"
         return screen(self.snap, self.state, height=self.console.size.height, error=self.error, log_lines=lines,
-                      log_title=title)
+                      log_title=title, log_ended=ended)
 
     def act(self, action: Action) -> bool:
         """Carry out ``action`` through its op; False to quit. Refusals become the message line."""

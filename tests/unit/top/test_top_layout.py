@@ -65,3 +65,17 @@ def test_a_tall_terminal_lists_as_many_runs_as_fit():
     assert shown >= 20, text  # what the 27 task rows above leave
     # Side by side at this width: the cores/GPUs panel is beside the tasks, nothing hidden.
     assert "Cores and GPUs" in text and "hidden (small terminal)" not in text
+
+
+def test_the_log_of_a_task_that_ended_silent_says_so_not_that_output_may_come():
+    """A new user's find: the log view of an ended task that printed nothing said "(no output yet)"."""
+    from edgeorch.cli.top.render import screen
+
+    snap = snapshot_of(STATUS, RESOURCES, RECENT[:5], ACTIVE, INPUTS, now=1000.0, monitors=MONITORS)
+    state = ViewState()
+    reconcile(state, selectable(snap))
+    state.logs = (1, "t")
+    for ended, said in ((False, "(no output yet)"), (True, "(it printed nothing)")):
+        console = Console(width=80, height=24, record=True, color_system=None)
+        console.print(screen(snap, state, height=24, log_lines=(), log_title="log of run 1 t", log_ended=ended))
+        assert said in console.export_text()
