@@ -93,6 +93,8 @@ class Monitors:
         self.problems: list[str] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False  # stop() began: no new evaluation (the next start catches up)
+        self._synced = False  # the first sync (the start) is done: a rule that appears later is new
         self._fault = os.environ.get(FAULT_ENV)
         self._folder_digest = ""
 
@@ -114,7 +116,18 @@ class Monitors:
         """The mark of firing ``firing_id``'s notify commands (:data:`NOTIFY_MARK`)."""
         return marked_value(firing_id, self.store.db.path)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Evaluate nothing more, then wait for the responses under way (a notify, a rollback) and record them.
+
+        A clean stop cancelled the task that records a response while the notify's thread ran on to its end (the
+        loop's executor waits for it): the firing stayed ``pending`` and the next start ran the notify again, a
+        second page after every `systemctl restart`. Responses are bounded by their timeouts; a stop that takes
+        longer than the service manager allows ends as a kill does (the firing is redone once, as documented)."""
+        self._stopping = True
+        self._cancel_timers()
+        await self.drain()
+
+    def _cancel_timers(self) -> None:
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
@@ -135,26 +148,35 @@ class Monitors:
         for p in problems:
             log.warning("%s", p)
         for name, spec in rules.items():
-            if self.store.rules.get(name) is None and not spec.timed:
+            # Back while this daemon runs (its file was removed, then put back): as a new rule. Its old cursor made
+            # it evaluate every run since it went, in one burst (ten pages at once, each about a batch long gone).
+            back = self._synced and name not in self.rules
+            if (back or self.store.rules.get(name) is None) and not spec.timed:
                 # History before the rule existed is not evaluated: the cursor starts at the newest run (or, for
                 # a model's metric, at the newest observation or alias move).
                 cursor = (model_signal(self.store, spec)["mark"] if spec.on_model
                           else self.store.rules.newest_run_id(spec.watched))
                 self.store.rules.save(name, spec.pipeline, asdict(RuleState()), cursor=cursor)
         self.rules, self.problems = rules, problems
-        self.stop()
+        self._synced = True
+        self._cancel_timers()
         for spec in rules.values():
             if spec.timed:
                 self._arm(spec)
 
     def on_run_finished(self, event: Any) -> None:
-        """Bus subscriber (``RunFinished``): evaluate the run-based rules of that run's pipeline."""
+        """Bus subscriber (``RunFinished``): evaluate the run-based rules of that run's pipeline (not while
+        stopping: the next start evaluates the runs after each rule's cursor)."""
+        if self._stopping:
+            return
         pipeline = getattr(event, "pipeline", None)
         if any(s.on_runs and s.watched == pipeline for s in self.rules.values()):
             self.catch_up(pipeline)
 
     def on_model_event(self, event: Any) -> None:
         """Bus subscriber (``ModelObserved``, ``ModelDeployment``): evaluate the model_metric rules of that model."""
+        if self._stopping:
+            return
         self.catch_up_models(getattr(event, "model", None))
 
     def catch_up(self, pipeline: str | None = None) -> None:
@@ -190,7 +212,7 @@ class Monitors:
         doc = read(store, spec, run=run, now=now, since=self.started_at)
         values = template_values(doc)
         key = fill(spec.dedupe, values) if spec.dedupe else None
-        fired, keys = store.rules.history(spec.name, now - DAY)
+        fired, keys = store.rules.history(spec.name, now - DAY, dry_run=spec.dry_run)
         last = store.rules.firings(spec.name, limit=1) if old.state == "firing" else []
         episode_dry = bool(last[0]["dry_run"]) if last and last[0].get("episode") == old.episode else None
         moved = doc.get("moved_at") if spec.on_model else None  # a new version at the alias: a new episode

@@ -27,7 +27,7 @@ def monitors_doc(store: Any, rules: dict[str, RuleSpec], problems: list[str], no
         # Until when the cooldown holds a new response back (None when it does not now): the README's "`edgeorch
         # monitors` says until when" was found only in the audit log.
         cooldown_end = st.last_fired_at + spec.cooldown if spec.cooldown and st.last_fired_at is not None else None
-        day_end = (store.rules.day_limit_until(name, spec.max_per_day, now)
+        day_end = (store.rules.day_limit_until(name, spec.max_per_day, now, dry_run=spec.dry_run)
                    if store is not None and spec.max_per_day is not None else None)
         out.append({**spec.to_dict(), "state": st.shown(now), "stored_state": st.state, "episode": st.episode,
                     "cooldown_until": cooldown_end if cooldown_end is not None and cooldown_end > now else None,

@@ -122,17 +122,21 @@ class Rules:
         """Firings whose after-commit responses never finished (a crash): redone at start."""
         return [_decode_firing(r) for r in self._db.all("SELECT * FROM rule_firings WHERE state = 'pending' ORDER BY id")]
 
-    def history(self, rule: str, since: float) -> tuple[int, frozenset[str]]:
-        """``(responses since, their dedupe keys)``: firings that answered (outcome ``fire``) at or after ``since``."""
-        rows = self._db.all("SELECT dedupe_key FROM rule_firings WHERE rule = ? AND outcome = 'fire' AND fired_at >= ?",
-                            (rule, since))
+    def history(self, rule: str, since: float, *, dry_run: bool = False) -> tuple[int, frozenset[str]]:
+        """``(responses since, their dedupe keys)``: firings that answered (outcome ``fire``) at or after ``since``,
+        of the same kind as the rule's now (``dry_run``): a dry run did nothing, and its firings held the rule
+        switched live for a day by ``max_per_day`` and deduped its keys; a dry run is judged against dry ones."""
+        rows = self._db.all("SELECT dedupe_key FROM rule_firings WHERE rule = ? AND outcome = 'fire' AND fired_at >= ?"
+                            " AND dry_run = ?", (rule, since, int(dry_run)))
         return len(rows), frozenset(r["dedupe_key"] for r in rows if r["dedupe_key"] is not None)
 
-    def day_limit_until(self, rule: str, limit: int, now: float, day: float = 86400.0) -> float | None:
-        """When ``rule``'s responses in the last ``day`` fall below ``limit`` again (its ``max_per_day``): the
-        time its ``limit``-th newest response leaves the window; None when fewer than ``limit`` are in it."""
+    def day_limit_until(self, rule: str, limit: int, now: float, day: float = 86400.0, *,
+                        dry_run: bool = False) -> float | None:
+        """When ``rule``'s responses (of its kind now, :meth:`history`) in the last ``day`` fall below ``limit``
+        again (its ``max_per_day``): the time its ``limit``-th newest response leaves the window; None when fewer
+        than ``limit`` are in it."""
         rows = self._db.all("SELECT fired_at FROM rule_firings WHERE rule = ? AND outcome = 'fire' AND fired_at >= ?"
-                            " ORDER BY fired_at DESC LIMIT ?", (rule, now - day, limit))
+                            " AND dry_run = ? ORDER BY fired_at DESC LIMIT ?", (rule, now - day, int(dry_run), limit))
         return rows[-1]["fired_at"] + day if limit > 0 and len(rows) >= limit else None
 
     def counts(self) -> dict[tuple[str, str], int]:

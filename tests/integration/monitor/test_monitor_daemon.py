@@ -426,3 +426,64 @@ def test_why_says_a_task_between_attempts_holds_nothing_and_when_it_goes_on(work
     assert "(no lease held meanwhile)" in shown
     daemon.call("cancel", {"run_id": run_id})
     assert daemon.wait_run(run_id) == "cancelled"
+
+
+def test_a_clean_stop_during_a_notify_records_it_and_the_next_start_does_not_page_again(workspace, daemon,
+                                                                                        tmp_path) -> None:
+    """A tester's find: SIGTERM while a notify ran: the daemon waited for the command, but the task recording its
+    end was cancelled, the firing stayed pending, and the next start ran the notify again (every `systemctl
+    restart` paged twice)."""
+    log = tmp_path / "notify.log"
+    go = tmp_path / "go"
+    notify = ('[[on.do]]\nnotify = ["sh", "-c", "echo started >> %s; while [ ! -e %s ]; do sleep 0.05; done; '
+              'echo finished >> %s"]\ntimeout = "60s"\n' % (log, go, log))
+    workspace.pipeline("flaky", rule(do=notify))
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    until(lambda: log.exists() and "started" in log.read_text(), what="the notify to start")
+    daemon.proc.terminate()  # a clean stop, while the notify runs
+    go.touch()  # it ends during the stop, as a pager's request does
+    assert daemon.proc.wait(timeout=60) == 0
+    db = sqlite3.connect(workspace.state / "edgeorch.db")
+    try:
+        (state,), = db.execute("SELECT state FROM rule_firings WHERE outcome = 'fire'").fetchall()
+    finally:
+        db.close()
+    assert state == "done"
+    daemon.start()
+    assert log.read_text().splitlines() == ["started", "finished"]
+    assert monitor(daemon)["last_firing"]["state"] == "done"
+
+
+def test_dry_run_firings_do_not_count_against_the_live_rule(workspace, daemon) -> None:
+    """A tester's find: 17 dry-run firings, then `dry_run = false` with `max_per_day = 3`: the live rule was held for
+    a day ("max_per_day: 17 response(s) in the last day"), though nothing had been done."""
+    workspace.pipeline("flaky", rule("dry_run = true\nmax_per_day = 1"))
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    for _ in range(2):  # two episodes in a dry run (the second is held by the dry run's own max_per_day)
+        run(daemon, "flaky", fail=True)
+        run(daemon, "flaky", fail=False)
+    workspace.pipeline("flaky", rule("max_per_day = 1"))
+    daemon.call("reload")
+    run(daemon, "flaky", fail=True)
+    (rid, _params, actor), = until(lambda: rule_runs(workspace), what="the live rule's retrain run")
+    assert actor == "rule:too_many_failures"
+
+
+def test_a_rule_back_while_the_daemon_runs_does_not_replay_the_runs_of_its_absence(workspace, daemon) -> None:
+    """A tester's find: a rule's file removed for twenty minutes and put back evaluated every run since it went,
+    in one burst (ten notify commands at once, each about a batch long gone)."""
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    workspace.pipeline("flaky", FLAKY)  # the rule goes
+    daemon.call("reload")
+    for _ in range(3):
+        run(daemon, "flaky", fail=True)
+    workspace.pipeline("flaky", rule())  # and comes back
+    daemon.call("reload")
+    assert monitor(daemon)["state"] == "ok" and rule_runs(workspace) == []  # as a new rule: from the newest run on
+    src = run(daemon, "flaky", fail=True)
+    (_rid, params, _actor), = until(lambda: rule_runs(workspace), what="the retrain run of a run after its return")
+    assert f":{src}" in params

@@ -100,7 +100,7 @@ def test_a_realized_metric_drop_rolls_the_champion_back_and_blocks_until_it_reso
         assert {"rule_pending", "rule_fired", "rule_responded", "model_blocked", "rule_resolve",
                 "model_unblocked"} <= set(kinds)
         await models.close()
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())
@@ -151,7 +151,7 @@ def test_a_new_champion_as_bad_as_the_one_rolled_back_is_answered_again(tmp_path
         assert doc["state"] == "firing" and doc["episode"] == 2, doc
         assert store.models.aliases("house")["champion"] != 3  # rolled back again
         await models.close()
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())
@@ -177,7 +177,7 @@ def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Pa
         # As a kill -9 left it: the deployment done (by recovery), the firing's response not marked done yet.
         undone = [{k: v for k, v in p.items() if k not in ("done", "result")} for p in firing["responses"]]
         store.rules.set_firing(firing["id"], state="pending", responses=undone)
-        monitors.stop()
+        await monitors.stop()
         again = Monitors(store=store, requests=None, registry=monitors.registry, loop=asyncio.get_running_loop(),
                          models=models)
         again.start()  # redoes the pending responses, as a daemon's start does
@@ -188,7 +188,7 @@ def test_a_rollback_response_redone_after_a_restart_rolls_back_once(tmp_path: Pa
         redone = next(p for p in firing["responses"] if p["action"] == "rollback")
         assert redone["result"]["state"] == "skipped" and firing["state"] == "done"
         await models.close()
-        again.stop()
+        await again.stop()
         store.close()
 
     asyncio.run(main())
@@ -215,7 +215,7 @@ def test_a_value_measured_on_a_version_the_alias_has_left_judges_nothing_it_serv
         with pytest.raises(UsageError, match="never pointed at this version"):
             models.observe("house", {"champion": {"rmse": 1.0}}, versions={"champion": 9})
         await models.close()
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())
@@ -245,7 +245,7 @@ def test_a_rollback_whose_alias_moved_before_it_started_is_not_run(tmp_path: Pat
         assert f"Deployment {again['id']} (rollback to champion) undone: not started" in said
         assert "tries again" not in said, said
         await models.close()
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())
@@ -266,7 +266,7 @@ def test_a_version_the_alias_never_served_is_refused_naming_the_latest_it_served
             models.observe("house", {"champion": {"rmse": 1.0}}, versions={"champion": 99})
         assert err.value.expected == "a version champion served: 14 of them, the latest 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
         await models.close()
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())

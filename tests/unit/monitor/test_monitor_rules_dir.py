@@ -149,7 +149,7 @@ def test_the_monitor_reports_a_bad_file_and_reads_the_folder_again_when_it_chang
         assert any(p.startswith(f"{rules_dir / 'retrain.toml'}: on[0].name: rule 'retrain_on_drift' is ignored: "
                                 f"{rules_dir / 'again.toml'} declares a rule with that name")
                    for p in monitors.problems), monitors.problems  # files in name order: the first one wins
-        monitors.stop()
+        await monitors.stop()
         store.close()
 
     asyncio.run(main())
