@@ -48,6 +48,7 @@ from ..commandmarks import marked_value, stop_marked
 from ..commandrun import run_command
 from ..errors import EdgeorchError, NotFoundError
 from ..tasksets import drain as drain_tasks
+from ..textui import printable
 from .rules import DAY, History, RuleState, evaluate
 from .rulesdir import collect_rules, folder_digest
 from .signals import model_signal, read, template_values
@@ -277,6 +278,11 @@ class Monitors:
                 trigger["run_id"] = run_id
             for p in planned:
                 if p["action"] == "pause" and not spec.dry_run:
+                    if p["target"] not in self.registry.pipelines:
+                        # Refused as a trigger of an unknown pipeline is: "paused" was said done, and a pause
+                        # recorded for a name no pipeline had caught a pipeline of that name added weeks later.
+                        p["refused"] = f"no pipeline named {p['target']!r} is loaded: nothing paused"
+                        continue
                     store.pipelines.set_paused(p["target"], True, reason=f"rule {spec.name}: {why}", actor=actor)
                     p["done"] = True
                 elif p["action"] == "block_promotions" and not spec.dry_run:
@@ -290,8 +296,8 @@ class Monitors:
                 rule=spec.name, pipeline=spec.pipeline, episode=new.episode, fired_at=now, outcome="fire",
                 dry_run=spec.dry_run, dedupe_key=key, value=doc.get("value"), threshold=doc.get("threshold"),
                 signal=doc, responses=planned, run_id=run_id,
-                # A refused trigger (an unknown or paused pipeline) is a response that failed, said as one.
-                state="pending" if later else "failed" if trigger is not None and trigger.get("refused") else "done")
+                # A refused trigger (an unknown or paused pipeline) or pause is a response that failed, said as one.
+                state="pending" if later else "failed" if any(p.get("refused") for p in planned) else "done")
             what = ", ".join(_describe(p) for p in planned)
             said = (f"rule {spec.name} fired{' (dry run)' if spec.dry_run else ''}: {spec.describe()}, value "
                     f"{value_text(doc.get('value'))}; {what}")
@@ -362,6 +368,11 @@ class Monitors:
                     p.update(await asyncio.to_thread(_notify, p["argv"], doc, p.get("timeout", 30.0),
                                                      {NOTIFY_MARK: self._mark(firing_id)}))
                     ok = ok and p["exit_code"] == 0
+                    if p["exit_code"] != 0:  # in the journal, where a pager failing for weeks is looked for
+                        last = (p.get("output") or "").strip().splitlines()[-1:]
+                        log.warning("rule %s: notify %s failed: %s", name, printable(" ".join(p["argv"]))[:120],
+                                    p.get("error") or f"exited with code {p['exit_code']}"
+                                    + (f": {printable(last[0])[:200]}" if last else ""))
                 elif p["action"] == "rollback":
                     if self.models is None:
                         raise NotFoundError("no model service in this process")

@@ -487,3 +487,30 @@ def test_a_rule_back_while_the_daemon_runs_does_not_replay_the_runs_of_its_absen
     src = run(daemon, "flaky", fail=True)
     (_rid, params, _actor), = until(lambda: rule_runs(workspace), what="the retrain run of a run after its return")
     assert f":{src}" in params
+
+
+def test_a_pause_of_a_pipeline_that_is_not_loaded_is_refused_and_leaves_no_pause(workspace, daemon) -> None:
+    """A tester's find: `pause = "nosuchpipe"` was recorded done, and the pause it left caught a pipeline of that
+    name added weeks later ("pipeline nosuchpipe is paused (rule ...)")."""
+    workspace.pipeline("flaky", rule(do='[[on.do]]\npause = "nosuchpipe"\n'))
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    last = until(lambda: monitor(daemon)["last_firing"], what="the firing")
+    assert last["state"] == "failed" and "no pipeline named 'nosuchpipe' is loaded" in last["responses"][0]["refused"]
+    workspace.pipeline("nosuchpipe", '[tasks.a]\ncommand = ["true"]\n')
+    daemon.call("reload")
+    assert daemon.call("status")["paused"] == []
+    assert run(daemon, "nosuchpipe") > 0
+
+
+def test_a_failing_notify_is_said_in_the_log_with_its_exit_code_and_last_line(workspace, daemon) -> None:
+    """A tester's find: a notify exiting 3 ("pager: 503 Service Unavailable") left only "rule X fired: notify ..."
+    in the daemon's log, for weeks; `monitors` alone said why."""
+    workspace.pipeline("flaky", rule(do='[[on.do]]\nnotify = ["sh", "-c", "cat > /dev/null; '
+                                        'echo pager: 503 Service Unavailable >&2; exit 3"]\n'))
+    daemon.start()
+    run(daemon, "flaky", fail=True)
+    until(lambda: "notify sh -c" in daemon.output() and "failed: exited with code 3" in daemon.output(),
+          what="the failure in the log")
+    line = next(ln for ln in daemon.output().splitlines() if "failed: exited with code 3" in ln)
+    assert "WARNING" in line and "pager: 503 Service Unavailable" in line, line
