@@ -223,12 +223,18 @@ class Monitors:
         cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None
         source_run = doc.get("run_id")  # the run the signal came from (a model's: the observed batch's, if any)
         actor = f"rule:{spec.name}"
-        if d.action == "fire" and (lacking := lacking_input(spec, values)):
+        if lacking := lacking_input(spec, values):
             # Its responses need the dropped file this run had none of (a manual run of the watched pipeline):
-            # nothing is done, the rule's state (its cooldown) stays as it was, and the event says why.
+            # whatever the run says, nothing is done and the rule's state (its episode, its cooldown) stays as it
+            # was; the event says why. Only a fire was kept from it: a clean run by hand resolved the episode that
+            # held retraining back, and a drifted one spent the cooldown.
+            if d.action == "none":
+                store.rules.save(spec.name, spec.pipeline, asdict(old), signal=doc, cursor=cursor)
+                return "none"
+            would = "fire" if d.action == "fire" else f"{d.action} ({d.reason})"
             said = (f"rule {spec.name}: skipped: its responses use {', '.join('{' + n + '}' for n in lacking)}, and "
                     f"run {source_run} was not started by a dropped file (value {value_text(doc.get('value'))}, "
-                    f"{spec.describe()}); nothing is done, the cooldown is not spent")
+                    f"{spec.describe()}); it would {would}: nothing is done, its state and cooldown stay as they were")
             with store.transaction():
                 store.rules.save(spec.name, spec.pipeline, asdict(old), signal=doc, cursor=cursor)
                 store.events.add("rule_skipped", said, run_id=source_run, actor=actor, ts=now,
