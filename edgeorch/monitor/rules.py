@@ -73,6 +73,9 @@ class History:
     episode_dry_run: bool | None = None
     """Whether the episode's firing was decided in a dry run (None: not known; the rule's ``dry_run`` now is
     used): a rule whose ``dry_run`` was switched off during an episode said that episode "was answered"."""
+    episode_failed: str | None = None
+    """Why the episode's firing failed (a refused trigger, a notify's exit), None when it did not: "was answered"
+    read as done while the retrain it asked for was refused (a paused pipeline)."""
 
 
 @frozen
@@ -163,7 +166,9 @@ def _still_firing(spec: RuleSpec, old: RuleState, at: float, history: History) -
     ago = f" {format_duration(at - old.last_fired_at)} ago" if old.last_fired_at is not None else ""
     # A dry run's episode was decided, never answered (its responses were recorded, not run): said as such.
     dry = spec.dry_run if history.episode_dry_run is None else history.episode_dry_run
-    how = "was decided in a dry run (nothing was done)" if dry else "was answered"
+    how = ("was decided in a dry run (nothing was done)" if dry
+           else f"was answered, but its response failed ({history.episode_failed})" if history.episode_failed
+           else "was answered")
     text = f"still firing: episode {old.episode} {how}{ago}; nothing more is done until the condition clears"
     if spec.cooldown and old.last_fired_at is not None:
         left = spec.cooldown - (at - old.last_fired_at)

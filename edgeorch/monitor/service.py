@@ -215,9 +215,12 @@ class Monitors:
         key = fill(spec.dedupe, values) if spec.dedupe else None
         fired, keys = store.rules.history(spec.name, now - DAY, dry_run=spec.dry_run)
         last = store.rules.firings(spec.name, limit=1) if old.state == "firing" else []
-        episode_dry = bool(last[0]["dry_run"]) if last and last[0].get("episode") == old.episode else None
+        this = last[0] if last and last[0].get("episode") == old.episode else None
+        episode_dry = bool(this["dry_run"]) if this is not None else None
+        failed = _failure_of(this) if this is not None and this.get("state") == "failed" else None
         moved = doc.get("moved_at") if spec.on_model else None  # a new version at the alias: a new episode
-        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys, episode_dry), subject_since=moved,
+        d = evaluate(spec, old, doc.get("value"), now, key=key, history=History(fired, keys, episode_dry, failed),
+                     subject_since=moved,
                      subject=f"{spec.model}@{spec.alias} (now version {doc.get('version')})")
         # The cursor: the newest run (run-based) or model fact (observation, alias move) evaluated.
         cursor = run["id"] if run is not None else doc.get("mark") if spec.on_model else None
@@ -503,6 +506,17 @@ def _notify(argv: list[str], doc: dict[str, Any], timeout: float, env: dict[str,
     if result.timed_out:
         return {"exit_code": None, "error": f"timed out after {timeout:g}s (its process group was killed)"}
     return {"exit_code": result.exit_code, "output": result.output}
+
+
+def _failure_of(firing: dict[str, Any]) -> str:
+    """The first failed response of a failed firing, as its description says it (a refused trigger, a notify's
+    exit), cut to one line."""
+    failed = [p for p in firing.get("responses") or [] if p.get("refused") or p.get("error")
+              or (p.get("action") == "notify" and p.get("exit_code") not in (0, None))]
+    said = _describe(failed[0]) if failed else "see `edgeorch monitors`"
+    if failed and failed[0].get("action") == "notify" and failed[0].get("exit_code") not in (0, None):
+        said = f"{said} exited with code {failed[0]['exit_code']}"
+    return said.splitlines()[0][:200]
 
 
 def _describe(p: dict[str, Any]) -> str:

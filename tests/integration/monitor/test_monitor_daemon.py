@@ -514,3 +514,19 @@ def test_a_failing_notify_is_said_in_the_log_with_its_exit_code_and_last_line(wo
           what="the failure in the log")
     line = next(ln for ln in daemon.output().splitlines() if "failed: exited with code 3" in ln)
     assert "WARNING" in line and "pager: 503 Service Unavailable" in line, line
+
+
+def test_still_firing_says_when_the_episodes_response_failed(workspace, daemon) -> None:
+    """A tester's find: with the retrain pipeline paused for maintenance, the firing's trigger was refused, and each
+    later drifted batch said "still firing: episode 1 was answered", as if the retrain had run."""
+    workspace.pipeline("flaky", rule())
+    workspace.pipeline("retrain", RETRAIN)
+    daemon.start()
+    daemon.call("pipelines.pause", {"name": "retrain", "reason": "maintenance"})
+    run(daemon, "flaky", fail=True)
+    until(lambda: (monitor(daemon)["last_firing"] or {}).get("state") == "failed", what="the failed firing")
+    second = run(daemon, "flaky", fail=True)
+    held = until(lambda: daemon.call("why", {"run": second})["rules"], what="the rule's decision on the second run")
+    assert held[0]["action"] == "still_firing"
+    assert "was answered, but its response failed (trigger retrain refused" in held[0]["message"], held[0]["message"]
+    assert rule_runs(workspace) == []
