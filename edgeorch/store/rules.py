@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from ..model import RunState
+from ..textui import format_timestamp
 from .db import Database
 from .events import write_event
 
@@ -73,7 +74,9 @@ class Rules:
                 " VALUES (?, ?, 'ok', ?, ?, ?, ?) ON CONFLICT(rule) DO UPDATE SET silenced_until = excluded.silenced_until,"
                 " silence_reason = excluded.silence_reason, silence_actor = excluded.silence_actor,"
                 " updated_at = excluded.updated_at", (rule, pipeline, until, reason, actor, now))
-            what = f"rule {rule} silenced until {until:.0f}" if until is not None else f"rule {rule}: silence lifted"
+            # A date, as the CLI's answer says it (the event and the audit record said Unix seconds); ``until`` in data.
+            what = (f"rule {rule} silenced until {format_timestamp(until)}" if until is not None
+                    else f"rule {rule}: silence lifted")
             write_event(self._db, None, None, "rule_silenced" if until is not None else "rule_unsilenced",
                         what + (f": {reason}" if reason else ""), actor, now,
                         {"rule": rule, "pipeline": pipeline, "until": until, "reason": reason})

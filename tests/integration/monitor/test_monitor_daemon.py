@@ -4,6 +4,7 @@ dry runs, silences, freshness, and kill -9 between the decision and the run's cr
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 
@@ -188,6 +189,9 @@ def test_a_silence_holds_back_until_lifted_then_the_rule_answers(workspace, daem
     run(daemon, "flaky", fail=True)
     m = monitor(daemon)
     assert m["state"] == "silenced" and m["silence_reason"] == "maintenance" and rule_runs(workspace) == []
+    # Its event (and audit record) say the end as a date, as the CLI does (they said Unix seconds).
+    said = _event_message(workspace, "rule_silenced")
+    assert re.search(r"silenced until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+: maintenance$", said), said
     daemon.call("monitors.silence", {"rule": "too_many_failures", "until": None})
     run(daemon, "flaky", fail=True)
     until(lambda: rule_runs(workspace), what="the firing after the silence")
@@ -530,3 +534,11 @@ def test_still_firing_says_when_the_episodes_response_failed(workspace, daemon) 
     assert held[0]["action"] == "still_firing"
     assert "was answered, but its response failed (trigger retrain refused" in held[0]["message"], held[0]["message"]
     assert rule_runs(workspace) == []
+
+
+def _event_message(ws, kind: str) -> str:
+    db = sqlite3.connect(ws.state / "edgeorch.db")
+    try:
+        return db.execute("SELECT message FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)).fetchone()[0]
+    finally:
+        db.close()
