@@ -327,7 +327,7 @@ class Monitors:
                 self.requests.start(RunRequest(trigger["target"], trigger["params"], trigger="rule", actor=actor,
                                                source=f"rule {spec.name}", within=record))
             except EdgeorchError as exc:  # refused (paused, unknown pipeline, bad params): recorded, never retried
-                trigger["refused"] = exc.render()
+                trigger["refused"] = exc.one_line()  # a record, a table cell and a log line: no line break
                 with store.transaction():
                     record(None)
         else:
@@ -396,7 +396,7 @@ class Monitors:
                 p["done"] = True
             except (EdgeorchError, OSError) as exc:
                 ok = False
-                p["error"] = exc.render() if isinstance(exc, EdgeorchError) else str(exc)
+                p["error"] = exc.one_line() if isinstance(exc, EdgeorchError) else str(exc)
                 log.warning("rule %s: %s response failed: %s", name, p["action"], p["error"])
         self.store.rules.set_firing(firing_id, state="done" if ok else "failed", responses=planned)
         said = f"rule {name}: responses {'done' if ok else 'failed'}: " + ", ".join(_describe(p) for p in planned)

@@ -533,6 +533,10 @@ def test_still_firing_says_when_the_episodes_response_failed(workspace, daemon) 
     held = until(lambda: daemon.call("why", {"run": second})["rules"], what="the rule's decision on the second run")
     assert held[0]["action"] == "still_firing"
     assert "was answered, but its response failed (trigger retrain refused" in held[0]["message"], held[0]["message"]
+    refused = monitor(daemon)["last_firing"]["responses"][0]["refused"]  # one line: a log's, an event's, a cell's
+    assert "\n" not in refused and "; hint: resume it" in refused, refused
+    fired = next(ln for ln in daemon.output().splitlines() if "rule too_many_failures fired:" in ln)
+    assert "\\n" not in fired, fired  # the log line said a literal "\n  hint:"
     assert rule_runs(workspace) == []
 
 
