@@ -381,7 +381,6 @@ def _wait_cleanup(proc: Any) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        proc.wait()
 
 
 def _spawn_task(req: dict[str, Any], wfd: int) -> int:
