@@ -11,7 +11,7 @@ import time
 from fault_helpers import fill_up
 
 
-def test_disk_full_stops_the_daemon_cleanly_and_a_restart_recovers(workspace, daemon, small_disk):
+def test_disk_full_stops_the_daemon_cleanly_and_a_restart_recovers(workspace, small_disk, daemon):
     workspace.state = small_disk / "var"
     workspace.write_config()
     workspace.pipeline("fill", f"""
@@ -99,12 +99,12 @@ def test_a_daemon_started_on_a_full_disk_says_so_naming_the_file(workspace, smal
     assert "edgeorch.db" in proc.stderr and "move it away" not in proc.stderr and "gc --apply" in proc.stderr
 
 
-def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(workspace, daemon, small_disk):
+def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(workspace, small_disk, daemon):
     """The fire failed with a traceback ('on_fire failed'), nothing recorded it, and it was never run, even with
     catchup = "all": its watermark had moved on in memory.
 
     The disk is filled while the daemon's only writes are fires: the first run's task holds the pipeline's one
-    slot (``max_parallel = 1``) and later runs wait for it, so no attempt starts or ends meanwhile (a write an
+    slot (``max_parallel = 1``, until the test's end) and later runs wait for it, so no attempt starts or ends meanwhile (a write an
     attempt cannot make stops the daemon, exit 4, as meant: filling the disk while a run of `true` ended made
     this test fail under load)."""
     import json
@@ -117,7 +117,7 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
         catchup = "all"
         max_parallel = 1
         [tasks.a]
-        command = ["sleep", "600"]
+        command = ["sh", "-c", "while [ ! -e {pipeline_dir}/go ]; do sleep 0.05; done"]
     """)
     daemon.start()
     filler = small_disk / "filler"
@@ -145,6 +145,7 @@ def test_a_schedules_fire_that_finds_the_disk_full_is_tried_again_not_lost(works
             time.sleep(0.1)
     finally:
         conn.close()
+        (workspace.pipelines / "go").touch()  # the held task ends (small_disk is set up first: torn down last)
     assert "on_fire failed" not in daemon.output()
 
 
