@@ -30,6 +30,7 @@ from edgeorch.control import Client
 from edgeorch.control.auth import AccessPolicy
 from edgeorch.control.refusals import AUDITED_PER_WINDOW, WINDOW_S, Suppressed
 from edgeorch.control.server import owner_slots
+from testclock import SetClock as FakeClock
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="switching to user nobody needs root"),
@@ -189,17 +190,9 @@ def close(st: ServerThread) -> None:
     st.run(st.server.close())
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_refusals_of_one_uid_are_recorded_up_to_a_bound_per_window_and_the_rest_counted(
         make_server: MakeServer) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000_000.0)
     start = clock.now
     st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(daemon_uid=0), clock=clock)
     open_up(st)
@@ -231,7 +224,7 @@ def test_refusals_of_one_uid_are_recorded_up_to_a_bound_per_window_and_the_rest_
 
 def test_a_readers_refused_acts_share_the_same_bound(make_server: MakeServer) -> None:
     st = make_server(ControlConfig(idle_timeout=5.0), policy=AccessPolicy(readers=["nobody"], daemon_uid=0),
-                     clock=FakeClock())
+                     clock=FakeClock(1_000_000.0))
     open_up(st)
     replies = as_nobody(st.path, *(req("act", i) for i in range(AUDITED_PER_WINDOW + 4)))
     assert [r["error"]["code"] for r in replies] == ["permission_denied"] * (AUDITED_PER_WINDOW + 4)

@@ -24,15 +24,7 @@ from edgeorch.audit.sealer import Sealer, SealService
 from edgeorch.audit.source import StoreSource, verify_source
 from edgeorch.errors import ConflictError
 from edgeorch.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        self.t += 1.0
-        return self.t
+from testclock import TickingClock as Clock
 
 
 class Log:

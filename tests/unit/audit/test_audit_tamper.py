@@ -21,15 +21,7 @@ from edgeorch.audit import keyfile
 from edgeorch.audit.keyfile import KeyState
 from edgeorch.audit.keys import key_at
 from edgeorch.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        self.t += 1.0
-        return self.t
+from testclock import TickingClock as Clock
 
 
 @pytest.fixture

@@ -7,14 +7,7 @@ import pytest
 from edgeorch.control.auth import AccessPolicy, Peer
 from edgeorch.control.refusals import RefusalLimiter, Suppressed
 from edgeorch.control.server import owner_slots
-
-
-class Clock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from testclock import SetClock
 
 
 def admit_many(limiter: RefusalLimiter, uid: int, n: int) -> list[bool]:
@@ -27,7 +20,7 @@ def admit_many(limiter: RefusalLimiter, uid: int, n: int) -> list[bool]:
 
 
 def test_the_first_refusals_of_a_window_are_recorded_the_rest_counted() -> None:
-    clock = Clock()
+    clock = SetClock(100.0)
     limiter = RefusalLimiter(limit=3, window=60, clock=clock)
     assert admit_many(limiter, 7, 5) == [True, True, True, False, False]
     assert limiter.next_end() == 160
@@ -38,7 +31,7 @@ def test_the_first_refusals_of_a_window_are_recorded_the_rest_counted() -> None:
 
 
 def test_the_next_refusal_after_the_window_gets_the_count_first_and_is_recorded() -> None:
-    clock = Clock()
+    clock = SetClock(100.0)
     limiter = RefusalLimiter(limit=1, window=10, clock=clock)
     admit_many(limiter, 7, 3)
     clock.now = 135
@@ -48,7 +41,7 @@ def test_the_next_refusal_after_the_window_gets_the_count_first_and_is_recorded(
 
 
 def test_each_uid_has_its_own_window() -> None:
-    clock = Clock()
+    clock = SetClock(100.0)
     limiter = RefusalLimiter(limit=2, window=60, clock=clock)
     assert admit_many(limiter, 1, 3) == [True, True, False]
     clock.now = 130
@@ -61,7 +54,7 @@ def test_each_uid_has_its_own_window() -> None:
 
 
 def test_a_window_without_suppressed_refusals_gives_no_count() -> None:
-    clock = Clock()
+    clock = SetClock(100.0)
     limiter = RefusalLimiter(limit=5, window=60, clock=clock)
     admit_many(limiter, 1, 5)
     clock.now = 1000
@@ -69,7 +62,7 @@ def test_a_window_without_suppressed_refusals_gives_no_count() -> None:
 
 
 def test_a_clock_set_back_ends_the_window() -> None:
-    clock = Clock(1000)
+    clock = SetClock(1000)
     limiter = RefusalLimiter(limit=1, window=60, clock=clock)
     admit_many(limiter, 1, 2)
     clock.now = 500  # a wall clock set back: the uid is not silenced until 1060
@@ -78,7 +71,7 @@ def test_a_clock_set_back_ends_the_window() -> None:
 
 
 def test_drain_gives_counts_of_windows_not_ended() -> None:
-    clock = Clock()
+    clock = SetClock(100.0)
     limiter = RefusalLimiter(limit=1, window=60, clock=clock)
     admit_many(limiter, 9, 4)
     clock.now = 130
@@ -95,7 +88,7 @@ def test_the_summary_says_how_many_and_whose() -> None:
 @pytest.mark.parametrize(("limit", "window"), [(0, 60), (1, 0)])
 def test_a_limit_that_records_nothing_is_refused(limit: int, window: float) -> None:
     with pytest.raises(ValueError):
-        RefusalLimiter(limit=limit, window=window, clock=Clock())
+        RefusalLimiter(limit=limit, window=window, clock=SetClock(100.0))
 
 
 @pytest.mark.parametrize(("max_clients", "kept"), [(1, 0), (2, 1), (4, 2), (16, 8), (64, 8), (1024, 8)])

@@ -12,19 +12,12 @@ from edgeorch.retention import HoldQuery
 from edgeorch.retention.holds import collect_holds
 from edgeorch.store import NewAttempt, Store
 from edgeorch.store.retention import KEPT_TABLES, RUN_TABLES
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from testclock import SetClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SetClock:
+    return SetClock(1000.0)
 
 
 @pytest.fixture

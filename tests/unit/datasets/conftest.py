@@ -8,16 +8,7 @@ import pytest
 
 from edgeorch.datasets import service
 from edgeorch.store import Store
-
-
-class Clock:
-    """A clock a test sets (``clock.now = ...``)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from testclock import SetClock as Clock
 
 
 @pytest.fixture

@@ -19,16 +19,9 @@ from edgeorch.store.store import Store
 from edgeorch.triggers.drop.claim import make_claim_folder
 from edgeorch.triggers.drop.retry import restore_inputs_for_retry
 from edgeorch.triggers.drop.service import DropFolders
+from testclock import SetClock as Clock
 
 KEEP = 100.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
